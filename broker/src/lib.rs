@@ -1,0 +1,1 @@
+//! The rill broker node. Built in the broker issue.

@@ -1,0 +1,1 @@
+//! The rill client library. Built in the client issue.

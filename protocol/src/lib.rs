@@ -1,0 +1,213 @@
+//! rill's wire formats, shared by `storage`, `broker` and `client`.
+//!
+//! Today: the record batch codec. Records travel and rest in Kafka's RecordBatch v2 (magic 2), byte
+//! for byte ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
+//! The gRPC API generated from `proto/` joins this crate in the broker issue.
+//!
+//! Invariants:
+//! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
+//!   returns. The broker only patches `base_offset` and `partition_leader_epoch`, which the CRC-32C
+//!   does not cover, so appending never re-encodes or re-hashes a batch.
+//! - Decoding never panics and never allocates in proportion to a length field it has not checked
+//!   against the bytes actually present: every malformed input is a [`BatchError`].
+//! - This crate does no I/O and knows nothing of storage, the broker or the client.
+
+pub mod batch;
+pub mod record;
+pub mod varint;
+
+pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, TimestampType};
+pub use record::{Header, Record, RecordBatchBuilder, RecordView};
+
+/// Why bytes are not a valid v2 record batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch truncated: needs {needed} bytes, only {available} present")]
+    Truncated { needed: usize, available: usize },
+    #[error("unsupported batch magic {0}: only record batch v2 (magic 2) is accepted")]
+    UnsupportedMagic(i8),
+    #[error("batch length field {batch_length} is below the minimum of {min}")]
+    BadLength { batch_length: i32, min: i32 },
+    #[error("batch length field says {declared} bytes but {actual} were sent")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("batch declares {declared} records but holds {actual}")]
+    RecordCountMismatch { declared: i32, actual: i32 },
+    #[error("record count {record_count} does not fit last offset delta {last_offset_delta}")]
+    BadRecordCount { record_count: i32, last_offset_delta: i32 },
+    #[error("bad offset delta {0}: deltas must be non-negative, increasing, and end at the last offset delta")]
+    BadOffsetDelta(i32),
+    #[error("unknown compression codec {0} in batch attributes (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)")]
+    UnknownCompression(u8),
+    #[error("records compressed with {0:?} cannot be decoded here")]
+    UnsupportedCompression(Compression),
+    #[error("malformed record: {0}")]
+    MalformedRecord(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn record(key: Option<&[u8]>, value: &[u8], ts: i64) -> Record {
+        Record {
+            key: key.map(<[u8]>::to_vec),
+            value: Some(value.to_vec()),
+            headers: vec![Header { key: "h".into(), value: Some(b"v".to_vec()) }],
+            timestamp_ms: ts,
+        }
+    }
+
+    fn built(records: &[Record]) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::default();
+        for r in records {
+            builder.push(r);
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn encodes_the_kafka_v2_layout_field_by_field() {
+        // One record, key null, value "hello", no headers: each field where Kafka's DefaultRecordBatch
+        // and DefaultRecord put it.
+        let r = Record { key: None, value: Some(b"hello".to_vec()), headers: vec![], timestamp_ms: 1_700_000_000_000 };
+        let bytes = built(&[r]);
+        assert_eq!(&bytes[0..8], &0i64.to_be_bytes());
+        assert_eq!(i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize, bytes.len() - 12);
+        assert_eq!(&bytes[12..16], &(-1i32).to_be_bytes());
+        assert_eq!(bytes[16], 2);
+        assert_eq!(&bytes[27..35], &1_700_000_000_000i64.to_be_bytes());
+        assert_eq!(&bytes[57..61], &1i32.to_be_bytes());
+        // Record: length 11, attributes 0, ts delta 0, offset delta 0, key -1, value len 5, "hello", 0 headers.
+        assert_eq!(&bytes[61..], &[0x16, 0, 0, 0, 0x01, 0x0a, b'h', b'e', b'l', b'l', b'o', 0]);
+        let crc = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
+        assert_eq!(crc, crc32c::crc32c(&bytes[21..]));
+    }
+
+    #[test]
+    fn validate_accepts_what_the_builder_builds_and_records_decode_back() {
+        let records = vec![record(Some(b"k1"), b"v1", 1000), record(None, b"", 999), record(Some(b""), b"x", 2000)];
+        let bytes = built(&records);
+        let header = validate(&bytes).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.max_timestamp, 2000);
+        let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+        let decoded: Vec<Record> = batch.records().unwrap().map(|r| r.unwrap().to_record()).collect();
+        assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn patching_offset_and_epoch_keeps_the_crc_valid() {
+        let mut bytes = built(&[record(None, b"v", 5)]);
+        batch::set_base_offset(&mut bytes, 1234);
+        batch::set_partition_leader_epoch(&mut bytes, 7);
+        let header = validate(&bytes).unwrap();
+        assert_eq!((header.base_offset, header.partition_leader_epoch), (1234, 7));
+        let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+        assert_eq!(batch.records().unwrap().next().unwrap().unwrap().offset, 1234);
+    }
+
+    #[test]
+    fn every_single_byte_flip_in_the_crc_range_is_caught() {
+        let bytes = built(&[record(Some(b"key"), b"value", 42), record(None, b"second", 43)]);
+        for at in batch::MAGIC_AT..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(validate(&damaged).is_err(), "flip at byte {at} was accepted");
+        }
+    }
+
+    #[test]
+    fn lies_about_length_or_count_are_rejected() {
+        let bytes = built(&[record(None, b"v", 1)]);
+        assert!(matches!(validate(&bytes[..bytes.len() - 1]), Err(BatchError::LengthMismatch { .. })));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(validate(&longer), Err(BatchError::LengthMismatch { .. })));
+        // A header claiming two records over one: fix the CRC so only the count is wrong.
+        let mut header = validate(&bytes).unwrap();
+        header.record_count = 2;
+        header.last_offset_delta = 1;
+        let mut lying = bytes.clone();
+        record::write_header(&mut lying, &header);
+        assert!(matches!(validate(&lying), Err(BatchError::RecordCountMismatch { .. })));
+        assert!(matches!(validate(&bytes[..30]), Err(BatchError::Truncated { .. })));
+    }
+
+    #[test]
+    fn batch_iter_splits_consecutive_batches_and_reports_a_torn_tail() {
+        let a = built(&[record(None, b"a", 1)]);
+        let b = built(&[record(None, b"b", 2), record(None, b"c", 3)]);
+        let mut joined = [a.clone(), b.clone()].concat();
+        let batches: Vec<_> = BatchIter::new(Bytes::from(joined.clone())).collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(&batches[1].bytes[..], &b[..]);
+        joined.truncate(joined.len() - 3);
+        let results: Vec<_> = BatchIter::new(Bytes::from(joined)).collect();
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(BatchError::Truncated { .. })));
+    }
+
+    fn arb_record() -> impl Strategy<Value = Record> {
+        let bytes = proptest::collection::vec(any::<u8>(), 0..64);
+        let header = ("[a-z]{0,8}", proptest::option::of(bytes.clone()))
+            .prop_map(|(key, value)| Header { key, value });
+        (
+            proptest::option::of(bytes.clone()),
+            proptest::option::of(bytes),
+            proptest::collection::vec(header, 0..4),
+            -1_000_000i64..4_000_000_000_000,
+        )
+            .prop_map(|(key, value, headers, timestamp_ms)| Record { key, value, headers, timestamp_ms })
+    }
+
+    proptest! {
+        #[test]
+        fn any_records_round_trip(records in proptest::collection::vec(arb_record(), 1..20), base in 0i64..1 << 40) {
+            let mut builder = RecordBatchBuilder::default();
+            let mut predicted = batch::HEADER_BYTES;
+            for r in &records {
+                predicted += builder.record_bytes(r);
+                builder.push(r);
+            }
+            prop_assert_eq!(builder.encoded_bytes(), predicted);
+            let mut bytes = builder.build();
+            batch::set_base_offset(&mut bytes, base);
+            let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+            prop_assert_eq!(batch.header.last_offset(), base + records.len() as i64 - 1);
+            let decoded: Vec<RecordView> = batch.records().unwrap().collect::<Result<_, _>>().unwrap();
+            for (i, (view, original)) in decoded.iter().zip(&records).enumerate() {
+                prop_assert_eq!(view.offset, base + i as i64);
+                prop_assert_eq!(&view.to_record(), original);
+            }
+        }
+
+        #[test]
+        fn validating_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = validate(&bytes);
+            for batch in BatchIter::new(Bytes::from(bytes)) {
+                if let Ok(batch) = batch {
+                    if let Ok(records) = batch.records() {
+                        records.for_each(drop);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn validating_mutated_batches_never_panics(
+            records in proptest::collection::vec(arb_record(), 1..5),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut bytes = built(&records);
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            let _ = validate(&bytes);
+        }
+    }
+}

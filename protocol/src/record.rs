@@ -1,0 +1,315 @@
+//! Records inside a v2 batch, and the builder that encodes them into one.
+//!
+//! A record is: length (varint, bytes after it), attributes (i8, unused, 0), timestamp delta
+//! (varlong, from the batch's base timestamp), offset delta (varint, from the base offset), key
+//! length (varint, -1 for null) and key, value length (varint, -1 for null) and value, header count
+//! (varint), then per header: key length (varint) and UTF-8 key, value length (varint, -1 for null)
+//! and value.
+
+use crate::batch::{self, Compression, BatchHeader, HEADER_BYTES, MAGIC_V2};
+use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
+use crate::BatchError;
+
+/// A record as a producer builds it and a consumer receives it, borrowing nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A record decoded in place from a batch: its fields borrow the batch's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset: i64,
+    pub offset_delta: i32,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+impl RecordView<'_> {
+    pub fn to_record(&self) -> Record {
+        Record {
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self
+                .headers
+                .iter()
+                .map(|(key, value)| Header { key: (*key).to_owned(), value: value.map(<[u8]>::to_vec) })
+                .collect(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// Iterates the records section of an uncompressed batch. Stops with an error at the first record
+/// that does not parse; never reads past `buf`.
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
+    base_offset: i64,
+    base_timestamp: i64,
+}
+
+impl<'a> RecordIter<'a> {
+    pub fn new(records: &'a [u8], base_offset: i64, base_timestamp: i64) -> Self {
+        Self { rest: records, base_offset, base_timestamp }
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let parsed = parse_record(self.rest, self.base_offset, self.base_timestamp);
+        match parsed {
+            Ok((record, used)) => {
+                self.rest = &self.rest[used..];
+                Some(Ok(record))
+            }
+            Err(err) => {
+                self.rest = &[];
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+/// A cursor over one record's bytes; every read is bounds-checked.
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let (v, n) = get_varint(self.buf)?;
+        self.buf = &self.buf[n..];
+        Ok(v)
+    }
+
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let (v, n) = get_varlong(self.buf)?;
+        self.buf = &self.buf[n..];
+        Ok(v)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
+        if n > self.buf.len() {
+            return Err(BatchError::MalformedRecord("field longer than the record"));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    /// A length-prefixed byte field; length -1 is null.
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+        match self.varint()? {
+            -1 => Ok(None),
+            len if len < -1 => Err(BatchError::MalformedRecord("negative field length")),
+            len => self.take(len as usize).map(Some),
+        }
+    }
+}
+
+fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(RecordView<'_>, usize), BatchError> {
+    let (length, prefix) = get_varint(buf)?;
+    if length < 0 {
+        return Err(BatchError::MalformedRecord("negative record length"));
+    }
+    let end = prefix + length as usize;
+    if end > buf.len() {
+        return Err(BatchError::MalformedRecord("record longer than its batch"));
+    }
+    let mut cur = Cursor { buf: &buf[prefix..end] };
+    let _attributes = cur.take(1)?;
+    let timestamp_delta = cur.varlong()?;
+    let offset_delta = cur.varint()?;
+    if offset_delta < 0 {
+        return Err(BatchError::BadOffsetDelta(offset_delta));
+    }
+    let key = cur.nullable_bytes()?;
+    let value = cur.nullable_bytes()?;
+    let header_count = cur.varint()?;
+    if header_count < 0 {
+        return Err(BatchError::MalformedRecord("negative header count"));
+    }
+    // Each header takes at least two bytes, so a count above that bound is a lie; checking it first
+    // keeps a hostile count from reserving memory.
+    if header_count as usize > cur.buf.len() / 2 {
+        return Err(BatchError::MalformedRecord("header count larger than the record"));
+    }
+    let mut headers = Vec::with_capacity(header_count as usize);
+    for _ in 0..header_count {
+        let key = cur
+            .nullable_bytes()?
+            .ok_or(BatchError::MalformedRecord("null header key"))?;
+        let key = std::str::from_utf8(key).map_err(|_| BatchError::MalformedRecord("header key is not UTF-8"))?;
+        headers.push((key, cur.nullable_bytes()?));
+    }
+    if !cur.buf.is_empty() {
+        return Err(BatchError::MalformedRecord("record has bytes after its last header"));
+    }
+    let record = RecordView {
+        offset: base_offset.saturating_add(i64::from(offset_delta)),
+        offset_delta,
+        timestamp_ms: base_timestamp.saturating_add(timestamp_delta),
+        key,
+        value,
+        headers,
+    };
+    Ok((record, end))
+}
+
+/// Encodes records into one uncompressed v2 batch, straight into its output buffer.
+///
+/// The base offset is 0 and the partition leader epoch is [`batch::NO_PARTITION_LEADER_EPOCH`]:
+/// the broker stamps both on append without touching the CRC.
+pub struct RecordBatchBuilder {
+    buf: Vec<u8>,
+    record_count: i32,
+    base_timestamp: Option<i64>,
+    max_timestamp: i64,
+}
+
+impl Default for RecordBatchBuilder {
+    fn default() -> Self {
+        Self::with_capacity(4096)
+    }
+}
+
+impl RecordBatchBuilder {
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER_BYTES));
+        buf.resize(HEADER_BYTES, 0);
+        Self { buf, record_count: 0, base_timestamp: None, max_timestamp: i64::MIN }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.record_count as usize
+    }
+
+    /// Bytes the batch would take if built now.
+    pub fn encoded_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes `record` would add to the batch.
+    pub fn record_bytes(&self, record: &Record) -> usize {
+        let body = record_body_len(record, self.timestamp_delta(record.timestamp_ms), self.record_count);
+        varlong_len(body as i64) + body
+    }
+
+    fn timestamp_delta(&self, timestamp_ms: i64) -> i64 {
+        timestamp_ms.wrapping_sub(self.base_timestamp.unwrap_or(timestamp_ms))
+    }
+
+    /// Appends one record. Records get consecutive offset deltas from 0.
+    pub fn push(&mut self, record: &Record) {
+        let base = *self.base_timestamp.get_or_insert(record.timestamp_ms);
+        let timestamp_delta = record.timestamp_ms.wrapping_sub(base);
+        let offset_delta = self.record_count;
+        let body = record_body_len(record, timestamp_delta, offset_delta);
+        put_varint(&mut self.buf, body as i32);
+        self.buf.push(0); // record attributes: unused in v2
+        put_varlong(&mut self.buf, timestamp_delta);
+        put_varint(&mut self.buf, offset_delta);
+        put_nullable(&mut self.buf, record.key.as_deref());
+        put_nullable(&mut self.buf, record.value.as_deref());
+        put_varint(&mut self.buf, record.headers.len() as i32);
+        for header in &record.headers {
+            put_nullable(&mut self.buf, Some(header.key.as_bytes()));
+            put_nullable(&mut self.buf, header.value.as_deref());
+        }
+        self.record_count += 1;
+        self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
+    }
+
+    /// Finishes the header (lengths, timestamps, CRC) and returns the batch bytes.
+    pub fn build(mut self) -> Vec<u8> {
+        let base_timestamp = self.base_timestamp.unwrap_or(0);
+        let max_timestamp = if self.record_count == 0 { base_timestamp } else { self.max_timestamp };
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_length: (self.buf.len() - batch::LOG_OVERHEAD) as i32,
+            partition_leader_epoch: batch::NO_PARTITION_LEADER_EPOCH,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes: Compression::None.attribute_bits(),
+            last_offset_delta: (self.record_count - 1).max(0),
+            base_timestamp,
+            max_timestamp,
+            producer_id: batch::NO_PRODUCER_ID,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: self.record_count,
+        };
+        write_header(&mut self.buf, &header);
+        self.buf
+    }
+}
+
+/// Writes `header` over the first `HEADER_BYTES` of `buf` and sets the CRC over the rest.
+pub fn write_header(buf: &mut [u8], header: &BatchHeader) {
+    buf[0..8].copy_from_slice(&header.base_offset.to_be_bytes());
+    buf[8..12].copy_from_slice(&header.batch_length.to_be_bytes());
+    buf[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    buf[16] = header.magic as u8;
+    buf[21..23].copy_from_slice(&header.attributes.to_be_bytes());
+    buf[23..27].copy_from_slice(&header.last_offset_delta.to_be_bytes());
+    buf[27..35].copy_from_slice(&header.base_timestamp.to_be_bytes());
+    buf[35..43].copy_from_slice(&header.max_timestamp.to_be_bytes());
+    buf[43..51].copy_from_slice(&header.producer_id.to_be_bytes());
+    buf[51..53].copy_from_slice(&header.producer_epoch.to_be_bytes());
+    buf[53..57].copy_from_slice(&header.base_sequence.to_be_bytes());
+    buf[57..61].copy_from_slice(&header.record_count.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[batch::CRC_COVERS_FROM..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn nullable_len(field: Option<&[u8]>) -> usize {
+    match field {
+        None => 1,
+        Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
+    }
+}
+
+fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        None => put_varint(out, -1),
+        Some(bytes) => {
+            put_varint(out, bytes.len() as i32);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+fn record_body_len(record: &Record, timestamp_delta: i64, offset_delta: i32) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref()))
+        .sum();
+    1 + varlong_len(timestamp_delta)
+        + varlong_len(i64::from(offset_delta))
+        + nullable_len(record.key.as_deref())
+        + nullable_len(record.value.as_deref())
+        + varlong_len(record.headers.len() as i64)
+        + headers
+}

@@ -41,6 +41,7 @@ mod node;
 mod offsets;
 mod partition;
 mod registry;
+mod request_limit;
 mod server;
 mod service;
 

@@ -17,6 +17,7 @@ use crate::error::BrokerError;
 use crate::node::Node;
 use crate::offsets::OffsetStore;
 use crate::registry::Registry;
+use crate::request_limit::oversized_request_is_resource_exhausted;
 use crate::service::RillService;
 
 /// Framing a produce or fetch message adds around its record bytes (topic name, fields, gRPC prefix).
@@ -88,6 +89,7 @@ impl Broker {
             .max_concurrent_streams(config.max_concurrent_streams)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(tower::util::MapResponseLayer::new(oversized_request_is_resource_exhausted))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(

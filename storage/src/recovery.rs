@@ -64,8 +64,9 @@ impl IndexCursor {
         earned
     }
 
-    /// The cursor just before the batch of an offset index entry (which reset the byte count),
-    /// given the newest time index entry: where a rescan of a segment's tail starts.
+    /// The cursor just before the batch of the newest offset index entry (or the segment's first
+    /// batch), given the newest time index entry: where a rescan of a segment's tail starts. The
+    /// byte count is zero at both: an entry resets it, and a segment starts with it.
     pub fn at_index_entry(last_time_entry: Option<i64>) -> Self {
         let last_time_entry = last_time_entry.unwrap_or(i64::MIN);
         Self {

@@ -245,11 +245,9 @@ mod tests {
         #[test]
         fn validating_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = validate(&bytes);
-            for batch in BatchIter::new(Bytes::from(bytes)) {
-                if let Ok(batch) = batch {
-                    if let Ok(records) = batch.records() {
-                        records.for_each(drop);
-                    }
+            for batch in BatchIter::new(Bytes::from(bytes)).flatten() {
+                if let Ok(records) = batch.records() {
+                    records.for_each(drop);
                 }
             }
         }

@@ -420,7 +420,11 @@ impl Segment {
     pub fn seal(&self, cursor: &mut IndexCursor) -> Result<()> {
         if let Some(entry) = cursor.final_time_entry() {
             let mut time_index = write_lock(&self.time_index);
-            if !time_index.is_full() && time_index.last().is_none_or(|last| last.offset < entry.offset) {
+            if !time_index.is_full()
+                && time_index
+                    .last()
+                    .is_none_or(|last| last.offset < entry.offset)
+            {
                 time_index.append(entry);
             }
         }
@@ -450,8 +454,16 @@ impl Segment {
         let last_time_entry = read_lock(&self.time_index).last().map(|e| e.timestamp);
         let cursor = IndexCursor::at_index_entry(last_time_entry);
         let start = match read_lock(&self.offset_index).last() {
-            Some(entry) => ScanStart { position: u64::from(entry.position), offset: entry.offset, cursor },
-            None => ScanStart { position: 0, offset: self.base_offset, cursor },
+            Some(entry) => ScanStart {
+                position: u64::from(entry.position),
+                offset: entry.offset,
+                cursor,
+            },
+            None => ScanStart {
+                position: 0,
+                offset: self.base_offset,
+                cursor,
+            },
         };
         let scan = recovery::scan(&self.file, &self.log_path, start, interval, epochs, None)?;
         if let Some(damage) = &scan.damage {

@@ -2,16 +2,20 @@
 //! `.timeindex` maps timestamps to offsets. Both are Kafka's layouts: fixed-size big-endian entries,
 //! no header, offsets stored relative to the segment's base offset.
 //!
-//! An active index is preallocated to `index_max_bytes` and mapped once, so appending an entry is a
-//! store into memory; sealing trims the file to its entries. Index files are a cache of what the
+//! An active index is preallocated (sparse) to `index_max_bytes` and mapped once for lookups;
+//! sealing trims the file to its entries. Entries are written with `pwrite`, not through the
+//! mapping: a store into a mapped page of a sparse file on a full disk is a SIGBUS that kills the
+//! broker, while `pwrite` returns ENOSPC. Linux's page cache makes the write visible to the mapping
+//! at once. Index files are a cache of what the
 //! `.log` holds: loading checks that the entries are plausible, and the caller rebuilds from the log
 //! when they are not. They are never fsynced on the append path; a crash rebuilds them.
 
 use std::fs::{File, OpenOptions};
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::Mmap;
 
 use crate::{Result, StorageError};
 
@@ -114,7 +118,7 @@ pub(crate) struct MmapIndex<E> {
     path: PathBuf,
     file: File,
     /// `None` while the file is empty: a zero-length mapping is not portable.
-    mmap: Option<MmapMut>,
+    mmap: Option<Mmap>,
     entries: usize,
     base_offset: i64,
     _entry: PhantomData<E>,
@@ -195,10 +199,9 @@ impl<E: IndexEntry> MmapIndex<E> {
     fn map(&mut self, len: u64) -> Result<()> {
         self.mmap = None;
         if len > 0 {
-            // SAFETY: the file is private to this log and only this process maps or resizes it; the
-            // mapping is dropped before every resize.
-            let mmap =
-                unsafe { MmapMut::map_mut(&self.file) }.map_err(StorageError::io(&self.path))?;
+            // SAFETY: the file is private to this log and only this process resizes it; the mapping is
+            // dropped before every resize, so it never reaches past the end of the file.
+            let mmap = unsafe { Mmap::map(&self.file) }.map_err(StorageError::io(&self.path))?;
             self.mmap = Some(mmap);
         }
         Ok(())
@@ -236,13 +239,17 @@ impl<E: IndexEntry> MmapIndex<E> {
     }
 
     /// Appends an entry; the caller checks `is_full` first and rolls the segment when it is.
-    pub fn append(&mut self, entry: E) {
+    pub fn append(&mut self, entry: E) -> Result<()> {
         debug_assert!(self.last().is_none_or(|l| entry.offset() > l.offset()));
-        let at = self.entries * E::BYTES;
-        let base = self.base_offset;
-        let mmap = self.mmap.as_mut().expect("a non-full index is mapped");
-        entry.encode(&mut mmap[at..at + E::BYTES], base);
+        debug_assert!(!self.is_full());
+        let mut buf = [0u8; 16];
+        entry.encode(&mut buf[..E::BYTES], self.base_offset);
+        let at = (self.entries * E::BYTES) as u64;
+        self.file
+            .write_all_at(&buf[..E::BYTES], at)
+            .map_err(StorageError::io(&self.path))?;
         self.entries += 1;
+        Ok(())
     }
 
     /// The last entry whose key is `<= key`, if any.
@@ -285,11 +292,7 @@ impl<E: IndexEntry> MmapIndex<E> {
         Ok(())
     }
 
-    /// Writes dirty pages of the mapping to the file.
-    pub fn flush(&self) -> Result<()> {
-        if let Some(mmap) = &self.mmap {
-            mmap.flush().map_err(StorageError::io(&self.path))?;
-        }
+    pub fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(StorageError::io(&self.path))
     }
 }
@@ -304,10 +307,12 @@ mod tests {
         let path = dir.path().join("0.index");
         let mut index = OffsetIndex::create(&path, 100, 1024).unwrap();
         for (i, offset) in [100, 110, 130].into_iter().enumerate() {
-            index.append(OffsetEntry {
-                offset,
-                position: i as u32 * 4096,
-            });
+            index
+                .append(OffsetEntry {
+                    offset,
+                    position: i as u32 * 4096,
+                })
+                .unwrap();
         }
         assert_eq!(index.floor(99), None);
         assert_eq!(index.floor(100).unwrap().offset, 100);
@@ -321,14 +326,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
         let mut index = TimeIndex::create(&path, 50, 1200).unwrap();
-        index.append(TimeEntry {
-            timestamp: 10,
-            offset: 50,
-        });
-        index.append(TimeEntry {
-            timestamp: 20,
-            offset: 60,
-        });
+        index
+            .append(TimeEntry {
+                timestamp: 10,
+                offset: 50,
+            })
+            .unwrap();
+        index
+            .append(TimeEntry {
+                timestamp: 20,
+                offset: 60,
+            })
+            .unwrap();
         index.trim().unwrap();
         drop(index);
         let loaded = TimeIndex::load(&path, 50, 70, |_| true).unwrap();

@@ -357,13 +357,22 @@ impl Log {
         Ok(())
     }
 
-    fn segments_snapshot_from(&self, offset: i64) -> Vec<Arc<Segment>> {
+    /// The segment that would hold `offset`: the last whose base is at or below it (else the first).
+    fn segment_at(&self, offset: i64) -> Option<Arc<Segment>> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        let first = segments
+        segments
             .range(..=offset)
             .next_back()
-            .map_or(i64::MIN, |(base, _)| *base);
-        segments.range(first..).map(|(_, s)| s.clone()).collect()
+            .or_else(|| segments.iter().next())
+            .map(|(_, s)| s.clone())
+    }
+
+    fn segment_after(&self, base_offset: i64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments
+            .range(base_offset + 1..)
+            .next()
+            .map(|(_, s)| s.clone())
     }
 
     fn out_of_range(&self, offset: i64) -> StorageError {
@@ -391,11 +400,13 @@ impl Log {
         if offset == high_watermark {
             return Ok(result);
         }
-        for segment in self.segments_snapshot_from(offset) {
-            if let Some(batches) = segment.read(offset, max_bytes, high_watermark)? {
+        let mut segment = self.segment_at(offset);
+        while let Some(current) = segment {
+            if let Some(batches) = current.read(offset, max_bytes, high_watermark)? {
                 result.batches = batches;
                 return Ok(result);
             }
+            segment = self.segment_after(current.base_offset());
         }
         Ok(result)
     }
@@ -404,10 +415,12 @@ impl Log {
     /// older. Segments whose newest record is older are skipped without being read.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>> {
         let high_watermark = self.high_watermark();
-        for segment in self.segments_snapshot_from(self.log_start_offset()) {
-            if let Some(offset) = segment.offset_for_timestamp(timestamp_ms, high_watermark)? {
+        let mut segment = self.segment_at(self.log_start_offset());
+        while let Some(current) = segment {
+            if let Some(offset) = current.offset_for_timestamp(timestamp_ms, high_watermark)? {
                 return Ok(Some(offset.max(self.log_start_offset())));
             }
+            segment = self.segment_after(current.base_offset());
         }
         Ok(None)
     }
@@ -417,7 +430,8 @@ impl Log {
     /// many were deleted; the log start offset moves to the first segment left.
     pub fn enforce_retention(&self) -> Result<usize> {
         let now = self.clock.now_ms();
-        let _writer = lock(&self.writer);
+        // No writer lock: only sealed segments are candidates, a roll only adds segments after them,
+        // and deleting files a concurrent truncation already removed is harmless.
         let doomed: Vec<Arc<Segment>> = {
             let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
             let mut total: u64 = segments.values().map(|s| s.size()).sum();
@@ -569,13 +583,13 @@ impl Log {
         Ok(())
     }
 
-    /// Removes the partition's directory and everything in it.
-    pub fn delete(self) -> Result<()> {
+    /// Removes the partition's directory and everything in it; later calls fail with `Closed`.
+    /// Readers in the middle of a read finish it: open files outlive their names.
+    pub fn delete(&self) -> Result<()> {
+        let _writer = lock(&self.writer);
         self.is_closed.store(true, Ordering::Release);
-        let dir = self.dir.clone();
-        drop(self);
-        fs::remove_dir_all(&dir).map_err(StorageError::io(&dir))?;
-        if let Some(parent) = dir.parent() {
+        fs::remove_dir_all(&self.dir).map_err(StorageError::io(&self.dir))?;
+        if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
         }
         Ok(())

@@ -159,10 +159,10 @@ impl Segment {
         let mut time_index =
             TimeIndex::create(&time_index_path, base_offset, mode.index_max_bytes)?;
         for entry in &scan.offset_entries {
-            offset_index.append(*entry);
+            offset_index.append(*entry)?;
         }
         for entry in &scan.time_entries {
-            time_index.append(*entry);
+            time_index.append(*entry)?;
         }
         let segment = Self {
             base_offset,
@@ -235,11 +235,17 @@ impl Segment {
                 .store(header.max_timestamp, Ordering::Relaxed);
         }
         let (offset_entry, time_entry) = cursor.on_batch(header, position as u32, interval);
+        // An index entry that cannot be written (disk full) is skipped, not fatal: the batch is
+        // already in the log, and lookups only walk further from an earlier entry.
         if let Some(entry) = offset_entry {
-            write_lock(&self.offset_index).append(entry);
+            if let Err(e) = write_lock(&self.offset_index).append(entry) {
+                tracing::warn!(path = %self.log_path.display(), error = %e, "skipped an offset index entry");
+            }
         }
         if let Some(entry) = time_entry {
-            write_lock(&self.time_index).append(entry);
+            if let Err(e) = write_lock(&self.time_index).append(entry) {
+                tracing::warn!(path = %self.log_path.display(), error = %e, "skipped a time index entry");
+            }
         }
         self.max_timestamp
             .fetch_max(header.max_timestamp, Ordering::AcqRel);
@@ -425,7 +431,7 @@ impl Segment {
                     .last()
                     .is_none_or(|last| last.offset < entry.offset)
             {
-                time_index.append(entry);
+                time_index.append(entry)?;
             }
         }
         self.sync()?;
@@ -435,8 +441,8 @@ impl Segment {
         ] {
             result?;
         }
-        write_lock(&self.offset_index).flush()?;
-        write_lock(&self.time_index).flush()
+        read_lock(&self.offset_index).sync()?;
+        read_lock(&self.time_index).sync()
     }
 
     /// Makes a reopened last segment take appends again: grows the index files back, and rescans
@@ -487,13 +493,13 @@ impl Segment {
         for entry in &scan.offset_entries {
             let mut index = write_lock(&self.offset_index);
             if !index.is_full() && index.last().is_none_or(|l| l.offset < entry.offset) {
-                index.append(*entry);
+                index.append(*entry)?;
             }
         }
         for entry in &scan.time_entries {
             let mut index = write_lock(&self.time_index);
             if !index.is_full() && index.last().is_none_or(|l| l.offset < entry.offset) {
-                index.append(*entry);
+                index.append(*entry)?;
             }
         }
         self.size.store(scan.valid_bytes, Ordering::Release);

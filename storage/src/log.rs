@@ -241,6 +241,7 @@ impl Log {
                 epoch,
                 cursor,
                 self.config.index_interval_bytes,
+                self.clock.now_ms(),
             )?;
             let next = header.next_offset();
             self.log_end_offset.store(next, Ordering::Release);

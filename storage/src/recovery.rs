@@ -107,8 +107,6 @@ pub(crate) struct ScanOutcome {
     pub epochs_seen: Vec<EpochStart>,
     /// Why the scan stopped before the end of the file, if it did.
     pub damage: Option<String>,
-    /// `max_timestamp` of the first batch: a sealed segment's age for `segment_ms`.
-    pub first_batch_timestamp: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -156,7 +154,6 @@ pub(crate) fn scan(
         time_entries: Vec::new(),
         epochs_seen: Vec::new(),
         damage: None,
-        first_batch_timestamp: None,
     };
     let mut last_epoch = previous_epoch;
     let mut buf = Vec::new();
@@ -193,8 +190,6 @@ pub(crate) fn scan(
                     out.cursor.on_batch(&header, pos as u32, interval_bytes);
                 out.offset_entries.extend(offset_entry);
                 out.time_entries.extend(time_entry);
-                out.first_batch_timestamp
-                    .get_or_insert(header.max_timestamp);
                 out.valid_bytes += header.total_bytes() as u64;
                 out.next_offset = header.next_offset();
             }

@@ -38,7 +38,9 @@ pub(crate) struct Segment {
     next_offset: AtomicI64,
     /// Largest batch timestamp; `i64::MIN` while empty.
     max_timestamp: AtomicI64,
-    /// When the segment began, for `segment_ms`: its first batch's timestamp, or its creation time.
+    /// When the segment began, for `segment_ms`: when its first batch was appended, or when it was
+    /// opened, by the log's clock. Not a batch timestamp: a producer's clock (or an old replayed
+    /// record) must not make every append roll a segment.
     created_ms: AtomicI64,
     offset_index: RwLock<OffsetIndex>,
     time_index: RwLock<TimeIndex>,
@@ -140,11 +142,6 @@ impl Segment {
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
             };
-            if let Some(first) = segment.first_batch_header()? {
-                segment
-                    .created_ms
-                    .store(first.max_timestamp, Ordering::Relaxed);
-            }
             return Ok((segment, None));
         }
         let scan = recovery::scan(
@@ -171,7 +168,7 @@ impl Segment {
             size: AtomicU64::new(scan.valid_bytes),
             next_offset: AtomicI64::new(scan.next_offset),
             max_timestamp: AtomicI64::new(scan.cursor.max_timestamp),
-            created_ms: AtomicI64::new(scan.first_batch_timestamp.unwrap_or(mode.now_ms)),
+            created_ms: AtomicI64::new(mode.now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
         };
@@ -212,6 +209,7 @@ impl Segment {
         epoch: i32,
         cursor: &mut IndexCursor,
         interval: u64,
+        now_ms: i64,
     ) -> Result<()> {
         let position = self.size.load(Ordering::Relaxed);
         let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
@@ -230,9 +228,8 @@ impl Segment {
                 source,
             });
         }
-        if self.size.load(Ordering::Relaxed) == 0 {
-            self.created_ms
-                .store(header.max_timestamp, Ordering::Relaxed);
+        if position == 0 {
+            self.created_ms.store(now_ms, Ordering::Relaxed);
         }
         let (offset_entry, time_entry) = cursor.on_batch(header, position as u32, interval);
         // An index entry that cannot be written (disk full) is skipped, not fatal: the batch is
@@ -270,13 +267,6 @@ impl Segment {
             position,
             reason,
         }
-    }
-
-    fn first_batch_header(&self) -> Result<Option<BatchHeader>> {
-        if self.size() < HEADER_BYTES as u64 {
-            return Ok(None);
-        }
-        self.read_header_at(0).map(Some)
     }
 
     /// Position and header of the first batch whose last offset is `>= offset`, scanning forward

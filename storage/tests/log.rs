@@ -134,6 +134,22 @@ fn segments_roll_by_age_with_an_injected_clock() {
 }
 
 #[test]
+fn old_record_timestamps_do_not_make_every_append_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_700_000_000_000);
+    let config = LogConfig {
+        segment_ms: Some(60_000),
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    let log = Log::open_with_clock(dir.path(), config, clock).unwrap();
+    for tag in 0..20 {
+        log.append(&batch(tag, 2, 0)).unwrap(); // records stamped 1970
+    }
+    assert_eq!(log.segment_count(), 1);
+}
+
+#[test]
 fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();

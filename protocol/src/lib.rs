@@ -1,8 +1,10 @@
 //! rill's wire formats, shared by `storage`, `broker` and `client`.
 //!
-//! Today: the record batch codec. Records travel and rest in Kafka's RecordBatch v2 (magic 2), byte
-//! for byte ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
-//! The gRPC API generated from `proto/` joins this crate in the broker issue.
+//! - The record batch codec. Records travel and rest in Kafka's RecordBatch v2 (magic 2), byte for byte
+//!   ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
+//! - [`v1`]: the gRPC API generated from `proto/rill/v1/rill.proto` (prost messages, tonic clients and
+//!   server traits), compiled by `build.rs` with `protox`, so no system `protoc` is needed.
+//! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //!
 //! Invariants:
 //! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
@@ -13,7 +15,9 @@
 //! - This crate does no I/O and knows nothing of storage, the broker or the client.
 
 pub mod batch;
+pub mod partitioner;
 pub mod record;
+pub mod v1;
 pub mod varint;
 
 pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, TimestampType};

@@ -13,13 +13,9 @@ use rill_protocol::{Record, RecordBatchBuilder};
 use rill_storage::{Durability, Log, LogConfig};
 
 fn bench_dir(name: &str) -> tempfile::TempDir {
-    let root = std::env::var_os("RILL_BENCH_DIR")
-        .map_or_else(|| PathBuf::from("../target/bench-data"), PathBuf::from);
+    let root = std::env::var_os("RILL_BENCH_DIR").map_or_else(|| PathBuf::from("../target/bench-data"), PathBuf::from);
     std::fs::create_dir_all(&root).expect("bench data directory");
-    tempfile::Builder::new()
-        .prefix(name)
-        .tempdir_in(root)
-        .expect("bench temp dir")
+    tempfile::Builder::new().prefix(name).tempdir_in(root).expect("bench temp dir")
 }
 
 /// `count` records of `value_bytes` each, keyless: the shape of the workloads.
@@ -27,22 +23,13 @@ fn batch(count: usize, value_bytes: usize) -> Vec<u8> {
     let mut builder = RecordBatchBuilder::with_capacity(count * (value_bytes + 16) + 64);
     let value = vec![b'x'; value_bytes];
     for i in 0..count {
-        builder.push(&Record {
-            key: None,
-            value: Some(value.clone()),
-            headers: vec![],
-            timestamp_ms: i as i64,
-        });
+        builder.push(&Record { key: None, value: Some(value.clone()), headers: vec![], timestamp_ms: i as i64 });
     }
     builder.build()
 }
 
 fn config(durability: Durability) -> LogConfig {
-    LogConfig {
-        durability,
-        retention_ms: None,
-        ..LogConfig::default()
-    }
+    LogConfig { durability, retention_ms: None, ..LogConfig::default() }
 }
 
 /// 1 KiB records in batches of 100, page cache only.
@@ -53,9 +40,7 @@ fn append_never(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Bytes(batch.len() as u64));
     group.measurement_time(Duration::from_secs(8));
-    group.bench_function("1KiB_x100_never", |b| {
-        b.iter(|| log.append(&batch).expect("append"))
-    });
+    group.bench_function("1KiB_x100_never", |b| b.iter(|| log.append(&batch).expect("append")));
     group.finish();
     // Keep the disk from filling across repeated runs.
     drop(log);
@@ -65,23 +50,14 @@ fn append_never(c: &mut Criterion) {
 /// `serialize_fsync` holds one lock across append and fsync: what a broker without group commit does.
 fn durable_run(writers: usize, per_writer: usize, serialize_fsync: bool) -> Duration {
     let dir = bench_dir("append-always");
-    let durability = if serialize_fsync {
-        Durability::Never
-    } else {
-        Durability::Always
-    };
+    let durability = if serialize_fsync { Durability::Never } else { Durability::Always };
     let log = Arc::new(Log::open(dir.path(), config(durability)).expect("open"));
     let one_at_a_time = Arc::new(Mutex::new(()));
     let batch = Arc::new(batch(10, 1024));
     let start = Arc::new(Barrier::new(writers + 1));
     let threads: Vec<_> = (0..writers)
         .map(|_| {
-            let (log, batch, start, lock) = (
-                log.clone(),
-                batch.clone(),
-                start.clone(),
-                one_at_a_time.clone(),
-            );
+            let (log, batch, start, lock) = (log.clone(), batch.clone(), start.clone(), one_at_a_time.clone());
             std::thread::spawn(move || {
                 start.wait();
                 for _ in 0..per_writer {
@@ -108,19 +84,13 @@ fn append_always(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_always");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    for (name, writers, serialize) in [
-        ("1_writer", 1, false),
-        ("8_writers_fsync_per_append", 8, true),
-        ("8_writers_group_commit", 8, false),
-    ] {
+    for (name, writers, serialize) in
+        [("1_writer", 1, false), ("8_writers_fsync_per_append", 8, true), ("8_writers_group_commit", 8, false)]
+    {
         let per_writer = 50;
         group.throughput(Throughput::Elements((writers * per_writer) as u64));
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| durable_run(writers, per_writer, serialize))
-                    .sum()
-            })
+            b.iter_custom(|iters| (0..iters).map(|_| durable_run(writers, per_writer, serialize)).sum())
         });
     }
     group.finish();
@@ -143,10 +113,7 @@ fn read_cached(c: &mut Criterion) {
         while offset < end {
             let read = log.read(offset, 1 << 20).expect("read");
             bytes += read.batches.len() as u64;
-            let last = rill_protocol::BatchIter::new(read.batches)
-                .last()
-                .expect("a batch")
-                .expect("whole");
+            let last = rill_protocol::BatchIter::new(read.batches).last().expect("a batch").expect("whole");
             offset = last.header.next_offset();
         }
         bytes

@@ -122,10 +122,7 @@ impl BatchHeader {
     /// magic is 2 and the length fields are sane. It does not look at the CRC or the records.
     pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
         if buf.len() < HEADER_BYTES {
-            return Err(BatchError::Truncated {
-                needed: HEADER_BYTES,
-                available: buf.len(),
-            });
+            return Err(BatchError::Truncated { needed: HEADER_BYTES, available: buf.len() });
         }
         let header = Self {
             base_offset: i64_at(buf, BASE_OFFSET_AT),
@@ -147,10 +144,7 @@ impl BatchHeader {
         }
         let min_length = (HEADER_BYTES - LOG_OVERHEAD) as i32;
         if header.batch_length < min_length {
-            return Err(BatchError::BadLength {
-                batch_length: header.batch_length,
-                min: min_length,
-            });
+            return Err(BatchError::BadLength { batch_length: header.batch_length, min: min_length });
         }
         if header.last_offset_delta < 0 {
             return Err(BatchError::BadOffsetDelta(header.last_offset_delta));
@@ -171,8 +165,7 @@ impl BatchHeader {
 
     /// Offset of the batch's last record (`base_offset` + `last_offset_delta`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Offset right after the batch.
@@ -206,17 +199,11 @@ impl BatchHeader {
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(buf)?;
     if header.total_bytes() != buf.len() {
-        return Err(BatchError::LengthMismatch {
-            declared: header.total_bytes(),
-            actual: buf.len(),
-        });
+        return Err(BatchError::LengthMismatch { declared: header.total_bytes(), actual: buf.len() });
     }
     let computed = crc32c::crc32c(&buf[CRC_COVERS_FROM..]);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
     if header.compression()? == Compression::None {
         check_records(&header, &buf[HEADER_BYTES..])?;
@@ -245,10 +232,7 @@ fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError>
         count = count.saturating_add(1);
     }
     if count != header.record_count {
-        return Err(BatchError::RecordCountMismatch {
-            declared: header.record_count,
-            actual: count,
-        });
+        return Err(BatchError::RecordCountMismatch { declared: header.record_count, actual: count });
     }
     if count > 0 && previous_delta != header.last_offset_delta {
         return Err(BatchError::BadOffsetDelta(previous_delta));
@@ -263,8 +247,7 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
 
 /// Rewrites the partition leader epoch in place. Not covered by the CRC.
 pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
-    buf[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
-        .copy_from_slice(&epoch.to_be_bytes());
+    buf[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// One batch inside a buffer of consecutive batches: its header and its bytes.
@@ -285,11 +268,9 @@ impl RecordBatch {
     /// the codecs; this returns `UnsupportedCompression` for them.
     pub fn records(&self) -> Result<RecordIter<'_>, BatchError> {
         match self.header.compression()? {
-            Compression::None => Ok(RecordIter::new(
-                &self.bytes[HEADER_BYTES..],
-                self.header.base_offset,
-                self.header.base_timestamp,
-            )),
+            Compression::None => {
+                Ok(RecordIter::new(&self.bytes[HEADER_BYTES..], self.header.base_offset, self.header.base_timestamp))
+            }
             other => Err(BatchError::UnsupportedCompression(other)),
         }
     }
@@ -326,10 +307,7 @@ impl Iterator for BatchIter {
         if total > self.rest.len() {
             let available = self.rest.len();
             self.rest.clear();
-            return Some(Err(BatchError::Truncated {
-                needed: total,
-                available,
-            }));
+            return Some(Err(BatchError::Truncated { needed: total, available }));
         }
         let bytes = self.rest.split_to(total);
         Some(Ok(RecordBatch { header, bytes }))

@@ -45,10 +45,7 @@ impl RecordView<'_> {
             headers: self
                 .headers
                 .iter()
-                .map(|(key, value)| Header {
-                    key: (*key).to_owned(),
-                    value: value.map(<[u8]>::to_vec),
-                })
+                .map(|(key, value)| Header { key: (*key).to_owned(), value: value.map(<[u8]>::to_vec) })
                 .collect(),
             timestamp_ms: self.timestamp_ms,
         }
@@ -65,11 +62,7 @@ pub struct RecordIter<'a> {
 
 impl<'a> RecordIter<'a> {
     pub fn new(records: &'a [u8], base_offset: i64, base_timestamp: i64) -> Self {
-        Self {
-            rest: records,
-            base_offset,
-            base_timestamp,
-        }
+        Self { rest: records, base_offset, base_timestamp }
     }
 }
 
@@ -131,11 +124,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse_record(
-    buf: &[u8],
-    base_offset: i64,
-    base_timestamp: i64,
-) -> Result<(RecordView<'_>, usize), BatchError> {
+fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(RecordView<'_>, usize), BatchError> {
     let (length, prefix) = get_varint(buf)?;
     if length < 0 {
         return Err(BatchError::MalformedRecord("negative record length"));
@@ -144,9 +133,7 @@ fn parse_record(
     if end > buf.len() {
         return Err(BatchError::MalformedRecord("record longer than its batch"));
     }
-    let mut cur = Cursor {
-        buf: &buf[prefix..end],
-    };
+    let mut cur = Cursor { buf: &buf[prefix..end] };
     let _attributes = cur.take(1)?;
     let timestamp_delta = cur.varlong()?;
     let offset_delta = cur.varint()?;
@@ -162,23 +149,16 @@ fn parse_record(
     // Each header takes at least two bytes, so a count above that bound is a lie; checking it first
     // keeps a hostile count from reserving memory.
     if header_count as usize > cur.buf.len() / 2 {
-        return Err(BatchError::MalformedRecord(
-            "header count larger than the record",
-        ));
+        return Err(BatchError::MalformedRecord("header count larger than the record"));
     }
     let mut headers = Vec::with_capacity(header_count as usize);
     for _ in 0..header_count {
-        let key = cur
-            .nullable_bytes()?
-            .ok_or(BatchError::MalformedRecord("null header key"))?;
-        let key = std::str::from_utf8(key)
-            .map_err(|_| BatchError::MalformedRecord("header key is not UTF-8"))?;
+        let key = cur.nullable_bytes()?.ok_or(BatchError::MalformedRecord("null header key"))?;
+        let key = std::str::from_utf8(key).map_err(|_| BatchError::MalformedRecord("header key is not UTF-8"))?;
         headers.push((key, cur.nullable_bytes()?));
     }
     if !cur.buf.is_empty() {
-        return Err(BatchError::MalformedRecord(
-            "record has bytes after its last header",
-        ));
+        return Err(BatchError::MalformedRecord("record has bytes after its last header"));
     }
     let record = RecordView {
         offset: base_offset.saturating_add(i64::from(offset_delta)),
@@ -212,12 +192,7 @@ impl RecordBatchBuilder {
     pub fn with_capacity(bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(bytes.max(HEADER_BYTES));
         buf.resize(HEADER_BYTES, 0);
-        Self {
-            buf,
-            record_count: 0,
-            base_timestamp: None,
-            max_timestamp: i64::MIN,
-        }
+        Self { buf, record_count: 0, base_timestamp: None, max_timestamp: i64::MIN }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -235,11 +210,7 @@ impl RecordBatchBuilder {
 
     /// Bytes `record` would add to the batch.
     pub fn record_bytes(&self, record: &Record) -> usize {
-        let body = record_body_len(
-            record,
-            self.timestamp_delta(record.timestamp_ms),
-            self.record_count,
-        );
+        let body = record_body_len(record, self.timestamp_delta(record.timestamp_ms), self.record_count);
         varlong_len(body as i64) + body
     }
 
@@ -271,11 +242,7 @@ impl RecordBatchBuilder {
     /// Finishes the header (lengths, timestamps, CRC) and returns the batch bytes.
     pub fn build(mut self) -> Vec<u8> {
         let base_timestamp = self.base_timestamp.unwrap_or(0);
-        let max_timestamp = if self.record_count == 0 {
-            base_timestamp
-        } else {
-            self.max_timestamp
-        };
+        let max_timestamp = if self.record_count == 0 { base_timestamp } else { self.max_timestamp };
         let header = BatchHeader {
             base_offset: 0,
             batch_length: (self.buf.len() - batch::LOG_OVERHEAD) as i32,
@@ -332,11 +299,8 @@ fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
 }
 
 fn record_body_len(record: &Record, timestamp_delta: i64, offset_delta: i32) -> usize {
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref()))
-        .sum();
+    let headers: usize =
+        record.headers.iter().map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref())).sum();
     1 + varlong_len(timestamp_delta)
         + varlong_len(i64::from(offset_delta))
         + nullable_len(record.key.as_deref())

@@ -46,8 +46,7 @@ fn zigzag64(v: i64) -> u64 {
 /// Reads a varint from the front of `buf`, returning it and the bytes it took.
 pub fn get_varint(buf: &[u8]) -> Result<(i32, usize), BatchError> {
     let (raw, n) = get_unsigned(buf, MAX_VARINT_BYTES)?;
-    let raw =
-        u32::try_from(raw).map_err(|_| BatchError::MalformedRecord("varint overflows 32 bits"))?;
+    let raw = u32::try_from(raw).map_err(|_| BatchError::MalformedRecord("varint overflows 32 bits"))?;
     Ok((((raw >> 1) as i32) ^ -((raw & 1) as i32), n))
 }
 
@@ -73,9 +72,7 @@ fn get_unsigned(buf: &[u8], max_bytes: usize) -> Result<(u64, usize), BatchError
     if buf.len() < max_bytes {
         Err(BatchError::MalformedRecord("record ends inside a varint"))
     } else {
-        Err(BatchError::MalformedRecord(
-            "varint longer than its maximum length",
-        ))
+        Err(BatchError::MalformedRecord("varint longer than its maximum length"))
     }
 }
 
@@ -87,13 +84,7 @@ mod tests {
     #[test]
     fn matches_kafka_reference_encodings() {
         // Values from Kafka's ByteUtilsTest: zig-zag maps 0,-1,1,-2 to 0,1,2,3.
-        let cases: [(i32, &[u8]); 5] = [
-            (0, &[0x00]),
-            (-1, &[0x01]),
-            (1, &[0x02]),
-            (63, &[0x7e]),
-            (-65, &[0x81, 0x01]),
-        ];
+        let cases: [(i32, &[u8]); 5] = [(0, &[0x00]), (-1, &[0x01]), (1, &[0x02]), (63, &[0x7e]), (-65, &[0x81, 0x01])];
         for (value, bytes) in cases {
             let mut out = Vec::new();
             put_varint(&mut out, value);

@@ -52,14 +52,7 @@ impl Checkpoint {
         let mut out = Vec::with_capacity(28 + 12 * self.epochs.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
-        out.extend_from_slice(
-            &(if self.is_clean_shutdown {
-                CLEAN_SHUTDOWN
-            } else {
-                0
-            })
-            .to_be_bytes(),
-        );
+        out.extend_from_slice(&(if self.is_clean_shutdown { CLEAN_SHUTDOWN } else { 0 }).to_be_bytes());
         out.extend_from_slice(&self.recovery_point.to_be_bytes());
         out.extend_from_slice(&(self.epochs.len() as u32).to_be_bytes());
         for e in &self.epochs {
@@ -96,16 +89,10 @@ impl Checkpoint {
             .chunks_exact(12)
             .map(|c| EpochStart {
                 epoch: i32::from_be_bytes([c[0], c[1], c[2], c[3]]),
-                start_offset: i64::from_be_bytes([
-                    c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11],
-                ]),
+                start_offset: i64::from_be_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]),
             })
             .collect();
-        Ok(Self {
-            is_clean_shutdown: flags & CLEAN_SHUTDOWN != 0,
-            recovery_point,
-            epochs,
-        })
+        Ok(Self { is_clean_shutdown: flags & CLEAN_SHUTDOWN != 0, recovery_point, epochs })
     }
 
     /// Reads the checkpoint in `dir`. A missing file is `Ok(None)`; a damaged one is logged and
@@ -129,8 +116,7 @@ impl Checkpoint {
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let mut file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-        file.write_all(&self.encode())
-            .map_err(StorageError::io(&tmp))?;
+        file.write_all(&self.encode()).map_err(StorageError::io(&tmp))?;
         file.sync_all().map_err(StorageError::io(&tmp))?;
         fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
         sync_dir(dir)
@@ -139,9 +125,7 @@ impl Checkpoint {
 
 /// Makes a directory's entries (new, renamed or removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
 }
 
 #[cfg(test)]
@@ -156,22 +140,10 @@ mod tests {
         let checkpoint = Checkpoint {
             is_clean_shutdown: true,
             recovery_point: 42,
-            epochs: vec![
-                EpochStart {
-                    epoch: 0,
-                    start_offset: 0,
-                },
-                EpochStart {
-                    epoch: 3,
-                    start_offset: 40,
-                },
-            ],
+            epochs: vec![EpochStart { epoch: 0, start_offset: 0 }, EpochStart { epoch: 3, start_offset: 40 }],
         };
         checkpoint.store(dir.path()).unwrap();
-        assert_eq!(
-            Checkpoint::load(dir.path()).unwrap(),
-            Some(checkpoint.clone())
-        );
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(checkpoint.clone()));
         assert_eq!(checkpoint.epoch_at(39), Some(0));
         assert_eq!(checkpoint.epoch_at(40), Some(3));
         assert_eq!(checkpoint.epoch_at(-1), None);

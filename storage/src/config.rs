@@ -59,13 +59,7 @@ impl LogConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |setting, reason: String| Err(StorageError::InvalidConfig { setting, reason });
         if self.segment_bytes < 1024 || self.segment_bytes > SEGMENT_BYTES_MAX {
-            return bad(
-                "segment_bytes",
-                format!(
-                    "{} is outside 1024..={SEGMENT_BYTES_MAX}",
-                    self.segment_bytes
-                ),
-            );
+            return bad("segment_bytes", format!("{} is outside 1024..={SEGMENT_BYTES_MAX}", self.segment_bytes));
         }
         if self.segment_ms == Some(0) {
             return bad("segment_ms", "must be at least 1".into());
@@ -74,13 +68,9 @@ impl LogConfig {
             return bad("index_interval_bytes", "must be at least 1".into());
         }
         if self.index_max_bytes < 1024 {
-            return bad(
-                "index_max_bytes",
-                format!("{} is below the minimum of 1024", self.index_max_bytes),
-            );
+            return bad("index_max_bytes", format!("{} is below the minimum of 1024", self.index_max_bytes));
         }
-        if self.max_batch_bytes < rill_protocol::batch::HEADER_BYTES
-            || self.max_batch_bytes as u64 > self.segment_bytes
+        if self.max_batch_bytes < rill_protocol::batch::HEADER_BYTES || self.max_batch_bytes as u64 > self.segment_bytes
         {
             return bad(
                 "max_batch_bytes",
@@ -93,10 +83,7 @@ impl LogConfig {
             );
         }
         if let Durability::Interval { interval_ms: 0 } = self.durability {
-            return bad(
-                "durability",
-                "a flush interval must be at least 1 ms".into(),
-            );
+            return bad("durability", "a flush interval must be at least 1 ms".into());
         }
         Ok(())
     }
@@ -113,9 +100,6 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 }

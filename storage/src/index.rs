@@ -40,10 +40,7 @@ pub(crate) struct OffsetEntry {
 impl IndexEntry for OffsetEntry {
     const BYTES: usize = 8;
     fn decode(buf: &[u8], base_offset: i64) -> Self {
-        Self {
-            offset: base_offset + i64::from(u32_at(buf, 0)),
-            position: u32_at(buf, 4),
-        }
+        Self { offset: base_offset + i64::from(u32_at(buf, 0)), position: u32_at(buf, 4) }
     }
     fn encode(&self, buf: &mut [u8], base_offset: i64) {
         buf[0..4].copy_from_slice(&((self.offset - base_offset) as u32).to_be_bytes());
@@ -70,10 +67,7 @@ impl IndexEntry for TimeEntry {
     fn decode(buf: &[u8], base_offset: i64) -> Self {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&buf[0..8]);
-        Self {
-            timestamp: i64::from_be_bytes(ts),
-            offset: base_offset + i64::from(u32_at(buf, 8)),
-        }
+        Self { timestamp: i64::from_be_bytes(ts), offset: base_offset + i64::from(u32_at(buf, 8)) }
     }
     fn encode(&self, buf: &mut [u8], base_offset: i64) {
         buf[0..8].copy_from_slice(&self.timestamp.to_be_bytes());
@@ -135,14 +129,7 @@ impl<E: IndexEntry> MmapIndex<E> {
             .truncate(true)
             .open(path)
             .map_err(StorageError::io(path))?;
-        let mut index = Self {
-            path: path.to_owned(),
-            file,
-            mmap: None,
-            entries: 0,
-            base_offset,
-            _entry: PhantomData,
-        };
+        let mut index = Self { path: path.to_owned(), file, mmap: None, entries: 0, base_offset, _entry: PhantomData };
         index.resize(max_bytes)?;
         Ok(index)
     }
@@ -160,36 +147,20 @@ impl<E: IndexEntry> MmapIndex<E> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::Missing),
             Err(e) => return Err(LoadError::Io(StorageError::io(path)(e))),
         };
-        let len = file
-            .metadata()
-            .map_err(|e| LoadError::Io(StorageError::io(path)(e)))?
-            .len();
+        let len = file.metadata().map_err(|e| LoadError::Io(StorageError::io(path)(e)))?.len();
         if len % E::BYTES as u64 != 0 {
-            return Err(LoadError::Implausible(format!(
-                "size {len} is not a whole number of entries"
-            )));
+            return Err(LoadError::Implausible(format!("size {len} is not a whole number of entries")));
         }
-        let mut index = Self {
-            path: path.to_owned(),
-            file,
-            mmap: None,
-            entries: 0,
-            base_offset,
-            _entry: PhantomData,
-        };
+        let mut index = Self { path: path.to_owned(), file, mmap: None, entries: 0, base_offset, _entry: PhantomData };
         index.map(len).map_err(LoadError::Io)?;
         index.entries = (len / E::BYTES as u64) as usize;
         let mut previous: Option<E> = None;
         for i in 0..index.entries {
             let entry = index.entry(i);
-            let in_order =
-                previous.is_none_or(|p| entry.key() >= p.key() && entry.offset() > p.offset());
-            let in_range =
-                entry.offset() >= base_offset && entry.offset() < next_offset.max(base_offset + 1);
+            let in_order = previous.is_none_or(|p| entry.key() >= p.key() && entry.offset() > p.offset());
+            let in_range = entry.offset() >= base_offset && entry.offset() < next_offset.max(base_offset + 1);
             if !in_order || !in_range || !plausible(&entry) {
-                return Err(LoadError::Implausible(format!(
-                    "entry {i} ({entry:?}) is out of order or range"
-                )));
+                return Err(LoadError::Implausible(format!("entry {i} ({entry:?}) is out of order or range")));
             }
             previous = Some(entry);
         }
@@ -210,9 +181,7 @@ impl<E: IndexEntry> MmapIndex<E> {
     fn resize(&mut self, bytes: u64) -> Result<()> {
         let bytes = bytes / E::BYTES as u64 * E::BYTES as u64;
         self.mmap = None;
-        self.file
-            .set_len(bytes)
-            .map_err(StorageError::io(&self.path))?;
+        self.file.set_len(bytes).map_err(StorageError::io(&self.path))?;
         self.map(bytes)
     }
 
@@ -245,9 +214,7 @@ impl<E: IndexEntry> MmapIndex<E> {
         let mut buf = [0u8; 16];
         entry.encode(&mut buf[..E::BYTES], self.base_offset);
         let at = (self.entries * E::BYTES) as u64;
-        self.file
-            .write_all_at(&buf[..E::BYTES], at)
-            .map_err(StorageError::io(&self.path))?;
+        self.file.write_all_at(&buf[..E::BYTES], at).map_err(StorageError::io(&self.path))?;
         self.entries += 1;
         Ok(())
     }
@@ -307,12 +274,7 @@ mod tests {
         let path = dir.path().join("0.index");
         let mut index = OffsetIndex::create(&path, 100, 1024).unwrap();
         for (i, offset) in [100, 110, 130].into_iter().enumerate() {
-            index
-                .append(OffsetEntry {
-                    offset,
-                    position: i as u32 * 4096,
-                })
-                .unwrap();
+            index.append(OffsetEntry { offset, position: i as u32 * 4096 }).unwrap();
         }
         assert_eq!(index.floor(99), None);
         assert_eq!(index.floor(100).unwrap().offset, 100);
@@ -326,42 +288,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
         let mut index = TimeIndex::create(&path, 50, 1200).unwrap();
-        index
-            .append(TimeEntry {
-                timestamp: 10,
-                offset: 50,
-            })
-            .unwrap();
-        index
-            .append(TimeEntry {
-                timestamp: 20,
-                offset: 60,
-            })
-            .unwrap();
+        index.append(TimeEntry { timestamp: 10, offset: 50 }).unwrap();
+        index.append(TimeEntry { timestamp: 20, offset: 60 }).unwrap();
         index.trim().unwrap();
         drop(index);
         let loaded = TimeIndex::load(&path, 50, 70, |_| true).unwrap();
         assert_eq!(loaded.len(), 2);
-        assert_eq!(
-            loaded.floor(15).unwrap(),
-            TimeEntry {
-                timestamp: 10,
-                offset: 50
-            }
-        );
+        assert_eq!(loaded.floor(15).unwrap(), TimeEntry { timestamp: 10, offset: 50 });
         // Entries past the log's end offset cannot be right.
-        assert!(matches!(
-            TimeIndex::load(&path, 50, 55, |_| true),
-            Err(LoadError::Implausible(_))
-        ));
+        assert!(matches!(TimeIndex::load(&path, 50, 55, |_| true), Err(LoadError::Implausible(_))));
         std::fs::write(&path, [0u8; 13]).unwrap();
-        assert!(matches!(
-            TimeIndex::load(&path, 50, 70, |_| true),
-            Err(LoadError::Implausible(_))
-        ));
-        assert!(matches!(
-            TimeIndex::load(&dir.path().join("x"), 0, 1, |_| true),
-            Err(LoadError::Missing)
-        ));
+        assert!(matches!(TimeIndex::load(&path, 50, 70, |_| true), Err(LoadError::Implausible(_))));
+        assert!(matches!(TimeIndex::load(&dir.path().join("x"), 0, 1, |_| true), Err(LoadError::Missing)));
     }
 }

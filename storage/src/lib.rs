@@ -43,17 +43,12 @@ pub enum StorageError {
     InvalidBatch(#[from] rill_protocol::BatchError),
     #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
     BatchTooLarge { size: usize, limit: usize },
-    #[error("offset {offset} is out of range: the log holds offsets {log_start_offset} to {high_watermark} (exclusive)")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start_offset: i64,
-        high_watermark: i64,
-    },
+    #[error(
+        "offset {offset} is out of range: the log holds offsets {log_start_offset} to {high_watermark} (exclusive)"
+    )]
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64 },
     #[error("invalid setting {setting}: {reason}")]
-    InvalidConfig {
-        setting: &'static str,
-        reason: String,
-    },
+    InvalidConfig { setting: &'static str, reason: String },
     #[error("i/o error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -61,11 +56,7 @@ pub enum StorageError {
         source: std::io::Error,
     },
     #[error("corrupt data in {path} at position {position}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("the log at {0} is closed")]
     Closed(PathBuf),
 }

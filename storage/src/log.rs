@@ -80,9 +80,7 @@ impl std::fmt::Debug for Log {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // See segment.rs: state behind these locks stays consistent between statements.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Log {
@@ -105,10 +103,7 @@ impl Log {
         let stored = Checkpoint::load(dir)?;
         let bases = segment_bases(dir)?;
         let opened = open_segments(dir, &config, stored.as_ref(), &bases, now_ms)?;
-        let Opened {
-            mut segments,
-            epochs,
-        } = opened;
+        let Opened { mut segments, epochs } = opened;
         if segments.is_empty() {
             let base = stored.as_ref().map_or(0, |c| c.recovery_point.max(0));
             segments.push(Segment::create(dir, base, config.index_max_bytes, now_ms)?);
@@ -116,24 +111,15 @@ impl Log {
         }
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
         let active = segments.last().expect("one segment was just ensured");
-        let cursor = active.resume_append(
-            config.index_max_bytes,
-            config.index_interval_bytes,
-            &EpochRule::Known(&epoch_at),
-        )?;
+        let cursor =
+            active.resume_append(config.index_max_bytes, config.index_interval_bytes, &EpochRule::Known(&epoch_at))?;
         let log_start = segments[0].base_offset();
         let log_end = segments.last().map_or(0, |s| s.next_offset());
-        let checkpoint = Checkpoint {
-            is_clean_shutdown: false,
-            recovery_point: log_end,
-            epochs,
-        };
+        let checkpoint = Checkpoint { is_clean_shutdown: false, recovery_point: log_end, epochs };
         // From here on a crash is unclean until close() says otherwise.
         checkpoint.store(dir)?;
-        let segments: BTreeMap<i64, Arc<Segment>> = segments
-            .into_iter()
-            .map(|s| (s.base_offset(), Arc::new(s)))
-            .collect();
+        let segments: BTreeMap<i64, Arc<Segment>> =
+            segments.into_iter().map(|s| (s.base_offset(), Arc::new(s))).collect();
         let active = segments.values().next_back().expect("never empty").clone();
         tracing::debug!(dir = %dir.display(), log_start, log_end, segments = segments.len(), "opened log");
         Ok(Self {
@@ -141,19 +127,11 @@ impl Log {
             config,
             clock,
             segments: RwLock::new(segments),
-            writer: Mutex::new(Writer {
-                active,
-                cursor,
-                checkpoint,
-            }),
+            writer: Mutex::new(Writer { active, cursor, checkpoint }),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
-            flush: Mutex::new(FlushState {
-                durable_end: log_end,
-                is_flushing: false,
-                last_flush_ms: now_ms,
-            }),
+            flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
         })
@@ -180,19 +158,11 @@ impl Log {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|s| s.size())
-            .sum()
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.size()).sum()
     }
 
     pub fn segment_count(&self) -> usize {
-        self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Every offset below this has reached the disk.
@@ -202,11 +172,7 @@ impl Log {
 
     /// The leader epoch appends are stamped with.
     pub fn leader_epoch(&self) -> i32 {
-        lock(&self.writer)
-            .checkpoint
-            .epochs
-            .last()
-            .map_or(0, |e| e.epoch)
+        lock(&self.writer).checkpoint.epochs.last().map_or(0, |e| e.epoch)
     }
 
     fn ensure_open(&self) -> Result<()> {
@@ -221,10 +187,7 @@ impl Log {
     pub fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
         self.ensure_open()?;
         if batch.len() > self.config.max_batch_bytes {
-            return Err(StorageError::BatchTooLarge {
-                size: batch.len(),
-                limit: self.config.max_batch_bytes,
-            });
+            return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
         }
         let mut header = rill_protocol::validate(batch)?;
         let info = {
@@ -235,22 +198,11 @@ impl Log {
             self.roll_if_needed(&mut writer, &header)?;
             let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
             let Writer { active, cursor, .. } = &mut *writer;
-            active.append(
-                batch,
-                &header,
-                epoch,
-                cursor,
-                self.config.index_interval_bytes,
-                self.clock.now_ms(),
-            )?;
+            active.append(batch, &header, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
             let next = header.next_offset();
             self.log_end_offset.store(next, Ordering::Release);
             self.high_watermark.store(next, Ordering::Release);
-            AppendInfo {
-                base_offset,
-                last_offset: header.last_offset(),
-                append_time_ms: self.clock.now_ms(),
-            }
+            AppendInfo { base_offset, last_offset: header.last_offset(), append_time_ms: self.clock.now_ms() }
         };
         if self.config.durability == Durability::Always {
             self.sync_through(info.last_offset + 1)?;
@@ -263,9 +215,10 @@ impl Log {
         let size = active.size();
         let too_big = size > 0 && size + next.total_bytes() as u64 > self.config.segment_bytes;
         let too_old = size > 0
-            && self.config.segment_ms.is_some_and(|ms| {
-                self.clock.now_ms().saturating_sub(active.created_ms()) >= ms as i64
-            });
+            && self
+                .config
+                .segment_ms
+                .is_some_and(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) >= ms as i64);
         // Index entries store offsets relative to the base as u32.
         let offsets_overflow = next.last_offset() - active.base_offset() > i64::from(u32::MAX);
         if too_big || too_old || offsets_overflow || active.is_index_full() {
@@ -279,17 +232,9 @@ impl Log {
     fn roll(&self, writer: &mut Writer) -> Result<()> {
         writer.active.seal(&mut writer.cursor)?;
         let base = self.log_end_offset.load(Ordering::Relaxed);
-        let segment = Arc::new(Segment::create(
-            &self.dir,
-            base,
-            self.config.index_max_bytes,
-            self.clock.now_ms(),
-        )?);
+        let segment = Arc::new(Segment::create(&self.dir, base, self.config.index_max_bytes, self.clock.now_ms())?);
         sync_dir(&self.dir)?;
-        self.segments
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(base, segment.clone());
+        self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
         writer.active = segment;
         writer.cursor = IndexCursor::default();
         writer.checkpoint.recovery_point = base;
@@ -317,13 +262,7 @@ impl Log {
             // Read the end before picking the segment: if a roll slips in between, the segment
             // holding `target` was fsynced by the roll itself.
             let target = self.log_end_offset.load(Ordering::Acquire);
-            let active = self
-                .segments
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .next_back()
-                .cloned();
+            let active = self.segments.read().unwrap_or_else(|p| p.into_inner()).values().next_back().cloned();
             let synced = active.map_or(Ok(()), |segment| segment.sync());
             state = lock(&self.flush);
             state.is_flushing = false;
@@ -361,19 +300,12 @@ impl Log {
     /// The segment that would hold `offset`: the last whose base is at or below it (else the first).
     fn segment_at(&self, offset: i64) -> Option<Arc<Segment>> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        segments
-            .range(..=offset)
-            .next_back()
-            .or_else(|| segments.iter().next())
-            .map(|(_, s)| s.clone())
+        segments.range(..=offset).next_back().or_else(|| segments.iter().next()).map(|(_, s)| s.clone())
     }
 
     fn segment_after(&self, base_offset: i64) -> Option<Arc<Segment>> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        segments
-            .range(base_offset + 1..)
-            .next()
-            .map(|(_, s)| s.clone())
+        segments.range(base_offset + 1..).next().map(|(_, s)| s.clone())
     }
 
     fn out_of_range(&self, offset: i64) -> StorageError {
@@ -393,11 +325,7 @@ impl Log {
         if offset < log_start_offset || offset > high_watermark {
             return Err(self.out_of_range(offset));
         }
-        let mut result = ReadResult {
-            batches: Bytes::new(),
-            log_start_offset,
-            high_watermark,
-        };
+        let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark };
         if offset == high_watermark {
             return Ok(result);
         }
@@ -439,14 +367,9 @@ impl Log {
             let sealed = segments.values().take(segments.len() - 1);
             let mut doomed = Vec::new();
             for segment in sealed {
-                let over_size = self
-                    .config
-                    .retention_bytes
-                    .is_some_and(|limit| total > limit);
-                let expired = self
-                    .config
-                    .retention_ms
-                    .is_some_and(|ms| segment.max_timestamp() < now.saturating_sub(ms as i64));
+                let over_size = self.config.retention_bytes.is_some_and(|limit| total > limit);
+                let expired =
+                    self.config.retention_ms.is_some_and(|ms| segment.max_timestamp() < now.saturating_sub(ms as i64));
                 if !(over_size || expired) {
                     break;
                 }
@@ -463,10 +386,7 @@ impl Log {
             for segment in &doomed {
                 segments.remove(&segment.base_offset());
             }
-            let start = *segments
-                .keys()
-                .next()
-                .expect("the active segment is never deleted");
+            let start = *segments.keys().next().expect("the active segment is never deleted");
             self.log_start_offset.store(start, Ordering::Release);
         }
         for segment in &doomed {
@@ -492,26 +412,15 @@ impl Log {
         let now = self.clock.now_ms();
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         // Segments wholly at or past `offset` go, but the first one stays to keep the log start.
-        let later: Vec<i64> = segments
-            .range(offset..)
-            .map(|(b, _)| *b)
-            .filter(|b| *b > self.log_start_offset())
-            .collect();
+        let later: Vec<i64> =
+            segments.range(offset..).map(|(b, _)| *b).filter(|b| *b > self.log_start_offset()).collect();
         for base in later {
             if let Some(segment) = segments.remove(&base) {
                 segment.delete_files()?;
             }
         }
-        let (&base, last) = segments
-            .iter()
-            .next_back()
-            .expect("the first segment stays");
-        let truncated = last.truncated(
-            offset,
-            self.config.index_interval_bytes,
-            self.config.index_max_bytes,
-            now,
-        )?;
+        let (&base, last) = segments.iter().next_back().expect("the first segment stays");
+        let truncated = last.truncated(offset, self.config.index_interval_bytes, self.config.index_max_bytes, now)?;
         let epochs = writer.checkpoint.epochs.clone();
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
         let cursor = truncated.resume_append(
@@ -526,10 +435,7 @@ impl Log {
         sync_dir(&self.dir)?;
         writer.active = truncated;
         writer.cursor = cursor;
-        writer
-            .checkpoint
-            .epochs
-            .retain(|e| e.start_offset < new_end || e.start_offset == 0);
+        writer.checkpoint.epochs.retain(|e| e.start_offset < new_end || e.start_offset == 0);
         writer.checkpoint.recovery_point = writer.checkpoint.recovery_point.min(new_end);
         writer.checkpoint.store(&self.dir)?;
         self.log_end_offset.store(new_end, Ordering::Release);
@@ -552,14 +458,8 @@ impl Log {
             });
         }
         let start_offset = self.log_end_offset();
-        writer
-            .checkpoint
-            .epochs
-            .retain(|e| e.start_offset < start_offset);
-        writer.checkpoint.epochs.push(EpochStart {
-            epoch,
-            start_offset,
-        });
+        writer.checkpoint.epochs.retain(|e| e.start_offset < start_offset);
+        writer.checkpoint.epochs.push(EpochStart { epoch, start_offset });
         writer.checkpoint.store(&self.dir)
     }
 
@@ -570,11 +470,7 @@ impl Log {
         if self.is_closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let Writer {
-            active,
-            cursor,
-            checkpoint,
-        } = &mut *writer;
+        let Writer { active, cursor, checkpoint } = &mut *writer;
         active.seal(cursor)?;
         checkpoint.is_clean_shutdown = true;
         checkpoint.recovery_point = self.log_end_offset();
@@ -702,11 +598,7 @@ fn open_segments(
         if is_damaged {
             for &doomed in &bases[i + 1..] {
                 tracing::warn!(dir = %dir.display(), segment = doomed, "deleting a segment that follows damaged data");
-                for suffix in [
-                    LOG_SUFFIX,
-                    crate::segment::INDEX_SUFFIX,
-                    crate::segment::TIME_INDEX_SUFFIX,
-                ] {
+                for suffix in [LOG_SUFFIX, crate::segment::INDEX_SUFFIX, crate::segment::TIME_INDEX_SUFFIX] {
                     let path = crate::segment::segment_path(dir, doomed, suffix);
                     if let Err(e) = fs::remove_file(&path) {
                         if e.kind() != std::io::ErrorKind::NotFound {
@@ -722,28 +614,18 @@ fn open_segments(
     let log_end = segments.last().map_or(0, |s| s.next_offset());
     epochs.retain(|e| e.start_offset <= log_end);
     if epochs.is_empty() {
-        epochs.push(EpochStart {
-            epoch: 0,
-            start_offset: segments.first().map_or(0, |s| s.base_offset()),
-        });
+        epochs.push(EpochStart { epoch: 0, start_offset: segments.first().map_or(0, |s| s.base_offset()) });
     }
     Ok(Opened { segments, epochs })
 }
 
 pub(crate) fn epoch_at(epochs: &[EpochStart], offset: i64) -> Option<i32> {
-    epochs
-        .iter()
-        .rev()
-        .find(|e| e.start_offset <= offset)
-        .map(|e| e.epoch)
+    epochs.iter().rev().find(|e| e.start_offset <= offset).map(|e| e.epoch)
 }
 
 fn truncate_file(dir: &Path, base: i64, len: u64) -> Result<()> {
     let path = crate::segment::segment_path(dir, base, LOG_SUFFIX);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(StorageError::io(&path))?;
+    let file = fs::OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?;
     file.set_len(len).map_err(StorageError::io(&path))?;
     file.sync_all().map_err(StorageError::io(&path))
 }

@@ -26,12 +26,7 @@ pub(crate) struct IndexCursor {
 
 impl Default for IndexCursor {
     fn default() -> Self {
-        Self {
-            bytes_since_entry: 0,
-            max_timestamp: i64::MIN,
-            last_time_entry: i64::MIN,
-            last_batch_base: None,
-        }
+        Self { bytes_since_entry: 0, max_timestamp: i64::MIN, last_time_entry: i64::MIN, last_batch_base: None }
     }
 }
 
@@ -46,15 +41,9 @@ impl IndexCursor {
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         let mut earned = (None, None);
         if self.bytes_since_entry >= interval_bytes {
-            earned.0 = Some(OffsetEntry {
-                offset: header.base_offset,
-                position,
-            });
+            earned.0 = Some(OffsetEntry { offset: header.base_offset, position });
             if self.max_timestamp > self.last_time_entry {
-                earned.1 = Some(TimeEntry {
-                    timestamp: self.max_timestamp,
-                    offset: header.base_offset,
-                });
+                earned.1 = Some(TimeEntry { timestamp: self.max_timestamp, offset: header.base_offset });
                 self.last_time_entry = self.max_timestamp;
             }
             self.bytes_since_entry = 0;
@@ -69,12 +58,7 @@ impl IndexCursor {
     /// byte count is zero at both: an entry resets it, and a segment starts with it.
     pub fn at_index_entry(last_time_entry: Option<i64>) -> Self {
         let last_time_entry = last_time_entry.unwrap_or(i64::MIN);
-        Self {
-            bytes_since_entry: 0,
-            max_timestamp: last_time_entry,
-            last_time_entry,
-            last_batch_base: None,
-        }
+        Self { bytes_since_entry: 0, max_timestamp: last_time_entry, last_time_entry, last_batch_base: None }
     }
 
     /// The time index entry a segment gets when sealed, so that its last entry holds its largest
@@ -85,10 +69,7 @@ impl IndexCursor {
             return None;
         }
         self.last_time_entry = self.max_timestamp;
-        Some(TimeEntry {
-            timestamp: self.max_timestamp,
-            offset,
-        })
+        Some(TimeEntry { timestamp: self.max_timestamp, offset })
     }
 }
 
@@ -119,11 +100,7 @@ pub(crate) struct ScanStart {
 
 impl ScanStart {
     pub fn segment_start(base_offset: i64) -> Self {
-        Self {
-            position: 0,
-            offset: base_offset,
-            cursor: IndexCursor::default(),
-        }
+        Self { position: 0, offset: base_offset, cursor: IndexCursor::default() }
     }
 }
 
@@ -168,26 +145,17 @@ pub(crate) fn scan(
                 let epoch = header.partition_leader_epoch;
                 let epoch_ok = match epochs {
                     EpochRule::Known(epoch_at) => epoch_at(header.base_offset) == Some(epoch),
-                    EpochRule::NonDecreasing => {
-                        epoch >= 0 && last_epoch.is_none_or(|last| epoch >= last)
-                    }
+                    EpochRule::NonDecreasing => epoch >= 0 && last_epoch.is_none_or(|last| epoch >= last),
                 };
                 if !epoch_ok {
-                    out.damage = Some(format!(
-                        "batch at offset {} carries leader epoch {epoch}",
-                        header.base_offset
-                    ));
+                    out.damage = Some(format!("batch at offset {} carries leader epoch {epoch}", header.base_offset));
                     break;
                 }
                 if last_epoch != Some(epoch) {
-                    out.epochs_seen.push(EpochStart {
-                        epoch,
-                        start_offset: header.base_offset,
-                    });
+                    out.epochs_seen.push(EpochStart { epoch, start_offset: header.base_offset });
                     last_epoch = Some(epoch);
                 }
-                let (offset_entry, time_entry) =
-                    out.cursor.on_batch(&header, pos as u32, interval_bytes);
+                let (offset_entry, time_entry) = out.cursor.on_batch(&header, pos as u32, interval_bytes);
                 out.offset_entries.extend(offset_entry);
                 out.time_entries.extend(time_entry);
                 out.valid_bytes += header.total_bytes() as u64;
@@ -209,22 +177,17 @@ fn check_batch_at(
 ) -> Result<std::result::Result<BatchHeader, String>> {
     let remaining = file_bytes - pos;
     if remaining < HEADER_BYTES as u64 {
-        return Ok(Err(format!(
-            "{remaining} trailing bytes are less than a batch header"
-        )));
+        return Ok(Err(format!("{remaining} trailing bytes are less than a batch header")));
     }
     let mut header_bytes = [0u8; HEADER_BYTES];
-    file.read_exact_at(&mut header_bytes, pos)
-        .map_err(StorageError::io(path))?;
+    file.read_exact_at(&mut header_bytes, pos).map_err(StorageError::io(path))?;
     let header = match BatchHeader::parse(&header_bytes) {
         Ok(header) => header,
         Err(e) => return Ok(Err(format!("bad batch header at position {pos}: {e}"))),
     };
     let total = header.total_bytes() as u64;
     if total > remaining {
-        return Ok(Err(format!(
-            "torn batch at position {pos}: needs {total} bytes, {remaining} present"
-        )));
+        return Ok(Err(format!("torn batch at position {pos}: needs {total} bytes, {remaining} present")));
     }
     if header.base_offset != expected_offset {
         return Ok(Err(format!(
@@ -233,7 +196,6 @@ fn check_batch_at(
         )));
     }
     buf.resize(total as usize, 0);
-    file.read_exact_at(buf, pos)
-        .map_err(StorageError::io(path))?;
+    file.read_exact_at(buf, pos).map_err(StorageError::io(path))?;
     Ok(rill_protocol::validate(buf).map_err(|e| format!("invalid batch at position {pos}: {e}")))
 }

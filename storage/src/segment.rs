@@ -70,16 +70,10 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .map_err(StorageError::io(&log_path))?;
-        let offset_index = OffsetIndex::create(
-            &segment_path(dir, base_offset, INDEX_SUFFIX),
-            base_offset,
-            index_max_bytes,
-        )?;
-        let time_index = TimeIndex::create(
-            &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
-            base_offset,
-            index_max_bytes,
-        )?;
+        let offset_index =
+            OffsetIndex::create(&segment_path(dir, base_offset, INDEX_SUFFIX), base_offset, index_max_bytes)?;
+        let time_index =
+            TimeIndex::create(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), base_offset, index_max_bytes)?;
         Ok(Self {
             base_offset,
             log_path,
@@ -96,25 +90,15 @@ impl Segment {
     /// Opens an existing segment. With `needs_scan`, or when an index is missing or implausible, the
     /// `.log` is scanned: the result says where the valid batches end (the caller truncates) and the
     /// indexes are rebuilt from it.
-    pub fn open(
-        dir: &Path,
-        base_offset: i64,
-        mode: &OpenMode<'_>,
-    ) -> Result<(Self, Option<ScanOutcome>)> {
+    pub fn open(dir: &Path, base_offset: i64, mode: &OpenMode<'_>) -> Result<(Self, Option<ScanOutcome>)> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(StorageError::io(&log_path))?;
+        let file = OpenOptions::new().read(true).write(true).open(&log_path).map_err(StorageError::io(&log_path))?;
         let file_bytes = file.metadata().map_err(StorageError::io(&log_path))?.len();
         let index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
         let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
         let loaded = match (mode.needs_scan, mode.known_next_offset) {
             (false, Some(next)) => {
-                let offsets = OffsetIndex::load(&index_path, base_offset, next, |e| {
-                    u64::from(e.position) < file_bytes
-                });
+                let offsets = OffsetIndex::load(&index_path, base_offset, next, |e| u64::from(e.position) < file_bytes);
                 let times = TimeIndex::load(&time_index_path, base_offset, next, |_| true);
                 match (offsets, times) {
                     (Ok(o), Ok(t)) => Some((o, t, next)),
@@ -153,8 +137,7 @@ impl Segment {
             mode.previous_epoch,
         )?;
         let mut offset_index = OffsetIndex::create(&index_path, base_offset, mode.index_max_bytes)?;
-        let mut time_index =
-            TimeIndex::create(&time_index_path, base_offset, mode.index_max_bytes)?;
+        let mut time_index = TimeIndex::create(&time_index_path, base_offset, mode.index_max_bytes)?;
         for entry in &scan.offset_entries {
             offset_index.append(*entry)?;
         }
@@ -216,17 +199,14 @@ impl Segment {
         head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
         head[8..12].copy_from_slice(&batch[8..12]);
         head[12..16].copy_from_slice(&epoch.to_be_bytes());
-        let written = self.file.write_all_at(&head, position).and_then(|()| {
-            self.file
-                .write_all_at(&batch[head.len()..], position + head.len() as u64)
-        });
+        let written = self
+            .file
+            .write_all_at(&head, position)
+            .and_then(|()| self.file.write_all_at(&batch[head.len()..], position + head.len() as u64));
         if let Err(source) = written {
             // Leave no partial batch behind: a later append or a clean shutdown must not see one.
             let _ = self.file.set_len(position);
-            return Err(StorageError::Io {
-                path: self.log_path.clone(),
-                source,
-            });
+            return Err(StorageError::Io { path: self.log_path.clone(), source });
         }
         if position == 0 {
             self.created_ms.store(now_ms, Ordering::Relaxed);
@@ -244,37 +224,26 @@ impl Segment {
                 tracing::warn!(path = %self.log_path.display(), error = %e, "skipped a time index entry");
             }
         }
-        self.max_timestamp
-            .fetch_max(header.max_timestamp, Ordering::AcqRel);
-        self.next_offset
-            .store(header.next_offset(), Ordering::Release);
-        self.size
-            .store(position + batch.len() as u64, Ordering::Release);
+        self.max_timestamp.fetch_max(header.max_timestamp, Ordering::AcqRel);
+        self.next_offset.store(header.next_offset(), Ordering::Release);
+        self.size.store(position + batch.len() as u64, Ordering::Release);
         Ok(())
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; HEADER_BYTES];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .map_err(StorageError::io(&self.log_path))?;
+        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
         BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))
     }
 
     fn corrupt(&self, position: u64, reason: String) -> StorageError {
-        StorageError::Corrupt {
-            path: self.log_path.clone(),
-            position,
-            reason,
-        }
+        StorageError::Corrupt { path: self.log_path.clone(), position, reason }
     }
 
     /// Position and header of the first batch whose last offset is `>= offset`, scanning forward
     /// from the nearest index entry; `None` if no such batch is visible.
     fn locate(&self, offset: i64, size: u64) -> Result<Option<(u64, BatchHeader)>> {
-        let mut position = read_lock(&self.offset_index)
-            .floor(offset)
-            .map_or(0, |e| u64::from(e.position));
+        let mut position = read_lock(&self.offset_index).floor(offset).map_or(0, |e| u64::from(e.position));
         while position + HEADER_BYTES as u64 <= size {
             let header = self.read_header_at(position)?;
             if header.last_offset() >= offset {
@@ -297,17 +266,13 @@ impl Segment {
             return Ok(None);
         }
         let available = size - position;
-        let want = (max_bytes as u64)
-            .max(first.total_bytes() as u64)
-            .min(available) as usize;
+        let want = (max_bytes as u64).max(first.total_bytes() as u64).min(available) as usize;
         let mut buf = vec![0u8; want];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .map_err(StorageError::io(&self.log_path))?;
+        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
         let mut end = 0;
         while end + HEADER_BYTES <= buf.len() {
-            let header = BatchHeader::parse(&buf[end..])
-                .map_err(|e| self.corrupt(position + end as u64, e.to_string()))?;
+            let header =
+                BatchHeader::parse(&buf[end..]).map_err(|e| self.corrupt(position + end as u64, e.to_string()))?;
             if header.base_offset >= limit_offset || end + header.total_bytes() > buf.len() {
                 break;
             }
@@ -318,30 +283,20 @@ impl Segment {
     }
 
     /// The first offset below `limit_offset` whose record timestamp is `>= timestamp_ms`.
-    pub fn offset_for_timestamp(
-        &self,
-        timestamp_ms: i64,
-        limit_offset: i64,
-    ) -> Result<Option<i64>> {
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64, limit_offset: i64) -> Result<Option<i64>> {
         if self.max_timestamp() < timestamp_ms {
             return Ok(None);
         }
         let size = self.size();
-        let start = read_lock(&self.time_index)
-            .below(timestamp_ms)
-            .map_or(self.base_offset, |e| e.offset);
-        let mut position = read_lock(&self.offset_index)
-            .floor(start)
-            .map_or(0, |e| u64::from(e.position));
+        let start = read_lock(&self.time_index).below(timestamp_ms).map_or(self.base_offset, |e| e.offset);
+        let mut position = read_lock(&self.offset_index).floor(start).map_or(0, |e| u64::from(e.position));
         while position + HEADER_BYTES as u64 <= size {
             let header = self.read_header_at(position)?;
             if header.base_offset >= limit_offset {
                 return Ok(None);
             }
             if header.max_timestamp >= timestamp_ms {
-                if let Some(offset) =
-                    self.first_record_at_or_after(position, &header, timestamp_ms)?
-                {
+                if let Some(offset) = self.first_record_at_or_after(position, &header, timestamp_ms)? {
                     return Ok(Some(offset));
                 }
             }
@@ -352,26 +307,14 @@ impl Segment {
 
     /// Within one batch: the first record with a timestamp `>= timestamp_ms`. A compressed batch
     /// answers with its base offset, as its records cannot be read here.
-    fn first_record_at_or_after(
-        &self,
-        position: u64,
-        header: &BatchHeader,
-        timestamp_ms: i64,
-    ) -> Result<Option<i64>> {
+    fn first_record_at_or_after(&self, position: u64, header: &BatchHeader, timestamp_ms: i64) -> Result<Option<i64>> {
         if header.compression().ok() != Some(Compression::None) {
             return Ok(Some(header.base_offset));
         }
         let mut buf = vec![0u8; header.total_bytes()];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .map_err(StorageError::io(&self.log_path))?;
-        let batch = RecordBatch {
-            header: *header,
-            bytes: Bytes::from(buf),
-        };
-        let records = batch
-            .records()
-            .map_err(|e| self.corrupt(position, e.to_string()))?;
+        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        let batch = RecordBatch { header: *header, bytes: Bytes::from(buf) };
+        let records = batch.records().map_err(|e| self.corrupt(position, e.to_string()))?;
         for record in records {
             let record = record.map_err(|e| self.corrupt(position, e.to_string()))?;
             if record.timestamp_ms >= timestamp_ms {
@@ -391,12 +334,8 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Segment> {
         if let Some((cut, _)) = self.locate(offset, self.size())? {
-            self.file
-                .set_len(cut)
-                .map_err(StorageError::io(&self.log_path))?;
-            self.file
-                .sync_all()
-                .map_err(StorageError::io(&self.log_path))?;
+            self.file.set_len(cut).map_err(StorageError::io(&self.log_path))?;
+            self.file.sync_all().map_err(StorageError::io(&self.log_path))?;
         }
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         let mode = OpenMode {
@@ -416,19 +355,12 @@ impl Segment {
     pub fn seal(&self, cursor: &mut IndexCursor) -> Result<()> {
         if let Some(entry) = cursor.final_time_entry() {
             let mut time_index = write_lock(&self.time_index);
-            if !time_index.is_full()
-                && time_index
-                    .last()
-                    .is_none_or(|last| last.offset < entry.offset)
-            {
+            if !time_index.is_full() && time_index.last().is_none_or(|last| last.offset < entry.offset) {
                 time_index.append(entry)?;
             }
         }
         self.sync()?;
-        for result in [
-            write_lock(&self.offset_index).trim(),
-            write_lock(&self.time_index).trim(),
-        ] {
+        for result in [write_lock(&self.offset_index).trim(), write_lock(&self.time_index).trim()] {
             result?;
         }
         read_lock(&self.offset_index).sync()?;
@@ -439,27 +371,14 @@ impl Segment {
     /// the batches after the last offset index entry to restore the index cursor an append would
     /// have left. The same scan checks the tail: anything after the last whole valid batch (a
     /// clean-shutdown marker does not prove the tail intact) is cut off.
-    pub fn resume_append(
-        &self,
-        index_max_bytes: u64,
-        interval: u64,
-        epochs: &EpochRule<'_>,
-    ) -> Result<IndexCursor> {
+    pub fn resume_append(&self, index_max_bytes: u64, interval: u64, epochs: &EpochRule<'_>) -> Result<IndexCursor> {
         write_lock(&self.offset_index).reopen_for_append(index_max_bytes)?;
         write_lock(&self.time_index).reopen_for_append(index_max_bytes)?;
         let last_time_entry = read_lock(&self.time_index).last().map(|e| e.timestamp);
         let cursor = IndexCursor::at_index_entry(last_time_entry);
         let start = match read_lock(&self.offset_index).last() {
-            Some(entry) => ScanStart {
-                position: u64::from(entry.position),
-                offset: entry.offset,
-                cursor,
-            },
-            None => ScanStart {
-                position: 0,
-                offset: self.base_offset,
-                cursor,
-            },
+            Some(entry) => ScanStart { position: u64::from(entry.position), offset: entry.offset, cursor },
+            None => ScanStart { position: 0, offset: self.base_offset, cursor },
         };
         let scan = recovery::scan(&self.file, &self.log_path, start, interval, epochs, None)?;
         if let Some(damage) = &scan.damage {
@@ -470,12 +389,8 @@ impl Segment {
                 damage,
                 "truncating the active segment at damaged data"
             );
-            self.file
-                .set_len(scan.valid_bytes)
-                .map_err(StorageError::io(&self.log_path))?;
-            self.file
-                .sync_all()
-                .map_err(StorageError::io(&self.log_path))?;
+            self.file.set_len(scan.valid_bytes).map_err(StorageError::io(&self.log_path))?;
+            self.file.sync_all().map_err(StorageError::io(&self.log_path))?;
             write_lock(&self.offset_index).truncate_from_offset(scan.next_offset);
             write_lock(&self.time_index).truncate_from_offset(scan.next_offset);
         }
@@ -494,26 +409,19 @@ impl Segment {
         }
         self.size.store(scan.valid_bytes, Ordering::Release);
         self.next_offset.store(scan.next_offset, Ordering::Release);
-        self.max_timestamp
-            .store(scan.cursor.max_timestamp, Ordering::Release);
+        self.max_timestamp.store(scan.cursor.max_timestamp, Ordering::Release);
         Ok(scan.cursor)
     }
 
     /// fsyncs the `.log` (data only: its size changes are covered by `fdatasync` too).
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(StorageError::io(&self.log_path))
+        self.file.sync_data().map_err(StorageError::io(&self.log_path))
     }
 
     /// Removes the segment's files. Readers holding it keep reading: the data stays until they drop it.
     pub fn delete_files(&self) -> Result<()> {
         for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = segment_path(
-                self.log_path.parent().unwrap_or(Path::new(".")),
-                self.base_offset,
-                suffix,
-            );
+            let path = segment_path(self.log_path.parent().unwrap_or(Path::new(".")), self.base_offset, suffix);
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -531,6 +439,5 @@ fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

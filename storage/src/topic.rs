@@ -16,12 +16,7 @@ pub struct TopicName(String);
 
 impl TopicName {
     pub fn new(name: &str) -> Result<Self> {
-        let invalid = |reason| {
-            Err(StorageError::InvalidTopicName {
-                name: name.to_owned(),
-                reason,
-            })
-        };
+        let invalid = |reason| Err(StorageError::InvalidTopicName { name: name.to_owned(), reason });
         if name.is_empty() {
             return invalid("a topic name cannot be empty");
         }
@@ -31,10 +26,7 @@ impl TopicName {
         if name == "." || name == ".." {
             return invalid("'.' and '..' are not topic names");
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
             return invalid("a topic name may only hold ASCII letters, digits, '.', '_' and '-'");
         }
         Ok(Self(name.to_owned()))
@@ -75,17 +67,7 @@ mod tests {
         for ok in ["orders", "a", "my.topic_v2-x", &"x".repeat(249)] {
             assert!(TopicName::new(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "../etc",
-            "a b",
-            "ü",
-            &"x".repeat(250),
-            "a\0b",
-        ] {
+        for bad in ["", ".", "..", "a/b", "../etc", "a b", "ü", &"x".repeat(250), "a\0b"] {
             assert!(TopicName::new(bad).is_err(), "{bad:?}");
         }
     }

@@ -47,12 +47,7 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_recovers_when_space_returns() {
     };
     let filler = fill(&fs.path, 256 * 1024);
     let dir = fs.path.join("t-0");
-    let config = LogConfig {
-        segment_bytes: 64 * 1024,
-        index_max_bytes: 4096,
-        max_batch_bytes: 8192,
-        ..small_config()
-    };
+    let config = LogConfig { segment_bytes: 64 * 1024, index_max_bytes: 4096, max_batch_bytes: 8192, ..small_config() };
     let log = Log::open(&dir, config.clone()).unwrap();
     let mut acknowledged = 0i64;
     let error = loop {
@@ -83,21 +78,11 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_recovers_when_space_returns() {
             }
         }
     }
-    assert_eq!(
-        log.log_end_offset(),
-        acknowledged,
-        "a failed append leaves nothing behind"
-    );
-    assert_eq!(
-        read_all(&log, 0).len() as i64,
-        acknowledged,
-        "reads go on while the disk is full"
-    );
+    assert_eq!(log.log_end_offset(), acknowledged, "a failed append leaves nothing behind");
+    assert_eq!(read_all(&log, 0).len() as i64, acknowledged, "reads go on while the disk is full");
 
     std::fs::remove_file(&filler).unwrap();
-    let after = log
-        .append(&batch(7, 4, 0))
-        .expect("appends resume once space returns");
+    let after = log.append(&batch(7, 4, 0)).expect("appends resume once space returns");
     assert_eq!(after.base_offset, acknowledged);
     acknowledged = after.last_offset + 1;
     drop(log); // unclean: recovery must find every acknowledged record, and no partial batch

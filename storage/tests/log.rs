@@ -61,16 +61,9 @@ fn reads_outside_the_log_carry_both_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
     log.append(&batch(0, 3, 0)).unwrap();
-    assert!(
-        log.read(3, 100).unwrap().batches.is_empty(),
-        "reading at the end is an empty read"
-    );
+    assert!(log.read(3, 100).unwrap().batches.is_empty(), "reading at the end is an empty read");
     match log.read(4, 100) {
-        Err(StorageError::OffsetOutOfRange {
-            offset: 4,
-            log_start_offset: 0,
-            high_watermark: 3,
-        }) => {}
+        Err(StorageError::OffsetOutOfRange { offset: 4, log_start_offset: 0, high_watermark: 3 }) => {}
         other => panic!("expected out of range, got {other:?}"),
     }
     let message = log.read(-1, 100).unwrap_err().to_string();
@@ -84,19 +77,10 @@ fn invalid_and_oversized_batches_are_refused_and_append_nothing() {
     let mut corrupt = batch(0, 2, 0);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
-    assert!(matches!(
-        log.append(&corrupt),
-        Err(StorageError::InvalidBatch(_))
-    ));
-    assert!(matches!(
-        log.append(&corrupt[..40]),
-        Err(StorageError::InvalidBatch(_))
-    ));
+    assert!(matches!(log.append(&corrupt), Err(StorageError::InvalidBatch(_))));
+    assert!(matches!(log.append(&corrupt[..40]), Err(StorageError::InvalidBatch(_))));
     let huge = batch(0, 200, 0);
-    assert!(matches!(
-        log.append(&huge),
-        Err(StorageError::BatchTooLarge { limit: 2048, .. })
-    ));
+    assert!(matches!(log.append(&huge), Err(StorageError::BatchTooLarge { limit: 2048, .. })));
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(log.append(&batch(1, 1, 0)).unwrap().base_offset, 0);
 }
@@ -119,11 +103,7 @@ fn segments_roll_by_size_and_reads_cross_them() {
 fn segments_roll_by_age_with_an_injected_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(1_000_000);
-    let config = LogConfig {
-        segment_ms: Some(60_000),
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
+    let config = LogConfig { segment_ms: Some(60_000), segment_bytes: 1 << 20, ..small_config() };
     let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
     log.append(&batch(0, 1, 1_000_000)).unwrap();
     log.append(&batch(1, 1, 1_000_000)).unwrap();
@@ -137,11 +117,7 @@ fn segments_roll_by_age_with_an_injected_clock() {
 fn old_record_timestamps_do_not_make_every_append_roll() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(1_700_000_000_000);
-    let config = LogConfig {
-        segment_ms: Some(60_000),
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
+    let config = LogConfig { segment_ms: Some(60_000), segment_bytes: 1 << 20, ..small_config() };
     let log = Log::open_with_clock(dir.path(), config, clock).unwrap();
     for tag in 0..20 {
         log.append(&batch(tag, 2, 0)).unwrap(); // records stamped 1970
@@ -174,25 +150,15 @@ fn offset_for_timestamp_handles_out_of_order_timestamps() {
         log.append(&batch(i as u64, 1, *ts)).unwrap();
     }
     for target in [0, 100, 101, 500, 501, 901, 1200, 1201] {
-        let expected = timestamps
-            .iter()
-            .position(|ts| *ts >= target)
-            .map(|i| i as i64);
-        assert_eq!(
-            log.offset_for_timestamp(target).unwrap(),
-            expected,
-            "target {target}"
-        );
+        let expected = timestamps.iter().position(|ts| *ts >= target).map(|i| i as i64);
+        assert_eq!(log.offset_for_timestamp(target).unwrap(), expected, "target {target}");
     }
 }
 
 #[test]
 fn retention_by_size_deletes_oldest_segments_never_the_active_one() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        retention_bytes: Some(4096),
-        ..small_config()
-    };
+    let config = LogConfig { retention_bytes: Some(4096), ..small_config() };
     let log = Log::open(dir.path(), config).unwrap();
     for tag in 0..100 {
         log.append(&batch(tag, 3, 0)).unwrap();
@@ -204,18 +170,10 @@ fn retention_by_size_deletes_oldest_segments_never_the_active_one() {
     assert!(log.log_start_offset() > 0);
     assert_eq!(log_files(dir.path()).len(), log.segment_count());
     let start = log.log_start_offset();
-    assert!(matches!(
-        log.read(start - 1, 100),
-        Err(StorageError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(log.read(start - 1, 100), Err(StorageError::OffsetOutOfRange { .. })));
     assert_eq!(read_all(&log, start).first().map(|r| r.0), Some(start));
     // With one segment left, retention never removes it, however small the limit.
-    let tiny = LogConfig {
-        retention_bytes: Some(1),
-        segment_bytes: 1 << 20,
-        max_batch_bytes: 2048,
-        ..small_config()
-    };
+    let tiny = LogConfig { retention_bytes: Some(1), segment_bytes: 1 << 20, max_batch_bytes: 2048, ..small_config() };
     let other = tempfile::tempdir().unwrap();
     let single = Log::open(other.path(), tiny).unwrap();
     single.append(&batch(0, 3, 0)).unwrap();
@@ -226,10 +184,7 @@ fn retention_by_size_deletes_oldest_segments_never_the_active_one() {
 fn retention_by_time_follows_the_injected_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(10_000_000);
-    let config = LogConfig {
-        retention_ms: Some(3_600_000),
-        ..small_config()
-    };
+    let config = LogConfig { retention_ms: Some(3_600_000), ..small_config() };
     let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
     // Old records first (timestamps two hours back), then fresh ones.
     for tag in 0..30 {
@@ -242,11 +197,7 @@ fn retention_by_time_follows_the_injected_clock() {
     assert!(log.enforce_retention().unwrap() > 0);
     assert!(log.log_start_offset() <= old_end && log.log_start_offset() > 0);
     let fresh_start = log.log_start_offset();
-    assert_eq!(
-        log.enforce_retention().unwrap(),
-        0,
-        "nothing more is expired yet"
-    );
+    assert_eq!(log.enforce_retention().unwrap(), 0, "nothing more is expired yet");
     clock.advance(3_600_010);
     log.enforce_retention().unwrap();
     assert!(log.log_start_offset() > fresh_start);
@@ -267,20 +218,13 @@ fn truncate_to_drops_whole_batches_from_an_offset_on() {
     drop(log);
     let reopened = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(reopened.log_end_offset(), 31);
-    assert_eq!(
-        read_all(&reopened, 0).last().unwrap().1,
-        b"batch 99 record 0"
-    );
+    assert_eq!(read_all(&reopened, 0).last().unwrap().1, b"batch 99 record 0");
 }
 
 #[test]
 fn always_durability_makes_every_append_durable_with_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        durability: Durability::Always,
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
+    let config = LogConfig { durability: Durability::Always, segment_bytes: 1 << 20, ..small_config() };
     let log = Arc::new(Log::open(dir.path(), config).unwrap());
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -304,10 +248,7 @@ fn always_durability_makes_every_append_durable_with_concurrent_writers() {
 fn interval_durability_flushes_when_due() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(0);
-    let config = LogConfig {
-        durability: Durability::Interval { interval_ms: 100 },
-        ..small_config()
-    };
+    let config = LogConfig { durability: Durability::Interval { interval_ms: 100 }, ..small_config() };
     let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
     log.append(&batch(0, 2, 0)).unwrap();
     log.flush_if_due().unwrap();
@@ -326,10 +267,7 @@ fn closed_log_refuses_appends_and_reopens_without_loss() {
     }
     let before = read_all(&log, 0);
     log.close().unwrap();
-    assert!(matches!(
-        log.append(&batch(0, 1, 0)),
-        Err(StorageError::Closed(_))
-    ));
+    assert!(matches!(log.append(&batch(0, 1, 0)), Err(StorageError::Closed(_))));
     drop(log);
     let reopened = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(read_all(&reopened, 0), before);
@@ -340,18 +278,14 @@ fn closed_log_refuses_appends_and_reopens_without_loss() {
 #[test]
 fn a_reader_racing_a_writer_never_sees_a_torn_or_out_of_order_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 64 * 1024,
-        ..small_config()
-    };
+    let config = LogConfig { segment_bytes: 64 * 1024, ..small_config() };
     let log = Arc::new(Log::open(dir.path(), config).unwrap());
     const BATCHES: u64 = 2000;
     let writer = {
         let log = log.clone();
         std::thread::spawn(move || {
             for tag in 0..BATCHES {
-                log.append(&batch(tag, 1 + (tag % 4) as usize, tag as i64))
-                    .unwrap();
+                log.append(&batch(tag, 1 + (tag % 4) as usize, tag as i64)).unwrap();
             }
         })
     };
@@ -361,10 +295,7 @@ fn a_reader_racing_a_writer_never_sees_a_torn_or_out_of_order_batch() {
         let read = log.read(next, 4096).unwrap();
         for batch in batches(read.batches) {
             rill_protocol::validate(&batch.bytes).expect("a reader only sees whole, valid batches");
-            assert_eq!(
-                batch.header.base_offset, next,
-                "batches arrive in order with no gap"
-            );
+            assert_eq!(batch.header.base_offset, next, "batches arrive in order with no gap");
             next = batch.header.next_offset();
             seen += 1;
         }
@@ -376,29 +307,17 @@ fn a_reader_racing_a_writer_never_sees_a_torn_or_out_of_order_batch() {
 #[test]
 fn bad_settings_are_refused_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 10,
-        ..small_config()
-    };
+    let config = LogConfig { segment_bytes: 10, ..small_config() };
     let err = Log::open(dir.path(), config).unwrap_err().to_string();
     assert!(err.contains("segment_bytes"), "{err}");
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append {
-        records: usize,
-    },
-    Read {
-        at: prop::sample::Index,
-        max_bytes: usize,
-    },
-    Reopen {
-        is_clean: bool,
-    },
-    Truncate {
-        at: prop::sample::Index,
-    },
+    Append { records: usize },
+    Read { at: prop::sample::Index, max_bytes: usize },
+    Reopen { is_clean: bool },
+    Truncate { at: prop::sample::Index },
 }
 
 fn op() -> impl Strategy<Value = Op> {

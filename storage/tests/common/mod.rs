@@ -61,10 +61,7 @@ pub fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
     let mut next = from;
     while next < log.high_watermark() {
         let read = log.read(next, 1 << 20).expect("read within bounds");
-        assert!(
-            !read.batches.is_empty(),
-            "no batch at offset {next} below the high watermark"
-        );
+        assert!(!read.batches.is_empty(), "no batch at offset {next} below the high watermark");
         for batch in BatchIter::new(read.batches) {
             let batch = batch.expect("whole batch");
             rill_protocol::validate(&batch.bytes).expect("stored batches stay valid");
@@ -81,9 +78,7 @@ pub fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
 }
 
 pub fn batches(bytes: Bytes) -> Vec<rill_protocol::RecordBatch> {
-    BatchIter::new(bytes)
-        .collect::<Result<_, _>>()
-        .expect("whole batches")
+    BatchIter::new(bytes).collect::<Result<_, _>>().expect("whole batches")
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

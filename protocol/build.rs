@@ -13,10 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let descriptors = protox::compile([&proto_file], [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("rill_v1_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+    std::fs::write(out_dir.join("rill_v1_descriptor.bin"), descriptors.encode_to_vec())?;
 
     tonic_prost_build::configure()
         // Record bytes stay `Bytes` from the socket to the log and back: a slice of the receive buffer, not a copy.

@@ -268,11 +268,9 @@ impl RecordBatch {
     /// the codecs; this returns `UnsupportedCompression` for them.
     pub fn records(&self) -> Result<RecordIter<'_>, BatchError> {
         match self.header.compression()? {
-            Compression::None => Ok(RecordIter::new(
-                &self.bytes[HEADER_BYTES..],
-                self.header.base_offset,
-                self.header.base_timestamp,
-            )),
+            Compression::None => {
+                Ok(RecordIter::new(&self.bytes[HEADER_BYTES..], self.header.base_offset, self.header.base_timestamp))
+            }
             other => Err(BatchError::UnsupportedCompression(other)),
         }
     }

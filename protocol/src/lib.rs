@@ -158,8 +158,7 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = Record> {
         let bytes = proptest::collection::vec(any::<u8>(), 0..64);
-        let header = ("[a-z]{0,8}", proptest::option::of(bytes.clone()))
-            .prop_map(|(key, value)| Header { key, value });
+        let header = ("[a-z]{0,8}", proptest::option::of(bytes.clone())).prop_map(|(key, value)| Header { key, value });
         (
             proptest::option::of(bytes.clone()),
             proptest::option::of(bytes),
@@ -193,11 +192,9 @@ mod tests {
         #[test]
         fn validating_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = validate(&bytes);
-            for batch in BatchIter::new(Bytes::from(bytes)) {
-                if let Ok(batch) = batch {
-                    if let Ok(records) = batch.records() {
-                        records.for_each(drop);
-                    }
+            for batch in BatchIter::new(Bytes::from(bytes)).flatten() {
+                if let Ok(records) = batch.records() {
+                    records.for_each(drop);
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! (varint), then per header: key length (varint) and UTF-8 key, value length (varint, -1 for null)
 //! and value.
 
-use crate::batch::{self, Compression, BatchHeader, HEADER_BYTES, MAGIC_V2};
+use crate::batch::{self, BatchHeader, Compression, HEADER_BYTES, MAGIC_V2};
 use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
 use crate::BatchError;
 
@@ -153,9 +153,7 @@ fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(Re
     }
     let mut headers = Vec::with_capacity(header_count as usize);
     for _ in 0..header_count {
-        let key = cur
-            .nullable_bytes()?
-            .ok_or(BatchError::MalformedRecord("null header key"))?;
+        let key = cur.nullable_bytes()?.ok_or(BatchError::MalformedRecord("null header key"))?;
         let key = std::str::from_utf8(key).map_err(|_| BatchError::MalformedRecord("header key is not UTF-8"))?;
         headers.push((key, cur.nullable_bytes()?));
     }
@@ -301,11 +299,8 @@ fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
 }
 
 fn record_body_len(record: &Record, timestamp_delta: i64, offset_delta: i32) -> usize {
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref()))
-        .sum();
+    let headers: usize =
+        record.headers.iter().map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref())).sum();
     1 + varlong_len(timestamp_delta)
         + varlong_len(i64::from(offset_delta))
         + nullable_len(record.key.as_deref())

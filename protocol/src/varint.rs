@@ -84,8 +84,7 @@ mod tests {
     #[test]
     fn matches_kafka_reference_encodings() {
         // Values from Kafka's ByteUtilsTest: zig-zag maps 0,-1,1,-2 to 0,1,2,3.
-        let cases: [(i32, &[u8]); 5] =
-            [(0, &[0x00]), (-1, &[0x01]), (1, &[0x02]), (63, &[0x7e]), (-65, &[0x81, 0x01])];
+        let cases: [(i32, &[u8]); 5] = [(0, &[0x00]), (-1, &[0x01]), (1, &[0x02]), (63, &[0x7e]), (-65, &[0x81, 0x01])];
         for (value, bytes) in cases {
             let mut out = Vec::new();
             put_varint(&mut out, value);

@@ -1,0 +1,304 @@
+//! The sparse, memory-mapped indexes beside each segment: `.index` maps offsets to file positions,
+//! `.timeindex` maps timestamps to offsets. Both are Kafka's layouts: fixed-size big-endian entries,
+//! no header, offsets stored relative to the segment's base offset.
+//!
+//! An active index is preallocated (sparse) to `index_max_bytes` and mapped once for lookups;
+//! sealing trims the file to its entries. Entries are written with `pwrite`, not through the
+//! mapping: a store into a mapped page of a sparse file on a full disk is a SIGBUS that kills the
+//! broker, while `pwrite` returns ENOSPC. Linux's page cache makes the write visible to the mapping
+//! at once. Index files are a cache of what the
+//! `.log` holds: loading checks that the entries are plausible, and the caller rebuilds from the log
+//! when they are not. They are never fsynced on the append path; a crash rebuilds them.
+
+use std::fs::{File, OpenOptions};
+use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::{Result, StorageError};
+
+/// One fixed-size index entry.
+pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
+    const BYTES: usize;
+    fn decode(buf: &[u8], base_offset: i64) -> Self;
+    fn encode(&self, buf: &mut [u8], base_offset: i64);
+    /// What lookups search by: the offset, or the timestamp.
+    fn key(&self) -> i64;
+    fn offset(&self) -> i64;
+}
+
+/// `.index` entry: the batch starting at `offset` begins `position` bytes into the `.log`.
+/// On disk: relative offset (u32), position (u32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub offset: i64,
+    pub position: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const BYTES: usize = 8;
+    fn decode(buf: &[u8], base_offset: i64) -> Self {
+        Self { offset: base_offset + i64::from(u32_at(buf, 0)), position: u32_at(buf, 4) }
+    }
+    fn encode(&self, buf: &mut [u8], base_offset: i64) {
+        buf[0..4].copy_from_slice(&((self.offset - base_offset) as u32).to_be_bytes());
+        buf[4..8].copy_from_slice(&self.position.to_be_bytes());
+    }
+    fn key(&self) -> i64 {
+        self.offset
+    }
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+}
+
+/// `.timeindex` entry: every batch before the one starting at `offset`, and that batch itself, holds
+/// only timestamps `<= timestamp`. On disk: timestamp (i64), relative offset (u32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+impl IndexEntry for TimeEntry {
+    const BYTES: usize = 12;
+    fn decode(buf: &[u8], base_offset: i64) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&buf[0..8]);
+        Self { timestamp: i64::from_be_bytes(ts), offset: base_offset + i64::from(u32_at(buf, 8)) }
+    }
+    fn encode(&self, buf: &mut [u8], base_offset: i64) {
+        buf[0..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        buf[8..12].copy_from_slice(&((self.offset - base_offset) as u32).to_be_bytes());
+    }
+    fn key(&self) -> i64 {
+        self.timestamp
+    }
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[at..at + 4]);
+    u32::from_be_bytes(b)
+}
+
+pub(crate) type OffsetIndex = MmapIndex<OffsetEntry>;
+pub(crate) type TimeIndex = MmapIndex<TimeEntry>;
+
+/// Why an index file on disk cannot be trusted; the caller rebuilds it from the log.
+#[derive(Debug)]
+pub(crate) enum LoadError {
+    Missing,
+    Implausible(String),
+    Io(StorageError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Missing => f.write_str("missing"),
+            LoadError::Implausible(why) => f.write_str(why),
+            LoadError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub(crate) struct MmapIndex<E> {
+    path: PathBuf,
+    file: File,
+    /// `None` while the file is empty: a zero-length mapping is not portable.
+    mmap: Option<Mmap>,
+    entries: usize,
+    base_offset: i64,
+    _entry: PhantomData<E>,
+}
+
+impl<E: IndexEntry> MmapIndex<E> {
+    /// A new, empty index preallocated to `max_bytes` (rounded down to whole entries), replacing any
+    /// file at `path`.
+    pub fn create(path: &Path, base_offset: i64, max_bytes: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(StorageError::io(path))?;
+        let mut index = Self { path: path.to_owned(), file, mmap: None, entries: 0, base_offset, _entry: PhantomData };
+        index.resize(max_bytes)?;
+        Ok(index)
+    }
+
+    /// Loads an index written by a sealed (trimmed) segment and checks it against the log: keys in
+    /// order, offsets inside `[base_offset, next_offset)`, positions inside the log file.
+    pub fn load(
+        path: &Path,
+        base_offset: i64,
+        next_offset: i64,
+        plausible: impl Fn(&E) -> bool,
+    ) -> std::result::Result<Self, LoadError> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::Missing),
+            Err(e) => return Err(LoadError::Io(StorageError::io(path)(e))),
+        };
+        let len = file.metadata().map_err(|e| LoadError::Io(StorageError::io(path)(e)))?.len();
+        if len % E::BYTES as u64 != 0 {
+            return Err(LoadError::Implausible(format!("size {len} is not a whole number of entries")));
+        }
+        let mut index = Self { path: path.to_owned(), file, mmap: None, entries: 0, base_offset, _entry: PhantomData };
+        index.map(len).map_err(LoadError::Io)?;
+        index.entries = (len / E::BYTES as u64) as usize;
+        let mut previous: Option<E> = None;
+        for i in 0..index.entries {
+            let entry = index.entry(i);
+            let in_order = previous.is_none_or(|p| entry.key() >= p.key() && entry.offset() > p.offset());
+            let in_range = entry.offset() >= base_offset && entry.offset() < next_offset.max(base_offset + 1);
+            if !in_order || !in_range || !plausible(&entry) {
+                return Err(LoadError::Implausible(format!("entry {i} ({entry:?}) is out of order or range")));
+            }
+            previous = Some(entry);
+        }
+        Ok(index)
+    }
+
+    fn map(&mut self, len: u64) -> Result<()> {
+        self.mmap = None;
+        if len > 0 {
+            // SAFETY: the file is private to this log and only this process resizes it; the mapping is
+            // dropped before every resize, so it never reaches past the end of the file.
+            let mmap = unsafe { Mmap::map(&self.file) }.map_err(StorageError::io(&self.path))?;
+            self.mmap = Some(mmap);
+        }
+        Ok(())
+    }
+
+    fn resize(&mut self, bytes: u64) -> Result<()> {
+        let bytes = bytes / E::BYTES as u64 * E::BYTES as u64;
+        self.mmap = None;
+        self.file.set_len(bytes).map_err(StorageError::io(&self.path))?;
+        self.map(bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        self.mmap.as_ref().map_or(0, |m| m.len() / E::BYTES)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries >= self.capacity()
+    }
+
+    pub fn entry(&self, i: usize) -> E {
+        let mmap = self.mmap.as_ref().expect("an index with entries is mapped");
+        E::decode(&mmap[i * E::BYTES..(i + 1) * E::BYTES], self.base_offset)
+    }
+
+    pub fn last(&self) -> Option<E> {
+        self.entries.checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Appends an entry; the caller checks `is_full` first and rolls the segment when it is.
+    pub fn append(&mut self, entry: E) -> Result<()> {
+        debug_assert!(self.last().is_none_or(|l| entry.offset() > l.offset()));
+        debug_assert!(!self.is_full());
+        let mut buf = [0u8; 16];
+        entry.encode(&mut buf[..E::BYTES], self.base_offset);
+        let at = (self.entries * E::BYTES) as u64;
+        self.file.write_all_at(&buf[..E::BYTES], at).map_err(StorageError::io(&self.path))?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// The last entry whose key is `<= key`, if any.
+    pub fn floor(&self, key: i64) -> Option<E> {
+        // Binary search for the first entry with a key above `key`.
+        let (mut lo, mut hi) = (0, self.entries);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid).key() <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// The last entry whose key is strictly below `key`, if any.
+    pub fn below(&self, key: i64) -> Option<E> {
+        self.floor(key.saturating_sub(1))
+    }
+
+    /// Drops every entry for offsets `>= offset`.
+    pub fn truncate_from_offset(&mut self, offset: i64) {
+        while self.last().is_some_and(|e| e.offset() >= offset) {
+            self.entries -= 1;
+        }
+    }
+
+    /// Shrinks the file to its entries: done when the segment is sealed or closed.
+    pub fn trim(&mut self) -> Result<()> {
+        self.resize((self.entries * E::BYTES) as u64)
+    }
+
+    /// Grows the file back to `max_bytes` so the segment can take appends again.
+    pub fn reopen_for_append(&mut self, max_bytes: u64) -> Result<()> {
+        let entries = self.entries;
+        self.resize(max_bytes.max((entries * E::BYTES) as u64))?;
+        self.entries = entries;
+        Ok(())
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(StorageError::io(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_finds_the_last_entry_at_or_below_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut index = OffsetIndex::create(&path, 100, 1024).unwrap();
+        for (i, offset) in [100, 110, 130].into_iter().enumerate() {
+            index.append(OffsetEntry { offset, position: i as u32 * 4096 }).unwrap();
+        }
+        assert_eq!(index.floor(99), None);
+        assert_eq!(index.floor(100).unwrap().offset, 100);
+        assert_eq!(index.floor(129).unwrap().offset, 110);
+        assert_eq!(index.floor(1000).unwrap().offset, 130);
+        assert_eq!(index.below(110).unwrap().offset, 100);
+    }
+
+    #[test]
+    fn trimmed_index_loads_back_and_implausible_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.timeindex");
+        let mut index = TimeIndex::create(&path, 50, 1200).unwrap();
+        index.append(TimeEntry { timestamp: 10, offset: 50 }).unwrap();
+        index.append(TimeEntry { timestamp: 20, offset: 60 }).unwrap();
+        index.trim().unwrap();
+        drop(index);
+        let loaded = TimeIndex::load(&path, 50, 70, |_| true).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.floor(15).unwrap(), TimeEntry { timestamp: 10, offset: 50 });
+        // Entries past the log's end offset cannot be right.
+        assert!(matches!(TimeIndex::load(&path, 50, 55, |_| true), Err(LoadError::Implausible(_))));
+        std::fs::write(&path, [0u8; 13]).unwrap();
+        assert!(matches!(TimeIndex::load(&path, 50, 70, |_| true), Err(LoadError::Implausible(_))));
+        assert!(matches!(TimeIndex::load(&dir.path().join("x"), 0, 1, |_| true), Err(LoadError::Missing)));
+    }
+}

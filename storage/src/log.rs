@@ -1,0 +1,631 @@
+//! [`Log`]: one partition's log, a sequence of segments with one writer and many readers.
+//!
+//! Appends take the writer lock only for the write itself: validation (the CRC) runs before it and
+//! the fsync of `Durability::Always` after it, shared by every append waiting at that moment (group
+//! commit). Readers take no writer lock: they read the published end offsets and the segment list.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use rill_protocol::BatchHeader;
+
+use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
+use crate::config::{Clock, Durability, LogConfig, SystemClock};
+use crate::recovery::{EpochRule, IndexCursor};
+use crate::segment::{OpenMode, Segment, LOG_SUFFIX};
+use crate::{Result, StorageError};
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The log's clock when the batch was appended.
+    pub append_time_ms: i64,
+}
+
+/// Whole batches read from the log, and the bounds of the log at the time of the read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Consecutive v2 batches; empty when the read starts at the high watermark.
+    pub batches: Bytes,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+    /// By base offset. Never empty: the last segment is the active one.
+    segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    /// What consumers may read up to. On one node it follows the log end; replication will hold it
+    /// back to what followers have.
+    high_watermark: AtomicI64,
+    flush: Mutex<FlushState>,
+    flushed: Condvar,
+    is_closed: AtomicBool,
+}
+
+/// State only the appending thread touches.
+struct Writer {
+    active: Arc<Segment>,
+    cursor: IndexCursor,
+    checkpoint: Checkpoint,
+}
+
+struct FlushState {
+    /// Every offset below this is fsynced.
+    durable_end: i64,
+    is_flushing: bool,
+    last_flush_ms: i64,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset())
+            .field("log_end_offset", &self.log_end_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // See segment.rs: state behind these locks stays consistent between statements.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Log {
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self> {
+        Self::open_with_clock(dir, config, Arc::new(SystemClock))
+    }
+
+    /// Opens the log in `dir`, creating it if needed, and recovers it: after an unclean shutdown every
+    /// segment past the recovery point is rescanned and truncated at the first damage.
+    pub fn open_with_clock(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        let is_new_dir = !dir.exists();
+        fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
+        if is_new_dir {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        let now_ms = clock.now_ms();
+        let stored = Checkpoint::load(dir)?;
+        let bases = segment_bases(dir)?;
+        let opened = open_segments(dir, &config, stored.as_ref(), &bases, now_ms)?;
+        let Opened { mut segments, epochs } = opened;
+        if segments.is_empty() {
+            let base = stored.as_ref().map_or(0, |c| c.recovery_point.max(0));
+            segments.push(Segment::create(dir, base, config.index_max_bytes, now_ms)?);
+            sync_dir(dir)?;
+        }
+        let epoch_at = |offset: i64| epoch_at(&epochs, offset);
+        let active = segments.last().expect("one segment was just ensured");
+        let cursor =
+            active.resume_append(config.index_max_bytes, config.index_interval_bytes, &EpochRule::Known(&epoch_at))?;
+        let log_start = segments[0].base_offset();
+        let log_end = segments.last().map_or(0, |s| s.next_offset());
+        let checkpoint = Checkpoint { is_clean_shutdown: false, recovery_point: log_end, epochs };
+        // From here on a crash is unclean until close() says otherwise.
+        checkpoint.store(dir)?;
+        let segments: BTreeMap<i64, Arc<Segment>> =
+            segments.into_iter().map(|s| (s.base_offset(), Arc::new(s))).collect();
+        let active = segments.values().next_back().expect("never empty").clone();
+        tracing::debug!(dir = %dir.display(), log_start, log_end, segments = segments.len(), "opened log");
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+            clock,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer { active, cursor, checkpoint }),
+            log_start_offset: AtomicI64::new(log_start),
+            log_end_offset: AtomicI64::new(log_end),
+            high_watermark: AtomicI64::new(log_end),
+            flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
+            flushed: Condvar::new(),
+            is_closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.size()).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Every offset below this has reached the disk.
+    pub fn durable_end_offset(&self) -> i64 {
+        lock(&self.flush).durable_end
+    }
+
+    /// The leader epoch appends are stamped with.
+    pub fn leader_epoch(&self) -> i32 {
+        lock(&self.writer).checkpoint.epochs.last().map_or(0, |e| e.epoch)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.is_closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed(self.dir.clone()));
+        }
+        Ok(())
+    }
+
+    /// Validates one v2 batch, assigns it the next offsets, stamps the leader epoch and appends it.
+    /// With `Durability::Always` it returns once the batch is fsynced.
+    pub fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
+        self.ensure_open()?;
+        if batch.len() > self.config.max_batch_bytes {
+            return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
+        }
+        let mut header = rill_protocol::validate(batch)?;
+        let info = {
+            let mut writer = lock(&self.writer);
+            self.ensure_open()?;
+            let base_offset = self.log_end_offset.load(Ordering::Relaxed);
+            header.base_offset = base_offset;
+            self.roll_if_needed(&mut writer, &header)?;
+            let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
+            let Writer { active, cursor, .. } = &mut *writer;
+            active.append(batch, &header, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
+            let next = header.next_offset();
+            self.log_end_offset.store(next, Ordering::Release);
+            self.high_watermark.store(next, Ordering::Release);
+            AppendInfo { base_offset, last_offset: header.last_offset(), append_time_ms: self.clock.now_ms() }
+        };
+        if self.config.durability == Durability::Always {
+            self.sync_through(info.last_offset + 1)?;
+        }
+        Ok(info)
+    }
+
+    fn roll_if_needed(&self, writer: &mut Writer, next: &BatchHeader) -> Result<()> {
+        let active = &writer.active;
+        let size = active.size();
+        let too_big = size > 0 && size + next.total_bytes() as u64 > self.config.segment_bytes;
+        let too_old = size > 0
+            && self
+                .config
+                .segment_ms
+                .is_some_and(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) >= ms as i64);
+        // Index entries store offsets relative to the base as u32.
+        let offsets_overflow = next.last_offset() - active.base_offset() > i64::from(u32::MAX);
+        if too_big || too_old || offsets_overflow || active.is_index_full() {
+            self.roll(writer)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (fsynced, indexes trimmed) and starts a new one at the log end. The
+    /// recovery point moves to the new segment: nothing before it needs a rescan after a crash.
+    fn roll(&self, writer: &mut Writer) -> Result<()> {
+        writer.active.seal(&mut writer.cursor)?;
+        let base = self.log_end_offset.load(Ordering::Relaxed);
+        let segment = Arc::new(Segment::create(&self.dir, base, self.config.index_max_bytes, self.clock.now_ms())?);
+        sync_dir(&self.dir)?;
+        self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
+        writer.active = segment;
+        writer.cursor = IndexCursor::default();
+        writer.checkpoint.recovery_point = base;
+        writer.checkpoint.store(&self.dir)?;
+        let mut flush = lock(&self.flush);
+        flush.durable_end = flush.durable_end.max(base);
+        tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
+        Ok(())
+    }
+
+    /// Blocks until every offset below `end_offset` is on disk. Concurrent callers share fsyncs:
+    /// whoever finds none in flight runs one covering everything appended so far, the rest wait.
+    pub fn sync_through(&self, end_offset: i64) -> Result<()> {
+        let mut state = lock(&self.flush);
+        loop {
+            if state.durable_end >= end_offset {
+                return Ok(());
+            }
+            if state.is_flushing {
+                state = self.flushed.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.is_flushing = true;
+            drop(state);
+            // Read the end before picking the segment: if a roll slips in between, the segment
+            // holding `target` was fsynced by the roll itself.
+            let target = self.log_end_offset.load(Ordering::Acquire);
+            let active = self.segments.read().unwrap_or_else(|p| p.into_inner()).values().next_back().cloned();
+            let synced = active.map_or(Ok(()), |segment| segment.sync());
+            state = lock(&self.flush);
+            state.is_flushing = false;
+            if synced.is_ok() {
+                state.durable_end = state.durable_end.max(target);
+                state.last_flush_ms = self.clock.now_ms();
+            }
+            self.flushed.notify_all();
+            synced?;
+        }
+    }
+
+    /// fsyncs everything appended so far.
+    pub fn flush(&self) -> Result<()> {
+        self.sync_through(self.log_end_offset())
+    }
+
+    /// For `Durability::Interval`: flushes if the interval has passed since the last flush and there
+    /// is something to flush. The caller runs this on a timer.
+    pub fn flush_if_due(&self) -> Result<()> {
+        let Durability::Interval { interval_ms } = self.config.durability else {
+            return Ok(());
+        };
+        let is_due = {
+            let state = lock(&self.flush);
+            state.durable_end < self.log_end_offset()
+                && self.clock.now_ms().saturating_sub(state.last_flush_ms) >= interval_ms as i64
+        };
+        if is_due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The segment that would hold `offset`: the last whose base is at or below it (else the first).
+    fn segment_at(&self, offset: i64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.range(..=offset).next_back().or_else(|| segments.iter().next()).map(|(_, s)| s.clone())
+    }
+
+    fn segment_after(&self, base_offset: i64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.range(base_offset + 1..).next().map(|(_, s)| s.clone())
+    }
+
+    fn out_of_range(&self, offset: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset(),
+            high_watermark: self.high_watermark(),
+        }
+    }
+
+    /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (at least one whole
+    /// batch when there is one). Reading at the high watermark returns no batches; outside
+    /// `[log start, high watermark]` is `OffsetOutOfRange`.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(self.out_of_range(offset));
+        }
+        let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark };
+        if offset == high_watermark {
+            return Ok(result);
+        }
+        let mut segment = self.segment_at(offset);
+        while let Some(current) = segment {
+            if let Some(batches) = current.read(offset, max_bytes, high_watermark)? {
+                result.batches = batches;
+                return Ok(result);
+            }
+            segment = self.segment_after(current.base_offset());
+        }
+        Ok(result)
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp_ms`, or `None` if every record is
+    /// older. Segments whose newest record is older are skipped without being read.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>> {
+        let high_watermark = self.high_watermark();
+        let mut segment = self.segment_at(self.log_start_offset());
+        while let Some(current) = segment {
+            if let Some(offset) = current.offset_for_timestamp(timestamp_ms, high_watermark)? {
+                return Ok(Some(offset.max(self.log_start_offset())));
+            }
+            segment = self.segment_after(current.base_offset());
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole segments, oldest first and never the active one, while the log is over
+    /// `retention_bytes` or the segment's newest record is older than `retention_ms`. Returns how
+    /// many were deleted; the log start offset moves to the first segment left.
+    pub fn enforce_retention(&self) -> Result<usize> {
+        let now = self.clock.now_ms();
+        // No writer lock: only sealed segments are candidates, a roll only adds segments after them,
+        // and deleting files a concurrent truncation already removed is harmless.
+        let doomed: Vec<Arc<Segment>> = {
+            let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            let mut total: u64 = segments.values().map(|s| s.size()).sum();
+            let sealed = segments.values().take(segments.len() - 1);
+            let mut doomed = Vec::new();
+            for segment in sealed {
+                let over_size = self.config.retention_bytes.is_some_and(|limit| total > limit);
+                let expired =
+                    self.config.retention_ms.is_some_and(|ms| segment.max_timestamp() < now.saturating_sub(ms as i64));
+                if !(over_size || expired) {
+                    break;
+                }
+                total -= segment.size();
+                doomed.push(segment.clone());
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        {
+            let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            for segment in &doomed {
+                segments.remove(&segment.base_offset());
+            }
+            let start = *segments.keys().next().expect("the active segment is never deleted");
+            self.log_start_offset.store(start, Ordering::Release);
+        }
+        for segment in &doomed {
+            segment.delete_files()?;
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments = doomed.len(),
+            log_start_offset = self.log_start_offset(),
+            "deleted segments past retention"
+        );
+        Ok(doomed.len())
+    }
+
+    /// Drops every batch whose last offset is `>= offset`, as a follower does to match a new leader.
+    /// A batch that holds `offset` goes whole, so the log may end below `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        self.ensure_open()?;
+        let mut writer = lock(&self.writer);
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        // Segments wholly at or past `offset` go, but the first one stays to keep the log start.
+        let later: Vec<i64> =
+            segments.range(offset..).map(|(b, _)| *b).filter(|b| *b > self.log_start_offset()).collect();
+        for base in later {
+            if let Some(segment) = segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        let (&base, last) = segments.iter().next_back().expect("the first segment stays");
+        let truncated = last.truncated(offset, self.config.index_interval_bytes, self.config.index_max_bytes, now)?;
+        let epochs = writer.checkpoint.epochs.clone();
+        let epoch_at = |offset: i64| epoch_at(&epochs, offset);
+        let cursor = truncated.resume_append(
+            self.config.index_max_bytes,
+            self.config.index_interval_bytes,
+            &EpochRule::Known(&epoch_at),
+        )?;
+        let new_end = truncated.next_offset();
+        let truncated = Arc::new(truncated);
+        segments.insert(base, truncated.clone());
+        drop(segments);
+        sync_dir(&self.dir)?;
+        writer.active = truncated;
+        writer.cursor = cursor;
+        writer.checkpoint.epochs.retain(|e| e.start_offset < new_end || e.start_offset == 0);
+        writer.checkpoint.recovery_point = writer.checkpoint.recovery_point.min(new_end);
+        writer.checkpoint.store(&self.dir)?;
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        let mut flush = lock(&self.flush);
+        flush.durable_end = flush.durable_end.min(new_end);
+        tracing::info!(dir = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
+        Ok(())
+    }
+
+    /// Starts a new leader epoch at the current log end: later appends carry it, and recovery checks
+    /// them against it. Epochs only grow.
+    pub fn begin_leader_epoch(&self, epoch: i32) -> Result<()> {
+        let mut writer = lock(&self.writer);
+        let current = writer.checkpoint.epochs.last().map_or(-1, |e| e.epoch);
+        if epoch <= current {
+            return Err(StorageError::InvalidConfig {
+                setting: "leader_epoch",
+                reason: format!("epoch {epoch} is not above the current epoch {current}"),
+            });
+        }
+        let start_offset = self.log_end_offset();
+        writer.checkpoint.epochs.retain(|e| e.start_offset < start_offset);
+        writer.checkpoint.epochs.push(EpochStart { epoch, start_offset });
+        writer.checkpoint.store(&self.dir)
+    }
+
+    /// Clean shutdown: fsync, seal the active segment's indexes, and record a clean checkpoint so the
+    /// next open trusts the files without a scan. Later appends fail with `Closed`.
+    pub fn close(&self) -> Result<()> {
+        let mut writer = lock(&self.writer);
+        if self.is_closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let Writer { active, cursor, checkpoint } = &mut *writer;
+        active.seal(cursor)?;
+        checkpoint.is_clean_shutdown = true;
+        checkpoint.recovery_point = self.log_end_offset();
+        checkpoint.store(&self.dir)?;
+        lock(&self.flush).durable_end = self.log_end_offset();
+        tracing::debug!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "closed log");
+        Ok(())
+    }
+
+    /// Removes the partition's directory and everything in it; later calls fail with `Closed`.
+    /// Readers in the middle of a read finish it: open files outlive their names.
+    pub fn delete(&self) -> Result<()> {
+        let _writer = lock(&self.writer);
+        self.is_closed.store(true, Ordering::Release);
+        fs::remove_dir_all(&self.dir).map_err(StorageError::io(&self.dir))?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files are removed.
+fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::io(dir))? {
+        let entry = entry.map_err(StorageError::io(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(&format!(".{LOG_SUFFIX}")) {
+            match stem.parse::<i64>() {
+                Ok(base) if base >= 0 && stem.len() == 20 => bases.push(base),
+                _ => {
+                    tracing::warn!(dir = %dir.display(), file = name, "ignoring a .log file not named by a base offset")
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+struct Opened {
+    segments: Vec<Segment>,
+    epochs: Vec<EpochStart>,
+}
+
+/// Opens every segment, rescanning those past the recovery point after an unclean shutdown. At the
+/// first damage the segment is truncated there and every later segment deleted: offsets must stay
+/// dense, so nothing after a hole can be kept.
+fn open_segments(
+    dir: &Path,
+    config: &LogConfig,
+    stored: Option<&Checkpoint>,
+    bases: &[i64],
+    now_ms: i64,
+) -> Result<Opened> {
+    let is_clean = stored.is_some_and(|c| c.is_clean_shutdown);
+    let recovery_point = stored.map_or(i64::MIN, |c| c.recovery_point);
+    let known_epochs = |offset: i64| stored.and_then(|c| c.epoch_at(offset));
+    let epochs_rule = match stored {
+        Some(c) if !c.epochs.is_empty() => EpochRule::Known(&known_epochs),
+        _ => EpochRule::NonDecreasing,
+    };
+    let mut epochs = stored.map(|c| c.epochs.clone()).unwrap_or_default();
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let successor = bases.get(i + 1).copied();
+        let is_last = successor.is_none();
+        let known_next_offset = match successor {
+            Some(next) => Some(next),
+            None if is_clean => Some(recovery_point),
+            None => None,
+        };
+        let past_recovery_point = successor.is_none_or(|next| next > recovery_point);
+        let mode = OpenMode {
+            needs_scan: !is_clean && past_recovery_point,
+            known_next_offset,
+            epochs: match &epochs_rule {
+                EpochRule::Known(f) => EpochRule::Known(*f),
+                EpochRule::NonDecreasing => EpochRule::NonDecreasing,
+            },
+            previous_epoch: epochs.last().map(|e| e.epoch),
+            index_interval_bytes: config.index_interval_bytes,
+            index_max_bytes: config.index_max_bytes,
+            now_ms,
+        };
+        let (segment, scan) = Segment::open(dir, base, &mode)?;
+        let mut is_damaged = false;
+        if let Some(scan) = scan {
+            if matches!(epochs_rule, EpochRule::NonDecreasing) {
+                for seen in &scan.epochs_seen {
+                    if epochs.last().is_none_or(|last| last.epoch != seen.epoch) {
+                        epochs.push(*seen);
+                    }
+                }
+            }
+            let ends_early = !is_last && scan.next_offset != successor.unwrap_or(i64::MAX);
+            if let Some(damage) = &scan.damage {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    segment = base,
+                    valid_bytes = scan.valid_bytes,
+                    dropped_bytes = scan.file_bytes - scan.valid_bytes,
+                    next_offset = scan.next_offset,
+                    damage,
+                    "recovery truncated the log at damaged data"
+                );
+            }
+            if scan.valid_bytes < scan.file_bytes {
+                truncate_file(dir, base, scan.valid_bytes)?;
+            }
+            segment.sync()?;
+            is_damaged = scan.damage.is_some() || ends_early;
+            if !is_last || is_damaged {
+                segment.seal(&mut scan.cursor.clone())?;
+            }
+        }
+        let is_empty_after_damage = is_damaged && segment.size() == 0 && !segments.is_empty();
+        if is_empty_after_damage {
+            segment.delete_files()?;
+        } else {
+            segments.push(segment);
+        }
+        if is_damaged {
+            for &doomed in &bases[i + 1..] {
+                tracing::warn!(dir = %dir.display(), segment = doomed, "deleting a segment that follows damaged data");
+                for suffix in [LOG_SUFFIX, crate::segment::INDEX_SUFFIX, crate::segment::TIME_INDEX_SUFFIX] {
+                    let path = crate::segment::segment_path(dir, doomed, suffix);
+                    if let Err(e) = fs::remove_file(&path) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(StorageError::io(path)(e));
+                        }
+                    }
+                }
+            }
+            sync_dir(dir)?;
+            break;
+        }
+    }
+    let log_end = segments.last().map_or(0, |s| s.next_offset());
+    epochs.retain(|e| e.start_offset <= log_end);
+    if epochs.is_empty() {
+        epochs.push(EpochStart { epoch: 0, start_offset: segments.first().map_or(0, |s| s.base_offset()) });
+    }
+    Ok(Opened { segments, epochs })
+}
+
+pub(crate) fn epoch_at(epochs: &[EpochStart], offset: i64) -> Option<i32> {
+    epochs.iter().rev().find(|e| e.start_offset <= offset).map(|e| e.epoch)
+}
+
+fn truncate_file(dir: &Path, base: i64, len: u64) -> Result<()> {
+    let path = crate::segment::segment_path(dir, base, LOG_SUFFIX);
+    let file = fs::OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?;
+    file.set_len(len).map_err(StorageError::io(&path))?;
+    file.sync_all().map_err(StorageError::io(&path))
+}

@@ -1,0 +1,201 @@
+//! Scanning a segment's `.log` batch by batch: used to recover after an unclean shutdown and to
+//! rebuild index files. The scan trusts nothing in the file: every batch is checked in full and the
+//! scan stops at the first byte that is not a whole valid batch, saying why.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::BatchHeader;
+
+use crate::checkpoint::EpochStart;
+use crate::index::{OffsetEntry, TimeEntry};
+use crate::{Result, StorageError};
+
+/// Decides where index entries go. Appends and rebuilds share it, so a rebuilt index holds exactly
+/// the entries the appends wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexCursor {
+    bytes_since_entry: u64,
+    /// Largest timestamp of any batch so far in the segment.
+    pub max_timestamp: i64,
+    last_time_entry: i64,
+    last_batch_base: Option<i64>,
+}
+
+impl Default for IndexCursor {
+    fn default() -> Self {
+        Self { bytes_since_entry: 0, max_timestamp: i64::MIN, last_time_entry: i64::MIN, last_batch_base: None }
+    }
+}
+
+impl IndexCursor {
+    /// Accounts for one batch at `position`; returns the index entries it earns.
+    pub fn on_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u32,
+        interval_bytes: u64,
+    ) -> (Option<OffsetEntry>, Option<TimeEntry>) {
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        let mut earned = (None, None);
+        if self.bytes_since_entry >= interval_bytes {
+            earned.0 = Some(OffsetEntry { offset: header.base_offset, position });
+            if self.max_timestamp > self.last_time_entry {
+                earned.1 = Some(TimeEntry { timestamp: self.max_timestamp, offset: header.base_offset });
+                self.last_time_entry = self.max_timestamp;
+            }
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += header.total_bytes() as u64;
+        self.last_batch_base = Some(header.base_offset);
+        earned
+    }
+
+    /// The cursor just before the batch of the newest offset index entry (or the segment's first
+    /// batch), given the newest time index entry: where a rescan of a segment's tail starts. The
+    /// byte count is zero at both: an entry resets it, and a segment starts with it.
+    pub fn at_index_entry(last_time_entry: Option<i64>) -> Self {
+        let last_time_entry = last_time_entry.unwrap_or(i64::MIN);
+        Self { bytes_since_entry: 0, max_timestamp: last_time_entry, last_time_entry, last_batch_base: None }
+    }
+
+    /// The time index entry a segment gets when sealed, so that its last entry holds its largest
+    /// timestamp (what retention and timestamp lookups read).
+    pub fn final_time_entry(&mut self) -> Option<TimeEntry> {
+        let offset = self.last_batch_base?;
+        if self.max_timestamp <= self.last_time_entry {
+            return None;
+        }
+        self.last_time_entry = self.max_timestamp;
+        Some(TimeEntry { timestamp: self.max_timestamp, offset })
+    }
+}
+
+/// What a scan found: the valid prefix of the file, and the index entries for it.
+#[derive(Debug)]
+pub(crate) struct ScanOutcome {
+    /// Bytes of whole valid batches from the start of the file.
+    pub valid_bytes: u64,
+    pub file_bytes: u64,
+    /// Offset after the last valid batch.
+    pub next_offset: i64,
+    pub cursor: IndexCursor,
+    pub offset_entries: Vec<OffsetEntry>,
+    pub time_entries: Vec<TimeEntry>,
+    /// Leader epochs that start inside the valid prefix, for a log whose checkpoint was lost.
+    pub epochs_seen: Vec<EpochStart>,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub damage: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanStart {
+    pub position: u64,
+    pub offset: i64,
+    /// The index state just before `position`.
+    pub cursor: IndexCursor,
+}
+
+impl ScanStart {
+    pub fn segment_start(base_offset: i64) -> Self {
+        Self { position: 0, offset: base_offset, cursor: IndexCursor::default() }
+    }
+}
+
+/// Which leader epoch a batch must carry: what the checkpoint says, or (checkpoint lost) any epoch
+/// not below the previous one.
+pub(crate) enum EpochRule<'a> {
+    Known(&'a dyn Fn(i64) -> Option<i32>),
+    NonDecreasing,
+}
+
+/// Scans from `start` (a batch boundary: the file's start, or an offset index entry) to the end of
+/// the file.
+pub(crate) fn scan(
+    file: &File,
+    path: &Path,
+    start: ScanStart,
+    interval_bytes: u64,
+    epochs: &EpochRule<'_>,
+    previous_epoch: Option<i32>,
+) -> Result<ScanOutcome> {
+    let file_bytes = file.metadata().map_err(StorageError::io(path))?.len();
+    let mut out = ScanOutcome {
+        valid_bytes: start.position,
+        file_bytes,
+        next_offset: start.offset,
+        cursor: start.cursor,
+        offset_entries: Vec::new(),
+        time_entries: Vec::new(),
+        epochs_seen: Vec::new(),
+        damage: None,
+    };
+    let mut last_epoch = previous_epoch;
+    let mut buf = Vec::new();
+    while out.valid_bytes < file_bytes {
+        let pos = out.valid_bytes;
+        match check_batch_at(file, path, pos, file_bytes, out.next_offset, &mut buf)? {
+            Err(reason) => {
+                out.damage = Some(reason);
+                break;
+            }
+            Ok(header) => {
+                let epoch = header.partition_leader_epoch;
+                let epoch_ok = match epochs {
+                    EpochRule::Known(epoch_at) => epoch_at(header.base_offset) == Some(epoch),
+                    EpochRule::NonDecreasing => epoch >= 0 && last_epoch.is_none_or(|last| epoch >= last),
+                };
+                if !epoch_ok {
+                    out.damage = Some(format!("batch at offset {} carries leader epoch {epoch}", header.base_offset));
+                    break;
+                }
+                if last_epoch != Some(epoch) {
+                    out.epochs_seen.push(EpochStart { epoch, start_offset: header.base_offset });
+                    last_epoch = Some(epoch);
+                }
+                let (offset_entry, time_entry) = out.cursor.on_batch(&header, pos as u32, interval_bytes);
+                out.offset_entries.extend(offset_entry);
+                out.time_entries.extend(time_entry);
+                out.valid_bytes += header.total_bytes() as u64;
+                out.next_offset = header.next_offset();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the batch at `pos`: `Ok(Err(reason))` is damage, `Err` an I/O failure.
+fn check_batch_at(
+    file: &File,
+    path: &Path,
+    pos: u64,
+    file_bytes: u64,
+    expected_offset: i64,
+    buf: &mut Vec<u8>,
+) -> Result<std::result::Result<BatchHeader, String>> {
+    let remaining = file_bytes - pos;
+    if remaining < HEADER_BYTES as u64 {
+        return Ok(Err(format!("{remaining} trailing bytes are less than a batch header")));
+    }
+    let mut header_bytes = [0u8; HEADER_BYTES];
+    file.read_exact_at(&mut header_bytes, pos).map_err(StorageError::io(path))?;
+    let header = match BatchHeader::parse(&header_bytes) {
+        Ok(header) => header,
+        Err(e) => return Ok(Err(format!("bad batch header at position {pos}: {e}"))),
+    };
+    let total = header.total_bytes() as u64;
+    if total > remaining {
+        return Ok(Err(format!("torn batch at position {pos}: needs {total} bytes, {remaining} present")));
+    }
+    if header.base_offset != expected_offset {
+        return Ok(Err(format!(
+            "batch at position {pos} has base offset {}, expected {expected_offset}",
+            header.base_offset
+        )));
+    }
+    buf.resize(total as usize, 0);
+    file.read_exact_at(buf, pos).map_err(StorageError::io(path))?;
+    Ok(rill_protocol::validate(buf).map_err(|e| format!("invalid batch at position {pos}: {e}")))
+}

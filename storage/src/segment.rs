@@ -1,0 +1,443 @@
+//! A segment: one `.log` file of consecutive batches, named by the base offset of its first batch,
+//! with its `.index` and `.timeindex`.
+//!
+//! One writer (the log, under its writer lock) appends; any number of readers read at the same
+//! time. A reader sees `size` only after the bytes under it are written, so it never reads a torn
+//! batch. Reads use `pread` into one buffer per call: one copy from the page cache, none per record.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
+use rill_protocol::{BatchHeader, RecordBatch};
+
+use crate::index::{LoadError, OffsetIndex, TimeIndex};
+use crate::recovery::{self, EpochRule, IndexCursor, ScanOutcome, ScanStart};
+use crate::{Result, StorageError};
+
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<dir>/<base offset, 20 digits>.<suffix>`: sorting names sorts segments.
+pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    file: File,
+    /// Bytes of whole batches that readers may see.
+    size: AtomicU64,
+    /// Offset after the last batch.
+    next_offset: AtomicI64,
+    /// Largest batch timestamp; `i64::MIN` while empty.
+    max_timestamp: AtomicI64,
+    /// When the segment began, for `segment_ms`: when its first batch was appended, or when it was
+    /// opened, by the log's clock. Not a batch timestamp: a producer's clock (or an old replayed
+    /// record) must not make every append roll a segment.
+    created_ms: AtomicI64,
+    offset_index: RwLock<OffsetIndex>,
+    time_index: RwLock<TimeIndex>,
+}
+
+/// How [`Segment::open`] should treat the files it finds.
+pub(crate) struct OpenMode<'a> {
+    /// Rescan and validate the `.log` (unclean shutdown past the recovery point).
+    pub needs_scan: bool,
+    /// The offset after the segment's last batch, when known without a scan (a sealed segment's
+    /// successor's base offset, or the recovery point of a clean shutdown).
+    pub known_next_offset: Option<i64>,
+    pub epochs: EpochRule<'a>,
+    pub previous_epoch: Option<i32>,
+    pub index_interval_bytes: u64,
+    pub index_max_bytes: u64,
+    pub now_ms: i64,
+}
+
+impl Segment {
+    pub fn create(dir: &Path, base_offset: i64, index_max_bytes: u64, now_ms: i64) -> Result<Self> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(StorageError::io(&log_path))?;
+        let offset_index =
+            OffsetIndex::create(&segment_path(dir, base_offset, INDEX_SUFFIX), base_offset, index_max_bytes)?;
+        let time_index =
+            TimeIndex::create(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), base_offset, index_max_bytes)?;
+        Ok(Self {
+            base_offset,
+            log_path,
+            file,
+            size: AtomicU64::new(0),
+            next_offset: AtomicI64::new(base_offset),
+            max_timestamp: AtomicI64::new(i64::MIN),
+            created_ms: AtomicI64::new(now_ms),
+            offset_index: RwLock::new(offset_index),
+            time_index: RwLock::new(time_index),
+        })
+    }
+
+    /// Opens an existing segment. With `needs_scan`, or when an index is missing or implausible, the
+    /// `.log` is scanned: the result says where the valid batches end (the caller truncates) and the
+    /// indexes are rebuilt from it.
+    pub fn open(dir: &Path, base_offset: i64, mode: &OpenMode<'_>) -> Result<(Self, Option<ScanOutcome>)> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new().read(true).write(true).open(&log_path).map_err(StorageError::io(&log_path))?;
+        let file_bytes = file.metadata().map_err(StorageError::io(&log_path))?.len();
+        let index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
+        let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
+        let loaded = match (mode.needs_scan, mode.known_next_offset) {
+            (false, Some(next)) => {
+                let offsets = OffsetIndex::load(&index_path, base_offset, next, |e| u64::from(e.position) < file_bytes);
+                let times = TimeIndex::load(&time_index_path, base_offset, next, |_| true);
+                match (offsets, times) {
+                    (Ok(o), Ok(t)) => Some((o, t, next)),
+                    (Err(LoadError::Io(e)), _) | (_, Err(LoadError::Io(e))) => return Err(e),
+                    (o, t) => {
+                        let offsets = o.err().map_or_else(|| "ok".to_owned(), |e| e.to_string());
+                        let times = t.err().map_or_else(|| "ok".to_owned(), |e| e.to_string());
+                        tracing::warn!(path = %log_path.display(), offsets, times, "rebuilding index files from the log");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some((offset_index, time_index, next)) = loaded {
+            let max_timestamp = time_index.last().map_or(i64::MIN, |e| e.timestamp);
+            let segment = Self {
+                base_offset,
+                log_path,
+                file,
+                size: AtomicU64::new(file_bytes),
+                next_offset: AtomicI64::new(next),
+                max_timestamp: AtomicI64::new(max_timestamp),
+                created_ms: AtomicI64::new(mode.now_ms),
+                offset_index: RwLock::new(offset_index),
+                time_index: RwLock::new(time_index),
+            };
+            return Ok((segment, None));
+        }
+        let scan = recovery::scan(
+            &file,
+            &log_path,
+            ScanStart::segment_start(base_offset),
+            mode.index_interval_bytes,
+            &mode.epochs,
+            mode.previous_epoch,
+        )?;
+        let mut offset_index = OffsetIndex::create(&index_path, base_offset, mode.index_max_bytes)?;
+        let mut time_index = TimeIndex::create(&time_index_path, base_offset, mode.index_max_bytes)?;
+        for entry in &scan.offset_entries {
+            offset_index.append(*entry)?;
+        }
+        for entry in &scan.time_entries {
+            time_index.append(*entry)?;
+        }
+        let segment = Self {
+            base_offset,
+            log_path,
+            file,
+            size: AtomicU64::new(scan.valid_bytes),
+            next_offset: AtomicI64::new(scan.next_offset),
+            max_timestamp: AtomicI64::new(scan.cursor.max_timestamp),
+            created_ms: AtomicI64::new(mode.now_ms),
+            offset_index: RwLock::new(offset_index),
+            time_index: RwLock::new(time_index),
+        };
+        Ok((segment, Some(scan)))
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn is_index_full(&self) -> bool {
+        read_lock(&self.offset_index).is_full() || read_lock(&self.time_index).is_full()
+    }
+
+    /// Appends `batch` (already validated, `header` its header with the assigned base offset) at the
+    /// end of the file. The new base offset and `epoch` are written from a 16-byte patched copy of
+    /// the header's first fields, the rest straight from `batch`: no copy of the record bytes.
+    pub fn append(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        epoch: i32,
+        cursor: &mut IndexCursor,
+        interval: u64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let position = self.size.load(Ordering::Relaxed);
+        let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
+        head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
+        head[8..12].copy_from_slice(&batch[8..12]);
+        head[12..16].copy_from_slice(&epoch.to_be_bytes());
+        let written = self
+            .file
+            .write_all_at(&head, position)
+            .and_then(|()| self.file.write_all_at(&batch[head.len()..], position + head.len() as u64));
+        if let Err(source) = written {
+            // Leave no partial batch behind: a later append or a clean shutdown must not see one.
+            let _ = self.file.set_len(position);
+            return Err(StorageError::Io { path: self.log_path.clone(), source });
+        }
+        if position == 0 {
+            self.created_ms.store(now_ms, Ordering::Relaxed);
+        }
+        let (offset_entry, time_entry) = cursor.on_batch(header, position as u32, interval);
+        // An index entry that cannot be written (disk full) is skipped, not fatal: the batch is
+        // already in the log, and lookups only walk further from an earlier entry.
+        if let Some(entry) = offset_entry {
+            if let Err(e) = write_lock(&self.offset_index).append(entry) {
+                tracing::warn!(path = %self.log_path.display(), error = %e, "skipped an offset index entry");
+            }
+        }
+        if let Some(entry) = time_entry {
+            if let Err(e) = write_lock(&self.time_index).append(entry) {
+                tracing::warn!(path = %self.log_path.display(), error = %e, "skipped a time index entry");
+            }
+        }
+        self.max_timestamp.fetch_max(header.max_timestamp, Ordering::AcqRel);
+        self.next_offset.store(header.next_offset(), Ordering::Release);
+        self.size.store(position + batch.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
+        let mut buf = [0u8; HEADER_BYTES];
+        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> StorageError {
+        StorageError::Corrupt { path: self.log_path.clone(), position, reason }
+    }
+
+    /// Position and header of the first batch whose last offset is `>= offset`, scanning forward
+    /// from the nearest index entry; `None` if no such batch is visible.
+    fn locate(&self, offset: i64, size: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let mut position = read_lock(&self.offset_index).floor(offset).map_or(0, |e| u64::from(e.position));
+        while position + HEADER_BYTES as u64 <= size {
+            let header = self.read_header_at(position)?;
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (but always the whole first
+    /// batch, so a consumer makes progress), stopping before any batch at or past `limit_offset`.
+    /// `None` if this segment holds nothing at or after `offset`.
+    pub fn read(&self, offset: i64, max_bytes: usize, limit_offset: i64) -> Result<Option<Bytes>> {
+        let size = self.size();
+        let Some((position, first)) = self.locate(offset, size)? else {
+            return Ok(None);
+        };
+        if first.base_offset >= limit_offset {
+            return Ok(None);
+        }
+        let available = size - position;
+        let want = (max_bytes as u64).max(first.total_bytes() as u64).min(available) as usize;
+        let mut buf = vec![0u8; want];
+        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        let mut end = 0;
+        while end + HEADER_BYTES <= buf.len() {
+            let header =
+                BatchHeader::parse(&buf[end..]).map_err(|e| self.corrupt(position + end as u64, e.to_string()))?;
+            if header.base_offset >= limit_offset || end + header.total_bytes() > buf.len() {
+                break;
+            }
+            end += header.total_bytes();
+        }
+        buf.truncate(end);
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The first offset below `limit_offset` whose record timestamp is `>= timestamp_ms`.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64, limit_offset: i64) -> Result<Option<i64>> {
+        if self.max_timestamp() < timestamp_ms {
+            return Ok(None);
+        }
+        let size = self.size();
+        let start = read_lock(&self.time_index).below(timestamp_ms).map_or(self.base_offset, |e| e.offset);
+        let mut position = read_lock(&self.offset_index).floor(start).map_or(0, |e| u64::from(e.position));
+        while position + HEADER_BYTES as u64 <= size {
+            let header = self.read_header_at(position)?;
+            if header.base_offset >= limit_offset {
+                return Ok(None);
+            }
+            if header.max_timestamp >= timestamp_ms {
+                if let Some(offset) = self.first_record_at_or_after(position, &header, timestamp_ms)? {
+                    return Ok(Some(offset));
+                }
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Within one batch: the first record with a timestamp `>= timestamp_ms`. A compressed batch
+    /// answers with its base offset, as its records cannot be read here.
+    fn first_record_at_or_after(&self, position: u64, header: &BatchHeader, timestamp_ms: i64) -> Result<Option<i64>> {
+        if header.compression().ok() != Some(Compression::None) {
+            return Ok(Some(header.base_offset));
+        }
+        let mut buf = vec![0u8; header.total_bytes()];
+        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        let batch = RecordBatch { header: *header, bytes: Bytes::from(buf) };
+        let records = batch.records().map_err(|e| self.corrupt(position, e.to_string()))?;
+        for record in records {
+            let record = record.map_err(|e| self.corrupt(position, e.to_string()))?;
+            if record.timestamp_ms >= timestamp_ms {
+                return Ok(Some(record.offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops every batch whose last offset is `>= offset` (a batch holding `offset` goes whole) and
+    /// returns the segment reopened over what remains, its indexes rebuilt.
+    pub fn truncated(
+        &self,
+        offset: i64,
+        index_interval_bytes: u64,
+        index_max_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        if let Some((cut, _)) = self.locate(offset, self.size())? {
+            self.file.set_len(cut).map_err(StorageError::io(&self.log_path))?;
+            self.file.sync_all().map_err(StorageError::io(&self.log_path))?;
+        }
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        let mode = OpenMode {
+            needs_scan: true,
+            known_next_offset: None,
+            epochs: EpochRule::NonDecreasing,
+            previous_epoch: None,
+            index_interval_bytes,
+            index_max_bytes,
+            now_ms,
+        };
+        Segment::open(dir, self.base_offset, &mode).map(|(segment, _)| segment)
+    }
+
+    /// Makes the segment read-only on disk: final time index entry, index files trimmed, all
+    /// fsynced. Done when it rolls and on clean shutdown.
+    pub fn seal(&self, cursor: &mut IndexCursor) -> Result<()> {
+        if let Some(entry) = cursor.final_time_entry() {
+            let mut time_index = write_lock(&self.time_index);
+            if !time_index.is_full() && time_index.last().is_none_or(|last| last.offset < entry.offset) {
+                time_index.append(entry)?;
+            }
+        }
+        self.sync()?;
+        for result in [write_lock(&self.offset_index).trim(), write_lock(&self.time_index).trim()] {
+            result?;
+        }
+        read_lock(&self.offset_index).sync()?;
+        read_lock(&self.time_index).sync()
+    }
+
+    /// Makes a reopened last segment take appends again: grows the index files back, and rescans
+    /// the batches after the last offset index entry to restore the index cursor an append would
+    /// have left. The same scan checks the tail: anything after the last whole valid batch (a
+    /// clean-shutdown marker does not prove the tail intact) is cut off.
+    pub fn resume_append(&self, index_max_bytes: u64, interval: u64, epochs: &EpochRule<'_>) -> Result<IndexCursor> {
+        write_lock(&self.offset_index).reopen_for_append(index_max_bytes)?;
+        write_lock(&self.time_index).reopen_for_append(index_max_bytes)?;
+        let last_time_entry = read_lock(&self.time_index).last().map(|e| e.timestamp);
+        let cursor = IndexCursor::at_index_entry(last_time_entry);
+        let start = match read_lock(&self.offset_index).last() {
+            Some(entry) => ScanStart { position: u64::from(entry.position), offset: entry.offset, cursor },
+            None => ScanStart { position: 0, offset: self.base_offset, cursor },
+        };
+        let scan = recovery::scan(&self.file, &self.log_path, start, interval, epochs, None)?;
+        if let Some(damage) = &scan.damage {
+            tracing::warn!(
+                path = %self.log_path.display(),
+                valid_bytes = scan.valid_bytes,
+                dropped_bytes = scan.file_bytes - scan.valid_bytes,
+                damage,
+                "truncating the active segment at damaged data"
+            );
+            self.file.set_len(scan.valid_bytes).map_err(StorageError::io(&self.log_path))?;
+            self.file.sync_all().map_err(StorageError::io(&self.log_path))?;
+            write_lock(&self.offset_index).truncate_from_offset(scan.next_offset);
+            write_lock(&self.time_index).truncate_from_offset(scan.next_offset);
+        }
+        // Entries the scan earned past the last one on disk (an index that lagged its log).
+        for entry in &scan.offset_entries {
+            let mut index = write_lock(&self.offset_index);
+            if !index.is_full() && index.last().is_none_or(|l| l.offset < entry.offset) {
+                index.append(*entry)?;
+            }
+        }
+        for entry in &scan.time_entries {
+            let mut index = write_lock(&self.time_index);
+            if !index.is_full() && index.last().is_none_or(|l| l.offset < entry.offset) {
+                index.append(*entry)?;
+            }
+        }
+        self.size.store(scan.valid_bytes, Ordering::Release);
+        self.next_offset.store(scan.next_offset, Ordering::Release);
+        self.max_timestamp.store(scan.cursor.max_timestamp, Ordering::Release);
+        Ok(scan.cursor)
+    }
+
+    /// fsyncs the `.log` (data only: its size changes are covered by `fdatasync` too).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(StorageError::io(&self.log_path))
+    }
+
+    /// Removes the segment's files. Readers holding it keep reading: the data stays until they drop it.
+    pub fn delete_files(&self) -> Result<()> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_path(self.log_path.parent().unwrap_or(Path::new(".")), self.base_offset, suffix);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(path)(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+// A poisoned lock means a thread panicked while holding it; the index is a cache of the log and
+// every writer leaves it consistent between statements, so carrying on is safe.
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,100 @@
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
+use rill_storage::{Clock, Durability, Log, LogConfig};
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn at(ms: i64) -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(ms)))
+    }
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Small segments and indexes, so a few kilobytes span several segments and many index entries.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        segment_ms: None,
+        index_interval_bytes: 256,
+        index_max_bytes: 1024,
+        max_batch_bytes: 2048,
+        retention_bytes: None,
+        retention_ms: None,
+        durability: Durability::Never,
+    }
+}
+
+/// A batch of `count` records whose values name their batch and position, timestamps from `ts`.
+pub fn batch(tag: u64, count: usize, ts: i64) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::default();
+    for i in 0..count {
+        builder.push(&Record {
+            key: Some(format!("k{tag}").into_bytes()),
+            value: Some(format!("batch {tag} record {i}").into_bytes()),
+            headers: vec![],
+            timestamp_ms: ts + i as i64,
+        });
+    }
+    builder.build()
+}
+
+/// Every record from `from` to the high watermark: (offset, value).
+pub fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < log.high_watermark() {
+        let read = log.read(next, 1 << 20).expect("read within bounds");
+        assert!(!read.batches.is_empty(), "no batch at offset {next} below the high watermark");
+        for batch in BatchIter::new(read.batches) {
+            let batch = batch.expect("whole batch");
+            rill_protocol::validate(&batch.bytes).expect("stored batches stay valid");
+            for record in batch.records().expect("uncompressed") {
+                let record = record.expect("record decodes");
+                if record.offset >= next {
+                    out.push((record.offset, record.value.unwrap_or_default().to_vec()));
+                }
+            }
+            next = batch.header.next_offset();
+        }
+    }
+    out
+}
+
+pub fn batches(bytes: Bytes) -> Vec<rill_protocol::RecordBatch> {
+    BatchIter::new(bytes).collect::<Result<_, _>>().expect("whole batches")
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+pub fn log_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}

@@ -314,22 +314,10 @@ async fn discard_partitions(partitions: Vec<Arc<Partition>>, config: &BrokerConf
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     for partition in partitions {
         partition.stop_writer(grace).await;
-        let dir = partition_dir(&config.data_dir, &partition.topic, partition.index);
-        let dir_name = dir.display().to_string();
+        let dir_name = format!("{}-{}", partition.topic, partition.index);
         let log = Arc::clone(partition.log());
-        drop(partition);
-        let deleted = tokio::task::spawn_blocking(move || -> Result<()> {
-            match Arc::try_unwrap(log) {
-                Ok(log) => Ok(log.delete()?),
-                // A reader still holds the log: close it so its files are quiescent, then remove them. The
-                // reader gets an error on its next call, as for any deleted topic.
-                Err(log) => {
-                    log.close()?;
-                    std::fs::remove_dir_all(&dir).map_err(BrokerError::io(&dir))
-                }
-            }
-        })
-        .await;
+        // Readers holding the log get an error on their next call, as for any deleted topic.
+        let deleted = tokio::task::spawn_blocking(move || log.delete()).await;
         match deleted {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(partition = %dir_name, error = %err, "deleting the partition failed"),

@@ -3,8 +3,6 @@
 //!
 //! Tests talk to the broker only through gRPC, as a user's client would.
 
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use rill_broker::{Broker, BrokerConfig, BrokerHandle};
 use rill_protocol::v1::{
@@ -159,16 +157,4 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
     for word in words {
         assert!(status.message().contains(word), "{:?} does not mention {word:?}", status.message());
     }
-}
-
-/// Polls `check` until it returns true or `timeout` passes; for effects with no event to wait on.
-pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    check()
 }

@@ -14,7 +14,10 @@ use tonic::{Code, Status};
 pub enum BrokerError {
     #[error("unknown topic {topic:?}")]
     UnknownTopic { topic: String },
-    #[error("unknown partition {partition} of topic {topic:?}: it has partitions 0 to {last}", last = partition_count.saturating_sub(1))]
+    #[error(
+        "unknown partition {partition} of topic {topic:?}: it has partitions 0 to {last}",
+        last = partition_count.saturating_sub(1)
+    )]
     UnknownPartition { topic: String, partition: u32, partition_count: u32 },
     #[error("topic {topic:?} already exists")]
     TopicExists { topic: String },

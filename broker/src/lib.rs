@@ -20,9 +20,9 @@
 //! `OffsetStore` keeps committed offsets, and `service` maps gRPC calls onto them.
 //!
 //! Invariants:
-//! - All on-disk state lives under the data dir, and no path is built from a name that did not pass
-//!   `rill_storage::TopicName::new`. Names starting with `__` are the broker's own (`__topics/`,
-//!   `__consumer_offsets-0`); users cannot create them.
+//! - One node per data dir (an exclusive `flock` on `<data>/__lock`). All on-disk state lives under it,
+//!   and no path is built from a name that did not pass `rill_storage::TopicName::new`. Names starting
+//!   with `__` are the broker's own (`__topics/`, `__consumer_offsets-0`, `__lock`); users cannot create them.
 //! - A topic exists iff its metadata file exists; every create/delete/add-partitions writes that file (atomically)
 //!   as its commit point, so a restart after a crash restores exactly the acknowledged topics.
 //! - Each partition has exactly one writer task; appends are never made under a lock held across `.await`, and
@@ -35,6 +35,7 @@
 
 mod codec;
 mod config;
+mod data_dir_lock;
 mod error;
 mod meta;
 mod node;
@@ -46,5 +47,6 @@ mod server;
 mod service;
 
 pub use config::{BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_PORT};
+pub use data_dir_lock::LockError;
 pub use error::BrokerError;
 pub use server::{Broker, BrokerHandle, StartError};

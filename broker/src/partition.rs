@@ -48,8 +48,17 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log and starts its writer task on the current runtime.
-    pub fn start(topic: TopicName, index: u32, log: Log, queue_batches: usize) -> Arc<Partition> {
+    /// Wraps an opened log and starts its writer task on the current runtime. With `is_sync_per_write`
+    /// (topics with the `always` policy) the writer fsyncs once after each group of appends and answers the
+    /// group's producers after that fsync: the log itself must then be opened without `Durability::Always`,
+    /// which would fsync once per batch instead.
+    pub fn start(
+        topic: TopicName,
+        index: u32,
+        log: Log,
+        queue_batches: usize,
+        is_sync_per_write: bool,
+    ) -> Arc<Partition> {
         let log = Arc::new(log);
         let (high_watermark, _) = watch::channel(log.high_watermark());
         let (tx, rx) = mpsc::channel(queue_batches);
@@ -62,7 +71,7 @@ impl Partition {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
         });
-        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx));
+        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx, is_sync_per_write));
         *lock(&partition.writer) = Some(writer);
         partition
     }
@@ -137,13 +146,16 @@ impl Partition {
     }
 }
 
-async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>) {
+async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>, is_sync_per_write: bool) {
     let mut jobs = Vec::with_capacity(MAX_BATCHES_PER_WRITE);
     while queue.recv_many(&mut jobs, MAX_BATCHES_PER_WRITE).await > 0 {
         let log = Arc::clone(&partition.log);
         let taken = std::mem::take(&mut jobs);
         let written = tokio::task::spawn_blocking(move || {
-            let outcomes: Vec<_> = taken.iter().map(|job| log.append(&job.batch)).collect();
+            let mut outcomes: Vec<_> = taken.iter().map(|job| log.append(&job.batch)).collect();
+            if is_sync_per_write {
+                sync_group(&log, &mut outcomes);
+            }
             (taken, outcomes)
         })
         .await;
@@ -169,6 +181,36 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
                 (None, Ok(_)) => {}
             }
         }
+    }
+}
+
+/// Group commit for `always` topics: one fsync covers every batch the writer just appended. If it fails, every
+/// batch of the group is answered with the failure (they are in the log but not known to be on disk; a
+/// producer that retries may duplicate them, which at-least-once delivery allows).
+fn sync_group(log: &Log, outcomes: &mut [Result<AppendInfo, StorageError>]) {
+    let Some(end_offset) = outcomes.iter().filter_map(|o| o.as_ref().ok()).map(|info| info.last_offset + 1).max()
+    else {
+        return;
+    };
+    if let Err(err) = log.sync_through(end_offset) {
+        for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+            *outcome = Err(copy_of(&err));
+        }
+    }
+}
+
+/// A copy of an fsync failure for each producer it concerns (`StorageError` is not `Clone`: it holds an
+/// `io::Error`). Keeps the OS error code, so a full disk is still recognised as one.
+fn copy_of(err: &StorageError) -> StorageError {
+    match err {
+        StorageError::Io { path, source } => StorageError::Io {
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => StorageError::Io { path: Default::default(), source: std::io::Error::other(other.to_string()) },
     }
 }
 

@@ -13,6 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::data_dir_lock::{DataDirLock, LockError};
 use crate::error::BrokerError;
 use crate::node::Node;
 use crate::offsets::OffsetStore;
@@ -40,6 +41,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot restore state from the data directory: {0}")]
     Restore(#[from] BrokerError),
     #[error("cannot set up gRPC reflection: {0}")]
@@ -56,6 +59,7 @@ impl Broker {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
         let config = Arc::new(config);
         let registry = Registry::restore(Arc::clone(&config)).await?;
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
@@ -118,7 +122,7 @@ impl Broker {
         });
         let maintenance = tokio::spawn(run_maintenance(Arc::clone(&node)));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "broker started");
-        Ok(BrokerHandle { addr, node, shutdown_tx, stop_tx, server, maintenance, health })
+        Ok(BrokerHandle { addr, node, shutdown_tx, stop_tx, server, maintenance, health, data_dir_lock })
     }
 }
 
@@ -131,6 +135,8 @@ pub struct BrokerHandle {
     server: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     health: tonic_health::server::HealthReporter,
+    /// Released (dropped) only after every log is closed.
+    data_dir_lock: DataDirLock,
 }
 
 impl BrokerHandle {
@@ -163,6 +169,7 @@ impl BrokerHandle {
         if let Err(err) = self.node.offsets.close().await {
             tracing::error!(error = %err, "closing the committed-offsets log failed");
         }
+        drop(self.data_dir_lock);
         tracing::info!(addr = %self.addr, "broker stopped");
     }
 }

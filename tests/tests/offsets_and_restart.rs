@@ -66,3 +66,15 @@ async fn bad_commits_are_refused_and_store_nothing() {
     assert_eq!(stored[0].offset, -1, "nothing was stored");
     broker.groups.commit_offsets(commit("g", "t", 0, 0)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_dir_is_refused_until_the_first_stops() {
+    let broker = TestBroker::start().await;
+    let config = broker.config.clone();
+    let second = rill_broker::Broker::start(config.clone()).await;
+    let err = second.err().expect("the data dir is locked");
+    assert!(err.to_string().contains("in use by another rill broker"), "{err}");
+    let _dir = broker.shutdown().await;
+    let third = rill_broker::Broker::start(config).await.expect("free once the first has stopped");
+    third.shutdown().await;
+}

@@ -219,3 +219,38 @@ async fn unknown_topics_partitions_and_out_of_range_offsets_are_named() {
         3
     );
 }
+
+#[tokio::test]
+async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_both_bounds() {
+    let mut broker = TestBroker::start_with(|c| c.maintenance_interval_ms = 10).await;
+    let config = v1::TopicConfig {
+        segment_bytes: Some(1024),
+        max_batch_bytes: Some(1024),
+        retention_bytes: Some(2048),
+        ..Default::default()
+    };
+    let request = v1::CreateTopicRequest { name: "short".into(), partition_count: 1, config: Some(config) };
+    broker.admin.create_topic(request).await.unwrap();
+    let value = "r".repeat(300);
+    for _ in 0..20 {
+        broker.produce_values("short", 0, &[&value]).await;
+    }
+    // The maintenance task applies retention in the background: poll its effect, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log_start = loop {
+        let described =
+            broker.admin.describe_topic(v1::DescribeTopicRequest { name: "short".into() }).await.unwrap().into_inner();
+        let log_start = described.partitions[0].log_start_offset;
+        if log_start > 0 {
+            break log_start;
+        }
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let below = broker.records.fetch(fetch_request("short", 0, 0, 0, 0)).await;
+    assert_status(below, Code::OutOfRange, &["offset 0", &log_start.to_string(), "20"]);
+    let subscribe = v1::SubscribeRequest { topic: "short".into(), partition: 0, offset: 0, max_bytes: 0, format: 0 };
+    assert_status(broker.records.subscribe(subscribe).await, Code::OutOfRange, &[&log_start.to_string()]);
+    let kept = broker.fetch_values("short", 0, log_start).await;
+    assert_eq!(kept.first().map(|(o, _)| *o), Some(log_start), "reads from the new log start work");
+}

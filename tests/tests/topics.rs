@@ -100,7 +100,7 @@ async fn bad_topic_names_are_invalid_argument_and_build_no_path() {
         &["reserved"],
     );
     let entries: Vec<_> = std::fs::read_dir(broker.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(entries.len(), 2, "only __topics and __consumer_offsets-0: {entries:?}");
+    assert_eq!(entries.len(), 3, "only __topics, __consumer_offsets-0 and __lock: {entries:?}");
 }
 
 #[tokio::test]

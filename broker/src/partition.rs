@@ -48,17 +48,8 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log and starts its writer task on the current runtime. With `is_sync_per_write`
-    /// (topics with the `always` policy) the writer fsyncs once after each group of appends and answers the
-    /// group's producers after that fsync: the log itself must then be opened without `Durability::Always`,
-    /// which would fsync once per batch instead.
-    pub fn start(
-        topic: TopicName,
-        index: u32,
-        log: Log,
-        queue_batches: usize,
-        is_sync_per_write: bool,
-    ) -> Arc<Partition> {
+    /// Wraps an opened log and starts its writer task on the current runtime.
+    pub fn start(topic: TopicName, index: u32, log: Log, queue_batches: usize) -> Arc<Partition> {
         let log = Arc::new(log);
         let (high_watermark, _) = watch::channel(log.high_watermark());
         let (tx, rx) = mpsc::channel(queue_batches);
@@ -71,7 +62,7 @@ impl Partition {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
         });
-        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx, is_sync_per_write));
+        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx));
         *lock(&partition.writer) = Some(writer);
         partition
     }
@@ -146,14 +137,16 @@ impl Partition {
     }
 }
 
-async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>, is_sync_per_write: bool) {
+async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>) {
     let mut jobs = Vec::with_capacity(MAX_BATCHES_PER_WRITE);
     while queue.recv_many(&mut jobs, MAX_BATCHES_PER_WRITE).await > 0 {
         let log = Arc::clone(&partition.log);
         let taken = std::mem::take(&mut jobs);
         let written = tokio::task::spawn_blocking(move || {
-            let mut outcomes: Vec<_> = taken.iter().map(|job| log.append(&job.batch)).collect();
-            if is_sync_per_write {
+            // Under the `always` policy, `append` would fsync once per batch, one after the other; instead
+            // every batch of the group is appended and one fsync covers them all before any is answered.
+            let mut outcomes: Vec<_> = taken.iter().map(|job| log.append_unsynced(&job.batch)).collect();
+            if log.syncs_every_append() {
                 sync_group(&log, &mut outcomes);
             }
             (taken, outcomes)

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rill_protocol::v1;
-use rill_storage::{parse_partition_dir_name, partition_dir, Durability, Log, LogConfig, TopicName};
+use rill_storage::{parse_partition_dir_name, partition_dir, Log, LogConfig, TopicName};
 
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
@@ -292,26 +292,14 @@ async fn open_partitions(
     range: std::ops::Range<u32>,
     config: &BrokerConfig,
 ) -> Result<Vec<Arc<Partition>>> {
-    let mut log_config: LogConfig = settings.log_config();
-    // For `always` topics the partition writer fsyncs once per group of appends (see `Partition::start`);
-    // the log's own `Always` policy would fsync once per batch, one after the other.
-    let is_sync_per_write = log_config.durability == Durability::Always;
-    if is_sync_per_write {
-        log_config.durability = Durability::Never;
-    }
+    let log_config: LogConfig = settings.log_config();
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);
         let log_config = log_config.clone();
         let opened = blocking(move || Ok(Log::open(&dir, log_config)?)).await;
         match opened {
-            Ok(log) => partitions.push(Partition::start(
-                name.clone(),
-                index,
-                log,
-                config.partition_queue_batches,
-                is_sync_per_write,
-            )),
+            Ok(log) => partitions.push(Partition::start(name.clone(), index, log, config.partition_queue_batches)),
             Err(err) => {
                 discard_partitions(partitions, config).await;
                 return Err(err);

@@ -254,3 +254,38 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
     let kept = broker.fetch_values("short", 0, log_start).await;
     assert_eq!(kept.first().map(|(o, _)| *o), Some(log_start), "reads from the new log start work");
 }
+
+#[tokio::test]
+async fn concurrent_producers_on_an_always_topic_are_all_acknowledged_and_readable() {
+    let mut broker = TestBroker::start().await;
+    let config = v1::TopicConfig { durability: v1::DurabilityPolicy::Always as i32, ..Default::default() };
+    let request = v1::CreateTopicRequest { name: "sync".into(), partition_count: 1, config: Some(config) };
+    broker.admin.create_topic(request).await.unwrap();
+    let mut producers = Vec::new();
+    for p in 0..8 {
+        let mut records = broker.records.clone();
+        producers.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..25 {
+                let value = format!("p{p}-{i}");
+                let request = produce_request("sync", Some(0), batch_of(&[&value], 1), v1::Acks::Leader);
+                offsets.push(records.produce(request).await.unwrap().into_inner().base_offset);
+            }
+            offsets
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for producer in producers {
+        let offsets = producer.await.unwrap();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "one producer's batches land in order");
+        acknowledged.extend(offsets);
+    }
+    acknowledged.sort_unstable();
+    assert_eq!(acknowledged, (0..200).collect::<Vec<i64>>(), "every batch acknowledged once, offsets dense");
+    let mut offset = 0;
+    while offset < 200 {
+        let fetched = broker.fetch_values("sync", 0, offset).await;
+        assert!(!fetched.is_empty(), "acknowledged records are readable");
+        offset = fetched.last().unwrap().0 + 1;
+    }
+}

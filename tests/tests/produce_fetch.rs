@@ -289,3 +289,23 @@ async fn concurrent_producers_on_an_always_topic_are_all_acknowledged_and_readab
         offset = fetched.last().unwrap().0 + 1;
     }
 }
+
+#[tokio::test]
+async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("e", 1).await;
+    let mut request = produce_request("e", Some(0), batch_of(&["v"], 1), v1::Acks::Leader);
+    request.acks = 99;
+    assert_status(broker.records.produce(request).await, Code::InvalidArgument, &["acks", "99"]);
+    let fetch = v1::FetchRequest { format: 42, ..fetch_request("e", 0, 0, 0, 0) };
+    assert_status(broker.records.fetch(fetch).await, Code::InvalidArgument, &["format", "42"]);
+    let lookup = v1::ListOffsetsRequest { topic: "e".into(), partitions: vec![], spec: 7, timestamp_ms: 0 };
+    assert_status(broker.records.list_offsets(lookup).await, Code::InvalidArgument, &["spec", "7"]);
+    let create = v1::CreateTopicRequest {
+        name: "f".into(),
+        partition_count: 1,
+        config: Some(v1::TopicConfig { durability: 9, ..Default::default() }),
+    };
+    assert_status(broker.admin.create_topic(create).await, Code::InvalidArgument, &["durability", "9"]);
+    assert_eq!(broker.produce_values("e", 0, &["fine"]).await, 0);
+}

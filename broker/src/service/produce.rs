@@ -47,10 +47,12 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
         partition.append_unacknowledged(batch).await?;
         return Ok(v1::ProduceResponse { partition: index, base_offset: -1, last_offset: -1, append_time_ms: -1 });
     }
+    let bytes = batch.len();
     let appended = partition.append(batch).await?;
     if acks == v1::Acks::Durable {
         partition.sync_through(appended.last_offset + 1).await?;
     }
+    tracing::debug!(topic = %topic.name, partition = index, bytes, base_offset = appended.base_offset, ?acks, "produced");
     Ok(v1::ProduceResponse {
         partition: index,
         base_offset: appended.base_offset,

@@ -89,6 +89,14 @@ pub async fn fetch(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRe
         }
     };
     let chunk = chunk(read, request.offset, format)?;
+    tracing::debug!(
+        topic = %request.topic,
+        partition = request.partition,
+        offset = request.offset,
+        bytes = chunk.record_batches.len(),
+        next_offset = chunk.next_offset,
+        "fetched"
+    );
     Ok(v1::FetchResponse {
         record_batches: chunk.record_batches,
         records: chunk.records,
@@ -121,6 +129,7 @@ pub async fn subscribe(
     if offset < log_start_offset || offset > high_watermark {
         return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, high_watermark }.into());
     }
+    tracing::debug!(topic = %request.topic, partition = request.partition, offset, "subscription started");
     let (tx, rx) = mpsc::channel(node.config.subscribe_queue_batches);
     tokio::spawn(follow(Arc::clone(node), partition, offset, max_bytes, format, tx));
     Ok(ReceiverStream::new(rx))

@@ -88,6 +88,23 @@ impl TestBroker {
     }
 }
 
+impl TestBroker {
+    /// Every value from `offset` to the high watermark, fetching as many times as needed (one fetch stops at
+    /// the end of a segment or at max_bytes).
+    pub async fn fetch_all_values(&mut self, topic: &str, partition: u32, mut offset: i64) -> Vec<(i64, String)> {
+        let mut all = Vec::new();
+        loop {
+            let response =
+                self.records.fetch(fetch_request(topic, partition, offset, 0, 0)).await.expect("fetch").into_inner();
+            if response.record_batches.is_empty() {
+                return all;
+            }
+            all.extend(values_of(&response.record_batches).into_iter().filter(|(o, _)| *o >= offset));
+            offset = response.next_offset;
+        }
+    }
+}
+
 /// A v2 batch of records with the given values (no keys), timestamps `base_timestamp_ms + i`.
 pub fn batch_of(values: &[&str], base_timestamp_ms: i64) -> Bytes {
     let mut builder = RecordBatchBuilder::default();

@@ -27,7 +27,9 @@ impl TinyFs {
 
 impl Drop for TinyFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        // Lazy: if the test failed, the broker's runtime may still hold files open, which would make a plain
+        // umount fail (busy) and leave the mount behind.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         let _ = std::fs::remove_dir(&self.path);
     }
 }

@@ -126,13 +126,15 @@ pub struct ConfigError {
 }
 
 impl BrokerConfig {
-    /// A config for tests: data in `data_dir`, a free port on 127.0.0.1, a fast maintenance tick.
+    /// A config for tests: data in `data_dir`, a free port on 127.0.0.1, 16 MiB segments, and no retention by
+    /// default, so records with made-up timestamps (1970) are not deleted as soon as their segment rolls.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shutdown_grace_ms: 2_000,
             default_segment_bytes: 16 << 20,
+            default_retention_ms: None,
             ..Self::default()
         }
     }

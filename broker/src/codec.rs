@@ -101,6 +101,30 @@ mod tests {
         assert_eq!(next_offset_after(&batch), Some(2));
     }
 
+    fn arb_record() -> impl proptest::strategy::Strategy<Value = v1::Record> {
+        use proptest::prelude::*;
+        let bytes = || proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32).prop_map(Bytes::from));
+        let header = ("[a-z]{0,8}", bytes()).prop_map(|(key, value)| v1::RecordHeader { key, value });
+        (bytes(), bytes(), proptest::collection::vec(header, 0..3), 1i64..4_000_000_000_000)
+            .prop_map(|(key, value, headers, timestamp_ms)| v1::Record { key, value, headers, timestamp_ms })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_structured_records_round_trip(records in proptest::collection::vec(arb_record(), 1..10)) {
+            let batch = encode_records(&records, 1, 1 << 20).unwrap();
+            let decoded = decode_records(&batch, 0).unwrap();
+            proptest::prop_assert_eq!(decoded.len(), records.len());
+            for (i, (got, sent)) in decoded.iter().zip(&records).enumerate() {
+                proptest::prop_assert_eq!(got.offset, i as i64);
+                proptest::prop_assert_eq!(got.timestamp_ms, sent.timestamp_ms);
+                proptest::prop_assert_eq!(&got.key, &sent.key);
+                proptest::prop_assert_eq!(&got.value, &sent.value);
+                proptest::prop_assert_eq!(&got.headers, &sent.headers);
+            }
+        }
+    }
+
     #[test]
     fn an_oversized_list_is_refused_with_the_limit() {
         let record = v1::Record { value: Some(Bytes::from(vec![0u8; 1000])), ..Default::default() };

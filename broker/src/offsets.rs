@@ -220,6 +220,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_key_and_value_round_trip(
+            group in "\\PC{1,40}", topic in "[a-z.]{1,40}", partition: u32,
+            offset: i64, time: i64, metadata in "\\PC{0,100}",
+        ) {
+            let key = OffsetKey { group, topic, partition };
+            proptest::prop_assert_eq!(decode_key(&encode_key(&key)), Some(key));
+            let value = Committed { offset, metadata: metadata.clone(), commit_time_ms: time };
+            proptest::prop_assert_eq!(decode_value(&encode_value(offset, time, &metadata)), Some(value));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode_key(&bytes);
+            let _ = decode_value(&bytes);
+        }
+    }
+
     #[tokio::test]
     async fn commits_survive_a_reopen_and_the_last_one_wins() {
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,10 @@
 //! connection, then one reader fetching everything back. Not a benchmark suite (that is `rill bench`); a
 //! baseline to check that tuning changes move the number.
 //!
-//! `cargo run --release -p rill-broker --example loopback_throughput [total_mib] [producers]`
+//! `cargo run --release -p rill-broker --example loopback_throughput [total_mib] [producers] [untuned]`
+//!
+//! With `untuned`, both sides use HTTP/2's defaults instead (16 KiB frames, 64 KiB windows), for the
+//! before/after figure of the tuning.
 
 use std::time::{Duration, Instant};
 
@@ -24,11 +27,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let total_mib: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2048);
     let producers: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
+    let is_tuned = args.next().as_deref() != Some("untuned");
     let dir = tempfile::tempdir()?;
     let mut config = BrokerConfig::for_tests(dir.path());
     config.default_segment_bytes = 256 << 20;
+    if !is_tuned {
+        config.http2_max_frame_bytes = 16 << 10;
+        config.http2_stream_window_bytes = 65_535;
+        config.http2_connection_window_bytes = 65_535;
+    }
     let broker = Broker::start(config).await?;
-    let channel = tuned_channel(&broker.url()).await?;
+    let channel = if is_tuned {
+        tuned_channel(&broker.url()).await?
+    } else {
+        Endpoint::from_shared(broker.url())?.connect().await?
+    };
     let mut admin = TopicAdminClient::new(channel.clone());
     let topic_config = v1::TopicConfig { durability: v1::DurabilityPolicy::Never as i32, ..Default::default() };
     admin

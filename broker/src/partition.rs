@@ -4,8 +4,8 @@
 //! Appends go through a bounded queue to one writer task per partition. The writer takes every batch waiting
 //! (up to a limit) and appends them in one blocking call off the async threads, then publishes the new high
 //! watermark once. So producers never fight over a lock, a full queue pushes back on producers instead of
-//! growing, and batches from one connection land in the order they were sent. Reads go straight to the log
-//! (it is `Sync`), also off the async threads.
+//! growing, and batches land in the order they were queued (a producer that waits for each answer keeps its
+//! order). Reads go straight to the log (it is `Sync`), also off the async threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -161,7 +161,13 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
                 continue;
             }
         };
-        partition.high_watermark.send_replace(partition.log.high_watermark());
+        // Wake waiters only when there is something new to read (not after a group that all failed).
+        let high_watermark = partition.log.high_watermark();
+        partition.high_watermark.send_if_modified(|published| {
+            let is_new = *published != high_watermark;
+            *published = high_watermark;
+            is_new
+        });
         for (job, outcome) in taken.into_iter().zip(outcomes) {
             match (job.reply, outcome) {
                 (Some(reply), outcome) => {

@@ -89,6 +89,11 @@ impl TestBroker {
 }
 
 impl TestBroker {
+    /// Asserts that the broker still answers a valid request: called after each bad one.
+    pub async fn assert_serving(&mut self) {
+        self.admin.list_topics(v1::ListTopicsRequest {}).await.expect("the broker still serves after a bad request");
+    }
+
     /// Every value from `offset` to the high watermark, fetching as many times as needed (one fetch stops at
     /// the end of a segment or at max_bytes).
     pub async fn fetch_all_values(&mut self, topic: &str, partition: u32, mut offset: i64) -> Vec<(i64, String)> {

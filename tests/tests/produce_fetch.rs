@@ -92,6 +92,7 @@ async fn replay_from_a_timestamp_uses_list_offsets() {
 
     let unknown = v1::ListOffsetsRequest { partitions: vec![7], ..lookup(v1::OffsetSpec::Latest, 0) };
     assert_status(broker.records.list_offsets(unknown).await, Code::NotFound, &["partition 7"]);
+    broker.assert_serving().await;
 }
 
 #[tokio::test]
@@ -166,11 +167,13 @@ async fn bad_batches_are_invalid_argument_and_append_nothing() {
     }
     let empty = v1::ProduceRequest { topic: "b".into(), partition: Some(0), records: None, acks: 0 };
     assert_status(broker.records.produce(empty).await, Code::InvalidArgument, &["record_batch or record_list"]);
+    broker.assert_serving().await;
     let empty_list = v1::ProduceRequest {
         records: Some(v1::produce_request::Records::RecordList(v1::RecordList::default())),
         ..produce_request("b", Some(0), Bytes::new(), v1::Acks::Leader)
     };
     assert_status(broker.records.produce(empty_list).await, Code::InvalidArgument, &["at least one record"]);
+    broker.assert_serving().await;
     assert_eq!(broker.produce_values("b", 0, &["good"]).await, 0, "the broker still serves");
 }
 
@@ -185,16 +188,19 @@ async fn oversized_batches_and_requests_are_resource_exhausted_with_the_limit() 
     let value = "x".repeat(70 << 10);
     let request = produce_request("big", Some(0), batch_of(&[&value], 1), v1::Acks::Leader);
     assert_status(broker.records.produce(request).await, Code::ResourceExhausted, &["65536"]);
+    broker.assert_serving().await;
     let record = v1::Record { value: Some(Bytes::from(value.clone())), ..Default::default() };
     let structured = v1::ProduceRequest {
         records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
         ..produce_request("big", Some(0), Bytes::new(), v1::Acks::Leader)
     };
     assert_status(broker.records.produce(structured).await, Code::ResourceExhausted, &["65536"]);
+    broker.assert_serving().await;
     // Past the request limit the gRPC layer refuses the message before decoding it.
     let huge = "y".repeat(200 << 10);
     let request = produce_request("big", Some(0), batch_of(&[&huge], 1), v1::Acks::Leader);
     assert_status(broker.records.produce(request).await, Code::ResourceExhausted, &["131072"]);
+    broker.assert_serving().await;
     assert!(broker.fetch_values("big", 0, 0).await.is_empty());
     assert_eq!(broker.produce_values("big", 0, &["small"]).await, 0);
 }
@@ -206,13 +212,18 @@ async fn unknown_topics_partitions_and_out_of_range_offsets_are_named() {
     broker.produce_values("o", 0, &["a", "b", "c"]).await;
     let request = produce_request("nope", Some(0), batch_of(&["a"], 1), v1::Acks::Leader);
     assert_status(broker.records.produce(request).await, Code::NotFound, &["unknown topic", "nope"]);
+    broker.assert_serving().await;
     let request = produce_request("o", Some(2), batch_of(&["a"], 1), v1::Acks::Leader);
     assert_status(broker.records.produce(request).await, Code::NotFound, &["partition 2", "0 to 1"]);
+    broker.assert_serving().await;
     assert_status(broker.records.fetch(fetch_request("o", 9, 0, 0, 0)).await, Code::NotFound, &["partition 9"]);
+    broker.assert_serving().await;
     let beyond = broker.records.fetch(fetch_request("o", 0, 4, 0, 0)).await;
     assert_status(beyond, Code::OutOfRange, &["offset 4", "0", "3"]);
+    broker.assert_serving().await;
     let negative = broker.records.fetch(fetch_request("o", 0, -1, 0, 0)).await;
     assert_status(negative, Code::OutOfRange, &["-1", "0", "3"]);
+    broker.assert_serving().await;
     assert_eq!(
         values_of(&broker.records.fetch(fetch_request("o", 0, 0, 0, 0)).await.unwrap().into_inner().record_batches)
             .len(),
@@ -251,8 +262,10 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
     };
     let below = broker.records.fetch(fetch_request("short", 0, 0, 0, 0)).await;
     assert_status(below, Code::OutOfRange, &["offset 0", &log_start.to_string(), "20"]);
+    broker.assert_serving().await;
     let subscribe = v1::SubscribeRequest { topic: "short".into(), partition: 0, offset: 0, max_bytes: 0, format: 0 };
     assert_status(broker.records.subscribe(subscribe).await, Code::OutOfRange, &[&log_start.to_string()]);
+    broker.assert_serving().await;
     let kept = broker.fetch_values("short", 0, log_start).await;
     assert_eq!(kept.first().map(|(o, _)| *o), Some(log_start), "reads from the new log start work");
 }
@@ -295,15 +308,19 @@ async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
     let mut request = produce_request("e", Some(0), batch_of(&["v"], 1), v1::Acks::Leader);
     request.acks = 99;
     assert_status(broker.records.produce(request).await, Code::InvalidArgument, &["acks", "99"]);
+    broker.assert_serving().await;
     let fetch = v1::FetchRequest { format: 42, ..fetch_request("e", 0, 0, 0, 0) };
     assert_status(broker.records.fetch(fetch).await, Code::InvalidArgument, &["format", "42"]);
+    broker.assert_serving().await;
     let lookup = v1::ListOffsetsRequest { topic: "e".into(), partitions: vec![], spec: 7, timestamp_ms: 0 };
     assert_status(broker.records.list_offsets(lookup).await, Code::InvalidArgument, &["spec", "7"]);
+    broker.assert_serving().await;
     let create = v1::CreateTopicRequest {
         name: "f".into(),
         partition_count: 1,
         config: Some(v1::TopicConfig { durability: 9, ..Default::default() }),
     };
     assert_status(broker.admin.create_topic(create).await, Code::InvalidArgument, &["durability", "9"]);
+    broker.assert_serving().await;
     assert_eq!(broker.produce_values("e", 0, &["fine"]).await, 0);
 }

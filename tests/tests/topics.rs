@@ -70,6 +70,7 @@ async fn delete_topic_removes_its_files_and_its_name_can_be_reused() {
     assert!(!data.join("__topics/gone.toml").exists());
     let fetched = broker.records.fetch(rill_tests::fetch_request("gone", 0, 0, 0, 0)).await;
     assert_status(fetched, Code::NotFound, &["gone"]);
+    broker.assert_serving().await;
 
     broker.create_topic("gone", 1).await;
     assert!(broker.fetch_values("gone", 0, 0).await.is_empty(), "a recreated topic starts empty");
@@ -91,6 +92,7 @@ async fn bad_topic_names_are_invalid_argument_and_build_no_path() {
     for (name, word) in cases {
         let result = broker.admin.create_topic(create(name, 1)).await;
         assert_status(result, Code::InvalidArgument, &["topic name", word]);
+        broker.assert_serving().await;
         broker.create_topic("ok-after-bad-name", 1).await;
         broker.admin.delete_topic(v1::DeleteTopicRequest { name: "ok-after-bad-name".into() }).await.unwrap();
     }
@@ -99,6 +101,7 @@ async fn bad_topic_names_are_invalid_argument_and_build_no_path() {
         Code::InvalidArgument,
         &["reserved"],
     );
+    broker.assert_serving().await;
     let entries: Vec<_> = std::fs::read_dir(broker.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(entries.len(), 3, "only __topics, __consumer_offsets-0 and __lock: {entries:?}");
 }
@@ -112,23 +115,31 @@ async fn existing_unknown_and_over_limit_topics_are_refused_clearly() {
     .await;
     broker.create_topic("a", 1).await;
     assert_status(broker.admin.create_topic(create("a", 1)).await, Code::AlreadyExists, &["\"a\"", "exists"]);
+    broker.assert_serving().await;
     assert_status(broker.admin.create_topic(create("b", 0)).await, Code::InvalidArgument, &["partition count 0"]);
+    broker.assert_serving().await;
     assert_status(broker.admin.create_topic(create("b", 5)).await, Code::InvalidArgument, &["at most 4"]);
+    broker.assert_serving().await;
     broker.create_topic("b", 4).await;
     assert_status(
         broker.admin.create_topic(create("c", 1)).await,
         Code::ResourceExhausted,
         &["at most 2", "max_topics"],
     );
+    broker.assert_serving().await;
 
     let unknown = v1::DescribeTopicRequest { name: "nope".into() };
     assert_status(broker.admin.describe_topic(unknown).await, Code::NotFound, &["unknown topic", "nope"]);
+    broker.assert_serving().await;
     let unknown = v1::DeleteTopicRequest { name: "nope".into() };
     assert_status(broker.admin.delete_topic(unknown).await, Code::NotFound, &["nope"]);
+    broker.assert_serving().await;
     let shrink = v1::AddPartitionsRequest { name: "b".into(), new_partition_count: 3 };
     assert_status(broker.admin.add_partitions(shrink).await, Code::InvalidArgument, &["already has 4"]);
+    broker.assert_serving().await;
     let too_many = v1::AddPartitionsRequest { name: "a".into(), new_partition_count: 9 };
     assert_status(broker.admin.add_partitions(too_many).await, Code::InvalidArgument, &["at most 4"]);
+    broker.assert_serving().await;
 
     let bad_config = v1::CreateTopicRequest {
         name: "x".into(),
@@ -137,12 +148,14 @@ async fn existing_unknown_and_over_limit_topics_are_refused_clearly() {
     };
     broker.admin.delete_topic(v1::DeleteTopicRequest { name: "b".into() }).await.unwrap();
     assert_status(broker.admin.create_topic(bad_config).await, Code::InvalidArgument, &["max_batch_bytes", "limit"]);
+    broker.assert_serving().await;
     let bad_segment = v1::CreateTopicRequest {
         name: "x".into(),
         partition_count: 1,
         config: Some(v1::TopicConfig { segment_bytes: Some(10), ..Default::default() }),
     };
     assert_status(broker.admin.create_topic(bad_segment).await, Code::InvalidArgument, &["segment_bytes"]);
+    broker.assert_serving().await;
     broker.create_topic("x", 1).await;
     assert_eq!(broker.produce_values("x", 0, &["still serving"]).await, 0);
 }
@@ -154,6 +167,7 @@ async fn an_io_failure_is_internal_with_the_cause_and_the_broker_stays_up() {
     std::fs::write(broker.dir.path().join("blocked-0"), b"not a directory").unwrap();
     let result = broker.admin.create_topic(create("blocked", 1)).await;
     assert_status(result, Code::Internal, &["i/o error", "blocked-0"]);
+    broker.assert_serving().await;
     let listed = broker.admin.list_topics(v1::ListTopicsRequest {}).await.unwrap().into_inner().topics;
     assert!(listed.is_empty(), "a failed create leaves no topic behind");
     broker.create_topic("fine", 1).await;

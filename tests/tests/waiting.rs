@@ -100,9 +100,12 @@ async fn subscribe_refuses_bad_offsets_and_ends_when_the_topic_is_deleted() {
     broker.create_topic("sub", 1).await;
     let request = |offset| v1::SubscribeRequest { topic: "sub".into(), partition: 0, offset, max_bytes: 0, format: 0 };
     assert_status(broker.records.subscribe(request(5)).await, Code::OutOfRange, &["offset 5", "0"]);
+    broker.assert_serving().await;
     assert_status(broker.records.subscribe(request(-3)).await, Code::InvalidArgument, &["-3"]);
+    broker.assert_serving().await;
     let unknown = v1::SubscribeRequest { topic: "nope".into(), ..request(0) };
     assert_status(broker.records.subscribe(unknown).await, Code::NotFound, &["nope"]);
+    broker.assert_serving().await;
 
     let mut stream = broker.records.subscribe(request(0)).await.unwrap().into_inner();
     broker.admin.delete_topic(v1::DeleteTopicRequest { name: "sub".into() }).await.unwrap();

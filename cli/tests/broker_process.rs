@@ -113,6 +113,14 @@ async fn all_values(records: &mut RecordsClient<tonic::transport::Channel>, topi
     }
 }
 
+/// The clean-shutdown flag of a partition's checkpoint (docs/format.md, `partition.checkpoint`: flags at byte 10,
+/// bit 0). Storage sets it on `Log::close` and clears it on open.
+fn is_clean_shutdown(partition_dir: &Path) -> bool {
+    let checkpoint = std::fs::read(partition_dir.join("partition.checkpoint")).expect("checkpoint file");
+    assert_eq!(&checkpoint[..8], b"RILLCKPT");
+    u16::from_be_bytes([checkpoint[10], checkpoint[11]]) & 1 == 1
+}
+
 fn create(name: &str) -> v1::CreateTopicRequest {
     v1::CreateTopicRequest { name: name.into(), partition_count: 1, config: None }
 }
@@ -137,6 +145,7 @@ async fn durable_records_and_commits_survive_sigkill() {
     broker.child.kill().expect("SIGKILL");
     broker.child.wait().unwrap();
     drop(broker);
+    assert!(!is_clean_shutdown(&dir.path().join("crash-0")), "a killed broker closed nothing");
 
     let broker = BrokerProcess::start(dir.path());
     let mut clients = connect(&broker.url).await;
@@ -167,6 +176,10 @@ async fn sigterm_shuts_down_gracefully_with_exit_0_and_keeps_everything() {
     drop(clients);
     assert!(status.success(), "exit status {status:?}");
     drop(broker);
+    // Every log was closed cleanly, so the next start trusts the files without a recovery scan.
+    for log_dir in ["calm-0", "__consumer_offsets-0"] {
+        assert!(is_clean_shutdown(&dir.path().join(log_dir)), "{log_dir} was not closed cleanly");
+    }
 
     let broker = BrokerProcess::start(dir.path());
     let mut clients = connect(&broker.url).await;

@@ -222,7 +222,7 @@ async fn acknowledged_records_and_commits_survive_repeated_sigkill() {
     let broker = BrokerProcess::start(dir.path());
     let reader = channel(&broker.url).await.expect("connect after the last restart");
     let mut records = RecordsClient::new(reader.clone());
-    let ledger = ledger.lock().expect("ledger");
+    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
     let mut acknowledged = 0;
     let mut recovered = 0;
     for partition in 0..PARTITIONS {

@@ -61,5 +61,5 @@ pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
 pub use error::{Error, Result};
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerMetrics};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};

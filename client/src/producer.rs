@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -105,6 +106,7 @@ pub struct Producer {
 
 pub(crate) struct ProducerInner {
     client: Client,
+    metrics: Arc<Metrics>,
     config: Arc<ProducerConfig>,
     topics: Arc<Mutex<Topics>>,
     /// The buffer budget, one permit per byte. Fair (FIFO), so a waiting large record is not starved.
@@ -124,6 +126,7 @@ impl Producer {
         check_config(&client, &config)?;
         Ok(Self {
             inner: Arc::new(ProducerInner {
+                metrics: Arc::default(),
                 buffer: Arc::new(Semaphore::new(config.max_buffered_bytes)),
                 client,
                 config: Arc::new(config),
@@ -180,6 +183,11 @@ impl Producer {
             // An error means the sender task ended, which it does only after answering everything it held.
             let _ = wait.await;
         }
+    }
+
+    /// Counters of what the sender tasks did so far.
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.inner.metrics.snapshot()
     }
 
     /// Bytes of records enqueued and not yet answered.
@@ -258,6 +266,7 @@ impl TopicEntry {
                 config: Arc::clone(&inner.config),
                 topics: Arc::downgrade(&inner.topics),
                 buffer: Arc::clone(&inner.buffer),
+                metrics: Arc::clone(&inner.metrics),
                 topic: Arc::from(topic),
                 partition,
             };
@@ -295,6 +304,34 @@ impl Drop for ProducerInner {
                 }
             }
             entry.senders.clear();
+        }
+    }
+}
+
+/// What the producer's sender tasks have done since it was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerMetrics {
+    /// Batches the broker acknowledged.
+    pub batches_acknowledged: u64,
+    /// Batches that failed for good (their records' delivery futures carry the error).
+    pub batches_failed: u64,
+    /// Produce calls sent again after a transient failure.
+    pub retries: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub batches_acknowledged: AtomicU64,
+    pub batches_failed: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl Metrics {
+    fn snapshot(&self) -> ProducerMetrics {
+        ProducerMetrics {
+            batches_acknowledged: self.batches_acknowledged.load(Ordering::Relaxed),
+            batches_failed: self.batches_failed.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 }

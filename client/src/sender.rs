@@ -19,7 +19,8 @@ use crate::accumulator::{BatchOutcome, SealedBatch};
 use crate::compression::compress_batch;
 use crate::connection::{call, request, Client};
 use crate::error::{Error, RequestContext};
-use crate::producer::{lock, Acks, ProducerConfig, Topics};
+use crate::producer::{lock, Acks, Metrics, ProducerConfig, Topics};
+use std::sync::atomic::Ordering;
 
 /// What the producer tells a partition's sender, in the order it happened.
 pub(crate) enum Command {
@@ -56,6 +57,7 @@ pub(crate) struct SenderContext {
     pub config: Arc<ProducerConfig>,
     pub topics: Weak<Mutex<Topics>>,
     pub buffer: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
     pub topic: Arc<str>,
     pub partition: u32,
 }
@@ -131,17 +133,22 @@ fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Futu
     let client = ctx.client.clone();
     let config = Arc::clone(&ctx.config);
     let buffer = Arc::clone(&ctx.buffer);
+    let metrics = Arc::clone(&ctx.metrics);
     let topic = Arc::clone(&ctx.topic);
     let partition = ctx.partition;
     async move {
         let SealedBatch { bytes, reserved_bytes, ack, record_count, .. } = batch;
         let outcome = match compress_batch(bytes, config.compression) {
-            Ok(bytes) => produce_with_retries(&client, &config, &topic, partition, bytes.into()).await,
+            Ok(bytes) => produce_with_retries(&client, &config, &metrics, &topic, partition, bytes.into()).await,
             Err(message) => Err(Error::Compress { message }),
         };
-        if let Err(err) = &outcome {
-            tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
-        }
+        match &outcome {
+            Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
+            Err(err) => {
+                tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
+                metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
         let _ = ack.send(outcome);
         buffer.add_permits(reserved_bytes);
     }
@@ -152,6 +159,7 @@ fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Futu
 async fn produce_with_retries(
     client: &Client,
     config: &ProducerConfig,
+    metrics: &Metrics,
     topic: &str,
     partition: u32,
     batch: bytes::Bytes,
@@ -177,6 +185,7 @@ async fn produce_with_retries(
                 let backoff = retry_backoff(config, attempt);
                 tracing::debug!(%topic, partition, attempt, ?backoff, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;
+                metrics.retries.fetch_add(1, Ordering::Relaxed);
                 attempt += 1;
             }
             Err(err) => return Err(err),

@@ -310,6 +310,12 @@ impl Consumer {
                 }
             };
             self.handle_fetch(done).await?;
+            // Take in every other answer that is already here, so one poll serves all partitions that have data.
+            while let Some(joined) = self.fetches.try_join_next() {
+                if let Ok(done) = joined {
+                    self.handle_fetch(done).await?;
+                }
+            }
         }
         Ok(true)
     }

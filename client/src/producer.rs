@@ -27,7 +27,7 @@ use crate::compression::Compression;
 use crate::connection::Client;
 use crate::error::{Error, Result};
 use crate::record::{ProducerRecord, RecordMetadata};
-use crate::sender::{run_partition_sender, Command, SenderContext};
+use crate::sender::{retry_backoff, run_partition_sender, Command, SenderContext};
 
 /// When the broker answers a produce call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -212,36 +212,47 @@ impl Producer {
     }
 
     async fn enqueue(&self, topic: &str, record: &ProducerRecord, reserved: usize) -> Result<DeliveryFuture> {
-        self.ensure_metadata(topic).await?;
         let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
-        let mut topics = lock(&self.inner.topics);
-        let entry = topics.get_mut(topic).ok_or_else(|| Error::UnknownTopic { topic: topic.to_owned() })?;
-        let appended = entry.batches.place(topic, record, timestamp_ms, reserved)?;
-        let partition = appended.partition;
-        if let Some(id) = appended.opened {
-            let deadline = tokio::time::Instant::now() + self.inner.config.linger;
-            entry.dispatch(topic, partition, Command::Linger { id, deadline }, &self.inner);
+        let max_age = self.inner.config.metadata_max_age;
+        let mut is_refreshed = false;
+        loop {
+            {
+                let mut topics = lock(&self.inner.topics);
+                if let Some(entry) = topics.get_mut(topic) {
+                    if is_refreshed || entry.described_at.elapsed() < max_age {
+                        return entry.append(topic, record, timestamp_ms, reserved, &self.inner);
+                    }
+                }
+            }
+            self.refresh_metadata(topic).await?;
+            is_refreshed = true;
         }
-        for batch in appended.sealed.into_iter().flatten() {
-            entry.dispatch(topic, batch.partition, Command::Send(batch), &self.inner);
-        }
-        Ok(DeliveryFuture { ack: appended.ack, index: appended.index, partition, timestamp_ms })
     }
 
-    /// Makes sure `topic` has an entry with a partition count younger than `metadata_max_age`. The describe
-    /// call runs without the lock; concurrent first sends may describe twice, which is harmless.
-    async fn ensure_metadata(&self, topic: &str) -> Result<()> {
-        let max_age = self.inner.config.metadata_max_age;
-        let is_fresh = lock(&self.inner.topics).get(topic).is_some_and(|e| e.described_at.elapsed() < max_age);
-        if is_fresh {
-            return Ok(());
-        }
-        let client = &self.inner.client;
-        let description = describe_topic(client, topic, client.config().request_timeout).await?;
+    /// Describes `topic` (without the lock: concurrent first sends may describe twice, which is harmless) and
+    /// records its partition count. Transient failures are retried like produce calls; if they persist and a
+    /// stale partition count is cached, that one is used rather than failing the send.
+    async fn refresh_metadata(&self, topic: &str) -> Result<()> {
+        let (client, config) = (&self.inner.client, &self.inner.config);
+        let mut attempt = 0;
+        let description = loop {
+            match describe_topic(client, topic, client.config().request_timeout).await {
+                Ok(description) => break description,
+                Err(err) if err.is_retriable() && attempt < config.retries => {
+                    tokio::time::sleep(retry_backoff(config, attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) if err.is_retriable() && lock(&self.inner.topics).contains_key(topic) => {
+                    tracing::warn!(%topic, error = %err, "cannot refresh the partition count; using the cached one");
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let partition_count = description.partition_count.max(1);
         let mut topics = lock(&self.inner.topics);
         let entry = topics.entry(topic.to_owned()).or_insert_with(|| TopicEntry {
-            batches: TopicBatches::new(partition_count, self.inner.config.batch_bytes),
+            batches: TopicBatches::new(partition_count, config.batch_bytes),
             senders: Vec::new(),
             described_at: Instant::now(),
         });
@@ -252,6 +263,27 @@ impl Producer {
 }
 
 impl TopicEntry {
+    /// Places the record in its partition's batch and dispatches what that sealed or opened.
+    fn append(
+        &mut self,
+        topic: &str,
+        record: &ProducerRecord,
+        timestamp_ms: i64,
+        reserved: usize,
+        inner: &ProducerInner,
+    ) -> Result<DeliveryFuture> {
+        let appended = self.batches.place(topic, record, timestamp_ms, reserved)?;
+        let partition = appended.partition;
+        if let Some(id) = appended.opened {
+            let deadline = tokio::time::Instant::now() + inner.config.linger;
+            self.dispatch(topic, partition, Command::Linger { id, deadline }, inner);
+        }
+        for batch in appended.sealed.into_iter().flatten() {
+            self.dispatch(topic, batch.partition, Command::Send(batch), inner);
+        }
+        Ok(DeliveryFuture { ack: appended.ack, index: appended.index, partition, timestamp_ms })
+    }
+
     /// Hands `command` to the partition's sender task, starting the task on first use. Called under the
     /// producer's lock, so commands of one partition reach its task in the order batches were sealed.
     fn dispatch(&mut self, topic: &str, partition: u32, command: Command, inner: &ProducerInner) {

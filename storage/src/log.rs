@@ -46,8 +46,9 @@ pub struct Log {
     writer: Mutex<Writer>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
-    /// What consumers may read up to. On one node it follows the log end; replication will hold it
-    /// back to what followers have.
+    /// What consumers may read up to. On one node it follows the log end, or under
+    /// `Durability::Always` the fsynced end, so consumers never see what a crash could take back.
+    /// Replication will hold it back to what followers have.
     high_watermark: AtomicI64,
     flush: Mutex<FlushState>,
     flushed: Condvar,
@@ -185,29 +186,41 @@ impl Log {
     /// Validates one v2 batch, assigns it the next offsets, stamps the leader epoch and appends it.
     /// With `Durability::Always` it returns once the batch is fsynced.
     pub fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
+        let info = self.append_unsynced(batch)?;
+        if self.config.durability == Durability::Always {
+            self.sync_through(info.last_offset + 1)?;
+        }
+        Ok(info)
+    }
+
+    /// [`Log::append`] without waiting for the fsync that `Durability::Always` asks for: a caller with
+    /// many batches appends them all, then waits once in [`Log::sync_through`] before acknowledging any.
+    /// Under `Always` the batch becomes visible to readers (the high watermark moves) only once synced.
+    pub fn append_unsynced(&self, batch: &[u8]) -> Result<AppendInfo> {
         self.ensure_open()?;
         if batch.len() > self.config.max_batch_bytes {
             return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
         }
         let mut header = rill_protocol::validate(batch)?;
-        let info = {
-            let mut writer = lock(&self.writer);
-            self.ensure_open()?;
-            let base_offset = self.log_end_offset.load(Ordering::Relaxed);
-            header.base_offset = base_offset;
-            self.roll_if_needed(&mut writer, &header)?;
-            let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
-            let Writer { active, cursor, .. } = &mut *writer;
-            active.append(batch, &header, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
-            let next = header.next_offset();
-            self.log_end_offset.store(next, Ordering::Release);
+        let mut writer = lock(&self.writer);
+        self.ensure_open()?;
+        let base_offset = self.log_end_offset.load(Ordering::Relaxed);
+        header.base_offset = base_offset;
+        self.roll_if_needed(&mut writer, &header)?;
+        let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
+        let Writer { active, cursor, .. } = &mut *writer;
+        active.append(batch, &header, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
+        let next = header.next_offset();
+        self.log_end_offset.store(next, Ordering::Release);
+        if self.config.durability != Durability::Always {
             self.high_watermark.store(next, Ordering::Release);
-            AppendInfo { base_offset, last_offset: header.last_offset(), append_time_ms: self.clock.now_ms() }
-        };
-        if self.config.durability == Durability::Always {
-            self.sync_through(info.last_offset + 1)?;
         }
-        Ok(info)
+        Ok(AppendInfo { base_offset, last_offset: header.last_offset(), append_time_ms: self.clock.now_ms() })
+    }
+
+    /// True when appends must be fsynced before they are acknowledged (`Durability::Always`).
+    pub fn syncs_every_append(&self) -> bool {
+        self.config.durability == Durability::Always
     }
 
     fn roll_if_needed(&self, writer: &mut Writer, next: &BatchHeader) -> Result<()> {
@@ -269,6 +282,9 @@ impl Log {
             if synced.is_ok() {
                 state.durable_end = state.durable_end.max(target);
                 state.last_flush_ms = self.clock.now_ms();
+                if self.config.durability == Durability::Always {
+                    self.high_watermark.fetch_max(target, Ordering::AcqRel);
+                }
             }
             self.flushed.notify_all();
             synced?;

@@ -113,6 +113,17 @@ impl Segment {
             }
             _ => None,
         };
+        // A loaded segment is trusted only if its tail agrees: the batches after the last index entry
+        // end exactly at the end of the file, at the offset the log expects. A file that lost its end
+        // (a disk that acknowledged a sync it did not do) is rescanned and truncated like a torn one.
+        let loaded = loaded.filter(|(offset_index, _, next)| {
+            let from = offset_index.last().map_or((0, base_offset), |e| (u64::from(e.position), e.offset));
+            let consistent = tail_ends_at(&file, from, file_bytes, *next);
+            if !consistent {
+                tracing::warn!(path = %log_path.display(), "segment tail disagrees with its neighbours; rescanning");
+            }
+            consistent
+        });
         if let Some((offset_index, time_index, next)) = loaded {
             let max_timestamp = time_index.last().map_or(i64::MIN, |e| e.timestamp);
             let segment = Self {
@@ -430,6 +441,25 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// Walks batch headers from `(position, offset)` to the end of the file: true if they chain without a gap
+/// and end exactly at `file_bytes` and `next_offset`.
+fn tail_ends_at(file: &File, (mut position, mut offset): (u64, i64), file_bytes: u64, next_offset: i64) -> bool {
+    let mut header_bytes = [0u8; HEADER_BYTES];
+    while position < file_bytes {
+        if file.read_exact_at(&mut header_bytes, position).is_err() {
+            return false;
+        }
+        match BatchHeader::parse(&header_bytes) {
+            Ok(header) if header.base_offset == offset => {
+                position += header.total_bytes() as u64;
+                offset = header.next_offset();
+            }
+            _ => return false,
+        }
+    }
+    position == file_bytes && offset == next_offset
 }
 
 // A poisoned lock means a thread panicked while holding it; the index is a cache of the log and

@@ -245,6 +245,23 @@ fn always_durability_makes_every_append_durable_with_concurrent_writers() {
 }
 
 #[test]
+fn under_always_readers_see_a_batch_only_once_it_is_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { durability: Durability::Always, ..small_config() };
+    let log = Log::open(dir.path(), config).unwrap();
+    assert!(log.syncs_every_append());
+    let first = log.append_unsynced(&batch(0, 2, 0)).unwrap();
+    let second = log.append_unsynced(&batch(1, 2, 0)).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(log.high_watermark(), 0, "nothing is visible before the fsync");
+    assert!(log.read(0, 100).unwrap().batches.is_empty());
+    log.sync_through(second.last_offset + 1).unwrap();
+    assert_eq!(log.high_watermark(), 4);
+    assert_eq!(log.durable_end_offset(), 4);
+    assert_eq!(read_all(&log, first.base_offset).len(), 4);
+}
+
+#[test]
 fn interval_durability_flushes_when_due() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(0);

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -118,7 +118,8 @@ pub(crate) type Topics = HashMap<String, TopicEntry>;
 pub(crate) struct TopicEntry {
     pub batches: TopicBatches,
     senders: Vec<Option<mpsc::UnboundedSender<Command>>>,
-    described_at: Instant,
+    /// When the partition count was last described, ms since the Unix epoch.
+    described_at_ms: i64,
 }
 
 impl Producer {
@@ -212,14 +213,17 @@ impl Producer {
     }
 
     async fn enqueue(&self, topic: &str, record: &ProducerRecord, reserved: usize) -> Result<DeliveryFuture> {
-        let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
-        let max_age = self.inner.config.metadata_max_age;
+        // One clock read per record: it stamps the record and ages the metadata (a wall-clock jump only makes
+        // a refresh come early or late).
+        let now = now_ms();
+        let timestamp_ms = record.timestamp_ms.unwrap_or(now);
+        let max_age_ms = i64::try_from(self.inner.config.metadata_max_age.as_millis()).unwrap_or(i64::MAX);
         let mut is_refreshed = false;
         loop {
             {
                 let mut topics = lock(&self.inner.topics);
                 if let Some(entry) = topics.get_mut(topic) {
-                    if is_refreshed || entry.described_at.elapsed() < max_age {
+                    if is_refreshed || now.saturating_sub(entry.described_at_ms) < max_age_ms {
                         return entry.append(topic, record, timestamp_ms, reserved, &self.inner);
                     }
                 }
@@ -254,10 +258,10 @@ impl Producer {
         let entry = topics.entry(topic.to_owned()).or_insert_with(|| TopicEntry {
             batches: TopicBatches::new(partition_count, config.batch_bytes),
             senders: Vec::new(),
-            described_at: Instant::now(),
+            described_at_ms: now_ms(),
         });
         entry.batches.grow(partition_count);
-        entry.described_at = Instant::now();
+        entry.described_at_ms = now_ms();
         Ok(())
     }
 }
@@ -416,6 +420,9 @@ fn max_batch_bytes(max_message_bytes: usize) -> usize {
 
 fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
     let invalid = |message: String| Err(Error::InvalidArgument { message });
+    if tokio::runtime::Handle::try_current().is_err() {
+        return invalid("a Producer runs its sender tasks on Tokio: create it inside a Tokio runtime".into());
+    }
     let max_batch = max_batch_bytes(client.config().max_message_bytes);
     if config.batch_bytes < 1024 || config.batch_bytes > max_batch {
         return invalid(format!(
@@ -463,7 +470,7 @@ mod tests {
                 TopicEntry {
                     batches: TopicBatches::new(partition_count, self.inner.config.batch_bytes),
                     senders: Vec::new(),
-                    described_at: Instant::now(),
+                    described_at_ms: now_ms(),
                 },
             );
         }

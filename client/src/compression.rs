@@ -39,20 +39,20 @@ pub(crate) fn compress_batch(batch: Vec<u8>, compression: Compression) -> Result
     }
     let records = records_section(&batch);
     let mut out = Vec::with_capacity(HEADER_BYTES + records.len() / 2 + 64);
-    out.extend_from_slice(&batch[..HEADER_BYTES]);
-    match compression {
-        Compression::None => unreachable!("returned above"),
+    out.extend_from_slice(batch.get(..HEADER_BYTES).ok_or("a batch shorter than its header")?);
+    let mut out = match compression {
+        Compression::None => out,
         Compression::Lz4 => {
             let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
             std::io::Write::write_all(&mut encoder, records).map_err(|e| format!("lz4: {e}"))?;
-            out = encoder.finish().map_err(|e| format!("lz4: {e}"))?;
+            encoder.finish().map_err(|e| format!("lz4: {e}"))?
         }
         Compression::Zstd { level } => {
             let mut encoder = zstd::stream::write::Encoder::new(out, level).map_err(|e| format!("zstd: {e}"))?;
             std::io::Write::write_all(&mut encoder, records).map_err(|e| format!("zstd: {e}"))?;
-            out = encoder.finish().map_err(|e| format!("zstd: {e}"))?;
+            encoder.finish().map_err(|e| format!("zstd: {e}"))?
         }
-    }
+    };
     seal_compressed(&mut out, compression.codec()).map_err(|e| e.to_string())?;
     Ok(out)
 }

@@ -445,3 +445,29 @@ async fn lookup_offset(
         .map(|o| o.offset)
         .ok_or_else(|| Error::UnknownPartition { topic: topic.to_owned(), partition })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::ClientConfig;
+
+    #[tokio::test]
+    async fn auto_commit_without_a_group_is_refused() {
+        let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
+        let config = ConsumerConfig { auto_commit_interval: Some(Duration::from_secs(1)), ..ConsumerConfig::default() };
+        assert!(matches!(Consumer::new(client.clone(), config), Err(Error::NoGroup)));
+        let config = ConsumerConfig { fetch_max_bytes: 0, ..ConsumerConfig::default() };
+        assert!(matches!(Consumer::new(client, config), Err(Error::InvalidArgument { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_consumer_with_nothing_assigned_polls_nothing_at_once() {
+        let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
+        let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("valid config");
+        assert!(consumer.poll().await.expect("nothing to fail").is_empty());
+        assert!(consumer.next_record().await.is_none());
+        assert!(consumer.assignment().is_empty());
+        let err = consumer.seek("t", 0, SeekTo::Beginning).await.expect_err("not assigned");
+        assert!(matches!(err, Error::NotAssigned { .. }));
+    }
+}

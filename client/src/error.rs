@@ -30,6 +30,10 @@ pub enum Error {
     OffsetOutOfRange { message: String },
     #[error("record of {size} bytes exceeds the limit of {limit} bytes ({setting})")]
     RecordTooLarge { size: usize, limit: usize, setting: &'static str },
+    #[error(
+        "batch over the size limit: {message} (lower batch_bytes, or raise the topic's or broker's max_batch_bytes)"
+    )]
+    BatchTooLarge { message: String },
     #[error("the broker refused a request over its limit: {message}")]
     LimitExceeded { message: String },
     #[error("the broker is unavailable: {message}")]
@@ -97,7 +101,7 @@ impl Error {
             },
             Code::AlreadyExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
             Code::InvalidArgument => Error::InvalidArgument { message },
-            Code::OutOfRange if is_size_limit(&message) => Error::LimitExceeded { message },
+            Code::OutOfRange | Code::ResourceExhausted if is_size_limit(&message) => Error::BatchTooLarge { message },
             Code::OutOfRange => Error::OffsetOutOfRange { message },
             Code::ResourceExhausted => Error::LimitExceeded { message },
             Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal if is_transport(status) => {
@@ -117,7 +121,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Unavailable { .. } | Error::TimedOut { .. } => true,
-            Error::LimitExceeded { message } => !is_size_limit(message) && !is_count_limit(message),
+            Error::LimitExceeded { message } => !is_count_limit(message),
             _ => false,
         }
     }
@@ -178,7 +182,10 @@ mod tests {
         assert!(!map(Code::OutOfRange, "offset 9 outside [0, 3]").is_retriable());
         assert!(!map(Code::AlreadyExists, "exists").is_retriable());
         let size = map(Code::ResourceExhausted, "record batch of 9000000 bytes exceeds the limit of 8388608 bytes");
-        assert!(!size.is_retriable());
+        assert!(matches!(size, Error::BatchTooLarge { .. }) && !size.is_retriable());
+        let local =
+            map(Code::OutOfRange, "Error, encoded message length too large: found 9 bytes, the limit is: 8 bytes");
+        assert!(matches!(local, Error::BatchTooLarge { .. }) && !local.is_retriable());
         assert!(!map(Code::ResourceExhausted, "too many topics: the broker holds at most 10").is_retriable());
         assert!(!Error::RecordTooLarge { size: 2, limit: 1, setting: "batch" }.is_retriable());
     }

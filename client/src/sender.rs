@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::accumulator::{BatchOutcome, SealedBatch};
-use crate::compression::compress_batch;
+use crate::compression::{compress_batch, Compression};
 use crate::connection::{call, request, Client};
 use crate::error::{Error, RequestContext};
 use crate::producer::{lock, Acks, Metrics, ProducerConfig, Topics};
@@ -138,9 +138,9 @@ fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Futu
     let partition = ctx.partition;
     async move {
         let SealedBatch { bytes, reserved_bytes, ack, record_count, .. } = batch;
-        let outcome = match compress_batch(bytes, config.compression) {
+        let outcome = match compress(bytes, config.compression).await {
             Ok(bytes) => produce_with_retries(&client, &config, &metrics, &topic, partition, bytes.into()).await,
-            Err(message) => Err(Error::Compress { message }),
+            Err(err) => Err(err),
         };
         match &outcome {
             Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
@@ -151,6 +151,18 @@ fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Futu
         };
         let _ = ack.send(outcome);
         buffer.add_permits(reserved_bytes);
+    }
+}
+
+/// Compresses on the blocking pool: zstd on a 1 MiB batch takes milliseconds, which would stall the other
+/// partitions' I/O on this runtime worker.
+async fn compress(bytes: Vec<u8>, compression: Compression) -> Result<Vec<u8>, Error> {
+    if compression == Compression::None {
+        return Ok(bytes);
+    }
+    match tokio::task::spawn_blocking(move || compress_batch(bytes, compression)).await {
+        Ok(compressed) => compressed.map_err(|message| Error::Compress { message }),
+        Err(err) => Err(Error::Compress { message: format!("compression task failed: {err}") }),
     }
 }
 

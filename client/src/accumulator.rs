@@ -396,4 +396,34 @@ mod tests {
         batches.grow(3);
         assert_eq!(batches.partition_count(), 5);
     }
+
+    proptest::proptest! {
+        /// Against a model: every record lands in exactly one batch, in order, at its index; no batch is over
+        /// `batch_bytes` unless it holds a single record; and the reserved bytes add up.
+        #[test]
+        fn every_record_lands_once_in_order_in_a_batch_that_fits(
+            sizes in proptest::collection::vec(0usize..3000, 1..200),
+            batch_bytes in 1024usize..8192,
+        ) {
+            let mut batches = TopicBatches::new(1, batch_bytes);
+            let mut sealed: Vec<SealedBatch> = Vec::new();
+            let mut placed = Vec::new();
+            for &size in &sizes {
+                let appended = batches.place("t", &record(size).with_partition(0), 5, size + 40).unwrap();
+                placed.push(appended.index);
+                sealed.extend(appended.sealed.into_iter().flatten());
+            }
+            sealed.extend(batches.seal(0, None));
+            let decoded: Vec<usize> = sealed.iter().flat_map(decoded_values).collect();
+            proptest::prop_assert_eq!(&decoded, &sizes);
+            let mut expected_index = Vec::new();
+            for batch in &sealed {
+                proptest::prop_assert!(batch.bytes.len() <= batch_bytes || batch.record_count == 1);
+                expected_index.extend(0..batch.record_count);
+            }
+            proptest::prop_assert_eq!(placed, expected_index);
+            let reserved: usize = sealed.iter().map(|b| b.reserved_bytes).sum();
+            proptest::prop_assert_eq!(reserved, sizes.iter().map(|s| s + 40).sum::<usize>());
+        }
+    }
 }

@@ -151,4 +151,57 @@ mod tests {
         fetched.truncate(30);
         assert!(decode_batches(&topic, 0, 0, Bytes::from(fetched), LIMITS, &mut out).is_err());
     }
+
+    fn arb_record() -> impl proptest::strategy::Strategy<Value = Record> {
+        use proptest::prelude::*;
+        let bytes = proptest::collection::vec(any::<u8>(), 0..300);
+        let header =
+            ("[a-z]{0,6}", proptest::option::of(bytes.clone())).prop_map(|(key, value)| WireHeader { key, value });
+        (
+            proptest::option::of(bytes.clone()),
+            proptest::option::of(bytes),
+            proptest::collection::vec(header, 0..3),
+            0i64..4_000_000_000_000,
+        )
+            .prop_map(|(key, value, headers, timestamp_ms)| Record { key, value, headers, timestamp_ms })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_records_survive_any_codec_and_come_back_from_any_offset(
+            records in proptest::collection::vec(arb_record(), 1..30),
+            codec in 0usize..3,
+            base in 0i64..1 << 40,
+            skip in 0usize..30,
+        ) {
+            let compression = [Compression::None, Compression::Lz4, Compression::Zstd { level: 1 }][codec];
+            let mut builder = RecordBatchBuilder::default();
+            records.iter().for_each(|r| builder.push(r));
+            let mut bytes = compress_batch(builder.build(), compression).expect("compress");
+            set_base_offset(&mut bytes, base);
+            let topic: Arc<str> = Arc::from("p");
+            let skip = skip.min(records.len());
+            let mut out = Vec::new();
+            let next = decode_batches(&topic, 0, base + skip as i64, Bytes::from(bytes), LIMITS, &mut out).unwrap();
+            proptest::prop_assert_eq!(next, base + records.len() as i64);
+            proptest::prop_assert_eq!(out.len(), records.len() - skip);
+            for (got, want) in out.iter().zip(&records[skip..]) {
+                proptest::prop_assert_eq!(got.key.as_deref(), want.key.as_deref());
+                proptest::prop_assert_eq!(got.value.as_deref(), want.value.as_deref());
+                proptest::prop_assert_eq!(got.timestamp_ms, want.timestamp_ms);
+                let headers: Vec<(String, Option<Vec<u8>>)> =
+                    got.headers.iter().map(|h| (h.key.clone(), h.value.as_ref().map(|v| v.to_vec()))).collect();
+                let wanted: Vec<(String, Option<Vec<u8>>)> =
+                    want.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect();
+                proptest::prop_assert_eq!(headers, wanted);
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let topic: Arc<str> = Arc::from("p");
+            let limits = DecodeLimits { check_crcs: false, max_decompressed_bytes: 1 << 16 };
+            let _ = decode_batches(&topic, 0, 0, Bytes::from(bytes), limits, &mut Vec::new());
+        }
+    }
 }

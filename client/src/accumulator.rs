@@ -62,6 +62,8 @@ struct OpenBatch {
 struct PartitionBatches {
     open: Option<OpenBatch>,
     next_id: u64,
+    /// Whether the open batch's linger was cut short already (see [`TopicBatches::expire_lingers`]).
+    is_linger_expired: bool,
     /// Whether the last batch was sealed for being full: then the next one is allocated at full size at once
     /// instead of growing by doubling (each doubling copies the batch).
     was_last_full: bool,
@@ -173,6 +175,7 @@ impl TopicBatches {
         let open = slot.open.get_or_insert_with(|| {
             let id = slot.next_id;
             slot.next_id += 1;
+            slot.is_linger_expired = false;
             opened = Some(id);
             let capacity = if slot.was_last_full { batch_bytes } else { SMALL_BATCH_BYTES.min(batch_bytes) };
             OpenBatch::new(id, capacity.max(HEADER_BYTES + reserved_bytes))
@@ -204,6 +207,21 @@ impl TopicBatches {
         let sealed = slot.open.take().map(|open| open.seal(partition));
         self.unstick(partition);
         sealed
+    }
+
+    /// The open batches whose linger should end now because `send` is waiting for buffer space: their bytes
+    /// only come back once they are sent. Each batch is listed once, so a producer under sustained back-pressure
+    /// does not flood its senders; the sender still seals a batch only when it has room to send it, so batches
+    /// keep filling while earlier ones are in flight.
+    pub fn expire_lingers(&mut self) -> Vec<(u32, u64)> {
+        let mut expired = Vec::new();
+        for (partition, slot) in self.partitions.iter_mut().enumerate() {
+            if let Some(open) = slot.open.as_ref().filter(|_| !slot.is_linger_expired) {
+                slot.is_linger_expired = true;
+                expired.push((partition as u32, open.id));
+            }
+        }
+        expired
     }
 
     /// Partitions that have an open batch.
@@ -386,6 +404,18 @@ mod tests {
         assert_eq!(record_offset(&Ok(-1), 2).unwrap(), -1, "acks none: offsets unknown");
         let err = Error::Unavailable { message: "down".into() };
         assert_eq!(record_offset(&Err(err.clone()), 0).unwrap_err(), err);
+    }
+
+    #[test]
+    fn each_open_batch_has_its_linger_expired_once() {
+        let mut batches = TopicBatches::new(3, 1 << 20);
+        let first = batches.append(0, &record(1), 1, 41).opened.expect("opened");
+        let second = batches.append(2, &record(1), 1, 41).opened.expect("opened");
+        assert_eq!(batches.expire_lingers(), vec![(0, first), (2, second)]);
+        assert!(batches.expire_lingers().is_empty(), "already expired");
+        batches.seal(0, None);
+        let third = batches.append(0, &record(1), 1, 41).opened.expect("a new batch");
+        assert_eq!(batches.expire_lingers(), vec![(0, third)]);
     }
 
     #[test]

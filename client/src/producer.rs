@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
 use crate::accumulator::{record_offset, BatchAck, TopicBatches};
 use crate::admin::describe_topic;
@@ -150,7 +150,16 @@ impl Producer {
         let reserved = record.buffered_bytes();
         self.check_record_size(reserved)?;
         let permits = u32::try_from(reserved).expect("checked against max_buffered_bytes, which fits a u32");
-        self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
+        match self.inner.buffer.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(TryAcquireError::NoPermits) => {
+                // The buffer is full of records waiting in batches or in flight: cut the lingers short so
+                // those batches go as soon as their senders have room, then wait for their bytes.
+                self.expire_lingers();
+                self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
+            }
+        }
         let enqueued = self.enqueue(topic, &record, reserved).await;
         if enqueued.is_err() {
             self.inner.buffer.add_permits(reserved);
@@ -183,6 +192,16 @@ impl Producer {
         for wait in waits {
             // An error means the sender task ended, which it does only after answering everything it held.
             let _ = wait.await;
+        }
+    }
+
+    fn expire_lingers(&self) {
+        let mut topics = lock(&self.inner.topics);
+        let deadline = tokio::time::Instant::now();
+        for (name, entry) in topics.iter_mut() {
+            for (partition, id) in entry.batches.expire_lingers() {
+                entry.dispatch(name, partition, Command::Linger { id, deadline }, &self.inner);
+            }
         }
     }
 
@@ -477,7 +496,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn send_waits_while_the_buffer_is_full_and_resumes_when_batches_are_answered() {
+    async fn a_full_buffer_makes_send_wait_and_sends_open_batches_without_their_linger() {
         let config = ProducerConfig {
             batch_bytes: 64 << 10,
             max_buffered_bytes: 64 << 10,
@@ -493,15 +512,18 @@ mod tests {
             deliveries.push(producer.send("t", record.clone()).await.expect("room in the buffer"));
         }
         assert_eq!(producer.buffered_bytes(), 6 * record.buffered_bytes());
+        tokio::task::yield_now().await;
+        assert!(deliveries[0].ack.clone().now_or_never().is_none(), "the open batch waits for its linger");
 
         let blocked = producer.send("t", record.clone());
         tokio::pin!(blocked);
         assert!(blocked.as_mut().now_or_never().is_none(), "a 7th record does not fit and must wait");
-        assert!(deliveries[0].ack.clone().now_or_never().is_none(), "nothing was sent before the flush");
-
-        // The flush sends the batch; its failure (no broker) answers it and frees its bytes.
-        producer.flush().await;
-        let seventh = blocked.await.expect("resumed once the buffer had room");
+        // Waiting expired the open batch's hour-long linger: it is sent (and fails: no broker), which frees its
+        // bytes, and the 7th record gets in. No flush is needed.
+        let seventh = tokio::time::timeout(Duration::from_secs(20), blocked)
+            .await
+            .expect("the full buffer drained without waiting out the linger")
+            .expect("resumed once the buffer had room");
         for delivery in deliveries {
             assert!(matches!(delivery.await, Err(Error::Unavailable { .. })));
         }

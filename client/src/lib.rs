@@ -44,6 +44,8 @@
 
 mod accumulator;
 mod admin;
+#[cfg(test)]
+mod alloc_count;
 mod compression;
 mod connection;
 mod consumer;

@@ -533,6 +533,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sending_allocates_per_batch_not_per_record() {
+        let config = ProducerConfig {
+            linger: Duration::from_secs(3600),
+            max_buffered_bytes: 256 << 20,
+            retries: 0,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(unreachable_client(), config).expect("valid config");
+        producer.assume_topic("t", 4);
+        let payload = bytes::Bytes::from(vec![b'x'; 100]);
+        let record = |i: u32| ProducerRecord {
+            value: Some(payload.clone()),
+            partition: Some(i % 4),
+            ..ProducerRecord::default()
+        };
+        // Warm up: the first record of each partition starts its sender task and first batch.
+        for i in 0..4 {
+            drop(producer.send("t", record(i)).await.expect("enqueued"));
+        }
+        const RECORDS: u32 = 40_000;
+        let (_, allocations) = crate::alloc_count::count_allocations(|| {
+            for i in 0..RECORDS {
+                // With room in the buffer and fresh metadata, `send` completes on its first poll.
+                let delivery = producer.send("t", record(i)).now_or_never().expect("no wait").expect("enqueued");
+                drop(delivery);
+            }
+        });
+        // 4 MB of records in 1 MiB batches: a handful of batch buffers, acknowledgements and channel blocks.
+        assert!(allocations < 100, "{allocations} allocations for {RECORDS} records");
+        producer.flush().await;
+    }
+
+    #[tokio::test]
     async fn records_larger_than_the_buffer_fail_at_once() {
         let config = ProducerConfig { batch_bytes: 1024, max_buffered_bytes: 4096, ..ProducerConfig::default() };
         let producer = Producer::new(unreachable_client(), config).expect("valid config");

@@ -218,6 +218,30 @@ mod tests {
             }
         }
 
+        /// The CI-sized twin of the `request_decode` fuzz target.
+        #[test]
+        fn decoding_arbitrary_request_bytes_never_panics(kind in 0u8..11, body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            use prost::Message;
+            fn round_trip<M: Message + Default>(body: &[u8]) {
+                if let Ok(message) = M::decode(body) {
+                    M::decode(message.encode_to_vec().as_slice()).expect("what was encoded decodes");
+                }
+            }
+            match kind {
+                0 => round_trip::<v1::CreateTopicRequest>(&body),
+                1 => round_trip::<v1::DeleteTopicRequest>(&body),
+                2 => round_trip::<v1::ListTopicsRequest>(&body),
+                3 => round_trip::<v1::DescribeTopicRequest>(&body),
+                4 => round_trip::<v1::AddPartitionsRequest>(&body),
+                5 => round_trip::<v1::ProduceRequest>(&body),
+                6 => round_trip::<v1::FetchRequest>(&body),
+                7 => round_trip::<v1::SubscribeRequest>(&body),
+                8 => round_trip::<v1::ListOffsetsRequest>(&body),
+                9 => round_trip::<v1::CommitOffsetsRequest>(&body),
+                _ => round_trip::<v1::FetchOffsetsRequest>(&body),
+            }
+        }
+
         #[test]
         fn validating_mutated_batches_never_panics(
             records in proptest::collection::vec(arb_record(), 1..5),

@@ -215,3 +215,29 @@ fn arbitrary_segment_bytes_never_panic_on_open() {
         })
         .unwrap();
 }
+
+/// The CI-sized twin of the `index_load` fuzz target: after a clean shutdown, index files holding any bytes
+/// at all leave every lookup answering as before.
+#[test]
+fn arbitrary_index_bytes_never_change_an_answer() {
+    use proptest::prelude::*;
+    let fixture = unclean_log(small_config());
+    let (_, end) = *fixture.boundaries.last().unwrap();
+    let clean = tempfile::tempdir().unwrap();
+    copy_dir(&fixture.path, clean.path());
+    Log::open(clean.path(), small_config()).unwrap().close().unwrap();
+    let last = fixture.last_segment.file_name().unwrap().to_owned();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
+    let strategy = (proptest::collection::vec(any::<u8>(), 0..200), proptest::collection::vec(any::<u8>(), 0..200));
+    runner
+        .run(&strategy, |(offsets, times)| {
+            let copy = tempfile::tempdir().unwrap();
+            copy_dir(clean.path(), copy.path());
+            let segment = copy.path().join(&last);
+            std::fs::write(segment.with_extension("index"), &offsets).unwrap();
+            std::fs::write(segment.with_extension("timeindex"), &times).unwrap();
+            fixture.check_recovered(copy.path(), end, "arbitrary index bytes");
+            Ok(())
+        })
+        .unwrap();
+}

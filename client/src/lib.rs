@@ -50,6 +50,7 @@ mod compression;
 mod connection;
 mod consumer;
 mod decode;
+mod delivery;
 mod error;
 mod producer;
 mod record;
@@ -62,6 +63,7 @@ pub use admin::{
 pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use delivery::DeliveryFuture;
 pub use error::{Error, Result};
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerMetrics};
+pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};

@@ -12,21 +12,19 @@
 //!    which resolves the [`DeliveryFuture`] of each of its records and gives the reserved bytes back.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
-use crate::accumulator::{record_offset, BatchAck, TopicBatches};
+use crate::accumulator::TopicBatches;
 use crate::admin::describe_topic;
 use crate::compression::Compression;
 use crate::connection::Client;
+use crate::delivery::DeliveryFuture;
 use crate::error::{Error, Result};
-use crate::record::{ProducerRecord, RecordMetadata};
+use crate::record::ProducerRecord;
 use crate::sender::{retry_backoff, run_partition_sender, Command, SenderContext};
 
 /// When the broker answers a produce call.
@@ -160,11 +158,11 @@ impl Producer {
                 self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
             }
         }
-        let enqueued = self.enqueue(topic, &record, reserved).await;
-        if enqueued.is_err() {
-            self.inner.buffer.add_permits(reserved);
-        }
-        enqueued
+        // Returned if the record is not enqueued, whether `enqueue` fails or this future is dropped mid-way.
+        let reservation = Reservation { buffer: &self.inner.buffer, bytes: reserved };
+        let delivery = self.enqueue(topic, &record, reserved).await?;
+        std::mem::forget(reservation);
+        Ok(delivery)
     }
 
     /// Seals every open batch now and waits until every record sent before this call is answered (acknowledged
@@ -304,7 +302,7 @@ impl TopicEntry {
         for batch in appended.sealed.into_iter().flatten() {
             self.dispatch(topic, batch.partition, Command::Send(batch), inner);
         }
-        Ok(DeliveryFuture { ack: appended.ack, index: appended.index, partition, timestamp_ms })
+        Ok(DeliveryFuture::new(appended.ack, appended.index, partition, timestamp_ms))
     }
 
     /// Hands `command` to the partition's sender task, starting the task on first use. Called under the
@@ -391,37 +389,15 @@ impl Metrics {
     }
 }
 
-/// Resolves to where a record was stored once its batch is acknowledged, or to why the batch failed. Dropping
-/// it does not cancel the send.
-#[must_use = "a delivery future reports whether the record was stored; drop it explicitly to ignore that"]
-pub struct DeliveryFuture {
-    ack: BatchAck,
-    index: usize,
-    partition: u32,
-    timestamp_ms: i64,
+/// Buffer bytes taken for a record that is not enqueued yet; given back on drop.
+struct Reservation<'a> {
+    buffer: &'a Semaphore,
+    bytes: usize,
 }
 
-impl DeliveryFuture {
-    /// The partition the record was put in.
-    pub fn partition(&self) -> u32 {
-        self.partition
-    }
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        match Pin::new(&mut this.ack).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ProducerClosed)),
-            Poll::Ready(Ok(outcome)) => Poll::Ready(record_offset(&outcome, this.index).map(|offset| RecordMetadata {
-                partition: this.partition,
-                offset,
-                timestamp_ms: this.timestamp_ms,
-            })),
-        }
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.buffer.add_permits(self.bytes);
     }
 }
 
@@ -513,7 +489,7 @@ mod tests {
         }
         assert_eq!(producer.buffered_bytes(), 6 * record.buffered_bytes());
         tokio::task::yield_now().await;
-        assert!(deliveries[0].ack.clone().now_or_never().is_none(), "the open batch waits for its linger");
+        assert!(!deliveries[0].is_answered(), "the open batch waits for its linger");
 
         let blocked = producer.send("t", record.clone());
         tokio::pin!(blocked);
@@ -563,6 +539,18 @@ mod tests {
         // 4 MB of records in 1 MiB batches: a handful of batch buffers, acknowledgements and channel blocks.
         assert!(allocations < 100, "{allocations} allocations for {RECORDS} records");
         producer.flush().await;
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_while_fetching_metadata_gives_its_bytes_back() {
+        let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
+        // No cached metadata: the send reserves its bytes, then waits on DescribeTopic (retrying a refused
+        // connection with backoff) when it is dropped.
+        let mut send = Box::pin(producer.send("t", ProducerRecord::new(vec![0u8; 1000])));
+        assert!(send.as_mut().now_or_never().is_none());
+        assert!(producer.buffered_bytes() > 0);
+        drop(send);
+        assert_eq!(producer.buffered_bytes(), 0);
     }
 
     #[tokio::test]

@@ -101,7 +101,14 @@ struct FetchDone {
     key: Key,
     epoch: u64,
     offset: i64,
-    result: Result<FetchResponse>,
+    outcome: FetchOutcome,
+}
+
+enum FetchOutcome {
+    Fetched(FetchResponse),
+    /// The fetch offset was out of range; `offset_reset` says to continue here.
+    Reset(i64),
+    Failed(Error),
 }
 
 /// Reads records from assigned partitions. Not `Clone`: one consumer is one reader with one set of positions.
@@ -309,26 +316,28 @@ impl Consumer {
                     continue;
                 }
             };
-            self.handle_fetch(done).await?;
+            self.handle_fetch(done)?;
             // Take in every other answer that is already here, so one poll serves all partitions that have data.
             while let Some(joined) = self.fetches.try_join_next() {
                 if let Ok(done) = joined {
-                    self.handle_fetch(done).await?;
+                    self.handle_fetch(done)?;
                 }
             }
         }
         Ok(true)
     }
 
-    async fn handle_fetch(&mut self, done: FetchDone) -> Result<()> {
-        let FetchDone { key, epoch, offset, result } = done;
+    /// Applies one fetch task's outcome. Synchronous, so `poll` stays cancel-safe: an outcome taken from the
+    /// join set is always applied, and the partition always gets its next fetch.
+    fn handle_fetch(&mut self, done: FetchDone) -> Result<()> {
+        let FetchDone { key, epoch, offset, outcome } = done;
         let Some(cursor) = self.cursors.get_mut(&key) else { return Ok(()) };
         if cursor.epoch != epoch || cursor.fetch_position != offset {
             return Ok(());
         }
         cursor.fetch = None;
-        match result {
-            Ok(response) => {
+        match outcome {
+            FetchOutcome::Fetched(response) => {
                 let limits = DecodeLimits {
                     check_crcs: self.config.check_crcs,
                     max_decompressed_bytes: self.config.max_decompressed_bytes,
@@ -350,22 +359,12 @@ impl Consumer {
                 self.ready.extend(records);
                 Ok(())
             }
-            Err(Error::OffsetOutOfRange { message }) => {
-                tracing::info!(topic = %key.0, partition = key.1, offset, %message, "position out of range; resetting");
-                let timeout = self.client.config().request_timeout;
-                let spec = reset_spec(self.config.offset_reset);
-                match lookup_offset(&self.client, &key.0, key.1, spec, timeout).await {
-                    Ok(reset) => {
-                        self.move_to(&key, reset);
-                        Ok(())
-                    }
-                    Err(err) => {
-                        self.start_fetch(&key, self.config.retry_backoff);
-                        Err(err)
-                    }
-                }
+            FetchOutcome::Reset(reset) => {
+                tracing::info!(topic = %key.0, partition = key.1, offset, reset, "position out of range; reset");
+                self.move_to(&key, reset);
+                Ok(())
             }
-            Err(err) => {
+            FetchOutcome::Failed(err) => {
                 self.start_fetch(&key, self.config.retry_backoff);
                 if err.is_retriable() {
                     tracing::debug!(topic = %key.0, partition = key.1, error = %err, "fetch failed; retrying");
@@ -406,14 +405,27 @@ impl Consumer {
             format: RecordFormat::Raw as i32,
         };
         let timeout = self.config.fetch_max_wait + client.config().request_timeout;
+        let reset = reset_spec(self.config.offset_reset);
         let (key, epoch, offset) = (key.clone(), cursor.epoch, cursor.fetch_position);
         let handle = self.fetches.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             let ctx = RequestContext::partition(&key.0, key.1);
-            let result = call(timeout, ctx, client.records().fetch(request(message, timeout))).await;
-            FetchDone { key, epoch, offset, result }
+            let outcome = match call(timeout, ctx, client.records().fetch(request(message, timeout))).await {
+                Ok(response) => FetchOutcome::Fetched(response),
+                // The position left the log (retention, or a seek past the end): look up where to go from here
+                // in this task, so `poll` never awaits anything but the join set.
+                Err(Error::OffsetOutOfRange { .. }) => {
+                    let timeout = client.config().request_timeout;
+                    match lookup_offset(&client, &key.0, key.1, reset, timeout).await {
+                        Ok(reset) => FetchOutcome::Reset(reset),
+                        Err(err) => FetchOutcome::Failed(err),
+                    }
+                }
+                Err(err) => FetchOutcome::Failed(err),
+            };
+            FetchDone { key, epoch, offset, outcome }
         });
         cursor.fetch = Some(handle);
     }

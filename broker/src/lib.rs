@@ -1,1 +1,52 @@
-//! The rill broker node. Built in the broker issue.
+//! The rill broker node: a tonic gRPC server over the `storage` crate's partition logs.
+//!
+//! It serves the `rill.v1` API (`proto/rill/v1/rill.proto`): topic administration, produce, long-polling
+//! fetch, subscribe streams, offset lookups and committed consumer-group offsets, plus gRPC health checking
+//! and server reflection. `rill broker` runs one; tests and applications embed one:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rill_broker::{Broker, BrokerConfig};
+//! let dir = std::env::temp_dir().join("rill-demo");
+//! let broker = Broker::start(BrokerConfig::for_tests(&dir)).await?; // 127.0.0.1, a free port
+//! let url = broker.url(); // connect a `rill_protocol::v1::records_client::RecordsClient` here
+//! # let _ = url;
+//! broker.shutdown().await; // graceful: in-flight calls finish, logs close cleanly
+//! # Ok(()) }
+//! ```
+//!
+//! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
+//! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
+//! `OffsetStore` keeps committed offsets, and `service` maps gRPC calls onto them.
+//!
+//! Invariants:
+//! - One node per data dir (an exclusive `flock` on `<data>/__lock`). All on-disk state lives under it,
+//!   and no path is built from a name that did not pass `rill_storage::TopicName::new`. Names starting
+//!   with `__` are the broker's own (`__topics/`, `__consumer_offsets-0`, `__lock`); users cannot create them.
+//! - A topic exists iff its metadata file exists; every create/delete/add-partitions writes that file (atomically)
+//!   as its commit point, so a restart after a crash restores exactly the acknowledged topics.
+//! - Each partition has exactly one writer task; appends are never made under a lock held across `.await`, and
+//!   blocking disk work (append, read, fsync) runs on the blocking pool.
+//! - Every queue is bounded (`partition_queue_batches`, `subscribe_queue_batches`): a slow disk or a slow
+//!   subscriber pushes back instead of growing memory.
+//! - Waiting (long-poll fetch, subscribe) is woken by appends through a watch channel, never by a polling loop.
+//! - An acknowledged `durable` produce and an acknowledged offset commit are fsynced.
+//! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`).
+
+mod codec;
+mod config;
+mod data_dir_lock;
+mod error;
+mod meta;
+mod node;
+mod offsets;
+mod partition;
+mod registry;
+mod request_limit;
+mod server;
+mod service;
+
+pub use config::{BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_PORT};
+pub use data_dir_lock::LockError;
+pub use error::BrokerError;
+pub use server::{Broker, BrokerHandle, StartError};

@@ -1,0 +1,251 @@
+//! The broker's settings: where it keeps data, where it listens, the defaults new topics get, and a limit on
+//! everything a client can make it hold. Every setting has a default; [`BrokerConfig::validate`] rejects a bad
+//! one at start, naming it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The port `rill broker` listens on by default: Kafka's 9092, so firewall rules and habits carry over.
+pub const DEFAULT_PORT: u16 = 9092;
+
+/// Topic-level background durability, as named in settings and topic metadata files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityPolicy {
+    /// Every append is fsynced before it is acknowledged (concurrent appends share fsyncs).
+    Always,
+    /// Fsync every `flush_interval_ms`.
+    Interval,
+    /// Never fsync; the OS writes back when it likes.
+    Never,
+}
+
+impl DurabilityPolicy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "always" => Some(Self::Always),
+            "interval" => Some(Self::Interval),
+            "never" => Some(Self::Never),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the broker needs to start. `Default` is a working single-node setup on `127.0.0.1:9092` with data
+/// in `./rill-data`; tests use [`BrokerConfig::for_tests`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Directory holding partition logs, topic metadata and committed offsets. Created if missing.
+    pub data_dir: PathBuf,
+    /// Address to listen on. Port 0 picks a free port; [`crate::BrokerHandle::addr`] tells which.
+    pub listen: SocketAddr,
+
+    /// Most topics the broker holds (internal ones not counted).
+    pub max_topics: u32,
+    /// Most partitions one topic may have.
+    pub max_partitions_per_topic: u32,
+    /// Largest record batch accepted, and the ceiling of any topic's `max_batch_bytes`.
+    pub max_batch_bytes: u64,
+    /// Largest gRPC request accepted (a produce request is one batch plus a few bytes of framing).
+    pub max_request_bytes: u64,
+    /// Most bytes one fetch or one subscribe push returns (at least one whole batch is returned regardless).
+    pub max_fetch_bytes: u64,
+    /// Bytes a fetch returns when the request leaves `max_bytes` at 0.
+    pub default_fetch_bytes: u64,
+    /// Longest a fetch long-poll may wait, whatever the request asks.
+    pub max_fetch_wait_ms: u64,
+    /// Batches waiting for one partition's writer before producers wait (back-pressure, not buffering).
+    pub partition_queue_batches: usize,
+    /// Responses queued for one subscriber before the broker stops reading for it (HTTP/2 flow control then
+    /// holds the rest back).
+    pub subscribe_queue_batches: usize,
+    /// How often the maintenance task runs `flush_if_due` (interval durability) and `enforce_retention`.
+    pub maintenance_interval_ms: u64,
+    /// How long a graceful shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace_ms: u64,
+
+    /// Default durability policy of new topics.
+    pub default_durability: DurabilityPolicy,
+    /// Default flush interval of new topics with `interval` durability.
+    pub default_flush_interval_ms: u64,
+    /// Default segment size of new topics.
+    pub default_segment_bytes: u64,
+    /// Default retention by age of new topics; `None` keeps forever.
+    pub default_retention_ms: Option<u64>,
+    /// Default retention by size of new topics; `None` keeps forever.
+    pub default_retention_bytes: Option<u64>,
+
+    /// HTTP/2 max frame size: 16 KiB (the default) costs throughput on large batches; 16 MiB does too.
+    pub http2_max_frame_bytes: u32,
+    /// HTTP/2 per-stream flow-control window.
+    pub http2_stream_window_bytes: u32,
+    /// HTTP/2 per-connection flow-control window.
+    pub http2_connection_window_bytes: u32,
+    /// Most concurrent streams (calls) per connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("rill-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            max_topics: 10_000,
+            max_partitions_per_topic: 1_024,
+            max_batch_bytes: 8 << 20,
+            max_request_bytes: (8 << 20) + (64 << 10),
+            max_fetch_bytes: 8 << 20,
+            default_fetch_bytes: 1 << 20,
+            max_fetch_wait_ms: 30_000,
+            partition_queue_batches: 64,
+            subscribe_queue_batches: 4,
+            maintenance_interval_ms: 100,
+            shutdown_grace_ms: 5_000,
+            default_durability: DurabilityPolicy::Interval,
+            default_flush_interval_ms: 1_000,
+            default_segment_bytes: 1 << 30,
+            default_retention_ms: Some(7 * 24 * 3600 * 1000),
+            default_retention_bytes: None,
+            http2_max_frame_bytes: 256 << 10,
+            http2_stream_window_bytes: 32 << 20,
+            http2_connection_window_bytes: 64 << 20,
+            max_concurrent_streams: 1_024,
+        }
+    }
+}
+
+/// A setting that cannot work, named as it is in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl BrokerConfig {
+    /// A config for tests: data in `data_dir`, a free port on 127.0.0.1, 16 MiB segments, and no retention by
+    /// default, so records with made-up timestamps (1970) are not deleted as soon as their segment rolls.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown_grace_ms: 2_000,
+            default_segment_bytes: 16 << 20,
+            default_retention_ms: None,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting, reason: String| Err(ConfigError { setting, reason });
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must not be empty".into());
+        }
+        if self.max_topics == 0 {
+            return bad("max_topics", "must be at least 1".into());
+        }
+        if self.max_partitions_per_topic == 0 {
+            return bad("max_partitions_per_topic", "must be at least 1".into());
+        }
+        let header = rill_protocol::batch::HEADER_BYTES as u64;
+        if self.max_batch_bytes < header || self.max_batch_bytes > 1 << 30 {
+            return bad("max_batch_bytes", format!("{} is outside {header}..=1 GiB", self.max_batch_bytes));
+        }
+        if self.max_request_bytes < self.max_batch_bytes || self.max_request_bytes > u32::MAX as u64 {
+            return bad(
+                "max_request_bytes",
+                format!(
+                    "{} must be at least max_batch_bytes ({}) and below 4 GiB",
+                    self.max_request_bytes, self.max_batch_bytes
+                ),
+            );
+        }
+        if self.max_fetch_bytes == 0 || self.max_fetch_bytes > 1 << 30 {
+            return bad("max_fetch_bytes", format!("{} is outside 1..=1 GiB", self.max_fetch_bytes));
+        }
+        if self.default_fetch_bytes == 0 || self.default_fetch_bytes > self.max_fetch_bytes {
+            return bad(
+                "default_fetch_bytes",
+                format!("{} is outside 1..=max_fetch_bytes ({})", self.default_fetch_bytes, self.max_fetch_bytes),
+            );
+        }
+        if self.partition_queue_batches == 0 || self.partition_queue_batches > 1 << 16 {
+            return bad("partition_queue_batches", format!("{} is outside 1..=65536", self.partition_queue_batches));
+        }
+        if self.subscribe_queue_batches == 0 || self.subscribe_queue_batches > 1024 {
+            return bad("subscribe_queue_batches", format!("{} is outside 1..=1024", self.subscribe_queue_batches));
+        }
+        if self.maintenance_interval_ms == 0 {
+            return bad("maintenance_interval_ms", "must be at least 1".into());
+        }
+        if self.default_flush_interval_ms == 0 {
+            return bad("default_flush_interval_ms", "must be at least 1".into());
+        }
+        if self.default_segment_bytes < 1024 || self.default_segment_bytes > i32::MAX as u64 {
+            return bad("default_segment_bytes", format!("{} is outside 1024..=2 GiB", self.default_segment_bytes));
+        }
+        if self.default_segment_bytes < self.max_batch_bytes {
+            return bad(
+                "default_segment_bytes",
+                format!("{} is below max_batch_bytes ({})", self.default_segment_bytes, self.max_batch_bytes),
+            );
+        }
+        // HTTP/2 allows frames of 16 KiB to 16 MiB - 1 (RFC 9113 section 4.2).
+        if !(16_384..=16_777_215).contains(&self.http2_max_frame_bytes) {
+            return bad("http2_max_frame_bytes", format!("{} is outside 16384..=16777215", self.http2_max_frame_bytes));
+        }
+        if self.http2_stream_window_bytes < 65_535 || self.http2_stream_window_bytes > i32::MAX as u32 {
+            return bad(
+                "http2_stream_window_bytes",
+                format!("{} is outside 65535..=2^31-1", self.http2_stream_window_bytes),
+            );
+        }
+        if self.http2_connection_window_bytes < self.http2_stream_window_bytes
+            || self.http2_connection_window_bytes > i32::MAX as u32
+        {
+            return bad(
+                "http2_connection_window_bytes",
+                format!(
+                    "{} must be at least http2_stream_window_bytes and at most 2^31-1",
+                    self.http2_connection_window_bytes
+                ),
+            );
+        }
+        if self.max_concurrent_streams == 0 {
+            return bad("max_concurrent_streams", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(BrokerConfig::default().validate(), Ok(()));
+        assert_eq!(BrokerConfig::for_tests("/tmp/x").validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        let config = BrokerConfig { max_request_bytes: 10, ..BrokerConfig::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("max_request_bytes"));
+        let config = BrokerConfig { http2_max_frame_bytes: 1, ..BrokerConfig::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("http2_max_frame_bytes"));
+    }
+
+    #[test]
+    fn a_toml_file_overrides_only_what_it_names_and_rejects_unknown_keys() {
+        let config: BrokerConfig = toml::from_str("max_topics = 5\ndefault_durability = \"always\"").unwrap();
+        assert_eq!(config.max_topics, 5);
+        assert_eq!(config.default_durability, DurabilityPolicy::Always);
+        assert_eq!(config.max_batch_bytes, BrokerConfig::default().max_batch_bytes);
+        assert!(toml::from_str::<BrokerConfig>("max_topic = 5").is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! What can go wrong serving a request, and the one place it becomes a gRPC status.
+//!
+//! Handlers return [`BrokerError`]; `From<BrokerError> for Status` picks the code a client can act on:
+//! NOT_FOUND and ALREADY_EXISTS for names, INVALID_ARGUMENT for anything the request got wrong (retrying it
+//! cannot help), OUT_OF_RANGE for offsets (with both bounds), RESOURCE_EXHAUSTED for limits (with the limit),
+//! UNAVAILABLE for what may pass (disk full, shutting down), INTERNAL for the rest of I/O, with the cause.
+
+use std::path::PathBuf;
+
+use rill_storage::StorageError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic { topic: String },
+    #[error(
+        "unknown partition {partition} of topic {topic:?}: it has partitions 0 to {last}",
+        last = partition_count.saturating_sub(1)
+    )]
+    UnknownPartition { topic: String, partition: u32, partition_count: u32 },
+    #[error("topic {topic:?} already exists")]
+    TopicExists { topic: String },
+    #[error("invalid topic name {name:?}: names starting with \"__\" are reserved for the broker's internal topics")]
+    ReservedTopicName { name: String },
+    #[error("invalid partition count {requested}: {reason}")]
+    InvalidPartitionCount { requested: u32, reason: String },
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error("too many topics: the broker holds at most {limit} (max_topics)")]
+    TooManyTopics { limit: u32 },
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { what: &'static str, size: u64, limit: u64 },
+    #[error("partition {partition} of topic {topic:?} was deleted or is closing")]
+    PartitionClosed { topic: String, partition: u32 },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt metadata file {path}: {reason}")]
+    CorruptMetadata { path: PathBuf, reason: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl BrokerError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BrokerError {
+        let path = path.into();
+        move |source| BrokerError::Io { path, source }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> BrokerError {
+        BrokerError::InvalidArgument { field, reason: reason.into() }
+    }
+
+    /// A blocking task that panicked or was cancelled: a bug or a shutdown, never the client's fault.
+    pub(crate) fn join(err: tokio::task::JoinError) -> BrokerError {
+        BrokerError::Internal(format!("storage task failed: {err}"))
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. } => Code::NotFound,
+            BrokerError::TopicExists { .. } => Code::AlreadyExists,
+            BrokerError::ReservedTopicName { .. }
+            | BrokerError::InvalidPartitionCount { .. }
+            | BrokerError::InvalidArgument { .. } => Code::InvalidArgument,
+            BrokerError::TooManyTopics { .. } | BrokerError::TooLarge { .. } => Code::ResourceExhausted,
+            BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Code::Unavailable,
+            BrokerError::Io { source, .. } => io_code(source),
+            BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Code::Internal,
+            BrokerError::Storage(err) => storage_code(err),
+        }
+    }
+}
+
+fn storage_code(err: &StorageError) -> Code {
+    match err {
+        StorageError::InvalidTopicName { .. }
+        | StorageError::InvalidBatch { .. }
+        | StorageError::InvalidConfig { .. } => Code::InvalidArgument,
+        StorageError::BatchTooLarge { .. } => Code::ResourceExhausted,
+        StorageError::OffsetOutOfRange { .. } => Code::OutOfRange,
+        StorageError::Io { source, .. } => io_code(source),
+        StorageError::Corrupt { .. } => Code::Internal,
+        StorageError::Closed { .. } => Code::Unavailable,
+    }
+}
+
+/// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Other I/O failures
+/// are INTERNAL; both carry the cause in the message.
+fn io_code(err: &std::io::Error) -> Code {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    match err.raw_os_error() {
+        Some(ENOSPC) | Some(EDQUOT) => Code::Unavailable,
+        _ => Code::Internal,
+    }
+}
+
+impl From<BrokerError> for Status {
+    fn from(err: BrokerError) -> Status {
+        let code = err.code();
+        match code {
+            Code::Internal | Code::Unavailable => tracing::warn!(error = %err, "request failed"),
+            _ => tracing::debug!(error = %err, "request rejected"),
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_names_both_bounds() {
+        let err =
+            BrokerError::from(StorageError::OffsetOutOfRange { offset: 99, log_start_offset: 3, high_watermark: 10 });
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert!(status.message().contains("99") && status.message().contains('3') && status.message().contains("10"));
+    }
+
+    #[test]
+    fn disk_full_is_unavailable_and_other_io_is_internal() {
+        let full = StorageError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(28) };
+        assert_eq!(BrokerError::from(full).code(), Code::Unavailable);
+        let denied = BrokerError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(13) };
+        assert_eq!(denied.code(), Code::Internal);
+    }
+
+    #[test]
+    fn unknown_partition_names_the_valid_range() {
+        let err = BrokerError::UnknownPartition { topic: "t".into(), partition: 7, partition_count: 3 };
+        assert_eq!(err.to_string(), "unknown partition 7 of topic \"t\": it has partitions 0 to 2");
+    }
+}

@@ -1,0 +1,197 @@
+//! Topic metadata on disk: one TOML file per topic, `<data>/__topics/<name>.toml`, written atomically.
+//!
+//! A metadata file is the commit point of every topic change. Create opens the partition logs first and writes
+//! the file last; delete removes the file first and the partition directories after; adding partitions opens
+//! the new logs and then rewrites the file. So after a crash at any point, the files say exactly which topics
+//! and partitions were acknowledged, and partition directories they do not mention are leftovers of an
+//! unfinished change (removed at start, see `registry.rs`).
+//!
+//! ```toml
+//! format_version = 1
+//! name = "orders"
+//! partition_count = 3
+//!
+//! [settings]
+//! segment_bytes = 1073741824
+//! durability = "interval"
+//! flush_interval_ms = 1000
+//! max_batch_bytes = 8388608
+//! retention_ms = 604800000      # absent: keep forever
+//! # retention_bytes = ...       # absent: keep forever
+//! ```
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rill_storage::{Durability, LogConfig, TopicName};
+use serde::{Deserialize, Serialize};
+
+use crate::config::DurabilityPolicy;
+use crate::error::{BrokerError, Result};
+
+/// Directory under the data dir that holds the topic metadata files. The `__` prefix keeps it apart from
+/// partition directories (`<topic>-<n>`), since user topic names may not start with `__`.
+pub const TOPICS_DIR: &str = "__topics";
+const FORMAT_VERSION: u32 = 1;
+
+/// A topic's effective settings: every value resolved, so a change of broker defaults never changes an
+/// existing topic behind its owner's back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    pub segment_bytes: u64,
+    pub durability: DurabilityPolicy,
+    pub flush_interval_ms: u64,
+    pub max_batch_bytes: u64,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+}
+
+impl TopicSettings {
+    /// The storage config of each of the topic's partition logs.
+    pub fn log_config(&self) -> LogConfig {
+        let durability = match self.durability {
+            DurabilityPolicy::Always => Durability::Always,
+            DurabilityPolicy::Interval => Durability::Interval { interval_ms: self.flush_interval_ms },
+            DurabilityPolicy::Never => Durability::Never,
+        };
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            max_batch_bytes: usize::try_from(self.max_batch_bytes).unwrap_or(usize::MAX),
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            durability,
+            ..LogConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicMeta {
+    pub format_version: u32,
+    pub name: String,
+    pub partition_count: u32,
+    pub settings: TopicSettings,
+}
+
+impl TopicMeta {
+    pub fn new(name: &TopicName, partition_count: u32, settings: TopicSettings) -> Self {
+        Self { format_version: FORMAT_VERSION, name: name.as_str().to_owned(), partition_count, settings }
+    }
+}
+
+pub fn topics_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(TOPICS_DIR)
+}
+
+fn meta_path(data_dir: &Path, topic: &TopicName) -> PathBuf {
+    topics_dir(data_dir).join(format!("{topic}.toml"))
+}
+
+/// Writes the topic's metadata file atomically: a temporary file, fsynced, renamed over the old one, then the
+/// directory fsynced so the rename itself survives a crash.
+pub fn store(data_dir: &Path, meta: &TopicMeta) -> Result<()> {
+    let name = TopicName::new(&meta.name)?;
+    let text = toml::to_string(meta).map_err(|e| BrokerError::Internal(format!("encoding topic metadata: {e}")))?;
+    write_atomically(&meta_path(data_dir, &name), text.as_bytes())
+}
+
+/// Removes the topic's metadata file (durably): from here on the topic does not exist.
+pub fn remove(data_dir: &Path, topic: &TopicName) -> Result<()> {
+    let path = meta_path(data_dir, topic);
+    fs::remove_file(&path).map_err(BrokerError::io(&path))?;
+    fsync_dir(&topics_dir(data_dir))
+}
+
+/// Every topic's metadata, read from the data dir. Leftover temporary files of an interrupted write are removed.
+pub fn load_all(data_dir: &Path) -> Result<Vec<TopicMeta>> {
+    let dir = topics_dir(data_dir);
+    fs::create_dir_all(&dir).map_err(BrokerError::io(&dir))?;
+    let mut metas = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(BrokerError::io(&dir))? {
+        let path = entry.map_err(BrokerError::io(&dir))?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => metas.push(load(&path)?),
+            Some("tmp") => {
+                tracing::info!(path = %path.display(), "removing an interrupted metadata write");
+                fs::remove_file(&path).map_err(BrokerError::io(&path))?;
+            }
+            _ => tracing::warn!(path = %path.display(), "ignoring an unexpected file among topic metadata"),
+        }
+    }
+    metas.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(metas)
+}
+
+fn load(path: &Path) -> Result<TopicMeta> {
+    let corrupt = |reason: String| BrokerError::CorruptMetadata { path: path.to_owned(), reason };
+    let text = fs::read_to_string(path).map_err(BrokerError::io(path))?;
+    let meta: TopicMeta = toml::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(corrupt(format!("unknown format_version {}", meta.format_version)));
+    }
+    let name = TopicName::new(&meta.name).map_err(|e| corrupt(e.to_string()))?;
+    if path.file_stem().and_then(|s| s.to_str()) != Some(name.as_str()) {
+        return Err(corrupt(format!("holds topic {:?}, which does not match the file name", meta.name)));
+    }
+    if meta.partition_count == 0 {
+        return Err(corrupt("partition_count is 0".into()));
+    }
+    Ok(meta)
+}
+
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| BrokerError::Internal(format!("{} has no parent", path.display())))?;
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(BrokerError::io(&tmp))?;
+    file.write_all(bytes).map_err(BrokerError::io(&tmp))?;
+    file.sync_all().map_err(BrokerError::io(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(BrokerError::io(path))?;
+    fsync_dir(dir)
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(BrokerError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TopicSettings {
+        TopicSettings {
+            segment_bytes: 1 << 20,
+            durability: DurabilityPolicy::Always,
+            flush_interval_ms: 1000,
+            max_batch_bytes: 1 << 16,
+            retention_ms: None,
+            retention_bytes: Some(1 << 30),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_and_temp_files_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(topics_dir(dir.path())).unwrap();
+        let meta = TopicMeta::new(&TopicName::new("orders").unwrap(), 3, settings());
+        store(dir.path(), &meta).unwrap();
+        fs::write(topics_dir(dir.path()).join("half.tmp"), b"partial").unwrap();
+        assert_eq!(load_all(dir.path()).unwrap(), vec![meta]);
+        assert!(!topics_dir(dir.path()).join("half.tmp").exists());
+        remove(dir.path(), &TopicName::new("orders").unwrap()).unwrap();
+        assert!(load_all(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(topics_dir(dir.path())).unwrap();
+        fs::write(topics_dir(dir.path()).join("x.toml"), b"name = 3").unwrap();
+        let err = load_all(dir.path()).unwrap_err();
+        assert!(matches!(err, BrokerError::CorruptMetadata { .. }), "{err}");
+        assert!(err.to_string().contains("x.toml"));
+    }
+}

@@ -1,0 +1,36 @@
+//! The state every request handler shares: settings, topics, committed offsets and the shutdown signal.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::config::BrokerConfig;
+use crate::offsets::OffsetStore;
+use crate::registry::Registry;
+
+pub struct Node {
+    pub config: Arc<BrokerConfig>,
+    pub registry: Registry,
+    pub offsets: Arc<OffsetStore>,
+    /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
+    /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Node {
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// The byte budget of one fetch or subscribe push: the request's, or the default, capped by the limit.
+    pub fn fetch_bytes(&self, requested: u32) -> usize {
+        let requested = if requested == 0 { self.config.default_fetch_bytes } else { u64::from(requested) };
+        usize::try_from(requested.min(self.config.max_fetch_bytes)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Milliseconds since the Unix epoch by the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,257 @@
+//! Committed consumer-group offsets, stored durably in an internal log, `<data>/__consumer_offsets-0`, and
+//! kept in memory for lookups.
+//!
+//! Each commit is one record: the key names (group, topic, partition), the value holds the offset, the commit
+//! time and the metadata string. On start the whole log is replayed and the last record per key wins, as in
+//! Kafka's `__consumer_offsets`. A commit is answered only after its records are fsynced, whatever any topic's
+//! policy is, so an acknowledged commit survives a crash.
+//!
+//! Record layout (big-endian, version byte first so the format can grow):
+//! - key: `0u8`, group length (u16), group (UTF-8), topic length (u16), topic (UTF-8), partition (u32)
+//! - value: `0u8`, offset (i64), commit time ms (i64), metadata (UTF-8, the rest of the value)
+//!
+//! Not yet done: compaction. The log keeps every commit ever made; it is small per commit (~60 bytes plus the
+//! names), but a compacting rewrite belongs here once groups commit often.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
+use rill_storage::{Durability, Log, LogConfig};
+
+use crate::error::{BrokerError, Result};
+use crate::registry::blocking;
+
+/// The internal log's directory name; the `__` prefix is reserved, so no user topic can collide with it.
+pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
+const FORMAT_VERSION: u8 = 0;
+/// Longest metadata string a commit may carry.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest group id (Kafka's topic-name limit, for symmetry).
+pub const MAX_GROUP_CHARS: usize = 249;
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OffsetKey {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_time_ms: i64,
+}
+
+pub struct OffsetStore {
+    log: Arc<Log>,
+    /// Guards appends to the log together with the map update, so the map and the log agree on which of two
+    /// concurrent commits of one key came last. Held only inside blocking tasks, never across an await.
+    committed: Mutex<BTreeMap<OffsetKey, Committed>>,
+}
+
+impl OffsetStore {
+    /// Opens (or creates) the offsets log under `data_dir` and replays it.
+    pub async fn open(data_dir: &Path) -> Result<OffsetStore> {
+        let dir = data_dir.join(OFFSETS_LOG_DIR);
+        blocking(move || {
+            let config = LogConfig {
+                segment_bytes: 64 << 20,
+                max_batch_bytes: 4 << 20,
+                retention_bytes: None,
+                retention_ms: None,
+                // Commits are fsynced explicitly with `sync_through` before they are answered.
+                durability: Durability::Never,
+                ..LogConfig::default()
+            };
+            let log = Log::open(&dir, config)?;
+            let committed = replay(&log)?;
+            tracing::info!(entries = committed.len(), "restored committed offsets");
+            Ok(OffsetStore { log: Arc::new(log), committed: Mutex::new(committed) })
+        })
+        .await
+    }
+
+    /// Stores the commits durably; returns once they are fsynced. The caller has validated them.
+    pub async fn commit(self: &Arc<Self>, commits: Vec<(OffsetKey, i64, String)>, now_ms: i64) -> Result<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let store = Arc::clone(self);
+        let end_offset = blocking(move || {
+            let mut builder = RecordBatchBuilder::default();
+            for (key, offset, metadata) in &commits {
+                builder.push(&Record {
+                    key: Some(encode_key(key)),
+                    value: Some(encode_value(*offset, now_ms, metadata)),
+                    headers: Vec::new(),
+                    timestamp_ms: now_ms,
+                });
+            }
+            let batch = builder.build();
+            let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let appended = store.log.append(&batch)?;
+            for (key, offset, metadata) in commits {
+                committed.insert(key, Committed { offset, metadata, commit_time_ms: now_ms });
+            }
+            Ok(appended.last_offset + 1)
+        })
+        .await?;
+        let log = Arc::clone(&self.log);
+        blocking(move || Ok(log.sync_through(end_offset)?)).await
+    }
+
+    /// The group's committed offset for one partition.
+    pub fn get(&self, key: &OffsetKey) -> Option<Committed> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Every partition the group has committed for, in (topic, partition) order.
+    pub fn for_group(&self, group: &str) -> Vec<(OffsetKey, Committed)> {
+        self.lock().iter().filter(|(k, _)| k.group == group).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Closes the log cleanly.
+    pub async fn close(&self) -> Result<()> {
+        let log = Arc::clone(&self.log);
+        blocking(move || Ok(log.close()?)).await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OffsetKey, Committed>> {
+        self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn replay(log: &Log) -> Result<BTreeMap<OffsetKey, Committed>> {
+    let mut committed = BTreeMap::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let read = log.read(offset, REPLAY_READ_BYTES)?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in BatchIter::new(read.batches) {
+            let batch = batch.map_err(|e| BrokerError::Internal(format!("offsets log at {offset}: {e}")))?;
+            offset = batch.header.next_offset();
+            let records = batch.records().map_err(|e| BrokerError::Internal(format!("offsets log: {e}")))?;
+            for record in records {
+                let record = record.map_err(|e| BrokerError::Internal(format!("offsets log: {e}")))?;
+                match (record.key.and_then(decode_key), record.value.map(decode_value)) {
+                    (Some(key), Some(Some(value))) => {
+                        committed.insert(key, value);
+                    }
+                    // A tombstone (null value) forgets the key; group deletion will write them.
+                    (Some(key), None) => {
+                        committed.remove(&key);
+                    }
+                    _ => tracing::warn!(offset = record.offset, "skipping an undecodable committed-offset record"),
+                }
+            }
+        }
+    }
+    Ok(committed)
+}
+
+fn encode_key(key: &OffsetKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + key.group.len() + key.topic.len());
+    out.push(FORMAT_VERSION);
+    // Both names are length-checked (<= 249 chars of at most 4 bytes) before they get here.
+    out.extend_from_slice(&(key.group.len() as u16).to_be_bytes());
+    out.extend_from_slice(key.group.as_bytes());
+    out.extend_from_slice(&(key.topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(key.topic.as_bytes());
+    out.extend_from_slice(&key.partition.to_be_bytes());
+    out
+}
+
+fn decode_key(bytes: &[u8]) -> Option<OffsetKey> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != FORMAT_VERSION {
+        return None;
+    }
+    let (group, rest) = take_string(rest)?;
+    let (topic, rest) = take_string(rest)?;
+    let partition = u32::from_be_bytes(rest.try_into().ok()?);
+    Some(OffsetKey { group, topic, partition })
+}
+
+fn take_string(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+    let text = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?.to_owned();
+    Some((text, &bytes[2 + len..]))
+}
+
+fn encode_value(offset: i64, commit_time_ms: i64, metadata: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + metadata.len());
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(&commit_time_ms.to_be_bytes());
+    out.extend_from_slice(metadata.as_bytes());
+    out
+}
+
+fn decode_value(bytes: &[u8]) -> Option<Committed> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != FORMAT_VERSION || rest.len() < 16 {
+        return None;
+    }
+    let offset = i64::from_be_bytes(rest[0..8].try_into().ok()?);
+    let commit_time_ms = i64::from_be_bytes(rest[8..16].try_into().ok()?);
+    let metadata = std::str::from_utf8(&rest[16..]).ok()?.to_owned();
+    Some(Committed { offset, metadata, commit_time_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip_and_garbage_is_refused() {
+        let key = OffsetKey { group: "g-1".into(), topic: "orders".into(), partition: 7 };
+        assert_eq!(decode_key(&encode_key(&key)), Some(key));
+        let value = Committed { offset: 42, metadata: "by me".into(), commit_time_ms: 1_700_000_000_000 };
+        assert_eq!(decode_value(&encode_value(42, 1_700_000_000_000, "by me")), Some(value));
+        for garbage in [&b""[..], b"\x00", b"\x01\x00\x01a\x00\x01b\x00\x00\x00\x01", b"\x00\x00\x05ab"] {
+            assert_eq!(decode_key(garbage), None);
+            assert_eq!(decode_value(garbage), None);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_key_and_value_round_trip(
+            group in "\\PC{1,40}", topic in "[a-z.]{1,40}", partition: u32,
+            offset: i64, time: i64, metadata in "\\PC{0,100}",
+        ) {
+            let key = OffsetKey { group, topic, partition };
+            proptest::prop_assert_eq!(decode_key(&encode_key(&key)), Some(key));
+            let value = Committed { offset, metadata: metadata.clone(), commit_time_ms: time };
+            proptest::prop_assert_eq!(decode_value(&encode_value(offset, time, &metadata)), Some(value));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode_key(&bytes);
+            let _ = decode_value(&bytes);
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_survive_a_reopen_and_the_last_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |p| OffsetKey { group: "g".into(), topic: "t".into(), partition: p };
+        {
+            let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
+            store.commit(vec![(key(0), 5, "a".into()), (key(1), 9, String::new())], 1).await.unwrap();
+            store.commit(vec![(key(0), 6, "b".into())], 2).await.unwrap();
+            store.close().await.unwrap();
+        }
+        let store = OffsetStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.get(&key(0)), Some(Committed { offset: 6, metadata: "b".into(), commit_time_ms: 2 }));
+        assert_eq!(store.for_group("g").len(), 2);
+        assert!(store.for_group("other").is_empty());
+    }
+}

@@ -1,0 +1,219 @@
+//! One partition as the broker serves it: its [`Log`], the writer task that owns its appends, and the
+//! high-watermark channel that wakes long-polling fetches and subscribers.
+//!
+//! Appends go through a bounded queue to one writer task per partition. The writer takes every batch waiting
+//! (up to a limit) and appends them in one blocking call off the async threads, then publishes the new high
+//! watermark once. So producers never fight over a lock, a full queue pushes back on producers instead of
+//! growing, and batches land in the order they were queued (a producer that waits for each answer keeps its
+//! order). Reads go straight to the log (it is `Sync`), also off the async threads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_storage::{AppendInfo, Log, ReadResult, StorageError, TopicName};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::{BrokerError, Result};
+
+/// Most batches the writer appends in one blocking call: bounds the latency one call adds to the batches
+/// queued behind it.
+const MAX_BATCHES_PER_WRITE: usize = 64;
+
+/// A batch waiting for the writer, and where to send the outcome (`None` for acks NONE).
+struct AppendJob {
+    batch: Bytes,
+    reply: Option<oneshot::Sender<Result<AppendInfo, StorageError>>>,
+}
+
+pub struct Partition {
+    pub topic: TopicName,
+    pub index: u32,
+    log: Arc<Log>,
+    /// The high watermark, republished after every append; receivers wake on change, and once more when the
+    /// partition closes (check [`Partition::is_closed`] after waking).
+    high_watermark: watch::Sender<i64>,
+    is_closed: AtomicBool,
+    /// `None` once the partition is closing: new appends are refused.
+    queue: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}-{})", self.topic, self.index)
+    }
+}
+
+impl Partition {
+    /// Wraps an opened log and starts its writer task on the current runtime.
+    pub fn start(topic: TopicName, index: u32, log: Log, queue_batches: usize) -> Arc<Partition> {
+        let log = Arc::new(log);
+        let (high_watermark, _) = watch::channel(log.high_watermark());
+        let (tx, rx) = mpsc::channel(queue_batches);
+        let partition = Arc::new(Partition {
+            topic,
+            index,
+            log: Arc::clone(&log),
+            high_watermark,
+            is_closed: AtomicBool::new(false),
+            queue: Mutex::new(Some(tx)),
+            writer: Mutex::new(None),
+        });
+        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx));
+        *lock(&partition.writer) = Some(writer);
+        partition
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// True once the partition's topic was deleted or the broker is shutting down: waiters should give up.
+    pub fn is_closed(&self) -> bool {
+        self.is_closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn closed(&self) -> BrokerError {
+        BrokerError::PartitionClosed { topic: self.topic.to_string(), partition: self.index }
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<AppendJob>> {
+        lock(&self.queue).clone().ok_or_else(|| self.closed())
+    }
+
+    /// Appends one batch (already checked against the topic's limits) and returns where it landed. Waits for
+    /// room in the queue when the writer is behind.
+    pub async fn append(&self, batch: Bytes) -> Result<AppendInfo> {
+        let (reply, outcome) = oneshot::channel();
+        let queue = self.sender()?;
+        queue.send(AppendJob { batch, reply: Some(reply) }).await.map_err(|_| self.closed())?;
+        drop(queue);
+        Ok(outcome.await.map_err(|_| self.closed())??)
+    }
+
+    /// Queues one batch without waiting for the append (acks NONE). Still waits for room in the queue.
+    pub async fn append_unacknowledged(&self, batch: Bytes) -> Result<()> {
+        let queue = self.sender()?;
+        queue.send(AppendJob { batch, reply: None }).await.map_err(|_| self.closed())
+    }
+
+    /// Returns once every offset below `end_offset` is fsynced (acks DURABLE). Concurrent callers share fsyncs.
+    pub async fn sync_through(&self, end_offset: i64) -> Result<()> {
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || log.sync_through(end_offset)).await.map_err(BrokerError::join)??;
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset`, off the async threads.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let log = Arc::clone(&self.log);
+        Ok(tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(BrokerError::join)??)
+    }
+
+    /// A receiver of the high watermark; `changed()` wakes after each append and fails once the partition is gone.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Stops taking appends, wakes every waiter, lets the writer finish what is queued, and waits for it.
+    /// Idempotent.
+    pub async fn stop_writer(&self, grace: Duration) {
+        self.is_closed.store(true, Ordering::Release);
+        self.high_watermark.send_modify(|_| {});
+        drop(lock(&self.queue).take());
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            // Producers holding a cloned sender can delay the end of the queue; after the grace period the
+            // writer is abandoned rather than holding up a shutdown or a delete.
+            match tokio::time::timeout(grace, writer).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(partition = ?self, error = %err, "partition writer failed"),
+                Err(_) => tracing::warn!(partition = ?self, "partition writer still busy after the grace period"),
+            }
+        }
+    }
+}
+
+async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCHES_PER_WRITE);
+    while queue.recv_many(&mut jobs, MAX_BATCHES_PER_WRITE).await > 0 {
+        let log = Arc::clone(&partition.log);
+        let taken = std::mem::take(&mut jobs);
+        let written = tokio::task::spawn_blocking(move || {
+            // Under the `always` policy, `append` would fsync once per batch, one after the other; instead
+            // every batch of the group is appended and one fsync covers them all before any is answered.
+            let mut outcomes: Vec<_> = taken.iter().map(|job| log.append_unsynced(&job.batch)).collect();
+            if log.syncs_every_append() {
+                sync_group(&log, &mut outcomes);
+            }
+            (taken, outcomes)
+        })
+        .await;
+        let (taken, outcomes) = match written {
+            Ok(done) => done,
+            Err(err) => {
+                // Only a panic in storage gets here; the jobs' reply channels were dropped with the closure,
+                // so their producers see the partition as closed. Keep serving: the next call may succeed.
+                tracing::error!(partition = ?partition, error = %err, "append task failed");
+                continue;
+            }
+        };
+        // Wake waiters only when there is something new to read (not after a group that all failed).
+        let high_watermark = partition.log.high_watermark();
+        partition.high_watermark.send_if_modified(|published| {
+            let is_new = *published != high_watermark;
+            *published = high_watermark;
+            is_new
+        });
+        for (job, outcome) in taken.into_iter().zip(outcomes) {
+            match (job.reply, outcome) {
+                (Some(reply), outcome) => {
+                    // The producer may have gone away (cancelled call): nothing to tell.
+                    let _ = reply.send(outcome);
+                }
+                (None, Err(err)) => {
+                    tracing::warn!(partition = ?partition, error = %err, "append with acks none failed")
+                }
+                (None, Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Group commit for `always` topics: one fsync covers every batch the writer just appended. If it fails, every
+/// batch of the group is answered with the failure (they are in the log but not known to be on disk; a
+/// producer that retries may duplicate them, which at-least-once delivery allows).
+fn sync_group(log: &Log, outcomes: &mut [Result<AppendInfo, StorageError>]) {
+    let Some(end_offset) = outcomes.iter().filter_map(|o| o.as_ref().ok()).map(|info| info.last_offset + 1).max()
+    else {
+        return;
+    };
+    if let Err(err) = log.sync_through(end_offset) {
+        for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+            *outcome = Err(copy_of(&err));
+        }
+    }
+}
+
+/// A copy of an fsync failure for each producer it concerns (`StorageError` is not `Clone`: it holds an
+/// `io::Error`). Keeps the OS error code, so a full disk is still recognised as one.
+fn copy_of(err: &StorageError) -> StorageError {
+    match err {
+        StorageError::Io { path, source } => StorageError::Io {
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => StorageError::Io { path: Default::default(), source: std::io::Error::other(other.to_string()) },
+    }
+}
+
+/// Locks a mutex that only guards quick, panic-free sections; a poisoned one is still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

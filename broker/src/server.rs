@@ -1,0 +1,207 @@
+//! Starting and stopping a node: restore state, bind, serve gRPC, run maintenance, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_protocol::v1::{
+    consumer_groups_server::ConsumerGroupsServer, records_server::RecordsServer, topic_admin_server::TopicAdminServer,
+};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::config::{BrokerConfig, ConfigError};
+use crate::data_dir_lock::{DataDirLock, LockError};
+use crate::error::BrokerError;
+use crate::node::Node;
+use crate::offsets::OffsetStore;
+use crate::registry::Registry;
+use crate::request_limit::oversized_request_is_resource_exhausted;
+use crate::service::RillService;
+
+/// Framing a produce or fetch message adds around its record bytes (topic name, fields, gRPC prefix).
+const MESSAGE_OVERHEAD_BYTES: u64 = 64 << 10;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot restore state from the data directory: {0}")]
+    Restore(#[from] BrokerError),
+    #[error("cannot set up gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// Starts broker nodes. See [`Broker::start`].
+pub struct Broker;
+
+impl Broker {
+    /// Validates `config`, restores every topic and committed offset from `config.data_dir`, binds
+    /// `config.listen` and serves until [`BrokerHandle::shutdown`]. Returns once the port accepts connections.
+    pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
+        let config = Arc::new(config);
+        let registry = Registry::restore(Arc::clone(&config)).await?;
+        let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let node = Arc::new(Node { config: Arc::clone(&config), registry, offsets, shutdown: shutdown_rx });
+
+        let bind = |source| StartError::Bind { addr: config.listen, source };
+        let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));
+        let addr = incoming.local_addr().map_err(bind)?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<TopicAdminServer<RillService>>().await;
+        health.set_serving::<RecordsServer<RillService>>().await;
+        health.set_serving::<ConsumerGroupsServer<RillService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(rill_protocol::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+        let service = RillService::new(Arc::clone(&node));
+        let max_decode = usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX);
+        // A fetch returns at least one whole batch even when it is larger than max_fetch_bytes.
+        let max_encode = usize::try_from(config.max_fetch_bytes.max(config.max_batch_bytes) + MESSAGE_OVERHEAD_BYTES)
+            .unwrap_or(usize::MAX);
+        let router = Server::builder()
+            .tcp_nodelay(true)
+            .max_frame_size(config.http2_max_frame_bytes)
+            .initial_stream_window_size(config.http2_stream_window_bytes)
+            .initial_connection_window_size(config.http2_connection_window_bytes)
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(tower::util::MapResponseLayer::new(oversized_request_is_resource_exhausted))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                TopicAdminServer::new(service.clone())
+                    .max_decoding_message_size(max_decode)
+                    .max_encoding_message_size(max_encode),
+            )
+            .add_service(
+                RecordsServer::new(service.clone())
+                    .max_decoding_message_size(max_decode)
+                    .max_encoding_message_size(max_encode),
+            )
+            .add_service(
+                ConsumerGroupsServer::new(service)
+                    .max_decoding_message_size(max_decode)
+                    .max_encoding_message_size(max_encode),
+            );
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stop_rx.await;
+            };
+            if let Err(err) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+                tracing::error!(error = %err, "gRPC server failed");
+            }
+        });
+        let maintenance = tokio::spawn(run_maintenance(Arc::clone(&node)));
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "broker started");
+        Ok(BrokerHandle { addr, node, shutdown_tx, stop_tx, server, maintenance, health, data_dir_lock })
+    }
+}
+
+/// A running node. Dropping it without [`BrokerHandle::shutdown`] leaves the node running until the runtime ends.
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    node: Arc<Node>,
+    shutdown_tx: watch::Sender<bool>,
+    stop_tx: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
+    health: tonic_health::server::HealthReporter,
+    /// Released (dropped) only after every log is closed.
+    data_dir_lock: DataDirLock,
+}
+
+impl BrokerHandle {
+    /// The address the node listens on (with the real port when the config asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, ready for a tonic client's `connect`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully: refuse new connections, end long-polls and subscriptions, let in-flight calls finish
+    /// (up to `shutdown_grace_ms`), then drain each partition's queued appends and close every log cleanly,
+    /// so the next start needs no recovery.
+    pub async fn shutdown(self) {
+        tracing::info!(addr = %self.addr, "broker stopping");
+        self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        self.shutdown_tx.send_replace(true);
+        let _ = self.stop_tx.send(());
+        let grace = Duration::from_millis(self.node.config.shutdown_grace_ms);
+        let mut server = self.server;
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
+            tracing::warn!("in-flight calls still running after the grace period; closing their connections");
+            server.abort();
+        }
+        let _ = self.maintenance.await;
+        self.node.registry.close_all().await;
+        if let Err(err) = self.node.offsets.close().await {
+            tracing::error!(error = %err, "closing the committed-offsets log failed");
+        }
+        drop(self.data_dir_lock);
+        tracing::info!(addr = %self.addr, "broker stopped");
+    }
+}
+
+/// Flushes logs whose interval is due and applies retention, every `maintenance_interval_ms`, until shutdown.
+/// Each pass is one blocking task over all partitions, so a slow disk delays the next pass, never a request.
+async fn run_maintenance(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(node.config.maintenance_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let partitions = node.registry.all_partitions();
+        let pass = tokio::task::spawn_blocking(move || {
+            for partition in partitions.iter().filter(|p| !p.is_closed()) {
+                if let Err(err) = partition.log().flush_if_due() {
+                    tracing::warn!(partition = ?partition, error = %err, "background flush failed");
+                }
+                match partition.log().enforce_retention() {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(partition = ?partition, segments = deleted, "retention deleted segments")
+                    }
+                    Err(err) => tracing::warn!(partition = ?partition, error = %err, "retention failed"),
+                }
+            }
+        });
+        if let Err(err) = pass.await {
+            tracing::error!(error = %err, "maintenance pass failed");
+        }
+    }
+}

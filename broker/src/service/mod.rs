@@ -1,0 +1,24 @@
+//! The gRPC services, one file per service. Each handler turns a request into calls on [`Node`] and returns
+//! `Result<_, BrokerError>`; the conversion to `tonic::Status` happens in `error.rs`, nowhere else.
+
+mod admin;
+mod groups;
+mod produce;
+mod read;
+mod records;
+
+use std::sync::Arc;
+
+use crate::node::Node;
+
+/// Implements `TopicAdmin`, `Records` and `ConsumerGroups` over one shared [`Node`].
+#[derive(Clone)]
+pub struct RillService {
+    node: Arc<Node>,
+}
+
+impl RillService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}

@@ -1,0 +1,212 @@
+//! Fetch (with long-polling), Subscribe and ListOffsets.
+//!
+//! Waiting is event-driven: a waiter takes the partition's high-watermark receiver *before* it reads, so an
+//! append that lands between the read and the wait still wakes it. Nothing sleeps in a loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_protocol::v1;
+use rill_storage::{ReadResult, StorageError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::codec::{decode_records, next_offset_after};
+use crate::error::{BrokerError, Result};
+use crate::node::Node;
+use crate::partition::Partition;
+use crate::registry::blocking;
+
+/// Subscribe's `offset` meaning "from the high watermark at subscribe time".
+const SUBSCRIBE_FROM_LATEST: i64 = -1;
+/// Subscribe's `offset` meaning "from the log start offset".
+const SUBSCRIBE_FROM_EARLIEST: i64 = -2;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Raw,
+    Structured,
+}
+
+fn format(value: i32) -> Result<Format> {
+    match v1::RecordFormat::try_from(value) {
+        Ok(v1::RecordFormat::Unspecified | v1::RecordFormat::Raw) => Ok(Format::Raw),
+        Ok(v1::RecordFormat::Structured) => Ok(Format::Structured),
+        Err(_) => Err(BrokerError::invalid("format", format!("unknown record format {value}"))),
+    }
+}
+
+/// What a fetch or a subscribe push returns for one read.
+struct Chunk {
+    record_batches: Bytes,
+    records: Vec<v1::FetchedRecord>,
+    next_offset: i64,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+fn chunk(read: ReadResult, from_offset: i64, format: Format) -> Result<Chunk> {
+    let next_offset = next_offset_after(&read.batches).unwrap_or(from_offset);
+    let (record_batches, records) = match format {
+        Format::Raw => (read.batches, Vec::new()),
+        Format::Structured => (Bytes::new(), decode_records(&read.batches, from_offset)?),
+    };
+    Ok(Chunk {
+        record_batches,
+        records,
+        next_offset,
+        high_watermark: read.high_watermark,
+        log_start_offset: read.log_start_offset,
+    })
+}
+
+pub async fn fetch(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchResponse> {
+    let partition = node.registry.partition(&request.topic, request.partition)?;
+    let format = format(request.format)?;
+    let max_bytes = node.fetch_bytes(request.max_bytes);
+    let min_bytes = (request.min_bytes as usize).min(max_bytes);
+    let wait_ms = u64::from(request.max_wait_ms).min(node.config.max_fetch_wait_ms);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut high_watermark = partition.watch_high_watermark();
+    let mut shutdown = node.shutdown.clone();
+    let read = loop {
+        high_watermark.borrow_and_update();
+        let read = partition.read(request.offset, max_bytes).await?;
+        let done = read.batches.len() >= min_bytes
+            || Instant::now() >= deadline
+            || partition.is_closed()
+            || node.is_shutting_down();
+        if done {
+            break read;
+        }
+        tokio::select! {
+            _ = high_watermark.changed() => {}
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+    let chunk = chunk(read, request.offset, format)?;
+    tracing::debug!(
+        topic = %request.topic,
+        partition = request.partition,
+        offset = request.offset,
+        bytes = chunk.record_batches.len(),
+        next_offset = chunk.next_offset,
+        "fetched"
+    );
+    Ok(v1::FetchResponse {
+        record_batches: chunk.record_batches,
+        records: chunk.records,
+        next_offset: chunk.next_offset,
+        high_watermark: chunk.high_watermark,
+        log_start_offset: chunk.log_start_offset,
+    })
+}
+
+pub async fn subscribe(
+    node: &Arc<Node>,
+    request: v1::SubscribeRequest,
+) -> Result<ReceiverStream<Result<v1::SubscribeResponse, Status>>> {
+    let partition = node.registry.partition(&request.topic, request.partition)?;
+    let format = format(request.format)?;
+    let max_bytes = node.fetch_bytes(request.max_bytes);
+    let offset = match request.offset {
+        SUBSCRIBE_FROM_LATEST => partition.log().high_watermark(),
+        SUBSCRIBE_FROM_EARLIEST => partition.log().log_start_offset(),
+        offset if offset < 0 => {
+            return Err(BrokerError::invalid(
+                "offset",
+                format!("{offset} is neither an offset nor -1 (latest) or -2 (earliest)"),
+            ))
+        }
+        offset => offset,
+    };
+    // Check the start offset now, so a bad one fails the call itself rather than the stream's first message.
+    let (log_start_offset, high_watermark) = (partition.log().log_start_offset(), partition.log().high_watermark());
+    if offset < log_start_offset || offset > high_watermark {
+        return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, high_watermark }.into());
+    }
+    tracing::debug!(topic = %request.topic, partition = request.partition, offset, "subscription started");
+    let (tx, rx) = mpsc::channel(node.config.subscribe_queue_batches);
+    tokio::spawn(follow(Arc::clone(node), partition, offset, max_bytes, format, tx));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// Pushes batches to one subscriber until it goes away, the partition closes or the broker shuts down. The
+/// channel is bounded: when the subscriber is slow, `send` waits, so the broker holds at most
+/// `subscribe_queue_batches` responses for it and HTTP/2 flow control holds the rest back on the client side.
+async fn follow(
+    node: Arc<Node>,
+    partition: Arc<Partition>,
+    mut offset: i64,
+    max_bytes: usize,
+    format: Format,
+    tx: mpsc::Sender<Result<v1::SubscribeResponse, Status>>,
+) {
+    let mut high_watermark = partition.watch_high_watermark();
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        if node.is_shutting_down() {
+            let _ = tx.send(Err(BrokerError::ShuttingDown.into())).await;
+            return;
+        }
+        if partition.is_closed() {
+            let _ = tx.send(Err(partition.closed().into())).await;
+            return;
+        }
+        high_watermark.borrow_and_update();
+        let pushed = match partition.read(offset, max_bytes).await.and_then(|read| chunk(read, offset, format)) {
+            Ok(chunk) if chunk.next_offset > offset => chunk,
+            Ok(_) => {
+                tokio::select! {
+                    _ = high_watermark.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = tx.closed() => return,
+                }
+                continue;
+            }
+            Err(err) => {
+                let _ = tx.send(Err(err.into())).await;
+                return;
+            }
+        };
+        offset = pushed.next_offset;
+        let message = v1::SubscribeResponse {
+            record_batches: pushed.record_batches,
+            records: pushed.records,
+            next_offset: pushed.next_offset,
+            high_watermark: pushed.high_watermark,
+            log_start_offset: pushed.log_start_offset,
+        };
+        if tx.send(Ok(message)).await.is_err() {
+            return;
+        }
+    }
+}
+
+pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Result<v1::ListOffsetsResponse> {
+    let topic = node.registry.topic(&request.topic)?;
+    let spec = v1::OffsetSpec::try_from(request.spec)
+        .map_err(|_| BrokerError::invalid("spec", format!("unknown offset spec {}", request.spec)))?;
+    let indexes: Vec<u32> =
+        if request.partitions.is_empty() { (0..topic.partition_count()).collect() } else { request.partitions };
+    let mut offsets = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        let partition = topic.partition(index)?;
+        let log = Arc::clone(partition.log());
+        let (log_start_offset, high_watermark) = (log.log_start_offset(), log.high_watermark());
+        let offset = match spec {
+            v1::OffsetSpec::Unspecified | v1::OffsetSpec::Earliest => log_start_offset,
+            v1::OffsetSpec::Latest => high_watermark,
+            v1::OffsetSpec::Timestamp => {
+                let timestamp_ms = request.timestamp_ms;
+                blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?.unwrap_or(high_watermark)
+            }
+        };
+        offsets.push(v1::PartitionOffset { partition: index, offset, log_start_offset, high_watermark });
+    }
+    Ok(v1::ListOffsetsResponse { offsets })
+}

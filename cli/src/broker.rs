@@ -1,0 +1,137 @@
+//! `rill broker`: settings from defaults, then a TOML file, then `RILL_*` environment variables, then flags
+//! (each overriding the one before); runs the node until SIGINT/SIGTERM, then shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rill_broker::{Broker, BrokerConfig, DurabilityPolicy};
+
+const EXAMPLES: &str = "\
+Examples:
+  rill broker                                   # ./rill-data, 127.0.0.1:9092
+  rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092
+  rill broker --config rill.toml                # any BrokerConfig field, e.g. max_topics = 100
+  RILL_LISTEN=127.0.0.1:0 rill broker           # a free port; the chosen address is printed on stdout
+
+Logs go to stderr; RUST_LOG=debug shows per-request detail.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct BrokerArgs {
+    /// Data directory (created if missing). [default: ./rill-data]
+    #[arg(long, env = "RILL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:9092]
+    #[arg(long, env = "RILL_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// TOML file with broker settings (field names as in BrokerConfig, e.g. `max_topics = 100`).
+    #[arg(long, env = "RILL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Most topics the broker holds.
+    #[arg(long, env = "RILL_MAX_TOPICS")]
+    max_topics: Option<u32>,
+    /// Most partitions per topic.
+    #[arg(long, env = "RILL_MAX_PARTITIONS_PER_TOPIC")]
+    max_partitions_per_topic: Option<u32>,
+    /// Largest record batch accepted, in bytes.
+    #[arg(long, env = "RILL_MAX_BATCH_BYTES")]
+    max_batch_bytes: Option<u64>,
+    /// Largest gRPC request accepted, in bytes (at least --max-batch-bytes).
+    #[arg(long, env = "RILL_MAX_REQUEST_BYTES")]
+    max_request_bytes: Option<u64>,
+    /// Durability policy of new topics: always, interval or never.
+    #[arg(long, env = "RILL_DEFAULT_DURABILITY", value_parser = parse_durability)]
+    default_durability: Option<DurabilityPolicy>,
+    /// Flush interval of new topics with interval durability, in ms.
+    #[arg(long, env = "RILL_DEFAULT_FLUSH_INTERVAL_MS")]
+    default_flush_interval_ms: Option<u64>,
+    /// Segment size of new topics, in bytes.
+    #[arg(long, env = "RILL_DEFAULT_SEGMENT_BYTES")]
+    default_segment_bytes: Option<u64>,
+    /// Retention by age of new topics, in ms.
+    #[arg(long, env = "RILL_DEFAULT_RETENTION_MS")]
+    default_retention_ms: Option<u64>,
+}
+
+fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {
+    DurabilityPolicy::parse(text).ok_or_else(|| format!("{text:?} is not one of always, interval, never"))
+}
+
+impl BrokerArgs {
+    fn into_config(self) -> anyhow::Result<BrokerConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => BrokerConfig::default(),
+        };
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.max_topics {
+            config.max_topics = v;
+        }
+        if let Some(v) = self.max_partitions_per_topic {
+            config.max_partitions_per_topic = v;
+        }
+        if let Some(v) = self.max_batch_bytes {
+            config.max_batch_bytes = v;
+            // Keep the request limit consistent with the batch limit unless it is set explicitly.
+            config.max_request_bytes = config.max_request_bytes.max(v + (64 << 10));
+        }
+        if let Some(v) = self.max_request_bytes {
+            config.max_request_bytes = v;
+        }
+        if let Some(v) = self.default_durability {
+            config.default_durability = v;
+        }
+        if let Some(v) = self.default_flush_interval_ms {
+            config.default_flush_interval_ms = v;
+        }
+        if let Some(v) = self.default_segment_bytes {
+            config.default_segment_bytes = v;
+        }
+        if let Some(v) = self.default_retention_ms {
+            config.default_retention_ms = Some(v);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let broker = Broker::start(config).await?;
+        // The one line on stdout: scripts and tests read the address from it (useful with port 0).
+        println!("rill broker listening on {}", broker.addr());
+        wait_for_signal().await?;
+        broker.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! A full disk under a running broker: produce fails with UNAVAILABLE and the cause, the broker keeps serving
+//! reads and other calls, and produce works again once space returns. Uses a real tiny tmpfs, which needs root
+//! (as CI and the development machines have); elsewhere the test says so and passes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use rill_protocol::v1;
+use rill_tests::{batch_of, produce_request, TestBroker};
+use tonic::Code;
+
+struct TinyFs {
+    path: PathBuf,
+}
+
+impl TinyFs {
+    fn mount(bytes: u64) -> Option<TinyFs> {
+        let path = tempfile::tempdir().ok()?.keep();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(TinyFs { path })
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        // Lazy: if the test failed, the broker's runtime may still hold files open, which would make a plain
+        // umount fail (busy) and leave the mount behind.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_unavailable_with_the_cause_and_produce_resumes_when_space_returns() {
+    let Some(fs) = TinyFs::mount(1 << 20) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let data_dir = fs.path.join("data");
+    let mut broker = TestBroker::start_with(|c| c.data_dir = data_dir.clone()).await;
+    let config = v1::TopicConfig {
+        segment_bytes: Some(256 << 10),
+        max_batch_bytes: Some(64 << 10),
+        durability: v1::DurabilityPolicy::Always as i32,
+        ..Default::default()
+    };
+    let create = v1::CreateTopicRequest { name: "full".into(), partition_count: 1, config: Some(config) };
+    broker.admin.create_topic(create).await.unwrap();
+    let filler = fs.path.join("filler");
+    std::fs::write(&filler, vec![0u8; 600 << 10]).unwrap();
+
+    let value = "f".repeat(32 << 10);
+    let mut acknowledged = 0;
+    let status = loop {
+        let request = produce_request("full", Some(0), batch_of(&[&value], 1), v1::Acks::Leader);
+        match broker.records.produce(request).await {
+            Ok(response) => {
+                assert_eq!(response.into_inner().base_offset, acknowledged);
+                acknowledged += 1;
+                assert!(acknowledged < 64, "a 1 MiB file system never filled up");
+            }
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    assert!(status.message().contains("No space left"), "{}", status.message());
+
+    let fetched = broker.fetch_all_values("full", 0, 0).await;
+    assert_eq!(fetched.len() as i64, acknowledged, "reads go on, every acknowledged record is there");
+    broker.admin.list_topics(v1::ListTopicsRequest {}).await.unwrap();
+
+    std::fs::remove_file(&filler).unwrap();
+    let request = produce_request("full", Some(0), batch_of(&["after"], 1), v1::Acks::Leader);
+    let resumed = broker.records.produce(request).await.expect("space is back").into_inner();
+    assert_eq!(resumed.base_offset, acknowledged, "appends resume at the next offset");
+    let dir = broker.shutdown().await;
+    drop(dir);
+    drop(fs);
+}

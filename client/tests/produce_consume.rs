@@ -402,3 +402,19 @@ async fn a_position_outside_the_log_resets_where_offset_reset_says() {
     assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2], "reset to the earliest");
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_record_of_several_megabytes_round_trips() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    create_topic(&client, "large", 1).await;
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).expect("producer");
+    let value: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let delivery = producer.send("large", ProducerRecord::new(value.clone())).await.expect("enqueued");
+    assert_eq!(delivery.await.expect("stored").offset, 0);
+    let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("consumer");
+    consumer.assign("large", &[0]).await.expect("assign");
+    let records = consume(&mut consumer, 1).await;
+    assert_eq!(records[0].value.as_deref(), Some(&value[..]), "a 6 MiB value, above gRPC's default 4 MiB limit");
+    broker.shutdown().await;
+}

@@ -5,6 +5,7 @@
 //! ```
 
 use std::error::Error as StdError;
+use std::io::Write;
 
 use futures_util::StreamExt;
 use rill_client::{
@@ -35,7 +36,9 @@ async fn main() -> Result<(), Box<dyn StdError>> {
             while let Some(record) = stream.next().await {
                 let record = record?;
                 let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                println!("{name}: partition {} offset {}: {value}", record.partition, record.offset);
+                let line = format!("{name}: partition {} offset {}: {value}", record.partition, record.offset);
+                // Checked, not `println!`: a reader that went away (`| head`) is not a panic.
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             Ok::<_, Error>(())
         }));

@@ -6,6 +6,7 @@
 //! ```
 
 use std::error::Error as StdError;
+use std::io::Write;
 
 use rill_client::{Admin, Client, Compression, Error, Producer, ProducerConfig, ProducerRecord, TopicConfig};
 
@@ -36,9 +37,10 @@ async fn main() -> Result<(), Box<dyn StdError>> {
         let stored = delivery.await?;
         last_per_partition.insert(stored.partition, stored.offset);
     }
+    let mut out = std::io::stdout().lock();
     for (partition, offset) in last_per_partition {
-        println!("partition {partition}: last offset {offset}");
+        writeln!(out, "partition {partition}: last offset {offset}")?;
     }
-    println!("{:?}", producer.metrics());
+    writeln!(out, "{:?}", producer.metrics())?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! It stops once it reaches the end offset that was current when it started.
 
 use std::error::Error as StdError;
+use std::io::Write;
 
 use rill_client::{Admin, Client, Consumer, ConsumerConfig, OffsetSpec, SeekTo};
 
@@ -29,13 +30,17 @@ async fn main() -> Result<(), Box<dyn StdError>> {
     let mut consumer = Consumer::new(client, ConsumerConfig::default())?;
     consumer.assign(&topic, &[partition]).await?;
     let start = consumer.seek(&topic, partition, from).await?;
-    println!("replaying {topic}/{partition} from offset {start} to {end}");
+    eprintln!("replaying {topic}/{partition} from offset {start} to {end}");
+    // A reader that goes away (`| head`) ends the replay quietly: writes are checked, not `println!`ed.
+    let mut out = std::io::stdout().lock();
     let mut position = start;
     while position < end {
         for record in consumer.poll().await? {
             let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
             let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            println!("{}\t{}\t{key}\t{value}", record.offset, record.timestamp_ms);
+            if writeln!(out, "{}\t{}\t{key}\t{value}", record.offset, record.timestamp_ms).is_err() {
+                return Ok(());
+            }
             position = record.offset + 1;
         }
     }

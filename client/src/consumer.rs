@@ -92,7 +92,8 @@ struct Cursor {
     position: i64,
     /// Where the fetch in flight (or the next one) starts.
     fetch_position: i64,
-    /// Bumped by every seek; a fetch answer with an older epoch is dropped.
+    /// Changed by every seek (and re-assignment); a fetch answer with another epoch is dropped. Drawn from the
+    /// consumer's counter, so a partition unassigned and assigned again never reuses an epoch.
     epoch: u64,
     fetch: Option<AbortHandle>,
 }
@@ -120,6 +121,7 @@ pub struct Consumer {
     /// Records fetched and decoded but not yet handed out, in fetch order.
     ready: VecDeque<ConsumedRecord>,
     last_commit: Instant,
+    next_epoch: u64,
 }
 
 impl Consumer {
@@ -137,6 +139,7 @@ impl Consumer {
             fetches: JoinSet::new(),
             ready: VecDeque::new(),
             last_commit: Instant::now(),
+            next_epoch: 0,
         })
     }
 
@@ -177,7 +180,8 @@ impl Consumer {
         for (partition, start) in new.into_iter().zip(starts) {
             let start = start.ok_or_else(|| Error::UnknownPartition { topic: topic.to_owned(), partition })?;
             let key = (Arc::clone(&topic_name), partition);
-            self.cursors.insert(key.clone(), Cursor { position: start, fetch_position: start, epoch: 0, fetch: None });
+            let epoch = self.new_epoch();
+            self.cursors.insert(key.clone(), Cursor { position: start, fetch_position: start, epoch, fetch: None });
             self.start_fetch(&key, Duration::ZERO);
         }
         Ok(())
@@ -378,10 +382,11 @@ impl Consumer {
 
     /// Sets both positions of `key`, drops what was fetched from the old one, and fetches from the new one.
     fn move_to(&mut self, key: &Key, offset: i64) {
+        let epoch = self.new_epoch();
         let Some(cursor) = self.cursors.get_mut(key) else { return };
         cursor.position = offset;
         cursor.fetch_position = offset;
-        cursor.epoch += 1;
+        cursor.epoch = epoch;
         if let Some(fetch) = cursor.fetch.take() {
             fetch.abort();
         }
@@ -428,6 +433,11 @@ impl Consumer {
             FetchDone { key, epoch, offset, outcome }
         });
         cursor.fetch = Some(handle);
+    }
+
+    fn new_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
     }
 
     /// The shared name of an assigned topic, so records and cursors of one topic share one allocation.

@@ -418,3 +418,32 @@ async fn a_record_of_several_megabytes_round_trips() {
     assert_eq!(records[0].value.as_deref(), Some(&value[..]), "a 6 MiB value, above gRPC's default 4 MiB limit");
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn unassigned_partitions_stop_and_reassigned_ones_start_over() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    create_topic(&client, "churn", 2).await;
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).expect("producer");
+    for partition in 0..2 {
+        let record = ProducerRecord::new(format!("p{partition}")).with_partition(partition);
+        producer.send("churn", record).await.expect("enqueued").await.expect("stored");
+    }
+    let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("consumer");
+    consumer.assign("churn", &[0, 1]).await.expect("assign");
+    assert_eq!(consume(&mut consumer, 2).await.len(), 2);
+    consumer.unassign("churn", &[0]);
+    assert_eq!(consumer.assignment(), vec![("churn".to_owned(), 1)]);
+    let again = producer.send("churn", ProducerRecord::new("p0 again").with_partition(0)).await.expect("enqueued");
+    again.await.expect("stored");
+    let late = producer.send("churn", ProducerRecord::new("p1 again").with_partition(1)).await.expect("enqueued");
+    late.await.expect("stored");
+    let records = consume(&mut consumer, 1).await;
+    assert_eq!((records[0].partition, value_str(&records[0])), (1, "p1 again"), "partition 0 is no longer read");
+    consumer.unassign("churn", &[1]);
+    assert!(consumer.poll().await.expect("nothing assigned").is_empty());
+    consumer.assign("churn", &[0]).await.expect("assign again");
+    let values: Vec<String> = consume(&mut consumer, 2).await.iter().map(|r| value_str(r).to_owned()).collect();
+    assert_eq!(values, vec!["p0", "p0 again"], "a reassigned partition starts from offset_reset");
+    broker.shutdown().await;
+}

@@ -104,6 +104,10 @@ impl Error {
             Code::OutOfRange | Code::ResourceExhausted if is_size_limit(&message) => Error::BatchTooLarge { message },
             Code::OutOfRange => Error::OffsetOutOfRange { message },
             Code::ResourceExhausted => Error::LimitExceeded { message },
+            // tonic's own deadline (the `grpc-timeout` the request carries) reports CANCELLED.
+            Code::Cancelled if is_local_timeout(status) => {
+                Error::TimedOut { after: ctx.timeout.unwrap_or_default(), message }
+            }
             Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal if is_transport(status) => {
                 Error::Unavailable { message: transport_message(status) }
             }
@@ -138,6 +142,18 @@ fn is_size_limit(message: &str) -> bool {
 fn is_count_limit(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     message.contains("too many") || message.contains("at most")
+}
+
+/// A status tonic made up because the request's deadline passed before the answer came.
+fn is_local_timeout(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    status.message() == tonic::TimeoutExpired(()).to_string()
 }
 
 /// A status that tonic made up locally because the connection failed (refused, reset, closed), rather than

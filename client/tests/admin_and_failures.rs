@@ -9,6 +9,11 @@ use rill_client::{
     Admin, Client, ClientConfig, Consumer, ConsumerConfig, Error, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
     TopicConfig,
 };
+use rill_protocol::v1::{
+    AddPartitionsRequest, AddPartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse, ListTopicsRequest, ListTopicsResponse,
+};
+use tonic::{Request, Response, Status};
 
 #[tokio::test]
 async fn topics_are_created_listed_described_grown_and_deleted() {
@@ -136,9 +141,54 @@ async fn a_consumer_keeps_reading_across_a_broker_restart() {
     broker.shutdown().await;
 }
 
+/// A TopicAdmin service that never answers.
+struct SilentAdmin;
+
+#[tonic::async_trait]
+impl rill_protocol::v1::topic_admin_server::TopicAdmin for SilentAdmin {
+    async fn create_topic(&self, _: Request<CreateTopicRequest>) -> Result<Response<CreateTopicResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+    async fn delete_topic(&self, _: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+    async fn list_topics(&self, _: Request<ListTopicsRequest>) -> Result<Response<ListTopicsResponse>, Status> {
+        std::future::pending().await
+    }
+    async fn describe_topic(
+        &self,
+        _: Request<DescribeTopicRequest>,
+    ) -> Result<Response<DescribeTopicResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+    async fn add_partitions(
+        &self,
+        _: Request<AddPartitionsRequest>,
+    ) -> Result<Response<AddPartitionsResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+}
+
 #[tokio::test]
-async fn a_request_timeout_is_reported_as_timed_out() {
-    // A listener that accepts TCP but never speaks HTTP/2: the connect attempt hangs until its timeout.
+async fn a_call_the_broker_never_answers_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(rill_protocol::v1::topic_admin_server::TopicAdminServer::new(SilentAdmin))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let config = ClientConfig { request_timeout: Duration::from_millis(200), ..ClientConfig::default() };
+    let client = Client::connect_with(addr.to_string(), config).await.expect("connects");
+    let err = Admin::new(client).list_topics().await.unwrap_err();
+    assert!(matches!(err, Error::TimedOut { after, .. } if after == Duration::from_millis(200)), "{err:?}");
+    assert!(err.is_retriable());
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_peer_that_never_speaks_http2_is_unavailable() {
+    // Accepts TCP and says nothing: the connection's handshake times out.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accept = tokio::spawn(async move {
@@ -154,7 +204,8 @@ async fn a_request_timeout_is_reported_as_timed_out() {
     };
     let client = Client::connect_lazy(addr.to_string(), config).expect("valid address");
     let err = Admin::new(client).list_topics().await.unwrap_err();
-    assert!(matches!(err, Error::TimedOut { .. } | Error::Unavailable { .. }), "{err:?}");
+    // Which timer fires first (the handshake's or the call's) is a race; either way it is worth retrying.
+    assert!(matches!(err, Error::Unavailable { .. } | Error::TimedOut { .. }), "{err:?}");
     assert!(err.is_retriable());
     accept.abort();
 }

@@ -16,7 +16,7 @@
 //! ```no_run
 //! # async fn demo() -> rill_client::Result<()> {
 //! use rill_client::{Client, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, SeekTo};
-//! let client = Client::connect("127.0.0.1:7171").await?;
+//! let client = Client::connect("127.0.0.1:9092").await?;
 //! let producer = Producer::new(client.clone(), ProducerConfig::default())?;
 //! let delivery = producer.send("orders", ProducerRecord::new("hello").with_key("customer-7")).await?;
 //! let stored = delivery.await?; // partition, offset, timestamp

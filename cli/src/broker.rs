@@ -1,5 +1,6 @@
 //! `rill broker`: settings from defaults, then a TOML file, then `RILL_*` environment variables, then flags
-//! (each overriding the one before); runs the node until SIGINT/SIGTERM, then shuts down gracefully.
+//! (each overriding the one before); runs the node until SIGINT/SIGTERM, then shuts down gracefully (a second
+//! signal stops it at once, with exit status 1).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,8 +121,15 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         // The one line on stdout: scripts and tests read the address from it (useful with port 0).
         println!("rill broker listening on {}", broker.addr());
         wait_for_signal().await?;
-        broker.shutdown().await;
-        Ok(())
+        // A second signal during the graceful shutdown means "now": exit at once (logs recover on the next
+        // start, as after a crash).
+        tokio::select! {
+            () = broker.shutdown() => Ok(()),
+            second = wait_for_signal() => {
+                second?;
+                anyhow::bail!("second signal during shutdown: stopped without closing the logs cleanly")
+            }
+        }
     })
 }
 

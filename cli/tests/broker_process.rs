@@ -211,3 +211,43 @@ fn bad_configuration_is_rejected_at_start_naming_the_setting() {
     assert!(!ok && stderr.contains("http2_max_frame_bytes"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_second_signal_during_a_slow_shutdown_stops_the_broker_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path());
+    // A client whose runtime then freezes: its connection stays open and never answers the broker's GOAWAY,
+    // so the graceful shutdown would wait out its whole grace period (5 s).
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let url = broker.url.clone();
+    let frozen = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let clients = runtime.block_on(async {
+            let mut clients = connect(&url).await;
+            clients.admin.list_topics(v1::ListTopicsRequest {}).await.unwrap();
+            clients
+        });
+        connected_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(clients);
+    });
+    connected_rx.recv().unwrap();
+    let started = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &broker.pid()]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(broker.child.try_wait().unwrap().is_none(), "still in its graceful shutdown");
+    assert!(Command::new("kill").args(["-INT", &broker.pid()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        if let Some(status) = broker.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second signal did not stop the broker");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(4), "stopped before the grace period ran out");
+    release_tx.send(()).unwrap();
+    frozen.join().unwrap();
+}

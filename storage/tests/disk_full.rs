@@ -28,7 +28,7 @@ impl TinyFs {
 
 impl Drop for TinyFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         let _ = std::fs::remove_dir(&self.path);
     }
 }

@@ -10,8 +10,9 @@
 //! - key: `0u8`, group length (u16), group (UTF-8), topic length (u16), topic (UTF-8), partition (u32)
 //! - value: `0u8`, offset (i64), commit time ms (i64), metadata (UTF-8, the rest of the value)
 //!
-//! Not yet done: compaction. The log keeps every commit ever made; it is small per commit (~60 bytes plus the
-//! names), but a compacting rewrite belongs here once groups commit often.
+//! The log keeps every commit until the broker starts: then, if most of its records are superseded, it is
+//! rewritten with one record per live key (`compaction.rs`), so replay time follows the number of committed
+//! partitions rather than the number of commits ever made.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +23,8 @@ use rill_storage::{Durability, Log, LogConfig};
 
 use crate::error::{BrokerError, Result};
 use crate::registry::blocking;
+
+mod compaction;
 
 /// The internal log's directory name; the `__` prefix is reserved, so no user topic can collide with it.
 pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
@@ -56,6 +59,7 @@ pub struct OffsetStore {
 impl OffsetStore {
     /// Opens (or creates) the offsets log under `data_dir` and replays it.
     pub async fn open(data_dir: &Path) -> Result<OffsetStore> {
+        let data_dir = data_dir.to_owned();
         let dir = data_dir.join(OFFSETS_LOG_DIR);
         blocking(move || {
             let config = LogConfig {
@@ -67,9 +71,17 @@ impl OffsetStore {
                 durability: Durability::Never,
                 ..LogConfig::default()
             };
-            let log = Log::open(&dir, config)?;
-            let committed = replay(&log)?;
-            tracing::info!(entries = committed.len(), "restored committed offsets");
+            compaction::finish_interrupted(&data_dir)?;
+            let mut log = Log::open(&dir, config.clone())?;
+            let (mut committed, mut records) = replay(&log)?;
+            if compaction::is_worth_it(records, committed.len()) {
+                log.close()?;
+                drop(log);
+                compaction::rewrite(&data_dir, &committed, config.clone())?;
+                log = Log::open(&dir, config)?;
+                (committed, records) = replay(&log)?;
+            }
+            tracing::info!(entries = committed.len(), records, "restored committed offsets");
             Ok(OffsetStore { log: Arc::new(log), committed: Mutex::new(committed) })
         })
         .await
@@ -125,8 +137,10 @@ impl OffsetStore {
     }
 }
 
-fn replay(log: &Log) -> Result<BTreeMap<OffsetKey, Committed>> {
+/// The live commits in the log, and how many records it took to find them.
+fn replay(log: &Log) -> Result<(BTreeMap<OffsetKey, Committed>, usize)> {
     let mut committed = BTreeMap::new();
+    let mut records_seen = 0;
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {
         let read = log.read(offset, REPLAY_READ_BYTES)?;
@@ -139,6 +153,7 @@ fn replay(log: &Log) -> Result<BTreeMap<OffsetKey, Committed>> {
             let records = batch.records().map_err(|e| BrokerError::Internal(format!("offsets log: {e}")))?;
             for record in records {
                 let record = record.map_err(|e| BrokerError::Internal(format!("offsets log: {e}")))?;
+                records_seen += 1;
                 match (record.key.and_then(decode_key), record.value.map(decode_value)) {
                     (Some(key), Some(Some(value))) => {
                         committed.insert(key, value);
@@ -152,7 +167,7 @@ fn replay(log: &Log) -> Result<BTreeMap<OffsetKey, Committed>> {
             }
         }
     }
-    Ok(committed)
+    Ok((committed, records_seen))
 }
 
 fn encode_key(key: &OffsetKey) -> Vec<u8> {

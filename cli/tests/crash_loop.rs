@@ -1,0 +1,257 @@
+//! The crash loop: a producer sends sequence-numbered records with acks `durable` to several partitions of an
+//! `always` topic while a second client commits group offsets; the real `rill broker` process is SIGKILLed at
+//! random moments and restarted. After the last restart every acknowledged record is there exactly once, in send
+//! order per partition, with contiguous offsets, and every acknowledged offset commit is still there.
+//!
+//! 20 kill cycles by default; `RILL_CRASH_CYCLES=500` for the long run. `RILL_CRASH_SEED` replays a run.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_protocol::v1::{
+    self, consumer_groups_client::ConsumerGroupsClient, records_client::RecordsClient,
+    topic_admin_client::TopicAdminClient,
+};
+use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
+use tonic::transport::Channel;
+
+const TOPIC: &str = "crash-loop";
+const PARTITIONS: u32 = 4;
+const GROUP: &str = "crash-loop-group";
+
+/// A `rill broker` child process, SIGKILLed when dropped.
+struct BrokerProcess {
+    child: Child,
+    url: String,
+}
+
+impl BrokerProcess {
+    fn start(data_dir: &Path) -> BrokerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rill broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listen line");
+        let Some(addr) = line.trim().strip_prefix("rill broker listening on ") else {
+            let _ = child.kill();
+            panic!("unexpected first line {line:?}");
+        };
+        let url = format!("http://{addr}");
+        BrokerProcess { child, url }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// xorshift64*: reproducible kill timings without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+fn batch(value: &str) -> Bytes {
+    let mut builder = RecordBatchBuilder::default();
+    builder.push(&Record { key: None, value: Some(value.as_bytes().to_vec()), headers: vec![], timestamp_ms: 1 });
+    Bytes::from(builder.build())
+}
+
+/// What the clients saw acknowledged, across all cycles.
+#[derive(Default)]
+struct Ledger {
+    /// Per partition: sequence numbers acknowledged, in send order.
+    acked: BTreeMap<u32, Vec<u64>>,
+    /// Per partition: the next sequence number to send (an unacknowledged send is never repeated).
+    next_seq: BTreeMap<u32, u64>,
+    /// The last acknowledged commit per partition, and every commit attempted after it.
+    commits: BTreeMap<u32, (Option<i64>, Vec<i64>)>,
+}
+
+async fn channel(url: &str) -> Option<Channel> {
+    Channel::from_shared(url.to_owned()).ok()?.connect_timeout(Duration::from_secs(2)).connect().await.ok()
+}
+
+/// Sends records to one partition, one at a time, until stopped or the broker dies.
+async fn produce_until_killed(url: String, partition: u32, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    let Some(channel) = channel(&url).await else { return };
+    let mut records = RecordsClient::new(channel);
+    while !stop.load(Ordering::Relaxed) {
+        let seq = {
+            let mut ledger = ledger.lock().expect("ledger");
+            let next = ledger.next_seq.entry(partition).or_default();
+            *next += 1;
+            *next - 1
+        };
+        let request = v1::ProduceRequest {
+            topic: TOPIC.into(),
+            partition: Some(partition),
+            records: Some(v1::produce_request::Records::RecordBatch(batch(&format!("{partition}:{seq}")))),
+            acks: v1::Acks::Durable as i32,
+        };
+        match records.produce(request).await {
+            Ok(_) => ledger.lock().expect("ledger").acked.entry(partition).or_default().push(seq),
+            Err(_) => return, // the broker died: this send may or may not have landed
+        }
+    }
+}
+
+/// Commits offsets (the acknowledged count so far) for every partition until the broker dies.
+async fn commit_until_killed(url: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    let Some(channel) = channel(&url).await else { return };
+    let mut groups = ConsumerGroupsClient::new(channel);
+    while !stop.load(Ordering::Relaxed) {
+        let offsets: Vec<(u32, i64)> = {
+            let ledger = ledger.lock().expect("ledger");
+            (0..PARTITIONS).map(|p| (p, ledger.acked.get(&p).map_or(0, |a| a.len() as i64))).collect()
+        };
+        {
+            let mut ledger = ledger.lock().expect("ledger");
+            for (p, offset) in &offsets {
+                ledger.commits.entry(*p).or_default().1.push(*offset);
+            }
+        }
+        let request = v1::CommitOffsetsRequest {
+            group: GROUP.into(),
+            member_id: String::new(),
+            generation: -1,
+            offsets: offsets
+                .iter()
+                .map(|(p, offset)| v1::OffsetCommit {
+                    topic: TOPIC.into(),
+                    partition: *p,
+                    offset: *offset,
+                    metadata: String::new(),
+                })
+                .collect(),
+        };
+        match groups.commit_offsets(request).await {
+            Ok(_) => {
+                let mut ledger = ledger.lock().expect("ledger");
+                for (p, offset) in &offsets {
+                    *ledger.commits.entry(*p).or_default() = (Some(*offset), Vec::new());
+                }
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn read_partition(records: &mut RecordsClient<Channel>, partition: u32) -> Vec<(i64, u64)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let request = v1::FetchRequest { topic: TOPIC.into(), partition, offset, ..Default::default() };
+        let response = records.fetch(request).await.expect("fetch after the last restart").into_inner();
+        if response.record_batches.is_empty() {
+            return out;
+        }
+        for batch in BatchIter::new(response.record_batches) {
+            for record in batch.expect("whole batch").records().expect("uncompressed") {
+                let record = record.expect("record decodes");
+                let value = String::from_utf8(record.value.unwrap_or_default().to_vec()).expect("utf-8");
+                let (p, seq) = value.split_once(':').expect("partition:seq");
+                assert_eq!(p.parse::<u32>().unwrap(), partition, "record in the wrong partition");
+                out.push((record.offset, seq.parse().unwrap()));
+            }
+        }
+        offset = response.next_offset;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_and_commits_survive_repeated_sigkill() {
+    let cycles: u32 = std::env::var("RILL_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let seed: u64 = std::env::var("RILL_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
+    });
+    eprintln!("crash loop: {cycles} cycles, RILL_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+
+    let broker = BrokerProcess::start(dir.path());
+    let admin = channel(&broker.url).await.expect("connect");
+    let config = v1::TopicConfig { durability: v1::DurabilityPolicy::Always as i32, ..Default::default() };
+    let create = v1::CreateTopicRequest { name: TOPIC.into(), partition_count: PARTITIONS, config: Some(config) };
+    TopicAdminClient::new(admin).create_topic(create).await.expect("create topic");
+    let mut broker = Some(broker);
+
+    for _ in 0..cycles {
+        let running = broker.take().unwrap_or_else(|| BrokerProcess::start(dir.path()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks: Vec<_> = (0..PARTITIONS)
+            .map(|p| tokio::spawn(produce_until_killed(running.url.clone(), p, ledger.clone(), stop.clone())))
+            .collect();
+        tasks.push(tokio::spawn(commit_until_killed(running.url.clone(), ledger.clone(), stop.clone())));
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(200))).await;
+        running.kill();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.expect("client task");
+        }
+    }
+
+    let broker = BrokerProcess::start(dir.path());
+    let reader = channel(&broker.url).await.expect("connect after the last restart");
+    let mut records = RecordsClient::new(reader.clone());
+    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
+    let mut acknowledged = 0;
+    let mut recovered = 0;
+    for partition in 0..PARTITIONS {
+        let stored = read_partition(&mut records, partition).await;
+        let offsets: Vec<i64> = stored.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, (0..stored.len() as i64).collect::<Vec<_>>(), "offsets are contiguous from 0");
+        let seqs: Vec<u64> = stored.iter().map(|(_, s)| *s).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "partition {partition}: send order kept, no duplicate");
+        let acked = ledger.acked.get(&partition).cloned().unwrap_or_default();
+        let missing: Vec<_> = acked.iter().filter(|s| seqs.binary_search(s).is_err()).collect();
+        assert!(missing.is_empty(), "partition {partition}: acknowledged records lost: {missing:?}");
+        acknowledged += acked.len();
+        recovered += seqs.len();
+    }
+    let mut groups = ConsumerGroupsClient::new(reader);
+    let lookup = v1::FetchOffsetsRequest {
+        group: GROUP.into(),
+        partitions: (0..PARTITIONS).map(|p| v1::TopicPartition { topic: TOPIC.into(), partition: p }).collect(),
+    };
+    let committed = groups.fetch_offsets(lookup).await.expect("fetch offsets").into_inner().offsets;
+    for (partition, (last_acked, attempted_after)) in &ledger.commits {
+        let Some(last_acked) = last_acked else { continue };
+        let found = committed.iter().find(|c| c.partition == *partition).map(|c| c.offset);
+        let found = found.unwrap_or_else(|| panic!("partition {partition}: acknowledged commit {last_acked} lost"));
+        assert!(
+            found == *last_acked || attempted_after.contains(&found),
+            "partition {partition}: committed {found}, last acknowledged {last_acked}, attempted since {attempted_after:?}"
+        );
+    }
+    eprintln!("crash loop: {cycles} kills, {acknowledged} records acknowledged, {recovered} recovered");
+    assert!(acknowledged > 0, "the producers never got an acknowledgement");
+}

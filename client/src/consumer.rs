@@ -207,6 +207,12 @@ impl Consumer {
         assigned
     }
 
+    /// How many assigned partitions have a fetch on its way (all of them, normally: each partition's next fetch is
+    /// started before the records of its last one are handed out).
+    pub fn fetches_in_flight(&self) -> usize {
+        self.cursors.values().filter(|c| c.fetch.is_some()).count()
+    }
+
     /// The offset of the next record `poll` will hand out for this partition.
     pub fn position(&self, topic: &str, partition: u32) -> Option<i64> {
         self.cursors.get(&(Arc::from(topic), partition)).map(|c| c.position)

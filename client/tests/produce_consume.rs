@@ -447,3 +447,24 @@ async fn unassigned_partitions_stop_and_reassigned_ones_start_over() {
     assert_eq!(values, vec!["p0", "p0 again"], "a reassigned partition starts from offset_reset");
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_next_fetch_is_in_flight_while_the_application_holds_records() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    create_topic(&client, "prefetch", 2).await;
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).expect("producer");
+    let first = producer.send("prefetch", ProducerRecord::new("first").with_partition(0)).await.expect("enqueued");
+    first.await.expect("stored");
+    let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("consumer");
+    consumer.assign("prefetch", &[]).await.expect("assign");
+    assert_eq!(consumer.fetches_in_flight(), 2);
+    let records = consume(&mut consumer, 1).await;
+    assert_eq!(value_str(&records[0]), "first");
+    // Handed out, and both partitions already have their next fetch (a long-poll) on its way.
+    assert_eq!(consumer.fetches_in_flight(), 2);
+    let next = producer.send("prefetch", ProducerRecord::new("second").with_partition(0)).await.expect("enqueued");
+    next.await.expect("stored");
+    assert_eq!(value_str(&consume(&mut consumer, 1).await[0]), "second");
+    broker.shutdown().await;
+}

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::batch::{CRC_COVERS_FROM, HEADER_BYTES};
 use rill_protocol::compressed::records_section;
 use rill_protocol::record::RecordIter;
-use rill_protocol::{validate, BatchError, BatchIter, Compression as Codec, RecordView};
+use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordView};
 
 use crate::compression::{codec_name, decompress_records};
 use crate::error::{Error, Result};
@@ -16,7 +16,7 @@ use crate::record::{ConsumedRecord, Header};
 /// How fetched batches are checked and decoded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DecodeLimits {
-    /// Re-check each batch's CRC and record framing (cheap insurance against damage on the way).
+    /// Re-check each batch's CRC-32C (cheap insurance against damage on the way; framing is checked by decoding).
     pub check_crcs: bool,
     /// Largest records section a compressed batch may inflate to.
     pub max_decompressed_bytes: usize,
@@ -41,8 +41,12 @@ pub(crate) fn decode_batches(
             continue;
         }
         next_offset = next_offset.max(header.next_offset());
+        // The CRC alone: the record walk below is the decode itself, and it stops at the first malformed record.
         if limits.check_crcs {
-            validate(&batch.bytes).map_err(corrupt)?;
+            let computed = crc32c::crc32c(&batch.bytes[CRC_COVERS_FROM..]);
+            if computed != header.crc {
+                return Err(corrupt(BatchError::CrcMismatch { stored: header.crc, computed }));
+            }
         }
         // Control batches (transaction markers in Kafka) carry no application records.
         if header.is_control() {

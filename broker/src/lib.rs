@@ -35,6 +35,7 @@
 
 mod codec;
 mod config;
+mod connection;
 mod data_dir_lock;
 mod error;
 mod meta;

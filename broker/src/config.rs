@@ -86,6 +86,11 @@ pub struct BrokerConfig {
     pub http2_connection_window_bytes: u32,
     /// Most concurrent streams (calls) per connection.
     pub max_concurrent_streams: u32,
+    /// Most client connections at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A connection on which no byte moves for this long is closed: a stalled or half-open peer holds nothing
+    /// for ever. Healthy idle clients are kept alive by keepalive pings sent at a third of this.
+    pub idle_connection_timeout_ms: u64,
 
     /// Session timeout of a group member whose join does not ask for one: a member silent this long is removed.
     pub group_session_timeout_ms: u64,
@@ -129,6 +134,8 @@ impl Default for BrokerConfig {
             http2_stream_window_bytes: 32 << 20,
             http2_connection_window_bytes: 64 << 20,
             max_concurrent_streams: 1_024,
+            max_connections: 4_096,
+            idle_connection_timeout_ms: 600_000,
             group_session_timeout_ms: 10_000,
             group_min_session_timeout_ms: 100,
             group_max_session_timeout_ms: 300_000,
@@ -240,6 +247,15 @@ impl BrokerConfig {
         }
         if self.max_concurrent_streams == 0 {
             return bad("max_concurrent_streams", "must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1".into());
+        }
+        if self.idle_connection_timeout_ms < 100 {
+            return bad(
+                "idle_connection_timeout_ms",
+                format!("{} is below the minimum of 100", self.idle_connection_timeout_ms),
+            );
         }
         self.validate_groups()
     }

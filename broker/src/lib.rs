@@ -38,6 +38,7 @@
 
 mod codec;
 mod config;
+mod connection;
 mod data_dir_lock;
 mod error;
 mod groups;

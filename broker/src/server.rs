@@ -13,6 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::connection;
 use crate::data_dir_lock::{DataDirLock, LockError};
 use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
@@ -71,6 +72,8 @@ impl Broker {
         let bind = |source| StartError::Bind { addr: config.listen, source };
         let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));
         let addr = incoming.local_addr().map_err(bind)?;
+        let idle_timeout = Duration::from_millis(config.idle_connection_timeout_ms);
+        let incoming = connection::limit(incoming, config.max_connections, idle_timeout);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopicAdminServer<RillService>>().await;
@@ -93,7 +96,8 @@ impl Broker {
             .initial_stream_window_size(config.http2_stream_window_bytes)
             .initial_connection_window_size(config.http2_connection_window_bytes)
             .max_concurrent_streams(config.max_concurrent_streams)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            // Pings keep a healthy idle connection from looking silent to the idle timeout.
+            .http2_keepalive_interval(Some((idle_timeout / 3).min(Duration::from_secs(30))))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(tower::util::MapResponseLayer::new(oversized_request_is_resource_exhausted))
             .add_service(health_service)

@@ -4,6 +4,7 @@
 //!   ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
 //! - [`v1`]: the gRPC API generated from `proto/rill/v1/rill.proto` (prost messages, tonic clients and
 //!   server traits), compiled by `build.rs` with `protox`, so no system `protoc` is needed.
+//! - [`compressed`]: framing of compressed batches (the codecs live in the client).
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //!
 //! Invariants:
@@ -15,6 +16,7 @@
 //! - This crate does no I/O and knows nothing of storage, the broker or the client.
 
 pub mod batch;
+pub mod compressed;
 pub mod partitioner;
 pub mod record;
 pub mod v1;
@@ -89,6 +91,23 @@ mod tests {
         assert_eq!(&bytes[61..], &[0x16, 0, 0, 0, 0x01, 0x0a, b'h', b'e', b'l', b'l', b'o', 0]);
         let crc = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
         assert_eq!(crc, crc32c::crc32c(&bytes[21..]));
+    }
+
+    #[test]
+    fn push_fields_encodes_the_same_bytes_as_push_and_sizes_them_exactly() {
+        let records = [record(Some(b"k"), b"v1", 10), record(None, b"", 7), record(Some(b""), b"x", 2000)];
+        let mut owned = RecordBatchBuilder::default();
+        let mut borrowed = RecordBatchBuilder::default();
+        for r in &records {
+            owned.push(r);
+            let headers = r.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+            let before = borrowed.encoded_bytes();
+            let predicted =
+                borrowed.fields_bytes(r.timestamp_ms, r.key.as_deref(), r.value.as_deref(), headers.clone());
+            borrowed.push_fields(r.timestamp_ms, r.key.as_deref(), r.value.as_deref(), headers);
+            assert_eq!(borrowed.encoded_bytes() - before, predicted);
+        }
+        assert_eq!(owned.build(), borrowed.build());
     }
 
     #[test]

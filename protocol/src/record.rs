@@ -210,7 +210,16 @@ impl RecordBatchBuilder {
 
     /// Bytes `record` would add to the batch.
     pub fn record_bytes(&self, record: &Record) -> usize {
-        let body = record_body_len(record, self.timestamp_delta(record.timestamp_ms), self.record_count);
+        self.fields_bytes(record.timestamp_ms, record.key.as_deref(), record.value.as_deref(), header_fields(record))
+    }
+
+    /// Bytes a record made of these borrowed fields would add to the batch (see [`Self::push_fields`]).
+    pub fn fields_bytes<'h, H>(&self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: H) -> usize
+    where
+        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+        H::IntoIter: ExactSizeIterator,
+    {
+        let body = body_len(self.timestamp_delta(timestamp_ms), self.record_count, key, value, headers.into_iter());
         varlong_len(body as i64) + body
     }
 
@@ -220,23 +229,36 @@ impl RecordBatchBuilder {
 
     /// Appends one record. Records get consecutive offset deltas from 0.
     pub fn push(&mut self, record: &Record) {
-        let base = *self.base_timestamp.get_or_insert(record.timestamp_ms);
-        let timestamp_delta = record.timestamp_ms.wrapping_sub(base);
+        self.push_fields(record.timestamp_ms, record.key.as_deref(), record.value.as_deref(), header_fields(record));
+    }
+
+    /// Appends one record given as borrowed fields, so a caller holding its bytes in any container (`Bytes`,
+    /// slices of a bigger buffer) encodes them straight into the batch without building a [`Record`] first.
+    /// `headers` is walked twice (once to size the record, once to write it), hence `Clone`.
+    pub fn push_fields<'h, H>(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: H)
+    where
+        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+        H::IntoIter: ExactSizeIterator + Clone,
+    {
+        let headers = headers.into_iter();
+        let base = *self.base_timestamp.get_or_insert(timestamp_ms);
+        let timestamp_delta = timestamp_ms.wrapping_sub(base);
         let offset_delta = self.record_count;
-        let body = record_body_len(record, timestamp_delta, offset_delta);
+        let body = body_len(timestamp_delta, offset_delta, key, value, headers.clone());
+        self.buf.reserve(varlong_len(body as i64) + body);
         put_varint(&mut self.buf, body as i32);
         self.buf.push(0); // record attributes: unused in v2
         put_varlong(&mut self.buf, timestamp_delta);
         put_varint(&mut self.buf, offset_delta);
-        put_nullable(&mut self.buf, record.key.as_deref());
-        put_nullable(&mut self.buf, record.value.as_deref());
-        put_varint(&mut self.buf, record.headers.len() as i32);
-        for header in &record.headers {
-            put_nullable(&mut self.buf, Some(header.key.as_bytes()));
-            put_nullable(&mut self.buf, header.value.as_deref());
+        put_nullable(&mut self.buf, key);
+        put_nullable(&mut self.buf, value);
+        put_varint(&mut self.buf, headers.len() as i32);
+        for (header_key, header_value) in headers {
+            put_nullable(&mut self.buf, Some(header_key.as_bytes()));
+            put_nullable(&mut self.buf, header_value);
         }
         self.record_count += 1;
-        self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
     }
 
     /// Finishes the header (lengths, timestamps, CRC) and returns the batch bytes.
@@ -298,13 +320,23 @@ fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
     }
 }
 
-fn record_body_len(record: &Record, timestamp_delta: i64, offset_delta: i32) -> usize {
-    let headers: usize =
-        record.headers.iter().map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref())).sum();
+fn header_fields(record: &Record) -> impl ExactSizeIterator<Item = (&str, Option<&[u8]>)> + Clone {
+    record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()))
+}
+
+fn body_len<'h>(
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: impl ExactSizeIterator<Item = (&'h str, Option<&'h [u8]>)>,
+) -> usize {
+    let count = headers.len();
+    let headers: usize = headers.map(|(k, v)| nullable_len(Some(k.as_bytes())) + nullable_len(v)).sum();
     1 + varlong_len(timestamp_delta)
         + varlong_len(i64::from(offset_delta))
-        + nullable_len(record.key.as_deref())
-        + nullable_len(record.value.as_deref())
-        + varlong_len(record.headers.len() as i64)
+        + nullable_len(key)
+        + nullable_len(value)
+        + varlong_len(count as i64)
         + headers
 }

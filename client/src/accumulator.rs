@@ -1,0 +1,459 @@
+//! Per-partition batching for one topic: which partition a record goes to, and the open batch it is encoded into.
+//!
+//! [`TopicBatches`] is plain data with `&mut self` methods; the producer keeps one per topic behind its lock and
+//! never holds that lock across an `.await`. Each record is encoded straight into its partition's open
+//! [`RecordBatchBuilder`] buffer: no per-record allocation. The records of a batch share one acknowledgement
+//! (a `Shared` oneshot), so a record's delivery future costs a reference count, not an allocation.
+//!
+//! A batch is sealed (built and handed to the partition's sender) when the next record would take it past
+//! `batch_bytes`, when it reaches `batch_bytes`, when its linger expires, or on flush. Keyless records without an
+//! explicit partition stick to one partition until that partition's batch is sealed, then move to the next
+//! (Kafka's sticky partitioner: full batches for keyless traffic instead of one small batch per partition).
+
+use futures_util::future::{FutureExt, Shared};
+use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::partitioner::partition_for_key;
+use rill_protocol::RecordBatchBuilder;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::record::ProducerRecord;
+
+/// What a batch's produce call came to: the base offset the broker gave it, or why it failed.
+pub(crate) type BatchOutcome = Result<i64, Error>;
+/// The shared acknowledgement of one batch, awaited by the delivery future of each of its records.
+pub(crate) type BatchAck = Shared<oneshot::Receiver<BatchOutcome>>;
+
+/// A batch closed for appends, ready to send.
+#[derive(Debug)]
+pub(crate) struct SealedBatch {
+    pub partition: u32,
+    /// Uncompressed v2 batch bytes (the sender compresses, outside the producer's lock).
+    pub bytes: Vec<u8>,
+    pub record_count: usize,
+    /// Buffer-memory bytes its records reserved; released once the batch is answered.
+    pub reserved_bytes: usize,
+    pub ack: oneshot::Sender<BatchOutcome>,
+}
+
+/// Where [`TopicBatches::append`] put a record.
+pub(crate) struct Appended {
+    pub partition: u32,
+    /// Position of the record in its batch: its offset is the batch's base offset plus this.
+    pub index: usize,
+    pub ack: BatchAck,
+    /// Batches this append sealed, to send in this order (each to its own partition's sender): the sticky
+    /// partition's batch the keyless record did not fit (it then went to the next partition), the chosen
+    /// partition's previous batch (the record did not fit), the record's own batch (the record filled it).
+    pub sealed: [Option<SealedBatch>; 3],
+    /// Set when the record opened a new batch: its id, to arm that batch's linger timer.
+    pub opened: Option<u64>,
+}
+
+struct OpenBatch {
+    id: u64,
+    builder: RecordBatchBuilder,
+    reserved_bytes: usize,
+    ack_tx: oneshot::Sender<BatchOutcome>,
+    ack: BatchAck,
+}
+
+#[derive(Default)]
+struct PartitionBatches {
+    open: Option<OpenBatch>,
+    next_id: u64,
+    /// Whether the open batch's linger was cut short already (see [`TopicBatches::expire_lingers`]).
+    is_linger_expired: bool,
+    /// Whether the last batch was sealed for being full: then the next one is allocated at full size at once
+    /// instead of growing by doubling (each doubling copies the batch).
+    was_last_full: bool,
+}
+
+/// The open batches of one topic's partitions, and its sticky-partition state.
+pub(crate) struct TopicBatches {
+    partitions: Vec<PartitionBatches>,
+    batch_bytes: usize,
+    sticky: Option<u32>,
+    next_sticky: u32,
+}
+
+/// First allocation of a batch that is not expected to fill (a lone record waiting for its linger).
+const SMALL_BATCH_BYTES: usize = 16 << 10;
+
+impl TopicBatches {
+    pub fn new(partition_count: u32, batch_bytes: usize) -> Self {
+        let mut batches = Self { partitions: Vec::new(), batch_bytes, sticky: None, next_sticky: 0 };
+        batches.grow(partition_count);
+        batches
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    /// Takes in partitions added to the topic. Partition counts never shrink (the broker refuses to).
+    pub fn grow(&mut self, partition_count: u32) {
+        let count = partition_count.max(1) as usize;
+        if count > self.partitions.len() {
+            self.partitions.resize_with(count, PartitionBatches::default);
+        }
+    }
+
+    /// The partition `record` goes to: its explicit partition (which must exist), else its key's hash
+    /// (`partition_for_key`, the function the broker uses), else the sticky partition.
+    pub fn choose_partition(&mut self, topic: &str, record: &ProducerRecord) -> Result<u32> {
+        let count = self.partition_count();
+        if let Some(partition) = record.partition {
+            if partition >= count {
+                return Err(Error::UnknownPartition { topic: topic.to_owned(), partition });
+            }
+            return Ok(partition);
+        }
+        if let Some(key) = &record.key {
+            return Ok(partition_for_key(key, count));
+        }
+        Ok(*self.sticky.get_or_insert_with(|| {
+            let partition = self.next_sticky % count;
+            self.next_sticky = self.next_sticky.wrapping_add(1);
+            partition
+        }))
+    }
+
+    /// Picks `record`'s partition (see [`Self::choose_partition`]) and appends it there. A keyless record that
+    /// would overflow the sticky partition's batch seals that batch and moves on to the next partition, so the
+    /// sticky partition is not left with a one-record batch waiting for its linger.
+    pub fn place(
+        &mut self,
+        topic: &str,
+        record: &ProducerRecord,
+        timestamp_ms: i64,
+        reserved_bytes: usize,
+    ) -> Result<Appended> {
+        let mut partition = self.choose_partition(topic, record)?;
+        let mut full_sticky = None;
+        let is_sticky = record.partition.is_none() && record.key.is_none();
+        if is_sticky && self.would_overflow(partition, record, timestamp_ms) {
+            full_sticky = self.seal(partition, None);
+            partition = self.choose_partition(topic, record)?;
+        }
+        let mut appended = self.append(partition, record, timestamp_ms, reserved_bytes);
+        appended.sealed[0] = full_sticky;
+        Ok(appended)
+    }
+
+    fn would_overflow(&self, partition: u32, record: &ProducerRecord, timestamp_ms: i64) -> bool {
+        let Some(open) = self.partitions.get(partition as usize).and_then(|p| p.open.as_ref()) else { return false };
+        let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+        let size = open.builder.fields_bytes(timestamp_ms, record.key.as_deref(), record.value.as_deref(), headers);
+        !open.builder.is_empty() && open.builder.encoded_bytes() + size > self.batch_bytes
+    }
+
+    /// Encodes `record` into `partition`'s open batch, sealing batches as they fill. `reserved_bytes` is what
+    /// the record took from the producer's buffer budget; the batch gives it back when answered.
+    pub fn append(
+        &mut self,
+        partition: u32,
+        record: &ProducerRecord,
+        timestamp_ms: i64,
+        reserved_bytes: usize,
+    ) -> Appended {
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+        let batch_bytes = self.batch_bytes;
+        let slot = &mut self.partitions[partition as usize];
+        let mut sealed = None;
+        if let Some(open) = &slot.open {
+            let after =
+                open.builder.encoded_bytes() + open.builder.fields_bytes(timestamp_ms, key, value, headers.clone());
+            if after > batch_bytes && !open.builder.is_empty() {
+                slot.was_last_full = true;
+                sealed = slot.open.take().map(|open| open.seal(partition));
+            }
+        }
+        let mut opened = None;
+        let open = slot.open.get_or_insert_with(|| {
+            let id = slot.next_id;
+            slot.next_id += 1;
+            slot.is_linger_expired = false;
+            opened = Some(id);
+            let capacity = if slot.was_last_full { batch_bytes } else { SMALL_BATCH_BYTES.min(batch_bytes) };
+            OpenBatch::new(id, capacity.max(HEADER_BYTES + reserved_bytes))
+        });
+        open.builder.push_fields(timestamp_ms, key, value, headers);
+        open.reserved_bytes += reserved_bytes;
+        let index = open.builder.record_count() - 1;
+        let ack = open.ack.clone();
+        let mut own = None;
+        if open.builder.encoded_bytes() >= batch_bytes {
+            slot.was_last_full = true;
+            own = slot.open.take().map(|open| open.seal(partition));
+        }
+        if sealed.is_some() || own.is_some() {
+            self.unstick(partition);
+        }
+        Appended { partition, index, ack, sealed: [None, sealed, own], opened }
+    }
+
+    /// Seals `partition`'s open batch if it is the batch `id` (its linger expired), or any open batch if `id` is
+    /// `None` (a flush).
+    pub fn seal(&mut self, partition: u32, id: Option<u64>) -> Option<SealedBatch> {
+        let slot = self.partitions.get_mut(partition as usize)?;
+        let is_match = slot.open.as_ref().is_some_and(|open| id.is_none_or(|id| open.id == id));
+        if !is_match {
+            return None;
+        }
+        slot.was_last_full = false;
+        let sealed = slot.open.take().map(|open| open.seal(partition));
+        self.unstick(partition);
+        sealed
+    }
+
+    /// The open batches whose linger should end now because `send` is waiting for buffer space: their bytes
+    /// only come back once they are sent. Each batch is listed once, so a producer under sustained back-pressure
+    /// does not flood its senders; the sender still seals a batch only when it has room to send it, so batches
+    /// keep filling while earlier ones are in flight.
+    pub fn expire_lingers(&mut self) -> Vec<(u32, u64)> {
+        let mut expired = Vec::new();
+        for (partition, slot) in self.partitions.iter_mut().enumerate() {
+            if let Some(open) = slot.open.as_ref().filter(|_| !slot.is_linger_expired) {
+                slot.is_linger_expired = true;
+                expired.push((partition as u32, open.id));
+            }
+        }
+        expired
+    }
+
+    /// Partitions that have an open batch.
+    pub fn open_partitions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.partitions.iter().enumerate().filter(|(_, p)| p.open.is_some()).map(|(i, _)| i as u32)
+    }
+
+    /// Keyless records move on once the sticky partition's batch is sealed.
+    fn unstick(&mut self, partition: u32) {
+        if self.sticky == Some(partition) {
+            self.sticky = None;
+        }
+    }
+}
+
+impl OpenBatch {
+    fn new(id: u64, capacity: usize) -> Self {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        Self {
+            id,
+            builder: RecordBatchBuilder::with_capacity(capacity),
+            reserved_bytes: 0,
+            ack_tx,
+            ack: ack_rx.shared(),
+        }
+    }
+
+    fn seal(self, partition: u32) -> SealedBatch {
+        let record_count = self.builder.record_count();
+        SealedBatch {
+            partition,
+            bytes: self.builder.build(),
+            record_count,
+            reserved_bytes: self.reserved_bytes,
+            ack: self.ack_tx,
+        }
+    }
+}
+
+/// The value of one record of a batch, once the batch is answered.
+pub(crate) fn record_offset(outcome: &BatchOutcome, index: usize) -> Result<i64> {
+    match outcome {
+        Ok(base) if *base < 0 => Ok(-1),
+        Ok(base) => Ok(base + index as i64),
+        Err(err) => Err(err.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures_util::FutureExt;
+    use rill_protocol::{validate, RecordBatch};
+
+    fn record(value_bytes: usize) -> ProducerRecord {
+        ProducerRecord::new(vec![b'x'; value_bytes])
+    }
+
+    fn decoded_values(batch: &SealedBatch) -> Vec<usize> {
+        let batch = RecordBatch::new(Bytes::from(batch.bytes.clone())).expect("a valid batch");
+        batch.records().expect("uncompressed").map(|r| r.expect("record").value.map_or(0, <[u8]>::len)).collect()
+    }
+
+    #[test]
+    fn a_batch_is_sealed_when_the_next_record_would_overflow_it() {
+        let mut batches = TopicBatches::new(1, 1024);
+        let mut sealed = Vec::new();
+        let mut indexes = Vec::new();
+        for _ in 0..25 {
+            let appended = batches.append(0, &record(100), 1_000, 140);
+            indexes.push(appended.index);
+            sealed.extend(appended.sealed.into_iter().flatten());
+        }
+        assert!(!sealed.is_empty());
+        for batch in &sealed {
+            assert!(batch.bytes.len() <= 1024, "batch of {} bytes", batch.bytes.len());
+            assert!(batch.bytes.len() + 110 > 1024, "sealed before it was full: {} bytes", batch.bytes.len());
+            assert_eq!(validate(&batch.bytes).expect("valid").record_count as usize, batch.record_count);
+            assert_eq!(decoded_values(batch), vec![100; batch.record_count]);
+            assert_eq!(batch.reserved_bytes, 140 * batch.record_count);
+        }
+        // Indexes restart at 0 in each batch and count up.
+        let per_batch = sealed[0].record_count;
+        assert_eq!(&indexes[..per_batch + 1], &(0..per_batch).chain([0]).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn a_record_as_large_as_a_batch_goes_alone_after_the_open_batch() {
+        let mut batches = TopicBatches::new(1, 1024);
+        assert!(batches.append(0, &record(10), 1, 50).sealed.iter().all(Option::is_none));
+        let appended = batches.place("t", &record(2000).with_partition(0), 1, 2050).unwrap();
+        let [sticky, previous, own] = appended.sealed;
+        assert!(sticky.is_none(), "the record had an explicit partition");
+        let (previous, own) = (previous.expect("the open batch went first"), own.expect("then the large record"));
+        assert_eq!((previous.record_count, own.record_count), (1, 1));
+        assert_eq!(decoded_values(&own), vec![2000]);
+        assert_eq!(appended.index, 0);
+        assert_eq!(batches.open_partitions().count(), 0);
+    }
+
+    #[test]
+    fn linger_seals_only_the_batch_it_was_armed_for() {
+        let mut batches = TopicBatches::new(2, 1 << 20);
+        let appended = batches.append(1, &record(10), 1, 50);
+        let id = appended.opened.expect("the first record opens a batch");
+        assert!(batches.append(1, &record(10), 1, 50).opened.is_none());
+        assert!(batches.seal(1, Some(id + 1)).is_none());
+        let sealed = batches.seal(1, Some(id)).expect("the armed batch");
+        assert_eq!(sealed.record_count, 2);
+        assert!(batches.seal(1, Some(id)).is_none(), "sealed twice");
+        assert!(batches.append(1, &record(10), 1, 50).opened.is_some_and(|next| next != id));
+        assert!(batches.seal(7, None).is_none(), "a partition that does not exist");
+    }
+
+    #[test]
+    fn keyed_records_use_the_shared_partitioner_and_explicit_partitions_are_checked() {
+        let mut batches = TopicBatches::new(6, 1 << 20);
+        for key in ["a", "user-42", "order-7", ""] {
+            let record = ProducerRecord::new("v").with_key(key);
+            let expected = partition_for_key(key.as_bytes(), 6);
+            assert_eq!(batches.choose_partition("t", &record).unwrap(), expected);
+            assert_eq!(batches.choose_partition("t", &record).unwrap(), expected, "stable for {key:?}");
+        }
+        assert_eq!(
+            batches.choose_partition("t", &ProducerRecord::new("v").with_key("k").with_partition(5)).unwrap(),
+            5
+        );
+        let err = batches.choose_partition("t", &ProducerRecord::new("v").with_partition(6)).unwrap_err();
+        assert_eq!(err, Error::UnknownPartition { topic: "t".into(), partition: 6 });
+    }
+
+    #[test]
+    fn keyless_records_stick_to_a_partition_until_its_batch_is_sealed() {
+        // A 100-byte value takes 109 bytes in a batch: 8 fit in 1024 bytes after the 61-byte header.
+        const PER_BATCH: usize = 8;
+        let mut batches = TopicBatches::new(3, 1024);
+        let mut partitions = Vec::new();
+        for _ in 0..40 {
+            let appended = batches.place("t", &record(100), 1, 140).unwrap();
+            partitions.push(appended.partition);
+            // Only the sticky partition's own full batch is ever sealed.
+            for batch in appended.sealed.iter().flatten() {
+                assert_eq!(batch.record_count, PER_BATCH, "partition {}", batch.partition);
+            }
+        }
+        let mut runs: Vec<(u32, usize)> = Vec::new();
+        for p in partitions {
+            match runs.last_mut() {
+                Some((last, n)) if *last == p => *n += 1,
+                _ => runs.push((p, 1)),
+            }
+        }
+        // Each run fills one batch; the partitions rotate.
+        assert!(runs.len() >= 3, "{runs:?}");
+        assert!(runs[..runs.len() - 1].iter().all(|&(_, n)| n == PER_BATCH), "{runs:?}");
+        assert_eq!(runs.iter().take(3).map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        // A linger seal of the sticky partition moves keyless traffic on as well.
+        let sticky = batches.choose_partition("t", &record(1)).unwrap();
+        batches.append(sticky, &record(1), 1, 41);
+        batches.seal(sticky, None);
+        assert_ne!(batches.choose_partition("t", &record(1)).unwrap(), sticky);
+    }
+
+    #[test]
+    fn every_record_of_a_batch_learns_its_own_offset_from_the_shared_ack() {
+        let mut batches = TopicBatches::new(1, 1 << 20);
+        let acks: Vec<(usize, BatchAck)> = (0..3)
+            .map(|_| {
+                let appended = batches.append(0, &record(5), 1, 45);
+                (appended.index, appended.ack)
+            })
+            .collect();
+        let sealed = batches.seal(0, None).unwrap();
+        sealed.ack.send(Ok(100)).unwrap();
+        for (index, ack) in acks {
+            let outcome = ack.now_or_never().expect("answered").expect("sender kept");
+            assert_eq!(record_offset(&outcome, index).unwrap(), 100 + index as i64);
+        }
+        assert_eq!(record_offset(&Ok(-1), 2).unwrap(), -1, "acks none: offsets unknown");
+        let err = Error::Unavailable { message: "down".into() };
+        assert_eq!(record_offset(&Err(err.clone()), 0).unwrap_err(), err);
+    }
+
+    #[test]
+    fn each_open_batch_has_its_linger_expired_once() {
+        let mut batches = TopicBatches::new(3, 1 << 20);
+        let first = batches.append(0, &record(1), 1, 41).opened.expect("opened");
+        let second = batches.append(2, &record(1), 1, 41).opened.expect("opened");
+        assert_eq!(batches.expire_lingers(), vec![(0, first), (2, second)]);
+        assert!(batches.expire_lingers().is_empty(), "already expired");
+        batches.seal(0, None);
+        let third = batches.append(0, &record(1), 1, 41).opened.expect("a new batch");
+        assert_eq!(batches.expire_lingers(), vec![(0, third)]);
+    }
+
+    #[test]
+    fn partitions_only_grow() {
+        let mut batches = TopicBatches::new(2, 1 << 20);
+        batches.grow(5);
+        assert_eq!(batches.partition_count(), 5);
+        batches.grow(3);
+        assert_eq!(batches.partition_count(), 5);
+    }
+
+    proptest::proptest! {
+        /// Against a model: every record lands in exactly one batch, in order, at its index; no batch is over
+        /// `batch_bytes` unless it holds a single record; and the reserved bytes add up.
+        #[test]
+        fn every_record_lands_once_in_order_in_a_batch_that_fits(
+            sizes in proptest::collection::vec(0usize..3000, 1..200),
+            batch_bytes in 1024usize..8192,
+        ) {
+            let mut batches = TopicBatches::new(1, batch_bytes);
+            let mut sealed: Vec<SealedBatch> = Vec::new();
+            let mut placed = Vec::new();
+            for &size in &sizes {
+                let appended = batches.place("t", &record(size).with_partition(0), 5, size + 40).unwrap();
+                placed.push(appended.index);
+                sealed.extend(appended.sealed.into_iter().flatten());
+            }
+            sealed.extend(batches.seal(0, None));
+            let decoded: Vec<usize> = sealed.iter().flat_map(decoded_values).collect();
+            proptest::prop_assert_eq!(&decoded, &sizes);
+            let mut expected_index = Vec::new();
+            for batch in &sealed {
+                proptest::prop_assert!(batch.bytes.len() <= batch_bytes || batch.record_count == 1);
+                expected_index.extend(0..batch.record_count);
+            }
+            proptest::prop_assert_eq!(placed, expected_index);
+            let reserved: usize = sealed.iter().map(|b| b.reserved_bytes).sum();
+            proptest::prop_assert_eq!(reserved, sizes.iter().map(|s| s + 40).sum::<usize>());
+        }
+    }
+}

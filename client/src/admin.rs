@@ -1,0 +1,213 @@
+//! Administration: topics (create, delete, list, describe, add partitions), log offsets and groups' committed
+//! offsets. Thin calls over the `TopicAdmin`, `Records.ListOffsets` and `ConsumerGroups` services; the answers
+//! are the API's own messages (`rill_protocol::v1`), re-exported here, since the `.proto` is the contract.
+
+use rill_protocol::v1::{
+    AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
+    FetchOffsetsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, TopicPartition,
+};
+pub use rill_protocol::v1::{
+    CommittedOffset, DurabilityPolicy, PartitionInfo, PartitionOffset, TopicConfig, TopicInfo,
+};
+use std::time::Duration;
+
+use crate::connection::{call, request, Client};
+use crate::error::{Error, RequestContext, Result};
+
+/// Which offset of a partition [`Admin::list_offsets`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset (the oldest record retention kept).
+    Earliest,
+    /// The high watermark: the offset the next record will get.
+    Latest,
+    /// The first offset whose timestamp is at or after this (ms since the Unix epoch); the high watermark if
+    /// there is none.
+    Timestamp(i64),
+}
+
+/// A topic's state: name, partition count, effective config, and each partition's log bounds and size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicDescription {
+    pub topic: TopicInfo,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Topic and offset administration over a [`Client`]'s connection.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.client.config().request_timeout
+    }
+
+    /// Creates `name` with `partition_count` partitions; unset `config` fields take the broker's defaults.
+    pub async fn create_topic(&self, name: &str, partition_count: u32, config: TopicConfig) -> Result<TopicInfo> {
+        let message = CreateTopicRequest { name: name.to_owned(), partition_count, config: Some(config) };
+        let response = call(
+            self.timeout(),
+            RequestContext::topic(name),
+            self.client.topics().create_topic(request(message, self.timeout())),
+        )
+        .await?;
+        response.topic.ok_or_else(|| malformed("CreateTopicResponse without a topic"))
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let message = DeleteTopicRequest { name: name.to_owned() };
+        call(
+            self.timeout(),
+            RequestContext::topic(name),
+            self.client.topics().delete_topic(request(message, self.timeout())),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every topic, sorted by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let response = call(
+            self.timeout(),
+            RequestContext::default(),
+            self.client.topics().list_topics(request(ListTopicsRequest {}, self.timeout())),
+        )
+        .await?;
+        Ok(response.topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        describe(&self.client, name, self.timeout()).await
+    }
+
+    /// Grows `name` to `new_partition_count` partitions. Keys hash to different partitions afterwards.
+    pub async fn add_partitions(&self, name: &str, new_partition_count: u32) -> Result<TopicInfo> {
+        let message = AddPartitionsRequest { name: name.to_owned(), new_partition_count };
+        let response = call(
+            self.timeout(),
+            RequestContext::topic(name),
+            self.client.topics().add_partitions(request(message, self.timeout())),
+        )
+        .await?;
+        response.topic.ok_or_else(|| malformed("AddPartitionsResponse without a topic"))
+    }
+
+    /// The `spec` offset of each listed partition of `topic` (every partition if `partitions` is empty), with
+    /// both ends of each log.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+        spec: OffsetSpec,
+    ) -> Result<Vec<PartitionOffset>> {
+        list_offsets(&self.client, topic, partitions, spec, self.timeout()).await
+    }
+
+    /// `group`'s committed offsets for the listed partitions (all it has committed if empty); a partition
+    /// without a commit has offset -1.
+    pub async fn committed_offsets(&self, group: &str, partitions: &[(&str, u32)]) -> Result<Vec<CommittedOffset>> {
+        committed_offsets(&self.client, group, partitions, self.timeout()).await
+    }
+
+    /// Stores `offsets` (topic, partition, next offset to consume) as `group`'s positions, as a standalone
+    /// (memberless) committer: for tools that reset a group's offsets.
+    pub async fn commit_offsets(&self, group: &str, offsets: &[(&str, u32, i64)]) -> Result<()> {
+        commit_offsets(&self.client, group, offsets.iter().map(|&(t, p, o)| (t, p, o)), self.timeout()).await
+    }
+}
+
+/// DescribeTopic, shared by the admin and the producer's partition-count cache.
+pub(crate) async fn describe(client: &Client, name: &str, timeout: Duration) -> Result<TopicDescription> {
+    let message = DescribeTopicRequest { name: name.to_owned() };
+    let response =
+        call(timeout, RequestContext::topic(name), client.topics().describe_topic(request(message, timeout))).await?;
+    let topic = response.topic.ok_or_else(|| malformed("DescribeTopicResponse without a topic"))?;
+    Ok(TopicDescription { topic, partitions: response.partitions })
+}
+
+/// The topic's info (partition count and config).
+pub(crate) async fn describe_topic(client: &Client, name: &str, timeout: Duration) -> Result<TopicInfo> {
+    describe(client, name, timeout).await.map(|d| d.topic)
+}
+
+pub(crate) async fn list_offsets(
+    client: &Client,
+    topic: &str,
+    partitions: &[u32],
+    spec: OffsetSpec,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffset>> {
+    use rill_protocol::v1::OffsetSpec as Spec;
+    let (spec, timestamp_ms) = match spec {
+        OffsetSpec::Earliest => (Spec::Earliest, 0),
+        OffsetSpec::Latest => (Spec::Latest, 0),
+        OffsetSpec::Timestamp(ms) => (Spec::Timestamp, ms),
+    };
+    let message = ListOffsetsRequest {
+        topic: topic.to_owned(),
+        partitions: partitions.to_vec(),
+        spec: spec as i32,
+        timestamp_ms,
+    };
+    let ctx = match partitions {
+        [one] => RequestContext::partition(topic, *one),
+        _ => RequestContext::topic(topic),
+    };
+    let response = call(timeout, ctx, client.records().list_offsets(request(message, timeout))).await?;
+    Ok(response.offsets)
+}
+
+pub(crate) async fn committed_offsets(
+    client: &Client,
+    group: &str,
+    partitions: &[(&str, u32)],
+    timeout: Duration,
+) -> Result<Vec<CommittedOffset>> {
+    let message = FetchOffsetsRequest {
+        group: group.to_owned(),
+        partitions: partitions
+            .iter()
+            .map(|&(topic, partition)| TopicPartition { topic: topic.to_owned(), partition })
+            .collect(),
+    };
+    let ctx = match partitions {
+        [(topic, _)] => RequestContext::topic(topic),
+        _ => RequestContext::default(),
+    };
+    let response = call(timeout, ctx, client.groups().fetch_offsets(request(message, timeout))).await?;
+    Ok(response.offsets)
+}
+
+pub(crate) async fn commit_offsets<'a>(
+    client: &Client,
+    group: &str,
+    offsets: impl Iterator<Item = (&'a str, u32, i64)>,
+    timeout: Duration,
+) -> Result<()> {
+    let offsets: Vec<OffsetCommit> = offsets
+        .map(|(topic, partition, offset)| OffsetCommit {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            metadata: String::new(),
+        })
+        .collect();
+    // Standalone consumer: no member id, generation -1 (consumer groups will pass their own).
+    let message = CommitOffsetsRequest { group: group.to_owned(), member_id: String::new(), generation: -1, offsets };
+    let ctx = match message.offsets.as_slice() {
+        [one] => RequestContext::partition(&one.topic, one.partition),
+        _ => RequestContext::default(),
+    };
+    call(timeout, ctx, client.groups().commit_offsets(request(message.clone(), timeout))).await?;
+    Ok(())
+}
+
+fn malformed(what: &str) -> Error {
+    Error::Broker { code: tonic::Code::Internal, message: format!("malformed answer: {what}") }
+}

@@ -1,0 +1,198 @@
+//! The connection to a broker: one HTTP/2 channel shared by every producer, consumer and admin of a [`Client`].
+//!
+//! Why one channel: gRPC multiplexes calls as HTTP/2 streams over one TCP connection, so a producer's produce
+//! calls, a consumer's long-polls and admin calls run side by side without a pool. tonic's `Channel` reconnects
+//! by itself when the connection drops; the call that saw the drop fails with UNAVAILABLE and the producer's
+//! retry policy sends it again over the new connection.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_protocol::v1::consumer_groups_client::ConsumerGroupsClient;
+use rill_protocol::v1::records_client::RecordsClient;
+use rill_protocol::v1::topic_admin_client::TopicAdminClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, RequestContext, Result};
+
+/// How the client talks to the broker. The defaults suit batches up to 8 MiB on a fast network.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Longest wait for the TCP (and HTTP/2) connection to be established.
+    pub connect_timeout: Duration,
+    /// Longest wait for the answer to an admin or offsets call. Produce and fetch have their own.
+    pub request_timeout: Duration,
+    /// Largest gRPC message sent or received. Must hold the largest batch plus its framing.
+    pub max_message_bytes: usize,
+    /// HTTP/2 flow-control window of one call. Large, so an 8 MiB batch is not sent in small windows.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window of the whole connection, shared by concurrent calls.
+    pub connection_window_bytes: u32,
+    /// HTTP/2 PING interval that detects a dead connection while calls wait (a long-poll, a slow append).
+    pub keep_alive_interval: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_message_bytes: 64 << 20,
+            stream_window_bytes: 16 << 20,
+            connection_window_bytes: 64 << 20,
+            keep_alive_interval: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A handle on one broker. Cheap to clone: clones share the channel (and so the TCP connection).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: String,
+    channel: Channel,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("addr", &self.inner.addr).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the broker at `addr` (`host:port` or `http://host:port`) with the default [`ClientConfig`],
+    /// failing with [`Error::Unavailable`] if it cannot be reached within the connect timeout.
+    pub async fn connect(addr: impl AsRef<str>) -> Result<Self> {
+        Self::connect_with(addr, ClientConfig::default()).await
+    }
+
+    /// [`Client::connect`] with explicit settings.
+    pub async fn connect_with(addr: impl AsRef<str>, config: ClientConfig) -> Result<Self> {
+        let (addr, endpoint) = endpoint(addr.as_ref(), &config)?;
+        let channel = endpoint.connect().await.map_err(|err| Error::Unavailable {
+            message: format!("cannot connect to {addr}: {}", error_chain(&err)),
+        })?;
+        Ok(Self { inner: Arc::new(Inner { addr, channel, config }) })
+    }
+
+    /// A client that connects on its first call instead of now: for starting before the broker does. Must be
+    /// called inside a Tokio runtime (the channel's connection task is spawned at once).
+    pub fn connect_lazy(addr: impl AsRef<str>, config: ClientConfig) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::InvalidArgument { message: "Client::connect_lazy needs a Tokio runtime".into() });
+        }
+        let (addr, endpoint) = endpoint(addr.as_ref(), &config)?;
+        let channel = endpoint.connect_lazy();
+        Ok(Self { inner: Arc::new(Inner { addr, channel, config }) })
+    }
+
+    /// The broker address, as `http://host:port`.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn records(&self) -> RecordsClient<Channel> {
+        let max = self.inner.config.max_message_bytes;
+        RecordsClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+
+    pub(crate) fn topics(&self) -> TopicAdminClient<Channel> {
+        let max = self.inner.config.max_message_bytes;
+        TopicAdminClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+
+    pub(crate) fn groups(&self) -> ConsumerGroupsClient<Channel> {
+        let max = self.inner.config.max_message_bytes;
+        ConsumerGroupsClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+}
+
+/// Runs one call with a deadline: the `grpc-timeout` header tells the broker, the local timer makes sure the
+/// caller is answered even if the broker never does. Statuses become [`Error`]s here.
+pub(crate) async fn call<T, F>(timeout: Duration, ctx: RequestContext<'_>, call: F) -> Result<T>
+where
+    F: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let ctx = ctx.with_timeout(timeout);
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(Error::from_status(&status, ctx)),
+        Err(_) => Err(Error::TimedOut { after: timeout, message: "no answer from the broker".into() }),
+    }
+}
+
+/// A request carrying its deadline for the broker.
+pub(crate) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Endpoint)> {
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let invalid = |reason: String| Error::InvalidAddress { addr: addr.to_owned(), reason };
+    let endpoint = Endpoint::from_shared(url.clone()).map_err(|err| invalid(error_chain(&err)))?;
+    if endpoint.uri().port_u16().is_none() {
+        return Err(invalid("no port: use host:port".into()));
+    }
+    let endpoint = endpoint
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .initial_stream_window_size(config.stream_window_bytes)
+        .initial_connection_window_size(config.connection_window_bytes)
+        .http2_keep_alive_interval(config.keep_alive_interval)
+        .keep_alive_timeout(config.connect_timeout)
+        .keep_alive_while_idle(true);
+    Ok((url, endpoint))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_without_a_port_or_with_garbage_are_rejected() {
+        assert!(matches!(Client::connect("localhost").await, Err(Error::InvalidAddress { .. })));
+        assert!(matches!(Client::connect("http://[::1").await, Err(Error::InvalidAddress { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unavailable_not_a_panic() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        let err = Client::connect(addr.to_string()).await.expect_err("nothing listens there");
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+        assert!(err.is_retriable());
+    }
+
+    #[tokio::test]
+    async fn lazy_clients_share_one_channel_across_clones() {
+        let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
+        let clone = client.clone();
+        assert!(Arc::ptr_eq(&client.inner, &clone.inner));
+        assert_eq!(clone.addr(), "http://127.0.0.1:9");
+    }
+}

@@ -1,0 +1,501 @@
+//! The consumer: reads assigned partitions from positions it keeps, with the next fetch of each partition
+//! already in flight while the application handles the records it has.
+//!
+//! Each assigned partition has a cursor with two positions: `fetch_position`, where its next fetch starts, and
+//! `position`, the offset after the last record handed to the application. Commits store `position`, so a
+//! record fetched but not yet handed out is never committed (at-least-once). Fetches are spawned tasks
+//! (long-polls with `fetch_max_wait`), one per partition at a time: memory stays bounded by
+//! `partitions × fetch_max_bytes` plus the records not yet handed out. A seek bumps the cursor's epoch, so the
+//! answer of a fetch started before it is recognised and dropped.
+//!
+//! Partitions are assigned explicitly ([`Consumer::assign`]); group membership (`subscribe(group, topics)`)
+//! arrives with the consumer-groups issue and will drive `assign`/`unassign` from the broker's assignment.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use rill_protocol::v1::{FetchRequest, FetchResponse, RecordFormat};
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::admin::{commit_offsets, committed_offsets, list_offsets, OffsetSpec};
+use crate::connection::{call, request, Client};
+use crate::decode::{decode_batches, DecodeLimits};
+use crate::error::{Error, RequestContext, Result};
+use crate::record::ConsumedRecord;
+
+/// Where to start reading a partition that has no committed offset, or whose position fell out of the log
+/// (retention deleted it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// The oldest record still in the log.
+    #[default]
+    Earliest,
+    /// Only records appended from now on.
+    Latest,
+}
+
+/// Where [`Consumer::seek`] moves a partition's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    Offset(i64),
+    Beginning,
+    End,
+    /// The first record whose timestamp is at or after this (ms since the Unix epoch); the end if none is.
+    Timestamp(i64),
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// The group whose committed offsets this consumer resumes from and commits to. `None`: no commits.
+    pub group_id: Option<String>,
+    pub offset_reset: OffsetReset,
+    /// Commit positions this often, at the start of a `poll` (so only records handed out by earlier calls are
+    /// committed). `None`: only [`Consumer::commit`] commits. Needs `group_id`.
+    pub auto_commit_interval: Option<Duration>,
+    /// Upper bound on one fetch's bytes (at least one whole batch is returned even if larger).
+    pub fetch_max_bytes: u32,
+    /// A fetch waits for this many bytes, up to `fetch_max_wait`.
+    pub fetch_min_bytes: u32,
+    /// Longest long-poll of one fetch.
+    pub fetch_max_wait: Duration,
+    /// Check each fetched batch's CRC before decoding it.
+    pub check_crcs: bool,
+    /// Largest size a compressed batch may decompress to.
+    pub max_decompressed_bytes: usize,
+    /// Wait before fetching again after a failed fetch.
+    pub retry_backoff: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            group_id: None,
+            offset_reset: OffsetReset::Earliest,
+            auto_commit_interval: None,
+            fetch_max_bytes: 4 << 20,
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(500),
+            check_crcs: true,
+            max_decompressed_bytes: 64 << 20,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+type Key = (Arc<str>, u32);
+
+struct Cursor {
+    /// Offset after the last record handed to the application: what `commit` stores.
+    position: i64,
+    /// Where the fetch in flight (or the next one) starts.
+    fetch_position: i64,
+    /// Changed by every seek (and re-assignment); a fetch answer with another epoch is dropped. Drawn from the
+    /// consumer's counter, so a partition unassigned and assigned again never reuses an epoch.
+    epoch: u64,
+    fetch: Option<AbortHandle>,
+}
+
+struct FetchDone {
+    key: Key,
+    epoch: u64,
+    offset: i64,
+    outcome: FetchOutcome,
+}
+
+enum FetchOutcome {
+    Fetched(FetchResponse),
+    /// The fetch offset was out of range; `offset_reset` says to continue here.
+    Reset(i64),
+    Failed(Error),
+}
+
+/// Reads records from assigned partitions. Not `Clone`: one consumer is one reader with one set of positions.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    cursors: HashMap<Key, Cursor>,
+    fetches: JoinSet<FetchDone>,
+    /// Records fetched and decoded but not yet handed out, in fetch order.
+    ready: VecDeque<ConsumedRecord>,
+    last_commit: Instant,
+    next_epoch: u64,
+}
+
+impl Consumer {
+    pub fn new(client: Client, config: ConsumerConfig) -> Result<Self> {
+        if config.auto_commit_interval.is_some() && config.group_id.is_none() {
+            return Err(Error::NoGroup);
+        }
+        if config.fetch_max_bytes == 0 {
+            return Err(Error::InvalidArgument { message: "fetch_max_bytes must be at least 1".into() });
+        }
+        Ok(Self {
+            client,
+            config,
+            cursors: HashMap::new(),
+            fetches: JoinSet::new(),
+            ready: VecDeque::new(),
+            last_commit: Instant::now(),
+            next_epoch: 0,
+        })
+    }
+
+    /// Starts reading `partitions` of `topic` (all of them if empty): from the group's committed offsets when a
+    /// `group_id` is set and has one, else from `offset_reset`. Already assigned partitions keep their position.
+    pub async fn assign(&mut self, topic: &str, partitions: &[u32]) -> Result<()> {
+        let timeout = self.client.config().request_timeout;
+        let partitions = if partitions.is_empty() {
+            let offsets = list_offsets(&self.client, topic, &[], OffsetSpec::Earliest, timeout).await?;
+            offsets.iter().map(|o| o.partition).collect()
+        } else {
+            partitions.to_vec()
+        };
+        let topic_name = self.topic_name(topic);
+        let new: Vec<u32> =
+            partitions.into_iter().filter(|p| !self.cursors.contains_key(&(Arc::clone(&topic_name), *p))).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut starts = vec![None; new.len()];
+        if let Some(group) = &self.config.group_id {
+            let wanted: Vec<(&str, u32)> = new.iter().map(|&p| (topic, p)).collect();
+            for committed in committed_offsets(&self.client, group, &wanted, timeout).await? {
+                if let Some(i) = new.iter().position(|&p| p == committed.partition && committed.topic == topic) {
+                    starts[i] = (committed.offset >= 0).then_some(committed.offset);
+                }
+            }
+        }
+        let missing: Vec<u32> = new.iter().zip(&starts).filter(|(_, s)| s.is_none()).map(|(p, _)| *p).collect();
+        if !missing.is_empty() {
+            let spec = reset_spec(self.config.offset_reset);
+            for offset in list_offsets(&self.client, topic, &missing, spec, timeout).await? {
+                if let Some(i) = new.iter().position(|&p| p == offset.partition) {
+                    starts[i] = Some(offset.offset);
+                }
+            }
+        }
+        for (partition, start) in new.into_iter().zip(starts) {
+            let start = start.ok_or_else(|| Error::UnknownPartition { topic: topic.to_owned(), partition })?;
+            let key = (Arc::clone(&topic_name), partition);
+            let epoch = self.new_epoch();
+            self.cursors.insert(key.clone(), Cursor { position: start, fetch_position: start, epoch, fetch: None });
+            self.start_fetch(&key, Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Stops reading `partitions` of `topic`; records of theirs not yet handed out are dropped.
+    pub fn unassign(&mut self, topic: &str, partitions: &[u32]) {
+        for &partition in partitions {
+            let key: Key = (Arc::from(topic), partition);
+            if let Some(cursor) = self.cursors.remove(&key) {
+                if let Some(fetch) = cursor.fetch {
+                    fetch.abort();
+                }
+            }
+            self.ready.retain(|r| !(&*r.topic == topic && r.partition == partition));
+        }
+    }
+
+    /// The assigned partitions, sorted.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        let mut assigned: Vec<(String, u32)> = self.cursors.keys().map(|(t, p)| (t.to_string(), *p)).collect();
+        assigned.sort();
+        assigned
+    }
+
+    /// How many assigned partitions have a fetch on its way (all of them, normally: each partition's next fetch is
+    /// started before the records of its last one are handed out).
+    pub fn fetches_in_flight(&self) -> usize {
+        self.cursors.values().filter(|c| c.fetch.is_some()).count()
+    }
+
+    /// The offset of the next record `poll` will hand out for this partition.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.cursors.get(&(Arc::from(topic), partition)).map(|c| c.position)
+    }
+
+    /// Moves an assigned partition's position. The fetch in flight for it is abandoned and records of it not
+    /// yet handed out are dropped.
+    pub async fn seek(&mut self, topic: &str, partition: u32, to: SeekTo) -> Result<i64> {
+        let key: Key = (self.topic_name(topic), partition);
+        if !self.cursors.contains_key(&key) {
+            return Err(Error::NotAssigned { what: format!("partition {partition} of topic {topic:?}") });
+        }
+        let timeout = self.client.config().request_timeout;
+        let spec = match to {
+            SeekTo::Offset(offset) => {
+                self.move_to(&key, offset);
+                return Ok(offset);
+            }
+            SeekTo::Beginning => OffsetSpec::Earliest,
+            SeekTo::End => OffsetSpec::Latest,
+            SeekTo::Timestamp(ms) => OffsetSpec::Timestamp(ms),
+        };
+        let offset = lookup_offset(&self.client, topic, partition, spec, timeout).await?;
+        self.move_to(&key, offset);
+        Ok(offset)
+    }
+
+    /// Waits for records and returns every record fetched so far (at least one). Returns at once with nothing
+    /// when no partition is assigned. Cancel-safe: records are only taken once the call completes.
+    pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>> {
+        self.maybe_auto_commit().await;
+        if !self.fill().await? {
+            return Ok(Vec::new());
+        }
+        let records: Vec<ConsumedRecord> = self.ready.drain(..).collect();
+        for record in &records {
+            self.handed_out(record);
+        }
+        Ok(records)
+    }
+
+    /// The next record; `None` when no partition is assigned.
+    pub async fn next_record(&mut self) -> Option<Result<ConsumedRecord>> {
+        self.maybe_auto_commit().await;
+        match self.fill().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => return Some(Err(err)),
+        }
+        let record = self.ready.pop_front()?;
+        self.handed_out(&record);
+        Some(Ok(record))
+    }
+
+    /// The records as a stream (of [`Consumer::next_record`]); it ends when no partition is assigned.
+    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumedRecord>> + '_ {
+        futures_util::stream::unfold(self, |consumer| async move {
+            let next = consumer.next_record().await?;
+            Some((next, consumer))
+        })
+    }
+
+    /// Stores the position of every assigned partition as the group's committed offset.
+    pub async fn commit(&mut self) -> Result<()> {
+        let group = self.config.group_id.as_deref().ok_or(Error::NoGroup)?;
+        if self.cursors.is_empty() {
+            return Ok(());
+        }
+        let offsets = self.cursors.iter().map(|((topic, partition), cursor)| (&**topic, *partition, cursor.position));
+        commit_offsets(&self.client, group, offsets, self.client.config().request_timeout).await?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    async fn maybe_auto_commit(&mut self) {
+        let Some(interval) = self.config.auto_commit_interval else { return };
+        if self.last_commit.elapsed() < interval {
+            return;
+        }
+        if let Err(err) = self.commit().await {
+            // The next interval tries again; the records stay uncommitted, which at-least-once allows.
+            tracing::warn!(error = %err, "auto-commit failed");
+            self.last_commit = Instant::now();
+        }
+    }
+
+    fn handed_out(&mut self, record: &ConsumedRecord) {
+        if let Some(cursor) = self.cursors.get_mut(&(Arc::clone(&record.topic), record.partition)) {
+            cursor.position = cursor.position.max(record.offset + 1);
+        }
+    }
+
+    /// Waits until `ready` holds records. `false` if nothing is assigned.
+    async fn fill(&mut self) -> Result<bool> {
+        while self.ready.is_empty() {
+            if self.cursors.is_empty() {
+                return Ok(false);
+            }
+            let done = match self.fetches.join_next().await {
+                Some(Ok(done)) => done,
+                Some(Err(err)) if err.is_cancelled() => continue,
+                Some(Err(err)) => {
+                    return Err(Error::Broker { code: tonic::Code::Internal, message: format!("fetch task: {err}") })
+                }
+                None => {
+                    // Every fetch ended without a successor (only after an error): start them again.
+                    let keys: Vec<Key> = self.cursors.keys().cloned().collect();
+                    for key in keys {
+                        self.start_fetch(&key, self.config.retry_backoff);
+                    }
+                    continue;
+                }
+            };
+            self.handle_fetch(done)?;
+            // Take in every other answer that is already here, so one poll serves all partitions that have data.
+            while let Some(joined) = self.fetches.try_join_next() {
+                if let Ok(done) = joined {
+                    self.handle_fetch(done)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies one fetch task's outcome. Synchronous, so `poll` stays cancel-safe: an outcome taken from the
+    /// join set is always applied, and the partition always gets its next fetch.
+    fn handle_fetch(&mut self, done: FetchDone) -> Result<()> {
+        let FetchDone { key, epoch, offset, outcome } = done;
+        let Some(cursor) = self.cursors.get_mut(&key) else { return Ok(()) };
+        if cursor.epoch != epoch || cursor.fetch_position != offset {
+            return Ok(());
+        }
+        cursor.fetch = None;
+        match outcome {
+            FetchOutcome::Fetched(response) => {
+                let limits = DecodeLimits {
+                    check_crcs: self.config.check_crcs,
+                    max_decompressed_bytes: self.config.max_decompressed_bytes,
+                };
+                let mut records = Vec::new();
+                let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut records);
+                let next = match decoded {
+                    Ok(next) => next.max(response.next_offset),
+                    Err(err) => {
+                        self.start_fetch(&key, self.config.retry_backoff);
+                        return Err(err);
+                    }
+                };
+                if let Some(cursor) = self.cursors.get_mut(&key) {
+                    cursor.fetch_position = next;
+                }
+                // Prefetch: the partition's next fetch is on its way before these records are handed out.
+                self.start_fetch(&key, Duration::ZERO);
+                self.ready.extend(records);
+                Ok(())
+            }
+            FetchOutcome::Reset(reset) => {
+                tracing::info!(topic = %key.0, partition = key.1, offset, reset, "position out of range; reset");
+                self.move_to(&key, reset);
+                Ok(())
+            }
+            FetchOutcome::Failed(err) => {
+                self.start_fetch(&key, self.config.retry_backoff);
+                if err.is_retriable() {
+                    tracing::debug!(topic = %key.0, partition = key.1, error = %err, "fetch failed; retrying");
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Sets both positions of `key`, drops what was fetched from the old one, and fetches from the new one.
+    fn move_to(&mut self, key: &Key, offset: i64) {
+        let epoch = self.new_epoch();
+        let Some(cursor) = self.cursors.get_mut(key) else { return };
+        cursor.position = offset;
+        cursor.fetch_position = offset;
+        cursor.epoch = epoch;
+        if let Some(fetch) = cursor.fetch.take() {
+            fetch.abort();
+        }
+        self.ready.retain(|r| !(r.topic == key.0 && r.partition == key.1));
+        self.start_fetch(key, Duration::ZERO);
+    }
+
+    fn start_fetch(&mut self, key: &Key, delay: Duration) {
+        let Some(cursor) = self.cursors.get_mut(key) else { return };
+        if let Some(previous) = cursor.fetch.take() {
+            previous.abort();
+        }
+        let client = self.client.clone();
+        let message = FetchRequest {
+            topic: key.0.to_string(),
+            partition: key.1,
+            offset: cursor.fetch_position,
+            max_bytes: self.config.fetch_max_bytes,
+            min_bytes: self.config.fetch_min_bytes,
+            max_wait_ms: u32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(u32::MAX),
+            format: RecordFormat::Raw as i32,
+        };
+        let timeout = self.config.fetch_max_wait + client.config().request_timeout;
+        let reset = reset_spec(self.config.offset_reset);
+        let (key, epoch, offset) = (key.clone(), cursor.epoch, cursor.fetch_position);
+        let handle = self.fetches.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let ctx = RequestContext::partition(&key.0, key.1);
+            let outcome = match call(timeout, ctx, client.records().fetch(request(message, timeout))).await {
+                Ok(response) => FetchOutcome::Fetched(response),
+                // The position left the log (retention, or a seek past the end): look up where to go from here
+                // in this task, so `poll` never awaits anything but the join set.
+                Err(Error::OffsetOutOfRange { .. }) => {
+                    let timeout = client.config().request_timeout;
+                    match lookup_offset(&client, &key.0, key.1, reset, timeout).await {
+                        Ok(reset) => FetchOutcome::Reset(reset),
+                        Err(err) => FetchOutcome::Failed(err),
+                    }
+                }
+                Err(err) => FetchOutcome::Failed(err),
+            };
+            FetchDone { key, epoch, offset, outcome }
+        });
+        cursor.fetch = Some(handle);
+    }
+
+    fn new_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    /// The shared name of an assigned topic, so records and cursors of one topic share one allocation.
+    fn topic_name(&self, topic: &str) -> Arc<str> {
+        self.cursors.keys().find(|(t, _)| &**t == topic).map_or_else(|| Arc::from(topic), |(t, _)| Arc::clone(t))
+    }
+}
+
+fn reset_spec(reset: OffsetReset) -> OffsetSpec {
+    match reset {
+        OffsetReset::Earliest => OffsetSpec::Earliest,
+        OffsetReset::Latest => OffsetSpec::Latest,
+    }
+}
+
+async fn lookup_offset(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    spec: OffsetSpec,
+    timeout: Duration,
+) -> Result<i64> {
+    let offsets = list_offsets(client, topic, &[partition], spec, timeout).await?;
+    offsets
+        .iter()
+        .find(|o| o.partition == partition)
+        .map(|o| o.offset)
+        .ok_or_else(|| Error::UnknownPartition { topic: topic.to_owned(), partition })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::ClientConfig;
+
+    #[tokio::test]
+    async fn auto_commit_without_a_group_is_refused() {
+        let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
+        let config = ConsumerConfig { auto_commit_interval: Some(Duration::from_secs(1)), ..ConsumerConfig::default() };
+        assert!(matches!(Consumer::new(client.clone(), config), Err(Error::NoGroup)));
+        let config = ConsumerConfig { fetch_max_bytes: 0, ..ConsumerConfig::default() };
+        assert!(matches!(Consumer::new(client, config), Err(Error::InvalidArgument { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_consumer_with_nothing_assigned_polls_nothing_at_once() {
+        let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
+        let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("valid config");
+        assert!(consumer.poll().await.expect("nothing to fail").is_empty());
+        assert!(consumer.next_record().await.is_none());
+        assert!(consumer.assignment().is_empty());
+        let err = consumer.seek("t", 0, SeekTo::Beginning).await.expect_err("not assigned");
+        assert!(matches!(err, Error::NotAssigned { .. }));
+    }
+}

@@ -1,0 +1,211 @@
+//! Fetched bytes to records: split the batches, check them, decompress, and slice each record's fields out of
+//! the buffer they arrived (or were decompressed) in.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rill_protocol::batch::{CRC_COVERS_FROM, HEADER_BYTES};
+use rill_protocol::compressed::records_section;
+use rill_protocol::record::RecordIter;
+use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordView};
+
+use crate::compression::{codec_name, decompress_records};
+use crate::error::{Error, Result};
+use crate::record::{ConsumedRecord, Header};
+
+/// How fetched batches are checked and decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DecodeLimits {
+    /// Re-check each batch's CRC-32C (cheap insurance against damage on the way; framing is checked by decoding).
+    pub check_crcs: bool,
+    /// Largest records section a compressed batch may inflate to.
+    pub max_decompressed_bytes: usize,
+}
+
+/// Decodes the records at offsets `>= from` in `batches` (whole batches, as a fetch returns them; the first may
+/// start before `from`). Returns the records and the offset after the last batch seen.
+pub(crate) fn decode_batches(
+    topic: &Arc<str>,
+    partition: u32,
+    from: i64,
+    batches: Bytes,
+    limits: DecodeLimits,
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<i64> {
+    let corrupt = |source: BatchError| Error::Corrupt { topic: topic.to_string(), partition, source };
+    let mut next_offset = from;
+    for batch in BatchIter::new(batches) {
+        let batch = batch.map_err(corrupt)?;
+        let header = batch.header;
+        if header.next_offset() <= from {
+            continue;
+        }
+        next_offset = next_offset.max(header.next_offset());
+        // The CRC alone: the record walk below is the decode itself, and it stops at the first malformed record.
+        if limits.check_crcs {
+            let computed = crc32c::crc32c(&batch.bytes[CRC_COVERS_FROM..]);
+            if computed != header.crc {
+                return Err(corrupt(BatchError::CrcMismatch { stored: header.crc, computed }));
+            }
+        }
+        // Control batches (transaction markers in Kafka) carry no application records.
+        if header.is_control() {
+            continue;
+        }
+        let codec = header.compression().map_err(corrupt)?;
+        let records = match codec {
+            Codec::None => batch.bytes.slice(HEADER_BYTES..),
+            codec => decompress_records(codec, records_section(&batch.bytes), limits.max_decompressed_bytes)
+                .map(Bytes::from)
+                .map_err(|message| Error::Decompress {
+                    codec: codec_name(codec),
+                    topic: topic.to_string(),
+                    partition,
+                    message,
+                })?,
+        };
+        for view in RecordIter::new(&records, header.base_offset, header.base_timestamp) {
+            let view = view.map_err(corrupt)?;
+            if view.offset >= from {
+                out.push(to_consumed(topic, partition, &records, &view));
+            }
+        }
+    }
+    Ok(next_offset)
+}
+
+/// Builds the record from slices of `buf`, the buffer `view` borrows from: no copy of key, value or headers.
+fn to_consumed(topic: &Arc<str>, partition: u32, buf: &Bytes, view: &RecordView<'_>) -> ConsumedRecord {
+    let slice = |field: Option<&[u8]>| field.map(|bytes| buf.slice_ref(bytes));
+    ConsumedRecord {
+        topic: Arc::clone(topic),
+        partition,
+        offset: view.offset,
+        timestamp_ms: view.timestamp_ms,
+        key: slice(view.key),
+        value: slice(view.value),
+        headers: view
+            .headers
+            .iter()
+            .map(|(key, value)| Header { key: (*key).to_owned(), value: slice(*value) })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compression::{compress_batch, Compression};
+    use rill_protocol::batch::set_base_offset;
+    use rill_protocol::{Header as WireHeader, Record, RecordBatchBuilder};
+
+    fn batch(base_offset: i64, values: &[&str], compression: Compression) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::default();
+        for (i, value) in values.iter().enumerate() {
+            builder.push(&Record {
+                key: Some(format!("k{i}").into_bytes()),
+                value: Some(value.as_bytes().to_vec()),
+                headers: vec![WireHeader { key: "h".into(), value: Some(b"hv".to_vec()) }],
+                timestamp_ms: 1_000 + i as i64,
+            });
+        }
+        let mut bytes = compress_batch(builder.build(), compression).expect("compress");
+        set_base_offset(&mut bytes, base_offset);
+        bytes
+    }
+
+    const LIMITS: DecodeLimits = DecodeLimits { check_crcs: true, max_decompressed_bytes: 1 << 20 };
+
+    #[test]
+    fn records_before_the_requested_offset_are_skipped_across_codecs() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut fetched = batch(10, &["a", "b", "c"], Compression::None);
+        fetched.extend(batch(13, &["d", "e"], Compression::Lz4));
+        fetched.extend(batch(15, &["f"], Compression::Zstd { level: 1 }));
+        let mut out = Vec::new();
+        let next = decode_batches(&topic, 2, 11, Bytes::from(fetched), LIMITS, &mut out).unwrap();
+        assert_eq!(next, 16);
+        let seen: Vec<(i64, &[u8])> = out.iter().map(|r| (r.offset, r.value.as_deref().unwrap())).collect();
+        assert_eq!(seen, vec![(11, &b"b"[..]), (12, b"c"), (13, b"d"), (14, b"e"), (15, b"f")]);
+        assert_eq!(out[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(out[0].headers, vec![Header { key: "h".into(), value: Some(Bytes::from_static(b"hv")) }]);
+        assert_eq!((out[0].timestamp_ms, out[0].partition, &*out[0].topic), (1_001, 2, "t"));
+    }
+
+    #[test]
+    fn values_share_the_fetched_buffer() {
+        let topic: Arc<str> = Arc::from("t");
+        let fetched = Bytes::from(batch(0, &["shared"], Compression::None));
+        let range = fetched.as_ptr_range();
+        let mut out = Vec::new();
+        decode_batches(&topic, 0, 0, fetched.clone(), LIMITS, &mut out).unwrap();
+        let value = out[0].value.as_ref().unwrap();
+        assert!(range.contains(&value.as_ptr()), "the value was copied out of the fetch buffer");
+    }
+
+    #[test]
+    fn damaged_batches_are_errors_not_panics() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut fetched = batch(0, &["a", "b"], Compression::None);
+        let last = fetched.len() - 1;
+        fetched[last] ^= 0xff;
+        let mut out = Vec::new();
+        let err = decode_batches(&topic, 0, 0, Bytes::from(fetched.clone()), LIMITS, &mut out).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        fetched.truncate(30);
+        assert!(decode_batches(&topic, 0, 0, Bytes::from(fetched), LIMITS, &mut out).is_err());
+    }
+
+    fn arb_record() -> impl proptest::strategy::Strategy<Value = Record> {
+        use proptest::prelude::*;
+        let bytes = proptest::collection::vec(any::<u8>(), 0..300);
+        let header =
+            ("[a-z]{0,6}", proptest::option::of(bytes.clone())).prop_map(|(key, value)| WireHeader { key, value });
+        (
+            proptest::option::of(bytes.clone()),
+            proptest::option::of(bytes),
+            proptest::collection::vec(header, 0..3),
+            0i64..4_000_000_000_000,
+        )
+            .prop_map(|(key, value, headers, timestamp_ms)| Record { key, value, headers, timestamp_ms })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_records_survive_any_codec_and_come_back_from_any_offset(
+            records in proptest::collection::vec(arb_record(), 1..30),
+            codec in 0usize..3,
+            base in 0i64..1 << 40,
+            skip in 0usize..30,
+        ) {
+            let compression = [Compression::None, Compression::Lz4, Compression::Zstd { level: 1 }][codec];
+            let mut builder = RecordBatchBuilder::default();
+            records.iter().for_each(|r| builder.push(r));
+            let mut bytes = compress_batch(builder.build(), compression).expect("compress");
+            set_base_offset(&mut bytes, base);
+            let topic: Arc<str> = Arc::from("p");
+            let skip = skip.min(records.len());
+            let mut out = Vec::new();
+            let next = decode_batches(&topic, 0, base + skip as i64, Bytes::from(bytes), LIMITS, &mut out).unwrap();
+            proptest::prop_assert_eq!(next, base + records.len() as i64);
+            proptest::prop_assert_eq!(out.len(), records.len() - skip);
+            for (got, want) in out.iter().zip(&records[skip..]) {
+                proptest::prop_assert_eq!(got.key.as_deref(), want.key.as_deref());
+                proptest::prop_assert_eq!(got.value.as_deref(), want.value.as_deref());
+                proptest::prop_assert_eq!(got.timestamp_ms, want.timestamp_ms);
+                let headers: Vec<(String, Option<Vec<u8>>)> =
+                    got.headers.iter().map(|h| (h.key.clone(), h.value.as_ref().map(|v| v.to_vec()))).collect();
+                let wanted: Vec<(String, Option<Vec<u8>>)> =
+                    want.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect();
+                proptest::prop_assert_eq!(headers, wanted);
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let topic: Arc<str> = Arc::from("p");
+            let limits = DecodeLimits { check_crcs: false, max_decompressed_bytes: 1 << 16 };
+            let _ = decode_batches(&topic, 0, 0, Bytes::from(bytes), limits, &mut Vec::new());
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The client's one error type, and the one place gRPC statuses become it.
+//!
+//! Every variant says what went wrong with the caller's request, not which RPC failed: an unknown topic, a
+//! record too large, a broker that cannot be reached. [`Error::is_retriable`] is the producer's retry policy:
+//! only failures that may pass by themselves (the broker unreachable or restarting, a timeout, a transient
+//! throttle) are retried; a request the broker rejected as wrong is never sent again.
+
+use std::time::Duration;
+
+use rill_protocol::BatchError;
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms of the request that failed. `Clone` because one produce failure is reported to
+/// every record of the batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid broker address {addr:?}: {reason}")]
+    InvalidAddress { addr: String, reason: String },
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic { topic: String },
+    #[error("unknown partition {partition} of topic {topic:?}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("topic {topic:?} already exists")]
+    TopicExists { topic: String },
+    #[error("the broker rejected the request as invalid: {message}")]
+    InvalidArgument { message: String },
+    #[error("offset out of range: {message}")]
+    OffsetOutOfRange { message: String },
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes ({setting})")]
+    RecordTooLarge { size: usize, limit: usize, setting: &'static str },
+    #[error(
+        "batch over the size limit: {message} (lower batch_bytes, or raise the topic's or broker's max_batch_bytes)"
+    )]
+    BatchTooLarge { message: String },
+    #[error("the broker refused a request over its limit: {message}")]
+    LimitExceeded { message: String },
+    #[error("the broker is unavailable: {message}")]
+    Unavailable { message: String },
+    #[error("timed out after {after:?}: {message}")]
+    TimedOut { after: Duration, message: String },
+    #[error("the broker sent a corrupt batch for {topic:?} partition {partition}: {source}")]
+    Corrupt {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: BatchError,
+    },
+    #[error("cannot decompress a {codec} batch of {topic:?} partition {partition}: {message}")]
+    Decompress { codec: &'static str, topic: String, partition: u32, message: String },
+    #[error("cannot compress a batch: {message}")]
+    Compress { message: String },
+    #[error("{what} is not assigned to this consumer")]
+    NotAssigned { what: String },
+    #[error("this needs a consumer group id (ConsumerConfig::group_id)")]
+    NoGroup,
+    #[error("the producer is closed")]
+    ProducerClosed,
+    #[error("broker error ({code:?}): {message}")]
+    Broker { code: Code, message: String },
+}
+
+/// What a request was about, so a status can name the topic or partition the caller used.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestContext<'a> {
+    pub topic: Option<&'a str>,
+    pub partition: Option<u32>,
+    /// The request timeout, reported by `TimedOut`.
+    pub timeout: Option<Duration>,
+}
+
+impl<'a> RequestContext<'a> {
+    pub fn topic(topic: &'a str) -> Self {
+        Self { topic: Some(topic), ..Self::default() }
+    }
+
+    pub fn partition(topic: &'a str, partition: u32) -> Self {
+        Self { topic: Some(topic), partition: Some(partition), ..Self::default() }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl Error {
+    /// Maps a gRPC status onto the caller's terms. The broker's statuses follow `proto/rill/v1/rill.proto`:
+    /// NOT_FOUND names, ALREADY_EXISTS, INVALID_ARGUMENT, OUT_OF_RANGE offsets, RESOURCE_EXHAUSTED limits,
+    /// UNAVAILABLE/INTERNAL failures.
+    pub(crate) fn from_status(status: &Status, ctx: RequestContext<'_>) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::NotFound => match (ctx.topic, ctx.partition) {
+                (Some(topic), Some(partition)) if message.contains("partition") => {
+                    Error::UnknownPartition { topic: topic.to_owned(), partition }
+                }
+                (Some(topic), _) => Error::UnknownTopic { topic: topic.to_owned() },
+                (None, _) => Error::Broker { code: Code::NotFound, message },
+            },
+            Code::AlreadyExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
+            Code::InvalidArgument => Error::InvalidArgument { message },
+            Code::OutOfRange | Code::ResourceExhausted if is_size_limit(&message) => Error::BatchTooLarge { message },
+            Code::OutOfRange => Error::OffsetOutOfRange { message },
+            Code::ResourceExhausted => Error::LimitExceeded { message },
+            // tonic's own deadline (the `grpc-timeout` the request carries) reports CANCELLED.
+            Code::Cancelled if is_local_timeout(status) => {
+                Error::TimedOut { after: ctx.timeout.unwrap_or_default(), message }
+            }
+            Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal if is_transport(status) => {
+                Error::Unavailable { message: transport_message(status) }
+            }
+            Code::Unavailable => Error::Unavailable { message },
+            Code::DeadlineExceeded => Error::TimedOut { after: ctx.timeout.unwrap_or_default(), message },
+            code => Error::Broker { code, message },
+        }
+    }
+
+    /// Whether sending the same request again may succeed: the producer's retry policy.
+    ///
+    /// Retried: the broker unreachable or shutting down, a timeout, and a RESOURCE_EXHAUSTED that is not a
+    /// fixed limit (a size or a count, which the same request will exceed again). Never retried: what the
+    /// broker judged wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, ALREADY_EXISTS) and client-side errors.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } | Error::TimedOut { .. } => true,
+            Error::LimitExceeded { message } => !is_count_limit(message),
+            _ => false,
+        }
+    }
+}
+
+/// The broker reports a size limit as "... of N bytes exceeds the limit of M bytes"; tonic's own message-size
+/// checks say "message length too large".
+fn is_size_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("exceeds the limit") || message.contains("too large")
+}
+
+/// The broker reports count limits ("too many topics", partition counts) with these words.
+fn is_count_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("too many") || message.contains("at most")
+}
+
+/// A status tonic made up because the request's deadline passed before the answer came.
+fn is_local_timeout(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    status.message() == tonic::TimeoutExpired(()).to_string()
+}
+
+/// A status that tonic made up locally because the connection failed (refused, reset, closed), rather than
+/// one the broker sent.
+fn is_transport(status: &Status) -> bool {
+    std::error::Error::source(status).is_some_and(|source| source.is::<tonic::transport::Error>())
+        || status.message().contains("transport error")
+        || status.message().contains("connection")
+        || status.message().contains("h2 protocol error")
+}
+
+fn transport_message(status: &Status) -> String {
+    let mut message = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(code: Code, message: &str) -> Error {
+        Error::from_status(&Status::new(code, message), RequestContext::partition("orders", 3))
+    }
+
+    #[test]
+    fn transient_statuses_are_retried() {
+        assert!(map(Code::Unavailable, "the broker is shutting down").is_retriable());
+        assert!(map(Code::DeadlineExceeded, "deadline").is_retriable());
+        assert!(map(Code::ResourceExhausted, "partition queue full, try again").is_retriable());
+    }
+
+    #[test]
+    fn rejected_requests_and_fixed_limits_are_never_retried() {
+        assert!(!map(Code::InvalidArgument, "bad crc").is_retriable());
+        assert!(!map(Code::NotFound, "unknown topic \"orders\"").is_retriable());
+        assert!(!map(Code::OutOfRange, "offset 9 outside [0, 3]").is_retriable());
+        assert!(!map(Code::AlreadyExists, "exists").is_retriable());
+        let size = map(Code::ResourceExhausted, "record batch of 9000000 bytes exceeds the limit of 8388608 bytes");
+        assert!(matches!(size, Error::BatchTooLarge { .. }) && !size.is_retriable());
+        let local =
+            map(Code::OutOfRange, "Error, encoded message length too large: found 9 bytes, the limit is: 8 bytes");
+        assert!(matches!(local, Error::BatchTooLarge { .. }) && !local.is_retriable());
+        assert!(!map(Code::ResourceExhausted, "too many topics: the broker holds at most 10").is_retriable());
+        assert!(!Error::RecordTooLarge { size: 2, limit: 1, setting: "batch" }.is_retriable());
+    }
+
+    #[test]
+    fn statuses_name_the_callers_topic_and_partition() {
+        assert_eq!(map(Code::NotFound, "unknown topic \"orders\""), Error::UnknownTopic { topic: "orders".into() });
+        assert_eq!(
+            map(Code::NotFound, "unknown partition 3 of topic \"orders\": it has partitions 0 to 1"),
+            Error::UnknownPartition { topic: "orders".into(), partition: 3 }
+        );
+        assert_eq!(map(Code::AlreadyExists, "x"), Error::TopicExists { topic: "orders".into() });
+        assert!(
+            matches!(map(Code::InvalidArgument, "bad name"), Error::InvalidArgument { message } if message == "bad name")
+        );
+        assert!(matches!(map(Code::OutOfRange, "offset 9"), Error::OffsetOutOfRange { .. }));
+        assert!(matches!(map(Code::Internal, "disk"), Error::Broker { code: Code::Internal, .. }));
+    }
+
+    #[test]
+    fn a_timeout_reports_the_configured_duration() {
+        let status = Status::new(Code::DeadlineExceeded, "Timeout expired");
+        let ctx = RequestContext::topic("t").with_timeout(Duration::from_secs(3));
+        assert!(
+            matches!(Error::from_status(&status, ctx), Error::TimedOut { after, .. } if after == Duration::from_secs(3))
+        );
+    }
+}

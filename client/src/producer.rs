@@ -1,0 +1,585 @@
+//! The producer: `send` enqueues a record into its partition's batch; one sender task per partition ships
+//! sealed batches to the broker, in order, retrying transient failures.
+//!
+//! The path of a record (see also ARCHITECTURE.md, "Client"):
+//! 1. [`Producer::send`] reserves the record's bytes from the buffer budget (`max_buffered_bytes`), waiting
+//!    there when the budget is spent: that wait is the back-pressure.
+//! 2. It looks up the topic's partition count (cached from DescribeTopic), picks the partition and encodes the
+//!    record into the partition's open batch, under the producer's lock, which is never held across `.await`.
+//! 3. Sealed batches and linger timers go, in order, to the partition's sender task over its channel.
+//! 4. The sender compresses the batch (outside the lock), sends it as `record_batch` bytes with up to
+//!    `max_in_flight_per_partition` produce calls at once, and answers the batch's shared acknowledgement,
+//!    which resolves the [`DeliveryFuture`] of each of its records and gives the reserved bytes back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
+
+use crate::accumulator::TopicBatches;
+use crate::admin::describe_topic;
+use crate::compression::Compression;
+use crate::connection::Client;
+use crate::delivery::DeliveryFuture;
+use crate::error::{Error, Result};
+use crate::record::ProducerRecord;
+use crate::sender::{retry_backoff, run_partition_sender, Command, SenderContext};
+
+/// When the broker answers a produce call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// As soon as the batch is validated and queued: fastest, offsets unknown (-1), an append failure is lost.
+    None,
+    /// Once the batch is in the partition's log (durable per the topic's policy).
+    #[default]
+    Leader,
+    /// Once the batch is fsynced.
+    Durable,
+}
+
+impl Acks {
+    pub(crate) fn to_proto(self) -> rill_protocol::v1::Acks {
+        match self {
+            Acks::None => rill_protocol::v1::Acks::None,
+            Acks::Leader => rill_protocol::v1::Acks::Leader,
+            Acks::Durable => rill_protocol::v1::Acks::Durable,
+        }
+    }
+}
+
+/// Producer settings. Every queue and wait is bounded by one of these.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// A partition's batch is sent once it holds this many encoded bytes (uncompressed).
+    pub batch_bytes: usize,
+    /// Longest time a record waits in a batch that is not full. Zero sends each batch as soon as its partition's
+    /// sender is free, with whatever accumulated meanwhile.
+    pub linger: Duration,
+    pub acks: Acks,
+    pub compression: Compression,
+    /// Bytes of records enqueued but not yet acknowledged. `send` waits while this is spent.
+    pub max_buffered_bytes: usize,
+    /// Retries of a batch after a transient failure (broker unavailable, timeout, throttled); 0 = never retry.
+    pub retries: u32,
+    /// Wait before the first retry; doubled per retry up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    /// Longest wait for the answer to one produce call.
+    pub request_timeout: Duration,
+    /// Produce calls in flight at once per partition. 1 keeps the partition's records in the order sent even
+    /// across retries; more pipelines batches but a retried batch may land after the ones sent after it.
+    pub max_in_flight_per_partition: usize,
+    /// How long a topic's partition count is trusted before it is described again.
+    pub metadata_max_age: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            batch_bytes: 1 << 20,
+            linger: Duration::from_millis(5),
+            acks: Acks::Leader,
+            compression: Compression::None,
+            max_buffered_bytes: 64 << 20,
+            retries: 10,
+            retry_backoff: Duration::from_millis(50),
+            retry_backoff_max: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight_per_partition: 1,
+            metadata_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Sends records to topics in batches. Cheap to clone; clones share batches, buffer and sender tasks.
+///
+/// Dropping the last clone seals every open batch and lets the sender tasks finish sending them; call
+/// [`Producer::flush`] first to wait for that.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<ProducerInner>,
+}
+
+pub(crate) struct ProducerInner {
+    client: Client,
+    metrics: Arc<Metrics>,
+    config: Arc<ProducerConfig>,
+    topics: Arc<Mutex<Topics>>,
+    /// The buffer budget, one permit per byte. Fair (FIFO), so a waiting large record is not starved.
+    buffer: Arc<Semaphore>,
+}
+
+pub(crate) type Topics = HashMap<String, TopicEntry>;
+
+pub(crate) struct TopicEntry {
+    pub batches: TopicBatches,
+    senders: Vec<Option<mpsc::UnboundedSender<Command>>>,
+    /// When the partition count was last described, ms since the Unix epoch.
+    described_at_ms: i64,
+}
+
+impl Producer {
+    pub fn new(client: Client, config: ProducerConfig) -> Result<Self> {
+        check_config(&client, &config)?;
+        Ok(Self {
+            inner: Arc::new(ProducerInner {
+                metrics: Arc::default(),
+                buffer: Arc::new(Semaphore::new(config.max_buffered_bytes)),
+                client,
+                config: Arc::new(config),
+                topics: Arc::new(Mutex::new(HashMap::new())),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    /// Enqueues `record` for `topic` and returns once it is in a batch, with a future that resolves when the
+    /// broker has acknowledged the batch. Waits first while `max_buffered_bytes` are in use (back-pressure).
+    ///
+    /// Records sent one after the other to one partition are stored in that order (with the default
+    /// `max_in_flight_per_partition` of 1). Awaiting each `DeliveryFuture` before the next `send` costs a round
+    /// trip and a linger per record: keep them (or drop them) and `flush` instead.
+    pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let reserved = record.buffered_bytes();
+        self.check_record_size(reserved)?;
+        let permits = u32::try_from(reserved).expect("checked against max_buffered_bytes, which fits a u32");
+        match self.inner.buffer.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(TryAcquireError::NoPermits) => {
+                // The buffer is full of records waiting in batches or in flight: cut the lingers short so
+                // those batches go as soon as their senders have room, then wait for their bytes.
+                self.expire_lingers();
+                self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
+            }
+        }
+        // Returned if the record is not enqueued, whether `enqueue` fails or this future is dropped mid-way.
+        let reservation = Reservation { buffer: &self.inner.buffer, bytes: reserved };
+        let delivery = self.enqueue(topic, &record, reserved).await?;
+        std::mem::forget(reservation);
+        Ok(delivery)
+    }
+
+    /// Seals every open batch now and waits until every record sent before this call is answered (acknowledged
+    /// or failed: failures are reported by the records' delivery futures).
+    pub async fn flush(&self) {
+        let waits: Vec<oneshot::Receiver<()>> = {
+            let mut topics = lock(&self.inner.topics);
+            let mut waits = Vec::new();
+            for (name, entry) in topics.iter_mut() {
+                let open: Vec<u32> = entry.batches.open_partitions().collect();
+                for partition in open {
+                    if let Some(batch) = entry.batches.seal(partition, None) {
+                        entry.dispatch(name, partition, Command::Send(batch), &self.inner);
+                    }
+                }
+                for partition in 0..entry.senders.len() as u32 {
+                    let (tx, rx) = oneshot::channel();
+                    if entry.send_existing(partition, Command::Flush(tx)) {
+                        waits.push(rx);
+                    }
+                }
+            }
+            waits
+        };
+        for wait in waits {
+            // An error means the sender task ended, which it does only after answering everything it held.
+            let _ = wait.await;
+        }
+    }
+
+    fn expire_lingers(&self) {
+        let mut topics = lock(&self.inner.topics);
+        let deadline = tokio::time::Instant::now();
+        for (name, entry) in topics.iter_mut() {
+            for (partition, id) in entry.batches.expire_lingers() {
+                entry.dispatch(name, partition, Command::Linger { id, deadline }, &self.inner);
+            }
+        }
+    }
+
+    /// Counters of what the sender tasks did so far.
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Bytes of records enqueued and not yet answered.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.config.max_buffered_bytes - self.inner.buffer.available_permits()
+    }
+
+    fn check_record_size(&self, size: usize) -> Result<()> {
+        let config = &self.inner.config;
+        if size > config.max_buffered_bytes {
+            return Err(Error::RecordTooLarge {
+                size,
+                limit: config.max_buffered_bytes,
+                setting: "max_buffered_bytes",
+            });
+        }
+        let limit = max_batch_bytes(self.inner.client.config().max_message_bytes);
+        if size > limit {
+            return Err(Error::RecordTooLarge { size, limit, setting: "max_message_bytes" });
+        }
+        Ok(())
+    }
+
+    async fn enqueue(&self, topic: &str, record: &ProducerRecord, reserved: usize) -> Result<DeliveryFuture> {
+        // One clock read per record: it stamps the record and ages the metadata (a wall-clock jump only makes
+        // a refresh come early or late).
+        let now = now_ms();
+        let timestamp_ms = record.timestamp_ms.unwrap_or(now);
+        let max_age_ms = i64::try_from(self.inner.config.metadata_max_age.as_millis()).unwrap_or(i64::MAX);
+        let mut is_refreshed = false;
+        loop {
+            {
+                let mut topics = lock(&self.inner.topics);
+                if let Some(entry) = topics.get_mut(topic) {
+                    if is_refreshed || now.saturating_sub(entry.described_at_ms) < max_age_ms {
+                        return entry.append(topic, record, timestamp_ms, reserved, &self.inner);
+                    }
+                }
+            }
+            self.refresh_metadata(topic).await?;
+            is_refreshed = true;
+        }
+    }
+
+    /// Describes `topic` (without the lock: concurrent first sends may describe twice, which is harmless) and
+    /// records its partition count. Transient failures are retried like produce calls; if they persist and a
+    /// stale partition count is cached, that one is used rather than failing the send.
+    async fn refresh_metadata(&self, topic: &str) -> Result<()> {
+        let (client, config) = (&self.inner.client, &self.inner.config);
+        let mut attempt = 0;
+        let description = loop {
+            match describe_topic(client, topic, client.config().request_timeout).await {
+                Ok(description) => break description,
+                Err(err) if err.is_retriable() && attempt < config.retries => {
+                    tokio::time::sleep(retry_backoff(config, attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) if err.is_retriable() && lock(&self.inner.topics).contains_key(topic) => {
+                    tracing::warn!(%topic, error = %err, "cannot refresh the partition count; using the cached one");
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        let partition_count = description.partition_count.max(1);
+        let mut topics = lock(&self.inner.topics);
+        let entry = topics.entry(topic.to_owned()).or_insert_with(|| TopicEntry {
+            batches: TopicBatches::new(partition_count, config.batch_bytes),
+            senders: Vec::new(),
+            described_at_ms: now_ms(),
+        });
+        entry.batches.grow(partition_count);
+        entry.described_at_ms = now_ms();
+        Ok(())
+    }
+}
+
+impl TopicEntry {
+    /// Places the record in its partition's batch and dispatches what that sealed or opened.
+    fn append(
+        &mut self,
+        topic: &str,
+        record: &ProducerRecord,
+        timestamp_ms: i64,
+        reserved: usize,
+        inner: &ProducerInner,
+    ) -> Result<DeliveryFuture> {
+        let appended = self.batches.place(topic, record, timestamp_ms, reserved)?;
+        let partition = appended.partition;
+        if let Some(id) = appended.opened {
+            let deadline = tokio::time::Instant::now() + inner.config.linger;
+            self.dispatch(topic, partition, Command::Linger { id, deadline }, inner);
+        }
+        for batch in appended.sealed.into_iter().flatten() {
+            self.dispatch(topic, batch.partition, Command::Send(batch), inner);
+        }
+        Ok(DeliveryFuture::new(appended.ack, appended.index, partition, timestamp_ms))
+    }
+
+    /// Hands `command` to the partition's sender task, starting the task on first use. Called under the
+    /// producer's lock, so commands of one partition reach its task in the order batches were sealed.
+    fn dispatch(&mut self, topic: &str, partition: u32, command: Command, inner: &ProducerInner) {
+        let slot = partition as usize;
+        if self.senders.len() <= slot {
+            self.senders.resize_with(slot + 1, || None);
+        }
+        let sender = self.senders[slot].get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let context = SenderContext {
+                client: inner.client.clone(),
+                config: Arc::clone(&inner.config),
+                topics: Arc::downgrade(&inner.topics),
+                buffer: Arc::clone(&inner.buffer),
+                metrics: Arc::clone(&inner.metrics),
+                topic: Arc::from(topic),
+                partition,
+            };
+            tokio::spawn(run_partition_sender(context, rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError(command)) = sender.send(command) {
+            // The task is gone (a runtime shutting down): answer what the command carried so nobody waits.
+            command.fail(Error::ProducerClosed, &inner.buffer);
+        }
+    }
+
+    fn send_existing(&self, partition: u32, command: Command) -> bool {
+        match self.senders.get(partition as usize) {
+            Some(Some(sender)) => sender.send(command).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+impl Drop for ProducerInner {
+    /// The last producer handle is gone: seal every open batch so the sender tasks send them. Dropping the
+    /// senders afterwards ends each task once it has answered everything it holds.
+    fn drop(&mut self) {
+        let mut topics = lock(&self.topics);
+        let names: Vec<String> = topics.keys().cloned().collect();
+        for name in names {
+            let Some(entry) = topics.get_mut(&name) else { continue };
+            let open: Vec<u32> = entry.batches.open_partitions().collect();
+            for partition in open {
+                if let Some(batch) = entry.batches.seal(partition, None) {
+                    if !entry.send_existing(partition, Command::Send(batch)) {
+                        tracing::warn!(topic = %name, partition, "producer dropped with a batch it cannot send");
+                    }
+                }
+            }
+            entry.senders.clear();
+        }
+    }
+}
+
+/// What the producer's sender tasks have done since it was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerMetrics {
+    /// Batches the broker acknowledged.
+    pub batches_acknowledged: u64,
+    /// Batches that failed for good (their records' delivery futures carry the error).
+    pub batches_failed: u64,
+    /// Produce calls sent again after a transient failure.
+    pub retries: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub batches_acknowledged: AtomicU64,
+    pub batches_failed: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl Metrics {
+    fn snapshot(&self) -> ProducerMetrics {
+        ProducerMetrics {
+            batches_acknowledged: self.batches_acknowledged.load(Ordering::Relaxed),
+            batches_failed: self.batches_failed.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Buffer bytes taken for a record that is not enqueued yet; given back on drop.
+struct Reservation<'a> {
+    buffer: &'a Semaphore,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.buffer.add_permits(self.bytes);
+    }
+}
+
+pub(crate) fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
+    // A panic while holding the lock leaves plain data (batches being filled) that is still consistent enough
+    // to send or drop; poisoning would only turn one bug into a cascade.
+    topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The largest batch that fits a gRPC message of `max_message_bytes` with its framing.
+fn max_batch_bytes(max_message_bytes: usize) -> usize {
+    const PRODUCE_FRAMING_BYTES: usize = 4 << 10;
+    max_message_bytes.saturating_sub(PRODUCE_FRAMING_BYTES)
+}
+
+fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
+    let invalid = |message: String| Err(Error::InvalidArgument { message });
+    if tokio::runtime::Handle::try_current().is_err() {
+        return invalid("a Producer runs its sender tasks on Tokio: create it inside a Tokio runtime".into());
+    }
+    let max_batch = max_batch_bytes(client.config().max_message_bytes);
+    if config.batch_bytes < 1024 || config.batch_bytes > max_batch {
+        return invalid(format!(
+            "batch_bytes {} must be in 1024..={max_batch} (max_message_bytes)",
+            config.batch_bytes
+        ));
+    }
+    if config.max_buffered_bytes < config.batch_bytes || config.max_buffered_bytes > u32::MAX as usize {
+        return invalid(format!(
+            "max_buffered_bytes {} must be at least batch_bytes ({}) and at most {}",
+            config.max_buffered_bytes,
+            config.batch_bytes,
+            u32::MAX
+        ));
+    }
+    if config.max_in_flight_per_partition == 0 {
+        return invalid("max_in_flight_per_partition must be at least 1".into());
+    }
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::ClientConfig;
+    use futures_util::FutureExt;
+
+    /// A client whose broker address refuses connections: every produce fails at once as unavailable.
+    fn unreachable_client() -> Client {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        Client::connect_lazy(addr.to_string(), ClientConfig::default()).expect("valid address")
+    }
+
+    impl Producer {
+        /// Seeds the partition-count cache, as a DescribeTopic answer would.
+        fn assume_topic(&self, topic: &str, partition_count: u32) {
+            lock(&self.inner.topics).insert(
+                topic.to_owned(),
+                TopicEntry {
+                    batches: TopicBatches::new(partition_count, self.inner.config.batch_bytes),
+                    senders: Vec::new(),
+                    described_at_ms: now_ms(),
+                },
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_makes_send_wait_and_sends_open_batches_without_their_linger() {
+        let config = ProducerConfig {
+            batch_bytes: 64 << 10,
+            max_buffered_bytes: 64 << 10,
+            linger: Duration::from_secs(3600),
+            retries: 0,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(unreachable_client(), config).expect("valid config");
+        producer.assume_topic("t", 1);
+        let record = ProducerRecord::new(vec![0u8; 10 << 10]);
+        let mut deliveries = Vec::new();
+        for _ in 0..6 {
+            deliveries.push(producer.send("t", record.clone()).await.expect("room in the buffer"));
+        }
+        assert_eq!(producer.buffered_bytes(), 6 * record.buffered_bytes());
+        tokio::task::yield_now().await;
+        assert!(!deliveries[0].is_answered(), "the open batch waits for its linger");
+
+        let blocked = producer.send("t", record.clone());
+        tokio::pin!(blocked);
+        assert!(blocked.as_mut().now_or_never().is_none(), "a 7th record does not fit and must wait");
+        // Waiting expired the open batch's hour-long linger: it is sent (and fails: no broker), which frees its
+        // bytes, and the 7th record gets in. No flush is needed.
+        let seventh = tokio::time::timeout(Duration::from_secs(20), blocked)
+            .await
+            .expect("the full buffer drained without waiting out the linger")
+            .expect("resumed once the buffer had room");
+        for delivery in deliveries {
+            assert!(matches!(delivery.await, Err(Error::Unavailable { .. })));
+        }
+        producer.flush().await;
+        assert!(matches!(seventh.await, Err(Error::Unavailable { .. })));
+        assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
+    }
+
+    #[tokio::test]
+    async fn sending_allocates_per_batch_not_per_record() {
+        let config = ProducerConfig {
+            linger: Duration::from_secs(3600),
+            max_buffered_bytes: 256 << 20,
+            retries: 0,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(unreachable_client(), config).expect("valid config");
+        producer.assume_topic("t", 4);
+        let payload = bytes::Bytes::from(vec![b'x'; 100]);
+        let record = |i: u32| ProducerRecord {
+            value: Some(payload.clone()),
+            partition: Some(i % 4),
+            ..ProducerRecord::default()
+        };
+        // Warm up: the first record of each partition starts its sender task and first batch.
+        for i in 0..4 {
+            drop(producer.send("t", record(i)).await.expect("enqueued"));
+        }
+        const RECORDS: u32 = 40_000;
+        let (_, allocations) = crate::alloc_count::count_allocations(|| {
+            for i in 0..RECORDS {
+                // With room in the buffer and fresh metadata, `send` completes on its first poll.
+                let delivery = producer.send("t", record(i)).now_or_never().expect("no wait").expect("enqueued");
+                drop(delivery);
+            }
+        });
+        // 4 MB of records in 1 MiB batches: a handful of batch buffers, acknowledgements and channel blocks.
+        assert!(allocations < 100, "{allocations} allocations for {RECORDS} records");
+        producer.flush().await;
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_while_fetching_metadata_gives_its_bytes_back() {
+        let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
+        // No cached metadata: the send reserves its bytes, then waits on DescribeTopic (retrying a refused
+        // connection with backoff) when it is dropped.
+        let mut send = Box::pin(producer.send("t", ProducerRecord::new(vec![0u8; 1000])));
+        assert!(send.as_mut().now_or_never().is_none());
+        assert!(producer.buffered_bytes() > 0);
+        drop(send);
+        assert_eq!(producer.buffered_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn records_larger_than_the_buffer_fail_at_once() {
+        let config = ProducerConfig { batch_bytes: 1024, max_buffered_bytes: 4096, ..ProducerConfig::default() };
+        let producer = Producer::new(unreachable_client(), config).expect("valid config");
+        producer.assume_topic("t", 1);
+        let err = producer.send("t", ProducerRecord::new(vec![0u8; 5000])).await.err().expect("too large");
+        assert!(matches!(err, Error::RecordTooLarge { limit: 4096, setting: "max_buffered_bytes", .. }), "{err:?}");
+        assert_eq!(producer.buffered_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_partition_is_refused_and_its_bytes_returned() {
+        let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
+        producer.assume_topic("t", 2);
+        let err = producer.send("t", ProducerRecord::new("v").with_partition(2)).await.err().expect("no partition 2");
+        assert_eq!(err, Error::UnknownPartition { topic: "t".into(), partition: 2 });
+        assert_eq!(producer.buffered_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn impossible_configs_are_refused() {
+        let client = unreachable_client();
+        let small = ProducerConfig { batch_bytes: 10, ..ProducerConfig::default() };
+        assert!(matches!(Producer::new(client.clone(), small), Err(Error::InvalidArgument { .. })));
+        let tight = ProducerConfig { max_buffered_bytes: 1024, ..ProducerConfig::default() };
+        assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidArgument { .. })));
+        let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..ProducerConfig::default() };
+        assert!(matches!(Producer::new(client, no_window), Err(Error::InvalidArgument { .. })));
+    }
+}

@@ -1,0 +1,229 @@
+//! The sender task of one partition: ships its sealed batches in order, fires linger timers, answers flushes.
+//!
+//! One task per partition (not one per producer) so partitions proceed in parallel while each keeps its order;
+//! the producer's lock is taken only to seal a batch whose linger expired, never across an `.await`. At most
+//! `max_in_flight_per_partition` produce calls are outstanding; batches beyond that wait in `queued`, and a
+//! batch whose linger expired stays open (and keeps filling) until there is room to send it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use rill_protocol::v1::produce_request::Records;
+use rill_protocol::v1::ProduceRequest;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use crate::accumulator::{BatchOutcome, SealedBatch};
+use crate::compression::{compress_batch, Compression};
+use crate::connection::{call, request, Client};
+use crate::error::{Error, RequestContext};
+use crate::producer::{lock, Acks, Metrics, ProducerConfig, Topics};
+use std::sync::atomic::Ordering;
+
+/// What the producer tells a partition's sender, in the order it happened.
+pub(crate) enum Command {
+    Send(SealedBatch),
+    /// Batch `id` was opened: seal it at `deadline` unless it was sealed before.
+    Linger {
+        id: u64,
+        deadline: Instant,
+    },
+    /// Answer once every batch sent before this command is answered.
+    Flush(oneshot::Sender<()>),
+}
+
+impl Command {
+    /// Answers the command without doing it, so no caller waits forever.
+    pub fn fail(self, err: Error, buffer: &Semaphore) {
+        match self {
+            Command::Send(batch) => {
+                let _ = batch.ack.send(Err(err));
+                buffer.add_permits(batch.reserved_bytes);
+            }
+            Command::Flush(done) => {
+                let _ = done.send(());
+            }
+            Command::Linger { .. } => {}
+        }
+    }
+}
+
+/// What a sender task needs; clones of the producer's parts, with a weak reference to the batches so a dropped
+/// producer is not kept alive by its own tasks.
+pub(crate) struct SenderContext {
+    pub client: Client,
+    pub config: Arc<ProducerConfig>,
+    pub topics: Weak<Mutex<Topics>>,
+    pub buffer: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub topic: Arc<str>,
+    pub partition: u32,
+}
+
+/// Runs until the producer drops the channel and everything received has been answered.
+pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let max_in_flight = ctx.config.max_in_flight_per_partition.max(1);
+    let mut in_flight = FuturesOrdered::new();
+    let mut queued: VecDeque<SealedBatch> = VecDeque::new();
+    let mut linger: Option<(u64, Instant)> = None;
+    // Flushes wait for a count of answered batches: `received` when the flush arrived.
+    let mut flushes: VecDeque<(u64, oneshot::Sender<()>)> = VecDeque::new();
+    let (mut received, mut answered) = (0u64, 0u64);
+    let mut is_closed = false;
+    loop {
+        while in_flight.len() < max_in_flight {
+            let Some(batch) = queued.pop_front() else { break };
+            in_flight.push_back(send_batch(&ctx, batch));
+        }
+        while flushes.front().is_some_and(|(after, _)| *after <= answered) {
+            if let Some((_, done)) = flushes.pop_front() {
+                let _ = done.send(());
+            }
+        }
+        if is_closed && queued.is_empty() && in_flight.is_empty() {
+            break;
+        }
+        let has_room = in_flight.len() + queued.len() < max_in_flight;
+        let linger_deadline = linger.map(|(_, deadline)| deadline);
+        tokio::select! {
+            command = commands.recv(), if !is_closed => match command {
+                None => {
+                    is_closed = true;
+                    // Nothing can arrive any more: a pending linger has nothing left to seal.
+                    linger = None;
+                }
+                Some(Command::Send(batch)) => {
+                    assert_eq!(batch.partition, ctx.partition, "a batch reached another partition's sender");
+                    received += 1;
+                    queued.push_back(batch);
+                }
+                Some(Command::Linger { id, deadline }) => linger = Some((id, deadline)),
+                Some(Command::Flush(done)) => flushes.push_back((received, done)),
+            },
+            () = sleep_until(linger_deadline), if linger.is_some() && has_room => {
+                if let Some((id, _)) = linger.take() {
+                    if let Some(batch) = seal_lingered(&ctx, id) {
+                        received += 1;
+                        queued.push_back(batch);
+                    }
+                }
+            },
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => answered += 1,
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn seal_lingered(ctx: &SenderContext, id: u64) -> Option<SealedBatch> {
+    let topics = ctx.topics.upgrade()?;
+    let mut topics = lock(&topics);
+    topics.get_mut(&*ctx.topic)?.batches.seal(ctx.partition, Some(id))
+}
+
+/// Compresses and produces one batch, then answers its records and returns its bytes to the buffer budget.
+fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let client = ctx.client.clone();
+    let config = Arc::clone(&ctx.config);
+    let buffer = Arc::clone(&ctx.buffer);
+    let metrics = Arc::clone(&ctx.metrics);
+    let topic = Arc::clone(&ctx.topic);
+    let partition = ctx.partition;
+    async move {
+        let SealedBatch { bytes, reserved_bytes, ack, record_count, .. } = batch;
+        let outcome = match compress(bytes, config.compression).await {
+            Ok(bytes) => produce_with_retries(&client, &config, &metrics, &topic, partition, bytes.into()).await,
+            Err(err) => Err(err),
+        };
+        match &outcome {
+            Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
+            Err(err) => {
+                tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
+                metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        let _ = ack.send(outcome);
+        buffer.add_permits(reserved_bytes);
+    }
+}
+
+/// Compresses on the blocking pool: zstd on a 1 MiB batch takes milliseconds, which would stall the other
+/// partitions' I/O on this runtime worker.
+async fn compress(bytes: Vec<u8>, compression: Compression) -> Result<Vec<u8>, Error> {
+    if compression == Compression::None {
+        return Ok(bytes);
+    }
+    match tokio::task::spawn_blocking(move || compress_batch(bytes, compression)).await {
+        Ok(compressed) => compressed.map_err(|message| Error::Compress { message }),
+        Err(err) => Err(Error::Compress { message: format!("compression task failed: {err}") }),
+    }
+}
+
+/// One produce call per attempt; transient failures (see [`Error::is_retriable`]) are retried with exponential
+/// backoff, up to `config.retries` times. Returns the batch's base offset (-1 with `Acks::None`).
+async fn produce_with_retries(
+    client: &Client,
+    config: &ProducerConfig,
+    metrics: &Metrics,
+    topic: &str,
+    partition: u32,
+    batch: bytes::Bytes,
+) -> BatchOutcome {
+    let message = ProduceRequest {
+        topic: topic.to_owned(),
+        partition: Some(partition),
+        records: Some(Records::RecordBatch(batch)),
+        acks: config.acks.to_proto() as i32,
+    };
+    let mut attempt = 0u32;
+    loop {
+        let timeout = config.request_timeout;
+        let ctx = RequestContext::partition(topic, partition);
+        let result = call(timeout, ctx, client.records().produce(request(message.clone(), timeout))).await;
+        match result {
+            Ok(response) if config.acks == Acks::None => {
+                let _ = response;
+                return Ok(-1);
+            }
+            Ok(response) => return Ok(response.base_offset),
+            Err(err) if err.is_retriable() && attempt < config.retries => {
+                let backoff = retry_backoff(config, attempt);
+                tracing::debug!(%topic, partition, attempt, ?backoff, error = %err, "produce failed; retrying");
+                tokio::time::sleep(backoff).await;
+                metrics.retries.fetch_add(1, Ordering::Relaxed);
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// `retry_backoff` doubled per attempt, capped at `retry_backoff_max`.
+pub(crate) fn retry_backoff(config: &ProducerConfig, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+    config.retry_backoff.saturating_mul(factor).min(config.retry_backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let config = ProducerConfig {
+            retry_backoff: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_millis(100),
+            ..ProducerConfig::default()
+        };
+        let waits: Vec<u128> = (0..6).map(|a| retry_backoff(&config, a).as_millis()).collect();
+        assert_eq!(waits, vec![10, 20, 40, 80, 100, 100]);
+        assert_eq!(retry_backoff(&config, u32::MAX), Duration::from_millis(100));
+    }
+}

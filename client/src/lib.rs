@@ -52,18 +52,20 @@ mod consumer;
 mod decode;
 mod delivery;
 mod error;
+mod membership;
 mod producer;
 mod record;
 mod sender;
 
 pub use admin::{
-    Admin, CommittedOffset, DurabilityPolicy, OffsetSpec, PartitionInfo, PartitionOffset, TopicConfig,
-    TopicDescription, TopicInfo,
+    Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
+    OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,
 };
 pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
-pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::DeliveryFuture;
 pub use error::{Error, Result};
+pub use membership::GroupAssignor;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};

@@ -36,6 +36,9 @@ pub(super) struct AppliedAssignment {
     pub generation: i32,
 }
 
+/// Heartbeats go out at a third of the session timeout; below this they would be a busy loop.
+const MIN_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3);
+
 pub(super) type RebalanceListener = Box<dyn FnMut(&RebalanceEvent) + Send>;
 
 impl Consumer {
@@ -56,6 +59,9 @@ impl Consumer {
         }
         if topics.is_empty() {
             return invalid("subscribe to at least one topic".into());
+        }
+        if self.config.session_timeout < MIN_SESSION_TIMEOUT {
+            return invalid(format!("session_timeout must be at least {MIN_SESSION_TIMEOUT:?}"));
         }
         match &self.config.group_id {
             Some(configured) if configured != group => {
@@ -211,4 +217,27 @@ fn names(keys: &[Key]) -> Vec<(String, u32)> {
     let mut names: Vec<(String, u32)> = keys.iter().map(|(t, p)| (t.to_string(), *p)).collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Client, ClientConfig, Consumer, ConsumerConfig, Error};
+
+    #[tokio::test]
+    async fn subscribe_refuses_what_cannot_work_before_joining() {
+        let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
+        let config = ConsumerConfig { session_timeout: Duration::ZERO, ..ConsumerConfig::default() };
+        let mut consumer = Consumer::new(client.clone(), config).expect("valid config");
+        assert!(matches!(consumer.subscribe("g", &["t"]), Err(Error::InvalidArgument { .. })));
+        let config = ConsumerConfig { group_id: Some("other".into()), ..ConsumerConfig::default() };
+        let mut consumer = Consumer::new(client, config).expect("valid config");
+        assert!(matches!(consumer.subscribe("g", &[]), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(consumer.subscribe("g", &["t"]), Err(Error::InvalidArgument { .. })), "another group");
+        consumer.subscribe("other", &["t"]).expect("the configured group");
+        assert!(matches!(consumer.subscribe("other", &["t"]), Err(Error::InvalidArgument { .. })), "twice");
+        assert!(matches!(consumer.assign("t", &[0]).await, Err(Error::InvalidArgument { .. })), "assign by hand");
+        assert!(consumer.group_member().is_none(), "not a member before the broker answers");
+    }
 }

@@ -105,7 +105,7 @@ pub struct BrokerConfig {
     /// Most topics one member may subscribe to.
     pub max_topics_per_member: u32,
     /// Committed offsets of a group without members are deleted once the group has been empty, and has not
-    /// committed, for this long. `None` keeps them until the group is deleted.
+    /// committed, for this long (checked about once a second). `None` keeps them until the group is deleted.
     pub group_offsets_retention_ms: Option<u64>,
 }
 

@@ -320,3 +320,46 @@ async fn offsets_reset_is_refused_while_the_group_has_members_and_works_once_it_
     tokio::time::timeout(DEADLINE, collect).await.expect("the old records again");
     assert_eq!(values[0], 0);
 }
+
+#[tokio::test]
+async fn a_subscribed_consumer_rejoins_after_a_broker_restart_and_resumes_from_its_commits() {
+    let mut broker = TestBroker::start().await;
+    let client = broker.client().await;
+    create_topic(&client, "t", 2).await;
+    produce(&client, "t", None, (0..10).map(|n| format!("old-{n}"))).await;
+    let mut consumer = Consumer::new(client.clone(), config(10_000)).expect("consumer");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    consumer.on_rebalance(move |event| sink.lock().expect("events").push(event.clone()));
+    consumer.subscribe("g", &["t"]).expect("subscribe");
+    let mut seen = Vec::new();
+    let first = async {
+        while seen.len() < 10 {
+            seen.extend(consumer.poll().await.expect("poll").into_iter().map(|r| common::value_str(&r).to_owned()));
+        }
+    };
+    tokio::time::timeout(DEADLINE, first).await.expect("the old records");
+    consumer.commit().await.expect("commit");
+    let (member_before, _) = consumer.group_member().expect("a member");
+
+    let addr = broker.stop().await;
+    broker.restart_on(addr).await;
+    produce(&client, "t", None, (0..5).map(|n| format!("new-{n}"))).await;
+    let mut after = Vec::new();
+    let resumed = async {
+        while after.len() < 5 {
+            match consumer.poll().await {
+                Ok(records) => after.extend(records.into_iter().map(|r| common::value_str(&r).to_owned())),
+                // While the broker is away, fetches fail: the consumer keeps going.
+                Err(err) => assert!(err.is_retriable() || matches!(err, Error::Broker { .. }), "{err:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, resumed).await.expect("the new records after the restart");
+    after.sort();
+    assert_eq!(after, (0..5).map(|n| format!("new-{n}")).collect::<Vec<_>>(), "committed records are not re-read");
+    let (member_after, _) = consumer.group_member().expect("a member again");
+    assert_ne!(member_before, member_after, "a rejoin is a new member");
+    let events = events.lock().expect("events");
+    assert!(events.iter().any(|e| matches!(e, RebalanceEvent::Lost { .. })), "{events:?}");
+}

@@ -171,7 +171,8 @@ impl Admin {
     }
 
     /// Stores `offsets` (topic, partition, next offset to consume) as `group`'s positions, as a standalone
-    /// (memberless) committer: for tools that reset a group's offsets.
+    /// (memberless) committer: for tools that set a group's offsets by hand. Refused (`Error::GroupRefused`)
+    /// while the group has members: its members' commits are the only ones that count then.
     pub async fn commit_offsets(&self, group: &str, offsets: &[(&str, u32, i64)]) -> Result<()> {
         let offsets = offsets.iter().map(|&(t, p, o)| (t, p, o));
         commit_offsets(&self.client, group, "", -1, offsets, self.timeout()).await

@@ -47,6 +47,9 @@ impl Consumer {
     /// later are picked up. Positions are committed with the member's id and generation (on
     /// `auto_commit_interval`, on [`Consumer::commit`], and always before a partition is given up).
     ///
+    /// Keep calling `poll`: heartbeats go out from a background task, but a partition the broker moves away
+    /// from this consumer is handed over only when a `poll` has committed and dropped it.
+    ///
     /// Refused if the consumer is already subscribed, reads partitions assigned by hand, or was built with
     /// another `group_id`.
     pub fn subscribe(&mut self, group: &str, topics: &[&str]) -> Result<()> {

@@ -3,14 +3,11 @@
 //! Today it has one subcommand, `rill broker`, which runs a node in the foreground. The client subcommands
 //! (topic, produce, consume, group) arrive with the client crate.
 
+mod allocator;
+mod bench;
 mod broker;
 
 use clap::{Parser, Subcommand};
-
-// glibc's allocator page-faults on every large buffer a gRPC call allocates; mimalloc reuses them. With
-// several concurrent 1 MiB calls this alone doubled throughput in the measurements of the broker issue.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "rill", version, about = "rill: an append-only log broker (Kafka-style, gRPC API)")]
@@ -23,12 +20,16 @@ struct Cli {
 enum Command {
     /// Run a broker node in the foreground until SIGINT or SIGTERM.
     Broker(broker::BrokerArgs),
+    /// Measure a broker's throughput and latency (produce, consume, end to end).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

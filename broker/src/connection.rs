@@ -66,9 +66,11 @@ impl AsyncRead for LimitedConnection {
     }
 }
 
-impl AsyncWrite for LimitedConnection {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+impl LimitedConnection {
+    /// What a write returned, counting written bytes as activity; a stalled write (a peer that stops reading)
+    /// is silence too.
+    fn after_write(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match polled {
             Poll::Ready(Ok(written)) => {
                 if written > 0 {
                     self.touch();
@@ -76,9 +78,15 @@ impl AsyncWrite for LimitedConnection {
                 Poll::Ready(Ok(written))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            // A peer that stops reading stalls our writes: that is silence too.
             Poll::Pending => self.poll_idle(cx).map(Err),
         }
+    }
+}
+
+impl AsyncWrite for LimitedConnection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -86,16 +94,8 @@ impl AsyncWrite for LimitedConnection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    self.touch();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.poll_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -158,14 +158,7 @@ fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Endpoint)> {
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    crate::error::with_causes(err.to_string(), err.source())
 }
 
 #[cfg(test)]

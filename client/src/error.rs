@@ -172,8 +172,11 @@ fn is_transport(status: &Status) -> bool {
 }
 
 fn transport_message(status: &Status) -> String {
-    let mut message = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
+    with_causes(status.message().to_owned(), std::error::Error::source(status))
+}
+
+/// `message`, then every cause in `source`'s chain after a ": ": what a transport error really was.
+pub(crate) fn with_causes(mut message: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());

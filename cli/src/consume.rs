@@ -1,0 +1,326 @@
+//! `rill consume`: print a topic's records, one per line, as values or JSON objects.
+//!
+//! Where it starts, per partition: `--from-beginning`, `--from-end`, `--offset N` or `--from-time T` if given;
+//! else the group's committed offset (`--group`); else the beginning. Where it stops: without `--follow`, at
+//! the end offsets the partitions had when it started (records appended later are left for the next run); with
+//! `--follow`, never; and after `--max-messages` records, on SIGINT/SIGTERM, or when stdout is closed — all of
+//! them exit 0.
+//!
+//! Commits (`--group`): the offset after the last record *written to stdout* of each partition it printed
+//! from, every `COMMIT_INTERVAL` and before exiting. "Written" means flushed: records still in the output buffer
+//! when the reader goes away are not committed, so a consumer that dies re-prints rather than skips
+//! (at-least-once). Commits go through `Admin::commit_offsets` rather than `Consumer::commit`, because the
+//! consumer's position counts every record `poll` handed out, and the CLI may hand out more than it prints
+//! (`--max-messages`, records past the end offsets).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine as _;
+use rill_client::{Admin, ConsumedRecord, Consumer, ConsumerConfig, OffsetSpec, SeekTo};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::connect::{block_on, BrokerFlag};
+use crate::output;
+use crate::time_arg::parse_time_ms;
+
+const EXAMPLES: &str = "\
+Examples:
+  rill consume greetings                          # every record, then exit
+  rill consume greetings --offset 1 --partition 0 # replay partition 0 from offset 1
+  rill consume greetings --from-time 2026-11-27T00:00:00Z --max-messages 10
+  rill consume greetings --group demo             # resume after the group's committed offsets, commit
+  rill consume greetings --from-end --follow      # only new records, until Ctrl-C
+  rill consume greetings --format json | jq .value
+
+--format json prints one object per line: topic, partition, offset, timestamp (ms since the epoch), key,
+value, headers ([{\"key\",\"value\"}]); a key or value that is not UTF-8 is given in base64 as key_b64 or
+value_b64 instead; a missing key or value is null. --format value prints each value followed by a newline, as
+raw bytes (a null value prints an empty line).";
+
+/// How often `--group` commits what was printed (and once more on exit).
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Each record's value on its own line.
+    Value,
+    /// One JSON object per record per line.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    topic: String,
+    /// Read only this partition (default: all of them).
+    #[arg(long, value_name = "P")]
+    partition: Option<u32>,
+    /// Resume from this group's committed offsets and commit what is printed.
+    #[arg(long, value_name = "G")]
+    group: Option<String>,
+    /// Start at the oldest record, whatever the group committed.
+    #[arg(long, group = "start")]
+    from_beginning: bool,
+    /// Start after the newest record (with --follow: only new records).
+    #[arg(long, group = "start")]
+    from_end: bool,
+    /// Start at this offset (in every partition read; with --partition, in that one).
+    #[arg(long, group = "start", value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    offset: Option<i64>,
+    /// Start at the first record at or after this time: RFC 3339 (2026-11-27T00:30:00Z) or ms since the epoch.
+    #[arg(long, group = "start", value_name = "TIME", value_parser = parse_time_ms)]
+    from_time: Option<i64>,
+    /// Exit after printing this many records.
+    #[arg(long, value_name = "N")]
+    max_messages: Option<u64>,
+    /// Keep waiting for new records until interrupted (SIGINT/SIGTERM), instead of exiting at the end.
+    #[arg(long)]
+    follow: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Value)]
+    format: Format,
+    #[command(flatten)]
+    broker: BrokerFlag,
+}
+
+pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+    block_on(consume(args))
+}
+
+/// Per partition: where printing goes on from, what stdout has been given, and where to stop.
+struct PartitionState {
+    /// Offset after the last record written to the output buffer.
+    printed: i64,
+    /// Offset after the last record flushed to stdout: what a commit stores.
+    flushed: i64,
+    /// Last committed (or the start, which needs no commit).
+    committed: i64,
+    /// Without `--follow`: the end offset at start.
+    end: Option<i64>,
+}
+
+async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    let explain = |err| args.broker.explain(err);
+    let client = args.broker.connect().await?;
+    let admin = Admin::new(client.clone());
+    let config = ConsumerConfig { group_id: args.group.clone(), ..ConsumerConfig::default() };
+    let mut consumer = Consumer::new(client, config).map_err(explain)?;
+
+    // One ListOffsets gives the partitions to read, the end offsets to stop at, and the bounds an --offset
+    // must lie within.
+    let wanted: Vec<u32> = args.partition.into_iter().collect();
+    let bounds = admin.list_offsets(&args.topic, &wanted, OffsetSpec::Latest).await.map_err(explain)?;
+    let partitions: Vec<u32> = bounds.iter().map(|b| b.partition).collect();
+    consumer.assign(&args.topic, &partitions).await.map_err(explain)?;
+
+    let mut states = BTreeMap::new();
+    for bound in &bounds {
+        let p = bound.partition;
+        let to = match (args.from_beginning, args.from_end, args.offset, args.from_time) {
+            (true, ..) => Some(SeekTo::Beginning),
+            (_, true, ..) => Some(SeekTo::End),
+            (_, _, Some(offset), _) => {
+                if !(bound.log_start_offset..=bound.high_watermark).contains(&offset) {
+                    anyhow::bail!(
+                        "offset {offset} is out of range for partition {p} of topic {:?}: it holds offsets {} to {}",
+                        args.topic,
+                        bound.log_start_offset,
+                        bound.high_watermark
+                    );
+                }
+                Some(SeekTo::Offset(offset))
+            }
+            (_, _, _, Some(ms)) => Some(SeekTo::Timestamp(ms)),
+            _ => None,
+        };
+        if let Some(to) = to {
+            consumer.seek(&args.topic, p, to).await.map_err(explain)?;
+        }
+        let start = consumer.position(&args.topic, p).context("an assigned partition has a position")?;
+        let end = (!args.follow).then_some(bound.high_watermark);
+        states.insert(p, PartitionState { printed: start, flushed: start, committed: start, end });
+    }
+    let done: Vec<u32> = states.iter().filter(|(_, s)| s.is_done()).map(|(p, _)| *p).collect();
+    consumer.unassign(&args.topic, &done);
+
+    let mut printer = Printer { args: &args, out: output::stdout(), printed: 0, states };
+    let outcome = printer.run(&mut consumer, &admin).await;
+    // Commit what reached stdout, however the loop ended (a failed commit is the error then).
+    let committed = printer.commit(&admin).await;
+    outcome.and(committed)
+}
+
+impl PartitionState {
+    fn is_done(&self) -> bool {
+        self.end.is_some_and(|end| self.printed >= end)
+    }
+}
+
+struct Printer<'a> {
+    args: &'a ConsumeArgs,
+    out: io::BufWriter<io::StdoutLock<'static>>,
+    /// Records printed so far, for --max-messages.
+    printed: u64,
+    states: BTreeMap<u32, PartitionState>,
+}
+
+impl Printer<'_> {
+    async fn run(&mut self, consumer: &mut Consumer, admin: &Admin) -> anyhow::Result<()> {
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        while !self.is_finished() {
+            tokio::select! {
+                polled = consumer.poll() => {
+                    let records = polled.map_err(|e| self.args.broker.explain(e))?;
+                    match self.print(&records, consumer) {
+                        Ok(()) => {}
+                        // The reader left (`| head`): nothing more to do, and nothing wrong.
+                        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                        Err(err) => return Err(anyhow::Error::new(err).context("cannot write to stdout")),
+                    }
+                }
+                _ = interrupt.recv() => return Ok(()),
+                _ = terminate.recv() => return Ok(()),
+                _ = commit_tick.tick(), if self.args.group.is_some() => self.commit(admin).await?,
+            }
+        }
+        Ok(())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.args.max_messages.is_some_and(|max| self.printed >= max)
+            || self.states.values().all(PartitionState::is_done)
+    }
+
+    /// Prints the records that are wanted, flushes, and moves `flushed` up to what stdout has.
+    fn print(&mut self, records: &[ConsumedRecord], consumer: &mut Consumer) -> io::Result<()> {
+        for record in records {
+            if self.is_finished() {
+                break;
+            }
+            let Some(state) = self.states.get_mut(&record.partition) else { continue };
+            if state.is_done() || record.offset < state.printed {
+                continue;
+            }
+            if state.end.is_some_and(|end| record.offset >= end) {
+                // Appended after the start: left for the next run.
+                state.end = Some(state.printed);
+                consumer.unassign(&self.args.topic, &[record.partition]);
+                continue;
+            }
+            match self.args.format {
+                Format::Value => {
+                    self.out.write_all(record.value.as_deref().unwrap_or_default())?;
+                    self.out.write_all(b"\n")?;
+                }
+                Format::Json => write_json(&mut self.out, record)?,
+            }
+            state.printed = record.offset + 1;
+            self.printed += 1;
+            if state.is_done() {
+                consumer.unassign(&self.args.topic, &[record.partition]);
+            }
+        }
+        self.out.flush()?;
+        for state in self.states.values_mut() {
+            state.flushed = state.printed;
+        }
+        Ok(())
+    }
+
+    /// Commits, for `--group`, the flushed position of every partition that moved since the last commit.
+    async fn commit(&mut self, admin: &Admin) -> anyhow::Result<()> {
+        let Some(group) = &self.args.group else { return Ok(()) };
+        let topic = self.args.topic.as_str();
+        let offsets: Vec<(&str, u32, i64)> =
+            self.states.iter().filter(|(_, s)| s.flushed != s.committed).map(|(&p, s)| (topic, p, s.flushed)).collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        admin.commit_offsets(group, &offsets).await.map_err(|e| {
+            self.args.broker.explain(e).context(format!("cannot commit the offsets of group {group:?}"))
+        })?;
+        for state in self.states.values_mut() {
+            state.committed = state.flushed;
+        }
+        Ok(())
+    }
+}
+
+/// One record as a JSON object on one line, fields in a fixed order (see `EXAMPLES`).
+fn write_json(out: &mut impl Write, record: &ConsumedRecord) -> io::Result<()> {
+    write!(
+        out,
+        r#"{{"topic":{},"partition":{},"offset":{},"timestamp":{},"#,
+        json_string(&record.topic),
+        record.partition,
+        record.offset,
+        record.timestamp_ms
+    )?;
+    write_bytes_field(out, "key", record.key.as_deref())?;
+    out.write_all(b",")?;
+    write_bytes_field(out, "value", record.value.as_deref())?;
+    out.write_all(br#","headers":["#)?;
+    for (i, header) in record.headers.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write!(out, r#"{{"key":{},"#, json_string(&header.key))?;
+        write_bytes_field(out, "value", header.value.as_deref())?;
+        out.write_all(b"}")?;
+    }
+    out.write_all(b"]}\n")
+}
+
+/// `"name":"text"` for UTF-8, `"name_b64":"..."` otherwise, `"name":null` for a missing field.
+fn write_bytes_field(out: &mut impl Write, name: &str, bytes: Option<&[u8]>) -> io::Result<()> {
+    match bytes {
+        None => write!(out, r#""{name}":null"#),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => write!(out, r#""{name}":{}"#, json_string(text)),
+            Err(_) => write!(out, r#""{name}_b64":"{}""#, base64::engine::general_purpose::STANDARD.encode(bytes)),
+        },
+    }
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rill_client::Header;
+
+    #[test]
+    fn json_lines_give_text_as_strings_and_other_bytes_in_base64() {
+        let record = ConsumedRecord {
+            topic: "t".into(),
+            partition: 2,
+            offset: 7,
+            timestamp_ms: 1_000,
+            key: Some(Bytes::from_static(b"\xff\x00")),
+            value: Some(Bytes::from_static(b"say \"hi\"\n")),
+            headers: vec![
+                Header { key: "h".into(), value: Some(Bytes::from_static(b"v")) },
+                Header { key: "n".into(), value: None },
+            ],
+        };
+        let mut out = Vec::new();
+        write_json(&mut out, &record).expect("writing to a Vec cannot fail");
+        let text = String::from_utf8(out).expect("JSON is UTF-8");
+        assert_eq!(
+            text,
+            "{\"topic\":\"t\",\"partition\":2,\"offset\":7,\"timestamp\":1000,\"key_b64\":\"/wA=\",\
+             \"value\":\"say \\\"hi\\\"\\n\",\"headers\":[{\"key\":\"h\",\"value\":\"v\"},{\"key\":\"n\",\"value\":null}]}\n"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(parsed["value"], "say \"hi\"\n");
+    }
+}

@@ -2,12 +2,15 @@
 //! one line on stderr and an exit status.
 //!
 //! `rill broker` runs a node in the foreground (`rill_broker`). The client subcommands (`topic`, `produce`,
-//! `consume`, `group`) are thin calls to `rill_client`, one module each; they share `connect.rs` (the `--broker`
-//! flag, the runtime, error hints), `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`.
+//! `consume`, `group`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
+//! (`bench/`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
+//! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, e.g. by `| head`), 1 when a command fails, 2 for
 //! bad flags (clap's own). Nothing prints a backtrace.
 
+mod allocator;
+mod bench;
 mod broker;
 mod connect;
 mod consume;
@@ -19,11 +22,6 @@ mod time_arg;
 mod topic;
 
 use clap::{Parser, Subcommand};
-
-// glibc's allocator page-faults on every large buffer a gRPC call allocates; mimalloc reuses them. With
-// several concurrent 1 MiB calls this alone doubled throughput in the measurements of the broker issue.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -55,9 +53,12 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Consumer groups: committed offsets, lag, reset.
     Group(group::GroupArgs),
+    /// Measure a broker's throughput and latency (produce, consume, end to end).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Broker(args) => broker::run(args),
@@ -65,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

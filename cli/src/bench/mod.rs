@@ -1,0 +1,481 @@
+//! `rill bench`: throughput and latency of a broker, measured through the `rill_client` producer and consumer.
+//!
+//! Three modes: `produce` (send as fast as possible or at a rate; send-to-ack latency), `consume` (produce a data
+//! set, then replay it from offset 0 while it is in the page cache), and `e2e` (consumers tail while producers send
+//! at a rate; send-to-consume latency). Against `--broker ADDR`, or `--embedded`: a broker this process starts on
+//! a temporary data directory, with `--durability` as its topics' policy.
+
+mod report;
+mod workers;
+mod workload;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use rill_client::{Acks, Admin, Client, ClientConfig, Compression, ProducerConfig, TopicConfig};
+
+use report::{latency_histogram, Counters, PhaseReport, RunReport};
+use workers::{ConsumerJob, ProducerJob};
+use workload::Workload;
+
+const EXAMPLES: &str = "Examples:
+  rill bench produce --embedded --workload 8-topics-1-partition-1kb
+  rill bench consume --embedded --workload 1-topic-16-partitions-1kb --json
+  rill bench e2e --embedded --workload e2e-10k-msgs-1kb --plot-dir docs/plots
+  rill bench produce --broker 127.0.0.1:9092 --partitions 8 --producers 8 --message-bytes 100 --duration 10
+
+Workloads: 1-topic-16-partitions-1kb, 1-topic-16-partitions-100b, 8-topics-1-partition-1kb,
+8-topics-1-partition-100b, 1-topic-1-partition-1kb, e2e-10k-msgs-1kb. Flags override a workload's settings.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Producers only: throughput and send-to-acknowledgement latency.
+    Produce,
+    /// Produce a data set, then replay it from offset 0 with the consumers.
+    Consume,
+    /// Consumers tail while producers send: send-to-consume latency.
+    E2e,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcksArg {
+    None,
+    Leader,
+    Durable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    mode: Mode,
+    /// The broker to measure.
+    #[arg(long, env = "RILL_BROKER", default_value = "127.0.0.1:9092", conflicts_with = "embedded")]
+    broker: String,
+    /// Start a broker in this process on a temporary data directory and measure it.
+    #[arg(long)]
+    embedded: bool,
+    /// Where the embedded broker's temporary data directory goes (the disk under test).
+    #[arg(long, requires = "embedded")]
+    data_dir: Option<PathBuf>,
+    /// The embedded broker's durability policy for the benchmark topics.
+    #[arg(long, value_enum, default_value = "never")]
+    durability: DurabilityArg,
+    /// A named workload (see below); flags override its settings.
+    #[arg(long, default_value = "1-topic-1-partition-1kb")]
+    workload: String,
+    /// Prefix of the topics the run creates (default: bench-<workload>-<unix ms>).
+    #[arg(long)]
+    topic_prefix: Option<String>,
+    #[arg(long)]
+    topics: Option<u32>,
+    #[arg(long)]
+    partitions: Option<u32>,
+    #[arg(long)]
+    message_bytes: Option<usize>,
+    /// Total messages over all producers.
+    #[arg(long, conflicts_with = "duration")]
+    messages: Option<u64>,
+    /// Run the producers this many seconds instead of for a message count.
+    #[arg(long)]
+    duration: Option<u64>,
+    #[arg(long)]
+    producers: Option<u32>,
+    #[arg(long)]
+    consumers: Option<u32>,
+    #[arg(long)]
+    batch_bytes: Option<usize>,
+    #[arg(long)]
+    linger_ms: Option<u64>,
+    /// Messages per second over all producers (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, value_enum, default_value = "leader")]
+    acks: AcksArg,
+    #[arg(long, value_enum, default_value = "none")]
+    compression: CompressionArg,
+    /// Print the report as JSON on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write SVG plots (throughput over time, latency by percentile) into this directory.
+    #[arg(long)]
+    plot_dir: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl BenchArgs {
+    fn workload(&self) -> anyhow::Result<Workload> {
+        let Some(mut w) = workload::named(&self.workload) else {
+            bail!("unknown workload {:?}; known: {}", self.workload, workload::NAMES.join(", "));
+        };
+        let positive = |name: &str, v: u64| if v == 0 { bail!("--{name} must be at least 1") } else { Ok(v) };
+        if let Some(v) = self.topics {
+            w.topics = positive("topics", v.into())? as u32;
+        }
+        if let Some(v) = self.partitions {
+            w.partitions_per_topic = positive("partitions", v.into())? as u32;
+        }
+        if let Some(v) = self.message_bytes {
+            w.message_bytes = positive("message-bytes", v as u64)? as usize;
+        }
+        if let Some(v) = self.messages {
+            w.messages = Some(positive("messages", v)?);
+        }
+        if let Some(v) = self.duration {
+            w.duration = Duration::from_secs(positive("duration", v)?);
+            w.messages = None;
+        }
+        if let Some(v) = self.producers {
+            w.producers = positive("producers", v.into())? as u32;
+        }
+        if let Some(v) = self.consumers {
+            w.consumers = positive("consumers", v.into())? as u32;
+        }
+        if let Some(v) = self.batch_bytes {
+            w.batch_bytes = positive("batch-bytes", v as u64)? as usize;
+        }
+        if let Some(v) = self.linger_ms {
+            w.linger = Duration::from_millis(v);
+        }
+        if let Some(v) = self.rate {
+            w.rate = Some(positive("rate", v)?);
+        }
+        if self.mode == Mode::E2e && w.message_bytes < 8 {
+            bail!("--message-bytes must be at least 8 for e2e: each value carries its send time");
+        }
+        Ok(w)
+    }
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let workload = args.workload()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime.block_on(run_async(&args, workload))?;
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+        writeln!(out, "{json}")
+    } else {
+        report.phases.iter().try_for_each(|phase| phase.print(&mut out))
+    };
+    // A reader that went away (`| head`) is not an error of the benchmark.
+    match printed {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e).context("cannot print the report"),
+        _ => {}
+    }
+    if let Some(dir) = &args.plot_dir {
+        for path in report.plot(dir)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    let errors: u64 = report.phases.iter().map(|p| p.errors).sum();
+    if errors > 0 {
+        bail!("{errors} messages failed");
+    }
+    Ok(())
+}
+
+async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunReport> {
+    // An embedded broker lives as long as the run; its data directory goes with it.
+    let mut embedded = None;
+    let addr = if args.embedded {
+        let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        let dir = tempfile::Builder::new().prefix("rill-bench-").tempdir_in(&parent).context("temp data dir")?;
+        let config = rill_broker::BrokerConfig {
+            data_dir: dir.path().to_owned(),
+            listen: ([127, 0, 0, 1], 0).into(),
+            default_durability: match args.durability {
+                DurabilityArg::Always => rill_broker::DurabilityPolicy::Always,
+                DurabilityArg::Interval => rill_broker::DurabilityPolicy::Interval,
+                DurabilityArg::Never => rill_broker::DurabilityPolicy::Never,
+            },
+            default_retention_ms: None,
+            ..rill_broker::BrokerConfig::default()
+        };
+        let broker = rill_broker::Broker::start(config).await.context("cannot start the embedded broker")?;
+        let addr = broker.addr().to_string();
+        embedded = Some((broker, dir));
+        addr
+    } else {
+        args.broker.clone()
+    };
+    let client_config = ClientConfig::default();
+    let admin = Admin::new(Client::connect_with(&addr, client_config.clone()).await.context("cannot connect")?);
+    let prefix = args.topic_prefix.clone().unwrap_or_else(|| {
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        format!("bench-{}-{ms}", workload.name)
+    });
+    let topics: Vec<String> = (0..workload.topics).map(|i| format!("{prefix}-{i}")).collect();
+    for topic in &topics {
+        admin
+            .create_topic(topic, workload.partitions_per_topic, TopicConfig::default())
+            .await
+            .with_context(|| format!("cannot create topic {topic}"))?;
+    }
+    let producer_config = ProducerConfig {
+        batch_bytes: workload.batch_bytes,
+        linger: workload.linger,
+        acks: match args.acks {
+            AcksArg::None => Acks::None,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::Durable => Acks::Durable,
+        },
+        compression: match args.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd { level: 1 },
+        },
+        // Room for a few full batches per partition (one in flight, one filling, one waiting) and no more: a
+        // deeper buffer only adds latency (queued bytes / throughput) and memory to touch.
+        max_buffered_bytes: (workload.batch_bytes * 4 * workload.partitions_per_topic as usize).max(4 << 20),
+        ..ProducerConfig::default()
+    };
+    let settings = serde_json::json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "embedded": args.embedded,
+        "durability": format!("{:?}", args.durability).to_lowercase(),
+        "topics": workload.topics,
+        "partitions_per_topic": workload.partitions_per_topic,
+        "message_bytes": workload.message_bytes,
+        "messages": workload.messages,
+        "duration_s": workload.messages.is_none().then_some(workload.duration.as_secs()),
+        "producers": workload.producers,
+        "consumers": workload.consumers,
+        "batch_bytes": workload.batch_bytes,
+        "linger_ms": workload.linger.as_millis() as u64,
+        "rate": workload.rate,
+        "acks": format!("{:?}", args.acks).to_lowercase(),
+        "compression": format!("{:?}", args.compression).to_lowercase(),
+    });
+    let run = Run { addr, client_config, producer_config, workload, topics, show_progress: !args.quiet && !args.json };
+    let mut report =
+        RunReport { workload: run.workload.name.clone(), settings, phases: Vec::new(), histograms: Vec::new() };
+    match args.mode {
+        Mode::Produce => {
+            let (phase, latencies) = run.produce_phase(None).await?;
+            report.phases.push(phase);
+            report.histograms.push(("produce".into(), latencies));
+        }
+        Mode::Consume => {
+            let (phase, latencies) = run.produce_phase(None).await?;
+            let produced = phase.messages;
+            report.phases.push(phase);
+            report.histograms.push(("produce".into(), latencies));
+            let (phase, _) = run.consume_phase(produced).await?;
+            report.phases.push(phase);
+        }
+        Mode::E2e => {
+            let (produce, consume, produce_latencies, e2e_latencies) = run.e2e_phase().await?;
+            report.phases.push(produce);
+            report.phases.push(consume);
+            report.histograms.push(("produce".into(), produce_latencies));
+            report.histograms.push(("e2e".into(), e2e_latencies));
+        }
+    }
+    if let Some((broker, _dir)) = embedded {
+        broker.shutdown().await;
+    }
+    Ok(report)
+}
+
+struct Run {
+    addr: String,
+    client_config: ClientConfig,
+    producer_config: ProducerConfig,
+    workload: Workload,
+    topics: Vec<String>,
+    show_progress: bool,
+}
+
+impl Run {
+    async fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect_with(&self.addr, self.client_config.clone()).await.context("cannot connect to the broker")
+    }
+
+    fn producer_jobs(&self, stamp_send_time: bool) -> Vec<ProducerJob> {
+        let w = &self.workload;
+        let producers = u64::from(w.producers);
+        let deadline = w.messages.is_none().then(|| Instant::now() + w.duration);
+        (0..producers)
+            .map(|i| ProducerJob {
+                topic: self.topics[(i % self.topics.len() as u64) as usize].clone(),
+                message_bytes: w.message_bytes,
+                // Spread the total; the first producers take the remainder.
+                messages: w.messages.map(|n| n / producers + u64::from(i < n % producers)),
+                deadline,
+                rate: w.rate.map(|r| r as f64 / producers as f64),
+                stamp_send_time,
+                latency_every: if w.rate.is_some_and(|r| r <= 100_000) { 1 } else { 97 },
+            })
+            .collect()
+    }
+
+    /// Runs the producers to completion (every message acknowledged).
+    async fn produce_phase(
+        &self,
+        epoch: Option<Instant>,
+    ) -> anyhow::Result<(PhaseReport, hdrhistogram::Histogram<u64>)> {
+        let counters = Arc::new(Counters::default());
+        let epoch = epoch.unwrap_or_else(Instant::now);
+        let mut tasks = Vec::new();
+        let jobs = self.producer_jobs(false);
+        let clients = futures_join(jobs.iter().map(|_| self.connect())).await?;
+        let started = Instant::now();
+        for (i, (job, client)) in jobs.into_iter().zip(clients).enumerate() {
+            let (config, counters) = (self.producer_config.clone(), counters.clone());
+            tasks.push(tokio::spawn(workers::produce(client, config, job, counters, epoch, i as u64 + 1)));
+        }
+        let expected = self.workload.messages;
+        let all_done = async {
+            let mut outcomes = Vec::new();
+            for task in tasks {
+                outcomes.push(task.await);
+            }
+            outcomes
+        };
+        let (outcomes_tx, outcomes_rx) = tokio::sync::oneshot::channel();
+        let waiter = tokio::spawn(async move {
+            let _ = outcomes_tx.send(all_done.await);
+        });
+        let series = report::sample_until("produce", counters.clone(), expected, self.show_progress, async {
+            let _ = waiter.await;
+        })
+        .await;
+        let elapsed = started.elapsed();
+        let outcomes = outcomes_rx.await.context("the producers' results were lost")?;
+        let mut latencies = latency_histogram();
+        let mut errors = 0;
+        for outcome in outcomes {
+            let (histogram, failed) = outcome.context("a producer task panicked")??;
+            latencies.add(&histogram).context("merging latencies")?;
+            errors += failed;
+        }
+        Ok((PhaseReport::new("produce", &counters, elapsed, &latencies, errors, series), latencies))
+    }
+
+    /// The topics' partitions dealt out to the consumers.
+    fn consumer_jobs(&self, from_end: bool, stamped: bool, deadline: Instant) -> Vec<ConsumerJob> {
+        let consumers = self.workload.consumers.max(1) as usize;
+        let mut jobs: Vec<ConsumerJob> =
+            (0..consumers).map(|_| ConsumerJob { partitions: Vec::new(), from_end, deadline, stamped }).collect();
+        let all: Vec<(String, u32)> = self
+            .topics
+            .iter()
+            .flat_map(|t| (0..self.workload.partitions_per_topic).map(move |p| (t.clone(), p)))
+            .collect();
+        for (i, tp) in all.into_iter().enumerate() {
+            jobs[i % consumers].partitions.push(tp);
+        }
+        jobs.retain(|j| !j.partitions.is_empty());
+        jobs
+    }
+
+    /// Replays `messages` from offset 0.
+    async fn consume_phase(&self, messages: u64) -> anyhow::Result<(PhaseReport, hdrhistogram::Histogram<u64>)> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let jobs = self.consumer_jobs(false, false, deadline);
+        self.run_consumers(jobs, messages, Instant::now(), "consume", async { Ok(()) }).await.map(|(p, h, _)| (p, h))
+    }
+
+    /// Consumers positioned at the end, then producers at the workload's rate.
+    async fn e2e_phase(
+        &self,
+    ) -> anyhow::Result<(PhaseReport, PhaseReport, hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)> {
+        let epoch = Instant::now();
+        let expected = self.workload.messages.unwrap_or(u64::MAX);
+        let deadline = Instant::now() + self.workload.duration.max(Duration::from_secs(60)) * 2;
+        let jobs = self.consumer_jobs(true, true, deadline);
+        let produce = async { self.produce_phase(Some(epoch)).await };
+        let (consume, consume_latencies, produced) = self.run_consumers(jobs, expected, epoch, "e2e", produce).await?;
+        let (produce_report, produce_latencies) = produced;
+        Ok((produce_report, consume, produce_latencies, consume_latencies))
+    }
+
+    /// Runs consumers until together they have read `messages`, while `alongside` runs (the producers of an
+    /// end-to-end run, started once every consumer is positioned).
+    async fn run_consumers<T>(
+        &self,
+        jobs: Vec<ConsumerJob>,
+        messages: u64,
+        epoch: Instant,
+        label: &str,
+        alongside: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<(PhaseReport, hdrhistogram::Histogram<u64>, T)> {
+        let counters = Arc::new(Counters::default());
+        let mut consumers = Vec::new();
+        for job in &jobs {
+            consumers.push(workers::prepare_consumer(self.connect().await?, job).await?);
+        }
+        let started = Instant::now();
+        // Each consumer's share is unknown (keyless records spread unevenly over partitions): all of them read
+        // until together they have read `messages`, then stop.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (consumer, job) in consumers.into_iter().zip(jobs) {
+            tasks.push(tokio::spawn(workers::consume(consumer, job, counters.clone(), epoch, stop.clone())));
+        }
+        let (watch, stopper) = (counters.clone(), stop.clone());
+        let done = async move {
+            // The sampler reads the same counter every 100 ms; this checks it more often to stop promptly.
+            while watch.messages.load(Ordering::Relaxed) < messages {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            stopper.store(true, Ordering::Relaxed);
+        };
+        let expected = (messages != u64::MAX).then_some(messages);
+        let sampling = report::sample_until(label, counters.clone(), expected, self.show_progress, async {
+            tokio::select! {
+                () = done => {}
+                () = all_finished(&tasks) => {}
+            }
+        });
+        let (series, alongside) = tokio::join!(sampling, alongside);
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let alongside = alongside?;
+        let mut latencies = latency_histogram();
+        for task in tasks {
+            let histogram = task.await.context("a consumer task panicked")??;
+            latencies.add(&histogram).context("merging latencies")?;
+        }
+        Ok((PhaseReport::new(label, &counters, elapsed, &latencies, 0, series), latencies, alongside))
+    }
+}
+
+async fn all_finished(tasks: &[tokio::task::JoinHandle<anyhow::Result<hdrhistogram::Histogram<u64>>>]) {
+    while !tasks.iter().all(|t| t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn futures_join<T>(
+    futures: impl Iterator<Item = impl std::future::Future<Output = anyhow::Result<T>>>,
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for future in futures {
+        out.push(future.await?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,265 @@
+//! Measuring a run: counters the workers bump, a sampler that turns them into a throughput series and a live
+//! progress line, latency histograms, and the summary (text, JSON, SVG plots).
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Counters shared by every worker of one phase. Relaxed atomics: the sampler only needs eventual totals.
+#[derive(Default)]
+pub struct Counters {
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(&self, messages: u64, bytes: u64) {
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Latencies in microseconds, 1 µs to 1 minute at 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// One point a second-tenth of the throughput series.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    pub elapsed_s: f64,
+    pub messages_per_s: f64,
+    pub mb_per_s: f64,
+}
+
+/// Samples `counters` every 100 ms into a series (and a progress line on a terminal) until `done` resolves.
+pub async fn sample_until(
+    label: &str,
+    counters: Arc<Counters>,
+    expected_messages: Option<u64>,
+    show_progress: bool,
+    done: impl std::future::Future<Output = ()>,
+) -> Vec<Sample> {
+    let bar = (show_progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = match expected_messages {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>8} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(label.to_owned());
+        bar
+    });
+    let started = Instant::now();
+    let mut series = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let (mut last_messages, mut last_bytes, mut last_at) = (0u64, 0u64, started);
+    tokio::pin!(done);
+    loop {
+        let finished = tokio::select! {
+            _ = tick.tick() => false,
+            () = &mut done => true,
+        };
+        let now = Instant::now();
+        let messages = counters.messages.load(Ordering::Relaxed);
+        let bytes = counters.bytes.load(Ordering::Relaxed);
+        let dt = now.duration_since(last_at).as_secs_f64();
+        if dt > 0.0 {
+            let sample = Sample {
+                elapsed_s: now.duration_since(started).as_secs_f64(),
+                messages_per_s: (messages - last_messages) as f64 / dt,
+                mb_per_s: (bytes - last_bytes) as f64 / dt / 1e6,
+            };
+            if let Some(bar) = &bar {
+                bar.set_position(messages);
+                bar.set_message(format!("{:.0} msg/s {:.1} MB/s", sample.messages_per_s, sample.mb_per_s));
+            }
+            series.push(sample);
+        }
+        (last_messages, last_bytes, last_at) = (messages, bytes, now);
+        if finished {
+            break;
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    series
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+impl Latency {
+    pub fn of(histogram: &Histogram<u64>) -> Option<Latency> {
+        (!histogram.is_empty()).then(|| Latency {
+            samples: histogram.len(),
+            p50_us: histogram.value_at_quantile(0.50),
+            p99_us: histogram.value_at_quantile(0.99),
+            p999_us: histogram.value_at_quantile(0.999),
+            max_us: histogram.max(),
+            mean_us: histogram.mean(),
+        })
+    }
+}
+
+/// The outcome of one phase (produce, consume, or end to end).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub phase: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub messages_per_s: f64,
+    pub mb_per_s: f64,
+    /// Produce: send to acknowledgement. End to end: send to consume.
+    pub latency: Option<Latency>,
+    pub errors: u64,
+    pub series: Vec<Sample>,
+}
+
+impl PhaseReport {
+    pub fn new(
+        phase: &str,
+        counters: &Counters,
+        elapsed: Duration,
+        latency: &Histogram<u64>,
+        errors: u64,
+        series: Vec<Sample>,
+    ) -> Self {
+        let messages = counters.messages.load(Ordering::Relaxed);
+        let bytes = counters.bytes.load(Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        PhaseReport {
+            phase: phase.to_owned(),
+            messages,
+            bytes,
+            seconds,
+            messages_per_s: messages as f64 / seconds,
+            mb_per_s: bytes as f64 / seconds / 1e6,
+            latency: Latency::of(latency),
+            errors,
+            series,
+        }
+    }
+
+    pub fn print(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{:<8} {:>12} msgs in {:>7.2} s: {:>12.0} msg/s {:>9.1} MB/s{}",
+            self.phase,
+            self.messages,
+            self.seconds,
+            self.messages_per_s,
+            self.mb_per_s,
+            if self.errors > 0 { format!("  ({} errors)", self.errors) } else { String::new() }
+        )?;
+        if let Some(l) = &self.latency {
+            writeln!(
+                out,
+                "{:<8} latency (µs, {} samples): p50 {}  p99 {}  p99.9 {}  max {}  mean {:.0}",
+                "", l.samples, l.p50_us, l.p99_us, l.p999_us, l.max_us, l.mean_us
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything a run measured, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub workload: String,
+    pub settings: serde_json::Value,
+    pub phases: Vec<PhaseReport>,
+    #[serde(skip)]
+    pub histograms: Vec<(String, Histogram<u64>)>,
+}
+
+impl RunReport {
+    /// Writes `<dir>/<workload>-throughput.svg` (throughput over time per phase) and, for phases with latencies,
+    /// `<dir>/<workload>-<phase>-latency.svg` (latency by percentile).
+    pub fn plot(&self, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+        use plotters::prelude::*;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut written = Vec::new();
+        let path = dir.join(format!("{}-throughput.svg", self.workload));
+        {
+            let root = SVGBackend::new(&path, (900, 420)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let max_t = self.phases.iter().flat_map(|p| p.series.iter().map(|s| s.elapsed_s)).fold(1.0, f64::max);
+            let max_y = self.phases.iter().flat_map(|p| p.series.iter().map(|s| s.mb_per_s)).fold(1.0, f64::max);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("rill bench {}: throughput", self.workload), ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0.0..max_t, 0.0..max_y * 1.1)?;
+            chart.configure_mesh().x_desc("seconds").y_desc("MB/s").draw()?;
+            let colors = [BLUE, RED, GREEN];
+            for (i, phase) in self.phases.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(phase.series.iter().map(|s| (s.elapsed_s, s.mb_per_s)), color))?
+                    .label(phase.phase.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            root.present()?;
+        }
+        written.push(path);
+        for (phase, histogram) in &self.histograms {
+            if histogram.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!("{}-{phase}-latency.svg", self.workload));
+            let root = SVGBackend::new(&path, (900, 420)).into_drawing_area();
+            root.fill(&WHITE)?;
+            // x: percentile as "nines" (0 = p0, 1 = p90, 2 = p99, 3 = p99.9), the usual latency plot.
+            let points: Vec<(f64, f64)> = [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999]
+                .iter()
+                .map(|q: &f64| (-(1.0 - q).log10(), histogram.value_at_quantile(*q) as f64 / 1000.0))
+                .collect();
+            let max_y = (histogram.max() as f64 / 1000.0).max(0.001);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("rill bench {}: {phase} latency", self.workload), ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0.0..4.0, 0.0..max_y * 1.1)?;
+            chart
+                .configure_mesh()
+                .x_desc("percentile")
+                .x_label_formatter(&|x: &f64| match x.round() as i32 {
+                    0 => "p0".into(),
+                    1 => "p90".into(),
+                    2 => "p99".into(),
+                    3 => "p99.9".into(),
+                    _ => "p99.99".into(),
+                })
+                .y_desc("ms")
+                .draw()?;
+            chart.draw_series(LineSeries::new(points.iter().copied(), BLUE))?;
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, BLUE.filled())))?;
+            root.present()?;
+            drop(chart);
+            drop(root);
+            written.push(path);
+        }
+        Ok(written)
+    }
+}

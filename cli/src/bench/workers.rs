@@ -1,0 +1,186 @@
+//! The producers and consumers a run drives: one `rill_client` Producer or Consumer each, on its own connection,
+//! as separate processes would be.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::{BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use rill_client::{Client, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, SeekTo};
+use tokio::sync::mpsc;
+
+use super::report::{latency_histogram, Counters};
+
+/// What one producer sends.
+#[derive(Debug, Clone)]
+pub struct ProducerJob {
+    pub topic: String,
+    pub message_bytes: usize,
+    /// Stop after this many messages…
+    pub messages: Option<u64>,
+    /// …or at this instant.
+    pub deadline: Option<Instant>,
+    /// Messages per second for this producer; `None` is as fast as it goes.
+    pub rate: Option<f64>,
+    /// Put the send time (ns since `epoch`) in each value's first 8 bytes, for end-to-end latency.
+    pub stamp_send_time: bool,
+    /// Measure send-to-ack latency of one message in this many (1 = every message).
+    pub latency_every: u64,
+}
+
+/// Bytes that do not compress to nothing, so compression figures mean something.
+fn payload(len: usize, seed: u64) -> Bytes {
+    let mut state = seed | 1;
+    let mut out = BytesMut::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Letters only: values stay printable for `rill consume`, and compress about as well as JSON does.
+        out.put_u8(b'a' + (state % 26) as u8);
+    }
+    out.freeze()
+}
+
+/// Sends until the job is done, then waits for every acknowledgement. Returns the send-to-ack latencies (µs)
+/// and the number of records that failed.
+pub async fn produce(
+    client: Client,
+    config: ProducerConfig,
+    job: ProducerJob,
+    counters: Arc<Counters>,
+    epoch: Instant,
+    seed: u64,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let producer = Producer::new(client, config).context("cannot create a producer")?;
+    let value = payload(job.message_bytes, seed);
+    // Acknowledgements are awaited by a second task, in send order, so the send loop never waits on them.
+    let (acks_tx, mut acks_rx) = mpsc::channel::<(Instant, DeliveryFuture)>(1 << 16);
+    let collector = tokio::spawn(async move {
+        let mut latencies = latency_histogram();
+        let mut failed = 0u64;
+        while let Some((sent_at, delivery)) = acks_rx.recv().await {
+            match delivery.await {
+                Ok(_) => {
+                    let _ = latencies.record((sent_at.elapsed().as_micros() as u64).max(1));
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (latencies, failed)
+    });
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut send_error = None;
+    loop {
+        if job.messages.is_some_and(|n| sent >= n) || job.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let Some(rate) = job.rate {
+            // Pace by the schedule, not by sleeping per message: catch up in bursts, sleep when ahead.
+            let due = (started.elapsed().as_secs_f64() * rate) as u64;
+            if sent >= due {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+        }
+        let record_value = if job.stamp_send_time {
+            let mut stamped = BytesMut::with_capacity(job.message_bytes.max(8));
+            stamped.put_u64(epoch.elapsed().as_nanos() as u64);
+            stamped.put_slice(&value[..job.message_bytes.saturating_sub(8)]);
+            stamped.freeze()
+        } else {
+            value.clone()
+        };
+        let is_sampled = sent.is_multiple_of(job.latency_every);
+        let sent_at = if is_sampled { Some(Instant::now()) } else { None };
+        match producer.send(&job.topic, ProducerRecord::new(record_value)).await {
+            Ok(delivery) => {
+                counters.add(1, job.message_bytes as u64);
+                match sent_at {
+                    Some(at) => {
+                        if acks_tx.send((at, delivery)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => drop(delivery),
+                }
+            }
+            Err(error) => {
+                send_error = Some(error);
+                break;
+            }
+        }
+        sent += 1;
+    }
+    producer.flush().await;
+    drop(acks_tx);
+    let (latencies, sampled_failures) = collector.await.context("the acknowledgement task failed")?;
+    if let Some(error) = send_error {
+        return Err(error).context(format!("sending to {} failed", job.topic));
+    }
+    let failed_batches = producer.metrics().batches_failed;
+    Ok((latencies, sampled_failures.max(failed_batches)))
+}
+
+/// What one consumer reads.
+#[derive(Debug, Clone)]
+pub struct ConsumerJob {
+    pub partitions: Vec<(String, u32)>,
+    /// Start from the end (end-to-end runs) instead of the beginning (replays).
+    pub from_end: bool,
+    /// Stop at this instant at the latest.
+    pub deadline: Instant,
+    /// Values carry their send time: record send-to-consume latency.
+    pub stamped: bool,
+}
+
+/// Joins its partitions and positions itself; the returned consumer is then read by [`consume`].
+pub async fn prepare_consumer(client: Client, job: &ConsumerJob) -> anyhow::Result<Consumer> {
+    let config = ConsumerConfig {
+        fetch_max_bytes: 8 << 20,
+        fetch_max_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client, config).context("cannot create a consumer")?;
+    for (topic, partition) in &job.partitions {
+        consumer.assign(topic, &[*partition]).await.with_context(|| format!("cannot assign {topic}/{partition}"))?;
+        let to = if job.from_end { SeekTo::End } else { SeekTo::Beginning };
+        consumer.seek(topic, *partition, to).await.with_context(|| format!("cannot seek {topic}/{partition}"))?;
+    }
+    Ok(consumer)
+}
+
+/// Reads until `stop` is set (the run has read everything) or the deadline; returns send-to-consume latencies
+/// (µs) for stamped values.
+pub async fn consume(
+    mut consumer: Consumer,
+    job: ConsumerJob,
+    counters: Arc<Counters>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut latencies = latency_histogram();
+    while !stop.load(Ordering::Relaxed) && Instant::now() < job.deadline {
+        // Wake at least every 100 ms to notice `stop`.
+        let wait = job.deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        let Ok(records) = tokio::time::timeout(wait, consumer.poll()).await else { continue };
+        let records = records.context("fetch failed")?;
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let mut bytes = 0u64;
+        for record in &records {
+            let value = record.value.as_deref().unwrap_or_default();
+            bytes += value.len() as u64;
+            if job.stamped && value.len() >= 8 {
+                let mut sent = [0u8; 8];
+                sent.copy_from_slice(&value[..8]);
+                let micros = now_ns.saturating_sub(u64::from_be_bytes(sent)) / 1000;
+                let _ = latencies.record(micros.max(1));
+            }
+        }
+        counters.add(records.len() as u64, bytes);
+    }
+    Ok(latencies)
+}

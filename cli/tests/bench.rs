@@ -1,0 +1,88 @@
+//! `rill bench` end to end, small: each mode against an embedded broker reports what it moved, as JSON, and
+//! writes its plots; bad flags are refused with a message.
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_rill")).arg("bench").args(args).output().expect("run rill bench");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn produce_reports_every_message_and_its_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, stdout, stderr) =
+        bench(&["produce", "--embedded", "--data-dir", data, "--messages", "5000", "--message-bytes", "200", "--json"]);
+    assert!(ok, "{stderr}");
+    let report = json(&stdout);
+    let phase = &report["phases"][0];
+    assert_eq!(phase["phase"], "produce");
+    assert_eq!(phase["messages"], 5000);
+    assert_eq!(phase["bytes"], 5000 * 200);
+    assert!(phase["latency"]["p99_us"].as_u64().unwrap() >= phase["latency"]["p50_us"].as_u64().unwrap());
+    assert_eq!(phase["errors"], 0);
+}
+
+#[test]
+fn consume_replays_what_was_produced_across_partitions_and_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let data = dir.path().join("data");
+    let args = [
+        "consume",
+        "--embedded",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--workload",
+        "1-topic-16-partitions-1kb",
+        "--messages",
+        "8000",
+        "--json",
+        "--plot-dir",
+        plots.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let report = json(&stdout);
+    assert_eq!(report["phases"][0]["messages"], 8000);
+    assert_eq!(report["phases"][1]["phase"], "consume");
+    assert_eq!(report["phases"][1]["messages"], 8000, "every produced message is read back");
+    assert!(plots.join("1-topic-16-partitions-1kb-throughput.svg").exists());
+    assert!(plots.join("1-topic-16-partitions-1kb-produce-latency.svg").exists());
+}
+
+#[test]
+fn e2e_measures_send_to_consume_latency_at_a_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = ["e2e", "--embedded", "--data-dir", data, "--messages", "2000", "--rate", "4000", "--json"];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let report = json(&stdout);
+    let e2e = &report["phases"][1];
+    assert_eq!(e2e["phase"], "e2e");
+    assert_eq!(e2e["messages"], 2000);
+    assert_eq!(e2e["latency"]["samples"], 2000, "every message's send-to-consume time is measured");
+    // 2000 messages at 4000/s take about half a second: the rate was kept.
+    assert!(report["phases"][0]["seconds"].as_f64().unwrap() >= 0.4);
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_message() {
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--workload", "no-such"]);
+    assert!(!ok && stderr.contains("unknown workload") && stderr.contains("1-topic-16-partitions-1kb"), "{stderr}");
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--producers", "0"]);
+    assert!(!ok && stderr.contains("--producers"), "{stderr}");
+    let (ok, _, stderr) = bench(&["produce", "--broker", "127.0.0.1:1", "--messages", "10"]);
+    assert!(!ok && stderr.contains("connect"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

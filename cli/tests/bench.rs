@@ -72,6 +72,9 @@ fn e2e_measures_send_to_consume_latency_at_a_rate() {
     assert_eq!(e2e["phase"], "e2e");
     assert_eq!(e2e["messages"], 2000);
     assert_eq!(e2e["latency"]["samples"], 2000, "every message's send-to-consume time is measured");
+    // A real send-to-consume time: at least the producer's linger, at most the whole run.
+    let p50 = e2e["latency"]["p50_us"].as_u64().unwrap();
+    assert!((100..2_000_000).contains(&p50), "p50 {p50} µs");
     // 2000 messages at 4000/s take about half a second: the rate was kept.
     assert!(report["phases"][0]["seconds"].as_f64().unwrap() >= 0.4);
 }

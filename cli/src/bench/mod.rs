@@ -338,9 +338,10 @@ impl Run {
         epoch: Option<Instant>,
     ) -> anyhow::Result<(PhaseReport, hdrhistogram::Histogram<u64>)> {
         let counters = Arc::new(Counters::default());
+        // With an epoch (end-to-end runs) every value carries its send time relative to it.
+        let jobs = self.producer_jobs(epoch.is_some());
         let epoch = epoch.unwrap_or_else(Instant::now);
         let mut tasks = Vec::new();
-        let jobs = self.producer_jobs(false);
         let clients = futures_join(jobs.iter().map(|_| self.connect())).await?;
         let started = Instant::now();
         for (i, (job, client)) in jobs.into_iter().zip(clients).enumerate() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use common::{rill, rill_with_stdin, BrokerProcess, Running, RILL};
@@ -271,4 +271,38 @@ fn a_large_stdin_is_sent_in_batches_and_read_back_whole() {
     assert_eq!(got, lines.lines().collect::<Vec<_>>());
     let head = rill(b, &["consume", "bulk", "--max-messages", "10"]);
     assert_eq!(head.lines().len(), 10);
+}
+
+#[test]
+fn consume_without_follow_exits_while_a_producer_keeps_appending() {
+    let (_dir, broker) = broker_with_topic("busy", "1");
+    let b = broker.addr.as_str();
+    rill_with_stdin(b, &["produce", "busy"], b"0\n1\n2\n").ok();
+    // A producer that keeps appending for as long as the consumer runs (bounded: 1M lines at most).
+    let mut producer = Command::new(RILL)
+        .args(["produce", "busy"])
+        .env("RILL_BROKER", b)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn rill produce");
+    let guard = KillOnDrop(&mut producer);
+    let mut stdin = guard.0.stdin.take().expect("piped stdin");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for i in 3..1_000_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || writeln!(stdin, "{i}").is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let consumed = rill(b, &["consume", "busy"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    let values: Vec<u64> = consumed.ok().lines().map(|l| l.parse().expect("a number")).collect();
+    assert!(values.len() >= 3, "at least what was there before: {}", values.len());
+    assert_eq!(values, (0..values.len() as u64).collect::<Vec<_>>(), "a prefix of the log, in order, once");
 }

@@ -13,7 +13,7 @@ pub const DEFAULT_BROKER: &str = "127.0.0.1:9092";
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerFlag {
     /// Broker address, host:port.
-    #[arg(long = "broker", env = "RILL_BROKER", default_value = DEFAULT_BROKER, value_name = "ADDR")]
+    #[arg(long = "broker", env = "RILL_BROKER", hide_env_values = true, default_value = DEFAULT_BROKER, value_name = "ADDR")]
     pub addr: String,
 }
 

@@ -36,7 +36,7 @@ enum TopicCommand {
     /// List every topic with its partition count and settings.
     #[command(after_help = "Examples:
   rill topic list
-  rill topic list --broker 10.0.0.5:9092")]
+  rill topic list --broker rill-1.internal:9092     # or RILL_BROKER=rill-1.internal:9092")]
     List {
         #[command(flatten)]
         broker: BrokerFlag,

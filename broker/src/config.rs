@@ -91,6 +91,22 @@ pub struct BrokerConfig {
     /// A connection on which no byte moves for this long is closed: a stalled or half-open peer holds nothing
     /// for ever. Healthy idle clients are kept alive by keepalive pings sent at a third of this.
     pub idle_connection_timeout_ms: u64,
+
+    /// Session timeout of a group member whose join does not ask for one: a member silent this long is removed.
+    pub group_session_timeout_ms: u64,
+    /// Shortest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: u64,
+    /// Longest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: u64,
+    /// Most consumer groups the coordinator holds (with members, or empty and remembered for their offsets).
+    pub max_groups: u32,
+    /// Most members one group may have.
+    pub max_members_per_group: u32,
+    /// Most topics one member may subscribe to.
+    pub max_topics_per_member: u32,
+    /// Committed offsets of a group without members are deleted once the group has been empty, and has not
+    /// committed, for this long (checked about once a second). `None` keeps them until the group is deleted.
+    pub group_offsets_retention_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -120,6 +136,13 @@ impl Default for BrokerConfig {
             max_concurrent_streams: 1_024,
             max_connections: 4_096,
             idle_connection_timeout_ms: 600_000,
+            group_session_timeout_ms: 10_000,
+            group_min_session_timeout_ms: 100,
+            group_max_session_timeout_ms: 300_000,
+            max_groups: 10_000,
+            max_members_per_group: 1_000,
+            max_topics_per_member: 1_000,
+            group_offsets_retention_ms: None,
         }
     }
 }
@@ -233,6 +256,53 @@ impl BrokerConfig {
                 "idle_connection_timeout_ms",
                 format!("{} is below the minimum of 100", self.idle_connection_timeout_ms),
             );
+        }
+        self.validate_groups()
+    }
+
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let bad = |setting, reason: String| Err(ConfigError { setting, reason });
+        // Sessions are sent to members as u32 milliseconds.
+        let max_session_ms = u64::from(u32::MAX);
+        if self.group_min_session_timeout_ms == 0 || self.group_min_session_timeout_ms > max_session_ms {
+            return bad(
+                "group_min_session_timeout_ms",
+                format!("{} is outside 1..=2^32-1", self.group_min_session_timeout_ms),
+            );
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
+            || self.group_max_session_timeout_ms > max_session_ms
+        {
+            return bad(
+                "group_max_session_timeout_ms",
+                format!(
+                    "{} must be at least group_min_session_timeout_ms ({}) and below 2^32",
+                    self.group_max_session_timeout_ms, self.group_min_session_timeout_ms
+                ),
+            );
+        }
+        if !(self.group_min_session_timeout_ms..=self.group_max_session_timeout_ms)
+            .contains(&self.group_session_timeout_ms)
+        {
+            return bad(
+                "group_session_timeout_ms",
+                format!(
+                    "{} is outside group_min_session_timeout_ms..=group_max_session_timeout_ms ({}..={})",
+                    self.group_session_timeout_ms, self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
+                ),
+            );
+        }
+        if self.max_groups == 0 {
+            return bad("max_groups", "must be at least 1".into());
+        }
+        if self.max_members_per_group == 0 {
+            return bad("max_members_per_group", "must be at least 1".into());
+        }
+        if self.max_topics_per_member == 0 {
+            return bad("max_topics_per_member", "must be at least 1".into());
+        }
+        if self.group_offsets_retention_ms == Some(0) {
+            return bad("group_offsets_retention_ms", "must be at least 1 (or unset to keep offsets)".into());
         }
         Ok(())
     }

@@ -31,6 +31,32 @@ pub enum BrokerError {
     TooManyTopics { limit: u32 },
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { what: &'static str, size: u64, limit: u64 },
+    #[error("unknown group {group:?}: it has no members and no committed offsets")]
+    UnknownGroup { group: String },
+    #[error(
+        "member {member:?} is not in group {group:?}: it left, disconnected or its session expired, and its \
+         partitions may belong to others now; drop them and rejoin"
+    )]
+    UnknownMember { group: String, member: String },
+    #[error(
+        "partition {partition} of topic {topic:?} is not owned by member {member:?} of group {group:?}: it was \
+         never assigned to it or its revocation was acknowledged; drop it"
+    )]
+    NotOwner { group: String, member: String, topic: String, partition: u32 },
+    #[error(
+        "stale generation {generation} from member {member:?} of group {group:?}: partition {partition} of topic \
+         {topic:?} was assigned to it at generation {assigned_at}; apply the latest assignment and commit with its \
+         generation"
+    )]
+    StaleGeneration { group: String, member: String, generation: i32, assigned_at: i32, topic: String, partition: u32 },
+    #[error("group {group:?} has {members} active member(s): {action} needs a group without members (stop its consumers first)")]
+    GroupNotEmpty { group: String, members: usize, action: &'static str },
+    #[error("too many consumer groups: the broker holds at most {limit} (max_groups)")]
+    TooManyGroups { limit: u32 },
+    #[error("group {group:?} is full: it may have at most {limit} members (max_members_per_group)")]
+    TooManyMembers { group: String, limit: u32 },
+    #[error("member session ended: {reason}")]
+    SessionEnded { reason: String },
     #[error("partition {partition} of topic {topic:?} was deleted or is closing")]
     PartitionClosed { topic: String, partition: u32 },
     #[error("the broker is shutting down")]
@@ -71,7 +97,16 @@ impl BrokerError {
             BrokerError::ReservedTopicName { .. }
             | BrokerError::InvalidPartitionCount { .. }
             | BrokerError::InvalidArgument { .. } => Code::InvalidArgument,
-            BrokerError::TooManyTopics { .. } | BrokerError::TooLarge { .. } => Code::ResourceExhausted,
+            BrokerError::TooManyTopics { .. }
+            | BrokerError::TooLarge { .. }
+            | BrokerError::TooManyGroups { .. }
+            | BrokerError::TooManyMembers { .. } => Code::ResourceExhausted,
+            BrokerError::UnknownGroup { .. } => Code::NotFound,
+            BrokerError::UnknownMember { .. }
+            | BrokerError::NotOwner { .. }
+            | BrokerError::StaleGeneration { .. }
+            | BrokerError::GroupNotEmpty { .. }
+            | BrokerError::SessionEnded { .. } => Code::FailedPrecondition,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Code::Unavailable,
             BrokerError::Io { source, .. } => io_code(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Code::Internal,

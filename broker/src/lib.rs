@@ -1,7 +1,7 @@
 //! The rill broker node: a tonic gRPC server over the `storage` crate's partition logs.
 //!
 //! It serves the `rill.v1` API (`proto/rill/v1/rill.proto`): topic administration, produce, long-polling
-//! fetch, subscribe streams, offset lookups and committed consumer-group offsets, plus gRPC health checking
+//! fetch, subscribe streams, offset lookups, consumer groups (membership, assignment, committed offsets), plus gRPC health checking
 //! and server reflection. `rill broker` runs one; tests and applications embed one:
 //!
 //! ```no_run
@@ -17,7 +17,8 @@
 //!
 //! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
 //! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
-//! `OffsetStore` keeps committed offsets, and `service` maps gRPC calls onto them.
+//! `OffsetStore` keeps committed offsets, `GroupCoordinator` runs consumer-group membership and assignment, and
+//! `service` maps gRPC calls onto them.
 //!
 //! Invariants:
 //! - One node per data dir (an exclusive `flock` on `<data>/__lock`). All on-disk state lives under it,
@@ -31,6 +32,8 @@
 //!   subscriber pushes back instead of growing memory.
 //! - Waiting (long-poll fetch, subscribe) is woken by appends through a watch channel, never by a polling loop.
 //! - An acknowledged `durable` produce and an acknowledged offset commit are fsynced.
+//! - No partition is owned by two members of a consumer group at once (asserted after every rebalance step),
+//!   and a commit is accepted only from the member owning the partition, checked at the instant it lands.
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`).
 
 mod codec;
@@ -38,6 +41,7 @@ mod config;
 mod connection;
 mod data_dir_lock;
 mod error;
+mod groups;
 mod meta;
 mod node;
 mod offsets;

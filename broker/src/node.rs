@@ -1,4 +1,5 @@
-//! The state every request handler shares: settings, topics, committed offsets and the shutdown signal.
+//! The state every request handler shares: settings, topics, committed offsets, consumer groups and the
+//! shutdown signal.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -6,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::groups::GroupCoordinator;
 use crate::offsets::OffsetStore;
 use crate::registry::Registry;
 
@@ -13,6 +15,7 @@ pub struct Node {
     pub config: Arc<BrokerConfig>,
     pub registry: Registry,
     pub offsets: Arc<OffsetStore>,
+    pub groups: Arc<GroupCoordinator>,
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
     /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.
     pub shutdown: watch::Receiver<bool>,

@@ -80,6 +80,9 @@ pub struct Registry {
     config: Arc<BrokerConfig>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
+    /// Bumped after every create, delete and add-partitions, so the group coordinator can rebalance groups
+    /// subscribed to the topic without the registry knowing about groups.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
@@ -110,7 +113,22 @@ impl Registry {
             };
             topics.insert(meta.name, Arc::new(topic));
         }
-        Ok(Registry { data_dir, config, topics: RwLock::new(topics), admin: tokio::sync::Mutex::new(()) })
+        Ok(Registry {
+            data_dir,
+            config,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// A receiver that sees a change after every topic create, delete or add-partitions.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|version| *version = version.wrapping_add(1));
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
@@ -164,6 +182,7 @@ impl Registry {
             next_round_robin: AtomicU32::new(0),
         });
         write(&self.topics).insert(name.to_string(), Arc::clone(&topic));
+        self.changed();
         tracing::info!(topic = %name, partitions = partition_count, "created topic");
         Ok(topic)
     }
@@ -177,6 +196,7 @@ impl Registry {
         })
         .await?;
         write(&self.topics).remove(name);
+        self.changed();
         discard_partitions(topic.partitions(), &self.config).await;
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
@@ -205,6 +225,7 @@ impl Registry {
             return Err(err);
         }
         write(&topic.partitions).extend(added);
+        self.changed();
         tracing::info!(topic = %name, from = old_count, to = new_count, "added partitions");
         Ok(topic)
     }

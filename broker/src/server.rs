@@ -16,11 +16,15 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::connection;
 use crate::data_dir_lock::{DataDirLock, LockError};
 use crate::error::BrokerError;
+use crate::groups::GroupCoordinator;
 use crate::node::Node;
 use crate::offsets::OffsetStore;
 use crate::registry::Registry;
 use crate::request_limit::oversized_request_is_resource_exhausted;
 use crate::service::RillService;
+
+/// How often the maintenance task expires empty groups' offsets and forgets empty groups with nothing to keep.
+const GROUP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Framing a produce or fetch message adds around its record bytes (topic name, fields, gRPC prefix).
 const MESSAGE_OVERHEAD_BYTES: u64 = 64 << 10;
@@ -65,7 +69,8 @@ impl Broker {
         let registry = Registry::restore(Arc::clone(&config)).await?;
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let node = Arc::new(Node { config: Arc::clone(&config), registry, offsets, shutdown: shutdown_rx });
+        let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
+        let node = Arc::new(Node { config: Arc::clone(&config), registry, offsets, groups, shutdown: shutdown_rx });
 
         let bind = |source| StartError::Bind { addr: config.listen, source };
         let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));
@@ -125,8 +130,9 @@ impl Broker {
             }
         });
         let maintenance = tokio::spawn(run_maintenance(Arc::clone(&node)));
+        let group_refresh = tokio::spawn(crate::service::follow_topic_changes(Arc::clone(&node)));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "broker started");
-        Ok(BrokerHandle { addr, node, shutdown_tx, stop_tx, server, maintenance, health, data_dir_lock })
+        Ok(BrokerHandle { addr, node, shutdown_tx, stop_tx, server, maintenance, group_refresh, health, data_dir_lock })
     }
 }
 
@@ -138,6 +144,7 @@ pub struct BrokerHandle {
     stop_tx: oneshot::Sender<()>,
     server: JoinHandle<()>,
     maintenance: JoinHandle<()>,
+    group_refresh: JoinHandle<()>,
     health: tonic_health::server::HealthReporter,
     /// Released (dropped) only after every log is closed.
     data_dir_lock: DataDirLock,
@@ -169,6 +176,7 @@ impl BrokerHandle {
             server.abort();
         }
         let _ = self.maintenance.await;
+        let _ = self.group_refresh.await;
         self.node.registry.close_all().await;
         if let Err(err) = self.node.offsets.close().await {
             tracing::error!(error = %err, "closing the committed-offsets log failed");
@@ -178,12 +186,14 @@ impl BrokerHandle {
     }
 }
 
-/// Flushes logs whose interval is due and applies retention, every `maintenance_interval_ms`, until shutdown.
+/// Flushes logs whose interval is due, applies retention and expires empty groups' offsets, every
+/// `maintenance_interval_ms`, until shutdown.
 /// Each pass is one blocking task over all partitions, so a slow disk delays the next pass, never a request.
 async fn run_maintenance(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_millis(node.config.maintenance_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = node.shutdown.clone();
+    let mut last_group_sweep = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -206,6 +216,12 @@ async fn run_maintenance(node: Arc<Node>) {
         });
         if let Err(err) = pass.await {
             tracing::error!(error = %err, "maintenance pass failed");
+        }
+        // The sweep reads every committed offset under the store's lock: once a second is plenty for expiry
+        // measured in minutes or days.
+        if last_group_sweep.elapsed() >= GROUP_SWEEP_INTERVAL {
+            last_group_sweep = tokio::time::Instant::now();
+            crate::service::expire_groups(&node).await;
         }
     }
 }

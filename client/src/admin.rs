@@ -1,13 +1,15 @@
-//! Administration: topics (create, delete, list, describe, add partitions), log offsets and groups' committed
-//! offsets. Thin calls over the `TopicAdmin`, `Records.ListOffsets` and `ConsumerGroups` services; the answers
+//! Administration: topics (create, delete, list, describe, add partitions), log offsets, groups' committed
+//! offsets and consumer groups (describe, list, delete, reset offsets). Thin calls over the `TopicAdmin`, `Records.ListOffsets` and `ConsumerGroups` services; the answers
 //! are the API's own messages (`rill_protocol::v1`), re-exported here, since the `.proto` is the contract.
 
 use rill_protocol::v1::{
-    AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
-    FetchOffsetsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, TopicPartition,
+    reset_offsets_request, AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteGroupRequest,
+    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
-    CommittedOffset, DurabilityPolicy, PartitionInfo, PartitionOffset, TopicConfig, TopicInfo,
+    CommittedOffset, DescribeGroupResponse as GroupDescription, DurabilityPolicy, GroupState, GroupSummary,
+    MemberDescription, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicInfo,
 };
 use std::time::Duration;
 
@@ -115,10 +117,65 @@ impl Admin {
         committed_offsets(&self.client, group, partitions, self.timeout()).await
     }
 
+    /// A consumer group's state, members with their partitions, and per partition its committed offset, end
+    /// offset and lag.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let message = DescribeGroupRequest { group: group.to_owned() };
+        let ctx = RequestContext::default();
+        call(self.timeout(), ctx, self.client.groups().describe_group(request(message, self.timeout()))).await
+    }
+
+    /// Every group with members or committed offsets, by name.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let ctx = RequestContext::default();
+        let mut groups = self.client.groups();
+        let listed = call(self.timeout(), ctx, groups.list_groups(request(ListGroupsRequest {}, self.timeout())));
+        Ok(listed.await?.groups)
+    }
+
+    /// Forgets a group's committed offsets; returns how many. `Error::GroupRefused` while it has members.
+    pub async fn delete_group(&self, group: &str) -> Result<u32> {
+        let message = DeleteGroupRequest { group: group.to_owned() };
+        let ctx = RequestContext::default();
+        let response =
+            call(self.timeout(), ctx, self.client.groups().delete_group(request(message, self.timeout()))).await?;
+        Ok(response.deleted_offsets)
+    }
+
+    /// Sets `group`'s committed offsets of `topic` (all partitions if `partitions` is empty) to `to`. Only for a
+    /// group without members: `Error::GroupRefused` otherwise.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[u32],
+        to: OffsetSpec,
+    ) -> Result<Vec<CommittedOffset>> {
+        use rill_protocol::v1::OffsetSpec as Spec;
+        let (spec, timestamp_ms) = match to {
+            OffsetSpec::Earliest => (Spec::Earliest, 0),
+            OffsetSpec::Latest => (Spec::Latest, 0),
+            OffsetSpec::Timestamp(ms) => (Spec::Timestamp, ms),
+        };
+        let message = ResetOffsetsRequest {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partitions: partitions.to_vec(),
+            to: Some(reset_offsets_request::To::Spec(spec as i32)),
+            timestamp_ms,
+        };
+        let ctx = RequestContext::topic(topic);
+        let response =
+            call(self.timeout(), ctx, self.client.groups().reset_offsets(request(message, self.timeout()))).await?;
+        Ok(response.offsets)
+    }
+
     /// Stores `offsets` (topic, partition, next offset to consume) as `group`'s positions, as a standalone
-    /// (memberless) committer: for tools that reset a group's offsets.
+    /// (memberless) committer: for tools that set a group's offsets by hand. Refused (`Error::GroupRefused`)
+    /// while the group has members: its members' commits are the only ones that count then.
     pub async fn commit_offsets(&self, group: &str, offsets: &[(&str, u32, i64)]) -> Result<()> {
-        commit_offsets(&self.client, group, offsets.iter().map(|&(t, p, o)| (t, p, o)), self.timeout()).await
+        let offsets = offsets.iter().map(|&(t, p, o)| (t, p, o));
+        commit_offsets(&self.client, group, "", -1, offsets, self.timeout()).await
     }
 }
 
@@ -187,6 +244,8 @@ pub(crate) async fn committed_offsets(
 pub(crate) async fn commit_offsets<'a>(
     client: &Client,
     group: &str,
+    member_id: &str,
+    generation: i32,
     offsets: impl Iterator<Item = (&'a str, u32, i64)>,
     timeout: Duration,
 ) -> Result<()> {
@@ -198,8 +257,9 @@ pub(crate) async fn commit_offsets<'a>(
             metadata: String::new(),
         })
         .collect();
-    // Standalone consumer: no member id, generation -1 (consumer groups will pass their own).
-    let message = CommitOffsetsRequest { group: group.to_owned(), member_id: String::new(), generation: -1, offsets };
+    // A standalone committer sends no member id and generation -1; a group member its own.
+    let message =
+        CommitOffsetsRequest { group: group.to_owned(), member_id: member_id.to_owned(), generation, offsets };
     let ctx = match message.offsets.as_slice() {
         [one] => RequestContext::partition(&one.topic, one.partition),
         _ => RequestContext::default(),

@@ -8,8 +8,9 @@
 //! `partitions × fetch_max_bytes` plus the records not yet handed out. A seek bumps the cursor's epoch, so the
 //! answer of a fetch started before it is recognised and dropped.
 //!
-//! Partitions are assigned explicitly ([`Consumer::assign`]); group membership (`subscribe(group, topics)`)
-//! arrives with the consumer-groups issue and will drive `assign`/`unassign` from the broker's assignment.
+//! Partitions are assigned explicitly ([`Consumer::assign`]), or by the broker to the members of a consumer
+//! group ([`Consumer::subscribe`], in `consumer/group.rs`): then every `poll` first applies the group's latest
+//! assignment.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,11 +20,17 @@ use futures_util::Stream;
 use rill_protocol::v1::{FetchRequest, FetchResponse, RecordFormat};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::admin::{commit_offsets, committed_offsets, list_offsets, OffsetSpec};
+use crate::admin::{committed_offsets, list_offsets, OffsetSpec};
 use crate::connection::{call, request, Client};
 use crate::decode::{decode_batches, DecodeLimits};
 use crate::error::{Error, RequestContext, Result};
+use crate::membership::{GroupAssignor, Membership};
 use crate::record::ConsumedRecord;
+
+mod group;
+
+pub use group::RebalanceEvent;
+use group::{AppliedAssignment, RebalanceListener};
 
 /// Where to start reading a partition that has no committed offset, or whose position fell out of the log
 /// (retention deleted it).
@@ -65,8 +72,16 @@ pub struct ConsumerConfig {
     pub check_crcs: bool,
     /// Largest size a compressed batch may decompress to.
     pub max_decompressed_bytes: usize,
-    /// Wait before fetching again after a failed fetch.
+    /// Wait before fetching again after a failed fetch, and before rejoining a group after losing membership.
     pub retry_backoff: Duration,
+    /// A subscribed consumer that sends nothing to the broker for this long is removed from its group (its
+    /// partitions go to the others). Heartbeats go out at a third of it, from a background task, so a slow
+    /// `poll` loop does not count; a hung process or a broken network does.
+    pub session_timeout: Duration,
+    /// The assignor a subscribed consumer asks for (the group's members must agree).
+    pub group_assignor: GroupAssignor,
+    /// Names this consumer in the group's description; prefixes its member id.
+    pub client_id: String,
 }
 
 impl Default for ConsumerConfig {
@@ -81,6 +96,9 @@ impl Default for ConsumerConfig {
             check_crcs: true,
             max_decompressed_bytes: 64 << 20,
             retry_backoff: Duration::from_millis(100),
+            session_timeout: Duration::from_secs(10),
+            group_assignor: GroupAssignor::Sticky,
+            client_id: "rill-consumer".into(),
         }
     }
 }
@@ -122,6 +140,10 @@ pub struct Consumer {
     ready: VecDeque<ConsumedRecord>,
     last_commit: Instant,
     next_epoch: u64,
+    /// Set by `subscribe`: the group membership whose assignments drive the cursors.
+    membership: Option<Membership>,
+    group_applied: AppliedAssignment,
+    rebalance_listener: Option<RebalanceListener>,
 }
 
 impl Consumer {
@@ -140,12 +162,25 @@ impl Consumer {
             ready: VecDeque::new(),
             last_commit: Instant::now(),
             next_epoch: 0,
+            membership: None,
+            group_applied: AppliedAssignment::default(),
+            rebalance_listener: None,
         })
     }
 
     /// Starts reading `partitions` of `topic` (all of them if empty): from the group's committed offsets when a
     /// `group_id` is set and has one, else from `offset_reset`. Already assigned partitions keep their position.
+    /// Refused while subscribed to a group (the broker assigns then).
     pub async fn assign(&mut self, topic: &str, partitions: &[u32]) -> Result<()> {
+        if let Some(membership) = &self.membership {
+            return Err(Error::InvalidArgument {
+                message: format!("subscribed to group {:?}: the broker assigns partitions", membership.group),
+            });
+        }
+        self.add_partitions(topic, partitions).await
+    }
+
+    async fn add_partitions(&mut self, topic: &str, partitions: &[u32]) -> Result<()> {
         let timeout = self.client.config().request_timeout;
         let partitions = if partitions.is_empty() {
             let offsets = list_offsets(&self.client, topic, &[], OffsetSpec::Earliest, timeout).await?;
@@ -187,17 +222,26 @@ impl Consumer {
         Ok(())
     }
 
-    /// Stops reading `partitions` of `topic`; records of theirs not yet handed out are dropped.
+    /// Stops reading `partitions` of `topic`; records of theirs not yet handed out are dropped. Ignored (and
+    /// logged) while subscribed to a group: the broker decides then.
     pub fn unassign(&mut self, topic: &str, partitions: &[u32]) {
-        for &partition in partitions {
-            let key: Key = (Arc::from(topic), partition);
-            if let Some(cursor) = self.cursors.remove(&key) {
-                if let Some(fetch) = cursor.fetch {
-                    fetch.abort();
-                }
-            }
-            self.ready.retain(|r| !(&*r.topic == topic && r.partition == partition));
+        if self.membership.is_some() {
+            tracing::warn!(topic, "unassign ignored: a subscribed consumer's partitions are assigned by its group");
+            return;
         }
+        for &partition in partitions {
+            self.unassign_one(topic, partition);
+        }
+    }
+
+    fn unassign_one(&mut self, topic: &str, partition: u32) {
+        let key: Key = (Arc::from(topic), partition);
+        if let Some(cursor) = self.cursors.remove(&key) {
+            if let Some(fetch) = cursor.fetch {
+                fetch.abort();
+            }
+        }
+        self.ready.retain(|r| !(&*r.topic == topic && r.partition == partition));
     }
 
     /// The assigned partitions, sorted.
@@ -241,10 +285,10 @@ impl Consumer {
     }
 
     /// Waits for records and returns every record fetched so far (at least one). Returns at once with nothing
-    /// when no partition is assigned. Cancel-safe: records are only taken once the call completes.
+    /// when no partition is assigned by hand; a subscribed consumer waits for the group to assign it some.
+    /// Cancel-safe: records are only taken once the call completes.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>> {
-        self.maybe_auto_commit().await;
-        if !self.fill().await? {
+        if !self.ready_records().await? {
             return Ok(Vec::new());
         }
         let records: Vec<ConsumedRecord> = self.ready.drain(..).collect();
@@ -256,8 +300,7 @@ impl Consumer {
 
     /// The next record; `None` when no partition is assigned.
     pub async fn next_record(&mut self) -> Option<Result<ConsumedRecord>> {
-        self.maybe_auto_commit().await;
-        match self.fill().await {
+        match self.ready_records().await {
             Ok(true) => {}
             Ok(false) => return None,
             Err(err) => return Some(Err(err)),
@@ -275,16 +318,39 @@ impl Consumer {
         })
     }
 
-    /// Stores the position of every assigned partition as the group's committed offset.
+    /// Stores the position of every assigned partition as the group's committed offset. A subscribed consumer
+    /// commits as its group member; the broker refuses (`Error::GroupRefused`) a member it has removed.
     pub async fn commit(&mut self) -> Result<()> {
-        let group = self.config.group_id.as_deref().ok_or(Error::NoGroup)?;
-        if self.cursors.is_empty() {
-            return Ok(());
-        }
-        let offsets = self.cursors.iter().map(|((topic, partition), cursor)| (&**topic, *partition, cursor.position));
-        commit_offsets(&self.client, group, offsets, self.client.config().request_timeout).await?;
+        self.config.group_id.as_deref().ok_or(Error::NoGroup)?;
+        let keys: Vec<Key> = self.cursors.keys().cloned().collect();
+        self.commit_keys(&keys).await?;
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// Applies the group's latest assignment (when subscribed), auto-commits if due, then waits until records
+    /// are ready. `false` if nothing is assigned by hand. A subscribed consumer also wakes up for a new
+    /// assignment, so a revocation never waits for a long-poll to end.
+    async fn ready_records(&mut self) -> Result<bool> {
+        loop {
+            self.apply_assignment().await?;
+            self.maybe_auto_commit().await;
+            let Some(mut updates) = self.membership.as_ref().map(|m| m.state.clone()) else {
+                return self.fill().await;
+            };
+            if !self.ready.is_empty() {
+                return Ok(true);
+            }
+            let has_partitions = !self.cursors.is_empty();
+            tokio::select! {
+                filled = self.fill(), if has_partitions => {
+                    if filled? {
+                        return Ok(true);
+                    }
+                }
+                changed = Self::wait_for_assignment_change(&mut updates) => changed?,
+            }
+        }
     }
 
     async fn maybe_auto_commit(&mut self) {

@@ -57,6 +57,11 @@ pub enum Error {
     NoGroup,
     #[error("the producer is closed")]
     ProducerClosed,
+    /// The consumer group's state refused the request: a commit from a member the broker removed or whose
+    /// partition moved (drop the partitions and rejoin: a subscribed consumer does), or a reset or delete of a
+    /// group that still has members (stop them first).
+    #[error("the consumer group refused the request: {message}")]
+    GroupRefused { message: String },
     #[error("broker error ({code:?}): {message}")]
     Broker { code: Code, message: String },
 }
@@ -101,6 +106,7 @@ impl Error {
             },
             Code::AlreadyExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
             Code::InvalidArgument => Error::InvalidArgument { message },
+            Code::FailedPrecondition => Error::GroupRefused { message },
             Code::OutOfRange | Code::ResourceExhausted if is_size_limit(&message) => Error::BatchTooLarge { message },
             Code::OutOfRange => Error::OffsetOutOfRange { message },
             Code::ResourceExhausted => Error::LimitExceeded { message },

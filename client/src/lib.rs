@@ -9,8 +9,10 @@
 //!   one task per partition with retries on transient failures.
 //! - [`Consumer`]: reads assigned partitions from positions it keeps (seek to an offset, the ends, or a
 //!   timestamp), as `poll` batches or a `Stream` of [`ConsumedRecord`]s, prefetching each partition's next
-//!   fetch; commits positions to a group manually or on an interval.
-//! - [`Admin`]: topics, offsets and committed offsets.
+//!   fetch; commits positions to a group manually or on an interval. Or, with
+//!   [`Consumer::subscribe`], a member of a consumer group: the broker assigns its partitions and `poll`
+//!   follows the assignment, reporting each change as a [`RebalanceEvent`].
+//! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
 //! - [`Error`]: one error type for everything, in terms of the caller's request.
 //!
 //! ```no_run
@@ -37,7 +39,8 @@
 //! - No lock is held across an `.await`; the producer's one lock covers partition choice and encoding.
 //! - Record bytes are encoded straight into the batch buffer (no per-record allocation in the producer), and
 //!   consumed keys and values are `Bytes` slices of the fetched (or decompressed) buffer.
-//! - A consumer commits only positions past records it has handed to the application (at-least-once).
+//! - A consumer commits only positions past records it has handed to the application (at-least-once); a
+//!   subscribed consumer commits a partition's position before it acknowledges giving the partition up.
 //! - Requests the broker rejected as wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, size limits) are
 //!   never retried; gRPC statuses become [`Error`]s in one place (`error.rs`).
 //! - This crate knows nothing of the broker's internals: it speaks `rill_protocol::v1` and the batch codec.
@@ -52,18 +55,20 @@ mod consumer;
 mod decode;
 mod delivery;
 mod error;
+mod membership;
 mod producer;
 mod record;
 mod sender;
 
 pub use admin::{
-    Admin, CommittedOffset, DurabilityPolicy, OffsetSpec, PartitionInfo, PartitionOffset, TopicConfig,
-    TopicDescription, TopicInfo,
+    Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
+    OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,
 };
 pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
-pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::DeliveryFuture;
 pub use error::{Error, Result};
+pub use membership::GroupAssignor;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};

@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 
 pub use tempfile::TempDir;
 
+pub mod group_member;
+
 /// A broker running in-process on its own temporary data dir, with connected clients.
 pub struct TestBroker {
     pub handle: Option<BrokerHandle>,

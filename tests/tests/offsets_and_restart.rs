@@ -67,7 +67,7 @@ async fn bad_commits_are_refused_and_store_nothing() {
     broker.assert_serving().await;
     let mut member = commit("g", "t", 0, 1);
     member.member_id = "m-1".into();
-    assert_status(broker.groups.commit_offsets(member).await, Code::InvalidArgument, &["m-1", "no members"]);
+    assert_status(broker.groups.commit_offsets(member).await, Code::FailedPrecondition, &["m-1", "not in group"]);
     broker.assert_serving().await;
     let stored = broker.groups.fetch_offsets(lookup("g", "t", 0)).await.unwrap().into_inner().offsets;
     assert_eq!(stored[0].offset, -1, "nothing was stored");

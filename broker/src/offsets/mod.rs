@@ -34,6 +34,8 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// Longest group id (Kafka's topic-name limit, for symmetry).
 pub const MAX_GROUP_CHARS: usize = 249;
 const REPLAY_READ_BYTES: usize = 1 << 20;
+/// Bytes per batch of tombstones written by a group deletion (well under the log's `max_batch_bytes`).
+const DELETE_BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OffsetKey {
@@ -88,9 +90,23 @@ impl OffsetStore {
     }
 
     /// Stores the commits durably; returns once they are fsynced. The caller has validated them.
+    #[cfg(test)]
     pub async fn commit(self: &Arc<Self>, commits: Vec<(OffsetKey, i64, String)>, now_ms: i64) -> Result<()> {
+        self.commit_checked(commits, now_ms, || Ok(())).await
+    }
+
+    /// Stores the commits durably if `check` passes. `check` runs under the store's lock, so nothing can read
+    /// these offsets between the check and the store: a group member's commit is checked against the group's
+    /// membership at the instant it lands, and a partition handed to a new owner after the check is read by
+    /// that owner only after the commit is in the map.
+    pub async fn commit_checked(
+        self: &Arc<Self>,
+        commits: Vec<(OffsetKey, i64, String)>,
+        now_ms: i64,
+        check: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<()> {
         if commits.is_empty() {
-            return Ok(());
+            return blocking(check).await;
         }
         let store = Arc::clone(self);
         let end_offset = blocking(move || {
@@ -105,6 +121,7 @@ impl OffsetStore {
             }
             let batch = builder.build();
             let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            check()?;
             let appended = store.log.append(&batch)?;
             for (key, offset, metadata) in commits {
                 committed.insert(key, Committed { offset, metadata, commit_time_ms: now_ms });
@@ -114,6 +131,56 @@ impl OffsetStore {
         .await?;
         let log = Arc::clone(&self.log);
         blocking(move || Ok(log.sync_through(end_offset)?)).await
+    }
+
+    /// Forgets every committed offset of `group` (a tombstone per key, fsynced) if `check` passes under the
+    /// store's lock. Returns how many were forgotten.
+    pub async fn delete_group_checked(
+        self: &Arc<Self>,
+        group: String,
+        now_ms: i64,
+        check: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<usize> {
+        let store = Arc::clone(self);
+        let (end_offset, deleted) = blocking(move || {
+            let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            check()?;
+            let keys: Vec<OffsetKey> = committed.keys().filter(|k| k.group == group).cloned().collect();
+            if keys.is_empty() {
+                return Ok((None, 0));
+            }
+            let mut builder = RecordBatchBuilder::default();
+            for key in &keys {
+                let record =
+                    Record { key: Some(encode_key(key)), value: None, headers: Vec::new(), timestamp_ms: now_ms };
+                // Tombstones are small; split like compaction does so a huge group never exceeds the batch limit.
+                if !builder.is_empty() && builder.encoded_bytes() + builder.record_bytes(&record) > DELETE_BATCH_BYTES {
+                    store.log.append(&std::mem::take(&mut builder).build())?;
+                }
+                builder.push(&record);
+            }
+            let appended = store.log.append(&builder.build())?;
+            for key in &keys {
+                committed.remove(key);
+            }
+            Ok((Some(appended.last_offset + 1), keys.len()))
+        })
+        .await?;
+        if let Some(end_offset) = end_offset {
+            let log = Arc::clone(&self.log);
+            blocking(move || Ok(log.sync_through(end_offset)?)).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Every group with committed offsets, and the time of its newest commit.
+    pub fn groups(&self) -> BTreeMap<String, i64> {
+        let mut groups = BTreeMap::new();
+        for (key, commit) in self.lock().iter() {
+            let newest = groups.entry(key.group.clone()).or_insert(commit.commit_time_ms);
+            *newest = (*newest).max(commit.commit_time_ms);
+        }
+        groups
     }
 
     /// The group's committed offset for one partition.
@@ -158,7 +225,7 @@ fn replay(log: &Log) -> Result<(BTreeMap<OffsetKey, Committed>, usize)> {
                     (Some(key), Some(Some(value))) => {
                         committed.insert(key, value);
                     }
-                    // A tombstone (null value) forgets the key; group deletion will write them.
+                    // A tombstone (null value) forgets the key: group deletion and expiry write them.
                     (Some(key), None) => {
                         committed.remove(&key);
                     }
@@ -268,5 +335,30 @@ mod tests {
         assert_eq!(store.get(&key(0)), Some(Committed { offset: 6, metadata: "b".into(), commit_time_ms: 2 }));
         assert_eq!(store.for_group("g").len(), 2);
         assert!(store.for_group("other").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_group_stays_deleted_after_a_reopen_and_a_failed_check_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |g: &str, p| OffsetKey { group: g.into(), topic: "t".into(), partition: p };
+        {
+            let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
+            store.commit(vec![(key("g", 0), 5, String::new()), (key("g", 1), 9, String::new())], 1).await.unwrap();
+            store.commit(vec![(key("keep", 0), 3, String::new())], 1).await.unwrap();
+            let refused = store
+                .commit_checked(vec![(key("g", 0), 99, String::new())], 2, || Err(BrokerError::invalid("x", "no")))
+                .await;
+            assert!(refused.is_err());
+            assert_eq!(store.get(&key("g", 0)).map(|c| c.offset), Some(5));
+            let refused = store.delete_group_checked("g".into(), 3, || Err(BrokerError::invalid("x", "no"))).await;
+            assert!(refused.is_err());
+            assert_eq!(store.for_group("g").len(), 2);
+            assert_eq!(store.delete_group_checked("g".into(), 3, || Ok(())).await.unwrap(), 2);
+            assert_eq!(store.delete_group_checked("g".into(), 3, || Ok(())).await.unwrap(), 0);
+            store.close().await.unwrap();
+        }
+        let store = OffsetStore::open(dir.path()).await.unwrap();
+        assert!(store.for_group("g").is_empty());
+        assert_eq!(store.groups().into_iter().collect::<Vec<_>>(), [("keep".to_string(), 1)]);
     }
 }

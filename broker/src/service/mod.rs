@@ -2,6 +2,7 @@
 //! `Result<_, BrokerError>`; the conversion to `tonic::Status` happens in `error.rs`, nowhere else.
 
 mod admin;
+mod group_admin;
 mod groups;
 mod produce;
 mod read;
@@ -10,6 +11,8 @@ mod records;
 use std::sync::Arc;
 
 use crate::node::Node;
+
+pub use group_admin::{expire_groups, follow_topic_changes};
 
 /// Implements `TopicAdmin`, `Records` and `ConsumerGroups` over one shared [`Node`].
 #[derive(Clone)]

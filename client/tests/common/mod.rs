@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rill_broker::{Broker, BrokerConfig, BrokerHandle};
+
+pub mod group;
 use rill_client::{Admin, Client, ConsumedRecord, Consumer, TopicConfig};
 
 /// How long a test waits for something that should happen well within it.

@@ -1,0 +1,385 @@
+//! The group coordinator: consumer-group membership, server-side assignment and incremental cooperative
+//! rebalancing (the protocol is documented in `proto/rill/v1/rill.proto`, above `service ConsumerGroups`).
+//!
+//! - `assignor.rs` — the sticky, range and round-robin assignors: pure functions to a target assignment.
+//! - `group.rs` — one group: members, generation, and `reconcile`, which moves partitions towards the target
+//!   without ever letting two members own one.
+//! - `session.rs` — one member's JoinGroup stream: its session timer, heartbeats, leave and disconnect.
+//!
+//! [`GroupCoordinator`] holds every group behind one `std::sync::Mutex`, held only for in-memory work (never
+//! across an `.await`, never around disk I/O). Membership is not persisted: after a broker restart members'
+//! streams have broken and they rejoin; committed offsets are durable in `offsets/`. Lock order: an offset
+//! commit checks the committing member *inside* the offsets lock (see `OffsetStore::commit_checked`), so the
+//! coordinator lock is taken after the offsets lock, never the other way round.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rill_protocol::v1;
+use tokio::sync::watch;
+
+use crate::config::BrokerConfig;
+use crate::error::{BrokerError, Result};
+use crate::node::now_ms;
+use crate::offsets::MAX_GROUP_CHARS;
+use crate::registry::Registry;
+
+mod assignor;
+mod group;
+pub mod session;
+
+pub use assignor::{Assignor, TopicPartition};
+pub use group::MemberView;
+use group::{by_topic, Group, Member};
+
+/// Longest client id a member may give.
+pub const MAX_CLIENT_ID_BYTES: usize = 255;
+
+/// A member just admitted: what its session task needs.
+pub struct Joined {
+    pub group: String,
+    pub member_id: String,
+    pub session_timeout: Duration,
+    pub updates: watch::Sender<MemberView>,
+}
+
+/// A consistent copy of one group's membership, for DescribeGroup.
+pub struct GroupSnapshot {
+    pub state: v1::GroupState,
+    pub generation: i32,
+    pub assignor: Assignor,
+    pub members: Vec<v1::MemberDescription>,
+    pub topics: BTreeSet<String>,
+    pub owners: BTreeMap<TopicPartition, String>,
+}
+
+pub struct GroupCoordinator {
+    config: Arc<BrokerConfig>,
+    groups: Mutex<BTreeMap<String, Group>>,
+    next_member: AtomicU64,
+    /// Random per broker start, so member ids are never reused across restarts (a zombie from before a restart
+    /// cannot pass for a new member).
+    member_id_salt: u64,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: Arc<BrokerConfig>) -> GroupCoordinator {
+        let member_id_salt = std::collections::hash_map::RandomState::new().build_hasher().finish() ^ now_ms() as u64;
+        GroupCoordinator { config, groups: Mutex::new(BTreeMap::new()), next_member: AtomicU64::new(1), member_id_salt }
+    }
+
+    /// Admits a member: validates the join, creates the group if needed, and rebalances.
+    pub fn join(&self, request: v1::JoinRequest, registry: &Registry) -> Result<(Joined, watch::Receiver<MemberView>)> {
+        check_group_id(&request.group)?;
+        let topics = self.check_topics(&request.topics)?;
+        let assignor = Assignor::from_wire(request.assignor)
+            .ok_or_else(|| BrokerError::invalid("assignor", format!("unknown assignor {}", request.assignor)))?;
+        if request.client_id.len() > MAX_CLIENT_ID_BYTES || request.client_id.chars().any(char::is_control) {
+            return Err(BrokerError::invalid(
+                "client_id",
+                format!("at most {MAX_CLIENT_ID_BYTES} bytes without control characters"),
+            ));
+        }
+        let session_timeout_ms = self.session_timeout_ms(request.session_timeout_ms)?;
+        let member_id = self.new_member_id(&request.client_id);
+        let (updates, view) = watch::channel(MemberView::Left);
+        let counts = {
+            let mut wanted = topics.clone();
+            if let Some(group) = self.lock().get(&request.group) {
+                wanted.extend(group.subscribed_topics());
+            }
+            partition_counts(registry, &wanted)
+        };
+        let mut groups = self.lock();
+        if !groups.contains_key(&request.group) && groups.len() >= self.config.max_groups as usize {
+            return Err(BrokerError::TooManyGroups { limit: self.config.max_groups });
+        }
+        let group = groups
+            .entry(request.group.clone())
+            .or_insert_with(|| Group::new(request.group.clone(), assignor, now_ms()));
+        if group.members.is_empty() {
+            group.assignor = assignor;
+        } else if group.assignor != assignor {
+            return Err(BrokerError::invalid(
+                "assignor",
+                format!(
+                    "group {:?} uses the {:?} assignor; its members must all ask for it",
+                    request.group, group.assignor
+                ),
+            ));
+        }
+        if group.members.len() >= self.config.max_members_per_group as usize {
+            return Err(BrokerError::TooManyMembers { group: request.group, limit: self.config.max_members_per_group });
+        }
+        let member = Member {
+            id: member_id.clone(),
+            client_id: request.client_id,
+            topics,
+            session_timeout_ms,
+            assigned: BTreeMap::new(),
+            revoking: BTreeMap::new(),
+            member_generation: -1,
+            acked_generation: -1,
+            updates: updates.clone(),
+        };
+        group.add_member(member, counts);
+        // A member with nothing to own yet still learns its id and generation.
+        if let Some(member) = group.members.get_mut(&member_id) {
+            if member.member_generation < 0 {
+                member.member_generation = group.generation;
+                member.updates.send_replace(MemberView::Assigned(member.view()));
+            }
+        }
+        tracing::info!(group = %request.group, member = %member_id, generation = group.generation, "member joined");
+        let joined = Joined {
+            group: request.group,
+            member_id,
+            session_timeout: Duration::from_millis(u64::from(session_timeout_ms)),
+            updates,
+        };
+        Ok((joined, view))
+    }
+
+    /// Records a heartbeat that acknowledges `acked_generation`. UnknownMember if the member was removed.
+    pub fn heartbeat(&self, group: &str, member_id: &str, acked_generation: i32) -> Result<()> {
+        let mut groups = self.lock();
+        let known = groups.get_mut(group).is_some_and(|g| g.acknowledge(member_id, acked_generation));
+        if known {
+            Ok(())
+        } else {
+            Err(BrokerError::UnknownMember { group: group.to_owned(), member: member_id.to_owned() })
+        }
+    }
+
+    /// Removes a member (left, disconnected, session expired, shutdown) and rebalances the rest at once.
+    pub fn remove(&self, group_id: &str, member_id: &str, registry: &Registry, reason: &str) {
+        let topics = match self.lock().get(group_id) {
+            Some(group) => group.subscribed_topics(),
+            None => return,
+        };
+        let counts = partition_counts(registry, &topics);
+        let mut groups = self.lock();
+        if let Some(group) = groups.get_mut(group_id) {
+            if group.remove_member(member_id, counts, now_ms()) {
+                tracing::info!(group = %group_id, member = %member_id, reason, generation = group.generation, "member removed");
+            }
+        }
+    }
+
+    /// Rebalances every group whose subscribed topics changed (created, deleted, partitions added).
+    pub fn refresh_topics(&self, registry: &Registry) {
+        let subscriptions: Vec<(String, BTreeSet<String>)> =
+            self.lock().iter().map(|(name, g)| (name.clone(), g.subscribed_topics())).collect();
+        for (name, topics) in subscriptions {
+            let counts = partition_counts(registry, &topics);
+            if let Some(group) = self.lock().get_mut(&name) {
+                // Subscriptions may have changed meanwhile; the next refresh or membership change catches up.
+                if group.subscribed_topics() == topics {
+                    group.refresh(counts);
+                }
+            }
+        }
+    }
+
+    /// Checks a commit from a member (see "Commits" in the .proto). An empty member id is a standalone
+    /// commit, allowed only while the group has no members.
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        partitions: &[TopicPartition],
+    ) -> Result<()> {
+        let groups = self.lock();
+        let group = groups.get(group_id);
+        if member_id.is_empty() {
+            let members = group.map_or(0, |g| g.members.len());
+            if members > 0 {
+                return Err(BrokerError::GroupNotEmpty {
+                    group: group_id.to_owned(),
+                    members,
+                    action: "a commit without a member id",
+                });
+            }
+            return Ok(());
+        }
+        let unknown = || BrokerError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
+        let member = group.and_then(|g| g.members.get(member_id)).ok_or_else(unknown)?;
+        if generation > member.member_generation {
+            return Err(BrokerError::invalid(
+                "generation",
+                format!("{generation} is newer than the member's latest assignment ({})", member.member_generation),
+            ));
+        }
+        for tp in partitions {
+            let assigned_at = member.owns(tp).ok_or_else(|| BrokerError::NotOwner {
+                group: group_id.to_owned(),
+                member: member_id.to_owned(),
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            })?;
+            if generation < assigned_at {
+                return Err(BrokerError::StaleGeneration {
+                    group: group_id.to_owned(),
+                    member: member_id.to_owned(),
+                    generation,
+                    assigned_at,
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// GroupNotEmpty if the group has members: resets and deletes need an empty group.
+    pub fn check_empty(&self, group_id: &str, action: &'static str) -> Result<()> {
+        let members = self.lock().get(group_id).map_or(0, |g| g.members.len());
+        if members > 0 {
+            return Err(BrokerError::GroupNotEmpty { group: group_id.to_owned(), members, action });
+        }
+        Ok(())
+    }
+
+    /// Forgets a group if it has no members (after DeleteGroup, or when nothing about it is left to keep).
+    pub fn forget_if_empty(&self, group_id: &str) -> bool {
+        let mut groups = self.lock();
+        let is_empty = groups.get(group_id).is_some_and(|g| g.members.is_empty());
+        if is_empty {
+            groups.remove(group_id);
+        }
+        is_empty
+    }
+
+    /// Whether the coordinator knows the group (it has members, or had them and was not forgotten).
+    pub fn knows(&self, group_id: &str) -> bool {
+        self.lock().contains_key(group_id)
+    }
+
+    /// Groups without members and when they were emptied.
+    pub fn empty_groups(&self) -> Vec<(String, i64)> {
+        self.lock().values().filter(|g| g.members.is_empty()).map(|g| (g.name.clone(), g.emptied_at_ms)).collect()
+    }
+
+    pub fn snapshot(&self, group_id: &str) -> Option<GroupSnapshot> {
+        let groups = self.lock();
+        let group = groups.get(group_id)?;
+        let state = if group.members.is_empty() {
+            v1::GroupState::Empty
+        } else if group.is_stable() {
+            v1::GroupState::Stable
+        } else {
+            v1::GroupState::Reconciling
+        };
+        let mut owners = BTreeMap::new();
+        let members = group
+            .members
+            .values()
+            .map(|m| {
+                for tp in m.assigned.keys().chain(m.revoking.keys()) {
+                    owners.insert(tp.clone(), m.id.clone());
+                }
+                v1::MemberDescription {
+                    member_id: m.id.clone(),
+                    client_id: m.client_id.clone(),
+                    topics: m.topics.iter().cloned().collect(),
+                    member_generation: m.member_generation,
+                    acked_generation: m.acked_generation,
+                    assigned: by_topic(m.assigned.keys()),
+                    revoking: by_topic(m.revoking.keys()),
+                    session_timeout_ms: m.session_timeout_ms,
+                }
+            })
+            .collect();
+        Some(GroupSnapshot {
+            state,
+            generation: if group.members.is_empty() { 0 } else { group.generation },
+            assignor: group.assignor,
+            members,
+            topics: group.subscribed_topics(),
+            owners,
+        })
+    }
+
+    /// Every group the coordinator holds, with its state and member count.
+    pub fn summaries(&self) -> BTreeMap<String, v1::GroupSummary> {
+        self.lock()
+            .values()
+            .map(|g| {
+                let state = match (g.members.is_empty(), g.is_stable()) {
+                    (true, _) => v1::GroupState::Empty,
+                    (false, true) => v1::GroupState::Stable,
+                    (false, false) => v1::GroupState::Reconciling,
+                };
+                let summary = v1::GroupSummary {
+                    group: g.name.clone(),
+                    state: state as i32,
+                    member_count: g.members.len() as u32,
+                    generation: if g.members.is_empty() { 0 } else { g.generation },
+                };
+                (g.name.clone(), summary)
+            })
+            .collect()
+    }
+
+    fn check_topics(&self, topics: &[String]) -> Result<BTreeSet<String>> {
+        if topics.is_empty() {
+            return Err(BrokerError::invalid("topics", "a member must subscribe to at least one topic"));
+        }
+        let limit = self.config.max_topics_per_member as usize;
+        if topics.len() > limit {
+            return Err(BrokerError::invalid(
+                "topics",
+                format!("at most {limit} topics per member (max_topics_per_member)"),
+            ));
+        }
+        for topic in topics {
+            rill_storage::TopicName::new(topic)?;
+        }
+        Ok(topics.iter().cloned().collect())
+    }
+
+    fn session_timeout_ms(&self, requested: u32) -> Result<u32> {
+        let (min, max) = (self.config.group_min_session_timeout_ms, self.config.group_max_session_timeout_ms);
+        let timeout = if requested == 0 { self.config.group_session_timeout_ms } else { u64::from(requested) };
+        if !(min..=max).contains(&timeout) {
+            return Err(BrokerError::invalid(
+                "session_timeout_ms",
+                format!("{timeout} is outside the broker's {min}..={max} (group_min/max_session_timeout_ms)"),
+            ));
+        }
+        Ok(u32::try_from(timeout).expect("validated below 2^32 by the config"))
+    }
+
+    fn new_member_id(&self, client_id: &str) -> String {
+        let n = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let prefix = if client_id.is_empty() { "member" } else { client_id };
+        format!("{prefix}-{:016x}{n:08x}", self.member_id_salt)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Partition counts of the topics that exist among `topics` (a missing topic has none yet).
+fn partition_counts(registry: &Registry, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
+    topics.iter().filter_map(|t| registry.topic(t).ok().map(|topic| (t.clone(), topic.partition_count()))).collect()
+}
+
+/// A group id: 1..=249 characters, no control characters.
+pub fn check_group_id(group: &str) -> Result<()> {
+    if group.is_empty() {
+        return Err(BrokerError::invalid("group", "a group id cannot be empty"));
+    }
+    if group.chars().count() > MAX_GROUP_CHARS {
+        return Err(BrokerError::invalid("group", format!("a group id is at most {MAX_GROUP_CHARS} characters")));
+    }
+    if group.chars().any(char::is_control) {
+        return Err(BrokerError::invalid("group", format!("{group:?} holds control characters")));
+    }
+    Ok(())
+}

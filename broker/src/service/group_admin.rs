@@ -1,0 +1,191 @@
+//! Group administration (DescribeGroup, ListGroups, DeleteGroup, ResetOffsets) and the background work on
+//! groups: rebalancing on topic changes, expiring the offsets of long-empty groups, forgetting empty groups
+//! that have nothing left to remember.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use rill_protocol::v1;
+
+use super::groups::committed;
+use crate::error::{BrokerError, Result};
+use crate::groups::{check_group_id, TopicPartition};
+use crate::node::{now_ms, Node};
+use crate::offsets::OffsetKey;
+use crate::registry::blocking;
+
+pub fn describe(node: &Node, group: String) -> Result<v1::DescribeGroupResponse> {
+    check_group_id(&group)?;
+    let snapshot = node.groups.snapshot(&group);
+    let offsets: BTreeMap<TopicPartition, i64> = node
+        .offsets
+        .for_group(&group)
+        .into_iter()
+        .map(|(key, c)| (TopicPartition::new(key.topic, key.partition), c.offset))
+        .collect();
+    let Some(snapshot) = snapshot.or_else(|| (!offsets.is_empty()).then(empty_snapshot)) else {
+        return Err(BrokerError::UnknownGroup { group });
+    };
+    let mut partitions: BTreeSet<TopicPartition> = offsets.keys().cloned().collect();
+    for topic in &snapshot.topics {
+        if let Ok(t) = node.registry.topic(topic) {
+            partitions.extend((0..t.partition_count()).map(|p| TopicPartition::new(topic.clone(), p)));
+        }
+    }
+    let partitions = partitions
+        .into_iter()
+        .map(|tp| {
+            let committed_offset = offsets.get(&tp).copied().unwrap_or(-1);
+            let ends = node.registry.partition(&tp.topic, tp.partition).ok().map(|p| {
+                let log = p.log();
+                (log.log_start_offset(), log.high_watermark())
+            });
+            let (end_offset, lag) = match ends {
+                Some((start, end)) => (end, end - committed_offset.max(start).min(end)),
+                None => (-1, 0),
+            };
+            v1::PartitionLag {
+                member_id: snapshot.owners.get(&tp).cloned().unwrap_or_default(),
+                topic: tp.topic,
+                partition: tp.partition,
+                committed_offset,
+                end_offset,
+                lag,
+            }
+        })
+        .collect();
+    Ok(v1::DescribeGroupResponse {
+        group,
+        state: snapshot.state as i32,
+        generation: snapshot.generation,
+        assignor: snapshot.assignor.to_wire() as i32,
+        members: snapshot.members,
+        partitions,
+    })
+}
+
+fn empty_snapshot() -> crate::groups::GroupSnapshot {
+    crate::groups::GroupSnapshot {
+        state: v1::GroupState::Empty,
+        generation: 0,
+        assignor: crate::groups::Assignor::Sticky,
+        members: Vec::new(),
+        topics: BTreeSet::new(),
+        owners: BTreeMap::new(),
+    }
+}
+
+pub fn list(node: &Node) -> v1::ListGroupsResponse {
+    let mut groups = node.groups.summaries();
+    for group in node.offsets.groups().into_keys() {
+        groups.entry(group.clone()).or_insert_with(|| v1::GroupSummary {
+            group,
+            state: v1::GroupState::Empty as i32,
+            member_count: 0,
+            generation: 0,
+        });
+    }
+    v1::ListGroupsResponse { groups: groups.into_values().collect() }
+}
+
+pub async fn delete(node: &Node, group: String) -> Result<v1::DeleteGroupResponse> {
+    check_group_id(&group)?;
+    node.groups.check_empty(&group, "deleting a group")?;
+    let is_known = node.groups.knows(&group);
+    let groups = Arc::clone(&node.groups);
+    let checked = group.clone();
+    let deleted = node
+        .offsets
+        .delete_group_checked(group.clone(), now_ms(), move || groups.check_empty(&checked, "deleting a group"))
+        .await?;
+    node.groups.forget_if_empty(&group);
+    if deleted == 0 && !is_known {
+        return Err(BrokerError::UnknownGroup { group });
+    }
+    tracing::info!(%group, offsets = deleted, "deleted group");
+    Ok(v1::DeleteGroupResponse { deleted_offsets: deleted as u32 })
+}
+
+pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::ResetOffsetsResponse> {
+    check_group_id(&request.group)?;
+    node.groups.check_empty(&request.group, "resetting offsets")?;
+    let topic = node.registry.topic(&request.topic)?;
+    let indexes: Vec<u32> =
+        if request.partitions.is_empty() { (0..topic.partition_count()).collect() } else { request.partitions.clone() };
+    let to = request.to.ok_or_else(|| BrokerError::invalid("to", "say where to reset to: a spec or an offset"))?;
+    let mut commits = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        let log = Arc::clone(topic.partition(index)?.log());
+        let (start, end) = (log.log_start_offset(), log.high_watermark());
+        let offset = match to {
+            v1::reset_offsets_request::To::Offset(offset) => offset.clamp(start, end),
+            v1::reset_offsets_request::To::Spec(spec) => match v1::OffsetSpec::try_from(spec) {
+                Ok(v1::OffsetSpec::Unspecified | v1::OffsetSpec::Earliest) => start,
+                Ok(v1::OffsetSpec::Latest) => end,
+                Ok(v1::OffsetSpec::Timestamp) => {
+                    let timestamp_ms = request.timestamp_ms;
+                    blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?.unwrap_or(end)
+                }
+                Err(_) => return Err(BrokerError::invalid("spec", format!("unknown offset spec {spec}"))),
+            },
+        };
+        let key = OffsetKey { group: request.group.clone(), topic: request.topic.clone(), partition: index };
+        commits.push((key, offset, "reset".to_owned()));
+    }
+    let groups = Arc::clone(&node.groups);
+    let group = request.group.clone();
+    let now = now_ms();
+    node.offsets.commit_checked(commits.clone(), now, move || groups.check_empty(&group, "resetting offsets")).await?;
+    let offsets = commits
+        .into_iter()
+        .map(|(key, offset, metadata)| {
+            committed(key, Some(crate::offsets::Committed { offset, metadata, commit_time_ms: now }))
+        })
+        .collect();
+    Ok(v1::ResetOffsetsResponse { offsets })
+}
+
+/// Rebalances subscribed groups after every topic change, until shutdown.
+pub async fn follow_topic_changes(node: Arc<Node>) {
+    let mut changes = node.registry.watch_changes();
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|is_shutting_down| *is_shutting_down) => return,
+        }
+        node.groups.refresh_topics(&node.registry);
+    }
+}
+
+/// Forgets empty groups that have no offsets, and, with `group_offsets_retention_ms`, the offsets of groups
+/// empty and without commits for that long. Called by the maintenance task.
+pub async fn expire_groups(node: &Node) {
+    let with_offsets = node.offsets.groups();
+    let now = now_ms();
+    let retention_ms = node.config.group_offsets_retention_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+    for (group, _) in node.groups.empty_groups() {
+        if !with_offsets.contains_key(&group) {
+            node.groups.forget_if_empty(&group);
+        }
+    }
+    let Some(retention_ms) = retention_ms else { return };
+    let emptied: BTreeMap<String, i64> = node.groups.empty_groups().into_iter().collect();
+    for (group, newest_commit_ms) in with_offsets {
+        let last_active_ms = newest_commit_ms.max(emptied.get(&group).copied().unwrap_or(0));
+        if now.saturating_sub(last_active_ms) < retention_ms {
+            continue;
+        }
+        let groups = Arc::clone(&node.groups);
+        let checked = group.clone();
+        let check = move || groups.check_empty(&checked, "expiring offsets");
+        match node.offsets.delete_group_checked(group.clone(), now, check).await {
+            Ok(deleted) => {
+                node.groups.forget_if_empty(&group);
+                tracing::info!(%group, offsets = deleted, "expired the offsets of an empty group");
+            }
+            Err(BrokerError::GroupNotEmpty { .. }) => {}
+            Err(err) => tracing::warn!(%group, error = %err, "expiring group offsets failed"),
+        }
+    }
+}

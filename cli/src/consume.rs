@@ -107,9 +107,55 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let explain = |err| args.broker.explain(err);
     let client = args.broker.connect().await?;
     let admin = Admin::new(client.clone());
-    let config = ConsumerConfig { group_id: args.group.clone(), ..ConsumerConfig::default() };
+    let config = ConsumerConfig {
+        group_id: args.group.clone(),
+        client_id: format!("rill-cli@{}", std::process::id()),
+        ..ConsumerConfig::default()
+    };
     let mut consumer = Consumer::new(client, config).map_err(explain)?;
+    let has_start = args.from_beginning || args.from_end || args.offset.is_some() || args.from_time.is_some();
+    let mode = match &args.group {
+        Some(group) if args.follow && args.partition.is_none() && !has_start => {
+            // Fail on a missing topic now rather than wait for a topic that may never be created.
+            admin.list_offsets(&args.topic, &[], OffsetSpec::Latest).await.map_err(explain)?;
+            consumer.subscribe(group, &[&args.topic]).map_err(explain)?;
+            Mode::Member
+        }
+        _ => Mode::Standalone,
+    };
+    let states = match mode {
+        Mode::Member => BTreeMap::new(),
+        Mode::Standalone => assign(&args, &admin, &mut consumer).await?,
+    };
+    let mut printer =
+        Printer { args: &args, mode, out: output::stdout(), printed: 0, states, unconfirmed: BTreeMap::new() };
+    let outcome = printer.run(&mut consumer, &admin).await;
+    // Commit what reached stdout, however the loop ended (a failed commit is the error then).
+    let committed = match mode {
+        Mode::Standalone => printer.commit(&admin).await,
+        Mode::Member => printer.leave(&mut consumer).await,
+    };
+    outcome.and(committed)
+}
 
+/// How the consumer gets its partitions and commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The partitions asked for (all, or `--partition`), assigned by hand; `--group` commits as a standalone
+    /// committer (which the broker accepts only while the group has no members).
+    Standalone,
+    /// `--group G --follow` without a partition or start flag: a member of the group, reading the partitions
+    /// the broker assigns it (shared with the group's other members), committing as that member.
+    Member,
+}
+
+/// Assigns the partitions asked for and moves them to the start the flags ask for.
+async fn assign(
+    args: &ConsumeArgs,
+    admin: &Admin,
+    consumer: &mut Consumer,
+) -> anyhow::Result<BTreeMap<u32, PartitionState>> {
+    let explain = |err| args.broker.explain(err);
     // One ListOffsets gives the partitions to read, the end offsets to stop at, and the bounds an --offset
     // must lie within.
     let wanted: Vec<u32> = args.partition.into_iter().collect();
@@ -146,15 +192,14 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     }
     let done: Vec<u32> = states.iter().filter(|(_, s)| s.is_done()).map(|(p, _)| *p).collect();
     consumer.unassign(&args.topic, &done);
-
-    let mut printer = Printer { args: &args, out: output::stdout(), printed: 0, states };
-    let outcome = printer.run(&mut consumer, &admin).await;
-    // Commit what reached stdout, however the loop ended (a failed commit is the error then).
-    let committed = printer.commit(&admin).await;
-    outcome.and(committed)
+    Ok(states)
 }
 
 impl PartitionState {
+    fn at(offset: i64) -> Self {
+        Self { printed: offset, flushed: offset, committed: offset, end: None }
+    }
+
     fn is_done(&self) -> bool {
         self.end.is_some_and(|end| self.printed >= end)
     }
@@ -162,10 +207,15 @@ impl PartitionState {
 
 struct Printer<'a> {
     args: &'a ConsumeArgs,
+    mode: Mode,
     out: io::BufWriter<io::StdoutLock<'static>>,
     /// Records printed so far, for --max-messages.
     printed: u64,
     states: BTreeMap<u32, PartitionState>,
+    /// Member mode: per partition, the first offset handed out by the last `poll` that is not known to have
+    /// reached stdout (the loop stopped part-way, or the pipe broke). The consumer's position is moved back
+    /// there before it commits.
+    unconfirmed: BTreeMap<u32, i64>,
 }
 
 impl Printer<'_> {
@@ -186,22 +236,61 @@ impl Printer<'_> {
                 }
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
-                _ = commit_tick.tick(), if self.args.group.is_some() => self.commit(admin).await?,
+                _ = commit_tick.tick(), if self.args.group.is_some() => match self.mode {
+                    Mode::Standalone => self.commit(admin).await?,
+                    // Everything `poll` handed out has been flushed by now (`print` flushes every batch).
+                    Mode::Member => consumer.commit().await.map_err(|e| self.args.broker.explain(e))?,
+                },
             }
         }
         Ok(())
     }
 
     fn is_finished(&self) -> bool {
-        self.args.max_messages.is_some_and(|max| self.printed >= max)
-            || self.states.values().all(PartitionState::is_done)
+        let is_at_max = self.args.max_messages.is_some_and(|max| self.printed >= max);
+        // A member has no end offsets (it only follows), and its partitions come and go.
+        is_at_max || (self.mode == Mode::Standalone && self.states.values().all(PartitionState::is_done))
     }
 
     /// Prints the records that are wanted, flushes, and moves `flushed` up to what stdout has.
     fn print(&mut self, records: &[ConsumedRecord], consumer: &mut Consumer) -> io::Result<()> {
+        let written = self.write(records, consumer);
+        let flushed = written.and_then(|()| self.out.flush());
+        let confirmed = match &flushed {
+            Ok(()) => self.printed_in(records),
+            // Part of the batch may have reached the reader, but which part is unknown.
+            Err(_) => 0,
+        };
+        for record in &records[confirmed..] {
+            self.unconfirmed.entry(record.partition).or_insert(record.offset);
+        }
+        if flushed.is_ok() {
+            for state in self.states.values_mut() {
+                state.flushed = state.printed;
+            }
+        }
+        flushed
+    }
+
+    /// How many of `records` (a prefix) were printed: all, unless printing stopped part-way.
+    fn printed_in(&self, records: &[ConsumedRecord]) -> usize {
+        match records.iter().position(|r| self.states.get(&r.partition).is_some_and(|s| r.offset >= s.printed)) {
+            Some(first_unprinted) if self.is_finished() => first_unprinted,
+            _ => records.len(),
+        }
+    }
+
+    fn write(&mut self, records: &[ConsumedRecord], consumer: &mut Consumer) -> io::Result<()> {
         for record in records {
             if self.is_finished() {
                 break;
+            }
+            if self.mode == Mode::Member {
+                // A member's partitions come and go; a partition (re)assigned starts at the group's offset.
+                let state = self.states.entry(record.partition).or_insert_with(|| PartitionState::at(record.offset));
+                if record.offset != state.printed {
+                    *state = PartitionState::at(record.offset);
+                }
             }
             let Some(state) = self.states.get_mut(&record.partition) else { continue };
             if state.is_done() || record.offset < state.printed {
@@ -226,11 +315,23 @@ impl Printer<'_> {
                 consumer.unassign(&self.args.topic, &[record.partition]);
             }
         }
-        self.out.flush()?;
-        for state in self.states.values_mut() {
-            state.flushed = state.printed;
-        }
         Ok(())
+    }
+
+    /// Member mode, on the way out: moves each partition back to what reached stdout, commits as the member
+    /// and leaves the group (its partitions go to the other members at once).
+    async fn leave(&mut self, consumer: &mut Consumer) -> anyhow::Result<()> {
+        let explain = |err| self.args.broker.explain(err);
+        for (&partition, &offset) in &self.unconfirmed {
+            if consumer.position(&self.args.topic, partition).is_some_and(|position| position > offset) {
+                consumer.seek(&self.args.topic, partition, SeekTo::Offset(offset)).await.map_err(explain)?;
+            }
+        }
+        let group = self.args.group.as_deref().unwrap_or_default();
+        consumer
+            .unsubscribe()
+            .await
+            .map_err(|e| explain(e).context(format!("cannot commit the offsets of group {group:?}")))
     }
 
     /// Commits, for `--group`, the flushed position of every partition that moved since the last commit.

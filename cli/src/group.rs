@@ -1,14 +1,13 @@
-//! `rill group describe|reset-offsets`: a consumer group's committed offsets, lag, and resets.
+//! `rill group list|describe|reset-offsets`: consumer groups as the broker's coordinator sees them.
 //!
-//! Built on what the broker has today: committed offsets (FetchOffsets, CommitOffsets) and log offsets
-//! (ListOffsets). `describe` is the group's committed offsets with each partition's end offset and lag;
-//! `reset-offsets` looks the target offsets up and commits them as a standalone committer. Group membership
-//! (members, ListGroups) is not in the broker yet, so there is no `group list` and `describe` shows no members.
+//! `list` and `describe` are the `ListGroups` and `DescribeGroup` calls, printed as tables. `reset-offsets`
+//! is `ResetOffsets` for an end of the log or a time; `--to-offset` (an explicit offset, which the client's
+//! `Admin::reset_offsets` does not take) looks the partitions' bounds up, clamps into them as the broker
+//! does, and commits as a standalone committer. The broker refuses both while the group has members.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
-use rill_client::{Admin, OffsetSpec, PartitionOffset};
+use rill_client::{Admin, CommittedOffset, Error, GroupDescription, GroupState, OffsetSpec};
 
 use crate::connect::{block_on, BrokerFlag};
 use crate::output;
@@ -17,11 +16,13 @@ use crate::time_arg::parse_time_ms;
 
 const EXAMPLES: &str = "\
 Examples:
-  rill group describe demo                           # committed offset, end offset and lag per partition
+  rill group list                                    # every group, its state and member count
+  rill group describe demo                           # members; per partition committed offset, end, lag
   rill group reset-offsets demo --topic greetings --to-earliest   # the group re-reads everything
   rill group reset-offsets demo --topic greetings --to-time 2026-11-27T00:00:00Z
 
-A group exists once it has committed an offset (`rill consume TOPIC --group G` commits what it prints).";
+A group exists while it has members or committed offsets (`rill consume TOPIC --group G` commits what it
+prints).";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -32,17 +33,27 @@ pub struct GroupArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum GroupCommand {
-    /// Per partition the group has committed for: committed offset, end offset and lag.
+    /// List every group with members or committed offsets: state, member count, generation.
+    #[command(after_help = "Examples:
+  rill group list
+
+STATE is empty (no members), stable (every member owns its target partitions) or reconciling (partitions are
+moving between members).")]
+    List {
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// A group's state and members, and per partition: committed offset, end offset, lag and owner.
     #[command(after_help = "Examples:
   rill group describe demo
-  rill group describe demo --topic greetings     # every partition of greetings, committed or not
+  rill group describe demo --topic greetings     # only that topic's partitions
 
-LAG is END - COMMITTED: records the group has yet to read. Members are not shown: the broker has no group
-membership yet, only committed offsets.")]
+LAG is END - COMMITTED: records the group has yet to read (the whole log if it committed nothing). MEMBER is
+the member that owns the partition now (- if none).")]
     Describe {
         /// Group id.
         group: String,
-        /// Only this topic, with its partitions the group has not committed for (COMMITTED -).
+        /// Only this topic's partitions.
         #[arg(long, value_name = "T")]
         topic: Option<String>,
         #[command(flatten)]
@@ -55,7 +66,7 @@ membership yet, only committed offsets.")]
   rill group reset-offsets demo --topic greetings --partition 0 --to-offset 42
   rill group reset-offsets demo --topic greetings --to-time 2026-11-27T00:00:00Z
 
-Stop the group's consumers first: a running consumer commits its own positions over the reset.
+Only for a group without members: stop its consumers first (the broker refuses otherwise).
 --to-offset is clamped into each partition's [start, end] offsets.")]
     ResetOffsets(ResetArgs),
 }
@@ -90,58 +101,96 @@ struct ResetArgs {
 pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     block_on(async move {
         match args.command {
+            GroupCommand::List { broker } => list(&broker).await,
             GroupCommand::Describe { group, topic, broker } => describe(&broker, &group, topic.as_deref()).await,
             GroupCommand::ResetOffsets(args) => reset(args).await,
         }
     })
 }
 
-async fn describe(broker: &BrokerFlag, group: &str, topic: Option<&str>) -> anyhow::Result<()> {
-    let admin = Admin::new(broker.connect().await?);
-    // (topic, partition) -> committed offset, -1 if none.
-    let mut committed: BTreeMap<(String, u32), i64> = BTreeMap::new();
-    for offset in admin.committed_offsets(group, &[]).await.map_err(|e| broker.explain(e))? {
-        if topic.is_none_or(|t| t == offset.topic) && offset.offset >= 0 {
-            committed.insert((offset.topic, offset.partition), offset.offset);
-        }
-    }
-    let mut topics: Vec<String> = committed.keys().map(|(t, _)| t.clone()).collect();
-    topics.dedup();
-    if let Some(topic) = topic {
-        // Every partition of the named topic, so a partition the group never committed shows up too.
-        for bound in admin.list_offsets(topic, &[], OffsetSpec::Latest).await.map_err(|e| broker.explain(e))? {
-            committed.entry((topic.to_owned(), bound.partition)).or_insert(-1);
-        }
-        topics = vec![topic.to_owned()];
-    } else if committed.is_empty() {
-        anyhow::bail!("group {group:?} has no committed offsets (a group exists once it commits)");
-    }
-    let mut ends: BTreeMap<(String, u32), PartitionOffset> = BTreeMap::new();
-    for topic in &topics {
-        match admin.list_offsets(topic, &[], OffsetSpec::Latest).await {
-            Ok(bounds) => ends.extend(bounds.into_iter().map(|b| ((topic.clone(), b.partition), b))),
-            // Deleted since the group committed: its offsets are still stored, its ends unknown.
-            Err(rill_client::Error::UnknownTopic { .. }) => {}
-            Err(err) => return Err(broker.explain(err)),
-        }
-    }
-    let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"]);
-    for ((topic, partition), offset) in &committed {
-        let bound = ends.get(&(topic.clone(), *partition));
-        let lag = bound.map(|b| b.high_watermark - if *offset >= 0 { *offset } else { b.log_start_offset });
+async fn list(broker: &BrokerFlag) -> anyhow::Result<()> {
+    let groups = Admin::new(broker.connect().await?).list_groups().await.map_err(|e| broker.explain(e))?;
+    let mut table = Table::new(&["GROUP", "STATE", "MEMBERS", "GENERATION"]);
+    for group in &groups {
         table.row(vec![
-            topic.clone(),
-            partition.to_string(),
-            if *offset >= 0 { offset.to_string() } else { "-".into() },
-            bound.map_or_else(|| "-".into(), |b| b.high_watermark.to_string()),
-            lag.map_or_else(|| "-".into(), |lag| lag.max(0).to_string()),
+            group.group.clone(),
+            state_name(group.state()).to_owned(),
+            group.member_count.to_string(),
+            group.generation.to_string(),
         ]);
     }
     let mut out = output::stdout();
-    output::line(&mut out, format_args!("group {group}"))?;
     table.write(&mut out)?;
     out.flush()?;
     Ok(())
+}
+
+async fn describe(broker: &BrokerFlag, group: &str, topic: Option<&str>) -> anyhow::Result<()> {
+    let admin = Admin::new(broker.connect().await?);
+    let description = admin.describe_group(group).await.map_err(|err| match err {
+        // The client reports DescribeGroup's NOT_FOUND as a bare broker error (it names no topic); the broker's
+        // message is the useful part: `unknown group "g": it has no members and no committed offsets`.
+        Error::Broker { message, .. } => anyhow::anyhow!(message),
+        err => broker.explain(err),
+    })?;
+    let mut out = output::stdout();
+    write_description(&mut out, &description, topic)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_description(out: &mut impl Write, description: &GroupDescription, topic: Option<&str>) -> std::io::Result<()> {
+    let members = description.members.len();
+    let assignor = description.assignor().as_str_name().trim_start_matches("ASSIGNOR_").to_ascii_lowercase();
+    let summary = match description.state() {
+        GroupState::Empty | GroupState::Unspecified => "empty, no members".to_owned(),
+        state => format!(
+            "{}, generation {}, {members} member{}, assignor {assignor}",
+            state_name(state),
+            description.generation,
+            if members == 1 { "" } else { "s" }
+        ),
+    };
+    output::line(out, format_args!("group {} ({summary})", description.group))?;
+    if members > 0 {
+        output::line(out, "")?;
+        let mut table = Table::new(&["MEMBER", "CLIENT", "PARTITIONS"]);
+        for member in &description.members {
+            let owned: Vec<String> = member
+                .assigned
+                .iter()
+                .map(|t| {
+                    let partitions: Vec<String> = t.partitions.iter().map(u32::to_string).collect();
+                    format!("{}:{}", t.topic, partitions.join(","))
+                })
+                .collect();
+            let owned = if owned.is_empty() { "-".to_owned() } else { owned.join(" ") };
+            table.row(vec![member.member_id.clone(), member.client_id.clone(), owned]);
+        }
+        table.write(out)?;
+    }
+    output::line(out, "")?;
+    let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"]);
+    for p in description.partitions.iter().filter(|p| topic.is_none_or(|t| t == p.topic)) {
+        let known = |v: i64| if v >= 0 { v.to_string() } else { "-".to_owned() };
+        table.row(vec![
+            p.topic.clone(),
+            p.partition.to_string(),
+            known(p.committed_offset),
+            known(p.end_offset),
+            if p.end_offset >= 0 { p.lag.to_string() } else { "-".to_owned() },
+            if p.member_id.is_empty() { "-".to_owned() } else { p.member_id.clone() },
+        ]);
+    }
+    table.write(out)
+}
+
+fn state_name(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Empty | GroupState::Unspecified => "empty",
+        GroupState::Stable => "stable",
+        GroupState::Reconciling => "reconciling",
+    }
 }
 
 async fn reset(args: ResetArgs) -> anyhow::Result<()> {
@@ -149,27 +198,39 @@ async fn reset(args: ResetArgs) -> anyhow::Result<()> {
     let admin = Admin::new(args.broker.connect().await?);
     let partitions: Vec<u32> = args.partition.into_iter().collect();
     let spec = match (args.to_earliest, args.to_latest, args.to_time) {
-        (true, ..) => OffsetSpec::Earliest,
-        (_, true, _) => OffsetSpec::Latest,
-        (_, _, Some(ms)) => OffsetSpec::Timestamp(ms),
-        // --to-offset: the bounds come with any spec.
-        _ => OffsetSpec::Latest,
+        (true, ..) => Some(OffsetSpec::Earliest),
+        (_, true, _) => Some(OffsetSpec::Latest),
+        (_, _, Some(ms)) => Some(OffsetSpec::Timestamp(ms)),
+        _ => None,
     };
-    let found = admin.list_offsets(&args.topic, &partitions, spec).await.map_err(explain)?;
-    let targets: Vec<(&str, u32, i64)> = found
-        .iter()
-        .map(|b| {
-            let offset = match args.to_offset {
-                Some(offset) => offset.clamp(b.log_start_offset, b.high_watermark),
-                None => b.offset,
-            };
-            (args.topic.as_str(), b.partition, offset)
-        })
-        .collect();
-    admin.commit_offsets(&args.group, &targets).await.map_err(explain)?;
+    if !partitions.is_empty() {
+        // ResetOffsets reports an unknown partition as an unknown topic; ListOffsets names the partition.
+        admin.list_offsets(&args.topic, &partitions, OffsetSpec::Latest).await.map_err(explain)?;
+    }
+    let committed: Vec<CommittedOffset> = match (spec, args.to_offset) {
+        (Some(spec), _) => admin.reset_offsets(&args.group, &args.topic, &partitions, spec).await.map_err(explain)?,
+        (None, Some(offset)) => {
+            let bounds = admin.list_offsets(&args.topic, &partitions, OffsetSpec::Latest).await.map_err(explain)?;
+            let targets: Vec<(&str, u32, i64)> = bounds
+                .iter()
+                .map(|b| (args.topic.as_str(), b.partition, offset.clamp(b.log_start_offset, b.high_watermark)))
+                .collect();
+            admin.commit_offsets(&args.group, &targets).await.map_err(explain)?;
+            targets
+                .iter()
+                .map(|&(topic, partition, offset)| CommittedOffset {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                    ..CommittedOffset::default()
+                })
+                .collect()
+        }
+        (None, None) => unreachable!("clap requires one of the --to flags"),
+    };
     let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED"]);
-    for (topic, partition, offset) in &targets {
-        table.row(vec![(*topic).to_owned(), partition.to_string(), offset.to_string()]);
+    for offset in &committed {
+        table.row(vec![offset.topic.clone(), offset.partition.to_string(), offset.offset.to_string()]);
     }
     let mut out = output::stdout();
     output::line(&mut out, format_args!("group {} reset", args.group))?;

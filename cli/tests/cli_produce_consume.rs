@@ -176,7 +176,7 @@ fn a_group_resumes_after_what_it_printed_and_describe_shows_its_lag() {
     );
 }
 
-/// `rill group describe G` rows as words, without the title and header lines.
+/// `rill group describe G` partition rows as words (TOPIC to LAG), without the title and header lines.
 fn group_rows(broker: &str, group: &str) -> Vec<Vec<String>> {
     let describe = rill(broker, &["group", "describe", group]);
     describe
@@ -184,7 +184,7 @@ fn group_rows(broker: &str, group: &str) -> Vec<Vec<String>> {
         .lines()
         .skip_while(|l| !l.starts_with("TOPIC"))
         .skip(1)
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .map(|l| l.split_whitespace().take(5).map(str::to_owned).collect())
         .collect()
 }
 

@@ -6,12 +6,20 @@
 //! `--follow`, never; and after `--max-messages` records, on SIGINT/SIGTERM, or when stdout is closed — all of
 //! them exit 0.
 //!
-//! Commits (`--group`): the offset after the last record *written to stdout* of each partition it printed
-//! from, every `COMMIT_INTERVAL` and before exiting. "Written" means flushed: records still in the output buffer
-//! when the reader goes away are not committed, so a consumer that dies re-prints rather than skips
-//! (at-least-once). Commits go through `Admin::commit_offsets` rather than `Consumer::commit`, because the
-//! consumer's position counts every record `poll` handed out, and the CLI may hand out more than it prints
-//! (`--max-messages`, records past the end offsets).
+//! Two ways to read (`Mode`). A standalone reader assigns the partitions asked for (all, or `--partition`);
+//! with `--group` it commits as a standalone committer, which the broker accepts only while the group has no
+//! members. A member (`--group G --follow`, no `--partition`, no start flag) subscribes: the broker shares the
+//! topic's partitions between the group's members, so several `rill consume --group G --follow` split the
+//! work like any other group's consumers.
+//!
+//! Commits (`--group`): the offset after the last record *written to stdout*, every `COMMIT_INTERVAL` and
+//! before exiting. "Written" means flushed: records still in the output buffer when the reader goes away are
+//! not committed, so a consumer that dies re-prints rather than skips (at-least-once). The consumer's own
+//! position counts every record `poll` handed out, and the CLI may hand out more than it prints
+//! (`--max-messages`, records past the end offsets, a broken pipe), so a standalone reader commits its own
+//! flushed positions with `Admin::commit_offsets`, and a member moves its positions back to them (`seek`)
+//! before its last commit. Every batch is flushed before the next `poll`, so the commits a member makes
+//! inside `poll` (before giving a partition up in a rebalance) never cover an unprinted record.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -32,13 +40,19 @@ Examples:
   rill consume greetings --offset 1 --partition 0 # replay partition 0 from offset 1
   rill consume greetings --from-time 2026-11-27T00:00:00Z --max-messages 10
   rill consume greetings --group demo             # resume after the group's committed offsets, commit
+  rill consume greetings --group demo --follow    # join group demo: members share the partitions
   rill consume greetings --from-end --follow      # only new records, until Ctrl-C
   rill consume greetings --format json | jq .value
 
 --format json prints one object per line: topic, partition, offset, timestamp (ms since the epoch), key,
 value, headers ([{\"key\",\"value\"}]); a key or value that is not UTF-8 is given in base64 as key_b64 or
 value_b64 instead; a missing key or value is null. --format value prints each value followed by a newline, as
-raw bytes (a null value prints an empty line).";
+raw bytes (a null value prints an empty line).
+
+--group G: resume from the group's committed offsets, and commit what reached stdout (every second and on
+exit). With --follow (and no --partition or start flag) the consumer joins the group as a member and reads
+the partitions the broker assigns it; otherwise it reads every partition (or --partition) as a standalone
+committer, which the broker refuses while the group has members.";
 
 /// How often `--group` commits what was printed (and once more on exit).
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -59,7 +73,7 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all of them).
     #[arg(long, value_name = "P")]
     partition: Option<u32>,
-    /// Resume from this group's committed offsets and commit what is printed.
+    /// Resume from this group's committed offsets and commit what is printed (with --follow: as a member).
     #[arg(long, value_name = "G")]
     group: Option<String>,
     /// Start at the oldest record, whatever the group committed.

@@ -121,7 +121,7 @@ fn bad_flags_exit_2_with_clap_naming_the_flag() {
 #[test]
 fn every_client_subcommand_names_the_unreachable_broker_and_how_to_change_it() {
     let dead = dead_address();
-    let commands: [&[&str]; 10] = [
+    let commands: [&[&str]; 11] = [
         &["topic", "create", "t"],
         &["topic", "list"],
         &["topic", "describe", "t"],
@@ -129,6 +129,7 @@ fn every_client_subcommand_names_the_unreachable_broker_and_how_to_change_it() {
         &["topic", "add-partitions", "t", "--count", "2"],
         &["produce", "t", "--value", "v"],
         &["consume", "t"],
+        &["group", "list"],
         &["group", "describe", "g"],
         &["group", "reset-offsets", "g", "--topic", "t", "--to-earliest"],
         &["consume", "t", "--follow", "--group", "g"],
@@ -154,7 +155,7 @@ fn the_broker_flag_overrides_rill_broker_and_the_default_is_the_brokers_own_addr
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    let commands: [&[&str]; 13] = [
+    let commands: [&[&str]; 14] = [
         &[],
         &["broker"],
         &["topic"],
@@ -166,6 +167,7 @@ fn every_subcommand_has_help_with_examples() {
         &["produce"],
         &["consume"],
         &["group"],
+        &["group", "list"],
         &["group", "describe"],
         &["group", "reset-offsets"],
     ];

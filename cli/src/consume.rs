@@ -146,7 +146,7 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let outcome = printer.run(&mut consumer, &admin).await;
     // Commit what reached stdout, however the loop ended (a failed commit is the error then).
     let committed = match mode {
-        Mode::Standalone => printer.commit(&admin).await,
+        Mode::Standalone => printer.commit(&admin).await.map_err(|e| printer.commit_error(e)),
         Mode::Member => printer.leave(&mut consumer).await,
     };
     outcome.and(committed)
@@ -250,11 +250,21 @@ impl Printer<'_> {
                 }
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
-                _ = commit_tick.tick(), if self.args.group.is_some() => match self.mode {
-                    Mode::Standalone => self.commit(admin).await?,
-                    // Everything `poll` handed out has been flushed by now (`print` flushes every batch).
-                    Mode::Member => consumer.commit().await.map_err(|e| self.args.broker.explain(e))?,
-                },
+                _ = commit_tick.tick(), if self.args.group.is_some() => {
+                    let committed = match self.mode {
+                        Mode::Standalone => self.commit(admin).await,
+                        // Everything `poll` handed out has been flushed by now (`print` flushes every batch).
+                        Mode::Member => consumer.commit().await,
+                    };
+                    // A periodic commit may fail for a moment (the broker restarting, a member's commit racing a
+                    // rebalance); the next tick or the commit on exit tries again. Anything else is reported.
+                    match committed {
+                        Err(err) if !err.is_retriable() && !matches!(err, rill_client::Error::GroupRefused { .. }) => {
+                            return Err(self.commit_error(err));
+                        }
+                        _ => {}
+                    }
+                }
             }
         }
         Ok(())
@@ -288,7 +298,8 @@ impl Printer<'_> {
 
     /// How many of `records` (a prefix) were printed: all, unless printing stopped part-way.
     fn printed_in(&self, records: &[ConsumedRecord]) -> usize {
-        match records.iter().position(|r| self.states.get(&r.partition).is_some_and(|s| r.offset >= s.printed)) {
+        // A record of a partition without a state was never printed (a member creates states as it prints).
+        match records.iter().position(|r| self.states.get(&r.partition).is_none_or(|s| r.offset >= s.printed)) {
             Some(first_unprinted) if self.is_finished() => first_unprinted,
             _ => records.len(),
         }
@@ -341,15 +352,16 @@ impl Printer<'_> {
                 consumer.seek(&self.args.topic, partition, SeekTo::Offset(offset)).await.map_err(explain)?;
             }
         }
+        consumer.unsubscribe().await.map_err(|e| self.commit_error(e))
+    }
+
+    fn commit_error(&self, err: rill_client::Error) -> anyhow::Error {
         let group = self.args.group.as_deref().unwrap_or_default();
-        consumer
-            .unsubscribe()
-            .await
-            .map_err(|e| explain(e).context(format!("cannot commit the offsets of group {group:?}")))
+        self.args.broker.explain(err).context(format!("cannot commit the offsets of group {group:?}"))
     }
 
     /// Commits, for `--group`, the flushed position of every partition that moved since the last commit.
-    async fn commit(&mut self, admin: &Admin) -> anyhow::Result<()> {
+    async fn commit(&mut self, admin: &Admin) -> rill_client::Result<()> {
         let Some(group) = &self.args.group else { return Ok(()) };
         let topic = self.args.topic.as_str();
         let offsets: Vec<(&str, u32, i64)> =
@@ -357,9 +369,7 @@ impl Printer<'_> {
         if offsets.is_empty() {
             return Ok(());
         }
-        admin.commit_offsets(group, &offsets).await.map_err(|e| {
-            self.args.broker.explain(e).context(format!("cannot commit the offsets of group {group:?}"))
-        })?;
+        admin.commit_offsets(group, &offsets).await?;
         for state in self.states.values_mut() {
             state.committed = state.flushed;
         }

@@ -159,3 +159,19 @@ fn wait_for_members(broker: &str, group: &str, members: usize) -> String {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_member_stopped_by_max_messages_commits_only_what_it_printed() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    let member = rill(b, &["consume", "events", "--partition", "0", "--group", "m", "--max-messages", "1"]);
+    assert_eq!(member.ok(), "a\n", "standalone, partition 0");
+    // As a member: `poll` hands out more than two records, but only the two printed are committed.
+    let printed = rill(b, &["consume", "events", "--group", "m", "--follow", "--max-messages", "2"]);
+    assert_eq!(printed.lines().len(), 2, "{printed:?}");
+    let rest = rill(b, &["consume", "events", "--group", "m"]);
+    let mut all: Vec<&str> = printed.lines();
+    all.extend(rest.ok().lines());
+    all.sort_unstable();
+    assert_eq!(all, ["b", "c", "d", "x", "y"], "every record after the commit, once");
+}

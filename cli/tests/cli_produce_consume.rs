@@ -271,6 +271,20 @@ fn a_large_stdin_is_sent_in_batches_and_read_back_whole() {
     assert_eq!(got, lines.lines().collect::<Vec<_>>());
     let head = rill(b, &["consume", "bulk", "--max-messages", "10"]);
     assert_eq!(head.lines().len(), 10);
+
+    // `| head` closes the pipe long before 50,000 records are written: rill stops quietly with exit 0.
+    let rill_dir = std::path::Path::new(RILL).parent().expect("the binary has a directory");
+    let path = format!("{}:{}", rill_dir.display(), std::env::var("PATH").unwrap_or_default());
+    for pipeline in
+        ["rill consume bulk | head -2", "rill consume bulk --format json | head -1", "rill topic list | head -1"]
+    {
+        let mut command = Command::new("bash");
+        command.args(["-c", &format!("set -o pipefail; {pipeline}")]).env("PATH", &path).env("RILL_BROKER", b);
+        let output = common::run(&mut command, None);
+        assert!(output.status.success(), "`{pipeline}`: {output:?}");
+        assert_eq!(output.stderr, "", "`{pipeline}`");
+        assert!(!output.stdout.is_empty(), "`{pipeline}`");
+    }
 }
 
 #[test]

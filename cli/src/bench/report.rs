@@ -244,7 +244,9 @@ impl RunReport {
             chart
                 .configure_mesh()
                 .x_desc("percentile")
+                .x_labels(5)
                 .x_label_formatter(&|x: &f64| match x.round() as i32 {
+                    _ if (x - x.round()).abs() > 1e-6 => String::new(),
                     0 => "p0".into(),
                     1 => "p90".into(),
                     2 => "p99".into(),

@@ -1,16 +1,41 @@
-//! `rill`, the command line: a thin layer that parses flags, builds a config, and calls the libraries.
+//! `rill`, the command line: a thin layer that parses flags, calls the libraries, prints, and maps errors to
+//! one line on stderr and an exit status.
 //!
-//! Today it has one subcommand, `rill broker`, which runs a node in the foreground. The client subcommands
-//! (topic, produce, consume, group) arrive with the client crate.
+//! `rill broker` runs a node in the foreground (`rill_broker`). The client subcommands (`topic`, `produce`,
+//! `consume`, `group`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
+//! (`bench/`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
+//! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc.
+//!
+//! Exit status: 0 on success (and when stdout is closed early, e.g. by `| head`), 1 when a command fails, 2 for
+//! bad flags (clap's own). Nothing prints a backtrace.
 
 mod allocator;
 mod bench;
 mod broker;
+mod connect;
+mod consume;
+mod group;
+mod output;
+mod produce;
+mod table;
+mod time_arg;
+mod topic;
 
 use clap::{Parser, Subcommand};
 
+const EXAMPLES: &str = "\
+Examples:
+  rill broker --data-dir rill-data                 # run a node (another terminal for the rest)
+  rill topic create greetings --partitions 3
+  printf 'hello\\nworld\\n' | rill produce greetings
+  rill consume greetings --from-beginning
+  rill consume greetings --group demo --follow     # resume where the group left off, tail, commit
+
+Client subcommands talk to --broker ADDR (env RILL_BROKER, default 127.0.0.1:9092).";
+
 #[derive(Debug, Parser)]
 #[command(name = "rill", version, about = "rill: an append-only log broker (Kafka-style, gRPC API)")]
+#[command(after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +45,14 @@ struct Cli {
 enum Command {
     /// Run a broker node in the foreground until SIGINT or SIGTERM.
     Broker(broker::BrokerArgs),
+    /// Create, list, describe, delete topics and add partitions.
+    Topic(topic::TopicArgs),
+    /// Send records to a topic: lines of stdin, or one --value.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records: to the end offsets current at start, or --follow.
+    Consume(consume::ConsumeArgs),
+    /// Consumer groups: committed offsets, lag, reset.
+    Group(group::GroupArgs),
     /// Measure a broker's throughput and latency (produce, consume, end to end).
     Bench(bench::BenchArgs),
 }
@@ -29,10 +62,16 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Broker(args) => broker::run(args),
+        Command::Topic(args) => topic::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`rill topic list | head -1`): what it wanted was printed.
+        Err(err) if output::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One line a user can act on; never a backtrace.
             eprintln!("error: {err:#}");

@@ -1,0 +1,237 @@
+//! `rill topic create|list|describe|delete|add-partitions`: the `Admin` topic calls, printed for people
+//! (aligned tables with a header row) and scripts (one item per line, stable columns).
+
+use std::io::Write;
+
+use rill_client::{Admin, DurabilityPolicy, TopicConfig, TopicInfo};
+
+use crate::connect::{block_on, BrokerFlag};
+use crate::output;
+use crate::table::Table;
+
+const EXAMPLES: &str = "\
+Examples:
+  rill topic create orders --partitions 3
+  rill topic create audit --durability always --retention-ms 604800000   # fsync every append, keep 7 days
+  rill topic list
+  rill topic describe orders            # per partition: start and end offsets, bytes, segments
+  rill topic add-partitions orders --count 6
+  rill topic delete orders";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TopicCommand {
+    /// Create a topic; unset settings take the broker's defaults.
+    #[command(after_help = "Examples:
+  rill topic create orders --partitions 3
+  rill topic create audit --durability always --retention-ms 604800000
+  rill topic create clicks --retention-bytes 1073741824 --segment-bytes 67108864")]
+    Create(CreateArgs),
+    /// List every topic with its partition count and settings.
+    #[command(after_help = "Examples:
+  rill topic list
+  rill topic list --broker rill-1.internal:9092     # or RILL_BROKER=rill-1.internal:9092")]
+    List {
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// Show a topic's settings and, per partition, its start and end offsets, bytes on disk and segments.
+    #[command(after_help = "Examples:
+  rill topic describe orders
+
+END is the offset the next record gets; END - START records are readable.")]
+    Describe {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// Delete a topic and all its records.
+    #[command(after_help = "Examples:
+  rill topic delete orders")]
+    Delete {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// Grow a topic to --count partitions (never shrinks; keys then map to other partitions).
+    #[command(after_help = "Examples:
+  rill topic add-partitions orders --count 6     # orders now has 6 partitions in all")]
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// The new total number of partitions; more than the topic has now.
+        #[arg(long, value_name = "N")]
+        count: u32,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateArgs {
+    /// Topic name: 1 to 249 characters of [A-Za-z0-9._-].
+    name: String,
+    /// Number of partitions.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    partitions: u32,
+    /// Delete segments whose newest record is older than this. [default: the broker's, normally forever]
+    #[arg(long, value_name = "MS")]
+    retention_ms: Option<u64>,
+    /// Delete the oldest segments once a partition is larger than this. [default: the broker's]
+    #[arg(long, value_name = "BYTES")]
+    retention_bytes: Option<u64>,
+    /// Roll to a new segment file past this size. [default: the broker's, 1 GiB]
+    #[arg(long, value_name = "BYTES")]
+    segment_bytes: Option<u64>,
+    /// When appends are fsynced: always (before each acknowledgement), interval, or never. [default: the broker's]
+    #[arg(long, value_parser = parse_durability)]
+    durability: Option<DurabilityPolicy>,
+    /// With --durability interval: fsync this often.
+    #[arg(long, value_name = "MS")]
+    flush_interval_ms: Option<u64>,
+    /// Largest record batch producers may append to this topic.
+    #[arg(long, value_name = "BYTES")]
+    max_batch_bytes: Option<u64>,
+    #[command(flatten)]
+    broker: BrokerFlag,
+}
+
+fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {
+    match text {
+        "always" => Ok(DurabilityPolicy::Always),
+        "interval" => Ok(DurabilityPolicy::Interval),
+        "never" => Ok(DurabilityPolicy::Never),
+        _ => Err(format!("{text:?} is not one of always, interval, never")),
+    }
+}
+
+pub fn run(args: TopicArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        match args.command {
+            TopicCommand::Create(args) => create(args).await,
+            TopicCommand::List { broker } => list(&broker).await,
+            TopicCommand::Describe { name, broker } => describe(&broker, &name).await,
+            TopicCommand::Delete { name, broker } => {
+                admin(&broker).await?.delete_topic(&name).await.map_err(|e| broker.explain(e))?;
+                let mut out = output::stdout();
+                output::line(&mut out, format_args!("deleted topic {name:?}"))?;
+                out.flush()?;
+                Ok(())
+            }
+            TopicCommand::AddPartitions { name, count, broker } => {
+                let topic = admin(&broker).await?.add_partitions(&name, count).await.map_err(|e| broker.explain(e))?;
+                let mut out = output::stdout();
+                output::line(&mut out, format_args!("topic {name:?} now has {}", partitions(topic.partition_count)))?;
+                out.flush()?;
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn admin(broker: &BrokerFlag) -> anyhow::Result<Admin> {
+    Ok(Admin::new(broker.connect().await?))
+}
+
+async fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let config = TopicConfig {
+        retention_bytes: args.retention_bytes,
+        retention_ms: args.retention_ms,
+        segment_bytes: args.segment_bytes,
+        durability: args.durability.unwrap_or(DurabilityPolicy::Unspecified) as i32,
+        flush_interval_ms: args.flush_interval_ms,
+        max_batch_bytes: args.max_batch_bytes,
+    };
+    let admin = admin(&args.broker).await?;
+    let topic = admin.create_topic(&args.name, args.partitions, config).await.map_err(|e| args.broker.explain(e))?;
+    let mut out = output::stdout();
+    output::line(&mut out, format_args!("created topic {:?} with {}", topic.name, partitions(topic.partition_count)))?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn list(broker: &BrokerFlag) -> anyhow::Result<()> {
+    let topics = admin(broker).await?.list_topics().await.map_err(|e| broker.explain(e))?;
+    let mut table = Table::new(&["TOPIC", "PARTITIONS", "DURABILITY", "RETENTION_MS", "RETENTION_BYTES"]);
+    for topic in &topics {
+        let config = topic.config.unwrap_or_default();
+        table.row(vec![
+            topic.name.clone(),
+            topic.partition_count.to_string(),
+            durability_name(config.durability).to_owned(),
+            or_forever(config.retention_ms),
+            or_forever(config.retention_bytes),
+        ]);
+    }
+    let mut out = output::stdout();
+    table.write(&mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
+    let description = admin(broker).await?.describe_topic(name).await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    write_settings(&mut out, &description.topic)?;
+    output::line(&mut out, "")?;
+    let mut table = Table::new(&["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]);
+    for p in &description.partitions {
+        table.row(vec![
+            p.partition.to_string(),
+            p.log_start_offset.to_string(),
+            p.high_watermark.to_string(),
+            (p.high_watermark - p.log_start_offset).to_string(),
+            p.size_bytes.to_string(),
+            p.segment_count.to_string(),
+        ]);
+    }
+    table.write(&mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()> {
+    let config = topic.config.unwrap_or_default();
+    let mut settings = Table::new(&["topic", &topic.name]);
+    settings.row(vec!["partitions".into(), topic.partition_count.to_string()]);
+    settings.row(vec!["durability".into(), durability_name(config.durability).to_owned()]);
+    settings.row(vec!["flush_interval_ms".into(), or_none(config.flush_interval_ms)]);
+    settings.row(vec!["retention_ms".into(), or_forever(config.retention_ms)]);
+    settings.row(vec!["retention_bytes".into(), or_forever(config.retention_bytes)]);
+    settings.row(vec!["segment_bytes".into(), or_none(config.segment_bytes)]);
+    settings.row(vec!["max_batch_bytes".into(), or_none(config.max_batch_bytes)]);
+    settings.write(out)
+}
+
+fn durability_name(value: i32) -> &'static str {
+    match DurabilityPolicy::try_from(value) {
+        Ok(DurabilityPolicy::Always) => "always",
+        Ok(DurabilityPolicy::Interval) => "interval",
+        Ok(DurabilityPolicy::Never) => "never",
+        Ok(DurabilityPolicy::Unspecified) | Err(_) => "default",
+    }
+}
+
+fn or_forever(value: Option<u64>) -> String {
+    value.map_or_else(|| "forever".to_owned(), |v| v.to_string())
+}
+
+fn or_none(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn partitions(count: u32) -> String {
+    if count == 1 {
+        "1 partition".to_owned()
+    } else {
+        format!("{count} partitions")
+    }
+}

@@ -1,0 +1,177 @@
+//! `rill group ...` as the built binary against a real `rill broker` process: describe (committed offset, end
+//! offset, lag) and reset-offsets to each kind of target, and their errors.
+
+mod common;
+
+use common::{rill, rill_with_stdin, BrokerProcess, Running};
+
+fn broker_with_records() -> (tempfile::TempDir, BrokerProcess) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "events", "--partitions", "2"]).ok();
+    rill_with_stdin(b, &["produce", "events", "--partition", "0"], b"a\nb\nc\nd\n").ok();
+    rill_with_stdin(b, &["produce", "events", "--partition", "1"], b"x\ny\n").ok();
+    (dir, broker)
+}
+
+/// `rill group describe ARGS` partition rows as words (TOPIC to LAG), without the title and header lines.
+fn rows(broker: &str, args: &[&str]) -> Vec<Vec<String>> {
+    let mut full = vec!["group", "describe"];
+    full.extend_from_slice(args);
+    let output = rill(broker, &full);
+    let text = output.ok();
+    let header = ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"];
+    assert!(text.lines().any(|l| l.split_whitespace().eq(header)), "{text}");
+    text.lines()
+        .skip_while(|l| !l.starts_with("TOPIC"))
+        .skip(1)
+        .map(|l| l.split_whitespace().take(5).map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn describe_shows_committed_end_and_lag_per_partition() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    rill(b, &["consume", "events", "--group", "g", "--partition", "0", "--max-messages", "3"]).ok();
+    assert_eq!(rows(b, &["g"]), [["events", "0", "3", "4", "1"]], "only what the group committed");
+    assert_eq!(rows(b, &["g", "--topic", "events"]), [["events", "0", "3", "4", "1"]]);
+    assert!(rows(b, &["g", "--topic", "other"]).is_empty(), "--topic only filters");
+    let described = rill(b, &["group", "describe", "g"]);
+    assert!(described.ok().starts_with("group g (empty, no members)\n"), "{described:?}");
+    rill(b, &["group", "describe", "nobody"]).fails(1, "unknown group \"nobody\"");
+}
+
+#[test]
+fn reset_offsets_moves_the_group_to_each_kind_of_target() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    let reset = |to: &[&str]| {
+        let mut args = vec!["group", "reset-offsets", "g", "--topic", "events"];
+        args.extend_from_slice(to);
+        rill(b, &args).ok().to_owned()
+    };
+
+    let printed = reset(&["--to-latest"]);
+    assert!(printed.starts_with("group g reset\n"), "{printed}");
+    assert_eq!(rows(b, &["g"]), [["events", "0", "4", "4", "0"], ["events", "1", "2", "2", "0"]]);
+    assert_eq!(rill(b, &["consume", "events", "--group", "g"]).ok(), "", "nothing left to read");
+
+    reset(&["--to-earliest"]);
+    assert_eq!(rows(b, &["g"]), [["events", "0", "0", "4", "4"], ["events", "1", "0", "2", "2"]]);
+
+    reset(&["--partition", "0", "--to-offset", "2"]);
+    assert_eq!(rows(b, &["g"])[0], ["events", "0", "2", "4", "2"]);
+    assert_eq!(rill(b, &["consume", "events", "--group", "g", "--partition", "0"]).ok(), "c\nd\n");
+
+    reset(&["--to-offset", "99"]);
+    assert_eq!(rows(b, &["g"]), [["events", "0", "4", "4", "0"], ["events", "1", "2", "2", "0"]], "clamped to the end");
+
+    // By time: far in the past is the beginning, far in the future the end.
+    reset(&["--to-time", "2000-01-01T00:00:00Z"]);
+    assert_eq!(rows(b, &["g"])[0], ["events", "0", "0", "4", "4"]);
+    reset(&["--to-time", "2999-01-01T00:00:00Z"]);
+    assert_eq!(rows(b, &["g"])[0], ["events", "0", "4", "4", "0"]);
+}
+
+#[test]
+fn reset_offsets_of_an_unknown_topic_or_partition_fails_with_exit_1() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    rill(b, &["group", "reset-offsets", "g", "--topic", "nope", "--to-earliest"]).fails(1, "unknown topic \"nope\"");
+    rill(b, &["group", "reset-offsets", "g", "--topic", "events", "--partition", "9", "--to-earliest"])
+        .fails(1, "partition 9");
+}
+
+#[test]
+fn followers_of_one_group_share_its_partitions_as_members() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    let first = Running::spawn(b, &["consume", "events", "--group", "live", "--follow", "--format", "json"]);
+    // The first member owns both partitions: it prints all six records.
+    let mut seen: Vec<(i64, i64)> = (0..6).map(|_| partition_offset(&first.next_line())).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]);
+
+    let second = Running::spawn(b, &["consume", "events", "--group", "live", "--follow", "--format", "json"]);
+    let members = wait_for_members(b, "live", 2);
+    assert!(members.starts_with("group live (stable, generation "), "{members}");
+    let owners: Vec<&str> =
+        members.lines().filter(|l| l.starts_with("events")).filter_map(|l| l.split_whitespace().nth(5)).collect();
+    assert_eq!(owners.len(), 2, "{members}");
+    assert_ne!(owners[0], owners[1], "one partition each: {members}");
+    assert!(owners.iter().all(|o| *o != "-"), "{members}");
+
+    // A record for each partition: each member prints only its own partition's.
+    rill(b, &["produce", "events", "--partition", "0", "--value", "p0"]).ok();
+    rill(b, &["produce", "events", "--partition", "1", "--value", "p1"]).ok();
+    let a = partition_offset(&first.next_line());
+    let c = partition_offset(&second.next_line());
+    let mut got = [a, c];
+    got.sort_unstable();
+    assert_eq!(got, [(0, 4), (1, 2)], "each new record printed once, by the partition's owner");
+
+    // While it has members, the group cannot be reset.
+    rill(b, &["group", "reset-offsets", "live", "--topic", "events", "--to-earliest"]).fails(1, "refused");
+
+    for member in [first, second] {
+        let (status, stderr) = member.stop_with(libc::SIGINT);
+        assert!(status.success(), "{status:?} {stderr}");
+    }
+    // They committed what they printed and left: nothing is left to read, and the group is empty.
+    assert_eq!(rill(b, &["consume", "events", "--group", "live"]).ok(), "");
+    let described = rill(b, &["group", "describe", "live"]);
+    assert!(described.ok().starts_with("group live (empty, no members)"), "{described:?}");
+}
+
+#[test]
+fn group_list_shows_each_group_with_its_state_and_members() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    assert_eq!(rill(b, &["group", "list"]).ok(), "GROUP  STATE  MEMBERS  GENERATION\n", "no groups yet");
+    rill(b, &["consume", "events", "--group", "batch", "--max-messages", "1"]).ok();
+    let member = Running::spawn(b, &["consume", "events", "--group", "stream", "--follow"]);
+    member.next_line();
+    let listed = rill(b, &["group", "list"]);
+    let rows: Vec<Vec<&str>> = listed.ok().lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{listed:?}");
+    assert_eq!(rows[0][..3], ["batch", "empty", "0"]);
+    assert_eq!(rows[1][..3], ["stream", "stable", "1"]);
+}
+
+fn partition_offset(json_line: &str) -> (i64, i64) {
+    let record: serde_json::Value = serde_json::from_str(json_line).expect("a JSON line");
+    (record["partition"].as_i64().expect("partition"), record["offset"].as_i64().expect("offset"))
+}
+
+/// `rill group describe G` once it shows `members` members each owning a partition (the broker moves a
+/// partition only after its owner acknowledged giving it up).
+fn wait_for_members(broker: &str, group: &str, members: usize) -> String {
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        let described = rill(broker, &["group", "describe", group]).ok().to_owned();
+        let owners = described.lines().filter(|l| l.starts_with("events") && !l.ends_with(" -")).count();
+        if described.contains(&format!("{members} members")) && owners == 2 && described.contains("(stable") {
+            return described;
+        }
+        assert!(std::time::Instant::now() < deadline, "no stable group of {members}: {described}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_member_stopped_by_max_messages_commits_only_what_it_printed() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    let member = rill(b, &["consume", "events", "--partition", "0", "--group", "m", "--max-messages", "1"]);
+    assert_eq!(member.ok(), "a\n", "standalone, partition 0");
+    // As a member: `poll` hands out more than two records, but only the two printed are committed.
+    let printed = rill(b, &["consume", "events", "--group", "m", "--follow", "--max-messages", "2"]);
+    assert_eq!(printed.lines().len(), 2, "{printed:?}");
+    let rest = rill(b, &["consume", "events", "--group", "m"]);
+    let mut all: Vec<&str> = printed.lines();
+    all.extend(rest.ok().lines());
+    all.sort_unstable();
+    assert_eq!(all, ["b", "c", "d", "x", "y"], "every record after the commit, once");
+}

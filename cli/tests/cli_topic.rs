@@ -1,0 +1,182 @@
+//! `rill topic ...` and what every client subcommand shares (`--broker`, `RILL_BROKER`, `--help`, errors),
+//! run as the built binary against a real `rill broker` process.
+
+mod common;
+
+use common::{dead_address, rill, BrokerProcess, RILL};
+
+fn broker() -> (tempfile::TempDir, BrokerProcess) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    (dir, broker)
+}
+
+#[test]
+fn a_topic_is_created_listed_described_grown_and_deleted() {
+    let (_dir, broker) = broker();
+    let b = broker.addr.as_str();
+    assert_eq!(
+        rill(b, &["topic", "create", "orders", "--partitions", "3"]).ok(),
+        "created topic \"orders\" with 3 partitions\n"
+    );
+    assert_eq!(rill(b, &["topic", "create", "one"]).ok(), "created topic \"one\" with 1 partition\n");
+
+    let list = rill(b, &["topic", "list"]);
+    let lines = list.lines();
+    assert_eq!(lines.len(), 3, "{list:?}");
+    assert!(lines[0].starts_with("TOPIC") && lines[0].contains("PARTITIONS"), "{list:?}");
+    assert_eq!(lines[1].split_whitespace().take(2).collect::<Vec<_>>(), ["one", "1"]);
+    assert_eq!(lines[2].split_whitespace().take(2).collect::<Vec<_>>(), ["orders", "3"]);
+
+    rill(b, &["produce", "orders", "--partition", "1", "--value", "x"]).ok();
+    let describe = rill(b, &["topic", "describe", "orders"]);
+    let text = describe.ok();
+    assert!(text.starts_with("topic              orders\npartitions         3\n"), "{text}");
+    let rows: Vec<Vec<&str>> =
+        text.lines().skip_while(|l| !l.starts_with("PARTITION")).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]);
+    assert_eq!(rows.len(), 4, "{text}");
+    assert_eq!(&rows[2][..4], ["1", "0", "1", "1"], "partition 1 holds the record: {text}");
+    assert!(rows[2][4].parse::<u64>().expect("bytes") > 0, "{text}");
+    assert_eq!(&rows[1][..4], ["0", "0", "0", "0"], "{text}");
+
+    assert_eq!(
+        rill(b, &["topic", "add-partitions", "orders", "--count", "5"]).ok(),
+        "topic \"orders\" now has 5 partitions\n"
+    );
+    let described = rill(b, &["topic", "describe", "orders"]);
+    assert!(described.ok().contains("partitions         5"), "{described:?}");
+
+    assert_eq!(rill(b, &["topic", "delete", "orders"]).ok(), "deleted topic \"orders\"\n");
+    let list = rill(b, &["topic", "list"]);
+    assert!(!list.ok().contains("orders"), "{list:?}");
+}
+
+#[test]
+fn topic_settings_given_at_create_are_shown_by_describe() {
+    let (_dir, broker) = broker();
+    let b = broker.addr.as_str();
+    let args = [
+        "topic",
+        "create",
+        "audit",
+        "--durability",
+        "always",
+        "--retention-ms",
+        "3600000",
+        "--retention-bytes",
+        "1048576",
+        "--segment-bytes",
+        "16777216",
+    ];
+    rill(b, &args).ok();
+    let describe = rill(b, &["topic", "describe", "audit"]);
+    let settings: Vec<Vec<&str>> = describe.ok().lines().map(|l| l.split_whitespace().collect()).collect();
+    for expected in [
+        ["durability", "always"],
+        ["retention_ms", "3600000"],
+        ["retention_bytes", "1048576"],
+        ["segment_bytes", "16777216"],
+    ] {
+        assert!(settings.contains(&expected.to_vec()), "{expected:?} in {describe:?}");
+    }
+    let list = rill(b, &["topic", "list"]);
+    assert_eq!(list.lines()[1].split_whitespace().collect::<Vec<_>>(), ["audit", "1", "always", "3600000", "1048576"]);
+}
+
+#[test]
+fn topic_errors_are_one_line_naming_the_topic_with_exit_1() {
+    let (_dir, broker) = broker();
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "orders"]).ok();
+    rill(b, &["topic", "create", "orders"]).fails(1, "topic \"orders\" already exists");
+    rill(b, &["topic", "describe", "nope"]).fails(1, "unknown topic \"nope\"");
+    rill(b, &["topic", "delete", "nope"]).fails(1, "unknown topic \"nope\"");
+    rill(b, &["topic", "add-partitions", "nope", "--count", "2"]).fails(1, "unknown topic \"nope\"");
+    rill(b, &["topic", "add-partitions", "orders", "--count", "1"]).fails(1, "error: ");
+    rill(b, &["topic", "create", "bad/name"]).fails(1, "invalid");
+    rill(b, &["topic", "create", "zero", "--partitions", "0"]).fails(1, "invalid");
+}
+
+#[test]
+fn bad_flags_exit_2_with_clap_naming_the_flag() {
+    let b = dead_address();
+    rill(&b, &["topic", "create", "t", "--partitions", "three"]).fails(2, "--partitions");
+    rill(&b, &["topic", "create", "t", "--durability", "sometimes"]).fails(2, "always, interval, never");
+    rill(&b, &["topic", "add-partitions", "t"]).fails(2, "--count");
+    rill(&b, &["topic", "frobnicate"]).fails(2, "frobnicate");
+    rill(&b, &["produce", "t", "--acks", "all"]).fails(2, "none, leader, durable");
+    rill(&b, &["produce", "t", "--compression", "gzip"]).fails(2, "none, lz4, zstd");
+    rill(&b, &["produce", "t", "--header", "novalue", "--value", "v"]).fails(2, "KEY=VALUE");
+    rill(&b, &["produce", "t", "--key", "k", "--key-separator", ":"]).fails(2, "cannot be used with");
+    rill(&b, &["consume", "t", "--offset", "3", "--from-beginning"]).fails(2, "cannot be used with");
+    rill(&b, &["consume", "t", "--offset=-1"]).fails(2, "--offset");
+    rill(&b, &["consume", "t", "--from-time", "yesterday"]).fails(2, "RFC 3339");
+    rill(&b, &["consume", "t", "--format", "xml"]).fails(2, "--format");
+    rill(&b, &["group", "reset-offsets", "g", "--topic", "t"]).fails(2, "--to-earliest");
+    rill(&b, &["group", "reset-offsets", "g", "--topic", "t", "--to-latest", "--to-offset", "3"])
+        .fails(2, "cannot be used with");
+}
+
+#[test]
+fn every_client_subcommand_names_the_unreachable_broker_and_how_to_change_it() {
+    let dead = dead_address();
+    let commands: [&[&str]; 11] = [
+        &["topic", "create", "t"],
+        &["topic", "list"],
+        &["topic", "describe", "t"],
+        &["topic", "delete", "t"],
+        &["topic", "add-partitions", "t", "--count", "2"],
+        &["produce", "t", "--value", "v"],
+        &["consume", "t"],
+        &["group", "list"],
+        &["group", "describe", "g"],
+        &["group", "reset-offsets", "g", "--topic", "t", "--to-earliest"],
+        &["consume", "t", "--follow", "--group", "g"],
+    ];
+    for args in commands {
+        let output = rill(&dead, args);
+        let stderr = output.fails(1, &format!("cannot reach the broker at {dead}"));
+        assert!(stderr.contains("--broker or RILL_BROKER"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_broker_flag_overrides_rill_broker_and_the_default_is_the_brokers_own_address() {
+    let (_dir, broker) = broker();
+    // RILL_BROKER points nowhere; --broker wins.
+    let output = rill(&dead_address(), &["topic", "create", "t", "--broker", &broker.addr]);
+    assert_eq!(output.ok(), "created topic \"t\" with 1 partition\n");
+    // Neither set: the default address, named in --help.
+    let help =
+        common::run(std::process::Command::new(RILL).args(["topic", "list", "--help"]).env_remove("RILL_BROKER"), None);
+    assert!(help.ok().contains("[default: 127.0.0.1:9092]"), "{help:?}");
+}
+
+#[test]
+fn every_subcommand_has_help_with_examples() {
+    let commands: [&[&str]; 14] = [
+        &[],
+        &["broker"],
+        &["topic"],
+        &["topic", "create"],
+        &["topic", "list"],
+        &["topic", "describe"],
+        &["topic", "delete"],
+        &["topic", "add-partitions"],
+        &["produce"],
+        &["consume"],
+        &["group"],
+        &["group", "list"],
+        &["group", "describe"],
+        &["group", "reset-offsets"],
+    ];
+    for args in commands {
+        let mut command = std::process::Command::new(RILL);
+        command.args(args).arg("--help");
+        let help = common::run(&mut command, None);
+        let text = help.ok();
+        assert!(text.contains("\nExamples:\n  ") && text.contains("  rill "), "rill {args:?} --help: {text}");
+        assert!(text.contains("Usage: rill"), "{text}");
+    }
+}

@@ -1,0 +1,243 @@
+//! What the end-to-end tests of the `rill` client subcommands share: a real `rill broker` process on a free
+//! port, and runs of the `rill` binary against it with a deadline. Every process a test starts is killed when its
+//! guard drops, so a failing test leaves nothing running.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that should happen well within it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const RILL: &str = env!("CARGO_BIN_EXE_rill");
+
+/// A running `rill broker` process, SIGKILLed when dropped.
+pub struct BrokerProcess {
+    child: Child,
+    /// `host:port`, as `--broker` takes it.
+    pub addr: String,
+    pub data_dir: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Starts a broker on a free port with its data in `data_dir`.
+    pub fn start(data_dir: &Path) -> BrokerProcess {
+        let command = Command::new(RILL);
+        Self::start_command(command, &["broker", "--listen", "127.0.0.1:0", "--data-dir", &data_dir.to_string_lossy()])
+    }
+
+    /// Starts `rill ARGS` (a `broker` command line) in `command`'s directory and environment, and reads the
+    /// address it listens on from its first line of stdout.
+    pub fn start_command(mut command: Command, args: &[&str]) -> BrokerProcess {
+        let mut child = command
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rill broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listen line");
+        let Some(addr) = line.trim().strip_prefix("rill broker listening on ") else {
+            let _ = child.kill();
+            panic!("unexpected first line {line:?}");
+        };
+        let data_dir = args.windows(2).find(|w| w[0] == "--data-dir").map(|w| PathBuf::from(w[1])).unwrap_or_default();
+        BrokerProcess { child, addr: addr.to_owned(), data_dir }
+    }
+
+    /// SIGINT (Ctrl-C), then waits for the graceful shutdown; returns the exit status.
+    pub fn interrupt(mut self) -> ExitStatus {
+        signal(&self.child, libc::SIGINT);
+        wait_with_deadline(&mut self.child)
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An address where nothing listens: a port the OS just gave out and took back.
+pub fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    drop(listener);
+    addr
+}
+
+/// What one run of `rill` did.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(self.status.success(), "rill failed: {self:?}");
+        assert!(!self.stderr.contains("panicked"), "{self:?}");
+        &self.stdout
+    }
+
+    /// Asserts exit status `code` and that stderr is one `error:` line containing `needle`; returns stderr.
+    #[track_caller]
+    pub fn fails(&self, code: i32, needle: &str) -> &str {
+        assert_eq!(self.status.code(), Some(code), "{self:?}");
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {self:?}");
+        assert!(!self.stderr.contains("panicked") && !self.stderr.contains("backtrace"), "{self:?}");
+        if code == 1 {
+            assert!(self.stderr.starts_with("error: "), "{self:?}");
+            assert_eq!(self.stderr.trim_end().lines().count(), 1, "one line: {self:?}");
+        }
+        &self.stderr
+    }
+
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// `rill ARGS` against `broker` (through RILL_BROKER, as a user's shell would set it).
+pub fn rill(broker: &str, args: &[&str]) -> Output {
+    run(Command::new(RILL).args(args).env("RILL_BROKER", broker), None)
+}
+
+/// `rill ARGS` with `input` on stdin.
+pub fn rill_with_stdin(broker: &str, args: &[&str], input: &[u8]) -> Output {
+    run(Command::new(RILL).args(args).env("RILL_BROKER", broker), Some(input))
+}
+
+/// Runs `command` to completion (killing it past `DEADLINE`), feeding `input` to its stdin.
+pub fn run(command: &mut Command, input: Option<&[u8]>) -> Output {
+    let mut child = command
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rill");
+    let writer = input.map(|input| {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let stdout = read_all(child.stdout.take().expect("piped stdout"));
+    let stderr = read_all(child.stderr.take().expect("piped stderr"));
+    let status = wait_with_deadline(&mut child);
+    if let Some(writer) = writer {
+        writer.join().expect("stdin writer");
+    }
+    let stdout_bytes = stdout.join().expect("stdout reader");
+    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
+    Output { status, stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(), stdout_bytes, stderr }
+}
+
+fn read_all(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = from.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Waits for `child` to exit; kills it and fails the test past `DEADLINE`.
+pub fn wait_with_deadline(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} still running after {DEADLINE:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) on our own child's pid; it has not been reaped yet (the guard owns it).
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+/// A long-running `rill` (e.g. `consume --follow`) whose stdout lines arrive on a channel; killed when dropped.
+pub struct Running {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    pub fn spawn(broker: &str, args: &[&str]) -> Running {
+        let mut child = Command::new(RILL)
+            .args(args)
+            .env("RILL_BROKER", broker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rill");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || forward_lines(stdout, &tx));
+        let stderr = Some(read_all(child.stderr.take().expect("piped stderr")));
+        Running { child, lines, stderr }
+    }
+
+    /// The next line of stdout, waiting up to `DEADLINE`.
+    #[track_caller]
+    pub fn next_line(&self) -> String {
+        self.lines.recv_timeout(DEADLINE).expect("a line of output within the deadline")
+    }
+
+    /// The next line of stdout if one comes within `wait`.
+    pub fn line_within(&self, wait: Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
+    /// Sends `sig`, waits for the exit, and returns the status and stderr.
+    pub fn stop_with(mut self, sig: libc::c_int) -> (ExitStatus, String) {
+        signal(&self.child, sig);
+        self.wait()
+    }
+
+    pub fn wait(&mut self) -> (ExitStatus, String) {
+        let status = wait_with_deadline(&mut self.child);
+        let stderr = self.stderr.take().map(|h| h.join().expect("stderr reader")).unwrap_or_default();
+        (status, String::from_utf8_lossy(&stderr).into_owned())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stdout: ChildStdout, tx: &mpsc::Sender<String>) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { return };
+        if tx.send(line).is_err() {
+            return;
+        }
+    }
+}

@@ -1,68 +1,18 @@
 //! The real `rill broker` binary: start on a free port, SIGKILL and SIGTERM, restart, bad configuration.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::BrokerProcess;
 use rill_protocol::v1::{
     self, consumer_groups_client::ConsumerGroupsClient, records_client::RecordsClient,
     topic_admin_client::TopicAdminClient,
 };
 use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
-
-/// A running `rill broker` process, killed when dropped so a failing test leaves nothing behind.
-struct BrokerProcess {
-    child: Child,
-    url: String,
-}
-
-impl BrokerProcess {
-    fn start(data_dir: &Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rill broker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listen line");
-        let addr = line.trim().strip_prefix("rill broker listening on ").unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("unexpected first line {line:?}")
-        });
-        let url = format!("http://{addr}");
-        BrokerProcess { child, url }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Waits for the process to exit, up to `timeout`. Async, so that the test's clients keep running (and
-    /// answer the broker's GOAWAY) meanwhile.
-    async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        None
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Clients {
     admin: TopicAdminClient<tonic::transport::Channel>,
@@ -129,7 +79,7 @@ fn create(name: &str) -> v1::CreateTopicRequest {
 async fn durable_records_and_commits_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = BrokerProcess::start(dir.path());
-    let mut clients = connect(&broker.url).await;
+    let mut clients = connect(&broker.url()).await;
     clients.admin.create_topic(create("crash")).await.unwrap();
     let sent: Vec<String> = (0..50).map(|i| format!("record-{i}")).collect();
     for value in &sent {
@@ -148,7 +98,7 @@ async fn durable_records_and_commits_survive_sigkill() {
     assert!(!is_clean_shutdown(&dir.path().join("crash-0")), "a killed broker closed nothing");
 
     let broker = BrokerProcess::start(dir.path());
-    let mut clients = connect(&broker.url).await;
+    let mut clients = connect(&broker.url()).await;
     assert_eq!(all_values(&mut clients.records, "crash").await, sent, "every acknowledged record, in order, once");
     let lookup = v1::FetchOffsetsRequest {
         group: "g".into(),
@@ -162,7 +112,7 @@ async fn durable_records_and_commits_survive_sigkill() {
 async fn sigterm_shuts_down_gracefully_with_exit_0_and_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = BrokerProcess::start(dir.path());
-    let mut clients = connect(&broker.url).await;
+    let mut clients = connect(&broker.url()).await;
     clients.admin.create_topic(create("calm")).await.unwrap();
     for value in ["a", "b", "c"] {
         clients.records.produce(produce("calm", value, v1::Acks::Leader)).await.unwrap();
@@ -182,7 +132,7 @@ async fn sigterm_shuts_down_gracefully_with_exit_0_and_keeps_everything() {
     }
 
     let broker = BrokerProcess::start(dir.path());
-    let mut clients = connect(&broker.url).await;
+    let mut clients = connect(&broker.url()).await;
     assert_eq!(all_values(&mut clients.records, "calm").await, ["a", "b", "c"]);
 }
 
@@ -220,7 +170,7 @@ fn a_second_signal_during_a_slow_shutdown_stops_the_broker_at_once() {
     // so the graceful shutdown would wait out its whole grace period (5 s).
     let (connected_tx, connected_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let url = broker.url.clone();
+    let url = broker.url();
     let frozen = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let clients = runtime.block_on(async {

@@ -5,15 +5,15 @@
 //!
 //! 20 kill cycles by default; `RILL_CRASH_CYCLES=500` for the long run. `RILL_CRASH_SEED` replays a run.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::BrokerProcess;
 use rill_protocol::v1::{
     self, consumer_groups_client::ConsumerGroupsClient, records_client::RecordsClient,
     topic_admin_client::TopicAdminClient,
@@ -24,46 +24,6 @@ use tonic::transport::Channel;
 const TOPIC: &str = "crash-loop";
 const PARTITIONS: u32 = 4;
 const GROUP: &str = "crash-loop-group";
-
-/// A `rill broker` child process, SIGKILLed when dropped.
-struct BrokerProcess {
-    child: Child,
-    url: String,
-}
-
-impl BrokerProcess {
-    fn start(data_dir: &Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rill broker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listen line");
-        let Some(addr) = line.trim().strip_prefix("rill broker listening on ") else {
-            let _ = child.kill();
-            panic!("unexpected first line {line:?}");
-        };
-        let url = format!("http://{addr}");
-        BrokerProcess { child, url }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// xorshift64*: reproducible kill timings without a dependency.
 struct Rng(u64);
@@ -217,7 +177,7 @@ async fn crash_loop(policy: v1::DurabilityPolicy, acks: v1::Acks) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
     let broker = BrokerProcess::start(dir.path());
-    let admin = channel(&broker.url).await.expect("connect");
+    let admin = channel(&broker.url()).await.expect("connect");
     let config = v1::TopicConfig { durability: policy as i32, ..Default::default() };
     let create = v1::CreateTopicRequest { name: TOPIC.into(), partition_count: PARTITIONS, config: Some(config) };
     TopicAdminClient::new(admin).create_topic(create).await.expect("create topic");
@@ -227,9 +187,9 @@ async fn crash_loop(policy: v1::DurabilityPolicy, acks: v1::Acks) {
         let running = broker.take().unwrap_or_else(|| BrokerProcess::start(dir.path()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks: Vec<_> = (0..PARTITIONS)
-            .map(|p| tokio::spawn(produce_until_killed(running.url.clone(), p, acks, ledger.clone(), stop.clone())))
+            .map(|p| tokio::spawn(produce_until_killed(running.url(), p, acks, ledger.clone(), stop.clone())))
             .collect();
-        tasks.push(tokio::spawn(commit_until_killed(running.url.clone(), ledger.clone(), stop.clone())));
+        tasks.push(tokio::spawn(commit_until_killed(running.url(), ledger.clone(), stop.clone())));
         tokio::time::sleep(Duration::from_millis(20 + rng.below(200))).await;
         running.kill();
         stop.store(true, Ordering::Relaxed);
@@ -239,7 +199,7 @@ async fn crash_loop(policy: v1::DurabilityPolicy, acks: v1::Acks) {
     }
 
     let broker = BrokerProcess::start(dir.path());
-    let reader = channel(&broker.url).await.expect("connect after the last restart");
+    let reader = channel(&broker.url()).await.expect("connect after the last restart");
     let mut records = RecordsClient::new(reader.clone());
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
     let mut acknowledged = 0;

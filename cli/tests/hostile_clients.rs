@@ -2,59 +2,27 @@
 //! preface and stall do not stop it serving a normal client; its memory stays bounded; and once they go, it holds
 //! no file descriptor for them. Prints the memory figures (`--nocapture`).
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::BrokerProcess;
 
 use rill_protocol::v1::{self, records_client::RecordsClient, topic_admin_client::TopicAdminClient};
 use rill_protocol::{Record, RecordBatchBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-struct BrokerProcess {
-    child: Child,
-    addr: String,
+/// The broker's resident memory in KiB, from /proc.
+fn rss_kib(broker: &BrokerProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.child.id())).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
 }
 
-impl BrokerProcess {
-    fn start(data_dir: &Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rill broker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listen line");
-        let Some(addr) = line.trim().strip_prefix("rill broker listening on ") else {
-            let _ = child.kill();
-            panic!("unexpected first line {line:?}");
-        };
-        let addr = addr.to_owned();
-        BrokerProcess { child, addr }
-    }
-
-    /// Resident memory in KiB, from /proc.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("/proc fd").count()
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The broker's open file descriptors, from /proc.
+fn open_fds(broker: &BrokerProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", broker.child.id())).expect("/proc fd").count()
 }
 
 async fn serve_a_normal_client(url: &str, round: usize) {
@@ -93,9 +61,9 @@ async fn serve_a_normal_client(url: &str, round: usize) {
 async fn idle_and_stalled_connections_do_not_stop_a_normal_client_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path());
-    let url = format!("http://{}", broker.addr);
+    let url = broker.url();
     serve_a_normal_client(&url, 0).await;
-    let (rss_before, fds_before) = (broker.rss_kib(), broker.open_fds());
+    let (rss_before, fds_before) = (rss_kib(&broker), open_fds(&broker));
 
     let mut hostile = Vec::with_capacity(1100);
     for _ in 0..1000 {
@@ -108,26 +76,26 @@ async fn idle_and_stalled_connections_do_not_stop_a_normal_client_and_memory_sta
     }
     // The broker has accepted them all (each holds a descriptor) and still serves.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.open_fds() < fds_before + 1095 && Instant::now() < deadline {
+    while open_fds(&broker) < fds_before + 1095 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // (fds_before counted the first client's connection, which may since have closed.)
     assert!(
-        broker.open_fds() >= fds_before + 1095,
+        open_fds(&broker) >= fds_before + 1095,
         "the broker accepted every connection: {} fds, {fds_before} before",
-        broker.open_fds()
+        open_fds(&broker)
     );
     serve_a_normal_client(&url, 1).await;
-    let rss_during = broker.rss_kib();
+    let rss_during = rss_kib(&broker);
 
     drop(hostile);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.open_fds() > fds_before + 5 && Instant::now() < deadline {
+    while open_fds(&broker) > fds_before + 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let fds_after = broker.open_fds();
+    let fds_after = open_fds(&broker);
     serve_a_normal_client(&url, 2).await;
-    let rss_after = broker.rss_kib();
+    let rss_after = rss_kib(&broker);
     eprintln!(
         "hostile connections: RSS {rss_before} KiB before, {rss_during} KiB with 1,100 idle/stalled connections \
          ({} KiB each), {rss_after} KiB after they closed; fds {fds_before} before, {fds_after} after",

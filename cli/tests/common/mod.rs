@@ -18,7 +18,7 @@ pub const RILL: &str = env!("CARGO_BIN_EXE_rill");
 
 /// A running `rill broker` process, SIGKILLed when dropped.
 pub struct BrokerProcess {
-    child: Child,
+    pub child: Child,
     /// `host:port`, as `--broker` takes it.
     pub addr: String,
     pub data_dir: PathBuf,
@@ -51,6 +51,35 @@ impl BrokerProcess {
         };
         let data_dir = args.windows(2).find(|w| w[0] == "--data-dir").map(|w| PathBuf::from(w[1])).unwrap_or_default();
         BrokerProcess { child, addr: addr.to_owned(), data_dir }
+    }
+
+    /// `http://host:port`, as a tonic client connects.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id, as `kill` takes it.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// SIGKILL, and reap: a crash, with no chance to close anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, up to `timeout`. Async, so the test's clients keep running (and answer
+    /// the broker's GOAWAY) meanwhile.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// SIGINT (Ctrl-C), then waits for the graceful shutdown; returns the exit status.

@@ -86,6 +86,17 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
             break;
         }
         let has_room = in_flight.len() + queued.len() < max_in_flight;
+        // A linger already over (linger 0, or a busy sender) seals at once: tokio's timer fires no sooner than
+        // its next millisecond tick, which was most of the send latency of a `linger: 0` producer.
+        if has_room && linger.is_some_and(|(_, deadline)| deadline <= Instant::now()) {
+            if let Some((id, _)) = linger.take() {
+                if let Some(batch) = seal_lingered(&ctx, id) {
+                    received += 1;
+                    queued.push_back(batch);
+                }
+            }
+            continue;
+        }
         let linger_deadline = linger.map(|(_, deadline)| deadline);
         tokio::select! {
             command = commands.recv(), if !is_closed => match command {

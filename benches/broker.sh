@@ -26,6 +26,7 @@ PY
 }
 run produce-1kb      produce --workload 8-topics-1-partition-1kb --durability never --acks leader
 run produce-100b     produce --workload 8-topics-1-partition-100b --durability never --acks leader
+run produce-never-2m produce --workload 8-topics-1-partition-1kb --durability never --acks leader --messages 2000000
 run produce-durable  produce --workload 8-topics-1-partition-1kb --durability always --acks durable --messages 2000000
 run consume-1kb      consume --workload 8-topics-1-partition-1kb --messages 4000000
 run omb-16p-1kb      consume --workload 1-topic-16-partitions-1kb

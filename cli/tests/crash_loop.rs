@@ -54,8 +54,16 @@ struct Ledger {
     commits: BTreeMap<u32, (Option<i64>, Vec<i64>)>,
 }
 
+/// A connection whose every call gives up after a few seconds: a call caught by a kill must end with an error,
+/// never hang the loop (one in a few hundred once waited for ever on a connection the kill had closed).
 async fn channel(url: &str) -> Option<Channel> {
-    Channel::from_shared(url.to_owned()).ok()?.connect_timeout(Duration::from_secs(2)).connect().await.ok()
+    Channel::from_shared(url.to_owned())
+        .ok()?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .ok()
 }
 
 /// Sends records to one partition, one at a time, until stopped or the broker dies.

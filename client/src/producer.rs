@@ -12,6 +12,7 @@
 //!    which resolves the [`DeliveryFuture`] of each of its records and gives the reserved bytes back.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -111,7 +112,31 @@ pub(crate) struct ProducerInner {
     buffer: Arc<Semaphore>,
 }
 
-pub(crate) type Topics = HashMap<String, TopicEntry>;
+/// Every `send` looks its topic up here, so the hash is FNV-1a rather than SipHash: topic names come from the
+/// application, not from an adversary, and SipHash of the name was 3.4% of a 100-byte-record produce profile.
+pub(crate) type Topics = HashMap<String, TopicEntry, BuildHasherDefault<TopicNameHasher>>;
+
+/// FNV-1a, 64-bit.
+#[derive(Debug)]
+pub(crate) struct TopicNameHasher(u64);
+
+impl Default for TopicNameHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for TopicNameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
 
 pub(crate) struct TopicEntry {
     pub batches: TopicBatches,
@@ -129,7 +154,7 @@ impl Producer {
                 buffer: Arc::new(Semaphore::new(config.max_buffered_bytes)),
                 client,
                 config: Arc::new(config),
-                topics: Arc::new(Mutex::new(HashMap::new())),
+                topics: Arc::new(Mutex::new(Topics::default())),
             }),
         })
     }

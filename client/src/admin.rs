@@ -28,6 +28,18 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+impl OffsetSpec {
+    /// The wire form: the spec and the timestamp that goes with it (0 unless `Timestamp`).
+    fn to_wire(self) -> (rill_protocol::v1::OffsetSpec, i64) {
+        use rill_protocol::v1::OffsetSpec as Spec;
+        match self {
+            OffsetSpec::Earliest => (Spec::Earliest, 0),
+            OffsetSpec::Latest => (Spec::Latest, 0),
+            OffsetSpec::Timestamp(ms) => (Spec::Timestamp, ms),
+        }
+    }
+}
+
 /// A topic's state: name, partition count, effective config, and each partition's log bounds and size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicDescription {
@@ -151,12 +163,7 @@ impl Admin {
         partitions: &[u32],
         to: OffsetSpec,
     ) -> Result<Vec<CommittedOffset>> {
-        use rill_protocol::v1::OffsetSpec as Spec;
-        let (spec, timestamp_ms) = match to {
-            OffsetSpec::Earliest => (Spec::Earliest, 0),
-            OffsetSpec::Latest => (Spec::Latest, 0),
-            OffsetSpec::Timestamp(ms) => (Spec::Timestamp, ms),
-        };
+        let (spec, timestamp_ms) = to.to_wire();
         let message = ResetOffsetsRequest {
             group: group.to_owned(),
             topic: topic.to_owned(),
@@ -200,12 +207,7 @@ pub(crate) async fn list_offsets(
     spec: OffsetSpec,
     timeout: Duration,
 ) -> Result<Vec<PartitionOffset>> {
-    use rill_protocol::v1::OffsetSpec as Spec;
-    let (spec, timestamp_ms) = match spec {
-        OffsetSpec::Earliest => (Spec::Earliest, 0),
-        OffsetSpec::Latest => (Spec::Latest, 0),
-        OffsetSpec::Timestamp(ms) => (Spec::Timestamp, ms),
-    };
+    let (spec, timestamp_ms) = spec.to_wire();
     let message = ListOffsetsRequest {
         topic: topic.to_owned(),
         partitions: partitions.to_vec(),

@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Record bytes stay `Bytes` from the socket to the log and back: a slice of the receive buffer, not a copy.
         .bytes(".rill.v1")
+        // Sizes each message's buffer before encoding: see `src/grpc_codec.rs`.
+        .codec_path("crate::grpc_codec::SizedProstCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -67,6 +67,10 @@ pub struct BrokerConfig {
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace_ms: u64,
 
+    /// Append to partition logs with `O_DIRECT`, bypassing the page cache (see `rill_storage::WriteMode`);
+    /// `false` writes through the page cache. A file system that refuses `O_DIRECT` gets buffered writes.
+    pub direct_writes: bool,
+
     /// Default durability policy of new topics.
     pub default_durability: DurabilityPolicy,
     /// Default flush interval of new topics with `interval` durability.
@@ -125,6 +129,7 @@ impl Default for BrokerConfig {
             subscribe_queue_batches: 4,
             maintenance_interval_ms: 100,
             shutdown_grace_ms: 5_000,
+            direct_writes: true,
             default_durability: DurabilityPolicy::Interval,
             default_flush_interval_ms: 1_000,
             default_segment_bytes: 1 << 30,

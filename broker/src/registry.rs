@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rill_protocol::v1;
-use rill_storage::{parse_partition_dir_name, partition_dir, Log, LogConfig, TopicName};
+use rill_storage::{parse_partition_dir_name, partition_dir, Log, LogConfig, TopicName, WriteMode};
 
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
@@ -313,7 +313,8 @@ async fn open_partitions(
     range: std::ops::Range<u32>,
     config: &BrokerConfig,
 ) -> Result<Vec<Arc<Partition>>> {
-    let log_config: LogConfig = settings.log_config();
+    let write_mode = if config.direct_writes { WriteMode::Direct } else { WriteMode::Buffered };
+    let log_config = LogConfig { write_mode, ..settings.log_config() };
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);

@@ -53,6 +53,18 @@ pub struct BrokerArgs {
     /// Retention by age of new topics, in ms.
     #[arg(long, env = "RILL_DEFAULT_RETENTION_MS")]
     default_retention_ms: Option<u64>,
+    /// How appends reach the disk: direct (O_DIRECT, bypassing the page cache) or buffered.
+    #[arg(long, env = "RILL_WRITE_MODE", value_enum)]
+    write_mode: Option<WriteModeArg>,
+}
+
+/// `--write-mode`: how partition logs are appended to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteModeArg {
+    /// O_DIRECT from the broker's own buffer: no page-cache copy, no writeback backlog.
+    Direct,
+    /// Through the page cache.
+    Buffered,
 }
 
 fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {
@@ -100,6 +112,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.default_retention_ms {
             config.default_retention_ms = Some(v);
+        }
+        if let Some(v) = self.write_mode {
+            config.direct_writes = v == WriteModeArg::Direct;
         }
         config.validate()?;
         Ok(config)

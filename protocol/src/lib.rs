@@ -4,6 +4,7 @@
 //!   ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
 //! - [`v1`]: the gRPC API generated from `proto/rill/v1/rill.proto` (prost messages, tonic clients and
 //!   server traits), compiled by `build.rs` with `protox`, so no system `protoc` is needed.
+//! - [`grpc_codec`]: the codec the generated clients and servers use (prost's, sized before encoding).
 //! - [`compressed`]: framing of compressed batches (the codecs live in the client).
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //!
@@ -17,6 +18,7 @@
 
 pub mod batch;
 pub mod compressed;
+pub mod grpc_codec;
 pub mod partitioner;
 pub mod record;
 pub mod v1;

@@ -18,6 +18,16 @@ pub enum Durability {
     Never,
 }
 
+/// How appended bytes travel to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Through the page cache: each append is copied into it, and written back by the kernel.
+    Buffered,
+    /// `O_DIRECT` from the log's own staging buffer, bypassing the page cache (see `direct.rs`). Falls back
+    /// to `Buffered`, with a warning, on a file system that refuses `O_DIRECT`.
+    Direct,
+}
+
 /// Largest segment file: index entries store positions as u32, and Kafka caps segments the same way.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 
@@ -38,6 +48,7 @@ pub struct LogConfig {
     /// Delete segments whose newest record is older than this.
     pub retention_ms: Option<u64>,
     pub durability: Durability,
+    pub write_mode: WriteMode,
 }
 
 impl Default for LogConfig {
@@ -51,6 +62,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
             durability: Durability::Interval { interval_ms: 1000 },
+            write_mode: WriteMode::Direct,
         }
     }
 }

@@ -22,6 +22,7 @@
 
 mod checkpoint;
 mod config;
+mod direct;
 mod index;
 mod log;
 mod recovery;
@@ -30,7 +31,7 @@ mod topic;
 
 use std::path::PathBuf;
 
-pub use config::{Clock, Durability, LogConfig, SystemClock};
+pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode};
 pub use log::{AppendInfo, Log, ReadResult};
 pub use topic::{parse_partition_dir_name, partition_dir, TopicName};
 

@@ -107,7 +107,7 @@ impl Log {
         let Opened { mut segments, epochs } = opened;
         if segments.is_empty() {
             let base = stored.as_ref().map_or(0, |c| c.recovery_point.max(0));
-            segments.push(Segment::create(dir, base, config.index_max_bytes, now_ms)?);
+            segments.push(Segment::create(dir, base, config.index_max_bytes, now_ms, config.write_mode)?);
             sync_dir(dir)?;
         }
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
@@ -245,7 +245,13 @@ impl Log {
     fn roll(&self, writer: &mut Writer) -> Result<()> {
         writer.active.seal(&mut writer.cursor)?;
         let base = self.log_end_offset.load(Ordering::Relaxed);
-        let segment = Arc::new(Segment::create(&self.dir, base, self.config.index_max_bytes, self.clock.now_ms())?);
+        let segment = Arc::new(Segment::create(
+            &self.dir,
+            base,
+            self.config.index_max_bytes,
+            self.clock.now_ms(),
+            self.config.write_mode,
+        )?);
         sync_dir(&self.dir)?;
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
         writer.active = segment;
@@ -573,6 +579,7 @@ fn open_segments(
             index_interval_bytes: config.index_interval_bytes,
             index_max_bytes: config.index_max_bytes,
             now_ms,
+            write_mode: config.write_mode,
         };
         let (segment, scan) = Segment::open(dir, base, &mode)?;
         let mut is_damaged = false;

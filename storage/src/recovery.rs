@@ -138,7 +138,11 @@ pub(crate) fn scan(
         let pos = out.valid_bytes;
         match check_batch_at(file, path, pos, file_bytes, out.next_offset, &mut buf)? {
             Err(reason) => {
-                out.damage = Some(reason);
+                // Zeros from the end of the last batch to the end of its block are what a direct write
+                // pads with (see `direct.rs`): cut, but not damage.
+                if !is_direct_write_padding(file, path, pos, file_bytes)? {
+                    out.damage = Some(reason);
+                }
                 break;
             }
             Ok(header) => {
@@ -164,6 +168,17 @@ pub(crate) fn scan(
         }
     }
     Ok(out)
+}
+
+fn is_direct_write_padding(file: &File, path: &Path, pos: u64, file_bytes: u64) -> Result<bool> {
+    let block = crate::direct::BLOCK_BYTES as u64;
+    if !file_bytes.is_multiple_of(block) || file_bytes - pos >= block {
+        return Ok(false);
+    }
+    let mut tail = [0u8; crate::direct::BLOCK_BYTES];
+    let tail = &mut tail[..(file_bytes - pos) as usize];
+    file.read_exact_at(tail, pos).map_err(StorageError::io(path))?;
+    Ok(tail.iter().all(|&b| b == 0))
 }
 
 /// Checks the batch at `pos`: `Ok(Err(reason))` is damage, `Err` an I/O failure.

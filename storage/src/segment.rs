@@ -9,12 +9,14 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use bytes::Bytes;
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
 use rill_protocol::{BatchHeader, RecordBatch};
 
+use crate::config::WriteMode;
+use crate::direct::DirectAppender;
 use crate::index::{LoadError, OffsetIndex, TimeIndex};
 use crate::recovery::{self, EpochRule, IndexCursor, ScanOutcome, ScanStart};
 use crate::{Result, StorageError};
@@ -44,6 +46,24 @@ pub(crate) struct Segment {
     created_ms: AtomicI64,
     offset_index: RwLock<OffsetIndex>,
     time_index: RwLock<TimeIndex>,
+    /// How appends reach the file; the direct descriptor is opened by the first append, so sealed
+    /// segments hold no second descriptor.
+    writes: Mutex<Writes>,
+}
+
+enum Writes {
+    Buffered,
+    DirectUnopened,
+    Direct(DirectAppender),
+}
+
+impl Writes {
+    fn new(mode: WriteMode) -> Mutex<Self> {
+        Mutex::new(match mode {
+            WriteMode::Buffered => Writes::Buffered,
+            WriteMode::Direct => Writes::DirectUnopened,
+        })
+    }
 }
 
 /// How [`Segment::open`] should treat the files it finds.
@@ -58,10 +78,17 @@ pub(crate) struct OpenMode<'a> {
     pub index_interval_bytes: u64,
     pub index_max_bytes: u64,
     pub now_ms: i64,
+    pub write_mode: WriteMode,
 }
 
 impl Segment {
-    pub fn create(dir: &Path, base_offset: i64, index_max_bytes: u64, now_ms: i64) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_max_bytes: u64,
+        now_ms: i64,
+        write_mode: WriteMode,
+    ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
@@ -84,6 +111,7 @@ impl Segment {
             created_ms: AtomicI64::new(now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
+            writes: Writes::new(write_mode),
         })
     }
 
@@ -136,6 +164,7 @@ impl Segment {
                 created_ms: AtomicI64::new(mode.now_ms),
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
+                writes: Writes::new(mode.write_mode),
             };
             return Ok((segment, None));
         }
@@ -165,8 +194,16 @@ impl Segment {
             created_ms: AtomicI64::new(mode.now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
+            writes: Writes::new(mode.write_mode),
         };
         Ok((segment, Some(scan)))
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        match *self.writes.lock().unwrap_or_else(|p| p.into_inner()) {
+            Writes::Buffered => WriteMode::Buffered,
+            Writes::DirectUnopened | Writes::Direct(_) => WriteMode::Direct,
+        }
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -210,11 +247,7 @@ impl Segment {
         head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
         head[8..12].copy_from_slice(&batch[8..12]);
         head[12..16].copy_from_slice(&epoch.to_be_bytes());
-        let written = self
-            .file
-            .write_all_at(&head, position)
-            .and_then(|()| self.file.write_all_at(&batch[head.len()..], position + head.len() as u64));
-        if let Err(source) = written {
+        if let Err(source) = self.write_at(position, &head, &batch[head.len()..]) {
             // Leave no partial batch behind: a later append or a clean shutdown must not see one.
             let _ = self.file.set_len(position);
             return Err(StorageError::Io { path: self.log_path.clone(), source });
@@ -239,6 +272,26 @@ impl Segment {
         self.next_offset.store(header.next_offset(), Ordering::Release);
         self.size.store(position + batch.len() as u64, Ordering::Release);
         Ok(())
+    }
+
+    fn write_at(&self, position: u64, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+        let mut writes = self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Writes::DirectUnopened = *writes {
+            *writes = match DirectAppender::open(&self.log_path)? {
+                Some(appender) => Writes::Direct(appender),
+                None => {
+                    tracing::warn!(path = %self.log_path.display(), "the file system refuses O_DIRECT; writing through the page cache");
+                    Writes::Buffered
+                }
+            };
+        }
+        match &mut *writes {
+            Writes::Direct(appender) => appender.write_at(position, &[head, body], &self.file),
+            _ => {
+                self.file.write_all_at(head, position)?;
+                self.file.write_all_at(body, position + head.len() as u64)
+            }
+        }
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
@@ -357,6 +410,7 @@ impl Segment {
             index_interval_bytes,
             index_max_bytes,
             now_ms,
+            write_mode: self.write_mode(),
         };
         Segment::open(dir, self.base_offset, &mode).map(|(segment, _)| segment)
     }
@@ -369,6 +423,11 @@ impl Segment {
             if !time_index.is_full() && time_index.last().is_none_or(|last| last.offset < entry.offset) {
                 time_index.append(entry)?;
             }
+        }
+        // Direct writes leave the file padded to a whole block; a sealed segment ends at its last batch.
+        let is_padded = matches!(*self.writes.lock().unwrap_or_else(|p| p.into_inner()), Writes::Direct(_));
+        if is_padded {
+            self.file.set_len(self.size()).map_err(StorageError::io(&self.log_path))?;
         }
         self.sync()?;
         for result in [write_lock(&self.offset_index).trim(), write_lock(&self.time_index).trim()] {

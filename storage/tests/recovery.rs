@@ -20,13 +20,14 @@ struct Fixture {
     boundaries: Vec<(u64, i64)>,
     records: Vec<(i64, Vec<u8>)>,
     lookups: Vec<(i64, Option<i64>)>,
+    config: LogConfig,
 }
 
 /// A log over several segments, left without a clean shutdown, and what it held.
 fn unclean_log(config: LogConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
-    let log = Log::open(&path, config).unwrap();
+    let log = Log::open(&path, config.clone()).unwrap();
     for tag in 0..90u64 {
         log.append(&batch(tag, 1 + (tag % 3) as usize, tag as i64 * 100)).unwrap();
     }
@@ -38,14 +39,18 @@ fn unclean_log(config: LogConfig) -> Fixture {
     let bytes = std::fs::read(&last_segment).unwrap();
     let mut boundaries = Vec::new();
     let mut position = 0u64;
-    for batch in BatchIter::new(bytes.into()) {
-        let batch = batch.unwrap();
+    for batch in BatchIter::new(bytes.clone().into()) {
+        // A direct write leaves zeros to the end of the last block: where the batches end.
+        let Ok(batch) = batch else {
+            assert!(bytes[position as usize..].iter().all(|&b| b == 0), "only padding follows the batches");
+            break;
+        };
         boundaries.push((position, batch.header.base_offset));
         position += batch.bytes.len() as u64;
     }
     let end_offset = records.last().unwrap().0 + 1;
     boundaries.push((position, end_offset));
-    Fixture { _dir: dir, path, last_segment, boundaries, records, lookups }
+    Fixture { _dir: dir, path, last_segment, boundaries, records, lookups, config }
 }
 
 impl Fixture {
@@ -62,7 +67,7 @@ impl Fixture {
     }
 
     fn check_recovered(&self, dir: &Path, expected_end: i64, what: &str) {
-        let log = Log::open(dir, small_config()).unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
+        let log = Log::open(dir, self.config.clone()).unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
         assert_eq!(log.log_end_offset(), expected_end, "{what}");
         let kept: Vec<_> = self.records.iter().take_while(|(o, _)| *o < expected_end).cloned().collect();
         assert_eq!(read_all(&log, 0), kept, "{what}");
@@ -77,113 +82,127 @@ impl Fixture {
 
 #[test]
 fn truncation_at_any_byte_of_the_tail_recovers_to_the_last_whole_batch() {
-    let fixture = unclean_log(small_config());
-    let (_, tail_end) = *fixture.boundaries.last().unwrap();
-    let segment_len = fixture.boundaries.last().unwrap().0;
-    for cut in 0..segment_len {
-        let copy = fixture.damaged_copy(|log| {
-            OpenOptions::new().write(true).open(log).unwrap().set_len(cut).unwrap();
-        });
-        // A cut exactly at a batch start keeps that batch's predecessors only.
-        let expected = fixture.boundaries.iter().take_while(|(start, _)| *start <= cut).last().unwrap().1;
-        fixture.check_recovered(copy.path(), expected, &format!("cut at {cut}"));
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let (_, tail_end) = *fixture.boundaries.last().unwrap();
+        let segment_len = fixture.boundaries.last().unwrap().0;
+        for cut in 0..segment_len {
+            let copy = fixture.damaged_copy(|log| {
+                OpenOptions::new().write(true).open(log).unwrap().set_len(cut).unwrap();
+            });
+            // A cut exactly at a batch start keeps that batch's predecessors only.
+            let expected = fixture.boundaries.iter().take_while(|(start, _)| *start <= cut).last().unwrap().1;
+            fixture.check_recovered(copy.path(), expected, &format!("cut at {cut}"));
+        }
+        let copy = fixture.damaged_copy(|_| {});
+        fixture.check_recovered(copy.path(), tail_end, "undamaged");
     }
-    let copy = fixture.damaged_copy(|_| {});
-    fixture.check_recovered(copy.path(), tail_end, "undamaged");
 }
 
 #[test]
 fn a_flipped_byte_anywhere_in_the_tail_is_caught_even_outside_the_crc() {
-    let fixture = unclean_log(small_config());
-    let segment_len = fixture.boundaries.last().unwrap().0;
-    for at in 0..segment_len {
-        let copy = fixture.damaged_copy(|log| {
-            let file = OpenOptions::new().read(true).write(true).open(log).unwrap();
-            let mut byte = [0u8];
-            file.read_exact_at(&mut byte, at).unwrap();
-            file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
-        });
-        fixture.check_recovered(copy.path(), fixture.end_before(at), &format!("flip at {at}"));
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let segment_len = fixture.boundaries.last().unwrap().0;
+        for at in 0..segment_len {
+            let copy = fixture.damaged_copy(|log| {
+                let file = OpenOptions::new().read(true).write(true).open(log).unwrap();
+                let mut byte = [0u8];
+                file.read_exact_at(&mut byte, at).unwrap();
+                file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+            });
+            fixture.check_recovered(copy.path(), fixture.end_before(at), &format!("flip at {at}"));
+        }
     }
 }
 
 #[test]
 fn garbage_after_the_last_batch_is_cut_off() {
-    let fixture = unclean_log(small_config());
-    let (end_position, end_offset) = *fixture.boundaries.last().unwrap();
-    for garbage in [vec![0u8; 1], vec![0u8; 100], vec![0xff; 61], (0..=255).collect()] {
-        let copy = fixture.damaged_copy(|log| {
-            OpenOptions::new().write(true).open(log).unwrap().write_all_at(&garbage, end_position).unwrap();
-        });
-        fixture.check_recovered(copy.path(), end_offset, &format!("{} garbage bytes", garbage.len()));
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let (end_position, end_offset) = *fixture.boundaries.last().unwrap();
+        for garbage in [vec![0u8; 1], vec![0u8; 100], vec![0xff; 61], (0..=255).collect()] {
+            let copy = fixture.damaged_copy(|log| {
+                OpenOptions::new().write(true).open(log).unwrap().write_all_at(&garbage, end_position).unwrap();
+            });
+            fixture.check_recovered(copy.path(), end_offset, &format!("{} garbage bytes", garbage.len()));
+        }
     }
 }
 
 #[test]
 fn deleting_every_index_file_rebuilds_identical_lookups() {
-    let fixture = unclean_log(small_config());
-    let (_, end) = *fixture.boundaries.last().unwrap();
-    // Once after a clean shutdown (indexes trusted, then missing) and once after an unclean one.
-    for is_clean in [true, false] {
-        let copy = fixture.damaged_copy(|_| {});
-        if is_clean {
-            Log::open(copy.path(), small_config()).unwrap().close().unwrap();
-        }
-        for entry in std::fs::read_dir(copy.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "index" || e == "timeindex") {
-                std::fs::remove_file(path).unwrap();
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let (_, end) = *fixture.boundaries.last().unwrap();
+        // Once after a clean shutdown (indexes trusted, then missing) and once after an unclean one.
+        for is_clean in [true, false] {
+            let copy = fixture.damaged_copy(|_| {});
+            if is_clean {
+                Log::open(copy.path(), fixture.config.clone()).unwrap().close().unwrap();
             }
+            for entry in std::fs::read_dir(copy.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "index" || e == "timeindex") {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+            fixture.check_recovered(copy.path(), end, &format!("indexes deleted, clean={is_clean}"));
         }
-        fixture.check_recovered(copy.path(), end, &format!("indexes deleted, clean={is_clean}"));
     }
 }
 
 #[test]
 fn garbage_index_files_are_rebuilt_not_trusted() {
-    let fixture = unclean_log(small_config());
-    let (_, end) = *fixture.boundaries.last().unwrap();
-    let copy = fixture.damaged_copy(|_| {});
-    Log::open(copy.path(), small_config()).unwrap().close().unwrap();
-    for (i, entry) in std::fs::read_dir(copy.path()).unwrap().enumerate() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "index" || e == "timeindex") {
-            std::fs::write(&path, vec![(i * 37) as u8; 24 + i % 5]).unwrap();
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let (_, end) = *fixture.boundaries.last().unwrap();
+        let copy = fixture.damaged_copy(|_| {});
+        Log::open(copy.path(), fixture.config.clone()).unwrap().close().unwrap();
+        for (i, entry) in std::fs::read_dir(copy.path()).unwrap().enumerate() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "index" || e == "timeindex") {
+                std::fs::write(&path, vec![(i * 37) as u8; 24 + i % 5]).unwrap();
+            }
         }
+        fixture.check_recovered(copy.path(), end, "garbage indexes");
     }
-    fixture.check_recovered(copy.path(), end, "garbage indexes");
 }
 
 #[test]
 fn damage_in_an_earlier_segment_drops_everything_after_it() {
-    let fixture = unclean_log(small_config());
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(&fixture.path, copy.path());
-    // Truncate the second segment in the middle; the checkpoint puts the recovery point at the
-    // last segment, so mark the shutdown unclean from the start by removing the checkpoint.
-    std::fs::remove_file(copy.path().join("partition.checkpoint")).unwrap();
-    let second = &log_files(copy.path())[1];
-    let len = std::fs::metadata(second).unwrap().len();
-    OpenOptions::new().write(true).open(second).unwrap().set_len(len / 2).unwrap();
-    let log = Log::open(copy.path(), small_config()).unwrap();
-    let end = log.log_end_offset();
-    let kept = read_all(&log, 0);
-    assert!(end > 0 && (end as usize) < fixture.records.len());
-    assert_eq!(kept, fixture.records[..end as usize].to_vec());
-    assert_eq!(log_files(copy.path()).len(), 2, "segments after the damage are deleted");
-    assert_eq!(log.append(&batch(7, 1, 0)).unwrap().base_offset, end);
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&fixture.path, copy.path());
+        // Truncate the second segment in the middle; the checkpoint puts the recovery point at the
+        // last segment, so mark the shutdown unclean from the start by removing the checkpoint.
+        std::fs::remove_file(copy.path().join("partition.checkpoint")).unwrap();
+        let second = &log_files(copy.path())[1];
+        let len = std::fs::metadata(second).unwrap().len();
+        OpenOptions::new().write(true).open(second).unwrap().set_len(len / 2).unwrap();
+        let log = Log::open(copy.path(), fixture.config.clone()).unwrap();
+        let end = log.log_end_offset();
+        let kept = read_all(&log, 0);
+        assert!(end > 0 && (end as usize) < fixture.records.len());
+        assert_eq!(kept, fixture.records[..end as usize].to_vec());
+        assert_eq!(log_files(copy.path()).len(), 2, "segments after the damage are deleted");
+        assert_eq!(log.append(&batch(7, 1, 0)).unwrap().base_offset, end);
+    }
 }
 
 #[test]
 fn a_damaged_or_missing_checkpoint_means_a_full_rescan_not_a_failure() {
-    let fixture = unclean_log(small_config());
-    let (_, end) = *fixture.boundaries.last().unwrap();
-    let copy = fixture.damaged_copy(|_| {});
-    std::fs::write(copy.path().join("partition.checkpoint"), b"not a checkpoint").unwrap();
-    fixture.check_recovered(copy.path(), end, "garbage checkpoint");
-    let copy = fixture.damaged_copy(|_| {});
-    std::fs::remove_file(copy.path().join("partition.checkpoint")).unwrap();
-    fixture.check_recovered(copy.path(), end, "missing checkpoint");
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let (_, end) = *fixture.boundaries.last().unwrap();
+        let copy = fixture.damaged_copy(|_| {});
+        std::fs::write(copy.path().join("partition.checkpoint"), b"not a checkpoint").unwrap();
+        fixture.check_recovered(copy.path(), end, "garbage checkpoint");
+        let copy = fixture.damaged_copy(|_| {});
+        std::fs::remove_file(copy.path().join("partition.checkpoint")).unwrap();
+        fixture.check_recovered(copy.path(), end, "missing checkpoint");
+    }
 }
 
 #[test]
@@ -221,23 +240,26 @@ fn arbitrary_segment_bytes_never_panic_on_open() {
 #[test]
 fn arbitrary_index_bytes_never_change_an_answer() {
     use proptest::prelude::*;
-    let fixture = unclean_log(small_config());
-    let (_, end) = *fixture.boundaries.last().unwrap();
-    let clean = tempfile::tempdir().unwrap();
-    copy_dir(&fixture.path, clean.path());
-    Log::open(clean.path(), small_config()).unwrap().close().unwrap();
-    let last = fixture.last_segment.file_name().unwrap().to_owned();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
-    let strategy = (proptest::collection::vec(any::<u8>(), 0..200), proptest::collection::vec(any::<u8>(), 0..200));
-    runner
-        .run(&strategy, |(offsets, times)| {
-            let copy = tempfile::tempdir().unwrap();
-            copy_dir(clean.path(), copy.path());
-            let segment = copy.path().join(&last);
-            std::fs::write(segment.with_extension("index"), &offsets).unwrap();
-            std::fs::write(segment.with_extension("timeindex"), &times).unwrap();
-            fixture.check_recovered(copy.path(), end, "arbitrary index bytes");
-            Ok(())
-        })
-        .unwrap();
+    for config in both_write_modes() {
+        let fixture = unclean_log(config);
+        let (_, end) = *fixture.boundaries.last().unwrap();
+        let clean = tempfile::tempdir().unwrap();
+        copy_dir(&fixture.path, clean.path());
+        Log::open(clean.path(), fixture.config.clone()).unwrap().close().unwrap();
+        let last = fixture.last_segment.file_name().unwrap().to_owned();
+        let mut runner =
+            proptest::test_runner::TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
+        let strategy = (proptest::collection::vec(any::<u8>(), 0..200), proptest::collection::vec(any::<u8>(), 0..200));
+        runner
+            .run(&strategy, |(offsets, times)| {
+                let copy = tempfile::tempdir().unwrap();
+                copy_dir(clean.path(), copy.path());
+                let segment = copy.path().join(&last);
+                std::fs::write(segment.with_extension("index"), &offsets).unwrap();
+                std::fs::write(segment.with_extension("timeindex"), &times).unwrap();
+                fixture.check_recovered(copy.path(), end, "arbitrary index bytes");
+                Ok(())
+            })
+            .unwrap();
+    }
 }

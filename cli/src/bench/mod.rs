@@ -80,6 +80,9 @@ pub struct BenchArgs {
     /// The embedded broker's durability policy for the benchmark topics.
     #[arg(long, value_enum, default_value = "never")]
     durability: DurabilityArg,
+    /// How the embedded broker appends: direct (O_DIRECT) or buffered (through the page cache).
+    #[arg(long, value_enum, default_value = "direct", requires = "embedded")]
+    write_mode: crate::broker::WriteModeArg,
     /// A named workload (see below); flags override its settings.
     #[arg(long, default_value = "1-topic-1-partition-1kb")]
     workload: String,
@@ -212,6 +215,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
                 DurabilityArg::Never => rill_broker::DurabilityPolicy::Never,
             },
             default_retention_ms: None,
+            direct_writes: args.write_mode == crate::broker::WriteModeArg::Direct,
             ..rill_broker::BrokerConfig::default()
         };
         let broker = rill_broker::Broker::start(config).await.context("cannot start the embedded broker")?;
@@ -256,6 +260,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "embedded": args.embedded,
         "durability": format!("{:?}", args.durability).to_lowercase(),
+        "write_mode": format!("{:?}", args.write_mode).to_lowercase(),
         "topics": workload.topics,
         "partitions_per_topic": workload.partitions_per_topic,
         "message_bytes": workload.message_bytes,

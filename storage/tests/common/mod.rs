@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
-use rill_storage::{Clock, Durability, Log, LogConfig};
+use rill_storage::{Clock, Durability, Log, LogConfig, WriteMode};
 
 /// A clock tests move by hand.
 #[derive(Debug, Default)]
@@ -38,7 +38,16 @@ pub fn small_config() -> LogConfig {
         retention_bytes: None,
         retention_ms: None,
         durability: Durability::Never,
+        write_mode: LogConfig::default().write_mode,
     }
+}
+
+/// `small_config` once through the page cache and once with direct writes: recovery must hold for both.
+pub fn both_write_modes() -> [LogConfig; 2] {
+    [
+        LogConfig { write_mode: WriteMode::Buffered, ..small_config() },
+        LogConfig { write_mode: WriteMode::Direct, ..small_config() },
+    ]
 }
 
 /// A batch of `count` records whose values name their batch and position, timestamps from `ts`.

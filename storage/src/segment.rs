@@ -9,14 +9,14 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
 use rill_protocol::{BatchHeader, RecordBatch};
 
 use crate::config::WriteMode;
-use crate::direct::DirectAppender;
+use crate::direct::{self, DirectAppender};
 use crate::index::{LoadError, OffsetIndex, TimeIndex};
 use crate::recovery::{self, EpochRule, IndexCursor, ScanOutcome, ScanStart};
 use crate::{Result, StorageError};
@@ -49,6 +49,8 @@ pub(crate) struct Segment {
     /// How appends reach the file; the direct descriptor is opened by the first append, so sealed
     /// segments hold no second descriptor.
     writes: Mutex<Writes>,
+    /// An `O_DIRECT` descriptor for reads, opened by the first read of a directly written segment.
+    direct_reader: OnceLock<Option<File>>,
 }
 
 enum Writes {
@@ -112,6 +114,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             writes: Writes::new(write_mode),
+            direct_reader: OnceLock::new(),
         })
     }
 
@@ -165,6 +168,7 @@ impl Segment {
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
                 writes: Writes::new(mode.write_mode),
+                direct_reader: OnceLock::new(),
             };
             return Ok((segment, None));
         }
@@ -195,6 +199,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             writes: Writes::new(mode.write_mode),
+            direct_reader: OnceLock::new(),
         };
         Ok((segment, Some(scan)))
     }
@@ -331,8 +336,7 @@ impl Segment {
         }
         let available = size - position;
         let want = (max_bytes as u64).max(first.total_bytes() as u64).min(available) as usize;
-        let mut buf = vec![0u8; want];
-        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        let buf = self.read_bytes(position, want).map_err(StorageError::io(&self.log_path))?;
         let mut end = 0;
         while end + HEADER_BYTES <= buf.len() {
             let header =
@@ -342,8 +346,28 @@ impl Segment {
             }
             end += header.total_bytes();
         }
-        buf.truncate(end);
-        Ok(Some(Bytes::from(buf)))
+        Ok(Some(buf.slice(..end)))
+    }
+
+    /// `len` bytes at `position`: straight from the device when the segment is written directly (its data is
+    /// not in the page cache, and a buffered read would put it there only to be copied out again).
+    fn read_bytes(&self, position: u64, len: usize) -> std::io::Result<Bytes> {
+        let direct_reader = match self.write_mode() {
+            WriteMode::Direct => self.direct_reader.get_or_init(|| match direct::open_reader(&self.log_path) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    tracing::warn!(path = %self.log_path.display(), error = %e, "cannot open for direct reads");
+                    None
+                }
+            }),
+            WriteMode::Buffered => &None,
+        };
+        if let Some(reader) = direct_reader {
+            return direct::read_at(reader, position, len);
+        }
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position)?;
+        Ok(Bytes::from(buf))
     }
 
     /// The first offset below `limit_offset` whose record timestamp is `>= timestamp_ms`.

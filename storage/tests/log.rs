@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 use proptest::prelude::*;
-use rill_storage::{Durability, Log, LogConfig, StorageError};
+use rill_storage::{Durability, Log, LogConfig, StorageError, WriteMode};
 
 #[test]
 fn appends_get_dense_offsets_and_read_back_byte_for_byte() {
@@ -290,6 +290,36 @@ fn closed_log_refuses_appends_and_reopens_without_loss() {
     assert_eq!(read_all(&reopened, 0), before);
     assert_eq!(reopened.append(&batch(1, 1, 0)).unwrap().base_offset, 50);
     assert_eq!(reopened.offset_for_timestamp(121).unwrap(), Some(25));
+}
+
+/// Direct writes pad the active segment to a whole block. A clean close cuts every segment back to its last
+/// batch; after a crash the padding is cut on reopen, and nothing appended is lost either way.
+#[test]
+fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
+    let config = LogConfig { write_mode: WriteMode::Direct, segment_bytes: 64 << 10, ..small_config() };
+    for is_clean in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        for tag in 0..40 {
+            log.append(&batch(tag, 1 + tag as usize % 4, tag as i64)).unwrap();
+        }
+        let before = read_all(&log, 0);
+        let logical = log.size_bytes();
+        let on_disk = || log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
+        if is_clean {
+            log.close().unwrap();
+            assert_eq!(on_disk(), logical, "a closed log's files end at their last batch");
+        } else {
+            assert!(on_disk() > logical, "the active segment is padded to a block");
+        }
+        drop(log);
+        let reopened = Log::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(read_all(&reopened, 0), before, "clean={is_clean}");
+        assert_eq!(reopened.size_bytes(), logical);
+        let next = reopened.append(&batch(99, 1, 0)).unwrap();
+        assert_eq!(next.base_offset, before.len() as i64, "appends continue after the last batch");
+        assert_eq!(read_all(&reopened, 0).len(), before.len() + 1);
+    }
 }
 
 #[test]

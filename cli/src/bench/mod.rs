@@ -11,7 +11,7 @@ mod workload;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -402,7 +402,8 @@ impl Run {
     async fn consume_phase(&self, messages: u64) -> anyhow::Result<(PhaseReport, hdrhistogram::Histogram<u64>)> {
         let deadline = Instant::now() + Duration::from_secs(600);
         let jobs = self.consumer_jobs(false, false, deadline);
-        self.run_consumers(jobs, messages, Instant::now(), "consume", async { Ok(()) }).await.map(|(p, h, _)| (p, h))
+        let expected = Arc::new(AtomicU64::new(messages));
+        self.run_consumers(jobs, expected, Instant::now(), "consume", async { Ok(()) }).await.map(|(p, h, _)| (p, h))
     }
 
     /// Consumers positioned at the end, then producers at the workload's rate.
@@ -410,21 +411,29 @@ impl Run {
         &self,
     ) -> anyhow::Result<(PhaseReport, PhaseReport, hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)> {
         let epoch = Instant::now();
-        let expected = self.workload.messages.unwrap_or(u64::MAX);
+        // A run by duration learns how many messages to wait for when its producers stop.
+        let expected = Arc::new(AtomicU64::new(self.workload.messages.unwrap_or(u64::MAX)));
         let deadline = Instant::now() + self.workload.duration.max(Duration::from_secs(60)) * 2;
         let jobs = self.consumer_jobs(true, true, deadline);
-        let produce = async { self.produce_phase(Some(epoch)).await };
-        let (consume, consume_latencies, produced) = self.run_consumers(jobs, expected, epoch, "e2e", produce).await?;
+        let produce = async {
+            let produced = self.produce_phase(Some(epoch)).await;
+            if let Ok((report, _)) = &produced {
+                expected.store(report.messages, Ordering::Relaxed);
+            }
+            produced
+        };
+        let (consume, consume_latencies, produced) =
+            self.run_consumers(jobs, expected.clone(), epoch, "e2e", produce).await?;
         let (produce_report, produce_latencies) = produced;
         Ok((produce_report, consume, produce_latencies, consume_latencies))
     }
 
-    /// Runs consumers until together they have read `messages`, while `alongside` runs (the producers of an
-    /// end-to-end run, started once every consumer is positioned).
+    /// Runs consumers until together they have read `messages` (which `alongside` may lower, once it knows), while
+    /// `alongside` runs (the producers of an end-to-end run, started once every consumer is positioned).
     async fn run_consumers<T>(
         &self,
         jobs: Vec<ConsumerJob>,
-        messages: u64,
+        messages: Arc<AtomicU64>,
         epoch: Instant,
         label: &str,
         alongside: impl std::future::Future<Output = anyhow::Result<T>>,
@@ -442,14 +451,15 @@ impl Run {
         for (consumer, job) in consumers.into_iter().zip(jobs) {
             tasks.push(tokio::spawn(workers::consume(consumer, job, counters.clone(), epoch, stop.clone())));
         }
-        let (watch, stopper) = (counters.clone(), stop.clone());
+        let (watch, stopper, target) = (counters.clone(), stop.clone(), messages.clone());
         let done = async move {
             // The sampler reads the same counter every 100 ms; this checks it more often to stop promptly.
-            while watch.messages.load(Ordering::Relaxed) < messages {
+            while watch.messages.load(Ordering::Relaxed) < target.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             stopper.store(true, Ordering::Relaxed);
         };
+        let messages = messages.load(Ordering::Relaxed);
         let expected = (messages != u64::MAX).then_some(messages);
         let sampling = report::sample_until(label, counters.clone(), expected, self.show_progress, async {
             tokio::select! {

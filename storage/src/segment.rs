@@ -16,7 +16,7 @@ use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT}
 use rill_protocol::{BatchHeader, RecordBatch};
 
 use crate::config::WriteMode;
-use crate::direct::{self, DirectAppender};
+use crate::direct::{self, DirectAppender, RecentBytes};
 use crate::index::{LoadError, OffsetIndex, TimeIndex};
 use crate::recovery::{self, EpochRule, IndexCursor, ScanOutcome, ScanStart};
 use crate::{Result, StorageError};
@@ -51,6 +51,8 @@ pub(crate) struct Segment {
     writes: Mutex<Writes>,
     /// An `O_DIRECT` descriptor for reads, opened by the first read of a directly written segment.
     direct_reader: OnceLock<Option<File>>,
+    /// The newest bytes of a directly written segment, for readers tailing it (empty otherwise).
+    recent: Mutex<RecentBytes>,
 }
 
 enum Writes {
@@ -115,6 +117,7 @@ impl Segment {
             time_index: RwLock::new(time_index),
             writes: Writes::new(write_mode),
             direct_reader: OnceLock::new(),
+            recent: Mutex::default(),
         })
     }
 
@@ -169,6 +172,7 @@ impl Segment {
                 time_index: RwLock::new(time_index),
                 writes: Writes::new(mode.write_mode),
                 direct_reader: OnceLock::new(),
+                recent: Mutex::default(),
             };
             return Ok((segment, None));
         }
@@ -200,12 +204,13 @@ impl Segment {
             time_index: RwLock::new(time_index),
             writes: Writes::new(mode.write_mode),
             direct_reader: OnceLock::new(),
+            recent: Mutex::default(),
         };
         Ok((segment, Some(scan)))
     }
 
     fn write_mode(&self) -> WriteMode {
-        match *self.writes.lock().unwrap_or_else(|p| p.into_inner()) {
+        match *lock(&self.writes) {
             Writes::Buffered => WriteMode::Buffered,
             Writes::DirectUnopened | Writes::Direct(_) => WriteMode::Direct,
         }
@@ -280,7 +285,7 @@ impl Segment {
     }
 
     fn write_at(&self, position: u64, head: &[u8], body: &[u8]) -> std::io::Result<()> {
-        let mut writes = self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writes = lock(&self.writes);
         if let Writes::DirectUnopened = *writes {
             *writes = match DirectAppender::open(&self.log_path)? {
                 Some(appender) => Writes::Direct(appender),
@@ -291,7 +296,11 @@ impl Segment {
             };
         }
         match &mut *writes {
-            Writes::Direct(appender) => appender.write_at(position, &[head, body], &self.file),
+            Writes::Direct(appender) => {
+                appender.write_at(position, &[head, body], &self.file)?;
+                lock(&self.recent).push(position, &[head, body]);
+                Ok(())
+            }
             _ => {
                 self.file.write_all_at(head, position)?;
                 self.file.write_all_at(body, position + head.len() as u64)
@@ -300,6 +309,9 @@ impl Segment {
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
+        if let Some(recent) = lock(&self.recent).read(position, HEADER_BYTES) {
+            return BatchHeader::parse(&recent).map_err(|e| self.corrupt(position, e.to_string()));
+        }
         let mut buf = [0u8; HEADER_BYTES];
         self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
         BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))
@@ -363,6 +375,9 @@ impl Segment {
             WriteMode::Buffered => &None,
         };
         if let Some(reader) = direct_reader {
+            if let Some(recent) = lock(&self.recent).read(position, len) {
+                return Ok(recent);
+            }
             return direct::read_at(reader, position, len);
         }
         let mut buf = vec![0u8; len];
@@ -449,9 +464,10 @@ impl Segment {
             }
         }
         // Direct writes leave the file padded to a whole block; a sealed segment ends at its last batch.
-        let is_padded = matches!(*self.writes.lock().unwrap_or_else(|p| p.into_inner()), Writes::Direct(_));
+        let is_padded = matches!(*lock(&self.writes), Writes::Direct(_));
         if is_padded {
             self.file.set_len(self.size()).map_err(StorageError::io(&self.log_path))?;
+            lock(&self.recent).clear();
         }
         self.sync()?;
         for result in [write_lock(&self.offset_index).trim(), write_lock(&self.time_index).trim()] {
@@ -549,6 +565,10 @@ fn tail_ends_at(file: &File, (mut position, mut offset): (u64, i64), file_bytes:
 // every writer leaves it consistent between statements, so carrying on is safe.
 fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {

@@ -135,19 +135,42 @@ pub(crate) fn read_at(file: &File, position: u64, len: usize) -> io::Result<Byte
     let start = position - position % BLOCK_BYTES as u64;
     let skew = (position - start) as usize;
     let span = (skew + len).next_multiple_of(BLOCK_BYTES);
-    let mut buf = AlignedBuf::new(span);
-    let window = buf.window();
+    // Not zeroed first: zeroing was 3.4% of a replay's CPU, for bytes the read overwrites at once.
+    let mut buf: Vec<u8> = Vec::with_capacity(span + BLOCK_BYTES);
+    let head = buf.as_ptr().align_offset(BLOCK_BYTES);
+    buf.resize(head, 0);
     let mut got = 0;
     while got < skew + len {
+        let spare = &mut buf.spare_capacity_mut()[..span - got];
         // Short only at the end of the file (a sealed segment is not a whole number of blocks), where the
         // bytes wanted are already in.
-        match file.read_at(&mut window[got..], start + got as u64)? {
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the segment ends before its size")),
-            n => got += n,
+        let n = pread_uninit(file, spare, start + got as u64)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the segment ends before its size"));
+        }
+        // SAFETY: `pread_uninit` initialized the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        got += n;
+    }
+    Ok(Bytes::from(buf).slice(head + skew..head + skew + len))
+}
+
+/// `pread` into memory that is not initialized yet; the first `n` (the answer) bytes of `into` are afterwards.
+fn pread_uninit(file: &File, into: &mut [std::mem::MaybeUninit<u8>], position: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let offset = libc::off_t::try_from(position).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: the kernel writes at most `into.len()` bytes into `into`, which we own exclusively; writing
+        // to uninitialized memory is what `MaybeUninit` is for.
+        let n = unsafe { libc::pread(file.as_raw_fd(), into.as_mut_ptr().cast(), into.len(), offset) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
         }
     }
-    let from = buf.start + skew;
-    Ok(Bytes::from(buf.vec).slice(from..from + len))
 }
 
 /// Opens `path` for direct reads; `Ok(None)` if its file system refuses `O_DIRECT`.

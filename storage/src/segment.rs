@@ -295,17 +295,23 @@ impl Segment {
                 }
             };
         }
-        match &mut *writes {
-            Writes::Direct(appender) => {
-                appender.write_at(position, &[head, body], &self.file)?;
-                lock(&self.recent).push(position, &[head, body]);
-                Ok(())
-            }
-            _ => {
-                self.file.write_all_at(head, position)?;
-                self.file.write_all_at(body, position + head.len() as u64)
+        if let Writes::Direct(appender) = &mut *writes {
+            match appender.write_at(position, &[head, body], &self.file) {
+                Ok(()) => {
+                    lock(&self.recent).push(position, &[head, body]);
+                    return Ok(());
+                }
+                // The device wants a coarser alignment than 4 KiB: nothing was written, so write through the
+                // page cache instead, from here on.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::warn!(path = %self.log_path.display(), "O_DIRECT refused (alignment); writing through the page cache");
+                    *writes = Writes::Buffered;
+                }
+                Err(e) => return Err(e),
             }
         }
+        self.file.write_all_at(head, position)?;
+        self.file.write_all_at(body, position + head.len() as u64)
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
@@ -378,7 +384,10 @@ impl Segment {
             if let Some(recent) = lock(&self.recent).read(position, len) {
                 return Ok(recent);
             }
-            return direct::read_at(reader, position, len);
+            match direct::read_at(reader, position, len) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // an alignment the device refuses
+                read => return read,
+            }
         }
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, position)?;

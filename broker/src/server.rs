@@ -21,7 +21,7 @@ use crate::node::Node;
 use crate::offsets::OffsetStore;
 use crate::registry::Registry;
 use crate::request_limit::oversized_request_is_resource_exhausted;
-use crate::service::RillService;
+use crate::service::{RecordsRoute, RillService};
 
 /// How often the maintenance task expires empty groups' offsets and forgets empty groups with nothing to keep.
 const GROUP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -110,11 +110,14 @@ impl Broker {
                     .max_decoding_message_size(max_decode)
                     .max_encoding_message_size(max_encode),
             )
-            .add_service(
+            .add_service(RecordsRoute::new(
                 RecordsServer::new(service.clone())
                     .max_decoding_message_size(max_decode)
                     .max_encoding_message_size(max_encode),
-            )
+                Arc::clone(&node),
+                max_decode,
+                max_encode,
+            ))
             .add_service(
                 ConsumerGroupsServer::new(service)
                     .max_decoding_message_size(max_decode)

@@ -2,6 +2,7 @@
 //! `Result<_, BrokerError>`; the conversion to `tonic::Status` happens in `error.rs`, nowhere else.
 
 mod admin;
+mod fetch_route;
 mod group_admin;
 mod groups;
 mod produce;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use crate::node::Node;
 
+pub use fetch_route::RecordsRoute;
 pub use group_admin::{expire_groups, follow_topic_changes};
 
 /// Implements `TopicAdmin`, `Records` and `ConsumerGroups` over one shared [`Node`].

@@ -109,6 +109,10 @@ pub struct BenchArgs {
     batch_bytes: Option<usize>,
     #[arg(long)]
     linger_ms: Option<u64>,
+    /// Most bytes a consumer's fetch asks for. 1 MiB (Kafka's per-partition default) keeps a fetch's bytes in
+    /// the CPU caches between its copies; 8 MiB replayed ~9% slower here.
+    #[arg(long, default_value_t = 1 << 20)]
+    fetch_bytes: u32,
     /// Messages per second over all producers (default: as fast as possible).
     #[arg(long)]
     rate: Option<u64>,
@@ -269,12 +273,15 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "producers": workload.producers,
         "consumers": workload.consumers,
         "batch_bytes": workload.batch_bytes,
+        "fetch_bytes": args.fetch_bytes,
         "linger_ms": workload.linger.as_millis() as u64,
         "rate": workload.rate,
         "acks": format!("{:?}", args.acks).to_lowercase(),
         "compression": format!("{:?}", args.compression).to_lowercase(),
     });
-    let run = Run { addr, client_config, producer_config, workload, topics, show_progress: !args.quiet && !args.json };
+    let show_progress = !args.quiet && !args.json;
+    let run =
+        Run { addr, client_config, producer_config, workload, topics, show_progress, fetch_bytes: args.fetch_bytes };
     let mut report =
         RunReport { workload: run.workload.name.clone(), settings, phases: Vec::new(), histograms: Vec::new() };
     match args.mode {
@@ -312,6 +319,7 @@ struct Run {
     workload: Workload,
     topics: Vec<String>,
     show_progress: bool,
+    fetch_bytes: u32,
 }
 
 impl Run {
@@ -384,8 +392,9 @@ impl Run {
     /// The topics' partitions dealt out to the consumers.
     fn consumer_jobs(&self, from_end: bool, stamped: bool, deadline: Instant) -> Vec<ConsumerJob> {
         let consumers = self.workload.consumers.max(1) as usize;
-        let mut jobs: Vec<ConsumerJob> =
-            (0..consumers).map(|_| ConsumerJob { partitions: Vec::new(), from_end, deadline, stamped }).collect();
+        let mut jobs: Vec<ConsumerJob> = (0..consumers)
+            .map(|_| ConsumerJob { partitions: Vec::new(), from_end, deadline, stamped, fetch_bytes: self.fetch_bytes })
+            .collect();
         let all: Vec<(String, u32)> = self
             .topics
             .iter()

@@ -143,12 +143,13 @@ pub struct ConsumerJob {
     pub deadline: Instant,
     /// Values carry their send time: record send-to-consume latency.
     pub stamped: bool,
+    pub fetch_bytes: u32,
 }
 
 /// Joins its partitions and positions itself; the returned consumer is then read by [`consume`].
 pub async fn prepare_consumer(client: Client, job: &ConsumerJob) -> anyhow::Result<Consumer> {
     let config = ConsumerConfig {
-        fetch_max_bytes: 8 << 20,
+        fetch_max_bytes: job.fetch_bytes,
         fetch_max_wait: Duration::from_millis(100),
         ..ConsumerConfig::default()
     };

@@ -105,6 +105,11 @@ impl Client {
         RecordsClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
+    /// The connection itself, for calls made without a generated client (see `produce_call.rs`).
+    pub(crate) fn channel(&self) -> Channel {
+        self.inner.channel.clone()
+    }
+
     pub(crate) fn topics(&self) -> TopicAdminClient<Channel> {
         let max = self.inner.config.max_message_bytes;
         TopicAdminClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)

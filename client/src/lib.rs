@@ -56,6 +56,7 @@ mod decode;
 mod delivery;
 mod error;
 mod membership;
+mod produce_call;
 mod producer;
 mod record;
 mod sender;

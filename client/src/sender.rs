@@ -10,15 +10,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use rill_protocol::v1::produce_request::Records;
 use rill_protocol::v1::ProduceRequest;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::accumulator::{BatchOutcome, SealedBatch};
 use crate::compression::{compress_batch, Compression};
-use crate::connection::{call, request, Client};
+use crate::connection::{call, Client};
 use crate::error::{Error, RequestContext};
+use crate::produce_call;
 use crate::producer::{lock, Acks, Metrics, ProducerConfig, Topics};
 use std::sync::atomic::Ordering;
 
@@ -187,17 +187,20 @@ async fn produce_with_retries(
     partition: u32,
     batch: bytes::Bytes,
 ) -> BatchOutcome {
+    // `records` stays unset: the batch travels beside the message, uncopied (see `produce_call.rs`).
     let message = ProduceRequest {
         topic: topic.to_owned(),
         partition: Some(partition),
-        records: Some(Records::RecordBatch(batch)),
+        records: None,
         acks: config.acks.to_proto() as i32,
     };
+    let max_message_bytes = client.config().max_message_bytes;
     let mut attempt = 0u32;
     loop {
         let timeout = config.request_timeout;
         let ctx = RequestContext::partition(topic, partition);
-        let result = call(timeout, ctx, client.records().produce(request(message.clone(), timeout))).await;
+        let produced = produce_call::produce(client.channel(), &message, batch.clone(), timeout, max_message_bytes);
+        let result = call(timeout, ctx, produced).await;
         match result {
             Ok(response) if config.acks == Acks::None => {
                 let _ = response;

@@ -1,0 +1,145 @@
+//! `Records/Produce` without tonic's message encoder, so a sealed batch goes to HTTP/2 without a copy.
+//!
+//! Why: tonic encodes every request into one buffer, copying each record byte once more after the accumulator
+//! wrote it (7.6% of the CPU of a 1 KiB-record produce, client and broker on one machine). Here the request body
+//! is two chunks: the gRPC frame header with the other fields and the `record_batch` key and length, then the
+//! batch's own `Bytes`. The answer is read with tonic's decoder, as any unary call's.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
+use prost::Message;
+use rill_protocol::grpc_codec::SizedProstCodec;
+use rill_protocol::v1::{ProduceRequest, ProduceResponse};
+use tonic::body::Body;
+use tonic::codec::{Codec, Streaming};
+use tonic::transport::Channel;
+use tonic::Status;
+use tower::ServiceExt;
+
+const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
+/// `record_batch` is field 3, wire type 2 (length-delimited).
+const RECORD_BATCH_KEY: u8 = (3 << 3) | 2;
+
+/// One produce call: `request` with `records` unset, and `batch` as its `record_batch`.
+pub(crate) async fn produce(
+    channel: Channel,
+    request: &ProduceRequest,
+    batch: Bytes,
+    timeout: Duration,
+    max_message_bytes: usize,
+) -> Result<tonic::Response<ProduceResponse>, Status> {
+    debug_assert!(request.records.is_none(), "the batch travels beside the message");
+    let fields_len = request.encoded_len();
+    let message_len = fields_len + 1 + prost::length_delimiter_len(batch.len()) + batch.len();
+    let message_len =
+        u32::try_from(message_len).ok().filter(|len| *len as usize <= max_message_bytes).ok_or_else(|| {
+            Status::out_of_range(format!(
+                "a produce request of {message_len} bytes exceeds the client's limit of {max_message_bytes} bytes"
+            ))
+        })?;
+    let mut head = BytesMut::with_capacity(5 + fields_len + 1 + 10);
+    head.put_u8(0); // not compressed
+    head.put_u32(message_len);
+    request.encode(&mut head).map_err(|e| Status::internal(format!("cannot encode a produce request: {e}")))?;
+    head.put_u8(RECORD_BATCH_KEY);
+    prost::encode_length_delimiter(batch.len(), &mut head)
+        .map_err(|e| Status::internal(format!("cannot encode a length: {e}")))?;
+
+    let body = Body::new(ChunksBody { chunks: [Some(head.freeze()), Some(batch)] });
+    let mut http = http::Request::new(body);
+    *http.method_mut() = http::Method::POST;
+    *http.uri_mut() = http::Uri::from_static(PRODUCE_PATH);
+    *http.version_mut() = http::Version::HTTP_2;
+    let headers = http.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    if let Ok(value) = http::HeaderValue::from_str(&grpc_timeout(timeout)) {
+        headers.insert("grpc-timeout", value);
+    }
+
+    let response = channel.oneshot(http).await.map_err(|e| Status::from_error(Box::new(e)))?;
+    // A "trailers-only" answer (an error, typically) has its status in the headers and no message.
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        if status.code() != tonic::Code::Ok {
+            return Err(status);
+        }
+    }
+    let status_code = response.status();
+    let decoder = SizedProstCodec::<ProduceRequest, ProduceResponse>::default().decoder();
+    let mut messages =
+        Streaming::new_response(decoder, response.into_body(), status_code, None, Some(max_message_bytes));
+    let message = messages.message().await?.ok_or_else(|| Status::internal("the broker answered without a message"))?;
+    // Drives the body to its end, where a failed call's status is.
+    messages.trailers().await?;
+    Ok(tonic::Response::new(message))
+}
+
+/// gRPC's timeout header: at most 8 digits, in the finest unit that fits.
+fn grpc_timeout(timeout: Duration) -> String {
+    const MAX: u128 = 99_999_999;
+    let millis = timeout.as_millis();
+    if millis <= MAX {
+        format!("{millis}m")
+    } else {
+        format!("{}S", (timeout.as_secs() as u128).min(MAX))
+    }
+}
+
+/// A body of up to two chunks, sent as they are.
+struct ChunksBody {
+    chunks: [Option<Bytes>; 2],
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.chunks.iter_mut().find_map(|chunk| chunk.take().filter(|c| !c.is_empty()));
+        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.iter().all(|chunk| chunk.as_ref().is_none_or(|c| c.is_empty()))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let len: usize = self.chunks.iter().flatten().map(|c| c.len()).sum();
+        http_body::SizeHint::with_exact(len as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_use_at_most_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_millis(1500)), "1500m");
+        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(grpc_timeout(Duration::MAX), "99999999S");
+    }
+
+    /// The two chunks are, byte for byte, prost's encoding of the whole request behind a gRPC frame header.
+    #[test]
+    fn the_chunks_are_the_request_prost_would_send() {
+        let batch = Bytes::from(vec![9u8; 300]);
+        let fields = ProduceRequest { topic: "t".into(), partition: Some(3), records: None, acks: 1 };
+        let whole = ProduceRequest {
+            records: Some(rill_protocol::v1::produce_request::Records::RecordBatch(batch.clone())),
+            ..fields.clone()
+        };
+        let mut head = BytesMut::new();
+        fields.encode(&mut head).unwrap();
+        head.put_u8(RECORD_BATCH_KEY);
+        prost::encode_length_delimiter(batch.len(), &mut head).unwrap();
+        head.extend_from_slice(&batch);
+        let decoded = ProduceRequest::decode(&head[..]).unwrap();
+        assert_eq!(decoded, whole);
+    }
+}

@@ -132,11 +132,21 @@ impl TopicBatches {
         let mut partition = self.choose_partition(topic, record)?;
         let mut full_sticky = None;
         let is_sticky = record.partition.is_none() && record.key.is_none();
-        if is_sticky && self.would_overflow(partition, record, timestamp_ms) {
-            full_sticky = self.seal(partition, None);
-            partition = self.choose_partition(topic, record)?;
+        let mut is_known_to_fit = false;
+        if is_sticky {
+            if self.would_overflow(partition, record, timestamp_ms) {
+                full_sticky = self.seal(partition, None);
+                // Sealed because full, not because its linger ended: the partition's next batch will likely fill
+                // too, so it starts at full size instead of growing (and copying itself) from a small one.
+                if let Some(slot) = self.partitions.get_mut(partition as usize) {
+                    slot.was_last_full = true;
+                }
+                partition = self.choose_partition(topic, record)?;
+            } else {
+                is_known_to_fit = true;
+            }
         }
-        let mut appended = self.append(partition, record, timestamp_ms, reserved_bytes);
+        let mut appended = self.append_sized(partition, record, timestamp_ms, reserved_bytes, is_known_to_fit);
         appended.sealed[0] = full_sticky;
         Ok(appended)
     }
@@ -150,6 +160,7 @@ impl TopicBatches {
 
     /// Encodes `record` into `partition`'s open batch, sealing batches as they fill. `reserved_bytes` is what
     /// the record took from the producer's buffer budget; the batch gives it back when answered.
+    #[cfg(test)]
     pub fn append(
         &mut self,
         partition: u32,
@@ -157,13 +168,26 @@ impl TopicBatches {
         timestamp_ms: i64,
         reserved_bytes: usize,
     ) -> Appended {
+        self.append_sized(partition, record, timestamp_ms, reserved_bytes, false)
+    }
+
+    /// [`Self::append`], skipping the size check when the caller just made it (`is_known_to_fit`): sizing a
+    /// record walks all its fields, and for small records that walk is a visible share of `send`.
+    fn append_sized(
+        &mut self,
+        partition: u32,
+        record: &ProducerRecord,
+        timestamp_ms: i64,
+        reserved_bytes: usize,
+        is_known_to_fit: bool,
+    ) -> Appended {
         let key = record.key.as_deref();
         let value = record.value.as_deref();
         let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
         let batch_bytes = self.batch_bytes;
         let slot = &mut self.partitions[partition as usize];
         let mut sealed = None;
-        if let Some(open) = &slot.open {
+        if let Some(open) = slot.open.as_ref().filter(|_| !is_known_to_fit) {
             let after =
                 open.builder.encoded_bytes() + open.builder.fields_bytes(timestamp_ms, key, value, headers.clone());
             if after > batch_bytes && !open.builder.is_empty() {

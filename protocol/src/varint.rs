@@ -9,6 +9,7 @@ pub const MAX_VARINT_BYTES: usize = 5;
 pub const MAX_VARLONG_BYTES: usize = 10;
 
 /// Bytes `value` takes as a varlong (and as a varint, for values that fit in 32 bits).
+#[inline]
 pub fn varlong_len(value: i64) -> usize {
     let mut v = zigzag64(value);
     let mut n = 1;
@@ -19,15 +20,23 @@ pub fn varlong_len(value: i64) -> usize {
     n
 }
 
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, value: i32) {
     put_unsigned(out, u64::from(zigzag32(value)));
 }
 
+#[inline]
 pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
     put_unsigned(out, zigzag64(value));
 }
 
+#[inline]
 fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
+    // Most fields of a record (attributes, deltas, short lengths) fit one byte.
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -44,6 +53,7 @@ fn zigzag64(v: i64) -> u64 {
 }
 
 /// Reads a varint from the front of `buf`, returning it and the bytes it took.
+#[inline]
 pub fn get_varint(buf: &[u8]) -> Result<(i32, usize), BatchError> {
     let (raw, n) = get_unsigned(buf, MAX_VARINT_BYTES)?;
     let raw = u32::try_from(raw).map_err(|_| BatchError::MalformedRecord("varint overflows 32 bits"))?;
@@ -51,12 +61,21 @@ pub fn get_varint(buf: &[u8]) -> Result<(i32, usize), BatchError> {
 }
 
 /// Reads a varlong from the front of `buf`, returning it and the bytes it took.
+#[inline]
 pub fn get_varlong(buf: &[u8]) -> Result<(i64, usize), BatchError> {
     let (raw, n) = get_unsigned(buf, MAX_VARLONG_BYTES)?;
     Ok((((raw >> 1) as i64) ^ -((raw & 1) as i64), n))
 }
 
+#[inline]
 fn get_unsigned(buf: &[u8], max_bytes: usize) -> Result<(u64, usize), BatchError> {
+    // The one-byte case first: it is most of the varints in a record, and the loop below costs several times
+    // as much for it (it was ~10% of the instructions of a 100-byte-record produce, validation and encoding).
+    if let Some(&byte) = buf.first() {
+        if byte < 0x80 {
+            return Ok((u64::from(byte), 1));
+        }
+    }
     let mut value: u64 = 0;
     for (i, &byte) in buf.iter().take(max_bytes).enumerate() {
         let group = u64::from(byte & 0x7f);

@@ -134,7 +134,8 @@ enum FetchOutcome {
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
-    cursors: HashMap<Key, Cursor>,
+    /// foldhash, not SipHash: looked up for every fetch answer and every run of handed-out records.
+    cursors: HashMap<Key, Cursor, foldhash::fast::RandomState>,
     fetches: JoinSet<FetchDone>,
     /// Records fetched and decoded but not yet handed out, in fetch order.
     ready: VecDeque<ConsumedRecord>,
@@ -157,7 +158,7 @@ impl Consumer {
         Ok(Self {
             client,
             config,
-            cursors: HashMap::new(),
+            cursors: HashMap::default(),
             fetches: JoinSet::new(),
             ready: VecDeque::new(),
             last_commit: Instant::now(),
@@ -292,9 +293,7 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let records: Vec<ConsumedRecord> = self.ready.drain(..).collect();
-        for record in &records {
-            self.handed_out(record);
-        }
+        self.handed_out_all(&records);
         Ok(records)
     }
 
@@ -366,8 +365,36 @@ impl Consumer {
     }
 
     fn handed_out(&mut self, record: &ConsumedRecord) {
-        if let Some(cursor) = self.cursors.get_mut(&(Arc::clone(&record.topic), record.partition)) {
-            cursor.position = cursor.position.max(record.offset + 1);
+        self.advance(&record.topic, record.partition, record.offset + 1);
+    }
+
+    /// [`Self::handed_out`] for many records: one cursor lookup per run of records from one partition (they
+    /// arrive grouped by fetch), not one per record, which was a hash of the topic name per record.
+    fn handed_out_all(&mut self, records: &[ConsumedRecord]) {
+        let mut run: Option<(&Arc<str>, u32, i64)> = None;
+        for record in records {
+            match &mut run {
+                Some((topic, partition, end))
+                    if Arc::ptr_eq(topic, &record.topic) && *partition == record.partition =>
+                {
+                    *end = (*end).max(record.offset + 1);
+                }
+                _ => {
+                    if let Some((topic, partition, end)) = run.take() {
+                        self.advance(topic, partition, end);
+                    }
+                    run = Some((&record.topic, record.partition, record.offset + 1));
+                }
+            }
+        }
+        if let Some((topic, partition, end)) = run {
+            self.advance(topic, partition, end);
+        }
+    }
+
+    fn advance(&mut self, topic: &Arc<str>, partition: u32, end: i64) {
+        if let Some(cursor) = self.cursors.get_mut(&(Arc::clone(topic), partition)) {
+            cursor.position = cursor.position.max(end);
         }
     }
 

@@ -117,6 +117,103 @@ impl http_body::Body for ChunksBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_protocol::v1::records_server::{Records, RecordsServer};
+    use rill_protocol::v1::{FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, SubscribeRequest};
+
+    /// Answers a produce after `delay` with `answer`, remembering what it was sent.
+    struct FakeRecords {
+        delay: Duration,
+        answer: Result<ProduceResponse, Status>,
+        seen: std::sync::Mutex<Vec<ProduceRequest>>,
+    }
+
+    #[tonic::async_trait]
+    impl Records for FakeRecords {
+        async fn produce(
+            &self,
+            request: tonic::Request<ProduceRequest>,
+        ) -> Result<tonic::Response<ProduceResponse>, Status> {
+            self.seen.lock().unwrap().push(request.into_inner());
+            tokio::time::sleep(self.delay).await;
+            self.answer.clone().map(tonic::Response::new)
+        }
+        async fn fetch(&self, _: tonic::Request<FetchRequest>) -> Result<tonic::Response<FetchResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        type SubscribeStream = tokio_stream::Empty<Result<rill_protocol::v1::SubscribeResponse, Status>>;
+        async fn subscribe(
+            &self,
+            _: tonic::Request<SubscribeRequest>,
+        ) -> Result<tonic::Response<Self::SubscribeStream>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn list_offsets(
+            &self,
+            _: tonic::Request<ListOffsetsRequest>,
+        ) -> Result<tonic::Response<ListOffsetsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+    }
+
+    async fn call_fake(fake: FakeRecords, timeout: Duration) -> (Result<ProduceResponse, Status>, Vec<ProduceRequest>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let fake = std::sync::Arc::new(fake);
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RecordsServer::from_arc(fake.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid")
+            .connect()
+            .await
+            .expect("connects");
+        let fields = ProduceRequest { topic: "t".into(), partition: Some(1), records: None, acks: 1 };
+        let batch = Bytes::from(vec![5u8; 70_000]);
+        let result = tokio::time::timeout(timeout * 4, produce(channel, &fields, batch, timeout, 1 << 20))
+            .await
+            .expect("the call ends by itself")
+            .map(tonic::Response::into_inner);
+        server.abort();
+        let seen = fake.seen.lock().unwrap().clone();
+        (result, seen)
+    }
+
+    #[tokio::test]
+    async fn the_broker_receives_the_whole_request_and_its_answer_comes_back() {
+        let answer = ProduceResponse { partition: 1, base_offset: 7, last_offset: 9, append_time_ms: 5 };
+        let fake = FakeRecords { delay: Duration::ZERO, answer: Ok(answer), seen: Default::default() };
+        let (result, seen) = call_fake(fake, Duration::from_secs(5)).await;
+        assert_eq!(result.expect("answered"), answer);
+        let expected = ProduceRequest {
+            topic: "t".into(),
+            partition: Some(1),
+            records: Some(rill_protocol::v1::produce_request::Records::RecordBatch(Bytes::from(vec![5u8; 70_000]))),
+            acks: 1,
+        };
+        assert_eq!(seen, vec![expected]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_comes_back_with_its_code_and_message() {
+        let refusal = Status::not_found("unknown topic \"t\"");
+        let fake = FakeRecords { delay: Duration::ZERO, answer: Err(refusal), seen: Default::default() };
+        let status = call_fake(fake, Duration::from_secs(5)).await.0.expect_err("refused");
+        assert_eq!((status.code(), status.message()), (tonic::Code::NotFound, "unknown topic \"t\""));
+    }
+
+    #[tokio::test]
+    async fn the_deadline_reaches_the_broker() {
+        // The broker's own timeout (from `grpc-timeout`) ends the call before the answer would come.
+        let fake = FakeRecords {
+            delay: Duration::from_secs(30),
+            answer: Err(Status::internal("late")),
+            seen: Default::default(),
+        };
+        let status = call_fake(fake, Duration::from_millis(200)).await.0.expect_err("cut short");
+        assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
+    }
 
     #[test]
     fn timeouts_use_at_most_eight_digits() {

@@ -441,6 +441,12 @@ impl Consumer {
         cursor.fetch = None;
         match outcome {
             FetchOutcome::Fetched(response) => {
+                // Prefetch before decoding: the broker's next offset is known now, so the partition's next fetch
+                // travels (and the broker reads) while this answer is decoded and handed out.
+                let prefetched = response.next_offset > offset;
+                if prefetched {
+                    self.fetch_from(&key, response.next_offset, Duration::ZERO);
+                }
                 let limits = DecodeLimits {
                     check_crcs: self.config.check_crcs,
                     max_decompressed_bytes: self.config.max_decompressed_bytes,
@@ -450,15 +456,14 @@ impl Consumer {
                 let next = match decoded {
                     Ok(next) => next.max(response.next_offset),
                     Err(err) => {
-                        self.start_fetch(&key, self.config.retry_backoff);
+                        // Fetch the same bytes again (replacing the prefetch), after a pause.
+                        self.fetch_from(&key, offset, self.config.retry_backoff);
                         return Err(err);
                     }
                 };
-                if let Some(cursor) = self.cursors.get_mut(&key) {
-                    cursor.fetch_position = next;
+                if !prefetched || next != response.next_offset {
+                    self.fetch_from(&key, next, Duration::ZERO);
                 }
-                // Prefetch: the partition's next fetch is on its way before these records are handed out.
-                self.start_fetch(&key, Duration::ZERO);
                 self.ready.extend(records);
                 Ok(())
             }
@@ -491,6 +496,15 @@ impl Consumer {
         }
         self.ready.retain(|r| !(r.topic == key.0 && r.partition == key.1));
         self.start_fetch(key, Duration::ZERO);
+    }
+
+    /// Moves the partition's fetch position to `offset` and starts its next fetch from there (replacing one in
+    /// flight).
+    fn fetch_from(&mut self, key: &Key, offset: i64, delay: Duration) {
+        if let Some(cursor) = self.cursors.get_mut(key) {
+            cursor.fetch_position = offset;
+        }
+        self.start_fetch(key, delay);
     }
 
     fn start_fetch(&mut self, key: &Key, delay: Duration) {

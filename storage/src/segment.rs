@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -49,6 +49,8 @@ pub(crate) struct Segment {
     /// How appends reach the file; the direct descriptor is opened by the first append, so sealed
     /// segments hold no second descriptor.
     writes: Mutex<Writes>,
+    /// Whether `writes` is (or will be, once opened) direct; cleared by a fallback to buffered writes.
+    is_direct: AtomicBool,
     /// An `O_DIRECT` descriptor for reads, opened by the first read of a directly written segment.
     direct_reader: OnceLock<Option<File>>,
     /// The newest bytes of a directly written segment, for readers tailing it (empty otherwise).
@@ -116,6 +118,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             writes: Writes::new(write_mode),
+            is_direct: AtomicBool::new(write_mode == WriteMode::Direct),
             direct_reader: OnceLock::new(),
             recent: Mutex::default(),
         })
@@ -171,6 +174,7 @@ impl Segment {
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
                 writes: Writes::new(mode.write_mode),
+                is_direct: AtomicBool::new(mode.write_mode == WriteMode::Direct),
                 direct_reader: OnceLock::new(),
                 recent: Mutex::default(),
             };
@@ -203,16 +207,20 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             writes: Writes::new(mode.write_mode),
+            is_direct: AtomicBool::new(mode.write_mode == WriteMode::Direct),
             direct_reader: OnceLock::new(),
             recent: Mutex::default(),
         };
         Ok((segment, Some(scan)))
     }
 
+    /// Read without the `writes` lock, which an append holds for the whole device write: a reader must not
+    /// wait for a writer's I/O.
     fn write_mode(&self) -> WriteMode {
-        match *lock(&self.writes) {
-            Writes::Buffered => WriteMode::Buffered,
-            Writes::DirectUnopened | Writes::Direct(_) => WriteMode::Direct,
+        if self.is_direct.load(Ordering::Acquire) {
+            WriteMode::Direct
+        } else {
+            WriteMode::Buffered
         }
     }
 
@@ -291,6 +299,7 @@ impl Segment {
                 Some(appender) => Writes::Direct(appender),
                 None => {
                     tracing::warn!(path = %self.log_path.display(), "the file system refuses O_DIRECT; writing through the page cache");
+                    self.is_direct.store(false, Ordering::Release);
                     Writes::Buffered
                 }
             };
@@ -306,6 +315,7 @@ impl Segment {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::warn!(path = %self.log_path.display(), "O_DIRECT refused (alignment); writing through the page cache");
                     *writes = Writes::Buffered;
+                    self.is_direct.store(false, Ordering::Release);
                 }
                 Err(e) => return Err(e),
             }

@@ -1,5 +1,5 @@
-//! Storage micro-benchmarks: append throughput (durability `never`), group commit under `always`, and
-//! sequential reads of cached data. Run with `benches/storage.sh`, which also measures the disk's own
+//! Storage micro-benchmarks: append throughput (durability `never`, buffered and direct), group commit under
+//! `always`, and sequential replay (from the page cache, and with direct reads). Run with `benches/storage.sh`, which also measures the disk's own
 //! limits in the same session; figures go in `docs/benchmarks.md`.
 //!
 //! Data goes under `$RILL_BENCH_DIR` (default `target/bench-data`), on the disk under test.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rill_protocol::{Record, RecordBatchBuilder};
-use rill_storage::{Durability, Log, LogConfig};
+use rill_storage::{Durability, Log, LogConfig, WriteMode};
 
 fn bench_dir(name: &str) -> tempfile::TempDir {
     let root = std::env::var_os("RILL_BENCH_DIR").map_or_else(|| PathBuf::from("../target/bench-data"), PathBuf::from);
@@ -32,18 +32,22 @@ fn config(durability: Durability) -> LogConfig {
     LogConfig { durability, retention_ms: None, ..LogConfig::default() }
 }
 
-/// 1 KiB records in batches of 100, page cache only.
+/// 1 KiB records in batches of 100, no fsync: through the page cache, and with `O_DIRECT`.
 fn append_never(c: &mut Criterion) {
     let batch = batch(100, 1024);
-    let dir = bench_dir("append-never");
-    let log = Log::open(dir.path(), config(Durability::Never)).expect("open");
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Bytes(batch.len() as u64));
     group.measurement_time(Duration::from_secs(8));
-    group.bench_function("1KiB_x100_never", |b| b.iter(|| log.append(&batch).expect("append")));
+    for (name, write_mode) in
+        [("1KiB_x100_never_buffered", WriteMode::Buffered), ("1KiB_x100_never_direct", WriteMode::Direct)]
+    {
+        let dir = bench_dir("append-never");
+        let log = Log::open(dir.path(), LogConfig { write_mode, ..config(Durability::Never) }).expect("open");
+        group.bench_function(name, |b| b.iter(|| log.append(&batch).expect("append")));
+        // Keep the disk from filling across repeated runs.
+        drop(log);
+    }
     group.finish();
-    // Keep the disk from filling across repeated runs.
-    drop(log);
 }
 
 /// `writers` threads each append `per_writer` batches of 10 × 1 KiB with `Durability::Always`.
@@ -96,36 +100,41 @@ fn append_always(c: &mut Criterion) {
     group.finish();
 }
 
-/// Replays 512 MiB of cached log with 1 MiB reads.
-fn read_cached(c: &mut Criterion) {
+/// Replays 512 MiB of log with 1 MiB reads: written through the page cache and read from it, and written and
+/// read with `O_DIRECT` (from the device, whatever the page cache holds).
+fn read_replay(c: &mut Criterion) {
     let batch = batch(100, 1024);
-    let dir = bench_dir("read");
-    let log = Log::open(dir.path(), config(Durability::Never)).expect("open");
-    let target: u64 = 512 << 20;
-    while log.size_bytes() < target {
-        log.append(&batch).expect("append");
-    }
-    let end = log.log_end_offset();
-    // Warm the page cache.
-    let replay = || {
-        let mut offset = 0;
-        let mut bytes = 0u64;
-        while offset < end {
-            let read = log.read(offset, 1 << 20).expect("read");
-            bytes += read.batches.len() as u64;
-            let last = rill_protocol::BatchIter::new(read.batches).last().expect("a batch").expect("whole");
-            offset = last.header.next_offset();
-        }
-        bytes
-    };
-    let total = replay();
     let mut group = c.benchmark_group("read");
-    group.throughput(Throughput::Bytes(total));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function("replay_cached_1MiB_reads", |b| b.iter(replay));
+    for (name, write_mode) in
+        [("replay_cached_1MiB_reads", WriteMode::Buffered), ("replay_direct_1MiB_reads", WriteMode::Direct)]
+    {
+        let dir = bench_dir("read");
+        let log = Log::open(dir.path(), LogConfig { write_mode, ..config(Durability::Never) }).expect("open");
+        let target: u64 = 512 << 20;
+        while log.size_bytes() < target {
+            log.append(&batch).expect("append");
+        }
+        let end = log.log_end_offset();
+        let replay = || {
+            let mut offset = 0;
+            let mut bytes = 0u64;
+            while offset < end {
+                let read = log.read(offset, 1 << 20).expect("read");
+                bytes += read.batches.len() as u64;
+                let last = rill_protocol::BatchIter::new(read.batches).last().expect("a batch").expect("whole");
+                offset = last.header.next_offset();
+            }
+            bytes
+        };
+        // The first replay warms the page cache (buffered) and sizes the throughput.
+        group.throughput(Throughput::Bytes(replay()));
+        group.bench_function(name, |b| b.iter(replay));
+        drop(log);
+    }
     group.finish();
 }
 
-criterion_group!(benches, append_never, append_always, read_cached);
+criterion_group!(benches, append_never, append_always, read_replay);
 criterion_main!(benches);

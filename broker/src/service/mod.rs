@@ -2,19 +2,19 @@
 //! `Result<_, BrokerError>`; the conversion to `tonic::Status` happens in `error.rs`, nowhere else.
 
 mod admin;
-mod fetch_route;
 mod group_admin;
 mod groups;
 mod produce;
 mod read;
 mod records;
+mod records_route;
 
 use std::sync::Arc;
 
 use crate::node::Node;
 
-pub use fetch_route::RecordsRoute;
 pub use group_admin::{expire_groups, follow_topic_changes};
+pub use records_route::RecordsRoute;
 
 /// Implements `TopicAdmin`, `Records` and `ConsumerGroups` over one shared [`Node`].
 #[derive(Clone)]

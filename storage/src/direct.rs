@@ -77,6 +77,12 @@ impl DirectAppender {
         }
     }
 
+    /// The file changed under us (a write through the page cache): load the partial block again before the
+    /// next direct write.
+    pub fn forget_tail(&mut self) {
+        self.tail_end = None;
+    }
+
     /// Writes `parts`, one after the other, at `position` (the segment's logical size). `reader` is the
     /// segment's ordinary descriptor, used to load the partial last block when it is not already held.
     pub fn write_at(&mut self, position: u64, parts: &[&[u8]], reader: &File) -> io::Result<()> {

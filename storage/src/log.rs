@@ -107,7 +107,14 @@ impl Log {
         let Opened { mut segments, epochs } = opened;
         if segments.is_empty() {
             let base = stored.as_ref().map_or(0, |c| c.recovery_point.max(0));
-            segments.push(Segment::create(dir, base, config.index_max_bytes, now_ms, config.write_mode)?);
+            segments.push(Segment::create(
+                dir,
+                base,
+                config.index_max_bytes,
+                now_ms,
+                config.write_mode,
+                config.direct_min_batch_bytes,
+            )?);
             sync_dir(dir)?;
         }
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
@@ -251,6 +258,7 @@ impl Log {
             self.config.index_max_bytes,
             self.clock.now_ms(),
             self.config.write_mode,
+            self.config.direct_min_batch_bytes,
         )?);
         sync_dir(&self.dir)?;
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
@@ -580,6 +588,7 @@ fn open_segments(
             index_max_bytes: config.index_max_bytes,
             now_ms,
             write_mode: config.write_mode,
+            direct_min_batch_bytes: config.direct_min_batch_bytes,
         };
         let (segment, scan) = Segment::open(dir, base, &mode)?;
         let mut is_damaged = false;

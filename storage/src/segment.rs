@@ -51,6 +51,8 @@ pub(crate) struct Segment {
     writes: Mutex<Writes>,
     /// Whether `writes` is (or will be, once opened) direct; cleared by a fallback to buffered writes.
     is_direct: AtomicBool,
+    /// Smaller appends go through the page cache even when writes are direct (`LogConfig`).
+    direct_min_batch_bytes: usize,
     /// An `O_DIRECT` descriptor for reads, opened by the first read of a directly written segment.
     direct_reader: OnceLock<Option<File>>,
     /// The newest bytes of a directly written segment, for readers tailing it (empty otherwise).
@@ -85,6 +87,7 @@ pub(crate) struct OpenMode<'a> {
     pub index_max_bytes: u64,
     pub now_ms: i64,
     pub write_mode: WriteMode,
+    pub direct_min_batch_bytes: usize,
 }
 
 impl Segment {
@@ -94,6 +97,7 @@ impl Segment {
         index_max_bytes: u64,
         now_ms: i64,
         write_mode: WriteMode,
+        direct_min_batch_bytes: usize,
     ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
@@ -119,6 +123,7 @@ impl Segment {
             time_index: RwLock::new(time_index),
             writes: Writes::new(write_mode),
             is_direct: AtomicBool::new(write_mode == WriteMode::Direct),
+            direct_min_batch_bytes,
             direct_reader: OnceLock::new(),
             recent: Mutex::default(),
         })
@@ -175,6 +180,7 @@ impl Segment {
                 time_index: RwLock::new(time_index),
                 writes: Writes::new(mode.write_mode),
                 is_direct: AtomicBool::new(mode.write_mode == WriteMode::Direct),
+                direct_min_batch_bytes: mode.direct_min_batch_bytes,
                 direct_reader: OnceLock::new(),
                 recent: Mutex::default(),
             };
@@ -208,6 +214,7 @@ impl Segment {
             time_index: RwLock::new(time_index),
             writes: Writes::new(mode.write_mode),
             is_direct: AtomicBool::new(mode.write_mode == WriteMode::Direct),
+            direct_min_batch_bytes: mode.direct_min_batch_bytes,
             direct_reader: OnceLock::new(),
             recent: Mutex::default(),
         };
@@ -304,7 +311,15 @@ impl Segment {
                 }
             };
         }
+        let is_small = head.len() + body.len() < self.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
+            if is_small {
+                appender.forget_tail();
+                self.file.write_all_at(head, position)?;
+                self.file.write_all_at(body, position + head.len() as u64)?;
+                lock(&self.recent).push(position, &[head, body]);
+                return Ok(());
+            }
             match appender.write_at(position, &[head, body], &self.file) {
                 Ok(()) => {
                     lock(&self.recent).push(position, &[head, body]);
@@ -469,6 +484,7 @@ impl Segment {
             index_max_bytes,
             now_ms,
             write_mode: self.write_mode(),
+            direct_min_batch_bytes: self.direct_min_batch_bytes,
         };
         Segment::open(dir, self.base_offset, &mode).map(|(segment, _)| segment)
     }

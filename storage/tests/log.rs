@@ -296,7 +296,12 @@ fn closed_log_refuses_appends_and_reopens_without_loss() {
 /// batch; after a crash the padding is cut on reopen, and nothing appended is lost either way.
 #[test]
 fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
-    let config = LogConfig { write_mode: WriteMode::Direct, segment_bytes: 64 << 10, ..small_config() };
+    let config = LogConfig {
+        write_mode: WriteMode::Direct,
+        direct_min_batch_bytes: 0,
+        segment_bytes: 64 << 10,
+        ..small_config()
+    };
     for is_clean in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), config.clone()).unwrap();

@@ -39,13 +39,17 @@ pub fn small_config() -> LogConfig {
         retention_ms: None,
         durability: Durability::Never,
         write_mode: LogConfig::default().write_mode,
+        // Between the test batches' sizes, so appends take both paths of direct mode.
+        direct_min_batch_bytes: 300,
     }
 }
 
-/// `small_config` once through the page cache and once with direct writes: recovery must hold for both.
-pub fn both_write_modes() -> [LogConfig; 2] {
+/// `small_config` through the page cache, with every append direct, and with direct and buffered appends
+/// mixed: recovery must hold for each.
+pub fn both_write_modes() -> [LogConfig; 3] {
     [
         LogConfig { write_mode: WriteMode::Buffered, ..small_config() },
+        LogConfig { write_mode: WriteMode::Direct, direct_min_batch_bytes: 0, ..small_config() },
         LogConfig { write_mode: WriteMode::Direct, ..small_config() },
     ]
 }

@@ -46,10 +46,16 @@ pub(crate) struct Segment {
     created_ms: AtomicI64,
     offset_index: RwLock<OffsetIndex>,
     time_index: RwLock<TimeIndex>,
-    /// How appends reach the file; the direct descriptor is opened by the first append, so sealed
-    /// segments hold no second descriptor.
+    /// How appends reach the file, and what reads need to know of it.
+    io: SegmentIo,
+}
+
+/// The write path of one segment: buffered or direct, and the state direct writes keep.
+struct SegmentIo {
+    /// The direct descriptor is opened by the first append, so sealed segments hold no second descriptor.
     writes: Mutex<Writes>,
-    /// Whether `writes` is (or will be, once opened) direct; cleared by a fallback to buffered writes.
+    /// Whether `writes` is (or will be, once opened) direct; cleared by a fallback to buffered writes. Read
+    /// without the `writes` lock, which an append holds for the whole device write.
     is_direct: AtomicBool,
     /// Smaller appends go through the page cache even when writes are direct (`LogConfig`).
     direct_min_batch_bytes: usize,
@@ -59,19 +65,26 @@ pub(crate) struct Segment {
     recent: Mutex<RecentBytes>,
 }
 
+impl SegmentIo {
+    fn new(mode: WriteMode, direct_min_batch_bytes: usize) -> Self {
+        let writes = match mode {
+            WriteMode::Buffered => Writes::Buffered,
+            WriteMode::Direct => Writes::DirectUnopened,
+        };
+        Self {
+            writes: Mutex::new(writes),
+            is_direct: AtomicBool::new(mode == WriteMode::Direct),
+            direct_min_batch_bytes,
+            direct_reader: OnceLock::new(),
+            recent: Mutex::default(),
+        }
+    }
+}
+
 enum Writes {
     Buffered,
     DirectUnopened,
     Direct(DirectAppender),
-}
-
-impl Writes {
-    fn new(mode: WriteMode) -> Mutex<Self> {
-        Mutex::new(match mode {
-            WriteMode::Buffered => Writes::Buffered,
-            WriteMode::Direct => Writes::DirectUnopened,
-        })
-    }
 }
 
 /// How [`Segment::open`] should treat the files it finds.
@@ -121,11 +134,7 @@ impl Segment {
             created_ms: AtomicI64::new(now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
-            writes: Writes::new(write_mode),
-            is_direct: AtomicBool::new(write_mode == WriteMode::Direct),
-            direct_min_batch_bytes,
-            direct_reader: OnceLock::new(),
-            recent: Mutex::default(),
+            io: SegmentIo::new(write_mode, direct_min_batch_bytes),
         })
     }
 
@@ -178,11 +187,7 @@ impl Segment {
                 created_ms: AtomicI64::new(mode.now_ms),
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
-                writes: Writes::new(mode.write_mode),
-                is_direct: AtomicBool::new(mode.write_mode == WriteMode::Direct),
-                direct_min_batch_bytes: mode.direct_min_batch_bytes,
-                direct_reader: OnceLock::new(),
-                recent: Mutex::default(),
+                io: SegmentIo::new(mode.write_mode, mode.direct_min_batch_bytes),
             };
             return Ok((segment, None));
         }
@@ -212,11 +217,7 @@ impl Segment {
             created_ms: AtomicI64::new(mode.now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
-            writes: Writes::new(mode.write_mode),
-            is_direct: AtomicBool::new(mode.write_mode == WriteMode::Direct),
-            direct_min_batch_bytes: mode.direct_min_batch_bytes,
-            direct_reader: OnceLock::new(),
-            recent: Mutex::default(),
+            io: SegmentIo::new(mode.write_mode, mode.direct_min_batch_bytes),
         };
         Ok((segment, Some(scan)))
     }
@@ -224,7 +225,7 @@ impl Segment {
     /// Read without the `writes` lock, which an append holds for the whole device write: a reader must not
     /// wait for a writer's I/O.
     fn write_mode(&self) -> WriteMode {
-        if self.is_direct.load(Ordering::Acquire) {
+        if self.io.is_direct.load(Ordering::Acquire) {
             WriteMode::Direct
         } else {
             WriteMode::Buffered
@@ -300,29 +301,29 @@ impl Segment {
     }
 
     fn write_at(&self, position: u64, head: &[u8], body: &[u8]) -> std::io::Result<()> {
-        let mut writes = lock(&self.writes);
+        let mut writes = lock(&self.io.writes);
         if let Writes::DirectUnopened = *writes {
             *writes = match DirectAppender::open(&self.log_path)? {
                 Some(appender) => Writes::Direct(appender),
                 None => {
                     tracing::warn!(path = %self.log_path.display(), "the file system refuses O_DIRECT; writing through the page cache");
-                    self.is_direct.store(false, Ordering::Release);
+                    self.io.is_direct.store(false, Ordering::Release);
                     Writes::Buffered
                 }
             };
         }
-        let is_small = head.len() + body.len() < self.direct_min_batch_bytes;
+        let is_small = head.len() + body.len() < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
             if is_small {
                 appender.forget_tail();
                 self.file.write_all_at(head, position)?;
                 self.file.write_all_at(body, position + head.len() as u64)?;
-                lock(&self.recent).push(position, &[head, body]);
+                lock(&self.io.recent).push(position, &[head, body]);
                 return Ok(());
             }
             match appender.write_at(position, &[head, body], &self.file) {
                 Ok(()) => {
-                    lock(&self.recent).push(position, &[head, body]);
+                    lock(&self.io.recent).push(position, &[head, body]);
                     return Ok(());
                 }
                 // The device wants a coarser alignment than 4 KiB: nothing was written, so write through the
@@ -330,7 +331,7 @@ impl Segment {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::warn!(path = %self.log_path.display(), "O_DIRECT refused (alignment); writing through the page cache");
                     *writes = Writes::Buffered;
-                    self.is_direct.store(false, Ordering::Release);
+                    self.io.is_direct.store(false, Ordering::Release);
                 }
                 Err(e) => return Err(e),
             }
@@ -340,7 +341,7 @@ impl Segment {
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
-        if let Some(recent) = lock(&self.recent).read(position, HEADER_BYTES) {
+        if let Some(recent) = lock(&self.io.recent).read(position, HEADER_BYTES) {
             return BatchHeader::parse(&recent).map_err(|e| self.corrupt(position, e.to_string()));
         }
         let mut buf = [0u8; HEADER_BYTES];
@@ -396,7 +397,7 @@ impl Segment {
     /// not in the page cache, and a buffered read would put it there only to be copied out again).
     fn read_bytes(&self, position: u64, len: usize) -> std::io::Result<Bytes> {
         let direct_reader = match self.write_mode() {
-            WriteMode::Direct => self.direct_reader.get_or_init(|| match direct::open_reader(&self.log_path) {
+            WriteMode::Direct => self.io.direct_reader.get_or_init(|| match direct::open_reader(&self.log_path) {
                 Ok(reader) => reader,
                 Err(e) => {
                     tracing::warn!(path = %self.log_path.display(), error = %e, "cannot open for direct reads");
@@ -406,7 +407,7 @@ impl Segment {
             WriteMode::Buffered => &None,
         };
         if let Some(reader) = direct_reader {
-            if let Some(recent) = lock(&self.recent).read(position, len) {
+            if let Some(recent) = lock(&self.io.recent).read(position, len) {
                 return Ok(recent);
             }
             match direct::read_at(reader, position, len) {
@@ -484,7 +485,7 @@ impl Segment {
             index_max_bytes,
             now_ms,
             write_mode: self.write_mode(),
-            direct_min_batch_bytes: self.direct_min_batch_bytes,
+            direct_min_batch_bytes: self.io.direct_min_batch_bytes,
         };
         Segment::open(dir, self.base_offset, &mode).map(|(segment, _)| segment)
     }
@@ -499,10 +500,10 @@ impl Segment {
             }
         }
         // Direct writes leave the file padded to a whole block; a sealed segment ends at its last batch.
-        let is_padded = matches!(*lock(&self.writes), Writes::Direct(_));
+        let is_padded = matches!(*lock(&self.io.writes), Writes::Direct(_));
         if is_padded {
             self.file.set_len(self.size()).map_err(StorageError::io(&self.log_path))?;
-            lock(&self.recent).clear();
+            lock(&self.io.recent).clear();
         }
         self.sync()?;
         for result in [write_lock(&self.offset_index).trim(), write_lock(&self.time_index).trim()] {

@@ -315,29 +315,31 @@ impl Segment {
         let is_small = head.len() + body.len() < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
             if is_small {
+                // Through the page cache below; the next direct write reloads the block this one changes.
                 appender.forget_tail();
-                self.file.write_all_at(head, position)?;
-                self.file.write_all_at(body, position + head.len() as u64)?;
-                lock(&self.io.recent).push(position, &[head, body]);
-                return Ok(());
-            }
-            match appender.write_at(position, &[head, body], &self.file) {
-                Ok(()) => {
-                    lock(&self.io.recent).push(position, &[head, body]);
-                    return Ok(());
+            } else {
+                match appender.write_at(position, &[head, body], &self.file) {
+                    Ok(()) => {
+                        lock(&self.io.recent).push(position, &[head, body]);
+                        return Ok(());
+                    }
+                    // The device wants a coarser alignment than 4 KiB: nothing was written, so write through
+                    // the page cache instead, from here on.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        tracing::warn!(path = %self.log_path.display(), "O_DIRECT refused (alignment); writing through the page cache");
+                        *writes = Writes::Buffered;
+                        self.io.is_direct.store(false, Ordering::Release);
+                    }
+                    Err(e) => return Err(e),
                 }
-                // The device wants a coarser alignment than 4 KiB: nothing was written, so write through the
-                // page cache instead, from here on.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    tracing::warn!(path = %self.log_path.display(), "O_DIRECT refused (alignment); writing through the page cache");
-                    *writes = Writes::Buffered;
-                    self.io.is_direct.store(false, Ordering::Release);
-                }
-                Err(e) => return Err(e),
             }
         }
         self.file.write_all_at(head, position)?;
-        self.file.write_all_at(body, position + head.len() as u64)
+        self.file.write_all_at(body, position + head.len() as u64)?;
+        if matches!(*writes, Writes::Direct(_)) {
+            lock(&self.io.recent).push(position, &[head, body]);
+        }
+        Ok(())
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {

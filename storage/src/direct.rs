@@ -223,19 +223,25 @@ impl RecentBytes {
 
     /// `len` bytes at `position`, if all of them are held.
     pub fn read(&self, position: u64, len: usize) -> Option<Bytes> {
+        let mut out = vec![0u8; len];
+        self.read_into(position, &mut out).then(|| Bytes::from(out))
+    }
+
+    /// Fills `into` with the bytes at `position`, if all of them are held; a batch header read this way
+    /// allocates nothing.
+    pub fn read_into(&self, position: u64, into: &mut [u8]) -> bool {
         let end = self.start + self.bytes.len() as u64;
-        if position < self.start || position + len as u64 > end {
-            return None;
+        if position < self.start || position + into.len() as u64 > end {
+            return false;
         }
         let from = (position - self.start) as usize;
         let (front, back) = self.bytes.as_slices();
-        let mut out = Vec::with_capacity(len);
-        if from < front.len() {
-            out.extend_from_slice(&front[from..front.len().min(from + len)]);
-        }
+        let in_front = front.len().saturating_sub(from).min(into.len());
+        into[..in_front].copy_from_slice(&front[from.min(front.len())..from.min(front.len()) + in_front]);
         let back_from = from.saturating_sub(front.len());
-        out.extend_from_slice(&back[back_from..back_from + (len - out.len())]);
-        Some(Bytes::from(out))
+        let rest = into.len() - in_front;
+        into[in_front..].copy_from_slice(&back[back_from..back_from + rest]);
+        true
     }
 
     /// Frees the memory: the segment is sealed, its readers go to the device.

@@ -343,11 +343,10 @@ impl Segment {
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
-        if let Some(recent) = lock(&self.io.recent).read(position, HEADER_BYTES) {
-            return BatchHeader::parse(&recent).map_err(|e| self.corrupt(position, e.to_string()));
-        }
         let mut buf = [0u8; HEADER_BYTES];
-        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        if !lock(&self.io.recent).read_into(position, &mut buf) {
+            self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        }
         BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))
     }
 

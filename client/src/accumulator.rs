@@ -13,6 +13,7 @@
 use futures_util::future::{FutureExt, Shared};
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::partitioner::partition_for_key;
+use rill_protocol::varint::{MAX_VARINT_BYTES, MAX_VARLONG_BYTES};
 use rill_protocol::RecordBatchBuilder;
 use tokio::sync::oneshot;
 
@@ -41,13 +42,37 @@ pub(crate) struct Appended {
     pub partition: u32,
     /// Position of the record in its batch: its offset is the batch's base offset plus this.
     pub index: usize,
-    pub ack: BatchAck,
-    /// Batches this append sealed, to send in this order (each to its own partition's sender): the sticky
-    /// partition's batch the keyless record did not fit (it then went to the next partition), the chosen
-    /// partition's previous batch (the record did not fit), the record's own batch (the record filled it).
-    pub sealed: [Option<SealedBatch>; 3],
+    /// Which of the partition's batches took the record.
+    pub batch_id: u64,
+    /// The batch's acknowledgement; `None` when it is the batch the caller said it already holds the
+    /// acknowledgement of (a reference count saved per record of a `send_batch`).
+    pub ack: Option<BatchAck>,
     /// Set when the record opened a new batch: its id, to arm that batch's linger timer.
     pub opened: Option<u64>,
+}
+
+/// A record on its way into a batch, with what the producer worked out for it.
+struct Incoming<'r> {
+    record: &'r ProducerRecord,
+    timestamp_ms: i64,
+    /// What the record took from the producer's buffer budget; its batch gives it back when answered.
+    reserved_bytes: usize,
+}
+
+/// At least the bytes `record` adds to a batch, whatever its timestamp and offset deltas: every varint at its
+/// longest.
+fn max_encoded_bytes(record: &ProducerRecord) -> usize {
+    let field = |b: &Option<bytes::Bytes>| MAX_VARINT_BYTES + b.as_ref().map_or(0, bytes::Bytes::len);
+    let headers: usize = record.headers.iter().map(|h| MAX_VARINT_BYTES + h.key.len() + field(&h.value)).sum();
+    // Length, attributes, timestamp delta (a varlong), offset delta, key, value, header count.
+    MAX_VARINT_BYTES
+        + 1
+        + MAX_VARLONG_BYTES
+        + MAX_VARINT_BYTES
+        + field(&record.key)
+        + field(&record.value)
+        + MAX_VARINT_BYTES
+        + headers
 }
 
 struct OpenBatch {
@@ -122,20 +147,25 @@ impl TopicBatches {
     /// Picks `record`'s partition (see [`Self::choose_partition`]) and appends it there. A keyless record that
     /// would overflow the sticky partition's batch seals that batch and moves on to the next partition, so the
     /// sticky partition is not left with a one-record batch waiting for its linger.
+    ///
+    /// The batches this append sealed are pushed to `sealed`, to send in that order (each to its own
+    /// partition's sender): the sticky partition's batch the keyless record did not fit, the chosen
+    /// partition's previous batch (the record did not fit), the record's own batch (the record filled it).
     pub fn place(
         &mut self,
         topic: &str,
         record: &ProducerRecord,
         timestamp_ms: i64,
         reserved_bytes: usize,
+        held: Option<(u32, u64)>,
+        sealed: &mut Vec<SealedBatch>,
     ) -> Result<Appended> {
         let mut partition = self.choose_partition(topic, record)?;
-        let mut full_sticky = None;
         let is_sticky = record.partition.is_none() && record.key.is_none();
         let mut is_known_to_fit = false;
         if is_sticky {
             if self.would_overflow(partition, record, timestamp_ms) {
-                full_sticky = self.seal(partition, None);
+                sealed.extend(self.seal(partition, None));
                 // Sealed because full, not because its linger ended: the partition's next batch will likely fill
                 // too, so it starts at full size instead of growing (and copying itself) from a small one.
                 if let Some(slot) = self.partitions.get_mut(partition as usize) {
@@ -146,16 +176,24 @@ impl TopicBatches {
                 is_known_to_fit = true;
             }
         }
-        let mut appended = self.append_sized(partition, record, timestamp_ms, reserved_bytes, is_known_to_fit);
-        appended.sealed[0] = full_sticky;
-        Ok(appended)
+        let incoming = Incoming { record, timestamp_ms, reserved_bytes };
+        Ok(self.append_sized(partition, incoming, is_known_to_fit, held, sealed))
     }
 
+    /// Whether `record` would take `partition`'s open batch past `batch_bytes` (never an empty batch: a record
+    /// larger than a batch goes alone). Most records are far from the limit and a bound on their size, with no
+    /// varint to measure, settles it; only near the limit is the record sized exactly.
     fn would_overflow(&self, partition: u32, record: &ProducerRecord, timestamp_ms: i64) -> bool {
         let Some(open) = self.partitions.get(partition as usize).and_then(|p| p.open.as_ref()) else { return false };
+        if open.builder.is_empty() {
+            return false;
+        }
+        let room = self.batch_bytes.saturating_sub(open.builder.encoded_bytes());
+        if max_encoded_bytes(record) <= room {
+            return false;
+        }
         let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
-        let size = open.builder.fields_bytes(timestamp_ms, record.key.as_deref(), record.value.as_deref(), headers);
-        !open.builder.is_empty() && open.builder.encoded_bytes() + size > self.batch_bytes
+        open.builder.fields_bytes(timestamp_ms, record.key.as_deref(), record.value.as_deref(), headers) > room
     }
 
     /// Encodes `record` into `partition`'s open batch, sealing batches as they fill. `reserved_bytes` is what
@@ -167,33 +205,31 @@ impl TopicBatches {
         record: &ProducerRecord,
         timestamp_ms: i64,
         reserved_bytes: usize,
+        sealed: &mut Vec<SealedBatch>,
     ) -> Appended {
-        self.append_sized(partition, record, timestamp_ms, reserved_bytes, false)
+        let incoming = Incoming { record, timestamp_ms, reserved_bytes };
+        self.append_sized(partition, incoming, false, None, sealed)
     }
 
-    /// [`Self::append`], skipping the size check when the caller just made it (`is_known_to_fit`): sizing a
-    /// record walks all its fields, and for small records that walk is a visible share of `send`.
+    /// [`Self::append`], skipping the size check when the caller just made it (`is_known_to_fit`). The
+    /// acknowledgement is left out when the record lands in the `held` batch (partition, batch id).
     fn append_sized(
         &mut self,
         partition: u32,
-        record: &ProducerRecord,
-        timestamp_ms: i64,
-        reserved_bytes: usize,
+        incoming: Incoming<'_>,
         is_known_to_fit: bool,
+        held: Option<(u32, u64)>,
+        sealed: &mut Vec<SealedBatch>,
     ) -> Appended {
-        let key = record.key.as_deref();
-        let value = record.value.as_deref();
-        let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+        let Incoming { record, timestamp_ms, reserved_bytes } = incoming;
+        let is_full = !is_known_to_fit && self.would_overflow(partition, record, timestamp_ms);
         let batch_bytes = self.batch_bytes;
         let slot = &mut self.partitions[partition as usize];
-        let mut sealed = None;
-        if let Some(open) = slot.open.as_ref().filter(|_| !is_known_to_fit) {
-            let after =
-                open.builder.encoded_bytes() + open.builder.fields_bytes(timestamp_ms, key, value, headers.clone());
-            if after > batch_bytes && !open.builder.is_empty() {
-                slot.was_last_full = true;
-                sealed = slot.open.take().map(|open| open.seal(partition));
-            }
+        let mut has_sealed = false;
+        if is_full {
+            slot.was_last_full = true;
+            sealed.extend(slot.open.take().map(|open| open.seal(partition)));
+            has_sealed = true;
         }
         let mut opened = None;
         let open = slot.open.get_or_insert_with(|| {
@@ -204,19 +240,21 @@ impl TopicBatches {
             let capacity = if slot.was_last_full { batch_bytes } else { SMALL_BATCH_BYTES.min(batch_bytes) };
             OpenBatch::new(id, capacity.max(HEADER_BYTES + reserved_bytes))
         });
-        open.builder.push_fields(timestamp_ms, key, value, headers);
+        let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+        open.builder.push_fields(timestamp_ms, record.key.as_deref(), record.value.as_deref(), headers);
         open.reserved_bytes += reserved_bytes;
         let index = open.builder.record_count() - 1;
-        let ack = open.ack.clone();
-        let mut own = None;
+        let batch_id = open.id;
+        let ack = (held != Some((partition, batch_id))).then(|| open.ack.clone());
         if open.builder.encoded_bytes() >= batch_bytes {
             slot.was_last_full = true;
-            own = slot.open.take().map(|open| open.seal(partition));
+            sealed.extend(slot.open.take().map(|open| open.seal(partition)));
+            has_sealed = true;
         }
-        if sealed.is_some() || own.is_some() {
+        if has_sealed {
             self.unstick(partition);
         }
-        Appended { partition, index, ack, sealed: [None, sealed, own], opened }
+        Appended { partition, index, batch_id, ack, opened }
     }
 
     /// Seals `partition`'s open batch if it is the batch `id` (its linger expired), or any open batch if `id` is
@@ -316,9 +354,8 @@ mod tests {
         let mut sealed = Vec::new();
         let mut indexes = Vec::new();
         for _ in 0..25 {
-            let appended = batches.append(0, &record(100), 1_000, 140);
+            let appended = batches.append(0, &record(100), 1_000, 140, &mut sealed);
             indexes.push(appended.index);
-            sealed.extend(appended.sealed.into_iter().flatten());
         }
         assert!(!sealed.is_empty());
         for batch in &sealed {
@@ -334,13 +371,40 @@ mod tests {
     }
 
     #[test]
+    fn the_size_bound_is_never_below_a_records_encoded_size() {
+        let value = |n: usize| Some(Bytes::from(vec![b'v'; n]));
+        let records = [
+            ProducerRecord::default(),
+            record(0),
+            record(127),
+            record(128),
+            record(70_000).with_key(vec![b'k'; 300]),
+            ProducerRecord { headers: vec![crate::Header { key: "h".repeat(200), value: value(20_000) }], ..record(5) },
+            ProducerRecord {
+                headers: vec![crate::Header { key: String::new(), value: None }; 3],
+                ..Default::default()
+            },
+        ];
+        for record in &records {
+            let mut builder = rill_protocol::RecordBatchBuilder::default();
+            for _ in 0..200 {
+                builder.push_fields(0, None, None, std::iter::empty());
+            }
+            // The farthest deltas: a timestamp long before the batch's base, an offset delta past 127.
+            let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+            let exact = builder.fields_bytes(i64::MIN, record.key.as_deref(), record.value.as_deref(), headers);
+            assert!(max_encoded_bytes(record) >= exact, "{} < {exact}", max_encoded_bytes(record));
+        }
+    }
+
+    #[test]
     fn a_record_as_large_as_a_batch_goes_alone_after_the_open_batch() {
         let mut batches = TopicBatches::new(1, 1024);
-        assert!(batches.append(0, &record(10), 1, 50).sealed.iter().all(Option::is_none));
-        let appended = batches.place("t", &record(2000).with_partition(0), 1, 2050).unwrap();
-        let [sticky, previous, own] = appended.sealed;
-        assert!(sticky.is_none(), "the record had an explicit partition");
-        let (previous, own) = (previous.expect("the open batch went first"), own.expect("then the large record"));
+        let mut sealed = Vec::new();
+        batches.append(0, &record(10), 1, 50, &mut sealed);
+        assert!(sealed.is_empty());
+        let appended = batches.place("t", &record(2000).with_partition(0), 1, 2050, None, &mut sealed).unwrap();
+        let [previous, own] = <[SealedBatch; 2]>::try_from(sealed).expect("the open batch, then the large record");
         assert_eq!((previous.record_count, own.record_count), (1, 1));
         assert_eq!(decoded_values(&own), vec![2000]);
         assert_eq!(appended.index, 0);
@@ -350,14 +414,14 @@ mod tests {
     #[test]
     fn linger_seals_only_the_batch_it_was_armed_for() {
         let mut batches = TopicBatches::new(2, 1 << 20);
-        let appended = batches.append(1, &record(10), 1, 50);
+        let appended = batches.append(1, &record(10), 1, 50, &mut Vec::new());
         let id = appended.opened.expect("the first record opens a batch");
-        assert!(batches.append(1, &record(10), 1, 50).opened.is_none());
+        assert!(batches.append(1, &record(10), 1, 50, &mut Vec::new()).opened.is_none());
         assert!(batches.seal(1, Some(id + 1)).is_none());
         let sealed = batches.seal(1, Some(id)).expect("the armed batch");
         assert_eq!(sealed.record_count, 2);
         assert!(batches.seal(1, Some(id)).is_none(), "sealed twice");
-        assert!(batches.append(1, &record(10), 1, 50).opened.is_some_and(|next| next != id));
+        assert!(batches.append(1, &record(10), 1, 50, &mut Vec::new()).opened.is_some_and(|next| next != id));
         assert!(batches.seal(7, None).is_none(), "a partition that does not exist");
     }
 
@@ -385,10 +449,11 @@ mod tests {
         let mut batches = TopicBatches::new(3, 1024);
         let mut partitions = Vec::new();
         for _ in 0..40 {
-            let appended = batches.place("t", &record(100), 1, 140).unwrap();
+            let mut sealed = Vec::new();
+            let appended = batches.place("t", &record(100), 1, 140, None, &mut sealed).unwrap();
             partitions.push(appended.partition);
             // Only the sticky partition's own full batch is ever sealed.
-            for batch in appended.sealed.iter().flatten() {
+            for batch in &sealed {
                 assert_eq!(batch.record_count, PER_BATCH, "partition {}", batch.partition);
             }
         }
@@ -405,7 +470,7 @@ mod tests {
         assert_eq!(runs.iter().take(3).map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2]);
         // A linger seal of the sticky partition moves keyless traffic on as well.
         let sticky = batches.choose_partition("t", &record(1)).unwrap();
-        batches.append(sticky, &record(1), 1, 41);
+        batches.append(sticky, &record(1), 1, 41, &mut Vec::new());
         batches.seal(sticky, None);
         assert_ne!(batches.choose_partition("t", &record(1)).unwrap(), sticky);
     }
@@ -415,8 +480,8 @@ mod tests {
         let mut batches = TopicBatches::new(1, 1 << 20);
         let acks: Vec<(usize, BatchAck)> = (0..3)
             .map(|_| {
-                let appended = batches.append(0, &record(5), 1, 45);
-                (appended.index, appended.ack)
+                let appended = batches.append(0, &record(5), 1, 45, &mut Vec::new());
+                (appended.index, appended.ack.expect("no batch was held"))
             })
             .collect();
         let sealed = batches.seal(0, None).unwrap();
@@ -433,12 +498,12 @@ mod tests {
     #[test]
     fn each_open_batch_has_its_linger_expired_once() {
         let mut batches = TopicBatches::new(3, 1 << 20);
-        let first = batches.append(0, &record(1), 1, 41).opened.expect("opened");
-        let second = batches.append(2, &record(1), 1, 41).opened.expect("opened");
+        let first = batches.append(0, &record(1), 1, 41, &mut Vec::new()).opened.expect("opened");
+        let second = batches.append(2, &record(1), 1, 41, &mut Vec::new()).opened.expect("opened");
         assert_eq!(batches.expire_lingers(), vec![(0, first), (2, second)]);
         assert!(batches.expire_lingers().is_empty(), "already expired");
         batches.seal(0, None);
-        let third = batches.append(0, &record(1), 1, 41).opened.expect("a new batch");
+        let third = batches.append(0, &record(1), 1, 41, &mut Vec::new()).opened.expect("a new batch");
         assert_eq!(batches.expire_lingers(), vec![(0, third)]);
     }
 
@@ -463,9 +528,8 @@ mod tests {
             let mut sealed: Vec<SealedBatch> = Vec::new();
             let mut placed = Vec::new();
             for &size in &sizes {
-                let appended = batches.place("t", &record(size).with_partition(0), 5, size + 40).unwrap();
+                let appended = batches.place("t", &record(size).with_partition(0), 5, size + 40, None, &mut sealed).unwrap();
                 placed.push(appended.index);
-                sealed.extend(appended.sealed.into_iter().flatten());
             }
             sealed.extend(batches.seal(0, None));
             let decoded: Vec<usize> = sealed.iter().flat_map(decoded_values).collect();

@@ -68,7 +68,7 @@ pub use admin::{
 pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
-pub use delivery::DeliveryFuture;
+pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};
 pub use membership::GroupAssignor;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics};

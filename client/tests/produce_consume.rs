@@ -91,6 +91,64 @@ async fn records_sent_within_a_linger_share_batches() {
 }
 
 #[tokio::test]
+async fn send_batch_stores_every_record_once_at_the_offsets_its_delivery_reports() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    create_topic(&client, "bulk", 3).await;
+    // Small batches, so one call's records span several batches and, keyless, several partitions; a few keyed
+    // and explicitly placed records break the runs.
+    let config = ProducerConfig { batch_bytes: 4096, ..ProducerConfig::default() };
+    let producer = Producer::new(client.clone(), config).expect("producer");
+    let mut records: Vec<ProducerRecord> = (0..1500).map(|i| ProducerRecord::new(format!("{i:0>60}"))).collect();
+    for i in (0..1500).step_by(97) {
+        records[i] = records[i].clone().with_key(format!("key-{i}"));
+    }
+    records[10] = records[10].clone().with_partition(2);
+    let mut deliveries = Vec::new();
+    for call in records.chunks(500) {
+        deliveries.push(producer.send_batch("bulk", call).await.expect("enqueued"));
+    }
+    let mut stored_at = std::collections::HashMap::new();
+    for (call, delivery) in deliveries.into_iter().enumerate() {
+        let runs = tokio::time::timeout(DEADLINE, delivery).await.expect("answered").expect("stored");
+        assert_eq!(runs.iter().map(|r| r.record_count).sum::<usize>(), 500);
+        let mut next = 0;
+        for run in runs {
+            assert_eq!(run.first_record, next, "runs cover the call in order");
+            next += run.record_count;
+            for i in 0..run.record_count {
+                let record = call * 500 + run.first_record + i;
+                stored_at.insert((run.partition, run.base_offset + i as i64), record);
+            }
+        }
+    }
+    assert_eq!(stored_at.len(), 1500, "no two records reported at one offset");
+    assert!(stored_at.values().collect::<HashSet<_>>().len() == 1500);
+    assert_eq!(stored_at.iter().find(|(_, &r)| r == 10).map(|((p, _), _)| *p), Some(2));
+
+    let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("consumer");
+    consumer.assign("bulk", &[0, 1, 2]).await.expect("assign");
+    let consumed = consume(&mut consumer, 1500).await;
+    assert_eq!(consumed.len(), 1500);
+    for record in &consumed {
+        let index = stored_at[&(record.partition, record.offset)];
+        assert_eq!(
+            value_str(record),
+            format!("{index:0>60}"),
+            "partition {} offset {}",
+            record.partition,
+            record.offset
+        );
+        let key = record.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned());
+        assert_eq!(key, records[index].key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()));
+        if let Some(key) = &records[index].key {
+            assert_eq!(record.partition, partition_for_key(key, 3));
+        }
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn keyed_records_land_where_partition_for_key_says_and_keyless_ones_spread() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 
-use crate::record::RecordIter;
+use crate::record::{walk_records, RecordIter};
 use crate::BatchError;
 
 pub const BASE_OFFSET_AT: usize = 0;
@@ -222,15 +222,14 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
     let mut count: i32 = 0;
     let mut previous_delta: i32 = -1;
-    for record in RecordIter::new(records, header.base_offset, header.base_timestamp) {
-        let record = record?;
-        let delta = record.offset_delta;
+    walk_records(records, |delta| {
         if delta <= previous_delta || delta > header.last_offset_delta {
             return Err(BatchError::BadOffsetDelta(delta));
         }
         previous_delta = delta;
         count = count.saturating_add(1);
-    }
+        Ok(())
+    })?;
     if count != header.record_count {
         return Err(BatchError::RecordCountMismatch { declared: header.record_count, actual: count });
     }

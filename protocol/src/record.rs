@@ -93,18 +93,21 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<i32, BatchError> {
         let (v, n) = get_varint(self.buf)?;
         self.buf = &self.buf[n..];
         Ok(v)
     }
 
+    #[inline]
     fn varlong(&mut self) -> Result<i64, BatchError> {
         let (v, n) = get_varlong(self.buf)?;
         self.buf = &self.buf[n..];
         Ok(v)
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
         if n > self.buf.len() {
             return Err(BatchError::MalformedRecord("field longer than the record"));
@@ -115,6 +118,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A length-prefixed byte field; length -1 is null.
+    #[inline]
     fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
         match self.varint()? {
             -1 => Ok(None),
@@ -125,6 +129,53 @@ impl<'a> Cursor<'a> {
 }
 
 fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(RecordView<'_>, usize), BatchError> {
+    let mut headers = Vec::new();
+    let (fields, end) = parse_fields(buf, |count, key, value| {
+        headers.reserve_exact(count - headers.len());
+        headers.push((key, value));
+    })?;
+    let record = RecordView {
+        offset: base_offset.saturating_add(i64::from(fields.offset_delta)),
+        offset_delta: fields.offset_delta,
+        timestamp_ms: base_timestamp.saturating_add(fields.timestamp_delta),
+        key: fields.key,
+        value: fields.value,
+        headers,
+    };
+    Ok((record, end))
+}
+
+/// Checks that `buf` is a sequence of well-formed records (as [`RecordIter`] would read them) and returns
+/// their offset deltas, in order, through `on_record`. Builds no [`RecordView`]: this is the broker's
+/// per-record validation on produce, where only the framing and the deltas matter.
+pub(crate) fn walk_records(
+    mut buf: &[u8],
+    mut on_record: impl FnMut(i32) -> Result<(), BatchError>,
+) -> Result<(), BatchError> {
+    while !buf.is_empty() {
+        let (fields, end) = parse_fields(buf, |_, _, _| {})?;
+        on_record(fields.offset_delta)?;
+        buf = &buf[end..];
+    }
+    Ok(())
+}
+
+/// The fixed fields of one record.
+struct RecordFields<'a> {
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+/// Parses the record at the front of `buf`, handing each header to `on_header` with the record's header count
+/// (already checked against the bytes left); returns its fields and the bytes it took.
+/// Inlined into both callers, so the validating walk pays for no header collection it does not do.
+#[inline(always)]
+fn parse_fields<'a>(
+    buf: &'a [u8],
+    mut on_header: impl FnMut(usize, &'a str, Option<&'a [u8]>),
+) -> Result<(RecordFields<'a>, usize), BatchError> {
     let (length, prefix) = get_varint(buf)?;
     if length < 0 {
         return Err(BatchError::MalformedRecord("negative record length"));
@@ -151,24 +202,15 @@ fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(Re
     if header_count as usize > cur.buf.len() / 2 {
         return Err(BatchError::MalformedRecord("header count larger than the record"));
     }
-    let mut headers = Vec::with_capacity(header_count as usize);
     for _ in 0..header_count {
         let key = cur.nullable_bytes()?.ok_or(BatchError::MalformedRecord("null header key"))?;
         let key = std::str::from_utf8(key).map_err(|_| BatchError::MalformedRecord("header key is not UTF-8"))?;
-        headers.push((key, cur.nullable_bytes()?));
+        on_header(header_count as usize, key, cur.nullable_bytes()?);
     }
     if !cur.buf.is_empty() {
         return Err(BatchError::MalformedRecord("record has bytes after its last header"));
     }
-    let record = RecordView {
-        offset: base_offset.saturating_add(i64::from(offset_delta)),
-        offset_delta,
-        timestamp_ms: base_timestamp.saturating_add(timestamp_delta),
-        key,
-        value,
-        headers,
-    };
-    Ok((record, end))
+    Ok((RecordFields { timestamp_delta, offset_delta, key, value }, end))
 }
 
 /// Encodes records into one uncompressed v2 batch, straight into its output buffer.

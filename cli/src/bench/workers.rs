@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use rill_client::{Client, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, SeekTo};
+use rill_client::{
+    BatchDelivery, Client, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, SeekTo,
+};
 use tokio::sync::mpsc;
 
 use super::report::{latency_histogram, Counters};
@@ -26,8 +28,11 @@ pub struct ProducerJob {
     pub rate: Option<f64>,
     /// Put the send time (ns since `epoch`) in each value's first 8 bytes, for end-to-end latency.
     pub stamp_send_time: bool,
-    /// Measure send-to-ack latency of one message in this many (1 = every message).
+    /// Measure send-to-ack latency of one send call in this many (1 = every call).
     pub latency_every: u64,
+    /// Records per producer call: 1 sends each with `Producer::send` (Kafka's API); more hand that many at
+    /// once to `Producer::send_batch` (the shape of Iggy's benchmark, which sends 1000 messages a call).
+    pub records_per_send: usize,
 }
 
 /// Bytes that do not compress to nothing, so compression figures mean something.
@@ -44,6 +49,24 @@ fn payload(len: usize, seed: u64) -> Bytes {
     out.freeze()
 }
 
+/// What a send call hands back, awaited by the acknowledgement task.
+enum Delivery {
+    Record(DeliveryFuture),
+    Batch(BatchDelivery),
+}
+
+/// The value of one record: the shared payload, or a copy of it whose first 8 bytes are the send time (ns since
+/// `epoch`).
+fn stamped_value(job: &ProducerJob, value: &Bytes, epoch: Instant) -> Bytes {
+    if !job.stamp_send_time {
+        return value.clone();
+    }
+    let mut stamped = BytesMut::with_capacity(job.message_bytes.max(8));
+    stamped.put_u64(epoch.elapsed().as_nanos() as u64);
+    stamped.put_slice(&value[..job.message_bytes.saturating_sub(8)]);
+    stamped.freeze()
+}
+
 /// Sends until the job is done, then waits for every acknowledgement. Returns the send-to-ack latencies (µs)
 /// and the number of records that failed.
 pub async fn produce(
@@ -57,13 +80,17 @@ pub async fn produce(
     let producer = Producer::new(client, config).context("cannot create a producer")?;
     let value = payload(job.message_bytes, seed);
     // Acknowledgements are awaited by a second task, in send order, so the send loop never waits on them.
-    let (acks_tx, mut acks_rx) = mpsc::channel::<(Instant, DeliveryFuture)>(1 << 16);
+    let (acks_tx, mut acks_rx) = mpsc::channel::<(Instant, Delivery)>(1 << 16);
     let collector = tokio::spawn(async move {
         let mut latencies = latency_histogram();
         let mut failed = 0u64;
         while let Some((sent_at, delivery)) = acks_rx.recv().await {
-            match delivery.await {
-                Ok(_) => {
+            let answered = match delivery {
+                Delivery::Record(record) => record.await.map(drop),
+                Delivery::Batch(batch) => batch.await.map(drop),
+            };
+            match answered {
+                Ok(()) => {
                     let _ = latencies.record((sent_at.elapsed().as_micros() as u64).max(1));
                 }
                 Err(_) => failed += 1,
@@ -73,12 +100,17 @@ pub async fn produce(
     });
     let started = Instant::now();
     let mut sent = 0u64;
+    let mut calls = 0u64;
     let mut unreported = 0u64;
     let mut send_error = None;
+    let per_call = job.records_per_send.max(1) as u64;
+    // The records of one call: built once, and again per call only when each value carries its send time.
+    let mut records: Vec<ProducerRecord> = Vec::new();
     loop {
         if job.messages.is_some_and(|n| sent >= n) || job.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
+        let count = job.messages.map_or(per_call, |n| per_call.min(n - sent));
         if let Some(rate) = job.rate {
             // Pace by the schedule, not by sleeping per message: catch up in bursts, sleep when ahead.
             let due = (started.elapsed().as_secs_f64() * rate) as u64;
@@ -87,22 +119,23 @@ pub async fn produce(
                 continue;
             }
         }
-        let record_value = if job.stamp_send_time {
-            let mut stamped = BytesMut::with_capacity(job.message_bytes.max(8));
-            stamped.put_u64(epoch.elapsed().as_nanos() as u64);
-            stamped.put_slice(&value[..job.message_bytes.saturating_sub(8)]);
-            stamped.freeze()
-        } else {
-            value.clone()
-        };
-        let is_sampled = sent.is_multiple_of(job.latency_every);
+        if job.stamp_send_time || records.len() != count as usize {
+            records.clear();
+            records.extend((0..count).map(|_| ProducerRecord::new(stamped_value(&job, &value, epoch))));
+        }
+        let is_sampled = calls.is_multiple_of(job.latency_every);
         let sent_at = if is_sampled { Some(Instant::now()) } else { None };
-        match producer.send(&job.topic, ProducerRecord::new(record_value)).await {
+        let delivery = if per_call == 1 {
+            producer.send(&job.topic, records[0].clone()).await.map(Delivery::Record)
+        } else {
+            producer.send_batch(&job.topic, &records).await.map(Delivery::Batch)
+        };
+        match delivery {
             Ok(delivery) => {
-                // The shared counters are bumped every 256 sends, not per send: two atomic adds per record on
+                // The shared counters are bumped every 256 records, not per send: two atomic adds per record on
                 // a cache line all producers share cost more than the record's own encoding at 100 B.
-                unreported += 1;
-                if unreported == 256 {
+                unreported += count;
+                if unreported >= 256 {
                     counters.add(unreported, unreported * job.message_bytes as u64);
                     unreported = 0;
                 }
@@ -120,7 +153,8 @@ pub async fn produce(
                 break;
             }
         }
-        sent += 1;
+        sent += count;
+        calls += 1;
     }
     counters.add(unreported, unreported * job.message_bytes as u64);
     producer.flush().await;

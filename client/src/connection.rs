@@ -110,7 +110,7 @@ impl Client {
         RecordsClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
-    /// The connection itself, for calls made without a generated client (see `produce_call.rs`).
+    /// The connection itself, for calls made without a generated client (see `records_call.rs`).
     pub(crate) fn channel(&self) -> Channel {
         self.inner.channel.clone()
     }

@@ -21,11 +21,12 @@ use rill_protocol::v1::{FetchRequest, FetchResponse, RecordFormat};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::admin::{committed_offsets, list_offsets, OffsetSpec};
-use crate::connection::{call, request, Client};
+use crate::connection::{call, Client};
 use crate::decode::{decode_batches, DecodeLimits};
 use crate::error::{Error, RequestContext, Result};
 use crate::membership::{GroupAssignor, Membership};
 use crate::record::ConsumedRecord;
+use crate::records_call;
 
 mod group;
 
@@ -530,7 +531,9 @@ impl Consumer {
                 tokio::time::sleep(delay).await;
             }
             let ctx = RequestContext::partition(&key.0, key.1);
-            let outcome = match call(timeout, ctx, client.records().fetch(request(message, timeout))).await {
+            let max_message_bytes = client.config().max_message_bytes;
+            let fetch = records_call::fetch(client.channel(), &message, timeout, max_message_bytes);
+            let outcome = match call(timeout, ctx, fetch).await {
                 Ok(response) => FetchOutcome::Fetched(response),
                 // The position left the log (retention, or a seek past the end): look up where to go from here
                 // in this task, so `poll` never awaits anything but the join set.

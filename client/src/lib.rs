@@ -56,9 +56,9 @@ mod decode;
 mod delivery;
 mod error;
 mod membership;
-mod produce_call;
 mod producer;
 mod record;
+mod records_call;
 mod sender;
 
 pub use admin::{

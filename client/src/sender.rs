@@ -18,8 +18,8 @@ use crate::accumulator::{BatchOutcome, SealedBatch};
 use crate::compression::{compress_batch, Compression};
 use crate::connection::{call, Client};
 use crate::error::{Error, RequestContext};
-use crate::produce_call;
 use crate::producer::{lock, Acks, Metrics, ProducerConfig, Topics};
+use crate::records_call;
 use std::sync::atomic::Ordering;
 
 /// What the producer tells a partition's sender, in the order it happened.
@@ -187,7 +187,7 @@ async fn produce_with_retries(
     partition: u32,
     batch: bytes::Bytes,
 ) -> BatchOutcome {
-    // `records` stays unset: the batch travels beside the message, uncopied (see `produce_call.rs`).
+    // `records` stays unset: the batch travels beside the message, uncopied (see `records_call.rs`).
     let message = ProduceRequest {
         topic: topic.to_owned(),
         partition: Some(partition),
@@ -199,7 +199,7 @@ async fn produce_with_retries(
     loop {
         let timeout = config.request_timeout;
         let ctx = RequestContext::partition(topic, partition);
-        let produced = produce_call::produce(client.channel(), &message, batch.clone(), timeout, max_message_bytes);
+        let produced = records_call::produce(client.channel(), &message, batch.clone(), timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
         match result {
             Ok(response) if config.acks == Acks::None => {

@@ -19,6 +19,7 @@
 pub mod batch;
 pub mod compressed;
 pub mod grpc_codec;
+pub mod grpc_frames;
 pub mod partitioner;
 pub mod record;
 pub mod v1;

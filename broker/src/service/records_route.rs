@@ -10,7 +10,7 @@
 //!   fields, encoded by prost. Protobuf lets fields come in any order, so any gRPC client decodes it as the
 //!   `FetchResponse` it is.
 //! - Produce: the request's HTTP/2 frames are kept as they arrive and prost decodes the message from them
-//!   through [`Chunks`], whose `copy_to_bytes` slices a frame instead of copying when the bytes asked for lie in
+//!   through [`Chunks`](rill_protocol::grpc_frames::Chunks), whose `copy_to_bytes` slices a frame instead of copying when the bytes asked for lie in
 //!   one. rill's client sends a batch as one chunk, and the broker accepts frames of 2 MiB, so a batch arrives
 //!   as one frame and becomes the `record_batch` without a copy. Anything else (other clients, other splits) is
 //!   copied together where needed, as tonic would. The size limit is checked on the gRPC frame header, before
@@ -24,10 +24,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http_body::{Body as _, Frame};
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
 use prost::Message;
 use rill_protocol::grpc_codec::SizedProstCodec;
+use rill_protocol::grpc_frames::{read_message, GRPC_HEADER_BYTES};
 use rill_protocol::v1::{self, records_server::RecordsServer};
 use tonic::body::Body;
 use tonic::codec::{Codec, Streaming};
@@ -39,8 +40,6 @@ use crate::node::Node;
 
 const FETCH_PATH: &str = "/rill.v1.Records/Fetch";
 const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
-/// gRPC's frame header: a compressed flag and the message length (big-endian u32).
-const GRPC_HEADER_BYTES: usize = 5;
 /// `record_batches` is field 1, wire type 2 (length-delimited).
 const RECORD_BATCHES_KEY: u8 = (1 << 3) | 2;
 
@@ -94,7 +93,8 @@ impl tower::Service<http::Request<Body>> for RecordsRoute {
 impl RecordsRoute {
     async fn produce(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
-        let mut message = read_message(request.into_body(), self.max_request_bytes).await?;
+        let mut message =
+            read_message(request.into_body(), self.max_request_bytes, "the broker's max_request_bytes").await?;
         let request = v1::ProduceRequest::decode(&mut message)
             .map_err(|e| Status::internal(format!("malformed ProduceRequest: {e}")))?;
         let response = super::produce::produce(&self.node, request).await?;
@@ -153,112 +153,6 @@ fn grpc_response(chunks: [Bytes; 3]) -> http::Response<Body> {
     http
 }
 
-/// The one message of a unary request, as the HTTP/2 frames it came in. Refuses a message above `limit` from
-/// its header, before reading it.
-async fn read_message(mut body: Body, limit: usize) -> Result<Chunks, Status> {
-    let mut chunks = Chunks::default();
-    let mut expected: Option<usize> = None;
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(data) = frame?.into_data() else { continue }; // trailers: nothing a unary request needs
-        chunks.push(data);
-        if expected.is_none() && chunks.remaining() >= GRPC_HEADER_BYTES {
-            let mut header = [0u8; GRPC_HEADER_BYTES];
-            chunks.peek(&mut header);
-            if header[0] != 0 {
-                return Err(Status::internal("a compressed message without a grpc-encoding"));
-            }
-            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-            if len > limit {
-                return Err(Status::resource_exhausted(format!(
-                    "a request of {len} bytes exceeds the broker's max_request_bytes of {limit} bytes"
-                )));
-            }
-            expected = Some(GRPC_HEADER_BYTES + len);
-        }
-        if expected.is_some_and(|total| chunks.remaining() > total) {
-            return Err(Status::invalid_argument("a unary call carries exactly one message"));
-        }
-    }
-    match expected {
-        Some(total) if chunks.remaining() == total => {
-            chunks.advance(GRPC_HEADER_BYTES);
-            Ok(chunks)
-        }
-        _ => Err(Status::internal("the request ended inside its message")),
-    }
-}
-
-/// Byte chunks read as one `Buf`. `copy_to_bytes` slices a chunk when the bytes asked for lie in one, which is
-/// what makes prost's `bytes` fields zero-copy here.
-#[derive(Default)]
-struct Chunks {
-    chunks: VecDeque<Bytes>,
-    remaining: usize,
-}
-
-impl Chunks {
-    fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.remaining += chunk.len();
-            self.chunks.push_back(chunk);
-        }
-    }
-
-    /// Copies the first `into.len()` bytes into `into` without consuming them; the caller checked they exist.
-    fn peek(&self, into: &mut [u8]) {
-        let mut filled = 0;
-        for chunk in &self.chunks {
-            let n = chunk.len().min(into.len() - filled);
-            into[filled..filled + n].copy_from_slice(&chunk[..n]);
-            filled += n;
-            if filled == into.len() {
-                break;
-            }
-        }
-    }
-}
-
-impl Buf for Chunks {
-    fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |c| &c[..])
-    }
-
-    fn advance(&mut self, mut cnt: usize) {
-        assert!(cnt <= self.remaining, "advance past the end of the chunks");
-        self.remaining -= cnt;
-        while cnt > 0 {
-            let Some(front) = self.chunks.front_mut() else { return };
-            if cnt < front.len() {
-                front.advance(cnt);
-                return;
-            }
-            cnt -= front.len();
-            self.chunks.pop_front();
-        }
-    }
-
-    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
-        assert!(len <= self.remaining, "copy_to_bytes past the end of the chunks");
-        if let Some(front) = self.chunks.front_mut() {
-            if len <= front.len() {
-                self.remaining -= len;
-                let bytes = front.split_to(len);
-                if front.is_empty() {
-                    self.chunks.pop_front();
-                }
-                return bytes;
-            }
-        }
-        let mut copied = BytesMut::with_capacity(len);
-        copied.put((&mut *self).take(len));
-        copied.freeze()
-    }
-}
-
 fn ok_trailers() -> http::HeaderMap {
     let mut trailers = http::HeaderMap::with_capacity(1);
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
@@ -286,82 +180,5 @@ impl http_body::Body for ChunkedBody {
 
     fn is_end_stream(&self) -> bool {
         self.chunks.is_empty() && self.trailers.is_none()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn request(batch_len: usize) -> v1::ProduceRequest {
-        v1::ProduceRequest {
-            topic: "orders".into(),
-            partition: Some(3),
-            records: Some(v1::produce_request::Records::RecordBatch(Bytes::from(
-                (0..batch_len).map(|i| i as u8).collect::<Vec<u8>>(),
-            ))),
-            acks: 1,
-        }
-    }
-
-    fn chunks_of(bytes: &[u8], cuts: &[usize]) -> Chunks {
-        let mut chunks = Chunks::default();
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut from = 0;
-        for cut in cuts.into_iter().chain([bytes.len()]) {
-            chunks.push(Bytes::copy_from_slice(&bytes[from..cut.max(from)]));
-            from = cut.max(from);
-        }
-        chunks
-    }
-
-    proptest! {
-        /// However the frames cut the message, prost reads the same request from them.
-        #[test]
-        fn any_split_of_a_message_decodes_to_the_same_request(
-            batch_len in 0usize..3000,
-            cuts in proptest::collection::vec(any::<usize>(), 0..8),
-        ) {
-            let original = request(batch_len);
-            let encoded = original.encode_to_vec();
-            let mut chunks = chunks_of(&encoded, &cuts);
-            prop_assert_eq!(chunks.remaining(), encoded.len());
-            let decoded = v1::ProduceRequest::decode(&mut chunks).unwrap();
-            prop_assert_eq!(decoded, original);
-        }
-    }
-
-    /// The split rill's client makes (fields, then the batch on its own) gives a batch that is the frame itself.
-    #[test]
-    fn a_batch_in_a_frame_of_its_own_is_not_copied() {
-        let original = request(100_000);
-        let Some(v1::produce_request::Records::RecordBatch(batch)) = original.records.clone() else { unreachable!() };
-        // As `client/src/produce_call.rs` lays it out: every other field, the batch's key and length, the batch.
-        let mut head = v1::ProduceRequest { records: None, ..original.clone() }.encode_to_vec();
-        head.push((3 << 3) | 2);
-        prost::encode_length_delimiter(batch.len(), &mut head).unwrap();
-        let mut chunks = Chunks::default();
-        chunks.push(Bytes::from(head));
-        let frame = Bytes::copy_from_slice(&batch);
-        chunks.push(frame.clone());
-        let decoded = v1::ProduceRequest::decode(&mut chunks).unwrap();
-        assert_eq!(decoded, original);
-        let Some(v1::produce_request::Records::RecordBatch(batch)) = decoded.records else { panic!("a batch") };
-        assert_eq!(batch.as_ptr(), frame.as_ptr(), "the decoded batch is a slice of the frame");
-    }
-
-    #[test]
-    fn peek_and_advance_cross_chunks() {
-        let mut chunks = chunks_of(b"0123456789", &[1, 2, 7]);
-        let mut head = [0u8; 5];
-        chunks.peek(&mut head);
-        assert_eq!(&head, b"01234");
-        chunks.advance(3);
-        assert_eq!(chunks.remaining(), 7);
-        assert_eq!(&chunks.copy_to_bytes(6)[..], b"345678");
-        assert_eq!(&chunks.copy_to_bytes(1)[..], b"9");
-        assert_eq!(chunks.remaining(), 0);
     }
 }

@@ -5,8 +5,10 @@
 //!   cheap to clone, reconnects by itself.
 //! - [`Producer`]: `send(topic, record)` enqueues a [`ProducerRecord`] into its partition's batch and returns
 //!   a [`DeliveryFuture`] that resolves to the record's [`RecordMetadata`] once the broker acknowledges the
-//!   batch. Batches are Kafka RecordBatch v2, encoded client-side, optionally compressed (lz4, zstd), sent by
-//!   one task per partition with retries on transient failures.
+//!   batch; `send_batch(topic, &records)` does the same for a slice of records at the cost of one call
+//!   (a [`BatchDelivery`] resolves to where each run of them was stored). Batches are Kafka RecordBatch v2,
+//!   encoded client-side, optionally compressed (lz4, zstd), sent by one task per partition with retries on
+//!   transient failures.
 //! - [`Consumer`]: reads assigned partitions from positions it keeps (seek to an offset, the ends, or a
 //!   timestamp), as `poll` batches or a `Stream` of [`ConsumedRecord`]s, prefetching each partition's next
 //!   fetch; commits positions to a group manually or on an interval. Or, with

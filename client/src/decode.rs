@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rill_protocol::batch::{CRC_COVERS_FROM, HEADER_BYTES};
+use rill_protocol::batch::{batch_crc, HEADER_BYTES};
 use rill_protocol::compressed::records_section;
 use rill_protocol::record::RecordIter;
 use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordView};
@@ -43,7 +43,7 @@ pub(crate) fn decode_batches(
         next_offset = next_offset.max(header.next_offset());
         // The CRC alone: the record walk below is the decode itself, and it stops at the first malformed record.
         if limits.check_crcs {
-            let computed = crc32c::crc32c(&batch.bytes[CRC_COVERS_FROM..]);
+            let computed = batch_crc(&batch.bytes);
             if computed != header.crc {
                 return Err(corrupt(BatchError::CrcMismatch { stored: header.crc, computed }));
             }

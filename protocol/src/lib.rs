@@ -191,6 +191,13 @@ mod tests {
     }
 
     proptest! {
+        /// The fast checksum is CRC-32C, bit for bit, at every length and alignment (`crc32c` is the reference).
+        #[test]
+        fn batch_crc_is_crc32c(bytes in proptest::collection::vec(any::<u8>(), 21..5000), skip in 0usize..16) {
+            let bytes = &bytes[skip.min(bytes.len() - 21)..];
+            prop_assert_eq!(batch::batch_crc(bytes), crc32c::crc32c(&bytes[batch::CRC_COVERS_FROM..]));
+        }
+
         #[test]
         fn any_records_round_trip(records in proptest::collection::vec(arb_record(), 1..20), base in 0i64..1 << 40) {
             let mut builder = RecordBatchBuilder::default();

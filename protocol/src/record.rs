@@ -341,7 +341,7 @@ pub fn write_header(buf: &mut [u8], header: &BatchHeader) {
     buf[51..53].copy_from_slice(&header.producer_epoch.to_be_bytes());
     buf[53..57].copy_from_slice(&header.base_sequence.to_be_bytes());
     buf[57..61].copy_from_slice(&header.record_count.to_be_bytes());
-    let crc = crc32c::crc32c(&buf[batch::CRC_COVERS_FROM..]);
+    let crc = batch::batch_crc(buf);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 

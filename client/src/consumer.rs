@@ -293,7 +293,8 @@ impl Consumer {
         if !self.ready_records().await? {
             return Ok(Vec::new());
         }
-        let records: Vec<ConsumedRecord> = self.ready.drain(..).collect();
+        // Moves the queue's buffer out whole (a VecDeque that has not wrapped becomes a Vec without moving a record).
+        let records = Vec::from(std::mem::take(&mut self.ready));
         self.handed_out_all(&records);
         Ok(records)
     }
@@ -452,8 +453,7 @@ impl Consumer {
                     check_crcs: self.config.check_crcs,
                     max_decompressed_bytes: self.config.max_decompressed_bytes,
                 };
-                let mut records = Vec::new();
-                let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut records);
+                let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut self.ready);
                 let next = match decoded {
                     Ok(next) => next.max(response.next_offset),
                     Err(err) => {
@@ -465,7 +465,6 @@ impl Consumer {
                 if !prefetched || next != response.next_offset {
                     self.fetch_from(&key, next, Duration::ZERO);
                 }
-                self.ready.extend(records);
                 Ok(())
             }
             FetchOutcome::Reset(reset) => {

@@ -1,6 +1,7 @@
 //! Fetched bytes to records: split the batches, check them, decompress, and slice each record's fields out of
 //! the buffer they arrived (or were decompressed) in.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,14 +24,32 @@ pub(crate) struct DecodeLimits {
 }
 
 /// Decodes the records at offsets `>= from` in `batches` (whole batches, as a fetch returns them; the first may
-/// start before `from`). Returns the records and the offset after the last batch seen.
+/// start before `from`) onto the back of `out`, and returns the offset after the last batch seen. On an error
+/// `out` is left as it was. Records go straight to the consumer's queue: a `ConsumedRecord` is ~130 bytes, and
+/// moving each through intermediate vectors cost as much as copying a 1 KiB value would.
 pub(crate) fn decode_batches(
     topic: &Arc<str>,
     partition: u32,
     from: i64,
     batches: Bytes,
     limits: DecodeLimits,
-    out: &mut Vec<ConsumedRecord>,
+    out: &mut VecDeque<ConsumedRecord>,
+) -> Result<i64> {
+    let before = out.len();
+    let decoded = decode_onto(topic, partition, from, batches, limits, out);
+    if decoded.is_err() {
+        out.truncate(before);
+    }
+    decoded
+}
+
+fn decode_onto(
+    topic: &Arc<str>,
+    partition: u32,
+    from: i64,
+    batches: Bytes,
+    limits: DecodeLimits,
+    out: &mut VecDeque<ConsumedRecord>,
 ) -> Result<i64> {
     let corrupt = |source: BatchError| Error::Corrupt { topic: topic.to_string(), partition, source };
     let mut next_offset = from;
@@ -64,10 +83,12 @@ pub(crate) fn decode_batches(
                     message,
                 })?,
         };
+        // The count is the sender's word: bounded by what the bytes can hold (a record takes at least 7).
+        out.reserve((header.record_count.max(0) as usize).min(records.len() / 7));
         for view in RecordIter::new(&records, header.base_offset, header.base_timestamp) {
             let view = view.map_err(corrupt)?;
             if view.offset >= from {
-                out.push(to_consumed(topic, partition, &records, &view));
+                out.push_back(to_consumed(topic, partition, &records, &view));
             }
         }
     }
@@ -84,11 +105,11 @@ fn to_consumed(topic: &Arc<str>, partition: u32, buf: &Bytes, view: &RecordView<
         timestamp_ms: view.timestamp_ms,
         key: slice(view.key),
         value: slice(view.value),
-        headers: view
-            .headers
-            .iter()
-            .map(|(key, value)| Header { key: (*key).to_owned(), value: slice(*value) })
-            .collect(),
+        headers: if view.headers.is_empty() {
+            Vec::new()
+        } else {
+            view.headers.iter().map(|(key, value)| Header { key: (*key).to_owned(), value: slice(*value) }).collect()
+        },
     }
 }
 
@@ -122,7 +143,7 @@ mod tests {
         let mut fetched = batch(10, &["a", "b", "c"], Compression::None);
         fetched.extend(batch(13, &["d", "e"], Compression::Lz4));
         fetched.extend(batch(15, &["f"], Compression::Zstd { level: 1 }));
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         let next = decode_batches(&topic, 2, 11, Bytes::from(fetched), LIMITS, &mut out).unwrap();
         assert_eq!(next, 16);
         let seen: Vec<(i64, &[u8])> = out.iter().map(|r| (r.offset, r.value.as_deref().unwrap())).collect();
@@ -137,7 +158,7 @@ mod tests {
         let topic: Arc<str> = Arc::from("t");
         let fetched = Bytes::from(batch(0, &["shared"], Compression::None));
         let range = fetched.as_ptr_range();
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         decode_batches(&topic, 0, 0, fetched.clone(), LIMITS, &mut out).unwrap();
         let value = out[0].value.as_ref().unwrap();
         assert!(range.contains(&value.as_ptr()), "the value was copied out of the fetch buffer");
@@ -149,11 +170,29 @@ mod tests {
         let mut fetched = batch(0, &["a", "b"], Compression::None);
         let last = fetched.len() - 1;
         fetched[last] ^= 0xff;
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         let err = decode_batches(&topic, 0, 0, Bytes::from(fetched.clone()), LIMITS, &mut out).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
         fetched.truncate(30);
         assert!(decode_batches(&topic, 0, 0, Bytes::from(fetched), LIMITS, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_damaged_batch_leaves_the_queue_as_it_was() {
+        let topic: Arc<str> = Arc::from("t");
+        let good = batch(0, &["a", "b"], Compression::None);
+        let mut damaged = batch(2, &["c", "d", "e"], Compression::None);
+        // Cut the last record's value short: the CRC is not checked, the walk finds it.
+        let len = damaged.len();
+        damaged[len - 3] = 0x7f;
+        let mut fetched = good.clone();
+        fetched.extend_from_slice(&damaged);
+        let unchecked = DecodeLimits { check_crcs: false, ..LIMITS };
+        let mut out = VecDeque::new();
+        decode_batches(&topic, 0, 0, Bytes::from(good), unchecked, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(decode_batches(&topic, 0, 0, Bytes::from(fetched), unchecked, &mut out).is_err());
+        assert_eq!(out.len(), 2, "the records decoded before the damage were taken back");
     }
 
     fn arb_record() -> impl proptest::strategy::Strategy<Value = Record> {
@@ -185,7 +224,7 @@ mod tests {
             set_base_offset(&mut bytes, base);
             let topic: Arc<str> = Arc::from("p");
             let skip = skip.min(records.len());
-            let mut out = Vec::new();
+            let mut out = VecDeque::new();
             let next = decode_batches(&topic, 0, base + skip as i64, Bytes::from(bytes), LIMITS, &mut out).unwrap();
             proptest::prop_assert_eq!(next, base + records.len() as i64);
             proptest::prop_assert_eq!(out.len(), records.len() - skip);
@@ -205,7 +244,7 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let topic: Arc<str> = Arc::from("p");
             let limits = DecodeLimits { check_crcs: false, max_decompressed_bytes: 1 << 16 };
-            let _ = decode_batches(&topic, 0, 0, Bytes::from(bytes), limits, &mut Vec::new());
+            let _ = decode_batches(&topic, 0, 0, Bytes::from(bytes), limits, &mut VecDeque::new());
         }
     }
 }

@@ -191,6 +191,43 @@ mod tests {
     }
 
     proptest! {
+        /// The fast record check and the full parser agree on every input: the same deltas, or both an error.
+        #[test]
+        fn the_record_walk_agrees_with_the_full_parser(
+            records in proptest::collection::vec((arb_record(), any::<bool>(), 0i64..20_000), 1..12),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+        ) {
+            // Mostly the shape the fast path takes (no headers, timestamps close together), some not.
+            let records: Vec<Record> = records
+                .into_iter()
+                .map(|(record, plain, ms)| {
+                    let headers = if plain { Vec::new() } else { record.headers };
+                    Record { headers, timestamp_ms: 1_700_000_000_000 + ms, ..record }
+                })
+                .collect();
+            let mut bytes = built(&records)[batch::HEADER_BYTES..].to_vec();
+            for (at, value) in flips {
+                let len = bytes.len();
+                bytes[at % len] = value;
+            }
+            bytes.truncate(bytes.len() - cut % 3);
+            let mut fast = Vec::new();
+            let walked = record::walk_records(&bytes, |delta| {
+                fast.push(delta);
+                Ok(())
+            });
+            let full: Result<Vec<i32>, BatchError> =
+                record::RecordIter::new(&bytes, 0, 0).map(|r| r.map(|view| view.offset_delta)).collect();
+            match full {
+                Ok(deltas) => {
+                    prop_assert!(walked.is_ok(), "{walked:?}");
+                    prop_assert_eq!(fast, deltas);
+                }
+                Err(_) => prop_assert!(walked.is_err()),
+            }
+        }
+
         /// The fast checksum is CRC-32C, bit for bit, at every length and alignment (`crc32c` is the reference).
         #[test]
         fn batch_crc_is_crc32c(bytes in proptest::collection::vec(any::<u8>(), 21..5000), skip in 0usize..16) {

@@ -15,14 +15,24 @@ runs=${RILL_BENCH_RUNS:-3}
 run() {
   local name=$1; shift
   echo "== [$round/$runs] rill bench $*"
+  # vmstat beside each run: a high `wa` (CPU idle, waiting for the disk) says the disk, not the CPU, set the pace.
+  vmstat 1 >"$out/$name-$round.vmstat" & local vmstat_pid=$!
   "$rill" bench "$@" --embedded --data-dir "$data" --quiet --json --plot-dir docs/plots >"$out/$name-$round.json"
-  python3 - "$out/$name-$round.json" <<'PY'
+  kill "$vmstat_pid" 2>/dev/null || true
+  python3 - "$out/$name-$round.json" "$out/$name-$round.vmstat" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+# vmstat's first sample is the average since boot: skip it and the two header lines.
+rows = [l.split() for l in open(sys.argv[2]).read().splitlines()[3:]]
+rows = [[int(x) for x in row[12:16]] for row in rows if len(row) >= 16 and row[0].isdigit()]
+if rows:
+    us, sy, idle, wa = (sum(col) / len(rows) for col in zip(*rows))
+    print(f'machine  us {us:.0f}% sy {sy:.0f}% id {idle:.0f}% wa {wa:.0f}% (vmstat over the run)')
 for p in r["phases"]:
     lat = p.get("latency") or {}
     print(f'{p["phase"]:8} {p["messages"]:>10} msgs {p["messages_per_s"]:>12.0f} msg/s {p["mb_per_s"]:>8.1f} MB/s'
-          + (f'  p50 {lat["p50_us"]} p99 {lat["p99_us"]} p99.9 {lat["p999_us"]} max {lat["max_us"]} µs' if lat else ''))
+          + (f'  p50 {lat["p50_us"]} p99 {lat["p99_us"]} p99.9 {lat["p999_us"]} max {lat["max_us"]} µs' if lat else '')
+          + (f'  cpu {p["cpu"]["user_s"]:.2f}u+{p["cpu"]["system_s"]:.2f}s' if p.get("cpu") else ''))
 PY
 }
 # End-to-end latency first, on a disk that has not just taken gigabytes: on this VM the virtual disk stays slow
@@ -61,5 +71,8 @@ for name in names:
         lat = [p["latency"]["p99_us"] for p in ps if p.get("latency")]
         if lat:
             line += f'  p99 {statistics.median(lat)} µs [{min(lat)}–{max(lat)}]'
+        cpu = [p["cpu"]["core_s_per_gb"] for p in ps if p.get("cpu")]
+        if cpu:
+            line += f'  cpu {statistics.median(cpu):.2f} core-s/GB [{min(cpu):.2f}–{max(cpu):.2f}]'
         print(line)
 PY

@@ -30,6 +30,25 @@ fn produce_reports_every_message_and_its_latency() {
     assert_eq!(phase["bytes"], 5000 * 200);
     assert!(phase["latency"]["p99_us"].as_u64().unwrap() >= phase["latency"]["p50_us"].as_u64().unwrap());
     assert_eq!(phase["errors"], 0);
+    let cpu = &phase["cpu"];
+    assert!(cpu["user_s"].as_f64().unwrap() + cpu["system_s"].as_f64().unwrap() > 0.0, "{cpu}");
+    assert!(cpu["core_s_per_gb"].as_f64().unwrap() > 0.0, "{cpu}");
+}
+
+#[test]
+fn batched_sends_produce_exactly_the_messages_asked_for() {
+    // 5003 is not a multiple of the 100 records a call: the last call sends the 3 left.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = ["produce", "--embedded", "--data-dir", data, "--messages", "5003", "--records-per-send", "100", "--json"];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let phase = &json(&stdout)["phases"][0];
+    assert_eq!(phase["messages"], 5003);
+    assert_eq!(phase["errors"], 0);
+    assert!(phase["latency"]["samples"].as_u64().unwrap() >= 51, "every call's acknowledgement is timed");
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data, "--records-per-send", "0"]);
+    assert!(!ok && stderr.contains("--records-per-send must be at least 1"), "{stderr}");
 }
 
 #[test]

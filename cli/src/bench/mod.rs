@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rill_client::{Acks, Admin, Client, ClientConfig, Compression, ProducerConfig, TopicConfig};
 
-use report::{latency_histogram, Counters, PhaseReport, RunReport};
+use report::{latency_histogram, Counters, CpuTime, PhaseReport, RunReport};
 use workers::{ConsumerJob, ProducerJob};
 use workload::Workload;
 
@@ -368,6 +368,7 @@ impl Run {
         let mut tasks = Vec::new();
         let clients = futures_join(jobs.iter().map(|_| self.connect())).await?;
         let started = Instant::now();
+        let cpu_at_start = CpuTime::now();
         for (i, (job, client)) in jobs.into_iter().zip(clients).enumerate() {
             let (config, counters) = (self.producer_config.clone(), counters.clone());
             tasks.push(tokio::spawn(workers::produce(client, config, job, counters, epoch, i as u64 + 1)));
@@ -389,6 +390,7 @@ impl Run {
         })
         .await;
         let elapsed = started.elapsed();
+        let cpu = CpuTime::since(cpu_at_start, counters.bytes.load(Ordering::Relaxed));
         let outcomes = outcomes_rx.await.context("the producers' results were lost")?;
         let mut latencies = latency_histogram();
         let mut errors = 0;
@@ -397,7 +399,7 @@ impl Run {
             latencies.add(&histogram).context("merging latencies")?;
             errors += failed;
         }
-        Ok((PhaseReport::new("produce", &counters, elapsed, &latencies, errors, series), latencies))
+        Ok((PhaseReport::new("produce", &counters, elapsed, &latencies, cpu, errors, series), latencies))
     }
 
     /// The topics' partitions dealt out to the consumers.
@@ -464,6 +466,7 @@ impl Run {
             consumers.push(workers::prepare_consumer(self.connect().await?, job).await?);
         }
         let started = Instant::now();
+        let cpu_at_start = CpuTime::now();
         // Each consumer's share is unknown (keyless records spread unevenly over partitions): all of them read
         // until together they have read `messages`, then stop.
         let stop = Arc::new(AtomicBool::new(false));
@@ -489,6 +492,7 @@ impl Run {
         });
         let (series, alongside) = tokio::join!(sampling, alongside);
         let elapsed = started.elapsed();
+        let cpu = CpuTime::since(cpu_at_start, counters.bytes.load(Ordering::Relaxed));
         stop.store(true, Ordering::Relaxed);
         let alongside = alongside?;
         let mut latencies = latency_histogram();
@@ -496,7 +500,7 @@ impl Run {
             let histogram = task.await.context("a consumer task panicked")??;
             latencies.add(&histogram).context("merging latencies")?;
         }
-        Ok((PhaseReport::new(label, &counters, elapsed, &latencies, 0, series), latencies, alongside))
+        Ok((PhaseReport::new(label, &counters, elapsed, &latencies, cpu, 0, series), latencies, alongside))
     }
 }
 

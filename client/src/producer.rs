@@ -153,19 +153,8 @@ impl Producer {
     pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<DeliveryFuture> {
         let reserved = record.buffered_bytes();
         self.check_record_size(reserved)?;
-        let permits = u32::try_from(reserved).expect("checked against max_buffered_bytes, which fits a u32");
-        match self.inner.buffer.try_acquire_many(permits) {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(Error::ProducerClosed),
-            Err(TryAcquireError::NoPermits) => {
-                // The buffer is full of records waiting in batches or in flight: cut the lingers short so
-                // those batches go as soon as their senders have room, then wait for their bytes.
-                self.expire_lingers();
-                self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
-            }
-        }
         // Returned if the record is not enqueued, whether `enqueue` fails or this future is dropped mid-way.
-        let reservation = Reservation { buffer: &self.inner.buffer, bytes: reserved };
+        let reservation = self.reserve(reserved).await?;
         let delivery = self.enqueue(topic, &record, reserved).await?;
         std::mem::forget(reservation);
         Ok(delivery)
@@ -203,16 +192,7 @@ impl Producer {
                 reserved += size;
                 end += 1;
             }
-            let permits = u32::try_from(reserved).expect("at most max_buffered_bytes, which fits a u32");
-            match self.inner.buffer.try_acquire_many(permits) {
-                Ok(permit) => permit.forget(),
-                Err(TryAcquireError::Closed) => return Err(Error::ProducerClosed),
-                Err(TryAcquireError::NoPermits) => {
-                    self.expire_lingers();
-                    self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
-                }
-            }
-            let reservation = Reservation { buffer: &self.inner.buffer, bytes: reserved };
+            let reservation = self.reserve(reserved).await?;
             let part = &records[first..end];
             let now = now_ms();
             self.with_fresh_entry(topic, now, |entry| {
@@ -227,6 +207,24 @@ impl Producer {
 
     /// Seals every open batch now and waits until every record sent before this call is answered (acknowledged
     /// or failed: failures are reported by the records' delivery futures).
+    /// Takes `bytes` (at most `max_buffered_bytes`, checked by the caller) from the buffer budget, waiting for
+    /// room; the reservation gives them back when dropped, unless the caller forgets it once the records are
+    /// enqueued (their batch gives the bytes back when answered).
+    async fn reserve(&self, bytes: usize) -> Result<Reservation<'_>> {
+        let permits = u32::try_from(bytes).expect("at most max_buffered_bytes, which fits a u32");
+        match self.inner.buffer.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(TryAcquireError::NoPermits) => {
+                // The buffer is full of records waiting in batches or in flight: cut the lingers short so
+                // those batches go as soon as their senders have room, then wait for their bytes.
+                self.expire_lingers();
+                self.inner.buffer.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
+            }
+        }
+        Ok(Reservation { buffer: &self.inner.buffer, bytes })
+    }
+
     pub async fn flush(&self) {
         let waits: Vec<oneshot::Receiver<()>> = {
             let mut topics = lock(&self.inner.topics);

@@ -40,7 +40,8 @@ fn batched_sends_produce_exactly_the_messages_asked_for() {
     // 5003 is not a multiple of the 100 records a call: the last call sends the 3 left.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let args = ["produce", "--embedded", "--data-dir", data, "--messages", "5003", "--records-per-send", "100", "--json"];
+    let args =
+        ["produce", "--embedded", "--data-dir", data, "--messages", "5003", "--records-per-send", "100", "--json"];
     let (ok, stdout, stderr) = bench(&args);
     assert!(ok, "{stderr}");
     let phase = &json(&stdout)["phases"][0];

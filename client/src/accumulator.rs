@@ -75,6 +75,16 @@ fn max_encoded_bytes(record: &ProducerRecord) -> usize {
         + headers
 }
 
+/// Where [`TopicBatches::append_sticky_run`] put its records.
+pub(crate) struct StickyRun {
+    pub partition: u32,
+    pub batch_id: u64,
+    /// Position of the run's first record in its batch.
+    pub first_index: usize,
+    pub count: usize,
+    pub ack: Option<BatchAck>,
+}
+
 struct OpenBatch {
     id: u64,
     builder: RecordBatchBuilder,
@@ -178,6 +188,43 @@ impl TopicBatches {
         }
         let incoming = Incoming { record, timestamp_ms, reserved_bytes };
         Ok(self.append_sized(partition, incoming, is_known_to_fit, held, sealed))
+    }
+
+    /// For a `send_batch`: appends the leading records of `records` that a record-by-record [`Self::place`]
+    /// would put, one after the other, in the sticky partition's open batch (keyless, no explicit partition,
+    /// surely fitting with room to spare), without the per-record partition choice, bookkeeping and hand-off.
+    /// Stops at the first record that needs more (a key, a partition, a batch to seal or open): `place` takes
+    /// that one. `None` when no record was taken. The acknowledgement is left out when the batch is `held`.
+    pub fn append_sticky_run(
+        &mut self,
+        records: &[ProducerRecord],
+        now_ms: i64,
+        held: Option<(u32, u64)>,
+    ) -> Option<StickyRun> {
+        let partition = self.sticky?;
+        let batch_bytes = self.batch_bytes;
+        let open = self.partitions.get_mut(partition as usize)?.open.as_mut()?;
+        let first_index = open.builder.record_count();
+        let mut count = 0;
+        for record in records {
+            if record.partition.is_some() || record.key.is_some() {
+                break;
+            }
+            // Strictly below the limit, so the record neither overflows the batch nor fills it: either would make
+            // `place` seal it.
+            if open.builder.encoded_bytes() + max_encoded_bytes(record) >= batch_bytes {
+                break;
+            }
+            let headers = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()));
+            open.builder.push_fields(record.timestamp_ms.unwrap_or(now_ms), None, record.value.as_deref(), headers);
+            open.reserved_bytes += record.buffered_bytes();
+            count += 1;
+        }
+        if count == 0 {
+            return None;
+        }
+        let ack = (held != Some((partition, open.id))).then(|| open.ack.clone());
+        Some(StickyRun { partition, batch_id: open.id, first_index, count, ack })
     }
 
     /// Whether `record` would take `partition`'s open batch past `batch_bytes` (never an empty batch: a record
@@ -517,6 +564,56 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A `send_batch` through sticky runs builds, byte for byte, the batches that placing each record one by
+        /// one builds, with the same partitions, indexes and reserved bytes.
+        #[test]
+        fn sticky_runs_build_what_record_by_record_placement_builds(
+            records in proptest::collection::vec((0usize..700, 0u8..10), 1..300),
+            batch_bytes in 1024usize..16384,
+        ) {
+            let records: Vec<ProducerRecord> = records
+                .into_iter()
+                .map(|(size, kind)| match kind {
+                    0 => record(size).with_key(vec![b'k'; kind as usize + 3]),
+                    1 => record(size).with_partition(1),
+                    2 => record(size).with_header("h", "v"),
+                    _ => record(size),
+                })
+                .collect();
+            let mut one_by_one = TopicBatches::new(3, batch_bytes);
+            let mut sealed_one = Vec::new();
+            let mut placed_one = Vec::new();
+            for r in &records {
+                let appended = one_by_one.place("t", r, 7, r.buffered_bytes(), None, &mut sealed_one).unwrap();
+                placed_one.push((appended.partition, appended.index));
+            }
+            let mut in_runs = TopicBatches::new(3, batch_bytes);
+            let mut sealed_runs = Vec::new();
+            let mut placed_runs = Vec::new();
+            let mut i = 0;
+            while i < records.len() {
+                if let Some(run) = in_runs.append_sticky_run(&records[i..], 7, None) {
+                    placed_runs.extend((0..run.count).map(|k| (run.partition, run.first_index + k)));
+                    i += run.count;
+                    continue;
+                }
+                let r = &records[i];
+                let appended = in_runs.place("t", r, 7, r.buffered_bytes(), None, &mut sealed_runs).unwrap();
+                placed_runs.push((appended.partition, appended.index));
+                i += 1;
+            }
+            proptest::prop_assert_eq!(placed_runs, placed_one);
+            for partition in 0..3 {
+                sealed_one.extend(one_by_one.seal(partition, None));
+                sealed_runs.extend(in_runs.seal(partition, None));
+            }
+            proptest::prop_assert_eq!(sealed_runs.len(), sealed_one.len());
+            for (a, b) in sealed_runs.iter().zip(&sealed_one) {
+                proptest::prop_assert_eq!((a.partition, a.record_count, a.reserved_bytes), (b.partition, b.record_count, b.reserved_bytes));
+                proptest::prop_assert!(a.bytes == b.bytes, "batch bytes differ");
+            }
+        }
+
         /// Against a model: every record lands in exactly one batch, in order, at its index; no batch is over
         /// `batch_bytes` unless it holds a single record; and the reserved bytes add up.
         #[test]

@@ -90,14 +90,15 @@ impl BatchDelivery {
         self.runs.last().map(|run| (run.partition, run.batch_id))
     }
 
-    /// Adds record `record` of the call, stored at `index_in_batch` of batch `batch_id` of `partition`. `ack` is
-    /// `None` when that batch is the one [`Self::open_run`] named.
+    /// Adds `count` records of the call from `record` on, stored one after the other from `index_in_batch` of
+    /// batch `batch_id` of `partition`. `ack` is `None` when that batch is the one [`Self::open_run`] named.
     pub(crate) fn add(
         &mut self,
         record: usize,
         partition: u32,
         batch_id: u64,
         index_in_batch: usize,
+        count: usize,
         ack: Option<BatchAck>,
     ) {
         match ack {
@@ -107,12 +108,12 @@ impl BatchDelivery {
                 batch_id,
                 index_in_batch,
                 first_record: record,
-                record_count: 1,
+                record_count: count,
             }),
             None => {
                 debug_assert!(self.open_run() == Some((partition, batch_id)), "no ack only for the held batch");
                 if let Some(run) = self.runs.last_mut() {
-                    run.record_count += 1;
+                    run.record_count += count;
                 }
             }
         }

@@ -382,14 +382,23 @@ impl TopicEntry {
         if let Some(partition) = records.iter().filter_map(|r| r.partition).find(|p| *p >= partition_count) {
             return Err(Error::UnknownPartition { topic: topic.to_owned(), partition });
         }
-        for (i, record) in records.iter().enumerate() {
+        let mut i = 0;
+        while let Some(record) = records.get(i) {
+            // Most of a keyless call goes in runs into the sticky partition's open batch; `place` takes each
+            // record a run stops at (the one that seals a batch, opens one, or has a key).
+            if let Some(run) = self.batches.append_sticky_run(&records[i..], now_ms, delivery.open_run()) {
+                delivery.add(first + i, run.partition, run.batch_id, run.first_index, run.count, run.ack);
+                i += run.count;
+                continue;
+            }
             let held = delivery.open_run();
             let timestamp_ms = record.timestamp_ms.unwrap_or(now_ms);
             let appended =
                 self.batches.place(topic, record, timestamp_ms, record.buffered_bytes(), held, &mut self.sealed)?;
             let (partition, batch_id, index) = (appended.partition, appended.batch_id, appended.index);
             let ack = self.dispatch_appended(topic, appended, inner);
-            delivery.add(first + i, partition, batch_id, index, ack);
+            delivery.add(first + i, partition, batch_id, index, 1, ack);
+            i += 1;
         }
         Ok(())
     }

@@ -331,6 +331,39 @@ impl RecordBatchBuilder {
         let base = *self.base_timestamp.get_or_insert(timestamp_ms);
         let timestamp_delta = timestamp_ms.wrapping_sub(base);
         let offset_delta = self.record_count;
+        if key.is_none() && headers.len() == 0 {
+            // The common record of a throughput producer, with its constant fields written as constants.
+            self.push_value(timestamp_delta, offset_delta, value);
+        } else {
+            self.push_all(timestamp_delta, offset_delta, key, value, headers);
+        }
+        self.record_count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+    }
+
+    /// A record with no key and no headers.
+    #[inline]
+    fn push_value(&mut self, timestamp_delta: i64, offset_delta: i32, value: Option<&[u8]>) {
+        // Attributes, null key length, header count: one byte each.
+        let body = 3 + varlong_len(timestamp_delta) + varlong_len(i64::from(offset_delta)) + nullable_len(value);
+        self.buf.reserve(varlong_len(body as i64) + body);
+        put_varint(&mut self.buf, body as i32);
+        self.buf.push(0); // record attributes: unused in v2
+        put_varlong(&mut self.buf, timestamp_delta);
+        put_varint(&mut self.buf, offset_delta);
+        self.buf.push(1); // key length -1 (null), zig-zag encoded
+        put_nullable(&mut self.buf, value);
+        self.buf.push(0); // no headers
+    }
+
+    fn push_all<'h>(
+        &mut self,
+        timestamp_delta: i64,
+        offset_delta: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl ExactSizeIterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
+    ) {
         let body = body_len(timestamp_delta, offset_delta, key, value, headers.clone());
         self.buf.reserve(varlong_len(body as i64) + body);
         put_varint(&mut self.buf, body as i32);
@@ -344,8 +377,6 @@ impl RecordBatchBuilder {
             put_nullable(&mut self.buf, Some(header_key.as_bytes()));
             put_nullable(&mut self.buf, header_value);
         }
-        self.record_count += 1;
-        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
     }
 
     /// Finishes the header (lengths, timestamps, CRC) and returns the batch bytes.

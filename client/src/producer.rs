@@ -625,8 +625,8 @@ mod tests {
         assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
     }
 
-    #[tokio::test]
-    async fn sending_allocates_per_batch_not_per_record() {
+    /// A producer with a big buffer whose batches wait an hour: what it enqueues stays in its batches.
+    fn roomy_lingering_producer(partitions: u32) -> Producer {
         let config = ProducerConfig {
             linger: Duration::from_secs(3600),
             max_buffered_bytes: 256 << 20,
@@ -634,7 +634,13 @@ mod tests {
             ..ProducerConfig::default()
         };
         let producer = Producer::new(unreachable_client(), config).expect("valid config");
-        producer.assume_topic("t", 4);
+        producer.assume_topic("t", partitions);
+        producer
+    }
+
+    #[tokio::test]
+    async fn sending_allocates_per_batch_not_per_record() {
+        let producer = roomy_lingering_producer(4);
         let payload = bytes::Bytes::from(vec![b'x'; 100]);
         let record = |i: u32| ProducerRecord {
             value: Some(payload.clone()),
@@ -660,14 +666,7 @@ mod tests {
 
     #[tokio::test]
     async fn send_batch_allocates_per_call_and_batch_not_per_record() {
-        let config = ProducerConfig {
-            linger: Duration::from_secs(3600),
-            max_buffered_bytes: 256 << 20,
-            retries: 0,
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::new(unreachable_client(), config).expect("valid config");
-        producer.assume_topic("t", 4);
+        let producer = roomy_lingering_producer(4);
         let records: Vec<ProducerRecord> = (0..1000).map(|_| ProducerRecord::new(vec![b'x'; 100])).collect();
         drop(producer.send_batch("t", &records).now_or_never().expect("no wait").expect("enqueued"));
         const CALLS: usize = 40;

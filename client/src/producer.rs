@@ -205,8 +205,6 @@ impl Producer {
         Ok(delivery)
     }
 
-    /// Seals every open batch now and waits until every record sent before this call is answered (acknowledged
-    /// or failed: failures are reported by the records' delivery futures).
     /// Takes `bytes` (at most `max_buffered_bytes`, checked by the caller) from the buffer budget, waiting for
     /// room; the reservation gives them back when dropped, unless the caller forgets it once the records are
     /// enqueued (their batch gives the bytes back when answered).
@@ -225,6 +223,8 @@ impl Producer {
         Ok(Reservation { buffer: &self.inner.buffer, bytes })
     }
 
+    /// Seals every open batch now and waits until every record sent before this call is answered (acknowledged
+    /// or failed: failures are reported by the records' delivery futures).
     pub async fn flush(&self) {
         let waits: Vec<oneshot::Receiver<()>> = {
             let mut topics = lock(&self.inner.topics);

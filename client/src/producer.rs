@@ -590,15 +590,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_buffer_makes_send_wait_and_sends_open_batches_without_their_linger() {
-        let config = ProducerConfig {
-            batch_bytes: 64 << 10,
-            max_buffered_bytes: 64 << 10,
-            linger: Duration::from_secs(3600),
-            retries: 0,
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::new(unreachable_client(), config).expect("valid config");
-        producer.assume_topic("t", 1);
+        let producer = lingering_producer(64 << 10, 64 << 10, 1);
         let record = ProducerRecord::new(vec![0u8; 10 << 10]);
         let mut deliveries = Vec::new();
         for _ in 0..6 {
@@ -625,17 +617,23 @@ mod tests {
         assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
     }
 
-    /// A producer with a big buffer whose batches wait an hour: what it enqueues stays in its batches.
-    fn roomy_lingering_producer(partitions: u32) -> Producer {
+    /// A producer whose batches wait an hour for their linger, on a topic of `partitions` partitions: what it
+    /// enqueues stays in its batches until a full buffer or a flush sends them (to a broker that refuses).
+    fn lingering_producer(batch_bytes: usize, max_buffered_bytes: usize, partitions: u32) -> Producer {
         let config = ProducerConfig {
+            batch_bytes,
+            max_buffered_bytes,
             linger: Duration::from_secs(3600),
-            max_buffered_bytes: 256 << 20,
             retries: 0,
             ..ProducerConfig::default()
         };
         let producer = Producer::new(unreachable_client(), config).expect("valid config");
         producer.assume_topic("t", partitions);
         producer
+    }
+
+    fn roomy_lingering_producer(partitions: u32) -> Producer {
+        lingering_producer(ProducerConfig::default().batch_bytes, 256 << 20, partitions)
     }
 
     #[tokio::test]
@@ -700,15 +698,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_batch_larger_than_the_buffer_goes_in_parts() {
-        let config = ProducerConfig {
-            batch_bytes: 16 << 10,
-            max_buffered_bytes: 64 << 10,
-            linger: Duration::from_secs(3600),
-            retries: 0,
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::new(unreachable_client(), config).expect("valid config");
-        producer.assume_topic("t", 1);
+        let producer = lingering_producer(16 << 10, 64 << 10, 1);
         // 200 KB of records through a 64 KB buffer: each part waits for the previous one's batches to be answered
         // (here: refused, no broker) and their bytes given back.
         let records: Vec<ProducerRecord> = (0..100).map(|_| ProducerRecord::new(vec![0u8; 2000])).collect();

@@ -7,7 +7,10 @@
 //! and value.
 
 use crate::batch::{self, BatchHeader, Compression, HEADER_BYTES, MAGIC_V2};
-use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
+use crate::varint::{
+    get_varint, get_varlong, put_varint, put_varlong, varlong_len, write_varint, write_varlong, MAX_VARINT_BYTES,
+    MAX_VARLONG_BYTES,
+};
 use crate::BatchError;
 
 /// A record as a producer builds it and a consumer receives it, borrowing nothing.
@@ -341,21 +344,42 @@ impl RecordBatchBuilder {
         self.max_timestamp = self.max_timestamp.max(timestamp_ms);
     }
 
-    /// A record with no key and no headers.
-    #[inline]
+    /// A record with no key and no headers: its fields before the value are assembled in a small array and
+    /// appended at once. Pushing them a byte at a time (a capacity check each) cost ~150 instructions a record,
+    /// more than the rest of a 100-byte record's encoding.
+    #[inline(always)]
     fn push_value(&mut self, timestamp_delta: i64, offset_delta: i32, value: Option<&[u8]>) {
-        // Attributes, null key length, header count: one byte each.
-        let body = 3 + varlong_len(timestamp_delta) + varlong_len(i64::from(offset_delta)) + nullable_len(value);
-        self.buf.reserve(varlong_len(body as i64) + body);
-        put_varint(&mut self.buf, body as i32);
-        self.buf.push(0); // record attributes: unused in v2
-        put_varlong(&mut self.buf, timestamp_delta);
-        put_varint(&mut self.buf, offset_delta);
-        self.buf.push(1); // key length -1 (null), zig-zag encoded
-        put_nullable(&mut self.buf, value);
-        self.buf.push(0); // no headers
+        // The length goes in front of the fields, and its size depends on theirs: the fields are written after
+        // room for the longest length, and the length is written to end where they start.
+        const FIELDS_AT: usize = MAX_VARINT_BYTES;
+        const MOST_BYTES: usize = MAX_VARINT_BYTES + 1 + MAX_VARLONG_BYTES + MAX_VARINT_BYTES + 1 + MAX_VARINT_BYTES;
+        // Room to copy MOST_BYTES from any start: a copy of constant length is a few moves, not a `memcpy` call.
+        let mut head = [0u8; FIELDS_AT + MOST_BYTES];
+        // Attributes (unused in v2) stay 0.
+        let mut end = write_varlong(&mut head, FIELDS_AT + 1, timestamp_delta);
+        end = write_varint(&mut head, end, offset_delta);
+        head[end] = 1; // key length -1 (null), zig-zag encoded
+        let value_bytes = value.unwrap_or_default();
+        end = write_varint(&mut head, end + 1, value.map_or(-1, |v| v.len() as i32));
+        // The value, then a header count of 0.
+        let body = end - FIELDS_AT + value_bytes.len() + 1;
+        let start = FIELDS_AT - varlong_len(body as i64);
+        write_varint(&mut head, start, body as i32);
+        let fields_end = self.buf.len() + (end - start);
+        if self.buf.capacity() - self.buf.len() > MOST_BYTES + value_bytes.len() {
+            self.buf.extend_from_slice(&head[start..start + MOST_BYTES]);
+            self.buf.truncate(fields_end);
+        } else {
+            // Near the end of a batch sized to its limit: grow by what the record takes, not by the copy's slack.
+            self.buf.reserve(end - start + value_bytes.len() + 1);
+            self.buf.extend_from_slice(&head[start..end]);
+        }
+        self.buf.extend_from_slice(value_bytes);
+        self.buf.push(0);
     }
 
+    // Kept out of `push_fields`, so the common record's path there stays small.
+    #[inline(never)]
     fn push_all<'h>(
         &mut self,
         timestamp_delta: i64,
@@ -457,4 +481,30 @@ fn body_len<'h>(
         + nullable_len(value)
         + varlong_len(count as i64)
         + headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The array-assembled encoding of a record with no key and no headers is the general encoder's, byte for
+        /// byte, over the whole range of every field (long timestamp deltas, offsets and lengths of 1–5 bytes).
+        #[test]
+        fn a_keyless_headerless_record_encodes_as_the_general_encoder_does(
+            timestamp_delta in prop_oneof![-200i64..200, any::<i64>()],
+            offset_delta in prop_oneof![0i32..300, 0i32..i32::MAX],
+            value in proptest::option::of(prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                proptest::collection::vec(any::<u8>(), 8000..20_000),
+            ]),
+        ) {
+            let mut fast = RecordBatchBuilder::default();
+            fast.push_value(timestamp_delta, offset_delta, value.as_deref());
+            let mut general = RecordBatchBuilder::default();
+            general.push_all(timestamp_delta, offset_delta, None, value.as_deref(), std::iter::empty());
+            prop_assert_eq!(fast.buf, general.buf);
+        }
+    }
 }

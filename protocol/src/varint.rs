@@ -44,6 +44,41 @@ fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Writes `value` as a varint into `out` at `at` and returns where it ends. For encoders that assemble a record's
+/// fixed fields in a small array and append it once, instead of growing a `Vec` a byte at a time.
+/// Panics if `out` has fewer than [`MAX_VARINT_BYTES`] bytes from `at` (a caller's array size, not input).
+#[inline(always)]
+pub fn write_varint(out: &mut [u8], at: usize, value: i32) -> usize {
+    write_unsigned(out, at, u64::from(zigzag32(value)))
+}
+
+/// [`write_varint`] for a varlong: needs [`MAX_VARLONG_BYTES`] bytes from `at`.
+#[inline(always)]
+pub fn write_varlong(out: &mut [u8], at: usize, value: i64) -> usize {
+    write_unsigned(out, at, zigzag64(value))
+}
+
+#[inline(always)]
+fn write_unsigned(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    // One and two bytes unrolled: a record's lengths and deltas are nearly always one of these.
+    if v < 0x80 {
+        out[at] = v as u8;
+        return at + 1;
+    }
+    if v < 0x4000 {
+        out[at] = (v as u8) | 0x80;
+        out[at + 1] = (v >> 7) as u8;
+        return at + 2;
+    }
+    while v >= 0x80 {
+        out[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    out[at] = v as u8;
+    at + 1
+}
+
 fn zigzag32(v: i32) -> u32 {
     ((v << 1) ^ (v >> 31)) as u32
 }
@@ -109,6 +144,19 @@ mod tests {
             put_varint(&mut out, value);
             assert_eq!(out, bytes, "encoding of {value}");
             assert_eq!(get_varint(bytes).unwrap(), (value, bytes.len()));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn writing_into_an_array_matches_pushing_onto_a_vec(int in any::<i32>(), long in any::<i64>(), at in 0usize..4) {
+            let mut pushed = Vec::new();
+            put_varint(&mut pushed, int);
+            put_varlong(&mut pushed, long);
+            let mut array = [0xaau8; 4 + MAX_VARINT_BYTES + MAX_VARLONG_BYTES];
+            let end = write_varint(&mut array, at, int);
+            let end = write_varlong(&mut array, end, long);
+            prop_assert_eq!(&array[at..end], &pushed[..]);
         }
     }
 

@@ -204,25 +204,69 @@ impl Log {
     /// many batches appends them all, then waits once in [`Log::sync_through`] before acknowledging any.
     /// Under `Always` the batch becomes visible to readers (the high watermark moves) only once synced.
     pub fn append_unsynced(&self, batch: &[u8]) -> Result<AppendInfo> {
+        let appended = self.append_batches_unsynced(&[batch])?;
+        appended.first().copied().ok_or_else(|| StorageError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("an append of one batch reported none"),
+        })
+    }
+
+    /// Appends `batches` in order at consecutive offsets, nothing between them, and returns where each landed.
+    /// Every batch is validated before any is written: one bad batch refuses them all. The batches that share
+    /// a segment go to the file in one write, so a request of many small batches costs the device one write,
+    /// not one each. If a write fails, the batches before it that went to an earlier segment (when the group
+    /// crossed a segment roll) stay appended and the error is returned: like any failed append, a retry may
+    /// store them twice, never lose them.
+    pub fn append_batches_unsynced(&self, batches: &[&[u8]]) -> Result<Vec<AppendInfo>> {
         self.ensure_open()?;
-        if batch.len() > self.config.max_batch_bytes {
-            return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
+        let mut headers = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.len() > self.config.max_batch_bytes {
+                return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
+            }
+            headers.push(rill_protocol::validate(batch)?);
         }
-        let mut header = rill_protocol::validate(batch)?;
         let mut writer = lock(&self.writer);
         self.ensure_open()?;
-        let base_offset = self.log_end_offset.load(Ordering::Relaxed);
-        header.base_offset = base_offset;
-        self.roll_if_needed(&mut writer, &header)?;
+        let now_ms = self.clock.now_ms();
+        let mut appended = Vec::with_capacity(batches.len());
+        // The batches waiting for one write to the active segment.
+        let mut group: Vec<(&[u8], BatchHeader)> = Vec::with_capacity(batches.len());
+        let mut group_bytes = 0u64;
+        let mut next_offset = self.log_end_offset.load(Ordering::Relaxed);
+        for (batch, mut header) in batches.iter().zip(headers) {
+            header.base_offset = next_offset;
+            if self.needs_roll(&writer.active, group_bytes, &header) {
+                self.write_group(&mut writer, &mut group)?;
+                group_bytes = 0;
+                self.roll(&mut writer)?;
+            }
+            next_offset = header.next_offset();
+            appended.push(AppendInfo {
+                base_offset: header.base_offset,
+                last_offset: header.last_offset(),
+                append_time_ms: now_ms,
+            });
+            group_bytes += batch.len() as u64;
+            group.push((batch, header));
+        }
+        self.write_group(&mut writer, &mut group)?;
+        Ok(appended)
+    }
+
+    /// Writes `group` to the active segment and publishes its end; empties `group`.
+    fn write_group(&self, writer: &mut Writer, group: &mut Vec<(&[u8], BatchHeader)>) -> Result<()> {
+        let Some((_, last)) = group.last() else { return Ok(()) };
+        let next = last.next_offset();
         let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
-        let Writer { active, cursor, .. } = &mut *writer;
-        active.append(batch, &header, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
-        let next = header.next_offset();
+        let Writer { active, cursor, .. } = writer;
+        active.append(group, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
+        group.clear();
         self.log_end_offset.store(next, Ordering::Release);
         if self.config.durability != Durability::Always {
             self.high_watermark.store(next, Ordering::Release);
         }
-        Ok(AppendInfo { base_offset, last_offset: header.last_offset(), append_time_ms: self.clock.now_ms() })
+        Ok(())
     }
 
     /// True when appends must be fsynced before they are acknowledged (`Durability::Always`).
@@ -230,21 +274,18 @@ impl Log {
         self.config.durability == Durability::Always
     }
 
-    fn roll_if_needed(&self, writer: &mut Writer, next: &BatchHeader) -> Result<()> {
-        let active = &writer.active;
-        let size = active.size();
+    /// Whether `next` must start a new segment, with `pending` bytes about to be written to the active one.
+    fn needs_roll(&self, active: &Segment, pending: u64, next: &BatchHeader) -> bool {
+        let size = active.size() + pending;
         let too_big = size > 0 && size + next.total_bytes() as u64 > self.config.segment_bytes;
-        let too_old = size > 0
+        let too_old = active.size() > 0
             && self
                 .config
                 .segment_ms
                 .is_some_and(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) >= ms as i64);
         // Index entries store offsets relative to the base as u32.
         let offsets_overflow = next.last_offset() - active.base_offset() > i64::from(u32::MAX);
-        if too_big || too_old || offsets_overflow || active.is_index_full() {
-            self.roll(writer)?;
-        }
-        Ok(())
+        (too_big || too_old || offsets_overflow || active.is_index_full()) && (active.size() > 0 || pending > 0)
     }
 
     /// Seals the active segment (fsynced, indexes trimmed) and starts a new one at the log end. The

@@ -256,24 +256,33 @@ impl Segment {
         read_lock(&self.offset_index).is_full() || read_lock(&self.time_index).is_full()
     }
 
-    /// Appends `batch` (already validated, `header` its header with the assigned base offset) at the
-    /// end of the file. The new base offset and `epoch` are written from a 16-byte patched copy of
-    /// the header's first fields, the rest straight from `batch`: no copy of the record bytes.
+    /// Appends `batches` (already validated, each with its header carrying the assigned base offset), in order,
+    /// at the end of the file, in one write. Each batch's new base offset and `epoch` are written from a 16-byte
+    /// patched copy of its header's first fields, the rest straight from the batch: no copy of the record bytes.
+    /// On failure nothing of the group stays in the file.
     pub fn append(
         &self,
-        batch: &[u8],
-        header: &BatchHeader,
+        batches: &[(&[u8], BatchHeader)],
         epoch: i32,
         cursor: &mut IndexCursor,
         interval: u64,
         now_ms: i64,
     ) -> Result<()> {
+        let Some((_, last)) = batches.last() else { return Ok(()) };
         let position = self.size.load(Ordering::Relaxed);
-        let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
-        head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
-        head[8..12].copy_from_slice(&batch[8..12]);
-        head[12..16].copy_from_slice(&epoch.to_be_bytes());
-        if let Err(source) = self.write_at(position, &head, &batch[head.len()..]) {
+        let heads: Vec<[u8; PARTITION_LEADER_EPOCH_AT + 4]> = batches
+            .iter()
+            .map(|(batch, header)| {
+                let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
+                head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
+                head[8..12].copy_from_slice(&batch[8..12]);
+                head[12..16].copy_from_slice(&epoch.to_be_bytes());
+                head
+            })
+            .collect();
+        let parts: Vec<&[u8]> =
+            heads.iter().zip(batches).flat_map(|(head, (batch, _))| [&head[..], &batch[head.len()..]]).collect();
+        if let Err(source) = self.write_at(position, &parts) {
             // Leave no partial batch behind: a later append or a clean shutdown must not see one.
             let _ = self.file.set_len(position);
             return Err(StorageError::Io { path: self.log_path.clone(), source });
@@ -281,26 +290,30 @@ impl Segment {
         if position == 0 {
             self.created_ms.store(now_ms, Ordering::Relaxed);
         }
-        let (offset_entry, time_entry) = cursor.on_batch(header, position as u32, interval);
-        // An index entry that cannot be written (disk full) is skipped, not fatal: the batch is
-        // already in the log, and lookups only walk further from an earlier entry.
-        if let Some(entry) = offset_entry {
-            if let Err(e) = write_lock(&self.offset_index).append(entry) {
-                tracing::warn!(path = %self.log_path.display(), error = %e, "skipped an offset index entry");
+        let mut batch_position = position;
+        for (batch, header) in batches {
+            let (offset_entry, time_entry) = cursor.on_batch(header, batch_position as u32, interval);
+            // An index entry that cannot be written (disk full) is skipped, not fatal: the batch is
+            // already in the log, and lookups only walk further from an earlier entry.
+            if let Some(entry) = offset_entry {
+                if let Err(e) = write_lock(&self.offset_index).append(entry) {
+                    tracing::warn!(path = %self.log_path.display(), error = %e, "skipped an offset index entry");
+                }
             }
-        }
-        if let Some(entry) = time_entry {
-            if let Err(e) = write_lock(&self.time_index).append(entry) {
-                tracing::warn!(path = %self.log_path.display(), error = %e, "skipped a time index entry");
+            if let Some(entry) = time_entry {
+                if let Err(e) = write_lock(&self.time_index).append(entry) {
+                    tracing::warn!(path = %self.log_path.display(), error = %e, "skipped a time index entry");
+                }
             }
+            self.max_timestamp.fetch_max(header.max_timestamp, Ordering::AcqRel);
+            batch_position += batch.len() as u64;
         }
-        self.max_timestamp.fetch_max(header.max_timestamp, Ordering::AcqRel);
-        self.next_offset.store(header.next_offset(), Ordering::Release);
-        self.size.store(position + batch.len() as u64, Ordering::Release);
+        self.next_offset.store(last.next_offset(), Ordering::Release);
+        self.size.store(batch_position, Ordering::Release);
         Ok(())
     }
 
-    fn write_at(&self, position: u64, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    fn write_at(&self, position: u64, parts: &[&[u8]]) -> std::io::Result<()> {
         let mut writes = lock(&self.io.writes);
         if let Writes::DirectUnopened = *writes {
             *writes = match DirectAppender::open(&self.log_path)? {
@@ -312,15 +325,16 @@ impl Segment {
                 }
             };
         }
-        let is_small = head.len() + body.len() < self.io.direct_min_batch_bytes;
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        let is_small = len < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
             if is_small {
                 // Through the page cache below; the next direct write reloads the block this one changes.
                 appender.forget_tail();
             } else {
-                match appender.write_at(position, &[head, body], &self.file) {
+                match appender.write_at(position, parts, &self.file) {
                     Ok(()) => {
-                        lock(&self.io.recent).push(position, &[head, body]);
+                        lock(&self.io.recent).push(position, parts);
                         return Ok(());
                     }
                     // The device wants a coarser alignment than 4 KiB: nothing was written, so write through
@@ -334,10 +348,13 @@ impl Segment {
                 }
             }
         }
-        self.file.write_all_at(head, position)?;
-        self.file.write_all_at(body, position + head.len() as u64)?;
+        let mut at = position;
+        for part in parts {
+            self.file.write_all_at(part, at)?;
+            at += part.len() as u64;
+        }
         if matches!(*writes, Writes::Direct(_)) {
-            lock(&self.io.recent).push(position, &[head, body]);
+            lock(&self.io.recent).push(position, parts);
         }
         Ok(())
     }

@@ -364,9 +364,38 @@ fn bad_settings_are_refused_naming_the_setting() {
     assert!(err.contains("segment_bytes"), "{err}");
 }
 
+#[test]
+fn a_group_of_batches_lands_at_consecutive_offsets_across_segment_rolls_and_a_bad_one_refuses_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    log.append(&batch(0, 2, 0)).unwrap();
+    // More than a 2 KiB segment holds, in one call.
+    let encoded: Vec<Vec<u8>> = (1..=12).map(|tag| batch(tag, 10, tag as i64)).collect();
+    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    let infos = log.append_batches_unsynced(&parts).unwrap();
+    let bases: Vec<i64> = infos.iter().map(|info| info.base_offset).collect();
+    assert_eq!(bases, (0..12).map(|i| 2 + 10 * i).collect::<Vec<_>>());
+    assert!(log.segment_count() > 1, "the group crossed a segment roll: {} segments", log.segment_count());
+    let all = read_all(&log, 0);
+    assert_eq!(all.len(), 2 + 120);
+    assert!(all.iter().enumerate().all(|(i, (offset, _))| *offset == i as i64));
+    assert_eq!(all[2].1, b"batch 1 record 0");
+
+    let mut bad = batch(99, 1, 99);
+    bad[30] ^= 0xff; // inside the CRC's range
+    let end = log.log_end_offset();
+    let refused = log.append_batches_unsynced(&[&batch(98, 1, 98), &bad]);
+    assert!(refused.is_err());
+    assert_eq!(log.log_end_offset(), end, "nothing of a refused group is appended");
+    drop(log);
+    let reopened = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(read_all(&reopened, 0).len(), 122);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize },
+    /// One `append` of one batch, or one `append_batches_unsynced` of several (batch sizes in records).
+    Append { batches: Vec<usize> },
     Read { at: prop::sample::Index, max_bytes: usize },
     Reopen { is_clean: bool },
     Truncate { at: prop::sample::Index },
@@ -374,7 +403,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1usize..6).prop_map(|records| Op::Append { records }),
+        4 => (1usize..6).prop_map(|records| Op::Append { batches: vec![records] }),
+        2 => proptest::collection::vec(1usize..6, 2..6).prop_map(|batches| Op::Append { batches }),
         3 => (any::<prop::sample::Index>(), 1usize..1500).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
         1 => any::<bool>().prop_map(|is_clean| Op::Reopen { is_clean }),
         1 => any::<prop::sample::Index>().prop_map(|at| Op::Truncate { at }),
@@ -395,12 +425,32 @@ proptest! {
         for op in ops {
             let end = model.last().map_or(0, |(base, recs)| base + recs.len() as i64);
             match op {
-                Op::Append { records } => {
-                    tag += 1;
-                    let info = log.append(&batch(tag, records, tag as i64)).unwrap();
-                    prop_assert_eq!(info.base_offset, end);
-                    let values = (0..records).map(|i| format!("batch {tag} record {i}").into_bytes()).collect();
-                    model.push((end, values));
+                Op::Append { batches } => {
+                    let first_tag = tag + 1;
+                    let encoded: Vec<Vec<u8>> = batches
+                        .iter()
+                        .map(|records| {
+                            tag += 1;
+                            batch(tag, *records, tag as i64)
+                        })
+                        .collect();
+                    let infos = if encoded.len() == 1 {
+                        vec![log.append(&encoded[0]).unwrap()]
+                    } else {
+                        let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+                        log.append_batches_unsynced(&parts).unwrap()
+                    };
+                    prop_assert_eq!(infos.len(), batches.len());
+                    let mut base = end;
+                    for ((records, info), batch_tag) in batches.iter().zip(&infos).zip(first_tag..) {
+                        prop_assert_eq!(info.base_offset, base);
+                        prop_assert_eq!(info.last_offset, base + *records as i64 - 1);
+                        let values =
+                            (0..*records).map(|i| format!("batch {batch_tag} record {i}").into_bytes()).collect();
+                        model.push((base, values));
+                        base += *records as i64;
+                    }
+                    prop_assert_eq!(log.log_end_offset(), base);
                 }
                 Op::Read { at, max_bytes } => {
                     let offset = if end == 0 { 0 } else { at.index(end as usize) as i64 };

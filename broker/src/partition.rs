@@ -22,9 +22,9 @@ use crate::error::{BrokerError, Result};
 /// queued behind it.
 const MAX_BATCHES_PER_WRITE: usize = 64;
 
-/// A batch waiting for the writer, and where to send the outcome (`None` for acks NONE).
+/// The batches of one produce call waiting for the writer, and where to send the outcome (`None` for acks NONE).
 struct AppendJob {
-    batch: Bytes,
+    batches: Vec<Bytes>,
     reply: Option<oneshot::Sender<Result<AppendInfo, StorageError>>>,
 }
 
@@ -84,20 +84,21 @@ impl Partition {
         lock(&self.queue).clone().ok_or_else(|| self.closed())
     }
 
-    /// Appends one batch (already checked against the topic's limits) and returns where it landed. Waits for
-    /// room in the queue when the writer is behind.
-    pub async fn append(&self, batch: Bytes) -> Result<AppendInfo> {
+    /// Appends the batches of one produce call (already checked against the topic's limits) at consecutive
+    /// offsets and returns where they landed: the first batch's base offset, the last one's last offset. Waits
+    /// for room in the queue when the writer is behind.
+    pub async fn append(&self, batches: Vec<Bytes>) -> Result<AppendInfo> {
         let (reply, outcome) = oneshot::channel();
         let queue = self.sender()?;
-        queue.send(AppendJob { batch, reply: Some(reply) }).await.map_err(|_| self.closed())?;
+        queue.send(AppendJob { batches, reply: Some(reply) }).await.map_err(|_| self.closed())?;
         drop(queue);
         Ok(outcome.await.map_err(|_| self.closed())??)
     }
 
-    /// Queues one batch without waiting for the append (acks NONE). Still waits for room in the queue.
-    pub async fn append_unacknowledged(&self, batch: Bytes) -> Result<()> {
+    /// Queues batches without waiting for the append (acks NONE). Still waits for room in the queue.
+    pub async fn append_unacknowledged(&self, batches: Vec<Bytes>) -> Result<()> {
         let queue = self.sender()?;
-        queue.send(AppendJob { batch, reply: None }).await.map_err(|_| self.closed())
+        queue.send(AppendJob { batches, reply: None }).await.map_err(|_| self.closed())
     }
 
     /// Returns once every offset below `end_offset` is fsynced (acks DURABLE). Concurrent callers share fsyncs.
@@ -145,7 +146,7 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
         let written = tokio::task::spawn_blocking(move || {
             // Under the `always` policy, `append` would fsync once per batch, one after the other; instead
             // every batch of the group is appended and one fsync covers them all before any is answered.
-            let mut outcomes: Vec<_> = taken.iter().map(|job| log.append_unsynced(&job.batch)).collect();
+            let mut outcomes: Vec<_> = taken.iter().map(|job| append_job(&log, &job.batches)).collect();
             if log.syncs_every_append() {
                 sync_group(&log, &mut outcomes);
             }
@@ -180,6 +181,19 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
                 (None, Ok(_)) => {}
             }
         }
+    }
+}
+
+/// Appends one job's batches in one storage call (one write where they share a segment); the outcome spans them.
+fn append_job(log: &Log, batches: &[Bytes]) -> Result<AppendInfo, StorageError> {
+    let slices: Vec<&[u8]> = batches.iter().map(|batch| &batch[..]).collect();
+    let appended = log.append_batches_unsynced(&slices)?;
+    match (appended.first(), appended.last()) {
+        (Some(first), Some(last)) => Ok(AppendInfo { last_offset: last.last_offset, ..*first }),
+        _ => Err(StorageError::Io {
+            path: Default::default(),
+            source: std::io::Error::other("an append job with no batch"),
+        }),
     }
 }
 

@@ -68,6 +68,10 @@ pub struct ProducerConfig {
     pub retry_backoff_max: Duration,
     /// Longest wait for the answer to one produce call.
     pub request_timeout: Duration,
+    /// Most batch bytes one produce call carries. Batches that wait while their partition's calls are in flight
+    /// go together in the next call, up to this, and the broker writes them to disk at once; a batch bigger than
+    /// this goes alone. At most the broker's `max_request_bytes`.
+    pub max_request_bytes: usize,
     /// Produce calls in flight at once per partition. 1 keeps the partition's records in the order sent even
     /// across retries; more pipelines batches but a retried batch may land after the ones sent after it.
     pub max_in_flight_per_partition: usize,
@@ -87,6 +91,7 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            max_request_bytes: 1 << 20,
             max_in_flight_per_partition: 1,
             metadata_max_age: Duration::from_secs(300),
         }
@@ -486,6 +491,9 @@ pub struct ProducerMetrics {
     pub batches_failed: u64,
     /// Produce calls sent again after a transient failure.
     pub retries: u64,
+    /// Produce calls that carried batches (retries not counted). Fewer than the batches when batches that
+    /// waited for their partition's in-flight call went together (see `ProducerConfig::max_request_bytes`).
+    pub produce_calls: u64,
 }
 
 #[derive(Default)]
@@ -493,6 +501,7 @@ pub(crate) struct Metrics {
     pub batches_acknowledged: AtomicU64,
     pub batches_failed: AtomicU64,
     pub retries: AtomicU64,
+    pub produce_calls: AtomicU64,
 }
 
 impl Metrics {
@@ -501,6 +510,7 @@ impl Metrics {
             batches_acknowledged: self.batches_acknowledged.load(Ordering::Relaxed),
             batches_failed: self.batches_failed.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            produce_calls: self.produce_calls.load(Ordering::Relaxed),
         }
     }
 }
@@ -551,6 +561,9 @@ fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
     }
     if config.max_in_flight_per_partition == 0 {
         return invalid("max_in_flight_per_partition must be at least 1".into());
+    }
+    if config.max_request_bytes == 0 {
+        return invalid("max_request_bytes must be at least 1 (a batch bigger than it still goes alone)".into());
     }
     Ok(())
 }

@@ -4,12 +4,13 @@
 //! Why: tonic encodes every request into one buffer, copying each record byte once more after the accumulator
 //! wrote it (7.6% of the CPU of a 1 KiB-record produce, client and broker on one machine), and copies every
 //! answer's HTTP/2 frames into another before decoding it (the largest user-space copy of a replay).
-//! - Produce: the request body is two chunks: the gRPC frame header with the other fields and the
-//!   `record_batch` key and length, then the batch's own `Bytes`.
+//! - Produce: the request body is the gRPC frame header with the other fields and the key and length of
+//!   `record_batch` (one batch) or `record_batches` (several, concatenated), then each batch's own `Bytes`.
 //! - Fetch: the answer is decoded by prost straight from its HTTP/2 frames
 //!   ([`rill_protocol::grpc_frames`]); the broker sends the batches as one chunk and the client accepts 1 MiB
 //!   frames, so a fetch's batches usually arrive in one frame and become slices of it.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,18 +30,22 @@ const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
 const FETCH_PATH: &str = "/rill.v1.Records/Fetch";
 /// `record_batch` is field 3, wire type 2 (length-delimited).
 const RECORD_BATCH_KEY: u8 = (3 << 3) | 2;
+/// `record_batches` is field 6, wire type 2.
+const RECORD_BATCHES_KEY: u8 = (6 << 3) | 2;
 
-/// One produce call: `request` with `records` unset, and `batch` as its `record_batch`.
+/// One produce call: `request` with `records` unset, and `batches` as its `record_batch` (one) or
+/// `record_batches` (several, which the broker appends at consecutive offsets).
 pub(crate) async fn produce(
     channel: Channel,
     request: &ProduceRequest,
-    batch: Bytes,
+    batches: &[Bytes],
     timeout: Duration,
     max_message_bytes: usize,
 ) -> Result<tonic::Response<ProduceResponse>, Status> {
-    debug_assert!(request.records.is_none(), "the batch travels beside the message");
+    debug_assert!(request.records.is_none(), "the batches travel beside the message");
     let fields_len = request.encoded_len();
-    let message_len = fields_len + 1 + prost::length_delimiter_len(batch.len()) + batch.len();
+    let batches_len: usize = batches.iter().map(Bytes::len).sum();
+    let message_len = fields_len + 1 + prost::length_delimiter_len(batches_len) + batches_len;
     let message_len =
         u32::try_from(message_len).ok().filter(|len| *len as usize <= max_message_bytes).ok_or_else(|| {
             Status::out_of_range(format!(
@@ -51,10 +56,11 @@ pub(crate) async fn produce(
     head.put_u8(0); // not compressed
     head.put_u32(message_len);
     request.encode(&mut head).map_err(|e| Status::internal(format!("cannot encode a produce request: {e}")))?;
-    head.put_u8(RECORD_BATCH_KEY);
-    prost::encode_length_delimiter(batch.len(), &mut head)
+    head.put_u8(if batches.len() == 1 { RECORD_BATCH_KEY } else { RECORD_BATCHES_KEY });
+    prost::encode_length_delimiter(batches_len, &mut head)
         .map_err(|e| Status::internal(format!("cannot encode a length: {e}")))?;
-    let answer = unary(channel, PRODUCE_PATH, [Some(head.freeze()), Some(batch)], timeout, max_message_bytes).await?;
+    let chunks = std::iter::once(head.freeze()).chain(batches.iter().cloned()).collect();
+    let answer = unary(channel, PRODUCE_PATH, chunks, timeout, max_message_bytes).await?;
     decode(answer, "produce")
 }
 
@@ -70,7 +76,7 @@ pub(crate) async fn fetch(
     head.put_u8(0); // not compressed
     head.put_u32(len as u32); // a few fields and a topic name
     request.encode(&mut head).map_err(|e| Status::internal(format!("cannot encode a fetch request: {e}")))?;
-    let answer = unary(channel, FETCH_PATH, [Some(head.freeze()), None], timeout, max_message_bytes).await?;
+    let answer = unary(channel, FETCH_PATH, VecDeque::from([head.freeze()]), timeout, max_message_bytes).await?;
     decode(answer, "fetch")
 }
 
@@ -84,7 +90,7 @@ fn decode<M: Message + Default>(mut answer: Chunks, call: &str) -> Result<tonic:
 async fn unary(
     channel: Channel,
     path: &'static str,
-    chunks: [Option<Bytes>; 2],
+    chunks: VecDeque<Bytes>,
     timeout: Duration,
     max_message_bytes: usize,
 ) -> Result<Chunks, Status> {
@@ -128,9 +134,9 @@ fn grpc_timeout(timeout: Duration) -> String {
     }
 }
 
-/// A body of up to two chunks, sent as they are.
+/// A body of chunks, sent as they are.
 struct ChunksBody {
-    chunks: [Option<Bytes>; 2],
+    chunks: VecDeque<Bytes>,
 }
 
 impl http_body::Body for ChunksBody {
@@ -138,16 +144,16 @@ impl http_body::Body for ChunksBody {
     type Error = Infallible;
 
     fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let next = self.chunks.iter_mut().find_map(|chunk| chunk.take().filter(|c| !c.is_empty()));
+        let next = std::iter::from_fn(|| self.chunks.pop_front()).find(|chunk| !chunk.is_empty());
         Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.iter().all(|chunk| chunk.as_ref().is_none_or(|c| c.is_empty()))
+        self.chunks.iter().all(Bytes::is_empty)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        let len: usize = self.chunks.iter().flatten().map(|c| c.len()).sum();
+        let len: usize = self.chunks.iter().map(Bytes::len).sum();
         http_body::SizeHint::with_exact(len as u64)
     }
 }
@@ -224,11 +230,18 @@ mod tests {
     }
 
     async fn call_fake(fake: FakeRecords, timeout: Duration) -> (Result<ProduceResponse, Status>, Vec<ProduceRequest>) {
+        call_fake_with(fake, timeout, &[Bytes::from(vec![5u8; 70_000])]).await
+    }
+
+    async fn call_fake_with(
+        fake: FakeRecords,
+        timeout: Duration,
+        batches: &[Bytes],
+    ) -> (Result<ProduceResponse, Status>, Vec<ProduceRequest>) {
         let fake = std::sync::Arc::new(fake);
         let (channel, server) = serve(fake.clone()).await;
         let fields = ProduceRequest { topic: "t".into(), partition: Some(1), records: None, acks: 1 };
-        let batch = Bytes::from(vec![5u8; 70_000]);
-        let result = tokio::time::timeout(timeout * 4, produce(channel, &fields, batch, timeout, 1 << 20))
+        let result = tokio::time::timeout(timeout * 4, produce(channel, &fields, batches, timeout, 1 << 20))
             .await
             .expect("the call ends by itself")
             .map(tonic::Response::into_inner);
@@ -247,6 +260,21 @@ mod tests {
             topic: "t".into(),
             partition: Some(1),
             records: Some(rill_protocol::v1::produce_request::Records::RecordBatch(Bytes::from(vec![5u8; 70_000]))),
+            acks: 1,
+        };
+        assert_eq!(seen, vec![expected]);
+    }
+
+    #[tokio::test]
+    async fn several_batches_travel_as_one_record_batches_field() {
+        let answer = ProduceResponse { partition: 1, base_offset: 7, last_offset: 30, append_time_ms: 5 };
+        let batches = [Bytes::from(vec![1u8; 300]), Bytes::from(vec![2u8; 70_000]), Bytes::from(vec![3u8; 9])];
+        let (result, seen) = call_fake_with(FakeRecords::answering(Ok(answer)), Duration::from_secs(5), &batches).await;
+        assert_eq!(result.expect("answered"), answer);
+        let expected = ProduceRequest {
+            topic: "t".into(),
+            partition: Some(1),
+            records: Some(rill_protocol::v1::produce_request::Records::RecordBatches(batches.concat().into())),
             acks: 1,
         };
         assert_eq!(seen, vec![expected]);

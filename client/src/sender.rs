@@ -74,8 +74,11 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
     let mut is_closed = false;
     loop {
         while in_flight.len() < max_in_flight {
-            let Some(batch) = queued.pop_front() else { break };
-            in_flight.push_back(send_batch(&ctx, batch));
+            let batches = take_request(&mut queued, ctx.config.max_request_bytes);
+            if batches.is_empty() {
+                break;
+            }
+            in_flight.push_back(send_batches(&ctx, batches));
         }
         while flushes.front().is_some_and(|(after, _)| *after <= answered) {
             if let Some((_, done)) = flushes.pop_front() {
@@ -121,7 +124,7 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
                     }
                 }
             },
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => answered += 1,
+            Some(batches) = in_flight.next(), if !in_flight.is_empty() => answered += batches,
         }
     }
 }
@@ -139,8 +142,28 @@ fn seal_lingered(ctx: &SenderContext, id: u64) -> Option<SealedBatch> {
     topics.get_mut(&*ctx.topic)?.batches.seal(ctx.partition, Some(id))
 }
 
-/// Compresses and produces one batch, then answers its records and returns its bytes to the buffer budget.
-fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Future<Output = ()> + Send + 'static {
+/// The queued batches the next produce call carries: the oldest, and those after it while their bytes stay within
+/// `max_request_bytes`. Batches that waited for the in-flight call go together, so the broker appends them with
+/// one write; each stays its own batch, with its own acknowledgement.
+fn take_request(queued: &mut VecDeque<SealedBatch>, max_request_bytes: usize) -> Vec<SealedBatch> {
+    let mut taken: Vec<SealedBatch> = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = queued.front() {
+        if !taken.is_empty() && bytes + next.bytes.len() > max_request_bytes {
+            break;
+        }
+        bytes += next.bytes.len();
+        taken.extend(queued.pop_front());
+    }
+    taken
+}
+
+/// Compresses and produces the batches of one call, then answers each batch's records and returns their bytes to
+/// the buffer budget. Resolves to the number of batches answered.
+fn send_batches(
+    ctx: &SenderContext,
+    batches: Vec<SealedBatch>,
+) -> impl std::future::Future<Output = u64> + Send + 'static {
     let client = ctx.client.clone();
     let config = Arc::clone(&ctx.config);
     let buffer = Arc::clone(&ctx.buffer);
@@ -148,21 +171,56 @@ fn send_batch(ctx: &SenderContext, batch: SealedBatch) -> impl std::future::Futu
     let topic = Arc::clone(&ctx.topic);
     let partition = ctx.partition;
     async move {
-        let SealedBatch { bytes, reserved_bytes, ack, record_count, .. } = batch;
-        let outcome = match compress(bytes, config.compression).await {
-            Ok(bytes) => produce_with_retries(&client, &config, &metrics, &topic, partition, bytes.into()).await,
-            Err(err) => Err(err),
-        };
-        match &outcome {
-            Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
-            Err(err) => {
-                tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
-                metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
+        let count = batches.len() as u64;
+        let mut sent = Vec::with_capacity(batches.len());
+        let mut bytes = Vec::with_capacity(batches.len());
+        for SealedBatch { bytes: batch, reserved_bytes, ack, record_count, .. } in batches {
+            match compress(batch, config.compression).await {
+                Ok(compressed) => {
+                    bytes.push(compressed.into());
+                    sent.push((ack, record_count, reserved_bytes));
+                }
+                Err(err) => answer(&metrics, &buffer, &topic, partition, (ack, record_count, reserved_bytes), Err(err)),
             }
-        };
-        let _ = ack.send(outcome);
-        buffer.add_permits(reserved_bytes);
+        }
+        if sent.is_empty() {
+            return count;
+        }
+        metrics.produce_calls.fetch_add(1, Ordering::Relaxed);
+        let outcome = produce_with_retries(&client, &config, &metrics, &topic, partition, &bytes).await;
+        // The broker put the call's batches at consecutive offsets, in order: each starts where the one before ends.
+        let mut base_offset = outcome.clone();
+        for batch in sent {
+            let record_count = batch.1 as i64;
+            answer(&metrics, &buffer, &topic, partition, batch, base_offset.clone());
+            if let Ok(base) = &mut base_offset {
+                if *base >= 0 {
+                    *base += record_count;
+                }
+            }
+        }
+        count
     }
+}
+
+/// Answers one batch's records and gives its bytes back to the buffer budget.
+fn answer(
+    metrics: &Metrics,
+    buffer: &Semaphore,
+    topic: &str,
+    partition: u32,
+    (ack, record_count, reserved_bytes): (oneshot::Sender<BatchOutcome>, usize, usize),
+    outcome: BatchOutcome,
+) {
+    match &outcome {
+        Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
+        Err(err) => {
+            tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
+            metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
+        }
+    };
+    let _ = ack.send(outcome);
+    buffer.add_permits(reserved_bytes);
 }
 
 /// Compresses on the blocking pool: zstd on a 1 MiB batch takes milliseconds, which would stall the other
@@ -178,16 +236,16 @@ async fn compress(bytes: Vec<u8>, compression: Compression) -> Result<Vec<u8>, E
 }
 
 /// One produce call per attempt; transient failures (see [`Error::is_retriable`]) are retried with exponential
-/// backoff, up to `config.retries` times. Returns the batch's base offset (-1 with `Acks::None`).
+/// backoff, up to `config.retries` times. Returns the first batch's base offset (-1 with `Acks::None`).
 async fn produce_with_retries(
     client: &Client,
     config: &ProducerConfig,
     metrics: &Metrics,
     topic: &str,
     partition: u32,
-    batch: bytes::Bytes,
+    batches: &[bytes::Bytes],
 ) -> BatchOutcome {
-    // `records` stays unset: the batch travels beside the message, uncopied (see `records_call.rs`).
+    // `records` stays unset: the batches travel beside the message, uncopied (see `records_call.rs`).
     let message = ProduceRequest {
         topic: topic.to_owned(),
         partition: Some(partition),
@@ -199,7 +257,7 @@ async fn produce_with_retries(
     loop {
         let timeout = config.request_timeout;
         let ctx = RequestContext::partition(topic, partition);
-        let produced = records_call::produce(client.channel(), &message, batch.clone(), timeout, max_message_bytes);
+        let produced = records_call::produce(client.channel(), &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
         match result {
             Ok(response) if config.acks == Acks::None => {

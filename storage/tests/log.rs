@@ -395,10 +395,19 @@ fn a_group_of_batches_lands_at_consecutive_offsets_across_segment_rolls_and_a_ba
 #[derive(Debug, Clone)]
 enum Op {
     /// One `append` of one batch, or one `append_batches_unsynced` of several (batch sizes in records).
-    Append { batches: Vec<usize> },
-    Read { at: prop::sample::Index, max_bytes: usize },
-    Reopen { is_clean: bool },
-    Truncate { at: prop::sample::Index },
+    Append {
+        batches: Vec<usize>,
+    },
+    Read {
+        at: prop::sample::Index,
+        max_bytes: usize,
+    },
+    Reopen {
+        is_clean: bool,
+    },
+    Truncate {
+        at: prop::sample::Index,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -127,6 +127,56 @@ async fn acks_none_answers_before_the_append_and_durable_after_the_fsync() {
     assert_status(bad, Code::InvalidArgument, &["invalid record batch"]);
 }
 
+fn batches_request(topic: &str, partition: Option<u32>, batches: &[&[u8]], acks: v1::Acks) -> v1::ProduceRequest {
+    v1::ProduceRequest {
+        records: Some(v1::produce_request::Records::RecordBatches(Bytes::from(batches.concat()))),
+        ..produce_request(topic, partition, Bytes::new(), acks)
+    }
+}
+
+/// Several batches in one call land in order at consecutive offsets; one bad batch, a torn sequence or an empty
+/// field refuses the whole call and appends nothing.
+#[tokio::test]
+async fn a_call_of_several_batches_appends_them_all_in_order_or_none() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("m", 1).await;
+    let first = batch_of(&["a", "b"], 1);
+    let second = batch_of(&["c"], 1);
+    let third = batch_of(&["d", "e", "f"], 1);
+    let request = batches_request("m", Some(0), &[&first, &second, &third], v1::Acks::Leader);
+    let answer = broker.records.produce(request).await.expect("appended").into_inner();
+    assert_eq!((answer.base_offset, answer.last_offset), (0, 5));
+    let values: Vec<(i64, String)> =
+        ["a", "b", "c", "d", "e", "f"].iter().enumerate().map(|(i, v)| (i as i64, v.to_string())).collect();
+    assert_eq!(broker.fetch_values("m", 0, 0).await, values);
+
+    let mut bad = batch_of(&["x"], 1).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let refusals: [(&str, v1::ProduceRequest, &str); 4] = [
+        ("a bad second batch", batches_request("m", Some(0), &[&first, &bad], v1::Acks::Leader), "checksum"),
+        (
+            "a torn last batch",
+            batches_request("m", Some(0), &[&first, &second[..second.len() - 1]], v1::Acks::Leader),
+            "whole batches",
+        ),
+        ("no batch", batches_request("m", Some(0), &[], v1::Acks::Leader), "no batch"),
+        ("acks none with a bad batch", batches_request("m", None, &[&first, &bad], v1::Acks::None), "checksum"),
+    ];
+    for (what, request, word) in refusals {
+        let status = broker.records.produce(request).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {}", status.message());
+        assert!(status.message().contains(word), "{what}: {:?} lacks {word:?}", status.message());
+        assert_eq!(broker.fetch_values("m", 0, 0).await.len(), 6, "{what}: nothing appended");
+    }
+    let none = broker.records.produce(batches_request("m", None, &[&second, &first], v1::Acks::None)).await;
+    assert_eq!(none.expect("queued").into_inner().base_offset, -1);
+    let after = broker.produce_values("m", 0, &["g"]).await;
+    assert_eq!(after, 9, "the unacknowledged call's three records landed first, in order");
+    let tail: Vec<String> = broker.fetch_values("m", 0, 6).await.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(tail, ["c", "a", "b", "g"]);
+}
+
 /// Damages a valid batch in each way the issue lists; each is refused and nothing is appended.
 #[tokio::test]
 async fn bad_batches_are_invalid_argument_and_append_nothing() {
@@ -166,7 +216,11 @@ async fn bad_batches_are_invalid_argument_and_append_nothing() {
         assert!(broker.fetch_values("b", 0, 0).await.is_empty(), "{what}: nothing appended");
     }
     let empty = v1::ProduceRequest { topic: "b".into(), partition: Some(0), records: None, acks: 0 };
-    assert_status(broker.records.produce(empty).await, Code::InvalidArgument, &["record_batch or record_list"]);
+    assert_status(
+        broker.records.produce(empty).await,
+        Code::InvalidArgument,
+        &["record_batch, record_batches or record_list"],
+    );
     broker.assert_serving().await;
     let empty_list = v1::ProduceRequest {
         records: Some(v1::produce_request::Records::RecordList(v1::RecordList::default())),
@@ -196,6 +250,12 @@ async fn oversized_batches_and_requests_are_resource_exhausted_with_the_limit() 
     };
     assert_status(broker.records.produce(structured).await, Code::ResourceExhausted, &["65536"]);
     broker.assert_serving().await;
+    // In a call of several batches the limit holds for each.
+    let small = batch_of(&["small"], 1);
+    let big = batch_of(&[&value], 1);
+    let several = batches_request("big", Some(0), &[&small, &big], v1::Acks::Leader);
+    assert_status(broker.records.produce(several).await, Code::ResourceExhausted, &["65536"]);
+    assert!(broker.fetch_values("big", 0, 0).await.is_empty(), "nothing of the call appended");
     // Past the request limit the gRPC layer refuses the message before decoding it.
     let huge = "y".repeat(200 << 10);
     let request = produce_request("big", Some(0), batch_of(&[&huge], 1), v1::Acks::Leader);

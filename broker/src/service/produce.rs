@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::v1::{self, produce_request::Records};
-use rill_protocol::RecordBatch;
+use rill_protocol::{BatchIter, RecordBatch};
 use rill_storage::StorageError;
 
 use crate::codec::encode_records;
@@ -23,42 +23,63 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
     let limit = topic.settings.max_batch_bytes;
-    let batch = match request.records {
-        None => return Err(BrokerError::invalid("records", "set either record_batch or record_list")),
-        Some(Records::RecordBatch(batch)) => {
-            if batch.len() as u64 > limit {
-                return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
-            }
-            batch
-        }
-        Some(Records::RecordList(list)) => encode_records(&list.records, now_ms(), limit)?,
+    let batches = match request.records {
+        None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
+        Some(Records::RecordBatch(batch)) => vec![within_limit(batch, limit)?],
+        Some(Records::RecordBatches(batches)) => split_batches(batches, limit)?,
+        Some(Records::RecordList(list)) => vec![encode_records(&list.records, now_ms(), limit)?],
     };
-    // Storage validates every batch on append. It is validated here too when the broker must look inside
-    // (the key, to pick a partition) or answers before the append (acks NONE), so that a bad batch is still
-    // refused with INVALID_ARGUMENT rather than lost.
-    let must_validate = request.partition.is_none() || acks == v1::Acks::None;
-    let first_key = if must_validate { first_key(&batch)? } else { None };
+    // Storage validates every batch on append. The first is validated here too when the broker must look
+    // inside (its first key, to pick a partition), and all are when it answers before the append (acks NONE),
+    // so that a bad batch is still refused with INVALID_ARGUMENT rather than lost.
+    let first_key = if request.partition.is_none() { first_key(&batches[0])? } else { None };
+    if acks == v1::Acks::None {
+        for batch in &batches {
+            rill_protocol::validate(batch).map_err(StorageError::from)?;
+        }
+    }
     let index = match request.partition {
         Some(index) => index,
         None => pick_partition(&topic, first_key.as_deref()),
     };
     let partition = topic.partition(index)?;
     if acks == v1::Acks::None {
-        partition.append_unacknowledged(batch).await?;
+        partition.append_unacknowledged(batches).await?;
         return Ok(v1::ProduceResponse { partition: index, base_offset: -1, last_offset: -1, append_time_ms: -1 });
     }
-    let bytes = batch.len();
-    let appended = partition.append(batch).await?;
+    let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
+    let appended = partition.append(batches).await?;
     if acks == v1::Acks::Durable {
         partition.sync_through(appended.last_offset + 1).await?;
     }
-    tracing::debug!(topic = %topic.name, partition = index, bytes, base_offset = appended.base_offset, ?acks, "produced");
+    tracing::debug!(topic = %topic.name, partition = index, batches = count, bytes, base_offset = appended.base_offset, ?acks, "produced");
     Ok(v1::ProduceResponse {
         partition: index,
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,
         append_time_ms: appended.append_time_ms,
     })
+}
+
+fn within_limit(batch: Bytes, limit: u64) -> Result<Bytes> {
+    if batch.len() as u64 > limit {
+        return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
+    }
+    Ok(batch)
+}
+
+/// The batches of a `record_batches` field, as slices of it, each within the topic's limit. Only the framing
+/// is read here (the batch lengths); storage validates each batch before appending any.
+fn split_batches(concatenated: Bytes, limit: u64) -> Result<Vec<Bytes>> {
+    if concatenated.is_empty() {
+        return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
+    }
+    BatchIter::new(concatenated)
+        .map(|batch| match batch {
+            Ok(batch) => within_limit(batch.bytes, limit),
+            Err(err) => Err(BrokerError::invalid("record_batches", format!("not a sequence of whole batches: {err}"))),
+        })
+        .collect()
 }
 
 /// Validates the batch and returns the key of its first record, if the records are readable here (a

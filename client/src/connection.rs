@@ -89,7 +89,7 @@ impl Client {
     /// called inside a Tokio runtime (the channel's connection task is spawned at once).
     pub fn connect_lazy(addr: impl AsRef<str>, config: ClientConfig) -> Result<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::InvalidArgument { message: "Client::connect_lazy needs a Tokio runtime".into() });
+            return Err(Error::InvalidUse { message: "Client::connect_lazy needs a Tokio runtime".into() });
         }
         let (addr, endpoint) = endpoint(addr.as_ref(), &config)?;
         let channel = endpoint.connect_lazy();
@@ -152,7 +152,7 @@ pub(crate) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Endpoint)> {
     // h2 panics on a frame size outside what HTTP/2 allows; a setting deserves an error instead.
     if !(16_384..=16_777_215).contains(&config.max_frame_bytes) {
-        return Err(Error::InvalidArgument {
+        return Err(Error::InvalidUse {
             message: format!("max_frame_bytes {} is outside 16384..=16777215", config.max_frame_bytes),
         });
     }
@@ -195,10 +195,7 @@ mod tests {
             let Err(err) = Client::connect_lazy("127.0.0.1:9", config) else {
                 panic!("{max_frame_bytes} was accepted")
             };
-            assert!(
-                matches!(&err, Error::InvalidArgument { message } if message.contains("max_frame_bytes")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, Error::InvalidUse { message } if message.contains("max_frame_bytes")), "{err:?}");
         }
     }
 

@@ -154,7 +154,7 @@ impl Consumer {
             return Err(Error::NoGroup);
         }
         if config.fetch_max_bytes == 0 {
-            return Err(Error::InvalidArgument { message: "fetch_max_bytes must be at least 1".into() });
+            return Err(Error::InvalidUse { message: "fetch_max_bytes must be at least 1".into() });
         }
         Ok(Self {
             client,
@@ -175,7 +175,7 @@ impl Consumer {
     /// Refused while subscribed to a group (the broker assigns then).
     pub async fn assign(&mut self, topic: &str, partitions: &[u32]) -> Result<()> {
         if let Some(membership) = &self.membership {
-            return Err(Error::InvalidArgument {
+            return Err(Error::InvalidUse {
                 message: format!("subscribed to group {:?}: the broker assigns partitions", membership.group),
             });
         }
@@ -594,7 +594,7 @@ mod tests {
         let config = ConsumerConfig { auto_commit_interval: Some(Duration::from_secs(1)), ..ConsumerConfig::default() };
         assert!(matches!(Consumer::new(client.clone(), config), Err(Error::NoGroup)));
         let config = ConsumerConfig { fetch_max_bytes: 0, ..ConsumerConfig::default() };
-        assert!(matches!(Consumer::new(client, config), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(Consumer::new(client, config), Err(Error::InvalidUse { .. })));
     }
 
     #[tokio::test]

@@ -26,6 +26,10 @@ pub enum Error {
     TopicExists { topic: String },
     #[error("the broker rejected the request as invalid: {message}")]
     InvalidArgument { message: String },
+    /// Refused by the client itself, before any request: a setting out of range, or a call the client's state
+    /// does not allow.
+    #[error("invalid use of the client: {message}")]
+    InvalidUse { message: String },
     #[error("offset out of range: {message}")]
     OffsetOutOfRange { message: String },
     #[error("record of {size} bytes exceeds the limit of {limit} bytes ({setting})")]

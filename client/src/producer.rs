@@ -540,7 +540,7 @@ fn max_batch_bytes(max_message_bytes: usize) -> usize {
 }
 
 fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
-    let invalid = |message: String| Err(Error::InvalidArgument { message });
+    let invalid = |message: String| Err(Error::InvalidUse { message });
     if tokio::runtime::Handle::try_current().is_err() {
         return invalid("a Producer runs its sender tasks on Tokio: create it inside a Tokio runtime".into());
     }
@@ -760,10 +760,10 @@ mod tests {
     async fn impossible_configs_are_refused() {
         let client = unreachable_client();
         let small = ProducerConfig { batch_bytes: 10, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client.clone(), small), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(Producer::new(client.clone(), small), Err(Error::InvalidUse { .. })));
         let tight = ProducerConfig { max_buffered_bytes: 1024, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidUse { .. })));
         let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client, no_window), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(Producer::new(client, no_window), Err(Error::InvalidUse { .. })));
     }
 }

@@ -65,6 +65,10 @@ pub(crate) struct SenderContext {
 /// Runs until the producer drops the channel and everything received has been answered.
 pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc::UnboundedReceiver<Command>) {
     let max_in_flight = ctx.config.max_in_flight_per_partition.max(1);
+    // A group must also fit the client's own message limit (less room for the other fields), or a call that
+    // would have gone through batch by batch would be refused whole.
+    let max_request_bytes =
+        ctx.config.max_request_bytes.min(ctx.client.config().max_message_bytes.saturating_sub(4096));
     let mut in_flight = FuturesOrdered::new();
     let mut queued: VecDeque<SealedBatch> = VecDeque::new();
     let mut linger: Option<(u64, Instant)> = None;
@@ -74,7 +78,7 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
     let mut is_closed = false;
     loop {
         while in_flight.len() < max_in_flight {
-            let batches = take_request(&mut queued, ctx.config.max_request_bytes);
+            let batches = take_request(&mut queued, max_request_bytes);
             if batches.is_empty() {
                 break;
             }
@@ -286,6 +290,25 @@ pub(crate) fn retry_backoff(config: &ProducerConfig, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_takes_queued_batches_in_order_up_to_the_limit_and_a_big_one_alone() {
+        let mut queued: VecDeque<SealedBatch> = [600, 300, 200, 2000, 100]
+            .into_iter()
+            .map(|len| SealedBatch {
+                partition: 0,
+                bytes: vec![0; len],
+                record_count: 1,
+                reserved_bytes: len,
+                ack: oneshot::channel().0,
+            })
+            .collect();
+        let mut calls = Vec::new();
+        while !queued.is_empty() {
+            calls.push(take_request(&mut queued, 1000).iter().map(|b| b.bytes.len()).collect::<Vec<_>>());
+        }
+        assert_eq!(calls, vec![vec![600, 300], vec![200], vec![2000], vec![100]]);
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -114,6 +114,10 @@ pub struct BenchArgs {
     /// workloads, Iggy's batch shape; 1 for the others).
     #[arg(long)]
     records_per_send: Option<usize>,
+    /// Most batch bytes one produce call carries: the batches that waited for their partition's in-flight call
+    /// go together, up to this (the client's `max_request_bytes`). 1 sends one batch per call.
+    #[arg(long, default_value_t = ProducerConfig::default().max_request_bytes)]
+    max_request_bytes: usize,
     /// Most bytes a consumer's fetch asks for. 1 MiB (Kafka's per-partition default) keeps a fetch's bytes in
     /// the CPU caches between its copies; 8 MiB replayed ~9% slower here.
     #[arg(long, default_value_t = 1 << 20)]
@@ -266,6 +270,8 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         // Room for a few full batches per partition (one in flight, one filling, one waiting) and no more: a
         // deeper buffer only adds latency (queued bytes / throughput) and memory to touch.
         max_buffered_bytes: (workload.batch_bytes * 4 * workload.partitions_per_topic as usize).max(4 << 20),
+        // 0 is refused by `Producer::new`, naming the setting.
+        max_request_bytes: args.max_request_bytes,
         ..ProducerConfig::default()
     };
     let settings = serde_json::json!({
@@ -282,6 +288,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "consumers": workload.consumers,
         "batch_bytes": workload.batch_bytes,
         "fetch_bytes": args.fetch_bytes,
+        "max_request_bytes": args.max_request_bytes,
         "linger_ms": workload.linger.as_millis() as u64,
         "records_per_send": workload.records_per_send,
         "rate": workload.rate,

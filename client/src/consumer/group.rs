@@ -53,7 +53,7 @@ impl Consumer {
     /// Refused if the consumer is already subscribed, reads partitions assigned by hand, or was built with
     /// another `group_id`.
     pub fn subscribe(&mut self, group: &str, topics: &[&str]) -> Result<()> {
-        let invalid = |message: String| Err(Error::InvalidArgument { message });
+        let invalid = |message: String| Err(Error::InvalidUse { message });
         if let Some(membership) = &self.membership {
             return invalid(format!("already subscribed to group {:?}; unsubscribe first", membership.group));
         }
@@ -233,14 +233,14 @@ mod tests {
         let client = Client::connect_lazy("127.0.0.1:9", ClientConfig::default()).expect("valid address");
         let config = ConsumerConfig { session_timeout: Duration::ZERO, ..ConsumerConfig::default() };
         let mut consumer = Consumer::new(client.clone(), config).expect("valid config");
-        assert!(matches!(consumer.subscribe("g", &["t"]), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(consumer.subscribe("g", &["t"]), Err(Error::InvalidUse { .. })));
         let config = ConsumerConfig { group_id: Some("other".into()), ..ConsumerConfig::default() };
         let mut consumer = Consumer::new(client, config).expect("valid config");
-        assert!(matches!(consumer.subscribe("g", &[]), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(consumer.subscribe("g", &["t"]), Err(Error::InvalidArgument { .. })), "another group");
+        assert!(matches!(consumer.subscribe("g", &[]), Err(Error::InvalidUse { .. })));
+        assert!(matches!(consumer.subscribe("g", &["t"]), Err(Error::InvalidUse { .. })), "another group");
         consumer.subscribe("other", &["t"]).expect("the configured group");
-        assert!(matches!(consumer.subscribe("other", &["t"]), Err(Error::InvalidArgument { .. })), "twice");
-        assert!(matches!(consumer.assign("t", &[0]).await, Err(Error::InvalidArgument { .. })), "assign by hand");
+        assert!(matches!(consumer.subscribe("other", &["t"]), Err(Error::InvalidUse { .. })), "twice");
+        assert!(matches!(consumer.assign("t", &[0]).await, Err(Error::InvalidUse { .. })), "assign by hand");
         assert!(consumer.group_member().is_none(), "not a member before the broker answers");
     }
 }

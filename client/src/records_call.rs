@@ -30,11 +30,14 @@ const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
 const FETCH_PATH: &str = "/rill.v1.Records/Fetch";
 /// `record_batch` is field 3, wire type 2 (length-delimited).
 const RECORD_BATCH_KEY: u8 = (3 << 3) | 2;
-/// `record_batches` is field 6, wire type 2.
+/// `record_batches` is field 6, wire type 2: a `RecordBatches` message.
 const RECORD_BATCHES_KEY: u8 = (6 << 3) | 2;
+/// `RecordBatches.batches` is field 1, wire type 2, repeated.
+const BATCHES_KEY: u8 = (1 << 3) | 2;
 
 /// One produce call: `request` with `records` unset, and `batches` as its `record_batch` (one) or
-/// `record_batches` (several, which the broker appends at consecutive offsets).
+/// `record_batches` (several, which the broker appends at consecutive offsets). Each batch is a chunk of its
+/// own, so it reaches the broker as one piece, whole in its HTTP/2 frame, and is never copied there.
 pub(crate) async fn produce(
     channel: Channel,
     request: &ProduceRequest,
@@ -44,24 +47,46 @@ pub(crate) async fn produce(
 ) -> Result<tonic::Response<ProduceResponse>, Status> {
     debug_assert!(request.records.is_none(), "the batches travel beside the message");
     let fields_len = request.encoded_len();
-    let batches_len: usize = batches.iter().map(Bytes::len).sum();
-    let message_len = fields_len + 1 + prost::length_delimiter_len(batches_len) + batches_len;
+    let field_len = |len: usize| 1 + prost::length_delimiter_len(len) + len;
+    let nested_len: usize = batches.iter().map(|batch| field_len(batch.len())).sum();
+    let records_len = match batches {
+        [batch] => field_len(batch.len()),
+        _ => field_len(nested_len),
+    };
+    let message_len = fields_len + records_len;
     let message_len =
         u32::try_from(message_len).ok().filter(|len| *len as usize <= max_message_bytes).ok_or_else(|| {
             Status::out_of_range(format!(
                 "a produce request of {message_len} bytes exceeds the client's limit of {max_message_bytes} bytes"
             ))
         })?;
-    let mut head = BytesMut::with_capacity(GRPC_HEADER_BYTES + fields_len + 1 + 10);
+    let mut head = BytesMut::with_capacity(GRPC_HEADER_BYTES + fields_len + 2 * (1 + 10));
     head.put_u8(0); // not compressed
     head.put_u32(message_len);
     request.encode(&mut head).map_err(|e| Status::internal(format!("cannot encode a produce request: {e}")))?;
-    head.put_u8(if batches.len() == 1 { RECORD_BATCH_KEY } else { RECORD_BATCHES_KEY });
-    prost::encode_length_delimiter(batches_len, &mut head)
-        .map_err(|e| Status::internal(format!("cannot encode a length: {e}")))?;
-    let chunks = std::iter::once(head.freeze()).chain(batches.iter().cloned()).collect();
+    let mut chunks = VecDeque::with_capacity(1 + 2 * batches.len());
+    if let [batch] = batches {
+        put_key_and_length(&mut head, RECORD_BATCH_KEY, batch.len())?;
+        chunks.push_back(head.freeze());
+        chunks.push_back(batch.clone());
+    } else {
+        put_key_and_length(&mut head, RECORD_BATCHES_KEY, nested_len)?;
+        for (i, batch) in batches.iter().enumerate() {
+            // Each element's key and length: at the end of the head for the first, a small chunk of their own
+            // for the others, so no batch is copied to be joined with what precedes it.
+            let mut key = if i == 0 { std::mem::take(&mut head) } else { BytesMut::with_capacity(1 + 10) };
+            put_key_and_length(&mut key, BATCHES_KEY, batch.len())?;
+            chunks.push_back(key.freeze());
+            chunks.push_back(batch.clone());
+        }
+    }
     let answer = unary(channel, PRODUCE_PATH, chunks, timeout, max_message_bytes).await?;
     decode(answer, "produce")
+}
+
+fn put_key_and_length(out: &mut BytesMut, key: u8, len: usize) -> Result<(), Status> {
+    out.put_u8(key);
+    prost::encode_length_delimiter(len, out).map_err(|e| Status::internal(format!("cannot encode a length: {e}")))
 }
 
 /// One fetch call; the answer's `record_batches` are slices of the frames they arrived in.
@@ -266,7 +291,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn several_batches_travel_as_one_record_batches_field() {
+    async fn several_batches_travel_as_the_elements_of_record_batches() {
         let answer = ProduceResponse { partition: 1, base_offset: 7, last_offset: 30, append_time_ms: 5 };
         let batches = [Bytes::from(vec![1u8; 300]), Bytes::from(vec![2u8; 70_000]), Bytes::from(vec![3u8; 9])];
         let (result, seen) = call_fake_with(FakeRecords::answering(Ok(answer)), Duration::from_secs(5), &batches).await;
@@ -274,7 +299,9 @@ mod tests {
         let expected = ProduceRequest {
             topic: "t".into(),
             partition: Some(1),
-            records: Some(rill_protocol::v1::produce_request::Records::RecordBatches(batches.concat().into())),
+            records: Some(rill_protocol::v1::produce_request::Records::RecordBatches(
+                rill_protocol::v1::RecordBatches { batches: batches.to_vec() },
+            )),
             acks: 1,
         };
         assert_eq!(seen, vec![expected]);

@@ -129,13 +129,15 @@ async fn acks_none_answers_before_the_append_and_durable_after_the_fsync() {
 
 fn batches_request(topic: &str, partition: Option<u32>, batches: &[&[u8]], acks: v1::Acks) -> v1::ProduceRequest {
     v1::ProduceRequest {
-        records: Some(v1::produce_request::Records::RecordBatches(Bytes::from(batches.concat()))),
+        records: Some(v1::produce_request::Records::RecordBatches(v1::RecordBatches {
+            batches: batches.iter().map(|batch| Bytes::copy_from_slice(batch)).collect(),
+        })),
         ..produce_request(topic, partition, Bytes::new(), acks)
     }
 }
 
-/// Several batches in one call land in order at consecutive offsets; one bad batch, a torn sequence or an empty
-/// field refuses the whole call and appends nothing.
+/// Several batches in one call land in order at consecutive offsets; one bad batch, an element that is not exactly
+/// one whole batch, or no element refuses the whole call and appends nothing.
 #[tokio::test]
 async fn a_call_of_several_batches_appends_them_all_in_order_or_none() {
     let mut broker = TestBroker::start().await;
@@ -153,12 +155,17 @@ async fn a_call_of_several_batches_appends_them_all_in_order_or_none() {
     let mut bad = batch_of(&["x"], 1).to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    let refusals: [(&str, v1::ProduceRequest, &str); 4] = [
+    let refusals: [(&str, v1::ProduceRequest, &str); 5] = [
         ("a bad second batch", batches_request("m", Some(0), &[&first, &bad], v1::Acks::Leader), "checksum"),
         (
-            "a torn last batch",
+            "a cut last batch",
             batches_request("m", Some(0), &[&first, &second[..second.len() - 1]], v1::Acks::Leader),
-            "whole batches",
+            "says",
+        ),
+        (
+            "two batches in one element",
+            batches_request("m", Some(0), &[&[&first[..], &second[..]].concat()], v1::Acks::Leader),
+            "says",
         ),
         ("no batch", batches_request("m", Some(0), &[], v1::Acks::Leader), "no batch"),
         ("acks none with a bad batch", batches_request("m", None, &[&first, &bad], v1::Acks::None), "checksum"),

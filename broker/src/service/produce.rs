@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::v1::{self, produce_request::Records};
-use rill_protocol::{BatchIter, RecordBatch};
+use rill_protocol::RecordBatch;
 use rill_storage::StorageError;
 
 use crate::codec::encode_records;
@@ -26,7 +26,12 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     let batches = match request.records {
         None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
         Some(Records::RecordBatch(batch)) => vec![within_limit(batch, limit)?],
-        Some(Records::RecordBatches(batches)) => split_batches(batches, limit)?,
+        Some(Records::RecordBatches(v1::RecordBatches { batches })) => {
+            if batches.is_empty() {
+                return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
+            }
+            batches.into_iter().map(|batch| within_limit(batch, limit)).collect::<Result<_>>()?
+        }
         Some(Records::RecordList(list)) => vec![encode_records(&list.records, now_ms(), limit)?],
     };
     // Storage validates every batch on append. The first is validated here too when the broker must look
@@ -66,20 +71,6 @@ fn within_limit(batch: Bytes, limit: u64) -> Result<Bytes> {
         return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
     }
     Ok(batch)
-}
-
-/// The batches of a `record_batches` field, as slices of it, each within the topic's limit. Only the framing
-/// is read here (the batch lengths); storage validates each batch before appending any.
-fn split_batches(concatenated: Bytes, limit: u64) -> Result<Vec<Bytes>> {
-    if concatenated.is_empty() {
-        return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
-    }
-    BatchIter::new(concatenated)
-        .map(|batch| match batch {
-            Ok(batch) => within_limit(batch.bytes, limit),
-            Err(err) => Err(BrokerError::invalid("record_batches", format!("not a sequence of whole batches: {err}"))),
-        })
-        .collect()
 }
 
 /// Validates the batch and returns the key of its first record, if the records are readable here (a

@@ -57,6 +57,10 @@ fi
 for round in $(seq 1 "$runs"); do
   run produce-1kb      produce --workload 8-topics-1-partition-1kb --durability never --acks leader
   run produce-100b     produce --workload 8-topics-1-partition-100b --durability never --acks leader
+  # The same, five times longer: a 1-second run also pays the process's first touch of its memory.
+  run produce-100b-40m produce --workload 8-topics-1-partition-100b --durability never --acks leader --messages 40000000
+  # The same with one batch per produce call (no grouping of the batches that waited for the call in flight).
+  run produce-100b-1pc produce --workload 8-topics-1-partition-100b --durability never --acks leader --max-request-bytes 1
   run produce-never-2m produce --workload 8-topics-1-partition-1kb --durability never --acks leader --messages 2000000
   run produce-durable  produce --workload 8-topics-1-partition-1kb --durability always --acks durable --messages 2000000
   run consume-1kb      consume --workload 8-topics-1-partition-1kb --messages 4000000
@@ -70,7 +74,7 @@ echo "== summary: median [min–max] over $runs runs"
 python3 - "$out" "$runs" <<'PY'
 import json, sys, statistics
 out, runs = sys.argv[1], int(sys.argv[2])
-names = ["produce-1kb", "produce-100b", "produce-never-2m", "produce-durable", "consume-1kb", "consume-cached",
+names = ["produce-1kb", "produce-100b", "produce-100b-40m", "produce-100b-1pc", "produce-never-2m", "produce-durable", "consume-1kb", "consume-cached",
          "omb-16p-1kb", "omb-16p-100b", "e2e-10k"]
 for name in names:
     phases = {}

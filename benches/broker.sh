@@ -56,11 +56,12 @@ if command -v fio >/dev/null; then
 fi
 for round in $(seq 1 "$runs"); do
   run produce-1kb      produce --workload 8-topics-1-partition-1kb --durability never --acks leader
-  run produce-100b     produce --workload 8-topics-1-partition-100b --durability never --acks leader
-  # The same, five times longer: a 1-second run also pays the process's first touch of its memory.
-  run produce-100b-40m produce --workload 8-topics-1-partition-100b --durability never --acks leader --messages 40000000
-  # The same with one batch per produce call (no grouping of the batches that waited for the call in flight).
+  # The 100 B shape with one batch per produce call (no grouping of the batches that waited for the call in
+  # flight), then five times longer than standard (a 1-second run also pays the process's first touch of its
+  # memory), then standard, last, so that the 100 B plots show the standard run.
   run produce-100b-1pc produce --workload 8-topics-1-partition-100b --durability never --acks leader --max-request-bytes 1
+  run produce-100b-40m produce --workload 8-topics-1-partition-100b --durability never --acks leader --messages 40000000
+  run produce-100b     produce --workload 8-topics-1-partition-100b --durability never --acks leader
   run produce-never-2m produce --workload 8-topics-1-partition-1kb --durability never --acks leader --messages 2000000
   run produce-durable  produce --workload 8-topics-1-partition-1kb --durability always --acks durable --messages 2000000
   run consume-1kb      consume --workload 8-topics-1-partition-1kb --messages 4000000

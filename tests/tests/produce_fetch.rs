@@ -176,6 +176,11 @@ async fn a_call_of_several_batches_appends_them_all_in_order_or_none() {
         assert!(status.message().contains(word), "{what}: {:?} lacks {word:?}", status.message());
         assert_eq!(broker.fetch_values("m", 0, 0).await.len(), 6, "{what}: nothing appended");
     }
+    // Half a million empty elements: refused as malformed, and the broker goes on serving.
+    let empties = vec![&[][..]; 500_000];
+    let status = broker.records.produce(batches_request("m", Some(0), &empties, v1::Acks::Leader)).await;
+    assert_status(status, Code::InvalidArgument, &["invalid record batch"]);
+    broker.assert_serving().await;
     let none = broker.records.produce(batches_request("m", None, &[&second, &first], v1::Acks::None)).await;
     assert_eq!(none.expect("queued").into_inner().base_offset, -1);
     let after = broker.produce_values("m", 0, &["g"]).await;

@@ -41,6 +41,7 @@ proptest! {
         cut_at in 0.0f64..1.0,
         torn in proptest::collection::vec(any::<u8>(), 0..4096),
         zero_tear in any::<bool>(),
+        group in 1usize..6,
     ) {
         let config = LogConfig { segment_bytes: 8 * 1024, ..small_config() };
         let dir = tempfile::tempdir().unwrap();
@@ -56,9 +57,15 @@ proptest! {
             .into_iter()
             .map(|p| (p.clone(), std::fs::metadata(&p).unwrap().len()))
             .collect();
-        for _ in 0..unflushed_batches {
-            log.append(&batch(tag, 1 + (tag % 4) as usize, tag as i64)).unwrap();
-            tag += 1;
+        // The unflushed batches go `group` to a call (as a produce call's batches do), in one write each.
+        let mut left = unflushed_batches;
+        while left > 0 {
+            let count = group.min(left);
+            let encoded: Vec<Vec<u8>> = (tag..tag + count as u64).map(|t| batch(t, 1 + (t % 4) as usize, t as i64)).collect();
+            let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            log.append_batches_unsynced(&parts).unwrap();
+            tag += count as u64;
+            left -= count;
         }
         let written = read_all(&log, 0);
         drop(log); // the power goes out: no close

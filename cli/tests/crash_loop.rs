@@ -66,7 +66,8 @@ async fn channel(url: &str) -> Option<Channel> {
         .ok()
 }
 
-/// Sends records to one partition, one at a time, until stopped or the broker dies.
+/// Sends records to one partition until stopped or the broker dies: calls of one to three one-record batches
+/// (several go as `record_batches`, appended at once), one call at a time.
 async fn produce_until_killed(
     url: String,
     partition: u32,
@@ -77,20 +78,26 @@ async fn produce_until_killed(
     let Some(channel) = channel(&url).await else { return };
     let mut records = RecordsClient::new(channel);
     while !stop.load(Ordering::Relaxed) {
-        let seq = {
+        let seqs = {
             let mut ledger = ledger.lock().expect("ledger");
             let next = ledger.next_seq.entry(partition).or_default();
-            *next += 1;
-            *next - 1
+            let count = 1 + *next % 3;
+            *next += count;
+            *next - count..*next
+        };
+        let mut batches: Vec<Bytes> = seqs.clone().map(|seq| batch(&format!("{partition}:{seq}"))).collect();
+        let records_field = match batches.len() {
+            1 => v1::produce_request::Records::RecordBatch(batches.remove(0)),
+            _ => v1::produce_request::Records::RecordBatches(v1::RecordBatches { batches }),
         };
         let request = v1::ProduceRequest {
             topic: TOPIC.into(),
             partition: Some(partition),
-            records: Some(v1::produce_request::Records::RecordBatch(batch(&format!("{partition}:{seq}")))),
+            records: Some(records_field),
             acks: acks as i32,
         };
         match records.produce(request).await {
-            Ok(_) => ledger.lock().expect("ledger").acked.entry(partition).or_default().push(seq),
+            Ok(_) => ledger.lock().expect("ledger").acked.entry(partition).or_default().extend(seqs),
             Err(_) => return, // the broker died: this send may or may not have landed
         }
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_storage::{AppendInfo, Log, ReadResult, StorageError, TopicName};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::{BrokerError, Result};
@@ -48,8 +48,15 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log and starts its writer task on the current runtime.
-    pub fn start(topic: TopicName, index: u32, log: Log, queue_batches: usize) -> Arc<Partition> {
+    /// Wraps an opened log and starts its writer task on the current runtime. Its appends take one of
+    /// `append_slots` (the broker's, shared by every partition) while they write.
+    pub fn start(
+        topic: TopicName,
+        index: u32,
+        log: Log,
+        queue_batches: usize,
+        append_slots: Arc<Semaphore>,
+    ) -> Arc<Partition> {
         let log = Arc::new(log);
         let (high_watermark, _) = watch::channel(log.high_watermark());
         let (tx, rx) = mpsc::channel(queue_batches);
@@ -62,7 +69,7 @@ impl Partition {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
         });
-        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx));
+        let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx, append_slots));
         *lock(&partition.writer) = Some(writer);
         partition
     }
@@ -138,15 +145,21 @@ impl Partition {
     }
 }
 
-async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>) {
+async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJob>, append_slots: Arc<Semaphore>) {
     let mut jobs = Vec::with_capacity(MAX_BATCHES_PER_WRITE);
     while queue.recv_many(&mut jobs, MAX_BATCHES_PER_WRITE).await > 0 {
         let log = Arc::clone(&partition.log);
         let taken = std::mem::take(&mut jobs);
+        // Waits here, not on a blocking thread, while other partitions hold the slots. The semaphore is never
+        // closed; if it were, writing without a slot is still correct.
+        let slot = Arc::clone(&append_slots).acquire_owned().await.ok();
         let written = tokio::task::spawn_blocking(move || {
             // Under the `always` policy, `append` would fsync once per batch, one after the other; instead
             // every batch of the group is appended and one fsync covers them all before any is answered.
             let mut outcomes: Vec<_> = taken.iter().map(|job| append_job(&log, &job.batches)).collect();
+            // The fsync is the device's work too, but a slot paces writes: holding it would hold back the other
+            // partitions' appends for a whole flush.
+            drop(slot);
             if log.syncs_every_append() {
                 sync_group(&log, &mut outcomes);
             }

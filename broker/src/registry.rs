@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rill_protocol::v1;
 use rill_storage::{parse_partition_dir_name, partition_dir, Log, LogConfig, TopicName, WriteMode};
+use tokio::sync::Semaphore;
 
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
@@ -83,6 +84,8 @@ pub struct Registry {
     /// Bumped after every create, delete and add-partitions, so the group coordinator can rebalance groups
     /// subscribed to the topic without the registry knowing about groups.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The broker's `appends_in_flight` slots, shared by every partition's writer.
+    append_slots: Arc<Semaphore>,
 }
 
 impl Registry {
@@ -99,11 +102,13 @@ impl Registry {
             }
         })
         .await?;
+        let append_slots = Arc::new(Semaphore::new(config.appends_in_flight));
         let mut topics = BTreeMap::new();
         for meta in metas {
             let name = TopicName::new(&meta.name)?;
             let partitions =
-                open_partitions(&data_dir, &name, &meta.settings, 0..meta.partition_count, &config).await?;
+                open_partitions(&data_dir, &name, &meta.settings, 0..meta.partition_count, &config, &append_slots)
+                    .await?;
             tracing::info!(topic = %name, partitions = meta.partition_count, "restored topic");
             let topic = Topic {
                 name,
@@ -119,6 +124,7 @@ impl Registry {
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
+            append_slots,
         })
     }
 
@@ -164,7 +170,9 @@ impl Registry {
             move || remove_partition_dirs(&data_dir, &name, 0..partition_count)
         })
         .await?;
-        let partitions = open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config).await?;
+        let partitions =
+            open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.append_slots)
+                .await?;
         let meta = TopicMeta::new(&name, partition_count, settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
@@ -212,8 +220,15 @@ impl Registry {
             move || remove_partition_dirs(&data_dir, &name, old_count..new_count)
         })
         .await?;
-        let added =
-            open_partitions(&self.data_dir, &topic.name, &topic.settings, old_count..new_count, &self.config).await?;
+        let added = open_partitions(
+            &self.data_dir,
+            &topic.name,
+            &topic.settings,
+            old_count..new_count,
+            &self.config,
+            &self.append_slots,
+        )
+        .await?;
         let meta = TopicMeta::new(&topic.name, new_count, topic.settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
@@ -312,6 +327,7 @@ async fn open_partitions(
     settings: &TopicSettings,
     range: std::ops::Range<u32>,
     config: &BrokerConfig,
+    append_slots: &Arc<Semaphore>,
 ) -> Result<Vec<Arc<Partition>>> {
     let write_mode = if config.direct_writes { WriteMode::Direct } else { WriteMode::Buffered };
     let log_config = LogConfig { write_mode, ..settings.log_config() };
@@ -321,7 +337,13 @@ async fn open_partitions(
         let log_config = log_config.clone();
         let opened = blocking(move || Ok(Log::open(&dir, log_config)?)).await;
         match opened {
-            Ok(log) => partitions.push(Partition::start(name.clone(), index, log, config.partition_queue_batches)),
+            Ok(log) => partitions.push(Partition::start(
+                name.clone(),
+                index,
+                log,
+                config.partition_queue_batches,
+                Arc::clone(append_slots),
+            )),
             Err(err) => {
                 discard_partitions(partitions, config).await;
                 return Err(err);

@@ -56,6 +56,10 @@ pub struct BrokerArgs {
     /// How appends reach the disk: direct (O_DIRECT, bypassing the page cache) or buffered.
     #[arg(long, env = "RILL_WRITE_MODE", value_enum)]
     write_mode: Option<WriteModeArg>,
+    /// Most partition appends writing to the disk at once (default 4; raise it for devices that want a deeper
+    /// queue).
+    #[arg(long, env = "RILL_APPENDS_IN_FLIGHT")]
+    appends_in_flight: Option<usize>,
 }
 
 /// `--write-mode`: how partition logs are appended to.
@@ -115,6 +119,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.write_mode {
             config.direct_writes = v == WriteModeArg::Direct;
+        }
+        if let Some(v) = self.appends_in_flight {
+            config.appends_in_flight = v;
         }
         config.validate()?;
         Ok(config)

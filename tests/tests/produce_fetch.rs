@@ -342,6 +342,38 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
     assert_eq!(kept.first().map(|(o, _)| *o), Some(log_start), "reads from the new log start work");
 }
 
+/// With one append slot for the whole broker, eight partitions written at once, durably, all still progress.
+#[tokio::test]
+async fn partitions_share_the_append_slots_and_all_progress() {
+    let mut broker = TestBroker::start_with(|c| c.appends_in_flight = 1).await;
+    let config = v1::TopicConfig { durability: v1::DurabilityPolicy::Always as i32, ..Default::default() };
+    let request = v1::CreateTopicRequest { name: "slots".into(), partition_count: 8, config: Some(config) };
+    broker.admin.create_topic(request).await.unwrap();
+    let mut producers = Vec::new();
+    for p in 0..8u32 {
+        let mut records = broker.records.clone();
+        producers.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let value = format!("p{p}-{i}");
+                let request = produce_request("slots", Some(p), batch_of(&[&value], 1), v1::Acks::Durable);
+                assert_eq!(records.produce(request).await.unwrap().into_inner().base_offset, i);
+            }
+        }));
+    }
+    for producer in producers {
+        tokio::time::timeout(std::time::Duration::from_secs(30), producer)
+            .await
+            .expect("no partition starves")
+            .unwrap();
+    }
+    for p in 0..8 {
+        assert_eq!(broker.fetch_all_values("slots", p, 0).await.len(), 20);
+    }
+    let zero = rill_broker::BrokerConfig { appends_in_flight: 0, ..rill_broker::BrokerConfig::default() };
+    let err = zero.validate().expect_err("no slot at all").to_string();
+    assert!(err.contains("appends_in_flight"), "{err}");
+}
+
 #[tokio::test]
 async fn concurrent_producers_on_an_always_topic_are_all_acknowledged_and_readable() {
     let mut broker = TestBroker::start().await;

@@ -83,6 +83,9 @@ pub struct BenchArgs {
     /// How the embedded broker appends: direct (O_DIRECT) or buffered (through the page cache).
     #[arg(long, value_enum, default_value = "direct", requires = "embedded")]
     write_mode: crate::broker::WriteModeArg,
+    /// The embedded broker's `appends_in_flight`: most partition appends writing to the disk at once.
+    #[arg(long, default_value_t = rill_broker::BrokerConfig::default().appends_in_flight, requires = "embedded")]
+    appends_in_flight: usize,
     /// A named workload (see below); flags override its settings.
     #[arg(long, default_value = "1-topic-1-partition-1kb")]
     workload: String,
@@ -232,6 +235,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             },
             default_retention_ms: None,
             direct_writes: args.write_mode == crate::broker::WriteModeArg::Direct,
+            appends_in_flight: args.appends_in_flight,
             ..rill_broker::BrokerConfig::default()
         };
         let broker = rill_broker::Broker::start(config).await.context("cannot start the embedded broker")?;
@@ -279,6 +283,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "embedded": args.embedded,
         "durability": format!("{:?}", args.durability).to_lowercase(),
         "write_mode": format!("{:?}", args.write_mode).to_lowercase(),
+        "appends_in_flight": args.embedded.then_some(args.appends_in_flight),
         "topics": workload.topics,
         "partitions_per_topic": workload.partitions_per_topic,
         "message_bytes": workload.message_bytes,

@@ -34,7 +34,8 @@
 //! Invariants:
 //! - Records sent to one partition by one producer are stored in the order `send` was called (with
 //!   `max_in_flight_per_partition` = 1, the default), retries included: a partition has one sender task and
-//!   one produce call in flight.
+//!   one produce call in flight, and a call's batches (those that waited for the one before) are appended by
+//!   the broker in order at consecutive offsets.
 //! - Memory is bounded: the producer holds at most `max_buffered_bytes` of unacknowledged records (`send`
 //!   waits for room); the consumer holds at most one fetch per assigned partition plus the records not yet
 //!   handed out.

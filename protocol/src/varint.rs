@@ -31,17 +31,15 @@ pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
 }
 
 #[inline]
-fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
+fn put_unsigned(out: &mut Vec<u8>, v: u64) {
     // Most fields of a record (attributes, deltas, short lengths) fit one byte.
     if v < 0x80 {
         out.push(v as u8);
         return;
     }
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+    let mut bytes = [0u8; MAX_VARLONG_BYTES];
+    let len = write_unsigned(&mut bytes, 0, v);
+    out.extend_from_slice(&bytes[..len]);
 }
 
 /// Writes `value` as a varint into `out` at `at` and returns where it ends. For encoders that assemble a record's

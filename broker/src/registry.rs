@@ -301,14 +301,24 @@ impl Registry {
             durability,
             flush_interval_ms: requested.flush_interval_ms.unwrap_or(defaults.default_flush_interval_ms),
             max_batch_bytes,
-            retention_ms: requested.retention_ms.or(defaults.default_retention_ms),
-            retention_bytes: requested.retention_bytes.or(defaults.default_retention_bytes),
+            retention_ms: retention_limit(requested.retention_ms, defaults.default_retention_ms),
+            retention_bytes: retention_limit(requested.retention_bytes, defaults.default_retention_bytes),
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));
         }
         settings.log_config().validate()?;
         Ok(settings)
+    }
+}
+
+/// A topic's retention limit from its request: unset takes the broker's default, and `u64::MAX` (the proto's
+/// spelling of Kafka's -1) means no limit.
+fn retention_limit(requested: Option<u64>, default: Option<u64>) -> Option<u64> {
+    match requested {
+        Some(u64::MAX) => None,
+        Some(limit) => Some(limit),
+        None => default,
     }
 }
 

@@ -50,8 +50,9 @@ pub struct BrokerArgs {
     /// Segment size of new topics, in bytes.
     #[arg(long, env = "RILL_DEFAULT_SEGMENT_BYTES")]
     default_segment_bytes: Option<u64>,
-    /// Retention by age of new topics, in ms.
-    #[arg(long, env = "RILL_DEFAULT_RETENTION_MS")]
+    /// Retention by age of new topics, in ms; -1 or `forever` keeps their records forever. [default: 7 days]
+    #[arg(long, env = "RILL_DEFAULT_RETENTION_MS", allow_hyphen_values = true,
+          value_parser = crate::topic::parse_retention)]
     default_retention_ms: Option<u64>,
     /// How appends reach the disk: direct (O_DIRECT, bypassing the page cache) or buffered.
     #[arg(long, env = "RILL_WRITE_MODE", value_enum)]
@@ -115,7 +116,7 @@ impl BrokerArgs {
             config.default_segment_bytes = v;
         }
         if let Some(v) = self.default_retention_ms {
-            config.default_retention_ms = Some(v);
+            config.default_retention_ms = (v != u64::MAX).then_some(v);
         }
         if let Some(v) = self.write_mode {
             config.direct_writes = v == WriteModeArg::Direct;

@@ -82,11 +82,13 @@ struct CreateArgs {
     /// Number of partitions.
     #[arg(long, default_value_t = 1, value_name = "N")]
     partitions: u32,
-    /// Delete segments whose newest record is older than this. [default: the broker's, normally forever]
-    #[arg(long, value_name = "MS")]
+    /// Delete segments whose newest record is older than this; -1 or `forever` keeps records forever.
+    /// [default: the broker's default_retention_ms, 7 days as Kafka's retention.ms]
+    #[arg(long, value_name = "MS", allow_hyphen_values = true, value_parser = parse_retention)]
     retention_ms: Option<u64>,
-    /// Delete the oldest segments once a partition is larger than this. [default: the broker's]
-    #[arg(long, value_name = "BYTES")]
+    /// Delete the oldest segments once a partition is larger than this; -1 or `forever` sets no size limit.
+    /// [default: the broker's default_retention_bytes, no limit]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = parse_retention)]
     retention_bytes: Option<u64>,
     /// Roll to a new segment file past this size. [default: the broker's, 1 GiB]
     #[arg(long, value_name = "BYTES")]
@@ -102,6 +104,15 @@ struct CreateArgs {
     max_batch_bytes: Option<u64>,
     #[command(flatten)]
     broker: BrokerFlag,
+}
+
+/// A retention limit: a number, or -1 / `forever` for none (Kafka's -1), sent as the proto's "keep forever"
+/// value, u64::MAX.
+pub(crate) fn parse_retention(text: &str) -> Result<u64, String> {
+    match text {
+        "-1" | "forever" => Ok(u64::MAX),
+        _ => text.parse().map_err(|_| format!("{text:?} is not a whole number, -1 or forever")),
+    }
 }
 
 fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {

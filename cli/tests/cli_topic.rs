@@ -84,6 +84,26 @@ fn topic_settings_given_at_create_are_shown_by_describe() {
     assert_eq!(list.lines()[1].split_whitespace().collect::<Vec<_>>(), ["audit", "1", "always", "3600000", "1048576"]);
 }
 
+/// Kafka's retention.ms default is 7 days and -1 keeps forever; the broker, the proto and `--help` say the same.
+#[test]
+fn a_topic_keeps_records_7_days_by_default_and_forever_with_minus_one() {
+    let (_dir, broker) = broker();
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "weekly"]).ok();
+    rill(b, &["topic", "create", "archive", "--retention-ms", "-1", "--retention-bytes", "forever"]).ok();
+    let setting = |topic: &str, name: &str| {
+        let output = rill(b, &["topic", "describe", topic]);
+        let describe = output.ok();
+        let line = describe.lines().find(|l| l.split_whitespace().next() == Some(name)).map(str::to_owned);
+        line.unwrap_or_else(|| panic!("{name} missing from {describe:?}"))
+    };
+    assert_eq!(setting("weekly", "retention_ms").split_whitespace().nth(1), Some("604800000"));
+    assert_eq!(setting("weekly", "retention_bytes").split_whitespace().nth(1), Some("forever"));
+    assert_eq!(setting("archive", "retention_ms").split_whitespace().nth(1), Some("forever"));
+    assert_eq!(setting("archive", "retention_bytes").split_whitespace().nth(1), Some("forever"));
+    rill(b, &["topic", "create", "bad", "--retention-ms", "-2"]).fails(2, "is not a whole number, -1 or forever");
+}
+
 #[test]
 fn topic_errors_are_one_line_naming_the_topic_with_exit_1() {
     let (_dir, broker) = broker();

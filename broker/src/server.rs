@@ -82,11 +82,16 @@ impl Broker {
         health.set_serving::<TopicAdminServer<RillService>>().await;
         health.set_serving::<RecordsServer<RillService>>().await;
         health.set_serving::<ConsumerGroupsServer<RillService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(rill_protocol::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartError::Reflection(e.to_string()))?;
+        // Both versions of the reflection service: grpcurl asks for v1, while grpcio-reflection, grpcui,
+        // Postman, evans and older grpcurl still ask for v1alpha, which tonic serves from the same descriptors.
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(rill_protocol::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder().build_v1().map_err(|e| StartError::Reflection(e.to_string()))?;
+        let reflection_v1alpha =
+            reflection_builder().build_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
 
         let service = RillService::new(Arc::clone(&node));
         let max_decode = usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX);
@@ -105,6 +110,7 @@ impl Broker {
             .layer(tower::util::MapResponseLayer::new(oversized_request_is_resource_exhausted))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(
                 TopicAdminServer::new(service.clone())
                     .max_decoding_message_size(max_decode)

@@ -47,3 +47,35 @@ async fn reflection_lists_the_rill_services_and_describes_their_messages() {
     let Some(MessageResponse::FileDescriptorResponse(file)) = file else { panic!("expected a file descriptor") };
     assert!(!file.file_descriptor_proto.is_empty());
 }
+
+/// grpcio-reflection, grpcui, Postman, evans and older grpcurl speak the v1alpha protocol.
+#[tokio::test]
+async fn reflection_v1alpha_lists_the_rill_services_and_describes_their_messages() {
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+    let broker = TestBroker::start().await;
+    let url = broker.handle.as_ref().unwrap().url();
+    let mut reflection = ServerReflectionClient::new(Channel::from_shared(url).unwrap().connect().await.unwrap());
+    let requests = tokio_stream::iter([
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol("rill.v1.Records".into())),
+        },
+    ]);
+    let mut responses = reflection.server_reflection_info(requests).await.unwrap().into_inner();
+    let listed = responses.next().await.unwrap().unwrap().message_response;
+    let Some(MessageResponse::ListServicesResponse(listed)) = listed else { panic!("expected a service list") };
+    let names: Vec<_> = listed.service.iter().map(|s| s.name.as_str()).collect();
+    for expected in ["rill.v1.TopicAdmin", "rill.v1.Records", "rill.v1.ConsumerGroups", "grpc.health.v1.Health"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let file = responses.next().await.unwrap().unwrap().message_response;
+    let Some(MessageResponse::FileDescriptorResponse(file)) = file else { panic!("expected a file descriptor") };
+    assert!(!file.file_descriptor_proto.is_empty());
+}

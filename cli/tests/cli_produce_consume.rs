@@ -154,6 +154,39 @@ fn consume_reads_every_partition_and_exits_at_the_end_offsets_of_its_start() {
     assert_eq!(rill(&empty.1.addr, &["consume", "unused"]).ok(), "", "an empty topic ends at once");
 }
 
+/// Bit rot in a stored batch: `rill consume` prints every record before it, then exits 1 naming the topic,
+/// partition and offset, and `--offset` past the batch reads on.
+#[test]
+fn consume_prints_the_records_before_a_damaged_batch_then_fails_naming_where_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // Buffered writes: a direct-mode segment serves its newest bytes from memory, where no damage can reach.
+    let command = Command::new(RILL);
+    let args = ["broker", "--listen", "127.0.0.1:0", "--write-mode", "buffered", "--data-dir", data.to_str().unwrap()];
+    let broker = BrokerProcess::start_command(command, &args);
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "rot"]).ok();
+    for value in ["good-1", "bad-2", "after-3"] {
+        rill(b, &["produce", "rot", "--value", value]).ok();
+    }
+    let log = std::fs::read_dir(data.join("rot-0"))
+        .expect("the partition's directory, Kafka's <topic>-<partition>")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("a segment file");
+    let bytes = std::fs::read(&log).expect("read segment");
+    let at = bytes.windows(5).position(|w| w == b"bad-2").expect("the value is on disk");
+    let file = std::fs::OpenOptions::new().write(true).open(&log).expect("open segment");
+    std::os::unix::fs::FileExt::write_all_at(&file, b"X", at as u64).expect("damage the batch");
+
+    let output = rill(b, &["consume", "rot"]);
+    assert_eq!(output.stdout, "good-1\n", "the record before the damage is printed: {output:?}");
+    let stderr = output.fails(1, "offset 1");
+    assert!(stderr.contains("\"rot\" partition 0"), "{stderr}");
+    assert_eq!(rill(b, &["consume", "rot", "--offset", "2"]).ok(), "after-3\n");
+}
+
 #[test]
 fn a_group_resumes_after_what_it_printed_and_describe_shows_its_lag() {
     let (_dir, broker) = broker_with_topic("jobs", "2");

@@ -117,6 +117,16 @@ struct Cursor {
     fetch: Option<AbortHandle>,
 }
 
+/// A fetched batch that did not decode, waiting to be reported.
+struct Undecodable {
+    key: Key,
+    /// The cursor's epoch then: a seek or re-assignment since makes the report moot.
+    epoch: u64,
+    /// Where the partition fetches again once it is reported (the bad batch, unless the application seeks).
+    offset: i64,
+    error: Error,
+}
+
 struct FetchDone {
     key: Key,
     epoch: u64,
@@ -140,6 +150,9 @@ pub struct Consumer {
     fetches: JoinSet<FetchDone>,
     /// Records fetched and decoded but not yet handed out, in fetch order.
     ready: VecDeque<ConsumedRecord>,
+    /// Batches that could not be decoded, reported by `poll` once the records before them are handed out. Their
+    /// partitions fetch nothing until then.
+    undecodable: VecDeque<Undecodable>,
     last_commit: Instant,
     next_epoch: u64,
     /// Set by `subscribe`: the group membership whose assignments drive the cursors.
@@ -162,6 +175,7 @@ impl Consumer {
             cursors: HashMap::default(),
             fetches: JoinSet::new(),
             ready: VecDeque::new(),
+            undecodable: VecDeque::new(),
             last_commit: Instant::now(),
             next_epoch: 0,
             membership: None,
@@ -289,6 +303,12 @@ impl Consumer {
     /// Waits for records and returns every record fetched so far (at least one). Returns at once with nothing
     /// when no partition is assigned by hand; a subscribed consumer waits for the group to assign it some.
     /// Cancel-safe: records are only taken once the call completes.
+    ///
+    /// A batch that cannot be decoded (damaged, or compressed with bytes that do not decompress) never hides the
+    /// records before it: they are returned first, and the next call returns the error, `Error::Corrupt` or
+    /// `Error::Decompress`, naming the partition and offset. To skip the batch, `seek` the partition to the
+    /// offset [`Error::undecodable_batch`] gives; otherwise the partition fetches it again and the error comes
+    /// back.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>> {
         if !self.ready_records().await? {
             return Ok(Vec::new());
@@ -406,6 +426,9 @@ impl Consumer {
             if self.cursors.is_empty() {
                 return Ok(false);
             }
+            if let Some(err) = self.take_undecodable() {
+                return Err(err);
+            }
             let done = match self.fetches.join_next().await {
                 Some(Ok(done)) => done,
                 Some(Err(err)) if err.is_cancelled() => continue,
@@ -456,10 +479,18 @@ impl Consumer {
                 let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut self.ready);
                 let next = match decoded {
                     Ok(next) => next.max(response.next_offset),
-                    Err(err) => {
-                        // Fetch the same bytes again (replacing the prefetch), after a pause.
-                        self.fetch_from(&key, offset, self.config.retry_backoff);
-                        return Err(err);
+                    Err(error) => {
+                        // The records before the bad batch are in `ready`; the error waits for them to be
+                        // handed out, and the partition (prefetch cancelled) waits for the error to be reported.
+                        let bad_offset = error.undecodable_batch().map_or(offset, |(_, _, at, _)| at);
+                        if let Some(cursor) = self.cursors.get_mut(&key) {
+                            cursor.fetch_position = bad_offset;
+                            if let Some(fetch) = cursor.fetch.take() {
+                                fetch.abort();
+                            }
+                        }
+                        self.undecodable.push_back(Undecodable { key, epoch, offset: bad_offset, error });
+                        return Ok(());
                     }
                 };
                 if !prefetched || next != response.next_offset {
@@ -482,6 +513,18 @@ impl Consumer {
                 }
             }
         }
+    }
+
+    /// The first undecodable batch still relevant (its partition neither moved nor unassigned since), once no
+    /// record is waiting to be handed out; its partition fetches again, from the bad batch.
+    fn take_undecodable(&mut self) -> Option<Error> {
+        while let Some(Undecodable { key, epoch, offset, error }) = self.undecodable.pop_front() {
+            if self.cursors.get(&key).is_some_and(|cursor| cursor.epoch == epoch) {
+                self.fetch_from(&key, offset, self.config.retry_backoff);
+                return Some(error);
+            }
+        }
+        None
     }
 
     /// Sets both positions of `key`, drops what was fetched from the old one, and fetches from the new one.

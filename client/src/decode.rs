@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rill_protocol::batch::{batch_crc, HEADER_BYTES};
 use rill_protocol::compressed::records_section;
 use rill_protocol::record::RecordIter;
-use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordView};
+use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordBatch, RecordView};
 
 use crate::compression::{codec_name, decompress_records};
 use crate::error::{Error, Result};
@@ -24,9 +24,13 @@ pub(crate) struct DecodeLimits {
 }
 
 /// Decodes the records at offsets `>= from` in `batches` (whole batches, as a fetch returns them; the first may
-/// start before `from`) onto the back of `out`, and returns the offset after the last batch seen. On an error
-/// `out` is left as it was. Records go straight to the consumer's queue: a `ConsumedRecord` is ~130 bytes, and
-/// moving each through intermediate vectors cost as much as copying a 1 KiB value would.
+/// start before `from`) onto the back of `out`, and returns the offset after the last batch seen. Records go
+/// straight to the consumer's queue: a `ConsumedRecord` is ~130 bytes, and moving each through intermediate
+/// vectors cost as much as copying a 1 KiB value would.
+///
+/// A batch that cannot be decoded stops the walk, but never hides what came before it: `out` keeps every record
+/// of the batches before the bad one (none of the bad batch's own), and the error names the offset where the
+/// bad batch starts and the one after it, where a reader that wants to skip it seeks to.
 pub(crate) fn decode_batches(
     topic: &Arc<str>,
     partition: u32,
@@ -35,64 +39,77 @@ pub(crate) fn decode_batches(
     limits: DecodeLimits,
     out: &mut VecDeque<ConsumedRecord>,
 ) -> Result<i64> {
-    let before = out.len();
-    let decoded = decode_onto(topic, partition, from, batches, limits, out);
-    if decoded.is_err() {
-        out.truncate(before);
-    }
-    decoded
-}
-
-fn decode_onto(
-    topic: &Arc<str>,
-    partition: u32,
-    from: i64,
-    batches: Bytes,
-    limits: DecodeLimits,
-    out: &mut VecDeque<ConsumedRecord>,
-) -> Result<i64> {
-    let corrupt = |source: BatchError| Error::Corrupt { topic: topic.to_string(), partition, source };
     let mut next_offset = from;
     for batch in BatchIter::new(batches) {
-        let batch = batch.map_err(corrupt)?;
+        // A header that does not parse gives no batch end: the best skip is past the first offset not read.
+        let batch = batch.map_err(|source| Error::Corrupt {
+            topic: topic.to_string(),
+            partition,
+            offset: next_offset,
+            skip_to: next_offset.saturating_add(1),
+            source,
+        })?;
         let header = batch.header;
         if header.next_offset() <= from {
             continue;
         }
         next_offset = next_offset.max(header.next_offset());
-        // The CRC alone: the record walk below is the decode itself, and it stops at the first malformed record.
-        if limits.check_crcs {
-            let computed = batch_crc(&batch.bytes);
-            if computed != header.crc {
-                return Err(corrupt(BatchError::CrcMismatch { stored: header.crc, computed }));
-            }
-        }
-        // Control batches (transaction markers in Kafka) carry no application records.
-        if header.is_control() {
-            continue;
-        }
-        let codec = header.compression().map_err(corrupt)?;
-        let records = match codec {
-            Codec::None => batch.bytes.slice(HEADER_BYTES..),
-            codec => decompress_records(codec, records_section(&batch.bytes), limits.max_decompressed_bytes)
-                .map(Bytes::from)
-                .map_err(|message| Error::Decompress {
-                    codec: codec_name(codec),
-                    topic: topic.to_string(),
-                    partition,
-                    message,
-                })?,
-        };
-        // The count is the sender's word: bounded by what the bytes can hold (a record takes at least 7).
-        out.reserve((header.record_count.max(0) as usize).min(records.len() / 7));
-        for view in RecordIter::new(&records, header.base_offset, header.base_timestamp) {
-            let view = view.map_err(corrupt)?;
-            if view.offset >= from {
-                out.push_back(to_consumed(topic, partition, &records, &view));
-            }
+        let before = out.len();
+        if let Err(err) = decode_batch(topic, partition, from, &batch, limits, out) {
+            out.truncate(before);
+            return Err(err);
         }
     }
     Ok(next_offset)
+}
+
+/// Decodes one batch's records at offsets `>= from` onto `out`; on an error `out` may hold some of them.
+fn decode_batch(
+    topic: &Arc<str>,
+    partition: u32,
+    from: i64,
+    batch: &RecordBatch,
+    limits: DecodeLimits,
+    out: &mut VecDeque<ConsumedRecord>,
+) -> Result<()> {
+    let header = batch.header;
+    let offset = header.base_offset.max(from);
+    let skip_to = header.next_offset();
+    let corrupt = |source: BatchError| Error::Corrupt { topic: topic.to_string(), partition, offset, skip_to, source };
+    // The CRC alone: the record walk below is the decode itself, and it stops at the first malformed record.
+    if limits.check_crcs {
+        let computed = batch_crc(&batch.bytes);
+        if computed != header.crc {
+            return Err(corrupt(BatchError::CrcMismatch { stored: header.crc, computed }));
+        }
+    }
+    // Control batches (transaction markers in Kafka) carry no application records.
+    if header.is_control() {
+        return Ok(());
+    }
+    let codec = header.compression().map_err(corrupt)?;
+    let records = match codec {
+        Codec::None => batch.bytes.slice(HEADER_BYTES..),
+        codec => decompress_records(codec, records_section(&batch.bytes), limits.max_decompressed_bytes)
+            .map(Bytes::from)
+            .map_err(|message| Error::Decompress {
+                codec: codec_name(codec),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                skip_to,
+                message,
+            })?,
+    };
+    // The count is the sender's word: bounded by what the bytes can hold (a record takes at least 7).
+    out.reserve((header.record_count.max(0) as usize).min(records.len() / 7));
+    for view in RecordIter::new(&records, header.base_offset, header.base_timestamp) {
+        let view = view.map_err(corrupt)?;
+        if view.offset >= from {
+            out.push_back(to_consumed(topic, partition, &records, &view));
+        }
+    }
+    Ok(())
 }
 
 /// Builds the record from slices of `buf`, the buffer `view` borrows from: no copy of key, value or headers.
@@ -178,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_batch_leaves_the_queue_as_it_was() {
+    fn a_damaged_batch_keeps_the_records_before_it_and_names_where_it_starts_and_ends() {
         let topic: Arc<str> = Arc::from("t");
         let good = batch(0, &["a", "b"], Compression::None);
         let mut damaged = batch(2, &["c", "d", "e"], Compression::None);
@@ -187,12 +204,31 @@ mod tests {
         damaged[len - 3] = 0x7f;
         let mut fetched = good.clone();
         fetched.extend_from_slice(&damaged);
+        fetched.extend(batch(5, &["f"], Compression::None));
         let unchecked = DecodeLimits { check_crcs: false, ..LIMITS };
         let mut out = VecDeque::new();
-        decode_batches(&topic, 0, 0, Bytes::from(good), unchecked, &mut out).unwrap();
-        assert_eq!(out.len(), 2);
-        assert!(decode_batches(&topic, 0, 0, Bytes::from(fetched), unchecked, &mut out).is_err());
-        assert_eq!(out.len(), 2, "the records decoded before the damage were taken back");
+        let err = decode_batches(&topic, 0, 1, Bytes::from(fetched), unchecked, &mut out).unwrap_err();
+        let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
+        assert_eq!(values, [&b"b"[..]], "the good record before the damage is kept, none of the damaged batch's");
+        assert!(matches!(err, Error::Corrupt { offset: 2, skip_to: 5, .. }), "{err:?}");
+        assert_eq!(err.undecodable_batch(), Some(("t", 0, 2, 5)));
+        assert!(err.to_string().contains("offset 2"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_that_does_not_decompress_keeps_the_records_before_it() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut fetched = batch(7, &["a"], Compression::None);
+        let mut bad = batch(8, &["plain text, not zstd"], Compression::None);
+        // Flag it zstd with the records left as they are, and fix the CRC so only the codec can object.
+        bad[rill_protocol::batch::ATTRIBUTES_AT + 1] |= Compression::Zstd { level: 1 }.codec().attribute_bits() as u8;
+        let crc = batch_crc(&bad);
+        bad[rill_protocol::batch::CRC_AT..rill_protocol::batch::CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        fetched.extend_from_slice(&bad);
+        let mut out = VecDeque::new();
+        let err = decode_batches(&topic, 3, 0, Bytes::from(fetched), LIMITS, &mut out).unwrap_err();
+        assert_eq!(out.len(), 1);
+        assert_eq!(err.undecodable_batch(), Some(("t", 3, 8, 9)), "{err:?}");
     }
 
     fn arb_record() -> impl proptest::strategy::Strategy<Value = Record> {

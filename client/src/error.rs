@@ -44,15 +44,28 @@ pub enum Error {
     Unavailable { message: String },
     #[error("timed out after {after:?}: {message}")]
     TimedOut { after: Duration, message: String },
-    #[error("the broker sent a corrupt batch for {topic:?} partition {partition}: {source}")]
+    /// A fetched batch that cannot be decoded. The records before it were handed out first; seek the partition
+    /// to `skip_to` to go on past it (see [`Error::undecodable_batch`]), or the next poll meets it again.
+    #[error(
+        "cannot decode the batch at offset {offset} of {topic:?} partition {partition}: {source} \
+         (seek to offset {skip_to} to skip it)"
+    )]
     Corrupt {
         topic: String,
         partition: u32,
+        /// The first offset of the batch that was asked for.
+        offset: i64,
+        /// The offset right after the batch.
+        skip_to: i64,
         #[source]
         source: BatchError,
     },
-    #[error("cannot decompress a {codec} batch of {topic:?} partition {partition}: {message}")]
-    Decompress { codec: &'static str, topic: String, partition: u32, message: String },
+    /// A fetched compressed batch whose records do not decompress; as [`Error::Corrupt`].
+    #[error(
+        "cannot decompress the {codec} batch at offset {offset} of {topic:?} partition {partition}: {message} \
+         (seek to offset {skip_to} to skip it)"
+    )]
+    Decompress { codec: &'static str, topic: String, partition: u32, offset: i64, skip_to: i64, message: String },
     #[error("cannot compress a batch: {message}")]
     Compress { message: String },
     #[error("{what} is not assigned to this consumer")]
@@ -95,6 +108,18 @@ impl<'a> RequestContext<'a> {
 }
 
 impl Error {
+    /// For a batch the consumer could not decode: its topic, partition, first offset asked for, and the offset
+    /// after it, where `Consumer::seek` goes to skip it.
+    pub fn undecodable_batch(&self) -> Option<(&str, u32, i64, i64)> {
+        match self {
+            Error::Corrupt { topic, partition, offset, skip_to, .. }
+            | Error::Decompress { topic, partition, offset, skip_to, .. } => {
+                Some((topic, *partition, *offset, *skip_to))
+            }
+            _ => None,
+        }
+    }
+
     /// Maps a gRPC status onto the caller's terms. The broker's statuses follow `proto/rill/v1/rill.proto`:
     /// NOT_FOUND names, ALREADY_EXISTS, INVALID_ARGUMENT, OUT_OF_RANGE offsets, RESOURCE_EXHAUSTED limits,
     /// UNAVAILABLE/INTERNAL failures.

@@ -25,7 +25,7 @@ use crate::connection::Client;
 use crate::delivery::{BatchDelivery, DeliveryFuture};
 use crate::error::{Error, Result};
 use crate::record::ProducerRecord;
-use crate::sender::{retry_backoff, run_partition_sender, Command, SenderContext};
+use crate::sender::{retry_backoff, run_partition_sender, Command, SealLingered, SenderContext};
 
 /// When the broker answers a produce call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,13 +61,19 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Bytes of records enqueued but not yet acknowledged. `send` waits while this is spent.
     pub max_buffered_bytes: usize,
-    /// Retries of a batch after a transient failure (broker unavailable, timeout, throttled); 0 = never retry.
+    /// Retries of a batch after a transient failure (broker unavailable, timeout, disk full); 0 = never retry.
+    /// The default is unlimited: `delivery_timeout` bounds them in time.
     pub retries: u32,
     /// Wait before the first retry; doubled per retry up to `retry_backoff_max`.
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
     /// Longest wait for the answer to one produce call.
     pub request_timeout: Duration,
+    /// Longest time from a batch's first record to its acknowledgement, retries included (Kafka's
+    /// `delivery.timeout.ms`, also 120 s by default). A batch not acknowledged by then fails with the last
+    /// error it saw, and every later batch of its partition fails behind it (see `sender.rs`): a producer
+    /// whose broker is gone learns it within this, not after every queued batch has used up its retries.
+    pub delivery_timeout: Duration,
     /// Most batch bytes one produce call carries. Batches that wait while their partition's calls are in flight
     /// go together in the next call, up to this, and the broker writes them to disk at once; a batch bigger than
     /// this goes alone. At most the broker's `max_request_bytes`.
@@ -87,10 +93,11 @@ impl Default for ProducerConfig {
             acks: Acks::Leader,
             compression: Compression::None,
             max_buffered_bytes: 64 << 20,
-            retries: 10,
+            retries: u32::MAX,
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
             max_request_bytes: 1 << 20,
             max_in_flight_per_partition: 1,
             metadata_max_age: Duration::from_secs(300),
@@ -120,7 +127,7 @@ pub(crate) struct ProducerInner {
 /// application, not from an adversary. SipHash of the name was 3.4% of a 100-byte-record produce profile, and a
 /// byte-at-a-time FNV-1a of a 45-byte name still cost more than the record's encoding; foldhash takes 8 bytes
 /// at a time.
-pub(crate) type Topics = HashMap<String, TopicEntry, foldhash::fast::RandomState>;
+type Topics = HashMap<String, TopicEntry, foldhash::fast::RandomState>;
 
 pub(crate) struct TopicEntry {
     pub batches: TopicBatches,
@@ -435,10 +442,18 @@ impl TopicEntry {
         }
         let sender = self.senders[slot].get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
+            // Weak: a dropped producer is not kept alive by its own tasks.
+            let topics = Arc::downgrade(&inner.topics);
+            let name = topic.to_owned();
+            let seal_lingered: SealLingered = Box::new(move |id| {
+                let topics = topics.upgrade()?;
+                let mut topics = lock(&topics);
+                topics.get_mut(&name)?.batches.seal(partition, Some(id))
+            });
             let context = SenderContext {
                 client: inner.client.clone(),
                 config: Arc::clone(&inner.config),
-                topics: Arc::downgrade(&inner.topics),
+                seal_lingered,
                 buffer: Arc::clone(&inner.buffer),
                 metrics: Arc::clone(&inner.metrics),
                 topic: Arc::from(topic),
@@ -527,7 +542,7 @@ impl Drop for Reservation<'_> {
     }
 }
 
-pub(crate) fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
+fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
     // A panic while holding the lock leaves plain data (batches being filled) that is still consistent enough
     // to send or drop; poisoning would only turn one bug into a cascade.
     topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -561,6 +576,13 @@ fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
     }
     if config.max_in_flight_per_partition == 0 {
         return invalid("max_in_flight_per_partition must be at least 1".into());
+    }
+    if config.delivery_timeout.is_zero() || config.delivery_timeout < config.linger {
+        return invalid(format!(
+            "delivery_timeout {:?} must be more than zero and at least linger ({:?}): a batch would time out \
+             before it is sent",
+            config.delivery_timeout, config.linger
+        ));
     }
     if config.max_request_bytes == 0 {
         return invalid("max_request_bytes must be at least 1 (a batch bigger than it still goes alone)".into());
@@ -623,10 +645,10 @@ mod tests {
             .expect("the full buffer drained without waiting out the linger")
             .expect("resumed once the buffer had room");
         for delivery in deliveries {
-            assert!(matches!(delivery.await, Err(Error::Unavailable { .. })));
+            assert!(matches!(delivery.await.map_err(|e| e.root().clone()), Err(Error::Unavailable { .. })));
         }
         producer.flush().await;
-        assert!(matches!(seventh.await, Err(Error::Unavailable { .. })));
+        assert!(matches!(seventh.await.map_err(|e| e.root().clone()), Err(Error::Unavailable { .. })));
         assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
     }
 
@@ -637,6 +659,7 @@ mod tests {
             batch_bytes,
             max_buffered_bytes,
             linger: Duration::from_secs(3600),
+            delivery_timeout: Duration::from_secs(7200),
             retries: 0,
             ..ProducerConfig::default()
         };
@@ -721,7 +744,7 @@ mod tests {
             .expect("enqueued");
         assert_eq!(delivery.record_count(), 100);
         producer.flush().await;
-        assert!(matches!(delivery.await, Err(Error::Unavailable { .. })));
+        assert!(matches!(delivery.await.map_err(|e| e.root().clone()), Err(Error::Unavailable { .. })));
         assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
     }
 
@@ -757,6 +780,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_that_fails_for_good_fails_every_later_batch_of_its_partition_unsent() {
+        // One batch per record, no retries, a broker that refuses connections: the first batch of each
+        // partition fails as unavailable, and everything behind it fails without a call.
+        let config =
+            ProducerConfig { batch_bytes: 1024, linger: Duration::ZERO, retries: 0, ..ProducerConfig::default() };
+        let producer = Producer::new(unreachable_client(), config).expect("valid config");
+        producer.assume_topic("t", 2);
+        let mut deliveries = Vec::new();
+        for i in 0..6u32 {
+            deliveries.push(producer.send("t", ProducerRecord::new(vec![0u8; 1000]).with_partition(i % 2)).await);
+        }
+        producer.flush().await;
+        let mut outcomes = Vec::new();
+        for delivery in deliveries {
+            outcomes.push(delivery.expect("enqueued").await.expect_err("no broker"));
+        }
+        for partition in 0..2 {
+            let mine: Vec<&Error> = outcomes.iter().skip(partition).step_by(2).collect();
+            assert!(matches!(mine[0], Error::Unavailable { .. }), "{:?}", mine[0]);
+            for behind in &mine[1..] {
+                assert!(
+                    matches!(behind, Error::EarlierBatchFailed { partition: p, cause, .. }
+                        if *p == partition as u32 && matches!(**cause, Error::Unavailable { .. })),
+                    "{behind:?}"
+                );
+            }
+        }
+        // Records sent after the failure was reported fail too: the partition's stream has no gap.
+        let late = producer.send("t", ProducerRecord::new("late").with_partition(0)).await.expect("enqueued");
+        producer.flush().await;
+        assert!(matches!(late.await, Err(Error::EarlierBatchFailed { partition: 0, .. })));
+        let metrics = producer.metrics();
+        assert_eq!((metrics.batches_failed, metrics.produce_calls), (7, 2), "one call per partition");
+        assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
+    }
+
+    #[tokio::test]
+    async fn a_batch_not_acknowledged_within_its_delivery_timeout_fails_with_the_last_error_it_saw() {
+        // Unlimited retries against a broker that is gone: only the delivery timeout ends them.
+        let config = ProducerConfig {
+            linger: Duration::ZERO,
+            retry_backoff: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_millis(50),
+            delivery_timeout: Duration::from_millis(300),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(unreachable_client(), config).expect("valid config");
+        producer.assume_topic("t", 1);
+        let first = producer.send("t", ProducerRecord::new("a")).await.expect("enqueued");
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(20), first).await.expect("ended by the delivery timeout");
+        assert!(matches!(outcome, Err(Error::Unavailable { .. })), "{outcome:?}");
+        assert!(producer.metrics().retries > 0, "retried until the timeout");
+    }
+
+    #[tokio::test]
     async fn impossible_configs_are_refused() {
         let client = unreachable_client();
         let small = ProducerConfig { batch_bytes: 10, ..ProducerConfig::default() };
@@ -764,6 +843,14 @@ mod tests {
         let tight = ProducerConfig { max_buffered_bytes: 1024, ..ProducerConfig::default() };
         assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidUse { .. })));
         let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client, no_window), Err(Error::InvalidUse { .. })));
+        assert!(matches!(Producer::new(client.clone(), no_window), Err(Error::InvalidUse { .. })));
+        let hasty = ProducerConfig {
+            linger: Duration::from_secs(2),
+            delivery_timeout: Duration::from_secs(1),
+            ..ProducerConfig::default()
+        };
+        assert!(
+            matches!(Producer::new(client, hasty), Err(Error::InvalidUse { message }) if message.contains("delivery_timeout"))
+        );
     }
 }

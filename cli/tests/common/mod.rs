@@ -288,9 +288,13 @@ impl FedProducer {
         self.lines.recv_timeout(DEADLINE).expect("a line of output within the deadline")
     }
 
-    /// Every line of stdout so far, without waiting.
-    pub fn lines_so_far(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+    /// Every line of stdout still to come, up to its end (call after the exit).
+    pub fn remaining_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            lines.push(line);
+        }
+        lines
     }
 
     /// Ends the input; returns how many lines were written.

@@ -1,5 +1,6 @@
 //! How the long-running client commands stop when something outside them goes away: `rill produce` whose
-//! broker is killed and never comes back, and `rill consume --follow` whose reader stopped reading.
+//! broker is killed and never comes back or whose broker's disk is full, and `rill consume --follow` whose
+//! reader stopped reading.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rill, signal, wait_with_deadline, BrokerProcess, FedProducer, DEADLINE, RILL};
+use common::{rill, rill_with_stdin, signal, wait_with_deadline, BrokerProcess, FedProducer, TinyFs, DEADLINE, RILL};
 
 #[test]
 fn produce_stops_reading_and_exits_1_soon_after_its_broker_is_killed_for_good() {
@@ -26,6 +27,27 @@ fn produce_stops_reading_and_exits_1_soon_after_its_broker_is_killed_for_good() 
     assert!(stderr.starts_with("error: ") && stderr.trim_end().lines().count() == 1, "{stderr}");
     assert!(stderr.contains("records sent were not stored, and the rest of stdin was not read"), "{stderr}");
     assert!(stderr.contains("cannot reach the broker at"), "{stderr}");
+}
+
+#[test]
+fn produce_into_a_full_disk_says_the_brokers_disk_is_full_not_that_the_broker_is_unreachable() {
+    let Some(fs) = TinyFs::mount(4 << 20) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let broker = BrokerProcess::start(&fs.path.join("data"));
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "full", "--segment-bytes", "2097152", "--max-batch-bytes", "2097152"]).ok();
+    // 8 MB of lines (in the producer's 1 MiB batches) into a 4 MiB file system: the broker refuses with a full
+    // disk, which is retried until the delivery timeout.
+    let line = format!("{}\n", "d".repeat(100));
+    let input = line.repeat(80_000);
+    let produced = rill_with_stdin(b, &["produce", "full", "--delivery-timeout-ms", "1000"], input.as_bytes());
+    let stderr = produced.fails(1, "records sent were not stored");
+    assert!(stderr.contains(&format!("the broker at {b} cannot store records: its disk is full")), "{stderr}");
+    assert!(!stderr.contains("cannot reach") && !stderr.contains("is `rill broker` running"), "{stderr}");
+    drop(broker);
+    drop(fs);
 }
 
 /// Bytes waiting in the pipe behind `fd` (its reader's end).

@@ -122,6 +122,35 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// A tiny tmpfs, for a broker whose disk fills up; unmounted when dropped. Mounting needs root (as CI and the
+/// development machines have): `None` elsewhere, and the test says so and passes.
+pub struct TinyFs {
+    pub path: PathBuf,
+}
+
+impl TinyFs {
+    pub fn mount(bytes: u64) -> Option<TinyFs> {
+        let path = tempfile::tempdir().ok()?.keep();
+        let is_mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !is_mounted {
+            let _ = std::fs::remove_dir(&path);
+        }
+        is_mounted.then_some(TinyFs { path })
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        // Lazy: a broker still holding files open would make a plain umount fail and leave the mount behind.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
 /// An address where nothing listens: a port the OS just gave out and took back.
 pub fn dead_address() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");

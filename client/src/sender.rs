@@ -289,6 +289,11 @@ fn answer(
 ) {
     match &outcome {
         Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
+        // The failure itself was logged as a warning once; what fails behind it would repeat it per batch.
+        Err(err @ Error::EarlierBatchFailed { .. }) => {
+            tracing::debug!(%topic, partition, records = record_count, error = %err, "batch not sent");
+            metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
+        }
         Err(err) => {
             tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
             metrics.batches_failed.fetch_add(1, Ordering::Relaxed)

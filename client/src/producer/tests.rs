@@ -252,3 +252,112 @@ async fn impossible_configs_are_refused() {
         matches!(Producer::new(client, hasty), Err(Error::InvalidUse { message }) if message.contains("delivery_timeout"))
     );
 }
+
+/// A broker that appends every produce call it has read, even one whose caller stopped waiting (as rill's does
+/// once a call is in its partition's queue): the first call is appended only after `first_append_delay` (stuck
+/// behind a slow disk, say), later ones at once. Remembers the values of the records it appended, in order.
+struct LateAppendingBroker {
+    first_append_delay: Duration,
+    calls: std::sync::atomic::AtomicUsize,
+    appended: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl rill_protocol::v1::records_server::Records for LateAppendingBroker {
+    async fn produce(
+        &self,
+        request: tonic::Request<rill_protocol::v1::ProduceRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ProduceResponse>, tonic::Status> {
+        use rill_protocol::v1::produce_request::Records;
+        let Some(Records::RecordBatch(batch)) = request.into_inner().records else {
+            return Err(tonic::Status::invalid_argument("one batch per call in this test"));
+        };
+        let batch =
+            rill_protocol::RecordBatch::new(batch).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let values: Vec<String> = batch
+            .records()
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+            .map(|r| r.map(|r| String::from_utf8_lossy(r.value.unwrap_or_default()).into_owned()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let is_first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        let delay = if is_first { self.first_append_delay } else { Duration::ZERO };
+        let appended = Arc::clone(&self.appended);
+        // Detached: the append happens whether or not the caller still waits for the answer.
+        let append = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut appended = appended.lock().expect("appended");
+            let base_offset = appended.len() as i64;
+            appended.extend(values);
+            base_offset
+        });
+        let base_offset = append.await.map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let answer = rill_protocol::v1::ProduceResponse {
+            partition: 0,
+            base_offset,
+            last_offset: base_offset,
+            append_time_ms: 0,
+        };
+        Ok(tonic::Response::new(answer))
+    }
+    async fn fetch(
+        &self,
+        _: tonic::Request<rill_protocol::v1::FetchRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::FetchResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    type SubscribeStream =
+        tokio_stream::Empty<std::result::Result<rill_protocol::v1::SubscribeResponse, tonic::Status>>;
+    async fn subscribe(
+        &self,
+        _: tonic::Request<rill_protocol::v1::SubscribeRequest>,
+    ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    async fn list_offsets(
+        &self,
+        _: tonic::Request<rill_protocol::v1::ListOffsetsRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ListOffsetsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+}
+
+#[tokio::test]
+async fn a_batch_given_up_on_is_never_overtaken_by_later_ones_even_if_the_broker_appends_it_late() {
+    let appended = Arc::new(Mutex::new(Vec::new()));
+    let broker = LateAppendingBroker {
+        first_append_delay: Duration::from_millis(500),
+        calls: Default::default(),
+        appended: Arc::clone(&appended),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(rill_protocol::v1::records_server::RecordsServer::new(broker))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    // The first call's answer comes after the request timeout: the producer gives the batch up (no retries).
+    let config = ProducerConfig {
+        linger: Duration::ZERO,
+        request_timeout: Duration::from_millis(100),
+        retries: 0,
+        ..ProducerConfig::default()
+    };
+    let client = Client::connect_lazy(addr.to_string(), ClientConfig::default()).expect("valid address");
+    let producer = Producer::new(client, config).expect("valid config");
+    producer.assume_topic("t", 1);
+    let early = producer.send("t", ProducerRecord::new("early")).await.expect("enqueued");
+    assert!(matches!(early.await, Err(Error::TimedOut { .. })), "given up after the request timeout");
+    let later = producer.send("t", ProducerRecord::new("later")).await.expect("enqueued");
+    let later = tokio::time::timeout(Duration::from_secs(20), later).await.expect("answered");
+    assert!(matches!(later, Err(Error::EarlierBatchFailed { .. })), "{later:?}");
+    // The broker appends the given-up batch after all; nothing sent after it can be ahead of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while appended.lock().expect("appended").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the late append never happened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*appended.lock().expect("appended"), vec!["early".to_owned()]);
+    server.abort();
+}

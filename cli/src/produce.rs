@@ -275,8 +275,15 @@ impl Session<'_> {
             None => Ok(()),
             Some(err) => {
                 let (failed, sent) = (self.failed, self.sent);
+                // A transient error ends retries only when the delivery timeout runs out: say so, or a last
+                // "connection refused" reads as the whole story.
+                let within = if err.root().is_retriable() {
+                    format!(" within the delivery timeout ({} ms)", self.args.delivery_timeout_ms)
+                } else {
+                    String::new()
+                };
                 let unread = if self.has_stopped_reading { ", and the rest of stdin was not read" } else { "" };
-                let summary = format!("{failed} of {sent} records sent were not stored{unread}");
+                let summary = format!("{failed} of {sent} records sent were not stored{within}{unread}");
                 Err(self.args.broker.explain(err).context(summary))
             }
         }

@@ -4,9 +4,12 @@
 //! NOT_FOUND and ALREADY_EXISTS for names, INVALID_ARGUMENT for anything the request got wrong (retrying it
 //! cannot help), OUT_OF_RANGE for offsets (with both bounds), RESOURCE_EXHAUSTED for limits (with the limit),
 //! UNAVAILABLE for what may pass (disk full, shutting down), INTERNAL for the rest of I/O, with the cause.
+//! Beside the code, a [`Reason`] in the status's metadata says which of these it is (a full disk, a
+//! shutdown, a size or a count limit), so that clients decide retries and wording without reading messages.
 
 use std::path::PathBuf;
 
+use rill_protocol::reason::{Reason, REASON_KEY};
 use rill_storage::StorageError;
 use tonic::{Code, Status};
 
@@ -113,6 +116,26 @@ impl BrokerError {
             BrokerError::Storage(err) => storage_code(err),
         }
     }
+
+    /// The machine-readable kind of refusal, for the statuses whose code alone does not tell a client what
+    /// to do (see `rill_protocol::reason`).
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            BrokerError::TooManyTopics { .. }
+            | BrokerError::TooManyGroups { .. }
+            | BrokerError::TooManyMembers { .. } => Some(Reason::LimitReached),
+            BrokerError::TooLarge { .. } | BrokerError::Storage(StorageError::BatchTooLarge { .. }) => {
+                Some(Reason::TooLarge)
+            }
+            BrokerError::PartitionClosed { .. }
+            | BrokerError::ShuttingDown
+            | BrokerError::Storage(StorageError::Closed(_)) => Some(Reason::ShuttingDown),
+            BrokerError::Io { source, .. } | BrokerError::Storage(StorageError::Io { source, .. }) => {
+                is_disk_full(source).then_some(Reason::DiskFull)
+            }
+            _ => None,
+        }
+    }
 }
 
 fn storage_code(err: &StorageError) -> Code {
@@ -131,12 +154,17 @@ fn storage_code(err: &StorageError) -> Code {
 /// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Other I/O failures
 /// are INTERNAL; both carry the cause in the message.
 fn io_code(err: &std::io::Error) -> Code {
+    if is_disk_full(err) {
+        Code::Unavailable
+    } else {
+        Code::Internal
+    }
+}
+
+fn is_disk_full(err: &std::io::Error) -> bool {
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
-    match err.raw_os_error() {
-        Some(ENOSPC) | Some(EDQUOT) => Code::Unavailable,
-        _ => Code::Internal,
-    }
+    matches!(err.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
 }
 
 impl From<BrokerError> for Status {
@@ -146,7 +174,11 @@ impl From<BrokerError> for Status {
             Code::Internal | Code::Unavailable => tracing::warn!(error = %err, "request failed"),
             _ => tracing::debug!(error = %err, "request rejected"),
         }
-        Status::new(code, err.to_string())
+        let mut status = Status::new(code, err.to_string());
+        if let Some(reason) = err.reason() {
+            status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason.as_str()));
+        }
+        status
     }
 }
 
@@ -171,6 +203,24 @@ mod tests {
         assert_eq!(BrokerError::from(full).code(), Code::Unavailable);
         let denied = BrokerError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(13) };
         assert_eq!(denied.code(), Code::Internal);
+    }
+
+    fn reason_of(status: &Status) -> Option<&str> {
+        status.metadata().get(REASON_KEY).and_then(|value| value.to_str().ok())
+    }
+
+    #[test]
+    fn statuses_carry_the_reason_a_client_acts_on() {
+        let full = StorageError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(28) };
+        assert_eq!(reason_of(&Status::from(BrokerError::from(full))), Some("disk-full"));
+        let quota = BrokerError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(122) };
+        assert_eq!(reason_of(&Status::from(quota)), Some("disk-full"));
+        assert_eq!(reason_of(&Status::from(BrokerError::ShuttingDown)), Some("shutting-down"));
+        let large = BrokerError::TooLarge { what: "record batch", size: 9, limit: 8 };
+        assert_eq!(reason_of(&Status::from(large)), Some("too-large"));
+        assert_eq!(reason_of(&Status::from(BrokerError::TooManyTopics { limit: 1 })), Some("limit-reached"));
+        let denied = BrokerError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(13) };
+        assert_eq!(reason_of(&Status::from(denied)), None, "an I/O failure that is not a full disk has no reason");
     }
 
     #[test]

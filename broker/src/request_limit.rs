@@ -2,9 +2,11 @@
 //!
 //! tonic refuses a message longer than the service's `max_decoding_message_size` before reading it (good: the
 //! broker never buffers it), but answers OUT_OF_RANGE, which rill reserves for offsets. This response layer
-//! changes the code of exactly that refusal; tonic's message, which gives the size and the limit, is kept.
+//! changes the code of exactly that refusal and gives it the `too-large` reason (`rill_protocol::reason`);
+//! tonic's message, which gives the size and the limit, is kept.
 
 use http::HeaderValue;
+use rill_protocol::reason::{Reason, REASON_KEY};
 use tonic::Code;
 
 /// The start of tonic's message for an over-long request (`tonic::codec::decode`), percent-encoded as it is
@@ -17,6 +19,7 @@ pub fn oversized_request_is_resource_exhausted<B>(mut response: http::Response<B
     let is_too_large = headers.get("grpc-message").is_some_and(|m| m.as_bytes().starts_with(TONIC_TOO_LARGE));
     if is_out_of_range && is_too_large {
         headers.insert("grpc-status", HeaderValue::from(Code::ResourceExhausted as i32));
+        headers.insert(REASON_KEY, HeaderValue::from_static(Reason::TooLarge.as_str()));
     }
     response
 }
@@ -32,6 +35,7 @@ mod tests {
         );
         let response = oversized_request_is_resource_exhausted(too_large.into_http::<()>());
         assert_eq!(response.headers()["grpc-status"], "8");
+        assert_eq!(response.headers()[REASON_KEY], "too-large");
         let offset = tonic::Status::out_of_range("offset 9 is out of range");
         let response = oversized_request_is_resource_exhausted(offset.into_http::<()>());
         assert_eq!(response.headers()["grpc-status"], "11");

@@ -23,9 +23,11 @@ impl BrokerFlag {
     }
 
     /// Turns a client error into the one line the user sees: an unreachable broker names the address and the
-    /// way to change it; every other error says what went wrong with the request, as the client words it.
+    /// way to change it; a broker that answered (a full disk, a refusal) is reported as what it said, never as
+    /// unreachable; every other error says what went wrong with the request, as the client words it. A record
+    /// that failed behind an earlier one is explained by that earlier failure.
     pub fn explain(&self, err: Error) -> anyhow::Error {
-        match err {
+        match err.root() {
             Error::Unavailable { message } => {
                 // The client's message is a chain ("cannot connect to ...: transport error: tcp connect error:
                 // Connection refused"); its last link is the cause a user recognises.
@@ -36,7 +38,12 @@ impl BrokerFlag {
                     self.addr
                 )
             }
-            err => anyhow::Error::new(err),
+            Error::DiskFull { message } => anyhow::anyhow!(
+                "the broker at {} cannot store records: its disk is full ({message}); free space on the broker's \
+                 data directory",
+                self.addr
+            ),
+            root => anyhow::Error::new(root.clone()),
         }
     }
 }
@@ -58,6 +65,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flag() -> BrokerFlag {
+        BrokerFlag { addr: "127.0.0.1:9".into() }
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_the_brokers_disk_being_full_not_as_an_unreachable_broker() {
+        let full =
+            Error::DiskFull { message: "i/o error on /data/t-0/0.log: No space left on device (os error 28)".into() };
+        let text = format!("{:#}", flag().explain(full.clone()));
+        assert!(text.contains("disk is full") && text.contains("127.0.0.1:9"), "{text}");
+        assert!(!text.contains("cannot reach") && !text.contains("is `rill broker` running"), "{text}");
+        // A record that failed behind the full disk's batch says the same.
+        let behind = Error::EarlierBatchFailed { topic: "t".into(), partition: 0, cause: Box::new(full) };
+        assert_eq!(format!("{:#}", flag().explain(behind)), text);
+    }
+
+    #[test]
+    fn only_an_unreachable_broker_is_worded_as_one() {
+        let refused = Error::Unavailable { message: "transport error: tcp connect error: Connection refused".into() };
+        let text = format!("{:#}", flag().explain(refused));
+        assert!(text.starts_with("cannot reach the broker at 127.0.0.1:9 (Connection refused)"), "{text}");
+        let large = Error::BatchTooLarge { message: "record batch of 9 bytes exceeds the limit of 8 bytes".into() };
+        assert!(!format!("{:#}", flag().explain(large)).contains("cannot reach"));
+    }
 
     #[test]
     fn the_default_broker_is_where_a_default_broker_listens() {

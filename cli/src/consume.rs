@@ -20,6 +20,9 @@
 //! flushed positions with `Admin::commit_offsets`, and a member moves its positions back to them (`seek`)
 //! before its last commit. Every batch is flushed before the next `poll`, so the commits a member makes
 //! inside `poll` (before giving a partition up in a rebalance) never cover an unprinted record.
+//!
+//! Stdout is written by a thread of its own (`output::StdoutThread`): a reader that stops reading blocks that
+//! thread, while SIGINT and SIGTERM still stop the command, which commits what was flushed and exits 0.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -141,8 +144,17 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         Mode::Member => BTreeMap::new(),
         Mode::Standalone => assign(&args, &admin, &mut consumer).await?,
     };
-    let mut printer =
-        Printer { args: &args, mode, out: output::stdout(), printed: 0, states, unconfirmed: BTreeMap::new() };
+    let stdout = output::StdoutThread::start().context("cannot start the stdout writer")?;
+    let mut printer = Printer {
+        args: &args,
+        mode,
+        out: Vec::new(),
+        stdout,
+        printed: 0,
+        states,
+        unconfirmed: BTreeMap::new(),
+        in_write: BTreeMap::new(),
+    };
     let outcome = printer.run(&mut consumer, &admin).await;
     // Commit what reached stdout, however the loop ended (a failed commit is the error then).
     let committed = match mode {
@@ -222,7 +234,9 @@ impl PartitionState {
 struct Printer<'a> {
     args: &'a ConsumeArgs,
     mode: Mode,
-    out: io::BufWriter<io::StdoutLock<'static>>,
+    /// The records of one `poll`, formatted, on their way to `stdout`.
+    out: Vec<u8>,
+    stdout: output::StdoutThread,
     /// Records printed so far, for --max-messages.
     printed: u64,
     states: BTreeMap<u32, PartitionState>,
@@ -230,6 +244,9 @@ struct Printer<'a> {
     /// reached stdout (the loop stopped part-way, or the pipe broke). The consumer's position is moved back
     /// there before it commits.
     unconfirmed: BTreeMap<u32, i64>,
+    /// Member mode: per partition, the first offset of the write to stdout under way; a signal may end the
+    /// command before that write does, and then these records count as unconfirmed.
+    in_write: BTreeMap<u32, i64>,
 }
 
 impl Printer<'_> {
@@ -241,7 +258,13 @@ impl Printer<'_> {
             tokio::select! {
                 polled = consumer.poll() => {
                     let records = polled.map_err(|e| self.args.broker.explain(e))?;
-                    match self.print(&records, consumer) {
+                    // A reader that stopped reading blocks the write, not the signals.
+                    let printed = tokio::select! {
+                        printed = self.print(&records, consumer) => printed,
+                        _ = interrupt.recv() => return Ok(()),
+                        _ = terminate.recv() => return Ok(()),
+                    };
+                    match printed {
                         Ok(()) => {}
                         // The reader left (`| head`): nothing more to do, and nothing wrong.
                         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
@@ -277,9 +300,17 @@ impl Printer<'_> {
     }
 
     /// Prints the records that are wanted, flushes, and moves `flushed` up to what stdout has.
-    fn print(&mut self, records: &[ConsumedRecord], consumer: &mut Consumer) -> io::Result<()> {
-        let written = self.write(records, consumer);
-        let flushed = written.and_then(|()| self.out.flush());
+    async fn print(&mut self, records: &[ConsumedRecord], consumer: &mut Consumer) -> io::Result<()> {
+        self.in_write.clear();
+        for record in records {
+            self.in_write.entry(record.partition).or_insert(record.offset);
+        }
+        let formatted = self.write(records, consumer);
+        let buffer = std::mem::take(&mut self.out);
+        let (buffer, flushed) = self.stdout.write_all(buffer).await;
+        self.out = buffer;
+        self.in_write.clear();
+        let flushed = formatted.and(flushed);
         let confirmed = match &flushed {
             Ok(()) => self.printed_in(records),
             // Part of the batch may have reached the reader, but which part is unknown.
@@ -347,6 +378,10 @@ impl Printer<'_> {
     /// and leaves the group (its partitions go to the other members at once).
     async fn leave(&mut self, consumer: &mut Consumer) -> anyhow::Result<()> {
         let explain = |err| self.args.broker.explain(err);
+        // A write a signal cut short: its records may not have reached stdout.
+        for (&partition, &offset) in &self.in_write {
+            self.unconfirmed.entry(partition).or_insert(offset);
+        }
         for (&partition, &offset) in &self.unconfirmed {
             if consumer.position(&self.args.topic, partition).is_some_and(|position| position > offset) {
                 consumer.seek(&self.args.topic, partition, SeekTo::Offset(offset)).await.map_err(explain)?;

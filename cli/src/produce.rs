@@ -10,9 +10,15 @@
 //! the producer's buffer is full: back-pressure reaches the reader through the channel) and keeps the delivery
 //! futures, in input order, to print `partition offset` (`--print-offsets`) and count failures. At most
 //! `MAX_PENDING_DELIVERIES` are kept; past that, reading waits for the oldest answer.
+//!
+//! Failure. A batch the broker does not acknowledge within `--delivery-timeout-ms` (retries included) fails,
+//! and so does every later batch of its partition (the producer leaves no gap in the middle of a partition's
+//! records). The first failure stops the reading of stdin: the command lets what was sent be answered and
+//! exits 1, saying how many records were not stored and why, instead of reading on into a broker that is gone.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -32,7 +38,9 @@ Examples:
 
 Each line of stdin is one record (a last line without newline too; an empty line is an empty record; a
 trailing \\r is dropped). Without --partition, keyed records go to the partition of their key's hash and
-keyless ones are spread over partitions. Exits 1 if any record was not stored.";
+keyless ones are spread over partitions. A record not acknowledged within --delivery-timeout-ms (retries
+included) fails, and so do the records after it in its partition; the first failure stops reading stdin.
+Exits 1 if any record was not stored, saying how many and why.";
 
 /// Lines handed from the reader thread to the sender at most at once.
 const LINES_PER_CHUNK: usize = 1024;
@@ -42,6 +50,9 @@ const STDIN_BUFFER_BYTES: usize = 256 << 10;
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Delivery futures kept for records not yet answered; reading waits past this.
 const MAX_PENDING_DELIVERIES: usize = 100_000;
+/// `--delivery-timeout-ms` by default: shorter than a library producer's 120 s (Kafka's), because a person or
+/// a script is waiting, and long enough for a broker restart.
+const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -73,6 +84,10 @@ pub struct ProduceArgs {
     /// Print `partition offset` of each record, in input order, once it is stored.
     #[arg(long)]
     print_offsets: bool,
+    /// Longest time a record may wait to be acknowledged, retries included (while the broker restarts, say);
+    /// past it the record fails and stdin is no longer read.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_DELIVERY_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    delivery_timeout_ms: u64,
     #[command(flatten)]
     broker: BrokerFlag,
 }
@@ -108,10 +123,22 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let client = args.broker.connect().await?;
-    let config = ProducerConfig { acks: args.acks, compression: args.compression, ..ProducerConfig::default() };
+    let config = ProducerConfig {
+        acks: args.acks,
+        compression: args.compression,
+        delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
+        ..ProducerConfig::default()
+    };
     let producer = Producer::new(client, config).map_err(|e| args.broker.explain(e))?;
-    let mut session =
-        Session { args: &args, producer, pending: VecDeque::new(), sent: 0, failed: 0, first_error: None };
+    let mut session = Session {
+        args: &args,
+        producer,
+        pending: VecDeque::new(),
+        sent: 0,
+        failed: 0,
+        first_error: None,
+        has_stopped_reading: false,
+    };
     let outcome = match &args.value {
         Some(value) => session.send(Bytes::copy_from_slice(value.as_bytes()), 1).await,
         None => session.send_stdin().await,
@@ -129,6 +156,8 @@ struct Session<'a> {
     sent: u64,
     failed: u64,
     first_error: Option<rill_client::Error>,
+    /// Whether a failure stopped the reading of stdin before its end.
+    has_stopped_reading: bool,
 }
 
 impl Session<'_> {
@@ -142,7 +171,9 @@ impl Session<'_> {
             .context("cannot start the stdin reader")?;
         let mut out = output::stdout();
         let mut line_number = 0;
-        loop {
+        // Once a record failed for good, later records of its partition fail too and the broker may be gone:
+        // reading on would only turn more input into failures.
+        while !self.has_failed() {
             tokio::select! {
                 // Report answers as they come, so offsets show up while a terminal user types.
                 answered = async { self.pending.front_mut().expect("guarded by the branch condition").await },
@@ -154,15 +185,26 @@ impl Session<'_> {
                     out.flush()?;
                 }
                 chunk = rx.recv(), if self.pending.len() < MAX_PENDING_DELIVERIES => {
-                    let Some(chunk) = chunk else { break };
+                    let Some(chunk) = chunk else { return Ok(()) };
                     for line in chunk.context("cannot read stdin")? {
+                        // `send` may have waited for buffer space that only failures gave back.
+                        if self.has_failed() {
+                            break;
+                        }
                         line_number += 1;
                         self.send(line, line_number).await?;
                     }
                 }
             }
         }
+        self.has_stopped_reading = true;
         Ok(())
+    }
+
+    /// Whether a record failed for good: reported here, or any batch the producer failed (not necessarily the
+    /// oldest pending record's).
+    fn has_failed(&self) -> bool {
+        self.failed > 0 || self.producer.metrics().batches_failed > 0
     }
 
     /// Sends one line as a record (key and value per the flags).
@@ -233,7 +275,16 @@ impl Session<'_> {
             None => Ok(()),
             Some(err) => {
                 let (failed, sent) = (self.failed, self.sent);
-                Err(self.args.broker.explain(err).context(format!("{failed} of {sent} records were not stored")))
+                // A transient error ends retries only when the delivery timeout runs out: say so, or a last
+                // "connection refused" reads as the whole story.
+                let within = if err.root().is_retriable() {
+                    format!(" within the delivery timeout ({} ms)", self.args.delivery_timeout_ms)
+                } else {
+                    String::new()
+                };
+                let unread = if self.has_stopped_reading { ", and the rest of stdin was not read" } else { "" };
+                let summary = format!("{failed} of {sent} records sent were not stored{within}{unread}");
+                Err(self.args.broker.explain(err).context(summary))
             }
         }
     }

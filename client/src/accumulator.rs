@@ -16,6 +16,7 @@ use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::varint::{MAX_VARINT_BYTES, MAX_VARLONG_BYTES};
 use rill_protocol::RecordBatchBuilder;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::record::ProducerRecord;
@@ -35,6 +36,8 @@ pub(crate) struct SealedBatch {
     /// Buffer-memory bytes its records reserved; released once the batch is answered.
     pub reserved_bytes: usize,
     pub ack: oneshot::Sender<BatchOutcome>,
+    /// When its first record was appended: its `delivery_timeout` runs from here.
+    pub opened_at: Instant,
 }
 
 /// Where [`TopicBatches::append`] put a record.
@@ -87,6 +90,7 @@ pub(crate) struct StickyRun {
 
 struct OpenBatch {
     id: u64,
+    opened_at: Instant,
     builder: RecordBatchBuilder,
     reserved_bytes: usize,
     ack_tx: oneshot::Sender<BatchOutcome>,
@@ -351,6 +355,7 @@ impl OpenBatch {
         let (ack_tx, ack_rx) = oneshot::channel();
         Self {
             id,
+            opened_at: Instant::now(),
             builder: RecordBatchBuilder::with_capacity(capacity),
             reserved_bytes: 0,
             ack_tx,
@@ -366,6 +371,7 @@ impl OpenBatch {
             record_count,
             reserved_bytes: self.reserved_bytes,
             ack: self.ack_tx,
+            opened_at: self.opened_at,
         }
     }
 }

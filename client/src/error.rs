@@ -1,12 +1,15 @@
 //! The client's one error type, and the one place gRPC statuses become it.
 //!
 //! Every variant says what went wrong with the caller's request, not which RPC failed: an unknown topic, a
-//! record too large, a broker that cannot be reached. [`Error::is_retriable`] is the producer's retry policy:
-//! only failures that may pass by themselves (the broker unreachable or restarting, a timeout, a transient
-//! throttle) are retried; a request the broker rejected as wrong is never sent again.
+//! record too large, a broker that cannot be reached, a broker whose disk is full. [`Error::is_retriable`] is
+//! the producer's retry policy: only failures that may pass by themselves (the broker unreachable or
+//! restarting, a timeout, a full disk) are retried; a request the broker rejected as wrong or over a limit is
+//! never sent again. The decision rests on the status code and the broker's machine-readable reason
+//! (`rill_protocol::reason`), never on the words of a message.
 
 use std::time::Duration;
 
+use rill_protocol::reason::{Reason, REASON_KEY};
 use rill_protocol::BatchError;
 use tonic::{Code, Status};
 
@@ -42,6 +45,10 @@ pub enum Error {
     LimitExceeded { message: String },
     #[error("the broker is unavailable: {message}")]
     Unavailable { message: String },
+    /// The broker could not write: its disk (or the data directory's quota) is full. Retried, since freeing
+    /// space makes the same request succeed.
+    #[error("the broker's disk is full: {message}")]
+    DiskFull { message: String },
     #[error("timed out after {after:?}: {message}")]
     TimedOut { after: Duration, message: String },
     /// A fetched batch that cannot be decoded. The records before it were handed out first; seek the partition
@@ -74,6 +81,10 @@ pub enum Error {
     NoGroup,
     #[error("the producer is closed")]
     ProducerClosed,
+    /// Not sent: an earlier batch of the same partition failed for good (`cause`), and storing this one would
+    /// leave a gap in the producer's records there. The partition takes no more records from this producer.
+    #[error("not sent: an earlier batch to {topic:?} partition {partition} failed ({cause})")]
+    EarlierBatchFailed { topic: String, partition: u32, cause: Box<Error> },
     /// The consumer group's state refused the request: a commit from a member the broker removed or whose
     /// partition moved (drop the partitions and rejoin: a subscribed consumer does), or a reset or delete of a
     /// group that still has members (stop them first).
@@ -125,6 +136,14 @@ impl Error {
     /// UNAVAILABLE/INTERNAL failures.
     pub(crate) fn from_status(status: &Status, ctx: RequestContext<'_>) -> Self {
         let message = status.message().to_owned();
+        let reason = status.metadata().get(REASON_KEY).and_then(|v| v.to_str().ok()).and_then(Reason::parse);
+        match (reason, status.code()) {
+            (Some(Reason::DiskFull), _) => return Error::DiskFull { message },
+            (Some(Reason::TooLarge), _) => return Error::BatchTooLarge { message },
+            (Some(Reason::LimitReached), _) => return Error::LimitExceeded { message },
+            (Some(Reason::ShuttingDown), _) => return Error::Unavailable { message },
+            (None, _) => {}
+        }
         match status.code() {
             Code::NotFound => match (ctx.topic, ctx.partition) {
                 (Some(topic), Some(partition)) if message.contains("partition") => {
@@ -136,8 +155,10 @@ impl Error {
             Code::AlreadyExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
             Code::InvalidArgument => Error::InvalidArgument { message },
             Code::FailedPrecondition => Error::GroupRefused { message },
-            Code::OutOfRange | Code::ResourceExhausted if is_size_limit(&message) => Error::BatchTooLarge { message },
+            Code::OutOfRange if is_tonic_size_limit(&message) => Error::BatchTooLarge { message },
             Code::OutOfRange => Error::OffsetOutOfRange { message },
+            // Every limit the broker enforces is fixed (a size or a count) and carries a reason; one without
+            // (tonic's own, a proxy's) is treated the same: the same request would be refused again.
             Code::ResourceExhausted => Error::LimitExceeded { message },
             // tonic's own deadline (the `grpc-timeout` the request carries) reports CANCELLED.
             Code::Cancelled if is_local_timeout(status) => {
@@ -152,31 +173,29 @@ impl Error {
         }
     }
 
+    /// What really went wrong: the failure an [`Error::EarlierBatchFailed`] failed behind, else the error itself.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::EarlierBatchFailed { cause, .. } => cause.root(),
+            err => err,
+        }
+    }
+
     /// Whether sending the same request again may succeed: the producer's retry policy.
     ///
-    /// Retried: the broker unreachable or shutting down, a timeout, and a RESOURCE_EXHAUSTED that is not a
-    /// fixed limit (a size or a count, which the same request will exceed again). Never retried: what the
-    /// broker judged wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, ALREADY_EXISTS) and client-side errors.
+    /// Retried: the broker unreachable or shutting down, a timeout, a full disk. Never retried: what the
+    /// broker judged wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, ALREADY_EXISTS), limits (a size or a
+    /// count, which the same request will exceed again) and client-side errors.
     pub fn is_retriable(&self) -> bool {
-        match self {
-            Error::Unavailable { .. } | Error::TimedOut { .. } => true,
-            Error::LimitExceeded { message } => !is_count_limit(message),
-            _ => false,
-        }
+        matches!(self, Error::Unavailable { .. } | Error::TimedOut { .. } | Error::DiskFull { .. })
     }
 }
 
-/// The broker reports a size limit as "... of N bytes exceeds the limit of M bytes"; tonic's own message-size
-/// checks say "message length too large".
-fn is_size_limit(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    message.contains("exceeds the limit") || message.contains("too large")
-}
-
-/// The broker reports count limits ("too many topics", partition counts) with these words.
-fn is_count_limit(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    message.contains("too many") || message.contains("at most")
+/// tonic's own client-side check of a message's size (a generated client encoding or decoding over
+/// `max_message_bytes`): OUT_OF_RANGE with this fixed wording and no reason, since no broker sent it.
+fn is_tonic_size_limit(message: &str) -> bool {
+    message.starts_with("Error, encoded message length too large")
+        || message.starts_with("Error, decoded message length too large")
 }
 
 /// A status tonic made up because the request's deadline passed before the answer came.
@@ -222,11 +241,33 @@ mod tests {
         Error::from_status(&Status::new(code, message), RequestContext::partition("orders", 3))
     }
 
+    fn map_with_reason(code: Code, message: &str, reason: Reason) -> Error {
+        let mut status = Status::new(code, message);
+        status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason.as_str()));
+        Error::from_status(&status, RequestContext::partition("orders", 3))
+    }
+
     #[test]
     fn transient_statuses_are_retried() {
         assert!(map(Code::Unavailable, "the broker is shutting down").is_retriable());
         assert!(map(Code::DeadlineExceeded, "deadline").is_retriable());
-        assert!(map(Code::ResourceExhausted, "partition queue full, try again").is_retriable());
+    }
+
+    #[test]
+    fn the_brokers_reason_decides_not_the_message_text() {
+        let full =
+            map_with_reason(Code::Unavailable, "i/o error on /d/0.log: No space left on device", Reason::DiskFull);
+        assert!(matches!(&full, Error::DiskFull { .. }) && full.is_retriable(), "{full:?}");
+        assert!(full.to_string().starts_with("the broker's disk is full"), "{full}");
+        // Wording that once decided retries means nothing now: the reason does.
+        let worded = map_with_reason(Code::ResourceExhausted, "try again, not too many", Reason::TooLarge);
+        assert!(matches!(worded, Error::BatchTooLarge { .. }) && !worded.is_retriable());
+        let count = map_with_reason(Code::ResourceExhausted, "a size exceeds the limit", Reason::LimitReached);
+        assert!(matches!(count, Error::LimitExceeded { .. }) && !count.is_retriable());
+        let closing = map_with_reason(Code::Unavailable, "partition closing", Reason::ShuttingDown);
+        assert!(matches!(closing, Error::Unavailable { .. }) && closing.is_retriable());
+        // An UNAVAILABLE with no reason is a broker away, not a full disk, whatever its words.
+        assert!(matches!(map(Code::Unavailable, "No space left on device"), Error::Unavailable { .. }));
     }
 
     #[test]
@@ -235,7 +276,11 @@ mod tests {
         assert!(!map(Code::NotFound, "unknown topic \"orders\"").is_retriable());
         assert!(!map(Code::OutOfRange, "offset 9 outside [0, 3]").is_retriable());
         assert!(!map(Code::AlreadyExists, "exists").is_retriable());
-        let size = map(Code::ResourceExhausted, "record batch of 9000000 bytes exceeds the limit of 8388608 bytes");
+        let size = map_with_reason(
+            Code::ResourceExhausted,
+            "record batch of 9000000 bytes exceeds the limit of 8388608 bytes",
+            Reason::TooLarge,
+        );
         assert!(matches!(size, Error::BatchTooLarge { .. }) && !size.is_retriable());
         let local =
             map(Code::OutOfRange, "Error, encoded message length too large: found 9 bytes, the limit is: 8 bytes");

@@ -44,8 +44,11 @@
 //!   consumed keys and values are `Bytes` slices of the fetched (or decompressed) buffer.
 //! - A consumer commits only positions past records it has handed to the application (at-least-once); a
 //!   subscribed consumer commits a partition's position before it acknowledges giving the partition up.
-//! - Requests the broker rejected as wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, size limits) are
-//!   never retried; gRPC statuses become [`Error`]s in one place (`error.rs`).
+//! - No gap in one producer's records in a partition: a batch that failed for good (the broker refused it, or
+//!   it was not acknowledged within `delivery_timeout`) fails every later batch of its partition, unsent.
+//! - Requests the broker rejected as wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, size and count limits)
+//!   are never retried; gRPC statuses become [`Error`]s in one place (`error.rs`), by code and by the broker's
+//!   machine-readable reason, never by message text.
 //! - This crate knows nothing of the broker's internals: it speaks `rill_protocol::v1` and the batch codec.
 
 mod accumulator;

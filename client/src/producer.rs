@@ -25,7 +25,7 @@ use crate::connection::Client;
 use crate::delivery::{BatchDelivery, DeliveryFuture};
 use crate::error::{Error, Result};
 use crate::record::ProducerRecord;
-use crate::sender::{retry_backoff, run_partition_sender, Command, SenderContext};
+use crate::sender::{retry_backoff, run_partition_sender, Command, SealLingered, SenderContext};
 
 /// When the broker answers a produce call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,13 +61,19 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Bytes of records enqueued but not yet acknowledged. `send` waits while this is spent.
     pub max_buffered_bytes: usize,
-    /// Retries of a batch after a transient failure (broker unavailable, timeout, throttled); 0 = never retry.
+    /// Retries of a batch after a transient failure (broker unavailable, timeout, disk full); 0 = never retry.
+    /// The default is unlimited: `delivery_timeout` bounds them in time.
     pub retries: u32,
     /// Wait before the first retry; doubled per retry up to `retry_backoff_max`.
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
     /// Longest wait for the answer to one produce call.
     pub request_timeout: Duration,
+    /// Longest time from a batch's first record to its acknowledgement, retries included (Kafka's
+    /// `delivery.timeout.ms`, also 120 s by default). A batch not acknowledged by then fails with the last
+    /// error it saw, and every later batch of its partition fails behind it (see `sender.rs`): a producer
+    /// whose broker is gone learns it within this, not after every queued batch has used up its retries.
+    pub delivery_timeout: Duration,
     /// Most batch bytes one produce call carries. Batches that wait while their partition's calls are in flight
     /// go together in the next call, up to this, and the broker writes them to disk at once; a batch bigger than
     /// this goes alone. At most the broker's `max_request_bytes`.
@@ -87,10 +93,11 @@ impl Default for ProducerConfig {
             acks: Acks::Leader,
             compression: Compression::None,
             max_buffered_bytes: 64 << 20,
-            retries: 10,
+            retries: u32::MAX,
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
             max_request_bytes: 1 << 20,
             max_in_flight_per_partition: 1,
             metadata_max_age: Duration::from_secs(300),
@@ -120,7 +127,7 @@ pub(crate) struct ProducerInner {
 /// application, not from an adversary. SipHash of the name was 3.4% of a 100-byte-record produce profile, and a
 /// byte-at-a-time FNV-1a of a 45-byte name still cost more than the record's encoding; foldhash takes 8 bytes
 /// at a time.
-pub(crate) type Topics = HashMap<String, TopicEntry, foldhash::fast::RandomState>;
+type Topics = HashMap<String, TopicEntry, foldhash::fast::RandomState>;
 
 pub(crate) struct TopicEntry {
     pub batches: TopicBatches,
@@ -435,10 +442,18 @@ impl TopicEntry {
         }
         let sender = self.senders[slot].get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
+            // Weak: a dropped producer is not kept alive by its own tasks.
+            let topics = Arc::downgrade(&inner.topics);
+            let name = topic.to_owned();
+            let seal_lingered: SealLingered = Box::new(move |id| {
+                let topics = topics.upgrade()?;
+                let mut topics = lock(&topics);
+                topics.get_mut(&name)?.batches.seal(partition, Some(id))
+            });
             let context = SenderContext {
                 client: inner.client.clone(),
                 config: Arc::clone(&inner.config),
-                topics: Arc::downgrade(&inner.topics),
+                seal_lingered,
                 buffer: Arc::clone(&inner.buffer),
                 metrics: Arc::clone(&inner.metrics),
                 topic: Arc::from(topic),
@@ -527,7 +542,7 @@ impl Drop for Reservation<'_> {
     }
 }
 
-pub(crate) fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
+fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
     // A panic while holding the lock leaves plain data (batches being filled) that is still consistent enough
     // to send or drop; poisoning would only turn one bug into a cascade.
     topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -562,6 +577,13 @@ fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
     if config.max_in_flight_per_partition == 0 {
         return invalid("max_in_flight_per_partition must be at least 1".into());
     }
+    if config.delivery_timeout.is_zero() || config.delivery_timeout < config.linger {
+        return invalid(format!(
+            "delivery_timeout {:?} must be more than zero and at least linger ({:?}): a batch would time out \
+             before it is sent",
+            config.delivery_timeout, config.linger
+        ));
+    }
     if config.max_request_bytes == 0 {
         return invalid("max_request_bytes must be at least 1 (a batch bigger than it still goes alone)".into());
     }
@@ -573,197 +595,4 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::connection::ClientConfig;
-    use futures_util::FutureExt;
-
-    /// A client whose broker address refuses connections: every produce fails at once as unavailable.
-    fn unreachable_client() -> Client {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        drop(listener);
-        Client::connect_lazy(addr.to_string(), ClientConfig::default()).expect("valid address")
-    }
-
-    impl Producer {
-        /// Seeds the partition-count cache, as a DescribeTopic answer would.
-        fn assume_topic(&self, topic: &str, partition_count: u32) {
-            lock(&self.inner.topics).insert(
-                topic.to_owned(),
-                TopicEntry {
-                    batches: TopicBatches::new(partition_count, self.inner.config.batch_bytes),
-                    senders: Vec::new(),
-                    described_at_ms: now_ms(),
-                    sealed: Vec::new(),
-                },
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_full_buffer_makes_send_wait_and_sends_open_batches_without_their_linger() {
-        let producer = lingering_producer(64 << 10, 64 << 10, 1);
-        let record = ProducerRecord::new(vec![0u8; 10 << 10]);
-        let mut deliveries = Vec::new();
-        for _ in 0..6 {
-            deliveries.push(producer.send("t", record.clone()).await.expect("room in the buffer"));
-        }
-        assert_eq!(producer.buffered_bytes(), 6 * record.buffered_bytes());
-        tokio::task::yield_now().await;
-        assert!(!deliveries[0].is_answered(), "the open batch waits for its linger");
-
-        let blocked = producer.send("t", record.clone());
-        tokio::pin!(blocked);
-        assert!(blocked.as_mut().now_or_never().is_none(), "a 7th record does not fit and must wait");
-        // Waiting expired the open batch's hour-long linger: it is sent (and fails: no broker), which frees its
-        // bytes, and the 7th record gets in. No flush is needed.
-        let seventh = tokio::time::timeout(Duration::from_secs(20), blocked)
-            .await
-            .expect("the full buffer drained without waiting out the linger")
-            .expect("resumed once the buffer had room");
-        for delivery in deliveries {
-            assert!(matches!(delivery.await, Err(Error::Unavailable { .. })));
-        }
-        producer.flush().await;
-        assert!(matches!(seventh.await, Err(Error::Unavailable { .. })));
-        assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
-    }
-
-    /// A producer whose batches wait an hour for their linger, on a topic of `partitions` partitions: what it
-    /// enqueues stays in its batches until a full buffer or a flush sends them (to a broker that refuses).
-    fn lingering_producer(batch_bytes: usize, max_buffered_bytes: usize, partitions: u32) -> Producer {
-        let config = ProducerConfig {
-            batch_bytes,
-            max_buffered_bytes,
-            linger: Duration::from_secs(3600),
-            retries: 0,
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::new(unreachable_client(), config).expect("valid config");
-        producer.assume_topic("t", partitions);
-        producer
-    }
-
-    fn roomy_lingering_producer(partitions: u32) -> Producer {
-        lingering_producer(ProducerConfig::default().batch_bytes, 256 << 20, partitions)
-    }
-
-    #[tokio::test]
-    async fn sending_allocates_per_batch_not_per_record() {
-        let producer = roomy_lingering_producer(4);
-        let payload = bytes::Bytes::from(vec![b'x'; 100]);
-        let record = |i: u32| ProducerRecord {
-            value: Some(payload.clone()),
-            partition: Some(i % 4),
-            ..ProducerRecord::default()
-        };
-        // Warm up: the first record of each partition starts its sender task and first batch.
-        for i in 0..4 {
-            drop(producer.send("t", record(i)).await.expect("enqueued"));
-        }
-        const RECORDS: u32 = 40_000;
-        let (_, allocations) = crate::alloc_count::count_allocations(|| {
-            for i in 0..RECORDS {
-                // With room in the buffer and fresh metadata, `send` completes on its first poll.
-                let delivery = producer.send("t", record(i)).now_or_never().expect("no wait").expect("enqueued");
-                drop(delivery);
-            }
-        });
-        // 4 MB of records in 1 MiB batches: a handful of batch buffers, acknowledgements and channel blocks.
-        assert!(allocations < 100, "{allocations} allocations for {RECORDS} records");
-        producer.flush().await;
-    }
-
-    #[tokio::test]
-    async fn send_batch_allocates_per_call_and_batch_not_per_record() {
-        let producer = roomy_lingering_producer(4);
-        let records: Vec<ProducerRecord> = (0..1000).map(|_| ProducerRecord::new(vec![b'x'; 100])).collect();
-        drop(producer.send_batch("t", &records).now_or_never().expect("no wait").expect("enqueued"));
-        const CALLS: usize = 40;
-        let (_, allocations) = crate::alloc_count::count_allocations(|| {
-            for _ in 0..CALLS {
-                let delivery = producer.send_batch("t", &records).now_or_never().expect("no wait").expect("enqueued");
-                assert_eq!(delivery.record_count(), records.len());
-                drop(delivery);
-            }
-        });
-        // 40,000 records in 1 MiB batches: a run list per call, and a handful of batch buffers, acks and
-        // channel blocks.
-        assert!(allocations < CALLS as u64 + 100, "{allocations} allocations for {} records", CALLS * records.len());
-        producer.flush().await;
-    }
-
-    #[tokio::test]
-    async fn send_batch_refuses_an_unknown_partition_and_enqueues_nothing() {
-        let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
-        producer.assume_topic("t", 2);
-        let records = [ProducerRecord::new("a"), ProducerRecord::new("b").with_partition(5), ProducerRecord::new("c")];
-        let err = producer.send_batch("t", &records).await.err().expect("no partition 5");
-        assert_eq!(err, Error::UnknownPartition { topic: "t".into(), partition: 5 });
-        assert_eq!(producer.buffered_bytes(), 0);
-        assert_eq!(lock(&producer.inner.topics)["t"].batches.open_partitions().count(), 0, "nothing enqueued");
-        let too_large = [ProducerRecord::new("a"), ProducerRecord::new(vec![0u8; 128 << 20])];
-        let err = producer.send_batch("t", &too_large).await.err().expect("larger than the buffer");
-        assert!(matches!(err, Error::RecordTooLarge { .. }), "{err:?}");
-        assert_eq!(lock(&producer.inner.topics)["t"].batches.open_partitions().count(), 0, "nothing enqueued");
-    }
-
-    #[tokio::test]
-    async fn a_send_batch_larger_than_the_buffer_goes_in_parts() {
-        let producer = lingering_producer(16 << 10, 64 << 10, 1);
-        // 200 KB of records through a 64 KB buffer: each part waits for the previous one's batches to be answered
-        // (here: refused, no broker) and their bytes given back.
-        let records: Vec<ProducerRecord> = (0..100).map(|_| ProducerRecord::new(vec![0u8; 2000])).collect();
-        let delivery = tokio::time::timeout(Duration::from_secs(20), producer.send_batch("t", &records))
-            .await
-            .expect("every part found room")
-            .expect("enqueued");
-        assert_eq!(delivery.record_count(), 100);
-        producer.flush().await;
-        assert!(matches!(delivery.await, Err(Error::Unavailable { .. })));
-        assert_eq!(producer.buffered_bytes(), 0, "every reserved byte came back");
-    }
-
-    #[tokio::test]
-    async fn a_send_dropped_while_fetching_metadata_gives_its_bytes_back() {
-        let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
-        // No cached metadata: the send reserves its bytes, then waits on DescribeTopic (retrying a refused
-        // connection with backoff) when it is dropped.
-        let mut send = Box::pin(producer.send("t", ProducerRecord::new(vec![0u8; 1000])));
-        assert!(send.as_mut().now_or_never().is_none());
-        assert!(producer.buffered_bytes() > 0);
-        drop(send);
-        assert_eq!(producer.buffered_bytes(), 0);
-    }
-
-    #[tokio::test]
-    async fn records_larger_than_the_buffer_fail_at_once() {
-        let config = ProducerConfig { batch_bytes: 1024, max_buffered_bytes: 4096, ..ProducerConfig::default() };
-        let producer = Producer::new(unreachable_client(), config).expect("valid config");
-        producer.assume_topic("t", 1);
-        let err = producer.send("t", ProducerRecord::new(vec![0u8; 5000])).await.err().expect("too large");
-        assert!(matches!(err, Error::RecordTooLarge { limit: 4096, setting: "max_buffered_bytes", .. }), "{err:?}");
-        assert_eq!(producer.buffered_bytes(), 0);
-    }
-
-    #[tokio::test]
-    async fn an_unknown_partition_is_refused_and_its_bytes_returned() {
-        let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
-        producer.assume_topic("t", 2);
-        let err = producer.send("t", ProducerRecord::new("v").with_partition(2)).await.err().expect("no partition 2");
-        assert_eq!(err, Error::UnknownPartition { topic: "t".into(), partition: 2 });
-        assert_eq!(producer.buffered_bytes(), 0);
-    }
-
-    #[tokio::test]
-    async fn impossible_configs_are_refused() {
-        let client = unreachable_client();
-        let small = ProducerConfig { batch_bytes: 10, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client.clone(), small), Err(Error::InvalidUse { .. })));
-        let tight = ProducerConfig { max_buffered_bytes: 1024, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidUse { .. })));
-        let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..ProducerConfig::default() };
-        assert!(matches!(Producer::new(client, no_window), Err(Error::InvalidUse { .. })));
-    }
-}
+mod tests;

@@ -4,9 +4,17 @@
 //! the producer's lock is taken only to seal a batch whose linger expired, never across an `.await`. At most
 //! `max_in_flight_per_partition` produce calls are outstanding; batches beyond that wait in `queued`, and a
 //! batch whose linger expired stays open (and keeps filling) until there is room to send it.
+//!
+//! Failure. A batch is retried while its failures are transient and its `delivery_timeout` (counted from its
+//! first record) lasts; then it fails with the last error it saw. Once a batch has failed for good, every
+//! later batch of the partition fails too, unsent ([`Error::EarlierBatchFailed`]), for the rest of the
+//! producer's life: sending them would store records after a gap in the producer's stream, and a record sent
+//! after the failed ones could land ahead of them if the application sent those again. This is Kafka's
+//! idempotent producer's rule (librdkafka's gapless guarantee makes it a fatal error); a producer that must go
+//! on after a failure is created anew.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -18,7 +26,7 @@ use crate::accumulator::{BatchOutcome, SealedBatch};
 use crate::compression::{compress_batch, Compression};
 use crate::connection::{call, Client};
 use crate::error::{Error, RequestContext};
-use crate::producer::{lock, Acks, Metrics, ProducerConfig, Topics};
+use crate::producer::{Acks, Metrics, ProducerConfig};
 use crate::records_call;
 use std::sync::atomic::Ordering;
 
@@ -50,12 +58,16 @@ impl Command {
     }
 }
 
-/// What a sender task needs; clones of the producer's parts, with a weak reference to the batches so a dropped
-/// producer is not kept alive by its own tasks.
+/// Seals the partition's open batch if it is the batch of the given id (its linger expired), returning it. The
+/// producer provides it, so the sender never touches the producer's batches itself; it must not keep a
+/// dropped producer alive (hold a weak reference).
+pub(crate) type SealLingered = Box<dyn Fn(u64) -> Option<SealedBatch> + Send + Sync>;
+
+/// What a sender task needs: clones of the producer's parts.
 pub(crate) struct SenderContext {
     pub client: Client,
     pub config: Arc<ProducerConfig>,
-    pub topics: Weak<Mutex<Topics>>,
+    pub seal_lingered: SealLingered,
     pub buffer: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     pub topic: Arc<str>,
@@ -76,7 +88,16 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
     let mut flushes: VecDeque<(u64, oneshot::Sender<()>)> = VecDeque::new();
     let (mut received, mut answered) = (0u64, 0u64);
     let mut is_closed = false;
+    // The error of the first batch that failed for good; from then on every batch fails behind it.
+    let mut failure: Option<Error> = None;
     loop {
+        if let Some(cause) = &failure {
+            for batch in queued.drain(..) {
+                answered += 1;
+                let behind = ctx.earlier_batch_failed(cause);
+                answer(&ctx.metrics, &ctx.buffer, &ctx.topic, ctx.partition, batch.into_parts(), Err(behind));
+            }
+        }
         while in_flight.len() < max_in_flight {
             let batches = take_request(&mut queued, max_request_bytes);
             if batches.is_empty() {
@@ -97,7 +118,7 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
         // its next millisecond tick, which was most of the send latency of a `linger: 0` producer.
         if has_room && linger.is_some_and(|(_, deadline)| deadline <= Instant::now()) {
             if let Some((id, _)) = linger.take() {
-                if let Some(batch) = seal_lingered(&ctx, id) {
+                if let Some(batch) = (ctx.seal_lingered)(id) {
                     received += 1;
                     queued.push_back(batch);
                 }
@@ -122,13 +143,34 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
             },
             () = sleep_until(linger_deadline), if linger.is_some() && has_room => {
                 if let Some((id, _)) = linger.take() {
-                    if let Some(batch) = seal_lingered(&ctx, id) {
+                    if let Some(batch) = (ctx.seal_lingered)(id) {
                         received += 1;
                         queued.push_back(batch);
                     }
                 }
             },
-            Some(batches) = in_flight.next(), if !in_flight.is_empty() => answered += batches,
+            Some(call) = in_flight.next(), if !in_flight.is_empty() => {
+                answered += call.answered;
+                if let (None, Some(err)) = (&failure, call.failure) {
+                    tracing::warn!(
+                        topic = %ctx.topic,
+                        partition = ctx.partition,
+                        error = %err,
+                        "a batch failed for good: every later batch of the partition fails behind it"
+                    );
+                    failure = Some(err);
+                }
+            }
+        }
+    }
+}
+
+impl SenderContext {
+    fn earlier_batch_failed(&self, cause: &Error) -> Error {
+        Error::EarlierBatchFailed {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            cause: Box::new(cause.root().clone()),
         }
     }
 }
@@ -138,12 +180,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-fn seal_lingered(ctx: &SenderContext, id: u64) -> Option<SealedBatch> {
-    let topics = ctx.topics.upgrade()?;
-    let mut topics = lock(&topics);
-    topics.get_mut(&*ctx.topic)?.batches.seal(ctx.partition, Some(id))
 }
 
 /// The queued batches the next produce call carries: the oldest, and those after it while their bytes stay within
@@ -162,12 +198,27 @@ fn take_request(queued: &mut VecDeque<SealedBatch>, max_request_bytes: usize) ->
     taken
 }
 
+/// What one produce call came to: how many batches it answered, and the error if they failed for good.
+struct CallOutcome {
+    answered: u64,
+    failure: Option<Error>,
+}
+
+/// A batch's acknowledgement, record count and reserved bytes: what answering it takes.
+type Answerable = (oneshot::Sender<BatchOutcome>, usize, usize);
+
+impl SealedBatch {
+    fn into_parts(self) -> Answerable {
+        (self.ack, self.record_count, self.reserved_bytes)
+    }
+}
+
 /// Compresses and produces the batches of one call, then answers each batch's records and returns their bytes to
-/// the buffer budget. Resolves to the number of batches answered.
+/// the buffer budget.
 fn send_batches(
     ctx: &SenderContext,
     batches: Vec<SealedBatch>,
-) -> impl std::future::Future<Output = u64> + Send + 'static {
+) -> impl std::future::Future<Output = CallOutcome> + Send + 'static {
     let client = ctx.client.clone();
     let config = Arc::clone(&ctx.config);
     let buffer = Arc::clone(&ctx.buffer);
@@ -175,25 +226,45 @@ fn send_batches(
     let topic = Arc::clone(&ctx.topic);
     let partition = ctx.partition;
     async move {
-        let count = batches.len() as u64;
-        let mut sent = Vec::with_capacity(batches.len());
+        let answered = batches.len() as u64;
+        // The oldest batch's delivery timeout bounds the call: it runs out first.
+        let deadline = batches.first().map(|batch| batch.opened_at + config.delivery_timeout);
+        let mut sent: Vec<Answerable> = Vec::with_capacity(batches.len());
         let mut bytes = Vec::with_capacity(batches.len());
-        for SealedBatch { bytes: batch, reserved_bytes, ack, record_count, .. } in batches {
-            match compress(batch, config.compression).await {
+        let mut failure = None;
+        let mut batches = batches.into_iter();
+        for batch in batches.by_ref() {
+            let (data, parts) = (batch.bytes, (batch.ack, batch.record_count, batch.reserved_bytes));
+            match compress(data, config.compression).await {
                 Ok(compressed) => {
                     bytes.push(compressed.into());
-                    sent.push((ack, record_count, reserved_bytes));
+                    sent.push(parts);
                 }
-                Err(err) => answer(&metrics, &buffer, &topic, partition, (ack, record_count, reserved_bytes), Err(err)),
+                Err(err) => {
+                    answer(&metrics, &buffer, &topic, partition, parts, Err(err.clone()));
+                    failure = Some(err);
+                    break;
+                }
             }
         }
-        if sent.is_empty() {
-            return count;
+        if let Some(cause) = &failure {
+            // Behind a batch that cannot be sent: sending these would leave a gap.
+            for batch in batches {
+                let behind =
+                    Error::EarlierBatchFailed { topic: topic.to_string(), partition, cause: Box::new(cause.clone()) };
+                answer(&metrics, &buffer, &topic, partition, batch.into_parts(), Err(behind));
+            }
         }
+        let Some(deadline) = deadline.filter(|_| !sent.is_empty()) else {
+            return CallOutcome { answered, failure };
+        };
         metrics.produce_calls.fetch_add(1, Ordering::Relaxed);
-        let outcome = produce_with_retries(&client, &config, &metrics, &topic, partition, &bytes).await;
+        let outcome = produce_with_retries(&client, &config, &metrics, &topic, partition, &bytes, deadline).await;
+        if let Err(err) = &outcome {
+            failure.get_or_insert_with(|| err.clone());
+        }
         // The broker put the call's batches at consecutive offsets, in order: each starts where the one before ends.
-        let mut base_offset = outcome.clone();
+        let mut base_offset = outcome;
         for batch in sent {
             let record_count = batch.1 as i64;
             answer(&metrics, &buffer, &topic, partition, batch, base_offset.clone());
@@ -203,7 +274,7 @@ fn send_batches(
                 }
             }
         }
-        count
+        CallOutcome { answered, failure }
     }
 }
 
@@ -213,11 +284,16 @@ fn answer(
     buffer: &Semaphore,
     topic: &str,
     partition: u32,
-    (ack, record_count, reserved_bytes): (oneshot::Sender<BatchOutcome>, usize, usize),
+    (ack, record_count, reserved_bytes): Answerable,
     outcome: BatchOutcome,
 ) {
     match &outcome {
         Ok(_) => metrics.batches_acknowledged.fetch_add(1, Ordering::Relaxed),
+        // The failure itself was logged as a warning once; what fails behind it would repeat it per batch.
+        Err(err @ Error::EarlierBatchFailed { .. }) => {
+            tracing::debug!(%topic, partition, records = record_count, error = %err, "batch not sent");
+            metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
+        }
         Err(err) => {
             tracing::warn!(%topic, partition, records = record_count, error = %err, "batch not produced");
             metrics.batches_failed.fetch_add(1, Ordering::Relaxed)
@@ -240,7 +316,8 @@ async fn compress(bytes: Vec<u8>, compression: Compression) -> Result<Vec<u8>, E
 }
 
 /// One produce call per attempt; transient failures (see [`Error::is_retriable`]) are retried with exponential
-/// backoff, up to `config.retries` times. Returns the first batch's base offset (-1 with `Acks::None`).
+/// backoff, up to `config.retries` times and until `deadline` (the oldest batch's delivery timeout), when the
+/// call fails with the last error it saw. Returns the first batch's base offset (-1 with `Acks::None`).
 async fn produce_with_retries(
     client: &Client,
     config: &ProducerConfig,
@@ -248,6 +325,7 @@ async fn produce_with_retries(
     topic: &str,
     partition: u32,
     batches: &[bytes::Bytes],
+    deadline: Instant,
 ) -> BatchOutcome {
     // `records` stays unset: the batches travel beside the message, uncopied (see `records_call.rs`).
     let message = ProduceRequest {
@@ -258,8 +336,17 @@ async fn produce_with_retries(
     };
     let max_message_bytes = client.config().max_message_bytes;
     let mut attempt = 0u32;
+    let mut last_error = None;
     loop {
-        let timeout = config.request_timeout;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(last_error.unwrap_or_else(|| Error::TimedOut {
+                after: config.delivery_timeout,
+                message: "the batch waited longer than delivery_timeout to be sent".into(),
+            }));
+        }
+        // An attempt never outlives the batch's delivery timeout.
+        let timeout = config.request_timeout.min(remaining);
         let ctx = RequestContext::partition(topic, partition);
         let produced = records_call::produce(client.channel(), &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
@@ -270,11 +357,12 @@ async fn produce_with_retries(
             }
             Ok(response) => return Ok(response.base_offset),
             Err(err) if err.is_retriable() && attempt < config.retries => {
-                let backoff = retry_backoff(config, attempt);
+                let backoff = retry_backoff(config, attempt).min(deadline.saturating_duration_since(Instant::now()));
                 tracing::debug!(%topic, partition, attempt, ?backoff, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;
                 metrics.retries.fetch_add(1, Ordering::Relaxed);
                 attempt += 1;
+                last_error = Some(err);
             }
             Err(err) => return Err(err),
         }
@@ -301,6 +389,7 @@ mod tests {
                 record_count: 1,
                 reserved_bytes: len,
                 ack: oneshot::channel().0,
+                opened_at: Instant::now(),
             })
             .collect();
         let mut calls = Vec::new();

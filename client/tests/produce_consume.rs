@@ -220,6 +220,7 @@ async fn buffered_bytes_never_exceed_the_budget_and_every_send_completes() {
         max_buffered_bytes: 32 << 10,
         // An hour: only a full buffer (which cuts lingers short) gets batches out before the flush.
         linger: Duration::from_secs(3600),
+        delivery_timeout: Duration::from_secs(7200),
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client, config).expect("producer");
@@ -424,7 +425,11 @@ async fn dropping_the_producer_still_sends_what_it_buffered() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
     create_topic(&client, "dropped", 1).await;
-    let config = ProducerConfig { linger: Duration::from_secs(3600), ..ProducerConfig::default() };
+    let config = ProducerConfig {
+        linger: Duration::from_secs(3600),
+        delivery_timeout: Duration::from_secs(7200),
+        ..ProducerConfig::default()
+    };
     let producer = Producer::new(client, config).expect("producer");
     let delivery = producer.send("dropped", ProducerRecord::new("last words")).await.expect("enqueued");
     drop(producer);

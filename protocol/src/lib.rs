@@ -7,6 +7,7 @@
 //! - [`grpc_codec`]: the codec the generated clients and servers use (prost's, sized before encoding).
 //! - [`compressed`]: framing of compressed batches (the codecs live in the client).
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
+//! - [`reason`]: the machine-readable reason the broker puts beside an error status.
 //!
 //! Invariants:
 //! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
@@ -21,6 +22,7 @@ pub mod compressed;
 pub mod grpc_codec;
 pub mod grpc_frames;
 pub mod partitioner;
+pub mod reason;
 pub mod record;
 pub mod v1;
 pub mod varint;

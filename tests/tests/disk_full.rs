@@ -1,4 +1,5 @@
-//! A full disk under a running broker: produce fails with UNAVAILABLE and the cause, the broker keeps serving
+//! A full disk under a running broker: produce fails with UNAVAILABLE, the cause and the `disk-full` reason (so a
+//! client can tell it from a broker that is away), the broker keeps serving
 //! reads and other calls, and produce works again once space returns. Uses a real tiny tmpfs, which needs root
 //! (as CI and the development machines have); elsewhere the test says so and passes.
 
@@ -68,6 +69,8 @@ async fn a_full_disk_is_unavailable_with_the_cause_and_produce_resumes_when_spac
     };
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     assert!(status.message().contains("No space left"), "{}", status.message());
+    let reason = status.metadata().get(rill_protocol::reason::REASON_KEY).and_then(|r| r.to_str().ok());
+    assert_eq!(reason, Some("disk-full"), "the reason a client acts on travels beside the status");
 
     let fetched = broker.fetch_all_values("full", 0, 0).await;
     assert_eq!(fetched.len() as i64, acknowledged, "reads go on, every acknowledged record is there");

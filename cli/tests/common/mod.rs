@@ -31,6 +31,32 @@ impl BrokerProcess {
         Self::start_command(command, &["broker", "--listen", "127.0.0.1:0", "--data-dir", &data_dir.to_string_lossy()])
     }
 
+    /// Starts a broker on `addr` (a restart where a killed one listened), with its data in `data_dir`. Tries
+    /// again while the address is still taken (the killed process's socket not yet gone), up to `DEADLINE`.
+    pub fn start_on(data_dir: &Path, addr: &str) -> BrokerProcess {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut child = Command::new(RILL)
+                .args(["broker", "--listen", addr, "--data-dir", &data_dir.to_string_lossy()])
+                .env("RUST_LOG", "error")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn rill broker");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            if line.starts_with("rill broker listening on ") {
+                return BrokerProcess { child, addr: addr.to_owned(), data_dir: data_dir.to_owned() };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(Instant::now() < deadline, "no broker could start on {addr} within {DEADLINE:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts `rill ARGS` (a `broker` command line) in `command`'s directory and environment, and reads the
     /// address it listens on from its first line of stdout.
     pub fn start_command(mut command: Command, args: &[&str]) -> BrokerProcess {
@@ -93,6 +119,35 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A tiny tmpfs, for a broker whose disk fills up; unmounted when dropped. Mounting needs root (as CI and the
+/// development machines have): `None` elsewhere, and the test says so and passes.
+pub struct TinyFs {
+    pub path: PathBuf,
+}
+
+impl TinyFs {
+    pub fn mount(bytes: u64) -> Option<TinyFs> {
+        let path = tempfile::tempdir().ok()?.keep();
+        let is_mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !is_mounted {
+            let _ = std::fs::remove_dir(&path);
+        }
+        is_mounted.then_some(TinyFs { path })
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        // Lazy: a broker still holding files open would make a plain umount fail and leave the mount behind.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
     }
 }
 
@@ -205,6 +260,92 @@ pub fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill(2) on our own child's pid; it has not been reaped yet (the guard owns it).
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+/// A `rill produce` fed by a thread that writes numbered lines (`L-0`, `L-1`, ...) to its stdin, `lines_per_step`
+/// at a time, until stopped: a producer that is always mid-stream. Its stdout (`--print-offsets`) arrives line
+/// by line on a channel. Killed when dropped.
+pub struct FedProducer {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<u64>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl FedProducer {
+    /// `rill produce ARGS` against `broker`, fed `lines_per_step` lines every `step` (the pace of the input).
+    pub fn spawn(broker: &str, args: &[&str], lines_per_step: u64, step: Duration) -> FedProducer {
+        let mut child = Command::new(RILL)
+            .arg("produce")
+            .args(args)
+            .env("RILL_BROKER", broker)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rill produce");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let feeder = std::thread::spawn(move || {
+            let mut next = 0u64;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut chunk = String::new();
+                for n in next..next + lines_per_step {
+                    chunk.push_str(&format!("L-{n}\n"));
+                }
+                // A closed pipe: the producer stopped reading (it exited).
+                if stdin.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+                next += lines_per_step;
+                std::thread::sleep(step);
+            }
+            next // dropping stdin ends the producer's input
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || forward_lines(stdout, &tx));
+        let stderr = Some(read_all(child.stderr.take().expect("piped stderr")));
+        FedProducer { child, lines, stop, feeder: Some(feeder), stderr }
+    }
+
+    /// The next line of stdout, waiting up to `DEADLINE`.
+    #[track_caller]
+    pub fn next_line(&self) -> String {
+        self.lines.recv_timeout(DEADLINE).expect("a line of output within the deadline")
+    }
+
+    /// Every line of stdout still to come, up to its end (call after the exit).
+    pub fn remaining_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Ends the input; returns how many lines were written.
+    pub fn end_input(&mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.feeder.take().map(|f| f.join().expect("feeder")).unwrap_or_default()
+    }
+
+    /// Waits for the exit (up to `DEADLINE`); returns the status and stderr.
+    pub fn wait(&mut self) -> (ExitStatus, String) {
+        let status = wait_with_deadline(&mut self.child);
+        let stderr = self.stderr.take().map(|h| h.join().expect("stderr reader")).unwrap_or_default();
+        (status, String::from_utf8_lossy(&stderr).into_owned())
+    }
+}
+
+impl Drop for FedProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A long-running `rill` (e.g. `consume --follow`) whose stdout lines arrive on a channel; killed when dropped.

@@ -36,6 +36,7 @@
 //!   and a commit is accepted only from the member owning the partition, checked at the instant it lands.
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`).
 
+mod cluster;
 mod codec;
 mod config;
 mod connection;
@@ -51,6 +52,7 @@ mod request_limit;
 mod server;
 mod service;
 
+pub use cluster::{parse_peers, Peer};
 pub use config::{BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_PORT};
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;

@@ -156,8 +156,9 @@ fn a_single_node_describes_itself_without_a_quorum() {
     assert!(!dir.path().join("cluster.toml").exists(), "a single node records no cluster identity");
 }
 
+/// Runs `rill broker ARGS` to its exit (logs off: stderr is then just the `error:` line).
 fn rill_broker(args: &[String]) -> common::Output {
-    run(Command::new(RILL).args(args).env("RUST_LOG", "error"), None)
+    run(Command::new(RILL).args(args).env("RUST_LOG", "off"), None)
 }
 
 /// Starts node 1 of a three-node peers list once (recording its identity), then stops it.
@@ -223,4 +224,31 @@ fn a_node_id_missing_from_the_peers_is_refused() {
 fn a_malformed_peer_is_refused_with_the_form_expected() {
     let output = run(Command::new(RILL).args(["broker", "--node-id", "1", "--peers", "1@localhost"]), None);
     output.fails(2, "has no :PORT");
+}
+
+#[test]
+fn a_second_process_with_a_running_node_id_stops_with_a_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    let args = broker_args(1, &listen, &dir.path().join("d1"), &peers, None);
+    let _running =
+        BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let impostor = rill_broker(&broker_args(1, &dead_address(), &dir.path().join("other"), &peers, None));
+    impostor.fails(1, &format!("node id 1 is already running: another process answers at its address {listen}"));
+}
+
+#[test]
+fn a_node_whose_peers_disagree_with_a_running_peer_stops_naming_both_lists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second) = (dead_address(), dead_address());
+    let peers = format!("1@{first},2@{second},3@127.0.0.1:2");
+    let args = broker_args(1, &first, &dir.path().join("d1"), &peers, None);
+    let _running =
+        BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let other = format!("1@{first},2@{second},3@127.0.0.1:9");
+    let stderr = rill_broker(&broker_args(2, &second, &dir.path().join("d2"), &other, None))
+        .fails(1, "every node needs the same peers")
+        .to_owned();
+    assert!(stderr.contains("3@127.0.0.1:2") && stderr.contains("3@127.0.0.1:9"), "{stderr}");
 }

@@ -225,3 +225,70 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_records(vec![LogRecord::PurgeUpTo(log_id)]).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Blank }
+    }
+
+    async fn indexes(store: &mut LogStore) -> Vec<u64> {
+        store.try_get_log_entries(..).await.unwrap().iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_off_and_every_whole_record_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_records((0..5).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+        store.write_records(vec![LogRecord::TruncateFrom(3), LogRecord::Entry(entry(2, 3))]).await.unwrap();
+        drop(store);
+        let path = dir.path().join("log");
+        let whole = std::fs::metadata(&path).unwrap().len();
+        // Half of a next record, as a crash in the middle of an append leaves it.
+        let mut torn = Vec::new();
+        encode_record(&LogRecord::Entry(entry(2, 4)), &mut torn).unwrap();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn[..torn.len() / 2]).unwrap();
+        drop(file);
+
+        let mut reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut reopened).await, vec![0, 1, 2, 3]);
+        let last = reopened.get_log_state().await.unwrap().last_log_id.unwrap();
+        assert_eq!((last.leader_id.term, last.index), (2, 3));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_ends_the_log_where_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.write_records((0..3).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+        drop(store);
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut reopened).await, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn the_vote_and_purges_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        store.write_records((0..4).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+        store.purge(*entry(1, 1).get_log_id()).await.unwrap();
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        drop(store);
+        let mut reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        assert_eq!(indexes(&mut reopened).await, vec![2, 3]);
+        assert_eq!(reopened.get_log_state().await.unwrap().last_purged_log_id.map(|l| l.index), Some(1));
+    }
+}

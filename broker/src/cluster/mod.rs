@@ -7,6 +7,8 @@
 //!   on the node's own listener.
 //! - [`keeper`] runs on every node: it heartbeats to the controller leader and, on the leader, turns
 //!   [`sessions`] (in memory) into fence/alive commands through raft.
+//! - [`probe`] asks every peer who it is before a node joins, refusing a duplicate node id, disagreeing peers or
+//!   another cluster's data dir.
 //! - [`describe`] serves the public `ClusterAdmin` service.
 //!
 //! Invariants: a vote is on disk before it is answered and a log entry before openraft counts it as persisted;
@@ -19,6 +21,7 @@ mod log_store;
 pub mod metadata;
 mod network;
 pub mod peers;
+mod probe;
 mod rpc;
 mod sessions;
 mod state_machine;
@@ -137,7 +140,8 @@ impl Controller {
         }
         .validate()
         .map_err(|e| ControllerError::RaftConfig(e.to_string()))?;
-        let network = network::Network { node_id, cluster_id: cluster_id.clone() };
+        let peers = peers::format_peers(&identity.peers);
+        let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers };
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;
@@ -162,6 +166,10 @@ impl Controller {
     pub fn start_background(self: &Arc<Self>) {
         let controller = Arc::clone(self);
         let task = tokio::spawn(async move {
+            if let Err(reason) = probe::check_peers(&controller).await {
+                controller.fail(reason);
+                return;
+            }
             controller.initialize().await;
             keeper::run(controller).await;
         });

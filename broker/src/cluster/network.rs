@@ -32,6 +32,8 @@ pub fn channel_to(address: &str) -> Result<Channel, tonic::transport::Error> {
 pub struct Network {
     pub node_id: NodeId,
     pub cluster_id: ClusterIdCell,
+    /// This node's peers, formatted as `RaftRequest.peers` carries them.
+    pub peers: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -89,6 +91,7 @@ impl Connection {
             cluster_id: self.from.cluster_id.get().unwrap_or_default(),
             from_node_id: self.from.node_id,
             payload_json,
+            peers: self.from.peers.clone(),
         });
         grpc_request.set_timeout(option.hard_ttl());
         let reply = match rpc {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use rill_protocol::internal::controller_server::{Controller as ControllerRpc, ControllerServer};
-use rill_protocol::internal::{HeartbeatReply, HeartbeatRequest, RaftReply, RaftRequest};
+use rill_protocol::internal::{
+    HeartbeatReply, HeartbeatRequest, IdentifyReply, IdentifyRequest, RaftReply, RaftRequest,
+};
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -42,6 +44,18 @@ impl ControllerService {
         }
     }
 
+    /// Refuses a sender whose peers differ: its membership is not ours.
+    fn check_peers(&self, request: &RaftRequest) -> Result<(), Status> {
+        let ours = super::peers::format_peers(&self.controller.peers());
+        if request.peers != ours {
+            return Err(Status::failed_precondition(format!(
+                "node {} was started with peers {}, but node {} with peers {ours}; every node needs the same peers",
+                request.from_node_id, request.peers, self.controller.node_id
+            )));
+        }
+        Ok(())
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(request: &RaftRequest) -> Result<T, Status> {
         serde_json::from_slice(&request.payload_json)
             .map_err(|err| Status::invalid_argument(format!("undecodable raft message: {err}")))
@@ -59,6 +73,7 @@ impl ControllerRpc for ControllerService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.append_entries(rpc).await)
     }
@@ -66,6 +81,7 @@ impl ControllerRpc for ControllerService {
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
         let rpc: VoteRequest<NodeId> = Self::decode(&request)?;
         reply(&self.controller.raft.vote(rpc).await)
     }
@@ -73,8 +89,18 @@ impl ControllerRpc for ControllerService {
     async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.install_snapshot(rpc).await)
+    }
+
+    async fn identify(&self, _request: Request<IdentifyRequest>) -> Result<Response<IdentifyReply>, Status> {
+        Ok(Response::new(IdentifyReply {
+            node_id: self.controller.node_id,
+            incarnation: self.controller.incarnation,
+            cluster_id: self.controller.cluster_id.get().unwrap_or_default(),
+            peers: super::peers::format_peers(&self.controller.peers()),
+        }))
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {

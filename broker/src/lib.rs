@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
+//! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
+//! serves `ClusterAdmin`. Without them nothing of that starts (docs/cluster.md).
+//!
 //! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
 //! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
 //! `OffsetStore` keeps committed offsets, `GroupCoordinator` runs consumer-group membership and assignment, and

@@ -24,6 +24,8 @@ pub mod peers;
 mod probe;
 mod rpc;
 mod sessions;
+#[cfg(test)]
+mod simulation;
 mod state_machine;
 
 use std::collections::BTreeMap;
@@ -130,16 +132,7 @@ impl Controller {
             .find(|p| p.node_id == node_id)
             .map(|p| p.address.clone())
             .ok_or_else(|| ControllerError::RaftConfig(format!("node {node_id} is not among its peers")))?;
-        let raft_config = openraft::Config {
-            cluster_name: "rill".into(),
-            heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
-            election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
-            election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| ControllerError::RaftConfig(e.to_string()))?;
+        let raft_config = raft_config()?;
         let peers = peers::format_peers(&identity.peers);
         let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers };
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
@@ -229,6 +222,20 @@ impl Controller {
             tracing::warn!(error = %err, "controller raft did not stop cleanly");
         }
     }
+}
+
+/// The raft settings every controller runs with (the simulation tests too).
+fn raft_config() -> Result<openraft::Config, ControllerError> {
+    openraft::Config {
+        cluster_name: "rill".into(),
+        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ControllerError::RaftConfig(e.to_string()))
 }
 
 /// `<data>/__raft`: the `__` prefix keeps it out of the topics' namespace and orphan cleanup.

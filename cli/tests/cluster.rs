@@ -252,3 +252,51 @@ fn a_node_whose_peers_disagree_with_a_running_peer_stops_naming_both_lists() {
         .to_owned();
     assert!(stderr.contains("3@127.0.0.1:2") && stderr.contains("3@127.0.0.1:9"), "{stderr}");
 }
+
+/// Polls until `data_dir/cluster.toml` records a cluster id, and returns it.
+#[track_caller]
+fn recorded_cluster_id(data_dir: &Path) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(data_dir.join("cluster.toml")).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("cluster_id")) {
+            return line.split('"').nth(1).expect("quoted cluster id").to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} recorded no cluster id within {DEADLINE:?}", data_dir.display());
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_is_refused_as_it_joins_naming_both_clusters() {
+    // Cluster A forms and every node records its id; then all of it stops.
+    let mut first = Cluster::start();
+    let cluster_a = recorded_cluster_id(&first.data_dir(3));
+    let (addrs, peers) = (first.addrs.clone(), first.peers.clone());
+    let node_3_of_a = first.data_dir(3);
+    first.nodes.clear(); // SIGKILLs them
+
+    // Cluster B forms on the same addresses from fresh data dirs, with two of its three nodes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("rill.toml");
+    std::fs::write(&config, FAST_SESSIONS).expect("write config");
+    let _b: Vec<BrokerProcess> = (1..=2)
+        .map(|node_id| {
+            let args = broker_args(
+                node_id,
+                &addrs[node_id as usize - 1],
+                &dir.path().join(format!("b{node_id}")),
+                &peers,
+                Some(&config),
+            );
+            BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .collect();
+    let cluster_b = recorded_cluster_id(&dir.path().join("b1"));
+    assert_ne!(cluster_a, cluster_b);
+
+    let stderr = rill_broker(&broker_args(3, &addrs[2], &node_3_of_a, &peers, Some(&config)))
+        .fails(1, "use a fresh data dir for this node")
+        .to_owned();
+    assert!(stderr.contains(&cluster_a) && stderr.contains(&cluster_b), "{stderr}");
+}

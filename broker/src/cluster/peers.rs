@@ -158,6 +158,23 @@ mod tests {
     }
 
     #[test]
+    fn a_toml_file_sets_the_node_id_and_peers_and_refuses_a_malformed_peer() {
+        let text = "node_id = 2\npeers = [\"1@a:1\", \"2@b:2\", \"3@c:3\"]\nnode_session_timeout_ms = 3000\n";
+        let config: BrokerConfig = toml::from_str(text).unwrap();
+        assert_eq!((config.node_id, config.peers.len(), config.node_session_timeout_ms), (Some(2), 3, 3000));
+        assert!(config.validate().is_ok());
+        let err = toml::from_str::<BrokerConfig>("peers = [\"1@a\"]").unwrap_err().to_string();
+        assert!(err.contains("has no :PORT"), "{err}");
+    }
+
+    #[test]
+    fn a_session_timeout_must_outlast_the_heartbeat_interval() {
+        let config =
+            BrokerConfig { node_heartbeat_interval_ms: 1000, node_session_timeout_ms: 1000, ..BrokerConfig::default() };
+        assert_eq!(config.validate().unwrap_err().setting, "node_session_timeout_ms");
+    }
+
+    #[test]
     fn without_peers_a_node_id_alone_is_allowed() {
         assert!(config(Some(7), "").validate().is_ok());
         assert!(config(None, "").validate().is_ok());

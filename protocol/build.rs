@@ -8,10 +8,13 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
-    let proto_file = proto_root.join("rill/v1/rill.proto");
-    println!("cargo:rerun-if-changed={}", proto_file.display());
+    let proto_files = [proto_root.join("rill/v1/rill.proto"), proto_root.join("rill/v1/cluster.proto")];
+    let internal_file = proto_root.join("rill/internal/v1/controller.proto");
+    for file in proto_files.iter().chain([&internal_file]) {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
 
-    let descriptors = protox::compile([&proto_file], [&proto_root])?;
+    let descriptors = protox::compile(&proto_files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("rill_v1_descriptor.bin"), descriptors.encode_to_vec())?;
 
@@ -21,5 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Sizes each message's buffer before encoding: see `src/grpc_codec.rs`.
         .codec_path("crate::grpc_codec::SizedProstCodec")
         .compile_fds(descriptors)?;
+
+    // The node-to-node API is compiled on its own, so that it stays out of the descriptor set served through
+    // reflection.
+    tonic_prost_build::configure()
+        .bytes(".rill.internal.v1")
+        .compile_fds(protox::compile([&internal_file], [&proto_root])?)?;
     Ok(())
 }

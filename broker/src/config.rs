@@ -120,6 +120,16 @@ pub struct BrokerConfig {
     /// Committed offsets of a group without members are deleted once the group has been empty, and has not
     /// committed, for this long (checked about once a second). `None` keeps them until the group is deleted.
     pub group_offsets_retention_ms: Option<u64>,
+
+    /// This node's id in its cluster; required with `peers` (see docs/cluster.md).
+    pub node_id: Option<u64>,
+    /// The controller quorum, every node as `ID@HOST:PORT` (this one included). Empty: a cluster of one, with
+    /// no controller quorum, as before clusters existed.
+    pub peers: Vec<crate::cluster::Peer>,
+    /// How often a node of a cluster tells the controller leader it is alive.
+    pub node_heartbeat_interval_ms: u64,
+    /// A node the controller leader has not heard from for this long is fenced (until it heartbeats again).
+    pub node_session_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -158,6 +168,10 @@ impl Default for BrokerConfig {
             max_members_per_group: 1_000,
             max_topics_per_member: 1_000,
             group_offsets_retention_ms: None,
+            node_id: None,
+            peers: Vec::new(),
+            node_heartbeat_interval_ms: 1_000,
+            node_session_timeout_ms: 6_000,
         }
     }
 }
@@ -278,7 +292,8 @@ impl BrokerConfig {
                 format!("{} is below the minimum of 100", self.idle_connection_timeout_ms),
             );
         }
-        self.validate_groups()
+        self.validate_groups()?;
+        crate::cluster::validate_settings(self)
     }
 
     fn validate_groups(&self) -> Result<(), ConfigError> {

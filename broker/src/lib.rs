@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
+//! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
+//! serves `ClusterAdmin`. Without them nothing of that starts (docs/cluster.md).
+//!
 //! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
 //! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
 //! `OffsetStore` keeps committed offsets, `GroupCoordinator` runs consumer-group membership and assignment, and
@@ -36,6 +40,7 @@
 //!   and a commit is accepted only from the member owning the partition, checked at the instant it lands.
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`).
 
+mod cluster;
 mod codec;
 mod config;
 mod connection;
@@ -51,6 +56,7 @@ mod request_limit;
 mod server;
 mod service;
 
+pub use cluster::{parse_peers, Peer};
 pub use config::{BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_PORT};
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;

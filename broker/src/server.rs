@@ -52,6 +52,8 @@ pub enum StartError {
     Restore(#[from] BrokerError),
     #[error("cannot set up gRPC reflection: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ControllerError),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -65,7 +67,13 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
+        let identity = crate::cluster::identity::check_or_record(&config.data_dir, config.node_id, &config.peers)
+            .map_err(crate::cluster::ControllerError::from)?;
         let config = Arc::new(config);
+        let controller = match identity {
+            Some(identity) => Some(crate::cluster::Controller::open(Arc::clone(&config), identity).await?),
+            None => None,
+        };
         let registry = Registry::restore(Arc::clone(&config)).await?;
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -128,7 +136,13 @@ impl Broker {
                 ConsumerGroupsServer::new(service)
                     .max_decoding_message_size(max_decode)
                     .max_encoding_message_size(max_encode),
-            );
+            )
+            .add_service(crate::cluster::describe::ClusterAdminService::server(
+                controller.clone(),
+                Arc::clone(&config),
+                addr.to_string(),
+            ))
+            .add_optional_service(controller.as_ref().map(|c| c.rpc_service()));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let stopped = async {
@@ -138,10 +152,24 @@ impl Broker {
                 tracing::error!(error = %err, "gRPC server failed");
             }
         });
+        if let Some(controller) = &controller {
+            controller.start_background();
+        }
         let maintenance = tokio::spawn(run_maintenance(Arc::clone(&node)));
         let group_refresh = tokio::spawn(crate::service::follow_topic_changes(Arc::clone(&node)));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "broker started");
-        Ok(BrokerHandle { addr, node, shutdown_tx, stop_tx, server, maintenance, group_refresh, health, data_dir_lock })
+        Ok(BrokerHandle {
+            addr,
+            node,
+            shutdown_tx,
+            stop_tx,
+            server,
+            maintenance,
+            group_refresh,
+            health,
+            data_dir_lock,
+            controller,
+        })
     }
 }
 
@@ -157,6 +185,8 @@ pub struct BrokerHandle {
     health: tonic_health::server::HealthReporter,
     /// Released (dropped) only after every log is closed.
     data_dir_lock: DataDirLock,
+    /// This node's member of the controller quorum; `None` without peers.
+    controller: Option<Arc<crate::cluster::Controller>>,
 }
 
 impl BrokerHandle {
@@ -168,6 +198,15 @@ impl BrokerHandle {
     /// `http://<addr>`, ready for a tonic client's `connect`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Waits until the node must stop because it cannot stay in its cluster (its data dir belongs to another
+    /// cluster, or its node id is held by another running process), and says why. Never returns for a single node.
+    pub async fn failed(&self) -> String {
+        match &self.controller {
+            Some(controller) => controller.failed().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops gracefully: refuse new connections, end long-polls and subscriptions, let in-flight calls finish
@@ -186,6 +225,9 @@ impl BrokerHandle {
         }
         let _ = self.maintenance.await;
         let _ = self.group_refresh.await;
+        if let Some(controller) = &self.controller {
+            controller.shutdown().await;
+        }
         self.node.registry.close_all().await;
         if let Err(err) = self.node.offsets.close().await {
             tracing::error!(error = %err, "closing the committed-offsets log failed");

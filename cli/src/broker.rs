@@ -14,6 +14,8 @@ Examples:
   rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092
   rill broker --config rill.toml                # any BrokerConfig field, e.g. max_topics = 100
   RILL_LISTEN=127.0.0.1:0 rill broker           # a free port; the chosen address is printed on stdout
+  rill broker --node-id 1 --data-dir d1 --listen 127.0.0.1:9092 \
+      --peers 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094   # one of three nodes (docs/cluster.md)
 
 Logs go to stderr; RUST_LOG=debug shows per-request detail.";
 
@@ -61,6 +63,21 @@ pub struct BrokerArgs {
     /// queue).
     #[arg(long, env = "RILL_APPENDS_IN_FLIGHT")]
     appends_in_flight: Option<usize>,
+    /// This node's id in its cluster (required with --peers).
+    #[arg(long, env = "RILL_NODE_ID", value_name = "ID")]
+    node_id: Option<u64>,
+    /// Every node of the cluster, this one included: ID@HOST:PORT,... (1, 3 or 5 nodes). Without it the node
+    /// is a cluster of one.
+    #[arg(long, env = "RILL_PEERS", value_name = "PEERS", value_parser = parse_peers)]
+    peers: Option<Peers>,
+}
+
+/// `--peers`, parsed (a newtype: clap would read a bare `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct Peers(Vec<rill_broker::Peer>);
+
+fn parse_peers(text: &str) -> Result<Peers, String> {
+    rill_broker::parse_peers(text).map(Peers)
 }
 
 /// `--write-mode`: how partition logs are appended to.
@@ -124,6 +141,12 @@ impl BrokerArgs {
         if let Some(v) = self.appends_in_flight {
             config.appends_in_flight = v;
         }
+        if let Some(v) = self.node_id {
+            config.node_id = Some(v);
+        }
+        if let Some(Peers(v)) = self.peers {
+            config.peers = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -143,7 +166,13 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         let broker = Broker::start(config).await?;
         // The one line on stdout: scripts and tests read the address from it (useful with port 0).
         println!("rill broker listening on {}", broker.addr());
-        wait_for_signal().await?;
+        tokio::select! {
+            signal = wait_for_signal() => signal?,
+            reason = broker.failed() => {
+                broker.shutdown().await;
+                anyhow::bail!("{reason}");
+            }
+        }
         // A second signal during the graceful shutdown means "now": exit at once (logs recover on the next
         // start, as after a crash).
         tokio::select! {

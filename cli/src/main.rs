@@ -2,7 +2,7 @@
 //! one line on stderr and an exit status.
 //!
 //! `rill broker` runs a node in the foreground (`rill_broker`). The client subcommands (`topic`, `produce`,
-//! `consume`, `group`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
+//! `consume`, `group`, `cluster`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
 //! (`bench/`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
 //! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc.
 //!
@@ -12,6 +12,7 @@
 mod allocator;
 mod bench;
 mod broker;
+mod cluster;
 mod connect;
 mod consume;
 mod group;
@@ -53,6 +54,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Consumer groups: committed offsets, lag, reset.
     Group(group::GroupArgs),
+    /// The cluster: nodes, their states, the controller leader.
+    Cluster(cluster::ClusterArgs),
     /// Measure a broker's throughput and latency (produce, consume, end to end).
     Bench(bench::BenchArgs),
 }
@@ -67,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Cluster(args) => cluster::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

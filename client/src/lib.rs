@@ -55,6 +55,7 @@ mod accumulator;
 mod admin;
 #[cfg(test)]
 mod alloc_count;
+mod cluster_admin;
 mod compression;
 mod connection;
 mod consumer;
@@ -71,6 +72,7 @@ pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
     OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,
 };
+pub use cluster_admin::{ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState};
 pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};

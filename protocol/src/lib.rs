@@ -2,8 +2,10 @@
 //!
 //! - The record batch codec. Records travel and rest in Kafka's RecordBatch v2 (magic 2), byte for byte
 //!   ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
-//! - [`v1`]: the gRPC API generated from `proto/rill/v1/rill.proto` (prost messages, tonic clients and
+//! - [`v1`]: the gRPC API generated from `proto/rill/v1/` (`rill.proto`, `cluster.proto`) (prost messages, tonic clients and
 //!   server traits), compiled by `build.rs` with `protox`, so no system `protoc` is needed.
+//! - [`internal`]: the node-to-node API (`proto/rill/internal/v1/controller.proto`): raft RPCs and heartbeats
+//!   between the nodes of a cluster. Not public; kept out of the reflection descriptor set.
 //! - [`grpc_codec`]: the codec the generated clients and servers use (prost's, sized before encoding).
 //! - [`compressed`]: framing of compressed batches (the codecs live in the client).
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
@@ -21,6 +23,7 @@ pub mod batch;
 pub mod compressed;
 pub mod grpc_codec;
 pub mod grpc_frames;
+pub mod internal;
 pub mod partitioner;
 pub mod reason;
 pub mod record;

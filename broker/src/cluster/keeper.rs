@@ -1,0 +1,169 @@
+//! The keeper, one task per node of a cluster, once every `node_heartbeat_interval_ms`:
+//! - every node heartbeats to the controller leader (the leader records its own directly);
+//! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
+//!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
+//! - every node learns the cluster id from the metadata and records it in `cluster.toml`.
+//!
+//! A node stops (see [`Controller::failed`]) when the leader says its data dir belongs to another cluster, or
+//! when its node id stays held by another running process for two session timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_protocol::internal::controller_client::ControllerClient;
+use rill_protocol::internal::HeartbeatRequest;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::metadata::{Command, NodeState};
+use super::network::channel_to;
+use super::{identity, Controller, NodeId};
+
+pub async fn run(controller: Arc<Controller>) {
+    let interval = Duration::from_millis(controller.config.node_heartbeat_interval_ms);
+    let session_timeout = Duration::from_millis(controller.config.node_session_timeout_ms);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeats = Heartbeats { leader: None, refused_since: None };
+    loop {
+        tick.tick().await;
+        learn_cluster_id(&controller).await;
+        let metrics = controller.raft.metrics().borrow().clone();
+        let now = Instant::now();
+        if metrics.current_leader == Some(controller.node_id) && metrics.state.is_leader() {
+            let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
+            controller.sessions.lead(metrics.current_term, nodes, now);
+            if let Err(refused) =
+                controller.sessions.heard(controller.node_id, &controller.address, controller.incarnation, now)
+            {
+                tracing::warn!(%refused, "the controller leader refused its own heartbeat");
+            }
+            lead(&controller, now, session_timeout).await;
+        } else {
+            controller.sessions.stop_leading();
+            let leader = metrics.current_leader.and_then(|id| {
+                metrics.membership_config.membership().get_node(&id).map(|node| (id, node.addr.clone()))
+            });
+            if let Some((leader_id, leader_address)) = leader {
+                heartbeats.send(&controller, leader_id, &leader_address, interval, session_timeout).await;
+            }
+        }
+    }
+}
+
+/// The leader's decisions for this tick, each a command through raft.
+async fn lead(controller: &Controller, now: Instant, session_timeout: Duration) {
+    let metadata = controller.metadata();
+    if metadata.cluster_id.is_none() {
+        let cluster_id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        write(controller, Command::SetClusterId { cluster_id }, session_timeout).await;
+    }
+    let at_ms = crate::node::now_ms();
+    for node_id in controller.sessions.expired(now) {
+        if metadata.state_of(node_id) == Some(NodeState::Alive) {
+            tracing::warn!(
+                node_id,
+                timeout_ms = session_timeout.as_millis() as u64,
+                "node session expired; fencing it"
+            );
+            write(controller, Command::Fence { node_id, at_ms }, session_timeout).await;
+        }
+    }
+    for (node_id, address) in controller.sessions.live(now) {
+        let is_recorded_alive =
+            metadata.nodes.get(&node_id).is_some_and(|n| n.state == NodeState::Alive && n.address == address);
+        if !is_recorded_alive {
+            tracing::info!(node_id, %address, "node heartbeating; marking it alive");
+            write(controller, Command::MarkAlive { node_id, address, at_ms }, session_timeout).await;
+        }
+    }
+}
+
+async fn write(controller: &Controller, command: Command, timeout: Duration) {
+    match tokio::time::timeout(timeout, controller.raft.client_write(command.clone())).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::info!(?command, error = %err, "metadata change not committed; next tick retries"),
+        Err(_) => tracing::info!(?command, "metadata change not committed in time; next tick retries"),
+    }
+}
+
+/// Records the cluster id once the metadata has one; a different one than the data dir's stops the node.
+async fn learn_cluster_id(controller: &Controller) {
+    let Some(cluster_id) = controller.metadata().cluster_id.clone() else { return };
+    match controller.cluster_id.get() {
+        Some(known) if known == cluster_id => {}
+        Some(known) => controller.fail(format!(
+            "data dir {} belongs to cluster {known}, but its peers' controller quorum is cluster {cluster_id}; \
+             use a fresh data dir for this node",
+            controller.config.data_dir.display()
+        )),
+        None => {
+            let mut updated = controller.identity.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            updated.cluster_id = Some(cluster_id.clone());
+            let data_dir = controller.config.data_dir.clone();
+            let stored = tokio::task::spawn_blocking(move || identity::store(&data_dir, &updated).map(|()| updated))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match stored {
+                Ok(updated) => {
+                    tracing::info!(%cluster_id, "joined the cluster; recorded its id in cluster.toml");
+                    *controller.identity.lock().unwrap_or_else(|p| p.into_inner()) = updated;
+                    controller.cluster_id.set(cluster_id);
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot record the cluster id yet; next tick retries"),
+            }
+        }
+    }
+}
+
+struct Heartbeats {
+    leader: Option<(NodeId, ControllerClient<Channel>)>,
+    /// Since when the leader has refused this node's id as held by another process.
+    refused_since: Option<Instant>,
+}
+
+impl Heartbeats {
+    async fn send(
+        &mut self,
+        controller: &Controller,
+        leader_id: NodeId,
+        leader_address: &str,
+        interval: Duration,
+        session_timeout: Duration,
+    ) {
+        if self.leader.as_ref().map(|(id, _)| *id) != Some(leader_id) {
+            match channel_to(leader_address) {
+                Ok(channel) => self.leader = Some((leader_id, ControllerClient::new(channel))),
+                Err(err) => {
+                    tracing::warn!(leader_id, leader_address, error = %err, "bad controller leader address");
+                    return;
+                }
+            }
+        }
+        let Some((_, client)) = self.leader.as_mut() else { return };
+        let mut request = tonic::Request::new(HeartbeatRequest {
+            cluster_id: controller.cluster_id.get().unwrap_or_default(),
+            node_id: controller.node_id,
+            address: controller.address.clone(),
+            incarnation: controller.incarnation,
+        });
+        request.set_timeout(interval.max(Duration::from_millis(100)));
+        match client.heartbeat(request).await {
+            Ok(_) => self.refused_since = None,
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                controller.fail(status.message().to_owned())
+            }
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                let since = *self.refused_since.get_or_insert_with(Instant::now);
+                tracing::warn!(leader_id, reason = status.message(), "heartbeat refused");
+                // A restarted node waits for its old session to expire; one still refused after two session
+                // timeouts is competing with a live process.
+                if since.elapsed() > 2 * session_timeout {
+                    controller.fail(status.message().to_owned());
+                }
+            }
+            Err(status) => tracing::debug!(leader_id, error = %status, "heartbeat not delivered"),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The controller quorum: cluster metadata replicated with openraft over the nodes listed in `--peers`.
+//!
+//! - [`peers`] parses and checks `--node-id`/`--peers`; [`identity`] keeps `<data>/cluster.toml` (cluster id,
+//!   node id, peers) and refuses a data dir that belongs to another node or peers list.
+//! - [`log_store`] (raft log and vote) and [`state_machine`] (snapshot and [`metadata`]) persist raft in
+//!   `<data>/__raft/`; [`network`] and [`rpc`] carry raft's RPCs over the internal `rill.internal.v1` service
+//!   on the node's own listener.
+//! - [`keeper`] runs on every node: it heartbeats to the controller leader and, on the leader, turns
+//!   [`sessions`] (in memory) into fence/alive commands through raft.
+//! - [`probe`] asks every peer who it is before a node joins, refusing a duplicate node id, disagreeing peers or
+//!   another cluster's data dir.
+//! - [`describe`] serves the public `ClusterAdmin` service.
+//!
+//! Invariants: a vote is on disk before it is answered and a log entry before openraft counts it as persisted;
+//! metadata changes only by applying committed commands; a node without peers starts none of this.
+
+pub mod describe;
+pub mod identity;
+mod keeper;
+mod log_store;
+pub mod metadata;
+mod network;
+pub mod peers;
+mod probe;
+mod rpc;
+mod sessions;
+#[cfg(test)]
+mod simulation;
+mod state_machine;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use identity::{ClusterIdentity, IdentityError};
+pub use peers::{parse_peers, validate as validate_settings, Peer};
+
+use crate::config::BrokerConfig;
+use metadata::{ClusterMetadata, Command, CommandOutcome};
+use sessions::Sessions;
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The controller's raft: commands on cluster metadata, nodes named by `u64` ids with `host:port` addresses.
+    pub TypeConfig:
+        D = Command,
+        R = CommandOutcome,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Raft timing. Elections are slow enough for a loaded machine's scheduling hiccups (a spurious election costs
+/// a leader change) and quick enough that a dead leader is replaced within a few seconds.
+const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 250;
+const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_500;
+const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 3_000;
+/// A snapshot every this many entries; the log before it can then be purged.
+const SNAPSHOT_EVERY_ENTRIES: u64 = 1_000;
+
+/// The cluster id once known, shared by the network (sent with every RPC) and the RPC server (checked).
+#[derive(Clone, Default)]
+pub struct ClusterIdCell(Arc<RwLock<Option<String>>>);
+
+impl ClusterIdCell {
+    pub fn get(&self) -> Option<String> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, cluster_id: String) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(cluster_id);
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot open the controller's raft state in {path}: {source}")]
+    Storage {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid raft settings: {0}")]
+    RaftConfig(String),
+    #[error("cannot start the controller's raft: {0}")]
+    Raft(String),
+}
+
+/// This node's member of the controller quorum.
+pub struct Controller {
+    pub node_id: NodeId,
+    pub address: String,
+    pub raft: Raft,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    sessions: Sessions,
+    cluster_id: ClusterIdCell,
+    /// Random per process start; see `HeartbeatRequest.incarnation`.
+    incarnation: u64,
+    config: Arc<BrokerConfig>,
+    identity: std::sync::Mutex<ClusterIdentity>,
+    /// Set once to why this node must stop (it belongs to another cluster, its id is taken).
+    failure: watch::Sender<Option<String>>,
+    keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Controller {
+    /// Opens the raft state in the data dir and starts this node's raft. The node then waits for its peers;
+    /// [`Controller::start_background`] initializes the membership and starts heartbeats.
+    pub async fn open(config: Arc<BrokerConfig>, identity: ClusterIdentity) -> Result<Arc<Self>, ControllerError> {
+        let raft_dir = raft_dir(&config.data_dir);
+        let storage = |source| ControllerError::Storage { path: raft_dir.clone(), source };
+        let log_store = log_store::LogStore::open(&raft_dir).map_err(storage)?;
+        let state_machine = state_machine::StateMachine::open(&raft_dir).map_err(storage)?;
+        let metadata = state_machine.subscribe();
+        let cluster_id = ClusterIdCell::default();
+        if let Some(id) = &identity.cluster_id {
+            cluster_id.set(id.clone());
+        }
+        let node_id = identity.node_id;
+        let address = identity
+            .peers
+            .iter()
+            .find(|p| p.node_id == node_id)
+            .map(|p| p.address.clone())
+            .ok_or_else(|| ControllerError::RaftConfig(format!("node {node_id} is not among its peers")))?;
+        let raft_config = raft_config()?;
+        let peers = peers::format_peers(&identity.peers);
+        let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers };
+        let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        let session_timeout = Duration::from_millis(config.node_session_timeout_ms);
+        Ok(Arc::new(Self {
+            node_id,
+            address,
+            raft,
+            metadata,
+            sessions: Sessions::new(session_timeout),
+            cluster_id,
+            incarnation: rand::random::<u64>().max(1),
+            config,
+            identity: std::sync::Mutex::new(identity),
+            failure: watch::channel(None).0,
+            keeper: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Once the node serves the internal service: initializes the membership from the peers (a no-op on a
+    /// node whose raft already has state) and starts the keeper.
+    pub fn start_background(self: &Arc<Self>) {
+        let controller = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            if let Err(reason) = probe::check_peers(&controller).await {
+                controller.fail(reason);
+                return;
+            }
+            controller.initialize().await;
+            keeper::run(controller).await;
+        });
+        *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// Every node proposes the same initial membership, all peers as voters: openraft documents this as safe
+    /// (identical configs), and it means the cluster forms as soon as any quorum is up, whichever nodes those are.
+    async fn initialize(&self) {
+        let members: BTreeMap<NodeId, BasicNode> =
+            self.peers().into_iter().map(|peer| (peer.node_id, BasicNode { addr: peer.address })).collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => tracing::info!(node_id = self.node_id, "controller membership initialized from the peers"),
+            Err(err) => tracing::debug!(node_id = self.node_id, error = %err, "controller already initialized"),
+        }
+    }
+
+    pub fn peers(&self) -> Vec<Peer> {
+        self.identity.lock().unwrap_or_else(|p| p.into_inner()).peers.clone()
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        Arc::clone(&self.metadata.borrow())
+    }
+
+    /// Records that this node must stop, with why; the first reason wins.
+    fn fail(&self, reason: String) {
+        tracing::error!(node_id = self.node_id, %reason, "this node cannot stay in the cluster");
+        self.failure.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+
+    /// Waits until this node must stop, and says why. Never returns while all is well.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.subscribe();
+        loop {
+            if let Some(reason) = failure.borrow_and_update().clone() {
+                return reason;
+            }
+            if failure.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops the keeper and raft.
+    pub async fn shutdown(&self) {
+        if let Some(task) = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+        if let Err(err) = self.raft.shutdown().await {
+            tracing::warn!(error = %err, "controller raft did not stop cleanly");
+        }
+    }
+}
+
+/// The raft settings every controller runs with (the simulation tests too).
+fn raft_config() -> Result<openraft::Config, ControllerError> {
+    openraft::Config {
+        cluster_name: "rill".into(),
+        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ControllerError::RaftConfig(e.to_string()))
+}
+
+/// `<data>/__raft`: the `__` prefix keeps it out of the topics' namespace and orphan cleanup.
+pub fn raft_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("__raft")
+}

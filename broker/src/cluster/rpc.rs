@@ -1,0 +1,127 @@
+//! The internal `rill.internal.v1.Controller` service: raft RPCs handed to openraft, heartbeats to the
+//! session table. Mounted on the node's listener only when the node has peers.
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use rill_protocol::internal::controller_server::{Controller as ControllerRpc, ControllerServer};
+use rill_protocol::internal::{
+    HeartbeatReply, HeartbeatRequest, IdentifyReply, IdentifyRequest, RaftReply, RaftRequest,
+};
+use serde::Serialize;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::network::MAX_RAFT_MESSAGE_BYTES;
+use super::sessions::HeartbeatRefused;
+use super::{Controller, NodeId, TypeConfig};
+
+pub struct ControllerService {
+    controller: Arc<Controller>,
+}
+
+impl Controller {
+    /// The internal service, ready for the node's router.
+    pub fn rpc_service(self: &Arc<Self>) -> ControllerServer<ControllerService> {
+        ControllerServer::new(ControllerService { controller: Arc::clone(self) })
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    }
+}
+
+impl ControllerService {
+    /// Refuses a sender from another cluster: its raft messages would mix two clusters' logs.
+    fn check_cluster(&self, sender_cluster_id: &str, sender: NodeId) -> Result<(), Status> {
+        match self.controller.cluster_id.get() {
+            Some(ours) if !sender_cluster_id.is_empty() && sender_cluster_id != ours => {
+                Err(Status::failed_precondition(format!(
+                    "node {sender} belongs to cluster {sender_cluster_id}, but node {} (at {}) belongs to cluster \
+                     {ours}: its data dir is another cluster's; start it with a fresh data dir",
+                    self.controller.node_id, self.controller.address
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a sender whose peers differ: its membership is not ours.
+    fn check_peers(&self, request: &RaftRequest) -> Result<(), Status> {
+        let ours = super::peers::format_peers(&self.controller.peers());
+        if request.peers != ours {
+            return Err(Status::failed_precondition(format!(
+                "node {} was started with peers {}, but node {} with peers {ours}; every node needs the same peers",
+                request.from_node_id, request.peers, self.controller.node_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(request: &RaftRequest) -> Result<T, Status> {
+        serde_json::from_slice(&request.payload_json)
+            .map_err(|err| Status::invalid_argument(format!("undecodable raft message: {err}")))
+    }
+}
+
+fn reply<T: Serialize>(outcome: &T) -> Result<Response<RaftReply>, Status> {
+    let payload_json =
+        serde_json::to_vec(outcome).map_err(|err| Status::internal(format!("cannot encode raft reply: {err}")))?.into();
+    Ok(Response::new(RaftReply { payload_json }))
+}
+
+#[tonic::async_trait]
+impl ControllerRpc for ControllerService {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&request)?;
+        reply(&self.controller.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
+        let rpc: VoteRequest<NodeId> = Self::decode(&request)?;
+        reply(&self.controller.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&request)?;
+        reply(&self.controller.raft.install_snapshot(rpc).await)
+    }
+
+    async fn identify(&self, _request: Request<IdentifyRequest>) -> Result<Response<IdentifyReply>, Status> {
+        Ok(Response::new(IdentifyReply {
+            node_id: self.controller.node_id,
+            incarnation: self.controller.incarnation,
+            cluster_id: self.controller.cluster_id.get().unwrap_or_default(),
+            peers: super::peers::format_peers(&self.controller.peers()),
+        }))
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
+        let request = request.into_inner();
+        self.check_cluster(&request.cluster_id, request.node_id)?;
+        let is_peer = self.controller.peers().iter().any(|p| p.node_id == request.node_id);
+        if !is_peer {
+            return Err(Status::failed_precondition(format!(
+                "node {} is not among the cluster's peers ({})",
+                request.node_id,
+                super::peers::format_peers(&self.controller.peers())
+            )));
+        }
+        let heard =
+            self.controller.sessions.heard(request.node_id, &request.address, request.incarnation, Instant::now());
+        match heard {
+            Ok(()) => Ok(Response::new(HeartbeatReply {})),
+            Err(refused @ HeartbeatRefused::DuplicateNodeId { .. }) => Err(Status::already_exists(refused.to_string())),
+            Err(HeartbeatRefused::NotLeader) => {
+                Err(Status::unavailable(format!("node {} is not the controller leader", self.controller.node_id)))
+            }
+        }
+    }
+}

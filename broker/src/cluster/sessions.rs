@@ -1,0 +1,174 @@
+//! Node sessions, kept by the controller leader alone, in memory: when it last heard each node's heartbeat and
+//! from which process (incarnation). Only the decisions that follow (fence, alive again) go through raft, so
+//! heartbeats cost no log writes, and no decision compares clocks of two machines.
+//!
+//! A new leader starts every node's session afresh: a node is fenced only after this leader itself has not
+//! heard from it for `node_session_timeout_ms`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+struct Session {
+    /// 0 until this leader heard the node: any process may then claim the id.
+    incarnation: u64,
+    address: String,
+    last_heard: Instant,
+    is_heard_by_this_leader: bool,
+}
+
+struct Table {
+    /// The raft term this table was started for; a table from an earlier leadership is stale.
+    term: u64,
+    sessions: BTreeMap<u64, Session>,
+}
+
+/// Why a heartbeat was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatRefused {
+    #[error(
+        "node id {node_id} is held by another running process (heard {age_ms} ms ago from {address}); each node \
+         needs its own id. A restarted node is accepted once the old process's session expires"
+    )]
+    DuplicateNodeId { node_id: u64, address: String, age_ms: u64 },
+    #[error("this node is not the controller leader")]
+    NotLeader,
+}
+
+pub struct Sessions {
+    session_timeout: Duration,
+    table: Mutex<Option<Table>>,
+}
+
+impl Sessions {
+    pub fn new(session_timeout: Duration) -> Self {
+        Self { session_timeout, table: Mutex::new(None) }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Option<Table>> {
+        // The table is plain data, whole after every statement: a panic elsewhere cannot leave it half-changed.
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Called while this node leads at `term`: starts a fresh table when the term is new, giving every node a
+    /// full session from `now`.
+    pub fn lead(&self, term: u64, nodes: impl IntoIterator<Item = (u64, String)>, now: Instant) {
+        let mut table = self.table();
+        if table.as_ref().is_some_and(|t| t.term == term) {
+            return;
+        }
+        let sessions = nodes
+            .into_iter()
+            .map(|(node_id, address)| {
+                (node_id, Session { incarnation: 0, address, last_heard: now, is_heard_by_this_leader: false })
+            })
+            .collect();
+        *table = Some(Table { term, sessions });
+    }
+
+    /// This node no longer leads.
+    pub fn stop_leading(&self) {
+        *self.table() = None;
+    }
+
+    /// Records a heartbeat. Refused when another process (a different incarnation) holds the node id and its
+    /// session has not expired.
+    pub fn heard(&self, node_id: u64, address: &str, incarnation: u64, now: Instant) -> Result<(), HeartbeatRefused> {
+        let mut table = self.table();
+        let table = table.as_mut().ok_or(HeartbeatRefused::NotLeader)?;
+        if let Some(session) = table.sessions.get(&node_id) {
+            let age = now.saturating_duration_since(session.last_heard);
+            let is_other_process = session.incarnation != 0 && session.incarnation != incarnation;
+            if is_other_process && age < self.session_timeout {
+                return Err(HeartbeatRefused::DuplicateNodeId {
+                    node_id,
+                    address: session.address.clone(),
+                    age_ms: age.as_millis() as u64,
+                });
+            }
+        }
+        let session =
+            Session { incarnation, address: address.to_owned(), last_heard: now, is_heard_by_this_leader: true };
+        table.sessions.insert(node_id, session);
+        Ok(())
+    }
+
+    /// Nodes whose session has expired.
+    pub fn expired(&self, now: Instant) -> Vec<u64> {
+        let table = self.table();
+        let Some(table) = table.as_ref() else { return Vec::new() };
+        table
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.last_heard) >= self.session_timeout)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Nodes heard by this leader within their session, with the address they gave.
+    pub fn live(&self, now: Instant) -> Vec<(u64, String)> {
+        let table = self.table();
+        let Some(table) = table.as_ref() else { return Vec::new() };
+        table
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.is_heard_by_this_leader)
+            .filter(|(_, s)| now.saturating_duration_since(s.last_heard) < self.session_timeout)
+            .map(|(id, s)| (*id, s.address.clone()))
+            .collect()
+    }
+
+    /// How long ago this leader last heard the node, if it has.
+    pub fn heartbeat_age(&self, node_id: u64, now: Instant) -> Option<Duration> {
+        let table = self.table();
+        let session = table.as_ref()?.sessions.get(&node_id)?;
+        session.is_heard_by_this_leader.then(|| now.saturating_duration_since(session.last_heard))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(6);
+
+    fn leading(now: Instant) -> Sessions {
+        let sessions = Sessions::new(TIMEOUT);
+        sessions.lead(1, [(1, "a:1".into()), (2, "b:2".into())], now);
+        sessions
+    }
+
+    #[test]
+    fn a_new_leader_fences_only_after_a_full_session_of_its_own() {
+        let start = Instant::now();
+        let sessions = leading(start);
+        assert!(sessions.expired(start + TIMEOUT / 2).is_empty());
+        assert_eq!(sessions.expired(start + TIMEOUT), vec![1, 2]);
+        sessions.heard(2, "b:2", 7, start + TIMEOUT).unwrap();
+        assert_eq!(sessions.expired(start + TIMEOUT), vec![1]);
+        assert_eq!(sessions.live(start + TIMEOUT), vec![(2, "b:2".to_owned())]);
+    }
+
+    #[test]
+    fn a_second_process_with_the_same_node_id_is_refused_until_the_first_one_expires() {
+        let start = Instant::now();
+        let sessions = leading(start);
+        sessions.heard(2, "b:2", 7, start).unwrap();
+        let refused = sessions.heard(2, "b:2", 8, start + TIMEOUT / 2).unwrap_err();
+        assert!(matches!(refused, HeartbeatRefused::DuplicateNodeId { node_id: 2, .. }));
+        sessions.heard(2, "b:2", 7, start + TIMEOUT / 2).unwrap();
+        // The first process died: after its session expires, the restarted one takes the id.
+        sessions.heard(2, "b:2", 8, start + TIMEOUT / 2 + TIMEOUT).unwrap();
+    }
+
+    #[test]
+    fn a_follower_refuses_heartbeats() {
+        let sessions = Sessions::new(TIMEOUT);
+        assert_eq!(sessions.heard(1, "a:1", 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
+        let sessions = leading(Instant::now());
+        sessions.stop_leading();
+        assert_eq!(sessions.heard(1, "a:1", 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
+    }
+}

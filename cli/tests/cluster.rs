@@ -1,0 +1,302 @@
+//! Clusters of real `rill broker` processes on loopback: the controller quorum forms, a SIGKILLed controller
+//! leader is replaced and fenced, and comes back alive when restarted; bad cluster settings are refused at start.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{dead_address, rill, run, BrokerProcess, DEADLINE, RILL};
+
+/// Heartbeats and sessions short enough that fencing happens within the tests' deadline.
+const FAST_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n";
+
+/// What `rill cluster describe` printed, parsed.
+#[derive(Debug)]
+struct Described {
+    leader: Option<u64>,
+    /// Node id -> state column.
+    states: Vec<(u64, String)>,
+}
+
+impl Described {
+    fn state_of(&self, node_id: u64) -> Option<&str> {
+        self.states.iter().find(|(id, _)| *id == node_id).map(|(_, s)| s.as_str())
+    }
+
+    fn all_alive(&self) -> bool {
+        self.states.len() == 3 && self.states.iter().all(|(_, s)| s == "alive")
+    }
+}
+
+fn describe(addr: &str) -> Option<Described> {
+    let output = rill(addr, &["cluster", "describe"]);
+    if !output.status.success() {
+        return None;
+    }
+    let leader = output
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("controller leader:"))
+        .and_then(|rest| rest.trim().parse().ok());
+    let states = output
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            Some((cells.first()?.parse().ok()?, (*cells.get(2)?).to_owned()))
+        })
+        .collect();
+    Some(Described { leader, states })
+}
+
+/// Polls `describe` on `addr` until `done` holds, up to the deadline.
+#[track_caller]
+fn wait_for(addr: &str, what: &str, done: impl Fn(&Described) -> bool) -> Described {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(described) = describe(addr) {
+            if done(&described) {
+                return described;
+            }
+            last = Some(described);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    addrs: Vec<String>,
+    peers: String,
+    nodes: Vec<Option<BrokerProcess>>,
+}
+
+impl Cluster {
+    /// Three nodes on free loopback ports (picked first, since every node needs the whole peers list).
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("rill.toml"), FAST_SESSIONS).expect("write config");
+        let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
+        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster { dir, addrs, peers, nodes: Vec::new() };
+        for node_id in 1..=3 {
+            let node = cluster.start_node(node_id);
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    fn data_dir(&self, node_id: u64) -> PathBuf {
+        self.dir.path().join(format!("d{node_id}"))
+    }
+
+    fn args(&self, node_id: u64) -> Vec<String> {
+        let config = self.dir.path().join("rill.toml");
+        broker_args(node_id, &self.addrs[node_id as usize - 1], &self.data_dir(node_id), &self.peers, Some(&config))
+    }
+
+    fn start_node(&self, node_id: u64) -> BrokerProcess {
+        let args = self.args(node_id);
+        BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn addr(&self, node_id: u64) -> &str {
+        &self.addrs[node_id as usize - 1]
+    }
+}
+
+fn broker_args(node_id: u64, listen: &str, data_dir: &Path, peers: &str, config: Option<&Path>) -> Vec<String> {
+    let mut args = vec![
+        "broker".to_owned(),
+        "--node-id".to_owned(),
+        node_id.to_string(),
+        "--listen".to_owned(),
+        listen.to_owned(),
+        "--data-dir".to_owned(),
+        data_dir.to_string_lossy().into_owned(),
+        "--peers".to_owned(),
+        peers.to_owned(),
+    ];
+    if let Some(config) = config {
+        args.extend(["--config".to_owned(), config.to_string_lossy().into_owned()]);
+    }
+    args
+}
+
+#[test]
+fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
+    let mut cluster = Cluster::start();
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let old_leader = formed.leader.expect("a leader");
+    let survivor = if old_leader == 1 { 2 } else { 1 };
+
+    cluster.nodes[old_leader as usize - 1].take().expect("running").kill();
+    let after = wait_for(cluster.addr(survivor), "new leader with the old one fenced", |d| {
+        d.leader.is_some_and(|l| l != old_leader) && d.state_of(old_leader) == Some("fenced")
+    });
+    assert_eq!(after.states.iter().filter(|(_, s)| s == "alive").count(), 2, "{after:?}");
+
+    cluster.nodes[old_leader as usize - 1] = Some(cluster.start_node(old_leader));
+    wait_for(cluster.addr(old_leader), "the restarted node alive again", |d| d.leader.is_some() && d.all_alive());
+}
+
+#[test]
+fn a_single_node_describes_itself_without_a_quorum() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(dir.path());
+    let output = rill(&broker.addr, &["cluster", "describe"]);
+    let stdout = output.ok();
+    assert!(stdout.starts_with("no controller quorum (single node)\n"), "{stdout}");
+    assert!(stdout.contains(&broker.addr) && stdout.contains("alive"), "{stdout}");
+    assert!(!dir.path().join("cluster.toml").exists(), "a single node records no cluster identity");
+}
+
+/// Runs `rill broker ARGS` to its exit (logs off: stderr is then just the `error:` line).
+fn rill_broker(args: &[String]) -> common::Output {
+    run(Command::new(RILL).args(args).env("RUST_LOG", "off"), None)
+}
+
+/// Starts node 1 of a three-node peers list once (recording its identity), then stops it.
+fn record_identity(dir: &Path, listen: &str, peers: &str) {
+    let args = broker_args(1, listen, &dir.join("d1"), peers, None);
+    BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>()).kill();
+}
+
+#[test]
+fn a_data_dir_restarted_as_another_node_id_is_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    record_identity(dir.path(), &listen, &peers);
+    let peers_as_2 = format!("1@127.0.0.1:3,2@{listen},3@127.0.0.1:2");
+    let output = rill_broker(&broker_args(2, &listen, &dir.path().join("d1"), &peers_as_2, None));
+    output.fails(1, "belongs to node 1 of its cluster, but this node was started with node id 2");
+}
+
+#[test]
+fn a_data_dir_restarted_with_other_peers_is_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    record_identity(dir.path(), &listen, &peers);
+    let other = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:9");
+    let stderr = rill_broker(&broker_args(1, &listen, &dir.path().join("d1"), &other, None))
+        .fails(1, "every node must be started with the peers its cluster was formed with")
+        .to_owned();
+    assert!(stderr.contains("3@127.0.0.1:2") && stderr.contains("3@127.0.0.1:9"), "{stderr}");
+}
+
+#[test]
+fn a_cluster_data_dir_started_without_peers_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    record_identity(dir.path(), &listen, &peers);
+    let data_dir = dir.path().join("d1").to_string_lossy().into_owned();
+    let args = ["broker", "--listen", &listen, "--data-dir", &data_dir].map(str::to_owned);
+    rill_broker(&args).fails(1, &format!("start it with --node-id 1 --peers {peers}"));
+}
+
+#[test]
+fn a_peers_list_with_a_duplicate_node_id_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},1@127.0.0.1:1,3@127.0.0.1:2");
+    rill_broker(&broker_args(1, &listen, &dir.path().join("d1"), &peers, None))
+        .fails(1, "invalid setting peers: node id 1 is listed twice");
+}
+
+#[test]
+fn a_node_id_missing_from_the_peers_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    rill_broker(&broker_args(4, &listen, &dir.path().join("d1"), &peers, None))
+        .fails(1, "invalid setting node_id: 4 is not among the peers");
+}
+
+#[test]
+fn a_malformed_peer_is_refused_with_the_form_expected() {
+    let output = run(Command::new(RILL).args(["broker", "--node-id", "1", "--peers", "1@localhost"]), None);
+    output.fails(2, "has no :PORT");
+}
+
+#[test]
+fn a_second_process_with_a_running_node_id_stops_with_a_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    let args = broker_args(1, &listen, &dir.path().join("d1"), &peers, None);
+    let _running =
+        BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let impostor = rill_broker(&broker_args(1, &dead_address(), &dir.path().join("other"), &peers, None));
+    impostor.fails(1, &format!("node id 1 is already running: another process answers at its address {listen}"));
+}
+
+#[test]
+fn a_node_whose_peers_disagree_with_a_running_peer_stops_naming_both_lists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second) = (dead_address(), dead_address());
+    let peers = format!("1@{first},2@{second},3@127.0.0.1:2");
+    let args = broker_args(1, &first, &dir.path().join("d1"), &peers, None);
+    let _running =
+        BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let other = format!("1@{first},2@{second},3@127.0.0.1:9");
+    let stderr = rill_broker(&broker_args(2, &second, &dir.path().join("d2"), &other, None))
+        .fails(1, "every node needs the same peers")
+        .to_owned();
+    assert!(stderr.contains("3@127.0.0.1:2") && stderr.contains("3@127.0.0.1:9"), "{stderr}");
+}
+
+/// Polls until `data_dir/cluster.toml` records a cluster id, and returns it.
+#[track_caller]
+fn recorded_cluster_id(data_dir: &Path) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(data_dir.join("cluster.toml")).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("cluster_id")) {
+            return line.split('"').nth(1).expect("quoted cluster id").to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} recorded no cluster id within {DEADLINE:?}", data_dir.display());
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_is_refused_as_it_joins_naming_both_clusters() {
+    // Cluster A forms and every node records its id; then all of it stops.
+    let mut first = Cluster::start();
+    let cluster_a = recorded_cluster_id(&first.data_dir(3));
+    let (addrs, peers) = (first.addrs.clone(), first.peers.clone());
+    let node_3_of_a = first.data_dir(3);
+    first.nodes.clear(); // SIGKILLs them
+
+    // Cluster B forms on the same addresses from fresh data dirs, with two of its three nodes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("rill.toml");
+    std::fs::write(&config, FAST_SESSIONS).expect("write config");
+    let _b: Vec<BrokerProcess> = (1..=2)
+        .map(|node_id| {
+            let args = broker_args(
+                node_id,
+                &addrs[node_id as usize - 1],
+                &dir.path().join(format!("b{node_id}")),
+                &peers,
+                Some(&config),
+            );
+            BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .collect();
+    let cluster_b = recorded_cluster_id(&dir.path().join("b1"));
+    assert_ne!(cluster_a, cluster_b);
+
+    let stderr = rill_broker(&broker_args(3, &addrs[2], &node_3_of_a, &peers, Some(&config)))
+        .fails(1, "use a fresh data dir for this node")
+        .to_owned();
+    assert!(stderr.contains(&cluster_a) && stderr.contains(&cluster_b), "{stderr}");
+}

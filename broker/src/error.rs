@@ -69,8 +69,6 @@ pub enum BrokerError {
     },
     #[error("corrupt metadata file {path}: {reason}")]
     CorruptMetadata { path: PathBuf, reason: String },
-    #[error("invalid record batch: {source} (batch {} of {count} in the request; nothing was appended)", position + 1)]
-    InvalidBatch { position: usize, count: usize, source: rill_protocol::BatchError },
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -98,8 +96,7 @@ impl BrokerError {
             BrokerError::TopicExists { .. } => Code::AlreadyExists,
             BrokerError::ReservedTopicName { .. }
             | BrokerError::InvalidPartitionCount { .. }
-            | BrokerError::InvalidArgument { .. }
-            | BrokerError::InvalidBatch { .. } => Code::InvalidArgument,
+            | BrokerError::InvalidArgument { .. } => Code::InvalidArgument,
             BrokerError::TooManyTopics { .. }
             | BrokerError::TooLarge { .. }
             | BrokerError::TooManyGroups { .. }

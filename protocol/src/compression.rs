@@ -255,6 +255,17 @@ fn decompress_lz4(section: &[u8], limit_bytes: usize, out: &mut Vec<u8>) -> Resu
                 .map(drop)
                 .map_err(|e| e.to_string());
         }
+        // BD bits 6-4: the frame's largest block, 64 KiB (4) to 4 MiB (7). A block's output is zero-filled before
+        // it is decoded into, so this bounds that fill to one block (filling 4 MiB for every 64 KiB block made
+        // the broker's lz4 check several times slower).
+        let bd = *rest.get(5).ok_or("lz4 frame header cut short")?;
+        let max_block_bytes = match (bd >> 4) & 0x07 {
+            4 => 64usize << 10,
+            5 => 256 << 10,
+            6 => 1 << 20,
+            7 => 4 << 20,
+            other => return Err(format!("bad lz4 block size code {other}")),
+        };
         let header_bytes =
             7 + if flg & LZ4_FLG_CONTENT_SIZE != 0 { 8 } else { 0 } + if flg & LZ4_FLG_DICT_ID != 0 { 4 } else { 0 };
         let block_checksum = if flg & LZ4_FLG_BLOCK_CHECKSUM != 0 { 4 } else { 0 };
@@ -272,15 +283,13 @@ fn decompress_lz4(section: &[u8], limit_bytes: usize, out: &mut Vec<u8>) -> Resu
             if size & LZ4_UNCOMPRESSED_BLOCK != 0 {
                 out.extend_from_slice(block);
             } else {
-                // A block inflates to at most 4 MiB (the frame format's largest block size).
-                const MAX_BLOCK_BYTES: usize = 4 << 20;
-                let room = MAX_BLOCK_BYTES.min(limit_bytes + 1 - out.len().min(limit_bytes));
+                let room = max_block_bytes.min(limit_bytes + 1 - out.len().min(limit_bytes));
                 let at = out.len();
                 out.resize(at + room, 0);
                 match lz4_flex::block::decompress_into(block, &mut out[at..]) {
                     Ok(written) => out.truncate(at + written),
                     // Out of room below the limit: the block inflates past it, which the caller reports.
-                    Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if room < MAX_BLOCK_BYTES => {
+                    Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if room < max_block_bytes => {
                         return Ok(())
                     }
                     Err(e) => {
@@ -364,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn linked_lz4_blocks_and_bare_snappy_are_read_too() {
+    fn linked_or_large_lz4_blocks_and_bare_snappy_are_read_too() {
         let records = sample(300_000);
         let info = lz4_flex::frame::FrameInfo::new().block_mode(lz4_flex::frame::BlockMode::Linked);
         let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
@@ -373,6 +382,14 @@ mod tests {
         let mut out = Vec::new();
         Decompressor::default().decompress_into(Compression::Lz4, &linked, 1 << 20, &mut out).unwrap();
         assert_eq!(out, records);
+        for size in [lz4_flex::frame::BlockSize::Max256KB, lz4_flex::frame::BlockSize::Max4MB] {
+            let info = lz4_flex::frame::FrameInfo::new().block_size(size).block_checksums(true).content_checksum(true);
+            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+            encoder.write_all(&records).unwrap();
+            let big_blocks = encoder.finish().unwrap();
+            Decompressor::default().decompress_into(Compression::Lz4, &big_blocks, 1 << 20, &mut out).unwrap();
+            assert_eq!(out, records, "{size:?}");
+        }
         let bare = snap::raw::Encoder::new().compress_vec(&records).unwrap();
         Decompressor::default().decompress_into(Compression::Snappy, &bare, 1 << 20, &mut out).unwrap();
         assert_eq!(out, records);

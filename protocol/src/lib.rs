@@ -8,8 +8,8 @@
 //! - [`compressed`]: framing of compressed batches; [`compression`]: the codecs (gzip, snappy, lz4, zstd),
 //!   shared by the client (compress, decompress) and the broker (decompress to check and to serve STRUCTURED).
 //! - [`validate`] is storage's integrity check of a batch (framing, CRC, records that parse), what recovery
-//!   re-runs; [`produce_validation`] is the broker's stricter check of what clients produce (Kafka's
-//!   `LogValidator`): counts, offset deltas, timestamps, decompressed contents, no control batches.
+//!   re-runs; [`produce_validation`] is the stricter check every append runs (Kafka's `LogValidator`): counts,
+//!   offset deltas, timestamps, decompressed contents, no control or transactional batches.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //!
 //! Invariants:

@@ -2,8 +2,8 @@
 //!
 //! [`crate::validate`] is storage's integrity check (framing, CRC, records that parse): it is what recovery
 //! re-runs on every start, so it must never grow stricter than what older brokers stored. This module is the
-//! stricter gate in front of the log, applied to client input only, as Kafka applies `LogValidator` only on
-//! the produce path. A batch passes when:
+//! stricter gate in front of the log: storage's append runs it (and the broker, when it must answer before the
+//! append), recovery never does, as Kafka applies `LogValidator` only on the produce path. A batch passes when:
 //! - it is one whole batch whose CRC-32C holds ([`crate::batch::check_frame`]);
 //! - it is neither a control batch nor transactional (rill has no transactions yet);
 //! - `record_count` is above 0 and equals `last_offset_delta + 1`;

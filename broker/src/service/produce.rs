@@ -11,7 +11,7 @@ use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::record::RecordIter;
 use rill_protocol::v1::{self, produce_request::Records};
-use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression};
+use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression, TimestampType};
 use rill_storage::StorageError;
 
 use crate::codec::encode_records;
@@ -27,14 +27,15 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
     let limit = topic.settings.max_batch_bytes;
+    let check_here = acks == v1::Acks::None || request.partition.is_none();
     let batches = match request.records {
         None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
-        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit)?,
+        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit, check_here)?,
         Some(Records::RecordBatches(v1::RecordBatches { batches })) => {
             if batches.is_empty() {
                 return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
             }
-            checked_batches(batches, limit)?
+            checked_batches(batches, limit, check_here)?
         }
         // Encoded here by the builder: valid by construction, CreateTime.
         Some(Records::RecordList(list)) => vec![encode_records(&list.records, now_ms(), limit)?],
@@ -63,20 +64,26 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     })
 }
 
-/// Checks every batch a client sent as strictly as Kafka's broker does (`rill_protocol::produce_validation`)
-/// before any is appended: one bad batch refuses the call with INVALID_ARGUMENT and nothing is stored. Storage
-/// checks the batches' integrity again on append; this is the stricter gate for client input only, which
-/// recovery never re-applies. A LogAppendTime batch leaves with the broker's clock as its `max_timestamp`.
-fn checked_batches(mut batches: Vec<Bytes>, limit: u64) -> Result<Vec<Bytes>> {
-    let count = batches.len();
-    for (position, batch) in batches.iter_mut().enumerate() {
+/// Checks each batch against the topic's size limit, and prepares it for the append. Storage's append checks
+/// every batch with Kafka's produce rules (`rill_protocol::validate_produced`) before writing any, off the async
+/// threads; the broker runs the same check here only when it must answer or look inside before the append:
+/// `check_here` (acks NONE answers before it; a request without a partition hashes the first key), and any
+/// LogAppendTime batch, which leaves with the broker's clock as its `max_timestamp`. So a bad batch is refused
+/// with INVALID_ARGUMENT either way, and the common produce checks each batch once.
+fn checked_batches(mut batches: Vec<Bytes>, limit: u64, check_here: bool) -> Result<Vec<Bytes>> {
+    for batch in &mut batches {
         if batch.len() as u64 > limit {
             return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
         }
-        let checked = validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)
-            .map_err(|source| BrokerError::InvalidBatch { position, count, source })?;
+        let is_log_append_time =
+            BatchHeader::parse(batch).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
+        if !(check_here || is_log_append_time) {
+            continue;
+        }
+        let checked = validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES).map_err(StorageError::from)?;
         if checked.needs_append_time {
-            // The one copy of a LogAppendTime batch: request buffers are shared and read-only.
+            // The one copy of a LogAppendTime batch: request buffers are shared and read-only. Stamped only
+            // after the check above, so the new CRC never covers damage the old one caught.
             let mut stamped = batch.to_vec();
             stamp_log_append_time(&mut stamped, now_ms());
             *batch = Bytes::from(stamped);
@@ -87,7 +94,7 @@ fn checked_batches(mut batches: Vec<Bytes>, limit: u64) -> Result<Vec<Bytes>> {
 
 /// The key of the batch's first record, if the records are readable without decompressing (a compressed batch
 /// goes round-robin unless the producer names a partition, which rill's client always does). The batch has
-/// passed `checked_batches`.
+/// passed `validate_produced` in `checked_batches`.
 fn first_key(batch: &Bytes) -> Result<Option<Bytes>> {
     let header = BatchHeader::parse(batch).map_err(StorageError::from)?;
     if header.compression().map_err(StorageError::from)? != Compression::None {

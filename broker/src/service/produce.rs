@@ -27,7 +27,9 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
     let limit = topic.settings.max_batch_bytes;
-    let check_here = acks == v1::Acks::None || request.partition.is_none();
+    // Which batches the broker must check before the append: all when it answers first (acks NONE), the first
+    // when it reads that batch's first key to pick the partition.
+    let check_here = |position: usize| acks == v1::Acks::None || (position == 0 && request.partition.is_none());
     let batches = match request.records {
         None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
         Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit, check_here)?,
@@ -67,17 +69,17 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
 /// Checks each batch against the topic's size limit, and prepares it for the append. Storage's append checks
 /// every batch with Kafka's produce rules (`rill_protocol::validate_produced`) before writing any, off the async
 /// threads; the broker runs the same check here only when it must answer or look inside before the append:
-/// `check_here` (acks NONE answers before it; a request without a partition hashes the first key), and any
-/// LogAppendTime batch, which leaves with the broker's clock as its `max_timestamp`. So a bad batch is refused
-/// with INVALID_ARGUMENT either way, and the common produce checks each batch once.
-fn checked_batches(mut batches: Vec<Bytes>, limit: u64, check_here: bool) -> Result<Vec<Bytes>> {
-    for batch in &mut batches {
+/// the batches at the positions `check_here` names, and any LogAppendTime batch, which leaves with the broker's
+/// clock as its `max_timestamp`. So a bad batch is refused with INVALID_ARGUMENT either way, and the common
+/// produce checks each batch once.
+fn checked_batches(mut batches: Vec<Bytes>, limit: u64, check_here: impl Fn(usize) -> bool) -> Result<Vec<Bytes>> {
+    for (position, batch) in batches.iter_mut().enumerate() {
         if batch.len() as u64 > limit {
             return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
         }
         let is_log_append_time =
             BatchHeader::parse(batch).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
-        if !(check_here || is_log_append_time) {
+        if !(check_here(position) || is_log_append_time) {
             continue;
         }
         let checked = validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES).map_err(StorageError::from)?;

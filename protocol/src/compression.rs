@@ -12,8 +12,8 @@
 //!   straight into the output buffer; linked blocks go through `lz4_flex`'s frame decoder.
 //! - zstd: one or more zstd frames.
 //!
-//! [`Decompressor`] keeps what one thread reuses from batch to batch: the zstd context (~100 KiB of tables
-//! allocated once, not per batch). Output always goes straight into the caller's buffer, so the records are
+//! [`Decompressor`] keeps what one thread reuses from batch to batch: the zstd context (~100 KiB of tables)
+//! and gzip's inflate state, allocated once, not per batch. Output always goes straight into the caller's buffer, so the records are
 //! written once, never decompressed into a scratch buffer and copied out.
 
 use std::cell::RefCell;
@@ -97,6 +97,8 @@ pub fn compress_into(codec: Compression, level: i32, records: &[u8], out: &mut V
 #[derive(Default)]
 pub struct Decompressor {
     zstd: Option<zstd::stream::raw::Decoder<'static>>,
+    /// Raw-deflate state for gzip members (~40 KiB of window and tables, allocated once).
+    gzip: Option<flate2::Decompress>,
 }
 
 impl Decompressor {
@@ -120,11 +122,8 @@ impl Decompressor {
                 out.extend_from_slice(section);
             }
             Compression::Gzip => {
-                let mut decoder = flate2::bufread::MultiGzDecoder::new(section).take(limit_bytes as u64 + 1);
-                decoder.read_to_end(out).map_err(|e| corrupt(e.to_string()))?;
-                if section.is_empty() {
-                    return Err(corrupt("no gzip member".into()));
-                }
+                let inflate = self.gzip.get_or_insert_with(|| flate2::Decompress::new(false));
+                decompress_gzip(inflate, section, limit_bytes, out).map_err(corrupt)?
             }
             Compression::Snappy => decompress_snappy(section, limit_bytes, out).map_err(corrupt)?,
             Compression::Lz4 => decompress_lz4(section, limit_bytes, out).map_err(corrupt)?,
@@ -196,6 +195,86 @@ pub fn with_decompressor<R>(f: impl FnOnce(&mut Decompressor, &mut Vec<u8>) -> R
         }
         Err(_) => f(&mut Decompressor::default(), &mut Vec::new()),
     })
+}
+
+/// One or more gzip members (RFC 1952): each header is skipped, its deflate stream inflated straight into `out`
+/// with the reused `inflate`, and its trailer's CRC-32 and size checked.
+fn decompress_gzip(
+    inflate: &mut flate2::Decompress,
+    section: &[u8],
+    limit_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    if section.is_empty() {
+        return Err("no gzip member".into());
+    }
+    let mut rest = section;
+    while !rest.is_empty() {
+        let deflated = gzip_member_body(rest)?;
+        inflate.reset(false);
+        let member_start = out.len();
+        loop {
+            if out.len() > limit_bytes {
+                return Ok(()); // the caller reports the limit
+            }
+            if out.capacity() - out.len() < 16 << 10 {
+                out.reserve((deflated.len() * 4).clamp(64 << 10, 4 << 20));
+            }
+            let (in_before, out_before) = (inflate.total_in(), out.len());
+            let input = deflated.get(in_before as usize..).unwrap_or_default();
+            let status = inflate
+                .decompress_vec(input, out, flate2::FlushDecompress::Finish)
+                .map_err(|e| format!("bad deflate stream: {e}"))?;
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+            if inflate.total_in() == in_before && out.len() == out_before {
+                return Err("the gzip member ends inside its deflate stream".into());
+            }
+        }
+        let consumed = inflate.total_in() as usize;
+        let trailer = deflated.get(consumed..consumed + 8).ok_or("gzip trailer cut short")?;
+        let inflated = &out[member_start..];
+        if u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]) != inflated.len() as u32 {
+            return Err("gzip member size does not match its trailer".into());
+        }
+        if u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) != crc32fast::hash(inflated) {
+            return Err("gzip member CRC-32 does not match its contents".into());
+        }
+        rest = &deflated[consumed + 8..];
+    }
+    Ok(())
+}
+
+/// The deflate stream (and trailer) of the gzip member at the front of `member`, past its header.
+fn gzip_member_body(member: &[u8]) -> Result<&[u8], String> {
+    const FHCRC: u8 = 0x02;
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    const FCOMMENT: u8 = 0x10;
+    let fixed = member.first_chunk::<10>().ok_or("gzip header cut short")?;
+    if fixed[0..2] != [0x1f, 0x8b] {
+        return Err("not a gzip member (bad magic)".into());
+    }
+    if fixed[2] != 8 {
+        return Err(format!("gzip compression method {} is not deflate (8)", fixed[2]));
+    }
+    let flags = fixed[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let len = member.get(at..at + 2).ok_or("gzip extra field cut short")?;
+        at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let text = member.get(at..).ok_or("gzip header cut short")?;
+            at += text.iter().position(|&b| b == 0).ok_or("gzip name or comment without its end")? + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    member.get(at..).ok_or_else(|| "gzip header cut short".into())
 }
 
 /// xerial-framed snappy, or one bare snappy block.
@@ -360,6 +439,31 @@ mod tests {
             let decoded = Decompressor::default().decompress_into(*codec, cut, 1 << 20, &mut Vec::new());
             assert!(decoded.is_err(), "{codec:?}");
         }
+    }
+
+    #[test]
+    fn gzip_members_with_header_fields_several_members_and_bad_trailers() {
+        let records = sample(50_000);
+        let mut encoder = flate2::GzBuilder::new()
+            .filename("batch")
+            .comment("from another producer")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&records[..20_000]).unwrap();
+        let mut section = encoder.finish().unwrap();
+        section.extend(compressed(Compression::Gzip, &records[20_000..]));
+        let mut decompressor = Decompressor::default();
+        let mut out = Vec::new();
+        decompressor.decompress_into(Compression::Gzip, &section, 1 << 20, &mut out).unwrap();
+        assert_eq!(out, records);
+        let mut bad_crc = compressed(Compression::Gzip, &records);
+        let at = bad_crc.len() - 8;
+        bad_crc[at] ^= 1;
+        let refused = decompressor.decompress_into(Compression::Gzip, &bad_crc, 1 << 20, &mut out);
+        assert!(
+            matches!(refused, Err(BatchError::Decompress { ref reason, .. }) if reason.contains("CRC")),
+            "{refused:?}"
+        );
     }
 
     #[test]

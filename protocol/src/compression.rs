@@ -282,6 +282,11 @@ fn decompress_snappy(section: &[u8], limit_bytes: usize, out: &mut Vec<u8>) -> R
     let mut decoder = snap::raw::Decoder::new();
     let mut block = |compressed: &[u8], out: &mut Vec<u8>| -> Result<(), String> {
         let len = snap::raw::decompress_len(compressed).map_err(|e| e.to_string())?;
+        // A snappy element of n bytes yields at most 64 / 3 * n (a 3-byte copy of 64): a length beyond that is a
+        // lie, refused before the output it claims is allocated and zero-filled.
+        if len > compressed.len().saturating_mul(22).saturating_add(64) {
+            return Err(format!("a snappy block of {} bytes claims {len} bytes of output", compressed.len()));
+        }
         if out.len() + len > limit_bytes {
             // Past the limit: the caller reports it, without inflating the block.
             out.resize(limit_bytes + 1, 0);
@@ -362,13 +367,19 @@ fn decompress_lz4(section: &[u8], limit_bytes: usize, out: &mut Vec<u8>) -> Resu
             if size & LZ4_UNCOMPRESSED_BLOCK != 0 {
                 out.extend_from_slice(block);
             } else {
-                let room = max_block_bytes.min(limit_bytes + 1 - out.len().min(limit_bytes));
+                // An LZ4 block of n bytes yields at most ~255 n (each extra match-length byte adds 255): the
+                // zero-fill is bounded by that too, so tiny blocks in a frame of 4 MiB blocks cost no more than
+                // real data would.
+                let possible = block.len().saturating_mul(255).saturating_add(64);
+                let room = max_block_bytes.min(possible).min(limit_bytes + 1 - out.len().min(limit_bytes));
                 let at = out.len();
                 out.resize(at + room, 0);
                 match lz4_flex::block::decompress_into(block, &mut out[at..]) {
                     Ok(written) => out.truncate(at + written),
                     // Out of room below the limit: the block inflates past it, which the caller reports.
-                    Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if room < max_block_bytes => {
+                    Err(lz4_flex::block::DecompressError::OutputTooSmall { .. })
+                        if room < max_block_bytes.min(possible) =>
+                    {
                         return Ok(())
                     }
                     Err(e) => {
@@ -462,6 +473,18 @@ mod tests {
         let refused = decompressor.decompress_into(Compression::Gzip, &bad_crc, 1 << 20, &mut out);
         assert!(
             matches!(refused, Err(BatchError::Decompress { ref reason, .. }) if reason.contains("CRC")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_snappy_block_claiming_more_than_it_can_hold_is_refused_before_allocating() {
+        // Varint 0x7fffffff (2 GiB), then one literal byte: the claim is refused, not zero-filled.
+        let lie = [0xff, 0xff, 0xff, 0xff, 0x07, 0x00, b'x'];
+        let refused =
+            Decompressor::default().decompress_into(Compression::Snappy, &lie, usize::MAX - 1, &mut Vec::new());
+        assert!(
+            matches!(refused, Err(BatchError::Decompress { ref reason, .. }) if reason.contains("claims")),
             "{refused:?}"
         );
     }

@@ -1,14 +1,15 @@
 //! Per-batch compression: the codecs the producer encodes with and the consumer decodes transparently.
 //!
 //! Kafka's layout: only the records section of a batch is compressed; the header stays readable, with the codec
-//! in its attribute bits (`rill_protocol::compressed` frames it). lz4 uses the LZ4 frame format and zstd a
-//! standard zstd frame, as Kafka clients write them. The broker stores compressed batches as sent.
+//! in its attribute bits. The codecs themselves are `rill_protocol::compression`, shared with the broker (which
+//! decompresses what it is sent to check it); the producer writes lz4 (LZ4 frames) or zstd, as Kafka clients
+//! do, and the consumer reads all four of Kafka's codecs (gzip and snappy too).
 
-use std::io::Read;
-
-use rill_protocol::batch::HEADER_BYTES;
-use rill_protocol::compressed::{records_section, seal_compressed};
+use rill_protocol::compressed::compress_batch as compress_with;
+use rill_protocol::compression::with_decompressor;
 use rill_protocol::Compression as Codec;
+
+pub(crate) use rill_protocol::compression::codec_name;
 
 /// How the producer compresses each batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,66 +35,28 @@ impl Compression {
 /// Compresses the records section of `batch` (an uncompressed batch as `RecordBatchBuilder::build` made it)
 /// and returns the compressed batch with its header fixed. `None` returns `batch` unchanged.
 pub(crate) fn compress_batch(batch: Vec<u8>, compression: Compression) -> Result<Vec<u8>, String> {
-    if compression == Compression::None {
-        return Ok(batch);
-    }
-    let records = records_section(&batch);
-    let mut out = Vec::with_capacity(HEADER_BYTES + records.len() / 2 + 64);
-    out.extend_from_slice(batch.get(..HEADER_BYTES).ok_or("a batch shorter than its header")?);
-    let mut out = match compression {
-        Compression::None => out,
-        Compression::Lz4 => {
-            let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
-            std::io::Write::write_all(&mut encoder, records).map_err(|e| format!("lz4: {e}"))?;
-            encoder.finish().map_err(|e| format!("lz4: {e}"))?
-        }
-        Compression::Zstd { level } => {
-            let mut encoder = zstd::stream::write::Encoder::new(out, level).map_err(|e| format!("zstd: {e}"))?;
-            std::io::Write::write_all(&mut encoder, records).map_err(|e| format!("zstd: {e}"))?;
-            encoder.finish().map_err(|e| format!("zstd: {e}"))?
-        }
+    let level = match compression {
+        Compression::None => return Ok(batch),
+        Compression::Lz4 => 0,
+        Compression::Zstd { level } => level,
     };
-    seal_compressed(&mut out, compression.codec()).map_err(|e| e.to_string())?;
-    Ok(out)
+    compress_with(&batch, compression.codec(), level).map_err(|e| e.to_string())
 }
 
 /// Decompresses a batch's records section, refusing to produce more than `limit_bytes` (a small batch that
-/// inflates without bound is an attack, not data).
+/// inflates without bound is an attack, not data). The records are handed out as slices of the result, so it
+/// is a buffer of its own; the codec contexts are this thread's, reused.
 pub(crate) fn decompress_records(codec: Codec, section: &[u8], limit_bytes: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(section.len().saturating_mul(2).min(limit_bytes));
-    let limit = limit_bytes as u64 + 1;
-    let read = match codec {
-        Codec::Lz4 => lz4_flex::frame::FrameDecoder::new(section).take(limit).read_to_end(&mut out),
-        Codec::Zstd => {
-            zstd::stream::read::Decoder::with_buffer(section).and_then(|d| d.take(limit).read_to_end(&mut out))
-        }
-        Codec::None => {
-            out.extend_from_slice(section);
-            Ok(section.len())
-        }
-        other => return Err(format!("codec {other:?} is not supported by this client (only lz4 and zstd)")),
-    };
-    read.map_err(|e| e.to_string())?;
-    if out.len() > limit_bytes {
-        return Err(format!("records inflate past the limit of {limit_bytes} bytes"));
-    }
+    with_decompressor(|decompressor, _| decompressor.decompress_into(codec, section, limit_bytes, &mut out))
+        .map_err(|e| e.to_string())?;
     Ok(out)
-}
-
-/// The codec's name for error messages.
-pub(crate) fn codec_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::None => "uncompressed",
-        Codec::Gzip => "gzip",
-        Codec::Snappy => "snappy",
-        Codec::Lz4 => "lz4",
-        Codec::Zstd => "zstd",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_protocol::compressed::records_section;
     use rill_protocol::record::RecordIter;
     use rill_protocol::{validate, Record, RecordBatchBuilder};
 
@@ -143,5 +106,6 @@ mod tests {
         assert!(decompress_records(Codec::Lz4, b"not an lz4 frame", 1 << 20).is_err());
         assert!(decompress_records(Codec::Zstd, b"not a zstd frame", 1 << 20).is_err());
         assert!(decompress_records(Codec::Gzip, b"", 1 << 20).is_err());
+        assert!(decompress_records(Codec::Snappy, b"", 1 << 20).is_err());
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rill_protocol::batch::{batch_crc, HEADER_BYTES};
 use rill_protocol::compressed::records_section;
 use rill_protocol::record::RecordIter;
-use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordBatch, RecordView};
+use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordBatch, RecordView, TimestampType};
 
 use crate::compression::{codec_name, decompress_records};
 use crate::error::{Error, Result};
@@ -103,9 +103,12 @@ fn decode_batch(
     };
     // The count is the sender's word: bounded by what the bytes can hold (a record takes at least 7).
     out.reserve((header.record_count.max(0) as usize).min(records.len() / 7));
+    // A LogAppendTime batch's records were all written at the time the broker stamped, as Kafka reads them.
+    let log_append_time = (header.timestamp_type() == TimestampType::LogAppendTime).then_some(header.max_timestamp);
     for view in RecordIter::new(&records, header.base_offset, header.base_timestamp) {
-        let view = view.map_err(corrupt)?;
+        let mut view = view.map_err(corrupt)?;
         if view.offset >= from {
+            view.timestamp_ms = log_append_time.unwrap_or(view.timestamp_ms);
             out.push_back(to_consumed(topic, partition, &records, &view));
         }
     }
@@ -168,6 +171,31 @@ mod tests {
         assert_eq!(out[0].key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(out[0].headers, vec![Header { key: "h".into(), value: Some(Bytes::from_static(b"hv")) }]);
         assert_eq!((out[0].timestamp_ms, out[0].partition, &*out[0].topic), (1_001, 2, "t"));
+    }
+
+    #[test]
+    fn gzip_and_snappy_batches_from_other_producers_decode_too() {
+        let topic: Arc<str> = Arc::from("t");
+        let plain = batch(0, &["x", "y"], Compression::None);
+        for codec in [Codec::Gzip, Codec::Snappy] {
+            let compressed = rill_protocol::compressed::compress_batch(&plain, codec, 6).unwrap();
+            let mut out = VecDeque::new();
+            decode_batches(&topic, 0, 0, Bytes::from(compressed), LIMITS, &mut out).unwrap();
+            let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
+            assert_eq!(values, [&b"x"[..], b"y"], "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn records_of_a_log_append_time_batch_carry_the_broker_stamp() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut stamped = batch(0, &["a", "b"], Compression::None);
+        stamped[22] |= 0x08; // the LogAppendTime attribute bit
+        rill_protocol::stamp_log_append_time(&mut stamped, 77_000);
+        let mut out = VecDeque::new();
+        decode_batches(&topic, 0, 0, Bytes::from(stamped), LIMITS, &mut out).unwrap();
+        let times: Vec<i64> = out.iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(times, [77_000, 77_000]);
     }
 
     #[test]

@@ -206,14 +206,7 @@ pub fn batch_crc(batch: &[u8]) -> u32 {
 /// Checks one complete batch: `buf` must hold exactly one batch whose length field, magic, CRC,
 /// record count and (for uncompressed batches) every record agree. Nothing is copied.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
-    let header = BatchHeader::parse(buf)?;
-    if header.total_bytes() != buf.len() {
-        return Err(BatchError::LengthMismatch { declared: header.total_bytes(), actual: buf.len() });
-    }
-    let computed = batch_crc(buf);
-    if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
-    }
+    let header = check_frame(buf)?;
     if header.compression()? == Compression::None {
         check_records(&header, &buf[HEADER_BYTES..])?;
     } else if header.record_count > header.last_offset_delta.saturating_add(1) {
@@ -225,13 +218,26 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// The checks of the batch as a whole: `buf` holds exactly one batch (header and length agree) and its CRC holds.
+pub(crate) fn check_frame(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    if header.total_bytes() != buf.len() {
+        return Err(BatchError::LengthMismatch { declared: header.total_bytes(), actual: buf.len() });
+    }
+    let computed = batch_crc(buf);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+    }
+    Ok(header)
+}
+
 /// Walks the records of an uncompressed batch without copying them: each must parse and fill its
 /// declared length exactly, offset deltas must increase and end at `last_offset_delta`, and their
 /// number must equal `record_count`.
 fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
     let mut count: i32 = 0;
     let mut previous_delta: i32 = -1;
-    walk_records(records, |delta| {
+    walk_records(records, |delta, _| {
         if delta <= previous_delta || delta > header.last_offset_delta {
             return Err(BatchError::BadOffsetDelta(delta));
         }

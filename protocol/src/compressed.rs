@@ -2,8 +2,8 @@
 //!
 //! In a compressed v2 batch only the records section is compressed: the 61-byte header stays readable, with the
 //! codec in attribute bits 0-2, `batch_length` counting the compressed bytes and the CRC-32C covering them.
-//! The codecs themselves live in the client (the broker stores compressed batches as sent and never decodes
-//! them), so this module only frames: the caller compresses, [`seal_compressed`] fixes the header.
+//! The codecs are in [`crate::compression`]; [`compress_batch`] compresses an uncompressed batch with one, and
+//! [`seal_compressed`] fixes the header of a batch compressed by other means.
 
 use crate::batch::{BatchHeader, Compression, HEADER_BYTES, LOG_OVERHEAD};
 use crate::record::write_header;
@@ -24,6 +24,23 @@ pub fn seal_compressed(buf: &mut [u8], compression: Compression) -> Result<Batch
     write_header(buf, &header);
     header.crc = u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]);
     Ok(header)
+}
+
+/// Compresses the records section of `batch` (an uncompressed batch as [`crate::RecordBatchBuilder::build`]
+/// made it) with `codec` at `level` (gzip 0-9, zstd 1-22; ignored by the others) and returns the compressed
+/// batch with its header sealed. `Compression::None` returns a copy of `batch`.
+pub fn compress_batch(batch: &[u8], codec: Compression, level: i32) -> Result<Vec<u8>, BatchError> {
+    let header =
+        batch.get(..HEADER_BYTES).ok_or(BatchError::Truncated { needed: HEADER_BYTES, available: batch.len() })?;
+    if codec == Compression::None {
+        return Ok(batch.to_vec());
+    }
+    let records = records_section(batch);
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len() / 2 + 64);
+    out.extend_from_slice(header);
+    crate::compression::compress_into(codec, level, records, &mut out)?;
+    seal_compressed(&mut out, codec)?;
+    Ok(out)
 }
 
 /// The records section of a batch: compressed bytes for a compressed batch, records for an uncompressed one.

@@ -7,7 +7,11 @@
 //! - [`internal`]: the node-to-node API (`proto/rill/internal/v1/controller.proto`): raft RPCs and heartbeats
 //!   between the nodes of a cluster. Not public; kept out of the reflection descriptor set.
 //! - [`grpc_codec`]: the codec the generated clients and servers use (prost's, sized before encoding).
-//! - [`compressed`]: framing of compressed batches (the codecs live in the client).
+//! - [`compressed`]: framing of compressed batches; [`compression`]: the codecs (gzip, snappy, lz4, zstd),
+//!   shared by the client (compress, decompress) and the broker (decompress to check and to serve STRUCTURED).
+//! - [`validate`] is storage's integrity check of a batch (framing, CRC, records that parse), what recovery
+//!   re-runs; [`produce_validation`] is the stricter check every append runs (Kafka's `LogValidator`): counts,
+//!   offset deltas, timestamps, decompressed contents, no control or transactional batches.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
 //!
@@ -21,16 +25,19 @@
 
 pub mod batch;
 pub mod compressed;
+pub mod compression;
 pub mod grpc_codec;
 pub mod grpc_frames;
 pub mod internal;
 pub mod partitioner;
 pub mod reason;
+pub mod produce_validation;
 pub mod record;
 pub mod v1;
 pub mod varint;
 
 pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, TimestampType};
+pub use produce_validation::{stamp_log_append_time, validate_produced, ProducedBatch};
 pub use record::{Header, Record, RecordBatchBuilder, RecordView};
 
 /// Why bytes are not a valid v2 record batch.
@@ -58,6 +65,26 @@ pub enum BatchError {
     UnsupportedCompression(Compression),
     #[error("malformed record: {0}")]
     MalformedRecord(&'static str),
+    #[error("cannot decompress the {codec} records section: {reason}")]
+    Decompress { codec: &'static str, reason: String },
+    #[error("the {codec} records section inflates past the limit of {limit_bytes} bytes")]
+    InflatesPastLimit { codec: &'static str, limit_bytes: usize },
+    #[error("cannot compress with {codec}: {reason}")]
+    Compress { codec: &'static str, reason: String },
+    #[error("control batches are written by the broker only: clients may not produce them")]
+    ControlBatch,
+    #[error("transactional batches are not supported: rill has no transactions (clear attribute bit 4)")]
+    Transactional,
+    #[error("record count {record_count} is not allowed: a batch must hold at least one record")]
+    NoRecords { record_count: i32 },
+    #[error(
+        "record {position} has offset delta {offset_delta}: the records' offset deltas must be 0, 1, 2, ... in order"
+    )]
+    OffsetDeltaOutOfSequence { position: i32, offset_delta: i32 },
+    #[error(
+        "max timestamp {declared} is not the largest record timestamp {actual}: with CreateTime they must be equal"
+    )]
+    MaxTimestampMismatch { declared: i64, actual: i64 },
 }
 
 #[cfg(test)]
@@ -218,12 +245,13 @@ mod tests {
             }
             bytes.truncate(bytes.len() - cut % 3);
             let mut fast = Vec::new();
-            let walked = record::walk_records(&bytes, |delta| {
-                fast.push(delta);
+            let walked = record::walk_records(&bytes, |delta, timestamp_delta| {
+                fast.push((delta, timestamp_delta));
                 Ok(())
             });
-            let full: Result<Vec<i32>, BatchError> =
-                record::RecordIter::new(&bytes, 0, 0).map(|r| r.map(|view| view.offset_delta)).collect();
+            let full: Result<Vec<(i32, i64)>, BatchError> = record::RecordIter::new(&bytes, 0, 0)
+                .map(|r| r.map(|view| (view.offset_delta, view.timestamp_ms)))
+                .collect();
             match full {
                 Ok(deltas) => {
                     prop_assert!(walked.is_ok(), "{walked:?}");

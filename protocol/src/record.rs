@@ -149,35 +149,38 @@ fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(Re
 }
 
 /// Checks that `buf` is a sequence of well-formed records (as [`RecordIter`] would read them) and returns
-/// their offset deltas, in order, through `on_record`. Builds no [`RecordView`]: this is the broker's
-/// per-record validation on produce, where only the framing and the deltas matter.
+/// their offset and timestamp deltas, in order, through `on_record`. Builds no [`RecordView`]: this is the
+/// per-record validation of storage's append and of the broker's produce path, where only the framing, the
+/// deltas and the timestamps matter.
+#[inline]
 pub(crate) fn walk_records(
     mut buf: &[u8],
-    mut on_record: impl FnMut(i32) -> Result<(), BatchError>,
+    mut on_record: impl FnMut(i32, i64) -> Result<(), BatchError>,
 ) -> Result<(), BatchError> {
     while !buf.is_empty() {
-        let (offset_delta, end) = match skim_record(buf) {
+        let (offset_delta, timestamp_delta, end) = match skim_record(buf) {
             Some(skimmed) => skimmed,
-            None => parse_fields(buf, |_, _, _| {}).map(|(fields, end)| (fields.offset_delta, end))?,
+            None => parse_fields(buf, |_, _, _| {})
+                .map(|(fields, end)| (fields.offset_delta, fields.timestamp_delta, end))?,
         };
-        on_record(offset_delta)?;
+        on_record(offset_delta, timestamp_delta)?;
         buf = &buf[end..];
     }
     Ok(())
 }
 
-/// The common record, checked fast: every varint one or two bytes long, no headers. Returns its offset delta
-/// and length, or `None` for anything else, which [`parse_fields`] then reads (and names the fault of). It
+/// The common record, checked fast: every varint one or two bytes long, no headers. Returns its offset delta,
+/// timestamp delta and length, or `None` for anything else, which [`parse_fields`] then reads (and names the fault of). It
 /// accepts only records `parse_fields` accepts, so the fallback changes the speed of a check, never its result.
 /// For 100-byte records this took the broker's validation walk from ~210 to ~70 instructions a record.
 #[inline]
-fn skim_record(buf: &[u8]) -> Option<(i32, usize)> {
+fn skim_record(buf: &[u8]) -> Option<(i32, i64, usize)> {
     let mut at = 0;
     let length = short_varint(buf, &mut at)?;
     let end = at + usize::try_from(length).ok()?;
     let record = buf.get(..end)?;
     at += 1; // attributes
-    short_varint(record, &mut at)?; // timestamp delta: any value a short varint holds is valid
+    let timestamp_delta = short_varint(record, &mut at)?; // any value a short varint holds is valid
     let offset_delta = i32::try_from(short_varint(record, &mut at)?).ok().filter(|d| *d >= 0)?;
     for _ in 0..2 {
         // Key, then value: null (-1) or a length the record holds.
@@ -187,7 +190,7 @@ fn skim_record(buf: &[u8]) -> Option<(i32, usize)> {
         }
     }
     let header_count = short_varint(record, &mut at)?;
-    (header_count == 0 && at == end).then_some((offset_delta, end))
+    (header_count == 0 && at == end).then_some((offset_delta, timestamp_delta, end))
 }
 
 /// A zig-zag varint of one or two bytes at `buf[*at..]`, moving `at` past it; `None` if it is longer or cut.

@@ -11,9 +11,11 @@
 //!   cannot see (the base offset is outside the CRC).
 //! - A reader sees a batch only once all of its bytes are written: a segment's readable size and the
 //!   log's end offset are published after the write, so reads never return a torn batch.
-//! - Every batch on disk passed [`rill_protocol::validate`] on append, and is validated again when
-//!   recovery scans it; recovery truncates at the first byte that is not a whole valid batch and never
-//!   panics, whatever the files hold.
+//! - Every batch appended passed [`rill_protocol::validate_produced`] (Kafka's produce rules: counts, offset
+//!   deltas, timestamps, decompressed contents), and every batch on disk is validated again with the more
+//!   lenient integrity check [`rill_protocol::validate`] when recovery scans it (so a batch an older broker
+//!   stored is never truncated for a newer rule); recovery truncates at the first byte that is not a whole
+//!   valid batch and never panics, whatever the files hold.
 //! - Index files are a cache: they are rebuilt from the `.log` whenever missing or implausible.
 //! - Everything below the recovery point was fsynced; only what lies past it is rescanned after an
 //!   unclean shutdown.

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
+use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::BatchHeader;
 
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
@@ -212,9 +213,11 @@ impl Log {
     }
 
     /// Appends `batches` in order at consecutive offsets, nothing between them, and returns where each landed.
-    /// Every batch is validated before any is written: one bad batch refuses them all. The batches that share
-    /// a segment go to the file in one write, so a request of many small batches costs the device one write,
-    /// not one each. If a write fails, the batches before it that went to an earlier segment (when the group
+    /// Every batch is validated before any is written, with the rules for what clients produce
+    /// (`rill_protocol::validate_produced`: Kafka's, stricter than the `validate` that recovery re-runs, so data
+    /// an older broker stored is never truncated for a newer rule): one bad batch refuses them all. The batches
+    /// that share a segment go to the file in one write, so a request of many small batches costs the device one
+    /// write, not one each. If a write fails, the batches before it that went to an earlier segment (when the group
     /// crossed a segment roll) stay appended and the error is returned: like any failed append, a retry may
     /// store them twice, never lose them.
     pub fn append_batches_unsynced(&self, batches: &[&[u8]]) -> Result<Vec<AppendInfo>> {
@@ -224,7 +227,7 @@ impl Log {
             if batch.len() > self.config.max_batch_bytes {
                 return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
             }
-            headers.push(rill_protocol::validate(batch)?);
+            headers.push(rill_protocol::validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)?.header);
         }
         let mut writer = lock(&self.writer);
         self.ensure_open()?;

@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
-use rill_protocol::{BatchHeader, RecordBatch};
+use rill_protocol::{BatchHeader, RecordBatch, TimestampType};
 
 use crate::config::WriteMode;
 use crate::direct::{self, DirectAppender, RecentBytes};
@@ -462,9 +462,12 @@ impl Segment {
     }
 
     /// Within one batch: the first record with a timestamp `>= timestamp_ms`. A compressed batch
-    /// answers with its base offset, as its records cannot be read here.
+    /// answers with its base offset, as its records cannot be read here; so does a LogAppendTime batch, whose
+    /// records all carry its `max_timestamp` (the broker's clock when it was appended), as Kafka reads them.
     fn first_record_at_or_after(&self, position: u64, header: &BatchHeader, timestamp_ms: i64) -> Result<Option<i64>> {
-        if header.compression().ok() != Some(Compression::None) {
+        if header.compression().ok() != Some(Compression::None)
+            || header.timestamp_type() == TimestampType::LogAppendTime
+        {
             return Ok(Some(header.base_offset));
         }
         let mut buf = vec![0u8; header.total_bytes()];

@@ -263,3 +263,32 @@ fn arbitrary_index_bytes_never_change_an_answer() {
             .unwrap();
     }
 }
+
+/// Storage's append applies Kafka's produce rules; recovery re-checks only integrity. A batch an older broker
+/// stored that the produce rules now refuse (here: zstd-flagged records that are not zstd, which the integrity
+/// check cannot see into) is refused on append but kept by recovery, never truncated.
+#[test]
+fn recovery_keeps_a_stored_batch_that_only_the_produce_rules_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { write_mode: rill_storage::WriteMode::Buffered, ..small_config() };
+    let log = Log::open(dir.path(), config.clone()).unwrap();
+    log.append(&batch(0, 2, 100)).unwrap();
+    let mut lenient = batch(1, 1, 200);
+    let mut header = rill_protocol::BatchHeader::parse(&lenient).unwrap();
+    header.attributes |= rill_protocol::Compression::Zstd.attribute_bits();
+    rill_protocol::record::write_header(&mut lenient, &header);
+    rill_protocol::validate(&lenient).expect("the integrity check accepts it");
+    assert!(matches!(log.append(&lenient), Err(rill_storage::StorageError::InvalidBatch(_))), "append refuses it");
+    drop(log); // unclean: recovery rescans the segment
+
+    // Written as an older broker would have: at the next offset, with the epoch of the batch before it.
+    let segment = log_files(dir.path()).pop().unwrap();
+    let stored = std::fs::read(&segment).unwrap();
+    lenient[0..8].copy_from_slice(&2i64.to_be_bytes());
+    lenient[12..16].copy_from_slice(&stored[12..16]);
+    OpenOptions::new().append(true).open(&segment).unwrap().write_all_at(&lenient, stored.len() as u64).unwrap();
+
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(log.log_end_offset(), 3, "the lenient batch survives recovery");
+    assert_eq!(log.append(&batch(2, 1, 300)).unwrap().base_offset, 3);
+}

@@ -1,13 +1,17 @@
-//! Produce: check the records against the topic's limits, pick the partition, hand the batch to the partition's
-//! writer, and answer when the requested acks are met.
+//! Produce: check the records against the topic's limits and Kafka's produce rules, pick the partition, hand the
+//! batch to the partition's writer, and answer when the requested acks are met.
 //!
 //! A pre-encoded batch travels as a `Bytes` slice of the request buffer into the log's `append`, which copies
-//! it once into the segment file. It is never re-encoded: storage patches the base offset, outside the CRC.
+//! it once into the segment file. It is never re-encoded: storage patches the base offset, outside the CRC. The
+//! one exception is a LogAppendTime batch, copied once here to take the broker's clock as its max timestamp.
 
 use bytes::Bytes;
+use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::partitioner::partition_for_key;
+use rill_protocol::record::RecordIter;
 use rill_protocol::v1::{self, produce_request::Records};
-use rill_protocol::RecordBatch;
+use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression, TimestampType};
 use rill_storage::StorageError;
 
 use crate::codec::encode_records;
@@ -23,28 +27,22 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
     let limit = topic.settings.max_batch_bytes;
+    // Which batches the broker must check before the append: all when it answers first (acks NONE), the first
+    // when it reads that batch's first key to pick the partition.
+    let check_here = |position: usize| acks == v1::Acks::None || (position == 0 && request.partition.is_none());
     let batches = match request.records {
         None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
-        Some(Records::RecordBatch(batch)) => vec![within_limit(batch, limit)?],
+        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit, check_here)?,
         Some(Records::RecordBatches(v1::RecordBatches { batches })) => {
             if batches.is_empty() {
                 return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
             }
-            batches.into_iter().map(|batch| within_limit(batch, limit)).collect::<Result<_>>()?
+            checked_batches(batches, limit, check_here)?
         }
+        // Encoded here by the builder: valid by construction, CreateTime.
         Some(Records::RecordList(list)) => vec![encode_records(&list.records, now_ms(), limit)?],
     };
-    // Storage validates every batch on append. The first is validated here too when the broker must look
-    // inside (its first key, to pick a partition), and all are when it answers before the append (acks NONE),
-    // so that a bad batch is still refused with INVALID_ARGUMENT rather than lost.
     let first_key = if request.partition.is_none() { first_key(&batches[0])? } else { None };
-    if acks == v1::Acks::None {
-        // `first_key` has checked the first batch already when it ran.
-        let unchecked = if request.partition.is_none() { &batches[1..] } else { &batches[..] };
-        for batch in unchecked {
-            rill_protocol::validate(batch).map_err(StorageError::from)?;
-        }
-    }
     let index = match request.partition {
         Some(index) => index,
         None => pick_partition(&topic, first_key.as_deref()),
@@ -68,21 +66,45 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     })
 }
 
-fn within_limit(batch: Bytes, limit: u64) -> Result<Bytes> {
-    if batch.len() as u64 > limit {
-        return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
+/// Checks each batch against the topic's size limit, and prepares it for the append. Storage's append checks
+/// every batch with Kafka's produce rules (`rill_protocol::validate_produced`) before writing any, off the async
+/// threads; the broker runs the same check here only when it must answer or look inside before the append:
+/// the batches at the positions `check_here` names, and any LogAppendTime batch, which leaves with the broker's
+/// clock as its `max_timestamp`. So a bad batch is refused with INVALID_ARGUMENT either way, and the common
+/// produce checks each batch once.
+fn checked_batches(mut batches: Vec<Bytes>, limit: u64, check_here: impl Fn(usize) -> bool) -> Result<Vec<Bytes>> {
+    for (position, batch) in batches.iter_mut().enumerate() {
+        if batch.len() as u64 > limit {
+            return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
+        }
+        let is_log_append_time =
+            BatchHeader::parse(batch).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
+        if !(check_here(position) || is_log_append_time) {
+            continue;
+        }
+        let checked = validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES).map_err(StorageError::from)?;
+        if checked.needs_append_time {
+            // The one copy of a LogAppendTime batch: request buffers are shared and read-only. Stamped only
+            // after the check above, so the new CRC never covers damage the old one caught.
+            let mut stamped = batch.to_vec();
+            stamp_log_append_time(&mut stamped, now_ms());
+            *batch = Bytes::from(stamped);
+        }
     }
-    Ok(batch)
+    Ok(batches)
 }
 
-/// Validates the batch and returns the key of its first record, if the records are readable here (a
-/// compressed batch is valid but opaque to the broker: it goes round-robin unless the producer names a
-/// partition, which rill's client always does).
+/// The key of the batch's first record, if the records are readable without decompressing (a compressed batch
+/// goes round-robin unless the producer names a partition, which rill's client always does). The batch has
+/// passed `validate_produced` in `checked_batches`.
 fn first_key(batch: &Bytes) -> Result<Option<Bytes>> {
-    let batch = RecordBatch::new(batch.clone()).map_err(StorageError::from)?;
-    let Ok(mut records) = batch.records() else { return Ok(None) };
+    let header = BatchHeader::parse(batch).map_err(StorageError::from)?;
+    if header.compression().map_err(StorageError::from)? != Compression::None {
+        return Ok(None);
+    }
+    let mut records = RecordIter::new(&batch[HEADER_BYTES..], header.base_offset, header.base_timestamp);
     match records.next() {
-        Some(Ok(record)) => Ok(record.key.map(|key| batch.bytes.slice_ref(key))),
+        Some(Ok(record)) => Ok(record.key.map(|key| batch.slice_ref(key))),
         Some(Err(err)) => Err(StorageError::from(err).into()),
         None => Ok(None),
     }

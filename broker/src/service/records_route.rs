@@ -96,7 +96,7 @@ impl RecordsRoute {
         let mut message =
             read_message(request.into_body(), self.max_request_bytes, "the broker's max_request_bytes").await?;
         let request = v1::ProduceRequest::decode(&mut message)
-            .map_err(|e| Status::internal(format!("malformed ProduceRequest: {e}")))?;
+            .map_err(|e| Status::invalid_argument(format!("the request is not a valid ProduceRequest: {e}")))?;
         let response = super::produce::produce(&self.node, request).await?;
         let encoded = response.encode_to_vec();
         let mut body = BytesMut::with_capacity(GRPC_HEADER_BYTES + encoded.len());

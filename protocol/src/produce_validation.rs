@@ -1,0 +1,96 @@
+//! The broker's checks of a batch a client produced: Kafka's `LogValidator`, as strict as Kafka's broker.
+//!
+//! [`crate::validate`] is storage's integrity check (framing, CRC, records that parse): it is what recovery
+//! re-runs on every start, so it must never grow stricter than what older brokers stored. This module is the
+//! stricter gate in front of the log: storage's append runs it (and the broker, when it must answer before the
+//! append), recovery never does, as Kafka applies `LogValidator` only on the produce path. A batch passes when:
+//! - it is one whole batch whose CRC-32C holds ([`crate::batch::check_frame`]);
+//! - it is neither a control batch nor transactional (rill has no transactions yet);
+//! - `record_count` is above 0 and equals `last_offset_delta + 1`;
+//! - its records (decompressed first when the attributes name a codec) are exactly `record_count`
+//!   well-formed records with offset deltas 0, 1, .., `record_count - 1` in that order;
+//! - with CreateTime, `max_timestamp` is the largest record timestamp. A LogAppendTime batch is accepted
+//!   whatever its timestamps say: the broker overwrites `max_timestamp` with its own clock
+//!   ([`stamp_log_append_time`]), as Kafka does.
+//!
+//! Every refusal is a [`BatchError`] that says what was wrong; nothing of a refused batch is stored.
+
+use crate::batch::{check_frame, BatchHeader, Compression, TimestampType, CRC_AT, HEADER_BYTES, MAX_TIMESTAMP_AT};
+use crate::compression::with_decompressor;
+use crate::record::walk_records;
+use crate::BatchError;
+
+/// A batch that passed [`validate_produced`], and what the broker must still do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducedBatch {
+    pub header: BatchHeader,
+    /// A LogAppendTime batch: its `max_timestamp` becomes the broker's clock ([`stamp_log_append_time`]).
+    pub needs_append_time: bool,
+}
+
+/// Checks a batch a client produced (see the module doc), decompressing a compressed one into this thread's
+/// reused buffer, at most `max_decompressed_bytes` of it.
+pub fn validate_produced(batch: &[u8], max_decompressed_bytes: usize) -> Result<ProducedBatch, BatchError> {
+    let header = check_frame(batch)?;
+    if header.is_control() {
+        return Err(BatchError::ControlBatch);
+    }
+    if header.is_transactional() {
+        return Err(BatchError::Transactional);
+    }
+    if header.record_count <= 0 {
+        return Err(BatchError::NoRecords { record_count: header.record_count });
+    }
+    if header.last_offset_delta.checked_add(1) != Some(header.record_count) {
+        return Err(BatchError::BadRecordCount {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    let records = &batch[HEADER_BYTES..];
+    match header.compression()? {
+        Compression::None => check_records_strictly(&header, records)?,
+        codec => with_decompressor(|decompressor, buffer| {
+            decompressor.decompress_into(codec, records, max_decompressed_bytes, buffer)?;
+            check_records_strictly(&header, buffer)
+        })?,
+    }
+    Ok(ProducedBatch { header, needs_append_time: header.timestamp_type() == TimestampType::LogAppendTime })
+}
+
+/// One walk over the records: offset deltas exactly 0, 1, 2, .., their number `record_count`, and (CreateTime)
+/// the largest timestamp the header's `max_timestamp`.
+fn check_records_strictly(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
+    let mut count: i32 = 0;
+    let mut max_timestamp = i64::MIN;
+    walk_records(records, |offset_delta, timestamp_delta| {
+        if offset_delta != count {
+            return Err(BatchError::OffsetDeltaOutOfSequence { position: count, offset_delta });
+        }
+        count = count.saturating_add(1);
+        // As a consumer reads it (`RecordIter`): saturating, never wrapping.
+        max_timestamp = max_timestamp.max(header.base_timestamp.saturating_add(timestamp_delta));
+        Ok(())
+    })?;
+    if count != header.record_count {
+        return Err(BatchError::RecordCountMismatch { declared: header.record_count, actual: count });
+    }
+    if header.timestamp_type() == TimestampType::CreateTime && max_timestamp != header.max_timestamp {
+        return Err(BatchError::MaxTimestampMismatch { declared: header.max_timestamp, actual: max_timestamp });
+    }
+    Ok(())
+}
+
+/// Stamps a LogAppendTime batch with the broker's clock: `max_timestamp` becomes `now_ms` and the CRC is
+/// recomputed (it covers `max_timestamp`). Consumers read every record of such a batch as written at
+/// `max_timestamp`, and the time index and ListOffsets by time see the broker's time. `batch` must have
+/// passed [`validate_produced`].
+pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crate::batch::batch_crc(batch);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+#[path = "produce_validation_tests.rs"]
+mod tests;

@@ -1,0 +1,242 @@
+//! Produce-side validation end to end: every batch Kafka's broker refuses is refused with INVALID_ARGUMENT and
+//! leaves the log as it was; a LogAppendTime batch is stamped with the broker's clock; STRUCTURED fetches decode
+//! compressed batches; a request that is not protobuf is INVALID_ARGUMENT.
+
+use bytes::{Buf, BufMut, Bytes};
+use rill_protocol::batch::{HEADER_BYTES, LOG_OVERHEAD};
+use rill_protocol::compressed::compress_batch;
+use rill_protocol::record::write_header;
+use rill_protocol::v1;
+use rill_protocol::{BatchHeader, BatchIter, Compression};
+use rill_tests::{batch_of, fetch_request, produce_request, TestBroker};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+/// Rewrites header fields of a valid batch and recomputes the CRC, so only the field under test is wrong.
+fn with_header(batch: &[u8], change: impl FnOnce(&mut BatchHeader)) -> Vec<u8> {
+    let mut batch = batch.to_vec();
+    let mut header = BatchHeader::parse(&batch).expect("a batch");
+    change(&mut header);
+    write_header(&mut batch, &header);
+    batch
+}
+
+/// A batch whose header claims `record_count` records over the given records section (valid CRC and length).
+fn batch_around(section: &[u8], record_count: i32, attributes: i16) -> Vec<u8> {
+    let mut batch = batch_of(&["template"], 1_000)[..HEADER_BYTES].to_vec();
+    batch.extend_from_slice(section);
+    with_header(&batch, |h| {
+        h.batch_length = (HEADER_BYTES + section.len() - LOG_OVERHEAD) as i32;
+        h.record_count = record_count;
+        h.last_offset_delta = (record_count - 1).max(0);
+        h.attributes = attributes;
+    })
+}
+
+async fn high_watermark(broker: &mut TestBroker, topic: &str) -> i64 {
+    let request = v1::ListOffsetsRequest {
+        topic: topic.into(),
+        partitions: vec![0],
+        spec: v1::OffsetSpec::Latest as i32,
+        timestamp_ms: 0,
+    };
+    broker.records.list_offsets(request).await.expect("list offsets").into_inner().offsets[0].high_watermark
+}
+
+async fn fetch_structured(broker: &mut TestBroker, topic: &str, offset: i64) -> Vec<v1::FetchedRecord> {
+    let request =
+        v1::FetchRequest { format: v1::RecordFormat::Structured as i32, ..fetch_request(topic, 0, offset, 0, 0) };
+    broker.records.fetch(request).await.expect("structured fetch").into_inner().records
+}
+
+#[tokio::test]
+async fn each_batch_kafka_refuses_is_invalid_argument_and_appends_nothing() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("v", 1).await;
+    assert_eq!(broker.produce_values("v", 0, &["good"]).await, 0);
+    let good = batch_of(&["a", "b", "c"], 5_000);
+    let zstd = compress_batch(&good, Compression::Zstd, 3).expect("zstd");
+    let plain_records = &good[HEADER_BYTES..];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("61 bytes claiming 2^31-1 records", batch_around(&[], i32::MAX, 0), "declares 2147483647 records but holds 0"),
+        ("a zstd flag over no records", batch_around(&[], i32::MAX, Compression::Zstd.attribute_bits()), "zstd"),
+        (
+            "zstd whose payload is plain text",
+            batch_around(b"plain text", 1, Compression::Zstd.attribute_bits()),
+            "cannot decompress",
+        ),
+        ("a gzip flag on uncompressed records", with_header(&good, |h| h.attributes |= 1), "gzip"),
+        (
+            "a count below the records present",
+            with_header(&good, |h| (h.record_count, h.last_offset_delta) = (2, 1)),
+            "declares 2 records but holds 3",
+        ),
+        (
+            "a zstd count below the records present",
+            with_header(&zstd, |h| (h.record_count, h.last_offset_delta) = (2, 1)),
+            "declares 2 records but holds 3",
+        ),
+        (
+            "a count that is not last offset delta + 1",
+            with_header(&good, |h| h.last_offset_delta = 7),
+            "last offset delta",
+        ),
+        ("no records", batch_around(&[], 0, 0), "at least one record"),
+        ("a lying max timestamp", with_header(&good, |h| h.max_timestamp += 1_000_000), "max timestamp"),
+        ("a control batch", with_header(&good, |h| h.attributes |= 0x20), "control"),
+        ("a transactional batch", with_header(&good, |h| h.attributes |= 0x10), "transactions"),
+        (
+            "records with offset deltas out of order",
+            batch_around(&[plain_records, plain_records].concat(), 6, 0),
+            "offset delta",
+        ),
+    ];
+    for (what, batch, words) in cases {
+        for (partition, acks) in [(Some(0), v1::Acks::Leader), (None, v1::Acks::Leader), (Some(0), v1::Acks::None)] {
+            let request = produce_request("v", partition, Bytes::from(batch.clone()), acks);
+            let status = broker.records.produce(request).await.expect_err(what);
+            assert_eq!(status.code(), Code::InvalidArgument, "{what}: {}", status.message());
+            assert!(status.message().contains("invalid record batch"), "{what}: {}", status.message());
+            assert!(status.message().contains(words), "{what}: {:?} lacks {words:?}", status.message());
+        }
+        assert_eq!(high_watermark(&mut broker, "v").await, 1, "{what}: nothing appended");
+    }
+    // The good record before the refusals is still served, raw and structured.
+    assert_eq!(broker.fetch_values("v", 0, 0).await, [(0, "good".to_string())]);
+    assert_eq!(fetch_structured(&mut broker, "v", 0).await.len(), 1);
+    broker.assert_serving().await;
+}
+
+#[tokio::test]
+async fn a_bad_batch_among_several_refuses_the_whole_call() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("m", 1).await;
+    let good = batch_of(&["a"], 1);
+    let lying = with_header(&good, |h| h.max_timestamp = 0);
+    let request = v1::ProduceRequest {
+        records: Some(v1::produce_request::Records::RecordBatches(v1::RecordBatches {
+            batches: vec![good.clone(), good, Bytes::from(lying)],
+        })),
+        ..produce_request("m", Some(0), Bytes::new(), v1::Acks::Leader)
+    };
+    let status = broker.records.produce(request).await.expect_err("a lying third batch");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("max timestamp"), "{}", status.message());
+    assert_eq!(high_watermark(&mut broker, "m").await, 0);
+}
+
+#[tokio::test]
+async fn a_log_append_time_batch_is_stamped_with_the_broker_clock() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("lat", 1).await;
+    let before_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // Record timestamps 5 and 6, max timestamp a lie: LogAppendTime ignores both.
+    let batch = with_header(&batch_of(&["x", "y"], 5), |h| {
+        h.attributes |= 0x08;
+        h.max_timestamp = 42;
+    });
+    let produced = broker.records.produce(produce_request("lat", Some(0), Bytes::from(batch), v1::Acks::Leader));
+    let produced = produced.await.expect("a LogAppendTime batch is accepted").into_inner();
+    let after_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert_eq!((produced.base_offset, produced.last_offset), (0, 1));
+
+    let fetched = broker.records.fetch(fetch_request("lat", 0, 0, 0, 0)).await.expect("fetch").into_inner();
+    let stored = BatchIter::new(fetched.record_batches).next().expect("one batch").expect("parses");
+    rill_protocol::validate(&stored.bytes).expect("the stamped batch's CRC holds");
+    let stamped = stored.header.max_timestamp;
+    assert!((before_ms..=after_ms).contains(&stamped), "{stamped} not within {before_ms}..={after_ms}");
+    let structured = fetch_structured(&mut broker, "lat", 0).await;
+    assert!(structured.iter().all(|r| r.timestamp_ms == stamped), "{structured:?}");
+    // ListOffsets by time sees the broker's time, not the producer's.
+    let lookup = |timestamp_ms| v1::ListOffsetsRequest {
+        topic: "lat".into(),
+        partitions: vec![0],
+        spec: v1::OffsetSpec::Timestamp as i32,
+        timestamp_ms,
+    };
+    let at = broker.records.list_offsets(lookup(stamped)).await.expect("lookup").into_inner();
+    assert_eq!(at.offsets[0].offset, 0);
+    let later = broker.records.list_offsets(lookup(stamped + 1)).await.expect("lookup").into_inner();
+    assert_eq!(later.offsets[0].offset, 2, "nothing is later than the stamp");
+}
+
+#[tokio::test]
+async fn structured_fetch_decodes_compressed_batches_of_every_codec() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("c", 1).await;
+    let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    for (i, codec) in codecs.iter().enumerate() {
+        let values = [format!("{codec:?}-a"), format!("{codec:?}-b")];
+        let plain = batch_of(&[&values[0], &values[1]], 1_000 + i as i64);
+        let batch = compress_batch(&plain, *codec, 3).expect("compress");
+        let request = produce_request("c", Some(0), Bytes::from(batch), v1::Acks::Leader);
+        assert_eq!(broker.records.produce(request).await.expect("produce").into_inner().base_offset, 2 * i as i64);
+    }
+    let records = fetch_structured(&mut broker, "c", 3).await;
+    let seen: Vec<(i64, String)> = records
+        .iter()
+        .map(|r| (r.offset, String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()))
+        .collect();
+    let expected: Vec<(i64, String)> = (3..10)
+        .map(|offset| (offset, format!("{:?}-{}", codecs[offset as usize / 2], ["a", "b"][offset as usize % 2])))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+/// Sends raw bytes as the gRPC message, whatever they hold.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl Codec for RawBytes {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl Encoder for RawBytes {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawBytes {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+#[tokio::test]
+async fn a_produce_request_that_is_not_protobuf_is_invalid_argument() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("g", 1).await;
+    let url = broker.handle.as_ref().expect("running").url();
+    let channel = tonic::transport::Channel::from_shared(url).expect("url").connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    // A truncated varint; a field of wire type 7 (there is none); a topic (field 1) that is not UTF-8.
+    for garbage in [&b"\xff\xff\xff"[..], b"\x0f\x00", b"\x0a\x02\xc3\x28"] {
+        grpc.ready().await.expect("ready");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/rill.v1.Records/Produce");
+        let answer = grpc.unary(tonic::Request::new(Bytes::from_static(garbage)), path, RawBytes).await;
+        let status = answer.expect_err("garbage is refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{garbage:?}: {}", status.message());
+        assert!(status.message().contains("not a valid ProduceRequest"), "{}", status.message());
+    }
+    assert_eq!(high_watermark(&mut broker, "g").await, 0);
+    broker.assert_serving().await;
+}

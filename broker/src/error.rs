@@ -29,6 +29,12 @@ pub enum BrokerError {
     InvalidArgument { field: &'static str, reason: String },
     #[error("too many topics: the broker holds at most {limit} (max_topics)")]
     TooManyTopics { limit: u32 },
+    #[error(
+        "{what} would need {needed_files} more open files; the broker may open {max_open_files} and \
+         {committed_files} are committed to its partitions, connections and caches (raise the open-file limit, \
+         ulimit -n, or delete topics)"
+    )]
+    TooManyOpenFiles { what: String, needed_files: u64, max_open_files: u64, committed_files: u64 },
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { what: &'static str, size: u64, limit: u64 },
     #[error("unknown group {group:?}: it has no members and no committed offsets")]
@@ -98,6 +104,7 @@ impl BrokerError {
             | BrokerError::InvalidPartitionCount { .. }
             | BrokerError::InvalidArgument { .. } => Code::InvalidArgument,
             BrokerError::TooManyTopics { .. }
+            | BrokerError::TooManyOpenFiles { .. }
             | BrokerError::TooLarge { .. }
             | BrokerError::TooManyGroups { .. }
             | BrokerError::TooManyMembers { .. } => Code::ResourceExhausted,
@@ -128,13 +135,16 @@ fn storage_code(err: &StorageError) -> Code {
     }
 }
 
-/// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Other I/O failures
-/// are INTERNAL; both carry the cause in the message.
+/// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Running out of
+/// descriptors (EMFILE, ENFILE) is RESOURCE_EXHAUSTED. Other I/O failures are INTERNAL; all carry the cause in
+/// the message.
 fn io_code(err: &std::io::Error) -> Code {
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
     match err.raw_os_error() {
         Some(ENOSPC) | Some(EDQUOT) => Code::Unavailable,
+        // Out of descriptors despite the budget (another process took the system's, or a limit lowered).
+        Some(libc::EMFILE) | Some(libc::ENFILE) => Code::ResourceExhausted,
         _ => Code::Internal,
     }
 }

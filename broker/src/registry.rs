@@ -13,16 +13,34 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rill_protocol::v1;
-use rill_storage::{parse_partition_dir_name, partition_dir, Log, LogConfig, TopicName, WriteMode};
+use rill_storage::{
+    parse_partition_dir_name, partition_dir, Log, LogConfig, SegmentFileCache, SystemClock, TopicName, WriteMode,
+};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
+use crate::file_budget::FileBudget;
 use crate::meta::{self, TopicMeta, TopicSettings};
 use crate::partition::Partition;
 
 /// Prefix of names the broker keeps for itself (`__topics`, `__consumer_offsets`).
 pub const RESERVED_PREFIX: &str = "__";
+
+/// Partitions opened or closed at once on start and shutdown. Each open or close is a few small writes and an
+/// fsync or two: one at a time, 10,000 partitions took minutes; a bounded number at once lets the device merge
+/// them without flooding the blocking pool.
+const PARALLEL_PARTITION_TASKS: usize = 64;
+
+/// What every partition of the node shares.
+#[derive(Clone)]
+struct Shared {
+    /// The broker's `appends_in_flight` slots, shared by every partition's writer.
+    append_slots: Arc<Semaphore>,
+    /// Descriptors of sealed segments being read, bounded by `max_open_segment_files`.
+    segment_files: Arc<SegmentFileCache>,
+}
 
 pub struct Topic {
     pub name: TopicName,
@@ -84,14 +102,19 @@ pub struct Registry {
     /// Bumped after every create, delete and add-partitions, so the group coordinator can rebalance groups
     /// subscribed to the topic without the registry knowing about groups.
     changes: tokio::sync::watch::Sender<u64>,
-    /// The broker's `appends_in_flight` slots, shared by every partition's writer.
-    append_slots: Arc<Semaphore>,
+    shared: Shared,
+    /// Consulted before a topic change opens partitions.
+    budget: FileBudget,
 }
 
 impl Registry {
     /// Restores every topic from its metadata file and opens its partition logs; removes partition directories
     /// that no metadata file mentions (leftovers of a create, delete or add-partitions cut short by a crash).
-    pub async fn restore(config: Arc<BrokerConfig>) -> Result<Registry> {
+    pub async fn restore(
+        config: Arc<BrokerConfig>,
+        budget: FileBudget,
+        segment_files: Arc<SegmentFileCache>,
+    ) -> Result<Registry> {
         let data_dir = config.data_dir.clone();
         let metas = blocking({
             let data_dir = data_dir.clone();
@@ -102,14 +125,34 @@ impl Registry {
             }
         })
         .await?;
-        let append_slots = Arc::new(Semaphore::new(config.appends_in_flight));
+        let partition_total: u64 = metas.iter().map(|m| u64::from(m.partition_count)).sum();
+        if partition_total > budget.max_partitions() {
+            tracing::warn!(
+                partitions = partition_total,
+                max_partitions = budget.max_partitions(),
+                max_open_files = budget.max_open_files,
+                "the data directory holds more partitions than the open-file budget allows; raise the open-file limit"
+            );
+        }
+        let shared = Shared { append_slots: Arc::new(Semaphore::new(config.appends_in_flight)), segment_files };
         let mut topics = BTreeMap::new();
+        let mut opening = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(PARALLEL_PARTITION_TASKS));
         for meta in metas {
-            let name = TopicName::new(&meta.name)?;
-            let partitions =
-                open_partitions(&data_dir, &name, &meta.settings, 0..meta.partition_count, &config, &append_slots)
-                    .await?;
-            tracing::info!(topic = %name, partitions = meta.partition_count, "restored topic");
+            let (data_dir, config, shared, slots) =
+                (data_dir.clone(), Arc::clone(&config), shared.clone(), Arc::clone(&slots));
+            opening.spawn(async move {
+                let _slot = slots.acquire_owned().await.map_err(|_| BrokerError::ShuttingDown)?;
+                let name = TopicName::new(&meta.name)?;
+                let partitions =
+                    open_partitions(&data_dir, &name, &meta.settings, 0..meta.partition_count, &config, &shared)
+                        .await?;
+                tracing::debug!(topic = %name, partitions = meta.partition_count, "restored topic");
+                Ok::<_, BrokerError>((meta, name, partitions))
+            });
+        }
+        while let Some(opened) = opening.join_next().await {
+            let (meta, name, partitions) = opened.map_err(BrokerError::join)??;
             let topic = Topic {
                 name,
                 settings: meta.settings,
@@ -118,14 +161,21 @@ impl Registry {
             };
             topics.insert(meta.name, Arc::new(topic));
         }
+        tracing::info!(topics = topics.len(), partitions = partition_total, "restored topics");
         Ok(Registry {
             data_dir,
             config,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
-            append_slots,
+            shared,
+            budget,
         })
+    }
+
+    /// Partitions of every topic, internal ones excluded.
+    fn partition_total(&self) -> u64 {
+        read(&self.topics).values().map(|t| u64::from(t.partition_count())).sum()
     }
 
     /// A receiver that sees a change after every topic create, delete or add-partitions.
@@ -164,6 +214,8 @@ impl Registry {
         if read(&self.topics).len() >= self.config.max_topics as usize {
             return Err(BrokerError::TooManyTopics { limit: self.config.max_topics });
         }
+        let what = format!("creating topic {:?} with {partition_count} partitions", name.as_str());
+        self.budget.check(self.partition_total(), u64::from(partition_count), what)?;
         // A directory left by a crashed create or delete must not lend its old records to the new topic.
         blocking({
             let (data_dir, name) = (self.data_dir.clone(), name.clone());
@@ -171,8 +223,7 @@ impl Registry {
         })
         .await?;
         let partitions =
-            open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.append_slots)
-                .await?;
+            open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.shared).await?;
         let meta = TopicMeta::new(&name, partition_count, settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
@@ -215,6 +266,8 @@ impl Registry {
         let topic = self.topic(name)?;
         let old_count = topic.partition_count();
         self.check_partition_count(new_count, old_count)?;
+        let what = format!("adding {} partitions to topic {name:?}", new_count - old_count);
+        self.budget.check(self.partition_total(), u64::from(new_count - old_count), what)?;
         blocking({
             let (data_dir, name) = (self.data_dir.clone(), topic.name.clone());
             move || remove_partition_dirs(&data_dir, &name, old_count..new_count)
@@ -226,7 +279,7 @@ impl Registry {
             &topic.settings,
             old_count..new_count,
             &self.config,
-            &self.append_slots,
+            &self.shared,
         )
         .await?;
         let meta = TopicMeta::new(&topic.name, new_count, topic.settings.clone());
@@ -249,15 +302,22 @@ impl Registry {
     /// recovery scan.
     pub async fn close_all(&self) {
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let slots = Arc::new(Semaphore::new(PARALLEL_PARTITION_TASKS));
+        let mut closing = JoinSet::new();
         for partition in self.all_partitions() {
-            partition.stop_writer(grace).await;
-            let log = Arc::clone(partition.log());
-            match tokio::task::spawn_blocking(move || log.close()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
-                Err(err) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
-            }
+            let slots = Arc::clone(&slots);
+            closing.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                partition.stop_writer(grace).await;
+                let log = Arc::clone(partition.log());
+                match tokio::task::spawn_blocking(move || log.close()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
+                    Err(err) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
+                }
+            });
         }
+        while closing.join_next().await.is_some() {}
     }
 
     fn check_partition_count(&self, requested: u32, current: u32) -> Result<()> {
@@ -321,31 +381,38 @@ fn user_topic_name(name: &str) -> Result<TopicName> {
     Ok(topic)
 }
 
+/// Opens the partitions of `range`. On failure nothing is left behind: the partitions opened are deleted, and so
+/// is the directory of the one that failed.
 async fn open_partitions(
     data_dir: &Path,
     name: &TopicName,
     settings: &TopicSettings,
     range: std::ops::Range<u32>,
     config: &BrokerConfig,
-    append_slots: &Arc<Semaphore>,
+    shared: &Shared,
 ) -> Result<Vec<Arc<Partition>>> {
     let write_mode = if config.direct_writes { WriteMode::Direct } else { WriteMode::Buffered };
     let log_config = LogConfig { write_mode, ..settings.log_config() };
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);
-        let log_config = log_config.clone();
-        let opened = blocking(move || Ok(Log::open(&dir, log_config)?)).await;
+        let (log_config, files) = (log_config.clone(), Arc::clone(&shared.segment_files));
+        let opened = blocking(move || Ok(Log::open_shared(&dir, log_config, Arc::new(SystemClock), files)?)).await;
         match opened {
             Ok(log) => partitions.push(Partition::start(
                 name.clone(),
                 index,
                 log,
                 config.partition_queue_batches,
-                Arc::clone(append_slots),
+                Arc::clone(&shared.append_slots),
             )),
             Err(err) => {
                 discard_partitions(partitions, config).await;
+                let (data_dir, name) = (data_dir.to_owned(), name.clone());
+                if let Err(cleanup) = blocking(move || remove_partition_dirs(&data_dir, &name, index..index + 1)).await
+                {
+                    tracing::error!(error = %cleanup, "removing the directory of a partition that failed to open");
+                }
                 return Err(err);
             }
         }
@@ -410,4 +477,42 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn registry_with_room_for(partitions: u64, data_dir: &Path) -> Registry {
+        let config = Arc::new(BrokerConfig::for_tests(data_dir));
+        std::fs::create_dir_all(data_dir).unwrap();
+        let budget = FileBudget { max_open_files: 100 + 3 * partitions, reserved_files: 100, files_per_partition: 3 };
+        Registry::restore(config, budget, Arc::new(SegmentFileCache::new(4))).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn topic_changes_past_the_open_file_budget_are_refused_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry_with_room_for(3, dir.path()).await;
+        let config = v1::TopicConfig::default();
+        registry.create("a", 2, &config).await.unwrap();
+        let refused = registry.create("b", 2, &config).await.err().expect("no room for 2 more partitions");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            refused.to_string().starts_with(
+                "creating topic \"b\" with 2 partitions would need 6 more open files; the broker may open 109"
+            ),
+            "{refused}"
+        );
+        let grown = registry.add_partitions("a", 4).await.err().expect("no room for 2 more partitions");
+        assert_eq!(grown.code(), tonic::Code::ResourceExhausted);
+        assert!(grown.to_string().starts_with("adding 2 partitions to topic \"a\" would need 6 more"), "{grown}");
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, ["__topics", "a-0", "a-1"], "no directory of the refused topic or partitions");
+        assert_eq!(registry.list().len(), 1);
+        registry.create("c", 1, &config).await.expect("what fits is still created");
+        registry.close_all().await;
+    }
 }

@@ -3,10 +3,11 @@
 //! instead of failing half-way with "Too many open files".
 //!
 //! What holds descriptors, and how many:
-//! - a partition: its active segment's `.log`, and once appended to and read with `O_DIRECT`, a direct writer
-//!   and a direct reader ([`files_per_partition`]); sealed segments and index files hold none of their own;
-//! - sealed segments' `.log` files being read: at most the [`SegmentFileCache`](rill_storage::SegmentFileCache)'s
-//!   capacity, `max_open_segment_files`;
+//! - a partition: its active segment's `.log`, and once appended to with `O_DIRECT`, a direct writer
+//!   ([`files_per_partition`]); sealed segments and index files hold none of their own;
+//! - segments being read other than through the active segment's own descriptor (sealed ones, and `O_DIRECT`
+//!   reads of any): at most the [`SegmentFileCache`](rill_storage::SegmentFileCache)'s capacity,
+//!   `max_open_segment_files`;
 //! - connections: one each, up to `max_connections` (capped at a quarter of the limit);
 //! - everything else (listener, epoll, stdio, the data dir lock, the committed-offsets log, files opened and
 //!   closed while topics change): [`BASE_RESERVED_FILES`].
@@ -18,10 +19,10 @@ use crate::error::BrokerError;
 pub const BASE_RESERVED_FILES: u64 = 64;
 
 /// Descriptors a partition holds at most: its active segment's `.log`, and with direct writes its `O_DIRECT`
-/// writer and reader.
+/// writer (its `O_DIRECT` reads go through the segment file cache).
 pub fn files_per_partition(direct_writes: bool) -> u64 {
     if direct_writes {
-        3
+        2
     } else {
         1
     }
@@ -106,8 +107,8 @@ mod tests {
 
     #[test]
     fn partitions_get_what_the_reserve_leaves() {
-        // 256 files: 64 base, 16 cached segment files, 64 connections; 112 left, 3 per direct partition.
-        assert_eq!(budget(256, true).max_partitions(), 37);
+        // 256 files: 64 base, 16 cached segment files, 64 connections; 112 left, 2 per direct partition.
+        assert_eq!(budget(256, true).max_partitions(), 56);
         assert_eq!(budget(256, false).max_partitions(), 112);
         assert_eq!(budget(100, true).max_partitions(), 0, "a limit below the reserve leaves no partition");
     }
@@ -115,12 +116,12 @@ mod tests {
     #[test]
     fn a_create_that_would_not_fit_is_refused_with_both_figures() {
         let budget = budget(256, true);
-        assert!(budget.check(30, 7, "x".into()).is_ok());
-        let err = budget.check(30, 8, "creating topic \"t\" with 8 partitions".into()).unwrap_err();
+        assert!(budget.check(50, 6, "x".into()).is_ok());
+        let err = budget.check(50, 12, "creating topic \"t\" with 12 partitions".into()).unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         let message = err.to_string();
         assert!(
-            message.starts_with("creating topic \"t\" with 8 partitions would need 24 more open files"),
+            message.starts_with("creating topic \"t\" with 12 partitions would need 24 more open files"),
             "{message}"
         );
         assert!(message.contains("the broker may open 256"), "{message}");

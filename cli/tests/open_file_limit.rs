@@ -67,7 +67,7 @@ async fn a_broker_under_a_low_open_file_limit_refuses_clearly_without_a_log_floo
         assert!(created < 256, "256 descriptors cannot hold {created} partitions");
     };
     assert_eq!(refusal.code(), tonic::Code::ResourceExhausted, "{refusal:?}");
-    assert!(refusal.message().contains("would need 3 more open files"), "{refusal:?}");
+    assert!(refusal.message().contains("would need 2 more open files"), "{refusal:?}");
     assert!(refusal.message().contains("the broker may open 256"), "{refusal:?}");
     assert!(created >= 16, "only {created} topics fit in 256 descriptors");
     assert!(!data_dir.join(format!("t{created}-0")).exists(), "a refused topic leaves no directory");

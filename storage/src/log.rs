@@ -124,8 +124,9 @@ impl Log {
         let Opened { mut segments, epochs } = opened;
         if segments.is_empty() {
             let base = stored.as_ref().map_or(0, |c| c.recovery_point.max(0));
+            // The new files' directory entries are made durable by the checkpoint's store below, which fsyncs
+            // the directory.
             segments.push(Segment::create(dir, base, &segment_settings, now_ms)?);
-            sync_dir(dir)?;
         }
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
         let active = segments.last().expect("one segment was just ensured");

@@ -4,7 +4,8 @@
 //! Lookups (every produce and fetch) take a read lock on a map for a few nanoseconds and clone an `Arc`. Topic
 //! changes are serialized by one admin lock; they are rare, slow (they touch the disk) and must not interleave
 //! (two creates of one name), so that lock is an async mutex held across the awaits of one change. It is never
-//! taken on the produce/fetch path.
+//! taken on the produce/fetch path. A create holds it only to reserve its name (and its partitions' share of the
+//! limits); the slow part, opening the partitions and writing the metadata, runs beside other creates.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,11 @@ pub struct Registry {
     config: Arc<BrokerConfig>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
+    /// Topics being created, by name, with their partition counts: the name is taken and the partitions count
+    /// against the limits, but the topic is not visible until its metadata file is written. A create holds the
+    /// admin lock only to reserve its name, so creates run side by side (each is mostly fsyncs: one at a time,
+    /// 10,000 topics took 90 s).
+    creating: std::sync::Mutex<BTreeMap<String, u32>>,
     /// Bumped after every create, delete and add-partitions, so the group coordinator can rebalance groups
     /// subscribed to the topic without the registry knowing about groups.
     changes: tokio::sync::watch::Sender<u64>,
@@ -167,15 +173,38 @@ impl Registry {
             config,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
+            creating: std::sync::Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
             shared,
             budget,
         })
     }
 
-    /// Partitions of every topic, internal ones excluded.
+    /// Partitions of every topic, and of those being created; internal ones excluded.
     fn partition_total(&self) -> u64 {
-        read(&self.topics).values().map(|t| u64::from(t.partition_count())).sum()
+        let creating: u64 = lock(&self.creating).values().map(|count| u64::from(*count)).sum();
+        creating + read(&self.topics).values().map(|t| u64::from(t.partition_count())).sum::<u64>()
+    }
+
+    /// Takes `name` for a create of `partition_count` partitions, after checking the limits; the name is given
+    /// back when the returned reservation drops (after the topic is inserted, or when the create fails or is
+    /// cancelled).
+    async fn reserve(&self, name: &TopicName, partition_count: u32) -> Result<Reservation<'_>> {
+        let _admin = self.admin.lock().await;
+        let (is_taken, creating_count) = {
+            let creating = lock(&self.creating);
+            (creating.contains_key(name.as_str()), creating.len())
+        };
+        if is_taken || read(&self.topics).contains_key(name.as_str()) {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        if read(&self.topics).len() + creating_count >= self.config.max_topics as usize {
+            return Err(BrokerError::TooManyTopics { limit: self.config.max_topics });
+        }
+        let what = format!("creating topic {:?} with {partition_count} partitions", name.as_str());
+        self.budget.check(self.partition_total(), u64::from(partition_count), what)?;
+        lock(&self.creating).insert(name.to_string(), partition_count);
+        Ok(Reservation { creating: &self.creating, name: name.to_string() })
     }
 
     /// A receiver that sees a change after every topic create, delete or add-partitions.
@@ -207,15 +236,7 @@ impl Registry {
         let name = user_topic_name(name)?;
         self.check_partition_count(partition_count, 0)?;
         let settings = self.resolve_settings(config)?;
-        let _admin = self.admin.lock().await;
-        if read(&self.topics).contains_key(name.as_str()) {
-            return Err(BrokerError::TopicExists { topic: name.to_string() });
-        }
-        if read(&self.topics).len() >= self.config.max_topics as usize {
-            return Err(BrokerError::TooManyTopics { limit: self.config.max_topics });
-        }
-        let what = format!("creating topic {:?} with {partition_count} partitions", name.as_str());
-        self.budget.check(self.partition_total(), u64::from(partition_count), what)?;
+        let _reservation = self.reserve(&name, partition_count).await?;
         // A directory left by a crashed create or delete must not lend its old records to the new topic.
         blocking({
             let (data_dir, name) = (self.data_dir.clone(), name.clone());
@@ -372,6 +393,18 @@ impl Registry {
     }
 }
 
+/// A topic name taken by a create in progress, given back on drop.
+struct Reservation<'a> {
+    creating: &'a std::sync::Mutex<BTreeMap<String, u32>>,
+    name: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        lock(self.creating).remove(&self.name);
+    }
+}
+
 /// A topic name a user may create: valid for storage (so safe in a path) and not reserved.
 fn user_topic_name(name: &str) -> Result<TopicName> {
     let topic = TopicName::new(name)?;
@@ -471,6 +504,10 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T>
     tokio::task::spawn_blocking(work).await.map_err(BrokerError::join)?
 }
 
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -514,5 +551,46 @@ mod tests {
         assert_eq!(registry.list().len(), 1);
         registry.create("c", 1, &config).await.expect("what fits is still created");
         registry.close_all().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_of_one_name_create_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry_with_room_for(100, dir.path()).await;
+        let config = v1::TopicConfig::default();
+        let results = futures_join_all((0..8).map(|_| registry.create("same", 2, &config))).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code() == tonic::Code::AlreadyExists));
+        // Side by side, different names all succeed and count against the limits.
+        let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+        let results = futures_join_all(names.iter().map(|n| registry.create(n, 1, &config))).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(registry.list().len(), 21);
+        assert_eq!(registry.partition_total(), 22);
+        registry.close_all().await;
+    }
+
+    /// Runs the futures concurrently on this task, in order of the results.
+    async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let mut pinned: Vec<_> = futures.map(Box::pin).collect();
+        let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut is_done = true;
+            for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match future.as_mut().poll(cx) {
+                        std::task::Poll::Ready(value) => *output = Some(value),
+                        std::task::Poll::Pending => is_done = false,
+                    }
+                }
+            }
+            if is_done {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        outputs.into_iter().map(|o| o.expect("every future finished")).collect()
     }
 }

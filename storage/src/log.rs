@@ -61,7 +61,23 @@ pub struct Log {
 struct Writer {
     active: Arc<Segment>,
     cursor: IndexCursor,
+    /// What the checkpoint file should say; `is_clean_shutdown` is always false here while the log is open.
     checkpoint: Checkpoint,
+    /// The checkpoint file still says "clean shutdown" from the last close: true after a clean open until the
+    /// first change (an append, roll, truncation or new epoch) stores `checkpoint`. Until then the files are as
+    /// that close left them, so the flag is true; a partition opened and closed without a change costs no fsync.
+    is_clean_on_disk: bool,
+}
+
+impl Writer {
+    /// Stores the checkpoint, marking the log unclean on disk: done before the first change after a clean open.
+    fn mark_changing(&mut self, dir: &Path) -> Result<()> {
+        if self.is_clean_on_disk {
+            self.checkpoint.store(dir)?;
+            self.is_clean_on_disk = false;
+        }
+        Ok(())
+    }
 }
 
 struct FlushState {
@@ -135,8 +151,14 @@ impl Log {
         let log_start = segments[0].base_offset();
         let log_end = segments.last().map_or(0, |s| s.next_offset());
         let checkpoint = Checkpoint { is_clean_shutdown: false, recovery_point: log_end, epochs };
-        // From here on a crash is unclean until close() says otherwise.
-        checkpoint.store(dir)?;
+        // From the first change on, a crash is unclean until close() says otherwise. A clean checkpoint that
+        // describes the files exactly as opened stays until then (the first change stores this one).
+        let is_clean_on_disk = stored.as_ref().is_some_and(|stored| {
+            stored.is_clean_shutdown && stored.recovery_point == log_end && stored.epochs == checkpoint.epochs
+        });
+        if !is_clean_on_disk {
+            checkpoint.store(dir)?;
+        }
         let segments: BTreeMap<i64, Arc<Segment>> =
             segments.into_iter().map(|s| (s.base_offset(), Arc::new(s))).collect();
         let active = segments.values().next_back().expect("never empty").clone();
@@ -147,7 +169,7 @@ impl Log {
             segment_settings,
             clock,
             segments: RwLock::new(segments),
-            writer: Mutex::new(Writer { active, cursor, checkpoint }),
+            writer: Mutex::new(Writer { active, cursor, checkpoint, is_clean_on_disk }),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
@@ -240,6 +262,7 @@ impl Log {
         }
         let mut writer = lock(&self.writer);
         self.ensure_open()?;
+        writer.mark_changing(&self.dir)?;
         let now_ms = self.clock.now_ms();
         let mut appended = Vec::with_capacity(batches.len());
         // The batches waiting for one write to the active segment.
@@ -312,6 +335,7 @@ impl Log {
         writer.cursor = IndexCursor::default();
         writer.checkpoint.recovery_point = base;
         writer.checkpoint.store(&self.dir)?;
+        writer.is_clean_on_disk = false;
         let mut flush = lock(&self.flush);
         flush.durable_end = flush.durable_end.max(base);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
@@ -485,6 +509,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        writer.mark_changing(&self.dir)?;
         let now = self.clock.now_ms();
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         // Segments wholly at or past `offset` go, but the first one stays to keep the log start.
@@ -514,6 +539,7 @@ impl Log {
         writer.checkpoint.epochs.retain(|e| e.start_offset < new_end || e.start_offset == 0);
         writer.checkpoint.recovery_point = writer.checkpoint.recovery_point.min(new_end);
         writer.checkpoint.store(&self.dir)?;
+        writer.is_clean_on_disk = false;
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         let mut flush = lock(&self.flush);
@@ -536,7 +562,9 @@ impl Log {
         let start_offset = self.log_end_offset();
         writer.checkpoint.epochs.retain(|e| e.start_offset < start_offset);
         writer.checkpoint.epochs.push(EpochStart { epoch, start_offset });
-        writer.checkpoint.store(&self.dir)
+        writer.checkpoint.store(&self.dir)?;
+        writer.is_clean_on_disk = false;
+        Ok(())
     }
 
     /// Clean shutdown: fsync, seal the active segment's indexes, and record a clean checkpoint so the
@@ -546,11 +574,15 @@ impl Log {
         if self.is_closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let Writer { active, cursor, checkpoint } = &mut *writer;
+        let Writer { active, cursor, checkpoint, is_clean_on_disk } = &mut *writer;
         active.seal(cursor)?;
-        checkpoint.is_clean_shutdown = true;
-        checkpoint.recovery_point = self.log_end_offset();
-        checkpoint.store(&self.dir)?;
+        // Unchanged since a clean open: the checkpoint on disk says exactly this already.
+        if !*is_clean_on_disk {
+            let clean =
+                Checkpoint { is_clean_shutdown: true, recovery_point: self.log_end_offset(), ..checkpoint.clone() };
+            clean.store(&self.dir)?;
+            *is_clean_on_disk = true;
+        }
         lock(&self.flush).durable_end = self.log_end_offset();
         tracing::debug!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "closed log");
         Ok(())

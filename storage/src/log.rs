@@ -593,6 +593,7 @@ impl Log {
     pub fn delete(&self) -> Result<()> {
         let _writer = lock(&self.writer);
         self.is_closed.store(true, Ordering::Release);
+        self.segment_settings.files.forget_dir(&self.dir);
         fs::remove_dir_all(&self.dir).map_err(StorageError::io(&self.dir))?;
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;

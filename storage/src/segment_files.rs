@@ -94,6 +94,13 @@ impl SegmentFileCache {
         self.lock().files.retain(|(cached, _), _| cached != path);
     }
 
+    /// Closes the cached descriptors of every file under `dir` (its log was deleted): a deleted file's space is
+    /// freed only once its last descriptor closes, and a log created again at the same path must not read the old
+    /// files through them.
+    pub(crate) fn forget_dir(&self, dir: &Path) {
+        self.lock().files.retain(|(cached, _), _| !cached.starts_with(dir));
+    }
+
     fn lock(&self) -> MutexGuard<'_, CacheState> {
         // Every change leaves the map consistent between statements.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -75,3 +75,30 @@ fn a_truncation_into_a_sealed_segment_reopens_it_for_appends() {
         assert_eq!(read_all(&log, 0).len(), 5);
     }
 }
+
+#[test]
+fn a_deleted_log_leaves_no_descriptor_in_the_shared_cache_and_a_new_one_reads_its_own_files() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("t-0");
+    let config = both_write_modes()[0].clone();
+    log_of_several_segments(&dir, &config);
+    let files = Arc::new(SegmentFileCache::new(8));
+    let open = |files: &Arc<SegmentFileCache>| {
+        Log::open_shared(&dir, config.clone(), Arc::new(SystemClock), Arc::clone(files)).unwrap()
+    };
+    let log = open(&files);
+    assert_eq!(read_all(&log, 0).len(), 60 * 3);
+    assert!(files.open_files() > 0);
+    log.delete().unwrap();
+    assert_eq!(files.open_files(), 0, "the deleted files' descriptors are closed");
+    // The same path again, with other records: reads must not come from the old files.
+    let log = open(&files);
+    for tag in 100..160 {
+        log.append(&batch(tag, 3, tag as i64)).unwrap();
+    }
+    log.close().unwrap();
+    let log = open(&files);
+    let records = read_all(&log, 0);
+    assert_eq!(records.len(), 60 * 3);
+    assert_eq!(records, read_all(&Log::open(&dir, config.clone()).unwrap(), 0), "the same records as a fresh open");
+}

@@ -101,6 +101,9 @@ pub struct BrokerConfig {
     pub max_concurrent_streams: u32,
     /// Most client connections at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Most descriptors of sealed segments' `.log` files kept open for reads, in a cache all partitions share (the
+    /// least recently read is closed first). Unset: a sixteenth of the open-file limit, between 16 and 1,024.
+    pub max_open_segment_files: Option<usize>,
     /// A connection on which no byte moves for this long is closed: a stalled or half-open peer holds nothing
     /// for ever. Healthy idle clients are kept alive by keepalive pings sent at a third of this.
     pub idle_connection_timeout_ms: u64,
@@ -160,6 +163,7 @@ impl Default for BrokerConfig {
             http2_connection_window_bytes: 64 << 20,
             max_concurrent_streams: 1_024,
             max_connections: 4_096,
+            max_open_segment_files: None,
             idle_connection_timeout_ms: 600_000,
             group_session_timeout_ms: 10_000,
             group_min_session_timeout_ms: 100,
@@ -285,6 +289,12 @@ impl BrokerConfig {
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1".into());
+        }
+        if self.max_open_segment_files == Some(0) {
+            return bad(
+                "max_open_segment_files",
+                "must be at least 1 (or unset, to derive it from the open-file limit)".into(),
+            );
         }
         if self.idle_connection_timeout_ms < 100 {
             return bad(

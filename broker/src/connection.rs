@@ -113,36 +113,172 @@ impl AsyncWrite for LimitedConnection {
 
 /// Wraps accepted TCP streams: each gets a slot or, when all `max_connections` are taken, is closed at once
 /// (the client sees the connection refused and can retry) rather than queued where it would hold memory.
+///
+/// An accept that fails for want of descriptors (EMFILE, ENFILE) or kernel memory leaves the connection in the
+/// listen queue, so the listener is ready again at once: without a pause the loop would spin on the same error
+/// (a core and hundreds of thousands of log lines a second). It waits as [`AcceptBackoff`] says before the
+/// next accept, and logs at most one line a second.
 pub fn limit(
     incoming: impl Stream<Item = io::Result<TcpStream>>,
     max_connections: usize,
     idle_timeout: Duration,
 ) -> impl Stream<Item = io::Result<LimitedConnection>> {
     let slots = Arc::new(Semaphore::new(max_connections));
-    incoming.filter_map(move |accepted| {
-        let stream = match accepted {
-            Ok(stream) => stream,
-            // An accept error (EMFILE, a reset before accept) concerns that one connection; keep serving.
-            Err(error) => {
-                tracing::warn!(%error, "accepting a connection failed");
-                return None;
+    let backoff = Arc::new(std::sync::Mutex::new(AcceptBackoff::default()));
+    incoming
+        .then(move |accepted| {
+            let backoff = Arc::clone(&backoff);
+            async move {
+                let pause = {
+                    let mut backoff = backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match &accepted {
+                        Ok(_) => {
+                            backoff.on_accept();
+                            None
+                        }
+                        Err(error) => backoff.on_error(error, Instant::now()),
+                    }
+                };
+                if let Some(pause) = pause {
+                    tokio::time::sleep(pause).await;
+                }
+                accepted.ok()
             }
-        };
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => Some(Ok(LimitedConnection {
-                inner: stream,
-                _slot: slot,
-                idle_timeout,
-                idle_deadline: Box::pin(tokio::time::sleep(idle_timeout)),
-            })),
-            Err(_) => {
+        })
+        .filter_map(move |stream| {
+            let stream = stream?;
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => Some(Ok(LimitedConnection {
+                    inner: stream,
+                    _slot: slot,
+                    idle_timeout,
+                    idle_deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+                })),
+                Err(_) => {
+                    tracing::warn!(
+                        peer = ?stream.peer_addr().ok(),
+                        max_connections,
+                        "refusing a connection: max_connections reached"
+                    );
+                    None
+                }
+            }
+        })
+}
+
+/// The first pause after an accept failed for want of descriptors, doubled after each further failure.
+pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause: a freed descriptor is noticed within this.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per this interval for failed accepts; the others are counted in it.
+pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the accept loop does after a failed accept: how long to pause, and whether to log.
+#[derive(Debug)]
+pub struct AcceptBackoff {
+    next_pause: Duration,
+    last_logged: Option<Instant>,
+    /// Failures since the last line logged.
+    unlogged_failures: u64,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        Self { next_pause: ACCEPT_BACKOFF_FIRST, last_logged: None, unlogged_failures: 0 }
+    }
+}
+
+impl AcceptBackoff {
+    /// A connection was accepted: the next shortage starts again from the first pause.
+    pub fn on_accept(&mut self) {
+        self.next_pause = ACCEPT_BACKOFF_FIRST;
+    }
+
+    /// Logs (at most once per [`ACCEPT_LOG_INTERVAL`]) and returns the pause before the next accept: `Some` when
+    /// the process or system is out of descriptors or memory, `None` for a failure of that one connection (a peer
+    /// that reset before the accept), after which accepting goes on at once.
+    pub fn on_error(&mut self, error: &io::Error, now: Instant) -> Option<Duration> {
+        let is_shortage = is_resource_shortage(error);
+        self.unlogged_failures += 1;
+        if self.last_logged.is_none_or(|last| now.duration_since(last) >= ACCEPT_LOG_INTERVAL) {
+            let failures = std::mem::take(&mut self.unlogged_failures);
+            if is_shortage {
                 tracing::warn!(
-                    peer = ?stream.peer_addr().ok(),
-                    max_connections,
-                    "refusing a connection: max_connections reached"
+                    %error,
+                    failures,
+                    pause_ms = self.next_pause.as_millis() as u64,
+                    "accepting connections failed: out of file descriptors or memory; pausing accepts"
                 );
-                None
+            } else {
+                tracing::warn!(%error, failures, "accepting a connection failed");
+            }
+            self.last_logged = Some(now);
+        }
+        if !is_shortage {
+            return None;
+        }
+        let pause = self.next_pause;
+        self.next_pause = (pause * 2).min(ACCEPT_BACKOFF_MAX);
+        Some(pause)
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the accept will fail again until something is freed.
+fn is_resource_shortage(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emfile() -> io::Error {
+        io::Error::from_raw_os_error(libc::EMFILE)
+    }
+
+    #[test]
+    fn out_of_descriptors_pauses_accepts_doubling_from_10_ms_to_1_s() {
+        let mut backoff = AcceptBackoff::default();
+        let now = Instant::now();
+        let pauses: Vec<u64> =
+            (0..10).map(|_| backoff.on_error(&emfile(), now).expect("a pause").as_millis() as u64).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        let enfile = io::Error::from_raw_os_error(libc::ENFILE);
+        assert_eq!(backoff.on_error(&enfile, now), Some(ACCEPT_BACKOFF_MAX));
+    }
+
+    #[test]
+    fn an_accepted_connection_resets_the_pause() {
+        let mut backoff = AcceptBackoff::default();
+        let now = Instant::now();
+        backoff.on_error(&emfile(), now);
+        backoff.on_error(&emfile(), now);
+        backoff.on_accept();
+        assert_eq!(backoff.on_error(&emfile(), now), Some(ACCEPT_BACKOFF_FIRST));
+    }
+
+    #[test]
+    fn a_failure_of_one_connection_does_not_pause_accepts() {
+        let mut backoff = AcceptBackoff::default();
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert_eq!(backoff.on_error(&aborted, Instant::now()), None);
+    }
+
+    #[test]
+    fn failed_accepts_log_at_most_one_line_per_second() {
+        let mut backoff = AcceptBackoff::default();
+        let start = Instant::now();
+        let mut logged = 0;
+        // 10,000 failures spread over 2.5 s: three lines (at 0, 1 and 2 s), each counting the failures since the
+        // one before.
+        for i in 0..10_000u32 {
+            let now = start + Duration::from_micros(u64::from(i) * 250);
+            let before = backoff.last_logged;
+            backoff.on_error(&emfile(), now);
+            if backoff.last_logged != before {
+                logged += 1;
             }
         }
-    })
+        assert_eq!(logged, 3);
+    }
 }

@@ -32,6 +32,12 @@ pub enum BrokerError {
     InvalidArgument { field: &'static str, reason: String },
     #[error("too many topics: the broker holds at most {limit} (max_topics)")]
     TooManyTopics { limit: u32 },
+    #[error(
+        "{what} would need {needed_files} more open files; the broker may open {max_open_files} and \
+         {committed_files} are committed to its partitions, connections and caches (raise the open-file limit, \
+         ulimit -n, or delete topics)"
+    )]
+    TooManyOpenFiles { what: String, needed_files: u64, max_open_files: u64, committed_files: u64 },
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { what: &'static str, size: u64, limit: u64 },
     #[error("unknown group {group:?}: it has no members and no committed offsets")]
@@ -101,6 +107,7 @@ impl BrokerError {
             | BrokerError::InvalidPartitionCount { .. }
             | BrokerError::InvalidArgument { .. } => Code::InvalidArgument,
             BrokerError::TooManyTopics { .. }
+            | BrokerError::TooManyOpenFiles { .. }
             | BrokerError::TooLarge { .. }
             | BrokerError::TooManyGroups { .. }
             | BrokerError::TooManyMembers { .. } => Code::ResourceExhausted,
@@ -123,7 +130,8 @@ impl BrokerError {
         match self {
             BrokerError::TooManyTopics { .. }
             | BrokerError::TooManyGroups { .. }
-            | BrokerError::TooManyMembers { .. } => Some(Reason::LimitReached),
+            | BrokerError::TooManyMembers { .. }
+            | BrokerError::TooManyOpenFiles { .. } => Some(Reason::LimitReached),
             BrokerError::TooLarge { .. } | BrokerError::Storage(StorageError::BatchTooLarge { .. }) => {
                 Some(Reason::TooLarge)
             }
@@ -131,7 +139,11 @@ impl BrokerError {
             | BrokerError::ShuttingDown
             | BrokerError::Storage(StorageError::Closed(_)) => Some(Reason::ShuttingDown),
             BrokerError::Io { source, .. } | BrokerError::Storage(StorageError::Io { source, .. }) => {
-                is_disk_full(source).then_some(Reason::DiskFull)
+                if is_disk_full(source) {
+                    Some(Reason::DiskFull)
+                } else {
+                    is_out_of_descriptors(source).then_some(Reason::LimitReached)
+                }
             }
             _ => None,
         }
@@ -151,14 +163,22 @@ fn storage_code(err: &StorageError) -> Code {
     }
 }
 
-/// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Other I/O failures
-/// are INTERNAL; both carry the cause in the message.
+/// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Running out of
+/// descriptors (EMFILE, ENFILE) is RESOURCE_EXHAUSTED. Other I/O failures are INTERNAL; all carry the cause in
+/// the message.
 fn io_code(err: &std::io::Error) -> Code {
     if is_disk_full(err) {
         Code::Unavailable
+    } else if is_out_of_descriptors(err) {
+        // Out of descriptors despite the budget (another process took the system's, or a limit lowered).
+        Code::ResourceExhausted
     } else {
         Code::Internal
     }
+}
+
+fn is_out_of_descriptors(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 fn is_disk_full(err: &std::io::Error) -> bool {

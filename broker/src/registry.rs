@@ -4,7 +4,8 @@
 //! Lookups (every produce and fetch) take a read lock on a map for a few nanoseconds and clone an `Arc`. Topic
 //! changes are serialized by one admin lock; they are rare, slow (they touch the disk) and must not interleave
 //! (two creates of one name), so that lock is an async mutex held across the awaits of one change. It is never
-//! taken on the produce/fetch path.
+//! taken on the produce/fetch path. A create holds it only to reserve its name (and its partitions' share of the
+//! limits); the slow part, opening the partitions and writing the metadata, runs beside other creates.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,16 +14,34 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rill_protocol::v1;
-use rill_storage::{parse_partition_dir_name, partition_dir, Log, LogConfig, TopicName, WriteMode};
+use rill_storage::{
+    parse_partition_dir_name, partition_dir, Log, LogConfig, SegmentFileCache, SystemClock, TopicName, WriteMode,
+};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
+use crate::file_budget::FileBudget;
 use crate::meta::{self, TopicMeta, TopicSettings};
 use crate::partition::Partition;
 
 /// Prefix of names the broker keeps for itself (`__topics`, `__consumer_offsets`).
 pub const RESERVED_PREFIX: &str = "__";
+
+/// Partitions opened or closed at once on start and shutdown. Each open or close is a few small writes and an
+/// fsync or two: one at a time, 10,000 partitions took minutes; a bounded number at once lets the device merge
+/// them without flooding the blocking pool.
+const PARALLEL_PARTITION_TASKS: usize = 64;
+
+/// What every partition of the node shares.
+#[derive(Clone)]
+struct Shared {
+    /// The broker's `appends_in_flight` slots, shared by every partition's writer.
+    append_slots: Arc<Semaphore>,
+    /// Descriptors of sealed segments being read, bounded by `max_open_segment_files`.
+    segment_files: Arc<SegmentFileCache>,
+}
 
 pub struct Topic {
     pub name: TopicName,
@@ -81,17 +100,27 @@ pub struct Registry {
     config: Arc<BrokerConfig>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     admin: tokio::sync::Mutex<()>,
+    /// Topics being created, by name, with their partition counts: the name is taken and the partitions count
+    /// against the limits, but the topic is not visible until its metadata file is written. A create holds the
+    /// admin lock only to reserve its name, so creates run side by side (each is mostly fsyncs: one at a time,
+    /// 10,000 topics took 90 s).
+    creating: std::sync::Mutex<BTreeMap<String, u32>>,
     /// Bumped after every create, delete and add-partitions, so the group coordinator can rebalance groups
     /// subscribed to the topic without the registry knowing about groups.
     changes: tokio::sync::watch::Sender<u64>,
-    /// The broker's `appends_in_flight` slots, shared by every partition's writer.
-    append_slots: Arc<Semaphore>,
+    shared: Shared,
+    /// Consulted before a topic change opens partitions.
+    budget: FileBudget,
 }
 
 impl Registry {
     /// Restores every topic from its metadata file and opens its partition logs; removes partition directories
     /// that no metadata file mentions (leftovers of a create, delete or add-partitions cut short by a crash).
-    pub async fn restore(config: Arc<BrokerConfig>) -> Result<Registry> {
+    pub async fn restore(
+        config: Arc<BrokerConfig>,
+        budget: FileBudget,
+        segment_files: Arc<SegmentFileCache>,
+    ) -> Result<Registry> {
         let data_dir = config.data_dir.clone();
         let metas = blocking({
             let data_dir = data_dir.clone();
@@ -102,14 +131,34 @@ impl Registry {
             }
         })
         .await?;
-        let append_slots = Arc::new(Semaphore::new(config.appends_in_flight));
+        let partition_total: u64 = metas.iter().map(|m| u64::from(m.partition_count)).sum();
+        if partition_total > budget.max_partitions() {
+            tracing::warn!(
+                partitions = partition_total,
+                max_partitions = budget.max_partitions(),
+                max_open_files = budget.max_open_files,
+                "the data directory holds more partitions than the open-file budget allows; raise the open-file limit"
+            );
+        }
+        let shared = Shared { append_slots: Arc::new(Semaphore::new(config.appends_in_flight)), segment_files };
         let mut topics = BTreeMap::new();
+        let mut opening = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(PARALLEL_PARTITION_TASKS));
         for meta in metas {
-            let name = TopicName::new(&meta.name)?;
-            let partitions =
-                open_partitions(&data_dir, &name, &meta.settings, 0..meta.partition_count, &config, &append_slots)
-                    .await?;
-            tracing::info!(topic = %name, partitions = meta.partition_count, "restored topic");
+            let (data_dir, config, shared, slots) =
+                (data_dir.clone(), Arc::clone(&config), shared.clone(), Arc::clone(&slots));
+            opening.spawn(async move {
+                let _slot = slots.acquire_owned().await.map_err(|_| BrokerError::ShuttingDown)?;
+                let name = TopicName::new(&meta.name)?;
+                let partitions =
+                    open_partitions(&data_dir, &name, &meta.settings, 0..meta.partition_count, &config, &shared)
+                        .await?;
+                tracing::debug!(topic = %name, partitions = meta.partition_count, "restored topic");
+                Ok::<_, BrokerError>((meta, name, partitions))
+            });
+        }
+        while let Some(opened) = opening.join_next().await {
+            let (meta, name, partitions) = opened.map_err(BrokerError::join)??;
             let topic = Topic {
                 name,
                 settings: meta.settings,
@@ -118,14 +167,44 @@ impl Registry {
             };
             topics.insert(meta.name, Arc::new(topic));
         }
+        tracing::info!(topics = topics.len(), partitions = partition_total, "restored topics");
         Ok(Registry {
             data_dir,
             config,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
+            creating: std::sync::Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
-            append_slots,
+            shared,
+            budget,
         })
+    }
+
+    /// Partitions of every topic, and of those being created; internal ones excluded.
+    fn partition_total(&self) -> u64 {
+        let creating: u64 = lock(&self.creating).values().map(|count| u64::from(*count)).sum();
+        creating + read(&self.topics).values().map(|t| u64::from(t.partition_count())).sum::<u64>()
+    }
+
+    /// Takes `name` for a create of `partition_count` partitions, after checking the limits; the name is given
+    /// back when the returned reservation drops (after the topic is inserted, or when the create fails or is
+    /// cancelled).
+    async fn reserve(&self, name: &TopicName, partition_count: u32) -> Result<Reservation<'_>> {
+        let _admin = self.admin.lock().await;
+        let (is_taken, creating_count) = {
+            let creating = lock(&self.creating);
+            (creating.contains_key(name.as_str()), creating.len())
+        };
+        if is_taken || read(&self.topics).contains_key(name.as_str()) {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        if read(&self.topics).len() + creating_count >= self.config.max_topics as usize {
+            return Err(BrokerError::TooManyTopics { limit: self.config.max_topics });
+        }
+        let what = format!("creating topic {:?} with {partition_count} partitions", name.as_str());
+        self.budget.check(self.partition_total(), u64::from(partition_count), what)?;
+        lock(&self.creating).insert(name.to_string(), partition_count);
+        Ok(Reservation { creating: &self.creating, name: name.to_string() })
     }
 
     /// A receiver that sees a change after every topic create, delete or add-partitions.
@@ -157,13 +236,7 @@ impl Registry {
         let name = user_topic_name(name)?;
         self.check_partition_count(partition_count, 0)?;
         let settings = self.resolve_settings(config)?;
-        let _admin = self.admin.lock().await;
-        if read(&self.topics).contains_key(name.as_str()) {
-            return Err(BrokerError::TopicExists { topic: name.to_string() });
-        }
-        if read(&self.topics).len() >= self.config.max_topics as usize {
-            return Err(BrokerError::TooManyTopics { limit: self.config.max_topics });
-        }
+        let _reservation = self.reserve(&name, partition_count).await?;
         // A directory left by a crashed create or delete must not lend its old records to the new topic.
         blocking({
             let (data_dir, name) = (self.data_dir.clone(), name.clone());
@@ -171,8 +244,7 @@ impl Registry {
         })
         .await?;
         let partitions =
-            open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.append_slots)
-                .await?;
+            open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.shared).await?;
         let meta = TopicMeta::new(&name, partition_count, settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
@@ -215,6 +287,8 @@ impl Registry {
         let topic = self.topic(name)?;
         let old_count = topic.partition_count();
         self.check_partition_count(new_count, old_count)?;
+        let what = format!("adding {} partitions to topic {name:?}", new_count - old_count);
+        self.budget.check(self.partition_total(), u64::from(new_count - old_count), what)?;
         blocking({
             let (data_dir, name) = (self.data_dir.clone(), topic.name.clone());
             move || remove_partition_dirs(&data_dir, &name, old_count..new_count)
@@ -226,7 +300,7 @@ impl Registry {
             &topic.settings,
             old_count..new_count,
             &self.config,
-            &self.append_slots,
+            &self.shared,
         )
         .await?;
         let meta = TopicMeta::new(&topic.name, new_count, topic.settings.clone());
@@ -249,15 +323,22 @@ impl Registry {
     /// recovery scan.
     pub async fn close_all(&self) {
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let slots = Arc::new(Semaphore::new(PARALLEL_PARTITION_TASKS));
+        let mut closing = JoinSet::new();
         for partition in self.all_partitions() {
-            partition.stop_writer(grace).await;
-            let log = Arc::clone(partition.log());
-            match tokio::task::spawn_blocking(move || log.close()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
-                Err(err) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
-            }
+            let slots = Arc::clone(&slots);
+            closing.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                partition.stop_writer(grace).await;
+                let log = Arc::clone(partition.log());
+                match tokio::task::spawn_blocking(move || log.close()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
+                    Err(err) => tracing::error!(partition = ?partition, error = %err, "closing the log failed"),
+                }
+            });
         }
+        while closing.join_next().await.is_some() {}
     }
 
     fn check_partition_count(&self, requested: u32, current: u32) -> Result<()> {
@@ -322,6 +403,18 @@ fn retention_limit(requested: Option<u64>, default: Option<u64>) -> Option<u64> 
     }
 }
 
+/// A topic name taken by a create in progress, given back on drop.
+struct Reservation<'a> {
+    creating: &'a std::sync::Mutex<BTreeMap<String, u32>>,
+    name: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        lock(self.creating).remove(&self.name);
+    }
+}
+
 /// A topic name a user may create: valid for storage (so safe in a path) and not reserved.
 fn user_topic_name(name: &str) -> Result<TopicName> {
     let topic = TopicName::new(name)?;
@@ -331,31 +424,38 @@ fn user_topic_name(name: &str) -> Result<TopicName> {
     Ok(topic)
 }
 
+/// Opens the partitions of `range`. On failure nothing is left behind: the partitions opened are deleted, and so
+/// is the directory of the one that failed.
 async fn open_partitions(
     data_dir: &Path,
     name: &TopicName,
     settings: &TopicSettings,
     range: std::ops::Range<u32>,
     config: &BrokerConfig,
-    append_slots: &Arc<Semaphore>,
+    shared: &Shared,
 ) -> Result<Vec<Arc<Partition>>> {
     let write_mode = if config.direct_writes { WriteMode::Direct } else { WriteMode::Buffered };
     let log_config = LogConfig { write_mode, ..settings.log_config() };
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);
-        let log_config = log_config.clone();
-        let opened = blocking(move || Ok(Log::open(&dir, log_config)?)).await;
+        let (log_config, files) = (log_config.clone(), Arc::clone(&shared.segment_files));
+        let opened = blocking(move || Ok(Log::open_shared(&dir, log_config, Arc::new(SystemClock), files)?)).await;
         match opened {
             Ok(log) => partitions.push(Partition::start(
                 name.clone(),
                 index,
                 log,
                 config.partition_queue_batches,
-                Arc::clone(append_slots),
+                Arc::clone(&shared.append_slots),
             )),
             Err(err) => {
                 discard_partitions(partitions, config).await;
+                let (data_dir, name) = (data_dir.to_owned(), name.clone());
+                if let Err(cleanup) = blocking(move || remove_partition_dirs(&data_dir, &name, index..index + 1)).await
+                {
+                    tracing::error!(error = %cleanup, "removing the directory of a partition that failed to open");
+                }
                 return Err(err);
             }
         }
@@ -414,6 +514,10 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T>
     tokio::task::spawn_blocking(work).await.map_err(BrokerError::join)?
 }
 
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -421,3 +525,6 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rill_protocol::v1::{
     consumer_groups_server::ConsumerGroupsServer, records_server::RecordsServer, topic_admin_server::TopicAdminServer,
 };
+use rill_storage::SegmentFileCache;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -16,6 +17,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::connection;
 use crate::data_dir_lock::{DataDirLock, LockError};
 use crate::error::BrokerError;
+use crate::file_budget::{default_segment_files, raise_open_file_limit, FileBudget};
 use crate::groups::GroupCoordinator;
 use crate::node::Node;
 use crate::offsets::OffsetStore;
@@ -54,6 +56,8 @@ pub enum StartError {
     Reflection(String),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ControllerError),
+    #[error("cannot read the open-file limit (RLIMIT_NOFILE): {0}")]
+    OpenFileLimit(#[source] std::io::Error),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -67,6 +71,17 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
+        let max_open_files = raise_open_file_limit().map_err(StartError::OpenFileLimit)?;
+        let segment_files = config.max_open_segment_files.unwrap_or_else(|| default_segment_files(max_open_files));
+        let budget = FileBudget::new(max_open_files, segment_files, &config);
+        tracing::info!(
+            max_open_files,
+            reserved_files = budget.reserved_files,
+            files_per_partition = budget.files_per_partition,
+            max_partitions = budget.max_partitions(),
+            max_open_segment_files = segment_files,
+            "open-file budget"
+        );
         let identity = crate::cluster::identity::check_or_record(&config.data_dir, config.node_id, &config.peers)
             .map_err(crate::cluster::ControllerError::from)?;
         let config = Arc::new(config);
@@ -74,7 +89,8 @@ impl Broker {
             Some(identity) => Some(crate::cluster::Controller::open(Arc::clone(&config), identity).await?),
             None => None,
         };
-        let registry = Registry::restore(Arc::clone(&config)).await?;
+        let segment_files = Arc::new(SegmentFileCache::new(segment_files));
+        let registry = Registry::restore(Arc::clone(&config), budget, segment_files).await?;
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));

@@ -64,7 +64,7 @@ async fn all_values(records: &mut RecordsClient<tonic::transport::Channel>, topi
 }
 
 /// The clean-shutdown flag of a partition's checkpoint (docs/format.md, `partition.checkpoint`: flags at byte 10,
-/// bit 0). Storage sets it on `Log::close` and clears it on open.
+/// bit 0). Storage sets it on `Log::close` and clears it on open, or before the first change after a clean open.
 fn is_clean_shutdown(partition_dir: &Path) -> bool {
     let checkpoint = std::fs::read(partition_dir.join("partition.checkpoint")).expect("checkpoint file");
     assert_eq!(&checkpoint[..8], b"RILLCKPT");

@@ -1,8 +1,10 @@
 //! Per-log settings and the clock the log reads time from.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::segment_files::SegmentFileCache;
 use crate::{Result, StorageError};
 
 /// When appended bytes reach the disk, not just the page cache.
@@ -104,6 +106,29 @@ impl LogConfig {
             return bad("durability", "a flush interval must be at least 1 ms".into());
         }
         Ok(())
+    }
+}
+
+/// What each segment of a log is created and opened with: its log's settings, and where sealed segments'
+/// descriptors are kept.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentSettings {
+    pub index_interval_bytes: u64,
+    pub index_max_bytes: u64,
+    pub write_mode: WriteMode,
+    pub direct_min_batch_bytes: usize,
+    pub files: Arc<SegmentFileCache>,
+}
+
+impl SegmentSettings {
+    pub fn new(config: &LogConfig, files: Arc<SegmentFileCache>) -> Self {
+        Self {
+            index_interval_bytes: config.index_interval_bytes,
+            index_max_bytes: config.index_max_bytes,
+            write_mode: config.write_mode,
+            direct_min_batch_bytes: config.direct_min_batch_bytes,
+            files,
+        }
     }
 }
 

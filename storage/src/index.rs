@@ -1,14 +1,13 @@
-//! The sparse, memory-mapped indexes beside each segment: `.index` maps offsets to file positions,
-//! `.timeindex` maps timestamps to offsets. Both are Kafka's layouts: fixed-size big-endian entries,
-//! no header, offsets stored relative to the segment's base offset.
+//! The sparse indexes beside each segment: `.index` maps offsets to file positions, `.timeindex` maps
+//! timestamps to offsets. Both are Kafka's layouts: fixed-size big-endian entries, no header, offsets stored
+//! relative to the segment's base offset.
 //!
-//! An active index is preallocated (sparse) to `index_max_bytes` and mapped once for lookups;
-//! sealing trims the file to its entries. Entries are written with `pwrite`, not through the
-//! mapping: a store into a mapped page of a sparse file on a full disk is a SIGBUS that kills the
-//! broker, while `pwrite` returns ENOSPC. Linux's page cache makes the write visible to the mapping
-//! at once. Index files are a cache of what the
-//! `.log` holds: loading checks that the entries are plausible, and the caller rebuilds from the log
-//! when they are not. They are never fsynced on the append path; a crash rebuilds them.
+//! An active segment's index lives in memory and reaches its file only when the segment is sealed (on a roll
+//! or a clean shutdown): after a crash the active segment is rescanned and its indexes rebuilt anyway, so a
+//! file kept up to date would be a copy nobody reads, and it would cost a descriptor per index per partition.
+//! A sealed index is mapped read-only and its descriptor closed at once: the mapping keeps the pages, and an
+//! idle partition holds no index descriptor at all. Index files are a cache of what the `.log` holds: loading
+//! checks that the entries are plausible, and the caller rebuilds from the log when they are not.
 
 use std::fs::{File, OpenOptions};
 use std::marker::PhantomData;
@@ -110,39 +109,49 @@ impl std::fmt::Display for LoadError {
 
 pub(crate) struct MmapIndex<E> {
     path: PathBuf,
-    file: File,
-    /// `None` while the file is empty: a zero-length mapping is not portable.
-    mmap: Option<Mmap>,
-    entries: usize,
+    entries: Entries,
+    /// Entries held.
+    len: usize,
+    /// Most entries the index takes while active; the segment rolls when it is full.
+    max_entries: usize,
     base_offset: i64,
     _entry: PhantomData<E>,
 }
 
+/// Where an index's encoded entries are.
+enum Entries {
+    /// An active segment's, in memory. `is_on_disk` says the file already holds exactly these (an index loaded
+    /// and not changed since), so sealing it again needs no write.
+    Active { bytes: Vec<u8>, is_on_disk: bool },
+    /// A sealed segment's file, mapped (no descriptor kept); `None` while empty: a zero-length mapping is not
+    /// portable.
+    Sealed(Option<Mmap>),
+}
+
 impl<E: IndexEntry> MmapIndex<E> {
-    /// A new, empty index preallocated to `max_bytes` (rounded down to whole entries), replacing any
-    /// file at `path`.
+    /// A new, empty, active index of at most `max_bytes` (rounded down to whole entries). The file at `path` is
+    /// emptied now, so no older file's entries outlive this segment's start.
     pub fn create(path: &Path, base_offset: i64, max_bytes: u64) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(StorageError::io(path))?;
-        let mut index = Self { path: path.to_owned(), file, mmap: None, entries: 0, base_offset, _entry: PhantomData };
-        index.resize(max_bytes)?;
-        Ok(index)
+        OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(StorageError::io(path))?;
+        Ok(Self {
+            path: path.to_owned(),
+            entries: Entries::Active { bytes: Vec::new(), is_on_disk: false },
+            len: 0,
+            max_entries: (max_bytes / E::BYTES as u64) as usize,
+            base_offset,
+            _entry: PhantomData,
+        })
     }
 
-    /// Loads an index written by a sealed (trimmed) segment and checks it against the log: keys in
-    /// order, offsets inside `[base_offset, next_offset)`, positions inside the log file.
+    /// Loads an index written by a sealed segment and checks it against the log: keys in order, offsets inside
+    /// `[base_offset, next_offset)`, positions inside the log file. The file is mapped and closed.
     pub fn load(
         path: &Path,
         base_offset: i64,
         next_offset: i64,
         plausible: impl Fn(&E) -> bool,
     ) -> std::result::Result<Self, LoadError> {
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
+        let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::Missing),
             Err(e) => return Err(LoadError::Io(StorageError::io(path)(e))),
@@ -151,11 +160,18 @@ impl<E: IndexEntry> MmapIndex<E> {
         if len % E::BYTES as u64 != 0 {
             return Err(LoadError::Implausible(format!("size {len} is not a whole number of entries")));
         }
-        let mut index = Self { path: path.to_owned(), file, mmap: None, entries: 0, base_offset, _entry: PhantomData };
-        index.map(len).map_err(LoadError::Io)?;
-        index.entries = (len / E::BYTES as u64) as usize;
+        let mmap = map(&file, path, len).map_err(LoadError::Io)?;
+        let entries = (len / E::BYTES as u64) as usize;
+        let index = Self {
+            path: path.to_owned(),
+            entries: Entries::Sealed(mmap),
+            len: entries,
+            max_entries: entries,
+            base_offset,
+            _entry: PhantomData,
+        };
         let mut previous: Option<E> = None;
-        for i in 0..index.entries {
+        for i in 0..index.len {
             let entry = index.entry(i);
             let in_order = previous.is_none_or(|p| entry.key() >= p.key() && entry.offset() > p.offset());
             let in_range = entry.offset() >= base_offset && entry.offset() < next_offset.max(base_offset + 1);
@@ -167,62 +183,53 @@ impl<E: IndexEntry> MmapIndex<E> {
         Ok(index)
     }
 
-    fn map(&mut self, len: u64) -> Result<()> {
-        self.mmap = None;
-        if len > 0 {
-            // SAFETY: the file is private to this log and only this process resizes it; the mapping is
-            // dropped before every resize, so it never reaches past the end of the file.
-            let mmap = unsafe { Mmap::map(&self.file) }.map_err(StorageError::io(&self.path))?;
-            self.mmap = Some(mmap);
+    fn bytes(&self) -> &[u8] {
+        match &self.entries {
+            Entries::Active { bytes, .. } => bytes,
+            Entries::Sealed(mmap) => mmap.as_deref().unwrap_or_default(),
         }
-        Ok(())
-    }
-
-    fn resize(&mut self, bytes: u64) -> Result<()> {
-        let bytes = bytes / E::BYTES as u64 * E::BYTES as u64;
-        self.mmap = None;
-        self.file.set_len(bytes).map_err(StorageError::io(&self.path))?;
-        self.map(bytes)
-    }
-
-    fn capacity(&self) -> usize {
-        self.mmap.as_ref().map_or(0, |m| m.len() / E::BYTES)
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries
+        self.len
     }
 
+    /// A sealed index is always full: it takes no more entries.
     pub fn is_full(&self) -> bool {
-        self.entries >= self.capacity()
+        match self.entries {
+            Entries::Active { .. } => self.len >= self.max_entries,
+            Entries::Sealed(_) => true,
+        }
     }
 
     pub fn entry(&self, i: usize) -> E {
-        let mmap = self.mmap.as_ref().expect("an index with entries is mapped");
-        E::decode(&mmap[i * E::BYTES..(i + 1) * E::BYTES], self.base_offset)
+        E::decode(&self.bytes()[i * E::BYTES..(i + 1) * E::BYTES], self.base_offset)
     }
 
     pub fn last(&self) -> Option<E> {
-        self.entries.checked_sub(1).map(|i| self.entry(i))
+        self.len.checked_sub(1).map(|i| self.entry(i))
     }
 
     /// Appends an entry; the caller checks `is_full` first and rolls the segment when it is.
     pub fn append(&mut self, entry: E) -> Result<()> {
         debug_assert!(self.last().is_none_or(|l| entry.offset() > l.offset()));
         debug_assert!(!self.is_full());
-        let mut buf = [0u8; 16];
-        entry.encode(&mut buf[..E::BYTES], self.base_offset);
-        let at = (self.entries * E::BYTES) as u64;
-        self.file.write_all_at(&buf[..E::BYTES], at).map_err(StorageError::io(&self.path))?;
-        self.entries += 1;
+        let Entries::Active { bytes, is_on_disk } = &mut self.entries else {
+            return Err(StorageError::io(&self.path)(std::io::Error::other("append to a sealed index")));
+        };
+        let at = bytes.len();
+        bytes.resize(at + E::BYTES, 0);
+        entry.encode(&mut bytes[at..], self.base_offset);
+        *is_on_disk = false;
+        self.len += 1;
         Ok(())
     }
 
     /// The last entry whose key is `<= key`, if any.
     pub fn floor(&self, key: i64) -> Option<E> {
         // Binary search for the first entry with a key above `key`.
-        let (mut lo, mut hi) = (0, self.entries);
+        let (mut lo, mut hi) = (0, self.len);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.entry(mid).key() <= key {
@@ -241,27 +248,67 @@ impl<E: IndexEntry> MmapIndex<E> {
 
     /// Drops every entry for offsets `>= offset`.
     pub fn truncate_from_offset(&mut self, offset: i64) {
+        let before = self.len;
         while self.last().is_some_and(|e| e.offset() >= offset) {
-            self.entries -= 1;
+            self.len -= 1;
+        }
+        if let Entries::Active { bytes, is_on_disk } = &mut self.entries {
+            bytes.truncate(self.len * E::BYTES);
+            *is_on_disk &= self.len == before;
         }
     }
 
-    /// Shrinks the file to its entries: done when the segment is sealed or closed.
-    pub fn trim(&mut self) -> Result<()> {
-        self.resize((self.entries * E::BYTES) as u64)
-    }
-
-    /// Grows the file back to `max_bytes` so the segment can take appends again.
-    pub fn reopen_for_append(&mut self, max_bytes: u64) -> Result<()> {
-        let entries = self.entries;
-        self.resize(max_bytes.max((entries * E::BYTES) as u64))?;
-        self.entries = entries;
+    /// Writes the entries to the file (fsynced: done when the segment is sealed, on a roll or a clean shutdown)
+    /// and maps it read-only, closing the descriptor. An index already on disk as it is is only mapped again.
+    pub fn seal(&mut self) -> Result<()> {
+        let Entries::Active { bytes, is_on_disk } = &self.entries else { return Ok(()) };
+        // An index without entries whose file is empty already (an idle partition's) needs neither a write nor an
+        // fsync: an empty file cannot mislead a lookup. This keeps a shutdown of many idle partitions quick.
+        let is_empty_on_disk = bytes.is_empty() && std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0);
+        if is_empty_on_disk {
+            self.entries = Entries::Sealed(None);
+            self.max_entries = 0;
+            return Ok(());
+        }
+        let file = if *is_on_disk {
+            File::open(&self.path).map_err(StorageError::io(&self.path))?
+        } else {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map_err(StorageError::io(&self.path))?;
+            file.write_all_at(bytes, 0).map_err(StorageError::io(&self.path))?;
+            file.sync_data().map_err(StorageError::io(&self.path))?;
+            file
+        };
+        let mmap = map(&file, &self.path, bytes.len() as u64)?;
+        self.entries = Entries::Sealed(mmap);
+        self.max_entries = self.len;
         Ok(())
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(StorageError::io(&self.path))
+    /// Makes a sealed index take entries again (up to `max_bytes`), for a segment that becomes active once more.
+    pub fn reopen_for_append(&mut self, max_bytes: u64) {
+        if let Entries::Sealed(mmap) = &self.entries {
+            let bytes = mmap.as_deref().unwrap_or_default().to_vec();
+            self.entries = Entries::Active { bytes, is_on_disk: true };
+        }
+        self.max_entries = ((max_bytes / E::BYTES as u64) as usize).max(self.len);
     }
+}
+
+/// Maps `len` bytes of `file` read-only (`None` for an empty file).
+fn map(file: &File, path: &Path, len: u64) -> Result<Option<Mmap>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the file is private to this log; a sealed index file is only ever replaced whole (truncated and
+    // rewritten) after its mapping is dropped, by `create` or `seal` of the same segment, never while mapped.
+    let mmap = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file) }.map_err(StorageError::io(path))?;
+    Ok(Some(mmap))
 }
 
 #[cfg(test)]
@@ -290,7 +337,7 @@ mod tests {
         let mut index = TimeIndex::create(&path, 50, 1200).unwrap();
         index.append(TimeEntry { timestamp: 10, offset: 50 }).unwrap();
         index.append(TimeEntry { timestamp: 20, offset: 60 }).unwrap();
-        index.trim().unwrap();
+        index.seal().unwrap();
         drop(index);
         let loaded = TimeIndex::load(&path, 50, 70, |_| true).unwrap();
         assert_eq!(loaded.len(), 2);

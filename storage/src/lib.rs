@@ -16,7 +16,10 @@
 //!   lenient integrity check [`rill_protocol::validate`] when recovery scans it (so a batch an older broker
 //!   stored is never truncated for a newer rule); recovery truncates at the first byte that is not a whole
 //!   valid batch and never panics, whatever the files hold.
-//! - Index files are a cache: they are rebuilt from the `.log` whenever missing or implausible.
+//! - Index files are a cache: they are rebuilt from the `.log` whenever missing or implausible. An active
+//!   segment's indexes live in memory until it is sealed; a sealed one's are mapped and their files closed.
+//! - Only the active segment holds a descriptor of its own; sealed segments are read through a bounded
+//!   [`SegmentFileCache`], so a log's open files do not grow with its segments.
 //! - Everything below the recovery point was fsynced; only what lies past it is rescanned after an
 //!   unclean shutdown.
 //! - This crate does no network I/O and spawns no threads: callers drive periodic work
@@ -29,12 +32,14 @@ mod index;
 mod log;
 mod recovery;
 pub mod segment;
+mod segment_files;
 mod topic;
 
 use std::path::PathBuf;
 
 pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode};
 pub use log::{AppendInfo, Log, ReadResult};
+pub use segment_files::SegmentFileCache;
 pub use topic::{parse_partition_dir_name, partition_dir, TopicName};
 
 /// What went wrong in the storage layer, in terms a caller can act on.

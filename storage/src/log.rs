@@ -15,9 +15,10 @@ use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::BatchHeader;
 
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
-use crate::config::{Clock, Durability, LogConfig, SystemClock};
-use crate::recovery::{EpochRule, IndexCursor};
-use crate::segment::{OpenMode, Segment, LOG_SUFFIX};
+use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock};
+use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
+use crate::segment::Segment;
+use crate::segment_files::SegmentFileCache;
 use crate::{Result, StorageError};
 
 /// Where an appended batch landed.
@@ -41,6 +42,7 @@ pub struct ReadResult {
 pub struct Log {
     dir: PathBuf,
     config: LogConfig,
+    segment_settings: SegmentSettings,
     clock: Arc<dyn Clock>,
     /// By base offset. Never empty: the last segment is the active one.
     segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
@@ -60,7 +62,23 @@ pub struct Log {
 struct Writer {
     active: Arc<Segment>,
     cursor: IndexCursor,
+    /// What the checkpoint file should say; `is_clean_shutdown` is always false here while the log is open.
     checkpoint: Checkpoint,
+    /// The checkpoint file still says "clean shutdown" from the last close: true after a clean open until the
+    /// first change (an append, roll, truncation or new epoch) stores `checkpoint`. Until then the files are as
+    /// that close left them, so the flag is true; a partition opened and closed without a change costs no fsync.
+    is_clean_on_disk: bool,
+}
+
+impl Writer {
+    /// Stores the checkpoint, marking the log unclean on disk: done before the first change after a clean open.
+    fn mark_changing(&mut self, dir: &Path) -> Result<()> {
+        if self.is_clean_on_disk {
+            self.checkpoint.store(dir)?;
+            self.is_clean_on_disk = false;
+        }
+        Ok(())
+    }
 }
 
 struct FlushState {
@@ -80,6 +98,9 @@ impl std::fmt::Debug for Log {
     }
 }
 
+/// Sealed segments' descriptors a log opened without a shared cache keeps open.
+const PRIVATE_SEGMENT_FILES: usize = 16;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // See segment.rs: state behind these locks stays consistent between statements.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -93,7 +114,19 @@ impl Log {
     /// Opens the log in `dir`, creating it if needed, and recovers it: after an unclean shutdown every
     /// segment past the recovery point is rescanned and truncated at the first damage.
     pub fn open_with_clock(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open_shared(dir, config, clock, Arc::new(SegmentFileCache::new(PRIVATE_SEGMENT_FILES)))
+    }
+
+    /// [`Log::open_with_clock`], with sealed segments' descriptors kept in `files`, a cache that many logs share:
+    /// how a node with many partitions bounds its open files.
+    pub fn open_shared(
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        files: Arc<SegmentFileCache>,
+    ) -> Result<Self> {
         config.validate()?;
+        let segment_settings = SegmentSettings::new(&config, files);
         let is_new_dir = !dir.exists();
         fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
         if is_new_dir {
@@ -104,19 +137,13 @@ impl Log {
         let now_ms = clock.now_ms();
         let stored = Checkpoint::load(dir)?;
         let bases = segment_bases(dir)?;
-        let opened = open_segments(dir, &config, stored.as_ref(), &bases, now_ms)?;
+        let opened = open_segments(dir, &segment_settings, stored.as_ref(), &bases, now_ms)?;
         let Opened { mut segments, epochs } = opened;
         if segments.is_empty() {
             let base = stored.as_ref().map_or(0, |c| c.recovery_point.max(0));
-            segments.push(Segment::create(
-                dir,
-                base,
-                config.index_max_bytes,
-                now_ms,
-                config.write_mode,
-                config.direct_min_batch_bytes,
-            )?);
-            sync_dir(dir)?;
+            // The new files' directory entries are made durable by the checkpoint's store below, which fsyncs
+            // the directory.
+            segments.push(Segment::create(dir, base, &segment_settings, now_ms)?);
         }
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
         let active = segments.last().expect("one segment was just ensured");
@@ -125,8 +152,14 @@ impl Log {
         let log_start = segments[0].base_offset();
         let log_end = segments.last().map_or(0, |s| s.next_offset());
         let checkpoint = Checkpoint { is_clean_shutdown: false, recovery_point: log_end, epochs };
-        // From here on a crash is unclean until close() says otherwise.
-        checkpoint.store(dir)?;
+        // From the first change on, a crash is unclean until close() says otherwise. A clean checkpoint that
+        // describes the files exactly as opened stays until then (the first change stores this one).
+        let is_clean_on_disk = stored.as_ref().is_some_and(|stored| {
+            stored.is_clean_shutdown && stored.recovery_point == log_end && stored.epochs == checkpoint.epochs
+        });
+        if !is_clean_on_disk {
+            checkpoint.store(dir)?;
+        }
         let segments: BTreeMap<i64, Arc<Segment>> =
             segments.into_iter().map(|s| (s.base_offset(), Arc::new(s))).collect();
         let active = segments.values().next_back().expect("never empty").clone();
@@ -134,9 +167,10 @@ impl Log {
         Ok(Self {
             dir: dir.to_owned(),
             config,
+            segment_settings,
             clock,
             segments: RwLock::new(segments),
-            writer: Mutex::new(Writer { active, cursor, checkpoint }),
+            writer: Mutex::new(Writer { active, cursor, checkpoint, is_clean_on_disk }),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
@@ -231,6 +265,7 @@ impl Log {
         }
         let mut writer = lock(&self.writer);
         self.ensure_open()?;
+        writer.mark_changing(&self.dir)?;
         let now_ms = self.clock.now_ms();
         let mut appended = Vec::with_capacity(batches.len());
         // The batches waiting for one write to the active segment.
@@ -296,20 +331,14 @@ impl Log {
     fn roll(&self, writer: &mut Writer) -> Result<()> {
         writer.active.seal(&mut writer.cursor)?;
         let base = self.log_end_offset.load(Ordering::Relaxed);
-        let segment = Arc::new(Segment::create(
-            &self.dir,
-            base,
-            self.config.index_max_bytes,
-            self.clock.now_ms(),
-            self.config.write_mode,
-            self.config.direct_min_batch_bytes,
-        )?);
+        let segment = Arc::new(Segment::create(&self.dir, base, &self.segment_settings, self.clock.now_ms())?);
         sync_dir(&self.dir)?;
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
         writer.active = segment;
         writer.cursor = IndexCursor::default();
         writer.checkpoint.recovery_point = base;
         writer.checkpoint.store(&self.dir)?;
+        writer.is_clean_on_disk = false;
         let mut flush = lock(&self.flush);
         flush.durable_end = flush.durable_end.max(base);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
@@ -483,6 +512,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        writer.mark_changing(&self.dir)?;
         let now = self.clock.now_ms();
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         // Segments wholly at or past `offset` go, but the first one stays to keep the log start.
@@ -494,7 +524,7 @@ impl Log {
             }
         }
         let (&base, last) = segments.iter().next_back().expect("the first segment stays");
-        let truncated = last.truncated(offset, self.config.index_interval_bytes, self.config.index_max_bytes, now)?;
+        let truncated = last.truncated(offset, &self.segment_settings, now)?;
         let epochs = writer.checkpoint.epochs.clone();
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
         let cursor = truncated.resume_append(
@@ -512,6 +542,7 @@ impl Log {
         writer.checkpoint.epochs.retain(|e| e.start_offset < new_end || e.start_offset == 0);
         writer.checkpoint.recovery_point = writer.checkpoint.recovery_point.min(new_end);
         writer.checkpoint.store(&self.dir)?;
+        writer.is_clean_on_disk = false;
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         let mut flush = lock(&self.flush);
@@ -534,7 +565,9 @@ impl Log {
         let start_offset = self.log_end_offset();
         writer.checkpoint.epochs.retain(|e| e.start_offset < start_offset);
         writer.checkpoint.epochs.push(EpochStart { epoch, start_offset });
-        writer.checkpoint.store(&self.dir)
+        writer.checkpoint.store(&self.dir)?;
+        writer.is_clean_on_disk = false;
+        Ok(())
     }
 
     /// Clean shutdown: fsync, seal the active segment's indexes, and record a clean checkpoint so the
@@ -544,11 +577,15 @@ impl Log {
         if self.is_closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let Writer { active, cursor, checkpoint } = &mut *writer;
+        let Writer { active, cursor, checkpoint, is_clean_on_disk } = &mut *writer;
         active.seal(cursor)?;
-        checkpoint.is_clean_shutdown = true;
-        checkpoint.recovery_point = self.log_end_offset();
-        checkpoint.store(&self.dir)?;
+        // Unchanged since a clean open: the checkpoint on disk says exactly this already.
+        if !*is_clean_on_disk {
+            let clean =
+                Checkpoint { is_clean_shutdown: true, recovery_point: self.log_end_offset(), ..checkpoint.clone() };
+            clean.store(&self.dir)?;
+            *is_clean_on_disk = true;
+        }
         lock(&self.flush).durable_end = self.log_end_offset();
         tracing::debug!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "closed log");
         Ok(())
@@ -559,6 +596,7 @@ impl Log {
     pub fn delete(&self) -> Result<()> {
         let _writer = lock(&self.writer);
         self.is_closed.store(true, Ordering::Release);
+        self.segment_settings.files.forget_dir(&self.dir);
         fs::remove_dir_all(&self.dir).map_err(StorageError::io(&self.dir))?;
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
@@ -567,141 +605,6 @@ impl Log {
     }
 }
 
-/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files are removed.
-fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
-    let mut bases = Vec::new();
-    for entry in fs::read_dir(dir).map_err(StorageError::io(dir))? {
-        let entry = entry.map_err(StorageError::io(dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(stem) = name.strip_suffix(&format!(".{LOG_SUFFIX}")) {
-            match stem.parse::<i64>() {
-                Ok(base) if base >= 0 && stem.len() == 20 => bases.push(base),
-                _ => {
-                    tracing::warn!(dir = %dir.display(), file = name, "ignoring a .log file not named by a base offset")
-                }
-            }
-        }
-    }
-    bases.sort_unstable();
-    Ok(bases)
-}
-
-struct Opened {
-    segments: Vec<Segment>,
-    epochs: Vec<EpochStart>,
-}
-
-/// Opens every segment, rescanning those past the recovery point after an unclean shutdown. At the
-/// first damage the segment is truncated there and every later segment deleted: offsets must stay
-/// dense, so nothing after a hole can be kept.
-fn open_segments(
-    dir: &Path,
-    config: &LogConfig,
-    stored: Option<&Checkpoint>,
-    bases: &[i64],
-    now_ms: i64,
-) -> Result<Opened> {
-    let is_clean = stored.is_some_and(|c| c.is_clean_shutdown);
-    let recovery_point = stored.map_or(i64::MIN, |c| c.recovery_point);
-    let known_epochs = |offset: i64| stored.and_then(|c| c.epoch_at(offset));
-    let epochs_rule = match stored {
-        Some(c) if !c.epochs.is_empty() => EpochRule::Known(&known_epochs),
-        _ => EpochRule::NonDecreasing,
-    };
-    let mut epochs = stored.map(|c| c.epochs.clone()).unwrap_or_default();
-    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
-    for (i, &base) in bases.iter().enumerate() {
-        let successor = bases.get(i + 1).copied();
-        let is_last = successor.is_none();
-        let known_next_offset = match successor {
-            Some(next) => Some(next),
-            None if is_clean => Some(recovery_point),
-            None => None,
-        };
-        let past_recovery_point = successor.is_none_or(|next| next > recovery_point);
-        let mode = OpenMode {
-            needs_scan: !is_clean && past_recovery_point,
-            known_next_offset,
-            epochs: match &epochs_rule {
-                EpochRule::Known(f) => EpochRule::Known(*f),
-                EpochRule::NonDecreasing => EpochRule::NonDecreasing,
-            },
-            previous_epoch: epochs.last().map(|e| e.epoch),
-            index_interval_bytes: config.index_interval_bytes,
-            index_max_bytes: config.index_max_bytes,
-            now_ms,
-            write_mode: config.write_mode,
-            direct_min_batch_bytes: config.direct_min_batch_bytes,
-        };
-        let (segment, scan) = Segment::open(dir, base, &mode)?;
-        let mut is_damaged = false;
-        if let Some(scan) = scan {
-            if matches!(epochs_rule, EpochRule::NonDecreasing) {
-                for seen in &scan.epochs_seen {
-                    if epochs.last().is_none_or(|last| last.epoch != seen.epoch) {
-                        epochs.push(*seen);
-                    }
-                }
-            }
-            let ends_early = !is_last && scan.next_offset != successor.unwrap_or(i64::MAX);
-            if let Some(damage) = &scan.damage {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    segment = base,
-                    valid_bytes = scan.valid_bytes,
-                    dropped_bytes = scan.file_bytes - scan.valid_bytes,
-                    next_offset = scan.next_offset,
-                    damage,
-                    "recovery truncated the log at damaged data"
-                );
-            }
-            if scan.valid_bytes < scan.file_bytes {
-                truncate_file(dir, base, scan.valid_bytes)?;
-            }
-            segment.sync()?;
-            is_damaged = scan.damage.is_some() || ends_early;
-            if !is_last || is_damaged {
-                segment.seal(&mut scan.cursor.clone())?;
-            }
-        }
-        let is_empty_after_damage = is_damaged && segment.size() == 0 && !segments.is_empty();
-        if is_empty_after_damage {
-            segment.delete_files()?;
-        } else {
-            segments.push(segment);
-        }
-        if is_damaged {
-            for &doomed in &bases[i + 1..] {
-                tracing::warn!(dir = %dir.display(), segment = doomed, "deleting a segment that follows damaged data");
-                for suffix in [LOG_SUFFIX, crate::segment::INDEX_SUFFIX, crate::segment::TIME_INDEX_SUFFIX] {
-                    let path = crate::segment::segment_path(dir, doomed, suffix);
-                    if let Err(e) = fs::remove_file(&path) {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            return Err(StorageError::io(path)(e));
-                        }
-                    }
-                }
-            }
-            sync_dir(dir)?;
-            break;
-        }
-    }
-    let log_end = segments.last().map_or(0, |s| s.next_offset());
-    epochs.retain(|e| e.start_offset <= log_end);
-    if epochs.is_empty() {
-        epochs.push(EpochStart { epoch: 0, start_offset: segments.first().map_or(0, |s| s.base_offset()) });
-    }
-    Ok(Opened { segments, epochs })
-}
-
 pub(crate) fn epoch_at(epochs: &[EpochStart], offset: i64) -> Option<i32> {
     epochs.iter().rev().find(|e| e.start_offset <= offset).map(|e| e.epoch)
-}
-
-fn truncate_file(dir: &Path, base: i64, len: u64) -> Result<()> {
-    let path = crate::segment::segment_path(dir, base, LOG_SUFFIX);
-    let file = fs::OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?;
-    file.set_len(len).map_err(StorageError::io(&path))?;
-    file.sync_all().map_err(StorageError::io(&path))
 }

@@ -2,15 +2,17 @@
 //! rebuild index files. The scan trusts nothing in the file: every batch is checked in full and the
 //! scan stops at the first byte that is not a whole valid batch, saying why.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::BatchHeader;
 
-use crate::checkpoint::EpochStart;
+use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
+use crate::config::SegmentSettings;
 use crate::index::{OffsetEntry, TimeEntry};
+use crate::segment::{OpenMode, Segment, LOG_SUFFIX};
 use crate::{Result, StorageError};
 
 /// Decides where index entries go. Appends and rebuilds share it, so a rebuilt index holds exactly
@@ -213,4 +215,140 @@ fn check_batch_at(
     buf.resize(total as usize, 0);
     file.read_exact_at(buf, pos).map_err(StorageError::io(path))?;
     Ok(rill_protocol::validate(buf).map_err(|e| format!("invalid batch at position {pos}: {e}")))
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files are removed.
+pub(crate) fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::io(dir))? {
+        let entry = entry.map_err(StorageError::io(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(&format!(".{LOG_SUFFIX}")) {
+            match stem.parse::<i64>() {
+                Ok(base) if base >= 0 && stem.len() == 20 => bases.push(base),
+                _ => {
+                    tracing::warn!(dir = %dir.display(), file = name, "ignoring a .log file not named by a base offset")
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+pub(crate) struct Opened {
+    pub segments: Vec<Segment>,
+    pub epochs: Vec<EpochStart>,
+}
+
+/// Opens every segment, rescanning those past the recovery point after an unclean shutdown. At the
+/// first damage the segment is truncated there and every later segment deleted: offsets must stay
+/// dense, so nothing after a hole can be kept.
+pub(crate) fn open_segments(
+    dir: &Path,
+    settings: &SegmentSettings,
+    stored: Option<&Checkpoint>,
+    bases: &[i64],
+    now_ms: i64,
+) -> Result<Opened> {
+    let is_clean = stored.is_some_and(|c| c.is_clean_shutdown);
+    let recovery_point = stored.map_or(i64::MIN, |c| c.recovery_point);
+    let known_epochs = |offset: i64| stored.and_then(|c| c.epoch_at(offset));
+    let epochs_rule = match stored {
+        Some(c) if !c.epochs.is_empty() => EpochRule::Known(&known_epochs),
+        _ => EpochRule::NonDecreasing,
+    };
+    let mut epochs = stored.map(|c| c.epochs.clone()).unwrap_or_default();
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let successor = bases.get(i + 1).copied();
+        let is_last = successor.is_none();
+        let known_next_offset = match successor {
+            Some(next) => Some(next),
+            None if is_clean => Some(recovery_point),
+            None => None,
+        };
+        let past_recovery_point = successor.is_none_or(|next| next > recovery_point);
+        let mode = OpenMode {
+            needs_scan: !is_clean && past_recovery_point,
+            known_next_offset,
+            epochs: match &epochs_rule {
+                EpochRule::Known(f) => EpochRule::Known(*f),
+                EpochRule::NonDecreasing => EpochRule::NonDecreasing,
+            },
+            previous_epoch: epochs.last().map(|e| e.epoch),
+            now_ms,
+            settings,
+        };
+        let (segment, scan) = Segment::open(dir, base, &mode)?;
+        let mut is_damaged = false;
+        if let Some(scan) = scan {
+            if matches!(epochs_rule, EpochRule::NonDecreasing) {
+                for seen in &scan.epochs_seen {
+                    if epochs.last().is_none_or(|last| last.epoch != seen.epoch) {
+                        epochs.push(*seen);
+                    }
+                }
+            }
+            let ends_early = !is_last && scan.next_offset != successor.unwrap_or(i64::MAX);
+            if let Some(damage) = &scan.damage {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    segment = base,
+                    valid_bytes = scan.valid_bytes,
+                    dropped_bytes = scan.file_bytes - scan.valid_bytes,
+                    next_offset = scan.next_offset,
+                    damage,
+                    "recovery truncated the log at damaged data"
+                );
+            }
+            if scan.valid_bytes < scan.file_bytes {
+                truncate_file(dir, base, scan.valid_bytes)?;
+            }
+            segment.sync()?;
+            is_damaged = scan.damage.is_some() || ends_early;
+            if !is_last || is_damaged {
+                segment.seal(&mut scan.cursor.clone())?;
+            }
+        }
+        let is_empty_after_damage = is_damaged && segment.size() == 0 && !segments.is_empty();
+        if is_empty_after_damage {
+            segment.delete_files()?;
+        } else {
+            segments.push(segment);
+        }
+        if is_damaged {
+            for &doomed in &bases[i + 1..] {
+                tracing::warn!(dir = %dir.display(), segment = doomed, "deleting a segment that follows damaged data");
+                for suffix in [LOG_SUFFIX, crate::segment::INDEX_SUFFIX, crate::segment::TIME_INDEX_SUFFIX] {
+                    let path = crate::segment::segment_path(dir, doomed, suffix);
+                    if let Err(e) = fs::remove_file(&path) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(StorageError::io(path)(e));
+                        }
+                    }
+                }
+            }
+            sync_dir(dir)?;
+            break;
+        }
+    }
+    // Only the last segment stays active; the others read through the shared cache of descriptors.
+    for sealed in segments.iter().rev().skip(1) {
+        sealed.close_file();
+    }
+    let log_end = segments.last().map_or(0, |s| s.next_offset());
+    epochs.retain(|e| e.start_offset <= log_end);
+    if epochs.is_empty() {
+        epochs.push(EpochStart { epoch: 0, start_offset: segments.first().map_or(0, |s| s.base_offset()) });
+    }
+    Ok(Opened { segments, epochs })
+}
+
+fn truncate_file(dir: &Path, base: i64, len: u64) -> Result<()> {
+    let path = crate::segment::segment_path(dir, base, LOG_SUFFIX);
+    let file = fs::OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?;
+    file.set_len(len).map_err(StorageError::io(&path))?;
+    file.sync_all().map_err(StorageError::io(&path))
 }

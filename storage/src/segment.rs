@@ -9,16 +9,17 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
 use rill_protocol::{BatchHeader, RecordBatch, TimestampType};
 
-use crate::config::WriteMode;
+use crate::config::{SegmentSettings, WriteMode};
 use crate::direct::{self, DirectAppender, RecentBytes};
-use crate::index::{LoadError, OffsetIndex, TimeIndex};
-use crate::recovery::{self, EpochRule, IndexCursor, ScanOutcome, ScanStart};
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::recovery::{EpochRule, IndexCursor};
+use crate::segment_files::{Access, SegmentFileCache};
 use crate::{Result, StorageError};
 
 pub const LOG_SUFFIX: &str = "log";
@@ -30,10 +31,15 @@ pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+mod reopen;
+
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    file: File,
+    /// The `.log`'s own descriptor, held while the segment is active (appended to, or may be). A sealed segment
+    /// holds none: reads open the file through `files`, so its descriptor counts against that cache's bound.
+    held_file: RwLock<Option<Arc<File>>>,
+    files: Arc<SegmentFileCache>,
     /// Bytes of whole batches that readers may see.
     size: AtomicU64,
     /// Offset after the last batch.
@@ -59,8 +65,9 @@ struct SegmentIo {
     is_direct: AtomicBool,
     /// Smaller appends go through the page cache even when writes are direct (`LogConfig`).
     direct_min_batch_bytes: usize,
-    /// An `O_DIRECT` descriptor for reads, opened by the first read of a directly written segment.
-    direct_reader: OnceLock<Option<File>>,
+    /// Set when the file system refused an `O_DIRECT` descriptor for reads: later reads go through the page
+    /// cache without asking again. (Direct read descriptors live in the log's `SegmentFileCache`.)
+    direct_reads_refused: AtomicBool,
     /// The newest bytes of a directly written segment, for readers tailing it (empty otherwise).
     recent: Mutex<RecentBytes>,
 }
@@ -75,7 +82,7 @@ impl SegmentIo {
             writes: Mutex::new(writes),
             is_direct: AtomicBool::new(mode == WriteMode::Direct),
             direct_min_batch_bytes,
-            direct_reader: OnceLock::new(),
+            direct_reads_refused: AtomicBool::new(false),
             recent: Mutex::default(),
         }
     }
@@ -96,22 +103,13 @@ pub(crate) struct OpenMode<'a> {
     pub known_next_offset: Option<i64>,
     pub epochs: EpochRule<'a>,
     pub previous_epoch: Option<i32>,
-    pub index_interval_bytes: u64,
-    pub index_max_bytes: u64,
     pub now_ms: i64,
-    pub write_mode: WriteMode,
-    pub direct_min_batch_bytes: usize,
+    pub settings: &'a SegmentSettings,
 }
 
 impl Segment {
-    pub fn create(
-        dir: &Path,
-        base_offset: i64,
-        index_max_bytes: u64,
-        now_ms: i64,
-        write_mode: WriteMode,
-        direct_min_batch_bytes: usize,
-    ) -> Result<Self> {
+    pub fn create(dir: &Path, base_offset: i64, settings: &SegmentSettings, now_ms: i64) -> Result<Self> {
+        let index_max_bytes = settings.index_max_bytes;
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
@@ -127,99 +125,16 @@ impl Segment {
         Ok(Self {
             base_offset,
             log_path,
-            file,
+            held_file: RwLock::new(Some(Arc::new(file))),
+            files: Arc::clone(&settings.files),
             size: AtomicU64::new(0),
             next_offset: AtomicI64::new(base_offset),
             max_timestamp: AtomicI64::new(i64::MIN),
             created_ms: AtomicI64::new(now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
-            io: SegmentIo::new(write_mode, direct_min_batch_bytes),
+            io: SegmentIo::new(settings.write_mode, settings.direct_min_batch_bytes),
         })
-    }
-
-    /// Opens an existing segment. With `needs_scan`, or when an index is missing or implausible, the
-    /// `.log` is scanned: the result says where the valid batches end (the caller truncates) and the
-    /// indexes are rebuilt from it.
-    pub fn open(dir: &Path, base_offset: i64, mode: &OpenMode<'_>) -> Result<(Self, Option<ScanOutcome>)> {
-        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new().read(true).write(true).open(&log_path).map_err(StorageError::io(&log_path))?;
-        let file_bytes = file.metadata().map_err(StorageError::io(&log_path))?.len();
-        let index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
-        let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
-        let loaded = match (mode.needs_scan, mode.known_next_offset) {
-            (false, Some(next)) => {
-                let offsets = OffsetIndex::load(&index_path, base_offset, next, |e| u64::from(e.position) < file_bytes);
-                let times = TimeIndex::load(&time_index_path, base_offset, next, |_| true);
-                match (offsets, times) {
-                    (Ok(o), Ok(t)) => Some((o, t, next)),
-                    (Err(LoadError::Io(e)), _) | (_, Err(LoadError::Io(e))) => return Err(e),
-                    (o, t) => {
-                        let offsets = o.err().map_or_else(|| "ok".to_owned(), |e| e.to_string());
-                        let times = t.err().map_or_else(|| "ok".to_owned(), |e| e.to_string());
-                        tracing::warn!(path = %log_path.display(), offsets, times, "rebuilding index files from the log");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        // A loaded segment is trusted only if its tail agrees: the batches after the last index entry
-        // end exactly at the end of the file, at the offset the log expects. A file that lost its end
-        // (a disk that acknowledged a sync it did not do) is rescanned and truncated like a torn one.
-        let loaded = loaded.filter(|(offset_index, _, next)| {
-            let from = offset_index.last().map_or((0, base_offset), |e| (u64::from(e.position), e.offset));
-            let consistent = tail_ends_at(&file, from, file_bytes, *next);
-            if !consistent {
-                tracing::warn!(path = %log_path.display(), "segment tail disagrees with its neighbours; rescanning");
-            }
-            consistent
-        });
-        if let Some((offset_index, time_index, next)) = loaded {
-            let max_timestamp = time_index.last().map_or(i64::MIN, |e| e.timestamp);
-            let segment = Self {
-                base_offset,
-                log_path,
-                file,
-                size: AtomicU64::new(file_bytes),
-                next_offset: AtomicI64::new(next),
-                max_timestamp: AtomicI64::new(max_timestamp),
-                created_ms: AtomicI64::new(mode.now_ms),
-                offset_index: RwLock::new(offset_index),
-                time_index: RwLock::new(time_index),
-                io: SegmentIo::new(mode.write_mode, mode.direct_min_batch_bytes),
-            };
-            return Ok((segment, None));
-        }
-        let scan = recovery::scan(
-            &file,
-            &log_path,
-            ScanStart::segment_start(base_offset),
-            mode.index_interval_bytes,
-            &mode.epochs,
-            mode.previous_epoch,
-        )?;
-        let mut offset_index = OffsetIndex::create(&index_path, base_offset, mode.index_max_bytes)?;
-        let mut time_index = TimeIndex::create(&time_index_path, base_offset, mode.index_max_bytes)?;
-        for entry in &scan.offset_entries {
-            offset_index.append(*entry)?;
-        }
-        for entry in &scan.time_entries {
-            time_index.append(*entry)?;
-        }
-        let segment = Self {
-            base_offset,
-            log_path,
-            file,
-            size: AtomicU64::new(scan.valid_bytes),
-            next_offset: AtomicI64::new(scan.next_offset),
-            max_timestamp: AtomicI64::new(scan.cursor.max_timestamp),
-            created_ms: AtomicI64::new(mode.now_ms),
-            offset_index: RwLock::new(offset_index),
-            time_index: RwLock::new(time_index),
-            io: SegmentIo::new(mode.write_mode, mode.direct_min_batch_bytes),
-        };
-        Ok((segment, Some(scan)))
     }
 
     /// Read without the `writes` lock, which an append holds for the whole device write: a reader must not
@@ -229,6 +144,31 @@ impl Segment {
             WriteMode::Direct
         } else {
             WriteMode::Buffered
+        }
+    }
+
+    /// The `.log`'s descriptor: the segment's own while active, else one from the cache (opened on a miss).
+    fn file(&self) -> std::io::Result<Arc<File>> {
+        if let Some(file) = &*read_lock(&self.held_file) {
+            return Ok(Arc::clone(file));
+        }
+        self.files.get(&self.log_path, Access::Buffered, || File::open(&self.log_path))
+    }
+
+    /// The segment's own descriptor, for what only an active segment does (append, truncate, seal).
+    fn held_file(&self) -> Result<Arc<File>> {
+        read_lock(&self.held_file).clone().ok_or_else(|| {
+            StorageError::io(&self.log_path)(std::io::Error::other("the segment is sealed: it holds no descriptor"))
+        })
+    }
+
+    /// Closes the segment's own descriptors (the `.log`'s and an `O_DIRECT` writer's): it is sealed, and reads
+    /// open it through the cache from now on.
+    pub fn close_file(&self) {
+        *write_lock(&self.held_file) = None;
+        let mut writes = lock(&self.io.writes);
+        if let Writes::Direct(_) = *writes {
+            *writes = Writes::DirectUnopened;
         }
     }
 
@@ -282,9 +222,10 @@ impl Segment {
             .collect();
         let parts: Vec<&[u8]> =
             heads.iter().zip(batches).flat_map(|(head, (batch, _))| [&head[..], &batch[head.len()..]]).collect();
-        if let Err(source) = self.write_at(position, &parts) {
+        let file = self.held_file()?;
+        if let Err(source) = self.write_at(&file, position, &parts) {
             // Leave no partial batch behind: a later append or a clean shutdown must not see one.
-            let _ = self.file.set_len(position);
+            let _ = file.set_len(position);
             return Err(StorageError::Io { path: self.log_path.clone(), source });
         }
         if position == 0 {
@@ -313,7 +254,7 @@ impl Segment {
         Ok(())
     }
 
-    fn write_at(&self, position: u64, parts: &[&[u8]]) -> std::io::Result<()> {
+    fn write_at(&self, file: &File, position: u64, parts: &[&[u8]]) -> std::io::Result<()> {
         let mut writes = lock(&self.io.writes);
         if let Writes::DirectUnopened = *writes {
             *writes = match DirectAppender::open(&self.log_path)? {
@@ -332,7 +273,7 @@ impl Segment {
                 // Through the page cache below; the next direct write reloads the block this one changes.
                 appender.forget_tail();
             } else {
-                match appender.write_at(position, parts, &self.file) {
+                match appender.write_at(position, parts, file) {
                     Ok(()) => {
                         lock(&self.io.recent).push(position, parts);
                         return Ok(());
@@ -350,7 +291,7 @@ impl Segment {
         }
         let mut at = position;
         for part in parts {
-            self.file.write_all_at(part, at)?;
+            file.write_all_at(part, at)?;
             at += part.len() as u64;
         }
         if matches!(*writes, Writes::Direct(_)) {
@@ -362,7 +303,9 @@ impl Segment {
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; HEADER_BYTES];
         if !lock(&self.io.recent).read_into(position, &mut buf) {
-            self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+            self.file()
+                .and_then(|file| file.read_exact_at(&mut buf, position))
+                .map_err(StorageError::io(&self.log_path))?;
         }
         BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, e.to_string()))
     }
@@ -414,27 +357,28 @@ impl Segment {
     /// `len` bytes at `position`: straight from the device when the segment is written directly (its data is
     /// not in the page cache, and a buffered read would put it there only to be copied out again).
     fn read_bytes(&self, position: u64, len: usize) -> std::io::Result<Bytes> {
-        let direct_reader = match self.write_mode() {
-            WriteMode::Direct => self.io.direct_reader.get_or_init(|| match direct::open_reader(&self.log_path) {
-                Ok(reader) => reader,
-                Err(e) => {
-                    tracing::warn!(path = %self.log_path.display(), error = %e, "cannot open for direct reads");
-                    None
-                }
-            }),
-            WriteMode::Buffered => &None,
-        };
-        if let Some(reader) = direct_reader {
+        if self.write_mode() == WriteMode::Direct && !self.io.direct_reads_refused.load(Ordering::Relaxed) {
             if let Some(recent) = lock(&self.io.recent).read(position, len) {
                 return Ok(recent);
             }
-            match direct::read_at(reader, position, len) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // an alignment the device refuses
-                read => return read,
+            let reader = self.files.get(&self.log_path, Access::Direct, || {
+                direct::open_reader(&self.log_path)?.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+            });
+            match reader {
+                Ok(reader) => match direct::read_at(&reader, position, len) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // an alignment the device refuses
+                    read => return read,
+                },
+                Err(e) => {
+                    tracing::warn!(path = %self.log_path.display(), error = %e, "cannot open for direct reads");
+                    if e.raw_os_error() == Some(libc::EINVAL) {
+                        self.io.direct_reads_refused.store(true, Ordering::Relaxed);
+                    }
+                }
             }
         }
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, position)?;
+        self.file()?.read_exact_at(&mut buf, position)?;
         Ok(Bytes::from(buf))
     }
 
@@ -471,7 +415,9 @@ impl Segment {
             return Ok(Some(header.base_offset));
         }
         let mut buf = vec![0u8; header.total_bytes()];
-        self.file.read_exact_at(&mut buf, position).map_err(StorageError::io(&self.log_path))?;
+        self.file()
+            .and_then(|file| file.read_exact_at(&mut buf, position))
+            .map_err(StorageError::io(&self.log_path))?;
         let batch = RecordBatch { header: *header, bytes: Bytes::from(buf) };
         let records = batch.records().map_err(|e| self.corrupt(position, e.to_string()))?;
         for record in records {
@@ -485,34 +431,35 @@ impl Segment {
 
     /// Drops every batch whose last offset is `>= offset` (a batch holding `offset` goes whole) and
     /// returns the segment reopened over what remains, its indexes rebuilt.
-    pub fn truncated(
-        &self,
-        offset: i64,
-        index_interval_bytes: u64,
-        index_max_bytes: u64,
-        now_ms: i64,
-    ) -> Result<Segment> {
+    pub fn truncated(&self, offset: i64, settings: &SegmentSettings, now_ms: i64) -> Result<Segment> {
         if let Some((cut, _)) = self.locate(offset, self.size())? {
-            self.file.set_len(cut).map_err(StorageError::io(&self.log_path))?;
-            self.file.sync_all().map_err(StorageError::io(&self.log_path))?;
+            // The segment may be sealed (the truncation removed those after it): then it has no descriptor to write.
+            let file = match self.held_file() {
+                Ok(file) => file,
+                Err(_) => Arc::new(
+                    OpenOptions::new().write(true).open(&self.log_path).map_err(StorageError::io(&self.log_path))?,
+                ),
+            };
+            file.set_len(cut).map_err(StorageError::io(&self.log_path))?;
+            file.sync_all().map_err(StorageError::io(&self.log_path))?;
         }
+        self.files.forget(&self.log_path);
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        // Keep a fallback to buffered writes this segment made.
+        let settings = SegmentSettings { write_mode: self.write_mode(), ..settings.clone() };
         let mode = OpenMode {
             needs_scan: true,
             known_next_offset: None,
             epochs: EpochRule::NonDecreasing,
             previous_epoch: None,
-            index_interval_bytes,
-            index_max_bytes,
             now_ms,
-            write_mode: self.write_mode(),
-            direct_min_batch_bytes: self.io.direct_min_batch_bytes,
+            settings: &settings,
         };
         Segment::open(dir, self.base_offset, &mode).map(|(segment, _)| segment)
     }
 
-    /// Makes the segment read-only on disk: final time index entry, index files trimmed, all
-    /// fsynced. Done when it rolls and on clean shutdown.
+    /// Makes the segment read-only on disk: final time index entry, index files written from memory and
+    /// mapped, all fsynced. Done when it rolls and on clean shutdown.
     pub fn seal(&self, cursor: &mut IndexCursor) -> Result<()> {
         if let Some(entry) = cursor.final_time_entry() {
             let mut time_index = write_lock(&self.time_index);
@@ -523,70 +470,24 @@ impl Segment {
         // Direct writes leave the file padded to a whole block; a sealed segment ends at its last batch.
         let is_padded = matches!(*lock(&self.io.writes), Writes::Direct(_));
         if is_padded {
-            self.file.set_len(self.size()).map_err(StorageError::io(&self.log_path))?;
+            self.held_file()?.set_len(self.size()).map_err(StorageError::io(&self.log_path))?;
             lock(&self.io.recent).clear();
         }
         self.sync()?;
-        for result in [write_lock(&self.offset_index).trim(), write_lock(&self.time_index).trim()] {
-            result?;
-        }
-        read_lock(&self.offset_index).sync()?;
-        read_lock(&self.time_index).sync()
-    }
-
-    /// Makes a reopened last segment take appends again: grows the index files back, and rescans
-    /// the batches after the last offset index entry to restore the index cursor an append would
-    /// have left. The same scan checks the tail: anything after the last whole valid batch (a
-    /// clean-shutdown marker does not prove the tail intact) is cut off.
-    pub fn resume_append(&self, index_max_bytes: u64, interval: u64, epochs: &EpochRule<'_>) -> Result<IndexCursor> {
-        write_lock(&self.offset_index).reopen_for_append(index_max_bytes)?;
-        write_lock(&self.time_index).reopen_for_append(index_max_bytes)?;
-        let last_time_entry = read_lock(&self.time_index).last().map(|e| e.timestamp);
-        let cursor = IndexCursor::at_index_entry(last_time_entry);
-        let start = match read_lock(&self.offset_index).last() {
-            Some(entry) => ScanStart { position: u64::from(entry.position), offset: entry.offset, cursor },
-            None => ScanStart { position: 0, offset: self.base_offset, cursor },
-        };
-        let scan = recovery::scan(&self.file, &self.log_path, start, interval, epochs, None)?;
-        if let Some(damage) = &scan.damage {
-            tracing::warn!(
-                path = %self.log_path.display(),
-                valid_bytes = scan.valid_bytes,
-                dropped_bytes = scan.file_bytes - scan.valid_bytes,
-                damage,
-                "truncating the active segment at damaged data"
-            );
-            self.file.set_len(scan.valid_bytes).map_err(StorageError::io(&self.log_path))?;
-            self.file.sync_all().map_err(StorageError::io(&self.log_path))?;
-            write_lock(&self.offset_index).truncate_from_offset(scan.next_offset);
-            write_lock(&self.time_index).truncate_from_offset(scan.next_offset);
-        }
-        // Entries the scan earned past the last one on disk (an index that lagged its log).
-        for entry in &scan.offset_entries {
-            let mut index = write_lock(&self.offset_index);
-            if !index.is_full() && index.last().is_none_or(|l| l.offset < entry.offset) {
-                index.append(*entry)?;
-            }
-        }
-        for entry in &scan.time_entries {
-            let mut index = write_lock(&self.time_index);
-            if !index.is_full() && index.last().is_none_or(|l| l.offset < entry.offset) {
-                index.append(*entry)?;
-            }
-        }
-        self.size.store(scan.valid_bytes, Ordering::Release);
-        self.next_offset.store(scan.next_offset, Ordering::Release);
-        self.max_timestamp.store(scan.cursor.max_timestamp, Ordering::Release);
-        Ok(scan.cursor)
+        write_lock(&self.offset_index).seal()?;
+        write_lock(&self.time_index).seal()?;
+        self.close_file();
+        Ok(())
     }
 
     /// fsyncs the `.log` (data only: its size changes are covered by `fdatasync` too).
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(StorageError::io(&self.log_path))
+        self.file().and_then(|file| file.sync_data()).map_err(StorageError::io(&self.log_path))
     }
 
     /// Removes the segment's files. Readers holding it keep reading: the data stays until they drop it.
     pub fn delete_files(&self) -> Result<()> {
+        self.files.forget(&self.log_path);
         for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let path = segment_path(self.log_path.parent().unwrap_or(Path::new(".")), self.base_offset, suffix);
             match fs::remove_file(&path) {
@@ -597,25 +498,6 @@ impl Segment {
         }
         Ok(())
     }
-}
-
-/// Walks batch headers from `(position, offset)` to the end of the file: true if they chain without a gap
-/// and end exactly at `file_bytes` and `next_offset`.
-fn tail_ends_at(file: &File, (mut position, mut offset): (u64, i64), file_bytes: u64, next_offset: i64) -> bool {
-    let mut header_bytes = [0u8; HEADER_BYTES];
-    while position < file_bytes {
-        if file.read_exact_at(&mut header_bytes, position).is_err() {
-            return false;
-        }
-        match BatchHeader::parse(&header_bytes) {
-            Ok(header) if header.base_offset == offset => {
-                position += header.total_bytes() as u64;
-                offset = header.next_offset();
-            }
-            _ => return false,
-        }
-    }
-    position == file_bytes && offset == next_offset
 }
 
 // A poisoned lock means a thread panicked while holding it; the index is a cache of the log and

@@ -292,3 +292,44 @@ fn recovery_keeps_a_stored_batch_that_only_the_produce_rules_refuse() {
     assert_eq!(log.log_end_offset(), 3, "the lenient batch survives recovery");
     assert_eq!(log.append(&batch(2, 1, 300)).unwrap().base_offset, 3);
 }
+
+/// The clean-shutdown flag of a log's checkpoint (docs/format.md: flags at byte 10, bit 0).
+fn checkpoint_says_clean(dir: &Path) -> bool {
+    let checkpoint = std::fs::read(dir.join("partition.checkpoint")).expect("checkpoint file");
+    u16::from_be_bytes([checkpoint[10], checkpoint[11]]) & 1 == 1
+}
+
+#[test]
+fn a_log_reopened_and_closed_without_a_change_keeps_its_checkpoint_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    for tag in 0..20 {
+        log.append(&batch(tag, 2, tag as i64)).unwrap();
+    }
+    log.close().unwrap();
+    let inode = std::fs::metadata(dir.path().join("partition.checkpoint")).unwrap().ino();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(checkpoint_says_clean(dir.path()), "nothing changed yet: the clean flag is still true");
+    log.close().unwrap();
+    // The checkpoint is stored by writing a new file and renaming it over the old: the same inode means no store.
+    assert_eq!(std::fs::metadata(dir.path().join("partition.checkpoint")).unwrap().ino(), inode);
+    assert_eq!(read_all(&Log::open(dir.path(), small_config()).unwrap(), 0).len(), 40);
+}
+
+#[test]
+fn the_first_append_after_a_clean_open_marks_the_log_unclean_before_writing() {
+    for config in both_write_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        log.append(&batch(0, 2, 0)).unwrap();
+        log.close().unwrap();
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        log.append(&batch(1, 2, 1)).unwrap();
+        assert!(!checkpoint_says_clean(dir.path()), "{config:?}: a crash from here on must rescan");
+        drop(log); // a crash: no close
+        let reopened = Log::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(read_all(&reopened, 0).len(), 4, "{config:?}");
+        assert_eq!(reopened.log_end_offset(), 4);
+    }
+}

@@ -143,7 +143,7 @@ impl Default for BrokerConfig {
             max_topics: 10_000,
             max_partitions_per_topic: 1_024,
             max_batch_bytes: 8 << 20,
-            max_request_bytes: (8 << 20) + (64 << 10),
+            max_request_bytes: (8 << 20) + rill_protocol::MESSAGE_OVERHEAD_BYTES as u64,
             max_fetch_bytes: 8 << 20,
             default_fetch_bytes: 1 << 20,
             max_fetch_wait_ms: 30_000,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rill_protocol::v1::{
     consumer_groups_server::ConsumerGroupsServer, records_server::RecordsServer, topic_admin_server::TopicAdminServer,
 };
+use rill_protocol::MESSAGE_OVERHEAD_BYTES;
 use rill_storage::SegmentFileCache;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -27,9 +28,6 @@ use crate::service::{RecordsRoute, RillService};
 
 /// How often the maintenance task expires empty groups' offsets and forgets empty groups with nothing to keep.
 const GROUP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Framing a produce or fetch message adds around its record bytes (topic name, fields, gRPC prefix).
-const MESSAGE_OVERHEAD_BYTES: u64 = 64 << 10;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +118,9 @@ impl Broker {
         let service = RillService::new(Arc::clone(&node));
         let max_decode = usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX);
         // A fetch returns at least one whole batch even when it is larger than max_fetch_bytes.
-        let max_encode = usize::try_from(config.max_fetch_bytes.max(config.max_batch_bytes) + MESSAGE_OVERHEAD_BYTES)
-            .unwrap_or(usize::MAX);
+        let max_encode =
+            usize::try_from(config.max_fetch_bytes.max(config.max_batch_bytes) + MESSAGE_OVERHEAD_BYTES as u64)
+                .unwrap_or(usize::MAX);
         let router = Server::builder()
             .tcp_nodelay(true)
             .max_frame_size(config.http2_max_frame_bytes)

@@ -118,7 +118,7 @@ impl BrokerArgs {
         if let Some(v) = self.max_batch_bytes {
             config.max_batch_bytes = v;
             // Keep the request limit consistent with the batch limit unless it is set explicitly.
-            config.max_request_bytes = config.max_request_bytes.max(v + (64 << 10));
+            config.max_request_bytes = config.max_request_bytes.max(v + rill_protocol::MESSAGE_OVERHEAD_BYTES as u64);
         }
         if let Some(v) = self.max_request_bytes {
             config.max_request_bytes = v;

@@ -79,8 +79,9 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
     let max_in_flight = ctx.config.max_in_flight_per_partition.max(1);
     // A group must also fit the client's own message limit (less room for the other fields), or a call that
     // would have gone through batch by batch would be refused whole.
+    let max_message_bytes = ctx.client.config().max_message_bytes;
     let max_request_bytes =
-        ctx.config.max_request_bytes.min(ctx.client.config().max_message_bytes.saturating_sub(4096));
+        ctx.config.max_request_bytes.min(max_message_bytes.saturating_sub(rill_protocol::MESSAGE_OVERHEAD_BYTES));
     let mut in_flight = FuturesOrdered::new();
     let mut queued: VecDeque<SealedBatch> = VecDeque::new();
     let mut linger: Option<(u64, Instant)> = None;

@@ -40,6 +40,12 @@ pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, Time
 pub use produce_validation::{stamp_log_append_time, validate_produced, ProducedBatch};
 pub use record::{Header, Record, RecordBatchBuilder, RecordView};
 
+/// Room a produce or fetch message needs around its record bytes: the topic name, the other fields, protobuf
+/// tags and lengths, the gRPC prefix. The broker's request limit is its batch limit plus this, its response
+/// limit its fetch limit plus this, and the client's produce calls leave this much of its message limit free,
+/// so a batch the broker accepts alone always fits a message.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 64 << 10;
+
 /// Why bytes are not a valid v2 record batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {

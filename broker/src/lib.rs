@@ -48,6 +48,7 @@ mod data_dir_lock;
 mod error;
 mod file_budget;
 mod groups;
+mod kafka;
 mod meta;
 mod node;
 mod offsets;

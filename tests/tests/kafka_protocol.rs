@@ -228,12 +228,24 @@ async fn bad_bytes_on_a_kafka_connection_close_only_that_connection() {
     // Metadata v12 whose body is cut short of its fields.
     let malformed =
         [&9i32.to_be_bytes()[..], &3i16.to_be_bytes(), &12i16.to_be_bytes(), &1i32.to_be_bytes(), &[0u8]].concat();
-    let cases: [(&str, Vec<u8>); 5] = [
+    // Metadata v1 claiming 2^31 - 1 topics in a 4-byte array: refused as short, never allocated for.
+    let lying_count = [
+        &16i32.to_be_bytes()[..],
+        &3i16.to_be_bytes(),
+        &1i16.to_be_bytes(),
+        &1i32.to_be_bytes(),
+        &(-1i16).to_be_bytes(),
+        &i32::MAX.to_be_bytes(),
+        &[0u8; 2],
+    ]
+    .concat();
+    let cases: [(&str, Vec<u8>); 6] = [
         ("garbage", vec![0x01, 0xfe, 0x33, 0x00, 0x17, 0x99, 0x12, 0x00, 0xff, 0xff]),
         ("2 GiB size prefix", two_gib_prefix),
         ("unknown API key", unknown_api_key),
         ("API not served", not_served),
         ("malformed body", malformed),
+        ("lying array count", lying_count),
     ];
     for (what, bytes) in cases {
         let mut client = KafkaClient::connect(addr).await;

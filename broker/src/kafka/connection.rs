@@ -112,9 +112,10 @@ pub async fn answer(kafka: &KafkaContext, request: Bytes) -> Result<Option<Bytes
     if version < min || version > max {
         return Err(RequestError::UnsupportedVersion { api, version, min, max });
     }
-    let malformed = malformed(api, version);
+    let malformed = malformed_by(api, version);
     let mut body = request;
     RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(&malformed)?;
+    super::bounds::check(api, version, &body).map_err(malformed_by(api, version))?;
     let header_version = api.response_header_version(version);
     let frame = match api {
         ApiKey::ApiVersions => encode_response(correlation_id, header_version, &api_versions::answer(true), version)?,
@@ -145,6 +146,6 @@ pub async fn answer(kafka: &KafkaContext, request: Bytes) -> Result<Option<Bytes
 }
 
 /// Turns the codec's decode error (the `kafka-protocol` crate's own) into this module's.
-fn malformed<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> RequestError {
+fn malformed_by<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> RequestError {
     move |err| RequestError::Malformed { api, version, reason: err.to_string() }
 }

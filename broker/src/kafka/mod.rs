@@ -9,6 +9,7 @@
 //! Kafka rules as the gRPC path).
 
 mod api_versions;
+mod bounds;
 mod connection;
 mod error;
 mod fetch;

@@ -132,6 +132,15 @@ async fn metadata_names_this_node_as_leader_and_unknown_topics_as_unknown() {
 }
 
 #[tokio::test]
+async fn metadata_gives_the_advertised_address_when_one_is_set() {
+    let broker = TestBroker::start_with(|config| config.advertise = Some("kafka.example:19092".into())).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let response: MetadataResponse =
+        client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
+    assert_eq!((response.brokers[0].host.as_str(), response.brokers[0].port), ("kafka.example", 19092));
+}
+
+#[tokio::test]
 async fn a_produced_batch_is_fetched_back_byte_for_byte_and_offsets_are_listed() {
     let mut broker = TestBroker::start().await;
     broker.create_topic("t", 1).await;

@@ -1,7 +1,7 @@
-//! ListOffsets (v1–v6; v7, which adds -3 "largest timestamp", is not served): -2 is the log start offset, -1 the high watermark, any other timestamp the first offset
-//! whose record timestamp is at or after it (the high watermark's -1 answer, "none", when no record is that
-//! late). rill's index does not keep the record's timestamp next to the offset it finds, so the answer's
-//! `timestamp` is -1 (docs/kafka.md).
+//! ListOffsets (v1–v6): -2 is the log start offset, -1 the high watermark, any other timestamp the first offset
+//! whose record timestamp is at or after it (-1, "none", when no record is that late). v7, which adds -3 (the
+//! largest timestamp), is not served. rill's time index does not keep the record's timestamp beside the offset
+//! it finds, so the answer's `timestamp` is -1 (docs/kafka.md).
 
 use std::sync::Arc;
 

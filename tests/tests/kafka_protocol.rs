@@ -300,3 +300,26 @@ async fn produce_with_acks_0_gets_no_response_and_the_next_request_is_answered()
     let records = response.responses[0].partitions[0].records.clone().expect("records");
     assert_eq!(values_of(&records), [(0, "quiet".into())]);
 }
+
+#[tokio::test]
+async fn kafka_connections_count_against_max_connections() {
+    // The test broker's own gRPC connection takes one of the two slots.
+    let broker = TestBroker::start_with(|config| config.max_connections = 2).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut first = KafkaClient::connect(addr).await;
+    let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let mut refused = KafkaClient::connect(addr).await;
+    assert!(refused.is_closed_by_broker().await, "no slot left: closed at once");
+    drop(first);
+    // The slot comes back once the first Kafka connection is gone (the broker notices the close).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = KafkaClient::connect(addr).await;
+        again.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+        if again.receive().await.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot never came back");
+        tokio::task::yield_now().await;
+    }
+}

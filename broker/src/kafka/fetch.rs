@@ -5,6 +5,7 @@
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,9 +57,14 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest) -> FetchRespons
     let mut shutdown = node.shutdown.clone();
     loop {
         // Receivers taken before the reads: an append between a read and the wait still wakes the wait.
+        // One watcher per distinct partition, however often the request names it.
         let mut watchers = JoinSet::new();
+        let mut watched = HashSet::new();
         for wanted in topics.iter().flat_map(|(_, wanted)| wanted) {
             if let Ok(partition) = &wanted.partition {
+                if !watched.insert(Arc::as_ptr(partition) as usize) {
+                    continue;
+                }
                 let mut high_watermark = partition.watch_high_watermark();
                 high_watermark.borrow_and_update();
                 watchers.spawn(async move { high_watermark.changed().await.is_ok() });

@@ -43,6 +43,9 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Address to listen on. Port 0 picks a free port; [`crate::BrokerHandle::addr`] tells which.
     pub listen: SocketAddr,
+    /// `HOST:PORT` Kafka clients are told to connect to (Metadata's broker address), for a node behind NAT or in
+    /// a container. Unset: the listen address with its real port, `0.0.0.0`/`::` replaced by `127.0.0.1`.
+    pub advertise: Option<String>,
 
     /// Most topics the broker holds (internal ones not counted).
     pub max_topics: u32,
@@ -135,11 +138,23 @@ pub struct BrokerConfig {
     pub node_session_timeout_ms: u64,
 }
 
+/// Splits an advertised `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`) into its host and port.
+pub fn parse_advertise(advertise: &str) -> Result<(String, u16), String> {
+    let (host, port) = advertise.rsplit_once(':').ok_or_else(|| format!("{advertise:?} is not HOST:PORT (no port)"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{advertise:?} has no valid port (1 to 65535)"))?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || port == 0 {
+        return Err(format!("{advertise:?} needs a host and a port other than 0"));
+    }
+    Ok((host.to_string(), port))
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("rill-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            advertise: None,
             max_topics: 10_000,
             max_partitions_per_topic: 1_024,
             max_batch_bytes: 8 << 20,
@@ -207,6 +222,11 @@ impl BrokerConfig {
         let bad = |setting, reason: String| Err(ConfigError { setting, reason });
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty".into());
+        }
+        if let Some(advertise) = &self.advertise {
+            if let Err(reason) = parse_advertise(advertise) {
+                return bad("advertise", reason);
+            }
         }
         if self.max_topics == 0 {
             return bad("max_topics", "must be at least 1".into());
@@ -362,6 +382,17 @@ mod tests {
     fn the_defaults_are_valid() {
         assert_eq!(BrokerConfig::default().validate(), Ok(()));
         assert_eq!(BrokerConfig::for_tests("/tmp/x").validate(), Ok(()));
+    }
+
+    #[test]
+    fn advertise_is_host_and_port_with_ipv6_in_brackets() {
+        assert_eq!(parse_advertise("kafka.example:9092"), Ok(("kafka.example".into(), 9092)));
+        assert_eq!(parse_advertise("[::1]:19092"), Ok(("::1".into(), 19092)));
+        for bad in ["nohost", ":9092", "host:0", "host:port", "host:70000"] {
+            assert!(parse_advertise(bad).is_err(), "{bad}");
+        }
+        let config = BrokerConfig { advertise: Some("host".into()), ..BrokerConfig::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("advertise"));
     }
 
     #[test]

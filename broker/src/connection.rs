@@ -43,6 +43,24 @@ impl LimitedConnection {
     }
 }
 
+impl LimitedConnection {
+    /// The connection's first byte, left unread (`None` when the peer closed first). Waits at most the idle
+    /// timeout: a peer that connects and sends nothing holds a slot no longer than that.
+    pub async fn first_byte(&self) -> io::Result<Option<u8>> {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(self.idle_timeout, self.inner.peek(&mut first)).await {
+            Ok(Ok(0)) => Ok(None),
+            Ok(Ok(_)) => Ok(Some(first[0])),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no byte within the idle timeout")),
+        }
+    }
+
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.peer_addr().ok()
+    }
+}
+
 impl Connected for LimitedConnection {
     type ConnectInfo = TcpConnectInfo;
 

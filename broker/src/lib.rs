@@ -2,7 +2,9 @@
 //!
 //! It serves the `rill.v1` API (`proto/rill/v1/rill.proto`): topic administration, produce, long-polling
 //! fetch, subscribe streams, offset lookups, consumer groups (membership, assignment, committed offsets), plus gRPC health checking
-//! and server reflection. `rill broker` runs one; tests and applications embed one:
+//! and server reflection. On the same port it speaks Kafka's wire protocol to existing Kafka clients (`kafka/`:
+//! ApiVersions, Metadata, Produce, Fetch, ListOffsets; docs/kafka.md), each connection told apart by its first
+//! byte. `rill broker` runs one; tests and applications embed one:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +40,8 @@
 //! - An acknowledged `durable` produce and an acknowledged offset commit are fsynced.
 //! - No partition is owned by two members of a consumer group at once (asserted after every rebalance step),
 //!   and a commit is accepted only from the member owning the partition, checked at the instant it lands.
-//! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`).
+//! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`), and Kafka
+//!   error codes in one other (`kafka/error.rs`). Bad bytes on a Kafka connection close that connection only.
 
 mod cluster;
 mod codec;
@@ -48,6 +51,7 @@ mod data_dir_lock;
 mod error;
 mod file_budget;
 mod groups;
+mod kafka;
 mod meta;
 mod node;
 mod offsets;

@@ -98,7 +98,10 @@ impl Broker {
         let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));
         let addr = incoming.local_addr().map_err(bind)?;
         let idle_timeout = Duration::from_millis(config.idle_connection_timeout_ms);
-        let incoming = connection::limit(incoming, config.max_connections, idle_timeout);
+        let accepted = connection::limit(incoming, config.max_connections, idle_timeout);
+        // Kafka clients on the same port: their connections are served by `kafka`, the rest go on to tonic.
+        let kafka = Arc::new(crate::kafka::KafkaContext::new(Arc::clone(&node), addr));
+        let incoming = crate::kafka::listener::split(accepted, kafka, node.shutdown.clone());
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopicAdminServer<RillService>>().await;

@@ -28,6 +28,10 @@ pub struct BrokerArgs {
     /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:9092]
     #[arg(long, env = "RILL_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// HOST:PORT Kafka clients are told to connect to (behind NAT, in a container). [default: the listen
+    /// address, 0.0.0.0 as 127.0.0.1]
+    #[arg(long, env = "RILL_ADVERTISE", value_name = "HOST:PORT")]
+    advertise: Option<String>,
     /// TOML file with broker settings (field names as in BrokerConfig, e.g. `max_topics = 100`).
     #[arg(long, env = "RILL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -108,6 +112,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.listen {
             config.listen = v;
+        }
+        if let Some(v) = self.advertise {
+            config.advertise = Some(v);
         }
         if let Some(v) = self.max_topics {
             config.max_topics = v;

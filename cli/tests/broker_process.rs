@@ -152,6 +152,10 @@ fn bad_configuration_is_rejected_at_start_naming_the_setting() {
     assert!(!ok && stderr.contains("max_topics"), "{stderr}");
     let (ok, stderr) = run(&[], &[("RILL_MAX_BATCH_BYTES", "10")]);
     assert!(!ok && stderr.contains("max_batch_bytes"), "{stderr}");
+    let (ok, stderr) = run(&["--advertise", "no-port"], &[]);
+    assert!(!ok && stderr.contains("advertise"), "{stderr}");
+    let (ok, stderr) = run(&[], &[("RILL_ADVERTISE", "host:0")]);
+    assert!(!ok && stderr.contains("advertise"), "{stderr}");
     let config = dir.path().join("rill.toml");
     std::fs::write(&config, "max_topic = 3\n").unwrap();
     let (ok, stderr) = run(&["--config", config.to_str().unwrap()], &[]);

@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 pub use tempfile::TempDir;
 
 pub mod group_member;
+pub mod kafka_client;
 
 /// A broker running in-process on its own temporary data dir, with connected clients.
 pub struct TestBroker {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::node::Node;
 
 pub use group_admin::{expire_groups, follow_topic_changes};
+pub(crate) use produce::produce;
 pub use records_route::RecordsRoute;
 
 /// Implements `TopicAdmin`, `Records` and `ConsumerGroups` over one shared [`Node`].

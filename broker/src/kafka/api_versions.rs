@@ -1,0 +1,57 @@
+//! ApiVersions: the APIs and version ranges this broker implements, exactly; a client picks from them.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::ResponseError;
+
+/// Every API served, with the versions implemented (docs/kafka.md lists them with what differs from Kafka).
+/// Produce from v3 and Fetch from v4 are the record-batch-v2 versions (older ones carry message sets, which
+/// rill does not store); Fetch stops at v12 because v13 names topics by id.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::ApiVersions, 0, 3),
+];
+
+/// The versions of `api_key` served, if it is served at all.
+pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(key, _, _)| *key as i16 == api_key).map(|&(_, min, max)| (min, max))
+}
+
+/// The answer to an ApiVersions request of any version. A client that sent a version above the highest served
+/// gets UNSUPPORTED_VERSION with the list anyway, which it reads as v0 and then retries at a version it finds
+/// there (the caller encodes this answer at v0 in that case).
+pub fn answer(is_version_supported: bool) -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
+        })
+        .collect();
+    let error_code = if is_version_supported { 0 } else { ResponseError::UnsupportedVersion.code() };
+    ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_versions_are_ones_the_codec_can_decode() {
+        for &(key, min, max) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(valid.min <= min && max <= valid.max, "{key:?} {min}..={max} outside {valid:?}");
+        }
+    }
+
+    #[test]
+    fn an_unsupported_version_is_answered_with_the_list_and_unsupported_version() {
+        let answer = answer(false);
+        assert_eq!(answer.error_code, 35);
+        assert_eq!(answer.api_keys.len(), SUPPORTED.len());
+        assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
+        assert_eq!(supported_versions(ApiKey::JoinGroup as i16), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Fetch (v4–v12, without fetch sessions: every request names its partitions, and the answer's session id is 0).
+//! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
+//! offset is sent whole too, and the client skips the records below its offset, as with Kafka.
+//!
+//! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
+//! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::error::error_code;
+use super::KafkaContext;
+use crate::partition::Partition;
+
+/// One partition of the request, resolved (or the error code it gets).
+struct Wanted {
+    partition: Result<Arc<Partition>, i16>,
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+}
+
+pub async fn answer(kafka: &KafkaContext, request: FetchRequest) -> FetchResponse {
+    let node = &kafka.node;
+    let topics: Vec<(kafka_protocol::messages::TopicName, Vec<Wanted>)> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let wanted = topic
+                .partitions
+                .iter()
+                .map(|asked| Wanted {
+                    partition: u32::try_from(asked.partition)
+                        .map_err(|_| kafka_protocol::ResponseError::UnknownTopicOrPartition.code())
+                        .and_then(|index| {
+                            node.registry.partition(topic.topic.0.as_str(), index).map_err(|err| error_code(&err))
+                        }),
+                    index: asked.partition,
+                    fetch_offset: asked.fetch_offset,
+                    max_bytes: node.fetch_bytes(u32::try_from(asked.partition_max_bytes).unwrap_or(0)),
+                })
+                .collect();
+            (topic.topic.clone(), wanted)
+        })
+        .collect();
+    let response_max_bytes = node.fetch_bytes(u32::try_from(request.max_bytes).unwrap_or(0));
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0).min(response_max_bytes);
+    let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(node.config.max_fetch_wait_ms);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        // Receivers taken before the reads: an append between a read and the wait still wakes the wait.
+        // One watcher per distinct partition, however often the request names it.
+        let mut watchers = JoinSet::new();
+        let mut watched = HashSet::new();
+        for wanted in topics.iter().flat_map(|(_, wanted)| wanted) {
+            if let Ok(partition) = &wanted.partition {
+                if !watched.insert(Arc::as_ptr(partition) as usize) {
+                    continue;
+                }
+                let mut high_watermark = partition.watch_high_watermark();
+                high_watermark.borrow_and_update();
+                watchers.spawn(async move { high_watermark.changed().await.is_ok() });
+            }
+        }
+        let (responses, bytes) = read_all(&topics, response_max_bytes).await;
+        let has_error = responses.iter().flat_map(|topic| &topic.partitions).any(|p| p.error_code != 0);
+        if bytes >= min_bytes
+            || has_error
+            || Instant::now() >= deadline
+            || node.is_shutting_down()
+            || watchers.is_empty()
+        {
+            return FetchResponse::default().with_responses(responses);
+        }
+        tokio::select! {
+            _ = watchers.join_next() => {}
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Reads every partition once, within the response's byte budget (the first non-empty partition returns at
+/// least one whole batch regardless, as in Kafka, so a batch larger than the budget still makes progress).
+async fn read_all(
+    topics: &[(kafka_protocol::messages::TopicName, Vec<Wanted>)],
+    max_bytes: usize,
+) -> (Vec<FetchableTopicResponse>, usize) {
+    let mut budget = max_bytes;
+    let mut total = 0;
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, wanted) in topics {
+        let mut partitions = Vec::with_capacity(wanted.len());
+        for wanted in wanted {
+            let data =
+                PartitionData::default().with_partition_index(wanted.index).with_preferred_read_replica(BrokerId(-1));
+            let partition = match &wanted.partition {
+                Ok(partition) => partition,
+                Err(code) => {
+                    partitions.push(data.with_error_code(*code).with_high_watermark(-1).with_last_stable_offset(-1));
+                    continue;
+                }
+            };
+            let (log_start_offset, high_watermark) =
+                (partition.log().log_start_offset(), partition.log().high_watermark());
+            let data = data
+                .with_high_watermark(high_watermark)
+                .with_last_stable_offset(high_watermark)
+                .with_log_start_offset(log_start_offset);
+            if budget == 0 && total > 0 {
+                partitions.push(data.with_records(Some(Bytes::new())));
+                continue;
+            }
+            match partition.read(wanted.fetch_offset, wanted.max_bytes.min(budget.max(1))).await {
+                Ok(read) => {
+                    total += read.batches.len();
+                    budget = budget.saturating_sub(read.batches.len());
+                    partitions.push(
+                        data.with_high_watermark(read.high_watermark)
+                            .with_last_stable_offset(read.high_watermark)
+                            .with_log_start_offset(read.log_start_offset)
+                            .with_aborted_transactions(Some(Vec::new()))
+                            .with_records(Some(read.batches)),
+                    );
+                }
+                Err(err) => {
+                    tracing::debug!(partition = ?partition, offset = wanted.fetch_offset, error = %err, "kafka fetch refused");
+                    partitions.push(data.with_error_code(error_code(&err)).with_records(Some(Bytes::new())));
+                }
+            }
+        }
+        responses.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
+    }
+    (responses, total)
+}

@@ -1,0 +1,53 @@
+//! The Kafka wire protocol, served on the same port as gRPC (docs/kafka.md).
+//!
+//! `listener.rs` tells a new connection's protocol from its first byte and hands gRPC ones to tonic;
+//! `connection.rs` serves a Kafka one: size-prefixed frames (at most `max_request_bytes`), one request at a time
+//! in order, as Kafka's own broker does. Each API has its file (`api_versions.rs`, `metadata.rs`, `produce.rs`,
+//! `fetch.rs`, `list_offsets.rs`) over the same `Node` the gRPC services use, and `error.rs` is the one place a
+//! `BrokerError` becomes a Kafka error code. Requests and responses are framed by the `kafka-protocol` crate;
+//! record batches pass through as `Bytes`, never decoded or re-encoded here (produce checks them with the same
+//! Kafka rules as the gRPC path).
+
+mod api_versions;
+mod bounds;
+mod connection;
+mod error;
+mod fetch;
+mod framing;
+mod list_offsets;
+pub mod listener;
+mod metadata;
+mod produce;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::parse_advertise;
+use crate::node::Node;
+
+/// What every Kafka connection shares: the node, and who this node says it is in Metadata.
+pub struct KafkaContext {
+    pub node: Arc<Node>,
+    /// The node id Metadata names as every partition's leader.
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+impl KafkaContext {
+    /// `advertise` if set; else the address the node listens on (with its real port), where an unspecified IP
+    /// (0.0.0.0, ::) becomes 127.0.0.1: a client cannot connect to "any address", and nothing better is known.
+    pub fn new(node: Arc<Node>, listen_addr: SocketAddr) -> KafkaContext {
+        let configured = node.config.advertise.as_deref().and_then(|advertise| parse_advertise(advertise).ok());
+        let (advertised_host, advertised_port) = configured.unwrap_or_else(|| {
+            let ip = if listen_addr.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                listen_addr.ip()
+            };
+            (ip.to_string(), listen_addr.port())
+        });
+        let node_id = node.config.node_id.and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
+        KafkaContext { node, node_id, advertised_host, advertised_port }
+    }
+}

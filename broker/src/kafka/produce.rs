@@ -1,0 +1,128 @@
+//! Produce (v3+, record batch v2 only): each partition's records go through the same produce path as gRPC's
+//! (`service::produce`), so Kafka's batch rules (`rill_protocol::validate_produced`) and the topic's limits
+//! apply alike. The batches are `Bytes` slices of the request frame, appended unchanged.
+//!
+//! acks 0 is rill's NONE (no response at all, as Kafka sends none), 1 is LEADER, -1 (all) is DURABLE: with one
+//! node, "all in-sync replicas" is this node, and rill makes it mean fsynced before the answer.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use rill_protocol::v1::{self, produce_request::Records};
+use rill_protocol::{BatchHeader, BatchIter, TimestampType};
+use rill_storage::StorageError;
+
+use super::error::error_code;
+use super::KafkaContext;
+use crate::error::BrokerError;
+
+/// The rill acks a Kafka `acks` value asks for; `None` for a value Kafka refuses too.
+pub fn acks(kafka_acks: i16) -> Option<v1::Acks> {
+    match kafka_acks {
+        0 => Some(v1::Acks::None),
+        1 => Some(v1::Acks::Leader),
+        -1 => Some(v1::Acks::Durable),
+        _ => None,
+    }
+}
+
+pub async fn answer(kafka: &KafkaContext, request: ProduceRequest) -> ProduceResponse {
+    let acks = acks(request.acks);
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let index = data.index;
+            let outcome = match acks {
+                None => Err(ResponseError::InvalidRequiredAcks.code()),
+                Some(acks) => produce_partition(kafka, topic.name.0.as_str(), index, data.records, acks).await,
+            };
+            partition_responses.push(match outcome {
+                Ok(answer) => answer,
+                Err(code) => PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(code)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1),
+            });
+        }
+        responses
+            .push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+async fn produce_partition(
+    kafka: &KafkaContext,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+    acks: v1::Acks,
+) -> Result<PartitionProduceResponse, i16> {
+    let unknown = || ResponseError::UnknownTopicOrPartition.code();
+    let partition = u32::try_from(index).map_err(|_| unknown())?;
+    let batches = split_batches(records.unwrap_or_default()).map_err(|err| {
+        tracing::debug!(topic, partition, error = %err, "kafka produce refused");
+        error_code(&err)
+    })?;
+    let is_log_append_time =
+        BatchHeader::parse(&batches[0]).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
+    let request = v1::ProduceRequest {
+        topic: topic.to_string(),
+        partition: Some(partition),
+        acks: acks as i32,
+        records: Some(Records::RecordBatches(v1::RecordBatches { batches })),
+    };
+    let produced = crate::service::produce(&kafka.node, request).await.map_err(|err| {
+        tracing::debug!(topic, partition, error = %err, "kafka produce refused");
+        error_code(&err)
+    })?;
+    let log_start_offset =
+        kafka.node.registry.partition(topic, partition).map(|p| p.log().log_start_offset()).unwrap_or(-1);
+    Ok(PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(produced.base_offset)
+        // Kafka reports the append time only for LogAppendTime batches; -1 means "the producer's CreateTime".
+        .with_log_append_time_ms(if is_log_append_time { produced.append_time_ms } else { -1 })
+        .with_log_start_offset(log_start_offset))
+}
+
+/// The batches of one partition's `records`, as slices of the request: at least one, each whole (the produce
+/// path checks each one's checksum and rules).
+fn split_batches(records: Bytes) -> Result<Vec<Bytes>, BrokerError> {
+    let batches = BatchIter::new(records)
+        .map(|batch| batch.map(|batch| batch.bytes))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StorageError::from)?;
+    if batches.is_empty() {
+        return Err(StorageError::from(rill_protocol::BatchError::Truncated {
+            needed: rill_protocol::batch::HEADER_BYTES,
+            available: 0,
+        })
+        .into());
+    }
+    Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_acks_map_to_none_leader_and_durable() {
+        assert_eq!(acks(0), Some(v1::Acks::None));
+        assert_eq!(acks(1), Some(v1::Acks::Leader));
+        assert_eq!(acks(-1), Some(v1::Acks::Durable));
+        assert_eq!(acks(2), None);
+    }
+
+    #[test]
+    fn records_that_are_not_whole_batches_are_a_corrupt_message() {
+        let garbage = split_batches(Bytes::from_static(&[1, 2, 3])).expect_err("not a batch");
+        assert_eq!(error_code(&garbage), ResponseError::CorruptMessage.code());
+        let empty = split_batches(Bytes::new()).expect_err("no batch");
+        assert_eq!(error_code(&empty), ResponseError::CorruptMessage.code());
+    }
+}

@@ -1,0 +1,81 @@
+//! A minimal Kafka client for the end-to-end tests: requests encoded and responses decoded by the
+//! `kafka-protocol` crate (the broker's codec, but driven from the client side), over a plain TCP socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Every call gives up after this: a test never hangs on a broker that does not answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaClient {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl KafkaClient {
+    pub async fn connect(addr: SocketAddr) -> KafkaClient {
+        let stream = TcpStream::connect(addr).await.expect("connect to the Kafka port");
+        KafkaClient { stream, next_correlation_id: 1 }
+    }
+
+    /// Sends `request` as `api` v`version` and returns the decoded response.
+    pub async fn call<Req: Encodable, Resp: Decodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> Resp {
+        self.send(api, version, request).await;
+        let mut body = self.receive().await.expect("a response");
+        let header = ResponseHeader::decode(&mut body, api.response_header_version(version)).expect("response header");
+        assert_eq!(header.correlation_id, self.next_correlation_id - 1, "responses come in order");
+        let response = Resp::decode(&mut body, version).expect("response body decodes");
+        assert!(!body.has_remaining(), "{} bytes left after the {api:?} v{version} response", body.remaining());
+        response
+    }
+
+    /// Sends one request frame, encoded with the header version `api` and `version` call for.
+    pub async fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.next_correlation_id)
+            .with_client_id(Some(StrBytes::from_string("rill-tests".into())));
+        self.next_correlation_id += 1;
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header.encode(&mut frame, api.request_header_version(version)).expect("header encodes");
+        request.encode(&mut frame, version).expect("request encodes");
+        let size = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        self.send_raw(&frame).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// The next response frame without its size prefix; `None` when the broker closed the connection.
+    pub async fn receive(&mut self) -> Option<Bytes> {
+        let read = async {
+            let size = self.stream.read_i32().await.ok()?;
+            let mut body = vec![0u8; usize::try_from(size).ok()?];
+            self.stream.read_exact(&mut body).await.ok()?;
+            Some(Bytes::from(body))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, read).await.expect("the broker answers or closes in time")
+    }
+
+    /// True once the broker has closed the connection (end of file or reset), within the call timeout.
+    pub async fn is_closed_by_broker(&mut self) -> bool {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(CALL_TIMEOUT, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The Kafka wire protocol on the broker's one port: a client speaking Kafka (requests framed by the
+//! `kafka-protocol` crate) discovers versions, reads metadata, produces a batch built by
+//! `rill_protocol::RecordBatchBuilder`, fetches it back byte for byte and looks offsets up; and bad bytes on a
+//! Kafka connection close that connection only, while Kafka and gRPC clients go on being served.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rill_protocol::batch::{set_base_offset, set_partition_leader_epoch};
+use rill_tests::kafka_client::KafkaClient;
+use rill_tests::{batch_of, values_of, TestBroker};
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.into()))
+}
+
+async fn produce(client: &mut KafkaClient, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    produce_v(client, 9, topic, partition, records).await
+}
+
+async fn produce_v(client: &mut KafkaClient, version: i16, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+            PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+        ]),
+    ]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, version, &request).await;
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
+
+async fn fetch(client: &mut KafkaClient, topic: &str, partition: i32, offset: i64) -> fetch_response::PartitionData {
+    fetch_v(client, 12, topic, partition, offset).await
+}
+
+async fn fetch_v(
+    client: &mut KafkaClient,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> fetch_response::PartitionData {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20),
+        ])]);
+    let mut response: FetchResponse = client.call(ApiKey::Fetch, version, &request).await;
+    response.responses.remove(0).partitions.remove(0)
+}
+
+async fn list_offset(client: &mut KafkaClient, topic: &str, timestamp: i64) -> (i16, i64) {
+    list_offset_v(client, 6, topic, timestamp).await
+}
+
+async fn list_offset_v(client: &mut KafkaClient, version: i16, topic: &str, timestamp: i64) -> (i16, i64) {
+    let request =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)])]);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request).await;
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset)
+}
+
+#[tokio::test]
+async fn api_versions_advertises_exactly_the_served_apis() {
+    let broker = TestBroker::start().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let response: ApiVersionsResponse = client
+        .call(
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_string("rill-tests".into()))
+                .with_client_software_version(StrBytes::from_string("1".into())),
+        )
+        .await;
+    assert_eq!(response.error_code, 0);
+    let mut served: Vec<(i16, i16, i16)> =
+        response.api_keys.iter().map(|api| (api.api_key, api.min_version, api.max_version)).collect();
+    served.sort();
+    assert_eq!(served, [(0, 3, 9), (1, 4, 12), (2, 1, 6), (3, 1, 12), (18, 0, 3)]);
+}
+
+#[tokio::test]
+async fn api_versions_newer_than_served_is_answered_in_v0_with_unsupported_version() {
+    let broker = TestBroker::start().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    client.send(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default()).await;
+    let mut body = client.receive().await.expect("an answer, not a closed connection");
+    use kafka_protocol::protocol::Decodable;
+    let header = ResponseHeader::decode(&mut body, 0).expect("v0 header");
+    assert_eq!(header.correlation_id, 1);
+    let response = ApiVersionsResponse::decode(&mut body, 0).expect("a v0 body");
+    assert_eq!(response.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(response.api_keys.iter().any(|api| api.api_key == 18 && api.max_version == 3));
+}
+
+#[tokio::test]
+async fn metadata_names_this_node_as_leader_and_unknown_topics_as_unknown() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 3).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut client = KafkaClient::connect(addr).await;
+    for version in [1, 4, 9, 12] {
+        let request = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
+            MetadataRequestTopic::default().with_name(Some(topic_name("missing"))),
+        ]));
+        let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request).await;
+        assert_eq!(response.brokers.len(), 1);
+        assert_eq!(response.brokers[0].host.as_str(), "127.0.0.1");
+        assert_eq!(response.brokers[0].port, i32::from(addr.port()));
+        let orders = &response.topics[0];
+        assert_eq!((orders.error_code, orders.partitions.len()), (0, 3), "v{version}");
+        assert!(orders.partitions.iter().all(|p| p.leader_id == response.brokers[0].node_id));
+        assert_eq!(response.topics[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION, never auto-created");
+    }
+    let all: MetadataResponse = client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
+    assert_eq!(all.topics.len(), 1);
+}
+
+#[tokio::test]
+async fn metadata_gives_the_advertised_address_when_one_is_set() {
+    let broker = TestBroker::start_with(|config| config.advertise = Some("kafka.example:19092".into())).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let response: MetadataResponse =
+        client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
+    assert_eq!((response.brokers[0].host.as_str(), response.brokers[0].port), ("kafka.example", 19092));
+}
+
+#[tokio::test]
+async fn a_produced_batch_is_fetched_back_byte_for_byte_and_offsets_are_listed() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let first = batch_of(&["a", "b"], 1_000);
+    let second = batch_of(&["c"], 5_000);
+    assert_eq!(produce(&mut client, "t", 0, first.clone()).await, (0, 0));
+    assert_eq!(produce(&mut client, "t", 0, second.clone()).await, (0, 2));
+
+    let fetched = fetch(&mut client, "t", 0, 0).await;
+    assert_eq!((fetched.error_code, fetched.high_watermark, fetched.log_start_offset), (0, 3, 0));
+    // The broker stamps the base offset and its leader epoch (0) into each batch, outside the CRC, as Kafka does.
+    let stamped = |batch: &Bytes, base_offset: i64| {
+        let mut batch = batch.to_vec();
+        set_base_offset(&mut batch, base_offset);
+        set_partition_leader_epoch(&mut batch, 0);
+        batch
+    };
+    let expected = [stamped(&first, 0), stamped(&second, 2)].concat();
+    assert_eq!(fetched.records.as_deref(), Some(&expected[..]), "stored and served unchanged but for those fields");
+    // A gRPC client reads what the Kafka client wrote.
+    assert_eq!(broker.fetch_values("t", 0, 0).await, [(0, "a".into()), (1, "b".into()), (2, "c".into())]);
+
+    assert_eq!(list_offset(&mut client, "t", -2).await, (0, 0));
+    assert_eq!(list_offset(&mut client, "t", -1).await, (0, 3));
+    assert_eq!(list_offset(&mut client, "t", 1_001).await, (0, 1), "first record at or after the timestamp");
+    assert_eq!(list_offset(&mut client, "t", 9_999).await, (0, -1), "no record that late");
+
+    let past_the_end = fetch(&mut client, "t", 0, 99).await;
+    assert_eq!(past_the_end.error_code, 1, "OFFSET_OUT_OF_RANGE");
+    let unknown = fetch(&mut client, "nope", 0, 0).await;
+    assert_eq!(unknown.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(values_of(&fetch(&mut client, "t", 0, 2).await.records.expect("records")), [(2, "c".into())]);
+}
+
+#[tokio::test]
+async fn every_advertised_version_of_produce_fetch_and_list_offsets_is_answered() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    for (expected_offset, version) in (3..=9).enumerate() {
+        assert_eq!(produce_v(&mut client, version, "t", 0, batch_of(&["v"], 1)).await, (0, expected_offset as i64));
+    }
+    for version in 4..=12 {
+        let fetched = fetch_v(&mut client, version, "t", 0, 6).await;
+        assert_eq!(values_of(&fetched.records.expect("records")), [(6, "v".into())], "Fetch v{version}");
+    }
+    for version in 1..=6 {
+        assert_eq!(list_offset_v(&mut client, version, "t", -1).await, (0, 7), "ListOffsets v{version}");
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_batch_is_corrupt_message_and_an_unknown_partition_is_unknown() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let mut damaged = batch_of(&["x"], 1).to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    assert_eq!(produce(&mut client, "t", 0, Bytes::from(damaged)).await.0, 2, "CORRUPT_MESSAGE");
+    assert_eq!(produce(&mut client, "t", 0, Bytes::from_static(b"not a batch")).await.0, 2);
+    assert_eq!(produce(&mut client, "t", 7, batch_of(&["x"], 1)).await.0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(produce(&mut client, "missing", 0, batch_of(&["x"], 1)).await.0, 3);
+    // Nothing of the refused batches was stored.
+    assert_eq!(list_offset(&mut client, "t", -1).await, (0, 0));
+}
+
+#[tokio::test]
+async fn bad_bytes_on_a_kafka_connection_close_only_that_connection() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut healthy = KafkaClient::connect(addr).await;
+    let two_gib_prefix = i32::MAX.to_be_bytes().to_vec();
+    // Unknown API key 999, version 0, correlation id 1, then a null client id.
+    let unknown_api_key = [
+        &10i32.to_be_bytes()[..],
+        &999i16.to_be_bytes(),
+        &0i16.to_be_bytes(),
+        &1i32.to_be_bytes(),
+        &(-1i16).to_be_bytes(),
+    ]
+    .concat();
+    // A known API that is not served (JoinGroup v0), well framed.
+    let not_served = [
+        &10i32.to_be_bytes()[..],
+        &11i16.to_be_bytes(),
+        &0i16.to_be_bytes(),
+        &1i32.to_be_bytes(),
+        &(-1i16).to_be_bytes(),
+    ]
+    .concat();
+    // Metadata v12 whose body is cut short of its fields.
+    let malformed =
+        [&9i32.to_be_bytes()[..], &3i16.to_be_bytes(), &12i16.to_be_bytes(), &1i32.to_be_bytes(), &[0u8]].concat();
+    // Metadata v1 claiming 2^31 - 1 topics in a 4-byte array: refused as short, never allocated for.
+    let lying_count = [
+        &16i32.to_be_bytes()[..],
+        &3i16.to_be_bytes(),
+        &1i16.to_be_bytes(),
+        &1i32.to_be_bytes(),
+        &(-1i16).to_be_bytes(),
+        &i32::MAX.to_be_bytes(),
+        &[0u8; 2],
+    ]
+    .concat();
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("garbage", vec![0x01, 0xfe, 0x33, 0x00, 0x17, 0x99, 0x12, 0x00, 0xff, 0xff]),
+        ("2 GiB size prefix", two_gib_prefix),
+        ("unknown API key", unknown_api_key),
+        ("API not served", not_served),
+        ("malformed body", malformed),
+        ("lying array count", lying_count),
+    ];
+    for (what, bytes) in cases {
+        let mut client = KafkaClient::connect(addr).await;
+        client.send_raw(&bytes).await;
+        assert!(client.is_closed_by_broker().await, "{what}: the connection is closed");
+        let answer: ApiVersionsResponse = healthy.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+        assert_eq!(answer.error_code, 0, "{what}: the other Kafka connection is still served");
+        broker.assert_serving().await;
+    }
+    // A request cut mid-way: the client announces 100 bytes, sends 10 and goes away.
+    let mut cut = KafkaClient::connect(addr).await;
+    cut.send_raw(&[&100i32.to_be_bytes()[..], &[0u8; 10]].concat()).await;
+    drop(cut);
+    assert_eq!(produce(&mut healthy, "t", 0, batch_of(&["still here"], 1)).await, (0, 0));
+    broker.assert_serving().await;
+}
+
+#[tokio::test]
+async fn produce_with_acks_0_gets_no_response_and_the_next_request_is_answered() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let request =
+        ProduceRequest::default().with_acks(0).with_timeout_ms(5_000).with_topic_data(vec![TopicProduceData::default(
+        )
+        .with_name(topic_name("t"))
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(batch_of(&["quiet"], 1)))])]);
+    client.send(ApiKey::Produce, 9, &request).await;
+    // The next answer is the Metadata one: correlation ids are checked in order by `call`.
+    let _: MetadataResponse = client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
+    // Fetch waits (max_wait_ms) until the unacknowledged append lands.
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(5_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name("t")).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request).await;
+    let records = response.responses[0].partitions[0].records.clone().expect("records");
+    assert_eq!(values_of(&records), [(0, "quiet".into())]);
+}
+
+#[tokio::test]
+async fn kafka_connections_count_against_max_connections() {
+    // The test broker's own gRPC connection takes one of the two slots.
+    let broker = TestBroker::start_with(|config| config.max_connections = 2).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut first = KafkaClient::connect(addr).await;
+    let _: ApiVersionsResponse = first.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let mut refused = KafkaClient::connect(addr).await;
+    assert!(refused.is_closed_by_broker().await, "no slot left: closed at once");
+    drop(first);
+    // The slot comes back once the first Kafka connection is gone (the broker notices the close).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = KafkaClient::connect(addr).await;
+        again.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+        if again.receive().await.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot never came back");
+        tokio::task::yield_now().await;
+    }
+}

@@ -9,13 +9,7 @@
 # runs the pytest suite beside this file. Usage: tests/compat/kafka-clients.sh [PYTEST ARGS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-venv=target/compat/venv
-if [[ ! -x $venv/bin/pytest ]]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    'kafka-python==3.0.12' 'grpcio==1.85.*' 'grpcio-tools==1.85.*' 'lz4==4.*' 'zstandard==0.25.*' \
-    'python-snappy==0.7.*' 'cramjam==2.*' 'pytest==8.*'
-fi
+source tests/compat/venv.sh
 if ! command -v kcat >/dev/null; then
   if command -v apt-get >/dev/null; then
     (apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }) >/dev/null \

@@ -7,13 +7,7 @@
 # the `rill` binary, and runs the pytest suite beside this file. Usage: tests/compat/kafka-python.sh [PYTEST ARGS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-venv=target/compat/venv
-if [[ ! -x $venv/bin/pytest ]]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    'kafka-python==3.0.12' 'grpcio==1.85.*' 'grpcio-tools==1.85.*' 'lz4==4.*' 'zstandard==0.25.*' \
-    'python-snappy==0.7.*' 'cramjam==2.*' 'pytest==8.*'
-fi
+source tests/compat/venv.sh
 stubs=target/compat/stubs
 mkdir -p "$stubs"
 "$venv/bin/python" -m grpc_tools.protoc -Iproto --python_out="$stubs" --grpc_python_out="$stubs" proto/rill/v1/rill.proto

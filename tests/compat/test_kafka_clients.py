@@ -5,7 +5,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -17,23 +16,8 @@ needs_kcat = pytest.mark.skipif(KCAT is None, reason="kcat is not installed (see
 
 
 @pytest.fixture(scope="module")
-def broker():
-    """A real `rill broker` process on a free port (gRPC and Kafka on it), killed at the end."""
-    with tempfile.TemporaryDirectory() as data_dir:
-        process = subprocess.Popen(
-            [RILL, "broker", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "error"},
-            text=True,
-        )
-        try:
-            line = process.stdout.readline().strip()
-            assert line.startswith("rill broker listening on "), line
-            yield line.removeprefix("rill broker listening on ")
-        finally:
-            process.kill()
-            process.wait(timeout=30)
+def broker(broker_addr):
+    return broker_addr
 
 
 def rill(addr, *args, stdin=None):

@@ -6,7 +6,6 @@ import itertools
 import os
 import struct
 import subprocess
-import tempfile
 import time
 
 import grpc
@@ -32,29 +31,12 @@ topic_names = (f"compat-{n}" for n in itertools.count())
 
 
 @pytest.fixture(scope="module")
-def broker():
-    """A real `rill broker` process on a free port, killed at the end."""
-    with tempfile.TemporaryDirectory() as data_dir:
-        process = subprocess.Popen(
-            [RILL, "broker", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "error"},
-            text=True,
-        )
-        try:
-            line = process.stdout.readline().strip()
-            assert line.startswith("rill broker listening on "), line
-            addr = line.removeprefix("rill broker listening on ")
-            channel = grpc.insecure_channel(
-                addr, options=[("grpc.max_receive_message_length", 64 << 20)]
-            )
-            grpc.channel_ready_future(channel).result(timeout=30)
-            yield addr, channel
-            channel.close()
-        finally:
-            process.kill()
-            process.wait(timeout=30)
+def broker(broker_addr):
+    """The shared broker (conftest.py) and a gRPC channel to it."""
+    channel = grpc.insecure_channel(broker_addr, options=[("grpc.max_receive_message_length", 64 << 20)])
+    grpc.channel_ready_future(channel).result(timeout=30)
+    yield broker_addr, channel
+    channel.close()
 
 
 def new_topic(channel):

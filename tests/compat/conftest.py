@@ -1,0 +1,29 @@
+"""What the compatibility suites share: a real `rill broker` process on a free port."""
+
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+RILL = os.environ["RILL_BIN"]
+
+
+@pytest.fixture(scope="module")
+def broker_addr():
+    """A real `rill broker` process on a free port (gRPC and Kafka on it), killed at the end; its address."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        process = subprocess.Popen(
+            [RILL, "broker", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "RUST_LOG": "error"},
+            text=True,
+        )
+        try:
+            line = process.stdout.readline().strip()
+            assert line.startswith("rill broker listening on "), line
+            yield line.removeprefix("rill broker listening on ")
+        finally:
+            process.kill()
+            process.wait(timeout=30)

@@ -1,9 +1,13 @@
-//! Requests above `max_request_bytes` are RESOURCE_EXHAUSTED, like every other limit.
+//! The codec's refusals of a request get the codes the proto promises.
 //!
-//! tonic refuses a message longer than the service's `max_decoding_message_size` before reading it (good: the
-//! broker never buffers it), but answers OUT_OF_RANGE, which rill reserves for offsets. This response layer
-//! changes the code of exactly that refusal and gives it the `too-large` reason (`rill_protocol::reason`);
-//! tonic's message, which gives the size and the limit, is kept.
+//! - Requests above `max_request_bytes` are RESOURCE_EXHAUSTED, like every other limit. tonic refuses a message
+//!   longer than the service's `max_decoding_message_size` before reading it (good: the broker never buffers
+//!   it), but answers OUT_OF_RANGE, which rill reserves for offsets.
+//! - A request that is not valid protobuf is INVALID_ARGUMENT. The codec (`rill_protocol::grpc_codec`) says
+//!   INTERNAL, right for a client reading a broken answer, wrong for a caller's bad request.
+//!
+//! This response layer changes the code of exactly those refusals (the first also gets the `too-large` reason,
+//! `rill_protocol::reason`) and keeps their messages, which say what was wrong.
 
 use http::HeaderValue;
 use rill_protocol::reason::{Reason, REASON_KEY};
@@ -13,13 +17,18 @@ use tonic::Code;
 /// in the `grpc-message` header.
 const TONIC_TOO_LARGE: &[u8] = b"Error,%20decoded%20message%20length%20too%20large";
 
-pub fn oversized_request_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+/// [`rill_protocol::grpc_codec::MALFORMED_MESSAGE`], percent-encoded as in the `grpc-message` header.
+const MALFORMED_REQUEST: &[u8] = b"malformed%20protobuf%20message";
+
+pub fn codec_refusals_get_rills_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers_mut();
-    let is_out_of_range = headers.get("grpc-status").map(HeaderValue::as_bytes) == Some(b"11");
-    let is_too_large = headers.get("grpc-message").is_some_and(|m| m.as_bytes().starts_with(TONIC_TOO_LARGE));
-    if is_out_of_range && is_too_large {
+    let code = headers.get("grpc-status").map(HeaderValue::as_bytes);
+    let message = headers.get("grpc-message").map_or(&b""[..], HeaderValue::as_bytes);
+    if code == Some(b"11") && message.starts_with(TONIC_TOO_LARGE) {
         headers.insert("grpc-status", HeaderValue::from(Code::ResourceExhausted as i32));
         headers.insert(REASON_KEY, HeaderValue::from_static(Reason::TooLarge.as_str()));
+    } else if code == Some(b"13") && message.starts_with(MALFORMED_REQUEST) {
+        headers.insert("grpc-status", HeaderValue::from(Code::InvalidArgument as i32));
     }
     response
 }
@@ -33,11 +42,24 @@ mod tests {
         let too_large = tonic::Status::out_of_range(
             "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
         );
-        let response = oversized_request_is_resource_exhausted(too_large.into_http::<()>());
+        let response = codec_refusals_get_rills_codes(too_large.into_http::<()>());
         assert_eq!(response.headers()["grpc-status"], "8");
         assert_eq!(response.headers()[REASON_KEY], "too-large");
         let offset = tonic::Status::out_of_range("offset 9 is out of range");
-        let response = oversized_request_is_resource_exhausted(offset.into_http::<()>());
+        let response = codec_refusals_get_rills_codes(offset.into_http::<()>());
         assert_eq!(response.headers()["grpc-status"], "11");
+    }
+
+    #[test]
+    fn a_request_that_does_not_parse_is_invalid_argument_and_other_internal_errors_stay() {
+        let malformed = tonic::Status::internal(format!(
+            "{}: failed to decode Protobuf message: invalid wire type",
+            rill_protocol::grpc_codec::MALFORMED_MESSAGE
+        ));
+        let response = codec_refusals_get_rills_codes(malformed.into_http::<()>());
+        assert_eq!(response.headers()["grpc-status"], "3");
+        let disk = tonic::Status::internal("i/o error on /data: Input/output error");
+        let response = codec_refusals_get_rills_codes(disk.into_http::<()>());
+        assert_eq!(response.headers()["grpc-status"], "13");
     }
 }

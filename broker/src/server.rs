@@ -23,7 +23,7 @@ use crate::groups::GroupCoordinator;
 use crate::node::Node;
 use crate::offsets::OffsetStore;
 use crate::registry::Registry;
-use crate::request_limit::oversized_request_is_resource_exhausted;
+use crate::request_limit::codec_refusals_get_rills_codes;
 use crate::service::{RecordsRoute, RillService};
 
 /// How often the maintenance task expires empty groups' offsets and forgets empty groups with nothing to keep.
@@ -133,7 +133,7 @@ impl Broker {
             // Pings keep a healthy idle connection from looking silent to the idle timeout.
             .http2_keepalive_interval(Some((idle_timeout / 3).min(Duration::from_secs(30))))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .layer(tower::util::MapResponseLayer::new(oversized_request_is_resource_exhausted))
+            .layer(tower::util::MapResponseLayer::new(codec_refusals_get_rills_codes))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

@@ -53,6 +53,9 @@ impl<T: Message> Encoder for SizedProstEncoder<T> {
     }
 }
 
+/// The start of the status message for a message that does not parse.
+pub const MALFORMED_MESSAGE: &str = "malformed protobuf message";
+
 #[derive(Debug)]
 pub struct ProstDecoder<U>(PhantomData<U>);
 
@@ -61,7 +64,8 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        // INTERNAL, as gRPC's status code guide asks for a message that does not parse.
-        U::decode(buf).map(Some).map_err(|e| Status::internal(format!("malformed protobuf message: {e}")))
+        // INTERNAL, as gRPC's status code guide asks for a message that does not parse (a client reading a broken
+        // answer); the broker makes it INVALID_ARGUMENT on its side, where it is the caller's malformed request.
+        U::decode(buf).map(Some).map_err(|e| Status::internal(format!("{MALFORMED_MESSAGE}: {e}")))
     }
 }

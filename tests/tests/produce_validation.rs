@@ -240,3 +240,24 @@ async fn a_produce_request_that_is_not_protobuf_is_invalid_argument() {
     assert_eq!(high_watermark(&mut broker, "g").await, 0);
     broker.assert_serving().await;
 }
+
+/// Every call, not only Produce: a request that does not parse is the caller's error, as the proto promises.
+#[tokio::test]
+async fn any_request_that_is_not_protobuf_is_invalid_argument() {
+    let mut broker = TestBroker::start().await;
+    let url = broker.handle.as_ref().expect("running").url();
+    let channel = tonic::transport::Channel::from_shared(url).expect("url").connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let paths = ["/rill.v1.Records/Fetch", "/rill.v1.TopicAdmin/CreateTopic", "/rill.v1.ConsumerGroups/CommitOffsets"];
+    for path in paths {
+        for garbage in [&b"\xff\xff\xff"[..], b"\x0f\x00"] {
+            grpc.ready().await.expect("ready");
+            let path_and_query = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+            let answer = grpc.unary(tonic::Request::new(Bytes::from_static(garbage)), path_and_query, RawBytes).await;
+            let status = answer.expect_err("garbage is refused");
+            assert_eq!(status.code(), Code::InvalidArgument, "{path} {garbage:?}: {}", status.message());
+            assert!(status.message().contains("malformed protobuf message"), "{}", status.message());
+        }
+    }
+    broker.assert_serving().await;
+}

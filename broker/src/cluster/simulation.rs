@@ -208,6 +208,21 @@ fn agreed_leader(nodes: &Nodes, among: &[NodeId]) -> Option<(NodeId, u64)> {
     (agreed && leader_metrics.state == ServerState::Leader).then_some((leader, leader_metrics.current_term))
 }
 
+/// The metadata every node has applied, once all of them have applied the same entries.
+fn agreed_metadata(nodes: &Nodes) -> Option<Arc<ClusterMetadata>> {
+    let states: Vec<_> = NODES
+        .iter()
+        .map(|id| {
+            let n = node(nodes, *id)?;
+            let applied = n.raft.metrics().borrow().last_applied;
+            let metadata = Arc::clone(&n.metadata.borrow());
+            Some((applied, metadata))
+        })
+        .collect::<Option<_>>()?;
+    let first = states.first()?.clone();
+    states.iter().all(|s| *s == first).then_some(first.1)
+}
+
 async fn write(nodes: &Nodes, leader: NodeId, command: Command) -> Result<(), String> {
     let raft = node(nodes, leader).ok_or("leader not running")?.raft;
     match tokio::time::timeout(Duration::from_secs(10), raft.client_write(command)).await {
@@ -251,20 +266,7 @@ async fn scenario(nodes: Nodes) -> turmoil::Result {
         (metrics.state != ServerState::Leader && metrics.current_leader.is_some_and(|l| l != old_leader)).then_some(())
     })
     .await?;
-    let agreed = wait_for("every node applying the same metadata", || {
-        let states: Vec<_> = NODES
-            .iter()
-            .map(|id| {
-                let n = node(&nodes, *id)?;
-                let applied = n.raft.metrics().borrow().last_applied;
-                let metadata = Arc::clone(&n.metadata.borrow());
-                Some((applied, metadata))
-            })
-            .collect::<Option<_>>()?;
-        let first = states.first()?.clone();
-        states.iter().all(|s| *s == first).then_some(first.1)
-    })
-    .await?;
+    let agreed = wait_for("every node applying the same metadata", || agreed_metadata(&nodes)).await?;
     if agreed.state_of(old_leader) != Some(super::metadata::NodeState::Fenced) {
         return Err(format!("converged metadata lost the fence of node {old_leader}: {agreed:?}").into());
     }
@@ -337,20 +339,8 @@ async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     wait_for("the restart", || phase_is(&phase, CrashPhase::Restarted)).await?;
     write(&nodes, new_leader, Command::MarkAlive { node_id: old_leader, address: host_name(old_leader), at_ms: 3 })
         .await?;
-    let agreed = wait_for("every node, the restarted one too, applying the same metadata", || {
-        let states: Vec<_> = NODES
-            .iter()
-            .map(|id| {
-                let n = node(&nodes, *id)?;
-                let applied = n.raft.metrics().borrow().last_applied;
-                let metadata = Arc::clone(&n.metadata.borrow());
-                Some((applied, metadata))
-            })
-            .collect::<Option<_>>()?;
-        let first = states.first()?.clone();
-        states.iter().all(|s| *s == first).then_some(first.1)
-    })
-    .await?;
+    let agreed =
+        wait_for("every node, the restarted one too, applying the same metadata", || agreed_metadata(&nodes)).await?;
     if agreed.nodes.len() != 3 || agreed.state_of(old_leader) != Some(super::metadata::NodeState::Alive) {
         return Err(format!("converged metadata is not the committed one: {agreed:?}").into());
     }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use rill_protocol::reason::{Reason, REASON_KEY};
-use rill_storage::StorageError;
+use rill_storage::{ProducerError, StorageError};
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,10 @@ impl BrokerError {
             BrokerError::TooManyTopics { .. }
             | BrokerError::TooManyGroups { .. }
             | BrokerError::TooManyMembers { .. }
-            | BrokerError::TooManyOpenFiles { .. } => Some(Reason::LimitReached),
+            | BrokerError::TooManyOpenFiles { .. }
+            | BrokerError::Storage(StorageError::Producer(ProducerError::TooManyProducers { .. })) => {
+                Some(Reason::LimitReached)
+            }
             BrokerError::TooLarge { .. } | BrokerError::Storage(StorageError::BatchTooLarge { .. }) => {
                 Some(Reason::TooLarge)
             }
@@ -160,6 +163,11 @@ fn storage_code(err: &StorageError) -> Code {
         StorageError::Io { source, .. } => io_code(source),
         StorageError::Corrupt { .. } => Code::Internal,
         StorageError::Closed { .. } => Code::Unavailable,
+        // The producer's state disagrees with the partition's: resending the same batch cannot help.
+        StorageError::Producer(ProducerError::OutOfOrderSequence { .. } | ProducerError::InvalidEpoch { .. }) => {
+            Code::FailedPrecondition
+        }
+        StorageError::Producer(ProducerError::TooManyProducers { .. }) => Code::ResourceExhausted,
     }
 }
 

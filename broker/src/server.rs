@@ -281,6 +281,7 @@ async fn run_maintenance(node: Arc<Node>) {
                     }
                     Err(err) => tracing::warn!(partition = ?partition, error = %err, "retention failed"),
                 }
+                partition.log().expire_producers();
             }
         });
         if let Err(err) = pass.await {

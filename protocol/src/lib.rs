@@ -38,7 +38,7 @@ pub mod varint;
 
 pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, TimestampType};
 pub use produce_validation::{stamp_log_append_time, validate_produced, ProducedBatch};
-pub use record::{Header, Record, RecordBatchBuilder, RecordView};
+pub use record::{Header, ProducerFields, Record, RecordBatchBuilder, RecordView};
 
 /// Room a produce or fetch message needs around its record bytes: the topic name, the other fields, protobuf
 /// tags and lengths, the gRPC prefix. The broker's request limit is its batch limit plus this, its response
@@ -81,6 +81,11 @@ pub enum BatchError {
     ControlBatch,
     #[error("transactional batches are not supported: rill has no transactions (clear attribute bit 4)")]
     Transactional,
+    #[error(
+        "producer id {producer_id} with epoch {producer_epoch} and base sequence {base_sequence} is not allowed: an \
+         idempotent batch has a producer id, epoch and base sequence of at least 0; any other batch has producer id -1"
+    )]
+    InvalidProducerFields { producer_id: i64, producer_epoch: i16, base_sequence: i32 },
     #[error("record count {record_count} is not allowed: a batch must hold at least one record")]
     NoRecords { record_count: i32 },
     #[error(

@@ -6,6 +6,8 @@
 //! append), recovery never does, as Kafka applies `LogValidator` only on the produce path. A batch passes when:
 //! - it is one whole batch whose CRC-32C holds ([`crate::batch::check_frame`]);
 //! - it is neither a control batch nor transactional (rill has no transactions yet);
+//! - an idempotent batch (producer id 0 or more) has an epoch and a base sequence of 0 or more, as Kafka's
+//!   `LogValidator` asks; any other batch has producer id -1;
 //! - `record_count` is above 0 and equals `last_offset_delta + 1`;
 //! - its records (decompressed first when the attributes name a codec) are exactly `record_count`
 //!   well-formed records with offset deltas 0, 1, .., `record_count - 1` in that order;
@@ -15,7 +17,9 @@
 //!
 //! Every refusal is a [`BatchError`] that says what was wrong; nothing of a refused batch is stored.
 
-use crate::batch::{check_frame, BatchHeader, Compression, TimestampType, CRC_AT, HEADER_BYTES, MAX_TIMESTAMP_AT};
+use crate::batch::{
+    check_frame, BatchHeader, Compression, TimestampType, CRC_AT, HEADER_BYTES, MAX_TIMESTAMP_AT, NO_PRODUCER_ID,
+};
 use crate::compression::with_decompressor;
 use crate::record::walk_records;
 use crate::BatchError;
@@ -37,6 +41,16 @@ pub fn validate_produced(batch: &[u8], max_decompressed_bytes: usize) -> Result<
     }
     if header.is_transactional() {
         return Err(BatchError::Transactional);
+    }
+    let is_idempotent = header.producer_id >= 0;
+    if header.producer_id < NO_PRODUCER_ID
+        || (is_idempotent && (header.producer_epoch < 0 || header.base_sequence < 0))
+    {
+        return Err(BatchError::InvalidProducerFields {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+        });
     }
     if header.record_count <= 0 {
         return Err(BatchError::NoRecords { record_count: header.record_count });

@@ -206,6 +206,26 @@ fn control_and_transactional_batches_are_refused() {
 }
 
 #[test]
+fn idempotent_batches_need_an_epoch_and_sequence_and_other_producer_ids_are_refused() {
+    let batch = batch_of(&records(2));
+    let idempotent = |id: i64, epoch: i16, sequence: i32| {
+        with_header(batch.clone(), |h| {
+            h.producer_id = id;
+            h.producer_epoch = epoch;
+            h.base_sequence = sequence;
+        })
+    };
+    assert!(validate_produced(&idempotent(7, 0, 0), LIMIT).is_ok());
+    assert!(validate_produced(&idempotent(7, 3, i32::MAX), LIMIT).is_ok());
+    for (id, epoch, sequence) in [(7, -1, 0), (7, 0, -1), (-2, -1, -1), (i64::MIN, 0, 0)] {
+        assert_eq!(
+            refusal(&idempotent(id, epoch, sequence)),
+            BatchError::InvalidProducerFields { producer_id: id, producer_epoch: epoch, base_sequence: sequence }
+        );
+    }
+}
+
+#[test]
 fn a_gzip_flag_on_uncompressed_records_is_refused() {
     // The outside finding: attributes say gzip, the section holds plain records.
     let plain = batch_of(&records(3));

@@ -273,6 +273,21 @@ pub struct RecordBatchBuilder {
     record_count: i32,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
+    producer: ProducerFields,
+}
+
+/// The idempotent producer's fields of a batch header: who wrote it, and the sequence of its first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl ProducerFields {
+    /// A batch from a producer that is not idempotent.
+    pub const NONE: ProducerFields =
+        ProducerFields { producer_id: batch::NO_PRODUCER_ID, producer_epoch: -1, base_sequence: -1 };
 }
 
 impl Default for RecordBatchBuilder {
@@ -285,7 +300,13 @@ impl RecordBatchBuilder {
     pub fn with_capacity(bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(bytes.max(HEADER_BYTES));
         buf.resize(HEADER_BYTES, 0);
-        Self { buf, record_count: 0, base_timestamp: None, max_timestamp: i64::MIN }
+        Self { buf, record_count: 0, base_timestamp: None, max_timestamp: i64::MIN, producer: ProducerFields::NONE }
+    }
+
+    /// Marks the batch as an idempotent producer's (the fields are covered by the CRC, so they are set before
+    /// [`RecordBatchBuilder::build`]).
+    pub fn set_producer(&mut self, producer: ProducerFields) {
+        self.producer = producer;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -420,9 +441,9 @@ impl RecordBatchBuilder {
             last_offset_delta: (self.record_count - 1).max(0),
             base_timestamp,
             max_timestamp,
-            producer_id: batch::NO_PRODUCER_ID,
-            producer_epoch: -1,
-            base_sequence: -1,
+            producer_id: self.producer.producer_id,
+            producer_epoch: self.producer.producer_epoch,
+            base_sequence: self.producer.base_sequence,
             record_count: self.record_count,
         };
         write_header(&mut self.buf, &header);

@@ -56,6 +56,12 @@ pub struct LogConfig {
     /// disk that wait reached tens of milliseconds), while the copy it costs is small. The next large append
     /// writes the block they share directly (the kernel writes the cached page back first).
     pub direct_min_batch_bytes: usize,
+    /// An idempotent producer id with no append for this long is forgotten (Kafka's `producer.id.expiration.ms`):
+    /// its next batch is accepted at any sequence, as a new producer's would be.
+    pub producer_id_expiration_ms: u64,
+    /// Producer ids a partition keeps state for; a new one past it is refused (after expiring idle ones). Bounds
+    /// the memory of a partition written by many short-lived producers to about 300 bytes each.
+    pub max_producer_ids: usize,
 }
 
 impl Default for LogConfig {
@@ -71,6 +77,8 @@ impl Default for LogConfig {
             durability: Durability::Interval { interval_ms: 1000 },
             write_mode: WriteMode::Direct,
             direct_min_batch_bytes: 64 << 10,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
+            max_producer_ids: 10_000,
         }
     }
 }
@@ -101,6 +109,9 @@ impl LogConfig {
                     self.segment_bytes
                 ),
             );
+        }
+        if self.max_producer_ids == 0 {
+            return bad("max_producer_ids", "must be at least 1".into());
         }
         if let Durability::Interval { interval_ms: 0 } = self.durability {
             return bad("durability", "a flush interval must be at least 1 ms".into());

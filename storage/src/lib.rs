@@ -30,6 +30,8 @@ mod config;
 mod direct;
 mod index;
 mod log;
+mod producer_snapshot;
+pub mod producer_state;
 mod recovery;
 pub mod segment;
 mod segment_files;
@@ -38,7 +40,8 @@ mod topic;
 use std::path::PathBuf;
 
 pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode};
-pub use log::{AppendInfo, Log, ReadResult};
+pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
+pub use producer_state::ProducerError;
 pub use segment_files::SegmentFileCache;
 pub use topic::{parse_partition_dir_name, partition_dir, TopicName};
 
@@ -65,6 +68,8 @@ pub enum StorageError {
     },
     #[error("corrupt data in {path} at position {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
+    #[error("{0}")]
+    Producer(#[from] ProducerError),
     #[error("the log at {0} is closed")]
     Closed(PathBuf),
 }

@@ -15,11 +15,17 @@ use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::BatchHeader;
 
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
+use crate::producer_state::ProducerState;
 use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock};
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
 use crate::segment::Segment;
 use crate::segment_files::SegmentFileCache;
 use crate::{Result, StorageError};
+
+mod producers;
+
+use producers::Planned;
+pub use producers::ProducerSummary;
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +34,9 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// The log's clock when the batch was appended.
     pub append_time_ms: i64,
+    /// The batch repeated one its producer had appended already (see `producer_state.rs`): nothing was written,
+    /// and the offsets are the original's.
+    pub is_duplicate: bool,
 }
 
 /// Whole batches read from the log, and the bounds of the log at the time of the read.
@@ -68,6 +77,10 @@ struct Writer {
     /// first change (an append, roll, truncation or new epoch) stores `checkpoint`. Until then the files are as
     /// that close left them, so the flag is true; a partition opened and closed without a change costs no fsync.
     is_clean_on_disk: bool,
+    /// Idempotent producers' state as of the log end (`producer_state.rs`).
+    producers: ProducerState,
+    /// The offset of the producer snapshot written last, if it still describes `producers` there.
+    snapshot_offset: Option<i64>,
 }
 
 impl Writer {
@@ -164,20 +177,29 @@ impl Log {
             segments.into_iter().map(|s| (s.base_offset(), Arc::new(s))).collect();
         let active = segments.values().next_back().expect("never empty").clone();
         tracing::debug!(dir = %dir.display(), log_start, log_end, segments = segments.len(), "opened log");
-        Ok(Self {
+        let log = Self {
             dir: dir.to_owned(),
             config,
             segment_settings,
             clock,
             segments: RwLock::new(segments),
-            writer: Mutex::new(Writer { active, cursor, checkpoint, is_clean_on_disk }),
+            writer: Mutex::new(Writer {
+                active,
+                cursor,
+                checkpoint,
+                is_clean_on_disk,
+                producers: ProducerState::default(),
+                snapshot_offset: None,
+            }),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
-        })
+        };
+        log.rebuild_producers(&mut lock(&log.writer), log_end)?;
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -265,14 +287,24 @@ impl Log {
         }
         let mut writer = lock(&self.writer);
         self.ensure_open()?;
-        writer.mark_changing(&self.dir)?;
         let now_ms = self.clock.now_ms();
+        let plans = self.plan_appends(&mut writer.producers, headers, now_ms)?;
+        if plans.iter().any(|plan| matches!(plan, Planned::Append(_))) {
+            writer.mark_changing(&self.dir)?;
+        }
         let mut appended = Vec::with_capacity(batches.len());
         // The batches waiting for one write to the active segment.
         let mut group: Vec<(&[u8], BatchHeader)> = Vec::with_capacity(batches.len());
         let mut group_bytes = 0u64;
         let mut next_offset = self.log_end_offset.load(Ordering::Relaxed);
-        for (batch, mut header) in batches.iter().zip(headers) {
+        for (batch, plan) in batches.iter().zip(plans) {
+            let mut header = match plan {
+                Planned::Append(header) => header,
+                Planned::Duplicate(original) => {
+                    appended.push(original);
+                    continue;
+                }
+            };
             header.base_offset = next_offset;
             if self.needs_roll(&writer.active, group_bytes, &header) {
                 self.write_group(&mut writer, &mut group)?;
@@ -284,6 +316,7 @@ impl Log {
                 base_offset: header.base_offset,
                 last_offset: header.last_offset(),
                 append_time_ms: now_ms,
+                is_duplicate: false,
             });
             group_bytes += batch.len() as u64;
             group.push((batch, header));
@@ -297,8 +330,13 @@ impl Log {
         let Some((_, last)) = group.last() else { return Ok(()) };
         let next = last.next_offset();
         let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
-        let Writer { active, cursor, .. } = writer;
-        active.append(group, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
+        let Writer { active, cursor, producers, snapshot_offset, .. } = writer;
+        let now_ms = self.clock.now_ms();
+        active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms)?;
+        for (_, header) in group.iter() {
+            producers.observe(header, now_ms);
+        }
+        *snapshot_offset = None;
         group.clear();
         self.log_end_offset.store(next, Ordering::Release);
         if self.config.durability != Durability::Always {
@@ -339,6 +377,8 @@ impl Log {
         writer.checkpoint.recovery_point = base;
         writer.checkpoint.store(&self.dir)?;
         writer.is_clean_on_disk = false;
+        // After the checkpoint: a crash before the snapshot is written rebuilds the state from an older one.
+        self.store_producer_snapshot(writer, base)?;
         let mut flush = lock(&self.flush);
         flush.durable_end = flush.durable_end.max(base);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
@@ -545,6 +585,7 @@ impl Log {
         writer.is_clean_on_disk = false;
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        self.rebuild_producers(&mut writer, new_end)?;
         let mut flush = lock(&self.flush);
         flush.durable_end = flush.durable_end.min(new_end);
         tracing::info!(dir = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
@@ -577,8 +618,11 @@ impl Log {
         if self.is_closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let Writer { active, cursor, checkpoint, is_clean_on_disk } = &mut *writer;
+        let Writer { active, cursor, .. } = &mut *writer;
         active.seal(cursor)?;
+        // Before the clean checkpoint: a clean open trusts the snapshot at the log end.
+        self.store_producer_snapshot(&mut writer, self.log_end_offset())?;
+        let Writer { checkpoint, is_clean_on_disk, .. } = &mut *writer;
         // Unchanged since a clean open: the checkpoint on disk says exactly this already.
         if !*is_clean_on_disk {
             let clean =

@@ -3,7 +3,7 @@
 
 use kafka_protocol::ResponseError;
 use rill_protocol::BatchError;
-use rill_storage::StorageError;
+use rill_storage::{ProducerError, StorageError};
 
 use crate::error::BrokerError;
 
@@ -37,6 +37,10 @@ fn storage_error(err: &StorageError) -> ResponseError {
         StorageError::Closed(_) => ResponseError::NotLeaderOrFollower,
         StorageError::Io { .. } | StorageError::Corrupt { .. } => ResponseError::KafkaStorageError,
         StorageError::InvalidConfig { .. } => ResponseError::UnknownServerError,
+        StorageError::Producer(ProducerError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        // Not retriable in Kafka's clients, and says a broker policy refused the request.
+        StorageError::Producer(ProducerError::TooManyProducers { .. }) => ResponseError::PolicyViolation,
     }
 }
 

@@ -41,6 +41,7 @@ pub fn small_config() -> LogConfig {
         write_mode: LogConfig::default().write_mode,
         // Between the test batches' sizes, so appends take both paths of direct mode.
         direct_min_batch_bytes: 300,
+        ..LogConfig::default()
     }
 }
 

@@ -56,6 +56,7 @@ mod meta;
 mod node;
 mod offsets;
 mod partition;
+mod producer_ids;
 mod registry;
 mod request_limit;
 mod server;

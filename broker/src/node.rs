@@ -16,6 +16,7 @@ pub struct Node {
     pub registry: Registry,
     pub offsets: Arc<OffsetStore>,
     pub groups: Arc<GroupCoordinator>,
+    pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
     /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.
     pub shutdown: watch::Receiver<bool>,

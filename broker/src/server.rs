@@ -22,6 +22,7 @@ use crate::file_budget::{default_segment_files, raise_open_file_limit, FileBudge
 use crate::groups::GroupCoordinator;
 use crate::node::Node;
 use crate::offsets::OffsetStore;
+use crate::producer_ids::{LocalProducerIdBlocks, ProducerIds};
 use crate::registry::Registry;
 use crate::request_limit::codec_refusals_get_rills_codes;
 use crate::service::{RecordsRoute, RillService};
@@ -92,7 +93,16 @@ impl Broker {
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
-        let node = Arc::new(Node { config: Arc::clone(&config), registry, offsets, groups, shutdown: shutdown_rx });
+        // The cluster will hand out blocks through its controller instead (see `producer_ids.rs`).
+        let producer_ids = Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir))));
+        let node = Arc::new(Node {
+            config: Arc::clone(&config),
+            registry,
+            offsets,
+            groups,
+            producer_ids,
+            shutdown: shutdown_rx,
+        });
 
         let bind = |source| StartError::Bind { addr: config.listen, source };
         let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));

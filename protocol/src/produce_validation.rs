@@ -43,8 +43,7 @@ pub fn validate_produced(batch: &[u8], max_decompressed_bytes: usize) -> Result<
         return Err(BatchError::Transactional);
     }
     let is_idempotent = header.producer_id >= 0;
-    if header.producer_id < NO_PRODUCER_ID
-        || (is_idempotent && (header.producer_epoch < 0 || header.base_sequence < 0))
+    if header.producer_id < NO_PRODUCER_ID || (is_idempotent && (header.producer_epoch < 0 || header.base_sequence < 0))
     {
         return Err(BatchError::InvalidProducerFields {
             producer_id: header.producer_id,

@@ -15,8 +15,8 @@ use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::BatchHeader;
 
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
-use crate::producer_state::ProducerState;
 use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock};
+use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
 use crate::segment::Segment;
 use crate::segment_files::SegmentFileCache;

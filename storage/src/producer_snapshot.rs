@@ -163,7 +163,9 @@ pub(crate) fn snapshot_offsets(dir: &Path) -> Result<Vec<i64>> {
         if let Some(stem) = name.strip_suffix(&format!(".{SNAPSHOT_SUFFIX}")) {
             match stem.parse::<i64>() {
                 Ok(offset) if offset >= 0 && stem.len() == 20 => offsets.push(offset),
-                _ => tracing::warn!(dir = %dir.display(), file = name, "ignoring a .snapshot file not named by an offset"),
+                _ => {
+                    tracing::warn!(dir = %dir.display(), file = name, "ignoring a .snapshot file not named by an offset")
+                }
             }
         }
     }
@@ -270,7 +272,8 @@ mod tests {
     fn the_newest_good_snapshot_wins_and_damaged_or_later_ones_go() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = ProducerState::default();
-        let batch = ProducedBatchMeta { first_sequence: 0, last_sequence: 4, base_offset: 0, last_offset: 4, timestamp_ms: 1 };
+        let batch =
+            ProducedBatchMeta { first_sequence: 0, last_sequence: 4, base_offset: 0, last_offset: 4, timestamp_ms: 1 };
         state.insert(7, ProducerEntry { epoch: 0, batches: VecDeque::from([batch]) });
         store(dir.path(), 5, &state).unwrap();
         store(dir.path(), 10, &ProducerState::default()).unwrap();

@@ -127,6 +127,21 @@ pub fn batch_of(values: &[&str], base_timestamp_ms: i64) -> Bytes {
     Bytes::from(builder.build())
 }
 
+/// [`batch_of`] from an idempotent producer: `producer_id` at `epoch`, its first record at `sequence`.
+pub fn idempotent_batch_of(values: &[&str], producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
+    let mut builder = RecordBatchBuilder::default();
+    builder.set_producer(rill_protocol::ProducerFields { producer_id, producer_epoch: epoch, base_sequence: sequence });
+    for (i, value) in values.iter().enumerate() {
+        builder.push(&Record {
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+            timestamp_ms: 1_000 + i as i64,
+        });
+    }
+    Bytes::from(builder.build())
+}
+
 /// A v2 batch of one record with a key.
 pub fn keyed_batch(key: &str, value: &str) -> Bytes {
     let mut builder = RecordBatchBuilder::default();

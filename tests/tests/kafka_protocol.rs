@@ -90,7 +90,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
     let mut served: Vec<(i16, i16, i16)> =
         response.api_keys.iter().map(|api| (api.api_key, api.min_version, api.max_version)).collect();
     served.sort();
-    assert_eq!(served, [(0, 3, 9), (1, 4, 12), (2, 1, 6), (3, 1, 12), (18, 0, 3)]);
+    assert_eq!(served, [(0, 3, 9), (1, 4, 12), (2, 1, 6), (3, 1, 12), (18, 0, 3), (22, 0, 4)]);
 }
 
 #[tokio::test]

@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    ApiKey, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, request_size, EncodeError, FrameError, RequestPreamble, SIZE_PREFIX_BYTES};
-use super::{fetch, list_offsets, metadata, produce, KafkaContext};
+use super::{fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
 use crate::connection::LimitedConnection;
 
 /// Why a connection is closed instead of answered.
@@ -139,6 +139,10 @@ pub async fn answer(kafka: &KafkaContext, request: Bytes) -> Result<Option<Bytes
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
             encode_response(correlation_id, header_version, &list_offsets::answer(kafka, request).await, version)?
+        }
+        ApiKey::InitProducerId => {
+            let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
+            encode_response(correlation_id, header_version, &init_producer_id::answer(kafka, &request).await, version)?
         }
         other => return Err(RequestError::NotServed(other)),
     };

@@ -14,6 +14,7 @@ mod connection;
 mod error;
 mod fetch;
 mod framing;
+mod init_producer_id;
 mod list_offsets;
 pub mod listener;
 mod metadata;

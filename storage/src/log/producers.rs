@@ -79,7 +79,12 @@ impl Log {
 
     /// Refuses a new producer id when the partition keeps `max_producer_ids` already, after forgetting the idle
     /// ones. `scratch` holds the call's own producers, some of them new.
-    fn make_room_for_producer(&self, producers: &mut ProducerState, scratch: &ProducerState, now_ms: i64) -> Result<()> {
+    fn make_room_for_producer(
+        &self,
+        producers: &mut ProducerState,
+        scratch: &ProducerState,
+        now_ms: i64,
+    ) -> Result<()> {
         let limit = self.config.max_producer_ids;
         let count = |producers: &ProducerState| {
             producers.len() + scratch.iter().filter(|(id, _)| producers.get(*id).is_none()).count()

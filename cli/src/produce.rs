@@ -88,6 +88,10 @@ pub struct ProduceArgs {
     /// past it the record fails and stdin is no longer read.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DELIVERY_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
     delivery_timeout_ms: u64,
+    /// Send as a plain (not idempotent) producer: a batch resent after a lost answer may then be stored twice.
+    /// By default the producer gets a producer id and the broker drops such repeats.
+    #[arg(long)]
+    no_idempotence: bool,
     #[command(flatten)]
     broker: BrokerFlag,
 }
@@ -127,6 +131,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         acks: args.acks,
         compression: args.compression,
         delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
+        enable_idempotence: !args.no_idempotence,
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client, config).map_err(|e| args.broker.explain(e))?;

@@ -8,7 +8,9 @@
 //! A second loop runs the real `rill produce --acks durable` on input that never pauses, kills the broker while
 //! the producer is mid-stream (after this broker acknowledged something) and restarts it 0.3 s later, while the
 //! producer retries; then every line is stored, in input order per partition, at the offset the producer
-//! printed, and a duplicate only as an exact re-send. `RILL_PRODUCE_KILLS` (default 8) sets its kills.
+//! printed, exactly once: `rill produce` is an idempotent producer, so a batch it sends again after a lost answer
+//! is recognised by the broker (whose producer state survived the kill) and not stored twice, and with
+//! `--no-idempotence` a duplicate appears only as an exact re-send. `RILL_PRODUCE_KILLS` (default 8) sets its kills.
 
 mod common;
 
@@ -265,7 +267,16 @@ fn stored_values(addr: &str, topic: &str, partition: u32) -> Vec<u64> {
 /// What the outside kill loop did, smaller: `rill produce --acks durable` streams numbered lines while
 /// the broker is SIGKILLed mid-stream and restarted 0.3 s later, the producer retrying meanwhile.
 #[test]
-fn one_producers_records_stay_in_send_order_across_sigkills_while_it_retries() {
+fn one_producers_records_stay_in_send_order_once_each_across_sigkills_while_it_retries() {
+    produce_through_sigkills(true);
+}
+
+#[test]
+fn a_plain_producers_records_stay_in_send_order_across_sigkills_duplicated_only_as_re_sends() {
+    produce_through_sigkills(false);
+}
+
+fn produce_through_sigkills(is_idempotent: bool) {
     let kills: u32 = std::env::var("RILL_PRODUCE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let seed: u64 = std::env::var("RILL_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
@@ -277,7 +288,10 @@ fn one_producers_records_stay_in_send_order_across_sigkills_while_it_retries() {
     let addr = broker.addr.clone();
     rill(&addr, &["topic", "create", "stream", "--partitions", "2"]).ok();
     // 40,000 lines a second, never pausing: the input outlasts every kill.
-    let args = ["stream", "--acks", "durable", "--print-offsets"];
+    let mut args = vec!["stream", "--acks", "durable", "--print-offsets"];
+    if !is_idempotent {
+        args.push("--no-idempotence");
+    }
     let mut producer = FedProducer::spawn(&addr, &args, 200, Duration::from_millis(5));
     let mut printed = Vec::new();
     let mut broker = Some(broker);
@@ -324,4 +338,7 @@ fn one_producers_records_stay_in_send_order_across_sigkills_while_it_retries() {
         assert!(first_seen == sent_to[partition], "partition {partition}: stored out of send order or with a gap");
     }
     eprintln!("produce kill loop: {kills} kills, {written} lines stored in order, {duplicates} duplicates");
+    if is_idempotent {
+        assert_eq!(duplicates, 0, "an idempotent producer's re-sends are never stored twice");
+    }
 }

@@ -9,12 +9,16 @@
 //! `batch_bytes`, when it reaches `batch_bytes`, when its linger expires, or on flush. Keyless records without an
 //! explicit partition stick to one partition until that partition's batch is sealed, then move to the next
 //! (Kafka's sticky partitioner: full batches for keyless traffic instead of one small batch per partition).
+//!
+//! An idempotent producer's batches are stamped as they are sealed with its producer id, epoch and the
+//! partition's next sequence: batches are sealed, queued and sent in the same order per partition, so the
+//! sequences the broker sees follow each other, and a retry resends the same stamped bytes.
 
 use futures_util::future::{FutureExt, Shared};
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::varint::{MAX_VARINT_BYTES, MAX_VARLONG_BYTES};
-use rill_protocol::RecordBatchBuilder;
+use rill_protocol::{ProducerFields, RecordBatchBuilder};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -106,6 +110,27 @@ struct PartitionBatches {
     /// Whether the last batch was sealed for being full: then the next one is allocated at full size at once
     /// instead of growing by doubling (each doubling copies the batch).
     was_last_full: bool,
+    /// The sequence of the next record sealed into a batch (idempotent producers).
+    next_sequence: i32,
+}
+
+impl PartitionBatches {
+    /// Seals the open batch, stamped with `producer`'s id and epoch and the partition's next sequence.
+    fn seal_open(&mut self, partition: u32, producer: Option<(i64, i16)>) -> Option<SealedBatch> {
+        let mut open = self.open.take()?;
+        if let Some((producer_id, producer_epoch)) = producer {
+            let base_sequence = self.next_sequence;
+            open.builder.set_producer(ProducerFields { producer_id, producer_epoch, base_sequence });
+            self.next_sequence = next_sequence(base_sequence, open.builder.record_count());
+        }
+        Some(open.seal(partition))
+    }
+}
+
+/// The sequence `records` records after `sequence`: Kafka's, wrapping from `i32::MAX` to 0.
+fn next_sequence(sequence: i32, records: usize) -> i32 {
+    let next = (i64::from(sequence) + records as i64).rem_euclid(i64::from(i32::MAX) + 1);
+    i32::try_from(next).expect("a remainder modulo 2^31 fits an i32")
 }
 
 /// The open batches of one topic's partitions, and its sticky-partition state.
@@ -114,6 +139,8 @@ pub(crate) struct TopicBatches {
     batch_bytes: usize,
     sticky: Option<u32>,
     next_sticky: u32,
+    /// An idempotent producer's id and epoch, stamped into every batch sealed.
+    producer: Option<(i64, i16)>,
 }
 
 /// First allocation of a batch that is not expected to fill (a lone record waiting for its linger).
@@ -121,9 +148,15 @@ const SMALL_BATCH_BYTES: usize = 16 << 10;
 
 impl TopicBatches {
     pub fn new(partition_count: u32, batch_bytes: usize) -> Self {
-        let mut batches = Self { partitions: Vec::new(), batch_bytes, sticky: None, next_sticky: 0 };
+        let mut batches = Self { partitions: Vec::new(), batch_bytes, sticky: None, next_sticky: 0, producer: None };
         batches.grow(partition_count);
         batches
+    }
+
+    /// Makes every batch sealed from now on an idempotent producer's: `producer_id` at `epoch`, with sequences
+    /// per partition from 0.
+    pub fn set_producer(&mut self, producer_id: i64, epoch: i16) {
+        self.producer = Some((producer_id, epoch));
     }
 
     pub fn partition_count(&self) -> u32 {
@@ -274,12 +307,12 @@ impl TopicBatches {
     ) -> Appended {
         let Incoming { record, timestamp_ms, reserved_bytes } = incoming;
         let is_full = !is_known_to_fit && self.would_overflow(partition, record, timestamp_ms);
-        let batch_bytes = self.batch_bytes;
+        let (batch_bytes, producer) = (self.batch_bytes, self.producer);
         let slot = &mut self.partitions[partition as usize];
         let mut has_sealed = false;
         if is_full {
             slot.was_last_full = true;
-            sealed.extend(slot.open.take().map(|open| open.seal(partition)));
+            sealed.extend(slot.seal_open(partition, producer));
             has_sealed = true;
         }
         let mut opened = None;
@@ -299,7 +332,7 @@ impl TopicBatches {
         let ack = (held != Some((partition, batch_id))).then(|| open.ack.clone());
         if open.builder.encoded_bytes() >= batch_bytes {
             slot.was_last_full = true;
-            sealed.extend(slot.open.take().map(|open| open.seal(partition)));
+            sealed.extend(slot.seal_open(partition, producer));
             has_sealed = true;
         }
         if has_sealed {
@@ -311,13 +344,14 @@ impl TopicBatches {
     /// Seals `partition`'s open batch if it is the batch `id` (its linger expired), or any open batch if `id` is
     /// `None` (a flush).
     pub fn seal(&mut self, partition: u32, id: Option<u64>) -> Option<SealedBatch> {
+        let producer = self.producer;
         let slot = self.partitions.get_mut(partition as usize)?;
         let is_match = slot.open.as_ref().is_some_and(|open| id.is_none_or(|id| open.id == id));
         if !is_match {
             return None;
         }
         slot.was_last_full = false;
-        let sealed = slot.open.take().map(|open| open.seal(partition));
+        let sealed = slot.seal_open(partition, producer);
         self.unstick(partition);
         sealed
     }
@@ -399,6 +433,29 @@ mod tests {
     fn decoded_values(batch: &SealedBatch) -> Vec<usize> {
         let batch = RecordBatch::new(Bytes::from(batch.bytes.clone())).expect("a valid batch");
         batch.records().expect("uncompressed").map(|r| r.expect("record").value.map_or(0, <[u8]>::len)).collect()
+    }
+
+    #[test]
+    fn an_idempotent_producers_batches_carry_its_id_and_consecutive_sequences_per_partition() {
+        let mut batches = TopicBatches::new(2, 1024);
+        batches.set_producer(42, 3);
+        let mut sealed = Vec::new();
+        for i in 0..40 {
+            batches.append(i % 2, &record(100), 1_000, 140, &mut sealed);
+        }
+        sealed.extend(batches.seal(0, None));
+        sealed.extend(batches.seal(1, None));
+        let mut next = [0i32; 2];
+        for batch in &sealed {
+            let header = validate(&batch.bytes).expect("stamped before the CRC");
+            assert_eq!((header.producer_id, header.producer_epoch), (42, 3));
+            assert_eq!(header.base_sequence, next[batch.partition as usize], "partition {}", batch.partition);
+            next[batch.partition as usize] += header.record_count;
+        }
+        assert_eq!(next, [20, 20]);
+        assert_eq!(next_sequence(i32::MAX - 1, 3), 1, "wraps past i32::MAX to 0, as Kafka's");
+        let plain = TopicBatches::new(1, 1024).seal(0, None);
+        assert!(plain.is_none());
     }
 
     #[test]

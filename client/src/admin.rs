@@ -4,8 +4,8 @@
 
 use rill_protocol::v1::{
     reset_offsets_request, AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteGroupRequest,
-    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
+    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, InitProducerIdRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
     CommittedOffset, DescribeGroupResponse as GroupDescription, DurabilityPolicy, GroupState, GroupSummary,
@@ -198,6 +198,19 @@ pub(crate) async fn describe(client: &Client, name: &str, timeout: Duration) -> 
 /// The topic's info (partition count and config).
 pub(crate) async fn describe_topic(client: &Client, name: &str, timeout: Duration) -> Result<TopicInfo> {
     describe(client, name, timeout).await.map(|d| d.topic)
+}
+
+/// A new producer id and its epoch, for an idempotent producer.
+pub(crate) async fn init_producer_id(client: &Client, timeout: Duration) -> Result<(i64, i16)> {
+    let response = call(
+        timeout,
+        RequestContext::default(),
+        client.records().init_producer_id(request(InitProducerIdRequest {}, timeout)),
+    )
+    .await?;
+    let epoch = i16::try_from(response.producer_epoch)
+        .map_err(|_| malformed("InitProducerIdResponse with an epoch above 32767"))?;
+    Ok((response.producer_id, epoch))
 }
 
 pub(crate) async fn list_offsets(

@@ -36,6 +36,9 @@
 //!   `max_in_flight_per_partition` = 1, the default), retries included: a partition has one sender task and
 //!   one produce call in flight, and a call's batches (those that waited for the one before) are appended by
 //!   the broker in order at consecutive offsets.
+//! - With `enable_idempotence` (the default) each record is stored once per send: every batch carries the
+//!   producer's id and per-partition sequence, stamped when it is sealed, and the broker answers a batch sent
+//!   again with the offsets it got the first time.
 //! - Memory is bounded: the producer holds at most `max_buffered_bytes` of unacknowledged records (`send`
 //!   waits for room); the consumer holds at most one fetch per assigned partition plus the records not yet
 //!   handed out.

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
 use crate::accumulator::{Appended, BatchAck, SealedBatch, TopicBatches};
-use crate::admin::describe_topic;
+use crate::admin::{describe_topic, init_producer_id};
 use crate::compression::Compression;
 use crate::connection::Client;
 use crate::delivery::{BatchDelivery, DeliveryFuture};
@@ -83,6 +83,12 @@ pub struct ProducerConfig {
     pub max_in_flight_per_partition: usize,
     /// How long a topic's partition count is trusted before it is described again.
     pub metadata_max_age: Duration,
+    /// Idempotent producer (the default, as in Kafka's clients): the producer asks the broker for a producer id
+    /// before its first batch and stamps it, its epoch and per-partition sequences in every batch, so a batch
+    /// resent after a lost answer is recognised by the broker and answered with its original offsets instead of
+    /// being stored twice. Needs `max_in_flight_per_partition` 1. Off, a retry after a lost answer may store a
+    /// batch twice (at-least-once).
+    pub enable_idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -101,6 +107,7 @@ impl Default for ProducerConfig {
             max_request_bytes: 1 << 20,
             max_in_flight_per_partition: 1,
             metadata_max_age: Duration::from_secs(300),
+            enable_idempotence: true,
         }
     }
 }
@@ -121,6 +128,8 @@ pub(crate) struct ProducerInner {
     topics: Arc<Mutex<Topics>>,
     /// The buffer budget, one permit per byte. Fair (FIFO), so a waiting large record is not starved.
     buffer: Arc<Semaphore>,
+    /// An idempotent producer's id and epoch, asked for before its first record is placed.
+    identity: tokio::sync::OnceCell<(i64, i16)>,
 }
 
 /// Every `send` looks its topic up here, so the hash is foldhash rather than SipHash: topic names come from the
@@ -148,6 +157,7 @@ impl Producer {
                 client,
                 config: Arc::new(config),
                 topics: Arc::new(Mutex::new(Topics::default())),
+                identity: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -166,6 +176,7 @@ impl Producer {
         let reserved = record.buffered_bytes();
         self.check_record_size(reserved)?;
         // Returned if the record is not enqueued, whether `enqueue` fails or this future is dropped mid-way.
+        self.ensure_identity().await?;
         let reservation = self.reserve(reserved).await?;
         let delivery = self.enqueue(topic, &record, reserved).await?;
         std::mem::forget(reservation);
@@ -189,6 +200,7 @@ impl Producer {
         for record in records {
             self.check_record_size(record.buffered_bytes())?;
         }
+        self.ensure_identity().await?;
         let mut delivery = BatchDelivery::default();
         let limit = self.inner.config.max_buffered_bytes;
         let mut first = 0;
@@ -215,6 +227,39 @@ impl Producer {
             first = end;
         }
         Ok(delivery)
+    }
+
+    /// An idempotent producer's id and epoch: asked for once (InitProducerId, retried like a produce call), before
+    /// any batch is opened, so that every batch it seals is stamped. `None` with idempotence off.
+    async fn ensure_identity(&self) -> Result<Option<(i64, i16)>> {
+        let (client, config) = (&self.inner.client, &self.inner.config);
+        if !config.enable_idempotence {
+            return Ok(None);
+        }
+        let identity = self
+            .inner
+            .identity
+            .get_or_try_init(|| async {
+                // Bounded as a batch's delivery is: the records waiting for this id would time out by then.
+                let deadline = tokio::time::Instant::now() + config.delivery_timeout;
+                let mut attempt = 0;
+                loop {
+                    match init_producer_id(client, client.config().request_timeout).await {
+                        Ok(identity) => return Ok(identity),
+                        Err(err)
+                            if err.is_retriable()
+                                && attempt < config.retries
+                                && tokio::time::Instant::now() + retry_backoff(config, attempt) < deadline =>
+                        {
+                            tokio::time::sleep(retry_backoff(config, attempt)).await;
+                            attempt += 1;
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+            })
+            .await?;
+        Ok(Some(*identity))
     }
 
     /// Takes `bytes` (at most `max_buffered_bytes`, checked by the caller) from the buffer budget, waiting for
@@ -355,6 +400,9 @@ impl Producer {
             described_at_ms: now_ms(),
             sealed: Vec::new(),
         });
+        if let Some(&(producer_id, epoch)) = self.inner.identity.get() {
+            entry.batches.set_producer(producer_id, epoch);
+        }
         entry.batches.grow(partition_count);
         entry.described_at_ms = now_ms();
         Ok(())
@@ -576,6 +624,13 @@ fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
     }
     if config.max_in_flight_per_partition == 0 {
         return invalid("max_in_flight_per_partition must be at least 1".into());
+    }
+    if config.enable_idempotence && config.max_in_flight_per_partition != 1 {
+        return invalid(format!(
+            "max_in_flight_per_partition {} needs enable_idempotence off: an idempotent producer keeps one call in \
+             flight per partition, so a retried batch is never overtaken by the next one's sequence",
+            config.max_in_flight_per_partition
+        ));
     }
     if config.delivery_timeout.is_zero() || config.delivery_timeout < config.linger {
         return invalid(format!(

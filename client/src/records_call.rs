@@ -238,6 +238,12 @@ mod tests {
         ) -> Result<tonic::Response<ListOffsetsResponse>, Status> {
             Err(Status::unimplemented("fake"))
         }
+        async fn init_producer_id(
+            &self,
+            _: tonic::Request<rill_protocol::v1::InitProducerIdRequest>,
+        ) -> Result<tonic::Response<rill_protocol::v1::InitProducerIdResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     /// Serves `fake` on a free port; the channel reaches it.

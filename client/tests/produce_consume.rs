@@ -373,6 +373,7 @@ async fn pipelined_batches_are_all_stored_once() {
         batch_bytes: 2048,
         max_in_flight_per_partition: 4,
         linger: Duration::from_millis(1),
+        enable_idempotence: false,
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client, config).expect("producer");

@@ -25,6 +25,15 @@ impl Records for RillService {
         Ok(Response::new(super::read::subscribe(&self.node, request.into_inner()).await?))
     }
 
+    async fn init_producer_id(
+        &self,
+        _request: Request<v1::InitProducerIdRequest>,
+    ) -> Result<Response<v1::InitProducerIdResponse>, Status> {
+        let producer_id = self.node.producer_ids.issue().await?;
+        tracing::debug!(producer_id, "issued a producer id");
+        Ok(Response::new(v1::InitProducerIdResponse { producer_id, producer_epoch: 0 }))
+    }
+
     async fn list_offsets(
         &self,
         request: Request<v1::ListOffsetsRequest>,

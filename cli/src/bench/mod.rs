@@ -121,6 +121,9 @@ pub struct BenchArgs {
     /// go together, up to this (the client's `max_request_bytes`). 1 sends one batch per call.
     #[arg(long, default_value_t = ProducerConfig::default().max_request_bytes)]
     max_request_bytes: usize,
+    /// Produce as plain (not idempotent) producers, to measure what idempotence costs.
+    #[arg(long)]
+    no_idempotence: bool,
     /// Most bytes a consumer's fetch asks for. 1 MiB (Kafka's per-partition default) keeps a fetch's bytes in
     /// the CPU caches between its copies; 8 MiB replayed ~9% slower here.
     #[arg(long, default_value_t = 1 << 20)]
@@ -276,6 +279,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         max_buffered_bytes: (workload.batch_bytes * 4 * workload.partitions_per_topic as usize).max(4 << 20),
         // 0 is refused by `Producer::new`, naming the setting.
         max_request_bytes: args.max_request_bytes,
+        enable_idempotence: !args.no_idempotence,
         ..ProducerConfig::default()
     };
     let settings = serde_json::json!({
@@ -290,6 +294,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "messages": workload.messages,
         "duration_s": workload.messages.is_none().then_some(workload.duration.as_secs()),
         "producers": workload.producers,
+        "idempotence": !args.no_idempotence,
         "consumers": workload.consumers,
         "batch_bytes": workload.batch_bytes,
         "fetch_bytes": args.fetch_bytes,

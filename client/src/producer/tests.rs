@@ -12,6 +12,28 @@ fn unreachable_client() -> Client {
     Client::connect_lazy(addr.to_string(), ClientConfig::default()).expect("valid address")
 }
 
+/// The defaults with idempotence off: these tests are about batching and failure against a broker that is not
+/// there, where an idempotent producer would wait for its producer id first (see the test below).
+fn not_idempotent() -> ProducerConfig {
+    ProducerConfig { enable_idempotence: false, ..ProducerConfig::default() }
+}
+
+#[tokio::test]
+async fn an_idempotent_producer_without_a_broker_fails_its_send_within_the_delivery_timeout() {
+    let config = ProducerConfig {
+        delivery_timeout: Duration::from_millis(300),
+        linger: Duration::ZERO,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(unreachable_client(), config).expect("valid config");
+    let send = tokio::time::timeout(Duration::from_secs(20), producer.send("t", ProducerRecord::new("v")));
+    let refused = send.await.expect("gives up in time").map(|_| ()).expect_err("no producer id");
+    assert!(matches!(refused.root(), Error::Unavailable { .. }), "{refused:?}");
+    let pipelined = ProducerConfig { max_in_flight_per_partition: 2, ..ProducerConfig::default() };
+    let refused = Producer::new(unreachable_client(), pipelined).map(|_| ()).expect_err("idempotence needs one");
+    assert!(refused.to_string().contains("enable_idempotence"), "{refused}");
+}
+
 impl Producer {
     /// Seeds the partition-count cache, as a DescribeTopic answer would.
     fn assume_topic(&self, topic: &str, partition_count: u32) {
@@ -65,7 +87,7 @@ fn lingering_producer(batch_bytes: usize, max_buffered_bytes: usize, partitions:
         linger: Duration::from_secs(3600),
         delivery_timeout: Duration::from_secs(7200),
         retries: 0,
-        ..ProducerConfig::default()
+        ..not_idempotent()
     };
     let producer = Producer::new(unreachable_client(), config).expect("valid config");
     producer.assume_topic("t", partitions);
@@ -73,7 +95,7 @@ fn lingering_producer(batch_bytes: usize, max_buffered_bytes: usize, partitions:
 }
 
 fn roomy_lingering_producer(partitions: u32) -> Producer {
-    lingering_producer(ProducerConfig::default().batch_bytes, 256 << 20, partitions)
+    lingering_producer(not_idempotent().batch_bytes, 256 << 20, partitions)
 }
 
 #[tokio::test]
@@ -120,7 +142,7 @@ async fn send_batch_allocates_per_call_and_batch_not_per_record() {
 
 #[tokio::test]
 async fn send_batch_refuses_an_unknown_partition_and_enqueues_nothing() {
-    let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
+    let producer = Producer::new(unreachable_client(), not_idempotent()).expect("valid config");
     producer.assume_topic("t", 2);
     let records = [ProducerRecord::new("a"), ProducerRecord::new("b").with_partition(5), ProducerRecord::new("c")];
     let err = producer.send_batch("t", &records).await.err().expect("no partition 5");
@@ -151,7 +173,7 @@ async fn a_send_batch_larger_than_the_buffer_goes_in_parts() {
 
 #[tokio::test]
 async fn a_send_dropped_while_fetching_metadata_gives_its_bytes_back() {
-    let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
+    let producer = Producer::new(unreachable_client(), not_idempotent()).expect("valid config");
     // No cached metadata: the send reserves its bytes, then waits on DescribeTopic (retrying a refused
     // connection with backoff) when it is dropped.
     let mut send = Box::pin(producer.send("t", ProducerRecord::new(vec![0u8; 1000])));
@@ -163,7 +185,7 @@ async fn a_send_dropped_while_fetching_metadata_gives_its_bytes_back() {
 
 #[tokio::test]
 async fn records_larger_than_the_buffer_fail_at_once() {
-    let config = ProducerConfig { batch_bytes: 1024, max_buffered_bytes: 4096, ..ProducerConfig::default() };
+    let config = ProducerConfig { batch_bytes: 1024, max_buffered_bytes: 4096, ..not_idempotent() };
     let producer = Producer::new(unreachable_client(), config).expect("valid config");
     producer.assume_topic("t", 1);
     let err = producer.send("t", ProducerRecord::new(vec![0u8; 5000])).await.err().expect("too large");
@@ -173,7 +195,7 @@ async fn records_larger_than_the_buffer_fail_at_once() {
 
 #[tokio::test]
 async fn an_unknown_partition_is_refused_and_its_bytes_returned() {
-    let producer = Producer::new(unreachable_client(), ProducerConfig::default()).expect("valid config");
+    let producer = Producer::new(unreachable_client(), not_idempotent()).expect("valid config");
     producer.assume_topic("t", 2);
     let err = producer.send("t", ProducerRecord::new("v").with_partition(2)).await.err().expect("no partition 2");
     assert_eq!(err, Error::UnknownPartition { topic: "t".into(), partition: 2 });
@@ -184,7 +206,7 @@ async fn an_unknown_partition_is_refused_and_its_bytes_returned() {
 async fn a_batch_that_fails_for_good_fails_every_later_batch_of_its_partition_unsent() {
     // One batch per record, no retries, a broker that refuses connections: the first batch of each
     // partition fails as unavailable, and everything behind it fails without a call.
-    let config = ProducerConfig { batch_bytes: 1024, linger: Duration::ZERO, retries: 0, ..ProducerConfig::default() };
+    let config = ProducerConfig { batch_bytes: 1024, linger: Duration::ZERO, retries: 0, ..not_idempotent() };
     let producer = Producer::new(unreachable_client(), config).expect("valid config");
     producer.assume_topic("t", 2);
     let mut deliveries = Vec::new();
@@ -224,7 +246,7 @@ async fn a_batch_not_acknowledged_within_its_delivery_timeout_fails_with_the_las
         retry_backoff: Duration::from_millis(10),
         retry_backoff_max: Duration::from_millis(50),
         delivery_timeout: Duration::from_millis(300),
-        ..ProducerConfig::default()
+        ..not_idempotent()
     };
     let producer = Producer::new(unreachable_client(), config).expect("valid config");
     producer.assume_topic("t", 1);
@@ -237,17 +259,14 @@ async fn a_batch_not_acknowledged_within_its_delivery_timeout_fails_with_the_las
 #[tokio::test]
 async fn impossible_configs_are_refused() {
     let client = unreachable_client();
-    let small = ProducerConfig { batch_bytes: 10, ..ProducerConfig::default() };
+    let small = ProducerConfig { batch_bytes: 10, ..not_idempotent() };
     assert!(matches!(Producer::new(client.clone(), small), Err(Error::InvalidUse { .. })));
-    let tight = ProducerConfig { max_buffered_bytes: 1024, ..ProducerConfig::default() };
+    let tight = ProducerConfig { max_buffered_bytes: 1024, ..not_idempotent() };
     assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidUse { .. })));
-    let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..ProducerConfig::default() };
+    let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..not_idempotent() };
     assert!(matches!(Producer::new(client.clone(), no_window), Err(Error::InvalidUse { .. })));
-    let hasty = ProducerConfig {
-        linger: Duration::from_secs(2),
-        delivery_timeout: Duration::from_secs(1),
-        ..ProducerConfig::default()
-    };
+    let hasty =
+        ProducerConfig { linger: Duration::from_secs(2), delivery_timeout: Duration::from_secs(1), ..not_idempotent() };
     assert!(
         matches!(Producer::new(client, hasty), Err(Error::InvalidUse { message }) if message.contains("delivery_timeout"))
     );
@@ -319,6 +338,12 @@ impl rill_protocol::v1::records_server::Records for LateAppendingBroker {
         _: tonic::Request<rill_protocol::v1::ListOffsetsRequest>,
     ) -> std::result::Result<tonic::Response<rill_protocol::v1::ListOffsetsResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("fake"))
+    }
+    async fn init_producer_id(
+        &self,
+        _: tonic::Request<rill_protocol::v1::InitProducerIdRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::InitProducerIdResponse>, tonic::Status> {
+        Ok(tonic::Response::new(rill_protocol::v1::InitProducerIdResponse { producer_id: 0, producer_epoch: 0 }))
     }
 }
 

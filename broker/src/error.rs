@@ -9,7 +9,8 @@
 
 use std::path::PathBuf;
 
-use rill_protocol::reason::{Reason, REASON_KEY};
+use rill_protocol::reason::Reason;
+use rill_protocol::BatchError;
 use rill_storage::{ProducerError, StorageError};
 use tonic::{Code, Status};
 
@@ -99,89 +100,81 @@ impl BrokerError {
         BrokerError::Internal(format!("storage task failed: {err}"))
     }
 
+    /// The gRPC code of the status this error becomes: its reason's (`rill_protocol::reason`).
     pub fn code(&self) -> Code {
-        match self {
-            BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. } => Code::NotFound,
-            BrokerError::TopicExists { .. } => Code::AlreadyExists,
-            BrokerError::ReservedTopicName { .. }
-            | BrokerError::InvalidPartitionCount { .. }
-            | BrokerError::InvalidArgument { .. } => Code::InvalidArgument,
-            BrokerError::TooManyTopics { .. }
-            | BrokerError::TooManyOpenFiles { .. }
-            | BrokerError::TooLarge { .. }
-            | BrokerError::TooManyGroups { .. }
-            | BrokerError::TooManyMembers { .. } => Code::ResourceExhausted,
-            BrokerError::UnknownGroup { .. } => Code::NotFound,
-            BrokerError::UnknownMember { .. }
-            | BrokerError::NotOwner { .. }
-            | BrokerError::StaleGeneration { .. }
-            | BrokerError::GroupNotEmpty { .. }
-            | BrokerError::SessionEnded { .. } => Code::FailedPrecondition,
-            BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Code::Unavailable,
-            BrokerError::Io { source, .. } => io_code(source),
-            BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Code::Internal,
-            BrokerError::Storage(err) => storage_code(err),
-        }
+        self.reason().grpc_code()
     }
 
-    /// The machine-readable kind of refusal, for the statuses whose code alone does not tell a client what
-    /// to do (see `rill_protocol::reason`).
-    pub fn reason(&self) -> Option<Reason> {
+    /// What kind of refusal this is: the word a client decides on, with the gRPC code and the Kafka error code
+    /// that go with it (the table is `rill_protocol::reason::Reason`).
+    pub fn reason(&self) -> Reason {
         match self {
+            BrokerError::UnknownTopic { .. } => Reason::UnknownTopic,
+            BrokerError::UnknownPartition { .. } => Reason::UnknownPartition,
+            BrokerError::TopicExists { .. } => Reason::TopicExists,
+            BrokerError::ReservedTopicName { .. } => Reason::InvalidTopicName,
+            BrokerError::InvalidPartitionCount { .. } | BrokerError::InvalidArgument { .. } => Reason::InvalidArgument,
             BrokerError::TooManyTopics { .. }
-            | BrokerError::TooManyGroups { .. }
-            | BrokerError::TooManyMembers { .. }
             | BrokerError::TooManyOpenFiles { .. }
-            | BrokerError::Storage(StorageError::Producer(ProducerError::TooManyProducers { .. })) => {
-                Some(Reason::LimitReached)
-            }
-            BrokerError::TooLarge { .. } | BrokerError::Storage(StorageError::BatchTooLarge { .. }) => {
-                Some(Reason::TooLarge)
-            }
-            BrokerError::PartitionClosed { .. }
-            | BrokerError::ShuttingDown
-            | BrokerError::Storage(StorageError::Closed(_)) => Some(Reason::ShuttingDown),
-            BrokerError::Io { source, .. } | BrokerError::Storage(StorageError::Io { source, .. }) => {
-                if is_disk_full(source) {
-                    Some(Reason::DiskFull)
-                } else {
-                    is_out_of_descriptors(source).then_some(Reason::LimitReached)
-                }
-            }
-            _ => None,
+            | BrokerError::TooManyGroups { .. }
+            | BrokerError::TooManyMembers { .. } => Reason::LimitReached,
+            BrokerError::TooLarge { .. } => Reason::TooLarge,
+            BrokerError::UnknownGroup { .. } => Reason::UnknownGroup,
+            BrokerError::UnknownMember { .. } | BrokerError::SessionEnded { .. } => Reason::UnknownMember,
+            BrokerError::NotOwner { .. } => Reason::NotOwner,
+            BrokerError::StaleGeneration { .. } => Reason::StaleGeneration,
+            BrokerError::GroupNotEmpty { .. } => Reason::GroupNotEmpty,
+            BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
+            BrokerError::Io { source, .. } => io_reason(source),
+            BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,
+            BrokerError::Storage(err) => storage_reason(err),
         }
     }
 }
 
-fn storage_code(err: &StorageError) -> Code {
+fn storage_reason(err: &StorageError) -> Reason {
     match err {
-        StorageError::InvalidTopicName { .. }
-        | StorageError::InvalidBatch { .. }
-        | StorageError::InvalidConfig { .. } => Code::InvalidArgument,
-        StorageError::BatchTooLarge { .. } => Code::ResourceExhausted,
-        StorageError::OffsetOutOfRange { .. } => Code::OutOfRange,
-        StorageError::Io { source, .. } => io_code(source),
-        StorageError::Corrupt { .. } => Code::Internal,
-        StorageError::Closed { .. } => Code::Unavailable,
-        // The producer's state disagrees with the partition's: resending the same batch cannot help.
-        StorageError::Producer(ProducerError::OutOfOrderSequence { .. } | ProducerError::InvalidEpoch { .. }) => {
-            Code::FailedPrecondition
-        }
-        StorageError::Producer(ProducerError::TooManyProducers { .. }) => Code::ResourceExhausted,
+        StorageError::InvalidTopicName { .. } => Reason::InvalidTopicName,
+        StorageError::InvalidBatch(batch) => batch_reason(batch),
+        StorageError::InvalidConfig { .. } => Reason::InvalidArgument,
+        StorageError::BatchTooLarge { .. } => Reason::TooLarge,
+        StorageError::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
+        StorageError::Io { source, .. } => io_reason(source),
+        StorageError::Corrupt { .. } => Reason::StorageFailure,
+        StorageError::Closed { .. } => Reason::ShuttingDown,
+        StorageError::Producer(ProducerError::OutOfOrderSequence { .. }) => Reason::OutOfOrderSequence,
+        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => Reason::InvalidProducerEpoch,
+        StorageError::Producer(ProducerError::TooManyProducers { .. }) => Reason::LimitReached,
+    }
+}
+
+/// Kafka's split: damage to a batch's framing or checksum is a corrupt batch (CORRUPT_MESSAGE), a well-formed
+/// batch that breaks a produce rule an invalid record (INVALID_RECORD).
+fn batch_reason(err: &BatchError) -> Reason {
+    match err {
+        BatchError::Truncated { .. }
+        | BatchError::BadLength { .. }
+        | BatchError::LengthMismatch { .. }
+        | BatchError::CrcMismatch { .. }
+        | BatchError::UnknownCompression(_)
+        | BatchError::Decompress { .. } => Reason::CorruptBatch,
+        BatchError::UnsupportedMagic(_) => Reason::UnsupportedFormat,
+        BatchError::InflatesPastLimit { .. } => Reason::TooLarge,
+        _ => Reason::InvalidRecord,
     }
 }
 
 /// A full disk (ENOSPC, EDQUOT) may clear: UNAVAILABLE tells the client to retry later. Running out of
-/// descriptors (EMFILE, ENFILE) is RESOURCE_EXHAUSTED. Other I/O failures are INTERNAL; all carry the cause in
-/// the message.
-fn io_code(err: &std::io::Error) -> Code {
+/// descriptors (EMFILE, ENFILE) is a limit, RESOURCE_EXHAUSTED. Other I/O failures are INTERNAL; all carry the
+/// cause in the message.
+fn io_reason(err: &std::io::Error) -> Reason {
     if is_disk_full(err) {
-        Code::Unavailable
+        Reason::DiskFull
     } else if is_out_of_descriptors(err) {
         // Out of descriptors despite the budget (another process took the system's, or a limit lowered).
-        Code::ResourceExhausted
+        Reason::LimitReached
     } else {
-        Code::Internal
+        Reason::StorageFailure
     }
 }
 
@@ -202,11 +195,7 @@ impl From<BrokerError> for Status {
             Code::Internal | Code::Unavailable => tracing::warn!(error = %err, "request failed"),
             _ => tracing::debug!(error = %err, "request rejected"),
         }
-        let mut status = Status::new(code, err.to_string());
-        if let Some(reason) = err.reason() {
-            status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason.as_str()));
-        }
-        status
+        err.reason().status(err.to_string())
     }
 }
 
@@ -233,8 +222,8 @@ mod tests {
         assert_eq!(denied.code(), Code::Internal);
     }
 
-    fn reason_of(status: &Status) -> Option<&str> {
-        status.metadata().get(REASON_KEY).and_then(|value| value.to_str().ok())
+    fn reason_of(status: &Status) -> Option<&'static str> {
+        rill_protocol::reason::reason_of(status).map(Reason::as_str)
     }
 
     #[test]
@@ -248,7 +237,13 @@ mod tests {
         assert_eq!(reason_of(&Status::from(large)), Some("too-large"));
         assert_eq!(reason_of(&Status::from(BrokerError::TooManyTopics { limit: 1 })), Some("limit-reached"));
         let denied = BrokerError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(13) };
-        assert_eq!(reason_of(&Status::from(denied)), None, "an I/O failure that is not a full disk has no reason");
+        assert_eq!(reason_of(&Status::from(denied)), Some("storage-failure"));
+        let gap = ProducerError::OutOfOrderSequence { producer_id: 1, epoch: 0, sequence: 5, expected: 2 };
+        let status = Status::from(BrokerError::from(StorageError::from(gap)));
+        assert_eq!((status.code(), reason_of(&status)), (Code::FailedPrecondition, Some("out-of-order-sequence")));
+        let fenced = ProducerError::InvalidEpoch { producer_id: 1, epoch: 0, current: 1 };
+        let status = Status::from(BrokerError::from(StorageError::from(fenced)));
+        assert_eq!((status.code(), reason_of(&status)), (Code::FailedPrecondition, Some("invalid-producer-epoch")));
     }
 
     #[test]

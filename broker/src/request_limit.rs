@@ -6,12 +6,12 @@
 //! - A request that is not valid protobuf is INVALID_ARGUMENT. The codec (`rill_protocol::grpc_codec`) says
 //!   INTERNAL, right for a client reading a broken answer, wrong for a caller's bad request.
 //!
-//! This response layer changes the code of exactly those refusals (the first also gets the `too-large` reason,
-//! `rill_protocol::reason`) and keeps their messages, which say what was wrong.
+//! This response layer changes the code of exactly those refusals and gives them their reason (`too-large`,
+//! `invalid-argument`: `rill_protocol::reason`, in the `grpc-status-details-bin` header as every refusal of the
+//! broker carries it), and keeps their messages, which say what was wrong.
 
 use http::HeaderValue;
-use rill_protocol::reason::{Reason, REASON_KEY};
-use tonic::Code;
+use rill_protocol::reason::Reason;
 
 /// The start of tonic's message for an over-long request (`tonic::codec::decode`), percent-encoded as it is
 /// in the `grpc-message` header.
@@ -24,14 +24,23 @@ pub fn codec_refusals_get_rills_codes<B>(mut response: http::Response<B>) -> htt
     let headers = response.headers_mut();
     let code = headers.get("grpc-status").map(HeaderValue::as_bytes);
     let message = headers.get("grpc-message").map_or(&b""[..], HeaderValue::as_bytes);
-    if code == Some(b"11") && message.starts_with(TONIC_TOO_LARGE) {
-        headers.insert("grpc-status", HeaderValue::from(Code::ResourceExhausted as i32));
-        headers.insert(REASON_KEY, HeaderValue::from_static(Reason::TooLarge.as_str()));
+    let reason = if code == Some(b"11") && message.starts_with(TONIC_TOO_LARGE) {
+        Reason::TooLarge
     } else if code == Some(b"13") && message.starts_with(MALFORMED_REQUEST) {
-        headers.insert("grpc-status", HeaderValue::from(Code::InvalidArgument as i32));
+        Reason::InvalidArgument
+    } else {
+        return response;
+    };
+    headers.insert("grpc-status", HeaderValue::from(reason.grpc_code() as i32));
+    // The details of a status for the reason, encoded as tonic encodes them; the message stays tonic's.
+    if let Some(details) = reason.status("").into_http::<()>().headers_mut().remove(DETAILS_HEADER) {
+        headers.insert(DETAILS_HEADER, details);
     }
     response
 }
+
+/// Where gRPC carries a status's details (`google.rpc.Status`, base64).
+const DETAILS_HEADER: &str = "grpc-status-details-bin";
 
 #[cfg(test)]
 mod tests {
@@ -44,7 +53,9 @@ mod tests {
         );
         let response = codec_refusals_get_rills_codes(too_large.into_http::<()>());
         assert_eq!(response.headers()["grpc-status"], "8");
-        assert_eq!(response.headers()[REASON_KEY], "too-large");
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(rill_protocol::reason::reason_of(&status), Some(Reason::TooLarge));
+        assert!(status.message().starts_with("Error, decoded message length too large"));
         let offset = tonic::Status::out_of_range("offset 9 is out of range");
         let response = codec_refusals_get_rills_codes(offset.into_http::<()>());
         assert_eq!(response.headers()["grpc-status"], "11");

@@ -4,12 +4,13 @@
 //! record too large, a broker that cannot be reached, a broker whose disk is full. [`Error::is_retriable`] is
 //! the producer's retry policy: only failures that may pass by themselves (the broker unreachable or
 //! restarting, a timeout, a full disk) are retried; a request the broker rejected as wrong or over a limit is
-//! never sent again. The decision rests on the status code and the broker's machine-readable reason
-//! (`rill_protocol::reason`), never on the words of a message.
+//! never sent again. The decision rests on the broker's machine-readable reason (`rill_protocol::reason`: a
+//! `google.rpc.ErrorInfo` in the status details, on every refusal the broker makes) and, for a status without
+//! one (made by tonic on this side, or by a proxy), on its code; never on the words of a message.
 
 use std::time::Duration;
 
-use rill_protocol::reason::{Reason, REASON_KEY};
+use rill_protocol::reason::{reason_of, Reason};
 use rill_protocol::BatchError;
 use tonic::{Code, Status};
 
@@ -90,6 +91,14 @@ pub enum Error {
     /// group that still has members (stop them first).
     #[error("the consumer group refused the request: {message}")]
     GroupRefused { message: String },
+    /// An idempotent producer's batch whose sequence does not follow its last one in the partition: the broker
+    /// lost records it had acknowledged (a crash before they reached the disk), or another process sends with
+    /// this producer's id. Not retried.
+    #[error("the broker refused the producer's sequence: {message}")]
+    OutOfOrderSequence { message: String },
+    /// A newer instance of this idempotent producer (same id, newer epoch) took over the partition.
+    #[error("the producer was fenced: {message}")]
+    ProducerFenced { message: String },
     #[error("broker error ({code:?}): {message}")]
     Broker { code: Code, message: String },
 }
@@ -136,38 +145,67 @@ impl Error {
     /// UNAVAILABLE/INTERNAL failures.
     pub(crate) fn from_status(status: &Status, ctx: RequestContext<'_>) -> Self {
         let message = status.message().to_owned();
-        let reason = status.metadata().get(REASON_KEY).and_then(|v| v.to_str().ok()).and_then(Reason::parse);
-        match (reason, status.code()) {
-            (Some(Reason::DiskFull), _) => return Error::DiskFull { message },
-            (Some(Reason::TooLarge), _) => return Error::BatchTooLarge { message },
-            (Some(Reason::LimitReached), _) => return Error::LimitExceeded { message },
-            (Some(Reason::ShuttingDown), _) => return Error::Unavailable { message },
-            (None, _) => {}
+        match reason_of(status) {
+            Some(reason) => Self::from_reason(reason, status.code(), message, ctx),
+            None => Self::from_code(status, message, ctx),
         }
+    }
+
+    /// A refusal the broker explained with a reason.
+    fn from_reason(reason: Reason, code: Code, message: String, ctx: RequestContext<'_>) -> Self {
+        match reason {
+            Reason::DiskFull => Error::DiskFull { message },
+            Reason::ShuttingDown => Error::Unavailable { message },
+            Reason::TooLarge => Error::BatchTooLarge { message },
+            Reason::LimitReached => Error::LimitExceeded { message },
+            Reason::UnknownTopic => match ctx.topic {
+                Some(topic) => Error::UnknownTopic { topic: topic.to_owned() },
+                None => Error::Broker { code, message },
+            },
+            Reason::UnknownPartition => match (ctx.topic, ctx.partition) {
+                (Some(topic), Some(partition)) => Error::UnknownPartition { topic: topic.to_owned(), partition },
+                _ => Error::Broker { code, message },
+            },
+            Reason::TopicExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
+            Reason::InvalidTopicName
+            | Reason::InvalidArgument
+            | Reason::CorruptBatch
+            | Reason::InvalidRecord
+            | Reason::UnsupportedFormat => Error::InvalidArgument { message },
+            Reason::OffsetOutOfRange => Error::OffsetOutOfRange { message },
+            Reason::UnknownMember | Reason::NotOwner | Reason::StaleGeneration | Reason::GroupNotEmpty => {
+                Error::GroupRefused { message }
+            }
+            Reason::OutOfOrderSequence => Error::OutOfOrderSequence { message },
+            Reason::InvalidProducerEpoch => Error::ProducerFenced { message },
+            Reason::UnknownGroup | Reason::StorageFailure | Reason::Internal => Error::Broker { code, message },
+        }
+    }
+
+    /// A status without a reason: one tonic made on this side (a failed connection, a deadline, a message over
+    /// the size limit) or a proxy's. Every refusal the broker itself makes carries a reason, so a status without
+    /// one that looks like a failure is the connection's.
+    fn from_code(status: &Status, message: String, ctx: RequestContext<'_>) -> Self {
         match status.code() {
-            Code::NotFound => match (ctx.topic, ctx.partition) {
-                (Some(topic), Some(partition)) if message.contains("partition") => {
-                    Error::UnknownPartition { topic: topic.to_owned(), partition }
-                }
-                (Some(topic), _) => Error::UnknownTopic { topic: topic.to_owned() },
-                (None, _) => Error::Broker { code: Code::NotFound, message },
+            Code::NotFound => match ctx.topic {
+                Some(topic) => Error::UnknownTopic { topic: topic.to_owned() },
+                None => Error::Broker { code: Code::NotFound, message },
             },
             Code::AlreadyExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
             Code::InvalidArgument => Error::InvalidArgument { message },
             Code::FailedPrecondition => Error::GroupRefused { message },
-            Code::OutOfRange if is_tonic_size_limit(&message) => Error::BatchTooLarge { message },
-            Code::OutOfRange => Error::OffsetOutOfRange { message },
-            // Every limit the broker enforces is fixed (a size or a count) and carries a reason; one without
-            // (tonic's own, a proxy's) is treated the same: the same request would be refused again.
+            // tonic's own check of a message against `max_message_bytes`: the broker's OUT_OF_RANGE (an offset)
+            // always carries a reason.
+            Code::OutOfRange => Error::BatchTooLarge { message },
+            // Every limit is fixed (a size or a count): the same request would be refused again.
             Code::ResourceExhausted => Error::LimitExceeded { message },
             // tonic's own deadline (the `grpc-timeout` the request carries) reports CANCELLED.
             Code::Cancelled if is_local_timeout(status) => {
                 Error::TimedOut { after: ctx.timeout.unwrap_or_default(), message }
             }
-            Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal if is_transport(status) => {
+            Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal => {
                 Error::Unavailable { message: transport_message(status) }
             }
-            Code::Unavailable => Error::Unavailable { message },
             Code::DeadlineExceeded => Error::TimedOut { after: ctx.timeout.unwrap_or_default(), message },
             code => Error::Broker { code, message },
         }
@@ -191,13 +229,6 @@ impl Error {
     }
 }
 
-/// tonic's own client-side check of a message's size (a generated client encoding or decoding over
-/// `max_message_bytes`): OUT_OF_RANGE with this fixed wording and no reason, since no broker sent it.
-fn is_tonic_size_limit(message: &str) -> bool {
-    message.starts_with("Error, encoded message length too large")
-        || message.starts_with("Error, decoded message length too large")
-}
-
 /// A status tonic made up because the request's deadline passed before the answer came.
 fn is_local_timeout(status: &Status) -> bool {
     let mut source = std::error::Error::source(status);
@@ -207,16 +238,7 @@ fn is_local_timeout(status: &Status) -> bool {
         }
         source = cause.source();
     }
-    status.message() == tonic::TimeoutExpired(()).to_string()
-}
-
-/// A status that tonic made up locally because the connection failed (refused, reset, closed), rather than
-/// one the broker sent.
-fn is_transport(status: &Status) -> bool {
-    std::error::Error::source(status).is_some_and(|source| source.is::<tonic::transport::Error>())
-        || status.message().contains("transport error")
-        || status.message().contains("connection")
-        || status.message().contains("h2 protocol error")
+    false
 }
 
 fn transport_message(status: &Status) -> String {
@@ -241,9 +263,10 @@ mod tests {
         Error::from_status(&Status::new(code, message), RequestContext::partition("orders", 3))
     }
 
+    /// A status as the broker sends it: the reason's code, and the reason in the details.
     fn map_with_reason(code: Code, message: &str, reason: Reason) -> Error {
-        let mut status = Status::new(code, message);
-        status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason.as_str()));
+        let status = reason.status(message);
+        assert_eq!(status.code(), code, "{reason:?}");
         Error::from_status(&status, RequestContext::partition("orders", 3))
     }
 
@@ -293,15 +316,34 @@ mod tests {
     fn statuses_name_the_callers_topic_and_partition() {
         assert_eq!(map(Code::NotFound, "unknown topic \"orders\""), Error::UnknownTopic { topic: "orders".into() });
         assert_eq!(
-            map(Code::NotFound, "unknown partition 3 of topic \"orders\": it has partitions 0 to 1"),
+            map_with_reason(Code::NotFound, "unknown partition 3 of topic \"orders\"", Reason::UnknownPartition),
             Error::UnknownPartition { topic: "orders".into(), partition: 3 }
+        );
+        // The word "partition" in a message no longer decides anything: the reason does.
+        assert_eq!(
+            map_with_reason(Code::NotFound, "no such partition", Reason::UnknownTopic),
+            Error::UnknownTopic { topic: "orders".into() }
         );
         assert_eq!(map(Code::AlreadyExists, "x"), Error::TopicExists { topic: "orders".into() });
         assert!(
             matches!(map(Code::InvalidArgument, "bad name"), Error::InvalidArgument { message } if message == "bad name")
         );
-        assert!(matches!(map(Code::OutOfRange, "offset 9"), Error::OffsetOutOfRange { .. }));
-        assert!(matches!(map(Code::Internal, "disk"), Error::Broker { code: Code::Internal, .. }));
+        let offset = map_with_reason(Code::OutOfRange, "offset 9", Reason::OffsetOutOfRange);
+        assert!(matches!(offset, Error::OffsetOutOfRange { .. }));
+        let disk = map_with_reason(Code::Internal, "i/o error", Reason::StorageFailure);
+        assert!(matches!(disk, Error::Broker { code: Code::Internal, .. }) && !disk.is_retriable());
+        // An INTERNAL without a reason did not come from the broker's refusals: the connection broke.
+        assert!(map(Code::Internal, "h2 protocol error").is_retriable());
+    }
+
+    #[test]
+    fn an_idempotent_producers_refusals_are_final() {
+        let gap = map_with_reason(Code::FailedPrecondition, "out of order", Reason::OutOfOrderSequence);
+        assert!(matches!(gap, Error::OutOfOrderSequence { .. }) && !gap.is_retriable());
+        let fenced = map_with_reason(Code::FailedPrecondition, "older epoch", Reason::InvalidProducerEpoch);
+        assert!(matches!(fenced, Error::ProducerFenced { .. }) && !fenced.is_retriable());
+        let removed = map_with_reason(Code::FailedPrecondition, "member left", Reason::UnknownMember);
+        assert!(matches!(removed, Error::GroupRefused { .. }));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use prost::Message;
 use rill_protocol::grpc_frames::{read_message, Chunks, GRPC_HEADER_BYTES};
-use rill_protocol::reason::{Reason, REASON_KEY};
+use rill_protocol::reason::Reason;
 use rill_protocol::v1::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
 use tonic::body::Body;
 use tonic::transport::Channel;
@@ -57,12 +57,9 @@ pub(crate) async fn produce(
     let message_len = fields_len + records_len;
     let message_len =
         u32::try_from(message_len).ok().filter(|len| *len as usize <= max_message_bytes).ok_or_else(|| {
-            let mut status = Status::resource_exhausted(format!(
+            Reason::TooLarge.status(format!(
                 "a produce request of {message_len} bytes exceeds the client's limit of {max_message_bytes} bytes"
-            ));
-            let reason = tonic::metadata::MetadataValue::from_static(Reason::TooLarge.as_str());
-            status.metadata_mut().insert(REASON_KEY, reason);
-            status
+            ))
         })?;
     let mut head = BytesMut::with_capacity(GRPC_HEADER_BYTES + fields_len + 2 * (1 + 10));
     head.put_u8(0); // not compressed

@@ -1,13 +1,20 @@
-//! Why the broker refused a request, as a machine-readable word beside the gRPC status.
+//! rill's one error vocabulary: why the broker refused a request, as a machine-readable word, with the gRPC code
+//! and the Kafka error code each refusal is answered with.
 //!
 //! A status code alone does not say what a client can do: UNAVAILABLE is both "the broker is shutting down" and
-//! "its disk is full", RESOURCE_EXHAUSTED both "this batch is too large" and "too many topics". The broker puts
-//! one of these reasons in the status's metadata under [`REASON_KEY`] (`broker/src/error.rs`, the one place
-//! its errors become statuses) and the client decides retries and wording from it, never from the message
-//! text, which is for people and may change.
+//! "its disk is full", FAILED_PRECONDITION both "a producer's sequence has a gap" and "a group member was
+//! removed". The broker puts one [`Reason`] on every refusal: on gRPC in the status details, as a
+//! `google.rpc.ErrorInfo` whose `reason` is the word and whose `domain` is [`ERROR_DOMAIN`] (`broker/src/error.rs`,
+//! the one place its errors become statuses); on the Kafka port as [`Reason::kafka_error_code`]. The client
+//! decides retries and wording from the reason ([`reason_of`]), never from the message text, which is for people
+//! and may change. The table is [`Reason::ALL`] with [`Reason::as_str`], [`Reason::grpc_code`] and
+//! [`Reason::kafka_error_code`]; docs/errors.md lists it.
 
-/// The gRPC metadata key (a response header or trailer) that carries a [`Reason`].
-pub const REASON_KEY: &str = "rill-reason";
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` the broker sends: whose vocabulary the reason word is.
+pub const ERROR_DOMAIN: &str = "rill.dev";
 
 /// What kind of refusal a status is. The wire form is [`Reason::as_str`]; an unknown word (a newer broker) is
 /// no reason at all, and the client falls back to the status code.
@@ -19,27 +26,131 @@ pub enum Reason {
     ShuttingDown,
     /// A batch, record or request over a size limit: the same request will always be refused.
     TooLarge,
-    /// A count limit (topics, groups, members): the same request is refused until something is deleted.
+    /// A count limit (topics, groups, members, open files, producer ids per partition): the same request is
+    /// refused until something is deleted or expires.
     LimitReached,
+    UnknownTopic,
+    UnknownPartition,
+    TopicExists,
+    /// A topic name that is not allowed (characters, length, the reserved `__` prefix).
+    InvalidTopicName,
+    /// A request field the broker cannot accept; the message names it and what is allowed.
+    InvalidArgument,
+    /// A record batch whose framing or checksum is damaged.
+    CorruptBatch,
+    /// A well-formed record batch that breaks a produce rule (docs/format.md).
+    InvalidRecord,
+    /// A record batch of a format (magic) rill does not store.
+    UnsupportedFormat,
+    OffsetOutOfRange,
+    UnknownGroup,
+    /// A consumer-group member the group no longer has (it left, or its session expired): rejoin.
+    UnknownMember,
+    /// A commit for a partition the member does not own (any more): drop it.
+    NotOwner,
+    /// A commit from an older generation than the partition's assignment: apply the latest assignment.
+    StaleGeneration,
+    /// A group operation that needs a group without members.
+    GroupNotEmpty,
+    /// An idempotent producer's batch whose sequence does not follow its last one in the partition.
+    OutOfOrderSequence,
+    /// An idempotent producer's epoch older than the partition's: a newer instance of it fenced this one.
+    InvalidProducerEpoch,
+    /// Reading or writing the broker's files failed (other than a full disk).
+    StorageFailure,
+    /// A fault of the broker's, not of the request.
+    Internal,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [Reason::DiskFull, Reason::ShuttingDown, Reason::TooLarge, Reason::LimitReached];
+    pub const ALL: [Reason; 22] = [
+        Reason::DiskFull,
+        Reason::ShuttingDown,
+        Reason::TooLarge,
+        Reason::LimitReached,
+        Reason::UnknownTopic,
+        Reason::UnknownPartition,
+        Reason::TopicExists,
+        Reason::InvalidTopicName,
+        Reason::InvalidArgument,
+        Reason::CorruptBatch,
+        Reason::InvalidRecord,
+        Reason::UnsupportedFormat,
+        Reason::OffsetOutOfRange,
+        Reason::UnknownGroup,
+        Reason::UnknownMember,
+        Reason::NotOwner,
+        Reason::StaleGeneration,
+        Reason::GroupNotEmpty,
+        Reason::OutOfOrderSequence,
+        Reason::InvalidProducerEpoch,
+        Reason::StorageFailure,
+        Reason::Internal,
+    ];
+
+    /// The word on the wire, and the gRPC code and Kafka error code the refusal is answered with: the one table.
+    fn entry(self) -> (&'static str, Code, i16) {
+        match self {
+            Reason::DiskFull => ("disk-full", Code::Unavailable, 56), // KAFKA_STORAGE_ERROR
+            Reason::ShuttingDown => ("shutting-down", Code::Unavailable, 6), // NOT_LEADER_OR_FOLLOWER: retried
+            Reason::TooLarge => ("too-large", Code::ResourceExhausted, 10), // MESSAGE_TOO_LARGE
+            Reason::LimitReached => ("limit-reached", Code::ResourceExhausted, 44), // POLICY_VIOLATION
+            Reason::UnknownTopic => ("unknown-topic", Code::NotFound, 3), // UNKNOWN_TOPIC_OR_PARTITION
+            Reason::UnknownPartition => ("unknown-partition", Code::NotFound, 3),
+            Reason::TopicExists => ("topic-exists", Code::AlreadyExists, 36), // TOPIC_ALREADY_EXISTS
+            Reason::InvalidTopicName => ("invalid-topic-name", Code::InvalidArgument, 17), // INVALID_TOPIC_EXCEPTION
+            Reason::InvalidArgument => ("invalid-argument", Code::InvalidArgument, 42), // INVALID_REQUEST
+            Reason::CorruptBatch => ("corrupt-batch", Code::InvalidArgument, 2), // CORRUPT_MESSAGE
+            Reason::InvalidRecord => ("invalid-record", Code::InvalidArgument, 87), // INVALID_RECORD
+            Reason::UnsupportedFormat => ("unsupported-format", Code::InvalidArgument, 43), // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            Reason::OffsetOutOfRange => ("offset-out-of-range", Code::OutOfRange, 1),       // OFFSET_OUT_OF_RANGE
+            Reason::UnknownGroup => ("unknown-group", Code::NotFound, 69),                  // GROUP_ID_NOT_FOUND
+            Reason::UnknownMember => ("unknown-member", Code::FailedPrecondition, 25),      // UNKNOWN_MEMBER_ID
+            Reason::NotOwner => ("not-owner", Code::FailedPrecondition, 22), // ILLEGAL_GENERATION: rejoin
+            Reason::StaleGeneration => ("stale-generation", Code::FailedPrecondition, 22), // ILLEGAL_GENERATION
+            Reason::GroupNotEmpty => ("group-not-empty", Code::FailedPrecondition, 68), // NON_EMPTY_GROUP
+            Reason::OutOfOrderSequence => ("out-of-order-sequence", Code::FailedPrecondition, 45), // OUT_OF_ORDER_SEQUENCE_NUMBER
+            Reason::InvalidProducerEpoch => ("invalid-producer-epoch", Code::FailedPrecondition, 47), // INVALID_PRODUCER_EPOCH
+            Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR
+            Reason::Internal => ("internal", Code::Internal, -1),              // UNKNOWN_SERVER_ERROR
+        }
+    }
 
     /// The word on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::DiskFull => "disk-full",
-            Reason::ShuttingDown => "shutting-down",
-            Reason::TooLarge => "too-large",
-            Reason::LimitReached => "limit-reached",
-        }
+        self.entry().0
+    }
+
+    /// The gRPC status code of a refusal for this reason.
+    pub fn grpc_code(self) -> Code {
+        self.entry().1
+    }
+
+    /// The Kafka error code the Kafka port answers a refusal for this reason with: the code Kafka's broker
+    /// gives the same failure, so Kafka clients retry what they would retry against Kafka.
+    pub fn kafka_error_code(self) -> i16 {
+        self.entry().2
     }
 
     /// The reason a wire word names; `None` for a word this version does not know.
     pub fn parse(word: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|reason| reason.as_str() == word)
     }
+
+    /// A status for this reason: its gRPC code, `message`, and the reason in the details as an ErrorInfo.
+    pub fn status(self, message: impl Into<String>) -> Status {
+        let details = ErrorDetails::with_error_info(self.as_str(), ERROR_DOMAIN, []);
+        Status::with_error_details(self.grpc_code(), message, details)
+    }
+}
+
+/// The reason in `status`'s details: an ErrorInfo of rill's domain with a word this version knows.
+pub fn reason_of(status: &Status) -> Option<Reason> {
+    let info = status.get_details_error_info()?;
+    if info.domain != ERROR_DOMAIN {
+        return None;
+    }
+    Reason::parse(&info.reason)
 }
 
 #[cfg(test)]
@@ -52,5 +163,33 @@ mod tests {
             assert_eq!(Reason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(Reason::parse("cosmic-rays"), None);
+        let mut words: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), Reason::ALL.len(), "every word names one reason");
+    }
+
+    #[test]
+    fn a_status_carries_its_reason_through_the_wire_encoding() {
+        for reason in Reason::ALL {
+            let status = reason.status("why, for people");
+            assert_eq!(status.code(), reason.grpc_code());
+            // As the other side sees it: rebuilt from the trailers.
+            let http = status.into_http::<()>();
+            let received = Status::from_header_map(http.headers()).expect("a status in the headers");
+            assert_eq!(reason_of(&received), Some(reason));
+            assert_eq!(received.message(), "why, for people");
+        }
+    }
+
+    #[test]
+    fn a_status_without_rills_error_info_has_no_reason() {
+        assert_eq!(reason_of(&Status::unavailable("connection refused")), None);
+        let other = Status::with_error_details(
+            Code::Unavailable,
+            "m",
+            ErrorDetails::with_error_info("disk-full", "example.com", []),
+        );
+        assert_eq!(reason_of(&other), None, "another domain's words are not rill's");
     }
 }

@@ -69,8 +69,8 @@ async fn a_full_disk_is_unavailable_with_the_cause_and_produce_resumes_when_spac
     };
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     assert!(status.message().contains("No space left"), "{}", status.message());
-    let reason = status.metadata().get(rill_protocol::reason::REASON_KEY).and_then(|r| r.to_str().ok());
-    assert_eq!(reason, Some("disk-full"), "the reason a client acts on travels beside the status");
+    let reason = rill_protocol::reason::reason_of(&status).map(|reason| reason.as_str());
+    assert_eq!(reason, Some("disk-full"), "the reason a client acts on travels in the status details");
 
     let fetched = broker.fetch_all_values("full", 0, 0).await;
     assert_eq!(fetched.len() as i64, acknowledged, "reads go on, every acknowledged record is there");

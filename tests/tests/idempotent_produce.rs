@@ -1,7 +1,8 @@
 //! Idempotent producers over gRPC: `InitProducerId` issues ids never issued before (across restarts), a batch
 //! sent again is answered with the offsets it got the first time and stored once, a gap and an older epoch are
-//! refused with FAILED_PRECONDITION, and the partition remembers its producers across a restart.
+//! refused with FAILED_PRECONDITION and their reasons (`out-of-order-sequence`, `invalid-producer-epoch`), and the partition remembers its producers across a restart.
 
+use rill_protocol::reason::{reason_of, Reason};
 use rill_protocol::v1;
 use rill_tests::{assert_status, idempotent_batch_of, produce_request, TestBroker};
 use tonic::Code;
@@ -50,9 +51,13 @@ async fn a_gap_and_an_older_epoch_are_refused_and_nothing_is_stored() {
     let id = init_producer_id(&mut broker).await;
     produce(&mut broker, idempotent_batch_of(&["a"], id, 1, 0), v1::Acks::Leader).await.expect("first batch");
     let gap = produce(&mut broker, idempotent_batch_of(&["c"], id, 1, 2), v1::Acks::Leader).await;
-    assert_status(gap, Code::FailedPrecondition, &["out of order sequence", "expected 1"]);
+    let gap = gap.expect_err("a gap");
+    assert_eq!(reason_of(&gap), Some(Reason::OutOfOrderSequence), "{}", gap.message());
+    assert_status(Err::<(), _>(gap), Code::FailedPrecondition, &["out of order sequence", "expected 1"]);
     let fenced = produce(&mut broker, idempotent_batch_of(&["z"], id, 0, 1), v1::Acks::Leader).await;
-    assert_status(fenced, Code::FailedPrecondition, &["epoch 0", "fenced"]);
+    let fenced = fenced.expect_err("fenced");
+    assert_eq!(reason_of(&fenced), Some(Reason::InvalidProducerEpoch), "{}", fenced.message());
+    assert_status(Err::<(), _>(fenced), Code::FailedPrecondition, &["epoch 0", "fenced"]);
     let invalid = produce(&mut broker, idempotent_batch_of(&["n"], id, 1, -1), v1::Acks::Leader).await;
     assert_status(invalid, Code::InvalidArgument, &["base sequence -1"]);
     assert_eq!(broker.fetch_all_values("t", 0, 0).await.len(), 1);

@@ -1,67 +1,20 @@
 //! The one place a [`BrokerError`] becomes a Kafka error code, chosen as Kafka's broker would answer the same
 //! failure, so that clients retry what Kafka's clients retry.
 
-use kafka_protocol::ResponseError;
-use rill_protocol::BatchError;
-use rill_storage::{ProducerError, StorageError};
-
 use crate::error::BrokerError;
 
-/// The Kafka error code for a failed produce, fetch or offset lookup on one partition.
+/// The Kafka error code for a failed produce, fetch or offset lookup on one partition: the Kafka column of the one
+/// table of refusals (`rill_protocol::reason::Reason`).
 pub fn error_code(err: &BrokerError) -> i16 {
-    kafka_error(err).code()
-}
-
-fn kafka_error(err: &BrokerError) -> ResponseError {
-    match err {
-        BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. } => {
-            ResponseError::UnknownTopicOrPartition
-        }
-        BrokerError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        BrokerError::InvalidArgument { .. } => ResponseError::InvalidRequest,
-        // Retriable in Kafka's clients: the partition (deleted and recreated, or the node restarting) may serve
-        // again; NOT_LEADER_OR_FOLLOWER makes them refresh metadata first.
-        BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
-        BrokerError::Storage(err) => storage_error(err),
-        BrokerError::Io { .. } => ResponseError::KafkaStorageError,
-        _ => ResponseError::UnknownServerError,
-    }
-}
-
-fn storage_error(err: &StorageError) -> ResponseError {
-    match err {
-        StorageError::InvalidBatch(batch) => batch_error(batch),
-        StorageError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
-        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        StorageError::InvalidTopicName { .. } => ResponseError::UnknownTopicOrPartition,
-        StorageError::Closed(_) => ResponseError::NotLeaderOrFollower,
-        StorageError::Io { .. } | StorageError::Corrupt { .. } => ResponseError::KafkaStorageError,
-        StorageError::InvalidConfig { .. } => ResponseError::UnknownServerError,
-        StorageError::Producer(ProducerError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
-        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
-        // Not retriable in Kafka's clients, and says a broker policy refused the request.
-        StorageError::Producer(ProducerError::TooManyProducers { .. }) => ResponseError::PolicyViolation,
-    }
-}
-
-/// Kafka answers damage to the batch's framing or checksum with CORRUPT_MESSAGE, and a well-formed batch that
-/// breaks a produce rule with INVALID_RECORD (or the narrower code it has for the rule).
-fn batch_error(err: &BatchError) -> ResponseError {
-    match err {
-        BatchError::Truncated { .. }
-        | BatchError::BadLength { .. }
-        | BatchError::LengthMismatch { .. }
-        | BatchError::CrcMismatch { .. }
-        | BatchError::UnknownCompression(_)
-        | BatchError::Decompress { .. } => ResponseError::CorruptMessage,
-        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
-        BatchError::InflatesPastLimit { .. } => ResponseError::MessageTooLarge,
-        _ => ResponseError::InvalidRecord,
-    }
+    err.reason().kafka_error_code()
 }
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::ResponseError;
+    use rill_protocol::BatchError;
+    use rill_storage::{ProducerError, StorageError};
+
     use super::*;
 
     #[test]
@@ -81,5 +34,15 @@ mod tests {
         assert_eq!(error_code(&out_of_range), 1);
         let large = BrokerError::TooLarge { what: "record batch", size: 9, limit: 8 };
         assert_eq!(error_code(&large), 10);
+    }
+
+    #[test]
+    fn idempotence_refusals_keep_kafkas_codes() {
+        let gap = ProducerError::OutOfOrderSequence { producer_id: 1, epoch: 0, sequence: 5, expected: 2 };
+        assert_eq!(error_code(&StorageError::from(gap).into()), ResponseError::OutOfOrderSequenceNumber.code());
+        let fenced = ProducerError::InvalidEpoch { producer_id: 1, epoch: 0, current: 1 };
+        assert_eq!(error_code(&StorageError::from(fenced).into()), ResponseError::InvalidProducerEpoch.code());
+        let closing = BrokerError::ShuttingDown;
+        assert_eq!(error_code(&closing), ResponseError::NotLeaderOrFollower.code());
     }
 }

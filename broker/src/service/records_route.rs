@@ -29,6 +29,7 @@ use http_body::Frame;
 use prost::Message;
 use rill_protocol::grpc_codec::SizedProstCodec;
 use rill_protocol::grpc_frames::{read_message, GRPC_HEADER_BYTES};
+use rill_protocol::reason::Reason;
 use rill_protocol::v1::{self, records_server::RecordsServer};
 use tonic::body::Body;
 use tonic::codec::{Codec, Streaming};
@@ -96,12 +97,12 @@ impl RecordsRoute {
         let mut message =
             read_message(request.into_body(), self.max_request_bytes, "the broker's max_request_bytes").await?;
         let request = v1::ProduceRequest::decode(&mut message)
-            .map_err(|e| Status::invalid_argument(format!("the request is not a valid ProduceRequest: {e}")))?;
+            .map_err(|e| Reason::InvalidArgument.status(format!("the request is not a valid ProduceRequest: {e}")))?;
         let response = super::produce::produce(&self.node, request).await?;
         let encoded = response.encode_to_vec();
         let mut body = BytesMut::with_capacity(GRPC_HEADER_BYTES + encoded.len());
         body.put_u8(0);
-        body.put_u32(u32::try_from(encoded.len()).map_err(|_| Status::internal("a produce answer over 4 GiB"))?);
+        body.put_u32(u32::try_from(encoded.len()).map_err(|_| Reason::Internal.status("a produce answer over 4 GiB"))?);
         body.extend_from_slice(&encoded);
         Ok(grpc_response([body.freeze(), Bytes::new(), Bytes::new()]))
     }
@@ -110,27 +111,28 @@ impl RecordsRoute {
         refuse_compressed(&request)?;
         let decoder = SizedProstCodec::<v1::FetchResponse, v1::FetchRequest>::default().decoder();
         let mut messages = Streaming::new_request(decoder, request.into_body(), None, Some(self.max_request_bytes));
-        let message = messages.message().await?.ok_or_else(|| Status::invalid_argument("a fetch needs a request"))?;
+        let message =
+            messages.message().await?.ok_or_else(|| Reason::InvalidArgument.status("a fetch needs a request"))?;
         let mut response = super::read::fetch(&self.node, message).await?;
         let batches = std::mem::take(&mut response.record_batches);
         let rest = response.encode_to_vec();
         let batches_field = if batches.is_empty() { 0 } else { 1 + prost::length_delimiter_len(batches.len()) };
         let message_len = batches_field + batches.len() + rest.len();
         if message_len > self.max_response_bytes {
-            return Err(Status::resource_exhausted(format!(
+            return Err(Reason::TooLarge.status(format!(
                 "a fetch response of {message_len} bytes exceeds the broker's limit of {} bytes",
                 self.max_response_bytes
             )));
         }
         let message_len = u32::try_from(message_len)
-            .map_err(|_| Status::resource_exhausted("a fetch response must be smaller than 4 GiB"))?;
+            .map_err(|_| Reason::TooLarge.status("a fetch response must be smaller than 4 GiB"))?;
         let mut head = BytesMut::with_capacity(5 + batches_field);
         head.put_u8(0); // not compressed
         head.put_u32(message_len);
         if !batches.is_empty() {
             head.put_u8(RECORD_BATCHES_KEY);
             prost::encode_length_delimiter(batches.len(), &mut head)
-                .map_err(|e| Status::internal(format!("cannot encode a length: {e}")))?;
+                .map_err(|e| Reason::Internal.status(format!("cannot encode a length: {e}")))?;
         }
         Ok(grpc_response([head.freeze(), batches, Bytes::from(rest)]))
     }

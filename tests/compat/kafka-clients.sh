@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Real Kafka clients against rill's Kafka listener (the broker's one port, beside gRPC): kafka-python's
 # KafkaProducer and KafkaConsumer (versions auto-detected by ApiVersions) send and read records with every codec,
-# kcat produces what `rill consume` reads and reads what `rill produce` writes, and offsets_for_times finds
-# records by timestamp.
+# kcat produces what `rill consume` reads and reads what `rill produce` writes, offsets_for_times finds
+# records by timestamp, and kafka-python's and librdkafka's (confluent-kafka) idempotent producers send through a
+# SIGKILL and restart of the broker with every record stored once, in order, without a gap.
 #
-# Installs kafka-python from PyPI into target/compat/venv (shared with kafka-python.sh) and kcat from Debian's
+# Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh) and kcat from Debian's
 # packages when it is missing (without apt, the kcat tests are skipped and say so). Builds the `rill` binary and
 # runs the pytest suite beside this file. Usage: tests/compat/kafka-clients.sh [PYTEST ARGS]
 set -euo pipefail

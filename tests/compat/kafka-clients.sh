@@ -20,4 +20,4 @@ if ! command -v kcat >/dev/null; then
 fi
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
-  tests/compat/test_kafka_clients.py "$@"
+  tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py "$@"

@@ -11,13 +11,24 @@
 mod api_versions;
 mod bounds;
 mod connection;
+mod consumer_protocol;
+mod dispatch;
 mod error;
 mod fetch;
+mod find_coordinator;
 mod framing;
+mod group_errors;
+mod groups_admin;
+mod heartbeat;
+mod join_group;
 mod list_offsets;
 pub mod listener;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -105,8 +105,13 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (15, 0, 5), // DescribeGroups
         (16, 0, 4), // ListGroups
         (18, 0, 3), // ApiVersions
+        (19, 2, 7), // CreateTopics
+        (20, 1, 5), // DeleteTopics
+        (32, 1, 4), // DescribeConfigs
+        (37, 0, 3), // CreatePartitions
         (42, 0, 2), // DeleteGroups
         (47, 0, 0), // OffsetDelete
+        (60, 0, 1), // DescribeCluster
     ];
     assert_eq!(served, expected);
 }

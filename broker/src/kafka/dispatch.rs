@@ -11,8 +11,8 @@ use kafka_protocol::protocol::Decodable;
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
-    find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, sync_group,
-    KafkaContext,
+    create_topics, describe_cluster, describe_configs, find_coordinator, groups_admin, heartbeat, join_group,
+    offset_commit, offset_delete, offset_fetch, sync_group, topics_admin, KafkaContext,
 };
 
 /// Who sent a request: what a group member is described with.
@@ -55,6 +55,13 @@ pub async fn answer(
         ApiKey::SyncGroup => serve!(SyncGroupRequest, |request| sync_group::answer(kafka, request).await),
         ApiKey::Heartbeat => serve!(HeartbeatRequest, |request| heartbeat::heartbeat(kafka, &request)),
         ApiKey::LeaveGroup => serve!(LeaveGroupRequest, |request| heartbeat::leave(kafka, request, version)),
+        ApiKey::CreateTopics => serve!(CreateTopicsRequest, |request| create_topics::answer(kafka, request).await),
+        ApiKey::DeleteTopics => serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request).await),
+        ApiKey::CreatePartitions => {
+            serve!(CreatePartitionsRequest, |request| topics_admin::create_partitions(kafka, request).await)
+        }
+        ApiKey::DescribeConfigs => serve!(DescribeConfigsRequest, |request| describe_configs::answer(kafka, &request)),
+        ApiKey::DescribeCluster => serve!(DescribeClusterRequest, |request| describe_cluster::answer(kafka, &request)),
         other => Err(RequestError::NotServed(other)),
     }
 }

@@ -12,6 +12,9 @@ mod api_versions;
 mod bounds;
 mod connection;
 mod consumer_protocol;
+mod create_topics;
+mod describe_cluster;
+mod describe_configs;
 mod dispatch;
 mod error;
 mod fetch;
@@ -29,6 +32,8 @@ mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod sync_group;
+mod topic_configs;
+mod topics_admin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -241,3 +241,23 @@ def test_kcat_balanced_consumer_reads_every_partition_and_commits(broker_addr):
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.split()) == sorted(f"{p}:{i}" for p in range(3) for i in range(5))
     assert committed(broker_addr, group, topic) == {p: 5 for p in range(3)}
+
+
+KAFKAJS = os.path.join(os.getcwd(), "target", "compat", "node_modules", "kafkajs")
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not os.path.isdir(KAFKAJS),
+                    reason="node or kafkajs is not installed (see kafka-clients.sh)")
+def test_a_kafkajs_group_reads_every_record_once_through_a_leave_and_commits(broker_addr):
+    group, topic = next(names), new_topic(broker_addr, 4)
+    script = os.path.join(os.path.dirname(__file__), "kafkajs_group.js")
+    done = subprocess.run(
+        ["node", script, broker_addr, topic, group, "4"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "NODE_PATH": os.path.dirname(KAFKAJS)},
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(r["value"] for r in seen) == sorted(f"{p}:{i}" for p in range(4) for i in range(40))
+    assert {r["member"] for r in seen} == {"first", "second"}, "both members read"
+    assert committed(broker_addr, group, topic) == {p: 40 for p in range(4)}

@@ -336,3 +336,29 @@ async fn a_lying_count_in_a_group_request_closes_only_that_connection() {
         healthy.call(ApiKey::FindCoordinator, 0, &FindCoordinatorRequest::default().with_key(text("g"))).await;
     assert_eq!(found.error_code, 0, "the other connection is still served");
 }
+
+#[tokio::test]
+async fn a_restarted_static_member_replaces_its_old_id_and_leaves_by_instance_id() {
+    let broker = TestBroker::start().await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let static_join = |member: &str| join("g", member, 10_000).with_group_instance_id(Some(text("pod-1")));
+    let first: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &static_join("")).await;
+    assert_eq!((first.error_code, first.generation_id), (0, 1), "a static member needs no MEMBER_ID_REQUIRED");
+    assert_eq!(first.members[0].group_instance_id.as_ref().map(|id| id.as_str()), Some("pod-1"));
+    let old_id = first.member_id.to_string();
+    // The process restarts: same instance id, no member id. The old id is gone, the new one leads.
+    let second: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &static_join("")).await;
+    assert_eq!((second.error_code, second.generation_id), (0, 2));
+    assert_ne!(second.member_id.as_str(), old_id);
+    assert_eq!(second.leader, second.member_id);
+    assert_eq!(heartbeat(&mut client, "g", &old_id, 1).await, UNKNOWN_MEMBER_ID);
+
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(text("g"))).with_members(vec![
+        leave_group_request::MemberIdentity::default().with_group_instance_id(Some(text("pod-1"))),
+        leave_group_request::MemberIdentity::default().with_member_id(text("never-joined")),
+    ]);
+    let left: LeaveGroupResponse = client.call(ApiKey::LeaveGroup, 4, &leave).await;
+    let codes: Vec<i16> = left.members.iter().map(|m| m.error_code).collect();
+    assert_eq!(codes, [0, UNKNOWN_MEMBER_ID]);
+    assert_eq!(heartbeat(&mut client, "g", second.member_id.as_str(), 2).await, UNKNOWN_MEMBER_ID);
+}

@@ -362,3 +362,15 @@ async fn a_restarted_static_member_replaces_its_old_id_and_leaves_by_instance_id
     assert_eq!(codes, [0, UNKNOWN_MEMBER_ID]);
     assert_eq!(heartbeat(&mut client, "g", second.member_id.as_str(), 2).await, UNKNOWN_MEMBER_ID);
 }
+
+#[tokio::test]
+async fn joins_past_max_members_per_group_are_refused_even_before_they_take_their_ids() {
+    let broker = TestBroker::start_with(|c| c.max_members_per_group = 2).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let joined = join_new(&mut client, "g").await;
+    assert_eq!(joined.error_code, 0);
+    let handed_out: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &join("g", "", 10_000)).await;
+    assert_eq!(handed_out.error_code, MEMBER_ID_REQUIRED, "one more may come");
+    let refused: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &join("g", "", 10_000)).await;
+    assert_eq!(refused.error_code, 81, "GROUP_MAX_SIZE_REACHED: the id handed out holds the last place");
+}

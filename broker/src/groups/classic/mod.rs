@@ -190,6 +190,11 @@ impl GroupCoordinator {
         }
         let is_new = !group.members.contains_key(&member_id);
         if is_new {
+            let limit = self.config.max_members_per_group;
+            // Ids handed out and not yet used count too, so joins that never come back cannot grow the group.
+            if member_id.is_empty() && group.members.len() + group.pending_ids.len() >= limit as usize {
+                return Err(ClassicError::GroupFull { group: group.name.clone(), limit });
+            }
             if member_id.is_empty() {
                 member_id = self.new_member_id(&request.client_id);
                 if request.requires_known_member_id && request.instance_id.is_none() {
@@ -199,7 +204,6 @@ impl GroupCoordinator {
             } else if group.pending_ids.remove(&member_id).is_none() {
                 return Err(ClassicError::UnknownMember { group: group.name.clone(), member: member_id });
             }
-            let limit = self.config.max_members_per_group;
             if group.members.len() >= limit as usize {
                 return Err(ClassicError::GroupFull { group: group.name.clone(), limit });
             }

@@ -61,6 +61,11 @@ pub enum BrokerError {
     StaleGeneration { group: String, member: String, generation: i32, assigned_at: i32, topic: String, partition: u32 },
     #[error("group {group:?} has {members} active member(s): {action} needs a group without members (stop its consumers first)")]
     GroupNotEmpty { group: String, members: usize, action: &'static str },
+    #[error(
+        "group {group:?} has {members} {kind} member(s): a {other} consumer cannot join it (a group is either \
+         Kafka's or rill's, never both; use another group id)"
+    )]
+    GroupKindMismatch { group: String, members: usize, kind: &'static str, other: &'static str },
     #[error("too many consumer groups: the broker holds at most {limit} (max_groups)")]
     TooManyGroups { limit: u32 },
     #[error("group {group:?} is full: it may have at most {limit} members (max_members_per_group)")]
@@ -124,6 +129,7 @@ impl BrokerError {
             BrokerError::NotOwner { .. } => Reason::NotOwner,
             BrokerError::StaleGeneration { .. } => Reason::StaleGeneration,
             BrokerError::GroupNotEmpty { .. } => Reason::GroupNotEmpty,
+            BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
             BrokerError::Io { source, .. } => io_reason(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,

@@ -267,6 +267,24 @@ impl Registry {
         Ok(topic)
     }
 
+    /// The checks of `create` that touch no disk (name, partition count, settings, the name free), for a
+    /// request that only asks whether a create would pass (Kafka's `validate_only`).
+    pub fn validate_create(&self, name: &str, partition_count: u32, config: &v1::TopicConfig) -> Result<()> {
+        let name = user_topic_name(name)?;
+        self.check_partition_count(partition_count, 0)?;
+        self.resolve_settings(config)?;
+        if read(&self.topics).contains_key(name.as_str()) || lock(&self.creating).contains_key(name.as_str()) {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        Ok(())
+    }
+
+    /// The checks of `add_partitions` that touch no disk, for a request that only validates.
+    pub fn validate_add_partitions(&self, name: &str, new_count: u32) -> Result<()> {
+        let topic = self.topic(name)?;
+        self.check_partition_count(new_count, topic.partition_count())
+    }
+
     pub async fn delete(&self, name: &str) -> Result<()> {
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;

@@ -52,6 +52,8 @@ pub enum Reason {
     StaleGeneration,
     /// A group operation that needs a group without members.
     GroupNotEmpty,
+    /// A gRPC member joining a group of Kafka members, or the reverse: the two protocols do not share a group.
+    GroupKindMismatch,
     /// An idempotent producer's batch whose sequence does not follow its last one in the partition.
     OutOfOrderSequence,
     /// An idempotent producer's epoch older than the partition's: a newer instance of it fenced this one.
@@ -63,7 +65,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -82,6 +84,7 @@ impl Reason {
         Reason::NotOwner,
         Reason::StaleGeneration,
         Reason::GroupNotEmpty,
+        Reason::GroupKindMismatch,
         Reason::OutOfOrderSequence,
         Reason::InvalidProducerEpoch,
         Reason::StorageFailure,
@@ -109,6 +112,7 @@ impl Reason {
             Reason::NotOwner => ("not-owner", Code::FailedPrecondition, 22), // ILLEGAL_GENERATION: rejoin
             Reason::StaleGeneration => ("stale-generation", Code::FailedPrecondition, 22), // ILLEGAL_GENERATION
             Reason::GroupNotEmpty => ("group-not-empty", Code::FailedPrecondition, 68), // NON_EMPTY_GROUP
+            Reason::GroupKindMismatch => ("group-kind-mismatch", Code::FailedPrecondition, 23), // INCONSISTENT_GROUP_PROTOCOL
             Reason::OutOfOrderSequence => ("out-of-order-sequence", Code::FailedPrecondition, 45), // OUT_OF_ORDER_SEQUENCE_NUMBER
             Reason::InvalidProducerEpoch => ("invalid-producer-epoch", Code::FailedPrecondition, 47), // INVALID_PRODUCER_EPOCH
             Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR

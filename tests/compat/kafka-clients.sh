@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Real Kafka clients against rill's Kafka listener (the broker's one port, beside gRPC): kafka-python's
-# KafkaProducer and KafkaConsumer (versions auto-detected by ApiVersions) send and read records with every codec,
-# kcat produces what `rill consume` reads and reads what `rill produce` writes, offsets_for_times finds
-# records by timestamp, and kafka-python's and librdkafka's (confluent-kafka) idempotent producers send through a
-# SIGKILL and restart of the broker with every record stored once, in order, without a gap.
+# Real Kafka clients against rill's Kafka listener (the broker's one port, beside gRPC). test_kafka_clients.py:
+# kafka-python's producer and consumer with every codec, kcat against `rill produce`/`rill consume`,
+# offsets_for_times, kafka-python's and confluent-kafka's admin clients. test_kafka_groups.py: consumer groups of
+# kafka-python, confluent-kafka (range, cooperative-sticky), kcat -G and KafkaJS, commits and resumes; and
+# kafka-python's and librdkafka's (confluent-kafka) idempotent producers through a SIGKILL and restart of the
+# broker, with every record stored once, in order, without a gap.
 #
-# Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh) and kcat from Debian's
-# packages when it is missing (without apt, the kcat tests are skipped and say so). Builds the `rill` binary and
-# runs the pytest suite beside this file. Usage: tests/compat/kafka-clients.sh [PYTEST ARGS]
+# Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
+# KafkaJS from npm into target/compat/node_modules, and kcat (and node) from Debian's packages when missing
+# (without them, their tests are skipped and say so). Builds the `rill` binary and runs the pytest suites beside
+# this file. Usage: tests/compat/kafka-clients.sh [PYTEST ARGS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/compat/venv.sh
@@ -19,6 +21,16 @@ if ! command -v kcat >/dev/null; then
     echo "kafka-clients.sh: no apt-get to install kcat; its tests are skipped" >&2
   fi
 fi
+# KafkaJS from npm into target/compat/node_modules (node and npm from Debian when missing).
+if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }) >/dev/null \
+    || echo "kafka-clients.sh: could not install node; the KafkaJS test is skipped" >&2
+fi
+if command -v npm >/dev/null && [[ ! -d target/compat/node_modules/kafkajs ]]; then
+  mkdir -p target/compat
+  (cd target/compat && npm install --silent --no-audit --no-fund kafkajs@2.2.4) \
+    || echo "kafka-clients.sh: could not install kafkajs; its test is skipped" >&2
+fi
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
-  tests/compat/test_kafka_clients.py "$@"
+  tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py "$@"

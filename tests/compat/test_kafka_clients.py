@@ -243,3 +243,50 @@ def test_confluent_kafka_idempotent_producer_through_a_broker_kill(restartable_b
     assert failures == [], failures[:3]
     assert sorted(delivered) == list(range(6_000))
     assert_each_once_in_order(broker.addr, topic, 6_000)
+
+
+def test_kafka_python_admin_creates_describes_grows_and_deletes_topics(broker):
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
+    from kafka.errors import InvalidConfigurationError, TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    name = next(topic_names)
+    try:
+        configs = {"retention.ms": "3600000", "segment.bytes": str(16 << 20)}
+        admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1, topic_configs=configs)])
+        assert name in admin.list_topics()
+        assert len(admin.describe_topics([name])[0]["partitions"]) == 3
+        assert name in rill(broker, "topic", "list"), "rill sees the topic a Kafka client created"
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        values = {key: entry["value"] for key, entry in next(iter(described.values()))[name].items()}
+        # kafka-python asks for the configs set on the topic (not the broker's defaults): exactly these two.
+        assert values == {"retention.ms": "3600000", "segment.bytes": str(16 << 20)}
+        with pytest.raises(TopicAlreadyExistsError):
+            admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+        with pytest.raises(InvalidConfigurationError):
+            admin.create_topics([NewTopic(next(topic_names), 1, 1, topic_configs={"cleanup.policy": "compact"})])
+        admin.create_partitions({name: NewPartitions(total_count=5)})
+        assert len(admin.describe_topics([name])[0]["partitions"]) == 5
+        validated = next(topic_names)
+        admin.create_topics([NewTopic(validated, num_partitions=2, replication_factor=1)], validate_only=True)
+        assert validated not in admin.list_topics(), "validate_only creates nothing"
+        admin.delete_topics([name])
+        assert name not in admin.list_topics()
+    finally:
+        admin.close()
+
+
+def test_confluent_kafka_admin_creates_and_deletes_topics_and_describes_the_cluster(broker):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = next(topic_names)
+    futures = admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1,
+                                            config={"retention.bytes": "-1"})])
+    futures[name].result(timeout=30)
+    assert len(admin.list_topics(timeout=30).topics[name].partitions) == 2
+    cluster = admin.describe_cluster().result(timeout=30)
+    host, port = broker.rsplit(":", 1)
+    assert [(node.host, node.port) for node in cluster.nodes] == [(host, int(port))]
+    admin.delete_topics([name])[name].result(timeout=30)
+    assert name not in admin.list_topics(timeout=30).topics

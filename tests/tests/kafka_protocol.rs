@@ -90,7 +90,31 @@ async fn api_versions_advertises_exactly_the_served_apis() {
     let mut served: Vec<(i16, i16, i16)> =
         response.api_keys.iter().map(|api| (api.api_key, api.min_version, api.max_version)).collect();
     served.sort();
-    assert_eq!(served, [(0, 3, 9), (1, 4, 12), (2, 1, 6), (3, 1, 12), (18, 0, 3), (22, 0, 4)]);
+    let expected = [
+        (0, 3, 9),  // Produce
+        (1, 4, 12), // Fetch
+        (2, 1, 6),  // ListOffsets
+        (3, 1, 12), // Metadata
+        (8, 2, 8),  // OffsetCommit
+        (9, 1, 8),  // OffsetFetch
+        (10, 0, 4), // FindCoordinator
+        (11, 0, 9), // JoinGroup
+        (12, 0, 4), // Heartbeat
+        (13, 0, 5), // LeaveGroup
+        (14, 0, 5), // SyncGroup
+        (15, 0, 5), // DescribeGroups
+        (16, 0, 4), // ListGroups
+        (18, 0, 3), // ApiVersions
+        (19, 2, 7), // CreateTopics
+        (20, 1, 5), // DeleteTopics
+        (22, 0, 4), // InitProducerId
+        (32, 1, 4), // DescribeConfigs
+        (37, 0, 3), // CreatePartitions
+        (42, 0, 2), // DeleteGroups
+        (47, 0, 0), // OffsetDelete
+        (60, 0, 1), // DescribeCluster
+    ];
+    assert_eq!(served, expected);
 }
 
 #[tokio::test]
@@ -225,10 +249,10 @@ async fn bad_bytes_on_a_kafka_connection_close_only_that_connection() {
         &(-1i16).to_be_bytes(),
     ]
     .concat();
-    // A known API that is not served (JoinGroup v0), well framed.
+    // A known API that is not served (EndTxn v0: no transactions), well framed.
     let not_served = [
         &10i32.to_be_bytes()[..],
-        &11i16.to_be_bytes(),
+        &26i16.to_be_bytes(),
         &0i16.to_be_bytes(),
         &1i32.to_be_bytes(),
         &(-1i16).to_be_bytes(),

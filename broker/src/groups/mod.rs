@@ -28,6 +28,7 @@ use crate::offsets::MAX_GROUP_CHARS;
 use crate::registry::Registry;
 
 mod assignor;
+pub mod classic;
 mod group;
 pub mod session;
 
@@ -50,7 +51,8 @@ pub struct Joined {
 pub struct GroupSnapshot {
     pub state: v1::GroupState,
     pub generation: i32,
-    pub assignor: Assignor,
+    /// For a Kafka group, the client-side assignor its members agreed on, where rill has a name for it.
+    pub assignor: v1::Assignor,
     pub members: Vec<v1::MemberDescription>,
     pub topics: BTreeSet<String>,
     pub owners: BTreeMap<TopicPartition, String>,
@@ -59,6 +61,8 @@ pub struct GroupSnapshot {
 pub struct GroupCoordinator {
     config: Arc<BrokerConfig>,
     groups: Mutex<BTreeMap<String, Group>>,
+    /// The groups of Kafka clients (classic protocol, `classic/`). Locked after `groups` when both are.
+    classic: Mutex<BTreeMap<String, classic::ClassicGroup>>,
     next_member: AtomicU64,
     /// Random per broker start, so member ids are never reused across restarts (a zombie from before a restart
     /// cannot pass for a new member).
@@ -68,7 +72,13 @@ pub struct GroupCoordinator {
 impl GroupCoordinator {
     pub fn new(config: Arc<BrokerConfig>) -> GroupCoordinator {
         let member_id_salt = std::collections::hash_map::RandomState::new().build_hasher().finish() ^ now_ms() as u64;
-        GroupCoordinator { config, groups: Mutex::new(BTreeMap::new()), next_member: AtomicU64::new(1), member_id_salt }
+        GroupCoordinator {
+            config,
+            groups: Mutex::new(BTreeMap::new()),
+            classic: Mutex::new(BTreeMap::new()),
+            next_member: AtomicU64::new(1),
+            member_id_salt,
+        }
     }
 
     /// Admits a member: validates the join, creates the group if needed, and rebalances.
@@ -94,6 +104,15 @@ impl GroupCoordinator {
             partition_counts(registry, &wanted)
         };
         let mut groups = self.lock();
+        let kafka_members = self.classic_members(&request.group);
+        if kafka_members > 0 {
+            return Err(BrokerError::GroupKindMismatch {
+                group: request.group,
+                members: kafka_members,
+                kind: "Kafka",
+                other: "rill (gRPC)",
+            });
+        }
         if !groups.contains_key(&request.group) && groups.len() >= self.config.max_groups as usize {
             return Err(BrokerError::TooManyGroups { limit: self.config.max_groups });
         }
@@ -196,7 +215,7 @@ impl GroupCoordinator {
         let groups = self.lock();
         let group = groups.get(group_id);
         if member_id.is_empty() {
-            let members = group.map_or(0, |g| g.members.len());
+            let members = group.map_or(0, |g| g.members.len()) + self.classic_members(group_id);
             if members > 0 {
                 return Err(BrokerError::GroupNotEmpty {
                     group: group_id.to_owned(),
@@ -237,7 +256,7 @@ impl GroupCoordinator {
 
     /// GroupNotEmpty if the group has members: resets and deletes need an empty group.
     pub fn check_empty(&self, group_id: &str, action: &'static str) -> Result<()> {
-        let members = self.lock().get(group_id).map_or(0, |g| g.members.len());
+        let members = self.lock().get(group_id).map_or(0, |g| g.members.len()) + self.classic_members(group_id);
         if members > 0 {
             return Err(BrokerError::GroupNotEmpty { group: group_id.to_owned(), members, action });
         }
@@ -266,7 +285,10 @@ impl GroupCoordinator {
 
     pub fn snapshot(&self, group_id: &str) -> Option<GroupSnapshot> {
         let groups = self.lock();
-        let group = groups.get(group_id)?;
+        let Some(group) = groups.get(group_id) else {
+            drop(groups);
+            return self.classic_snapshot(group_id).map(classic::describe::as_group_snapshot);
+        };
         let state = if group.members.is_empty() {
             v1::GroupState::Empty
         } else if group.is_stable() {
@@ -297,7 +319,7 @@ impl GroupCoordinator {
         Some(GroupSnapshot {
             state,
             generation: if group.members.is_empty() { 0 } else { group.generation },
-            assignor: group.assignor,
+            assignor: group.assignor.to_wire(),
             members,
             topics: group.subscribed_topics(),
             owners,
@@ -306,7 +328,8 @@ impl GroupCoordinator {
 
     /// Every group the coordinator holds, with its state and member count.
     pub fn summaries(&self) -> BTreeMap<String, v1::GroupSummary> {
-        self.lock()
+        let mut summaries: BTreeMap<String, v1::GroupSummary> = self
+            .lock()
             .values()
             .map(|g| {
                 let state = match (g.members.is_empty(), g.is_stable()) {
@@ -322,7 +345,13 @@ impl GroupCoordinator {
                 };
                 (g.name.clone(), summary)
             })
-            .collect()
+            .collect();
+        for name in self.classic_groups() {
+            if let Some(snapshot) = self.classic_snapshot(&name) {
+                summaries.insert(name.clone(), classic::describe::as_summary(name, &snapshot));
+            }
+        }
+        summaries
     }
 
     fn check_topics(&self, topics: &[String]) -> Result<BTreeSet<String>> {

@@ -10,6 +10,9 @@
 
 use kafka_protocol::messages::ApiKey;
 
+mod admin;
+mod groups;
+
 /// Why a request body is refused before decoding.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
@@ -28,7 +31,21 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::Fetch => fetch(&mut walk, version)?,
         ApiKey::ListOffsets => list_offsets(&mut walk, version)?,
         ApiKey::Metadata => metadata(&mut walk, version)?,
-        // ApiVersions has no arrays; any other API is not decoded.
+        ApiKey::FindCoordinator => groups::find_coordinator(&mut walk, version)?,
+        ApiKey::OffsetCommit => groups::offset_commit(&mut walk, version)?,
+        ApiKey::OffsetFetch => groups::offset_fetch(&mut walk, version)?,
+        ApiKey::OffsetDelete => groups::offset_delete(&mut walk)?,
+        ApiKey::ListGroups => groups::list_groups(&mut walk, version)?,
+        ApiKey::DescribeGroups => groups::describe_groups(&mut walk, version)?,
+        ApiKey::DeleteGroups => groups::delete_groups(&mut walk, version)?,
+        ApiKey::JoinGroup => groups::join_group(&mut walk, version)?,
+        ApiKey::SyncGroup => groups::sync_group(&mut walk, version)?,
+        ApiKey::LeaveGroup => groups::leave_group(&mut walk, version)?,
+        ApiKey::CreateTopics => admin::create_topics(&mut walk, version)?,
+        ApiKey::DeleteTopics => admin::delete_topics(&mut walk, version)?,
+        ApiKey::CreatePartitions => admin::create_partitions(&mut walk, version)?,
+        ApiKey::DescribeConfigs => admin::describe_configs(&mut walk, version)?,
+        // ApiVersions, Heartbeat and DescribeCluster have no arrays; any other API is not decoded.
         _ => return Ok(body.len()),
     }
     Ok(walk.at)
@@ -214,10 +231,10 @@ mod tests {
     }
 
     /// The walk must cover exactly what the crate encodes, field for field, or it would misread real requests.
-    fn assert_walked_whole(api: ApiKey, versions: std::ops::RangeInclusive<i16>, request: &impl Encodable) {
+    pub(super) fn assert_walked_whole(api: ApiKey, versions: std::ops::RangeInclusive<i16>, request: &impl Encodable) {
         for version in versions {
             let mut body = BytesMut::new();
-            request.encode(&mut body, version).expect("encodes");
+            request.encode(&mut body, version).unwrap_or_else(|err| panic!("{api:?} v{version} encodes: {err}"));
             let walked = walked_bytes(api, version, &body);
             assert_eq!(walked, Ok(body.len()), "{api:?} v{version}");
         }

@@ -60,7 +60,7 @@ pub async fn serve(mut connection: LimitedConnection, kafka: Arc<KafkaContext>) 
                 return;
             }
         };
-        match answer(&kafka, request).await {
+        match answer(&kafka, request, peer).await {
             Ok(Some(response)) => {
                 if let Err(err) = connection.write_all(&response).await {
                     tracing::debug!(?peer, error = %err, "kafka connection closed while writing a response");
@@ -100,7 +100,11 @@ async fn read_request(
 }
 
 /// The response frame to one request; `None` for a request Kafka does not answer (Produce with acks 0).
-pub async fn answer(kafka: &KafkaContext, request: Bytes) -> Result<Option<Bytes>, RequestError> {
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Option<Bytes>, RequestError> {
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
     let api = ApiKey::try_from(api_key).map_err(|()| RequestError::UnknownApiKey(api_key))?;
@@ -114,7 +118,7 @@ pub async fn answer(kafka: &KafkaContext, request: Bytes) -> Result<Option<Bytes
     }
     let malformed = malformed_by(api, version);
     let mut body = request;
-    RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(&malformed)?;
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(&malformed)?;
     super::bounds::check(api, version, &body).map_err(malformed_by(api, version))?;
     let header_version = api.response_header_version(version);
     let frame = match api {
@@ -144,12 +148,20 @@ pub async fn answer(kafka: &KafkaContext, request: Bytes) -> Result<Option<Bytes
             let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
             encode_response(correlation_id, header_version, &init_producer_id::answer(kafka, &request).await, version)?
         }
-        other => return Err(RequestError::NotServed(other)),
+        // The group and admin APIs, each in its own file, are routed by `dispatch.rs`.
+        other => {
+            let caller = super::dispatch::Caller {
+                client_id: header.client_id.map(|id| id.to_string()).unwrap_or_default(),
+                // Kafka shows a member's host as "/" and its address.
+                host: peer.map(|peer| format!("/{}", peer.ip())).unwrap_or_default(),
+            };
+            super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?
+        }
     };
     Ok(Some(frame))
 }
 
 /// Turns the codec's decode error (the `kafka-protocol` crate's own) into this module's.
-fn malformed_by<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> RequestError {
+pub(super) fn malformed_by<E: std::fmt::Display>(api: ApiKey, version: i16) -> impl Fn(E) -> RequestError {
     move |err| RequestError::Malformed { api, version, reason: err.to_string() }
 }

@@ -141,11 +141,31 @@ impl OffsetStore {
         now_ms: i64,
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
+        self.forget_checked(move |key| key.group == group, now_ms, check).await
+    }
+
+    /// Forgets the committed offsets of `keys` that exist (Kafka's OffsetDelete), like `delete_group_checked`.
+    /// Returns how many were forgotten.
+    pub async fn delete_checked(
+        self: &Arc<Self>,
+        keys: std::collections::BTreeSet<OffsetKey>,
+        now_ms: i64,
+        check: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<usize> {
+        self.forget_checked(move |key| keys.contains(key), now_ms, check).await
+    }
+
+    async fn forget_checked(
+        self: &Arc<Self>,
+        forgets: impl Fn(&OffsetKey) -> bool + Send + 'static,
+        now_ms: i64,
+        check: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<usize> {
         let store = Arc::clone(self);
         let (end_offset, deleted) = blocking(move || {
             let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             check()?;
-            let keys: Vec<OffsetKey> = committed.keys().filter(|k| k.group == group).cloned().collect();
+            let keys: Vec<OffsetKey> = committed.keys().filter(|k| forgets(k)).cloned().collect();
             if keys.is_empty() {
                 return Ok((None, 0));
             }

@@ -58,7 +58,7 @@ pub fn describe(node: &Node, group: String) -> Result<v1::DescribeGroupResponse>
         group,
         state: snapshot.state as i32,
         generation: snapshot.generation,
-        assignor: snapshot.assignor.to_wire() as i32,
+        assignor: snapshot.assignor as i32,
         members: snapshot.members,
         partitions,
     })
@@ -68,7 +68,7 @@ fn empty_snapshot() -> crate::groups::GroupSnapshot {
     crate::groups::GroupSnapshot {
         state: v1::GroupState::Empty,
         generation: 0,
-        assignor: crate::groups::Assignor::Sticky,
+        assignor: v1::Assignor::Unspecified,
         members: Vec::new(),
         topics: BTreeSet::new(),
         owners: BTreeMap::new(),

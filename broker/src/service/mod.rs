@@ -2,7 +2,7 @@
 //! `Result<_, BrokerError>`; the conversion to `tonic::Status` happens in `error.rs`, nowhere else.
 
 mod admin;
-mod group_admin;
+pub(crate) mod group_admin;
 mod groups;
 mod produce;
 mod read;

@@ -1,0 +1,69 @@
+//! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
+//! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names). Asked-for
+//! keys filter the answer; a key rill does not have is left out, as Kafka does. Other resource types get
+//! INVALID_REQUEST, naming the two that are served.
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::ResponseError;
+
+use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry};
+use super::topics_admin::admin_error;
+use super::KafkaContext;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+pub fn answer(kafka: &KafkaContext, request: &DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let results = request.resources.iter().map(|resource| described(kafka, resource)).collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn described(kafka: &KafkaContext, resource: &DescribeConfigsResource) -> DescribeConfigsResult {
+    let name = resource.resource_name.as_str();
+    let answer = DescribeConfigsResult::default()
+        .with_resource_type(resource.resource_type)
+        .with_resource_name(resource.resource_name.clone());
+    let refused = |error: ResponseError, message: String| {
+        answer.clone().with_error_code(error.code()).with_error_message(Some(text(message)))
+    };
+    let entries = match resource.resource_type {
+        RESOURCE_TOPIC => match kafka.node.registry.topic(name) {
+            Ok(topic) => topic_entries(&topic, &kafka.node.config),
+            Err(err) => {
+                let (error, message) = admin_error(&err);
+                return refused(error, message);
+            }
+        },
+        RESOURCE_BROKER if name.is_empty() || name == kafka.node_id.to_string() => broker_entries(kafka),
+        RESOURCE_BROKER => {
+            return refused(
+                ResponseError::InvalidRequest,
+                format!("broker {name:?} is not this node ({}); ask it for its own configs", kafka.node_id),
+            )
+        }
+        other => {
+            return refused(
+                ResponseError::InvalidRequest,
+                format!("resource type {other} is not described: rill serves topics (2) and brokers (4)"),
+            )
+        }
+    };
+    let wanted = |entry: &ConfigEntry| {
+        resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|key| key.as_str() == entry.name))
+    };
+    let configs = entries
+        .into_iter()
+        .filter(wanted)
+        .map(|entry| {
+            DescribeConfigsResourceResult::default()
+                .with_name(text(entry.name))
+                .with_value(Some(text(entry.value)))
+                .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                .with_config_source(entry.source)
+                .with_config_type(entry.config_type)
+        })
+        .collect();
+    answer.with_configs(configs)
+}

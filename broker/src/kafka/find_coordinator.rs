@@ -1,0 +1,55 @@
+//! FindCoordinator (v0–v4): which node coordinates a consumer group. rill has one group coordinator per node,
+//! and this node answers for every group with its own advertised address (what Metadata names, so a client
+//! behind NAT reaches it the same way). v4 asks for several groups at once (`coordinator_keys`); earlier
+//! versions for one (`key`). Transactions have no coordinator here: a transactional key is refused.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::KafkaContext;
+use crate::groups::check_group_id;
+
+/// Kafka's key type of a consumer group (the other, 1, is a transactional id).
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub fn answer(kafka: &KafkaContext, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    if version >= 4 {
+        let coordinators =
+            request.coordinator_keys.iter().map(|key| coordinator_for(kafka, request.key_type, key)).collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let found = coordinator_for(kafka, request.key_type, &request.key);
+    FindCoordinatorResponse::default()
+        .with_error_code(found.error_code)
+        .with_error_message(found.error_message)
+        .with_node_id(found.node_id)
+        .with_host(found.host)
+        .with_port(found.port)
+}
+
+fn coordinator_for(kafka: &KafkaContext, key_type: i8, key: &StrBytes) -> Coordinator {
+    let refused = |error: ResponseError, message: String| {
+        Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(error.code())
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    if key_type != KEY_TYPE_GROUP {
+        return refused(
+            ResponseError::InvalidRequest,
+            format!("key type {key_type} is not served: rill coordinates consumer groups (0) only, no transactions"),
+        );
+    }
+    if let Err(err) = check_group_id(key.as_str()) {
+        return refused(ResponseError::InvalidGroupId, err.to_string());
+    }
+    Coordinator::default()
+        .with_key(key.clone())
+        .with_node_id(BrokerId(kafka.node_id))
+        .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
+        .with_port(i32::from(kafka.advertised_port))
+}

@@ -1,0 +1,83 @@
+//! OffsetCommit (v2–v8): a Kafka consumer's commits go to the same offset store as rill's own (so they show in
+//! `rill group describe`), checked as they land against the group: a member of a Kafka group commits with its
+//! current generation, a consumer outside any group with generation -1 (`GroupCoordinator::check_kafka_commit`).
+//! Each partition gets its own code: one that does not exist or whose metadata is too long is refused alone;
+//! a refusal by the group applies to every partition of the request.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::ResponseError;
+
+use super::error::error_code;
+use super::group_errors::{classic_code, group_code};
+use super::KafkaContext;
+use crate::error::BrokerError;
+use crate::groups::check_group_id;
+use crate::node::now_ms;
+use crate::offsets::{OffsetKey, MAX_METADATA_BYTES};
+
+pub async fn answer(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let group_refusal = check_group_id(&group).err().map(|err| group_code(&err));
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut commits = Vec::new();
+    // (topic, partition) positions in `topics` whose code is the store's answer.
+    let mut waiting = Vec::new();
+    for topic in request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for asked in topic.partitions {
+            let metadata = asked.committed_metadata.map(|m| m.to_string()).unwrap_or_default();
+            let refusal = group_refusal.or_else(|| {
+                let index = u32::try_from(asked.partition_index).ok()?;
+                if let Err(err) = kafka.node.registry.partition(topic.name.0.as_str(), index) {
+                    return Some(error_code(&err));
+                }
+                if metadata.len() > MAX_METADATA_BYTES {
+                    return Some(ResponseError::OffsetMetadataTooLarge.code());
+                }
+                if asked.committed_offset < 0 {
+                    return Some(ResponseError::InvalidRequest.code());
+                }
+                let key = OffsetKey { group: group.clone(), topic: topic.name.0.to_string(), partition: index };
+                commits.push((key, asked.committed_offset, metadata));
+                waiting.push((topics.len(), partitions.len()));
+                Some(0)
+            });
+            let code = refusal.unwrap_or(ResponseError::UnknownTopicOrPartition.code());
+            partitions.push(
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(asked.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        topics.push(OffsetCommitResponseTopic::default().with_name(topic.name).with_partitions(partitions));
+    }
+    if !commits.is_empty() {
+        let groups = Arc::clone(&kafka.node.groups);
+        let member = request.member_id.to_string();
+        let generation = request.generation_id_or_member_epoch;
+        // The store's check speaks `BrokerError`; the group's own refusal, with its Kafka code, is kept here.
+        let refused_by_group = Arc::new(Mutex::new(None));
+        let refusal = Arc::clone(&refused_by_group);
+        let check = move || {
+            groups.check_kafka_commit(&group, &member, generation).map_err(|err| {
+                let unknown = BrokerError::UnknownMember { group: group.clone(), member: member.clone() };
+                *refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
+                unknown
+            })
+        };
+        let stored = kafka.node.offsets.commit_checked(commits, now_ms(), check).await;
+        let refusal = refused_by_group.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let code = match (stored, refusal) {
+            (Ok(()), _) => 0,
+            (Err(_), Some(refusal)) => classic_code(&refusal),
+            (Err(err), None) => group_code(&err),
+        };
+        for (topic, partition) in waiting {
+            topics[topic].partitions[partition].error_code = code;
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,128 @@
+//! OffsetFetch (v1–v8): a group's committed offsets from the offset store rill's own consumers use. A partition
+//! without a commit is offset -1 with no error, as in Kafka; no topics (null, v2+) asks for every partition the
+//! group has committed. v8 asks for several groups in one request. With no transactions every offset is
+//! stable, so `require_stable` needs no wait.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::group_errors::group_code;
+use super::KafkaContext;
+use crate::groups::check_group_id;
+use crate::offsets::{Committed, OffsetKey};
+
+/// One partition's committed offset (or none), found for one group.
+struct Found {
+    partition: i32,
+    committed: Option<Committed>,
+}
+
+pub fn answer(kafka: &KafkaContext, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|asked| {
+                let wanted = asked
+                    .topics
+                    .map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect::<Vec<_>>());
+                let (error_code, topics) = match lookup(kafka, &asked.group_id, wanted) {
+                    Ok(topics) => (0, topics),
+                    Err(code) => (code, Vec::new()),
+                };
+                let topics = topics
+                    .into_iter()
+                    .map(|(name, found)| {
+                        let partitions = found
+                            .into_iter()
+                            .map(|f| {
+                                let (offset, metadata) = offset_and_metadata(f.committed);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(f.partition)
+                                    .with_committed_offset(offset)
+                                    .with_metadata(metadata)
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(asked.group_id)
+                    .with_topics(topics)
+                    .with_error_code(error_code)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+    let (error_code, topics) = match lookup(kafka, &request.group_id, wanted) {
+        Ok(topics) => (0, topics),
+        Err(code) => (code, Vec::new()),
+    };
+    let topics = topics
+        .into_iter()
+        .map(|(name, found)| {
+            let partitions = found
+                .into_iter()
+                .map(|f| {
+                    let (offset, metadata) = offset_and_metadata(f.committed);
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(f.partition)
+                        .with_committed_offset(offset)
+                        .with_metadata(metadata)
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics).with_error_code(error_code)
+}
+
+/// The group's commits for `wanted` (topic and partitions), or for everything it committed when `None`.
+fn lookup(
+    kafka: &KafkaContext,
+    group: &GroupId,
+    wanted: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Result<Vec<(TopicName, Vec<Found>)>, i16> {
+    let group = group.0.as_str();
+    check_group_id(group).map_err(|err| group_code(&err))?;
+    let store = &kafka.node.offsets;
+    let Some(wanted) = wanted else {
+        let mut topics: Vec<(TopicName, Vec<Found>)> = Vec::new();
+        for (key, committed) in store.for_group(group) {
+            let found = Found { partition: key.partition as i32, committed: Some(committed) };
+            match topics.last_mut() {
+                Some((name, partitions)) if name.0.as_str() == key.topic => partitions.push(found),
+                _ => topics.push((TopicName(StrBytes::from_string(key.topic)), vec![found])),
+            }
+        }
+        return Ok(topics);
+    };
+    Ok(wanted
+        .into_iter()
+        .map(|(name, partitions)| {
+            let found = partitions
+                .into_iter()
+                .map(|partition| {
+                    let committed = u32::try_from(partition).ok().and_then(|index| {
+                        store.get(&OffsetKey { group: group.to_owned(), topic: name.0.to_string(), partition: index })
+                    });
+                    Found { partition, committed }
+                })
+                .collect();
+            (name, found)
+        })
+        .collect())
+}
+
+/// Kafka's "no committed offset" is offset -1 with empty metadata.
+fn offset_and_metadata(committed: Option<Committed>) -> (i64, Option<StrBytes>) {
+    match committed {
+        Some(c) => (c.offset, Some(StrBytes::from_string(c.metadata))),
+        None => (-1, Some(StrBytes::default())),
+    }
+}

@@ -1,0 +1,181 @@
+//! Kafka's topic and broker config names in rill's terms: what CreateTopics may set and DescribeConfigs shows.
+//!
+//! Topic configs mapped (anything else is INVALID_CONFIG, naming what is accepted, as Kafka refuses a name it
+//! does not know): `retention.ms` and `retention.bytes` (-1: no limit), `segment.bytes`, `max.message.bytes`
+//! (rill's `max_batch_bytes`), `flush.ms` (rill's `interval` durability with that period) and `cleanup.policy`
+//! (only `delete`: rill does not compact).
+
+use kafka_protocol::protocol::StrBytes;
+use rill_protocol::v1;
+
+use super::KafkaContext;
+use crate::config::BrokerConfig;
+use crate::config::DurabilityPolicy;
+use crate::meta::TopicSettings;
+use crate::registry::Topic;
+
+/// The topic configs CreateTopics accepts.
+pub const SETTABLE: &[&str] =
+    &["retention.ms", "retention.bytes", "segment.bytes", "max.message.bytes", "flush.ms", "cleanup.policy"];
+
+/// Kafka's DescribeConfigs config sources and types used here.
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+
+/// One config as DescribeConfigs (and CreateTopics v5+) shows it.
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub source: i8,
+    pub config_type: i8,
+}
+
+/// Kafka configs of a CreateTopics request as rill's topic settings; the message says which and why.
+pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<v1::TopicConfig, String> {
+    let mut config = v1::TopicConfig::default();
+    for (name, value) in configs {
+        let Some(value) = value else { continue };
+        match name {
+            "retention.ms" => config.retention_ms = Some(unlimited_or_count(name, value)?),
+            "retention.bytes" => config.retention_bytes = Some(unlimited_or_count(name, value)?),
+            "segment.bytes" => config.segment_bytes = Some(count(name, value)?),
+            "max.message.bytes" => config.max_batch_bytes = Some(count(name, value)?),
+            "flush.ms" => {
+                config.durability = v1::DurabilityPolicy::Interval as i32;
+                config.flush_interval_ms = Some(count(name, value)?);
+            }
+            "cleanup.policy" if value == "delete" => {}
+            "cleanup.policy" => {
+                return Err(format!(
+                    "cleanup.policy {value:?} is not supported: rill deletes old segments (delete) and never compacts"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "config {other:?} is not supported; the topic configs rill maps are {}",
+                    SETTABLE.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// Kafka's -1 is rill's "no limit", the largest u64.
+fn unlimited_or_count(name: &str, value: &str) -> Result<u64, String> {
+    if value.trim() == "-1" {
+        return Ok(u64::MAX);
+    }
+    count(name, value)
+        .map_err(|_| format!("{name} must be -1 (no limit) or a whole number of 0 or more, not {value:?}"))
+}
+
+fn count(name: &str, value: &str) -> Result<u64, String> {
+    value.trim().parse().map_err(|_| format!("{name} must be a whole number of 0 or more, not {value:?}"))
+}
+
+/// A topic's effective configs; those equal to the broker's defaults are marked as defaults.
+pub fn topic_entries(topic: &Topic, defaults: &BrokerConfig) -> Vec<ConfigEntry> {
+    let s: &TopicSettings = &topic.settings;
+    let source = |is_default: bool| if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+    let limit = |value: Option<u64>| value.filter(|v| *v != u64::MAX).map_or("-1".to_owned(), |v| v.to_string());
+    let flush_ms = match s.durability {
+        DurabilityPolicy::Interval => s.flush_interval_ms.to_string(),
+        // Kafka's "never forced" value, Long.MAX_VALUE: fsyncs follow rill's durability policy instead.
+        DurabilityPolicy::Always | DurabilityPolicy::Never => i64::MAX.to_string(),
+    };
+    vec![
+        entry("cleanup.policy", "delete".into(), SOURCE_DEFAULT, TYPE_LIST),
+        entry(
+            "retention.ms",
+            limit(s.retention_ms),
+            source(s.retention_ms == defaults.default_retention_ms),
+            TYPE_LONG,
+        ),
+        entry(
+            "retention.bytes",
+            limit(s.retention_bytes),
+            source(s.retention_bytes == defaults.default_retention_bytes),
+            TYPE_LONG,
+        ),
+        entry(
+            "segment.bytes",
+            s.segment_bytes.to_string(),
+            source(s.segment_bytes == defaults.default_segment_bytes),
+            TYPE_INT,
+        ),
+        entry(
+            "max.message.bytes",
+            s.max_batch_bytes.to_string(),
+            source(s.max_batch_bytes == defaults.max_batch_bytes),
+            TYPE_INT,
+        ),
+        entry(
+            "flush.ms",
+            flush_ms,
+            source(
+                s.durability == defaults.default_durability
+                    && s.flush_interval_ms == defaults.default_flush_interval_ms,
+            ),
+            TYPE_LONG,
+        ),
+        entry("message.timestamp.type", "CreateTime".into(), SOURCE_DEFAULT, TYPE_STRING),
+    ]
+}
+
+/// The node's settings under Kafka's broker config names.
+pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
+    let c = &kafka.node.config;
+    let limit = |value: Option<u64>| value.map_or("-1".to_owned(), |v| v.to_string());
+    let listener = format!("PLAINTEXT://{}:{}", kafka.advertised_host, kafka.advertised_port);
+    let fixed = SOURCE_STATIC_BROKER;
+    vec![
+        entry("broker.id", kafka.node_id.to_string(), fixed, TYPE_INT),
+        entry("advertised.listeners", listener, fixed, TYPE_STRING),
+        entry("auto.create.topics.enable", "false".into(), fixed, TYPE_BOOLEAN),
+        entry("num.partitions", "1".into(), fixed, TYPE_INT),
+        entry("default.replication.factor", "1".into(), fixed, TYPE_INT),
+        entry("log.retention.ms", limit(c.default_retention_ms), fixed, TYPE_LONG),
+        entry("log.retention.bytes", limit(c.default_retention_bytes), fixed, TYPE_LONG),
+        entry("log.segment.bytes", c.default_segment_bytes.to_string(), fixed, TYPE_INT),
+        entry("message.max.bytes", c.max_batch_bytes.to_string(), fixed, TYPE_INT),
+        entry("socket.request.max.bytes", c.max_request_bytes.to_string(), fixed, TYPE_INT),
+        entry("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), fixed, TYPE_INT),
+        entry("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string(), fixed, TYPE_INT),
+        entry("group.initial.rebalance.delay.ms", "0".into(), fixed, TYPE_INT),
+    ]
+}
+
+fn entry(name: &'static str, value: String, source: i8, config_type: i8) -> ConfigEntry {
+    ConfigEntry { name, value, source, config_type }
+}
+
+pub fn text(value: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_topic_configs_map_to_rill_settings_and_unknown_ones_are_refused() {
+        let asked = [("retention.ms", Some("-1")), ("segment.bytes", Some("1048576")), ("flush.ms", Some("50"))];
+        let config = topic_config(asked.into_iter()).expect("all mapped");
+        assert_eq!(config.retention_ms, Some(u64::MAX));
+        assert_eq!(config.segment_bytes, Some(1 << 20));
+        assert_eq!((config.durability, config.flush_interval_ms), (v1::DurabilityPolicy::Interval as i32, Some(50)));
+        let compact = topic_config([("cleanup.policy", Some("compact"))].into_iter()).unwrap_err();
+        assert!(compact.contains("never compacts"), "{compact}");
+        let unknown = topic_config([("min.insync.replicas", Some("2"))].into_iter()).unwrap_err();
+        assert!(unknown.contains("retention.ms"), "the refusal lists what is accepted: {unknown}");
+        let negative = topic_config([("retention.bytes", Some("-5"))].into_iter()).unwrap_err();
+        assert!(negative.contains("-1 (no limit)"), "{negative}");
+    }
+}

@@ -1,0 +1,76 @@
+//! DeleteTopics (v1–v5) and CreatePartitions (v0–v3), through the registry as the gRPC `TopicAdmin` does; and
+//! the one mapping of a topic-administration failure to a Kafka code with its message. DeleteTopics v6 names
+//! topics by id, which rill does not have: not served.
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+};
+use kafka_protocol::ResponseError;
+use rill_storage::StorageError;
+
+use super::error::error_code;
+use super::topic_configs::text;
+use super::KafkaContext;
+use crate::error::BrokerError;
+
+pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut responses = Vec::with_capacity(request.topic_names.len());
+    for name in request.topic_names {
+        let answer = DeletableTopicResult::default();
+        let answer = match kafka.node.registry.delete(name.0.as_str()).await {
+            Ok(()) => answer,
+            Err(err) => {
+                let (error, message) = admin_error(&err);
+                answer.with_error_code(error.code()).with_error_message(Some(text(message)))
+            }
+        };
+        responses.push(answer.with_name(Some(name)));
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub async fn create_partitions(kafka: &KafkaContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let registry = &kafka.node.registry;
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let answer = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        let name = topic.name.0.as_str();
+        let outcome = match u32::try_from(topic.count) {
+            Err(_) => Err((ResponseError::InvalidPartitions, format!("{} partitions is below 1", topic.count))),
+            Ok(count) if request.validate_only => {
+                registry.validate_add_partitions(name, count).map_err(|e| admin_error(&e))
+            }
+            Ok(count) => registry.add_partitions(name, count).await.map(drop).map_err(|e| admin_error(&e)),
+        };
+        results.push(match outcome {
+            Ok(()) => answer,
+            Err((error, message)) => answer.with_error_code(error.code()).with_error_message(Some(text(message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Kafka's code for a failed topic create, delete or add-partitions, with rill's message (which says what
+/// was wrong and what is allowed).
+pub fn admin_error(err: &BrokerError) -> (ResponseError, String) {
+    let error = match err {
+        BrokerError::TopicExists { .. } => ResponseError::TopicAlreadyExists,
+        BrokerError::ReservedTopicName { .. } | BrokerError::Storage(StorageError::InvalidTopicName { .. }) => {
+            ResponseError::InvalidTopicException
+        }
+        BrokerError::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions,
+        BrokerError::InvalidArgument { .. } | BrokerError::Storage(StorageError::InvalidConfig { .. }) => {
+            ResponseError::InvalidConfig
+        }
+        BrokerError::TooManyTopics { .. } | BrokerError::TooManyOpenFiles { .. } => ResponseError::PolicyViolation,
+        other => {
+            return (
+                ResponseError::try_from_code(error_code(other)).unwrap_or(ResponseError::UnknownServerError),
+                other.to_string(),
+            )
+        }
+    };
+    (error, err.to_string())
+}

@@ -173,9 +173,11 @@ impl Error {
             | Reason::InvalidRecord
             | Reason::UnsupportedFormat => Error::InvalidArgument { message },
             Reason::OffsetOutOfRange => Error::OffsetOutOfRange { message },
-            Reason::UnknownMember | Reason::NotOwner | Reason::StaleGeneration | Reason::GroupNotEmpty => {
-                Error::GroupRefused { message }
-            }
+            Reason::UnknownMember
+            | Reason::NotOwner
+            | Reason::StaleGeneration
+            | Reason::GroupNotEmpty
+            | Reason::GroupKindMismatch => Error::GroupRefused { message },
             Reason::OutOfOrderSequence => Error::OutOfOrderSequence { message },
             Reason::InvalidProducerEpoch => Error::ProducerFenced { message },
             Reason::UnknownGroup | Reason::StorageFailure | Reason::Internal => Error::Broker { code, message },

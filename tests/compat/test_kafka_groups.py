@@ -168,6 +168,7 @@ def test_a_kafka_python_group_of_three_shares_partitions_and_takes_over_from_a_l
     topic = run_group_scenario(broker_addr, KafkaPythonMember, lambda t: kafka_python_consumer(broker_addr, group))
     # What kafka-python committed is rill's committed offsets: `rill group describe` shows them.
     assert committed(broker_addr, group, topic) == {p: 40 for p in range(6)}
+    assert group in rill(broker_addr, "group", "list").split(), "rill lists the Kafka group"
 
 
 @pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])

@@ -11,6 +11,8 @@
 use kafka_protocol::messages::ApiKey;
 
 mod admin;
+#[cfg(test)]
+mod fuzz;
 mod groups;
 
 /// Why a request body is refused before decoding.

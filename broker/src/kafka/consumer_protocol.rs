@@ -119,4 +119,25 @@ mod tests {
         assert_eq!(assigned_partitions(b"\x00"), None);
         assert_eq!(assigned_partitions(b""), Some(Vec::new()), "no assignment");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_subscription_and_assignment_round_trip(
+            topics in proptest::collection::btree_set("[a-z.]{1,20}", 0..8),
+            partitions in proptest::collection::vec(("[a-z]{1,5}", 0u32..1000), 0..20),
+        ) {
+            let listed: Vec<String> = topics.iter().cloned().collect();
+            proptest::prop_assert_eq!(subscribed_topics(&encode_subscription(&listed)), Some(topics));
+            let mut assigned: Vec<TopicPartition> =
+                partitions.into_iter().map(|(topic, p)| TopicPartition::new(topic, p)).collect();
+            assigned.sort();
+            proptest::prop_assert_eq!(assigned_partitions(&encode_assignment(&assigned)), Some(assigned));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = subscribed_topics(&bytes);
+            let _ = assigned_partitions(&bytes);
+        }
+    }
 }

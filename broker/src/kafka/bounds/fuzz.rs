@@ -1,0 +1,120 @@
+//! Lying counts planted in real requests: whatever 4 bytes overwrite whatever place of a well-formed group or
+//! admin request, either the walk refuses it or the crate's decoder gets it and returns (Ok or an error). A
+//! count the walk let through would make the decoder reserve for it, and a failed reservation aborts the test
+//! process, so a pass here means the walk catches every count that matters.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use proptest::prelude::*;
+
+use super::check;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+/// A well-formed request of each walked group and admin API, with every array holding elements.
+fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
+    fn encoded(api: ApiKey, version: i16, request: &impl Encodable) -> (ApiKey, i16, BytesMut) {
+        let mut body = BytesMut::new();
+        request.encode(&mut body, version).expect("a valid request encodes");
+        (api, version, body)
+    }
+    let protocol = join_group_request::JoinGroupRequestProtocol::default()
+        .with_name(text("range"))
+        .with_metadata(Bytes::from_static(b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff"));
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![protocol.clone(), protocol]);
+    let assignment = sync_group_request::SyncGroupRequestAssignment::default()
+        .with_member_id(text("m"))
+        .with_assignment(Bytes::from_static(b"\x00\x00\x00\x00\x00\x01"));
+    let sync = SyncGroupRequest::default().with_group_id(GroupId(text("g"))).with_assignments(vec![assignment; 2]);
+    let partition =
+        offset_commit_request::OffsetCommitRequestPartition::default().with_committed_metadata(Some(text("m")));
+    let commit = OffsetCommitRequest::default().with_group_id(GroupId(text("g"))).with_topics(vec![
+        offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(text("t")))
+            .with_partitions(vec![partition; 2]),
+    ]);
+    let fetch_group = offset_fetch_request::OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(text("g")))
+        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+            .with_name(TopicName(text("t")))
+            .with_partition_indexes(vec![0, 1, 2])]));
+    let fetch = OffsetFetchRequest::default().with_groups(vec![fetch_group; 2]);
+    let leave = LeaveGroupRequest::default().with_members(vec![
+        leave_group_request::MemberIdentity::default()
+            .with_member_id(text("m"));
+        2
+    ]);
+    let config =
+        create_topics_request::CreatableTopicConfig::default().with_name(text("a")).with_value(Some(text("1")));
+    let topic =
+        create_topics_request::CreatableTopic::default().with_name(TopicName(text("t"))).with_configs(vec![config; 2]);
+    let create = CreateTopicsRequest::default().with_topics(vec![topic; 2]);
+    let resource = describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_name(text("t"))
+        .with_configuration_keys(Some(vec![text("a"), text("b")]));
+    let describe = DescribeConfigsRequest::default().with_resources(vec![resource; 2]);
+    let find = FindCoordinatorRequest::default().with_coordinator_keys(vec![text("a"), text("b")]);
+    let mut all = Vec::new();
+    for version in [0, 5, 9] {
+        all.push(encoded(ApiKey::JoinGroup, version, &join));
+    }
+    for version in [0, 5] {
+        all.push(encoded(ApiKey::SyncGroup, version, &sync));
+    }
+    for version in [2, 8] {
+        all.push(encoded(ApiKey::OffsetCommit, version, &commit.clone().with_retention_time_ms(-1)));
+    }
+    all.push(encoded(ApiKey::OffsetFetch, 8, &fetch.with_topics(Some(Vec::new()))));
+    all.push(encoded(ApiKey::LeaveGroup, 5, &leave));
+    for version in [2, 7] {
+        all.push(encoded(ApiKey::CreateTopics, version, &create));
+    }
+    all.push(encoded(ApiKey::DescribeConfigs, 4, &describe));
+    all.push(encoded(ApiKey::FindCoordinator, 4, &find));
+    all
+}
+
+/// Decodes `body` as `api` v`version` with the crate, for the APIs `requests` lists.
+fn decode(api: ApiKey, version: i16, body: &[u8]) {
+    let mut body = Bytes::copy_from_slice(body);
+    let _ = match api {
+        ApiKey::JoinGroup => JoinGroupRequest::decode(&mut body, version).map(drop),
+        ApiKey::SyncGroup => SyncGroupRequest::decode(&mut body, version).map(drop),
+        ApiKey::OffsetCommit => OffsetCommitRequest::decode(&mut body, version).map(drop),
+        ApiKey::OffsetFetch => OffsetFetchRequest::decode(&mut body, version).map(drop),
+        ApiKey::LeaveGroup => LeaveGroupRequest::decode(&mut body, version).map(drop),
+        ApiKey::CreateTopics => CreateTopicsRequest::decode(&mut body, version).map(drop),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, version).map(drop),
+        ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut body, version).map(drop),
+        other => panic!("{other:?} is not in requests()"),
+    };
+}
+
+proptest! {
+    #[test]
+    fn a_lie_planted_anywhere_is_refused_or_decodes_without_a_huge_reservation(
+        which: usize, at: usize, lie in prop_oneof![any::<u32>(), Just(0x7fff_ffff), Just(0xffff_fff0)],
+    ) {
+        let all = requests();
+        let (api, version, mut body) = all[which % all.len()].clone();
+        let at = at % body.len().saturating_sub(3).max(1);
+        let end = (at + 4).min(body.len());
+        body[at..end].copy_from_slice(&lie.to_be_bytes()[..end - at]);
+        if check(api, version, &body).is_ok() {
+            decode(api, version, &body);
+        }
+    }
+
+    #[test]
+    fn the_walk_never_panics_on_arbitrary_bytes(which: usize, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let all = requests();
+        let (api, version, _) = all[which % all.len()];
+        let _ = check(api, version, &bytes);
+    }
+}

@@ -80,6 +80,15 @@ pub enum BrokerError {
     CorruptMetadata { path: PathBuf, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("node {node_id} does not lead partition {partition} of topic {topic:?}{}", leader_hint(*leader, leader_address))]
+    NotLeader { topic: String, partition: u32, node_id: u64, leader: Option<u64>, leader_address: Option<String> },
+    #[error(
+        "partition {partition} of topic {topic:?} has {in_sync} in-sync replica(s), fewer than its \
+         min_insync_replicas of {min_insync_replicas}: retry once replicas catch up"
+    )]
+    NotEnoughReplicas { topic: String, partition: u32, in_sync: u32, min_insync_replicas: u32 },
+    #[error("the cluster's controller is unavailable: {reason}")]
+    ControllerUnavailable { reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -118,6 +127,9 @@ impl BrokerError {
             | BrokerError::GroupNotEmpty { .. }
             | BrokerError::SessionEnded { .. } => Code::FailedPrecondition,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Code::Unavailable,
+            BrokerError::NotLeader { .. }
+            | BrokerError::NotEnoughReplicas { .. }
+            | BrokerError::ControllerUnavailable { .. } => Code::Unavailable,
             BrokerError::Io { source, .. } => io_code(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Code::Internal,
             BrokerError::Storage(err) => storage_code(err),
@@ -138,6 +150,8 @@ impl BrokerError {
             BrokerError::PartitionClosed { .. }
             | BrokerError::ShuttingDown
             | BrokerError::Storage(StorageError::Closed(_)) => Some(Reason::ShuttingDown),
+            BrokerError::NotLeader { .. } => Some(Reason::NotLeader),
+            BrokerError::NotEnoughReplicas { .. } => Some(Reason::NotEnoughReplicas),
             BrokerError::Io { source, .. } | BrokerError::Storage(StorageError::Io { source, .. }) => {
                 if is_disk_full(source) {
                     Some(Reason::DiskFull)
@@ -147,6 +161,25 @@ impl BrokerError {
             }
             _ => None,
         }
+    }
+}
+
+/// The leader's id and address beside a not-leader refusal, so a client can go there without a metadata call.
+fn insert_leader(status: &mut Status, leader: Option<u64>, address: Option<&str>) {
+    use rill_protocol::reason::{LEADER_ADDRESS_KEY, LEADER_ID_KEY};
+    if let Some(Ok(value)) = leader.map(|id| id.to_string().parse()) {
+        status.metadata_mut().insert(LEADER_ID_KEY, value);
+    }
+    if let Some(Ok(value)) = address.map(|a| a.parse()) {
+        status.metadata_mut().insert(LEADER_ADDRESS_KEY, value);
+    }
+}
+
+fn leader_hint(leader: Option<u64>, address: &Option<String>) -> String {
+    match (leader, address) {
+        (Some(id), Some(address)) => format!("; node {id} at {address} does"),
+        (Some(id), None) => format!("; node {id} does"),
+        _ => "; it has no leader right now".to_owned(),
     }
 }
 
@@ -197,6 +230,9 @@ impl From<BrokerError> for Status {
         let mut status = Status::new(code, err.to_string());
         if let Some(reason) = err.reason() {
             status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason.as_str()));
+        }
+        if let BrokerError::NotLeader { leader, leader_address, .. } = &err {
+            insert_leader(&mut status, *leader, leader_address.as_deref());
         }
         status
     }

@@ -51,6 +51,13 @@ pub enum Error {
     DiskFull { message: String },
     #[error("timed out after {after:?}: {message}")]
     TimedOut { after: Duration, message: String },
+    /// The node called does not lead the partition (a cluster's leader moved): retried once the metadata names
+    /// the leader. `leader_address` is the leader the node named, if it knew one.
+    #[error("not the partition leader: {message}")]
+    NotLeader { message: String, leader_address: Option<String> },
+    /// Too few in-sync replicas for an acks-all produce: retried, since replicas catch up or come back.
+    #[error("not enough in-sync replicas: {message}")]
+    NotEnoughReplicas { message: String },
     /// A fetched batch that cannot be decoded. The records before it were handed out first; seek the partition
     /// to `skip_to` to go on past it (see [`Error::undecodable_batch`]), or the next poll meets it again.
     #[error(
@@ -142,6 +149,15 @@ impl Error {
             (Some(Reason::TooLarge), _) => return Error::BatchTooLarge { message },
             (Some(Reason::LimitReached), _) => return Error::LimitExceeded { message },
             (Some(Reason::ShuttingDown), _) => return Error::Unavailable { message },
+            (Some(Reason::NotLeader), _) => {
+                let leader_address = status
+                    .metadata()
+                    .get(rill_protocol::reason::LEADER_ADDRESS_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                return Error::NotLeader { message, leader_address };
+            }
+            (Some(Reason::NotEnoughReplicas), _) => return Error::NotEnoughReplicas { message },
             (None, _) => {}
         }
         match status.code() {
@@ -187,7 +203,14 @@ impl Error {
     /// broker judged wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, ALREADY_EXISTS), limits (a size or a
     /// count, which the same request will exceed again) and client-side errors.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::TimedOut { .. } | Error::DiskFull { .. })
+        matches!(
+            self,
+            Error::Unavailable { .. }
+                | Error::TimedOut { .. }
+                | Error::DiskFull { .. }
+                | Error::NotLeader { .. }
+                | Error::NotEnoughReplicas { .. }
+        )
     }
 }
 

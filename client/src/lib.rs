@@ -71,6 +71,7 @@ mod sender;
 pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
     OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,
+    TopicReplication,
 };
 pub use cluster_admin::{ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState};
 pub use compression::Compression;

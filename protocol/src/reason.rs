@@ -21,10 +21,26 @@ pub enum Reason {
     TooLarge,
     /// A count limit (topics, groups, members): the same request is refused until something is deleted.
     LimitReached,
+    /// The node called does not lead the partition (any more): refresh the metadata and send to the leader,
+    /// whose id and address the status's metadata carries when known ([`LEADER_ID_KEY`], [`LEADER_ADDRESS_KEY`]).
+    NotLeader,
+    /// The partition has fewer in-sync replicas than its topic's `min_insync_replicas`: retry later.
+    NotEnoughReplicas,
 }
 
+/// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
+pub const LEADER_ID_KEY: &str = "rill-leader-id";
+pub const LEADER_ADDRESS_KEY: &str = "rill-leader-address";
+
 impl Reason {
-    pub const ALL: [Reason; 4] = [Reason::DiskFull, Reason::ShuttingDown, Reason::TooLarge, Reason::LimitReached];
+    pub const ALL: [Reason; 6] = [
+        Reason::DiskFull,
+        Reason::ShuttingDown,
+        Reason::TooLarge,
+        Reason::LimitReached,
+        Reason::NotLeader,
+        Reason::NotEnoughReplicas,
+    ];
 
     /// The word on the wire.
     pub fn as_str(self) -> &'static str {
@@ -33,6 +49,8 @@ impl Reason {
             Reason::ShuttingDown => "shutting-down",
             Reason::TooLarge => "too-large",
             Reason::LimitReached => "limit-reached",
+            Reason::NotLeader => "not-leader",
+            Reason::NotEnoughReplicas => "not-enough-replicas",
         }
     }
 

@@ -21,6 +21,8 @@ use crate::segment::Segment;
 use crate::segment_files::SegmentFileCache;
 use crate::{Result, StorageError};
 
+mod replica;
+
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -51,8 +53,10 @@ pub struct Log {
     log_end_offset: AtomicI64,
     /// What consumers may read up to. On one node it follows the log end, or under
     /// `Durability::Always` the fsynced end, so consumers never see what a crash could take back.
-    /// Replication will hold it back to what followers have.
+    /// In a replicated partition the broker holds it (see `replica.rs`): appends leave it alone.
     high_watermark: AtomicI64,
+    /// Set by [`Log::hold_high_watermark`]: the broker, not the append, moves the high watermark.
+    is_high_watermark_held: AtomicBool,
     flush: Mutex<FlushState>,
     flushed: Condvar,
     is_closed: AtomicBool,
@@ -174,6 +178,7 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
+            is_high_watermark_held: AtomicBool::new(false),
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
@@ -301,7 +306,7 @@ impl Log {
         active.append(group, epoch, cursor, self.config.index_interval_bytes, self.clock.now_ms())?;
         group.clear();
         self.log_end_offset.store(next, Ordering::Release);
-        if self.config.durability != Durability::Always {
+        if self.config.durability != Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire) {
             self.high_watermark.store(next, Ordering::Release);
         }
         Ok(())
@@ -369,7 +374,8 @@ impl Log {
             if synced.is_ok() {
                 state.durable_end = state.durable_end.max(target);
                 state.last_flush_ms = self.clock.now_ms();
-                if self.config.durability == Durability::Always {
+                if self.config.durability == Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire)
+                {
                     self.high_watermark.fetch_max(target, Ordering::AcqRel);
                 }
             }

@@ -13,6 +13,17 @@ impl TopicAdmin for RillService {
         request: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::CreateTopicResponse>, Status> {
         let request = request.into_inner();
+        if let Some(replication) = &self.node.replication {
+            let topic = replication.create_topic(request).await?;
+            return Ok(Response::new(v1::CreateTopicResponse { topic: Some(topic) }));
+        }
+        if request.replication_factor.is_some_and(|rf| rf > 1) {
+            return Err(crate::error::BrokerError::invalid(
+                "replication_factor",
+                "a single node (started without --peers) holds one copy of each partition: use 1",
+            )
+            .into());
+        }
         let config = request.config.unwrap_or_default();
         let topic = self.node.registry.create(&request.name, request.partition_count, &config).await?;
         Ok(Response::new(v1::CreateTopicResponse { topic: Some(topic.info()) }))
@@ -22,7 +33,11 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
-        self.node.registry.delete(&request.into_inner().name).await?;
+        let name = request.into_inner().name;
+        match &self.node.replication {
+            Some(replication) => replication.delete_topic(&name).await?,
+            None => self.node.registry.delete(&name).await?,
+        }
         Ok(Response::new(v1::DeleteTopicResponse {}))
     }
 
@@ -30,7 +45,10 @@ impl TopicAdmin for RillService {
         &self,
         _request: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
-        let topics = self.node.registry.list().iter().map(|t| t.info()).collect();
+        let topics = match &self.node.replication {
+            Some(replication) => replication.list_topics(),
+            None => self.node.registry.list().iter().map(|t| t.info()).collect(),
+        };
         Ok(Response::new(v1::ListTopicsResponse { topics }))
     }
 
@@ -46,6 +64,13 @@ impl TopicAdmin for RillService {
         request: Request<v1::AddPartitionsRequest>,
     ) -> Result<Response<v1::AddPartitionsResponse>, Status> {
         let request = request.into_inner();
+        if self.node.replication.is_some() {
+            return Err(crate::error::BrokerError::invalid(
+                "new_partition_count",
+                "adding partitions to a cluster's topic is not supported yet; create a topic with more partitions",
+            )
+            .into());
+        }
         let topic = self.node.registry.add_partitions(&request.name, request.new_partition_count).await?;
         Ok(Response::new(v1::AddPartitionsResponse { topic: Some(topic.info()) }))
     }
@@ -53,6 +78,9 @@ impl TopicAdmin for RillService {
 
 impl RillService {
     fn describe(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
+        if let Some(replication) = &self.node.replication {
+            return replication.describe_topic(name);
+        }
         let topic = self.node.registry.topic(name)?;
         // These getters read in-memory state kept by the log; none touches the disk.
         let partitions = topic
@@ -66,6 +94,7 @@ impl RillService {
                     high_watermark: log.high_watermark(),
                     size_bytes: log.size_bytes(),
                     segment_count: log.segment_count() as u64,
+                    ..Default::default()
                 }
             })
             .collect();

@@ -1,0 +1,108 @@
+//! Topic administration in a cluster: a create is checked where it arrives, placed over the alive nodes and
+//! committed by the controller; every replica then opens its logs (`reconcile.rs`). Describe shows each
+//! partition's placement, and the high watermark and replicas' log ends as the partition's leader knows them.
+
+use rill_protocol::v1;
+
+use super::Replication;
+use crate::cluster::metadata::{Command, TopicPlacement};
+use crate::cluster::placement;
+use crate::error::{BrokerError, Result};
+use crate::meta::TopicSettings;
+use crate::registry::settings_info;
+
+impl Replication {
+    pub async fn create_topic(&self, request: v1::CreateTopicRequest) -> Result<v1::TopicInfo> {
+        let node = self.node()?;
+        let config = request.config.unwrap_or_default();
+        let (name, settings) = node.registry.check_create(&request.name, request.partition_count, &config)?;
+        let metadata = self.controller.metadata();
+        if metadata.topics.contains_key(name.as_str()) {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        let placed = placement::place(
+            request.partition_count,
+            request.replication_factor,
+            request.min_insync_replicas,
+            &metadata.alive_nodes(),
+            settings,
+        )?;
+        let info = topic_info(name.as_str(), &placed);
+        let outcome =
+            self.controller.propose(Command::CreateTopic { name: name.to_string(), placement: placed }).await?;
+        if !outcome.changed {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        // Answer once this node knows the topic, so a describe or list right after shows it.
+        self.controller.wait_for_metadata(|m| m.topics.contains_key(name.as_str())).await;
+        tracing::info!(topic = %name, partitions = request.partition_count, replication_factor = info.replication_factor, "created replicated topic");
+        Ok(info)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        if !self.controller.metadata().topics.contains_key(name) {
+            return Err(BrokerError::UnknownTopic { topic: name.to_owned() });
+        }
+        let outcome = self.controller.propose(Command::DeleteTopic { name: name.to_owned() }).await?;
+        if !outcome.changed {
+            return Err(BrokerError::UnknownTopic { topic: name.to_owned() });
+        }
+        self.controller.wait_for_metadata(|m| !m.topics.contains_key(name)).await;
+        Ok(())
+    }
+
+    pub fn list_topics(&self) -> Vec<v1::TopicInfo> {
+        self.controller.metadata().topics.iter().map(|(name, placed)| topic_info(name, placed)).collect()
+    }
+
+    /// Placement from the metadata; the log's figures from this node's replica, and each replica's log end
+    /// where this node leads.
+    pub fn describe_topic(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
+        let node = self.node()?;
+        let metadata = self.controller.metadata();
+        let placed = metadata.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic { topic: name.to_owned() })?;
+        let local = node.registry.topic(name).ok();
+        let partitions = placed
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let index = index as u32;
+                let mut info = v1::PartitionInfo {
+                    partition: index,
+                    leader: p.leader,
+                    leader_address: p.leader.and_then(|id| metadata.address_of(id)).unwrap_or_default().to_owned(),
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader_epoch: p.leader_epoch,
+                    ..Default::default()
+                };
+                if let Some(partition) = local.as_ref().and_then(|t| t.partition(index).ok()) {
+                    let log = partition.log();
+                    info.log_start_offset = log.log_start_offset();
+                    info.high_watermark = log.high_watermark();
+                    info.size_bytes = log.size_bytes();
+                    info.segment_count = log.segment_count() as u64;
+                    info.replica_log_ends = self
+                        .replica_log_ends(name, index, log.log_end_offset())
+                        .into_iter()
+                        .map(|(node_id, log_end_offset)| v1::ReplicaLogEnd { node_id, log_end_offset })
+                        .collect();
+                }
+                info
+            })
+            .collect();
+        Ok(v1::DescribeTopicResponse { topic: Some(topic_info(name, placed)), partitions })
+    }
+}
+
+fn topic_info(name: &str, placed: &TopicPlacement) -> v1::TopicInfo {
+    let settings: &TopicSettings = &placed.settings;
+    v1::TopicInfo {
+        name: name.to_owned(),
+        partition_count: placed.partitions.len() as u32,
+        config: Some(settings_info(settings)),
+        replication_factor: placed.replication_factor(),
+        min_insync_replicas: placed.min_insync_replicas,
+    }
+}

@@ -76,6 +76,11 @@ impl Cluster {
         &self.addrs[node_id as usize - 1]
     }
 
+    /// Every node, comma-separated, as `--broker` takes a cluster.
+    fn all(&self) -> String {
+        self.addrs.join(",")
+    }
+
     fn any_running(&self) -> &str {
         let index = self.nodes.iter().position(Option::is_some).expect("a running node");
         &self.addrs[index]
@@ -124,11 +129,11 @@ fn wait_for_partition(addr: &str, what: &str, done: impl Fn(&PartitionRow) -> bo
     panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
 }
 
-/// Produces `values` with acks all to `leader`; true if all were acknowledged.
-fn produce_all(leader: &str, values: &[String]) -> bool {
+/// Produces `values` with acks all through `broker` (one node or a list); true if all were acknowledged.
+fn produce_all(broker: &str, values: &[String]) -> bool {
     let input = values.iter().map(|v| format!("{v}\n")).collect::<String>();
     let args = ["produce", "orders", "--partition", "0", "--acks", "all", "--delivery-timeout-ms", "3000"];
-    rill_with_stdin(leader, &args, input.as_bytes()).status.success()
+    rill_with_stdin(broker, &args, input.as_bytes()).status.success()
 }
 
 fn chunk(label: &str) -> Vec<String> {
@@ -163,22 +168,23 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
 
         cluster.nodes[leader as usize - 1].take().expect("leader running").kill();
         let killed_at = Instant::now();
+        // Through the whole list, the killed node included: the client bootstraps from a live node and follows
+        // `not-leader` to the new leader.
+        let mut attempt = 0;
+        let values = loop {
+            // Distinct values per attempt: an attempt that failed may or may not be stored, and is never counted.
+            let values = chunk(&format!("after-kill-{cycle}-attempt-{attempt}"));
+            if produce_all(&cluster.all(), &values) {
+                break values;
+            }
+            attempt += 1;
+            assert!(killed_at.elapsed() < DEADLINE, "no acks-all produce after killing leader {leader}");
+        };
+        let failover = killed_at.elapsed();
         let survivor = cluster.any_running().to_owned();
         row = wait_for_partition(&survivor, "new leader", |r| r.leader.is_some_and(|l| l != leader));
         let new_leader = row.leader.expect("a leader");
-        let values = chunk(&format!("after-kill-{cycle}"));
-        let mut attempt = 0;
-        while !produce_all(cluster.addr(new_leader), &values) {
-            attempt += 1;
-            assert!(killed_at.elapsed() < DEADLINE, "no acks-all produce on the new leader {new_leader}");
-            // Distinct values per attempt: an attempt that failed may or may not be stored, never counted.
-            std::thread::sleep(Duration::from_millis(50));
-            let _ = attempt;
-        }
-        eprintln!(
-            "cycle {cycle}: killed leader {leader}; node {new_leader} acknowledged after {:?}",
-            killed_at.elapsed()
-        );
+        eprintln!("cycle {cycle}: killed leader {leader}; node {new_leader} acknowledged acks-all after {failover:?}");
         acknowledged.extend(values);
 
         cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));
@@ -188,8 +194,7 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         assert!(row.epoch as usize > cycle, "each failover bumps the leader epoch: {row:?}");
     }
 
-    let leader = row.leader.expect("a leader");
-    let consumed = rill(cluster.addr(leader), &["consume", "orders", "--from-beginning"]);
+    let consumed = rill(&cluster.all(), &["consume", "orders", "--from-beginning"]);
     let read: Vec<&str> = consumed.ok().lines().collect();
     let mut position = 0;
     for value in &acknowledged {
@@ -218,12 +223,15 @@ fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_
     let row = wait_for_partition(cluster.addr(1), "3 in-sync replicas", |r| r.leader.is_some() && r.isr.len() == 3);
     let leader = row.leader.expect("a leader");
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    let refused = rill_with_stdin(
-        cluster.addr(follower),
-        &["produce", "orders", "--acks", "all", "--delivery-timeout-ms", "500"],
-        b"x\n",
-    );
-    assert!(!refused.status.success() && refused.stderr.contains("does not lead"), "{refused:?}");
+    let status = produce_raw(cluster.addr(follower));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let header = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header("rill-reason").as_deref(), Some("not-leader"), "{status:?}");
+    assert_eq!(header("rill-leader-id"), Some(leader.to_string()), "{status:?}");
+    assert_eq!(header("rill-leader-address").as_deref(), Some(cluster.addr(leader)), "{status:?}");
+    // The client follows the refusal to the leader: a produce through the follower is stored.
+    let routed = rill_with_stdin(cluster.addr(follower), &["produce", "orders", "--acks", "all"], b"routed\n");
+    routed.ok();
 
     cluster.nodes[follower as usize - 1].take().expect("running").kill();
     wait_for_partition(cluster.addr(leader), "the ISR shrunk to 2", |r| r.isr.len() == 2);
@@ -240,6 +248,23 @@ fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_
         produce_all_leader_acks(cluster.addr(leader)),
         "acks leader needs no quorum of in-sync replicas (Kafka's min.insync.replicas applies to acks all only)"
     );
+}
+
+/// A produce straight over gRPC (no client routing), returning the broker's refusal.
+fn produce_raw(addr: &str) -> tonic::Status {
+    use rill_protocol::v1::{self, records_client::RecordsClient};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let record = v1::Record { value: Some(b"x".to_vec().into()), ..Default::default() };
+        let request = v1::ProduceRequest {
+            topic: "orders".into(),
+            partition: Some(0),
+            acks: v1::Acks::All as i32,
+            records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
+        };
+        records.produce(request).await.expect_err("a follower refuses produces")
+    })
 }
 
 fn produce_all_leader_acks(leader: &str) -> bool {

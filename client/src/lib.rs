@@ -62,6 +62,7 @@ mod consumer;
 mod decode;
 mod delivery;
 mod error;
+mod leaders;
 mod membership;
 mod producer;
 mod record;

@@ -22,6 +22,9 @@ fn kafka_error(err: &BrokerError) -> ResponseError {
         // Retriable in Kafka's clients: the partition (deleted and recreated, or the node restarting) may serve
         // again; NOT_LEADER_OR_FOLLOWER makes them refresh metadata first.
         BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        // A cluster node that does not lead the partition, and acks -1 below min.insync.replicas: Kafka's own.
+        BrokerError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         BrokerError::Storage(err) => storage_error(err),
         BrokerError::Io { .. } => ResponseError::KafkaStorageError,
         _ => ResponseError::UnknownServerError,

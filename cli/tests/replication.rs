@@ -93,6 +93,9 @@ struct PartitionRow {
     leader: Option<u64>,
     epoch: u32,
     isr: Vec<u64>,
+    high_watermark: i64,
+    /// `node:end` as the leader last heard each replica.
+    log_ends: Vec<(u64, i64)>,
 }
 
 fn ids(cell: &str) -> Vec<u64> {
@@ -109,7 +112,18 @@ fn describe_partition(addr: &str, topic: &str) -> Option<PartitionRow> {
         if cells.len() < 6 || cells[0] != "0" {
             return None;
         }
-        Some(PartitionRow { leader: cells[1].parse().ok(), epoch: cells[2].parse().ok()?, isr: ids(cells[4]) })
+        let log_ends = cells[6..]
+            .iter()
+            .filter_map(|cell| cell.split_once(':'))
+            .filter_map(|(node, end)| Some((node.parse().ok()?, end.parse().ok()?)))
+            .collect();
+        Some(PartitionRow {
+            leader: cells[1].parse().ok(),
+            epoch: cells[2].parse().ok()?,
+            isr: ids(cells[4]),
+            high_watermark: cells[5].parse().ok()?,
+            log_ends,
+        })
     })
 }
 
@@ -194,9 +208,16 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         assert!(row.epoch as usize > cycle, "each failover bumps the leader epoch: {row:?}");
     }
 
+    // Any node describes the leader's view (it forwards to the leader): every replica at the high watermark.
+    let leader = row.leader.expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let caught_up = wait_for_partition(cluster.addr(follower), "every replica at the high watermark", |r| {
+        r.log_ends.len() == 3 && r.log_ends.iter().all(|(_, end)| *end == r.high_watermark)
+    });
+    assert!(caught_up.high_watermark >= acknowledged.len() as i64, "{caught_up:?}");
+
     // Through the leader: the end offsets `consume` stops at come from the node it bootstraps from, and a
     // follower's high watermark may lag the leader's by one fetch.
-    let leader = row.leader.expect("a leader");
     let consumed = rill(cluster.addr(leader), &["consume", "orders", "--from-beginning"]);
     let read: Vec<&str> = consumed.ok().lines().collect();
     let mut position = 0;

@@ -38,6 +38,7 @@ use crate::partition::Partition;
 
 pub use leader::ReplicaDataStream;
 pub use reconcile::run as run_reconciler;
+pub use topics::LOCAL_ONLY_KEY;
 
 /// (topic, partition).
 pub type PartitionKey = (String, u32);

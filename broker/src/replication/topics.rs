@@ -55,9 +55,32 @@ impl Replication {
         self.controller.metadata().topics.iter().map(|(name, placed)| topic_info(name, placed)).collect()
     }
 
-    /// Placement from the metadata; the log's figures from this node's replica, and each replica's log end
-    /// where this node leads.
-    pub fn describe_topic(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
+    /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's
+    /// log end; for the others, the same asked of their leaders (`local_only` on that call, so it is not
+    /// forwarded again), or this node's replica's figures if a leader does not answer in time.
+    pub async fn describe_topic(&self, name: &str, local_only: bool) -> Result<v1::DescribeTopicResponse> {
+        let mut described = self.describe_local(name)?;
+        if local_only {
+            return Ok(described);
+        }
+        let remote: std::collections::BTreeSet<(u64, String)> = described
+            .partitions
+            .iter()
+            .filter(|p| p.leader.is_some_and(|id| id != self.node_id) && !p.leader_address.is_empty())
+            .filter_map(|p| Some((p.leader?, p.leader_address.clone())))
+            .collect();
+        for (leader, address) in remote {
+            let Some(answer) = ask_leader(&address, name).await else { continue };
+            for p in answer.partitions.into_iter().filter(|p| p.leader == Some(leader)) {
+                if let Some(slot) = described.partitions.get_mut(p.partition as usize) {
+                    *slot = p;
+                }
+            }
+        }
+        Ok(described)
+    }
+
+    fn describe_local(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
         let node = self.node()?;
         let metadata = self.controller.metadata();
         let placed = metadata.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic { topic: name.to_owned() })?;
@@ -93,6 +116,27 @@ impl Replication {
             })
             .collect();
         Ok(v1::DescribeTopicResponse { topic: Some(topic_info(name, placed)), partitions })
+    }
+}
+
+/// Marks a describe forwarded to a partition leader: answered from that node alone.
+pub const LOCAL_ONLY_KEY: &str = "rill-local-only";
+const ASK_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn ask_leader(address: &str, name: &str) -> Option<v1::DescribeTopicResponse> {
+    use rill_protocol::v1::topic_admin_client::TopicAdminClient;
+    let channel = crate::cluster::network_channel_to(address).ok()?;
+    let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned() });
+    request.metadata_mut().insert(LOCAL_ONLY_KEY, tonic::metadata::MetadataValue::from_static("1"));
+    request.set_timeout(ASK_LEADER_TIMEOUT);
+    let mut admin = TopicAdminClient::new(channel);
+    match tokio::time::timeout(ASK_LEADER_TIMEOUT, admin.describe_topic(request)).await {
+        Ok(Ok(answer)) => Some(answer.into_inner()),
+        Ok(Err(status)) => {
+            tracing::debug!(%address, error = %status, "partition leader did not describe the topic");
+            None
+        }
+        Err(_) => None,
     }
 }
 

@@ -56,6 +56,11 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+        if let Some(replication) = &self.node.replication {
+            let local_only = request.metadata().get(crate::replication::LOCAL_ONLY_KEY).is_some();
+            let name = request.into_inner().name;
+            return Ok(Response::new(replication.describe_topic(&name, local_only).await?));
+        }
         Ok(Response::new(self.describe(&request.into_inner().name)?))
     }
 
@@ -78,9 +83,6 @@ impl TopicAdmin for RillService {
 
 impl RillService {
     fn describe(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
-        if let Some(replication) = &self.node.replication {
-            return replication.describe_topic(name);
-        }
         let topic = self.node.registry.topic(name)?;
         // These getters read in-memory state kept by the log; none touches the disk.
         let partitions = topic

@@ -89,7 +89,12 @@ async fn create_topics(addr: &str, topics: usize) -> Duration {
         let (mut admin, slots) = (admin.clone(), Arc::clone(&slots));
         creating.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore open");
-            let request = v1::CreateTopicRequest { name: format!("idle-{i:05}"), partition_count: 1, config: None };
+            let request = v1::CreateTopicRequest {
+                name: format!("idle-{i:05}"),
+                partition_count: 1,
+                config: None,
+                ..Default::default()
+            };
             admin.create_topic(request).await.expect("create topic");
         });
     }

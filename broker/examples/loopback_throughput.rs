@@ -45,7 +45,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut admin = TopicAdminClient::new(channel.clone());
     let topic_config = v1::TopicConfig { durability: v1::DurabilityPolicy::Never as i32, ..Default::default() };
     admin
-        .create_topic(v1::CreateTopicRequest { name: "bench".into(), partition_count: 1, config: Some(topic_config) })
+        .create_topic(v1::CreateTopicRequest {
+            name: "bench".into(),
+            partition_count: 1,
+            config: Some(topic_config),
+            ..Default::default()
+        })
         .await?;
 
     let batch = one_batch();

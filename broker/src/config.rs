@@ -136,6 +136,9 @@ pub struct BrokerConfig {
     pub node_heartbeat_interval_ms: u64,
     /// A node the controller leader has not heard from for this long is fenced (until it heartbeats again).
     pub node_session_timeout_ms: u64,
+    /// A follower that has not caught up with its partition leader's log end for this long leaves the ISR
+    /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.
+    pub replica_lag_time_max_ms: u64,
 }
 
 /// Splits an advertised `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`) into its host and port.
@@ -191,6 +194,7 @@ impl Default for BrokerConfig {
             peers: Vec::new(),
             node_heartbeat_interval_ms: 1_000,
             node_session_timeout_ms: 6_000,
+            replica_lag_time_max_ms: 10_000,
         }
     }
 }

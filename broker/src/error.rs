@@ -86,6 +86,15 @@ pub enum BrokerError {
     CorruptMetadata { path: PathBuf, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("node {node_id} does not lead partition {partition} of topic {topic:?}{}", leader_hint(*leader, leader_address))]
+    NotLeader { topic: String, partition: u32, node_id: u64, leader: Option<u64>, leader_address: Option<String> },
+    #[error(
+        "partition {partition} of topic {topic:?} has {in_sync} in-sync replica(s), fewer than its \
+         min_insync_replicas of {min_insync_replicas}: retry once replicas catch up"
+    )]
+    NotEnoughReplicas { topic: String, partition: u32, in_sync: u32, min_insync_replicas: u32 },
+    #[error("the cluster's controller is unavailable: {reason}")]
+    ControllerUnavailable { reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -131,10 +140,32 @@ impl BrokerError {
             BrokerError::GroupNotEmpty { .. } => Reason::GroupNotEmpty,
             BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
+            BrokerError::NotLeader { .. } => Reason::NotLeader,
+            BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
+            BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,
             BrokerError::Io { source, .. } => io_reason(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,
             BrokerError::Storage(err) => storage_reason(err),
         }
+    }
+}
+
+/// The leader's id and address beside a not-leader refusal, so a client can go there without a metadata call.
+fn insert_leader(status: &mut Status, leader: Option<u64>, address: Option<&str>) {
+    use rill_protocol::reason::{LEADER_ADDRESS_KEY, LEADER_ID_KEY};
+    if let Some(Ok(value)) = leader.map(|id| id.to_string().parse()) {
+        status.metadata_mut().insert(LEADER_ID_KEY, value);
+    }
+    if let Some(Ok(value)) = address.map(|a| a.parse()) {
+        status.metadata_mut().insert(LEADER_ADDRESS_KEY, value);
+    }
+}
+
+fn leader_hint(leader: Option<u64>, address: &Option<String>) -> String {
+    match (leader, address) {
+        (Some(id), Some(address)) => format!("; node {id} at {address} does"),
+        (Some(id), None) => format!("; node {id} does"),
+        _ => "; it has no leader right now".to_owned(),
     }
 }
 
@@ -201,7 +232,11 @@ impl From<BrokerError> for Status {
             Code::Internal | Code::Unavailable => tracing::warn!(error = %err, "request failed"),
             _ => tracing::debug!(error = %err, "request rejected"),
         }
-        err.reason().status(err.to_string())
+        let mut status = err.reason().status(err.to_string());
+        if let BrokerError::NotLeader { leader, leader_address, .. } = &err {
+            insert_leader(&mut status, *leader, leader_address.as_deref());
+        }
+        status
     }
 }
 

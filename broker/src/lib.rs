@@ -19,7 +19,8 @@
 //!
 //! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
-//! serves `ClusterAdmin`. Without them nothing of that starts (docs/cluster.md).
+//! serves `ClusterAdmin`, and `replication/` replicates partitions Kafka's way (ISR, high watermark, leader
+//! epochs) over the nodes the controller places them on. Without them nothing of that starts (docs/cluster.md).
 //!
 //! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
 //! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
@@ -58,6 +59,7 @@ mod offsets;
 mod partition;
 mod producer_ids;
 mod registry;
+mod replication;
 mod request_limit;
 mod server;
 mod service;

@@ -20,11 +20,21 @@ pub struct Node {
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
     /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.
     pub shutdown: watch::Receiver<bool>,
+    /// Partition replication over the cluster; `None` on a single node (no peers).
+    pub replication: Option<Arc<crate::replication::Replication>>,
 }
 
 impl Node {
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// In a cluster, refuses a produce or fetch for a partition this node does not lead (`not-leader`).
+    pub fn check_leader(&self, topic: &str, partition: u32) -> crate::error::Result<()> {
+        match &self.replication {
+            Some(replication) => replication.check_leader(topic, partition).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// The byte budget of one fetch or subscribe push: the request's, or the default, capped by the limit.

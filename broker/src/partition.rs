@@ -126,6 +126,19 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
+    /// Publishes the log's high watermark as it is now, waking waiters if it moved: after an append, and when
+    /// replication moves the high watermark of a replicated partition.
+    pub fn publish_offsets(&self) {
+        let high_watermark = self.log.high_watermark();
+        self.high_watermark
+            .send_if_modified(|published| std::mem::replace(published, high_watermark) != high_watermark);
+    }
+
+    /// Wakes every high-watermark waiter without a change: a change of leadership they must look at.
+    pub fn wake_waiters(&self) {
+        self.high_watermark.send_modify(|_| {});
+    }
+
     /// Stops taking appends, wakes every waiter, lets the writer finish what is queued, and waits for it.
     /// Idempotent.
     pub async fn stop_writer(&self, grace: Duration) {
@@ -176,12 +189,7 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
             }
         };
         // Wake waiters only when there is something new to read (not after a group that all failed).
-        let high_watermark = partition.log.high_watermark();
-        partition.high_watermark.send_if_modified(|published| {
-            let is_new = *published != high_watermark;
-            *published = high_watermark;
-            is_new
-        });
+        partition.publish_offsets();
         for (job, outcome) in taken.into_iter().zip(outcomes) {
             match (job.reply, outcome) {
                 (Some(reply), outcome) => {

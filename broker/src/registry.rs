@@ -75,23 +75,29 @@ impl Topic {
     }
 
     pub fn info(&self) -> v1::TopicInfo {
-        let s = &self.settings;
         v1::TopicInfo {
             name: self.name.to_string(),
             partition_count: self.partition_count(),
-            config: Some(v1::TopicConfig {
-                retention_bytes: s.retention_bytes,
-                retention_ms: s.retention_ms,
-                segment_bytes: Some(s.segment_bytes),
-                durability: match s.durability {
-                    DurabilityPolicy::Always => v1::DurabilityPolicy::Always,
-                    DurabilityPolicy::Interval => v1::DurabilityPolicy::Interval,
-                    DurabilityPolicy::Never => v1::DurabilityPolicy::Never,
-                } as i32,
-                flush_interval_ms: Some(s.flush_interval_ms),
-                max_batch_bytes: Some(s.max_batch_bytes),
-            }),
+            config: Some(settings_info(&self.settings)),
+            replication_factor: 1,
+            min_insync_replicas: 1,
         }
+    }
+}
+
+/// A topic's settings as the API shows them.
+pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
+    v1::TopicConfig {
+        retention_bytes: s.retention_bytes,
+        retention_ms: s.retention_ms,
+        segment_bytes: Some(s.segment_bytes),
+        durability: match s.durability {
+            DurabilityPolicy::Always => v1::DurabilityPolicy::Always,
+            DurabilityPolicy::Interval => v1::DurabilityPolicy::Interval,
+            DurabilityPolicy::Never => v1::DurabilityPolicy::Never,
+        } as i32,
+        flush_interval_ms: Some(s.flush_interval_ms),
+        max_batch_bytes: Some(s.max_batch_bytes),
     }
 }
 
@@ -233,9 +239,40 @@ impl Registry {
     }
 
     pub async fn create(&self, name: &str, partition_count: u32, config: &v1::TopicConfig) -> Result<Arc<Topic>> {
+        let (name, settings) = self.check_create(name, partition_count, config)?;
+        self.create_checked(name, partition_count, settings).await
+    }
+
+    /// What a create would make of its request, without making it: the checked name and the resolved settings.
+    /// A cluster checks this where the request arrives, before the controller places the topic.
+    pub fn check_create(
+        &self,
+        name: &str,
+        partition_count: u32,
+        config: &v1::TopicConfig,
+    ) -> Result<(TopicName, TopicSettings)> {
         let name = user_topic_name(name)?;
         self.check_partition_count(partition_count, 0)?;
-        let settings = self.resolve_settings(config)?;
+        Ok((name, self.resolve_settings(config)?))
+    }
+
+    /// Opens this node's replicas of a topic the cluster's metadata holds, with the settings the metadata gives.
+    pub async fn open_replicated(
+        &self,
+        name: &str,
+        partition_count: u32,
+        settings: TopicSettings,
+    ) -> Result<Arc<Topic>> {
+        let name = user_topic_name(name)?;
+        self.create_checked(name, partition_count, settings).await
+    }
+
+    async fn create_checked(
+        &self,
+        name: TopicName,
+        partition_count: u32,
+        settings: TopicSettings,
+    ) -> Result<Arc<Topic>> {
         let _reservation = self.reserve(&name, partition_count).await?;
         // A directory left by a crashed create or delete must not lend its old records to the new topic.
         blocking({

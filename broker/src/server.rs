@@ -95,13 +95,20 @@ impl Broker {
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
         // The cluster will hand out blocks through its controller instead (see `producer_ids.rs`).
         let producer_ids = Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir))));
-        let node = Arc::new(Node {
+        let node = Arc::new_cyclic(|weak| Node {
             config: Arc::clone(&config),
             registry,
             offsets,
             groups,
             producer_ids,
             shutdown: shutdown_rx,
+            replication: controller.as_ref().map(|controller| {
+                Arc::new(crate::replication::Replication::new(
+                    Arc::clone(controller),
+                    weak.clone(),
+                    config.replica_lag_time_max_ms,
+                ))
+            }),
         });
 
         let bind = |source| StartError::Bind { addr: config.listen, source };
@@ -170,7 +177,9 @@ impl Broker {
                 Arc::clone(&config),
                 addr.to_string(),
             ))
-            .add_optional_service(controller.as_ref().map(|c| c.rpc_service()));
+            .add_optional_service(
+                controller.as_ref().zip(node.replication.clone()).map(|(c, replication)| c.rpc_service(replication)),
+            );
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let stopped = async {
@@ -183,6 +192,7 @@ impl Broker {
         if let Some(controller) = &controller {
             controller.start_background();
         }
+        let replication = node.replication.clone().map(|r| tokio::spawn(crate::replication::run_reconciler(r)));
         let maintenance = tokio::spawn(run_maintenance(Arc::clone(&node)));
         let group_refresh = tokio::spawn(crate::service::follow_topic_changes(Arc::clone(&node)));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "broker started");
@@ -197,6 +207,7 @@ impl Broker {
             health,
             data_dir_lock,
             controller,
+            replication,
         })
     }
 }
@@ -215,6 +226,8 @@ pub struct BrokerHandle {
     data_dir_lock: DataDirLock,
     /// This node's member of the controller quorum; `None` without peers.
     controller: Option<Arc<crate::cluster::Controller>>,
+    /// The task that makes local replicas follow the metadata (and owns the follower fetchers).
+    replication: Option<JoinHandle<()>>,
 }
 
 impl BrokerHandle {
@@ -253,6 +266,11 @@ impl BrokerHandle {
         }
         let _ = self.maintenance.await;
         let _ = self.group_refresh.await;
+        if let Some(replication) = self.replication {
+            // Aborting it drops the fetchers, which stops them.
+            replication.abort();
+            let _ = replication.await;
+        }
         if let Some(controller) = &self.controller {
             controller.shutdown().await;
         }

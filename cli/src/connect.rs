@@ -12,7 +12,8 @@ pub const DEFAULT_BROKER: &str = "127.0.0.1:9092";
 /// The `--broker ADDR` flag of every client subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerFlag {
-    /// Broker address, host:port.
+    /// Broker address, host:port; for a cluster, any of its nodes, or several comma-separated (the first that
+    /// answers is used, and produce and fetch then go to each partition's leader).
     #[arg(long = "broker", env = "RILL_BROKER", hide_env_values = true, default_value = DEFAULT_BROKER, value_name = "ADDR")]
     pub addr: String,
 }

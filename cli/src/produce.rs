@@ -72,7 +72,7 @@ pub struct ProduceArgs {
     #[arg(long = "header", value_name = "K=V", value_parser = parse_header)]
     headers: Vec<(String, Bytes)>,
     /// When the broker answers: none (offsets are then printed as -1), leader (the record is in the log),
-    /// durable (fsynced).
+    /// durable (fsynced), all (every in-sync replica of a cluster holds it; as leader on a single node).
     #[arg(long, default_value = "leader", value_parser = parse_acks)]
     acks: Acks,
     /// Compression of each batch: none, lz4 or zstd (consumers decompress transparently).
@@ -108,7 +108,8 @@ fn parse_acks(text: &str) -> Result<Acks, String> {
         "none" => Ok(Acks::None),
         "leader" => Ok(Acks::Leader),
         "durable" => Ok(Acks::Durable),
-        _ => Err(format!("{text:?} is not one of none, leader, durable")),
+        "all" => Ok(Acks::All),
+        _ => Err(format!("{text:?} is not one of none, leader, durable, all")),
     }
 }
 
@@ -379,7 +380,8 @@ mod tests {
         assert!(parse_header("novalue").is_err());
         assert!(parse_header("=v").is_err());
         assert_eq!(parse_acks("durable"), Ok(Acks::Durable));
-        assert!(parse_acks("all").expect_err("not a level").contains("none, leader, durable"));
+        assert_eq!(parse_acks("all"), Ok(Acks::All));
+        assert!(parse_acks("most").expect_err("not a level").contains("none, leader, durable, all"));
         assert_eq!(parse_compression("zstd"), Ok(Compression::Zstd { level: 3 }));
         assert!(parse_compression("gzip").is_err());
         assert_eq!(find(b"k1::v", b"::"), Some(2));

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use rill_client::{Admin, DurabilityPolicy, TopicConfig, TopicInfo};
+use rill_client::{Admin, DurabilityPolicy, TopicConfig, TopicInfo, TopicReplication};
 
 use crate::connect::{block_on, BrokerFlag};
 use crate::output;
@@ -102,6 +102,12 @@ struct CreateArgs {
     /// Largest record batch producers may append to this topic.
     #[arg(long, value_name = "BYTES")]
     max_batch_bytes: Option<u64>,
+    /// In a cluster: copies of each partition, on as many nodes. [default: 1]
+    #[arg(long, value_name = "N")]
+    replication_factor: Option<u32>,
+    /// In a cluster: in-sync replicas a produce with --acks all needs. [default: 2 for 3 copies or more, else 1]
+    #[arg(long, value_name = "N")]
+    min_insync_replicas: Option<u32>,
     #[command(flatten)]
     broker: BrokerFlag,
 }
@@ -162,7 +168,12 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         max_batch_bytes: args.max_batch_bytes,
     };
     let admin = admin(&args.broker).await?;
-    let topic = admin.create_topic(&args.name, args.partitions, config).await.map_err(|e| args.broker.explain(e))?;
+    let replication =
+        TopicReplication { factor: args.replication_factor, min_insync_replicas: args.min_insync_replicas };
+    let topic = admin
+        .create_replicated_topic(&args.name, args.partitions, replication, config)
+        .await
+        .map_err(|e| args.broker.explain(e))?;
     let mut out = output::stdout();
     output::line(&mut out, format_args!("created topic {:?} with {}", topic.name, partitions(topic.partition_count)))?;
     out.flush()?;
@@ -193,6 +204,12 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
     let mut out = output::stdout();
     write_settings(&mut out, &description.topic)?;
     output::line(&mut out, "")?;
+    let is_replicated = description.partitions.iter().any(|p| !p.replicas.is_empty());
+    if is_replicated {
+        write_replicas(&mut out, &description.partitions)?;
+        out.flush()?;
+        return Ok(());
+    }
     let mut table = Table::new(&["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]);
     for p in &description.partitions {
         table.row(vec![
@@ -209,10 +226,35 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A cluster's partitions: placement, high watermark (HW, as the node answering knows it) and each replica's
+/// log end as the leader last heard it (`node:end`, shown when the answering node is the leader).
+fn write_replicas(out: &mut impl Write, partitions: &[rill_client::PartitionInfo]) -> std::io::Result<()> {
+    let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut table = Table::new(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HW", "LOG ENDS"]);
+    for p in partitions {
+        let ends: Vec<String> =
+            p.replica_log_ends.iter().map(|r| format!("{}:{}", r.node_id, r.log_end_offset)).collect();
+        table.row(vec![
+            p.partition.to_string(),
+            p.leader.map_or_else(|| "none".to_owned(), |id| id.to_string()),
+            p.leader_epoch.to_string(),
+            ids(&p.replicas),
+            ids(&p.isr),
+            p.high_watermark.to_string(),
+            if ends.is_empty() { "-".to_owned() } else { ends.join(" ") },
+        ]);
+    }
+    table.write(out)
+}
+
 fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()> {
     let config = topic.config.unwrap_or_default();
     let mut settings = Table::new(&["topic", &topic.name]);
     settings.row(vec!["partitions".into(), topic.partition_count.to_string()]);
+    if topic.replication_factor > 1 {
+        settings.row(vec!["replication_factor".into(), topic.replication_factor.to_string()]);
+        settings.row(vec!["min_insync_replicas".into(), topic.min_insync_replicas.to_string()]);
+    }
     settings.row(vec!["durability".into(), durability_name(config.durability).to_owned()]);
     settings.row(vec!["flush_interval_ms".into(), or_none(config.flush_interval_ms)]);
     settings.row(vec!["retention_ms".into(), or_forever(config.retention_ms)]);

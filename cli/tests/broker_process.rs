@@ -72,7 +72,7 @@ fn is_clean_shutdown(partition_dir: &Path) -> bool {
 }
 
 fn create(name: &str) -> v1::CreateTopicRequest {
-    v1::CreateTopicRequest { name: name.into(), partition_count: 1, config: None }
+    v1::CreateTopicRequest { name: name.into(), partition_count: 1, config: None, ..Default::default() }
 }
 
 #[tokio::test]

@@ -125,7 +125,7 @@ fn bad_flags_exit_2_with_clap_naming_the_flag() {
     rill(&b, &["topic", "create", "t", "--durability", "sometimes"]).fails(2, "always, interval, never");
     rill(&b, &["topic", "add-partitions", "t"]).fails(2, "--count");
     rill(&b, &["topic", "frobnicate"]).fails(2, "frobnicate");
-    rill(&b, &["produce", "t", "--acks", "all"]).fails(2, "none, leader, durable");
+    rill(&b, &["produce", "t", "--acks", "most"]).fails(2, "none, leader, durable, all");
     rill(&b, &["produce", "t", "--compression", "gzip"]).fails(2, "none, lz4, zstd");
     rill(&b, &["produce", "t", "--header", "novalue", "--value", "v"]).fails(2, "KEY=VALUE");
     rill(&b, &["produce", "t", "--key", "k", "--key-separator", ":"]).fails(2, "cannot be used with");

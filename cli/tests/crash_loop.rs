@@ -201,7 +201,12 @@ async fn crash_loop(policy: v1::DurabilityPolicy, acks: v1::Acks) {
     let broker = BrokerProcess::start(dir.path());
     let admin = channel(&broker.url()).await.expect("connect");
     let config = v1::TopicConfig { durability: policy as i32, ..Default::default() };
-    let create = v1::CreateTopicRequest { name: TOPIC.into(), partition_count: PARTITIONS, config: Some(config) };
+    let create = v1::CreateTopicRequest {
+        name: TOPIC.into(),
+        partition_count: PARTITIONS,
+        config: Some(config),
+        ..Default::default()
+    };
     TopicAdminClient::new(admin).create_topic(create).await.expect("create topic");
     let mut broker = Some(broker);
 

@@ -37,7 +37,12 @@ async fn serve_a_normal_client(url: &str, round: usize) {
     let mut records = RecordsClient::new(channel);
     let name = format!("normal-{round}");
     admin
-        .create_topic(v1::CreateTopicRequest { name: name.clone(), partition_count: 1, config: None })
+        .create_topic(v1::CreateTopicRequest {
+            name: name.clone(),
+            partition_count: 1,
+            config: None,
+            ..Default::default()
+        })
         .await
         .expect("create topic");
     let mut builder = RecordBatchBuilder::default();

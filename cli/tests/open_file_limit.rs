@@ -59,7 +59,12 @@ async fn a_broker_under_a_low_open_file_limit_refuses_clearly_without_a_log_floo
     // Topics of one partition until the budget refuses one: cleanly, well before the limit itself.
     let mut created = 0;
     let refusal = loop {
-        let request = v1::CreateTopicRequest { name: format!("t{created}"), partition_count: 1, config: None };
+        let request = v1::CreateTopicRequest {
+            name: format!("t{created}"),
+            partition_count: 1,
+            config: None,
+            ..Default::default()
+        };
         match admin.create_topic(request).await {
             Ok(_) => created += 1,
             Err(status) => break status,

@@ -40,6 +40,14 @@ impl OffsetSpec {
     }
 }
 
+/// How many copies of each partition a cluster keeps; unset fields take the broker's defaults (1 copy; a
+/// minimum of 2 in-sync replicas for 3 copies or more, else 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicReplication {
+    pub factor: Option<u32>,
+    pub min_insync_replicas: Option<u32>,
+}
+
 /// A topic's state: name, partition count, effective config, and each partition's log bounds and size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicDescription {
@@ -64,7 +72,24 @@ impl Admin {
 
     /// Creates `name` with `partition_count` partitions; unset `config` fields take the broker's defaults.
     pub async fn create_topic(&self, name: &str, partition_count: u32, config: TopicConfig) -> Result<TopicInfo> {
-        let message = CreateTopicRequest { name: name.to_owned(), partition_count, config: Some(config) };
+        self.create_replicated_topic(name, partition_count, TopicReplication::default(), config).await
+    }
+
+    /// [`Admin::create_topic`] with each partition copied on `replication.factor` nodes of a cluster.
+    pub async fn create_replicated_topic(
+        &self,
+        name: &str,
+        partition_count: u32,
+        replication: TopicReplication,
+        config: TopicConfig,
+    ) -> Result<TopicInfo> {
+        let message = CreateTopicRequest {
+            name: name.to_owned(),
+            partition_count,
+            config: Some(config),
+            replication_factor: replication.factor,
+            min_insync_replicas: replication.min_insync_replicas,
+        };
         let response = call(
             self.timeout(),
             RequestContext::topic(name),

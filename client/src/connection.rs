@@ -6,6 +6,7 @@
 //! retry policy sends it again over the new connection.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,8 +60,12 @@ pub struct Client {
 
 struct Inner {
     addr: String,
-    channel: Channel,
+    /// One channel per address given (`a:1,b:2`): the first that connected, and lazy ones to the others.
+    bootstrap: Vec<Channel>,
+    /// Which of `bootstrap` calls go to; moves on when it cannot be reached.
+    current: AtomicUsize,
     config: ClientConfig,
+    leaders: crate::leaders::Leaders,
 }
 
 impl std::fmt::Debug for Client {
@@ -76,13 +81,52 @@ impl Client {
         Self::connect_with(addr, ClientConfig::default()).await
     }
 
-    /// [`Client::connect`] with explicit settings.
+    /// [`Client::connect`] with explicit settings. `addr` may list several nodes of a cluster, comma-separated:
+    /// the client connects to the first that answers and learns the others from it.
     pub async fn connect_with(addr: impl AsRef<str>, config: ClientConfig) -> Result<Self> {
-        let (addr, endpoint) = endpoint(addr.as_ref(), &config)?;
-        let channel = endpoint.connect().await.map_err(|err| Error::Unavailable {
-            message: format!("cannot connect to {addr}: {}", error_chain(&err)),
-        })?;
-        Ok(Self { inner: Arc::new(Inner { addr, channel, config }) })
+        let addresses: Vec<&str> = addr.as_ref().split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        let endpoints = addresses.iter().map(|a| endpoint(a, &config)).collect::<Result<Vec<_>>>()?;
+        if endpoints.is_empty() {
+            return Err(Error::InvalidAddress { addr: addr.as_ref().to_owned(), reason: "no address".into() });
+        }
+        let mut failures = Vec::new();
+        for (index, (url, endpoint)) in endpoints.iter().enumerate() {
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    let bootstrap = endpoints
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, e))| if i == index { channel.clone() } else { e.connect_lazy() })
+                        .collect();
+                    return Ok(Self::from_parts(url.clone(), bootstrap, index, config));
+                }
+                Err(err) => failures.push(format!("cannot connect to {url}: {}", error_chain(&err))),
+            }
+        }
+        Err(Error::Unavailable { message: failures.join("; ") })
+    }
+
+    fn from_parts(addr: String, bootstrap: Vec<Channel>, current: usize, config: ClientConfig) -> Self {
+        let inner = Inner {
+            addr,
+            bootstrap,
+            current: AtomicUsize::new(current),
+            config,
+            leaders: crate::leaders::Leaders::default(),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub(crate) fn leaders(&self) -> &crate::leaders::Leaders {
+        &self.inner.leaders
+    }
+
+    /// Sends later calls to the next bootstrap node (a no-op with one).
+    pub(crate) fn next_bootstrap(&self) {
+        let count = self.inner.bootstrap.len();
+        if count > 1 {
+            let _ = self.inner.current.fetch_update(Ordering::AcqRel, Ordering::Acquire, |i| Some((i + 1) % count));
+        }
     }
 
     /// A client that connects on its first call instead of now: for starting before the broker does. Must be
@@ -91,9 +135,19 @@ impl Client {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::InvalidUse { message: "Client::connect_lazy needs a Tokio runtime".into() });
         }
-        let (addr, endpoint) = endpoint(addr.as_ref(), &config)?;
-        let channel = endpoint.connect_lazy();
-        Ok(Self { inner: Arc::new(Inner { addr, channel, config }) })
+        let endpoints = addr
+            .as_ref()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| endpoint(a, &config))
+            .collect::<Result<Vec<_>>>()?;
+        let Some((url, _)) = endpoints.first() else {
+            return Err(Error::InvalidAddress { addr: addr.as_ref().to_owned(), reason: "no address".into() });
+        };
+        let url = url.clone();
+        let bootstrap = endpoints.iter().map(|(_, e)| e.connect_lazy()).collect();
+        Ok(Self::from_parts(url, bootstrap, 0, config))
     }
 
     /// The broker address, as `http://host:port`.
@@ -107,24 +161,23 @@ impl Client {
 
     pub(crate) fn records(&self) -> RecordsClient<Channel> {
         let max = self.inner.config.max_message_bytes;
-        RecordsClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
+        RecordsClient::new(self.channel()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
     /// The connection itself, for calls made without a generated client (see `records_call.rs`).
     pub(crate) fn channel(&self) -> Channel {
-        self.inner.channel.clone()
+        let current = self.inner.current.load(Ordering::Acquire) % self.inner.bootstrap.len().max(1);
+        self.inner.bootstrap[current].clone()
     }
 
     pub(crate) fn topics(&self) -> TopicAdminClient<Channel> {
         let max = self.inner.config.max_message_bytes;
-        TopicAdminClient::new(self.inner.channel.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
+        TopicAdminClient::new(self.channel()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
     pub(crate) fn groups(&self) -> ConsumerGroupsClient<Channel> {
         let max = self.inner.config.max_message_bytes;
-        ConsumerGroupsClient::new(self.inner.channel.clone())
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max)
+        ConsumerGroupsClient::new(self.channel()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 }
 
@@ -149,7 +202,7 @@ pub(crate) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Endpoint)> {
+pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Endpoint)> {
     // h2 panics on a frame size outside what HTTP/2 allows; a setting deserves an error instead.
     if !(16_384..=16_777_215).contains(&config.max_frame_bytes) {
         return Err(Error::InvalidUse {
@@ -186,6 +239,22 @@ mod tests {
     async fn addresses_without_a_port_or_with_garbage_are_rejected() {
         assert!(matches!(Client::connect("localhost").await, Err(Error::InvalidAddress { .. })));
         assert!(matches!(Client::connect("http://[::1").await, Err(Error::InvalidAddress { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_list_of_unreachable_nodes_names_each_and_an_empty_list_is_refused() {
+        let dead = |_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").to_string()
+        };
+        let (a, b): (String, String) = (dead(0), dead(1));
+        let Err(Error::Unavailable { message }) = Client::connect(format!("{a},{b}")).await else {
+            panic!("connected to closed ports")
+        };
+        assert!(message.contains(&a) && message.contains(&b), "{message}");
+        assert!(matches!(Client::connect(" , ").await, Err(Error::InvalidAddress { .. })));
+        let lazy = Client::connect_lazy(format!("{a}, {b}"), ClientConfig::default()).expect("lazy list");
+        assert_eq!(lazy.addr(), format!("http://{a}"));
     }
 
     #[tokio::test]

@@ -574,7 +574,7 @@ impl Consumer {
             }
             let ctx = RequestContext::partition(&key.0, key.1);
             let max_message_bytes = client.config().max_message_bytes;
-            let fetch = records_call::fetch(client.channel(), &message, timeout, max_message_bytes);
+            let fetch = records_call::fetch(client.channel_for(&key.0, key.1), &message, timeout, max_message_bytes);
             let outcome = match call(timeout, ctx, fetch).await {
                 Ok(response) => FetchOutcome::Fetched(response),
                 // The position left the log (retention, or a seek past the end): look up where to go from here
@@ -586,7 +586,10 @@ impl Consumer {
                         Err(err) => FetchOutcome::Failed(err),
                     }
                 }
-                Err(err) => FetchOutcome::Failed(err),
+                Err(err) => {
+                    client.learn_from(&key.0, key.1, &err).await;
+                    FetchOutcome::Failed(err)
+                }
             };
             FetchDone { key, epoch, offset, outcome }
         });

@@ -52,6 +52,13 @@ pub enum Error {
     DiskFull { message: String },
     #[error("timed out after {after:?}: {message}")]
     TimedOut { after: Duration, message: String },
+    /// The node called does not lead the partition (a cluster's leader moved): retried once the metadata names
+    /// the leader. `leader_address` is the leader the node named, if it knew one.
+    #[error("not the partition leader: {message}")]
+    NotLeader { message: String, leader_address: Option<String> },
+    /// Too few in-sync replicas for an acks-all produce: retried, since replicas catch up or come back.
+    #[error("not enough in-sync replicas: {message}")]
+    NotEnoughReplicas { message: String },
     /// A fetched batch that cannot be decoded. The records before it were handed out first; seek the partition
     /// to `skip_to` to go on past it (see [`Error::undecodable_batch`]), or the next poll meets it again.
     #[error(
@@ -146,6 +153,14 @@ impl Error {
     pub(crate) fn from_status(status: &Status, ctx: RequestContext<'_>) -> Self {
         let message = status.message().to_owned();
         match reason_of(status) {
+            Some(Reason::NotLeader) => {
+                let leader_address = status
+                    .metadata()
+                    .get(rill_protocol::reason::LEADER_ADDRESS_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Error::NotLeader { message, leader_address }
+            }
             Some(reason) => Self::from_reason(reason, status.code(), message, ctx),
             None => Self::from_code(status, message, ctx),
         }
@@ -180,6 +195,10 @@ impl Error {
             | Reason::GroupKindMismatch => Error::GroupRefused { message },
             Reason::OutOfOrderSequence => Error::OutOfOrderSequence { message },
             Reason::InvalidProducerEpoch => Error::ProducerFenced { message },
+            // Handled with the leader's address in `from_status`; without it, the client asks for the leader.
+            Reason::NotLeader => Error::NotLeader { message, leader_address: None },
+            Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
+            Reason::ControllerUnavailable => Error::Unavailable { message },
             Reason::UnknownGroup | Reason::StorageFailure | Reason::Internal => Error::Broker { code, message },
         }
     }
@@ -227,7 +246,14 @@ impl Error {
     /// broker judged wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, ALREADY_EXISTS), limits (a size or a
     /// count, which the same request will exceed again) and client-side errors.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::TimedOut { .. } | Error::DiskFull { .. })
+        matches!(
+            self,
+            Error::Unavailable { .. }
+                | Error::TimedOut { .. }
+                | Error::DiskFull { .. }
+                | Error::NotLeader { .. }
+                | Error::NotEnoughReplicas { .. }
+        )
     }
 }
 

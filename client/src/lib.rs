@@ -65,6 +65,7 @@ mod consumer;
 mod decode;
 mod delivery;
 mod error;
+mod leaders;
 mod membership;
 mod producer;
 mod record;
@@ -74,6 +75,7 @@ mod sender;
 pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
     OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,
+    TopicReplication,
 };
 pub use cluster_admin::{ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState};
 pub use compression::Compression;

@@ -37,6 +37,9 @@ pub enum Acks {
     Leader,
     /// Once the batch is fsynced.
     Durable,
+    /// Once every in-sync replica of the partition holds the batch (a cluster's `ACKS_ALL`; on a single node
+    /// or with one replica, as `Leader`).
+    All,
 }
 
 impl Acks {
@@ -45,6 +48,7 @@ impl Acks {
             Acks::None => rill_protocol::v1::Acks::None,
             Acks::Leader => rill_protocol::v1::Acks::Leader,
             Acks::Durable => rill_protocol::v1::Acks::Durable,
+            Acks::All => rill_protocol::v1::Acks::All,
         }
     }
 }

@@ -349,7 +349,8 @@ async fn produce_with_retries(
         // An attempt never outlives the batch's delivery timeout.
         let timeout = config.request_timeout.min(remaining);
         let ctx = RequestContext::partition(topic, partition);
-        let produced = records_call::produce(client.channel(), &message, batches, timeout, max_message_bytes);
+        let channel = client.channel_for(topic, partition);
+        let produced = records_call::produce(channel, &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
         match result {
             Ok(response) if config.acks == Acks::None => {
@@ -358,6 +359,7 @@ async fn produce_with_retries(
             }
             Ok(response) => return Ok(response.base_offset),
             Err(err) if err.is_retriable() && attempt < config.retries => {
+                client.learn_from(topic, partition, &err).await;
                 let backoff = retry_backoff(config, attempt).min(deadline.saturating_duration_since(Instant::now()));
                 tracing::debug!(%topic, partition, attempt, ?backoff, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;

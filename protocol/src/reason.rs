@@ -58,14 +58,26 @@ pub enum Reason {
     OutOfOrderSequence,
     /// An idempotent producer's epoch older than the partition's: a newer instance of it fenced this one.
     InvalidProducerEpoch,
+    /// The node called does not lead the partition (any more): refresh the metadata and send to the leader,
+    /// whose id and address the status's metadata carries when known ([`LEADER_ID_KEY`], [`LEADER_ADDRESS_KEY`]).
+    NotLeader,
+    /// The partition has fewer in-sync replicas than its topic's `min_insync_replicas`: retry later.
+    NotEnoughReplicas,
+    /// A cluster change (a topic created or deleted) that needs the controller quorum, which has no leader
+    /// reachable right now: retry later.
+    ControllerUnavailable,
     /// Reading or writing the broker's files failed (other than a full disk).
     StorageFailure,
     /// A fault of the broker's, not of the request.
     Internal,
 }
 
+/// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
+pub const LEADER_ID_KEY: &str = "rill-leader-id";
+pub const LEADER_ADDRESS_KEY: &str = "rill-leader-address";
+
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 26] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -87,6 +99,9 @@ impl Reason {
         Reason::GroupKindMismatch,
         Reason::OutOfOrderSequence,
         Reason::InvalidProducerEpoch,
+        Reason::NotLeader,
+        Reason::NotEnoughReplicas,
+        Reason::ControllerUnavailable,
         Reason::StorageFailure,
         Reason::Internal,
     ];
@@ -115,8 +130,11 @@ impl Reason {
             Reason::GroupKindMismatch => ("group-kind-mismatch", Code::FailedPrecondition, 23), // INCONSISTENT_GROUP_PROTOCOL
             Reason::OutOfOrderSequence => ("out-of-order-sequence", Code::FailedPrecondition, 45), // OUT_OF_ORDER_SEQUENCE_NUMBER
             Reason::InvalidProducerEpoch => ("invalid-producer-epoch", Code::FailedPrecondition, 47), // INVALID_PRODUCER_EPOCH
+            Reason::NotLeader => ("not-leader", Code::Unavailable, 6), // NOT_LEADER_OR_FOLLOWER
+            Reason::NotEnoughReplicas => ("not-enough-replicas", Code::Unavailable, 19), // NOT_ENOUGH_REPLICAS
+            Reason::ControllerUnavailable => ("controller-unavailable", Code::Unavailable, 41), // NOT_CONTROLLER
             Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR
-            Reason::Internal => ("internal", Code::Internal, -1),              // UNKNOWN_SERVER_ERROR
+            Reason::Internal => ("internal", Code::Internal, -1),      // UNKNOWN_SERVER_ERROR
         }
     }
 

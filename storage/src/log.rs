@@ -23,6 +23,7 @@ use crate::segment_files::SegmentFileCache;
 use crate::{Result, StorageError};
 
 mod producers;
+mod replica;
 
 use producers::Planned;
 pub use producers::ProducerSummary;
@@ -60,8 +61,10 @@ pub struct Log {
     log_end_offset: AtomicI64,
     /// What consumers may read up to. On one node it follows the log end, or under
     /// `Durability::Always` the fsynced end, so consumers never see what a crash could take back.
-    /// Replication will hold it back to what followers have.
+    /// In a replicated partition the broker holds it (see `replica.rs`): appends leave it alone.
     high_watermark: AtomicI64,
+    /// Set by [`Log::hold_high_watermark`]: the broker, not the append, moves the high watermark.
+    is_high_watermark_held: AtomicBool,
     flush: Mutex<FlushState>,
     flushed: Condvar,
     is_closed: AtomicBool,
@@ -194,6 +197,7 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
+            is_high_watermark_held: AtomicBool::new(false),
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
@@ -339,7 +343,7 @@ impl Log {
         *snapshot_offset = None;
         group.clear();
         self.log_end_offset.store(next, Ordering::Release);
-        if self.config.durability != Durability::Always {
+        if self.config.durability != Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire) {
             self.high_watermark.store(next, Ordering::Release);
         }
         Ok(())
@@ -409,7 +413,8 @@ impl Log {
             if synced.is_ok() {
                 state.durable_end = state.durable_end.max(target);
                 state.last_flush_ms = self.clock.now_ms();
-                if self.config.durability == Durability::Always {
+                if self.config.durability == Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire)
+                {
                     self.high_watermark.fetch_max(target, Ordering::AcqRel);
                 }
             }

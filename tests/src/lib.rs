@@ -72,7 +72,12 @@ impl TestBroker {
 
     pub async fn create_topic(&mut self, name: &str, partitions: u32) {
         self.admin
-            .create_topic(v1::CreateTopicRequest { name: name.into(), partition_count: partitions, config: None })
+            .create_topic(v1::CreateTopicRequest {
+                name: name.into(),
+                partition_count: partitions,
+                config: None,
+                ..Default::default()
+            })
             .await
             .expect("create topic");
     }

@@ -49,7 +49,8 @@ async fn a_full_disk_is_unavailable_with_the_cause_and_produce_resumes_when_spac
         durability: v1::DurabilityPolicy::Always as i32,
         ..Default::default()
     };
-    let create = v1::CreateTopicRequest { name: "full".into(), partition_count: 1, config: Some(config) };
+    let create =
+        v1::CreateTopicRequest { name: "full".into(), partition_count: 1, config: Some(config), ..Default::default() };
     broker.admin.create_topic(create).await.unwrap();
     let filler = fs.path.join("filler");
     std::fs::write(&filler, vec![0u8; 600 << 10]).unwrap();

@@ -312,7 +312,8 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
         retention_bytes: Some(2048),
         ..Default::default()
     };
-    let request = v1::CreateTopicRequest { name: "short".into(), partition_count: 1, config: Some(config) };
+    let request =
+        v1::CreateTopicRequest { name: "short".into(), partition_count: 1, config: Some(config), ..Default::default() };
     broker.admin.create_topic(request).await.unwrap();
     let value = "r".repeat(300);
     for _ in 0..20 {
@@ -347,7 +348,8 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
 async fn partitions_share_the_append_slots_and_all_progress() {
     let mut broker = TestBroker::start_with(|c| c.appends_in_flight = 1).await;
     let config = v1::TopicConfig { durability: v1::DurabilityPolicy::Always as i32, ..Default::default() };
-    let request = v1::CreateTopicRequest { name: "slots".into(), partition_count: 8, config: Some(config) };
+    let request =
+        v1::CreateTopicRequest { name: "slots".into(), partition_count: 8, config: Some(config), ..Default::default() };
     broker.admin.create_topic(request).await.unwrap();
     let mut producers = Vec::new();
     for p in 0..8u32 {
@@ -378,7 +380,8 @@ async fn partitions_share_the_append_slots_and_all_progress() {
 async fn concurrent_producers_on_an_always_topic_are_all_acknowledged_and_readable() {
     let mut broker = TestBroker::start().await;
     let config = v1::TopicConfig { durability: v1::DurabilityPolicy::Always as i32, ..Default::default() };
-    let request = v1::CreateTopicRequest { name: "sync".into(), partition_count: 1, config: Some(config) };
+    let request =
+        v1::CreateTopicRequest { name: "sync".into(), partition_count: 1, config: Some(config), ..Default::default() };
     broker.admin.create_topic(request).await.unwrap();
     let mut producers = Vec::new();
     for p in 0..8 {
@@ -423,6 +426,7 @@ async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
         name: "f".into(),
         partition_count: 1,
         config: Some(v1::TopicConfig { durability: 9, ..Default::default() }),
+        ..Default::default()
     };
     assert_status(broker.admin.create_topic(create).await, Code::InvalidArgument, &["durability", "9"]);
     broker.assert_serving().await;

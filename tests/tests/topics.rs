@@ -5,7 +5,7 @@ use rill_tests::{assert_status, TestBroker};
 use tonic::Code;
 
 fn create(name: &str, partitions: u32) -> v1::CreateTopicRequest {
-    v1::CreateTopicRequest { name: name.into(), partition_count: partitions, config: None }
+    v1::CreateTopicRequest { name: name.into(), partition_count: partitions, config: None, ..Default::default() }
 }
 
 #[tokio::test]
@@ -19,7 +19,12 @@ async fn create_list_describe_and_add_partitions() {
     };
     let created = broker
         .admin
-        .create_topic(v1::CreateTopicRequest { name: "orders".into(), partition_count: 3, config: Some(config) })
+        .create_topic(v1::CreateTopicRequest {
+            name: "orders".into(),
+            partition_count: 3,
+            config: Some(config),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -145,6 +150,7 @@ async fn existing_unknown_and_over_limit_topics_are_refused_clearly() {
         name: "x".into(),
         partition_count: 1,
         config: Some(v1::TopicConfig { max_batch_bytes: Some(1 << 40), ..Default::default() }),
+        ..Default::default()
     };
     broker.admin.delete_topic(v1::DeleteTopicRequest { name: "b".into() }).await.unwrap();
     assert_status(broker.admin.create_topic(bad_config).await, Code::InvalidArgument, &["max_batch_bytes", "limit"]);
@@ -153,6 +159,7 @@ async fn existing_unknown_and_over_limit_topics_are_refused_clearly() {
         name: "x".into(),
         partition_count: 1,
         config: Some(v1::TopicConfig { segment_bytes: Some(10), ..Default::default() }),
+        ..Default::default()
     };
     assert_status(broker.admin.create_topic(bad_segment).await, Code::InvalidArgument, &["segment_bytes"]);
     broker.assert_serving().await;
@@ -180,7 +187,12 @@ async fn topics_survive_a_restart_with_their_config() {
     let config = v1::TopicConfig { retention_ms: Some(123_456), ..Default::default() };
     broker
         .admin
-        .create_topic(v1::CreateTopicRequest { name: "kept".into(), partition_count: 2, config: Some(config) })
+        .create_topic(v1::CreateTopicRequest {
+            name: "kept".into(),
+            partition_count: 2,
+            config: Some(config),
+            ..Default::default()
+        })
         .await
         .unwrap();
     broker

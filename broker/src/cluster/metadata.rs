@@ -1,10 +1,17 @@
 //! The cluster metadata the controller quorum replicates: the cluster id, the nodes and their liveness, and
-//! (from the next step on) topic placement. Changed only by applying a [`Command`] that raft committed, so every
-//! replica that applied the same log holds the same metadata.
+//! topic placement (partition → replicas, leader, leader epoch, ISR). Changed only by applying a [`Command`]
+//! that raft committed, so every replica that applied the same log holds the same metadata.
+//!
+//! Leader elections happen here, in `apply`, so they are as deterministic as every other change: fencing a
+//! node moves each partition it led to the first other member of the ISR (never outside it: unclean election
+//! is off) with the epoch bumped, and takes the node out of every ISR it was in, unless it is the last member.
+//! A partition whose last in-sync replica is fenced has no leader until that replica comes back.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::meta::TopicSettings;
 
 /// A node's liveness as the controller leader judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +32,7 @@ pub struct NodeRecord {
     pub state_since_ms: i64,
 }
 
-/// Where a partition's replicas live. Defined now so the snapshot format has room for it; placement itself
-/// arrives with replication.
+/// Where a partition's replicas live.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionPlacement {
     /// Node ids holding a replica, the preferred leader first.
@@ -38,10 +44,20 @@ pub struct PartitionPlacement {
     pub isr: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicPlacement {
     /// Indexed by partition number.
     pub partitions: Vec<PartitionPlacement>,
+    /// A produce is refused while a partition's ISR is smaller.
+    pub min_insync_replicas: u32,
+    /// Every replica opens its log with these.
+    pub settings: TopicSettings,
+}
+
+impl TopicPlacement {
+    pub fn replication_factor(&self) -> u32 {
+        self.partitions.first().map_or(0, |p| p.replicas.len() as u32)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,11 +72,37 @@ pub struct ClusterMetadata {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Sets the cluster id if none is set yet (the first committed one wins).
-    SetClusterId { cluster_id: String },
+    SetClusterId {
+        cluster_id: String,
+    },
     /// The node heartbeats: registers it, or brings it back from fenced.
-    MarkAlive { node_id: u64, address: String, at_ms: i64 },
-    /// The node's session expired.
-    Fence { node_id: u64, at_ms: i64 },
+    MarkAlive {
+        node_id: u64,
+        address: String,
+        at_ms: i64,
+    },
+    /// The node's session expired: its leaderships move to other in-sync replicas.
+    Fence {
+        node_id: u64,
+        at_ms: i64,
+    },
+    /// A new topic, placed by the proposer (see `placement.rs`). Refused (`changed: false`) if the name exists.
+    CreateTopic {
+        name: String,
+        placement: TopicPlacement,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// The partition leader's new ISR (Kafka's AlterPartition). Applied only if `leader` still leads at
+    /// `leader_epoch`, so a deposed leader's late request changes nothing; the leader stays in its own ISR.
+    AlterIsr {
+        topic: String,
+        partition: u32,
+        leader: u64,
+        leader_epoch: u32,
+        isr: Vec<u64>,
+    },
 }
 
 /// What applying a command did.
@@ -103,12 +145,78 @@ impl ClusterMetadata {
                 Some(existing) if existing.state == NodeState::Alive => {
                     existing.state = NodeState::Fenced;
                     existing.state_since_ms = *at_ms;
+                    self.move_leaderships_from(*node_id);
                     true
                 }
                 _ => false,
             },
+            Command::CreateTopic { name, placement } => {
+                let is_new = !self.topics.contains_key(name);
+                if is_new {
+                    self.topics.insert(name.clone(), placement.clone());
+                }
+                is_new
+            }
+            Command::DeleteTopic { name } => self.topics.remove(name).is_some(),
+            Command::AlterIsr { topic, partition, leader, leader_epoch, isr } => {
+                match self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)) {
+                    Some(p)
+                        if p.leader == Some(*leader)
+                            && p.leader_epoch == *leader_epoch
+                            && isr.contains(leader)
+                            && isr.iter().all(|id| p.replicas.contains(id))
+                            && p.isr != *isr =>
+                    {
+                        p.isr = isr.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            }
         };
+        if let Command::MarkAlive { node_id, .. } = command {
+            self.elect_leaderless(*node_id);
+        }
         CommandOutcome { changed }
+    }
+
+    /// A fenced node leads nothing and is in no ISR (but the last member of one keeps its place: it holds
+    /// everything acknowledged, and unclean election is off, so the partition waits for it).
+    fn move_leaderships_from(&mut self, fenced: u64) {
+        let alive: Vec<u64> = self.nodes.values().filter(|n| n.state == NodeState::Alive).map(|n| n.node_id).collect();
+        for partition in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+            if partition.isr.len() > 1 {
+                partition.isr.retain(|id| *id != fenced);
+            }
+            if partition.leader == Some(fenced) {
+                partition.leader = partition.isr.iter().copied().find(|id| *id != fenced && alive.contains(id));
+                partition.leader_epoch += 1;
+            }
+        }
+    }
+
+    /// A partition left without a leader takes `node_id` back as leader if it is in the ISR.
+    fn elect_leaderless(&mut self, node_id: u64) {
+        for partition in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+            if partition.leader.is_none() && partition.isr.contains(&node_id) {
+                partition.leader = Some(node_id);
+                partition.leader_epoch += 1;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionPlacement> {
+        self.topics.get(topic)?.partitions.get(partition as usize)
+    }
+
+    /// Alive node ids, ascending.
+    pub fn alive_nodes(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| n.state == NodeState::Alive).map(|n| n.node_id).collect()
+    }
+
+    pub fn address_of(&self, node_id: u64) -> Option<&str> {
+        self.nodes.get(&node_id).map(|n| n.address.as_str())
     }
 
     pub fn state_of(&self, node_id: u64) -> Option<NodeState> {
@@ -142,6 +250,57 @@ mod tests {
         assert!(!metadata.apply(&Command::Fence { node_id: 2, at_ms: 6 }).changed);
         assert!(metadata.apply(&alive(2)).changed);
         assert_eq!(metadata.state_of(2), Some(NodeState::Alive));
+    }
+
+    fn placed(replicas: &[u64]) -> TopicPlacement {
+        let settings = TopicSettings {
+            segment_bytes: 1 << 20,
+            durability: crate::config::DurabilityPolicy::Interval,
+            flush_interval_ms: 1000,
+            max_batch_bytes: 1 << 20,
+            retention_ms: None,
+            retention_bytes: None,
+        };
+        let partition = PartitionPlacement {
+            replicas: replicas.to_vec(),
+            leader: replicas.first().copied(),
+            leader_epoch: 0,
+            isr: replicas.to_vec(),
+        };
+        TopicPlacement { partitions: vec![partition], min_insync_replicas: 2, settings }
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_another_in_sync_replica_at_the_next_epoch() {
+        let mut metadata = ClusterMetadata::default();
+        for id in 1..=3 {
+            metadata.apply(&alive(id));
+        }
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
+        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2 });
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (Some(2), 1, vec![2, 3]));
+        metadata.apply(&Command::Fence { node_id: 2, at_ms: 3 });
+        metadata.apply(&Command::Fence { node_id: 3, at_ms: 4 });
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.leader, p.isr.clone()), (None, vec![3]), "the last in-sync replica keeps its place");
+        metadata.apply(&alive(1));
+        assert_eq!(metadata.partition("t", 0).expect("placed").leader, None, "1 is out of sync: no unclean election");
+        metadata.apply(&alive(3));
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.leader, p.leader_epoch), (Some(3), 4));
+    }
+
+    #[test]
+    fn an_isr_change_from_a_deposed_leader_is_ignored() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
+        let stale = Command::AlterIsr { topic: "t".into(), partition: 0, leader: 2, leader_epoch: 0, isr: vec![2] };
+        assert!(!metadata.apply(&stale).changed);
+        let current =
+            Command::AlterIsr { topic: "t".into(), partition: 0, leader: 1, leader_epoch: 0, isr: vec![1, 3] };
+        assert!(metadata.apply(&current).changed);
+        assert_eq!(metadata.partition("t", 0).expect("placed").isr, vec![1, 3]);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`probe`] asks every peer who it is before a node joins, refusing a duplicate node id, disagreeing peers or
 //!   another cluster's data dir.
 //! - [`describe`] serves the public `ClusterAdmin` service.
+//! - [`placement`] places a new topic's replicas; `propose` commits a command from any node (a follower
+//!   forwards it to the leader), which is how topics are created and ISRs change.
 //!
 //! Invariants: a vote is on disk before it is answered and a log entry before openraft counts it as persisted;
 //! metadata changes only by applying committed commands; a node without peers starts none of this.
@@ -21,7 +23,9 @@ mod log_store;
 pub mod metadata;
 mod network;
 pub mod peers;
+pub mod placement;
 mod probe;
+mod propose;
 mod rpc;
 mod sessions;
 #[cfg(test)]
@@ -39,6 +43,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use identity::{ClusterIdentity, IdentityError};
+pub use network::channel_to as network_channel_to;
 pub use peers::{parse_peers, validate as validate_settings, Peer};
 
 use crate::config::BrokerConfig;

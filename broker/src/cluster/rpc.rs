@@ -6,24 +6,31 @@ use std::sync::Arc;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use rill_protocol::internal::controller_server::{Controller as ControllerRpc, ControllerServer};
 use rill_protocol::internal::{
-    HeartbeatReply, HeartbeatRequest, IdentifyReply, IdentifyRequest, RaftReply, RaftRequest,
+    EpochEndReply, EpochEndRequest, HeartbeatReply, HeartbeatRequest, IdentifyReply, IdentifyRequest, RaftReply,
+    RaftRequest, ReplicaFetch,
 };
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::metadata::Command;
 use super::network::MAX_RAFT_MESSAGE_BYTES;
 use super::sessions::HeartbeatRefused;
 use super::{Controller, NodeId, TypeConfig};
 
 pub struct ControllerService {
     controller: Arc<Controller>,
+    replication: Arc<crate::replication::Replication>,
 }
 
 impl Controller {
-    /// The internal service, ready for the node's router.
-    pub fn rpc_service(self: &Arc<Self>) -> ControllerServer<ControllerService> {
-        ControllerServer::new(ControllerService { controller: Arc::clone(self) })
+    /// The internal service, ready for the node's router: raft, heartbeats, proposals, and the replication
+    /// streams `replication` serves.
+    pub fn rpc_service(
+        self: &Arc<Self>,
+        replication: Arc<crate::replication::Replication>,
+    ) -> ControllerServer<ControllerService> {
+        ControllerServer::new(ControllerService { controller: Arc::clone(self), replication })
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
     }
@@ -101,6 +108,35 @@ impl ControllerRpc for ControllerService {
             cluster_id: self.controller.cluster_id.get().unwrap_or_default(),
             peers: super::peers::format_peers(&self.controller.peers()),
         }))
+    }
+
+    async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        self.check_peers(&request)?;
+        let command: Command = Self::decode(&request)?;
+        let metrics = self.controller.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.controller.node_id) {
+            return Err(Status::unavailable(format!("node {} is not the controller leader", self.controller.node_id)));
+        }
+        let outcome = self.controller.commit(command).await.map_err(Status::from)?;
+        reply(&outcome)
+    }
+
+    type ReplicateStream = crate::replication::ReplicaDataStream;
+
+    async fn replicate(
+        &self,
+        request: Request<tonic::Streaming<ReplicaFetch>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        Ok(Response::new(self.replication.serve_follower(request.into_inner())))
+    }
+
+    async fn offsets_for_leader_epoch(
+        &self,
+        request: Request<EpochEndRequest>,
+    ) -> Result<Response<EpochEndReply>, Status> {
+        Ok(Response::new(self.replication.epoch_end(request.into_inner())?))
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {

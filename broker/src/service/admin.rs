@@ -13,6 +13,17 @@ impl TopicAdmin for RillService {
         request: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::CreateTopicResponse>, Status> {
         let request = request.into_inner();
+        if let Some(replication) = &self.node.replication {
+            let topic = replication.create_topic(request).await?;
+            return Ok(Response::new(v1::CreateTopicResponse { topic: Some(topic) }));
+        }
+        if request.replication_factor.is_some_and(|rf| rf > 1) {
+            return Err(crate::error::BrokerError::invalid(
+                "replication_factor",
+                "a single node (started without --peers) holds one copy of each partition: use 1",
+            )
+            .into());
+        }
         let config = request.config.unwrap_or_default();
         let topic = self.node.registry.create(&request.name, request.partition_count, &config).await?;
         Ok(Response::new(v1::CreateTopicResponse { topic: Some(topic.info()) }))
@@ -22,7 +33,11 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
-        self.node.registry.delete(&request.into_inner().name).await?;
+        let name = request.into_inner().name;
+        match &self.node.replication {
+            Some(replication) => replication.delete_topic(&name).await?,
+            None => self.node.registry.delete(&name).await?,
+        }
         Ok(Response::new(v1::DeleteTopicResponse {}))
     }
 
@@ -30,7 +45,10 @@ impl TopicAdmin for RillService {
         &self,
         _request: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
-        let topics = self.node.registry.list().iter().map(|t| t.info()).collect();
+        let topics = match &self.node.replication {
+            Some(replication) => replication.list_topics(),
+            None => self.node.registry.list().iter().map(|t| t.info()).collect(),
+        };
         Ok(Response::new(v1::ListTopicsResponse { topics }))
     }
 
@@ -38,6 +56,11 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+        if let Some(replication) = &self.node.replication {
+            let local_only = request.metadata().get(crate::replication::LOCAL_ONLY_KEY).is_some();
+            let name = request.into_inner().name;
+            return Ok(Response::new(replication.describe_topic(&name, local_only).await?));
+        }
         Ok(Response::new(self.describe(&request.into_inner().name)?))
     }
 
@@ -46,6 +69,13 @@ impl TopicAdmin for RillService {
         request: Request<v1::AddPartitionsRequest>,
     ) -> Result<Response<v1::AddPartitionsResponse>, Status> {
         let request = request.into_inner();
+        if self.node.replication.is_some() {
+            return Err(crate::error::BrokerError::invalid(
+                "new_partition_count",
+                "adding partitions to a cluster's topic is not supported yet; create a topic with more partitions",
+            )
+            .into());
+        }
         let topic = self.node.registry.add_partitions(&request.name, request.new_partition_count).await?;
         Ok(Response::new(v1::AddPartitionsResponse { topic: Some(topic.info()) }))
     }
@@ -66,6 +96,7 @@ impl RillService {
                     high_watermark: log.high_watermark(),
                     size_bytes: log.size_bytes(),
                     segment_count: log.segment_count() as u64,
+                    ..Default::default()
                 }
             })
             .collect();

@@ -48,14 +48,31 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
         None => pick_partition(&topic, first_key.as_deref()),
     };
     let partition = topic.partition(index)?;
+    // In a cluster: only the leader takes produces, and ACKS_ALL needs enough in-sync replicas first.
+    let leader_epoch = match &node.replication {
+        Some(replication) => {
+            let epoch = replication.check_leader(&request.topic, index)?;
+            if acks == v1::Acks::All {
+                replication.check_in_sync(&request.topic, index)?;
+            }
+            Some((replication, epoch))
+        }
+        None => None,
+    };
     if acks == v1::Acks::None {
         partition.append_unacknowledged(batches).await?;
         return Ok(v1::ProduceResponse { partition: index, base_offset: -1, last_offset: -1, append_time_ms: -1 });
     }
     let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
     let appended = partition.append(batches).await?;
+    if let Some((replication, _)) = &leader_epoch {
+        replication.on_append(&partition);
+    }
     if acks == v1::Acks::Durable {
         partition.sync_through(appended.last_offset + 1).await?;
+    }
+    if let (v1::Acks::All, Some((replication, epoch))) = (acks, &leader_epoch) {
+        replication.wait_replicated(&partition, *epoch, appended.last_offset + 1).await?;
     }
     tracing::debug!(topic = %topic.name, partition = index, batches = count, bytes, base_offset = appended.base_offset, ?acks, "produced");
     Ok(v1::ProduceResponse {

@@ -64,6 +64,7 @@ fn chunk(read: ReadResult, from_offset: i64, format: Format) -> Result<Chunk> {
 }
 
 pub async fn fetch(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchResponse> {
+    node.check_leader(&request.topic, request.partition)?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);
@@ -110,6 +111,7 @@ pub async fn subscribe(
     node: &Arc<Node>,
     request: v1::SubscribeRequest,
 ) -> Result<ReceiverStream<Result<v1::SubscribeResponse, Status>>> {
+    node.check_leader(&request.topic, request.partition)?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);

@@ -1,0 +1,97 @@
+//! Where a new topic's replicas go: round-robin over the alive nodes, so leaderships (the first replica of
+//! each partition) spread evenly, and every partition's replicas are distinct nodes.
+
+use super::metadata::{PartitionPlacement, TopicPlacement};
+use crate::error::{BrokerError, Result};
+use crate::meta::TopicSettings;
+
+/// Kafka's `min.insync.replicas` default for a replicated topic: one replica may be down and produces with
+/// acks all still succeed, yet every acknowledged record is on two nodes.
+pub fn default_min_insync_replicas(replication_factor: u32) -> u32 {
+    if replication_factor >= 3 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Places `partition_count` partitions of `replication_factor` replicas on `alive` (ascending node ids).
+/// Partition `i`'s replicas are `alive[i % n]`, `alive[(i + 1) % n]`, ...; each starts with every replica in
+/// sync, the first leading at epoch 0.
+pub fn place(
+    partition_count: u32,
+    replication_factor: Option<u32>,
+    min_insync_replicas: Option<u32>,
+    alive: &[u64],
+    settings: TopicSettings,
+) -> Result<TopicPlacement> {
+    let replication_factor = replication_factor.unwrap_or(1);
+    let alive_count = alive.len() as u32;
+    if replication_factor == 0 {
+        return Err(BrokerError::invalid("replication_factor", "must be at least 1"));
+    }
+    if replication_factor > alive_count {
+        return Err(BrokerError::invalid(
+            "replication_factor",
+            format!(
+                "{replication_factor} is more than the {alive_count} alive node(s) of the cluster; a partition's \
+                 replicas must be on distinct nodes"
+            ),
+        ));
+    }
+    let min_insync_replicas = min_insync_replicas.unwrap_or_else(|| default_min_insync_replicas(replication_factor));
+    if min_insync_replicas == 0 || min_insync_replicas > replication_factor {
+        return Err(BrokerError::invalid(
+            "min_insync_replicas",
+            format!("{min_insync_replicas} must be between 1 and the replication factor {replication_factor}"),
+        ));
+    }
+    let partitions = (0..partition_count as usize)
+        .map(|index| {
+            let replicas: Vec<u64> =
+                (0..replication_factor as usize).map(|j| alive[(index + j) % alive.len()]).collect();
+            PartitionPlacement { leader: replicas.first().copied(), leader_epoch: 0, isr: replicas.clone(), replicas }
+        })
+        .collect();
+    Ok(TopicPlacement { partitions, min_insync_replicas, settings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DurabilityPolicy;
+
+    fn settings() -> TopicSettings {
+        TopicSettings {
+            segment_bytes: 1 << 20,
+            durability: DurabilityPolicy::Interval,
+            flush_interval_ms: 1000,
+            max_batch_bytes: 1 << 20,
+            retention_ms: None,
+            retention_bytes: None,
+        }
+    }
+
+    #[test]
+    fn replicas_go_round_robin_on_distinct_nodes_and_leaderships_spread() {
+        let placed = place(6, Some(3), None, &[1, 2, 3], settings()).expect("fits");
+        assert_eq!(placed.min_insync_replicas, 2);
+        let leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        for p in &placed.partitions {
+            let mut distinct = p.replicas.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3);
+            assert_eq!(p.isr, p.replicas);
+        }
+    }
+
+    #[test]
+    fn a_replication_factor_above_the_alive_nodes_is_refused_naming_both_counts() {
+        let err = place(1, Some(3), None, &[1, 2], settings()).expect_err("too few nodes").to_string();
+        assert!(err.contains('3') && err.contains("2 alive"), "{err}");
+        let err = place(1, Some(2), Some(3), &[1, 2], settings()).expect_err("min isr above rf").to_string();
+        assert!(err.contains("min_insync_replicas"), "{err}");
+        assert_eq!(place(1, Some(2), None, &[1, 2], settings()).expect("fits").min_insync_replicas, 1);
+    }
+}

@@ -1,0 +1,83 @@
+//! Metadata changes asked for by any node: the controller leader commits a [`Command`] through raft; a
+//! follower forwards it to the leader over the internal `Propose` call. Topic creation and deletion, and the
+//! partition leaders' ISR changes, all come this way.
+
+use std::time::Duration;
+
+use rill_protocol::internal::controller_client::ControllerClient;
+use rill_protocol::internal::RaftRequest;
+
+use super::metadata::{ClusterMetadata, Command, CommandOutcome};
+use super::network::channel_to;
+use super::Controller;
+use crate::error::BrokerError;
+
+/// How long a proposal may take to commit: a few raft round trips, or an election.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Controller {
+    /// Commits `command` through the controller leader, wherever it is, and says what applying it did.
+    pub async fn propose(&self, command: Command) -> Result<CommandOutcome, BrokerError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader.ok_or_else(|| BrokerError::ControllerUnavailable {
+            reason: "no controller leader is elected (is a majority of the peers up?)".into(),
+        })?;
+        if leader == self.node_id {
+            return self.commit(command).await;
+        }
+        let address =
+            metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone()).ok_or_else(
+                || BrokerError::ControllerUnavailable { reason: format!("leader {leader} has no address") },
+            )?;
+        let unavailable = |reason: String| BrokerError::ControllerUnavailable { reason };
+        let channel = channel_to(&address).map_err(|e| unavailable(format!("bad leader address {address}: {e}")))?;
+        let payload_json = serde_json::to_vec(&command).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let mut request = tonic::Request::new(RaftRequest {
+            cluster_id: self.cluster_id.get().unwrap_or_default(),
+            from_node_id: self.node_id,
+            payload_json: payload_json.into(),
+            peers: super::peers::format_peers(&self.peers()),
+        });
+        request.set_timeout(PROPOSE_TIMEOUT);
+        let reply = ControllerClient::new(channel)
+            .propose(request)
+            .await
+            .map_err(|status| unavailable(format!("controller leader {leader}: {}", status.message())))?;
+        serde_json::from_slice(&reply.into_inner().payload_json)
+            .map_err(|e| BrokerError::Internal(format!("undecodable proposal outcome: {e}")))
+    }
+
+    /// On the leader: commits `command` and returns once it is applied here.
+    pub(super) async fn commit(&self, command: Command) -> Result<CommandOutcome, BrokerError> {
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command)).await {
+            Ok(Ok(written)) => Ok(written.data),
+            Ok(Err(err)) => Err(BrokerError::ControllerUnavailable { reason: err.to_string() }),
+            Err(_) => Err(BrokerError::ControllerUnavailable {
+                reason: format!("not committed within {} ms", PROPOSE_TIMEOUT.as_millis()),
+            }),
+        }
+    }
+
+    /// Waits until this node's replica of the metadata satisfies `is_done` (a proposal committed elsewhere
+    /// reaches it one raft round trip later); false on timeout.
+    pub async fn wait_for_metadata(&self, is_done: impl Fn(&ClusterMetadata) -> bool) -> bool {
+        let mut metadata = self.metadata.clone();
+        let waited = tokio::time::timeout(PROPOSE_TIMEOUT, async {
+            loop {
+                if is_done(&metadata.borrow_and_update()) {
+                    return true;
+                }
+                if metadata.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or(false)
+    }
+
+    /// Every applied change of the metadata, from the current one on.
+    pub fn watch_metadata(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<ClusterMetadata>> {
+        self.metadata.clone()
+    }
+}

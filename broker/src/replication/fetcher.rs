@@ -1,0 +1,169 @@
+//! The follower's side of replication: one task per leader node this node follows, holding ONE `Replicate`
+//! stream for every partition it follows there. Each answer's batches are appended unchanged (storage's
+//! `append_replica`), the follower's high watermark follows the leader's, and the next request carries the new
+//! log ends. Before streaming, each log is cut back to where its last epoch ends in the leader's log
+//! (KIP-101/KIP-279), so a tail the old leader never got committed is dropped rather than kept beside the new
+//! leader's records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_protocol::internal::controller_client::ControllerClient;
+use rill_protocol::internal::{EpochEndRequest, ReplicaFetch, ReplicaPosition};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::Replication;
+use crate::cluster::network_channel_to;
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+
+/// How long the leader may hold a fetch with nothing new.
+const FETCH_MAX_WAIT_MS: u32 = 500;
+const FETCH_MAX_BYTES_PER_PARTITION: u32 = 1 << 20;
+/// Reconnect backoff after a failed stream.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A replication answer may hold `FETCH_MAX_BYTES_PER_PARTITION` for each of many partitions.
+const MAX_ANSWER_BYTES: usize = 256 << 20;
+
+/// One partition followed from a leader at an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Assignment {
+    pub topic: String,
+    pub partition: u32,
+    pub epoch: u32,
+}
+
+/// A running fetcher; dropping it stops the task.
+pub struct Fetcher {
+    pub address: String,
+    pub assignments: Vec<Assignment>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Fetcher {
+    pub fn start(replication: Arc<Replication>, leader: u64, address: String, assignments: Vec<Assignment>) -> Self {
+        let task = tokio::spawn(run(replication, leader, address.clone(), assignments.clone()));
+        Self { address, assignments, task }
+    }
+}
+
+async fn run(replication: Arc<Replication>, leader: u64, address: String, assignments: Vec<Assignment>) {
+    let mut retry = RETRY_MIN;
+    loop {
+        match stream_from(&replication, &address, &assignments).await {
+            Ok(()) => retry = RETRY_MIN,
+            Err(err) => {
+                tracing::debug!(leader, %address, error = %err, "replication stream failed; reconnecting");
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+fn unavailable(what: &str, err: impl std::fmt::Display) -> BrokerError {
+    BrokerError::ControllerUnavailable { reason: format!("{what}: {err}") }
+}
+
+async fn stream_from(replication: &Replication, address: &str, assignments: &[Assignment]) -> Result<()> {
+    let node = replication.node()?;
+    let mut followed: Vec<(Assignment, Arc<Partition>)> = Vec::with_capacity(assignments.len());
+    for assignment in assignments {
+        followed.push((assignment.clone(), node.registry.partition(&assignment.topic, assignment.partition)?));
+    }
+    drop(node);
+    let channel = network_channel_to(address).map_err(|e| unavailable("leader address", e))?;
+    let mut client = ControllerClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
+    for (assignment, partition) in &followed {
+        truncate_to_leader(&mut client, assignment, partition).await?;
+    }
+    let (requests, outbound) = mpsc::channel(2);
+    let fetch = |followed: &[(Assignment, Arc<Partition>)]| ReplicaFetch {
+        cluster_id: String::new(),
+        follower_id: replication.node_id,
+        partitions: followed
+            .iter()
+            .map(|(a, p)| ReplicaPosition {
+                topic: a.topic.clone(),
+                partition: a.partition,
+                leader_epoch: a.epoch,
+                fetch_offset: p.log().log_end_offset(),
+            })
+            .collect(),
+        max_wait_ms: FETCH_MAX_WAIT_MS,
+        max_bytes_per_partition: FETCH_MAX_BYTES_PER_PARTITION,
+    };
+    requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
+    let mut inbound =
+        client.replicate(ReceiverStream::new(outbound)).await.map_err(|e| unavailable("replicate", e))?.into_inner();
+    while let Some(answer) = inbound.message().await.map_err(|e| unavailable("replication answer", e))? {
+        for data in answer.partitions {
+            let Some((_, partition)) =
+                followed.iter().find(|(a, _)| a.topic == data.topic && a.partition == data.partition)
+            else {
+                continue;
+            };
+            if !data.error.is_empty() {
+                tracing::debug!(topic = %data.topic, partition = data.partition, error = %data.error, "leader refused a partition");
+                continue;
+            }
+            if !data.batches.is_empty() {
+                let log = Arc::clone(partition.log());
+                let batches = data.batches;
+                tokio::task::spawn_blocking(move || {
+                    log.append_replica(batches)?;
+                    if log.syncs_every_append() {
+                        log.flush()?;
+                    }
+                    Ok::<_, rill_storage::StorageError>(())
+                })
+                .await
+                .map_err(BrokerError::join)??;
+            }
+            partition.log().set_high_watermark(data.high_watermark);
+            partition.publish_offsets();
+        }
+        requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
+    }
+    Ok(())
+}
+
+/// KIP-279: asks the leader where this log's last epoch ends there, and drops whatever this log holds past it.
+async fn truncate_to_leader(
+    client: &mut ControllerClient<Channel>,
+    assignment: &Assignment,
+    partition: &Partition,
+) -> Result<()> {
+    let log = Arc::clone(partition.log());
+    let Some((last_epoch, _)) = log.epoch_end_offset(i32::MAX) else { return Ok(()) };
+    let request = EpochEndRequest {
+        topic: assignment.topic.clone(),
+        partition: assignment.partition,
+        leader_epoch: u32::try_from(last_epoch).unwrap_or(0),
+    };
+    let reply = client.offsets_for_leader_epoch(request).await.map_err(|e| unavailable("epoch end", e))?.into_inner();
+    let target = if reply.end_offset < 0 {
+        // The leader holds no epoch this old: keep only what this node knew committed.
+        log.high_watermark()
+    } else {
+        // The leader's epoch may be older than ours: its end there, and ours, bound the common prefix.
+        let own_end = log.epoch_end_offset(reply.leader_epoch).map_or(log.log_end_offset(), |(_, end)| end);
+        reply.end_offset.min(own_end)
+    };
+    if target < log.log_end_offset() {
+        tracing::info!(topic = %assignment.topic, partition = assignment.partition, last_epoch, target, log_end = log.log_end_offset(), "truncating a divergent tail before following the new leader");
+        tokio::task::spawn_blocking(move || log.truncate_to(target)).await.map_err(BrokerError::join)??;
+        partition.publish_offsets();
+    }
+    Ok(())
+}

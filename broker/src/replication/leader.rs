@@ -1,0 +1,161 @@
+//! The leader's side of replication: one task per follower stream answers each `ReplicaFetch` with the
+//! batches past the follower's log end, for every partition the stream carries. A fetch first records where
+//! the follower's log ends (which may move the high watermark and the follower's ISR membership), then reads;
+//! with nothing to send it waits, up to the follower's `max_wait_ms`, for an append on this node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_protocol::internal::{ReplicaData, ReplicaFetch, ReplicaPartitionData, ReplicaPosition};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{lock, FollowerProgress, Replication};
+use crate::partition::Partition;
+
+pub type ReplicaDataStream = ReceiverStream<Result<ReplicaData, Status>>;
+
+/// The longest a leader holds a fetch with nothing new; the follower's own wait is capped by it.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(1);
+/// Bytes per partition per answer when the follower asks for none or for more.
+const MAX_BYTES_PER_PARTITION: usize = 4 << 20;
+
+impl Replication {
+    /// Serves one follower's stream until it ends.
+    pub fn serve_follower(self: &Arc<Self>, mut inbound: tonic::Streaming<ReplicaFetch>) -> ReplicaDataStream {
+        // One answer in flight and one ready: the follower asks again only after it appended the last one.
+        let (tx, rx) = mpsc::channel(2);
+        let replication = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let fetch = match inbound.message().await {
+                    Ok(Some(fetch)) => fetch,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "replication stream from a follower ended");
+                        return;
+                    }
+                };
+                let answer = replication.answer(fetch).await;
+                if tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+
+    async fn answer(&self, fetch: ReplicaFetch) -> ReplicaData {
+        let mut appended = self.appended.subscribe();
+        let partitions: Vec<(ReplicaPosition, Result<Arc<Partition>, String>)> = fetch
+            .partitions
+            .into_iter()
+            .map(|position| {
+                let partition = self.record_fetch(fetch.follower_id, &position);
+                (position, partition)
+            })
+            .collect();
+        let max_bytes = match fetch.max_bytes_per_partition as usize {
+            0 => MAX_BYTES_PER_PARTITION,
+            asked => asked.min(MAX_BYTES_PER_PARTITION),
+        };
+        let deadline = Instant::now() + Duration::from_millis(u64::from(fetch.max_wait_ms)).min(MAX_FETCH_WAIT);
+        loop {
+            let (answer, has_batches) = read_all(&partitions, max_bytes).await;
+            if has_batches || Instant::now() >= deadline {
+                return answer;
+            }
+            // Woken by any append on this node; a spurious wake costs one more read.
+            if tokio::time::timeout_at(deadline, appended.changed()).await.is_err() {
+                return read_all(&partitions, max_bytes).await.0;
+            }
+        }
+    }
+
+    /// Notes the follower's log end for one partition this node leads at the epoch it names.
+    fn record_fetch(&self, follower: u64, position: &ReplicaPosition) -> Result<Arc<Partition>, String> {
+        let node = self.node().map_err(|e| e.to_string())?;
+        let partition = node.registry.partition(&position.topic, position.partition).map_err(|e| e.to_string())?;
+        let key = (position.topic.clone(), position.partition);
+        let leader_end = partition.log().log_end_offset();
+        let high_watermark = partition.log().high_watermark();
+        let now = Instant::now();
+        let wants_isr = {
+            let mut leaders = lock(&self.leaders);
+            let state = leaders.get_mut(&key).ok_or_else(|| format!("node {} does not lead it", self.node_id))?;
+            if state.epoch != position.leader_epoch {
+                return Err(format!(
+                    "leader epoch {} asked, node {} leads at epoch {}",
+                    position.leader_epoch, self.node_id, state.epoch
+                ));
+            }
+            if !state.replicas.contains(&follower) {
+                return Err(format!("node {follower} holds no replica of it"));
+            }
+            let progress = state.followers.entry(follower).or_insert(FollowerProgress {
+                log_end: position.fetch_offset,
+                caught_up_at: now,
+                leader_end_at_last_fetch: leader_end,
+                last_fetch_at: now,
+            });
+            if position.fetch_offset >= leader_end {
+                progress.caught_up_at = now;
+            } else if position.fetch_offset >= progress.leader_end_at_last_fetch {
+                progress.caught_up_at = progress.caught_up_at.max(progress.last_fetch_at);
+            }
+            progress.log_end = position.fetch_offset;
+            progress.leader_end_at_last_fetch = leader_end;
+            progress.last_fetch_at = now;
+            let wants_isr = !state.isr.contains(&follower)
+                && position.fetch_offset >= high_watermark
+                && !state.is_isr_change_pending;
+            if wants_isr {
+                state.is_isr_change_pending = true;
+            }
+            wants_isr.then(|| (state.epoch, state.isr.clone(), state.replicas.clone()))
+        };
+        if let Some((epoch, isr, replicas)) = wants_isr {
+            // Kafka's order: the ISR as the replicas list it, so the preferred leader stays first.
+            let grown: Vec<u64> = replicas.into_iter().filter(|id| isr.contains(id) || *id == follower).collect();
+            tracing::info!(topic = %key.0, partition = key.1, follower, ?grown, "follower caught up; growing the ISR");
+            self.propose_isr(key, epoch, grown);
+        }
+        self.advance_high_watermark(&partition);
+        Ok(partition)
+    }
+}
+
+/// Reads every partition's batches past the follower's position; true if any were found.
+async fn read_all(
+    partitions: &[(ReplicaPosition, Result<Arc<Partition>, String>)],
+    max_bytes: usize,
+) -> (ReplicaData, bool) {
+    let mut answer = ReplicaData { partitions: Vec::with_capacity(partitions.len()) };
+    let mut has_batches = false;
+    for (position, partition) in partitions {
+        let mut data =
+            ReplicaPartitionData { topic: position.topic.clone(), partition: position.partition, ..Default::default() };
+        match partition {
+            Err(reason) => data.error = reason.clone(),
+            Ok(partition) => {
+                let log = Arc::clone(partition.log());
+                let offset = position.fetch_offset;
+                let read = tokio::task::spawn_blocking(move || log.read_to_end(offset, max_bytes)).await;
+                match read {
+                    Ok(Ok(read)) => {
+                        has_batches |= !read.batches.is_empty();
+                        data.batches = read.batches;
+                    }
+                    Ok(Err(err)) => data.error = err.to_string(),
+                    Err(err) => data.error = err.to_string(),
+                }
+                data.high_watermark = partition.log().high_watermark();
+                data.log_end_offset = partition.log().log_end_offset();
+            }
+        }
+        answer.partitions.push(data);
+    }
+    (answer, has_batches)
+}

@@ -1,0 +1,237 @@
+//! Partition replication over a cluster, Kafka's way: the controller's metadata says which nodes hold each
+//! partition, which one leads it at which epoch, and which replicas are in sync (ISR); this module makes the
+//! local logs follow it.
+//!
+//! - [`reconcile`] watches the applied metadata: it opens the local logs of the topics this node holds a
+//!   replica of (and deletes them with the topic), starts a new leader epoch in the log of each partition this
+//!   node comes to lead, and runs one [`fetcher`] per leader node this node follows.
+//! - [`fetcher`] (follower side): ONE `Replicate` stream per (follower, leader) pair for all the partitions it
+//!   follows there; before fetching it truncates each log to where its last epoch ends on the leader
+//!   (KIP-101/KIP-279), then appends the leader's batches unchanged and follows the leader's high watermark.
+//! - [`leader`] (leader side): answers those streams, records each follower's log end, and moves the high
+//!   watermark to the minimum log end over the ISR. [`isr`] shrinks the ISR of a follower that has not caught
+//!   up for `replica_lag_time_max_ms` and grows it back once it has, both through the controller.
+//!
+//! Invariants: only the node the metadata names leader at the current epoch accepts produces, and it stamps
+//! that epoch; a follower's log is a byte-identical prefix of its leader's once it has truncated; the high
+//! watermark of a partition never passes what every in-sync replica holds, so an ACKS_ALL produce answered is
+//! on every ISR member.
+
+mod fetcher;
+mod isr;
+mod leader;
+mod reconcile;
+mod topics;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use rill_protocol::internal::{EpochEndReply, EpochEndRequest};
+use tokio::time::Instant;
+
+use crate::cluster::metadata::PartitionPlacement;
+use crate::cluster::Controller;
+use crate::error::{BrokerError, Result};
+use crate::node::Node;
+use crate::partition::Partition;
+
+pub use leader::ReplicaDataStream;
+pub use reconcile::run as run_reconciler;
+pub use topics::LOCAL_ONLY_KEY;
+
+/// (topic, partition).
+pub type PartitionKey = (String, u32);
+
+/// What the leader of a partition knows of its followers.
+#[derive(Debug, Clone)]
+struct LeaderState {
+    epoch: u32,
+    isr: Vec<u64>,
+    replicas: Vec<u64>,
+    followers: HashMap<u64, FollowerProgress>,
+    /// When this node took the leadership: a follower not heard from yet counts as caught up then.
+    since: Instant,
+    /// An ISR change sent to the controller and not yet seen applied: no second one meanwhile.
+    is_isr_change_pending: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    log_end: i64,
+    /// The last time its fetch offset reached the leader's log end as of its previous fetch (Kafka's rule: a
+    /// follower fetching steadily under constant load stays in sync).
+    caught_up_at: Instant,
+    /// The leader's log end when it last answered this follower, and when.
+    leader_end_at_last_fetch: i64,
+    last_fetch_at: Instant,
+}
+
+pub struct Replication {
+    controller: Arc<Controller>,
+    node: Weak<Node>,
+    node_id: u64,
+    replica_lag: Duration,
+    leaders: Mutex<HashMap<PartitionKey, LeaderState>>,
+    /// Bumped after every produce appended on this node: wakes the leader's waiting replication streams.
+    appended: tokio::sync::watch::Sender<u64>,
+}
+
+impl Replication {
+    pub fn new(controller: Arc<Controller>, node: Weak<Node>, replica_lag_time_max_ms: u64) -> Self {
+        Self {
+            node_id: controller.node_id,
+            controller,
+            node,
+            replica_lag: Duration::from_millis(replica_lag_time_max_ms),
+            leaders: Mutex::new(HashMap::new()),
+            appended: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    fn node(&self) -> Result<Arc<Node>> {
+        self.node.upgrade().ok_or(BrokerError::ShuttingDown)
+    }
+
+    fn placement(&self, topic: &str, partition: u32) -> Result<(PartitionPlacement, u32)> {
+        let metadata = self.controller.metadata();
+        let placed = metadata.topics.get(topic).ok_or_else(|| BrokerError::UnknownTopic { topic: topic.to_owned() })?;
+        let p = placed.partitions.get(partition as usize).ok_or_else(|| BrokerError::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            partition_count: placed.partitions.len() as u32,
+        })?;
+        Ok((p.clone(), placed.min_insync_replicas))
+    }
+
+    /// Ok (with the epoch) if this node leads the partition and has started that epoch in its log; otherwise
+    /// `not-leader`, naming the leader when there is one.
+    pub fn check_leader(&self, topic: &str, partition: u32) -> Result<u32> {
+        let (placed, _) = self.placement(topic, partition)?;
+        let is_ready = placed.leader == Some(self.node_id)
+            && lock(&self.leaders)
+                .get(&(topic.to_owned(), partition))
+                .is_some_and(|state| state.epoch == placed.leader_epoch);
+        if is_ready {
+            return Ok(placed.leader_epoch);
+        }
+        let metadata = self.controller.metadata();
+        Err(BrokerError::NotLeader {
+            topic: topic.to_owned(),
+            partition,
+            node_id: self.node_id,
+            leader: placed.leader.filter(|id| *id != self.node_id),
+            leader_address: placed.leader.and_then(|id| metadata.address_of(id).map(str::to_owned)),
+        })
+    }
+
+    /// Before an ACKS_ALL append: refused while the ISR is below the topic's `min_insync_replicas`.
+    pub fn check_in_sync(&self, topic: &str, partition: u32) -> Result<()> {
+        let (placed, min_insync_replicas) = self.placement(topic, partition)?;
+        let in_sync = placed.isr.len() as u32;
+        if in_sync < min_insync_replicas {
+            return Err(BrokerError::NotEnoughReplicas {
+                topic: topic.to_owned(),
+                partition,
+                in_sync,
+                min_insync_replicas,
+            });
+        }
+        Ok(())
+    }
+
+    /// After an append on the leader: the high watermark may move (at once when the ISR is the leader alone).
+    pub fn on_append(&self, partition: &Partition) {
+        self.advance_high_watermark(partition);
+        self.appended.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Waits until the high watermark covers `end_offset` (ACKS_ALL). Fails with `not-leader` if this node
+    /// stops leading the partition at `epoch` meanwhile: the batch may or may not survive, as for any failed
+    /// produce a retry may duplicate it.
+    pub async fn wait_replicated(&self, partition: &Partition, epoch: u32, end_offset: i64) -> Result<()> {
+        let mut high_watermark = partition.watch_high_watermark();
+        loop {
+            if *high_watermark.borrow_and_update() >= end_offset {
+                return Ok(());
+            }
+            if partition.is_closed() {
+                return Err(partition.closed());
+            }
+            let topic = partition.topic.as_str();
+            if self.check_leader(topic, partition.index)? != epoch {
+                // Led again by this node, but at a later epoch: the batch may have been cut by a truncation.
+                return Err(BrokerError::NotLeader {
+                    topic: topic.to_owned(),
+                    partition: partition.index,
+                    node_id: self.node_id,
+                    leader: None,
+                    leader_address: None,
+                });
+            }
+            if high_watermark.changed().await.is_err() {
+                return Err(partition.closed());
+            }
+        }
+    }
+
+    /// Leader: the high watermark becomes the smallest log end over the ISR (never moving back).
+    fn advance_high_watermark(&self, partition: &Partition) {
+        let log = partition.log();
+        let leader_end = log.log_end_offset();
+        let minimum =
+            {
+                let leaders = lock(&self.leaders);
+                let Some(state) = leaders.get(&(partition.topic.to_string(), partition.index)) else { return };
+                state
+                    .isr
+                    .iter()
+                    .map(|id| {
+                        if *id == self.node_id {
+                            leader_end
+                        } else {
+                            state.followers.get(id).map_or(0, |f| f.log_end)
+                        }
+                    })
+                    .min()
+                    .unwrap_or(leader_end)
+            };
+        if minimum > log.high_watermark() {
+            log.set_high_watermark(minimum);
+            partition.publish_offsets();
+        }
+    }
+
+    /// KIP-279 for a follower of a partition this node leads.
+    pub fn epoch_end(&self, request: EpochEndRequest) -> Result<EpochEndReply, tonic::Status> {
+        let node = self.node()?;
+        self.check_leader(&request.topic, request.partition)?;
+        let partition = node.registry.partition(&request.topic, request.partition)?;
+        let asked = i32::try_from(request.leader_epoch).unwrap_or(i32::MAX);
+        Ok(match partition.log().epoch_end_offset(asked) {
+            Some((leader_epoch, end_offset)) => EpochEndReply { end_offset, leader_epoch },
+            None => EpochEndReply { end_offset: -1, leader_epoch: -1 },
+        })
+    }
+
+    /// Each replica's log end as this node, the leader, knows it (its own included); empty elsewhere.
+    pub fn replica_log_ends(&self, topic: &str, partition: u32, leader_end: i64) -> Vec<(u64, i64)> {
+        let leaders = lock(&self.leaders);
+        let Some(state) = leaders.get(&(topic.to_owned(), partition)) else { return Vec::new() };
+        state
+            .replicas
+            .iter()
+            .filter_map(|id| {
+                if *id == self.node_id {
+                    Some((*id, leader_end))
+                } else {
+                    state.followers.get(id).map(|f| (*id, f.log_end))
+                }
+            })
+            .collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,177 @@
+//! Makes this node follow the applied metadata: local logs for the topics it holds replicas of, a new leader
+//! epoch in each log it comes to lead, the leader's view of each ISR, and one fetcher per leader it follows.
+//! Runs on every metadata change, and on a timer for the ISR's lag checks.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::fetcher::{Assignment, Fetcher};
+use super::{lock, LeaderState, PartitionKey, Replication};
+use crate::cluster::metadata::ClusterMetadata;
+use crate::error::BrokerError;
+
+#[derive(Default)]
+struct Reconciler {
+    /// Topics seen in the metadata during this process's life: only those are deleted when they leave it (a
+    /// node that starts with a stale replica of the metadata must not delete what it does not know yet).
+    seen: HashSet<String>,
+    /// Partitions whose high watermark this node moves (every replicated partition, from its first sight).
+    held: HashSet<PartitionKey>,
+    fetchers: HashMap<u64, Fetcher>,
+}
+
+pub async fn run(replication: Arc<Replication>) {
+    let mut metadata = replication.controller.watch_metadata();
+    let mut reconciler = Reconciler::default();
+    let period = (replication.replica_lag / 4).max(Duration::from_millis(50));
+    let mut lag_check = tokio::time::interval(period);
+    lag_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let current = Arc::clone(&metadata.borrow_and_update());
+        reconciler.apply(&replication, &current).await;
+        loop {
+            tokio::select! {
+                changed = metadata.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = lag_check.tick() => replication.shrink_lagging(),
+            }
+        }
+    }
+}
+
+impl Reconciler {
+    async fn apply(&mut self, replication: &Arc<Replication>, metadata: &ClusterMetadata) {
+        let Ok(node) = replication.node() else { return };
+        let me = replication.node_id;
+        for (name, placed) in &metadata.topics {
+            if !placed.partitions.iter().any(|p| p.replicas.contains(&me)) {
+                continue;
+            }
+            self.seen.insert(name.clone());
+            if node.registry.topic(name).is_err() {
+                let count = placed.partitions.len() as u32;
+                match node.registry.open_replicated(name, count, placed.settings.clone()).await {
+                    Ok(_) => tracing::info!(topic = %name, partitions = count, "opened the replicas of a topic"),
+                    Err(err) => tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic"),
+                }
+            }
+        }
+        let gone: Vec<String> = self.seen.iter().filter(|name| !metadata.topics.contains_key(*name)).cloned().collect();
+        for name in gone {
+            self.seen.remove(&name);
+            self.held.retain(|(topic, _)| *topic != name);
+            lock(&replication.leaders).retain(|(topic, _), _| *topic != name);
+            match node.registry.delete(&name).await {
+                Ok(()) | Err(BrokerError::UnknownTopic { .. }) => {}
+                Err(err) => tracing::error!(topic = %name, error = %err, "cannot delete a deleted topic's replicas"),
+            }
+        }
+        let mut wanted: BTreeMap<u64, Vec<Assignment>> = BTreeMap::new();
+        let mut led: HashSet<PartitionKey> = HashSet::new();
+        for (name, placed) in &metadata.topics {
+            for (index, p) in placed.partitions.iter().enumerate() {
+                let index = index as u32;
+                if !p.replicas.contains(&me) {
+                    continue;
+                }
+                let Ok(partition) = node.registry.partition(name, index) else { continue };
+                let key = (name.clone(), index);
+                if self.held.insert(key.clone()) {
+                    let log = partition.log();
+                    log.hold_high_watermark(log.log_start_offset());
+                    partition.publish_offsets();
+                }
+                match p.leader {
+                    Some(leader) if leader == me => {
+                        led.insert(key.clone());
+                        if let Err(err) = become_leader(replication, &partition, key, p).await {
+                            tracing::error!(topic = %name, partition = index, error = %err, "cannot take the leadership");
+                        }
+                    }
+                    Some(leader) => {
+                        let assignment = Assignment { topic: name.clone(), partition: index, epoch: p.leader_epoch };
+                        wanted.entry(leader).or_default().push(assignment);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let stepped_down: Vec<PartitionKey> = {
+            let mut leaders = lock(&replication.leaders);
+            let stale: Vec<PartitionKey> = leaders.keys().filter(|key| !led.contains(*key)).cloned().collect();
+            for key in &stale {
+                leaders.remove(key);
+            }
+            stale
+        };
+        for (topic, index) in stepped_down {
+            tracing::info!(%topic, partition = index, "no longer the partition leader");
+            if let Ok(partition) = node.registry.partition(&topic, index) {
+                partition.wake_waiters();
+            }
+        }
+        self.fetchers.retain(|leader, _| wanted.contains_key(leader));
+        for (leader, mut assignments) in wanted {
+            assignments.sort();
+            let Some(address) = metadata.address_of(leader).map(str::to_owned) else { continue };
+            let is_current =
+                self.fetchers.get(&leader).is_some_and(|f| f.assignments == assignments && f.address == address);
+            if !is_current {
+                tracing::info!(leader, %address, partitions = assignments.len(), "following a leader");
+                self.fetchers.insert(leader, Fetcher::start(Arc::clone(replication), leader, address, assignments));
+            }
+        }
+    }
+}
+
+/// Takes or refreshes the leadership of one partition: a new epoch starts in the log (before any produce is
+/// accepted at it), and the ISR and replicas follow the metadata.
+async fn become_leader(
+    replication: &Replication,
+    partition: &Arc<crate::partition::Partition>,
+    key: PartitionKey,
+    placed: &crate::cluster::metadata::PartitionPlacement,
+) -> crate::error::Result<()> {
+    let is_new_epoch = lock(&replication.leaders).get(&key).is_none_or(|state| state.epoch != placed.leader_epoch);
+    if is_new_epoch {
+        let log = Arc::clone(partition.log());
+        let epoch = i32::try_from(placed.leader_epoch).unwrap_or(i32::MAX);
+        let is_behind = log.epoch_end_offset(i32::MAX).is_none_or(|(last, _)| last < epoch);
+        if is_behind {
+            tokio::task::spawn_blocking(move || log.begin_leader_epoch(epoch)).await.map_err(BrokerError::join)??;
+        }
+        tracing::info!(topic = %key.0, partition = key.1, epoch = placed.leader_epoch, isr = ?placed.isr, "leading the partition");
+    }
+    {
+        let mut leaders = lock(&replication.leaders);
+        let state = leaders.entry(key).or_insert_with(|| LeaderState {
+            epoch: placed.leader_epoch,
+            isr: Vec::new(),
+            replicas: Vec::new(),
+            followers: HashMap::new(),
+            since: Instant::now(),
+            is_isr_change_pending: false,
+        });
+        if state.epoch != placed.leader_epoch {
+            *state = LeaderState {
+                epoch: placed.leader_epoch,
+                followers: HashMap::new(),
+                since: Instant::now(),
+                is_isr_change_pending: false,
+                ..state.clone()
+            };
+        }
+        state.isr = placed.isr.clone();
+        state.replicas = placed.replicas.clone();
+    }
+    replication.advance_high_watermark(partition);
+    partition.wake_waiters();
+    Ok(())
+}

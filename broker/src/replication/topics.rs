@@ -1,0 +1,152 @@
+//! Topic administration in a cluster: a create is checked where it arrives, placed over the alive nodes and
+//! committed by the controller; every replica then opens its logs (`reconcile.rs`). Describe shows each
+//! partition's placement, and the high watermark and replicas' log ends as the partition's leader knows them.
+
+use rill_protocol::v1;
+
+use super::Replication;
+use crate::cluster::metadata::{Command, TopicPlacement};
+use crate::cluster::placement;
+use crate::error::{BrokerError, Result};
+use crate::meta::TopicSettings;
+use crate::registry::settings_info;
+
+impl Replication {
+    pub async fn create_topic(&self, request: v1::CreateTopicRequest) -> Result<v1::TopicInfo> {
+        let node = self.node()?;
+        let config = request.config.unwrap_or_default();
+        let (name, settings) = node.registry.check_create(&request.name, request.partition_count, &config)?;
+        let metadata = self.controller.metadata();
+        if metadata.topics.contains_key(name.as_str()) {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        let placed = placement::place(
+            request.partition_count,
+            request.replication_factor,
+            request.min_insync_replicas,
+            &metadata.alive_nodes(),
+            settings,
+        )?;
+        let info = topic_info(name.as_str(), &placed);
+        let outcome =
+            self.controller.propose(Command::CreateTopic { name: name.to_string(), placement: placed }).await?;
+        if !outcome.changed {
+            return Err(BrokerError::TopicExists { topic: name.to_string() });
+        }
+        // Answer once this node knows the topic, so a describe or list right after shows it.
+        self.controller.wait_for_metadata(|m| m.topics.contains_key(name.as_str())).await;
+        tracing::info!(topic = %name, partitions = request.partition_count, replication_factor = info.replication_factor, "created replicated topic");
+        Ok(info)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        if !self.controller.metadata().topics.contains_key(name) {
+            return Err(BrokerError::UnknownTopic { topic: name.to_owned() });
+        }
+        let outcome = self.controller.propose(Command::DeleteTopic { name: name.to_owned() }).await?;
+        if !outcome.changed {
+            return Err(BrokerError::UnknownTopic { topic: name.to_owned() });
+        }
+        self.controller.wait_for_metadata(|m| !m.topics.contains_key(name)).await;
+        Ok(())
+    }
+
+    pub fn list_topics(&self) -> Vec<v1::TopicInfo> {
+        self.controller.metadata().topics.iter().map(|(name, placed)| topic_info(name, placed)).collect()
+    }
+
+    /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's
+    /// log end; for the others, the same asked of their leaders (`local_only` on that call, so it is not
+    /// forwarded again), or this node's replica's figures if a leader does not answer in time.
+    pub async fn describe_topic(&self, name: &str, local_only: bool) -> Result<v1::DescribeTopicResponse> {
+        let mut described = self.describe_local(name)?;
+        if local_only {
+            return Ok(described);
+        }
+        let remote: std::collections::BTreeSet<(u64, String)> = described
+            .partitions
+            .iter()
+            .filter(|p| p.leader.is_some_and(|id| id != self.node_id) && !p.leader_address.is_empty())
+            .filter_map(|p| Some((p.leader?, p.leader_address.clone())))
+            .collect();
+        for (leader, address) in remote {
+            let Some(answer) = ask_leader(&address, name).await else { continue };
+            for p in answer.partitions.into_iter().filter(|p| p.leader == Some(leader)) {
+                if let Some(slot) = described.partitions.get_mut(p.partition as usize) {
+                    *slot = p;
+                }
+            }
+        }
+        Ok(described)
+    }
+
+    fn describe_local(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
+        let node = self.node()?;
+        let metadata = self.controller.metadata();
+        let placed = metadata.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic { topic: name.to_owned() })?;
+        let local = node.registry.topic(name).ok();
+        let partitions = placed
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let index = index as u32;
+                let mut info = v1::PartitionInfo {
+                    partition: index,
+                    leader: p.leader,
+                    leader_address: p.leader.and_then(|id| metadata.address_of(id)).unwrap_or_default().to_owned(),
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader_epoch: p.leader_epoch,
+                    ..Default::default()
+                };
+                if let Some(partition) = local.as_ref().and_then(|t| t.partition(index).ok()) {
+                    let log = partition.log();
+                    info.log_start_offset = log.log_start_offset();
+                    info.high_watermark = log.high_watermark();
+                    info.size_bytes = log.size_bytes();
+                    info.segment_count = log.segment_count() as u64;
+                    info.replica_log_ends = self
+                        .replica_log_ends(name, index, log.log_end_offset())
+                        .into_iter()
+                        .map(|(node_id, log_end_offset)| v1::ReplicaLogEnd { node_id, log_end_offset })
+                        .collect();
+                }
+                info
+            })
+            .collect();
+        Ok(v1::DescribeTopicResponse { topic: Some(topic_info(name, placed)), partitions })
+    }
+}
+
+/// Marks a describe forwarded to a partition leader: answered from that node alone.
+pub const LOCAL_ONLY_KEY: &str = "rill-local-only";
+const ASK_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn ask_leader(address: &str, name: &str) -> Option<v1::DescribeTopicResponse> {
+    use rill_protocol::v1::topic_admin_client::TopicAdminClient;
+    let channel = crate::cluster::network_channel_to(address).ok()?;
+    let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned() });
+    request.metadata_mut().insert(LOCAL_ONLY_KEY, tonic::metadata::MetadataValue::from_static("1"));
+    request.set_timeout(ASK_LEADER_TIMEOUT);
+    let mut admin = TopicAdminClient::new(channel);
+    match tokio::time::timeout(ASK_LEADER_TIMEOUT, admin.describe_topic(request)).await {
+        Ok(Ok(answer)) => Some(answer.into_inner()),
+        Ok(Err(status)) => {
+            tracing::debug!(%address, error = %status, "partition leader did not describe the topic");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+fn topic_info(name: &str, placed: &TopicPlacement) -> v1::TopicInfo {
+    let settings: &TopicSettings = &placed.settings;
+    v1::TopicInfo {
+        name: name.to_owned(),
+        partition_count: placed.partitions.len() as u32,
+        config: Some(settings_info(settings)),
+        replication_factor: placed.replication_factor(),
+        min_insync_replicas: placed.min_insync_replicas,
+    }
+}

@@ -1,0 +1,296 @@
+//! Replicated partitions on three real `rill broker` processes: a topic with 3 replicas keeps every record
+//! produced with `--acks all` through repeated SIGKILLs of its leader; each killed node restarts, truncates
+//! what it must, catches up and rejoins the ISR. `RILL_FAILOVER_CYCLES=N` runs more kills than the default.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{dead_address, rill, rill_with_stdin, BrokerProcess, DEADLINE, RILL};
+
+/// Short sessions and lag limit so failover and ISR changes happen within the test's deadline.
+const FAST_CLUSTER: &str =
+    "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n";
+const RECORDS_PER_PRODUCE: usize = 20;
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    addrs: Vec<String>,
+    peers: String,
+    nodes: Vec<Option<BrokerProcess>>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("rill.toml"), FAST_CLUSTER).expect("write config");
+        let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
+        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster { dir, addrs, peers, nodes: Vec::new() };
+        for node_id in 1..=3 {
+            let node = cluster.start_node(node_id);
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    fn data_dir(&self, node_id: u64) -> PathBuf {
+        self.dir.path().join(format!("d{node_id}"))
+    }
+
+    fn start_node(&self, node_id: u64) -> BrokerProcess {
+        let config = self.dir.path().join("rill.toml");
+        let (id, data_dir, config) = (
+            node_id.to_string(),
+            self.data_dir(node_id).to_string_lossy().into_owned(),
+            config.to_string_lossy().into_owned(),
+        );
+        let args = [
+            "broker",
+            "--node-id",
+            &id,
+            "--listen",
+            self.addr(node_id),
+            "--data-dir",
+            &data_dir,
+            "--peers",
+            &self.peers,
+            "--config",
+            &config,
+        ];
+        // A restarted node's port may still be held by the killed process's socket for a moment.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let started = std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args));
+            match started {
+                Ok(node) => return node,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+
+    fn addr(&self, node_id: u64) -> &str {
+        &self.addrs[node_id as usize - 1]
+    }
+
+    /// Every node, comma-separated, as `--broker` takes a cluster.
+    fn all(&self) -> String {
+        self.addrs.join(",")
+    }
+
+    fn any_running(&self) -> &str {
+        let index = self.nodes.iter().position(Option::is_some).expect("a running node");
+        &self.addrs[index]
+    }
+}
+
+/// One partition's row of `rill topic describe` in a cluster.
+#[derive(Debug, Clone)]
+struct PartitionRow {
+    leader: Option<u64>,
+    epoch: u32,
+    isr: Vec<u64>,
+    high_watermark: i64,
+    /// `node:end` as the leader last heard each replica.
+    log_ends: Vec<(u64, i64)>,
+}
+
+fn ids(cell: &str) -> Vec<u64> {
+    cell.split(',').filter_map(|id| id.parse().ok()).collect()
+}
+
+fn describe_partition(addr: &str, topic: &str) -> Option<PartitionRow> {
+    let output = rill(addr, &["topic", "describe", topic]);
+    if !output.status.success() {
+        return None;
+    }
+    output.stdout.lines().find_map(|line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.len() < 6 || cells[0] != "0" {
+            return None;
+        }
+        let log_ends = cells[6..]
+            .iter()
+            .filter_map(|cell| cell.split_once(':'))
+            .filter_map(|(node, end)| Some((node.parse().ok()?, end.parse().ok()?)))
+            .collect();
+        Some(PartitionRow {
+            leader: cells[1].parse().ok(),
+            epoch: cells[2].parse().ok()?,
+            isr: ids(cells[4]),
+            high_watermark: cells[5].parse().ok()?,
+            log_ends,
+        })
+    })
+}
+
+#[track_caller]
+fn wait_for_partition(addr: &str, what: &str, done: impl Fn(&PartitionRow) -> bool) -> PartitionRow {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(row) = describe_partition(addr, "orders") {
+            if done(&row) {
+                return row;
+            }
+            last = Some(row);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
+}
+
+/// Produces `values` with acks all through `broker` (one node or a list); true if all were acknowledged.
+fn produce_all(broker: &str, values: &[String]) -> bool {
+    let input = values.iter().map(|v| format!("{v}\n")).collect::<String>();
+    let args = ["produce", "orders", "--partition", "0", "--acks", "all", "--delivery-timeout-ms", "3000"];
+    rill_with_stdin(broker, &args, input.as_bytes()).status.success()
+}
+
+fn chunk(label: &str) -> Vec<String> {
+    (0..RECORDS_PER_PRODUCE).map(|i| format!("{label}-{i}")).collect()
+}
+
+#[test]
+fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_isr() {
+    let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut cluster = Cluster::start();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let args = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"];
+        let created = rill(cluster.addr(1), &args);
+        if created.status.success() {
+            break;
+        }
+        // Until the quorum forms and every node has registered, the create is refused (no leader, or fewer
+        // alive nodes than replicas).
+        assert!(Instant::now() < deadline, "topic never created: {created:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut row = wait_for_partition(cluster.addr(1), "leader with 3 in-sync replicas", |r| {
+        r.leader.is_some() && r.isr.len() == 3
+    });
+    let mut acknowledged: Vec<String> = Vec::new();
+    for cycle in 0..cycles {
+        let leader = row.leader.expect("a leader");
+        let values = chunk(&format!("before-kill-{cycle}"));
+        assert!(produce_all(cluster.addr(leader), &values), "produce to a healthy cluster failed");
+        acknowledged.extend(values);
+
+        cluster.nodes[leader as usize - 1].take().expect("leader running").kill();
+        let killed_at = Instant::now();
+        // Through the whole list, the killed node included: the client bootstraps from a live node and follows
+        // `not-leader` to the new leader.
+        let mut attempt = 0;
+        let values = loop {
+            // Distinct values per attempt: an attempt that failed may or may not be stored, and is never counted.
+            let values = chunk(&format!("after-kill-{cycle}-attempt-{attempt}"));
+            if produce_all(&cluster.all(), &values) {
+                break values;
+            }
+            attempt += 1;
+            assert!(killed_at.elapsed() < DEADLINE, "no acks-all produce after killing leader {leader}");
+        };
+        let failover = killed_at.elapsed();
+        let survivor = cluster.any_running().to_owned();
+        row = wait_for_partition(&survivor, "new leader", |r| r.leader.is_some_and(|l| l != leader));
+        let new_leader = row.leader.expect("a leader");
+        eprintln!("cycle {cycle}: killed leader {leader}; node {new_leader} acknowledged acks-all after {failover:?}");
+        acknowledged.extend(values);
+
+        cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));
+        row = wait_for_partition(cluster.addr(new_leader), "the restarted node back in the ISR", |r| {
+            r.leader == Some(new_leader) && r.isr.len() == 3
+        });
+        assert!(row.epoch as usize > cycle, "each failover bumps the leader epoch: {row:?}");
+    }
+
+    // Any node describes the leader's view (it forwards to the leader): every replica at the high watermark.
+    let leader = row.leader.expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let caught_up = wait_for_partition(cluster.addr(follower), "every replica at the high watermark", |r| {
+        r.log_ends.len() == 3 && r.log_ends.iter().all(|(_, end)| *end == r.high_watermark)
+    });
+    assert!(caught_up.high_watermark >= acknowledged.len() as i64, "{caught_up:?}");
+
+    // Through the leader: the end offsets `consume` stops at come from the node it bootstraps from, and a
+    // follower's high watermark may lag the leader's by one fetch.
+    let consumed = rill(cluster.addr(leader), &["consume", "orders", "--from-beginning"]);
+    let read: Vec<&str> = consumed.ok().lines().collect();
+    let mut position = 0;
+    for value in &acknowledged {
+        let found: Vec<usize> = read.iter().enumerate().filter(|(_, r)| **r == value).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "acknowledged {value:?} read {} times", found.len());
+        assert!(found[0] >= position, "acknowledged {value:?} read out of order");
+        position = found[0];
+    }
+    drop(cluster);
+}
+
+#[test]
+fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_acks_all() {
+    let mut cluster = Cluster::start();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let args = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "3"];
+        if rill(cluster.addr(1), &args).status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic never created");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let too_many = rill(cluster.addr(1), &["topic", "create", "big", "--replication-factor", "4"]);
+    too_many.fails(1, "4 is more than the 3 alive node(s)");
+    let row = wait_for_partition(cluster.addr(1), "3 in-sync replicas", |r| r.leader.is_some() && r.isr.len() == 3);
+    let leader = row.leader.expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let status = produce_raw(cluster.addr(follower));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let header = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header("rill-reason").as_deref(), Some("not-leader"), "{status:?}");
+    assert_eq!(header("rill-leader-id"), Some(leader.to_string()), "{status:?}");
+    assert_eq!(header("rill-leader-address").as_deref(), Some(cluster.addr(leader)), "{status:?}");
+    // The client follows the refusal to the leader: a produce through the follower is stored.
+    let routed = rill_with_stdin(cluster.addr(follower), &["produce", "orders", "--acks", "all"], b"routed\n");
+    routed.ok();
+
+    cluster.nodes[follower as usize - 1].take().expect("running").kill();
+    wait_for_partition(cluster.addr(leader), "the ISR shrunk to 2", |r| r.isr.len() == 2);
+    let refused = rill_with_stdin(
+        cluster.addr(leader),
+        &["produce", "orders", "--acks", "all", "--delivery-timeout-ms", "500"],
+        b"x\n",
+    );
+    assert!(
+        !refused.status.success() && refused.stderr.contains("fewer than its min_insync_replicas of 3"),
+        "{refused:?}"
+    );
+    assert!(
+        produce_all_leader_acks(cluster.addr(leader)),
+        "acks leader needs no quorum of in-sync replicas (Kafka's min.insync.replicas applies to acks all only)"
+    );
+}
+
+/// A produce straight over gRPC (no client routing), returning the broker's refusal.
+fn produce_raw(addr: &str) -> tonic::Status {
+    use rill_protocol::v1::{self, records_client::RecordsClient};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let record = v1::Record { value: Some(b"x".to_vec().into()), ..Default::default() };
+        let request = v1::ProduceRequest {
+            topic: "orders".into(),
+            partition: Some(0),
+            acks: v1::Acks::All as i32,
+            records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
+        };
+        records.produce(request).await.expect_err("a follower refuses produces")
+    })
+}
+
+fn produce_all_leader_acks(leader: &str) -> bool {
+    rill_with_stdin(leader, &["produce", "orders", "--acks", "leader"], b"y\n").status.success()
+}

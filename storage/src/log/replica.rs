@@ -1,0 +1,127 @@
+//! What a replicated partition needs of its log: a follower appends the leader's batches as they are (offsets
+//! and leader epochs kept, so replicas are byte-identical), the broker sets the high watermark from what the
+//! in-sync replicas hold, the leader reads past the high watermark for its followers, and a follower finds
+//! where an epoch ends in the leader's log (KIP-101/KIP-279) to truncate a divergent tail.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use rill_protocol::{BatchHeader, BatchIter};
+
+use super::{lock, Log, ReadResult};
+use crate::checkpoint::EpochStart;
+use crate::{Result, StorageError};
+
+impl Log {
+    /// From now on the high watermark moves only by [`Log::set_high_watermark`] (the broker knows what the
+    /// other replicas hold), and starts at `start` (clamped to the log): what this node knew was committed.
+    pub fn hold_high_watermark(&self, start: i64) {
+        self.is_high_watermark_held.store(true, Ordering::Release);
+        self.set_high_watermark(start);
+    }
+
+    /// Sets the high watermark, clamped to `[log start, log end]`. It may move back (a follower that truncated).
+    pub fn set_high_watermark(&self, high_watermark: i64) {
+        let clamped = high_watermark.clamp(self.log_start_offset(), self.log_end_offset());
+        self.high_watermark.store(clamped, Ordering::Release);
+    }
+
+    /// Appends a leader's batches (consecutive v2 batches, as [`Log::read_to_end`] returned them) unchanged:
+    /// the first must start at this log's end, each keeps its base offset and partition leader epoch, and a
+    /// batch of a newer epoch starts that epoch here as it did in the leader's log. Checked with recovery's
+    /// integrity rules (the leader already applied the produce rules). Returns the new log end.
+    pub fn append_replica(&self, batches: Bytes) -> Result<i64> {
+        self.ensure_open()?;
+        let mut checked: Vec<(Bytes, BatchHeader)> = Vec::new();
+        for batch in BatchIter::new(batches) {
+            let batch = batch?;
+            let header = rill_protocol::validate(&batch.bytes)?;
+            if batch.bytes.len() > self.config.max_batch_bytes {
+                return Err(StorageError::BatchTooLarge {
+                    size: batch.bytes.len(),
+                    limit: self.config.max_batch_bytes,
+                });
+            }
+            checked.push((batch.bytes, header));
+        }
+        let mut writer = lock(&self.writer);
+        self.ensure_open()?;
+        let mut next_offset = self.log_end_offset.load(Ordering::Relaxed);
+        if checked.is_empty() {
+            return Ok(next_offset);
+        }
+        writer.mark_changing(&self.dir)?;
+        let mut group: Vec<(&[u8], BatchHeader)> = Vec::new();
+        let mut group_bytes = 0u64;
+        for (bytes, header) in &checked {
+            if header.base_offset != next_offset {
+                return Err(self.replica_mismatch(format!(
+                    "a replicated batch starts at offset {} but the log ends at {next_offset}",
+                    header.base_offset
+                )));
+            }
+            let epoch = header.partition_leader_epoch;
+            let current = writer.checkpoint.epochs.last().map_or(-1, |e| e.epoch);
+            if epoch < current {
+                return Err(self.replica_mismatch(format!(
+                    "a replicated batch at offset {} carries epoch {epoch}, below the log's epoch {current}",
+                    header.base_offset
+                )));
+            }
+            if epoch > current {
+                // The batches before it carry the older epoch: write them first.
+                self.write_group(&mut writer, &mut group)?;
+                group_bytes = 0;
+                writer.checkpoint.epochs.push(EpochStart { epoch, start_offset: header.base_offset });
+                writer.checkpoint.store(&self.dir)?;
+            }
+            if self.needs_roll(&writer.active, group_bytes, header) {
+                self.write_group(&mut writer, &mut group)?;
+                group_bytes = 0;
+                self.roll(&mut writer)?;
+            }
+            next_offset = header.next_offset();
+            group_bytes += bytes.len() as u64;
+            group.push((bytes, *header));
+        }
+        self.write_group(&mut writer, &mut group)?;
+        Ok(next_offset)
+    }
+
+    fn replica_mismatch(&self, reason: String) -> StorageError {
+        StorageError::Corrupt { path: self.dir.clone(), position: 0, reason }
+    }
+
+    /// [`Log::read`], but up to the log end rather than the high watermark: what a leader sends its followers.
+    pub fn read_to_end(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let log_end = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, high_watermark: log_end });
+        }
+        let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark: self.high_watermark() };
+        let mut segment = self.segment_at(offset);
+        while let Some(current) = segment {
+            if offset >= log_end {
+                break;
+            }
+            if let Some(batches) = current.read(offset, max_bytes, log_end)? {
+                result.batches = batches;
+                break;
+            }
+            segment = self.segment_after(current.base_offset());
+        }
+        Ok(result)
+    }
+
+    /// KIP-279's answer for a follower whose last epoch is `epoch`: the largest epoch this log holds at or below
+    /// it, and where that epoch ends here (the start of the next epoch, or the log end for the last one).
+    /// `None` when the log has no epoch at or below it.
+    pub fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        let writer = lock(&self.writer);
+        let epochs = &writer.checkpoint.epochs;
+        let position = epochs.iter().rposition(|e| e.epoch <= epoch)?;
+        let end = epochs.get(position + 1).map_or_else(|| self.log_end_offset(), |next| next.start_offset);
+        Some((epochs[position].epoch, end))
+    }
+}

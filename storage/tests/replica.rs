@@ -1,0 +1,133 @@
+//! A follower's log built with `append_replica` from what the leader's `read_to_end` returns is the leader's
+//! log byte for byte, epochs included; truncation to an epoch's end (KIP-101) and the held high watermark.
+
+mod common;
+
+use bytes::{Bytes, BytesMut};
+use common::{batch, small_config};
+use proptest::prelude::*;
+use rill_storage::Log;
+
+/// Every batch of `log` from its start to its end, concatenated.
+fn all_bytes(log: &Log) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let read = log.read_to_end(offset, 1 << 20).expect("read");
+        assert!(!read.batches.is_empty(), "no batch at {offset} below the end {}", log.log_end_offset());
+        offset = rill_protocol::BatchIter::new(read.batches.clone())
+            .map(|b| b.expect("stored batches are whole").header.next_offset())
+            .last()
+            .expect("at least one batch");
+        out.extend_from_slice(&read.batches);
+    }
+    out.freeze()
+}
+
+/// Copies what `follower` lacks from `leader`, `max_bytes` at a time, as the fetcher does.
+fn catch_up(leader: &Log, follower: &Log, max_bytes: usize) {
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let read = leader.read_to_end(follower.log_end_offset(), max_bytes).expect("leader read");
+        follower.append_replica(read.batches).expect("replica append");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Append { records: usize },
+    NewEpoch,
+    Replicate { max_bytes: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (1usize..8).prop_map(|records| Step::Append { records }),
+        1 => Just(Step::NewEpoch),
+        2 => (1usize..3000).prop_map(|max_bytes| Step::Replicate { max_bytes }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Whatever the appends, epoch changes and fetch sizes, the replica ends byte-identical to the leader and
+    /// answers the same epoch boundaries.
+    #[test]
+    fn a_replica_log_is_byte_identical_to_its_leader(steps in proptest::collection::vec(step(), 1..50)) {
+        let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = Log::open(leader_dir.path(), small_config()).unwrap();
+        let follower = Log::open(follower_dir.path(), small_config()).unwrap();
+        let (mut epoch, mut tag) = (0, 0u64);
+        for step in steps {
+            match step {
+                Step::Append { records } => {
+                    tag += 1;
+                    leader.append(&batch(tag, records, tag as i64)).unwrap();
+                }
+                Step::NewEpoch => {
+                    epoch += 1;
+                    leader.begin_leader_epoch(epoch).unwrap();
+                }
+                Step::Replicate { max_bytes } => catch_up(&leader, &follower, max_bytes),
+            }
+        }
+        catch_up(&leader, &follower, 1 << 20);
+        prop_assert_eq!(all_bytes(&follower), all_bytes(&leader));
+        for asked in 0..=epoch {
+            let (leader_answer, follower_answer) = (leader.epoch_end_offset(asked), follower.epoch_end_offset(asked));
+            // The follower learns an epoch only from its first batch, so it may end an empty epoch's range
+            // where the leader's next one starts; the offsets agree wherever batches exist.
+            if let (Some((_, l)), Some((_, f))) = (leader_answer, follower_answer) {
+                prop_assert_eq!(l, f);
+            }
+        }
+        // Reopened, the replica still holds the same bytes (its checkpoint's epochs match its batches).
+        drop(follower);
+        let reopened = Log::open(follower_dir.path(), small_config()).unwrap();
+        prop_assert_eq!(all_bytes(&reopened), all_bytes(&leader));
+    }
+}
+
+#[test]
+fn a_batch_that_does_not_start_at_the_log_end_is_refused() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = Log::open(leader_dir.path(), small_config()).unwrap();
+    let follower = Log::open(follower_dir.path(), small_config()).unwrap();
+    leader.append(&batch(1, 3, 1)).unwrap();
+    leader.append(&batch(2, 3, 2)).unwrap();
+    let second = leader.read_to_end(3, 1 << 20).unwrap().batches;
+    let err = follower.append_replica(second).expect_err("a gap");
+    assert!(err.to_string().contains("starts at offset 3 but the log ends at 0"), "{err}");
+    assert_eq!(follower.log_end_offset(), 0);
+}
+
+#[test]
+fn a_follower_truncates_a_divergent_tail_to_the_end_of_its_last_epoch_on_the_new_leader() {
+    let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old_leader = Log::open(old_dir.path(), small_config()).unwrap();
+    let new_leader = Log::open(new_dir.path(), small_config()).unwrap();
+    old_leader.append(&batch(1, 2, 1)).unwrap();
+    catch_up(&old_leader, &new_leader, 1 << 20);
+    // Appended on the old leader only, never replicated: not committed.
+    old_leader.append(&batch(2, 2, 2)).unwrap();
+    new_leader.begin_leader_epoch(1).unwrap();
+    new_leader.append(&batch(3, 4, 3)).unwrap();
+    let (epoch, end) = new_leader.epoch_end_offset(old_leader.leader_epoch()).expect("epoch 0 is known");
+    assert_eq!((epoch, end), (0, 2));
+    old_leader.truncate_to(end).unwrap();
+    catch_up(&new_leader, &old_leader, 1 << 20);
+    assert_eq!(all_bytes(&old_leader), all_bytes(&new_leader));
+    assert_eq!(old_leader.leader_epoch(), 1);
+}
+
+#[test]
+fn a_held_high_watermark_moves_only_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    log.hold_high_watermark(0);
+    log.append(&batch(1, 3, 1)).unwrap();
+    assert_eq!((log.log_end_offset(), log.high_watermark()), (3, 0));
+    assert!(log.read(0, 1 << 20).unwrap().batches.is_empty(), "consumers read only up to the high watermark");
+    log.set_high_watermark(10);
+    assert_eq!(log.high_watermark(), 3, "never past the log end");
+}

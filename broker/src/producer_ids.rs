@@ -4,8 +4,8 @@
 //! Ids are handed out from a block reserved ahead: a block is durable (fsynced) before the first id of it is
 //! issued, so a crash loses at most the rest of a block, never re-issues an id. Where blocks come from is
 //! [`ProducerIdBlocks`]: on a single node the data dir's `__producer_ids` file ([`LocalProducerIdBlocks`]); in a
-//! cluster, the controller will commit each block as a metadata command so that every node's ids are disjoint
-//! (Kafka's `AllocateProducerIds`, KIP-730), through the same trait.
+//! cluster, the controller commits each block as a metadata command so that every node's ids are disjoint
+//! (Kafka's `AllocateProducerIds`, KIP-730; `cluster::producer_id_blocks`).
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -93,8 +93,15 @@ impl Broker {
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
-        // The cluster will hand out blocks through its controller instead (see `producer_ids.rs`).
-        let producer_ids = Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir))));
+        // In a cluster the controller hands out the blocks, so that ids are unique across nodes and disks.
+        let producer_id_blocks: Box<dyn crate::producer_ids::ProducerIdBlocks> = match &controller {
+            Some(controller) => Box::new(crate::cluster::producer_id_blocks::ControllerProducerIdBlocks::new(
+                Arc::clone(controller),
+                tokio::runtime::Handle::current(),
+            )),
+            None => Box::new(LocalProducerIdBlocks::new(&config.data_dir)),
+        };
+        let producer_ids = Arc::new(ProducerIds::new(producer_id_blocks));
         let node = Arc::new_cyclic(|weak| Node {
             config: Arc::clone(&config),
             registry,

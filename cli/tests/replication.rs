@@ -250,9 +250,15 @@ fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_
     let status = produce_raw(cluster.addr(follower));
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     let header = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    assert_eq!(header("rill-reason").as_deref(), Some("not-leader"), "{status:?}");
+    let reason = rill_protocol::reason::reason_of(&status);
+    assert_eq!(reason, Some(rill_protocol::reason::Reason::NotLeader), "{status:?}");
     assert_eq!(header("rill-leader-id"), Some(leader.to_string()), "{status:?}");
     assert_eq!(header("rill-leader-address").as_deref(), Some(cluster.addr(leader)), "{status:?}");
+    // Producer ids come from the controller: no two nodes hand out the same one.
+    let mut producer_ids: Vec<i64> = (1..=3).map(|node| init_producer_id(cluster.addr(node))).collect();
+    producer_ids.sort();
+    producer_ids.dedup();
+    assert_eq!(producer_ids.len(), 3, "each node issued a distinct producer id: {producer_ids:?}");
     // The client follows the refusal to the leader: a produce through the follower is stored.
     let routed = rill_with_stdin(cluster.addr(follower), &["produce", "orders", "--acks", "all"], b"routed\n");
     routed.ok();
@@ -288,6 +294,15 @@ fn produce_raw(addr: &str) -> tonic::Status {
             records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
         };
         records.produce(request).await.expect_err("a follower refuses produces")
+    })
+}
+
+fn init_producer_id(addr: &str) -> i64 {
+    use rill_protocol::v1::{records_client::RecordsClient, InitProducerIdRequest};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(format!("http://{addr}")).await.expect("connect");
+        records.init_producer_id(InitProducerIdRequest {}).await.expect("a producer id").into_inner().producer_id
     })
 }
 

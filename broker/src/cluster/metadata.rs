@@ -66,6 +66,10 @@ pub struct ClusterMetadata {
     pub cluster_id: Option<String>,
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub topics: BTreeMap<String, TopicPlacement>,
+    /// The first producer id no node has been given yet: blocks are handed out from here, so ids are unique
+    /// across the cluster and survive the loss of any node's disk (Kafka's KIP-730).
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 /// A change to the metadata, as raft log entries carry it.
@@ -103,17 +107,31 @@ pub enum Command {
         leader_epoch: u32,
         isr: Vec<u64>,
     },
+    /// Reserves the next `count` producer ids for the node that asked (its `ProducerIds` issues them).
+    ReserveProducerIds {
+        count: i64,
+    },
 }
 
 /// What applying a command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandOutcome {
     pub changed: bool,
+    /// For [`Command::ReserveProducerIds`]: the block reserved, `start..end`.
+    #[serde(default)]
+    pub producer_ids: Option<(i64, i64)>,
+}
+
+impl CommandOutcome {
+    pub fn unchanged() -> CommandOutcome {
+        CommandOutcome { changed: false, producer_ids: None }
+    }
 }
 
 impl ClusterMetadata {
     /// Applies one committed command. Deterministic: depends only on the metadata and the command.
     pub fn apply(&mut self, command: &Command) -> CommandOutcome {
+        let mut producer_ids = None;
         let changed = match command {
             Command::SetClusterId { cluster_id } => {
                 let is_unset = self.cluster_id.is_none();
@@ -173,11 +191,18 @@ impl ClusterMetadata {
                     _ => false,
                 }
             }
+            Command::ReserveProducerIds { count } => {
+                let start = self.next_producer_id;
+                let end = start.saturating_add((*count).max(0));
+                self.next_producer_id = end;
+                producer_ids = Some((start, end));
+                end > start
+            }
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
         }
-        CommandOutcome { changed }
+        CommandOutcome { changed, producer_ids }
     }
 
     /// A fenced node leads nothing and is in no ISR (but the last member of one keeps its place: it holds
@@ -307,6 +332,19 @@ mod tests {
     fn fencing_an_unknown_node_changes_nothing() {
         let mut metadata = ClusterMetadata::default();
         assert!(!metadata.apply(&Command::Fence { node_id: 9, at_ms: 1 }).changed);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap_and_survive_a_snapshot() {
+        let mut metadata = ClusterMetadata::default();
+        let first = metadata.apply(&Command::ReserveProducerIds { count: 1000 }).producer_ids;
+        assert_eq!(first, Some((0, 1000)));
+        let restored: ClusterMetadata = serde_json::from_slice(&serde_json::to_vec(&metadata).unwrap()).unwrap();
+        let mut metadata = restored;
+        assert_eq!(metadata.apply(&Command::ReserveProducerIds { count: 1000 }).producer_ids, Some((1000, 2000)));
+        // A snapshot from before producer ids were reserved through the controller starts at 0.
+        let old: ClusterMetadata = serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).unwrap();
+        assert_eq!(old.next_producer_id, 0);
         assert!(metadata.nodes.is_empty());
     }
 }

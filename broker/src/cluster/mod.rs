@@ -25,6 +25,7 @@ mod network;
 pub mod peers;
 pub mod placement;
 mod probe;
+pub mod producer_id_blocks;
 mod propose;
 mod rpc;
 mod sessions;

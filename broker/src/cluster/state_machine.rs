@@ -125,11 +125,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             inner.state.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
-                EntryPayload::Blank => CommandOutcome { changed: false },
+                EntryPayload::Blank => CommandOutcome::unchanged(),
                 EntryPayload::Normal(command) => inner.state.metadata.apply(&command),
                 EntryPayload::Membership(membership) => {
                     inner.state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    CommandOutcome { changed: false }
+                    CommandOutcome::unchanged()
                 }
             };
             outcomes.push(outcome);

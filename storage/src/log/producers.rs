@@ -43,6 +43,8 @@ impl Log {
         let mut next_offset = self.log_end_offset();
         let mut plans = Vec::with_capacity(headers.len());
         // The call's own effect on the producers it touches: copies of their entries, advanced batch by batch.
+        // A call of one batch has no later batch to check against it, and skips the copy.
+        let needs_scratch = headers.len() > 1;
         let mut scratch = ProducerState::default();
         for mut header in headers {
             if header.producer_id >= 0 {
@@ -61,12 +63,13 @@ impl Log {
                     SequenceCheck::Append => {
                         if entry.is_none() {
                             self.make_room_for_producer(producers, &scratch, now_ms)?;
-                        } else if scratch.get(producer_id).is_none() {
-                            if let Some(current) = producers.get(producer_id) {
+                        }
+                        if needs_scratch {
+                            if let (None, Some(current)) = (scratch.get(producer_id), producers.get(producer_id)) {
                                 scratch.insert(producer_id, current.clone());
                             }
+                            scratch.record(&header, next_offset, now_ms);
                         }
-                        scratch.record(&header, next_offset, now_ms);
                     }
                 }
             }

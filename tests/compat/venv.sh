@@ -2,8 +2,10 @@
 # target/compat/venv (a fresh machine has only Rust and CPython). Sets $venv. confluent-kafka's wheel bundles
 # librdkafka, so no system package is needed for it.
 venv=target/compat/venv
-if ! "$venv/bin/python" -c 'import confluent_kafka, kafka, grpc_tools, pytest' 2>/dev/null; then
-  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+# A venv moved from elsewhere (a copied target dir) keeps scripts whose first line names the old path: check one.
+if ! "$venv/bin/python" -c 'import confluent_kafka, kafka, grpc_tools, pytest' 2>/dev/null \
+  || ! "$venv/bin/pytest" --version >/dev/null 2>&1; then
+  "$venv/bin/pytest" --version >/dev/null 2>&1 || python3 -m venv --clear "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     'kafka-python==3.0.12' 'confluent-kafka==2.16.*' 'grpcio==1.85.*' 'grpcio-tools==1.85.*' 'lz4==4.*' \
     'zstandard==0.25.*' 'python-snappy==0.7.*' 'cramjam==2.*' 'pytest==8.*'

@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cluster::{broker_args, Cluster};
 use common::{dead_address, rill, run, BrokerProcess, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that fencing happens within the tests' deadline.
@@ -68,68 +69,9 @@ fn wait_for(addr: &str, what: &str, done: impl Fn(&Described) -> bool) -> Descri
     panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    addrs: Vec<String>,
-    peers: String,
-    nodes: Vec<Option<BrokerProcess>>,
-}
-
-impl Cluster {
-    /// Three nodes on free loopback ports (picked first, since every node needs the whole peers list).
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("rill.toml"), FAST_SESSIONS).expect("write config");
-        let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
-        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
-        let mut cluster = Cluster { dir, addrs, peers, nodes: Vec::new() };
-        for node_id in 1..=3 {
-            let node = cluster.start_node(node_id);
-            cluster.nodes.push(Some(node));
-        }
-        cluster
-    }
-
-    fn data_dir(&self, node_id: u64) -> PathBuf {
-        self.dir.path().join(format!("d{node_id}"))
-    }
-
-    fn args(&self, node_id: u64) -> Vec<String> {
-        let config = self.dir.path().join("rill.toml");
-        broker_args(node_id, &self.addrs[node_id as usize - 1], &self.data_dir(node_id), &self.peers, Some(&config))
-    }
-
-    fn start_node(&self, node_id: u64) -> BrokerProcess {
-        let args = self.args(node_id);
-        BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-
-    fn addr(&self, node_id: u64) -> &str {
-        &self.addrs[node_id as usize - 1]
-    }
-}
-
-fn broker_args(node_id: u64, listen: &str, data_dir: &Path, peers: &str, config: Option<&Path>) -> Vec<String> {
-    let mut args = vec![
-        "broker".to_owned(),
-        "--node-id".to_owned(),
-        node_id.to_string(),
-        "--listen".to_owned(),
-        listen.to_owned(),
-        "--data-dir".to_owned(),
-        data_dir.to_string_lossy().into_owned(),
-        "--peers".to_owned(),
-        peers.to_owned(),
-    ];
-    if let Some(config) = config {
-        args.extend(["--config".to_owned(), config.to_string_lossy().into_owned()]);
-    }
-    args
-}
-
 #[test]
 fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(FAST_SESSIONS);
     let formed =
         wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
     let old_leader = formed.leader.expect("a leader");
@@ -270,7 +212,7 @@ fn recorded_cluster_id(data_dir: &Path) -> String {
 #[test]
 fn a_data_dir_of_another_cluster_is_refused_as_it_joins_naming_both_clusters() {
     // Cluster A forms and every node records its id; then all of it stops.
-    let mut first = Cluster::start();
+    let mut first = Cluster::start(FAST_SESSIONS);
     let cluster_a = recorded_cluster_id(&first.data_dir(3));
     let (addrs, peers) = (first.addrs.clone(), first.peers.clone());
     let node_3_of_a = first.data_dir(3);

@@ -4,88 +4,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{dead_address, rill, rill_with_stdin, BrokerProcess, DEADLINE, RILL};
+use common::cluster::Cluster;
+use common::{rill, rill_with_stdin, DEADLINE};
 
 /// Short sessions and lag limit so failover and ISR changes happen within the test's deadline.
 const FAST_CLUSTER: &str =
     "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n";
 const RECORDS_PER_PRODUCE: usize = 20;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    addrs: Vec<String>,
-    peers: String,
-    nodes: Vec<Option<BrokerProcess>>,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("rill.toml"), FAST_CLUSTER).expect("write config");
-        let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
-        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
-        let mut cluster = Cluster { dir, addrs, peers, nodes: Vec::new() };
-        for node_id in 1..=3 {
-            let node = cluster.start_node(node_id);
-            cluster.nodes.push(Some(node));
-        }
-        cluster
-    }
-
-    fn data_dir(&self, node_id: u64) -> PathBuf {
-        self.dir.path().join(format!("d{node_id}"))
-    }
-
-    fn start_node(&self, node_id: u64) -> BrokerProcess {
-        let config = self.dir.path().join("rill.toml");
-        let (id, data_dir, config) = (
-            node_id.to_string(),
-            self.data_dir(node_id).to_string_lossy().into_owned(),
-            config.to_string_lossy().into_owned(),
-        );
-        let args = [
-            "broker",
-            "--node-id",
-            &id,
-            "--listen",
-            self.addr(node_id),
-            "--data-dir",
-            &data_dir,
-            "--peers",
-            &self.peers,
-            "--config",
-            &config,
-        ];
-        // A restarted node's port may still be held by the killed process's socket for a moment.
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let started = std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args));
-            match started {
-                Ok(node) => return node,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    }
-
-    fn addr(&self, node_id: u64) -> &str {
-        &self.addrs[node_id as usize - 1]
-    }
-
-    /// Every node, comma-separated, as `--broker` takes a cluster.
-    fn all(&self) -> String {
-        self.addrs.join(",")
-    }
-
-    fn any_running(&self) -> &str {
-        let index = self.nodes.iter().position(Option::is_some).expect("a running node");
-        &self.addrs[index]
-    }
-}
 
 /// One partition's row of `rill topic describe` in a cluster.
 #[derive(Debug, Clone)]
@@ -157,7 +84,7 @@ fn chunk(label: &str) -> Vec<String> {
 #[test]
 fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_isr() {
     let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(FAST_CLUSTER);
     let deadline = Instant::now() + DEADLINE;
     loop {
         let args = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"];
@@ -232,7 +159,7 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
 
 #[test]
 fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_acks_all() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(FAST_CLUSTER);
     let deadline = Instant::now() + DEADLINE;
     loop {
         let args = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "3"];

@@ -1,0 +1,93 @@
+//! Three `rill broker` processes forming one cluster on free loopback ports, for the cluster and replication
+//! tests. Every node needs the whole peers list, so the ports are picked before any node starts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{dead_address, BrokerProcess, DEADLINE, RILL};
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub addrs: Vec<String>,
+    pub peers: String,
+    /// `None` for a node a test has killed.
+    pub nodes: Vec<Option<BrokerProcess>>,
+}
+
+impl Cluster {
+    /// Three nodes sharing `config` (TOML: the short sessions and timeouts a test wants).
+    pub fn start(config: &str) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("rill.toml"), config).expect("write config");
+        let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
+        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster { dir, addrs, peers, nodes: Vec::new() };
+        for node_id in 1..=3 {
+            let node = cluster.start_node(node_id);
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    pub fn data_dir(&self, node_id: u64) -> PathBuf {
+        self.dir.path().join(format!("d{node_id}"))
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("rill.toml")
+    }
+
+    pub fn args(&self, node_id: u64) -> Vec<String> {
+        broker_args(node_id, self.addr(node_id), &self.data_dir(node_id), &self.peers, Some(&self.config()))
+    }
+
+    /// Starts node `node_id` (again). A restarted node's port may still be held by the killed process's socket
+    /// for a moment, so a failed start is retried until the deadline.
+    pub fn start_node(&self, node_id: u64) -> BrokerProcess {
+        let args = self.args(node_id);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let started = std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args));
+            match started {
+                Ok(node) => return node,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+
+    pub fn addr(&self, node_id: u64) -> &str {
+        &self.addrs[node_id as usize - 1]
+    }
+
+    /// Every node, comma-separated, as `--broker` takes a cluster.
+    pub fn all(&self) -> String {
+        self.addrs.join(",")
+    }
+
+    pub fn any_running(&self) -> &str {
+        let index = self.nodes.iter().position(Option::is_some).expect("a running node");
+        &self.addrs[index]
+    }
+}
+
+/// `rill broker` arguments for one node of a cluster.
+pub fn broker_args(node_id: u64, listen: &str, data_dir: &Path, peers: &str, config: Option<&Path>) -> Vec<String> {
+    let mut args = vec![
+        "broker".to_owned(),
+        "--node-id".to_owned(),
+        node_id.to_string(),
+        "--listen".to_owned(),
+        listen.to_owned(),
+        "--data-dir".to_owned(),
+        data_dir.to_string_lossy().into_owned(),
+        "--peers".to_owned(),
+        peers.to_owned(),
+    ];
+    if let Some(config) = config {
+        args.extend(["--config".to_owned(), config.to_string_lossy().into_owned()]);
+    }
+    args
+}

@@ -70,6 +70,8 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// Wait before the first retry; doubled per retry up to `retry_backoff_max`.
     pub retry_backoff: Duration,
+    /// 250 ms by default, below Kafka's 1 s: while a partition fails over, a retry that just misses the new leader
+    /// waits at most this for the next (docs/cluster.md, failover times).
     pub retry_backoff_max: Duration,
     /// Longest wait for the answer to one produce call.
     pub request_timeout: Duration,
@@ -105,7 +107,7 @@ impl Default for ProducerConfig {
             max_buffered_bytes: 64 << 20,
             retries: u32::MAX,
             retry_backoff: Duration::from_millis(50),
-            retry_backoff_max: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_millis(250),
             request_timeout: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(120),
             max_request_bytes: 1 << 20,

@@ -107,6 +107,7 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         assert!(produce_all(cluster.addr(leader), &values), "produce to a healthy cluster failed");
         acknowledged.extend(values);
 
+        let controller = controller_leader(cluster.addr(leader));
         cluster.nodes[leader as usize - 1].take().expect("leader running").kill();
         let killed_at = Instant::now();
         // Through the whole list, the killed node included: the client bootstraps from a live node and follows
@@ -125,7 +126,11 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         let survivor = cluster.any_running().to_owned();
         row = wait_for_partition(&survivor, "new leader", |r| r.leader.is_some_and(|l| l != leader));
         let new_leader = row.leader.expect("a leader");
-        eprintln!("cycle {cycle}: killed leader {leader}; node {new_leader} acknowledged acks-all after {failover:?}");
+        let also_controller = if controller == Some(leader) { " (also the controller leader)" } else { "" };
+        eprintln!(
+            "cycle {cycle}: killed leader {leader}{also_controller}; node {new_leader} acknowledged acks-all after \
+             {failover:?}"
+        );
         acknowledged.extend(values);
 
         cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));
@@ -205,6 +210,16 @@ fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_
         produce_all_leader_acks(cluster.addr(leader)),
         "acks leader needs no quorum of in-sync replicas (Kafka's min.insync.replicas applies to acks all only)"
     );
+}
+
+/// The controller leader as `rill cluster describe` names it, for the failover report.
+fn controller_leader(addr: &str) -> Option<u64> {
+    let described = rill(addr, &["cluster", "describe"]);
+    described
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("controller leader:"))
+        .and_then(|id| id.trim().parse().ok())
 }
 
 /// A produce straight over gRPC (no client routing), returning the broker's refusal.

@@ -66,26 +66,18 @@ impl Checkpoint {
 
     /// Decodes a checkpoint; `Err` says why the bytes are not one.
     fn decode(buf: &[u8]) -> std::result::Result<Self, &'static str> {
-        if buf.len() < 28 {
-            return Err("shorter than the fixed fields");
-        }
-        let (body, crc) = buf.split_at(buf.len() - 4);
-        if crc32fast::hash(body).to_be_bytes() != crc {
-            return Err("checksum mismatch");
-        }
-        if &body[0..8] != MAGIC {
-            return Err("bad magic");
-        }
-        if u16::from_be_bytes([body[8], body[9]]) != VERSION {
+        // After the magic: version (2), flags (2), recovery point (8), epoch count (4).
+        let body = crate::framed_file::checked_body(buf, 28, MAGIC)?;
+        if u16::from_be_bytes([body[0], body[1]]) != VERSION {
             return Err("unknown version");
         }
-        let flags = u16::from_be_bytes([body[10], body[11]]);
-        let recovery_point = i64::from_be_bytes(body[12..20].try_into().map_err(|_| "short")?);
-        let count = u32::from_be_bytes(body[20..24].try_into().map_err(|_| "short")?);
-        if count > MAX_EPOCHS || body.len() != 24 + 12 * count as usize {
+        let flags = u16::from_be_bytes([body[2], body[3]]);
+        let recovery_point = i64::from_be_bytes(body[4..12].try_into().map_err(|_| "short")?);
+        let count = u32::from_be_bytes(body[12..16].try_into().map_err(|_| "short")?);
+        if count > MAX_EPOCHS || body.len() != 16 + 12 * count as usize {
             return Err("epoch count does not match the size");
         }
-        let epochs = body[24..]
+        let epochs = body[16..]
             .chunks_exact(12)
             .map(|c| EpochStart {
                 epoch: i32::from_be_bytes([c[0], c[1], c[2], c[3]]),

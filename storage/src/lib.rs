@@ -28,6 +28,7 @@
 mod checkpoint;
 mod config;
 mod direct;
+mod framed_file;
 mod index;
 mod log;
 mod producer_snapshot;

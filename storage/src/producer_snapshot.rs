@@ -83,17 +83,8 @@ impl Reader<'_> {
 
 /// Decodes a snapshot; `Err` says why the bytes are not one.
 pub(crate) fn decode(buf: &[u8]) -> std::result::Result<ProducerState, &'static str> {
-    if buf.len() < FIXED_BYTES + 4 {
-        return Err("shorter than the fixed fields");
-    }
-    let (body, crc) = buf.split_at(buf.len() - 4);
-    if crc32fast::hash(body).to_be_bytes() != crc {
-        return Err("checksum mismatch");
-    }
-    if &body[0..8] != MAGIC {
-        return Err("bad magic");
-    }
-    let mut reader = Reader { rest: &body[8..] };
+    let body = crate::framed_file::checked_body(buf, FIXED_BYTES + 4, MAGIC)?;
+    let mut reader = Reader { rest: body };
     if u16::from_be_bytes(reader.take()?) != VERSION {
         return Err("unknown version");
     }

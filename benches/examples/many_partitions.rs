@@ -39,7 +39,7 @@ impl Drop for Broker {
 /// Starts the broker and returns it with the time from spawn to its "listening" line (the port accepts then).
 fn start(rill: &Path, data_dir: &Path, write_mode: &str, open_file_limit: u64) -> (Broker, Duration) {
     let ulimit = if open_file_limit > 0 { format!("ulimit -n {open_file_limit} && ") } else { String::new() };
-    let script = format!("{ulimit}exec \"$0\" broker --listen 127.0.0.1:0 --data-dir \"$1\" --write-mode \"$2\"");
+    let script = format!("{ulimit}exec \"$0\" broker --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir \"$1\" --write-mode \"$2\"");
     let started = Instant::now();
     let mut child = Command::new("sh")
         .args(["-c", &script, &rill.to_string_lossy(), &data_dir.to_string_lossy(), write_mode])

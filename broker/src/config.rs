@@ -11,6 +11,9 @@ use tokio::sync::Semaphore;
 /// The port `rill broker` listens on by default: Kafka's 9092, so firewall rules and habits carry over.
 pub const DEFAULT_PORT: u16 = 9092;
 
+/// The port of the admin HTTP listener (`/metrics`, `/health`, `/ready`) by default: Redpanda's admin port.
+pub const DEFAULT_ADMIN_PORT: u16 = 9644;
+
 /// Topic-level background durability, as named in settings and topic metadata files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +49,10 @@ pub struct BrokerConfig {
     /// `HOST:PORT` Kafka clients are told to connect to (Metadata's broker address), for a node behind NAT or in
     /// a container. Unset: the listen address with its real port, `0.0.0.0`/`::` replaced by `127.0.0.1`.
     pub advertise: Option<String>,
+    /// Address of the admin HTTP listener serving `/metrics`, `/health` and `/ready` (docs/observability.md);
+    /// `None` (`"off"` in a file) serves none of them and records no metrics. Port 0 picks a free port.
+    #[serde(with = "admin_listen_setting")]
+    pub admin_listen: Option<SocketAddr>,
 
     /// Most topics the broker holds (internal ones not counted).
     pub max_topics: u32,
@@ -158,6 +165,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("rill-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             advertise: None,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
             max_topics: 10_000,
             max_partitions_per_topic: 1_024,
             max_batch_bytes: 8 << 20,
@@ -199,6 +207,33 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Parses `--admin-listen`: an address, or `off` for no admin listener.
+pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| format!("{text:?} is neither HOST:PORT (an IP address and a port) nor off"))
+}
+
+/// `admin_listen` in a TOML file: `"127.0.0.1:9644"` or `"off"` (TOML has no null).
+mod admin_listen_setting {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<SocketAddr>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => serializer.collect_str(addr),
+            None => serializer.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_admin_listen(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A setting that cannot work, named as it is in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {setting}: {reason}")]
@@ -214,6 +249,7 @@ impl BrokerConfig {
         Self {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shutdown_grace_ms: 2_000,
             default_segment_bytes: 16 << 20,
             default_retention_ms: None,
@@ -414,5 +450,16 @@ mod tests {
         assert_eq!(config.default_durability, DurabilityPolicy::Always);
         assert_eq!(config.max_batch_bytes, BrokerConfig::default().max_batch_bytes);
         assert!(toml::from_str::<BrokerConfig>("max_topic = 5").is_err());
+    }
+
+    #[test]
+    fn admin_listen_is_an_address_or_off() {
+        let config: BrokerConfig = toml::from_str("admin_listen = \"off\"").unwrap();
+        assert_eq!(config.admin_listen, None);
+        let config: BrokerConfig = toml::from_str("admin_listen = \"0.0.0.0:9645\"").unwrap();
+        assert_eq!(config.admin_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9645))));
+        let err = toml::from_str::<BrokerConfig>("admin_listen = \"localhost\"").unwrap_err();
+        assert!(err.to_string().contains("nor off"), "{err}");
+        assert_eq!(BrokerConfig::default().admin_listen.map(|a| a.port()), Some(DEFAULT_ADMIN_PORT));
     }
 }

@@ -21,10 +21,14 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::metrics::{ConnectionMetrics, OpenConnection};
+
 /// One accepted TCP connection, holding its slot under `max_connections` until it closes.
 pub struct LimitedConnection {
     inner: TcpStream,
     _slot: OwnedSemaphorePermit,
+    /// Counts the connection as open until it is dropped (when the node records metrics).
+    _open: Option<OpenConnection>,
     idle_timeout: Duration,
     idle_deadline: Pin<Box<Sleep>>,
 }
@@ -140,6 +144,7 @@ pub fn limit(
     incoming: impl Stream<Item = io::Result<TcpStream>>,
     max_connections: usize,
     idle_timeout: Duration,
+    metrics: Option<Arc<ConnectionMetrics>>,
 ) -> impl Stream<Item = io::Result<LimitedConnection>> {
     let slots = Arc::new(Semaphore::new(max_connections));
     let backoff = Arc::new(std::sync::Mutex::new(AcceptBackoff::default()));
@@ -169,10 +174,14 @@ pub fn limit(
                 Ok(slot) => Some(Ok(LimitedConnection {
                     inner: stream,
                     _slot: slot,
+                    _open: metrics.as_ref().map(|metrics| metrics.opened()),
                     idle_timeout,
                     idle_deadline: Box::pin(tokio::time::sleep(idle_timeout)),
                 })),
                 Err(_) => {
+                    if let Some(metrics) = &metrics {
+                        metrics.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     tracing::warn!(
                         peer = ?stream.peer_addr().ok(),
                         max_connections,

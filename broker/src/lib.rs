@@ -54,6 +54,7 @@ mod file_budget;
 mod groups;
 mod kafka;
 mod meta;
+pub mod metrics;
 mod node;
 mod offsets;
 mod partition;
@@ -65,7 +66,7 @@ mod server;
 mod service;
 
 pub use cluster::{parse_peers, Peer};
-pub use config::{BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_PORT};
+pub use config::{parse_admin_listen, BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_ADMIN_PORT, DEFAULT_PORT};
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;
 pub use file_budget::FileBudget;

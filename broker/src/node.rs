@@ -20,6 +20,8 @@ pub struct Node {
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
     /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.
     pub shutdown: watch::Receiver<bool>,
+    /// The live metrics; `None` with the admin listener off (nothing is recorded then).
+    pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// Partition replication over the cluster; `None` on a single node (no peers).
     pub replication: Option<Arc<crate::replication::Replication>>,
 }

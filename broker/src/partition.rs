@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::{BrokerError, Result};
+use crate::metrics::{PartitionTraffic, WriteMetrics};
 
 /// Most batches the writer appends in one blocking call: bounds the latency one call adds to the batches
 /// queued behind it.
@@ -39,6 +40,10 @@ pub struct Partition {
     /// `None` once the partition is closing: new appends are refused.
     queue: Mutex<Option<mpsc::Sender<AppendJob>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Bytes and records in and out; `None` when the node records no metrics (admin listener off).
+    traffic: Option<PartitionTraffic>,
+    /// The node's group-commit counts, shared by every writer; `None` as `traffic`.
+    write_metrics: Option<Arc<WriteMetrics>>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -56,6 +61,7 @@ impl Partition {
         log: Log,
         queue_batches: usize,
         append_slots: Arc<Semaphore>,
+        write_metrics: Option<Arc<WriteMetrics>>,
     ) -> Arc<Partition> {
         let log = Arc::new(log);
         let (high_watermark, _) = watch::channel(log.high_watermark());
@@ -68,6 +74,8 @@ impl Partition {
             is_closed: AtomicBool::new(false),
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
+            traffic: write_metrics.as_ref().map(|_| PartitionTraffic::default()),
+            write_metrics,
         });
         let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx, append_slots));
         *lock(&partition.writer) = Some(writer);
@@ -76,6 +84,11 @@ impl Partition {
 
     pub fn log(&self) -> &Arc<Log> {
         &self.log
+    }
+
+    /// Bytes and records in and out, when the node records metrics.
+    pub fn traffic(&self) -> Option<&PartitionTraffic> {
+        self.traffic.as_ref()
     }
 
     /// True once the partition's topic was deleted or the broker is shutting down: waiters should give up.
@@ -118,7 +131,12 @@ impl Partition {
     /// Reads whole batches from `offset`, off the async threads.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let log = Arc::clone(&self.log);
-        Ok(tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(BrokerError::join)??)
+        let read =
+            tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(BrokerError::join)??;
+        if let Some(traffic) = &self.traffic {
+            traffic.record_out(read.batches.len() as u64, offsets_in(&read.batches));
+        }
+        Ok(read)
     }
 
     /// A receiver of the high watermark; `changed()` wakes after each append and fails once the partition is gone.
@@ -179,6 +197,10 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
             (taken, outcomes)
         })
         .await;
+        if let Some(write_metrics) = &partition.write_metrics {
+            // A failed blocking task wrote nothing anyone is told of: 0.
+            write_metrics.record_group(written.as_ref().map_or(0, |(taken, _)| taken.len()));
+        }
         let (taken, outcomes) = match written {
             Ok(done) => done,
             Err(err) => {
@@ -190,6 +212,14 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
         };
         // Wake waiters only when there is something new to read (not after a group that all failed).
         partition.publish_offsets();
+        if let Some(traffic) = &partition.traffic {
+            for (job, outcome) in taken.iter().zip(&outcomes) {
+                if let Some(info) = outcome.as_ref().ok().filter(|info| !info.is_duplicate) {
+                    let bytes: usize = job.batches.iter().map(Bytes::len).sum();
+                    traffic.record_in(bytes as u64, (info.last_offset - info.base_offset + 1).max(0) as u64);
+                }
+            }
+        }
         for (job, outcome) in taken.into_iter().zip(outcomes) {
             match (job.reply, outcome) {
                 (Some(reply), outcome) => {
@@ -203,6 +233,24 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
             }
         }
     }
+}
+
+/// Offsets (records, less any a compaction removed) covered by the whole batches in `batches`: read from each
+/// batch's header, so the count costs a few loads per batch, not per record.
+fn offsets_in(batches: &[u8]) -> u64 {
+    let mut offsets = 0u64;
+    let mut rest = batches;
+    while let Ok(header) = rill_protocol::BatchHeader::parse(rest) {
+        offsets += u64::try_from(i64::from(header.last_offset_delta) + 1).unwrap_or(0);
+        let Some(next) = usize::try_from(header.batch_length)
+            .ok()
+            .and_then(|len| rest.get(len + rill_protocol::batch::LOG_OVERHEAD..))
+        else {
+            break;
+        };
+        rest = next;
+    }
+    offsets
 }
 
 /// Appends one job's batches in one storage call (one write where they share a segment); the outcome spans them.

@@ -41,6 +41,8 @@ struct Shared {
     append_slots: Arc<Semaphore>,
     /// Descriptors of sealed segments being read, bounded by `max_open_segment_files`.
     segment_files: Arc<SegmentFileCache>,
+    /// The writers' group-commit counts; `None` when the node records no metrics.
+    write_metrics: Option<Arc<crate::metrics::WriteMetrics>>,
 }
 
 pub struct Topic {
@@ -126,6 +128,7 @@ impl Registry {
         config: Arc<BrokerConfig>,
         budget: FileBudget,
         segment_files: Arc<SegmentFileCache>,
+        write_metrics: Option<Arc<crate::metrics::WriteMetrics>>,
     ) -> Result<Registry> {
         let data_dir = config.data_dir.clone();
         let metas = blocking({
@@ -146,7 +149,8 @@ impl Registry {
                 "the data directory holds more partitions than the open-file budget allows; raise the open-file limit"
             );
         }
-        let shared = Shared { append_slots: Arc::new(Semaphore::new(config.appends_in_flight)), segment_files };
+        let shared =
+            Shared { append_slots: Arc::new(Semaphore::new(config.appends_in_flight)), segment_files, write_metrics };
         let mut topics = BTreeMap::new();
         let mut opening = JoinSet::new();
         let slots = Arc::new(Semaphore::new(PARALLEL_PARTITION_TASKS));
@@ -232,6 +236,11 @@ impl Registry {
 
     pub fn list(&self) -> Vec<Arc<Topic>> {
         read(&self.topics).values().cloned().collect()
+    }
+
+    /// Partition appends writing to the disk now (holding one of the `appends_in_flight` slots).
+    pub fn appends_in_flight(&self) -> usize {
+        self.config.appends_in_flight.saturating_sub(self.shared.append_slots.available_permits())
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -503,6 +512,7 @@ async fn open_partitions(
                 log,
                 config.partition_queue_batches,
                 Arc::clone(&shared.append_slots),
+                shared.write_metrics.clone(),
             )),
             Err(err) => {
                 discard_partitions(partitions, config).await;

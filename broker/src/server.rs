@@ -1,6 +1,7 @@
 //! Starting and stopping a node: restore state, bind, serve gRPC, run maintenance, shut down gracefully.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,12 @@ pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for admin requests on {addr} (set admin_listen to another address, or off): {source}")]
+    AdminBind {
+        addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
@@ -88,8 +95,19 @@ impl Broker {
             Some(identity) => Some(crate::cluster::Controller::open(Arc::clone(&config), identity).await?),
             None => None,
         };
+        // Bound before the partitions are restored, so a taken admin port fails the start at once.
+        let admin_listener = match config.admin_listen {
+            Some(addr) => Some(
+                crate::metrics::admin_http::bind(addr)
+                    .await
+                    .map_err(|source| StartError::AdminBind { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics = admin_listener.as_ref().map(|_| Arc::new(crate::metrics::NodeMetrics::default()));
         let segment_files = Arc::new(SegmentFileCache::new(segment_files));
-        let registry = Registry::restore(Arc::clone(&config), budget, segment_files).await?;
+        let write_metrics = metrics.as_ref().map(|m| Arc::clone(&m.writes));
+        let registry = Registry::restore(Arc::clone(&config), budget, segment_files, write_metrics).await?;
         let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
@@ -108,6 +126,7 @@ impl Broker {
             offsets,
             groups,
             producer_ids,
+            metrics: metrics.clone(),
             shutdown: shutdown_rx,
             replication: controller.as_ref().map(|controller| {
                 Arc::new(crate::replication::Replication::new(
@@ -122,7 +141,8 @@ impl Broker {
         let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));
         let addr = incoming.local_addr().map_err(bind)?;
         let idle_timeout = Duration::from_millis(config.idle_connection_timeout_ms);
-        let accepted = connection::limit(incoming, config.max_connections, idle_timeout);
+        let connection_metrics = metrics.as_ref().map(|m| Arc::clone(&m.connections));
+        let accepted = connection::limit(incoming, config.max_connections, idle_timeout, connection_metrics);
         // Kafka clients on the same port: their connections are served by `kafka`, the rest go on to tonic.
         let kafka = Arc::new(crate::kafka::KafkaContext::new(Arc::clone(&node), addr));
         let incoming = crate::kafka::listener::split(accepted, kafka, node.shutdown.clone());
@@ -158,6 +178,7 @@ impl Broker {
             .http2_keepalive_interval(Some((idle_timeout / 3).min(Duration::from_secs(30))))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(tower::util::MapResponseLayer::new(codec_refusals_get_rills_codes))
+            .layer(tower::util::option_layer(metrics.clone().map(crate::metrics::grpc_layer::GrpcMetricsLayer::new)))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -202,9 +223,26 @@ impl Broker {
         let replication = node.replication.clone().map(|r| tokio::spawn(crate::replication::run_reconciler(r)));
         let maintenance = tokio::spawn(run_maintenance(Arc::clone(&node)));
         let group_refresh = tokio::spawn(crate::service::follow_topic_changes(Arc::clone(&node)));
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "broker started");
+        let is_started = Arc::new(AtomicBool::new(true));
+        let (admin_addr, admin) = match (admin_listener, metrics) {
+            (Some(listener), Some(metrics)) => {
+                let admin_addr = listener.local_addr().ok();
+                let state = crate::metrics::admin_http::AdminState {
+                    node: Arc::clone(&node),
+                    metrics,
+                    controller: controller.clone(),
+                    is_started: Arc::clone(&is_started),
+                };
+                (admin_addr, Some(crate::metrics::admin_http::serve(listener, state)))
+            }
+            _ => (None, None),
+        };
+        tracing::info!(%addr, ?admin_addr, data_dir = %config.data_dir.display(), "broker started");
         Ok(BrokerHandle {
             addr,
+            admin_addr,
+            admin,
+            is_started,
             node,
             shutdown_tx,
             stop_tx,
@@ -222,6 +260,11 @@ impl Broker {
 /// A running node. Dropping it without [`BrokerHandle::shutdown`] leaves the node running until the runtime ends.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    /// Where `/metrics`, `/health` and `/ready` are served; `None` with `admin_listen` off.
+    admin_addr: Option<SocketAddr>,
+    admin: Option<JoinHandle<()>>,
+    /// What `/ready` reports (with the cluster registration): false again once shutdown begins.
+    is_started: Arc<AtomicBool>,
     node: Arc<Node>,
     shutdown_tx: watch::Sender<bool>,
     stop_tx: oneshot::Sender<()>,
@@ -243,6 +286,11 @@ impl BrokerHandle {
         self.addr
     }
 
+    /// The admin listener's address (with the real port when the config asked for port 0), if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// `http://<addr>`, ready for a tonic client's `connect`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -262,6 +310,7 @@ impl BrokerHandle {
     /// so the next start needs no recovery.
     pub async fn shutdown(self) {
         tracing::info!(addr = %self.addr, "broker stopping");
+        self.is_started.store(false, Ordering::Release);
         self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         self.shutdown_tx.send_replace(true);
         let _ = self.stop_tx.send(());
@@ -286,6 +335,9 @@ impl BrokerHandle {
             tracing::error!(error = %err, "closing the committed-offsets log failed");
         }
         drop(self.data_dir_lock);
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
         tracing::info!(addr = %self.addr, "broker stopped");
     }
 }

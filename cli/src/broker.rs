@@ -14,6 +14,7 @@ Examples:
   rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092
   rill broker --config rill.toml                # any BrokerConfig field, e.g. max_topics = 100
   RILL_LISTEN=127.0.0.1:0 rill broker           # a free port; the chosen address is printed on stdout
+  rill broker --admin-listen 0.0.0.0:9644       # /metrics, /health, /ready for Prometheus (off: none)
   rill broker --node-id 1 --data-dir d1 --listen 127.0.0.1:9092 \
       --peers 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094   # one of three nodes (docs/cluster.md)
 
@@ -32,6 +33,9 @@ pub struct BrokerArgs {
     /// address, 0.0.0.0 as 127.0.0.1]
     #[arg(long, env = "RILL_ADVERTISE", value_name = "HOST:PORT")]
     advertise: Option<String>,
+    /// Address of the admin HTTP listener (/metrics, /health, /ready), or `off`. [default: 127.0.0.1:9644]
+    #[arg(long, env = "RILL_ADMIN_LISTEN", value_name = "ADDR|off", value_parser = parse_admin_listen)]
+    admin_listen: Option<AdminListen>,
     /// TOML file with broker settings (field names as in BrokerConfig, e.g. `max_topics = 100`).
     #[arg(long, env = "RILL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -84,6 +88,14 @@ fn parse_peers(text: &str) -> Result<Peers, String> {
     rill_broker::parse_peers(text).map(Peers)
 }
 
+/// `--admin-listen`, parsed (a newtype: clap would read `Option<Option<_>>` as a flag with an optional value).
+#[derive(Debug, Clone)]
+pub struct AdminListen(Option<SocketAddr>);
+
+fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
+    rill_broker::parse_admin_listen(text).map(AdminListen)
+}
+
 /// `--write-mode`: how partition logs are appended to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WriteModeArg {
@@ -115,6 +127,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.advertise {
             config.advertise = Some(v);
+        }
+        if let Some(AdminListen(v)) = self.admin_listen {
+            config.admin_listen = v;
         }
         if let Some(v) = self.max_topics {
             config.max_topics = v;
@@ -173,6 +188,10 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         let broker = Broker::start(config).await?;
         // The one line on stdout: scripts and tests read the address from it (useful with port 0).
         println!("rill broker listening on {}", broker.addr());
+        // A second line, so readers of the first are unaffected; tests with `--admin-listen 127.0.0.1:0` read it.
+        if let Some(admin) = broker.admin_addr() {
+            println!("rill admin listening on http://{admin}");
+        }
         tokio::select! {
             signal = wait_for_signal() => signal?,
             reason = broker.failed() => {

@@ -142,6 +142,7 @@ fn bad_configuration_is_rejected_at_start_naming_the_setting() {
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rill"));
         command.arg("broker").args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).args(args);
+        command.env("RILL_ADMIN_LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             command.env(k, v);
         }

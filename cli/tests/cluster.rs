@@ -100,7 +100,7 @@ fn a_single_node_describes_itself_without_a_quorum() {
 
 /// Runs `rill broker ARGS` to its exit (logs off: stderr is then just the `error:` line).
 fn rill_broker(args: &[String]) -> common::Output {
-    run(Command::new(RILL).args(args).env("RUST_LOG", "off"), None)
+    run(Command::new(RILL).args(args).env("RUST_LOG", "off").env("RILL_ADMIN_LISTEN", "127.0.0.1:0"), None)
 }
 
 /// Starts node 1 of a three-node peers list once (recording its identity), then stops it.

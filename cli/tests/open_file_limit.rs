@@ -17,7 +17,8 @@ const OUT_OF_DESCRIPTORS: &str = "out of file descriptors";
 
 /// `rill broker` on a free port with its soft and hard open-file limits at `limit`, stderr to `log`.
 fn broker_with_open_file_limit(limit: u32, data_dir: &Path, log: &Path) -> BrokerProcess {
-    let script = format!("ulimit -n {limit} && exec \"$0\" broker --listen 127.0.0.1:0 --data-dir \"$1\"");
+    let script =
+        format!("ulimit -n {limit} && exec \"$0\" broker --listen 127.0.0.1:0 --admin-listen off --data-dir \"$1\"");
     let mut child = Command::new("sh")
         .args(["-c", &script, common::RILL, &data_dir.to_string_lossy()])
         .env("RUST_LOG", "warn")

@@ -24,12 +24,15 @@
 //!   unclean shutdown.
 //! - This crate does no network I/O and spawns no threads: callers drive periodic work
 //!   ([`Log::flush_if_due`], [`Log::enforce_retention`]) and own notifications of new data.
+//! - A log counts its fsyncs' durations in a [`latency::LatencyHistogram`] (relaxed atomics, no lock) and knows
+//!   no export format: the broker reads it when its metrics are scraped.
 
 mod checkpoint;
 mod config;
 mod direct;
 mod framed_file;
 mod index;
+pub mod latency;
 mod log;
 mod producer_snapshot;
 pub mod producer_state;

@@ -9,6 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
@@ -16,6 +17,7 @@ use rill_protocol::BatchHeader;
 
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
 use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock};
+use crate::latency::LatencyHistogram;
 use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
 use crate::segment::Segment;
@@ -68,6 +70,8 @@ pub struct Log {
     flush: Mutex<FlushState>,
     flushed: Condvar,
     is_closed: AtomicBool,
+    /// Every fsync of the active segment's data (group commits, interval flushes), for the broker's metrics.
+    fsync_latency: LatencyHistogram,
 }
 
 /// State only the appending thread touches.
@@ -201,9 +205,15 @@ impl Log {
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
+            fsync_latency: LatencyHistogram::default(),
         };
         log.rebuild_producers(&mut lock(&log.writer), log_end)?;
         Ok(log)
+    }
+
+    /// How long this log's fsyncs took, counted since it was opened.
+    pub fn fsync_latency(&self) -> &LatencyHistogram {
+        &self.fsync_latency
     }
 
     pub fn dir(&self) -> &Path {
@@ -407,7 +417,9 @@ impl Log {
             // holding `target` was fsynced by the roll itself.
             let target = self.log_end_offset.load(Ordering::Acquire);
             let active = self.segments.read().unwrap_or_else(|p| p.into_inner()).values().next_back().cloned();
+            let started = Instant::now();
             let synced = active.map_or(Ok(()), |segment| segment.sync());
+            self.fsync_latency.record(started.elapsed());
             state = lock(&self.flush);
             state.is_flushing = false;
             if synced.is_ok() {

@@ -14,7 +14,7 @@ def broker_addr():
     """A real `rill broker` process on a free port (gRPC and Kafka on it), killed at the end; its address."""
     with tempfile.TemporaryDirectory() as data_dir:
         process = subprocess.Popen(
-            [RILL, "broker", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+            [RILL, "broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "error"},

@@ -137,7 +137,7 @@ class RestartableBroker:
         deadline = time.monotonic() + 30
         while True:
             process = subprocess.Popen(
-                [RILL, "broker", "--listen", self.addr, "--data-dir", self.data_dir],
+                [RILL, "broker", "--listen", self.addr, "--admin-listen", "127.0.0.1:0", "--data-dir", self.data_dir],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": "error"},

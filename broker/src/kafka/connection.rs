@@ -60,7 +60,13 @@ pub async fn serve(mut connection: LimitedConnection, kafka: Arc<KafkaContext>) 
                 return;
             }
         };
-        match answer(&kafka, request, peer).await {
+        let started = std::time::Instant::now();
+        let api_key = request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
+        let answered = answer(&kafka, request, peer).await;
+        if let Some(metrics) = &kafka.node.metrics {
+            metrics.kafka.record(api_key, started.elapsed(), answered.is_err());
+        }
+        match answered {
             Ok(Some(response)) => {
                 if let Err(err) = connection.write_all(&response).await {
                     tracing::debug!(?peer, error = %err, "kafka connection closed while writing a response");

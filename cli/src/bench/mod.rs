@@ -63,6 +63,13 @@ pub enum DurabilityArg {
     Never,
 }
 
+/// `rill bench --metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsArg {
+    On,
+    Off,
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct BenchArgs {
@@ -86,6 +93,10 @@ pub struct BenchArgs {
     /// The embedded broker's `appends_in_flight`: most partition appends writing to the disk at once.
     #[arg(long, default_value_t = rill_broker::BrokerConfig::default().appends_in_flight, requires = "embedded")]
     appends_in_flight: usize,
+    /// Whether the embedded broker records metrics (and serves them on a free admin port): `off` measures what
+    /// they cost.
+    #[arg(long, value_enum, default_value = "on", requires = "embedded")]
+    metrics: MetricsArg,
     /// A named workload (see below); flags override its settings.
     #[arg(long, default_value = "1-topic-1-partition-1kb")]
     workload: String,
@@ -239,6 +250,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             default_retention_ms: None,
             direct_writes: args.write_mode == crate::broker::WriteModeArg::Direct,
             appends_in_flight: args.appends_in_flight,
+            admin_listen: (args.metrics == MetricsArg::On).then_some(([127, 0, 0, 1], 0).into()),
             ..rill_broker::BrokerConfig::default()
         };
         let broker = rill_broker::Broker::start(config).await.context("cannot start the embedded broker")?;

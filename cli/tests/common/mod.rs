@@ -41,6 +41,7 @@ impl BrokerProcess {
             let mut child = Command::new(RILL)
                 .args(["broker", "--listen", addr, "--data-dir", &data_dir.to_string_lossy()])
                 .env("RUST_LOG", "error")
+                .env("RILL_ADMIN_LISTEN", "127.0.0.1:0")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -65,6 +66,8 @@ impl BrokerProcess {
         let mut child = command
             .args(args)
             .env("RUST_LOG", "error")
+            // Brokers of many tests run at once: never the fixed admin port (a flag in `args` still wins).
+            .env("RILL_ADMIN_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,415 @@
+//! `/metrics`: the live counters of [`NodeMetrics`] plus what is read from the node's state when scraped (log
+//! offsets and sizes, committed offsets and lag, groups, cluster placement, the process), rendered by
+//! `prometheus-client` in the OpenMetrics text format, or in Prometheus' 0.0.4 text format for a scraper that
+//! does not ask for OpenMetrics (promtool, older servers).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry as MetricRegistry;
+use rill_storage::latency::{LatencySnapshot, LATENCY_BUCKET_BOUNDS_US};
+
+use super::{process, NodeMetrics, WRITE_GROUP_BOUNDS};
+use crate::cluster::Controller;
+use crate::node::Node;
+use crate::offsets::OffsetKey;
+
+/// What one scrape reads.
+struct Scrape {
+    node: Arc<Node>,
+    metrics: Arc<NodeMetrics>,
+    controller: Option<Arc<Controller>>,
+}
+
+// prometheus-client wants collectors `Debug`; the node's state is too large to print usefully.
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
+    }
+}
+
+/// The node's metrics as text: OpenMetrics when `openmetrics`, else Prometheus' 0.0.4 text format.
+pub fn encode(
+    node: Arc<Node>,
+    metrics: Arc<NodeMetrics>,
+    controller: Option<Arc<Controller>>,
+    openmetrics: bool,
+) -> Result<String, std::fmt::Error> {
+    let mut registry = MetricRegistry::default();
+    registry.register_collector(Box::new(Scrape { node, metrics, controller }));
+    let mut text = String::with_capacity(64 << 10);
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(if openmetrics { text } else { to_prometheus_text(&text) })
+}
+
+/// OpenMetrics names a counter family without its `_total` suffix and ends with `# EOF`; the 0.0.4 format names
+/// the family as its samples are named and has no end marker. The two differ in nothing else we write.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line.strip_prefix("# TYPE ").and_then(|rest| rest.strip_suffix(" counter")) {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + counters.len() * 12);
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Writes one family: `samples` yields (labels, value) and is encoded as `kind`.
+fn family<I>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: I,
+) -> Result<(), std::fmt::Error>
+where
+    I: IntoIterator<Item = (Labels, f64)>,
+{
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        let sample = metric.encode_family(&labels)?;
+        encode_value(sample, kind, value)?;
+    }
+    Ok(())
+}
+
+fn encode_value(sample: MetricEncoder, kind: MetricType, value: f64) -> Result<(), std::fmt::Error> {
+    match kind {
+        // Counters are whole counts or seconds; both encode exactly as f64 up to 2^53.
+        MetricType::Counter => ConstCounter::new(value).encode(sample),
+        _ => ConstGauge::new(value).encode(sample),
+    }
+}
+
+/// A family of one unlabelled sample.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, kind)?;
+    encode_value(metric, kind, value)
+}
+
+/// A latency histogram in seconds, one per label set.
+fn latency_family<I>(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: I) -> std::fmt::Result
+where
+    I: IntoIterator<Item = (Labels, LatencySnapshot)>,
+{
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, snapshot) in series {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKET_BOUNDS_US
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .chain([f64::MAX])
+            .zip(snapshot.buckets)
+            .collect();
+        let (sum_s, count) = (snapshot.sum_ns as f64 / 1e9, snapshot.count);
+        if labels.is_empty() {
+            // An empty label set would be written as `{}`.
+            metric.encode_histogram::<NoLabelSet>(sum_s, count, &buckets, None)?;
+        } else {
+            metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum_s, count, &buckets, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn labels<const N: usize>(pairs: [(&'static str, String); N]) -> Labels {
+    pairs.into_iter().collect()
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_process(&mut encoder)?;
+        self.encode_partitions(&mut encoder)?;
+        self.encode_requests(&mut encoder)?;
+        self.encode_storage(&mut encoder)?;
+        self.encode_groups(&mut encoder)?;
+        self.encode_connections(&mut encoder)?;
+        self.encode_cluster(&mut encoder)
+    }
+}
+
+impl Scrape {
+    fn encode_process(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let version = labels([("version", env!("CARGO_PKG_VERSION").to_string())]);
+        family(encoder, "rill_build_info", "The broker's version; always 1.", MetricType::Gauge, [(version, 1.0)])?;
+        let stats = process::read();
+        let gauges = [
+            ("process_resident_memory_bytes", "Resident set size.", stats.resident_bytes),
+            ("process_open_fds", "Open file descriptors.", stats.open_fds),
+            ("process_max_fds", "The open-file limit (RLIMIT_NOFILE).", stats.max_fds),
+            (
+                "process_start_time_seconds",
+                "Start of the process, in seconds since the Unix epoch.",
+                stats.start_time_s,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                single(encoder, name, help, MetricType::Gauge, value)?;
+            }
+        }
+        if let Some(cpu) = stats.cpu_s {
+            single(encoder, "process_cpu_seconds", "User and system CPU time.", MetricType::Counter, cpu)?;
+        }
+        Ok(())
+    }
+
+    fn encode_partitions(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let partitions = self.node.registry.all_partitions();
+        let label = |p: &crate::partition::Partition| {
+            labels([("topic", p.topic.to_string()), ("partition", p.index.to_string())])
+        };
+        type Read = fn(&crate::partition::Partition) -> f64;
+        let counters: [(&str, &str, Read); 4] = [
+            ("rill_partition_produced_bytes", "Bytes of batches appended by producers.", |p| {
+                p.traffic().map_or(0.0, |t| t.bytes_in.load(Ordering::Relaxed) as f64)
+            }),
+            ("rill_partition_produced_records", "Records appended by producers.", |p| {
+                p.traffic().map_or(0.0, |t| t.records_in.load(Ordering::Relaxed) as f64)
+            }),
+            ("rill_partition_fetched_bytes", "Bytes of batches returned by fetches and subscriptions.", |p| {
+                p.traffic().map_or(0.0, |t| t.bytes_out.load(Ordering::Relaxed) as f64)
+            }),
+            ("rill_partition_fetched_records", "Records returned by fetches and subscriptions.", |p| {
+                p.traffic().map_or(0.0, |t| t.records_out.load(Ordering::Relaxed) as f64)
+            }),
+        ];
+        for (name, help, read) in counters {
+            family(encoder, name, help, MetricType::Counter, partitions.iter().map(|p| (label(p), read(p))))?;
+        }
+        let gauges: [(&str, &str, Read); 5] = [
+            ("rill_partition_log_end_offset", "The offset the next record appended gets.", |p| {
+                p.log().log_end_offset() as f64
+            }),
+            ("rill_partition_high_watermark", "The offset consumers may read up to.", |p| {
+                p.log().high_watermark() as f64
+            }),
+            ("rill_partition_log_start_offset", "The first offset retention has kept.", |p| {
+                p.log().log_start_offset() as f64
+            }),
+            ("rill_partition_segments", "Segments on disk.", |p| p.log().segment_count() as f64),
+            ("rill_partition_size_bytes", "Bytes of the partition's segments on disk.", |p| {
+                p.log().size_bytes() as f64
+            }),
+        ];
+        for (name, help, read) in gauges {
+            family(encoder, name, help, MetricType::Gauge, partitions.iter().map(|p| (label(p), read(p))))?;
+        }
+        Ok(())
+    }
+
+    fn encode_requests(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let grpc = &self.metrics.grpc;
+        let method = |name: &str| labels([("method", name.to_string())]);
+        family(
+            encoder,
+            "rill_grpc_requests",
+            "gRPC requests by method (streams counted when they open).",
+            MetricType::Counter,
+            grpc.counters().map(|(name, c)| (method(name), c.requests.load(Ordering::Relaxed) as f64)),
+        )?;
+        family(
+            encoder,
+            "rill_grpc_request_errors",
+            "gRPC requests answered with an error status, by method and code.",
+            MetricType::Counter,
+            grpc.errors().map(|(name, code, count)| {
+                (labels([("method", name.to_string()), ("code", code.to_string())]), count as f64)
+            }),
+        )?;
+        latency_family(
+            encoder,
+            "rill_grpc_request_duration_seconds",
+            "Time from a gRPC request's arrival to its response headers (a unary call's answer).",
+            grpc.counters().map(|(name, c)| (method(name), c.latency.snapshot())),
+        )?;
+        let kafka: Vec<_> = self.metrics.kafka.seen().collect();
+        let api = |name: &str| labels([("api", name.to_string())]);
+        family(
+            encoder,
+            "rill_kafka_requests",
+            "Kafka-protocol requests by API.",
+            MetricType::Counter,
+            kafka.iter().map(|(name, c, _)| (api(name), c.requests.load(Ordering::Relaxed) as f64)),
+        )?;
+        family(
+            encoder,
+            "rill_kafka_request_errors",
+            "Kafka-protocol requests that could not be answered (the connection was closed), by API.",
+            MetricType::Counter,
+            kafka.iter().map(|(name, _, closed)| (api(name), *closed as f64)),
+        )?;
+        latency_family(
+            encoder,
+            "rill_kafka_request_duration_seconds",
+            "Time to answer a Kafka-protocol request, from its last byte read to its answer encoded.",
+            kafka.iter().map(|(name, c, _)| (api(name), c.latency.snapshot())),
+        )
+    }
+
+    fn encode_storage(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let mut fsyncs = LatencySnapshot::default();
+        for partition in self.node.registry.all_partitions() {
+            fsyncs.add(&partition.log().fsync_latency().snapshot());
+        }
+        latency_family(
+            encoder,
+            "rill_fsync_duration_seconds",
+            "fsyncs of partition logs (group commits and interval flushes) and how long they took.",
+            [(Labels::new(), fsyncs)],
+        )?;
+        let (sizes, sum) = self.metrics.writes.snapshot();
+        let buckets: Vec<(f64, u64)> =
+            WRITE_GROUP_BOUNDS.iter().map(|&b| b as f64).chain([f64::MAX]).zip(sizes).collect();
+        let count = sizes.iter().sum();
+        let mut metric = encoder.encode_descriptor(
+            "rill_write_group_append_calls",
+            "Append calls a partition writer wrote in one turn, under one fsync for `always` topics (group commit).",
+            None,
+            MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<NoLabelSet>(sum as f64, count, &buckets, None)?;
+        single(
+            encoder,
+            "rill_appends_in_flight",
+            "Partition appends writing to the disk now (at most appends_in_flight).",
+            MetricType::Gauge,
+            self.node.registry.appends_in_flight() as f64,
+        )
+    }
+
+    fn encode_groups(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let mut committed = Vec::new();
+        for group in self.node.offsets.groups().into_keys() {
+            committed.extend(self.node.offsets.for_group(&group).into_iter().map(|(key, c)| (key, c.offset)));
+        }
+        let label = |key: &OffsetKey| {
+            labels([
+                ("group", key.group.clone()),
+                ("topic", key.topic.clone()),
+                ("partition", key.partition.to_string()),
+            ])
+        };
+        family(
+            encoder,
+            "rill_group_committed_offset",
+            "A consumer group's committed offset of a partition.",
+            MetricType::Gauge,
+            committed.iter().map(|(key, offset)| (label(key), *offset as f64)),
+        )?;
+        let lag = committed.iter().filter_map(|(key, offset)| {
+            let partition = self.node.registry.partition(&key.topic, key.partition).ok()?;
+            Some((label(key), (partition.log().high_watermark() - offset).max(0) as f64))
+        });
+        family(
+            encoder,
+            "rill_group_lag_records",
+            "Records between a group's committed offset and the partition's high watermark.",
+            MetricType::Gauge,
+            lag,
+        )?;
+        let summaries = self.node.groups.summaries();
+        let group = |name: &String| labels([("group", name.clone())]);
+        family(
+            encoder,
+            "rill_group_members",
+            "Members of a consumer group.",
+            MetricType::Gauge,
+            summaries.iter().map(|(name, s)| (group(name), f64::from(s.member_count))),
+        )?;
+        family(
+            encoder,
+            "rill_group_generation",
+            "A consumer group's generation: it grows by one with every rebalance (0 while empty).",
+            MetricType::Gauge,
+            summaries.iter().map(|(name, s)| (group(name), f64::from(s.generation))),
+        )
+    }
+
+    fn encode_connections(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let connections = &self.metrics.connections;
+        let counters = [
+            ("rill_connections_accepted", "Client connections accepted.", &connections.accepted),
+            (
+                "rill_connections_refused",
+                "Client connections closed at once: max_connections were open.",
+                &connections.refused,
+            ),
+        ];
+        for (name, help, value) in counters {
+            single(encoder, name, help, MetricType::Counter, value.load(Ordering::Relaxed) as f64)?;
+        }
+        single(
+            encoder,
+            "rill_connections_open",
+            "Client connections open (gRPC and Kafka).",
+            MetricType::Gauge,
+            connections.open.load(Ordering::Relaxed) as f64,
+        )
+    }
+
+    fn encode_cluster(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Some(controller) = &self.controller else {
+            return Ok(());
+        };
+        let term = controller.raft.metrics().borrow().current_term;
+        single(encoder, "rill_controller_term", "The controller quorum's raft term.", MetricType::Gauge, term as f64)?;
+        let metadata = controller.metadata();
+        let led: Vec<_> = metadata
+            .topics
+            .iter()
+            .flat_map(|(topic, placement)| {
+                placement.partitions.iter().enumerate().map(move |(index, p)| (topic, index, p))
+            })
+            .filter(|(_, _, p)| p.leader == Some(controller.node_id))
+            .collect();
+        let label = |topic: &String, index: usize| labels([("topic", topic.clone()), ("partition", index.to_string())]);
+        family(
+            encoder,
+            "rill_partition_isr_size",
+            "In-sync replicas of a partition this node leads.",
+            MetricType::Gauge,
+            led.iter().map(|(topic, index, p)| (label(topic, *index), p.isr.len() as f64)),
+        )?;
+        family(
+            encoder,
+            "rill_partition_leader_epoch",
+            "Leader epoch of a partition this node leads: it grows by one with every leader change.",
+            MetricType::Gauge,
+            led.iter().map(|(topic, index, p)| (label(topic, *index), f64::from(p.leader_epoch))),
+        )?;
+        let under_replicated = led.iter().filter(|(_, _, p)| p.isr.len() < p.replicas.len()).count();
+        single(
+            encoder,
+            "rill_under_replicated_partitions",
+            "Partitions this node leads whose ISR is smaller than their replica set.",
+            MetricType::Gauge,
+            under_replicated as f64,
+        )
+    }
+}

@@ -1,0 +1,103 @@
+//! The admin listener end to end: `/health`, `/ready`, `/metrics` over a real socket, with figures that agree with
+//! what was produced, fetched and committed; and no listener (nor metrics) with `admin_listen` off.
+
+use std::net::SocketAddr;
+
+use rill_protocol::v1;
+use rill_tests::{fetch_request, TestBroker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 GET: the status code and the body.
+async fn get(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the admin listener");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: rill\r\nAccept: {accept}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send the request");
+    let mut response = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut response));
+    read.await.expect("answered within 10 s").expect("read the response");
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample written exactly as `series` (name and labels), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
+    let mut broker = TestBroker::start().await;
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    assert_ne!(admin.port(), 0, "port 0 was resolved to the port bound");
+    broker.create_topic("metered", 2).await;
+    broker.produce_values("metered", 1, &["a", "b", "c"]).await;
+    broker.produce_values("metered", 1, &["d", "e"]).await;
+    let fetched = broker.fetch_values("metered", 1, 0).await;
+    assert_eq!(fetched.len(), 5);
+    broker
+        .groups
+        .commit_offsets(v1::CommitOffsetsRequest {
+            group: "readers".into(),
+            member_id: String::new(),
+            generation: -1,
+            offsets: vec![v1::OffsetCommit {
+                topic: "metered".into(),
+                partition: 1,
+                offset: 2,
+                metadata: String::new(),
+            }],
+        })
+        .await
+        .expect("commit");
+    // A refused request, counted by its code.
+    let refused = broker.records.fetch(fetch_request("no-such-topic", 0, 0, 0, 0)).await;
+    assert!(refused.is_err());
+
+    assert_eq!(get(admin, "/health", "*/*").await, (200, "ok\n".into()));
+    assert_eq!(get(admin, "/ready", "*/*").await, (200, "ready\n".into()));
+    assert_eq!(get(admin, "/nothing-here", "*/*").await.0, 404);
+    let (status, text) = get(admin, "/metrics", "text/plain").await;
+    assert_eq!(status, 200);
+    let p1 = r#"{topic="metered",partition="1"}"#;
+    let p0 = r#"{topic="metered",partition="0"}"#;
+    assert_eq!(sample(&text, &format!("rill_partition_produced_records_total{p1}")), Some(5.0), "{text}");
+    assert_eq!(sample(&text, &format!("rill_partition_produced_records_total{p0}")), Some(0.0));
+    assert_eq!(sample(&text, &format!("rill_partition_log_end_offset{p1}")), Some(5.0));
+    assert_eq!(sample(&text, &format!("rill_partition_high_watermark{p1}")), Some(5.0));
+    assert_eq!(sample(&text, &format!("rill_partition_fetched_records_total{p1}")), Some(5.0));
+    assert!(sample(&text, &format!("rill_partition_produced_bytes_total{p1}"))
+        .is_some_and(|bytes| bytes > 5.0 * 61.0 / 2.0));
+    let group = r#"{group="readers",topic="metered",partition="1"}"#;
+    assert_eq!(sample(&text, &format!("rill_group_committed_offset{group}")), Some(2.0));
+    assert_eq!(sample(&text, &format!("rill_group_lag_records{group}")), Some(3.0));
+    assert_eq!(sample(&text, r#"rill_grpc_requests_total{method="rill.v1.Records/Produce"}"#), Some(2.0));
+    assert_eq!(
+        sample(&text, r#"rill_grpc_request_errors_total{method="rill.v1.Records/Fetch",code="NOT_FOUND"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"rill_grpc_request_duration_seconds_count{method="rill.v1.Records/Produce"}"#),
+        Some(2.0)
+    );
+    assert!(sample(&text, "rill_connections_open").is_some_and(|open| open >= 1.0));
+    assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|rss| rss > 0.0));
+    assert!(!text.contains("# EOF"), "the 0.0.4 text format has no end marker");
+    assert!(text.contains("# TYPE rill_partition_produced_records_total counter"));
+
+    let (status, openmetrics) = get(admin, "/metrics", "application/openmetrics-text;version=1.0.0").await;
+    assert_eq!(status, 200);
+    assert!(openmetrics.ends_with("# EOF\n"), "OpenMetrics ends with its marker");
+    assert!(openmetrics.contains("# TYPE rill_partition_produced_records counter"));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_listen_off_serves_nothing_and_records_nothing() {
+    let mut broker = TestBroker::start_with(|config| config.admin_listen = None).await;
+    assert_eq!(broker.handle.as_ref().and_then(|h| h.admin_addr()), None);
+    broker.create_topic("quiet", 1).await;
+    assert_eq!(broker.produce_values("quiet", 0, &["a"]).await, 0);
+    broker.shutdown().await;
+}

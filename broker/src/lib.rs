@@ -17,6 +17,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With `admin_listen` set (127.0.0.1:9644 by default), `metrics/` serves `/metrics` (Prometheus text),
+//! `/health` and `/ready` on a second port; hot-path metric updates are atomic adds, never a lock, a look-up or
+//! an allocation per record (docs/observability.md).
+//!
 //! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
 //! serves `ClusterAdmin`, and `replication/` replicates partitions Kafka's way (ISR, high watermark, leader

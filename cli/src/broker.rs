@@ -186,7 +186,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let broker = Broker::start(config).await?;
-        // The one line on stdout: scripts and tests read the address from it (useful with port 0).
+        // The first line on stdout: scripts and tests read the address from it (useful with port 0).
         println!("rill broker listening on {}", broker.addr());
         // A second line, so readers of the first are unaffected; tests with `--admin-listen 127.0.0.1:0` read it.
         if let Some(admin) = broker.admin_addr() {

@@ -3,7 +3,7 @@
 //!
 //! `rill broker` runs a node in the foreground (`rill_broker`). The client subcommands (`topic`, `produce`,
 //! `consume`, `group`, `cluster`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
-//! (`bench/`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
+//! (`bench/`); `rill top` watches one through its admin listener's `/metrics` (`top.rs`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
 //! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, e.g. by `| head`), 1 when a command fails, 2 for
@@ -20,6 +20,7 @@ mod output;
 mod produce;
 mod table;
 mod time_arg;
+mod top;
 mod topic;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Measure a broker's throughput and latency (produce, consume, end to end).
     Bench(bench::BenchArgs),
+    /// Live per-topic rates and group lag from a broker's /metrics, refreshed every second.
+    Top(top::TopArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => group::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Top(args) => top::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

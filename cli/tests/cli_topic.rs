@@ -175,7 +175,7 @@ fn the_broker_flag_overrides_rill_broker_and_the_default_is_the_brokers_own_addr
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    let commands: [&[&str]; 14] = [
+    let commands: [&[&str]; 15] = [
         &[],
         &["broker"],
         &["topic"],
@@ -190,6 +190,7 @@ fn every_subcommand_has_help_with_examples() {
         &["group", "list"],
         &["group", "describe"],
         &["group", "reset-offsets"],
+        &["top"],
     ];
     for args in commands {
         let mut command = std::process::Command::new(RILL);

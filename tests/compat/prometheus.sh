@@ -97,4 +97,25 @@ wait_for "[[ \$(query 'sum(rill_group_lag_records{group=\"promql\",topic=\"load\
 requests=$(query 'sum(rill_grpc_requests_total{method="rill.v1.Records/Produce"})')
 python3 -c "import sys; sys.exit(0 if float('$requests') >= 20 else 1)" \
   || { echo "prometheus.sh: $requests produce requests counted, expected at least 20" >&2; exit 1; }
+# The Grafana dashboard: every panel's query is valid PromQL that Prometheus evaluates over these series (its
+# template variables as "All"), and the throughput and lag panels find data.
+python3 - "$prom" docs/grafana/rill.json <<'PY'
+import json, sys, urllib.parse, urllib.request
+prom, path = sys.argv[1], sys.argv[2]
+dashboard = json.load(open(path))
+empty = []
+for panel in dashboard["panels"]:
+    for target in panel["targets"]:
+        expr = target["expr"]
+        for var in ("$instance", "$topic", "$group", "$job"):
+            expr = expr.replace(var, ".*")
+        url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        answer = json.load(urllib.request.urlopen(url))
+        assert answer["status"] == "success", (panel["title"], expr, answer)
+        if not answer["data"]["result"]:
+            empty.append(panel["title"])
+for needed in ("Records in / out per second, by topic", "Consumer lag by group", "Produce latency (gRPC)"):
+    assert needed not in empty, f"dashboard panel {needed!r} found no data"
+print(f"prometheus.sh: the dashboard's {sum(len(p['targets']) for p in dashboard['panels'])} queries evaluate")
+PY
 echo "prometheus.sh: promtool accepts /metrics; Prometheus saw $records records produced (increase() $increase), lag 0"

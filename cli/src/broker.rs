@@ -2,6 +2,7 @@
 //! (each overriding the one before); runs the node until SIGINT/SIGTERM, then shuts down gracefully (a second
 //! signal stops it at once, with exit status 1).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -186,12 +187,17 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let broker = Broker::start(config).await?;
-        // The first line on stdout: scripts and tests read the address from it (useful with port 0).
-        println!("rill broker listening on {}", broker.addr());
-        // A second line, so readers of the first are unaffected; tests with `--admin-listen 127.0.0.1:0` read it.
+        // The first line on stdout: scripts and tests read the address from it (useful with port 0). The admin
+        // address follows in the same write, so a reader that takes the first line and closes the pipe makes no
+        // later write fail (tests with `--admin-listen 127.0.0.1:0` read the second line).
+        let mut banner = format!("rill broker listening on {}\n", broker.addr());
         if let Some(admin) = broker.admin_addr() {
-            println!("rill admin listening on http://{admin}");
+            banner.push_str(&format!("rill admin listening on http://{admin}\n"));
         }
+        // A reader that went away is no reason to stop serving.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
+        drop(stdout);
         tokio::select! {
             signal = wait_for_signal() => signal?,
             reason = broker.failed() => {

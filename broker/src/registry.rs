@@ -263,7 +263,8 @@ impl Registry {
         partition_count: u32,
         settings: TopicSettings,
     ) -> Result<Arc<Topic>> {
-        let name = user_topic_name(name)?;
+        // The one reserved name a cluster places: the replicated committed offsets.
+        let name = if name == crate::offsets::OFFSETS_TOPIC { TopicName::new(name)? } else { user_topic_name(name)? };
         self.create_checked(name, partition_count, settings).await
     }
 

@@ -62,6 +62,7 @@ mod cluster_admin;
 mod compression;
 mod connection;
 mod consumer;
+mod coordinators;
 mod decode;
 mod delivery;
 mod error;

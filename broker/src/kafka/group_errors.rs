@@ -20,6 +20,7 @@ pub fn classic_code(err: &ClassicError) -> i16 {
         ClassicError::InvalidGroupId { .. } => ResponseError::InvalidGroupId,
         // Retriable: the client looks for the coordinator again, and finds the node once it is back.
         ClassicError::ShuttingDown => ResponseError::CoordinatorNotAvailable,
+        ClassicError::NotCoordinator(_) => ResponseError::NotCoordinator,
     };
     error.code()
 }

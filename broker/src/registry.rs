@@ -324,6 +324,9 @@ impl Registry {
     }
 
     pub async fn delete(&self, name: &str) -> Result<()> {
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(BrokerError::ReservedTopicName { name: name.to_owned() });
+        }
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         blocking({

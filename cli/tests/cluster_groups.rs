@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::{rill, rill_with_stdin, Running, DEADLINE};
+use rill_protocol::reason::Reason;
 
 /// Short sessions so the failover happens within the test's deadline; few offsets partitions keep it light.
 const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
@@ -115,6 +116,15 @@ fn a_member_keeps_its_committed_offsets_through_the_sigkill_of_its_coordinator()
         }
     };
 
+    // Another node refuses the group with the typed reason, naming the coordinator (the client follows it).
+    let other = (1..=3).find(|id| *id != coordinator).expect("another node");
+    let status = fetch_offsets_raw(cluster.addr(other));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let header = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(rill_protocol::reason::reason_of(&status), Some(Reason::NotCoordinator), "{status:?}");
+    assert_eq!(header("rill-coordinator-id"), Some(coordinator.to_string()), "{status:?}");
+    assert_eq!(header("rill-coordinator-address").as_deref(), Some(cluster.addr(coordinator)), "{status:?}");
+
     let before: Vec<String> = (0..50).map(|i| format!("before-{i}")).collect();
     assert!(produce_acked(&cluster.all(), &before), "produce to a healthy cluster failed");
     let member = Running::spawn(&cluster.all(), &["consume", "orders", "--group", GROUP, "--follow"]);
@@ -157,4 +167,15 @@ fn a_member_keeps_its_committed_offsets_through_the_sigkill_of_its_coordinator()
     let (status, stderr) = member.stop_with(libc::SIGTERM);
     assert!(status.success(), "the member exits cleanly: {stderr}");
     wait_for_commit(&survivors, &mut floor, "the final commit", |committed, end, _| committed == end);
+}
+
+/// FetchOffsets for the group, sent straight to `addr` (no client routing): the refusal as the node sent it.
+fn fetch_offsets_raw(addr: &str) -> tonic::Status {
+    use rill_protocol::v1::{consumer_groups_client::ConsumerGroupsClient, FetchOffsetsRequest};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut groups = ConsumerGroupsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let request = FetchOffsetsRequest { group: GROUP.into(), partitions: Vec::new() };
+        groups.fetch_offsets(request).await.expect_err("a node that is not the coordinator refuses")
+    })
 }

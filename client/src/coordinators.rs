@@ -67,7 +67,7 @@ impl Client {
 }
 
 /// Runs a unary group call at the group's coordinator, following `not-coordinator` and retrying an
-/// unreachable node until `timeout` has passed.
+/// unreachable node, or a commit short of in-sync replicas, until `timeout` has passed.
 pub(crate) async fn call_coordinator<T, F, Fut>(
     client: &Client,
     group: &str,
@@ -84,7 +84,10 @@ where
     loop {
         let result = call(timeout, ctx, send(client.groups_for(group))).await;
         let err = match result {
-            Err(err @ (Error::NotCoordinator { .. } | Error::Unavailable { .. })) => err,
+            // Too few in-sync replicas of the offsets partition is brief (a replica catching up): retried too.
+            Err(err @ (Error::NotCoordinator { .. } | Error::Unavailable { .. } | Error::NotEnoughReplicas { .. })) => {
+                err
+            }
             other => return other,
         };
         client.learn_coordinator(group, &err);

@@ -141,6 +141,11 @@ impl OffsetStore {
             Backing::Local(log) => Ok(Appended::Local(Arc::clone(log), log.append(batch)?.last_offset + 1)),
             Backing::Replicated(coordinators) => {
                 let loaded = coordinators.leading(group)?;
+                // As Kafka's coordinator: a commit that could be acknowledged by fewer copies than the topic's
+                // min_insync_replicas is refused, so an acknowledged commit survives the coordinator's loss.
+                if let Some(replication) = loaded.replication.upgrade() {
+                    replication.check_in_sync(OFFSETS_TOPIC, loaded.partition.index)?;
+                }
                 let end = loaded.partition.log().append(batch)?.last_offset + 1;
                 Ok(Appended::Replicated(loaded, end))
             }

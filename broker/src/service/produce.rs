@@ -23,6 +23,11 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
     }
+    // The broker's own topics (a cluster's `__consumer_offsets`) are written by the broker alone: a client's
+    // record there could forge a group's commit.
+    if request.topic.starts_with(crate::registry::RESERVED_PREFIX) {
+        return Err(BrokerError::ReservedTopicName { name: request.topic });
+    }
     let topic = node.registry.topic(&request.topic)?;
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;

@@ -100,6 +100,8 @@ fn a_member_keeps_its_committed_offsets_through_the_sigkill_of_its_coordinator()
     }
     let offsets_partition = coordinator_partition(GROUP, OFFSETS_PARTITIONS);
     let coordinator = loop {
+        // The first group request creates `__consumer_offsets` (refused meanwhile): the describe asks for it.
+        rill(cluster.addr(1), &["group", "describe", GROUP]);
         let placed = placement(cluster.addr(1), "__consumer_offsets", offsets_partition);
         let orders = placement(cluster.addr(1), "orders", 0);
         match (placed, orders) {

@@ -141,8 +141,11 @@ def test_metadata_lists_every_node_and_each_partition_leader_and_producers_reach
 
 def test_a_group_resumes_from_its_commits_after_its_coordinator_is_killed(cluster):
     group = "kafka-cluster-group"
-    offsets = wait_for(lambda: fully_in_sync(cluster.addrs[0], "__consumer_offsets", OFFSETS_PARTITIONS),
-                       "3 in-sync replicas of __consumer_offsets")
+    def offsets_in_sync():
+        # The first group request creates `__consumer_offsets` (FindCoordinator says not available meanwhile).
+        rill(cluster.addrs[0], "group", "describe", group, check=False)
+        return fully_in_sync(cluster.addrs[0], "__consumer_offsets", OFFSETS_PARTITIONS)
+    offsets = wait_for(offsets_in_sync, "3 in-sync replicas of __consumer_offsets")
     coordinator, _ = offsets[java_hash_partition(group, OFFSETS_PARTITIONS)]
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
     described = admin.describe_consumer_groups([group])[group].result(timeout=10)

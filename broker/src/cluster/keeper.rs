@@ -2,7 +2,6 @@
 //! - every node heartbeats to the controller leader (the leader records its own directly);
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
-//! - the leader creates the replicated `__consumer_offsets` topic once `min(3, peers)` nodes are alive;
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`.
 //!
 //! A node stops (see [`Controller::failed`]) when the leader says its data dir belongs to another cluster, or
@@ -77,30 +76,6 @@ async fn lead(controller: &Controller, now: Instant, session_timeout: Duration) 
             tracing::info!(node_id, %address, "node heartbeating; marking it alive");
             write(controller, Command::MarkAlive { node_id, address, at_ms }, session_timeout).await;
         }
-    }
-    create_offsets_topic(controller, &metadata, session_timeout).await;
-}
-
-/// Places `__consumer_offsets` (Kafka's `offsets.topic.num.partitions`, replication factor `min(3, peers)`)
-/// once that many nodes are alive, so groups get coordinators spread over the cluster from the start.
-async fn create_offsets_topic(controller: &Controller, metadata: &super::metadata::ClusterMetadata, timeout: Duration) {
-    use crate::offsets::{replicated, OFFSETS_TOPIC};
-    if metadata.topics.contains_key(OFFSETS_TOPIC) || metadata.cluster_id.is_none() {
-        return;
-    }
-    let replication_factor = controller.config.peers.len().min(3) as u32;
-    let alive = metadata.alive_nodes();
-    if (alive.len() as u32) < replication_factor {
-        return;
-    }
-    let settings = replicated::topic_settings(&controller.config);
-    let partitions = controller.config.offsets_topic_partitions;
-    match super::placement::place(partitions, Some(replication_factor), None, &alive, settings) {
-        Ok(placement) => {
-            tracing::info!(partitions, replication_factor, "creating the replicated {OFFSETS_TOPIC} topic");
-            write(controller, Command::CreateTopic { name: OFFSETS_TOPIC.to_owned(), placement }, timeout).await;
-        }
-        Err(err) => tracing::warn!(error = %err, "cannot place the {OFFSETS_TOPIC} topic yet"),
     }
 }
 

@@ -2,8 +2,10 @@
 //! group has one coordinator node, the leader of the partition its id hashes to (Kafka's rule, so a Kafka user
 //! can predict it: `Utils.abs(groupId.hashCode()) % offsets_topic_partitions`).
 //!
-//! The controller leader creates the topic once enough nodes are alive (`min(3, peers)` replicas, the usual
-//! `min_insync_replicas`), and it is replicated like any partition. A node that comes to lead one of its
+//! The topic is created through the controller on first need, as Kafka's broker does: the first group request
+//! or FindCoordinator that finds it missing proposes it (`min(3, peers)` replicas, the usual
+//! `min_insync_replicas`) and is refused as not-coordinator meanwhile; it is replicated like any partition. A
+//! cluster without groups never pays for its partitions. A node that comes to lead one of its
 //! partitions first waits for the high watermark to reach the log end it found (so it serves only what every
 //! in-sync replica holds), replays the partition into the shared map and only then answers for the groups that
 //! hash there (`Coordinators::loaded`). A node that stops leading one drops that partition's offsets and groups
@@ -14,6 +16,7 @@
 //! commit is on every ISR member of its offsets partition, so it survives the loss of the coordinator.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -59,6 +62,8 @@ pub(super) struct Coordinators {
     controller: Arc<Controller>,
     configured_partitions: u32,
     state: Mutex<Leading>,
+    /// A creation of the topic is under way: one at a time.
+    is_creating: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -77,7 +82,32 @@ pub(super) struct Loaded {
 
 impl Coordinators {
     pub fn new(controller: Arc<Controller>, configured_partitions: u32) -> Self {
-        Self { controller, configured_partitions, state: Mutex::new(Leading::default()) }
+        Self {
+            controller,
+            configured_partitions,
+            state: Mutex::new(Leading::default()),
+            is_creating: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Proposes the topic if the metadata has none yet (in the background: the caller is refused meanwhile).
+    fn ensure_topic(&self) {
+        if self.controller.metadata().topics.contains_key(OFFSETS_TOPIC)
+            || self.is_creating.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.is_creating.store(false, Ordering::Release);
+            return;
+        };
+        let (controller, is_creating) = (Arc::clone(&self.controller), Arc::clone(&self.is_creating));
+        runtime.spawn(async move {
+            if let Err(err) = create_topic(&controller).await {
+                tracing::warn!(error = %err, "cannot create the {OFFSETS_TOPIC} topic yet; the next group request retries");
+            }
+            is_creating.store(false, Ordering::Release);
+        });
     }
 
     /// The topic's partition count once it exists (it decides coordinators for good), the setting before.
@@ -95,6 +125,7 @@ impl Coordinators {
 
     /// The group's coordinator as the metadata names it: the leader of its offsets partition, and its address.
     pub fn coordinator(&self, group: &str) -> Option<(u64, String)> {
+        self.ensure_topic();
         let metadata = self.controller.metadata();
         let placed = metadata.partition(OFFSETS_TOPIC, self.partition_of(group))?;
         let leader = placed.leader?;
@@ -187,6 +218,30 @@ impl OffsetStore {
             super::Backing::Local(_) => None,
         }
     }
+}
+
+/// Places the topic (Kafka's `offsets.topic.num.partitions`, replication factor `min(3, peers)`) over the
+/// alive nodes and commits it through the controller. Another node's concurrent creation wins harmlessly.
+async fn create_topic(controller: &Controller) -> Result<()> {
+    let metadata = controller.metadata();
+    if metadata.topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let replication_factor = controller.config.peers.len().clamp(1, 3) as u32;
+    let partitions = controller.config.offsets_topic_partitions;
+    let settings = topic_settings(&controller.config);
+    let placement = crate::cluster::placement::place(
+        partitions,
+        Some(replication_factor),
+        None,
+        &metadata.alive_nodes(),
+        settings,
+    )?;
+    let command = crate::cluster::metadata::Command::CreateTopic { name: OFFSETS_TOPIC.to_owned(), placement };
+    if controller.propose(command).await?.changed {
+        tracing::info!(partitions, replication_factor, "created the replicated {OFFSETS_TOPIC} topic");
+    }
+    Ok(())
 }
 
 /// Loads one offsets partition this node has come to lead at `epoch`: waits for the high watermark to cover

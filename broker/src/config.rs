@@ -146,6 +146,9 @@ pub struct BrokerConfig {
     /// A follower that has not caught up with its partition leader's log end for this long leaves the ISR
     /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.
     pub replica_lag_time_max_ms: u64,
+    /// On a cluster: the number of partitions of the replicated `__consumer_offsets` topic (Kafka's
+    /// `offsets.topic.num.partitions`). Fixed once the topic exists: it decides every group's coordinator.
+    pub offsets_topic_partitions: u32,
 }
 
 /// Splits an advertised `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`) into its host and port.
@@ -203,6 +206,7 @@ impl Default for BrokerConfig {
             node_heartbeat_interval_ms: 1_000,
             node_session_timeout_ms: 6_000,
             replica_lag_time_max_ms: 10_000,
+            offsets_topic_partitions: 50,
         }
     }
 }
@@ -397,6 +401,9 @@ impl BrokerConfig {
                     self.group_session_timeout_ms, self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
                 ),
             );
+        }
+        if !(1..=1024).contains(&self.offsets_topic_partitions) {
+            return bad("offsets_topic_partitions", format!("{} is outside 1..=1024", self.offsets_topic_partitions));
         }
         if self.max_groups == 0 {
             return bad("max_groups", "must be at least 1".into());

@@ -88,6 +88,16 @@ pub enum BrokerError {
     Internal(String),
     #[error("node {node_id} does not lead partition {partition} of topic {topic:?}{}", leader_hint(*leader, leader_address))]
     NotLeader { topic: String, partition: u32, node_id: u64, leader: Option<u64>, leader_address: Option<String> },
+    /// On a cluster: this node is not the group's coordinator (it does not lead, or has not loaded, the
+    /// group's `__consumer_offsets` partition). `coordinator` is `None` while that partition has no leader.
+    #[error("node {node_id} is not the coordinator of group {group:?} (offsets partition {partition}){}", coordinator_hint(*coordinator, coordinator_address))]
+    NotCoordinator {
+        group: String,
+        partition: u32,
+        node_id: u64,
+        coordinator: Option<u64>,
+        coordinator_address: Option<String>,
+    },
     #[error(
         "partition {partition} of topic {topic:?} has {in_sync} in-sync replica(s), fewer than its \
          min_insync_replicas of {min_insync_replicas}: retry once replicas catch up"
@@ -141,6 +151,7 @@ impl BrokerError {
             BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
             BrokerError::NotLeader { .. } => Reason::NotLeader,
+            BrokerError::NotCoordinator { .. } => Reason::NotCoordinator,
             BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
             BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,
             BrokerError::Io { source, .. } => io_reason(source),
@@ -158,6 +169,25 @@ fn insert_leader(status: &mut Status, leader: Option<u64>, address: Option<&str>
     }
     if let Some(Ok(value)) = address.map(|a| a.parse()) {
         status.metadata_mut().insert(LEADER_ADDRESS_KEY, value);
+    }
+}
+
+/// The coordinator's id and address beside a not-coordinator refusal, as for a not-leader one.
+fn insert_coordinator(status: &mut Status, coordinator: Option<u64>, address: Option<&str>) {
+    use rill_protocol::reason::{COORDINATOR_ADDRESS_KEY, COORDINATOR_ID_KEY};
+    if let Some(Ok(value)) = coordinator.map(|id| id.to_string().parse()) {
+        status.metadata_mut().insert(COORDINATOR_ID_KEY, value);
+    }
+    if let Some(Ok(value)) = address.map(|a| a.parse()) {
+        status.metadata_mut().insert(COORDINATOR_ADDRESS_KEY, value);
+    }
+}
+
+fn coordinator_hint(coordinator: Option<u64>, address: &Option<String>) -> String {
+    match (coordinator, address) {
+        (Some(id), Some(address)) => format!(": node {id} at {address} is"),
+        (Some(id), None) => format!(": node {id} is"),
+        _ => ": it has no coordinator until the partition has a leader; retry".to_owned(),
     }
 }
 
@@ -235,6 +265,9 @@ impl From<BrokerError> for Status {
         let mut status = err.reason().status(err.to_string());
         if let BrokerError::NotLeader { leader, leader_address, .. } = &err {
             insert_leader(&mut status, *leader, leader_address.as_deref());
+        }
+        if let BrokerError::NotCoordinator { coordinator, coordinator_address, .. } = &err {
+            insert_coordinator(&mut status, *coordinator, coordinator_address.as_deref());
         }
         status
     }

@@ -24,7 +24,9 @@
 //! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
 //! serves `ClusterAdmin`, and `replication/` replicates partitions Kafka's way (ISR, high watermark, leader
-//! epochs) over the nodes the controller places them on. Without them nothing of that starts (docs/cluster.md).
+//! epochs) over the nodes the controller places them on; committed offsets then live in the replicated
+//! `__consumer_offsets` topic and each group is served by one coordinator node, the leader of its offsets
+//! partition (`offsets/replicated.rs`). Without them nothing of that starts (docs/cluster.md).
 //!
 //! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
 //! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
@@ -34,7 +36,8 @@
 //! Invariants:
 //! - One node per data dir (an exclusive `flock` on `<data>/__lock`). All on-disk state lives under it,
 //!   and no path is built from a name that did not pass `rill_storage::TopicName::new`. Names starting
-//!   with `__` are the broker's own (`__topics/`, `__consumer_offsets-0`, `__lock`); users cannot create them.
+//!   with `__` are the broker's own (`__topics/`, `__consumer_offsets-0`, `__lock`; a cluster's
+//!   `__consumer_offsets` topic); users cannot create, produce to or delete them.
 //! - A topic exists iff its metadata file exists; every create/delete/add-partitions writes that file (atomically)
 //!   as its commit point, so a restart after a crash restores exactly the acknowledged topics.
 //! - Each partition has exactly one writer task; appends are never made under a lock held across `.await`, and
@@ -42,7 +45,9 @@
 //! - Every queue is bounded (`partition_queue_batches`, `subscribe_queue_batches`): a slow disk or a slow
 //!   subscriber pushes back instead of growing memory.
 //! - Waiting (long-poll fetch, subscribe) is woken by appends through a watch channel, never by a polling loop.
-//! - An acknowledged `durable` produce and an acknowledged offset commit are fsynced.
+//! - An acknowledged `durable` produce and an acknowledged offset commit are fsynced; on a cluster an
+//!   acknowledged commit is on every in-sync replica of its `__consumer_offsets` partition, and only the node
+//!   that leads (and has loaded) that partition serves the group.
 //! - No partition is owned by two members of a consumer group at once (asserted after every rebalance step),
 //!   and a commit is accepted only from the member owning the partition, checked at the instant it lands.
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`), and Kafka

@@ -272,7 +272,8 @@ impl Registry {
         partition_count: u32,
         settings: TopicSettings,
     ) -> Result<Arc<Topic>> {
-        let name = user_topic_name(name)?;
+        // The one reserved name a cluster places: the replicated committed offsets.
+        let name = if name == crate::offsets::OFFSETS_TOPIC { TopicName::new(name)? } else { user_topic_name(name)? };
         self.create_checked(name, partition_count, settings).await
     }
 
@@ -332,6 +333,9 @@ impl Registry {
     }
 
     pub async fn delete(&self, name: &str) -> Result<()> {
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(BrokerError::ReservedTopicName { name: name.to_owned() });
+        }
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         blocking({

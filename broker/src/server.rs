@@ -108,7 +108,12 @@ impl Broker {
         let segment_files = Arc::new(SegmentFileCache::new(segment_files));
         let write_metrics = metrics.as_ref().map(|m| Arc::clone(&m.writes));
         let registry = Registry::restore(Arc::clone(&config), budget, segment_files, write_metrics).await?;
-        let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
+        // A cluster node keeps commits in the replicated `__consumer_offsets` topic, whose partition 0 would
+        // live in the single-node log's directory: it never opens that log.
+        let offsets = Arc::new(match &controller {
+            Some(controller) => OffsetStore::replicated(Arc::clone(controller), config.offsets_topic_partitions),
+            None => OffsetStore::open(&config.data_dir).await?,
+        });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
         // In a cluster the controller hands out the blocks, so that ids are unique across nodes and disks.

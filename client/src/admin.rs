@@ -14,6 +14,7 @@ pub use rill_protocol::v1::{
 use std::time::Duration;
 
 use crate::connection::{call, request, Client};
+use crate::coordinators::call_coordinator;
 use crate::error::{Error, RequestContext, Result};
 
 /// Which offset of a partition [`Admin::list_offsets`] looks up.
@@ -159,7 +160,12 @@ impl Admin {
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let message = DescribeGroupRequest { group: group.to_owned() };
         let ctx = RequestContext::default();
-        call(self.timeout(), ctx, self.client.groups().describe_group(request(message, self.timeout()))).await
+        let timeout = self.timeout();
+        call_coordinator(&self.client, group, ctx, timeout, |mut groups| {
+            let message = message.clone();
+            async move { groups.describe_group(request(message, timeout)).await }
+        })
+        .await
     }
 
     /// Every group with members or committed offsets, by name.
@@ -174,8 +180,12 @@ impl Admin {
     pub async fn delete_group(&self, group: &str) -> Result<u32> {
         let message = DeleteGroupRequest { group: group.to_owned() };
         let ctx = RequestContext::default();
-        let response =
-            call(self.timeout(), ctx, self.client.groups().delete_group(request(message, self.timeout()))).await?;
+        let timeout = self.timeout();
+        let response = call_coordinator(&self.client, group, ctx, timeout, |mut groups| {
+            let message = message.clone();
+            async move { groups.delete_group(request(message, timeout)).await }
+        })
+        .await?;
         Ok(response.deleted_offsets)
     }
 
@@ -197,8 +207,12 @@ impl Admin {
             timestamp_ms,
         };
         let ctx = RequestContext::topic(topic);
-        let response =
-            call(self.timeout(), ctx, self.client.groups().reset_offsets(request(message, self.timeout()))).await?;
+        let timeout = self.timeout();
+        let response = call_coordinator(&self.client, group, ctx, timeout, |mut groups| {
+            let message = message.clone();
+            async move { groups.reset_offsets(request(message, timeout)).await }
+        })
+        .await?;
         Ok(response.offsets)
     }
 
@@ -277,7 +291,11 @@ pub(crate) async fn committed_offsets(
         [(topic, _)] => RequestContext::topic(topic),
         _ => RequestContext::default(),
     };
-    let response = call(timeout, ctx, client.groups().fetch_offsets(request(message, timeout))).await?;
+    let response = call_coordinator(client, group, ctx, timeout, |mut groups| {
+        let message = message.clone();
+        async move { groups.fetch_offsets(request(message, timeout)).await }
+    })
+    .await?;
     Ok(response.offsets)
 }
 
@@ -304,7 +322,11 @@ pub(crate) async fn commit_offsets<'a>(
         [one] => RequestContext::partition(&one.topic, one.partition),
         _ => RequestContext::default(),
     };
-    call(timeout, ctx, client.groups().commit_offsets(request(message.clone(), timeout))).await?;
+    call_coordinator(client, group, ctx, timeout, |mut groups| {
+        let message = message.clone();
+        async move { groups.commit_offsets(request(message, timeout)).await }
+    })
+    .await?;
     Ok(())
 }
 

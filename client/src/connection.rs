@@ -66,6 +66,7 @@ struct Inner {
     current: AtomicUsize,
     config: ClientConfig,
     leaders: crate::leaders::Leaders,
+    coordinators: crate::coordinators::Coordinators,
 }
 
 impl std::fmt::Debug for Client {
@@ -113,12 +114,17 @@ impl Client {
             current: AtomicUsize::new(current),
             config,
             leaders: crate::leaders::Leaders::default(),
+            coordinators: crate::coordinators::Coordinators::default(),
         };
         Self { inner: Arc::new(inner) }
     }
 
     pub(crate) fn leaders(&self) -> &crate::leaders::Leaders {
         &self.inner.leaders
+    }
+
+    pub(crate) fn coordinators(&self) -> &crate::coordinators::Coordinators {
+        &self.inner.coordinators
     }
 
     /// Sends later calls to the next bootstrap node (a no-op with one).

@@ -56,6 +56,10 @@ pub enum Error {
     /// the leader. `leader_address` is the leader the node named, if it knew one.
     #[error("not the partition leader: {message}")]
     NotLeader { message: String, leader_address: Option<String> },
+    /// The node called is not the consumer group's coordinator (a cluster moved it): retried at the coordinator
+    /// the node named (`coordinator_address`), or at another node when it named none.
+    #[error("not the group's coordinator: {message}")]
+    NotCoordinator { message: String, coordinator_address: Option<String> },
     /// Too few in-sync replicas for an acks-all produce: retried, since replicas catch up or come back.
     #[error("not enough in-sync replicas: {message}")]
     NotEnoughReplicas { message: String },
@@ -161,6 +165,14 @@ impl Error {
                     .map(str::to_owned);
                 Error::NotLeader { message, leader_address }
             }
+            Some(Reason::NotCoordinator) => {
+                let coordinator_address = status
+                    .metadata()
+                    .get(rill_protocol::reason::COORDINATOR_ADDRESS_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Error::NotCoordinator { message, coordinator_address }
+            }
             Some(reason) => Self::from_reason(reason, status.code(), message, ctx),
             None => Self::from_code(status, message, ctx),
         }
@@ -197,6 +209,7 @@ impl Error {
             Reason::InvalidProducerEpoch => Error::ProducerFenced { message },
             // Handled with the leader's address in `from_status`; without it, the client asks for the leader.
             Reason::NotLeader => Error::NotLeader { message, leader_address: None },
+            Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
             Reason::ControllerUnavailable => Error::Unavailable { message },
             Reason::UnknownGroup | Reason::StorageFailure | Reason::Internal => Error::Broker { code, message },
@@ -252,6 +265,7 @@ impl Error {
                 | Error::TimedOut { .. }
                 | Error::DiskFull { .. }
                 | Error::NotLeader { .. }
+                | Error::NotCoordinator { .. }
                 | Error::NotEnoughReplicas { .. }
         )
     }

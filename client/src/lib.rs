@@ -45,6 +45,8 @@
 //! - No lock is held across an `.await`; the producer's one lock covers partition choice and encoding.
 //! - Record bytes are encoded straight into the batch buffer (no per-record allocation in the producer), and
 //!   consumed keys and values are `Bytes` slices of the fetched (or decompressed) buffer.
+//! - On a cluster, produce and fetch go to each partition's leader and group calls to each group's coordinator,
+//!   learned from the broker's typed `not-leader` and `not-coordinator` refusals, never from message text.
 //! - A consumer commits only positions past records it has handed to the application (at-least-once); a
 //!   subscribed consumer commits a partition's position before it acknowledges giving the partition up.
 //! - No gap in one producer's records in a partition: a batch that failed for good (the broker refused it, or
@@ -62,6 +64,7 @@ mod cluster_admin;
 mod compression;
 mod connection;
 mod consumer;
+mod coordinators;
 mod decode;
 mod delivery;
 mod error;

@@ -154,14 +154,14 @@ async fn member(
         return Ended::Lost("request queue closed".into());
     }
     let stream = tokio_stream_from(outgoing);
-    let mut groups = client.groups();
+    let mut groups = client.groups_for(&settings.group);
     let joined = tokio::select! {
         joined = groups.join_group(stream) => joined,
         _ = consumer_gone(applied) => return Ended::Left,
     };
     let mut responses = match joined {
         Ok(response) => response.into_inner(),
-        Err(status) => return classify(&status),
+        Err(status) => return classify(client, &settings.group, &status),
     };
     let mut heartbeat = tokio::time::interval(settings.session_timeout / 3);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,7 +188,7 @@ async fn member(
                     state.send_replace(MemberState { incarnation, assignment: Some(assignment), failure: None });
                 }
                 Ok(None) => return Ended::Lost("the broker ended the membership stream".into()),
-                Err(status) => return classify(&status),
+                Err(status) => return classify(client, &settings.group, &status),
             },
             _ = heartbeat.tick() => {
                 let acked = acked_generation(applied, incarnation);
@@ -241,10 +241,11 @@ fn heartbeat_request(acked_generation: i32) -> v1::GroupRequest {
     v1::GroupRequest { kind: Some(Kind::Heartbeat(v1::Heartbeat { acked_generation })) }
 }
 
-/// A join the broker refused as wrong is final; anything else (unreachable, restarting, session expired) is
-/// worth a rejoin.
-fn classify(status: &tonic::Status) -> Ended {
+/// A join the broker refused as wrong is final; anything else (unreachable, restarting, session expired, the
+/// group moved to another coordinator, which the client learns here) is worth a rejoin.
+fn classify(client: &Client, group: &str, status: &tonic::Status) -> Ended {
     let error = Error::from_status(status, RequestContext::default());
+    client.learn_coordinator(group, &error);
     match status.code() {
         tonic::Code::InvalidArgument | tonic::Code::NotFound => Ended::Refused(error),
         tonic::Code::ResourceExhausted if !error.is_retriable() => Ended::Refused(error),

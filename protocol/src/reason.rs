@@ -61,6 +61,10 @@ pub enum Reason {
     /// The node called does not lead the partition (any more): refresh the metadata and send to the leader,
     /// whose id and address the status's metadata carries when known ([`LEADER_ID_KEY`], [`LEADER_ADDRESS_KEY`]).
     NotLeader,
+    /// The node called is not the consumer group's coordinator (on a cluster, the leader of the group's
+    /// `__consumer_offsets` partition): send group requests to the coordinator, whose id and address the status's
+    /// metadata carries when known ([`COORDINATOR_ID_KEY`], [`COORDINATOR_ADDRESS_KEY`]).
+    NotCoordinator,
     /// The partition has fewer in-sync replicas than its topic's `min_insync_replicas`: retry later.
     NotEnoughReplicas,
     /// A cluster change (a topic created or deleted) that needs the controller quorum, which has no leader
@@ -75,9 +79,12 @@ pub enum Reason {
 /// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
 pub const LEADER_ID_KEY: &str = "rill-leader-id";
 pub const LEADER_ADDRESS_KEY: &str = "rill-leader-address";
+/// Metadata keys beside a [`Reason::NotCoordinator`]: the group's coordinator as the node called knows it.
+pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
+pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -100,6 +107,7 @@ impl Reason {
         Reason::OutOfOrderSequence,
         Reason::InvalidProducerEpoch,
         Reason::NotLeader,
+        Reason::NotCoordinator,
         Reason::NotEnoughReplicas,
         Reason::ControllerUnavailable,
         Reason::StorageFailure,
@@ -131,6 +139,7 @@ impl Reason {
             Reason::OutOfOrderSequence => ("out-of-order-sequence", Code::FailedPrecondition, 45), // OUT_OF_ORDER_SEQUENCE_NUMBER
             Reason::InvalidProducerEpoch => ("invalid-producer-epoch", Code::FailedPrecondition, 47), // INVALID_PRODUCER_EPOCH
             Reason::NotLeader => ("not-leader", Code::Unavailable, 6), // NOT_LEADER_OR_FOLLOWER
+            Reason::NotCoordinator => ("not-coordinator", Code::Unavailable, 16), // NOT_COORDINATOR
             Reason::NotEnoughReplicas => ("not-enough-replicas", Code::Unavailable, 19), // NOT_ENOUGH_REPLICAS
             Reason::ControllerUnavailable => ("controller-unavailable", Code::Unavailable, 41), // NOT_CONTROLLER
             Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR

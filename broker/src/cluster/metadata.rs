@@ -230,7 +230,6 @@ impl ClusterMetadata {
         }
     }
 
-    #[cfg(test)]
     pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionPlacement> {
         self.topics.get(topic)?.partitions.get(partition as usize)
     }

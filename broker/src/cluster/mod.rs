@@ -111,7 +111,7 @@ pub struct Controller {
     cluster_id: ClusterIdCell,
     /// Random per process start; see `HeartbeatRequest.incarnation`.
     incarnation: u64,
-    config: Arc<BrokerConfig>,
+    pub(crate) config: Arc<BrokerConfig>,
     identity: std::sync::Mutex<ClusterIdentity>,
     /// Set once to why this node must stop (it belongs to another cluster, its id is taken).
     failure: watch::Sender<Option<String>>,

@@ -29,6 +29,9 @@ pub enum MemberView {
         code: tonic::Code,
         message: String,
     },
+    /// The group moved to another coordinator: the stream ends with this status (`not-coordinator`, naming
+    /// the new coordinator when known), so the member rejoins there.
+    Moved(tonic::Status),
 }
 
 #[derive(Debug, Clone, Copy)]

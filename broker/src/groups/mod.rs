@@ -383,6 +383,35 @@ impl GroupCoordinator {
         Ok(u32::try_from(timeout).expect("validated below 2^32 by the config"))
     }
 
+    /// Forgets every group `is_moved` names (on a cluster, the groups of an offsets partition this node no
+    /// longer leads): each gRPC member's stream ends with `refusal(group)` (`not-coordinator`), so it rejoins
+    /// at the new coordinator; Kafka members' parked joins and syncs end (they rejoin, and hear NOT_COORDINATOR).
+    pub fn drop_groups(&self, is_moved: impl Fn(&str) -> bool, refusal: impl Fn(&str) -> Option<BrokerError>) {
+        let dropped: Vec<Group> = {
+            let mut groups = self.lock();
+            let names: Vec<String> = groups.keys().filter(|name| is_moved(name)).cloned().collect();
+            names.into_iter().filter_map(|name| groups.remove(&name)).collect()
+        };
+        for group in &dropped {
+            let status = refusal(&group.name).map_or_else(
+                || tonic::Status::unavailable(format!("group {:?} moved to another coordinator", group.name)),
+                tonic::Status::from,
+            );
+            for member in group.members.values() {
+                member.updates.send_replace(MemberView::Moved(status.clone()));
+            }
+            tracing::info!(group = %group.name, members = group.members.len(), "group moved to another coordinator");
+        }
+        let dropped_classic = {
+            let mut classic = self.classic_lock();
+            let names: Vec<String> = classic.keys().filter(|name| is_moved(name)).cloned().collect();
+            names.into_iter().filter_map(|name| classic.remove(&name)).count()
+        };
+        if dropped_classic > 0 {
+            tracing::info!(groups = dropped_classic, "Kafka groups moved to another coordinator");
+        }
+    }
+
     fn new_member_id(&self, client_id: &str) -> String {
         let n = self.next_member.fetch_add(1, Ordering::Relaxed);
         let prefix = if client_id.is_empty() { "member" } else { client_id };

@@ -45,6 +45,10 @@ impl Stream for AssignmentStream {
                 self.is_done = true;
                 Poll::Ready(Some(Err(Status::new(code, message))))
             }
+            Poll::Ready(Some(MemberView::Moved(status))) => {
+                self.is_done = true;
+                Poll::Ready(Some(Err(status)))
+            }
             Poll::Ready(Some(MemberView::Left)) | Poll::Ready(None) => {
                 self.is_done = true;
                 Poll::Ready(None)
@@ -67,6 +71,7 @@ pub async fn open(node: Arc<Node>, mut inbound: Streaming<v1::GroupRequest>) -> 
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
     }
+    node.offsets.check_coordinator(&join.group)?;
     let (joined, views) = node.groups.join(join, &node.registry)?;
     let views = WatchStream::new(views);
     tokio::spawn(keep_session(node, joined, inbound));
@@ -86,6 +91,9 @@ async fn keep_session(node: Arc<Node>, joined: Joined, mut inbound: Streaming<v1
         End::Failed(_, message) => message.clone(),
     };
     node.groups.remove(&joined.group, &joined.member_id, &node.registry, &reason);
+    if matches!(*joined.updates.borrow(), MemberView::Moved(_)) {
+        return;
+    }
     joined.updates.send_replace(match end {
         End::Left => MemberView::Left,
         End::Failed(code, message) => MemberView::Ended { code, message },

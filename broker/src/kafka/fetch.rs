@@ -40,7 +40,11 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest) -> FetchRespons
                     partition: u32::try_from(asked.partition)
                         .map_err(|_| kafka_protocol::ResponseError::UnknownTopicOrPartition.code())
                         .and_then(|index| {
-                            node.registry.partition(topic.topic.0.as_str(), index).map_err(|err| error_code(&err))
+                            // A cluster's non-leader answers NOT_LEADER_OR_FOLLOWER: the client refreshes Metadata.
+                            let name = topic.topic.0.as_str();
+                            node.check_leader(name, index)
+                                .and_then(|()| node.registry.partition(name, index))
+                                .map_err(|err| error_code(&err))
                         }),
                     index: asked.partition,
                     fetch_offset: asked.fetch_offset,

@@ -1,6 +1,8 @@
-//! FindCoordinator (v0–v4): which node coordinates a consumer group. rill has one group coordinator per node,
-//! and this node answers for every group with its own advertised address (what Metadata names, so a client
-//! behind NAT reaches it the same way). v4 asks for several groups at once (`coordinator_keys`); earlier
+//! FindCoordinator (v0–v4): which node coordinates a consumer group. A single node coordinates every group and
+//! answers with its own advertised address (what Metadata names, so a client behind NAT reaches it the same
+//! way). On a cluster the coordinator is the leader of the group's `__consumer_offsets` partition
+//! (`offsets::replicated`), named by its id and cluster address; COORDINATOR_NOT_AVAILABLE while that partition
+//! has no leader (or the topic is not placed yet). v4 asks for several groups at once (`coordinator_keys`); earlier
 //! versions for one (`key`). Transactions have no coordinator here: a transactional key is refused.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -47,9 +49,28 @@ fn coordinator_for(kafka: &KafkaContext, key_type: i8, key: &StrBytes) -> Coordi
     if let Err(err) = check_group_id(key.as_str()) {
         return refused(ResponseError::InvalidGroupId, err.to_string());
     }
-    Coordinator::default()
-        .with_key(key.clone())
-        .with_node_id(BrokerId(kafka.node_id))
-        .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
-        .with_port(i32::from(kafka.advertised_port))
+    if kafka.node.replication.is_none() {
+        return Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(kafka.node_id))
+            .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
+            .with_port(i32::from(kafka.advertised_port));
+    }
+    let Some((node_id, address)) = kafka.node.offsets.coordinator(key.as_str()) else {
+        return refused(
+            ResponseError::CoordinatorNotAvailable,
+            format!("group {:?}'s offsets partition has no leader yet: retry", key.as_str()),
+        );
+    };
+    match (crate::config::parse_advertise(&address), i32::try_from(node_id)) {
+        (Ok((host, port)), Ok(node_id)) => Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(node_id))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port)),
+        _ => refused(
+            ResponseError::CoordinatorNotAvailable,
+            format!("node {node_id}'s address {address:?} cannot be named to a Kafka client"),
+        ),
+    }
 }

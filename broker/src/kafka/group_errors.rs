@@ -20,6 +20,7 @@ pub fn classic_code(err: &ClassicError) -> i16 {
         ClassicError::InvalidGroupId { .. } => ResponseError::InvalidGroupId,
         // Retriable: the client looks for the coordinator again, and finds the node once it is back.
         ClassicError::ShuttingDown => ResponseError::CoordinatorNotAvailable,
+        ClassicError::NotCoordinator(_) => ResponseError::NotCoordinator,
     };
     error.code()
 }
@@ -34,7 +35,8 @@ pub fn group_code(err: &BrokerError) -> i16 {
         BrokerError::GroupKindMismatch { .. } => ResponseError::InconsistentGroupProtocol,
         BrokerError::InvalidArgument { field: "group", .. } => ResponseError::InvalidGroupId,
         BrokerError::TooManyGroups { .. } | BrokerError::TooManyMembers { .. } => ResponseError::GroupMaxSizeReached,
-        BrokerError::ShuttingDown => ResponseError::CoordinatorNotAvailable,
+        // Kafka's coordinator answers a commit short of in-sync replicas so: the client retries it.
+        BrokerError::ShuttingDown | BrokerError::NotEnoughReplicas { .. } => ResponseError::CoordinatorNotAvailable,
         other => return error_code(other),
     };
     error.code()

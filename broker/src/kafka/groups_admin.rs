@@ -67,6 +67,9 @@ fn described(kafka: &KafkaContext, group_id: &GroupId) -> DescribedGroup {
     if let Err(err) = check_group_id(group) {
         return answer.with_error_code(group_code(&err)).with_group_state(text("Dead"));
     }
+    if let Err(err) = node.offsets.check_coordinator(group) {
+        return answer.with_error_code(group_code(&err)).with_group_state(text("Dead"));
+    }
     if let Some(classic) = node.groups.classic_snapshot(group) {
         return classic_described(answer, classic);
     }

@@ -9,8 +9,13 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, LeaveGroupRe
 
 use super::group_errors::classic_code;
 use super::KafkaContext;
+use crate::groups::classic::ClassicError;
 
 pub fn heartbeat(kafka: &KafkaContext, request: &HeartbeatRequest) -> HeartbeatResponse {
+    if let Err(err) = kafka.node.offsets.check_coordinator(request.group_id.0.as_str()) {
+        return HeartbeatResponse::default()
+            .with_error_code(classic_code(&ClassicError::NotCoordinator(err.to_string())));
+    }
     let beat = kafka.node.groups.classic_heartbeat(
         request.group_id.0.as_str(),
         request.member_id.as_str(),
@@ -22,6 +27,10 @@ pub fn heartbeat(kafka: &KafkaContext, request: &HeartbeatRequest) -> HeartbeatR
 pub fn leave(kafka: &KafkaContext, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let groups = Arc::clone(&kafka.node.groups);
     let group = request.group_id.0.as_str();
+    if let Err(err) = kafka.node.offsets.check_coordinator(group) {
+        return LeaveGroupResponse::default()
+            .with_error_code(classic_code(&ClassicError::NotCoordinator(err.to_string())));
+    }
     if version < 3 {
         let left = groups.classic_leave(group, request.member_id.as_str(), None);
         return LeaveGroupResponse::default().with_error_code(left.map_or_else(|err| classic_code(&err), |()| 0));

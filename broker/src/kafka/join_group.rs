@@ -42,6 +42,9 @@ pub async fn answer(
         requires_known_member_id: version >= 4,
     };
     let member_id = join.member_id.clone();
+    if let Err(err) = kafka.node.offsets.check_coordinator(&join.group) {
+        return refused(&ClassicError::NotCoordinator(err.to_string()), member_id);
+    }
     let outcome = match kafka.node.groups.classic_join(join) {
         Ok(pending) => super::sync_group::wait(kafka, pending).await,
         Err(err) => Err(err),

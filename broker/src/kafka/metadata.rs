@@ -1,5 +1,7 @@
-//! Metadata: this node as the one broker, and each topic asked for with its partitions, all led by this node.
-//! Topics are never created by a Metadata request (Kafka's `auto.create.topics.enable=false`): an unknown one
+//! Metadata: on a single node, this node as the one broker, and each topic asked for with its partitions, all
+//! led by this node. On a cluster (`cluster_answer`), every alive node as a broker with its cluster address, and
+//! per partition the leader, leader epoch, replicas and ISR the controller's metadata holds, so Kafka clients
+//! send produces and fetches to leaders. Topics are never created by a Metadata request (Kafka's `auto.create.topics.enable=false`): an unknown one
 //! is answered with UNKNOWN_TOPIC_OR_PARTITION.
 
 use kafka_protocol::messages::metadata_response::{
@@ -16,6 +18,9 @@ use crate::registry::Topic;
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub fn answer(kafka: &KafkaContext, request: &MetadataRequest) -> MetadataResponse {
+    if let Some(replication) = &kafka.node.replication {
+        return cluster_answer(replication, request);
+    }
     let registry = &kafka.node.registry;
     let topics = match &request.topics {
         // Null: every topic (the broker's own `__` logs are not topics in the registry).
@@ -62,4 +67,70 @@ fn described(kafka: &KafkaContext, topic: &Topic) -> MetadataResponseTopic {
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.to_string()))))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+fn cluster_answer(replication: &crate::replication::Replication, request: &MetadataRequest) -> MetadataResponse {
+    let metadata = replication.metadata();
+    let brokers = metadata
+        .alive_nodes()
+        .into_iter()
+        .filter_map(|id| {
+            let address = metadata.address_of(id)?;
+            let (host, port) = crate::config::parse_advertise(address).ok()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(i32::try_from(id).ok()?))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port)),
+            )
+        })
+        .collect();
+    let placed_topic = |name: &str, placed: &crate::cluster::metadata::TopicPlacement| {
+        let broker = |id: &u64| BrokerId(i32::try_from(*id).unwrap_or(-1));
+        let partitions = placed
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let answer = MetadataResponsePartition::default()
+                    .with_partition_index(index as i32)
+                    .with_leader_id(p.leader.as_ref().map_or(BrokerId(-1), broker))
+                    .with_leader_epoch(i32::try_from(p.leader_epoch).unwrap_or(i32::MAX))
+                    .with_replica_nodes(p.replicas.iter().map(broker).collect())
+                    .with_isr_nodes(p.isr.iter().map(broker).collect());
+                match p.leader {
+                    Some(_) => answer,
+                    None => answer.with_error_code(ResponseError::LeaderNotAvailable.code()),
+                }
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+            .with_is_internal(name == crate::offsets::OFFSETS_TOPIC)
+            .with_partitions(partitions)
+            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+    };
+    let topics = match &request.topics {
+        None => metadata.topics.iter().map(|(name, placed)| placed_topic(name, placed)).collect(),
+        Some(asked) => asked
+            .iter()
+            .map(|asked| {
+                let name = asked.name.as_ref().map(|name| name.0.as_str()).unwrap_or_default();
+                match metadata.topics.get(name) {
+                    Some(placed) => placed_topic(name, placed),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_name(asked.name.clone())
+                        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                }
+            })
+            .collect(),
+    };
+    let controller_id = replication.controller_leader().and_then(|id| i32::try_from(id).ok()).unwrap_or(-1);
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(metadata.cluster_id.clone().unwrap_or_else(|| "rill".into()))))
+        .with_controller_id(BrokerId(controller_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -22,6 +22,9 @@ pub async fn answer(kafka: &KafkaContext, request: OffsetDeleteRequest) -> Offse
         return OffsetDeleteResponse::default().with_error_code(group_code(&err));
     }
     let node = &kafka.node;
+    if let Err(err) = node.offsets.check_coordinator(&group) {
+        return OffsetDeleteResponse::default().with_error_code(group_code(&err));
+    }
     if node.groups.snapshot(&group).is_none() && node.offsets.for_group(&group).is_empty() {
         return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
     }

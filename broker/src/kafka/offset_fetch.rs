@@ -91,6 +91,7 @@ fn lookup(
     let group = group.0.as_str();
     check_group_id(group).map_err(|err| group_code(&err))?;
     let store = &kafka.node.offsets;
+    store.check_coordinator(group).map_err(|err| group_code(&err))?;
     let Some(wanted) = wanted else {
         let mut topics: Vec<(TopicName, Vec<Found>)> = Vec::new();
         for (key, committed) in store.for_group(group) {

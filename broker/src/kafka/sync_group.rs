@@ -20,6 +20,10 @@ pub async fn answer(kafka: &KafkaContext, request: SyncGroupRequest) -> SyncGrou
         })
         .collect();
     let protocol = (request.protocol_type.map(|t| t.to_string()), request.protocol_name.map(|p| p.to_string()));
+    if let Err(err) = kafka.node.offsets.check_coordinator(request.group_id.0.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(classic_code(&ClassicError::NotCoordinator(err.to_string())));
+    }
     let synced = kafka.node.groups.classic_sync(
         request.group_id.0.as_str(),
         request.member_id.as_str(),

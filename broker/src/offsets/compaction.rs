@@ -122,7 +122,7 @@ mod tests {
         let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
         assert_eq!(store.get(&key(0)).map(|c| c.offset), Some(11_997));
         assert_eq!(store.get(&key(2)), Some(Committed { offset: 11_999, metadata: "r3".into(), commit_time_ms: 7 }));
-        assert_eq!(store.log.high_watermark(), 3, "one record per live key");
+        assert_eq!(store.local_log().high_watermark(), 3, "one record per live key");
         assert!(!dir.path().join(format!("{OFFSETS_LOG_DIR}.old")).exists());
         store.commit(vec![(key(1), 5, String::new())], 8).await.unwrap();
         store.close().await.unwrap();

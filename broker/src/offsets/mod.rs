@@ -1,5 +1,6 @@
-//! Committed consumer-group offsets, stored durably in an internal log, `<data>/__consumer_offsets-0`, and
-//! kept in memory for lookups.
+//! Committed consumer-group offsets, stored durably in an internal log and kept in memory for lookups. On a
+//! single node the log is `<data>/__consumer_offsets-0`, local and fsynced; on a cluster node it is the partitions
+//! of the replicated topic `__consumer_offsets` this node leads (`replicated.rs`), with the same record format.
 //!
 //! Each commit is one record: the key names (group, topic, partition), the value holds the offset, the commit
 //! time and the metadata string. On start the whole log is replayed and the last record per key wins, as in
@@ -25,6 +26,9 @@ use crate::error::{BrokerError, Result};
 use crate::registry::blocking;
 
 mod compaction;
+pub mod replicated;
+
+pub use replicated::OFFSETS_TOPIC;
 
 /// The internal log's directory name; the `__` prefix is reserved, so no user topic can collide with it.
 pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
@@ -51,8 +55,22 @@ pub struct Committed {
     pub commit_time_ms: i64,
 }
 
+/// Where the commits go.
+enum Backing {
+    /// A single node: the local log, fsynced before a commit is answered.
+    Local(Arc<Log>),
+    /// A cluster node: the `__consumer_offsets` partitions it leads; a commit is answered at the high watermark.
+    Replicated(replicated::Coordinators),
+}
+
+/// Where one commit or delete was appended, and what must happen before it is answered.
+enum Appended {
+    Local(Arc<Log>, i64),
+    Replicated(replicated::Loaded, i64),
+}
+
 pub struct OffsetStore {
-    log: Arc<Log>,
+    backing: Backing,
     /// Guards appends to the log together with the map update, so the map and the log agree on which of two
     /// concurrent commits of one key came last. Held only inside blocking tasks, never across an await.
     committed: Mutex<BTreeMap<OffsetKey, Committed>>,
@@ -84,9 +102,74 @@ impl OffsetStore {
                 (committed, records) = replay(&log)?;
             }
             tracing::info!(entries = committed.len(), records, "restored committed offsets");
-            Ok(OffsetStore { log: Arc::new(log), committed: Mutex::new(committed) })
+            Ok(OffsetStore { backing: Backing::Local(Arc::new(log)), committed: Mutex::new(committed) })
         })
         .await
+    }
+
+    /// A cluster node's store: empty until this node leads (and has loaded) partitions of `__consumer_offsets`.
+    pub fn replicated(controller: Arc<crate::cluster::Controller>, offsets_topic_partitions: u32) -> OffsetStore {
+        OffsetStore {
+            backing: Backing::Replicated(replicated::Coordinators::new(controller, offsets_topic_partitions)),
+            committed: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Ok on a single node, or if this node coordinates the group (leads its offsets partition and has loaded
+    /// it); `not-coordinator`, naming the coordinator when there is one, otherwise.
+    pub fn check_coordinator(&self, group: &str) -> Result<()> {
+        match &self.backing {
+            Backing::Local(_) => Ok(()),
+            Backing::Replicated(coordinators) => coordinators.leading(group).map(|_| ()),
+        }
+    }
+
+    /// The group's coordinator (node id and address) on a cluster; `None` on a single node, or while the
+    /// group's offsets partition has no leader.
+    pub fn coordinator(&self, group: &str) -> Option<(u64, String)> {
+        self.coordinators().and_then(|c| c.coordinator(group))
+    }
+
+    /// The offsets partition a group's commits go to (0 on a single node).
+    pub fn partition_of(&self, group: &str) -> u32 {
+        self.coordinators().map_or(0, |c| c.partition_of(group))
+    }
+
+    /// Appends `batch` for `group` where the backing keeps it. Runs under the store's lock.
+    fn append_for(&self, group: &str, batch: &[u8]) -> Result<Appended> {
+        match &self.backing {
+            Backing::Local(log) => Ok(Appended::Local(Arc::clone(log), log.append(batch)?.last_offset + 1)),
+            Backing::Replicated(coordinators) => {
+                let loaded = coordinators.leading(group)?;
+                // As Kafka's coordinator: a commit that could be acknowledged by fewer copies than the topic's
+                // min_insync_replicas is refused, so an acknowledged commit survives the coordinator's loss.
+                if let Some(replication) = loaded.replication.upgrade() {
+                    replication.check_in_sync(OFFSETS_TOPIC, loaded.partition.index)?;
+                }
+                let end = loaded.partition.log().append(batch)?.last_offset + 1;
+                Ok(Appended::Replicated(loaded, end))
+            }
+        }
+    }
+
+    /// Before a commit or delete is answered: fsynced on a single node; on a cluster, on every in-sync replica.
+    async fn settle(&self, group: &str, appended: Appended) -> Result<()> {
+        match appended {
+            Appended::Local(log, end) => blocking(move || Ok(log.sync_through(end)?)).await,
+            Appended::Replicated(loaded, end) => {
+                let Some(replication) = loaded.replication.upgrade() else { return Err(BrokerError::ShuttingDown) };
+                replication.on_append(&loaded.partition);
+                replication.wait_replicated(&loaded.partition, loaded.epoch, end).await.map_err(|err| match err {
+                    // Deposed while waiting: the commit may or may not survive; the member retries at the new
+                    // coordinator (where its membership is gone, so it rejoins and re-reads from the last commit).
+                    BrokerError::NotLeader { .. } => match self.coordinators() {
+                        Some(c) => c.leading(group).err().unwrap_or(err),
+                        None => err,
+                    },
+                    other => other,
+                })
+            }
+        }
     }
 
     /// Stores the commits durably; returns once they are fsynced. The caller has validated them.
@@ -108,8 +191,13 @@ impl OffsetStore {
         if commits.is_empty() {
             return blocking(check).await;
         }
+        let group = commits[0].0.group.clone();
+        if commits.iter().any(|(key, _, _)| key.group != group) {
+            return Err(BrokerError::Internal("one commit call for several groups".into()));
+        }
         let store = Arc::clone(self);
-        let end_offset = blocking(move || {
+        let routed = group.clone();
+        let appended = blocking(move || {
             let mut builder = RecordBatchBuilder::default();
             for (key, offset, metadata) in &commits {
                 builder.push(&Record {
@@ -121,16 +209,16 @@ impl OffsetStore {
             }
             let batch = builder.build();
             let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            store.check_coordinator(&routed)?;
             check()?;
-            let appended = store.log.append(&batch)?;
+            let appended = store.append_for(&routed, &batch)?;
             for (key, offset, metadata) in commits {
                 committed.insert(key, Committed { offset, metadata, commit_time_ms: now_ms });
             }
-            Ok(appended.last_offset + 1)
+            Ok(appended)
         })
         .await?;
-        let log = Arc::clone(&self.log);
-        blocking(move || Ok(log.sync_through(end_offset)?)).await
+        self.settle(&group, appended).await
     }
 
     /// Forgets every committed offset of `group` (a tombstone per key, fsynced) if `check` passes under the
@@ -141,7 +229,8 @@ impl OffsetStore {
         now_ms: i64,
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
-        self.forget_checked(move |key| key.group == group, now_ms, check).await
+        let forgets = group.clone();
+        self.forget_checked(group, move |key| key.group == forgets, now_ms, check).await
     }
 
     /// Forgets the committed offsets of `keys` that exist (Kafka's OffsetDelete), like `delete_group_checked`.
@@ -152,18 +241,22 @@ impl OffsetStore {
         now_ms: i64,
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
-        self.forget_checked(move |key| keys.contains(key), now_ms, check).await
+        let Some(group) = keys.first().map(|key| key.group.clone()) else { return Ok(0) };
+        self.forget_checked(group, move |key| keys.contains(key), now_ms, check).await
     }
 
     async fn forget_checked(
         self: &Arc<Self>,
+        group: String,
         forgets: impl Fn(&OffsetKey) -> bool + Send + 'static,
         now_ms: i64,
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
         let store = Arc::clone(self);
-        let (end_offset, deleted) = blocking(move || {
+        let routed = group.clone();
+        let (appended, deleted) = blocking(move || {
             let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            store.check_coordinator(&routed)?;
             check()?;
             let keys: Vec<OffsetKey> = committed.keys().filter(|k| forgets(k)).cloned().collect();
             if keys.is_empty() {
@@ -175,20 +268,19 @@ impl OffsetStore {
                     Record { key: Some(encode_key(key)), value: None, headers: Vec::new(), timestamp_ms: now_ms };
                 // Tombstones are small; split like compaction does so a huge group never exceeds the batch limit.
                 if !builder.is_empty() && builder.encoded_bytes() + builder.record_bytes(&record) > DELETE_BATCH_BYTES {
-                    store.log.append(&std::mem::take(&mut builder).build())?;
+                    store.append_for(&routed, &std::mem::take(&mut builder).build())?;
                 }
                 builder.push(&record);
             }
-            let appended = store.log.append(&builder.build())?;
+            let appended = store.append_for(&routed, &builder.build())?;
             for key in &keys {
                 committed.remove(key);
             }
-            Ok((Some(appended.last_offset + 1), keys.len()))
+            Ok((Some(appended), keys.len()))
         })
         .await?;
-        if let Some(end_offset) = end_offset {
-            let log = Arc::clone(&self.log);
-            blocking(move || Ok(log.sync_through(end_offset)?)).await?;
+        if let Some(appended) = appended {
+            self.settle(&group, appended).await?;
         }
         Ok(deleted)
     }
@@ -215,8 +307,22 @@ impl OffsetStore {
 
     /// Closes the log cleanly.
     pub async fn close(&self) -> Result<()> {
-        let log = Arc::clone(&self.log);
-        blocking(move || Ok(log.close()?)).await
+        match &self.backing {
+            Backing::Local(log) => {
+                let log = Arc::clone(log);
+                blocking(move || Ok(log.close()?)).await
+            }
+            // The registry closes the offsets topic's partitions with every other topic's.
+            Backing::Replicated(_) => Ok(()),
+        }
+    }
+
+    #[cfg(test)]
+    fn local_log(&self) -> &Arc<Log> {
+        match &self.backing {
+            Backing::Local(log) => log,
+            Backing::Replicated(_) => panic!("a cluster node's store has no local log"),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OffsetKey, Committed>> {

@@ -93,6 +93,16 @@ impl Replication {
         self.node.upgrade().ok_or(BrokerError::ShuttingDown)
     }
 
+    /// The controller's metadata as this node last applied it.
+    pub fn metadata(&self) -> Arc<crate::cluster::metadata::ClusterMetadata> {
+        self.controller.metadata()
+    }
+
+    /// The controller quorum's leader as this node knows it.
+    pub fn controller_leader(&self) -> Option<u64> {
+        self.controller.raft.metrics().borrow().current_leader
+    }
+
     fn placement(&self, topic: &str, partition: u32) -> Result<(PartitionPlacement, u32)> {
         let metadata = self.controller.metadata();
         let placed = metadata.topics.get(topic).ok_or_else(|| BrokerError::UnknownTopic { topic: topic.to_owned() })?;

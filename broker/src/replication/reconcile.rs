@@ -117,6 +117,16 @@ impl Reconciler {
                 partition.wake_waiters();
             }
         }
+        let unloaded = node.offsets.follow_leadership(replication, metadata, |index| {
+            node.registry.partition(crate::offsets::OFFSETS_TOPIC, index).ok()
+        });
+        if !unloaded.is_empty() {
+            let offsets = std::sync::Arc::clone(&node.offsets);
+            node.groups.drop_groups(
+                |group| unloaded.contains(&offsets.partition_of(group)),
+                |group| offsets.check_coordinator(group).err(),
+            );
+        }
         self.fetchers.retain(|leader, _| wanted.contains_key(leader));
         for (leader, mut assignments) in wanted {
             assignments.sort();

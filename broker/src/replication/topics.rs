@@ -40,6 +40,9 @@ impl Replication {
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        if name.starts_with(crate::registry::RESERVED_PREFIX) {
+            return Err(BrokerError::ReservedTopicName { name: name.to_owned() });
+        }
         if !self.controller.metadata().topics.contains_key(name) {
             return Err(BrokerError::UnknownTopic { topic: name.to_owned() });
         }

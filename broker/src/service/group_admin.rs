@@ -16,6 +16,7 @@ use crate::registry::blocking;
 
 pub fn describe(node: &Node, group: String) -> Result<v1::DescribeGroupResponse> {
     check_group_id(&group)?;
+    node.offsets.check_coordinator(&group)?;
     let snapshot = node.groups.snapshot(&group);
     let offsets: BTreeMap<TopicPartition, i64> = node
         .offsets
@@ -90,6 +91,7 @@ pub fn list(node: &Node) -> v1::ListGroupsResponse {
 
 pub async fn delete(node: &Node, group: String) -> Result<v1::DeleteGroupResponse> {
     check_group_id(&group)?;
+    node.offsets.check_coordinator(&group)?;
     node.groups.check_empty(&group, "deleting a group")?;
     let is_known = node.groups.knows(&group);
     let groups = Arc::clone(&node.groups);
@@ -108,6 +110,7 @@ pub async fn delete(node: &Node, group: String) -> Result<v1::DeleteGroupRespons
 
 pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::ResetOffsetsResponse> {
     check_group_id(&request.group)?;
+    node.offsets.check_coordinator(&request.group)?;
     node.groups.check_empty(&request.group, "resetting offsets")?;
     let topic = node.registry.topic(&request.topic)?;
     let indexes: Vec<u32> =

@@ -27,6 +27,7 @@ impl ConsumerGroups for RillService {
         let request = request.into_inner();
         check_group_id(&request.group)?;
         let store = &self.node.offsets;
+        store.check_coordinator(&request.group)?;
         let offsets = if request.partitions.is_empty() {
             store.for_group(&request.group).into_iter().map(|(key, c)| committed(key, Some(c))).collect()
         } else {
@@ -85,6 +86,7 @@ impl RillService {
     /// Validates a commit, then stores it if the committing member may commit (checked as it lands).
     async fn commit(&self, request: v1::CommitOffsetsRequest) -> Result<()> {
         check_group_id(&request.group)?;
+        self.node.offsets.check_coordinator(&request.group)?;
         let mut commits = Vec::with_capacity(request.offsets.len());
         let mut partitions = Vec::with_capacity(request.offsets.len());
         for commit in request.offsets {

@@ -23,6 +23,15 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
     }
+    // The broker's own topics (a cluster's `__consumer_offsets`) are written by the broker alone: a client's
+    // record there could forge a group's commit.
+    if request.topic.starts_with(crate::registry::RESERVED_PREFIX) {
+        return Err(BrokerError::ReservedTopicName { name: request.topic });
+    }
+    // A cluster node holding no replica of the topic has no log of it: still `not-leader`, naming the leader.
+    if let (Some(index), Some(_)) = (request.partition, &node.replication) {
+        node.check_leader(&request.topic, index)?;
+    }
     let topic = node.registry.topic(&request.topic)?;
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;

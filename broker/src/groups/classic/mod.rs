@@ -48,6 +48,9 @@ pub enum ClassicError {
     InvalidGroupId { reason: String },
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// On a cluster: this node does not coordinate the group (see `offsets::replicated`).
+    #[error("{0}")]
+    NotCoordinator(String),
 }
 
 /// A JoinGroup, as the coordinator needs it.

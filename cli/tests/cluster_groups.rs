@@ -1,0 +1,194 @@
+//! Consumer groups on three real `rill broker` processes: committed offsets live in the replicated
+//! `__consumer_offsets` topic, and a group's coordinator is the leader of the partition its id hashes to. A
+//! member (`rill consume --group G --follow`) commits, its coordinator is SIGKILLed, and the member rejoins at
+//! the new coordinator: the committed offset reads back exactly, consumption resumes after it (nothing it
+//! covered is printed again), and the committed offset never goes backwards.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::{rill, rill_with_stdin, Running, DEADLINE};
+use rill_protocol::reason::Reason;
+
+/// Short sessions so the failover happens within the test's deadline; few offsets partitions keep it light.
+const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
+                            replica_lag_time_max_ms = 1500\noffsets_topic_partitions = 5\n";
+const OFFSETS_PARTITIONS: u32 = 5;
+const GROUP: &str = "failover";
+
+/// Kafka's coordinator partition, computed here independently of the broker: Java's `String.hashCode` over
+/// UTF-16 code units, `Utils.abs`, modulo the partition count.
+fn coordinator_partition(group: &str, partitions: u32) -> u32 {
+    let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs as u32 % partitions
+}
+
+/// The leader and ISR of one partition of `topic`, from `rill topic describe`.
+fn placement(addr: &str, topic: &str, partition: u32) -> Option<(Option<u64>, Vec<u64>)> {
+    let output = rill(addr, &["topic", "describe", topic]);
+    if !output.status.success() {
+        return None;
+    }
+    output.stdout.lines().find_map(|line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.len() < 5 || cells[0] != partition.to_string() {
+            return None;
+        }
+        let isr = cells[4].split(',').filter_map(|id| id.parse().ok()).collect();
+        Some((cells[1].parse().ok(), isr))
+    })
+}
+
+/// The group's committed offset and the end offset of `orders` partition 0, and whether the group has a
+/// member, from `rill group describe` (None if the call failed or shows no commit yet).
+fn described(addr: &str) -> Option<(i64, i64, bool)> {
+    let output = rill(addr, &["group", "describe", GROUP]);
+    if !output.status.success() {
+        return None;
+    }
+    let has_member = !output.stdout.contains("no members");
+    output.stdout.lines().find_map(|line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.len() < 5 || cells[0] != "orders" || cells[1] != "0" {
+            return None;
+        }
+        Some((cells[2].parse().ok()?, cells[3].parse().ok()?, has_member))
+    })
+}
+
+/// Waits until `done` holds for the group's (committed, end, has member), asserting on every sample that the
+/// committed offset never moved back below `floor` (which rises with each sample).
+#[track_caller]
+fn wait_for_commit(addr: &str, floor: &mut i64, what: &str, done: impl Fn(i64, i64, bool) -> bool) -> i64 {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some((committed, end, has_member)) = described(addr) {
+            assert!(committed >= *floor, "the committed offset went back from {floor} to {committed}");
+            *floor = committed;
+            if done(committed, end, has_member) {
+                return committed;
+            }
+            last = Some((committed, end, has_member));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no {what} within {DEADLINE:?}; last seen (committed, end, has member): {last:?}");
+}
+
+fn produce_acked(broker: &str, values: &[String]) -> bool {
+    let input = values.iter().map(|v| format!("{v}\n")).collect::<String>();
+    let args = ["produce", "orders", "--partition", "0", "--acks", "all", "--delivery-timeout-ms", "3000"];
+    rill_with_stdin(broker, &args, input.as_bytes()).status.success()
+}
+
+#[test]
+fn a_member_keeps_its_committed_offsets_through_the_sigkill_of_its_coordinator() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let created =
+            rill(cluster.addr(1), &["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"]);
+        if created.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic never created: {created:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let offsets_partition = coordinator_partition(GROUP, OFFSETS_PARTITIONS);
+    let coordinator = loop {
+        // The first group request creates `__consumer_offsets` (refused meanwhile): the describe asks for it.
+        rill(cluster.addr(1), &["group", "describe", GROUP]);
+        let placed = placement(cluster.addr(1), "__consumer_offsets", offsets_partition);
+        let orders = placement(cluster.addr(1), "orders", 0);
+        match (placed, orders) {
+            (Some((Some(leader), isr)), Some((Some(_), orders_isr))) if isr.len() == 3 && orders_isr.len() == 3 => {
+                break leader
+            }
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "offsets partition {offsets_partition} never got 3 in-sync replicas"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+
+    // Another node refuses the group with the typed reason, naming the coordinator (the client follows it).
+    let other = (1..=3).find(|id| *id != coordinator).expect("another node");
+    let status = fetch_offsets_raw(cluster.addr(other));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let header = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(rill_protocol::reason::reason_of(&status), Some(Reason::NotCoordinator), "{status:?}");
+    assert_eq!(header("rill-coordinator-id"), Some(coordinator.to_string()), "{status:?}");
+    assert_eq!(header("rill-coordinator-address").as_deref(), Some(cluster.addr(coordinator)), "{status:?}");
+
+    let before: Vec<String> = (0..50).map(|i| format!("before-{i}")).collect();
+    assert!(produce_acked(&cluster.all(), &before), "produce to a healthy cluster failed");
+    let member = Running::spawn(&cluster.all(), &["consume", "orders", "--group", GROUP, "--follow"]);
+    let printed: Vec<String> = (0..before.len()).map(|_| member.next_line()).collect();
+    assert_eq!(printed, before, "the member reads the partition from the start, in order");
+    let mut floor = 0;
+    wait_for_commit(&cluster.all(), &mut floor, "commit of all 50", |committed, _, _| committed == 50);
+
+    cluster.nodes[coordinator as usize - 1].take().expect("coordinator running").kill();
+    let killed_at = Instant::now();
+    let survivors: Vec<String> =
+        (1..=3).filter(|id| *id != coordinator).map(|id| cluster.addr(id).to_owned()).collect();
+    let survivors = survivors.join(",");
+    // Read back exactly, from the new coordinator (the client follows `not-coordinator` to it).
+    let committed = wait_for_commit(&survivors, &mut floor, "committed offset after the kill", |_, _, _| true);
+    assert_eq!(committed, 50, "the acknowledged commit survives its coordinator");
+    let readable_after = killed_at.elapsed();
+    let (new_coordinator, _) = placement(&survivors, "__consumer_offsets", offsets_partition).expect("described");
+    assert!(new_coordinator.is_some_and(|id| id != coordinator), "a new coordinator: {new_coordinator:?}");
+
+    // Each attempt's values are distinct: one that failed may or may not be stored, and is not counted.
+    let mut acknowledged = Vec::new();
+    let produce_deadline = Instant::now() + DEADLINE;
+    for attempt in 0.. {
+        let values: Vec<String> = (0..50).map(|i| format!("after-{attempt}-{i}")).collect();
+        if produce_acked(&survivors, &values) {
+            acknowledged = values;
+            break;
+        }
+        assert!(Instant::now() < produce_deadline, "no acks-all produce after the kill");
+    }
+    let mut remaining: std::collections::BTreeSet<&String> = acknowledged.iter().collect();
+    let mut first_after = None;
+    while !remaining.is_empty() {
+        let line = member.next_line();
+        first_after.get_or_insert_with(|| killed_at.elapsed());
+        assert!(!line.starts_with("before-"), "{line:?} was committed before the kill, yet printed again");
+        remaining.remove(&line);
+    }
+    // The member rejoined at the new coordinator: its commits land there, up to the end of the partition.
+    wait_for_commit(&survivors, &mut floor, "the member's commit of every record", |committed, end, has_member| {
+        has_member && committed == end && end >= 100
+    });
+    // Figures for docs/benchmarks.md (no assertion on time: the machine is shared).
+    eprintln!(
+        "coordinator {coordinator} killed: committed offsets read back after {readable_after:?}, the member's first \
+         record after the kill printed after {:?}, its commits at the new coordinator reached the end after {:?}",
+        first_after.unwrap_or_default(),
+        killed_at.elapsed()
+    );
+    let (status, stderr) = member.stop_with(libc::SIGTERM);
+    assert!(status.success(), "the member exits cleanly: {stderr}");
+    wait_for_commit(&survivors, &mut floor, "the final commit", |committed, end, _| committed == end);
+}
+
+/// FetchOffsets for the group, sent straight to `addr` (no client routing): the refusal as the node sent it.
+fn fetch_offsets_raw(addr: &str) -> tonic::Status {
+    use rill_protocol::v1::{consumer_groups_client::ConsumerGroupsClient, FetchOffsetsRequest};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut groups = ConsumerGroupsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let request = FetchOffsetsRequest { group: GROUP.into(), partitions: Vec::new() };
+        groups.fetch_offsets(request).await.expect_err("a node that is not the coordinator refuses")
+    })
+}

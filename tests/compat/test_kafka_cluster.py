@@ -67,7 +67,7 @@ class Cluster:
 
     def start(self, node_id):
         args = [RILL, "broker", "--node-id", str(node_id), "--listen", self.addrs[node_id - 1],
-                "--data-dir", os.path.join(self.root, f"d{node_id}"), "--peers", self.peers,
+                "--admin-listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, f"d{node_id}"), "--peers", self.peers,
                 "--config", os.path.join(self.root, "rill.toml")]
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "RUST_LOG": "error"})

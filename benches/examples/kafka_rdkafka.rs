@@ -1,0 +1,264 @@
+//! librdkafka against a broker's Kafka port: the figures docs/benchmarks.md sets beside `rill bench`'s gRPC
+//! ones, in the shape of its `8-topics-1-partition-1kb` and `e2e-10k-msgs-1kb` workloads.
+//!
+//! - `produce`: one librdkafka producer per topic (8 by default), each sending `--messages / producers` records
+//!   of `--message-bytes` to its own single-partition topic as fast as librdkafka takes them, with its
+//!   high-throughput settings (linger 5 ms, 1 MB batches, a deep queue, acks=1: rill's `leader`; not
+//!   idempotent, since librdkafka's idempotence forces acks=all, which rill makes fsynced).
+//! - `consume`: one consumer per topic replays it from offset 0 (librdkafka's default fetch sizes: 1 MiB per
+//!   partition, as `rill bench`'s `--fetch-bytes`).
+//! - `e2e`: one producer at `--rate` records per second (linger 0: latency, not batching) and one consumer
+//!   tailing the topic; each record carries its send time, so send→consume latency is measured in one process.
+//!
+//! Topics are created by the caller (`benches/kafka.sh` uses `rill topic create`): `<prefix>-0` .. `<prefix>-N`.
+//! Usage: `kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] [--message-bytes N]
+//! [--rate N]`. Prints one `key=value` line per figure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+struct Settings {
+    mode: String,
+    broker: String,
+    prefix: String,
+    topics: usize,
+    messages: u64,
+    message_bytes: usize,
+    rate: u64,
+}
+
+fn settings() -> Result<Settings, String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] \
+                 [--message-bytes N] [--rate N]";
+    let (Some(mode), Some(broker), Some(prefix)) = (args.next(), args.next(), args.next()) else {
+        return Err(usage.into());
+    };
+    let mut settings =
+        Settings { mode, broker, prefix, topics: 8, messages: 2_000_000, message_bytes: 1000, rate: 10_000 };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
+        let number: u64 = value.parse().map_err(|_| format!("{flag} takes a whole number, not {value:?}"))?;
+        match flag.as_str() {
+            "--topics" => settings.topics = number as usize,
+            "--messages" => settings.messages = number,
+            "--message-bytes" => settings.message_bytes = number.max(16) as usize,
+            "--rate" => settings.rate = number.max(1),
+            _ => return Err(format!("unknown flag {flag}; {usage}")),
+        }
+    }
+    Ok(settings)
+}
+
+fn main() {
+    let settings = match settings() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    match settings.mode.as_str() {
+        "produce" => produce(&settings),
+        "consume" => consume(&settings),
+        "e2e" => end_to_end(&settings),
+        other => {
+            eprintln!("unknown mode {other:?}: produce, consume or e2e");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Counts acknowledged records; a failed delivery is a failed benchmark.
+struct Acknowledgements {
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct Counting(Arc<Acknowledgements>);
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.0.acknowledged.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+fn producer(broker: &str, linger_ms: &str, counts: Arc<Acknowledgements>) -> BaseProducer<Counting> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("acks", "1")
+        .set("enable.idempotence", "false")
+        .set("linger.ms", linger_ms)
+        .set("batch.size", "1000000")
+        .set("batch.num.messages", "100000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("compression.codec", "none")
+        .create_with_context(Counting(counts))
+        .expect("a producer from a valid configuration")
+}
+
+/// Sends `record`, serving delivery reports while librdkafka's queue is full (that wait is the back-pressure).
+fn send(producer: &BaseProducer<Counting>, topic: &str, payload: &[u8]) {
+    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((error, _)) => panic!("produce to {topic}: {error}"),
+        }
+    }
+}
+
+fn produce(settings: &Settings) {
+    let per_producer = settings.messages / settings.topics as u64;
+    let counts = Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let started = Instant::now();
+    let producers: Vec<_> = (0..settings.topics)
+        .map(|n| {
+            let (broker, topic, counts) = (settings.broker.clone(), format!("{}-{n}", settings.prefix), counts.clone());
+            let payload = vec![b'x'; settings.message_bytes];
+            std::thread::spawn(move || {
+                let producer = producer(&broker, "5", counts);
+                for _ in 0..per_producer {
+                    send(&producer, &topic, &payload);
+                    producer.poll(Duration::ZERO);
+                }
+                producer.flush(Duration::from_secs(120)).expect("every record delivered within 2 minutes");
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.join().expect("producer thread");
+    }
+    let elapsed = started.elapsed();
+    let acknowledged = counts.acknowledged.load(Ordering::Relaxed);
+    assert_eq!(counts.failed.load(Ordering::Relaxed), 0, "no delivery may fail");
+    report("produce", acknowledged, settings.message_bytes, elapsed);
+}
+
+fn consumer(broker: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "kafka-rdkafka-bench")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("a consumer from a valid configuration")
+}
+
+fn consume(settings: &Settings) {
+    let per_consumer = settings.messages / settings.topics as u64;
+    let started = Instant::now();
+    let consumers: Vec<_> = (0..settings.topics)
+        .map(|n| {
+            let (broker, topic) = (settings.broker.clone(), format!("{}-{n}", settings.prefix));
+            std::thread::spawn(move || {
+                let consumer = consumer(&broker);
+                assign(&consumer, &topic, Offset::Beginning);
+                let mut read = 0;
+                let deadline = Instant::now() + Duration::from_secs(300);
+                while read < per_consumer {
+                    assert!(Instant::now() < deadline, "{topic}: only {read} of {per_consumer} records in 5 minutes");
+                    if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                        message.expect("no consumer error");
+                        read += 1;
+                    }
+                }
+                read
+            })
+        })
+        .collect();
+    let read: u64 = consumers.into_iter().map(|c| c.join().expect("consumer thread")).sum();
+    report("consume", read, settings.message_bytes, started.elapsed());
+}
+
+fn assign(consumer: &BaseConsumer, topic: &str, offset: Offset) {
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, offset).expect("a valid offset");
+    consumer.assign(&assignment).expect("assign");
+}
+
+fn end_to_end(settings: &Settings) {
+    let topic = format!("{}-0", settings.prefix);
+    let epoch = Instant::now();
+    let consumer = consumer(&settings.broker);
+    assign(&consumer, &topic, Offset::End);
+    // Let the consumer find its position before the first send, or the first records count its start-up.
+    let warm_up = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < warm_up {
+        consumer.poll(Duration::from_millis(50));
+    }
+    let messages = settings.messages;
+    let (broker, rate, message_bytes, sending_topic) =
+        (settings.broker.clone(), settings.rate, settings.message_bytes, topic.clone());
+    let counts = Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let sender = std::thread::spawn(move || {
+        let producer = producer(&broker, "0", counts);
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let mut payload = vec![b'x'; message_bytes];
+        let first_send = epoch.elapsed();
+        for n in 0..messages {
+            let due = first_send + interval * n as u32;
+            // Waiting in poll serves delivery reports and leaves the CPU to the broker (2 cores here).
+            while let Some(early) = due.checked_sub(epoch.elapsed()).filter(|d| !d.is_zero()) {
+                producer.poll(early);
+            }
+            payload[..16].copy_from_slice(&epoch.elapsed().as_nanos().to_le_bytes());
+            send(&producer, &sending_topic, &payload);
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).expect("every record delivered within a minute");
+    });
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(messages / settings.rate + 60);
+    let mut read = 0;
+    while read < messages {
+        assert!(Instant::now() < deadline, "{topic}: only {read} of {messages} records before the deadline");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("no consumer error");
+            let payload = message.payload().expect("a payload");
+            let sent_ns = u128::from_le_bytes(payload[..16].try_into().expect("16 bytes"));
+            let latency_us = (epoch.elapsed().as_nanos().saturating_sub(sent_ns) / 1000) as u64;
+            latency.saturating_record(latency_us.max(1));
+            read += 1;
+        }
+    }
+    sender.join().expect("producer thread");
+    report("e2e", read, settings.message_bytes, started.elapsed());
+    println!(
+        "e2e_latency_us p50={} p99={} p99.9={} max={}",
+        latency.value_at_quantile(0.50),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max()
+    );
+}
+
+fn report(phase: &str, messages: u64, message_bytes: usize, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    println!(
+        "{phase} messages={messages} seconds={seconds:.2} msgs_per_s={:.0} MB_per_s={:.1}",
+        messages as f64 / seconds,
+        (messages * message_bytes as u64) as f64 / seconds / 1e6
+    );
+}

@@ -64,7 +64,8 @@ impl BrokerProcess {
     pub fn start_command(mut command: Command, args: &[&str]) -> BrokerProcess {
         let mut child = command
             .args(args)
-            .env("RUST_LOG", "error")
+            // `RILL_TEST_BROKER_LOG=info` (any RUST_LOG filter) shows the brokers' logs, e.g. a failover's timeline.
+            .env("RUST_LOG", std::env::var("RILL_TEST_BROKER_LOG").unwrap_or_else(|_| "error".to_owned()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

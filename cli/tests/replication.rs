@@ -311,3 +311,44 @@ fn init_producer_id(addr: &str) -> i64 {
 fn produce_all_leader_acks(leader: &str) -> bool {
     rill_with_stdin(leader, &["produce", "orders", "--acks", "leader"], b"y\n").status.success()
 }
+
+#[test]
+fn bench_replicates_its_topics_on_a_cluster_and_acks_all_reach_every_in_sync_replica() {
+    let cluster = Cluster::start(FAST_CLUSTER);
+    let deadline = Instant::now() + DEADLINE;
+    // The bench creates RF 3 topics: wait until every node has registered (a create is refused until then).
+    while !rill(cluster.addr(1), &["topic", "create", "ready", "--replication-factor", "3"]).status.success() {
+        assert!(Instant::now() < deadline, "the cluster never took an RF 3 topic");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let args = [
+        "bench",
+        "e2e",
+        "--replication-factor",
+        "3",
+        "--acks",
+        "all",
+        "--messages",
+        "2000",
+        "--rate",
+        "4000",
+        "--topic-prefix",
+        "orders-bench",
+        "--json",
+    ];
+    // Through all three nodes: the consumers reach whichever node leads, once each node has opened the topic.
+    let output = rill(&cluster.all(), &args);
+    let report: serde_json::Value = serde_json::from_str(output.ok()).unwrap_or_else(|e| panic!("not JSON ({e})"));
+    assert_eq!(report["settings"]["acks"], "all", "{report}");
+    assert_eq!(report["settings"]["replication_factor"], 3, "{report}");
+    let e2e = &report["phases"][1];
+    assert_eq!(e2e["phase"], "e2e");
+    assert_eq!(e2e["messages"], 2000, "every message produced with acks all was consumed: {e2e}");
+    assert_eq!(e2e["errors"], 0, "{e2e}");
+    let output = rill(cluster.addr(2), &["topic", "describe", "orders-bench-0"]);
+    let described = output.ok();
+    let row = described.lines().find(|line| line.starts_with("0 ")).unwrap_or_else(|| panic!("{described}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(ids(cells[3]).len(), 3, "three replicas: {row}");
+    assert_eq!(cells[5], "2000", "the high watermark covers every acknowledged record: {row}");
+}

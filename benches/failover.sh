@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Leader failover on three real `rill broker` processes (debug build, loopback): CYCLES SIGKILLs of an RF 3
-# partition's leader under acks-all produces (cli/tests/replication.rs), each printing the time from the kill to
-# the first acks-all acknowledgement after it; then every acknowledged record is checked, read once and in order.
-# Usage: benches/failover.sh [CYCLES=20]
+# Leader failover on three real `rill broker` processes (debug build, loopback): CYCLES SIGKILLs of the leader of
+# one of an RF 3 topic's three partitions under acks-all produces (cli/tests/replication.rs), each printing the
+# time from the kill to the first acks-all acknowledgement after it; then every acknowledged record is checked,
+# read once and in order. KIND picks the node killed: `controller` (the controller leader, through a partition it
+# leads), `partition` (a partition leader that is not the controller leader) or `alternate` (the default).
+# Usage: benches/failover.sh [CYCLES=20] [KIND=alternate]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RILL_FAILOVER_CYCLES="${1:-20}" cargo test -p rill-cli --test replication acks_all_records_survive -- --nocapture 2>&1 \
+RILL_FAILOVER_CYCLES="${1:-20}" RILL_FAILOVER_KILL="${2:-alternate}" \
+  cargo test -p rill-cli --test replication acks_all_records_survive -- --nocapture 2>&1 \
   | grep -E '^cycle|test result'

@@ -1,6 +1,8 @@
 //! Replicated partitions on three real `rill broker` processes: a topic with 3 replicas keeps every record
 //! produced with `--acks all` through repeated SIGKILLs of its leader; each killed node restarts, truncates
-//! what it must, catches up and rejoins the ISR. `RILL_FAILOVER_CYCLES=N` runs more kills than the default.
+//! what it must, catches up and rejoins the ISR. The kills alternate between the controller leader and a partition
+//! leader that is not it. `RILL_FAILOVER_CYCLES=N` runs more kills than the default, `RILL_FAILOVER_KILL=controller`
+//! (or `partition`) only that kind.
 
 mod common;
 
@@ -29,51 +31,68 @@ fn ids(cell: &str) -> Vec<u64> {
     cell.split(',').filter_map(|id| id.parse().ok()).collect()
 }
 
-fn describe_partition(addr: &str, topic: &str) -> Option<PartitionRow> {
+/// Every partition's row of `rill topic describe`, by partition number; `None` until all `partitions` show.
+fn describe_topic(addr: &str, topic: &str, partitions: usize) -> Option<Vec<PartitionRow>> {
     let output = rill(addr, &["topic", "describe", topic]);
     if !output.status.success() {
         return None;
     }
-    output.stdout.lines().find_map(|line| {
+    let mut rows = vec![None; partitions];
+    for line in output.stdout.lines() {
         let cells: Vec<&str> = line.split_whitespace().collect();
-        if cells.len() < 6 || cells[0] != "0" {
-            return None;
+        if cells.len() < 6 {
+            continue;
         }
+        let Some(slot) = cells[0].parse::<usize>().ok().and_then(|p| rows.get_mut(p)) else { continue };
         let log_ends = cells[6..]
             .iter()
             .filter_map(|cell| cell.split_once(':'))
             .filter_map(|(node, end)| Some((node.parse().ok()?, end.parse().ok()?)))
             .collect();
-        Some(PartitionRow {
+        *slot = Some(PartitionRow {
             leader: cells[1].parse().ok(),
             epoch: cells[2].parse().ok()?,
             isr: ids(cells[4]),
             high_watermark: cells[5].parse().ok()?,
             log_ends,
-        })
-    })
+        });
+    }
+    rows.into_iter().collect()
 }
 
 #[track_caller]
-fn wait_for_partition(addr: &str, what: &str, done: impl Fn(&PartitionRow) -> bool) -> PartitionRow {
+fn wait_for_topic(
+    addr: &str,
+    partitions: usize,
+    what: &str,
+    done: impl Fn(&[PartitionRow]) -> bool,
+) -> Vec<PartitionRow> {
     let deadline = Instant::now() + DEADLINE;
     let mut last = None;
     while Instant::now() < deadline {
-        if let Some(row) = describe_partition(addr, "orders") {
-            if done(&row) {
-                return row;
+        if let Some(rows) = describe_topic(addr, "orders", partitions) {
+            if done(&rows) {
+                return rows;
             }
-            last = Some(row);
+            last = Some(rows);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
 }
 
-/// Produces `values` with acks all through `broker` (one node or a list); true if all were acknowledged.
-fn produce_all(broker: &str, values: &[String]) -> bool {
+#[track_caller]
+fn wait_for_partition(addr: &str, what: &str, done: impl Fn(&PartitionRow) -> bool) -> PartitionRow {
+    let rows = wait_for_topic(addr, 1, what, |rows| done(&rows[0]));
+    rows[0].clone()
+}
+
+/// Produces `values` to `partition` with acks all through `broker` (one node or a list); true if all were
+/// acknowledged.
+fn produce_all(broker: &str, partition: usize, values: &[String]) -> bool {
     let input = values.iter().map(|v| format!("{v}\n")).collect::<String>();
-    let args = ["produce", "orders", "--partition", "0", "--acks", "all", "--delivery-timeout-ms", "3000"];
+    let partition = partition.to_string();
+    let args = ["produce", "orders", "--partition", &partition, "--acks", "all", "--delivery-timeout-ms", "3000"];
     rill_with_stdin(broker, &args, input.as_bytes()).status.success()
 }
 
@@ -81,13 +100,44 @@ fn chunk(label: &str) -> Vec<String> {
     (0..RECORDS_PER_PRODUCE).map(|i| format!("{label}-{i}")).collect()
 }
 
+/// Which node a failover cycle kills (`RILL_FAILOVER_KILL`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    /// The controller leader, through a partition it leads.
+    ControllerLeader,
+    /// A partition leader that is not the controller leader.
+    PartitionLeaderOnly,
+}
+
+/// `RILL_FAILOVER_KILL=controller` or `partition` kills that kind every cycle; by default the cycles alternate,
+/// starting with the controller leader.
+fn kill_for_cycle(cycle: usize) -> Kill {
+    match std::env::var("RILL_FAILOVER_KILL").as_deref() {
+        Ok("controller") => Kill::ControllerLeader,
+        Ok("partition") => Kill::PartitionLeaderOnly,
+        _ if cycle.is_multiple_of(2) => Kill::ControllerLeader,
+        _ => Kill::PartitionLeaderOnly,
+    }
+}
+
+/// The partition whose leader this cycle kills: one the controller leader leads, or one it does not; the other
+/// kind when no partition fits (every leadership can sit on one node, or none on the controller leader).
+fn pick_partition(rows: &[PartitionRow], controller: Option<u64>, kill: Kill) -> usize {
+    let led_by_controller = |row: &PartitionRow| row.leader.is_some() && row.leader == controller;
+    let wanted = rows.iter().position(|row| led_by_controller(row) == (kill == Kill::ControllerLeader));
+    wanted.unwrap_or(0)
+}
+
+const PARTITIONS: usize = 3;
+
 #[test]
 fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_isr() {
-    let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let mut cluster = Cluster::start(FAST_CLUSTER);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let args = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"];
+        let partitions = PARTITIONS.to_string();
+        let args = ["topic", "create", "orders", "--partitions", &partitions, "--replication-factor", "3"];
         let created = rill(cluster.addr(1), &args);
         if created.status.success() {
             break;
@@ -97,17 +147,19 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         assert!(Instant::now() < deadline, "topic never created: {created:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut row = wait_for_partition(cluster.addr(1), "leader with 3 in-sync replicas", |r| {
-        r.leader.is_some() && r.isr.len() == 3
-    });
-    let mut acknowledged: Vec<String> = Vec::new();
+    // Three partitions, so their leaderships spread and the controller leader usually leads one of them.
+    let all_in_sync = |rows: &[PartitionRow]| rows.iter().all(|r| r.leader.is_some() && r.isr.len() == 3);
+    let mut rows = wait_for_topic(cluster.addr(1), PARTITIONS, "leaders with 3 in-sync replicas", all_in_sync);
+    let mut acknowledged: Vec<Vec<String>> = vec![Vec::new(); PARTITIONS];
     for cycle in 0..cycles {
-        let leader = row.leader.expect("a leader");
-        let values = chunk(&format!("before-kill-{cycle}"));
-        assert!(produce_all(cluster.addr(leader), &values), "produce to a healthy cluster failed");
-        acknowledged.extend(values);
+        let controller = controller_leader(cluster.addr(1));
+        let partition = pick_partition(&rows, controller, kill_for_cycle(cycle));
+        let leader = rows[partition].leader.expect("a leader");
+        let epoch_before = rows[partition].epoch;
+        let values = chunk(&format!("p{partition}-before-kill-{cycle}"));
+        assert!(produce_all(cluster.addr(leader), partition, &values), "produce to a healthy cluster failed");
+        acknowledged[partition].extend(values);
 
-        let controller = controller_leader(cluster.addr(leader));
         cluster.nodes[leader as usize - 1].take().expect("leader running").kill();
         let killed_at = Instant::now();
         // Through the whole list, the killed node included: the client bootstraps from a live node and follows
@@ -115,8 +167,8 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         let mut attempt = 0;
         let values = loop {
             // Distinct values per attempt: an attempt that failed may or may not be stored, and is never counted.
-            let values = chunk(&format!("after-kill-{cycle}-attempt-{attempt}"));
-            if produce_all(&cluster.all(), &values) {
+            let values = chunk(&format!("p{partition}-after-kill-{cycle}-attempt-{attempt}"));
+            if produce_all(&cluster.all(), partition, &values) {
                 break values;
             }
             attempt += 1;
@@ -124,40 +176,48 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         };
         let failover = killed_at.elapsed();
         let survivor = cluster.any_running().to_owned();
-        row = wait_for_partition(&survivor, "new leader", |r| r.leader.is_some_and(|l| l != leader));
-        let new_leader = row.leader.expect("a leader");
+        rows = wait_for_topic(&survivor, PARTITIONS, "new leader", |rows| {
+            rows[partition].leader.is_some_and(|l| l != leader)
+        });
+        let new_leader = rows[partition].leader.expect("a leader");
         let also_controller = if controller == Some(leader) { " (also the controller leader)" } else { "" };
         eprintln!(
-            "cycle {cycle}: killed leader {leader}{also_controller}; node {new_leader} acknowledged acks-all after \
-             {failover:?}"
+            "cycle {cycle}: killed leader {leader} of partition {partition}{also_controller}; node {new_leader} \
+             acknowledged acks-all after {failover:?}"
         );
-        acknowledged.extend(values);
+        acknowledged[partition].extend(values);
 
         cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));
-        row = wait_for_partition(cluster.addr(new_leader), "the restarted node back in the ISR", |r| {
-            r.leader == Some(new_leader) && r.isr.len() == 3
-        });
-        assert!(row.epoch as usize > cycle, "each failover bumps the leader epoch: {row:?}");
+        rows =
+            wait_for_topic(cluster.addr(new_leader), PARTITIONS, "the restarted node back in every ISR", all_in_sync);
+        assert!(rows[partition].epoch > epoch_before, "a failover bumps the leader epoch: {rows:?}");
     }
 
-    // Any node describes the leader's view (it forwards to the leader): every replica at the high watermark.
-    let leader = row.leader.expect("a leader");
-    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    let caught_up = wait_for_partition(cluster.addr(follower), "every replica at the high watermark", |r| {
-        r.log_ends.len() == 3 && r.log_ends.iter().all(|(_, end)| *end == r.high_watermark)
-    });
-    assert!(caught_up.high_watermark >= acknowledged.len() as i64, "{caught_up:?}");
+    for (partition, acknowledged) in acknowledged.iter().enumerate() {
+        // Any node describes the leader's view (it forwards to the leader): every replica at the high watermark.
+        let leader = rows[partition].leader.expect("a leader");
+        let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+        let caught_up =
+            wait_for_topic(cluster.addr(follower), PARTITIONS, "every replica at the high watermark", |rows| {
+                let row = &rows[partition];
+                row.log_ends.len() == 3 && row.log_ends.iter().all(|(_, end)| *end == row.high_watermark)
+            });
+        let row = &caught_up[partition];
+        assert!(row.high_watermark >= acknowledged.len() as i64, "partition {partition}: {row:?}");
 
-    // Through the leader: the end offsets `consume` stops at come from the node it bootstraps from, and a
-    // follower's high watermark may lag the leader's by one fetch.
-    let consumed = rill(cluster.addr(leader), &["consume", "orders", "--from-beginning"]);
-    let read: Vec<&str> = consumed.ok().lines().collect();
-    let mut position = 0;
-    for value in &acknowledged {
-        let found: Vec<usize> = read.iter().enumerate().filter(|(_, r)| **r == value).map(|(i, _)| i).collect();
-        assert_eq!(found.len(), 1, "acknowledged {value:?} read {} times", found.len());
-        assert!(found[0] >= position, "acknowledged {value:?} read out of order");
-        position = found[0];
+        // Through the leader: the end offsets `consume` stops at come from the node it bootstraps from, and a
+        // follower's high watermark may lag the leader's by one fetch.
+        let partition_arg = partition.to_string();
+        let args = ["consume", "orders", "--partition", &partition_arg, "--from-beginning"];
+        let consumed = rill(cluster.addr(leader), &args);
+        let read: Vec<&str> = consumed.ok().lines().collect();
+        let mut position = 0;
+        for value in acknowledged {
+            let found: Vec<usize> = read.iter().enumerate().filter(|(_, r)| **r == value).map(|(i, _)| i).collect();
+            assert_eq!(found.len(), 1, "acknowledged {value:?} read {} times", found.len());
+            assert!(found[0] >= position, "acknowledged {value:?} read out of order");
+            position = found[0];
+        }
     }
     drop(cluster);
 }
@@ -250,4 +310,45 @@ fn init_producer_id(addr: &str) -> i64 {
 
 fn produce_all_leader_acks(leader: &str) -> bool {
     rill_with_stdin(leader, &["produce", "orders", "--acks", "leader"], b"y\n").status.success()
+}
+
+#[test]
+fn bench_replicates_its_topics_on_a_cluster_and_acks_all_reach_every_in_sync_replica() {
+    let cluster = Cluster::start(FAST_CLUSTER);
+    let deadline = Instant::now() + DEADLINE;
+    // The bench creates RF 3 topics: wait until every node has registered (a create is refused until then).
+    while !rill(cluster.addr(1), &["topic", "create", "ready", "--replication-factor", "3"]).status.success() {
+        assert!(Instant::now() < deadline, "the cluster never took an RF 3 topic");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let args = [
+        "bench",
+        "e2e",
+        "--replication-factor",
+        "3",
+        "--acks",
+        "all",
+        "--messages",
+        "2000",
+        "--rate",
+        "4000",
+        "--topic-prefix",
+        "orders-bench",
+        "--json",
+    ];
+    // Through all three nodes: the consumers reach whichever node leads, once each node has opened the topic.
+    let output = rill(&cluster.all(), &args);
+    let report: serde_json::Value = serde_json::from_str(output.ok()).unwrap_or_else(|e| panic!("not JSON ({e})"));
+    assert_eq!(report["settings"]["acks"], "all", "{report}");
+    assert_eq!(report["settings"]["replication_factor"], 3, "{report}");
+    let e2e = &report["phases"][1];
+    assert_eq!(e2e["phase"], "e2e");
+    assert_eq!(e2e["messages"], 2000, "every message produced with acks all was consumed: {e2e}");
+    assert_eq!(e2e["errors"], 0, "{e2e}");
+    let output = rill(cluster.addr(2), &["topic", "describe", "orders-bench-0"]);
+    let described = output.ok();
+    let row = described.lines().find(|line| line.starts_with("0 ")).unwrap_or_else(|| panic!("{described}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(ids(cells[3]).len(), 3, "three replicas: {row}");
+    assert_eq!(cells[5], "2000", "the high watermark covers every acknowledged record: {row}");
 }

@@ -338,6 +338,7 @@ async fn produce_with_retries(
     let max_message_bytes = client.config().max_message_bytes;
     let mut attempt = 0u32;
     let mut last_error = None;
+    let mut was_retried_at_once = false;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -360,7 +361,13 @@ async fn produce_with_retries(
             Ok(response) => return Ok(response.base_offset),
             Err(err) if err.is_retriable() && attempt < config.retries => {
                 client.learn_from(topic, partition, &err).await;
-                let backoff = retry_backoff(config, attempt).min(deadline.saturating_duration_since(Instant::now()));
+                let is_retried_at_once = !was_retried_at_once && goes_elsewhere_next(&err);
+                was_retried_at_once = is_retried_at_once;
+                let backoff = if is_retried_at_once {
+                    Duration::ZERO
+                } else {
+                    retry_backoff(config, attempt).min(deadline.saturating_duration_since(Instant::now()))
+                };
                 tracing::debug!(%topic, partition, attempt, ?backoff, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;
                 metrics.retries.fetch_add(1, Ordering::Relaxed);
@@ -370,6 +377,14 @@ async fn produce_with_retries(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Whether the failed call's error sends the next attempt to another node: a refusal naming the leader, or a
+/// node that could not be reached (its route is forgotten). Waiting then only delays a failover: a leader that
+/// died is named by the others until its session expires, and each dead end cost a full backoff. Such a retry
+/// goes at once, but never twice in a row, so two nodes naming each other (or every node down) still back off.
+fn goes_elsewhere_next(err: &Error) -> bool {
+    matches!(err, Error::NotLeader { leader_address: Some(_), .. } | Error::Unavailable { .. })
 }
 
 /// `retry_backoff` doubled per attempt, capped at `retry_backoff_max`.
@@ -400,6 +415,16 @@ mod tests {
             calls.push(take_request(&mut queued, 1000).iter().map(|b| b.bytes.len()).collect::<Vec<_>>());
         }
         assert_eq!(calls, vec![vec![600, 300], vec![200], vec![2000], vec![100]]);
+    }
+
+    #[test]
+    fn only_a_redirect_or_an_unreachable_node_is_retried_without_a_backoff() {
+        let redirect = Error::NotLeader { message: "node 2 leads".into(), leader_address: Some("b:2".into()) };
+        assert!(goes_elsewhere_next(&redirect));
+        assert!(goes_elsewhere_next(&Error::Unavailable { message: "connection refused".into() }));
+        let no_leader = Error::NotLeader { message: "no leader right now".into(), leader_address: None };
+        assert!(!goes_elsewhere_next(&no_leader), "the same node is asked again: it needs the time to elect");
+        assert!(!goes_elsewhere_next(&Error::NotEnoughReplicas { message: "isr 1 < 2".into() }));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub async fn run(controller: Arc<Controller>) {
         let now = Instant::now();
         if metrics.current_leader == Some(controller.node_id) && metrics.state.is_leader() {
             let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
-            controller.sessions.lead(metrics.current_term, nodes, now);
+            controller.sessions.lead(metrics.current_term, nodes, now, &controller.raft_contact);
             if let Err(refused) =
                 controller.sessions.heard(controller.node_id, &controller.address, controller.incarnation, now)
             {

@@ -49,7 +49,7 @@ pub use peers::{parse_peers, validate as validate_settings, Peer};
 
 use crate::config::BrokerConfig;
 use metadata::{ClusterMetadata, Command, CommandOutcome};
-use sessions::Sessions;
+use sessions::{RaftContact, Sessions};
 
 pub type NodeId = u64;
 
@@ -62,11 +62,16 @@ openraft::declare_raft_types!(
 
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// Raft timing. Elections are slow enough for a loaded machine's scheduling hiccups (a spurious election costs
-/// a leader change) and quick enough that a dead leader is replaced within a few seconds.
-const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 250;
-const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_500;
-const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 3_000;
+/// Raft timing bounds. Elections are slow enough for a loaded machine's scheduling hiccups (a spurious election
+/// costs a leader change) and quick enough that a dead leader is replaced well within a node session; see
+/// [`raft_timing`] for how the session sets them between these bounds.
+const RAFT_HEARTBEAT_INTERVAL_MAX_MS: u64 = 250;
+const RAFT_HEARTBEAT_INTERVAL_MIN_MS: u64 = 50;
+const RAFT_ELECTION_TIMEOUT_MAX_CAP_MS: u64 = 3_000;
+const RAFT_ELECTION_TIMEOUT_MAX_FLOOR_MS: u64 = 300;
+/// A live node needs one keeper tick to learn a new controller leader and one to heartbeat it; a session a new
+/// leader seeds from raft contact lasts at least this many heartbeat intervals.
+const SEEDED_SESSION_MIN_HEARTBEATS: u32 = 3;
 /// A snapshot every this many entries; the log before it can then be purged.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 1_000;
 
@@ -108,6 +113,8 @@ pub struct Controller {
     pub raft: Raft,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     sessions: Sessions,
+    /// When this node last heard each peer over raft; seeds the sessions when it becomes leader.
+    raft_contact: RaftContact,
     cluster_id: ClusterIdCell,
     /// Random per process start; see `HeartbeatRequest.incarnation`.
     incarnation: u64,
@@ -138,19 +145,21 @@ impl Controller {
             .find(|p| p.node_id == node_id)
             .map(|p| p.address.clone())
             .ok_or_else(|| ControllerError::RaftConfig(format!("node {node_id} is not among its peers")))?;
-        let raft_config = raft_config()?;
+        let session_timeout = Duration::from_millis(config.node_session_timeout_ms);
+        let raft_config = raft_config(session_timeout)?;
         let peers = peers::format_peers(&identity.peers);
         let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers };
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;
-        let session_timeout = Duration::from_millis(config.node_session_timeout_ms);
+        let heartbeat_interval = Duration::from_millis(config.node_heartbeat_interval_ms);
         Ok(Arc::new(Self {
             node_id,
             address,
             raft,
             metadata,
-            sessions: Sessions::new(session_timeout),
+            sessions: Sessions::new(session_timeout, heartbeat_interval * SEEDED_SESSION_MIN_HEARTBEATS),
+            raft_contact: RaftContact::default(),
             cluster_id,
             incarnation: rand::random::<u64>().max(1),
             config,
@@ -230,13 +239,29 @@ impl Controller {
     }
 }
 
+/// Raft's heartbeat interval and election timeout range, in ms, for nodes with `session_timeout`.
+///
+/// A dead controller leader is fenced `session_timeout` after it last spoke, but only once a new leader is
+/// elected, so the election must end within the session. openraft 0.9 starts one `election_timeout_max` (its
+/// leader lease, during which followers refuse votes) plus a random timeout in `[min, max)` after it last
+/// heard the leader: under `2 * max`. With `max` a quarter of the session, the election ends within half of
+/// it. Raft heartbeats five times per `min`, so a follower needs many lost heartbeats in a row to start one.
+fn raft_timing(session_timeout: Duration) -> (u64, u64, u64) {
+    let quarter_ms = session_timeout.as_millis() as u64 / 4;
+    let election_max_ms = quarter_ms.clamp(RAFT_ELECTION_TIMEOUT_MAX_FLOOR_MS, RAFT_ELECTION_TIMEOUT_MAX_CAP_MS);
+    let election_min_ms = election_max_ms * 2 / 3;
+    let heartbeat_ms = (election_min_ms / 5).clamp(RAFT_HEARTBEAT_INTERVAL_MIN_MS, RAFT_HEARTBEAT_INTERVAL_MAX_MS);
+    (heartbeat_ms, election_min_ms, election_max_ms)
+}
+
 /// The raft settings every controller runs with (the simulation tests too).
-fn raft_config() -> Result<openraft::Config, ControllerError> {
+fn raft_config(session_timeout: Duration) -> Result<openraft::Config, ControllerError> {
+    let (heartbeat_ms, election_min_ms, election_max_ms) = raft_timing(session_timeout);
     openraft::Config {
         cluster_name: "rill".into(),
-        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
-        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
-        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        heartbeat_interval: heartbeat_ms,
+        election_timeout_min: election_min_ms,
+        election_timeout_max: election_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
         ..Default::default()
     }
@@ -247,4 +272,22 @@ fn raft_config() -> Result<openraft::Config, ControllerError> {
 /// `<data>/__raft`: the `__` prefix keeps it out of the topics' namespace and orphan cleanup.
 pub fn raft_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("__raft")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raft_election_ends_within_half_a_node_session_between_the_bounds() {
+        for session_ms in [300, 1_500, 6_000, 60_000] {
+            let (heartbeat_ms, election_min_ms, election_max_ms) = raft_timing(Duration::from_millis(session_ms));
+            assert!(heartbeat_ms < election_min_ms && election_min_ms < election_max_ms, "{session_ms} ms");
+            raft_config(Duration::from_millis(session_ms)).expect("openraft accepts the timing");
+        }
+        assert_eq!(raft_timing(Duration::from_millis(6_000)), (200, 1_000, 1_500), "the default session");
+        assert_eq!(raft_timing(Duration::from_millis(1_500)), (50, 250, 375));
+        assert_eq!(raft_timing(Duration::from_millis(300)), (50, 200, 300));
+        assert_eq!(raft_timing(Duration::from_secs(60)), (250, 2_000, 3_000));
+    }
 }

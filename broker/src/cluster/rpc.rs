@@ -81,6 +81,7 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
+        self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.append_entries(rpc).await)
     }
@@ -89,6 +90,7 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
+        self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: VoteRequest<NodeId> = Self::decode(&request)?;
         reply(&self.controller.raft.vote(rpc).await)
     }
@@ -97,6 +99,7 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
+        self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.install_snapshot(rpc).await)
     }

@@ -2,8 +2,12 @@
 //! from which process (incarnation). Only the decisions that follow (fence, alive again) go through raft, so
 //! heartbeats cost no log writes, and no decision compares clocks of two machines.
 //!
-//! A new leader starts every node's session afresh: a node is fenced only after this leader itself has not
-//! heard from it for `node_session_timeout_ms`.
+//! A new leader starts a node's session from the last time this node itself heard that node over raft
+//! ([`RaftContact`]: an AppendEntries, vote or snapshot it received, on its own monotonic clock), and every other
+//! node's afresh. So the old leader, which sent AppendEntries until it died, is fenced a session after it last
+//! spoke rather than a session after the election; and a node is still fenced only after this node itself has
+//! not heard from it for `node_session_timeout_ms`. A seeded session is never shorter than a grace of a few
+//! heartbeats, so a live node has the time to find the new leader and heartbeat before it could be fenced.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,14 +41,36 @@ pub enum HeartbeatRefused {
     NotLeader,
 }
 
+/// When this node last received a raft RPC from each peer, on this node's monotonic clock. Kept on every node,
+/// in memory, so whichever node becomes controller leader knows when it last heard the old one.
+#[derive(Default)]
+pub struct RaftContact {
+    last_heard: Mutex<BTreeMap<u64, Instant>>,
+}
+
+impl RaftContact {
+    pub fn heard(&self, node_id: u64, now: Instant) {
+        // Plain data, whole after every statement: a panic elsewhere cannot leave it half-changed.
+        let mut last_heard = self.last_heard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = last_heard.entry(node_id).or_insert(now);
+        *entry = (*entry).max(now);
+    }
+
+    pub fn last_heard(&self, node_id: u64) -> Option<Instant> {
+        self.last_heard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&node_id).copied()
+    }
+}
+
 pub struct Sessions {
     session_timeout: Duration,
+    /// The shortest session a new leader grants a node it seeds from [`RaftContact`].
+    seeded_session_min: Duration,
     table: Mutex<Option<Table>>,
 }
 
 impl Sessions {
-    pub fn new(session_timeout: Duration) -> Self {
-        Self { session_timeout, table: Mutex::new(None) }
+    pub fn new(session_timeout: Duration, seeded_session_min: Duration) -> Self {
+        Self { session_timeout, seeded_session_min: seeded_session_min.min(session_timeout), table: Mutex::new(None) }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Option<Table>> {
@@ -52,17 +78,23 @@ impl Sessions {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Called while this node leads at `term`: starts a fresh table when the term is new, giving every node a
-    /// full session from `now`.
-    pub fn lead(&self, term: u64, nodes: impl IntoIterator<Item = (u64, String)>, now: Instant) {
+    /// Called while this node leads at `term`: starts a fresh table when the term is new. A node this node heard
+    /// over raft (`contact`) keeps the rest of the session that contact started, but at least
+    /// `seeded_session_min`; any other node gets a full session from `now`.
+    pub fn lead(&self, term: u64, nodes: impl IntoIterator<Item = (u64, String)>, now: Instant, contact: &RaftContact) {
         let mut table = self.table();
         if table.as_ref().is_some_and(|t| t.term == term) {
             return;
         }
+        let latest_seed = now.checked_sub(self.session_timeout - self.seeded_session_min);
         let sessions = nodes
             .into_iter()
             .map(|(node_id, address)| {
-                (node_id, Session { incarnation: 0, address, last_heard: now, is_heard_by_this_leader: false })
+                let last_heard = match (contact.last_heard(node_id), latest_seed) {
+                    (Some(heard), Some(latest_seed)) => heard.max(latest_seed).min(now),
+                    _ => now,
+                };
+                (node_id, Session { incarnation: 0, address, last_heard, is_heard_by_this_leader: false })
             })
             .collect();
         *table = Some(Table { term, sessions });
@@ -133,11 +165,44 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(6);
+    const SEEDED_MIN: Duration = Duration::from_millis(500);
 
     fn leading(now: Instant) -> Sessions {
-        let sessions = Sessions::new(TIMEOUT);
-        sessions.lead(1, [(1, "a:1".into()), (2, "b:2".into())], now);
+        let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
+        sessions.lead(1, [(1, "a:1".into()), (2, "b:2".into())], now, &RaftContact::default());
         sessions
+    }
+
+    #[test]
+    fn a_new_leader_starts_the_old_leaders_session_when_it_last_heard_it_over_raft() {
+        let start = Instant::now();
+        let contact = RaftContact::default();
+        // Node 1 led and sent AppendEntries until `start`; node 3 is heard of only through heartbeats.
+        contact.heard(1, start - Duration::from_millis(100));
+        contact.heard(1, start);
+        let elected = start + Duration::from_secs(2);
+        let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
+        sessions.lead(2, [(1, "a:1".into()), (2, "b:2".into()), (3, "c:3".into())], elected, &contact);
+        assert!(sessions.expired(start + TIMEOUT - Duration::from_millis(1)).is_empty());
+        assert_eq!(sessions.expired(start + TIMEOUT), vec![1], "the old leader's session ran from its last message");
+        assert_eq!(sessions.expired(elected + TIMEOUT), vec![1, 2, 3], "the others had a full session");
+        assert_eq!(sessions.heartbeat_age(1, elected), None, "a raft message is not a heartbeat to this leader");
+        assert!(sessions.live(elected).is_empty(), "a seeded session marks no node alive");
+    }
+
+    #[test]
+    fn a_seeded_session_leaves_a_live_node_the_time_to_heartbeat() {
+        let start = Instant::now();
+        let contact = RaftContact::default();
+        contact.heard(1, start);
+        let elected = start + 2 * TIMEOUT;
+        let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
+        sessions.lead(2, [(1, "a:1".into())], elected, &contact);
+        assert!(sessions.expired(elected + SEEDED_MIN - Duration::from_millis(1)).is_empty());
+        assert_eq!(sessions.expired(elected + SEEDED_MIN), vec![1]);
+        // It is alive after all: its heartbeat restarts its session, whatever its process.
+        sessions.heard(1, "a:1", 9, elected + SEEDED_MIN).unwrap();
+        assert!(sessions.expired(elected + SEEDED_MIN).is_empty());
     }
 
     #[test]
@@ -165,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_follower_refuses_heartbeats() {
-        let sessions = Sessions::new(TIMEOUT);
+        let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
         assert_eq!(sessions.heard(1, "a:1", 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
         let sessions = leading(Instant::now());
         sessions.stop_leading();

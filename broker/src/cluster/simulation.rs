@@ -40,6 +40,8 @@ const NODES: [NodeId; 3] = [1, 2, 3];
 /// Simulated time any one wait of the scenario may take.
 const SIM_DEADLINE: Duration = Duration::from_secs(60);
 const MAX_FRAME_BYTES: usize = 16 << 20;
+/// The default `node_session_timeout_ms`, which keeps raft's default timing.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 fn host_name(node_id: NodeId) -> String {
     format!("node{node_id}")
@@ -170,7 +172,7 @@ async fn run_node(node_id: NodeId, raft_dir: PathBuf, nodes: Nodes) -> turmoil::
     let log_store = LogStore::open(&raft_dir)?;
     let state_machine = StateMachine::open(&raft_dir)?;
     let metadata = state_machine.subscribe();
-    let config = Arc::new(raft_config().map_err(|e| e.to_string())?);
+    let config = Arc::new(raft_config(SESSION_TIMEOUT).map_err(|e| e.to_string())?);
     let raft = Raft::new(node_id, config, SimNetwork, log_store, state_machine).await?;
     let members: BTreeMap<NodeId, BasicNode> =
         NODES.iter().map(|id| (*id, BasicNode { addr: format!("{}:{RAFT_PORT}", host_name(*id)) })).collect();

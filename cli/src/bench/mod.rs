@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use rill_client::{Acks, Admin, Client, ClientConfig, Compression, ProducerConfig, TopicConfig};
+use rill_client::{Acks, Admin, Client, ClientConfig, Compression, ProducerConfig, TopicConfig, TopicReplication};
 
 use report::{latency_histogram, Counters, CpuTime, PhaseReport, RunReport};
 use workers::{ConsumerJob, ProducerJob};
@@ -47,6 +47,8 @@ pub enum AcksArg {
     None,
     Leader,
     Durable,
+    /// Every in-sync replica holds the batch (a cluster's replicated topics; `leader` with one replica).
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,6 +146,10 @@ pub struct BenchArgs {
     rate: Option<u64>,
     #[arg(long, value_enum, default_value = "leader")]
     acks: AcksArg,
+    /// Copies of each partition the run's topics get, on that many nodes of a cluster (`--broker` names them).
+    /// Default: the broker's default, 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    replication_factor: Option<u32>,
     #[arg(long, value_enum, default_value = "none")]
     compression: CompressionArg,
     /// Print the report as JSON on stdout instead of text.
@@ -267,11 +273,15 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         format!("bench-{}-{ms}", workload.name)
     });
     let topics: Vec<String> = (0..workload.topics).map(|i| format!("{prefix}-{i}")).collect();
+    let replication = TopicReplication { factor: args.replication_factor, min_insync_replicas: None };
     for topic in &topics {
         admin
-            .create_topic(topic, workload.partitions_per_topic, TopicConfig::default())
+            .create_replicated_topic(topic, workload.partitions_per_topic, replication, TopicConfig::default())
             .await
             .with_context(|| format!("cannot create topic {topic}"))?;
+    }
+    if args.replication_factor.is_some() {
+        wait_until_every_node_knows(&addr, &client_config, &topics).await?;
     }
     let producer_config = ProducerConfig {
         batch_bytes: workload.batch_bytes,
@@ -280,6 +290,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             AcksArg::None => Acks::None,
             AcksArg::Leader => Acks::Leader,
             AcksArg::Durable => Acks::Durable,
+            AcksArg::All => Acks::All,
         },
         compression: match args.compression {
             CompressionArg::None => Compression::None,
@@ -315,6 +326,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "records_per_send": workload.records_per_send,
         "rate": workload.rate,
         "acks": format!("{:?}", args.acks).to_lowercase(),
+        "replication_factor": args.replication_factor.unwrap_or(1),
         "compression": format!("{:?}", args.compression).to_lowercase(),
     });
     let show_progress = !args.quiet && !args.json;
@@ -547,4 +559,26 @@ async fn futures_join<T>(
         out.push(future.await?);
     }
     Ok(out)
+}
+
+/// A cluster's nodes each open a new topic's logs once they apply its creation; a consumer that asks one that
+/// has not yet (its offsets) is told the topic is unknown. Waits (up to 30 s) until every node listed in `addr` knows them.
+async fn wait_until_every_node_knows(
+    addr: &str,
+    client_config: &ClientConfig,
+    topics: &[String],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for node in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let admin = Admin::new(Client::connect_with(node, client_config.clone()).await.context("cannot connect")?);
+        for topic in topics {
+            while let Err(err) = admin.list_offsets(topic, &[], rill_client::OffsetSpec::Latest).await {
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!("node {node} does not know topic {topic} 30 s after its creation: {err}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    Ok(())
 }

@@ -65,7 +65,8 @@ impl BrokerProcess {
     pub fn start_command(mut command: Command, args: &[&str]) -> BrokerProcess {
         let mut child = command
             .args(args)
-            .env("RUST_LOG", "error")
+            // `RILL_TEST_BROKER_LOG=info` (any RUST_LOG filter) shows the brokers' logs, e.g. a failover's timeline.
+            .env("RUST_LOG", std::env::var("RILL_TEST_BROKER_LOG").unwrap_or_else(|_| "error".to_owned()))
             // Brokers of many tests run at once: never the fixed admin port (a flag in `args` still wins).
             .env("RILL_ADMIN_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())

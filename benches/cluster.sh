@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Cluster benchmarks (issue 14) on this machine, every process on the same cores, beside a single node in the same
+# run: three release `rill broker` nodes on loopback, and one node without peers.
+#   1. produce, 1 KB records, 8 producers (workload 8-topics-1-partition-1kb) for SECONDS: the single node with
+#      acks leader, then the cluster with RF 3 and acks all (target: >= 30% of the single node's figure);
+#   2. end to end at 10k msg/s, RF 3, acks all (workload e2e-10k-msgs-1kb, 100,000 messages; target p99 < 5 ms);
+#   3. a topic of 1,000 partitions, RF 3, at rest: each node's CPU over IDLE_SECONDS from /proc/PID/stat
+#      (target < 5% of a core per node).
+# Needs target/release/rill (cargo build --release -p rill-cli). Prints the `rill bench` reports and the CPU lines.
+# Usage: benches/cluster.sh [SECONDS=10] [IDLE_SECONDS=30] [DATA_DIR=a temp dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+idle_seconds=${2:-30}
+rill=${RILL_BIN:-$PWD/target/release/rill} # RILL_BIN: another build, e.g. to try the script on a debug one
+[ -x "$rill" ] || { echo "no $rill: cargo build --release -p rill-cli" >&2; exit 1; }
+dir=${3:-$(mktemp -d -t rill-cluster-bench.XXXXXX)}
+mkdir -p "$dir"
+# The nodes' data (tens of GB after the produce runs) goes with the script; the logs are copied out first.
+export RILL_ADMIN_LISTEN=127.0.0.1:0 # four nodes on one machine: never the fixed admin port
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+addrs=() peers=""
+for id in 1 2 3; do
+  addrs+=("127.0.0.1:$(free_port)")
+  peers+="${peers:+,}$id@${addrs[$((id - 1))]}"
+done
+single="127.0.0.1:$(free_port)"
+cluster=$(IFS=,; echo "${addrs[*]}")
+
+pids=()
+stop() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"/d1 "$dir"/d2 "$dir"/d3 "$dir"/single
+}
+trap stop EXIT
+for id in 1 2 3; do
+  RUST_LOG=warn "$rill" broker --node-id "$id" --listen "${addrs[$((id - 1))]}" --data-dir "$dir/d$id" \
+    --peers "$peers" >"$dir/node$id.out" 2>"$dir/node$id.log" &
+  pids+=($!)
+done
+RUST_LOG=warn "$rill" broker --listen "$single" --data-dir "$dir/single" >"$dir/single.out" 2>"$dir/single.log" &
+pids+=($!)
+
+# The cluster is ready once the controller leader lists three alive nodes.
+for _ in $(seq 1 300); do
+  alive=$("$rill" cluster describe --broker "$cluster" 2>/dev/null | grep -cE '^[0-9]+ .* alive ' || true)
+  [ "$alive" = 3 ] && break
+  sleep 0.2
+done
+[ "$alive" = 3 ] || { echo "the cluster did not form; logs in $dir" >&2; exit 1; }
+echo "cluster $cluster (node pids ${pids[*]:0:3}), single node $single, data in $dir"
+
+bench() { "$rill" bench --quiet "$@"; }
+echo; echo "== produce, single node, acks leader, 8 producers, 1 KB"
+bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader
+echo; echo "== produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
+bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
+  --replication-factor 3
+echo; echo "== e2e, 3 nodes, RF 3, acks all, 10k msg/s, 1 KB"
+bench e2e --broker "$cluster" --workload e2e-10k-msgs-1kb --messages 100000 --acks all --replication-factor 3
+
+echo; echo "== 1,000 partitions, RF 3, at rest"
+"$rill" topic create idle --partitions 1000 --replication-factor 3 --broker "$cluster" >/dev/null
+for _ in $(seq 1 600); do
+  in_sync=$("$rill" topic describe idle --broker "$cluster" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ && split($5, r, ",") == 3' | wc -l)
+  [ "$in_sync" = 1000 ] && break
+  sleep 1
+done
+echo "partitions with 3 in-sync replicas: $in_sync"
+sleep 5 # the creates' fsyncs and the first fetches settle
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+before=(); for pid in "${pids[@]:0:3}"; do before+=("$(ticks "$pid")"); done
+sleep "$idle_seconds"
+for i in 0 1 2; do
+  used=$(( $(ticks "${pids[$i]}") - ${before[$i]} ))
+  awk -v t="$used" -v hz="$hz" -v s="$idle_seconds" -v n=$((i + 1)) \
+    'BEGIN { printf "node %d: %.2f%% of a core at rest over %d s\n", n, 100 * t / hz / s, s }'
+done

@@ -16,7 +16,7 @@ rill=${RILL_BIN:-$PWD/target/release/rill} # RILL_BIN: another build, e.g. to tr
 [ -x "$rill" ] || { echo "no $rill: cargo build --release -p rill-cli" >&2; exit 1; }
 dir=${3:-$(mktemp -d -t rill-cluster-bench.XXXXXX)}
 mkdir -p "$dir"
-# The nodes' data (tens of GB after the produce runs) goes with the script; the logs are copied out first.
+# The nodes' data dirs (tens of GB after the produce runs) are removed on exit; their logs stay in $dir.
 export RILL_ADMIN_LISTEN=127.0.0.1:0 # four nodes on one machine: never the fixed admin port
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }

@@ -469,20 +469,23 @@ impl TopicEntry {
         Ok(())
     }
 
-    /// Arms the linger of the batch a record opened and hands its sender the batches the record sealed;
-    /// returns the record's acknowledgement.
+    /// Hands their senders the batches a record sealed, then arms the linger of the batch it opened; returns the
+    /// record's acknowledgement.
+    ///
+    /// In that order: a sender seals a lingered batch itself (`SealLingered`) and queues it at once, so a linger
+    /// that reached it before the batch sealed ahead of the lingering one would let the younger batch go first.
+    /// An idempotent producer's broker then sees a gap in the sequences and refuses the batch for good.
     fn dispatch_appended(&mut self, topic: &str, appended: Appended, inner: &ProducerInner) -> Option<BatchAck> {
-        let partition = appended.partition;
-        if let Some(id) = appended.opened {
-            let deadline = tokio::time::Instant::now() + inner.config.linger;
-            self.dispatch(topic, partition, Command::Linger { id, deadline }, inner);
-        }
         if !self.sealed.is_empty() {
             let mut sealed = std::mem::take(&mut self.sealed);
             for batch in sealed.drain(..) {
                 self.dispatch(topic, batch.partition, Command::Send(batch), inner);
             }
             self.sealed = sealed;
+        }
+        if let Some(id) = appended.opened {
+            let deadline = tokio::time::Instant::now() + inner.config.linger;
+            self.dispatch(topic, appended.partition, Command::Linger { id, deadline }, inner);
         }
         appended.ack
     }

@@ -55,10 +55,15 @@ def committed(addr, group, topic):
     return found
 
 
-def wait_for(condition, what):
+def wait_for(condition, what, members=()):
+    """Waits for `condition`; a member that failed ends the wait at once with its error, and a timeout says what
+    each member held."""
     deadline = time.monotonic() + DEADLINE_S
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        failed = [m.error for m in members if m.error is not None]
+        assert not failed, f"a member failed while waiting for {what}: {failed!r}"
+        held = [sorted(m.assigned) for m in members]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; the members held {held}"
         time.sleep(0.05)
 
 
@@ -124,17 +129,18 @@ def run_group_scenario(addr, member_class, make_consumer, members=3, partitions=
     for member in group:
         member.start()
     try:
-        wait_for(lambda: all(len(m.assigned) == partitions // members for m in group), "a balanced assignment")
+        wait_for(lambda: all(len(m.assigned) == partitions // members for m in group), "a balanced assignment",
+                 group)
         assert set().union(*(m.assigned for m in group)) == set(range(partitions))
         produce(addr, topic, partitions, 20)
-        wait_for(lambda: len(seen) >= partitions * 20, "the first records")
+        wait_for(lambda: len(seen) >= partitions * 20, "the first records", group)
         leaving = group.pop()
         leaving.stop.set()
         leaving.join(timeout=30)
         wait_for(lambda: set().union(*(m.assigned for m in group)) == set(range(partitions))
-                 and sum(len(m.assigned) for m in group) == partitions, "the leaver's partitions to move")
+                 and sum(len(m.assigned) for m in group) == partitions, "the leaver's partitions to move", group)
         produce(addr, topic, partitions, 20, start=20)
-        wait_for(lambda: len(seen) >= partitions * 40, "the records after the leave")
+        wait_for(lambda: len(seen) >= partitions * 40, "the records after the leave", group)
         time.sleep(1)  # anything read twice would show up by now
     finally:
         for member in group:

@@ -386,3 +386,46 @@ async fn a_batch_given_up_on_is_never_overtaken_by_later_ones_even_if_the_broker
     assert_eq!(*appended.lock().expect("appended"), vec!["early".to_owned()]);
     server.abort();
 }
+
+/// A record that does not fit its partition's open batch seals that batch and opens the next. The sealed batch
+/// must reach the sender before the new batch's linger: a sender with room seals a lingered batch and queues it
+/// at once, so the other order sent the younger batch first, and an idempotent producer's broker refused it for
+/// the gap in sequences (what `rill bench e2e` hit at 10,000 records/s).
+#[tokio::test]
+async fn a_batch_sealed_for_being_full_reaches_its_sender_before_the_linger_of_the_next() {
+    let config = ProducerConfig {
+        batch_bytes: 4 << 10,
+        linger: Duration::ZERO,
+        enable_idempotence: false,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(unreachable_client(), config).expect("valid config");
+    producer.assume_topic("t", 1);
+    let (tx, mut commands) = mpsc::unbounded_channel();
+    {
+        let mut topics = lock(&producer.inner.topics);
+        let entry = topics.get_mut("t").expect("assumed");
+        entry.batches.set_producer(7, 0);
+        entry.senders = vec![Some(tx)];
+    }
+    for _ in 0..40 {
+        let _ = producer.send("t", ProducerRecord::new(vec![0u8; 1000])).await.expect("enqueued");
+    }
+    let (mut sent, mut lingers, mut next_sequence) = (0u64, 0, 0);
+    while let Ok(command) = commands.try_recv() {
+        match command {
+            Command::Send(batch) => {
+                let stamped = rill_protocol::RecordBatch::new(bytes::Bytes::from(batch.bytes)).expect("a valid batch");
+                assert_eq!(stamped.header.base_sequence, next_sequence, "batches reach the sender in sequence order");
+                next_sequence += batch.record_count as i32;
+                sent += 1;
+            }
+            Command::Linger { id, .. } => {
+                assert_eq!(id, sent, "batch {id}'s linger came before every batch sealed ahead of it");
+                lingers += 1;
+            }
+            Command::Flush(_) => {}
+        }
+    }
+    assert!(sent >= 8 && lingers > sent, "the records filled several batches: {sent} sealed, {lingers} lingers");
+}

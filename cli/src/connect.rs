@@ -90,6 +90,10 @@ mod tests {
         assert!(text.starts_with("cannot reach the broker at 127.0.0.1:9 (Connection refused)"), "{text}");
         let large = Error::BatchTooLarge { message: "record batch of 9 bytes exceeds the limit of 8 bytes".into() };
         assert!(!format!("{:#}", flag().explain(large)).contains("cannot reach"));
+        // A node that answered that its cluster's controller is away was reached: it says what it said.
+        let message = "the cluster's controller is unavailable: controller leader 3: tcp connect error";
+        let text = format!("{:#}", flag().explain(Error::ControllerUnavailable { message: message.into() }));
+        assert_eq!(text, message);
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use common::{rill, rill_with_stdin, DEADLINE};
+use common::{rill, rill_with_stdin, TinyFs, DEADLINE};
 
 /// Short sessions and lag limit so failover and ISR changes happen within the test's deadline.
 const FAST_CLUSTER: &str =
@@ -351,4 +351,97 @@ fn bench_replicates_its_topics_on_a_cluster_and_acks_all_reach_every_in_sync_rep
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(ids(cells[3]).len(), 3, "three replicas: {row}");
     assert_eq!(cells[5], "2000", "the high watermark covers every acknowledged record: {row}");
+}
+
+/// Fills the file system at `dir` with one file until a write fails; returns the file (deleting it frees the
+/// space).
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("create the filler");
+    let block = vec![0u8; 1 << 20];
+    while file.write_all(&block).is_ok() {}
+    // The last partial block: what is left is smaller than a block.
+    while file.write_all(&block[..4096]).is_ok() {}
+    let _ = file.sync_all();
+    path
+}
+
+#[test]
+fn a_follower_whose_disk_fills_leaves_the_isr_and_catches_up_once_space_returns() {
+    let Some(fs) = TinyFs::mount(32 << 20) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let full_dir = fs.path.join("d3");
+    std::fs::create_dir(&full_dir).expect("node 3's data dir");
+    let mut cluster = Cluster::start_with(FAST_CLUSTER, |dir| {
+        std::os::unix::fs::symlink(&full_dir, dir.join("d3")).expect("link node 3's data dir to the tmpfs");
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let args = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
+    while !rill(cluster.addr(1), &args).status.success() {
+        assert!(Instant::now() < deadline, "topic never created");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all_in_sync = |rows: &[PartitionRow]| rows.iter().all(|r| r.leader.is_some() && r.isr.len() == 3);
+    let rows = wait_for_topic(cluster.addr(1), 3, "leaders with 3 in-sync replicas", all_in_sync);
+    // A partition node 3 follows: its leader's disk has room.
+    let partition = rows.iter().position(|r| r.leader != Some(3)).expect("node 3 cannot lead all three");
+    let leader = rows[partition].leader.expect("a leader");
+    let mut acknowledged = chunk("before-the-disk-filled");
+    assert!(produce_all(cluster.addr(leader), partition, &acknowledged), "produce to a healthy cluster failed");
+
+    let filler = fill(&fs.path);
+    // Acks-all produces go on: once node 3 lags `replica_lag_time_max_ms`, the ISR drops it and the two others
+    // (min.insync.replicas 2) acknowledge. Those waiting for node 3 before that may time out: not counted.
+    let mut attempt = 0;
+    let out_of_isr = loop {
+        let values = chunk(&format!("while-full-{attempt}"));
+        if produce_all(cluster.addr(leader), partition, &values) {
+            acknowledged.extend(values);
+        }
+        attempt += 1;
+        let rows = wait_for_topic(cluster.addr(leader), 3, "a description", |_| true);
+        if !rows[partition].isr.contains(&3) && attempt >= 3 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline + DEADLINE, "node 3 never left the ISR: {rows:?}");
+    };
+    let row = &out_of_isr[partition];
+    assert_eq!(row.isr.len(), 2, "{out_of_isr:?}");
+    let node3_end = row.log_ends.iter().find(|(node, _)| *node == 3).map_or(0, |(_, end)| *end);
+    assert!(node3_end < row.high_watermark, "node 3 could not append: it lags the high watermark: {row:?}");
+    let values = chunk("node-3-out-of-the-isr");
+    assert!(produce_all(cluster.addr(leader), partition, &values), "acks all with two in-sync replicas");
+    acknowledged.extend(values);
+
+    std::fs::remove_file(&filler).expect("free the space");
+    // Node 3 either kept running, retrying its appends, or stopped because its raft log could not be written
+    // (a full disk stops the controller's raft for good): then it is started again, as its supervisor would.
+    let node3 = cluster.nodes[2].as_mut().expect("node 3 started");
+    if let Ok(Some(status)) = node3.child.try_wait() {
+        assert!(!status.success(), "node 3 stopped, and says it failed: {status}");
+        eprintln!("node 3 stopped when its disk filled ({status}); restarting it");
+        cluster.nodes[2] = Some(cluster.start_node(3));
+    }
+    let caught_up = wait_for_topic(cluster.addr(leader), 3, "node 3 back in the ISR at the high watermark", |rows| {
+        let row = &rows[partition];
+        row.isr.len() == 3 && row.log_ends.len() == 3 && row.log_ends.iter().all(|(_, end)| *end == row.high_watermark)
+    });
+    assert!(caught_up[partition].high_watermark >= acknowledged.len() as i64, "{caught_up:?}");
+
+    let partition_arg = partition.to_string();
+    let consumed =
+        rill(cluster.addr(leader), &["consume", "orders", "--partition", &partition_arg, "--from-beginning"]);
+    let read: Vec<&str> = consumed.ok().lines().collect();
+    let mut position = 0;
+    for value in &acknowledged {
+        let found: Vec<usize> = read.iter().enumerate().filter(|(_, r)| *r == value).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "acknowledged {value:?} read {} times", found.len());
+        assert!(found[0] >= position, "acknowledged {value:?} read out of order");
+        position = found[0];
+    }
+    drop(cluster);
+    drop(fs);
 }

@@ -46,6 +46,11 @@ pub enum Error {
     LimitExceeded { message: String },
     #[error("the broker is unavailable: {message}")]
     Unavailable { message: String },
+    /// The broker answered, but the cluster's controller could not commit what it asked (no leader elected yet,
+    /// or the leader unreachable from that node): retried, after a backoff, at the same node, which is not at
+    /// fault and learns the new leader with the election.
+    #[error("{message}")]
+    ControllerUnavailable { message: String },
     /// The broker could not write: its disk (or the data directory's quota) is full. Retried, since freeing
     /// space makes the same request succeed.
     #[error("the broker's disk is full: {message}")]
@@ -211,7 +216,7 @@ impl Error {
             Reason::NotLeader => Error::NotLeader { message, leader_address: None },
             Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
-            Reason::ControllerUnavailable => Error::Unavailable { message },
+            Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
             Reason::UnknownGroup | Reason::StorageFailure | Reason::Internal => Error::Broker { code, message },
         }
     }
@@ -262,6 +267,7 @@ impl Error {
         matches!(
             self,
             Error::Unavailable { .. }
+                | Error::ControllerUnavailable { .. }
                 | Error::TimedOut { .. }
                 | Error::DiskFull { .. }
                 | Error::NotLeader { .. }
@@ -331,6 +337,13 @@ mod tests {
         assert!(matches!(count, Error::LimitExceeded { .. }) && !count.is_retriable());
         let closing = map_with_reason(Code::Unavailable, "partition closing", Reason::ShuttingDown);
         assert!(matches!(closing, Error::Unavailable { .. }) && closing.is_retriable());
+        // The node answered: its controller is away, not the node itself.
+        let controller = map_with_reason(
+            Code::Unavailable,
+            "the cluster's controller is unavailable: controller leader 3: tcp connect error",
+            Reason::ControllerUnavailable,
+        );
+        assert!(matches!(controller, Error::ControllerUnavailable { .. }) && controller.is_retriable());
         // An UNAVAILABLE with no reason is a broker away, not a full disk, whatever its words.
         assert!(matches!(map(Code::Unavailable, "No space left on device"), Error::Unavailable { .. }));
     }

@@ -172,6 +172,7 @@ impl Controller {
     /// Once the node serves the internal service: initializes the membership from the peers (a no-op on a
     /// node whose raft already has state) and starts the keeper.
     pub fn start_background(self: &Arc<Self>) {
+        tokio::spawn(watch_raft_core(Arc::downgrade(self), self.raft.metrics()));
         let controller = Arc::clone(self);
         let task = tokio::spawn(async move {
             if let Err(reason) = probe::check_peers(&controller).await {
@@ -235,6 +236,37 @@ impl Controller {
         }
         if let Err(err) = self.raft.shutdown().await {
             tracing::warn!(error = %err, "controller raft did not stop cleanly");
+        }
+    }
+}
+
+/// Fails the node when its raft core stops with an error (its log or vote could not be written: a full disk,
+/// say). openraft stops the core for good then, and a node that stayed up would serve metadata it no longer
+/// follows and keep heartbeating as if it did; stopping hands it to its supervisor, and a restart once the cause
+/// is fixed rejoins (Kafka's broker halts on a failed log dir the same way). A stop asked for is no failure.
+async fn watch_raft_core(
+    controller: std::sync::Weak<Controller>,
+    mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+) {
+    loop {
+        let fatal = match &metrics.borrow_and_update().running_state {
+            Ok(()) => None,
+            Err(openraft::error::Fatal::Stopped) => return,
+            Err(fatal) => Some(fatal.to_string()),
+        };
+        if let Some(fatal) = fatal {
+            if let Some(controller) = controller.upgrade() {
+                let raft_dir = raft_dir(&controller.config.data_dir);
+                controller.fail(format!(
+                    "the controller's raft stopped: {fatal} (raft state in {}); this node stops rather than serve \
+                     metadata it can no longer follow: fix the cause (free the disk) and start it again",
+                    raft_dir.display()
+                ));
+            }
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -59,11 +59,21 @@ impl Fetcher {
 
 async fn run(replication: Arc<Replication>, leader: u64, address: String, assignments: Vec<Assignment>) {
     let mut retry = RETRY_MIN;
+    // A follower that cannot append (a full disk) drops out of the ISR: the operator must learn why from its
+    // log, once per streak of such failures rather than once per retry.
+    let mut is_append_failing = false;
     loop {
-        match stream_from(&replication, &address, &assignments).await {
+        let mut has_appended = false;
+        match stream_from(&replication, &address, &assignments, &mut has_appended).await {
             Ok(()) => retry = RETRY_MIN,
             Err(err) => {
-                tracing::debug!(leader, %address, error = %err, "replication stream failed; reconnecting");
+                let is_append_failure = matches!(err, BrokerError::Storage(_));
+                if is_append_failure && (!is_append_failing || has_appended) {
+                    tracing::warn!(leader, %address, error = %err, "cannot append what the leader sent; retrying");
+                } else {
+                    tracing::debug!(leader, %address, error = %err, "replication stream failed; reconnecting");
+                }
+                is_append_failing = is_append_failure;
                 retry = (retry * 2).min(RETRY_MAX);
             }
         }
@@ -75,7 +85,13 @@ fn unavailable(what: &str, err: impl std::fmt::Display) -> BrokerError {
     BrokerError::ControllerUnavailable { reason: format!("{what}: {err}") }
 }
 
-async fn stream_from(replication: &Replication, address: &str, assignments: &[Assignment]) -> Result<()> {
+/// Follows the leader until the stream fails; `has_appended` says whether it appended anything meanwhile.
+async fn stream_from(
+    replication: &Replication,
+    address: &str,
+    assignments: &[Assignment],
+    has_appended: &mut bool,
+) -> Result<()> {
     let node = replication.node()?;
     let mut followed: Vec<(Assignment, Arc<Partition>)> = Vec::with_capacity(assignments.len());
     for assignment in assignments {
@@ -129,6 +145,7 @@ async fn stream_from(replication: &Replication, address: &str, assignments: &[As
                 })
                 .await
                 .map_err(BrokerError::join)??;
+                *has_appended = true;
             }
             partition.log().set_high_watermark(data.high_watermark);
             partition.publish_offsets();

@@ -18,7 +18,14 @@ pub struct Cluster {
 impl Cluster {
     /// Three nodes sharing `config` (TOML: the short sessions and timeouts a test wants).
     pub fn start(config: &str) -> Cluster {
+        Self::start_with(config, |_| {})
+    }
+
+    /// [`Cluster::start`], with `prepare` run on the cluster's directory before any node starts (to put a
+    /// node's data dir elsewhere, say: `d<node id>` may be a symlink).
+    pub fn start_with(config: &str, prepare: impl FnOnce(&Path)) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        prepare(dir.path());
         std::fs::write(dir.path().join("rill.toml"), config).expect("write config");
         let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");

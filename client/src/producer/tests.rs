@@ -409,7 +409,7 @@ async fn a_batch_sealed_for_being_full_reaches_its_sender_before_the_linger_of_t
         entry.senders = vec![Some(tx)];
     }
     for _ in 0..40 {
-        let _ = producer.send("t", ProducerRecord::new(vec![0u8; 1000])).await.expect("enqueued");
+        drop(producer.send("t", ProducerRecord::new(vec![0u8; 1000])).await.expect("enqueued"));
     }
     let (mut sent, mut lingers, mut next_sequence) = (0u64, 0, 0);
     while let Ok(command) = commands.try_recv() {

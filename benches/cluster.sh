@@ -7,7 +7,7 @@
 #   3. a topic of 1,000 partitions, RF 3, at rest: each node's CPU over IDLE_SECONDS from /proc/PID/stat
 #      (target < 5% of a core per node).
 # Needs target/release/rill (cargo build --release -p rill-cli). Prints the `rill bench` reports and the CPU lines.
-# Usage: benches/cluster.sh [SECONDS=10] [IDLE_SECONDS=30] [DATA_DIR=a temp dir]
+# Usage: benches/cluster.sh [SECONDS=10] [IDLE_SECONDS=30] [DATA_DIR=a temp dir]; ONLY=idle runs step 3 alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -53,13 +53,15 @@ done
 echo "cluster $cluster (node pids ${pids[*]:0:3}), single node $single, data in $dir"
 
 bench() { "$rill" bench --quiet "$@"; }
-echo; echo "== produce, single node, acks leader, 8 producers, 1 KB"
-bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader
-echo; echo "== produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
-bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
-  --replication-factor 3
-echo; echo "== e2e, 3 nodes, RF 3, acks all, 10k msg/s, 1 KB"
-bench e2e --broker "$cluster" --workload e2e-10k-msgs-1kb --messages 100000 --acks all --replication-factor 3
+if [ "${ONLY:-}" != idle ]; then
+  echo; echo "== produce, single node, acks leader, 8 producers, 1 KB"
+  bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader
+  echo; echo "== produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
+  bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
+    --replication-factor 3
+  echo; echo "== e2e, 3 nodes, RF 3, acks all, 10k msg/s, 1 KB"
+  bench e2e --broker "$cluster" --workload e2e-10k-msgs-1kb --messages 100000 --acks all --replication-factor 3
+fi
 
 echo; echo "== 1,000 partitions, RF 3, at rest"
 "$rill" topic create idle --partitions 1000 --replication-factor 3 --broker "$cluster" >/dev/null

@@ -139,6 +139,12 @@ async fn read_all(
             ReplicaPartitionData { topic: position.topic.clone(), partition: position.partition, ..Default::default() };
         match partition {
             Err(reason) => data.error = reason.clone(),
+            // A follower at the log end has nothing to read: no hand-off to the blocking pool. At rest that is
+            // every partition, each fetch round, and the hand-offs were most of an idle node's CPU.
+            Ok(partition) if position.fetch_offset == partition.log().log_end_offset() => {
+                data.high_watermark = partition.log().high_watermark();
+                data.log_end_offset = position.fetch_offset;
+            }
             Ok(partition) => {
                 let log = Arc::clone(partition.log());
                 let offset = position.fetch_offset;

@@ -87,5 +87,5 @@ pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo
 pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};
 pub use membership::GroupAssignor;
-pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics};
+pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTENT_IN_FLIGHT};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};

@@ -85,15 +85,18 @@ pub struct ProducerConfig {
     /// this goes alone. At most the broker's `max_request_bytes`.
     pub max_request_bytes: usize,
     /// Produce calls in flight at once per partition. 1 keeps the partition's records in the order sent even
-    /// across retries; more pipelines batches but a retried batch may land after the ones sent after it.
+    /// across retries. More pipelines batches: an idempotent producer (at most [`MAX_IDEMPOTENT_IN_FLIGHT`])
+    /// still keeps that order, since the broker refuses a batch whose sequence does not follow and the sender
+    /// sends it again behind the retried one; without idempotence a retried batch may land after the ones sent
+    /// after it.
     pub max_in_flight_per_partition: usize,
     /// How long a topic's partition count is trusted before it is described again.
     pub metadata_max_age: Duration,
     /// Idempotent producer (the default, as in Kafka's clients): the producer asks the broker for a producer id
     /// before its first batch and stamps it, its epoch and per-partition sequences in every batch, so a batch
     /// resent after a lost answer is recognised by the broker and answered with its original offsets instead of
-    /// being stored twice. Needs `max_in_flight_per_partition` 1. Off, a retry after a lost answer may store a
-    /// batch twice (at-least-once).
+    /// being stored twice. Allows `max_in_flight_per_partition` up to [`MAX_IDEMPOTENT_IN_FLIGHT`]. Off, a retry
+    /// after a lost answer may store a batch twice (at-least-once).
     pub enable_idempotence: bool,
 }
 
@@ -117,6 +120,10 @@ impl Default for ProducerConfig {
         }
     }
 }
+
+/// Most produce calls an idempotent producer keeps in flight per partition: the broker keeps the last 5
+/// batches of each producer to recognise a retry (`rill_storage::producer_state::BATCHES_KEPT`, Kafka's 5).
+pub const MAX_IDEMPOTENT_IN_FLIGHT: usize = 5;
 
 /// Sends records to topics in batches. Cheap to clone; clones share batches, buffer and sender tasks.
 ///
@@ -634,10 +641,10 @@ fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
     if config.max_in_flight_per_partition == 0 {
         return invalid("max_in_flight_per_partition must be at least 1".into());
     }
-    if config.enable_idempotence && config.max_in_flight_per_partition != 1 {
+    if config.enable_idempotence && config.max_in_flight_per_partition > MAX_IDEMPOTENT_IN_FLIGHT {
         return invalid(format!(
-            "max_in_flight_per_partition {} needs enable_idempotence off: an idempotent producer keeps one call in \
-             flight per partition, so a retried batch is never overtaken by the next one's sequence",
+            "max_in_flight_per_partition {} must be at most {MAX_IDEMPOTENT_IN_FLIGHT} with enable_idempotence (as \
+             in Kafka: the broker recognises a retried batch among its partition's last {MAX_IDEMPOTENT_IN_FLIGHT})",
             config.max_in_flight_per_partition
         ));
     }

@@ -5,6 +5,12 @@
 //! `max_in_flight_per_partition` produce calls are outstanding; batches beyond that wait in `queued`, and a
 //! batch whose linger expired stays open (and keeps filling) until there is room to send it.
 //!
+//! Pipelining. An idempotent producer may keep up to 5 calls in flight per partition (Kafka's limit): the broker
+//! appends a batch only if its sequence follows the partition's last, so a batch sent while an earlier one is
+//! being retried is refused as out of order, never stored ahead of it. Such a refusal is expected: the call waits
+//! until every call before it is answered and then goes again, once ([`CallOrder`]). A refusal with every earlier
+//! call answered is the broker's real judgement, and final.
+//!
 //! Failure. A batch is retried while its failures are transient and its `delivery_timeout` (counted from its
 //! first record) lasts; then it fails with the last error it saw. Once a batch has failed for good, every
 //! later batch of the partition fails too, unsent ([`Error::EarlierBatchFailed`]), for the rest of the
@@ -19,7 +25,7 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use rill_protocol::v1::ProduceRequest;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::accumulator::{BatchOutcome, SealedBatch};
@@ -83,6 +89,10 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
     let max_request_bytes =
         ctx.config.max_request_bytes.min(max_message_bytes.saturating_sub(rill_protocol::MESSAGE_OVERHEAD_BYTES));
     let mut in_flight = FuturesOrdered::new();
+    // Calls answered so far, in the order sent (`FuturesOrdered` yields them so), and the first that failed for
+    // good: what a call refused as out of order waits on before going again.
+    let (answered_calls, _) = watch::channel(AnsweredCalls::default());
+    let mut calls_sent = 0u64;
     let mut queued: VecDeque<SealedBatch> = VecDeque::new();
     let mut linger: Option<(u64, Instant)> = None;
     // Flushes wait for a count of answered batches: `received` when the flush arrived.
@@ -104,7 +114,9 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
             if batches.is_empty() {
                 break;
             }
-            in_flight.push_back(send_batches(&ctx, batches));
+            let order = CallOrder { index: calls_sent, answered: answered_calls.subscribe() };
+            calls_sent += 1;
+            in_flight.push_back(send_batches(&ctx, batches, order));
         }
         while flushes.front().is_some_and(|(after, _)| *after <= answered) {
             if let Some((_, done)) = flushes.pop_front() {
@@ -152,6 +164,12 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
             },
             Some(call) = in_flight.next(), if !in_flight.is_empty() => {
                 answered += call.answered;
+                answered_calls.send_modify(|calls| {
+                    calls.count += 1;
+                    if calls.failure.is_none() {
+                        calls.failure.clone_from(&call.failure);
+                    }
+                });
                 if let (None, Some(err)) = (&failure, call.failure) {
                     tracing::warn!(
                         topic = %ctx.topic,
@@ -199,6 +217,37 @@ fn take_request(queued: &mut VecDeque<SealedBatch>, max_request_bytes: usize) ->
     taken
 }
 
+/// The partition's calls answered so far, counted in the order they were sent, and the first failure for good.
+#[derive(Default)]
+struct AnsweredCalls {
+    count: u64,
+    failure: Option<Error>,
+}
+
+/// Where one call stands among its partition's: its index in the order sent, and a view of the calls answered.
+pub(crate) struct CallOrder {
+    index: u64,
+    answered: watch::Receiver<AnsweredCalls>,
+}
+
+impl CallOrder {
+    /// Whether a call sent before this one is still unanswered: an out-of-order refusal is then expected.
+    fn is_behind_unanswered(&self) -> bool {
+        self.answered.borrow().count < self.index
+    }
+
+    /// Waits until every call sent before this one is answered, up to `deadline`; the first failure for good
+    /// among them, if any. `Err(())` when the deadline came first.
+    async fn wait_for_earlier(&mut self, deadline: Instant) -> Result<Option<Error>, ()> {
+        let index = self.index;
+        match tokio::time::timeout_at(deadline, self.answered.wait_for(|calls| calls.count >= index)).await {
+            Ok(Ok(calls)) => Ok(calls.failure.clone()),
+            // The sender task is gone: nothing more will be answered.
+            Ok(Err(_)) | Err(_) => Err(()),
+        }
+    }
+}
+
 /// What one produce call came to: how many batches it answered, and the error if they failed for good.
 struct CallOutcome {
     answered: u64,
@@ -219,6 +268,7 @@ impl SealedBatch {
 fn send_batches(
     ctx: &SenderContext,
     batches: Vec<SealedBatch>,
+    order: CallOrder,
 ) -> impl std::future::Future<Output = CallOutcome> + Send + 'static {
     let client = ctx.client.clone();
     let config = Arc::clone(&ctx.config);
@@ -260,7 +310,8 @@ fn send_batches(
             return CallOutcome { answered, failure };
         };
         metrics.produce_calls.fetch_add(1, Ordering::Relaxed);
-        let outcome = produce_with_retries(&client, &config, &metrics, &topic, partition, &bytes, deadline).await;
+        let produce_call = Call { topic: &topic, partition, batches: &bytes, deadline };
+        let outcome = produce_with_retries(&client, &config, &metrics, produce_call, order).await;
         if let Err(err) = &outcome {
             failure.get_or_insert_with(|| err.clone());
         }
@@ -323,11 +374,11 @@ async fn produce_with_retries(
     client: &Client,
     config: &ProducerConfig,
     metrics: &Metrics,
-    topic: &str,
-    partition: u32,
-    batches: &[bytes::Bytes],
-    deadline: Instant,
+    produce_call: Call<'_>,
+    mut order: CallOrder,
 ) -> BatchOutcome {
+    let Call { topic, partition, batches, deadline } = produce_call;
+    let mut has_waited_for_earlier = false;
     // `records` stays unset: the batches travel beside the message, uncopied (see `records_call.rs`).
     let message = ProduceRequest {
         topic: topic.to_owned(),
@@ -351,9 +402,26 @@ async fn produce_with_retries(
         let timeout = config.request_timeout.min(remaining);
         let ctx = RequestContext::partition(topic, partition);
         let channel = client.channel_for(topic, partition);
+        let was_behind_unanswered = order.is_behind_unanswered();
         let produced = records_call::produce(channel, &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
         match result {
+            // An earlier call of the partition was still unanswered: it is being retried, and this call's
+            // sequence came first. Once every earlier call is answered, this one goes again, once.
+            Err(err @ Error::OutOfOrderSequence { .. }) if was_behind_unanswered && !has_waited_for_earlier => {
+                has_waited_for_earlier = true;
+                match order.wait_for_earlier(deadline).await {
+                    Ok(None) => {}
+                    Ok(Some(cause)) => {
+                        return Err(Error::EarlierBatchFailed {
+                            topic: topic.to_owned(),
+                            partition,
+                            cause: Box::new(cause.root().clone()),
+                        })
+                    }
+                    Err(()) => return Err(err),
+                }
+            }
             Ok(response) if config.acks == Acks::None => {
                 let _ = response;
                 return Ok(-1);
@@ -377,6 +445,14 @@ async fn produce_with_retries(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// The batches of one produce call and where they go, until when.
+struct Call<'a> {
+    topic: &'a str,
+    partition: u32,
+    batches: &'a [bytes::Bytes],
+    deadline: Instant,
 }
 
 /// Whether the failed call's error sends the next attempt to another node: a refusal naming the leader, or a

@@ -137,6 +137,10 @@ pub struct BenchArgs {
     /// Produce as plain (not idempotent) producers, to measure what idempotence costs.
     #[arg(long)]
     no_idempotence: bool,
+    /// Produce calls in flight per partition (the client's `max_in_flight_per_partition`; at most 5 for an
+    /// idempotent producer). More than 1 pipelines calls that wait on replication (`--acks all`).
+    #[arg(long, default_value_t = ProducerConfig::default().max_in_flight_per_partition)]
+    max_in_flight: usize,
     /// Most bytes a consumer's fetch asks for. 1 MiB (Kafka's per-partition default) keeps a fetch's bytes in
     /// the CPU caches between its copies; 8 MiB replayed ~9% slower here.
     #[arg(long, default_value_t = 1 << 20)]
@@ -303,6 +307,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         // 0 is refused by `Producer::new`, naming the setting.
         max_request_bytes: args.max_request_bytes,
         enable_idempotence: !args.no_idempotence,
+        max_in_flight_per_partition: args.max_in_flight,
         ..ProducerConfig::default()
     };
     let settings = serde_json::json!({
@@ -318,6 +323,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "duration_s": workload.messages.is_none().then_some(workload.duration.as_secs()),
         "producers": workload.producers,
         "idempotence": !args.no_idempotence,
+        "max_in_flight": args.max_in_flight,
         "consumers": workload.consumers,
         "batch_bytes": workload.batch_bytes,
         "fetch_bytes": args.fetch_bytes,

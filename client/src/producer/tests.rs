@@ -29,7 +29,7 @@ async fn an_idempotent_producer_without_a_broker_fails_its_send_within_the_deliv
     let send = tokio::time::timeout(Duration::from_secs(20), producer.send("t", ProducerRecord::new("v")));
     let refused = send.await.expect("gives up in time").map(|_| ()).expect_err("no producer id");
     assert!(matches!(refused.root(), Error::Unavailable { .. }), "{refused:?}");
-    let pipelined = ProducerConfig { max_in_flight_per_partition: 2, ..ProducerConfig::default() };
+    let pipelined = ProducerConfig { max_in_flight_per_partition: 6, ..ProducerConfig::default() };
     let refused = Producer::new(unreachable_client(), pipelined).map(|_| ()).expect_err("idempotence needs one");
     assert!(refused.to_string().contains("enable_idempotence"), "{refused}");
 }
@@ -428,4 +428,153 @@ async fn a_batch_sealed_for_being_full_reaches_its_sender_before_the_linger_of_t
         }
     }
     assert!(sent >= 8 && lingers > sent, "the records filled several batches: {sent} sealed, {lingers} lingers");
+}
+
+/// A broker that keeps an idempotent producer's sequences as rill's does: a batch is appended only if it starts
+/// at the next expected sequence, a batch at or below what is stored is a duplicate (answered with its original
+/// offset), anything else is refused as out of order. Each answer comes after `delay`, so calls pile up in
+/// flight; the second call's first attempt is refused as unavailable (and not appended), so the calls sent
+/// after it reach the broker ahead of its retry.
+/// The values appended, in order, and each stored batch's (first sequence, base offset).
+type SequencedLog = (Vec<String>, Vec<(i32, i64)>);
+
+struct SequencedBroker {
+    delay: Duration,
+    calls: std::sync::atomic::AtomicUsize,
+    appended: Arc<Mutex<SequencedLog>>,
+    out_of_order: std::sync::atomic::AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl rill_protocol::v1::records_server::Records for SequencedBroker {
+    async fn produce(
+        &self,
+        request: tonic::Request<rill_protocol::v1::ProduceRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ProduceResponse>, tonic::Status> {
+        use rill_protocol::v1::produce_request::Records;
+        let batches = match request.into_inner().records {
+            Some(Records::RecordBatch(batch)) => vec![batch],
+            Some(Records::RecordBatches(batches)) => batches.batches,
+            _ => return Err(tonic::Status::invalid_argument("record batches only in this test")),
+        };
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        if call == 1 {
+            return Err(rill_protocol::reason::Reason::ShuttingDown.status("the partition is closing"));
+        }
+        let mut appended = self.appended.lock().expect("appended");
+        let mut first_offset = None;
+        // Checked whole before any is stored, as the broker plans a call's batches.
+        let mut next = appended.0.len() as i32;
+        let mut plan = Vec::new();
+        for bytes in &batches {
+            let batch = rill_protocol::RecordBatch::new(bytes.clone())
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let sequence = batch.header.base_sequence;
+            if let Some((_, offset)) = appended.1.iter().find(|(first, _)| *first == sequence) {
+                first_offset.get_or_insert(*offset);
+                continue;
+            }
+            if sequence != next {
+                self.out_of_order.fetch_add(1, Ordering::SeqCst);
+                return Err(rill_protocol::reason::Reason::OutOfOrderSequence
+                    .status(format!("batch starts at sequence {sequence}, the partition expected {next}")));
+            }
+            let values: Vec<String> = batch
+                .records()
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+                .map(|r| r.map(|r| String::from_utf8_lossy(r.value.unwrap_or_default()).into_owned()))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            next += values.len() as i32;
+            plan.push((sequence, values));
+        }
+        for (sequence, values) in plan {
+            let offset = appended.0.len() as i64;
+            first_offset.get_or_insert(offset);
+            appended.1.push((sequence, offset));
+            appended.0.extend(values);
+        }
+        let base_offset = first_offset.unwrap_or(0);
+        Ok(tonic::Response::new(rill_protocol::v1::ProduceResponse {
+            partition: 0,
+            base_offset,
+            last_offset: base_offset,
+            append_time_ms: 0,
+        }))
+    }
+    async fn fetch(
+        &self,
+        _: tonic::Request<rill_protocol::v1::FetchRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::FetchResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    type SubscribeStream =
+        tokio_stream::Empty<std::result::Result<rill_protocol::v1::SubscribeResponse, tonic::Status>>;
+    async fn subscribe(
+        &self,
+        _: tonic::Request<rill_protocol::v1::SubscribeRequest>,
+    ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    async fn list_offsets(
+        &self,
+        _: tonic::Request<rill_protocol::v1::ListOffsetsRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ListOffsetsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    async fn init_producer_id(
+        &self,
+        _: tonic::Request<rill_protocol::v1::InitProducerIdRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::InitProducerIdResponse>, tonic::Status> {
+        Ok(tonic::Response::new(rill_protocol::v1::InitProducerIdResponse { producer_id: 9, producer_epoch: 0 }))
+    }
+}
+
+#[tokio::test]
+async fn pipelined_idempotent_calls_behind_a_retried_one_go_again_after_it_and_keep_the_order() {
+    let appended = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let broker = Arc::new(SequencedBroker {
+        delay: Duration::from_millis(30),
+        calls: Default::default(),
+        appended: Arc::clone(&appended),
+        out_of_order: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(rill_protocol::v1::records_server::RecordsServer::from_arc(Arc::clone(&broker)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let config = ProducerConfig {
+        linger: Duration::ZERO,
+        max_in_flight_per_partition: MAX_IDEMPOTENT_IN_FLIGHT,
+        max_request_bytes: 1,
+        retry_backoff: Duration::from_millis(100),
+        ..ProducerConfig::default()
+    };
+    let client = Client::connect_lazy(addr.to_string(), ClientConfig::default()).expect("valid address");
+    let producer = Producer::new(client, config).expect("five in flight are allowed with idempotence");
+    producer.assume_topic("t", 1);
+    // As a DescribeTopic answer would after the producer id: the topic's batches are stamped with it.
+    let (producer_id, epoch) = producer.ensure_identity().await.expect("a producer id").expect("idempotent");
+    lock(&producer.inner.topics).get_mut("t").expect("assumed").batches.set_producer(producer_id, epoch);
+    let mut deliveries = Vec::new();
+    for i in 0..40 {
+        deliveries.push(producer.send("t", ProducerRecord::new(format!("v{i}"))).await.expect("enqueued"));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut offsets = Vec::new();
+    for delivery in deliveries {
+        let delivered = tokio::time::timeout(Duration::from_secs(20), delivery).await.expect("answered in time");
+        offsets.push(delivered.expect("every record acknowledged").offset);
+    }
+    let (values, _) = appended.lock().expect("appended").clone();
+    let expected: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "stored once each, in the order sent");
+    assert_eq!(offsets, (0..40).collect::<Vec<i64>>(), "each record's offset is where it was stored");
+    assert!(broker.out_of_order.load(Ordering::SeqCst) > 0, "calls overtook the retried one and were refused");
+    assert!(producer.metrics().produce_calls > 2, "the calls were pipelined");
+    server.abort();
 }

@@ -93,6 +93,10 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
     // good: what a call refused as out of order waits on before going again.
     let (answered_calls, _) = watch::channel(AnsweredCalls::default());
     let mut calls_sent = 0u64;
+    let max_batches_in_flight =
+        if ctx.config.enable_idempotence { crate::producer::MAX_IDEMPOTENT_IN_FLIGHT } else { usize::MAX };
+    let mut batches_in_flight = 0usize;
+    let mut has_acknowledged = false;
     let mut queued: VecDeque<SealedBatch> = VecDeque::new();
     let mut linger: Option<(u64, Instant)> = None;
     // Flushes wait for a count of answered batches: `received` when the flush arrived.
@@ -109,13 +113,23 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
                 answer(&ctx.metrics, &ctx.buffer, &ctx.topic, ctx.partition, batch.into_parts(), Err(behind));
             }
         }
+        // Until its first call is acknowledged, a partition does not know this producer and would store its
+        // first batch at any sequence (a new producer id, as Kafka 2.5+): a later call overtaking the first one
+        // on the way (HTTP/2 serves calls concurrently, unlike Kafka's one-at-a-time connection) would be stored
+        // ahead of it. So an idempotent producer pipelines only once the partition has acknowledged a call.
+        let max_in_flight = if ctx.config.enable_idempotence && !has_acknowledged { 1 } else { max_in_flight };
         while in_flight.len() < max_in_flight {
-            let batches = take_request(&mut queued, max_request_bytes);
+            // An idempotent producer's broker recognises a retried batch among the producer's last
+            // `MAX_IDEMPOTENT_IN_FLIGHT` batches of the partition only: no more are ever unanswered at once, so a
+            // retry of any of them (its answer lost) is answered as a duplicate, not refused as out of order.
+            let room = max_batches_in_flight.saturating_sub(batches_in_flight);
+            let batches = take_request(&mut queued, max_request_bytes, room);
             if batches.is_empty() {
                 break;
             }
             let order = CallOrder { index: calls_sent, answered: answered_calls.subscribe() };
             calls_sent += 1;
+            batches_in_flight += batches.len();
             in_flight.push_back(send_batches(&ctx, batches, order));
         }
         while flushes.front().is_some_and(|(after, _)| *after <= answered) {
@@ -164,6 +178,8 @@ pub(crate) async fn run_partition_sender(ctx: SenderContext, mut commands: mpsc:
             },
             Some(call) = in_flight.next(), if !in_flight.is_empty() => {
                 answered += call.answered;
+                has_acknowledged |= call.failure.is_none();
+                batches_in_flight = batches_in_flight.saturating_sub(call.answered as usize);
                 answered_calls.send_modify(|calls| {
                     calls.count += 1;
                     if calls.failure.is_none() {
@@ -204,11 +220,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// The queued batches the next produce call carries: the oldest, and those after it while their bytes stay within
 /// `max_request_bytes`. Batches that waited for the in-flight call go together, so the broker appends them with
 /// one write; each stays its own batch, with its own acknowledgement.
-fn take_request(queued: &mut VecDeque<SealedBatch>, max_request_bytes: usize) -> Vec<SealedBatch> {
+fn take_request(queued: &mut VecDeque<SealedBatch>, max_request_bytes: usize, max_batches: usize) -> Vec<SealedBatch> {
     let mut taken: Vec<SealedBatch> = Vec::new();
     let mut bytes = 0;
     while let Some(next) = queued.front() {
-        if !taken.is_empty() && bytes + next.bytes.len() > max_request_bytes {
+        if taken.len() >= max_batches || (!taken.is_empty() && bytes + next.bytes.len() > max_request_bytes) {
             break;
         }
         bytes += next.bytes.len();
@@ -488,9 +504,23 @@ mod tests {
             .collect();
         let mut calls = Vec::new();
         while !queued.is_empty() {
-            calls.push(take_request(&mut queued, 1000).iter().map(|b| b.bytes.len()).collect::<Vec<_>>());
+            calls.push(take_request(&mut queued, 1000, 3).iter().map(|b| b.bytes.len()).collect::<Vec<_>>());
         }
         assert_eq!(calls, vec![vec![600, 300], vec![200], vec![2000], vec![100]]);
+        // An idempotent producer's room in batches bounds a call too.
+        let mut queued: VecDeque<SealedBatch> = (0..5)
+            .map(|_| SealedBatch {
+                partition: 0,
+                bytes: vec![0; 10],
+                record_count: 1,
+                reserved_bytes: 10,
+                ack: oneshot::channel().0,
+                opened_at: Instant::now(),
+            })
+            .collect();
+        assert_eq!(take_request(&mut queued, 1000, 2).len(), 2);
+        assert_eq!(take_request(&mut queued, 1000, 0).len(), 0, "no room: nothing is sent");
+        assert_eq!(take_request(&mut queued, 1000, 5).len(), 3);
     }
 
     #[test]

@@ -93,7 +93,13 @@ pub async fn produce(
                 Ok(()) => {
                     let _ = latencies.record((sent_at.elapsed().as_micros() as u64).max(1));
                 }
-                Err(_) => failed += 1,
+                Err(error) => {
+                    if failed == 0 {
+                        // Every later batch of the partition fails behind the first failure: say that one.
+                        eprintln!("rill bench: a record failed: {}", error.root());
+                    }
+                    failed += 1;
+                }
             }
         }
         (latencies, failed)

@@ -189,6 +189,11 @@ pub struct TlsConfig {
     /// With `client_ca`: whether a client certificate is required (the default) or optional.
     #[serde(default)]
     pub client_auth: Option<ClientAuth>,
+    /// On a cluster: CA certificates (PEM) the other nodes' certificates must chain to when this node dials them
+    /// (raft, heartbeats, replication). Unset: `client_ca`, else the public web PKI roots. This node presents
+    /// its own `cert` to them.
+    #[serde(default)]
+    pub cluster_ca: Option<PathBuf>,
     /// How often the files' modification times are checked for a reload.
     #[serde(default = "TlsConfig::default_reload_interval_ms")]
     pub reload_interval_ms: u64,
@@ -205,6 +210,7 @@ impl TlsConfig {
             key: key.into(),
             client_ca: None,
             client_auth: None,
+            cluster_ca: None,
             reload_interval_ms: Self::default_reload_interval_ms(),
             handshake_timeout_ms: Self::default_handshake_timeout_ms(),
         }

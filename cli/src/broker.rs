@@ -95,6 +95,10 @@ pub struct BrokerArgs {
     /// (optional; a certificate given is still checked).
     #[arg(long, env = "RILL_TLS_CLIENT_AUTH", value_name = "required|optional", value_parser = parse_client_auth)]
     tls_client_auth: Option<ClientAuth>,
+    /// On a cluster: the CA (PEM) the other nodes' certificates must chain to when this node dials them; this
+    /// node presents its --tls-cert. [default: --tls-client-ca, else the public roots]
+    #[arg(long, env = "RILL_CLUSTER_TLS_CA", value_name = "FILE")]
+    cluster_tls_ca: Option<PathBuf>,
 }
 
 fn parse_client_auth(text: &str) -> Result<ClientAuth, String> {
@@ -194,10 +198,16 @@ impl BrokerArgs {
             let tls = config.tls.get_or_insert_with(|| TlsConfig::new(&cert, &key));
             (tls.cert, tls.key) = (cert, key);
         }
-        if self.tls_client_ca.is_some() || self.tls_client_auth.is_some() {
+        if self.tls_client_ca.is_some() || self.tls_client_auth.is_some() || self.cluster_tls_ca.is_some() {
             let Some(tls) = &mut config.tls else {
-                anyhow::bail!("--tls-client-ca and --tls-client-auth need TLS on: give --tls-cert and --tls-key too");
+                anyhow::bail!(
+                    "--tls-client-ca, --tls-client-auth and --cluster-tls-ca need TLS on: give --tls-cert and \
+                     --tls-key too"
+                );
             };
+            if let Some(v) = self.cluster_tls_ca {
+                tls.cluster_ca = Some(v);
+            }
             if let Some(v) = self.tls_client_ca {
                 tls.client_ca = Some(v);
             }

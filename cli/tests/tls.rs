@@ -274,3 +274,43 @@ fn the_rust_client_presents_its_certificate_and_reads_what_it_wrote() {
     );
     assert_eq!(output.ok(), "a\nb\n");
 }
+
+#[test]
+fn a_cluster_whose_nodes_require_client_certificates_replicates_over_tls() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let d = certs.path();
+    let ca = Ca::new(d, "ca");
+    // One certificate for every node (all on 127.0.0.1); it is also each node's client certificate to the others.
+    let node = ca.issue(d, "node", 1, false);
+    let config = format!(
+        "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n\
+         [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+        node.cert(),
+        node.key(),
+        ca.pem_path.to_str().expect("utf-8")
+    );
+    let cluster = common::cluster::Cluster::start(&config);
+    let client = ca.issue(d, "client", 2, false);
+    let ca_path = ca.pem_path.to_str().expect("utf-8");
+    let tls_rill = |args: &[&str], input: Option<&[u8]>| {
+        let mut command = Command::new(RILL);
+        command.args(args).args(["--broker", &cluster.all(), "--tls-ca", ca_path]);
+        command.args(["--tls-cert", client.cert(), "--tls-key", client.key()]);
+        run(&mut command, input)
+    };
+    // The quorum forms (raft and heartbeats between the nodes, over mutual TLS) before a topic can be created.
+    wait_until("an RF 3 topic is created", || {
+        tls_rill(&["topic", "create", "orders", "--replication-factor", "3"], None).status.success()
+    });
+    wait_until("3 in-sync replicas (replication over TLS)", || {
+        let described = tls_rill(&["topic", "describe", "orders"], None);
+        described.status.success()
+            && described
+                .stdout
+                .lines()
+                .any(|line| line.split_whitespace().nth(4).is_some_and(|isr| isr.split(',').count() == 3))
+    });
+    let input = b"r1\nr2\nr3\n";
+    tls_rill(&["produce", "orders", "--acks", "all"], Some(input)).ok();
+    assert_eq!(tls_rill(&["consume", "orders"], None).ok(), "r1\nr2\nr3\n");
+}

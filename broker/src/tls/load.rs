@@ -40,7 +40,7 @@ pub enum TlsError {
     Rustls(String),
 }
 
-fn read(role: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read(role: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read { role, path: path.to_owned(), source })
 }
 

@@ -7,13 +7,18 @@
 //! does none of the three. After the handshake, ALPN tells the protocols apart: gRPC over TLS always offers
 //! `h2` (the gRPC spec requires it), Kafka clients offer nothing.
 //!
+//! A node of a cluster dials its peers (`peer.rs`) over TLS when its own listener uses TLS, presenting its own
+//! certificate: the nodes of a cluster all use TLS, or none does.
+//!
 //! Invariant: a configuration that fails to load never replaces the one in use; the node starts only with one
 //! that loaded.
 
 mod acceptor;
 mod load;
+mod peer;
 mod stream;
 
 pub use acceptor::{watch_files, TlsAcceptorHandle};
 pub use load::{TlsError, ALPN_H2};
+pub use peer::channel_to;
 pub use stream::{ConnectionInfo, PeerCertificates, ServedStream};

@@ -65,8 +65,19 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// The one crypto provider of the node's TLS: ring (no OpenSSL, no C++ build), chosen explicitly so that a
 /// second provider linked in by another crate can never make rustls pick at run time.
+///
+/// AES-128-GCM is preferred to rustls's default first choice, AES-256-GCM (and the listener picks by its own
+/// order, not the client's): it has 10 AES rounds to 14, and the cipher is most of what TLS costs a produce
+/// stream (docs/benchmarks.md, "TLS").
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| match suite.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 1,
+        _ => 2,
+    });
+    Arc::new(provider)
 }
 
 /// Reads the files `tls` names and builds the listener's server configuration: the certificate chain and its
@@ -106,5 +117,6 @@ pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError
         .with_single_cert(chain, key)
         .map_err(|err| TlsError::BadKey { path: tls.key.clone(), reason: err.to_string() })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }

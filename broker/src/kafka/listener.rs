@@ -86,8 +86,9 @@ pub fn split(
 }
 
 /// Reads what a new connection opens with and returns it ready to serve, with the protocol it speaks: by its
-/// first byte (left unread) on a plaintext listener, by ALPN after the handshake on a TLS one. `None`: the connection closed, stayed silent, failed its handshake or spoke the
-/// other kind of transport; it is dropped (closed) and the reason logged at debug (these are the peer's faults).
+/// first byte (left unread) on a plaintext listener, by ALPN after the handshake on a TLS one. `None`: the
+/// connection closed, stayed silent, failed its handshake or spoke the other kind of transport; it is dropped
+/// (closed) and the reason logged at debug (these are the peer's faults, not the node's).
 async fn open(connection: LimitedConnection, tls: Option<&TlsAcceptorHandle>) -> Option<(ServedStream, Protocol)> {
     let peer = connection.peer_addr();
     let first = match connection.first_byte().await {

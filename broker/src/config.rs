@@ -149,6 +149,102 @@ pub struct BrokerConfig {
     /// On a cluster: the number of partitions of the replicated `__consumer_offsets` topic (Kafka's
     /// `offsets.topic.num.partitions`). Fixed once the topic exists: it decides every group's coordinator.
     pub offsets_topic_partitions: u32,
+
+    /// TLS on the listener, for gRPC and Kafka clients alike (docs/security.md); `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Whether a TLS listener asks clients for a certificate, and what it does without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every client must present a certificate issued by `client_ca`; the handshake fails without one.
+    Required,
+    /// A client may present one (it is then checked against `client_ca`) or none.
+    Optional,
+}
+
+impl ClientAuth {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "required" => Some(Self::Required),
+            "optional" => Some(Self::Optional),
+            _ => None,
+        }
+    }
+}
+
+/// The listener's TLS settings: PEM files, read at start and again whenever they change (`reload_interval_ms`)
+/// or the node is asked to (SIGHUP to `rill broker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// The private key of `cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to. Unset: clients are not asked for one.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: whether a client certificate is required (the default) or optional.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// On a cluster: CA certificates (PEM) the other nodes' certificates must chain to when this node dials them
+    /// (raft, heartbeats, replication). Unset: `client_ca`, else the public web PKI roots. This node presents
+    /// its own `cert` to them.
+    #[serde(default)]
+    pub cluster_ca: Option<PathBuf>,
+    /// How often the files' modification times are checked for a reload.
+    #[serde(default = "TlsConfig::default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+    /// Longest a TLS handshake may take: a peer that connects and stays silent holds a connection slot no longer.
+    #[serde(default = "TlsConfig::default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+impl TlsConfig {
+    /// TLS with `cert` and `key`, no client certificates, and the default reload interval and handshake timeout.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: None,
+            client_auth: None,
+            cluster_ca: None,
+            reload_interval_ms: Self::default_reload_interval_ms(),
+            handshake_timeout_ms: Self::default_handshake_timeout_ms(),
+        }
+    }
+
+    fn default_reload_interval_ms() -> u64 {
+        5_000
+    }
+
+    fn default_handshake_timeout_ms() -> u64 {
+        10_000
+    }
+
+    /// What the listener does about client certificates: `None` without `client_ca`.
+    pub fn effective_client_auth(&self) -> Option<ClientAuth> {
+        self.client_ca.as_ref().map(|_| self.client_auth.unwrap_or(ClientAuth::Required))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting, reason: String| Err(ConfigError { setting, reason });
+        if self.client_auth.is_some() && self.client_ca.is_none() {
+            return bad(
+                "tls.client_auth",
+                "needs tls.client_ca, the CA that client certificates are checked against".into(),
+            );
+        }
+        if !(100..=3_600_000).contains(&self.reload_interval_ms) {
+            return bad("tls.reload_interval_ms", format!("{} is outside 100..=3600000", self.reload_interval_ms));
+        }
+        if !(1..=300_000).contains(&self.handshake_timeout_ms) {
+            return bad("tls.handshake_timeout_ms", format!("{} is outside 1..=300000", self.handshake_timeout_ms));
+        }
+        Ok(())
+    }
 }
 
 /// Splits an advertised `HOST:PORT` (a name, an IPv4 address, or `[IPv6]`) into its host and port.
@@ -207,6 +303,7 @@ impl Default for BrokerConfig {
             node_session_timeout_ms: 6_000,
             replica_lag_time_max_ms: 10_000,
             offsets_topic_partitions: 50,
+            tls: None,
         }
     }
 }
@@ -367,6 +464,9 @@ impl BrokerConfig {
             );
         }
         self.validate_groups()?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         crate::cluster::validate_settings(self)
     }
 

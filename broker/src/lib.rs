@@ -28,6 +28,11 @@
 //! `__consumer_offsets` topic and each group is served by one coordinator node, the leader of its offsets
 //! partition (`offsets/replicated.rs`). Without them nothing of that starts (docs/cluster.md).
 //!
+//! With `tls` set, `tls/` serves both protocols over TLS (rustls; optional or required client certificates,
+//! checked against a CA): the node owns the handshake (with a timeout) and reloads the certificate when its
+//! files change or on [`BrokerHandle::reload_tls`]; each gRPC request carries its connection's
+//! [`ConnectionInfo`] (the verified client certificate chain) in its extensions (docs/security.md).
+//!
 //! Main types: [`Broker`] starts a node from a [`BrokerConfig`] and returns a [`BrokerHandle`]; inside,
 //! `Registry` holds the topics, `Partition` wraps one log with its writer task and high-watermark watch,
 //! `OffsetStore` keeps committed offsets, `GroupCoordinator` runs consumer-group membership and assignment, and
@@ -50,6 +55,8 @@
 //!   that leads (and has loaded) that partition serves the group.
 //! - No partition is owned by two members of a consumer group at once (asserted after every rebalance step),
 //!   and a commit is accepted only from the member owning the partition, checked at the instant it lands.
+//! - A TLS listener serves nothing before a handshake that verified what `tls` asks for; a certificate that
+//!   fails to load never replaces the one in use, and the node does not start without one that loads.
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`), and Kafka
 //!   error codes in one other (`kafka/error.rs`). Bad bytes on a Kafka connection close that connection only.
 
@@ -73,10 +80,15 @@ mod replication;
 mod request_limit;
 mod server;
 mod service;
+mod tls;
 
 pub use cluster::{parse_peers, Peer};
-pub use config::{parse_admin_listen, BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_ADMIN_PORT, DEFAULT_PORT};
+pub use config::{
+    parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, DurabilityPolicy, TlsConfig, DEFAULT_ADMIN_PORT,
+    DEFAULT_PORT,
+};
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;
 pub use file_budget::FileBudget;
 pub use server::{Broker, BrokerHandle, StartError};
+pub use tls::{ConnectionInfo, PeerCertificates, TlsError};

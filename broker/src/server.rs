@@ -27,6 +27,7 @@ use crate::producer_ids::{LocalProducerIdBlocks, ProducerIds};
 use crate::registry::Registry;
 use crate::request_limit::codec_refusals_get_rills_codes;
 use crate::service::{RecordsRoute, RillService};
+use crate::tls::TlsAcceptorHandle;
 
 /// How often the maintenance task expires empty groups' offsets and forgets empty groups with nothing to keep.
 const GROUP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -64,6 +65,8 @@ pub enum StartError {
     Cluster(#[from] crate::cluster::ControllerError),
     #[error("cannot read the open-file limit (RLIMIT_NOFILE): {0}")]
     OpenFileLimit(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -74,6 +77,8 @@ impl Broker {
     /// `config.listen` and serves until [`BrokerHandle::shutdown`]. Returns once the port accepts connections.
     pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         config.validate()?;
+        // Before anything touches the data dir: a bad certificate is the operator's to fix, and says so at once.
+        let tls = config.tls.clone().map(TlsAcceptorHandle::load).transpose()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
@@ -150,7 +155,9 @@ impl Broker {
         let accepted = connection::limit(incoming, config.max_connections, idle_timeout, connection_metrics);
         // Kafka clients on the same port: their connections are served by `kafka`, the rest go on to tonic.
         let kafka = Arc::new(crate::kafka::KafkaContext::new(Arc::clone(&node), addr));
-        let incoming = crate::kafka::listener::split(accepted, kafka, node.shutdown.clone());
+        let incoming = crate::kafka::listener::split(accepted, kafka, tls.clone(), node.shutdown.clone());
+        let tls_watcher =
+            tls.as_ref().map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopicAdminServer<RillService>>().await;
@@ -242,9 +249,11 @@ impl Broker {
             }
             _ => (None, None),
         };
-        tracing::info!(%addr, ?admin_addr, data_dir = %config.data_dir.display(), "broker started");
+        tracing::info!(%addr, ?admin_addr, is_tls = tls.is_some(), data_dir = %config.data_dir.display(), "broker started");
         Ok(BrokerHandle {
             addr,
+            tls,
+            tls_watcher,
             admin_addr,
             admin,
             is_started,
@@ -265,6 +274,9 @@ impl Broker {
 /// A running node. Dropping it without [`BrokerHandle::shutdown`] leaves the node running until the runtime ends.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    /// The listener's TLS, when on: reloaded by [`BrokerHandle::reload_tls`] and by `tls_watcher`.
+    tls: Option<Arc<TlsAcceptorHandle>>,
+    tls_watcher: Option<JoinHandle<()>>,
     /// Where `/metrics`, `/health` and `/ready` are served; `None` with `admin_listen` off.
     admin_addr: Option<SocketAddr>,
     admin: Option<JoinHandle<()>>,
@@ -296,9 +308,19 @@ impl BrokerHandle {
         self.admin_addr
     }
 
-    /// `http://<addr>`, ready for a tonic client's `connect`.
+    /// `http://<addr>`, or `https://<addr>` with TLS on, ready for a client's `connect`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Reads the TLS certificate, key and client CA files again (what SIGHUP does to `rill broker`): new
+    /// connections get them, open ones keep theirs. A failure keeps the ones in use. `Ok(false)`: TLS is off.
+    pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Waits until the node must stop because it cannot stay in its cluster (its data dir belongs to another
@@ -327,6 +349,9 @@ impl BrokerHandle {
         }
         let _ = self.maintenance.await;
         let _ = self.group_refresh.await;
+        if let Some(tls_watcher) = self.tls_watcher {
+            let _ = tls_watcher.await;
+        }
         if let Some(replication) = self.replication {
             // Aborting it drops the fetchers, which stops them.
             replication.abort();

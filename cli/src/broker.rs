@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_broker::{Broker, BrokerConfig, DurabilityPolicy};
+use rill_broker::{Broker, BrokerConfig, ClientAuth, DurabilityPolicy, TlsConfig};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,6 +16,8 @@ Examples:
   rill broker --config rill.toml                # any BrokerConfig field, e.g. max_topics = 100
   RILL_LISTEN=127.0.0.1:0 rill broker           # a free port; the chosen address is printed on stdout
   rill broker --admin-listen 0.0.0.0:9644       # /metrics, /health, /ready for Prometheus (off: none)
+  rill broker --tls-cert node.pem --tls-key node.key          # TLS for gRPC and Kafka (docs/security.md)
+  rill broker --tls-cert node.pem --tls-key node.key --tls-client-ca clients-ca.pem  # mutual TLS
   rill broker --node-id 1 --data-dir d1 --listen 127.0.0.1:9092 \
       --peers 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094   # one of three nodes (docs/cluster.md)
 
@@ -79,6 +81,28 @@ pub struct BrokerArgs {
     /// is a cluster of one.
     #[arg(long, env = "RILL_PEERS", value_name = "PEERS", value_parser = parse_peers)]
     peers: Option<Peers>,
+    /// Serve gRPC and Kafka over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
+    /// on SIGHUP and when the file changes.
+    #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "RILL_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate issued by this CA (PEM): mutual TLS.
+    #[arg(long, env = "RILL_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: refuse clients without a certificate (required, the default) or accept them
+    /// (optional; a certificate given is still checked).
+    #[arg(long, env = "RILL_TLS_CLIENT_AUTH", value_name = "required|optional", value_parser = parse_client_auth)]
+    tls_client_auth: Option<ClientAuth>,
+    /// On a cluster: the CA (PEM) the other nodes' certificates must chain to when this node dials them; this
+    /// node presents its --tls-cert. [default: --tls-client-ca, else the public roots]
+    #[arg(long, env = "RILL_CLUSTER_TLS_CA", value_name = "FILE")]
+    cluster_tls_ca: Option<PathBuf>,
+}
+
+fn parse_client_auth(text: &str) -> Result<ClientAuth, String> {
+    ClientAuth::parse(text).ok_or_else(|| format!("{text:?} is not one of required, optional"))
 }
 
 /// `--peers`, parsed (a newtype: clap would read a bare `Vec` as a repeated flag).
@@ -170,6 +194,27 @@ impl BrokerArgs {
         if let Some(Peers(v)) = self.peers {
             config.peers = v;
         }
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            let tls = config.tls.get_or_insert_with(|| TlsConfig::new(&cert, &key));
+            (tls.cert, tls.key) = (cert, key);
+        }
+        if self.tls_client_ca.is_some() || self.tls_client_auth.is_some() || self.cluster_tls_ca.is_some() {
+            let Some(tls) = &mut config.tls else {
+                anyhow::bail!(
+                    "--tls-client-ca, --tls-client-auth and --cluster-tls-ca need TLS on: give --tls-cert and \
+                     --tls-key too"
+                );
+            };
+            if let Some(v) = self.cluster_tls_ca {
+                tls.cluster_ca = Some(v);
+            }
+            if let Some(v) = self.tls_client_ca {
+                tls.client_ca = Some(v);
+            }
+            if let Some(v) = self.tls_client_auth {
+                tls.client_auth = Some(v);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -186,6 +231,9 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Installed before the banner: from then on a SIGHUP reloads TLS files instead of ending the process.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
         let broker = Broker::start(config).await?;
         // The first line on stdout: scripts and tests read the address from it (useful with port 0). The admin
         // address follows in the same write, so a reader that takes the first line and closes the pipe makes no
@@ -204,6 +252,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
                 broker.shutdown().await;
                 anyhow::bail!("{reason}");
             }
+            never = reload_tls_on_hangup(&broker, &mut hangup) => match never {},
         }
         // A second signal during the graceful shutdown means "now": exit at once (logs recover on the next
         // start, as after a crash).
@@ -215,6 +264,24 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Reloads the TLS files at each SIGHUP (the files are also watched; this is for operators who prefer to say
+/// when). A failure keeps the certificate in use.
+async fn reload_tls_on_hangup(
+    broker: &rill_broker::BrokerHandle,
+    hangup: &mut tokio::signal::unix::Signal,
+) -> std::convert::Infallible {
+    loop {
+        if hangup.recv().await.is_none() {
+            return std::future::pending().await;
+        }
+        match broker.reload_tls() {
+            Ok(true) => tracing::info!("SIGHUP: TLS files reloaded"),
+            Ok(false) => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
+            Err(error) => tracing::warn!(%error, "SIGHUP: TLS files cannot be loaded: keeping the ones in use"),
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

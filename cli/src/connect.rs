@@ -2,25 +2,64 @@
 //! that a user can act on (which broker was unreachable, and how to point at another).
 
 use std::future::Future;
+use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_client::{Client, Error};
+use rill_client::{Client, ClientConfig, ClientTls, Error};
 
 /// The broker's own default listen address (`BrokerConfig::default().listen`; a test keeps them equal).
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9092";
+
+/// How rustls words a server certificate it could not verify, in the client's error chain.
+const UNVERIFIED_SERVER: &str = "invalid peer certificate";
 
 /// The `--broker ADDR` flag of every client subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerFlag {
     /// Broker address, host:port; for a cluster, any of its nodes, or several comma-separated (the first that
     /// answers is used, and produce and fetch then go to each partition's leader).
+    /// `https://HOST:PORT` connects with TLS (docs/security.md).
     #[arg(long = "broker", env = "RILL_BROKER", hide_env_values = true, default_value = DEFAULT_BROKER, value_name = "ADDR")]
     pub addr: String,
+    #[command(flatten)]
+    pub tls: TlsFlags,
+}
+
+/// `--tls-ca`, `--tls-cert`, `--tls-key`: what a client trusts and presents over TLS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsFlags {
+    /// CA certificate (PEM) to trust besides the public roots; implies TLS for an address without a scheme.
+    #[arg(long = "tls-ca", env = "RILL_CLIENT_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a broker that asks for one (mutual TLS); needs --tls-key.
+    #[arg(long = "tls-cert", env = "RILL_CLIENT_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", env = "RILL_CLIENT_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    /// The client settings these flags make: TLS settings when any flag is given (an `https://` address turns
+    /// TLS on by itself).
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let tls = if self.tls_ca.is_some() || self.tls_cert.is_some() {
+            Some(ClientTls::from_files(self.tls_ca.as_deref(), self.tls_cert.as_deref(), self.tls_key.as_deref())?)
+        } else {
+            None
+        };
+        Ok(ClientConfig { tls, ..ClientConfig::default() })
+    }
 }
 
 impl BrokerFlag {
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.addr).await.map_err(|err| self.explain(err))
+        let config = self.tls.client_config()?;
+        Client::connect_with(&self.addr, config).await.map_err(|err| self.explain(err))
+    }
+
+    fn is_tls(&self) -> bool {
+        self.addr.contains("https://") || self.tls.tls_ca.is_some() || self.tls.tls_cert.is_some()
     }
 
     /// Turns a client error into the one line the user sees: an unreachable broker names the address and the
@@ -33,9 +72,27 @@ impl BrokerFlag {
                 // The client's message is a chain ("cannot connect to ...: transport error: tcp connect error:
                 // Connection refused"); its last link is the cause a user recognises.
                 let cause = message.rsplit(": ").next().unwrap_or_default();
+                if let Some(at) = message.find(UNVERIFIED_SERVER) {
+                    // rustls's reason follows ("...: UnknownIssuer", "...: Expired", "...: NotValidForName").
+                    let reason = message[at + UNVERIFIED_SERVER.len()..].split(": ").nth(1).unwrap_or_default();
+                    return anyhow::anyhow!(
+                        "the broker at {}'s TLS certificate is not accepted ({reason}): it must be current, issued \
+                         by a CA the client trusts (the public ones, or --tls-ca FILE), and hold the name connected to",
+                        self.addr
+                    );
+                }
+                // A TLS listener closes a plaintext connection at its first byte, a plaintext one a TLS handshake,
+                // and one that requires a client certificate the handshake of a client without a good one: the
+                // client only sees the connection end, so the hint names what can cause it.
+                let transport = if self.is_tls() {
+                    "; if the broker listens without TLS, use its plain HOST:PORT; if it asks for a client \
+                     certificate, give one its CA issued with --tls-cert and --tls-key"
+                } else {
+                    "; if the broker listens with TLS, use https://HOST:PORT (and --tls-ca)"
+                };
                 anyhow::anyhow!(
                     "cannot reach the broker at {} ({cause}): is `rill broker` running? --broker or RILL_BROKER \
-                     sets the address",
+                     sets the address{transport}",
                     self.addr
                 )
             }
@@ -68,7 +125,7 @@ mod tests {
     use super::*;
 
     fn flag() -> BrokerFlag {
-        BrokerFlag { addr: "127.0.0.1:9".into() }
+        BrokerFlag { addr: "127.0.0.1:9".into(), tls: TlsFlags::default() }
     }
 
     #[test]
@@ -94,6 +151,23 @@ mod tests {
         let message = "the cluster's controller is unavailable: controller leader 3: tcp connect error";
         let text = format!("{:#}", flag().explain(Error::ControllerUnavailable { message: message.into() }));
         assert_eq!(text, message);
+    }
+
+    #[test]
+    fn an_untrusted_broker_certificate_is_worded_as_one_with_rustls_reason() {
+        let untrusted = Error::Unavailable {
+            message: "cannot connect to https://127.0.0.1:9: transport error: invalid peer certificate: \
+                      UnknownIssuer: invalid peer certificate: UnknownIssuer"
+                .into(),
+        };
+        let text = format!("{:#}", flag().explain(untrusted));
+        assert!(
+            text.contains("TLS certificate is not accepted (UnknownIssuer)") && text.contains("--tls-ca"),
+            "{text}"
+        );
+        let closed = Error::Unavailable { message: "transport error: connection closed".into() };
+        let text = format!("{:#}", flag().explain(closed));
+        assert!(text.contains("use https://HOST:PORT"), "a plaintext address is told about TLS: {text}");
     }
 
     #[test]

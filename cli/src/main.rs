@@ -87,3 +87,13 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition only when that subcommand is parsed: a clash between a shared flag
+    /// (`--tls-key`) and one subcommand's own (`--key`) would otherwise surface as a panic in that subcommand.
+    #[test]
+    fn every_subcommands_flags_are_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

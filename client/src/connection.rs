@@ -36,6 +36,10 @@ pub struct ClientConfig {
     pub max_frame_bytes: u32,
     /// HTTP/2 PING interval that detects a dead connection while calls wait (a long-poll, a slow append).
     pub keep_alive_interval: Duration,
+    /// TLS settings (docs/security.md). An `https://` address uses TLS with these, or with only the public roots
+    /// when `None`; an address without a scheme (given, or learned from the broker: a leader, a coordinator)
+    /// uses TLS when this is set; an `http://` address never does.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +52,7 @@ impl Default for ClientConfig {
             connection_window_bytes: 64 << 20,
             max_frame_bytes: 1 << 20,
             keep_alive_interval: Duration::from_secs(20),
+            tls: None,
         }
     }
 }
@@ -85,6 +90,7 @@ impl Client {
     /// [`Client::connect`] with explicit settings. `addr` may list several nodes of a cluster, comma-separated:
     /// the client connects to the first that answers and learns the others from it.
     pub async fn connect_with(addr: impl AsRef<str>, config: ClientConfig) -> Result<Self> {
+        let config = with_tls_for_https(addr.as_ref(), config);
         let addresses: Vec<&str> = addr.as_ref().split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
         let endpoints = addresses.iter().map(|a| endpoint(a, &config)).collect::<Result<Vec<_>>>()?;
         if endpoints.is_empty() {
@@ -141,6 +147,7 @@ impl Client {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::InvalidUse { message: "Client::connect_lazy needs a Tokio runtime".into() });
         }
+        let config = with_tls_for_https(addr.as_ref(), config);
         let endpoints = addr
             .as_ref()
             .split(',')
@@ -156,7 +163,7 @@ impl Client {
         Ok(Self::from_parts(url, bootstrap, 0, config))
     }
 
-    /// The broker address, as `http://host:port`.
+    /// The broker address, as `http://host:port` or `https://host:port`.
     pub fn addr(&self) -> &str {
         &self.inner.addr
     }
@@ -215,11 +222,21 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, End
             message: format!("max_frame_bytes {} is outside 16384..=16777215", config.max_frame_bytes),
         });
     }
-    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
     let invalid = |reason: String| Error::InvalidAddress { addr: addr.to_owned(), reason };
-    let endpoint = Endpoint::from_shared(url.clone()).map_err(|err| invalid(error_chain(&err)))?;
+    let (url, is_tls) = match addr.split_once("://") {
+        Some(("https", _)) => (addr.to_owned(), true),
+        Some(("http", _)) => (addr.to_owned(), false),
+        Some((scheme, _)) => return Err(invalid(format!("{scheme}:// is neither http:// nor https://"))),
+        None if config.tls.is_some() => (format!("https://{addr}"), true),
+        None => (format!("http://{addr}"), false),
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|err| invalid(error_chain(&err)))?;
     if endpoint.uri().port_u16().is_none() {
         return Err(invalid("no port: use host:port".into()));
+    }
+    if is_tls {
+        let tls = config.tls.clone().unwrap_or_default().to_tonic();
+        endpoint = endpoint.tls_config(tls).map_err(|err| invalid(format!("TLS settings: {}", error_chain(&err))))?;
     }
     let endpoint = endpoint
         .connect_timeout(config.connect_timeout)
@@ -231,6 +248,15 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, End
         .keep_alive_timeout(config.connect_timeout)
         .keep_alive_while_idle(true);
     Ok((url, endpoint))
+}
+
+/// An `https://` address in the list makes the whole client speak TLS: the nodes it learns of (given as
+/// `host:port`) are the same cluster's.
+fn with_tls_for_https(addr: &str, mut config: ClientConfig) -> ClientConfig {
+    if config.tls.is_none() && addr.split(',').any(|a| a.trim().starts_with("https://")) {
+        config.tls = Some(crate::tls::ClientTls::default());
+    }
+    config
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -15,6 +15,8 @@
 //!   [`Consumer::subscribe`], a member of a consumer group: the broker assigns its partitions and `poll`
 //!   follows the assignment, reporting each change as a [`RebalanceEvent`].
 //! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
+//! - [`ClientTls`]: TLS to the broker, used for an `https://` address (or any address when set in
+//!   [`ClientConfig::tls`]): a CA to trust besides the public roots, a client certificate for mutual TLS.
 //! - [`Error`]: one error type for everything, in terms of the caller's request.
 //!
 //! ```no_run
@@ -54,6 +56,7 @@
 //! - Requests the broker rejected as wrong (INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, size and count limits)
 //!   are never retried; gRPC statuses become [`Error`]s in one place (`error.rs`), by code and by the broker's
 //!   machine-readable reason, never by message text.
+//! - A client that reached its broker over TLS reaches every node it learns of (leaders, coordinators) over TLS.
 //! - This crate knows nothing of the broker's internals: it speaks `rill_protocol::v1` and the batch codec.
 
 mod accumulator;
@@ -74,6 +77,7 @@ mod producer;
 mod record;
 mod records_call;
 mod sender;
+mod tls;
 
 pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
@@ -89,3 +93,4 @@ pub use error::{Error, Result};
 pub use membership::GroupAssignor;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTENT_IN_FLIGHT};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
+pub use tls::{ClientIdentity, ClientTls};

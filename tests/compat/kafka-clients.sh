@@ -6,7 +6,8 @@
 # kafka-python's and librdkafka's (confluent-kafka) idempotent producers through a SIGKILL and restart of the
 # broker, with every record stored once, in order, without a gap. test_kafka_cluster.py: librdkafka against three
 # nodes: Metadata's brokers and leaders, produce to the leaders, FindCoordinator, a group resuming from its commits
-# after its coordinator's SIGKILL.
+# after its coordinator's SIGKILL. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
+# (security_protocol SSL), certificates made by trustme in the test.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, and kcat (and node) from Debian's packages when missing
@@ -35,4 +36,5 @@ if command -v npm >/dev/null && [[ ! -d target/compat/node_modules/kafkajs ]]; t
 fi
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
-  tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_cluster.py "$@"
+  tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_cluster.py \
+  tests/compat/test_kafka_tls.py "$@"

@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::metadata::NodeState;
-use super::network::channel_to;
 use super::Controller;
 use crate::config::BrokerConfig;
 
@@ -100,7 +99,7 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
 async fn leader_view(controller: &Controller, leader_id: u64) -> Option<DescribeClusterResponse> {
     let metrics = controller.raft.metrics().borrow().clone();
     let address = metrics.membership_config.membership().get_node(&leader_id)?.addr.clone();
-    let mut client = ClusterAdminClient::new(channel_to(&address).ok()?);
+    let mut client = ClusterAdminClient::new(crate::tls::channel_to(&address, &controller.config).ok()?);
     let mut request = Request::new(DescribeClusterRequest { local_only: true });
     request.set_timeout(FORWARD_TIMEOUT);
     match tokio::time::timeout(FORWARD_TIMEOUT, client.describe_cluster(request)).await {

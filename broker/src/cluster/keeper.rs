@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::metadata::{Command, NodeState};
-use super::network::channel_to;
 use super::{identity, Controller, NodeId};
+use crate::tls::channel_to;
 
 pub async fn run(controller: Arc<Controller>) {
     let interval = Duration::from_millis(controller.config.node_heartbeat_interval_ms);
@@ -133,7 +133,7 @@ impl Heartbeats {
         session_timeout: Duration,
     ) {
         if self.leader.as_ref().map(|(id, _)| *id) != Some(leader_id) {
-            match channel_to(leader_address) {
+            match channel_to(leader_address, &controller.config) {
                 Ok(channel) => self.leader = Some((leader_id, ControllerClient::new(channel))),
                 Err(err) => {
                     tracing::warn!(leader_id, leader_address, error = %err, "bad controller leader address");

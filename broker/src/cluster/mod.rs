@@ -44,7 +44,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use identity::{ClusterIdentity, IdentityError};
-pub use network::channel_to as network_channel_to;
 pub use peers::{parse_peers, validate as validate_settings, Peer};
 
 use crate::config::BrokerConfig;
@@ -148,7 +147,7 @@ impl Controller {
         let session_timeout = Duration::from_millis(config.node_session_timeout_ms);
         let raft_config = raft_config(session_timeout)?;
         let peers = peers::format_peers(&identity.peers);
-        let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers };
+        let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers, config: Arc::clone(&config) };
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;

@@ -12,20 +12,15 @@ use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::RaftRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::config::BrokerConfig;
+use crate::tls::channel_to;
 
 use super::{ClusterIdCell, NodeId, TypeConfig};
 
 /// Largest raft message in either direction: a snapshot chunk (openraft sends 3 MiB by default) plus framing.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 << 20;
-
-/// Opens a lazily connected channel to `address` (`host:port`).
-pub fn channel_to(address: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
-        .connect_timeout(std::time::Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
 
 /// Makes a [`Connection`] per target node.
 #[derive(Clone)]
@@ -34,13 +29,15 @@ pub struct Network {
     pub cluster_id: ClusterIdCell,
     /// This node's peers, formatted as `RaftRequest.peers` carries them.
     pub peers: String,
+    /// How to dial the peers (TLS or not).
+    pub config: std::sync::Arc<BrokerConfig>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        let client = channel_to(&node.addr).map(|channel| {
+        let client = channel_to(&node.addr, &self.config).map(|channel| {
             ControllerClient::new(channel)
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)

@@ -13,15 +13,21 @@ use std::time::Duration;
 use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::{IdentifyReply, IdentifyRequest};
 
-use super::network::channel_to;
 use super::peers::{format_peers, Peer};
 use super::Controller;
+use crate::tls::channel_to;
 
 /// How long one peer may take to answer `Identify`.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
-async fn identify(address: &str) -> Option<IdentifyReply> {
-    let mut client = ControllerClient::new(channel_to(address).ok()?);
+async fn identify(address: &str, config: &crate::BrokerConfig) -> Option<IdentifyReply> {
+    let mut client = match channel_to(address, config) {
+        Ok(channel) => ControllerClient::new(channel),
+        Err(error) => {
+            tracing::warn!(address, %error, "cannot dial a peer");
+            return None;
+        }
+    };
     let mut request = tonic::Request::new(IdentifyRequest {});
     request.set_timeout(IDENTIFY_TIMEOUT);
     match tokio::time::timeout(IDENTIFY_TIMEOUT, client.identify(request)).await {
@@ -37,9 +43,12 @@ async fn identify(address: &str) -> Option<IdentifyReply> {
 /// Asks every peer at once; the first disagreement found is the error.
 pub async fn check_peers(controller: &Controller) -> Result<(), String> {
     let peers = controller.peers();
-    let replies = futures_join_all(peers.iter().cloned().map(|peer| async move {
-        let reply = identify(&peer.address).await;
-        (peer, reply)
+    let replies = futures_join_all(peers.iter().cloned().map(|peer| {
+        let config = std::sync::Arc::clone(&controller.config);
+        async move {
+            let reply = identify(&peer.address, &config).await;
+            (peer, reply)
+        }
     }))
     .await;
     let ours = format_peers(&peers);

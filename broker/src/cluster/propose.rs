@@ -8,9 +8,9 @@ use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::RaftRequest;
 
 use super::metadata::{ClusterMetadata, Command, CommandOutcome};
-use super::network::channel_to;
 use super::Controller;
 use crate::error::BrokerError;
+use crate::tls::channel_to;
 
 /// How long a proposal may take to commit: a few raft round trips, or an election.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +30,8 @@ impl Controller {
                 || BrokerError::ControllerUnavailable { reason: format!("leader {leader} has no address") },
             )?;
         let unavailable = |reason: String| BrokerError::ControllerUnavailable { reason };
-        let channel = channel_to(&address).map_err(|e| unavailable(format!("bad leader address {address}: {e}")))?;
+        let channel = channel_to(&address, &self.config)
+            .map_err(|e| unavailable(format!("bad leader address {address}: {e}")))?;
         let payload_json = serde_json::to_vec(&command).map_err(|e| BrokerError::Internal(e.to_string()))?;
         let mut request = tonic::Request::new(RaftRequest {
             cluster_id: self.cluster_id.get().unwrap_or_default(),

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, request_size, EncodeError, FrameError, RequestPreamble, SIZE_PREFIX_BYTES};
 use super::{fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
-use crate::connection::LimitedConnection;
+use crate::tls::ServedStream;
 
 /// Why a connection is closed instead of answered.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum RequestError {
 }
 
 /// Serves one connection until the client closes it, it sends what cannot be answered, or the broker stops.
-pub async fn serve(mut connection: LimitedConnection, kafka: Arc<KafkaContext>) {
+pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
     let peer = connection.peer_addr();
     let max_request_bytes = usize::try_from(kafka.node.config.max_request_bytes).unwrap_or(usize::MAX);
     let mut shutdown = kafka.node.shutdown.clone();
@@ -89,10 +89,7 @@ enum ReadError {
 }
 
 /// The next request frame (without its size prefix); `None` when the client closed between requests.
-async fn read_request(
-    connection: &mut LimitedConnection,
-    max_request_bytes: usize,
-) -> Result<Option<Bytes>, ReadError> {
+async fn read_request(connection: &mut ServedStream, max_request_bytes: usize) -> Result<Option<Bytes>, ReadError> {
     let mut prefix = [0u8; SIZE_PREFIX_BYTES];
     let first = connection.read(&mut prefix).await.map_err(ReadError::Io)?;
     if first == 0 {

@@ -3,6 +3,11 @@
 //! big-endian size, whose first byte is 0x50 only for a request of 1.25 GiB or more, far above any sensible
 //! `max_request_bytes` (8 MiB by default; such a request would go to tonic and fail its preface check). So one
 //! peeked byte decides, and nothing is consumed: tonic reads the preface itself.
+//!
+//! With TLS on, the first byte must open a TLS handshake record (0x16); after the handshake, ALPN decides: gRPC
+//! clients offer `h2` (required by gRPC over TLS), Kafka clients offer nothing. A plaintext client on a TLS
+//! listener, or a TLS client on a plaintext one, is closed at its first byte, so it fails at once, not after a
+//! timeout, and the node logs which mistake it was.
 
 use std::io;
 use std::sync::Arc;
@@ -13,9 +18,14 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::KafkaContext;
 use crate::connection::LimitedConnection;
+use crate::tls::{ServedStream, TlsAcceptorHandle};
 
 /// The first byte of the HTTP/2 connection preface.
 const HTTP2_PREFACE_FIRST_BYTE: u8 = b'P';
+
+/// The first byte of a TLS record carrying a handshake message (a ClientHello opens every TLS connection). As a
+/// Kafka size prefix it would announce a request of 369 MiB or more, above any sensible `max_request_bytes`.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Connections told apart but not yet taken by tonic. tonic takes them as fast as they come, so this only
 /// absorbs a burst; each also holds one of `max_connections` slots, which bounds them anyway.
@@ -42,8 +52,9 @@ pub fn protocol_of(first_byte: u8) -> Protocol {
 pub fn split(
     accepted: impl Stream<Item = io::Result<LimitedConnection>> + Send + 'static,
     kafka: Arc<KafkaContext>,
+    tls: Option<Arc<TlsAcceptorHandle>>,
     mut shutdown: watch::Receiver<bool>,
-) -> ReceiverStream<io::Result<LimitedConnection>> {
+) -> ReceiverStream<io::Result<ServedStream>> {
     let (grpc_tx, grpc_rx) = mpsc::channel(GRPC_HANDOFF_QUEUE);
     tokio::spawn(async move {
         tokio::pin!(accepted);
@@ -60,23 +71,55 @@ pub fn split(
                     continue;
                 }
             };
-            let (grpc_tx, kafka) = (grpc_tx.clone(), Arc::clone(&kafka));
+            let (grpc_tx, kafka, tls) = (grpc_tx.clone(), Arc::clone(&kafka), tls.clone());
             tokio::spawn(async move {
-                match connection.first_byte().await {
-                    Ok(Some(byte)) => match protocol_of(byte) {
-                        Protocol::Grpc => {
-                            // Fails only once tonic has stopped: the connection is then dropped, i.e. closed.
-                            let _ = grpc_tx.send(Ok(connection)).await;
-                        }
-                        Protocol::Kafka => super::connection::serve(connection, kafka).await,
-                    },
-                    Ok(None) => {}
-                    Err(err) => tracing::debug!(error = %err, "connection closed before its first byte"),
+                match open(connection, tls.as_deref()).await {
+                    // Fails only once tonic has stopped: the connection is then dropped, i.e. closed.
+                    Some((stream, Protocol::Grpc)) => drop(grpc_tx.send(Ok(stream)).await),
+                    Some((stream, Protocol::Kafka)) => super::connection::serve(stream, kafka).await,
+                    None => {}
                 }
             });
         }
     });
     ReceiverStream::new(grpc_rx)
+}
+
+/// Reads what a new connection opens with and returns it ready to serve, with the protocol it speaks: by its
+/// first byte (left unread) on a plaintext listener, by ALPN after the handshake on a TLS one. `None`: the
+/// connection closed, stayed silent, failed its handshake or spoke the other kind of transport; it is dropped
+/// (closed) and the reason logged at debug (these are the peer's faults, not the node's).
+async fn open(connection: LimitedConnection, tls: Option<&TlsAcceptorHandle>) -> Option<(ServedStream, Protocol)> {
+    let peer = connection.peer_addr();
+    let first = match connection.first_byte().await {
+        Ok(Some(byte)) => byte,
+        Ok(None) => return None,
+        Err(err) => {
+            tracing::debug!(?peer, error = %err, "connection closed before its first byte");
+            return None;
+        }
+    };
+    match (tls, first) {
+        (Some(tls), TLS_HANDSHAKE_RECORD) => match tls.accept(connection).await {
+            Ok(stream) => {
+                let is_h2 = stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2);
+                Some((ServedStream::tls(stream), if is_h2 { Protocol::Grpc } else { Protocol::Kafka }))
+            }
+            Err(err) => {
+                tracing::debug!(?peer, error = %err, "TLS handshake failed");
+                None
+            }
+        },
+        (Some(_), _) => {
+            tracing::debug!(?peer, first_byte = first, "plaintext connection on a TLS listener: closed");
+            None
+        }
+        (None, TLS_HANDSHAKE_RECORD) => {
+            tracing::debug!(?peer, "TLS handshake on a plaintext listener: closed");
+            None
+        }
+        (None, byte) => Some((ServedStream::Plain(connection), protocol_of(byte))),
+    }
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::Replication;
-use crate::cluster::network_channel_to;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
+use crate::tls::channel_to;
 
 /// How long the leader may hold a fetch with nothing new.
 const FETCH_MAX_WAIT_MS: u32 = 500;
@@ -98,7 +98,7 @@ async fn stream_from(
         followed.push((assignment.clone(), node.registry.partition(&assignment.topic, assignment.partition)?));
     }
     drop(node);
-    let channel = network_channel_to(address).map_err(|e| unavailable("leader address", e))?;
+    let channel = channel_to(address, &replication.controller.config).map_err(|e| unavailable("leader address", e))?;
     let mut client = ControllerClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
     for (assignment, partition) in &followed {
         truncate_to_leader(&mut client, assignment, partition).await?;

@@ -73,7 +73,7 @@ impl Replication {
             .filter_map(|p| Some((p.leader?, p.leader_address.clone())))
             .collect();
         for (leader, address) in remote {
-            let Some(answer) = ask_leader(&address, name).await else { continue };
+            let Some(answer) = ask_leader(&address, name, &self.controller.config).await else { continue };
             for p in answer.partitions.into_iter().filter(|p| p.leader == Some(leader)) {
                 if let Some(slot) = described.partitions.get_mut(p.partition as usize) {
                     *slot = p;
@@ -126,9 +126,9 @@ impl Replication {
 pub const LOCAL_ONLY_KEY: &str = "rill-local-only";
 const ASK_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn ask_leader(address: &str, name: &str) -> Option<v1::DescribeTopicResponse> {
+async fn ask_leader(address: &str, name: &str, config: &crate::BrokerConfig) -> Option<v1::DescribeTopicResponse> {
     use rill_protocol::v1::topic_admin_client::TopicAdminClient;
-    let channel = crate::cluster::network_channel_to(address).ok()?;
+    let channel = crate::tls::channel_to(address, config).ok()?;
     let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned() });
     request.metadata_mut().insert(LOCAL_ONLY_KEY, tonic::metadata::MetadataValue::from_static("1"));
     request.set_timeout(ASK_LEADER_TIMEOUT);

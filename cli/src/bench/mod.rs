@@ -83,6 +83,14 @@ pub struct BenchArgs {
     /// Start a broker in this process on a temporary data directory and measure it.
     #[arg(long)]
     embedded: bool,
+    /// The embedded broker listens with TLS, with this certificate (PEM; its CA goes in --tls-ca).
+    #[arg(long, requires_all = ["embedded", "embedded_tls_key"], value_name = "FILE")]
+    embedded_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --embedded-tls-cert.
+    #[arg(long, requires = "embedded_tls_cert", value_name = "FILE")]
+    embedded_tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: crate::connect::TlsFlags,
     /// Where the embedded broker's temporary data directory goes (the disk under test).
     #[arg(long, requires = "embedded")]
     data_dir: Option<PathBuf>,
@@ -261,16 +269,21 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             direct_writes: args.write_mode == crate::broker::WriteModeArg::Direct,
             appends_in_flight: args.appends_in_flight,
             admin_listen: (args.metrics == MetricsArg::On).then_some(([127, 0, 0, 1], 0).into()),
+            tls: args
+                .embedded_tls_cert
+                .clone()
+                .zip(args.embedded_tls_key.clone())
+                .map(|(cert, key)| rill_broker::TlsConfig::new(cert, key)),
             ..rill_broker::BrokerConfig::default()
         };
         let broker = rill_broker::Broker::start(config).await.context("cannot start the embedded broker")?;
-        let addr = broker.addr().to_string();
+        let addr = broker.url();
         embedded = Some((broker, dir));
         addr
     } else {
         args.broker.clone()
     };
-    let client_config = ClientConfig::default();
+    let client_config = args.tls.client_config()?;
     let admin = Admin::new(Client::connect_with(&addr, client_config.clone()).await.context("cannot connect")?);
     let prefix = args.topic_prefix.clone().unwrap_or_else(|| {
         let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());

@@ -26,6 +26,28 @@ pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 
+/// A batch's first fields as the log stores them: its assigned base offset, its length, the leader epoch.
+type PatchedHead = [u8; PARTITION_LEADER_EPOCH_AT + 4];
+
+fn patched_head(batch: &[u8], header: &BatchHeader, epoch: i32) -> PatchedHead {
+    let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
+    head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
+    head[8..12].copy_from_slice(&batch[8..12]);
+    head[12..16].copy_from_slice(&epoch.to_be_bytes());
+    head
+}
+
+/// The bytes [`Segment::append`] writes for `batches`, in one buffer: what the tail cache keeps of an append.
+pub(crate) fn as_written(batches: &[(&[u8], BatchHeader)], epoch: i32) -> Bytes {
+    let len = batches.iter().map(|(batch, _)| batch.len()).sum();
+    let mut out = Vec::with_capacity(len);
+    for (batch, header) in batches {
+        out.extend_from_slice(&patched_head(batch, header, epoch));
+        out.extend_from_slice(&batch[PARTITION_LEADER_EPOCH_AT + 4..]);
+    }
+    Bytes::from(out)
+}
+
 /// `<dir>/<base offset, 20 digits>.<suffix>`: sorting names sorts segments.
 pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
@@ -210,16 +232,8 @@ impl Segment {
     ) -> Result<()> {
         let Some((_, last)) = batches.last() else { return Ok(()) };
         let position = self.size.load(Ordering::Relaxed);
-        let heads: Vec<[u8; PARTITION_LEADER_EPOCH_AT + 4]> = batches
-            .iter()
-            .map(|(batch, header)| {
-                let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
-                head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
-                head[8..12].copy_from_slice(&batch[8..12]);
-                head[12..16].copy_from_slice(&epoch.to_be_bytes());
-                head
-            })
-            .collect();
+        let heads: Vec<PatchedHead> =
+            batches.iter().map(|(batch, header)| patched_head(batch, header, epoch)).collect();
         let parts: Vec<&[u8]> =
             heads.iter().zip(batches).flat_map(|(head, (batch, _))| [&head[..], &batch[head.len()..]]).collect();
         let file = self.held_file()?;

@@ -371,7 +371,9 @@ impl Log {
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
         if let Some(tail) = &self.tail {
             let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);
-            tail.insert(base_offset, next, crate::segment::as_written(group, epoch));
+            let mut written = tail.buffer(group.iter().map(|(batch, _)| batch.len()).sum());
+            crate::segment::write_as_stored(group, epoch, &mut written);
+            tail.insert(base_offset, next, written);
         }
         for (_, header) in group.iter() {
             producers.observe(header, now_ms);

@@ -37,15 +37,12 @@ fn patched_head(batch: &[u8], header: &BatchHeader, epoch: i32) -> PatchedHead {
     head
 }
 
-/// The bytes [`Segment::append`] writes for `batches`, in one buffer: what the tail cache keeps of an append.
-pub(crate) fn as_written(batches: &[(&[u8], BatchHeader)], epoch: i32) -> Bytes {
-    let len = batches.iter().map(|(batch, _)| batch.len()).sum();
-    let mut out = Vec::with_capacity(len);
+/// Appends to `out` the bytes [`Segment::append`] writes for `batches`: what the tail cache keeps of an append.
+pub(crate) fn write_as_stored(batches: &[(&[u8], BatchHeader)], epoch: i32, out: &mut bytes::BytesMut) {
     for (batch, header) in batches {
         out.extend_from_slice(&patched_head(batch, header, epoch));
         out.extend_from_slice(&batch[PARTITION_LEADER_EPOCH_AT + 4..]);
     }
-    Bytes::from(out)
 }
 
 /// `<dir>/<base offset, 20 digits>.<suffix>`: sorting names sorts segments.

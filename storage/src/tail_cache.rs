@@ -14,13 +14,17 @@
 //!   entry bigger than the limit is not kept. Slices handed out outlive eviction (a slow consumer's response
 //!   still being written pins its entry's memory until it is written or its connection closes); the cache
 //!   itself no longer counts or holds them.
+//! - The bytes counted are the buffers' capacities, so the limit bounds memory, not just payload.
 //! - One lock, held for a map look-up or an insert, never across I/O; counters are relaxed atomics.
+//! - Evicted buffers that no reader still holds are reused for the next appends (a few, bounded): a buffer the
+//!   allocator hands out fresh costs a page fault per 4 KiB, and on this VM that made a 1 KB produce 38% slower
+//!   (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::BatchHeader;
 
@@ -67,6 +71,10 @@ struct CacheState {
     /// until it reaches the front or the queue is compacted; the id tells it from a later entry at the same base.
     order: VecDeque<(u64, i64, u64)>,
     next_entry_id: u64,
+    /// Emptied buffers of removed entries, for the next appends; at most [`RECYCLED_BUFFERS_MAX`] and
+    /// [`RECYCLED_BYTES_MAX`], not counted in `used_bytes`.
+    recycled: Vec<BytesMut>,
+    recycled_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -74,7 +82,15 @@ struct Entry {
     id: u64,
     next_offset: i64,
     bytes: Bytes,
+    /// The capacity of the buffer under `bytes`: what the entry counts against the limit.
+    charged_bytes: u64,
 }
+
+/// Buffers are allocated in multiples of this, so that one freed by an eviction fits the next append of about
+/// the same size.
+const BUFFER_GRANULE_BYTES: usize = 64 << 10;
+const RECYCLED_BUFFERS_MAX: usize = 16;
+const RECYCLED_BYTES_MAX: usize = 64 << 20;
 
 impl TailCache {
     /// A cache holding at most `limit_bytes` of batches; `None` for 0 (no cache).
@@ -123,21 +139,34 @@ impl TailCache {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn insert(&self, log_id: u64, base_offset: i64, next_offset: i64, bytes: Bytes) {
-        let len = bytes.len() as u64;
-        if len == 0 || len > self.limit_bytes {
+    /// An empty buffer of at least `len` bytes: a recycled one if one fits, else a new one.
+    fn buffer(&self, len: usize) -> BytesMut {
+        {
+            let mut state = self.lock();
+            if let Some(at) = state.recycled.iter().position(|b| b.capacity() >= len) {
+                let buffer = state.recycled.swap_remove(at);
+                state.recycled_bytes -= buffer.capacity();
+                return buffer;
+            }
+        }
+        BytesMut::with_capacity(len.next_multiple_of(BUFFER_GRANULE_BYTES))
+    }
+
+    fn insert(&self, log_id: u64, base_offset: i64, next_offset: i64, buffer: BytesMut) {
+        let charged_bytes = buffer.capacity() as u64;
+        if buffer.is_empty() || charged_bytes > self.limit_bytes {
             return;
         }
+        let bytes = buffer.freeze();
         let mut state = self.lock();
         let state = &mut *state;
         let id = state.next_entry_id;
         state.next_entry_id += 1;
-        let replaced = state.logs.entry(log_id).or_default().insert(base_offset, Entry { id, next_offset, bytes });
-        if let Some(old) = replaced {
-            state.used_bytes -= old.bytes.len() as u64;
-            state.entries -= 1;
+        let entry = Entry { id, next_offset, bytes, charged_bytes };
+        if let Some(old) = state.logs.entry(log_id).or_default().insert(base_offset, entry) {
+            state.forget(old);
         }
-        state.used_bytes += len;
+        state.used_bytes += charged_bytes;
         state.entries += 1;
         state.order.push_back((log_id, base_offset, id));
         while state.used_bytes > self.limit_bytes {
@@ -244,6 +273,22 @@ fn whole_batches(bytes: &[u8], from_offset: Option<i64>, room: usize, limit_offs
 }
 
 impl CacheState {
+    /// Uncounts a removed entry, and keeps its buffer for reuse if no reader holds a slice of it and there is room.
+    fn forget(&mut self, entry: Entry) {
+        self.used_bytes -= entry.charged_bytes;
+        self.entries -= 1;
+        if self.recycled.len() >= RECYCLED_BUFFERS_MAX
+            || self.recycled_bytes + entry.charged_bytes as usize > RECYCLED_BYTES_MAX
+        {
+            return;
+        }
+        if let Ok(mut buffer) = entry.bytes.try_into_mut() {
+            buffer.clear();
+            self.recycled_bytes += buffer.capacity();
+            self.recycled.push(buffer);
+        }
+    }
+
     /// Removes the entry at `base_offset` of `log_id` if it is still entry `id`; true if it was.
     fn remove_if(&mut self, log_id: u64, base_offset: i64, id: u64) -> bool {
         let Some(entries) = self.logs.get_mut(&log_id) else { return false };
@@ -254,29 +299,21 @@ impl CacheState {
         if entries.is_empty() {
             self.logs.remove(&log_id);
         }
-        self.used_bytes -= entry.bytes.len() as u64;
-        self.entries -= 1;
+        self.forget(entry);
         true
     }
 
     /// Removes the entries of `log_id` for which `doomed` holds.
     fn remove_where(&mut self, log_id: u64, mut doomed: impl FnMut(i64, &Entry) -> bool) {
         let Some(entries) = self.logs.get_mut(&log_id) else { return };
-        let mut freed = 0;
-        let mut count = 0;
-        entries.retain(|base, entry| {
-            let is_doomed = doomed(*base, entry);
-            if is_doomed {
-                freed += entry.bytes.len() as u64;
-                count += 1;
-            }
-            !is_doomed
-        });
+        let bases: Vec<i64> = entries.iter().filter(|(base, entry)| doomed(**base, entry)).map(|(b, _)| *b).collect();
+        let removed: Vec<Entry> = bases.iter().filter_map(|base| entries.remove(base)).collect();
         if entries.is_empty() {
             self.logs.remove(&log_id);
         }
-        self.used_bytes -= freed;
-        self.entries -= count;
+        for entry in removed {
+            self.forget(entry);
+        }
     }
 }
 
@@ -298,9 +335,14 @@ pub struct LogTailStats {
 }
 
 impl LogTail {
-    /// Keeps `bytes`, the whole batches `[base_offset, next_offset)` as just written to the log.
-    pub(crate) fn insert(&self, base_offset: i64, next_offset: i64, bytes: Bytes) {
-        self.cache.insert(self.log_id, base_offset, next_offset, bytes);
+    /// An empty buffer of at least `len` bytes for [`LogTail::insert`].
+    pub(crate) fn buffer(&self, len: usize) -> BytesMut {
+        self.cache.buffer(len)
+    }
+
+    /// Keeps `written`, the whole batches `[base_offset, next_offset)` as just written to the log.
+    pub(crate) fn insert(&self, base_offset: i64, next_offset: i64, written: BytesMut) {
+        self.cache.insert(self.log_id, base_offset, next_offset, written);
     }
 
     /// See [`TailCache::read`]; counts a hit, and a miss when `counts_miss`.

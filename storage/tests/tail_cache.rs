@@ -28,8 +28,8 @@ fn values(bytes: Bytes) -> Vec<Vec<u8>> {
 #[test]
 fn a_read_at_the_tail_is_a_hit_and_an_evicted_one_a_miss_with_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let one = batch(1, 3, 1);
-    let cache = TailCache::new(one.len() as u64 * 2).unwrap();
+    // Room for two appends: each counts its buffer, 64 KiB for a small one.
+    let cache = TailCache::new(2 * (64 << 10)).unwrap();
     let log = open(dir.path(), direct(), Some(Arc::clone(&cache)));
     for tag in 1..=4 {
         log.append(&batch(tag, 3, 1)).unwrap();

@@ -30,11 +30,20 @@ fn offsets_of(bytes: &Bytes) -> Vec<(i64, i64)> {
         .collect()
 }
 
+fn insert_bytes(tail: &LogTail, base_offset: i64, next_offset: i64, bytes: &[u8]) {
+    let mut buffer = tail.buffer(bytes.len());
+    buffer.extend_from_slice(bytes);
+    tail.insert(base_offset, next_offset, buffer);
+}
+
 fn insert_run(tail: &LogTail, base_offset: i64, count: usize) -> (Bytes, i64) {
     let (bytes, next) = run_of_batches(base_offset, count, 3);
-    tail.insert(base_offset, next, bytes.clone());
+    insert_bytes(tail, base_offset, next, &bytes);
     (bytes, next)
 }
+
+/// What one small entry counts against the limit: its buffer's capacity.
+const SMALL_ENTRY_BYTES: u64 = BUFFER_GRANULE_BYTES as u64;
 
 #[test]
 fn a_limit_of_zero_makes_no_cache() {
@@ -49,8 +58,10 @@ fn reads_start_at_the_batch_holding_the_offset_and_stop_at_whole_batches() {
     assert_eq!(next, 22);
     let read = tail.read(14, usize::MAX, i64::MAX, true).expect("offset 14 is cached");
     assert_eq!(offsets_of(&read), vec![(13, 16), (16, 19), (19, 22)]);
-    // A slice of the entry, not a copy (the four batches are of one size: offsets 10 to 21 print alike).
-    assert_eq!(read.as_ptr(), bytes[bytes.len() / 4..].as_ptr());
+    assert_eq!(&read[..], &bytes[bytes.len() / 4..]);
+    // Slices of the one entry, not copies (the four batches are of one size: offsets 10 to 21 print alike).
+    let whole = tail.read(10, usize::MAX, i64::MAX, true).unwrap();
+    assert_eq!(read.as_ptr(), whole[bytes.len() / 4..].as_ptr());
     // One byte of room still gets the whole first batch, and no more.
     assert_eq!(offsets_of(&tail.read(10, 1, i64::MAX, true).unwrap()), vec![(10, 13)]);
     // Nothing at or past the limit (the high watermark).
@@ -59,15 +70,14 @@ fn reads_start_at_the_batch_holding_the_offset_and_stop_at_whole_batches() {
     assert!(tail.read(22, usize::MAX, i64::MAX, true).is_none());
     assert!(tail.read(9, usize::MAX, i64::MAX, true).is_none());
     let stats = cache.stats();
-    assert_eq!((stats.hits, stats.misses), (3, 3));
-    assert_eq!(stats.hit_bytes, read.len() as u64 + bytes.len() as u64 / 4 * 3);
-    assert_eq!(tail.stats().hits, 3);
+    assert_eq!((stats.hits, stats.misses), (4, 3));
+    assert_eq!(stats.hit_bytes, read.len() as u64 + bytes.len() as u64 / 4 * 3 + bytes.len() as u64);
+    assert_eq!(tail.stats().hits, 4);
 }
 
 #[test]
 fn evicts_the_oldest_entries_of_any_log_first_and_counts_bytes_exactly() {
-    let (probe, _) = run_of_batches(0, 1, 3);
-    let entry_bytes = probe.len() as u64;
+    let entry_bytes = SMALL_ENTRY_BYTES;
     let cache = TailCache::new(entry_bytes * 3).unwrap();
     let (first, second) = (cache.for_log(), cache.for_log());
     insert_run(&first, 0, 1);
@@ -88,9 +98,9 @@ fn evicts_the_oldest_entries_of_any_log_first_and_counts_bytes_exactly() {
 #[test]
 fn an_entry_bigger_than_the_limit_is_not_kept() {
     let (bytes, next) = run_of_batches(0, 4, 3);
-    let cache = TailCache::new(bytes.len() as u64 - 1).unwrap();
+    let cache = TailCache::new(SMALL_ENTRY_BYTES - 1).unwrap();
     let tail = cache.for_log();
-    tail.insert(0, next, bytes);
+    insert_bytes(&tail, 0, next, &bytes);
     assert_eq!(cache.stats().used_bytes, 0);
     assert!(tail.read(0, usize::MAX, i64::MAX, true).is_none());
 }
@@ -99,14 +109,14 @@ fn an_entry_bigger_than_the_limit_is_not_kept() {
 fn truncation_drops_entries_at_or_past_the_cut_and_a_straddling_one_whole() {
     let cache = TailCache::new(1 << 20).unwrap();
     let tail = cache.for_log();
-    let (low, next) = insert_run(&tail, 0, 2);
+    let (_, next) = insert_run(&tail, 0, 2);
     let (_, next) = insert_run(&tail, next, 2);
     insert_run(&tail, next, 2);
     tail.remove_from(7);
     assert!(tail.read(0, usize::MAX, i64::MAX, false).is_some());
     assert!(tail.read(6, usize::MAX, i64::MAX, false).is_none(), "the entry holding 7 starts at 6");
     assert!(tail.read(12, usize::MAX, i64::MAX, false).is_none());
-    assert_eq!(cache.stats().used_bytes, low.len() as u64);
+    assert_eq!(cache.stats().used_bytes, SMALL_ENTRY_BYTES);
     assert_eq!(cache.stats().entries, 1);
 }
 
@@ -115,11 +125,11 @@ fn retention_drops_entries_wholly_below_the_new_log_start() {
     let cache = TailCache::new(1 << 20).unwrap();
     let tail = cache.for_log();
     let (_, next) = insert_run(&tail, 0, 2);
-    let (kept, _) = insert_run(&tail, next, 2);
+    insert_run(&tail, next, 2);
     tail.remove_below(6);
     assert!(tail.read(0, usize::MAX, i64::MAX, false).is_none());
     assert!(tail.read(6, usize::MAX, i64::MAX, false).is_some());
-    assert_eq!(cache.stats().used_bytes, kept.len() as u64);
+    assert_eq!(cache.stats().used_bytes, SMALL_ENTRY_BYTES);
 }
 
 #[test]
@@ -173,10 +183,28 @@ fn a_large_entry_is_answered_with_a_slice_even_when_more_follows() {
     let tail = cache.for_log();
     let (big, next) = run_of_batches(0, 2, 5000);
     assert!(big.len() / 2 >= COALESCE_BELOW_BYTES, "batches of about {} bytes", big.len() / 2);
-    tail.insert(0, next, big.clone());
+    insert_bytes(&tail, 0, next, &big);
     insert_run(&tail, next, 2);
     let read = tail.read(5000, usize::MAX, i64::MAX, true).unwrap();
-    let second_batch_at = BatchHeader::parse(&big).unwrap().total_bytes();
-    assert_eq!(read.as_ptr(), big[second_batch_at..].as_ptr(), "a slice of the entry");
+    let whole = tail.read(0, 1, i64::MAX, true).unwrap();
+    assert_eq!(read.as_ptr(), whole.as_ptr().wrapping_add(whole.len()), "a slice of the entry");
     assert_eq!(offsets_of(&read), vec![(5000, 10000)]);
+}
+
+#[test]
+fn an_evicted_buffer_no_reader_holds_is_reused_and_one_held_is_not() {
+    let cache = TailCache::new(SMALL_ENTRY_BYTES * 2).unwrap();
+    let tail = cache.for_log();
+    let (_, next) = insert_run(&tail, 0, 1);
+    let held = tail.read(0, usize::MAX, i64::MAX, false).unwrap();
+    let (_, next) = insert_run(&tail, next, 1);
+    let free = tail.read(next - 3, usize::MAX, i64::MAX, false).unwrap().as_ptr();
+    insert_run(&tail, next, 1); // evicts the held entry: its reader keeps it
+    assert_eq!(cache.lock().recycled.len(), 0);
+    assert_eq!(offsets_of(&held), vec![(0, 3)], "a held slice outlives eviction, unchanged");
+    insert_run(&tail, next + 3, 1); // evicts the free one
+    assert_eq!(cache.lock().recycled.len(), 1);
+    let reused = tail.buffer(10);
+    assert_eq!(reused.as_ptr(), free, "the evicted buffer comes back");
+    assert_eq!(cache.stats().used_bytes, SMALL_ENTRY_BYTES * 2, "recycled buffers are not counted as held");
 }

@@ -367,13 +367,22 @@ impl Log {
         let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
         let Writer { active, cursor, producers, snapshot_offset, .. } = writer;
         let now_ms = self.clock.now_ms();
-        active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms)?;
+        let len: usize = group.iter().map(|(batch, _)| batch.len()).sum();
+        // A direct write is staged in a buffer of the tail cache's, kept as the cached copy: one copy of the record
+        // bytes for both.
+        let keep = self.tail.as_ref().map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
+        let kept = active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms, keep)?;
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
         if let Some(tail) = &self.tail {
             let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);
-            let mut written = tail.buffer(group.iter().map(|(batch, _)| batch.len()).sum());
-            crate::segment::write_as_stored(group, epoch, &mut written);
-            tail.insert(base_offset, next, written);
+            match kept {
+                Some(kept) => tail.insert_kept(base_offset, next, kept.buffer, kept.capacity, kept.start..kept.end),
+                None => {
+                    let mut written = tail.buffer(len);
+                    crate::segment::write_as_stored(group, epoch, &mut written);
+                    tail.insert(base_offset, next, written);
+                }
+            }
         }
         for (_, header) in group.iter() {
             producers.observe(header, now_ms);

@@ -81,8 +81,11 @@ struct CacheState {
 struct Entry {
     id: u64,
     next_offset: i64,
-    bytes: Bytes,
-    /// The capacity of the buffer under `bytes`: what the entry counts against the limit.
+    /// The whole buffer, held whole so it can be reused once no reader holds a slice of it.
+    buffer: Bytes,
+    /// Where the batches lie in `buffer`.
+    batches: std::ops::Range<usize>,
+    /// The capacity of `buffer`: what the entry counts against the limit.
     charged_bytes: u64,
 }
 
@@ -152,17 +155,23 @@ impl TailCache {
         BytesMut::with_capacity(len.next_multiple_of(BUFFER_GRANULE_BYTES))
     }
 
-    fn insert(&self, log_id: u64, base_offset: i64, next_offset: i64, buffer: BytesMut) {
-        let charged_bytes = buffer.capacity() as u64;
-        if buffer.is_empty() || charged_bytes > self.limit_bytes {
+    fn insert(
+        &self,
+        log_id: u64,
+        base_offset: i64,
+        next_offset: i64,
+        buffer: Bytes,
+        charged_bytes: u64,
+        batches: std::ops::Range<usize>,
+    ) {
+        if batches.is_empty() || charged_bytes > self.limit_bytes {
             return;
         }
-        let bytes = buffer.freeze();
         let mut state = self.lock();
         let state = &mut *state;
         let id = state.next_entry_id;
         state.next_entry_id += 1;
-        let entry = Entry { id, next_offset, bytes, charged_bytes };
+        let entry = Entry { id, next_offset, buffer, batches, charged_bytes };
         if let Some(old) = state.logs.entry(log_id).or_default().insert(base_offset, entry) {
             state.forget(old);
         }
@@ -226,7 +235,7 @@ impl TailCache {
     fn entry_at(&self, log_id: u64, offset: i64) -> Option<(Bytes, i64)> {
         let state = self.lock();
         let (_, entry) = state.logs.get(&log_id)?.range(..=offset).next_back()?;
-        (entry.next_offset > offset).then(|| (entry.bytes.clone(), entry.next_offset))
+        (entry.next_offset > offset).then(|| (entry.buffer.slice(entry.batches.clone()), entry.next_offset))
     }
 }
 
@@ -282,7 +291,7 @@ impl CacheState {
         {
             return;
         }
-        if let Ok(mut buffer) = entry.bytes.try_into_mut() {
+        if let Ok(mut buffer) = entry.buffer.try_into_mut() {
             buffer.clear();
             self.recycled_bytes += buffer.capacity();
             self.recycled.push(buffer);
@@ -342,7 +351,21 @@ impl LogTail {
 
     /// Keeps `written`, the whole batches `[base_offset, next_offset)` as just written to the log.
     pub(crate) fn insert(&self, base_offset: i64, next_offset: i64, written: BytesMut) {
-        self.cache.insert(self.log_id, base_offset, next_offset, written);
+        let (charged, len) = (written.capacity() as u64, written.len());
+        self.cache.insert(self.log_id, base_offset, next_offset, written.freeze(), charged, 0..len);
+    }
+
+    /// Keeps `buffer[batches]`, the whole batches `[base_offset, next_offset)` as just written to the log, where
+    /// `buffer` is a buffer of this cache's, of `capacity` bytes, the direct write was staged in.
+    pub(crate) fn insert_kept(
+        &self,
+        base_offset: i64,
+        next_offset: i64,
+        buffer: Bytes,
+        capacity: usize,
+        batches: std::ops::Range<usize>,
+    ) {
+        self.cache.insert(self.log_id, base_offset, next_offset, buffer, capacity as u64, batches);
     }
 
     /// See [`TailCache::read`]; counts a hit, and a miss when `counts_miss`.

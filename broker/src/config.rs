@@ -114,6 +114,10 @@ pub struct BrokerConfig {
     /// Most descriptors of sealed segments' `.log` files kept open for reads, in a cache all partitions share (the
     /// least recently read is closed first). Unset: a sixteenth of the open-file limit, between 16 and 1,024.
     pub max_open_segment_files: Option<usize>,
+    /// Most bytes of recently appended batches kept in memory for fetches and subscribers, over all partitions
+    /// (`rill_storage::TailCache`, oldest evicted first); 0 keeps none. Unset: an eighth of the machine's memory,
+    /// at most 1 GiB ([`default_tail_cache_bytes`]).
+    pub tail_cache_bytes: Option<u64>,
     /// A connection on which no byte moves for this long is closed: a stalled or half-open peer holds nothing
     /// for ever. Healthy idle clients are kept alive by keepalive pings sent at a third of this.
     pub idle_connection_timeout_ms: u64,
@@ -289,6 +293,7 @@ impl Default for BrokerConfig {
             max_concurrent_streams: 1_024,
             max_connections: 4_096,
             max_open_segment_files: None,
+            tail_cache_bytes: None,
             idle_connection_timeout_ms: 600_000,
             group_session_timeout_ms: 10_000,
             group_min_session_timeout_ms: 100,
@@ -306,6 +311,21 @@ impl Default for BrokerConfig {
             tls: None,
         }
     }
+}
+
+/// The tail cache's size when `tail_cache_bytes` is not set: an eighth of the machine's memory, at most 1 GiB
+/// (and 1 GiB when the memory cannot be read).
+pub fn default_tail_cache_bytes() -> u64 {
+    const CAP_BYTES: u64 = 1 << 30;
+    physical_memory_bytes().map_or(CAP_BYTES, |memory| (memory / 8).min(CAP_BYTES))
+}
+
+/// The machine's physical memory, if the system says.
+fn physical_memory_bytes() -> Option<u64> {
+    // SAFETY: `sysconf` reads system constants; it has no preconditions.
+    let (pages, page_bytes) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, page_bytes) = (u64::try_from(pages).ok()?, u64::try_from(page_bytes).ok()?);
+    pages.checked_mul(page_bytes)
 }
 
 /// Parses `--admin-listen`: an address, or `off` for no admin listener.
@@ -450,6 +470,16 @@ impl BrokerConfig {
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1".into());
+        }
+        if let (Some(bytes), Some(memory)) = (self.tail_cache_bytes, physical_memory_bytes()) {
+            if bytes > memory / 2 {
+                return bad(
+                    "tail_cache_bytes",
+                    format!(
+                        "{bytes} is more than half of this machine's memory ({memory} bytes); 0 turns the cache off"
+                    ),
+                );
+            }
         }
         if self.max_open_segment_files == Some(0) {
             return bad(

@@ -128,11 +128,16 @@ impl Partition {
         Ok(())
     }
 
-    /// Reads whole batches from `offset`, off the async threads.
+    /// Reads whole batches from `offset`: from the tail cache on this thread when it holds them (a look-up and a
+    /// slice, cheaper than the hop to the blocking pool), else from the segments, off the async threads.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        let log = Arc::clone(&self.log);
-        let read =
-            tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(BrokerError::join)??;
+        let read = match self.log.read_from_memory(offset, max_bytes) {
+            Some(read) => read,
+            None => {
+                let log = Arc::clone(&self.log);
+                tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(BrokerError::join)??
+            }
+        };
         if let Some(traffic) = &self.traffic {
             traffic.record_out(read.batches.len() as u64, offsets_in(&read.batches));
         }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use rill_protocol::v1;
 use rill_storage::{
-    parse_partition_dir_name, partition_dir, Log, LogConfig, SegmentFileCache, SystemClock, TopicName, WriteMode,
+    parse_partition_dir_name, partition_dir, Log, LogConfig, SegmentFileCache, SystemClock, TailCache, TopicName,
+    WriteMode,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -43,6 +44,8 @@ struct Shared {
     segment_files: Arc<SegmentFileCache>,
     /// The writers' group-commit counts; `None` when the node records no metrics.
     write_metrics: Option<Arc<crate::metrics::WriteMetrics>>,
+    /// Recent appends of every partition, in memory; `None` with `tail_cache_bytes` 0.
+    tail_cache: Option<Arc<TailCache>>,
 }
 
 pub struct Topic {
@@ -128,6 +131,7 @@ impl Registry {
         config: Arc<BrokerConfig>,
         budget: FileBudget,
         segment_files: Arc<SegmentFileCache>,
+        tail_cache: Option<Arc<TailCache>>,
         write_metrics: Option<Arc<crate::metrics::WriteMetrics>>,
     ) -> Result<Registry> {
         let data_dir = config.data_dir.clone();
@@ -149,8 +153,12 @@ impl Registry {
                 "the data directory holds more partitions than the open-file budget allows; raise the open-file limit"
             );
         }
-        let shared =
-            Shared { append_slots: Arc::new(Semaphore::new(config.appends_in_flight)), segment_files, write_metrics };
+        let shared = Shared {
+            append_slots: Arc::new(Semaphore::new(config.appends_in_flight)),
+            segment_files,
+            write_metrics,
+            tail_cache,
+        };
         let mut topics = BTreeMap::new();
         let mut opening = JoinSet::new();
         let slots = Arc::new(Semaphore::new(PARALLEL_PARTITION_TASKS));
@@ -241,6 +249,11 @@ impl Registry {
     /// Partition appends writing to the disk now (holding one of the `appends_in_flight` slots).
     pub fn appends_in_flight(&self) -> usize {
         self.config.appends_in_flight.saturating_sub(self.shared.append_slots.available_permits())
+    }
+
+    /// The node's tail cache, if it keeps one (`tail_cache_bytes` above 0).
+    pub fn tail_cache(&self) -> Option<&Arc<TailCache>> {
+        self.shared.tail_cache.as_ref()
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -507,8 +520,10 @@ async fn open_partitions(
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);
-        let (log_config, files) = (log_config.clone(), Arc::clone(&shared.segment_files));
-        let opened = blocking(move || Ok(Log::open_shared(&dir, log_config, Arc::new(SystemClock), files)?)).await;
+        let (log_config, files, cache) =
+            (log_config.clone(), Arc::clone(&shared.segment_files), shared.tail_cache.clone());
+        let opened =
+            blocking(move || Ok(Log::open_cached(&dir, log_config, Arc::new(SystemClock), files, cache)?)).await;
         match opened {
             Ok(log) => partitions.push(Partition::start(
                 name.clone(),

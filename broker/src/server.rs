@@ -9,7 +9,7 @@ use rill_protocol::v1::{
     consumer_groups_server::ConsumerGroupsServer, records_server::RecordsServer, topic_admin_server::TopicAdminServer,
 };
 use rill_protocol::MESSAGE_OVERHEAD_BYTES;
-use rill_storage::SegmentFileCache;
+use rill_storage::{SegmentFileCache, TailCache};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -112,7 +112,11 @@ impl Broker {
         let metrics = admin_listener.as_ref().map(|_| Arc::new(crate::metrics::NodeMetrics::default()));
         let segment_files = Arc::new(SegmentFileCache::new(segment_files));
         let write_metrics = metrics.as_ref().map(|m| Arc::clone(&m.writes));
-        let registry = Registry::restore(Arc::clone(&config), budget, segment_files, write_metrics).await?;
+        let tail_cache_bytes = config.tail_cache_bytes.unwrap_or_else(crate::config::default_tail_cache_bytes);
+        tracing::info!(tail_cache_bytes, "tail cache");
+        let tail_cache = TailCache::new(tail_cache_bytes);
+        let registry =
+            Registry::restore(Arc::clone(&config), budget, segment_files, tail_cache.clone(), write_metrics).await?;
         // A cluster node keeps commits in the replicated `__consumer_offsets` topic, whose partition 0 would
         // live in the single-node log's directory: it never opens that log.
         let offsets = Arc::new(match &controller {

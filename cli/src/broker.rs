@@ -74,6 +74,10 @@ pub struct BrokerArgs {
     /// queue).
     #[arg(long, env = "RILL_APPENDS_IN_FLIGHT")]
     appends_in_flight: Option<usize>,
+    /// Most bytes of recent appends kept in memory for consumers at the tail, over all partitions (oldest
+    /// evicted first); 0 turns the cache off. [default: 1/8 of the machine's memory, at most 1 GiB]
+    #[arg(long, env = "RILL_TAIL_CACHE_BYTES", value_name = "BYTES")]
+    tail_cache_bytes: Option<u64>,
     /// This node's id in its cluster (required with --peers).
     #[arg(long, env = "RILL_NODE_ID", value_name = "ID")]
     node_id: Option<u64>,
@@ -187,6 +191,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.appends_in_flight {
             config.appends_in_flight = v;
+        }
+        if let Some(v) = self.tail_cache_bytes {
+            config.tail_cache_bytes = Some(v);
         }
         if let Some(v) = self.node_id {
             config.node_id = Some(v);

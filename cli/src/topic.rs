@@ -210,7 +210,8 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
         out.flush()?;
         return Ok(());
     }
-    let mut table = Table::new(&["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]);
+    let mut table =
+        Table::new(&["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS", "CACHE_HITS", "CACHE_MISSES"]);
     for p in &description.partitions {
         table.row(vec![
             p.partition.to_string(),
@@ -219,9 +220,20 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
             (p.high_watermark - p.log_start_offset).to_string(),
             p.size_bytes.to_string(),
             p.segment_count.to_string(),
+            p.tail_cache_hits.to_string(),
+            p.tail_cache_misses.to_string(),
         ]);
     }
     table.write(&mut out)?;
+    let (hits, misses) = description
+        .partitions
+        .iter()
+        .fold((0, 0), |(hits, misses), p| (hits + p.tail_cache_hits, misses + p.tail_cache_misses));
+    if hits + misses > 0 {
+        let rate = hits as f64 * 100.0 / (hits + misses) as f64;
+        output::line(&mut out, "")?;
+        output::line(&mut out, format!("tail cache hit rate {rate:.1}% ({hits} of {} reads)", hits + misses))?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -160,9 +160,21 @@ fn consume_reads_every_partition_and_exits_at_the_end_offsets_of_its_start() {
 fn consume_prints_the_records_before_a_damaged_batch_then_fails_naming_where_it_is() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    // Buffered writes: a direct-mode segment serves its newest bytes from memory, where no damage can reach.
+    // Buffered writes and no tail cache: a direct-mode segment, and the tail cache, serve the newest bytes from
+    // memory, where damage to the file cannot reach.
     let command = Command::new(RILL);
-    let args = ["broker", "--listen", "127.0.0.1:0", "--write-mode", "buffered", "--data-dir", data.to_str().unwrap()];
+    let data_dir = data.to_str().unwrap();
+    let args = [
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--write-mode",
+        "buffered",
+        "--tail-cache-bytes",
+        "0",
+        "--data-dir",
+        data_dir,
+    ];
     let broker = BrokerProcess::start_command(command, &args);
     let b = broker.addr.as_str();
     rill(b, &["topic", "create", "rot"]).ok();

@@ -34,7 +34,7 @@ fn a_topic_is_created_listed_described_grown_and_deleted() {
     assert!(text.starts_with("topic              orders\npartitions         3\n"), "{text}");
     let rows: Vec<Vec<&str>> =
         text.lines().skip_while(|l| !l.starts_with("PARTITION")).map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0], ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]);
+    assert_eq!(rows[0], ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS", "CACHE_HITS", "CACHE_MISSES"]);
     assert_eq!(rows.len(), 4, "{text}");
     assert_eq!(&rows[2][..4], ["1", "0", "1", "1"], "partition 1 holds the record: {text}");
     assert!(rows[2][4].parse::<u64>().expect("bytes") > 0, "{text}");

@@ -557,9 +557,14 @@ fn segment_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn a_batch_damaged_on_disk_comes_after_the_records_before_it_and_a_seek_skips_it() {
-    // Buffered writes: a direct-mode segment serves its newest bytes from memory, where no damage can reach.
+    // Buffered writes and no tail cache: a direct-mode segment, and the tail cache, serve the newest bytes from
+    // memory, where damage to the file cannot reach.
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = rill_broker::BrokerConfig { direct_writes: false, ..rill_broker::BrokerConfig::for_tests(dir.path()) };
+    let config = rill_broker::BrokerConfig {
+        direct_writes: false,
+        tail_cache_bytes: Some(0),
+        ..rill_broker::BrokerConfig::for_tests(dir.path())
+    };
     let handle = rill_broker::Broker::start(config).await.expect("broker starts");
     let broker = TestBroker { handle: Some(handle), dir };
     let client = broker.client().await;

@@ -22,7 +22,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// The alignment of offsets, lengths and memory for `O_DIRECT`: 4 KiB suits 512-byte and 4 KiB sector disks.
 pub(crate) const BLOCK_BYTES: usize = 4096;
@@ -91,6 +91,58 @@ impl DirectAppender {
             self.tail_end = None;
         }
         result
+    }
+
+    /// [`DirectAppender::write_at`] staged in `buffer` (any capacity; it grows if needed) instead of the thread's
+    /// staging memory, which the caller keeps: the written batches are `buffer[start..end]` of the answer. One copy
+    /// of the record bytes serves both the device write and the tail cache. The answer: the buffer, its capacity,
+    /// and `start..end`.
+    pub fn write_kept(
+        &mut self,
+        position: u64,
+        parts: &[&[u8]],
+        reader: &File,
+        buffer: BytesMut,
+    ) -> io::Result<(Bytes, usize, usize, usize)> {
+        let result = self.write_kept_parts(position, parts, reader, buffer);
+        if result.is_err() {
+            self.tail_end = None;
+        }
+        result
+    }
+
+    fn write_kept_parts(
+        &mut self,
+        position: u64,
+        parts: &[&[u8]],
+        reader: &File,
+        mut buffer: BytesMut,
+    ) -> io::Result<(Bytes, usize, usize, usize)> {
+        let block = BLOCK_BYTES as u64;
+        let file_position = position - position % block;
+        let tail_len = (position - file_position) as usize;
+        if self.tail_end != Some(position) {
+            reader.read_exact_at(&mut self.tail[..tail_len], file_position)?;
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let filled = tail_len + len;
+        let padded = filled.next_multiple_of(BLOCK_BYTES);
+        buffer.clear();
+        buffer.reserve(padded + BLOCK_BYTES);
+        // The write starts at the first block boundary of the buffer's memory; the bytes before it are unused.
+        let head = buffer.as_ptr().align_offset(BLOCK_BYTES);
+        buffer.resize(head, 0);
+        buffer.extend_from_slice(&self.tail[..tail_len]);
+        for part in parts {
+            buffer.extend_from_slice(part);
+        }
+        buffer.resize(head + padded, 0);
+        self.file.write_all_at(&buffer[head..head + padded], file_position)?;
+        let whole_blocks = filled - filled % BLOCK_BYTES;
+        self.tail[..filled - whole_blocks].copy_from_slice(&buffer[head + whole_blocks..head + filled]);
+        self.tail_end = Some(position + len as u64);
+        let capacity = buffer.capacity();
+        Ok((buffer.freeze(), capacity, head + tail_len, head + filled))
     }
 
     fn write_parts(&mut self, position: u64, parts: &[&[u8]], reader: &File) -> io::Result<()> {

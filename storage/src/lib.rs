@@ -24,6 +24,9 @@
 //!   unclean shutdown.
 //! - This crate does no network I/O and spawns no threads: callers drive periodic work
 //!   ([`Log::flush_if_due`], [`Log::enforce_retention`]) and own notifications of new data.
+//! - A [`TailCache`], when a node keeps one, holds the newest appends of all its logs byte-identical to their
+//!   segments, bounded in bytes (oldest evicted first); reads it covers never touch the files. Truncation,
+//!   retention, deletion and close remove what they drop from it before the change is published.
 //! - A log counts its fsyncs' durations in a [`latency::LatencyHistogram`] (relaxed atomics, no lock) and knows
 //!   no export format: the broker reads it when its metrics are scraped.
 
@@ -39,6 +42,7 @@ pub mod producer_state;
 mod recovery;
 pub mod segment;
 mod segment_files;
+pub mod tail_cache;
 mod topic;
 
 use std::path::PathBuf;
@@ -47,6 +51,7 @@ pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode};
 pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
 pub use producer_state::ProducerError;
 pub use segment_files::SegmentFileCache;
+pub use tail_cache::{LogTailStats, TailCache, TailCacheStats};
 pub use topic::{parse_partition_dir_name, partition_dir, TopicName};
 
 /// What went wrong in the storage layer, in terms a caller can act on.

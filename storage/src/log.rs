@@ -22,6 +22,7 @@ use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
 use crate::segment::Segment;
 use crate::segment_files::SegmentFileCache;
+use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
 
 mod producers;
@@ -72,6 +73,9 @@ pub struct Log {
     is_closed: AtomicBool,
     /// Every fsync of the active segment's data (group commits, interval flushes), for the broker's metrics.
     fsync_latency: LatencyHistogram,
+    /// The node's cache of recent appends, when it keeps one: every append goes in, and every change that drops
+    /// bytes from the log takes them out of it before the change is published (`tail_cache.rs`).
+    tail: Option<LogTail>,
 }
 
 /// State only the appending thread touches.
@@ -145,6 +149,17 @@ impl Log {
         clock: Arc<dyn Clock>,
         files: Arc<SegmentFileCache>,
     ) -> Result<Self> {
+        Self::open_cached(dir, config, clock, files, None)
+    }
+
+    /// [`Log::open_shared`], with appends kept in `tail_cache` (shared by many logs) and reads served from it.
+    pub fn open_cached(
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        files: Arc<SegmentFileCache>,
+        tail_cache: Option<Arc<TailCache>>,
+    ) -> Result<Self> {
         config.validate()?;
         let segment_settings = SegmentSettings::new(&config, files);
         let is_new_dir = !dir.exists();
@@ -206,6 +221,7 @@ impl Log {
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
             fsync_latency: LatencyHistogram::default(),
+            tail: tail_cache.map(|cache| cache.for_log()),
         };
         log.rebuild_producers(&mut lock(&log.writer), log_end)?;
         Ok(log)
@@ -214,6 +230,11 @@ impl Log {
     /// How long this log's fsyncs took, counted since it was opened.
     pub fn fsync_latency(&self) -> &LatencyHistogram {
         &self.fsync_latency
+    }
+
+    /// This log's reads through the node's tail cache, if it has one.
+    pub fn tail_cache_stats(&self) -> Option<LogTailStats> {
+        self.tail.as_ref().map(LogTail::stats)
     }
 
     pub fn dir(&self) -> &Path {
@@ -346,7 +367,23 @@ impl Log {
         let epoch = writer.checkpoint.epochs.last().map_or(0, |e| e.epoch);
         let Writer { active, cursor, producers, snapshot_offset, .. } = writer;
         let now_ms = self.clock.now_ms();
-        active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms)?;
+        let len: usize = group.iter().map(|(batch, _)| batch.len()).sum();
+        // A direct write is staged in a buffer of the tail cache's, kept as the cached copy: one copy of the record
+        // bytes for both.
+        let keep = self.tail.as_ref().map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
+        let kept = active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms, keep)?;
+        // Before the end is published: a reader at the tail finds the batches in memory from the start.
+        if let Some(tail) = &self.tail {
+            let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);
+            match kept {
+                Some(kept) => tail.insert_kept(base_offset, next, kept.buffer, kept.capacity, kept.start..kept.end),
+                None => {
+                    let mut written = tail.buffer(len);
+                    crate::segment::write_as_stored(group, epoch, &mut written);
+                    tail.insert(base_offset, next, written);
+                }
+            }
+        }
         for (_, header) in group.iter() {
             producers.observe(header, now_ms);
         }
@@ -489,6 +526,10 @@ impl Log {
         if offset == high_watermark {
             return Ok(result);
         }
+        if let Some(batches) = self.tail.as_ref().and_then(|t| t.read(offset, max_bytes, high_watermark, true)) {
+            result.batches = batches;
+            return Ok(result);
+        }
         let mut segment = self.segment_at(offset);
         while let Some(current) = segment {
             if let Some(batches) = current.read(offset, max_bytes, high_watermark)? {
@@ -498,6 +539,22 @@ impl Log {
             segment = self.segment_after(current.base_offset());
         }
         Ok(result)
+    }
+
+    /// [`Log::read`] when it needs no disk: the batches are in the tail cache, or the read starts at the high
+    /// watermark. `None` otherwise (a miss is not counted: the caller goes on to [`Log::read`], which counts it),
+    /// and for an offset out of range, which [`Log::read`] reports. Cheap enough for an async thread.
+    pub fn read_from_memory(&self, offset: i64, max_bytes: usize) -> Option<ReadResult> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return None;
+        }
+        let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark };
+        if offset < high_watermark {
+            result.batches = self.tail.as_ref()?.read(offset, max_bytes, high_watermark, false)?;
+        }
+        Some(result)
     }
 
     /// The first offset whose record timestamp is `>= timestamp_ms`, or `None` if every record is
@@ -548,6 +605,9 @@ impl Log {
             }
             let start = *segments.keys().next().expect("the active segment is never deleted");
             self.log_start_offset.store(start, Ordering::Release);
+            if let Some(tail) = &self.tail {
+                tail.remove_below(start);
+            }
         }
         for segment in &doomed {
             segment.delete_files()?;
@@ -570,6 +630,11 @@ impl Log {
             return Ok(());
         }
         writer.mark_changing(&self.dir)?;
+        // First: from here on no reader gets the dropped batches from memory (nor those a failure below would
+        // leave in doubt).
+        if let Some(tail) = &self.tail {
+            tail.remove_from(offset);
+        }
         let now = self.clock.now_ms();
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         // Segments wholly at or past `offset` go, but the first one stays to keep the log start.
@@ -590,6 +655,9 @@ impl Log {
             &EpochRule::Known(&epoch_at),
         )?;
         let new_end = truncated.next_offset();
+        if let Some(tail) = &self.tail {
+            tail.remove_from(new_end);
+        }
         let truncated = Arc::new(truncated);
         segments.insert(base, truncated.clone());
         drop(segments);
@@ -635,6 +703,9 @@ impl Log {
         if self.is_closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        if let Some(tail) = &self.tail {
+            tail.clear();
+        }
         let Writer { active, cursor, .. } = &mut *writer;
         active.seal(cursor)?;
         // Before the clean checkpoint: a clean open trusts the snapshot at the log end.
@@ -657,6 +728,9 @@ impl Log {
     pub fn delete(&self) -> Result<()> {
         let _writer = lock(&self.writer);
         self.is_closed.store(true, Ordering::Release);
+        if let Some(tail) = &self.tail {
+            tail.clear();
+        }
         self.segment_settings.files.forget_dir(&self.dir);
         fs::remove_dir_all(&self.dir).map_err(StorageError::io(&self.dir))?;
         if let Some(parent) = self.dir.parent() {

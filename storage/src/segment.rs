@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
 use rill_protocol::{BatchHeader, RecordBatch, TimestampType};
 
@@ -25,6 +25,34 @@ use crate::{Result, StorageError};
 pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// A direct append staged in a buffer the caller keeps: the batches as written are `buffer[start..end]`.
+pub(crate) struct KeptWrite {
+    pub buffer: Bytes,
+    /// The buffer's allocation, what it costs the tail cache.
+    pub capacity: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A batch's first fields as the log stores them: its assigned base offset, its length, the leader epoch.
+type PatchedHead = [u8; PARTITION_LEADER_EPOCH_AT + 4];
+
+fn patched_head(batch: &[u8], header: &BatchHeader, epoch: i32) -> PatchedHead {
+    let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
+    head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
+    head[8..12].copy_from_slice(&batch[8..12]);
+    head[12..16].copy_from_slice(&epoch.to_be_bytes());
+    head
+}
+
+/// Appends to `out` the bytes [`Segment::append`] writes for `batches`: what the tail cache keeps of an append.
+pub(crate) fn write_as_stored(batches: &[(&[u8], BatchHeader)], epoch: i32, out: &mut BytesMut) {
+    for (batch, header) in batches {
+        out.extend_from_slice(&patched_head(batch, header, epoch));
+        out.extend_from_slice(&batch[PARTITION_LEADER_EPOCH_AT + 4..]);
+    }
+}
 
 /// `<dir>/<base offset, 20 digits>.<suffix>`: sorting names sorts segments.
 pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -200,6 +228,9 @@ impl Segment {
     /// at the end of the file, in one write. Each batch's new base offset and `epoch` are written from a 16-byte
     /// patched copy of its header's first fields, the rest straight from the batch: no copy of the record bytes.
     /// On failure nothing of the group stays in the file.
+    ///
+    /// With `keep` (a buffer of the tail cache's), a direct write is staged in it and the answer is the buffer with
+    /// where the batches lie in it; otherwise (no `keep`, or a write through the page cache) `None`.
     pub fn append(
         &self,
         batches: &[(&[u8], BatchHeader)],
@@ -207,27 +238,23 @@ impl Segment {
         cursor: &mut IndexCursor,
         interval: u64,
         now_ms: i64,
-    ) -> Result<()> {
-        let Some((_, last)) = batches.last() else { return Ok(()) };
+        keep: Option<BytesMut>,
+    ) -> Result<Option<KeptWrite>> {
+        let Some((_, last)) = batches.last() else { return Ok(None) };
         let position = self.size.load(Ordering::Relaxed);
-        let heads: Vec<[u8; PARTITION_LEADER_EPOCH_AT + 4]> = batches
-            .iter()
-            .map(|(batch, header)| {
-                let mut head = [0u8; PARTITION_LEADER_EPOCH_AT + 4];
-                head[..8].copy_from_slice(&header.base_offset.to_be_bytes());
-                head[8..12].copy_from_slice(&batch[8..12]);
-                head[12..16].copy_from_slice(&epoch.to_be_bytes());
-                head
-            })
-            .collect();
+        let heads: Vec<PatchedHead> =
+            batches.iter().map(|(batch, header)| patched_head(batch, header, epoch)).collect();
         let parts: Vec<&[u8]> =
             heads.iter().zip(batches).flat_map(|(head, (batch, _))| [&head[..], &batch[head.len()..]]).collect();
         let file = self.held_file()?;
-        if let Err(source) = self.write_at(&file, position, &parts) {
-            // Leave no partial batch behind: a later append or a clean shutdown must not see one.
-            let _ = file.set_len(position);
-            return Err(StorageError::Io { path: self.log_path.clone(), source });
-        }
+        let kept = match self.write_at(&file, position, &parts, keep) {
+            Ok(kept) => kept,
+            Err(source) => {
+                // Leave no partial batch behind: a later append or a clean shutdown must not see one.
+                let _ = file.set_len(position);
+                return Err(StorageError::Io { path: self.log_path.clone(), source });
+            }
+        };
         if position == 0 {
             self.created_ms.store(now_ms, Ordering::Relaxed);
         }
@@ -251,10 +278,16 @@ impl Segment {
         }
         self.next_offset.store(last.next_offset(), Ordering::Release);
         self.size.store(batch_position, Ordering::Release);
-        Ok(())
+        Ok(kept)
     }
 
-    fn write_at(&self, file: &File, position: u64, parts: &[&[u8]]) -> std::io::Result<()> {
+    fn write_at(
+        &self,
+        file: &File,
+        position: u64,
+        parts: &[&[u8]],
+        keep: Option<BytesMut>,
+    ) -> std::io::Result<Option<KeptWrite>> {
         let mut writes = lock(&self.io.writes);
         if let Writes::DirectUnopened = *writes {
             *writes = match DirectAppender::open(&self.log_path)? {
@@ -273,10 +306,16 @@ impl Segment {
                 // Through the page cache below; the next direct write reloads the block this one changes.
                 appender.forget_tail();
             } else {
-                match appender.write_at(position, parts, file) {
-                    Ok(()) => {
+                let written = match keep {
+                    Some(buffer) => appender
+                        .write_kept(position, parts, file, buffer)
+                        .map(|(buffer, capacity, start, end)| Some(KeptWrite { buffer, capacity, start, end })),
+                    None => appender.write_at(position, parts, file).map(|()| None),
+                };
+                match written {
+                    Ok(kept) => {
                         lock(&self.io.recent).push(position, parts);
-                        return Ok(());
+                        return Ok(kept);
                     }
                     // The device wants a coarser alignment than 4 KiB: nothing was written, so write through
                     // the page cache instead, from here on.
@@ -297,7 +336,7 @@ impl Segment {
         if matches!(*writes, Writes::Direct(_)) {
             lock(&self.io.recent).push(position, parts);
         }
-        Ok(())
+        Ok(None)
     }
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {

@@ -81,6 +81,11 @@ async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
         sample(&text, r#"rill_grpc_request_duration_seconds_count{method="rill.v1.Records/Produce"}"#),
         Some(2.0)
     );
+    // The fetch read what was just produced: from the tail cache, never the disk.
+    assert!(sample(&text, "rill_tail_cache_hits_total").is_some_and(|hits| hits >= 1.0), "{text}");
+    assert_eq!(sample(&text, "rill_tail_cache_misses_total"), Some(0.0));
+    assert!(sample(&text, "rill_tail_cache_hit_bytes_total").is_some_and(|bytes| bytes > 5.0 * 61.0 / 2.0));
+    assert!(sample(&text, "rill_tail_cache_bytes").is_some_and(|bytes| bytes > 0.0));
     assert!(sample(&text, "rill_connections_open").is_some_and(|open| open >= 1.0));
     assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|rss| rss > 0.0));
     assert!(!text.contains("# EOF"), "the 0.0.4 text format has no end marker");

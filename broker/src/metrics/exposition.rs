@@ -300,7 +300,57 @@ impl Scrape {
             "Partition appends writing to the disk now (at most appends_in_flight).",
             MetricType::Gauge,
             self.node.registry.appends_in_flight() as f64,
-        )
+        )?;
+        self.encode_tail_cache(encoder)
+    }
+
+    /// The tail cache's counters; none of its families when the node keeps no cache.
+    fn encode_tail_cache(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Some(cache) = self.node.registry.tail_cache() else { return Ok(()) };
+        let stats = cache.stats();
+        let families: [(&str, &str, MetricType, u64); 7] = [
+            (
+                "rill_tail_cache_hits",
+                "Partition reads answered from the tail cache, without the disk.",
+                MetricType::Counter,
+                stats.hits,
+            ),
+            (
+                "rill_tail_cache_misses",
+                "Partition reads the tail cache did not hold, read from segment files.",
+                MetricType::Counter,
+                stats.misses,
+            ),
+            (
+                "rill_tail_cache_hit_bytes",
+                "Bytes of batches answered from the tail cache.",
+                MetricType::Counter,
+                stats.hit_bytes,
+            ),
+            (
+                "rill_tail_cache_evictions",
+                "Cached appends dropped, oldest first, to stay within tail_cache_bytes.",
+                MetricType::Counter,
+                stats.evictions,
+            ),
+            (
+                "rill_tail_cache_bytes",
+                "Bytes of batches the tail cache holds now.",
+                MetricType::Gauge,
+                stats.used_bytes,
+            ),
+            (
+                "rill_tail_cache_limit_bytes",
+                "Most bytes the tail cache holds (tail_cache_bytes).",
+                MetricType::Gauge,
+                stats.limit_bytes,
+            ),
+            ("rill_tail_cache_entries", "Appends the tail cache holds now.", MetricType::Gauge, stats.entries),
+        ];
+        for (name, help, kind, value) in families {
+            single(encoder, name, help, kind, value as f64)?;
+        }
+        Ok(())
     }
 
     fn encode_groups(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {

@@ -6,7 +6,7 @@ async fn registry_with_room_for(partitions: u64, data_dir: &Path) -> Registry {
     let config = Arc::new(BrokerConfig::for_tests(data_dir));
     std::fs::create_dir_all(data_dir).unwrap();
     let budget = FileBudget { max_open_files: 100 + 3 * partitions, reserved_files: 100, files_per_partition: 3 };
-    Registry::restore(config, budget, Arc::new(SegmentFileCache::new(4)), None).await.unwrap()
+    Registry::restore(config, budget, Arc::new(SegmentFileCache::new(4)), None, None).await.unwrap()
 }
 
 #[tokio::test]

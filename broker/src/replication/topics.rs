@@ -109,6 +109,9 @@ impl Replication {
                     info.high_watermark = log.high_watermark();
                     info.size_bytes = log.size_bytes();
                     info.segment_count = log.segment_count() as u64;
+                    let cache = log.tail_cache_stats().unwrap_or_default();
+                    (info.tail_cache_hits, info.tail_cache_misses) = (cache.hits, cache.misses);
+                    info.tail_cache_hit_bytes = cache.hit_bytes;
                     info.replica_log_ends = self
                         .replica_log_ends(name, index, log.log_end_offset())
                         .into_iter()

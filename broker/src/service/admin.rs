@@ -90,12 +90,16 @@ impl RillService {
             .iter()
             .map(|p| {
                 let log = p.log();
+                let cache = log.tail_cache_stats().unwrap_or_default();
                 v1::PartitionInfo {
                     partition: p.index,
                     log_start_offset: log.log_start_offset(),
                     high_watermark: log.high_watermark(),
                     size_bytes: log.size_bytes(),
                     segment_count: log.segment_count() as u64,
+                    tail_cache_hits: cache.hits,
+                    tail_cache_misses: cache.misses,
+                    tail_cache_hit_bytes: cache.hit_bytes,
                     ..Default::default()
                 }
             })

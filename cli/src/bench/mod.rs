@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rill_client::{Acks, Admin, Client, ClientConfig, Compression, ProducerConfig, TopicConfig, TopicReplication};
 
-use report::{latency_histogram, Counters, CpuTime, PhaseReport, RunReport};
+use report::{latency_histogram, Counters, CpuTime, PhaseReport, RunReport, TailCacheUse};
 use workers::{ConsumerJob, ProducerJob};
 use workload::Workload;
 
@@ -103,6 +103,14 @@ pub struct BenchArgs {
     /// The embedded broker's `appends_in_flight`: most partition appends writing to the disk at once.
     #[arg(long, default_value_t = rill_broker::BrokerConfig::default().appends_in_flight, requires = "embedded")]
     appends_in_flight: usize,
+    /// The embedded broker's `tail_cache_bytes`: recent appends kept in memory (0: none). Default: the broker's
+    /// (an eighth of the machine's memory, at most 1 GiB).
+    #[arg(long, requires = "embedded")]
+    tail_cache_bytes: Option<u64>,
+    /// Consume: replay the data set this many times (a round long enough to measure, from data that fits the
+    /// broker's tail cache); the figures are over all replays.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    replays: u32,
     /// Whether the embedded broker records metrics (and serves them on a free admin port): `off` measures what
     /// they cost.
     #[arg(long, value_enum, default_value = "on", requires = "embedded")]
@@ -274,6 +282,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
                 .clone()
                 .zip(args.embedded_tls_key.clone())
                 .map(|(cert, key)| rill_broker::TlsConfig::new(cert, key)),
+            tail_cache_bytes: args.tail_cache_bytes,
             ..rill_broker::BrokerConfig::default()
         };
         let broker = rill_broker::Broker::start(config).await.context("cannot start the embedded broker")?;
@@ -329,6 +338,8 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "durability": format!("{:?}", args.durability).to_lowercase(),
         "write_mode": format!("{:?}", args.write_mode).to_lowercase(),
         "appends_in_flight": args.embedded.then_some(args.appends_in_flight),
+        "tail_cache_bytes": args.tail_cache_bytes,
+        "replays": args.replays,
         "topics": workload.topics,
         "partitions_per_topic": workload.partitions_per_topic,
         "message_bytes": workload.message_bytes,
@@ -364,11 +375,18 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             let produced = phase.messages;
             report.phases.push(phase);
             report.histograms.push(("produce".into(), latencies));
-            let (phase, _) = run.consume_phase(produced).await?;
+            let before = tail_cache_use(&admin, &run.topics).await?;
+            let (mut phase, _) = run.consume_phase(produced).await?;
+            for _ in 1..args.replays {
+                phase.absorb(run.consume_phase(produced).await?.0);
+            }
+            phase.tail_cache = Some(TailCacheUse::between(before, tail_cache_use(&admin, &run.topics).await?));
             report.phases.push(phase);
         }
         Mode::E2e => {
-            let (produce, consume, produce_latencies, e2e_latencies) = run.e2e_phase().await?;
+            let before = tail_cache_use(&admin, &run.topics).await?;
+            let (produce, mut consume, produce_latencies, e2e_latencies) = run.e2e_phase().await?;
+            consume.tail_cache = Some(TailCacheUse::between(before, tail_cache_use(&admin, &run.topics).await?));
             report.phases.push(produce);
             report.phases.push(consume);
             report.histograms.push(("produce".into(), produce_latencies));
@@ -379,6 +397,21 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         broker.shutdown().await;
     }
     Ok(report)
+}
+
+/// The broker's tail-cache counters summed over `topics`' partitions (as the node answering `DescribeTopic` counts
+/// them).
+async fn tail_cache_use(admin: &Admin, topics: &[String]) -> anyhow::Result<TailCacheUse> {
+    let mut total = TailCacheUse::default();
+    for topic in topics {
+        let description = admin.describe_topic(topic).await.with_context(|| format!("cannot describe {topic}"))?;
+        for p in &description.partitions {
+            total.hits += p.tail_cache_hits;
+            total.misses += p.tail_cache_misses;
+            total.hit_bytes += p.tail_cache_hit_bytes;
+        }
+    }
+    Ok(total)
 }
 
 struct Run {

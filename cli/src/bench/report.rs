@@ -133,9 +133,53 @@ pub struct PhaseReport {
     pub cpu: Option<CpuUse>,
     pub errors: u64,
     pub series: Vec<Sample>,
+    /// The broker's tail-cache reads of the run's partitions during the phase (consume and end to end).
+    pub tail_cache: Option<TailCacheUse>,
+}
+
+/// Reads the broker answered from its tail cache (memory) or from segment files, as `DescribeTopic` counts them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TailCacheUse {
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_bytes: u64,
+    /// hits / (hits + misses), in percent; `None` with no reads counted (the cache off).
+    pub hit_rate_percent: Option<f64>,
+}
+
+impl TailCacheUse {
+    /// What moved between two readings of the counters.
+    pub fn between(before: TailCacheUse, after: TailCacheUse) -> TailCacheUse {
+        let hits = after.hits.saturating_sub(before.hits);
+        let misses = after.misses.saturating_sub(before.misses);
+        let reads = hits + misses;
+        TailCacheUse {
+            hits,
+            misses,
+            hit_bytes: after.hit_bytes.saturating_sub(before.hit_bytes),
+            hit_rate_percent: (reads > 0).then(|| hits as f64 * 100.0 / reads as f64),
+        }
+    }
 }
 
 impl PhaseReport {
+    /// Adds a later run of the same phase (another replay): totals add up, rates are over the summed time.
+    pub fn absorb(&mut self, later: PhaseReport) {
+        let offset_s = self.seconds;
+        self.series.extend(later.series.into_iter().map(|s| Sample { elapsed_s: s.elapsed_s + offset_s, ..s }));
+        self.messages += later.messages;
+        self.bytes += later.bytes;
+        self.seconds += later.seconds;
+        self.messages_per_s = self.messages as f64 / self.seconds;
+        self.mb_per_s = self.bytes as f64 / self.seconds / 1e6;
+        self.errors += later.errors;
+        if let (Some(cpu), Some(more)) = (&mut self.cpu, later.cpu) {
+            cpu.user_s += more.user_s;
+            cpu.system_s += more.system_s;
+            cpu.core_s_per_gb = (cpu.user_s + cpu.system_s) / (self.bytes as f64 / 1e9).max(1e-9);
+        }
+    }
+
     pub fn new(
         phase: &str,
         counters: &Counters,
@@ -159,6 +203,7 @@ impl PhaseReport {
             cpu,
             errors,
             series,
+            tail_cache: None,
         }
     }
 
@@ -186,6 +231,19 @@ impl PhaseReport {
                 "{:<8} cpu {:.2} s user + {:.2} s system: {:.2} core-seconds per GB",
                 "", cpu.user_s, cpu.system_s, cpu.core_s_per_gb
             )?;
+        }
+        if let Some(cache) = &self.tail_cache {
+            match cache.hit_rate_percent {
+                Some(rate) => writeln!(
+                    out,
+                    "{:<8} tail cache hit rate {rate:.1}% ({} of {} reads, {:.1} MB from memory)",
+                    "",
+                    cache.hits,
+                    cache.hits + cache.misses,
+                    cache.hit_bytes as f64 / 1e6
+                )?,
+                None => writeln!(out, "{:<8} tail cache: no reads counted (the broker keeps none)", "")?,
+            }
         }
         Ok(())
     }

@@ -100,6 +100,13 @@ impl Log {
             return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, high_watermark: log_end });
         }
         let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark: self.high_watermark() };
+        if offset >= log_end {
+            return Ok(result);
+        }
+        if let Some(batches) = self.tail.as_ref().and_then(|t| t.read(offset, max_bytes, log_end, true)) {
+            result.batches = batches;
+            return Ok(result);
+        }
         let mut segment = self.segment_at(offset);
         while let Some(current) = segment {
             if offset >= log_end {

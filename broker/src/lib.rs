@@ -73,6 +73,7 @@ mod replication;
 mod request_limit;
 mod server;
 mod service;
+mod topic_id;
 
 pub use cluster::{parse_peers, Peer};
 pub use config::{parse_admin_listen, BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_ADMIN_PORT, DEFAULT_PORT};

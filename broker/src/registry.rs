@@ -25,6 +25,7 @@ use crate::error::{BrokerError, Result};
 use crate::file_budget::FileBudget;
 use crate::meta::{self, TopicMeta, TopicSettings};
 use crate::partition::Partition;
+use crate::topic_id::TopicId;
 
 /// Prefix of names the broker keeps for itself (`__topics`, `__consumer_offsets`).
 pub const RESERVED_PREFIX: &str = "__";
@@ -47,6 +48,8 @@ struct Shared {
 
 pub struct Topic {
     pub name: TopicName,
+    /// Stable for the topic's life (`topic_id.rs`); kept in its metadata file.
+    pub id: TopicId,
     pub settings: TopicSettings,
     /// Grows with AddPartitions; never shrinks while the topic exists.
     partitions: RwLock<Vec<Arc<Partition>>>,
@@ -171,6 +174,7 @@ impl Registry {
             let (meta, name, partitions) = opened.map_err(BrokerError::join)??;
             let topic = Topic {
                 name,
+                id: meta.topic_id.expect("load_all gives every topic an id"),
                 settings: meta.settings,
                 partitions: RwLock::new(partitions),
                 next_round_robin: AtomicU32::new(0),
@@ -224,6 +228,11 @@ impl Registry {
 
     fn changed(&self) {
         self.changes.send_modify(|version| *version = version.wrapping_add(1));
+    }
+
+    /// The topic with this id, if one exists (a scan: only Kafka's KIP-848 and Metadata-by-id ask).
+    pub fn topic_by_id(&self, id: TopicId) -> Option<Arc<Topic>> {
+        read(&self.topics).values().find(|topic| topic.id == id).cloned()
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
@@ -292,7 +301,8 @@ impl Registry {
         .await?;
         let partitions =
             open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.shared).await?;
-        let meta = TopicMeta::new(&name, partition_count, settings.clone());
+        let id = TopicId::random();
+        let meta = TopicMeta::new(&name, id, partition_count, settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
             move || meta::store(&data_dir, &meta)
@@ -304,6 +314,7 @@ impl Registry {
         }
         let topic = Arc::new(Topic {
             name: name.clone(),
+            id,
             settings,
             partitions: RwLock::new(partitions),
             next_round_robin: AtomicU32::new(0),
@@ -371,7 +382,7 @@ impl Registry {
             &self.shared,
         )
         .await?;
-        let meta = TopicMeta::new(&topic.name, new_count, topic.settings.clone());
+        let meta = TopicMeta::new(&topic.name, topic.id, new_count, topic.settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
             move || meta::store(&data_dir, &meta)

@@ -258,7 +258,7 @@ impl Registry {
 
     pub async fn create(&self, name: &str, partition_count: u32, config: &v1::TopicConfig) -> Result<Arc<Topic>> {
         let (name, settings) = self.check_create(name, partition_count, config)?;
-        self.create_checked(name, partition_count, settings).await
+        self.create_checked(name, partition_count, settings, TopicId::random()).await
     }
 
     /// What a create would make of its request, without making it: the checked name and the resolved settings.
@@ -280,10 +280,11 @@ impl Registry {
         name: &str,
         partition_count: u32,
         settings: TopicSettings,
+        id: TopicId,
     ) -> Result<Arc<Topic>> {
         // The one reserved name a cluster places: the replicated committed offsets.
         let name = if name == crate::offsets::OFFSETS_TOPIC { TopicName::new(name)? } else { user_topic_name(name)? };
-        self.create_checked(name, partition_count, settings).await
+        self.create_checked(name, partition_count, settings, id).await
     }
 
     async fn create_checked(
@@ -291,6 +292,7 @@ impl Registry {
         name: TopicName,
         partition_count: u32,
         settings: TopicSettings,
+        id: TopicId,
     ) -> Result<Arc<Topic>> {
         let _reservation = self.reserve(&name, partition_count).await?;
         // A directory left by a crashed create or delete must not lend its old records to the new topic.
@@ -301,7 +303,6 @@ impl Registry {
         .await?;
         let partitions =
             open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.shared).await?;
-        let id = TopicId::random();
         let meta = TopicMeta::new(&name, id, partition_count, settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();

@@ -113,6 +113,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (42, 0, 2), // DeleteGroups
         (47, 0, 0), // OffsetDelete
         (60, 0, 1), // DescribeCluster
+        (68, 0, 1), // ConsumerGroupHeartbeat
     ];
     assert_eq!(served, expected);
 }

@@ -1,12 +1,14 @@
 """KIP-848's consumer group protocol (`group.protocol=consumer`, ConsumerGroupHeartbeat) with a real client:
 confluent-kafka (librdkafka 2.12) members whose assignment the broker computes. A group of three shares a
 6-partition topic, one leaves, the others take its partitions over, every record is read exactly once;
-`rill group describe` shows the members and what each owns; commits resume a new member. Run by
+`rill group describe` shows the members and what each owns; commits resume a new member; a member killed with
+SIGKILL loses its partitions to the survivor once its session expires. Run by
 kafka-clients.sh, against its own broker with short KIP-848 sessions (a member that dies is noticed in seconds)."""
 
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -149,3 +151,48 @@ def test_an_unknown_server_assignor_is_refused_with_its_name(broker_addr):
     finally:
         consumer.close()
     assert errors and "assignor" in errors[0].lower(), errors
+
+
+KILLED_MEMBER = """
+import sys, time
+from confluent_kafka import Consumer
+consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "group.protocol": "consumer",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+consumer.subscribe([sys.argv[3]])
+while True:
+    consumer.poll(0.1)
+    if consumer.assignment():
+        print("assigned", flush=True)
+"""
+
+
+def test_a_killed_members_partitions_move_when_its_session_expires(broker_addr):
+    """A member that dies without leaving (SIGKILL) keeps its partitions until the broker's session timeout
+    (6 s here) passes without a heartbeat; then the survivor gets every partition."""
+    group, partitions = next(group_names), 4
+    topic = new_topic(broker_addr, partitions)
+    doomed = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, broker_addr, group, topic],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert doomed.stdout.readline().strip() == "assigned"
+        seen, lock = [], threading.Lock()
+        survivor = ConfluentMember(lambda: consumer_protocol_consumer(broker_addr, group), topic, seen, lock)
+        survivor.start()
+        try:
+            wait_for(lambda: len(survivor.assigned) == partitions // 2, "the survivor's half", [survivor])
+            doomed.kill()
+            doomed.wait(timeout=30)
+            killed_at = time.monotonic()
+            wait_for(lambda: len(survivor.assigned) == partitions, "the dead member's partitions", [survivor])
+            waited = time.monotonic() - killed_at
+            assert waited >= 3, f"moved after {waited:.1f} s: before the session could have expired"
+            produce(broker_addr, topic, partitions, 5)
+            wait_for(lambda: len(seen) >= partitions * 5, "records from every partition", [survivor])
+        finally:
+            survivor.stop.set()
+            survivor.join(timeout=30)
+        assert survivor.error is None
+        assert sorted(v for _, _, v in seen) == sorted(f"{p}:{i}".encode() for p in range(partitions) for i in range(5))
+    finally:
+        doomed.kill()
+        doomed.wait(timeout=30)

@@ -7,8 +7,8 @@
 # broker, with every record stored once, in order, without a gap. test_kafka_consumer_protocol.py: KIP-848
 # (`group.protocol=consumer`) groups of confluent-kafka, broker-assigned, through a leave, commits and resumes.
 # test_kafka_cluster.py: librdkafka against three
-# nodes: Metadata's brokers and leaders, produce to the leaders, FindCoordinator, a group resuming from its commits
-# after its coordinator's SIGKILL.
+# nodes: Metadata's brokers and leaders, produce to the leaders, FindCoordinator, a KIP-848 group served by a
+# coordinator other than its bootstrap node, a group resuming from its commits after its coordinator's SIGKILL.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, and kcat (and node) from Debian's packages when missing

@@ -128,6 +128,12 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: u64,
     /// Longest session timeout a member may ask for.
     pub group_max_session_timeout_ms: u64,
+    /// Session timeout of a Kafka KIP-848 member (`group.protocol=consumer`): the broker decides it (Kafka's
+    /// `group.consumer.session.timeout.ms`); a member that sends no ConsumerGroupHeartbeat this long is removed.
+    pub group_consumer_session_timeout_ms: u64,
+    /// How often a KIP-848 member is told to heartbeat (Kafka's `group.consumer.heartbeat.interval.ms`); it also
+    /// bounds how soon a member hears of a new assignment. Below the session timeout.
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// Most consumer groups the coordinator holds (with members, or empty and remembered for their offsets).
     pub max_groups: u32,
     /// Most members one group may have.
@@ -298,6 +304,8 @@ impl Default for BrokerConfig {
             group_session_timeout_ms: 10_000,
             group_min_session_timeout_ms: 100,
             group_max_session_timeout_ms: 300_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             max_groups: 10_000,
             max_members_per_group: 1_000,
             max_topics_per_member: 1_000,
@@ -504,6 +512,18 @@ impl BrokerConfig {
         let bad = |setting, reason: String| Err(ConfigError { setting, reason });
         // Sessions are sent to members as u32 milliseconds.
         let max_session_ms = u64::from(u32::MAX);
+        if self.group_consumer_heartbeat_interval_ms == 0
+            || self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms
+            || self.group_consumer_session_timeout_ms > i32::MAX as u64
+        {
+            return bad(
+                "group_consumer_heartbeat_interval_ms",
+                format!(
+                    "{} must be at least 1 and below group_consumer_session_timeout_ms ({}, at most 2^31-1)",
+                    self.group_consumer_heartbeat_interval_ms, self.group_consumer_session_timeout_ms
+                ),
+            );
+        }
         if self.group_min_session_timeout_ms == 0 || self.group_min_session_timeout_ms > max_session_ms {
             return bad(
                 "group_min_session_timeout_ms",

@@ -81,6 +81,7 @@ mod request_limit;
 mod server;
 mod service;
 mod tls;
+mod topic_id;
 
 pub use cluster::{parse_peers, Peer};
 pub use config::{

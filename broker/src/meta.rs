@@ -10,6 +10,8 @@
 //! format_version = 1
 //! name = "orders"
 //! partition_count = 3
+//! topic_id = "7f1c5b0e-3d2a-4c8e-9b1f-2a6d4e8c0b3a"   # absent in files older than topic ids: one is
+//!                                                   # given and written back at load (`topic_id.rs`)
 //!
 //! [settings]
 //! segment_bytes = 1073741824
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DurabilityPolicy;
 use crate::error::{BrokerError, Result};
+use crate::topic_id::TopicId;
 
 /// Directory under the data dir that holds the topic metadata files. The `__` prefix keeps it apart from
 /// partition directories (`<topic>-<n>`), since user topic names may not start with `__`.
@@ -73,12 +76,21 @@ pub struct TopicMeta {
     pub format_version: u32,
     pub name: String,
     pub partition_count: u32,
+    /// `None` only as read from a file written before topic ids; `load_all` gives it one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<TopicId>,
     pub settings: TopicSettings,
 }
 
 impl TopicMeta {
-    pub fn new(name: &TopicName, partition_count: u32, settings: TopicSettings) -> Self {
-        Self { format_version: FORMAT_VERSION, name: name.as_str().to_owned(), partition_count, settings }
+    pub fn new(name: &TopicName, id: TopicId, partition_count: u32, settings: TopicSettings) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            name: name.as_str().to_owned(),
+            partition_count,
+            topic_id: Some(id),
+            settings,
+        }
     }
 }
 
@@ -113,7 +125,17 @@ pub fn load_all(data_dir: &Path) -> Result<Vec<TopicMeta>> {
     for entry in fs::read_dir(&dir).map_err(BrokerError::io(&dir))? {
         let path = entry.map_err(BrokerError::io(&dir))?.path();
         match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => metas.push(load(&path)?),
+            Some("toml") => {
+                let mut meta = load(&path)?;
+                if meta.topic_id.is_none() {
+                    // Written before topic ids: the id is chosen once and stored, so it stays the same from here on.
+                    let id = TopicId::random();
+                    meta.topic_id = Some(id);
+                    store(data_dir, &meta)?;
+                    tracing::info!(topic = %meta.name, topic_id = %id, "gave a topic from before topic ids its id");
+                }
+                metas.push(meta);
+            }
             Some("tmp") => {
                 tracing::info!(path = %path.display(), "removing an interrupted metadata write");
                 fs::remove_file(&path).map_err(BrokerError::io(&path))?;
@@ -176,13 +198,28 @@ mod tests {
     fn metadata_round_trips_and_temp_files_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(topics_dir(dir.path())).unwrap();
-        let meta = TopicMeta::new(&TopicName::new("orders").unwrap(), 3, settings());
+        let meta = TopicMeta::new(&TopicName::new("orders").unwrap(), TopicId::random(), 3, settings());
         store(dir.path(), &meta).unwrap();
         fs::write(topics_dir(dir.path()).join("half.tmp"), b"partial").unwrap();
         assert_eq!(load_all(dir.path()).unwrap(), vec![meta]);
         assert!(!topics_dir(dir.path()).join("half.tmp").exists());
         remove(dir.path(), &TopicName::new("orders").unwrap()).unwrap();
         assert!(load_all(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_topic_from_before_topic_ids_gets_one_at_load_that_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(topics_dir(dir.path())).unwrap();
+        let mut old = TopicMeta::new(&TopicName::new("orders").unwrap(), TopicId::random(), 3, settings());
+        old.topic_id = None;
+        store(dir.path(), &old).unwrap();
+        let text = fs::read_to_string(topics_dir(dir.path()).join("orders.toml")).unwrap();
+        assert!(!text.contains("topic_id"), "an old file has no id: {text}");
+        let first = load_all(dir.path()).unwrap();
+        let id = first[0].topic_id.expect("given an id at load");
+        let again = load_all(dir.path()).unwrap();
+        assert_eq!(again[0].topic_id, Some(id), "the id was persisted, not drawn again");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::error::{BrokerError, Result};
 use crate::file_budget::FileBudget;
 use crate::meta::{self, TopicMeta, TopicSettings};
 use crate::partition::Partition;
+use crate::topic_id::TopicId;
 
 /// Prefix of names the broker keeps for itself (`__topics`, `__consumer_offsets`).
 pub const RESERVED_PREFIX: &str = "__";
@@ -50,6 +51,8 @@ struct Shared {
 
 pub struct Topic {
     pub name: TopicName,
+    /// Stable for the topic's life (`topic_id.rs`); kept in its metadata file.
+    pub id: TopicId,
     pub settings: TopicSettings,
     /// Grows with AddPartitions; never shrinks while the topic exists.
     partitions: RwLock<Vec<Arc<Partition>>>,
@@ -179,6 +182,7 @@ impl Registry {
             let (meta, name, partitions) = opened.map_err(BrokerError::join)??;
             let topic = Topic {
                 name,
+                id: meta.topic_id.expect("load_all gives every topic an id"),
                 settings: meta.settings,
                 partitions: RwLock::new(partitions),
                 next_round_robin: AtomicU32::new(0),
@@ -234,6 +238,11 @@ impl Registry {
         self.changes.send_modify(|version| *version = version.wrapping_add(1));
     }
 
+    /// The topic with this id, if one exists (a scan: only Kafka's KIP-848 and Metadata-by-id ask).
+    pub fn topic_by_id(&self, id: TopicId) -> Option<Arc<Topic>> {
+        read(&self.topics).values().find(|topic| topic.id == id).cloned()
+    }
+
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         read(&self.topics).get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic { topic: name.to_owned() })
     }
@@ -262,7 +271,7 @@ impl Registry {
 
     pub async fn create(&self, name: &str, partition_count: u32, config: &v1::TopicConfig) -> Result<Arc<Topic>> {
         let (name, settings) = self.check_create(name, partition_count, config)?;
-        self.create_checked(name, partition_count, settings).await
+        self.create_checked(name, partition_count, settings, TopicId::random()).await
     }
 
     /// What a create would make of its request, without making it: the checked name and the resolved settings.
@@ -284,10 +293,11 @@ impl Registry {
         name: &str,
         partition_count: u32,
         settings: TopicSettings,
+        id: TopicId,
     ) -> Result<Arc<Topic>> {
         // The one reserved name a cluster places: the replicated committed offsets.
         let name = if name == crate::offsets::OFFSETS_TOPIC { TopicName::new(name)? } else { user_topic_name(name)? };
-        self.create_checked(name, partition_count, settings).await
+        self.create_checked(name, partition_count, settings, id).await
     }
 
     async fn create_checked(
@@ -295,6 +305,7 @@ impl Registry {
         name: TopicName,
         partition_count: u32,
         settings: TopicSettings,
+        id: TopicId,
     ) -> Result<Arc<Topic>> {
         let _reservation = self.reserve(&name, partition_count).await?;
         // A directory left by a crashed create or delete must not lend its old records to the new topic.
@@ -305,7 +316,7 @@ impl Registry {
         .await?;
         let partitions =
             open_partitions(&self.data_dir, &name, &settings, 0..partition_count, &self.config, &self.shared).await?;
-        let meta = TopicMeta::new(&name, partition_count, settings.clone());
+        let meta = TopicMeta::new(&name, id, partition_count, settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
             move || meta::store(&data_dir, &meta)
@@ -317,6 +328,7 @@ impl Registry {
         }
         let topic = Arc::new(Topic {
             name: name.clone(),
+            id,
             settings,
             partitions: RwLock::new(partitions),
             next_round_robin: AtomicU32::new(0),
@@ -384,7 +396,7 @@ impl Registry {
             &self.shared,
         )
         .await?;
-        let meta = TopicMeta::new(&topic.name, new_count, topic.settings.clone());
+        let meta = TopicMeta::new(&topic.name, topic.id, new_count, topic.settings.clone());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
             move || meta::store(&data_dir, &meta)

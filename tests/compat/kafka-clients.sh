@@ -4,9 +4,11 @@
 # offsets_for_times, kafka-python's and confluent-kafka's admin clients. test_kafka_groups.py: consumer groups of
 # kafka-python, confluent-kafka (range, cooperative-sticky), kcat -G and KafkaJS, commits and resumes; and
 # kafka-python's and librdkafka's (confluent-kafka) idempotent producers through a SIGKILL and restart of the
-# broker, with every record stored once, in order, without a gap. test_kafka_cluster.py: librdkafka against three
-# nodes: Metadata's brokers and leaders, produce to the leaders, FindCoordinator, a group resuming from its commits
-# after its coordinator's SIGKILL. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
+# broker, with every record stored once, in order, without a gap. test_kafka_consumer_protocol.py: KIP-848
+# (`group.protocol=consumer`) groups of confluent-kafka, broker-assigned, through a leave, commits and resumes.
+# test_kafka_cluster.py: librdkafka against three nodes: Metadata's brokers and leaders, produce to the leaders,
+# FindCoordinator, a KIP-848 group served by a coordinator other than its bootstrap node, a group resuming from its
+# commits after its coordinator's SIGKILL. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
 # (security_protocol SSL), certificates made by trustme in the test.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
@@ -36,5 +38,5 @@ if command -v npm >/dev/null && [[ ! -d target/compat/node_modules/kafkajs ]]; t
 fi
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
-  tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_cluster.py \
-  tests/compat/test_kafka_tls.py "$@"
+  tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \
+  tests/compat/test_kafka_cluster.py tests/compat/test_kafka_tls.py "$@"

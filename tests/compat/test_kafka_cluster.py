@@ -139,6 +139,39 @@ def test_metadata_lists_every_node_and_each_partition_leader_and_producers_reach
         wait_for(lambda: rill(cluster.bootstrap(), *args).stdout.split() == expected, f"partition {index}'s records")
 
 
+def test_a_kip848_group_is_served_by_its_coordinator_on_another_node(cluster):
+    """Two `group.protocol=consumer` members bootstrapped from a node that does not coordinate their group: they
+    find the coordinator (the leader of the group's `__consumer_offsets` partition), share the 3 partitions and
+    read each of the first test's 60 records once; the coordinator's `rill group describe` shows both."""
+    group = "kip848-cluster-group"
+    def offsets_in_sync():
+        rill(cluster.addrs[0], "group", "describe", group, check=False)
+        return fully_in_sync(cluster.addrs[0], "__consumer_offsets", OFFSETS_PARTITIONS)
+    offsets = wait_for(offsets_in_sync, "3 in-sync replicas of __consumer_offsets")
+    coordinator, _ = offsets[java_hash_partition(group, OFFSETS_PARTITIONS)]
+    elsewhere = next(addr for node_id, addr in enumerate(cluster.addrs, 1) if node_id != coordinator)
+    members = [Consumer({"bootstrap.servers": elsewhere, "group.id": group, "group.protocol": "consumer",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"}) for _ in range(2)]
+    seen = []
+    try:
+        for member in members:
+            member.subscribe(["orders"])
+        def balanced_and_read():
+            for member in members:
+                message = member.poll(0.1)
+                if message is not None and not message.error():
+                    seen.append(message.value().decode())
+            held = [len(member.assignment()) for member in members]
+            return sorted(held) == [1, 2] and len(seen) >= 60
+        wait_for(balanced_and_read, "a shared assignment and every record")
+        described = rill(cluster.addrs[coordinator - 1], "group", "describe", group).stdout
+        assert "2 members" in described, described
+    finally:
+        for member in members:
+            member.close()
+    assert sorted(seen) == sorted(f"{p}:{i}" for p in range(3) for i in range(20)), "each record once"
+
+
 def test_a_group_resumes_from_its_commits_after_its_coordinator_is_killed(cluster):
     group = "kafka-cluster-group"
     def offsets_in_sync():

@@ -113,6 +113,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (42, 0, 2), // DeleteGroups
         (47, 0, 0), // OffsetDelete
         (60, 0, 1), // DescribeCluster
+        (68, 0, 1), // ConsumerGroupHeartbeat
     ];
     assert_eq!(served, expected);
 }
@@ -153,6 +154,29 @@ async fn metadata_names_this_node_as_leader_and_unknown_topics_as_unknown() {
     }
     let all: MetadataResponse = client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
     assert_eq!(all.topics.len(), 1);
+}
+
+#[tokio::test]
+async fn every_topic_has_an_id_that_survives_a_restart_and_names_it_in_metadata() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 2).await;
+    let ask_all = MetadataRequest::default().with_topics(None);
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let before: MetadataResponse = client.call(ApiKey::Metadata, 12, &ask_all).await;
+    let id = before.topics[0].topic_id;
+    assert!(!id.is_nil(), "v10+ carries the topic id");
+    let broker = broker.restart().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let after: MetadataResponse = client.call(ApiKey::Metadata, 12, &ask_all).await;
+    assert_eq!(after.topics[0].topic_id, id, "the id is kept on disk, not drawn again");
+    let by_id = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(None).with_topic_id(id),
+        MetadataRequestTopic::default().with_name(None).with_topic_id(uuid::Uuid::from_u128(42)),
+    ]));
+    let found: MetadataResponse = client.call(ApiKey::Metadata, 12, &by_id).await;
+    assert_eq!(found.topics[0].name.as_ref().map(|n| n.0.as_str()), Some("orders"));
+    assert_eq!((found.topics[0].error_code, found.topics[0].partitions.len()), (0, 2));
+    assert_eq!(found.topics[1].error_code, 100, "UNKNOWN_TOPIC_ID");
 }
 
 #[tokio::test]

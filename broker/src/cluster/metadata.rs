@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::TopicSettings;
+use crate::topic_id::TopicId;
 
 /// A node's liveness as the controller leader judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +53,18 @@ pub struct TopicPlacement {
     pub min_insync_replicas: u32,
     /// Every replica opens its log with these.
     pub settings: TopicSettings,
+    /// Chosen by the proposer of the create; `None` in a topic created before topic ids, which `topic_id` then
+    /// derives from the name alike on every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<TopicId>,
 }
 
 impl TopicPlacement {
+    /// The topic's id (`topic_id.rs`): the same on every node that applied the same log.
+    pub fn topic_id(&self, name: &str) -> TopicId {
+        self.topic_id.unwrap_or_else(|| TopicId::derived(name))
+    }
+
     pub fn replication_factor(&self) -> u32 {
         self.partitions.first().map_or(0, |p| p.replicas.len() as u32)
     }
@@ -291,7 +301,7 @@ mod tests {
             leader_epoch: 0,
             isr: replicas.to_vec(),
         };
-        TopicPlacement { partitions: vec![partition], min_insync_replicas: 2, settings }
+        TopicPlacement { partitions: vec![partition], min_insync_replicas: 2, settings, topic_id: None }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::metadata::{PartitionPlacement, TopicPlacement};
 use crate::error::{BrokerError, Result};
 use crate::meta::TopicSettings;
+use crate::topic_id::TopicId;
 
 /// Kafka's `min.insync.replicas` default for a replicated topic: one replica may be down and produces with
 /// acks all still succeed, yet every acknowledged record is on two nodes.
@@ -53,7 +54,7 @@ pub fn place(
             PartitionPlacement { leader: replicas.first().copied(), leader_epoch: 0, isr: replicas.clone(), replicas }
         })
         .collect();
-    Ok(TopicPlacement { partitions, min_insync_replicas, settings })
+    Ok(TopicPlacement { partitions, min_insync_replicas, settings, topic_id: Some(TopicId::random()) })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use rill_protocol::v1;
 use tokio::sync::watch;
 
 use super::assignor::{Assignment, Assignor, TopicPartition};
+use super::consumer::ConsumerMember;
 
 /// What a member's JoinGroup stream sends next: its latest assignment, or the end of its session.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ pub struct Member {
     /// Latest generation the member acknowledged (-1 before the first).
     pub acked_generation: i32,
     pub updates: watch::Sender<MemberView>,
+    /// A Kafka KIP-848 member's own state (`consumer.rs`); `None` for a gRPC member.
+    pub consumer: Option<ConsumerMember>,
 }
 
 impl Member {
@@ -146,6 +149,13 @@ impl Group {
         }
         self.rebalance(partition_counts);
         true
+    }
+
+    /// A member changed its subscription: a new generation, whose target follows the new topics.
+    pub fn resubscribe(&mut self, member_id: &str, topics: BTreeSet<String>, partition_counts: BTreeMap<String, u32>) {
+        let Some(member) = self.members.get_mut(member_id) else { return };
+        member.topics = topics;
+        self.rebalance(partition_counts);
     }
 
     /// Recomputes the target if a subscribed topic appeared, vanished or grew.
@@ -253,6 +263,7 @@ mod tests {
             member_generation: -1,
             acked_generation: -1,
             updates,
+            consumer: None,
         };
         (member, rx)
     }

@@ -5,6 +5,9 @@
 //! - `group.rs` — one group: members, generation, and `reconcile`, which moves partitions towards the target
 //!   without ever letting two members own one.
 //! - `session.rs` — one member's JoinGroup stream: its session timer, heartbeats, leave and disconnect.
+//! - `consumer.rs` — Kafka's KIP-848 ConsumerGroupHeartbeat: Kafka members of the same groups, epochs mapped
+//!   onto generations, their sessions kept by a timer.
+//! - `classic/` — Kafka's classic protocol (client-side assignment): groups of their own kind.
 //!
 //! [`GroupCoordinator`] holds every group behind one `std::sync::Mutex`, held only for in-memory work (never
 //! across an `.await`, never around disk I/O). Membership is not persisted: after a broker restart members'
@@ -29,6 +32,7 @@ use crate::registry::Registry;
 
 mod assignor;
 pub mod classic;
+pub mod consumer;
 mod group;
 pub mod session;
 
@@ -143,6 +147,7 @@ impl GroupCoordinator {
             member_generation: -1,
             acked_generation: -1,
             updates: updates.clone(),
+            consumer: None,
         };
         group.add_member(member, counts);
         // A member with nothing to own yet still learns its id and generation.

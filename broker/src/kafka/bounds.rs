@@ -43,6 +43,7 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::JoinGroup => groups::join_group(&mut walk, version)?,
         ApiKey::SyncGroup => groups::sync_group(&mut walk, version)?,
         ApiKey::LeaveGroup => groups::leave_group(&mut walk, version)?,
+        ApiKey::ConsumerGroupHeartbeat => groups::consumer_group_heartbeat(&mut walk, version)?,
         ApiKey::CreateTopics => admin::create_topics(&mut walk, version)?,
         ApiKey::DeleteTopics => admin::delete_topics(&mut walk, version)?,
         ApiKey::CreatePartitions => admin::create_partitions(&mut walk, version)?,

@@ -68,6 +68,7 @@ async fn create(
         })
         .collect();
     Ok(CreatableTopicResult::default()
+        .with_topic_id(created.id.as_uuid())
         .with_num_partitions(created.partition_count() as i32)
         .with_replication_factor(1)
         .with_configs(Some(configs)))

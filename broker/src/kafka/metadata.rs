@@ -2,8 +2,11 @@
 //! led by this node. On a cluster (`cluster_answer`), every alive node as a broker with its cluster address, and
 //! per partition the leader, leader epoch, replicas and ISR the controller's metadata holds, so Kafka clients
 //! send produces and fetches to leaders. Topics are never created by a Metadata request (Kafka's `auto.create.topics.enable=false`): an unknown one
-//! is answered with UNKNOWN_TOPIC_OR_PARTITION.
+//! is answered with UNKNOWN_TOPIC_OR_PARTITION. From v10 each topic carries its id (`topic_id.rs`), and a topic
+//! may be asked for by id alone (v12, as KIP-848 consumers do to name the topics of their assignment): an
+//! unknown id is UNKNOWN_TOPIC_ID.
 
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -13,6 +16,7 @@ use kafka_protocol::ResponseError;
 
 use super::KafkaContext;
 use crate::registry::Topic;
+use crate::topic_id::TopicId;
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -28,13 +32,13 @@ pub fn answer(kafka: &KafkaContext, request: &MetadataRequest) -> MetadataRespon
         Some(asked) => asked
             .iter()
             .map(|asked| {
-                let name = asked.name.as_ref().map(|name| name.0.as_str()).unwrap_or_default();
-                match registry.topic(name) {
-                    Ok(topic) => described(kafka, &topic),
-                    Err(_) => MetadataResponseTopic::default()
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_name(asked.name.clone())
-                        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                let found = match asked_id(asked) {
+                    Some(id) => registry.topic_by_id(id),
+                    None => registry.topic(asked_name(asked)).ok(),
+                };
+                match found {
+                    Some(topic) => described(kafka, &topic),
+                    None => unknown(asked),
                 }
             })
             .collect(),
@@ -65,6 +69,7 @@ fn described(kafka: &KafkaContext, topic: &Topic) -> MetadataResponseTopic {
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.to_string()))))
+        .with_topic_id(topic.id.as_uuid())
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
@@ -106,6 +111,7 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
             .collect();
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+            .with_topic_id(placed.topic_id(name).as_uuid())
             .with_is_internal(name == crate::offsets::OFFSETS_TOPIC)
             .with_partitions(partitions)
             .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
@@ -115,13 +121,13 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
         Some(asked) => asked
             .iter()
             .map(|asked| {
-                let name = asked.name.as_ref().map(|name| name.0.as_str()).unwrap_or_default();
-                match metadata.topics.get(name) {
-                    Some(placed) => placed_topic(name, placed),
-                    None => MetadataResponseTopic::default()
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_name(asked.name.clone())
-                        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                let found = match asked_id(asked) {
+                    Some(id) => metadata.topics.iter().find(|(name, placed)| placed.topic_id(name) == id),
+                    None => metadata.topics.get_key_value(asked_name(asked)),
+                };
+                match found {
+                    Some((name, placed)) => placed_topic(name, placed),
+                    None => unknown(asked),
                 }
             })
             .collect(),
@@ -133,4 +139,30 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
         .with_controller_id(BrokerId(controller_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+fn asked_name(asked: &MetadataRequestTopic) -> &str {
+    asked.name.as_ref().map(|name| name.0.as_str()).unwrap_or_default()
+}
+
+/// The id a topic is asked for by: one that is set, on a topic asked for without a name (v12). With a name the
+/// name decides, as Kafka's broker does.
+fn asked_id(asked: &MetadataRequestTopic) -> Option<TopicId> {
+    if asked_name(asked).is_empty() {
+        TopicId::from_uuid(asked.topic_id)
+    } else {
+        None
+    }
+}
+
+fn unknown(asked: &MetadataRequestTopic) -> MetadataResponseTopic {
+    let code = match asked_id(asked) {
+        Some(_) => ResponseError::UnknownTopicId.code(),
+        None => ResponseError::UnknownTopicOrPartition.code(),
+    };
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(asked.name.clone())
+        .with_topic_id(asked.topic_id)
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -1,6 +1,7 @@
 //! OffsetCommit (v2–v8): a Kafka consumer's commits go to the same offset store as rill's own (so they show in
 //! `rill group describe`), checked as they land against the group: a member of a Kafka group commits with its
-//! current generation, a consumer outside any group with generation -1 (`GroupCoordinator::check_kafka_commit`).
+//! current generation, a KIP-848 member with an epoch it was sent and only partitions it owns, a consumer outside
+//! any group with generation -1 (`GroupCoordinator::check_kafka_commit`).
 //! Each partition gets its own code: one that does not exist or whose metadata is too long is refused alone;
 //! a refusal by the group applies to every partition of the request.
 
@@ -14,7 +15,7 @@ use super::error::error_code;
 use super::group_errors::{classic_code, group_code};
 use super::KafkaContext;
 use crate::error::BrokerError;
-use crate::groups::check_group_id;
+use crate::groups::{check_group_id, TopicPartition};
 use crate::node::now_ms;
 use crate::offsets::{OffsetKey, MAX_METADATA_BYTES};
 
@@ -58,11 +59,13 @@ pub async fn answer(kafka: &KafkaContext, request: OffsetCommitRequest) -> Offse
         let groups = Arc::clone(&kafka.node.groups);
         let member = request.member_id.to_string();
         let generation = request.generation_id_or_member_epoch;
+        let partitions: Vec<TopicPartition> =
+            commits.iter().map(|(key, _, _)| TopicPartition::new(key.topic.clone(), key.partition)).collect();
         // The store's check speaks `BrokerError`; the group's own refusal, with its Kafka code, is kept here.
         let refused_by_group = Arc::new(Mutex::new(None));
         let refusal = Arc::clone(&refused_by_group);
         let check = move || {
-            groups.check_kafka_commit(&group, &member, generation).map_err(|err| {
+            groups.check_kafka_commit(&group, &member, generation, &partitions).map_err(|err| {
                 let unknown = BrokerError::UnknownMember { group: group.clone(), member: member.clone() };
                 *refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
                 unknown

@@ -57,7 +57,7 @@ impl Reconciler {
             self.seen.insert(name.clone());
             if node.registry.topic(name).is_err() {
                 let count = placed.partitions.len() as u32;
-                match node.registry.open_replicated(name, count, placed.settings.clone()).await {
+                match node.registry.open_replicated(name, count, placed.settings.clone(), placed.topic_id(name)).await {
                     Ok(_) => tracing::info!(topic = %name, partitions = count, "opened the replicas of a topic"),
                     Err(err) => tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic"),
                 }

@@ -142,7 +142,8 @@ impl GroupCoordinator {
             return Err(ClassicError::InconsistentProtocol {
                 group: request.group.clone(),
                 reason: format!(
-                    "it has {members} rill (gRPC) member(s); a group is either Kafka's or rill's, never both"
+                    "it has {members} broker-assigned member(s) (rill gRPC or KIP-848 consumers); a group is \
+                     of one protocol at a time"
                 ),
             });
         }
@@ -349,11 +350,30 @@ impl GroupCoordinator {
     /// a classic group's member commits with its current generation, also while the group prepares a
     /// rebalance (a cooperative member commits what it gives up before rejoining), but not between the join
     /// and the sync.
-    pub fn check_kafka_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ClassicError> {
+    pub fn check_kafka_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        partitions: &[TopicPartition],
+    ) -> Result<(), ClassicError> {
         let grpc = self.lock();
         let unknown = || ClassicError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
-        if grpc.get(group_id).is_some_and(|g| !g.members.is_empty()) {
-            return Err(unknown());
+        if let Some(group) = grpc.get(group_id).filter(|g| !g.members.is_empty()) {
+            // A KIP-848 member commits with an epoch it was sent, and only partitions it owns (also while it is
+            // giving them up: a consumer commits what it read before letting a partition go).
+            let member = group.members.get(member_id).filter(|m| m.consumer.is_some()).ok_or_else(unknown)?;
+            let (lowest, epoch) = member.consumer.as_ref().map_or((0, 0), |c| (c.lowest_valid_epoch, c.epoch));
+            let is_owner = partitions.iter().all(|tp| member.owns(tp).is_some());
+            if !(lowest..=epoch).contains(&generation) || !is_owner {
+                return Err(ClassicError::IllegalGeneration {
+                    group: group_id.to_owned(),
+                    member: member_id.to_owned(),
+                    generation,
+                    current: epoch,
+                });
+            }
+            return Ok(());
         }
         drop(grpc);
         let mut classic = self.classic_lock();

@@ -60,6 +60,10 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
         .with_configuration_keys(Some(vec![text("a"), text("b")]));
     let describe = DescribeConfigsRequest::default().with_resources(vec![resource; 2]);
     let find = FindCoordinatorRequest::default().with_coordinator_keys(vec![text("a"), text("b")]);
+    let owned = consumer_group_heartbeat_request::TopicPartitions::default().with_partitions(vec![0, 1]);
+    let heartbeat = ConsumerGroupHeartbeatRequest::default()
+        .with_subscribed_topic_names(Some(vec![TopicName(text("t")); 2]))
+        .with_topic_partitions(Some(vec![owned; 2]));
     let mut all = Vec::new();
     for version in [0, 5, 9] {
         all.push(encoded(ApiKey::JoinGroup, version, &join));
@@ -77,6 +81,7 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     }
     all.push(encoded(ApiKey::DescribeConfigs, 4, &describe));
     all.push(encoded(ApiKey::FindCoordinator, 4, &find));
+    all.push(encoded(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat));
     all
 }
 
@@ -92,6 +97,7 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::CreateTopics => CreateTopicsRequest::decode(&mut body, version).map(drop),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, version).map(drop),
         ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut body, version).map(drop),
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),
     };
 }

@@ -160,6 +160,27 @@ pub fn leave_group(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     walk.tagged_fields(flexible)
 }
 
+/// Always a flexible version. v1 adds the regex subscription.
+pub fn consumer_group_heartbeat(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    walk.string(true)?; // group_id
+    walk.string(true)?; // member_id
+    walk.skip(4)?; // member_epoch
+    walk.string(true)?; // instance_id
+    walk.string(true)?; // rack_id
+    walk.skip(4)?; // rebalance_timeout_ms
+    walk.array(true, |name| name.string(true))?; // subscribed_topic_names
+    if version >= 1 {
+        walk.string(true)?; // subscribed_topic_regex
+    }
+    walk.string(true)?; // server_assignor
+    walk.array(true, |owned| {
+        owned.skip(16)?; // topic_id
+        owned.array(true, |partition| partition.skip(4))?;
+        owned.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -180,6 +201,18 @@ mod tests {
     fn the_walk_covers_every_served_version_of_each_group_request_exactly() {
         let find = FindCoordinatorRequest::default().with_key(text("g"));
         assert_walked_whole(ApiKey::FindCoordinator, 0..=3, &find);
+        let owned = consumer_group_heartbeat_request::TopicPartitions::default()
+            .with_topic_id(uuid::Uuid::from_u128(7))
+            .with_partitions(vec![0, 2]);
+        let heartbeat = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(text("g")))
+            .with_member_id(text("m"))
+            .with_instance_id(Some(text("i")))
+            .with_subscribed_topic_names(Some(vec![topic("t"), topic("u")]))
+            .with_server_assignor(Some(text("uniform")))
+            .with_topic_partitions(Some(vec![owned.clone(), owned]));
+        assert_walked_whole(ApiKey::ConsumerGroupHeartbeat, 0..=1, &heartbeat);
+        assert_walked_whole(ApiKey::ConsumerGroupHeartbeat, 0..=1, &ConsumerGroupHeartbeatRequest::default());
         let batched = FindCoordinatorRequest::default().with_coordinator_keys(vec![text("a"), text("bc")]);
         assert_walked_whole(ApiKey::FindCoordinator, 4..=4, &batched);
 

@@ -1,0 +1,131 @@
+//! ConsumerGroupHeartbeat (v0–v1): Kafka's KIP-848 consumer protocol (`group.protocol=consumer`), on the node's
+//! coordinator (`groups::consumer`). This file only translates: topic ids to names and back (KIP-848 names
+//! topics by id, `topic_id.rs`), and the coordinator's refusals to Kafka's codes, each with its message.
+//! Topic-name subscriptions only: a regex subscription is refused with INVALID_REQUEST.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
+use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::dispatch::Caller;
+use super::KafkaContext;
+use crate::groups::consumer::{keep_consumer_session, partition_counts_of, ConsumerError, ConsumerHeartbeat};
+use crate::groups::TopicPartition;
+
+pub fn answer(
+    kafka: &KafkaContext,
+    request: ConsumerGroupHeartbeatRequest,
+    caller: Caller,
+) -> ConsumerGroupHeartbeatResponse {
+    let group = request.group_id.0.to_string();
+    if kafka.node.is_shutting_down() {
+        return refused(ResponseError::CoordinatorNotAvailable, "the broker is shutting down".into());
+    }
+    if let Err(err) = kafka.node.offsets.check_coordinator(&group) {
+        return refused(ResponseError::NotCoordinator, err.to_string());
+    }
+    if let Some(regex) = request.subscribed_topic_regex.as_ref().filter(|regex| !regex.is_empty()) {
+        return refused(
+            ResponseError::InvalidRequest,
+            format!("subscription by regex ({regex:?}) is not served: subscribe to topic names"),
+        );
+    }
+    let ids = TopicIds::now(kafka);
+    let owned = request.topic_partitions.map(|topics| {
+        topics
+            .iter()
+            .filter_map(|owned| ids.name_of(owned.topic_id).map(|name| (name, &owned.partitions)))
+            .flat_map(|(name, partitions)| {
+                partitions.iter().filter_map(move |p| Some(TopicPartition::new(name, u32::try_from(*p).ok()?)))
+            })
+            .collect::<BTreeSet<_>>()
+    });
+    let heartbeat = ConsumerHeartbeat {
+        group: group.clone(),
+        member_id: request.member_id.to_string(),
+        member_epoch: request.member_epoch,
+        client_id: caller.client_id,
+        subscribed_topics: request.subscribed_topic_names.map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+        server_assignor: request.server_assignor.map(|name| name.to_string()),
+        owned,
+    };
+    let counts = |topics: &BTreeSet<String>| partition_counts_of(&kafka.node, topics);
+    match kafka.node.groups.consumer_heartbeat(heartbeat, counts, Instant::now()) {
+        Ok(answer) => {
+            if let Some(incarnation) = answer.new_session {
+                keep_consumer_session(kafka.node.clone(), group, answer.member_id.clone(), incarnation);
+            }
+            let assignment = answer
+                .assignment
+                .map(|partitions| Assignment::default().with_topic_partitions(ids.by_topic_id(&partitions)));
+            ConsumerGroupHeartbeatResponse::default()
+                .with_member_id(Some(StrBytes::from_string(answer.member_id)))
+                .with_member_epoch(answer.member_epoch)
+                .with_heartbeat_interval_ms(answer.heartbeat_interval_ms)
+                .with_assignment(assignment)
+        }
+        Err(err) => refused(code(&err), err.to_string()),
+    }
+}
+
+fn code(err: &ConsumerError) -> ResponseError {
+    match err {
+        ConsumerError::UnknownMember { .. } => ResponseError::UnknownMemberId,
+        ConsumerError::FencedEpoch { .. } => ResponseError::FencedMemberEpoch,
+        ConsumerError::UnsupportedAssignor { .. } => ResponseError::UnsupportedAssignor,
+        ConsumerError::ClassicGroup { .. } => ResponseError::GroupIdNotFound,
+        ConsumerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ConsumerError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+        ConsumerError::GroupFull { .. } | ConsumerError::TooManyGroups { .. } => ResponseError::GroupMaxSizeReached,
+    }
+}
+
+fn refused(error: ResponseError, message: String) -> ConsumerGroupHeartbeatResponse {
+    ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(error.code())
+        .with_error_message(Some(StrBytes::from_string(message)))
+        .with_member_epoch(-1)
+}
+
+/// Every topic's id, as Metadata answers them (the controller's on a cluster).
+struct TopicIds {
+    by_name: BTreeMap<String, Uuid>,
+    by_id: BTreeMap<Uuid, String>,
+}
+
+impl TopicIds {
+    fn now(kafka: &KafkaContext) -> TopicIds {
+        let pairs: Vec<(String, Uuid)> = match &kafka.node.replication {
+            Some(replication) => replication
+                .metadata()
+                .topics
+                .iter()
+                .map(|(name, placed)| (name.clone(), placed.topic_id(name).as_uuid()))
+                .collect(),
+            None => kafka.node.registry.list().iter().map(|t| (t.name.to_string(), t.id.as_uuid())).collect(),
+        };
+        TopicIds { by_id: pairs.iter().map(|(n, id)| (*id, n.clone())).collect(), by_name: pairs.into_iter().collect() }
+    }
+
+    fn name_of(&self, id: Uuid) -> Option<&str> {
+        self.by_id.get(&id).map(String::as_str)
+    }
+
+    /// The assignment on the wire; a topic deleted since the assignment was computed is left out.
+    fn by_topic_id(&self, partitions: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
+        let mut out: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
+        for tp in partitions {
+            if let Some(id) = self.by_name.get(&tp.topic) {
+                out.entry(*id).or_default().push(tp.partition as i32);
+            }
+        }
+        out.into_iter()
+            .map(|(id, partitions)| TopicPartitions::default().with_topic_id(id).with_partitions(partitions))
+            .collect()
+    }
+}

@@ -1,0 +1,198 @@
+"""KIP-848's consumer group protocol (`group.protocol=consumer`, ConsumerGroupHeartbeat) with a real client:
+confluent-kafka (librdkafka 2.12) members whose assignment the broker computes. A group of three shares a
+6-partition topic, one leaves, the others take its partitions over, every record is read exactly once;
+`rill group describe` shows the members and what each owns; commits resume a new member; a member killed with
+SIGKILL loses its partitions to the survivor once its session expires. Run by
+kafka-clients.sh, against its own broker with short KIP-848 sessions (a member that dies is noticed in seconds)."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import KafkaException
+
+from test_kafka_groups import DEADLINE_S, ConfluentMember, committed, new_topic, produce, rill, wait_for
+
+RILL = os.environ["RILL_BIN"]
+group_names = (f"kip848-{n}" for n in range(1_000_000))
+
+
+@pytest.fixture(scope="module")
+def broker_addr():
+    """A `rill broker` process on a free port whose KIP-848 members heartbeat every 500 ms and expire after 6 s."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = os.path.join(data_dir, "rill.toml")
+        with open(config, "w") as out:
+            out.write("group_consumer_session_timeout_ms = 6000\ngroup_consumer_heartbeat_interval_ms = 500\n")
+        process = subprocess.Popen(
+            [RILL, "broker", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+             "--data-dir", os.path.join(data_dir, "data")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "RUST_LOG": "error"},
+            text=True,
+        )
+        try:
+            line = process.stdout.readline().strip()
+            assert line.startswith("rill broker listening on "), line
+            yield line.removeprefix("rill broker listening on ")
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def consumer_protocol_consumer(addr, group, **options):
+    # session.timeout.ms and heartbeat.interval.ms are the broker's under KIP-848: librdkafka refuses them here.
+    return RdConsumer({
+        "bootstrap.servers": addr, "group.id": group, "group.protocol": "consumer",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest", **options,
+    })
+
+
+def owned_in_describe(addr, group, topic):
+    """Each member's partitions of `topic`, as `rill group describe` prints them."""
+    owned = []
+    for line in rill(addr, "group", "describe", group).splitlines():
+        match = re.search(re.escape(topic) + r":([\d,]+)", line)
+        if match:
+            owned.append({int(p) for p in match.group(1).split(",")})
+    return owned
+
+
+@pytest.mark.parametrize("assignor", ["uniform", "range"])
+def test_a_consumer_protocol_group_of_three_shares_partitions_and_takes_over_from_a_leaver(broker_addr, assignor):
+    group, partitions = next(group_names), 6
+    topic = new_topic(broker_addr, partitions)
+    seen, lock = [], threading.Lock()
+    make = lambda: consumer_protocol_consumer(broker_addr, group, **{"group.remote.assignor": assignor})  # noqa: E731
+    members = [ConfluentMember(make, topic, seen, lock) for _ in range(3)]
+    for member in members:
+        member.start()
+    try:
+        wait_for(lambda: all(len(m.assigned) == 2 for m in members), "a balanced assignment", members)
+        assert set().union(*(m.assigned for m in members)) == set(range(partitions))
+        wait_for(lambda: sorted(map(len, owned_in_describe(broker_addr, group, topic))) == [2, 2, 2],
+                 "rill group describe to show three members with two partitions each", members)
+        described = owned_in_describe(broker_addr, group, topic)
+        assert set().union(*described) == set(range(partitions)), described
+        produce(broker_addr, topic, partitions, 20)
+        wait_for(lambda: len(seen) >= partitions * 20, "the first records", members)
+        leaving = members.pop()
+        leaving.stop.set()
+        leaving.join(timeout=30)
+        wait_for(lambda: set().union(*(m.assigned for m in members)) == set(range(partitions))
+                 and sum(len(m.assigned) for m in members) == partitions, "the leaver's partitions to move", members)
+        produce(broker_addr, topic, partitions, 20, start=20)
+        wait_for(lambda: len(seen) >= partitions * 40, "the records after the leave", members)
+        time.sleep(1)  # anything read twice would show up by now
+    finally:
+        for member in members:
+            member.stop.set()
+        for member in members:
+            member.join(timeout=30)
+    assert [m.error for m in members] == [None] * len(members)
+    values = sorted(v for _, _, v in seen)
+    assert values == sorted(f"{p}:{i}".encode() for p in range(partitions) for i in range(40)), \
+        "every record read exactly once"
+    assert committed(broker_addr, group, topic) == {p: 40 for p in range(partitions)}
+
+
+def test_a_consumer_protocol_member_commits_and_a_new_member_resumes_after_them(broker_addr):
+    group, topic = next(group_names), new_topic(broker_addr, 1)
+    produce(broker_addr, topic, 1, 10)
+    first = consumer_protocol_consumer(broker_addr, group)
+    try:
+        first.subscribe([topic])
+        read = []
+        deadline = time.monotonic() + DEADLINE_S
+        while len(read) < 4 and time.monotonic() < deadline:
+            message = first.poll(0.2)
+            if message is not None and message.error() is None:
+                read.append(message)
+        assert [m.offset() for m in read] == [0, 1, 2, 3]
+        first.commit(message=read[-1], asynchronous=False)
+    finally:
+        first.close()
+    assert committed(broker_addr, group, topic) == {0: 4}
+    second = consumer_protocol_consumer(broker_addr, group)
+    try:
+        second.subscribe([topic])
+        resumed = []
+        while len(resumed) < 6 and time.monotonic() < deadline:
+            message = second.poll(0.2)
+            if message is not None and message.error() is None:
+                resumed.append(message.offset())
+        assert resumed == list(range(4, 10))
+    finally:
+        second.close()
+
+
+def test_an_unknown_server_assignor_is_refused_with_its_name(broker_addr):
+    group, topic = next(group_names), new_topic(broker_addr, 1)
+    consumer = consumer_protocol_consumer(broker_addr, group, **{"group.remote.assignor": "no-such-assignor"})
+    errors = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + DEADLINE_S
+        while not errors and time.monotonic() < deadline:
+            try:
+                message = consumer.poll(0.2)
+            except KafkaException as err:
+                errors.append(str(err))
+                break
+            if message is not None and message.error() is not None:
+                errors.append(str(message.error()))
+    finally:
+        consumer.close()
+    assert errors and "assignor" in errors[0].lower(), errors
+
+
+KILLED_MEMBER = """
+import sys, time
+from confluent_kafka import Consumer
+consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "group.protocol": "consumer",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+consumer.subscribe([sys.argv[3]])
+while True:
+    consumer.poll(0.1)
+    if consumer.assignment():
+        print("assigned", flush=True)
+"""
+
+
+def test_a_killed_members_partitions_move_when_its_session_expires(broker_addr):
+    """A member that dies without leaving (SIGKILL) keeps its partitions until the broker's session timeout
+    (6 s here) passes without a heartbeat; then the survivor gets every partition."""
+    group, partitions = next(group_names), 4
+    topic = new_topic(broker_addr, partitions)
+    doomed = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, broker_addr, group, topic],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert doomed.stdout.readline().strip() == "assigned"
+        seen, lock = [], threading.Lock()
+        survivor = ConfluentMember(lambda: consumer_protocol_consumer(broker_addr, group), topic, seen, lock)
+        survivor.start()
+        try:
+            wait_for(lambda: len(survivor.assigned) == partitions // 2, "the survivor's half", [survivor])
+            doomed.kill()
+            doomed.wait(timeout=30)
+            killed_at = time.monotonic()
+            wait_for(lambda: len(survivor.assigned) == partitions, "the dead member's partitions", [survivor])
+            waited = time.monotonic() - killed_at
+            assert waited >= 3, f"moved after {waited:.1f} s: before the session could have expired"
+            produce(broker_addr, topic, partitions, 5)
+            wait_for(lambda: len(seen) >= partitions * 5, "records from every partition", [survivor])
+        finally:
+            survivor.stop.set()
+            survivor.join(timeout=30)
+        assert survivor.error is None
+        assert sorted(v for _, _, v in seen) == sorted(f"{p}:{i}".encode() for p in range(partitions) for i in range(5))
+    finally:
+        doomed.kill()
+        doomed.wait(timeout=30)

@@ -57,6 +57,7 @@ mod cluster;
 mod codec;
 mod config;
 mod connection;
+mod console;
 mod data_dir_lock;
 mod error;
 mod file_budget;
@@ -75,7 +76,9 @@ mod server;
 mod service;
 
 pub use cluster::{parse_peers, Peer};
-pub use config::{parse_admin_listen, BrokerConfig, ConfigError, DurabilityPolicy, DEFAULT_ADMIN_PORT, DEFAULT_PORT};
+pub use config::{
+    parse_admin_listen, BrokerConfig, ConfigError, ConsoleMode, DurabilityPolicy, DEFAULT_ADMIN_PORT, DEFAULT_PORT,
+};
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;
 pub use file_budget::FileBudget;

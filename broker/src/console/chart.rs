@@ -15,14 +15,16 @@ const BOTTOM: f64 = 20.0;
 pub fn lines(series: &[(&'static str, &'static str, Vec<f64>)], unit: &'static str) -> Html {
     let max = series.iter().flat_map(|(_, _, values)| values.iter().copied()).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
-    let points = series.iter().map(|(_, _, values)| values.len()).max().unwrap_or(0);
+    let points = series.iter().map(|(_, _, values)| values.len()).max().unwrap_or(0).max(2);
     let mut html = Html::new();
     html.raw("<svg class=\"chart\" viewBox=\"0 0 720 180\" role=\"img\" aria-label=\"throughput chart\">");
     axes(&mut html, top, unit);
     for (name, class, values) in series {
+        // One sample is drawn as a level line: a path of one point would draw nothing.
+        let values: Vec<f64> = if values.len() == 1 { vec![values[0]; 2] } else { values.clone() };
         let mut path = String::new();
         for (i, value) in values.iter().enumerate() {
-            let x = LEFT + (WIDTH - LEFT - 10.0) * (i as f64) / ((points.max(2) - 1) as f64);
+            let x = LEFT + (WIDTH - LEFT - 10.0) * (i as f64) / ((points - 1) as f64);
             let y = (HEIGHT - BOTTOM) * (1.0 - value / top);
             let _ = write!(path, "{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" });
         }

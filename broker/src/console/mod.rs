@@ -71,8 +71,17 @@ impl Console {
         Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput })
     }
 
-    /// Answers one console request.
+    /// Answers one console request, with the time it took in a `Server-Timing` header (what
+    /// benches/console.sh reads, and a browser's developer tools show).
     pub async fn handle(&self, request: &Request) -> Response {
+        let started = std::time::Instant::now();
+        let mut response = self.answer(request).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        response.headers.push(("server-timing", format!("console;dur={elapsed_ms:.2}")));
+        response
+    }
+
+    async fn answer(&self, request: &Request) -> Response {
         let segments: Vec<String> =
             request.path.split('/').filter(|s| !s.is_empty()).map(|s| url_decode(s, false)).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();

@@ -87,10 +87,15 @@ impl Throughput {
                 current.insert((topic.name.to_string(), partition.index), counters);
             }
         }
+        self.record(current, now, now_ms());
+    }
+
+    /// Records the rates between the previous reading and `current`, taken at `now`.
+    fn record(&self, current: HashMap<(String, u32), Counters>, now: Instant, now_ms: i64) {
         let mut state = self.lock();
         if let Some(last_at) = state.last_at {
             let seconds = now.duration_since(last_at).as_secs_f64().max(1e-3);
-            let mut sample = Sample { at_ms: now_ms(), ..Sample::default() };
+            let mut sample = Sample { at_ms: now_ms, ..Sample::default() };
             let mut rates = HashMap::with_capacity(current.len());
             for (key, now_counters) in &current {
                 // A partition new since the last reading (or deleted and re-created) counts from zero.
@@ -132,5 +137,40 @@ pub async fn run_sampler(node: Arc<Node>, throughput: Arc<Throughput>) {
         if tokio::task::spawn_blocking(move || throughput.sample(&node)).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(records_in: u64, records_out: u64) -> Counters {
+        Counters { records_in, records_out, bytes_in: records_in * 100, bytes_out: records_out * 100 }
+    }
+
+    #[test]
+    fn rates_are_counter_differences_over_the_interval_and_the_ring_keeps_the_newest() {
+        let throughput = Throughput::default();
+        let start = Instant::now();
+        let reading = |a: Counters, b: Counters| HashMap::from([(("t".to_string(), 0), a), (("t".to_string(), 1), b)]);
+        throughput.record(reading(counters(100, 0), counters(0, 0)), start, 0);
+        assert!(throughput.samples().is_empty(), "one reading is no rate yet");
+        throughput.record(reading(counters(600, 50), counters(500, 0)), start + SAMPLE_INTERVAL, 5_000);
+        let samples = throughput.samples();
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].records_in_per_s, 200.0, "(500 + 500) records over 5 s");
+        assert_eq!(samples[0].bytes_out_per_s, 1_000.0);
+        assert_eq!(
+            throughput.partition_rate("t", 0),
+            PartitionRate { records_in_per_s: 100.0, records_out_per_s: 10.0 }
+        );
+        assert_eq!(throughput.partition_rate("t", 7), PartitionRate::default(), "unknown partitions read as idle");
+        for i in 2..(SAMPLES_KEPT as u32 + 10) {
+            throughput.record(reading(counters(600, 50), counters(500, 0)), start + SAMPLE_INTERVAL * i, i64::from(i));
+        }
+        let samples = throughput.samples();
+        assert_eq!(samples.len(), SAMPLES_KEPT, "the ring is bounded");
+        assert_eq!(samples.last().map(|s| s.at_ms), Some(i64::from(SAMPLES_KEPT as u32 + 9)), "newest last");
+        assert_eq!(samples.last().map(|s| s.records_in_per_s), Some(0.0), "no traffic, no rate");
     }
 }

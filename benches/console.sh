@@ -5,7 +5,7 @@
 # max in ms, with curl's total beside it. The machine's limits (../shared/bench/limits.sh) are printed first.
 # Usage: benches/console.sh [TOPICS=10000] [RECORDS=10000000] [RUNS=5]
 #        PROFILE=debug uses target/debug (default: a release build); data under a temporary dir in
-#        RILL_BENCH_DIR (default /tmp), removed at the end.
+#        RILL_BENCH_DIR (default /tmp), removed at the end; NO_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 topics=${1:-10000}
@@ -13,11 +13,14 @@ records=${2:-10000000}
 runs=${3:-5}
 profile=${PROFILE:-release}
 work=$(mktemp -d "${RILL_BENCH_DIR:-/tmp}/console-bench.XXXXXX")
-limits=../shared/bench/limits.sh
+limits=${LIMITS_SCRIPT:-../shared/bench/limits.sh}
 limits_dir=${LIMITS_DIR:-/tmp/limits-console}
 echo "== machine limits ($limits $limits_dir)"
 if [ -f "$limits" ]; then bash "$limits" "$limits_dir"; rm -rf "$limits_dir"; else echo "limits.sh not found"; fi
-if [ "$profile" = release ]; then cargo build --quiet --release -p rill-cli --bin rill; else cargo build --quiet -p rill-cli --bin rill; fi
+# NO_BUILD=1: the binary is already built (e.g. under a shared build lock), and no cargo runs here.
+if [ -z "${NO_BUILD:-}" ]; then
+  if [ "$profile" = release ]; then cargo build --quiet --release -p rill-cli --bin rill; else cargo build --quiet -p rill-cli --bin rill; fi
+fi
 rill="$PWD/target/$profile/rill"
 pid=
 cleanup() {
@@ -47,6 +50,9 @@ seq -f 'record-%.0f' 1 "$records" | "$rill" produce big --partition 0 >/dev/null
 last_ms=$(date +%s%3N)
 echo "== produced $records records to big/0 in $((SECONDS - start)) s"
 "$rill" group reset-offsets bench-group --topic big --to-earliest >/dev/null
+held=$(curl -s "$admin/topics/big/messages?limit=1" | grep -o 'Partition 0 holds offsets [0-9,]* to [0-9,]*')
+echo "== $held; $(curl -s "$admin/" | grep -o '<b>[0-9,]*</b>topics')"
+[[ "$held" == *" to $(python3 -c "print(f'{$records - 1:,}')")" ]] || { echo "console.sh: big/0 does not hold $records records" >&2; exit 1; }
 middle_ms=$(((first_ms + last_ms) / 2))
 
 pages=(

@@ -18,8 +18,10 @@ const MAX_LIMIT: usize = 500;
 /// Bytes of records one page reads at most while looking for matches: a filter that matches nothing costs this,
 /// not the whole partition; the page then offers to go on from where it stopped.
 pub const SCAN_BYTES_MAX: usize = 4 << 20;
-/// Bytes asked of one fetch.
-const FETCH_BYTES: u32 = 1 << 20;
+/// Bytes asked of a page's first fetch, doubled for each further one up to `FETCH_BYTES_MAX`: a page of 50
+/// records should not decode a megabyte of them (every record of what a fetch returns is decoded).
+const FETCH_BYTES_FIRST: u32 = 64 << 10;
+const FETCH_BYTES_MAX: u32 = 1 << 20;
 
 /// How binary keys, values and headers are shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -124,13 +126,13 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
         }
     };
     let mut records = Vec::new();
-    let (mut offset, mut scanned_bytes) = (start, 0usize);
+    let (mut offset, mut scanned_bytes, mut fetch_bytes) = (start, 0usize, FETCH_BYTES_FIRST);
     while records.len() < query.limit && scanned_bytes < SCAN_BYTES_MAX && offset < high_watermark {
         let request = v1::FetchRequest {
             topic: topic.to_string(),
             partition: query.partition,
             offset,
-            max_bytes: FETCH_BYTES,
+            max_bytes: fetch_bytes,
             min_bytes: 0,
             max_wait_ms: 0,
             format: v1::RecordFormat::Structured as i32,
@@ -157,6 +159,7 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
             break;
         }
         offset = next_offset;
+        fetch_bytes = (fetch_bytes * 2).min(FETCH_BYTES_MAX);
     }
     Ok(Read { records, first_offset: start, next_offset: offset, log_start_offset, high_watermark })
 }

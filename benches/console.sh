@@ -33,7 +33,7 @@ trap cleanup EXIT
   --max-topics $((topics + 10)) >"$work/broker.out" 2>"$work/broker.err" &
 pid=$!
 deadline=$((SECONDS + 60))
-until grep -q '^rill admin listening on' "$work/broker.out"; do
+until grep -q '^rill admin listening on' "$work/broker.out" 2>/dev/null; do
   if ((SECONDS >= deadline)); then echo "console.sh: the broker did not start" >&2; cat "$work/broker.err" >&2; exit 1; fi
   sleep 0.2
 done

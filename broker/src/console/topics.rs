@@ -113,7 +113,7 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
         body.raw("</td></tr>");
     }
     body.raw(
-        "</table><p class=\"muted\">Rates are over the last 5 s sampled.</p><h2>Settings</h2><table id=\"settings\">",
+        "</table><p class=\"muted\">Rates are over the last 5-second sample.</p><h2>Settings</h2><table id=\"settings\">",
     );
     let durability = match v1::DurabilityPolicy::try_from(config.durability) {
         Ok(v1::DurabilityPolicy::Always) => "always",

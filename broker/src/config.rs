@@ -37,6 +37,29 @@ impl DurabilityPolicy {
     }
 }
 
+/// What the web console on the admin listener may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsoleMode {
+    /// Every page and every action (create and delete topics, produce, reset offsets).
+    On,
+    /// Every page; every action that changes anything is hidden and refused.
+    ReadOnly,
+    /// No console: the admin listener serves only `/metrics`, `/health` and `/ready`.
+    Off,
+}
+
+impl ConsoleMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "on" => Some(Self::On),
+            "read-only" => Some(Self::ReadOnly),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the broker needs to start. `Default` is a working single-node setup on `127.0.0.1:9092` with data
 /// in `./rill-data`; tests use [`BrokerConfig::for_tests`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +76,9 @@ pub struct BrokerConfig {
     /// `None` (`"off"` in a file) serves none of them and records no metrics. Port 0 picks a free port.
     #[serde(with = "admin_listen_setting")]
     pub admin_listen: Option<SocketAddr>,
+    /// The web console at the admin listener's root (docs/console.md): `on`, `read-only` (every page, no
+    /// action that changes anything) or `off`. On by default, because the admin listener is on 127.0.0.1.
+    pub console: ConsoleMode,
 
     /// Most topics the broker holds (internal ones not counted).
     pub max_topics: u32,
@@ -275,6 +301,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             advertise: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+            console: ConsoleMode::On,
             max_topics: 10_000,
             max_partitions_per_topic: 1_024,
             max_batch_bytes: 8 << 20,

@@ -19,7 +19,8 @@
 //!
 //! With `admin_listen` set (127.0.0.1:9644 by default), `metrics/` serves `/metrics` (Prometheus text),
 //! `/health` and `/ready` on a second port; hot-path metric updates are atomic adds, never a lock, a look-up or
-//! an allocation per record (docs/observability.md).
+//! an allocation per record (docs/observability.md). Every other path there is the web console (`console/`,
+//! docs/console.md), which calls the gRPC service's own handlers: it holds no topic or group logic of its own.
 //!
 //! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
@@ -64,6 +65,7 @@ mod cluster;
 mod codec;
 mod config;
 mod connection;
+mod console;
 mod data_dir_lock;
 mod error;
 mod file_budget;
@@ -85,8 +87,8 @@ mod topic_id;
 
 pub use cluster::{parse_peers, Peer};
 pub use config::{
-    parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, DurabilityPolicy, TlsConfig, DEFAULT_ADMIN_PORT,
-    DEFAULT_PORT,
+    parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, ConsoleMode, DurabilityPolicy, TlsConfig,
+    DEFAULT_ADMIN_PORT, DEFAULT_PORT,
 };
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;

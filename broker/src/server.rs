@@ -243,11 +243,19 @@ impl Broker {
         let (admin_addr, admin) = match (admin_listener, metrics) {
             (Some(listener), Some(metrics)) => {
                 let admin_addr = listener.local_addr().ok();
+                let throughput = Arc::new(crate::console::Throughput::default());
+                let console =
+                    crate::console::Console::new(Arc::clone(&node), controller.clone(), addr, Arc::clone(&throughput))
+                        .map(Arc::new);
+                if console.is_some() {
+                    tokio::spawn(crate::console::run_sampler(Arc::clone(&node), throughput));
+                }
                 let state = crate::metrics::admin_http::AdminState {
                     node: Arc::clone(&node),
                     metrics,
                     controller: controller.clone(),
                     is_started: Arc::clone(&is_started),
+                    console,
                 };
                 (admin_addr, Some(crate::metrics::admin_http::serve(listener, state)))
             }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_broker::{Broker, BrokerConfig, ClientAuth, DurabilityPolicy, TlsConfig};
+use rill_broker::{Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, TlsConfig};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -18,6 +18,7 @@ Examples:
   rill broker --admin-listen 0.0.0.0:9644       # /metrics, /health, /ready for Prometheus (off: none)
   rill broker --tls-cert node.pem --tls-key node.key          # TLS for gRPC and Kafka (docs/security.md)
   rill broker --tls-cert node.pem --tls-key node.key --tls-client-ca clients-ca.pem  # mutual TLS
+  rill broker --console read-only               # the web console at http://127.0.0.1:9644/ changes nothing
   rill broker --node-id 1 --data-dir d1 --listen 127.0.0.1:9092 \
       --peers 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094   # one of three nodes (docs/cluster.md)
 
@@ -39,6 +40,10 @@ pub struct BrokerArgs {
     /// Address of the admin HTTP listener (/metrics, /health, /ready), or `off`. [default: 127.0.0.1:9644]
     #[arg(long, env = "RILL_ADMIN_LISTEN", value_name = "ADDR|off", value_parser = parse_admin_listen)]
     admin_listen: Option<AdminListen>,
+    /// The web console at the admin listener's root: on, read-only (no action that changes anything) or off.
+    /// [default: on]
+    #[arg(long, env = "RILL_CONSOLE", value_name = "on|read-only|off", value_parser = parse_console)]
+    console: Option<ConsoleMode>,
     /// TOML file with broker settings (field names as in BrokerConfig, e.g. `max_topics = 100`).
     #[arg(long, env = "RILL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -134,6 +139,10 @@ pub enum WriteModeArg {
     Buffered,
 }
 
+fn parse_console(text: &str) -> Result<ConsoleMode, String> {
+    ConsoleMode::parse(text).ok_or_else(|| format!("{text:?} is not one of on, read-only, off"))
+}
+
 fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {
     DurabilityPolicy::parse(text).ok_or_else(|| format!("{text:?} is not one of always, interval, never"))
 }
@@ -159,6 +168,9 @@ impl BrokerArgs {
         }
         if let Some(AdminListen(v)) = self.admin_listen {
             config.admin_listen = v;
+        }
+        if let Some(v) = self.console {
+            config.console = v;
         }
         if let Some(v) = self.max_topics {
             config.max_topics = v;

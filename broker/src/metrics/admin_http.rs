@@ -1,8 +1,9 @@
-//! The admin HTTP listener (`admin_listen`, 127.0.0.1:9644 by default): `GET /metrics`, `/health`, `/ready`.
+//! The admin HTTP listener (`admin_listen`, 127.0.0.1:9644 by default): `GET /metrics`, `/health`, `/ready`,
+//! and the web console (`console/`) at every other path.
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection, answered and closed, at most
-//! `MAX_ADMIN_CONNECTIONS` at once, a request head of at most `MAX_REQUEST_HEAD_BYTES` read within
-//! `REQUEST_TIMEOUT`. That is all Prometheus, load balancers' health checks and `rill top` need, and it keeps a
+//! `MAX_ADMIN_CONNECTIONS` at once, a request head of at most `MAX_REQUEST_HEAD_BYTES` and a body of at most
+//! `MAX_REQUEST_BODY_BYTES` read within `REQUEST_TIMEOUT`. That is all Prometheus, load balancers' health checks and `rill top` need, and it keeps a
 //! second HTTP stack (and its limits) out of the broker.
 
 use std::net::SocketAddr;
@@ -23,7 +24,9 @@ use crate::node::Node;
 const MAX_ADMIN_CONNECTIONS: usize = 32;
 /// A request line and headers larger than this are refused (431).
 const MAX_REQUEST_HEAD_BYTES: usize = 8 << 10;
-/// A client that has not sent its whole request head by then is dropped.
+/// A console form larger than this is refused (413): a produced test message is the largest.
+pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+/// A client that has not sent its whole request by then is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the admin listener answers from.
@@ -34,6 +37,8 @@ pub struct AdminState {
     pub controller: Option<Arc<Controller>>,
     /// True once the data dir is open and every partition recovered; false again when shutdown begins.
     pub is_started: Arc<AtomicBool>,
+    /// The web console at `/`; `None` with `console = off`.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 /// Binds `addr` (port 0 picks a free port).
@@ -71,61 +76,135 @@ pub fn serve(listener: TcpListener, state: AdminState) -> JoinHandle<()> {
     })
 }
 
-/// A request as far as the admin listener cares.
-#[derive(Debug, PartialEq, Eq)]
-struct Request {
-    method: String,
-    path: String,
-    wants_openmetrics: bool,
+/// A request as far as the admin listener and the console care.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The target after `?`, still percent-encoded.
+    pub query: String,
+    pub wants_openmetrics: bool,
+    /// `Host`, `Origin`, `Sec-Fetch-Site` and `Content-Type`: what the console's guard on writes reads.
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub fetch_site: Option<String>,
+    pub content_type: Option<String>,
+    pub content_length: usize,
+    /// The body of a POST (a console form), at most `MAX_REQUEST_BODY_BYTES`.
+    pub body: Vec<u8>,
 }
 
+/// An answer: status, content type, extra headers and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self { status, content_type: TEXT, headers: Vec::new(), body: body.into().into_bytes() }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
 async fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+        Ok(read) => read?,
         Err(_) => return Ok(()),
     };
-    let (status, content_type, body) = match head.as_deref().map(parse_request) {
-        None => (431, "text/plain; charset=utf-8", format!("request head over {MAX_REQUEST_HEAD_BYTES} bytes\n")),
-        Some(None) => (400, "text/plain; charset=utf-8", "not an HTTP/1 request\n".to_string()),
-        Some(Some(request)) => route(&request, state).await,
+    let response = match &request {
+        ReadRequest::HeadTooLarge => Response::text(431, format!("request head over {MAX_REQUEST_HEAD_BYTES} bytes\n")),
+        ReadRequest::BodyTooLarge => Response::text(413, format!("request body over {MAX_REQUEST_BODY_BYTES} bytes\n")),
+        ReadRequest::NotHttp => Response::text(400, "not an HTTP/1 request\n"),
+        ReadRequest::Complete(request) => route(request, state).await,
     };
-    let is_head = head.as_deref().and_then(parse_request).is_some_and(|r| r.method == "HEAD");
-    let reason = match status {
+    let is_head = matches!(&request, ReadRequest::Complete(r) if r.method == "HEAD");
+    let reason = match response.status {
         200 => "OK",
+        303 => "See Other",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
-    let mut response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        response.status,
+        response.content_type,
+        response.body.len()
     );
-    if !is_head {
-        response.push_str(&body);
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    stream.write_all(response.as_bytes()).await?;
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    if !is_head {
+        stream.write_all(&response.body).await?;
+    }
     stream.shutdown().await
 }
 
-/// The request head (up to the blank line); `None` when it exceeds the limit.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
+/// What reading a request gave.
+enum ReadRequest {
+    Complete(Box<Request>),
+    HeadTooLarge,
+    BodyTooLarge,
+    NotHttp,
+}
+
+/// The request head (up to the blank line) and the body its `Content-Length` announces.
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<ReadRequest> {
+    let mut bytes = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = head_end(&bytes) {
+            break end;
+        }
+        if bytes.len() > MAX_REQUEST_HEAD_BYTES {
+            return Ok(ReadRequest::HeadTooLarge);
+        }
         let read = stream.read(&mut chunk).await?;
         if read == 0 {
-            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
+            break bytes.len();
         }
-        head.extend_from_slice(&chunk[..read]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
+        bytes.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end.min(bytes.len())]).into_owned();
+    let Some(mut request) = parse_request(&head) else { return Ok(ReadRequest::NotHttp) };
+    if request.content_length > MAX_REQUEST_BODY_BYTES {
+        return Ok(ReadRequest::BodyTooLarge);
+    }
+    let mut body = bytes.split_off(head_end.min(bytes.len()));
+    while body.len() < request.content_length {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            break;
         }
-        if head.len() > MAX_REQUEST_HEAD_BYTES {
-            return Ok(None);
-        }
+        body.extend_from_slice(&chunk[..read]);
+    }
+    body.truncate(request.content_length);
+    request.body = body;
+    Ok(ReadRequest::Complete(Box::new(request)))
+}
+
+/// Where the head ends (after its blank line), if it has.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4);
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|at| at + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -136,41 +215,64 @@ fn parse_request(head: &str) -> Option<Request> {
     if !version.starts_with("HTTP/1.") || words.next().is_some() {
         return None;
     }
-    let path = target.split('?').next().unwrap_or(target);
-    let wants_openmetrics = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("accept") && value.contains("application/openmetrics-text")
-        })
-    });
-    Some(Request { method: method.to_string(), path: path.to_string(), wants_openmetrics })
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut request =
+        Request { method: method.to_string(), path: path.to_string(), query: query.to_string(), ..Request::default() };
+    for (name, value) in lines.filter_map(|line| line.split_once(':')) {
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("accept") {
+            request.wants_openmetrics |= value.contains("application/openmetrics-text");
+        } else if name.eq_ignore_ascii_case("host") {
+            request.host = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("origin") {
+            request.origin = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("sec-fetch-site") {
+            request.fetch_site = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("content-type") {
+            request.content_type = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            request.content_length = value.parse().ok()?;
+        }
+    }
+    Some(request)
 }
 
-async fn route(request: &Request, state: &AdminState) -> (u16, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
+async fn route(request: &Request, state: &AdminState) -> Response {
+    let is_admin_path = matches!(request.path.as_str(), "/health" | "/ready" | "/metrics");
+    if !is_admin_path {
+        return match &state.console {
+            Some(console) => console.handle(request).await,
+            None => Response::text(
+                404,
+                "not found: the admin listener serves /metrics, /health and /ready (the console is off)\n",
+            ),
+        };
+    }
     if request.method != "GET" && request.method != "HEAD" {
-        return (405, TEXT, "only GET and HEAD are served\n".to_string());
+        return Response::text(405, "only GET and HEAD are served\n");
     }
     match request.path.as_str() {
-        "/health" => (200, TEXT, "ok\n".to_string()),
+        "/health" => Response::text(200, "ok\n"),
         "/ready" => match not_ready_reason(state) {
-            None => (200, TEXT, "ready\n".to_string()),
-            Some(reason) => (503, TEXT, format!("not ready: {reason}\n")),
+            None => Response::text(200, "ready\n"),
+            Some(reason) => Response::text(503, format!("not ready: {reason}\n")),
         },
-        "/metrics" => {
+        _ => {
             let (node, metrics, controller) =
                 (Arc::clone(&state.node), Arc::clone(&state.metrics), state.controller.clone());
             let openmetrics = request.wants_openmetrics;
             let encoded =
                 tokio::task::spawn_blocking(move || super::encode(node, metrics, controller, openmetrics)).await;
+            let content_type = if openmetrics {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            } else {
+                "text/plain; version=0.0.4; charset=utf-8"
+            };
             match encoded {
-                Ok(Ok(text)) if openmetrics => {
-                    (200, "application/openmetrics-text; version=1.0.0; charset=utf-8", text)
-                }
-                Ok(Ok(text)) => (200, "text/plain; version=0.0.4; charset=utf-8", text),
-                _ => (500, TEXT, "metrics could not be encoded\n".to_string()),
+                Ok(Ok(text)) => Response { status: 200, content_type, headers: Vec::new(), body: text.into_bytes() },
+                _ => Response::text(500, "metrics could not be encoded\n"),
             }
         }
-        _ => (404, TEXT, "not found: the admin listener serves /metrics, /health and /ready\n".to_string()),
     }
 }
 
@@ -196,7 +298,15 @@ mod tests {
         let request = parse_request(
             "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
         );
-        assert_eq!(request, Some(Request { method: "GET".into(), path: "/metrics".into(), wants_openmetrics: true }));
+        let expected = Request {
+            method: "GET".into(),
+            path: "/metrics".into(),
+            query: "x=1".into(),
+            wants_openmetrics: true,
+            host: Some("a".into()),
+            ..Request::default()
+        };
+        assert_eq!(request, Some(expected));
         assert_eq!(parse_request("GET /metrics\r\n\r\n"), None);
         assert_eq!(parse_request("\u{16}\u{3}\u{1}garbage"), None);
     }

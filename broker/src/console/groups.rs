@@ -1,0 +1,214 @@
+//! Consumer groups: the list, a group's members, assignments and lag per partition (with a lag chart), and
+//! resetting its offsets after a confirmation, through `ConsumerGroups`' own handlers.
+
+use std::collections::BTreeSet;
+
+use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups};
+use tonic::Request;
+
+use super::html::{url_encode, Form, Html};
+use super::layout::{count, hidden, parse_timestamp, Page};
+use super::topics::pager;
+use super::{chart, status_response, Console};
+use crate::metrics::admin_http::Response;
+
+const GROUPS_PER_PAGE: usize = 100;
+/// Bars in a lag chart; a group over more partitions shows those with the most lag.
+const LAG_BARS_MAX: usize = 64;
+
+fn state_name(state: i32) -> &'static str {
+    match v1::GroupState::try_from(state) {
+        Ok(v1::GroupState::Empty) => "empty",
+        Ok(v1::GroupState::Stable) => "stable",
+        Ok(v1::GroupState::Reconciling) => "reconciling",
+        _ => "unknown",
+    }
+}
+
+pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
+    let mut groups = match console.service.list_groups(Request::new(v1::ListGroupsRequest {})).await {
+        Ok(answer) => answer.into_inner().groups,
+        Err(status) => return status_response(page, "Groups could not be listed", &status),
+    };
+    let search = query.get("q").unwrap_or("");
+    if !search.is_empty() {
+        let needle = search.to_lowercase();
+        groups.retain(|g| g.group.to_lowercase().contains(&needle));
+    }
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    let page_count = groups.len().div_ceil(GROUPS_PER_PAGE).max(1);
+    let number = match query.number::<usize>("page", "a page number (1 or more)") {
+        Ok(number) => number.unwrap_or(1).clamp(1, page_count),
+        Err(message) => return page.error(400, "Bad page number", &message),
+    };
+    let mut body = Html::new();
+    body.raw("<form method=\"get\" action=\"/groups\"><input type=\"search\" name=\"q\" placeholder=\"search groups\" value=\"");
+    body.text(search).raw("\"> <button>Search</button></form>");
+    body.raw("<table id=\"groups\"><tr><th>group</th><th>state</th><th class=\"num\">members</th>");
+    body.raw("<th class=\"num\">generation</th></tr>");
+    for group in &groups[(number - 1) * GROUPS_PER_PAGE..groups.len().min(number * GROUPS_PER_PAGE)] {
+        body.raw("<tr><td>").link(&format!("/groups/{}", url_encode(&group.group)), &group.group).raw("</td>");
+        body.cell(state_name(group.state)).raw("<td class=\"num\">").text(group.member_count);
+        body.raw("</td><td class=\"num\">").text(group.generation).raw("</td></tr>");
+    }
+    body.raw("</table>");
+    if groups.is_empty() {
+        body.raw("<p class=\"muted\">No consumer groups.</p>");
+    }
+    pager(&mut body, "/groups", search, number, page_count);
+    page.render(200, "Consumer groups", body)
+}
+
+async fn describe(console: &Console, group: &str) -> Result<v1::DescribeGroupResponse, tonic::Status> {
+    let request = Request::new(v1::DescribeGroupRequest { group: group.to_string() });
+    Ok(console.service.describe_group(request).await?.into_inner())
+}
+
+pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
+    let described = match describe(console, group).await {
+        Ok(described) => described,
+        Err(status) => return status_response(page, "Group not found", &status),
+    };
+    let total_lag: i64 = described.partitions.iter().map(|p| p.lag).sum();
+    let mut body = Html::new();
+    body.raw("<div class=\"stats\"><div class=\"stat\"><b>").text(state_name(described.state)).raw("</b>state</div>");
+    body.raw("<div class=\"stat\"><b>").text(described.generation).raw("</b>generation</div>");
+    body.raw("<div class=\"stat\"><b>").text(described.members.len()).raw("</b>members</div>");
+    body.raw("<div class=\"stat\" id=\"total-lag\"><b>").text(count(total_lag)).raw("</b>total lag</div></div>");
+    if !page.is_read_only {
+        body.raw("<p>").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets").raw("</p>");
+    }
+    body.raw(
+        "<h2>Members</h2><table id=\"members\"><tr><th>member</th><th>client</th><th>topics</th><th>assigned</th></tr>",
+    );
+    for member in &described.members {
+        body.raw("<tr>").cell(&member.member_id).cell(&member.client_id).cell(member.topics.join(", "));
+        let assigned: Vec<String> =
+            member.assigned.iter().map(|tp| format!("{} {:?}", tp.topic, tp.partitions)).collect();
+        body.cell(assigned.join("; ")).raw("</tr>");
+    }
+    body.raw("</table>");
+    if described.members.is_empty() {
+        body.raw("<p class=\"muted\">No members.</p>");
+    }
+    body.raw("<h2>Lag by partition</h2>");
+    let mut bars: Vec<(String, i64)> =
+        described.partitions.iter().map(|p| (format!("{}/{}", p.topic, p.partition), p.lag)).collect();
+    if bars.len() > LAG_BARS_MAX {
+        bars.sort_by_key(|bar| std::cmp::Reverse(bar.1));
+        bars.truncate(LAG_BARS_MAX);
+    }
+    body.fragment(chart::bars(&bars, "lag in records, a bar per partition"));
+    body.raw("<table id=\"lag\"><tr><th>topic</th><th class=\"num\">partition</th><th>member</th>");
+    body.raw("<th class=\"num\">committed</th><th class=\"num\">end offset</th><th class=\"num\">lag</th></tr>");
+    for p in &described.partitions {
+        body.raw("<tr><td>").link(&format!("/topics/{}", url_encode(&p.topic)), &p.topic).raw("</td>");
+        body.raw("<td class=\"num\">").text(p.partition).raw("</td>").cell(&p.member_id);
+        let committed = if p.committed_offset < 0 { "none".to_string() } else { count(p.committed_offset) };
+        for value in [committed, count(p.end_offset), count(p.lag)] {
+            body.raw("<td class=\"num\">").text(value).raw("</td>");
+        }
+        body.raw("</tr>");
+    }
+    body.raw("</table>");
+    page.render(200, &format!("Group {group}"), body)
+}
+
+pub async fn reset_form(console: &Console, page: Page<'_>, group: &str) -> Response {
+    if page.is_read_only {
+        return page.error(403, "Read-only console", "Offsets cannot be reset from a read-only console.");
+    }
+    // A group known only by name (no offsets yet) can still be reset to any topic.
+    let topics: BTreeSet<String> =
+        describe(console, group).await.map(|d| d.partitions.into_iter().map(|p| p.topic).collect()).unwrap_or_default();
+    let mut body = Html::new();
+    body.raw("<p>The group must have no members: a member's commits would overwrite the reset.</p>");
+    page.form_open(&mut body, &format!("/groups/{}/reset", url_encode(group)));
+    body.raw("<fieldset class=\"stack\"><label>Topic <input name=\"topic\" list=\"topics\" required></label><datalist id=\"topics\">");
+    for topic in &topics {
+        body.raw("<option value=\"").text(topic).raw("\">");
+    }
+    body.raw("</datalist><label>Partition (empty: all) <input name=\"partition\"></label>");
+    body.raw("<label>To <select name=\"to\"><option>earliest</option><option>latest</option><option>offset</option>");
+    body.raw("<option>timestamp</option></select></label><label>Offset or timestamp <input name=\"at\"></label>");
+    body.raw("<button>Reset…</button></fieldset></form>");
+    page.render(200, &format!("Reset offsets of {group}"), body)
+}
+
+pub async fn reset(console: &Console, page: Page<'_>, group: &str, form: &Form) -> Response {
+    let topic = form.get("topic").unwrap_or("").to_string();
+    let partitions = match form.number::<u32>("partition", "a partition number (0 or more), or empty for all") {
+        Ok(partition) => partition.into_iter().collect::<Vec<_>>(),
+        Err(message) => return page.error(400, "Bad partition", &message),
+    };
+    let at = form.get("at").unwrap_or("");
+    let (to, timestamp_ms, described) = match form.get("to").unwrap_or("earliest") {
+        "earliest" => {
+            (v1::reset_offsets_request::To::Spec(v1::OffsetSpec::Earliest as i32), 0, "the earliest offset".to_string())
+        }
+        "latest" => {
+            (v1::reset_offsets_request::To::Spec(v1::OffsetSpec::Latest as i32), 0, "the latest offset".to_string())
+        }
+        "offset" => match at.trim().parse::<i64>() {
+            Ok(offset) => (v1::reset_offsets_request::To::Offset(offset), 0, format!("offset {offset}")),
+            Err(_) => return page.error(400, "Bad offset", &format!("offset {at:?} is not a whole number")),
+        },
+        "timestamp" => match parse_timestamp(at) {
+            Some(ms) => {
+                (v1::reset_offsets_request::To::Spec(v1::OffsetSpec::Timestamp as i32), ms, format!("time {at}"))
+            }
+            None => {
+                return page.error(
+                    400,
+                    "Bad timestamp",
+                    &format!("timestamp {at:?} is neither YYYY-MM-DDTHH:MM[:SS] (UTC) nor milliseconds since 1970"),
+                )
+            }
+        },
+        other => {
+            return page.error(
+                400,
+                "Bad target",
+                &format!("to {other:?} is not one of earliest, latest, offset, timestamp"),
+            )
+        }
+    };
+    let action = format!("/groups/{}/reset", url_encode(group));
+    if form.get("confirm") != Some("yes") {
+        let mut body = Html::new();
+        let which = partitions.first().map_or("every partition".to_string(), |p| format!("partition {p}"));
+        body.raw("<p>Reset group <b>").text(group).raw("</b> on topic <b>").text(&topic).raw("</b>, ").text(which);
+        body.raw(", to ").text(described).raw("?</p>");
+        page.form_open(&mut body, &action);
+        for (name, value) in [("topic", topic.as_str()), ("partition", form.get("partition").unwrap_or("")), ("at", at)]
+        {
+            hidden(&mut body, name, value);
+        }
+        hidden(&mut body, "to", form.get("to").unwrap_or("earliest"));
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\" class=\"danger\">Yes, reset</button> ");
+        body.link(&format!("/groups/{}", url_encode(group)), "Cancel").raw("</form>");
+        return page.render(200, "Reset offsets?", body);
+    }
+    let request = v1::ResetOffsetsRequest {
+        group: group.to_string(),
+        topic: topic.clone(),
+        partitions,
+        to: Some(to),
+        timestamp_ms,
+    };
+    match console.service.reset_offsets(Request::new(request)).await {
+        Ok(answer) => {
+            tracing::info!(%group, %topic, "group offsets reset from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\">Offsets reset.</p><table id=\"reset\"><tr><th>topic</th><th class=\"num\">partition</th><th class=\"num\">offset</th></tr>");
+            for offset in answer.into_inner().offsets {
+                body.raw("<tr>").cell(&offset.topic).raw("<td class=\"num\">").text(offset.partition);
+                body.raw("</td><td class=\"num\">").text(offset.offset).raw("</td></tr>");
+            }
+            body.raw("</table><p>").link(&format!("/groups/{}", url_encode(group)), "Back to the group").raw("</p>");
+            page.render(200, "Offsets reset", body)
+        }
+        Err(status) => status_response(page, "Offsets not reset", &status),
+    }
+}

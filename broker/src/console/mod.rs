@@ -1,0 +1,185 @@
+//! The web console (docs/console.md): server-rendered pages at the admin listener's root for topics, messages,
+//! consumer groups and throughput, and forms that create and delete topics, produce a test message and reset a
+//! group's offsets.
+//!
+//! Every page and action calls the gRPC service's own handlers ([`RillService`]'s `TopicAdmin`, `Records` and
+//! `ConsumerGroups` methods), so a console action is validated exactly as the same API call is and there is no
+//! second implementation of topic or group logic; a refusal is shown as the status message the API would send.
+//!
+//! Invariants:
+//! - Data (names, keys, values, headers) reaches markup only through [`html::Html::text`], which escapes it;
+//!   the Content-Security-Policy forbids scripts besides, so an escaping slip still could not run one.
+//! - A change is made only by a POST that carries this process's CSRF token and, when the browser sends one,
+//!   an `Origin` equal to the `Host` it asked: another web page cannot make a browser post a form here.
+//! - With `console = read-only` every form is hidden and every POST refused (403); with `off` none of this is
+//!   served.
+//! - Pages stay bounded with 10,000 topics and partitions of millions of records: lists are paged, the message
+//!   browser reads at most `messages::SCAN_BYTES_MAX` per page.
+
+mod chart;
+mod groups;
+pub mod html;
+mod layout;
+mod messages;
+mod overview;
+mod throughput;
+mod topics;
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use self::html::{url_decode, Form};
+use self::layout::Page;
+pub use self::throughput::{run_sampler, Throughput};
+use crate::config::ConsoleMode;
+use crate::metrics::admin_http::{Request, Response};
+use crate::node::Node;
+use crate::service::RillService;
+
+const STYLESHEET: &str = include_str!("assets/console.css");
+
+/// The console's state: the service it calls, its mode, its CSRF token and the throughput history.
+pub struct Console {
+    service: RillService,
+    node: Arc<Node>,
+    controller: Option<Arc<crate::cluster::Controller>>,
+    /// Where this node serves gRPC and Kafka (the real port when the config said 0).
+    listen_addr: std::net::SocketAddr,
+    is_read_only: bool,
+    /// Random per process: a form carries it, and a page of another origin cannot read it.
+    csrf_token: String,
+    throughput: Arc<Throughput>,
+}
+
+impl Console {
+    /// A console over `node`; `None` with `ConsoleMode::Off`.
+    pub fn new(
+        node: Arc<Node>,
+        controller: Option<Arc<crate::cluster::Controller>>,
+        listen_addr: std::net::SocketAddr,
+        throughput: Arc<Throughput>,
+    ) -> Option<Self> {
+        let is_read_only = match node.config.console {
+            ConsoleMode::Off => return None,
+            ConsoleMode::ReadOnly => true,
+            ConsoleMode::On => false,
+        };
+        let mut rng = rand::thread_rng();
+        let csrf_token = (0..4).map(|_| format!("{:016x}", rng.gen::<u64>())).collect();
+        let service = RillService::new(Arc::clone(&node));
+        Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput })
+    }
+
+    /// Answers one console request, with the time it took in a `Server-Timing` header (what
+    /// benches/console.sh reads, and a browser's developer tools show).
+    pub async fn handle(&self, request: &Request) -> Response {
+        let started = std::time::Instant::now();
+        let mut response = self.answer(request).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        response.headers.push(("server-timing", format!("console;dur={elapsed_ms:.2}")));
+        response
+    }
+
+    async fn answer(&self, request: &Request) -> Response {
+        let segments: Vec<String> =
+            request.path.split('/').filter(|s| !s.is_empty()).map(|s| url_decode(s, false)).collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let query = Form::parse(&request.query);
+        let is_post = match request.method.as_str() {
+            "GET" | "HEAD" => false,
+            "POST" => true,
+            _ => return Response::text(405, "the console answers GET, HEAD and POST only\n"),
+        };
+        let form = if is_post {
+            match self.check_write(request) {
+                Ok(form) => Some(form),
+                Err(refusal) => return refusal,
+            }
+        } else {
+            None
+        };
+        let page = self.page();
+        match (segments.as_slice(), form) {
+            ([], None) => overview::show(self, page).await,
+            (["console.css"], None) => Response {
+                status: 200,
+                content_type: "text/css; charset=utf-8",
+                headers: vec![("cache-control", "max-age=3600".to_string())],
+                body: STYLESHEET.as_bytes().to_vec(),
+            },
+            (["topics"], None) => topics::list(self, page, &query).await,
+            (["create-topic"], None) => topics::create_form(page, &query),
+            (["create-topic"], Some(form)) => topics::create(self, page, &form).await,
+            (["topics", topic], None) => topics::show(self, page, topic).await,
+            (["topics", topic, "delete"], None) => topics::delete_confirm(page, topic),
+            (["topics", topic, "delete"], Some(form)) => topics::delete(self, page, topic, &form).await,
+            (["topics", topic, "messages"], None) => messages::browse(self, page, topic, &query).await,
+            (["topics", topic, "messages.json"], None) => messages::download(self, topic, &query).await,
+            (["topics", topic, "produce"], None) => messages::produce_form(page, topic, &query),
+            (["topics", topic, "produce"], Some(form)) => messages::produce(self, page, topic, &form).await,
+            (["groups"], None) => groups::list(self, page, &query).await,
+            (["groups", group], None) => groups::show(self, page, group).await,
+            (["groups", group, "reset"], None) => groups::reset_form(self, page, group).await,
+            (["groups", group, "reset"], Some(form)) => groups::reset(self, page, group, &form).await,
+            (_, None) => page.error(404, "Not found", "No console page has this address."),
+            (_, Some(_)) => page.error(405, "Not allowed", "This address takes no form."),
+        }
+    }
+
+    fn page(&self) -> Page<'_> {
+        Page { csrf_token: &self.csrf_token, is_read_only: self.is_read_only }
+    }
+
+    /// The guard on every write: not read-only, a form, from this origin, with this process's token.
+    fn check_write(&self, request: &Request) -> Result<Form, Response> {
+        let page = self.page();
+        if self.is_read_only {
+            return Err(page.error(
+                403,
+                "Read-only console",
+                "This broker runs its console with --console read-only: nothing can be changed from here.",
+            ));
+        }
+        let is_form =
+            request.content_type.as_deref().is_some_and(|t| t.trim().starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(page.error(415, "Not a form", "Console actions take application/x-www-form-urlencoded forms."));
+        }
+        let host = request.host.as_deref().unwrap_or("");
+        let is_same_origin = match &request.origin {
+            Some(origin) => origin == &format!("http://{host}"),
+            None => request.fetch_site.as_deref().is_none_or(|site| site == "same-origin" || site == "none"),
+        };
+        if !is_same_origin {
+            return Err(page.error(
+                403,
+                "Cross-site request refused",
+                "Console actions are accepted only from the console's own pages (the Origin did not match the Host).",
+            ));
+        }
+        let form = Form::parse(&String::from_utf8_lossy(&request.body));
+        if form.get("csrf") != Some(self.csrf_token.as_str()) {
+            return Err(page.error(
+                403,
+                "Form expired or forged",
+                "The form's token does not match this broker process (it may have restarted): reload the page and try again.",
+            ));
+        }
+        Ok(form)
+    }
+}
+
+/// A gRPC status from the service, as the console shows it: the HTTP status it maps to and its message.
+fn status_response(page: Page<'_>, what: &str, status: &tonic::Status) -> Response {
+    use tonic::Code;
+    let http = match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 409,
+        Code::ResourceExhausted => 429,
+        Code::Unavailable => 503,
+        _ => 500,
+    };
+    page.error(http, what, status.message())
+}

@@ -1,0 +1,105 @@
+//! The overview: nodes, topics, partitions, groups, disk use and the throughput of the last minutes.
+
+use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups, topic_admin_server::TopicAdmin};
+use tonic::Request;
+
+use super::html::Html;
+use super::layout::{bytes, count, Page};
+use super::{chart, status_response, Console};
+use crate::metrics::admin_http::Response;
+
+pub async fn show(console: &Console, page: Page<'_>) -> Response {
+    let topics = match console.service.list_topics(Request::new(v1::ListTopicsRequest {})).await {
+        Ok(answer) => answer.into_inner().topics,
+        Err(status) => return status_response(page, "Topics could not be listed", &status),
+    };
+    let groups = match console.service.list_groups(Request::new(v1::ListGroupsRequest {})).await {
+        Ok(answer) => answer.into_inner().groups.len(),
+        Err(status) => return status_response(page, "Groups could not be listed", &status),
+    };
+    let partitions: u64 = topics.iter().map(|t| u64::from(t.partition_count)).sum();
+    // The sizes are in memory (each log keeps its own); the file system's figures are one statvfs.
+    let stored: u64 =
+        console.node.registry.list().iter().flat_map(|t| t.partitions()).map(|p| p.log().size_bytes()).sum();
+    let mut body = Html::new();
+    body.raw("<div class=\"stats\">");
+    stat(&mut body, "nodes", count(node_count(console) as u64));
+    stat(&mut body, "topics", count(topics.len() as u64));
+    stat(&mut body, "partitions", count(partitions));
+    stat(&mut body, "consumer groups", count(groups as u64));
+    stat(&mut body, "stored on this node", bytes(stored));
+    if let Some((free, total)) = file_system_space(&console.node.config.data_dir) {
+        stat(&mut body, "disk free", format!("{} of {}", bytes(free), bytes(total)));
+    }
+    body.raw("</div>");
+    nodes(console, &mut body);
+    throughput(console, &mut body);
+    page.render(200, "Overview", body)
+}
+
+fn stat(body: &mut Html, label: &'static str, value: String) {
+    body.raw("<div class=\"stat\" data-stat=\"").raw(label).raw("\"><b>").text(value).raw("</b>").raw(label);
+    body.raw("</div>");
+}
+
+fn node_count(console: &Console) -> usize {
+    console.controller.as_ref().map_or(1, |controller| controller.metadata().nodes.len())
+}
+
+fn nodes(console: &Console, body: &mut Html) {
+    body.raw("<h2>Nodes</h2><table><tr><th>node</th><th>address</th><th>state</th></tr>");
+    match &console.controller {
+        None => {
+            body.raw("<tr>").cell("this node (single node)").cell(console.listen_addr).cell("alive");
+            body.raw("</tr>");
+        }
+        Some(controller) => {
+            for record in controller.metadata().nodes.values() {
+                let state = match record.state {
+                    crate::cluster::metadata::NodeState::Alive => "alive",
+                    crate::cluster::metadata::NodeState::Fenced => "fenced",
+                };
+                body.raw("<tr>").cell(record.node_id).cell(&record.address).cell(state).raw("</tr>");
+            }
+        }
+    }
+    body.raw("</table>");
+}
+
+fn throughput(console: &Console, body: &mut Html) {
+    let samples = console.throughput.samples();
+    body.raw("<h2>Throughput, last 10 minutes</h2>");
+    let Some(last) = samples.last() else {
+        body.raw("<p class=\"muted\">The first figures appear 10 seconds after the broker starts.</p>");
+        return;
+    };
+    body.raw("<p id=\"rates\">").text(format!(
+        "{:.0} records/s in ({}/s), {:.0} records/s out ({}/s) over the last 5 s.",
+        last.records_in_per_s,
+        bytes(last.bytes_in_per_s as u64),
+        last.records_out_per_s,
+        bytes(last.bytes_out_per_s as u64)
+    ));
+    body.raw("</p>");
+    let series = [
+        ("records/s in", "s-in", samples.iter().map(|s| s.records_in_per_s).collect()),
+        ("records/s out", "s-out", samples.iter().map(|s| s.records_out_per_s).collect()),
+    ];
+    body.fragment(chart::lines(&series, "records/s, one point per 5 s"));
+}
+
+/// Free and total bytes of the file system holding `path`.
+fn file_system_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `path` is NUL-terminated and `stats` is a writable statvfs; the call fills it or fails.
+    let result = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+    if result != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let stats = unsafe { stats.assume_init() };
+    let block = stats.f_frsize;
+    Some((stats.f_bavail.saturating_mul(block), stats.f_blocks.saturating_mul(block)))
+}

@@ -1,0 +1,265 @@
+//! The web console's HTTP handlers against a real `rill broker` process, over plain HTTP/1.1 (`std::net`, as
+//! `rill top` scrapes `/metrics`): every page answers, data is escaped, writes need the CSRF token and the
+//! same origin, `--console read-only` refuses writes and `--console off` serves none of it. The browser test
+//! is tests/compat/console.sh.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{rill, RILL};
+
+/// A broker process with both addresses, killed when the test ends (also when a step panics).
+struct Broker {
+    child: Child,
+    addr: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn broker(console: &str) -> Broker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(RILL)
+        .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--console", console])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rill broker");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
+    let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
+    let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
+    assert!(!addr.is_empty() && !admin.is_empty(), "the broker printed both addresses");
+    Broker { child, addr, admin, _dir: dir }
+}
+
+/// An answer: status and body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request; `extra` are whole header lines.
+fn request(admin: &str, method: &str, path: &str, extra: &[String], body: &str) -> Answer {
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\n", body.len());
+    for line in extra {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    stream.write_all(text.as_bytes()).expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Answer { status, head: head.to_string(), body: body.to_string() }
+}
+
+fn get(admin: &str, path: &str) -> Answer {
+    request(admin, "GET", path, &[], "")
+}
+
+/// A POST of `form` as a browser on the console's own page sends it.
+fn post(admin: &str, path: &str, form: &str) -> Answer {
+    let headers = [
+        "Content-Type: application/x-www-form-urlencoded".to_string(),
+        format!("Origin: http://{admin}"),
+        "Sec-Fetch-Site: same-origin".to_string(),
+    ];
+    request(admin, "POST", path, &headers, form)
+}
+
+/// The CSRF token of the first form on the page at `path`.
+fn csrf_token(admin: &str, path: &str) -> String {
+    let page = get(admin, path);
+    let at = page.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no token in {page:?}"));
+    let rest = &page.body[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').expect("closing quote")].to_string()
+}
+
+#[test]
+fn every_page_answers_and_shows_data_as_escaped_text() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    rill(&broker.addr, &["topic", "create", "orders", "--partitions", "2"]).ok();
+    rill(&broker.addr, &["produce", "orders", "--partition", "0", "--key", "k1", "--value", "{\"total\":42}"]).ok();
+    rill(
+        &broker.addr,
+        &["produce", "orders", "--partition", "0", "--value", "<script>x()</script>", "--header", "h=<img src=x>"],
+    )
+    .ok();
+    rill(&broker.addr, &["group", "reset-offsets", "billing", "--topic", "orders", "--to-earliest"]).ok();
+
+    for path in ["/", "/topics", "/topics?q=ord", "/topics/orders", "/groups", "/groups/billing", "/create-topic"] {
+        let page = get(admin, path);
+        assert_eq!(page.status, 200, "{path}: {page:?}");
+        assert!(page.head.contains("content-security-policy: default-src 'none'"), "{path}: {}", page.head);
+        assert!(!page.body.contains("<script"), "{path} has no script: {}", page.body);
+    }
+    assert!(get(admin, "/topics").body.contains(">orders</a>"));
+    let topic = get(admin, "/topics/orders").body;
+    assert!(topic.contains("<td class=\"num\">2</td>"), "partition 0 ends at offset 2: {topic}");
+    let group = get(admin, "/groups/billing").body;
+    assert!(group.contains("<b>2</b>total lag"), "two records of lag: {group}");
+
+    let messages = get(admin, "/topics/orders/messages?partition=0&from=earliest");
+    assert_eq!(messages.status, 200, "{messages:?}");
+    assert!(messages.body.contains("&lt;script&gt;x()&lt;/script&gt;"), "the value is text: {}", messages.body);
+    assert!(messages.body.contains("&lt;img src=x&gt;"), "the header is text: {}", messages.body);
+    assert!(!messages.body.contains("<script") && !messages.body.contains("<img"), "{}", messages.body);
+    assert!(messages.body.contains("&quot;total&quot;: 42"), "JSON is pretty-printed: {}", messages.body);
+    let filtered = get(admin, "/topics/orders/messages?partition=0&from=earliest&key=k1").body;
+    assert!(filtered.contains("Showing 1 record(s)"), "{filtered}");
+
+    let download = get(admin, "/topics/orders/messages.json?partition=0&from=earliest");
+    assert!(download.head.contains("content-type: application/json"), "{download:?}");
+    let json: serde_json::Value = serde_json::from_str(&download.body).expect("the download is JSON");
+    assert_eq!(json["records"][1]["value"], "<script>x()</script>");
+    assert_eq!(json["records"][1]["headers"][0]["value"], "<img src=x>");
+
+    let css = get(admin, "/console.css");
+    assert!(css.status == 200 && css.head.contains("text/css"), "{css:?}");
+    assert_eq!(get(admin, "/metrics").status, 200, "/metrics is unchanged");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_page_not_a_failure() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    rill(&broker.addr, &["topic", "create", "small"]).ok();
+    let missing = get(admin, "/topics/%3Cb%3Enope");
+    assert_eq!(missing.status, 404, "{missing:?}");
+    assert!(missing.body.contains("&lt;b&gt;nope"), "the name is escaped in the message: {}", missing.body);
+    let out_of_range = get(admin, "/topics/small/messages?from=offset&offset=99");
+    assert_eq!(out_of_range.status, 400);
+    assert!(out_of_range.body.contains("offset 99 is outside partition 0"), "{}", out_of_range.body);
+    let bad_limit = get(admin, "/topics/small/messages?limit=100000");
+    assert!(bad_limit.status == 400 && bad_limit.body.contains("between 1 and 500"), "{bad_limit:?}");
+    let bad_time = get(admin, "/topics/small/messages?from=timestamp&timestamp=yesterday");
+    assert!(bad_time.status == 400 && bad_time.body.contains("YYYY-MM-DD"), "{bad_time:?}");
+    assert_eq!(get(admin, "/no/such/page").status, 404);
+    assert_eq!(request(admin, "DELETE", "/topics/small", &[], "").status, 405);
+    // A body announced over the limit is refused before a byte of it is read.
+    let mut stream = TcpStream::connect(admin).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+    write!(stream, "POST /create-topic HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\n\r\n", 2 << 20)
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let huge = Answer {
+        status: answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+        head: answer,
+        body: String::new(),
+    };
+    assert_eq!(huge.status, 413, "a body over the limit is refused: {}", huge.head);
+}
+
+#[test]
+fn topics_are_created_produced_to_and_deleted_through_the_api_after_a_confirmation() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    let token = csrf_token(admin, "/create-topic");
+    let asked = post(admin, "/create-topic", &format!("csrf={token}&name=web-made&partitions=3"));
+    assert!(asked.status == 200 && asked.body.contains("Yes, create it"), "a confirmation first: {asked:?}");
+    assert!(!rill(&broker.addr, &["topic", "list"]).ok().contains("web-made"), "nothing made before it");
+    let created = post(admin, "/create-topic", &format!("csrf={token}&name=web-made&partitions=3&confirm=yes"));
+    assert_eq!(created.status, 200, "{created:?}");
+    let described = rill(&broker.addr, &["topic", "describe", "web-made"]);
+    assert!(described.ok().contains("web-made"), "the API sees the topic");
+
+    // The API's own validation, shown as its message.
+    let refused = post(admin, "/create-topic", &format!("csrf={token}&name=bad%2Fname&partitions=1&confirm=yes"));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.body.contains("bad/name"), "the refusal names the topic: {}", refused.body);
+    let twice = post(admin, "/create-topic", &format!("csrf={token}&name=web-made&partitions=1&confirm=yes"));
+    assert_eq!(twice.status, 409, "{twice:?}");
+
+    let produced = post(
+        admin,
+        "/topics/web-made/produce",
+        &format!("csrf={token}&partition=1&key=k&value=hello+web&headers=a%3A+b"),
+    );
+    assert!(produced.body.contains("Produced to partition 1 at offset 0."), "{produced:?}");
+    let consumed =
+        rill(&broker.addr, &["consume", "web-made", "--partition", "1", "--from-beginning", "--max-messages", "1"]);
+    assert_eq!(consumed.ok().trim(), "hello web");
+
+    rill(&broker.addr, &["group", "reset-offsets", "readers", "--topic", "web-made", "--to-earliest"]).ok();
+    let reset =
+        post(admin, "/groups/readers/reset", &format!("csrf={token}&topic=web-made&partition=1&to=latest&confirm=yes"));
+    assert!(reset.status == 200 && reset.body.contains("Offsets reset."), "{reset:?}");
+    assert!(get(admin, "/groups/readers").body.contains("<b>0</b>total lag"), "reset to the end");
+
+    let asked = post(admin, "/topics/web-made/delete", &format!("csrf={token}"));
+    assert!(asked.body.contains("Yes, delete it"), "a confirmation first: {asked:?}");
+    let deleted = post(admin, "/topics/web-made/delete", &format!("csrf={token}&confirm=yes"));
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    rill(&broker.addr, &["topic", "describe", "web-made"]).fails(1, "web-made");
+}
+
+#[test]
+fn a_write_without_the_token_or_from_another_origin_is_refused() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    let token = csrf_token(admin, "/create-topic");
+    let form = "name=forged&partitions=1&confirm=yes";
+    let no_token = post(admin, "/create-topic", form);
+    assert!(no_token.status == 403 && no_token.body.contains("token"), "{no_token:?}");
+    let wrong_token = post(admin, "/create-topic", &format!("csrf=0000&{form}"));
+    assert_eq!(wrong_token.status, 403);
+    let cross_site = request(
+        admin,
+        "POST",
+        "/create-topic",
+        &["Content-Type: application/x-www-form-urlencoded".to_string(), "Origin: http://evil.example".to_string()],
+        &format!("csrf={token}&{form}"),
+    );
+    assert!(cross_site.status == 403 && cross_site.body.contains("Origin"), "{cross_site:?}");
+    let not_a_form = request(admin, "POST", "/create-topic", &["Content-Type: text/plain".to_string()], form);
+    assert_eq!(not_a_form.status, 415);
+    assert!(!rill(&broker.addr, &["topic", "list"]).ok().contains("forged"), "no refused write took effect");
+}
+
+#[test]
+fn a_read_only_console_shows_everything_and_changes_nothing() {
+    let broker = broker("read-only");
+    let admin = &broker.admin;
+    rill(&broker.addr, &["topic", "create", "kept"]).ok();
+    let topic = get(admin, "/topics/kept");
+    assert_eq!(topic.status, 200);
+    assert!(!topic.body.contains("<form") && !topic.body.contains("Delete topic"), "{}", topic.body);
+    assert!(!get(admin, "/").body.contains("Create topic"), "no create link");
+    assert_eq!(get(admin, "/topics/kept/delete").status, 403);
+    assert_eq!(get(admin, "/create-topic").status, 403);
+    let refused = post(admin, "/topics/kept/delete", "csrf=anything&confirm=yes");
+    assert!(refused.status == 403 && refused.body.contains("read-only"), "{refused:?}");
+    rill(&broker.addr, &["topic", "describe", "kept"]).ok();
+}
+
+#[test]
+fn with_the_console_off_only_metrics_health_and_ready_are_served() {
+    let broker = broker("off");
+    assert_eq!(get(&broker.admin, "/").status, 404);
+    assert_eq!(get(&broker.admin, "/topics").status, 404);
+    assert_eq!(get(&broker.admin, "/metrics").status, 200);
+    assert_eq!(get(&broker.admin, "/health").status, 200);
+}

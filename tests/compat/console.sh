@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The web console in a real browser: Debian's headless Chromium driven by Selenium (chromium-driver from Debian,
+# selenium from PyPI into target/compat/console-venv; nothing downloaded from a browser CDN), against a real
+# `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
+# produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic with
+# their confirmations, and that a value and a header holding markup are shown as text with no script run.
+# Screenshots land in target/compat/console/.
+# Usage: tests/compat/console.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if ! command -v apt-get >/dev/null; then
+    echo "console.sh: no apt-get to install Debian's chromium and chromium-driver" >&2
+    exit 1
+  fi
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }) >/dev/null
+fi
+venv=target/compat/console-venv
+if ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
+  python3 -m venv --clear "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'selenium==4.*'
+fi
+cargo build --quiet -p rill-cli
+rill="$PWD/target/debug/rill"
+shots="$PWD/target/compat/console"
+rm -rf "$shots" && mkdir -p "$shots"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+RUST_LOG=warn "$rill" broker --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" \
+  >"$work/broker.out" 2>"$work/broker.err" &
+pids+=($!)
+deadline=$((SECONDS + 30))
+until grep -q '^rill admin listening on' "$work/broker.out"; do
+  if ((SECONDS >= deadline)); then echo "console.sh: the broker did not start" >&2; cat "$work/broker.err" >&2; exit 1; fi
+  sleep 0.2
+done
+export RILL_BROKER=$(sed -n 's/^rill broker listening on //p' "$work/broker.out")
+admin=$(sed -n 's|^rill admin listening on ||p' "$work/broker.out")
+
+# Data: ten JSON orders over three partitions by key, a group that has read none of them (lag 10), and a topic
+# whose value and header are markup that would retitle the page if it ran.
+"$rill" topic create orders --partitions 3 >/dev/null
+for i in $(seq 1 10); do echo "customer-$((i % 4)):{\"order\":$i,\"item\":\"widget-$i\"}"; done \
+  | "$rill" produce orders --key-separator : >/dev/null
+"$rill" group reset-offsets billing --topic orders --to-earliest >/dev/null
+"$rill" topic create hostile >/dev/null
+"$rill" produce hostile --value '<script>document.title="pwned";window.pwned=1</script>' \
+  --header 'note=<img src=x onerror="document.title=&quot;pwned&quot;">' >/dev/null
+
+SE_OFFLINE=true timeout 120 "$venv/bin/python" - "$admin" "$shots" <<'PY'
+import sys, time
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+admin, shots = sys.argv[1], sys.argv[2]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    options.add_argument(flag)
+driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+driver.set_page_load_timeout(30)
+checks = 0
+
+def visit(path, shot):
+    driver.get(admin + path)
+    driver.save_screenshot(f"{shots}/{shot}.png")
+    return driver.find_element(By.TAG_NAME, "main").text
+
+def submit(button):
+    """Clicks a form's button and waits until the next page has replaced this one."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+
+def check(condition, what):
+    global checks
+    if not condition:
+        driver.save_screenshot(f"{shots}/failed.png")
+        raise AssertionError(f"{what}\n--- page {driver.current_url}:\n{driver.find_element(By.TAG_NAME, 'body').text}")
+    checks += 1
+
+try:
+    text = visit("/", "overview")
+    stat = lambda name: driver.find_element(By.CSS_SELECTOR, f'[data-stat="{name}"] b').text
+    check(stat("topics") == "2" and stat("partitions") == "4", "overview counts 2 topics, 4 partitions")
+
+    text = visit("/topics", "topics")
+    check("orders" in text and "hostile" in text, "the topic list names both topics")
+    text = visit("/topics?q=ord", "topics-search")
+    check("orders" in text and "hostile" not in text, "search keeps only matching topics")
+
+    visit("/topics/orders", "topic")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#partitions tr")[1:]
+    ends = [int(r.find_elements(By.TAG_NAME, "td")[2].text.replace(",", "")) for r in rows]
+    check(len(rows) == 3 and sum(ends) == 10, f"three partitions whose end offsets sum to 10: {ends}")
+    check("retention by age" in driver.find_element(By.ID, "settings").text, "retention settings shown")
+
+    # The partition of customer-1's orders, read from the earliest record, filtered by key.
+    visit("/topics/orders/messages?partition=0&from=earliest", "messages")
+    values = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#messages td.value")]
+    check(values and all('"order":' in v for v in values), f"JSON values shown: {values}")
+    check(any("\n" in v for v in values), "JSON is pretty-printed over several lines")
+    key = driver.find_elements(By.CSS_SELECTOR, "#messages td.key")[0].text
+    driver.get(f"{admin}/topics/orders/messages?partition=0&from=earliest&key={key}")
+    keys = {e.text for e in driver.find_elements(By.CSS_SELECTOR, "#messages td.key")}
+    check(keys == {key}, f"the key filter keeps only {key}: {keys}")
+
+    # XSS: the markup is shown as text and no script ran.
+    visit("/topics/hostile/messages?from=earliest", "xss")
+    value = driver.find_element(By.CSS_SELECTOR, "#messages td.value").text
+    header = driver.find_element(By.CSS_SELECTOR, "#messages td.headers").text
+    check(value == '<script>document.title="pwned";window.pwned=1</script>', f"the value is text: {value!r}")
+    check("<img src=x onerror=" in header, f"the header is text: {header!r}")
+    check(driver.title == "Messages of hostile · rill", f"no script retitled the page: {driver.title!r}")
+    check(driver.execute_script("return typeof window.pwned") == "undefined", "no script set window.pwned")
+    check(not driver.find_elements(By.CSS_SELECTOR, "main img, main script"), "no element was made from data")
+
+    # A group's lag, then a reset to the latest offsets through its confirmation.
+    visit("/groups/billing", "group")
+    check(driver.find_element(By.CSS_SELECTOR, "#total-lag b").text == "10", "the group lags 10 records")
+    check(len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) == 3, "a lag bar per partition")
+    visit("/groups/billing/reset", "reset-form")
+    driver.find_element(By.NAME, "topic").send_keys("orders")
+    driver.find_element(By.CSS_SELECTOR, "select[name=to] option:nth-child(2)").click()
+    submit(driver.find_element(By.CSS_SELECTOR, "main form button"))
+    driver.save_screenshot(f"{shots}/reset-confirm.png")
+    submit(driver.find_element(By.ID, "confirm"))
+    check("Offsets reset." in driver.find_element(By.TAG_NAME, "main").text, "the reset was made")
+    visit("/groups/billing", "group-after-reset")
+    check(driver.find_element(By.CSS_SELECTOR, "#total-lag b").text == "0", "no lag after the reset")
+
+    # Produce a test message, then find it in the browser.
+    visit("/topics/orders/produce?partition=2", "produce-form")
+    driver.find_element(By.NAME, "key").send_keys("from-the-browser")
+    driver.find_element(By.NAME, "value").send_keys("hello from chromium")
+    driver.find_element(By.NAME, "headers").send_keys("origin: console")
+    submit(driver.find_element(By.ID, "produce"))
+    produced = driver.find_element(By.ID, "produced").text
+    check(produced.startswith("Produced to partition 2 at offset "), produced)
+    submit(driver.find_element(By.LINK_TEXT, "See it in the message browser"))
+    driver.save_screenshot(f"{shots}/produced.png")
+    check(driver.find_element(By.CSS_SELECTOR, "#messages td.value").text == "hello from chromium", "the value is shown")
+    headers = " ".join(driver.find_element(By.CSS_SELECTOR, "#messages td.headers").text.split())
+    check(headers == "origin: console", f"the header too: {headers!r}")
+
+    # Create a topic, then delete it, each after its confirmation.
+    visit("/create-topic", "create-form")
+    driver.find_element(By.NAME, "name").send_keys("made-in-browser")
+    driver.find_element(By.NAME, "partitions").clear()
+    driver.find_element(By.NAME, "partitions").send_keys("2")
+    submit(driver.find_element(By.CSS_SELECTOR, "main form button"))
+    check("Create topic made-in-browser with 2 partition(s)" in driver.find_element(By.TAG_NAME, "main").text, "confirm")
+    submit(driver.find_element(By.ID, "confirm"))
+    check("created" in driver.find_element(By.TAG_NAME, "main").text, "the topic was created")
+    visit("/topics/made-in-browser", "created-topic")
+    check(len(driver.find_elements(By.CSS_SELECTOR, "#partitions tr")) == 3, "it has two partitions")
+    visit("/topics/made-in-browser/delete", "delete-confirm")
+    submit(driver.find_element(By.ID, "confirm"))
+    check("deleted" in driver.find_element(By.TAG_NAME, "main").text, "the topic was deleted")
+    text = visit("/topics", "topics-after-delete")
+    check("made-in-browser" not in text, "the deleted topic is gone from the list")
+
+    # The throughput chart, once the sampler has two readings (it samples every 5 s).
+    deadline = time.time() + 20
+    while not driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in") and time.time() < deadline:
+        time.sleep(1)
+        driver.get(admin + "/")
+    driver.save_screenshot(f"{shots}/overview-chart.png")
+    check(driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in"), "the overview draws the throughput chart")
+finally:
+    driver.quit()
+print(f"console.sh: {checks} checks passed in Chromium; screenshots in {shots}")
+PY
+"$rill" topic describe made-in-browser >/dev/null 2>&1 && { echo "console.sh: the deleted topic still exists" >&2; exit 1; }
+echo "console.sh: the console shows topics, offsets, messages and lag, and runs no script from data"

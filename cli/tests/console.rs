@@ -5,46 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{rill, RILL};
+use common::{rill, AdminBroker};
 
-/// A broker process with both addresses, killed when the test ends (also when a step panics).
-struct Broker {
-    child: Child,
-    addr: String,
-    admin: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Broker = AdminBroker;
 
 fn broker(console: &str) -> Broker {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(RILL)
-        .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--console", console])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rill broker");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
-    let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
-    let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
-    assert!(!addr.is_empty() && !admin.is_empty(), "the broker printed both addresses");
-    Broker { child, addr, admin, _dir: dir }
+    AdminBroker::start(&["--console", console])
 }
 
 /// An answer: status and body.

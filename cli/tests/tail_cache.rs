@@ -4,46 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rill, rill_with_stdin, DEADLINE, RILL};
+use common::{rill, rill_with_stdin, AdminBroker, DEADLINE, RILL};
 
-/// A broker process with its admin listener, killed when the test ends (also when a step panics).
-struct Node {
-    child: Child,
-    addr: String,
-    admin: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Node = AdminBroker;
 
 fn start(tail_cache_bytes: u64) -> Node {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(RILL)
-        .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(["--tail-cache-bytes", &tail_cache_bytes.to_string()])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn rill broker");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
-    let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
-    let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
-    let node = Node { child, addr, admin, _dir: dir };
-    assert!(!node.addr.is_empty() && !node.admin.is_empty(), "the broker printed both addresses");
-    node
+    AdminBroker::start(&["--tail-cache-bytes", &tail_cache_bytes.to_string()])
 }
 
 /// One sample of the broker's `/metrics`, by its exact series name.

@@ -129,6 +129,48 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// A `rill broker` on free ports with its admin listener on, and both addresses it printed; killed when dropped
+/// (also when a test step panics).
+pub struct AdminBroker {
+    pub child: Child,
+    /// `host:port` of gRPC and Kafka.
+    pub addr: String,
+    /// `host:port` of `/metrics`, `/health`, `/ready` and the console.
+    pub admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl AdminBroker {
+    /// Starts one on a fresh data dir, with `extra` flags after the others.
+    pub fn start(extra: &[&str]) -> AdminBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(RILL)
+            .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rill broker");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
+        let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
+        let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
+        let broker = AdminBroker { child, addr, admin, _dir: dir };
+        assert!(!broker.addr.is_empty() && !broker.admin.is_empty(), "the broker printed both addresses");
+        broker
+    }
+}
+
+impl Drop for AdminBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A tiny tmpfs, for a broker whose disk fills up; unmounted when dropped. Mounting needs root (as CI and the
 /// development machines have): `None` elsewhere, and the test says so and passes.
 pub struct TinyFs {

@@ -272,6 +272,67 @@ async fn impossible_configs_are_refused() {
     );
 }
 
+/// What a fake broker does with a produce call; [`FakeBroker`] refuses every other call of the `Records`
+/// service, and gives out producer id 0.
+#[tonic::async_trait]
+trait ProduceHandler: Send + Sync + 'static {
+    async fn produce(
+        &self,
+        request: tonic::Request<rill_protocol::v1::ProduceRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ProduceResponse>, tonic::Status>;
+}
+
+struct FakeBroker<H>(Arc<H>);
+
+#[tonic::async_trait]
+impl<H: ProduceHandler> rill_protocol::v1::records_server::Records for FakeBroker<H> {
+    async fn produce(
+        &self,
+        request: tonic::Request<rill_protocol::v1::ProduceRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ProduceResponse>, tonic::Status> {
+        self.0.produce(request).await
+    }
+    async fn fetch(
+        &self,
+        _: tonic::Request<rill_protocol::v1::FetchRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::FetchResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    type SubscribeStream =
+        tokio_stream::Empty<std::result::Result<rill_protocol::v1::SubscribeResponse, tonic::Status>>;
+    async fn subscribe(
+        &self,
+        _: tonic::Request<rill_protocol::v1::SubscribeRequest>,
+    ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    async fn list_offsets(
+        &self,
+        _: tonic::Request<rill_protocol::v1::ListOffsetsRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ListOffsetsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
+    async fn init_producer_id(
+        &self,
+        _: tonic::Request<rill_protocol::v1::InitProducerIdRequest>,
+    ) -> std::result::Result<tonic::Response<rill_protocol::v1::InitProducerIdResponse>, tonic::Status> {
+        Ok(tonic::Response::new(rill_protocol::v1::InitProducerIdResponse { producer_id: 0, producer_epoch: 0 }))
+    }
+}
+
+/// Serves `handler` as a broker's `Records` service on a free port; its address, and the server task.
+async fn serve_fake<H: ProduceHandler>(handler: Arc<H>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(rill_protocol::v1::records_server::RecordsServer::new(FakeBroker(handler)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    (addr, server)
+}
+
 /// A broker that appends every produce call it has read, even one whose caller stopped waiting (as rill's does
 /// once a call is in its partition's queue): the first call is appended only after `first_append_delay` (stuck
 /// behind a slow disk, say), later ones at once. Remembers the values of the records it appended, in order.
@@ -282,7 +343,7 @@ struct LateAppendingBroker {
 }
 
 #[tonic::async_trait]
-impl rill_protocol::v1::records_server::Records for LateAppendingBroker {
+impl ProduceHandler for LateAppendingBroker {
     async fn produce(
         &self,
         request: tonic::Request<rill_protocol::v1::ProduceRequest>,
@@ -319,32 +380,6 @@ impl rill_protocol::v1::records_server::Records for LateAppendingBroker {
         };
         Ok(tonic::Response::new(answer))
     }
-    async fn fetch(
-        &self,
-        _: tonic::Request<rill_protocol::v1::FetchRequest>,
-    ) -> std::result::Result<tonic::Response<rill_protocol::v1::FetchResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    type SubscribeStream =
-        tokio_stream::Empty<std::result::Result<rill_protocol::v1::SubscribeResponse, tonic::Status>>;
-    async fn subscribe(
-        &self,
-        _: tonic::Request<rill_protocol::v1::SubscribeRequest>,
-    ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn list_offsets(
-        &self,
-        _: tonic::Request<rill_protocol::v1::ListOffsetsRequest>,
-    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ListOffsetsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn init_producer_id(
-        &self,
-        _: tonic::Request<rill_protocol::v1::InitProducerIdRequest>,
-    ) -> std::result::Result<tonic::Response<rill_protocol::v1::InitProducerIdResponse>, tonic::Status> {
-        Ok(tonic::Response::new(rill_protocol::v1::InitProducerIdResponse { producer_id: 0, producer_epoch: 0 }))
-    }
 }
 
 #[tokio::test]
@@ -355,13 +390,7 @@ async fn a_batch_given_up_on_is_never_overtaken_by_later_ones_even_if_the_broker
         calls: Default::default(),
         appended: Arc::clone(&appended),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(rill_protocol::v1::records_server::RecordsServer::new(broker))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (addr, server) = serve_fake(Arc::new(broker)).await;
     // The first call's answer comes after the request timeout: the producer gives the batch up (no retries).
     let config = ProducerConfig {
         linger: Duration::ZERO,
@@ -446,7 +475,7 @@ struct SequencedBroker {
 }
 
 #[tonic::async_trait]
-impl rill_protocol::v1::records_server::Records for SequencedBroker {
+impl ProduceHandler for SequencedBroker {
     async fn produce(
         &self,
         request: tonic::Request<rill_protocol::v1::ProduceRequest>,
@@ -503,32 +532,6 @@ impl rill_protocol::v1::records_server::Records for SequencedBroker {
             append_time_ms: 0,
         }))
     }
-    async fn fetch(
-        &self,
-        _: tonic::Request<rill_protocol::v1::FetchRequest>,
-    ) -> std::result::Result<tonic::Response<rill_protocol::v1::FetchResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    type SubscribeStream =
-        tokio_stream::Empty<std::result::Result<rill_protocol::v1::SubscribeResponse, tonic::Status>>;
-    async fn subscribe(
-        &self,
-        _: tonic::Request<rill_protocol::v1::SubscribeRequest>,
-    ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn list_offsets(
-        &self,
-        _: tonic::Request<rill_protocol::v1::ListOffsetsRequest>,
-    ) -> std::result::Result<tonic::Response<rill_protocol::v1::ListOffsetsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn init_producer_id(
-        &self,
-        _: tonic::Request<rill_protocol::v1::InitProducerIdRequest>,
-    ) -> std::result::Result<tonic::Response<rill_protocol::v1::InitProducerIdResponse>, tonic::Status> {
-        Ok(tonic::Response::new(rill_protocol::v1::InitProducerIdResponse { producer_id: 9, producer_epoch: 0 }))
-    }
 }
 
 #[tokio::test]
@@ -540,13 +543,7 @@ async fn pipelined_idempotent_calls_behind_a_retried_one_go_again_after_it_and_k
         appended: Arc::clone(&appended),
         out_of_order: Default::default(),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(rill_protocol::v1::records_server::RecordsServer::from_arc(Arc::clone(&broker)))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (addr, server) = serve_fake(Arc::clone(&broker)).await;
     let config = ProducerConfig {
         linger: Duration::ZERO,
         max_in_flight_per_partition: MAX_IDEMPOTENT_IN_FLIGHT,

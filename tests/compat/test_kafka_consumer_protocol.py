@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import KafkaException
 
+from conftest import running_broker
 from test_kafka_groups import DEADLINE_S, ConfluentMember, committed, new_topic, produce, rill, wait_for
 
 RILL = os.environ["RILL_BIN"]
@@ -30,21 +31,9 @@ def broker_addr():
         config = os.path.join(data_dir, "rill.toml")
         with open(config, "w") as out:
             out.write("group_consumer_session_timeout_ms = 6000\ngroup_consumer_heartbeat_interval_ms = 500\n")
-        process = subprocess.Popen(
-            [RILL, "broker", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-             "--data-dir", os.path.join(data_dir, "data")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "error"},
-            text=True,
-        )
-        try:
-            line = process.stdout.readline().strip()
-            assert line.startswith("rill broker listening on "), line
-            yield line.removeprefix("rill broker listening on ")
-        finally:
-            process.kill()
-            process.wait(timeout=30)
+        flags = ["--config", config, "--admin-listen", "127.0.0.1:0"]
+        with running_broker(os.path.join(data_dir, "data"), *flags) as addr:
+            yield addr
 
 
 def consumer_protocol_consumer(addr, group, **options):

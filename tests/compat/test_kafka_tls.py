@@ -16,6 +16,8 @@ import trustme
 from confluent_kafka import Consumer, Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from conftest import running_broker
+
 RILL = os.environ["RILL_BIN"]
 topic_names = (f"kafka-tls-{n}" for n in itertools.count())
 
@@ -41,21 +43,10 @@ def pki(tmp_path_factory):
 def tls_broker(pki):
     """A `rill broker` requiring client certificates from the test CA; its address."""
     with tempfile.TemporaryDirectory() as data_dir:
-        process = subprocess.Popen(
-            [RILL, "broker", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data_dir,
-             "--tls-cert", pki["server.pem"], "--tls-key", pki["server.key"], "--tls-client-ca", pki["ca.pem"]],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "error"},
-            text=True,
-        )
-        try:
-            line = process.stdout.readline().strip()
-            assert line.startswith("rill broker listening on "), line
-            yield line.removeprefix("rill broker listening on ")
-        finally:
-            process.kill()
-            process.wait(timeout=30)
+        flags = ["--admin-listen", "off", "--tls-cert", pki["server.pem"], "--tls-key", pki["server.key"],
+                 "--tls-client-ca", pki["ca.pem"]]
+        with running_broker(data_dir, *flags) as addr:
+            yield addr
 
 
 def rill(pki, addr, *args, stdin=None):

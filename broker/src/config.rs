@@ -79,6 +79,10 @@ pub struct BrokerConfig {
     /// The web console at the admin listener's root (docs/console.md): `on`, `read-only` (every page, no
     /// action that changes anything) or `off`. On by default, because the admin listener is on 127.0.0.1.
     pub console: ConsoleMode,
+    /// Host names the console answers to besides IP addresses and `localhost`, e.g. `["broker1.internal"]`.
+    /// A request addressed to any other name is refused: a web page whose name an attacker points at
+    /// 127.0.0.1 (DNS rebinding) would otherwise be the console's own origin, and read and post like it.
+    pub console_hosts: Vec<String>,
 
     /// Most topics the broker holds (internal ones not counted).
     pub max_topics: u32,
@@ -302,6 +306,7 @@ impl Default for BrokerConfig {
             advertise: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
             console: ConsoleMode::On,
+            console_hosts: Vec::new(),
             max_topics: 10_000,
             max_partitions_per_topic: 1_024,
             max_batch_bytes: 8 << 20,

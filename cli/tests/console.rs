@@ -27,9 +27,14 @@ struct Answer {
 
 /// One HTTP/1.1 request; `extra` are whole header lines.
 fn request(admin: &str, method: &str, path: &str, extra: &[String], body: &str) -> Answer {
+    request_as(admin, admin, method, path, extra, body)
+}
+
+/// [`request`] addressed to `host` (its `Host` header), as a browser sends it to the name in its address bar.
+fn request_as(admin: &str, host: &str, method: &str, path: &str, extra: &[String], body: &str) -> Answer {
     let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\n", body.len());
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n", body.len());
     for line in extra {
         text.push_str(line);
         text.push_str("\r\n");
@@ -196,6 +201,20 @@ fn a_write_without_the_token_or_from_another_origin_is_refused() {
     assert!(no_token.status == 403 && no_token.body.contains("token"), "{no_token:?}");
     let wrong_token = post(admin, "/create-topic", &format!("csrf=0000&{form}"));
     assert_eq!(wrong_token.status, 403);
+    // DNS rebinding: a page of evil.example, whose name its owner points at this machine, is the console's own
+    // origin to the browser. Requests addressed to that name are refused, reads and posts alike.
+    let evil = "evil.example:9644";
+    let read = request_as(admin, evil, "GET", "/topics", &[], "");
+    assert!(read.status == 403 && read.body.contains("console_hosts"), "{read:?}");
+    let headers = [
+        "Content-Type: application/x-www-form-urlencoded".to_string(),
+        format!("Origin: http://{evil}"),
+        "Sec-Fetch-Site: same-origin".to_string(),
+    ];
+    let rebound = request_as(admin, evil, "POST", "/create-topic", &headers, &format!("csrf={token}&{form}"));
+    assert_eq!(rebound.status, 403, "{rebound:?}");
+    // Prometheus scrapes by whatever name it knows the broker by: /metrics is not the console's.
+    assert_eq!(request_as(admin, "broker1.internal:9644", "GET", "/metrics", &[], "").status, 200);
     let cross_site = request(
         admin,
         "POST",

@@ -82,6 +82,9 @@ impl Console {
     }
 
     async fn answer(&self, request: &Request) -> Response {
+        if let Err(refusal) = self.check_host(request) {
+            return refusal;
+        }
         let segments: Vec<String> =
             request.path.split('/').filter(|s| !s.is_empty()).map(|s| url_decode(s, false)).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -125,6 +128,24 @@ impl Console {
             (_, None) => page.error(404, "Not found", "No console page has this address."),
             (_, Some(_)) => page.error(405, "Not allowed", "This address takes no form."),
         }
+    }
+
+    /// The DNS-rebinding guard: the request must be addressed to an IP address, `localhost` or a name in
+    /// `console_hosts`. A page of another site whose name resolves to this machine would otherwise be this
+    /// console's own origin to the browser, and could read its pages and token and post its forms.
+    fn check_host(&self, request: &Request) -> Result<(), Response> {
+        let host = request.host.as_deref().unwrap_or_default();
+        if is_allowed_host(host, &self.node.config.console_hosts) {
+            return Ok(());
+        }
+        Err(self.page().error(
+            403,
+            "Not this address",
+            &format!(
+                "The console answers requests addressed to an IP address, localhost or a name listed in the \
+                 broker's console_hosts setting, not to \"{host}\". Add the name to console_hosts to use it."
+            ),
+        ))
     }
 
     fn page(&self) -> Page<'_> {
@@ -182,4 +203,38 @@ fn status_response(page: Page<'_>, what: &str, status: &tonic::Status) -> Respon
         _ => 500,
     };
     page.error(http, what, status.message())
+}
+
+/// Whether `host` (a `Host` header: a name or address, with or without a port) is an IP address, `localhost`
+/// or one of `allowed` (compared without case).
+fn is_allowed_host(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:9644`: an IPv6 address in brackets.
+        Some(bracketed) => {
+            return bracketed.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => {
+            host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host })
+        }
+    };
+    !name.is_empty()
+        && (name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(name)))
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::is_allowed_host;
+
+    #[test]
+    fn only_addresses_localhost_and_listed_names_are_answered() {
+        let listed = vec!["broker1.internal".to_string()];
+        for host in ["127.0.0.1:9644", "10.0.0.7", "localhost:9644", "LOCALHOST", "[::1]:9644", "Broker1.Internal:80"] {
+            assert!(is_allowed_host(host, &listed), "{host}");
+        }
+        for host in ["evil.example:9644", "evil.example", "", "127.0.0.1.evil.example", "[evil]:1", "localhost.evil"] {
+            assert!(!is_allowed_host(host, &listed), "{host}");
+        }
+    }
 }

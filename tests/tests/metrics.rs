@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// One HTTP/1.1 GET: the status code and the body.
 async fn get(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the admin listener");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: rill\r\nAccept: {accept}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send the request");
     let mut response = String::new();
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut response));

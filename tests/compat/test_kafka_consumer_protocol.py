@@ -15,7 +15,8 @@ import time
 
 import pytest
 from confluent_kafka import Consumer as RdConsumer
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupState, ConsumerGroupType, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from conftest import running_broker
 from test_kafka_groups import DEADLINE_S, ConfluentMember, committed, new_topic, produce, rill, wait_for
@@ -54,6 +55,31 @@ def owned_in_describe(addr, group, topic):
     return owned
 
 
+def check_admin_describe(addr, group, topic, assignor, held):
+    """librdkafka's describe_consumer_groups (ConsumerGroupDescribe, KIP-848's describe) shows a stable
+    consumer-protocol group with its assignor, and each member with the partitions it holds as its assignment
+    and its target."""
+    admin = AdminClient({"bootstrap.servers": addr})
+    found = []
+    def stable():
+        found.append(admin.describe_consumer_groups([group])[group].result(timeout=10))
+        return found[-1].state == ConsumerGroupState.STABLE
+    wait_for(stable, "the group described as stable")
+    described = found[-1]
+    assert described.type == ConsumerGroupType.CONSUMER
+    assert described.partition_assignor == assignor
+    assert not described.is_simple_consumer_group
+    assert len(described.members) == len(held)
+    shown = []
+    for member in described.members:
+        assert member.client_id and member.host, vars(member)
+        owned = {tp.partition for tp in member.assignment.topic_partitions if tp.topic == topic}
+        target = {tp.partition for tp in member.target_assignment.topic_partitions if tp.topic == topic}
+        assert owned == target, vars(member)
+        shown.append(owned)
+    assert sorted(map(sorted, shown)) == sorted(map(sorted, held))
+
+
 @pytest.mark.parametrize("assignor", ["uniform", "range"])
 def test_a_consumer_protocol_group_of_three_shares_partitions_and_takes_over_from_a_leaver(broker_addr, assignor):
     group, partitions = next(group_names), 6
@@ -70,6 +96,7 @@ def test_a_consumer_protocol_group_of_three_shares_partitions_and_takes_over_fro
                  "rill group describe to show three members with two partitions each", members)
         described = owned_in_describe(broker_addr, group, topic)
         assert set().union(*described) == set(range(partitions)), described
+        check_admin_describe(broker_addr, group, topic, assignor, [m.assigned for m in members])
         produce(broker_addr, topic, partitions, 20)
         wait_for(lambda: len(seen) >= partitions * 20, "the first records", members)
         leaving = members.pop()

@@ -50,6 +50,8 @@ pub struct ConsumerHeartbeat {
     pub server_assignor: Option<String>,
     /// The partitions the member owns now (sent on a join and after it reconciled an assignment).
     pub owned: Option<BTreeSet<TopicPartition>>,
+    /// The address the member connects from, shown by ConsumerGroupDescribe.
+    pub client_host: String,
 }
 
 /// The answer: the member's id and epoch, and its whole assignment when the member needs to hear it.
@@ -96,6 +98,7 @@ pub struct ConsumerMember {
     /// The oldest epoch a heartbeat may still carry: the last one the member used.
     pub lowest_valid_epoch: i32,
     pub session_deadline: Instant,
+    pub client_host: String,
 }
 
 /// Kafka's server assignor names: "uniform" (Kafka's default) spreads partitions evenly and keeps them where
@@ -288,6 +291,7 @@ impl GroupCoordinator {
                 stamped: BTreeSet::new(),
                 lowest_valid_epoch: 0,
                 session_deadline: now + self.consumer_session_timeout(),
+                client_host: request.client_host,
             }),
         };
         group.add_member(member, counts);
@@ -424,6 +428,8 @@ pub fn keep_consumer_session(node: Arc<Node>, group: String, member_id: String, 
         }
     });
 }
+
+mod describe;
 
 #[cfg(test)]
 mod tests;

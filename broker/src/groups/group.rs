@@ -123,6 +123,11 @@ impl Group {
         self.members.values().flat_map(|m| m.topics.iter().cloned()).collect()
     }
 
+    /// What the assignor wants `member_id` to own (empty for a member it has not placed).
+    pub fn target_of(&self, member_id: &str) -> BTreeSet<TopicPartition> {
+        self.target.get(member_id).cloned().unwrap_or_default()
+    }
+
     pub fn is_stable(&self) -> bool {
         self.members.values().all(|m| {
             m.revoking.is_empty()

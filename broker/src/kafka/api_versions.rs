@@ -29,7 +29,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     // KIP-848's broker-assigned groups (`group.protocol=consumer`); v1 is what librdkafka 2.12 and Kafka 4.0 send.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    // Topic administration; DeleteTopics v6 names topics by id (rill has none), DescribeCluster v2 adds fenced
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Topic administration; DeleteTopics v6 names topics by id (not served), DescribeCluster v2 adds fenced
     // brokers of KRaft controllers.
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),

@@ -50,6 +50,7 @@ pub fn answer(
         member_id: request.member_id.to_string(),
         member_epoch: request.member_epoch,
         client_id: caller.client_id,
+        client_host: caller.host,
         subscribed_topics: request.subscribed_topic_names.map(|names| names.iter().map(|n| n.0.to_string()).collect()),
         server_assignor: request.server_assignor.map(|name| name.to_string()),
         owned,
@@ -93,13 +94,13 @@ fn refused(error: ResponseError, message: String) -> ConsumerGroupHeartbeatRespo
 }
 
 /// Every topic's id, as Metadata answers them (the controller's on a cluster).
-struct TopicIds {
+pub(super) struct TopicIds {
     by_name: BTreeMap<String, Uuid>,
     by_id: BTreeMap<Uuid, String>,
 }
 
 impl TopicIds {
-    fn now(kafka: &KafkaContext) -> TopicIds {
+    pub(super) fn now(kafka: &KafkaContext) -> TopicIds {
         let pairs: Vec<(String, Uuid)> = match &kafka.node.replication {
             Some(replication) => replication
                 .metadata()
@@ -110,6 +111,10 @@ impl TopicIds {
             None => kafka.node.registry.list().iter().map(|t| (t.name.to_string(), t.id.as_uuid())).collect(),
         };
         TopicIds { by_id: pairs.iter().map(|(n, id)| (*id, n.clone())).collect(), by_name: pairs.into_iter().collect() }
+    }
+
+    pub(super) fn id_of(&self, name: &str) -> Option<Uuid> {
+        self.by_name.get(name).copied()
     }
 
     fn name_of(&self, id: Uuid) -> Option<&str> {

@@ -11,8 +11,9 @@ use kafka_protocol::protocol::Decodable;
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
-    consumer_group_heartbeat, create_topics, describe_cluster, describe_configs, find_coordinator, groups_admin,
-    heartbeat, join_group, offset_commit, offset_delete, offset_fetch, sync_group, topics_admin, KafkaContext,
+    consumer_group_describe, consumer_group_heartbeat, create_topics, describe_cluster, describe_configs,
+    find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, sync_group,
+    topics_admin, KafkaContext,
 };
 
 /// Who sent a request: what a group member is described with.
@@ -55,6 +56,9 @@ pub async fn answer(
         ApiKey::SyncGroup => serve!(SyncGroupRequest, |request| sync_group::answer(kafka, request).await),
         ApiKey::ConsumerGroupHeartbeat => {
             serve!(ConsumerGroupHeartbeatRequest, |request| consumer_group_heartbeat::answer(kafka, request, caller))
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            serve!(ConsumerGroupDescribeRequest, |request| consumer_group_describe::answer(kafka, &request))
         }
         ApiKey::Heartbeat => serve!(HeartbeatRequest, |request| heartbeat::heartbeat(kafka, &request)),
         ApiKey::LeaveGroup => serve!(LeaveGroupRequest, |request| heartbeat::leave(kafka, request, version)),

@@ -11,6 +11,7 @@
 mod api_versions;
 mod bounds;
 mod connection;
+mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod consumer_protocol;
 mod create_topics;

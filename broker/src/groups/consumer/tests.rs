@@ -196,3 +196,37 @@ async fn range_splits_a_topic_into_consecutive_blocks() {
     let granted = beat(&groups, "b", b.member_epoch, None, now).unwrap();
     assert_eq!(granted.assignment, Some(partitions("t", &[3, 4, 5])));
 }
+
+#[tokio::test]
+async fn a_describe_shows_what_each_member_owns_and_is_headed_for() {
+    let groups = coordinator();
+    let now = Instant::now();
+    assert_eq!(groups.consumer_group_description("g"), None, "no such group: Kafka clients fall back");
+    let all = partitions("t", &[0, 1, 2, 3, 4, 5]);
+    let a = join(&groups, "a", &["t"], now);
+    beat(&groups, "a", a.member_epoch, Some(all.clone()), now).unwrap();
+    let b = join(&groups, "b", &["t"], now);
+    let told = beat(&groups, "a", a.member_epoch, None, now).unwrap();
+    let kept = told.assignment.clone().expect("a's epoch moved");
+
+    // a still owns all six until it reports three revoked; b owns nothing yet but is headed for the other three.
+    let during = groups.consumer_group_description("g").expect("described");
+    assert_eq!((during.state, during.assignor), ("Reconciling", "uniform"));
+    let [da, db] = &during.members[..] else { panic!("two members: {during:?}") };
+    assert_eq!((da.member_id.as_str(), da.member_epoch, da.kip848), ("a", told.member_epoch, true));
+    assert_eq!(da.assignment, all);
+    assert_eq!(da.target, kept);
+    assert_eq!(db.assignment, BTreeSet::new());
+    assert_eq!(db.target, &all - &kept);
+    assert_eq!(db.subscribed_topics, ["t".to_string()].into());
+
+    beat(&groups, "a", told.member_epoch, Some(kept.clone()), now).unwrap();
+    let granted = beat(&groups, "b", b.member_epoch, None, now).unwrap();
+    let after = groups.consumer_group_description("g").expect("described");
+    assert_eq!(after.state, "Stable");
+    assert!(after.group_epoch >= during.group_epoch);
+    for member in &after.members {
+        assert_eq!(member.assignment, member.target, "{member:?}");
+    }
+    assert_eq!(after.members[1].member_epoch, granted.member_epoch);
+}

@@ -169,6 +169,62 @@ def test_an_unknown_server_assignor_is_refused_with_its_name(broker_addr):
     assert errors and "assignor" in errors[0].lower(), errors
 
 
+def test_a_regex_subscription_takes_in_topics_created_after_it(broker_addr):
+    """A `^prefix.*` subscription (librdkafka sends it as KIP-848's SubscribedTopicRegex) is resolved by the
+    broker: the member gets the matching topics' partitions, not others', and a matching topic created later
+    within a few heartbeats; it reads what is produced to each."""
+    group = next(group_names)
+    prefix = group.replace("-", "_") + "_rx"
+    rill(broker_addr, "topic", "create", f"{prefix}_a", "--partitions", "2")
+    rill(broker_addr, "topic", "create", f"{prefix}_b", "--partitions", "1")
+    other = new_topic(broker_addr, 1)
+    consumer = consumer_protocol_consumer(broker_addr, group)
+    seen = []
+    def read_until(condition):
+        def polled():
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                seen.append((message.topic(), message.value()))
+            return condition()
+        return polled
+    def held():
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    try:
+        consumer.subscribe([f"^{prefix}_.*"])
+        first = {(f"{prefix}_a", 0), (f"{prefix}_a", 1), (f"{prefix}_b", 0)}
+        wait_for(read_until(lambda: held() == first), "the matching topics' partitions")
+        rill(broker_addr, "topic", "create", f"{prefix}_c", "--partitions", "1")
+        wait_for(read_until(lambda: held() == first | {(f"{prefix}_c", 0)}), "the topic created later")
+        for topic in (f"{prefix}_a", f"{prefix}_c", other):
+            produce(broker_addr, topic, 1, 1)
+        wait_for(read_until(lambda: len(seen) >= 2), "the records of the matching topics")
+        time.sleep(0.5)
+        read_until(lambda: True)()
+    finally:
+        consumer.close()
+    assert sorted(seen) == [(f"{prefix}_a", b"0:0"), (f"{prefix}_c", b"0:0")], seen
+
+
+def test_an_invalid_subscription_regex_is_refused_saying_why(broker_addr):
+    group, errors = next(group_names), []
+    consumer = consumer_protocol_consumer(broker_addr, group)
+    try:
+        consumer.subscribe(["^orders_(a)\\1"])  # a back-reference: librdkafka accepts it, RE2 does not
+        deadline = time.monotonic() + DEADLINE_S
+        while not errors and time.monotonic() < deadline:
+            try:
+                message = consumer.poll(0.2)
+            except KafkaException as err:
+                errors.append(str(err))
+                break
+            if message is not None and message.error() is not None:
+                errors.append(str(message.error()))
+    finally:
+        consumer.close()
+    # librdkafka reports the code (INVALID_REGULAR_EXPRESSION), not the broker's message, and stops the consumer.
+    assert errors and "The regular expression is not valid" in errors[0], errors
+
+
 KILLED_MEMBER = """
 import sys, time
 from confluent_kafka import Consumer

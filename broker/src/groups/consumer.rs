@@ -52,6 +52,8 @@ pub struct ConsumerHeartbeat {
     pub owned: Option<BTreeSet<TopicPartition>>,
     /// The address the member connects from, shown by ConsumerGroupDescribe.
     pub client_host: String,
+    /// What the member asked for, kept to resolve its regex again; `subscribed_topics` is what it resolved to.
+    pub subscription: Option<ConsumerSubscription>,
 }
 
 /// The answer: the member's id and epoch, and its whole assignment when the member needs to hear it.
@@ -99,6 +101,7 @@ pub struct ConsumerMember {
     pub lowest_valid_epoch: i32,
     pub session_deadline: Instant,
     pub client_host: String,
+    pub subscription: ConsumerSubscription,
 }
 
 /// Kafka's server assignor names: "uniform" (Kafka's default) spreads partitions evenly and keeps them where
@@ -166,6 +169,9 @@ impl GroupCoordinator {
         }
         state.lowest_valid_epoch = request.member_epoch;
         state.session_deadline = now + self.consumer_session_timeout();
+        if let Some(subscription) = &request.subscription {
+            state.subscription = subscription.clone();
+        }
         if let Some(assignor) = assignor.filter(|a| *a != group.assignor) {
             if group.members.len() > 1 {
                 return Err(mixed_assignors(&request.group, group.assignor, assignor));
@@ -201,6 +207,13 @@ impl GroupCoordinator {
             assignment: needs_assignment.then_some(assigned),
             new_session: None,
         })
+    }
+
+    /// What a KIP-848 member last asked to subscribe to, to resolve a heartbeat that leaves it unchanged.
+    pub fn consumer_subscription(&self, group_id: &str, member_id: &str) -> Option<ConsumerSubscription> {
+        let groups = self.lock();
+        let member = groups.get(group_id)?.members.get(member_id)?;
+        member.consumer.as_ref().map(|c| c.subscription.clone())
     }
 
     fn check_heartbeat(&self, request: &ConsumerHeartbeat) -> Result<(), ConsumerError> {
@@ -275,6 +288,8 @@ impl GroupCoordinator {
         // Nobody listens: a KIP-848 member hears its assignment in its next heartbeat's answer.
         let (updates, _) = watch::channel(MemberView::Left);
         let session_timeout_ms = u32::try_from(self.config.group_consumer_session_timeout_ms).unwrap_or(u32::MAX);
+        let subscription =
+            request.subscription.unwrap_or_else(|| ConsumerSubscription { names: topics.clone(), regex: None });
         let member = Member {
             id: member_id.clone(),
             client_id: request.client_id,
@@ -292,6 +307,7 @@ impl GroupCoordinator {
                 lowest_valid_epoch: 0,
                 session_deadline: now + self.consumer_session_timeout(),
                 client_host: request.client_host,
+                subscription,
             }),
         };
         group.add_member(member, counts);
@@ -430,6 +446,9 @@ pub fn keep_consumer_session(node: Arc<Node>, group: String, member_id: String, 
 }
 
 mod describe;
+mod subscription;
+
+pub use subscription::{ConsumerSubscription, TopicRegex};
 
 #[cfg(test)]
 mod tests;

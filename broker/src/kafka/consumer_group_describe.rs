@@ -59,6 +59,7 @@ fn described(kafka: &KafkaContext, ids: &TopicIds, group_id: &GroupId) -> Descri
                 .with_client_id(text(member.client_id))
                 .with_client_host(text(member.client_host))
                 .with_subscribed_topic_names(member.subscribed_topics.into_iter().map(|t| TopicName(text(t))).collect())
+                .with_subscribed_topic_regex(member.subscribed_regex.map(text))
                 .with_assignment(assignment(ids, &member.assignment))
                 .with_target_assignment(assignment(ids, &member.target))
                 .with_member_type(if member.kip848 { MEMBER_TYPE_CONSUMER } else { MEMBER_TYPE_UNKNOWN })

@@ -1,7 +1,8 @@
 //! ConsumerGroupHeartbeat (v0–v1): Kafka's KIP-848 consumer protocol (`group.protocol=consumer`), on the node's
 //! coordinator (`groups::consumer`). This file only translates: topic ids to names and back (KIP-848 names
 //! topics by id, `topic_id.rs`), and the coordinator's refusals to Kafka's codes, each with its message.
-//! Topic-name subscriptions only: a regex subscription is refused with INVALID_REQUEST.
+//! A subscription by regex is resolved here, at every heartbeat, against the topics that exist
+//! (`groups::consumer::subscription`), so the coordinator sees topic names only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +15,9 @@ use uuid::Uuid;
 
 use super::dispatch::Caller;
 use super::KafkaContext;
-use crate::groups::consumer::{keep_consumer_session, partition_counts_of, ConsumerError, ConsumerHeartbeat};
+use crate::groups::consumer::{
+    keep_consumer_session, partition_counts_of, ConsumerError, ConsumerHeartbeat, ConsumerSubscription, TopicRegex,
+};
 use crate::groups::TopicPartition;
 
 pub fn answer(
@@ -29,13 +32,12 @@ pub fn answer(
     if let Err(err) = kafka.node.offsets.check_coordinator(&group) {
         return refused(ResponseError::NotCoordinator, err.to_string());
     }
-    if let Some(regex) = request.subscribed_topic_regex.as_ref().filter(|regex| !regex.is_empty()) {
-        return refused(
-            ResponseError::InvalidRequest,
-            format!("subscription by regex ({regex:?}) is not served: subscribe to topic names"),
-        );
-    }
     let ids = TopicIds::now(kafka);
+    let (subscribed_topics, subscription) = match subscription(kafka, &request, &ids) {
+        Ok(Some((topics, asked))) => (Some(topics), Some(asked)),
+        Ok(None) => (None, None),
+        Err(message) => return refused(ResponseError::InvalidRegularExpression, message),
+    };
     let owned = request.topic_partitions.map(|topics| {
         topics
             .iter()
@@ -51,7 +53,8 @@ pub fn answer(
         member_epoch: request.member_epoch,
         client_id: caller.client_id,
         client_host: caller.host,
-        subscribed_topics: request.subscribed_topic_names.map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+        subscribed_topics,
+        subscription,
         server_assignor: request.server_assignor.map(|name| name.to_string()),
         owned,
     };
@@ -72,6 +75,42 @@ pub fn answer(
         }
         Err(err) => refused(code(&err), err.to_string()),
     }
+}
+
+/// The topics the member subscribes to after this heartbeat, and what it asked for, when either may have changed:
+/// always while a regex is in force (a topic may have been created since), else only when the request names
+/// topics. `None` fields (unchanged, in KIP-848) are filled from what the member asked before; an empty regex
+/// means none, as librdkafka sends it.
+fn subscription(
+    kafka: &KafkaContext,
+    request: &ConsumerGroupHeartbeatRequest,
+    ids: &TopicIds,
+) -> Result<Option<(BTreeSet<String>, ConsumerSubscription)>, String> {
+    let asked_names: Option<BTreeSet<String>> =
+        request.subscribed_topic_names.as_ref().map(|names| names.iter().map(|n| n.0.to_string()).collect());
+    let asked_regex = match request.subscribed_topic_regex.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(source) => Some(Some(TopicRegex::new(source)?)),
+    };
+    let before = match (&asked_names, &asked_regex) {
+        (Some(_), Some(_)) => None,
+        _ if request.member_epoch == 0 => None,
+        _ => kafka.node.groups.consumer_subscription(&request.group_id, &request.member_id),
+    };
+    let regex = match asked_regex {
+        Some(regex) => regex,
+        None => before.as_ref().and_then(|b| b.regex.clone()),
+    };
+    if regex.is_none() {
+        // A regex just cleared leaves the names the member had, if it sent none.
+        let cleared = before.as_ref().is_some_and(|b| b.regex.is_some());
+        let names = if cleared { asked_names.or_else(|| before.map(|b| b.names)) } else { asked_names };
+        return Ok(names.map(|names| (names.clone(), ConsumerSubscription { names, regex: None })));
+    }
+    let names = asked_names.or_else(|| before.map(|b| b.names)).unwrap_or_default();
+    let subscription = ConsumerSubscription { names, regex };
+    Ok(Some((subscription.resolve(ids.names()), subscription)))
 }
 
 fn code(err: &ConsumerError) -> ResponseError {
@@ -111,6 +150,10 @@ impl TopicIds {
             None => kafka.node.registry.list().iter().map(|t| (t.name.to_string(), t.id.as_uuid())).collect(),
         };
         TopicIds { by_id: pairs.iter().map(|(n, id)| (*id, n.clone())).collect(), by_name: pairs.into_iter().collect() }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
     }
 
     pub(super) fn id_of(&self, name: &str) -> Option<Uuid> {

@@ -27,7 +27,9 @@ pub struct ConsumerMemberDescription {
     pub member_epoch: i32,
     /// A KIP-848 member (Kafka's member type "consumer"); false for a rill gRPC member.
     pub kip848: bool,
+    /// What the member subscribes to, its regex resolved; the regex itself, if it has one.
     pub subscribed_topics: BTreeSet<String>,
+    pub subscribed_regex: Option<String>,
     /// What the member owns now: its grants and the partitions it has yet to give up.
     pub assignment: BTreeSet<TopicPartition>,
     /// What the assignor wants it to own once every revocation is done.
@@ -66,6 +68,11 @@ impl GroupCoordinator {
                 member_epoch: member.consumer.as_ref().map_or(member.member_generation, |c| c.epoch),
                 kip848: member.consumer.is_some(),
                 subscribed_topics: member.topics.clone(),
+                subscribed_regex: member
+                    .consumer
+                    .as_ref()
+                    .and_then(|c| c.subscription.regex.as_ref())
+                    .map(|regex| regex.source().to_owned()),
                 assignment: member.assigned.keys().chain(member.revoking.keys()).cloned().collect(),
                 target: group.target_of(&member.id),
             })

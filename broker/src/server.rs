@@ -244,11 +244,17 @@ impl Broker {
             (Some(listener), Some(metrics)) => {
                 let admin_addr = listener.local_addr().ok();
                 let throughput = Arc::new(crate::console::Throughput::default());
-                let console =
-                    crate::console::Console::new(Arc::clone(&node), controller.clone(), addr, Arc::clone(&throughput))
-                        .map(Arc::new);
+                let lag = Arc::new(crate::console::LagHistory::default());
+                let console = crate::console::Console::new(
+                    Arc::clone(&node),
+                    controller.clone(),
+                    addr,
+                    Arc::clone(&throughput),
+                    Arc::clone(&lag),
+                )
+                .map(Arc::new);
                 if console.is_some() {
-                    tokio::spawn(crate::console::run_sampler(Arc::clone(&node), throughput));
+                    tokio::spawn(crate::console::run_sampler(Arc::clone(&node), throughput, lag));
                 }
                 let state = crate::metrics::admin_http::AdminState {
                     node: Arc::clone(&node),

@@ -178,6 +178,14 @@ try:
         driver.get(admin + "/")
     driver.save_screenshot(f"{shots}/overview-chart.png")
     check(driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in"), "the overview draws the throughput chart")
+    # The group's lag over time, from the same sampler (billing has commits since the start).
+    deadline = time.time() + 20
+    while not driver.find_elements(By.CSS_SELECTOR, "#lag-history path.s-lag") and time.time() < deadline:
+        time.sleep(1)
+        driver.get(admin + "/groups/billing")
+    driver.save_screenshot(f"{shots}/group-lag-history.png")
+    lines = driver.find_elements(By.CSS_SELECTOR, "#lag-history path.s-lag")
+    check(lines and lines[0].get_attribute("d").startswith("M"), "the group page draws its total lag over time")
 finally:
     driver.quit()
 print(f"console.sh: {checks} checks passed in Chromium; screenshots in {shots}")

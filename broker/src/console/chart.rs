@@ -11,13 +11,14 @@ const HEIGHT: f64 = 180.0;
 const LEFT: f64 = 70.0;
 const BOTTOM: f64 = 20.0;
 
-/// A line per series (name, CSS class, values) over equally spaced points, with the y axis from 0 to the largest value.
-pub fn lines(series: &[(&'static str, &'static str, Vec<f64>)], unit: &'static str) -> Html {
+/// A line per series (name, CSS class, values) over equally spaced points, with the y axis from 0 to the largest
+/// value; `label` names the chart for screen readers.
+pub fn lines(series: &[(&'static str, &'static str, Vec<f64>)], unit: &'static str, label: &'static str) -> Html {
     let max = series.iter().flat_map(|(_, _, values)| values.iter().copied()).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
     let points = series.iter().map(|(_, _, values)| values.len()).max().unwrap_or(0).max(2);
     let mut html = Html::new();
-    html.raw("<svg class=\"chart\" viewBox=\"0 0 720 180\" role=\"img\" aria-label=\"throughput chart\">");
+    html.raw("<svg class=\"chart\" viewBox=\"0 0 720 180\" role=\"img\" aria-label=\"").raw(label).raw("\">");
     axes(&mut html, top, unit);
     for (name, class, values) in series {
         // One sample is drawn as a level line: a path of one point would draw nothing.

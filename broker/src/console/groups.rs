@@ -7,6 +7,7 @@ use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups};
 use tonic::Request;
 
 use super::html::{url_encode, Form, Html};
+use super::lag_history::{GroupLagHistory, MAX_GROUPS};
 use super::layout::{count, hidden, parse_timestamp, Page};
 use super::topics::pager;
 use super::{chart, status_response, Console};
@@ -91,6 +92,7 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
     if described.members.is_empty() {
         body.raw("<p class=\"muted\">No members.</p>");
     }
+    lag_over_time(console, group, &mut body);
     body.raw("<h2>Lag by partition</h2>");
     let mut bars: Vec<(String, i64)> =
         described.partitions.iter().map(|p| (format!("{}/{}", p.topic, p.partition), p.lag)).collect();
@@ -112,6 +114,28 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
     }
     body.raw("</table>");
     page.render(200, &format!("Group {group}"), body)
+}
+
+/// The group's total lag over the last minutes, from the sampler's history.
+fn lag_over_time(console: &Console, group: &str, body: &mut Html) {
+    body.raw("<h2>Lag, last 10 minutes</h2>");
+    match console.lag.of(group) {
+        GroupLagHistory::Followed(samples) if samples.is_empty() => {
+            body.raw("<p class=\"muted\" id=\"lag-history\">The first point appears within 5 s of the group's first commit.</p>");
+        }
+        GroupLagHistory::Followed(samples) => {
+            let lags = samples.iter().map(|s| s.lag as f64).collect();
+            body.raw("<div id=\"lag-history\">");
+            body.fragment(chart::lines(&[("total lag", "s-lag", lags)], "records, one point per 5 s", "lag chart"));
+            body.raw("</div>");
+        }
+        GroupLagHistory::NotFollowed => {
+            body.raw("<p class=\"muted\" id=\"lag-history\">").text(format!(
+                "The lag history follows the first {MAX_GROUPS} groups by name; this one is not among them."
+            ));
+            body.raw("</p>");
+        }
+    }
 }
 
 pub async fn reset_form(console: &Console, page: Page<'_>, group: &str) -> Response {

@@ -19,6 +19,7 @@
 mod chart;
 mod groups;
 pub mod html;
+mod lag_history;
 mod layout;
 mod messages;
 mod overview;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use rand::Rng;
 
 use self::html::{url_decode, Form};
+pub use self::lag_history::LagHistory;
 use self::layout::Page;
 pub use self::throughput::{run_sampler, Throughput};
 use crate::config::ConsoleMode;
@@ -39,7 +41,7 @@ use crate::service::RillService;
 
 const STYLESHEET: &str = include_str!("assets/console.css");
 
-/// The console's state: the service it calls, its mode, its CSRF token and the throughput history.
+/// The console's state: the service it calls, its mode, its CSRF token, and the throughput and lag history.
 pub struct Console {
     service: RillService,
     node: Arc<Node>,
@@ -50,6 +52,7 @@ pub struct Console {
     /// Random per process: a form carries it, and a page of another origin cannot read it.
     csrf_token: String,
     throughput: Arc<Throughput>,
+    lag: Arc<LagHistory>,
 }
 
 impl Console {
@@ -59,6 +62,7 @@ impl Console {
         controller: Option<Arc<crate::cluster::Controller>>,
         listen_addr: std::net::SocketAddr,
         throughput: Arc<Throughput>,
+        lag: Arc<LagHistory>,
     ) -> Option<Self> {
         let is_read_only = match node.config.console {
             ConsoleMode::Off => return None,
@@ -68,7 +72,7 @@ impl Console {
         let mut rng = rand::thread_rng();
         let csrf_token = (0..4).map(|_| format!("{:016x}", rng.gen::<u64>())).collect();
         let service = RillService::new(Arc::clone(&node));
-        Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput })
+        Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput, lag })
     }
 
     /// Answers one console request, with the time it took in a `Server-Timing` header (what

@@ -85,7 +85,7 @@ fn throughput(console: &Console, body: &mut Html) {
         ("records/s in", "s-in", samples.iter().map(|s| s.records_in_per_s).collect()),
         ("records/s out", "s-out", samples.iter().map(|s| s.records_out_per_s).collect()),
     ];
-    body.fragment(chart::lines(&series, "records/s, one point per 5 s"));
+    body.fragment(chart::lines(&series, "records/s, one point per 5 s", "throughput chart"));
 }
 
 /// Free and total bytes of the file system holding `path`.

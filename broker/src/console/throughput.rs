@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::lag_history::LagHistory;
 use crate::node::{now_ms, Node};
 
 /// How often the counters are sampled.
@@ -122,8 +123,8 @@ impl Throughput {
     }
 }
 
-/// Samples every `SAMPLE_INTERVAL` until shutdown.
-pub async fn run_sampler(node: Arc<Node>, throughput: Arc<Throughput>) {
+/// Samples the throughput and the groups' lag every `SAMPLE_INTERVAL` until shutdown.
+pub async fn run_sampler(node: Arc<Node>, throughput: Arc<Throughput>, lag: Arc<LagHistory>) {
     let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = node.shutdown.clone();
@@ -132,9 +133,13 @@ pub async fn run_sampler(node: Arc<Node>, throughput: Arc<Throughput>) {
             _ = ticks.tick() => {}
             _ = shutdown.wait_for(|is_shutting_down| *is_shutting_down) => return,
         }
-        let (node, throughput) = (Arc::clone(&node), Arc::clone(&throughput));
+        let (node, throughput, lag) = (Arc::clone(&node), Arc::clone(&throughput), Arc::clone(&lag));
         // Ten thousand topics take a few milliseconds: off the async workers.
-        if tokio::task::spawn_blocking(move || throughput.sample(&node)).await.is_err() {
+        let sampled = tokio::task::spawn_blocking(move || {
+            throughput.sample(&node);
+            lag.sample(&node);
+        });
+        if sampled.await.is_err() {
             return;
         }
     }

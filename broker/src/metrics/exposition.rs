@@ -354,10 +354,7 @@ impl Scrape {
     }
 
     fn encode_groups(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-        let mut committed = Vec::new();
-        for group in self.node.offsets.groups().into_keys() {
-            committed.extend(self.node.offsets.for_group(&group).into_iter().map(|(key, c)| (key, c.offset)));
-        }
+        let committed = self.node.offsets.all_committed();
         let label = |key: &OffsetKey| {
             labels([
                 ("group", key.group.clone()),

@@ -295,6 +295,12 @@ impl OffsetStore {
         groups
     }
 
+    /// Every committed offset of every group, in (group, topic, partition) order: one pass under the lock, where
+    /// `groups` then `for_group` per group would scan the map once per group.
+    pub fn all_committed(&self) -> Vec<(OffsetKey, i64)> {
+        self.lock().iter().map(|(key, commit)| (key.clone(), commit.offset)).collect()
+    }
+
     /// The group's committed offset for one partition.
     pub fn get(&self, key: &OffsetKey) -> Option<Committed> {
         self.lock().get(key).cloned()

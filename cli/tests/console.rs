@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{rill, AdminBroker};
+use common::cluster::Cluster;
+use common::{rill, AdminBroker, DEADLINE};
 
 type Broker = AdminBroker;
 
@@ -251,4 +252,103 @@ fn with_the_console_off_only_metrics_health_and_ready_are_served() {
     assert_eq!(get(&broker.admin, "/topics").status, 404);
     assert_eq!(get(&broker.admin, "/metrics").status, 200);
     assert_eq!(get(&broker.admin, "/health").status, 200);
+}
+
+/// Short sessions and lag limit, so a killed node is fenced and leaves the ISR within the test's deadline.
+const FAST_CLUSTER: &str =
+    "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n";
+
+/// The cells of the table `id`'s rows (header row left out), as text with tags removed.
+fn table_rows(body: &str, id: &str) -> Vec<Vec<String>> {
+    let Some(start) = body.find(&format!("<table id=\"{id}\">")) else { return Vec::new() };
+    let table = &body[start..start + body[start..].find("</table>").unwrap_or(body.len() - start)];
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    let inner = cell.split_once('>').map_or("", |(_, rest)| rest);
+                    let inner = inner.split("</td>").next().unwrap_or("");
+                    // Links inside a cell: keep their text.
+                    let mut text = String::new();
+                    let mut in_tag = false;
+                    for c in inner.chars() {
+                        match c {
+                            '<' => in_tag = true,
+                            '>' => in_tag = false,
+                            c if !in_tag => text.push(c),
+                            _ => {}
+                        }
+                    }
+                    text
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[track_caller]
+fn wait_for_page(admin: &str, path: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let answer = get(admin, path);
+        if answer.status == 200 && done(&answer.body) {
+            return answer.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {what} on {path} within {DEADLINE:?}: {}", answer.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_replicas() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let all = cluster.all();
+    let create = ["topic", "create", "orders", "--partitions", "2", "--replication-factor", "3"];
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !rill(&all, &create).status.success() {
+        assert!(std::time::Instant::now() < deadline, "the cluster never took the topic");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let in_sync = |body: &str| {
+        let rows = table_rows(body, "partitions");
+        rows.len() == 2 && rows.iter().all(|row| row.get(10).is_some_and(|isr| isr.split(", ").count() == 3))
+    };
+    for node_id in 1..=3u64 {
+        let admin = cluster.admins[node_id as usize - 1].clone();
+        let overview = wait_for_page(&admin, "/", "three alive nodes and a controller leader", |body| {
+            let rows = table_rows(body, "nodes");
+            rows.len() == 3 && rows.iter().all(|row| row[2] == "alive") && body.contains("Controller leader: node ")
+        });
+        let nodes = table_rows(&overview, "nodes");
+        let addresses: Vec<&str> = nodes.iter().map(|row| row[1].as_str()).collect();
+        assert_eq!(addresses, cluster.addrs.iter().map(String::as_str).collect::<Vec<_>>(), "node {node_id}");
+        assert_eq!(nodes.iter().filter(|row| row[3] == "controller leader").count(), 1, "one leader: {nodes:?}");
+        assert!(overview.contains(&format!("served by node {node_id}.")), "{overview}");
+
+        let topic = wait_for_page(&admin, "/topics/orders", "every replica in sync", in_sync);
+        for row in table_rows(&topic, "partitions") {
+            let leader: u64 = row[8].parse().unwrap_or_else(|_| panic!("a leader in {row:?}"));
+            assert!((1..=3).contains(&leader), "{row:?}");
+            let mut replicas: Vec<&str> = row[9].split(", ").collect();
+            replicas.sort_unstable();
+            assert_eq!(replicas, ["1", "2", "3"], "{row:?}");
+        }
+    }
+
+    // Node 3 dies: the others show it fenced and out of every ISR.
+    if let Some(node) = cluster.nodes[2].take() {
+        node.kill();
+    }
+    let admin = cluster.admins[0].clone();
+    wait_for_page(&admin, "/", "node 3 fenced", |body| {
+        table_rows(body, "nodes").iter().any(|row| row[0] == "3" && row[2] == "fenced")
+    });
+    let topic = wait_for_page(&admin, "/topics/orders", "node 3 out of the ISR", |body| {
+        let rows = table_rows(body, "partitions");
+        rows.len() == 2 && rows.iter().all(|row| !row[10].split(", ").any(|id| id == "3") && row[8] != "3")
+    });
+    assert!(table_rows(&topic, "partitions").iter().all(|row| row[9].split(", ").count() == 3), "still 3 replicas");
 }

@@ -47,21 +47,28 @@ fn node_count(console: &Console) -> usize {
 }
 
 fn nodes(console: &Console, body: &mut Html) {
-    body.raw("<h2>Nodes</h2><table><tr><th>node</th><th>address</th><th>state</th></tr>");
-    match &console.controller {
-        None => {
-            body.raw("<tr>").cell("this node (single node)").cell(console.listen_addr).cell("alive");
-            body.raw("</tr>");
-        }
-        Some(controller) => {
-            for record in controller.metadata().nodes.values() {
-                let state = match record.state {
-                    crate::cluster::metadata::NodeState::Alive => "alive",
-                    crate::cluster::metadata::NodeState::Fenced => "fenced",
-                };
-                body.raw("<tr>").cell(record.node_id).cell(&record.address).cell(state).raw("</tr>");
-            }
-        }
+    body.raw("<h2>Nodes</h2>");
+    let Some(controller) = &console.controller else {
+        body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th></tr><tr>");
+        body.cell("this node (single node)").cell(console.listen_addr).cell("alive").raw("</tr></table>");
+        return;
+    };
+    // This node's view of the quorum: its replica of the metadata and raft's own metrics.
+    let raft = controller.raft.metrics().borrow().clone();
+    body.raw("<p id=\"controller\">");
+    match raft.current_leader {
+        Some(leader) => body.text(format!("Controller leader: node {leader}, raft term {}.", raft.current_term)),
+        None => body.text(format!("No controller leader known to this node (raft term {}).", raft.current_term)),
+    };
+    body.raw(" This page is served by node ").text(controller.node_id).raw(".</p>");
+    body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th><th>role</th></tr>");
+    for record in controller.metadata().nodes.values() {
+        let state = match record.state {
+            crate::cluster::metadata::NodeState::Alive => "alive",
+            crate::cluster::metadata::NodeState::Fenced => "fenced",
+        };
+        let role = if raft.current_leader == Some(record.node_id) { "controller leader" } else { "" };
+        body.raw("<tr>").cell(record.node_id).cell(&record.address).cell(state).cell(role).raw("</tr>");
     }
     body.raw("</table>");
 }

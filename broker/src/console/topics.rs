@@ -92,7 +92,13 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
     body.raw("</p><h2>Partitions</h2><table id=\"partitions\"><tr><th class=\"num\">partition</th>");
     body.raw("<th class=\"num\">start offset</th><th class=\"num\">end offset</th><th class=\"num\">records</th>");
     body.raw("<th class=\"num\">size</th><th class=\"num\">segments</th><th class=\"num\">records/s in</th>");
-    body.raw("<th class=\"num\">records/s out</th></tr>");
+    body.raw("<th class=\"num\">records/s out</th>");
+    // On a cluster: who leads each partition, who holds it and who is in sync (as `rill topic describe`).
+    let is_cluster = console.controller.is_some();
+    if is_cluster {
+        body.raw("<th class=\"num\">leader</th><th>replicas</th><th>in sync</th><th class=\"num\">leader epoch</th>");
+    }
+    body.raw("</tr>");
     for partition in &described.partitions {
         let rate = console.throughput.partition_rate(name, partition.partition);
         body.raw("<tr><td class=\"num\">").link(
@@ -109,6 +115,13 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
             format!("{:.1}", rate.records_out_per_s),
         ] {
             body.raw("</td><td class=\"num\">").text(value);
+        }
+        if is_cluster {
+            let nodes = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+            let leader = partition.leader.map_or("none".to_string(), |id| id.to_string());
+            body.raw("</td><td class=\"num leader\">").text(leader).raw("</td><td class=\"replicas\">");
+            body.text(nodes(&partition.replicas)).raw("</td><td class=\"isr\">").text(nodes(&partition.isr));
+            body.raw("</td><td class=\"num\">").text(partition.leader_epoch);
         }
         body.raw("</td></tr>");
     }

@@ -18,6 +18,7 @@ mod describe_cluster;
 mod describe_configs;
 mod dispatch;
 mod error;
+mod error_counts;
 mod fetch;
 mod find_coordinator;
 mod framing;

@@ -226,3 +226,65 @@ async fn a_graceful_shutdown_exports_the_spans_still_queued() {
     let produce = receiver.wait_for("flushed produce", |s| s.name == "produce").await;
     assert_eq!(produce.text("topic"), Some("flushed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_clients_traceparent_header_is_continued_by_the_produce_span_and_its_fetch_has_a_span() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker_exporting_to(&endpoint, dir.path(), 100);
+    let client = Client::connect(&broker.addr).await.expect("connect");
+    Admin::new(client).create_topic("kafka-traced", 1, TopicConfig::default()).await.expect("create topic");
+
+    // librdkafka, as an application instrumented with OpenTelemetry's Kafka propagation sends it.
+    let context = TraceParent::new(*b"kafka-trace-id-1", *b"kspan-01");
+    let traceparent = context.to_header_value();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("acks", "all")
+        .set("compression.type", "none")
+        .create()
+        .expect("rdkafka producer");
+    let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
+    let record = FutureRecord::<(), str>::to("kafka-traced").partition(0).payload("hello").headers(headers);
+    let delivery = producer.send(record, DEADLINE).await.map_err(|(error, _)| error).expect("delivered");
+    assert_eq!((delivery.partition, delivery.offset), (0, 0));
+
+    let produce = receiver.wait_for("kafka produce", |s| s.name == "produce" && s.trace_id == context.trace_id).await;
+    assert_eq!(produce.text("topic"), Some("kafka-traced"));
+    assert_eq!((produce.int("partition"), produce.int("offset")), (Some(0), Some(0)));
+    assert_eq!(produce.parent_span_id, context.parent_id.to_vec());
+
+    // A Kafka consumer reads the header back unchanged, and its Fetch has a span.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "kafka-tracers")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("rdkafka consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment.add_partition_offset("kafka-traced", 0, rdkafka::Offset::Beginning).expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let header = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("a record");
+                let headers = message.headers().expect("headers");
+                return headers.iter().find(|h| h.key == "traceparent").and_then(|h| h.value.map(<[u8]>::to_vec));
+            }
+        }
+        None
+    })
+    .await
+    .expect("consumer task");
+    assert_eq!(header.as_deref(), Some(traceparent.as_bytes()), "the header reaches the consumer as sent");
+    let fetch =
+        receiver.wait_for("kafka fetch", |s| s.name == "fetch" && s.text("topic") == Some("kafka-traced")).await;
+    assert_eq!(fetch.int("partition"), Some(0));
+    broker.kill();
+}

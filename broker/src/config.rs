@@ -83,6 +83,9 @@ pub struct BrokerConfig {
     /// A request addressed to any other name is refused: a web page whose name an attacker points at
     /// 127.0.0.1 (DNS rebinding) would otherwise be the console's own origin, and read and post like it.
     pub console_hosts: Vec<String>,
+    /// OTLP/gRPC endpoint (`http://HOST:PORT`, or `https://`) the `rill` binary exports request spans to
+    /// (docs/observability.md); `None`, the default, exports nothing and installs no tracing layer for it.
+    pub otlp_endpoint: Option<String>,
 
     /// Most topics the broker holds (internal ones not counted).
     pub max_topics: u32,
@@ -307,6 +310,7 @@ impl Default for BrokerConfig {
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
             console: ConsoleMode::On,
             console_hosts: Vec::new(),
+            otlp_endpoint: None,
             max_topics: 10_000,
             max_partitions_per_topic: 1_024,
             max_batch_bytes: 8 << 20,
@@ -376,6 +380,20 @@ pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
     text.parse().map(Some).map_err(|_| format!("{text:?} is neither HOST:PORT (an IP address and a port) nor off"))
 }
 
+/// An OTLP endpoint is an `http://` or `https://` URL with a host and a port: a typo would otherwise surface
+/// only as spans that never arrive.
+pub fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(|| format!("{endpoint:?} must start with http:// or https://, e.g. http://127.0.0.1:4317"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0) => Ok(()),
+        _ => Err(format!("{endpoint:?} needs a host and a port, e.g. http://127.0.0.1:4317")),
+    }
+}
+
 /// `admin_listen` in a TOML file: `"127.0.0.1:9644"` or `"off"` (TOML has no null).
 mod admin_listen_setting {
     use std::net::SocketAddr;
@@ -427,6 +445,11 @@ impl BrokerConfig {
         if let Some(advertise) = &self.advertise {
             if let Err(reason) = parse_advertise(advertise) {
                 return bad("advertise", reason);
+            }
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            if let Err(reason) = check_otlp_endpoint(endpoint) {
+                return bad("otlp_endpoint", reason);
             }
         }
         if self.max_topics == 0 {
@@ -639,6 +662,17 @@ mod tests {
         assert_eq!(config.default_durability, DurabilityPolicy::Always);
         assert_eq!(config.max_batch_bytes, BrokerConfig::default().max_batch_bytes);
         assert!(toml::from_str::<BrokerConfig>("max_topic = 5").is_err());
+    }
+
+    #[test]
+    fn otlp_endpoint_is_an_http_url_with_host_and_port() {
+        assert!(check_otlp_endpoint("http://127.0.0.1:4317").is_ok());
+        assert!(check_otlp_endpoint("https://collector.internal:4317/").is_ok());
+        for bad in ["127.0.0.1:4317", "http://127.0.0.1", "http://:4317", "grpc://x:1", "http://x:0", "http://x:port"] {
+            assert!(check_otlp_endpoint(bad).is_err(), "{bad} accepted");
+        }
+        let config = BrokerConfig { otlp_endpoint: Some("localhost:4317".into()), ..BrokerConfig::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("otlp_endpoint"));
     }
 
     #[test]

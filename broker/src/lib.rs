@@ -22,6 +22,10 @@
 //! an allocation per record (docs/observability.md). Every other path there is the web console (`console/`,
 //! docs/console.md), which calls the gRPC service's own handlers: it holds no topic or group logic of its own.
 //!
+//! `request_trace.rs` gives each produce, fetch and commit a `tracing` span (target `rill::request`) with its
+//! topic, partition and offset, continuing the producer's W3C `traceparent` record header; the binary exports
+//! them over OTLP when `otlp_endpoint` is set, and with nothing listening they cost one disabled-span check.
+//!
 //! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
 //! serves `ClusterAdmin`, and `replication/` replicates partitions Kafka's way (ISR, high watermark, leader
@@ -80,6 +84,7 @@ mod producer_ids;
 mod registry;
 mod replication;
 mod request_limit;
+pub mod request_trace;
 mod server;
 mod service;
 mod tls;
@@ -87,8 +92,8 @@ mod topic_id;
 
 pub use cluster::{parse_peers, Peer};
 pub use config::{
-    parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, ConsoleMode, DurabilityPolicy, TlsConfig,
-    DEFAULT_ADMIN_PORT, DEFAULT_PORT,
+    check_otlp_endpoint, parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, ConsoleMode, DurabilityPolicy,
+    TlsConfig, DEFAULT_ADMIN_PORT, DEFAULT_PORT,
 };
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;

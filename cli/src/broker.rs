@@ -18,6 +18,7 @@ Examples:
   rill broker --admin-listen 0.0.0.0:9644       # /metrics, /health, /ready for Prometheus (off: none)
   rill broker --tls-cert node.pem --tls-key node.key          # TLS for gRPC and Kafka (docs/security.md)
   rill broker --tls-cert node.pem --tls-key node.key --tls-client-ca clients-ca.pem  # mutual TLS
+  rill broker --otlp-endpoint http://127.0.0.1:4317   # request spans to an OpenTelemetry collector
   rill broker --console read-only               # the web console at http://127.0.0.1:9644/ changes nothing
   rill broker --node-id 1 --data-dir d1 --listen 127.0.0.1:9092 \
       --peers 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094   # one of three nodes (docs/cluster.md)
@@ -44,6 +45,10 @@ pub struct BrokerArgs {
     /// [default: on]
     #[arg(long, env = "RILL_CONSOLE", value_name = "on|read-only|off", value_parser = parse_console)]
     console: Option<ConsoleMode>,
+    /// Export request spans (produce, fetch, commit, with topic, partition, offset) to this OTLP/gRPC endpoint,
+    /// e.g. http://127.0.0.1:4317 (an OpenTelemetry collector). [default: off]
+    #[arg(long, env = "RILL_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
+    otlp_endpoint: Option<String>,
     /// TOML file with broker settings (field names as in BrokerConfig, e.g. `max_topics = 100`).
     #[arg(long, env = "RILL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -110,6 +115,10 @@ pub struct BrokerArgs {
     cluster_tls_ca: Option<PathBuf>,
 }
 
+fn parse_otlp_endpoint(text: &str) -> Result<String, String> {
+    rill_broker::check_otlp_endpoint(text).map(|()| text.to_string())
+}
+
 fn parse_client_auth(text: &str) -> Result<ClientAuth, String> {
     ClientAuth::parse(text).ok_or_else(|| format!("{text:?} is not one of required, optional"))
 }
@@ -171,6 +180,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.console {
             config.console = v;
+        }
+        if let Some(v) = self.otlp_endpoint {
+            config.otlp_endpoint = Some(v);
         }
         if let Some(v) = self.max_topics {
             config.max_topics = v;
@@ -240,15 +252,20 @@ impl BrokerArgs {
 }
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let config = args.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let telemetry = {
+        let _in_runtime = runtime.enter();
+        crate::telemetry::install(&config)?
+    };
+    let served = serve(&runtime, config);
+    // After the broker stopped (its last spans ended) and before the runtime goes (the exporter's channel
+    // lives on it).
+    telemetry.shutdown();
+    served
+}
+
+fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Installed before the banner: from then on a SIGHUP reloads TLS files instead of ending the process.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

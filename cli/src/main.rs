@@ -4,7 +4,8 @@
 //! `rill broker` runs a node in the foreground (`rill_broker`). The client subcommands (`topic`, `produce`,
 //! `consume`, `group`, `cluster`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
 //! (`bench/`); `rill top` watches one through its admin listener's `/metrics` (`top.rs`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
-//! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc.
+//! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc;
+//! `telemetry.rs` installs the log subscriber and, with `--otlp-endpoint`, the OTLP span exporter.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, e.g. by `| head`), 1 when a command fails, 2 for
 //! bad flags (clap's own). Nothing prints a backtrace.
@@ -19,6 +20,7 @@ mod group;
 mod output;
 mod produce;
 mod table;
+mod telemetry;
 mod time_arg;
 mod top;
 mod topic;

@@ -314,3 +314,42 @@ fn a_cluster_whose_nodes_require_client_certificates_replicates_over_tls() {
     tls_rill(&["produce", "orders", "--acks", "all"], Some(input)).ok();
     assert_eq!(tls_rill(&["consume", "orders"], None).ok(), "r1\nr2\nr3\n");
 }
+
+/// The value of `rill_tls_handshake_failures_total` in the broker's `/metrics`.
+fn handshake_failures(admin: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n").expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let line = answer.lines().find_map(|line| line.strip_prefix("rill_tls_handshake_failures_total "));
+    line.and_then(|value| value.trim().parse().ok()).unwrap_or_else(|| panic!("no handshake counter in {answer}"))
+}
+
+#[test]
+fn failed_handshakes_are_counted_in_the_metrics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ca = Ca::new(d, "ca");
+    let server = ca.issue(d, "server", 1, false);
+    let ca_path = ca.pem_path.to_str().expect("utf-8");
+    let broker = common::AdminBroker::start(&[
+        "--tls-cert",
+        server.cert(),
+        "--tls-key",
+        server.key(),
+        "--tls-client-ca",
+        ca_path,
+    ]);
+    let client = ca.issue(d, "client", 2, false);
+    let url = format!("https://{}", broker.addr);
+    let with_cert = ["--broker", &url, "--tls-ca", ca_path, "--tls-cert", client.cert(), "--tls-key", client.key()];
+    run(Command::new(RILL).args(["topic", "create", "t"]).args(with_cert), None).ok();
+    assert_eq!(handshake_failures(&broker.admin), 0.0, "a good handshake is no failure");
+    run(Command::new(RILL).args(["topic", "list", "--broker", &url, "--tls-ca", ca_path]), None).fails(1, "--tls-cert");
+    let after_no_certificate = handshake_failures(&broker.admin);
+    assert!(after_no_certificate >= 1.0, "a client without a certificate: {after_no_certificate}");
+    rill(&broker.addr, &["topic", "list"]).fails(1, "use https://HOST:PORT");
+    wait_until("the plaintext client counted", || handshake_failures(&broker.admin) > after_no_certificate);
+}

@@ -14,6 +14,8 @@
 //!   fetch; commits positions to a group manually or on an interval. Or, with
 //!   [`Consumer::subscribe`], a member of a consumer group: the broker assigns its partitions and `poll`
 //!   follows the assignment, reporting each change as a [`RebalanceEvent`].
+//! - [`TraceParent`]: W3C trace context carried in a record's `traceparent` header, set by
+//!   [`ProducerRecord::with_trace_parent`] and read back by [`ConsumedRecord::trace_parent`] (docs/observability.md).
 //! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
 //! - [`ClientTls`]: TLS to the broker, used for an `https://` address (or any address when set in
 //!   [`ClientConfig::tls`]): a CA to trust besides the public roots, a client certificate for mutual TLS.
@@ -93,4 +95,5 @@ pub use error::{Error, Result};
 pub use membership::GroupAssignor;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTENT_IN_FLIGHT};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
+pub use rill_protocol::trace_context::{TraceParent, TraceParentError};
 pub use tls::{ClientIdentity, ClientTls};

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rill_protocol::trace_context::{trace_parent_of, TraceParent, TRACEPARENT_HEADER};
 
 /// A record header: a UTF-8 key and an optional value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,13 @@ impl ProducerRecord {
 
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.headers.push(Header { key: key.into(), value: Some(value.into()) });
+        self
+    }
+
+    /// Carries the caller's trace to the broker and to consumers: a `traceparent` header (W3C trace context)
+    /// naming the caller's span as the parent. Opt-in and per record: the producer adds nothing by itself.
+    pub fn with_trace_parent(mut self, context: TraceParent) -> Self {
+        self.headers.push(Header { key: TRACEPARENT_HEADER.into(), value: Some(context.to_header_value().into()) });
         self
     }
 
@@ -87,6 +95,14 @@ pub struct ConsumedRecord {
     pub headers: Vec<Header>,
 }
 
+impl ConsumedRecord {
+    /// The trace the producer sent this record in (its `traceparent` header), for a consumer span to continue:
+    /// make it the parent of the span that processes the record. `None` without a well-formed header.
+    pub fn trace_parent(&self) -> Option<TraceParent> {
+        trace_parent_of(self.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +115,25 @@ mod tests {
         assert_eq!(record.value.as_deref(), Some(&b"v"[..]));
         assert_eq!(record.headers, vec![Header { key: "trace".into(), value: Some(Bytes::from_static(b"abc")) }]);
         assert_eq!((record.timestamp_ms, record.partition), (Some(42), Some(3)));
+    }
+
+    #[test]
+    fn a_trace_parent_given_to_the_producer_is_what_the_consumer_reads_back() {
+        let context = TraceParent::new([0x4b; 16], [0x07; 8]);
+        let sent = ProducerRecord::new("v").with_header("other", "x").with_trace_parent(context);
+        assert_eq!(sent.headers[1].key, "traceparent");
+        let consumed = ConsumedRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            key: None,
+            value: sent.value.clone(),
+            headers: sent.headers.clone(),
+        };
+        assert_eq!(consumed.trace_parent(), Some(context));
+        let untraced = ConsumedRecord { headers: Vec::new(), ..consumed };
+        assert_eq!(untraced.trace_parent(), None);
     }
 
     #[test]

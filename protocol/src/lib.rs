@@ -14,6 +14,7 @@
 //!   offset deltas, timestamps, decompressed contents, no control or transactional batches.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
+//! - [`trace_context`]: the W3C `traceparent` record header that carries a trace from producer to consumer.
 //!
 //! Invariants:
 //! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
@@ -33,6 +34,7 @@ pub mod partitioner;
 pub mod produce_validation;
 pub mod reason;
 pub mod record;
+pub mod trace_context;
 pub mod v1;
 pub mod varint;
 

@@ -3,9 +3,14 @@
 
 use std::net::SocketAddr;
 
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
-use rill_tests::{fetch_request, TestBroker};
+use rill_tests::kafka_client::KafkaClient;
+use rill_tests::{batch_of, fetch_request, TestBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
 
 /// One HTTP/1.1 GET: the status code and the body.
 async fn get(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
@@ -95,6 +100,37 @@ async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
     assert_eq!(status, 200);
     assert!(openmetrics.ends_with("# EOF\n"), "OpenMetrics ends with its marker");
     assert!(openmetrics.contains("# TYPE rill_partition_produced_records counter"));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafka_error_codes_and_streams_failing_mid_way_are_counted() {
+    let mut broker = TestBroker::start().await;
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    broker.create_topic("counted", 1).await;
+    // A Kafka Produce to two partitions that do not exist: answered, with UNKNOWN_TOPIC_OR_PARTITION for each.
+    let mut kafka = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let partition = |index| PartitionProduceData::default().with_index(index).with_records(Some(batch_of(&["x"], 1)));
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("no-such-topic")))
+            .with_partition_data(vec![partition(0), partition(1)]),
+    ]);
+    let response: ProduceResponse = kafka.call(ApiKey::Produce, 9, &request).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    // A Subscribe that started, then failed when its topic was deleted: the status comes in the trailers.
+    let subscribe = v1::SubscribeRequest { topic: "counted".into(), partition: 0, offset: 0, max_bytes: 0, format: 0 };
+    let mut stream = broker.records.subscribe(subscribe).await.expect("subscribed").into_inner();
+    broker.admin.delete_topic(v1::DeleteTopicRequest { name: "counted".into() }).await.expect("delete");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.expect("ended in time");
+    assert!(matches!(ended, Some(Err(_))), "the stream ends with an error: {ended:?}");
+
+    let (_, text) = get(admin, "/metrics", "text/plain").await;
+    let produce_errors = r#"rill_kafka_request_errors_total{api="Produce",code="UNKNOWN_TOPIC_OR_PARTITION"}"#;
+    assert_eq!(sample(&text, produce_errors), Some(2.0), "one per partition, as Kafka counts: {text}");
+    let subscribe_errors = r#"rill_grpc_request_errors_total{method="rill.v1.Records/Subscribe",code="UNAVAILABLE"}"#;
+    assert_eq!(sample(&text, subscribe_errors), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "rill_tls_handshake_failures_total"), Some(0.0), "present, zero without TLS");
     broker.shutdown().await;
 }
 

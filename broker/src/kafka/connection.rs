@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, request_size, EncodeError, FrameError, RequestPreamble, SIZE_PREFIX_BYTES};
-use super::{fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
+use super::{error_counts, fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
 use crate::tls::ServedStream;
 
 /// Why a connection is closed instead of answered.
@@ -128,12 +128,15 @@ pub async fn answer(
         ApiKey::ApiVersions => encode_response(correlation_id, header_version, &api_versions::answer(true), version)?,
         ApiKey::Metadata => {
             let request = MetadataRequest::decode(&mut body, version).map_err(&malformed)?;
-            encode_response(correlation_id, header_version, &metadata::answer(kafka, &request), version)?
+            let response = metadata::answer(kafka, &request);
+            error_counts::count(kafka, api, &response);
+            encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut body, version).map_err(&malformed)?;
             let is_acks_none = request.acks == 0;
             let response = produce::answer(kafka, request).await;
+            error_counts::count(kafka, api, &response);
             if is_acks_none {
                 return Ok(None);
             }
@@ -141,15 +144,21 @@ pub async fn answer(
         }
         ApiKey::Fetch => {
             let request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
-            encode_response(correlation_id, header_version, &fetch::answer(kafka, request).await, version)?
+            let response = fetch::answer(kafka, request).await;
+            error_counts::count(kafka, api, &response);
+            encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
-            encode_response(correlation_id, header_version, &list_offsets::answer(kafka, request).await, version)?
+            let response = list_offsets::answer(kafka, request).await;
+            error_counts::count(kafka, api, &response);
+            encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
-            encode_response(correlation_id, header_version, &init_producer_id::answer(kafka, &request).await, version)?
+            let response = init_producer_id::answer(kafka, &request).await;
+            error_counts::count(kafka, api, &response);
+            encode_response(correlation_id, header_version, &response, version)?
         }
         // The group and admin APIs, each in its own file, are routed by `dispatch.rs`.
         other => {

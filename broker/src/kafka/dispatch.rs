@@ -37,6 +37,7 @@ pub async fn answer(
         ($request:ty, |$decoded:ident| $handler:expr) => {{
             let $decoded = <$request>::decode(&mut body, version).map_err(malformed_by(api, version))?;
             let response = $handler;
+            super::error_counts::count(kafka, api, &response);
             Ok(encode_response(correlation_id, header_version, &response, version)?)
         }};
     }

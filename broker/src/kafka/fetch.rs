@@ -14,10 +14,12 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::error::error_code;
 use super::KafkaContext;
 use crate::partition::Partition;
+use crate::request_trace;
 
 /// One partition of the request, resolved (or the error code it gets).
 struct Wanted {
@@ -123,7 +125,14 @@ async fn read_all(
                 partitions.push(data.with_records(Some(Bytes::new())));
                 continue;
             }
-            match partition.read(wanted.fetch_offset, wanted.max_bytes.min(budget.max(1))).await {
+            let span = request_trace::fetch_span(name.0.as_str(), wanted.index as u32, wanted.fetch_offset);
+            let read =
+                partition.read(wanted.fetch_offset, wanted.max_bytes.min(budget.max(1))).instrument(span.clone()).await;
+            if let Ok(read) = &read {
+                span.record("bytes", read.batches.len() as i64);
+            }
+            request_trace::record_outcome(&span, &read);
+            match read {
                 Ok(read) => {
                     total += read.batches.len();
                     budget = budget.saturating_sub(read.batches.len());

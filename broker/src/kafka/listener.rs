@@ -18,6 +18,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::KafkaContext;
 use crate::connection::LimitedConnection;
+use crate::metrics::ConnectionMetrics;
 use crate::tls::{ServedStream, TlsAcceptorHandle};
 
 /// The first byte of the HTTP/2 connection preface.
@@ -73,7 +74,8 @@ pub fn split(
             };
             let (grpc_tx, kafka, tls) = (grpc_tx.clone(), Arc::clone(&kafka), tls.clone());
             tokio::spawn(async move {
-                match open(connection, tls.as_deref()).await {
+                let connections = kafka.node.metrics.as_ref().map(|metrics| &*metrics.connections);
+                match open(connection, tls.as_deref(), connections).await {
                     // Fails only once tonic has stopped: the connection is then dropped, i.e. closed.
                     Some((stream, Protocol::Grpc)) => drop(grpc_tx.send(Ok(stream)).await),
                     Some((stream, Protocol::Kafka)) => super::connection::serve(stream, kafka).await,
@@ -88,8 +90,18 @@ pub fn split(
 /// Reads what a new connection opens with and returns it ready to serve, with the protocol it speaks: by its
 /// first byte (left unread) on a plaintext listener, by ALPN after the handshake on a TLS one. `None`: the
 /// connection closed, stayed silent, failed its handshake or spoke the other kind of transport; it is dropped
-/// (closed) and the reason logged at debug (these are the peer's faults, not the node's).
-async fn open(connection: LimitedConnection, tls: Option<&TlsAcceptorHandle>) -> Option<(ServedStream, Protocol)> {
+/// (closed) and the reason logged at debug (these are the peer's faults, not the node's); on a TLS listener a
+/// failed handshake, and plaintext where a handshake should be, count in `rill_tls_handshake_failures_total`.
+async fn open(
+    connection: LimitedConnection,
+    tls: Option<&TlsAcceptorHandle>,
+    metrics: Option<&ConnectionMetrics>,
+) -> Option<(ServedStream, Protocol)> {
+    let count_failure = || {
+        if let Some(metrics) = metrics {
+            metrics.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let peer = connection.peer_addr();
     let first = match connection.first_byte().await {
         Ok(Some(byte)) => byte,
@@ -106,11 +118,13 @@ async fn open(connection: LimitedConnection, tls: Option<&TlsAcceptorHandle>) ->
                 Some((ServedStream::tls(stream), if is_h2 { Protocol::Grpc } else { Protocol::Kafka }))
             }
             Err(err) => {
+                count_failure();
                 tracing::debug!(?peer, error = %err, "TLS handshake failed");
                 None
             }
         },
         (Some(_), _) => {
+            count_failure();
             tracing::debug!(?peer, first_byte = first, "plaintext connection on a TLS listener: closed");
             None
         }

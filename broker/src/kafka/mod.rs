@@ -19,6 +19,7 @@ mod describe_cluster;
 mod describe_configs;
 mod dispatch;
 mod error;
+mod error_counts;
 mod fetch;
 mod find_coordinator;
 mod framing;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
+use tracing::Instrument;
 
 use super::error::error_code;
 use super::group_errors::{classic_code, group_code};
@@ -18,8 +19,31 @@ use crate::error::BrokerError;
 use crate::groups::{check_group_id, TopicPartition};
 use crate::node::now_ms;
 use crate::offsets::{OffsetKey, MAX_METADATA_BYTES};
+use crate::request_trace;
 
+/// Commits under a `commit` span (`request_trace`) naming every partition asked for.
 pub async fn answer(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let span = commit_span(&request);
+    let response = commit(kafka, request).instrument(span.clone()).await;
+    let failed = response.topics.iter().flat_map(|t| &t.partitions).find(|p| p.error_code != 0);
+    if let Some(failed) = failed {
+        let outcome: Result<(), String> = Err(format!("kafka error code {}", failed.error_code));
+        request_trace::record_outcome(&span, &outcome);
+    }
+    response
+}
+
+fn commit_span(request: &OffsetCommitRequest) -> tracing::Span {
+    let offsets = request.topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(move |asked| {
+            (topic.name.0.as_str(), u32::try_from(asked.partition_index).unwrap_or(u32::MAX), asked.committed_offset)
+        })
+    });
+    let count = request.topics.iter().map(|topic| topic.partitions.len()).sum();
+    request_trace::commit_span(request.group_id.0.as_str(), count, offsets)
+}
+
+async fn commit(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let group_refusal = check_group_id(&group).err().map(|err| group_code(&err));
     let mut topics = Vec::with_capacity(request.topics.len());

@@ -255,20 +255,24 @@ impl Scrape {
             "rill_kafka_requests",
             "Kafka-protocol requests by API.",
             MetricType::Counter,
-            kafka.iter().map(|(name, c, _)| (api(name), c.requests.load(Ordering::Relaxed) as f64)),
+            kafka.iter().map(|(name, c)| (api(name), c.requests.load(Ordering::Relaxed) as f64)),
         )?;
         family(
             encoder,
             "rill_kafka_request_errors",
-            "Kafka-protocol requests that could not be answered (the connection was closed), by API.",
+            "Kafka error codes in responses (each partition, topic or group that has one), by API and code; \
+             CONNECTION_CLOSED for requests closed instead of answered.",
             MetricType::Counter,
-            kafka.iter().map(|(name, _, closed)| (api(name), *closed as f64)),
+            self.metrics
+                .kafka
+                .errors()
+                .map(|(name, code, count)| (labels([("api", name), ("code", code)]), count as f64)),
         )?;
         latency_family(
             encoder,
             "rill_kafka_request_duration_seconds",
             "Time to answer a Kafka-protocol request, from its last byte read to its answer encoded.",
-            kafka.iter().map(|(name, c, _)| (api(name), c.latency.snapshot())),
+            kafka.iter().map(|(name, c)| (api(name), c.latency.snapshot())),
         )
     }
 
@@ -406,6 +410,11 @@ impl Scrape {
                 "rill_connections_refused",
                 "Client connections closed at once: max_connections were open.",
                 &connections.refused,
+            ),
+            (
+                "rill_tls_handshake_failures",
+                "Connections to the TLS listener closed because their TLS handshake failed.",
+                &connections.tls_handshake_failures,
             ),
         ];
         for (name, help, value) in counters {

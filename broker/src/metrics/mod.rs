@@ -81,6 +81,9 @@ pub struct ConnectionMetrics {
     /// Closed at once because `max_connections` were open.
     pub refused: AtomicU64,
     pub open: AtomicU64,
+    /// Connections to a TLS listener closed because their handshake failed (a bad or missing client
+    /// certificate, an untrusted broker certificate, a timeout, plaintext where a handshake should be).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// Decrements the open-connection gauge when the connection it rides on is dropped.

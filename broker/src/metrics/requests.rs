@@ -96,7 +96,15 @@ impl RequestMetrics {
         let counters = &self.by_method[method];
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.latency.record(elapsed);
-        if let Some(code) = code.filter(|&code| code != 0) {
+        if let Some(code) = code {
+            self.record_error(method, code);
+        }
+    }
+
+    /// A request's final status `code`, when it came after the response headers (in trailers); 0 (OK) counts
+    /// nothing.
+    pub fn record_error(&self, method: usize, code: u16) {
+        if code != 0 {
             let code = if usize::from(code) < GRPC_CODES.len() { usize::from(code) } else { 2 };
             self.errors[method * GRPC_CODES.len() + code].fetch_add(1, Ordering::Relaxed);
         }
@@ -119,12 +127,22 @@ impl RequestMetrics {
 /// Kafka API keys counted on their own: 0 to this, minus one; higher keys count as unknown.
 pub const KAFKA_API_KEYS: usize = 80;
 
-/// Kafka requests by API, and requests that closed their connection (undecodable, unsupported, or failed).
+/// Kafka error codes counted on their own: -1 (UNKNOWN_SERVER_ERROR) to this, minus two (Kafka's codes end
+/// near 130); higher or lower ones count as -1.
+pub const KAFKA_ERROR_CODE_SLOTS: usize = 160;
+
+/// The `code` label of a connection closed instead of answered: not a Kafka code, since the client got none.
+pub const CONNECTION_CLOSED: &str = "CONNECTION_CLOSED";
+
+/// Kafka requests by API, requests that closed their connection (undecodable, unsupported, or failed), and the
+/// error codes their responses carried.
 #[derive(Debug)]
 pub struct KafkaRequestMetrics {
     /// By API key; the last entry is for keys out of range.
     by_api: Vec<RequestCounters>,
     closed: Vec<AtomicU64>,
+    /// `(KAFKA_API_KEYS + 1) * KAFKA_ERROR_CODE_SLOTS`, row-major by API; slot `code + 1`.
+    error_codes: Vec<AtomicU64>,
 }
 
 impl Default for KafkaRequestMetrics {
@@ -132,13 +150,64 @@ impl Default for KafkaRequestMetrics {
         Self {
             by_api: (0..=KAFKA_API_KEYS).map(|_| RequestCounters::default()).collect(),
             closed: (0..=KAFKA_API_KEYS).map(|_| AtomicU64::new(0)).collect(),
+            error_codes: (0..(KAFKA_API_KEYS + 1) * KAFKA_ERROR_CODE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
+fn api_index(api_key: i16) -> usize {
+    usize::try_from(api_key).ok().filter(|&key| key < KAFKA_API_KEYS).unwrap_or(KAFKA_API_KEYS)
+}
+
+fn api_name(index: usize) -> String {
+    i16::try_from(index)
+        .ok()
+        .and_then(|key| kafka_protocol::messages::ApiKey::try_from(key).ok())
+        .map_or_else(|| "Unknown".to_string(), |api| format!("{api:?}"))
+}
+
+/// Kafka's name of an error code, as its documentation spells it (`UNKNOWN_TOPIC_OR_PARTITION`).
+fn error_code_name(code: i16) -> String {
+    let Some(error) = kafka_protocol::ResponseError::try_from_code(code) else {
+        return format!("CODE_{code}");
+    };
+    let camel = format!("{error:?}");
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 impl KafkaRequestMetrics {
+    /// A response carried error `code` (0, none, counts nothing).
+    pub fn record_error_code(&self, api_key: i16, code: i16) {
+        if code == 0 {
+            return;
+        }
+        let slot = usize::try_from(i32::from(code) + 1).ok().filter(|&slot| slot < KAFKA_ERROR_CODE_SLOTS).unwrap_or(0);
+        self.error_codes[api_index(api_key) * KAFKA_ERROR_CODE_SLOTS + slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Non-zero error code counts: (API name, code name, count); closed connections under [`CONNECTION_CLOSED`].
+    pub fn errors(&self) -> impl Iterator<Item = (String, String, u64)> + '_ {
+        let codes = self.error_codes.iter().enumerate().filter_map(|(i, count)| {
+            let count = count.load(Ordering::Relaxed);
+            let code = i16::try_from(i % KAFKA_ERROR_CODE_SLOTS).unwrap_or(0) - 1;
+            (count > 0).then(|| (api_name(i / KAFKA_ERROR_CODE_SLOTS), error_code_name(code), count))
+        });
+        let closed = self.closed.iter().enumerate().filter_map(|(api, count)| {
+            let count = count.load(Ordering::Relaxed);
+            (count > 0).then(|| (api_name(api), CONNECTION_CLOSED.to_string(), count))
+        });
+        codes.chain(closed)
+    }
+
     pub fn record(&self, api_key: i16, elapsed: Duration, is_failed: bool) {
-        let index = usize::try_from(api_key).ok().filter(|&key| key < KAFKA_API_KEYS).unwrap_or(KAFKA_API_KEYS);
+        let index = api_index(api_key);
         let counters = &self.by_api[index];
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.latency.record(elapsed);
@@ -147,14 +216,38 @@ impl KafkaRequestMetrics {
         }
     }
 
-    /// Every API that saw a request: (API name, counters, requests that closed the connection).
-    pub fn seen(&self) -> impl Iterator<Item = (String, &RequestCounters, u64)> {
-        self.by_api.iter().enumerate().filter(|(_, c)| c.requests.load(Ordering::Relaxed) > 0).map(|(key, c)| {
-            let name = i16::try_from(key)
-                .ok()
-                .and_then(|key| kafka_protocol::messages::ApiKey::try_from(key).ok())
-                .map_or_else(|| "Unknown".to_string(), |api| format!("{api:?}"));
-            (name, c, self.closed[key].load(Ordering::Relaxed))
-        })
+    /// Every API that saw a request: (API name, counters).
+    pub fn seen(&self) -> impl Iterator<Item = (String, &RequestCounters)> {
+        self.by_api
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.requests.load(Ordering::Relaxed) > 0)
+            .map(|(key, c)| (api_name(key), c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_error_codes_are_counted_by_api_and_kafkas_name() {
+        let metrics = KafkaRequestMetrics::default();
+        metrics.record_error_code(0, 3);
+        metrics.record_error_code(0, 3);
+        metrics.record_error_code(1, 0);
+        metrics.record_error_code(1, -1);
+        metrics.record_error_code(1, i16::MAX);
+        metrics.record(8, Duration::from_millis(1), true);
+        let mut errors: Vec<_> = metrics.errors().collect();
+        errors.sort();
+        assert_eq!(
+            errors,
+            [
+                ("Fetch".to_string(), "UNKNOWN_SERVER_ERROR".to_string(), 2),
+                ("OffsetCommit".to_string(), CONNECTION_CLOSED.to_string(), 1),
+                ("Produce".to_string(), "UNKNOWN_TOPIC_OR_PARTITION".to_string(), 2),
+            ]
+        );
     }
 }

@@ -3,12 +3,14 @@
 
 use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::{group_admin, RillService};
 use crate::error::{BrokerError, Result};
 use crate::groups::{check_group_id, session, TopicPartition};
 use crate::node::now_ms;
 use crate::offsets::{OffsetKey, MAX_METADATA_BYTES};
+use crate::request_trace;
 
 #[tonic::async_trait]
 impl ConsumerGroups for RillService {
@@ -16,7 +18,12 @@ impl ConsumerGroups for RillService {
         &self,
         request: Request<v1::CommitOffsetsRequest>,
     ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
-        self.commit(request.into_inner()).await?;
+        let request = request.into_inner();
+        let offsets = request.offsets.iter().map(|c| (c.topic.as_str(), c.partition, c.offset));
+        let span = request_trace::commit_span(&request.group, request.offsets.len(), offsets);
+        let committed = self.commit(request).instrument(span.clone()).await;
+        request_trace::record_outcome(&span, &committed);
+        committed?;
         Ok(Response::new(v1::CommitOffsetsResponse {}))
     }
 

@@ -13,13 +13,34 @@ use rill_protocol::record::RecordIter;
 use rill_protocol::v1::{self, produce_request::Records};
 use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression, TimestampType};
 use rill_storage::StorageError;
+use tracing::{Instrument, Span};
 
 use crate::codec::encode_records;
 use crate::error::{BrokerError, Result};
 use crate::node::{now_ms, Node};
 use crate::registry::Topic;
+use crate::request_trace;
 
+/// Produces under a `produce` span (`request_trace`) that continues the trace of the batches' first records.
 pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::ProduceResponse> {
+    let span = request_trace::produce_span(&request.topic);
+    if !span.is_disabled() {
+        match &request.records {
+            Some(Records::RecordBatch(batch)) => {
+                request_trace::continue_producer_traces(&span, std::slice::from_ref(batch))
+            }
+            Some(Records::RecordBatches(v1::RecordBatches { batches })) => {
+                request_trace::continue_producer_traces(&span, batches)
+            }
+            _ => {}
+        }
+    }
+    let produced = produce_in(node, request, &span).instrument(span.clone()).await;
+    request_trace::record_outcome(&span, &produced);
+    produced
+}
+
+async fn produce_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<v1::ProduceResponse> {
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
     }
@@ -56,6 +77,7 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
         Some(index) => index,
         None => pick_partition(&topic, first_key.as_deref()),
     };
+    span.record("partition", i64::from(index));
     let partition = topic.partition(index)?;
     // In a cluster: only the leader takes produces, and ACKS_ALL needs enough in-sync replicas first.
     let leader_epoch = match &node.replication {
@@ -83,6 +105,8 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
     if let (v1::Acks::All, Some((replication, epoch))) = (acks, &leader_epoch) {
         replication.wait_replicated(&partition, *epoch, appended.last_offset + 1).await?;
     }
+    span.record("offset", appended.base_offset).record("last_offset", appended.last_offset);
+    span.record("batches", count as i64).record("bytes", bytes as i64);
     tracing::debug!(topic = %topic.name, partition = index, batches = count, bytes, base_offset = appended.base_offset, ?acks, "produced");
     Ok(v1::ProduceResponse {
         partition: index,

@@ -13,12 +13,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::codec::{decode_records, next_offset_after};
 use crate::error::{BrokerError, Result};
 use crate::node::Node;
 use crate::partition::Partition;
 use crate::registry::blocking;
+use crate::request_trace;
 
 /// Subscribe's `offset` meaning "from the high watermark at subscribe time".
 const SUBSCRIBE_FROM_LATEST: i64 = -1;
@@ -63,7 +65,19 @@ fn chunk(read: ReadResult, from_offset: i64, format: Format) -> Result<Chunk> {
     })
 }
 
+/// Fetches under a `fetch` span (`request_trace`).
 pub async fn fetch(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchResponse> {
+    let span = request_trace::fetch_span(&request.topic, request.partition, request.offset);
+    let fetched = fetch_in(node, request).instrument(span.clone()).await;
+    if let Ok(response) = &fetched {
+        span.record("next_offset", response.next_offset);
+        span.record("bytes", response.record_batches.len() as i64);
+    }
+    request_trace::record_outcome(&span, &fetched);
+    fetched
+}
+
+async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchResponse> {
     node.check_leader(&request.topic, request.partition)?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;

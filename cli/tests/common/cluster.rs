@@ -10,9 +10,9 @@ use super::{dead_address, BrokerProcess, DEADLINE, RILL};
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub addrs: Vec<String>,
-    /// Each node's admin listener (`/metrics`, the console), picked before it starts as `addrs` are.
-    pub admins: Vec<String>,
     pub peers: String,
+    /// Each node's admin listener (`/metrics`), `host:port`, picked before the nodes start as `addrs` are.
+    pub admins: Vec<String>,
     /// `None` for a node a test has killed.
     pub nodes: Vec<Option<BrokerProcess>>,
 }
@@ -32,7 +32,7 @@ impl Cluster {
         let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
         let admins: Vec<String> = (0..3).map(|_| dead_address()).collect();
-        let mut cluster = Cluster { dir, addrs, admins, peers, nodes: Vec::new() };
+        let mut cluster = Cluster { dir, addrs, peers, admins, nodes: Vec::new() };
         for node_id in 1..=3 {
             let node = cluster.start_node(node_id);
             cluster.nodes.push(Some(node));
@@ -51,8 +51,13 @@ impl Cluster {
     pub fn args(&self, node_id: u64) -> Vec<String> {
         let mut args =
             broker_args(node_id, self.addr(node_id), &self.data_dir(node_id), &self.peers, Some(&self.config()));
-        args.extend(["--admin-listen".to_owned(), self.admins[node_id as usize - 1].clone()]);
+        args.extend(["--admin-listen".to_owned(), self.admin(node_id).to_owned()]);
         args
+    }
+
+    /// Node `node_id`'s admin listener, `host:port`.
+    pub fn admin(&self, node_id: u64) -> &str {
+        &self.admins[node_id as usize - 1]
     }
 
     /// Starts node `node_id` (again). A restarted node's port may still be held by the killed process's socket

@@ -1,0 +1,162 @@
+//! The error codes a Kafka response carries, for `rill_kafka_request_errors_total{api, code}`.
+//!
+//! Kafka answers most failures inside a successful response: a code per partition (Produce, Fetch, ListOffsets,
+//! OffsetCommit, ...), per topic, per group, or one for the request. Like Kafka's own `ErrorsPerSec` metric
+//! (`AbstractResponse.errorCounts`), every non-zero code counts once per place it appears, so a Produce refused
+//! for three partitions counts three. Walking a response is a loop over what it already holds: no allocation.
+
+use kafka_protocol::messages::*;
+
+/// A response whose error codes can be listed.
+pub trait ErrorCodes {
+    /// Calls `count` with every error code in the response, zeros included (the caller skips them).
+    fn each_error_code(&self, count: &mut dyn FnMut(i16));
+}
+
+/// Responses with one code for the whole request.
+macro_rules! request_level {
+    ($($response:ty),* $(,)?) => {$(
+        impl ErrorCodes for $response {
+            fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+                count(self.error_code);
+            }
+        }
+    )*};
+}
+
+request_level!(
+    ApiVersionsResponse,
+    InitProducerIdResponse,
+    JoinGroupResponse,
+    SyncGroupResponse,
+    HeartbeatResponse,
+    ListGroupsResponse,
+    ConsumerGroupHeartbeatResponse,
+    DescribeClusterResponse,
+);
+
+impl ErrorCodes for ProduceResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.responses.iter().flat_map(|t| &t.partition_responses).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for FetchResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.responses.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for ListOffsetsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for MetadataResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        for topic in &self.topics {
+            count(topic.error_code);
+            topic.partitions.iter().for_each(|p| count(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for OffsetCommitResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for OffsetFetchResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+        for group in &self.groups {
+            count(group.error_code);
+            group.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for OffsetDeleteResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for FindCoordinatorResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        // v0-3 answer in the top-level code, v4+ per coordinator key; the other is left at 0.
+        count(self.error_code);
+        self.coordinators.iter().for_each(|c| count(c.error_code));
+    }
+}
+
+impl ErrorCodes for DescribeGroupsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.groups.iter().for_each(|g| count(g.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteGroupsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|g| count(g.error_code));
+    }
+}
+
+impl ErrorCodes for LeaveGroupResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.members.iter().for_each(|m| count(m.error_code));
+    }
+}
+
+impl ErrorCodes for CreateTopicsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().for_each(|t| count(t.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteTopicsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.responses.iter().for_each(|t| count(t.error_code));
+    }
+}
+
+impl ErrorCodes for CreatePartitionsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|t| count(t.error_code));
+    }
+}
+
+impl ErrorCodes for DescribeConfigsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| count(r.error_code));
+    }
+}
+
+/// Counts `response`'s non-zero codes for `api` when the node records metrics.
+pub fn count(kafka: &super::KafkaContext, api: ApiKey, response: &impl ErrorCodes) {
+    if let Some(metrics) = &kafka.node.metrics {
+        response.each_error_code(&mut |code| metrics.kafka.record_error_code(api as i16, code));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+
+    #[test]
+    fn a_produce_counts_each_refused_partition() {
+        let partitions = [0, 3, 3, 0].map(|code| PartitionProduceResponse::default().with_error_code(code));
+        let response = ProduceResponse::default()
+            .with_responses(vec![TopicProduceResponse::default().with_partition_responses(partitions.to_vec())]);
+        let mut codes = Vec::new();
+        response.each_error_code(&mut |code| codes.push(code));
+        assert_eq!(codes, [0, 3, 3, 0]);
+    }
+}

@@ -317,7 +317,7 @@ fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_re
         rows.len() == 2 && rows.iter().all(|row| row.get(10).is_some_and(|isr| isr.split(", ").count() == 3))
     };
     for node_id in 1..=3u64 {
-        let admin = cluster.admins[node_id as usize - 1].clone();
+        let admin = cluster.admin(node_id).to_owned();
         let overview = wait_for_page(&admin, "/", "three alive nodes and a controller leader", |body| {
             let rows = table_rows(body, "nodes");
             rows.len() == 3 && rows.iter().all(|row| row[2] == "alive") && body.contains("Controller leader: node ")
@@ -342,7 +342,7 @@ fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_re
     if let Some(node) = cluster.nodes[2].take() {
         node.kill();
     }
-    let admin = cluster.admins[0].clone();
+    let admin = cluster.admin(1).to_owned();
     wait_for_page(&admin, "/", "node 3 fenced", |body| {
         table_rows(body, "nodes").iter().any(|row| row[0] == "3" && row[2] == "fenced")
     });

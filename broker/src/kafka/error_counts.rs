@@ -101,6 +101,12 @@ impl ErrorCodes for DescribeGroupsResponse {
     }
 }
 
+impl ErrorCodes for ConsumerGroupDescribeResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.groups.iter().for_each(|g| count(g.error_code));
+    }
+}
+
 impl ErrorCodes for DeleteGroupsResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.results.iter().for_each(|g| count(g.error_code));

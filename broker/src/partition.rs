@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rill_protocol::hops::{self, Hop};
 use rill_storage::{AppendInfo, Log, ReadResult, StorageError, TopicName};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -186,13 +187,16 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
     while queue.recv_many(&mut jobs, MAX_BATCHES_PER_WRITE).await > 0 {
         let log = Arc::clone(&partition.log);
         let taken = std::mem::take(&mut jobs);
+        mark_jobs(&taken, Hop::WriterTook);
         // Waits here, not on a blocking thread, while other partitions hold the slots. The semaphore is never
         // closed; if it were, writing without a slot is still correct.
         let slot = Arc::clone(&append_slots).acquire_owned().await.ok();
         let written = tokio::task::spawn_blocking(move || {
             // Under the `always` policy, `append` would fsync once per batch, one after the other; instead
             // every batch of the group is appended and one fsync covers them all before any is answered.
+            mark_jobs(&taken, Hop::AppendStarted);
             let mut outcomes: Vec<_> = taken.iter().map(|job| append_job(&log, &job.batches)).collect();
+            mark_jobs(&taken, Hop::Appended);
             // The fsync is the device's work too, but a slot paces writes: holding it would hold back the other
             // partitions' appends for a whole flush.
             drop(slot);
@@ -217,6 +221,7 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
         };
         // Wake waiters only when there is something new to read (not after a group that all failed).
         partition.publish_offsets();
+        mark_jobs(&taken, Hop::HighWatermarkPublished);
         if let Some(traffic) = &partition.traffic {
             for (job, outcome) in taken.iter().zip(&outcomes) {
                 if let Some(info) = outcome.as_ref().ok().filter(|info| !info.is_duplicate) {
@@ -237,6 +242,13 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
                 (None, Ok(_)) => {}
             }
         }
+    }
+}
+
+/// Marks a sampled hop (`rill bench e2e --breakdown`) for every batch of `jobs`; one relaxed load when off.
+fn mark_jobs(jobs: &[AppendJob], hop: Hop) {
+    if hops::is_on() {
+        jobs.iter().flat_map(|job| &job.batches).for_each(|batch| hops::mark_batches(batch, hop));
     }
 }
 

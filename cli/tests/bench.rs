@@ -99,6 +99,67 @@ fn e2e_measures_send_to_consume_latency_at_a_rate() {
     assert!(report["phases"][0]["seconds"].as_f64().unwrap() >= 0.4);
 }
 
+/// The hops `rill bench e2e --breakdown` prints, in path order.
+const BREAKDOWN_HOPS: [&str; 11] = [
+    "client: send -> batch sealed (incl. wait)",
+    "client sender -> request to HTTP/2",
+    "HTTP/2 transfer + broker decode",
+    "broker checks + writer queue",
+    "writer -> blocking pool",
+    "append (write + tail cache)",
+    "back to writer + high-watermark publish",
+    "fetch wake + read",
+    "fetch answer -> HTTP/2",
+    "HTTP/2 transfer + client decode",
+    "total (send -> client decode)",
+];
+
+#[test]
+fn e2e_breakdown_prints_every_hop_with_non_negative_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = [
+        "e2e",
+        "--embedded",
+        "--data-dir",
+        data,
+        "--workload",
+        "e2e-10k-msgs-1kb",
+        "--messages",
+        "3000",
+        "--breakdown",
+        "--quiet",
+    ];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let batches: u64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("breakdown of "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no breakdown line in\n{stdout}"));
+    assert!(batches > 0, "{stdout}");
+    let mut totals = Vec::new();
+    for hop in BREAKDOWN_HOPS {
+        let line =
+            stdout.lines().find(|l| l.trim_start().starts_with(hop)).unwrap_or_else(|| panic!("{hop}: {stdout}"));
+        let figures: Vec<f64> =
+            line.trim_start()[hop.len()..].split_whitespace().map(|f| f.parse().expect("a number")).collect();
+        assert_eq!(figures.len(), 3, "p50, p99, mean: {line}");
+        assert!(figures.iter().all(|f| *f >= 0.0) && figures[0] <= figures[1], "{line}");
+        totals.push(figures[2]);
+    }
+    // Means add up: each entry's hops sum to its total (to the printed rounding).
+    let (total, hops) = totals.split_last().expect("eleven lines");
+    assert!((hops.iter().sum::<f64>() - total).abs() < 1.0, "{totals:?}");
+    assert!(*total > 0.0, "{stdout}");
+
+    let (ok, stdout, stderr) = bench(&["e2e", "--embedded", "--data-dir", data, "--breakdown", "--producers", "2"]);
+    assert!(!ok && stderr.contains("--producers 1"), "{stdout}{stderr}");
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data, "--breakdown"]);
+    assert!(!ok && stderr.contains("rill bench e2e --breakdown"), "{stderr}");
+}
+
 #[test]
 fn bad_flags_are_refused_with_a_message() {
     let (ok, _, stderr) = bench(&["produce", "--embedded", "--workload", "no-such"]);

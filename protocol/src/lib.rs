@@ -14,6 +14,8 @@
 //!   offset deltas, timestamps, decompressed contents, no control or transactional batches.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
+//! - [`hops`]: hop timestamps of sampled batches for `rill bench e2e --breakdown`, off (one relaxed load per
+//!   call site) unless a benchmark turns them on.
 //!
 //! Invariants:
 //! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
@@ -28,6 +30,7 @@ pub mod compressed;
 pub mod compression;
 pub mod grpc_codec;
 pub mod grpc_frames;
+pub mod hops;
 pub mod internal;
 pub mod partitioner;
 pub mod produce_validation;

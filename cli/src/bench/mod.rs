@@ -5,6 +5,7 @@
 //! at a rate; send-to-consume latency). Against `--broker ADDR`, or `--embedded`: a broker this process starts on
 //! a temporary data directory, with `--durability` as its topics' policy.
 
+mod breakdown;
 mod report;
 mod workers;
 mod workload;
@@ -181,6 +182,12 @@ pub struct BenchArgs {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// E2e: time each hop of the sampled batches (client encode, HTTP/2, broker decode, writer queue, append,
+    /// high-watermark publish, fetch wake, HTTP/2 back, client decode) and print p50/p99 per hop. The broker's
+    /// hops are marked in this process, so it needs `--embedded`; batches are known by their producer sequence,
+    /// so it needs one producer and one partition.
+    #[arg(long, requires = "embedded")]
+    breakdown: bool,
 }
 
 impl BenchArgs {
@@ -223,6 +230,20 @@ impl BenchArgs {
         if let Some(v) = self.records_per_send {
             w.records_per_send = positive("records-per-send", v as u64)? as usize;
         }
+        if self.breakdown {
+            if self.mode != Mode::E2e {
+                bail!("--breakdown times an e2e run's hops: use `rill bench e2e --breakdown`");
+            }
+            if w.producers != 1 || w.topics * w.partitions_per_topic != 1 || self.no_idempotence {
+                bail!(
+                    "--breakdown knows a batch by its producer sequence: it needs --producers 1, one topic of one \
+                     partition and an idempotent producer (this run has {} producers, {} partitions{})",
+                    w.producers,
+                    w.topics * w.partitions_per_topic,
+                    if self.no_idempotence { ", --no-idempotence" } else { "" }
+                );
+            }
+        }
         if self.mode == Mode::E2e && w.message_bytes < 8 {
             bail!("--message-bytes must be at least 8 for e2e: each value carries its send time");
         }
@@ -239,7 +260,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
         writeln!(out, "{json}")
     } else {
-        report.phases.iter().try_for_each(|phase| phase.print(&mut out))
+        report.phases.iter().try_for_each(|phase| phase.print(&mut out)).and_then(|()| match &report.breakdown {
+            Some(breakdown) => breakdown.print(&mut out),
+            None if args.breakdown => writeln!(out, "breakdown: no sampled batch was marked at every hop"),
+            None => Ok(()),
+        })
     };
     // A reader that went away (`| head`) is not an error of the benchmark.
     match printed {
@@ -360,10 +385,23 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "compression": format!("{:?}", args.compression).to_lowercase(),
     });
     let show_progress = !args.quiet && !args.json;
-    let run =
-        Run { addr, client_config, producer_config, workload, topics, show_progress, fetch_bytes: args.fetch_bytes };
-    let mut report =
-        RunReport { workload: run.workload.name.clone(), settings, phases: Vec::new(), histograms: Vec::new() };
+    let run = Run {
+        addr,
+        client_config,
+        producer_config,
+        workload,
+        topics,
+        show_progress,
+        fetch_bytes: args.fetch_bytes,
+        mark_hops: args.breakdown,
+    };
+    let mut report = RunReport {
+        workload: run.workload.name.clone(),
+        settings,
+        phases: Vec::new(),
+        histograms: Vec::new(),
+        breakdown: None,
+    };
     match args.mode {
         Mode::Produce => {
             let (phase, latencies) = run.produce_phase(None).await?;
@@ -385,7 +423,15 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         }
         Mode::E2e => {
             let before = tail_cache_use(&admin, &run.topics).await?;
-            let (produce, mut consume, produce_latencies, e2e_latencies) = run.e2e_phase().await?;
+            if args.breakdown {
+                rill_protocol::hops::start();
+            }
+            let e2e = run.e2e_phase().await;
+            if args.breakdown {
+                rill_protocol::hops::stop();
+                report.breakdown = breakdown::Breakdown::of(&rill_protocol::hops::take());
+            }
+            let (produce, mut consume, produce_latencies, e2e_latencies) = e2e?;
             consume.tail_cache = Some(TailCacheUse::between(before, tail_cache_use(&admin, &run.topics).await?));
             report.phases.push(produce);
             report.phases.push(consume);
@@ -422,6 +468,8 @@ struct Run {
     topics: Vec<String>,
     show_progress: bool,
     fetch_bytes: u32,
+    /// Mark each send's [`rill_protocol::hops::Hop::Sent`] (`--breakdown`).
+    mark_hops: bool,
 }
 
 impl Run {
@@ -445,6 +493,7 @@ impl Run {
                 // Every call of a batched send (a thousand records each); one record in 97 otherwise.
                 latency_every: if w.records_per_send > 1 || w.rate.is_some_and(|r| r <= 100_000) { 1 } else { 97 },
                 records_per_send: w.records_per_send,
+                mark_hops: self.mark_hops,
             })
             .collect()
     }

@@ -301,6 +301,9 @@ pub struct RunReport {
     pub phases: Vec<PhaseReport>,
     #[serde(skip)]
     pub histograms: Vec<(String, Histogram<u64>)>,
+    /// `--breakdown`: p50/p99 per hop of the sampled batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<super::breakdown::Breakdown>,
 }
 
 impl RunReport {

@@ -161,6 +161,47 @@ fn e2e_breakdown_prints_every_hop_with_non_negative_percentiles() {
 }
 
 #[test]
+fn rate_sweep_reports_latency_at_each_rate_and_plots_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let data = dir.path().join("data");
+    let args = [
+        "e2e",
+        "--embedded",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--workload",
+        "e2e-10k-msgs-1kb",
+        "--rate-sweep",
+        "--sweep-rates",
+        "500,2000",
+        "--duration",
+        "1",
+        "--json",
+        "--plot-dir",
+        plots.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let sweep = json(&stdout)["sweep"].as_array().cloned().unwrap_or_else(|| panic!("no sweep: {stdout}"));
+    assert_eq!(sweep.len(), 2, "{stdout}");
+    for (point, rate) in sweep.iter().zip([500u64, 2000]) {
+        assert_eq!(point["rate"], rate);
+        assert_eq!(point["errors"], 0);
+        let e2e = &point["send_to_consume"];
+        assert_eq!(e2e["samples"], rate, "one second at {rate}/s, every message timed: {point}");
+        let (p50, p99, p999) =
+            (e2e["p50_us"].as_u64().unwrap(), e2e["p99_us"].as_u64().unwrap(), e2e["p999_us"].as_u64().unwrap());
+        assert!(p50 > 0 && p50 <= p99 && p99 <= p999, "{point}");
+    }
+    let csv = std::fs::read_to_string(plots.join("e2e-10k-msgs-1kb-rate-sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "a header and a row per rate: {csv}");
+    assert!(plots.join("e2e-10k-msgs-1kb-rate-sweep.svg").exists());
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data.to_str().unwrap(), "--rate-sweep"]);
+    assert!(!ok && stderr.contains("rill bench e2e --rate-sweep"), "{stderr}");
+}
+
+#[test]
 fn bad_flags_are_refused_with_a_message() {
     let (ok, _, stderr) = bench(&["produce", "--embedded", "--workload", "no-such"]);
     assert!(!ok && stderr.contains("unknown workload") && stderr.contains("1-topic-16-partitions-1kb"), "{stderr}");

@@ -197,9 +197,10 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
         // closed; if it were, writing without a slot is still correct.
         let slot = Arc::clone(&append_slots).acquire_owned().await.ok();
         let group_bytes: usize = taken.iter().flat_map(|job| &job.batches).map(Bytes::len).sum();
-        let written = if group_bytes <= INLINE_APPEND_BYTES_MAX && !log.syncs_every_append() {
-            // A small append without an fsync is one short write: cheaper here than the two thread hops to the
-            // blocking pool and back (a third of the broker's share of a lone record's latency, docs/benchmarks.md).
+        let written = if group_bytes <= INLINE_APPEND_BYTES_MAX && log.is_plain_write(group_bytes as u64) {
+            // A small append that is only a write (no fsync, no roll) is cheaper here than the two thread hops to
+            // the blocking pool and back (a third of the broker's share of a lone record's latency,
+            // docs/benchmarks.md).
             Ok(write_group(&log, taken, slot))
         } else {
             tokio::task::spawn_blocking(move || write_group(&log, taken, slot)).await

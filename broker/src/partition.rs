@@ -2,8 +2,8 @@
 //! high-watermark channel that wakes long-polling fetches and subscribers.
 //!
 //! Appends go through a bounded queue to one writer task per partition. The writer takes every batch waiting
-//! (up to a limit) and appends them in one blocking call off the async threads, then publishes the new high
-//! watermark once. So producers never fight over a lock, a full queue pushes back on producers instead of
+//! (up to a limit) and appends them in one blocking call off the async threads (on its own thread when they are
+//! small and need no fsync: one short write costs less than the hop), then publishes the new high watermark once. So producers never fight over a lock, a full queue pushes back on producers instead of
 //! growing, and batches land in the order they were queued (a producer that waits for each answer keeps its
 //! order). Reads go straight to the log (it is `Sync`), also off the async threads.
 
@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rill_protocol::hops::{self, Hop};
 use rill_storage::{AppendInfo, Log, ReadResult, StorageError, TopicName};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::{BrokerError, Result};
@@ -22,6 +23,11 @@ use crate::metrics::{PartitionTraffic, WriteMetrics};
 /// Most batches the writer appends in one blocking call: bounds the latency one call adds to the batches
 /// queued behind it.
 const MAX_BATCHES_PER_WRITE: usize = 64;
+
+/// Most bytes a writer appends on its own async thread instead of the blocking pool, when no fsync follows. A
+/// direct write of this much takes the kernel about as long as the hop to the pool and back (~30 µs here); a
+/// larger one would hold up the other tasks of the thread.
+const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
 
 /// The batches of one produce call waiting for the writer, and where to send the outcome (`None` for acks NONE).
 struct AppendJob {
@@ -186,22 +192,19 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
     while queue.recv_many(&mut jobs, MAX_BATCHES_PER_WRITE).await > 0 {
         let log = Arc::clone(&partition.log);
         let taken = std::mem::take(&mut jobs);
+        mark_jobs(&taken, Hop::WriterTook);
         // Waits here, not on a blocking thread, while other partitions hold the slots. The semaphore is never
         // closed; if it were, writing without a slot is still correct.
         let slot = Arc::clone(&append_slots).acquire_owned().await.ok();
-        let written = tokio::task::spawn_blocking(move || {
-            // Under the `always` policy, `append` would fsync once per batch, one after the other; instead
-            // every batch of the group is appended and one fsync covers them all before any is answered.
-            let mut outcomes: Vec<_> = taken.iter().map(|job| append_job(&log, &job.batches)).collect();
-            // The fsync is the device's work too, but a slot paces writes: holding it would hold back the other
-            // partitions' appends for a whole flush.
-            drop(slot);
-            if log.syncs_every_append() {
-                sync_group(&log, &mut outcomes);
-            }
-            (taken, outcomes)
-        })
-        .await;
+        let group_bytes: usize = taken.iter().flat_map(|job| &job.batches).map(Bytes::len).sum();
+        let written = if group_bytes <= INLINE_APPEND_BYTES_MAX && log.is_plain_write(group_bytes as u64) {
+            // A small append that is only a write (no fsync, no roll) is cheaper here than the two thread hops to
+            // the blocking pool and back (a third of the broker's share of a lone record's latency,
+            // docs/benchmarks.md).
+            Ok(write_group(&log, taken, slot))
+        } else {
+            tokio::task::spawn_blocking(move || write_group(&log, taken, slot)).await
+        };
         if let Some(write_metrics) = &partition.write_metrics {
             // A failed blocking task wrote nothing anyone is told of: 0.
             write_metrics.record_group(written.as_ref().map_or(0, |(taken, _)| taken.len()));
@@ -217,6 +220,7 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
         };
         // Wake waiters only when there is something new to read (not after a group that all failed).
         partition.publish_offsets();
+        mark_jobs(&taken, Hop::HighWatermarkPublished);
         if let Some(traffic) = &partition.traffic {
             for (job, outcome) in taken.iter().zip(&outcomes) {
                 if let Some(info) = outcome.as_ref().ok().filter(|info| !info.is_duplicate) {
@@ -237,6 +241,33 @@ async fn run_writer(partition: Arc<Partition>, mut queue: mpsc::Receiver<AppendJ
                 (None, Ok(_)) => {}
             }
         }
+    }
+}
+
+/// Appends the jobs taken from the queue, each in one storage call, and gives the append slot back.
+fn write_group(
+    log: &Log,
+    taken: Vec<AppendJob>,
+    slot: Option<OwnedSemaphorePermit>,
+) -> (Vec<AppendJob>, Vec<Result<AppendInfo, StorageError>>) {
+    // Under the `always` policy, `append` would fsync once per batch, one after the other; instead every batch
+    // of the group is appended and one fsync covers them all before any is answered.
+    mark_jobs(&taken, Hop::AppendStarted);
+    let mut outcomes: Vec<_> = taken.iter().map(|job| append_job(log, &job.batches)).collect();
+    mark_jobs(&taken, Hop::Appended);
+    // The fsync is the device's work too, but a slot paces writes: holding it would hold back the other
+    // partitions' appends for a whole flush.
+    drop(slot);
+    if log.syncs_every_append() {
+        sync_group(log, &mut outcomes);
+    }
+    (taken, outcomes)
+}
+
+/// Marks a sampled hop (`rill bench e2e --breakdown`) for every batch of `jobs`; one relaxed load when off.
+fn mark_jobs(jobs: &[AppendJob], hop: Hop) {
+    if hops::is_on() {
+        jobs.iter().flat_map(|job| &job.batches).for_each(|batch| hops::mark_batches(batch, hop));
     }
 }
 

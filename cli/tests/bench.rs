@@ -99,6 +99,108 @@ fn e2e_measures_send_to_consume_latency_at_a_rate() {
     assert!(report["phases"][0]["seconds"].as_f64().unwrap() >= 0.4);
 }
 
+/// The hops `rill bench e2e --breakdown` prints, in path order.
+const BREAKDOWN_HOPS: [&str; 11] = [
+    "client: send -> batch sealed (incl. wait)",
+    "client sender -> request to HTTP/2",
+    "HTTP/2 transfer + broker decode",
+    "broker checks + writer queue",
+    "writer -> blocking pool",
+    "append (write + tail cache)",
+    "back to writer + high-watermark publish",
+    "fetch wake + read",
+    "fetch answer -> HTTP/2",
+    "HTTP/2 transfer + client decode",
+    "total (send -> client decode)",
+];
+
+#[test]
+fn e2e_breakdown_prints_every_hop_with_non_negative_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = [
+        "e2e",
+        "--embedded",
+        "--data-dir",
+        data,
+        "--workload",
+        "e2e-10k-msgs-1kb",
+        "--messages",
+        "3000",
+        "--breakdown",
+        "--quiet",
+    ];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let batches: u64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("breakdown of "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no breakdown line in\n{stdout}"));
+    assert!(batches > 0, "{stdout}");
+    let mut totals = Vec::new();
+    for hop in BREAKDOWN_HOPS {
+        let line =
+            stdout.lines().find(|l| l.trim_start().starts_with(hop)).unwrap_or_else(|| panic!("{hop}: {stdout}"));
+        let figures: Vec<f64> =
+            line.trim_start()[hop.len()..].split_whitespace().map(|f| f.parse().expect("a number")).collect();
+        assert_eq!(figures.len(), 3, "p50, p99, mean: {line}");
+        assert!(figures.iter().all(|f| *f >= 0.0) && figures[0] <= figures[1], "{line}");
+        totals.push(figures[2]);
+    }
+    // Means add up: each entry's hops sum to its total (to the printed rounding).
+    let (total, hops) = totals.split_last().expect("eleven lines");
+    assert!((hops.iter().sum::<f64>() - total).abs() < 1.0, "{totals:?}");
+    assert!(*total > 0.0, "{stdout}");
+
+    let (ok, stdout, stderr) = bench(&["e2e", "--embedded", "--data-dir", data, "--breakdown", "--producers", "2"]);
+    assert!(!ok && stderr.contains("--producers 1"), "{stdout}{stderr}");
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data, "--breakdown"]);
+    assert!(!ok && stderr.contains("rill bench e2e --breakdown"), "{stderr}");
+}
+
+#[test]
+fn rate_sweep_reports_latency_at_each_rate_and_plots_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let data = dir.path().join("data");
+    let args = [
+        "e2e",
+        "--embedded",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--workload",
+        "e2e-10k-msgs-1kb",
+        "--rate-sweep",
+        "--sweep-rates",
+        "500,2000",
+        "--duration",
+        "1",
+        "--json",
+        "--plot-dir",
+        plots.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let sweep = json(&stdout)["sweep"].as_array().cloned().unwrap_or_else(|| panic!("no sweep: {stdout}"));
+    assert_eq!(sweep.len(), 2, "{stdout}");
+    for (point, rate) in sweep.iter().zip([500u64, 2000]) {
+        assert_eq!(point["rate"], rate);
+        assert_eq!(point["errors"], 0);
+        let e2e = &point["send_to_consume"];
+        assert_eq!(e2e["samples"], rate, "one second at {rate}/s, every message timed: {point}");
+        let (p50, p99, p999) =
+            (e2e["p50_us"].as_u64().unwrap(), e2e["p99_us"].as_u64().unwrap(), e2e["p999_us"].as_u64().unwrap());
+        assert!(p50 > 0 && p50 <= p99 && p99 <= p999, "{point}");
+    }
+    let csv = std::fs::read_to_string(plots.join("e2e-10k-msgs-1kb-rate-sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "a header and a row per rate: {csv}");
+    assert!(plots.join("e2e-10k-msgs-1kb-rate-sweep.svg").exists());
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data.to_str().unwrap(), "--rate-sweep"]);
+    assert!(!ok && stderr.contains("rill bench e2e --rate-sweep"), "{stderr}");
+}
+
 #[test]
 fn bad_flags_are_refused_with_a_message() {
     let (ok, _, stderr) = bench(&["produce", "--embedded", "--workload", "no-such"]);

@@ -16,6 +16,7 @@
 
 use futures_util::future::{FutureExt, Shared};
 use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::hops::{self, Hop};
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::varint::{MAX_VARINT_BYTES, MAX_VARLONG_BYTES};
 use rill_protocol::{ProducerFields, RecordBatchBuilder};
@@ -118,12 +119,18 @@ impl PartitionBatches {
     /// Seals the open batch, stamped with `producer`'s id and epoch and the partition's next sequence.
     fn seal_open(&mut self, partition: u32, producer: Option<(i64, i16)>) -> Option<SealedBatch> {
         let mut open = self.open.take()?;
+        let mut base_sequence = None;
         if let Some((producer_id, producer_epoch)) = producer {
-            let base_sequence = self.next_sequence;
-            open.builder.set_producer(ProducerFields { producer_id, producer_epoch, base_sequence });
-            self.next_sequence = next_sequence(base_sequence, open.builder.record_count());
+            let sequence = self.next_sequence;
+            open.builder.set_producer(ProducerFields { producer_id, producer_epoch, base_sequence: sequence });
+            self.next_sequence = next_sequence(sequence, open.builder.record_count());
+            base_sequence = Some(sequence);
         }
-        Some(open.seal(partition))
+        let sealed = open.seal(partition);
+        if let Some(sequence) = base_sequence.filter(|_| hops::is_on()) {
+            hops::mark(sequence, Hop::Sealed);
+        }
+        Some(sealed)
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rill_protocol::batch::{batch_crc, HEADER_BYTES};
 use rill_protocol::compressed::records_section;
+use rill_protocol::hops::{self, Hop};
 use rill_protocol::record::RecordIter;
 use rill_protocol::{BatchError, BatchIter, Compression as Codec, RecordBatch, RecordView, TimestampType};
 
@@ -58,6 +59,9 @@ pub(crate) fn decode_batches(
         if let Err(err) = decode_batch(topic, partition, from, &batch, limits, out) {
             out.truncate(before);
             return Err(err);
+        }
+        if hops::is_on() {
+            hops::mark(header.base_sequence, Hop::ClientDecoded);
         }
     }
     Ok(next_offset)

@@ -20,6 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use prost::Message;
 use rill_protocol::grpc_frames::{read_message, Chunks, GRPC_HEADER_BYTES};
+use rill_protocol::hops::{self, Hop};
 use rill_protocol::reason::Reason;
 use rill_protocol::v1::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
 use tonic::body::Body;
@@ -81,7 +82,9 @@ pub(crate) async fn produce(
             chunks.push_back(batch.clone());
         }
     }
-    let answer = unary(channel, PRODUCE_PATH, chunks, timeout, max_message_bytes).await?;
+    // Sampled hops (`rill bench e2e --breakdown`): the batches are marked when their last chunk goes to HTTP/2.
+    let sampled = if hops::is_on() { batches.to_vec() } else { Vec::new() };
+    let answer = unary(channel, PRODUCE_PATH, chunks, sampled, timeout, max_message_bytes).await?;
     decode(answer, "produce")
 }
 
@@ -102,7 +105,8 @@ pub(crate) async fn fetch(
     head.put_u8(0); // not compressed
     head.put_u32(len as u32); // a few fields and a topic name
     request.encode(&mut head).map_err(|e| Status::internal(format!("cannot encode a fetch request: {e}")))?;
-    let answer = unary(channel, FETCH_PATH, VecDeque::from([head.freeze()]), timeout, max_message_bytes).await?;
+    let answer =
+        unary(channel, FETCH_PATH, VecDeque::from([head.freeze()]), Vec::new(), timeout, max_message_bytes).await?;
     decode(answer, "fetch")
 }
 
@@ -117,10 +121,11 @@ async fn unary(
     channel: Channel,
     path: &'static str,
     chunks: VecDeque<Bytes>,
+    sampled: Vec<Bytes>,
     timeout: Duration,
     max_message_bytes: usize,
 ) -> Result<Chunks, Status> {
-    let mut http = http::Request::new(Body::new(ChunksBody { chunks }));
+    let mut http = http::Request::new(Body::new(ChunksBody { chunks, sampled }));
     *http.method_mut() = http::Method::POST;
     *http.uri_mut() = http::Uri::from_static(path);
     *http.version_mut() = http::Version::HTTP_2;
@@ -163,6 +168,8 @@ fn grpc_timeout(timeout: Duration) -> String {
 /// A body of chunks, sent as they are.
 struct ChunksBody {
     chunks: VecDeque<Bytes>,
+    /// Batches marked [`Hop::RequestWritten`] once the last chunk is handed over; empty unless sampling.
+    sampled: Vec<Bytes>,
 }
 
 impl http_body::Body for ChunksBody {
@@ -171,6 +178,11 @@ impl http_body::Body for ChunksBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let next = std::iter::from_fn(|| self.chunks.pop_front()).find(|chunk| !chunk.is_empty());
+        if self.chunks.is_empty() && !self.sampled.is_empty() {
+            for batch in std::mem::take(&mut self.sampled) {
+                hops::mark_batches(&batch, Hop::RequestWritten);
+            }
+        }
         Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
     }
 

@@ -15,6 +15,8 @@
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
 //! - [`trace_context`]: the W3C `traceparent` record header that carries a trace from producer to consumer.
+//! - [`hops`]: hop timestamps of sampled batches for `rill bench e2e --breakdown`, off (one relaxed load per
+//!   call site) unless a benchmark turns them on.
 //!
 //! Invariants:
 //! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
@@ -29,6 +31,7 @@ pub mod compressed;
 pub mod compression;
 pub mod grpc_codec;
 pub mod grpc_frames;
+pub mod hops;
 pub mod internal;
 pub mod partitioner;
 pub mod produce_validation;

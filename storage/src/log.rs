@@ -396,6 +396,21 @@ impl Log {
         Ok(())
     }
 
+    /// Whether an append of `bytes` is sure to be only a write: no fsync after it, no segment roll and no
+    /// checkpoint store before it (the first change after a clean open). Such an append is short enough for a
+    /// caller to run on an async thread; `false` when unsure (the writer lock is held elsewhere).
+    pub fn is_plain_write(&self, bytes: u64) -> bool {
+        if self.syncs_every_append() {
+            return false;
+        }
+        let Ok(writer) = self.writer.try_lock() else { return false };
+        let active = &writer.active;
+        let is_young =
+            self.config.segment_ms.is_none_or(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) < ms as i64);
+        let fits = active.size() + bytes <= self.config.segment_bytes;
+        !writer.is_clean_on_disk && fits && is_young && !active.is_index_full()
+    }
+
     /// True when appends must be fsynced before they are acknowledged (`Durability::Always`).
     pub fn syncs_every_append(&self) -> bool {
         self.config.durability == Durability::Always

@@ -114,6 +114,23 @@ fn segments_roll_by_age_with_an_injected_clock() {
 }
 
 #[test]
+fn an_append_is_a_plain_write_only_without_an_fsync_or_a_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_000_000);
+    let config = LogConfig { segment_ms: Some(60_000), segment_bytes: 1 << 20, ..small_config() };
+    let log = Log::open_with_clock(dir.path(), config.clone(), clock.clone()).unwrap();
+    log.append(&batch(0, 1, 1_000_000)).unwrap();
+    assert!(log.is_plain_write(1000));
+    assert!(!log.is_plain_write(1 << 20), "the segment would roll by size");
+    clock.advance(60_000);
+    assert!(!log.is_plain_write(1000), "the segment would roll by age");
+    let always = tempfile::tempdir().unwrap();
+    let log = Log::open(always.path(), LogConfig { durability: Durability::Always, ..config }).unwrap();
+    log.append(&batch(0, 1, 1_000_000)).unwrap();
+    assert!(!log.is_plain_write(1000), "an fsync follows every append");
+}
+
+#[test]
 fn old_record_timestamps_do_not_make_every_append_roll() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(1_700_000_000_000);

@@ -103,6 +103,7 @@ async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRes
             _ = tokio::time::sleep_until(deadline) => {}
         }
     };
+    rill_protocol::hops::mark_batches(&read.batches, rill_protocol::hops::Hop::FetchRead);
     let chunk = chunk(read, request.offset, format)?;
     tracing::debug!(
         topic = %request.topic,

@@ -29,6 +29,7 @@ use http_body::Frame;
 use prost::Message;
 use rill_protocol::grpc_codec::SizedProstCodec;
 use rill_protocol::grpc_frames::{read_message, GRPC_HEADER_BYTES};
+use rill_protocol::hops::{self, Hop};
 use rill_protocol::reason::Reason;
 use rill_protocol::v1::{self, records_server::RecordsServer};
 use tonic::body::Body;
@@ -98,13 +99,16 @@ impl RecordsRoute {
             read_message(request.into_body(), self.max_request_bytes, "the broker's max_request_bytes").await?;
         let request = v1::ProduceRequest::decode(&mut message)
             .map_err(|e| Reason::InvalidArgument.status(format!("the request is not a valid ProduceRequest: {e}")))?;
+        if hops::is_on() {
+            mark_produced(&request, Hop::BrokerDecoded);
+        }
         let response = super::produce::produce(&self.node, request).await?;
         let encoded = response.encode_to_vec();
         let mut body = BytesMut::with_capacity(GRPC_HEADER_BYTES + encoded.len());
         body.put_u8(0);
         body.put_u32(u32::try_from(encoded.len()).map_err(|_| Reason::Internal.status("a produce answer over 4 GiB"))?);
         body.extend_from_slice(&encoded);
-        Ok(grpc_response([body.freeze(), Bytes::new(), Bytes::new()]))
+        Ok(grpc_response([body.freeze(), Bytes::new(), Bytes::new()], Bytes::new()))
     }
 
     async fn fetch(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
@@ -134,7 +138,9 @@ impl RecordsRoute {
             prost::encode_length_delimiter(batches.len(), &mut head)
                 .map_err(|e| Reason::Internal.status(format!("cannot encode a length: {e}")))?;
         }
-        Ok(grpc_response([head.freeze(), batches, Bytes::from(rest)]))
+        // Sampled hops (`rill bench e2e --breakdown`): marked when the last chunk goes to HTTP/2.
+        let sampled = if hops::is_on() { batches.clone() } else { Bytes::new() };
+        Ok(grpc_response([head.freeze(), batches, Bytes::from(rest)], sampled))
     }
 }
 
@@ -147,9 +153,22 @@ fn refuse_compressed(request: &http::Request<Body>) -> Result<(), Status> {
     }
 }
 
-/// A successful unary answer: `chunks` (a gRPC-framed message), then `grpc-status: 0`.
-fn grpc_response(chunks: [Bytes; 3]) -> http::Response<Body> {
-    let body = ChunkedBody { chunks: chunks.into_iter().collect(), trailers: Some(ok_trailers()) };
+/// The batches of a produce request, marked at `hop`.
+fn mark_produced(request: &v1::ProduceRequest, hop: Hop) {
+    use v1::produce_request::Records;
+    match &request.records {
+        Some(Records::RecordBatch(batch)) => hops::mark_batches(batch, hop),
+        Some(Records::RecordBatches(batches)) => {
+            batches.batches.iter().for_each(|batch| hops::mark_batches(batch, hop))
+        }
+        Some(Records::RecordList(_)) | None => {}
+    }
+}
+
+/// A successful unary answer: `chunks` (a gRPC-framed message), then `grpc-status: 0`. `sampled` batches are
+/// marked [`Hop::ResponseWritten`] when the last chunk is handed to HTTP/2.
+fn grpc_response(chunks: [Bytes; 3], sampled: Bytes) -> http::Response<Body> {
+    let body = ChunkedBody { chunks: chunks.into_iter().collect(), trailers: Some(ok_trailers()), sampled };
     let mut http = http::Response::new(Body::new(body));
     http.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
     http
@@ -165,6 +184,8 @@ fn ok_trailers() -> http::HeaderMap {
 struct ChunkedBody {
     chunks: VecDeque<Bytes>,
     trailers: Option<http::HeaderMap>,
+    /// Empty unless sampling hops.
+    sampled: Bytes,
 }
 
 impl http_body::Body for ChunkedBody {
@@ -173,6 +194,9 @@ impl http_body::Body for ChunkedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         while let Some(chunk) = self.chunks.pop_front() {
+            if self.chunks.is_empty() && !self.sampled.is_empty() {
+                hops::mark_batches(&std::mem::take(&mut self.sampled), Hop::ResponseWritten);
+            }
             if !chunk.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(chunk))));
             }

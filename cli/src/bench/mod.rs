@@ -3,9 +3,13 @@
 //! Three modes: `produce` (send as fast as possible or at a rate; send-to-ack latency), `consume` (produce a data
 //! set, then replay it from offset 0 while it is in the page cache), and `e2e` (consumers tail while producers send
 //! at a rate; send-to-consume latency). Against `--broker ADDR`, or `--embedded`: a broker this process starts on
-//! a temporary data directory, with `--durability` as its topics' policy.
+//! a temporary data directory, with `--durability` as its topics' policy. `e2e --breakdown` adds p50/p99 per hop
+//! of the path (`breakdown.rs`); `e2e --rate-sweep` runs at each of a list of rates and plots the percentiles
+//! against the rate (`sweep.rs`).
 
+mod breakdown;
 mod report;
+mod sweep;
 mod workers;
 mod workload;
 
@@ -27,6 +31,8 @@ const EXAMPLES: &str = "Examples:
   rill bench produce --embedded --workload 8-topics-1-partition-1kb
   rill bench consume --embedded --workload 1-topic-16-partitions-1kb --json
   rill bench e2e --embedded --workload e2e-10k-msgs-1kb --plot-dir docs/plots
+  rill bench e2e --embedded --workload e2e-10k-msgs-1kb --messages 50000 --breakdown
+  rill bench e2e --embedded --workload e2e-10k-msgs-1kb --rate-sweep --duration 5 --plot-dir docs/plots
   rill bench produce --broker 127.0.0.1:9092 --partitions 8 --producers 8 --message-bytes 100 --duration 10
 
 Workloads: 1-topic-16-partitions-1kb, 1-topic-16-partitions-100b, 8-topics-1-partition-1kb,
@@ -181,6 +187,20 @@ pub struct BenchArgs {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// E2e: time each hop of the sampled batches (client encode, HTTP/2, broker decode, writer queue, append,
+    /// high-watermark publish, fetch wake, HTTP/2 back, client decode) and print p50/p99 per hop. The broker's
+    /// hops are marked in this process, so it needs `--embedded`; batches are known by their producer sequence,
+    /// so it needs one producer and one partition.
+    #[arg(long, requires = "embedded")]
+    breakdown: bool,
+    /// E2e: one run per rate of --sweep-rates, each --duration seconds (default 5) on the same topics; prints
+    /// send-to-ack and send-to-consume p50/p99/p99.9 per rate, and with --plot-dir writes them as a CSV and an
+    /// SVG plot against the rate.
+    #[arg(long, conflicts_with_all = ["breakdown", "rate", "messages"])]
+    rate_sweep: bool,
+    /// The rates (messages a second over all producers) of --rate-sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "rate_sweep", default_values_t = sweep::DEFAULT_RATES)]
+    sweep_rates: Vec<u64>,
 }
 
 impl BenchArgs {
@@ -223,6 +243,28 @@ impl BenchArgs {
         if let Some(v) = self.records_per_send {
             w.records_per_send = positive("records-per-send", v as u64)? as usize;
         }
+        if self.breakdown {
+            if self.mode != Mode::E2e {
+                bail!("--breakdown times an e2e run's hops: use `rill bench e2e --breakdown`");
+            }
+            if w.producers != 1 || w.topics * w.partitions_per_topic != 1 || self.no_idempotence {
+                bail!(
+                    "--breakdown knows a batch by its producer sequence: it needs --producers 1, one topic of one \
+                     partition and an idempotent producer (this run has {} producers, {} partitions{})",
+                    w.producers,
+                    w.topics * w.partitions_per_topic,
+                    if self.no_idempotence { ", --no-idempotence" } else { "" }
+                );
+            }
+        }
+        if self.rate_sweep {
+            if self.mode != Mode::E2e {
+                bail!("--rate-sweep runs end-to-end runs at each rate: use `rill bench e2e --rate-sweep`");
+            }
+            if self.sweep_rates.contains(&0) {
+                bail!("--sweep-rates must each be at least 1 message a second");
+            }
+        }
         if self.mode == Mode::E2e && w.message_bytes < 8 {
             bail!("--message-bytes must be at least 8 for e2e: each value carries its send time");
         }
@@ -239,7 +281,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
         writeln!(out, "{json}")
     } else {
-        report.phases.iter().try_for_each(|phase| phase.print(&mut out))
+        report
+            .phases
+            .iter()
+            .try_for_each(|phase| phase.print(&mut out))
+            .and_then(|()| match &report.breakdown {
+                Some(breakdown) => breakdown.print(&mut out),
+                None if args.breakdown => writeln!(out, "breakdown: no sampled batch was marked at every hop"),
+                None => Ok(()),
+            })
+            .and_then(|()| report.sweep.as_deref().map_or(Ok(()), |points| sweep::print(points, &mut out)))
     };
     // A reader that went away (`| head`) is not an error of the benchmark.
     match printed {
@@ -247,11 +298,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         _ => {}
     }
     if let Some(dir) = &args.plot_dir {
-        for path in report.plot(dir)? {
+        let written = match &report.sweep {
+            Some(points) => sweep::plot(points, dir, &report.workload)?,
+            None => report.plot(dir)?,
+        };
+        for path in written {
             eprintln!("wrote {}", path.display());
         }
     }
-    let errors: u64 = report.phases.iter().map(|p| p.errors).sum();
+    let errors: u64 = report.phases.iter().map(|p| p.errors).sum::<u64>()
+        + report.sweep.iter().flatten().map(|p| p.errors).sum::<u64>();
     if errors > 0 {
         bail!("{errors} messages failed");
     }
@@ -360,10 +416,24 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "compression": format!("{:?}", args.compression).to_lowercase(),
     });
     let show_progress = !args.quiet && !args.json;
-    let run =
-        Run { addr, client_config, producer_config, workload, topics, show_progress, fetch_bytes: args.fetch_bytes };
-    let mut report =
-        RunReport { workload: run.workload.name.clone(), settings, phases: Vec::new(), histograms: Vec::new() };
+    let run = Run {
+        addr,
+        client_config,
+        producer_config,
+        workload,
+        topics,
+        show_progress,
+        fetch_bytes: args.fetch_bytes,
+        mark_hops: args.breakdown,
+    };
+    let mut report = RunReport {
+        workload: run.workload.name.clone(),
+        settings,
+        phases: Vec::new(),
+        histograms: Vec::new(),
+        breakdown: None,
+        sweep: None,
+    };
     match args.mode {
         Mode::Produce => {
             let (phase, latencies) = run.produce_phase(None).await?;
@@ -383,9 +453,32 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             phase.tail_cache = Some(TailCacheUse::between(before, tail_cache_use(&admin, &run.topics).await?));
             report.phases.push(phase);
         }
+        Mode::E2e if args.rate_sweep => {
+            let seconds = args.duration.unwrap_or(5);
+            let mut points = Vec::new();
+            for &rate in &args.sweep_rates {
+                let workload = Workload { rate: Some(rate), messages: Some(rate * seconds), ..run.workload.clone() };
+                let step = Run { workload, ..run.clone() };
+                let (produce, consume, _, _) = step.e2e_phase().await.with_context(|| format!("at {rate} msg/s"))?;
+                let point = sweep::SweepPoint::of(rate, &produce, &consume);
+                if show_progress {
+                    eprintln!("rate {rate}: done");
+                }
+                points.push(point);
+            }
+            report.sweep = Some(points);
+        }
         Mode::E2e => {
             let before = tail_cache_use(&admin, &run.topics).await?;
-            let (produce, mut consume, produce_latencies, e2e_latencies) = run.e2e_phase().await?;
+            if args.breakdown {
+                rill_protocol::hops::start();
+            }
+            let e2e = run.e2e_phase().await;
+            if args.breakdown {
+                rill_protocol::hops::stop();
+                report.breakdown = breakdown::Breakdown::of(&rill_protocol::hops::take());
+            }
+            let (produce, mut consume, produce_latencies, e2e_latencies) = e2e?;
             consume.tail_cache = Some(TailCacheUse::between(before, tail_cache_use(&admin, &run.topics).await?));
             report.phases.push(produce);
             report.phases.push(consume);
@@ -414,6 +507,7 @@ async fn tail_cache_use(admin: &Admin, topics: &[String]) -> anyhow::Result<Tail
     Ok(total)
 }
 
+#[derive(Clone)]
 struct Run {
     addr: String,
     client_config: ClientConfig,
@@ -422,6 +516,8 @@ struct Run {
     topics: Vec<String>,
     show_progress: bool,
     fetch_bytes: u32,
+    /// Mark each send's [`rill_protocol::hops::Hop::Sent`] (`--breakdown`).
+    mark_hops: bool,
 }
 
 impl Run {
@@ -445,6 +541,7 @@ impl Run {
                 // Every call of a batched send (a thousand records each); one record in 97 otherwise.
                 latency_every: if w.records_per_send > 1 || w.rate.is_some_and(|r| r <= 100_000) { 1 } else { 97 },
                 records_per_send: w.records_per_send,
+                mark_hops: self.mark_hops,
             })
             .collect()
     }

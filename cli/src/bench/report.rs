@@ -301,6 +301,12 @@ pub struct RunReport {
     pub phases: Vec<PhaseReport>,
     #[serde(skip)]
     pub histograms: Vec<(String, Histogram<u64>)>,
+    /// `--breakdown`: p50/p99 per hop of the sampled batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<super::breakdown::Breakdown>,
+    /// `--rate-sweep`: latency percentiles at each rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Vec<super::sweep::SweepPoint>>,
 }
 
 impl RunReport {

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use rill_client::{
     BatchDelivery, Client, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, SeekTo,
 };
+use rill_protocol::hops::{self, Hop};
 use tokio::sync::mpsc;
 
 use super::report::{latency_histogram, Counters};
@@ -33,6 +34,9 @@ pub struct ProducerJob {
     /// Records per producer call: 1 sends each with `Producer::send` (Kafka's API); more hand that many at
     /// once to `Producer::send_batch` (the shape of Iggy's benchmark, which sends 1000 messages a call).
     pub records_per_send: usize,
+    /// Mark each record's send as its sequence's [`Hop::Sent`] (`--breakdown`: one producer, one partition, so
+    /// the n-th record sent has sequence n).
+    pub mark_hops: bool,
 }
 
 /// Bytes that do not compress to nothing, so compression figures mean something.
@@ -128,6 +132,12 @@ pub async fn produce(
         if job.stamp_send_time || records.len() != count as usize {
             records.clear();
             records.extend((0..count).map(|_| ProducerRecord::new(stamped_value(&job, &value, epoch))));
+        }
+        if job.mark_hops {
+            for sequence in sent..sent + count {
+                // Sequences wrap from i32::MAX to 0, as the producer's do.
+                hops::mark((sequence % (1 << 31)) as i32, Hop::Sent);
+            }
         }
         let is_sampled = calls.is_multiple_of(job.latency_every);
         let sent_at = if is_sampled { Some(Instant::now()) } else { None };

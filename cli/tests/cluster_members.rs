@@ -111,24 +111,54 @@ fn all_alive(nodes: &[NodeRow], count: usize) -> bool {
     nodes.len() == count && nodes.iter().all(|n| n.state == "alive")
 }
 
+/// `rill broker` arguments for a node that joins the cluster through `via`.
+fn joining_args(node_id: u64, listen: &str, data_dir: &Path, via: &str, config: &Path) -> Vec<String> {
+    let data_dir = data_dir.to_string_lossy();
+    let config = config.to_string_lossy();
+    let args =
+        ["broker", "--node-id", &node_id.to_string(), "--listen", listen, "--data-dir", &data_dir, "--join", via];
+    args.into_iter().chain(["--config", &config]).map(str::to_owned).collect()
+}
+
+/// Starts `rill ARGS`, again while a killed process's port is still taken, up to the deadline.
+fn start_until_listening(args: &[String]) -> BrokerProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args)) {
+            Ok(node) => return node,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// The controller leader `addr` names, in an answer from the leader itself.
+fn controller_leader(addr: &str) -> Option<u64> {
+    let described = rill(addr, &["cluster", "describe"]);
+    let stdout = &described.stdout;
+    if !described.status.success() || !stdout.contains("(the controller leader)") {
+        return None;
+    }
+    stdout.lines().find_map(|l| l.strip_prefix("controller leader:")).and_then(|id| id.trim().parse().ok())
+}
+
 /// Starts a node that joins the cluster through `via`, on a free port with its data in `data_dir`.
 fn start_joining_node(node_id: u64, data_dir: &Path, via: &str, config: &Path) -> BrokerProcess {
-    let listen = dead_address();
-    let args = [
-        "broker",
-        "--node-id",
-        &node_id.to_string(),
-        "--listen",
-        &listen,
-        "--data-dir",
-        &data_dir.to_string_lossy(),
-        "--join",
-        via,
-        "--config",
-        &config.to_string_lossy(),
-    ]
-    .map(str::to_owned);
-    BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    start_until_listening(&joining_args(node_id, &dead_address(), data_dir, via, config))
+}
+
+/// Waits for `node` to exit by itself, and returns its exit code.
+#[track_caller]
+fn exit_code(node: &mut BrokerProcess) -> Option<i32> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = node.child.try_wait().expect("try_wait") {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "node {} still runs after {DEADLINE:?}", node.addr);
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs `rill broker ARGS` to its exit (logs off: stderr is then just the `error:` line).
@@ -183,15 +213,7 @@ fn a_node_added_then_node_2_removed_under_acks_all_load_loses_and_repeats_no_rec
 
     // The removed node stops by itself, with status 1.
     let mut node_2 = cluster.nodes[1].take().expect("node 2 running");
-    let deadline = Instant::now() + DEADLINE;
-    let exited = loop {
-        if let Some(status) = node_2.child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the removed node 2 still runs after {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exited.code(), Some(1), "the removed node stops as refused");
+    assert_eq!(exit_code(&mut node_2), Some(1), "the removed node stops as refused");
 
     let survivor = cluster.addr(1).to_owned();
     let rows = wait_for_topic(&survivor, "orders", "replica sets and ISRs without node 2", |rows| {
@@ -236,6 +258,12 @@ fn a_node_added_then_node_2_removed_under_acks_all_load_loses_and_repeats_no_rec
     cluster.nodes[2] = Some(cluster.start_node(3));
     wait_for_cluster(cluster.addr(3), "node 3 back alive", |nodes, _| all_alive(nodes, 3));
 
+    // Node 4, which joined, restarts from its data dir with the same command line and is alive again.
+    let node_4_args = joining_args(4, &node_4.addr, &cluster.dir.path().join("d4"), cluster.addr(3), &cluster.config());
+    node_4.kill();
+    let node_4 = start_until_listening(&node_4_args);
+    wait_for_cluster(&node_4.addr, "node 4 back alive", |nodes, _| all_alive(nodes, 3));
+
     // Node 2 comes back with its data dir: refused, saying why.
     let back = rill_broker(&cluster.args(2));
     back.fails(1, "node 2 was removed from the cluster");
@@ -268,4 +296,32 @@ fn removals_that_would_lose_a_replica_or_the_quorum_and_unknown_nodes_are_refuse
     assert!(removed.is_empty() && nodes.len() == 3 && nodes.iter().all(|n| n.voter == "yes"), "{nodes:?}");
     let described = rill(&broker, &["topic", "describe", "orders"]);
     assert!(described.ok().lines().any(|l| l.split_whitespace().nth(3) == Some("1,2,3")), "{}", described.stdout);
+}
+
+#[test]
+fn the_controller_leader_removes_itself_and_a_learner_takes_its_vote() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    wait_for_cluster(cluster.addr(1), "three alive nodes", |nodes, _| all_alive(nodes, 3));
+    let node_4 = start_joining_node(4, &cluster.dir.path().join("d4"), cluster.addr(1), &cluster.config());
+    rill(cluster.addr(1), &["cluster", "add-node", "--node-id", "4", "--address", &node_4.addr]).ok();
+    let leader = controller_leader(&node_4.addr).expect("a controller leader");
+
+    let removed = rill(&node_4.addr, &["cluster", "remove-node", "--node-id", &leader.to_string()]);
+    let removed = removed.ok();
+    assert!(removed.contains(&format!("removed node {leader} (0 replica(s) moved)")), "{removed}");
+    let mut old_leader = cluster.nodes[leader as usize - 1].take().expect("the leader running");
+    assert_eq!(exit_code(&mut old_leader), Some(1), "the removed leader stops once done");
+    let nodes = wait_for_cluster(&node_4.addr, "a new leader over three voters", |nodes, removed| {
+        removed == leader.to_string()
+            && nodes.len() == 3
+            && nodes.iter().all(|n| n.state == "alive" && n.voter == "yes")
+    });
+    assert!(nodes.iter().all(|n| n.id != leader), "{nodes:?}");
+    let deadline = Instant::now() + DEADLINE;
+    while controller_leader(&node_4.addr).is_none_or(|new| new == leader) {
+        assert!(Instant::now() < deadline, "no new controller leader within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The metadata still changes: a topic can be created over the three members left.
+    rill(&node_4.addr, &["topic", "create", "after", "--partitions", "3", "--replication-factor", "3"]).ok();
 }

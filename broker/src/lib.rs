@@ -22,7 +22,8 @@
 //! an allocation per record (docs/observability.md). Every other path there is the web console (`console/`,
 //! docs/console.md), which calls the gRPC service's own handlers: it holds no topic or group logic of its own.
 //!
-//! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
+//! With `node_id` and `peers` (or `join`, for a node added at run time) set, the node is one of a cluster:
+//! `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
 //! serves `ClusterAdmin`, and `replication/` replicates partitions Kafka's way (ISR, high watermark, leader
 //! epochs) over the nodes the controller places them on; committed offsets then live in the replicated

@@ -182,6 +182,9 @@ pub struct BrokerConfig {
     /// The controller quorum, every node as `ID@HOST:PORT` (this one included). Empty: a cluster of one, with
     /// no controller quorum, as before clusters existed.
     pub peers: Vec<crate::cluster::Peer>,
+    /// `HOST:PORT` of running nodes of a cluster to join (instead of `peers`): the node records the cluster's
+    /// identity from the first that answers, then waits for `rill cluster add-node` (docs/cluster.md).
+    pub join: Vec<String>,
     /// How often a node of a cluster tells the controller leader it is alive.
     pub node_heartbeat_interval_ms: u64,
     /// A node the controller leader has not heard from for this long is fenced (until it heartbeats again).
@@ -348,6 +351,7 @@ impl Default for BrokerConfig {
             group_offsets_retention_ms: None,
             node_id: None,
             peers: Vec::new(),
+            join: Vec::new(),
             node_heartbeat_interval_ms: 1_000,
             node_session_timeout_ms: 6_000,
             replica_lag_time_max_ms: 10_000,

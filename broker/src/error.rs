@@ -105,6 +105,10 @@ pub enum BrokerError {
     NotEnoughReplicas { topic: String, partition: u32, in_sync: u32, min_insync_replicas: u32 },
     #[error("the cluster's controller is unavailable: {reason}")]
     ControllerUnavailable { reason: String },
+    #[error("node {node_id} is not a member of the cluster (members: {members})")]
+    UnknownNode { node_id: u64, members: String },
+    #[error("{reason}")]
+    MembershipRefused { reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -154,6 +158,8 @@ impl BrokerError {
             BrokerError::NotCoordinator { .. } => Reason::NotCoordinator,
             BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
             BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,
+            BrokerError::UnknownNode { .. } => Reason::UnknownNode,
+            BrokerError::MembershipRefused { .. } => Reason::MembershipRefused,
             BrokerError::Io { source, .. } => io_reason(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,
             BrokerError::Storage(err) => storage_reason(err),

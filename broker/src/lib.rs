@@ -26,7 +26,8 @@
 //! topic, partition and offset, continuing the producer's W3C `traceparent` record header; the binary exports
 //! them over OTLP when `otlp_endpoint` is set, and with nothing listening they cost one disabled-span check.
 //!
-//! With `node_id` and `peers` set, the node is one of a cluster: `cluster/` runs its member of the controller
+//! With `node_id` and `peers` (or `join`, for a node added at run time) set, the node is one of a cluster:
+//! `cluster/` runs its member of the controller
 //! quorum (openraft, metadata in `<data>/__raft/`, raft RPCs over the internal `rill.internal.v1` service) and
 //! serves `ClusterAdmin`, and `replication/` replicates partitions Kafka's way (ISR, high watermark, leader
 //! epochs) over the nodes the controller places them on; committed offsets then live in the replicated

@@ -93,8 +93,7 @@ impl Broker {
             max_open_segment_files = segment_files,
             "open-file budget"
         );
-        let identity = crate::cluster::identity::check_or_record(&config.data_dir, config.node_id, &config.peers)
-            .map_err(crate::cluster::ControllerError::from)?;
+        let identity = crate::cluster::identity_for_start(&config).await?;
         let config = Arc::new(config);
         let controller = match identity {
             Some(identity) => Some(crate::cluster::Controller::open(Arc::clone(&config), identity).await?),

@@ -95,6 +95,10 @@ pub struct BrokerArgs {
     /// is a cluster of one.
     #[arg(long, env = "RILL_PEERS", value_name = "PEERS", value_parser = parse_peers)]
     peers: Option<Peers>,
+    /// Join a running cluster through any of its nodes (HOST:PORT,...) instead of --peers; then add this node
+    /// with `rill cluster add-node` (docs/cluster.md).
+    #[arg(long, env = "RILL_JOIN", value_name = "ADDRESSES", value_delimiter = ',', conflicts_with = "peers")]
+    join: Option<Vec<String>>,
     /// Serve gRPC and Kafka over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
     /// on SIGHUP and when the file changes.
     #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -224,6 +228,9 @@ impl BrokerArgs {
         }
         if let Some(Peers(v)) = self.peers {
             config.peers = v;
+        }
+        if let Some(v) = self.join {
+            config.join = v;
         }
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             let tls = config.tls.get_or_insert_with(|| TlsConfig::new(&cert, &key));

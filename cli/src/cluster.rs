@@ -1,9 +1,9 @@
 //! `rill cluster describe`: the cluster's nodes, their states and the controller quorum, as the node asked (or,
-//! through it, the controller leader) sees them.
+//! through it, the controller leader) sees them. `rill cluster add-node` / `remove-node` grow and shrink it.
 
 use std::io::Write;
 
-use rill_client::{ClusterAdmin, ClusterDescription, ClusterNodeState};
+use rill_client::{ClusterAdmin, ClusterDescription, ClusterNodeState, NodeAdded, NodeRemoved};
 
 use crate::connect::{block_on, BrokerFlag};
 use crate::output;
@@ -29,12 +29,49 @@ answers from its own replica (heartbeats shown as -) when the leader cannot be r
         #[command(flatten)]
         broker: BrokerFlag,
     },
+    /// Add a running node (started with --node-id N --join ADDRESS) to the cluster.
+    #[command(after_help = "Examples:
+  rill broker --node-id 4 --data-dir d4 --listen 127.0.0.1:9095 --join 127.0.0.1:9092 &
+  rill cluster add-node --node-id 4 --address 127.0.0.1:9095
+
+The node becomes a learner of the controller quorum, catches up on the metadata, and votes if the members can
+then form a larger quorum (1, 3 or 5 voters); otherwise it stays a non-voting member. Either way it heartbeats
+and takes replicas of topics created from then on. Answered once done.")]
+    AddNode {
+        /// The new node's id (its --node-id); ids of removed nodes are never reused.
+        #[arg(long, value_name = "ID")]
+        node_id: u64,
+        /// HOST:PORT the other nodes reach it at (its --listen, or --advertise).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// Move every replica off a node, then take it out of the cluster for good.
+    #[command(after_help = "Examples:
+  rill cluster remove-node --node-id 2
+
+Each replica the node holds moves to the alive node holding the fewest replicas: the new replica copies the
+partition and joins the ISR, then the node leaves the replica set (its leaderships move to in-sync replicas),
+and last it leaves the controller quorum (a learner takes its vote if needed). Refused, before anything changes,
+for an unknown id, when a partition would keep fewer nodes than its replication factor, when a down node holds
+a partition's only in-sync copy, or when the quorum would shrink below 3 voters. The removed node stops, and is
+refused if it comes back. Answered once done, which takes as long as the copying.")]
+    RemoveNode {
+        /// The id of the node to remove.
+        #[arg(long, value_name = "ID")]
+        node_id: u64,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     block_on(async move {
         match args.command {
             ClusterCommand::Describe { broker } => describe(&broker).await,
+            ClusterCommand::AddNode { node_id, address, broker } => add_node(&broker, node_id, &address).await,
+            ClusterCommand::RemoveNode { node_id, broker } => remove_node(&broker, node_id).await,
         }
     })
 }
@@ -46,6 +83,46 @@ async fn describe(broker: &BrokerFlag) -> anyhow::Result<()> {
     write_description(&mut out, &description)?;
     out.flush()?;
     Ok(())
+}
+
+async fn add_node(broker: &BrokerFlag, node_id: u64, address: &str) -> anyhow::Result<()> {
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let added = admin.add_node(node_id, address).await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    write_added(&mut out, node_id, address, &added)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_added(out: &mut impl Write, node_id: u64, address: &str, added: &NodeAdded) -> std::io::Result<()> {
+    let role = if added.is_voter { "a voter" } else { "a non-voting member (learner)" };
+    writeln!(out, "added node {node_id} at {address} as {role}")?;
+    writeln!(out, "voters: {}", ids(&added.voter_ids))
+}
+
+async fn remove_node(broker: &BrokerFlag, node_id: u64) -> anyhow::Result<()> {
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let removed = admin.remove_node(node_id).await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    write_removed(&mut out, node_id, &removed)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_removed(out: &mut impl Write, node_id: u64, removed: &NodeRemoved) -> std::io::Result<()> {
+    for moved in &removed.moved {
+        writeln!(
+            out,
+            "moved {}/{}: node {} -> node {}",
+            moved.topic, moved.partition, moved.from_node_id, moved.to_node_id
+        )?;
+    }
+    writeln!(out, "removed node {node_id} ({} replica(s) moved)", removed.moved.len())?;
+    writeln!(out, "voters: {}", ids(&removed.voter_ids))
+}
+
+fn ids(ids: &[u64]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn write_description(out: &mut impl Write, description: &ClusterDescription) -> std::io::Result<()> {
@@ -85,5 +162,10 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
             node.last_heartbeat_age_ms.map_or_else(dash, |ms| format!("{ms} ms ago")),
         ]);
     }
-    table.write(out)
+    table.write(out)?;
+    if !description.removed_node_ids.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "removed nodes:      {}", ids(&description.removed_node_ids))?;
+    }
+    Ok(())
 }

@@ -1,11 +1,16 @@
-//! Cluster administration: `DescribeCluster` over the `ClusterAdmin` service. The answer is the API's own
+//! Cluster administration: `DescribeCluster`, `AddNode` and `RemoveNode` over the `ClusterAdmin` service. The answer is the API's own
 //! message (`rill_protocol::v1`), re-exported, since the `.proto` is the contract.
 
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
-use rill_protocol::v1::DescribeClusterRequest;
+use rill_protocol::v1::{AddNodeRequest, DescribeClusterRequest, RemoveNodeRequest};
 pub use rill_protocol::v1::{
-    ClusterNode, DescribeClusterResponse as ClusterDescription, NodeState as ClusterNodeState,
+    AddNodeResponse as NodeAdded, ClusterNode, DescribeClusterResponse as ClusterDescription,
+    NodeState as ClusterNodeState, RemoveNodeResponse as NodeRemoved, ReplicaMove,
 };
+
+/// How long a membership change may take: adding waits for the new node to catch up on the metadata, removing
+/// for every moved replica to copy its partition and join the ISR.
+const MEMBERSHIP_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 use crate::connection::{call, request, Client};
 use crate::error::{RequestContext, Result};
@@ -30,6 +35,30 @@ impl ClusterAdmin {
             timeout,
             RequestContext::default(),
             admin.describe_cluster(request(DescribeClusterRequest { local_only: false }, timeout)),
+        )
+        .await
+    }
+
+    /// Adds the node running at `address` (started with `--join`) to the cluster; answered once it is a
+    /// member (a voter when that makes a larger allowed quorum).
+    pub async fn add_node(&self, node_id: u64, address: &str) -> Result<NodeAdded> {
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let add = AddNodeRequest { node_id, address: address.to_owned() };
+        call(
+            MEMBERSHIP_CHANGE_TIMEOUT,
+            RequestContext::default(),
+            admin.add_node(request(add, MEMBERSHIP_CHANGE_TIMEOUT)),
+        )
+        .await
+    }
+
+    /// Moves every replica off the node, then takes it out of the cluster; answered once done.
+    pub async fn remove_node(&self, node_id: u64) -> Result<NodeRemoved> {
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        call(
+            MEMBERSHIP_CHANGE_TIMEOUT,
+            RequestContext::default(),
+            admin.remove_node(request(RemoveNodeRequest { node_id }, MEMBERSHIP_CHANGE_TIMEOUT)),
         )
         .await
     }

@@ -217,7 +217,11 @@ impl Error {
             Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
             Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
-            Reason::UnknownGroup | Reason::StorageFailure | Reason::Internal => Error::Broker { code, message },
+            Reason::UnknownGroup
+            | Reason::UnknownNode
+            | Reason::MembershipRefused
+            | Reason::StorageFailure
+            | Reason::Internal => Error::Broker { code, message },
         }
     }
 

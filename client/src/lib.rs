@@ -86,7 +86,9 @@ pub use admin::{
     OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,
     TopicReplication,
 };
-pub use cluster_admin::{ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState};
+pub use cluster_admin::{
+    ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, NodeAdded, NodeRemoved, ReplicaMove,
+};
 pub use compression::Compression;
 pub use connection::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};

@@ -70,6 +70,11 @@ pub enum Reason {
     /// A cluster change (a topic created or deleted) that needs the controller quorum, which has no leader
     /// reachable right now: retry later.
     ControllerUnavailable,
+    /// A cluster membership change (`rill cluster add-node`/`remove-node`) naming a node that is not a member.
+    UnknownNode,
+    /// A cluster membership change that would lose data or the controller quorum, or reuse a node's id or
+    /// address: the same request is refused until the cluster changes (the message says how).
+    MembershipRefused,
     /// Reading or writing the broker's files failed (other than a full disk).
     StorageFailure,
     /// A fault of the broker's, not of the request.
@@ -84,7 +89,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -110,6 +115,8 @@ impl Reason {
         Reason::NotCoordinator,
         Reason::NotEnoughReplicas,
         Reason::ControllerUnavailable,
+        Reason::UnknownNode,
+        Reason::MembershipRefused,
         Reason::StorageFailure,
         Reason::Internal,
     ];
@@ -142,6 +149,8 @@ impl Reason {
             Reason::NotCoordinator => ("not-coordinator", Code::Unavailable, 16), // NOT_COORDINATOR
             Reason::NotEnoughReplicas => ("not-enough-replicas", Code::Unavailable, 19), // NOT_ENOUGH_REPLICAS
             Reason::ControllerUnavailable => ("controller-unavailable", Code::Unavailable, 41), // NOT_CONTROLLER
+            Reason::UnknownNode => ("unknown-node", Code::NotFound, 102), // BROKER_ID_NOT_REGISTERED
+            Reason::MembershipRefused => ("membership-refused", Code::FailedPrecondition, 42), // INVALID_REQUEST
             Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR
             Reason::Internal => ("internal", Code::Internal, -1),      // UNKNOWN_SERVER_ERROR
         }

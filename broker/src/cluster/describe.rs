@@ -1,12 +1,16 @@
-//! The public `ClusterAdmin` service: `DescribeCluster`. A follower forwards to the controller leader (only the
-//! leader knows heartbeat ages) and answers from its own replica when the leader is unknown or unreachable.
+//! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`. A follower forwards each to
+//! the controller leader (only the leader knows heartbeat ages and may change the membership); a describe is
+//! answered from the follower's own replica when the leader is unknown or unreachable.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
-use rill_protocol::v1::{ClusterNode, DescribeClusterRequest, DescribeClusterResponse, NodeState as WireNodeState};
+use rill_protocol::v1::{
+    AddNodeRequest, AddNodeResponse, ClusterNode, DescribeClusterRequest, DescribeClusterResponse,
+    NodeState as WireNodeState, RemoveNodeRequest, RemoveNodeResponse, ReplicaMove as WireReplicaMove,
+};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
@@ -49,6 +53,7 @@ impl ClusterAdminService {
                 is_voter: false,
                 last_heartbeat_age_ms: None,
             }],
+            removed_node_ids: Vec::new(),
         }
     }
 }
@@ -61,8 +66,9 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
     let voters: Vec<u64> = metrics.membership_config.voter_ids().collect();
     let now = Instant::now();
     let nodes = controller
-        .peers()
+        .members()
         .into_iter()
+        .map(|(node_id, address)| super::Peer { node_id, address })
         .map(|peer| {
             let record = metadata.nodes.get(&peer.node_id);
             let state = match record.map(|r| r.state) {
@@ -92,7 +98,37 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
         answered_by_node_id: Some(controller.node_id),
         answered_by_leader: is_leader,
         nodes,
+        removed_node_ids: metadata.removed_nodes.iter().copied().collect(),
     }
+}
+
+/// The controller leader's address, when this node is not the leader and knows who is; `None` on the leader.
+fn leader_elsewhere(controller: &Controller) -> Result<Option<String>, Status> {
+    let metrics = controller.raft.metrics().borrow().clone();
+    let leader = metrics.current_leader.ok_or_else(|| crate::error::BrokerError::ControllerUnavailable {
+        reason: "no controller leader is elected (is a majority of the voters up?)".into(),
+    })?;
+    if leader == controller.node_id {
+        return Ok(None);
+    }
+    let address = metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone());
+    let address = address.ok_or_else(|| crate::error::BrokerError::ControllerUnavailable {
+        reason: format!("controller leader {leader} has no address"),
+    })?;
+    Ok(Some(address))
+}
+
+/// A client of the controller leader's `ClusterAdmin`, for a call to forward there.
+fn leader_client(
+    controller: &Controller,
+    address: &str,
+) -> Result<ClusterAdminClient<tonic::transport::Channel>, Status> {
+    let channel = crate::tls::channel_to(address, &controller.config).map_err(|e| {
+        Status::from(crate::error::BrokerError::ControllerUnavailable {
+            reason: format!("bad controller leader address {address}: {e}"),
+        })
+    })?;
+    Ok(ClusterAdminClient::new(channel))
 }
 
 /// Asks the leader for its view; `None` when it cannot be had in time.
@@ -130,4 +166,63 @@ impl ClusterAdmin for ClusterAdminService {
         }
         Ok(Response::new(local))
     }
+
+    async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.add_node(forwarded(request)).await;
+        }
+        let AddNodeRequest { node_id, address } = request.into_inner();
+        let added = controller.add_node(node_id, address.trim()).await.map_err(Status::from)?;
+        Ok(Response::new(AddNodeResponse { is_voter: added.is_voter, voter_ids: added.voters.into_iter().collect() }))
+    }
+
+    async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.remove_node(forwarded(request)).await;
+        }
+        let removed = controller.remove_node(request.into_inner().node_id).await.map_err(Status::from)?;
+        let moved = removed
+            .moved
+            .into_iter()
+            .map(|m| WireReplicaMove { topic: m.topic, partition: m.partition, from_node_id: m.from, to_node_id: m.to })
+            .collect();
+        Ok(Response::new(RemoveNodeResponse { moved, voter_ids: removed.voters.into_iter().collect() }))
+    }
+}
+
+/// A single node (no `--peers`) has no membership to change.
+fn single_node_refusal() -> Status {
+    Status::from(crate::error::BrokerError::MembershipRefused {
+        reason: "this node runs alone (started without --peers): there is no cluster membership to change; start \
+                 nodes with --peers to form a cluster"
+            .into(),
+    })
+}
+
+/// The request, as sent on to the leader: the caller's deadline goes with it (tonic turns `grpc-timeout` back
+/// into the request's timeout).
+fn forwarded<T>(request: Request<T>) -> Request<T> {
+    let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    let mut forwarded = Request::new(request.into_inner());
+    if let Some(timeout) = timeout {
+        forwarded.set_timeout(timeout);
+    }
+    forwarded
+}
+
+/// gRPC's `grpc-timeout` header: digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.saturating_mul(3600)),
+        "M" => Duration::from_secs(value.saturating_mul(60)),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
 }

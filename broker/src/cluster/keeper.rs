@@ -4,8 +4,12 @@
 //!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`.
 //!
+//! - every node records the controller membership in `cluster.toml` when it changes, so a restart may name
+//!   the current members in `--peers`.
+//!
 //! A node stops (see [`Controller::failed`]) when the leader says its data dir belongs to another cluster, or
-//! when its node id stays held by another running process for two session timeouts.
+//! when its node id stays held by another running process for two session timeouts, or once it has been
+//! removed from the cluster (it sees itself leave the membership, or the leader refuses its heartbeat).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +29,21 @@ pub async fn run(controller: Arc<Controller>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeats = Heartbeats { leader: None, refused_since: None };
+    let mut was_member = false;
     loop {
         tick.tick().await;
         learn_cluster_id(&controller).await;
         let metrics = controller.raft.metrics().borrow().clone();
+        let is_member = metrics.membership_config.nodes().any(|(id, _)| *id == controller.node_id);
+        let is_removed = was_member && !is_member || controller.metadata().removed_nodes.contains(&controller.node_id);
+        if is_removed && !controller.is_leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            controller.fail(super::probe::removed_message(controller.node_id));
+            return;
+        }
+        was_member = is_member;
+        if is_member {
+            record_members(&controller, &metrics).await;
+        }
         let now = Instant::now();
         if metrics.current_leader == Some(controller.node_id) && metrics.state.is_leader() {
             let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
@@ -39,6 +54,7 @@ pub async fn run(controller: Arc<Controller>) {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
             }
             lead(&controller, now, session_timeout).await;
+            controller.settle_voters().await;
         } else {
             controller.sessions.stop_leading();
             let leader = metrics.current_leader.and_then(|id| {
@@ -114,6 +130,35 @@ async fn learn_cluster_id(controller: &Controller) {
                 Err(err) => tracing::warn!(error = %err, "cannot record the cluster id yet; next tick retries"),
             }
         }
+    }
+}
+
+/// Keeps `cluster.toml`'s `members` equal to the applied membership (written only when it changes).
+async fn record_members(controller: &Controller, metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>) {
+    let mut members: Vec<super::Peer> = metrics
+        .membership_config
+        .nodes()
+        .map(|(id, node)| super::Peer { node_id: *id, address: node.addr.clone() })
+        .collect();
+    members.sort();
+    let mut updated = controller.identity.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let is_founding_membership = updated.members.is_empty() && members == updated.peers;
+    if updated.members == members || is_founding_membership {
+        return;
+    }
+    updated.members = members;
+    let data_dir = controller.config.data_dir.clone();
+    let stored = tokio::task::spawn_blocking(move || identity::store(&data_dir, &updated).map(|()| updated))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match stored {
+        Ok(updated) => {
+            let members = super::peers::format_peers(&updated.members);
+            tracing::info!(%members, "the controller membership changed; recorded it in cluster.toml");
+            *controller.identity.lock().unwrap_or_else(|p| p.into_inner()) = updated;
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot record the membership yet; next tick retries"),
     }
 }
 

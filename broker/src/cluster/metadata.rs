@@ -80,6 +80,11 @@ pub struct ClusterMetadata {
     /// across the cluster and survive the loss of any node's disk (Kafka's KIP-730).
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Nodes taken out of the cluster by `rill cluster remove-node`. Their ids are never reused, and a node
+    /// that comes back with one is refused (its heartbeats, its start-up check), so a stale data dir cannot
+    /// rejoin the replica sets it was reassigned away from.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub removed_nodes: std::collections::BTreeSet<u64>,
 }
 
 /// A change to the metadata, as raft log entries carry it.
@@ -121,6 +126,26 @@ pub enum Command {
     ReserveProducerIds {
         count: i64,
     },
+    /// Reassignment, step 1: `node` becomes a replica (out of the ISR); it catches up through normal
+    /// replication and the leader adds it to the ISR as for any follower.
+    AddReplica {
+        topic: String,
+        partition: u32,
+        node: u64,
+    },
+    /// Reassignment, step 2: `node` leaves the replicas and the ISR; if it led, the first other in-sync replica
+    /// (an alive one first) leads at the next epoch. Refused (`changed: false`) if no other in-sync replica
+    /// would be left: what only `node` holds would be lost.
+    DropReplica {
+        topic: String,
+        partition: u32,
+        node: u64,
+    },
+    /// `node` leaves the cluster for good (after its replicas moved and it left the raft membership): it is
+    /// forgotten, and refused if it comes back.
+    RemoveNode {
+        node_id: u64,
+    },
 }
 
 /// What applying a command did.
@@ -150,6 +175,7 @@ impl ClusterMetadata {
                 }
                 is_unset
             }
+            Command::MarkAlive { node_id, .. } if self.removed_nodes.contains(node_id) => false,
             Command::MarkAlive { node_id, address, at_ms } => {
                 let record = NodeRecord {
                     node_id: *node_id,
@@ -208,6 +234,21 @@ impl ClusterMetadata {
                 producer_ids = Some((start, end));
                 end > start
             }
+            Command::AddReplica { topic, partition, node } => {
+                match self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)) {
+                    Some(p) if !p.replicas.contains(node) && !self.removed_nodes.contains(node) => {
+                        p.replicas.push(*node);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Command::DropReplica { topic, partition, node } => self.drop_replica(topic, *partition, *node),
+            Command::RemoveNode { node_id } => {
+                let is_new = self.removed_nodes.insert(*node_id);
+                self.nodes.remove(node_id);
+                is_new
+            }
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -228,6 +269,25 @@ impl ClusterMetadata {
                 partition.leader_epoch += 1;
             }
         }
+    }
+
+    fn drop_replica(&mut self, topic: &str, partition: u32, node: u64) -> bool {
+        let alive: Vec<u64> = self.alive_nodes();
+        let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return false;
+        };
+        let isr_left: Vec<u64> = p.isr.iter().copied().filter(|id| *id != node).collect();
+        if !p.replicas.contains(&node) || isr_left.is_empty() {
+            return false;
+        }
+        p.replicas.retain(|id| *id != node);
+        p.isr = isr_left;
+        if p.leader == Some(node) {
+            let alive_in_sync = p.isr.iter().copied().find(|id| alive.contains(id));
+            p.leader = alive_in_sync.or_else(|| p.isr.first().copied());
+            p.leader_epoch += 1;
+        }
+        true
     }
 
     /// A partition left without a leader takes `node_id` back as leader if it is in the ISR.
@@ -335,6 +395,40 @@ mod tests {
             Command::AlterIsr { topic: "t".into(), partition: 0, leader: 1, leader_epoch: 0, isr: vec![1, 3] };
         assert!(metadata.apply(&current).changed);
         assert_eq!(metadata.partition("t", 0).expect("placed").isr, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_reassigned_replica_joins_then_the_old_one_leaves_and_its_leadership_moves_in_sync() {
+        let mut metadata = ClusterMetadata::default();
+        for id in 1..=4 {
+            metadata.apply(&alive(id));
+        }
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[2, 1, 3]) });
+        let add = Command::AddReplica { topic: "t".into(), partition: 0, node: 4 };
+        assert!(metadata.apply(&add).changed);
+        assert!(!metadata.apply(&add).changed, "already a replica");
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.replicas.clone(), p.isr.clone()), (vec![2, 1, 3, 4], vec![2, 1, 3]), "out of sync at first");
+        let drop = Command::DropReplica { topic: "t".into(), partition: 0, node: 2 };
+        assert!(metadata.apply(&drop).changed);
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader, p.leader_epoch),
+            (vec![1, 3, 4], vec![1, 3], Some(1), 1)
+        );
+        metadata.apply(&Command::RemoveNode { node_id: 2 });
+        assert!(!metadata.nodes.contains_key(&2));
+        assert!(!metadata.apply(&alive(2)).changed, "a removed node never comes back");
+        assert!(!metadata.apply(&Command::AddReplica { topic: "t".into(), partition: 0, node: 2 }).changed);
+    }
+
+    #[test]
+    fn the_last_in_sync_replica_is_never_dropped() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1]) });
+        metadata.apply(&Command::AddReplica { topic: "t".into(), partition: 0, node: 2 });
+        assert!(!metadata.apply(&Command::DropReplica { topic: "t".into(), partition: 0, node: 1 }).changed);
+        assert_eq!(metadata.partition("t", 0).expect("placed").leader, Some(1));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`probe`] asks every peer who it is before a node joins, refusing a duplicate node id, disagreeing peers or
 //!   another cluster's data dir.
 //! - [`describe`] serves the public `ClusterAdmin` service.
+//! - [`join`] sets up the data dir of a node started with `--join`; [`membership`] adds and removes nodes at
+//!   run time (`rill cluster add-node`/`remove-node`), moving a removed node's replicas as [`reassign`] plans.
 //! - [`placement`] places a new topic's replicas; `propose` commits a command from any node (a follower
 //!   forwards it to the leader), which is how topics are created and ISRs change.
 //!
@@ -18,8 +20,10 @@
 
 pub mod describe;
 pub mod identity;
+mod join;
 mod keeper;
 mod log_store;
+mod membership;
 pub mod metadata;
 mod network;
 pub mod peers;
@@ -27,6 +31,7 @@ pub mod placement;
 mod probe;
 pub mod producer_id_blocks;
 mod propose;
+pub mod reassign;
 mod rpc;
 mod sessions;
 #[cfg(test)]
@@ -122,6 +127,10 @@ pub struct Controller {
     /// Set once to why this node must stop (it belongs to another cluster, its id is taken).
     failure: watch::Sender<Option<String>>,
     keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Held through an add or remove of a node: membership changes run one at a time.
+    membership_change: tokio::sync::Mutex<()>,
+    /// Set while this node, as controller leader, removes itself: it must finish before it stops.
+    is_leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -138,12 +147,9 @@ impl Controller {
             cluster_id.set(id.clone());
         }
         let node_id = identity.node_id;
-        let address = identity
-            .peers
-            .iter()
-            .find(|p| p.node_id == node_id)
-            .map(|p| p.address.clone())
-            .ok_or_else(|| ControllerError::RaftConfig(format!("node {node_id} is not among its peers")))?;
+        let address = identity.own_address().ok_or_else(|| {
+            ControllerError::RaftConfig(format!("node {node_id} is not among its peers and joined at no address"))
+        })?;
         let session_timeout = Duration::from_millis(config.node_session_timeout_ms);
         let raft_config = raft_config(session_timeout)?;
         let peers = peers::format_peers(&identity.peers);
@@ -165,6 +171,8 @@ impl Controller {
             identity: std::sync::Mutex::new(identity),
             failure: watch::channel(None).0,
             keeper: std::sync::Mutex::new(None),
+            membership_change: tokio::sync::Mutex::new(()),
+            is_leaving: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -186,7 +194,13 @@ impl Controller {
 
     /// Every node proposes the same initial membership, all peers as voters: openraft documents this as safe
     /// (identical configs), and it means the cluster forms as soon as any quorum is up, whichever nodes those are.
+    /// A node that joined later proposes nothing: it waits to be added (a membership of its own would be a
+    /// second cluster).
     async fn initialize(&self) {
+        if !self.identity.lock().unwrap_or_else(|p| p.into_inner()).is_founding_member() {
+            tracing::info!(node_id = self.node_id, "waiting to be added to the cluster (rill cluster add-node)");
+            return;
+        }
         let members: BTreeMap<NodeId, BasicNode> =
             self.peers().into_iter().map(|peer| (peer.node_id, BasicNode { addr: peer.address })).collect();
         match self.raft.initialize(members).await {
@@ -195,8 +209,26 @@ impl Controller {
         }
     }
 
+    /// The peers the cluster was formed with (unchanged by membership changes; see `identity.rs`).
     pub fn peers(&self) -> Vec<Peer> {
         self.identity.lock().unwrap_or_else(|p| p.into_inner()).peers.clone()
+    }
+
+    /// The controller membership as this node last applied it, voters and learners, by id; the founding peers
+    /// while raft has none yet (a node waiting to be added).
+    pub fn members(&self) -> BTreeMap<NodeId, String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let members: BTreeMap<NodeId, String> =
+            metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone())).collect();
+        if members.is_empty() {
+            return self.peers().into_iter().map(|p| (p.node_id, p.address)).collect();
+        }
+        members
+    }
+
+    /// The voters of the controller membership as this node last applied it.
+    pub fn voters(&self) -> std::collections::BTreeSet<NodeId> {
+        self.raft.metrics().borrow().membership_config.voter_ids().collect()
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -298,6 +330,16 @@ fn raft_config(session_timeout: Duration) -> Result<openraft::Config, Controller
     }
     .validate()
     .map_err(|e| ControllerError::RaftConfig(e.to_string()))
+}
+
+/// The identity this start runs with: checked against `<data>/cluster.toml`, recorded on a first start with
+/// peers, or (a fresh data dir with `--join`) learned from a running node. `None` for a single node.
+pub async fn identity_for_start(config: &BrokerConfig) -> Result<Option<ClusterIdentity>, ControllerError> {
+    let is_joining = !config.join.is_empty();
+    match identity::check_or_record(&config.data_dir, config.node_id, &config.peers, is_joining)? {
+        None if is_joining => Ok(Some(join::identity_from_cluster(config).await?)),
+        identity => Ok(identity),
+    }
 }
 
 /// `<data>/__raft`: the `__` prefix keeps it out of the topics' namespace and orphan cleanup.

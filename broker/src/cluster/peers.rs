@@ -92,6 +92,21 @@ pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
             ),
         );
     }
+    if !config.join.is_empty() {
+        if !config.peers.is_empty() {
+            return bad(
+                "join",
+                "and peers are exclusive: peers forms a new cluster, join adds this node to a running one".into(),
+            );
+        }
+        if config.node_id.is_none() {
+            return bad("node_id", "is required with join: which new node id is this node?".into());
+        }
+        if let Some(bad_address) = config.join.iter().find(|a| crate::config::parse_advertise(a).is_err()) {
+            return bad("join", format!("{bad_address:?} is not HOST:PORT of a running node of the cluster"));
+        }
+        return Ok(());
+    }
     if config.peers.is_empty() {
         return Ok(());
     }
@@ -172,6 +187,15 @@ mod tests {
         let config =
             BrokerConfig { node_heartbeat_interval_ms: 1000, node_session_timeout_ms: 1000, ..BrokerConfig::default() };
         assert_eq!(config.validate().unwrap_err().setting, "node_session_timeout_ms");
+    }
+
+    #[test]
+    fn join_needs_a_node_id_and_no_peers() {
+        let joining =
+            |node_id, peers: &str| BrokerConfig { join: vec!["127.0.0.1:9092".into()], ..config(node_id, peers) };
+        assert!(joining(Some(4), "").validate().is_ok());
+        assert_eq!(joining(None, "").validate().unwrap_err().setting, "node_id");
+        assert_eq!(joining(Some(4), "1@a:1").validate().unwrap_err().setting, "join");
     }
 
     #[test]

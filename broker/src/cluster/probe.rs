@@ -20,7 +20,7 @@ use crate::tls::channel_to;
 /// How long one peer may take to answer `Identify`.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
-async fn identify(address: &str, config: &crate::BrokerConfig) -> Option<IdentifyReply> {
+pub(super) async fn identify(address: &str, config: &crate::BrokerConfig) -> Option<IdentifyReply> {
     let mut client = match channel_to(address, config) {
         Ok(channel) => ControllerClient::new(channel),
         Err(error) => {
@@ -40,9 +40,14 @@ async fn identify(address: &str, config: &crate::BrokerConfig) -> Option<Identif
     }
 }
 
-/// Asks every peer at once; the first disagreement found is the error.
+/// Asks every peer at once (and this node's own address, for a node that joined later and is not among the
+/// founding peers); the first disagreement found is the error.
 pub async fn check_peers(controller: &Controller) -> Result<(), String> {
-    let peers = controller.peers();
+    let ours = format_peers(&controller.peers());
+    let mut peers = controller.peers();
+    if !peers.iter().any(|p| p.node_id == controller.node_id) {
+        peers.push(Peer { node_id: controller.node_id, address: controller.address.clone() });
+    }
     let replies = futures_join_all(peers.iter().cloned().map(|peer| {
         let config = std::sync::Arc::clone(&controller.config);
         async move {
@@ -51,7 +56,6 @@ pub async fn check_peers(controller: &Controller) -> Result<(), String> {
         }
     }))
     .await;
-    let ours = format_peers(&peers);
     for (peer, reply) in replies {
         let Some(reply) = reply else { continue };
         check_reply(controller, &peer, &reply, &ours)?;
@@ -60,6 +64,9 @@ pub async fn check_peers(controller: &Controller) -> Result<(), String> {
 }
 
 fn check_reply(controller: &Controller, peer: &Peer, reply: &IdentifyReply, ours: &str) -> Result<(), String> {
+    if reply.removed_node_ids.contains(&controller.node_id) {
+        return Err(removed_message(controller.node_id));
+    }
     if peer.node_id == controller.node_id {
         if reply.incarnation != controller.incarnation {
             return Err(format!(
@@ -68,6 +75,11 @@ fn check_reply(controller: &Controller, peer: &Peer, reply: &IdentifyReply, ours
                 controller.node_id, peer.address, reply.node_id
             ));
         }
+        return Ok(());
+    }
+    let is_same_cluster = controller.cluster_id.get().is_some_and(|own| own == reply.cluster_id);
+    if reply.node_id != peer.node_id && is_same_cluster {
+        // A founding peer's address taken over by a node added later: the membership has moved on.
         return Ok(());
     }
     if reply.node_id != peer.node_id {
@@ -95,6 +107,15 @@ fn check_reply(controller: &Controller, peer: &Peer, reply: &IdentifyReply, ours
         }
     }
     Ok(())
+}
+
+/// Why a removed node may not come back, and what to do instead.
+pub(super) fn removed_message(node_id: u64) -> String {
+    format!(
+        "node {node_id} was removed from the cluster (rill cluster remove-node) and may not rejoin: its replicas \
+         were moved to other nodes. To bring this machine back, start it with a fresh data dir, a new --node-id \
+         and --join, then run rill cluster add-node"
+    )
 }
 
 /// Runs the futures concurrently and collects their outputs in order (a few peers: no need for a crate).

@@ -27,7 +27,10 @@ impl Controller {
         }
         let address =
             metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone()).ok_or_else(
-                || BrokerError::ControllerUnavailable { reason: format!("leader {leader} has no address") },
+                // A leader that just removed itself is still named until the others elect a new one.
+                || BrokerError::ControllerUnavailable {
+                    reason: format!("controller leader {leader} left the membership; an election is under way"),
+                },
             )?;
         let unavailable = |reason: String| BrokerError::ControllerUnavailable { reason };
         let channel = channel_to(&address, &self.config)

@@ -63,6 +63,17 @@ impl ControllerService {
         Ok(())
     }
 
+    /// Refuses raft messages from a node removed from the cluster: a stale process or data dir must not vote
+    /// or campaign in the membership it left.
+    fn check_not_removed(&self, sender: NodeId) -> Result<(), Status> {
+        // A node being removed stays in the membership until the change commits (it may be the leader doing it).
+        let is_removed = self.controller.metadata().removed_nodes.contains(&sender);
+        if is_removed && !self.controller.members().contains_key(&sender) {
+            return Err(Status::failed_precondition(super::probe::removed_message(sender)));
+        }
+        Ok(())
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(request: &RaftRequest) -> Result<T, Status> {
         serde_json::from_slice(&request.payload_json)
             .map_err(|err| Status::invalid_argument(format!("undecodable raft message: {err}")))
@@ -81,6 +92,7 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
+        self.check_not_removed(request.from_node_id)?;
         self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.append_entries(rpc).await)
@@ -90,6 +102,7 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
+        self.check_not_removed(request.from_node_id)?;
         self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: VoteRequest<NodeId> = Self::decode(&request)?;
         reply(&self.controller.raft.vote(rpc).await)
@@ -99,6 +112,7 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
+        self.check_not_removed(request.from_node_id)?;
         self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.install_snapshot(rpc).await)
@@ -110,6 +124,7 @@ impl ControllerRpc for ControllerService {
             incarnation: self.controller.incarnation,
             cluster_id: self.controller.cluster_id.get().unwrap_or_default(),
             peers: super::peers::format_peers(&self.controller.peers()),
+            removed_node_ids: self.controller.metadata().removed_nodes.iter().copied().collect(),
         }))
     }
 
@@ -145,12 +160,17 @@ impl ControllerRpc for ControllerService {
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.node_id)?;
-        let is_peer = self.controller.peers().iter().any(|p| p.node_id == request.node_id);
-        if !is_peer {
+        if self.controller.metadata().removed_nodes.contains(&request.node_id) {
+            return Err(Status::failed_precondition(super::probe::removed_message(request.node_id)));
+        }
+        let members = self.controller.members();
+        if !members.contains_key(&request.node_id) {
+            let listed: Vec<u64> = members.keys().copied().collect();
             return Err(Status::failed_precondition(format!(
-                "node {} is not among the cluster's peers ({})",
+                "node {} is not a member of the cluster (members: {}); it was removed, or was never added (rill \
+                 cluster add-node)",
                 request.node_id,
-                super::peers::format_peers(&self.controller.peers())
+                super::reassign::join_ids(&listed)
             )));
         }
         let heard =

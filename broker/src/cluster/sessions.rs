@@ -139,6 +139,13 @@ impl Sessions {
             .collect()
     }
 
+    /// A node removed from the cluster: no session, so it is neither fenced nor marked alive again.
+    pub fn forget(&self, node_id: u64) {
+        if let Some(table) = self.table().as_mut() {
+            table.sessions.remove(&node_id);
+        }
+    }
+
     /// Nodes heard by this leader within their session, with the address they gave.
     pub fn live(&self, now: Instant) -> Vec<(u64, String)> {
         let table = self.table();

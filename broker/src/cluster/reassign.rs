@@ -1,0 +1,228 @@
+//! Where the replicas of a node being removed go, and which nodes vote in the controller quorum after a
+//! membership change. Pure functions of the metadata, so the refusals and the plan are unit-tested here and the
+//! controller leader (`membership.rs`) only carries them out.
+//!
+//! A moved replica goes to the alive member that holds the fewest replicas (counting the moves already
+//! planned), the lowest id on a tie, never to a node that already holds the partition: replicas stay on
+//! distinct nodes and the load spreads. The plan is refused, before anything changes, when a partition would
+//! have fewer nodes than its replication factor, or when the node removed holds its only in-sync copy and is
+//! not alive to hand it over.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::metadata::{ClusterMetadata, NodeState};
+use super::peers::QUORUM_SIZES;
+
+/// One replica of one partition moving from the removed node to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaMove {
+    pub topic: String,
+    pub partition: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Why a node cannot be removed as things stand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemovalRefused {
+    #[error(
+        "partition {partition} of topic {topic:?} has a replication factor of {replication_factor}, and without \
+         node {node} only {available} alive node(s) could hold it ({nodes}); add a node first (rill cluster \
+         add-node), or bring a fenced one back"
+    )]
+    TooFewNodes { topic: String, partition: u32, node: u64, replication_factor: usize, available: usize, nodes: String },
+    #[error(
+        "node {node} holds the only in-sync replica of partition {partition} of topic {topic:?} and is not alive \
+         to hand it over; start it again so its replicas can be copied, then remove it"
+    )]
+    OnlyInSyncReplica { topic: String, partition: u32, node: u64 },
+    #[error(
+        "removing node {node} would leave {remaining} member(s), too few for the controller quorum of \
+         {voters} voters (quorums have 1, 3 or 5 voters, and shrinking one below 3 would lose its fault \
+         tolerance); add a node first"
+    )]
+    QuorumTooSmall { node: u64, remaining: usize, voters: usize },
+    #[error("node {node} is the cluster's last member")]
+    LastMember { node: u64 },
+}
+
+/// The moves that take every replica off `node`, over the alive `members` (the raft membership, `node` among
+/// them).
+pub fn plan_removal(
+    metadata: &ClusterMetadata,
+    node: u64,
+    members: &BTreeSet<u64>,
+) -> Result<Vec<ReplicaMove>, RemovalRefused> {
+    let targets: Vec<u64> =
+        members.iter().copied().filter(|id| *id != node && metadata.state_of(*id) == Some(NodeState::Alive)).collect();
+    let mut load: BTreeMap<u64, usize> = targets.iter().map(|id| (*id, 0)).collect();
+    for partition in metadata.topics.values().flat_map(|t| t.partitions.iter()) {
+        for replica in &partition.replicas {
+            if let Some(count) = load.get_mut(replica) {
+                *count += 1;
+            }
+        }
+    }
+    let is_alive = metadata.state_of(node) == Some(NodeState::Alive);
+    let mut moves = Vec::new();
+    for (topic, placed) in &metadata.topics {
+        for (index, partition) in placed.partitions.iter().enumerate() {
+            if !partition.replicas.contains(&node) {
+                continue;
+            }
+            let index = index as u32;
+            if !is_alive && partition.isr == [node] {
+                return Err(RemovalRefused::OnlyInSyncReplica { topic: topic.clone(), partition: index, node });
+            }
+            let to = load
+                .iter()
+                .filter(|(id, _)| !partition.replicas.contains(id))
+                .min_by_key(|(id, count)| (**count, **id))
+                .map(|(id, _)| *id);
+            let Some(to) = to else {
+                let holders: Vec<u64> = targets.iter().copied().filter(|id| partition.replicas.contains(id)).collect();
+                return Err(RemovalRefused::TooFewNodes {
+                    topic: topic.clone(),
+                    partition: index,
+                    node,
+                    replication_factor: partition.replicas.len(),
+                    available: holders.len(),
+                    nodes: join_ids(&holders),
+                });
+            };
+            *load.entry(to).or_default() += 1;
+            moves.push(ReplicaMove { topic: topic.clone(), partition: index, from: node, to });
+        }
+    }
+    Ok(moves)
+}
+
+/// The largest allowed quorum that `member_count` nodes can form (0 for none).
+pub fn voter_target(member_count: usize) -> usize {
+    QUORUM_SIZES.iter().copied().filter(|size| *size <= member_count).max().unwrap_or(0)
+}
+
+/// Who votes once the membership is `members`: the current voters that stay (lowest ids first), topped up
+/// with other members by ascending id, up to [`voter_target`]. Keeping voters where they are means a change
+/// moves as few votes as it can.
+pub fn voters_for(members: &BTreeSet<u64>, current_voters: &BTreeSet<u64>) -> BTreeSet<u64> {
+    let target = voter_target(members.len());
+    let staying = current_voters.iter().filter(|id| members.contains(id));
+    let others = members.iter().filter(|id| !current_voters.contains(id));
+    staying.chain(others).copied().take(target).collect()
+}
+
+/// Refuses a removal that would shrink the controller quorum below what it tolerates: a quorum of 3 or 5 must
+/// keep at least 3 voters, a quorum of 1 its one.
+pub fn check_quorum(node: u64, members: &BTreeSet<u64>, voters: &BTreeSet<u64>) -> Result<(), RemovalRefused> {
+    let remaining = members.iter().filter(|id| **id != node).count();
+    if remaining == 0 {
+        return Err(RemovalRefused::LastMember { node });
+    }
+    if voter_target(remaining) < voters.len().min(3) {
+        return Err(RemovalRefused::QuorumTooSmall { node, remaining, voters: voters.len() });
+    }
+    Ok(())
+}
+
+pub fn join_ids(ids: &[u64]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata::{Command, PartitionPlacement, TopicPlacement};
+
+    fn settings() -> crate::meta::TopicSettings {
+        crate::meta::TopicSettings {
+            segment_bytes: 1 << 20,
+            durability: crate::config::DurabilityPolicy::Interval,
+            flush_interval_ms: 1000,
+            max_batch_bytes: 1 << 20,
+            retention_ms: None,
+            retention_bytes: None,
+        }
+    }
+
+    fn cluster(alive: &[u64], topics: &[(&str, &[&[u64]])]) -> ClusterMetadata {
+        let mut metadata = ClusterMetadata::default();
+        for id in alive {
+            metadata.apply(&Command::MarkAlive { node_id: *id, address: format!("h:{id}"), at_ms: 1 });
+        }
+        for (name, partitions) in topics {
+            let partitions = partitions
+                .iter()
+                .map(|replicas| PartitionPlacement {
+                    replicas: replicas.to_vec(),
+                    leader: replicas.first().copied(),
+                    leader_epoch: 0,
+                    isr: replicas.to_vec(),
+                })
+                .collect();
+            let placement = TopicPlacement { partitions, min_insync_replicas: 1, settings: settings(), topic_id: None };
+            metadata.apply(&Command::CreateTopic { name: (*name).into(), placement });
+        }
+        metadata
+    }
+
+    fn ids(list: &[u64]) -> BTreeSet<u64> {
+        list.iter().copied().collect()
+    }
+
+    #[test]
+    fn each_replica_moves_to_the_least_loaded_node_that_does_not_hold_the_partition() {
+        let metadata = cluster(&[1, 2, 3, 4, 5], &[("t", &[&[2, 1, 3], &[1, 2, 4], &[3, 4, 5]])]);
+        let moves = plan_removal(&metadata, 2, &ids(&[1, 2, 3, 4, 5])).expect("room for every replica");
+        // Loads without node 2: 1→2, 3→2, 4→2, 5→1. Partition 0 holds 1 and 3: 5 (load 1) takes it, then
+        // partition 1 holds 1 and 4: 3 and 5 are at 2, the lower id wins.
+        let targets: Vec<(u32, u64)> = moves.iter().map(|m| (m.partition, m.to)).collect();
+        assert_eq!(targets, vec![(0, 5), (1, 3)]);
+        assert!(moves.iter().all(|m| m.from == 2 && m.topic == "t"));
+    }
+
+    #[test]
+    fn a_partition_with_no_spare_node_is_refused_naming_its_replication_factor() {
+        let metadata = cluster(&[1, 2, 3], &[("orders", &[&[1, 2, 3]])]);
+        let refused = plan_removal(&metadata, 2, &ids(&[1, 2, 3])).expect_err("RF 3 on 2 nodes");
+        assert!(matches!(refused, RemovalRefused::TooFewNodes { replication_factor: 3, available: 2, .. }));
+        assert!(refused.to_string().contains("replication factor of 3"), "{refused}");
+        // A fenced node is no target either.
+        let mut metadata = cluster(&[1, 2, 3, 4], &[("orders", &[&[1, 2, 3]])]);
+        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2 });
+        assert!(plan_removal(&metadata, 2, &ids(&[1, 2, 3, 4])).is_err());
+    }
+
+    #[test]
+    fn a_dead_node_holding_the_only_in_sync_copy_is_refused() {
+        let mut metadata = cluster(&[1, 2, 3], &[("solo", &[&[2]])]);
+        assert_eq!(plan_removal(&metadata, 2, &ids(&[1, 2, 3])).expect("alive: it hands over").len(), 1);
+        metadata.apply(&Command::Fence { node_id: 2, at_ms: 2 });
+        let refused = plan_removal(&metadata, 2, &ids(&[1, 2, 3])).expect_err("nobody else holds it");
+        assert!(matches!(refused, RemovalRefused::OnlyInSyncReplica { partition: 0, .. }), "{refused}");
+    }
+
+    #[test]
+    fn a_node_without_replicas_moves_nothing() {
+        let metadata = cluster(&[1, 2, 3, 4], &[("t", &[&[1, 3, 4]])]);
+        assert_eq!(plan_removal(&metadata, 2, &ids(&[1, 2, 3, 4])), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn the_voters_are_the_largest_allowed_quorum_keeping_current_voters_first() {
+        assert_eq!((voter_target(2), voter_target(4), voter_target(7)), (1, 3, 5));
+        assert_eq!(voters_for(&ids(&[1, 2, 3, 4]), &ids(&[1, 2, 3])), ids(&[1, 2, 3]), "a 4th node stays a learner");
+        assert_eq!(voters_for(&ids(&[1, 3, 4]), &ids(&[1, 2, 3])), ids(&[1, 3, 4]), "a learner replaces a voter");
+        assert_eq!(voters_for(&ids(&[1, 2, 3, 4, 5]), &ids(&[1, 2, 3])), ids(&[1, 2, 3, 4, 5]));
+        assert_eq!(voters_for(&ids(&[1, 2, 4, 5]), &ids(&[1, 2, 3, 4, 5])), ids(&[1, 2, 4]));
+    }
+
+    #[test]
+    fn a_removal_that_shrinks_the_quorum_below_three_voters_is_refused() {
+        let refused = check_quorum(2, &ids(&[1, 2, 3]), &ids(&[1, 2, 3])).expect_err("2 nodes cannot hold 3 votes");
+        assert!(matches!(refused, RemovalRefused::QuorumTooSmall { remaining: 2, voters: 3, .. }));
+        assert!(check_quorum(2, &ids(&[1, 2, 3, 4]), &ids(&[1, 2, 3])).is_ok());
+        assert!(check_quorum(5, &ids(&[1, 2, 3, 4, 5]), &ids(&[1, 2, 3, 4, 5])).is_ok(), "5 voters may become 3");
+        assert_eq!(check_quorum(1, &ids(&[1]), &ids(&[1])), Err(RemovalRefused::LastMember { node: 1 }));
+    }
+}

@@ -114,6 +114,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (47, 0, 0), // OffsetDelete
         (60, 0, 1), // DescribeCluster
         (68, 0, 1), // ConsumerGroupHeartbeat
+        (69, 0, 1), // ConsumerGroupDescribe
     ];
     assert_eq!(served, expected);
 }

@@ -61,6 +61,7 @@
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`), and Kafka
 //!   error codes in one other (`kafka/error.rs`). Bad bytes on a Kafka connection close that connection only.
 
+pub mod auth;
 mod cluster;
 mod codec;
 mod config;

@@ -17,6 +17,7 @@
 //! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
 //! - [`ClientTls`]: TLS to the broker, used for an `https://` address (or any address when set in
 //!   [`ClientConfig::tls`]): a CA to trust besides the public roots, a client certificate for mutual TLS.
+//! - [`UserAdmin`]: the users Kafka clients log in as and their bearer tokens; [`ClientConfig::token`] sends one.
 //! - [`Error`]: one error type for everything, in terms of the caller's request.
 //!
 //! ```no_run
@@ -78,6 +79,7 @@ mod record;
 mod records_call;
 mod sender;
 mod tls;
+mod user_admin;
 
 pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
@@ -86,7 +88,7 @@ pub use admin::{
 };
 pub use cluster_admin::{ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState};
 pub use compression::Compression;
-pub use connection::{Client, ClientConfig};
+pub use connection::{BearerToken, Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};
@@ -94,3 +96,4 @@ pub use membership::GroupAssignor;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTENT_IN_FLIGHT};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
 pub use tls::{ClientIdentity, ClientTls};
+pub use user_admin::{UserAdmin, UserInfo};

@@ -74,6 +74,15 @@ pub enum Reason {
     StorageFailure,
     /// A fault of the broker's, not of the request.
     Internal,
+    /// A user name `rill user` does not know.
+    UnknownUser,
+    /// A user `rill user create` was asked to create exists already.
+    UserExists,
+    /// The request carries no credential the broker accepts (a missing, unknown or revoked token; a failed SASL
+    /// exchange) while authentication is required. The message never says which.
+    Unauthenticated,
+    /// An operation this node does not offer in its setup (users on a cluster).
+    Unsupported,
 }
 
 /// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
@@ -84,7 +93,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 31] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -112,6 +121,10 @@ impl Reason {
         Reason::ControllerUnavailable,
         Reason::StorageFailure,
         Reason::Internal,
+        Reason::UnknownUser,
+        Reason::UserExists,
+        Reason::Unauthenticated,
+        Reason::Unsupported,
     ];
 
     /// The word on the wire, and the gRPC code and Kafka error code the refusal is answered with: the one table.
@@ -144,6 +157,10 @@ impl Reason {
             Reason::ControllerUnavailable => ("controller-unavailable", Code::Unavailable, 41), // NOT_CONTROLLER
             Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR
             Reason::Internal => ("internal", Code::Internal, -1),      // UNKNOWN_SERVER_ERROR
+            Reason::UnknownUser => ("unknown-user", Code::NotFound, 91), // RESOURCE_NOT_FOUND
+            Reason::UserExists => ("user-exists", Code::AlreadyExists, 92), // DUPLICATE_RESOURCE
+            Reason::Unauthenticated => ("unauthenticated", Code::Unauthenticated, 58), // SASL_AUTHENTICATION_FAILED
+            Reason::Unsupported => ("unsupported", Code::Unimplemented, 35), // UNSUPPORTED_VERSION
         }
     }
 

@@ -86,6 +86,7 @@ mod service;
 mod tls;
 mod topic_id;
 
+pub use auth::{AuthConfig, Principal, SaslMechanism};
 pub use cluster::{parse_peers, Peer};
 pub use config::{
     parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, ConsoleMode, DurabilityPolicy, TlsConfig,

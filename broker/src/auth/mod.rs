@@ -5,6 +5,8 @@
 //! credential, a token its hash. Every failed authentication says the same thing whatever failed (user or
 //! secret), so an answer never tells whether a user exists.
 
+pub mod backoff;
+pub mod config;
 pub mod scram;
 pub mod service;
 pub mod users;
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 
 use rill_protocol::reason::Reason;
 
+pub use config::{AuthConfig, SaslMechanism};
 pub use users::UserStore;
 
 /// Who a request acts as, in Kafka's form (`User:NAME`), ready for ACLs.

@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use super::scram::{ScramCredential, ScramMechanism};
+use super::scram::{ScramCredential, ScramMechanism, DEFAULT_ITERATIONS};
 use super::AuthError;
 
 /// The file, in the data dir (`__`: the broker's own name space).
@@ -179,7 +179,15 @@ impl UserStore {
     /// SASL PLAIN: whether `password` is `name`'s, checked against any of its SCRAM credentials.
     pub fn check_password(&self, name: &str, password: &[u8]) -> bool {
         let snapshot = self.snapshot();
-        let Some(record) = snapshot.users.get(name) else { return false };
+        let Some(record) = snapshot.users.get(name) else {
+            // As long as a real check, so the time taken does not tell whether the user exists.
+            static DUMMY: OnceLock<ScramCredential> = OnceLock::new();
+            let dummy = DUMMY.get_or_init(|| {
+                ScramCredential::derive(ScramMechanism::Sha256, b"", b"no such user", DEFAULT_ITERATIONS)
+            });
+            let _ = dummy.matches_password(ScramMechanism::Sha256, password);
+            return false;
+        };
         record.scram.iter().next().is_some_and(|(&mechanism, credential)| {
             credential.is_well_formed(mechanism) && credential.matches_password(mechanism, password)
         })

@@ -45,6 +45,10 @@ impl ServedStream {
         }
     }
 
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.tcp().peer_addr()
     }

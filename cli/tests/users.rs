@@ -52,3 +52,43 @@ fn a_node_of_a_cluster_refuses_user_commands_saying_users_are_not_replicated() {
         rill(cluster.addr(1), args).fails(1, "users are not replicated across a cluster yet");
     }
 }
+
+/// `rill --token TOKEN ARGS` (RILL_TOKEN unset) against `broker`.
+fn rill_with_token(broker: &str, token: &str, args: &[&str]) -> common::Output {
+    let mut command = std::process::Command::new(common::RILL);
+    command.arg("--token").arg(token).args(args).env("RILL_BROKER", broker).env_remove("RILL_TOKEN");
+    common::run(&mut command, None)
+}
+
+#[test]
+fn with_require_auth_a_call_needs_a_token_the_broker_issued_and_a_deleted_user_loses_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // Users are made before authentication is required: the first one cannot show a token it has not got.
+    let open = BrokerProcess::start(&data);
+    let token = rill(&open.addr, &["user", "create", "alice", "--password", "pw", "--token"]).ok().trim().to_owned();
+    assert!(token.starts_with("rill_") && token.len() > 40, "{token}");
+    rill(&open.addr, &["user", "create", "bob", "--password", "pw"]).ok();
+    let bobs = rill(&open.addr, &["token", "create", "bob"]).ok().trim().to_owned();
+    drop(open);
+
+    let args = ["broker", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().expect("utf-8"), "--require-auth"];
+    let broker = BrokerProcess::start_command(std::process::Command::new(common::RILL), &args);
+    rill(&broker.addr, &["topic", "list"]).fails(1, "requires authentication");
+    rill_with_token(&broker.addr, "rill_forged", &["topic", "list"]).fails(1, "the bearer token is not valid");
+    rill_with_token(&broker.addr, &token, &["topic", "create", "orders"]).ok();
+    let listed = run_with_env_token(&broker.addr, &bobs, &["topic", "list"]);
+    assert!(listed.ok().contains("orders"), "RILL_TOKEN is read too: {listed:?}");
+    let users = rill_with_token(&broker.addr, &token, &["user", "list"]);
+    assert!(users.ok().contains("alice") && users.stdout.contains("bob"), "{users:?}");
+    assert!(!users.stdout.contains(&token), "a token is never listed");
+
+    rill_with_token(&broker.addr, &token, &["user", "delete", "bob"]).ok();
+    rill_with_token(&broker.addr, &bobs, &["topic", "list"]).fails(1, "the bearer token is not valid");
+}
+
+fn run_with_env_token(broker: &str, token: &str, args: &[&str]) -> common::Output {
+    let mut command = std::process::Command::new(common::RILL);
+    command.args(args).env("RILL_BROKER", broker).env("RILL_TOKEN", token);
+    common::run(&mut command, None)
+}

@@ -5,6 +5,7 @@
 //! credential, a token its hash. Every failed authentication says the same thing whatever failed (user or
 //! secret), so an answer never tells whether a user exists.
 
+pub mod authenticate;
 pub mod backoff;
 pub mod config;
 pub mod scram;

@@ -92,3 +92,45 @@ fn run_with_env_token(broker: &str, token: &str, args: &[&str]) -> common::Outpu
     command.args(args).env("RILL_BROKER", broker).env("RILL_TOKEN", token);
     common::run(&mut command, None)
 }
+
+#[test]
+fn with_require_auth_a_client_certificate_whose_common_name_is_a_user_name_authenticates() {
+    use common::pki::Ca;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ca = Ca::new(d, "ca");
+    let server = ca.issue(d, "server", 1, false);
+    let data = d.join("data");
+    let ca_pem = ca.pem_path.to_str().expect("utf-8");
+    let args = [
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--tls-cert",
+        server.cert(),
+        "--tls-key",
+        server.key(),
+        "--tls-client-ca",
+        ca_pem,
+        "--tls-client-auth",
+        "optional",
+        "--require-auth",
+    ];
+    let broker = BrokerProcess::start_command(std::process::Command::new(common::RILL), &args);
+    let url = format!("https://{}", broker.addr);
+    let rill_as = |leaf: Option<&common::pki::Leaf>| {
+        let mut command = std::process::Command::new(common::RILL);
+        command.args(["topic", "list", "--broker", &url, "--tls-ca", ca_pem]).env_remove("RILL_TOKEN");
+        if let Some(leaf) = leaf {
+            command.args(["--tls-cert", leaf.cert(), "--tls-key", leaf.key()]);
+        }
+        common::run(&mut command, None)
+    };
+    rill_as(None).fails(1, "requires authentication");
+    let app = ca.issue(d, "app1", 2, false);
+    rill_as(Some(&app)).ok();
+    let unnamed = ca.issue(d, "not a user name", 3, false);
+    rill_as(Some(&unnamed)).fails(1, "requires authentication");
+}

@@ -1,5 +1,6 @@
 //! Bearer tokens on gRPC: a tower layer under tonic that reads each request's `authorization: Bearer TOKEN`,
-//! puts the caller's [`Principal`] in the request's extensions (where handlers and, later, ACLs read it), and
+//! puts the caller's [`Principal`] in the request's extensions (where handlers and, later, ACLs read it; without a
+//! token, the client certificate's, `certificate.rs`), and
 //! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one this node issued,
 //! or when there is none and `auth.require_auth` is on. Health checks pass without one (load balancers and
 //! orchestrators probe them), as do a cluster's node-to-node calls, which carry none (and `require_auth` is
@@ -56,9 +57,18 @@ fn refusal(has_token: bool) -> tonic::Status {
 
 impl<S> Authenticate<S> {
     /// The caller's principal, or the refusal.
-    fn principal(&self, headers: &http::HeaderMap) -> Result<Principal, tonic::Status> {
-        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-            return if self.is_required { Err(refusal(false)) } else { Ok(Principal::Anonymous) };
+    fn principal<B>(&self, request: &http::Request<B>) -> Result<Principal, tonic::Status> {
+        let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
+            // No token: the client certificate's principal, if it has one (mutual TLS authenticates too).
+            let from_certificate = request
+                .extensions()
+                .get::<crate::tls::ConnectionInfo>()
+                .and_then(|info| info.peer_certificates.as_ref()?.first().and_then(super::certificate::principal_of));
+            return match from_certificate {
+                Some(principal) => Ok(principal),
+                None if self.is_required => Err(refusal(false)),
+                None => Ok(Principal::Anonymous),
+            };
         };
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         let user = token.zip(self.users.as_deref()).and_then(|(token, users)| users.user_of_token(token));
@@ -86,7 +96,7 @@ where
         if EXEMPT_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
             return Box::pin(self.inner.call(request));
         }
-        match self.principal(request.headers()) {
+        match self.principal(&request) {
             Ok(principal) => {
                 tracing::debug!(%principal, path, "grpc request");
                 request.extensions_mut().insert(principal);

@@ -7,6 +7,7 @@
 
 pub mod authenticate;
 pub mod backoff;
+pub mod certificate;
 pub mod config;
 pub mod scram;
 pub mod service;

@@ -45,7 +45,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
     let peer = connection.peer_addr();
     let max_request_bytes = usize::try_from(kafka.node.config.max_request_bytes).unwrap_or(usize::MAX);
     let mut shutdown = kafka.node.shutdown.clone();
-    let mut sasl = SaslSession::new(&kafka, connection.is_tls());
+    let mut sasl = SaslSession::new(&kafka, connection.is_tls(), connection.peer_certificates());
     tracing::debug!(?peer, "kafka connection");
     while !kafka.node.is_shutting_down() {
         let request = tokio::select! {

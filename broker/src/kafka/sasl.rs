@@ -65,9 +65,15 @@ pub struct SaslAnswer {
 }
 
 impl SaslSession {
-    pub fn new(kafka: &KafkaContext, is_tls: bool) -> Self {
-        let state = if kafka.node.config.auth.is_sasl_on() { State::AwaitingHandshake } else { State::Off };
-        Self { state, principal: Principal::Anonymous, is_tls }
+    /// A new connection's session; without SASL, its principal is its client certificate's, if any.
+    pub fn new(kafka: &KafkaContext, is_tls: bool, peer_certificates: Option<crate::tls::PeerCertificates>) -> Self {
+        let is_sasl_on = kafka.node.config.auth.is_sasl_on();
+        let state = if is_sasl_on { State::AwaitingHandshake } else { State::Off };
+        let from_certificate = match peer_certificates {
+            Some(chain) if !is_sasl_on => chain.first().and_then(crate::auth::certificate::principal_of),
+            _ => None,
+        };
+        Self { state, principal: from_certificate.unwrap_or(Principal::Anonymous), is_tls }
     }
 
     pub fn principal(&self) -> &Principal {

@@ -8,7 +8,11 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
-    let proto_files = [proto_root.join("rill/v1/rill.proto"), proto_root.join("rill/v1/cluster.proto")];
+    let proto_files = [
+        proto_root.join("rill/v1/rill.proto"),
+        proto_root.join("rill/v1/cluster.proto"),
+        proto_root.join("rill/v1/auth.proto"),
+    ];
     let internal_file = proto_root.join("rill/internal/v1/controller.proto");
     for file in proto_files.iter().chain([&internal_file]) {
         println!("cargo:rerun-if-changed={}", file.display());

@@ -198,6 +198,8 @@ pub struct BrokerConfig {
 
     /// TLS on the listener, for gRPC and Kafka clients alike (docs/security.md); `None` serves plaintext.
     pub tls: Option<TlsConfig>,
+    /// Authentication: SASL on the Kafka port, bearer tokens on gRPC (docs/security.md).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Whether a TLS listener asks clients for a certificate, and what it does without one.
@@ -357,6 +359,7 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 10_000,
             offsets_topic_partitions: 50,
             tls: None,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -564,6 +567,7 @@ impl BrokerConfig {
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }
+        self.auth.validate(self.tls.is_some(), !self.peers.is_empty())?;
         crate::cluster::validate_settings(self)
     }
 

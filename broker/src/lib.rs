@@ -66,6 +66,7 @@
 //! - Bad input is an error status, never a panic; errors become gRPC statuses in one place (`error.rs`), and Kafka
 //!   error codes in one other (`kafka/error.rs`). Bad bytes on a Kafka connection close that connection only.
 
+pub mod auth;
 mod cluster;
 mod codec;
 mod config;
@@ -91,6 +92,7 @@ mod service;
 mod tls;
 mod topic_id;
 
+pub use auth::{AuthConfig, Principal, SaslMechanism};
 pub use cluster::{parse_peers, Peer};
 pub use config::{
     check_otlp_endpoint, parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, ConsoleMode, DurabilityPolicy,

@@ -24,6 +24,8 @@ pub struct Node {
     pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// Partition replication over the cluster; `None` on a single node (no peers).
     pub replication: Option<Arc<crate::replication::Replication>>,
+    /// The users clients authenticate as; `None` on a node of a cluster (users are not replicated yet).
+    pub users: Option<Arc<crate::auth::UserStore>>,
 }
 
 impl Node {

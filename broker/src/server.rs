@@ -67,6 +67,8 @@ pub enum StartError {
     OpenFileLimit(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Users(#[from] crate::auth::AuthError),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -133,12 +135,17 @@ impl Broker {
             None => Box::new(LocalProducerIdBlocks::new(&config.data_dir)),
         };
         let producer_ids = Arc::new(ProducerIds::new(producer_id_blocks));
+        let users = match &controller {
+            Some(_) => None,
+            None => Some(Arc::new(crate::auth::UserStore::open(&config.data_dir)?)),
+        };
         let node = Arc::new_cyclic(|weak| Node {
             config: Arc::clone(&config),
             registry,
             offsets,
             groups,
             producer_ids,
+            users: users.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown_rx,
             replication: controller.as_ref().map(|controller| {
@@ -194,6 +201,7 @@ impl Broker {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(tower::util::MapResponseLayer::new(codec_refusals_get_rills_codes))
             .layer(tower::util::option_layer(metrics.clone().map(crate::metrics::grpc_layer::GrpcMetricsLayer::new)))
+            .layer(crate::auth::authenticate::AuthenticateLayer::new(users.clone(), config.auth.require_auth))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -220,6 +228,7 @@ impl Broker {
                 Arc::clone(&config),
                 addr.to_string(),
             ))
+            .add_service(crate::auth::service::UserAdminService::server(users))
             .add_optional_service(
                 controller.as_ref().zip(node.replication.clone()).map(|(c, replication)| c.rpc_service(replication)),
             );

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_broker::{Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, TlsConfig};
+use rill_broker::{Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, SaslMechanism, TlsConfig};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -117,6 +117,29 @@ pub struct BrokerArgs {
     /// node presents its --tls-cert. [default: --tls-client-ca, else the public roots]
     #[arg(long, env = "RILL_CLUSTER_TLS_CA", value_name = "FILE")]
     cluster_tls_ca: Option<PathBuf>,
+    /// SASL mechanisms Kafka clients must authenticate with, comma-separated: SCRAM-SHA-256, SCRAM-SHA-512,
+    /// PLAIN (PLAIN needs TLS, or --sasl-plain-without-tls). Users: `rill user create`.
+    #[arg(long, env = "RILL_KAFKA_SASL_MECHANISMS", value_name = "LIST", value_parser = parse_sasl_mechanisms)]
+    kafka_sasl_mechanisms: Option<SaslMechanisms>,
+    /// Offer PLAIN on a listener without TLS (the password crosses the network in the clear).
+    #[arg(long, env = "RILL_SASL_PLAIN_WITHOUT_TLS")]
+    sasl_plain_without_tls: bool,
+    /// Refuse gRPC calls without a valid bearer token (`rill token create USER`), UNAUTHENTICATED.
+    #[arg(long, env = "RILL_REQUIRE_AUTH")]
+    require_auth: bool,
+}
+
+/// `--kafka-sasl-mechanisms`, parsed (a newtype: clap would read a bare `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct SaslMechanisms(Vec<SaslMechanism>);
+
+fn parse_sasl_mechanisms(text: &str) -> Result<SaslMechanisms, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| SaslMechanism::try_from(name.to_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map(SaslMechanisms)
 }
 
 fn parse_otlp_endpoint(text: &str) -> Result<String, String> {
@@ -252,6 +275,15 @@ impl BrokerArgs {
             if let Some(v) = self.tls_client_auth {
                 tls.client_auth = Some(v);
             }
+        }
+        if let Some(SaslMechanisms(v)) = self.kafka_sasl_mechanisms {
+            config.auth.kafka_sasl_mechanisms = v;
+        }
+        if self.sasl_plain_without_tls {
+            config.auth.sasl_plain_without_tls = true;
+        }
+        if self.require_auth {
+            config.auth.require_auth = true;
         }
         config.validate()?;
         Ok(config)

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_client::{Client, ClientConfig, ClientTls, Error};
+use rill_client::{BearerToken, Client, ClientConfig, ClientTls, Error};
 
 /// The broker's own default listen address (`BrokerConfig::default().listen`; a test keeps them equal).
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9092";
@@ -23,6 +23,17 @@ pub struct BrokerFlag {
     pub addr: String,
     #[command(flatten)]
     pub tls: TlsFlags,
+}
+
+/// `rill --token TOKEN` (env `RILL_TOKEN`): one per process, given before the subcommand, and sent by every
+/// client subcommand's connection. Set once by `main`.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the `--token` the process was given, for [`BrokerFlag::connect`].
+pub fn set_token(token: Option<String>) {
+    if let Some(token) = token {
+        let _ = TOKEN.set(token);
+    }
 }
 
 /// `--tls-ca`, `--tls-cert`, `--tls-key`: what a client trusts and presents over TLS.
@@ -54,7 +65,8 @@ impl TlsFlags {
 
 impl BrokerFlag {
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let config = self.tls.client_config()?;
+        let mut config = self.tls.client_config()?;
+        config.token = TOKEN.get().map(|t| BearerToken::new(t)).transpose().context("--token (RILL_TOKEN)")?;
         Client::connect_with(&self.addr, config).await.map_err(|err| self.explain(err))
     }
 
@@ -99,6 +111,11 @@ impl BrokerFlag {
             Error::DiskFull { message } => anyhow::anyhow!(
                 "the broker at {} cannot store records: its disk is full ({message}); free space on the broker's \
                  data directory",
+                self.addr
+            ),
+            Error::Unauthenticated { message } => anyhow::anyhow!(
+                "the broker at {} requires authentication: {message}; pass a token with `rill --token TOKEN ...` or RILL_TOKEN \
+                 (`rill user create NAME --token` issues one)",
                 self.addr
             ),
             root => anyhow::Error::new(root.clone()),

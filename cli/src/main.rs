@@ -2,7 +2,7 @@
 //! one line on stderr and an exit status.
 //!
 //! `rill broker` runs a node in the foreground (`rill_broker`). The client subcommands (`topic`, `produce`,
-//! `consume`, `group`, `cluster`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
+//! `consume`, `group`, `cluster`, `user`, `token`) are thin calls to `rill_client`, one module each, and `rill bench` measures a broker
 //! (`bench/`); `rill top` watches one through its admin listener's `/metrics` (`top.rs`). The client subcommands share `connect.rs` (the `--broker` flag, the runtime, error hints),
 //! `output.rs` (stdout that a closed pipe ends quietly) and `table.rs`; `allocator.rs` sets up mimalloc;
 //! `telemetry.rs` installs the log subscriber and, with `--otlp-endpoint`, the OTLP span exporter.
@@ -24,6 +24,7 @@ mod telemetry;
 mod time_arg;
 mod top;
 mod topic;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,10 @@ Client subcommands talk to --broker ADDR (env RILL_BROKER, default 127.0.0.1:909
 #[command(name = "rill", version, about = "rill: an append-only log broker (Kafka-style, gRPC API)")]
 #[command(after_help = EXAMPLES)]
 struct Cli {
+    /// Bearer token for a broker that requires authentication (`rill token create USER` issues one), sent by
+    /// every client subcommand as `authorization: Bearer TOKEN`. Prefer RILL_TOKEN: a flag shows in `ps`.
+    #[arg(long, env = "RILL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,11 +68,16 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Live per-topic rates and group lag from a broker's /metrics, refreshed every second.
     Top(top::TopArgs),
+    /// Users Kafka clients log in as (SASL) and gRPC clients name with tokens: create, delete, list.
+    User(user::UserArgs),
+    /// Bearer tokens for gRPC clients: create.
+    Token(user::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
     allocator::tune();
     let cli = Cli::parse();
+    connect::set_token(cli.token);
     let outcome = match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Topic(args) => topic::run(args),
@@ -77,6 +87,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Top(args) => top::run(args),
+        Command::User(args) => user::run(args),
+        Command::Token(args) => user::run_token(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

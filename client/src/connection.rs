@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rill_protocol::v1::consumer_groups_client::ConsumerGroupsClient;
@@ -40,6 +41,72 @@ pub struct ClientConfig {
     /// when `None`; an address without a scheme (given, or learned from the broker: a leader, a coordinator)
     /// uses TLS when this is set; an `http://` address never does.
     pub tls: Option<crate::tls::ClientTls>,
+    /// A bearer token (docs/security.md) sent as `authorization: Bearer TOKEN` on every call, to every node.
+    pub token: Option<BearerToken>,
+}
+
+/// A bearer token, checked once to be sendable as a header. Its `Debug` hides it, so a logged config leaks
+/// nothing.
+#[derive(Clone)]
+pub struct BearerToken {
+    header: http::HeaderValue,
+}
+
+impl BearerToken {
+    /// Fails for an empty token or one with characters a header cannot carry (visible ASCII only).
+    pub fn new(token: &str) -> Result<Self> {
+        let invalid = || Error::InvalidUse { message: "a token must be non-empty visible ASCII (no spaces)".into() };
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid());
+        }
+        let mut header = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| invalid())?;
+        // HPACK never indexes it, so it does not linger in a compression table.
+        header.set_sensitive(true);
+        Ok(Self { header })
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+/// A channel to one node that puts the client's token, if any, on every call: every generated client and the
+/// hand-made produce and fetch calls (`records_call.rs`) go through it, so none can forget it.
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerChannel {
+    channel: Channel,
+    authorization: Option<http::HeaderValue>,
+}
+
+impl BrokerChannel {
+    pub(crate) fn new(channel: Channel, config: &ClientConfig) -> Self {
+        Self { channel, authorization: config.token.as_ref().map(|token| token.header.clone()) }
+    }
+}
+
+impl From<Channel> for BrokerChannel {
+    fn from(channel: Channel) -> Self {
+        Self { channel, authorization: None }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for BrokerChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(authorization) = &self.authorization {
+            request.headers_mut().insert(http::header::AUTHORIZATION, authorization.clone());
+        }
+        self.channel.call(request)
+    }
 }
 
 impl Default for ClientConfig {
@@ -53,6 +120,7 @@ impl Default for ClientConfig {
             max_frame_bytes: 1 << 20,
             keep_alive_interval: Duration::from_secs(20),
             tls: None,
+            token: None,
         }
     }
 }
@@ -66,7 +134,7 @@ pub struct Client {
 struct Inner {
     addr: String,
     /// One channel per address given (`a:1,b:2`): the first that connected, and lazy ones to the others.
-    bootstrap: Vec<Channel>,
+    bootstrap: Vec<BrokerChannel>,
     /// Which of `bootstrap` calls go to; moves on when it cannot be reached.
     current: AtomicUsize,
     config: ClientConfig,
@@ -104,6 +172,7 @@ impl Client {
                         .iter()
                         .enumerate()
                         .map(|(i, (_, e))| if i == index { channel.clone() } else { e.connect_lazy() })
+                        .map(|channel| BrokerChannel::new(channel, &config))
                         .collect();
                     return Ok(Self::from_parts(url.clone(), bootstrap, index, config));
                 }
@@ -113,7 +182,7 @@ impl Client {
         Err(Error::Unavailable { message: failures.join("; ") })
     }
 
-    fn from_parts(addr: String, bootstrap: Vec<Channel>, current: usize, config: ClientConfig) -> Self {
+    fn from_parts(addr: String, bootstrap: Vec<BrokerChannel>, current: usize, config: ClientConfig) -> Self {
         let inner = Inner {
             addr,
             bootstrap,
@@ -159,7 +228,7 @@ impl Client {
             return Err(Error::InvalidAddress { addr: addr.as_ref().to_owned(), reason: "no address".into() });
         };
         let url = url.clone();
-        let bootstrap = endpoints.iter().map(|(_, e)| e.connect_lazy()).collect();
+        let bootstrap = endpoints.iter().map(|(_, e)| BrokerChannel::new(e.connect_lazy(), &config)).collect();
         Ok(Self::from_parts(url, bootstrap, 0, config))
     }
 
@@ -172,23 +241,23 @@ impl Client {
         &self.inner.config
     }
 
-    pub(crate) fn records(&self) -> RecordsClient<Channel> {
+    pub(crate) fn records(&self) -> RecordsClient<BrokerChannel> {
         let max = self.inner.config.max_message_bytes;
         RecordsClient::new(self.channel()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
     /// The connection itself, for calls made without a generated client (see `records_call.rs`).
-    pub(crate) fn channel(&self) -> Channel {
+    pub(crate) fn channel(&self) -> BrokerChannel {
         let current = self.inner.current.load(Ordering::Acquire) % self.inner.bootstrap.len().max(1);
         self.inner.bootstrap[current].clone()
     }
 
-    pub(crate) fn topics(&self) -> TopicAdminClient<Channel> {
+    pub(crate) fn topics(&self) -> TopicAdminClient<BrokerChannel> {
         let max = self.inner.config.max_message_bytes;
         TopicAdminClient::new(self.channel()).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
-    pub(crate) fn groups(&self) -> ConsumerGroupsClient<Channel> {
+    pub(crate) fn groups(&self) -> ConsumerGroupsClient<BrokerChannel> {
         let max = self.inner.config.max_message_bytes;
         ConsumerGroupsClient::new(self.channel()).max_decoding_message_size(max).max_encoding_message_size(max)
     }

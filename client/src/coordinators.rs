@@ -11,9 +11,9 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::connection::BrokerChannel as Channel;
 use rill_protocol::v1::consumer_groups_client::ConsumerGroupsClient;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::connection::{call, endpoint, Client};
 use crate::error::{Error, RequestContext, Result};
@@ -48,7 +48,7 @@ impl Client {
                 match endpoint(address, self.config()) {
                     Ok((_, endpoint)) => {
                         tracing::debug!(%group, %address, "following the group's coordinator");
-                        routes.insert(group.to_owned(), endpoint.connect_lazy());
+                        routes.insert(group.to_owned(), Channel::new(endpoint.connect_lazy(), self.config()));
                     }
                     Err(_) => {
                         routes.remove(group);

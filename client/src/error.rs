@@ -115,6 +115,13 @@ pub enum Error {
     /// A newer instance of this idempotent producer (same id, newer epoch) took over the partition.
     #[error("the producer was fenced: {message}")]
     ProducerFenced { message: String },
+    /// The broker requires authentication and the request carried no credential it accepts (no token, or one
+    /// it does not know). Not retried: the same credential is refused again.
+    #[error("the broker refused the request: {message}")]
+    Unauthenticated { message: String },
+    /// A user administration call refused: an unknown user, one that exists already, or users on a cluster.
+    #[error("{message}")]
+    UserRefused { message: String },
     #[error("broker error ({code:?}): {message}")]
     Broker { code: Code, message: String },
 }
@@ -217,6 +224,8 @@ impl Error {
             Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
             Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
+            Reason::Unauthenticated => Error::Unauthenticated { message },
+            Reason::UnknownUser | Reason::UserExists | Reason::Unsupported => Error::UserRefused { message },
             Reason::UnknownGroup
             | Reason::UnknownNode
             | Reason::MembershipRefused

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::connection::BrokerChannel as Channel;
 use rill_protocol::v1::topic_admin_client::TopicAdminClient;
 use rill_protocol::v1::DescribeTopicRequest;
-use tonic::transport::Channel;
 
 use crate::connection::{call, endpoint, request, Client, ClientConfig};
 use crate::error::{Error, RequestContext};
@@ -28,7 +28,7 @@ impl Leaders {
             return Some(channel.clone());
         }
         let (_, endpoint) = endpoint(address, config).ok()?;
-        let channel = endpoint.connect_lazy();
+        let channel = Channel::new(endpoint.connect_lazy(), config);
         channels.insert(address.to_owned(), channel.clone());
         Some(channel)
     }

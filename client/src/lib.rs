@@ -19,6 +19,7 @@
 //! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
 //! - [`ClientTls`]: TLS to the broker, used for an `https://` address (or any address when set in
 //!   [`ClientConfig::tls`]): a CA to trust besides the public roots, a client certificate for mutual TLS.
+//! - [`UserAdmin`]: the users Kafka clients log in as and their bearer tokens; [`ClientConfig::token`] sends one.
 //! - [`Error`]: one error type for everything, in terms of the caller's request.
 //!
 //! ```no_run
@@ -80,6 +81,7 @@ mod record;
 mod records_call;
 mod sender;
 mod tls;
+mod user_admin;
 
 pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
@@ -90,7 +92,7 @@ pub use cluster_admin::{
     ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, NodeAdded, NodeRemoved, ReplicaMove,
 };
 pub use compression::Compression;
-pub use connection::{Client, ClientConfig};
+pub use connection::{BearerToken, Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};
@@ -99,3 +101,4 @@ pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTE
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
 pub use rill_protocol::trace_context::{TraceParent, TraceParentError};
 pub use tls::{ClientIdentity, ClientTls};
+pub use user_admin::{UserAdmin, UserInfo};

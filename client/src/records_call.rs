@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::connection::BrokerChannel as Channel;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use prost::Message;
@@ -24,7 +25,6 @@ use rill_protocol::hops::{self, Hop};
 use rill_protocol::reason::Reason;
 use rill_protocol::v1::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
 use tonic::body::Body;
-use tonic::transport::Channel;
 use tonic::Status;
 use tower::ServiceExt;
 
@@ -270,7 +270,7 @@ mod tests {
             .connect()
             .await
             .expect("connects");
-        (channel, server)
+        (channel.into(), server)
     }
 
     async fn call_fake(fake: FakeRecords, timeout: Duration) -> (Result<ProduceResponse, Status>, Vec<ProduceRequest>) {

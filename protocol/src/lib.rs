@@ -2,7 +2,7 @@
 //!
 //! - The record batch codec. Records travel and rest in Kafka's RecordBatch v2 (magic 2), byte for byte
 //!   ([`batch`] for the header, [`record`] for the records, `docs/format.md` for the layout).
-//! - [`v1`]: the gRPC API generated from `proto/rill/v1/` (`rill.proto`, `cluster.proto`) (prost messages, tonic clients and
+//! - [`v1`]: the gRPC API generated from `proto/rill/v1/` (`rill.proto`, `cluster.proto`, `auth.proto`) (prost messages, tonic clients and
 //!   server traits), compiled by `build.rs` with `protox`, so no system `protoc` is needed.
 //! - [`internal`]: the node-to-node API (`proto/rill/internal/v1/controller.proto`): raft RPCs and heartbeats
 //!   between the nodes of a cluster. Not public; kept out of the reflection descriptor set.

@@ -79,6 +79,15 @@ pub enum Reason {
     StorageFailure,
     /// A fault of the broker's, not of the request.
     Internal,
+    /// A user name `rill user` does not know.
+    UnknownUser,
+    /// A user `rill user create` was asked to create exists already.
+    UserExists,
+    /// The request carries no credential the broker accepts (a missing, unknown or revoked token; a failed SASL
+    /// exchange) while authentication is required. The message never says which.
+    Unauthenticated,
+    /// An operation this node does not offer in its setup (users on a cluster).
+    Unsupported,
 }
 
 /// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
@@ -89,7 +98,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 33] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -119,6 +128,10 @@ impl Reason {
         Reason::MembershipRefused,
         Reason::StorageFailure,
         Reason::Internal,
+        Reason::UnknownUser,
+        Reason::UserExists,
+        Reason::Unauthenticated,
+        Reason::Unsupported,
     ];
 
     /// The word on the wire, and the gRPC code and Kafka error code the refusal is answered with: the one table.
@@ -153,6 +166,10 @@ impl Reason {
             Reason::MembershipRefused => ("membership-refused", Code::FailedPrecondition, 42), // INVALID_REQUEST
             Reason::StorageFailure => ("storage-failure", Code::Internal, 56), // KAFKA_STORAGE_ERROR
             Reason::Internal => ("internal", Code::Internal, -1),      // UNKNOWN_SERVER_ERROR
+            Reason::UnknownUser => ("unknown-user", Code::NotFound, 91), // RESOURCE_NOT_FOUND
+            Reason::UserExists => ("user-exists", Code::AlreadyExists, 92), // DUPLICATE_RESOURCE
+            Reason::Unauthenticated => ("unauthenticated", Code::Unauthenticated, 58), // SASL_AUTHENTICATION_FAILED
+            Reason::Unsupported => ("unsupported", Code::Unimplemented, 35), // UNSUPPORTED_VERSION
         }
     }
 

@@ -37,7 +37,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    // SASL (only advertised with `auth.kafka_sasl_mechanisms` set): SaslHandshake v0 is followed by raw SASL
+    // frames instead of SaslAuthenticate, not served.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// The APIs only a broker with SASL on serves.
+fn is_sasl_api(key: ApiKey) -> bool {
+    matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
 
 /// The versions of `api_key` served, if it is served at all.
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -47,9 +56,10 @@ pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
 /// The answer to an ApiVersions request of any version. A client that sent a version above the highest served
 /// gets UNSUPPORTED_VERSION with the list anyway, which it reads as v0 and then retries at a version it finds
 /// there (the caller encodes this answer at v0 in that case).
-pub fn answer(is_version_supported: bool) -> ApiVersionsResponse {
+pub fn answer(is_version_supported: bool, is_sasl_on: bool) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
+        .filter(|(key, _, _)| is_sasl_on || !is_sasl_api(*key))
         .map(|&(key, min, max)| {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
@@ -72,10 +82,19 @@ mod tests {
 
     #[test]
     fn an_unsupported_version_is_answered_with_the_list_and_unsupported_version() {
-        let answer = answer(false);
+        let answer = answer(false, true);
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
         assert_eq!(supported_versions(ApiKey::EndTxn as i16), None);
+    }
+
+    #[test]
+    fn sasl_apis_are_advertised_only_with_sasl_on() {
+        let has_sasl =
+            |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::SaslHandshake as i16);
+        assert!(has_sasl(&answer(true, true)));
+        assert!(!has_sasl(&answer(true, false)));
+        assert_eq!(answer(true, false).api_keys.len(), SUPPORTED.len() - 2);
     }
 }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, request_size, EncodeError, FrameError, RequestPreamble, SIZE_PREFIX_BYTES};
+use super::sasl::{Gate, SaslAnswer, SaslSession};
 use super::{error_counts, fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
 use crate::tls::ServedStream;
 
@@ -35,6 +36,8 @@ pub enum RequestError {
     Malformed { api: ApiKey, version: i16, reason: String },
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    #[error("API key {api_key} before SASL authentication (only ApiVersions, SaslHandshake, SaslAuthenticate are)")]
+    Unauthenticated { api_key: i16 },
 }
 
 /// Serves one connection until the client closes it, it sends what cannot be answered, or the broker stops.
@@ -42,6 +45,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
     let peer = connection.peer_addr();
     let max_request_bytes = usize::try_from(kafka.node.config.max_request_bytes).unwrap_or(usize::MAX);
     let mut shutdown = kafka.node.shutdown.clone();
+    let mut sasl = SaslSession::new(&kafka, connection.is_tls(), connection.peer_certificates());
     tracing::debug!(?peer, "kafka connection");
     while !kafka.node.is_shutting_down() {
         let request = tokio::select! {
@@ -62,20 +66,32 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
         };
         let started = std::time::Instant::now();
         let api_key = request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
-        let answered = answer(&kafka, request, peer).await;
+        let (answered, must_close) = match sasl.gate(api_key) {
+            Gate::Serve => (answer(&kafka, request, peer).await, false),
+            Gate::Sasl => match sasl.answer(&kafka, request, peer).await {
+                Ok(SaslAnswer { frame, must_close }) => (Ok(Some(frame)), must_close),
+                Err(err) => (Err(err), true),
+            },
+            Gate::Refuse => (Err(RequestError::Unauthenticated { api_key }), true),
+        };
         if let Some(metrics) = &kafka.node.metrics {
-            metrics.kafka.record(api_key, started.elapsed(), answered.is_err());
+            metrics.kafka.record(api_key, started.elapsed(), answered.is_err() || must_close);
         }
+        let principal = sasl.principal();
         match answered {
             Ok(Some(response)) => {
                 if let Err(err) = connection.write_all(&response).await {
-                    tracing::debug!(?peer, error = %err, "kafka connection closed while writing a response");
+                    tracing::debug!(?peer, %principal, error = %err, "kafka connection closed while writing a response");
+                    return;
+                }
+                if must_close {
+                    let _ = connection.flush().await;
                     return;
                 }
             }
             Ok(None) => {}
             Err(err) => {
-                tracing::info!(?peer, error = %err, "closing kafka connection");
+                tracing::info!(?peer, %principal, error = %err, "closing kafka connection");
                 return;
             }
         }
@@ -114,7 +130,8 @@ pub async fn answer(
     let (min, max) = supported_versions(api_key).ok_or(RequestError::NotServed(api))?;
     if api == ApiKey::ApiVersions && version > max {
         // The client does not know this broker's versions yet: answer in v0, which it can always read.
-        return Ok(Some(encode_response(correlation_id, 0, &api_versions::answer(false), 0)?));
+        let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on());
+        return Ok(Some(encode_response(correlation_id, 0, &answer, 0)?));
     }
     if version < min || version > max {
         return Err(RequestError::UnsupportedVersion { api, version, min, max });
@@ -125,7 +142,10 @@ pub async fn answer(
     super::bounds::check(api, version, &body).map_err(malformed_by(api, version))?;
     let header_version = api.response_header_version(version);
     let frame = match api {
-        ApiKey::ApiVersions => encode_response(correlation_id, header_version, &api_versions::answer(true), version)?,
+        ApiKey::ApiVersions => {
+            let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on());
+            encode_response(correlation_id, header_version, &answer, version)?
+        }
         ApiKey::Metadata => {
             let request = MetadataRequest::decode(&mut body, version).map_err(&malformed)?;
             let response = metadata::answer(kafka, &request);

@@ -3,7 +3,8 @@
 //! `listener.rs` tells a new connection's protocol from its first byte and hands gRPC ones to tonic;
 //! `connection.rs` serves a Kafka one: size-prefixed frames (at most `max_request_bytes`), one request at a time
 //! in order, as Kafka's own broker does. Each API has its file (`api_versions.rs`, `metadata.rs`, `produce.rs`,
-//! `fetch.rs`, `list_offsets.rs`) over the same `Node` the gRPC services use, and `error.rs` is the one place a
+//! `fetch.rs`, `list_offsets.rs`) over the same `Node`; `sasl.rs` authenticates a connection when
+//! `auth.kafka_sasl_mechanisms` asks for it, before anything else is served the gRPC services use, and `error.rs` is the one place a
 //! `BrokerError` becomes a Kafka error code. Requests and responses are framed by the `kafka-protocol` crate;
 //! record batches pass through as `Bytes`, never decoded or re-encoded here (produce checks them with the same
 //! Kafka rules as the gRPC path).
@@ -35,6 +36,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod produce;
+mod sasl;
 mod sync_group;
 mod topic_configs;
 mod topics_admin;
@@ -52,6 +54,8 @@ pub struct KafkaContext {
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// Failed SASL authentications per client address, which slow that address's next answers.
+    pub auth_failures: crate::auth::backoff::FailureBackoff,
 }
 
 impl KafkaContext {
@@ -68,6 +72,6 @@ impl KafkaContext {
             (ip.to_string(), listen_addr.port())
         });
         let node_id = node.config.node_id.and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
-        KafkaContext { node, node_id, advertised_host, advertised_port }
+        KafkaContext { node, node_id, advertised_host, advertised_port, auth_failures: Default::default() }
     }
 }

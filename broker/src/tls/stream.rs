@@ -13,8 +13,8 @@ use tonic::transport::server::Connected;
 
 use crate::connection::LimitedConnection;
 
-/// A client's certificate chain as verified in the handshake, leaf first. Principals (docs/security.md,
-/// "Not built yet") will be derived from it.
+/// A client's certificate chain as verified in the handshake, leaf first; `auth::certificate` maps its leaf to
+/// a principal (docs/security.md, "Principals").
 pub type PeerCertificates = Arc<[CertificateDer<'static>]>;
 
 /// What tonic puts in every request's extensions for the connection it came on: where from, and the client
@@ -43,6 +43,10 @@ impl ServedStream {
             Self::Plain(connection) => connection,
             Self::Tls(stream) => stream.get_ref().0,
         }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
     }
 
     pub fn peer_addr(&self) -> Option<SocketAddr> {

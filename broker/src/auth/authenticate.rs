@@ -1,0 +1,111 @@
+//! Bearer tokens on gRPC: a tower layer under tonic that reads each request's `authorization: Bearer TOKEN`,
+//! puts the caller's [`Principal`] in the request's extensions (where handlers and, later, ACLs read it; without a
+//! token, the client certificate's, `certificate.rs`), and
+//! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one this node issued,
+//! or when there is none and `auth.require_auth` is on. Health checks pass without one (load balancers and
+//! orchestrators probe them), as do a cluster's node-to-node calls, which carry none (and `require_auth` is
+//! refused on a cluster).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rill_protocol::reason::Reason;
+
+use super::{Principal, UserStore};
+
+const EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.", "/rill.internal."];
+
+#[derive(Clone)]
+pub struct AuthenticateLayer {
+    /// `None` on a node of a cluster: no token is known there.
+    users: Option<Arc<UserStore>>,
+    is_required: bool,
+}
+
+impl AuthenticateLayer {
+    pub fn new(users: Option<Arc<UserStore>>, is_required: bool) -> Self {
+        Self { users, is_required }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthenticateLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate { inner, users: self.users.clone(), is_required: self.is_required }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    users: Option<Arc<UserStore>>,
+    is_required: bool,
+}
+
+/// Why a request is refused; the words are the same for a missing and an unknown token but for the hint.
+fn refusal(has_token: bool) -> tonic::Status {
+    let message = if has_token {
+        "the bearer token is not valid (unknown, revoked, or its user deleted)"
+    } else {
+        "authentication is required: send a bearer token (`rill --token TOKEN`, RILL_TOKEN; `rill token create USER`)"
+    };
+    Reason::Unauthenticated.status(message)
+}
+
+impl<S> Authenticate<S> {
+    /// The caller's principal, or the refusal.
+    fn principal<B>(&self, request: &http::Request<B>) -> Result<Principal, tonic::Status> {
+        let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
+            // No token: the client certificate's principal, if it has one (mutual TLS authenticates too).
+            let from_certificate = request
+                .extensions()
+                .get::<crate::tls::ConnectionInfo>()
+                .and_then(|info| info.peer_certificates.as_ref()?.first().and_then(super::certificate::principal_of));
+            return match from_certificate {
+                Some(principal) => Ok(principal),
+                None if self.is_required => Err(refusal(false)),
+                None => Ok(Principal::Anonymous),
+            };
+        };
+        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let user = token.zip(self.users.as_deref()).and_then(|(token, users)| users.user_of_token(token));
+        user.map(Principal::User).ok_or_else(|| refusal(true))
+    }
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Authenticate<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if EXEMPT_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+            return Box::pin(self.inner.call(request));
+        }
+        match self.principal(&request) {
+            Ok(principal) => {
+                tracing::debug!(%principal, path, "grpc request");
+                request.extensions_mut().insert(principal);
+                Box::pin(self.inner.call(request))
+            }
+            Err(status) => {
+                tracing::debug!(path, "grpc request refused: unauthenticated");
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Who a client is (docs/security.md): users and their credentials (`users.rs`, `scram.rs`), the `UserAdmin`
+//! gRPC service that manages them (`service.rs`), and the [`Principal`] every connection and request carries.
+//!
+//! **Invariants:** no password, token or key is ever stored, logged or answered: a password becomes a SCRAM
+//! credential, a token its hash. Every failed authentication says the same thing whatever failed (user or
+//! secret), so an answer never tells whether a user exists.
+
+pub mod authenticate;
+pub mod backoff;
+pub mod certificate;
+pub mod config;
+pub mod scram;
+pub mod service;
+pub mod users;
+
+use std::path::PathBuf;
+
+use rill_protocol::reason::Reason;
+
+pub use config::{AuthConfig, SaslMechanism};
+pub use users::UserStore;
+
+/// Who a request acts as, in Kafka's form (`User:NAME`), ready for ACLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// Authenticated: by SASL, a bearer token, or a client certificate.
+    User(String),
+    /// Nothing authenticated the client.
+    Anonymous,
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::User(name) => write!(f, "User:{name}"),
+            Principal::Anonymous => f.write_str("User:ANONYMOUS"),
+        }
+    }
+}
+
+impl Principal {
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self, Principal::User(_))
+    }
+}
+
+/// Why a user operation or an authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid user name {name:?}: {reason}")]
+    InvalidUserName { name: String, reason: String },
+    #[error("invalid password: {reason}")]
+    InvalidPassword { reason: String },
+    #[error("invalid mechanism {name:?}: SCRAM-SHA-256 and SCRAM-SHA-512 are supported")]
+    InvalidMechanism { name: String },
+    #[error("user {name:?} already exists (delete it first to change its password)")]
+    UserExists { name: String },
+    #[error("unknown user {name:?}")]
+    UnknownUser { name: String },
+    #[error("too many users: a node holds at most {limit}")]
+    TooManyUsers { limit: usize },
+    #[error("user {name:?} holds {limit} tokens, the most allowed: delete and re-create the user to revoke them")]
+    TooManyTokens { name: String, limit: usize },
+    #[error(
+        "users are not replicated across a cluster yet: `rill user` works on a single node only (docs/security.md)"
+    )]
+    NotOnCluster,
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("corrupt users file {path}: {reason}")]
+    CorruptUsersFile { path: PathBuf, reason: String },
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            AuthError::InvalidUserName { .. }
+            | AuthError::InvalidPassword { .. }
+            | AuthError::InvalidMechanism { .. } => Reason::InvalidArgument,
+            AuthError::UserExists { .. } => Reason::UserExists,
+            AuthError::UnknownUser { .. } => Reason::UnknownUser,
+            AuthError::TooManyUsers { .. } | AuthError::TooManyTokens { .. } => Reason::LimitReached,
+            AuthError::NotOnCluster => Reason::Unsupported,
+            AuthError::Unauthenticated(_) => Reason::Unauthenticated,
+            AuthError::Io { .. } => Reason::StorageFailure,
+            AuthError::CorruptUsersFile { .. } | AuthError::Internal(_) => Reason::Internal,
+        }
+    }
+}
+
+impl From<AuthError> for tonic::Status {
+    fn from(err: AuthError) -> Self {
+        err.reason().status(err.to_string())
+    }
+}

@@ -1,0 +1,96 @@
+//! The `UserAdmin` gRPC service: `rill user create|delete|list` and `rill token create`. The store's writes
+//! (PBKDF2 and an fsynced file) run on the blocking pool.
+
+use std::sync::Arc;
+
+use rill_protocol::v1::user_admin_server::{UserAdmin, UserAdminServer};
+use rill_protocol::v1::{
+    CreateTokenRequest, CreateTokenResponse, CreateUserRequest, CreateUserResponse, DeleteUserRequest,
+    DeleteUserResponse, ListUsersRequest, ListUsersResponse, User,
+};
+use tonic::{Request, Response, Status};
+
+use super::scram::{ScramMechanism, DEFAULT_ITERATIONS};
+use super::{AuthError, Principal, UserStore};
+
+pub struct UserAdminService {
+    /// `None` on a node of a cluster: users are not replicated, so every call is refused.
+    users: Option<Arc<UserStore>>,
+}
+
+impl UserAdminService {
+    pub fn server(users: Option<Arc<UserStore>>) -> UserAdminServer<Self> {
+        UserAdminServer::new(Self { users })
+    }
+
+    /// Runs `work` on the store on the blocking pool.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&UserStore) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let users = Arc::clone(self.users.as_ref().ok_or(AuthError::NotOnCluster)?);
+        tokio::task::spawn_blocking(move || work(&users))
+            .await
+            .map_err(|err| AuthError::Internal(format!("user store task failed: {err}")))?
+            .map_err(Status::from)
+    }
+}
+
+fn principal_of<T>(request: &Request<T>) -> String {
+    request.extensions().get::<Principal>().map_or_else(|| Principal::Anonymous.to_string(), ToString::to_string)
+}
+
+#[tonic::async_trait]
+impl UserAdmin for UserAdminService {
+    async fn create_user(&self, request: Request<CreateUserRequest>) -> Result<Response<CreateUserResponse>, Status> {
+        let by = principal_of(&request);
+        let CreateUserRequest { name, password, mechanisms, with_token } = request.into_inner();
+        let mechanisms = mechanisms
+            .iter()
+            .map(|m| ScramMechanism::parse(m).ok_or_else(|| AuthError::InvalidMechanism { name: m.clone() }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let user = name.clone();
+        let token = self
+            .with_store(move |users| {
+                users.create(&user, password.as_bytes(), &mechanisms, DEFAULT_ITERATIONS)?;
+                with_token.then(|| users.create_token(&user)).transpose()
+            })
+            .await?;
+        tracing::info!(user = %name, principal = %by, with_token, "user created");
+        Ok(Response::new(CreateUserResponse { token }))
+    }
+
+    async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
+        let by = principal_of(&request);
+        let name = request.into_inner().name;
+        let user = name.clone();
+        self.with_store(move |users| users.delete(&user)).await?;
+        tracing::info!(user = %name, principal = %by, "user deleted");
+        Ok(Response::new(DeleteUserResponse {}))
+    }
+
+    async fn list_users(&self, _request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+        let users = self.with_store(|users| Ok(users.list())).await?;
+        let users = users
+            .into_iter()
+            .map(|user| User {
+                name: user.name,
+                mechanisms: user.mechanisms.iter().map(|m| m.name().to_owned()).collect(),
+                token_count: u32::try_from(user.token_count).unwrap_or(u32::MAX),
+            })
+            .collect();
+        Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let by = principal_of(&request);
+        let name = request.into_inner().user;
+        let user = name.clone();
+        let token = self.with_store(move |users| users.create_token(&user)).await?;
+        tracing::info!(user = %name, principal = %by, "token issued");
+        Ok(Response::new(CreateTokenResponse { token }))
+    }
+}

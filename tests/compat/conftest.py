@@ -30,6 +30,23 @@ def running_broker(data_dir, *flags):
         process.wait(timeout=30)
 
 
+def read_values(consumer, topic, count, polls=300):
+    """Subscribes `consumer` to `topic` and returns the values of up to `count` records read within `polls`
+    polls of 0.1 s; closes the consumer."""
+    values = []
+    try:
+        consumer.subscribe([topic])
+        for _ in range(polls):
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+            if len(values) == count:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
 @pytest.fixture(scope="module")
 def broker_addr():
     """A real `rill broker` process on a free port, killed at the end; its address."""

@@ -149,24 +149,28 @@ def test_a_consumer_protocol_member_commits_and_a_new_member_resumes_after_them(
         second.close()
 
 
-def test_an_unknown_server_assignor_is_refused_with_its_name(broker_addr):
-    group, topic = next(group_names), new_topic(broker_addr, 1)
-    consumer = consumer_protocol_consumer(broker_addr, group, **{"group.remote.assignor": "no-such-assignor"})
-    errors = []
+def first_error(consumer, subscription):
+    """Subscribes and polls until the consumer reports an error (raised or as a message); its text, or None."""
     try:
-        consumer.subscribe([topic])
+        consumer.subscribe(subscription)
         deadline = time.monotonic() + DEADLINE_S
-        while not errors and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             try:
                 message = consumer.poll(0.2)
             except KafkaException as err:
-                errors.append(str(err))
-                break
+                return str(err)
             if message is not None and message.error() is not None:
-                errors.append(str(message.error()))
+                return str(message.error())
+        return None
     finally:
         consumer.close()
-    assert errors and "assignor" in errors[0].lower(), errors
+
+
+def test_an_unknown_server_assignor_is_refused_with_its_name(broker_addr):
+    group, topic = next(group_names), new_topic(broker_addr, 1)
+    consumer = consumer_protocol_consumer(broker_addr, group, **{"group.remote.assignor": "no-such-assignor"})
+    error = first_error(consumer, [topic])
+    assert error and "assignor" in error.lower(), error
 
 
 def test_a_regex_subscription_takes_in_topics_created_after_it(broker_addr):
@@ -206,23 +210,11 @@ def test_a_regex_subscription_takes_in_topics_created_after_it(broker_addr):
 
 
 def test_an_invalid_subscription_regex_is_refused_saying_why(broker_addr):
-    group, errors = next(group_names), []
-    consumer = consumer_protocol_consumer(broker_addr, group)
-    try:
-        consumer.subscribe(["^orders_(a)\\1"])  # a back-reference: librdkafka accepts it, RE2 does not
-        deadline = time.monotonic() + DEADLINE_S
-        while not errors and time.monotonic() < deadline:
-            try:
-                message = consumer.poll(0.2)
-            except KafkaException as err:
-                errors.append(str(err))
-                break
-            if message is not None and message.error() is not None:
-                errors.append(str(message.error()))
-    finally:
-        consumer.close()
+    consumer = consumer_protocol_consumer(broker_addr, next(group_names))
+    # A back-reference: librdkafka accepts it, RE2 does not.
+    error = first_error(consumer, ["^orders_(a)\\1"])
     # librdkafka reports the code (INVALID_REGULAR_EXPRESSION), not the broker's message, and stops the consumer.
-    assert errors and "The regular expression is not valid" in errors[0], errors
+    assert error and "The regular expression is not valid" in error, error
 
 
 KILLED_MEMBER = """

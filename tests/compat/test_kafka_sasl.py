@@ -17,7 +17,7 @@ import trustme
 from confluent_kafka import Consumer, KafkaError, Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from conftest import running_broker
+from conftest import read_values, running_broker
 
 RILL = os.environ["RILL_BIN"]
 topic_names = (f"kafka-sasl-{n}" for n in itertools.count())
@@ -77,17 +77,7 @@ def test_librdkafka_produces_and_consumes_with_sasl_ssl(pki, sasl_broker, mechan
     assert delivered == [(None, i) for i in range(10)]
     consumer = Consumer({**settings, "group.id": f"{topic}-reader", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False})
-    try:
-        consumer.subscribe([topic])
-        values = []
-        for _ in range(300):
-            message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                values.append(message.value())
-            if len(values) == 10:
-                break
-    finally:
-        consumer.close()
+    values = read_values(consumer, topic, 10)
     assert values == [f"{mechanism} {i}".encode() for i in range(10)]
 
 

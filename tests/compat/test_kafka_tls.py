@@ -16,7 +16,7 @@ import trustme
 from confluent_kafka import Consumer, Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from conftest import running_broker
+from conftest import read_values, running_broker
 
 RILL = os.environ["RILL_BIN"]
 topic_names = (f"kafka-tls-{n}" for n in itertools.count())
@@ -111,17 +111,7 @@ def test_librdkafka_produces_and_consumes_over_mutual_tls(pki, tls_broker):
     assert sorted(offset for _, offset in delivered) == list(range(20))
     consumer = Consumer({"bootstrap.servers": tls_broker, "group.id": f"{topic}-reader", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False, **librdkafka_ssl(pki)})
-    try:
-        consumer.subscribe([topic])
-        values = []
-        for _ in range(300):
-            message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                values.append(message.value())
-            if len(values) == 20:
-                break
-    finally:
-        consumer.close()
+    values = read_values(consumer, topic, 20)
     assert values == [f"rd {i}".encode() for i in range(20)]
 
 

@@ -116,15 +116,9 @@ async fn learn_cluster_id(controller: &Controller) {
         None => {
             let mut updated = controller.identity.lock().unwrap_or_else(|p| p.into_inner()).clone();
             updated.cluster_id = Some(cluster_id.clone());
-            let data_dir = controller.config.data_dir.clone();
-            let stored = tokio::task::spawn_blocking(move || identity::store(&data_dir, &updated).map(|()| updated))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            match stored {
-                Ok(updated) => {
+            match store_identity(controller, updated).await {
+                Ok(()) => {
                     tracing::info!(%cluster_id, "joined the cluster; recorded its id in cluster.toml");
-                    *controller.identity.lock().unwrap_or_else(|p| p.into_inner()) = updated;
                     controller.cluster_id.set(cluster_id);
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot record the cluster id yet; next tick retries"),
@@ -147,19 +141,22 @@ async fn record_members(controller: &Controller, metrics: &openraft::RaftMetrics
         return;
     }
     updated.members = members;
+    let members = super::peers::format_peers(&updated.members);
+    match store_identity(controller, updated).await {
+        Ok(()) => tracing::info!(%members, "the controller membership changed; recorded it in cluster.toml"),
+        Err(err) => tracing::warn!(error = %err, "cannot record the membership yet; next tick retries"),
+    }
+}
+
+/// Writes `updated` to `cluster.toml` off the async workers, then makes it the node's identity in memory.
+async fn store_identity(controller: &Controller, updated: identity::ClusterIdentity) -> Result<(), String> {
     let data_dir = controller.config.data_dir.clone();
     let stored = tokio::task::spawn_blocking(move || identity::store(&data_dir, &updated).map(|()| updated))
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    match stored {
-        Ok(updated) => {
-            let members = super::peers::format_peers(&updated.members);
-            tracing::info!(%members, "the controller membership changed; recorded it in cluster.toml");
-            *controller.identity.lock().unwrap_or_else(|p| p.into_inner()) = updated;
-        }
-        Err(err) => tracing::warn!(error = %err, "cannot record the membership yet; next tick retries"),
-    }
+        .and_then(|r| r.map_err(|e| e.to_string()))?;
+    *controller.identity.lock().unwrap_or_else(|p| p.into_inner()) = stored;
+    Ok(())
 }
 
 struct Heartbeats {

@@ -88,13 +88,29 @@ class Member(threading.Thread):
             self.seen.append((partition, offset, value))
 
 
+def subscribe_kafka_python(consumer, topic):
+    """Subscribes once the consumer knows every partition of `topic`.
+
+    Works around a kafka-python 3.0.12 bug that stalls a group against any broker: a leader that assigned before
+    it had the topic's metadata rejoins when the metadata arrives, and if `poll()` times out during that rejoin,
+    the next `poll()` no longer sees a reason to rejoin (the leader's snapshot now matches) and never finishes it:
+    the member stays "rebalancing" with its heartbeats off until the coordinator expires it, and never notices.
+    Knowing the partitions before the first join keeps the leader from assigning without them."""
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + DEADLINE_S
+    while len(consumer.partitions_for_topic(topic)) == 0:
+        assert time.monotonic() < deadline, f"kafka-python never learned the partitions of {topic}"
+        time.sleep(0.05)
+
+
 class KafkaPythonMember(Member):
     def consume(self):
         consumer = self.make_consumer()
-        consumer.subscribe([self.topic])
+        subscribe_kafka_python(consumer, self.topic)
         try:
             while not self.stop.is_set():
-                batches = consumer.poll(timeout_ms=100)
+                # Long enough for a rejoin to complete within one poll (see subscribe_kafka_python).
+                batches = consumer.poll(timeout_ms=1000)
                 for tp, records in batches.items():
                     for r in records:
                         self.record(tp.partition, r.offset, r.value)
@@ -191,7 +207,7 @@ def test_kafka_python_commits_and_a_new_member_resumes_after_them(broker_addr):
     produce(broker_addr, topic, 1, 10)
     first = kafka_python_consumer(broker_addr, group, max_poll_records=4)
     try:
-        first.subscribe([topic])
+        subscribe_kafka_python(first, topic)
         read = []
         deadline = time.monotonic() + DEADLINE_S
         while not read and time.monotonic() < deadline:
@@ -203,7 +219,7 @@ def test_kafka_python_commits_and_a_new_member_resumes_after_them(broker_addr):
     assert committed(broker_addr, group, topic) == {0: 4}
     second = kafka_python_consumer(broker_addr, group)
     try:
-        second.subscribe([topic])
+        subscribe_kafka_python(second, topic)
         resumed = []
         while len(resumed) < 6 and time.monotonic() < deadline:
             resumed += [r.offset for records in second.poll(timeout_ms=200).values() for r in records]

@@ -202,6 +202,68 @@ def test_a_confluent_kafka_group_shares_partitions_and_takes_over_from_a_leaver(
     assert committed(broker_addr, group, topic) == {p: 40 for p in range(6)}
 
 
+class StaticConfluentMember(ConfluentMember):
+    """A librdkafka member with a `group.instance.id`, counting the assignments it is given."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.assignments = 0
+
+    def consume(self):
+        consumer = self.make_consumer()
+        consumer.subscribe([self.topic], on_assign=lambda *_: self.count_assignment())
+        try:
+            while not self.stop.is_set():
+                message = consumer.poll(0.1)
+                if message is not None and message.error() is None:
+                    self.record(message.partition(), message.offset(), message.value())
+                self.assigned = {tp.partition for tp in consumer.assignment()}
+        finally:
+            consumer.close()  # a static member does not leave the group on close
+
+    def count_assignment(self):
+        self.assignments += 1
+
+
+def test_a_restarted_static_confluent_kafka_member_gets_its_partitions_back_without_a_rebalance(broker_addr):
+    """KIP-345: a member's new process with the same group.instance.id takes the old one's place and partitions
+    within the session timeout, and the other member is not rebalanced."""
+    group, topic = next(names), new_topic(broker_addr, 4)
+    seen, lock = [], threading.Lock()
+
+    def member(instance):
+        return StaticConfluentMember(
+            lambda: confluent_consumer(broker_addr, group, **{"group.instance.id": instance,
+                                                              "session.timeout.ms": 10000}),
+            topic, seen, lock)
+
+    first, second = member("pod-a"), member("pod-b")
+    first.start()
+    second.start()
+    group_now = [first, second]
+    try:
+        wait_for(lambda: len(first.assigned) == 2 and len(second.assigned) == 2, "a balanced assignment", group_now)
+        held, assignments = set(second.assigned), first.assignments
+        second.stop.set()
+        second.join(timeout=30)
+        restarted = member("pod-b")
+        restarted.start()
+        group_now = [first, restarted]
+        wait_for(lambda: restarted.assigned == held, "the restarted member to get its partitions back", group_now)
+        time.sleep(1)  # a rebalance of the first member would show by now
+        assert first.assignments == assignments, "the other member was not rebalanced"
+        assert len(first.assigned) == 2
+        produce(broker_addr, topic, 4, 5)
+        wait_for(lambda: len(seen) >= 20, "every record", group_now)
+    finally:
+        for m in group_now:
+            m.stop.set()
+        for m in group_now:
+            m.join(timeout=30)
+    assert [m.error for m in group_now] == [None, None]
+    assert sorted(v for _, _, v in seen) == sorted(f"{p}:{i}".encode() for p in range(4) for i in range(5))
+
+
 def test_kafka_python_commits_and_a_new_member_resumes_after_them(broker_addr):
     group, topic = next(names), new_topic(broker_addr, 1)
     produce(broker_addr, topic, 1, 10)

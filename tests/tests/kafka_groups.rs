@@ -1,7 +1,8 @@
 //! Kafka's group and admin APIs over the raw protocol (`kafka-protocol`'s encoders, `rill_tests::kafka_client`):
 //! the classic group protocol's round trips and refusals (MEMBER_ID_REQUIRED, UNKNOWN_MEMBER_ID,
 //! ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, an expired session), commits fenced by generation and visible to
-//! gRPC, a group refused to the other protocol's members, topic administration's per-topic errors, and a lying
+//! gRPC, static members (KIP-345) restarted without a rebalance and their old ids fenced, a group refused to
+//! the other protocol's members, topic administration's per-topic errors, and a lying
 //! array count in a group request closing only its connection.
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ const ILLEGAL_GENERATION: i16 = 22;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const FENCED_INSTANCE_ID: i16 = 82;
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.into())
@@ -361,6 +363,106 @@ async fn a_restarted_static_member_replaces_its_old_id_and_leaves_by_instance_id
     let codes: Vec<i16> = left.members.iter().map(|m| m.error_code).collect();
     assert_eq!(codes, [0, UNKNOWN_MEMBER_ID]);
     assert_eq!(heartbeat(&mut client, "g", second.member_id.as_str(), 2).await, UNKNOWN_MEMBER_ID);
+}
+
+fn static_join(member: &str, instance: &str) -> JoinGroupRequest {
+    join("g", member, 10_000).with_group_instance_id(Some(text(instance)))
+}
+
+async fn static_heartbeat(client: &mut KafkaClient, member: &str, instance: &str, generation: i32) -> i16 {
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_member_id(text(member))
+        .with_group_instance_id(Some(text(instance)))
+        .with_generation_id(generation);
+    let response: HeartbeatResponse = client.call(ApiKey::Heartbeat, 4, &request).await;
+    response.error_code
+}
+
+async fn static_sync(client: &mut KafkaClient, member: &str, instance: &str, generation: i32) -> SyncGroupResponse {
+    let request = SyncGroupRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_generation_id(generation)
+        .with_member_id(text(member))
+        .with_group_instance_id(Some(text(instance)));
+    client.call(ApiKey::SyncGroup, 3, &request).await
+}
+
+#[tokio::test]
+async fn a_static_member_restarted_in_a_stable_group_keeps_its_assignment_and_fences_its_old_id() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let (mut a, mut b) = (KafkaClient::connect(addr(&broker)).await, KafkaClient::connect(addr(&broker)).await);
+    // A stable group of two static members at generation 2, a the leader.
+    let a1: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &static_join("", "pod-a")).await;
+    let a_id = a1.member_id.to_string();
+    let rejoin_a = async {
+        assert_eq!(static_heartbeat(&mut a, &a_id, "pod-a", 1).await, REBALANCE_IN_PROGRESS);
+        let joined: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &static_join(&a_id, "pod-a")).await;
+        joined
+    };
+    let join_b = static_join("", "pod-b");
+    let (b1, a2): (JoinGroupResponse, JoinGroupResponse) = tokio::join!(b.call(ApiKey::JoinGroup, 5, &join_b), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rejoin_a.await
+    });
+    assert_eq!((a2.error_code, b1.error_code, a2.generation_id, a2.leader.as_str()), (0, 0, 2, a_id.as_str()));
+    let b_id = b1.member_id.to_string();
+    let assignments = [(a_id.as_str(), "for a"), (b_id.as_str(), "for b")];
+    let (a_synced, b_synced) =
+        tokio::join!(sync(&mut a, "g", &a2, &assignments), static_sync(&mut b, &b_id, "pod-b", 2));
+    assert_eq!((a_synced.assignment.as_ref(), b_synced.assignment.as_ref()), (&b"for a"[..], &b"for b"[..]));
+
+    // b's process restarts: the same instance id, no member id. It is answered at once, at the same
+    // generation, with a as the leader, and its sync gets the assignment it had; a sees no rebalance.
+    let mut b2 = KafkaClient::connect(addr(&broker)).await;
+    let rejoined: JoinGroupResponse = b2.call(ApiKey::JoinGroup, 5, &static_join("", "pod-b")).await;
+    assert_eq!((rejoined.error_code, rejoined.generation_id, rejoined.leader.as_str()), (0, 2, a_id.as_str()));
+    assert!(rejoined.members.is_empty(), "a follower gets no member list");
+    let b2_id = rejoined.member_id.to_string();
+    assert_ne!(b2_id, b_id);
+    assert_eq!(static_sync(&mut b2, &b2_id, "pod-b", 2).await.assignment.as_ref(), b"for b");
+    assert_eq!(static_heartbeat(&mut a, &a_id, "pod-a", 2).await, 0, "no rebalance for the others");
+
+    // The old process is fenced on every call that names the instance id.
+    assert_eq!(static_heartbeat(&mut b, &b_id, "pod-b", 2).await, FENCED_INSTANCE_ID);
+    assert_eq!(static_sync(&mut b, &b_id, "pod-b", 2).await.error_code, FENCED_INSTANCE_ID);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_member_id(text(&b_id))
+        .with_group_instance_id(Some(text("pod-b")))
+        .with_generation_id_or_member_epoch(2)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(text("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_committed_offset(1)])]);
+    let committed: OffsetCommitResponse = b.call(ApiKey::OffsetCommit, 8, &commit).await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, FENCED_INSTANCE_ID);
+    let join_again: JoinGroupResponse = b.call(ApiKey::JoinGroup, 5, &static_join(&b_id, "pod-b")).await;
+    assert_eq!(join_again.error_code, FENCED_INSTANCE_ID);
+    let leave = |member: &str| {
+        LeaveGroupRequest::default().with_group_id(GroupId(text("g"))).with_members(vec![
+            leave_group_request::MemberIdentity::default()
+                .with_member_id(text(member))
+                .with_group_instance_id(Some(text("pod-b"))),
+        ])
+    };
+    let left: LeaveGroupResponse = b.call(ApiKey::LeaveGroup, 4, &leave(&b_id)).await;
+    assert_eq!(left.members[0].error_code, FENCED_INSTANCE_ID);
+
+    // The leader restarts too: told the old leader's id, it does not assign; its sync gets its assignment.
+    let mut a3 = KafkaClient::connect(addr(&broker)).await;
+    let rejoined: JoinGroupResponse = a3.call(ApiKey::JoinGroup, 5, &static_join("", "pod-a")).await;
+    assert_eq!((rejoined.error_code, rejoined.generation_id, rejoined.leader.as_str()), (0, 2, a_id.as_str()));
+    let a3_id = rejoined.member_id.to_string();
+    assert_eq!(static_sync(&mut a3, &a3_id, "pod-a", 2).await.assignment.as_ref(), b"for a");
+    assert_eq!(static_heartbeat(&mut b2, &b2_id, "pod-b", 2).await, 0);
+
+    // The new b leaves: the group rebalances with the new a, which now leads.
+    let left: LeaveGroupResponse = b2.call(ApiKey::LeaveGroup, 4, &leave(&b2_id)).await;
+    assert_eq!(left.members[0].error_code, 0);
+    assert_eq!(static_heartbeat(&mut a3, &a3_id, "pod-a", 2).await, REBALANCE_IN_PROGRESS);
+    let alone: JoinGroupResponse = a3.call(ApiKey::JoinGroup, 5, &static_join(&a3_id, "pod-a")).await;
+    assert_eq!((alone.error_code, alone.generation_id, alone.leader.as_str()), (0, 3, a3_id.as_str()));
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ pub fn classic_code(err: &ClassicError) -> i16 {
         ClassicError::RebalanceInProgress { .. } => ResponseError::RebalanceInProgress,
         ClassicError::InconsistentProtocol { .. } => ResponseError::InconsistentGroupProtocol,
         ClassicError::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
+        ClassicError::FencedInstance { .. } => ResponseError::FencedInstanceId,
         ClassicError::GroupFull { .. } | ClassicError::TooManyGroups { .. } => ResponseError::GroupMaxSizeReached,
         ClassicError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
         ClassicError::InvalidGroupId { .. } => ResponseError::InvalidGroupId,
@@ -55,6 +56,8 @@ mod tests {
         assert_eq!(classic_code(&stale), 22);
         assert_eq!(classic_code(&ClassicError::RebalanceInProgress { group: "g".into() }), 27);
         assert_eq!(classic_code(&ClassicError::MemberIdRequired { member_id: "m".into() }), 79);
+        let fenced = ClassicError::FencedInstance { group: "g".into(), member: "m".into(), instance: "i".into() };
+        assert_eq!(classic_code(&fenced), 82);
         assert_eq!(group_code(&BrokerError::GroupNotEmpty { group: "g".into(), members: 1, action: "x" }), 68);
         assert_eq!(group_code(&BrokerError::UnknownGroup { group: "g".into() }), 69);
     }

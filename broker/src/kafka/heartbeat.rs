@@ -19,6 +19,7 @@ pub fn heartbeat(kafka: &KafkaContext, request: &HeartbeatRequest) -> HeartbeatR
     let beat = kafka.node.groups.classic_heartbeat(
         request.group_id.0.as_str(),
         request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|id| id.as_str()),
         request.generation_id,
     );
     HeartbeatResponse::default().with_error_code(beat.map_or_else(|err| classic_code(&err), |()| 0))

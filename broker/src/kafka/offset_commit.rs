@@ -82,6 +82,7 @@ async fn commit(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCom
     if !commits.is_empty() {
         let groups = Arc::clone(&kafka.node.groups);
         let member = request.member_id.to_string();
+        let instance = request.group_instance_id.as_ref().map(|id| id.to_string());
         let generation = request.generation_id_or_member_epoch;
         let partitions: Vec<TopicPartition> =
             commits.iter().map(|(key, _, _)| TopicPartition::new(key.topic.clone(), key.partition)).collect();
@@ -89,7 +90,7 @@ async fn commit(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCom
         let refused_by_group = Arc::new(Mutex::new(None));
         let refusal = Arc::clone(&refused_by_group);
         let check = move || {
-            groups.check_kafka_commit(&group, &member, generation, &partitions).map_err(|err| {
+            groups.check_kafka_commit(&group, &member, instance.as_deref(), generation, &partitions).map_err(|err| {
                 let unknown = BrokerError::UnknownMember { group: group.clone(), member: member.clone() };
                 *refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
                 unknown

@@ -27,6 +27,7 @@ pub async fn answer(kafka: &KafkaContext, request: SyncGroupRequest) -> SyncGrou
     let synced = kafka.node.groups.classic_sync(
         request.group_id.0.as_str(),
         request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|id| id.as_str()),
         request.generation_id,
         protocol,
         assignments,

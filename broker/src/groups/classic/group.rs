@@ -10,6 +10,9 @@
 //! - `Stable`: a sync is answered with the member's assignment at once; a join that changes nothing is
 //!   answered with the current generation, any other starts a new rebalance.
 //!
+//! A static member's new process takes the old member's place under a new id (`replace_member`), keeping its
+//! assignment; the old id's parked requests are answered FENCED_INSTANCE_ID.
+//!
 //! **Invariant:** a member holds at most one parked join and one parked sync, and every parked one is answered
 //! (or dropped, which its handler reads as an error) when the state it waits in ends, so no request waits
 //! longer than a rebalance timeout or the leader's session.
@@ -194,7 +197,7 @@ impl ClassicGroup {
 
     /// Kafka's choice: among the protocols all members support, each member votes for the one it prefers
     /// most; the most votes wins (ties to the name first in order, so the choice is deterministic).
-    fn vote(&self) -> Option<String> {
+    pub(super) fn vote(&self) -> Option<String> {
         let candidates: BTreeSet<&str> = self
             .members
             .values()
@@ -246,6 +249,23 @@ impl ClassicGroup {
             self.leader = None;
         }
         true
+    }
+
+    /// Moves a static member to a new id (its new process), keeping its assignment and leadership; the old id's
+    /// parked requests are answered `fenced`.
+    pub fn replace_member(&mut self, old_id: &str, new_id: &str, fenced: ClassicError) {
+        let Some(mut member) = self.members.remove(old_id) else { return };
+        if let Some(reply) = member.parked_join.take() {
+            let _ = reply.send(Err(fenced.clone()));
+        }
+        if let Some(reply) = member.parked_sync.take() {
+            let _ = reply.send(Err(fenced));
+        }
+        member.id = new_id.to_owned();
+        self.members.insert(new_id.to_owned(), member);
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.to_owned());
+        }
     }
 
     /// The member's id for a static `instance_id`, if one holds it.
@@ -345,6 +365,25 @@ mod tests {
         assert_eq!(group.members["b"].assigned, to_b);
         assert!(group.members["a"].assignment.is_empty(), "a member the leader left out gets nothing");
         assert_eq!(group.state, ClassicState::Stable);
+    }
+
+    #[test]
+    fn a_replaced_static_member_keeps_its_assignment_and_leadership_and_its_old_id_is_fenced() {
+        let mut group = ClassicGroup::new("g".into(), "consumer".into());
+        group.members.insert("old".into(), member("old", &["range"]));
+        group.members.get_mut("old").unwrap().instance_id = Some("pod-1".into());
+        group.members.get_mut("old").unwrap().assignment = Bytes::from_static(b"mine");
+        group.leader = Some("old".into());
+        let (tx, mut parked) = oneshot::channel();
+        group.members.get_mut("old").unwrap().parked_sync = Some(tx);
+        let fenced = ClassicError::FencedInstance { group: "g".into(), member: "old".into(), instance: "pod-1".into() };
+        group.replace_member("old", "new", fenced);
+        assert!(matches!(parked.try_recv(), Ok(Err(ClassicError::FencedInstance { .. }))));
+        assert!(!group.members.contains_key("old"));
+        assert_eq!(group.members["new"].assignment, Bytes::from_static(b"mine"));
+        assert_eq!(group.members["new"].id, "new");
+        assert_eq!(group.leader.as_deref(), Some("new"));
+        assert_eq!(group.member_of_instance("pod-1").as_deref(), Some("new"));
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub enum ClassicError {
     RebalanceInProgress { group: String },
     #[error("group {group:?}: {reason}")]
     InconsistentProtocol { group: String, reason: String },
+    #[error(
+        "member {member:?} of group {group:?} is fenced: its instance id {instance:?} is now held by a newer member \
+         (another process started with the same group.instance.id)"
+    )]
+    FencedInstance { group: String, member: String, instance: String },
     #[error("join again with the member id {member_id:?}")]
     MemberIdRequired { member_id: String },
     #[error("group {group:?} is full: it may have at most {limit} members (max_members_per_group)")]
@@ -175,10 +180,23 @@ impl GroupCoordinator {
         now: Instant,
     ) -> Result<Pending<JoinOutcome>, ClassicError> {
         let mut member_id = request.member_id.clone();
-        if member_id.is_empty() {
-            if let Some(old) = request.instance_id.as_deref().and_then(|i| group.member_of_instance(i)) {
-                // A static member restarted: the new process takes the place of the old one.
-                group.remove_member(&old);
+        if let Some(instance) = request.instance_id.as_deref() {
+            match group.member_of_instance(instance) {
+                Some(holder) if member_id.is_empty() => {
+                    // Its new process; a protocol the others do not share is refused below, as anyone's is.
+                    let is_supported = group.supports(&request.protocol_type, &request.protocols, &holder);
+                    if is_supported {
+                        return Ok(self.rejoin_static(
+                            group,
+                            holder,
+                            request,
+                            session_timeout_ms,
+                            rebalance_timeout_ms,
+                        ));
+                    }
+                }
+                Some(holder) if holder != member_id => return Err(fenced(group, &member_id, instance)),
+                _ => {}
             }
         }
         if !group.supports(&request.protocol_type, &request.protocols, &member_id) {
@@ -262,17 +280,74 @@ impl GroupCoordinator {
         Ok(pending)
     }
 
+    /// A static member's new process (KIP-345): it takes the old member's place under a new id, keeping its
+    /// assignment, and the old id is fenced. A stable group whose protocol choice stays the same answers at
+    /// once with the current generation and no rebalance, naming the leader as it was, so the new process does
+    /// not take itself for a leader and assign (its sync gets the kept assignment). In any other state the
+    /// group rebalances, since the leader may be assigning to the old id.
+    fn rejoin_static(
+        self: &Arc<Self>,
+        group: &mut ClassicGroup,
+        old_id: String,
+        request: JoinRequest,
+        session_timeout_ms: u32,
+        rebalance_timeout_ms: u32,
+    ) -> Pending<JoinOutcome> {
+        let new_id = self.new_member_id(&request.client_id);
+        let leader_before = group.leader.clone();
+        let instance = request.instance_id.clone().unwrap_or_default();
+        group.replace_member(
+            &old_id,
+            &new_id,
+            ClassicError::FencedInstance {
+                group: group.name.clone(),
+                member: old_id.clone(),
+                instance: instance.clone(),
+            },
+        );
+        let (reply, pending) = oneshot::channel();
+        if let Some(member) = group.members.get_mut(&new_id) {
+            member.client_id = request.client_id;
+            member.client_host = request.client_host;
+            member.session_timeout_ms = session_timeout_ms;
+            member.rebalance_timeout_ms = rebalance_timeout_ms;
+            member.protocols = request.protocols;
+            member.topics = request.topics;
+            member.last_seen = Instant::now();
+        }
+        let keeps_protocol = group.protocol.is_some() && group.vote() == group.protocol;
+        if group.state == ClassicState::Stable && keeps_protocol {
+            let mut outcome = group.outcome_for(&new_id);
+            outcome.leader = leader_before.unwrap_or_default();
+            outcome.members.clear();
+            let _ = reply.send(Ok(outcome));
+        } else {
+            if let Some(member) = group.members.get_mut(&new_id) {
+                member.parked_join = Some(reply);
+            }
+            if group.state != ClassicState::PreparingRebalance {
+                self.start_rebalance(group);
+            }
+            group.complete_join_if_all_joined();
+        }
+        self.watch_session(group.name.clone(), new_id.clone(), Duration::from_millis(session_timeout_ms.into()));
+        tracing::info!(group = %group.name, member = %new_id, old_member = %old_id, instance = %instance,
+            "kafka static member rejoined");
+        pending
+    }
+
     /// A SyncGroup: the leader's carries every member's assignment; each member gets its own once it is there.
     pub fn classic_sync(
         &self,
         group_id: &str,
         member_id: &str,
+        instance_id: Option<&str>,
         generation: i32,
         protocol: (Option<String>, Option<String>),
         assignments: Vec<(String, Bytes, Vec<TopicPartition>)>,
     ) -> Result<Pending<SyncOutcome>, ClassicError> {
         let mut classic = self.classic_lock();
-        let group = known_member(&mut classic, group_id, member_id)?;
+        let group = known_member(&mut classic, group_id, member_id, instance_id)?;
         if generation != group.generation {
             return Err(illegal_generation(group, member_id, generation));
         }
@@ -311,9 +386,15 @@ impl GroupCoordinator {
     }
 
     /// A Heartbeat: keeps the session, and tells the member when it must rejoin.
-    pub fn classic_heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ClassicError> {
+    pub fn classic_heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ClassicError> {
         let mut classic = self.classic_lock();
-        let group = known_member(&mut classic, group_id, member_id)?;
+        let group = known_member(&mut classic, group_id, member_id, instance_id)?;
         if generation != group.generation {
             return Err(illegal_generation(group, member_id, generation));
         }
@@ -334,7 +415,14 @@ impl GroupCoordinator {
         let unknown = || ClassicError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
         let group = classic.get_mut(group_id).ok_or_else(unknown)?;
         let id = match instance_id {
-            Some(instance) => group.member_of_instance(instance).ok_or_else(unknown)?,
+            Some(instance) => {
+                let holder = group.member_of_instance(instance).ok_or_else(unknown)?;
+                // An empty member id leaves by instance id alone (an operator's or a new process's leave).
+                if !member_id.is_empty() && holder != member_id {
+                    return Err(fenced(group, member_id, instance));
+                }
+                holder
+            }
             None => member_id.to_owned(),
         };
         if !group.remove_member(&id) {
@@ -354,6 +442,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         member_id: &str,
+        instance_id: Option<&str>,
         generation: i32,
         partitions: &[TopicPartition],
     ) -> Result<(), ClassicError> {
@@ -380,6 +469,11 @@ impl GroupCoordinator {
         let Some(group) = classic.get_mut(group_id).filter(|g| !g.members.is_empty()) else {
             return if generation < 0 { Ok(()) } else { Err(unknown()) };
         };
+        if let Some(instance) = instance_id {
+            if group.member_of_instance(instance).is_some_and(|holder| holder != member_id) {
+                return Err(fenced(group, member_id, instance));
+            }
+        }
         let member = group.members.get_mut(member_id).ok_or_else(unknown)?;
         member.last_seen = Instant::now();
         if group.state == ClassicState::CompletingRebalance {
@@ -494,16 +588,31 @@ impl GroupCoordinator {
     }
 }
 
-/// The group of a known member, its session refreshed.
+/// The group of a known member, its session refreshed. A member whose static instance id a newer member holds
+/// is fenced (Kafka checks this before the member id).
 fn known_member<'a>(
     classic: &'a mut BTreeMap<String, ClassicGroup>,
     group_id: &str,
     member_id: &str,
+    instance_id: Option<&str>,
 ) -> Result<&'a mut ClassicGroup, ClassicError> {
     let unknown = || ClassicError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
     let group = classic.get_mut(group_id).ok_or_else(unknown)?;
+    if let Some(instance) = instance_id {
+        if group.member_of_instance(instance).is_some_and(|holder| holder != member_id) {
+            return Err(fenced(group, member_id, instance));
+        }
+    }
     group.members.get_mut(member_id).ok_or_else(unknown)?.last_seen = Instant::now();
     Ok(group)
+}
+
+fn fenced(group: &ClassicGroup, member_id: &str, instance: &str) -> ClassicError {
+    ClassicError::FencedInstance {
+        group: group.name.clone(),
+        member: member_id.to_owned(),
+        instance: instance.to_owned(),
+    }
 }
 
 fn illegal_generation(group: &ClassicGroup, member_id: &str, generation: i32) -> ClassicError {

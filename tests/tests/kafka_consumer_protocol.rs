@@ -1,10 +1,12 @@
 //! KIP-848's ConsumerGroupHeartbeat over the raw protocol: a member joins with epoch 0 and learns its partitions
 //! by topic id; a gRPC member shares the group and gets partitions only once the Kafka member reports it let them
 //! go; and each refusal has its Kafka code and a message: an unknown member, an epoch never sent (FENCED), an
-//! unknown server assignor, a regex subscription, a classic group's id.
+//! unknown server assignor, a regex subscription, a classic group's id; and a member that keeps partitions it
+//! was told to revoke past its rebalance timeout is removed.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
@@ -109,6 +111,41 @@ async fn a_kafka_member_and_a_grpc_member_share_a_group_and_partitions_move_only
         client.call(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat("g", "kafka-member", -1)).await;
     assert_eq!((left.error_code, left.member_epoch), (0, -1));
     let all = grpc.next().await.expect("the leaver's partitions follow at once");
+    assert_eq!(all.assigned.iter().map(|t| t.partitions.len()).sum::<usize>(), 4);
+}
+
+#[tokio::test]
+async fn a_kafka_member_that_keeps_revoked_partitions_past_its_rebalance_timeout_is_removed() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 4).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "orders").await;
+    let owned_all = Some(vec![TopicPartitions::default().with_topic_id(id).with_partitions(vec![0, 1, 2, 3])]);
+    let stuck = |epoch: i32| {
+        heartbeat("g", "stuck", epoch).with_rebalance_timeout_ms(500).with_topic_partitions(owned_all.clone())
+    };
+    let joined: ConsumerGroupHeartbeatResponse = client
+        .call(ApiKey::ConsumerGroupHeartbeat, 1, &joining("g", "stuck", &["orders"]).with_rebalance_timeout_ms(500))
+        .await;
+    assert_eq!(joined.error_code, 0, "{}", message(&joined));
+    let mut epoch = joined.member_epoch;
+    let mut grpc = TestMember::join(&broker.groups, "g", &["orders"], 10_000).await;
+    assert!(grpc.partitions().is_empty(), "the Kafka member owns everything");
+    // The Kafka member is told to give two partitions up, and keeps reporting all four, heartbeating on.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let answer: ConsumerGroupHeartbeatResponse =
+            client.call(ApiKey::ConsumerGroupHeartbeat, 1, &stuck(epoch)).await;
+        if answer.error_code != 0 {
+            break answer;
+        }
+        epoch = answer.member_epoch;
+        assert!(started.elapsed() < Duration::from_secs(30), "never removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.error_code, UNKNOWN_MEMBER_ID, "{}", message(&refused));
+    assert!(started.elapsed() >= Duration::from_millis(500), "not before its rebalance timeout");
+    let all = grpc.next().await.expect("the stuck member's partitions move");
     assert_eq!(all.assigned.iter().map(|t| t.partitions.len()).sum::<usize>(), 4);
 }
 

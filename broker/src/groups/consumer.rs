@@ -15,6 +15,9 @@
 //! - Sessions are the broker's (`group_consumer_session_timeout_ms`): a member silent that long is removed and
 //!   its partitions freed at once, as a leave does (epoch -1, or -2 for a static member: rill keeps no static
 //!   membership across a leave, so both remove the member).
+//! - A member told to revoke partitions must let them go within its rebalance timeout (`RebalanceTimeoutMs`,
+//!   the client's `max.poll.interval.ms`), counted from the heartbeat that told it: one that heartbeats on but
+//!   keeps them past it is removed, as Kafka fences it, so no partition waits forever on a stuck consumer.
 //!
 //! A group is either the classic protocol's or the broker-assigned kind (gRPC and KIP-848 members), never both
 //! at once (docs/kafka.md): a heartbeat to a group with classic members is GROUP_ID_NOT_FOUND, as Kafka answers a
@@ -37,6 +40,8 @@ pub const MAX_MEMBER_ID_BYTES: usize = 255;
 /// The epoch of a leave, and of a static member's leave.
 pub const LEAVE_EPOCH: i32 = -1;
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
+/// The rebalance timeout of a member that never sent one: the Java client's `max.poll.interval.ms` default.
+pub const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a ConsumerGroupHeartbeat asks, with topic ids already turned into names (ids of topics that no longer
 /// exist are left out by the caller). `None` fields are "unchanged since the last heartbeat", as in Kafka.
@@ -54,6 +59,8 @@ pub struct ConsumerHeartbeat {
     pub client_host: String,
     /// What the member asked for, kept to resolve its regex again; `subscribed_topics` is what it resolved to.
     pub subscription: Option<ConsumerSubscription>,
+    /// How long the member may take to revoke partitions once told (`None`: unchanged, or the default on a join).
+    pub rebalance_timeout: Option<Duration>,
 }
 
 /// The answer: the member's id and epoch, and its whole assignment when the member needs to hear it.
@@ -65,6 +72,9 @@ pub struct ConsumerAnswer {
     pub assignment: Option<BTreeSet<TopicPartition>>,
     /// A new member (or a rejoin): its session timer must be started, for this incarnation.
     pub new_session: Option<u64>,
+    /// The member was just told to revoke partitions: a timer must remove it if it still holds them then
+    /// (`watch_revocation`), for this incarnation.
+    pub revocation_deadline: Option<(u64, Instant)>,
 }
 
 /// Why a heartbeat is refused; each maps to its Kafka error code (`kafka/group_errors.rs`).
@@ -102,6 +112,9 @@ pub struct ConsumerMember {
     pub session_deadline: Instant,
     pub client_host: String,
     pub subscription: ConsumerSubscription,
+    pub rebalance_timeout: Duration,
+    /// Set when the member is told to revoke partitions; cleared once it holds none it must revoke.
+    pub revocation_deadline: Option<Instant>,
 }
 
 /// Kafka's server assignor names: "uniform" (Kafka's default) spreads partitions evenly and keeps them where
@@ -172,6 +185,9 @@ impl GroupCoordinator {
         if let Some(subscription) = &request.subscription {
             state.subscription = subscription.clone();
         }
+        if let Some(timeout) = request.rebalance_timeout {
+            state.rebalance_timeout = timeout;
+        }
         if let Some(assignor) = assignor.filter(|a| *a != group.assignor) {
             if group.members.len() > 1 {
                 return Err(mixed_assignors(&request.group, group.assignor, assignor));
@@ -193,9 +209,13 @@ impl GroupCoordinator {
             if has_released {
                 let generation = member.member_generation;
                 group.acknowledge(&request.member_id, generation);
+                if let Some(state) = group.members.get_mut(&request.member_id).and_then(|m| m.consumer.as_mut()) {
+                    state.revocation_deadline = None;
+                }
             }
         }
         let epoch = stamp(group, &request.member_id);
+        let revocation_deadline = arm_revocation(group, &request.member_id, now);
         let assigned: BTreeSet<TopicPartition> = group.members[&request.member_id].assigned.keys().cloned().collect();
         // Kafka sends the assignment when the epoch moved, or when what the member reports differs from it.
         let needs_assignment =
@@ -206,6 +226,7 @@ impl GroupCoordinator {
             heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
             assignment: needs_assignment.then_some(assigned),
             new_session: None,
+            revocation_deadline,
         })
     }
 
@@ -308,6 +329,8 @@ impl GroupCoordinator {
                 session_deadline: now + self.consumer_session_timeout(),
                 client_host: request.client_host,
                 subscription,
+                rebalance_timeout: request.rebalance_timeout.unwrap_or(DEFAULT_REBALANCE_TIMEOUT),
+                revocation_deadline: None,
             }),
         };
         group.add_member(member, counts);
@@ -323,6 +346,7 @@ impl GroupCoordinator {
             heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
             assignment: Some(member.assigned.keys().cloned().collect()),
             new_session: Some(incarnation),
+            revocation_deadline: None,
         })
     }
 
@@ -344,6 +368,7 @@ impl GroupCoordinator {
             heartbeat_interval_ms: 0,
             assignment: None,
             new_session: None,
+            revocation_deadline: None,
         }
     }
 
@@ -385,6 +410,36 @@ impl GroupCoordinator {
         None
     }
 
+    /// Removes the member if this incarnation still holds partitions it was told to revoke past its rebalance
+    /// timeout. Returns the deadline to look again at, or `None` once there is nothing left to watch.
+    pub fn expire_revocation(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        incarnation: u64,
+        now: Instant,
+        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
+    ) -> Option<Instant> {
+        let topics = self.lock().get(group_id).map(Group::subscribed_topics).unwrap_or_default();
+        let counts = partition_counts(&topics);
+        let mut groups = self.lock();
+        let group = groups.get_mut(group_id)?;
+        let member = group.members.get(member_id)?;
+        let state = member.consumer.as_ref()?;
+        if state.incarnation != incarnation || member.revoking.is_empty() {
+            return None;
+        }
+        let deadline = state.revocation_deadline?;
+        if deadline > now {
+            return Some(deadline);
+        }
+        let (revoking, timeout) = (member.revoking.len(), state.rebalance_timeout);
+        group.remove_member(member_id, counts, now_ms());
+        tracing::info!(group = %group_id, member = %member_id, revoking, timeout_ms = timeout.as_millis() as u64,
+            "KIP-848 member kept partitions it was told to revoke past its rebalance timeout; removed");
+        None
+    }
+
     fn consumer_session_timeout(&self) -> Duration {
         Duration::from_millis(self.config.group_consumer_session_timeout_ms)
     }
@@ -406,6 +461,26 @@ fn stamp(group: &mut Group, member_id: &str) -> i32 {
         state.stamped = assigned;
     }
     state.epoch
+}
+
+/// Starts the member's revocation clock when it is told to revoke partitions (it hears so in this answer), and
+/// stops it once it has none to revoke. Returns the deadline when it was just started.
+fn arm_revocation(group: &mut Group, member_id: &str, now: Instant) -> Option<(u64, Instant)> {
+    let member = group.members.get_mut(member_id)?;
+    let is_revoking = !member.revoking.is_empty();
+    let state = member.consumer.as_mut()?;
+    match (is_revoking, state.revocation_deadline) {
+        (false, _) => {
+            state.revocation_deadline = None;
+            None
+        }
+        (true, Some(_)) => None,
+        (true, None) => {
+            let deadline = now + state.rebalance_timeout;
+            state.revocation_deadline = Some(deadline);
+            Some((state.incarnation, deadline))
+        }
+    }
 }
 
 fn mixed_assignors(group: &str, current: Assignor, asked: Assignor) -> ConsumerError {
@@ -438,6 +513,22 @@ pub fn keep_consumer_session(node: Arc<Node>, group: String, member_id: String, 
         loop {
             tokio::time::sleep_until(deadline).await;
             match node.groups.expire_consumer(&group, &member_id, incarnation, Instant::now(), counts) {
+                Some(next) => deadline = next,
+                None => return,
+            }
+        }
+    });
+}
+
+/// Removes a KIP-848 member that still holds partitions it was told to revoke at `deadline` (its rebalance
+/// timeout). Ends once it let them go, left, or was removed.
+pub fn watch_revocation(node: Arc<Node>, group: String, member_id: String, incarnation: u64, deadline: Instant) {
+    tokio::spawn(async move {
+        let counts = |topics: &BTreeSet<String>| partition_counts_of(&node, topics);
+        let mut deadline = deadline;
+        loop {
+            tokio::time::sleep_until(deadline).await;
+            match node.groups.expire_revocation(&group, &member_id, incarnation, Instant::now(), counts) {
                 Some(next) => deadline = next,
                 None => return,
             }

@@ -5,6 +5,7 @@
 //! (`groups::consumer::subscription`), so the coordinator sees topic names only.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
@@ -16,7 +17,8 @@ use uuid::Uuid;
 use super::dispatch::Caller;
 use super::KafkaContext;
 use crate::groups::consumer::{
-    keep_consumer_session, partition_counts_of, ConsumerError, ConsumerHeartbeat, ConsumerSubscription, TopicRegex,
+    keep_consumer_session, partition_counts_of, watch_revocation, ConsumerError, ConsumerHeartbeat,
+    ConsumerSubscription, TopicRegex,
 };
 use crate::groups::TopicPartition;
 
@@ -57,12 +59,17 @@ pub fn answer(
         subscription,
         server_assignor: request.server_assignor.map(|name| name.to_string()),
         owned,
+        // -1: unchanged since the last heartbeat.
+        rebalance_timeout: u64::try_from(request.rebalance_timeout_ms).ok().map(Duration::from_millis),
     };
     let counts = |topics: &BTreeSet<String>| partition_counts_of(&kafka.node, topics);
     match kafka.node.groups.consumer_heartbeat(heartbeat, counts, Instant::now()) {
         Ok(answer) => {
             if let Some(incarnation) = answer.new_session {
-                keep_consumer_session(kafka.node.clone(), group, answer.member_id.clone(), incarnation);
+                keep_consumer_session(kafka.node.clone(), group.clone(), answer.member_id.clone(), incarnation);
+            }
+            if let Some((incarnation, deadline)) = answer.revocation_deadline {
+                watch_revocation(kafka.node.clone(), group, answer.member_id.clone(), incarnation, deadline);
             }
             let assignment = answer
                 .assignment

@@ -230,3 +230,55 @@ async fn a_describe_shows_what_each_member_owns_and_is_headed_for() {
     }
     assert_eq!(after.members[1].member_epoch, granted.member_epoch);
 }
+
+#[tokio::test]
+async fn a_member_that_keeps_partitions_past_its_rebalance_timeout_is_removed_and_they_move() {
+    let groups = coordinator();
+    let start = Instant::now();
+    let all = partitions("t", &[0, 1, 2, 3, 4, 5]);
+    let timeout = |ms| ConsumerHeartbeat { rebalance_timeout: Some(Duration::from_millis(ms)), ..beat_request("a") };
+    let a = groups
+        .consumer_heartbeat(
+            ConsumerHeartbeat { member_epoch: 0, subscribed_topics: Some(["t".to_string()].into()), ..timeout(500) },
+            counts,
+            start,
+        )
+        .unwrap();
+    assert_eq!(a.revocation_deadline, None, "nothing to revoke yet");
+    beat(&groups, "a", a.member_epoch, Some(all.clone()), start).unwrap();
+    let b = join(&groups, "b", &["t"], start);
+    // a is told to give up three partitions: its clock starts now, once.
+    let told = beat(&groups, "a", a.member_epoch, None, start).unwrap();
+    let (incarnation, deadline) = told.revocation_deadline.expect("the clock starts when a is told");
+    assert_eq!(deadline, start + Duration::from_millis(500));
+    let later = start + Duration::from_millis(300);
+    let still = beat(&groups, "a", told.member_epoch, Some(all.clone()), later).unwrap();
+    assert_eq!(still.revocation_deadline, None, "the clock is not restarted by later heartbeats");
+    assert_eq!(groups.expire_revocation("g", "a", incarnation, later, counts), Some(deadline), "not yet");
+    // Past the timeout, a still holding all six is removed, and b gets every partition.
+    let past = start + Duration::from_millis(501);
+    assert_eq!(groups.expire_revocation("g", "a", incarnation, past, counts), None);
+    assert!(matches!(beat(&groups, "a", told.member_epoch, Some(all), past), Err(ConsumerError::UnknownMember { .. })));
+    let b_now = beat(&groups, "b", b.member_epoch, None, past).unwrap();
+    assert_eq!(b_now.assignment.map(|a| a.len()), Some(6));
+}
+
+#[tokio::test]
+async fn a_member_that_revokes_in_time_stops_its_clock_and_stays() {
+    let groups = coordinator();
+    let start = Instant::now();
+    let a = join(&groups, "a", &["t"], start);
+    beat(&groups, "a", a.member_epoch, Some(partitions("t", &[0, 1, 2, 3, 4, 5])), start).unwrap();
+    join(&groups, "b", &["t"], start);
+    let told = beat(&groups, "a", a.member_epoch, None, start).unwrap();
+    let (incarnation, deadline) = told.revocation_deadline.expect("told to revoke");
+    assert_eq!(deadline, start + DEFAULT_REBALANCE_TIMEOUT, "a member that sent none gets Kafka's default");
+    let kept = told.assignment.expect("its smaller assignment");
+    beat(&groups, "a", told.member_epoch, Some(kept), start).unwrap();
+    assert_eq!(groups.expire_revocation("g", "a", incarnation, deadline, counts), None, "nothing left to revoke");
+    assert!(beat(&groups, "a", told.member_epoch, None, deadline).is_ok(), "a stays in the group");
+}
+
+fn beat_request(member: &str) -> ConsumerHeartbeat {
+    ConsumerHeartbeat { group: "g".into(), member_id: member.into(), ..ConsumerHeartbeat::default() }
+}

@@ -2,20 +2,44 @@
 //! token, and how numbers, sizes, durations and times are written.
 
 use super::html::Html;
+use crate::auth::Principal;
 use crate::metrics::admin_http::Response;
 
 /// No script at all, styles only from the console's own stylesheet, forms only to itself, never framed.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// What a page needs to write its frame and forms.
+/// How the caller of a page authenticated, as its frame shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedIn {
+    /// Nobody (authentication off): the frame shows no user, as before sign-in existed.
+    No,
+    /// A bearer token: the user is shown, with nothing to sign out of.
+    ByToken,
+    /// A console session: the user is shown with a "Sign out" button.
+    BySession,
+}
+
+/// What a page needs to write its frame and forms, and to act as its caller.
 #[derive(Clone, Copy)]
 pub struct Page<'a> {
+    /// The caller's session's token, or with authentication off the process's.
     pub csrf_token: &'a str,
     pub is_read_only: bool,
+    /// Who the page acts as: every call to the service carries it ([`Page::request`]).
+    pub principal: &'a Principal,
+    pub signed_in: SignedIn,
 }
 
 impl Page<'_> {
+    /// A request to the gRPC service's handlers made as this page's principal, as the same call over gRPC
+    /// with the caller's token would be: whatever the service checks of a principal applies to the console too.
+    pub fn request<T>(self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self.principal.clone());
+        request
+    }
+
     /// A whole page: `title` (escaped) over `body`.
     pub fn render(self, status: u16, title: &str, body: Html) -> Response {
         let mut html = Html::new();
@@ -30,6 +54,13 @@ impl Page<'_> {
             html.raw("<a href=\"/create-topic\">Create topic</a>");
         } else {
             html.raw("<span class=\"badge\">read-only</span>");
+        }
+        if self.signed_in != SignedIn::No {
+            html.raw("<span class=\"who\" id=\"principal\">").text(self.principal).raw("</span>");
+        }
+        if self.signed_in == SignedIn::BySession {
+            self.form_open(&mut html, "/logout");
+            html.raw("<button class=\"signout\">Sign out</button></form>");
         }
         html.raw("</nav><main><h1>").text(title).raw("</h1>").fragment(body).raw("</main></body></html>\n");
         Response {

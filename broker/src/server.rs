@@ -174,9 +174,8 @@ impl Broker {
         let incoming = crate::kafka::listener::split(accepted, kafka, tls.clone(), node.shutdown.clone());
         let tls_watcher =
             tls.as_ref().map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));
-        let admin_tls_watcher = admin_tls
-            .as_ref()
-            .map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));
+        let admin_tls_watcher =
+            admin_tls.as_ref().map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopicAdminServer<RillService>>().await;

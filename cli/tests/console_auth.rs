@@ -184,19 +184,31 @@ fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_end
     assert_eq!(no_token.status, 403, "a write without the session's token: {no_token:?}");
     let other = plain(admin, "GET", "/create-topic", &Send::default(), "");
     assert_eq!(other.status, 303, "an anonymous caller gets no form, and so no token: {other:?}");
-    let made = plain(admin, "POST", "/create-topic", &post_as_alice, &format!("csrf={token}&name=web&partitions=1&confirm=yes"));
+    let made = plain(
+        admin,
+        "POST",
+        "/create-topic",
+        &post_as_alice,
+        &format!("csrf={token}&name=web&partitions=1&confirm=yes"),
+    );
     assert_eq!(made.status, 200, "{made:?}");
     assert!(rill(&broker.addr, &["topic", "list"]).ok().contains("web"), "made as alice");
     let elsewhere = Send { cookie: Some(&cookie), form_origin: Some("http://evil.example".into()), bearer: None };
-    let cross = plain(admin, "POST", "/create-topic", &elsewhere, &format!("csrf={token}&name=x&partitions=1&confirm=yes"));
+    let cross =
+        plain(admin, "POST", "/create-topic", &elsewhere, &format!("csrf={token}&name=x&partitions=1&confirm=yes"));
     assert_eq!(cross.status, 403, "the session's token from another origin: {cross:?}");
 
     // A second session has its own token: alice's first token does not work in it.
     let again = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-123");
     let second = session_cookie(&again);
     let post_second = Send { cookie: Some(&second), form_origin: Some(origin.clone()), bearer: None };
-    let replayed =
-        plain(admin, "POST", "/create-topic", &post_second, &format!("csrf={token}&name=replay&partitions=1&confirm=yes"));
+    let replayed = plain(
+        admin,
+        "POST",
+        "/create-topic",
+        &post_second,
+        &format!("csrf={token}&name=replay&partitions=1&confirm=yes"),
+    );
     assert_eq!(replayed.status, 403, "{replayed:?}");
 
     let signed_out = plain(admin, "POST", "/logout", &post_as_alice, &format!("csrf={token}"));

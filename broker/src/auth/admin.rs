@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(caller.principal(), Principal::User("alice".into()));
         let by_token = auth.caller(Some(&format!("Bearer {token}")), Some(&cookie), Instant::now()).expect("token");
         assert_eq!(by_token.principal(), Principal::User("bob".into()), "a token wins over a cookie");
-        assert_eq!(auth.caller(Some("Bearer rill_nope"), None, Instant::now()).err(), Some(AdminAuthError::InvalidToken));
+        assert_eq!(
+            auth.caller(Some("Bearer rill_nope"), None, Instant::now()).err(),
+            Some(AdminAuthError::InvalidToken)
+        );
         assert_eq!(auth.caller(Some("Basic YTpi"), None, Instant::now()).err(), Some(AdminAuthError::NotBearer));
         assert!(matches!(auth.caller(None, Some("rill_session=forged"), Instant::now()), Ok(Caller::Anonymous)));
 

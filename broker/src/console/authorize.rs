@@ -55,7 +55,11 @@ pub fn may(principal: &Principal, operation: Operation, resource: Resource<'_>) 
 
 /// What the console route at `segments` (a POST when `form_topic` or `is_post`) is about to do; `None` for
 /// the stylesheet and pages that touch nothing (a form's first view, sign-in and sign-out).
-pub fn needed_by<'a>(segments: &[&'a str], is_post: bool, form_name: Option<&'a str>) -> Option<(Operation, Resource<'a>)> {
+pub fn needed_by<'a>(
+    segments: &[&'a str],
+    is_post: bool,
+    form_name: Option<&'a str>,
+) -> Option<(Operation, Resource<'a>)> {
     use Operation::*;
     Some(match (segments, is_post) {
         ([], false) | (["topics"], false) | (["groups"], false) => (Describe, Resource::Cluster),

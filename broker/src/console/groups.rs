@@ -142,8 +142,10 @@ pub async fn reset_form(console: &Console, page: Page<'_>, group: &str) -> Respo
         return page.error(403, "Read-only console", "Offsets cannot be reset from a read-only console.");
     }
     // A group known only by name (no offsets yet) can still be reset to any topic.
-    let topics: BTreeSet<String> =
-        describe(console, page, group).await.map(|d| d.partitions.into_iter().map(|p| p.topic).collect()).unwrap_or_default();
+    let topics: BTreeSet<String> = describe(console, page, group)
+        .await
+        .map(|d| d.partitions.into_iter().map(|p| p.topic).collect())
+        .unwrap_or_default();
     let mut body = Html::new();
     body.raw("<p>The group must have no members: a member's commits would overwrite the reset.</p>");
     page.form_open(&mut body, &format!("/groups/{}/reset", url_encode(group)));

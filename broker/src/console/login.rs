@@ -40,8 +40,11 @@ pub async fn sign_in(console: &Console, page: Page<'_>, request: &Request) -> Re
     let password = form.get("password").unwrap_or("").to_owned();
     match console.auth.sign_in(user, password, request.peer).await {
         Ok(session) => {
-            let mut cookie =
-                format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", session.id, LIFETIME_LIMIT.as_secs());
+            let mut cookie = format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                session.id,
+                LIFETIME_LIMIT.as_secs()
+            );
             if request.is_tls {
                 cookie.push_str("; Secure");
             }

@@ -209,9 +209,9 @@ impl Console {
         let form = Form::parse(&String::from_utf8_lossy(&request.body));
         let has_token = match caller {
             Caller::Token { .. } => true,
-            Caller::Anonymous | Caller::Session { .. } => form
-                .get("csrf")
-                .is_some_and(|sent| bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), page.csrf_token.as_bytes()))),
+            Caller::Anonymous | Caller::Session { .. } => form.get("csrf").is_some_and(|sent| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), page.csrf_token.as_bytes()))
+            }),
         };
         if !has_token {
             return Err(page.error(

@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 use super::NodeMetrics;
 use crate::auth::admin::{AdminAuthenticator, Caller};
 use crate::cluster::{metadata::NodeState, Controller};
-use crate::tls::TlsAcceptorHandle;
 use crate::node::Node;
+use crate::tls::TlsAcceptorHandle;
 
 /// Admin connections served at once; one more is closed unanswered.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
@@ -307,17 +307,15 @@ async fn route(request: &Request, state: &AdminState) -> Response {
     if matches!(request.path.as_str(), "/health" | "/ready") {
         return health_or_ready(request, state);
     }
-    let caller = match state.auth.caller(
-        request.authorization.as_deref(),
-        request.cookie.as_deref(),
-        std::time::Instant::now(),
-    ) {
-        Ok(caller) => caller,
-        Err(refused) => {
-            tracing::debug!(path = request.path, peer = ?request.peer, "admin request refused: {refused}");
-            return unauthorized(&format!("unauthorized: {refused}"));
-        }
-    };
+    let caller =
+        match state.auth.caller(request.authorization.as_deref(), request.cookie.as_deref(), std::time::Instant::now())
+        {
+            Ok(caller) => caller,
+            Err(refused) => {
+                tracing::debug!(path = request.path, peer = ?request.peer, "admin request refused: {refused}");
+                return unauthorized(&format!("unauthorized: {refused}"));
+            }
+        };
     if request.path != "/metrics" {
         return match &state.console {
             Some(console) => console.handle(request, &caller).await,

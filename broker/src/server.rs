@@ -290,6 +290,13 @@ impl Broker {
             }
             _ => (None, None),
         };
+        let is_admin_exposed = admin_addr.is_some_and(|admin| !admin.ip().is_loopback());
+        if is_admin_exposed && config.auth.is_admin_auth_required() && admin_tls.is_none() {
+            tracing::warn!(
+                ?admin_addr,
+                "the console's sign-in sends passwords in the clear on a non-loopback address: add --admin-tls"
+            );
+        }
         tracing::info!(
             %addr,
             ?admin_addr,

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pki::Ca;
+use common::pki::{served_certificate, Ca};
 use common::{rill, rill_with_stdin, AdminBroker, DEADLINE};
 
 #[derive(Debug)]
@@ -292,4 +292,18 @@ fn admin_tls_serves_the_console_and_metrics_over_https_with_a_secure_cookie() {
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "no plaintext answer from the TLS listener");
+
+    // The admin listener reloads with the broker's files: after a renewal and SIGHUP, new connections get the
+    // new certificate.
+    assert_eq!(served_certificate(admin, &ca), node.der);
+    let renewed = ca.issue(dir.path(), "renewed", 2, false);
+    renewed.install_over(&node);
+    common::signal(&broker.child, libc::SIGHUP);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while served_certificate(admin, &ca) != renewed.der {
+        assert!(std::time::Instant::now() < deadline, "the admin listener never served the renewed certificate");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (after, _) = over_tls(admin, &ca, "GET", "/health", &Send::default(), "");
+    assert_eq!(after.status, 200, "{after:?}");
 }

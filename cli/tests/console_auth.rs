@@ -150,6 +150,7 @@ fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_end
 
     let sign_in_page = plain(admin, "GET", "/login?next=%2Ftopics", &Send::default(), "");
     assert!(sign_in_page.status == 200 && sign_in_page.body.contains("type=\"password\""), "{sign_in_page:?}");
+    assert!(!sign_in_page.body.contains("/create-topic"), "no page offered before signing in: {sign_in_page:?}");
 
     let wrong = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-124&next=%2Ftopics");
     assert_eq!(wrong.status, 401, "{wrong:?}");

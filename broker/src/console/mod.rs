@@ -188,6 +188,7 @@ impl Console {
     /// The frame and identity of a page for `caller`: its session's CSRF token (the process's without one).
     fn page<'a>(&'a self, caller: &'a Caller, principal: &'a Principal) -> Page<'a> {
         let (csrf_token, signed_in) = match caller {
+            Caller::Anonymous if self.auth.is_required() => (self.csrf_token.as_str(), SignedIn::NotYet),
             Caller::Anonymous => (self.csrf_token.as_str(), SignedIn::No),
             Caller::Token { .. } => (self.csrf_token.as_str(), SignedIn::ByToken),
             Caller::Session { view, .. } => (view.csrf_token.as_str(), SignedIn::BySession),

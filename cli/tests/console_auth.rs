@@ -221,6 +221,22 @@ fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_end
 }
 
 #[test]
+fn a_read_only_console_still_signs_in_and_out_but_changes_nothing() {
+    let (broker, _token) = broker_with_alice(&["--console", "read-only"]);
+    let admin = &broker.admin;
+    let form = Send { form_origin: Some(format!("http://{admin}")), ..Send::default() };
+    let signed_in = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-123");
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    let cookie = session_cookie(&signed_in);
+    let as_alice = Send { cookie: Some(&cookie), form_origin: Some(format!("http://{admin}")), bearer: None };
+    let token = csrf_in(&plain(admin, "GET", "/", &Send { cookie: Some(&cookie), ..Send::default() }, ""));
+    let write = plain(admin, "POST", "/create-topic", &as_alice, &format!("csrf={token}&name=x&partitions=1"));
+    assert_eq!(write.status, 403, "read-only: {write:?}");
+    let signed_out = plain(admin, "POST", "/logout", &as_alice, &format!("csrf={token}"));
+    assert_eq!(signed_out.status, 303, "signing out changes no data, so read-only allows it: {signed_out:?}");
+}
+
+#[test]
 fn without_admin_auth_the_console_is_open_as_before_and_has_no_sign_in() {
     let broker = AdminBroker::start(&[]);
     let admin = &broker.admin;

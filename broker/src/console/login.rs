@@ -65,7 +65,7 @@ fn form_page_after_failure(page: Page<'_>, next: &str) -> Response {
 
 /// A POST of the "Sign out" button: the session ends and the cookie is cleared.
 pub fn sign_out(console: &Console, page: Page<'_>, request: &Request, caller: &Caller) -> Response {
-    if let Err(refusal) = console.check_write(page, request, caller) {
+    if let Err(refusal) = console.check_form(page, request, caller) {
         return refusal;
     }
     console.auth.sign_out(caller);

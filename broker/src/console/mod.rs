@@ -196,8 +196,7 @@ impl Console {
         Page { csrf_token, is_read_only: self.is_read_only, principal, signed_in }
     }
 
-    /// The guard on every write: not read-only, a form, from this origin, with the page's CSRF token (unless
-    /// a bearer token authenticated it).
+    /// The guard on every write: not read-only, then [`Console::check_form`].
     fn check_write(&self, page: Page<'_>, request: &Request, caller: &Caller) -> Result<Form, Response> {
         if self.is_read_only {
             return Err(page.error(
@@ -206,6 +205,12 @@ impl Console {
                 "This broker runs its console with --console read-only: nothing can be changed from here.",
             ));
         }
+        self.check_form(page, request, caller)
+    }
+
+    /// A form from this origin with the page's CSRF token (unless a bearer token authenticated it): what every
+    /// POST but the sign-in needs, sign-out too (which a read-only console still allows).
+    fn check_form(&self, page: Page<'_>, request: &Request, caller: &Caller) -> Result<Form, Response> {
         self.check_origin(page, request)?;
         let form = Form::parse(&String::from_utf8_lossy(&request.body));
         let has_token = match caller {

@@ -324,3 +324,20 @@ fn admin_tls_serves_the_console_and_metrics_over_https_with_a_secure_cookie() {
     let (after, _) = over_tls(admin, &ca, "GET", "/health", &Send::default(), "");
     assert_eq!(after.status, 200, "{after:?}");
 }
+
+#[test]
+fn admin_tls_without_a_certificate_and_an_unknown_admin_auth_stop_the_start_saying_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |extra: &[&str]| {
+        common::run(
+            std::process::Command::new(common::RILL)
+                .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path())
+                .args(extra),
+            None,
+        )
+    };
+    start(&["--admin-tls"]).fails(1, "--admin-tls serves the admin listener with the broker's certificate");
+    let bad = start(&["--admin-auth", "maybe"]);
+    assert!(!bad.status.success() && bad.stderr.contains("not one of required, off"), "{bad:?}");
+}

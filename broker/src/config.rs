@@ -248,6 +248,12 @@ pub struct TlsConfig {
     /// Longest a TLS handshake may take: a peer that connects and stays silent holds a connection slot no longer.
     #[serde(default = "TlsConfig::default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// Serve the admin listener (`/metrics`, `/health`, `/ready`, the console) over TLS too, with the same
+    /// certificate and key (reloaded with them). No client certificate is asked for there: the console signs
+    /// users in with their password and `/metrics` takes a bearer token. Off by default, so that a scraper
+    /// configured for `http://` keeps working when the broker port turns TLS on.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 impl TlsConfig {
@@ -261,6 +267,7 @@ impl TlsConfig {
             cluster_ca: None,
             reload_interval_ms: Self::default_reload_interval_ms(),
             handshake_timeout_ms: Self::default_handshake_timeout_ms(),
+            admin: false,
         }
     }
 

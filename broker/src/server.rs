@@ -81,6 +81,12 @@ impl Broker {
         config.validate()?;
         // Before anything touches the data dir: a bad certificate is the operator's to fix, and says so at once.
         let tls = config.tls.clone().map(TlsAcceptorHandle::load).transpose()?;
+        let admin_tls = match &config.tls {
+            Some(settings) if settings.admin && config.admin_listen.is_some() => {
+                Some(TlsAcceptorHandle::load_for(settings.clone(), crate::tls::TlsListener::Admin)?)
+            }
+            _ => None,
+        };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
@@ -168,6 +174,8 @@ impl Broker {
         let incoming = crate::kafka::listener::split(accepted, kafka, tls.clone(), node.shutdown.clone());
         let tls_watcher =
             tls.as_ref().map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));
+        let admin_tls_watcher =
+            admin_tls.as_ref().map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopicAdminServer<RillService>>().await;
@@ -228,7 +236,7 @@ impl Broker {
                 Arc::clone(&config),
                 addr.to_string(),
             ))
-            .add_service(crate::auth::service::UserAdminService::server(users))
+            .add_service(crate::auth::service::UserAdminService::server(users.clone()))
             .add_optional_service(
                 controller.as_ref().zip(node.replication.clone()).map(|(c, replication)| c.rpc_service(replication)),
             );
@@ -251,6 +259,10 @@ impl Broker {
         let (admin_addr, admin) = match (admin_listener, metrics) {
             (Some(listener), Some(metrics)) => {
                 let admin_addr = listener.local_addr().ok();
+                let auth = Arc::new(crate::auth::admin::AdminAuthenticator::new(
+                    users.clone(),
+                    config.auth.is_admin_auth_required(),
+                ));
                 let throughput = Arc::new(crate::console::Throughput::default());
                 let lag = Arc::new(crate::console::LagHistory::default());
                 let console = crate::console::Console::new(
@@ -259,6 +271,7 @@ impl Broker {
                     addr,
                     Arc::clone(&throughput),
                     Arc::clone(&lag),
+                    Arc::clone(&auth),
                 )
                 .map(Arc::new);
                 if console.is_some() {
@@ -270,16 +283,35 @@ impl Broker {
                     controller: controller.clone(),
                     is_started: Arc::clone(&is_started),
                     console,
+                    auth,
+                    tls: admin_tls.clone(),
                 };
                 (admin_addr, Some(crate::metrics::admin_http::serve(listener, state)))
             }
             _ => (None, None),
         };
-        tracing::info!(%addr, ?admin_addr, is_tls = tls.is_some(), data_dir = %config.data_dir.display(), "broker started");
+        let is_admin_exposed = admin_addr.is_some_and(|admin| !admin.ip().is_loopback());
+        if is_admin_exposed && config.auth.is_admin_auth_required() && admin_tls.is_none() {
+            tracing::warn!(
+                ?admin_addr,
+                "the console's sign-in sends passwords in the clear on a non-loopback address: add --admin-tls"
+            );
+        }
+        tracing::info!(
+            %addr,
+            ?admin_addr,
+            is_tls = tls.is_some(),
+            is_admin_tls = admin_tls.is_some(),
+            is_admin_auth_required = config.auth.is_admin_auth_required(),
+            data_dir = %config.data_dir.display(),
+            "broker started"
+        );
         Ok(BrokerHandle {
             addr,
             tls,
             tls_watcher,
+            admin_tls,
+            admin_tls_watcher,
             admin_addr,
             admin,
             is_started,
@@ -303,6 +335,9 @@ pub struct BrokerHandle {
     /// The listener's TLS, when on: reloaded by [`BrokerHandle::reload_tls`] and by `tls_watcher`.
     tls: Option<Arc<TlsAcceptorHandle>>,
     tls_watcher: Option<JoinHandle<()>>,
+    /// The admin listener's TLS (`tls.admin`): the same files, loaded for HTTP/1.1, reloaded with the other.
+    admin_tls: Option<Arc<TlsAcceptorHandle>>,
+    admin_tls_watcher: Option<JoinHandle<()>>,
     /// Where `/metrics`, `/health` and `/ready` are served; `None` with `admin_listen` off.
     admin_addr: Option<SocketAddr>,
     admin: Option<JoinHandle<()>>,
@@ -334,6 +369,12 @@ impl BrokerHandle {
         self.admin_addr
     }
 
+    /// `http://<admin addr>`, or `https://` with `tls.admin` on: where the console and `/metrics` are.
+    pub fn admin_url(&self) -> Option<String> {
+        let scheme = if self.admin_tls.is_some() { "https" } else { "http" };
+        self.admin_addr.map(|addr| format!("{scheme}://{addr}"))
+    }
+
     /// `http://<addr>`, or `https://<addr>` with TLS on, ready for a client's `connect`.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -342,7 +383,11 @@ impl BrokerHandle {
 
     /// Reads the TLS certificate, key and client CA files again (what SIGHUP does to `rill broker`): new
     /// connections get them, open ones keep theirs. A failure keeps the ones in use. `Ok(false)`: TLS is off.
+    /// The admin listener's TLS (`tls.admin`) is reloaded from the same files.
     pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
+        if let Some(admin_tls) = &self.admin_tls {
+            admin_tls.reload()?;
+        }
         match &self.tls {
             Some(tls) => tls.reload().map(|()| true),
             None => Ok(false),
@@ -377,6 +422,9 @@ impl BrokerHandle {
         let _ = self.group_refresh.await;
         if let Some(tls_watcher) = self.tls_watcher {
             let _ = tls_watcher.await;
+        }
+        if let Some(admin_tls_watcher) = self.admin_tls_watcher {
+            let _ = admin_tls_watcher.await;
         }
         if let Some(replication) = self.replication {
             // Aborting it drops the fetchers, which stops them.

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_broker::{Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, SaslMechanism, TlsConfig};
+use rill_broker::{
+    AdminAuth, Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, SaslMechanism, TlsConfig,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -20,6 +22,8 @@ Examples:
   rill broker --tls-cert node.pem --tls-key node.key --tls-client-ca clients-ca.pem  # mutual TLS
   rill broker --otlp-endpoint http://127.0.0.1:4317   # request spans to an OpenTelemetry collector
   rill broker --console read-only               # the web console at http://127.0.0.1:9644/ changes nothing
+  rill broker --require-auth --tls-cert node.pem --tls-key node.key --admin-tls
+                                                # console sign-in, /metrics by bearer token, all over https
   rill broker --node-id 1 --data-dir d1 --listen 127.0.0.1:9092 \
       --peers 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094   # one of three nodes (docs/cluster.md)
 
@@ -124,9 +128,21 @@ pub struct BrokerArgs {
     /// Offer PLAIN on a listener without TLS (the password crosses the network in the clear).
     #[arg(long, env = "RILL_SASL_PLAIN_WITHOUT_TLS")]
     sasl_plain_without_tls: bool,
-    /// Refuse gRPC calls without a valid bearer token (`rill token create USER`), UNAUTHENTICATED.
+    /// Refuse gRPC calls without a valid bearer token (`rill token create USER`), UNAUTHENTICATED; also turns
+    /// on --admin-auth required unless that says otherwise.
     #[arg(long, env = "RILL_REQUIRE_AUTH")]
     require_auth: bool,
+    /// The admin listener: `required` (the console asks users to sign in; /metrics and the console take a
+    /// bearer token; /health and /ready stay open) or `off`. [default: required with --require-auth, else off]
+    #[arg(long, env = "RILL_ADMIN_AUTH", value_name = "required|off", value_parser = parse_admin_auth)]
+    admin_auth: Option<AdminAuth>,
+    /// Serve the admin listener (console, /metrics, /health, /ready) over TLS with --tls-cert and --tls-key.
+    #[arg(long, env = "RILL_ADMIN_TLS")]
+    admin_tls: bool,
+}
+
+fn parse_admin_auth(text: &str) -> Result<AdminAuth, String> {
+    AdminAuth::parse(text).ok_or_else(|| format!("{text:?} is not one of required, off"))
 }
 
 /// `--kafka-sasl-mechanisms`, parsed (a newtype: clap would read a bare `Vec` as a repeated flag).
@@ -285,6 +301,15 @@ impl BrokerArgs {
         if self.require_auth {
             config.auth.require_auth = true;
         }
+        if let Some(v) = self.admin_auth {
+            config.auth.admin_auth = Some(v);
+        }
+        if self.admin_tls {
+            let Some(tls) = &mut config.tls else {
+                anyhow::bail!("--admin-tls serves the admin listener with the broker's certificate: give --tls-cert and --tls-key too");
+            };
+            tls.admin = true;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -314,8 +339,8 @@ fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Res
         // address follows in the same write, so a reader that takes the first line and closes the pipe makes no
         // later write fail (tests with `--admin-listen 127.0.0.1:0` read the second line).
         let mut banner = format!("rill broker listening on {}\n", broker.addr());
-        if let Some(admin) = broker.admin_addr() {
-            banner.push_str(&format!("rill admin listening on http://{admin}\n"));
+        if let Some(admin) = broker.admin_url() {
+            banner.push_str(&format!("rill admin listening on {admin}\n"));
         }
         // A reader that went away is no reason to stop serving.
         let mut stdout = std::io::stdout().lock();

@@ -29,6 +29,11 @@ pub struct BrokerFlag {
 /// client subcommand's connection. Set once by `main`.
 static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The `--token` the process was given, if any (also sent by `rill top` to the admin listener's `/metrics`).
+pub fn token() -> Option<&'static str> {
+    TOKEN.get().map(String::as_str)
+}
+
 /// Records the `--token` the process was given, for [`BrokerFlag::connect`].
 pub fn set_token(token: Option<String>) {
     if let Some(token) = token {

@@ -80,7 +80,13 @@ fn scrape(admin: &str) -> anyhow::Result<Vec<Sample>> {
     let mut stream = TcpStream::connect(admin)
         .with_context(|| format!("cannot reach the admin listener at {admin} (is the broker's --admin-listen on?)"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")?;
+    // A broker with `--admin-auth required` answers /metrics only to a bearer token: `rill --token` or RILL_TOKEN.
+    let authorization = crate::connect::token().map(|token| format!("Authorization: Bearer {token}\r\n"));
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nAccept: text/plain\r\n{}Connection: close\r\n\r\n",
+        authorization.unwrap_or_default()
+    )?;
     let mut response = String::new();
     stream
         .take(MAX_SCRAPE_BYTES)

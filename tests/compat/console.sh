@@ -4,6 +4,8 @@
 # `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
 # produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic with
 # their confirmations, and that a value and a header holding markup are shown as text with no script run.
+# Then signing in: a second broker with `--admin-auth required` sends Chromium to its sign-in page, refuses a
+# wrong password, lets the right one in (the page shows who is signed in) and signs out.
 # Screenshots land in target/compat/console/.
 # Usage: tests/compat/console.sh
 set -euo pipefail
@@ -192,3 +194,84 @@ print(f"console.sh: {checks} checks passed in Chromium; screenshots in {shots}")
 PY
 "$rill" topic describe made-in-browser >/dev/null 2>&1 && { echo "console.sh: the deleted topic still exists" >&2; exit 1; }
 echo "console.sh: the console shows topics, offsets, messages and lag, and runs no script from data"
+
+# Signing in. gRPC stays open (only the admin listener requires authentication), so the CLI makes the user.
+RUST_LOG=warn "$rill" broker --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/signin" \
+  --admin-auth required >"$work/signin.out" 2>"$work/signin.err" &
+pids+=($!)
+deadline=$((SECONDS + 30))
+until grep -q '^rill admin listening on' "$work/signin.out"; do
+  if ((SECONDS >= deadline)); then echo "console.sh: the second broker did not start" >&2; cat "$work/signin.err" >&2; exit 1; fi
+  sleep 0.2
+done
+signin_broker=$(sed -n 's/^rill broker listening on //p' "$work/signin.out")
+signin_admin=$(sed -n 's|^rill admin listening on ||p' "$work/signin.out")
+printf 'pencil-123\n' | RILL_BROKER=$signin_broker "$rill" user create alice --password-stdin >/dev/null
+RILL_BROKER=$signin_broker "$rill" topic create signed-orders >/dev/null
+
+SE_OFFLINE=true timeout 120 "$venv/bin/python" - "$signin_admin" "$shots" <<'PY'
+import sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+admin, shots = sys.argv[1], sys.argv[2]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    options.add_argument(flag)
+driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+driver.set_page_load_timeout(30)
+checks = 0
+
+def check(condition, what):
+    global checks
+    if not condition:
+        driver.save_screenshot(f"{shots}/signin-failed.png")
+        raise AssertionError(f"{what}\n--- page {driver.current_url}:\n{driver.find_element(By.TAG_NAME, 'body').text}")
+    checks += 1
+
+def sign_in(user, password, shot):
+    driver.find_element(By.ID, "user").clear()
+    driver.find_element(By.ID, "user").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.save_screenshot(f"{shots}/{shot}.png")
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, "signin").click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+
+try:
+    driver.get(admin + "/topics")
+    driver.save_screenshot(f"{shots}/signin-page.png")
+    check(driver.current_url.startswith(admin + "/login"), f"sent to the sign-in page: {driver.current_url}")
+    check(driver.title == "Sign in · rill", f"the sign-in page: {driver.title!r}")
+    check("signed-orders" not in driver.find_element(By.TAG_NAME, "body").text, "no data before signing in")
+
+    sign_in("alice", "wrong-password", "signin-wrong")
+    driver.save_screenshot(f"{shots}/signin-refused.png")
+    check("Invalid user name or password." in driver.find_element(By.ID, "signin-error").text, "a wrong password is refused")
+    check(not driver.get_cookies(), f"no cookie for a wrong password: {driver.get_cookies()}")
+
+    sign_in("alice", "pencil-123", "signin-right")
+    driver.save_screenshot(f"{shots}/signed-in.png")
+    check(driver.current_url == admin + "/topics", f"back where the user was going: {driver.current_url}")
+    check("signed-orders" in driver.find_element(By.TAG_NAME, "main").text, "the topic list after signing in")
+    check(driver.find_element(By.ID, "principal").text == "User:alice", "the page shows who is signed in")
+    cookie = driver.get_cookie("rill_session")
+    check(cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", f"a guarded session cookie: {cookie}")
+    check(driver.execute_script("return document.cookie") == "", "no script can read the session cookie")
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.CSS_SELECTOR, "nav button.signout").click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    driver.save_screenshot(f"{shots}/signed-out.png")
+    check(driver.current_url == admin + "/login", f"signed out to the sign-in page: {driver.current_url}")
+    driver.get(admin + "/")
+    check(driver.current_url.startswith(admin + "/login"), "after signing out the console asks again")
+finally:
+    driver.quit()
+print(f"console.sh: {checks} sign-in checks passed in Chromium")
+PY
+echo "console.sh: sign-in refuses a wrong password, shows the signed-in user and signs out"

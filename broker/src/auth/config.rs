@@ -45,6 +45,27 @@ impl From<SaslMechanism> for String {
     }
 }
 
+/// Whether the admin listener (the console and `/metrics`) asks who is calling (docs/console.md, "Signing in").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminAuth {
+    /// The console asks for a user's password (a session cookie follows), `/metrics` and the console take a
+    /// bearer token; `/health` and `/ready` stay open.
+    Required,
+    /// Anyone who reaches the admin listener uses it, as `User:ANONYMOUS`.
+    Off,
+}
+
+impl AdminAuth {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "required" => Some(Self::Required),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -57,11 +78,23 @@ pub struct AuthConfig {
     pub sasl_plain_without_tls: bool,
     /// Refuse every gRPC call (but health checks) without a valid bearer token, UNAUTHENTICATED.
     pub require_auth: bool,
+    /// Authentication on the admin listener; unset (the default): `required` when `require_auth` is on,
+    /// else `off`. One switch for "this broker requires authentication", and a way to set the two apart.
+    pub admin_auth: Option<AdminAuth>,
 }
 
 impl AuthConfig {
     pub fn is_sasl_on(&self) -> bool {
         !self.kafka_sasl_mechanisms.is_empty()
+    }
+
+    /// Whether the admin listener's console and `/metrics` require a signed-in user or a bearer token.
+    pub fn is_admin_auth_required(&self) -> bool {
+        match self.admin_auth {
+            Some(AdminAuth::Required) => true,
+            Some(AdminAuth::Off) => false,
+            None => self.require_auth,
+        }
     }
 
     pub(crate) fn validate(&self, is_tls: bool, is_cluster: bool) -> Result<(), ConfigError> {
@@ -76,6 +109,12 @@ impl AuthConfig {
             return bad(
                 "auth.require_auth",
                 "users and tokens are not replicated across a cluster yet: it works on a single node only",
+            );
+        }
+        if is_cluster && self.admin_auth == Some(AdminAuth::Required) {
+            return bad(
+                "auth.admin_auth",
+                "users are not replicated across a cluster yet: console sign-in works on a single node only",
             );
         }
         if self.kafka_sasl_mechanisms.contains(&SaslMechanism::Plain) && !is_tls && !self.sasl_plain_without_tls {
@@ -106,5 +145,17 @@ mod tests {
             toml::from_str("kafka_sasl_mechanisms = [\"SCRAM-SHA-512\", \"PLAIN\"]").expect("valid TOML");
         assert_eq!(parsed.kafka_sasl_mechanisms, [SaslMechanism::Scram(ScramMechanism::Sha512), SaslMechanism::Plain]);
         assert!(toml::from_str::<AuthConfig>("kafka_sasl_mechanisms = [\"GSSAPI\"]").is_err());
+    }
+
+    #[test]
+    fn admin_auth_follows_require_auth_unless_set() {
+        assert!(!AuthConfig::default().is_admin_auth_required(), "the default stays open, as before");
+        let required = AuthConfig { require_auth: true, ..AuthConfig::default() };
+        assert!(required.is_admin_auth_required());
+        let apart = AuthConfig { admin_auth: Some(AdminAuth::Off), ..required };
+        assert!(!apart.is_admin_auth_required());
+        let parsed: AuthConfig = toml::from_str("admin_auth = \"required\"").expect("valid TOML");
+        assert!(parsed.is_admin_auth_required());
+        assert!(parsed.validate(false, true).is_err(), "users are not replicated");
     }
 }

@@ -5,19 +5,21 @@
 //! credential, a token its hash. Every failed authentication says the same thing whatever failed (user or
 //! secret), so an answer never tells whether a user exists.
 
+pub mod admin;
 pub mod authenticate;
 pub mod backoff;
 pub mod certificate;
 pub mod config;
 pub mod scram;
 pub mod service;
+pub mod sessions;
 pub mod users;
 
 use std::path::PathBuf;
 
 use rill_protocol::reason::Reason;
 
-pub use config::{AuthConfig, SaslMechanism};
+pub use config::{AdminAuth, AuthConfig, SaslMechanism};
 pub use users::UserStore;
 
 /// Who a request acts as, in Kafka's form (`User:NAME`), ready for ACLs.

@@ -169,6 +169,11 @@ impl UserStore {
         self.snapshot().users.is_empty()
     }
 
+    /// Whether `name` is a user now (a console session ends when its user is deleted).
+    pub fn exists(&self, name: &str) -> bool {
+        self.snapshot().users.contains_key(name)
+    }
+
     /// `name`'s credential for `mechanism`, if it has one that is well formed.
     pub fn scram_credential(&self, name: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
         let snapshot = self.snapshot();

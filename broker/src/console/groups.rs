@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups};
-use tonic::Request;
 
 use super::html::{url_encode, Form, Html};
 use super::lag_history::{GroupLagHistory, MAX_GROUPS};
@@ -27,7 +26,7 @@ fn state_name(state: i32) -> &'static str {
 }
 
 pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
-    let mut groups = match console.service.list_groups(Request::new(v1::ListGroupsRequest {})).await {
+    let mut groups = match console.service.list_groups(page.request(v1::ListGroupsRequest {})).await {
         Ok(answer) => answer.into_inner().groups,
         Err(status) => return status_response(page, "Groups could not be listed", &status),
     };
@@ -60,13 +59,13 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     page.render(200, "Consumer groups", body)
 }
 
-async fn describe(console: &Console, group: &str) -> Result<v1::DescribeGroupResponse, tonic::Status> {
-    let request = Request::new(v1::DescribeGroupRequest { group: group.to_string() });
+async fn describe(console: &Console, page: Page<'_>, group: &str) -> Result<v1::DescribeGroupResponse, tonic::Status> {
+    let request = page.request(v1::DescribeGroupRequest { group: group.to_string() });
     Ok(console.service.describe_group(request).await?.into_inner())
 }
 
 pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
-    let described = match describe(console, group).await {
+    let described = match describe(console, page, group).await {
         Ok(described) => described,
         Err(status) => return status_response(page, "Group not found", &status),
     };
@@ -143,8 +142,10 @@ pub async fn reset_form(console: &Console, page: Page<'_>, group: &str) -> Respo
         return page.error(403, "Read-only console", "Offsets cannot be reset from a read-only console.");
     }
     // A group known only by name (no offsets yet) can still be reset to any topic.
-    let topics: BTreeSet<String> =
-        describe(console, group).await.map(|d| d.partitions.into_iter().map(|p| p.topic).collect()).unwrap_or_default();
+    let topics: BTreeSet<String> = describe(console, page, group)
+        .await
+        .map(|d| d.partitions.into_iter().map(|p| p.topic).collect())
+        .unwrap_or_default();
     let mut body = Html::new();
     body.raw("<p>The group must have no members: a member's commits would overwrite the reset.</p>");
     page.form_open(&mut body, &format!("/groups/{}/reset", url_encode(group)));
@@ -221,7 +222,7 @@ pub async fn reset(console: &Console, page: Page<'_>, group: &str, form: &Form) 
         to: Some(to),
         timestamp_ms,
     };
-    match console.service.reset_offsets(Request::new(request)).await {
+    match console.service.reset_offsets(page.request(request)).await {
         Ok(answer) => {
             tracing::info!(%group, %topic, "group offsets reset from the console");
             let mut body = Html::new();

@@ -2,20 +2,46 @@
 //! token, and how numbers, sizes, durations and times are written.
 
 use super::html::Html;
+use crate::auth::Principal;
 use crate::metrics::admin_http::Response;
 
 /// No script at all, styles only from the console's own stylesheet, forms only to itself, never framed.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// What a page needs to write its frame and forms.
+/// How the caller of a page authenticated, as its frame shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedIn {
+    /// Nobody (authentication off): the frame shows no user, as before sign-in existed.
+    No,
+    /// Nobody yet, and sign-in is required: the frame offers no page but the sign-in form.
+    NotYet,
+    /// A bearer token: the user is shown, with nothing to sign out of.
+    ByToken,
+    /// A console session: the user is shown with a "Sign out" button.
+    BySession,
+}
+
+/// What a page needs to write its frame and forms, and to act as its caller.
 #[derive(Clone, Copy)]
 pub struct Page<'a> {
+    /// The caller's session's token, or with authentication off the process's.
     pub csrf_token: &'a str,
     pub is_read_only: bool,
+    /// Who the page acts as: every call to the service carries it ([`Page::request`]).
+    pub principal: &'a Principal,
+    pub signed_in: SignedIn,
 }
 
 impl Page<'_> {
+    /// A request to the gRPC service's handlers made as this page's principal, as the same call over gRPC
+    /// with the caller's token would be: whatever the service checks of a principal applies to the console too.
+    pub fn request<T>(self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self.principal.clone());
+        request
+    }
+
     /// A whole page: `title` (escaped) over `body`.
     pub fn render(self, status: u16, title: &str, body: Html) -> Response {
         let mut html = Html::new();
@@ -24,14 +50,29 @@ impl Page<'_> {
             .raw("<title>")
             .text(title)
             .raw(" · rill</title><link rel=\"stylesheet\" href=\"/console.css\"></head><body>")
-            .raw("<nav><a class=\"brand\" href=\"/\">rill</a><a href=\"/\">Overview</a>")
-            .raw("<a href=\"/topics\">Topics</a><a href=\"/groups\">Consumer groups</a>");
+            .raw("<nav><a class=\"brand\" href=\"/\">rill</a>");
+        if self.signed_in == SignedIn::NotYet {
+            html.raw("</nav><main><h1>").text(title).raw("</h1>").fragment(body).raw("</main></body></html>\n");
+            return self.response(status, html);
+        }
+        html.raw("<a href=\"/\">Overview</a><a href=\"/topics\">Topics</a><a href=\"/groups\">Consumer groups</a>");
         if !self.is_read_only {
             html.raw("<a href=\"/create-topic\">Create topic</a>");
         } else {
             html.raw("<span class=\"badge\">read-only</span>");
         }
+        if matches!(self.signed_in, SignedIn::ByToken | SignedIn::BySession) {
+            html.raw("<span class=\"who\" id=\"principal\">").text(self.principal).raw("</span>");
+        }
+        if self.signed_in == SignedIn::BySession {
+            self.form_open(&mut html, "/logout");
+            html.raw("<button class=\"signout\">Sign out</button></form>");
+        }
         html.raw("</nav><main><h1>").text(title).raw("</h1>").fragment(body).raw("</main></body></html>\n");
+        self.response(status, html)
+    }
+
+    fn response(self, status: u16, html: Html) -> Response {
         Response {
             status,
             content_type: "text/html; charset=utf-8",
@@ -167,6 +208,19 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pages_service_request_carries_its_principal_and_its_frame_names_it() {
+        let alice = Principal::User("alice".into());
+        let page = Page { csrf_token: "t", is_read_only: false, principal: &alice, signed_in: SignedIn::BySession };
+        let request = page.request(());
+        assert_eq!(request.extensions().get::<Principal>(), Some(&alice), "the service sees who calls");
+        let shown = String::from_utf8(page.render(200, "x", Html::new()).body).expect("utf-8");
+        assert!(shown.contains(">User:alice</span>") && shown.contains("action=\"/logout\""), "{shown}");
+        let gate = Page { signed_in: SignedIn::NotYet, principal: &Principal::Anonymous, ..page };
+        let shown = String::from_utf8(gate.render(401, "Sign in", Html::new()).body).expect("utf-8");
+        assert!(!shown.contains("/topics") && !shown.contains("User:"), "nothing but the form: {shown}");
+    }
 
     #[test]
     fn times_are_written_and_read_in_utc() {

@@ -5,7 +5,6 @@
 use base64::Engine;
 use bytes::Bytes;
 use rill_protocol::v1::{self, records_server::Records};
-use tonic::Request;
 
 use super::html::{url_encode, Form, Html};
 use super::layout::{count, parse_timestamp, timestamp, Page};
@@ -89,7 +88,7 @@ struct Read {
 
 /// Reads the records a query asks for; an error is an answer already (a refusal of the service, or bad input).
 async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> Result<Read, Response> {
-    let ends = list_offset(console, topic, query.partition, v1::OffsetSpec::Latest, 0)
+    let ends = list_offset(console, page, topic, query.partition, v1::OffsetSpec::Latest, 0)
         .await
         .map_err(|s| status_response(page, "Messages could not be read", &s))?;
     let (log_start_offset, high_watermark) = (ends.log_start_offset, ends.high_watermark);
@@ -119,7 +118,7 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
                     &format!("timestamp {text:?} is neither YYYY-MM-DDTHH:MM[:SS] (UTC) nor milliseconds since 1970"),
                 ));
             };
-            list_offset(console, topic, query.partition, v1::OffsetSpec::Timestamp, timestamp_ms)
+            list_offset(console, page, topic, query.partition, v1::OffsetSpec::Timestamp, timestamp_ms)
                 .await
                 .map_err(|s| status_response(page, "Messages could not be read", &s))?
                 .offset
@@ -137,7 +136,7 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
             max_wait_ms: 0,
             format: v1::RecordFormat::Structured as i32,
         };
-        let fetched = match console.service.fetch(Request::new(request)).await {
+        let fetched = match console.service.fetch(page.request(request)).await {
             Ok(answer) => answer.into_inner(),
             Err(status) => return Err(status_response(page, "Messages could not be read", &status)),
         };
@@ -166,6 +165,7 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
 
 async fn list_offset(
     console: &Console,
+    page: Page<'_>,
     topic: &str,
     partition: u32,
     spec: v1::OffsetSpec,
@@ -177,7 +177,7 @@ async fn list_offset(
         spec: spec as i32,
         timestamp_ms,
     };
-    let answer = console.service.list_offsets(Request::new(request)).await?.into_inner();
+    let answer = console.service.list_offsets(page.request(request)).await?.into_inner();
     answer.offsets.into_iter().next().ok_or_else(|| tonic::Status::not_found(format!("no partition {partition}")))
 }
 
@@ -328,13 +328,12 @@ fn search_form(body: &mut Html, encoded_topic: &str, query: &Query) {
     body.raw("</select></label> <button>Show</button></fieldset></form>");
 }
 
-pub async fn download(console: &Console, topic: &str, form: &Form) -> Response {
-    let plain = Page { csrf_token: "", is_read_only: true };
+pub async fn download(console: &Console, page: Page<'_>, topic: &str, form: &Form) -> Response {
     let query = match parse_query(form) {
         Ok(query) => query,
         Err(message) => return Response::text(400, format!("{message}\n")),
     };
-    let read = match read(console, plain, topic, &query).await {
+    let read = match read(console, page, topic, &query).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -418,7 +417,7 @@ pub async fn produce(console: &Console, page: Page<'_>, topic: &str, form: &Form
         records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
         acks: v1::Acks::Leader as i32,
     };
-    match console.service.produce(Request::new(request)).await {
+    match console.service.produce(page.request(request)).await {
         Ok(answer) => {
             let answer = answer.into_inner();
             let mut body = Html::new();

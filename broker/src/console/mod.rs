@@ -9,18 +9,25 @@
 //! Invariants:
 //! - Data (names, keys, values, headers) reaches markup only through [`html::Html::text`], which escapes it;
 //!   the Content-Security-Policy forbids scripts besides, so an escaping slip still could not run one.
-//! - A change is made only by a POST that carries this process's CSRF token and, when the browser sends one,
-//!   an `Origin` equal to the `Host` it asked: another web page cannot make a browser post a form here.
+//! - A change is made only by a POST that carries the CSRF token of the caller's session (with authentication
+//!   off, this process's) and, when the browser sends one, an `Origin` equal to the `Host` it asked: another
+//!   web page cannot make a browser post a form here. A POST with a bearer token needs no CSRF token: a browser
+//!   never adds an `Authorization` header by itself.
+//! - With `auth.admin_auth` required, nothing but the sign-in page and the stylesheet is served to a caller
+//!   who is neither signed in nor holding a bearer token; every page acts as its caller's principal and asks
+//!   [`authorize::may`] before it shows or does anything.
 //! - With `console = read-only` every form is hidden and every POST refused (403); with `off` none of this is
 //!   served.
 //! - Pages stay bounded with 10,000 topics and partitions of millions of records: lists are paged, the message
 //!   browser reads at most `messages::SCAN_BYTES_MAX` per page.
 
+pub mod authorize;
 mod chart;
 mod groups;
 pub mod html;
 mod lag_history;
 mod layout;
+mod login;
 mod messages;
 mod overview;
 mod throughput;
@@ -32,8 +39,10 @@ use rand::Rng;
 
 use self::html::{url_decode, Form};
 pub use self::lag_history::LagHistory;
-use self::layout::Page;
+use self::layout::{Page, SignedIn};
 pub use self::throughput::{run_sampler, Throughput};
+use crate::auth::admin::{AdminAuthenticator, Caller};
+use crate::auth::Principal;
 use crate::config::ConsoleMode;
 use crate::metrics::admin_http::{Request, Response};
 use crate::node::Node;
@@ -53,6 +62,8 @@ pub struct Console {
     csrf_token: String,
     throughput: Arc<Throughput>,
     lag: Arc<LagHistory>,
+    /// Sign-in, sessions and whether they are required (shared with `/metrics`).
+    auth: Arc<AdminAuthenticator>,
 }
 
 impl Console {
@@ -63,6 +74,7 @@ impl Console {
         listen_addr: std::net::SocketAddr,
         throughput: Arc<Throughput>,
         lag: Arc<LagHistory>,
+        auth: Arc<AdminAuthenticator>,
     ) -> Option<Self> {
         let is_read_only = match node.config.console {
             ConsoleMode::Off => return None,
@@ -72,21 +84,23 @@ impl Console {
         let mut rng = rand::thread_rng();
         let csrf_token = (0..4).map(|_| format!("{:016x}", rng.gen::<u64>())).collect();
         let service = RillService::new(Arc::clone(&node));
-        Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput, lag })
+        Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput, lag, auth })
     }
 
     /// Answers one console request, with the time it took in a `Server-Timing` header (what
     /// benches/console.sh reads, and a browser's developer tools show).
-    pub async fn handle(&self, request: &Request) -> Response {
+    pub async fn handle(&self, request: &Request, caller: &Caller) -> Response {
         let started = std::time::Instant::now();
-        let mut response = self.answer(request).await;
+        let principal = caller.principal();
+        let page = self.page(caller, &principal);
+        let mut response = self.answer(request, caller, page).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         response.headers.push(("server-timing", format!("console;dur={elapsed_ms:.2}")));
         response
     }
 
-    async fn answer(&self, request: &Request) -> Response {
-        if let Err(refusal) = self.check_host(request) {
+    async fn answer(&self, request: &Request, caller: &Caller, page: Page<'_>) -> Response {
+        if let Err(refusal) = self.check_host(page, request) {
             return refusal;
         }
         let segments: Vec<String> =
@@ -98,15 +112,34 @@ impl Console {
             "POST" => true,
             _ => return Response::text(405, "the console answers GET, HEAD and POST only\n"),
         };
+        if self.auth.is_required() {
+            match (segments.as_slice(), is_post) {
+                (["login"], false) => {
+                    let next = login::safe_next(query.get("next").unwrap_or("/"));
+                    return login::form(page, next, None, 200);
+                }
+                (["login"], true) => return login::sign_in(self, page, request).await,
+                (["logout"], true) => return login::sign_out(self, page, request, caller),
+                (["console.css"], false) => {}
+                _ if !caller.is_authenticated() => return login::needed(request),
+                _ => {}
+            }
+        }
         let form = if is_post {
-            match self.check_write(request) {
+            match self.check_write(page, request, caller) {
                 Ok(form) => Some(form),
                 Err(refusal) => return refusal,
             }
         } else {
             None
         };
-        let page = self.page();
+        let form_name = form.as_ref().and_then(|form| form.get("name"));
+        if let Some((operation, resource)) = authorize::needed_by(&segments, is_post, form_name) {
+            if let Err(denied) = authorize::may(page.principal, operation, resource) {
+                tracing::info!(principal = %page.principal, ?operation, %resource, "console action denied");
+                return page.error(403, "Not allowed", &denied.to_string());
+            }
+        }
         match (segments.as_slice(), form) {
             ([], None) => overview::show(self, page).await,
             (["console.css"], None) => Response {
@@ -122,7 +155,7 @@ impl Console {
             (["topics", topic, "delete"], None) => topics::delete_confirm(page, topic),
             (["topics", topic, "delete"], Some(form)) => topics::delete(self, page, topic, &form).await,
             (["topics", topic, "messages"], None) => messages::browse(self, page, topic, &query).await,
-            (["topics", topic, "messages.json"], None) => messages::download(self, topic, &query).await,
+            (["topics", topic, "messages.json"], None) => messages::download(self, page, topic, &query).await,
             (["topics", topic, "produce"], None) => messages::produce_form(page, topic, &query),
             (["topics", topic, "produce"], Some(form)) => messages::produce(self, page, topic, &form).await,
             (["groups"], None) => groups::list(self, page, &query).await,
@@ -137,12 +170,12 @@ impl Console {
     /// The DNS-rebinding guard: the request must be addressed to an IP address, `localhost` or a name in
     /// `console_hosts`. A page of another site whose name resolves to this machine would otherwise be this
     /// console's own origin to the browser, and could read its pages and token and post its forms.
-    fn check_host(&self, request: &Request) -> Result<(), Response> {
+    fn check_host(&self, page: Page<'_>, request: &Request) -> Result<(), Response> {
         let host = request.host.as_deref().unwrap_or_default();
         if is_allowed_host(host, &self.node.config.console_hosts) {
             return Ok(());
         }
-        Err(self.page().error(
+        Err(page.error(
             403,
             "Not this address",
             &format!(
@@ -152,13 +185,19 @@ impl Console {
         ))
     }
 
-    fn page(&self) -> Page<'_> {
-        Page { csrf_token: &self.csrf_token, is_read_only: self.is_read_only }
+    /// The frame and identity of a page for `caller`: its session's CSRF token (the process's without one).
+    fn page<'a>(&'a self, caller: &'a Caller, principal: &'a Principal) -> Page<'a> {
+        let (csrf_token, signed_in) = match caller {
+            Caller::Anonymous if self.auth.is_required() => (self.csrf_token.as_str(), SignedIn::NotYet),
+            Caller::Anonymous => (self.csrf_token.as_str(), SignedIn::No),
+            Caller::Token { .. } => (self.csrf_token.as_str(), SignedIn::ByToken),
+            Caller::Session { view, .. } => (view.csrf_token.as_str(), SignedIn::BySession),
+        };
+        Page { csrf_token, is_read_only: self.is_read_only, principal, signed_in }
     }
 
-    /// The guard on every write: not read-only, a form, from this origin, with this process's token.
-    fn check_write(&self, request: &Request) -> Result<Form, Response> {
-        let page = self.page();
+    /// The guard on every write: not read-only, then [`Console::check_form`].
+    fn check_write(&self, page: Page<'_>, request: &Request, caller: &Caller) -> Result<Form, Response> {
         if self.is_read_only {
             return Err(page.error(
                 403,
@@ -166,14 +205,42 @@ impl Console {
                 "This broker runs its console with --console read-only: nothing can be changed from here.",
             ));
         }
+        self.check_form(page, request, caller)
+    }
+
+    /// A form from this origin with the page's CSRF token (unless a bearer token authenticated it): what every
+    /// POST but the sign-in needs, sign-out too (which a read-only console still allows).
+    fn check_form(&self, page: Page<'_>, request: &Request, caller: &Caller) -> Result<Form, Response> {
+        self.check_origin(page, request)?;
+        let form = Form::parse(&String::from_utf8_lossy(&request.body));
+        let has_token = match caller {
+            Caller::Token { .. } => true,
+            Caller::Anonymous | Caller::Session { .. } => form.get("csrf").is_some_and(|sent| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), page.csrf_token.as_bytes()))
+            }),
+        };
+        if !has_token {
+            return Err(page.error(
+                403,
+                "Form expired or forged",
+                "The form's token does not match your session (it may have ended, or the broker restarted): reload \
+                 the page and try again.",
+            ));
+        }
+        Ok(form)
+    }
+
+    /// A POST is a form sent from the console's own pages: its `Origin` (or `Sec-Fetch-Site`) says so.
+    fn check_origin(&self, page: Page<'_>, request: &Request) -> Result<(), Response> {
         let is_form =
             request.content_type.as_deref().is_some_and(|t| t.trim().starts_with("application/x-www-form-urlencoded"));
         if !is_form {
             return Err(page.error(415, "Not a form", "Console actions take application/x-www-form-urlencoded forms."));
         }
         let host = request.host.as_deref().unwrap_or("");
+        let scheme = if request.is_tls { "https" } else { "http" };
         let is_same_origin = match &request.origin {
-            Some(origin) => origin == &format!("http://{host}"),
+            Some(origin) => origin == &format!("{scheme}://{host}"),
             None => request.fetch_site.as_deref().is_none_or(|site| site == "same-origin" || site == "none"),
         };
         if !is_same_origin {
@@ -183,15 +250,7 @@ impl Console {
                 "Console actions are accepted only from the console's own pages (the Origin did not match the Host).",
             ));
         }
-        let form = Form::parse(&String::from_utf8_lossy(&request.body));
-        if form.get("csrf") != Some(self.csrf_token.as_str()) {
-            return Err(page.error(
-                403,
-                "Form expired or forged",
-                "The form's token does not match this broker process (it may have restarted): reload the page and try again.",
-            ));
-        }
-        Ok(form)
+        Ok(())
     }
 }
 

@@ -1,7 +1,6 @@
 //! The overview: nodes, topics, partitions, groups, disk use and the throughput of the last minutes.
 
 use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups, topic_admin_server::TopicAdmin};
-use tonic::Request;
 
 use super::html::Html;
 use super::layout::{bytes, count, Page};
@@ -9,11 +8,11 @@ use super::{chart, status_response, Console};
 use crate::metrics::admin_http::Response;
 
 pub async fn show(console: &Console, page: Page<'_>) -> Response {
-    let topics = match console.service.list_topics(Request::new(v1::ListTopicsRequest {})).await {
+    let topics = match console.service.list_topics(page.request(v1::ListTopicsRequest {})).await {
         Ok(answer) => answer.into_inner().topics,
         Err(status) => return status_response(page, "Topics could not be listed", &status),
     };
-    let groups = match console.service.list_groups(Request::new(v1::ListGroupsRequest {})).await {
+    let groups = match console.service.list_groups(page.request(v1::ListGroupsRequest {})).await {
         Ok(answer) => answer.into_inner().groups.len(),
         Err(status) => return status_response(page, "Groups could not be listed", &status),
     };

@@ -2,7 +2,6 @@
 //! confirmation, through `TopicAdmin`'s own handlers.
 
 use rill_protocol::v1::{self, topic_admin_server::TopicAdmin};
-use tonic::Request;
 
 use super::html::{url_encode, Form, Html};
 use super::layout::{bytes, count, duration_ms, hidden, Page};
@@ -13,7 +12,7 @@ use crate::metrics::admin_http::Response;
 pub const TOPICS_PER_PAGE: usize = 100;
 
 pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
-    let mut topics = match console.service.list_topics(Request::new(v1::ListTopicsRequest {})).await {
+    let mut topics = match console.service.list_topics(page.request(v1::ListTopicsRequest {})).await {
         Ok(answer) => answer.into_inner().topics,
         Err(status) => return status_response(page, "Topics could not be listed", &status),
     };
@@ -76,7 +75,7 @@ pub fn pager(body: &mut Html, base: &str, search: &str, number: usize, page_coun
 
 pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
     let described =
-        match console.service.describe_topic(Request::new(v1::DescribeTopicRequest { name: name.to_string() })).await {
+        match console.service.describe_topic(page.request(v1::DescribeTopicRequest { name: name.to_string() })).await {
             Ok(answer) => answer.into_inner(),
             Err(status) => return status_response(page, "Topic not found", &status),
         };
@@ -206,7 +205,7 @@ pub async fn create(console: &Console, page: Page<'_>, form: &Form) -> Response 
         replication_factor: None,
         min_insync_replicas: None,
     };
-    match console.service.create_topic(Request::new(request)).await {
+    match console.service.create_topic(page.request(request)).await {
         Ok(_) => {
             tracing::info!(topic = %name, partitions, "topic created from the console");
             let mut body = Html::new();
@@ -235,7 +234,7 @@ pub async fn delete(console: &Console, page: Page<'_>, name: &str, form: &Form) 
     if form.get("confirm") != Some("yes") {
         return delete_confirm(page, name);
     }
-    match console.service.delete_topic(Request::new(v1::DeleteTopicRequest { name: name.to_string() })).await {
+    match console.service.delete_topic(page.request(v1::DeleteTopicRequest { name: name.to_string() })).await {
         Ok(_) => {
             tracing::info!(topic = %name, "topic deleted from the console");
             let mut body = Html::new();

@@ -1,24 +1,31 @@
 //! The admin HTTP listener (`admin_listen`, 127.0.0.1:9644 by default): `GET /metrics`, `/health`, `/ready`,
 //! and the web console (`console/`) at every other path.
 //!
+//! Over TLS when `tls.admin` is on (the broker's certificate, reloaded with it; ALPN `http/1.1`). With
+//! `auth.admin_auth` required, `/metrics` and the console need a bearer token or, for the console, a signed-in
+//! session (`auth/admin.rs`); `/health` and `/ready` stay open: they tell a load balancer or an orchestrator
+//! only whether to send traffic, and those probe without credentials.
+//!
 //! A deliberately small HTTP/1.1 server: one request per connection, answered and closed, at most
 //! `MAX_ADMIN_CONNECTIONS` at once, a request head of at most `MAX_REQUEST_HEAD_BYTES` and a body of at most
 //! `MAX_REQUEST_BODY_BYTES` read within `REQUEST_TIMEOUT`. That is all Prometheus, load balancers' health checks and `rill top` need, and it keeps a
 //! second HTTP stack (and its limits) out of the broker.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::NodeMetrics;
+use crate::auth::admin::{AdminAuthenticator, Caller};
 use crate::cluster::{metadata::NodeState, Controller};
 use crate::node::Node;
+use crate::tls::TlsAcceptorHandle;
 
 /// Admin connections served at once; one more is closed unanswered.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
@@ -39,6 +46,10 @@ pub struct AdminState {
     pub is_started: Arc<AtomicBool>,
     /// The web console at `/`; `None` with `console = off`.
     pub console: Option<Arc<crate::console::Console>>,
+    /// Who calls, and whether anonymous callers may.
+    pub auth: Arc<AdminAuthenticator>,
+    /// TLS on this listener (`tls.admin`); `None`: plain HTTP.
+    pub tls: Option<Arc<TlsAcceptorHandle>>,
 }
 
 /// Binds `addr` (port 0 picks a free port).
@@ -67,7 +78,14 @@ pub fn serve(listener: TcpListener, state: AdminState) -> JoinHandle<()> {
             };
             let state = state.clone();
             tokio::spawn(async move {
-                if let Err(err) = answer(stream, &state).await {
+                let answered = match &state.tls {
+                    None => answer(stream, Some(peer.ip()), false, &state).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => answer(stream, Some(peer.ip()), true, &state).await,
+                        Err(err) => Err(err),
+                    },
+                };
+                if let Err(err) = answered {
                     tracing::debug!(%peer, error = %err, "admin request failed");
                 }
                 drop(slot);
@@ -76,8 +94,9 @@ pub fn serve(listener: TcpListener, state: AdminState) -> JoinHandle<()> {
     })
 }
 
-/// A request as far as the admin listener and the console care.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// A request as far as the admin listener and the console care. Its `Debug` leaves out the credentials and the
+/// body (a sign-in form holds a password).
+#[derive(Default, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     pub path: String,
@@ -92,6 +111,26 @@ pub struct Request {
     pub content_length: usize,
     /// The body of a POST (a console form), at most `MAX_REQUEST_BODY_BYTES`.
     pub body: Vec<u8>,
+    /// `Authorization` (a bearer token) and `Cookie` (the console session): secrets, never logged.
+    pub authorization: Option<String>,
+    pub cookie: Option<String>,
+    /// Where the request came from (the sign-in backoff is per address), and whether over TLS (the session
+    /// cookie is `Secure` then, and the console's own origin `https://`).
+    pub peer: Option<IpAddr>,
+    pub is_tls: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("host", &self.host)
+            .field("has_authorization", &self.authorization.is_some())
+            .field("has_cookie", &self.cookie.is_some())
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An answer: status, content type, extra headers and body.
@@ -111,11 +150,19 @@ impl Response {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-async fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Option<IpAddr>,
+    is_tls: bool,
+    state: &AdminState,
+) -> std::io::Result<()> {
+    let mut request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Ok(read) => read?,
         Err(_) => return Ok(()),
     };
+    if let ReadRequest::Complete(request) = &mut request {
+        (request.peer, request.is_tls) = (peer, is_tls);
+    }
     let response = match &request {
         ReadRequest::HeadTooLarge => Response::text(431, format!("request head over {MAX_REQUEST_HEAD_BYTES} bytes\n")),
         ReadRequest::BodyTooLarge => Response::text(413, format!("request body over {MAX_REQUEST_BODY_BYTES} bytes\n")),
@@ -127,6 +174,7 @@ async fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()
         200 => "OK",
         303 => "See Other",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -164,7 +212,7 @@ enum ReadRequest {
 }
 
 /// The request head (up to the blank line) and the body its `Content-Length` announces.
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<ReadRequest> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<ReadRequest> {
     let mut bytes = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -230,6 +278,14 @@ fn parse_request(head: &str) -> Option<Request> {
             request.fetch_site = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-type") {
             request.content_type = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            request.authorization = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("cookie") {
+            // Browsers may split cookies over several headers (HTTP/2 does; HTTP/1.1 clients rarely).
+            request.cookie = Some(match request.cookie.take() {
+                Some(earlier) => format!("{earlier}; {value}"),
+                None => value.to_string(),
+            });
         } else if name.eq_ignore_ascii_case("content-length") {
             request.content_length = value.parse().ok()?;
         }
@@ -237,11 +293,32 @@ fn parse_request(head: &str) -> Option<Request> {
     Some(request)
 }
 
+/// The answer to a request whose credentials were refused, or that needs some and has none.
+pub fn unauthorized(message: &str) -> Response {
+    Response {
+        status: 401,
+        content_type: TEXT,
+        headers: vec![("www-authenticate", "Bearer realm=\"rill\"".to_string())],
+        body: format!("{message}\n").into_bytes(),
+    }
+}
+
 async fn route(request: &Request, state: &AdminState) -> Response {
-    let is_admin_path = matches!(request.path.as_str(), "/health" | "/ready" | "/metrics");
-    if !is_admin_path {
+    if matches!(request.path.as_str(), "/health" | "/ready") {
+        return health_or_ready(request, state);
+    }
+    let caller =
+        match state.auth.caller(request.authorization.as_deref(), request.cookie.as_deref(), std::time::Instant::now())
+        {
+            Ok(caller) => caller,
+            Err(refused) => {
+                tracing::debug!(path = request.path, peer = ?request.peer, "admin request refused: {refused}");
+                return unauthorized(&format!("unauthorized: {refused}"));
+            }
+        };
+    if request.path != "/metrics" {
         return match &state.console {
-            Some(console) => console.handle(request).await,
+            Some(console) => console.handle(request, &caller).await,
             None => Response::text(
                 404,
                 "not found: the admin listener serves /metrics, /health and /ready (the console is off)\n",
@@ -251,28 +328,41 @@ async fn route(request: &Request, state: &AdminState) -> Response {
     if request.method != "GET" && request.method != "HEAD" {
         return Response::text(405, "only GET and HEAD are served\n");
     }
+    if state.auth.is_required() && !caller.is_authenticated() {
+        return unauthorized(
+            "unauthorized: /metrics needs `Authorization: Bearer TOKEN` (`rill token create USER`; Prometheus: \
+             `authorization: {credentials: TOKEN}` in the scrape config)",
+        );
+    }
+    metrics(request, state, &caller).await
+}
+
+fn health_or_ready(request: &Request, state: &AdminState) -> Response {
+    if request.method != "GET" && request.method != "HEAD" {
+        return Response::text(405, "only GET and HEAD are served\n");
+    }
     match request.path.as_str() {
         "/health" => Response::text(200, "ok\n"),
-        "/ready" => match not_ready_reason(state) {
+        _ => match not_ready_reason(state) {
             None => Response::text(200, "ready\n"),
             Some(reason) => Response::text(503, format!("not ready: {reason}\n")),
         },
-        _ => {
-            let (node, metrics, controller) =
-                (Arc::clone(&state.node), Arc::clone(&state.metrics), state.controller.clone());
-            let openmetrics = request.wants_openmetrics;
-            let encoded =
-                tokio::task::spawn_blocking(move || super::encode(node, metrics, controller, openmetrics)).await;
-            let content_type = if openmetrics {
-                "application/openmetrics-text; version=1.0.0; charset=utf-8"
-            } else {
-                "text/plain; version=0.0.4; charset=utf-8"
-            };
-            match encoded {
-                Ok(Ok(text)) => Response { status: 200, content_type, headers: Vec::new(), body: text.into_bytes() },
-                _ => Response::text(500, "metrics could not be encoded\n"),
-            }
-        }
+    }
+}
+
+async fn metrics(request: &Request, state: &AdminState, caller: &Caller) -> Response {
+    tracing::debug!(principal = %caller.principal(), "metrics scraped");
+    let (node, metrics, controller) = (Arc::clone(&state.node), Arc::clone(&state.metrics), state.controller.clone());
+    let openmetrics = request.wants_openmetrics;
+    let encoded = tokio::task::spawn_blocking(move || super::encode(node, metrics, controller, openmetrics)).await;
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    match encoded {
+        Ok(Ok(text)) => Response { status: 200, content_type, headers: Vec::new(), body: text.into_bytes() },
+        _ => Response::text(500, "metrics could not be encoded\n"),
     }
 }
 

@@ -15,12 +15,13 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::load::{load_server_config, TlsError};
+use super::load::{load_server_config, TlsError, TlsListener};
 use crate::config::TlsConfig;
 
 /// The TLS side of the listener, shared by every connection's task and the file watcher.
 pub struct TlsAcceptorHandle {
     settings: TlsConfig,
+    listener: TlsListener,
     current: RwLock<Arc<ServerConfig>>,
 }
 
@@ -31,10 +32,16 @@ impl std::fmt::Debug for TlsAcceptorHandle {
 }
 
 impl TlsAcceptorHandle {
-    /// Loads the files `settings` names: the node does not start without a configuration that loads.
+    /// Loads the files `settings` names for the broker port: the node does not start without a configuration
+    /// that loads.
     pub fn load(settings: TlsConfig) -> Result<Arc<Self>, TlsError> {
-        let config = load_server_config(&settings)?;
-        Ok(Arc::new(Self { settings, current: RwLock::new(config) }))
+        Self::load_for(settings, TlsListener::Broker)
+    }
+
+    /// Loads the files `settings` names for `listener`.
+    pub fn load_for(settings: TlsConfig, listener: TlsListener) -> Result<Arc<Self>, TlsError> {
+        let config = load_server_config(&settings, listener)?;
+        Ok(Arc::new(Self { settings, listener, current: RwLock::new(config) }))
     }
 
     fn current(&self) -> Arc<ServerConfig> {
@@ -56,7 +63,7 @@ impl TlsAcceptorHandle {
     /// Reads the files again and, if they load, serves new connections with them; otherwise keeps the
     /// configuration in use and says why.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = load_server_config(&self.settings)?;
+        let config = load_server_config(&self.settings, self.listener)?;
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
         Ok(())
     }
@@ -98,7 +105,11 @@ pub async fn watch_files(acceptor: Arc<TlsAcceptorHandle>, mut shutdown: watch::
         }
         seen = now;
         match acceptor.reload() {
-            Ok(()) => tracing::info!(cert = %acceptor.settings.cert.display(), "TLS files changed: reloaded"),
+            Ok(()) => tracing::info!(
+                cert = %acceptor.settings.cert.display(),
+                listener = ?acceptor.listener,
+                "TLS files changed: reloaded"
+            ),
             Err(error) => tracing::warn!(%error, "TLS files changed but cannot be loaded: keeping the ones in use"),
         }
     }

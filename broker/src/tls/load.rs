@@ -13,6 +13,19 @@ use crate::config::{ClientAuth, TlsConfig};
 
 /// The ALPN id of HTTP/2: offered by every gRPC client over TLS, so it marks a gRPC connection.
 pub const ALPN_H2: &[u8] = b"h2";
+/// The ALPN id of HTTP/1.1: the admin listener's only protocol.
+const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+
+/// Which listener a server configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsListener {
+    /// The broker port: gRPC (ALPN `h2`) and Kafka, client certificates per `client_ca`.
+    Broker,
+    /// The admin listener: HTTP/1.1 only (a browser offered `h2` must not get it: the admin server speaks
+    /// HTTP/1.1), and no client certificate asked for, since a browser rarely has one and the console signs
+    /// users in with their password instead.
+    Admin,
+}
 
 /// Why the listener's TLS configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +95,7 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Reads the files `tls` names and builds the listener's server configuration: the certificate chain and its
 /// key (checked to belong together), client certificates checked against `client_ca` when it is set, ALPN `h2`.
-pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn load_server_config(tls: &TlsConfig, listener: TlsListener) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = crypto_provider();
     let chain = certificates("certificate", &tls.cert)?;
     let key = private_key(&tls.key)?;
@@ -97,7 +110,11 @@ pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Rustls(err.to_string()))?;
-    let builder = match (&tls.client_ca, tls.effective_client_auth()) {
+    let client_auth = match listener {
+        TlsListener::Broker => tls.effective_client_auth(),
+        TlsListener::Admin => None,
+    };
+    let builder = match (&tls.client_ca, client_auth) {
         (Some(ca), Some(client_auth)) => {
             let ca_error = |reason: String| TlsError::ClientCa { path: ca.clone(), reason };
             let mut roots = RootCertStore::empty();
@@ -116,7 +133,10 @@ pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|err| TlsError::BadKey { path: tls.key.clone(), reason: err.to_string() })?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.alpn_protocols = match listener {
+        TlsListener::Broker => vec![ALPN_H2.to_vec()],
+        TlsListener::Admin => vec![ALPN_HTTP_1_1.to_vec()],
+    };
     config.ignore_client_order = true;
     Ok(Arc::new(config))
 }

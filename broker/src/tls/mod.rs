@@ -19,6 +19,6 @@ mod peer;
 mod stream;
 
 pub use acceptor::{watch_files, TlsAcceptorHandle};
-pub use load::{TlsError, ALPN_H2};
+pub use load::{TlsError, TlsListener, ALPN_H2};
 pub use peer::channel_to;
 pub use stream::{ConnectionInfo, PeerCertificates, ServedStream};

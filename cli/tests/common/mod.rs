@@ -157,7 +157,11 @@ impl AdminBroker {
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
         let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
-        let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
+        let admin = next_line()
+            .trim_start_matches("rill admin listening on ")
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
         let broker = AdminBroker { child, addr, admin, _dir: dir };
         assert!(!broker.addr.is_empty() && !broker.admin.is_empty(), "the broker printed both addresses");
         broker

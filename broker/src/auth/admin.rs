@@ -1,0 +1,200 @@
+//! Who calls the admin listener (docs/console.md, "Signing in"): a bearer token's user, a signed-in console
+//! session, or nobody. The admin listener asks this once per request and hands the [`Caller`] to `/metrics` and
+//! the console; whether anonymous callers are let in is `auth.admin_auth` (`is_required`).
+//!
+//! Invariants: a password is checked against the user's stored SCRAM credential and dropped, never stored or
+//! logged; a failed sign-in says the same whatever failed and waits longer after each failure from its address
+//! (the SASL backoff, `backoff.rs`, with its own map); an `Authorization` header that names no token this node
+//! issued is refused even when authentication is off, as on gRPC, so a mistyped token never passes silently as
+//! anonymous.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::backoff::FailureBackoff;
+use super::sessions::{NewSession, SessionView, Sessions};
+use super::{Principal, UserStore};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "rill_session";
+
+/// Who a request to the admin listener acts as.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Nothing authenticated it: `User:ANONYMOUS`.
+    Anonymous,
+    /// An `Authorization: Bearer` token's user. A browser never adds that header by itself, so a request
+    /// carrying it cannot be forged by another site, and needs no CSRF token.
+    Token { user: String },
+    /// A console session's user, from the session cookie.
+    Session { id: String, view: SessionView },
+}
+
+impl Caller {
+    pub fn principal(&self) -> Principal {
+        match self {
+            Caller::Anonymous => Principal::Anonymous,
+            Caller::Token { user } | Caller::Session { view: SessionView { user, .. }, .. } => {
+                Principal::User(user.clone())
+            }
+        }
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Caller::Anonymous)
+    }
+}
+
+/// Why a request's credentials were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdminAuthError {
+    #[error("the bearer token is not valid (unknown, revoked, or its user deleted)")]
+    InvalidToken,
+    #[error("the Authorization header is not `Bearer TOKEN`")]
+    NotBearer,
+}
+
+/// A sign-in that failed, and how long its answer waits (the backoff for its address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInRefused {
+    pub wait: Duration,
+}
+
+/// The admin listener's authentication: the node's users, the console's sessions, the sign-in backoff.
+pub struct AdminAuthenticator {
+    /// `None` on a node of a cluster: no user is known there (and `admin_auth = required` is refused).
+    users: Option<Arc<UserStore>>,
+    is_required: bool,
+    sessions: Sessions,
+    backoff: FailureBackoff,
+}
+
+impl AdminAuthenticator {
+    pub fn new(users: Option<Arc<UserStore>>, is_required: bool) -> Self {
+        Self { users, is_required, sessions: Sessions::default(), backoff: FailureBackoff::default() }
+    }
+
+    /// Whether a caller must be a user (`auth.admin_auth`).
+    pub fn is_required(&self) -> bool {
+        self.is_required
+    }
+
+    /// The caller of a request with these `Authorization` and `Cookie` headers. A token wins over a cookie; a
+    /// cookie naming no live session (ended, or its user deleted) is anonymous, so the console asks to sign in.
+    pub fn caller(
+        &self,
+        authorization: Option<&str>,
+        cookie: Option<&str>,
+        now: Instant,
+    ) -> Result<Caller, AdminAuthError> {
+        if let Some(value) = authorization {
+            let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
+                // Another scheme (Basic, say) means nothing here: refused where authentication is required,
+                // ignored where it is off (as before authentication existed).
+                return if self.is_required { Err(AdminAuthError::NotBearer) } else { Ok(Caller::Anonymous) };
+            };
+            let user = self.users.as_deref().and_then(|users| users.user_of_token(token));
+            return user.map(|user| Caller::Token { user }).ok_or(AdminAuthError::InvalidToken);
+        }
+        let Some(id) = cookie.and_then(session_id_of) else { return Ok(Caller::Anonymous) };
+        let Some(view) = self.sessions.find(id, now) else { return Ok(Caller::Anonymous) };
+        if !self.users.as_deref().is_some_and(|users| users.exists(&view.user)) {
+            self.sessions.end(id);
+            return Ok(Caller::Anonymous);
+        }
+        Ok(Caller::Session { id: id.to_owned(), view })
+    }
+
+    /// Checks `password` against `user`'s stored credential (PBKDF2: run off the async threads) and opens a
+    /// session; a failure is slowed per address. The password is dropped here.
+    pub async fn sign_in(
+        &self,
+        user: &str,
+        password: String,
+        peer: Option<IpAddr>,
+    ) -> Result<NewSession, SignInRefused> {
+        let is_valid = match &self.users {
+            Some(users) if super::users::validate_name(user).is_ok() => {
+                let (users, name) = (Arc::clone(users), user.to_owned());
+                tokio::task::spawn_blocking(move || users.check_password(&name, password.as_bytes()))
+                    .await
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        let address = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if !is_valid {
+            let wait = self.backoff.record_failure(address, Instant::now());
+            tracing::info!(%address, user, wait_ms = wait.as_millis() as u64, "console sign-in failed");
+            return Err(SignInRefused { wait });
+        }
+        self.backoff.record_success(address);
+        tracing::info!(%address, principal = %Principal::User(user.to_owned()), "console sign-in");
+        Ok(self.sessions.create(user, Instant::now()))
+    }
+
+    /// Ends the caller's session (sign-out).
+    pub fn sign_out(&self, caller: &Caller) {
+        if let Caller::Session { id, view } = caller {
+            self.sessions.end(id);
+            tracing::info!(principal = %Principal::User(view.user.clone()), "console sign-out");
+        }
+    }
+}
+
+/// The session id in a `Cookie` header (`a=1; rill_session=ID`), if there is one.
+fn session_id_of(cookie: &str) -> Option<&str> {
+    cookie
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::scram::MIN_ITERATIONS;
+
+    #[tokio::test]
+    async fn a_password_opens_a_session_its_cookie_finds_and_a_token_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let users = Arc::new(UserStore::open(dir.path()).expect("store"));
+        users.create("alice", b"pencil", &[], MIN_ITERATIONS).expect("alice");
+        users.create("bob", b"hunter2", &[], MIN_ITERATIONS).expect("bob");
+        let token = users.create_token("bob").expect("token");
+        let auth = AdminAuthenticator::new(Some(Arc::clone(&users)), true);
+        let peer = Some(IpAddr::from([10, 0, 0, 1]));
+
+        let refused = auth.sign_in("alice", "pencil!".into(), peer).await.expect_err("wrong password");
+        assert_eq!(refused.wait, Duration::from_millis(100), "the first failure waits the first backoff step");
+        let again = auth.sign_in("nobody", "pencil".into(), peer).await.expect_err("unknown user");
+        assert_eq!(again.wait, Duration::from_millis(200), "and the next one longer");
+        let session = auth.sign_in("alice", "pencil".into(), peer).await.expect("right password");
+
+        let cookie = format!("theme=dark; {SESSION_COOKIE}={}", session.id);
+        let caller = auth.caller(None, Some(&cookie), Instant::now()).expect("a session");
+        assert_eq!(caller.principal(), Principal::User("alice".into()));
+        let by_token = auth.caller(Some(&format!("Bearer {token}")), Some(&cookie), Instant::now()).expect("token");
+        assert_eq!(by_token.principal(), Principal::User("bob".into()), "a token wins over a cookie");
+        assert_eq!(
+            auth.caller(Some("Bearer rill_nope"), None, Instant::now()).err(),
+            Some(AdminAuthError::InvalidToken)
+        );
+        assert_eq!(auth.caller(Some("Basic YTpi"), None, Instant::now()).err(), Some(AdminAuthError::NotBearer));
+        assert!(matches!(auth.caller(None, Some("rill_session=forged"), Instant::now()), Ok(Caller::Anonymous)));
+
+        users.delete("alice").expect("delete alice");
+        assert!(
+            matches!(auth.caller(None, Some(&cookie), Instant::now()), Ok(Caller::Anonymous)),
+            "a deleted user's sessions end"
+        );
+        let second = auth.sign_in("bob", "hunter2".into(), peer).await.expect("bob signs in");
+        let caller = auth.caller(None, Some(&format!("{SESSION_COOKIE}={}", second.id)), Instant::now()).expect("ok");
+        auth.sign_out(&caller);
+        let cookie = format!("{SESSION_COOKIE}={}", second.id);
+        assert!(matches!(auth.caller(None, Some(&cookie), Instant::now()), Ok(Caller::Anonymous)), "signed out");
+    }
+}

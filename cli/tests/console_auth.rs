@@ -1,0 +1,343 @@
+//! Authentication and TLS on the admin listener against a real `rill broker` process (docs/console.md,
+//! "Signing in"): without a session the console sends browsers to the sign-in page and scripts get 401,
+//! `/metrics` takes a bearer token, `/health` and `/ready` stay open; a sign-in sets a session cookie with the
+//! attributes a browser needs to keep it from scripts and other sites; writes need the session's CSRF token;
+//! sign-out ends the session; `--admin-tls` serves all of it over https. The browser test is
+//! tests/compat/console.sh.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pki::{served_certificate, Ca};
+use common::{rill, rill_with_stdin, AdminBroker, DEADLINE};
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// What a request sends besides method, path and body.
+#[derive(Default, Clone)]
+struct Send<'a> {
+    cookie: Option<&'a str>,
+    bearer: Option<&'a str>,
+    /// A form POST from this origin (`http://ADMIN` or `https://ADMIN`).
+    form_origin: Option<String>,
+}
+
+fn request_text(admin: &str, method: &str, path: &str, send: &Send<'_>, body: &str) -> String {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\n", body.len());
+    if let Some(cookie) = send.cookie {
+        text.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if let Some(token) = send.bearer {
+        text.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(origin) = &send.form_origin {
+        text.push_str(&format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: {origin}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    text
+}
+
+fn parse(answer: &str) -> Answer {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Answer { status, head: head.to_string(), body: body.to_string() }
+}
+
+fn plain(admin: &str, method: &str, path: &str, send: &Send<'_>, body: &str) -> Answer {
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    stream.write_all(request_text(admin, method, path, send, body).as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    parse(&answer)
+}
+
+/// The value of `name="csrf"` in a page.
+fn csrf_in(page: &Answer) -> String {
+    let at = page.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no token in {page:?}"));
+    let rest = &page.body[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').expect("closing quote")].to_string()
+}
+
+/// `NAME=VALUE` of the session cookie a sign-in set.
+fn session_cookie(answer: &Answer) -> String {
+    let set = answer.header("set-cookie").unwrap_or_else(|| panic!("no cookie set: {answer:?}"));
+    set.split(';').next().expect("a pair").trim().to_string()
+}
+
+/// A broker whose admin listener requires authentication, with user alice (password `pencil-123`) and a
+/// token for her; gRPC stays open (only `--admin-auth required`), so the test makes the user with the CLI.
+fn broker_with_alice(extra: &[&str]) -> (AdminBroker, String) {
+    let mut args = vec!["--admin-auth", "required"];
+    args.extend_from_slice(extra);
+    let broker = AdminBroker::start(&args);
+    let grpc = if extra.contains(&"--tls-cert") { None } else { Some(broker.addr.clone()) };
+    let token = match grpc {
+        Some(addr) => {
+            rill_with_stdin(&addr, &["user", "create", "alice", "--password-stdin", "--token"], b"pencil-123\n")
+                .ok()
+                .trim()
+                .to_owned()
+        }
+        None => String::new(),
+    };
+    (broker, token)
+}
+
+#[test]
+fn without_a_session_pages_redirect_to_sign_in_and_metrics_needs_a_bearer_token() {
+    let (broker, token) = broker_with_alice(&[]);
+    let admin = &broker.admin;
+    let none = Send::default();
+
+    let page = plain(admin, "GET", "/topics?q=ord", &none, "");
+    assert_eq!(page.status, 303, "{page:?}");
+    assert_eq!(page.header("location"), Some("/login?next=%2Ftopics%3Fq%3Dord"), "{page:?}");
+    let download = plain(admin, "GET", "/topics/orders/messages.json", &none, "");
+    assert_eq!(download.status, 401, "scripts get 401, not a page: {download:?}");
+    let form = Send { form_origin: Some(format!("http://{admin}")), ..Send::default() };
+    let post = plain(admin, "POST", "/create-topic", &form, "name=x&partitions=1&confirm=yes");
+    assert_eq!(post.status, 303, "a write without a session goes to sign in: {post:?}");
+    assert!(!rill(&broker.addr, &["topic", "list"]).ok().contains('x'), "and does nothing");
+
+    let metrics = plain(admin, "GET", "/metrics", &none, "");
+    assert_eq!(metrics.status, 401, "{metrics:?}");
+    assert_eq!(metrics.header("www-authenticate"), Some("Bearer realm=\"rill\""));
+    let scraped = plain(admin, "GET", "/metrics", &Send { bearer: Some(&token), ..Send::default() }, "");
+    assert_eq!(scraped.status, 200, "{scraped:?}");
+    assert!(scraped.body.contains("rill_"), "metrics with a bearer token: {}", scraped.body);
+    let forged = plain(admin, "GET", "/metrics", &Send { bearer: Some("rill_forged"), ..Send::default() }, "");
+    assert_eq!(forged.status, 401, "{forged:?}");
+    assert_eq!(plain(admin, "GET", "/health", &none, "").status, 200, "/health stays open");
+    assert_eq!(plain(admin, "GET", "/ready", &none, "").status, 200, "/ready stays open");
+    assert_eq!(plain(admin, "GET", "/console.css", &none, "").status, 200, "the sign-in page needs its style");
+
+    // A bearer token opens the console too, and a POST with one needs no CSRF token (no browser sends it).
+    let with_token = Send { bearer: Some(&token), form_origin: None, cookie: None };
+    let overview = plain(admin, "GET", "/", &with_token, "");
+    assert!(overview.status == 200 && overview.body.contains("User:alice"), "{overview:?}");
+    let by_token = Send { form_origin: Some(format!("http://{admin}")), ..with_token };
+    let created = plain(admin, "POST", "/create-topic", &by_token, "name=by-token&partitions=1&confirm=yes");
+    assert_eq!(created.status, 200, "{created:?}");
+    assert!(rill(&broker.addr, &["topic", "list"]).ok().contains("by-token"));
+}
+
+#[test]
+fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_ends_it() {
+    let (broker, _token) = broker_with_alice(&[]);
+    let admin = &broker.admin;
+    let origin = format!("http://{admin}");
+    let form = Send { form_origin: Some(origin.clone()), ..Send::default() };
+
+    let sign_in_page = plain(admin, "GET", "/login?next=%2Ftopics", &Send::default(), "");
+    assert!(sign_in_page.status == 200 && sign_in_page.body.contains("type=\"password\""), "{sign_in_page:?}");
+    assert!(!sign_in_page.body.contains("/create-topic"), "no page offered before signing in: {sign_in_page:?}");
+
+    let wrong = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-124&next=%2Ftopics");
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    assert!(wrong.body.contains("Invalid user name or password."), "{}", wrong.body);
+    assert!(wrong.header("set-cookie").is_none(), "no session for a wrong password");
+    let unknown = plain(admin, "POST", "/login", &form, "user=nobody&password=pencil-123");
+    assert!(unknown.status == 401 && unknown.body.contains("Invalid user name or password."), "same answer");
+
+    let cross_site = Send { form_origin: Some("http://evil.example".into()), ..Send::default() };
+    let forged = plain(admin, "POST", "/login", &cross_site, "user=alice&password=pencil-123");
+    assert_eq!(forged.status, 403, "a sign-in posted from another site: {forged:?}");
+
+    let signed_in = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-123&next=%2Ftopics");
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    assert_eq!(signed_in.header("location"), Some("/topics"));
+    let set_cookie = signed_in.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(set_cookie.contains(attribute), "{attribute} in {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: a Secure cookie would never come back: {set_cookie}");
+    assert!(!set_cookie.contains("pencil"), "{set_cookie}");
+    let cookie = session_cookie(&signed_in);
+    let as_alice = Send { cookie: Some(&cookie), ..Send::default() };
+
+    let overview = plain(admin, "GET", "/", &as_alice, "");
+    assert_eq!(overview.status, 200, "{overview:?}");
+    assert!(overview.body.contains("User:alice") && overview.body.contains("Sign out"), "{}", overview.body);
+    let token = csrf_in(&plain(admin, "GET", "/create-topic", &as_alice, ""));
+
+    let post_as_alice = Send { cookie: Some(&cookie), form_origin: Some(origin.clone()), bearer: None };
+    let no_token = plain(admin, "POST", "/create-topic", &post_as_alice, "name=nocsrf&partitions=1&confirm=yes");
+    assert_eq!(no_token.status, 403, "a write without the session's token: {no_token:?}");
+    let other = plain(admin, "GET", "/create-topic", &Send::default(), "");
+    assert_eq!(other.status, 303, "an anonymous caller gets no form, and so no token: {other:?}");
+    let made = plain(
+        admin,
+        "POST",
+        "/create-topic",
+        &post_as_alice,
+        &format!("csrf={token}&name=web&partitions=1&confirm=yes"),
+    );
+    assert_eq!(made.status, 200, "{made:?}");
+    assert!(rill(&broker.addr, &["topic", "list"]).ok().contains("web"), "made as alice");
+    let elsewhere = Send { cookie: Some(&cookie), form_origin: Some("http://evil.example".into()), bearer: None };
+    let cross =
+        plain(admin, "POST", "/create-topic", &elsewhere, &format!("csrf={token}&name=x&partitions=1&confirm=yes"));
+    assert_eq!(cross.status, 403, "the session's token from another origin: {cross:?}");
+
+    // A second session has its own token: alice's first token does not work in it.
+    let again = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-123");
+    let second = session_cookie(&again);
+    let post_second = Send { cookie: Some(&second), form_origin: Some(origin.clone()), bearer: None };
+    let replayed = plain(
+        admin,
+        "POST",
+        "/create-topic",
+        &post_second,
+        &format!("csrf={token}&name=replay&partitions=1&confirm=yes"),
+    );
+    assert_eq!(replayed.status, 403, "{replayed:?}");
+
+    let signed_out = plain(admin, "POST", "/logout", &post_as_alice, &format!("csrf={token}"));
+    assert_eq!(signed_out.status, 303, "{signed_out:?}");
+    assert_eq!(signed_out.header("location"), Some("/login"));
+    assert!(signed_out.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "{signed_out:?}");
+    let after = plain(admin, "GET", "/", &as_alice, "");
+    assert_eq!(after.status, 303, "the old cookie signs nobody in: {after:?}");
+}
+
+#[test]
+fn a_read_only_console_still_signs_in_and_out_but_changes_nothing() {
+    let (broker, _token) = broker_with_alice(&["--console", "read-only"]);
+    let admin = &broker.admin;
+    let form = Send { form_origin: Some(format!("http://{admin}")), ..Send::default() };
+    let signed_in = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-123");
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    let cookie = session_cookie(&signed_in);
+    let as_alice = Send { cookie: Some(&cookie), form_origin: Some(format!("http://{admin}")), bearer: None };
+    let token = csrf_in(&plain(admin, "GET", "/", &Send { cookie: Some(&cookie), ..Send::default() }, ""));
+    let write = plain(admin, "POST", "/create-topic", &as_alice, &format!("csrf={token}&name=x&partitions=1"));
+    assert_eq!(write.status, 403, "read-only: {write:?}");
+    let signed_out = plain(admin, "POST", "/logout", &as_alice, &format!("csrf={token}"));
+    assert_eq!(signed_out.status, 303, "signing out changes no data, so read-only allows it: {signed_out:?}");
+}
+
+#[test]
+fn without_admin_auth_the_console_is_open_as_before_and_has_no_sign_in() {
+    let broker = AdminBroker::start(&[]);
+    let admin = &broker.admin;
+    let overview = plain(admin, "GET", "/", &Send::default(), "");
+    assert_eq!(overview.status, 200, "{overview:?}");
+    assert!(!overview.body.contains("Sign out") && !overview.body.contains("User:"), "{}", overview.body);
+    assert_eq!(plain(admin, "GET", "/login", &Send::default(), "").status, 404);
+    assert_eq!(plain(admin, "GET", "/metrics", &Send::default(), "").status, 200);
+}
+
+/// One HTTP/1.1 request over TLS, trusting `ca`; the answer, and the ALPN protocol the server chose.
+fn over_tls(admin: &str, ca: &Ca, method: &str, path: &str, send: &Send<'_>, body: &str) -> (Answer, Option<Vec<u8>>) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).expect("trust the CA");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // What a browser offers: HTTP/2 first.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
+    let tcp = TcpStream::connect(admin).expect("connect");
+    tcp.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(request_text(admin, method, path, send, body).as_bytes()).expect("send over TLS");
+    let mut answer = Vec::new();
+    // The server closes after its answer; a missing close_notify is an error rustls reports, after the bytes.
+    let _ = tls.read_to_end(&mut answer);
+    let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
+    (parse(&String::from_utf8_lossy(&answer)), alpn)
+}
+
+#[test]
+fn admin_tls_serves_the_console_and_metrics_over_https_with_a_secure_cookie() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new(dir.path(), "admin-ca");
+    let node = ca.issue(dir.path(), "node", 1, false);
+    let (broker, _) = broker_with_alice(&["--tls-cert", node.cert(), "--tls-key", node.key(), "--admin-tls"]);
+    let admin = &broker.admin;
+    // gRPC is TLS too: the user is made over https.
+    let made = common::run(
+        std::process::Command::new(common::RILL)
+            .args(["user", "create", "alice", "--password", "pencil-123", "--token", "--tls-ca"])
+            .arg(&ca.pem_path)
+            .env("RILL_BROKER", format!("https://{}", broker.addr)),
+        None,
+    );
+    let token = made.ok().trim().to_owned();
+
+    let (health, alpn) = over_tls(admin, &ca, "GET", "/health", &Send::default(), "");
+    assert_eq!(health.status, 200, "{health:?}");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]), "a browser offering h2 gets HTTP/1.1");
+    let (metrics, _) = over_tls(admin, &ca, "GET", "/metrics", &Send { bearer: Some(&token), ..Send::default() }, "");
+    assert!(metrics.status == 200 && metrics.body.contains("rill_"), "{metrics:?}");
+
+    let form = Send { form_origin: Some(format!("https://{admin}")), ..Send::default() };
+    let (signed_in, _) = over_tls(admin, &ca, "POST", "/login", &form, "user=alice&password=pencil-123");
+    assert_eq!(signed_in.status, 303, "the https origin is the console's own: {signed_in:?}");
+    assert!(signed_in.header("set-cookie").is_some_and(|c| c.contains("; Secure")), "{signed_in:?}");
+    let cookie = session_cookie(&signed_in);
+    let (overview, _) = over_tls(admin, &ca, "GET", "/", &Send { cookie: Some(&cookie), ..Send::default() }, "");
+    assert!(overview.status == 200 && overview.body.contains("User:alice"), "{overview:?}");
+
+    // Plain HTTP to the TLS listener gets no page.
+    let mut stream = TcpStream::connect(admin).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("read timeout");
+    stream.write_all(format!("GET /health HTTP/1.1\r\nHost: {admin}\r\n\r\n").as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "no plaintext answer from the TLS listener");
+
+    // The admin listener reloads with the broker's files: after a renewal and SIGHUP, new connections get the
+    // new certificate.
+    assert_eq!(served_certificate(admin, &ca), node.der);
+    let renewed = ca.issue(dir.path(), "renewed", 2, false);
+    renewed.install_over(&node);
+    common::signal(&broker.child, libc::SIGHUP);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while served_certificate(admin, &ca) != renewed.der {
+        assert!(std::time::Instant::now() < deadline, "the admin listener never served the renewed certificate");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (after, _) = over_tls(admin, &ca, "GET", "/health", &Send::default(), "");
+    assert_eq!(after.status, 200, "{after:?}");
+}
+
+#[test]
+fn admin_tls_without_a_certificate_and_an_unknown_admin_auth_stop_the_start_saying_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |extra: &[&str]| {
+        common::run(
+            std::process::Command::new(common::RILL)
+                .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path())
+                .args(extra),
+            None,
+        )
+    };
+    start(&["--admin-tls"]).fails(1, "--admin-tls serves the admin listener with the broker's certificate");
+    let bad = start(&["--admin-auth", "maybe"]);
+    assert!(!bad.status.success() && bad.stderr.contains("not one of required, off"), "{bad:?}");
+}

@@ -67,7 +67,7 @@ for round in $(seq 1 "$runs"); do
   # in this session's trial run, not yet understood.)
   echo "== [$round/$runs] grpc: rill bench e2e --embedded --workload e2e-10k-msgs-1kb --messages 100000"
   "$rill" bench e2e --embedded --data-dir "$data" --durability never --workload e2e-10k-msgs-1kb --messages 100000 \
-    --quiet | grep -E "msg/s|p99" | head -3
+    --quiet | grep -E "msg/s|p99" | head -4  # send→ack, then send→consume
   echo "== [$round/$runs] kafka (librdkafka): e2e at 10k msg/s"
   "$kafka" e2e "$addr" "$prefix" --messages 100000 --message-bytes 1024 --rate 10000
 done

@@ -3,16 +3,18 @@
 //!
 //! - `produce`: one librdkafka producer per topic (8 by default), each sending `--messages / producers` records
 //!   of `--message-bytes` to its own single-partition topic as fast as librdkafka takes them, with its
-//!   high-throughput settings (linger 5 ms, 1 MB batches, a deep queue, acks=1: rill's `leader`; not
-//!   idempotent, since librdkafka's idempotence forces acks=all, which rill makes fsynced).
+//!   high-throughput settings (linger 5 ms, 1 MB batches, acks=1: rill's `leader`; not idempotent, since
+//!   librdkafka's idempotence forces acks=all, which rill makes fsynced), its default queue of 100,000
+//!   messages (`--queue-messages`), and delivery reports served every 1000 sends (`--poll-every`).
 //! - `consume`: one consumer per topic replays it from offset 0 (librdkafka's default fetch sizes: 1 MiB per
-//!   partition, as `rill bench`'s `--fetch-bytes`).
+//!   partition, as `rill bench`'s `--fetch-bytes`; `--fetch-partition-bytes` to change it).
 //! - `e2e`: one producer at `--rate` records per second (linger 0: latency, not batching) and one consumer
 //!   tailing the topic; each record carries its send time, so send→consume latency is measured in one process.
 //!
 //! Topics are created by the caller (`benches/kafka.sh` uses `rill topic create`): `<prefix>-0` .. `<prefix>-N`.
 //! Usage: `kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] [--message-bytes N]
-//! [--rate N]`. Prints one `key=value` line per figure.
+//! [--rate N] [--queue-messages N] [--poll-every N] [--fetch-partition-bytes N]`. Prints one `key=value` line
+//! per figure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,17 +36,38 @@ struct Settings {
     messages: u64,
     message_bytes: usize,
     rate: u64,
+    /// librdkafka's `queue.buffering.max.messages`: records a producer holds until their delivery reports
+    /// are served. A queue deeper than the run (1,000,000 before 2026-12-01) puts every record on memory the
+    /// kernel hands out fresh (and zeroes); a bounded one reuses what delivered records free.
+    queue_messages: u64,
+    /// Serve delivery reports after every this many sends. Once a send (1 before 2026-12-01) cost a poll's
+    /// clock reads and queue locks per record; a full queue is served at once whatever this is.
+    poll_every: u64,
+    /// librdkafka's `max.partition.fetch.bytes` for the consumers (its default, 1 MiB, unless given; the broker
+    /// caps a partition's share at its `max_fetch_bytes`, 8 MiB by default).
+    fetch_partition_bytes: u64,
 }
 
 fn settings() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] \
-                 [--message-bytes N] [--rate N]";
+                 [--message-bytes N] [--rate N] [--queue-messages N] [--poll-every N] \
+                 [--fetch-partition-bytes N]";
     let (Some(mode), Some(broker), Some(prefix)) = (args.next(), args.next(), args.next()) else {
         return Err(usage.into());
     };
-    let mut settings =
-        Settings { mode, broker, prefix, topics: 8, messages: 2_000_000, message_bytes: 1000, rate: 10_000 };
+    let mut settings = Settings {
+        mode,
+        broker,
+        prefix,
+        topics: 8,
+        messages: 2_000_000,
+        message_bytes: 1000,
+        rate: 10_000,
+        queue_messages: 100_000,
+        poll_every: 1000,
+        fetch_partition_bytes: 1 << 20,
+    };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
         let number: u64 = value.parse().map_err(|_| format!("{flag} takes a whole number, not {value:?}"))?;
@@ -53,6 +76,9 @@ fn settings() -> Result<Settings, String> {
             "--messages" => settings.messages = number,
             "--message-bytes" => settings.message_bytes = number.max(16) as usize,
             "--rate" => settings.rate = number.max(1),
+            "--queue-messages" => settings.queue_messages = number.max(1),
+            "--poll-every" => settings.poll_every = number.max(1),
+            "--fetch-partition-bytes" => settings.fetch_partition_bytes = number.max(1),
             _ => return Err(format!("unknown flag {flag}; {usage}")),
         }
     }
@@ -98,7 +124,12 @@ impl ProducerContext for Counting {
     }
 }
 
-fn producer(broker: &str, linger_ms: &str, counts: Arc<Acknowledgements>) -> BaseProducer<Counting> {
+fn producer(
+    broker: &str,
+    linger_ms: &str,
+    queue_messages: u64,
+    counts: Arc<Acknowledgements>,
+) -> BaseProducer<Counting> {
     ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("acks", "1")
@@ -106,7 +137,7 @@ fn producer(broker: &str, linger_ms: &str, counts: Arc<Acknowledgements>) -> Bas
         .set("linger.ms", linger_ms)
         .set("batch.size", "1000000")
         .set("batch.num.messages", "100000")
-        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.messages", queue_messages.to_string())
         .set("queue.buffering.max.kbytes", "1048576")
         .set("compression.codec", "none")
         .create_with_context(Counting(counts))
@@ -136,11 +167,14 @@ fn produce(settings: &Settings) {
         .map(|n| {
             let (broker, topic, counts) = (settings.broker.clone(), format!("{}-{n}", settings.prefix), counts.clone());
             let payload = vec![b'x'; settings.message_bytes];
+            let (queue_messages, poll_every) = (settings.queue_messages, settings.poll_every);
             std::thread::spawn(move || {
-                let producer = producer(&broker, "5", counts);
-                for _ in 0..per_producer {
+                let producer = producer(&broker, "5", queue_messages, counts);
+                for sent in 1..=per_producer {
                     send(&producer, &topic, &payload);
-                    producer.poll(Duration::ZERO);
+                    if sent % poll_every == 0 {
+                        producer.poll(Duration::ZERO);
+                    }
                 }
                 producer.flush(Duration::from_secs(120)).expect("every record delivered within 2 minutes");
             })
@@ -155,9 +189,10 @@ fn produce(settings: &Settings) {
     report("produce", acknowledged, settings.message_bytes, elapsed);
 }
 
-fn consumer(broker: &str) -> BaseConsumer {
+fn consumer(broker: &str, fetch_partition_bytes: u64) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", broker)
+        .set("max.partition.fetch.bytes", fetch_partition_bytes.to_string())
         .set("group.id", "kafka-rdkafka-bench")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -171,8 +206,9 @@ fn consume(settings: &Settings) {
     let consumers: Vec<_> = (0..settings.topics)
         .map(|n| {
             let (broker, topic) = (settings.broker.clone(), format!("{}-{n}", settings.prefix));
+            let fetch_partition_bytes = settings.fetch_partition_bytes;
             std::thread::spawn(move || {
-                let consumer = consumer(&broker);
+                let consumer = consumer(&broker, fetch_partition_bytes);
                 assign(&consumer, &topic, Offset::Beginning);
                 let mut read = 0;
                 let deadline = Instant::now() + Duration::from_secs(300);
@@ -200,7 +236,7 @@ fn assign(consumer: &BaseConsumer, topic: &str, offset: Offset) {
 fn end_to_end(settings: &Settings) {
     let topic = format!("{}-0", settings.prefix);
     let epoch = Instant::now();
-    let consumer = consumer(&settings.broker);
+    let consumer = consumer(&settings.broker, settings.fetch_partition_bytes);
     assign(&consumer, &topic, Offset::End);
     // Let the consumer find its position before the first send, or the first records count its start-up.
     let warm_up = Instant::now() + Duration::from_secs(2);
@@ -208,11 +244,11 @@ fn end_to_end(settings: &Settings) {
         consumer.poll(Duration::from_millis(50));
     }
     let messages = settings.messages;
-    let (broker, rate, message_bytes, sending_topic) =
-        (settings.broker.clone(), settings.rate, settings.message_bytes, topic.clone());
+    let (broker, rate, message_bytes, sending_topic, queue_messages) =
+        (settings.broker.clone(), settings.rate, settings.message_bytes, topic.clone(), settings.queue_messages);
     let counts = Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let sender = std::thread::spawn(move || {
-        let producer = producer(&broker, "0", counts);
+        let producer = producer(&broker, "0", queue_messages, counts);
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
         let mut payload = vec![b'x'; message_bytes];
         // One acknowledged record before the clock starts: the producer's own start-up (bootstrap connection,

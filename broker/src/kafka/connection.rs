@@ -1,6 +1,10 @@
 //! One Kafka connection: read a size-prefixed request, answer it, read the next. One request at a time, in
 //! order, as Kafka's broker does (it mutes a connection while a request is in flight), so responses never need
-//! reordering and a connection holds at most one request buffer (`max_request_bytes`).
+//! reordering. While a request is answered (a produce waits for its append), the connection reads ahead into
+//! its buffer, up to one more whole request (`request_buffer.rs`): a pipelining client (librdkafka keeps
+//! several produce requests in flight) has its next request read by the time the answer is written, and a
+//! connection holds at most two request buffers (`max_request_bytes` each). Reading ahead changes nothing a
+//! client can see: requests are still answered one by one, in order.
 //!
 //! A request that cannot be framed or decoded closes this connection only: after a bad size or a body that
 //! does not parse, nothing later on the stream can be trusted to start a frame. An API or version not served
@@ -8,15 +12,17 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::Decodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::api_versions::{self, supported_versions};
-use super::framing::{encode_response, request_size, EncodeError, FrameError, RequestPreamble, SIZE_PREFIX_BYTES};
+use super::framing::{encode_response, EncodeError, FrameError, RequestPreamble};
+use super::request_buffer::RequestBuffer;
+use super::response_frame::{encode_response_pieces, ResponseFrame};
 use super::sasl::{Gate, SaslAnswer, SaslSession};
 use super::{error_counts, fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
 use crate::tls::ServedStream;
@@ -44,35 +50,41 @@ pub enum RequestError {
 pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
     let peer = connection.peer_addr();
     let max_request_bytes = usize::try_from(kafka.node.config.max_request_bytes).unwrap_or(usize::MAX);
+    let mut requests = RequestBuffer::new(max_request_bytes);
     let mut shutdown = kafka.node.shutdown.clone();
     let mut sasl = SaslSession::new(&kafka, connection.is_tls(), connection.peer_certificates());
     tracing::debug!(?peer, "kafka connection");
     while !kafka.node.is_shutting_down() {
-        let request = tokio::select! {
-            request = read_request(&mut connection, max_request_bytes) => request,
-            _ = shutdown.changed() => return,
-        };
-        let request = match request {
+        let request = match requests.next_request() {
             Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(ReadError::Io(err)) => {
-                tracing::debug!(?peer, error = %err, "kafka connection closed while reading a request");
+            Ok(None) if requests.is_peer_closed() => {
+                if requests.partial_bytes() > 0 {
+                    let partial_bytes = requests.partial_bytes();
+                    tracing::debug!(?peer, partial_bytes, "kafka connection closed in the middle of a request");
+                }
                 return;
             }
-            Err(ReadError::Request(err)) => {
-                tracing::info!(?peer, error = %err, "closing kafka connection");
+            Ok(None) => {
+                let read = tokio::select! {
+                    read = requests.read_from(&mut connection) => read,
+                    _ = shutdown.changed() => return,
+                };
+                if let Err(err) = read {
+                    tracing::debug!(?peer, error = %err, "kafka connection closed while reading a request");
+                    return;
+                }
+                continue;
+            }
+            Err(err) => {
+                tracing::info!(?peer, error = %RequestError::from(err), "closing kafka connection");
                 return;
             }
         };
         let started = std::time::Instant::now();
         let api_key = request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
-        let (answered, must_close) = match sasl.gate(api_key) {
-            Gate::Serve => (answer(&kafka, request, peer).await, false),
-            Gate::Sasl => match sasl.answer(&kafka, request, peer).await {
-                Ok(SaslAnswer { frame, must_close }) => (Ok(Some(frame)), must_close),
-                Err(err) => (Err(err), true),
-            },
-            Gate::Refuse => (Err(RequestError::Unauthenticated { api_key }), true),
+        let ((answered, must_close), read_ahead_error) = {
+            let answering = std::pin::pin!(answer_gated(&kafka, &mut sasl, api_key, request, peer));
+            while_reading_ahead(answering, &mut requests, &mut connection).await
         };
         if let Some(metrics) = &kafka.node.metrics {
             metrics.kafka.record(api_key, started.elapsed(), answered.is_err() || must_close);
@@ -80,7 +92,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
         let principal = sasl.principal();
         match answered {
             Ok(Some(response)) => {
-                if let Err(err) = connection.write_all(&response).await {
+                if let Err(err) = response.write_to(&mut connection).await {
                     tracing::debug!(?peer, %principal, error = %err, "kafka connection closed while writing a response");
                     return;
                 }
@@ -95,27 +107,55 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
                 return;
             }
         }
+        // A read that failed while the answer was worked out ends the connection now that the answer is out;
+        // the idle timeout is the exception: a long answer (a fetch's long-poll) is not the client's silence,
+        // and the write just made restarted the connection's idle clock.
+        if let Some(err) = read_ahead_error.filter(|err| err.kind() != std::io::ErrorKind::TimedOut) {
+            tracing::debug!(?peer, error = %err, "kafka connection closed while reading a request");
+            return;
+        }
     }
 }
 
-#[derive(Debug)]
-enum ReadError {
-    Io(std::io::Error),
-    Request(RequestError),
+/// The answer to one request, through the SASL gate, and whether the connection must close after it.
+async fn answer_gated(
+    kafka: &KafkaContext,
+    sasl: &mut SaslSession,
+    api_key: i16,
+    request: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> (Result<Option<ResponseFrame>, RequestError>, bool) {
+    match sasl.gate(api_key) {
+        Gate::Serve => (answer(kafka, request, peer).await, false),
+        Gate::Sasl => match sasl.answer(kafka, request, peer).await {
+            Ok(SaslAnswer { frame, must_close }) => (Ok(Some(ResponseFrame::whole(frame))), must_close),
+            Err(err) => (Err(err), true),
+        },
+        Gate::Refuse => (Err(RequestError::Unauthenticated { api_key }), true),
+    }
 }
 
-/// The next request frame (without its size prefix); `None` when the client closed between requests.
-async fn read_request(connection: &mut ServedStream, max_request_bytes: usize) -> Result<Option<Bytes>, ReadError> {
-    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
-    let first = connection.read(&mut prefix).await.map_err(ReadError::Io)?;
-    if first == 0 {
-        return Ok(None);
+/// Drives `answering` to its end while reading the connection's next request into `requests`, and returns
+/// the answer with the error a read ahead met (after which it read no more).
+async fn while_reading_ahead<F: std::future::Future>(
+    mut answering: std::pin::Pin<&mut F>,
+    requests: &mut RequestBuffer,
+    connection: &mut ServedStream,
+) -> (F::Output, Option<std::io::Error>) {
+    let mut read_error = None;
+    loop {
+        let may_read = read_error.is_none() && requests.wants_read_ahead();
+        tokio::select! {
+            biased;
+            answered = &mut answering => return (answered, read_error),
+            // Cancel-safe: a read dropped because the answer came first has taken no bytes.
+            read = requests.read_from(connection), if may_read => {
+                if let Err(err) = read {
+                    read_error = Some(err);
+                }
+            }
+        }
     }
-    connection.read_exact(&mut prefix[first..]).await.map_err(ReadError::Io)?;
-    let size = request_size(prefix, max_request_bytes).map_err(|err| ReadError::Request(err.into()))?;
-    let mut request = BytesMut::zeroed(size);
-    connection.read_exact(&mut request).await.map_err(ReadError::Io)?;
-    Ok(Some(request.freeze()))
 }
 
 /// The response frame to one request; `None` for a request Kafka does not answer (Produce with acks 0).
@@ -123,7 +163,7 @@ pub async fn answer(
     kafka: &KafkaContext,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
-) -> Result<Option<Bytes>, RequestError> {
+) -> Result<Option<ResponseFrame>, RequestError> {
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
     let api = ApiKey::try_from(api_key).map_err(|()| RequestError::UnknownApiKey(api_key))?;
@@ -131,7 +171,7 @@ pub async fn answer(
     if api == ApiKey::ApiVersions && version > max {
         // The client does not know this broker's versions yet: answer in v0, which it can always read.
         let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on());
-        return Ok(Some(encode_response(correlation_id, 0, &answer, 0)?));
+        return Ok(Some(ResponseFrame::whole(encode_response(correlation_id, 0, &answer, 0)?)));
     }
     if version < min || version > max {
         return Err(RequestError::UnsupportedVersion { api, version, min, max });
@@ -166,7 +206,10 @@ pub async fn answer(
             let request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
             let response = fetch::answer(kafka, request).await;
             error_counts::count(kafka, api, &response);
-            encode_response(correlation_id, header_version, &response, version)?
+            // The batches go out as storage read them, as pieces of the frame (`response_frame.rs`).
+            let batches = response.responses.iter().flat_map(|topic| &topic.partitions);
+            let batches = batches.filter_map(|partition| partition.records.clone()).collect();
+            return Ok(Some(encode_response_pieces(correlation_id, header_version, &response, version, batches)?));
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
@@ -190,7 +233,7 @@ pub async fn answer(
             super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?
         }
     };
-    Ok(Some(frame))
+    Ok(Some(ResponseFrame::whole(frame)))
 }
 
 /// Turns the codec's decode error (the `kafka-protocol` crate's own) into this module's.

@@ -60,6 +60,12 @@ impl RequestPreamble {
 #[error("cannot encode a Kafka response: {0}")]
 pub struct EncodeError(String);
 
+impl EncodeError {
+    pub(super) fn new(reason: String) -> EncodeError {
+        EncodeError(reason)
+    }
+}
+
 /// One whole response frame: size prefix, response header (of `header_version`), body (of `version`).
 pub fn encode_response<M: Encodable>(
     correlation_id: i32,

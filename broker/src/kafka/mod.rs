@@ -2,7 +2,8 @@
 //!
 //! `listener.rs` tells a new connection's protocol from its first byte and hands gRPC ones to tonic;
 //! `connection.rs` serves a Kafka one: size-prefixed frames (at most `max_request_bytes`), one request at a time
-//! in order, as Kafka's own broker does. Each API has its file (`api_versions.rs`, `metadata.rs`, `produce.rs`,
+//! in order, as Kafka's own broker does, reading ahead one request while it answers (`request_buffer.rs`);
+//! a Fetch answer's batches go out as the `Bytes` storage read, never copied into the frame (`response_frame.rs`). Each API has its file (`api_versions.rs`, `metadata.rs`, `produce.rs`,
 //! `fetch.rs`, `list_offsets.rs`) over the same `Node`; `sasl.rs` authenticates a connection when
 //! `auth.kafka_sasl_mechanisms` asks for it, before anything else is served the gRPC services use, and `error.rs` is the one place a
 //! `BrokerError` becomes a Kafka error code. Requests and responses are framed by the `kafka-protocol` crate;
@@ -36,6 +37,8 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod produce;
+mod request_buffer;
+mod response_frame;
 mod sasl;
 mod sync_group;
 mod topic_configs;

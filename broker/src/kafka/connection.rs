@@ -67,7 +67,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
         let started = std::time::Instant::now();
         let api_key = request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
         let (answered, must_close) = match sasl.gate(api_key) {
-            Gate::Serve => (answer(&kafka, request, peer).await, false),
+            Gate::Serve => (answer(&kafka, request, peer, sasl.principal()).await, false),
             Gate::Sasl => match sasl.answer(&kafka, request, peer).await {
                 Ok(SaslAnswer { frame, must_close }) => (Ok(Some(frame)), must_close),
                 Err(err) => (Err(err), true),
@@ -123,6 +123,7 @@ pub async fn answer(
     kafka: &KafkaContext,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
+    principal: &crate::auth::Principal,
 ) -> Result<Option<Bytes>, RequestError> {
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
@@ -148,14 +149,14 @@ pub async fn answer(
         }
         ApiKey::Metadata => {
             let request = MetadataRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = metadata::answer(kafka, &request);
+            let response = metadata::answer(kafka, &request, principal);
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut body, version).map_err(&malformed)?;
             let is_acks_none = request.acks == 0;
-            let response = produce::answer(kafka, request).await;
+            let response = produce::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             if is_acks_none {
                 return Ok(None);
@@ -164,19 +165,19 @@ pub async fn answer(
         }
         ApiKey::Fetch => {
             let request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = fetch::answer(kafka, request).await;
+            let response = fetch::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = list_offsets::answer(kafka, request).await;
+            let response = list_offsets::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = init_producer_id::answer(kafka, &request).await;
+            let response = init_producer_id::answer(kafka, &request, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
@@ -186,6 +187,7 @@ pub async fn answer(
                 client_id: header.client_id.map(|id| id.to_string()).unwrap_or_default(),
                 // Kafka shows a member's host as "/" and its address.
                 host: peer.map(|peer| format!("/{}", peer.ip())).unwrap_or_default(),
+                principal: principal.clone(),
             };
             super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?
         }

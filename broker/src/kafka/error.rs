@@ -6,7 +6,21 @@ use crate::error::BrokerError;
 /// The Kafka error code for a failed produce, fetch or offset lookup on one partition: the Kafka column of the one
 /// table of refusals (`rill_protocol::reason::Reason`).
 pub fn error_code(err: &BrokerError) -> i16 {
-    err.reason().kafka_error_code()
+    match err {
+        BrokerError::Denied(denied) => denied_code(denied.resource_type),
+        other => other.reason().kafka_error_code(),
+    }
+}
+
+/// What Kafka answers a request the ACLs refuse, by the resource they refused it on.
+pub fn denied_code(resource_type: crate::auth::acl::ResourceType) -> i16 {
+    use crate::auth::acl::ResourceType;
+    use kafka_protocol::ResponseError;
+    match resource_type {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed.code(),
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed.code(),
+        ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed.code(),
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,22 @@ mod tests {
     }
 
     #[test]
+    fn a_denial_is_kafkas_authorization_failure_of_its_resource_type() {
+        use crate::auth::acl::ResourceType;
+        let denied = |resource_type| {
+            BrokerError::Denied(crate::auth::Denied {
+                principal: "User:a".into(),
+                operation: crate::auth::acl::Operation::Read,
+                resource_type,
+                resource: "x".into(),
+            })
+        };
+        assert_eq!(error_code(&denied(ResourceType::Topic)), ResponseError::TopicAuthorizationFailed.code());
+        assert_eq!(error_code(&denied(ResourceType::Group)), ResponseError::GroupAuthorizationFailed.code());
+        assert_eq!(error_code(&denied(ResourceType::Cluster)), ResponseError::ClusterAuthorizationFailed.code());
+    }
+
+    #[test]
     fn idempotence_refusals_keep_kafkas_codes() {
         let gap = ProducerError::OutOfOrderSequence { producer_id: 1, epoch: 0, sequence: 5, expected: 2 };
         assert_eq!(error_code(&StorageError::from(gap).into()), ResponseError::OutOfOrderSequenceNumber.code());

@@ -575,6 +575,7 @@ impl BrokerConfig {
             tls.validate()?;
         }
         self.auth.validate(self.tls.is_some(), !self.peers.is_empty())?;
+        crate::auth::config::check_exposure(self.listen, &self.auth, self.tls.as_ref())?;
         crate::cluster::validate_settings(self)
     }
 

@@ -111,6 +111,8 @@ pub enum BrokerError {
     MembershipRefused { reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Denied(#[from] crate::auth::Denied),
 }
 
 impl BrokerError {
@@ -163,6 +165,7 @@ impl BrokerError {
             BrokerError::Io { source, .. } => io_reason(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,
             BrokerError::Storage(err) => storage_reason(err),
+            BrokerError::Denied(_) => Reason::PermissionDenied,
         }
     }
 }

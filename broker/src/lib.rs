@@ -92,7 +92,7 @@ mod service;
 mod tls;
 mod topic_id;
 
-pub use auth::{AdminAuth, AuthConfig, Principal, SaslMechanism};
+pub use auth::{AdminAuth, AuthConfig, AuthorizationMode, Principal, SaslMechanism};
 pub use cluster::{parse_peers, Peer};
 pub use config::{
     check_otlp_endpoint, parse_admin_listen, BrokerConfig, ClientAuth, ConfigError, ConsoleMode, DurabilityPolicy,

@@ -26,6 +26,8 @@ pub struct Node {
     pub replication: Option<Arc<crate::replication::Replication>>,
     /// The users clients authenticate as; `None` on a node of a cluster (users are not replicated yet).
     pub users: Option<Arc<crate::auth::UserStore>>,
+    /// What each principal may do: asked once per request at the edges (gRPC handlers, the Kafka APIs).
+    pub authorizer: Arc<crate::auth::Authorizer>,
 }
 
 impl Node {
@@ -39,6 +41,16 @@ impl Node {
             Some(replication) => replication.check_leader(topic, partition).map(|_| ()),
             None => Ok(()),
         }
+    }
+
+    /// Allows `principal` `operation` on `resource`, or refuses it (`permission-denied`), counted and logged.
+    pub fn authorize(
+        &self,
+        principal: &crate::auth::Principal,
+        operation: crate::auth::acl::Operation,
+        resource: &crate::auth::acl::Resource<'_>,
+    ) -> crate::error::Result<()> {
+        self.authorizer.check(principal, operation, resource).map_err(Into::into)
     }
 
     /// The byte budget of one fetch or subscribe push: the request's, or the default, capped by the limit.

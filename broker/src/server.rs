@@ -69,6 +69,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Users(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Acls(#[from] crate::auth::acl_store::AclError),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -145,7 +147,17 @@ impl Broker {
             Some(_) => None,
             None => Some(Arc::new(crate::auth::UserStore::open(&config.data_dir)?)),
         };
+        let acls = match &controller {
+            Some(_) => None,
+            None => Some(Arc::new(crate::auth::acl_store::AclStore::open(&config.data_dir)?)),
+        };
+        let authorizer = Arc::new(crate::auth::Authorizer::new(
+            config.auth.authorization == crate::auth::AuthorizationMode::On,
+            &config.auth.super_users,
+            acls,
+        ));
         let node = Arc::new_cyclic(|weak| Node {
+            authorizer,
             config: Arc::clone(&config),
             registry,
             offsets,
@@ -236,7 +248,8 @@ impl Broker {
                 Arc::clone(&config),
                 addr.to_string(),
             ))
-            .add_service(crate::auth::service::UserAdminService::server(users.clone()))
+            .add_service(crate::auth::service::UserAdminService::server(users.clone(), Arc::clone(&node.authorizer)))
+            .add_service(crate::auth::acl_service::AclAdminService::server(Arc::clone(&node.authorizer)))
             .add_optional_service(
                 controller.as_ref().zip(node.replication.clone()).map(|(c, replication)| c.rpc_service(replication)),
             );

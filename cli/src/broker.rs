@@ -8,13 +8,16 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use rill_broker::{
-    AdminAuth, Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, SaslMechanism, TlsConfig,
+    AdminAuth, AuthorizationMode, Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, SaslMechanism,
+    TlsConfig,
 };
 
 const EXAMPLES: &str = "\
 Examples:
   rill broker                                   # ./rill-data, 127.0.0.1:9092
-  rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092
+  rill broker --data-dir /var/lib/rill --listen 0.0.0.0:9092 --tls-cert node.pem --tls-key node.key \
+      --tls-client-ca clients-ca.pem            # off loopback: clients must authenticate (or --allow-insecure)
+  rill broker --authorization on --super-users User:admin     # ACLs decide (`rill acl`; docs/security.md)
   rill broker --config rill.toml                # any BrokerConfig field, e.g. max_topics = 100
   RILL_LISTEN=127.0.0.1:0 rill broker           # a free port; the chosen address is printed on stdout
   rill broker --admin-listen 0.0.0.0:9644       # /metrics, /health, /ready for Prometheus (off: none)
@@ -139,6 +142,19 @@ pub struct BrokerArgs {
     /// Serve the admin listener (console, /metrics, /health, /ready) over TLS with --tls-cert and --tls-key.
     #[arg(long, env = "RILL_ADMIN_TLS")]
     admin_tls: bool,
+    /// Whether ACLs decide what each principal may do (`rill acl`): off (the default) or on.
+    #[arg(long, env = "RILL_AUTHORIZATION", value_name = "off|on", value_parser = parse_authorization)]
+    authorization: Option<AuthorizationMode>,
+    /// Principals that may do everything whatever the ACLs say, comma-separated: User:admin,User:ops.
+    #[arg(long, env = "RILL_SUPER_USERS", value_name = "LIST", value_delimiter = ',')]
+    super_users: Option<Vec<String>>,
+    /// Listen on a non-loopback address although clients need not authenticate (a trusted network only).
+    #[arg(long, env = "RILL_ALLOW_INSECURE")]
+    allow_insecure: bool,
+}
+
+fn parse_authorization(text: &str) -> Result<AuthorizationMode, String> {
+    AuthorizationMode::parse(text).ok_or_else(|| format!("{text:?} is not one of off, on"))
 }
 
 fn parse_admin_auth(text: &str) -> Result<AdminAuth, String> {
@@ -309,6 +325,15 @@ impl BrokerArgs {
                 anyhow::bail!("--admin-tls serves the admin listener with the broker's certificate: give --tls-cert and --tls-key too");
             };
             tls.admin = true;
+        }
+        if let Some(v) = self.authorization {
+            config.auth.authorization = v;
+        }
+        if let Some(v) = self.super_users {
+            config.auth.super_users = v.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+        }
+        if self.allow_insecure {
+            config.auth.allow_insecure = true;
         }
         config.validate()?;
         Ok(config)

@@ -10,6 +10,7 @@
 //! Exit status: 0 on success (and when stdout is closed early, e.g. by `| head`), 1 when a command fails, 2 for
 //! bad flags (clap's own). Nothing prints a backtrace.
 
+mod acl;
 mod allocator;
 mod bench;
 mod broker;
@@ -72,6 +73,8 @@ enum Command {
     User(user::UserArgs),
     /// Bearer tokens for gRPC clients: create.
     Token(user::TokenArgs),
+    /// ACLs: what each principal may do with authorization on (Kafka's model): add, remove, list.
+    Acl(acl::AclArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Top(args) => top::run(args),
         Command::User(args) => user::run(args),
         Command::Token(args) => user::run_token(args),
+        Command::Acl(args) => acl::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

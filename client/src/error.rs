@@ -119,6 +119,10 @@ pub enum Error {
     /// it does not know). Not retried: the same credential is refused again.
     #[error("the broker refused the request: {message}")]
     Unauthenticated { message: String },
+    /// With authorization on, the broker's ACLs do not let this client's principal do what it asked; the message
+    /// names the principal, the operation and the resource. Not retried: an operator must add an ACL first.
+    #[error("permission denied: {message}")]
+    PermissionDenied { message: String },
     /// A user administration call refused: an unknown user, one that exists already, or users on a cluster.
     #[error("{message}")]
     UserRefused { message: String },
@@ -225,6 +229,7 @@ impl Error {
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
             Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
             Reason::Unauthenticated => Error::Unauthenticated { message },
+            Reason::PermissionDenied => Error::PermissionDenied { message },
             Reason::UnknownUser | Reason::UserExists | Reason::Unsupported => Error::UserRefused { message },
             Reason::UnknownGroup
             | Reason::UnknownNode

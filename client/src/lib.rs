@@ -63,6 +63,7 @@
 //! - This crate knows nothing of the broker's internals: it speaks `rill_protocol::v1` and the batch codec.
 
 mod accumulator;
+mod acl_admin;
 mod admin;
 #[cfg(test)]
 mod alloc_count;
@@ -83,6 +84,7 @@ mod sender;
 mod tls;
 mod user_admin;
 
+pub use acl_admin::{Acl, AclAdmin, AclFilter};
 pub use admin::{
     Admin, CommittedOffset, DurabilityPolicy, GroupDescription, GroupState, GroupSummary, MemberDescription,
     OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDescription, TopicInfo,

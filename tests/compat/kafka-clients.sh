@@ -11,6 +11,7 @@
 # commits after its coordinator's SIGKILL. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
 # (security_protocol SSL), certificates made by trustme in the test. test_kafka_sasl.py: both with SASL_SSL and
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, a wrong password refused, a request before authentication closed.
+# test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, and kcat (and node) from Debian's packages when missing
@@ -40,4 +41,5 @@ fi
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
   tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \
-  tests/compat/test_kafka_cluster.py tests/compat/test_kafka_tls.py tests/compat/test_kafka_sasl.py "$@"
+  tests/compat/test_kafka_cluster.py tests/compat/test_kafka_tls.py tests/compat/test_kafka_sasl.py \
+  tests/compat/test_kafka_acl.py "$@"

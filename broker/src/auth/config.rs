@@ -81,6 +81,31 @@ pub struct AuthConfig {
     /// Authentication on the admin listener; unset (the default): `required` when `require_auth` is on,
     /// else `off`. One switch for "this broker requires authentication", and a way to set the two apart.
     pub admin_auth: Option<AdminAuth>,
+    /// Whether ACLs decide what each principal may do (`on`), or everyone may do everything (`off`, the default).
+    pub authorization: AuthorizationMode,
+    /// Principals (`User:NAME`) that may do everything whatever the ACLs say, with authorization on.
+    pub super_users: Vec<String>,
+    /// Listen on a non-loopback address although clients need not authenticate: for a trusted network only.
+    pub allow_insecure: bool,
+}
+
+/// `auth.authorization`: `off` or `on`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationMode {
+    #[default]
+    Off,
+    On,
+}
+
+impl AuthorizationMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "off" => Some(AuthorizationMode::Off),
+            "on" => Some(AuthorizationMode::On),
+            _ => None,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -117,6 +142,18 @@ impl AuthConfig {
                 "users are not replicated across a cluster yet: console sign-in works on a single node only",
             );
         }
+        if is_cluster && self.authorization == AuthorizationMode::On {
+            return bad(
+                "auth.authorization",
+                "ACLs and users are not replicated across a cluster yet: authorization works on a single node only",
+            );
+        }
+        if let Some(bad_user) = self.super_users.iter().find(|p| !is_user_principal(p)) {
+            return Err(ConfigError {
+                setting: "auth.super_users",
+                reason: format!("{bad_user:?} is not a principal: use User:NAME, comma-separated"),
+            });
+        }
         if self.kafka_sasl_mechanisms.contains(&SaslMechanism::Plain) && !is_tls && !self.sasl_plain_without_tls {
             return bad(
                 "auth.kafka_sasl_mechanisms",
@@ -126,6 +163,38 @@ impl AuthConfig {
         }
         Ok(())
     }
+}
+
+fn is_user_principal(text: &str) -> bool {
+    text.strip_prefix("User:").is_some_and(|name| super::users::validate_name(name).is_ok())
+}
+
+/// Whether every client on the listener must authenticate: by a required client certificate (mutual TLS), or
+/// with a token on gRPC and SASL on the Kafka port both.
+pub(crate) fn is_every_client_authenticated(auth: &AuthConfig, tls: Option<&crate::config::TlsConfig>) -> bool {
+    let is_mtls_required = tls.and_then(|tls| tls.effective_client_auth()) == Some(crate::config::ClientAuth::Required);
+    is_mtls_required || (auth.require_auth && auth.is_sasl_on())
+}
+
+/// Refuses a listener on a non-loopback address that anyone who reaches it may use without authenticating,
+/// unless `allow_insecure` says the network is trusted.
+pub(crate) fn check_exposure(
+    listen: std::net::SocketAddr,
+    auth: &AuthConfig,
+    tls: Option<&crate::config::TlsConfig>,
+) -> Result<(), ConfigError> {
+    if listen.ip().is_loopback() || auth.allow_insecure || is_every_client_authenticated(auth, tls) {
+        return Ok(());
+    }
+    Err(ConfigError {
+        setting: "listen",
+        reason: format!(
+            "{listen} is not a loopback address, and clients need not authenticate there: anyone who reaches it \
+             could read, write and delete every topic. Require authentication (mutual TLS with --tls-client-ca, \
+             or --require-auth with --kafka-sasl-mechanisms), or pass --allow-insecure (RILL_ALLOW_INSECURE, \
+             allow_insecure = true in [auth]) on a trusted network (docs/security.md)"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -157,5 +226,41 @@ mod tests {
         let parsed: AuthConfig = toml::from_str("admin_auth = \"required\"").expect("valid TOML");
         assert!(parsed.is_admin_auth_required());
         assert!(parsed.validate(false, true).is_err(), "users are not replicated");
+    }
+
+    #[test]
+    fn authorization_settings_read_from_toml_and_are_checked() {
+        let parsed: AuthConfig =
+            toml::from_str("authorization = \"on\"\nsuper_users = [\"User:admin\"]\nallow_insecure = true")
+                .expect("valid TOML");
+        assert_eq!(parsed.authorization, AuthorizationMode::On);
+        assert_eq!(parsed.super_users, ["User:admin"]);
+        assert!(parsed.validate(false, false).is_ok());
+        assert!(parsed.validate(false, true).is_err(), "ACLs are not replicated");
+        let bad = AuthConfig { super_users: vec!["admin".into()], ..AuthConfig::default() };
+        let err = bad.validate(false, false).expect_err("not a principal");
+        assert!(err.reason.contains("User:NAME"), "{err:?}");
+    }
+
+    #[test]
+    fn a_non_loopback_listener_needs_authentication_or_allow_insecure() {
+        let any: std::net::SocketAddr = "0.0.0.0:9092".parse().expect("address");
+        let loopback: std::net::SocketAddr = "127.0.0.1:9092".parse().expect("address");
+        let open = AuthConfig::default();
+        assert!(check_exposure(loopback, &open, None).is_ok());
+        let err = check_exposure(any, &open, None).expect_err("open to the network");
+        assert!(err.reason.contains("--allow-insecure") && err.reason.contains("--require-auth"), "{err:?}");
+        let insecure = AuthConfig { allow_insecure: true, ..AuthConfig::default() };
+        assert!(check_exposure(any, &insecure, None).is_ok());
+        let token_only = AuthConfig { require_auth: true, ..AuthConfig::default() };
+        assert!(check_exposure(any, &token_only, None).is_err(), "Kafka clients would be anonymous");
+        let both =
+            AuthConfig { kafka_sasl_mechanisms: vec![SaslMechanism::Scram(ScramMechanism::Sha256)], ..token_only };
+        assert!(check_exposure(any, &both, None).is_ok());
+        let mut mtls = crate::config::TlsConfig::new("c.pem", "k.pem");
+        mtls.client_ca = Some("ca.pem".into());
+        assert!(check_exposure(any, &open, Some(&mtls)).is_ok());
+        mtls.client_auth = Some(crate::config::ClientAuth::Optional);
+        assert!(check_exposure(any, &open, Some(&mtls)).is_err());
     }
 }

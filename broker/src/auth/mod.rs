@@ -1,12 +1,18 @@
 //! Who a client is (docs/security.md): users and their credentials (`users.rs`, `scram.rs`), the `UserAdmin`
-//! gRPC service that manages them (`service.rs`), and the [`Principal`] every connection and request carries.
+//! gRPC service that manages them (`service.rs`), and the [`Principal`] every connection and request carries;
+//! what a principal may do: Kafka's ACL model (`acl.rs`), its store (`acl_store.rs`) and the [`Authorizer`] every
+//! edge asks once per request (`authorizer.rs`).
 //!
 //! **Invariants:** no password, token or key is ever stored, logged or answered: a password becomes a SCRAM
 //! credential, a token its hash. Every failed authentication says the same thing whatever failed (user or
 //! secret), so an answer never tells whether a user exists.
 
+pub mod acl;
+pub mod acl_service;
+pub mod acl_store;
 pub mod admin;
 pub mod authenticate;
+pub mod authorizer;
 pub mod backoff;
 pub mod certificate;
 pub mod config;
@@ -19,7 +25,8 @@ use std::path::PathBuf;
 
 use rill_protocol::reason::Reason;
 
-pub use config::{AdminAuth, AuthConfig, SaslMechanism};
+pub use authorizer::{Authorizer, Denied};
+pub use config::{AdminAuth, AuthConfig, AuthorizationMode, SaslMechanism};
 pub use users::UserStore;
 
 /// Who a request acts as, in Kafka's form (`User:NAME`), ready for ACLs.

@@ -16,11 +16,20 @@ use super::{AuthError, Principal, UserStore};
 pub struct UserAdminService {
     /// `None` on a node of a cluster: users are not replicated, so every call is refused.
     users: Option<Arc<UserStore>>,
+    /// With authorization on, managing users needs ALTER on the cluster, listing them DESCRIBE.
+    authorizer: Arc<super::Authorizer>,
 }
 
 impl UserAdminService {
-    pub fn server(users: Option<Arc<UserStore>>) -> UserAdminServer<Self> {
-        UserAdminServer::new(Self { users })
+    pub fn server(users: Option<Arc<UserStore>>, authorizer: Arc<super::Authorizer>) -> UserAdminServer<Self> {
+        UserAdminServer::new(Self { users, authorizer })
+    }
+
+    fn authorize<T>(&self, request: &Request<T>, operation: super::acl::Operation) -> Result<(), Status> {
+        let principal = request.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous);
+        self.authorizer
+            .check(&principal, operation, &super::acl::Resource::cluster())
+            .map_err(|denied| Status::from(crate::error::BrokerError::from(denied)))
     }
 
     /// Runs `work` on the store on the blocking pool.
@@ -43,6 +52,7 @@ fn principal_of<T>(request: &Request<T>) -> String {
 #[tonic::async_trait]
 impl UserAdmin for UserAdminService {
     async fn create_user(&self, request: Request<CreateUserRequest>) -> Result<Response<CreateUserResponse>, Status> {
+        self.authorize(&request, super::acl::Operation::Alter)?;
         let by = principal_of(&request);
         let CreateUserRequest { name, password, mechanisms, with_token } = request.into_inner();
         let mechanisms = mechanisms
@@ -61,6 +71,7 @@ impl UserAdmin for UserAdminService {
     }
 
     async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
+        self.authorize(&request, super::acl::Operation::Alter)?;
         let by = principal_of(&request);
         let name = request.into_inner().name;
         let user = name.clone();
@@ -69,7 +80,8 @@ impl UserAdmin for UserAdminService {
         Ok(Response::new(DeleteUserResponse {}))
     }
 
-    async fn list_users(&self, _request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+    async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+        self.authorize(&request, super::acl::Operation::Describe)?;
         let users = self.with_store(|users| Ok(users.list())).await?;
         let users = users
             .into_iter()
@@ -86,6 +98,7 @@ impl UserAdmin for UserAdminService {
         &self,
         request: Request<CreateTokenRequest>,
     ) -> Result<Response<CreateTokenResponse>, Status> {
+        self.authorize(&request, super::acl::Operation::Alter)?;
         let by = principal_of(&request);
         let name = request.into_inner().user;
         let user = name.clone();

@@ -58,7 +58,11 @@ impl Stream for AssignmentStream {
 }
 
 /// Reads the join (the stream's first message), admits the member and starts its session task.
-pub async fn open(node: Arc<Node>, mut inbound: Streaming<v1::GroupRequest>) -> Result<AssignmentStream> {
+pub async fn open(
+    node: Arc<Node>,
+    mut inbound: Streaming<v1::GroupRequest>,
+    principal: crate::auth::Principal,
+) -> Result<AssignmentStream> {
     let first = match tokio::time::timeout(JOIN_WAIT, inbound.message()).await {
         Ok(Ok(Some(message))) => message,
         Ok(Ok(None)) => return Err(BrokerError::invalid("join", "the stream closed before its join")),
@@ -70,6 +74,13 @@ pub async fn open(node: Arc<Node>, mut inbound: Streaming<v1::GroupRequest>) -> 
     };
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
+    }
+    // Kafka's JoinGroup needs READ on the group; its consumers then fetch, which needs READ on each topic:
+    // refused here, at the join, rather than at every fetch of an assignment that cannot be read.
+    use crate::auth::acl::{Operation, Resource};
+    node.authorize(&principal, Operation::Read, &Resource::group(&join.group))?;
+    for topic in &join.topics {
+        node.authorize(&principal, Operation::Read, &Resource::topic(topic))?;
     }
     node.offsets.check_coordinator(&join.group)?;
     let (joined, views) = node.groups.join(join, &node.registry)?;

@@ -126,7 +126,7 @@ async fn answer_gated(
     peer: Option<std::net::SocketAddr>,
 ) -> (Result<Option<ResponseFrame>, RequestError>, bool) {
     match sasl.gate(api_key) {
-        Gate::Serve => (answer(kafka, request, peer).await, false),
+        Gate::Serve => (answer(kafka, request, peer, sasl.principal()).await, false),
         Gate::Sasl => match sasl.answer(kafka, request, peer).await {
             Ok(SaslAnswer { frame, must_close }) => (Ok(Some(ResponseFrame::whole(frame))), must_close),
             Err(err) => (Err(err), true),
@@ -163,6 +163,7 @@ pub async fn answer(
     kafka: &KafkaContext,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
+    principal: &crate::auth::Principal,
 ) -> Result<Option<ResponseFrame>, RequestError> {
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
@@ -188,14 +189,14 @@ pub async fn answer(
         }
         ApiKey::Metadata => {
             let request = MetadataRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = metadata::answer(kafka, &request);
+            let response = metadata::answer(kafka, &request, principal);
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut body, version).map_err(&malformed)?;
             let is_acks_none = request.acks == 0;
-            let response = produce::answer(kafka, request).await;
+            let response = produce::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             if is_acks_none {
                 return Ok(None);
@@ -204,7 +205,7 @@ pub async fn answer(
         }
         ApiKey::Fetch => {
             let request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = fetch::answer(kafka, request).await;
+            let response = fetch::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             // The batches go out as storage read them, as pieces of the frame (`response_frame.rs`).
             let batches = response.responses.iter().flat_map(|topic| &topic.partitions);
@@ -213,13 +214,13 @@ pub async fn answer(
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = list_offsets::answer(kafka, request).await;
+            let response = list_offsets::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = init_producer_id::answer(kafka, &request).await;
+            let response = init_producer_id::answer(kafka, &request, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }
@@ -229,6 +230,7 @@ pub async fn answer(
                 client_id: header.client_id.map(|id| id.to_string()).unwrap_or_default(),
                 // Kafka shows a member's host as "/" and its address.
                 host: peer.map(|peer| format!("/{}", peer.ip())).unwrap_or_default(),
+                principal: principal.clone(),
             };
             super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?
         }

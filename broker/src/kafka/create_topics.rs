@@ -17,11 +17,21 @@ use super::KafkaContext;
 /// The partition count of a topic created with -1 (Kafka's broker default `num.partitions`).
 const DEFAULT_PARTITIONS: u32 = 1;
 
-pub async fn answer(kafka: &KafkaContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: CreateTopicsRequest,
+    principal: &crate::auth::Principal,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.clone();
-        let result = match create(kafka, topic, request.validate_only).await {
+        let authorized = crate::service::authorize_create_topic(&kafka.node, principal, name.0.as_str())
+            .map_err(|denied| (ResponseError::TopicAuthorizationFailed, denied.to_string()));
+        let created = match authorized {
+            Ok(()) => create(kafka, topic, request.validate_only).await,
+            Err(denied) => Err(denied),
+        };
+        let result = match created {
             Ok(result) => result,
             Err((error, message)) => CreatableTopicResult::default()
                 .with_error_code(error.code())

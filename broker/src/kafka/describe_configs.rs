@@ -15,12 +15,21 @@ use super::KafkaContext;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
-pub fn answer(kafka: &KafkaContext, request: &DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let results = request.resources.iter().map(|resource| described(kafka, resource)).collect();
+pub fn answer(
+    kafka: &KafkaContext,
+    request: &DescribeConfigsRequest,
+    principal: &crate::auth::Principal,
+) -> DescribeConfigsResponse {
+    let results = request.resources.iter().map(|resource| described(kafka, resource, principal)).collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn described(kafka: &KafkaContext, resource: &DescribeConfigsResource) -> DescribeConfigsResult {
+fn described(
+    kafka: &KafkaContext,
+    resource: &DescribeConfigsResource,
+    principal: &crate::auth::Principal,
+) -> DescribeConfigsResult {
+    use crate::auth::acl::{Operation, Resource};
     let name = resource.resource_name.as_str();
     let answer = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
@@ -28,6 +37,14 @@ fn described(kafka: &KafkaContext, resource: &DescribeConfigsResource) -> Descri
     let refused = |error: ResponseError, message: String| {
         answer.clone().with_error_code(error.code()).with_error_message(Some(text(message)))
     };
+    // Kafka: DESCRIBE_CONFIGS on the topic, or on the cluster for a broker's configs.
+    let acl_resource =
+        if resource.resource_type == RESOURCE_TOPIC { Resource::topic(name) } else { Resource::cluster() };
+    if let Err(denied) = kafka.node.authorize(principal, Operation::DescribeConfigs, &acl_resource) {
+        let code = super::error::error_code(&denied);
+        let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+        return refused(error, denied.to_string());
+    }
     let entries = match resource.resource_type {
         RESOURCE_TOPIC => match kafka.node.registry.topic(name) {
             Ok(topic) => topic_entries(&topic, &kafka.node.config),

@@ -15,11 +15,20 @@ use super::{
     find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, sync_group,
     topics_admin, KafkaContext,
 };
+use crate::auth::acl::{Operation, Resource};
 
 /// Who sent a request: what a group member is described with.
 pub struct Caller {
     pub client_id: String,
     pub host: String,
+    /// Who the connection authenticated as: what each API's authorization is asked about.
+    pub principal: crate::auth::Principal,
+}
+
+/// Kafka's rule for the group protocol's requests (FindCoordinator asks DESCRIBE, the others READ): the code of
+/// the denial, or `None` when the principal may.
+fn group_denial(kafka: &KafkaContext, caller: &Caller, operation: Operation, group: &str) -> Option<i16> {
+    kafka.authorize(&caller.principal, operation, &Resource::group(group)).err()
 }
 
 /// The response frame to a request of `api` v`version`, whose header has been read off `body`.
@@ -42,33 +51,93 @@ pub async fn answer(
         }};
     }
     match api {
-        ApiKey::FindCoordinator => {
-            serve!(FindCoordinatorRequest, |request| find_coordinator::answer(kafka, request, version))
+        ApiKey::FindCoordinator => serve!(FindCoordinatorRequest, |request| {
+            let key = request.coordinator_keys.first().unwrap_or(&request.key).to_string();
+            // v4+ may ask for several groups at once; each is asked DESCRIBE (one denied refuses the request).
+            let denied = std::iter::once(key)
+                .chain(request.coordinator_keys.iter().skip(1).map(|k| k.to_string()))
+                .find_map(|group| group_denial(kafka, &caller, Operation::Describe, &group));
+            match denied {
+                Some(code) if version < 4 => {
+                    FindCoordinatorResponse::default().with_error_code(code).with_node_id((-1).into())
+                }
+                Some(code) => FindCoordinatorResponse::default().with_coordinators(
+                    request
+                        .coordinator_keys
+                        .iter()
+                        .map(|key| {
+                            find_coordinator_response::Coordinator::default()
+                                .with_key(key.clone())
+                                .with_node_id((-1).into())
+                                .with_port(-1)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+                None => find_coordinator::answer(kafka, request, version),
+            }
+        }),
+        ApiKey::OffsetCommit => {
+            serve!(OffsetCommitRequest, |request| offset_commit::answer(kafka, request, &caller.principal).await)
         }
-        ApiKey::OffsetCommit => serve!(OffsetCommitRequest, |request| offset_commit::answer(kafka, request).await),
-        ApiKey::OffsetFetch => serve!(OffsetFetchRequest, |request| offset_fetch::answer(kafka, request, version)),
+        ApiKey::OffsetFetch => {
+            serve!(OffsetFetchRequest, |request| offset_fetch::answer(kafka, request, version, &caller.principal))
+        }
         ApiKey::OffsetDelete => serve!(OffsetDeleteRequest, |request| offset_delete::answer(kafka, request).await),
-        ApiKey::ListGroups => serve!(ListGroupsRequest, |request| groups_admin::list(kafka, &request)),
-        ApiKey::DescribeGroups => serve!(DescribeGroupsRequest, |request| groups_admin::describe(kafka, &request)),
-        ApiKey::DeleteGroups => serve!(DeleteGroupsRequest, |request| groups_admin::delete(kafka, request).await),
-        ApiKey::JoinGroup => {
-            serve!(JoinGroupRequest, |request| join_group::answer(kafka, request, version, caller).await)
+        ApiKey::ListGroups => {
+            serve!(ListGroupsRequest, |request| groups_admin::list(kafka, &request, &caller.principal))
         }
-        ApiKey::SyncGroup => serve!(SyncGroupRequest, |request| sync_group::answer(kafka, request).await),
-        ApiKey::ConsumerGroupHeartbeat => {
-            serve!(ConsumerGroupHeartbeatRequest, |request| consumer_group_heartbeat::answer(kafka, request, caller))
+        ApiKey::DescribeGroups => {
+            serve!(DescribeGroupsRequest, |request| groups_admin::describe(kafka, &request, &caller.principal))
         }
+        ApiKey::DeleteGroups => {
+            serve!(DeleteGroupsRequest, |request| groups_admin::delete(kafka, request, &caller.principal).await)
+        }
+        ApiKey::JoinGroup => serve!(JoinGroupRequest, |request| {
+            match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
+                Some(code) => JoinGroupResponse::default().with_error_code(code).with_generation_id(-1),
+                None => join_group::answer(kafka, request, version, caller).await,
+            }
+        }),
+        ApiKey::SyncGroup => serve!(SyncGroupRequest, |request| {
+            match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
+                Some(code) => SyncGroupResponse::default().with_error_code(code),
+                None => sync_group::answer(kafka, request).await,
+            }
+        }),
+        ApiKey::ConsumerGroupHeartbeat => serve!(ConsumerGroupHeartbeatRequest, |request| {
+            match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
+                Some(code) => ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+                None => consumer_group_heartbeat::answer(kafka, request, caller),
+            }
+        }),
         ApiKey::ConsumerGroupDescribe => {
             serve!(ConsumerGroupDescribeRequest, |request| consumer_group_describe::answer(kafka, &request))
         }
-        ApiKey::Heartbeat => serve!(HeartbeatRequest, |request| heartbeat::heartbeat(kafka, &request)),
-        ApiKey::LeaveGroup => serve!(LeaveGroupRequest, |request| heartbeat::leave(kafka, request, version)),
-        ApiKey::CreateTopics => serve!(CreateTopicsRequest, |request| create_topics::answer(kafka, request).await),
-        ApiKey::DeleteTopics => serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request).await),
-        ApiKey::CreatePartitions => {
-            serve!(CreatePartitionsRequest, |request| topics_admin::create_partitions(kafka, request).await)
+        ApiKey::Heartbeat => serve!(HeartbeatRequest, |request| {
+            match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
+                Some(code) => HeartbeatResponse::default().with_error_code(code),
+                None => heartbeat::heartbeat(kafka, &request),
+            }
+        }),
+        ApiKey::LeaveGroup => serve!(LeaveGroupRequest, |request| {
+            match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
+                Some(code) => LeaveGroupResponse::default().with_error_code(code),
+                None => heartbeat::leave(kafka, request, version),
+            }
+        }),
+        ApiKey::CreateTopics => {
+            serve!(CreateTopicsRequest, |request| create_topics::answer(kafka, request, &caller.principal).await)
         }
-        ApiKey::DescribeConfigs => serve!(DescribeConfigsRequest, |request| describe_configs::answer(kafka, &request)),
+        ApiKey::DeleteTopics => {
+            serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request, &caller.principal).await)
+        }
+        ApiKey::CreatePartitions => serve!(CreatePartitionsRequest, |request| {
+            topics_admin::create_partitions(kafka, request, &caller.principal).await
+        }),
+        ApiKey::DescribeConfigs => {
+            serve!(DescribeConfigsRequest, |request| describe_configs::answer(kafka, &request, &caller.principal))
+        }
         ApiKey::DescribeCluster => serve!(DescribeClusterRequest, |request| describe_cluster::answer(kafka, &request)),
         other => Err(RequestError::NotServed(other)),
     }

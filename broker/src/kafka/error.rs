@@ -6,7 +6,21 @@ use crate::error::BrokerError;
 /// The Kafka error code for a failed produce, fetch or offset lookup on one partition: the Kafka column of the one
 /// table of refusals (`rill_protocol::reason::Reason`).
 pub fn error_code(err: &BrokerError) -> i16 {
-    err.reason().kafka_error_code()
+    match err {
+        BrokerError::Denied(denied) => denied_code(denied.resource_type),
+        other => other.reason().kafka_error_code(),
+    }
+}
+
+/// What Kafka answers a request the ACLs refuse, by the resource they refused it on.
+pub fn denied_code(resource_type: crate::auth::acl::ResourceType) -> i16 {
+    use crate::auth::acl::ResourceType;
+    use kafka_protocol::ResponseError;
+    match resource_type {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed.code(),
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed.code(),
+        ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed.code(),
+    }
 }
 
 #[cfg(test)]
@@ -34,6 +48,22 @@ mod tests {
         assert_eq!(error_code(&out_of_range), 1);
         let large = BrokerError::TooLarge { what: "record batch", size: 9, limit: 8 };
         assert_eq!(error_code(&large), 10);
+    }
+
+    #[test]
+    fn a_denial_is_kafkas_authorization_failure_of_its_resource_type() {
+        use crate::auth::acl::ResourceType;
+        let denied = |resource_type| {
+            BrokerError::Denied(crate::auth::Denied {
+                principal: "User:a".into(),
+                operation: crate::auth::acl::Operation::Read,
+                resource_type,
+                resource: "x".into(),
+            })
+        };
+        assert_eq!(error_code(&denied(ResourceType::Topic)), ResponseError::TopicAuthorizationFailed.code());
+        assert_eq!(error_code(&denied(ResourceType::Group)), ResponseError::GroupAuthorizationFailed.code());
+        assert_eq!(error_code(&denied(ResourceType::Cluster)), ResponseError::ClusterAuthorizationFailed.code());
     }
 
     #[test]

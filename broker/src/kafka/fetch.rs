@@ -29,18 +29,23 @@ struct Wanted {
     max_bytes: usize,
 }
 
-pub async fn answer(kafka: &KafkaContext, request: FetchRequest) -> FetchResponse {
+pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &crate::auth::Principal) -> FetchResponse {
+    use crate::auth::acl::{Operation, Resource};
     let node = &kafka.node;
     let topics: Vec<(kafka_protocol::messages::TopicName, Vec<Wanted>)> = request
         .topics
         .iter()
         .map(|topic| {
+            let authorized = kafka.authorize(principal, Operation::Read, &Resource::topic(topic.topic.0.as_str()));
             let wanted = topic
                 .partitions
                 .iter()
                 .map(|asked| Wanted {
-                    partition: u32::try_from(asked.partition)
-                        .map_err(|_| kafka_protocol::ResponseError::UnknownTopicOrPartition.code())
+                    partition: authorized
+                        .and_then(|()| {
+                            u32::try_from(asked.partition)
+                                .map_err(|_| kafka_protocol::ResponseError::UnknownTopicOrPartition.code())
+                        })
                         .and_then(|index| {
                             // A cluster's non-leader answers NOT_LEADER_OR_FOLLOWER: the client refreshes Metadata.
                             let name = topic.topic.0.as_str();

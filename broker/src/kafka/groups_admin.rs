@@ -6,6 +6,8 @@
 //! consumer protocol, so `kafka-consumer-groups --describe` lists who reads what. A group with only offsets is
 //! `Empty`; one the node does not know is `Dead` (error NONE before v6, as in Kafka).
 
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -30,10 +32,15 @@ fn text(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
 
-pub fn list(kafka: &KafkaContext, request: &ListGroupsRequest) -> ListGroupsResponse {
+pub fn list(kafka: &KafkaContext, request: &ListGroupsRequest, principal: &Principal) -> ListGroupsResponse {
     let node = &kafka.node;
     let mut listed: Vec<ListedGroup> = Vec::new();
     let rill_groups = group_admin::list(node).groups;
+    // Kafka lists the groups the principal may DESCRIBE (or all, with DESCRIBE on the cluster).
+    let sees_all = node.authorizer.is_allowed(principal, Operation::Describe, &Resource::cluster());
+    let rill_groups = rill_groups
+        .into_iter()
+        .filter(|g| sees_all || node.authorizer.is_allowed(principal, Operation::Describe, &Resource::group(&g.group)));
     for summary in rill_groups {
         let (protocol_type, state) = match node.groups.classic_snapshot(&summary.group) {
             Some(classic) => (classic.protocol_type, classic.state.kafka_name()),
@@ -54,8 +61,22 @@ pub fn list(kafka: &KafkaContext, request: &ListGroupsRequest) -> ListGroupsResp
     ListGroupsResponse::default().with_groups(listed)
 }
 
-pub fn describe(kafka: &KafkaContext, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let groups = request.groups.iter().map(|group| described(kafka, group)).collect();
+pub fn describe(
+    kafka: &KafkaContext,
+    request: &DescribeGroupsRequest,
+    principal: &Principal,
+) -> DescribeGroupsResponse {
+    let groups = request
+        .groups
+        .iter()
+        .map(|group| match kafka.authorize(principal, Operation::Describe, &Resource::group(group.0.as_str())) {
+            Ok(()) => described(kafka, group),
+            Err(code) => DescribedGroup::default()
+                .with_group_id(group.clone())
+                .with_error_code(code)
+                .with_authorized_operations(OPERATIONS_NOT_REQUESTED),
+        })
+        .collect();
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
@@ -137,12 +158,15 @@ fn rill_state(state: v1::GroupState) -> &'static str {
     }
 }
 
-pub async fn delete(kafka: &KafkaContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete(kafka: &KafkaContext, request: DeleteGroupsRequest, principal: &Principal) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
-        let code = match group_admin::delete(&kafka.node, group.0.to_string()).await {
-            Ok(_) => 0,
-            Err(err) => group_code(&err),
+        let code = match kafka.authorize(principal, Operation::Delete, &Resource::group(group.0.as_str())) {
+            Err(code) => code,
+            Ok(()) => match group_admin::delete(&kafka.node, group.0.to_string()).await {
+                Ok(_) => 0,
+                Err(err) => group_code(&err),
+            },
         };
         results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(code));
     }

@@ -11,7 +11,11 @@ use kafka_protocol::ResponseError;
 use super::error::error_code;
 use super::KafkaContext;
 
-pub async fn answer(kafka: &KafkaContext, request: &InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: &InitProducerIdRequest,
+    principal: &crate::auth::Principal,
+) -> InitProducerIdResponse {
     let refused = |code: i16| {
         InitProducerIdResponse::default().with_error_code(code).with_producer_id((-1).into()).with_producer_epoch(-1)
     };
@@ -21,6 +25,10 @@ pub async fn answer(kafka: &KafkaContext, request: &InitProducerIdRequest) -> In
         // What a Kafka broker answers when a client may not use transactional ids: fatal in every client, which
         // reports it instead of retrying.
         return refused(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // Kafka (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+    if kafka.node.authorizer.check_idempotent_write(principal).is_err() {
+        return refused(ResponseError::ClusterAuthorizationFailed.code());
     }
     match kafka.node.producer_ids.issue().await {
         Ok(producer_id) => {

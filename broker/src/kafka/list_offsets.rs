@@ -16,16 +16,26 @@ use crate::registry::blocking;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
-pub async fn answer(kafka: &KafkaContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: ListOffsetsRequest,
+    principal: &crate::auth::Principal,
+) -> ListOffsetsResponse {
+    use crate::auth::acl::{Operation, Resource};
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
+        // Kafka asks DESCRIBE on the topic (READ implies it).
+        let authorized = kafka.authorize(principal, Operation::Describe, &Resource::topic(topic.name.0.as_str()));
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for asked in topic.partitions {
             let answer = ListOffsetsPartitionResponse::default()
                 .with_partition_index(asked.partition_index)
                 // The leader epoch stays -1, "unknown": the field exists from v4 only, and clients accept -1.
                 .with_timestamp(-1);
-            let offset = offset_for(kafka, topic.name.0.as_str(), asked.partition_index, asked.timestamp).await;
+            let offset = match authorized {
+                Ok(()) => offset_for(kafka, topic.name.0.as_str(), asked.partition_index, asked.timestamp).await,
+                Err(code) => Err(code),
+            };
             partitions.push(match offset {
                 Ok(offset) => answer.with_offset(offset),
                 Err(code) => answer.with_error_code(code).with_offset(-1),

@@ -15,20 +15,30 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::KafkaContext;
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
 use crate::registry::Topic;
 use crate::topic_id::TopicId;
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub fn answer(kafka: &KafkaContext, request: &MetadataRequest) -> MetadataResponse {
+pub fn answer(kafka: &KafkaContext, request: &MetadataRequest, principal: &Principal) -> MetadataResponse {
     if let Some(replication) = &kafka.node.replication {
         return cluster_answer(replication, request);
     }
     let registry = &kafka.node.registry;
+    let authorizer = &kafka.node.authorizer;
+    let may_describe = |name: &str| authorizer.is_allowed(principal, Operation::Describe, &Resource::topic(name));
     let topics = match &request.topics {
-        // Null: every topic (the broker's own `__` logs are not topics in the registry).
-        None => registry.list().iter().map(|topic| described(kafka, topic)).collect(),
+        // Null: every topic the principal may describe, as Kafka lists (the broker's own `__` logs are not
+        // topics in the registry).
+        None => registry
+            .list()
+            .iter()
+            .filter(|topic| may_describe(&topic.name.to_string()))
+            .map(|t| described(kafka, t))
+            .collect(),
         Some(asked) => asked
             .iter()
             .map(|asked| {
@@ -36,6 +46,12 @@ pub fn answer(kafka: &KafkaContext, request: &MetadataRequest) -> MetadataRespon
                     Some(id) => registry.topic_by_id(id),
                     None => registry.topic(asked_name(asked)).ok(),
                 };
+                // Kafka checks before it looks: a topic asked for by name is TOPIC_AUTHORIZATION_FAILED whether
+                // or not it exists, so a denied principal cannot probe which names exist.
+                let name = found.as_ref().map_or_else(|| asked_name(asked).to_owned(), |t| t.name.to_string());
+                if let Err(code) = kafka.authorize(principal, Operation::Describe, &Resource::topic(&name)) {
+                    return unknown(asked).with_error_code(code);
+                }
                 match found {
                     Some(topic) => described(kafka, &topic),
                     None => unknown(asked),

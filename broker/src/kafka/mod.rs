@@ -47,6 +47,8 @@ mod topics_admin;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
 use crate::config::parse_advertise;
 use crate::node::Node;
 
@@ -62,6 +64,15 @@ pub struct KafkaContext {
 }
 
 impl KafkaContext {
+    /// Allows `principal` `operation` on `resource`, or answers the Kafka code of the denial (TOPIC_, GROUP_ or
+    /// CLUSTER_AUTHORIZATION_FAILED), counted and logged. One call per resource a request names.
+    pub fn authorize(&self, principal: &Principal, operation: Operation, resource: &Resource<'_>) -> Result<(), i16> {
+        self.node
+            .authorizer
+            .check(principal, operation, resource)
+            .map_err(|denied| error::denied_code(denied.resource_type))
+    }
+
     /// `advertise` if set; else the address the node listens on (with its real port), where an unspecified IP
     /// (0.0.0.0, ::) becomes 127.0.0.1: a client cannot connect to "any address", and nothing better is known.
     pub fn new(node: Arc<Node>, listen_addr: SocketAddr) -> KafkaContext {

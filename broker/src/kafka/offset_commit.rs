@@ -22,9 +22,13 @@ use crate::offsets::{OffsetKey, MAX_METADATA_BYTES};
 use crate::request_trace;
 
 /// Commits under a `commit` span (`request_trace`) naming every partition asked for.
-pub async fn answer(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: OffsetCommitRequest,
+    principal: &crate::auth::Principal,
+) -> OffsetCommitResponse {
     let span = commit_span(&request);
-    let response = commit(kafka, request).instrument(span.clone()).await;
+    let response = commit(kafka, request, principal).instrument(span.clone()).await;
     let failed = response.topics.iter().flat_map(|t| &t.partitions).find(|p| p.error_code != 0);
     if let Some(failed) = failed {
         let outcome: Result<(), String> = Err(format!("kafka error code {}", failed.error_code));
@@ -43,18 +47,29 @@ fn commit_span(request: &OffsetCommitRequest) -> tracing::Span {
     request_trace::commit_span(request.group_id.0.as_str(), count, offsets)
 }
 
-async fn commit(kafka: &KafkaContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+async fn commit(
+    kafka: &KafkaContext,
+    request: OffsetCommitRequest,
+    principal: &crate::auth::Principal,
+) -> OffsetCommitResponse {
+    use crate::auth::acl::{Operation, Resource};
     let group = request.group_id.0.to_string();
-    let group_refusal = check_group_id(&group).err().map(|err| group_code(&err));
+    // Kafka: READ on the group (every partition answers GROUP_AUTHORIZATION_FAILED), then READ on each topic.
+    let group_refusal = check_group_id(&group)
+        .err()
+        .map(|err| group_code(&err))
+        .or_else(|| kafka.authorize(principal, Operation::Read, &Resource::group(&group)).err());
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut commits = Vec::new();
     // (topic, partition) positions in `topics` whose code is the store's answer.
     let mut waiting = Vec::new();
     for topic in request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
+        let topic_refusal = group_refusal
+            .or_else(|| kafka.authorize(principal, Operation::Read, &Resource::topic(topic.name.0.as_str())).err());
         for asked in topic.partitions {
             let metadata = asked.committed_metadata.map(|m| m.to_string()).unwrap_or_default();
-            let refusal = group_refusal.or_else(|| {
+            let refusal = topic_refusal.or_else(|| {
                 let index = u32::try_from(asked.partition_index).ok()?;
                 if let Err(err) = kafka.node.registry.partition(topic.name.0.as_str(), index) {
                     return Some(error_code(&err));

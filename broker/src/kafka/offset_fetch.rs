@@ -21,7 +21,12 @@ struct Found {
     committed: Option<Committed>,
 }
 
-pub fn answer(kafka: &KafkaContext, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn answer(
+    kafka: &KafkaContext,
+    request: OffsetFetchRequest,
+    version: i16,
+    principal: &crate::auth::Principal,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = request
             .groups
@@ -30,7 +35,7 @@ pub fn answer(kafka: &KafkaContext, request: OffsetFetchRequest, version: i16) -
                 let wanted = asked
                     .topics
                     .map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect::<Vec<_>>());
-                let (error_code, topics) = match lookup(kafka, &asked.group_id, wanted) {
+                let (error_code, topics) = match lookup(kafka, &asked.group_id, wanted, principal) {
                     Ok(topics) => (0, topics),
                     Err(code) => (code, Vec::new()),
                 };
@@ -59,7 +64,7 @@ pub fn answer(kafka: &KafkaContext, request: OffsetFetchRequest, version: i16) -
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    let (error_code, topics) = match lookup(kafka, &request.group_id, wanted) {
+    let (error_code, topics) = match lookup(kafka, &request.group_id, wanted, principal) {
         Ok(topics) => (0, topics),
         Err(code) => (code, Vec::new()),
     };
@@ -87,14 +92,23 @@ fn lookup(
     kafka: &KafkaContext,
     group: &GroupId,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
+    principal: &crate::auth::Principal,
 ) -> Result<Vec<(TopicName, Vec<Found>)>, i16> {
+    use crate::auth::acl::{Operation, Resource};
     let group = group.0.as_str();
     check_group_id(group).map_err(|err| group_code(&err))?;
+    // Kafka: DESCRIBE on the group; a whole-group answer leaves out topics the principal may not describe.
+    kafka.authorize(principal, Operation::Describe, &Resource::group(group))?;
+    let authorizer = &kafka.node.authorizer;
     let store = &kafka.node.offsets;
     store.check_coordinator(group).map_err(|err| group_code(&err))?;
     let Some(wanted) = wanted else {
         let mut topics: Vec<(TopicName, Vec<Found>)> = Vec::new();
-        for (key, committed) in store.for_group(group) {
+        for (key, committed) in store
+            .for_group(group)
+            .into_iter()
+            .filter(|(key, _)| authorizer.is_allowed(principal, Operation::Describe, &Resource::topic(&key.topic)))
+        {
             let found = Found { partition: key.partition as i32, committed: Some(committed) };
             match topics.last_mut() {
                 Some((name, partitions)) if name.0.as_str() == key.topic => partitions.push(found),

@@ -27,16 +27,26 @@ pub fn acks(kafka_acks: i16) -> Option<v1::Acks> {
     }
 }
 
-pub async fn answer(kafka: &KafkaContext, request: ProduceRequest) -> ProduceResponse {
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: ProduceRequest,
+    principal: &crate::auth::Principal,
+) -> ProduceResponse {
+    use crate::auth::acl::{Operation, Resource};
     let acks = acks(request.acks);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        // Once per topic; a denied topic's partitions are each answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
+        let authorized = kafka.authorize(principal, Operation::Write, &Resource::topic(topic.name.0.as_str()));
         for data in topic.partition_data {
             let index = data.index;
-            let outcome = match acks {
-                None => Err(ResponseError::InvalidRequiredAcks.code()),
-                Some(acks) => produce_partition(kafka, topic.name.0.as_str(), index, data.records, acks).await,
+            let outcome = match (acks, authorized) {
+                (_, Err(code)) => Err(code),
+                (None, _) => Err(ResponseError::InvalidRequiredAcks.code()),
+                (Some(acks), Ok(())) => {
+                    produce_partition(kafka, topic.name.0.as_str(), index, data.records, acks).await
+                }
             };
             partition_responses.push(match outcome {
                 Ok(answer) => answer,

@@ -13,13 +13,19 @@ use rill_storage::StorageError;
 use super::error::error_code;
 use super::topic_configs::text;
 use super::KafkaContext;
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
 use crate::error::BrokerError;
 
-pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest, principal: &Principal) -> DeleteTopicsResponse {
     let mut responses = Vec::with_capacity(request.topic_names.len());
     for name in request.topic_names {
         let answer = DeletableTopicResult::default();
-        let answer = match kafka.node.registry.delete(name.0.as_str()).await {
+        let deleted = match kafka.node.authorize(principal, Operation::Delete, &Resource::topic(name.0.as_str())) {
+            Ok(()) => kafka.node.registry.delete(name.0.as_str()).await,
+            Err(denied) => Err(denied),
+        };
+        let answer = match deleted {
             Ok(()) => answer,
             Err(err) => {
                 let (error, message) = admin_error(&err);
@@ -31,13 +37,19 @@ pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest) -> Delet
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(kafka: &KafkaContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    kafka: &KafkaContext,
+    request: CreatePartitionsRequest,
+    principal: &Principal,
+) -> CreatePartitionsResponse {
     let registry = &kafka.node.registry;
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let answer = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         let name = topic.name.0.as_str();
+        let authorized = kafka.node.authorize(principal, Operation::Alter, &Resource::topic(name));
         let outcome = match u32::try_from(topic.count) {
+            _ if authorized.is_err() => authorized.map_err(|e| admin_error(&e)),
             Err(_) => Err((ResponseError::InvalidPartitions, format!("{} partitions is below 1", topic.count))),
             Ok(count) if request.validate_only => {
                 registry.validate_add_partitions(name, count).map_err(|e| admin_error(&e))

@@ -149,6 +149,7 @@ impl Collector for Scrape {
         self.encode_storage(&mut encoder)?;
         self.encode_groups(&mut encoder)?;
         self.encode_connections(&mut encoder)?;
+        self.encode_authorization(&mut encoder)?;
         self.encode_cluster(&mut encoder)
     }
 }
@@ -426,6 +427,25 @@ impl Scrape {
             "Client connections open (gRPC and Kafka).",
             MetricType::Gauge,
             connections.open.load(Ordering::Relaxed) as f64,
+        )
+    }
+
+    /// Every (operation, resource type) pair, zeros too: both labels come from closed enums (bounded).
+    fn encode_authorization(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        family(
+            encoder,
+            "rill_authorization_denials",
+            "Requests (or parts of one: a topic of a produce) refused by the ACLs, with authorization on.",
+            MetricType::Counter,
+            self.node.authorizer.denial_counts().into_iter().map(|(operation, resource_type, count)| {
+                (
+                    labels([
+                        ("operation", operation.name().to_string()),
+                        ("resource_type", resource_type.name().to_string()),
+                    ]),
+                    count as f64,
+                )
+            }),
         )
     }
 

@@ -3,7 +3,8 @@
 use rill_protocol::v1::{self, topic_admin_server::TopicAdmin};
 use tonic::{Request, Response, Status};
 
-use super::RillService;
+use super::{authorize_create_topic, principal_of, RillService};
+use crate::auth::acl::{Operation, Resource};
 use crate::error::Result;
 
 #[tonic::async_trait]
@@ -12,7 +13,9 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::CreateTopicResponse>, Status> {
+        let principal = principal_of(&request);
         let request = request.into_inner();
+        authorize_create_topic(&self.node, &principal, &request.name)?;
         if let Some(replication) = &self.node.replication {
             let topic = replication.create_topic(request).await?;
             return Ok(Response::new(v1::CreateTopicResponse { topic: Some(topic) }));
@@ -33,7 +36,9 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
+        let principal = principal_of(&request);
         let name = request.into_inner().name;
+        self.node.authorize(&principal, Operation::Delete, &Resource::topic(&name))?;
         match &self.node.replication {
             Some(replication) => replication.delete_topic(&name).await?,
             None => self.node.registry.delete(&name).await?,
@@ -43,12 +48,16 @@ impl TopicAdmin for RillService {
 
     async fn list_topics(
         &self,
-        _request: Request<v1::ListTopicsRequest>,
+        request: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
-        let topics = match &self.node.replication {
+        let principal = principal_of(&request);
+        let mut topics: Vec<v1::TopicInfo> = match &self.node.replication {
             Some(replication) => replication.list_topics(),
             None => self.node.registry.list().iter().map(|t| t.info()).collect(),
         };
+        // As Kafka's Metadata: a topic the principal may not describe is left out, not refused.
+        let authorizer = &self.node.authorizer;
+        topics.retain(|topic| authorizer.is_allowed(&principal, Operation::Describe, &Resource::topic(&topic.name)));
         Ok(Response::new(v1::ListTopicsResponse { topics }))
     }
 
@@ -56,6 +65,8 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+        let principal = principal_of(&request);
+        self.node.authorize(&principal, Operation::Describe, &Resource::topic(&request.get_ref().name))?;
         if let Some(replication) = &self.node.replication {
             let local_only = request.metadata().get(crate::replication::LOCAL_ONLY_KEY).is_some();
             let name = request.into_inner().name;
@@ -68,7 +79,9 @@ impl TopicAdmin for RillService {
         &self,
         request: Request<v1::AddPartitionsRequest>,
     ) -> Result<Response<v1::AddPartitionsResponse>, Status> {
+        let principal = principal_of(&request);
         let request = request.into_inner();
+        self.node.authorize(&principal, Operation::Alter, &Resource::topic(&request.name))?;
         if self.node.replication.is_some() {
             return Err(crate::error::BrokerError::invalid(
                 "new_partition_count",

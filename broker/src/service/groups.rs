@@ -5,7 +5,8 @@ use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::{group_admin, RillService};
+use super::{group_admin, principal_of, RillService};
+use crate::auth::acl::{Operation, Resource};
 use crate::error::{BrokerError, Result};
 use crate::groups::{check_group_id, session, TopicPartition};
 use crate::node::now_ms;
@@ -18,7 +19,13 @@ impl ConsumerGroups for RillService {
         &self,
         request: Request<v1::CommitOffsetsRequest>,
     ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
+        let principal = principal_of(&request);
         let request = request.into_inner();
+        // Kafka's OffsetCommit: READ on the group, READ on each topic.
+        self.node.authorize(&principal, Operation::Read, &Resource::group(&request.group))?;
+        for topic in unique_topics(request.offsets.iter().map(|c| c.topic.as_str())) {
+            self.node.authorize(&principal, Operation::Read, &Resource::topic(topic))?;
+        }
         let offsets = request.offsets.iter().map(|c| (c.topic.as_str(), c.partition, c.offset));
         let span = request_trace::commit_span(&request.group, request.offsets.len(), offsets);
         let committed = self.commit(request).instrument(span.clone()).await;
@@ -31,12 +38,25 @@ impl ConsumerGroups for RillService {
         &self,
         request: Request<v1::FetchOffsetsRequest>,
     ) -> Result<Response<v1::FetchOffsetsResponse>, Status> {
+        let principal = principal_of(&request);
         let request = request.into_inner();
         check_group_id(&request.group)?;
+        // Kafka's OffsetFetch: DESCRIBE on the group, and on each topic (one not describable is left out of a
+        // whole-group answer, refused when asked for by name).
+        let authorizer = &self.node.authorizer;
+        self.node.authorize(&principal, Operation::Describe, &Resource::group(&request.group))?;
+        for topic in unique_topics(request.partitions.iter().map(|tp| tp.topic.as_str())) {
+            self.node.authorize(&principal, Operation::Describe, &Resource::topic(topic))?;
+        }
         let store = &self.node.offsets;
         store.check_coordinator(&request.group)?;
         let offsets = if request.partitions.is_empty() {
-            store.for_group(&request.group).into_iter().map(|(key, c)| committed(key, Some(c))).collect()
+            store
+                .for_group(&request.group)
+                .into_iter()
+                .filter(|(key, _)| authorizer.is_allowed(&principal, Operation::Describe, &Resource::topic(&key.topic)))
+                .map(|(key, c)| committed(key, Some(c)))
+                .collect()
         } else {
             request
                 .partitions
@@ -57,35 +77,51 @@ impl ConsumerGroups for RillService {
         &self,
         request: Request<Streaming<v1::GroupRequest>>,
     ) -> Result<Response<Self::JoinGroupStream>, Status> {
-        Ok(Response::new(session::open(std::sync::Arc::clone(&self.node), request.into_inner()).await?))
+        let principal = principal_of(&request);
+        Ok(Response::new(session::open(std::sync::Arc::clone(&self.node), request.into_inner(), principal).await?))
     }
 
     async fn describe_group(
         &self,
         request: Request<v1::DescribeGroupRequest>,
     ) -> Result<Response<v1::DescribeGroupResponse>, Status> {
-        Ok(Response::new(group_admin::describe(&self.node, request.into_inner().group)?))
+        let principal = principal_of(&request);
+        let group = request.into_inner().group;
+        self.node.authorize(&principal, Operation::Describe, &Resource::group(&group))?;
+        Ok(Response::new(group_admin::describe(&self.node, group)?))
     }
 
     async fn list_groups(
         &self,
-        _request: Request<v1::ListGroupsRequest>,
+        request: Request<v1::ListGroupsRequest>,
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
-        Ok(Response::new(group_admin::list(&self.node)))
+        let principal = principal_of(&request);
+        let mut listed = group_admin::list(&self.node);
+        let authorizer = &self.node.authorizer;
+        listed.groups.retain(|g| authorizer.is_allowed(&principal, Operation::Describe, &Resource::group(&g.group)));
+        Ok(Response::new(listed))
     }
 
     async fn delete_group(
         &self,
         request: Request<v1::DeleteGroupRequest>,
     ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
-        Ok(Response::new(group_admin::delete(&self.node, request.into_inner().group).await?))
+        let principal = principal_of(&request);
+        let group = request.into_inner().group;
+        self.node.authorize(&principal, Operation::Delete, &Resource::group(&group))?;
+        Ok(Response::new(group_admin::delete(&self.node, group).await?))
     }
 
     async fn reset_offsets(
         &self,
         request: Request<v1::ResetOffsetsRequest>,
     ) -> Result<Response<v1::ResetOffsetsResponse>, Status> {
-        Ok(Response::new(group_admin::reset(&self.node, request.into_inner()).await?))
+        // Kafka's AlterConsumerGroupOffsets: READ on the group and on the topic.
+        let principal = principal_of(&request);
+        let request = request.into_inner();
+        self.node.authorize(&principal, Operation::Read, &Resource::group(&request.group))?;
+        self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.topic))?;
+        Ok(Response::new(group_admin::reset(&self.node, request).await?))
     }
 }
 
@@ -118,6 +154,12 @@ impl RillService {
         let check = move || groups.check_commit(&group, &member, generation, &partitions);
         self.node.offsets.commit_checked(commits, now_ms(), check).await
     }
+}
+
+/// Each topic once, in the order first named: a request checks a topic once however many partitions it names.
+fn unique_topics<'a>(topics: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    topics.filter(|topic| seen.insert(*topic)).collect()
 }
 
 pub(super) fn committed(key: OffsetKey, found: Option<crate::offsets::Committed>) -> v1::CommittedOffset {

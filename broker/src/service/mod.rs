@@ -11,6 +11,8 @@ mod records_route;
 
 use std::sync::Arc;
 
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
 use crate::node::Node;
 
 pub use group_admin::{expire_groups, follow_topic_changes};
@@ -27,4 +29,22 @@ impl RillService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
+}
+
+/// Who a gRPC request acts as: what the authentication layer put in its extensions (anonymous without one,
+/// which only node-to-node calls lack, and those never come here).
+pub(crate) fn principal_in(extensions: &http::Extensions) -> Principal {
+    extensions.get::<Principal>().cloned().unwrap_or(Principal::Anonymous)
+}
+
+pub(crate) fn principal_of<T>(request: &tonic::Request<T>) -> Principal {
+    request.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous)
+}
+
+/// Kafka's rule for creating a topic: CREATE on the cluster, or on the topic itself.
+pub(crate) fn authorize_create_topic(node: &Node, principal: &Principal, topic: &str) -> crate::error::Result<()> {
+    if node.authorizer.is_allowed(principal, Operation::Create, &Resource::cluster()) {
+        return Ok(());
+    }
+    node.authorize(principal, Operation::Create, &Resource::topic(topic))
 }

@@ -38,6 +38,7 @@ use tonic::server::NamedService;
 use tonic::Status;
 
 use super::RillService;
+use crate::auth::acl::{Operation, Resource};
 use crate::node::Node;
 
 const FETCH_PATH: &str = "/rill.v1.Records/Fetch";
@@ -95,10 +96,15 @@ impl tower::Service<http::Request<Body>> for RecordsRoute {
 impl RecordsRoute {
     async fn produce(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
+        // The hot path: with authorization off, not even the principal is cloned.
+        let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
         let mut message =
             read_message(request.into_body(), self.max_request_bytes, "the broker's max_request_bytes").await?;
         let request = v1::ProduceRequest::decode(&mut message)
             .map_err(|e| Reason::InvalidArgument.status(format!("the request is not a valid ProduceRequest: {e}")))?;
+        if let Some(principal) = &principal {
+            self.node.authorize(principal, Operation::Write, &Resource::topic(&request.topic))?;
+        }
         if hops::is_on() {
             mark_produced(&request, Hop::BrokerDecoded);
         }
@@ -113,10 +119,14 @@ impl RecordsRoute {
 
     async fn fetch(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
+        let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
         let decoder = SizedProstCodec::<v1::FetchResponse, v1::FetchRequest>::default().decoder();
         let mut messages = Streaming::new_request(decoder, request.into_body(), None, Some(self.max_request_bytes));
         let message =
             messages.message().await?.ok_or_else(|| Reason::InvalidArgument.status("a fetch needs a request"))?;
+        if let Some(principal) = &principal {
+            self.node.authorize(principal, Operation::Read, &Resource::topic(&message.topic))?;
+        }
         let mut response = super::read::fetch(&self.node, message).await?;
         let batches = std::mem::take(&mut response.record_batches);
         let rest = response.encode_to_vec();

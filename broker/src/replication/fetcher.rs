@@ -137,12 +137,22 @@ async fn stream_from(
                 .map_err(BrokerError::join)??;
                 *has_appended = true;
             }
-            partition.log().set_high_watermark(data.high_watermark);
+            follow_high_watermark(partition.log(), data.high_watermark);
             partition.publish_offsets();
         }
         requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
     }
     Ok(())
+}
+
+/// Takes the leader's high watermark, but never moves back on its word. A leader's high watermark can lag
+/// what this follower already knew committed: a leader restarted at the same epoch starts from its log start
+/// until its followers fetch again, and a new leader learns the old one's high watermark a fetch late. What
+/// was committed stays committed (every in-sync replica holds it), so the lower figure is only older news; had
+/// this follower taken it, a consumer of this replica, once it leads, would find offsets it had read out of
+/// range. Only a truncation lowers it (storage's `truncate_to` clamps it to the new log end).
+fn follow_high_watermark(log: &rill_storage::Log, leader_high_watermark: i64) {
+    log.set_high_watermark(leader_high_watermark.max(log.high_watermark()));
 }
 
 /// KIP-279: asks the leader where this log's last epoch ends there, and drops whatever this log holds past it.
@@ -169,4 +179,43 @@ async fn truncate_to_leader(leader: &mut dyn LeaderLink, assignment: &Assignment
         partition.publish_offsets();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(records: usize) -> (tempfile::TempDir, rill_storage::Log) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = rill_storage::Log::open(dir.path(), rill_storage::LogConfig::default()).expect("new log");
+        for sequence in 0..records {
+            let record = rill_protocol::v1::Record { value: Some(vec![sequence as u8].into()), ..Default::default() };
+            let batch = crate::codec::encode_records(&[record], 1, 1 << 20).expect("one small record");
+            log.append(&batch).expect("append");
+        }
+        log.hold_high_watermark(log.log_start_offset());
+        (dir, log)
+    }
+
+    #[test]
+    fn a_follower_high_watermark_does_not_move_back_when_the_leader_reports_less() {
+        let (_dir, log) = log_of(5);
+        follow_high_watermark(&log, 4);
+        assert_eq!(log.high_watermark(), 4);
+        // A leader restarted at the same epoch, or newly elected, may report less than was committed.
+        follow_high_watermark(&log, 0);
+        assert_eq!(log.high_watermark(), 4);
+        follow_high_watermark(&log, 9);
+        assert_eq!(log.high_watermark(), 5, "never past this replica's log end");
+    }
+
+    #[test]
+    fn a_truncated_follower_high_watermark_follows_the_leader_from_its_new_log_end() {
+        let (_dir, log) = log_of(5);
+        follow_high_watermark(&log, 5);
+        log.truncate_to(2).expect("truncate");
+        assert_eq!(log.high_watermark(), 2);
+        follow_high_watermark(&log, 1);
+        assert_eq!(log.high_watermark(), 2);
+    }
 }

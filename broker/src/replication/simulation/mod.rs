@@ -77,6 +77,9 @@ struct World {
     is_healed: AtomicBool,
     faults: Mutex<Vec<String>>,
     summary: Mutex<String>,
+    /// Nodes restarted while the session of their previous process runs: the keeper's sessions refuse the new
+    /// process's heartbeats (another incarnation) until that session expires and the node is fenced.
+    refused: Mutex<BTreeSet<u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,7 +97,7 @@ impl World {
 
     /// The node heartbeats: the controller marks it alive if it can hear it.
     fn heartbeat(&self, node_id: u64) {
-        if !self.controller.is_cut_off(node_id) {
+        if !self.controller.is_cut_off(node_id) && !lock(&self.refused).contains(&node_id) {
             self.controller.commit(&Command::MarkAlive { node_id, address: host_name(node_id), at_ms: 0 });
         }
     }
@@ -158,7 +161,15 @@ async fn watch_high_watermark(node_id: u64, node: Arc<Node>, world: Arc<World>) 
         }
         let high_watermark = log.high_watermark();
         if let Some(highest) = highest.filter(|h| high_watermark < *h) {
-            world.violation(format!("node {node_id}: the high watermark went back from {highest} to {high_watermark}"));
+            let role = match node.check_leader(TOPIC, 0) {
+                Ok(()) => "leader",
+                Err(_) => "follower",
+            };
+            world.violation(format!(
+                "node {node_id} ({role}, log end {}): the high watermark went back from {highest} to {high_watermark}",
+                log.log_end_offset()
+            ));
+            return;
         }
         highest = Some(highest.map_or(high_watermark, |h| h.max(high_watermark)));
     }
@@ -329,7 +340,9 @@ enum Fault {
 struct FaultLoop {
     rng: StdRng,
     world: Arc<World>,
-    active: Option<(Fault, Duration, Option<Duration>)>,
+    active: Option<(Fault, Duration)>,
+    /// When the controller fences each silent node, unless heard from before.
+    fences: BTreeMap<u64, Duration>,
     next_at: Duration,
 }
 
@@ -371,12 +384,14 @@ impl FaultLoop {
         }
         let lasts = Duration::from_millis(self.rng.gen_range(500..4_000));
         lock(&self.world.faults).push(format!("{fault:?} at {now:?} for {lasts:?}"));
-        let fence_at = matches!(fault, Fault::Isolated { .. } | Fault::Crashed { .. }).then_some(now + SESSION_TIMEOUT);
-        self.active = Some((fault, now + lasts, fence_at));
+        if let Fault::Isolated { node_id, .. } | Fault::Crashed { node_id } = &fault {
+            self.fences.insert(*node_id, now + SESSION_TIMEOUT);
+        }
+        self.active = Some((fault, now + lasts));
     }
 
     fn end(&mut self, sim: &mut turmoil::Sim<'_>) {
-        let Some((fault, _, _)) = self.active.take() else { return };
+        let Some((fault, _)) = self.active.take() else { return };
         match fault {
             Fault::Isolated { node_id, alone } => {
                 for peer in NODES.iter().filter(|id| **id != node_id) {
@@ -385,10 +400,15 @@ impl FaultLoop {
                 if alone {
                     sim.repair(host_name(node_id), DRIVER);
                 }
+                // Heard again within its session: not fenced.
+                self.fences.remove(&node_id);
                 self.world.controller.reconnect(node_id);
                 self.world.heartbeat(node_id);
             }
             Fault::Crashed { node_id } => {
+                if self.fences.contains_key(&node_id) {
+                    lock(&self.world.refused).insert(node_id);
+                }
                 self.world.controller.reconnect(node_id);
                 sim.bounce(host_name(node_id));
             }
@@ -405,23 +425,28 @@ impl FaultLoop {
         if self.world.is_healed.load(Ordering::Acquire) {
             return;
         }
-        if now >= FAULTS_FROM + FAULTS_FOR {
+        let is_over = now >= FAULTS_FROM + FAULTS_FOR;
+        if is_over {
             self.end(sim);
-            self.world.is_healed.store(true, Ordering::Release);
-            return;
+            if self.fences.is_empty() {
+                self.world.is_healed.store(true, Ordering::Release);
+                return;
+            }
+        }
+        let due: Vec<u64> = self.fences.iter().filter(|(_, at)| now >= **at).map(|(id, _)| *id).collect();
+        for node_id in due {
+            self.fences.remove(&node_id);
+            self.world.controller.commit(&Command::Fence { node_id, at_ms: 0 });
+            if lock(&self.world.refused).remove(&node_id) && lock(&self.world.nodes).contains_key(&node_id) {
+                self.world.heartbeat(node_id);
+            }
         }
         match &mut self.active {
-            Some((Fault::Isolated { node_id, .. } | Fault::Crashed { node_id }, _, fence_at))
-                if fence_at.is_some_and(|at| now >= at) =>
-            {
-                *fence_at = None;
-                self.world.controller.commit(&Command::Fence { node_id: *node_id, at_ms: 0 });
-            }
-            Some((_, until, _)) if now >= *until => {
+            Some((_, until)) if now >= *until => {
                 self.end(sim);
                 self.next_at = now + Duration::from_millis(self.rng.gen_range(200..1_500));
             }
-            None if now >= self.next_at && self.world.controller.committed().topics.contains_key(TOPIC) => {
+            None if !is_over && now >= self.next_at && self.world.controller.committed().topics.contains_key(TOPIC) => {
                 self.start(sim, now)
             }
             _ => {}
@@ -445,8 +470,13 @@ fn run_seed(seed: u64) -> Result<(), String> {
         sim.host(host_name(node_id), move || run_node(node_id, data_dir.clone(), Arc::clone(&world)));
     }
     sim.client(DRIVER, drive(Arc::clone(&world)));
-    let mut faults =
-        FaultLoop { rng: StdRng::seed_from_u64(seed), world: Arc::clone(&world), active: None, next_at: FAULTS_FROM };
+    let mut faults = FaultLoop {
+        rng: StdRng::seed_from_u64(seed),
+        world: Arc::clone(&world),
+        active: None,
+        fences: BTreeMap::new(),
+        next_at: FAULTS_FROM,
+    };
     let outcome = loop {
         match sim.step() {
             Ok(true) => break Ok(()),
@@ -455,6 +485,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         }
     };
     lock(&world.nodes).clear();
+    let outcome = outcome.map_err(|err| format!("{err} (faults: {:?})", lock(&world.faults)));
     if std::env::var_os("RILL_SIM_VERBOSE").is_some() {
         eprintln!("seed {seed}: {}", lock(&world.summary));
     }

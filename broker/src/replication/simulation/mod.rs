@@ -15,7 +15,7 @@
 //! - the replicas' logs are byte-identical up to the high watermark, which is their log end;
 //! - on every replica whose high watermark the broker moves, it never went backwards (sampled each tick).
 //!
-//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 8), `RILL_SIM_SEED=S` only S; a failure names its seed.
+//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), `RILL_SIM_SEED=S` only S; a failure names its seed.
 //! The seed fixes the faults, turmoil's latencies and losses, and the order hosts run in; storage runs on
 //! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
 
@@ -58,6 +58,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Faults start once the cluster has formed and stop after this long.
 const FAULTS_FROM: Duration = Duration::from_secs(2);
 const FAULTS_FOR: Duration = Duration::from_secs(16);
+/// Fewer acknowledged records than this means the workload, not replication, is broken.
+const MIN_ACKNOWLEDGED: usize = 10;
 /// Simulated time any one wait of the driver may take.
 const SIM_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -196,7 +198,6 @@ fn produce_request(sequence: u64, acks: v1::Acks) -> v1::ProduceRequest {
         partition: Some(0),
         acks: acks as i32,
         records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
-        ..Default::default()
     }
 }
 
@@ -292,6 +293,9 @@ fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Re
             return Err(format!("node {node_id}'s log differs from node {}'s up to the high watermark", NODES[0]));
         }
     }
+    if acknowledged.len() < MIN_ACKNOWLEDGED {
+        return Err(format!("only {} records acknowledged: the workload did not run", acknowledged.len()));
+    }
     let sequences = sequences_in(reference)?;
     let positions: BTreeMap<u64, usize> = sequences.iter().enumerate().map(|(at, s)| (*s, at)).collect();
     if positions.len() != sequences.len() {
@@ -308,11 +312,19 @@ fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Re
     Ok(())
 }
 
-/// The producer's sequence numbers, in log order.
+/// The producer's sequence numbers, in log order; the batches' leader epochs must never go down.
 fn sequences_in(log: &Bytes) -> Result<Vec<u64>, String> {
     let mut sequences = Vec::new();
+    let mut epoch = i32::MIN;
     for batch in BatchIter::new(log.clone()) {
         let batch: RecordBatch = batch.map_err(|e| format!("bad batch in the converged log: {e}"))?;
+        if batch.header.partition_leader_epoch < epoch {
+            return Err(format!(
+                "batch at {} has leader epoch {} after a batch of epoch {epoch}",
+                batch.header.base_offset, batch.header.partition_leader_epoch
+            ));
+        }
+        epoch = batch.header.partition_leader_epoch;
         for record in batch.records().map_err(|e| e.to_string())? {
             let record = record.map_err(|e| e.to_string())?;
             let value: [u8; 8] = record.value.and_then(|v| v.try_into().ok()).ok_or("a record without a sequence")?;
@@ -492,12 +504,12 @@ fn run_seed(seed: u64) -> Result<(), String> {
     outcome
 }
 
-/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 8).
+/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 20).
 fn seeds() -> Vec<u64> {
     match std::env::var("RILL_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("RILL_SIM_SEED is a number")],
         Err(_) => {
-            let count = std::env::var("RILL_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(8);
+            let count = std::env::var("RILL_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
             (0..count).collect()
         }
     }

@@ -11,6 +11,8 @@
 //! - [`leader`] (leader side): answers those streams, records each follower's log end, and moves the high
 //!   watermark to the minimum log end over the ISR. [`isr`] shrinks the ISR of a follower that has not caught
 //!   up for `replica_lag_time_max_ms` and grows it back once it has, both through the controller.
+//! - [`links`]: the controller and the leader nodes as replication reaches them (raft and tonic in a node);
+//!   `simulation/` (tests only) runs all of the above on turmoil hosts through other implementations of them.
 //!
 //! Invariants: only the node the metadata names leader at the current epoch accepts produces, and it stamps
 //! that epoch; a follower's log is a byte-identical prefix of its leader's once it has truncated; the high

@@ -8,17 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::{EpochEndRequest, ReplicaFetch, ReplicaPosition};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use tokio_stream::StreamExt;
 
+use super::links::{unavailable, LeaderLink};
 use super::Replication;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
-use crate::tls::channel_to;
 
 /// How long the leader may hold a fetch with nothing new.
 const FETCH_MAX_WAIT_MS: u32 = 500;
@@ -26,8 +24,6 @@ const FETCH_MAX_BYTES_PER_PARTITION: u32 = 1 << 20;
 /// Reconnect backoff after a failed stream.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
-/// A replication answer may hold `FETCH_MAX_BYTES_PER_PARTITION` for each of many partitions.
-const MAX_ANSWER_BYTES: usize = 256 << 20;
 
 /// One partition followed from a leader at an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,10 +77,6 @@ async fn run(replication: Arc<Replication>, leader: u64, address: String, assign
     }
 }
 
-fn unavailable(what: &str, err: impl std::fmt::Display) -> BrokerError {
-    BrokerError::ControllerUnavailable { reason: format!("{what}: {err}") }
-}
-
 /// Follows the leader until the stream fails; `has_appended` says whether it appended anything meanwhile.
 async fn stream_from(
     replication: &Replication,
@@ -98,10 +90,9 @@ async fn stream_from(
         followed.push((assignment.clone(), node.registry.partition(&assignment.topic, assignment.partition)?));
     }
     drop(node);
-    let channel = channel_to(address, &replication.controller.config).map_err(|e| unavailable("leader address", e))?;
-    let mut client = ControllerClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
+    let mut leader = replication.leader_links.connect(address).await?;
     for (assignment, partition) in &followed {
-        truncate_to_leader(&mut client, assignment, partition).await?;
+        truncate_to_leader(leader.as_mut(), assignment, partition).await?;
     }
     let (requests, outbound) = mpsc::channel(2);
     let fetch = |followed: &[(Assignment, Arc<Partition>)]| ReplicaFetch {
@@ -120,9 +111,8 @@ async fn stream_from(
         max_bytes_per_partition: FETCH_MAX_BYTES_PER_PARTITION,
     };
     requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
-    let mut inbound =
-        client.replicate(ReceiverStream::new(outbound)).await.map_err(|e| unavailable("replicate", e))?.into_inner();
-    while let Some(answer) = inbound.message().await.map_err(|e| unavailable("replication answer", e))? {
+    let mut inbound = leader.replicate(outbound).await?;
+    while let Some(answer) = inbound.next().await.transpose()? {
         for data in answer.partitions {
             let Some((_, partition)) =
                 followed.iter().find(|(a, _)| a.topic == data.topic && a.partition == data.partition)
@@ -147,7 +137,7 @@ async fn stream_from(
                 .map_err(BrokerError::join)??;
                 *has_appended = true;
             }
-            partition.log().set_high_watermark(data.high_watermark);
+            follow_high_watermark(partition.log(), data.high_watermark);
             partition.publish_offsets();
         }
         requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
@@ -155,12 +145,18 @@ async fn stream_from(
     Ok(())
 }
 
+/// Takes the leader's high watermark, but never moves back on its word. A leader's high watermark can lag
+/// what this follower already knew committed: a leader restarted at the same epoch starts from its log start
+/// until its followers fetch again, and a new leader learns the old one's high watermark a fetch late. What
+/// was committed stays committed (every in-sync replica holds it), so the lower figure is only older news; had
+/// this follower taken it, a consumer of this replica, once it leads, would find offsets it had read out of
+/// range. Only a truncation lowers it (storage's `truncate_to` clamps it to the new log end).
+fn follow_high_watermark(log: &rill_storage::Log, leader_high_watermark: i64) {
+    log.set_high_watermark(leader_high_watermark.max(log.high_watermark()));
+}
+
 /// KIP-279: asks the leader where this log's last epoch ends there, and drops whatever this log holds past it.
-async fn truncate_to_leader(
-    client: &mut ControllerClient<Channel>,
-    assignment: &Assignment,
-    partition: &Partition,
-) -> Result<()> {
+async fn truncate_to_leader(leader: &mut dyn LeaderLink, assignment: &Assignment, partition: &Partition) -> Result<()> {
     let log = Arc::clone(partition.log());
     let Some((last_epoch, _)) = log.epoch_end_offset(i32::MAX) else { return Ok(()) };
     let request = EpochEndRequest {
@@ -168,7 +164,7 @@ async fn truncate_to_leader(
         partition: assignment.partition,
         leader_epoch: u32::try_from(last_epoch).unwrap_or(0),
     };
-    let reply = client.offsets_for_leader_epoch(request).await.map_err(|e| unavailable("epoch end", e))?.into_inner();
+    let reply = leader.epoch_end(request).await?;
     let target = if reply.end_offset < 0 {
         // The leader holds no epoch this old: keep only what this node knew committed.
         log.high_watermark()
@@ -183,4 +179,43 @@ async fn truncate_to_leader(
         partition.publish_offsets();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(records: usize) -> (tempfile::TempDir, rill_storage::Log) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = rill_storage::Log::open(dir.path(), rill_storage::LogConfig::default()).expect("new log");
+        for sequence in 0..records {
+            let record = rill_protocol::v1::Record { value: Some(vec![sequence as u8].into()), ..Default::default() };
+            let batch = crate::codec::encode_records(&[record], 1, 1 << 20).expect("one small record");
+            log.append(&batch).expect("append");
+        }
+        log.hold_high_watermark(log.log_start_offset());
+        (dir, log)
+    }
+
+    #[test]
+    fn a_follower_high_watermark_does_not_move_back_when_the_leader_reports_less() {
+        let (_dir, log) = log_of(5);
+        follow_high_watermark(&log, 4);
+        assert_eq!(log.high_watermark(), 4);
+        // A leader restarted at the same epoch, or newly elected, may report less than was committed.
+        follow_high_watermark(&log, 0);
+        assert_eq!(log.high_watermark(), 4);
+        follow_high_watermark(&log, 9);
+        assert_eq!(log.high_watermark(), 5, "never past this replica's log end");
+    }
+
+    #[test]
+    fn a_truncated_follower_high_watermark_follows_the_leader_from_its_new_log_end() {
+        let (_dir, log) = log_of(5);
+        follow_high_watermark(&log, 5);
+        log.truncate_to(2).expect("truncate");
+        assert_eq!(log.high_watermark(), 2);
+        follow_high_watermark(&log, 1);
+        assert_eq!(log.high_watermark(), 2);
+    }
 }

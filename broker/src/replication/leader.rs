@@ -10,6 +10,7 @@ use rill_protocol::internal::{ReplicaData, ReplicaFetch, ReplicaPartitionData, R
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
 use super::{lock, FollowerProgress, Replication};
@@ -23,17 +24,20 @@ const MAX_FETCH_WAIT: Duration = Duration::from_secs(1);
 const MAX_BYTES_PER_PARTITION: usize = 4 << 20;
 
 impl Replication {
-    /// Serves one follower's stream until it ends.
-    pub fn serve_follower(self: &Arc<Self>, mut inbound: tonic::Streaming<ReplicaFetch>) -> ReplicaDataStream {
+    /// Serves one follower's stream (tonic's, or the simulation's) until it ends.
+    pub fn serve_follower<S>(self: &Arc<Self>, mut inbound: S) -> ReplicaDataStream
+    where
+        S: Stream<Item = Result<ReplicaFetch, Status>> + Send + Unpin + 'static,
+    {
         // One answer in flight and one ready: the follower asks again only after it appended the last one.
         let (tx, rx) = mpsc::channel(2);
         let replication = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                let fetch = match inbound.message().await {
-                    Ok(Some(fetch)) => fetch,
-                    Ok(None) => return,
-                    Err(status) => {
+                let fetch = match inbound.next().await {
+                    Some(Ok(fetch)) => fetch,
+                    None => return,
+                    Some(Err(status)) => {
                         tracing::debug!(error = %status, "replication stream from a follower ended");
                         return;
                     }

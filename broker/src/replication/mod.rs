@@ -11,6 +11,8 @@
 //! - [`leader`] (leader side): answers those streams, records each follower's log end, and moves the high
 //!   watermark to the minimum log end over the ISR. [`isr`] shrinks the ISR of a follower that has not caught
 //!   up for `replica_lag_time_max_ms` and grows it back once it has, both through the controller.
+//! - [`links`]: the controller and the leader nodes as replication reaches them (raft and tonic in a node);
+//!   `simulation/` (tests only) runs all of the above on turmoil hosts through other implementations of them.
 //!
 //! Invariants: only the node the metadata names leader at the current epoch accepts produces, and it stamps
 //! that epoch; a follower's log is a byte-identical prefix of its leader's once it has truncated; the high
@@ -20,7 +22,10 @@
 mod fetcher;
 mod isr;
 mod leader;
+pub mod links;
 mod reconcile;
+#[cfg(test)]
+mod simulation;
 mod topics;
 
 use std::collections::HashMap;
@@ -32,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::cluster::metadata::PartitionPlacement;
 use crate::cluster::Controller;
+use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::node::Node;
 use crate::partition::Partition;
@@ -68,7 +74,9 @@ struct FollowerProgress {
 }
 
 pub struct Replication {
-    controller: Arc<Controller>,
+    controller: Arc<dyn links::ControllerLink>,
+    leader_links: Arc<dyn links::LeaderLinks>,
+    config: Arc<BrokerConfig>,
     node: Weak<Node>,
     node_id: u64,
     replica_lag: Duration,
@@ -79,9 +87,25 @@ pub struct Replication {
 
 impl Replication {
     pub fn new(controller: Arc<Controller>, node: Weak<Node>, replica_lag_time_max_ms: u64) -> Self {
+        let config = Arc::clone(&controller.config);
+        let leader_links = Arc::new(links::TonicLeaders { config: Arc::clone(&config) });
+        Self::with_links(controller.node_id, controller, leader_links, config, node, replica_lag_time_max_ms)
+    }
+
+    /// Replication over other links to the controller and the leaders (the turmoil simulation's).
+    pub fn with_links(
+        node_id: u64,
+        controller: Arc<dyn links::ControllerLink>,
+        leader_links: Arc<dyn links::LeaderLinks>,
+        config: Arc<BrokerConfig>,
+        node: Weak<Node>,
+        replica_lag_time_max_ms: u64,
+    ) -> Self {
         Self {
-            node_id: controller.node_id,
+            node_id,
             controller,
+            leader_links,
+            config,
             node,
             replica_lag: Duration::from_millis(replica_lag_time_max_ms),
             leaders: Mutex::new(HashMap::new()),
@@ -100,7 +124,7 @@ impl Replication {
 
     /// The controller quorum's leader as this node knows it.
     pub fn controller_leader(&self) -> Option<u64> {
-        self.controller.raft.metrics().borrow().current_leader
+        self.controller.current_leader()
     }
 
     fn placement(&self, topic: &str, partition: u32) -> Result<(PartitionPlacement, u32)> {

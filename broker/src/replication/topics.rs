@@ -34,7 +34,7 @@ impl Replication {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
         // Answer once this node knows the topic, so a describe or list right after shows it.
-        self.controller.wait_for_metadata(|m| m.topics.contains_key(name.as_str())).await;
+        self.controller.wait_for_metadata(Box::new(|m| m.topics.contains_key(name.as_str()))).await;
         tracing::info!(topic = %name, partitions = request.partition_count, replication_factor = info.replication_factor, "created replicated topic");
         Ok(info)
     }
@@ -50,7 +50,7 @@ impl Replication {
         if !outcome.changed {
             return Err(BrokerError::UnknownTopic { topic: name.to_owned() });
         }
-        self.controller.wait_for_metadata(|m| !m.topics.contains_key(name)).await;
+        self.controller.wait_for_metadata(Box::new(|m| !m.topics.contains_key(name))).await;
         Ok(())
     }
 
@@ -73,7 +73,7 @@ impl Replication {
             .filter_map(|p| Some((p.leader?, p.leader_address.clone())))
             .collect();
         for (leader, address) in remote {
-            let Some(answer) = ask_leader(&address, name, &self.controller.config).await else { continue };
+            let Some(answer) = ask_leader(&address, name, &self.config).await else { continue };
             for p in answer.partitions.into_iter().filter(|p| p.leader == Some(leader)) {
                 if let Some(slot) = described.partitions.get_mut(p.partition as usize) {
                     *slot = p;

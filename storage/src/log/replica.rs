@@ -20,6 +20,11 @@ impl Log {
         self.set_high_watermark(start);
     }
 
+    /// Whether the broker moves the high watermark (a replicated partition's log, once held).
+    pub fn is_high_watermark_held(&self) -> bool {
+        self.is_high_watermark_held.load(Ordering::Acquire)
+    }
+
     /// Sets the high watermark, clamped to `[log start, log end]`. It may move back (a follower that truncated).
     pub fn set_high_watermark(&self, high_watermark: i64) {
         let clamped = high_watermark.clamp(self.log_start_offset(), self.log_end_offset());

@@ -1,0 +1,527 @@
+//! A turmoil simulation of partition replication: three nodes, each with the real [`Node`] parts replication
+//! touches (the registry and its storage `Log`s in a temp dir, the reconciler, the follower's fetcher, the
+//! leader's high watermark and ISR logic, the produce path), on simulated hosts. Followers reach leaders, and the
+//! producer reaches nodes, over turmoil's TCP (`wire.rs`); the controller is a stand-in that applies the real
+//! metadata commands (`controller.rs`).
+//!
+//! Per seed: a producer sends numbered records to partition 0 of a topic with RF 3 and `min_insync_replicas`
+//! 2 (three in four with ACKS_ALL, the rest ACKS_LEADER) while the driver injects faults for
+//! [`FAULTS_FOR`]: the partition leader cut off from its followers and the controller (with or without the
+//! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), message
+//! loss and longer latencies. Then it heals everything, waits for the replicas to converge, and checks:
+//!
+//! - every record acknowledged with ACKS_ALL is in the converged log, once, in the order acknowledged;
+//! - each leader epoch was written by one node at most (by the epoch stamped in each answered produce's batch);
+//! - the replicas' logs are byte-identical up to the high watermark, which is their log end;
+//! - on every replica whose high watermark the broker moves, it never went backwards (sampled each tick).
+//!
+//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), `RILL_SIM_SEED=S` only S; a failure names its seed.
+//! The seed fixes the faults, turmoil's latencies and losses, and the order hosts run in; storage runs on
+//! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
+
+mod controller;
+mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rill_protocol::v1;
+use rill_protocol::{BatchIter, RecordBatch};
+use rill_storage::SegmentFileCache;
+use tokio::sync::watch;
+
+use self::controller::StandInController;
+use super::Replication;
+use crate::cluster::metadata::Command;
+use crate::cluster::placement;
+use crate::config::BrokerConfig;
+use crate::file_budget::FileBudget;
+use crate::groups::GroupCoordinator;
+use crate::node::Node;
+use crate::offsets::OffsetStore;
+use crate::producer_ids::{LocalProducerIdBlocks, ProducerIds};
+use crate::registry::Registry;
+
+const NODES: [u64; 3] = [1, 2, 3];
+const TOPIC: &str = "orders";
+const DRIVER: &str = "driver";
+const REPLICA_LAG_MS: u64 = 1_000;
+/// The stand-in fences a node it has not heard from for this long, as the keeper does.
+const SESSION_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// Faults start once the cluster has formed and stop after this long.
+const FAULTS_FROM: Duration = Duration::from_secs(2);
+const FAULTS_FOR: Duration = Duration::from_secs(16);
+/// Fewer acknowledged records than this means the workload, not replication, is broken.
+const MIN_ACKNOWLEDGED: usize = 10;
+/// Simulated time any one wait of the driver may take.
+const SIM_DEADLINE: Duration = Duration::from_secs(60);
+
+fn host_name(node_id: u64) -> String {
+    format!("node{node_id}")
+}
+
+/// What the hosts, the driver and the fault loop share.
+#[derive(Default)]
+struct World {
+    controller: Arc<StandInController>,
+    nodes: Mutex<BTreeMap<u64, Arc<Node>>>,
+    /// For each leader epoch, the nodes that answered a produce with a batch stamped with it.
+    writers: Mutex<BTreeMap<i32, BTreeSet<u64>>>,
+    violations: Mutex<Vec<String>>,
+    /// Set by the fault loop once every fault is healed.
+    is_healed: AtomicBool,
+    faults: Mutex<Vec<String>>,
+    summary: Mutex<String>,
+    /// Nodes restarted while the session of their previous process runs: the keeper's sessions refuse the new
+    /// process's heartbeats (another incarnation) until that session expires and the node is fenced.
+    refused: Mutex<BTreeSet<u64>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl World {
+    fn node(&self, node_id: u64) -> Option<Arc<Node>> {
+        lock(&self.nodes).get(&node_id).cloned()
+    }
+
+    fn violation(&self, what: String) {
+        lock(&self.violations).push(what);
+    }
+
+    /// The node heartbeats: the controller marks it alive if it can hear it.
+    fn heartbeat(&self, node_id: u64) {
+        if !self.controller.is_cut_off(node_id) && !lock(&self.refused).contains(&node_id) {
+            self.controller.commit(&Command::MarkAlive { node_id, address: host_name(node_id), at_ms: 0 });
+        }
+    }
+}
+
+/// One node: the parts of `server.rs`'s start that replication uses, with the simulation's links.
+async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil::Result {
+    std::fs::create_dir_all(&data_dir)?;
+    let config =
+        Arc::new(BrokerConfig { replica_lag_time_max_ms: REPLICA_LAG_MS, ..BrokerConfig::for_tests(&data_dir) });
+    let budget = FileBudget { max_open_files: 1_000, reserved_files: 100, files_per_partition: 3 };
+    let registry =
+        Registry::restore(Arc::clone(&config), budget, Arc::new(SegmentFileCache::new(16)), None, None).await?;
+    let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
+    let (_shutdown, shutdown) = watch::channel(false);
+    let controller = world.controller.connect(node_id);
+    let node = Arc::new_cyclic(|weak| Node {
+        // Authorization off: the simulation is about replication, not who may produce.
+        authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], None)),
+        config: Arc::clone(&config),
+        registry,
+        offsets,
+        groups: Arc::new(GroupCoordinator::new(Arc::clone(&config))),
+        producer_ids: Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir)))),
+        shutdown,
+        metrics: None,
+        users: None,
+        replication: Some(Arc::new(Replication::with_links(
+            node_id,
+            controller,
+            Arc::new(wire::SimLeaders),
+            Arc::clone(&config),
+            weak.clone(),
+            REPLICA_LAG_MS,
+        ))),
+    });
+    let replication = node.replication.clone().ok_or("node without replication")?;
+    let listener = turmoil::net::TcpListener::bind((IpAddr::from(Ipv4Addr::UNSPECIFIED), wire::PORT)).await?;
+    lock(&world.nodes).insert(node_id, Arc::clone(&node));
+    world.heartbeat(node_id);
+    tokio::spawn(super::run_reconciler(replication));
+    tokio::spawn(watch_high_watermark(node_id, Arc::clone(&node), Arc::clone(&world)));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let world = Arc::clone(&world);
+        let on_produced = move |_offset: i64, epoch: i32| {
+            lock(&world.writers).entry(epoch).or_default().insert(node_id);
+        };
+        tokio::spawn(wire::serve_connection(stream, Arc::clone(&node), on_produced));
+    }
+}
+
+/// Samples the partition's high watermark every tick once the broker holds it (from the reconciler's first
+/// look at the partition on): it must never go back during this process's life.
+async fn watch_high_watermark(node_id: u64, node: Arc<Node>, world: Arc<World>) {
+    let mut highest: Option<i64> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let Ok(partition) = node.registry.partition(TOPIC, 0) else { continue };
+        let log = partition.log();
+        if !log.is_high_watermark_held() {
+            continue;
+        }
+        let high_watermark = log.high_watermark();
+        if let Some(highest) = highest.filter(|h| high_watermark < *h) {
+            let role = match node.check_leader(TOPIC, 0) {
+                Ok(()) => "leader",
+                Err(_) => "follower",
+            };
+            world.violation(format!(
+                "node {node_id} ({role}, log end {}): the high watermark went back from {highest} to {high_watermark}",
+                log.log_end_offset()
+            ));
+            return;
+        }
+        highest = Some(highest.map_or(high_watermark, |h| h.max(high_watermark)));
+    }
+}
+
+/// Polls `check` every 20 ms of simulated time until it returns `Some`, failing past [`SIM_DEADLINE`].
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
+    loop {
+        if let Some(found) = check() {
+            return Ok(found);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("no {what} within {SIM_DEADLINE:?} of simulated time"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn produce_request(sequence: u64, acks: v1::Acks) -> v1::ProduceRequest {
+    let record = v1::Record { value: Some(Bytes::copy_from_slice(&sequence.to_be_bytes())), ..Default::default() };
+    v1::ProduceRequest {
+        topic: TOPIC.into(),
+        partition: Some(0),
+        acks: acks as i32,
+        records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
+    }
+}
+
+/// The producer and the checks: produce through the faults; once healed, converge and check.
+async fn drive(world: Arc<World>) -> turmoil::Result {
+    wait_for("three alive nodes", || (world.controller.committed().alive_nodes().len() == NODES.len()).then_some(()))
+        .await?;
+    let settings = {
+        let node = world.node(1).ok_or("node 1 not running")?;
+        let (_, settings) = node.registry.check_create(TOPIC, 1, &v1::TopicConfig::default())?;
+        settings
+    };
+    let placed = placement::place(1, Some(3), Some(2), &world.controller.committed().alive_nodes(), settings)?;
+    world.controller.commit(&Command::CreateTopic { name: TOPIC.into(), placement: placed });
+
+    let mut acknowledged: Vec<u64> = Vec::new();
+    let mut sequence = 0;
+    let mut target = 0;
+    while !world.is_healed.load(Ordering::Acquire) {
+        sequence += 1;
+        let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
+        match wire::produce(&host_name(NODES[target]), &produce_request(sequence, acks)).await {
+            Ok(_) if acks == v1::Acks::All => acknowledged.push(sequence),
+            Ok(_) => {}
+            Err(_) => {
+                // Not the leader, not enough replicas, or unreachable: as a client would, try the next node.
+                target = (target + 1) % NODES.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    wait_for("every replica back in the ISR under a leader", || {
+        let metadata = world.controller.committed();
+        let p = metadata.topics.get(TOPIC)?.partitions.first()?.clone();
+        (p.leader.is_some() && p.isr.len() == NODES.len()).then_some(())
+    })
+    .await?;
+    // One more acknowledged record, so the high watermark covers everything the leader holds.
+    let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
+    loop {
+        sequence += 1;
+        if wire::produce(&host_name(NODES[target]), &produce_request(sequence, v1::Acks::All)).await.is_ok() {
+            acknowledged.push(sequence);
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("no ACKS_ALL produce succeeded after healing".into());
+        }
+        target = (target + 1) % NODES.len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = wait_for("replicas with equal log ends, each its high watermark", || converged_logs(&world)).await?;
+    check(&world, &logs, &acknowledged)?;
+    let epochs = lock(&world.writers).clone();
+    let faults = lock(&world.faults).clone();
+    tracing::info!(acknowledged = acknowledged.len(), sent = sequence, ?epochs, ?faults, "converged");
+    *lock(&world.summary) = format!(
+        "{} of {sequence} records acknowledged, epochs written {epochs:?}, faults {faults:?}",
+        acknowledged.len()
+    );
+    Ok(())
+}
+
+/// Each replica's log from its start to its high watermark, once every replica's high watermark is the same
+/// log end.
+fn converged_logs(world: &World) -> Option<BTreeMap<u64, Bytes>> {
+    let mut ends = BTreeSet::new();
+    let mut logs = BTreeMap::new();
+    for node_id in NODES {
+        let log = Arc::clone(world.node(node_id)?.registry.partition(TOPIC, 0).ok()?.log());
+        ends.insert((log.log_start_offset(), log.log_end_offset(), log.high_watermark()));
+        let read = log.read_to_end(log.log_start_offset(), 64 << 20).ok()?;
+        logs.insert(node_id, read.batches);
+    }
+    let (_, end, high_watermark) = *ends.first()?;
+    (ends.len() == 1 && end == high_watermark).then_some(logs)
+}
+
+fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Result<(), String> {
+    let violations = lock(&world.violations).clone();
+    if !violations.is_empty() {
+        return Err(violations.join("; "));
+    }
+    for (epoch, writers) in lock(&world.writers).iter() {
+        if writers.len() > 1 {
+            return Err(format!("leader epoch {epoch} was written by several nodes: {writers:?}"));
+        }
+    }
+    let reference = logs.get(&NODES[0]).ok_or("no log of node 1")?;
+    for (node_id, log) in logs {
+        if log != reference {
+            return Err(format!("node {node_id}'s log differs from node {}'s up to the high watermark", NODES[0]));
+        }
+    }
+    if acknowledged.len() < MIN_ACKNOWLEDGED {
+        return Err(format!("only {} records acknowledged: the workload did not run", acknowledged.len()));
+    }
+    let sequences = sequences_in(reference)?;
+    let positions: BTreeMap<u64, usize> = sequences.iter().enumerate().map(|(at, s)| (*s, at)).collect();
+    if positions.len() != sequences.len() {
+        return Err("a record is in the log twice".into());
+    }
+    let mut previous: Option<usize> = None;
+    for sequence in acknowledged {
+        let at = *positions.get(sequence).ok_or_else(|| format!("acknowledged record {sequence} is lost"))?;
+        if previous.is_some_and(|p| at < p) {
+            return Err(format!("acknowledged record {sequence} is before one acknowledged earlier"));
+        }
+        previous = Some(at);
+    }
+    Ok(())
+}
+
+/// The producer's sequence numbers, in log order; the batches' leader epochs must never go down.
+fn sequences_in(log: &Bytes) -> Result<Vec<u64>, String> {
+    let mut sequences = Vec::new();
+    let mut epoch = i32::MIN;
+    for batch in BatchIter::new(log.clone()) {
+        let batch: RecordBatch = batch.map_err(|e| format!("bad batch in the converged log: {e}"))?;
+        if batch.header.partition_leader_epoch < epoch {
+            return Err(format!(
+                "batch at {} has leader epoch {} after a batch of epoch {epoch}",
+                batch.header.base_offset, batch.header.partition_leader_epoch
+            ));
+        }
+        epoch = batch.header.partition_leader_epoch;
+        for record in batch.records().map_err(|e| e.to_string())? {
+            let record = record.map_err(|e| e.to_string())?;
+            let value: [u8; 8] = record.value.and_then(|v| v.try_into().ok()).ok_or("a record without a sequence")?;
+            sequences.push(u64::from_be_bytes(value));
+        }
+    }
+    Ok(sequences)
+}
+
+/// A fault the loop injects, and how it ends.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// Cut off from the other nodes and the controller (and from the producer if `alone`).
+    Isolated {
+        node_id: u64,
+        alone: bool,
+    },
+    Crashed {
+        node_id: u64,
+    },
+    /// Message loss and slower messages everywhere.
+    Lossy,
+}
+
+struct FaultLoop {
+    rng: StdRng,
+    world: Arc<World>,
+    active: Option<(Fault, Duration)>,
+    /// When the controller fences each silent node, unless heard from before.
+    fences: BTreeMap<u64, Duration>,
+    next_at: Duration,
+}
+
+impl FaultLoop {
+    fn leader(&self) -> u64 {
+        let metadata = self.world.controller.committed();
+        metadata.topics.get(TOPIC).and_then(|t| t.partitions.first()).and_then(|p| p.leader).unwrap_or(NODES[0])
+    }
+
+    fn start(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
+        let leader = self.leader();
+        let other = *NODES.iter().filter(|id| **id != leader).nth(self.rng.gen_range(0..2)).unwrap_or(&NODES[0]);
+        let fault = match self.rng.gen_range(0..5) {
+            0 => Fault::Isolated { node_id: leader, alone: false },
+            1 => Fault::Isolated { node_id: leader, alone: true },
+            2 => Fault::Isolated { node_id: other, alone: false },
+            3 => Fault::Crashed { node_id: if self.rng.gen_bool(0.7) { leader } else { other } },
+            _ => Fault::Lossy,
+        };
+        match &fault {
+            Fault::Isolated { node_id, alone } => {
+                for peer in NODES.iter().filter(|id| *id != node_id) {
+                    sim.partition(host_name(*node_id), host_name(*peer));
+                }
+                if *alone {
+                    sim.partition(host_name(*node_id), DRIVER);
+                }
+                self.world.controller.cut_off(*node_id);
+            }
+            Fault::Crashed { node_id } => {
+                sim.crash(host_name(*node_id));
+                lock(&self.world.nodes).remove(node_id);
+                self.world.controller.cut_off(*node_id);
+            }
+            Fault::Lossy => {
+                sim.set_fail_rate(0.05);
+                sim.set_max_message_latency(Duration::from_millis(100));
+            }
+        }
+        let lasts = Duration::from_millis(self.rng.gen_range(500..4_000));
+        lock(&self.world.faults).push(format!("{fault:?} at {now:?} for {lasts:?}"));
+        if let Fault::Isolated { node_id, .. } | Fault::Crashed { node_id } = &fault {
+            self.fences.insert(*node_id, now + SESSION_TIMEOUT);
+        }
+        self.active = Some((fault, now + lasts));
+    }
+
+    fn end(&mut self, sim: &mut turmoil::Sim<'_>) {
+        let Some((fault, _)) = self.active.take() else { return };
+        match fault {
+            Fault::Isolated { node_id, alone } => {
+                for peer in NODES.iter().filter(|id| **id != node_id) {
+                    sim.repair(host_name(node_id), host_name(*peer));
+                }
+                if alone {
+                    sim.repair(host_name(node_id), DRIVER);
+                }
+                // Heard again within its session: not fenced.
+                self.fences.remove(&node_id);
+                self.world.controller.reconnect(node_id);
+                self.world.heartbeat(node_id);
+            }
+            Fault::Crashed { node_id } => {
+                if self.fences.contains_key(&node_id) {
+                    lock(&self.world.refused).insert(node_id);
+                }
+                self.world.controller.reconnect(node_id);
+                sim.bounce(host_name(node_id));
+            }
+            Fault::Lossy => {
+                sim.set_fail_rate(0.0);
+                sim.set_max_message_latency(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Called after every step of the simulation.
+    fn step(&mut self, sim: &mut turmoil::Sim<'_>) {
+        let now = sim.elapsed();
+        if self.world.is_healed.load(Ordering::Acquire) {
+            return;
+        }
+        let is_over = now >= FAULTS_FROM + FAULTS_FOR;
+        if is_over {
+            self.end(sim);
+            if self.fences.is_empty() {
+                self.world.is_healed.store(true, Ordering::Release);
+                return;
+            }
+        }
+        let due: Vec<u64> = self.fences.iter().filter(|(_, at)| now >= **at).map(|(id, _)| *id).collect();
+        for node_id in due {
+            self.fences.remove(&node_id);
+            self.world.controller.commit(&Command::Fence { node_id, at_ms: 0 });
+            if lock(&self.world.refused).remove(&node_id) && lock(&self.world.nodes).contains_key(&node_id) {
+                self.world.heartbeat(node_id);
+            }
+        }
+        match &mut self.active {
+            Some((_, until)) if now >= *until => {
+                self.end(sim);
+                self.next_at = now + Duration::from_millis(self.rng.gen_range(200..1_500));
+            }
+            None if !is_over && now >= self.next_at && self.world.controller.committed().topics.contains_key(TOPIC) => {
+                self.start(sim, now)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn run_seed(seed: u64) -> Result<(), String> {
+    let dirs = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(200))
+        .tick_duration(Duration::from_millis(5))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(10))
+        .build();
+    let world = Arc::new(World::default());
+    for node_id in NODES {
+        let data_dir = dirs.path().join(host_name(node_id));
+        let world = Arc::clone(&world);
+        sim.host(host_name(node_id), move || run_node(node_id, data_dir.clone(), Arc::clone(&world)));
+    }
+    sim.client(DRIVER, drive(Arc::clone(&world)));
+    let mut faults = FaultLoop {
+        rng: StdRng::seed_from_u64(seed),
+        world: Arc::clone(&world),
+        active: None,
+        fences: BTreeMap::new(),
+        next_at: FAULTS_FROM,
+    };
+    let outcome = loop {
+        match sim.step() {
+            Ok(true) => break Ok(()),
+            Ok(false) => faults.step(&mut sim),
+            Err(err) => break Err(err.to_string()),
+        }
+    };
+    lock(&world.nodes).clear();
+    let outcome = outcome.map_err(|err| format!("{err} (faults: {:?})", lock(&world.faults)));
+    if std::env::var_os("RILL_SIM_VERBOSE").is_some() {
+        eprintln!("seed {seed}: {}", lock(&world.summary));
+    }
+    outcome
+}
+
+/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 20).
+fn seeds() -> Vec<u64> {
+    match std::env::var("RILL_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("RILL_SIM_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("RILL_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
+            (0..count).collect()
+        }
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converge() {
+    for seed in seeds() {
+        if let Err(err) = run_seed(seed) {
+            panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
+        }
+    }
+}

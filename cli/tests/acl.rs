@@ -4,46 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{rill, BrokerProcess};
+use common::{rill, AdminBroker, BrokerProcess};
 
-/// A broker with authorization on and its admin listener, over an existing data dir; killed when dropped.
-struct AuthorizingBroker {
-    child: Child,
-    addr: String,
-    admin: String,
-}
-
-impl AuthorizingBroker {
-    fn start(data: &std::path::Path) -> AuthorizingBroker {
-        let mut child = Command::new(common::RILL)
-            .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(["--authorization", "on", "--super-users", "User:admin"])
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rill broker");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
-        let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
-        let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
-        let broker = AuthorizingBroker { child, addr, admin };
-        assert!(!broker.addr.is_empty() && !broker.admin.is_empty(), "the broker printed both addresses");
-        broker
-    }
-}
-
-impl Drop for AuthorizingBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A broker with authorization on (`User:admin` a super user) and its admin listener, over an existing data dir.
+fn authorizing_broker(data: &std::path::Path) -> AdminBroker {
+    AdminBroker::start_in(data, &["--authorization", "on", "--super-users", "User:admin"])
 }
 
 /// `rill --token TOKEN ARGS` against `broker`; no token for the anonymous principal.
@@ -95,7 +64,7 @@ fn each_principal_may_do_what_its_acls_allow_and_every_denial_names_it_and_is_co
             .collect()
     };
     let [admin, app, reader, nobody] = [&tokens[0], &tokens[1], &tokens[2], &tokens[3]].map(|t| Some(t.as_str()));
-    let broker = AuthorizingBroker::start(&data);
+    let broker = authorizing_broker(&data);
     let b = broker.addr.as_str();
 
     // The super user needs no ACL: it creates topics and grants the others theirs.

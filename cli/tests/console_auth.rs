@@ -343,56 +343,19 @@ fn admin_tls_without_a_certificate_and_an_unknown_admin_auth_stop_the_start_sayi
     assert!(!bad.status.success() && bad.stderr.contains("not one of required, off"), "{bad:?}");
 }
 
-/// A broker over an existing data dir with `flags`, and the two addresses it printed; killed when dropped.
-struct BrokerOver {
-    child: std::process::Child,
-    addr: String,
-    admin: String,
-}
-
-impl BrokerOver {
-    fn start(data: &std::path::Path, flags: &[&str]) -> BrokerOver {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(common::RILL)
-            .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(flags)
-            .env("RUST_LOG", "error")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("spawn rill broker");
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
-        let addr = next_line().trim_start_matches("rill broker listening on ").to_string();
-        let admin = next_line().trim_start_matches("rill admin listening on http://").to_string();
-        let broker = BrokerOver { child, addr, admin };
-        assert!(!broker.addr.is_empty() && !broker.admin.is_empty(), "the broker printed both addresses");
-        broker
-    }
-}
-
-impl Drop for BrokerOver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
     // Users, topics and ACLs first, with authorization off: nobody could create the first user after.
     let data = tempfile::tempdir().expect("temp dir");
     {
-        let setup = BrokerOver::start(data.path(), &[]);
+        let setup = AdminBroker::start_in(data.path(), &[]);
         rill(&setup.addr, &["topic", "create", "public"]).ok();
         rill(&setup.addr, &["topic", "create", "secret"]).ok();
         rill_with_stdin(&setup.addr, &["user", "create", "alice", "--password-stdin"], b"pencil-123\n").ok();
         let allow = ["acl", "add", "--allow", "--principal", "User:alice", "--operation", "read", "--topic", "public"];
         rill(&setup.addr, &allow).ok();
     }
-    let broker = BrokerOver::start(data.path(), &["--authorization", "on", "--admin-auth", "required"]);
+    let broker = AdminBroker::start_in(data.path(), &["--authorization", "on", "--admin-auth", "required"]);
     let admin = &broker.admin;
     let origin = format!("http://{admin}");
     let form = Send { form_origin: Some(origin.clone()), ..Send::default() };
@@ -414,6 +377,6 @@ fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
         plain(admin, "POST", "/create-topic", &post, &format!("csrf={token}&name=hers&partitions=1&confirm=yes"));
     assert!(made.body.contains("User:alice is not authorized to create"), "no CREATE for alice: {}", made.body);
     drop(broker);
-    let open = BrokerOver::start(data.path(), &[]);
+    let open = AdminBroker::start_in(data.path(), &[]);
     assert!(!rill(&open.addr, &["topic", "list"]).ok().contains("hers"), "nothing was created");
 }

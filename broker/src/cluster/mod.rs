@@ -35,7 +35,7 @@ pub mod reassign;
 mod rpc;
 mod sessions;
 #[cfg(test)]
-mod simulation;
+pub(crate) mod simulation;
 mod state_machine;
 
 use std::collections::BTreeMap;

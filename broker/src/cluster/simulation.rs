@@ -379,8 +379,9 @@ fn run_crash_seed(seed: u64) -> Result<(), String> {
     outcome
 }
 
-/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 20).
-fn seeds() -> Vec<u64> {
+/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 20). The replication simulation
+/// takes the same.
+pub(crate) fn seeds() -> Vec<u64> {
     match std::env::var("RILL_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("RILL_SIM_SEED is a number")],
         Err(_) => {

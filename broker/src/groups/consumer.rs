@@ -382,32 +382,15 @@ impl GroupCoordinator {
         now: Instant,
         partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
     ) -> Option<Instant> {
-        let deadline = {
-            let groups = self.lock();
-            let state = groups.get(group_id)?.members.get(member_id)?.consumer.as_ref()?;
-            if state.incarnation != incarnation {
-                return None;
+        let deadline_of = |_: &Member, state: &ConsumerMember| Some(state.session_deadline);
+        match self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of) {
+            Expiry::Later(deadline) => Some(deadline),
+            Expiry::Removed => {
+                tracing::info!(group = %group_id, member = %member_id, "KIP-848 member's session expired; removed");
+                None
             }
-            state.session_deadline
-        };
-        if deadline > now {
-            return Some(deadline);
+            Expiry::Gone => None,
         }
-        let topics = self.lock().get(group_id).map(Group::subscribed_topics).unwrap_or_default();
-        let counts = partition_counts(&topics);
-        let mut groups = self.lock();
-        let group = groups.get_mut(group_id)?;
-        let state = group.members.get(member_id)?.consumer.as_ref()?;
-        if state.incarnation != incarnation {
-            return None;
-        }
-        // A heartbeat may have come in between the two looks.
-        if state.session_deadline > now {
-            return Some(state.session_deadline);
-        }
-        group.remove_member(member_id, counts, now_ms());
-        tracing::info!(group = %group_id, member = %member_id, "KIP-848 member's session expired; removed");
-        None
     }
 
     /// Removes the member if this incarnation still holds partitions it was told to revoke past its rebalance
@@ -420,24 +403,55 @@ impl GroupCoordinator {
         now: Instant,
         partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
     ) -> Option<Instant> {
+        let deadline_of =
+            |member: &Member, state: &ConsumerMember| state.revocation_deadline.filter(|_| !member.revoking.is_empty());
+        match self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of) {
+            Expiry::Later(deadline) => Some(deadline),
+            Expiry::Removed => {
+                tracing::info!(group = %group_id, member = %member_id,
+                    "KIP-848 member kept partitions it was told to revoke past its rebalance timeout; removed");
+                None
+            }
+            Expiry::Gone => None,
+        }
+    }
+
+    /// Removes this incarnation of the member once `deadline_of` it has passed. Partition counts are read
+    /// before the group lock, so the deadline is looked at again under it.
+    fn expire_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        incarnation: u64,
+        now: Instant,
+        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
+        deadline_of: impl Fn(&Member, &ConsumerMember) -> Option<Instant>,
+    ) -> Expiry {
+        let current_deadline = |groups: &BTreeMap<String, Group>| {
+            let member = groups.get(group_id)?.members.get(member_id)?;
+            let state = member.consumer.as_ref().filter(|state| state.incarnation == incarnation)?;
+            deadline_of(member, state)
+        };
+        match current_deadline(&self.lock()) {
+            None => return Expiry::Gone,
+            Some(deadline) if deadline > now => return Expiry::Later(deadline),
+            Some(_) => {}
+        }
         let topics = self.lock().get(group_id).map(Group::subscribed_topics).unwrap_or_default();
         let counts = partition_counts(&topics);
         let mut groups = self.lock();
-        let group = groups.get_mut(group_id)?;
-        let member = group.members.get(member_id)?;
-        let state = member.consumer.as_ref()?;
-        if state.incarnation != incarnation || member.revoking.is_empty() {
-            return None;
+        // A heartbeat may have come in between the two looks.
+        match current_deadline(&groups) {
+            None => Expiry::Gone,
+            Some(deadline) if deadline > now => Expiry::Later(deadline),
+            Some(_) => match groups.get_mut(group_id) {
+                Some(group) => {
+                    group.remove_member(member_id, counts, now_ms());
+                    Expiry::Removed
+                }
+                None => Expiry::Gone,
+            },
         }
-        let deadline = state.revocation_deadline?;
-        if deadline > now {
-            return Some(deadline);
-        }
-        let (revoking, timeout) = (member.revoking.len(), state.rebalance_timeout);
-        group.remove_member(member_id, counts, now_ms());
-        tracing::info!(group = %group_id, member = %member_id, revoking, timeout_ms = timeout.as_millis() as u64,
-            "KIP-848 member kept partitions it was told to revoke past its rebalance timeout; removed");
-        None
     }
 
     fn consumer_session_timeout(&self) -> Duration {
@@ -461,6 +475,16 @@ fn stamp(group: &mut Group, member_id: &str) -> i32 {
         state.stamped = assigned;
     }
     state.epoch
+}
+
+/// What looking at a member's deadline found.
+enum Expiry {
+    /// Not yet: look again then.
+    Later(Instant),
+    /// Past it: the member was removed now.
+    Removed,
+    /// The incarnation is gone, or has no deadline: nothing to watch.
+    Gone,
 }
 
 /// Starts the member's revocation clock when it is told to revoke partitions (it hears so in this answer), and
@@ -507,28 +531,45 @@ pub fn partition_counts_of(node: &Node, topics: &BTreeSet<String>) -> BTreeMap<S
 /// Keeps a KIP-848 member's session: sleeps until its deadline, looks again, and removes it when a whole session
 /// passed without a heartbeat. Ends when the member is gone.
 pub fn keep_consumer_session(node: Arc<Node>, group: String, member_id: String, incarnation: u64) {
-    tokio::spawn(async move {
-        let counts = |topics: &BTreeSet<String>| partition_counts_of(&node, topics);
-        let mut deadline = Instant::now() + Duration::from_millis(node.config.group_consumer_session_timeout_ms);
-        loop {
-            tokio::time::sleep_until(deadline).await;
-            match node.groups.expire_consumer(&group, &member_id, incarnation, Instant::now(), counts) {
-                Some(next) => deadline = next,
-                None => return,
-            }
-        }
+    let first = Instant::now() + Duration::from_millis(node.config.group_consumer_session_timeout_ms);
+    watch_member(node, group, member_id, incarnation, first, |groups, group, member, incarnation, now, counts| {
+        groups.expire_consumer(group, member, incarnation, now, counts)
     });
 }
 
 /// Removes a KIP-848 member that still holds partitions it was told to revoke at `deadline` (its rebalance
 /// timeout). Ends once it let them go, left, or was removed.
 pub fn watch_revocation(node: Arc<Node>, group: String, member_id: String, incarnation: u64, deadline: Instant) {
+    watch_member(node, group, member_id, incarnation, deadline, |groups, group, member, incarnation, now, counts| {
+        groups.expire_revocation(group, member, incarnation, now, counts)
+    });
+}
+
+type Expire = fn(
+    &GroupCoordinator,
+    &str,
+    &str,
+    u64,
+    Instant,
+    &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
+) -> Option<Instant>;
+
+/// A timer task: sleeps until `deadline`, asks `expire` to look, and goes on until it says there is nothing left
+/// to watch. Nothing polls.
+fn watch_member(
+    node: Arc<Node>,
+    group: String,
+    member_id: String,
+    incarnation: u64,
+    deadline: Instant,
+    expire: Expire,
+) {
     tokio::spawn(async move {
         let counts = |topics: &BTreeSet<String>| partition_counts_of(&node, topics);
         let mut deadline = deadline;
         loop {
             tokio::time::sleep_until(deadline).await;
-            match node.groups.expire_revocation(&group, &member_id, incarnation, Instant::now(), counts) {
+            match expire(&node.groups, &group, &member_id, incarnation, Instant::now(), &counts) {
                 Some(next) => deadline = next,
                 None => return,
             }

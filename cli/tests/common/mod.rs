@@ -137,16 +137,24 @@ pub struct AdminBroker {
     pub addr: String,
     /// `host:port` of `/metrics`, `/health`, `/ready` and the console.
     pub admin: String,
-    _dir: tempfile::TempDir,
+    /// The data dir it made, if it made one (removed when dropped).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl AdminBroker {
     /// Starts one on a fresh data dir, with `extra` flags after the others.
     pub fn start(extra: &[&str]) -> AdminBroker {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut broker = AdminBroker::start_in(dir.path(), extra);
+        broker._dir = Some(dir);
+        broker
+    }
+
+    /// Starts one on `data_dir`, which the caller keeps (to start another broker on it after this one).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> AdminBroker {
         let mut child = Command::new(RILL)
             .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
@@ -162,7 +170,7 @@ impl AdminBroker {
             .trim_start_matches("http://")
             .trim_start_matches("https://")
             .to_string();
-        let broker = AdminBroker { child, addr, admin, _dir: dir };
+        let broker = AdminBroker { child, addr, admin, _dir: None };
         assert!(!broker.addr.is_empty() && !broker.admin.is_empty(), "the broker printed both addresses");
         broker
     }

@@ -506,20 +506,9 @@ fn run_seed(seed: u64) -> Result<(), String> {
     outcome
 }
 
-/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 20).
-fn seeds() -> Vec<u64> {
-    match std::env::var("RILL_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("RILL_SIM_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("RILL_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
-            (0..count).collect()
-        }
-    }
-}
-
 #[test]
 fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converge() {
-    for seed in seeds() {
+    for seed in crate::cluster::simulation::seeds() {
         if let Err(err) = run_seed(seed) {
             panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
         }

@@ -396,16 +396,19 @@ async fn a_static_member_restarted_in_a_stable_group_keeps_its_assignment_and_fe
     // A stable group of two static members at generation 2, a the leader.
     let a1: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &static_join("", "pod-a")).await;
     let a_id = a1.member_id.to_string();
+    // b's join parks until a, told by a heartbeat that the group rebalances, rejoins.
     let rejoin_a = async {
-        assert_eq!(static_heartbeat(&mut a, &a_id, "pod-a", 1).await, REBALANCE_IN_PROGRESS);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while static_heartbeat(&mut a, &a_id, "pod-a", 1).await != REBALANCE_IN_PROGRESS {
+            assert!(tokio::time::Instant::now() < deadline, "b's join never started a rebalance");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let joined: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &static_join(&a_id, "pod-a")).await;
         joined
     };
     let join_b = static_join("", "pod-b");
-    let (b1, a2): (JoinGroupResponse, JoinGroupResponse) = tokio::join!(b.call(ApiKey::JoinGroup, 5, &join_b), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        rejoin_a.await
-    });
+    let (b1, a2): (JoinGroupResponse, JoinGroupResponse) =
+        tokio::join!(b.call(ApiKey::JoinGroup, 5, &join_b), rejoin_a);
     assert_eq!((a2.error_code, b1.error_code, a2.generation_id, a2.leader.as_str()), (0, 0, 2, a_id.as_str()));
     let b_id = b1.member_id.to_string();
     let assignments = [(a_id.as_str(), "for a"), (b_id.as_str(), "for b")];

@@ -383,14 +383,8 @@ impl GroupCoordinator {
         partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
     ) -> Option<Instant> {
         let deadline_of = |_: &Member, state: &ConsumerMember| Some(state.session_deadline);
-        match self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of) {
-            Expiry::Later(deadline) => Some(deadline),
-            Expiry::Removed => {
-                tracing::info!(group = %group_id, member = %member_id, "KIP-848 member's session expired; removed");
-                None
-            }
-            Expiry::Gone => None,
-        }
+        let why = "KIP-848 member's session expired; removed";
+        self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of, why)
     }
 
     /// Removes the member if this incarnation still holds partitions it was told to revoke past its rebalance
@@ -405,19 +399,14 @@ impl GroupCoordinator {
     ) -> Option<Instant> {
         let deadline_of =
             |member: &Member, state: &ConsumerMember| state.revocation_deadline.filter(|_| !member.revoking.is_empty());
-        match self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of) {
-            Expiry::Later(deadline) => Some(deadline),
-            Expiry::Removed => {
-                tracing::info!(group = %group_id, member = %member_id,
-                    "KIP-848 member kept partitions it was told to revoke past its rebalance timeout; removed");
-                None
-            }
-            Expiry::Gone => None,
-        }
+        let why = "KIP-848 member kept partitions it was told to revoke past its rebalance timeout; removed";
+        self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of, why)
     }
 
-    /// Removes this incarnation of the member once `deadline_of` it has passed. Partition counts are read
-    /// before the group lock, so the deadline is looked at again under it.
+    /// Removes this incarnation of the member once `deadline_of` it has passed, logging `why`. Returns the
+    /// deadline to look again at, or `None` once there is nothing left to watch (removed now, gone, or no
+    /// deadline). Partition counts are read before the group lock, so the deadline is looked at again under it.
+    #[allow(clippy::too_many_arguments)]
     fn expire_member(
         &self,
         group_id: &str,
@@ -426,32 +415,28 @@ impl GroupCoordinator {
         now: Instant,
         partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
         deadline_of: impl Fn(&Member, &ConsumerMember) -> Option<Instant>,
-    ) -> Expiry {
+        why: &str,
+    ) -> Option<Instant> {
         let current_deadline = |groups: &BTreeMap<String, Group>| {
             let member = groups.get(group_id)?.members.get(member_id)?;
             let state = member.consumer.as_ref().filter(|state| state.incarnation == incarnation)?;
             deadline_of(member, state)
         };
-        match current_deadline(&self.lock()) {
-            None => return Expiry::Gone,
-            Some(deadline) if deadline > now => return Expiry::Later(deadline),
-            Some(_) => {}
+        let deadline = current_deadline(&self.lock())?;
+        if deadline > now {
+            return Some(deadline);
         }
         let topics = self.lock().get(group_id).map(Group::subscribed_topics).unwrap_or_default();
         let counts = partition_counts(&topics);
         let mut groups = self.lock();
         // A heartbeat may have come in between the two looks.
-        match current_deadline(&groups) {
-            None => Expiry::Gone,
-            Some(deadline) if deadline > now => Expiry::Later(deadline),
-            Some(_) => match groups.get_mut(group_id) {
-                Some(group) => {
-                    group.remove_member(member_id, counts, now_ms());
-                    Expiry::Removed
-                }
-                None => Expiry::Gone,
-            },
+        let deadline = current_deadline(&groups)?;
+        if deadline > now {
+            return Some(deadline);
         }
+        groups.get_mut(group_id)?.remove_member(member_id, counts, now_ms());
+        tracing::info!(group = %group_id, member = %member_id, "{why}");
+        None
     }
 
     fn consumer_session_timeout(&self) -> Duration {
@@ -475,16 +460,6 @@ fn stamp(group: &mut Group, member_id: &str) -> i32 {
         state.stamped = assigned;
     }
     state.epoch
-}
-
-/// What looking at a member's deadline found.
-enum Expiry {
-    /// Not yet: look again then.
-    Later(Instant),
-    /// Past it: the member was removed now.
-    Removed,
-    /// The incarnation is gone, or has no deadline: nothing to watch.
-    Gone,
 }
 
 /// Starts the member's revocation clock when it is told to revoke partitions (it hears so in this answer), and

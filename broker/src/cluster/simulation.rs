@@ -187,7 +187,17 @@ async fn run_node(node_id: NodeId, raft_dir: PathBuf, nodes: Nodes) -> turmoil::
 }
 
 /// Polls `check` every 50 ms of simulated time until it returns `Some`, failing past [`SIM_DEADLINE`].
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T, String> {
+async fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> Result<T, String> {
+    poll_until(Duration::from_millis(50), what, check).await
+}
+
+/// Polls `check` every `every` of simulated time until it returns `Some`, failing past [`SIM_DEADLINE`]. The
+/// replication simulation waits the same way.
+pub(crate) async fn poll_until<T>(
+    every: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
     let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
     loop {
         if let Some(found) = check() {
@@ -196,7 +206,7 @@ async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> Result
         if tokio::time::Instant::now() > deadline {
             return Err(format!("no {what} within {SIM_DEADLINE:?} of simulated time"));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -179,18 +179,10 @@ async fn watch_high_watermark(node_id: u64, node: Arc<Node>, world: Arc<World>) 
     }
 }
 
-/// Polls `check` every 20 ms of simulated time until it returns `Some`, failing past [`SIM_DEADLINE`].
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T, String> {
-    let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
-    loop {
-        if let Some(found) = check() {
-            return Ok(found);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("no {what} within {SIM_DEADLINE:?} of simulated time"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `check` every 20 ms of simulated time until it returns `Some`, failing past the raft simulation's
+/// deadline.
+async fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> Result<T, String> {
+    crate::cluster::simulation::poll_until(Duration::from_millis(20), what, check).await
 }
 
 fn produce_request(sequence: u64, acks: v1::Acks) -> v1::ProduceRequest {

@@ -368,13 +368,25 @@ fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
     assert!(!topics.body.contains("secret"), "the list leaves out what alice may not describe: {}", topics.body);
     assert_eq!(plain(admin, "GET", "/topics/public", &as_alice, "").status, 200, "her own topic's page");
     let secret = plain(admin, "GET", "/topics/secret", &as_alice, "");
+    assert_eq!(secret.status, 403, "refused before the page is built: {secret:?}");
     let refusal = "User:alice is not authorized to describe topic &quot;secret&quot;";
     assert!(secret.body.contains(refusal), "the refusal names principal, operation and topic: {}", secret.body);
+    let messages = plain(admin, "GET", "/topics/secret/messages", &as_alice, "");
+    assert_eq!(messages.status, 403, "{messages:?}");
+    assert!(
+        messages.body.contains("User:alice is not authorized to read topic &quot;secret&quot;"),
+        "{}",
+        messages.body
+    );
+    let produce_form = plain(admin, "GET", "/topics/public/produce", &as_alice, "");
+    assert_eq!(produce_form.status, 403, "READ on public is not WRITE: {produce_form:?}");
+    assert_eq!(plain(admin, "GET", "/topics/public/messages", &as_alice, "").status, 200, "READ on her topic");
 
     let token = csrf_in(&plain(admin, "GET", "/create-topic", &as_alice, ""));
     let post = Send { cookie: Some(&cookie), form_origin: Some(origin), bearer: None };
     let made =
         plain(admin, "POST", "/create-topic", &post, &format!("csrf={token}&name=hers&partitions=1&confirm=yes"));
+    assert_eq!(made.status, 403, "{made:?}");
     assert!(made.body.contains("User:alice is not authorized to create"), "no CREATE for alice: {}", made.body);
     drop(broker);
     let open = AdminBroker::start_in(data.path(), &[]);

@@ -1,60 +1,35 @@
 //! The one place the console asks "may this principal do this?" before it shows a page or takes an action.
 //!
-//! Today every principal may do everything (there are no ACLs yet: docs/security.md, "Not built yet"). When
-//! ACLs land, [`may`] asks them, with Kafka's resource and operation names, which is all the console needs:
-//! every route already says what it is about to do ([`needed_by`]) and shows a refusal as a 403 page naming the
-//! principal and the operation. The service calls the console makes carry the same principal
-//! (`Page::request`), so checks the service itself makes apply as well.
+//! Every route names what it is about to do with Kafka's operations and resources ([`needed_by`]), and [`may`]
+//! asks the node's [`Authorizer`], the one the gRPC and Kafka edges ask, so the console refuses exactly what the
+//! same call over either protocol would be refused, and says so before it starts: a 403 page naming the
+//! principal, the operation and the resource. The service calls the console makes carry the same principal
+//! (`Page::request`), so whatever the service checks besides (a group's topics on an offset reset) applies too.
+//!
+//! Lists (the overview, the topic and group lists) need no permission of their own: as Kafka's Metadata and
+//! ListGroups do, the service leaves out of them what the principal may not describe.
 
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::authorizer::{Authorizer, Denied};
 use crate::auth::Principal;
 
-/// What a console page touches, by Kafka's resource types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource<'a> {
-    /// The node and its lists (overview, topic list, group list).
-    Cluster,
-    Topic(&'a str),
-    Group(&'a str),
-}
-
-/// What a console page does to it, by Kafka's operation names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Describe,
-    Read,
-    Write,
-    Create,
-    Delete,
-}
-
-/// A refusal: `principal` may not do `operation` on `resource`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{principal} may not {operation:?} {resource}")]
-pub struct Denied {
-    pub principal: String,
-    pub operation: Operation,
-    pub resource: String,
-}
-
-impl std::fmt::Display for Resource<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Resource::Cluster => f.write_str("the cluster"),
-            Resource::Topic(name) => write!(f, "topic {name:?}"),
-            Resource::Group(id) => write!(f, "group {id:?}"),
-        }
+/// Whether `principal` may do `operation` on `resource`, by the node's ACLs; with authorization off, yes.
+/// Creating a topic follows Kafka's rule: CREATE on the cluster, or on the topic itself.
+pub fn may(
+    authorizer: &Authorizer,
+    principal: &Principal,
+    operation: Operation,
+    resource: Resource<'_>,
+) -> Result<(), Denied> {
+    if operation == Operation::Create && authorizer.is_allowed(principal, Operation::Create, &Resource::cluster()) {
+        return Ok(());
     }
+    authorizer.check(principal, operation, &resource)
 }
 
-/// Whether `principal` may do `operation` on `resource`. Allows everything until ACLs exist: the ACL check
-/// goes here, and nowhere else in the console.
-pub fn may(principal: &Principal, operation: Operation, resource: Resource<'_>) -> Result<(), Denied> {
-    let _ = (principal, operation, resource);
-    Ok(())
-}
-
-/// What the console route at `segments` (a POST when `form_topic` or `is_post`) is about to do; `None` for
-/// the stylesheet and pages that touch nothing (a form's first view, sign-in and sign-out).
+/// What the console route at `segments` (a POST when `is_post`; `form_name` the form's `name` field) is about to
+/// do; `None` for the stylesheet, the lists, and pages that touch nothing (a form's first view, sign-in and
+/// sign-out).
 pub fn needed_by<'a>(
     segments: &[&'a str],
     is_post: bool,
@@ -62,17 +37,16 @@ pub fn needed_by<'a>(
 ) -> Option<(Operation, Resource<'a>)> {
     use Operation::*;
     Some(match (segments, is_post) {
-        ([], false) | (["topics"], false) | (["groups"], false) => (Describe, Resource::Cluster),
-        (["create-topic"], false) => return None,
-        (["create-topic"], true) => (Create, Resource::Topic(form_name.unwrap_or(""))),
-        (["topics", topic], false) => (Describe, Resource::Topic(topic)),
-        (["topics", topic, "delete"], true) => (Delete, Resource::Topic(topic)),
-        (["topics", topic, "delete"], false) => (Describe, Resource::Topic(topic)),
-        (["topics", topic, "messages" | "messages.json"], false) => (Read, Resource::Topic(topic)),
-        (["topics", topic, "produce"], _) => (Write, Resource::Topic(topic)),
-        (["groups", group], false) => (Describe, Resource::Group(group)),
-        // Kafka's rule for an offset reset (AlterConsumerGroupOffsets): Read on the group.
-        (["groups", group, "reset"], _) => (Read, Resource::Group(group)),
+        (["create-topic"], true) => (Create, Resource::topic(form_name.unwrap_or(""))),
+        (["topics", topic], false) => (Describe, Resource::topic(topic)),
+        (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
+        (["topics", topic, "delete"], false) => (Describe, Resource::topic(topic)),
+        (["topics", topic, "messages" | "messages.json"], false) => (Read, Resource::topic(topic)),
+        (["topics", topic, "produce"], _) => (Write, Resource::topic(topic)),
+        (["groups", group], false) => (Describe, Resource::group(group)),
+        // Kafka's rule for an offset reset (AlterConsumerGroupOffsets): READ on the group; the service checks
+        // READ on each topic as it commits.
+        (["groups", group, "reset"], _) => (Read, Resource::group(group)),
         _ => return None,
     })
 }
@@ -80,26 +54,71 @@ pub fn needed_by<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::acl::{AclBinding, PatternType, Permission, ResourceType};
+    use crate::auth::acl_store::AclStore;
+    use std::sync::Arc;
 
     #[test]
-    fn every_action_names_what_it_touches_and_today_everything_is_allowed() {
-        let alice = Principal::User("alice".into());
+    fn every_action_names_what_it_touches() {
         let cases = [
-            (vec!["topics", "orders", "produce"], true, None, Some((Operation::Write, Resource::Topic("orders")))),
-            (vec!["create-topic"], true, Some("new"), Some((Operation::Create, Resource::Topic("new")))),
-            (vec!["topics", "orders", "delete"], true, None, Some((Operation::Delete, Resource::Topic("orders")))),
-            (vec!["groups", "billing", "reset"], true, None, Some((Operation::Read, Resource::Group("billing")))),
-            (vec!["topics", "orders", "messages"], false, None, Some((Operation::Read, Resource::Topic("orders")))),
-            (vec![], false, None, Some((Operation::Describe, Resource::Cluster))),
+            (vec!["topics", "orders", "produce"], true, None, Some((Operation::Write, Resource::topic("orders")))),
+            (vec!["create-topic"], true, Some("new"), Some((Operation::Create, Resource::topic("new")))),
+            (vec!["topics", "orders", "delete"], true, None, Some((Operation::Delete, Resource::topic("orders")))),
+            (vec!["groups", "billing", "reset"], true, None, Some((Operation::Read, Resource::group("billing")))),
+            (vec!["topics", "orders", "messages"], false, None, Some((Operation::Read, Resource::topic("orders")))),
+            (vec!["topics", "orders"], false, None, Some((Operation::Describe, Resource::topic("orders")))),
+            (vec![], false, None, None),
+            (vec!["topics"], false, None, None),
+            (vec!["groups"], false, None, None),
+            (vec!["create-topic"], false, None, None),
             (vec!["console.css"], false, None, None),
         ];
         for (segments, is_post, name, expected) in cases {
-            let needed = needed_by(&segments, is_post, name);
-            assert_eq!(needed, expected, "{segments:?}");
-            if let Some((operation, resource)) = needed {
-                assert_eq!(may(&alice, operation, resource), Ok(()));
-                assert_eq!(may(&Principal::Anonymous, operation, resource), Ok(()));
-            }
+            assert_eq!(needed_by(&segments, is_post, name), expected, "{segments:?}");
         }
+    }
+
+    fn allow(principal: &str, operation: Operation, resource_type: ResourceType, name: &str) -> AclBinding {
+        AclBinding {
+            permission: Permission::Allow,
+            principal: principal.to_string(),
+            host: "*".to_string(),
+            operation,
+            resource_type,
+            pattern_type: PatternType::Literal,
+            name: name.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_console_asks_the_nodes_acls() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let acls = Arc::new(AclStore::open(dir.path()).expect("acl store"));
+        acls.add(vec![
+            allow("User:alice", Operation::Read, ResourceType::Topic, "public"),
+            allow("User:bob", Operation::Create, ResourceType::Cluster, "kafka-cluster"),
+        ])
+        .expect("add");
+        let authorizer = Authorizer::new(true, &["User:root".to_string()], Some(acls.clone()));
+        let alice = Principal::User("alice".into());
+        let bob = Principal::User("bob".into());
+        let root = Principal::User("root".into());
+
+        assert_eq!(may(&authorizer, &alice, Operation::Read, Resource::topic("public")), Ok(()));
+        assert_eq!(
+            may(&authorizer, &alice, Operation::Describe, Resource::topic("public")),
+            Ok(()),
+            "read implies describe"
+        );
+        let denied = may(&authorizer, &alice, Operation::Read, Resource::topic("secret")).expect_err("no ACL");
+        assert_eq!((denied.principal.as_str(), denied.operation), ("User:alice", Operation::Read));
+        assert!(denied.to_string().contains("topic \"secret\""), "{denied}");
+        assert!(may(&authorizer, &alice, Operation::Create, Resource::topic("new")).is_err());
+        assert_eq!(may(&authorizer, &bob, Operation::Create, Resource::topic("new")), Ok(()), "create on the cluster");
+        assert!(may(&authorizer, &Principal::Anonymous, Operation::Describe, Resource::topic("public")).is_err());
+        assert_eq!(may(&authorizer, &root, Operation::Delete, Resource::topic("secret")), Ok(()), "super user");
+
+        let off = Authorizer::new(false, &[], Some(acls));
+        assert_eq!(may(&off, &Principal::Anonymous, Operation::Delete, Resource::topic("secret")), Ok(()));
     }
 }

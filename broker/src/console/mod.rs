@@ -135,8 +135,7 @@ impl Console {
         };
         let form_name = form.as_ref().and_then(|form| form.get("name"));
         if let Some((operation, resource)) = authorize::needed_by(&segments, is_post, form_name) {
-            if let Err(denied) = authorize::may(page.principal, operation, resource) {
-                tracing::info!(principal = %page.principal, ?operation, %resource, "console action denied");
+            if let Err(denied) = authorize::may(&self.node.authorizer, page.principal, operation, resource) {
                 return page.error(403, "Not allowed", &denied.to_string());
             }
         }

@@ -199,3 +199,80 @@ async fn each_refusal_has_its_kafka_code_and_says_what_was_wrong() {
     assert_eq!(refused.error_code, GROUP_ID_NOT_FOUND);
     assert!(message(&refused).contains("classic"), "{}", message(&refused));
 }
+
+fn commit(member: &str, epoch: i32, offset: i64) -> OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_member_id(text(member))
+        .with_generation_id_or_member_epoch(epoch)
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(TopicName(text("orders"))).with_partitions(
+            vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)],
+        )])
+}
+
+fn fetch_as(member: Option<&str>, epoch: i32) -> OffsetFetchRequest {
+    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+    let group = OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(text("g")))
+        .with_member_id(member.map(text))
+        .with_member_epoch(epoch)
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_name(TopicName(text("orders")))
+            .with_partition_indexes(vec![0])]));
+    OffsetFetchRequest::default().with_groups(vec![group])
+}
+
+fn commit_code(response: &OffsetCommitResponse) -> i16 {
+    response.topics[0].partitions[0].error_code
+}
+
+/// (group error, the committed offset of orders/0 when there is no error)
+fn fetched(response: &OffsetFetchResponse) -> (i16, Option<i64>) {
+    let group = &response.groups[0];
+    let offset = group.topics.first().and_then(|t| t.partitions.first()).map(|p| p.committed_offset);
+    (group.error_code, offset)
+}
+
+#[tokio::test]
+async fn offset_commit_and_fetch_v9_check_the_members_epoch_with_kip_848_codes() {
+    const ILLEGAL_GENERATION: i16 = 22;
+    const STALE_MEMBER_EPOCH: i16 = 113;
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 2).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "orders").await;
+    let joined: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &joining("g", "m", &["orders"])).await;
+    assert_eq!(joined.error_code, 0, "{}", message(&joined));
+    let epoch = joined.member_epoch;
+    assert!(epoch > 0);
+    let owned = Some(vec![TopicPartitions::default().with_topic_id(id).with_partitions(vec![0, 1])]);
+    let steady: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat("g", "m", epoch).with_topic_partitions(owned)).await;
+    assert_eq!((steady.error_code, steady.member_epoch), (0, epoch), "{}", message(&steady));
+
+    let committed: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &commit("m", epoch, 3)).await;
+    assert_eq!(commit_code(&committed), 0, "the member's own epoch");
+    let stale: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &commit("m", epoch - 1, 7)).await;
+    assert_eq!(commit_code(&stale), STALE_MEMBER_EPOCH, "an epoch it no longer holds");
+    let ahead: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &commit("m", epoch + 1, 7)).await;
+    assert_eq!(commit_code(&ahead), FENCED_MEMBER_EPOCH, "an epoch it was never sent");
+    let old_client: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &commit("m", epoch - 1, 7)).await;
+    assert_eq!(commit_code(&old_client), ILLEGAL_GENERATION, "v8 knows no KIP-848 codes");
+    let unknown: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &commit("other", epoch, 7)).await;
+    assert_eq!(commit_code(&unknown), UNKNOWN_MEMBER_ID);
+
+    let mine: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &fetch_as(Some("m"), epoch)).await;
+    assert_eq!(fetched(&mine), (0, Some(3)), "only the commit at the right epoch landed");
+    let stale: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &fetch_as(Some("m"), epoch - 1)).await;
+    assert_eq!(fetched(&stale).0, STALE_MEMBER_EPOCH);
+    let ahead: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &fetch_as(Some("m"), epoch + 1)).await;
+    assert_eq!(fetched(&ahead).0, FENCED_MEMBER_EPOCH);
+    let stranger: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &fetch_as(Some("other"), epoch)).await;
+    assert_eq!(fetched(&stranger).0, UNKNOWN_MEMBER_ID);
+    let admin: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &fetch_as(None, -1)).await;
+    assert_eq!(fetched(&admin), (0, Some(3)), "an admin tool names no member");
+    let v8: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 8, &fetch_as(None, -1)).await;
+    assert_eq!(fetched(&v8), (0, Some(3)));
+}

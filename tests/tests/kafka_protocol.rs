@@ -95,8 +95,8 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (1, 4, 12), // Fetch
         (2, 1, 6),  // ListOffsets
         (3, 1, 12), // Metadata
-        (8, 2, 8),  // OffsetCommit
-        (9, 1, 8),  // OffsetFetch
+        (8, 2, 9),  // OffsetCommit
+        (9, 1, 9),  // OffsetFetch
         (10, 0, 4), // FindCoordinator
         (11, 0, 9), // JoinGroup
         (12, 0, 4), // Heartbeat

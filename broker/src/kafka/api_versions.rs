@@ -17,8 +17,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // The group coordinator (docs/kafka.md): FindCoordinator v4 batches keys; OffsetCommit v9 and OffsetFetch v9
     // carry KIP-848 member epochs, not served.
     (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),

@@ -78,7 +78,8 @@ pub async fn answer(
             }
         }),
         ApiKey::OffsetCommit => {
-            serve!(OffsetCommitRequest, |request| offset_commit::answer(kafka, request, &caller.principal).await)
+            serve!(OffsetCommitRequest, |request| offset_commit::answer(kafka, request, version, &caller.principal)
+                .await)
         }
         ApiKey::OffsetFetch => {
             serve!(OffsetFetchRequest, |request| offset_fetch::answer(kafka, request, version, &caller.principal))

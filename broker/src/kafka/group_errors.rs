@@ -12,6 +12,10 @@ pub fn classic_code(err: &ClassicError) -> i16 {
     let error = match err {
         ClassicError::UnknownMember { .. } => ResponseError::UnknownMemberId,
         ClassicError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        // Kafka's rule: an epoch ahead of the member's was never sent to it (fenced: rejoin); one behind is
+        // stale (heartbeat, then retry).
+        ClassicError::StaleMemberEpoch { epoch, current, .. } if epoch > current => ResponseError::FencedMemberEpoch,
+        ClassicError::StaleMemberEpoch { .. } => ResponseError::StaleMemberEpoch,
         ClassicError::RebalanceInProgress { .. } => ResponseError::RebalanceInProgress,
         ClassicError::InconsistentProtocol { .. } => ResponseError::InconsistentGroupProtocol,
         ClassicError::MemberIdRequired { .. } => ResponseError::MemberIdRequired,

@@ -1,7 +1,11 @@
-//! OffsetCommit (v2–v8): a Kafka consumer's commits go to the same offset store as rill's own (so they show in
+//! OffsetCommit (v2–v9): a Kafka consumer's commits go to the same offset store as rill's own (so they show in
 //! `rill group describe`), checked as they land against the group: a member of a Kafka group commits with its
 //! current generation, a KIP-848 member with an epoch it was sent and only partitions it owns, a consumer outside
 //! any group with generation -1 (`GroupCoordinator::check_kafka_commit`).
+//! v9 is v8 for clients of the KIP-848 protocol: an epoch behind the member's is STALE_MEMBER_EPOCH there, which
+//! they retry with their current epoch, and one ahead of it FENCED_MEMBER_EPOCH (rejoin). Below v9 either is
+//! ILLEGAL_GENERATION, the only code those versions know. (Kafka refuses a KIP-848 member's commit below v9;
+//! rill takes it, as it did before v9 was served.)
 //! Each partition gets its own code: one that does not exist or whose metadata is too long is refused alone;
 //! a refusal by the group applies to every partition of the request.
 
@@ -16,19 +20,24 @@ use super::error::error_code;
 use super::group_errors::{classic_code, group_code};
 use super::KafkaContext;
 use crate::error::BrokerError;
+use crate::groups::classic::ClassicError;
 use crate::groups::{check_group_id, TopicPartition};
 use crate::node::now_ms;
 use crate::offsets::{OffsetKey, MAX_METADATA_BYTES};
 use crate::request_trace;
 
+/// The first version (Kafka 3.7) whose clients know KIP-848's member-epoch codes.
+const COMMIT_VERSION_FOR_KIP_848: i16 = 9;
+
 /// Commits under a `commit` span (`request_trace`) naming every partition asked for.
 pub async fn answer(
     kafka: &KafkaContext,
     request: OffsetCommitRequest,
+    version: i16,
     principal: &crate::auth::Principal,
 ) -> OffsetCommitResponse {
     let span = commit_span(&request);
-    let response = commit(kafka, request, principal).instrument(span.clone()).await;
+    let response = commit(kafka, request, version, principal).instrument(span.clone()).await;
     let failed = response.topics.iter().flat_map(|t| &t.partitions).find(|p| p.error_code != 0);
     if let Some(failed) = failed {
         let outcome: Result<(), String> = Err(format!("kafka error code {}", failed.error_code));
@@ -50,6 +59,7 @@ fn commit_span(request: &OffsetCommitRequest) -> tracing::Span {
 async fn commit(
     kafka: &KafkaContext,
     request: OffsetCommitRequest,
+    version: i16,
     principal: &crate::auth::Principal,
 ) -> OffsetCommitResponse {
     use crate::auth::acl::{Operation, Resource};
@@ -115,6 +125,9 @@ async fn commit(
         let refusal = refused_by_group.lock().unwrap_or_else(PoisonError::into_inner).take();
         let code = match (stored, refusal) {
             (Ok(()), _) => 0,
+            (Err(_), Some(ClassicError::StaleMemberEpoch { .. })) if version < COMMIT_VERSION_FOR_KIP_848 => {
+                ResponseError::IllegalGeneration.code()
+            }
             (Err(_), Some(refusal)) => classic_code(&refusal),
             (Err(err), None) => group_code(&err),
         };

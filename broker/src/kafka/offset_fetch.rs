@@ -1,7 +1,9 @@
-//! OffsetFetch (v1–v8): a group's committed offsets from the offset store rill's own consumers use. A partition
+//! OffsetFetch (v1–v9): a group's committed offsets from the offset store rill's own consumers use. A partition
 //! without a commit is offset -1 with no error, as in Kafka; no topics (null, v2+) asks for every partition the
-//! group has committed. v8 asks for several groups in one request. With no transactions every offset is
-//! stable, so `require_stable` needs no wait.
+//! group has committed. v8 asks for several groups in one request. v9 (KIP-848) names the asking member and its
+//! epoch: in a group of KIP-848 members they are checked as a commit's are (UNKNOWN_MEMBER_ID,
+//! STALE_MEMBER_EPOCH), so a member fenced out of the group does not resume from offsets it no longer owns.
+//! With no transactions every offset is stable, so `require_stable` needs no wait.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -10,7 +12,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_errors::group_code;
+use super::group_errors::{classic_code, group_code};
 use super::KafkaContext;
 use crate::groups::check_group_id;
 use crate::offsets::{Committed, OffsetKey};
@@ -35,7 +37,8 @@ pub fn answer(
                 let wanted = asked
                     .topics
                     .map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect::<Vec<_>>());
-                let (error_code, topics) = match lookup(kafka, &asked.group_id, wanted, principal) {
+                let member = Member { id: asked.member_id.as_ref().map(|id| id.as_str()), epoch: asked.member_epoch };
+                let (error_code, topics) = match lookup(kafka, &asked.group_id, member, wanted, principal) {
                     Ok(topics) => (0, topics),
                     Err(code) => (code, Vec::new()),
                 };
@@ -64,7 +67,7 @@ pub fn answer(
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    let (error_code, topics) = match lookup(kafka, &request.group_id, wanted, principal) {
+    let (error_code, topics) = match lookup(kafka, &request.group_id, Member::NONE, wanted, principal) {
         Ok(topics) => (0, topics),
         Err(code) => (code, Vec::new()),
     };
@@ -87,10 +90,22 @@ pub fn answer(
     OffsetFetchResponse::default().with_topics(topics).with_error_code(error_code)
 }
 
+/// Who asks (v9+): a KIP-848 member and its epoch, or no member id and epoch -1.
+#[derive(Clone, Copy)]
+struct Member<'a> {
+    id: Option<&'a str>,
+    epoch: i32,
+}
+
+impl Member<'_> {
+    const NONE: Member<'static> = Member { id: None, epoch: -1 };
+}
+
 /// The group's commits for `wanted` (topic and partitions), or for everything it committed when `None`.
 fn lookup(
     kafka: &KafkaContext,
     group: &GroupId,
+    member: Member<'_>,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
     principal: &crate::auth::Principal,
 ) -> Result<Vec<(TopicName, Vec<Found>)>, i16> {
@@ -102,6 +117,7 @@ fn lookup(
     let authorizer = &kafka.node.authorizer;
     let store = &kafka.node.offsets;
     store.check_coordinator(group).map_err(|err| group_code(&err))?;
+    kafka.node.groups.check_kafka_offset_fetch(group, member.id, member.epoch).map_err(|err| classic_code(&err))?;
     let Some(wanted) = wanted else {
         let mut topics: Vec<(TopicName, Vec<Found>)> = Vec::new();
         for (key, committed) in store

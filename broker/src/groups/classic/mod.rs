@@ -32,6 +32,12 @@ pub enum ClassicError {
     UnknownMember { group: String, member: String },
     #[error("generation {generation} of member {member:?} is not group {group:?}'s current {current}")]
     IllegalGeneration { group: String, member: String, generation: i32, current: i32 },
+    /// A KIP-848 member named an epoch it was never sent or no longer holds (Kafka's STALE_MEMBER_EPOCH).
+    #[error(
+        "epoch {epoch} of member {member:?} is not one group {group:?} holds for it (its current is {current}): \
+         heartbeat for the current epoch, then retry"
+    )]
+    StaleMemberEpoch { group: String, member: String, epoch: i32, current: i32 },
     #[error("group {group:?} is rebalancing: rejoin")]
     RebalanceInProgress { group: String },
     #[error("group {group:?}: {reason}")]
@@ -453,8 +459,15 @@ impl GroupCoordinator {
             // giving them up: a consumer commits what it read before letting a partition go).
             let member = group.members.get(member_id).filter(|m| m.consumer.is_some()).ok_or_else(unknown)?;
             let (lowest, epoch) = member.consumer.as_ref().map_or((0, 0), |c| (c.lowest_valid_epoch, c.epoch));
-            let is_owner = partitions.iter().all(|tp| member.owns(tp).is_some());
-            if !(lowest..=epoch).contains(&generation) || !is_owner {
+            if !(lowest..=epoch).contains(&generation) {
+                return Err(ClassicError::StaleMemberEpoch {
+                    group: group_id.to_owned(),
+                    member: member_id.to_owned(),
+                    epoch: generation,
+                    current: epoch,
+                });
+            }
+            if !partitions.iter().all(|tp| member.owns(tp).is_some()) {
                 return Err(ClassicError::IllegalGeneration {
                     group: group_id.to_owned(),
                     member: member_id.to_owned(),
@@ -481,6 +494,37 @@ impl GroupCoordinator {
         }
         if generation != group.generation {
             return Err(illegal_generation(group, member_id, generation));
+        }
+        Ok(())
+    }
+
+    /// The check an OffsetFetch v9+ naming a member passes (KIP-848): in a group of KIP-848 members, the member
+    /// must be one of them and the epoch one it holds, as for a commit. No member id and a negative epoch (an
+    /// admin tool, a consumer outside any group) always pass, and so does a classic group, whose members do not
+    /// send them.
+    pub fn check_kafka_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), ClassicError> {
+        if member_id.is_none() && epoch < 0 {
+            return Ok(());
+        }
+        let grpc = self.lock();
+        let Some(group) = grpc.get(group_id).filter(|g| g.members.values().any(|m| m.consumer.is_some())) else {
+            return Ok(());
+        };
+        let member_id = member_id.unwrap_or_default();
+        let unknown = || ClassicError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
+        let member = group.members.get(member_id).and_then(|m| m.consumer.as_ref()).ok_or_else(unknown)?;
+        if !(member.lowest_valid_epoch..=member.epoch).contains(&epoch) {
+            return Err(ClassicError::StaleMemberEpoch {
+                group: group_id.to_owned(),
+                member: member_id.to_owned(),
+                epoch,
+                current: member.epoch,
+            });
         }
         Ok(())
     }

@@ -5,32 +5,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{scrape, Cluster};
 use common::{rill, DEADLINE};
 
 const FAST_CLUSTER: &str =
     "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n";
 const PARTITIONS: u32 = 3;
-
-/// Every sample of one node's `/metrics`, by series as written (name and labels); `None` if it does not answer.
-fn scrape(admin: &str) -> Option<HashMap<String, f64>> {
-    let mut stream = std::net::TcpStream::connect(admin).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (_, body) = answer.split_once("\r\n\r\n")?;
-    let samples = body
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter_map(|(series, value)| Some((series.to_string(), value.parse().ok()?)))
-        .collect();
-    Some(samples)
-}
 
 fn partition_series(name: &str, partition: u32) -> String {
     format!(r#"{name}{{topic="metered",partition="{partition}"}}"#)

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{scrape, Cluster};
 use common::{rill, rill_with_stdin, TinyFs, DEADLINE};
 
 /// Short sessions and lag limit so failover and ISR changes happen within the test's deadline.
@@ -251,9 +251,17 @@ fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_
     producer_ids.sort();
     producer_ids.dedup();
     assert_eq!(producer_ids.len(), 3, "each node issued a distinct producer id: {producer_ids:?}");
-    // The client follows the refusal to the leader: a produce through the follower is stored.
+    // The client asks for the topic's placement before its first produce and sends it straight to the leader:
+    // bootstrapped from the follower, nothing but metadata calls reach the follower.
+    let produces_at = |node: u64| {
+        let samples = scrape(cluster.admin(node)).expect("the node's /metrics");
+        samples.get(r#"rill_grpc_requests_total{method="rill.v1.Records/Produce"}"#).copied().unwrap_or(0.0)
+    };
+    let (follower_before, leader_before) = (produces_at(follower), produces_at(leader));
     let routed = rill_with_stdin(cluster.addr(follower), &["produce", "orders", "--acks", "all"], b"routed\n");
     routed.ok();
+    assert_eq!(produces_at(follower), follower_before, "no produce went to the follower first");
+    assert_eq!(produces_at(leader), leader_before + 1.0, "the produce went straight to the leader");
 
     cluster.nodes[follower as usize - 1].take().expect("running").kill();
     wait_for_partition(cluster.addr(leader), "the ISR shrunk to 2", |r| r.isr.len() == 2);

@@ -225,12 +225,14 @@ impl Admin {
     }
 }
 
-/// DescribeTopic, shared by the admin and the producer's partition-count cache.
+/// DescribeTopic, shared by the admin, the producer's partition-count cache and the leader routing (which
+/// learns every answer's placement).
 pub(crate) async fn describe(client: &Client, name: &str, timeout: Duration) -> Result<TopicDescription> {
     let message = DescribeTopicRequest { name: name.to_owned() };
     let response =
         call(timeout, RequestContext::topic(name), client.topics().describe_topic(request(message, timeout))).await?;
     let topic = response.topic.ok_or_else(|| malformed("DescribeTopicResponse without a topic"))?;
+    client.learn_placement(name, &response.partitions);
     Ok(TopicDescription { topic, partitions: response.partitions })
 }
 

@@ -574,7 +574,8 @@ impl Consumer {
             }
             let ctx = RequestContext::partition(&key.0, key.1);
             let max_message_bytes = client.config().max_message_bytes;
-            let fetch = records_call::fetch(client.channel_for(&key.0, key.1), &message, timeout, max_message_bytes);
+            let channel = client.channel_for(&key.0, key.1).await;
+            let fetch = records_call::fetch(channel, &message, timeout, max_message_bytes);
             let outcome = match call(timeout, ctx, fetch).await {
                 Ok(response) => FetchOutcome::Fetched(response),
                 // The position left the log (retention, or a seek past the end): look up where to go from here

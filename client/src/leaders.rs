@@ -1,24 +1,30 @@
-//! Which node leads each partition, for a client of a cluster. Produce and fetch go to the partition's leader;
-//! until one is known they go to the bootstrap node. A `not-leader` refusal (the broker's typed reason, never
-//! its message text) names the leader when the node knows it, and the client goes there; otherwise it asks any
-//! node for the topic's placement (`DescribeTopic`, the metadata call) and routes by it. A leader that cannot be
-//! reached is forgotten, and the next call goes through the bootstrap nodes again, which say where to go.
+//! Which node leads each partition, for a client of a cluster. Produce and fetch go to the partition's leader.
+//! Before the first call for a topic the client asks the bootstrap node for the topic's placement
+//! (`DescribeTopic`, the metadata call, once per topic however many partitions call at once), as a Kafka
+//! client's first Metadata request does, so the first produce already goes to the leader. Where no leader is
+//! named (a single node, a topic that does not exist yet) calls go to the bootstrap node. A `not-leader` refusal
+//! (the broker's typed reason, never its message text) names the leader when the node knows it, and the client
+//! goes there; otherwise it asks for the placement again and routes by it. A leader that cannot be reached is
+//! forgotten, and the next call goes through the bootstrap nodes again, which say where to go.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use crate::connection::BrokerChannel as Channel;
-use rill_protocol::v1::topic_admin_client::TopicAdminClient;
-use rill_protocol::v1::DescribeTopicRequest;
+use rill_protocol::v1::PartitionInfo;
 
-use crate::connection::{call, endpoint, request, Client, ClientConfig};
-use crate::error::{Error, RequestContext};
+use crate::connection::{endpoint, Client, ClientConfig};
+use crate::error::Error;
 
 /// The leaders learned so far, and a channel per node address (shared by the partitions it leads).
 #[derive(Default)]
 pub(crate) struct Leaders {
     by_partition: Mutex<HashMap<(String, u32), Channel>>,
     by_address: Mutex<HashMap<String, Channel>>,
+    /// Topics whose placement was asked for before their first call (done once, shared by concurrent callers).
+    placement_asked: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
 }
 
 impl Leaders {
@@ -35,8 +41,11 @@ impl Leaders {
 }
 
 impl Client {
-    /// Where a produce or fetch for the partition goes: its leader if known, else the bootstrap node.
-    pub(crate) fn channel_for(&self, topic: &str, partition: u32) -> Channel {
+    /// Where a produce or fetch for the partition goes: its leader if known, else the bootstrap node. The
+    /// topic's first call asks for its placement first.
+    pub(crate) async fn channel_for(&self, topic: &str, partition: u32) -> Channel {
+        let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
+        asked.get_or_init(|| self.refresh(topic)).await;
         let known = lock(&self.leaders().by_partition).get(&(topic.to_owned(), partition)).cloned();
         known.unwrap_or_else(|| self.channel())
     }
@@ -69,25 +78,22 @@ impl Client {
         };
     }
 
-    /// Asks the bootstrap node for the topic's leaders and routes every partition by them.
+    /// Asks the bootstrap node for the topic's placement; [`crate::admin::describe`] routes by it.
     async fn refresh(&self, topic: &str) {
-        let timeout = self.config().request_timeout;
-        let max = self.config().max_message_bytes;
-        let mut admin = TopicAdminClient::new(self.channel()).max_decoding_message_size(max);
-        let described = call(
-            timeout,
-            RequestContext::topic(topic),
-            admin.describe_topic(request(DescribeTopicRequest { name: topic.to_owned() }, timeout)),
-        )
-        .await;
-        match described {
-            Ok(described) => {
-                for p in described.partitions {
-                    self.route(topic, p.partition, Some(&p.leader_address));
-                }
-            }
-            Err(err) => tracing::debug!(%topic, error = %err, "cannot learn the topic's leaders"),
+        if let Err(err) = crate::admin::describe(self, topic, self.config().request_timeout).await {
+            tracing::debug!(%topic, error = %err, "cannot learn the topic's leaders");
         }
+    }
+
+    /// Routes every partition of `topic` by a DescribeTopic answer, whoever asked for it (the producer's
+    /// partition count, the admin), so the topic's first call needs no second one.
+    pub(crate) fn learn_placement(&self, topic: &str, partitions: &[PartitionInfo]) {
+        for p in partitions {
+            self.route(topic, p.partition, Some(&p.leader_address));
+        }
+        let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
+        // Already set, or being set by the call that brought this answer: either way the topic is known.
+        let _ = asked.set(());
     }
 }
 

@@ -417,7 +417,7 @@ async fn produce_with_retries(
         // An attempt never outlives the batch's delivery timeout.
         let timeout = config.request_timeout.min(remaining);
         let ctx = RequestContext::partition(topic, partition);
-        let channel = client.channel_for(topic, partition);
+        let channel = client.channel_for(topic, partition).await;
         let was_behind_unanswered = order.is_behind_unanswered();
         let produced = records_call::produce(channel, &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;

@@ -1,6 +1,8 @@
 //! Three `rill broker` processes forming one cluster on free loopback ports, for the cluster and replication
 //! tests. Every node needs the whole peers list, so the ports are picked before any node starts.
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -108,4 +110,21 @@ pub fn broker_args(node_id: u64, listen: &str, data_dir: &Path, peers: &str, con
         args.extend(["--config".to_owned(), config.to_string_lossy().into_owned()]);
     }
     args
+}
+
+/// Every sample of one node's `/metrics`, by series as written (name and labels); `None` if it does not answer.
+pub fn scrape(admin: &str) -> Option<HashMap<String, f64>> {
+    let mut stream = std::net::TcpStream::connect(admin).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (_, body) = answer.split_once("\r\n\r\n")?;
+    let samples = body
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter_map(|(series, value)| Some((series.to_string(), value.parse().ok()?)))
+        .collect();
+    Some(samples)
 }

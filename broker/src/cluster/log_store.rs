@@ -7,6 +7,11 @@
 //! is done. `vote.json` is replaced atomically (temporary file, fsync, rename, fsync of the directory) before
 //! `save_vote` returns, so a node never answers a vote it could forget in a crash.
 //!
+//! Purged records stay in `log` until it is rewritten: after a purge that leaves the file at least 1 MiB and
+//! more than twice what its live records take (and at open, for a file grown so by an earlier version), the
+//! live records (the last purge and the entries after it) are written to a new file that replaces `log`
+//! atomically, so a crash finds the old file or the new one, which replay to the same state.
+//!
 //! Blocking file work runs on tokio's blocking pool; the in-memory copy of the entries serves reads.
 
 // openraft's traits fix the error type (`StorageError`, a few hundred bytes); boxing it here would only be
@@ -33,6 +38,9 @@ type Entry = openraft::Entry<TypeConfig>;
 /// field can make us allocate.
 const MAX_RECORD_BYTES: usize = 64 << 20;
 
+/// A log file smaller than this is never rewritten: a rewrite would save less than it costs.
+const COMPACT_MIN_BYTES: u64 = 1 << 20;
+
 #[derive(Serialize, Deserialize)]
 enum LogRecord {
     Entry(Entry),
@@ -43,6 +51,7 @@ enum LogRecord {
 }
 
 struct LogFile {
+    path: PathBuf,
     file: File,
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId<NodeId>>,
@@ -98,7 +107,8 @@ impl LogStore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(err),
         };
-        let inner = LogFile { file, entries, last_purged, vote_path, vote };
+        let mut inner = LogFile { path, file, entries, last_purged, vote_path, vote };
+        inner.compact_if_mostly_purged()?;
         Ok(Self { inner: Arc::new(Mutex::new(inner)) })
     }
 
@@ -130,6 +140,7 @@ impl LogStore {
                     LogRecord::PurgeUpTo(log_id) => {
                         log.entries = log.entries.split_off(&(log_id.index + 1));
                         log.last_purged = Some(log_id);
+                        log.compact_if_mostly_purged().map_err(io_error)?;
                     }
                 }
             }
@@ -137,6 +148,35 @@ impl LogStore {
         })
         .await
         .map_err(io_error)?
+    }
+}
+
+impl LogFile {
+    /// Rewrites the file with only its live records when it is at least [`COMPACT_MIN_BYTES`] and more than
+    /// twice their size; returns whether it did. A failure before the new file replaces the old one leaves the
+    /// old one in use (and is only logged); one after it is an error, since appends need the new file open.
+    fn compact_if_mostly_purged(&mut self) -> std::io::Result<bool> {
+        let file_bytes = self.file.metadata()?.len();
+        if file_bytes < COMPACT_MIN_BYTES {
+            return Ok(false);
+        }
+        let mut live = Vec::new();
+        let purge = self.last_purged.map(LogRecord::PurgeUpTo);
+        let entries = self.entries.values().map(|entry| LogRecord::Entry(entry.clone()));
+        for record in purge.into_iter().chain(entries) {
+            encode_record(&record, &mut live).map_err(std::io::Error::other)?;
+        }
+        if live.len() as u64 * 2 > file_bytes {
+            return Ok(false);
+        }
+        if let Err(err) = crate::meta::write_atomically(&self.path, &live) {
+            tracing::warn!(path = %self.path.display(), error = %err, "cannot rewrite the raft log; keeping it as it is");
+            return Ok(false);
+        }
+        self.file = OpenOptions::new().read(true).append(true).open(&self.path)?;
+        tracing::info!(path = %self.path.display(), from_bytes = file_bytes, to_bytes = live.len(),
+            "raft log rewritten without its purged entries");
+        Ok(true)
     }
 }
 
@@ -276,6 +316,62 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let mut reopened = LogStore::open(dir.path()).unwrap();
         assert_eq!(indexes(&mut reopened).await, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_mostly_purged_log_is_rewritten_with_only_its_live_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let mut next = 0;
+        while std::fs::metadata(&path).unwrap().len() < COMPACT_MIN_BYTES {
+            store.write_records((next..next + 1000).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+            next += 1000;
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        // A purge that leaves more than half the file alive does not rewrite it.
+        store.purge(*entry(1, next / 4).get_log_id()).await.unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > before, "only the purge record was appended");
+        store.purge(*entry(1, next - 11).get_log_id()).await.unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < before / 100, "{after} bytes left of {before}");
+        // Appends go to the new file, and a reopen replays it to the same state.
+        store.write_records(vec![LogRecord::Entry(entry(2, next))]).await.unwrap();
+        store.save_vote(&Vote::new(2, 1)).await.unwrap();
+        let expected: Vec<u64> = (next - 10..=next).collect();
+        assert_eq!(indexes(&mut store).await, expected);
+        drop(store);
+        let mut reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut reopened).await, expected);
+        let state = reopened.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(next - 11));
+        assert_eq!(state.last_log_id.map(|l| (l.leader_id.term, l.index)), Some((2, next)));
+        assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["log", "vote.json"], "no temporary file is left");
+    }
+
+    #[tokio::test]
+    async fn a_log_grown_by_an_earlier_version_is_rewritten_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        // What a version without rewriting left: every entry, then a purge of nearly all of them.
+        let mut bytes = Vec::new();
+        let mut next = 0;
+        while (bytes.len() as u64) < COMPACT_MIN_BYTES {
+            encode_record(&LogRecord::Entry(entry(1, next)), &mut bytes).unwrap();
+            next += 1;
+        }
+        encode_record(&LogRecord::PurgeUpTo(*entry(1, next - 3).get_log_id()), &mut bytes).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut reopened).await, vec![next - 2, next - 1]);
+        assert!(std::fs::metadata(&path).unwrap().len() < 1024);
+        drop(reopened);
+        let mut again = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut again).await, vec![next - 2, next - 1]);
+        assert_eq!(again.get_log_state().await.unwrap().last_purged_log_id.map(|l| l.index), Some(next - 3));
     }
 
     #[tokio::test]

@@ -231,3 +231,16 @@ fn matching(binding: AclBinding) -> DeleteAclsMatchingAcl {
         .with_operation(acl_wire::operation_code(binding.operation))
         .with_permission_type(acl_wire::permission_code(binding.permission))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_without_acls_answers_as_a_kafka_broker_without_an_authorizer() {
+        let (code, message) = store_refusal(&AclError::NotOnCluster);
+        assert_eq!(code, ResponseError::SecurityDisabled);
+        assert!(message.contains("not replicated across a cluster"), "{message}");
+        assert_eq!(store_refusal(&AclError::TooMany { limit: 3 }).0, ResponseError::PolicyViolation);
+    }
+}

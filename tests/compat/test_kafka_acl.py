@@ -169,3 +169,44 @@ def test_only_a_principal_with_describe_or_alter_on_the_cluster_may_list_or_chan
     code, _ = error_code_of(app.delete_acls([everything])[everything])
     assert code == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     assert len(AdminClient(settings(acl_broker, "admin")).describe_acls(everything).result(timeout=30)) >= 2
+
+
+def kafka_python_admin(addr, user):
+    from kafka.admin import KafkaAdminClient
+    return KafkaAdminClient(bootstrap_servers=addr, security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+                            sasl_plain_username=user, sasl_plain_password=PASSWORD, request_timeout_ms=10000)
+
+
+def test_kafka_pythons_admin_client_manages_acls_and_reads_every_refusal(acl_broker):
+    """A second client, built from Kafka's message schemas like the Java one: a USER resource (which needs v3) is
+    refused alone, and, unlike librdkafka, it raises DescribeAcls's CLUSTER_AUTHORIZATION_FAILED."""
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePattern, ResourcePatternFilter, ResourceType as Type)
+    import kafka.errors as errors
+
+    admin = kafka_python_admin(acl_broker, "admin")
+    group = ResourcePattern(Type.GROUP, "kp-", ACLResourcePatternType.PREFIXED)
+    grant = ACL("User:stranger", "*", ACLOperation.READ, ACLPermissionType.ALLOW, group)
+    on_a_user = ACL("User:stranger", "*", ACLOperation.ALTER, ACLPermissionType.ALLOW,
+                    ResourcePattern(Type.USER, "app"))
+    created = admin.create_acls([grant])
+    assert created["succeeded"] == [grant] and created["failed"] == [], created
+    refused = admin.create_acls([on_a_user])
+    assert refused["failed"] == [errors.InvalidRequestError], refused
+
+    applying = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
+                         ResourcePatternFilter(Type.GROUP, "kp-orders", ACLResourcePatternType.MATCH))
+    acls, error = admin.describe_acls(applying)
+    assert error is errors.NoError and acls == [grant], acls
+
+    app = kafka_python_admin(acl_broker, "app")
+    with pytest.raises(errors.ClusterAuthorizationFailedError, match="User:app"):
+        app.describe_acls(applying)
+    [(_, matched, error)] = app.delete_acls([applying])
+    assert error is errors.ClusterAuthorizationFailedError and matched == []
+
+    [(_, matched, error)] = admin.delete_acls([applying])
+    assert error is errors.NoError and matched == [grant], matched
+    assert admin.describe_acls(applying)[0] == []
+    app.close()
+    admin.close()

@@ -6,7 +6,8 @@
 //! a super user; with authorization off anyone may, so ACLs can be set up before it is turned on. A refused
 //! request, a binding rill cannot hold or a filter it cannot read is answered in the response (per creation, per
 //! filter, or for the whole DescribeAcls), never by closing the connection. The store's writes (an fsynced file)
-//! run on the blocking pool, one per request for CreateAcls and for DeleteAcls.
+//! run on one blocking task per request: CreateAcls writes once for all its valid bindings, DeleteAcls once for
+//! each filter that matched something.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,7 +11,9 @@
 # commits after its coordinator's SIGKILL. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
 # (security_protocol SSL), certificates made by trustme in the test. test_kafka_sasl.py: both with SASL_SSL and
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, a wrong password refused, a request before authentication closed.
-# test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata.
+# test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;
+# ACLs created, described and deleted with confluent-kafka's and kafka-python's admin clients deciding what a SASL
+# client may do.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, and kcat (and node) from Debian's packages when missing

@@ -108,6 +108,9 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (19, 2, 7), // CreateTopics
         (20, 1, 5), // DeleteTopics
         (22, 0, 4), // InitProducerId
+        (29, 1, 3), // DescribeAcls
+        (30, 1, 3), // CreateAcls
+        (31, 1, 3), // DeleteAcls
         (32, 1, 4), // DescribeConfigs
         (37, 0, 3), // CreatePartitions
         (42, 0, 2), // DeleteGroups

@@ -268,11 +268,15 @@ impl AclBinding {
     }
 
     fn matches_resource(&self, resource: &Resource<'_>) -> bool {
-        self.resource_type == resource.kind
-            && match self.pattern_type {
-                PatternType::Literal => self.name == WILDCARD || self.name == resource.name,
-                PatternType::Prefixed => resource.name.starts_with(self.name.as_str()),
-            }
+        self.resource_type == resource.kind && self.covers_name(resource.name)
+    }
+
+    /// Whether the binding's pattern covers a resource named `name` (of its type).
+    fn covers_name(&self, name: &str) -> bool {
+        match self.pattern_type {
+            PatternType::Literal => self.name == WILDCARD || self.name == name,
+            PatternType::Prefixed => name.starts_with(self.name.as_str()),
+        }
     }
 
     fn matches_principal(&self, principal: &str) -> bool {
@@ -320,7 +324,7 @@ pub fn allows_on_some_topic(bindings: &[AclBinding], principal: &Principal, oper
 }
 
 /// What `rill acl list`, `rill acl remove` and Kafka's DescribeAcls and DeleteAcls select: every field that is
-/// `Some` must equal the binding's.
+/// `Some` must equal the binding's, and `applies_to` selects by what a binding covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AclFilter {
     pub resource_type: Option<ResourceType>,
@@ -330,6 +334,9 @@ pub struct AclFilter {
     pub host: Option<String>,
     pub operation: Option<Operation>,
     pub permission: Option<Permission>,
+    /// Kafka's MATCH pattern filter: the bindings that would apply to a resource of this name (a literal one of
+    /// the name, the literal `*`, or a prefixed one the name starts with), whatever their pattern type.
+    pub applies_to: Option<String>,
 }
 
 impl AclFilter {
@@ -344,6 +351,7 @@ impl AclFilter {
             && field(&self.host, &binding.host)
             && field(&self.operation, &binding.operation)
             && field(&self.permission, &binding.permission)
+            && self.applies_to.as_ref().is_none_or(|name| binding.covers_name(name))
     }
 }
 
@@ -393,6 +401,28 @@ mod tests {
         assert!(decide(&acls, &Principal::Anonymous, Read, &Resource::topic("payments")), "User:* covers anonymous");
         assert!(!decide(&acls, &alice(), Read, &Resource::group("payments")), "another resource type");
         assert!(!decide(&[], &alice(), Describe, &Resource::cluster()));
+    }
+
+    #[test]
+    fn a_match_filter_selects_the_bindings_that_apply_to_a_name_whatever_their_pattern() {
+        use Operation::*;
+        use PatternType::*;
+        use Permission::*;
+        use ResourceType::*;
+        let acls = [
+            binding(Allow, "User:alice", Read, Topic, Literal, "orders.eu"),
+            binding(Allow, "User:alice", Read, Topic, Literal, "*"),
+            binding(Allow, "User:alice", Read, Topic, Prefixed, "orders."),
+            binding(Allow, "User:alice", Read, Topic, Prefixed, "payments"),
+            binding(Allow, "User:alice", Read, Topic, Literal, "orders.us"),
+            binding(Allow, "User:alice", Read, Group, Literal, "orders.eu"),
+        ];
+        let selected = |filter: AclFilter| acls.iter().filter(|b| filter.matches(b)).count();
+        let applying = AclFilter { applies_to: Some("orders.eu".into()), ..AclFilter::default() };
+        assert_eq!(selected(applying.clone()), 4, "literal, *, the prefix, and the group of the same name");
+        assert_eq!(selected(AclFilter { resource_type: Some(Topic), ..applying }), 3);
+        let literal_only = AclFilter { name: Some("orders.eu".into()), ..AclFilter::default() };
+        assert_eq!(selected(literal_only), 2, "without applies_to a name is compared as it is");
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn filter_from_wire(filter: Option<v1::AclFilter>) -> Result<AclFilter, Status> 
         host: filter.host,
         operation: optional("operation", filter.operation, Operation::parse, OPERATIONS)?,
         permission: optional("permission", filter.permission, Permission::parse, PERMISSIONS)?,
+        applies_to: None,
     })
 }
 

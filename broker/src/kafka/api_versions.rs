@@ -37,6 +37,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    // Kafka's ACL APIs (KIP-140, KIP-290 prefixes from v1); v0 (literal names only) went with Kafka 4.0 (KIP-896),
+    // and librdkafka and the Java AdminClient both speak v1. v2 and v3 are flexible.
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     // SASL (only advertised with `auth.kafka_sasl_mechanisms` set): SaslHandshake v0 is followed by raw SASL
     // frames instead of SaslAuthenticate, not served.
     (ApiKey::SaslHandshake, 1, 1),

@@ -10,6 +10,7 @@
 
 use kafka_protocol::messages::ApiKey;
 
+mod acls;
 mod admin;
 #[cfg(test)]
 mod fuzz;
@@ -48,6 +49,9 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::DeleteTopics => admin::delete_topics(&mut walk, version)?,
         ApiKey::CreatePartitions => admin::create_partitions(&mut walk, version)?,
         ApiKey::DescribeConfigs => admin::describe_configs(&mut walk, version)?,
+        ApiKey::DescribeAcls => acls::describe_acls(&mut walk, version)?,
+        ApiKey::CreateAcls => acls::create_acls(&mut walk, version)?,
+        ApiKey::DeleteAcls => acls::delete_acls(&mut walk, version)?,
         // ApiVersions, Heartbeat and DescribeCluster have no arrays; any other API is not decoded.
         _ => return Ok(body.len()),
     }

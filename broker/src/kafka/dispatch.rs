@@ -1,5 +1,5 @@
 //! Routes the APIs beyond records and metadata to their files: the group coordinator's (FindCoordinator, the
-//! offsets, the classic group protocol, group administration) and topic administration. Each handler takes the
+//! offsets, the classic group protocol, group administration), topic administration and the ACL APIs. Each handler takes the
 //! decoded request and returns the response; decoding, encoding and the connection's errors stay here, so a
 //! handler never sees bytes. `connection.rs` routes here every API `api_versions::SUPPORTED` lists that it does
 //! not serve itself.
@@ -11,7 +11,7 @@ use kafka_protocol::protocol::Decodable;
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
-    consumer_group_describe, consumer_group_heartbeat, create_topics, describe_cluster, describe_configs,
+    acls, consumer_group_describe, consumer_group_heartbeat, create_topics, describe_cluster, describe_configs,
     find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, sync_group,
     topics_admin, KafkaContext,
 };
@@ -140,6 +140,15 @@ pub async fn answer(
             serve!(DescribeConfigsRequest, |request| describe_configs::answer(kafka, &request, &caller.principal))
         }
         ApiKey::DescribeCluster => serve!(DescribeClusterRequest, |request| describe_cluster::answer(kafka, &request)),
+        ApiKey::DescribeAcls => {
+            serve!(DescribeAclsRequest, |request| acls::describe(kafka, &request, &caller.principal))
+        }
+        ApiKey::CreateAcls => {
+            serve!(CreateAclsRequest, |request| acls::create(kafka, request, &caller.principal).await)
+        }
+        ApiKey::DeleteAcls => {
+            serve!(DeleteAclsRequest, |request| acls::delete(kafka, request, &caller.principal).await)
+        }
         other => Err(RequestError::NotServed(other)),
     }
 }

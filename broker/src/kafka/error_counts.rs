@@ -33,6 +33,7 @@ request_level!(
     ListGroupsResponse,
     ConsumerGroupHeartbeatResponse,
     DescribeClusterResponse,
+    DescribeAclsResponse,
 );
 
 impl ErrorCodes for ProduceResponse {
@@ -141,6 +142,21 @@ impl ErrorCodes for CreatePartitionsResponse {
 impl ErrorCodes for DescribeConfigsResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.results.iter().for_each(|r| count(r.error_code));
+    }
+}
+
+impl ErrorCodes for CreateAclsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| count(r.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteAclsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        for filter in &self.filter_results {
+            count(filter.error_code);
+            filter.matching_acls.iter().for_each(|acl| count(acl.error_code));
+        }
     }
 }
 

@@ -4,12 +4,14 @@
 //! `connection.rs` serves a Kafka one: size-prefixed frames (at most `max_request_bytes`), one request at a time
 //! in order, as Kafka's own broker does, reading ahead one request while it answers (`request_buffer.rs`);
 //! a Fetch answer's batches go out as the `Bytes` storage read, never copied into the frame (`response_frame.rs`). Each API has its file (`api_versions.rs`, `metadata.rs`, `produce.rs`,
-//! `fetch.rs`, `list_offsets.rs`) over the same `Node`; `sasl.rs` authenticates a connection when
+//! `fetch.rs`, `list_offsets.rs`, `acls.rs`, ...) over the same `Node`; `sasl.rs` authenticates a connection when
 //! `auth.kafka_sasl_mechanisms` asks for it, before anything else is served the gRPC services use, and `error.rs` is the one place a
 //! `BrokerError` becomes a Kafka error code. Requests and responses are framed by the `kafka-protocol` crate;
 //! record batches pass through as `Bytes`, never decoded or re-encoded here (produce checks them with the same
 //! Kafka rules as the gRPC path).
 
+mod acl_wire;
+mod acls;
 mod api_versions;
 mod bounds;
 mod connection;

@@ -1,5 +1,5 @@
-//! Lying counts planted in real requests: whatever 4 bytes overwrite whatever place of a well-formed group or
-//! admin request, either the walk refuses it or the crate's decoder gets it and returns (Ok or an error). A
+//! Lying counts planted in real requests: whatever 4 bytes overwrite whatever place of a well-formed group,
+//! admin or ACL request, either the walk refuses it or the crate's decoder gets it and returns (Ok or an error). A
 //! count the walk let through would make the decoder reserve for it, and a failed reservation aborts the test
 //! process, so a pass here means the walk catches every count that matters.
 
@@ -64,6 +64,11 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     let heartbeat = ConsumerGroupHeartbeatRequest::default()
         .with_subscribed_topic_names(Some(vec![TopicName(text("t")); 2]))
         .with_topic_partitions(Some(vec![owned; 2]));
+    let creation =
+        create_acls_request::AclCreation::default().with_resource_name(text("t")).with_principal(text("User:a"));
+    let create_acls = CreateAclsRequest::default().with_creations(vec![creation; 2]);
+    let filter = delete_acls_request::DeleteAclsFilter::default().with_resource_name_filter(Some(text("t")));
+    let delete_acls = DeleteAclsRequest::default().with_filters(vec![filter; 2]);
     let mut all = Vec::new();
     for version in [0, 5, 9] {
         all.push(encoded(ApiKey::JoinGroup, version, &join));
@@ -82,6 +87,10 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     all.push(encoded(ApiKey::DescribeConfigs, 4, &describe));
     all.push(encoded(ApiKey::FindCoordinator, 4, &find));
     all.push(encoded(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat));
+    for version in [1, 3] {
+        all.push(encoded(ApiKey::CreateAcls, version, &create_acls));
+        all.push(encoded(ApiKey::DeleteAcls, version, &delete_acls));
+    }
     all
 }
 
@@ -98,6 +107,8 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, version).map(drop),
         ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut body, version).map(drop),
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut body, version).map(drop),
+        ApiKey::CreateAcls => CreateAclsRequest::decode(&mut body, version).map(drop),
+        ApiKey::DeleteAcls => DeleteAclsRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),
     };
 }

@@ -1,0 +1,303 @@
+//! Kafka's DescribeAcls, CreateAcls and DeleteAcls on the broker's port (docs/security.md, "ACLs"), spoken raw
+//! with the `kafka-protocol` crate: bindings created over every served version are described by Kafka's filters
+//! (ANY, MATCH, LITERAL, PREFIXED, null principal and host) and deleted with the bindings each filter matched;
+//! a binding rill cannot hold is refused in its own result with what is allowed, the rest of the request going
+//! through; and with authorization on, only a principal with DESCRIBE (ALTER) on the cluster may describe
+//! (change) them, a refusal naming the principal and the operation.
+
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rill_broker::{AuthorizationMode, SaslMechanism};
+use rill_protocol::v1::user_admin_client::UserAdminClient;
+use rill_protocol::v1::CreateUserRequest;
+use rill_tests::kafka_client::KafkaClient;
+use rill_tests::TestBroker;
+
+// Kafka's enum codes (ResourceType, PatternType, AclOperation, AclPermissionType).
+const ANY: i8 = 1;
+const TOPIC: i8 = 2;
+const GROUP: i8 = 3;
+const CLUSTER: i8 = 4;
+const TRANSACTIONAL_ID: i8 = 5;
+const MATCH: i8 = 2;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const READ: i8 = 3;
+const WRITE: i8 = 4;
+const DESCRIBE: i8 = 8;
+const DENY: i8 = 2;
+const ALLOW: i8 = 3;
+
+const INVALID_REQUEST: i16 = 42;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+/// One binding as (resource type, name, pattern type, principal, operation, permission), host `*`.
+type Binding = (i8, &'static str, i8, &'static str, i8, i8);
+
+fn creation(&(resource_type, name, pattern_type, principal, operation, permission): &Binding) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(text(name))
+        .with_resource_pattern_type(pattern_type)
+        .with_principal(text(principal))
+        .with_host(text("*"))
+        .with_operation(operation)
+        .with_permission_type(permission)
+}
+
+/// A filter on resource type, name and pattern type; ANY (or null) for the rest unless changed.
+fn filter(resource_type: i8, name: Option<&str>, pattern_type: i8) -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_type_filter(resource_type)
+        .with_resource_name_filter(name.map(text))
+        .with_pattern_type_filter(pattern_type)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(ANY)
+        .with_permission_type(ANY)
+}
+
+fn as_delete(filter: &DescribeAclsRequest) -> DeleteAclsFilter {
+    DeleteAclsFilter::default()
+        .with_resource_type_filter(filter.resource_type_filter)
+        .with_resource_name_filter(filter.resource_name_filter.clone())
+        .with_pattern_type_filter(filter.pattern_type_filter)
+        .with_principal_filter(filter.principal_filter.clone())
+        .with_host_filter(filter.host_filter.clone())
+        .with_operation(filter.operation)
+        .with_permission_type(filter.permission_type)
+}
+
+/// What a DescribeAcls answered, flattened and sorted, as (type, name, pattern, principal, host, op, permission).
+fn described(response: &DescribeAclsResponse) -> Vec<(i8, String, i8, String, String, i8, i8)> {
+    assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+    let mut acls: Vec<_> = response
+        .resources
+        .iter()
+        .flat_map(|resource| {
+            resource.acls.iter().map(|acl| {
+                (
+                    resource.resource_type,
+                    resource.resource_name.to_string(),
+                    resource.pattern_type,
+                    acl.principal.to_string(),
+                    acl.host.to_string(),
+                    acl.operation,
+                    acl.permission_type,
+                )
+            })
+        })
+        .collect();
+    acls.sort();
+    acls
+}
+
+fn names(response: &DescribeAclsResponse) -> Vec<String> {
+    described(response).into_iter().map(|acl| format!("{}:{}:{}", acl.0, acl.1, acl.5)).collect()
+}
+
+async fn describe(client: &mut KafkaClient, version: i16, request: &DescribeAclsRequest) -> DescribeAclsResponse {
+    client.call(ApiKey::DescribeAcls, version, request).await
+}
+
+const BINDINGS: [Binding; 6] = [
+    (TOPIC, "orders.eu", LITERAL, "User:app", WRITE, ALLOW),
+    (TOPIC, "orders.", PREFIXED, "User:app", READ, ALLOW),
+    (TOPIC, "*", LITERAL, "User:*", DESCRIBE, ALLOW),
+    (TOPIC, "orders.eu", LITERAL, "User:intern", WRITE, DENY),
+    (GROUP, "orders.eu", LITERAL, "User:app", READ, ALLOW),
+    (CLUSTER, "kafka-cluster", LITERAL, "User:ops", DESCRIBE, ALLOW),
+];
+
+#[tokio::test]
+async fn bindings_created_over_kafka_are_selected_by_kafkas_filters_and_deleted_with_what_each_matched() {
+    let broker = TestBroker::start().await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut client = KafkaClient::connect(addr).await;
+
+    // One binding per version, the rest in v3; one refused binding in the same request leaves the others stored.
+    for (version, bindings) in [(1, &BINDINGS[..1]), (2, &BINDINGS[1..2])] {
+        let request = CreateAclsRequest::default().with_creations(bindings.iter().map(creation).collect());
+        let response: CreateAclsResponse = client.call(ApiKey::CreateAcls, version, &request).await;
+        assert_eq!(response.results.len(), 1);
+        assert_eq!(response.results[0].error_code, 0, "v{version}: {:?}", response.results[0].error_message);
+    }
+    let mut creations: Vec<AclCreation> = BINDINGS[2..].iter().map(creation).collect();
+    creations.insert(1, creation(&(TOPIC, "orders.us", LITERAL, "User:app", READ, ALLOW)).with_host(text("10.0.0.7")));
+    let response: CreateAclsResponse =
+        client.call(ApiKey::CreateAcls, 3, &CreateAclsRequest::default().with_creations(creations)).await;
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [0, INVALID_REQUEST, 0, 0, 0]);
+    let message = response.results[1].error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("10.0.0.7") && message.contains("only * (every host)"), "{message}");
+
+    let everything = filter(ANY, None, ANY);
+    for version in 1..=3 {
+        let all = described(&describe(&mut client, version, &everything).await);
+        assert_eq!(all.len(), BINDINGS.len(), "v{version}: {all:?}");
+    }
+    let all = described(&describe(&mut client, 3, &everything).await);
+    assert!(all.contains(&(TOPIC, "orders.".into(), PREFIXED, "User:app".into(), "*".into(), READ, ALLOW)), "{all:?}");
+    assert!(all.contains(&(CLUSTER, "kafka-cluster".into(), LITERAL, "User:ops".into(), "*".into(), DESCRIBE, ALLOW)));
+
+    // MATCH: every binding that applies to topic orders.eu (its literal ones, `*`, and the prefix orders.).
+    let applying = describe(&mut client, 3, &filter(TOPIC, Some("orders.eu"), MATCH)).await;
+    assert_eq!(names(&applying), ["2:*:8", "2:orders.:3", "2:orders.eu:4", "2:orders.eu:4"]);
+    // ANY pattern with a name: that exact name, of any pattern type and (here) any resource type.
+    let exact = describe(&mut client, 3, &filter(ANY, Some("orders.eu"), ANY)).await;
+    assert_eq!(names(&exact), ["2:orders.eu:4", "2:orders.eu:4", "3:orders.eu:3"]);
+    let prefixed = describe(&mut client, 3, &filter(ANY, None, PREFIXED)).await;
+    assert_eq!(names(&prefixed), ["2:orders.:3"]);
+    let literal_groups = describe(&mut client, 3, &filter(GROUP, None, LITERAL)).await;
+    assert_eq!(names(&literal_groups), ["3:orders.eu:3"]);
+    let denies = describe(&mut client, 3, &filter(ANY, None, ANY).with_permission_type(DENY)).await;
+    assert_eq!(described(&denies)[0].3, "User:intern");
+    let apps_writes = filter(ANY, None, ANY).with_principal_filter(Some(text("User:app"))).with_operation(WRITE);
+    assert_eq!(names(&describe(&mut client, 3, &apps_writes).await), ["2:orders.eu:4"]);
+    let other_host = filter(ANY, None, ANY).with_host_filter(Some(text("10.0.0.7")));
+    assert!(described(&describe(&mut client, 3, &other_host).await).is_empty(), "rill keeps only host *");
+    let transactional = describe(&mut client, 3, &filter(TRANSACTIONAL_ID, None, ANY)).await;
+    assert!(described(&transactional).is_empty(), "a type rill has no ACLs of selects nothing");
+
+    // A filter with a code no enum has is refused, with the values allowed; the connection serves on.
+    let unknown = describe(&mut client, 3, &filter(ANY, None, 0)).await;
+    assert_eq!(unknown.error_code, INVALID_REQUEST);
+    let message = unknown.error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("MATCH (2), LITERAL (3) or PREFIXED (4)"), "{message}");
+
+    // Each filter answers the bindings it removed; a bad filter is refused alone.
+    let filters = vec![
+        as_delete(&filter(TOPIC, Some("orders.eu"), MATCH).with_principal_filter(Some(text("User:app")))),
+        as_delete(&filter(ANY, None, ANY).with_operation(42)),
+        as_delete(&filter(CLUSTER, None, ANY)),
+        as_delete(&filter(GROUP, Some("nothing-here"), LITERAL)),
+    ];
+    for version in [1, 3] {
+        let request = DeleteAclsRequest::default().with_filters(filters.clone());
+        let response: DeleteAclsResponse = client.call(ApiKey::DeleteAcls, version, &request).await;
+        let results = &response.filter_results;
+        let codes: Vec<i16> = results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [0, INVALID_REQUEST, 0, 0], "v{version}");
+        let message = results[1].error_message.as_deref().unwrap_or_default().to_string();
+        assert!(message.contains("operation code 42") && message.contains("READ (3)"), "{message}");
+        let matched = |i: usize| -> Vec<(String, i8)> {
+            let mut acls: Vec<_> =
+                results[i].matching_acls.iter().map(|acl| (acl.resource_name.to_string(), acl.operation)).collect();
+            acls.sort();
+            acls
+        };
+        if version == 1 {
+            assert_eq!(matched(0), [("orders.".into(), READ), ("orders.eu".into(), WRITE)]);
+            assert_eq!(matched(2), [("kafka-cluster".into(), DESCRIBE)]);
+            let acl = &results[2].matching_acls[0];
+            assert_eq!((acl.resource_type, acl.pattern_type, acl.permission_type), (CLUSTER, LITERAL, ALLOW));
+            assert_eq!((acl.principal.as_str(), acl.host.as_str()), ("User:ops", "*"));
+        } else {
+            assert!(matched(0).is_empty() && matched(2).is_empty(), "deleted by the first request");
+        }
+        assert!(matched(3).is_empty());
+    }
+    let left = describe(&mut client, 3, &everything).await;
+    assert_eq!(names(&left), ["2:*:8", "2:orders.eu:4", "3:orders.eu:3"]);
+}
+
+#[tokio::test]
+async fn bindings_rill_cannot_hold_are_refused_each_with_what_is_allowed() {
+    let broker = TestBroker::start().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let refused: [(AclCreation, &str); 7] = [
+        (creation(&(TRANSACTIONAL_ID, "tx", LITERAL, "User:app", WRITE, ALLOW)), "TRANSACTIONAL_ID is not supported"),
+        (creation(&(ANY, "t", LITERAL, "User:app", READ, ALLOW)), "TOPIC (2), GROUP (3) or CLUSTER (4)"),
+        (creation(&(TOPIC, "t", MATCH, "User:app", READ, ALLOW)), "LITERAL (3) or PREFIXED (4)"),
+        (creation(&(TOPIC, "t", LITERAL, "User:app", ANY, ALLOW)), "IDEMPOTENT_WRITE (12)"),
+        (creation(&(GROUP, "g", LITERAL, "User:app", WRITE, ALLOW)), "it takes read, delete, describe, all"),
+        (creation(&(CLUSTER, "mine", LITERAL, "User:app", DESCRIBE, ALLOW)), "literal name kafka-cluster"),
+        (creation(&(TOPIC, "t", LITERAL, "Group:app", READ, ALLOW)), "use User:NAME"),
+    ];
+    let request = CreateAclsRequest::default().with_creations(refused.iter().map(|(c, _)| c.clone()).collect());
+    let response: CreateAclsResponse = client.call(ApiKey::CreateAcls, 3, &request).await;
+    assert_eq!(response.results.len(), refused.len());
+    for (result, (_, words)) in response.results.iter().zip(&refused) {
+        assert_eq!(result.error_code, INVALID_REQUEST, "{words}");
+        let message = result.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains(words), "{message:?} should say {words:?}");
+    }
+    let all = describe(&mut client, 3, &filter(ANY, None, ANY)).await;
+    assert!(described(&all).is_empty(), "nothing refused was stored");
+}
+
+/// A Kafka connection that authenticated as `user` with SASL PLAIN.
+async fn connect_as(addr: std::net::SocketAddr, user: &str) -> KafkaClient {
+    let mut client = KafkaClient::connect(addr).await;
+    let handshake: SaslHandshakeResponse =
+        client.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(text("PLAIN"))).await;
+    assert_eq!(handshake.error_code, 0, "PLAIN offered: {:?}", handshake.mechanisms);
+    let auth_bytes = bytes::Bytes::from(format!("\0{user}\0{PASSWORD}"));
+    let authenticated: SaslAuthenticateResponse =
+        client.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes)).await;
+    assert_eq!(authenticated.error_code, 0, "{:?}", authenticated.error_message);
+    client
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn only_describe_on_the_cluster_lists_acls_and_only_alter_changes_them() {
+    // Users first, with authorization off; then on, with admin a super user.
+    let mut broker = TestBroker::start_with(|config| {
+        config.auth.kafka_sasl_mechanisms = vec![SaslMechanism::Plain];
+        config.auth.sasl_plain_without_tls = true;
+    })
+    .await;
+    let url = broker.handle.as_ref().expect("running").url();
+    let mut users = UserAdminClient::connect(url).await.expect("connect");
+    for name in ["admin", "ops"] {
+        let request = CreateUserRequest { name: name.into(), password: PASSWORD.into(), ..Default::default() };
+        users.create_user(request).await.expect("user created");
+    }
+    broker.config.auth.authorization = AuthorizationMode::On;
+    broker.config.auth.super_users = vec!["User:admin".into()];
+    let broker = broker.restart().await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+
+    let mut ops = connect_as(addr, "ops").await;
+    let everything = filter(ANY, None, ANY);
+    let refused = describe(&mut ops, 3, &everything).await;
+    assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let message = refused.error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("User:ops") && message.contains("describe the cluster"), "{message}");
+    let grant = CreateAclsRequest::default().with_creations(vec![creation(&(
+        CLUSTER,
+        "kafka-cluster",
+        LITERAL,
+        "User:ops",
+        DESCRIBE,
+        ALLOW,
+    ))]);
+    let refused: CreateAclsResponse = ops.call(ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(refused.results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let message = refused.results[0].error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("User:ops") && message.contains("alter the cluster"), "{message}");
+
+    // The super user grants ops DESCRIBE on the cluster: ops may list, and still not change.
+    let mut admin = connect_as(addr, "admin").await;
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+    assert_eq!(names(&describe(&mut ops, 3, &everything).await), ["4:kafka-cluster:8"]);
+    let delete = DeleteAclsRequest::default().with_filters(vec![as_delete(&everything)]);
+    let refused: DeleteAclsResponse = ops.call(ApiKey::DeleteAcls, 3, &delete).await;
+    assert_eq!(refused.filter_results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert!(refused.filter_results[0].matching_acls.is_empty());
+    assert_eq!(names(&describe(&mut admin, 3, &everything).await), ["4:kafka-cluster:8"], "nothing deleted");
+
+    let deleted: DeleteAclsResponse = admin.call(ApiKey::DeleteAcls, 3, &delete).await;
+    assert_eq!(deleted.filter_results[0].matching_acls.len(), 1);
+    let refused = describe(&mut ops, 3, &everything).await;
+    assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED, "the grant is gone");
+}

@@ -238,6 +238,11 @@ mod tests {
     }
 
     /// The walk must cover exactly what the crate encodes, field for field, or it would misread real requests.
+    /// A protocol string, as the walk tests build requests.
+    pub(super) fn text(value: &str) -> kafka_protocol::protocol::StrBytes {
+        kafka_protocol::protocol::StrBytes::from_string(value.into())
+    }
+
     pub(super) fn assert_walked_whole(api: ApiKey, versions: std::ops::RangeInclusive<i16>, request: &impl Encodable) {
         for version in versions {
             let mut body = BytesMut::new();

@@ -33,13 +33,8 @@ pub fn delete_acls(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::StrBytes;
 
-    use super::super::tests::assert_walked_whole;
-
-    fn text(value: &str) -> StrBytes {
-        StrBytes::from_string(value.into())
-    }
+    use super::super::tests::{assert_walked_whole, text};
 
     #[test]
     fn the_walk_covers_every_served_version_of_each_acl_request_exactly() {

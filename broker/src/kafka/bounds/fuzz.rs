@@ -5,14 +5,11 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use proptest::prelude::*;
 
 use super::check;
-
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.into())
-}
+use super::tests::text;
 
 /// A well-formed request of each walked group and admin API, with every array holding elements.
 fn requests() -> Vec<(ApiKey, i16, BytesMut)> {

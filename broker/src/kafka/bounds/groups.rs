@@ -185,13 +185,8 @@ pub fn consumer_group_heartbeat(walk: &mut Walk, version: i16) -> Result<(), Bou
 mod tests {
     use bytes::Bytes;
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::StrBytes;
 
-    use super::super::tests::assert_walked_whole;
-
-    fn text(value: &str) -> StrBytes {
-        StrBytes::from_string(value.into())
-    }
+    use super::super::tests::{assert_walked_whole, text};
 
     fn topic(name: &str) -> TopicName {
         TopicName(text(name))

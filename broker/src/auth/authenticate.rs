@@ -3,8 +3,7 @@
 //! token, the client certificate's, `certificate.rs`), and
 //! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one this node issued,
 //! or when there is none and `auth.require_auth` is on. Health checks pass without one (load balancers and
-//! orchestrators probe them), as do a cluster's node-to-node calls, which carry none (and `require_auth` is
-//! refused on a cluster).
+//! orchestrators probe them), as do a cluster's node-to-node calls (`rill.internal`), which carry none.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,13 +18,12 @@ const EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.", "/rill.internal."];
 
 #[derive(Clone)]
 pub struct AuthenticateLayer {
-    /// `None` on a node of a cluster: no token is known there.
-    users: Option<Arc<UserStore>>,
+    users: Arc<UserStore>,
     is_required: bool,
 }
 
 impl AuthenticateLayer {
-    pub fn new(users: Option<Arc<UserStore>>, is_required: bool) -> Self {
+    pub fn new(users: Arc<UserStore>, is_required: bool) -> Self {
         Self { users, is_required }
     }
 }
@@ -41,7 +39,7 @@ impl<S> tower::Layer<S> for AuthenticateLayer {
 #[derive(Clone)]
 pub struct Authenticate<S> {
     inner: S,
-    users: Option<Arc<UserStore>>,
+    users: Arc<UserStore>,
     is_required: bool,
 }
 
@@ -71,7 +69,7 @@ impl<S> Authenticate<S> {
             };
         };
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-        let user = token.zip(self.users.as_deref()).and_then(|(token, users)| users.user_of_token(token));
+        let user = token.and_then(|token| self.users.user_of_token(token));
         user.map(Principal::User).ok_or_else(|| refusal(true))
     }
 }

@@ -1,8 +1,10 @@
 //! Bearer tokens on gRPC: a tower layer under tonic that reads each request's `authorization: Bearer TOKEN`,
 //! puts the caller's [`Principal`] in the request's extensions (where handlers and, later, ACLs read it; without a
 //! token, the client certificate's, `certificate.rs`), and
-//! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one this node issued,
-//! or when there is none and `auth.require_auth` is on. Health checks pass without one (load balancers and
+//! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one of the node's (or
+//! the cluster's) users, or when there is none and `auth.require_auth` is on. A node that forwards a call to
+//! another (the controller leader, a partition leader) sends the caller's token on ([`send_on`]), so that node
+//! authenticates and authorizes the same user; a principal from a client certificate cannot be sent on. Health checks pass without one (load balancers and
 //! orchestrators probe them), as do a cluster's node-to-node calls (`rill.internal`), which carry none.
 
 use std::future::Future;
@@ -15,6 +17,21 @@ use rill_protocol::reason::Reason;
 use super::{Principal, UserStore};
 
 const EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.", "/rill.internal."];
+
+/// A client's `authorization` header, as a node sends it on with a call it forwards.
+pub type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
+/// The `authorization` header of a request, if it has one.
+pub fn bearer_of(metadata: &tonic::metadata::MetadataMap) -> Option<Bearer> {
+    metadata.get(http::header::AUTHORIZATION.as_str()).cloned()
+}
+
+/// Puts the caller's `authorization` header on a request this node forwards.
+pub fn send_on(caller: Option<Bearer>, metadata: &mut tonic::metadata::MetadataMap) {
+    if let Some(caller) = caller {
+        metadata.insert(http::header::AUTHORIZATION.as_str(), caller);
+    }
+}
 
 #[derive(Clone)]
 pub struct AuthenticateLayer {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -72,6 +74,33 @@ fn seen_by(broker: &str, token: &str) -> Seen {
     Seen::Topics { may_list_users, topics }
 }
 
+/// One HTTP/1.1 request to an admin listener: the status, the `Set-Cookie` header's `name=value`, the body.
+fn admin_http(admin: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, Option<String>, String) {
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cookie = head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case("set-cookie").then(|| value.split(';').next().unwrap_or("").trim().to_owned())
+    });
+    (status, cookie, body.to_owned())
+}
+
+/// Signs `user` in to the console on `admin` with its password; the session cookie.
+fn console_sign_in(admin: &str, user: &str) -> String {
+    let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{admin}\r\n");
+    let (status, cookie, body) = admin_http(admin, "POST", "/login", &form, &format!("user={user}&password=pw"));
+    cookie.unwrap_or_else(|| panic!("{user} not signed in on {admin}: {status} {body}"))
+}
+
 fn topics(may_list_users: bool, names: &[&str]) -> Seen {
     Seen::Topics { may_list_users, topics: names.iter().map(|n| (*n).to_owned()).collect() }
 }
@@ -132,6 +161,17 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
         (consumed.ok() == "one\ntwo\n").then_some(())
     });
     rill_as(cluster.addr(3), Some(&reader), &["consume", "secrets"]).fails(1, "User:reader is not authorized");
+    // The console signs a user in on any node (require_auth makes the admin listeners require it too), and
+    // shows it what its ACLs allow.
+    let mut reader_sessions = Vec::new();
+    for node_id in [2, 3] {
+        let cookie = console_sign_in(cluster.admin(node_id), "reader");
+        let (status, _, page) =
+            admin_http(cluster.admin(node_id), "GET", "/topics", &format!("Cookie: {cookie}\r\n"), "");
+        assert_eq!(status, 200, "node {node_id}: {page}");
+        assert!(page.contains("orders") && !page.contains("secrets"), "node {node_id}: {page}");
+        reader_sessions.push((node_id, cookie));
+    }
     let listed = rill_as(cluster.addr(3), Some(&admin), &["acl", "list"]);
     assert_eq!(listed.ok().lines().count(), 1 + 2, "a header and both bindings: {listed:?}");
     let users = rill_as(cluster.addr(2), Some(&admin), &["user", "list"]);
@@ -168,6 +208,11 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
             is_gone.then_some(())
         });
         assert_eq!(seen_by(&node, &admin), topics(true, &["orders", "secrets"]));
+    }
+    for (node_id, cookie) in reader_sessions {
+        let (status, _, page) =
+            admin_http(cluster.admin(node_id), "GET", "/topics", &format!("Cookie: {cookie}\r\n"), "");
+        assert_eq!(status, 303, "a deleted user's console session ends on node {node_id}: {page}");
     }
 }
 

@@ -162,9 +162,10 @@ impl UserStore {
     /// Makes a change: on a single node `change` edits a copy of the users that is then written and published
     /// (a failed write changes nothing); on a cluster node `command` is proposed, the refusal the controller
     /// applied becomes the same error `change` gives, and `is_applied` says when this node holds the change.
-    fn update<T>(
+    fn update(
         &self,
-        change: impl FnOnce(&mut BTreeMap<String, UserRecord>) -> Result<T, AuthError>,
+        name: &str,
+        change: impl FnOnce(&mut BTreeMap<String, UserRecord>) -> Result<(), AuthError>,
         command: impl FnOnce() -> Command,
         is_applied: impl Fn(&BTreeMap<String, UserRecord>) -> bool,
     ) -> Result<(), AuthError> {
@@ -173,20 +174,13 @@ impl UserStore {
             Backing::Cluster(access) => {
                 // The same checks against this node's replica first: most refusals need no round trip.
                 change(&mut (*self.snapshot().users).clone())?;
-                let command = command();
-                let name = match &command {
-                    Command::CreateUser { name, .. }
-                    | Command::DeleteUser { name }
-                    | Command::AddUserToken { name, .. } => name.clone(),
-                    _ => String::new(),
-                };
                 let outcome = access
-                    .propose(command, |metadata| is_applied(&metadata.users))
+                    .propose(command(), |metadata| is_applied(&metadata.users))
                     .map_err(|reason| AuthError::Unavailable { reason })?;
                 self.refresh();
                 return match outcome.refusal {
                     None => Ok(()),
-                    Some(refusal) => Err(refused(refusal, name)),
+                    Some(refusal) => Err(refused(refusal, name.to_owned())),
                 };
             }
         };
@@ -221,6 +215,7 @@ impl UserStore {
         let user = UserRecord { scram, token_hashes: Vec::new() };
         let command = || Command::CreateUser { name: name.to_owned(), user: user.clone() };
         self.update(
+            name,
             |users| {
                 if users.contains_key(name) {
                     return Err(AuthError::UserExists { name: name.to_owned() });
@@ -240,6 +235,7 @@ impl UserStore {
     pub fn delete(&self, name: &str) -> Result<(), AuthError> {
         validate_name(name)?;
         self.update(
+            name,
             |users| match users.remove(name) {
                 Some(_) => Ok(()),
                 None => Err(AuthError::UnknownUser { name: name.to_owned() }),
@@ -304,6 +300,7 @@ impl UserStore {
         let is_held =
             |users: &BTreeMap<String, UserRecord>| users.get(name).is_some_and(|u| u.token_hashes.contains(&hash));
         self.update(
+            name,
             |users| {
                 let record = users.get_mut(name).ok_or_else(|| AuthError::UnknownUser { name: name.to_owned() })?;
                 if record.token_hashes.len() >= MAX_TOKENS_PER_USER {

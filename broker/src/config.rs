@@ -574,7 +574,7 @@ impl BrokerConfig {
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }
-        self.auth.validate(self.tls.is_some(), !self.peers.is_empty())?;
+        self.auth.validate(self.tls.is_some())?;
         crate::auth::config::check_exposure(self.listen, &self.auth, self.tls.as_ref())?;
         crate::cluster::validate_settings(self)
     }

@@ -24,8 +24,8 @@ pub struct Node {
     pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// Partition replication over the cluster; `None` on a single node (no peers).
     pub replication: Option<Arc<crate::replication::Replication>>,
-    /// The users clients authenticate as; `None` on a node of a cluster (users are not replicated yet).
-    pub users: Option<Arc<crate::auth::UserStore>>,
+    /// The users clients authenticate as: the node's file, or on a cluster node the replicated ones.
+    pub users: Arc<crate::auth::UserStore>,
     /// What each principal may do: asked once per request at the edges (gRPC handlers, the Kafka APIs).
     pub authorizer: Arc<crate::auth::Authorizer>,
 }

@@ -143,13 +143,21 @@ impl Broker {
             None => Box::new(LocalProducerIdBlocks::new(&config.data_dir)),
         };
         let producer_ids = Arc::new(ProducerIds::new(producer_id_blocks));
-        let users = match &controller {
-            Some(_) => None,
-            None => Some(Arc::new(crate::auth::UserStore::open(&config.data_dir)?)),
-        };
-        let acls = match &controller {
-            Some(_) => None,
-            None => Some(Arc::new(crate::auth::acl_store::AclStore::open(&config.data_dir)?)),
+        // A single node keeps its users and ACLs in files; a cluster node in the replicated metadata, and it
+        // refuses to start over files of its own, which it would otherwise silently ignore.
+        let (users, acls) = match &controller {
+            Some(controller) => {
+                crate::auth::refuse_node_files_on_cluster(&config.data_dir)?;
+                let runtime = tokio::runtime::Handle::current();
+                (
+                    crate::auth::UserStore::replicated(Arc::clone(controller), runtime.clone()),
+                    crate::auth::acl_store::AclStore::replicated(Arc::clone(controller), runtime),
+                )
+            }
+            None => (
+                Arc::new(crate::auth::UserStore::open(&config.data_dir)?),
+                Arc::new(crate::auth::acl_store::AclStore::open(&config.data_dir)?),
+            ),
         };
         let authorizer = Arc::new(crate::auth::Authorizer::new(
             config.auth.authorization == crate::auth::AuthorizationMode::On,

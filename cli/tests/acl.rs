@@ -174,12 +174,6 @@ fn acls_survive_a_restart_and_bad_ones_are_refused_saying_what_is_allowed() {
 }
 
 #[test]
-fn a_node_of_a_cluster_refuses_acl_commands_and_authorization_on() {
-    let cluster = common::cluster::Cluster::start("");
-    rill(cluster.addr(1), &["acl", "list"]).fails(1, "ACLs are not replicated across a cluster yet");
-}
-
-#[test]
 fn a_broker_refuses_a_non_loopback_address_without_authentication_unless_allowed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");

@@ -44,15 +44,6 @@ fn users_are_created_listed_without_secrets_deleted_and_survive_a_restart() {
     assert!(listed.lines()[1].starts_with("bob"));
 }
 
-#[test]
-fn a_node_of_a_cluster_refuses_user_commands_saying_users_are_not_replicated() {
-    let cluster = common::cluster::Cluster::start("");
-    for args in [&["user", "list"][..], &["user", "create", "alice", "--password", "x"], &["token", "create", "alice"]]
-    {
-        rill(cluster.addr(1), args).fails(1, "users are not replicated across a cluster yet");
-    }
-}
-
 /// `rill --token TOKEN ARGS` (RILL_TOKEN unset) against `broker`.
 fn rill_with_token(broker: &str, token: &str, args: &[&str]) -> common::Output {
     let mut command = std::process::Command::new(common::RILL);

@@ -57,12 +57,12 @@ def java_hash_partition(group, partitions):
 
 
 class Cluster:
-    def __init__(self, root):
+    def __init__(self, root, config=CONFIG):
         self.root = root
         self.addrs = [free_address() for _ in range(3)]
         self.peers = ",".join(f"{i + 1}@{a}" for i, a in enumerate(self.addrs))
-        with open(os.path.join(root, "rill.toml"), "w") as config:
-            config.write(CONFIG)
+        with open(os.path.join(root, "rill.toml"), "w") as file:
+            file.write(config)
         self.processes = {node_id: self.start(node_id) for node_id in (1, 2, 3)}
 
     def start(self, node_id):

@@ -1,31 +1,40 @@
-//! The node's ACLs in `<data>/__acls.json`, rewritten whole and atomically (temporary file, fsync, rename,
-//! directory fsync) on every change, as `__users.json` is: a crash leaves the old set or the new one.
+//! The node's ACLs. A single node keeps them in `<data>/__acls.json`, rewritten whole and atomically (temporary
+//! file, fsync, rename, directory fsync) on every change, as `__users.json` is: a crash leaves the old set or
+//! the new one. A cluster node keeps them in the replicated cluster metadata (`replicated.rs`), the same on
+//! every node, and changes them by proposing a command to the controller leader.
 //!
 //! Every authorized request reads the bindings: it takes a snapshot (`Arc`) under a read lock held for no I/O.
-//! Writers are serialized by their own lock, held across the file write, then swap the snapshot.
+//! On a single node writers are serialized by their own lock, held across the file write, then swap the
+//! snapshot; on a cluster node the snapshot is the metadata's own list, swapped whenever a command changes it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
 
 use super::acl::{AclBinding, AclFilter, InvalidAcl};
+use super::replicated::ClusterAccess;
+use crate::cluster::access::AccessRefusal;
+use crate::cluster::metadata::{ClusterMetadata, Command};
+use crate::cluster::Controller;
 
 /// The file, in the data dir (`__`: the broker's own name space).
 pub const ACLS_FILE: &str = "__acls.json";
 const FORMAT_VERSION: u32 = 1;
-/// Most bindings a node holds: each request scans the ones of its principal, and the file is rewritten whole.
+/// Most bindings a node (or a cluster) holds: each request scans the ones of its principal, and the file, or the
+/// metadata's list, is rewritten whole on a change.
 pub const MAX_ACLS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AclError {
     #[error(transparent)]
     Invalid(#[from] InvalidAcl),
-    #[error("too many ACLs: a node holds at most {limit}")]
+    #[error("too many ACLs: a node or a cluster holds at most {limit}")]
     TooMany { limit: usize },
-    #[error("ACLs are not replicated across a cluster yet: `rill acl` works on a single node only (docs/security.md)")]
-    NotOnCluster,
+    #[error("the cluster could not record the change: {reason}")]
+    Unavailable { reason: String },
     #[error("corrupt ACL file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("i/o error on {path}: {source}")]
@@ -44,7 +53,7 @@ impl AclError {
         match self {
             AclError::Invalid(_) => Reason::InvalidArgument,
             AclError::TooMany { .. } => Reason::LimitReached,
-            AclError::NotOnCluster => Reason::Unsupported,
+            AclError::Unavailable { .. } => Reason::ControllerUnavailable,
             AclError::Io { .. } => Reason::StorageFailure,
             AclError::Corrupt { .. } | AclError::Internal(_) => Reason::Internal,
         }
@@ -64,14 +73,25 @@ struct AclsFile {
 }
 
 pub struct AclStore {
-    path: PathBuf,
+    backing: Backing,
     current: RwLock<Arc<Vec<AclBinding>>>,
+    /// Serializes the writers of the file, or the swaps of the snapshot on a cluster node.
     writer: Mutex<()>,
+}
+
+enum Backing {
+    /// `<data>/__acls.json`, on a single node.
+    File(PathBuf),
+    Cluster(ClusterAccess),
 }
 
 impl std::fmt::Debug for AclStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AclStore").field("path", &self.path).finish_non_exhaustive()
+        let backing = match &self.backing {
+            Backing::File(path) => path.display().to_string(),
+            Backing::Cluster(_) => "the cluster metadata".to_owned(),
+        };
+        f.debug_struct("AclStore").field("backing", &backing).finish_non_exhaustive()
     }
 }
 
@@ -85,7 +105,44 @@ impl AclStore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
             Err(source) => return Err(AclError::Io { path, source }),
         };
-        Ok(Self { path, current: RwLock::new(Arc::new(acls.into_iter().collect())), writer: Mutex::new(()) })
+        let current = RwLock::new(Arc::new(acls.into_iter().collect()));
+        Ok(Self { backing: Backing::File(path), current, writer: Mutex::new(()) })
+    }
+
+    /// The ACLs of the cluster `controller` belongs to, as this node applied them. Writes propose commands
+    /// through `runtime`, so they are called from its blocking pool, as a single node's file writes are.
+    pub fn replicated(controller: Arc<Controller>, runtime: Handle) -> Arc<Self> {
+        let access = ClusterAccess::new(controller, runtime);
+        let current = RwLock::new(Arc::clone(&access.metadata().acls));
+        let store = Arc::new(Self { backing: Backing::Cluster(access), current, writer: Mutex::new(()) });
+        if let Backing::Cluster(access) = &store.backing {
+            access.follow(Arc::downgrade(&store), Self::refresh);
+        }
+        store
+    }
+
+    /// On a cluster node: takes the bindings this node last applied (the metadata keeps them sorted, as here).
+    fn refresh(&self) {
+        let Backing::Cluster(access) = &self.backing else { return };
+        let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let acls = Arc::clone(&access.metadata().acls);
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = acls;
+    }
+
+    /// On a cluster node: proposes `command`, then holds what this node applied. The count it added or removed.
+    fn propose(
+        &self,
+        access: &ClusterAccess,
+        command: Command,
+        is_applied: impl Fn(&ClusterMetadata) -> bool,
+    ) -> Result<usize, AclError> {
+        let outcome = access.propose(command, is_applied).map_err(|reason| AclError::Unavailable { reason })?;
+        self.refresh();
+        match outcome.refusal {
+            None => Ok(outcome.count.unwrap_or(0) as usize),
+            Some(AccessRefusal::TooManyAcls) => Err(AclError::TooMany { limit: MAX_ACLS }),
+            Some(refusal) => Err(AclError::Internal(format!("the controller refused the ACL change as {refusal:?}"))),
+        }
     }
 
     /// Every binding, in a stable order (resource type, pattern, name, principal, ...).
@@ -95,13 +152,16 @@ impl AclStore {
 
     /// Applies `change` to a copy, writes it, then publishes it: a failed write changes nothing.
     fn update<T>(&self, change: impl FnOnce(&mut BTreeSet<AclBinding>) -> Result<T, AclError>) -> Result<T, AclError> {
+        let Backing::File(path) = &self.backing else {
+            return Err(AclError::Internal("a cluster node's ACLs change by proposing, not in a file".into()));
+        };
         let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut acls: BTreeSet<AclBinding> = self.snapshot().iter().cloned().collect();
         let outcome = change(&mut acls)?;
         let file = AclsFile { version: FORMAT_VERSION, acls };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|err| AclError::Internal(err.to_string()))?;
-        crate::meta::write_atomically(&self.path, &bytes)
-            .map_err(|err| AclError::Internal(format!("cannot write {}: {err}", self.path.display())))?;
+        crate::meta::write_atomically(path, &bytes)
+            .map_err(|err| AclError::Internal(format!("cannot write {}: {err}", path.display())))?;
         *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Arc::new(file.acls.into_iter().collect());
         Ok(outcome)
@@ -111,6 +171,18 @@ impl AclStore {
     pub fn add(&self, bindings: Vec<AclBinding>) -> Result<usize, AclError> {
         for binding in &bindings {
             binding.validate()?;
+        }
+        if let Backing::Cluster(access) = &self.backing {
+            let snapshot = self.snapshot();
+            let new: BTreeSet<&AclBinding> = bindings.iter().filter(|b| snapshot.binary_search(b).is_err()).collect();
+            if snapshot.len() + new.len() > MAX_ACLS {
+                return Err(AclError::TooMany { limit: MAX_ACLS });
+            }
+            if new.is_empty() {
+                return Ok(0);
+            }
+            let is_applied = |m: &ClusterMetadata| bindings.iter().all(|b| m.acls.binary_search(b).is_ok());
+            return self.propose(access, Command::AddAcls { bindings: bindings.clone() }, is_applied);
         }
         self.update(|acls| {
             let before = acls.len();
@@ -126,6 +198,14 @@ impl AclStore {
     pub fn remove(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, AclError> {
         if !self.snapshot().iter().any(|b| filter.matches(b)) {
             return Ok(Vec::new());
+        }
+        if let Backing::Cluster(access) = &self.backing {
+            // The bindings the filter matches here: a binding added elsewhere meanwhile stays, as it would had it
+            // been added a moment later.
+            let matched = self.list(filter);
+            let is_applied = |m: &ClusterMetadata| matched.iter().all(|b| m.acls.binary_search(b).is_err());
+            self.propose(access, Command::RemoveAcls { bindings: matched.clone() }, is_applied)?;
+            return Ok(matched);
         }
         self.update(|acls| {
             let removed: Vec<AclBinding> = acls.iter().filter(|b| filter.matches(b)).cloned().collect();

@@ -63,15 +63,14 @@ pub struct SignInRefused {
 
 /// The admin listener's authentication: the node's users, the console's sessions, the sign-in backoff.
 pub struct AdminAuthenticator {
-    /// `None` on a node of a cluster: no user is known there (and `admin_auth = required` is refused).
-    users: Option<Arc<UserStore>>,
+    users: Arc<UserStore>,
     is_required: bool,
     sessions: Sessions,
     backoff: FailureBackoff,
 }
 
 impl AdminAuthenticator {
-    pub fn new(users: Option<Arc<UserStore>>, is_required: bool) -> Self {
+    pub fn new(users: Arc<UserStore>, is_required: bool) -> Self {
         Self { users, is_required, sessions: Sessions::default(), backoff: FailureBackoff::default() }
     }
 
@@ -94,12 +93,12 @@ impl AdminAuthenticator {
                 // ignored where it is off (as before authentication existed).
                 return if self.is_required { Err(AdminAuthError::NotBearer) } else { Ok(Caller::Anonymous) };
             };
-            let user = self.users.as_deref().and_then(|users| users.user_of_token(token));
+            let user = self.users.user_of_token(token);
             return user.map(|user| Caller::Token { user }).ok_or(AdminAuthError::InvalidToken);
         }
         let Some(id) = cookie.and_then(session_id_of) else { return Ok(Caller::Anonymous) };
         let Some(view) = self.sessions.find(id, now) else { return Ok(Caller::Anonymous) };
-        if !self.users.as_deref().is_some_and(|users| users.exists(&view.user)) {
+        if !self.users.exists(&view.user) {
             self.sessions.end(id);
             return Ok(Caller::Anonymous);
         }
@@ -114,14 +113,9 @@ impl AdminAuthenticator {
         password: String,
         peer: Option<IpAddr>,
     ) -> Result<NewSession, SignInRefused> {
-        let is_valid = match &self.users {
-            Some(users) if super::users::validate_name(user).is_ok() => {
-                let (users, name) = (Arc::clone(users), user.to_owned());
-                tokio::task::spawn_blocking(move || users.check_password(&name, password.as_bytes()))
-                    .await
-                    .unwrap_or(false)
-            }
-            _ => false,
+        let is_valid = super::users::validate_name(user).is_ok() && {
+            let (users, name) = (Arc::clone(&self.users), user.to_owned());
+            tokio::task::spawn_blocking(move || users.check_password(&name, password.as_bytes())).await.unwrap_or(false)
         };
         let address = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         if !is_valid {
@@ -165,7 +159,7 @@ mod tests {
         users.create("alice", b"pencil", &[], MIN_ITERATIONS).expect("alice");
         users.create("bob", b"hunter2", &[], MIN_ITERATIONS).expect("bob");
         let token = users.create_token("bob").expect("token");
-        let auth = AdminAuthenticator::new(Some(Arc::clone(&users)), true);
+        let auth = AdminAuthenticator::new(Arc::clone(&users), true);
         let peer = Some(IpAddr::from([10, 0, 0, 1]));
 
         let refused = auth.sign_in("alice", "pencil!".into(), peer).await.expect_err("wrong password");

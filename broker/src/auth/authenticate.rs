@@ -1,10 +1,11 @@
 //! Bearer tokens on gRPC: a tower layer under tonic that reads each request's `authorization: Bearer TOKEN`,
 //! puts the caller's [`Principal`] in the request's extensions (where handlers and, later, ACLs read it; without a
 //! token, the client certificate's, `certificate.rs`), and
-//! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one this node issued,
-//! or when there is none and `auth.require_auth` is on. Health checks pass without one (load balancers and
-//! orchestrators probe them), as do a cluster's node-to-node calls, which carry none (and `require_auth` is
-//! refused on a cluster).
+//! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one of the node's (or
+//! the cluster's) users, or when there is none and `auth.require_auth` is on. A node that forwards a call to
+//! another (the controller leader, a partition leader) sends the caller's token on ([`send_on`]), so that node
+//! authenticates and authorizes the same user; a principal from a client certificate cannot be sent on. Health checks pass without one (load balancers and
+//! orchestrators probe them), as do a cluster's node-to-node calls (`rill.internal`), which carry none.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,15 +18,29 @@ use super::{Principal, UserStore};
 
 const EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.", "/rill.internal."];
 
+/// A client's `authorization` header, as a node sends it on with a call it forwards.
+pub type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
+/// The `authorization` header of a request, if it has one.
+pub fn bearer_of(metadata: &tonic::metadata::MetadataMap) -> Option<Bearer> {
+    metadata.get(http::header::AUTHORIZATION.as_str()).cloned()
+}
+
+/// Puts the caller's `authorization` header on a request this node forwards.
+pub fn send_on(caller: Option<Bearer>, metadata: &mut tonic::metadata::MetadataMap) {
+    if let Some(caller) = caller {
+        metadata.insert(http::header::AUTHORIZATION.as_str(), caller);
+    }
+}
+
 #[derive(Clone)]
 pub struct AuthenticateLayer {
-    /// `None` on a node of a cluster: no token is known there.
-    users: Option<Arc<UserStore>>,
+    users: Arc<UserStore>,
     is_required: bool,
 }
 
 impl AuthenticateLayer {
-    pub fn new(users: Option<Arc<UserStore>>, is_required: bool) -> Self {
+    pub fn new(users: Arc<UserStore>, is_required: bool) -> Self {
         Self { users, is_required }
     }
 }
@@ -41,7 +56,7 @@ impl<S> tower::Layer<S> for AuthenticateLayer {
 #[derive(Clone)]
 pub struct Authenticate<S> {
     inner: S,
-    users: Option<Arc<UserStore>>,
+    users: Arc<UserStore>,
     is_required: bool,
 }
 
@@ -71,7 +86,7 @@ impl<S> Authenticate<S> {
             };
         };
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-        let user = token.zip(self.users.as_deref()).and_then(|(token, users)| users.user_of_token(token));
+        let user = token.and_then(|token| self.users.user_of_token(token));
         user.map(Principal::User).ok_or_else(|| refusal(true))
     }
 }

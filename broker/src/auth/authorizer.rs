@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::acl::{self, AclBinding, Operation, Resource, ResourceType};
-use super::acl_store::{AclError, AclStore};
+use super::acl_store::AclStore;
 use super::Principal;
 
 /// How often one principal's denials of one operation are logged at most.
@@ -38,8 +38,8 @@ pub struct Authorizer {
     is_on: bool,
     /// `User:NAME` strings.
     super_users: HashSet<String>,
-    /// `None` on a node of a cluster: ACLs are not replicated, and `authorization` cannot be on there.
-    acls: Option<Arc<AclStore>>,
+    /// The node's file, or on a cluster node the replicated ACLs.
+    acls: Arc<AclStore>,
     /// Denials by [`Operation::index`] and [`ResourceType::index`].
     denials: [[AtomicU64; ResourceType::ALL.len()]; Operation::ALL.len()],
     last_logged: Mutex<HashMap<(String, Operation), Instant>>,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for Authorizer {
 }
 
 impl Authorizer {
-    pub fn new(is_on: bool, super_users: &[String], acls: Option<Arc<AclStore>>) -> Self {
+    pub fn new(is_on: bool, super_users: &[String], acls: Arc<AclStore>) -> Self {
         Self {
             is_on,
             super_users: super_users.iter().cloned().collect(),
@@ -66,9 +66,9 @@ impl Authorizer {
         self.is_on
     }
 
-    /// The ACL store, or why `rill acl` cannot change anything on this node.
-    pub fn store(&self) -> Result<&Arc<AclStore>, AclError> {
-        self.acls.as_ref().ok_or(AclError::NotOnCluster)
+    /// The ACL store `rill acl` and Kafka's ACL requests change.
+    pub fn store(&self) -> &Arc<AclStore> {
+        &self.acls
     }
 
     fn is_super_user(&self, principal: &Principal) -> bool {
@@ -76,7 +76,7 @@ impl Authorizer {
     }
 
     fn bindings(&self) -> Arc<Vec<AclBinding>> {
-        self.acls.as_ref().map(|store| store.snapshot()).unwrap_or_default()
+        self.acls.snapshot()
     }
 
     /// Whether `principal` may, without counting or logging a no: for filtering what a listing shows, where
@@ -177,10 +177,10 @@ mod tests {
         let store = store_allowing_alice_to_read(dir.path());
         let alice = Principal::User("alice".into());
         let root = Principal::User("root".into());
-        let off = Authorizer::new(false, &[], Some(Arc::clone(&store)));
+        let off = Authorizer::new(false, &[], Arc::clone(&store));
         assert!(off.check(&Principal::Anonymous, Operation::Delete, &Resource::topic("t")).is_ok());
 
-        let on = Authorizer::new(true, &["User:root".into()], Some(store));
+        let on = Authorizer::new(true, &["User:root".into()], store);
         assert!(on.check(&alice, Operation::Read, &Resource::topic("t")).is_ok());
         assert!(on.check(&root, Operation::Alter, &Resource::cluster()).is_ok(), "a super user");
         let denied = on.check(&alice, Operation::Write, &Resource::topic("t")).expect_err("no allow for write");
@@ -199,7 +199,8 @@ mod tests {
 
     #[test]
     fn a_denial_is_logged_once_per_principal_and_operation_per_interval() {
-        let authorizer = Authorizer::new(true, &[], None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let authorizer = Authorizer::new(true, &[], Arc::new(AclStore::open(dir.path()).expect("store")));
         assert!(authorizer.should_log("User:a", Operation::Read));
         assert!(!authorizer.should_log("User:a", Operation::Read), "within the interval");
         assert!(authorizer.should_log("User:a", Operation::Write), "another operation");

@@ -122,32 +122,8 @@ impl AuthConfig {
         }
     }
 
-    pub(crate) fn validate(&self, is_tls: bool, is_cluster: bool) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, is_tls: bool) -> Result<(), ConfigError> {
         let bad = |setting, reason: &str| Err(ConfigError { setting, reason: reason.to_owned() });
-        if is_cluster && self.is_sasl_on() {
-            return bad(
-                "auth.kafka_sasl_mechanisms",
-                "users are not replicated across a cluster yet: SASL works on a single node only",
-            );
-        }
-        if is_cluster && self.require_auth {
-            return bad(
-                "auth.require_auth",
-                "users and tokens are not replicated across a cluster yet: it works on a single node only",
-            );
-        }
-        if is_cluster && self.admin_auth == Some(AdminAuth::Required) {
-            return bad(
-                "auth.admin_auth",
-                "users are not replicated across a cluster yet: console sign-in works on a single node only",
-            );
-        }
-        if is_cluster && self.authorization == AuthorizationMode::On {
-            return bad(
-                "auth.authorization",
-                "ACLs and users are not replicated across a cluster yet: authorization works on a single node only",
-            );
-        }
         if let Some(bad_user) = self.super_users.iter().find(|p| !is_user_principal(p)) {
             return Err(ConfigError {
                 setting: "auth.super_users",
@@ -202,14 +178,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_without_tls_and_sasl_on_a_cluster_are_refused_naming_the_way_out() {
+    fn plain_without_tls_is_refused_naming_the_way_out() {
         let plain = AuthConfig { kafka_sasl_mechanisms: vec![SaslMechanism::Plain], ..AuthConfig::default() };
-        let err = plain.validate(false, false).expect_err("PLAIN in the clear");
+        let err = plain.validate(false).expect_err("PLAIN in the clear");
         assert!(err.reason.contains("--sasl-plain-without-tls") && err.reason.contains("--tls-cert"), "{err:?}");
-        assert!(plain.validate(true, false).is_ok());
+        assert!(plain.validate(true).is_ok());
         let allowed = AuthConfig { sasl_plain_without_tls: true, ..plain.clone() };
-        assert!(allowed.validate(false, false).is_ok());
-        assert!(plain.validate(true, true).is_err(), "users are not replicated");
+        assert!(allowed.validate(false).is_ok());
         let parsed: AuthConfig =
             toml::from_str("kafka_sasl_mechanisms = [\"SCRAM-SHA-512\", \"PLAIN\"]").expect("valid TOML");
         assert_eq!(parsed.kafka_sasl_mechanisms, [SaslMechanism::Scram(ScramMechanism::Sha512), SaslMechanism::Plain]);
@@ -225,7 +200,7 @@ mod tests {
         assert!(!apart.is_admin_auth_required());
         let parsed: AuthConfig = toml::from_str("admin_auth = \"required\"").expect("valid TOML");
         assert!(parsed.is_admin_auth_required());
-        assert!(parsed.validate(false, true).is_err(), "users are not replicated");
+        assert!(parsed.validate(false).is_ok(), "on a cluster too: users are replicated");
     }
 
     #[test]
@@ -235,10 +210,9 @@ mod tests {
                 .expect("valid TOML");
         assert_eq!(parsed.authorization, AuthorizationMode::On);
         assert_eq!(parsed.super_users, ["User:admin"]);
-        assert!(parsed.validate(false, false).is_ok());
-        assert!(parsed.validate(false, true).is_err(), "ACLs are not replicated");
+        assert!(parsed.validate(false).is_ok());
         let bad = AuthConfig { super_users: vec!["admin".into()], ..AuthConfig::default() };
-        let err = bad.validate(false, false).expect_err("not a principal");
+        let err = bad.validate(false).expect_err("not a principal");
         assert!(err.reason.contains("User:NAME"), "{err:?}");
     }
 

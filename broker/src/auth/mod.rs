@@ -16,6 +16,7 @@ pub mod authorizer;
 pub mod backoff;
 pub mod certificate;
 pub mod config;
+mod replicated;
 pub mod scram;
 pub mod service;
 pub mod sessions;
@@ -28,6 +29,19 @@ use rill_protocol::reason::Reason;
 pub use authorizer::{Authorizer, Denied};
 pub use config::{AdminAuth, AuthConfig, AuthorizationMode, SaslMechanism};
 pub use users::UserStore;
+
+/// Refuses to start a cluster node whose data dir holds a users or ACL file from when it ran alone: the cluster
+/// would never read it, and starting without it would silently drop what it holds (its DENYs above all).
+pub fn refuse_node_files_on_cluster(data_dir: &std::path::Path) -> Result<(), AuthError> {
+    let files = [(users::USERS_FILE, "users", "user create"), (acl_store::ACLS_FILE, "ACLs", "acl add")];
+    for (file, what, command) in files {
+        let path = data_dir.join(file);
+        if path.exists() {
+            return Err(AuthError::NodeFileOnCluster { path, what, command });
+        }
+    }
+    Ok(())
+}
 
 /// Who a request acts as, in Kafka's form (`User:NAME`), ready for ACLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,14 +80,18 @@ pub enum AuthError {
     UserExists { name: String },
     #[error("unknown user {name:?}")]
     UnknownUser { name: String },
-    #[error("too many users: a node holds at most {limit}")]
+    #[error("too many users: a node or a cluster holds at most {limit}")]
     TooManyUsers { limit: usize },
     #[error("user {name:?} holds {limit} tokens, the most allowed: delete and re-create the user to revoke them")]
     TooManyTokens { name: String, limit: usize },
+    #[error("the cluster could not record the change: {reason}")]
+    Unavailable { reason: String },
     #[error(
-        "users are not replicated across a cluster yet: `rill user` works on a single node only (docs/security.md)"
+        "{path} holds the {what} this node kept when it ran alone, but a cluster node keeps them in the replicated \
+         cluster metadata and would ignore it: create them on the cluster (`rill {command}`, docs/security.md), \
+         then move the file out of the data dir"
     )]
-    NotOnCluster,
+    NodeFileOnCluster { path: PathBuf, what: &'static str, command: &'static str },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("corrupt users file {path}: {reason}")]
@@ -97,7 +115,8 @@ impl AuthError {
             AuthError::UserExists { .. } => Reason::UserExists,
             AuthError::UnknownUser { .. } => Reason::UnknownUser,
             AuthError::TooManyUsers { .. } | AuthError::TooManyTokens { .. } => Reason::LimitReached,
-            AuthError::NotOnCluster => Reason::Unsupported,
+            AuthError::Unavailable { .. } => Reason::ControllerUnavailable,
+            AuthError::NodeFileOnCluster { .. } => Reason::InvalidArgument,
             AuthError::Unauthenticated(_) => Reason::Unauthenticated,
             AuthError::Io { .. } => Reason::StorageFailure,
             AuthError::CorruptUsersFile { .. } | AuthError::Internal(_) => Reason::Internal,

@@ -1,5 +1,5 @@
 //! The `UserAdmin` gRPC service: `rill user create|delete|list` and `rill token create`. The store's writes
-//! (PBKDF2 and an fsynced file) run on the blocking pool.
+//! (PBKDF2 and an fsynced file, or a proposal to the controller on a cluster node) run on the blocking pool.
 
 use std::sync::Arc;
 
@@ -14,14 +14,13 @@ use super::scram::{ScramMechanism, DEFAULT_ITERATIONS};
 use super::{AuthError, Principal, UserStore};
 
 pub struct UserAdminService {
-    /// `None` on a node of a cluster: users are not replicated, so every call is refused.
-    users: Option<Arc<UserStore>>,
+    users: Arc<UserStore>,
     /// With authorization on, managing users needs ALTER on the cluster, listing them DESCRIBE.
     authorizer: Arc<super::Authorizer>,
 }
 
 impl UserAdminService {
-    pub fn server(users: Option<Arc<UserStore>>, authorizer: Arc<super::Authorizer>) -> UserAdminServer<Self> {
+    pub fn server(users: Arc<UserStore>, authorizer: Arc<super::Authorizer>) -> UserAdminServer<Self> {
         UserAdminServer::new(Self { users, authorizer })
     }
 
@@ -37,7 +36,7 @@ impl UserAdminService {
         &self,
         work: impl FnOnce(&UserStore) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, Status> {
-        let users = Arc::clone(self.users.as_ref().ok_or(AuthError::NotOnCluster)?);
+        let users = Arc::clone(&self.users);
         tokio::task::spawn_blocking(move || work(&users))
             .await
             .map_err(|err| AuthError::Internal(format!("user store task failed: {err}")))?

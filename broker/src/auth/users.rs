@@ -1,28 +1,38 @@
-//! The users a node authenticates: their SCRAM credentials and the hashes of their bearer tokens, in
-//! `<data>/__users.json`, rewritten whole and atomically (temporary file, fsync, rename, directory fsync) on every
-//! change, so a crash leaves the old set or the new one. Nothing secret is kept: a password becomes one
-//! [`ScramCredential`] per mechanism, a token its SHA-256.
+//! The users a node authenticates: their SCRAM credentials and the hashes of their bearer tokens. Nothing
+//! secret is kept: a password becomes one [`ScramCredential`] per mechanism, a token its SHA-256.
+//!
+//! A single node keeps them in `<data>/__users.json`, rewritten whole and atomically (temporary file, fsync,
+//! rename, directory fsync) on every change, so a crash leaves the old set or the new one. A cluster node keeps
+//! them in the replicated cluster metadata (`replicated.rs`): every node knows every user, and a change is a
+//! command proposed to the controller leader, its salts and tokens drawn here, before proposing.
 //!
 //! Readers (every login, every request with a token) take a snapshot (`Arc`) under a read lock held for no
-//! I/O; writers are serialized by their own lock, which they hold across the file write, then swap the snapshot.
+//! I/O. On a single node writers are serialized by their own lock, held across the file write, then swap the
+//! snapshot; on a cluster node the snapshot is swapped whenever an applied command changes the users.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use tokio::runtime::Handle;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
+use super::replicated::ClusterAccess;
 use super::scram::{ScramCredential, ScramMechanism, DEFAULT_ITERATIONS};
 use super::AuthError;
+use crate::cluster::access::AccessRefusal;
+use crate::cluster::metadata::Command;
+use crate::cluster::Controller;
 
 /// The file, in the data dir (`__`: the broker's own name space).
 pub const USERS_FILE: &str = "__users.json";
 /// The file format; a newer one is refused rather than misread.
 const FORMAT_VERSION: u32 = 1;
-/// Most users a node holds: the file is rewritten whole on each change.
+/// Most users a node (or a cluster) holds: the file, or the metadata snapshot, is rewritten whole on a change.
 pub const MAX_USERS: usize = 10_000;
 /// Most tokens one user may hold at once.
 pub const MAX_TOKENS_PER_USER: usize = 16;
@@ -38,12 +48,20 @@ struct UsersFile {
     users: BTreeMap<String, UserRecord>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct UserRecord {
-    scram: BTreeMap<ScramMechanism, ScramCredential>,
+/// One user as stored, in the file or the cluster metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub scram: BTreeMap<ScramMechanism, ScramCredential>,
     /// SHA-256 of each token issued to the user, URL-safe base64.
     #[serde(default)]
-    token_hashes: Vec<String>,
+    pub token_hashes: Vec<String>,
+}
+
+impl UserRecord {
+    /// Whether every credential is one its mechanism can use.
+    pub fn is_well_formed(&self) -> bool {
+        self.scram.iter().all(|(&mechanism, credential)| credential.is_well_formed(mechanism))
+    }
 }
 
 /// What `rill user list` shows of a user: no secret.
@@ -56,13 +74,14 @@ pub struct UserSummary {
 
 #[derive(Default)]
 struct Snapshot {
-    users: BTreeMap<String, UserRecord>,
+    /// Shared with the cluster metadata it was built from, on a cluster node.
+    users: Arc<BTreeMap<String, UserRecord>>,
     /// Token hash to user name, rebuilt with every change.
     tokens: HashMap<String, String>,
 }
 
 impl Snapshot {
-    fn new(users: BTreeMap<String, UserRecord>) -> Self {
+    fn new(users: Arc<BTreeMap<String, UserRecord>>) -> Self {
         let tokens = users
             .iter()
             .flat_map(|(name, record)| record.token_hashes.iter().map(move |hash| (hash.clone(), name.clone())))
@@ -72,14 +91,25 @@ impl Snapshot {
 }
 
 pub struct UserStore {
-    path: PathBuf,
+    backing: Backing,
     current: RwLock<Arc<Snapshot>>,
+    /// Serializes the writers of the file, or the swaps of the snapshot on a cluster node.
     writer: Mutex<()>,
+}
+
+enum Backing {
+    /// `<data>/__users.json`, on a single node.
+    File(PathBuf),
+    Cluster(ClusterAccess),
 }
 
 impl std::fmt::Debug for UserStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserStore").field("path", &self.path).finish_non_exhaustive()
+        let backing = match &self.backing {
+            Backing::File(path) => path.display().to_string(),
+            Backing::Cluster(_) => "the cluster metadata".to_owned(),
+        };
+        f.debug_struct("UserStore").field("backing", &backing).finish_non_exhaustive()
     }
 }
 
@@ -93,27 +123,77 @@ impl UserStore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(AuthError::Io { path, source }),
         };
-        Ok(Self { path, current: RwLock::new(Arc::new(Snapshot::new(users))), writer: Mutex::new(()) })
+        let snapshot = Snapshot::new(Arc::new(users));
+        Ok(Self { backing: Backing::File(path), current: RwLock::new(Arc::new(snapshot)), writer: Mutex::new(()) })
+    }
+
+    /// The users of the cluster `controller` belongs to, as this node applied them. Writes propose commands
+    /// through `runtime`, so they are called from its blocking pool, as a single node's file writes are.
+    pub fn replicated(controller: Arc<Controller>, runtime: Handle) -> Arc<Self> {
+        let access = ClusterAccess::new(controller, runtime);
+        let snapshot = Snapshot::new(Arc::clone(&access.metadata().users));
+        let store = Arc::new(Self {
+            backing: Backing::Cluster(access),
+            current: RwLock::new(Arc::new(snapshot)),
+            writer: Mutex::new(()),
+        });
+        if let Backing::Cluster(access) = &store.backing {
+            access.follow(Arc::downgrade(&store), Self::refresh);
+        }
+        store
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
-    /// Applies `change` to a copy of the users, writes it, then publishes it: a failed write changes nothing.
-    fn update<T>(
-        &self,
-        change: impl FnOnce(&mut BTreeMap<String, UserRecord>) -> Result<T, AuthError>,
-    ) -> Result<T, AuthError> {
+    /// On a cluster node: swaps in the users this node last applied, if they changed (the token index is
+    /// rebuilt then, never on a login).
+    fn refresh(&self) {
+        let Backing::Cluster(access) = &self.backing else { return };
         let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut users = self.snapshot().users.clone();
-        let outcome = change(&mut users)?;
+        let users = Arc::clone(&access.metadata().users);
+        if Arc::ptr_eq(&self.snapshot().users, &users) {
+            return;
+        }
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Snapshot::new(users));
+    }
+
+    /// Makes a change: on a single node `change` edits a copy of the users that is then written and published
+    /// (a failed write changes nothing); on a cluster node `command` is proposed, the refusal the controller
+    /// applied becomes the same error `change` gives, and `is_applied` says when this node holds the change.
+    fn update(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BTreeMap<String, UserRecord>) -> Result<(), AuthError>,
+        command: impl FnOnce() -> Command,
+        is_applied: impl Fn(&BTreeMap<String, UserRecord>) -> bool,
+    ) -> Result<(), AuthError> {
+        let path = match &self.backing {
+            Backing::File(path) => path,
+            Backing::Cluster(access) => {
+                // The same checks against this node's replica first: most refusals need no round trip.
+                change(&mut (*self.snapshot().users).clone())?;
+                let outcome = access
+                    .propose(command(), |metadata| is_applied(&metadata.users))
+                    .map_err(|reason| AuthError::Unavailable { reason })?;
+                self.refresh();
+                return match outcome.refusal {
+                    None => Ok(()),
+                    Some(refusal) => Err(refused(refusal, name.to_owned())),
+                };
+            }
+        };
+        let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut users = (*self.snapshot().users).clone();
+        change(&mut users)?;
         let file = UsersFile { version: FORMAT_VERSION, users };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|err| AuthError::Internal(err.to_string()))?;
-        crate::meta::write_atomically(&self.path, &bytes)
-            .map_err(|err| AuthError::Internal(format!("cannot write {}: {err}", self.path.display())))?;
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Snapshot::new(file.users));
-        Ok(outcome)
+        crate::meta::write_atomically(path, &bytes)
+            .map_err(|err| AuthError::Internal(format!("cannot write {}: {err}", path.display())))?;
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Arc::new(Snapshot::new(Arc::new(file.users)));
+        Ok(())
     }
 
     /// Creates `name` with a credential for each of `mechanisms` (both SCRAM ones when empty).
@@ -132,25 +212,37 @@ impl UserStore {
             .iter()
             .map(|&mechanism| (mechanism, ScramCredential::generate(mechanism, password, iterations)))
             .collect();
-        self.update(|users| {
-            if users.contains_key(name) {
-                return Err(AuthError::UserExists { name: name.to_owned() });
-            }
-            if users.len() >= MAX_USERS {
-                return Err(AuthError::TooManyUsers { limit: MAX_USERS });
-            }
-            users.insert(name.to_owned(), UserRecord { scram, token_hashes: Vec::new() });
-            Ok(())
-        })
+        let user = UserRecord { scram, token_hashes: Vec::new() };
+        let command = || Command::CreateUser { name: name.to_owned(), user: user.clone() };
+        self.update(
+            name,
+            |users| {
+                if users.contains_key(name) {
+                    return Err(AuthError::UserExists { name: name.to_owned() });
+                }
+                if users.len() >= MAX_USERS {
+                    return Err(AuthError::TooManyUsers { limit: MAX_USERS });
+                }
+                users.insert(name.to_owned(), user.clone());
+                Ok(())
+            },
+            command,
+            |users| users.contains_key(name),
+        )
     }
 
     /// Deletes `name` with its credentials and tokens; its open connections keep the identity they logged in with.
     pub fn delete(&self, name: &str) -> Result<(), AuthError> {
         validate_name(name)?;
-        self.update(|users| match users.remove(name) {
-            Some(_) => Ok(()),
-            None => Err(AuthError::UnknownUser { name: name.to_owned() }),
-        })
+        self.update(
+            name,
+            |users| match users.remove(name) {
+                Some(_) => Ok(()),
+                None => Err(AuthError::UnknownUser { name: name.to_owned() }),
+            },
+            || Command::DeleteUser { name: name.to_owned() },
+            |users| !users.contains_key(name),
+        )
     }
 
     pub fn list(&self) -> Vec<UserSummary> {
@@ -205,14 +297,21 @@ impl UserStore {
         rand::Rng::fill(&mut rand::thread_rng(), &mut secret);
         let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
         let hash = token_hash(&token);
-        self.update(|users| {
-            let record = users.get_mut(name).ok_or_else(|| AuthError::UnknownUser { name: name.to_owned() })?;
-            if record.token_hashes.len() >= MAX_TOKENS_PER_USER {
-                return Err(AuthError::TooManyTokens { name: name.to_owned(), limit: MAX_TOKENS_PER_USER });
-            }
-            record.token_hashes.push(hash);
-            Ok(())
-        })?;
+        let is_held =
+            |users: &BTreeMap<String, UserRecord>| users.get(name).is_some_and(|u| u.token_hashes.contains(&hash));
+        self.update(
+            name,
+            |users| {
+                let record = users.get_mut(name).ok_or_else(|| AuthError::UnknownUser { name: name.to_owned() })?;
+                if record.token_hashes.len() >= MAX_TOKENS_PER_USER {
+                    return Err(AuthError::TooManyTokens { name: name.to_owned(), limit: MAX_TOKENS_PER_USER });
+                }
+                record.token_hashes.push(hash.clone());
+                Ok(())
+            },
+            || Command::AddUserToken { name: name.to_owned(), token_hash: hash.clone() },
+            is_held,
+        )?;
         Ok(token)
     }
 
@@ -223,6 +322,19 @@ impl UserStore {
             return None;
         }
         self.snapshot().tokens.get(&token_hash(token)).cloned()
+    }
+}
+
+/// What a refusal applied by the controller means to the caller, as a single node would have said it.
+fn refused(refusal: AccessRefusal, name: String) -> AuthError {
+    match refusal {
+        AccessRefusal::UserExists => AuthError::UserExists { name },
+        AccessRefusal::UnknownUser => AuthError::UnknownUser { name },
+        AccessRefusal::TooManyUsers => AuthError::TooManyUsers { limit: MAX_USERS },
+        AccessRefusal::TooManyTokens => AuthError::TooManyTokens { name, limit: MAX_TOKENS_PER_USER },
+        AccessRefusal::TooManyAcls | AccessRefusal::Invalid => {
+            AuthError::Internal(format!("the controller refused the change to user {name:?} as {refusal:?}"))
+        }
     }
 }
 

@@ -132,11 +132,16 @@ fn leader_client(
 }
 
 /// Asks the leader for its view; `None` when it cannot be had in time.
-async fn leader_view(controller: &Controller, leader_id: u64) -> Option<DescribeClusterResponse> {
+async fn leader_view(
+    controller: &Controller,
+    leader_id: u64,
+    caller: Option<crate::auth::authenticate::Bearer>,
+) -> Option<DescribeClusterResponse> {
     let metrics = controller.raft.metrics().borrow().clone();
     let address = metrics.membership_config.membership().get_node(&leader_id)?.addr.clone();
     let mut client = ClusterAdminClient::new(crate::tls::channel_to(&address, &controller.config).ok()?);
     let mut request = Request::new(DescribeClusterRequest { local_only: true });
+    crate::auth::authenticate::send_on(caller, request.metadata_mut());
     request.set_timeout(FORWARD_TIMEOUT);
     match tokio::time::timeout(FORWARD_TIMEOUT, client.describe_cluster(request)).await {
         Ok(Ok(answer)) => Some(answer.into_inner()),
@@ -160,7 +165,8 @@ impl ClusterAdmin for ClusterAdminService {
             return Ok(Response::new(local));
         }
         if let Some(leader_id) = local.controller_leader_id {
-            if let Some(answer) = leader_view(controller, leader_id).await {
+            let caller = crate::auth::authenticate::bearer_of(request.metadata());
+            if let Some(answer) = leader_view(controller, leader_id, caller).await {
                 return Ok(Response::new(answer));
             }
         }
@@ -202,10 +208,12 @@ fn single_node_refusal() -> Status {
 }
 
 /// The request, as sent on to the leader: the caller's deadline goes with it (tonic turns `grpc-timeout` back
-/// into the request's timeout).
+/// into the request's timeout), and its bearer token, so the leader authorizes the same user.
 fn forwarded<T>(request: Request<T>) -> Request<T> {
     let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    let caller = crate::auth::authenticate::bearer_of(request.metadata());
     let mut forwarded = Request::new(request.into_inner());
+    crate::auth::authenticate::send_on(caller, forwarded.metadata_mut());
     if let Some(timeout) = timeout {
         forwarded.set_timeout(timeout);
     }
@@ -225,4 +233,22 @@ fn parse_grpc_timeout(text: &str) -> Option<Duration> {
         "n" => Duration::from_nanos(value),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_call_carries_the_callers_token_and_deadline() {
+        let mut request = Request::new(RemoveNodeRequest { node_id: 3 });
+        request.metadata_mut().insert("authorization", "Bearer rill_abc".parse().expect("ascii"));
+        request.metadata_mut().insert("grpc-timeout", "1500m".parse().expect("ascii"));
+        let sent = forwarded(request);
+        assert_eq!(sent.metadata().get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer rill_abc"));
+        let timeout = sent.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        assert_eq!(timeout, Some(Duration::from_millis(1500)));
+        let anonymous = forwarded(Request::new(RemoveNodeRequest { node_id: 3 }));
+        assert!(anonymous.metadata().get("authorization").is_none());
+    }
 }

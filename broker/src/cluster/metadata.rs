@@ -1,5 +1,6 @@
-//! The cluster metadata the controller quorum replicates: the cluster id, the nodes and their liveness, and
-//! topic placement (partition → replicas, leader, leader epoch, ISR). Changed only by applying a [`Command`]
+//! The cluster metadata the controller quorum replicates: the cluster id, the nodes and their liveness, topic
+//! placement (partition → replicas, leader, leader epoch, ISR), and the users and ACLs (`access.rs`). Changed
+//! only by applying a [`Command`]
 //! that raft committed, so every replica that applied the same log holds the same metadata.
 //!
 //! Leader elections happen here, in `apply`, so they are as deterministic as every other change: fencing a
@@ -11,6 +12,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{AccessRefusal, AclBindings, Users};
+use crate::auth::acl::AclBinding;
+use crate::auth::users::UserRecord;
 use crate::meta::TopicSettings;
 use crate::topic_id::TopicId;
 
@@ -85,6 +89,20 @@ pub struct ClusterMetadata {
     /// rejoin the replica sets it was reassigned away from.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub removed_nodes: std::collections::BTreeSet<u64>,
+    /// The cluster's users: credentials and token hashes, never a secret (`access.rs`).
+    #[serde(default, skip_serializing_if = "is_empty_map")]
+    pub users: Users,
+    /// The cluster's ACL bindings, sorted, each once.
+    #[serde(default, skip_serializing_if = "is_empty_list")]
+    pub acls: AclBindings,
+}
+
+fn is_empty_map(users: &Users) -> bool {
+    users.is_empty()
+}
+
+fn is_empty_list(acls: &AclBindings) -> bool {
+    acls.is_empty()
 }
 
 /// A change to the metadata, as raft log entries carry it.
@@ -146,6 +164,28 @@ pub enum Command {
     RemoveNode {
         node_id: u64,
     },
+    /// A new user, its credentials derived (salted, hashed) by the proposer. Refused if the name is taken.
+    CreateUser {
+        name: String,
+        user: UserRecord,
+    },
+    /// The user goes, with its tokens; the ACLs naming it stay, as on a single node.
+    DeleteUser {
+        name: String,
+    },
+    /// A bearer token issued by the proposer, by its SHA-256.
+    AddUserToken {
+        name: String,
+        token_hash: String,
+    },
+    /// All of `bindings` or none (an invalid one, or the limit, refuses them all); one held already counts once.
+    AddAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes these bindings: the ones the proposer's filter matched on its replica.
+    RemoveAcls {
+        bindings: Vec<AclBinding>,
+    },
 }
 
 /// What applying a command did.
@@ -155,11 +195,17 @@ pub struct CommandOutcome {
     /// For [`Command::ReserveProducerIds`]: the block reserved, `start..end`.
     #[serde(default)]
     pub producer_ids: Option<(i64, i64)>,
+    /// For a user or ACL command: how many users, tokens or bindings it added or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// For a user or ACL command that changed nothing: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<AccessRefusal>,
 }
 
 impl CommandOutcome {
     pub fn unchanged() -> CommandOutcome {
-        CommandOutcome { changed: false, producer_ids: None }
+        CommandOutcome { changed: false, producer_ids: None, count: None, refusal: None }
     }
 }
 
@@ -249,11 +295,16 @@ impl ClusterMetadata {
                 self.nodes.remove(node_id);
                 is_new
             }
+            Command::CreateUser { .. }
+            | Command::DeleteUser { .. }
+            | Command::AddUserToken { .. }
+            | Command::AddAcls { .. }
+            | Command::RemoveAcls { .. } => return self.apply_access(command),
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
         }
-        CommandOutcome { changed, producer_ids }
+        CommandOutcome { changed, producer_ids, ..CommandOutcome::unchanged() }
     }
 
     /// A fenced node leads nothing and is in no ISR (but the last member of one keeps its place: it holds

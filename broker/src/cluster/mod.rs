@@ -14,10 +14,12 @@
 //!   run time (`rill cluster add-node`/`remove-node`), moving a removed node's replicas as [`reassign`] plans.
 //! - [`placement`] places a new topic's replicas; `propose` commits a command from any node (a follower
 //!   forwards it to the leader), which is how topics are created and ISRs change.
+//! - `access` applies the users and ACL bindings the metadata holds, which the auth stores read and change.
 //!
 //! Invariants: a vote is on disk before it is answered and a log entry before openraft counts it as persisted;
 //! metadata changes only by applying committed commands; a node without peers starts none of this.
 
+pub mod access;
 pub mod describe;
 pub mod identity;
 mod join;

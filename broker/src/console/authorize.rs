@@ -99,7 +99,7 @@ mod tests {
             allow("User:bob", Operation::Create, ResourceType::Cluster, "kafka-cluster"),
         ])
         .expect("add");
-        let authorizer = Authorizer::new(true, &["User:root".to_string()], Some(acls.clone()));
+        let authorizer = Authorizer::new(true, &["User:root".to_string()], acls.clone());
         let alice = Principal::User("alice".into());
         let bob = Principal::User("bob".into());
         let root = Principal::User("root".into());
@@ -118,7 +118,7 @@ mod tests {
         assert!(may(&authorizer, &Principal::Anonymous, Operation::Describe, Resource::topic("public")).is_err());
         assert_eq!(may(&authorizer, &root, Operation::Delete, Resource::topic("secret")), Ok(()), "super user");
 
-        let off = Authorizer::new(false, &[], Some(acls));
+        let off = Authorizer::new(false, &[], acls);
         assert_eq!(may(&off, &Principal::Anonymous, Operation::Delete, Resource::topic("secret")), Ok(()));
     }
 }

@@ -42,16 +42,16 @@ fn authorized_store(
     authorizer
         .check(principal, operation, &Resource::cluster())
         .map_err(|denied| (ResponseError::ClusterAuthorizationFailed, denied.to_string()))?;
-    authorizer.store().map(Arc::clone).map_err(|err| store_refusal(&err))
+    Ok(Arc::clone(authorizer.store()))
 }
 
-/// Kafka's code for a failed store operation: a node without ACLs (a cluster's, for now) answers as a Kafka
-/// broker without an authorizer does.
+/// Kafka's code for a failed store operation; on a cluster, a change the controller quorum could not record is
+/// NOT_CONTROLLER, which Kafka's admin clients retry.
 fn store_refusal(err: &AclError) -> Refusal {
     let code = match err {
         AclError::Invalid(_) => ResponseError::InvalidRequest,
         AclError::TooMany { .. } => ResponseError::PolicyViolation,
-        AclError::NotOnCluster => ResponseError::SecurityDisabled,
+        AclError::Unavailable { .. } => ResponseError::NotController,
         AclError::Io { .. } => ResponseError::KafkaStorageError,
         AclError::Corrupt { .. } | AclError::Internal(_) => ResponseError::UnknownServerError,
     };
@@ -238,10 +238,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_without_acls_answers_as_a_kafka_broker_without_an_authorizer() {
-        let (code, message) = store_refusal(&AclError::NotOnCluster);
-        assert_eq!(code, ResponseError::SecurityDisabled);
-        assert!(message.contains("not replicated across a cluster"), "{message}");
+    fn store_failures_have_kafkas_codes() {
+        let unavailable = AclError::Unavailable { reason: "no controller leader".into() };
+        let (code, message) = store_refusal(&unavailable);
+        assert_eq!(code, ResponseError::NotController, "retried by Kafka's admin clients");
+        assert!(message.contains("no controller leader"), "{message}");
         assert_eq!(store_refusal(&AclError::TooMany { limit: 3 }).0, ResponseError::PolicyViolation);
     }
 }

@@ -158,7 +158,7 @@ impl SaslSession {
     }
 
     async fn authenticate(&mut self, kafka: &KafkaContext, auth_bytes: Bytes) -> Result<Bytes, Failure> {
-        let users = kafka.node.users.clone().ok_or(Failure::Refused("users are not kept on a cluster node".into()))?;
+        let users = Arc::clone(&kafka.node.users);
         match std::mem::replace(&mut self.state, State::AwaitingHandshake) {
             State::AwaitingAuthenticate(SaslMechanism::Plain) => {
                 let (user, password) = parse_plain(&auth_bytes)?;

@@ -60,8 +60,14 @@ impl Replication {
 
     /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's
     /// log end; for the others, the same asked of their leaders (`local_only` on that call, so it is not
-    /// forwarded again), or this node's replica's figures if a leader does not answer in time.
-    pub async fn describe_topic(&self, name: &str, local_only: bool) -> Result<v1::DescribeTopicResponse> {
+    /// forwarded again), or this node's replica's figures if a leader does not answer in time. `caller` is the
+    /// client's `authorization` header, sent on so that the leader authorizes the same principal.
+    pub async fn describe_topic(
+        &self,
+        name: &str,
+        local_only: bool,
+        caller: Option<crate::auth::authenticate::Bearer>,
+    ) -> Result<v1::DescribeTopicResponse> {
         let mut described = self.describe_local(name)?;
         if local_only {
             return Ok(described);
@@ -73,7 +79,7 @@ impl Replication {
             .filter_map(|p| Some((p.leader?, p.leader_address.clone())))
             .collect();
         for (leader, address) in remote {
-            let Some(answer) = ask_leader(&address, name, &self.config).await else { continue };
+            let Some(answer) = ask_leader(&address, name, &self.config, caller.clone()).await else { continue };
             for p in answer.partitions.into_iter().filter(|p| p.leader == Some(leader)) {
                 if let Some(slot) = described.partitions.get_mut(p.partition as usize) {
                     *slot = p;
@@ -129,11 +135,17 @@ impl Replication {
 pub const LOCAL_ONLY_KEY: &str = "rill-local-only";
 const ASK_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn ask_leader(address: &str, name: &str, config: &crate::BrokerConfig) -> Option<v1::DescribeTopicResponse> {
+async fn ask_leader(
+    address: &str,
+    name: &str,
+    config: &crate::BrokerConfig,
+    caller: Option<crate::auth::authenticate::Bearer>,
+) -> Option<v1::DescribeTopicResponse> {
     use rill_protocol::v1::topic_admin_client::TopicAdminClient;
     let channel = crate::tls::channel_to(address, config).ok()?;
     let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned() });
     request.metadata_mut().insert(LOCAL_ONLY_KEY, tonic::metadata::MetadataValue::from_static("1"));
+    crate::auth::authenticate::send_on(caller, request.metadata_mut());
     request.set_timeout(ASK_LEADER_TIMEOUT);
     let mut admin = TopicAdminClient::new(channel);
     match tokio::time::timeout(ASK_LEADER_TIMEOUT, admin.describe_topic(request)).await {

@@ -116,9 +116,11 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
     let (_shutdown, shutdown) = watch::channel(false);
     let controller = world.controller.connect(node_id);
+    let acls = Arc::new(crate::auth::acl_store::AclStore::open(&data_dir)?);
+    let users = Arc::new(crate::auth::UserStore::open(&data_dir)?);
     let node = Arc::new_cyclic(|weak| Node {
         // Authorization off: the simulation is about replication, not who may produce.
-        authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], None)),
+        authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
         config: Arc::clone(&config),
         registry,
         offsets,
@@ -126,7 +128,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         producer_ids: Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir)))),
         shutdown,
         metrics: None,
-        users: None,
+        users,
         replication: Some(Arc::new(Replication::with_links(
             node_id,
             controller,

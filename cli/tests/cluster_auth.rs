@@ -1,0 +1,235 @@
+//! Users and ACLs on a cluster of three real `rill broker` processes: made through one node, they hold on every
+//! node (they are part of the replicated metadata), through the loss and restart of the controller leader, and
+//! a deleted user or ACL stops working everywhere (docs/security.md, "A cluster").
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::cluster::{broker_args, Cluster};
+use common::{dead_address, rill, Output, DEADLINE, RILL};
+
+/// Heartbeats and sessions short enough that a killed leader is replaced within the deadline.
+const FAST_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n";
+
+/// `rill --token TOKEN ARGS` against `broker`; no token for the anonymous principal.
+fn rill_as(broker: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(RILL);
+    if let Some(token) = token {
+        command.arg("--token").arg(token);
+    }
+    command.args(args).env("RILL_BROKER", broker).env_remove("RILL_TOKEN");
+    common::run(&mut command, None)
+}
+
+/// Runs `attempt` until it returns `Some`, up to the deadline: a change made through one node reaches the
+/// others one raft round trip later, and a restarted node needs a moment to catch up.
+#[track_caller]
+fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(done) = attempt() {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "not within {DEADLINE:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A new user with a token, through `broker` (retried while the controller leader is being elected).
+fn create_user(broker: &str, token: Option<&str>, name: &str) -> String {
+    eventually(&format!("user {name} created"), || {
+        let created = rill_as(broker, token, &["user", "create", name, "--password", "pw", "--token"]);
+        created.status.success().then(|| created.stdout.trim().to_owned())
+    })
+}
+
+/// The controller leader's node id, as `broker` describes the cluster.
+fn controller_leader(broker: &str, token: Option<&str>) -> u64 {
+    eventually("a controller leader", || {
+        let described = rill_as(broker, token, &["cluster", "describe"]);
+        described.stdout.lines().find_map(|l| l.strip_prefix("controller leader:")?.trim().parse().ok())
+    })
+}
+
+/// What `token`'s principal may do on `broker`, as the node itself decides it from the replicated state:
+/// whether it is authenticated at all, may list users (ALTER/DESCRIBE on the cluster: the super user only), and
+/// which of the topics it may describe.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Unauthenticated,
+    Topics { may_list_users: bool, topics: Vec<String> },
+}
+
+fn seen_by(broker: &str, token: &str) -> Seen {
+    let topics = rill_as(broker, Some(token), &["topic", "list"]);
+    if topics.stderr.contains("bearer token is not valid") {
+        return Seen::Unauthenticated;
+    }
+    let topics = topics.ok().lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect();
+    let may_list_users = rill_as(broker, Some(token), &["user", "list"]).status.success();
+    Seen::Topics { may_list_users, topics }
+}
+
+/// One HTTP/1.1 request to an admin listener: the status, the `Set-Cookie` header's `name=value`, the body.
+fn admin_http(admin: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, Option<String>, String) {
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cookie = head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case("set-cookie").then(|| value.split(';').next().unwrap_or("").trim().to_owned())
+    });
+    (status, cookie, body.to_owned())
+}
+
+/// Signs `user` in to the console on `admin` with its password; the session cookie.
+fn console_sign_in(admin: &str, user: &str) -> String {
+    let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{admin}\r\n");
+    let (status, cookie, body) = admin_http(admin, "POST", "/login", &form, &format!("user={user}&password=pw"));
+    cookie.unwrap_or_else(|| panic!("{user} not signed in on {admin}: {status} {body}"))
+}
+
+fn topics(may_list_users: bool, names: &[&str]) -> Seen {
+    Seen::Topics { may_list_users, topics: names.iter().map(|n| (*n).to_owned()).collect() }
+}
+
+#[test]
+fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_deleted() {
+    // Bootstrap as on a single node: users and ACLs made with authorization off, then every node restarted
+    // with it on. Node 1 takes every change; nodes 2 and 3 only ever see the replicated result.
+    let mut cluster = Cluster::start(FAST_SESSIONS);
+    let first = cluster.addr(1).to_owned();
+    let admin = create_user(&first, None, "admin");
+    let reader = create_user(&first, None, "reader");
+    let app = create_user(&first, None, "app");
+    for topic in ["orders", "secrets"] {
+        // Retried until all three nodes have heartbeated: three replicas need three alive nodes.
+        eventually(&format!("topic {topic} created"), || {
+            let args = ["topic", "create", topic, "--partitions", "1", "--replication-factor", "3"];
+            rill(&first, &args).status.success().then_some(())
+        });
+    }
+    let grants: [&[&str]; 2] = [
+        &["--allow", "--principal", "User:reader", "--operation", "read", "--topic", "orders"],
+        &["--allow", "--principal", "User:app", "--operation", "describe", "--topic", "*"],
+    ];
+    for grant in grants {
+        let args: Vec<&str> = ["acl", "add"].iter().copied().chain(grant.iter().copied()).collect();
+        assert!(rill(&first, &args).ok().starts_with("added"), "{grant:?}");
+    }
+    let config =
+        format!("{FAST_SESSIONS}[auth]\nrequire_auth = true\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\n");
+    std::fs::write(cluster.config(), config).expect("turn authorization on");
+    for node_id in 1..=3 {
+        cluster.nodes[node_id as usize - 1].take().expect("running").kill();
+        cluster.nodes[node_id as usize - 1] = Some(cluster.start_node(node_id));
+    }
+
+    let expected = |node: &str| {
+        assert_eq!(seen_by(node, &admin), topics(true, &["orders", "secrets"]), "the super user on {node}");
+        assert_eq!(seen_by(node, &reader), topics(false, &["orders"]), "reader's literal ACL on {node}");
+        assert_eq!(seen_by(node, &app), topics(false, &["orders", "secrets"]), "app's wildcard ACL on {node}");
+        rill_as(node, None, &["topic", "list"]).fails(1, "authentication is required");
+    };
+    for node_id in 1..=3 {
+        let node = cluster.addr(node_id).to_owned();
+        eventually(&format!("node {node_id} serving with authorization on"), || {
+            rill_as(&node, Some(&admin), &["user", "list"]).status.success().then_some(())
+        });
+        expected(&node);
+    }
+    // Records go through the partition leader and its followers' internal calls, which need no token.
+    let produce = ["produce", "orders", "--acks", "all", "--delivery-timeout-ms", "3000"];
+    let mut command = Command::new(RILL);
+    command.arg("--token").arg(&admin).args(produce).env("RILL_BROKER", cluster.addr(2));
+    common::run(&mut command, Some(b"one\ntwo\n")).ok();
+    // A node answers ListOffsets from its own replica, whose high watermark a follower learns on its next fetch.
+    eventually("reader consumes orders through node 3", || {
+        let consumed = rill_as(cluster.addr(3), Some(&reader), &["consume", "orders", "--from-beginning"]);
+        (consumed.ok() == "one\ntwo\n").then_some(())
+    });
+    rill_as(cluster.addr(3), Some(&reader), &["consume", "secrets"]).fails(1, "User:reader is not authorized");
+    // The console signs a user in on any node (require_auth makes the admin listeners require it too), and
+    // shows it what its ACLs allow.
+    let mut reader_sessions = Vec::new();
+    for node_id in [2, 3] {
+        let cookie = console_sign_in(cluster.admin(node_id), "reader");
+        let (status, _, page) =
+            admin_http(cluster.admin(node_id), "GET", "/topics", &format!("Cookie: {cookie}\r\n"), "");
+        assert_eq!(status, 200, "node {node_id}: {page}");
+        assert!(page.contains("orders") && !page.contains("secrets"), "node {node_id}: {page}");
+        reader_sessions.push((node_id, cookie));
+    }
+    let listed = rill_as(cluster.addr(3), Some(&admin), &["acl", "list"]);
+    assert_eq!(listed.ok().lines().count(), 1 + 2, "a header and both bindings: {listed:?}");
+    let users = rill_as(cluster.addr(2), Some(&admin), &["user", "list"]);
+    assert!(!users.ok().contains("pw") && users.lines().len() == 1 + 3, "{users:?}");
+
+    // The controller leader goes: the survivors keep every user and ACL, and still take changes.
+    let leader = controller_leader(cluster.addr(1), Some(&admin));
+    cluster.nodes[leader as usize - 1].take().expect("running").kill();
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for &node_id in &survivors {
+        expected(cluster.addr(node_id));
+    }
+    let survivor = cluster.addr(survivors[0]).to_owned();
+    let late = create_user(&survivor, Some(&admin), "late");
+    assert_eq!(seen_by(cluster.addr(survivors[1]), &late), topics(false, &[]), "a user made without the old leader");
+
+    // It comes back with everything, the user made while it was down too.
+    cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));
+    let restarted = cluster.addr(leader).to_owned();
+    eventually("the restarted node knows the user made while it was down", || {
+        (seen_by(&restarted, &late) == topics(false, &[])).then_some(())
+    });
+    expected(&restarted);
+
+    // A deleted user and a removed ACL stop working on every node.
+    rill_as(&survivor, Some(&admin), &["user", "delete", "reader"]).ok();
+    let removed = rill_as(&survivor, Some(&admin), &["acl", "remove", "--principal", "User:app", "--topic", "*"]);
+    assert!(removed.ok().contains("User:app"), "the removed binding is printed: {removed:?}");
+    for node_id in 1..=3 {
+        let node = cluster.addr(node_id).to_owned();
+        eventually(&format!("node {node_id} forgets reader and app's ACL"), || {
+            let is_gone =
+                seen_by(&node, &reader) == Seen::Unauthenticated && seen_by(&node, &app) == topics(false, &[]);
+            is_gone.then_some(())
+        });
+        assert_eq!(seen_by(&node, &admin), topics(true, &["orders", "secrets"]));
+    }
+    for (node_id, cookie) in reader_sessions {
+        let (status, _, page) =
+            admin_http(cluster.admin(node_id), "GET", "/topics", &format!("Cookie: {cookie}\r\n"), "");
+        assert_eq!(status, 303, "a deleted user's console session ends on node {node_id}: {page}");
+    }
+}
+
+#[test]
+fn a_node_that_ran_alone_with_users_refuses_to_start_in_a_cluster_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("d1");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("__users.json"), r#"{"version":1,"users":{}}"#).expect("a users file");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    let args = broker_args(1, &listen, &data, &peers, None);
+    let output = common::run(
+        Command::new(RILL).args(&args).env("RUST_LOG", "off").env("RILL_ADMIN_LISTEN", "127.0.0.1:0"),
+        None,
+    );
+    let stderr = output.fails(1, "__users.json holds the users this node kept when it ran alone");
+    assert!(stderr.contains("rill user create") && stderr.contains("move the file out"), "{stderr}");
+    assert!(data.join("__users.json").exists(), "the file is left as it was");
+}

@@ -65,7 +65,7 @@ impl GroupCoordinator {
                 member_id: member.id.clone(),
                 client_id: member.client_id.clone(),
                 client_host: member.consumer.as_ref().map(|c| c.client_host.clone()).unwrap_or_default(),
-                member_epoch: member.consumer.as_ref().map_or(member.member_generation, |c| c.epoch),
+                member_epoch: member.consumer.as_ref().map_or(member.member_generation, |c| c.current_epoch()),
                 kip848: member.consumer.is_some(),
                 subscribed_topics: member.topics.clone(),
                 subscribed_regex: member

@@ -383,6 +383,8 @@ async fn a_static_member_that_leaves_with_epoch_minus_2_keeps_its_partitions_for
         .await;
     let ids: BTreeSet<String> = described.groups[0].members.iter().map(|m| m.member_id.to_string()).collect();
     assert_eq!(ids, ["a2".to_string(), "b".to_string()].into(), "a1 is gone");
+    let a2_shown = described.groups[0].members.iter().find(|m| m.member_id.as_str() == "a2").expect("a2");
+    assert_eq!(a2_shown.instance_id.as_deref(), Some("pod-a"), "described with its instance id");
 }
 
 #[tokio::test]

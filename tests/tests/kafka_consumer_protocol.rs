@@ -438,3 +438,28 @@ async fn a_departed_static_members_partitions_move_when_its_session_expires() {
     let fresh = RawMember::join(&mut client, "a2", Some("pod-a")).await;
     assert!(fresh.owned.is_empty(), "the instance id is free again, and b owns everything: {:?}", fresh.owned);
 }
+
+#[tokio::test]
+async fn a_grpc_member_joining_while_a_static_member_is_away_gets_its_share_at_once() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 4).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let topic = topic_id(&mut client, "orders").await;
+    let mut a1 = RawMember::join(&mut client, "a1", Some("pod-a")).await;
+    a1.beat(&mut client, topic).await;
+    assert_eq!(a1.leave(&mut client, -2).await.error_code, 0);
+
+    // The away member reads nothing, so the gRPC member need not wait for it to let its share go.
+    let mut grpc = TestMember::join(&broker.groups, "g", &["orders"], 10_000).await;
+    let started = std::time::Instant::now();
+    while grpc.partitions().len() < 2 {
+        grpc.next().await.expect("the stream stays open");
+        assert!(started.elapsed() < Duration::from_secs(10), "never got its share: {:?}", grpc.partitions());
+    }
+    let granted: BTreeSet<i32> = grpc.partitions().into_iter().map(|p| p as i32).collect();
+    assert_eq!(granted.len(), 2);
+
+    let a2 = RawMember::join(&mut client, "a2", Some("pod-a")).await;
+    assert_eq!(a2.owned.len(), 2, "the static member's share, kept for it");
+    assert!(a2.owned.is_disjoint(&granted), "no partition owned twice");
+}

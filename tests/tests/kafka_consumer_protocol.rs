@@ -4,7 +4,8 @@
 //! unknown server assignor, a regex subscription, a classic group's id; and a member that keeps partitions it
 //! was told to revoke past its rebalance timeout is removed. A static member (instance id) that leaves with epoch
 //! -2 keeps its partitions for the next process with its instance id, until its session expires; a held instance
-//! id is UNRELEASED_INSTANCE_ID, one that is not the member's own FENCED_INSTANCE_ID.
+//! id is UNRELEASED_INSTANCE_ID, one that is not the member's own FENCED_INSTANCE_ID; a gRPC member joining while
+//! it is away gets its share at once.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

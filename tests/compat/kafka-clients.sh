@@ -5,7 +5,8 @@
 # kafka-python, confluent-kafka (range, cooperative-sticky), kcat -G and KafkaJS, commits and resumes; and
 # kafka-python's and librdkafka's (confluent-kafka) idempotent producers through a SIGKILL and restart of the
 # broker, with every record stored once, in order, without a gap. test_kafka_consumer_protocol.py: KIP-848
-# (`group.protocol=consumer`) groups of confluent-kafka, broker-assigned, through a leave, commits and resumes.
+# (`group.protocol=consumer`) groups of confluent-kafka, broker-assigned, through a leave, commits and resumes, and
+# a static member (`group.instance.id`) restarted within its session getting its own partitions back.
 # test_kafka_cluster.py: librdkafka against three nodes: Metadata's brokers and leaders, produce to the leaders,
 # FindCoordinator, a KIP-848 group served by a coordinator other than its bootstrap node, a group resuming from its
 # commits after its coordinator's SIGKILL. test_kafka_cluster_sasl.py: SCRAM logins on every node of a cluster

@@ -2,7 +2,8 @@
 confluent-kafka (librdkafka 2.12) members whose assignment the broker computes. A group of three shares a
 6-partition topic, one leaves, the others take its partitions over, every record is read exactly once;
 `rill group describe` shows the members and what each owns; commits resume a new member; a member killed with
-SIGKILL loses its partitions to the survivor once its session expires. Run by
+SIGKILL loses its partitions to the survivor once its session expires; a static member (`group.instance.id`)
+closed and restarted within its session gets its own partitions back and nobody else's move. Run by
 kafka-clients.sh, against its own broker with short KIP-848 sessions (a member that dies is noticed in seconds)."""
 
 import os
@@ -260,3 +261,47 @@ def test_a_killed_members_partitions_move_when_its_session_expires(broker_addr):
     finally:
         doomed.kill()
         doomed.wait(timeout=30)
+
+
+def test_a_static_member_restarted_within_its_session_gets_its_partitions_back(broker_addr):
+    """librdkafka's `group.instance.id` under `group.protocol=consumer`: closing a static member sends a leave
+    with epoch -2, so its partitions are not given to the other member; a new consumer with the same instance id
+    (a restarted process) gets exactly them back and reads on from the commits: every record read once."""
+    group, partitions = next(group_names), 4
+    topic = new_topic(broker_addr, partitions)
+    seen, lock = [], threading.Lock()
+    static = lambda: consumer_protocol_consumer(broker_addr, group, **{"group.instance.id": "pod-1"})  # noqa: E731
+    first = ConfluentMember(static, topic, seen, lock)
+    other = ConfluentMember(lambda: consumer_protocol_consumer(broker_addr, group), topic, seen, lock)
+    members = [first, other]
+    for member in members:
+        member.start()
+    try:
+        wait_for(lambda: len(first.assigned) == 2 and len(other.assigned) == 2, "two partitions each", members)
+        held_by_static, held_by_other = set(first.assigned), set(other.assigned)
+        produce(broker_addr, topic, partitions, 10)
+        wait_for(lambda: len(seen) >= partitions * 10, "the first records", members)
+        first.stop.set()
+        first.join(timeout=30)
+        assert first.error is None, first.error
+        # Well inside the 6 s session: the other member is given none of the static member's partitions.
+        watch_until = time.monotonic() + 2
+        while time.monotonic() < watch_until:
+            assert other.assigned == held_by_other, f"moved to the other member: {other.assigned}"
+            time.sleep(0.1)
+        produce(broker_addr, topic, partitions, 10, start=10)
+        second = ConfluentMember(static, topic, seen, lock)
+        members.append(second)
+        second.start()
+        wait_for(lambda: second.assigned == held_by_static, "the restarted member's partitions", members)
+        assert other.assigned == held_by_other
+        wait_for(lambda: len(seen) >= partitions * 20, "the records produced while it was away", members)
+        time.sleep(1)  # anything read twice would show up by now
+    finally:
+        for member in members:
+            member.stop.set()
+        for member in members:
+            member.join(timeout=30)
+    assert [m.error for m in members] == [None] * len(members)
+    assert sorted(v for _, _, v in seen) == sorted(f"{p}:{i}".encode() for p in range(partitions) for i in range(20)), \
+        "every record read exactly once"

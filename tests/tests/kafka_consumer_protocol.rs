@@ -2,7 +2,10 @@
 //! by topic id; a gRPC member shares the group and gets partitions only once the Kafka member reports it let them
 //! go; and each refusal has its Kafka code and a message: an unknown member, an epoch never sent (FENCED), an
 //! unknown server assignor, a regex subscription, a classic group's id; and a member that keeps partitions it
-//! was told to revoke past its rebalance timeout is removed.
+//! was told to revoke past its rebalance timeout is removed. A static member (instance id) that leaves with epoch
+//! -2 keeps its partitions for the next process with its instance id, until its session expires; a held instance
+//! id is UNRELEASED_INSTANCE_ID, one that is not the member's own FENCED_INSTANCE_ID; a gRPC member joining while
+//! it is away gets its share at once.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,7 +23,9 @@ use rill_tests::TestBroker;
 
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const GROUP_ID_NOT_FOUND: i16 = 69;
+const FENCED_INSTANCE_ID: i16 = 82;
 const FENCED_MEMBER_EPOCH: i16 = 110;
+const UNRELEASED_INSTANCE_ID: i16 = 111;
 const UNSUPPORTED_ASSIGNOR: i16 = 112;
 const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
@@ -275,4 +280,187 @@ async fn offset_commit_and_fetch_v9_check_the_members_epoch_with_kip_848_codes()
     assert_eq!(fetched(&admin), (0, Some(3)), "an admin tool names no member");
     let v8: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 8, &fetch_as(None, -1)).await;
     assert_eq!(fetched(&v8), (0, Some(3)));
+}
+
+/// One Kafka member's side of the raw protocol: its id, epoch and the partitions of one topic it owns, reported
+/// on every heartbeat as a client does once it has reconciled.
+struct RawMember {
+    id: String,
+    instance: Option<String>,
+    epoch: i32,
+    owned: BTreeSet<i32>,
+}
+
+impl RawMember {
+    async fn join(client: &mut KafkaClient, id: &str, instance: Option<&str>) -> RawMember {
+        let request = joining("g", id, &["orders"]).with_instance_id(instance.map(text));
+        let joined: ConsumerGroupHeartbeatResponse = client.call(ApiKey::ConsumerGroupHeartbeat, 1, &request).await;
+        assert_eq!(joined.error_code, 0, "{}", message(&joined));
+        RawMember {
+            id: id.into(),
+            instance: instance.map(String::from),
+            epoch: joined.member_epoch,
+            owned: partitions(&joined).expect("a join hears its assignment"),
+        }
+    }
+
+    /// A heartbeat reporting what it owns; takes the assignment it hears (as applied at once).
+    async fn beat(&mut self, client: &mut KafkaClient, topic: uuid::Uuid) -> ConsumerGroupHeartbeatResponse {
+        let owned =
+            TopicPartitions::default().with_topic_id(topic).with_partitions(self.owned.iter().copied().collect());
+        let request = heartbeat("g", &self.id, self.epoch)
+            .with_instance_id(self.instance.as_deref().map(text))
+            .with_topic_partitions(Some(vec![owned]));
+        let answer: ConsumerGroupHeartbeatResponse = client.call(ApiKey::ConsumerGroupHeartbeat, 1, &request).await;
+        if answer.error_code == 0 {
+            self.epoch = answer.member_epoch;
+            if let Some(assigned) = partitions(&answer) {
+                self.owned = assigned;
+            }
+        }
+        answer
+    }
+
+    async fn leave(&self, client: &mut KafkaClient, epoch: i32) -> ConsumerGroupHeartbeatResponse {
+        let request = heartbeat("g", &self.id, epoch).with_instance_id(self.instance.as_deref().map(text));
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &request).await
+    }
+}
+
+/// Static member "a1" (instance "pod-a") and dynamic "b" own two of orders' four partitions each, every
+/// revocation reported.
+async fn settled_static_pair(client: &mut KafkaClient, topic: uuid::Uuid) -> (RawMember, RawMember) {
+    let mut a = RawMember::join(client, "a1", Some("pod-a")).await;
+    assert_eq!(a.owned, [0, 1, 2, 3].into());
+    a.beat(client, topic).await;
+    let mut b = RawMember::join(client, "b", None).await;
+    assert!(b.owned.is_empty(), "a owns everything until it reports letting go");
+    let started = std::time::Instant::now();
+    while a.owned.len() != 2 || b.owned.len() != 2 {
+        assert_eq!(a.beat(client, topic).await.error_code, 0);
+        assert_eq!(b.beat(client, topic).await.error_code, 0);
+        assert!(started.elapsed() < Duration::from_secs(10), "never settled: a {:?}, b {:?}", a.owned, b.owned);
+    }
+    assert!(a.owned.is_disjoint(&b.owned));
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_static_member_that_leaves_with_epoch_minus_2_keeps_its_partitions_for_its_next_process() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 4).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let topic = topic_id(&mut client, "orders").await;
+    let (a1, mut b) = settled_static_pair(&mut client, topic).await;
+
+    let left = a1.leave(&mut client, -2).await;
+    assert_eq!((left.error_code, left.member_epoch), (0, -2), "{}", message(&left));
+    let (b_epoch, b_owned) = (b.epoch, b.owned.clone());
+    let steady = b.beat(&mut client, topic).await;
+    assert_eq!(steady.error_code, 0);
+    assert!(steady.assignment.is_none(), "b is given none of a's partitions: {:?}", partitions(&steady));
+    assert_eq!((b.epoch, &b.owned), (b_epoch, &b_owned));
+
+    // The next process with the same instance id and a new member id takes a1's partitions back.
+    let a2 = RawMember::join(&mut client, "a2", Some("pod-a")).await;
+    assert_eq!(a2.owned, a1.owned, "the same partitions, with no rebalance");
+    assert!(a2.epoch > a1.epoch);
+    let still = b.beat(&mut client, topic).await;
+    assert_eq!((still.error_code, still.assignment.is_none()), (0, true), "b moves nothing");
+
+    // The old process is fenced by its instance id; its late leave removes nobody.
+    let mut old = RawMember { epoch: a1.epoch, ..a1 };
+    let fenced = old.beat(&mut client, topic).await;
+    assert_eq!(fenced.error_code, FENCED_INSTANCE_ID, "{}", message(&fenced));
+    assert!(message(&fenced).contains("pod-a"), "{}", message(&fenced));
+    let late_leave = old.leave(&mut client, -2).await;
+    assert_eq!(late_leave.error_code, FENCED_INSTANCE_ID);
+    let described: ConsumerGroupDescribeResponse = client
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            0,
+            &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(text("g"))]),
+        )
+        .await;
+    let ids: BTreeSet<String> = described.groups[0].members.iter().map(|m| m.member_id.to_string()).collect();
+    assert_eq!(ids, ["a2".to_string(), "b".to_string()].into(), "a1 is gone");
+    let a2_shown = described.groups[0].members.iter().find(|m| m.member_id.as_str() == "a2").expect("a2");
+    assert_eq!(a2_shown.instance_id.as_deref(), Some("pod-a"), "described with its instance id");
+}
+
+#[tokio::test]
+async fn a_held_instance_id_is_unreleased_and_another_ones_is_fenced() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 4).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let topic = topic_id(&mut client, "orders").await;
+    let mut a = RawMember::join(&mut client, "a1", Some("pod-a")).await;
+    a.beat(&mut client, topic).await;
+
+    let intruder = joining("g", "a2", &["orders"]).with_instance_id(Some(text("pod-a")));
+    let refused: ConsumerGroupHeartbeatResponse = client.call(ApiKey::ConsumerGroupHeartbeat, 1, &intruder).await;
+    assert_eq!(refused.error_code, UNRELEASED_INSTANCE_ID, "{}", message(&refused));
+    assert!(message(&refused).contains("\"pod-a\"") && message(&refused).contains("\"a1\""), "{}", message(&refused));
+
+    let mut confused = RawMember { instance: Some("pod-z".into()), ..a };
+    let fenced = confused.beat(&mut client, topic).await;
+    assert_eq!(fenced.error_code, FENCED_INSTANCE_ID, "{}", message(&fenced));
+    let mut a = RawMember { instance: Some("pod-a".into()), ..confused };
+    let own = a.beat(&mut client, topic).await;
+    assert_eq!(own.error_code, 0, "its own instance id passes: {}", message(&own));
+    assert_eq!(a.owned, [0, 1, 2, 3].into(), "the refused joins changed nothing");
+}
+
+#[tokio::test]
+async fn a_departed_static_members_partitions_move_when_its_session_expires() {
+    let mut broker = TestBroker::start_with(|config| {
+        config.group_consumer_session_timeout_ms = 1_500;
+        config.group_consumer_heartbeat_interval_ms = 100;
+    })
+    .await;
+    broker.create_topic("orders", 4).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let topic = topic_id(&mut client, "orders").await;
+    let (a, mut b) = settled_static_pair(&mut client, topic).await;
+    assert_eq!(a.leave(&mut client, -2).await.error_code, 0);
+    let left_at = std::time::Instant::now();
+    loop {
+        let answer = b.beat(&mut client, topic).await;
+        assert_eq!(answer.error_code, 0, "{}", message(&answer));
+        if b.owned.len() == 4 {
+            break;
+        }
+        assert!(left_at.elapsed() < Duration::from_secs(30), "a's partitions never moved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = left_at.elapsed();
+    // a's session runs from its last heartbeat, a moment before the leave.
+    assert!(waited >= Duration::from_millis(1_000), "moved after {waited:?}: before a's session could expire");
+    let fresh = RawMember::join(&mut client, "a2", Some("pod-a")).await;
+    assert!(fresh.owned.is_empty(), "the instance id is free again, and b owns everything: {:?}", fresh.owned);
+}
+
+#[tokio::test]
+async fn a_grpc_member_joining_while_a_static_member_is_away_gets_its_share_at_once() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 4).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let topic = topic_id(&mut client, "orders").await;
+    let mut a1 = RawMember::join(&mut client, "a1", Some("pod-a")).await;
+    a1.beat(&mut client, topic).await;
+    assert_eq!(a1.leave(&mut client, -2).await.error_code, 0);
+
+    // The away member reads nothing, so the gRPC member need not wait for it to let its share go.
+    let mut grpc = TestMember::join(&broker.groups, "g", &["orders"], 10_000).await;
+    let started = std::time::Instant::now();
+    while grpc.partitions().len() < 2 {
+        grpc.next().await.expect("the stream stays open");
+        assert!(started.elapsed() < Duration::from_secs(10), "never got its share: {:?}", grpc.partitions());
+    }
+    let granted: BTreeSet<i32> = grpc.partitions().into_iter().map(|p| p as i32).collect();
+    assert_eq!(granted.len(), 2);
+
+    let a2 = RawMember::join(&mut client, "a2", Some("pod-a")).await;
+    assert_eq!(a2.owned.len(), 2, "the static member's share, kept for it");
+    assert!(a2.owned.is_disjoint(&granted), "no partition owned twice");
 }

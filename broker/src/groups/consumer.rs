@@ -13,8 +13,10 @@
 //!   reports the partitions it owns (`topic_partitions`, sent by clients after they reconcile) and none of them
 //!   is being revoked: only then can another member get it. Until then, that member waits.
 //! - Sessions are the broker's (`group_consumer_session_timeout_ms`): a member silent that long is removed and
-//!   its partitions freed at once, as a leave does (epoch -1, or -2 for a static member: rill keeps no static
-//!   membership across a leave, so both remove the member).
+//!   its partitions freed at once, as a leave (epoch -1) does.
+//! - A member that joins with an instance id (`group.instance.id`) is static (`static_member.rs`): its leave with
+//!   epoch -2 keeps its place and its partitions until its session expires, so a restarted process that joins
+//!   with the same instance id takes them over without moving anyone else's.
 //! - A member told to revoke partitions must let them go within its rebalance timeout (`RebalanceTimeoutMs`,
 //!   the client's `max.poll.interval.ms`), counted from the heartbeat that told it: one that heartbeats on but
 //!   keeps them past it is removed, as Kafka fences it, so no partition waits forever on a stuck consumer.
@@ -24,7 +26,6 @@
 //! consumer heartbeat to a classic group it is not migrating.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -61,6 +62,8 @@ pub struct ConsumerHeartbeat {
     pub subscription: Option<ConsumerSubscription>,
     /// How long the member may take to revoke partitions once told (`None`: unchanged, or the default on a join).
     pub rebalance_timeout: Option<Duration>,
+    /// A static member's instance id (`group.instance.id`); `None`: a dynamic member, or unchanged since the join.
+    pub instance_id: Option<String>,
 }
 
 /// The answer: the member's id and epoch, and its whole assignment when the member needs to hear it.
@@ -96,6 +99,16 @@ pub enum ConsumerError {
     GroupFull { group: String, limit: u32 },
     #[error("too many consumer groups: the broker holds at most {limit} (max_groups)")]
     TooManyGroups { limit: u32 },
+    #[error(
+        "instance id {instance:?} of group {group:?} is held by member {holder:?}, which has not left: it must leave \
+         with epoch -2 (or its session expire) before another member joins with that instance id"
+    )]
+    UnreleasedInstance { group: String, instance: String, holder: String },
+    #[error(
+        "member {member:?} of group {group:?} does not hold instance id {instance:?}: a newer member took its place \
+         with it, or this member joined with another one"
+    )]
+    FencedInstance { group: String, member: String, instance: String },
 }
 
 /// What the coordinator keeps of a KIP-848 member beyond what every member has.
@@ -115,6 +128,27 @@ pub struct ConsumerMember {
     pub rebalance_timeout: Duration,
     /// Set when the member is told to revoke partitions; cleared once it holds none it must revoke.
     pub revocation_deadline: Option<Instant>,
+    /// The instance id of a static member (`group.instance.id`); `None` for a dynamic one.
+    pub instance_id: Option<String>,
+    /// A static member that left with epoch -2: it keeps its partitions and its instance id until its session
+    /// expires or a new member joins with that instance id; meanwhile no heartbeat or commit is taken from it.
+    pub has_left: bool,
+}
+
+impl ConsumerMember {
+    /// The epoch Kafka shows and checks against: -2 for a static member that left.
+    pub fn current_epoch(&self) -> i32 {
+        if self.has_left {
+            STATIC_LEAVE_EPOCH
+        } else {
+            self.epoch
+        }
+    }
+
+    /// Whether a commit or an offset fetch may carry `epoch`: one the member was sent and has not moved past.
+    pub fn accepts_epoch(&self, epoch: i32) -> bool {
+        !self.has_left && (self.lowest_valid_epoch..=self.epoch).contains(&epoch)
+    }
 }
 
 /// Kafka's server assignor names: "uniform" (Kafka's default) spreads partitions evenly and keeps them where
@@ -159,11 +193,12 @@ impl GroupCoordinator {
             return Err(ConsumerError::ClassicGroup { group: request.group, members: classic });
         }
         if request.member_epoch == LEAVE_EPOCH || request.member_epoch == STATIC_LEAVE_EPOCH {
-            return Ok(self.consumer_leave(&mut groups, request, counts));
+            return self.consumer_leave(&mut groups, request, counts);
         }
         if request.member_epoch == 0 {
             return self.consumer_join(&mut groups, request, assignor, counts, now);
         }
+        check_instance(groups.get(&request.group), &request)?;
         let unknown =
             || ConsumerError::UnknownMember { group: request.group.clone(), member: request.member_id.clone() };
         let group = groups.get_mut(&request.group).ok_or_else(unknown)?;
@@ -172,12 +207,14 @@ impl GroupCoordinator {
             // A gRPC member's id: it heartbeats on its stream, not here.
             return Err(unknown());
         };
-        if request.member_epoch > state.epoch || request.member_epoch < state.lowest_valid_epoch {
+        let is_fenced =
+            state.has_left || request.member_epoch > state.epoch || request.member_epoch < state.lowest_valid_epoch;
+        if is_fenced {
             return Err(ConsumerError::FencedEpoch {
                 group: request.group,
                 member: request.member_id,
                 sent: request.member_epoch,
-                current: state.epoch,
+                current: state.current_epoch(),
             });
         }
         state.lowest_valid_epoch = request.member_epoch;
@@ -248,6 +285,13 @@ impl GroupCoordinator {
         if request.member_epoch < STATIC_LEAVE_EPOCH {
             return invalid(format!("member epoch {} is below -2", request.member_epoch));
         }
+        if let Some(instance) = &request.instance_id {
+            if instance.is_empty() || instance.len() > MAX_MEMBER_ID_BYTES || instance.chars().any(char::is_control) {
+                return invalid(format!(
+                    "an instance id is 1 to {MAX_MEMBER_ID_BYTES} bytes without control characters, or null"
+                ));
+            }
+        }
         if request.client_id.len() > MAX_CLIENT_ID_BYTES {
             return invalid(format!("a client id is at most {MAX_CLIENT_ID_BYTES} bytes"));
         }
@@ -283,26 +327,66 @@ impl GroupCoordinator {
         let group = groups
             .entry(request.group.clone())
             .or_insert_with(|| Group::new(request.group.clone(), assignor.unwrap_or(Assignor::Sticky), now_ms()));
+        let holder = request.instance_id.as_deref().and_then(|instance| static_holder(group, instance));
+        if let Some((holder, instance)) = holder.zip(request.instance_id.as_deref()) {
+            if holder.id != request.member_id && !holder.has_left() {
+                return Err(ConsumerError::UnreleasedInstance {
+                    group: request.group.clone(),
+                    instance: instance.to_owned(),
+                    holder: holder.id.clone(),
+                });
+            }
+        }
+        let holder_id = holder.map(|h| h.id.clone());
         // A member that rejoins with its id (after being fenced, or restarted) starts over: it owns nothing now.
-        if group.members.get(&request.member_id).is_some_and(|m| m.consumer.is_some()) {
+        // A static member's rejoin keeps what it owned instead (`replace_static_member`).
+        let is_holder = holder_id.as_deref() == Some(request.member_id.as_str());
+        let is_rejoin = group.members.get(&request.member_id).is_some_and(|m| m.consumer.is_some());
+        if is_rejoin && !is_holder {
             group.remove_member(&request.member_id, counts.clone(), now_ms());
         }
-        if group.members.contains_key(&request.member_id) {
+        if group.members.contains_key(&request.member_id) && !is_holder {
             return Err(ConsumerError::InvalidRequest(format!(
                 "member id {:?} is taken by a rill (gRPC) member of group {:?}",
                 request.member_id, request.group
             )));
         }
+        // The one member a static rejoin replaces may be the only other one.
+        let others = group.members.len() - usize::from(holder_id.is_some());
         match assignor {
-            Some(assignor) if assignor != group.assignor && !group.members.is_empty() => {
+            Some(assignor) if assignor != group.assignor && others > 0 => {
                 return Err(mixed_assignors(&request.group, group.assignor, assignor));
             }
             Some(assignor) => group.assignor = assignor,
             None => {}
         }
-        if group.members.len() >= self.config.max_members_per_group as usize {
+        if holder_id.is_none() && group.members.len() >= self.config.max_members_per_group as usize {
             return Err(ConsumerError::GroupFull { group: request.group, limit: self.config.max_members_per_group });
         }
+        let member = self.new_consumer_member(request, topics, now);
+        let (member_id, incarnation) = (member.id.clone(), member.consumer.as_ref().map_or(0, |c| c.incarnation));
+        if let Some(holder_id) = holder_id {
+            return Ok(self.replace_static_member(group, &holder_id, member, counts, now));
+        }
+        group.add_member(member, counts);
+        let epoch = stamp(group, &member_id);
+        let member = group.members.get_mut(&member_id).expect("just added");
+        if member.member_generation < 0 {
+            member.member_generation = group.generation;
+        }
+        tracing::info!(group = %group.name, member = %member_id, epoch, "KIP-848 member joined");
+        Ok(ConsumerAnswer {
+            member_id,
+            member_epoch: epoch,
+            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
+            assignment: Some(member.assigned.keys().cloned().collect()),
+            new_session: Some(incarnation),
+            revocation_deadline: None,
+        })
+    }
+
+    /// A joining member as the coordinator keeps it, owning nothing yet.
+    fn new_consumer_member(&self, request: ConsumerHeartbeat, topics: BTreeSet<String>, now: Instant) -> Member {
         let member_id =
             if request.member_id.is_empty() { self.new_member_id(&request.client_id) } else { request.member_id };
         let incarnation = self.next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -311,8 +395,8 @@ impl GroupCoordinator {
         let session_timeout_ms = u32::try_from(self.config.group_consumer_session_timeout_ms).unwrap_or(u32::MAX);
         let subscription =
             request.subscription.unwrap_or_else(|| ConsumerSubscription { names: topics.clone(), regex: None });
-        let member = Member {
-            id: member_id.clone(),
+        Member {
+            id: member_id,
             client_id: request.client_id,
             topics,
             session_timeout_ms,
@@ -331,112 +415,42 @@ impl GroupCoordinator {
                 subscription,
                 rebalance_timeout: request.rebalance_timeout.unwrap_or(DEFAULT_REBALANCE_TIMEOUT),
                 revocation_deadline: None,
+                instance_id: request.instance_id,
+                has_left: false,
             }),
-        };
-        group.add_member(member, counts);
-        let epoch = stamp(group, &member_id);
-        let member = group.members.get_mut(&member_id).expect("just added");
-        if member.member_generation < 0 {
-            member.member_generation = group.generation;
         }
-        tracing::info!(group = %request.group, member = %member_id, epoch, "KIP-848 member joined");
-        Ok(ConsumerAnswer {
-            member_id,
-            member_epoch: epoch,
-            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
-            assignment: Some(member.assigned.keys().cloned().collect()),
-            new_session: Some(incarnation),
-            revocation_deadline: None,
-        })
     }
 
+    /// A leave: epoch -1 removes the member and frees its partitions; -2 from a static member keeps its place
+    /// (`leave_static`). A leave naming an instance id another member holds is FENCED_INSTANCE_ID: an old
+    /// process's late leave must not remove the new one.
     fn consumer_leave(
         &self,
         groups: &mut BTreeMap<String, Group>,
         request: ConsumerHeartbeat,
         counts: BTreeMap<String, u32>,
-    ) -> ConsumerAnswer {
+    ) -> Result<ConsumerAnswer, ConsumerError> {
+        check_instance(groups.get(&request.group), &request)?;
         let is_consumer = |g: &Group| g.members.get(&request.member_id).is_some_and(|m| m.consumer.is_some());
         if let Some(group) = groups.get_mut(&request.group).filter(|g| is_consumer(g)) {
-            group.remove_member(&request.member_id, counts, now_ms());
-            tracing::info!(group = %request.group, member = %request.member_id, "KIP-848 member left");
+            let is_static =
+                group.members[&request.member_id].consumer.as_ref().is_some_and(|c| c.instance_id.is_some());
+            if request.member_epoch == STATIC_LEAVE_EPOCH && is_static {
+                leave_static(group, &request.member_id);
+            } else {
+                group.remove_member(&request.member_id, counts, now_ms());
+                tracing::info!(group = %request.group, member = %request.member_id, "KIP-848 member left");
+            }
         }
         // Leaving twice, or after expiry, is answered the same: the member is out either way.
-        ConsumerAnswer {
+        Ok(ConsumerAnswer {
             member_id: request.member_id,
             member_epoch: request.member_epoch,
             heartbeat_interval_ms: 0,
             assignment: None,
             new_session: None,
             revocation_deadline: None,
-        }
-    }
-
-    /// Removes the member if this incarnation's session passed without a heartbeat. Returns the next deadline
-    /// to look again at, or `None` once the incarnation is gone (removed now, left, or replaced).
-    pub fn expire_consumer(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        incarnation: u64,
-        now: Instant,
-        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
-    ) -> Option<Instant> {
-        let deadline_of = |_: &Member, state: &ConsumerMember| Some(state.session_deadline);
-        let why = "KIP-848 member's session expired; removed";
-        self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of, why)
-    }
-
-    /// Removes the member if this incarnation still holds partitions it was told to revoke past its rebalance
-    /// timeout. Returns the deadline to look again at, or `None` once there is nothing left to watch.
-    pub fn expire_revocation(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        incarnation: u64,
-        now: Instant,
-        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
-    ) -> Option<Instant> {
-        let deadline_of =
-            |member: &Member, state: &ConsumerMember| state.revocation_deadline.filter(|_| !member.revoking.is_empty());
-        let why = "KIP-848 member kept partitions it was told to revoke past its rebalance timeout; removed";
-        self.expire_member(group_id, member_id, incarnation, now, partition_counts, deadline_of, why)
-    }
-
-    /// Removes this incarnation of the member once `deadline_of` it has passed, logging `why`. Returns the
-    /// deadline to look again at, or `None` once there is nothing left to watch (removed now, gone, or no
-    /// deadline). Partition counts are read before the group lock, so the deadline is looked at again under it.
-    #[allow(clippy::too_many_arguments)]
-    fn expire_member(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        incarnation: u64,
-        now: Instant,
-        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
-        deadline_of: impl Fn(&Member, &ConsumerMember) -> Option<Instant>,
-        why: &str,
-    ) -> Option<Instant> {
-        let current_deadline = |groups: &BTreeMap<String, Group>| {
-            let member = groups.get(group_id)?.members.get(member_id)?;
-            let state = member.consumer.as_ref().filter(|state| state.incarnation == incarnation)?;
-            deadline_of(member, state)
-        };
-        let deadline = current_deadline(&self.lock())?;
-        if deadline > now {
-            return Some(deadline);
-        }
-        let topics = self.lock().get(group_id).map(Group::subscribed_topics).unwrap_or_default();
-        let counts = partition_counts(&topics);
-        let mut groups = self.lock();
-        // A heartbeat may have come in between the two looks.
-        let deadline = current_deadline(&groups)?;
-        if deadline > now {
-            return Some(deadline);
-        }
-        groups.get_mut(group_id)?.remove_member(member_id, counts, now_ms());
-        tracing::info!(group = %group_id, member = %member_id, "{why}");
-        None
+        })
     }
 
     fn consumer_session_timeout(&self) -> Duration {
@@ -503,57 +517,13 @@ pub fn partition_counts_of(node: &Node, topics: &BTreeSet<String>) -> BTreeMap<S
     }
 }
 
-/// Keeps a KIP-848 member's session: sleeps until its deadline, looks again, and removes it when a whole session
-/// passed without a heartbeat. Ends when the member is gone.
-pub fn keep_consumer_session(node: Arc<Node>, group: String, member_id: String, incarnation: u64) {
-    let first = Instant::now() + Duration::from_millis(node.config.group_consumer_session_timeout_ms);
-    watch_member(node, group, member_id, incarnation, first, |groups, group, member, incarnation, now, counts| {
-        groups.expire_consumer(group, member, incarnation, now, counts)
-    });
-}
-
-/// Removes a KIP-848 member that still holds partitions it was told to revoke at `deadline` (its rebalance
-/// timeout). Ends once it let them go, left, or was removed.
-pub fn watch_revocation(node: Arc<Node>, group: String, member_id: String, incarnation: u64, deadline: Instant) {
-    watch_member(node, group, member_id, incarnation, deadline, |groups, group, member, incarnation, now, counts| {
-        groups.expire_revocation(group, member, incarnation, now, counts)
-    });
-}
-
-type Expire = fn(
-    &GroupCoordinator,
-    &str,
-    &str,
-    u64,
-    Instant,
-    &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
-) -> Option<Instant>;
-
-/// A timer task: sleeps until `deadline`, asks `expire` to look, and goes on until it says there is nothing left
-/// to watch. Nothing polls.
-fn watch_member(
-    node: Arc<Node>,
-    group: String,
-    member_id: String,
-    incarnation: u64,
-    deadline: Instant,
-    expire: Expire,
-) {
-    tokio::spawn(async move {
-        let counts = |topics: &BTreeSet<String>| partition_counts_of(&node, topics);
-        let mut deadline = deadline;
-        loop {
-            tokio::time::sleep_until(deadline).await;
-            match expire(&node.groups, &group, &member_id, incarnation, Instant::now(), &counts) {
-                Some(next) => deadline = next,
-                None => return,
-            }
-        }
-    });
-}
-
 mod describe;
+mod expiry;
+mod static_member;
 mod subscription;
+
+pub use expiry::{keep_consumer_session, watch_revocation};
+use static_member::{check_instance, leave_static, static_holder};
 
 pub use subscription::{ConsumerSubscription, TopicRegex};
 

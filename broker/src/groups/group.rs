@@ -65,6 +65,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// A KIP-848 static member that left with epoch -2: it has stopped reading, but keeps its place.
+    pub fn has_left(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| c.has_left)
+    }
+
     pub fn owns(&self, tp: &TopicPartition) -> Option<i32> {
         self.assigned.get(tp).map(|g| g.assigned_at).or_else(|| self.revoking.get(tp).map(|r| r.assigned_at))
     }
@@ -156,6 +161,23 @@ impl Group {
         true
     }
 
+    /// A static member's new incarnation takes the old one's place (KIP-848, `consumer/static_member.rs`): it
+    /// owns what the old one was granted and is headed for the same target, so no other member's assignment
+    /// moves and there is no new generation. What the old one was still giving up is free at once: no process
+    /// reads it any more. Returns whether `old_id` was there.
+    pub fn replace_member(&mut self, old_id: &str, mut member: Member) -> bool {
+        let Some(old) = self.members.remove(old_id) else { return false };
+        member.assigned = old.assigned;
+        member.member_generation = old.member_generation;
+        member.acked_generation = old.acked_generation;
+        if let Some(target) = self.target.remove(old_id) {
+            self.target.insert(member.id.clone(), target);
+        }
+        self.members.insert(member.id.clone(), member);
+        self.reconcile();
+        true
+    }
+
     /// A member changed its subscription: a new generation, whose target follows the new topics.
     pub fn resubscribe(&mut self, member_id: &str, topics: BTreeSet<String>, partition_counts: BTreeMap<String, u32>) {
         let Some(member) = self.members.get_mut(member_id) else { return };
@@ -204,9 +226,13 @@ impl Group {
             let wanted = self.target.get(&member.id).unwrap_or(&no_target);
             let dropped: Vec<TopicPartition> =
                 member.assigned.keys().filter(|tp| !wanted.contains(*tp)).cloned().collect();
+            // A static member that left reads nothing, so what is taken from it is free at once.
+            let must_release = !member.has_left();
             for tp in dropped {
                 let grant = member.assigned.remove(&tp).expect("listed from assigned");
-                member.revoking.insert(tp, Revocation { assigned_at: grant.assigned_at, revoked_at: generation });
+                if must_release {
+                    member.revoking.insert(tp, Revocation { assigned_at: grant.assigned_at, revoked_at: generation });
+                }
                 changed.insert(member.id.clone());
             }
         }

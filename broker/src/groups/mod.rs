@@ -6,7 +6,8 @@
 //!   without ever letting two members own one.
 //! - `session.rs` — one member's JoinGroup stream: its session timer, heartbeats, leave and disconnect.
 //! - `consumer.rs` — Kafka's KIP-848 ConsumerGroupHeartbeat: Kafka members of the same groups, epochs mapped
-//!   onto generations, their sessions kept by a timer.
+//!   onto generations, their sessions kept by a timer; static members (`consumer/static_member.rs`) keep their
+//!   place across a leave with epoch -2.
 //! - `classic/` — Kafka's classic protocol (client-side assignment): groups of their own kind.
 //!
 //! [`GroupCoordinator`] holds every group behind one `std::sync::Mutex`, held only for in-memory work (never

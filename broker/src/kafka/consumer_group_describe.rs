@@ -56,6 +56,7 @@ fn described(kafka: &KafkaContext, ids: &TopicIds, group_id: &GroupId) -> Descri
             Member::default()
                 .with_member_id(text(member.member_id))
                 .with_member_epoch(member.member_epoch)
+                .with_instance_id(member.instance_id.map(text))
                 .with_client_id(text(member.client_id))
                 .with_client_host(text(member.client_host))
                 .with_subscribed_topic_names(member.subscribed_topics.into_iter().map(|t| TopicName(text(t))).collect())

@@ -61,6 +61,7 @@ pub fn answer(
         owned,
         // -1: unchanged since the last heartbeat.
         rebalance_timeout: u64::try_from(request.rebalance_timeout_ms).ok().map(Duration::from_millis),
+        instance_id: request.instance_id.map(|instance| instance.to_string()),
     };
     let counts = |topics: &BTreeSet<String>| partition_counts_of(&kafka.node, topics);
     match kafka.node.groups.consumer_heartbeat(heartbeat, counts, Instant::now()) {
@@ -129,6 +130,8 @@ fn code(err: &ConsumerError) -> ResponseError {
         ConsumerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         ConsumerError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
         ConsumerError::GroupFull { .. } | ConsumerError::TooManyGroups { .. } => ResponseError::GroupMaxSizeReached,
+        ConsumerError::UnreleasedInstance { .. } => ResponseError::UnreleasedInstanceId,
+        ConsumerError::FencedInstance { .. } => ResponseError::FencedInstanceId,
     }
 }
 

@@ -458,8 +458,10 @@ impl GroupCoordinator {
             // A KIP-848 member commits with an epoch it was sent, and only partitions it owns (also while it is
             // giving them up: a consumer commits what it read before letting a partition go).
             let member = group.members.get(member_id).filter(|m| m.consumer.is_some()).ok_or_else(unknown)?;
-            let (lowest, epoch) = member.consumer.as_ref().map_or((0, 0), |c| (c.lowest_valid_epoch, c.epoch));
-            if !(lowest..=epoch).contains(&generation) {
+            // A static member that left (epoch -2) commits nothing: its next process commits as a new member.
+            let state = member.consumer.as_ref().ok_or_else(unknown)?;
+            let epoch = state.current_epoch();
+            if !state.accepts_epoch(generation) {
                 return Err(ClassicError::StaleMemberEpoch {
                     group: group_id.to_owned(),
                     member: member_id.to_owned(),
@@ -518,12 +520,12 @@ impl GroupCoordinator {
         let member_id = member_id.unwrap_or_default();
         let unknown = || ClassicError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
         let member = group.members.get(member_id).and_then(|m| m.consumer.as_ref()).ok_or_else(unknown)?;
-        if !(member.lowest_valid_epoch..=member.epoch).contains(&epoch) {
+        if !member.accepts_epoch(epoch) {
             return Err(ClassicError::StaleMemberEpoch {
                 group: group_id.to_owned(),
                 member: member_id.to_owned(),
                 epoch,
-                current: member.epoch,
+                current: member.current_epoch(),
             });
         }
         Ok(())

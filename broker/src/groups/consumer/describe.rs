@@ -27,6 +27,8 @@ pub struct ConsumerMemberDescription {
     pub member_epoch: i32,
     /// A KIP-848 member (Kafka's member type "consumer"); false for a rill gRPC member.
     pub kip848: bool,
+    /// A static member's instance id (`group.instance.id`).
+    pub instance_id: Option<String>,
     /// What the member subscribes to, its regex resolved; the regex itself, if it has one.
     pub subscribed_topics: BTreeSet<String>,
     pub subscribed_regex: Option<String>,
@@ -65,8 +67,9 @@ impl GroupCoordinator {
                 member_id: member.id.clone(),
                 client_id: member.client_id.clone(),
                 client_host: member.consumer.as_ref().map(|c| c.client_host.clone()).unwrap_or_default(),
-                member_epoch: member.consumer.as_ref().map_or(member.member_generation, |c| c.epoch),
+                member_epoch: member.consumer.as_ref().map_or(member.member_generation, |c| c.current_epoch()),
                 kip848: member.consumer.is_some(),
+                instance_id: member.consumer.as_ref().and_then(|c| c.instance_id.clone()),
                 subscribed_topics: member.topics.clone(),
                 subscribed_regex: member
                     .consumer

@@ -282,3 +282,173 @@ async fn a_member_that_revokes_in_time_stops_its_clock_and_stays() {
 fn beat_request(member: &str) -> ConsumerHeartbeat {
     ConsumerHeartbeat { group: "g".into(), member_id: member.into(), ..ConsumerHeartbeat::default() }
 }
+
+fn join_static(
+    groups: &GroupCoordinator,
+    member: &str,
+    instance: &str,
+    now: Instant,
+) -> Result<ConsumerAnswer, ConsumerError> {
+    let request = ConsumerHeartbeat {
+        member_epoch: 0,
+        subscribed_topics: Some(["t".to_string()].into()),
+        owned: Some(BTreeSet::new()),
+        instance_id: Some(instance.into()),
+        ..beat_request(member)
+    };
+    groups.consumer_heartbeat(request, counts, now)
+}
+
+fn beat_as(
+    groups: &GroupCoordinator,
+    member: &str,
+    instance: &str,
+    epoch: i32,
+    now: Instant,
+) -> Result<ConsumerAnswer, ConsumerError> {
+    let request = ConsumerHeartbeat { member_epoch: epoch, instance_id: Some(instance.into()), ..beat_request(member) };
+    groups.consumer_heartbeat(request, counts, now)
+}
+
+/// Static member "a" (instance "pod-a") and dynamic "b" share t's 6 partitions, 3 each, every revocation done.
+/// Returns a's epoch and partitions, and b's epoch.
+fn settled_pair(groups: &GroupCoordinator, now: Instant) -> (i32, BTreeSet<TopicPartition>, i32) {
+    let a = join_static(groups, "a", "pod-a", now).expect("a joins");
+    beat(groups, "a", a.member_epoch, a.assignment.clone(), now).unwrap();
+    let b = join(groups, "b", &["t"], now);
+    let told = beat(groups, "a", a.member_epoch, None, now).unwrap();
+    let kept = told.assignment.expect("a hears its smaller assignment");
+    beat(groups, "a", told.member_epoch, Some(kept.clone()), now).unwrap();
+    let granted = beat(groups, "b", b.member_epoch, None, now).unwrap();
+    let b_owns = granted.assignment.expect("b gets what a let go");
+    beat(groups, "b", granted.member_epoch, Some(b_owns.clone()), now).unwrap();
+    assert_eq!((kept.len(), b_owns.len()), (3, 3));
+    (told.member_epoch, kept, granted.member_epoch)
+}
+
+#[tokio::test]
+async fn a_static_member_that_leaves_with_epoch_minus_2_keeps_its_partitions_for_its_next_process() {
+    let groups = coordinator();
+    let now = Instant::now();
+    let (a_epoch, a_owns, b_epoch) = settled_pair(&groups, now);
+    let generation = groups.consumer_group_description("g").expect("described").group_epoch;
+
+    let left = beat_as(&groups, "a", "pod-a", STATIC_LEAVE_EPOCH, now).unwrap();
+    assert_eq!(left.member_epoch, STATIC_LEAVE_EPOCH);
+    let b_now = beat(&groups, "b", b_epoch, None, now).unwrap();
+    assert_eq!((b_now.member_epoch, b_now.assignment), (b_epoch, None), "b is given none of a's partitions");
+    let during = groups.consumer_group_description("g").expect("described");
+    assert_eq!(during.members.len(), 2, "a keeps its place");
+    assert_eq!(during.members[0].member_epoch, STATIC_LEAVE_EPOCH, "shown as Kafka shows a static member away");
+    assert_eq!(during.members[0].assignment, a_owns);
+    // The process that left sends nothing more that counts.
+    let stale = beat(&groups, "a", a_epoch, None, now).unwrap_err();
+    assert!(matches!(stale, ConsumerError::FencedEpoch { current: STATIC_LEAVE_EPOCH, .. }), "{stale}");
+    let commit = groups.check_kafka_commit("g", "a", Some("pod-a"), a_epoch, &[a_owns.first().unwrap().clone()]);
+    assert!(commit.is_err(), "no commit from a member that left");
+
+    // Its next process joins with a new member id and the same instance id: a's partitions, a new epoch.
+    let next = join_static(&groups, "a2", "pod-a", now).expect("the instance id was released by the -2 leave");
+    assert_eq!(next.member_id, "a2");
+    assert_eq!(next.assignment, Some(a_owns.clone()));
+    assert!(next.member_epoch > a_epoch, "an epoch above any the old process had");
+    assert!(next.new_session.is_some(), "the new process has its own session");
+    let after = groups.consumer_group_description("g").expect("described");
+    assert_eq!(after.group_epoch, generation, "no rebalance");
+    let ids: Vec<&str> = after.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(ids, ["a2", "b"], "the old member id is gone");
+    assert_eq!(beat(&groups, "b", b_epoch, None, now).unwrap().assignment, None, "b moves nothing");
+    let steady = beat(&groups, "a2", next.member_epoch, Some(a_owns), now).unwrap();
+    assert_eq!((steady.member_epoch, steady.assignment), (next.member_epoch, None));
+
+    // The old process is fenced by its instance id; without one, its id is simply unknown.
+    let old = beat_as(&groups, "a", "pod-a", a_epoch, now).unwrap_err();
+    assert!(matches!(old, ConsumerError::FencedInstance { .. }), "{old}");
+    assert!(matches!(beat(&groups, "a", a_epoch, None, now), Err(ConsumerError::UnknownMember { .. })));
+    let late_leave = beat_as(&groups, "a", "pod-a", STATIC_LEAVE_EPOCH, now).unwrap_err();
+    assert!(matches!(late_leave, ConsumerError::FencedInstance { .. }), "a late leave cannot remove the new one");
+    assert_eq!(groups.consumer_group_description("g").unwrap().members.len(), 2);
+}
+
+#[tokio::test]
+async fn an_instance_id_still_held_is_unreleased_and_a_wrong_one_is_fenced() {
+    let groups = coordinator();
+    let now = Instant::now();
+    let (a_epoch, a_owns, _) = settled_pair(&groups, now);
+    let refused = join_static(&groups, "intruder", "pod-a", now).unwrap_err();
+    assert!(matches!(&refused, ConsumerError::UnreleasedInstance { holder, .. } if holder == "a"), "{refused}");
+    assert!(refused.to_string().contains("\"pod-a\""), "names the instance id: {refused}");
+    assert!(refused.to_string().contains("epoch -2"), "says what would release it: {refused}");
+    assert_eq!(groups.consumer_group_description("g").unwrap().members.len(), 2, "nobody was added");
+
+    let wrong = beat_as(&groups, "a", "pod-z", a_epoch, now).unwrap_err();
+    assert!(matches!(&wrong, ConsumerError::FencedInstance { instance, .. } if instance == "pod-z"), "{wrong}");
+    let dynamic = beat_as(&groups, "b", "pod-a", 1, now).unwrap_err();
+    assert!(matches!(dynamic, ConsumerError::FencedInstance { .. }), "b does not hold pod-a: {dynamic}");
+    assert!(beat_as(&groups, "a", "pod-a", a_epoch, now).is_ok(), "its own instance id passes");
+
+    // The holder itself, fenced and rejoining with its own member id, takes its own place back.
+    let rejoined = join_static(&groups, "a", "pod-a", now).expect("the holder may rejoin");
+    assert_eq!(rejoined.assignment, Some(a_owns));
+    assert!(rejoined.member_epoch > a_epoch);
+    let empty = ConsumerHeartbeat { instance_id: Some(String::new()), ..beat_request("a") };
+    assert!(matches!(groups.consumer_heartbeat(empty, counts, now), Err(ConsumerError::InvalidRequest(_))));
+}
+
+#[tokio::test]
+async fn a_departed_static_members_partitions_are_freed_when_its_session_expires() {
+    let groups = coordinator();
+    let start = Instant::now();
+    let (_, _, b_epoch) = settled_pair(&groups, start);
+    let incarnation = groups.lock()["g"].members["a"].consumer.as_ref().unwrap().incarnation;
+    beat_as(&groups, "a", "pod-a", STATIC_LEAVE_EPOCH, start).unwrap();
+    let later = start + Duration::from_millis(600);
+    let b_beat = beat(&groups, "b", b_epoch, None, later).unwrap();
+    let deadline = groups.expire_consumer("g", "a", incarnation, later, counts).expect("not yet");
+    assert!(deadline > later);
+    assert_eq!(groups.expire_consumer("g", "a", incarnation, deadline, counts), None, "removed at its deadline");
+    let b_now = beat(&groups, "b", b_beat.member_epoch, None, deadline).unwrap();
+    assert_eq!(b_now.assignment.map(|a| a.len()), Some(6), "b takes every partition");
+    let fresh = join_static(&groups, "a3", "pod-a", deadline).expect("the instance id is free");
+    assert_eq!(fresh.assignment, Some(BTreeSet::new()), "a new member: b must let go first");
+}
+
+#[tokio::test]
+async fn epoch_minus_1_from_a_static_member_leaves_for_good() {
+    let groups = coordinator();
+    let now = Instant::now();
+    let (_, _, b_epoch) = settled_pair(&groups, now);
+    beat_as(&groups, "a", "pod-a", LEAVE_EPOCH, now).unwrap();
+    let b_now = beat(&groups, "b", b_epoch, None, now).unwrap();
+    assert_eq!(b_now.assignment.map(|a| a.len()), Some(6), "freed at once");
+}
+
+#[tokio::test]
+async fn what_a_departed_static_member_gives_up_is_free_at_once() {
+    let groups = coordinator();
+    let now = Instant::now();
+    let all = partitions("t", &[0, 1, 2, 3, 4, 5]);
+    let a = join_static(&groups, "a", "pod-a", now).unwrap();
+    beat(&groups, "a", a.member_epoch, Some(all.clone()), now).unwrap();
+    let b = join(&groups, "b", &["t"], now);
+    // a is told to give three up, and leaves with -2 before reporting it did: they are free for b.
+    let told = beat(&groups, "a", a.member_epoch, None, now).unwrap();
+    let kept = told.assignment.expect("a's smaller assignment");
+    beat_as(&groups, "a", "pod-a", STATIC_LEAVE_EPOCH, now).unwrap();
+    let granted = beat(&groups, "b", b.member_epoch, None, now).unwrap();
+    assert_eq!(granted.assignment, Some(&all - &kept));
+    // A third member joining while a is away takes its share of a's partitions without waiting for a.
+    let c = join(&groups, "c", &["t"], now);
+    let c_owns = c.assignment.expect("a join hears its assignment");
+    let b_told = beat(&groups, "b", granted.member_epoch, None, now).unwrap();
+    let b_keeps = b_told.assignment.clone().unwrap_or_else(|| &all - &kept);
+    beat(&groups, "b", b_told.member_epoch, Some(b_keeps), now).unwrap();
+    let c_now = beat(&groups, "c", c.member_epoch, None, now).unwrap();
+    let c_total = c_now.assignment.unwrap_or(c_owns);
+    assert_eq!(c_total.len(), 2, "c has its even share");
+    let description = groups.consumer_group_description("g").unwrap();
+    let a_now = &description.members[0];
+    assert_eq!((a_now.member_id.as_str(), a_now.assignment.len()), ("a", 2), "a keeps its share, away");
+    let owned: usize = description.members.iter().map(|m| m.assignment.len()).sum();
+    assert_eq!(owned, 6, "every partition owned once");
+}

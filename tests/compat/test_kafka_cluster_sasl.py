@@ -1,12 +1,15 @@
 """SASL/SCRAM on a three-node rill cluster: a user made through node 1 is in the replicated cluster metadata, so
 librdkafka (confluent-kafka) bootstrapped from node 2 alone authenticates on every node it reaches (Metadata
 sends it to each partition's leader), produces and consumes; a wrong password is refused on every node, and a
-user deleted through node 3 can no longer authenticate anywhere. Run by kafka-clients.sh."""
+user deleted through node 3 can no longer authenticate anywhere. ACLs made with Kafka's CreateAcls through one
+node are listed by DescribeAcls on every node and deleted through another. Run by kafka-clients.sh."""
 
 import tempfile
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                  ResourcePatternType, ResourceType)
 
 from test_kafka_cluster import CONFIG, Cluster, rill, wait_for
 
@@ -81,6 +84,26 @@ def test_a_user_made_on_one_node_logs_in_on_every_node(cluster, mechanism):
     for addr in cluster.addrs:
         error = refused_login(addr, mechanism, "not-the-password-7f3a")
         assert "not-the-password-7f3a" not in error.str() and PASSWORD not in error.str(), error
+
+
+def test_acls_made_through_kafka_on_one_node_hold_on_every_node(cluster):
+    # One client per node, kept alive while its futures are awaited.
+    admins = {addr: AdminClient(settings(addr, "SCRAM-SHA-256", PASSWORD)) for addr in cluster.addrs}
+    admin = admins.__getitem__
+    binding = AclBinding(ResourceType.TOPIC, "scram", ResourcePatternType.LITERAL, "User:app", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    for future in admin(cluster.addrs[0]).create_acls([binding]).values():
+        future.result(timeout=10)
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+    for addr in cluster.addrs:
+        wait_for(lambda: admin(addr).describe_acls(everything).result(timeout=10) == [binding],
+                 f"the binding listed by {addr}")
+    deleted = admin(cluster.addrs[2]).delete_acls([everything])
+    assert [result.result(timeout=10) for result in deleted.values()] == [[binding]]
+    for addr in cluster.addrs:
+        wait_for(lambda: admin(addr).describe_acls(everything).result(timeout=10) == [], f"no binding on {addr}")
+    assert "User:app" not in rill(cluster.addrs[1], "acl", "list").stdout
 
 
 def test_a_user_deleted_through_another_node_logs_in_nowhere(cluster):

@@ -448,6 +448,14 @@ impl BrokerHandle {
             controller.shutdown().await;
         }
         self.node.registry.close_all().await;
+        if let Some(replication) = self.node.replication.clone() {
+            // The high watermarks as they ended: the next start resumes from them.
+            let node = Arc::clone(&self.node);
+            let stored = tokio::task::spawn_blocking(move || replication.store_high_watermarks(&node.registry));
+            if let Err(err) = stored.await {
+                tracing::error!(error = %err, "storing the high-watermark checkpoint failed");
+            }
+        }
         if let Err(err) = self.node.offsets.close().await {
             tracing::error!(error = %err, "closing the committed-offsets log failed");
         }

@@ -193,7 +193,7 @@ pub struct BrokerConfig {
     /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.
     pub replica_lag_time_max_ms: u64,
     /// On a cluster: how often the node writes its replicated partitions' high watermarks to the data dir's
-    /// `high-watermarks.checkpoint` when one changed (Kafka's `replica.high.watermark.checkpoint.interval.ms`).
+    /// `__high-watermarks.checkpoint` when one changed (Kafka's `replica.high.watermark.checkpoint.interval.ms`).
     /// A restarted node starts each partition's high watermark from it, so it can be behind by this much.
     pub high_watermark_checkpoint_interval_ms: u64,
     /// On a cluster: the number of partitions of the replicated `__consumer_offsets` topic (Kafka's

@@ -1,4 +1,4 @@
-//! `high-watermarks.checkpoint`: the last high watermark a node knew for each replicated partition of its data
+//! `__high-watermarks.checkpoint`: the last high watermark a node knew for each replicated partition of its data
 //! dir (Kafka's `replication-offset-checkpoint`), so a restarted node does not start them from the log start.
 //!
 //! Layout (big-endian), rewritten whole and atomically (a temp file, fsync, rename, fsync of the directory):
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::checkpoint::sync_dir;
 use crate::{Result, StorageError};
 
-pub const FILE_NAME: &str = "high-watermarks.checkpoint";
+pub const FILE_NAME: &str = "__high-watermarks.checkpoint";
 /// Temp files are `FILE_NAME` + this + a unique suffix: a store never writes into another's temp file (two
 /// processes of one node overlap in the simulations; a crashed store leaves its temp file for the next start).
 const TEMP_INFIX: &str = ".tmp-";

@@ -132,7 +132,10 @@ proptest! {
     }
 
     #[test]
-    fn any_bytes_decode_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..256), framed_body in any::<bool>()) {
+    fn any_bytes_decode_without_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+        framed_body in any::<bool>(),
+    ) {
         // Framed, the bytes reach the field checks past the CRC; raw, they mostly stop at the frame.
         let input = if framed_body { framed(&bytes) } else { bytes };
         let _ = HighWatermarkCheckpoint::decode(&input);

@@ -22,7 +22,7 @@
 //!   [`SegmentFileCache`], so a log's open files do not grow with its segments.
 //! - Everything below the recovery point was fsynced; only what lies past it is rescanned after an
 //!   unclean shutdown.
-//! - A data dir's `high-watermarks.checkpoint` ([`HighWatermarkCheckpoint`]) holds the high watermark of each
+//! - A data dir's `__high-watermarks.checkpoint` ([`HighWatermarkCheckpoint`]) holds the high watermark of each
 //!   replicated partition as the broker last stored it; replaced whole and atomically, and a damaged one is
 //!   ignored (a low high watermark is always safe), never half-read. A log caps it at its end on use.
 //! - This crate does no network I/O and spawns no threads: callers drive periodic work

@@ -1,4 +1,4 @@
-//! Keeps the data dir's `high-watermarks.checkpoint` (storage's [`HighWatermarkCheckpoint`]) as Kafka keeps its
+//! Keeps the data dir's `__high-watermarks.checkpoint` (storage's [`HighWatermarkCheckpoint`]) as Kafka keeps its
 //! `replication-offset-checkpoint`: every `high_watermark_checkpoint_interval_ms` when a replicated partition's
 //! high watermark changed, and once more on a clean shutdown. Never on the produce path: appends and replication
 //! only move atomics, and a store reads them.

@@ -129,7 +129,10 @@ impl Broker {
         // A cluster node keeps commits in the replicated `__consumer_offsets` topic, whose partition 0 would
         // live in the single-node log's directory: it never opens that log.
         let offsets = Arc::new(match &controller {
-            Some(controller) => OffsetStore::replicated(Arc::clone(controller), config.offsets_topic_partitions),
+            Some(controller) => {
+                let link: Arc<dyn crate::replication::links::ControllerLink> = Arc::clone(controller) as _;
+                OffsetStore::replicated(link, controller.node_id, Arc::clone(&config))
+            }
             None => OffsetStore::open(&config.data_dir).await?,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -8,12 +8,18 @@
 //! 2 (three in four with ACKS_ALL, the rest ACKS_LEADER) while the driver injects faults for
 //! [`FAULTS_FOR`]: the partition leader cut off from its followers and the controller (with or without the
 //! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), message
-//! loss and longer latencies. Then it heals everything, waits for the replicas to converge, and checks:
+//! loss and longer latencies. Every third round the driver also fetches, then commits, a group's offset (see
+//! below). Then it heals everything, waits for the replicas to converge, and checks:
 //!
 //! - every record acknowledged with ACKS_ALL is in the converged log, once, in the order acknowledged;
 //! - each leader epoch was written by one node at most (by the epoch stamped in each answered produce's batch);
 //! - the replicas' logs are byte-identical up to the high watermark, which is their log end;
 //! - on every replica whose high watermark the broker moves, it never went backwards (sampled each tick);
+//! - a group's committed offset, fetched from the node the controller names coordinator (the leader of the
+//!   group's `__consumer_offsets` partition, at the same epoch before the fetch and after its answer), is never
+//!   below an offset commit acknowledged before the fetch was sent; after healing the coordinator serves at
+//!   least the last acknowledged commit. Commits and fetches go through the real `ConsumerGroups` service and
+//!   the replicated offsets store, across the same faults;
 //! - a restarted node's high watermark is never below what its high-watermark checkpoint held when it crashed,
 //!   from the moment the broker holds it on (sampled each tick). The first fault of every seed crashes the
 //!   partition leader once the checkpoint holds a high watermark above 0, so every seed checks it.
@@ -23,6 +29,7 @@
 //! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
 
 mod controller;
+mod offsets;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +48,7 @@ use rill_storage::SegmentFileCache;
 use tokio::sync::watch;
 
 use self::controller::StandInController;
+use self::offsets::Commits;
 use super::Replication;
 use crate::cluster::metadata::Command;
 use crate::cluster::placement;
@@ -128,14 +136,15 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let config = Arc::new(BrokerConfig {
         replica_lag_time_max_ms: REPLICA_LAG_MS,
         high_watermark_checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS,
+        offsets_topic_partitions: 1,
         ..BrokerConfig::for_tests(&data_dir)
     });
     let budget = FileBudget { max_open_files: 1_000, reserved_files: 100, files_per_partition: 3 };
     let registry =
         Registry::restore(Arc::clone(&config), budget, Arc::new(SegmentFileCache::new(16)), None, None).await?;
-    let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
     let (_shutdown, shutdown) = watch::channel(false);
     let controller = world.controller.connect(node_id);
+    let offsets = Arc::new(OffsetStore::replicated(Arc::clone(&controller), node_id, Arc::clone(&config)));
     let node = Arc::new_cyclic(|weak| Node {
         // Authorization off: the simulation is about replication, not who may produce.
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], None)),
@@ -241,12 +250,26 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     };
     let placed = placement::place(1, Some(3), Some(2), &world.controller.committed().alive_nodes(), settings)?;
     world.controller.commit(&Command::CreateTopic { name: TOPIC.into(), placement: placed });
+    // The offsets topic as a node's first group request would create it, but with 3 replicas (the simulation's
+    // nodes are configured without peers, from which a node takes the replication factor).
+    let offsets_settings = {
+        let node = world.node(1).ok_or("node 1 not running")?;
+        crate::offsets::replicated::topic_settings(&node.config)
+    };
+    let alive = world.controller.committed().alive_nodes();
+    let offsets_placed = placement::place(1, Some(3), None, &alive, offsets_settings)?;
+    let name = crate::offsets::OFFSETS_TOPIC.to_owned();
+    world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
+    let mut commits = Commits::default();
 
     let mut acknowledged: Vec<u64> = Vec::new();
     let mut sequence = 0;
     let mut target = 0;
     while !world.is_healed.load(Ordering::Acquire) {
         sequence += 1;
+        if sequence % 3 == 0 {
+            commits.round(&world, sequence as i64).await;
+        }
         let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
         match wire::produce(&host_name(NODES[target]), &produce_request(sequence, acks)).await {
             Ok(_) if acks == v1::Acks::All => acknowledged.push(sequence),
@@ -281,15 +304,17 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     }
     let logs = wait_for("replicas with equal log ends, each its high watermark", || converged_logs(&world)).await?;
     check(&world, &logs, &acknowledged)?;
+    commits.check_final(&world).await?;
     let epochs = lock(&world.writers).clone();
     let faults = lock(&world.faults).clone();
     tracing::info!(acknowledged = acknowledged.len(), sent = sequence, ?epochs, ?faults, "converged");
     *lock(&world.summary) = format!(
         "{} of {sequence} records acknowledged, epochs written {epochs:?}, restarts checked against their \
-         checkpoint {}, checkpointed at crash {:?}, faults {faults:?}",
+         checkpoint {}, checkpointed at crash {:?}, commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
         acknowledged.len(),
         world.restarts_checked.load(Ordering::Relaxed),
         lock(&world.checkpointed_at_crash),
+        offsets::coordinator(&world),
     );
     Ok(())
 }

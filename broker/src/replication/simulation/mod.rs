@@ -521,17 +521,20 @@ impl FaultLoop {
                 self.world.heartbeat(node_id);
             }
         }
+        // The first crash waits until the leader's checkpoint covers a record, so the restart is checked.
+        let is_first_crash_ready =
+            || self.has_crashed_leader || self.world.checkpointed(self.leader()).is_some_and(|hw| hw > 0);
+        let is_due = self.active.is_none()
+            && !is_over
+            && now >= self.next_at
+            && self.world.controller.committed().topics.contains_key(TOPIC)
+            && is_first_crash_ready();
         match &mut self.active {
             Some((_, until)) if now >= *until => {
                 self.end(sim);
                 self.next_at = now + Duration::from_millis(self.rng.gen_range(200..1_500));
             }
-            None if !is_over && now >= self.next_at && self.world.controller.committed().topics.contains_key(TOPIC) => {
-                // The first crash waits until the leader's checkpoint covers a record, so the restart is checked.
-                if self.has_crashed_leader || self.world.checkpointed(self.leader()).is_some_and(|hw| hw > 0) {
-                    self.start(sim, now)
-                }
-            }
+            None if is_due => self.start(sim, now),
             _ => {}
         }
     }

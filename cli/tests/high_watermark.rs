@@ -150,6 +150,10 @@ fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_it
     let consumer = consumer_at(&bootstrap, 6);
     let polled = consumer.poll(Duration::from_millis(1_500));
     assert!(polled.is_none(), "nothing to read at 6 yet, and no out-of-range error: {polled:?}");
+    // Closed before the restart: a node that has just started answers Metadata with UNKNOWN_TOPIC_OR_PARTITION
+    // until it has applied the cluster's metadata, and librdkafka may then drop the partition for minutes
+    // (`topic.metadata.refresh.interval.ms`), which is not what this test is about.
+    drop(consumer);
 
     // The leader SIGKILLed and restarted within its session: it leads again at the same epoch, and the stopped
     // follower, still in the ISR, has not told it its log end. Its high watermark is the checkpoint's.
@@ -161,6 +165,9 @@ fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_it
     assert_eq!(restarted.high_watermark, 5, "the checkpointed high watermark, not the log start");
     let between = fetch(cluster.addr(leader), 6, 0, 0).expect("still an empty read, not out of range");
     assert_eq!((between.records.len(), between.high_watermark), (0, 5), "{between:?}");
+    let consumer = consumer_at(&bootstrap, 6);
+    let polled = consumer.poll(Duration::from_millis(1_000));
+    assert!(polled.is_none(), "nothing at 6 on the restarted leader yet, and no error: {polled:?}");
 
     // The follower resumes: the high watermark passes 6, and both waiting consumers get offset 6 first.
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGCONT);
@@ -175,7 +182,8 @@ fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_it
             Some(Ok(message)) => break (message.offset(), message.payload().map(|p| p.to_vec())),
             Some(Err(err)) if is_out_of_range(&err) => panic!("the consumer was told out of range: {err}"),
             // The leader's restart: connection errors until librdkafka reconnects.
-            Some(Err(_)) => {}
+            // Printed, not failed on: only an out-of-range answer would break the promise.
+            Some(Err(err)) => eprintln!("consumer error: {err}"),
             None => {}
         }
     };

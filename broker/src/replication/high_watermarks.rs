@@ -108,3 +108,56 @@ pub fn spawn_store(replication: &Arc<Replication>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use rill_protocol::{Record, RecordBatchBuilder};
+    use rill_storage::SegmentFileCache;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::file_budget::FileBudget;
+
+    fn checkpoint(entries: &[(&str, u32, i64)]) -> HighWatermarkCheckpoint {
+        HighWatermarkCheckpoint {
+            partitions: entries.iter().map(|(topic, partition, hw)| (((*topic).to_owned(), *partition), *hw)).collect(),
+        }
+    }
+
+    fn two_records() -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::default();
+        for value in [b"a", b"b"] {
+            builder.push(&Record { key: None, value: Some(value.to_vec()), headers: Vec::new(), timestamp_ms: 0 });
+        }
+        builder.build()
+    }
+
+    #[tokio::test]
+    async fn stores_held_partitions_keeps_unheld_ones_and_drops_gone_ones_only_when_changed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        checkpoint(&[("gone", 0, 9), ("orders", 0, 1), ("orders", 1, 4)]).store(dir.path()).expect("store");
+        let config = Arc::new(BrokerConfig::for_tests(dir.path()));
+        let budget = FileBudget { max_open_files: 1_000, reserved_files: 100, files_per_partition: 3 };
+        let files = Arc::new(SegmentFileCache::new(16));
+        let registry = Registry::restore(config, budget, files, None, None).await.expect("registry");
+        registry.create("orders", 2, &Default::default()).await.expect("topic");
+        let checkpoints = HighWatermarkCheckpoints::load(dir.path());
+        assert_eq!(checkpoints.found("orders", 1), Some(4));
+
+        // Partition 0 is held from the file's value; partition 1 is not held yet.
+        let log = Arc::clone(registry.partition("orders", 0).expect("partition").log());
+        log.hold_high_watermark(0);
+        log.append(&two_records()).expect("append");
+        log.append(&two_records()).expect("append");
+        log.set_high_watermark(checkpoints.found("orders", 0).expect("in the file"));
+        assert!(checkpoints.store_if_changed(&registry).expect("store"));
+        let stored = HighWatermarkCheckpoint::load(dir.path()).expect("load");
+        assert_eq!(stored, Some(checkpoint(&[("orders", 0, 1), ("orders", 1, 4)])), "gone dropped, 1 kept");
+        assert!(!checkpoints.store_if_changed(&registry).expect("store"), "nothing moved: no write");
+
+        log.set_high_watermark(3);
+        assert!(checkpoints.store_final(&registry).expect("store"));
+        let stored = HighWatermarkCheckpoint::load(dir.path()).expect("load");
+        assert_eq!(stored, Some(checkpoint(&[("orders", 0, 3), ("orders", 1, 4)])));
+    }
+}

@@ -192,6 +192,10 @@ pub struct BrokerConfig {
     /// A follower that has not caught up with its partition leader's log end for this long leaves the ISR
     /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.
     pub replica_lag_time_max_ms: u64,
+    /// On a cluster: how often the node writes its replicated partitions' high watermarks to the data dir's
+    /// `__high-watermarks.checkpoint` when one changed (Kafka's `replica.high.watermark.checkpoint.interval.ms`).
+    /// A restarted node starts each partition's high watermark from it, so it can be behind by this much.
+    pub high_watermark_checkpoint_interval_ms: u64,
     /// On a cluster: the number of partitions of the replicated `__consumer_offsets` topic (Kafka's
     /// `offsets.topic.num.partitions`). Fixed once the topic exists: it decides every group's coordinator.
     pub offsets_topic_partitions: u32,
@@ -364,6 +368,7 @@ impl Default for BrokerConfig {
             node_heartbeat_interval_ms: 1_000,
             node_session_timeout_ms: 6_000,
             replica_lag_time_max_ms: 10_000,
+            high_watermark_checkpoint_interval_ms: 5_000,
             offsets_topic_partitions: 50,
             tls: None,
             auth: crate::auth::AuthConfig::default(),
@@ -505,6 +510,12 @@ impl BrokerConfig {
         }
         if self.subscribe_queue_batches == 0 || self.subscribe_queue_batches > 1024 {
             return bad("subscribe_queue_batches", format!("{} is outside 1..=1024", self.subscribe_queue_batches));
+        }
+        if !(10..=3_600_000).contains(&self.high_watermark_checkpoint_interval_ms) {
+            return bad(
+                "high_watermark_checkpoint_interval_ms",
+                format!("{} is outside 10..=3600000", self.high_watermark_checkpoint_interval_ms),
+            );
         }
         if self.maintenance_interval_ms == 0 {
             return bad("maintenance_interval_ms", "must be at least 1".into());

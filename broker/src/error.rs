@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn out_of_range_names_both_bounds() {
         let err =
-            BrokerError::from(StorageError::OffsetOutOfRange { offset: 99, log_start_offset: 3, high_watermark: 10 });
+            BrokerError::from(StorageError::OffsetOutOfRange { offset: 99, log_start_offset: 3, log_end_offset: 10 });
         let status = Status::from(err);
         assert_eq!(status.code(), Code::OutOfRange);
         assert!(status.message().contains("99") && status.message().contains('3') && status.message().contains("10"));

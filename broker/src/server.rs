@@ -129,7 +129,10 @@ impl Broker {
         // A cluster node keeps commits in the replicated `__consumer_offsets` topic, whose partition 0 would
         // live in the single-node log's directory: it never opens that log.
         let offsets = Arc::new(match &controller {
-            Some(controller) => OffsetStore::replicated(Arc::clone(controller), config.offsets_topic_partitions),
+            Some(controller) => {
+                let link: Arc<dyn crate::replication::links::ControllerLink> = Arc::clone(controller) as _;
+                OffsetStore::replicated(link, controller.node_id, Arc::clone(&config))
+            }
             None => OffsetStore::open(&config.data_dir).await?,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -456,6 +459,14 @@ impl BrokerHandle {
             controller.shutdown().await;
         }
         self.node.registry.close_all().await;
+        if let Some(replication) = self.node.replication.clone() {
+            // The high watermarks as they ended: the next start resumes from them.
+            let node = Arc::clone(&self.node);
+            let stored = tokio::task::spawn_blocking(move || replication.store_high_watermarks(&node.registry));
+            if let Err(err) = stored.await {
+                tracing::error!(error = %err, "storing the high-watermark checkpoint failed");
+            }
+        }
         if let Err(err) = self.node.offsets.close().await {
             tracing::error!(error = %err, "closing the committed-offsets log failed");
         }

@@ -22,6 +22,9 @@
 //!   [`SegmentFileCache`], so a log's open files do not grow with its segments.
 //! - Everything below the recovery point was fsynced; only what lies past it is rescanned after an
 //!   unclean shutdown.
+//! - A data dir's `__high-watermarks.checkpoint` ([`HighWatermarkCheckpoint`]) holds the high watermark of each
+//!   replicated partition as the broker last stored it; replaced whole and atomically, and a damaged one is
+//!   ignored (a low high watermark is always safe), never half-read. A log caps it at its end on use.
 //! - This crate does no network I/O and spawns no threads: callers drive periodic work
 //!   ([`Log::flush_if_due`], [`Log::enforce_retention`]) and own notifications of new data.
 //! - A [`TailCache`], when a node keeps one, holds the newest appends of all its logs byte-identical to their
@@ -34,6 +37,7 @@ mod checkpoint;
 mod config;
 mod direct;
 mod framed_file;
+pub mod high_watermarks;
 mod index;
 pub mod latency;
 mod log;
@@ -48,6 +52,7 @@ mod topic;
 use std::path::PathBuf;
 
 pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode};
+pub use high_watermarks::HighWatermarkCheckpoint;
 pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
 pub use producer_state::ProducerError;
 pub use segment_files::SegmentFileCache;
@@ -64,9 +69,9 @@ pub enum StorageError {
     #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
     BatchTooLarge { size: usize, limit: usize },
     #[error(
-        "offset {offset} is out of range: the log holds offsets {log_start_offset} to {high_watermark} (exclusive)"
+        "offset {offset} is out of range: the log holds offsets {log_start_offset} to {log_end_offset} (exclusive)"
     )]
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64 },
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
     #[error("invalid setting {setting}: {reason}")]
     InvalidConfig { setting: &'static str, reason: String },
     #[error("i/o error on {path}: {source}")]

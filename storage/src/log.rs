@@ -46,7 +46,7 @@ pub struct AppendInfo {
 /// Whole batches read from the log, and the bounds of the log at the time of the read.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
-    /// Consecutive v2 batches; empty when the read starts at the high watermark.
+    /// Consecutive v2 batches; empty when the read starts at or past the high watermark.
     pub batches: Bytes,
     pub log_start_offset: i64,
     pub high_watermark: i64,
@@ -524,21 +524,29 @@ impl Log {
         StorageError::OffsetOutOfRange {
             offset,
             log_start_offset: self.log_start_offset(),
-            high_watermark: self.high_watermark(),
+            log_end_offset: self.log_end_offset(),
         }
     }
 
+    /// Whether a consumer's read at `offset` is out of range. Kafka's rule: the bound is the log end, not the high
+    /// watermark. An offset in `[high watermark, log end]` is one the log holds but consumers may not see yet
+    /// (a restarted leader whose followers have not fetched, a batch waiting for its fsync): it reads as empty,
+    /// so a consumer waits there instead of resetting its position as it would on out-of-range.
+    fn is_out_of_range(&self, offset: i64, log_start_offset: i64) -> bool {
+        offset < log_start_offset || offset > self.log_end_offset()
+    }
+
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (at least one whole
-    /// batch when there is one). Reading at the high watermark returns no batches; outside
-    /// `[log start, high watermark]` is `OffsetOutOfRange`.
+    /// batch when there is one), never past the high watermark. Reading at or past the high watermark, up to
+    /// the log end, returns no batches; outside `[log start, log end]` is `OffsetOutOfRange`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
+        if self.is_out_of_range(offset, log_start_offset) {
             return Err(self.out_of_range(offset));
         }
         let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark };
-        if offset == high_watermark {
+        if offset >= high_watermark {
             return Ok(result);
         }
         if let Some(batches) = self.tail.as_ref().and_then(|t| t.read(offset, max_bytes, high_watermark, true)) {
@@ -562,7 +570,7 @@ impl Log {
     pub fn read_from_memory(&self, offset: i64, max_bytes: usize) -> Option<ReadResult> {
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
+        if self.is_out_of_range(offset, log_start_offset) {
             return None;
         }
         let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark };

@@ -63,7 +63,7 @@ fn reads_outside_the_log_carry_both_bounds() {
     log.append(&batch(0, 3, 0)).unwrap();
     assert!(log.read(3, 100).unwrap().batches.is_empty(), "reading at the end is an empty read");
     match log.read(4, 100) {
-        Err(StorageError::OffsetOutOfRange { offset: 4, log_start_offset: 0, high_watermark: 3 }) => {}
+        Err(StorageError::OffsetOutOfRange { offset: 4, log_start_offset: 0, log_end_offset: 3 }) => {}
         other => panic!("expected out of range, got {other:?}"),
     }
     let message = log.read(-1, 100).unwrap_err().to_string();

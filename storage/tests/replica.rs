@@ -6,7 +6,7 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use common::{batch, small_config};
 use proptest::prelude::*;
-use rill_storage::Log;
+use rill_storage::{HighWatermarkCheckpoint, Log, StorageError};
 
 /// Every batch of `log` from its start to its end, concatenated.
 fn all_bytes(log: &Log) -> Bytes {
@@ -130,4 +130,55 @@ fn a_held_high_watermark_moves_only_when_set() {
     assert!(log.read(0, 1 << 20).unwrap().batches.is_empty(), "consumers read only up to the high watermark");
     log.set_high_watermark(10);
     assert_eq!(log.high_watermark(), 3, "never past the log end");
+}
+
+#[test]
+fn reads_between_the_high_watermark_and_the_log_end_are_empty_not_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    log.hold_high_watermark(0);
+    log.append(&batch(1, 2, 1)).unwrap();
+    log.append(&batch(1, 2, 1)).unwrap();
+    log.set_high_watermark(2);
+    assert_eq!(rill_protocol::BatchIter::new(log.read(0, 1 << 20).unwrap().batches).count(), 1);
+    for offset in 2..=4 {
+        let read = log.read(offset, 1 << 20).unwrap();
+        assert!(read.batches.is_empty(), "a read at {offset}, past the high watermark, returns nothing");
+        assert_eq!(read.high_watermark, 2);
+        let from_memory = log.read_from_memory(offset, 1 << 20);
+        assert!(from_memory.is_none_or(|read| read.batches.is_empty()), "nor from memory at {offset}");
+    }
+    match log.read(5, 1 << 20) {
+        Err(StorageError::OffsetOutOfRange { offset: 5, log_start_offset: 0, log_end_offset: 4 }) => {}
+        other => panic!("past the log end is out of range, got {other:?}"),
+    }
+    assert!(log.read_from_memory(5, 1 << 20).is_none());
+}
+
+#[test]
+fn a_checkpointed_high_watermark_is_capped_at_the_log_end_recovery_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("orders-0");
+    {
+        let log = Log::open(&log_dir, small_config()).unwrap();
+        log.hold_high_watermark(0);
+        for _ in 0..3 {
+            log.append(&batch(1, 2, 1)).unwrap();
+        }
+        log.set_high_watermark(6);
+        let stored = HighWatermarkCheckpoint { partitions: [(("orders".to_owned(), 0), 6)].into() };
+        stored.store(dir.path()).unwrap();
+        // No close: an unclean stop.
+    }
+    // The last batch lost (a power loss before write-back): recovery ends the log at 4.
+    let segment = log_dir.join("00000000000000000000.log");
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    file.set_len(len - batch(1, 2, 1).len() as u64).unwrap();
+    let log = Log::open(&log_dir, small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    let checkpointed = HighWatermarkCheckpoint::load(dir.path()).unwrap().and_then(|c| c.get("orders", 0));
+    assert_eq!(checkpointed, Some(6));
+    log.hold_high_watermark(checkpointed.unwrap_or(0));
+    assert_eq!(log.high_watermark(), 4, "capped at the log end");
 }

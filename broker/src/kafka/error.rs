@@ -44,7 +44,7 @@ mod tests {
         let unknown = BrokerError::UnknownTopic { topic: "t".into() };
         assert_eq!(error_code(&unknown), 3);
         let out_of_range =
-            BrokerError::from(StorageError::OffsetOutOfRange { offset: 9, log_start_offset: 0, high_watermark: 1 });
+            BrokerError::from(StorageError::OffsetOutOfRange { offset: 9, log_start_offset: 0, log_end_offset: 1 });
         assert_eq!(error_code(&out_of_range), 1);
         let large = BrokerError::TooLarge { what: "record batch", size: 9, limit: 8 };
         assert_eq!(error_code(&large), 10);

@@ -108,9 +108,15 @@ impl OffsetStore {
     }
 
     /// A cluster node's store: empty until this node leads (and has loaded) partitions of `__consumer_offsets`.
-    pub fn replicated(controller: Arc<crate::cluster::Controller>, offsets_topic_partitions: u32) -> OffsetStore {
+    /// `controller` is the raft controller in a node (the replication simulation passes its stand-in); the
+    /// topic's partition count is `config.offsets_topic_partitions` until the topic exists.
+    pub fn replicated(
+        controller: Arc<dyn crate::replication::links::ControllerLink>,
+        node_id: u64,
+        config: Arc<crate::config::BrokerConfig>,
+    ) -> OffsetStore {
         OffsetStore {
-            backing: Backing::Replicated(replicated::Coordinators::new(controller, offsets_topic_partitions)),
+            backing: Backing::Replicated(replicated::Coordinators::new(controller, node_id, config)),
             committed: Mutex::new(BTreeMap::new()),
         }
     }

@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use super::{replay, Committed, OffsetKey, OffsetStore};
 use crate::cluster::metadata::ClusterMetadata;
-use crate::cluster::Controller;
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
 use crate::meta::TopicSettings;
 use crate::partition::Partition;
 use crate::registry::blocking;
+use crate::replication::links::ControllerLink;
 use crate::replication::Replication;
 
 /// The internal topic's name, as Kafka's.
@@ -59,8 +59,10 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
 
 /// Which offsets partitions this node leads and has loaded.
 pub(super) struct Coordinators {
-    controller: Arc<Controller>,
-    configured_partitions: u32,
+    /// The raft controller in a node, the stand-in in the replication simulation.
+    controller: Arc<dyn ControllerLink>,
+    node_id: u64,
+    config: Arc<BrokerConfig>,
     state: Mutex<Leading>,
     /// A creation of the topic is under way: one at a time.
     is_creating: Arc<AtomicBool>,
@@ -81,10 +83,11 @@ pub(super) struct Loaded {
 }
 
 impl Coordinators {
-    pub fn new(controller: Arc<Controller>, configured_partitions: u32) -> Self {
+    pub fn new(controller: Arc<dyn ControllerLink>, node_id: u64, config: Arc<BrokerConfig>) -> Self {
         Self {
             controller,
-            configured_partitions,
+            node_id,
+            config,
             state: Mutex::new(Leading::default()),
             is_creating: Arc::new(AtomicBool::new(false)),
         }
@@ -102,8 +105,9 @@ impl Coordinators {
             return;
         };
         let (controller, is_creating) = (Arc::clone(&self.controller), Arc::clone(&self.is_creating));
+        let config = Arc::clone(&self.config);
         runtime.spawn(async move {
-            if let Err(err) = create_topic(&controller).await {
+            if let Err(err) = create_topic(controller.as_ref(), &config).await {
                 tracing::warn!(error = %err, "cannot create the {OFFSETS_TOPIC} topic yet; the next group request retries");
             }
             is_creating.store(false, Ordering::Release);
@@ -116,7 +120,7 @@ impl Coordinators {
             .metadata()
             .topics
             .get(OFFSETS_TOPIC)
-            .map_or(self.configured_partitions, |t| t.partitions.len() as u32)
+            .map_or(self.config.offsets_topic_partitions, |t| t.partitions.len() as u32)
     }
 
     pub fn partition_of(&self, group: &str) -> u32 {
@@ -151,7 +155,7 @@ impl Coordinators {
 
     fn not_coordinator(&self, group: &str, partition: u32) -> BrokerError {
         let coordinator = self.coordinator(group);
-        let me = self.controller.node_id;
+        let me = self.node_id;
         // This node as the coordinator means it leads but is still loading: no hint, the client retries.
         let coordinator = coordinator.filter(|(id, _)| *id != me);
         BrokerError::NotCoordinator {
@@ -175,7 +179,7 @@ impl OffsetStore {
         partition_of: impl Fn(u32) -> Option<Arc<Partition>>,
     ) -> BTreeSet<u32> {
         let Some(coordinators) = self.coordinators() else { return BTreeSet::new() };
-        let me = coordinators.controller.node_id;
+        let me = coordinators.node_id;
         let led: BTreeMap<u32, u32> = metadata
             .topics
             .get(OFFSETS_TOPIC)
@@ -222,14 +226,14 @@ impl OffsetStore {
 
 /// Places the topic (Kafka's `offsets.topic.num.partitions`, replication factor `min(3, peers)`) over the
 /// alive nodes and commits it through the controller. Another node's concurrent creation wins harmlessly.
-async fn create_topic(controller: &Controller) -> Result<()> {
+async fn create_topic(controller: &dyn ControllerLink, config: &BrokerConfig) -> Result<()> {
     let metadata = controller.metadata();
     if metadata.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    let replication_factor = controller.config.peers.len().clamp(1, 3) as u32;
-    let partitions = controller.config.offsets_topic_partitions;
-    let settings = topic_settings(&controller.config);
+    let replication_factor = config.peers.len().clamp(1, 3) as u32;
+    let partitions = config.offsets_topic_partitions;
+    let settings = topic_settings(config);
     let placement = crate::cluster::placement::place(
         partitions,
         Some(replication_factor),

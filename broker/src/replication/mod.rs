@@ -11,6 +11,9 @@
 //! - [`leader`] (leader side): answers those streams, records each follower's log end, and moves the high
 //!   watermark to the minimum log end over the ISR. [`isr`] shrinks the ISR of a follower that has not caught
 //!   up for `replica_lag_time_max_ms` and grows it back once it has, both through the controller.
+//! - [`high_watermarks`]: the data dir's high-watermark checkpoint, stored every
+//!   `high_watermark_checkpoint_interval_ms` when a high watermark moved and on a clean shutdown; a restarted
+//!   node starts each partition's high watermark from it (capped at its log end) rather than its log start.
 //! - [`links`]: the controller and the leader nodes as replication reaches them (raft and tonic in a node);
 //!   `simulation/` (tests only) runs all of the above on turmoil hosts through other implementations of them.
 //!
@@ -20,6 +23,7 @@
 //! on every ISR member.
 
 mod fetcher;
+mod high_watermarks;
 mod isr;
 mod leader;
 pub mod links;
@@ -83,6 +87,7 @@ pub struct Replication {
     leaders: Mutex<HashMap<PartitionKey, LeaderState>>,
     /// Bumped after every produce appended on this node: wakes the leader's waiting replication streams.
     appended: tokio::sync::watch::Sender<u64>,
+    high_watermarks: high_watermarks::HighWatermarkCheckpoints,
 }
 
 impl Replication {
@@ -101,7 +106,10 @@ impl Replication {
         node: Weak<Node>,
         replica_lag_time_max_ms: u64,
     ) -> Self {
+        // Blocking, once: a file of a few bytes per partition, read before any partition is held.
+        let high_watermarks = high_watermarks::HighWatermarkCheckpoints::load(&config.data_dir);
         Self {
+            high_watermarks,
             node_id,
             controller,
             leader_links,
@@ -115,6 +123,15 @@ impl Replication {
 
     fn node(&self) -> Result<Arc<Node>> {
         self.node.upgrade().ok_or(BrokerError::ShuttingDown)
+    }
+
+    /// Stores the high-watermark checkpoint if a high watermark moved since the last store (blocking): the last
+    /// one of a clean shutdown, after the logs are closed.
+    pub fn store_high_watermarks(&self, registry: &crate::registry::Registry) {
+        match self.high_watermarks.store_final(registry) {
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "cannot store the high-watermark checkpoint at shutdown"),
+        }
     }
 
     /// The controller's metadata as this node last applied it.

@@ -29,6 +29,9 @@ pub async fn run(replication: Arc<Replication>) {
     let period = (replication.replica_lag / 4).max(Duration::from_millis(50));
     let mut lag_check = tokio::time::interval(period);
     lag_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let checkpoint_period = Duration::from_millis(replication.config.high_watermark_checkpoint_interval_ms);
+    let mut checkpoint = tokio::time::interval_at(Instant::now() + checkpoint_period, checkpoint_period);
+    checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let current = Arc::clone(&metadata.borrow_and_update());
         reconciler.apply(&replication, &current).await;
@@ -41,6 +44,8 @@ pub async fn run(replication: Arc<Replication>) {
                     break;
                 }
                 _ = lag_check.tick() => replication.shrink_lagging(),
+                // On the blocking pool, not awaited: a slow disk never delays a leadership change.
+                _ = checkpoint.tick() => super::high_watermarks::spawn_store(&replication),
             }
         }
     }
@@ -85,7 +90,16 @@ impl Reconciler {
                 let key = (name.clone(), index);
                 if self.held.insert(key.clone()) {
                     let log = partition.log();
-                    log.hold_high_watermark(log.log_start_offset());
+                    // What this node had reached before a restart (capped at the log end), else the log start.
+                    let checkpointed = replication.high_watermarks.found(name, index);
+                    log.hold_high_watermark(checkpointed.unwrap_or_else(|| log.log_start_offset()));
+                    tracing::debug!(
+                        topic = %name,
+                        partition = index,
+                        ?checkpointed,
+                        high_watermark = log.high_watermark(),
+                        "holding the high watermark"
+                    );
                     partition.publish_offsets();
                 }
                 match p.leader {

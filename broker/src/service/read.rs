@@ -141,10 +141,11 @@ pub async fn subscribe(
         }
         offset => offset,
     };
-    // Check the start offset now, so a bad one fails the call itself rather than the stream's first message.
-    let (log_start_offset, high_watermark) = (partition.log().log_start_offset(), partition.log().high_watermark());
-    if offset < log_start_offset || offset > high_watermark {
-        return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, high_watermark }.into());
+    // Check the start offset now, so a bad one fails the call itself rather than the stream's first message. As
+    // for a fetch, the bound is the log end: past the high watermark the stream waits for it.
+    let (log_start_offset, log_end_offset) = (partition.log().log_start_offset(), partition.log().log_end_offset());
+    if offset < log_start_offset || offset > log_end_offset {
+        return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset }.into());
     }
     tracing::debug!(topic = %request.topic, partition = request.partition, offset, "subscription started");
     let (tx, rx) = mpsc::channel(node.config.subscribe_queue_batches);

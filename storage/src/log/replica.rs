@@ -102,7 +102,7 @@ impl Log {
         let log_end = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         if offset < log_start_offset || offset > log_end {
-            return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, high_watermark: log_end });
+            return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset: log_end });
         }
         let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark: self.high_watermark() };
         if offset >= log_end {

@@ -8,18 +8,28 @@
 //! 2 (three in four with ACKS_ALL, the rest ACKS_LEADER) while the driver injects faults for
 //! [`FAULTS_FOR`]: the partition leader cut off from its followers and the controller (with or without the
 //! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), message
-//! loss and longer latencies. Then it heals everything, waits for the replicas to converge, and checks:
+//! loss and longer latencies. Every third round the driver also fetches, then commits, a group's offset (see
+//! below). Then it heals everything, waits for the replicas to converge, and checks:
 //!
 //! - every record acknowledged with ACKS_ALL is in the converged log, once, in the order acknowledged;
 //! - each leader epoch was written by one node at most (by the epoch stamped in each answered produce's batch);
 //! - the replicas' logs are byte-identical up to the high watermark, which is their log end;
-//! - on every replica whose high watermark the broker moves, it never went backwards (sampled each tick).
+//! - on every replica whose high watermark the broker moves, it never went backwards (sampled each tick);
+//! - a group's committed offset, fetched from the node the controller names coordinator (the leader of the
+//!   group's `__consumer_offsets` partition, at the same epoch before the fetch and after its answer), is never
+//!   below an offset commit acknowledged before the fetch was sent; after healing the coordinator serves at
+//!   least the last acknowledged commit. Commits and fetches go through the real `ConsumerGroups` service and
+//!   the replicated offsets store, across the same faults;
+//! - a restarted node's high watermark is never below what its high-watermark checkpoint held when it crashed,
+//!   from the moment the broker holds it on (sampled each tick). The first fault of every seed crashes the
+//!   partition leader once the checkpoint holds a high watermark above 0, so every seed checks it.
 //!
 //! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), `RILL_SIM_SEED=S` only S; a failure names its seed.
 //! The seed fixes the faults, turmoil's latencies and losses, and the order hosts run in; storage runs on
 //! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
 
 mod controller;
+mod offsets;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +48,7 @@ use rill_storage::SegmentFileCache;
 use tokio::sync::watch;
 
 use self::controller::StandInController;
+use self::offsets::Commits;
 use super::Replication;
 use crate::cluster::metadata::Command;
 use crate::cluster::placement;
@@ -62,6 +73,8 @@ const FAULTS_FOR: Duration = Duration::from_secs(16);
 const MIN_ACKNOWLEDGED: usize = 10;
 /// Simulated time any one wait of the driver may take.
 const SIM_DEADLINE: Duration = Duration::from_secs(60);
+/// Short, so a crash finds a recent checkpoint.
+const CHECKPOINT_INTERVAL_MS: u64 = 200;
 
 fn host_name(node_id: u64) -> String {
     format!("node{node_id}")
@@ -82,6 +95,12 @@ struct World {
     /// Nodes restarted while the session of their previous process runs: the keeper's sessions refuse the new
     /// process's heartbeats (another incarnation) until that session expires and the node is fenced.
     refused: Mutex<BTreeSet<u64>>,
+    data_dirs: BTreeMap<u64, PathBuf>,
+    /// For each crashed node, the partition's high watermark in its checkpoint file at the crash: its next
+    /// process's high watermark must never be below it.
+    checkpointed_at_crash: Mutex<BTreeMap<u64, i64>>,
+    /// Restarted processes whose high watermark was checked against a checkpointed value above 0.
+    restarts_checked: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +110,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl World {
     fn node(&self, node_id: u64) -> Option<Arc<Node>> {
         lock(&self.nodes).get(&node_id).cloned()
+    }
+
+    /// The partition's high watermark in the checkpoint file in `node_id`'s data dir, if any.
+    fn checkpointed(&self, node_id: u64) -> Option<i64> {
+        let dir = self.data_dirs.get(&node_id)?;
+        rill_storage::HighWatermarkCheckpoint::load(dir).ok().flatten()?.get(TOPIC, 0)
     }
 
     fn violation(&self, what: String) {
@@ -108,16 +133,20 @@ impl World {
 /// One node: the parts of `server.rs`'s start that replication uses, with the simulation's links.
 async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil::Result {
     std::fs::create_dir_all(&data_dir)?;
-    let config =
-        Arc::new(BrokerConfig { replica_lag_time_max_ms: REPLICA_LAG_MS, ..BrokerConfig::for_tests(&data_dir) });
+    let config = Arc::new(BrokerConfig {
+        replica_lag_time_max_ms: REPLICA_LAG_MS,
+        high_watermark_checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS,
+        offsets_topic_partitions: 1,
+        ..BrokerConfig::for_tests(&data_dir)
+    });
     let budget = FileBudget { max_open_files: 1_000, reserved_files: 100, files_per_partition: 3 };
     let registry =
         Registry::restore(Arc::clone(&config), budget, Arc::new(SegmentFileCache::new(16)), None, None).await?;
-    let offsets = Arc::new(OffsetStore::open(&config.data_dir).await?);
     let (_shutdown, shutdown) = watch::channel(false);
     let controller = world.controller.connect(node_id);
     let acls = Arc::new(crate::auth::acl_store::AclStore::open(&data_dir)?);
     let users = Arc::new(crate::auth::UserStore::open(&data_dir)?);
+    let offsets = Arc::new(OffsetStore::replicated(Arc::clone(&controller), node_id, Arc::clone(&config)));
     let node = Arc::new_cyclic(|weak| Node {
         // Authorization off: the simulation is about replication, not who may produce.
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
@@ -155,9 +184,11 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
 }
 
 /// Samples the partition's high watermark every tick once the broker holds it (from the reconciler's first
-/// look at the partition on): it must never go back during this process's life.
+/// look at the partition on): it must never go back during this process's life, nor be below what the
+/// checkpoint held when the node's previous process crashed.
 async fn watch_high_watermark(node_id: u64, node: Arc<Node>, world: Arc<World>) {
     let mut highest: Option<i64> = None;
+    let floor = lock(&world.checkpointed_at_crash).get(&node_id).copied();
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let Ok(partition) = node.registry.partition(TOPIC, 0) else { continue };
@@ -166,13 +197,26 @@ async fn watch_high_watermark(node_id: u64, node: Arc<Node>, world: Arc<World>) 
             continue;
         }
         let high_watermark = log.high_watermark();
-        if let Some(highest) = highest.filter(|h| high_watermark < *h) {
-            let role = match node.check_leader(TOPIC, 0) {
-                Ok(()) => "leader",
-                Err(_) => "follower",
-            };
+        let role = || match node.check_leader(TOPIC, 0) {
+            Ok(()) => "leader",
+            Err(_) => "follower",
+        };
+        if let Some(floor) = floor.filter(|f| high_watermark < *f) {
             world.violation(format!(
-                "node {node_id} ({role}, log end {}): the high watermark went back from {highest} to {high_watermark}",
+                "node {node_id} ({}, log end {}): restarted with the high watermark at {high_watermark}, below the \
+                 {floor} its checkpoint held when it crashed",
+                role(),
+                log.log_end_offset()
+            ));
+            return;
+        }
+        if highest.is_none() && floor.is_some_and(|f| f > 0) {
+            world.restarts_checked.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(highest) = highest.filter(|h| high_watermark < *h) {
+            world.violation(format!(
+                "node {node_id} ({}, log end {}): the high watermark went back from {highest} to {high_watermark}",
+                role(),
                 log.log_end_offset()
             ));
             return;
@@ -208,12 +252,26 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     };
     let placed = placement::place(1, Some(3), Some(2), &world.controller.committed().alive_nodes(), settings)?;
     world.controller.commit(&Command::CreateTopic { name: TOPIC.into(), placement: placed });
+    // The offsets topic as a node's first group request would create it, but with 3 replicas (the simulation's
+    // nodes are configured without peers, from which a node takes the replication factor).
+    let offsets_settings = {
+        let node = world.node(1).ok_or("node 1 not running")?;
+        crate::offsets::replicated::topic_settings(&node.config)
+    };
+    let alive = world.controller.committed().alive_nodes();
+    let offsets_placed = placement::place(1, Some(3), None, &alive, offsets_settings)?;
+    let name = crate::offsets::OFFSETS_TOPIC.to_owned();
+    world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
+    let mut commits = Commits::default();
 
     let mut acknowledged: Vec<u64> = Vec::new();
     let mut sequence = 0;
     let mut target = 0;
     while !world.is_healed.load(Ordering::Acquire) {
         sequence += 1;
+        if sequence % 3 == 0 {
+            commits.round(&world, sequence as i64).await;
+        }
         let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
         match wire::produce(&host_name(NODES[target]), &produce_request(sequence, acks)).await {
             Ok(_) if acks == v1::Acks::All => acknowledged.push(sequence),
@@ -248,12 +306,17 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     }
     let logs = wait_for("replicas with equal log ends, each its high watermark", || converged_logs(&world)).await?;
     check(&world, &logs, &acknowledged)?;
+    commits.check_final(&world).await?;
     let epochs = lock(&world.writers).clone();
     let faults = lock(&world.faults).clone();
     tracing::info!(acknowledged = acknowledged.len(), sent = sequence, ?epochs, ?faults, "converged");
     *lock(&world.summary) = format!(
-        "{} of {sequence} records acknowledged, epochs written {epochs:?}, faults {faults:?}",
-        acknowledged.len()
+        "{} of {sequence} records acknowledged, epochs written {epochs:?}, restarts checked against their \
+         checkpoint {}, checkpointed at crash {:?}, commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
+        acknowledged.len(),
+        world.restarts_checked.load(Ordering::Relaxed),
+        lock(&world.checkpointed_at_crash),
+        offsets::coordinator(&world),
     );
     Ok(())
 }
@@ -288,6 +351,9 @@ fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Re
         if log != reference {
             return Err(format!("node {node_id}'s log differs from node {}'s up to the high watermark", NODES[0]));
         }
+    }
+    if world.restarts_checked.load(Ordering::Relaxed) == 0 {
+        return Err("no restarted node was checked against a checkpointed high watermark above 0".into());
     }
     if acknowledged.len() < MIN_ACKNOWLEDGED {
         return Err(format!("only {} records acknowledged: the workload did not run", acknowledged.len()));
@@ -352,6 +418,7 @@ struct FaultLoop {
     /// When the controller fences each silent node, unless heard from before.
     fences: BTreeMap<u64, Duration>,
     next_at: Duration,
+    has_crashed_leader: bool,
 }
 
 impl FaultLoop {
@@ -363,7 +430,10 @@ impl FaultLoop {
     fn start(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
         let leader = self.leader();
         let other = *NODES.iter().filter(|id| **id != leader).nth(self.rng.gen_range(0..2)).unwrap_or(&NODES[0]);
-        let fault = match self.rng.gen_range(0..5) {
+        let drawn = self.rng.gen_range(0..5);
+        let fault = match drawn {
+            // The first fault crashes the leader (see `step`): every seed restarts a leader from its checkpoint.
+            _ if !self.has_crashed_leader => Fault::Crashed { node_id: leader },
             0 => Fault::Isolated { node_id: leader, alone: false },
             1 => Fault::Isolated { node_id: leader, alone: true },
             2 => Fault::Isolated { node_id: other, alone: false },
@@ -381,6 +451,10 @@ impl FaultLoop {
                 self.world.controller.cut_off(*node_id);
             }
             Fault::Crashed { node_id } => {
+                self.has_crashed_leader |= *node_id == leader;
+                if let Some(checkpointed) = self.world.checkpointed(*node_id) {
+                    lock(&self.world.checkpointed_at_crash).insert(*node_id, checkpointed);
+                }
                 sim.crash(host_name(*node_id));
                 lock(&self.world.nodes).remove(node_id);
                 self.world.controller.cut_off(*node_id);
@@ -449,14 +523,20 @@ impl FaultLoop {
                 self.world.heartbeat(node_id);
             }
         }
+        // The first crash waits until the leader's checkpoint covers a record, so the restart is checked.
+        let is_first_crash_ready =
+            || self.has_crashed_leader || self.world.checkpointed(self.leader()).is_some_and(|hw| hw > 0);
+        let is_due = self.active.is_none()
+            && !is_over
+            && now >= self.next_at
+            && self.world.controller.committed().topics.contains_key(TOPIC)
+            && is_first_crash_ready();
         match &mut self.active {
             Some((_, until)) if now >= *until => {
                 self.end(sim);
                 self.next_at = now + Duration::from_millis(self.rng.gen_range(200..1_500));
             }
-            None if !is_over && now >= self.next_at && self.world.controller.committed().topics.contains_key(TOPIC) => {
-                self.start(sim, now)
-            }
+            None if is_due => self.start(sim, now),
             _ => {}
         }
     }
@@ -471,7 +551,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(10))
         .build();
-    let world = Arc::new(World::default());
+    let data_dirs = NODES.iter().map(|id| (*id, dirs.path().join(host_name(*id)))).collect();
+    let world = Arc::new(World { data_dirs, ..World::default() });
     for node_id in NODES {
         let data_dir = dirs.path().join(host_name(node_id));
         let world = Arc::clone(&world);
@@ -484,6 +565,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         active: None,
         fences: BTreeMap::new(),
         next_at: FAULTS_FROM,
+        has_crashed_leader: false,
     };
     let outcome = loop {
         match sim.step() {

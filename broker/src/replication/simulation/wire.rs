@@ -1,5 +1,6 @@
 //! The nodes' internal calls over turmoil's TCP: the same protobuf messages as the tonic service
-//! (`rill.internal.v1`: epoch end, the `Replicate` stream) and the public produce, each in one frame
+//! (`rill.internal.v1`: epoch end, the `Replicate` stream) and the public produce, offset commit and offset
+//! fetch (answered by the real `ConsumerGroups` service), each in one frame
 //! `kind (u8) | length (u32) | message`. A frame is written with one write, so turmoil's message loss drops
 //! whole frames; a peer that goes silent is given up after [`SILENCE_LIMIT`], as HTTP/2 keepalive would.
 
@@ -11,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 use rill_protocol::internal::{EpochEndReply, EpochEndRequest, ReplicaData, ReplicaFetch};
 use rill_protocol::v1;
+use rill_protocol::v1::consumer_groups_server::ConsumerGroups;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,6 +35,10 @@ const PRODUCE: u8 = 5;
 const PRODUCED: u8 = 6;
 /// The call failed; the payload is the error's text.
 const REFUSED: u8 = 7;
+const COMMIT: u8 = 8;
+const COMMITTED: u8 = 9;
+const FETCH_OFFSETS: u8 = 10;
+const OFFSETS: u8 = 11;
 
 async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), kind: u8, payload: &[u8]) -> io::Result<()> {
     let mut frame = BytesMut::with_capacity(5 + payload.len());
@@ -178,6 +184,20 @@ pub async fn serve_connection(
                     Err(err) => write_frame(&mut write, REFUSED, err.to_string().as_bytes()).await?,
                 }
             }
+            COMMIT => {
+                let service = crate::service::RillService::new(Arc::clone(&node));
+                match ConsumerGroups::commit_offsets(&service, tonic::Request::new(decode(payload)?)).await {
+                    Ok(response) => write_frame(&mut write, COMMITTED, &response.into_inner().encode_to_vec()).await?,
+                    Err(status) => write_frame(&mut write, REFUSED, status.message().as_bytes()).await?,
+                }
+            }
+            FETCH_OFFSETS => {
+                let service = crate::service::RillService::new(Arc::clone(&node));
+                match ConsumerGroups::fetch_offsets(&service, tonic::Request::new(decode(payload)?)).await {
+                    Ok(response) => write_frame(&mut write, OFFSETS, &response.into_inner().encode_to_vec()).await?,
+                    Err(status) => write_frame(&mut write, REFUSED, status.message().as_bytes()).await?,
+                }
+            }
             other => return Err(io::Error::other(format!("unknown frame kind {other}"))),
         }
     }
@@ -188,6 +208,30 @@ fn stamped_epoch(node: &Node, topic: &str, partition: u32, offset: i64) -> Optio
     let read = node.registry.partition(topic, partition).ok()?.log().read_to_end(offset, 1).ok()?;
     let header = rill_protocol::BatchHeader::parse(&read.batches).ok()?;
     (header.base_offset == offset).then_some(header.partition_leader_epoch)
+}
+
+/// One call from the driver host: the answer of kind `answer`, or why there is none.
+async fn call<M: Message + Default>(host: &str, kind: u8, request: &impl Message, answer: u8) -> Result<M, String> {
+    let exchange = async {
+        let mut stream = connect(host).await?;
+        write_frame(&mut stream, kind, &request.encode_to_vec()).await?;
+        read_frame_within(&mut stream).await
+    };
+    match exchange.await {
+        Ok((kind, payload)) if kind == answer => decode(payload).map_err(|e| e.to_string()),
+        Ok((_, payload)) => Err(String::from_utf8_lossy(&payload).into_owned()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// One offset commit from the driver host, through the node's real `ConsumerGroups::commit_offsets`.
+pub async fn commit(host: &str, request: &v1::CommitOffsetsRequest) -> Result<v1::CommitOffsetsResponse, String> {
+    call(host, COMMIT, request, COMMITTED).await
+}
+
+/// One offset fetch from the driver host, through the node's real `ConsumerGroups::fetch_offsets`.
+pub async fn fetch_offsets(host: &str, request: &v1::FetchOffsetsRequest) -> Result<v1::FetchOffsetsResponse, String> {
+    call(host, FETCH_OFFSETS, request, OFFSETS).await
 }
 
 /// One produce from the producer host: the answer, or why there is none.

@@ -65,6 +65,20 @@ refused if it comes back. Answered once done, which takes as long as the copying
         #[command(flatten)]
         broker: BrokerFlag,
     },
+    /// Spread the replicas evenly over the alive nodes (after add-node, say).
+    #[command(after_help = "Examples:
+  rill cluster add-node --node-id 4 --address 127.0.0.1:9095
+  rill cluster rebalance
+
+Replicas move one at a time from the node holding the most to the one holding the fewest, until no two alive
+nodes differ by more than one, never two replicas of a partition on one node, keeping preferred leaders where
+it can. Each partition then moves as `rill topic reassign` moves it (the new replica copies the partition and
+joins the ISR before the old one leaves), one after the other. Prints each partition moved. Answered once done,
+which takes as long as the copying.")]
+    Rebalance {
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
     /// Hand partitions back to their preferred leaders (the first replica), Kafka's PREFERRED election.
     #[command(after_help = "Examples:
   rill cluster elect-leaders                              # every partition
@@ -94,6 +108,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             ClusterCommand::Describe { broker } => describe(&broker).await,
             ClusterCommand::AddNode { node_id, address, broker } => add_node(&broker, node_id, &address).await,
             ClusterCommand::RemoveNode { node_id, broker } => remove_node(&broker, node_id).await,
+            ClusterCommand::Rebalance { broker } => rebalance(&broker).await,
             ClusterCommand::ElectLeaders { topic, partition, broker } => {
                 elect_leaders(&broker, topic.as_deref(), partition).await
             }
@@ -144,6 +159,19 @@ fn write_removed(out: &mut impl Write, node_id: u64, removed: &NodeRemoved) -> s
     }
     writeln!(out, "removed node {node_id} ({} replica(s) moved)", removed.moved.len())?;
     writeln!(out, "voters: {}", ids(&removed.voter_ids))
+}
+
+async fn rebalance(broker: &BrokerFlag) -> anyhow::Result<()> {
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let rebalanced = admin.rebalance_replicas().await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    for moved in &rebalanced.moved {
+        let (before, after) = (ids(&moved.previous_replica_ids), ids(&moved.replica_ids));
+        writeln!(out, "moved {}/{}: replicas {before} -> {after}", moved.topic, moved.partition)?;
+    }
+    writeln!(out, "{} partition(s) moved", rebalanced.moved.len())?;
+    out.flush()?;
+    Ok(())
 }
 
 async fn elect_leaders(broker: &BrokerFlag, topic: Option<&str>, partition: Option<u32>) -> anyhow::Result<()> {

@@ -1,15 +1,17 @@
-//! Cluster administration: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders` and `ReassignPartition`
-//! over the `ClusterAdmin` service. The answer is the API's own
+//! Cluster administration: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`, `ReassignPartition`
+//! and `RebalanceReplicas` over the `ClusterAdmin` service. The answer is the API's own
 //! message (`rill_protocol::v1`), re-exported, since the `.proto` is the contract.
 
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::{
-    AddNodeRequest, DescribeClusterRequest, ElectLeadersRequest, ReassignPartitionRequest, RemoveNodeRequest,
+    AddNodeRequest, DescribeClusterRequest, ElectLeadersRequest, ReassignPartitionRequest, RebalanceReplicasRequest,
+    RemoveNodeRequest,
 };
 pub use rill_protocol::v1::{
     AddNodeResponse as NodeAdded, ClusterNode, DescribeClusterResponse as ClusterDescription,
     ElectLeadersResponse as LeadersElected, LeaderElected, LeaderNotElected, NodeState as ClusterNodeState,
-    ReassignPartitionResponse as PartitionReassigned, RemoveNodeResponse as NodeRemoved, ReplicaMove,
+    PartitionReassignment, ReassignPartitionResponse as PartitionReassigned,
+    RebalanceReplicasResponse as ReplicasRebalanced, RemoveNodeResponse as NodeRemoved, ReplicaMove,
 };
 
 /// How long a membership change may take: adding waits for the new node to catch up on the metadata, removing
@@ -91,5 +93,12 @@ impl ClusterAdmin {
         let context = RequestContext::partition(topic, partition);
         call(MEMBERSHIP_CHANGE_TIMEOUT, context, admin.reassign_partition(request(reassign, MEMBERSHIP_CHANGE_TIMEOUT)))
             .await
+    }
+
+    /// Spreads the replicas evenly over the alive nodes, one partition after the other; answered once done.
+    pub async fn rebalance_replicas(&self) -> Result<ReplicasRebalanced> {
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let rebalance = request(RebalanceReplicasRequest {}, MEMBERSHIP_CHANGE_TIMEOUT);
+        call(MEMBERSHIP_CHANGE_TIMEOUT, RequestContext::default(), admin.rebalance_replicas(rebalance)).await
     }
 }

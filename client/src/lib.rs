@@ -92,7 +92,7 @@ pub use admin::{
 };
 pub use cluster_admin::{
     ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, LeaderElected, LeaderNotElected, LeadersElected,
-    NodeAdded, NodeRemoved, PartitionReassigned, ReplicaMove,
+    NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced,
 };
 pub use compression::Compression;
 pub use connection::{BearerToken, Client, ClientConfig};

@@ -1,5 +1,5 @@
 //! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`,
-//! `ReassignPartition`. A follower forwards each to
+//! `ReassignPartition`, `RebalanceReplicas`. A follower forwards each to
 //! the controller leader (only the leader knows heartbeat ages and may change the membership); a describe is
 //! answered from the follower's own replica when the leader is unknown or unreachable.
 
@@ -10,8 +10,9 @@ use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use rill_protocol::v1::{
     AddNodeRequest, AddNodeResponse, ClusterNode, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest,
-    ElectLeadersResponse, LeaderElected, LeaderNotElected, NodeState as WireNodeState, ReassignPartitionRequest,
-    ReassignPartitionResponse, RemoveNodeRequest, RemoveNodeResponse, ReplicaMove as WireReplicaMove,
+    ElectLeadersResponse, LeaderElected, LeaderNotElected, NodeState as WireNodeState, PartitionReassignment,
+    ReassignPartitionRequest, ReassignPartitionResponse, RebalanceReplicasRequest, RebalanceReplicasResponse,
+    RemoveNodeRequest, RemoveNodeResponse, ReplicaMove as WireReplicaMove,
 };
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -249,6 +250,27 @@ impl ClusterAdmin for ClusterAdminService {
             leader_id: done.leader,
             leader_epoch: done.leader_epoch,
         }))
+    }
+
+    async fn rebalance_replicas(
+        &self,
+        request: Request<RebalanceReplicasRequest>,
+    ) -> Result<Response<RebalanceReplicasResponse>, Status> {
+        let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.rebalance_replicas(forwarded(request)).await;
+        }
+        let moved = controller.rebalance_replicas().await.map_err(Status::from)?;
+        let moved = moved
+            .into_iter()
+            .map(|(topic, partition, done)| PartitionReassignment {
+                topic,
+                partition,
+                previous_replica_ids: done.previous,
+                replica_ids: done.replicas,
+            })
+            .collect();
+        Ok(Response::new(RebalanceReplicasResponse { moved }))
     }
 }
 

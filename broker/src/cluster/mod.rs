@@ -12,7 +12,8 @@
 //! - [`describe`] serves the public `ClusterAdmin` service.
 //! - [`join`] sets up the data dir of a node started with `--join`; [`membership`] adds and removes nodes at
 //!   run time (`rill cluster add-node`/`remove-node`), moving a removed node's replicas as [`reassign`] plans;
-//!   `reassignment` moves one partition onto the replicas an operator names (`rill topic reassign`).
+//!   `reassignment` moves one partition onto the replicas an operator names (`rill topic reassign`), or each
+//!   partition [`rebalance`] plans to spread the replicas evenly (`rill cluster rebalance`).
 //! - [`preferred_leaders`] plans preferred leader elections (which partitions go back to their first replica,
 //!   and when leadership is out of balance); `leader_balance` commits them, on demand and from the keeper.
 //! - [`placement`] places a new topic's replicas; `propose` commits a command from any node (a follower
@@ -38,6 +39,7 @@ pub mod producer_id_blocks;
 mod propose;
 pub mod reassign;
 mod reassignment;
+pub mod rebalance;
 mod rpc;
 mod sessions;
 #[cfg(test)]

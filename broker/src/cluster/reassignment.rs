@@ -9,6 +9,8 @@
 //!    replica of the new order leads at the next epoch, and its ACKS_ALL produces in flight fail with
 //!    `not-leader` for the client to retry there.
 //!
+//! `rill cluster rebalance` runs these steps for each partition [`rebalance`] moves, one after the other.
+//!
 //! A leader that stays keeps the leadership (as in Kafka); a preferred leader election moves it to the first
 //! replica. One change at a time: a reassignment, an add-node or a remove-node under way refuses another.
 //! Interrupted after step 2 it leaves extra replicas, never fewer; running it again finishes it.
@@ -16,6 +18,7 @@
 use super::membership::{refused, REASSIGNMENT_TIMEOUT};
 use super::metadata::Command;
 use super::reassign::{self, join_ids, ReassignmentRefused};
+use super::rebalance;
 use super::{Controller, NodeId};
 use crate::error::BrokerError;
 
@@ -26,6 +29,13 @@ pub struct PartitionReassigned {
     pub isr: Vec<NodeId>,
     pub leader: Option<NodeId>,
     pub leader_epoch: u32,
+}
+
+fn busy() -> BrokerError {
+    refused(
+        "another reassignment or rebalance, or a node being added or removed, is under way on the controller \
+         leader; wait for it to finish (rill topic describe shows the replicas as they move), then try again",
+    )
 }
 
 impl From<ReassignmentRefused> for BrokerError {
@@ -48,12 +58,31 @@ impl Controller {
         partition: u32,
         target: Vec<NodeId>,
     ) -> Result<PartitionReassigned, BrokerError> {
-        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else {
-            return Err(refused(
-                "another reassignment or a node being added or removed is under way on the controller leader; \
-                 wait for it to finish (rill topic describe shows the replicas as they move), then try again",
-            ));
-        };
+        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
+        self.move_partition(topic, partition, target).await
+    }
+
+    /// On the controller leader: spreads the replicas evenly over the alive nodes ([`rebalance::plan_rebalance`]),
+    /// one partition after the other; returns each partition moved.
+    pub(crate) async fn rebalance_replicas(&self) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
+        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
+        let plan = rebalance::plan_rebalance(&self.metadata());
+        tracing::info!(partitions = plan.len(), "rebalancing replicas over the alive nodes");
+        let mut moved = Vec::with_capacity(plan.len());
+        for target in plan {
+            let done = self.move_partition(&target.topic, target.partition, target.replicas).await?;
+            moved.push((target.topic, target.partition, done));
+        }
+        Ok(moved)
+    }
+
+    /// Steps 1 to 4, with the one-change lock held by the caller.
+    async fn move_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        target: Vec<NodeId>,
+    ) -> Result<PartitionReassigned, BrokerError> {
         let plan = reassign::plan_reassignment(&self.metadata(), topic, partition, &target)?
             .ok_or_else(|| self.unknown_partition(topic, partition))?;
         tracing::info!(

@@ -2,7 +2,8 @@
 //! restarts gets its leadership back by itself within the (shortened) imbalance check interval, or on demand
 //! with `rill cluster elect-leaders` while an acks-all producer runs; a partition moves onto a fourth, added
 //! node with `rill topic reassign` while an acks-all producer runs, and `rill cluster rebalance` spreads the
-//! rest. Every acknowledged record is then read exactly once, in order, from the partition's leader.
+//! rest; and librdkafka's idempotent producer goes through an election. Every acknowledged record is then read
+//! exactly once, in order, from the partition's leader.
 
 mod common;
 
@@ -198,6 +199,66 @@ fn elect_leaders_on_demand_moves_leadership_back_under_acks_all_load() {
 
     let leaders: Vec<String> = rows.iter().map(|r| cluster.addr(r.leader.expect("a leader")).to_owned()).collect();
     assert_every_acknowledged_record_read_once(&printed, &leaders);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_idempotent_producer_stores_each_record_once_through_a_preferred_election() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let config = format!("{FAST_CLUSTER}auto_leader_rebalance_enable = false\n");
+    let (mut cluster, rows) = tokio::task::block_in_place(|| cluster_with_orders(&config));
+    let preferred = tokio::task::block_in_place(|| {
+        let preferred = fail_over_and_restart_preferred_leader_of_partition_0(&mut cluster, &rows);
+        wait_for_topic(cluster.addr(preferred), "the restarted node back in sync", |rows| all_in_sync(rows, 3));
+        preferred
+    });
+    let producer: FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", cluster.all())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        .set("retry.backoff.ms", "50")
+        .create()
+        .expect("a producer from a valid configuration");
+    let queue = |range: std::ops::Range<i32>| {
+        range
+            .map(|i| {
+                let value = format!("K-{i}");
+                producer
+                    .send_result(FutureRecord::<(), str>::to("orders").partition(0).payload(&value))
+                    .expect("queued")
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut pending = queue(0..2_000);
+    for delivery in pending.drain(..) {
+        delivery.await.expect("not cancelled").map_err(|(error, _)| error).expect("delivered");
+    }
+    // Records in flight as the leadership moves: librdkafka gets NOT_LEADER_OR_FOLLOWER, refreshes its metadata
+    // and retries on the preferred replica, which answers a retry of a batch it already holds with its offset.
+    pending.extend(queue(2_000..4_000));
+    let elected =
+        tokio::task::block_in_place(|| rill(&cluster.all(), &["cluster", "elect-leaders", "--topic", "orders"]));
+    assert!(elected.ok().contains(&format!("-> node {preferred} at epoch")), "{}", elected.stdout);
+    pending.extend(queue(4_000..6_000));
+    let mut offsets = Vec::new();
+    for delivery in pending {
+        offsets.push(delivery.await.expect("not cancelled").map_err(|(error, _)| error).expect("delivered").offset);
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (2_000..6_000).collect::<Vec<i64>>(), "each record acknowledged at its own offset");
+
+    let leader = cluster.addr(preferred).to_owned();
+    let read = tokio::task::block_in_place(|| {
+        wait_for_topic(&leader, "the new leader's high watermark past every record", |rows| {
+            rows[0].leader == Some(preferred) && rows[0].high_watermark >= 6_000
+        });
+        rill(&leader, &["consume", "orders", "--partition", "0", "--from-beginning"])
+    });
+    let values: Vec<&str> = read.ok().lines().collect();
+    let expected: Vec<String> = (0..6_000).map(|i| format!("K-{i}")).collect();
+    assert_eq!(values, expected, "each record once, in order, no gap");
 }
 
 /// Waits until `rill cluster describe` shows node `node_id` alive (registered by its first heartbeat).

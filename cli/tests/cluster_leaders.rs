@@ -358,3 +358,15 @@ fn a_partition_moves_onto_an_added_node_under_acks_all_load_losing_and_repeating
     assert!(load.iter().max() <= Some(&3) && load.iter().min() >= Some(&2), "{load:?} from {rows:?}");
     assert!(rill(&broker, &["cluster", "rebalance"]).ok().contains("0 partition(s) moved"));
 }
+
+#[test]
+fn a_single_node_refuses_elections_reassignments_and_rebalances_saying_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = BrokerProcess::start(&dir.path().join("data"));
+    rill(&node.addr, &["topic", "create", "solo"]).ok();
+    let alone = "this node runs alone (started without --peers)";
+    rill(&node.addr, &["cluster", "elect-leaders"]).fails(1, alone);
+    rill(&node.addr, &["topic", "reassign", "solo", "--partition", "0", "--replicas", "1"]).fails(1, alone);
+    rill(&node.addr, &["cluster", "rebalance"]).fails(1, alone);
+    rill(&node.addr, &["cluster", "elect-leaders", "--partition", "0"]).fails(2, "--topic");
+}

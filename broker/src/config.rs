@@ -199,6 +199,15 @@ pub struct BrokerConfig {
     /// On a cluster: the number of partitions of the replicated `__consumer_offsets` topic (Kafka's
     /// `offsets.topic.num.partitions`). Fixed once the topic exists: it decides every group's coordinator.
     pub offsets_topic_partitions: u32,
+    /// On a cluster: whether the controller leader hands leaderships back to their preferred replicas by itself
+    /// (Kafka's `auto.leader.rebalance.enable`); `rill cluster elect-leaders` works either way.
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the controller leader checks the leadership balance (Kafka's
+    /// `leader.imbalance.check.interval.seconds`, in ms).
+    pub leader_imbalance_check_interval_ms: u64,
+    /// A node whose preferred partitions are led elsewhere for more than this percentage gets them back
+    /// (Kafka's `leader.imbalance.per.broker.percentage`).
+    pub leader_imbalance_per_broker_percentage: u32,
 
     /// TLS on the listener, for gRPC and Kafka clients alike (docs/security.md); `None` serves plaintext.
     pub tls: Option<TlsConfig>,
@@ -370,6 +379,9 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 10_000,
             high_watermark_checkpoint_interval_ms: 5_000,
             offsets_topic_partitions: 50,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
             tls: None,
             auth: crate::auth::AuthConfig::default(),
         }
@@ -636,6 +648,15 @@ impl BrokerConfig {
         }
         if !(1..=1024).contains(&self.offsets_topic_partitions) {
             return bad("offsets_topic_partitions", format!("{} is outside 1..=1024", self.offsets_topic_partitions));
+        }
+        if self.leader_imbalance_check_interval_ms == 0 {
+            return bad("leader_imbalance_check_interval_ms", "must be at least 1".into());
+        }
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return bad(
+                "leader_imbalance_per_broker_percentage",
+                format!("{} is outside 0..=100", self.leader_imbalance_per_broker_percentage),
+            );
         }
         if self.max_groups == 0 {
             return bad("max_groups", "must be at least 1".into());

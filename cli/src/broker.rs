@@ -106,6 +106,17 @@ pub struct BrokerArgs {
     /// with `rill cluster add-node` (docs/cluster.md).
     #[arg(long, env = "RILL_JOIN", value_name = "ADDRESSES", value_delimiter = ',', conflicts_with = "peers")]
     join: Option<Vec<String>>,
+    /// On a cluster: whether the controller leader hands leaderships back to their preferred replicas by
+    /// itself, on or off (Kafka's auto.leader.rebalance.enable). [default: on]
+    #[arg(long, env = "RILL_AUTO_LEADER_REBALANCE", value_name = "on|off", value_parser = parse_on_off)]
+    auto_leader_rebalance: Option<bool>,
+    /// How often the controller leader checks the leadership balance. [default: 300000]
+    #[arg(long, env = "RILL_LEADER_IMBALANCE_CHECK_INTERVAL_MS", value_name = "MS")]
+    leader_imbalance_check_interval_ms: Option<u64>,
+    /// A node whose preferred partitions are led elsewhere for more than this percentage gets them back.
+    /// [default: 10]
+    #[arg(long, env = "RILL_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", value_name = "PERCENT")]
+    leader_imbalance_per_broker_percentage: Option<u32>,
     /// Serve gRPC and Kafka over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
     /// on SIGHUP and when the file changes.
     #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -151,6 +162,14 @@ pub struct BrokerArgs {
     /// Listen on a non-loopback address although clients need not authenticate (a trusted network only).
     #[arg(long, env = "RILL_ALLOW_INSECURE")]
     allow_insecure: bool,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?} is not one of on, off")),
+    }
 }
 
 fn parse_authorization(text: &str) -> Result<AuthorizationMode, String> {
@@ -283,6 +302,15 @@ impl BrokerArgs {
         }
         if let Some(Peers(v)) = self.peers {
             config.peers = v;
+        }
+        if let Some(v) = self.auto_leader_rebalance {
+            config.auto_leader_rebalance_enable = v;
+        }
+        if let Some(v) = self.leader_imbalance_check_interval_ms {
+            config.leader_imbalance_check_interval_ms = v;
+        }
+        if let Some(v) = self.leader_imbalance_per_broker_percentage {
+            config.leader_imbalance_per_broker_percentage = v;
         }
         if let Some(v) = self.join {
             config.join = v;

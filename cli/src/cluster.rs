@@ -1,9 +1,10 @@
 //! `rill cluster describe`: the cluster's nodes, their states and the controller quorum, as the node asked (or,
-//! through it, the controller leader) sees them. `rill cluster add-node` / `remove-node` grow and shrink it.
+//! through it, the controller leader) sees them. `rill cluster add-node` / `remove-node` grow and shrink it;
+//! `rill cluster elect-leaders` hands leaderships back to preferred replicas.
 
 use std::io::Write;
 
-use rill_client::{ClusterAdmin, ClusterDescription, ClusterNodeState, NodeAdded, NodeRemoved};
+use rill_client::{ClusterAdmin, ClusterDescription, ClusterNodeState, LeadersElected, NodeAdded, NodeRemoved};
 
 use crate::connect::{block_on, BrokerFlag};
 use crate::output;
@@ -64,6 +65,41 @@ refused if it comes back. Answered once done, which takes as long as the copying
         #[command(flatten)]
         broker: BrokerFlag,
     },
+    /// Spread the replicas evenly over the alive nodes (after add-node, say).
+    #[command(after_help = "Examples:
+  rill cluster add-node --node-id 4 --address 127.0.0.1:9095
+  rill cluster rebalance
+
+Replicas move one at a time from the node holding the most to the one holding the fewest, until no two alive
+nodes differ by more than one, never two replicas of a partition on one node, keeping preferred leaders where
+it can. Each partition then moves as `rill topic reassign` moves it (the new replica copies the partition and
+joins the ISR before the old one leaves), one after the other. Prints each partition moved. Answered once done,
+which takes as long as the copying.")]
+    Rebalance {
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// Hand partitions back to their preferred leaders (the first replica), Kafka's PREFERRED election.
+    #[command(after_help = "Examples:
+  rill cluster elect-leaders                              # every partition
+  rill cluster elect-leaders --topic orders --partition 0
+
+A partition moves when its preferred replica is alive and in the ISR and does not lead it: one metadata change
+for all of them, each at its next leader epoch. The old leader's acks-all produces in flight fail with
+not-leader and producers retry on the new leader. Prints what moved, and why a partition that is not led by its
+preferred replica stays (down, or not in sync yet). The controller leader also does this by itself every
+leader_imbalance_check_interval_ms when a node's share of partitions led elsewhere exceeds
+leader_imbalance_per_broker_percentage (unless auto_leader_rebalance_enable is off).")]
+    ElectLeaders {
+        /// Only this topic's partitions.
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
+        /// Only this partition of --topic.
+        #[arg(long, value_name = "N", requires = "topic")]
+        partition: Option<u32>,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -72,6 +108,10 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             ClusterCommand::Describe { broker } => describe(&broker).await,
             ClusterCommand::AddNode { node_id, address, broker } => add_node(&broker, node_id, &address).await,
             ClusterCommand::RemoveNode { node_id, broker } => remove_node(&broker, node_id).await,
+            ClusterCommand::Rebalance { broker } => rebalance(&broker).await,
+            ClusterCommand::ElectLeaders { topic, partition, broker } => {
+                elect_leaders(&broker, topic.as_deref(), partition).await
+            }
         }
     })
 }
@@ -119,6 +159,43 @@ fn write_removed(out: &mut impl Write, node_id: u64, removed: &NodeRemoved) -> s
     }
     writeln!(out, "removed node {node_id} ({} replica(s) moved)", removed.moved.len())?;
     writeln!(out, "voters: {}", ids(&removed.voter_ids))
+}
+
+async fn rebalance(broker: &BrokerFlag) -> anyhow::Result<()> {
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let rebalanced = admin.rebalance_replicas().await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    for moved in &rebalanced.moved {
+        let (before, after) = (ids(&moved.previous_replica_ids), ids(&moved.replica_ids));
+        writeln!(out, "moved {}/{}: replicas {before} -> {after}", moved.topic, moved.partition)?;
+    }
+    writeln!(out, "{} partition(s) moved", rebalanced.moved.len())?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn elect_leaders(broker: &BrokerFlag, topic: Option<&str>, partition: Option<u32>) -> anyhow::Result<()> {
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let elected = admin.elect_leaders(topic, partition).await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    write_elected(&mut out, &elected)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_elected(out: &mut impl Write, elected: &LeadersElected) -> std::io::Result<()> {
+    for moved in &elected.elected {
+        let from = moved.previous_leader_id.map_or_else(|| "none".to_owned(), |id| format!("node {id}"));
+        writeln!(
+            out,
+            "elected {}/{}: {from} -> node {} at epoch {}",
+            moved.topic, moved.partition, moved.leader_id, moved.leader_epoch
+        )?;
+    }
+    for stays in &elected.not_elected {
+        writeln!(out, "not elected {}/{}: {}", stays.topic, stays.partition, stays.reason)?;
+    }
+    writeln!(out, "{} leadership(s) moved to the preferred replica", elected.elected.len())
 }
 
 fn ids(ids: &[u64]) -> String {

@@ -16,6 +16,7 @@ Examples:
   rill topic list
   rill topic describe orders            # per partition: start and end offsets, bytes, segments
   rill topic add-partitions orders --count 6
+  rill topic reassign orders --partition 0 --replicas 1,2,4    # a cluster: move a partition's replicas
   rill topic delete orders";
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +71,28 @@ END is the offset the next record gets; END - START records are readable.")]
         /// The new total number of partitions; more than the topic has now.
         #[arg(long, value_name = "N")]
         count: u32,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// In a cluster: move a partition onto the replicas named, the preferred leader first.
+    #[command(after_help = "Examples:
+  rill cluster add-node --node-id 4 --address 127.0.0.1:9095
+  rill topic reassign orders --partition 0 --replicas 1,2,4     # node 4 replaces node 3
+
+Each new node gains a replica, copies the partition and joins the ISR; then the nodes left out leave (a leader
+left out hands over to an in-sync replica, and producers retry there). A leader that stays keeps leading: `rill
+cluster elect-leaders` moves the leadership to the first replica. Refused, before anything changes, for a node
+that is not a member or is down, a node named twice, fewer replicas than the topic's min_insync_replicas, or
+while another reassignment or node change is under way. Answered once done, which takes as long as the copying.")]
+    Reassign {
+        /// Topic name.
+        name: String,
+        /// The partition to move.
+        #[arg(long, value_name = "N")]
+        partition: u32,
+        /// The new replicas' node ids, comma-separated, the preferred leader first.
+        #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+        replicas: Vec<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -143,6 +166,9 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 out.flush()?;
                 Ok(())
             }
+            TopicCommand::Reassign { name, partition, replicas, broker } => {
+                reassign(&broker, &name, partition, &replicas).await
+            }
             TopicCommand::AddPartitions { name, count, broker } => {
                 let topic = admin(&broker).await?.add_partitions(&name, count).await.map_err(|e| broker.explain(e))?;
                 let mut out = output::stdout();
@@ -152,6 +178,23 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, replicas: &[u64]) -> anyhow::Result<()> {
+    let admin = rill_client::ClusterAdmin::new(broker.connect().await?);
+    let done = admin.reassign_partition(name, partition, replicas).await.map_err(|e| broker.explain(e))?;
+    let ids = |ids: &[u64]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let leader = done.leader_id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+    let mut out = output::stdout();
+    writeln!(
+        out,
+        "reassigned {name}/{partition}: replicas {} -> {}",
+        ids(&done.previous_replica_ids),
+        ids(&done.replica_ids)
+    )?;
+    writeln!(out, "leader {leader} at epoch {}, isr {}", done.leader_epoch, ids(&done.isr))?;
+    out.flush()?;
+    Ok(())
 }
 
 async fn admin(broker: &BrokerFlag) -> anyhow::Result<Admin> {

@@ -1,11 +1,17 @@
-//! Cluster administration: `DescribeCluster`, `AddNode` and `RemoveNode` over the `ClusterAdmin` service. The answer is the API's own
+//! Cluster administration: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`, `ReassignPartition`
+//! and `RebalanceReplicas` over the `ClusterAdmin` service. The answer is the API's own
 //! message (`rill_protocol::v1`), re-exported, since the `.proto` is the contract.
 
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
-use rill_protocol::v1::{AddNodeRequest, DescribeClusterRequest, RemoveNodeRequest};
+use rill_protocol::v1::{
+    AddNodeRequest, DescribeClusterRequest, ElectLeadersRequest, ReassignPartitionRequest, RebalanceReplicasRequest,
+    RemoveNodeRequest,
+};
 pub use rill_protocol::v1::{
     AddNodeResponse as NodeAdded, ClusterNode, DescribeClusterResponse as ClusterDescription,
-    NodeState as ClusterNodeState, RemoveNodeResponse as NodeRemoved, ReplicaMove,
+    ElectLeadersResponse as LeadersElected, LeaderElected, LeaderNotElected, NodeState as ClusterNodeState,
+    PartitionReassignment, ReassignPartitionResponse as PartitionReassigned,
+    RebalanceReplicasResponse as ReplicasRebalanced, RemoveNodeResponse as NodeRemoved, ReplicaMove,
 };
 
 /// How long a membership change may take: adding waits for the new node to catch up on the metadata, removing
@@ -61,5 +67,38 @@ impl ClusterAdmin {
             admin.remove_node(request(RemoveNodeRequest { node_id }, MEMBERSHIP_CHANGE_TIMEOUT)),
         )
         .await
+    }
+
+    /// Hands the partitions in scope (all, a topic's, or one) back to their preferred replicas where those
+    /// may lead now; says which moved and why the others stay.
+    pub async fn elect_leaders(&self, topic: Option<&str>, partition: Option<u32>) -> Result<LeadersElected> {
+        let timeout = self.client.config().request_timeout;
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let elect = ElectLeadersRequest { topic: topic.map(str::to_owned), partition };
+        let context = RequestContext { topic, partition, ..RequestContext::default() };
+        call(timeout, context, admin.elect_leaders(request(elect, timeout))).await
+    }
+
+    /// Moves the partition onto `replica_ids` (the preferred leader first); answered once the new replicas are
+    /// in sync and the old ones gone.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        replica_ids: &[u64],
+    ) -> Result<PartitionReassigned> {
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let reassign =
+            ReassignPartitionRequest { topic: topic.to_owned(), partition, replica_ids: replica_ids.to_vec() };
+        let context = RequestContext::partition(topic, partition);
+        call(MEMBERSHIP_CHANGE_TIMEOUT, context, admin.reassign_partition(request(reassign, MEMBERSHIP_CHANGE_TIMEOUT)))
+            .await
+    }
+
+    /// Spreads the replicas evenly over the alive nodes, one partition after the other; answered once done.
+    pub async fn rebalance_replicas(&self) -> Result<ReplicasRebalanced> {
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let rebalance = request(RebalanceReplicasRequest {}, MEMBERSHIP_CHANGE_TIMEOUT);
+        call(MEMBERSHIP_CHANGE_TIMEOUT, RequestContext::default(), admin.rebalance_replicas(rebalance)).await
     }
 }

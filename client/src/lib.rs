@@ -91,7 +91,8 @@ pub use admin::{
     TopicReplication,
 };
 pub use cluster_admin::{
-    ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, NodeAdded, NodeRemoved, ReplicaMove,
+    ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, LeaderElected, LeaderNotElected, LeadersElected,
+    NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced,
 };
 pub use compression::Compression;
 pub use connection::{BearerToken, Client, ClientConfig};

@@ -70,10 +70,12 @@ pub enum Reason {
     /// A cluster change (a topic created or deleted) that needs the controller quorum, which has no leader
     /// reachable right now: retry later.
     ControllerUnavailable,
-    /// A cluster membership change (`rill cluster add-node`/`remove-node`) naming a node that is not a member.
+    /// A cluster membership change or reassignment (`rill cluster remove-node`, `rill topic reassign`) naming a
+    /// node that is not a member.
     UnknownNode,
-    /// A cluster membership change that would lose data or the controller quorum, or reuse a node's id or
-    /// address: the same request is refused until the cluster changes (the message says how).
+    /// A cluster membership change or reassignment that would lose data or the controller quorum, reuse a node's
+    /// id or address, or run while another one does: the same request is refused until the cluster changes
+    /// (the message says how).
     MembershipRefused,
     /// Reading or writing the broker's files failed (other than a full disk).
     StorageFailure,

@@ -1,4 +1,5 @@
-//! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`. A follower forwards each to
+//! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`,
+//! `ReassignPartition`, `RebalanceReplicas`. A follower forwards each to
 //! the controller leader (only the leader knows heartbeat ages and may change the membership); a describe is
 //! answered from the follower's own replica when the leader is unknown or unreachable.
 
@@ -8,15 +9,19 @@ use std::time::Duration;
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use rill_protocol::v1::{
-    AddNodeRequest, AddNodeResponse, ClusterNode, DescribeClusterRequest, DescribeClusterResponse,
-    NodeState as WireNodeState, RemoveNodeRequest, RemoveNodeResponse, ReplicaMove as WireReplicaMove,
+    AddNodeRequest, AddNodeResponse, ClusterNode, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest,
+    ElectLeadersResponse, LeaderElected, LeaderNotElected, NodeState as WireNodeState, PartitionReassignment,
+    ReassignPartitionRequest, ReassignPartitionResponse, RebalanceReplicasRequest, RebalanceReplicasResponse,
+    RemoveNodeRequest, RemoveNodeResponse, ReplicaMove as WireReplicaMove,
 };
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::metadata::NodeState;
+use super::preferred_leaders::ElectionScope;
 use super::Controller;
 use crate::config::BrokerConfig;
+use crate::error::BrokerError;
 
 /// How long a follower waits for the leader's answer before answering from its own replica.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -196,6 +201,92 @@ impl ClusterAdmin for ClusterAdminService {
             .collect();
         Ok(Response::new(RemoveNodeResponse { moved, voter_ids: removed.voters.into_iter().collect() }))
     }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<ElectLeadersRequest>,
+    ) -> Result<Response<ElectLeadersResponse>, Status> {
+        let Some(controller) = &self.controller else { return Err(single_node_election_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.elect_leaders(forwarded(request)).await;
+        }
+        let ElectLeadersRequest { topic, partition } = request.into_inner();
+        let scope = match (topic.as_deref(), partition) {
+            (None, None) => ElectionScope::All,
+            (Some(topic), None) => ElectionScope::Topic(topic),
+            (Some(topic), Some(partition)) => ElectionScope::Partition(topic, partition),
+            (None, Some(_)) => {
+                return Err(BrokerError::invalid("partition", "a partition needs its topic").into());
+            }
+        };
+        let elected = controller.elect_preferred_leaders(scope).await.map_err(Status::from)?;
+        let not_elected = elected
+            .not_moved
+            .into_iter()
+            .map(|n| LeaderNotElected { topic: n.topic, partition: n.partition, reason: n.reason.to_string() })
+            .collect();
+        let elected = elected
+            .moved
+            .into_iter()
+            .map(|(m, leader_epoch)| LeaderElected {
+                topic: m.topic,
+                partition: m.partition,
+                previous_leader_id: m.from,
+                leader_id: m.to,
+                leader_epoch,
+            })
+            .collect();
+        Ok(Response::new(ElectLeadersResponse { elected, not_elected }))
+    }
+
+    async fn reassign_partition(
+        &self,
+        request: Request<ReassignPartitionRequest>,
+    ) -> Result<Response<ReassignPartitionResponse>, Status> {
+        let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.reassign_partition(forwarded(request)).await;
+        }
+        let ReassignPartitionRequest { topic, partition, replica_ids } = request.into_inner();
+        let done = controller.reassign_partition(&topic, partition, replica_ids).await.map_err(Status::from)?;
+        Ok(Response::new(ReassignPartitionResponse {
+            previous_replica_ids: done.previous,
+            replica_ids: done.replicas,
+            isr: done.isr,
+            leader_id: done.leader,
+            leader_epoch: done.leader_epoch,
+        }))
+    }
+
+    async fn rebalance_replicas(
+        &self,
+        request: Request<RebalanceReplicasRequest>,
+    ) -> Result<Response<RebalanceReplicasResponse>, Status> {
+        let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.rebalance_replicas(forwarded(request)).await;
+        }
+        let moved = controller.rebalance_replicas().await.map_err(Status::from)?;
+        let moved = moved
+            .into_iter()
+            .map(|(topic, partition, done)| PartitionReassignment {
+                topic,
+                partition,
+                previous_replica_ids: done.previous,
+                replica_ids: done.replicas,
+            })
+            .collect();
+        Ok(Response::new(RebalanceReplicasResponse { moved }))
+    }
+}
+
+/// A single node leads every partition it has: there is no other replica to hand a leadership to.
+fn single_node_election_refusal() -> Status {
+    Status::from(BrokerError::MembershipRefused {
+        reason: "this node runs alone (started without --peers): it leads every partition, and there is no other \
+                 replica to elect"
+            .into(),
+    })
 }
 
 /// A single node (no `--peers`) has no membership to change.

@@ -2,7 +2,9 @@
 //! - every node heartbeats to the controller leader (the leader records its own directly);
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
-//! - every node learns the cluster id from the metadata and records it in `cluster.toml`.
+//! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
+//! - the leader, every `leader_imbalance_check_interval_ms` (unless `auto_leader_rebalance_enable` is off),
+//!   hands leaderships back to preferred replicas where leadership is out of balance (`leader_balance.rs`).
 //!
 //! - every node records the controller membership in `cluster.toml` when it changes, so a restart may name
 //!   the current members in `--peers`.
@@ -30,6 +32,8 @@ pub async fn run(controller: Arc<Controller>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeats = Heartbeats { leader: None, refused_since: None };
     let mut was_member = false;
+    let balance_interval = Duration::from_millis(controller.config.leader_imbalance_check_interval_ms);
+    let mut balance = super::leader_balance::BalanceSchedule::new(balance_interval, Instant::now());
     loop {
         tick.tick().await;
         learn_cluster_id(&controller).await;
@@ -55,7 +59,11 @@ pub async fn run(controller: Arc<Controller>) {
             }
             lead(&controller, now, session_timeout).await;
             controller.settle_voters().await;
+            if controller.config.auto_leader_rebalance_enable && balance.is_due(now) {
+                controller.balance_leaders().await;
+            }
         } else {
+            balance.not_leading(now);
             controller.sessions.stop_leading();
             let leader = metrics.current_leader.and_then(|id| {
                 metrics.membership_config.membership().get_node(&id).map(|node| (id, node.addr.clone()))

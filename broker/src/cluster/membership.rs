@@ -32,7 +32,7 @@ const LEARNER_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a raft membership change (joint, then uniform config) may take.
 const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the moved replicas may take to catch up and join their ISRs: a partition's whole log is copied.
-const REASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const REASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What an added node became.
 pub struct NodeAdded {
@@ -46,7 +46,7 @@ pub struct NodeRemoved {
     pub voters: BTreeSet<NodeId>,
 }
 
-fn refused(reason: impl Into<String>) -> BrokerError {
+pub(super) fn refused(reason: impl Into<String>) -> BrokerError {
     BrokerError::MembershipRefused { reason: reason.into() }
 }
 
@@ -201,17 +201,33 @@ impl Controller {
 
     /// Waits until every moved partition's new replica is in its ISR.
     async fn wait_for_new_replicas_in_sync(&self, moves: &[ReplicaMove]) -> Result<(), BrokerError> {
+        let joining: Vec<(String, u32, NodeId)> = moves.iter().map(|m| (m.topic.clone(), m.partition, m.to)).collect();
+        self.wait_for_in_sync(&joining, REASSIGNMENT_TIMEOUT).await?.ok_or_else(|| {
+            refused(format!(
+                "the new replicas did not all join their ISRs within {} s; the removal stopped with the node still \
+                 in its replica sets (the new replicas stay and keep copying): run remove-node again",
+                REASSIGNMENT_TIMEOUT.as_secs()
+            ))
+        })
+    }
+
+    /// Waits until each `(topic, partition, node)` has `node` in the partition's ISR: `Ok(None)` when `timeout`
+    /// passed first.
+    pub(super) async fn wait_for_in_sync(
+        &self,
+        joining: &[(String, u32, NodeId)],
+        timeout: Duration,
+    ) -> Result<Option<()>, BrokerError> {
         let mut metadata = self.watch_metadata();
-        let waited = tokio::time::timeout(REASSIGNMENT_TIMEOUT, async {
+        let waited = tokio::time::timeout(timeout, async {
             loop {
-                let lagging: Vec<&ReplicaMove> = {
+                let is_lagging = {
                     let current = metadata.borrow_and_update();
-                    moves
-                        .iter()
-                        .filter(|m| current.partition(&m.topic, m.partition).is_none_or(|p| !p.isr.contains(&m.to)))
-                        .collect()
+                    joining.iter().any(|(topic, partition, node)| {
+                        current.partition(topic, *partition).is_none_or(|p| !p.isr.contains(node))
+                    })
                 };
-                if lagging.is_empty() {
+                if !is_lagging {
                     return Ok(());
                 }
                 if metadata.changed().await.is_err() {
@@ -220,13 +236,7 @@ impl Controller {
             }
         })
         .await;
-        waited.unwrap_or_else(|_| {
-            Err(refused(format!(
-                "the new replicas did not all join their ISRs within {} s; the removal stopped with the node still \
-                 in its replica sets (the new replicas stay and keep copying): run remove-node again",
-                REASSIGNMENT_TIMEOUT.as_secs()
-            )))
-        })
+        waited.map_or(Ok(None), |done| done.map(Some))
     }
 
     /// On the leader, from the keeper: a voter count outside 1, 3, 5 (left by a removal) is brought back to the

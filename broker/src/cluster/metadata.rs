@@ -186,6 +186,43 @@ pub enum Command {
     RemoveAcls {
         bindings: Vec<AclBinding>,
     },
+    /// Preferred leader election (Kafka's `PREFERRED` election type), for many partitions in one entry: each
+    /// listed partition's first replica leads at the next epoch where [`ClusterMetadata::can_elect_preferred`]
+    /// allows it (alive, in the ISR, not leading already); the others stay as they are, so a plan that went
+    /// stale between the proposer's look and the commit changes nothing it should not.
+    ElectPreferredLeaders {
+        partitions: Vec<(String, u32)>,
+    },
+    /// Reassignment: the partition's replicas in a new order, the preferred leader first. Applied only when
+    /// `replicas` holds exactly the current replicas; the leader, its epoch and the ISR stay.
+    OrderReplicas {
+        topic: String,
+        partition: u32,
+        replicas: Vec<u64>,
+    },
+}
+
+/// Why a partition's preferred replica cannot take the leadership now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PreferredNotElected {
+    #[error("no such partition")]
+    NoSuchPartition,
+    #[error("node {preferred}, the preferred leader, leads it already")]
+    AlreadyLeader { preferred: u64 },
+    #[error("node {preferred}, the preferred leader, is not alive")]
+    NotAlive { preferred: u64 },
+    #[error("node {preferred}, the preferred leader, is not in the ISR yet (it is catching up)")]
+    NotInSync { preferred: u64 },
+}
+
+/// Whether `a` and `b` name the same nodes, each once.
+fn same_members(a: &[u64], b: &[u64]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    let has_duplicates = b.windows(2).any(|w| w[0] == w[1]);
+    a == b && !has_duplicates
 }
 
 /// What applying a command did.
@@ -300,6 +337,22 @@ impl ClusterMetadata {
             | Command::AddUserToken { .. }
             | Command::AddAcls { .. }
             | Command::RemoveAcls { .. } => return self.apply_access(command),
+            Command::ElectPreferredLeaders { partitions } => {
+                let mut elected = 0;
+                for (topic, partition) in partitions {
+                    elected += usize::from(self.elect_preferred(topic, *partition));
+                }
+                elected > 0
+            }
+            Command::OrderReplicas { topic, partition, replicas } => {
+                match self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)) {
+                    Some(p) if p.replicas != *replicas && same_members(&p.replicas, replicas) => {
+                        p.replicas = replicas.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            }
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -334,10 +387,38 @@ impl ClusterMetadata {
         p.replicas.retain(|id| *id != node);
         p.isr = isr_left;
         if p.leader == Some(node) {
-            let alive_in_sync = p.isr.iter().copied().find(|id| alive.contains(id));
+            // In replica order, so a reassignment's new preferred leader takes over when it is in sync.
+            let alive_in_sync = p.replicas.iter().copied().find(|id| p.isr.contains(id) && alive.contains(id));
             p.leader = alive_in_sync.or_else(|| p.isr.first().copied());
             p.leader_epoch += 1;
         }
+        true
+    }
+
+    /// Whether the partition's preferred replica (its first) may take the leadership now: it is alive, in the
+    /// ISR (so it holds every acknowledged record: no data is at stake) and not leading already.
+    pub fn can_elect_preferred(&self, topic: &str, partition: u32) -> Result<u64, PreferredNotElected> {
+        let p = self.partition(topic, partition).ok_or(PreferredNotElected::NoSuchPartition)?;
+        let preferred = *p.replicas.first().ok_or(PreferredNotElected::NoSuchPartition)?;
+        if p.leader == Some(preferred) {
+            return Err(PreferredNotElected::AlreadyLeader { preferred });
+        }
+        if self.state_of(preferred) != Some(NodeState::Alive) {
+            return Err(PreferredNotElected::NotAlive { preferred });
+        }
+        if !p.isr.contains(&preferred) {
+            return Err(PreferredNotElected::NotInSync { preferred });
+        }
+        Ok(preferred)
+    }
+
+    fn elect_preferred(&mut self, topic: &str, partition: u32) -> bool {
+        let Ok(preferred) = self.can_elect_preferred(topic, partition) else { return false };
+        let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return false;
+        };
+        p.leader = Some(preferred);
+        p.leader_epoch += 1;
         true
     }
 

@@ -11,7 +11,11 @@
 //!   another cluster's data dir.
 //! - [`describe`] serves the public `ClusterAdmin` service.
 //! - [`join`] sets up the data dir of a node started with `--join`; [`membership`] adds and removes nodes at
-//!   run time (`rill cluster add-node`/`remove-node`), moving a removed node's replicas as [`reassign`] plans.
+//!   run time (`rill cluster add-node`/`remove-node`), moving a removed node's replicas as [`reassign`] plans;
+//!   `reassignment` moves one partition onto the replicas an operator names (`rill topic reassign`), or each
+//!   partition [`rebalance`] plans to spread the replicas evenly (`rill cluster rebalance`).
+//! - [`preferred_leaders`] plans preferred leader elections (which partitions go back to their first replica,
+//!   and when leadership is out of balance); `leader_balance` commits them, on demand and from the keeper.
 //! - [`placement`] places a new topic's replicas; `propose` commits a command from any node (a follower
 //!   forwards it to the leader), which is how topics are created and ISRs change.
 //! - `access` applies the users and ACL bindings the metadata holds, which the auth stores read and change.
@@ -24,16 +28,20 @@ pub mod describe;
 pub mod identity;
 mod join;
 mod keeper;
+mod leader_balance;
 mod log_store;
 mod membership;
 pub mod metadata;
 mod network;
 pub mod peers;
 pub mod placement;
+pub mod preferred_leaders;
 mod probe;
 pub mod producer_id_blocks;
 mod propose;
 pub mod reassign;
+mod reassignment;
+pub mod rebalance;
 mod rpc;
 mod sessions;
 #[cfg(test)]

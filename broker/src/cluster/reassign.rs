@@ -125,6 +125,78 @@ pub fn check_quorum(node: u64, members: &BTreeSet<u64>, voters: &BTreeSet<u64>) 
     Ok(())
 }
 
+/// Why a partition cannot be moved onto the replica list asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReassignmentRefused {
+    #[error("the new replica list is empty; name at least {min_insync_replicas} node id(s)")]
+    Empty { min_insync_replicas: u32 },
+    #[error("node {node} appears more than once in the new replica list {replicas}; each node holds one replica")]
+    DuplicateNode { node: u64, replicas: String },
+    #[error("node {node} is not a member of the cluster (alive members: {alive})")]
+    UnknownNode { node: u64, alive: String },
+    #[error(
+        "node {node} is fenced (not heartbeating) and cannot copy the partition; start it again or pick one of \
+         the alive members ({alive})"
+    )]
+    NodeNotAlive { node: u64, alive: String },
+    #[error(
+        "{count} replica(s) is fewer than topic {topic:?}'s min_insync_replicas of {min_insync_replicas}: every \
+         acks=all produce would be refused; name at least {min_insync_replicas} node ids"
+    )]
+    TooFewReplicas { topic: String, count: usize, min_insync_replicas: u32 },
+}
+
+/// A partition's move onto `target`: the nodes that gain a replica, and those that lose theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReassignmentPlan {
+    pub current: Vec<u64>,
+    pub target: Vec<u64>,
+    pub adding: Vec<u64>,
+    pub dropping: Vec<u64>,
+}
+
+/// Checks `target` for the partition (unknown topics and partitions are the caller's to refuse: `Ok(None)`).
+/// Every node that gains a replica must be alive to copy it; nodes that keep theirs may be down.
+pub fn plan_reassignment(
+    metadata: &ClusterMetadata,
+    topic: &str,
+    partition: u32,
+    target: &[u64],
+) -> Result<Option<ReassignmentPlan>, ReassignmentRefused> {
+    let Some(placed) = metadata.topics.get(topic) else { return Ok(None) };
+    let Some(current) = placed.partitions.get(partition as usize) else { return Ok(None) };
+    let min_insync_replicas = placed.min_insync_replicas;
+    if target.is_empty() {
+        return Err(ReassignmentRefused::Empty { min_insync_replicas });
+    }
+    if let Some(node) = target.iter().enumerate().find(|(i, id)| target[..*i].contains(id)).map(|(_, id)| *id) {
+        return Err(ReassignmentRefused::DuplicateNode { node, replicas: join_ids(target) });
+    }
+    let alive = join_ids(&metadata.alive_nodes());
+    for node in target {
+        match metadata.state_of(*node) {
+            None => return Err(ReassignmentRefused::UnknownNode { node: *node, alive }),
+            Some(NodeState::Fenced) if !current.replicas.contains(node) => {
+                return Err(ReassignmentRefused::NodeNotAlive { node: *node, alive })
+            }
+            Some(_) => {}
+        }
+    }
+    if (target.len() as u32) < min_insync_replicas {
+        return Err(ReassignmentRefused::TooFewReplicas {
+            topic: topic.to_owned(),
+            count: target.len(),
+            min_insync_replicas,
+        });
+    }
+    Ok(Some(ReassignmentPlan {
+        current: current.replicas.clone(),
+        target: target.to_vec(),
+        adding: target.iter().copied().filter(|id| !current.replicas.contains(id)).collect(),
+        dropping: current.replicas.iter().copied().filter(|id| !target.contains(id)).collect(),
+    }))
+}
+
 pub fn join_ids(ids: &[u64]) -> String {
     ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
@@ -200,6 +272,34 @@ mod tests {
         metadata.apply(&Command::Fence { node_id: 2, at_ms: 2 });
         let refused = plan_removal(&metadata, 2, &ids(&[1, 2, 3])).expect_err("nobody else holds it");
         assert!(matches!(refused, RemovalRefused::OnlyInSyncReplica { partition: 0, .. }), "{refused}");
+    }
+
+    #[test]
+    fn a_reassignment_adds_the_new_nodes_and_drops_the_old_ones() {
+        let metadata = cluster(&[1, 2, 3, 4], &[("t", &[&[1, 2, 3]])]);
+        let plan = plan_reassignment(&metadata, "t", 0, &[4, 1, 2]).expect("valid").expect("known partition");
+        assert_eq!((plan.adding, plan.dropping), (vec![4], vec![3]));
+        let same = plan_reassignment(&metadata, "t", 0, &[3, 2, 1]).expect("valid").expect("known partition");
+        assert!(same.adding.is_empty() && same.dropping.is_empty(), "a new order only");
+        assert_eq!(plan_reassignment(&metadata, "t", 1, &[1]), Ok(None), "no partition 1");
+        assert_eq!(plan_reassignment(&metadata, "x", 0, &[1]), Ok(None), "no topic x");
+    }
+
+    #[test]
+    fn bad_replica_lists_are_refused_saying_what_is_allowed() {
+        let mut metadata = cluster(&[1, 2, 3, 4], &[("t", &[&[1, 2, 3]])]);
+        metadata.topics.get_mut("t").expect("t").min_insync_replicas = 2;
+        let refused = |target: &[u64]| plan_reassignment(&metadata, "t", 0, target).expect_err("refused");
+        assert_eq!(refused(&[]), ReassignmentRefused::Empty { min_insync_replicas: 2 });
+        assert_eq!(refused(&[1, 4, 1]), ReassignmentRefused::DuplicateNode { node: 1, replicas: "1,4,1".into() });
+        assert_eq!(refused(&[1, 9]), ReassignmentRefused::UnknownNode { node: 9, alive: "1,2,3,4".into() });
+        let too_few = refused(&[4]);
+        assert!(too_few.to_string().contains("fewer than topic \"t\"'s min_insync_replicas of 2"), "{too_few}");
+        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 3, at_ms: 2 });
+        let refused = |target: &[u64]| plan_reassignment(&metadata, "t", 0, target).expect_err("refused");
+        assert!(matches!(refused(&[1, 4]), ReassignmentRefused::NodeNotAlive { node: 4, .. }));
+        assert!(plan_reassignment(&metadata, "t", 0, &[3, 1]).is_ok(), "a down node may keep its replica");
     }
 
     #[test]

@@ -203,12 +203,14 @@ impl Replication {
     pub async fn wait_replicated(&self, partition: &Partition, epoch: u32, end_offset: i64) -> Result<()> {
         let mut high_watermark = partition.watch_high_watermark();
         loop {
-            if *high_watermark.borrow_and_update() >= end_offset {
-                return Ok(());
-            }
+            let is_covered = *high_watermark.borrow_and_update() >= end_offset;
             if partition.is_closed() {
                 return Err(partition.closed());
             }
+            // Leadership is checked after the high watermark is read, never before: a node that stepped down
+            // (a preferred leader election, a reassignment) follows its new leader's high watermark, which may
+            // cover the offsets of a batch this node is about to truncate. Still leading at `epoch` after the
+            // read means this node computed that high watermark itself, as the leader.
             let topic = partition.topic.as_str();
             if self.check_leader(topic, partition.index)? != epoch {
                 // Led again by this node, but at a later epoch: the batch may have been cut by a truncation.
@@ -219,6 +221,9 @@ impl Replication {
                     leader: None,
                     leader_address: None,
                 });
+            }
+            if is_covered {
+                return Ok(());
             }
             if high_watermark.changed().await.is_err() {
                 return Err(partition.closed());

@@ -258,6 +258,7 @@ impl Broker {
                 controller.clone(),
                 Arc::clone(&config),
                 addr.to_string(),
+                Arc::clone(&node.authorizer),
             ))
             .add_service(crate::auth::service::UserAdminService::server(users.clone(), Arc::clone(&node.authorizer)))
             .add_service(crate::auth::acl_service::AclAdminService::server(Arc::clone(&node.authorizer)))

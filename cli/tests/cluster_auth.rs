@@ -161,6 +161,12 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
         (consumed.ok() == "one\ntwo\n").then_some(())
     });
     rill_as(cluster.addr(3), Some(&reader), &["consume", "secrets"]).fails(1, "User:reader is not authorized");
+    // Changing the cluster needs ALTER on it, as Kafka's ElectLeaders and reassignments do: only the super user.
+    rill_as(cluster.addr(2), Some(&app), &["cluster", "elect-leaders"])
+        .fails(1, "User:app is not authorized to alter the cluster");
+    rill_as(cluster.addr(2), Some(&reader), &["cluster", "remove-node", "--node-id", "3"])
+        .fails(1, "User:reader is not authorized to alter the cluster");
+    rill_as(cluster.addr(2), Some(&admin), &["cluster", "elect-leaders"]).ok();
     // The console signs a user in on any node (require_auth makes the admin listeners require it too), and
     // shows it what its ACLs allow.
     let mut reader_sessions = Vec::new();

@@ -32,6 +32,9 @@ pub struct ClusterAdminService {
     config: Arc<BrokerConfig>,
     /// The address this node listens on (with the real port), shown for a single node.
     listen_address: String,
+    /// Changing the cluster (membership, leaders, replica placement) needs ALTER on the cluster, as Kafka's
+    /// ElectLeaders and AlterPartitionReassignments do; describing it needs nothing, as Kafka's DescribeCluster.
+    authorizer: Arc<crate::auth::Authorizer>,
 }
 
 impl ClusterAdminService {
@@ -39,8 +42,17 @@ impl ClusterAdminService {
         controller: Option<Arc<Controller>>,
         config: Arc<BrokerConfig>,
         listen_address: String,
+        authorizer: Arc<crate::auth::Authorizer>,
     ) -> ClusterAdminServer<Self> {
-        ClusterAdminServer::new(Self { controller, config, listen_address })
+        ClusterAdminServer::new(Self { controller, config, listen_address, authorizer })
+    }
+
+    /// ALTER on the cluster for the caller, checked on the node asked before anything is forwarded.
+    fn authorize_alter<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        use crate::auth::acl::{Operation, Resource};
+        let principal = crate::service::principal_of(request);
+        self.authorizer.check(&principal, Operation::Alter, &Resource::cluster()).map_err(BrokerError::from)?;
+        Ok(())
     }
 
     fn single_node(&self) -> DescribeClusterResponse {
@@ -179,6 +191,7 @@ impl ClusterAdmin for ClusterAdminService {
     }
 
     async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
             return leader_client(controller, &leader)?.add_node(forwarded(request)).await;
@@ -189,6 +202,7 @@ impl ClusterAdmin for ClusterAdminService {
     }
 
     async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
             return leader_client(controller, &leader)?.remove_node(forwarded(request)).await;
@@ -206,6 +220,7 @@ impl ClusterAdmin for ClusterAdminService {
         &self,
         request: Request<ElectLeadersRequest>,
     ) -> Result<Response<ElectLeadersResponse>, Status> {
+        self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_election_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
             return leader_client(controller, &leader)?.elect_leaders(forwarded(request)).await;
@@ -243,6 +258,7 @@ impl ClusterAdmin for ClusterAdminService {
         &self,
         request: Request<ReassignPartitionRequest>,
     ) -> Result<Response<ReassignPartitionResponse>, Status> {
+        self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
             return leader_client(controller, &leader)?.reassign_partition(forwarded(request)).await;
@@ -262,6 +278,7 @@ impl ClusterAdmin for ClusterAdminService {
         &self,
         request: Request<RebalanceReplicasRequest>,
     ) -> Result<Response<RebalanceReplicasResponse>, Status> {
+        self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
             return leader_client(controller, &leader)?.rebalance_replicas(forwarded(request)).await;

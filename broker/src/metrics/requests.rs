@@ -7,10 +7,15 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 29] = [
+pub const GRPC_METHODS: [&str; 34] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
+    "/rill.v1.ClusterAdmin/AddNode",
     "/rill.v1.ClusterAdmin/DescribeCluster",
+    "/rill.v1.ClusterAdmin/ElectLeaders",
+    "/rill.v1.ClusterAdmin/ReassignPartition",
+    "/rill.v1.ClusterAdmin/RebalanceReplicas",
+    "/rill.v1.ClusterAdmin/RemoveNode",
     "/rill.v1.ConsumerGroups/CommitOffsets",
     "/rill.v1.ConsumerGroups/DeleteGroup",
     "/rill.v1.ConsumerGroups/DescribeGroup",

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{self, describe_topic, Cluster, PartitionRow};
 use common::{dead_address, rill, BrokerProcess, FedProducer, DEADLINE, RILL};
 
 /// Short sessions and lag limit, so failover and ISR changes happen within the test's deadline.
@@ -19,57 +19,9 @@ const FAST_CLUSTER: &str =
     "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n";
 const PARTITIONS: usize = 3;
 
-/// One partition's row of `rill topic describe` in a cluster.
-#[derive(Debug, Clone)]
-struct PartitionRow {
-    leader: Option<u64>,
-    epoch: u32,
-    replicas: Vec<u64>,
-    isr: Vec<u64>,
-    high_watermark: i64,
-}
-
-fn ids(cell: &str) -> Vec<u64> {
-    cell.split(',').filter_map(|id| id.parse().ok()).collect()
-}
-
-fn describe_topic(addr: &str, topic: &str) -> Option<Vec<PartitionRow>> {
-    let output = rill(addr, &["topic", "describe", topic]);
-    if !output.status.success() {
-        return None;
-    }
-    let mut rows = vec![None; PARTITIONS];
-    for line in output.stdout.lines() {
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        if cells.len() < 6 {
-            continue;
-        }
-        let Some(slot) = cells[0].parse::<usize>().ok().and_then(|p| rows.get_mut(p)) else { continue };
-        *slot = Some(PartitionRow {
-            leader: cells[1].parse().ok(),
-            epoch: cells[2].parse().ok()?,
-            replicas: ids(cells[3]),
-            isr: ids(cells[4]),
-            high_watermark: cells[5].parse().ok()?,
-        });
-    }
-    rows.into_iter().collect()
-}
-
 #[track_caller]
 fn wait_for_topic(addr: &str, what: &str, done: impl Fn(&[PartitionRow]) -> bool) -> Vec<PartitionRow> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Some(rows) = describe_topic(addr, "orders") {
-            if done(&rows) {
-                return rows;
-            }
-            last = Some(rows);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
+    cluster::wait_for_topic(addr, "orders", PARTITIONS, what, done)
 }
 
 fn all_in_sync(rows: &[PartitionRow], replicas: usize) -> bool {
@@ -191,7 +143,7 @@ fn elect_leaders_on_demand_moves_leadership_back_under_acks_all_load() {
     assert!(elected.contains("1 leadership(s) moved to the preferred replica"), "{elected}");
     let printed = finish(producer, printed, 20);
 
-    let rows = describe_topic(cluster.addr(1), "orders").expect("describe");
+    let rows = describe_topic(cluster.addr(1), "orders", PARTITIONS).expect("describe");
     assert!(rows.iter().all(|r| r.leader == r.replicas.first().copied()), "{rows:?}");
     let again = rill(&cluster.all(), &["cluster", "elect-leaders", "--topic", "orders", "--partition", "0"]);
     assert!(again.ok().contains("0 leadership(s) moved"), "already preferred: {}", again.stdout);

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{self, Cluster, PartitionRow};
 use common::{dead_address, rill, run, BrokerProcess, FedProducer, DEADLINE, RILL};
 
 /// Short sessions and lag limit, so registration and ISR changes happen within the test's deadline.
@@ -20,48 +20,9 @@ const FAST_CLUSTER: &str =
 const PARTITIONS: usize = 3;
 
 /// One partition's row of `rill topic describe` in a cluster.
-#[derive(Debug, Clone)]
-struct PartitionRow {
-    leader: Option<u64>,
-    replicas: Vec<u64>,
-    isr: Vec<u64>,
-}
-
-fn ids(cell: &str) -> Vec<u64> {
-    cell.split(',').filter_map(|id| id.parse().ok()).collect()
-}
-
-fn describe_topic(addr: &str, topic: &str) -> Option<Vec<PartitionRow>> {
-    let output = rill(addr, &["topic", "describe", topic]);
-    if !output.status.success() {
-        return None;
-    }
-    let mut rows = vec![None; PARTITIONS];
-    for line in output.stdout.lines() {
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        if cells.len() < 6 {
-            continue;
-        }
-        let Some(slot) = cells[0].parse::<usize>().ok().and_then(|p| rows.get_mut(p)) else { continue };
-        *slot = Some(PartitionRow { leader: cells[1].parse().ok(), replicas: ids(cells[3]), isr: ids(cells[4]) });
-    }
-    rows.into_iter().collect()
-}
-
 #[track_caller]
 fn wait_for_topic(addr: &str, topic: &str, what: &str, done: impl Fn(&[PartitionRow]) -> bool) -> Vec<PartitionRow> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Some(rows) = describe_topic(addr, topic) {
-            if done(&rows) {
-                return rows;
-            }
-            last = Some(rows);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
+    cluster::wait_for_topic(addr, topic, PARTITIONS, what, done)
 }
 
 /// One node's row of `rill cluster describe`.

@@ -8,57 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{scrape, Cluster};
+use common::cluster::{self, ids, scrape, Cluster, PartitionRow};
 use common::{rill, rill_with_stdin, TinyFs, DEADLINE};
 
 /// Short sessions and lag limit so failover and ISR changes happen within the test's deadline.
 const FAST_CLUSTER: &str =
     "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\nreplica_lag_time_max_ms = 1500\n";
 const RECORDS_PER_PRODUCE: usize = 20;
-
-/// One partition's row of `rill topic describe` in a cluster.
-#[derive(Debug, Clone)]
-struct PartitionRow {
-    leader: Option<u64>,
-    epoch: u32,
-    isr: Vec<u64>,
-    high_watermark: i64,
-    /// `node:end` as the leader last heard each replica.
-    log_ends: Vec<(u64, i64)>,
-}
-
-fn ids(cell: &str) -> Vec<u64> {
-    cell.split(',').filter_map(|id| id.parse().ok()).collect()
-}
-
-/// Every partition's row of `rill topic describe`, by partition number; `None` until all `partitions` show.
-fn describe_topic(addr: &str, topic: &str, partitions: usize) -> Option<Vec<PartitionRow>> {
-    let output = rill(addr, &["topic", "describe", topic]);
-    if !output.status.success() {
-        return None;
-    }
-    let mut rows = vec![None; partitions];
-    for line in output.stdout.lines() {
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        if cells.len() < 6 {
-            continue;
-        }
-        let Some(slot) = cells[0].parse::<usize>().ok().and_then(|p| rows.get_mut(p)) else { continue };
-        let log_ends = cells[6..]
-            .iter()
-            .filter_map(|cell| cell.split_once(':'))
-            .filter_map(|(node, end)| Some((node.parse().ok()?, end.parse().ok()?)))
-            .collect();
-        *slot = Some(PartitionRow {
-            leader: cells[1].parse().ok(),
-            epoch: cells[2].parse().ok()?,
-            isr: ids(cells[4]),
-            high_watermark: cells[5].parse().ok()?,
-            log_ends,
-        });
-    }
-    rows.into_iter().collect()
-}
 
 #[track_caller]
 fn wait_for_topic(
@@ -67,18 +23,7 @@ fn wait_for_topic(
     what: &str,
     done: impl Fn(&[PartitionRow]) -> bool,
 ) -> Vec<PartitionRow> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Some(rows) = describe_topic(addr, "orders", partitions) {
-            if done(&rows) {
-                return rows;
-            }
-            last = Some(rows);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
+    cluster::wait_for_topic(addr, "orders", partitions, what, done)
 }
 
 #[track_caller]

@@ -128,3 +128,73 @@ pub fn scrape(admin: &str) -> Option<HashMap<String, f64>> {
         .collect();
     Some(samples)
 }
+
+/// One partition's row of `rill topic describe` on a cluster.
+#[derive(Debug, Clone)]
+pub struct PartitionRow {
+    pub leader: Option<u64>,
+    pub epoch: u32,
+    pub replicas: Vec<u64>,
+    pub isr: Vec<u64>,
+    pub high_watermark: i64,
+    /// `node:end` as the leader last heard each replica.
+    pub log_ends: Vec<(u64, i64)>,
+}
+
+/// A cell of node ids, `1,2,3`.
+pub fn ids(cell: &str) -> Vec<u64> {
+    cell.split(',').filter_map(|id| id.parse().ok()).collect()
+}
+
+/// Every partition's row of `rill topic describe`, by partition number; `None` until all `partitions` show.
+pub fn describe_topic(addr: &str, topic: &str, partitions: usize) -> Option<Vec<PartitionRow>> {
+    let output = super::rill(addr, &["topic", "describe", topic]);
+    if !output.status.success() {
+        return None;
+    }
+    let mut rows = vec![None; partitions];
+    for line in output.stdout.lines() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.len() < 6 {
+            continue;
+        }
+        let Some(slot) = cells[0].parse::<usize>().ok().and_then(|p| rows.get_mut(p)) else { continue };
+        let log_ends = cells[6..]
+            .iter()
+            .filter_map(|cell| cell.split_once(':'))
+            .filter_map(|(node, end)| Some((node.parse().ok()?, end.parse().ok()?)))
+            .collect();
+        *slot = Some(PartitionRow {
+            leader: cells[1].parse().ok(),
+            epoch: cells[2].parse().ok()?,
+            replicas: ids(cells[3]),
+            isr: ids(cells[4]),
+            high_watermark: cells[5].parse().ok()?,
+            log_ends,
+        });
+    }
+    rows.into_iter().collect()
+}
+
+/// The topic's rows once `done` holds for them, or the test fails naming `what` and the last rows seen.
+#[track_caller]
+pub fn wait_for_topic(
+    addr: &str,
+    topic: &str,
+    partitions: usize,
+    what: &str,
+    done: impl Fn(&[PartitionRow]) -> bool,
+) -> Vec<PartitionRow> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(rows) = describe_topic(addr, topic, partitions) {
+            if done(&rows) {
+                return rows;
+            }
+            last = Some(rows);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
+}

@@ -450,6 +450,51 @@ impl ClusterMetadata {
     }
 }
 
+/// Metadata as the cluster tests start from: alive nodes and topics placed by hand.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn topic_settings() -> TopicSettings {
+        TopicSettings {
+            segment_bytes: 1 << 20,
+            durability: crate::config::DurabilityPolicy::Interval,
+            flush_interval_ms: 1000,
+            max_batch_bytes: 1 << 20,
+            retention_ms: None,
+            retention_bytes: None,
+        }
+    }
+
+    /// A topic whose partitions have these replica lists, each led by its first replica at epoch 0 with every
+    /// replica in sync.
+    pub fn placed(partitions: &[&[u64]], min_insync_replicas: u32) -> TopicPlacement {
+        let partitions = partitions
+            .iter()
+            .map(|replicas| PartitionPlacement {
+                replicas: replicas.to_vec(),
+                leader: replicas.first().copied(),
+                leader_epoch: 0,
+                isr: replicas.to_vec(),
+            })
+            .collect();
+        TopicPlacement { partitions, min_insync_replicas, settings: topic_settings(), topic_id: None }
+    }
+
+    /// `alive` nodes, and each topic placed as [`placed`] does.
+    pub fn cluster(alive: &[u64], topics: &[(&str, &[&[u64]])], min_insync_replicas: u32) -> ClusterMetadata {
+        let mut metadata = ClusterMetadata::default();
+        for id in alive {
+            metadata.apply(&Command::MarkAlive { node_id: *id, address: format!("h:{id}"), at_ms: 1 });
+        }
+        for (name, partitions) in topics {
+            let placement = placed(partitions, min_insync_replicas);
+            metadata.apply(&Command::CreateTopic { name: (*name).into(), placement });
+        }
+        metadata
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,21 +524,7 @@ mod tests {
     }
 
     fn placed(replicas: &[u64]) -> TopicPlacement {
-        let settings = TopicSettings {
-            segment_bytes: 1 << 20,
-            durability: crate::config::DurabilityPolicy::Interval,
-            flush_interval_ms: 1000,
-            max_batch_bytes: 1 << 20,
-            retention_ms: None,
-            retention_bytes: None,
-        };
-        let partition = PartitionPlacement {
-            replicas: replicas.to_vec(),
-            leader: replicas.first().copied(),
-            leader_epoch: 0,
-            isr: replicas.to_vec(),
-        };
-        TopicPlacement { partitions: vec![partition], min_insync_replicas: 2, settings, topic_id: None }
+        fixtures::placed(&[replicas], 2)
     }
 
     #[test]

@@ -126,37 +126,11 @@ fn unknown_topic(topic: &str) -> BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::metadata::{Command, PartitionPlacement, TopicPlacement};
-
-    fn settings() -> crate::meta::TopicSettings {
-        crate::meta::TopicSettings {
-            segment_bytes: 1 << 20,
-            durability: crate::config::DurabilityPolicy::Interval,
-            flush_interval_ms: 1000,
-            max_batch_bytes: 1 << 20,
-            retention_ms: None,
-            retention_bytes: None,
-        }
-    }
+    use crate::cluster::metadata::{fixtures, Command};
 
     /// Nodes 1..=3 alive, topic `t` with the given replica lists, each led by its first replica at epoch 0.
     fn cluster(partitions: &[&[u64]]) -> ClusterMetadata {
-        let mut metadata = ClusterMetadata::default();
-        for node_id in 1..=3 {
-            metadata.apply(&Command::MarkAlive { node_id, address: format!("h:{node_id}"), at_ms: 1 });
-        }
-        let partitions = partitions
-            .iter()
-            .map(|replicas| PartitionPlacement {
-                replicas: replicas.to_vec(),
-                leader: replicas.first().copied(),
-                leader_epoch: 0,
-                isr: replicas.to_vec(),
-            })
-            .collect();
-        let placement = TopicPlacement { partitions, min_insync_replicas: 1, settings: settings(), topic_id: None };
-        metadata.apply(&Command::CreateTopic { name: "t".into(), placement });
-        metadata
+        fixtures::cluster(&[1, 2, 3], &[("t", partitions)], 1)
     }
 
     fn leaders(metadata: &ClusterMetadata) -> Vec<(Option<u64>, u32)> {

@@ -204,38 +204,10 @@ pub fn join_ids(ids: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::metadata::{Command, PartitionPlacement, TopicPlacement};
-
-    fn settings() -> crate::meta::TopicSettings {
-        crate::meta::TopicSettings {
-            segment_bytes: 1 << 20,
-            durability: crate::config::DurabilityPolicy::Interval,
-            flush_interval_ms: 1000,
-            max_batch_bytes: 1 << 20,
-            retention_ms: None,
-            retention_bytes: None,
-        }
-    }
+    use crate::cluster::metadata::{fixtures, Command};
 
     fn cluster(alive: &[u64], topics: &[(&str, &[&[u64]])]) -> ClusterMetadata {
-        let mut metadata = ClusterMetadata::default();
-        for id in alive {
-            metadata.apply(&Command::MarkAlive { node_id: *id, address: format!("h:{id}"), at_ms: 1 });
-        }
-        for (name, partitions) in topics {
-            let partitions = partitions
-                .iter()
-                .map(|replicas| PartitionPlacement {
-                    replicas: replicas.to_vec(),
-                    leader: replicas.first().copied(),
-                    leader_epoch: 0,
-                    isr: replicas.to_vec(),
-                })
-                .collect();
-            let placement = TopicPlacement { partitions, min_insync_replicas: 1, settings: settings(), topic_id: None };
-            metadata.apply(&Command::CreateTopic { name: (*name).into(), placement });
-        }
-        metadata
+        fixtures::cluster(alive, topics, 1)
     }
 
     fn ids(list: &[u64]) -> BTreeSet<u64> {

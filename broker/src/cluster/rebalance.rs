@@ -78,33 +78,10 @@ pub fn plan_rebalance(metadata: &ClusterMetadata) -> Vec<PartitionTarget> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::metadata::{Command, PartitionPlacement, TopicPlacement};
+    use crate::cluster::metadata::{fixtures, Command};
 
     fn cluster(alive: &[u64], partitions: &[&[u64]]) -> ClusterMetadata {
-        let mut metadata = ClusterMetadata::default();
-        for id in alive {
-            metadata.apply(&Command::MarkAlive { node_id: *id, address: format!("h:{id}"), at_ms: 1 });
-        }
-        let settings = crate::meta::TopicSettings {
-            segment_bytes: 1 << 20,
-            durability: crate::config::DurabilityPolicy::Interval,
-            flush_interval_ms: 1000,
-            max_batch_bytes: 1 << 20,
-            retention_ms: None,
-            retention_bytes: None,
-        };
-        let partitions = partitions
-            .iter()
-            .map(|replicas| PartitionPlacement {
-                replicas: replicas.to_vec(),
-                leader: replicas.first().copied(),
-                leader_epoch: 0,
-                isr: replicas.to_vec(),
-            })
-            .collect();
-        let placement = TopicPlacement { partitions, min_insync_replicas: 2, settings, topic_id: None };
-        metadata.apply(&Command::CreateTopic { name: "t".into(), placement });
-        metadata
+        fixtures::cluster(alive, &[("t", partitions)], 2)
     }
 
     fn loads(metadata: &ClusterMetadata, plan: &[PartitionTarget]) -> BTreeMap<u64, usize> {

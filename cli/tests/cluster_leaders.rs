@@ -75,19 +75,7 @@ fn assert_every_acknowledged_record_read_once(printed: &[String], leaders: &[Str
         wait_for_topic(&leaders[partition], "the leader's high watermark past every acknowledgement", |rows| {
             rows[partition].high_watermark > last
         });
-        let partition_arg = partition.to_string();
-        let args = ["consume", "orders", "--partition", &partition_arg, "--from-beginning"];
-        let consumed = rill(&leaders[partition], &args);
-        // Read from offset 0 of a log that is never compacted: a record's line number is its offset.
-        let read: Vec<&str> = consumed.ok().lines().collect();
-        let mut previous = -1;
-        for (offset, value) in acknowledged {
-            assert!(*offset > previous, "partition {partition}: acknowledged out of order at {offset}");
-            previous = *offset;
-            assert_eq!(read.get(*offset as usize), Some(&value.as_str()), "partition {partition} at {offset}");
-            let found = read.iter().filter(|line| **line == value).count();
-            assert_eq!(found, 1, "partition {partition}: acknowledged {value:?} read {found} times");
-        }
+        cluster::assert_read_once_in_order(&leaders[partition], partition, acknowledged);
     }
 }
 

@@ -196,19 +196,7 @@ fn a_node_added_then_node_2_removed_under_acks_all_load_loses_and_repeats_no_rec
     for (partition, acknowledged) in acknowledged.iter().enumerate() {
         let leader = rows[partition].leader.expect("a leader");
         let leader_addr = if leader == 4 { node_4.addr.clone() } else { cluster.addr(leader).to_owned() };
-        let partition_arg = partition.to_string();
-        let args = ["consume", "orders", "--partition", &partition_arg, "--from-beginning"];
-        let consumed = rill(&leader_addr, &args);
-        // Read from offset 0 of a log that is never compacted: a record's line number is its offset.
-        let read: Vec<&str> = consumed.ok().lines().collect();
-        let mut previous = -1;
-        for (offset, value) in acknowledged {
-            assert!(*offset > previous, "partition {partition}: acknowledged out of order at {offset}");
-            previous = *offset;
-            assert_eq!(read.get(*offset as usize), Some(&value.as_str()), "partition {partition} at {offset}");
-            let found = read.iter().filter(|line| **line == value).count();
-            assert_eq!(found, 1, "partition {partition}: acknowledged {value:?} read {found} times");
-        }
+        cluster::assert_read_once_in_order(&leader_addr, partition, acknowledged);
     }
 
     // Node 3's data dir records the new membership, and it restarts with the peers the cluster was formed with.

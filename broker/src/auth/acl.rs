@@ -355,6 +355,20 @@ impl AclFilter {
     }
 }
 
+/// An ALLOW of READ on a literal topic, as the store and metadata tests make them.
+#[cfg(test)]
+pub(crate) fn allow_read(principal: &str, topic: &str) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::Topic,
+        pattern_type: PatternType::Literal,
+        name: topic.into(),
+        principal: principal.into(),
+        host: ANY_HOST.into(),
+        operation: Operation::Read,
+        permission: Permission::Allow,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

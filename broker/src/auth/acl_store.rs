@@ -234,19 +234,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeSet<AclBinding>, AclError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::acl::{Operation, PatternType, Permission, ResourceType, ANY_HOST};
-
-    fn allow_read(principal: &str, topic: &str) -> AclBinding {
-        AclBinding {
-            resource_type: ResourceType::Topic,
-            pattern_type: PatternType::Literal,
-            name: topic.into(),
-            principal: principal.into(),
-            host: ANY_HOST.into(),
-            operation: Operation::Read,
-            permission: Permission::Allow,
-        }
-    }
+    use crate::auth::acl::allow_read;
 
     #[test]
     fn acls_persist_across_a_reopen_and_remove_by_filter() {

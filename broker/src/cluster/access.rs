@@ -114,24 +114,12 @@ impl ClusterMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::acl::{Operation, PatternType, Permission, ResourceType, ANY_HOST};
+    use crate::auth::acl::allow_read as read;
     use crate::auth::scram::{ScramCredential, ScramMechanism, MIN_ITERATIONS};
 
     fn user() -> UserRecord {
         let credential = ScramCredential::generate(ScramMechanism::Sha256, b"pw", MIN_ITERATIONS);
         UserRecord { scram: [(ScramMechanism::Sha256, credential)].into(), token_hashes: Vec::new() }
-    }
-
-    fn read(principal: &str, topic: &str) -> AclBinding {
-        AclBinding {
-            resource_type: ResourceType::Topic,
-            pattern_type: PatternType::Literal,
-            name: topic.into(),
-            principal: principal.into(),
-            host: ANY_HOST.into(),
-            operation: Operation::Read,
-            permission: Permission::Allow,
-        }
     }
 
     fn create(name: &str, user: &UserRecord) -> Command {

@@ -198,3 +198,22 @@ pub fn wait_for_topic(
     }
     panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
 }
+
+/// Reads `partition` of `orders` from the start through `leader` and checks that every acknowledged record
+/// (offset, value), listed in acknowledgement order, is there once, at its offset, in order. The log is never
+/// compacted, so a record's line number is its offset.
+#[track_caller]
+pub fn assert_read_once_in_order(leader: &str, partition: usize, acknowledged: &[(i64, String)]) {
+    let partition_arg = partition.to_string();
+    let args = ["consume", "orders", "--partition", &partition_arg, "--from-beginning"];
+    let consumed = super::rill(leader, &args);
+    let read: Vec<&str> = consumed.ok().lines().collect();
+    let mut previous = -1;
+    for (offset, value) in acknowledged {
+        assert!(*offset > previous, "partition {partition}: acknowledged out of order at {offset}");
+        previous = *offset;
+        assert_eq!(read.get(*offset as usize), Some(&value.as_str()), "partition {partition} at {offset}");
+        let found = read.iter().filter(|line| **line == value).count();
+        assert_eq!(found, 1, "partition {partition}: acknowledged {value:?} read {found} times");
+    }
+}

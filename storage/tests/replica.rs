@@ -182,3 +182,69 @@ fn a_checkpointed_high_watermark_is_capped_at_the_log_end_recovery_left() {
     log.hold_high_watermark(checkpointed.unwrap_or(0));
     assert_eq!(log.high_watermark(), 4, "capped at the log end");
 }
+
+fn open_with_tail_cache(dir: &std::path::Path) -> Log {
+    let (clock, files) = (std::sync::Arc::new(rill_storage::SystemClock), rill_storage::SegmentFileCache::new(8));
+    let cache = rill_storage::TailCache::new(1 << 20).unwrap();
+    Log::open_cached(dir, small_config(), clock, std::sync::Arc::new(files), Some(cache)).unwrap()
+}
+
+#[test]
+fn a_follower_fetch_from_the_tail_cache_reads_past_the_high_watermark_what_the_segments_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = open_with_tail_cache(dir.path());
+    leader.hold_high_watermark(0);
+    leader.append(&batch(1, 3, 1)).unwrap();
+    leader.append(&batch(2, 2, 2)).unwrap();
+    for offset in [0, 3] {
+        let from_memory = leader.read_to_end_from_memory(offset, 1 << 20).expect("just appended: in the tail cache");
+        let from_segments = leader.read_to_end(offset, 1 << 20).unwrap();
+        assert!(!from_memory.batches.is_empty(), "past the high watermark, up to the log end");
+        assert_eq!(from_memory.batches, from_segments.batches);
+        assert_eq!(from_memory.high_watermark, 0);
+    }
+    let at_end = leader.read_to_end_from_memory(5, 1 << 20).expect("the log end needs no read");
+    assert!(at_end.batches.is_empty());
+    assert!(leader.read_to_end_from_memory(6, 1 << 20).is_none(), "past the end: read_to_end reports it");
+    let uncached_dir = tempfile::tempdir().unwrap();
+    let uncached = Log::open(uncached_dir.path(), small_config()).unwrap();
+    uncached.append(&batch(1, 3, 1)).unwrap();
+    assert!(uncached.read_to_end_from_memory(0, 1 << 20).is_none(), "no tail cache: from the segments");
+}
+
+#[test]
+fn a_replica_append_is_plain_only_within_the_current_epoch_and_segment() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = Log::open(leader_dir.path(), small_config()).unwrap();
+    let follower = Log::open(follower_dir.path(), small_config()).unwrap();
+    leader.append(&batch(1, 2, 1)).unwrap();
+    let first = leader.read_to_end(0, 1 << 20).unwrap().batches;
+    assert!(follower.is_plain_replica_append(&first), "both logs start at epoch 0");
+    follower.append_replica(first).unwrap();
+    leader.append(&batch(2, 2, 2)).unwrap();
+    let same_epoch = leader.read_to_end(2, 1 << 20).unwrap().batches;
+    assert!(follower.is_plain_replica_append(&same_epoch));
+    follower.append_replica(same_epoch).unwrap();
+    leader.begin_leader_epoch(1).unwrap();
+    leader.append(&batch(3, 2, 3)).unwrap();
+    let new_epoch = leader.read_to_end(4, 1 << 20).unwrap().batches;
+    assert!(!follower.is_plain_replica_append(&new_epoch), "a new epoch's start is stored in the checkpoint");
+    follower.append_replica(new_epoch).unwrap();
+    for tag in 4..7 {
+        leader.append(&batch(tag, 30, tag as i64)).unwrap();
+    }
+    // Across the leader's own segments, as a fetch of several batches may bring.
+    let mut past_the_segment = bytes::BytesMut::new();
+    let mut offset = 6;
+    while offset < leader.log_end_offset() {
+        let read = leader.read_to_end(offset, 1 << 20).unwrap().batches;
+        offset = rill_protocol::BatchIter::new(read.clone()).map(|b| b.unwrap().header.next_offset()).last().unwrap();
+        past_the_segment.extend_from_slice(&read);
+    }
+    let past_the_segment = past_the_segment.freeze();
+    assert!(past_the_segment.len() > 2048, "bigger than small_config's segment");
+    assert!(!follower.is_plain_replica_append(&past_the_segment), "it rolls a segment");
+    assert!(!follower.is_plain_replica_append(b"not a batch"));
+    follower.append_replica(past_the_segment).unwrap();
+    assert_eq!(all_bytes(&follower), all_bytes(&leader));
+}

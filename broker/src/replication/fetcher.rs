@@ -124,24 +124,38 @@ async fn stream_from(
                 continue;
             }
             if !data.batches.is_empty() {
-                let log = Arc::clone(partition.log());
-                let batches = data.batches;
-                tokio::task::spawn_blocking(move || {
-                    log.append_replica(batches)?;
-                    if log.syncs_every_append() {
-                        log.flush()?;
-                    }
-                    Ok::<_, rill_storage::StorageError>(())
-                })
-                .await
-                .map_err(BrokerError::join)??;
+                tracing::debug!(topic = %data.topic, partition = data.partition, bytes = data.batches.len(), "follower received");
+                append(partition, data.batches).await?;
                 *has_appended = true;
+                tracing::debug!(topic = %data.topic, partition = data.partition, log_end = partition.log().log_end_offset(), "follower appended");
             }
             follow_high_watermark(partition.log(), data.high_watermark);
             partition.publish_offsets();
         }
         requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
     }
+    Ok(())
+}
+
+/// Appends what the leader sent. A small append that is only a write goes on this thread, as the leader's own
+/// small appends do (`partition.rs`): the blocking pool's two thread hops were the slowest part of an ACKS_ALL
+/// batch's replication on a loaded machine (docs/benchmarks.md, "A 3-node cluster"). Anything else (an fsync, a
+/// roll, a new epoch's checkpoint) goes to the blocking pool.
+async fn append(partition: &Partition, batches: bytes::Bytes) -> Result<()> {
+    let log = Arc::clone(partition.log());
+    if batches.len() <= crate::partition::INLINE_APPEND_BYTES_MAX && log.is_plain_replica_append(&batches) {
+        log.append_replica(batches)?;
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || {
+        log.append_replica(batches)?;
+        if log.syncs_every_append() {
+            log.flush()?;
+        }
+        Ok::<_, rill_storage::StorageError>(())
+    })
+    .await
+    .map_err(BrokerError::join)??;
     Ok(())
 }
 

@@ -104,6 +104,9 @@ impl Replication {
                 leader_end_at_last_fetch: leader_end,
                 last_fetch_at: now,
             });
+            if position.fetch_offset != progress.log_end {
+                tracing::debug!(topic = %key.0, partition = key.1, follower, log_end = position.fetch_offset, "follower log end");
+            }
             if position.fetch_offset >= leader_end {
                 progress.caught_up_at = now;
             } else if position.fetch_offset >= progress.leader_end_at_last_fetch {
@@ -152,10 +155,15 @@ async fn read_all(
             Ok(partition) => {
                 let log = Arc::clone(partition.log());
                 let offset = position.fetch_offset;
-                let read = tokio::task::spawn_blocking(move || log.read_to_end(offset, max_bytes)).await;
+                // What a follower fetches was usually appended a moment ago: from the tail cache, on this thread.
+                let read = match log.read_to_end_from_memory(offset, max_bytes) {
+                    Some(read) => Ok(Ok(read)),
+                    None => tokio::task::spawn_blocking(move || log.read_to_end(offset, max_bytes)).await,
+                };
                 match read {
                     Ok(Ok(read)) => {
                         has_batches |= !read.batches.is_empty();
+                        tracing::debug!(topic = %position.topic, partition = position.partition, from = offset, bytes = read.batches.len(), "read for a follower");
                         data.batches = read.batches;
                     }
                     Ok(Err(err)) => data.error = err.to_string(),

@@ -193,6 +193,7 @@ impl Replication {
 
     /// After an append on the leader: the high watermark may move (at once when the ISR is the leader alone).
     pub fn on_append(&self, partition: &Partition) {
+        tracing::debug!(topic = %partition.topic, partition = partition.index, log_end = partition.log().log_end_offset(), "leader appended");
         self.advance_high_watermark(partition);
         self.appended.send_modify(|count| *count = count.wrapping_add(1));
     }
@@ -255,6 +256,7 @@ impl Replication {
         if minimum > log.high_watermark() {
             log.set_high_watermark(minimum);
             partition.publish_offsets();
+            tracing::debug!(topic = %partition.topic, partition = partition.index, high_watermark = minimum, "high watermark advanced");
         }
     }
 

@@ -10,6 +10,7 @@
 mod breakdown;
 mod report;
 mod sweep;
+mod timeline;
 mod workers;
 mod workload;
 
@@ -201,6 +202,10 @@ pub struct BenchArgs {
     /// The rates (messages a second over all producers) of --rate-sweep, comma-separated.
     #[arg(long, value_delimiter = ',', requires = "rate_sweep", default_values_t = sweep::DEFAULT_RATES)]
     sweep_rates: Vec<u64>,
+    /// E2e: write every send-to-ack and send-to-consume latency with its record's send time to this CSV file
+    /// (`kind,sent_ms,latency_ms`): when in the run the tail happens.
+    #[arg(long, conflicts_with = "rate_sweep")]
+    timeline: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -256,6 +261,9 @@ impl BenchArgs {
                     if self.no_idempotence { ", --no-idempotence" } else { "" }
                 );
             }
+        }
+        if self.timeline.is_some() && self.mode != Mode::E2e {
+            bail!("--timeline records an e2e run's latencies: use `rill bench e2e --timeline FILE`");
         }
         if self.rate_sweep {
             if self.mode != Mode::E2e {
@@ -425,6 +433,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         show_progress,
         fetch_bytes: args.fetch_bytes,
         mark_hops: args.breakdown,
+        timeline: args.timeline.as_ref().map(|_| Arc::new(timeline::Timeline::default())),
     };
     let mut report = RunReport {
         workload: run.workload.name.clone(),
@@ -479,6 +488,10 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
                 report.breakdown = breakdown::Breakdown::of(&rill_protocol::hops::take());
             }
             let (produce, mut consume, produce_latencies, e2e_latencies) = e2e?;
+            if let (Some(timeline), Some(path)) = (&run.timeline, &args.timeline) {
+                let points = timeline.write(path)?;
+                eprintln!("wrote {points} latencies to {}", path.display());
+            }
             consume.tail_cache = Some(TailCacheUse::between(before, tail_cache_use(&admin, &run.topics).await?));
             report.phases.push(produce);
             report.phases.push(consume);
@@ -518,6 +531,8 @@ struct Run {
     fetch_bytes: u32,
     /// Mark each send's [`rill_protocol::hops::Hop::Sent`] (`--breakdown`).
     mark_hops: bool,
+    /// Every e2e latency with its send time (`--timeline`).
+    timeline: Option<Arc<timeline::Timeline>>,
 }
 
 impl Run {
@@ -542,6 +557,7 @@ impl Run {
                 latency_every: if w.records_per_send > 1 || w.rate.is_some_and(|r| r <= 100_000) { 1 } else { 97 },
                 records_per_send: w.records_per_send,
                 mark_hops: self.mark_hops,
+                timeline: self.timeline.clone().filter(|_| stamp_send_time),
             })
             .collect()
     }
@@ -596,7 +612,14 @@ impl Run {
     fn consumer_jobs(&self, from_end: bool, stamped: bool, deadline: Instant) -> Vec<ConsumerJob> {
         let consumers = self.workload.consumers.max(1) as usize;
         let mut jobs: Vec<ConsumerJob> = (0..consumers)
-            .map(|_| ConsumerJob { partitions: Vec::new(), from_end, deadline, stamped, fetch_bytes: self.fetch_bytes })
+            .map(|_| ConsumerJob {
+                partitions: Vec::new(),
+                from_end,
+                deadline,
+                stamped,
+                fetch_bytes: self.fetch_bytes,
+                timeline: self.timeline.clone().filter(|_| stamped),
+            })
             .collect();
         let all: Vec<(String, u32)> = self
             .topics

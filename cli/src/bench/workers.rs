@@ -15,6 +15,7 @@ use rill_protocol::hops::{self, Hop};
 use tokio::sync::mpsc;
 
 use super::report::{latency_histogram, Counters};
+use super::timeline::{self, Timeline};
 
 /// What one producer sends.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct ProducerJob {
     /// Mark each record's send as its sequence's [`Hop::Sent`] (`--breakdown`: one producer, one partition, so
     /// the n-th record sent has sequence n).
     pub mark_hops: bool,
+    /// Where each measured send-to-ack latency goes with its send time (`--timeline`).
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 /// Bytes that do not compress to nothing, so compression figures mean something.
@@ -85,8 +88,10 @@ pub async fn produce(
     let value = payload(job.message_bytes, seed);
     // Acknowledgements are awaited by a second task, in send order, so the send loop never waits on them.
     let (acks_tx, mut acks_rx) = mpsc::channel::<(Instant, Delivery)>(1 << 16);
+    let timeline = job.timeline.clone();
     let collector = tokio::spawn(async move {
         let mut latencies = latency_histogram();
+        let mut points = Vec::new();
         let mut failed = 0u64;
         while let Some((sent_at, delivery)) = acks_rx.recv().await {
             let answered = match delivery {
@@ -95,7 +100,12 @@ pub async fn produce(
             };
             match answered {
                 Ok(()) => {
-                    let _ = latencies.record((sent_at.elapsed().as_micros() as u64).max(1));
+                    let latency_us = (sent_at.elapsed().as_micros() as u64).max(1);
+                    let _ = latencies.record(latency_us);
+                    if timeline.is_some() {
+                        let sent_us = sent_at.saturating_duration_since(epoch).as_micros() as u64;
+                        points.push(timeline::Point { kind: timeline::Kind::Ack, sent_us, latency_us });
+                    }
                 }
                 Err(error) => {
                     if failed == 0 {
@@ -105,6 +115,9 @@ pub async fn produce(
                     failed += 1;
                 }
             }
+        }
+        if let Some(timeline) = timeline {
+            timeline.extend(points);
         }
         (latencies, failed)
     });
@@ -194,6 +207,8 @@ pub struct ConsumerJob {
     /// Values carry their send time: record send-to-consume latency.
     pub stamped: bool,
     pub fetch_bytes: u32,
+    /// Where each send-to-consume latency goes with its send time (`--timeline`).
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 /// Joins its partitions and positions itself; the returned consumer is then read by [`consume`].
@@ -222,6 +237,7 @@ pub async fn consume(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Histogram<u64>> {
     let mut latencies = latency_histogram();
+    let mut points = Vec::new();
     while !stop.load(Ordering::Relaxed) && Instant::now() < job.deadline {
         // Wake at least every 100 ms to notice `stop`.
         let wait = job.deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
@@ -235,11 +251,19 @@ pub async fn consume(
             if job.stamped && value.len() >= 8 {
                 let mut sent = [0u8; 8];
                 sent.copy_from_slice(&value[..8]);
-                let micros = now_ns.saturating_sub(u64::from_be_bytes(sent)) / 1000;
+                let sent_ns = u64::from_be_bytes(sent);
+                let micros = now_ns.saturating_sub(sent_ns) / 1000;
                 let _ = latencies.record(micros.max(1));
+                if job.timeline.is_some() {
+                    let latency_us = micros.max(1);
+                    points.push(timeline::Point { kind: timeline::Kind::Consume, sent_us: sent_ns / 1000, latency_us });
+                }
             }
         }
         counters.add(records.len() as u64, bytes);
+    }
+    if let Some(timeline) = &job.timeline {
+        timeline.extend(points);
     }
     Ok(latencies)
 }

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use rill_protocol::batch::LOG_OVERHEAD;
 use rill_protocol::{BatchHeader, BatchIter};
 
 use super::{lock, Log, ReadResult};
@@ -124,6 +125,49 @@ impl Log {
             segment = self.segment_after(current.base_offset());
         }
         Ok(result)
+    }
+
+    /// [`Log::read_to_end`] when it needs no disk: the batches are in the tail cache, or the read starts at the log
+    /// end. `None` otherwise (the caller goes on to [`Log::read_to_end`], which counts the miss), and for an
+    /// offset out of range, which [`Log::read_to_end`] reports. Cheap enough for an async thread: a leader's
+    /// followers fetch what was just appended, and the blocking pool's two thread hops per fetch were on the
+    /// ACKS_ALL path of every batch.
+    pub fn read_to_end_from_memory(&self, offset: i64, max_bytes: usize) -> Option<ReadResult> {
+        let log_end = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > log_end {
+            return None;
+        }
+        let mut result = ReadResult { batches: Bytes::new(), log_start_offset, high_watermark: self.high_watermark() };
+        if offset < log_end {
+            result.batches = self.tail.as_ref()?.read(offset, max_bytes, log_end, false)?;
+        }
+        Some(result)
+    }
+
+    /// Whether [`Log::append_replica`] of `batches` would only write: no fsync, no segment roll, and no batch of
+    /// a newer epoch (whose start goes to the checkpoint file). What a follower may then append on an async
+    /// thread, as the leader's writer does with small plain appends. A batch that does not parse answers false
+    /// (the append reports it).
+    pub fn is_plain_replica_append(&self, batches: &[u8]) -> bool {
+        if !self.is_plain_write(batches.len() as u64) {
+            return false;
+        }
+        let current_epoch = match self.writer.try_lock() {
+            Ok(writer) => writer.checkpoint.epochs.last().map_or(-1, |e| e.epoch),
+            Err(_) => return false,
+        };
+        let mut rest = batches;
+        while !rest.is_empty() {
+            let Ok(header) = BatchHeader::parse(rest) else { return false };
+            if header.partition_leader_epoch > current_epoch {
+                return false;
+            }
+            let next = usize::try_from(header.batch_length).ok().and_then(|len| rest.get(len + LOG_OVERHEAD..));
+            let Some(next) = next else { return false };
+            rest = next;
+        }
+        true
     }
 
     /// KIP-279's answer for a follower whose last epoch is `epoch`: the largest epoch this log holds at or below

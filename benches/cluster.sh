@@ -59,12 +59,27 @@ done
 echo "cluster $cluster (node pids ${pids[*]:0:3}), single node $single, data in $dir"
 
 bench() { "$rill" bench --quiet "$@"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = produce ]; then
   echo; echo "== produce, single node, acks leader, 8 producers, 1 KB"
-  bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader
+  single_before=$(ticks "${pids[3]}")
+  bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader \
+    | tee "$dir/produce-single.out"
+  gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-single.out") # the workload's 1,000-byte values
+  awk -v t="$(( $(ticks "${pids[3]}") - single_before ))" -v hz="$hz" -v gb="$gb" \
+    'BEGIN { printf "single node: %.2f CPU-seconds, %.1f per GB acknowledged\n", t / hz, t / hz / gb }'
   echo; echo "== produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
+  before=(); for pid in "${pids[@]:0:3}"; do before+=("$(ticks "$pid")"); done
   bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
-    --replication-factor 3
+    --replication-factor 3 | tee "$dir/produce-rf3.out"
+  # Each node's CPU over the step (utime+stime from /proc/PID/stat), per GB the producers got acknowledged.
+  gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-rf3.out")
+  for i in 0 1 2; do
+    used=$(( $(ticks "${pids[$i]}") - ${before[$i]} ))
+    awk -v t="$used" -v hz="$hz" -v gb="$gb" -v n=$((i + 1)) \
+      'BEGIN { printf "node %d: %.2f CPU-seconds, %.1f per GB acknowledged\n", n, t / hz, t / hz / gb }'
+  done
 fi
 if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = e2e ]; then
   # The same run on the single node first: its tail is the machine's (scheduling, the shared disk), not replication's.
@@ -86,8 +101,6 @@ for _ in $(seq 1 600); do
 done
 echo "partitions with 3 in-sync replicas: $in_sync"
 sleep 15 # the creates' fsyncs, the new epochs and the first fetches settle (5 s was not enough: see docs/benchmarks.md)
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
 before=(); for pid in "${pids[@]:0:3}"; do before+=("$(ticks "$pid")"); done
 sleep "$idle_seconds"
 for i in 0 1 2; do

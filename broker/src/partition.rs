@@ -27,7 +27,7 @@ const MAX_BATCHES_PER_WRITE: usize = 64;
 /// Most bytes a writer appends on its own async thread instead of the blocking pool, when no fsync follows. A
 /// direct write of this much takes the kernel about as long as the hop to the pool and back (~30 µs here); a
 /// larger one would hold up the other tasks of the thread.
-pub(crate) const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
+const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
 
 /// The batches of one produce call waiting for the writer, and where to send the outcome (`None` for acks NONE).
 struct AppendJob {

@@ -137,16 +137,11 @@ async fn stream_from(
     Ok(())
 }
 
-/// Appends what the leader sent. A small append that is only a write goes on this thread, as the leader's own
-/// small appends do (`partition.rs`): the blocking pool's two thread hops were the slowest part of an ACKS_ALL
-/// batch's replication on a loaded machine (docs/benchmarks.md, "A 3-node cluster"). Anything else (an fsync, a
-/// roll, a new epoch's checkpoint) goes to the blocking pool.
+/// Appends what the leader sent, on the blocking pool. Not inline on this thread even when small, as the leader's
+/// writer does: measured on a busy disk, a direct write here stalled the fetcher's runtime thread for milliseconds
+/// and the replication round's p99 grew (docs/benchmarks.md, "The acks-all path profiled").
 async fn append(partition: &Partition, batches: bytes::Bytes) -> Result<()> {
     let log = Arc::clone(partition.log());
-    if batches.len() <= crate::partition::INLINE_APPEND_BYTES_MAX && log.is_plain_replica_append(&batches) {
-        log.append_replica(batches)?;
-        return Ok(());
-    }
     tokio::task::spawn_blocking(move || {
         log.append_replica(batches)?;
         if log.syncs_every_append() {

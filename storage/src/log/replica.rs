@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use rill_protocol::batch::LOG_OVERHEAD;
 use rill_protocol::{BatchHeader, BatchIter};
 
 use super::{lock, Log, ReadResult};
@@ -143,31 +142,6 @@ impl Log {
             result.batches = self.tail.as_ref()?.read(offset, max_bytes, log_end, false)?;
         }
         Some(result)
-    }
-
-    /// Whether [`Log::append_replica`] of `batches` would only write: no fsync, no segment roll, and no batch of
-    /// a newer epoch (whose start goes to the checkpoint file). What a follower may then append on an async
-    /// thread, as the leader's writer does with small plain appends. A batch that does not parse answers false
-    /// (the append reports it).
-    pub fn is_plain_replica_append(&self, batches: &[u8]) -> bool {
-        if !self.is_plain_write(batches.len() as u64) {
-            return false;
-        }
-        let current_epoch = match self.writer.try_lock() {
-            Ok(writer) => writer.checkpoint.epochs.last().map_or(-1, |e| e.epoch),
-            Err(_) => return false,
-        };
-        let mut rest = batches;
-        while !rest.is_empty() {
-            let Ok(header) = BatchHeader::parse(rest) else { return false };
-            if header.partition_leader_epoch > current_epoch {
-                return false;
-            }
-            let next = usize::try_from(header.batch_length).ok().and_then(|len| rest.get(len + LOG_OVERHEAD..));
-            let Some(next) = next else { return false };
-            rest = next;
-        }
-        true
     }
 
     /// KIP-279's answer for a follower whose last epoch is `epoch`: the largest epoch this log holds at or below

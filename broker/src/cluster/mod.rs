@@ -28,7 +28,7 @@ pub mod describe;
 pub mod identity;
 mod join;
 mod keeper;
-mod leader_balance;
+pub mod leader_balance;
 mod log_store;
 mod membership;
 pub mod metadata;
@@ -40,7 +40,7 @@ mod probe;
 pub mod producer_id_blocks;
 mod propose;
 pub mod reassign;
-mod reassignment;
+pub mod reassignment;
 pub mod rebalance;
 mod rpc;
 mod sessions;
@@ -137,8 +137,11 @@ pub struct Controller {
     /// Set once to why this node must stop (it belongs to another cluster, its id is taken).
     failure: watch::Sender<Option<String>>,
     keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Held through an add or remove of a node: membership changes run one at a time.
-    membership_change: tokio::sync::Mutex<()>,
+    /// Held through an add or remove of a node or a reassignment: changes run one at a time. In an `Arc` so
+    /// that a reassignment started by Kafka's AlterPartitionReassignments holds it in its own task.
+    membership_change: Arc<tokio::sync::Mutex<()>>,
+    /// The partitions being moved (or queued to move) while this node is the controller leader.
+    ongoing_reassignments: reassignment::OngoingReassignments,
     /// Set while this node, as controller leader, removes itself: it must finish before it stops.
     is_leaving: std::sync::atomic::AtomicBool,
 }
@@ -181,7 +184,8 @@ impl Controller {
             identity: std::sync::Mutex::new(identity),
             failure: watch::channel(None).0,
             keeper: std::sync::Mutex::new(None),
-            membership_change: tokio::sync::Mutex::new(()),
+            membership_change: Arc::new(tokio::sync::Mutex::new(())),
+            ongoing_reassignments: Default::default(),
             is_leaving: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -239,6 +243,17 @@ impl Controller {
     /// The voters of the controller membership as this node last applied it.
     pub fn voters(&self) -> std::collections::BTreeSet<NodeId> {
         self.raft.metrics().borrow().membership_config.voter_ids().collect()
+    }
+
+    /// Whether this node is the controller leader now (as its raft last knew).
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.current_leader == Some(self.node_id) && metrics.state.is_leader()
+    }
+
+    /// The controller leader as this node last knew it.
+    pub fn current_leader_id(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {

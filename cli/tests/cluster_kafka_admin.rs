@@ -3,7 +3,9 @@
 //! back through ElectLeaders sent to Metadata's controller (another node answers NOT_CONTROLLER naming it), a
 //! second election is not needed; AlterPartitionReassignments moves a partition holding acks-all records onto
 //! another node, ListPartitionReassignments shows it moving (or nothing, once done) with the replicas being
-//! added and removed, and after an election the new preferred replica leads and serves every record once.
+//! added and removed, and after an election the new preferred replica leads and serves every record once. And a
+//! node just restarted answers Metadata for a topic it does not know yet with LEADER_NOT_AVAILABLE (retriable),
+//! never UNKNOWN_TOPIC_OR_PARTITION, until it has caught up with the cluster's metadata.
 
 mod common;
 
@@ -252,4 +254,45 @@ fn kafka_elect_leaders_and_reassignments_move_leaderships_and_replicas_on_a_clus
     let expected: Vec<String> = (0..RECORDS).map(|i| format!("m-{i}")).collect();
     assert_eq!(read, expected.join("\n"), "every acks-all record once, in order, from node {c}: {rows:?}");
     eprintln!("ListPartitionReassignments showed the move {seen_moving} time(s) before it was done");
+}
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+/// The code of `orders` in Metadata asked of `client`, and its partition count.
+fn orders_in_metadata(kafka: &Kafka, client: &mut KafkaClient) -> (i16, usize) {
+    let asked = metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(text("orders"))));
+    let metadata: MetadataResponse =
+        kafka.call(client, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![asked])));
+    let topic = &metadata.topics[0];
+    (topic.error_code, topic.partitions.len())
+}
+
+#[test]
+fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let kafka = Kafka::new();
+    create(&cluster, "orders", "3", "3");
+    wait_for(&cluster, "orders", 3, "orders in sync", |rows| rows.iter().all(|r| r.isr.len() == 3));
+
+    // Node 3 restarts with its raft log on disk but nothing applied: until the leader tells it how far that log
+    // is committed, it does not know `orders`. It never says the topic does not exist.
+    cluster.nodes[2].take().expect("node 3 running").kill();
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    let mut client = kafka.connect(cluster.addr(3));
+    let deadline = Instant::now() + DEADLINE;
+    let mut not_yet = 0;
+    loop {
+        match orders_in_metadata(&kafka, &mut client) {
+            (0, 3) => break,
+            (LEADER_NOT_AVAILABLE, 0) => not_yet += 1,
+            other => {
+                panic!("node 3 answered {other:?} for orders (code, partitions) after {not_yet} retriable answers")
+            }
+        }
+        assert!(Instant::now() < deadline, "node 3 did not catch up within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!("node 3 answered LEADER_NOT_AVAILABLE {not_yet} time(s) before it had caught up");
+    // gRPC's metadata call on the same node knows it too.
+    assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
 }

@@ -142,6 +142,8 @@ pub struct Controller {
     membership_change: Arc<tokio::sync::Mutex<()>>,
     /// The partitions being moved (or queued to move) while this node is the controller leader.
     ongoing_reassignments: reassignment::OngoingReassignments,
+    /// Set once this process has applied the metadata ([`Controller::has_caught_up`]); never cleared.
+    has_caught_up: std::sync::atomic::AtomicBool,
     /// Set while this node, as controller leader, removes itself: it must finish before it stops.
     is_leaving: std::sync::atomic::AtomicBool,
 }
@@ -186,6 +188,7 @@ impl Controller {
             keeper: std::sync::Mutex::new(None),
             membership_change: Arc::new(tokio::sync::Mutex::new(())),
             ongoing_reassignments: Default::default(),
+            has_caught_up: std::sync::atomic::AtomicBool::new(false),
             is_leaving: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -249,6 +252,27 @@ impl Controller {
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics().borrow().clone();
         metrics.current_leader == Some(self.node_id) && metrics.state.is_leader()
+    }
+
+    /// Whether this process has caught up with the cluster's metadata: it knows a leader and has applied every
+    /// entry of its raft log. A restarted node holds its last snapshot until the leader tells it how far its
+    /// log is committed, so until then a topic it does not know may well exist; the edges answer that with a
+    /// retriable refusal rather than "unknown topic". Once true it stays true: a follower a few entries behind
+    /// later is ordinary lag, as a Kafka broker's metadata cache lags.
+    pub fn has_caught_up(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.has_caught_up.load(Ordering::Relaxed) {
+            return true;
+        }
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let applied = metrics.last_applied.map(|log_id| log_id.index);
+        let has_caught_up = metrics.current_leader.is_some() && applied >= metrics.last_log_index;
+        if has_caught_up {
+            self.has_caught_up.store(true, Ordering::Relaxed);
+            tracing::info!(node_id = self.node_id, applied = ?applied, "caught up with the cluster's metadata");
+        }
+        has_caught_up
     }
 
     /// The controller leader as this node last knew it.

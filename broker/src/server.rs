@@ -193,7 +193,7 @@ impl Broker {
         let connection_metrics = metrics.as_ref().map(|m| Arc::clone(&m.connections));
         let accepted = connection::limit(incoming, config.max_connections, idle_timeout, connection_metrics);
         // Kafka clients on the same port: their connections are served by `kafka`, the rest go on to tonic.
-        let kafka = Arc::new(crate::kafka::KafkaContext::new(Arc::clone(&node), addr));
+        let kafka = Arc::new(crate::kafka::KafkaContext::new(Arc::clone(&node), addr, controller.clone()));
         let incoming = crate::kafka::listener::split(accepted, kafka, tls.clone(), node.shutdown.clone());
         let tls_watcher =
             tls.as_ref().map(|tls| tokio::spawn(crate::tls::watch_files(Arc::clone(tls), node.shutdown.clone())));

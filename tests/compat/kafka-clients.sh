@@ -10,7 +10,9 @@
 # test_kafka_cluster.py: librdkafka against three nodes: Metadata's brokers and leaders, produce to the leaders,
 # FindCoordinator, a KIP-848 group served by a coordinator other than its bootstrap node, a group resuming from its
 # commits after its coordinator's SIGKILL. test_kafka_cluster_sasl.py: SCRAM logins on every node of a cluster
-# for a user made through one node, refused everywhere once it is deleted through another. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
+# for a user made through one node, refused everywhere once it is deleted through another.
+# test_kafka_cluster_admin.py: confluent-kafka's elect_leaders and kafka-python's elect_leaders,
+# alter_partition_reassignments and list_partition_reassignments on a cluster. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
 # (security_protocol SSL), certificates made by trustme in the test. test_kafka_sasl.py: both with SASL_SSL and
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, a wrong password refused, a request before authentication closed.
 # test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;
@@ -45,5 +47,6 @@ fi
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
   tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \
-  tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_tls.py \
+  tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_cluster_admin.py \
+  tests/compat/test_kafka_tls.py \
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py "$@"

@@ -114,6 +114,9 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (32, 1, 4), // DescribeConfigs
         (37, 0, 3), // CreatePartitions
         (42, 0, 2), // DeleteGroups
+        (43, 0, 2), // ElectLeaders
+        (45, 0, 1), // AlterPartitionReassignments
+        (46, 0, 0), // ListPartitionReassignments
         (47, 0, 0), // OffsetDelete
         (60, 0, 1), // DescribeCluster
         (68, 0, 1), // ConsumerGroupHeartbeat

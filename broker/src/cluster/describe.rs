@@ -298,21 +298,29 @@ impl ClusterAdmin for ClusterAdminService {
 }
 
 /// A single node leads every partition it has: there is no other replica to hand a leadership to.
-fn single_node_election_refusal() -> Status {
-    Status::from(BrokerError::MembershipRefused {
+pub(crate) fn single_node_election_refused() -> BrokerError {
+    BrokerError::MembershipRefused {
         reason: "this node runs alone (started without --peers): it leads every partition, and there is no other \
                  replica to elect"
             .into(),
-    })
+    }
 }
 
-/// A single node (no `--peers`) has no membership to change.
-fn single_node_refusal() -> Status {
-    Status::from(crate::error::BrokerError::MembershipRefused {
+/// A single node (no `--peers`) has no membership or replica placement to change.
+pub(crate) fn single_node_refused() -> BrokerError {
+    BrokerError::MembershipRefused {
         reason: "this node runs alone (started without --peers): there is no cluster membership to change; start \
                  nodes with --peers to form a cluster"
             .into(),
-    })
+    }
+}
+
+fn single_node_election_refusal() -> Status {
+    Status::from(single_node_election_refused())
+}
+
+fn single_node_refusal() -> Status {
+    Status::from(single_node_refused())
 }
 
 /// The request, as sent on to the leader: the caller's deadline goes with it (tonic turns `grpc-timeout` back

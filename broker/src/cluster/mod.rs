@@ -28,7 +28,7 @@ pub mod describe;
 pub mod identity;
 mod join;
 mod keeper;
-mod leader_balance;
+pub mod leader_balance;
 mod log_store;
 mod membership;
 pub mod metadata;
@@ -40,7 +40,7 @@ mod probe;
 pub mod producer_id_blocks;
 mod propose;
 pub mod reassign;
-mod reassignment;
+pub mod reassignment;
 pub mod rebalance;
 mod rpc;
 mod sessions;
@@ -137,8 +137,13 @@ pub struct Controller {
     /// Set once to why this node must stop (it belongs to another cluster, its id is taken).
     failure: watch::Sender<Option<String>>,
     keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Held through an add or remove of a node: membership changes run one at a time.
-    membership_change: tokio::sync::Mutex<()>,
+    /// Held through an add or remove of a node or a reassignment: changes run one at a time. In an `Arc` so
+    /// that a reassignment started by Kafka's AlterPartitionReassignments holds it in its own task.
+    membership_change: Arc<tokio::sync::Mutex<()>>,
+    /// The partitions being moved (or queued to move) while this node is the controller leader.
+    ongoing_reassignments: reassignment::OngoingReassignments,
+    /// Set once this process has applied the metadata ([`Controller::has_caught_up`]); never cleared.
+    has_caught_up: std::sync::atomic::AtomicBool,
     /// Set while this node, as controller leader, removes itself: it must finish before it stops.
     is_leaving: std::sync::atomic::AtomicBool,
 }
@@ -181,7 +186,9 @@ impl Controller {
             identity: std::sync::Mutex::new(identity),
             failure: watch::channel(None).0,
             keeper: std::sync::Mutex::new(None),
-            membership_change: tokio::sync::Mutex::new(()),
+            membership_change: Arc::new(tokio::sync::Mutex::new(())),
+            ongoing_reassignments: Default::default(),
+            has_caught_up: std::sync::atomic::AtomicBool::new(false),
             is_leaving: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -239,6 +246,38 @@ impl Controller {
     /// The voters of the controller membership as this node last applied it.
     pub fn voters(&self) -> std::collections::BTreeSet<NodeId> {
         self.raft.metrics().borrow().membership_config.voter_ids().collect()
+    }
+
+    /// Whether this node is the controller leader now (as its raft last knew).
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.current_leader == Some(self.node_id) && metrics.state.is_leader()
+    }
+
+    /// Whether this process has caught up with the cluster's metadata: it knows a leader and has applied every
+    /// entry of its raft log. A restarted node holds its last snapshot until the leader tells it how far its
+    /// log is committed, so until then a topic it does not know may well exist; the edges answer that with a
+    /// retriable refusal rather than "unknown topic". Once true it stays true: a follower a few entries behind
+    /// later is ordinary lag, as a Kafka broker's metadata cache lags.
+    pub fn has_caught_up(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.has_caught_up.load(Ordering::Relaxed) {
+            return true;
+        }
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let applied = metrics.last_applied.map(|log_id| log_id.index);
+        let has_caught_up = metrics.current_leader.is_some() && applied >= metrics.last_log_index;
+        if has_caught_up {
+            self.has_caught_up.store(true, Ordering::Relaxed);
+            tracing::info!(node_id = self.node_id, applied = ?applied, "caught up with the cluster's metadata");
+        }
+        has_caught_up
+    }
+
+    /// The controller leader as this node last knew it.
+    pub fn current_leader_id(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {

@@ -38,6 +38,8 @@ pub enum ElectionScope<'a> {
     All,
     Topic(&'a str),
     Partition(&'a str, u32),
+    /// Kafka's ElectLeaders: the partitions it names (each checked as `Partition` is).
+    Partitions(&'a [(String, u32)]),
 }
 
 /// An on-demand election: the moves, and the partitions not led by their preferred replica that stay so.
@@ -56,15 +58,14 @@ pub fn plan_election(metadata: &ClusterMetadata, scope: ElectionScope<'_>) -> Re
             (0..placed.partitions.len() as u32).map(|p| (topic.to_owned(), p)).collect()
         }
         ElectionScope::Partition(topic, partition) => {
-            let placed = metadata.topics.get(topic).ok_or_else(|| unknown_topic(topic))?;
-            if partition as usize >= placed.partitions.len() {
-                return Err(BrokerError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                    partition_count: placed.partitions.len() as u32,
-                });
-            }
+            check_exists(metadata, topic, partition)?;
             vec![(topic.to_owned(), partition)]
+        }
+        ElectionScope::Partitions(partitions) => {
+            for (topic, partition) in partitions {
+                check_exists(metadata, topic, *partition)?;
+            }
+            partitions.to_vec()
         }
     };
     let mut plan = ElectionPlan::default();
@@ -117,6 +118,18 @@ fn all_partitions(metadata: &ClusterMetadata) -> impl Iterator<Item = (String, u
         .topics
         .iter()
         .flat_map(|(name, placed)| (0..placed.partitions.len() as u32).map(move |p| (name.clone(), p)))
+}
+
+fn check_exists(metadata: &ClusterMetadata, topic: &str, partition: u32) -> Result<(), BrokerError> {
+    let placed = metadata.topics.get(topic).ok_or_else(|| unknown_topic(topic))?;
+    if partition as usize >= placed.partitions.len() {
+        return Err(BrokerError::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            partition_count: placed.partitions.len() as u32,
+        });
+    }
+    Ok(())
 }
 
 fn unknown_topic(topic: &str) -> BrokerError {

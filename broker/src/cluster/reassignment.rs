@@ -14,6 +14,15 @@
 //! A leader that stays keeps the leadership (as in Kafka); a preferred leader election moves it to the first
 //! replica. One change at a time: a reassignment, an add-node or a remove-node under way refuses another.
 //! Interrupted after step 2 it leaves extra replicas, never fewer; running it again finishes it.
+//!
+//! Kafka's AlterPartitionReassignments ([`Controller::start_reassignments`]) checks its partitions at once,
+//! answers, and moves them in a task of its own, one after the other, holding the one-change lock; every move
+//! under way, from there, the CLI or a rebalance, is listed in [`OngoingReassignments`] (Kafka's
+//! ListPartitionReassignments) while it runs. That list lives in the controller leader's memory: a controller
+//! failover stops the moves it held (extra replicas stay, as after a timeout) and the new leader lists none.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use super::membership::{refused, REASSIGNMENT_TIMEOUT};
 use super::metadata::Command;
@@ -29,6 +38,63 @@ pub struct PartitionReassigned {
     pub isr: Vec<NodeId>,
     pub leader: Option<NodeId>,
     pub leader_epoch: u32,
+}
+
+/// A partition being moved, as Kafka's ListPartitionReassignments shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// Every replica it has while it moves: the target's, then those leaving.
+    pub replicas: Vec<NodeId>,
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
+}
+
+/// The partitions being moved, or queued to move, by this node as controller leader.
+#[derive(Default)]
+pub(crate) struct OngoingReassignments(Mutex<BTreeMap<(String, u32), OngoingReassignment>>);
+
+impl OngoingReassignments {
+    fn insert(&self, topic: &str, partition: u32, plan: &reassign::ReassignmentPlan) {
+        let mut replicas = plan.target.clone();
+        replicas.extend(&plan.dropping);
+        let ongoing = OngoingReassignment { replicas, adding: plan.adding.clone(), removing: plan.dropping.clone() };
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert((topic.to_owned(), partition), ongoing);
+    }
+
+    fn remove(&self, topic: &str, partition: u32) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_owned(), partition));
+    }
+
+    /// Every partition being moved, by topic and partition.
+    pub fn list(&self) -> BTreeMap<(String, u32), OngoingReassignment> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn contains(&self, topic: &str, partition: u32) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(topic.to_owned(), partition))
+    }
+}
+
+/// Takes a partition off the list when its move ends, whichever way.
+struct Listed<'a> {
+    ongoing: &'a OngoingReassignments,
+    topic: &'a str,
+    partition: u32,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.ongoing.remove(self.topic, self.partition);
+    }
+}
+
+/// Why one partition of an AlterPartitionReassignments was not started.
+#[derive(Debug)]
+pub enum StartRefused {
+    /// No such topic or partition (`unknown-topic` / `unknown-partition`).
+    Unknown(BrokerError),
+    /// The replica list breaks a rule (Kafka's INVALID_REPLICA_ASSIGNMENT).
+    Invalid(ReassignmentRefused),
 }
 
 fn busy() -> BrokerError {
@@ -62,6 +128,67 @@ impl Controller {
         self.move_partition(topic, partition, target).await
     }
 
+    /// On the controller leader: checks each `(topic, partition, target)` now and moves those that pass in a
+    /// task of its own, one after the other, as [`Controller::reassign_partition`] does each; answers, in the
+    /// order asked, whether each was started. A list that breaks a rule is refused alone; those that pass are
+    /// refused together (`membership-refused`) while another change runs.
+    pub(crate) fn start_reassignments(
+        self: &Arc<Self>,
+        targets: Vec<(String, u32, Vec<NodeId>)>,
+    ) -> Result<Vec<Result<(), StartRefused>>, BrokerError> {
+        // A list that breaks a rule is refused for that rule, even while another change runs.
+        let metadata = self.metadata();
+        let checked: Vec<_> = targets
+            .into_iter()
+            .map(|(topic, partition, target)| {
+                let plan = match reassign::plan_reassignment(&metadata, &topic, partition, &target) {
+                    Ok(Some(plan)) => Ok(plan),
+                    Ok(None) => Err(StartRefused::Unknown(self.unknown_partition(&topic, partition))),
+                    Err(refusal) => Err(StartRefused::Invalid(refusal)),
+                };
+                (topic, partition, plan)
+            })
+            .collect();
+        let mut started = Vec::new();
+        let mut one_change_at_a_time = None;
+        if checked.iter().any(|(_, _, plan)| plan.is_ok()) {
+            let Ok(guard) = Arc::clone(&self.membership_change).try_lock_owned() else { return Err(busy()) };
+            one_change_at_a_time = Some(guard);
+        }
+        let answers = checked
+            .into_iter()
+            .map(|(topic, partition, plan)| {
+                let plan = plan?;
+                self.ongoing_reassignments.insert(&topic, partition, &plan);
+                started.push((topic, partition, plan.target));
+                Ok(())
+            })
+            .collect();
+        if !started.is_empty() {
+            let controller = Arc::clone(self);
+            tokio::spawn(async move {
+                let _one_change_at_a_time = one_change_at_a_time;
+                for (topic, partition, target) in started {
+                    if let Err(err) = controller.move_partition(&topic, partition, target).await {
+                        controller.ongoing_reassignments.remove(&topic, partition);
+                        tracing::warn!(topic, partition, error = %err, "partition reassignment stopped");
+                    }
+                }
+            });
+        }
+        Ok(answers)
+    }
+
+    /// The partitions being moved while this node is the controller leader.
+    pub(crate) fn ongoing_reassignments(&self) -> BTreeMap<(String, u32), OngoingReassignment> {
+        self.ongoing_reassignments.list()
+    }
+
+    /// Whether `topic`/`partition` is being moved (or queued to move) by this node.
+    pub(crate) fn is_reassigning(&self, topic: &str, partition: u32) -> bool {
+        self.ongoing_reassignments.contains(topic, partition)
+    }
+
     /// On the controller leader: spreads the replicas evenly over the alive nodes ([`rebalance::plan_rebalance`]),
     /// one partition after the other; returns each partition moved.
     pub(crate) async fn rebalance_replicas(&self) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
@@ -85,6 +212,8 @@ impl Controller {
     ) -> Result<PartitionReassigned, BrokerError> {
         let plan = reassign::plan_reassignment(&self.metadata(), topic, partition, &target)?
             .ok_or_else(|| self.unknown_partition(topic, partition))?;
+        self.ongoing_reassignments.insert(topic, partition, &plan);
+        let _listed = Listed { ongoing: &self.ongoing_reassignments, topic, partition };
         tracing::info!(
             topic,
             partition,

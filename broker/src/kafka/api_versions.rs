@@ -37,6 +37,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    // Changing a cluster (docs/cluster.md), on the controller leader: preferred (and refused unclean) elections,
+    // and KIP-455's reassignments (v1 adds `allow_replication_factor_change`, KIP-860). Every version the codec
+    // has; Kafka 4.1 has no more.
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     // Kafka's ACL APIs (KIP-140, KIP-290 prefixes from v1); v0 (literal names only) went with Kafka 4.0 (KIP-896),
     // and librdkafka and the Java AdminClient both speak v1. v2 and v3 are flexible.
     (ApiKey::DescribeAcls, 1, 3),

@@ -1,5 +1,5 @@
 //! Routes the APIs beyond records and metadata to their files: the group coordinator's (FindCoordinator, the
-//! offsets, the classic group protocol, group administration), topic administration and the ACL APIs. Each handler takes the
+//! offsets, the classic group protocol, group administration), topic and cluster administration and the ACL APIs. Each handler takes the
 //! decoded request and returns the response; decoding, encoding and the connection's errors stay here, so a
 //! handler never sees bytes. `connection.rs` routes here every API `api_versions::SUPPORTED` lists that it does
 //! not serve itself.
@@ -12,8 +12,8 @@ use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
     acls, consumer_group_describe, consumer_group_heartbeat, create_topics, describe_cluster, describe_configs,
-    find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, sync_group,
-    topics_admin, KafkaContext,
+    elect_leaders, find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch,
+    partition_reassignments, sync_group, topics_admin, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -149,6 +149,16 @@ pub async fn answer(
         ApiKey::DeleteAcls => {
             serve!(DeleteAclsRequest, |request| acls::delete(kafka, request, &caller.principal).await)
         }
+        ApiKey::ElectLeaders => {
+            serve!(ElectLeadersRequest, |request| elect_leaders::answer(kafka, request, version, &caller.principal)
+                .await)
+        }
+        ApiKey::AlterPartitionReassignments => serve!(AlterPartitionReassignmentsRequest, |request| {
+            partition_reassignments::alter(kafka, request, version, &caller.principal)
+        }),
+        ApiKey::ListPartitionReassignments => serve!(ListPartitionReassignmentsRequest, |request| {
+            partition_reassignments::list(kafka, &request, &caller.principal)
+        }),
         other => Err(RequestError::NotServed(other)),
     }
 }

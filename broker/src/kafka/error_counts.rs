@@ -160,6 +160,26 @@ impl ErrorCodes for DeleteAclsResponse {
     }
 }
 
+impl ErrorCodes for ElectLeadersResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.replica_election_results.iter().flat_map(|t| &t.partition_result).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for AlterPartitionReassignmentsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.responses.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for ListPartitionReassignmentsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+    }
+}
+
 /// Counts `response`'s non-zero codes for `api` when the node records metrics.
 pub fn count(kafka: &super::KafkaContext, api: ApiKey, response: &impl ErrorCodes) {
     if let Some(metrics) = &kafka.node.metrics {

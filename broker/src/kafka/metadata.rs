@@ -4,7 +4,9 @@
 //! send produces and fetches to leaders. Topics are never created by a Metadata request (Kafka's `auto.create.topics.enable=false`): an unknown one
 //! is answered with UNKNOWN_TOPIC_OR_PARTITION. From v10 each topic carries its id (`topic_id.rs`), and a topic
 //! may be asked for by id alone (v12, as KIP-848 consumers do to name the topics of their assignment): an
-//! unknown id is UNKNOWN_TOPIC_ID.
+//! unknown id is UNKNOWN_TOPIC_ID. A cluster node that has not caught up with the metadata since it started
+//! answers a topic it does not know with LEADER_NOT_AVAILABLE instead, which clients retry (a Kafka broker does
+//! not serve clients at all until it has caught up).
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
@@ -143,6 +145,10 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
                 };
                 match found {
                     Some((name, placed)) => placed_topic(name, placed),
+                    // A node just restarted may not know the topic yet: retriable, so clients ask again.
+                    None if !replication.has_caught_up() => {
+                        unknown(asked).with_error_code(ResponseError::LeaderNotAvailable.code())
+                    }
                     None => unknown(asked),
                 }
             })

@@ -22,6 +22,7 @@ mod create_topics;
 mod describe_cluster;
 mod describe_configs;
 mod dispatch;
+mod elect_leaders;
 mod error;
 mod error_counts;
 mod fetch;
@@ -38,6 +39,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod partition_reassignments;
 mod produce;
 mod request_buffer;
 mod response_frame;
@@ -63,6 +65,8 @@ pub struct KafkaContext {
     pub advertised_port: u16,
     /// Failed SASL authentications per client address, which slow that address's next answers.
     pub auth_failures: crate::auth::backoff::FailureBackoff,
+    /// This node's member of the controller quorum; `None` on a single node.
+    pub controller: Option<Arc<crate::cluster::Controller>>,
 }
 
 impl KafkaContext {
@@ -77,7 +81,11 @@ impl KafkaContext {
 
     /// `advertise` if set; else the address the node listens on (with its real port), where an unspecified IP
     /// (0.0.0.0, ::) becomes 127.0.0.1: a client cannot connect to "any address", and nothing better is known.
-    pub fn new(node: Arc<Node>, listen_addr: SocketAddr) -> KafkaContext {
+    pub fn new(
+        node: Arc<Node>,
+        listen_addr: SocketAddr,
+        controller: Option<Arc<crate::cluster::Controller>>,
+    ) -> KafkaContext {
         let configured = node.config.advertise.as_deref().and_then(|advertise| parse_advertise(advertise).ok());
         let (advertised_host, advertised_port) = configured.unwrap_or_else(|| {
             let ip = if listen_addr.ip().is_unspecified() {
@@ -88,6 +96,24 @@ impl KafkaContext {
             (ip.to_string(), listen_addr.port())
         });
         let node_id = node.config.node_id.and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
-        KafkaContext { node, node_id, advertised_host, advertised_port, auth_failures: Default::default() }
+        KafkaContext { node, node_id, advertised_host, advertised_port, auth_failures: Default::default(), controller }
+    }
+
+    /// The controller, if this node leads it: the cluster-changing APIs (ElectLeaders, the partition
+    /// reassignments) run there, where the CLI's calls run. Elsewhere NOT_CONTROLLER naming the leader (Kafka's
+    /// answer before KIP-590): clients send these APIs to Metadata's controller id, which is the leader.
+    pub fn leading_controller(&self) -> Result<&Arc<crate::cluster::Controller>, crate::error::BrokerError> {
+        let Some(controller) = &self.controller else { return Err(crate::cluster::describe::single_node_refused()) };
+        if controller.is_leader() {
+            return Ok(controller);
+        }
+        let reason = match controller.current_leader_id() {
+            Some(leader) => format!(
+                "node {} is not the controller leader; node {leader} is (Metadata's controller id): send the request there",
+                controller.node_id
+            ),
+            None => "no controller leader is elected (is a majority of the voters up?); retry".to_owned(),
+        };
+        Err(crate::error::BrokerError::ControllerUnavailable { reason })
     }
 }

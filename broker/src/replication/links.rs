@@ -47,6 +47,10 @@ pub trait ControllerLink: Send + Sync + 'static {
     ) -> BoxFuture<'a, bool>;
     /// The controller quorum's leader as this node knows it.
     fn current_leader(&self) -> Option<u64>;
+    /// Whether this node has applied the cluster's metadata since it started (`Controller::has_caught_up`).
+    fn has_caught_up(&self) -> bool {
+        true
+    }
 }
 
 impl ControllerLink for Controller {
@@ -71,6 +75,10 @@ impl ControllerLink for Controller {
 
     fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    fn has_caught_up(&self) -> bool {
+        Controller::has_caught_up(self)
     }
 }
 

@@ -144,9 +144,38 @@ impl Replication {
         self.controller.current_leader()
     }
 
+    /// Whether this node has applied the cluster's metadata since it started (`Controller::has_caught_up`).
+    pub fn has_caught_up(&self) -> bool {
+        self.controller.has_caught_up()
+    }
+
+    /// The refusal of a topic the applied metadata lacks: `unknown-topic` once this node has caught up with the
+    /// metadata, and before that `controller-unavailable` (UNAVAILABLE, retried by clients): a node just
+    /// restarted may not know a topic yet.
+    pub fn unknown_topic(&self, topic: &str) -> BrokerError {
+        if self.has_caught_up() {
+            return BrokerError::UnknownTopic { topic: topic.to_owned() };
+        }
+        BrokerError::ControllerUnavailable {
+            reason: format!(
+                "node {} has not caught up with the cluster's metadata since it started, and does not know topic                  {topic:?} yet; retry in a moment",
+                self.node_id
+            ),
+        }
+    }
+
     fn placement(&self, topic: &str, partition: u32) -> Result<(PartitionPlacement, u32)> {
         let metadata = self.controller.metadata();
-        let placed = metadata.topics.get(topic).ok_or_else(|| BrokerError::UnknownTopic { topic: topic.to_owned() })?;
+        let Some(placed) = metadata.topics.get(topic) else {
+            // Before this node has caught up with the metadata, a produce or fetch for a topic it does not know
+            // yet is "not the leader" (retried after a metadata refresh), not "no such topic".
+            if !self.has_caught_up() {
+                let (leader, leader_address) = (None, None);
+                let (topic, node_id) = (topic.to_owned(), self.node_id);
+                return Err(BrokerError::NotLeader { topic, partition, node_id, leader, leader_address });
+            }
+            return Err(BrokerError::UnknownTopic { topic: topic.to_owned() });
+        };
         let p = placed.partitions.get(partition as usize).ok_or_else(|| BrokerError::UnknownPartition {
             topic: topic.to_owned(),
             partition,

@@ -92,7 +92,7 @@ impl Replication {
     fn describe_local(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
         let node = self.node()?;
         let metadata = self.controller.metadata();
-        let placed = metadata.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic { topic: name.to_owned() })?;
+        let placed = metadata.topics.get(name).ok_or_else(|| self.unknown_topic(name))?;
         let local = node.registry.topic(name).ok();
         let partitions = placed
             .partitions

@@ -1,4 +1,5 @@
-//! The walks of the topic administration requests (see the parent module). DescribeCluster has no array.
+//! The walks of the topic and cluster administration requests (see the parent module). DescribeCluster has no
+//! array.
 
 use super::{BoundsError, Walk};
 
@@ -65,6 +66,46 @@ pub fn describe_configs(walk: &mut Walk, version: i16) -> Result<(), BoundsError
     walk.tagged_fields(flexible)
 }
 
+pub fn elect_leaders(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    let flexible = version >= 2;
+    if version >= 1 {
+        walk.skip(1)?; // election_type
+    }
+    walk.array(flexible, |topic| {
+        topic.string(flexible)?;
+        topic.array(flexible, |partition| partition.skip(4))?;
+        topic.tagged_fields(flexible)
+    })?;
+    walk.skip(4)?; // timeout_ms
+    walk.tagged_fields(flexible)
+}
+
+/// Every version is flexible.
+pub fn alter_partition_reassignments(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    walk.skip(4 + if version >= 1 { 1 } else { 0 })?; // timeout_ms, allow_replication_factor_change
+    walk.array(true, |topic| {
+        topic.string(true)?;
+        topic.array(true, |partition| {
+            partition.skip(4)?; // partition_index
+            partition.array(true, |replica| replica.skip(4))?;
+            partition.tagged_fields(true)
+        })?;
+        topic.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
+/// v0, flexible.
+pub fn list_partition_reassignments(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.skip(4)?; // timeout_ms
+    walk.array(true, |topic| {
+        topic.string(true)?;
+        topic.array(true, |partition| partition.skip(4))?;
+        topic.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
@@ -107,5 +148,29 @@ mod tests {
         let describe = DescribeConfigsRequest::default()
             .with_resources(vec![resource.clone(), resource.with_configuration_keys(None)]);
         assert_walked_whole(ApiKey::DescribeConfigs, 1..=4, &describe);
+
+        let elect_topic = elect_leaders_request::TopicPartitions::default()
+            .with_topic(TopicName(text("t")))
+            .with_partitions(vec![0, 1, 2]);
+        let elect = ElectLeadersRequest::default().with_topic_partitions(Some(vec![elect_topic.clone(), elect_topic]));
+        assert_walked_whole(ApiKey::ElectLeaders, 0..=2, &elect);
+        assert_walked_whole(ApiKey::ElectLeaders, 0..=2, &ElectLeadersRequest::default().with_topic_partitions(None));
+
+        let reassigned = alter_partition_reassignments_request::ReassignablePartition::default()
+            .with_partition_index(1)
+            .with_replicas(Some(vec![BrokerId(1), BrokerId(2)]));
+        let alter_topic = alter_partition_reassignments_request::ReassignableTopic::default()
+            .with_name(TopicName(text("t")))
+            .with_partitions(vec![reassigned.clone(), reassigned.with_replicas(None)]);
+        let alter = AlterPartitionReassignmentsRequest::default().with_topics(vec![alter_topic.clone(), alter_topic]);
+        assert_walked_whole(ApiKey::AlterPartitionReassignments, 0..=1, &alter);
+
+        let list_topic = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+            .with_name(TopicName(text("t")))
+            .with_partition_indexes(vec![0, 3]);
+        let list = ListPartitionReassignmentsRequest::default().with_topics(Some(vec![list_topic.clone(), list_topic]));
+        assert_walked_whole(ApiKey::ListPartitionReassignments, 0..=0, &list);
+        let list_all = ListPartitionReassignmentsRequest::default().with_topics(None);
+        assert_walked_whole(ApiKey::ListPartitionReassignments, 0..=0, &list_all);
     }
 }

@@ -66,7 +66,29 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     let create_acls = CreateAclsRequest::default().with_creations(vec![creation; 2]);
     let filter = delete_acls_request::DeleteAclsFilter::default().with_resource_name_filter(Some(text("t")));
     let delete_acls = DeleteAclsRequest::default().with_filters(vec![filter; 2]);
+    let elect_topic =
+        elect_leaders_request::TopicPartitions::default().with_topic(TopicName(text("t"))).with_partitions(vec![0, 1]);
+    let elect = ElectLeadersRequest::default().with_topic_partitions(Some(vec![elect_topic; 2]));
+    let reassigned = alter_partition_reassignments_request::ReassignablePartition::default()
+        .with_replicas(Some(vec![BrokerId(1), BrokerId(2)]));
+    let alter = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        alter_partition_reassignments_request::ReassignableTopic::default()
+            .with_name(TopicName(text("t")))
+            .with_partitions(vec![reassigned; 2]);
+        2
+    ]);
+    let list = ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
+        list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+            .with_name(TopicName(text("t")))
+            .with_partition_indexes(vec![0, 1]);
+        2
+    ]));
     let mut all = Vec::new();
+    for version in [0, 2] {
+        all.push(encoded(ApiKey::ElectLeaders, version, &elect));
+    }
+    all.push(encoded(ApiKey::AlterPartitionReassignments, 1, &alter));
+    all.push(encoded(ApiKey::ListPartitionReassignments, 0, &list));
     for version in [0, 5, 9] {
         all.push(encoded(ApiKey::JoinGroup, version, &join));
     }
@@ -106,6 +128,9 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut body, version).map(drop),
         ApiKey::CreateAcls => CreateAclsRequest::decode(&mut body, version).map(drop),
         ApiKey::DeleteAcls => DeleteAclsRequest::decode(&mut body, version).map(drop),
+        ApiKey::ElectLeaders => ElectLeadersRequest::decode(&mut body, version).map(drop),
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),
     };
 }

@@ -1,0 +1,298 @@
+//! Kafka's ElectLeaders and partition reassignment APIs on three real `rill broker` processes, spoken raw on
+//! the Kafka port (the tests crate's client): a preferred leader SIGKILLed and restarted gets its leadership
+//! back through ElectLeaders sent to Metadata's controller (another node answers NOT_CONTROLLER naming it), a
+//! second election is not needed; AlterPartitionReassignments moves a partition holding acks-all records onto
+//! another node, ListPartitionReassignments shows it moving (or nothing, once done) with the replicas being
+//! added and removed, and after an election the new preferred replica leads and serves every record once. And a
+//! node just restarted answers Metadata for a topic it does not know yet with LEADER_NOT_AVAILABLE (retriable),
+//! never UNKNOWN_TOPIC_OR_PARTITION, until it has caught up with the cluster's metadata.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::cluster::{self, Cluster, PartitionRow};
+use common::{rill, rill_with_stdin, DEADLINE};
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rill_tests::kafka_client::KafkaClient;
+
+const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
+                            replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n";
+const NOT_CONTROLLER: i16 = 41;
+const ELECTION_NOT_NEEDED: i16 = 84;
+const RECORDS: usize = 200;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+/// The Kafka side of the test: a runtime for the async client.
+struct Kafka {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Kafka {
+    fn new() -> Kafka {
+        Kafka { runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime") }
+    }
+
+    fn connect(&self, addr: &str) -> KafkaClient {
+        let addr: SocketAddr = addr.parse().expect("node address");
+        self.runtime.block_on(KafkaClient::connect(addr))
+    }
+
+    fn call<Req: kafka_protocol::protocol::Encodable, Resp: kafka_protocol::protocol::Decodable>(
+        &self,
+        client: &mut KafkaClient,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.runtime.block_on(client.call(api, version, request))
+    }
+
+    /// The node Metadata names controller, asked of `addr`.
+    fn controller(&self, addr: &str) -> Option<u64> {
+        let mut client = self.connect(addr);
+        let metadata: MetadataResponse =
+            self.call(&mut client, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(Vec::new())));
+        u64::try_from(metadata.controller_id.0).ok().filter(|id| *id >= 1)
+    }
+
+    /// `call` on Metadata's controller (asked of any node), again while the answer is NOT_CONTROLLER (a
+    /// controller change in between).
+    fn on_controller<Resp: kafka_protocol::protocol::Decodable>(
+        &self,
+        cluster: &Cluster,
+        call: impl Fn(&Kafka, &mut KafkaClient) -> Resp,
+        top_level_code: impl Fn(&Resp) -> i16,
+    ) -> Resp {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(controller) = self.controller(cluster.any_running()) {
+                let mut client = self.connect(cluster.addr(controller));
+                let answer = call(self, &mut client);
+                if top_level_code(&answer) != NOT_CONTROLLER {
+                    return answer;
+                }
+            }
+            assert!(Instant::now() < deadline, "no controller answered within {DEADLINE:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn elect_request(topic: &str, partitions: &[i32]) -> ElectLeadersRequest {
+    ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(TopicName(text(topic)))
+            .with_partitions(partitions.to_vec())]))
+        .with_timeout_ms(10_000)
+}
+
+/// (partition, code) of each result, sorted.
+fn election_codes(response: &ElectLeadersResponse) -> Vec<(i32, i16)> {
+    let mut codes: Vec<(i32, i16)> = response
+        .replica_election_results
+        .iter()
+        .flat_map(|t| t.partition_result.iter().map(|p| (p.partition_id, p.error_code)))
+        .collect();
+    codes.sort();
+    codes
+}
+
+fn elect(kafka: &Kafka, cluster: &Cluster, topic: &str, partitions: &[i32]) -> ElectLeadersResponse {
+    let request = elect_request(topic, partitions);
+    kafka.on_controller(
+        cluster,
+        |kafka, client| kafka.call(client, ApiKey::ElectLeaders, 2, &request),
+        |r: &ElectLeadersResponse| r.error_code,
+    )
+}
+
+#[track_caller]
+fn wait_for(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: usize,
+    what: &str,
+    done: impl Fn(&[PartitionRow]) -> bool,
+) -> Vec<PartitionRow> {
+    cluster::wait_for_topic(cluster.any_running(), topic, partitions, what, done)
+}
+
+fn create(cluster: &Cluster, topic: &str, partitions: &str, replication_factor: &str) {
+    let create = ["topic", "create", topic, "--partitions", partitions, "--replication-factor", replication_factor];
+    let deadline = Instant::now() + DEADLINE;
+    // The cluster forms first: a create before a controller leader is elected is refused, and retried.
+    while !rill(&cluster.all(), &create).status.success() {
+        assert!(Instant::now() < deadline, "{topic} not created within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kafka_elect_leaders_and_reassignments_move_leaderships_and_replicas_on_a_cluster() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let kafka = Kafka::new();
+    create(&cluster, "orders", "3", "3");
+    create(&cluster, "moves", "1", "2");
+    let rows = wait_for(&cluster, "orders", 3, "orders in sync, led by the preferred replicas", |rows| {
+        rows.iter().all(|r| r.isr.len() == 3 && r.leader == r.replicas.first().copied())
+    });
+    let input: String = (0..RECORDS).map(|i| format!("m-{i}\n")).collect();
+    rill_with_stdin(&cluster.all(), &["produce", "moves", "--acks", "all"], input.as_bytes()).ok();
+
+    // A failover takes partition 0 of orders away from its preferred leader, which comes back in sync.
+    let preferred = rows[0].replicas[0];
+    cluster.nodes[preferred as usize - 1].take().expect("the preferred leader running").kill();
+    wait_for(&cluster, "orders", 3, "a failover of partition 0", |rows| rows[0].leader.is_some_and(|l| l != preferred));
+    cluster.nodes[preferred as usize - 1] = Some(cluster.start_node(preferred));
+    let rows = wait_for(&cluster, "orders", 3, "the restarted node back in sync", |rows| {
+        rows.iter().all(|r| r.isr.len() == 3)
+    });
+    let deposed = rows[0].leader.expect("a leader");
+    assert_ne!(deposed, preferred, "with the automatic rebalance off the leadership stays where it moved");
+
+    // Another node than the controller says which one is.
+    let controller = kafka.controller(cluster.any_running()).expect("a controller");
+    let other = (1..=3).find(|id| *id != controller).expect("another node");
+    let mut client = kafka.connect(cluster.addr(other));
+    let refused: ElectLeadersResponse =
+        kafka.call(&mut client, ApiKey::ElectLeaders, 2, &elect_request("orders", &[0]));
+    if refused.error_code == NOT_CONTROLLER {
+        let message =
+            refused.replica_election_results[0].partition_result[0].error_message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("is not the controller leader") && message.contains("Metadata's controller id"),
+            "{message}"
+        );
+    } else {
+        // The controller moved between the two calls: then `other` leads it now and elected.
+        assert_eq!(refused.error_code, 0, "{refused:?}");
+    }
+
+    let elected = elect(&kafka, &cluster, "orders", &[0, 1, 2]);
+    assert_eq!(elected.error_code, 0, "{elected:?}");
+    let codes = election_codes(&elected);
+    assert!(
+        codes == [(0, 0), (1, ELECTION_NOT_NEEDED), (2, ELECTION_NOT_NEEDED)]
+            || codes == [(0, ELECTION_NOT_NEEDED), (1, ELECTION_NOT_NEEDED), (2, ELECTION_NOT_NEEDED)]
+                && refused.error_code == 0,
+        "{codes:?}"
+    );
+    let rows = wait_for(&cluster, "orders", 3, "every partition led by its preferred replica", |rows| {
+        rows.iter().all(|r| r.leader == r.replicas.first().copied())
+    });
+    assert_eq!(rows[0].leader, Some(preferred));
+    assert_eq!(election_codes(&elect(&kafka, &cluster, "orders", &[0])), [(0, ELECTION_NOT_NEEDED)]);
+
+    // Move `moves`/0 from (a, b) onto (c, a): c copies it, b leaves; a keeps leading until an election.
+    // The failover may have moved its leadership too: back to its first replica first.
+    let codes = election_codes(&elect(&kafka, &cluster, "moves", &[0]));
+    assert!(codes == [(0, 0)] || codes == [(0, ELECTION_NOT_NEEDED)], "{codes:?}");
+    let before = wait_for(&cluster, "moves", 1, "moves in sync, led by its first replica", |rows| {
+        rows[0].isr.len() == 2 && rows[0].leader == rows[0].replicas.first().copied()
+    })[0]
+        .clone();
+    let (a, b) = (before.replicas[0], before.replicas[1]);
+    let c = (1..=3).find(|id| !before.replicas.contains(id)).expect("a node without a replica");
+    let alter = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        ReassignableTopic::default().with_name(TopicName(text("moves"))).with_partitions(vec![
+            ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(c as i32), BrokerId(a as i32)])),
+        ]),
+    ]);
+    let altered: AlterPartitionReassignmentsResponse = kafka.on_controller(
+        &cluster,
+        |kafka, client| kafka.call(client, ApiKey::AlterPartitionReassignments, 1, &alter),
+        |r: &AlterPartitionReassignmentsResponse| r.error_code,
+    );
+    assert_eq!(altered.error_code, 0, "{:?}", altered.error_message);
+    let results: Vec<(i32, i16)> =
+        altered.responses.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code))).collect();
+    assert_eq!(results, [(0, 0)], "{altered:?}");
+
+    // While it moves, List shows the replicas (the target's, then the one leaving), c added and b removed.
+    let list = ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(None);
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen_moving = 0;
+    loop {
+        let listed: ListPartitionReassignmentsResponse = kafka.on_controller(
+            &cluster,
+            |kafka, client| kafka.call(client, ApiKey::ListPartitionReassignments, 0, &list),
+            |r: &ListPartitionReassignmentsResponse| r.error_code,
+        );
+        assert_eq!(listed.error_code, 0, "{:?}", listed.error_message);
+        let Some(topic) = listed.topics.first() else { break };
+        let moving = &topic.partitions[0];
+        assert_eq!((topic.name.0.as_str(), moving.partition_index), ("moves", 0));
+        let ids = |ids: &[BrokerId]| ids.iter().map(|id| id.0 as u64).collect::<Vec<_>>();
+        assert_eq!(ids(&moving.replicas), [c, a, b]);
+        assert_eq!((ids(&moving.adding_replicas), ids(&moving.removing_replicas)), (vec![c], vec![b]));
+        seen_moving += 1;
+        assert!(Instant::now() < deadline, "still moving after {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rows = wait_for(&cluster, "moves", 1, "moves on its new replicas", |rows| {
+        rows[0].replicas == [c, a] && rows[0].isr.len() == 2
+    });
+    assert_eq!(rows[0].leader, Some(a), "a leader that stays keeps leading, as in Kafka");
+    let elected = elect(&kafka, &cluster, "moves", &[0]);
+    assert_eq!(election_codes(&elected), [(0, 0)], "node {c} is alive and in the ISR: {elected:?}");
+    let rows = wait_for(&cluster, "moves", 1, "the new preferred replica leading", |rows| {
+        rows[0].leader == Some(c) && rows[0].high_watermark >= RECORDS as i64
+    });
+    let consumed = rill(cluster.addr(c), &["consume", "moves", "--partition", "0", "--from-beginning"]);
+    let read = consumed.ok().lines().collect::<Vec<_>>().join("\n");
+    let expected: Vec<String> = (0..RECORDS).map(|i| format!("m-{i}")).collect();
+    assert_eq!(read, expected.join("\n"), "every acks-all record once, in order, from node {c}: {rows:?}");
+    eprintln!("ListPartitionReassignments showed the move {seen_moving} time(s) before it was done");
+}
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+/// The code of `orders` in Metadata asked of `client`, and its partition count.
+fn orders_in_metadata(kafka: &Kafka, client: &mut KafkaClient) -> (i16, usize) {
+    let asked = metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(text("orders"))));
+    let metadata: MetadataResponse =
+        kafka.call(client, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![asked])));
+    let topic = &metadata.topics[0];
+    (topic.error_code, topic.partitions.len())
+}
+
+#[test]
+fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let kafka = Kafka::new();
+    create(&cluster, "orders", "3", "3");
+    wait_for(&cluster, "orders", 3, "orders in sync", |rows| rows.iter().all(|r| r.isr.len() == 3));
+
+    // Node 3 restarts with its raft log on disk but nothing applied: until the leader tells it how far that log
+    // is committed, it does not know `orders`. It never says the topic does not exist.
+    cluster.nodes[2].take().expect("node 3 running").kill();
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    let mut client = kafka.connect(cluster.addr(3));
+    let deadline = Instant::now() + DEADLINE;
+    let mut not_yet = 0;
+    loop {
+        match orders_in_metadata(&kafka, &mut client) {
+            (0, 3) => break,
+            (LEADER_NOT_AVAILABLE, 0) => not_yet += 1,
+            other => {
+                panic!("node 3 answered {other:?} for orders (code, partitions) after {not_yet} retriable answers")
+            }
+        }
+        assert!(Instant::now() < deadline, "node 3 did not catch up within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!("node 3 answered LEADER_NOT_AVAILABLE {not_yet} time(s) before it had caught up");
+    // gRPC's metadata call on the same node knows it too.
+    assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
+}

@@ -1,0 +1,98 @@
+"""Kafka admin clients changing a three-node rill cluster through the Kafka port: confluent-kafka's (librdkafka)
+AdminClient.elect_leaders hands a restarted preferred leader its leadership back (a second election is not
+needed), and kafka-python's KafkaAdminClient moves a partition with alter_partition_reassignments, watches it
+with list_partition_reassignments until it is done, and elects its new preferred replica. Run by
+kafka-clients.sh."""
+
+import tempfile
+
+import pytest
+from confluent_kafka import ElectionType, TopicPartition
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as KafkaPythonTopicPartition
+
+from test_kafka_cluster import CONFIG, Cluster, rill, wait_for
+
+UNKNOWN_TOPIC_OR_PARTITION = 3
+ELECTION_NOT_NEEDED = 84
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with tempfile.TemporaryDirectory() as root:
+        cluster = Cluster(root, CONFIG + "auto_leader_rebalance_enable = false\n")
+        try:
+            for topic, partitions, replicas in (("orders", "3", "3"), ("moves", "1", "2")):
+                create = ("topic", "create", topic, "--partitions", partitions, "--replication-factor", replicas)
+                wait_for(lambda: rill(cluster.addrs[0], *create, check=False).returncode == 0, f"{topic} created")
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def rows(cluster, topic):
+    """{partition: (leader, replicas, isr)} from `rill topic describe`, leader None while it has none."""
+    found = {}
+    for line in rill(cluster.bootstrap(), "topic", "describe", topic, check=False).stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0].isdigit():
+            leader = int(fields[1]) if fields[1].isdigit() else None
+            ids = lambda cell: [int(n) for n in cell.split(",") if n.isdigit()]
+            found[int(fields[0])] = (leader, ids(fields[3]), ids(fields[4]))
+    return found
+
+
+def in_sync(cluster, topic, partitions, replicas):
+    found = rows(cluster, topic)
+    return len(found) == partitions and all(len(isr) == replicas for _, _, isr in found.values()) and found
+
+
+def test_confluent_kafka_elect_leaders_hands_a_restarted_preferred_leader_its_leadership_back(cluster):
+    placed = wait_for(lambda: in_sync(cluster, "orders", 3, 3), "orders in sync")
+    preferred = placed[0][1][0]
+    wait_for(lambda: rows(cluster, "orders")[0][0] == preferred, "partition 0 led by its preferred replica")
+    cluster.kill(preferred)
+    wait_for(lambda: rows(cluster, "orders").get(0, (preferred,))[0] not in (preferred, None), "a failover")
+    cluster.processes[preferred] = cluster.start(preferred)
+    wait_for(lambda: in_sync(cluster, "orders", 3, 3), "the restarted node back in sync")
+    assert rows(cluster, "orders")[0][0] != preferred, "with the automatic rebalance off it stays away"
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    partition = TopicPartition("orders", 0)
+    result = admin.elect_leaders(ElectionType.PREFERRED, [partition]).result(timeout=30)
+    assert list(result.values()) == [None], result
+    wait_for(lambda: rows(cluster, "orders")[0][0] == preferred, "the leadership back on the preferred replica")
+
+    again = admin.elect_leaders(ElectionType.PREFERRED, [partition]).result(timeout=30)
+    (error,) = again.values()  # a KafkaError per partition that was not elected
+    assert error.code() == ELECTION_NOT_NEEDED and "leads it already" in error.str(), again
+    unknown = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("orders", 9)]).result(timeout=30)
+    (error,) = unknown.values()
+    assert error.code() == UNKNOWN_TOPIC_OR_PARTITION and "partitions 0 to 2" in error.str(), unknown
+
+
+def test_kafka_python_reassigns_a_partition_lists_it_and_elects_its_new_preferred_replica(cluster):
+    placed = wait_for(lambda: in_sync(cluster, "moves", 1, 2), "moves in sync")
+    _, (a, b), _ = placed[0]
+    c = next(node for node in (1, 2, 3) if node not in (a, b))
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    try:
+        admin.elect_leaders(0, {"moves": [0]})  # ELECTION_NOT_NEEDED is not raised
+        wait_for(lambda: rows(cluster, "moves")[0][0] == a, "moves led by its first replica")
+        partition = KafkaPythonTopicPartition("moves", 0)
+        assert admin.alter_partition_reassignments({partition: [c, a]}) == {partition: None}
+
+        def done():
+            listed = admin.list_partition_reassignments()
+            for moving in listed.values():
+                assert moving == {"replicas": [c, a, b], "adding_replicas": [c], "removing_replicas": [b]}, listed
+            return not listed
+
+        wait_for(done, "the move done")
+        wait_for(lambda: (row := rows(cluster, "moves")[0])[1] == [c, a] and sorted(row[2]) == sorted([c, a]),
+                 "moves on c and a, both in sync")
+        admin.elect_leaders(0, {"moves": [0]})
+        wait_for(lambda: rows(cluster, "moves")[0][0] == c, "the new preferred replica leading")
+    finally:
+        admin.close()

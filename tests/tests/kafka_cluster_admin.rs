@@ -1,0 +1,338 @@
+//! Kafka's ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments on the broker's port
+//! (docs/kafka.md, docs/cluster.md), spoken raw with the `kafka-protocol` crate over every advertised version:
+//! a single node refuses the two that change the cluster saying it runs alone and lists no reassignment; a
+//! cluster of one (a controller quorum of one node, the real controller code) answers each partition with
+//! Kafka's codes and a message saying what is allowed; and with authorization on, ElectLeaders and Alter need
+//! ALTER on the cluster and List DESCRIBE, refused with CLUSTER_AUTHORIZATION_FAILED naming the principal.
+//! The elections and moves themselves, across three real processes, are in `cli/tests/cluster_kafka_admin.rs`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rill_broker::{AuthorizationMode, SaslMechanism};
+use rill_protocol::v1::user_admin_client::UserAdminClient;
+use rill_protocol::v1::CreateUserRequest;
+use rill_tests::kafka_client::KafkaClient;
+use rill_tests::TestBroker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const INVALID_REQUEST: i16 = 42;
+const ELECTION_NOT_NEEDED: i16 = 84;
+const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+const PREFERRED: i8 = 0;
+const UNCLEAN: i8 = 1;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+fn elect(election_type: i8, partitions: Option<&[(&str, &[i32])]>) -> ElectLeadersRequest {
+    let topics = partitions.map(|topics| {
+        topics
+            .iter()
+            .map(|(topic, partitions)| {
+                TopicPartitions::default().with_topic(TopicName(text(topic))).with_partitions(partitions.to_vec())
+            })
+            .collect()
+    });
+    ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_topic_partitions(topics)
+        .with_timeout_ms(5_000)
+}
+
+/// Each partition's answer, as (topic, partition, code, message), sorted.
+fn elected(response: &ElectLeadersResponse) -> Vec<(String, i32, i16, String)> {
+    let mut results: Vec<_> = response
+        .replica_election_results
+        .iter()
+        .flat_map(|topic| {
+            topic.partition_result.iter().map(|p| {
+                let message = p.error_message.as_deref().unwrap_or_default().to_string();
+                (topic.topic.0.to_string(), p.partition_id, p.error_code, message)
+            })
+        })
+        .collect();
+    results.sort();
+    results
+}
+
+fn codes(results: &[(String, i32, i16, String)]) -> Vec<(&str, i32, i16)> {
+    results.iter().map(|(topic, partition, code, _)| (topic.as_str(), *partition, *code)).collect()
+}
+
+fn alter(partitions: &[(&str, i32, Option<&[i32]>)]) -> AlterPartitionReassignmentsRequest {
+    let topics = partitions
+        .iter()
+        .map(|(topic, partition, replicas)| {
+            let replicas = replicas.map(|ids| ids.iter().copied().map(BrokerId).collect());
+            ReassignableTopic::default().with_name(TopicName(text(topic))).with_partitions(vec![
+                ReassignablePartition::default().with_partition_index(*partition).with_replicas(replicas),
+            ])
+        })
+        .collect();
+    AlterPartitionReassignmentsRequest::default().with_timeout_ms(5_000).with_topics(topics)
+}
+
+/// Each partition's answer to an Alter, as (topic, partition, code, message), sorted.
+fn altered(response: &AlterPartitionReassignmentsResponse) -> Vec<(String, i32, i16, String)> {
+    assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+    let mut results: Vec<_> = response
+        .responses
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| {
+                let message = p.error_message.as_deref().unwrap_or_default().to_string();
+                (topic.name.0.to_string(), p.partition_index, p.error_code, message)
+            })
+        })
+        .collect();
+    results.sort();
+    results
+}
+
+fn list_all() -> ListPartitionReassignmentsRequest {
+    ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000).with_topics(None)
+}
+
+#[tokio::test]
+async fn a_single_node_refuses_elections_and_reassignments_saying_it_runs_alone_and_lists_none() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 2).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+
+    for version in 0..=2 {
+        let response: ElectLeadersResponse =
+            client.call(ApiKey::ElectLeaders, version, &elect(PREFERRED, Some(&[("orders", &[0, 1])]))).await;
+        let results = elected(&response);
+        assert_eq!(codes(&results), [("orders", 0, INVALID_REQUEST), ("orders", 1, INVALID_REQUEST)], "v{version}");
+        assert!(results[0].3.contains("runs alone") && results[0].3.contains("no other replica"), "{results:?}");
+        assert_eq!(response.error_code, if version >= 1 { INVALID_REQUEST } else { 0 }, "v{version}");
+    }
+    for version in 0..=1 {
+        let response: AlterPartitionReassignmentsResponse =
+            client.call(ApiKey::AlterPartitionReassignments, version, &alter(&[("orders", 0, Some(&[0]))])).await;
+        assert_eq!(response.error_code, INVALID_REQUEST, "v{version}");
+        let message = response.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains("runs alone") && message.contains("--peers"), "{message}");
+        assert!(response.responses.is_empty());
+    }
+    let listed: ListPartitionReassignmentsResponse =
+        client.call(ApiKey::ListPartitionReassignments, 0, &list_all()).await;
+    assert_eq!((listed.error_code, listed.topics.len()), (0, 0), "nothing moves on a single node");
+    broker.assert_serving().await;
+}
+
+/// A node that is a cluster of one: a controller quorum of one voter, so the real controller answers.
+async fn cluster_of_one() -> TestBroker {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    let mut broker = TestBroker::start_with(|config| {
+        config.listen = addr;
+        config.node_id = Some(1);
+        config.peers = rill_broker::parse_peers(&format!("1@{addr}")).expect("peers");
+    })
+    .await;
+    // The quorum forms, then a create goes through it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request =
+            rill_protocol::v1::CreateTopicRequest { name: "orders".into(), partition_count: 2, ..Default::default() };
+        if broker.admin.create_topic(request).await.is_ok() {
+            return broker;
+        }
+        assert!(Instant::now() < deadline, "no controller leader within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_answers_each_partition_with_kafkas_codes_and_what_is_allowed() {
+    let broker = cluster_of_one().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+
+    // PREFERRED: the only replica leads already; unknown topics and partitions are said so, each alone.
+    for version in 0..=2 {
+        let asked: &[(&str, &[i32])] = &[("orders", &[0, 7, -1]), ("nope", &[0])];
+        let response: ElectLeadersResponse =
+            client.call(ApiKey::ElectLeaders, version, &elect(PREFERRED, Some(asked))).await;
+        assert_eq!(response.error_code, 0, "v{version}");
+        let results = elected(&response);
+        assert_eq!(
+            codes(&results),
+            [
+                ("nope", 0, UNKNOWN_TOPIC_OR_PARTITION),
+                ("orders", -1, UNKNOWN_TOPIC_OR_PARTITION),
+                ("orders", 0, ELECTION_NOT_NEEDED),
+                ("orders", 7, UNKNOWN_TOPIC_OR_PARTITION),
+            ],
+            "v{version}"
+        );
+        assert!(results[2].3.contains("node 1, the preferred leader, leads it already"), "{results:?}");
+        assert!(results[3].3.contains("partitions 0 to 1"), "{results:?}");
+    }
+    // Every partition: nothing moves, and Kafka leaves ELECTION_NOT_NEEDED out of such an answer.
+    let all: ElectLeadersResponse = client.call(ApiKey::ElectLeaders, 2, &elect(PREFERRED, None)).await;
+    assert_eq!((all.error_code, elected(&all).len()), (0, 0), "{all:?}");
+    // UNCLEAN: a partition with a leader needs no election; an unknown type is refused saying the types.
+    let unclean: ElectLeadersResponse =
+        client.call(ApiKey::ElectLeaders, 1, &elect(UNCLEAN, Some(&[("orders", &[1])]))).await;
+    let results = elected(&unclean);
+    assert_eq!(codes(&results), [("orders", 1, ELECTION_NOT_NEEDED)]);
+    assert!(results[0].3.contains("node 1 leads it"), "{results:?}");
+    let odd: ElectLeadersResponse = client.call(ApiKey::ElectLeaders, 2, &elect(7, Some(&[("orders", &[1])]))).await;
+    assert_eq!(odd.error_code, INVALID_REQUEST);
+    assert!(elected(&odd)[0].3.contains("0 (PREFERRED) and 1 (UNCLEAN)"), "{odd:?}");
+
+    for version in 0..=1 {
+        let request = alter(&[
+            ("orders", 0, Some(&[1])),
+            ("orders", 1, Some(&[2])),
+            ("nope", 0, Some(&[1])),
+            ("orders", 9, None),
+        ]);
+        let results = altered(&client.call(ApiKey::AlterPartitionReassignments, version, &request).await);
+        assert_eq!(
+            codes(&results),
+            [
+                ("nope", 0, UNKNOWN_TOPIC_OR_PARTITION),
+                ("orders", 0, 0),
+                ("orders", 1, INVALID_REPLICA_ASSIGNMENT),
+                ("orders", 9, UNKNOWN_TOPIC_OR_PARTITION),
+            ],
+            "v{version}"
+        );
+        assert!(results[2].3.contains("node 2 is not a member") && results[2].3.contains("alive members: 1"));
+        // The no-op move of partition 0 holds the one-change lock for a moment: wait for it before the next.
+        wait_until_nothing_moves(&mut client).await;
+        let request = alter(&[("orders", 0, Some(&[1, 1])), ("orders", 1, None)]);
+        let results = altered(&client.call(ApiKey::AlterPartitionReassignments, version, &request).await);
+        assert_eq!(
+            codes(&results),
+            [("orders", 0, INVALID_REPLICA_ASSIGNMENT), ("orders", 1, NO_REASSIGNMENT_IN_PROGRESS)],
+            "v{version}"
+        );
+        assert!(results[0].3.contains("more than once"), "{results:?}");
+        assert!(results[1].3.contains("nothing to cancel"), "{results:?}");
+        let empty = altered(
+            &client.call(ApiKey::AlterPartitionReassignments, version, &alter(&[("orders", 1, Some(&[]))])).await,
+        );
+        assert_eq!(codes(&empty), [("orders", 1, INVALID_REPLICA_ASSIGNMENT)]);
+        assert!(empty[0].3.contains("empty"), "{empty:?}");
+    }
+    // v1 may forbid a change of the replica count.
+    let fixed = alter(&[("orders", 0, Some(&[1, 2]))]).with_allow_replication_factor_change(false);
+    let answer: AlterPartitionReassignmentsResponse = client.call(ApiKey::AlterPartitionReassignments, 1, &fixed).await;
+    assert!(!answer.allow_replication_factor_change);
+    let results = altered(&answer);
+    assert_eq!(codes(&results), [("orders", 0, INVALID_REPLICATION_FACTOR)]);
+    assert!(results[0].3.contains("does not allow a replication factor change"), "{results:?}");
+    wait_until_nothing_moves(&mut client).await;
+}
+
+/// Polls ListPartitionReassignments until it lists nothing; anything it lists is `orders` 0 staying on node 1.
+async fn wait_until_nothing_moves(client: &mut KafkaClient) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: ListPartitionReassignmentsResponse =
+            client.call(ApiKey::ListPartitionReassignments, 0, &list_all()).await;
+        assert_eq!(listed.error_code, 0, "{:?}", listed.error_message);
+        if listed.topics.is_empty() {
+            return;
+        }
+        for topic in &listed.topics {
+            for p in &topic.partitions {
+                assert_eq!((topic.name.0.as_str(), p.partition_index), ("orders", 0));
+                assert_eq!(
+                    (p.replicas.clone(), p.adding_replicas.len(), p.removing_replicas.len()),
+                    (vec![BrokerId(1)], 0, 0)
+                );
+            }
+        }
+        assert!(Instant::now() < deadline, "a no-op move still listed after 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn connect_as(addr: std::net::SocketAddr, user: &str) -> KafkaClient {
+    let mut client = KafkaClient::connect(addr).await;
+    let handshake: SaslHandshakeResponse =
+        client.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(text("PLAIN"))).await;
+    assert_eq!(handshake.error_code, 0);
+    let auth_bytes = Bytes::from(format!("\0{user}\0{PASSWORD}"));
+    let authenticated: SaslAuthenticateResponse =
+        client.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes)).await;
+    assert_eq!(authenticated.error_code, 0, "{:?}", authenticated.error_message);
+    client
+}
+
+#[tokio::test]
+async fn elections_and_reassignments_need_alter_on_the_cluster_and_listing_them_describe() {
+    let mut broker = TestBroker::start_with(|config| {
+        config.auth.kafka_sasl_mechanisms = vec![SaslMechanism::Plain];
+        config.auth.sasl_plain_without_tls = true;
+    })
+    .await;
+    broker.create_topic("orders", 1).await;
+    let url = broker.handle.as_ref().expect("running").url();
+    let mut users = UserAdminClient::connect(url).await.expect("connect");
+    for name in ["admin", "ops"] {
+        let request = CreateUserRequest { name: name.into(), password: PASSWORD.into(), ..Default::default() };
+        users.create_user(request).await.expect("user created");
+    }
+    broker.config.auth.authorization = AuthorizationMode::On;
+    broker.config.auth.super_users = vec!["User:admin".into()];
+    let broker = broker.restart().await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut ops = connect_as(addr, "ops").await;
+
+    for version in 0..=2 {
+        let response: ElectLeadersResponse =
+            ops.call(ApiKey::ElectLeaders, version, &elect(PREFERRED, Some(&[("orders", &[0])]))).await;
+        let results = elected(&response);
+        assert_eq!(codes(&results), [("orders", 0, CLUSTER_AUTHORIZATION_FAILED)], "v{version}");
+        assert!(results[0].3.contains("User:ops") && results[0].3.contains("alter the cluster"), "{results:?}");
+    }
+    for version in 0..=1 {
+        let response: AlterPartitionReassignmentsResponse =
+            ops.call(ApiKey::AlterPartitionReassignments, version, &alter(&[("orders", 0, Some(&[0]))])).await;
+        assert_eq!(response.error_code, CLUSTER_AUTHORIZATION_FAILED, "v{version}");
+        assert!(response.error_message.as_deref().unwrap_or_default().contains("alter the cluster"));
+    }
+    let refused: ListPartitionReassignmentsResponse =
+        ops.call(ApiKey::ListPartitionReassignments, 0, &list_all()).await;
+    assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert!(refused.error_message.as_deref().unwrap_or_default().contains("describe the cluster"));
+
+    // DESCRIBE on the cluster lets ops list, and still not elect.
+    let mut admin = connect_as(addr, "admin").await;
+    let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+        .with_resource_type(4) // CLUSTER
+        .with_resource_name(text("kafka-cluster"))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(text("User:ops"))
+        .with_host(text("*"))
+        .with_operation(8) // DESCRIBE
+        .with_permission_type(3)]); // ALLOW
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+    let listed: ListPartitionReassignmentsResponse = ops.call(ApiKey::ListPartitionReassignments, 0, &list_all()).await;
+    assert_eq!((listed.error_code, listed.topics.len()), (0, 0));
+    let still: ElectLeadersResponse = ops.call(ApiKey::ElectLeaders, 2, &elect(PREFERRED, None)).await;
+    assert_eq!(still.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    // The super user gets past authorization to the single node's own refusal.
+    let past: ElectLeadersResponse =
+        admin.call(ApiKey::ElectLeaders, 2, &elect(PREFERRED, Some(&[("orders", &[0])]))).await;
+    assert_eq!(past.error_code, INVALID_REQUEST);
+}

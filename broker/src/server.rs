@@ -287,6 +287,7 @@ impl Broker {
                 let auth = Arc::new(crate::auth::admin::AdminAuthenticator::new(
                     users.clone(),
                     config.auth.is_admin_auth_required(),
+                    crate::auth::sessions::Sessions::open(&config.data_dir, std::time::SystemTime::now()),
                 ));
                 let throughput = Arc::new(crate::console::Throughput::default());
                 let lag = Arc::new(crate::console::LagHistory::default());

@@ -19,6 +19,7 @@ pub mod config;
 mod replicated;
 pub mod scram;
 pub mod service;
+pub mod session_file;
 pub mod sessions;
 pub mod users;
 

@@ -16,6 +16,7 @@ pub mod authorizer;
 pub mod backoff;
 pub mod certificate;
 pub mod config;
+pub mod forwarded;
 mod replicated;
 pub mod scram;
 pub mod service;

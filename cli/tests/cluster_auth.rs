@@ -253,7 +253,7 @@ fn rill_with_certificate(broker: &str, ca: &Ca, leaf: &Leaf, args: &[&str]) -> O
         "--tls-key",
         leaf.key(),
     ]);
-    common::run(&mut command.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), None)
+    common::run(command.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), None)
 }
 
 /// An ElectLeaders call to `broker` over mutual TLS as `leaf`, with `forwarded` in the header a node names the

@@ -100,7 +100,8 @@ impl AdminAuthenticator {
         }
         let Some(id) = cookie.and_then(session_id_of) else { return Ok(Caller::Anonymous) };
         let Some(view) = self.sessions.find(id, now) else { return Ok(Caller::Anonymous) };
-        if !self.users.exists(&view.user) {
+        if self.users.credential_stamp(&view.user).as_deref() != Some(view.user_stamp.as_str()) {
+            // Deleted, or deleted and created again: either way not the user who signed in.
             self.sessions.end(id, now);
             return Ok(Caller::Anonymous);
         }
@@ -120,14 +121,16 @@ impl AdminAuthenticator {
             tokio::task::spawn_blocking(move || users.check_password(&name, password.as_bytes())).await.unwrap_or(false)
         };
         let address = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if !is_valid {
+        // Taken after the check: a user deleted in between has no stamp, and the sign-in fails as a wrong one.
+        let stamp = if is_valid { self.users.credential_stamp(user) } else { None };
+        let Some(stamp) = stamp else {
             let wait = self.backoff.record_failure(address, Instant::now());
             tracing::info!(%address, user, wait_ms = wait.as_millis() as u64, "console sign-in failed");
             return Err(SignInRefused { wait });
-        }
+        };
         self.backoff.record_success(address);
         tracing::info!(%address, principal = %Principal::User(user.to_owned()), "console sign-in");
-        Ok(self.sessions.create(user, SystemTime::now()))
+        Ok(self.sessions.create(user, &stamp, SystemTime::now()))
     }
 
     /// Ends the caller's session (sign-out).
@@ -193,5 +196,16 @@ mod tests {
         auth.sign_out(&caller);
         let cookie = format!("{SESSION_COOKIE}={}", second.id);
         assert!(matches!(auth.caller(None, Some(&cookie), SystemTime::now()), Ok(Caller::Anonymous)), "signed out");
+
+        // Deleted and created again with the same name before the session is used: a new user, not signed in.
+        users.create("carol", b"first", &[], MIN_ITERATIONS).expect("carol");
+        let carols = auth.sign_in("carol", "first".into(), peer).await.expect("carol signs in");
+        users.delete("carol").expect("delete carol");
+        users.create("carol", b"second", &[], MIN_ITERATIONS).expect("carol again");
+        let cookie = format!("{SESSION_COOKIE}={}", carols.id);
+        assert!(
+            matches!(auth.caller(None, Some(&cookie), SystemTime::now()), Ok(Caller::Anonymous)),
+            "a re-created user does not inherit the old one's sessions"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub const SESSIONS_FILE: &str = "__console_sessions.json";
 const FORMAT_VERSION: u32 = 1;
 /// Larger than any file the node writes (1,000 sessions of about 150 bytes), so a bigger one is not its own.
 pub const FILE_BYTES_MAX: u64 = 1 << 20;
+/// Longer than any stamp the node makes (43 characters of base64).
+const USER_STAMP_BYTES_MAX: usize = 128;
 /// Only the broker's user reads the file.
 const FILE_MODE: u32 = 0o600;
 
@@ -33,6 +35,8 @@ const FILE_MODE: u32 = 0o600;
 pub struct StoredSession {
     pub id_hash: [u8; 32],
     pub user: String,
+    /// The user's credential stamp at sign-in (`UserStore::credential_stamp`: a digest of salts, no secret).
+    pub user_stamp: String,
     pub signed_in_unix_ms: u64,
     pub last_used_unix_ms: u64,
 }
@@ -49,6 +53,7 @@ struct Entry {
     /// URL-safe base64 of the SHA-256 of the session id.
     id_sha256: String,
     user: String,
+    user_stamp: String,
     signed_in_unix_ms: u64,
     last_used_unix_ms: u64,
 }
@@ -100,9 +105,13 @@ fn parse(bytes: &[u8]) -> Result<Vec<StoredSession>, String> {
                 .and_then(|hash| hash.try_into().ok())
                 .ok_or_else(|| format!("session {index}: id_sha256 is not 32 bytes of URL-safe base64"))?;
             super::users::validate_name(&entry.user).map_err(|err| format!("session {index}: {err}"))?;
+            if entry.user_stamp.is_empty() || entry.user_stamp.len() > USER_STAMP_BYTES_MAX {
+                return Err(format!("session {index}: user_stamp is not 1 to {USER_STAMP_BYTES_MAX} bytes"));
+            }
             Ok(StoredSession {
                 id_hash,
                 user: entry.user,
+                user_stamp: entry.user_stamp,
                 signed_in_unix_ms: entry.signed_in_unix_ms,
                 last_used_unix_ms: entry.last_used_unix_ms,
             })
@@ -119,6 +128,7 @@ pub fn store(path: &Path, sessions: &[StoredSession]) -> Result<(), SessionFileE
             .map(|session| Entry {
                 id_sha256: URL_SAFE_NO_PAD.encode(session.id_hash),
                 user: session.user.clone(),
+                user_stamp: session.user_stamp.clone(),
                 signed_in_unix_ms: session.signed_in_unix_ms,
                 last_used_unix_ms: session.last_used_unix_ms,
             })
@@ -160,6 +170,7 @@ mod tests {
         StoredSession {
             id_hash: [byte; 32],
             user: user.to_owned(),
+            user_stamp: format!("stamp-{byte}"),
             signed_in_unix_ms: 1_700_000_000_000,
             last_used_unix_ms: 1_700_000_060_000,
         }
@@ -188,7 +199,7 @@ mod tests {
     fn a_damaged_file_is_an_error_that_names_it_never_a_panic() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = path_in(dir.path());
-        let good = r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"alice","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#;
+        let good = r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"alice","user_stamp":"s","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#;
         fs::write(&path, good).expect("write");
         assert_eq!(load(&path).expect("a good file").len(), 1);
         let damaged = [
@@ -196,9 +207,11 @@ mod tests {
             "",
             "\0\0\0",
             r#"{"version":2,"sessions":[]}"#,
-            r#"{"version":1,"sessions":[{"id_sha256":"AQID","user":"alice","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#,
-            r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#,
-            r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"a","signed_in_unix_ms":-1,"last_used_unix_ms":2}]}"#,
+            r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"alice","user_stamp":"","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#,
+            r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"alice","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#,
+            r#"{"version":1,"sessions":[{"id_sha256":"AQID","user":"alice","user_stamp":"s","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#,
+            r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"","user_stamp":"s","signed_in_unix_ms":1,"last_used_unix_ms":2}]}"#,
+            r#"{"version":1,"sessions":[{"id_sha256":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","user":"a","user_stamp":"s","signed_in_unix_ms":-1,"last_used_unix_ms":2}]}"#,
         ];
         for text in damaged {
             fs::write(&path, text).expect("write");

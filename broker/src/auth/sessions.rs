@@ -49,6 +49,8 @@ type IdHash = [u8; 32];
 #[derive(Debug, Clone)]
 struct Session {
     user: String,
+    /// The user's `UserStore::credential_stamp` at sign-in.
+    user_stamp: String,
     signed_in_unix_ms: u64,
     last_used_unix_ms: u64,
 }
@@ -66,6 +68,8 @@ impl Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
     pub user: String,
+    /// The user's credential stamp at sign-in: the session ends when the user's is no longer this.
+    pub user_stamp: String,
     /// What every form of this session carries and every POST must send back.
     pub csrf_token: String,
 }
@@ -108,8 +112,8 @@ impl Sessions {
         let mut by_id_hash = HashMap::new();
         match session_file::load(&path) {
             Ok(stored) => {
-                for StoredSession { id_hash, user, signed_in_unix_ms, last_used_unix_ms } in stored {
-                    let session = Session { user, signed_in_unix_ms, last_used_unix_ms };
+                for StoredSession { id_hash, user, user_stamp, signed_in_unix_ms, last_used_unix_ms } in stored {
+                    let session = Session { user, user_stamp, signed_in_unix_ms, last_used_unix_ms };
                     if session.is_live(now_ms) {
                         by_id_hash.insert(id_hash, session);
                     }
@@ -128,16 +132,22 @@ impl Sessions {
         }
     }
 
-    /// Opens a session for `user`, who just proved their password.
-    pub fn create(&self, user: &str, now: SystemTime) -> NewSession {
+    /// Opens a session for `user`, who just proved their password, with its credential stamp `user_stamp`.
+    pub fn create(&self, user: &str, user_stamp: &str, now: SystemTime) -> NewSession {
         let id = random_secret();
         let now_ms = unix_ms(now);
-        let session = Session { user: user.to_owned(), signed_in_unix_ms: now_ms, last_used_unix_ms: now_ms };
+        let session = Session {
+            user: user.to_owned(),
+            user_stamp: user_stamp.to_owned(),
+            signed_in_unix_ms: now_ms,
+            last_used_unix_ms: now_ms,
+        };
         self.change(now, |map| {
             map.insert(id_hash(&id), session);
             keep_bounded(map, now_ms);
         });
-        let view = SessionView { user: user.to_owned(), csrf_token: csrf_token_of(&id) };
+        let view =
+            SessionView { user: user.to_owned(), user_stamp: user_stamp.to_owned(), csrf_token: csrf_token_of(&id) };
         NewSession { id, view }
     }
 
@@ -145,7 +155,7 @@ impl Sessions {
     pub fn find(&self, id: &str, now: SystemTime) -> Option<SessionView> {
         let hash = id_hash(id);
         let now_ms = unix_ms(now);
-        let user = {
+        let (user, user_stamp) = {
             let mut map = self.lock();
             let session = map.get_mut(&hash)?;
             if !session.is_live(now_ms) {
@@ -154,10 +164,10 @@ impl Sessions {
                 return None;
             }
             session.last_used_unix_ms = session.last_used_unix_ms.max(now_ms);
-            session.user.clone()
+            (session.user.clone(), session.user_stamp.clone())
         };
         self.write_touches(now);
-        Some(SessionView { user, csrf_token: csrf_token_of(id) })
+        Some(SessionView { user, user_stamp, csrf_token: csrf_token_of(id) })
     }
 
     /// Ends the session `id` (sign-out, or its user is gone), on disk too before this returns.
@@ -246,6 +256,7 @@ fn stored_form(map: &HashMap<IdHash, Session>) -> Vec<StoredSession> {
         .map(|(hash, session)| StoredSession {
             id_hash: *hash,
             user: session.user.clone(),
+            user_stamp: session.user_stamp.clone(),
             signed_in_unix_ms: session.signed_in_unix_ms,
             last_used_unix_ms: session.last_used_unix_ms,
         })
@@ -286,8 +297,8 @@ mod tests {
     fn a_session_is_found_by_its_id_until_idle_or_old_and_ends_at_sign_out() {
         let sessions = Sessions::default();
         let start = SystemTime::now();
-        let alice = sessions.create("alice", start);
-        let bob = sessions.create("bob", start);
+        let alice = sessions.create("alice", "stamp", start);
+        let bob = sessions.create("bob", "stamp", start);
         assert_ne!(alice.id, bob.id);
         assert_ne!(alice.view.csrf_token, bob.view.csrf_token, "each session has its own CSRF token");
         assert_eq!(sessions.find(&alice.id, start), Some(alice.view.clone()));
@@ -303,11 +314,11 @@ mod tests {
         assert_eq!(sessions.find(&bob.id, start + IDLE_LIMIT), None, "bob was idle too long");
         assert!(sessions.is_empty(), "ended sessions are forgotten");
 
-        let carol = sessions.create("carol", now);
+        let carol = sessions.create("carol", "stamp", now);
         sessions.end(&carol.id, now);
         assert_eq!(sessions.find(&carol.id, now), None, "signed out");
 
-        let dave = sessions.create("dave", now);
+        let dave = sessions.create("dave", "stamp", now);
         let clock_set_back = now - CLOCK_SKEW_ALLOWED - Duration::from_secs(1);
         assert_eq!(sessions.find(&dave.id, clock_set_back), None, "a sign-in in the future is not trusted");
     }
@@ -316,9 +327,9 @@ mod tests {
     fn the_store_never_holds_more_than_its_limit_and_drops_the_stalest() {
         let sessions = Sessions::default();
         let start = SystemTime::now();
-        let first = sessions.create("first", start);
+        let first = sessions.create("first", "stamp", start);
         let ids: Vec<String> = (1..MAX_SESSIONS + 10)
-            .map(|i| sessions.create("user", start + Duration::from_millis(i as u64)).id)
+            .map(|i| sessions.create("user", "stamp", start + Duration::from_millis(i as u64)).id)
             .collect();
         assert_eq!(sessions.len(), MAX_SESSIONS);
         assert_eq!(sessions.find(&first.id, start + Duration::from_secs(1)), None, "the stalest went first");
@@ -330,9 +341,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let start = SystemTime::now();
         let sessions = Sessions::open(dir.path(), start);
-        let alice = sessions.create("alice", start);
-        let bob = sessions.create("bob", start);
-        let carol = sessions.create("carol", start);
+        let alice = sessions.create("alice", "stamp", start);
+        let bob = sessions.create("bob", "stamp", start);
+        let carol = sessions.create("carol", "stamp", start);
         sessions.end(&bob.id, start);
         // carol is used once more, past the write interval: that use reaches the file.
         let later = start + TOUCH_WRITE_INTERVAL + Duration::from_secs(1);
@@ -363,7 +374,7 @@ mod tests {
         let now = SystemTime::now();
         let sessions = Sessions::open(dir.path(), now);
         assert!(sessions.is_empty());
-        let alice = sessions.create("alice", now);
+        let alice = sessions.create("alice", "stamp", now);
         assert_eq!(Sessions::open(dir.path(), now).find(&alice.id, now), Some(alice.view), "a good file again");
     }
 
@@ -372,7 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let now = SystemTime::now();
         let sessions = Sessions::open(dir.path(), now);
-        let alice = sessions.create("alice", now);
+        let alice = sessions.create("alice", "stamp", now);
         // The temporary file's name is taken by a non-empty directory: writes fail, removing the file does not.
         let blocker = dir.path().join(session_file::SESSIONS_FILE).with_extension("tmp");
         std::fs::create_dir_all(blocker.join("x")).expect("blocker");

@@ -232,7 +232,11 @@ impl Broker {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(tower::util::MapResponseLayer::new(codec_refusals_get_rills_codes))
             .layer(tower::util::option_layer(metrics.clone().map(crate::metrics::grpc_layer::GrpcMetricsLayer::new)))
-            .layer(crate::auth::authenticate::AuthenticateLayer::new(users.clone(), config.auth.require_auth))
+            .layer(crate::auth::authenticate::AuthenticateLayer::new(
+                users.clone(),
+                config.auth.require_auth,
+                &crate::auth::forwarded::node_principals(&config),
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -287,6 +291,7 @@ impl Broker {
                 let auth = Arc::new(crate::auth::admin::AdminAuthenticator::new(
                     users.clone(),
                     config.auth.is_admin_auth_required(),
+                    crate::auth::sessions::Sessions::open(&config.data_dir, std::time::SystemTime::now()),
                 ));
                 let throughput = Arc::new(crate::console::Throughput::default());
                 let lag = Arc::new(crate::console::LagHistory::default());

@@ -159,6 +159,11 @@ pub struct BrokerArgs {
     /// Principals that may do everything whatever the ACLs say, comma-separated: User:admin,User:ops.
     #[arg(long, env = "RILL_SUPER_USERS", value_name = "LIST", value_delimiter = ',')]
     super_users: Option<Vec<String>>,
+    /// On a cluster with client certificates: the principals of the certificates the nodes present to each
+    /// other, comma-separated (User:node). A call forwarded over such a connection acts as the client it is
+    /// forwarded for; from any other connection a forwarded principal is refused.
+    #[arg(long, env = "RILL_NODE_PRINCIPALS", value_name = "LIST", value_delimiter = ',')]
+    node_principals: Option<Vec<String>>,
     /// Listen on a non-loopback address although clients need not authenticate (a trusted network only).
     #[arg(long, env = "RILL_ALLOW_INSECURE")]
     allow_insecure: bool,
@@ -359,6 +364,10 @@ impl BrokerArgs {
         }
         if let Some(v) = self.super_users {
             config.auth.super_users = v.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+        }
+        if let Some(v) = self.node_principals {
+            config.auth.node_principals =
+                v.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
         }
         if self.allow_insecure {
             config.auth.allow_insecure = true;

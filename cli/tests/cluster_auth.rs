@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{broker_args, Cluster};
+use common::pki::{Ca, Leaf};
 use common::{dead_address, rill, Output, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that a killed leader is replaced within the deadline.
@@ -238,4 +239,91 @@ fn a_node_that_ran_alone_with_users_refuses_to_start_in_a_cluster_naming_the_fil
     let stderr = output.fails(1, "__users.json holds the users this node kept when it ran alone");
     assert!(stderr.contains("rill user create") && stderr.contains("move the file out"), "{stderr}");
     assert!(data.join("__users.json").exists(), "the file is left as it was");
+}
+
+/// `rill ARGS --broker https://BROKER`, trusting `ca` and presenting `leaf` as the client certificate.
+fn rill_with_certificate(broker: &str, ca: &Ca, leaf: &Leaf, args: &[&str]) -> Output {
+    let mut command = Command::new(RILL);
+    command.args(args).args(["--broker", &format!("https://{broker}")]);
+    command.args([
+        "--tls-ca",
+        ca.pem_path.to_str().expect("utf-8"),
+        "--tls-cert",
+        leaf.cert(),
+        "--tls-key",
+        leaf.key(),
+    ]);
+    common::run(command.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), None)
+}
+
+/// An ElectLeaders call to `broker` over mutual TLS as `leaf`, with `forwarded` in the header a node names the
+/// caller it forwards for: what a client forging that header would send.
+fn elect_leaders_claiming(broker: &str, ca: &Ca, leaf: &Leaf, forwarded: Option<&str>) -> Result<(), tonic::Status> {
+    use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let read = |path: &str| std::fs::read(path).expect("read a PEM file");
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca.pem_path.to_str().expect("utf-8"))))
+            .identity(Identity::from_pem(read(leaf.cert()), read(leaf.key())))
+            .domain_name("localhost");
+        let endpoint =
+            Endpoint::from_shared(format!("https://{broker}")).expect("endpoint").tls_config(tls).expect("tls");
+        let channel = tokio::time::timeout(DEADLINE, endpoint.connect()).await.expect("in time").expect("connect");
+        let mut request = tonic::Request::new(rill_protocol::v1::ElectLeadersRequest::default());
+        if let Some(principal) = forwarded {
+            request.metadata_mut().insert("rill-forwarded-principal", principal.parse().expect("ascii"));
+        }
+        request.set_timeout(DEADLINE);
+        ClusterAdminClient::new(channel).elect_leaders(request).await.map(|_| ())
+    })
+}
+
+#[test]
+fn a_client_certificates_principal_is_forwarded_to_the_controller_leader_and_cannot_be_forged() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let d = certs.path();
+    let ca = Ca::new(d, "ca");
+    // Every node presents `node` to the others; clients are admin (a super user), alice and mallory. All are
+    // issued by the one CA, for localhost and 127.0.0.1: only the configured name tells a node from a client.
+    let [node, admin, alice, mallory] = ["node", "admin", "alice", "mallory"].map(|name| ca.issue(d, name, 1, false));
+    let config = format!(
+        "{FAST_SESSIONS}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         [auth]\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\nnode_principals = [\"User:node\"]\n",
+        node.cert(),
+        node.key(),
+        ca.pem_path.to_str().expect("utf-8"),
+    );
+    let cluster = Cluster::start(&config);
+    let leader = eventually("a controller leader", || {
+        let described = rill_with_certificate(cluster.addr(1), &ca, &admin, &["cluster", "describe"]);
+        described.stdout.lines().find_map(|l| l.strip_prefix("controller leader:")?.trim().parse::<u64>().ok())
+    });
+    let follower = cluster.addr(if leader == 1 { 2 } else { 1 }).to_owned();
+
+    let refused = rill_with_certificate(&follower, &ca, &alice, &["cluster", "elect-leaders"]);
+    assert!(refused.stderr.contains("User:alice is not authorized to alter the cluster"), "{refused:?}");
+    let grant = ["acl", "add", "--allow", "--principal", "User:alice", "--operation", "alter", "--cluster"];
+    eventually("alice's ACL added", || {
+        rill_with_certificate(&follower, &ca, &admin, &grant).status.success().then_some(())
+    });
+
+    // Asked of a follower, the call goes to the controller leader, which must see alice, not the follower's
+    // own certificate (`User:node`, which no ACL allows anything).
+    let elected = eventually("alice's forwarded election answered", || {
+        let elected = rill_with_certificate(&follower, &ca, &alice, &["cluster", "elect-leaders"]);
+        (elected.status.success() || elected.stderr.contains("not authorized")).then_some(elected)
+    });
+    assert!(elected.status.success(), "the leader acted as alice: {elected:?}");
+
+    // A client naming another principal in the forwarding header is refused, whatever its certificate.
+    let leader_addr = cluster.addr(leader).to_owned();
+    let forged = elect_leaders_claiming(&leader_addr, &ca, &mallory, Some("User:alice")).expect_err("forged");
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+    assert!(forged.message().contains("honoured only from a cluster node"), "{forged:?}");
+    assert!(forged.message().contains("User:mallory"), "the refusal names the connection's principal: {forged:?}");
+    let as_herself = elect_leaders_claiming(&leader_addr, &ca, &mallory, None).expect_err("no ACL for mallory");
+    assert_eq!(as_herself.code(), tonic::Code::PermissionDenied, "mallory is mallory: {as_herself:?}");
+    elect_leaders_claiming(&leader_addr, &ca, &alice, None).expect("alice's own certificate, asked directly");
 }

@@ -392,3 +392,77 @@ fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
     let open = AdminBroker::start_in(data.path(), &[]);
     assert!(!rill(&open.addr, &["topic", "list"]).ok().contains("hers"), "nothing was created");
 }
+
+/// The file a broker keeps its console sessions in, in its data dir.
+const SESSIONS_FILE: &str = "__console_sessions.json";
+
+#[test]
+fn a_session_survives_a_restart_and_still_ends_at_sign_out_and_user_deletion() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--admin-auth", "required"];
+    let broker = AdminBroker::start_in(dir.path(), &args);
+    for user in ["alice", "bob"] {
+        rill_with_stdin(&broker.addr, &["user", "create", user, "--password-stdin"], b"pencil-123\n").ok();
+    }
+    let form = Send { form_origin: Some(format!("http://{}", broker.admin)), ..Send::default() };
+    let alice = session_cookie(&plain(&broker.admin, "POST", "/login", &form, "user=alice&password=pencil-123"));
+    let bob = session_cookie(&plain(&broker.admin, "POST", "/login", &form, "user=bob&password=pencil-123"));
+    let as_alice = Send { cookie: Some(&alice), ..Send::default() };
+    let token_before = csrf_in(&plain(&broker.admin, "GET", "/", &as_alice, ""));
+    drop(broker);
+
+    let file = dir.path().join(SESSIONS_FILE);
+    let mode = std::fs::metadata(&file).expect("the sessions file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only the broker's user reads it: {mode:o}");
+    let stored = std::fs::read_to_string(&file).expect("read it");
+    for secret in [&alice, &bob, &token_before] {
+        let value = secret.split_once('=').map_or(secret.as_str(), |(_, value)| value);
+        assert!(!stored.contains(value), "no cookie or CSRF token is stored: {stored}");
+    }
+
+    let broker = AdminBroker::start_in(dir.path(), &args);
+    let admin = &broker.admin;
+    let overview = plain(admin, "GET", "/", &as_alice, "");
+    assert_eq!(overview.status, 200, "the same cookie after a restart: {overview:?}");
+    assert!(overview.body.contains("User:alice"), "{}", overview.body);
+    assert_eq!(csrf_in(&overview), token_before, "the session's forms keep working");
+    let as_bob = Send { cookie: Some(&bob), ..Send::default() };
+    assert_eq!(plain(admin, "GET", "/topics", &as_bob, "").status, 200, "bob's session too");
+
+    let post_as_alice = Send { cookie: Some(&alice), form_origin: Some(format!("http://{admin}")), bearer: None };
+    let signed_out = plain(admin, "POST", "/logout", &post_as_alice, &format!("csrf={token_before}"));
+    assert_eq!(signed_out.status, 303, "{signed_out:?}");
+    assert_eq!(plain(admin, "GET", "/", &as_alice, "").status, 303, "signed out");
+    assert_eq!(rill(&broker.addr, &["user", "delete", "bob"]).ok(), "deleted user bob\n");
+    assert_eq!(plain(admin, "GET", "/topics", &as_bob, "").status, 303, "a deleted user's session ends");
+    drop(broker);
+
+    let broker = AdminBroker::start_in(dir.path(), &args);
+    for (who, send) in [("alice, signed out", &as_alice), ("bob, deleted", &as_bob)] {
+        let page = plain(&broker.admin, "GET", "/", send, "");
+        assert_eq!(page.status, 303, "{who}: an ended session stays ended after a restart: {page:?}");
+    }
+}
+
+#[test]
+fn a_damaged_sessions_file_does_not_stop_the_broker_and_signs_nobody_in() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(SESSIONS_FILE);
+    let forged = r#"{"version":1,"sessions":[{"id_sha256":"not base64!","user":"alice","signed_in_unix_ms":1,"#;
+    std::fs::write(&file, forged).expect("a torn file");
+    let broker = AdminBroker::start_in(dir.path(), &["--admin-auth", "required"]);
+    let admin = &broker.admin;
+    assert_eq!(plain(admin, "GET", "/health", &Send::default(), "").status, 200, "the broker started");
+    assert_eq!(plain(admin, "GET", "/", &Send { cookie: Some("rill_session=x"), ..Send::default() }, "").status, 303);
+
+    rill_with_stdin(&broker.addr, &["user", "create", "alice", "--password-stdin"], b"pencil-123\n").ok();
+    let form = Send { form_origin: Some(format!("http://{admin}")), ..Send::default() };
+    let alice = session_cookie(&plain(admin, "POST", "/login", &form, "user=alice&password=pencil-123"));
+    let stored = std::fs::read_to_string(&file).expect("read it");
+    assert!(stored.starts_with("{\"version\":1") && stored.contains("\"alice\""), "replaced by a good file: {stored}");
+    drop(broker);
+    let broker = AdminBroker::start_in(dir.path(), &["--admin-auth", "required"]);
+    let page = plain(&broker.admin, "GET", "/", &Send { cookie: Some(&alice), ..Send::default() }, "");
+    assert_eq!(page.status, 200, "the new file is read at the next start: {page:?}");
+}

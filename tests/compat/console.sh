@@ -62,8 +62,21 @@ import sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
+from selenium.common.exceptions import WebDriverException
+
+
+def replaced(old):
+    """A wait condition: the page `old` (an element of it) was part of has been replaced. Chromium reports such an
+    element as stale, or, while the next page loads, as a node that "does not belong to the document": both mean
+    the old page is gone (selenium's staleness_of knows only the first, which made this script flaky)."""
+    def is_gone(_driver):
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    return is_gone
 
 admin, shots = sys.argv[1], sys.argv[2]
 options = webdriver.ChromeOptions()
@@ -83,7 +96,7 @@ def submit(button):
     """Clicks a form's button and waits until the next page has replaced this one."""
     old = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 30).until(replaced(old))
 
 def check(condition, what):
     global checks
@@ -214,8 +227,21 @@ import sys
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
+from selenium.common.exceptions import WebDriverException
+
+
+def replaced(old):
+    """A wait condition: the page `old` (an element of it) was part of has been replaced. Chromium reports such an
+    element as stale, or, while the next page loads, as a node that "does not belong to the document": both mean
+    the old page is gone (selenium's staleness_of knows only the first, which made this script flaky)."""
+    def is_gone(_driver):
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    return is_gone
 
 admin, shots = sys.argv[1], sys.argv[2]
 options = webdriver.ChromeOptions()
@@ -240,7 +266,7 @@ def sign_in(user, password, shot):
     driver.save_screenshot(f"{shots}/{shot}.png")
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, "signin").click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 30).until(replaced(old))
 
 try:
     driver.get(admin + "/topics")
@@ -265,7 +291,7 @@ try:
 
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, "nav button.signout").click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 30).until(replaced(old))
     driver.save_screenshot(f"{shots}/signed-out.png")
     check(driver.current_url == admin + "/login", f"signed out to the sign-in page: {driver.current_url}")
     driver.get(admin + "/")

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::backoff::FailureBackoff;
 use super::sessions::{NewSession, SessionView, Sessions};
@@ -70,8 +70,10 @@ pub struct AdminAuthenticator {
 }
 
 impl AdminAuthenticator {
-    pub fn new(users: Arc<UserStore>, is_required: bool) -> Self {
-        Self { users, is_required, sessions: Sessions::default(), backoff: FailureBackoff::default() }
+    /// An authenticator over `users` whose console sessions are `sessions` (`Sessions::open` on the data dir,
+    /// so they survive a restart).
+    pub fn new(users: Arc<UserStore>, is_required: bool, sessions: Sessions) -> Self {
+        Self { users, is_required, sessions, backoff: FailureBackoff::default() }
     }
 
     /// Whether a caller must be a user (`auth.admin_auth`).
@@ -85,7 +87,7 @@ impl AdminAuthenticator {
         &self,
         authorization: Option<&str>,
         cookie: Option<&str>,
-        now: Instant,
+        now: SystemTime,
     ) -> Result<Caller, AdminAuthError> {
         if let Some(value) = authorization {
             let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
@@ -98,8 +100,9 @@ impl AdminAuthenticator {
         }
         let Some(id) = cookie.and_then(session_id_of) else { return Ok(Caller::Anonymous) };
         let Some(view) = self.sessions.find(id, now) else { return Ok(Caller::Anonymous) };
-        if !self.users.exists(&view.user) {
-            self.sessions.end(id);
+        if self.users.credential_stamp(&view.user).as_deref() != Some(view.user_stamp.as_str()) {
+            // Deleted, or deleted and created again: either way not the user who signed in.
+            self.sessions.end(id, now);
             return Ok(Caller::Anonymous);
         }
         Ok(Caller::Session { id: id.to_owned(), view })
@@ -118,20 +121,22 @@ impl AdminAuthenticator {
             tokio::task::spawn_blocking(move || users.check_password(&name, password.as_bytes())).await.unwrap_or(false)
         };
         let address = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if !is_valid {
+        // Taken after the check: a user deleted in between has no stamp, and the sign-in fails as a wrong one.
+        let stamp = if is_valid { self.users.credential_stamp(user) } else { None };
+        let Some(stamp) = stamp else {
             let wait = self.backoff.record_failure(address, Instant::now());
             tracing::info!(%address, user, wait_ms = wait.as_millis() as u64, "console sign-in failed");
             return Err(SignInRefused { wait });
-        }
+        };
         self.backoff.record_success(address);
         tracing::info!(%address, principal = %Principal::User(user.to_owned()), "console sign-in");
-        Ok(self.sessions.create(user, Instant::now()))
+        Ok(self.sessions.create(user, &stamp, SystemTime::now()))
     }
 
     /// Ends the caller's session (sign-out).
     pub fn sign_out(&self, caller: &Caller) {
         if let Caller::Session { id, view } = caller {
-            self.sessions.end(id);
+            self.sessions.end(id, SystemTime::now());
             tracing::info!(principal = %Principal::User(view.user.clone()), "console sign-out");
         }
     }
@@ -159,7 +164,7 @@ mod tests {
         users.create("alice", b"pencil", &[], MIN_ITERATIONS).expect("alice");
         users.create("bob", b"hunter2", &[], MIN_ITERATIONS).expect("bob");
         let token = users.create_token("bob").expect("token");
-        let auth = AdminAuthenticator::new(Arc::clone(&users), true);
+        let auth = AdminAuthenticator::new(Arc::clone(&users), true, Sessions::default());
         let peer = Some(IpAddr::from([10, 0, 0, 1]));
 
         let refused = auth.sign_in("alice", "pencil!".into(), peer).await.expect_err("wrong password");
@@ -169,26 +174,38 @@ mod tests {
         let session = auth.sign_in("alice", "pencil".into(), peer).await.expect("right password");
 
         let cookie = format!("theme=dark; {SESSION_COOKIE}={}", session.id);
-        let caller = auth.caller(None, Some(&cookie), Instant::now()).expect("a session");
+        let caller = auth.caller(None, Some(&cookie), SystemTime::now()).expect("a session");
         assert_eq!(caller.principal(), Principal::User("alice".into()));
-        let by_token = auth.caller(Some(&format!("Bearer {token}")), Some(&cookie), Instant::now()).expect("token");
+        let by_token = auth.caller(Some(&format!("Bearer {token}")), Some(&cookie), SystemTime::now()).expect("token");
         assert_eq!(by_token.principal(), Principal::User("bob".into()), "a token wins over a cookie");
         assert_eq!(
-            auth.caller(Some("Bearer rill_nope"), None, Instant::now()).err(),
+            auth.caller(Some("Bearer rill_nope"), None, SystemTime::now()).err(),
             Some(AdminAuthError::InvalidToken)
         );
-        assert_eq!(auth.caller(Some("Basic YTpi"), None, Instant::now()).err(), Some(AdminAuthError::NotBearer));
-        assert!(matches!(auth.caller(None, Some("rill_session=forged"), Instant::now()), Ok(Caller::Anonymous)));
+        assert_eq!(auth.caller(Some("Basic YTpi"), None, SystemTime::now()).err(), Some(AdminAuthError::NotBearer));
+        assert!(matches!(auth.caller(None, Some("rill_session=forged"), SystemTime::now()), Ok(Caller::Anonymous)));
 
         users.delete("alice").expect("delete alice");
         assert!(
-            matches!(auth.caller(None, Some(&cookie), Instant::now()), Ok(Caller::Anonymous)),
+            matches!(auth.caller(None, Some(&cookie), SystemTime::now()), Ok(Caller::Anonymous)),
             "a deleted user's sessions end"
         );
         let second = auth.sign_in("bob", "hunter2".into(), peer).await.expect("bob signs in");
-        let caller = auth.caller(None, Some(&format!("{SESSION_COOKIE}={}", second.id)), Instant::now()).expect("ok");
+        let caller =
+            auth.caller(None, Some(&format!("{SESSION_COOKIE}={}", second.id)), SystemTime::now()).expect("ok");
         auth.sign_out(&caller);
         let cookie = format!("{SESSION_COOKIE}={}", second.id);
-        assert!(matches!(auth.caller(None, Some(&cookie), Instant::now()), Ok(Caller::Anonymous)), "signed out");
+        assert!(matches!(auth.caller(None, Some(&cookie), SystemTime::now()), Ok(Caller::Anonymous)), "signed out");
+
+        // Deleted and created again with the same name before the session is used: a new user, not signed in.
+        users.create("carol", b"first", &[], MIN_ITERATIONS).expect("carol");
+        let carols = auth.sign_in("carol", "first".into(), peer).await.expect("carol signs in");
+        users.delete("carol").expect("delete carol");
+        users.create("carol", b"second", &[], MIN_ITERATIONS).expect("carol again");
+        let cookie = format!("{SESSION_COOKIE}={}", carols.id);
+        assert!(
+            matches!(auth.caller(None, Some(&cookie), SystemTime::now()), Ok(Caller::Anonymous)),
+            "a re-created user does not inherit the old one's sessions"
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! Bearer tokens on gRPC: a tower layer under tonic that reads each request's `authorization: Bearer TOKEN`,
-//! puts the caller's [`Principal`] in the request's extensions (where handlers and, later, ACLs read it; without a
-//! token, the client certificate's, `certificate.rs`), and
-//! refuses the request UNAUTHENTICATED (reason `unauthenticated`) when the token is not one of the node's (or
-//! the cluster's) users, or when there is none and `auth.require_auth` is on. A node that forwards a call to
-//! another (the controller leader, a partition leader) sends the caller's token on ([`send_on`]), so that node
-//! authenticates and authorizes the same user; a principal from a client certificate cannot be sent on. Health checks pass without one (load balancers and
-//! orchestrators probe them), as do a cluster's node-to-node calls (`rill.internal`), which carry none.
+//! puts the caller's [`Principal`] in the request's extensions (where handlers and ACLs read it; without a
+//! token, the client certificate's, `certificate.rs`), and refuses the request UNAUTHENTICATED (reason
+//! `unauthenticated`) when the token is not one of the node's (or the cluster's) users, or when there is none
+//! and `auth.require_auth` is on. A node that forwards a call to another (the controller leader, a partition
+//! leader) sends the caller on (`forwarded.rs`): its token, or the principal it authenticated in a header this
+//! layer honours only from a connection whose client certificate is a node's (`auth.node_principals`). Health
+//! checks pass without one (load balancers and orchestrators probe them), as do a cluster's node-to-node calls
+//! (`rill.internal`), which carry none.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,34 +16,22 @@ use std::task::{Context, Poll};
 
 use rill_protocol::reason::Reason;
 
+use super::forwarded::{self, FORWARDED_PRINCIPAL};
 use super::{Principal, UserStore};
 
 const EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.", "/rill.internal."];
-
-/// A client's `authorization` header, as a node sends it on with a call it forwards.
-pub type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
-
-/// The `authorization` header of a request, if it has one.
-pub fn bearer_of(metadata: &tonic::metadata::MetadataMap) -> Option<Bearer> {
-    metadata.get(http::header::AUTHORIZATION.as_str()).cloned()
-}
-
-/// Puts the caller's `authorization` header on a request this node forwards.
-pub fn send_on(caller: Option<Bearer>, metadata: &mut tonic::metadata::MetadataMap) {
-    if let Some(caller) = caller {
-        metadata.insert(http::header::AUTHORIZATION.as_str(), caller);
-    }
-}
 
 #[derive(Clone)]
 pub struct AuthenticateLayer {
     users: Arc<UserStore>,
     is_required: bool,
+    /// `auth.node_principals`: the certificate principals (`User:NAME`) of the cluster's nodes.
+    node_principals: Arc<HashSet<String>>,
 }
 
 impl AuthenticateLayer {
-    pub fn new(users: Arc<UserStore>, is_required: bool) -> Self {
-        Self { users, is_required }
+    pub fn new(users: Arc<UserStore>, is_required: bool, node_principals: &[String]) -> Self {
+        Self { users, is_required, node_principals: Arc::new(node_principals.iter().cloned().collect()) }
     }
 }
 
@@ -49,7 +39,12 @@ impl<S> tower::Layer<S> for AuthenticateLayer {
     type Service = Authenticate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticate { inner, users: self.users.clone(), is_required: self.is_required }
+        Authenticate {
+            inner,
+            users: self.users.clone(),
+            is_required: self.is_required,
+            node_principals: Arc::clone(&self.node_principals),
+        }
     }
 }
 
@@ -58,6 +53,7 @@ pub struct Authenticate<S> {
     inner: S,
     users: Arc<UserStore>,
     is_required: bool,
+    node_principals: Arc<HashSet<String>>,
 }
 
 /// Why a request is refused; the words are the same for a missing and an unknown token but for the hint.
@@ -73,13 +69,27 @@ fn refusal(has_token: bool) -> tonic::Status {
 impl<S> Authenticate<S> {
     /// The caller's principal, or the refusal.
     fn principal<B>(&self, request: &http::Request<B>) -> Result<Principal, tonic::Status> {
-        let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
-            // No token: the client certificate's principal, if it has one (mutual TLS authenticates too).
-            let from_certificate = request
+        let from_certificate = || {
+            request
                 .extensions()
                 .get::<crate::tls::ConnectionInfo>()
-                .and_then(|info| info.peer_certificates.as_ref()?.first().and_then(super::certificate::principal_of));
-            return match from_certificate {
+                .and_then(|info| info.peer_certificates.as_ref()?.first().and_then(super::certificate::principal_of))
+        };
+        if let Some(claimed) = request.headers().get(FORWARDED_PRINCIPAL) {
+            let has_token = request.headers().contains_key(http::header::AUTHORIZATION);
+            let connection = from_certificate();
+            return match forwarded::accept(claimed.as_bytes(), has_token, connection.as_ref(), &self.node_principals) {
+                Ok(Principal::Anonymous) if self.is_required => Err(refusal(false)),
+                Ok(principal) => Ok(principal),
+                Err(refused) => {
+                    tracing::debug!(connection = ?connection, "forwarded principal refused: {refused}");
+                    Err(Reason::Unauthenticated.status(refused.to_string()))
+                }
+            };
+        }
+        let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
+            // No token: the client certificate's principal, if it has one (mutual TLS authenticates too).
+            return match from_certificate() {
                 Some(principal) => Ok(principal),
                 None if self.is_required => Err(refusal(false)),
                 None => Ok(Principal::Anonymous),

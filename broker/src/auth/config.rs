@@ -85,6 +85,11 @@ pub struct AuthConfig {
     pub authorization: AuthorizationMode,
     /// Principals (`User:NAME`) that may do everything whatever the ACLs say, with authorization on.
     pub super_users: Vec<String>,
+    /// Principals (`User:NAME`) of the client certificates the cluster's nodes present to each other: a call
+    /// over a connection with one of them may name the principal of the client it forwards for
+    /// (`forwarded.rs`). Empty (the default): the principal of this node's own `tls.cert`, when `tls.client_ca`
+    /// is set; without client certificates no connection is a node's, and a forwarded principal is refused.
+    pub node_principals: Vec<String>,
     /// Listen on a non-loopback address although clients need not authenticate: for a trusted network only.
     pub allow_insecure: bool,
 }
@@ -124,11 +129,14 @@ impl AuthConfig {
 
     pub(crate) fn validate(&self, is_tls: bool) -> Result<(), ConfigError> {
         let bad = |setting, reason: &str| Err(ConfigError { setting, reason: reason.to_owned() });
-        if let Some(bad_user) = self.super_users.iter().find(|p| !is_user_principal(p)) {
-            return Err(ConfigError {
-                setting: "auth.super_users",
-                reason: format!("{bad_user:?} is not a principal: use User:NAME, comma-separated"),
-            });
+        let lists = [("auth.super_users", &self.super_users), ("auth.node_principals", &self.node_principals)];
+        for (setting, list) in lists {
+            if let Some(bad_user) = list.iter().find(|p| !is_user_principal(p)) {
+                return Err(ConfigError {
+                    setting,
+                    reason: format!("{bad_user:?} is not a principal: use User:NAME, comma-separated"),
+                });
+            }
         }
         if self.kafka_sasl_mechanisms.contains(&SaslMechanism::Plain) && !is_tls && !self.sasl_plain_without_tls {
             return bad(

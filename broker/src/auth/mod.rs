@@ -16,9 +16,11 @@ pub mod authorizer;
 pub mod backoff;
 pub mod certificate;
 pub mod config;
+pub mod forwarded;
 mod replicated;
 pub mod scram;
 pub mod service;
+pub mod session_file;
 pub mod sessions;
 pub mod users;
 

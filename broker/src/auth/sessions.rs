@@ -1,20 +1,32 @@
 //! The console's sign-in sessions (docs/console.md, "Signing in"): what a session cookie stands for.
 //!
-//! A session is created when a user signs in with their password and holds the user's name, the session's own
-//! CSRF token and two clocks: it ends [`IDLE_LIMIT`] after its last use or [`LIFETIME_LIMIT`] after sign-in,
-//! whichever comes first, at sign-out, or when its user is deleted (the caller checks the user on each use).
+//! A session is created when a user signs in with their password and holds the user's name and two wall-clock
+//! times: it ends [`IDLE_LIMIT`] after its last use or [`LIFETIME_LIMIT`] after sign-in, whichever comes first,
+//! at sign-out, or when its user is deleted (the caller checks the user on each use). Its CSRF token is derived
+//! from its id ([`csrf_token_of`]), so nothing but the id's hash need be kept.
+//!
+//! Sessions survive a restart: a store opened on a data dir ([`Sessions::open`]) keeps them in
+//! `<data>/__console_sessions.json` (`session_file.rs`), written at every sign-in and session end before the
+//! answer goes out, and after a use only when the file is [`TOUCH_WRITE_INTERVAL`] old (so a session may end
+//! that much early after a restart, and busy pages cost no disk write each). A file that cannot be read is
+//! ignored with a warning: nobody is signed in, nobody is let in. An end that cannot be written removes the
+//! file instead, so an ended session never comes back at the next start.
 //!
 //! Invariants: the store holds at most [`MAX_SESSIONS`] (a full store drops expired sessions, then the one
-//! unused longest), so sign-ins cannot grow memory without bound. It keeps only the SHA-256 of each session
-//! id: a memory dump or a debug print of the store yields no cookie that would sign anyone in.
+//! unused longest), so sign-ins cannot grow memory or the file without bound. It keeps only the SHA-256 of each
+//! session id, in memory and on disk: a memory dump, a debug print or the file yields no cookie that would sign
+//! anyone in.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::digest;
+
+use super::session_file::{self, StoredSession};
 
 /// Sessions held at once; the console has a handful of operators, so this is a bound, not a target.
 pub const MAX_SESSIONS: usize = 1_000;
@@ -22,23 +34,33 @@ pub const MAX_SESSIONS: usize = 1_000;
 pub const IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// A session ends this long after sign-in however busy it is; the cookie's `Max-Age` says the same.
 pub const LIFETIME_LIMIT: Duration = Duration::from_secs(12 * 60 * 60);
-/// Random bytes of a session id and of a CSRF token (256 bits: not guessable, no need to slow guessing).
+/// How stale the last-use times in the file may grow before a use writes them.
+pub const TOUCH_WRITE_INTERVAL: Duration = Duration::from_secs(60);
+/// A session signed in further in the future than this (a clock set back, or a file from another machine)
+/// has ended: its lifetime could not be trusted.
+const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(5 * 60);
+/// Random bytes of a session id (256 bits: not guessable, no need to slow guessing).
 const SECRET_BYTES: usize = 32;
+/// What the CSRF token's hash starts with, so that it is never the id's hash (which the file holds).
+const CSRF_DOMAIN: &[u8] = b"rill console csrf\0";
 
 type IdHash = [u8; 32];
 
 #[derive(Debug, Clone)]
 struct Session {
     user: String,
-    csrf_token: String,
-    signed_in: Instant,
-    last_used: Instant,
+    /// The user's `UserStore::credential_stamp` at sign-in.
+    user_stamp: String,
+    signed_in_unix_ms: u64,
+    last_used_unix_ms: u64,
 }
 
 impl Session {
-    fn is_live(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_used) < IDLE_LIMIT
-            && now.saturating_duration_since(self.signed_in) < LIFETIME_LIMIT
+    fn is_live(&self, now_unix_ms: u64) -> bool {
+        let limit_ms = |limit: Duration| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.signed_in_unix_ms <= now_unix_ms.saturating_add(limit_ms(CLOCK_SKEW_ALLOWED))
+            && now_unix_ms.saturating_sub(self.last_used_unix_ms) < limit_ms(IDLE_LIMIT)
+            && now_unix_ms.saturating_sub(self.signed_in_unix_ms) < limit_ms(LIFETIME_LIMIT)
     }
 }
 
@@ -46,6 +68,8 @@ impl Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
     pub user: String,
+    /// The user's credential stamp at sign-in: the session ends when the user's is no longer this.
+    pub user_stamp: String,
     /// What every form of this session carries and every POST must send back.
     pub csrf_token: String,
 }
@@ -63,47 +87,95 @@ impl std::fmt::Debug for NewSession {
     }
 }
 
+/// Where sessions are kept besides memory, and when the file was last written.
+#[derive(Debug)]
+struct Persistence {
+    path: PathBuf,
+    /// Held across a write, and taken before the sessions' lock, so files are written in the order their
+    /// contents were taken: an older set never replaces a newer one.
+    last_write: Mutex<Option<SystemTime>>,
+}
+
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id_hash: Mutex<HashMap<IdHash, Session>>,
+    /// `None`: in memory only (tests, and what a restart then forgets).
+    persistence: Option<Persistence>,
 }
 
 impl Sessions {
-    /// Opens a session for `user`, who just proved their password.
-    pub fn create(&self, user: &str, now: Instant) -> NewSession {
-        let id = random_secret();
-        let csrf_token = random_secret();
-        let session = Session { user: user.to_owned(), csrf_token: csrf_token.clone(), signed_in: now, last_used: now };
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, session| session.is_live(now));
-            if map.len() >= MAX_SESSIONS {
-                if let Some(stalest) = map.iter().min_by_key(|(_, s)| s.last_used).map(|(hash, _)| *hash) {
-                    map.remove(&stalest);
+    /// The sessions kept in `data_dir`, those still live at `now`. A file that cannot be read is ignored, with
+    /// a warning naming it: it would only sign people in, never let anyone else in, so losing it costs a sign-in.
+    pub fn open(data_dir: &Path, now: SystemTime) -> Self {
+        let path = session_file::path_in(data_dir);
+        let now_ms = unix_ms(now);
+        let mut by_id_hash = HashMap::new();
+        match session_file::load(&path) {
+            Ok(stored) => {
+                for StoredSession { id_hash, user, user_stamp, signed_in_unix_ms, last_used_unix_ms } in stored {
+                    let session = Session { user, user_stamp, signed_in_unix_ms, last_used_unix_ms };
+                    if session.is_live(now_ms) {
+                        by_id_hash.insert(id_hash, session);
+                    }
                 }
+                keep_bounded(&mut by_id_hash, now_ms);
+                tracing::debug!(path = %path.display(), sessions = by_id_hash.len(), "console sessions loaded");
             }
+            Err(error) => tracing::warn!(
+                %error,
+                "console sessions file ignored: everyone signs in again; it is replaced at the next sign-in"
+            ),
         }
-        map.insert(id_hash(&id), session);
-        assert!(map.len() <= MAX_SESSIONS, "the session store stays bounded");
-        NewSession { id, view: SessionView { user: user.to_owned(), csrf_token } }
+        Self {
+            by_id_hash: Mutex::new(by_id_hash),
+            persistence: Some(Persistence { path, last_write: Mutex::new(None) }),
+        }
+    }
+
+    /// Opens a session for `user`, who just proved their password, with its credential stamp `user_stamp`.
+    pub fn create(&self, user: &str, user_stamp: &str, now: SystemTime) -> NewSession {
+        let id = random_secret();
+        let now_ms = unix_ms(now);
+        let session = Session {
+            user: user.to_owned(),
+            user_stamp: user_stamp.to_owned(),
+            signed_in_unix_ms: now_ms,
+            last_used_unix_ms: now_ms,
+        };
+        self.change(now, |map| {
+            map.insert(id_hash(&id), session);
+            keep_bounded(map, now_ms);
+        });
+        let view =
+            SessionView { user: user.to_owned(), user_stamp: user_stamp.to_owned(), csrf_token: csrf_token_of(&id) };
+        NewSession { id, view }
     }
 
     /// The live session `id` names, marked used at `now`; an ended one is forgotten.
-    pub fn find(&self, id: &str, now: Instant) -> Option<SessionView> {
+    pub fn find(&self, id: &str, now: SystemTime) -> Option<SessionView> {
         let hash = id_hash(id);
-        let mut map = self.lock();
-        let session = map.get_mut(&hash)?;
-        if !session.is_live(now) {
-            map.remove(&hash);
-            return None;
-        }
-        session.last_used = now;
-        Some(SessionView { user: session.user.clone(), csrf_token: session.csrf_token.clone() })
+        let now_ms = unix_ms(now);
+        let (user, user_stamp) = {
+            let mut map = self.lock();
+            let session = map.get_mut(&hash)?;
+            if !session.is_live(now_ms) {
+                // Not written: an expired session is dropped again by the next start's load.
+                map.remove(&hash);
+                return None;
+            }
+            session.last_used_unix_ms = session.last_used_unix_ms.max(now_ms);
+            (session.user.clone(), session.user_stamp.clone())
+        };
+        self.write_touches(now);
+        Some(SessionView { user, user_stamp, csrf_token: csrf_token_of(id) })
     }
 
-    /// Ends the session `id` (sign-out, or its user is gone).
-    pub fn end(&self, id: &str) {
-        self.lock().remove(&id_hash(id));
+    /// Ends the session `id` (sign-out, or its user is gone), on disk too before this returns.
+    pub fn end(&self, id: &str, now: SystemTime) {
+        let hash = id_hash(id);
+        self.change(now, |map| {
+            map.remove(&hash);
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -117,6 +189,83 @@ impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IdHash, Session>> {
         self.by_id_hash.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Applies `edit` and writes the result. If it cannot be written the file is removed: a session just
+    /// opened then lasts until the restart, and one just ended cannot come back with an old file.
+    fn change(&self, now: SystemTime, edit: impl FnOnce(&mut HashMap<IdHash, Session>)) {
+        let Some(persistence) = &self.persistence else {
+            edit(&mut self.lock());
+            return;
+        };
+        let mut last_write = persistence.last_write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stored = {
+            let mut map = self.lock();
+            edit(&mut map);
+            assert!(map.len() <= MAX_SESSIONS, "the session store stays bounded");
+            stored_form(&map)
+        };
+        *last_write = Some(now);
+        if let Err(error) = session_file::store(&persistence.path, &stored) {
+            match session_file::remove(&persistence.path) {
+                Ok(()) => tracing::warn!(
+                    %error,
+                    "console sessions file not written, so removed: the sessions open now end at the next restart"
+                ),
+                Err(remove_error) => tracing::error!(
+                    %error,
+                    %remove_error,
+                    "console sessions file neither written nor removed: a session ended now may come back after \
+                     a restart; fix the data dir's permissions or space"
+                ),
+            }
+        }
+    }
+
+    /// Writes the last-use times if the file is older than [`TOUCH_WRITE_INTERVAL`]. A failure here loses only
+    /// use times, so it is logged and the file kept.
+    fn write_touches(&self, now: SystemTime) {
+        let Some(persistence) = &self.persistence else { return };
+        let mut last_write = persistence.last_write.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let is_due = last_write
+            .is_none_or(|written| now.duration_since(written).map_or(true, |age| age >= TOUCH_WRITE_INTERVAL));
+        if !is_due {
+            return;
+        }
+        let stored = stored_form(&self.lock());
+        *last_write = Some(now);
+        if let Err(error) = session_file::store(&persistence.path, &stored) {
+            tracing::warn!(%error, "console sessions' last-use times not written: they may end early after a restart");
+        }
+    }
+}
+
+/// Drops expired sessions, then the ones unused longest, until a new one fits under [`MAX_SESSIONS`].
+fn keep_bounded(map: &mut HashMap<IdHash, Session>, now_ms: u64) {
+    if map.len() <= MAX_SESSIONS {
+        return;
+    }
+    map.retain(|_, session| session.is_live(now_ms));
+    while map.len() > MAX_SESSIONS {
+        let Some(stalest) = map.iter().min_by_key(|(_, s)| s.last_used_unix_ms).map(|(hash, _)| *hash) else { break };
+        map.remove(&stalest);
+    }
+}
+
+fn stored_form(map: &HashMap<IdHash, Session>) -> Vec<StoredSession> {
+    map.iter()
+        .map(|(hash, session)| StoredSession {
+            id_hash: *hash,
+            user: session.user.clone(),
+            user_stamp: session.user_stamp.clone(),
+            signed_in_unix_ms: session.signed_in_unix_ms,
+            last_used_unix_ms: session.last_used_unix_ms,
+        })
+        .collect()
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    // Before 1970 only on a broken clock: such a time makes every session look unused, so they end.
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn random_secret() -> String {
@@ -131,6 +280,15 @@ fn id_hash(id: &str) -> IdHash {
     hash
 }
 
+/// The CSRF token of the session `id`: a hash of the id in its own domain, so it is the same after a restart
+/// without being stored, cannot be computed from the id's hash in the file, and tells nothing of the id.
+pub fn csrf_token_of(id: &str) -> String {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(CSRF_DOMAIN);
+    context.update(id.as_bytes());
+    URL_SAFE_NO_PAD.encode(context.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,9 +296,9 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_id_until_idle_or_old_and_ends_at_sign_out() {
         let sessions = Sessions::default();
-        let start = Instant::now();
-        let alice = sessions.create("alice", start);
-        let bob = sessions.create("bob", start);
+        let start = SystemTime::now();
+        let alice = sessions.create("alice", "stamp", start);
+        let bob = sessions.create("bob", "stamp", start);
         assert_ne!(alice.id, bob.id);
         assert_ne!(alice.view.csrf_token, bob.view.csrf_token, "each session has its own CSRF token");
         assert_eq!(sessions.find(&alice.id, start), Some(alice.view.clone()));
@@ -148,7 +306,7 @@ mod tests {
 
         // Used every 20 minutes, alice stays signed in past the idle limit, but not past the lifetime.
         let mut now = start;
-        while now.saturating_duration_since(start) + Duration::from_secs(20 * 60) < LIFETIME_LIMIT {
+        while now.duration_since(start).expect("later") + Duration::from_secs(20 * 60) < LIFETIME_LIMIT {
             now += Duration::from_secs(20 * 60);
             assert!(sessions.find(&alice.id, now).is_some(), "used within the idle limit");
         }
@@ -156,21 +314,80 @@ mod tests {
         assert_eq!(sessions.find(&bob.id, start + IDLE_LIMIT), None, "bob was idle too long");
         assert!(sessions.is_empty(), "ended sessions are forgotten");
 
-        let carol = sessions.create("carol", now);
-        sessions.end(&carol.id);
+        let carol = sessions.create("carol", "stamp", now);
+        sessions.end(&carol.id, now);
         assert_eq!(sessions.find(&carol.id, now), None, "signed out");
+
+        let dave = sessions.create("dave", "stamp", now);
+        let clock_set_back = now - CLOCK_SKEW_ALLOWED - Duration::from_secs(1);
+        assert_eq!(sessions.find(&dave.id, clock_set_back), None, "a sign-in in the future is not trusted");
     }
 
     #[test]
     fn the_store_never_holds_more_than_its_limit_and_drops_the_stalest() {
         let sessions = Sessions::default();
-        let start = Instant::now();
-        let first = sessions.create("first", start);
+        let start = SystemTime::now();
+        let first = sessions.create("first", "stamp", start);
         let ids: Vec<String> = (1..MAX_SESSIONS + 10)
-            .map(|i| sessions.create("user", start + Duration::from_millis(i as u64)).id)
+            .map(|i| sessions.create("user", "stamp", start + Duration::from_millis(i as u64)).id)
             .collect();
         assert_eq!(sessions.len(), MAX_SESSIONS);
         assert_eq!(sessions.find(&first.id, start + Duration::from_secs(1)), None, "the stalest went first");
         assert!(sessions.find(ids.last().expect("ids"), start + Duration::from_secs(1)).is_some());
+    }
+
+    #[test]
+    fn sessions_survive_a_reopen_with_their_token_and_end_for_good() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let start = SystemTime::now();
+        let sessions = Sessions::open(dir.path(), start);
+        let alice = sessions.create("alice", "stamp", start);
+        let bob = sessions.create("bob", "stamp", start);
+        let carol = sessions.create("carol", "stamp", start);
+        sessions.end(&bob.id, start);
+        // carol is used once more, past the write interval: that use reaches the file.
+        let later = start + TOUCH_WRITE_INTERVAL + Duration::from_secs(1);
+        assert!(sessions.find(&carol.id, later).is_some());
+        drop(sessions);
+
+        let file = std::fs::read_to_string(dir.path().join(session_file::SESSIONS_FILE)).expect("the file");
+        for secret in [&alice.id, &alice.view.csrf_token, &carol.id, &carol.view.csrf_token] {
+            assert!(!file.contains(secret.as_str()), "no id or CSRF token in the file: {file}");
+        }
+
+        let reopened = Sessions::open(dir.path(), later);
+        assert_eq!(reopened.find(&alice.id, later), Some(alice.view.clone()), "the same cookie and CSRF token");
+        assert_eq!(reopened.find(&bob.id, later), None, "signed out before the restart");
+        let idle_after_alice = start + IDLE_LIMIT + Duration::from_secs(1);
+        assert!(reopened.find(&carol.id, idle_after_alice).is_some(), "carol's last use was kept");
+        assert_eq!(reopened.find(&alice.id, idle_after_alice + IDLE_LIMIT), None, "idle sessions still end");
+
+        let at_end = start + LIFETIME_LIMIT;
+        assert_eq!(Sessions::open(dir.path(), at_end).len(), 0, "a reopen drops sessions past their lifetime");
+    }
+
+    #[test]
+    fn a_damaged_file_opens_no_session_and_is_replaced_at_the_next_sign_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(session_file::SESSIONS_FILE);
+        std::fs::write(&path, b"{\"version\":1,\"sessions\":[{\"id_sha").expect("torn file");
+        let now = SystemTime::now();
+        let sessions = Sessions::open(dir.path(), now);
+        assert!(sessions.is_empty());
+        let alice = sessions.create("alice", "stamp", now);
+        assert_eq!(Sessions::open(dir.path(), now).find(&alice.id, now), Some(alice.view), "a good file again");
+    }
+
+    #[test]
+    fn an_end_that_cannot_be_written_removes_the_file_so_it_never_comes_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = SystemTime::now();
+        let sessions = Sessions::open(dir.path(), now);
+        let alice = sessions.create("alice", "stamp", now);
+        // The temporary file's name is taken by a non-empty directory: writes fail, removing the file does not.
+        let blocker = dir.path().join(session_file::SESSIONS_FILE).with_extension("tmp");
+        std::fs::create_dir_all(blocker.join("x")).expect("blocker");
+        sessions.end(&alice.id, now);
+        assert_eq!(Sessions::open(dir.path(), now).find(&alice.id, now), None, "alice stays signed out");
     }
 }

@@ -261,9 +261,18 @@ impl UserStore {
         self.snapshot().users.is_empty()
     }
 
-    /// Whether `name` is a user now (a console session ends when its user is deleted).
-    pub fn exists(&self, name: &str) -> bool {
-        self.snapshot().users.contains_key(name)
+    /// What changes whenever `name` is created again (a new password, tokens revoked): a digest of its
+    /// credentials' salts, drawn anew at each creation. A console session keeps it and ends when it changes, so a
+    /// user deleted and re-created with the same name does not inherit the old user's sessions.
+    pub fn credential_stamp(&self, name: &str) -> Option<String> {
+        let snapshot = self.snapshot();
+        let record = snapshot.users.get(name)?;
+        let mut context = digest::Context::new(&digest::SHA256);
+        for (mechanism, credential) in &record.scram {
+            context.update(format!("{mechanism:?}").as_bytes());
+            context.update(&credential.salt);
+        }
+        Some(URL_SAFE_NO_PAD.encode(context.finish()))
     }
 
     /// `name`'s credential for `mechanism`, if it has one that is well formed.

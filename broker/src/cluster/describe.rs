@@ -152,13 +152,13 @@ fn leader_client(
 async fn leader_view(
     controller: &Controller,
     leader_id: u64,
-    caller: Option<crate::auth::authenticate::Bearer>,
+    caller: crate::auth::forwarded::ForwardedCaller,
 ) -> Option<DescribeClusterResponse> {
     let metrics = controller.raft.metrics().borrow().clone();
     let address = metrics.membership_config.membership().get_node(&leader_id)?.addr.clone();
     let mut client = ClusterAdminClient::new(crate::tls::channel_to(&address, &controller.config).ok()?);
     let mut request = Request::new(DescribeClusterRequest { local_only: true });
-    crate::auth::authenticate::send_on(caller, request.metadata_mut());
+    caller.send_on(request.metadata_mut());
     request.set_timeout(FORWARD_TIMEOUT);
     match tokio::time::timeout(FORWARD_TIMEOUT, client.describe_cluster(request)).await {
         Ok(Ok(answer)) => Some(answer.into_inner()),
@@ -182,7 +182,7 @@ impl ClusterAdmin for ClusterAdminService {
             return Ok(Response::new(local));
         }
         if let Some(leader_id) = local.controller_leader_id {
-            let caller = crate::auth::authenticate::bearer_of(request.metadata());
+            let caller = crate::auth::forwarded::ForwardedCaller::of(&request);
             if let Some(answer) = leader_view(controller, leader_id, caller).await {
                 return Ok(Response::new(answer));
             }
@@ -324,12 +324,13 @@ fn single_node_refusal() -> Status {
 }
 
 /// The request, as sent on to the leader: the caller's deadline goes with it (tonic turns `grpc-timeout` back
-/// into the request's timeout), and its bearer token, so the leader authorizes the same user.
+/// into the request's timeout), and its bearer token or principal (`auth/forwarded.rs`), so the leader
+/// authorizes the same user.
 fn forwarded<T>(request: Request<T>) -> Request<T> {
     let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
-    let caller = crate::auth::authenticate::bearer_of(request.metadata());
+    let caller = crate::auth::forwarded::ForwardedCaller::of(&request);
     let mut forwarded = Request::new(request.into_inner());
-    crate::auth::authenticate::send_on(caller, forwarded.metadata_mut());
+    caller.send_on(forwarded.metadata_mut());
     if let Some(timeout) = timeout {
         forwarded.set_timeout(timeout);
     }
@@ -366,5 +367,7 @@ mod tests {
         assert_eq!(timeout, Some(Duration::from_millis(1500)));
         let anonymous = forwarded(Request::new(RemoveNodeRequest { node_id: 3 }));
         assert!(anonymous.metadata().get("authorization").is_none());
+        let header = anonymous.metadata().get(crate::auth::forwarded::FORWARDED_PRINCIPAL);
+        assert_eq!(header.and_then(|v| v.to_str().ok()), Some("User:ANONYMOUS"), "never the node's own principal");
     }
 }

@@ -307,15 +307,17 @@ async fn route(request: &Request, state: &AdminState) -> Response {
     if matches!(request.path.as_str(), "/health" | "/ready") {
         return health_or_ready(request, state);
     }
-    let caller =
-        match state.auth.caller(request.authorization.as_deref(), request.cookie.as_deref(), std::time::Instant::now())
-        {
-            Ok(caller) => caller,
-            Err(refused) => {
-                tracing::debug!(path = request.path, peer = ?request.peer, "admin request refused: {refused}");
-                return unauthorized(&format!("unauthorized: {refused}"));
-            }
-        };
+    let caller = match state.auth.caller(
+        request.authorization.as_deref(),
+        request.cookie.as_deref(),
+        std::time::SystemTime::now(),
+    ) {
+        Ok(caller) => caller,
+        Err(refused) => {
+            tracing::debug!(path = request.path, peer = ?request.peer, "admin request refused: {refused}");
+            return unauthorized(&format!("unauthorized: {refused}"));
+        }
+    };
     if request.path != "/metrics" {
         return match &state.console {
             Some(console) => console.handle(request, &caller).await,

@@ -61,12 +61,12 @@ impl Replication {
     /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's
     /// log end; for the others, the same asked of their leaders (`local_only` on that call, so it is not
     /// forwarded again), or this node's replica's figures if a leader does not answer in time. `caller` is the
-    /// client's `authorization` header, sent on so that the leader authorizes the same principal.
+    /// client's token or principal, sent on so that the leader authorizes the same principal.
     pub async fn describe_topic(
         &self,
         name: &str,
         local_only: bool,
-        caller: Option<crate::auth::authenticate::Bearer>,
+        caller: crate::auth::forwarded::ForwardedCaller,
     ) -> Result<v1::DescribeTopicResponse> {
         let mut described = self.describe_local(name)?;
         if local_only {
@@ -139,13 +139,13 @@ async fn ask_leader(
     address: &str,
     name: &str,
     config: &crate::BrokerConfig,
-    caller: Option<crate::auth::authenticate::Bearer>,
+    caller: crate::auth::forwarded::ForwardedCaller,
 ) -> Option<v1::DescribeTopicResponse> {
     use rill_protocol::v1::topic_admin_client::TopicAdminClient;
     let channel = crate::tls::channel_to(address, config).ok()?;
     let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned() });
     request.metadata_mut().insert(LOCAL_ONLY_KEY, tonic::metadata::MetadataValue::from_static("1"));
-    crate::auth::authenticate::send_on(caller, request.metadata_mut());
+    caller.send_on(request.metadata_mut());
     request.set_timeout(ASK_LEADER_TIMEOUT);
     let mut admin = TopicAdminClient::new(channel);
     match tokio::time::timeout(ASK_LEADER_TIMEOUT, admin.describe_topic(request)).await {

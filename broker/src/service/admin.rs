@@ -69,7 +69,7 @@ impl TopicAdmin for RillService {
         self.node.authorize(&principal, Operation::Describe, &Resource::topic(&request.get_ref().name))?;
         if let Some(replication) = &self.node.replication {
             let local_only = request.metadata().get(crate::replication::LOCAL_ONLY_KEY).is_some();
-            let caller = crate::auth::authenticate::bearer_of(request.metadata());
+            let caller = crate::auth::forwarded::ForwardedCaller::of(&request);
             let name = request.into_inner().name;
             return Ok(Response::new(replication.describe_topic(&name, local_only, caller).await?));
         }

@@ -185,3 +185,105 @@ impl TlsConnector {
         Ok(stream)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+    use std::time::Duration;
+
+    use rcgen::{CertificateParams, KeyPair};
+    use rustls::ServerConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tower::Service;
+
+    use super::*;
+
+    /// A self-signed certificate for 127.0.0.1 (PEM) and a server configuration with it, offering `alpn`.
+    fn server(alpn: &[&[u8]]) -> (Vec<u8>, Arc<ServerConfig>) {
+        let key = KeyPair::generate().expect("key");
+        let cert =
+            CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params").self_signed(&key).expect("cert");
+        let key_der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key DER");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .expect("server config");
+        config.alpn_protocols = alpn.iter().map(|id| id.to_vec()).collect();
+        (cert.pem().into_bytes(), Arc::new(config))
+    }
+
+    /// Accepts one TLS connection and returns everything read from it until the client closes.
+    async fn listen(config: Arc<ServerConfig>) -> (Uri, tokio::task::JoinHandle<std::io::Result<Vec<u8>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let uri: Uri = format!("http://{}", listener.local_addr().expect("addr")).parse().expect("uri");
+        let accepted = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await?;
+            let mut stream = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).await?;
+            Ok(received)
+        });
+        (uri, accepted)
+    }
+
+    fn client(ca_pem: Vec<u8>) -> TlsConnector {
+        ClientTls { ca_pem: Some(ca_pem), identity: None, server_name: None }.connector().expect("connector")
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_past_the_send_buffer_arrive_whole_and_in_order() {
+        let (ca, config) = server(&[ALPN_H2]);
+        let (uri, accepted) = listen(config).await;
+        let mut stream = client(ca).call(uri).await.expect("handshake").into_inner();
+        // Three slices of 1.5 MiB, more than the send buffer holds: each write takes part of what it is given,
+        // and the next starts where it stopped.
+        let slices: Vec<Vec<u8>> = (0..3u8).map(|i| (0..3 << 19).map(|j| (j % 251) as u8 ^ i).collect()).collect();
+        let expected: Vec<u8> = slices.concat();
+        let mut sent = 0;
+        let mut writes = 0;
+        while sent < expected.len() {
+            let mut skip = sent;
+            let remaining: Vec<IoSlice<'_>> = slices
+                .iter()
+                .filter_map(|slice| match skip.checked_sub(slice.len()) {
+                    Some(rest) => {
+                        skip = rest;
+                        None
+                    }
+                    None => Some(IoSlice::new(&slice[std::mem::take(&mut skip)..])),
+                })
+                .collect();
+            let written = stream.write_vectored(&remaining).await.expect("write");
+            assert!(written > 0 && written <= SEND_BUFFER_BYTES, "one write took {written} bytes");
+            sent += written;
+            writes += 1;
+        }
+        stream.shutdown().await.expect("close");
+        assert!(writes > expected.len() / SEND_BUFFER_BYTES, "{writes} writes for {} bytes", expected.len());
+        let received = tokio::time::timeout(Duration::from_secs(30), accepted).await.expect("in time");
+        assert_eq!(received.expect("server task").expect("server reads"), expected);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_agree_to_http2_is_refused_naming_alpn() {
+        // A server offering other protocols refuses the handshake itself (a NoApplicationProtocol alert); one
+        // that ignores ALPN finishes it, and the client must notice.
+        let (ca, config) = server(&[]);
+        let (uri, _accepted) = listen(config).await;
+        let Err(err) = client(ca).call(uri).await else { panic!("a server without h2 was accepted") };
+        assert!(err.to_string().contains("ALPN h2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_server_certificate_from_an_untrusted_issuer_is_refused() {
+        let (_, config) = server(&[ALPN_H2]);
+        let (other_ca, _) = server(&[ALPN_H2]);
+        let (uri, _accepted) = listen(config).await;
+        let Err(err) = client(other_ca).call(uri).await else { panic!("an untrusted certificate was accepted") };
+        assert!(err.to_string().contains("invalid peer certificate"), "{err}");
+    }
+}

@@ -32,9 +32,16 @@ pub enum ServedStream {
     Tls(Box<TlsStream<LimitedConnection>>),
 }
 
+/// Ciphertext a TLS connection may hold before its next socket write, and so the most one write carries: 64
+/// records of 16 KiB. rustls's default of 64 KiB makes every write of a large response (a fetch) 4 records,
+/// 65,624 bytes, one more than a 64 KiB loopback segment holds, so each write leaves as two packets; the client
+/// had the same defect (client/src/tls.rs, docs/benchmarks.md "TLS"). One MiB a connection, at most.
+const TLS_SEND_BUFFER_BYTES: usize = 1 << 20;
+
 impl ServedStream {
     /// Wraps a finished server handshake.
-    pub fn tls(stream: TlsStream<LimitedConnection>) -> Self {
+    pub fn tls(mut stream: TlsStream<LimitedConnection>) -> Self {
+        stream.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
         Self::Tls(Box::new(stream))
     }
 

@@ -284,7 +284,7 @@ pub(crate) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Endpoint)> {
+pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, BrokerEndpoint)> {
     // h2 panics on a frame size outside what HTTP/2 allows; a setting deserves an error instead.
     if !(16_384..=16_777_215).contains(&config.max_frame_bytes) {
         return Err(Error::InvalidUse {
@@ -303,9 +303,22 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, End
     if endpoint.uri().port_u16().is_none() {
         return Err(invalid("no port: use host:port".into()));
     }
-    if is_tls {
-        let tls = config.tls.clone().unwrap_or_default().to_tonic();
-        endpoint = endpoint.tls_config(tls).map_err(|err| invalid(format!("TLS settings: {}", error_chain(&err))))?;
+    let tls = match is_tls {
+        true => Some(
+            config
+                .tls
+                .clone()
+                .unwrap_or_default()
+                .connector()
+                .map_err(|err| invalid(format!("TLS settings: {err}")))?,
+        ),
+        false => None,
+    };
+    if tls.is_some() {
+        // tonic refuses an https:// URI without its own TLS settings, and the handshake is ours (tls.rs): the
+        // channel gets the address as http://, and the connector below speaks TLS on it.
+        let plain = format!("http://{}", url.split_once("://").map_or(url.as_str(), |(_, rest)| rest));
+        endpoint = Endpoint::from_shared(plain).map_err(|err| invalid(error_chain(&err)))?;
     }
     let endpoint = endpoint
         .connect_timeout(config.connect_timeout)
@@ -316,7 +329,29 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, End
         .http2_keep_alive_interval(config.keep_alive_interval)
         .keep_alive_timeout(config.connect_timeout)
         .keep_alive_while_idle(true);
-    Ok((url, endpoint))
+    Ok((url, BrokerEndpoint { endpoint, tls }))
+}
+
+/// Where one broker is and how to reach it: over plain TCP, or over TLS through the client's own connector.
+pub(crate) struct BrokerEndpoint {
+    endpoint: Endpoint,
+    tls: Option<crate::tls::TlsConnector>,
+}
+
+impl BrokerEndpoint {
+    pub(crate) async fn connect(&self) -> std::result::Result<Channel, tonic::transport::Error> {
+        match &self.tls {
+            Some(tls) => self.endpoint.connect_with_connector(tls.clone()).await,
+            None => self.endpoint.connect().await,
+        }
+    }
+
+    pub(crate) fn connect_lazy(&self) -> Channel {
+        match &self.tls {
+            Some(tls) => self.endpoint.connect_with_connector_lazy(tls.clone()),
+            None => self.endpoint.connect_lazy(),
+        }
+    }
 }
 
 /// An `https://` address in the list makes the whole client speak TLS: the nodes it learns of (given as

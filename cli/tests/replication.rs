@@ -225,6 +225,32 @@ fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_
     );
 }
 
+#[test]
+fn only_the_leader_keeps_a_partitions_appends_in_its_tail_cache() {
+    let cluster = Cluster::start(FAST_CLUSTER);
+    let deadline = Instant::now() + DEADLINE;
+    while !rill(cluster.addr(1), &["topic", "create", "orders", "--replication-factor", "3"]).status.success() {
+        assert!(Instant::now() < deadline, "the cluster never took an RF 3 topic");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let row = wait_for_partition(cluster.addr(1), "3 in-sync replicas", |r| r.leader.is_some() && r.isr.len() == 3);
+    let leader = row.leader.expect("a leader");
+    let values = chunk("cached");
+    assert!(produce_all(cluster.addr(leader), 0, &values), "every record acknowledged");
+    // The high watermark covers what every in-sync replica appended: each follower holds the records now.
+    let count = values.len() as i64;
+    wait_for_partition(cluster.addr(leader), "the records replicated", |r| r.high_watermark == count);
+    for node in 1..=3 {
+        let samples = scrape(cluster.admin(node)).expect("the node's /metrics");
+        let entries = samples.get("rill_tail_cache_entries").copied().expect("the node keeps a tail cache");
+        if node == leader {
+            assert!(entries > 0.0, "the leader (node {node}) caches its appends: {entries} entries");
+        } else {
+            assert_eq!(entries, 0.0, "follower {node} caches nothing: nobody reads its replica");
+        }
+    }
+}
+
 /// The controller leader as `rill cluster describe` names it, for the failover report.
 fn controller_leader(addr: &str) -> Option<u64> {
     let described = rill(addr, &["cluster", "describe"]);

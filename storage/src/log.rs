@@ -73,9 +73,13 @@ pub struct Log {
     is_closed: AtomicBool,
     /// Every fsync of the active segment's data (group commits, interval flushes), for the broker's metrics.
     fsync_latency: LatencyHistogram,
-    /// The node's cache of recent appends, when it keeps one: every append goes in, and every change that drops
-    /// bytes from the log takes them out of it before the change is published (`tail_cache.rs`).
+    /// The node's cache of recent appends, when it keeps one: every append goes in while
+    /// `is_caching_appends`, and every change that drops bytes from the log takes them out of it before the change
+    /// is published (`tail_cache.rs`).
     tail: Option<LogTail>,
+    /// Whether appends go into `tail`: true from the open (one node, a leader), false while the log is a
+    /// follower's replica (`replica.rs`: nobody reads a follower's log, so its cache would serve nobody).
+    is_caching_appends: AtomicBool,
 }
 
 /// State only the appending thread touches.
@@ -222,6 +226,7 @@ impl Log {
             is_closed: AtomicBool::new(false),
             fsync_latency: LatencyHistogram::default(),
             tail: tail_cache.map(|cache| cache.for_log()),
+            is_caching_appends: AtomicBool::new(true),
         };
         log.rebuild_producers(&mut lock(&log.writer), log_end)?;
         Ok(log)
@@ -368,12 +373,15 @@ impl Log {
         let Writer { active, cursor, producers, snapshot_offset, .. } = writer;
         let now_ms = self.clock.now_ms();
         let len: usize = group.iter().map(|(batch, _)| batch.len()).sum();
+        // A follower's append stays out of the cache (see `is_caching_appends`) and is staged, like any direct write
+        // of a log without a cache, in the thread's warm staging memory.
+        let tail = self.tail.as_ref().filter(|_| self.is_caching_appends.load(Ordering::Acquire));
         // A direct write is staged in a buffer of the tail cache's, kept as the cached copy: one copy of the record
         // bytes for both.
-        let keep = self.tail.as_ref().map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
+        let keep = tail.map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
         let kept = active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms, keep)?;
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
-        if let Some(tail) = &self.tail {
+        if let Some(tail) = tail {
             let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);
             match kept {
                 Some(kept) => tail.insert_kept(base_offset, next, kept.buffer, kept.capacity, kept.start..kept.end),

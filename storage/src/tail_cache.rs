@@ -10,6 +10,10 @@
 //!   change that removes bytes from a log (truncation, retention, deletion, close) removes the entries that
 //!   cover them before the change is published, so a read never returns bytes the log no longer holds. Reads
 //!   stay bounded by the caller's limit (the high watermark), exactly as disk reads are.
+//! - A log's entries need not reach back to its start nor follow each other without a gap: a log caches from its
+//!   end at its open, and a replicated log only while its node leads it (`Log::stop_caching_appends`). A read
+//!   starts in the entry holding its offset (else it misses and goes to the segments) and joins only an entry
+//!   that starts where the previous one ends, so it never skips bytes the cache does not hold.
 //! - The bytes held never exceed `limit_bytes`: an insert evicts the oldest entries of any log first, and an
 //!   entry bigger than the limit is not kept. Slices handed out outlive eviction (a slow consumer's response
 //!   still being written pins its entry's memory until it is written or its connection closes); the cache

@@ -1,5 +1,6 @@
 //! Makes this node follow the applied metadata: local logs for the topics it holds replicas of, a new leader
-//! epoch in each log it comes to lead, the leader's view of each ISR, and one fetcher per leader it follows.
+//! epoch in each log it comes to lead, the leader's view of each ISR, and one fetcher per leader it follows. A log
+//! fills the node's tail cache only while this node leads it: nobody reads a follower's log.
 //! Runs on every metadata change, and on a timer for the ISR's lag checks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -110,10 +111,12 @@ impl Reconciler {
                         }
                     }
                     Some(leader) => {
+                        // Before its fetcher starts: a follower's appends stay out of the tail cache.
+                        partition.log().stop_caching_appends();
                         let assignment = Assignment { topic: name.clone(), partition: index, epoch: p.leader_epoch };
                         wanted.entry(leader).or_default().push(assignment);
                     }
-                    None => {}
+                    None => partition.log().stop_caching_appends(),
                 }
             }
         }
@@ -163,6 +166,9 @@ async fn become_leader(
     key: PartitionKey,
     placed: &crate::cluster::metadata::PartitionPlacement,
 ) -> crate::error::Result<()> {
+    // Before any produce is accepted: the cache holds this log from its end now on (a follower's log is cached by
+    // nobody, `Log::stop_caching_appends`), so reads at the tail, the followers' fetches first, hit memory.
+    partition.log().start_caching_appends();
     let is_new_epoch = lock(&replication.leaders).get(&key).is_none_or(|state| state.epoch != placed.leader_epoch);
     if is_new_epoch {
         let log = Arc::clone(partition.log());

@@ -25,6 +25,35 @@ impl Log {
         self.is_high_watermark_held.load(Ordering::Acquire)
     }
 
+    /// The log becomes a follower's replica: its appends stop going into the node's tail cache, and what the cache
+    /// holds of it is dropped. Nobody reads a follower's log (consumers, follower fetches and the group
+    /// coordinator go to the leader; there is no fetch-from-follower), so caching it only costs memory and, while
+    /// the cache fills, the kernel's zeroing of fresh pages for every replicated byte.
+    ///
+    /// No writer lock (the caller may be on an async thread): an append already under way may still insert its
+    /// batches after the drop. That entry is whole batches byte-identical to the log's like any other, removed by
+    /// truncation, retention and eviction as any other: it costs memory until evicted, never a wrong read.
+    pub fn stop_caching_appends(&self) {
+        if self.is_caching_appends.swap(false, Ordering::AcqRel) {
+            if let Some(tail) = &self.tail {
+                tail.clear();
+            }
+        }
+    }
+
+    /// The log becomes its partition's leader: appends go into the tail cache again from the next one, so the
+    /// cache holds this log from its end at this moment on, and reads below that go to the segment files, as
+    /// after a restart. A read the cache answers stops where the cached entries stop being consecutive, so it
+    /// never skips the uncached bytes (`tail_cache.rs`).
+    pub fn start_caching_appends(&self) {
+        self.is_caching_appends.store(true, Ordering::Release);
+    }
+
+    /// Whether appends go into the node's tail cache (true from the open until [`Log::stop_caching_appends`]).
+    pub fn is_caching_appends(&self) -> bool {
+        self.is_caching_appends.load(Ordering::Acquire)
+    }
+
     /// Sets the high watermark, clamped to `[log start, log end]`. It may move back (a follower that truncated).
     pub fn set_high_watermark(&self, high_watermark: i64) {
         let clamped = high_watermark.clamp(self.log_start_offset(), self.log_end_offset());

@@ -223,9 +223,11 @@ mod tests {
     fn a_denial_is_logged_once_per_principal_and_operation_per_interval() {
         let dir = tempfile::tempdir().expect("tempdir");
         let authorizer = Authorizer::new(true, &[], Arc::new(AclStore::open(dir.path()).expect("store")));
-        assert!(authorizer.should_log("User:a", Operation::Read));
-        assert!(!authorizer.should_log("User:a", Operation::Read), "within the interval");
-        assert!(authorizer.should_log("User:a", Operation::Write), "another operation");
-        assert!(authorizer.should_log("User:b", Operation::Read), "another principal");
+        assert!(authorizer.should_log("User:a", Some(Operation::Read)));
+        assert!(!authorizer.should_log("User:a", Some(Operation::Read)), "within the interval");
+        assert!(authorizer.should_log("User:a", Some(Operation::Write)), "another operation");
+        assert!(authorizer.should_log("User:b", Some(Operation::Read)), "another principal");
+        assert!(authorizer.should_log("User:a", None), "a refused node-to-node call is logged apart");
+        assert!(!authorizer.should_log("User:a", None), "and rate-limited the same way");
     }
 }

@@ -599,6 +599,10 @@ impl BrokerConfig {
         }
         self.auth.validate(self.tls.is_some())?;
         crate::auth::config::check_exposure(self.listen, &self.auth, self.tls.as_ref())?;
+        if let Some(path) = &self.auth.cluster_secret_file {
+            crate::auth::node_calls::ClusterSecret::load(path)?;
+        }
+        crate::auth::node_calls::check_node_identification(self)?;
         crate::cluster::validate_settings(self)
     }
 

@@ -221,6 +221,10 @@ impl Broker {
         let max_encode =
             usize::try_from(config.max_fetch_bytes.max(config.max_batch_bytes) + MESSAGE_OVERHEAD_BYTES as u64)
                 .unwrap_or(usize::MAX);
+        let node_calls = crate::auth::node_calls::NodeCallGate::from_config(&config).map_err(StartError::Config)?;
+        if let Ok(Some(warning)) = crate::auth::node_calls::check_node_identification(&config) {
+            tracing::warn!("{warning}");
+        }
         let router = Server::builder()
             .tcp_nodelay(true)
             .max_frame_size(config.http2_max_frame_bytes)
@@ -236,6 +240,8 @@ impl Broker {
                 users.clone(),
                 config.auth.require_auth,
                 &crate::auth::forwarded::node_principals(&config),
+                node_calls,
+                Arc::clone(&node.authorizer),
             ))
             .add_service(health_service)
             .add_service(reflection)

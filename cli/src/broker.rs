@@ -164,6 +164,11 @@ pub struct BrokerArgs {
     /// forwarded for; from any other connection a forwarded principal is refused.
     #[arg(long, env = "RILL_NODE_PRINCIPALS", value_name = "LIST", value_delimiter = ',')]
     node_principals: Option<Vec<String>>,
+    /// On a cluster: a file holding the secret every node shares (`openssl rand -hex 32`). Each node sends it
+    /// on its node-to-node calls and refuses such calls without it: how nodes tell each other from clients
+    /// without client certificates.
+    #[arg(long, env = "RILL_CLUSTER_SECRET_FILE", value_name = "PATH")]
+    cluster_secret_file: Option<std::path::PathBuf>,
     /// Listen on a non-loopback address although clients need not authenticate (a trusted network only).
     #[arg(long, env = "RILL_ALLOW_INSECURE")]
     allow_insecure: bool,
@@ -368,6 +373,9 @@ impl BrokerArgs {
         if let Some(v) = self.node_principals {
             config.auth.node_principals =
                 v.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+        }
+        if let Some(v) = self.cluster_secret_file {
+            config.auth.cluster_secret_file = Some(v);
         }
         if self.allow_insecure {
             config.auth.allow_insecure = true;

@@ -327,3 +327,152 @@ fn a_client_certificates_principal_is_forwarded_to_the_controller_leader_and_can
     assert_eq!(as_herself.code(), tonic::Code::PermissionDenied, "mallory is mallory: {as_herself:?}");
     elect_leaders_claiming(&leader_addr, &ca, &alice, None).expect("alice's own certificate, asked directly");
 }
+
+/// What a `rill.internal` Vote and a replication stream opened straight at `broker` are answered: over mutual
+/// TLS as `leaf` when `tls` is given, else in plaintext; with `secret` in the cluster-secret header if given.
+/// These are the calls a client would make to take part in raft or read any partition past the ACLs.
+fn internal_calls(broker: &str, tls: Option<(&Ca, &Leaf)>, secret: Option<&str>) -> [Result<(), tonic::Status>; 2] {
+    use rill_protocol::internal::controller_client::ControllerClient;
+    use rill_protocol::internal::{RaftRequest, ReplicaFetch};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let endpoint = match tls {
+            Some((ca, leaf)) => {
+                let read = |path: &str| std::fs::read(path).expect("read a PEM file");
+                let tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read(ca.pem_path.to_str().expect("utf-8"))))
+                    .identity(Identity::from_pem(read(leaf.cert()), read(leaf.key())))
+                    .domain_name("localhost");
+                Endpoint::from_shared(format!("https://{broker}")).expect("endpoint").tls_config(tls).expect("tls")
+            }
+            None => Endpoint::from_shared(format!("http://{broker}")).expect("endpoint"),
+        };
+        let channel = tokio::time::timeout(DEADLINE, endpoint.connect()).await.expect("in time").expect("connect");
+        let mut client = ControllerClient::new(channel);
+        let with_secret = |request: &mut tonic::metadata::MetadataMap| {
+            if let Some(secret) = secret {
+                request.insert("rill-cluster-secret", secret.parse().expect("ascii"));
+            }
+        };
+        let mut vote = tonic::Request::new(RaftRequest::default());
+        with_secret(vote.metadata_mut());
+        vote.set_timeout(DEADLINE);
+        let voted = client.vote(vote).await.map(|_| ());
+        let fetch = ReplicaFetch { follower_id: 99, max_wait_ms: 10, ..ReplicaFetch::default() };
+        let mut replicate = tonic::Request::new(tokio_stream::iter(vec![fetch]));
+        with_secret(replicate.metadata_mut());
+        replicate.set_timeout(Duration::from_secs(2));
+        let replicated = client.replicate(replicate).await.map(|_| ());
+        [voted, replicated]
+    })
+}
+
+/// Whether the node-to-node gate let the call through: whatever the service then answered (an empty raft
+/// payload is not a vote), it was not refused for want of a node's credential.
+fn passed_the_gate(answer: &Result<(), tonic::Status>) -> bool {
+    answer
+        .as_ref()
+        .err()
+        .is_none_or(|status| !matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied))
+}
+
+/// `rill node_call_denials_total` on a node's admin listener.
+fn node_call_denials(admin: &str) -> f64 {
+    let samples = common::cluster::scrape(admin).expect("the admin listener answers");
+    let counter = samples.iter().find(|(series, _)| series.starts_with("rill_node_call_denials_total"));
+    let denials = counter.map(|(_, value)| *value);
+    denials.unwrap_or_else(|| panic!("no rill_node_call_denials_total among {:?}", samples.keys().collect::<Vec<_>>()))
+}
+
+#[test]
+fn a_users_certificate_cannot_make_node_to_node_calls_while_the_nodes_keep_replicating() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let d = certs.path();
+    let ca = Ca::new(d, "ca");
+    let [node, admin, alice] = ["node", "admin", "alice"].map(|name| ca.issue(d, name, 1, false));
+    let config = format!(
+        "{FAST_SESSIONS}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         [auth]\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\nnode_principals = [\"User:node\"]\n",
+        node.cert(),
+        node.key(),
+        ca.pem_path.to_str().expect("utf-8"),
+    );
+    let cluster = Cluster::start(&config);
+    let first = cluster.addr(1).to_owned();
+    eventually("topic orders created with three replicas", || {
+        let args = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"];
+        rill_with_certificate(&first, &ca, &admin, &args).status.success().then_some(())
+    });
+
+    // Alice is a user of this cluster, and super users aside the most trusted kind of caller there is: one
+    // with a certificate from the cluster's own CA. Still she may neither vote nor open a replication stream.
+    for refused in internal_calls(&first, Some((&ca, &alice)), None) {
+        let status = refused.expect_err("alice is not a node");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("for the cluster's nodes only"), "{status:?}");
+        assert!(status.message().contains("User:alice") && status.message().contains("--node-principals"));
+    }
+    assert!(node_call_denials(cluster.admin(1)) >= 2.0, "both refusals are counted");
+    for answer in internal_calls(&first, Some((&ca, &node)), None) {
+        assert!(passed_the_gate(&answer), "a node's certificate passes: {answer:?}");
+    }
+
+    // Meanwhile the nodes, which present `User:node` to each other, replicate as before.
+    let produce = |value: &str| {
+        let mut command = Command::new(RILL);
+        command.args(["produce", "orders", "--acks", "all", "--broker", &format!("https://{first}")]);
+        command.args(["--tls-ca", ca.pem_path.to_str().expect("utf-8"), "--tls-cert", admin.cert()]);
+        command.args(["--tls-key", admin.key()]);
+        common::run(command.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), Some(format!("{value}\n").as_bytes()))
+    };
+    eventually("a record acknowledged by all three replicas", || produce("one").status.success().then_some(()));
+    eventually("all three replicas in sync at the high watermark", || {
+        let described = rill_with_certificate(&first, &ca, &admin, &["topic", "describe", "orders"]);
+        described.stdout.lines().find_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let is_row = cells.len() >= 6 && cells[0] == "0";
+            (is_row && common::cluster::ids(cells[4]).len() == 3 && cells[5].parse::<i64>().ok()? >= 1).then_some(())
+        })
+    });
+}
+
+#[test]
+fn with_a_cluster_secret_a_call_without_it_or_with_another_is_refused_while_the_nodes_replicate() {
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let secret = "5f1c2d9a0b7e4f3c8a6d1e2f9b0c7a4d";
+    let secret_file = secrets.path().join("cluster.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).expect("write the secret");
+    let config = format!("{FAST_SESSIONS}[auth]\ncluster_secret_file = {secret_file:?}\n");
+    let cluster = Cluster::start(&config);
+    let first = cluster.addr(1).to_owned();
+    eventually("topic orders created with three replicas", || {
+        let args = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"];
+        rill(&first, &args).status.success().then_some(())
+    });
+
+    for refused in internal_calls(&first, None, None) {
+        let status = refused.expect_err("no secret");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert!(status.message().contains("--cluster-secret-file"), "{status:?}");
+    }
+    for refused in internal_calls(&first, None, Some("0000000000000000000000000000000000")) {
+        let status = refused.expect_err("another secret");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(!status.message().contains(secret), "the answer never holds the secret: {status:?}");
+    }
+    assert!(node_call_denials(cluster.admin(1)) >= 4.0, "every refusal is counted");
+    for answer in internal_calls(&first, None, Some(secret)) {
+        assert!(passed_the_gate(&answer), "the secret passes: {answer:?}");
+    }
+
+    eventually("a record acknowledged by all three replicas", || {
+        common::rill_with_stdin(&first, &["produce", "orders", "--acks", "all"], b"one\n")
+            .status
+            .success()
+            .then_some(())
+    });
+    common::cluster::wait_for_topic(&first, "orders", 1, "three replicas in sync", |rows| {
+        rows[0].isr.len() == 3 && rows[0].high_watermark >= 1
+    });
+}

@@ -5,8 +5,9 @@
 //! and `auth.require_auth` is on. A node that forwards a call to another (the controller leader, a partition
 //! leader) sends the caller on (`forwarded.rs`): its token, or the principal it authenticated in a header this
 //! layer honours only from a connection whose client certificate is a node's (`auth.node_principals`). Health
-//! checks pass without one (load balancers and orchestrators probe them), as do a cluster's node-to-node calls
-//! (`rill.internal`), which carry none.
+//! checks pass without one (load balancers and orchestrators probe them). A cluster's node-to-node calls
+//! (`rill.internal`) carry no user's credential but a node's: its certificate or the cluster secret, which
+//! [`NodeCallGate`] checks; a refusal is counted and logged by the [`Authorizer`].
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,9 +18,10 @@ use std::task::{Context, Poll};
 use rill_protocol::reason::Reason;
 
 use super::forwarded::{self, FORWARDED_PRINCIPAL};
-use super::{Principal, UserStore};
+use super::node_calls::{NodeCallGate, CLUSTER_SECRET, INTERNAL_PREFIX};
+use super::{Authorizer, Principal, UserStore};
 
-const EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.", "/rill.internal."];
+const HEALTH_PREFIX: &str = "/grpc.health.v1.";
 
 #[derive(Clone)]
 pub struct AuthenticateLayer {
@@ -27,11 +29,26 @@ pub struct AuthenticateLayer {
     is_required: bool,
     /// `auth.node_principals`: the certificate principals (`User:NAME`) of the cluster's nodes.
     node_principals: Arc<HashSet<String>>,
+    node_calls: Arc<NodeCallGate>,
+    /// Counts and logs refused node-to-node calls.
+    authorizer: Arc<Authorizer>,
 }
 
 impl AuthenticateLayer {
-    pub fn new(users: Arc<UserStore>, is_required: bool, node_principals: &[String]) -> Self {
-        Self { users, is_required, node_principals: Arc::new(node_principals.iter().cloned().collect()) }
+    pub fn new(
+        users: Arc<UserStore>,
+        is_required: bool,
+        node_principals: &[String],
+        node_calls: NodeCallGate,
+        authorizer: Arc<Authorizer>,
+    ) -> Self {
+        Self {
+            users,
+            is_required,
+            node_principals: Arc::new(node_principals.iter().cloned().collect()),
+            node_calls: Arc::new(node_calls),
+            authorizer,
+        }
     }
 }
 
@@ -44,6 +61,8 @@ impl<S> tower::Layer<S> for AuthenticateLayer {
             users: self.users.clone(),
             is_required: self.is_required,
             node_principals: Arc::clone(&self.node_principals),
+            node_calls: Arc::clone(&self.node_calls),
+            authorizer: Arc::clone(&self.authorizer),
         }
     }
 }
@@ -54,6 +73,16 @@ pub struct Authenticate<S> {
     users: Arc<UserStore>,
     is_required: bool,
     node_principals: Arc<HashSet<String>>,
+    node_calls: Arc<NodeCallGate>,
+    authorizer: Arc<Authorizer>,
+}
+
+/// The principal of the client certificate `request`'s connection presented, verified in the handshake.
+fn certificate_principal<B>(request: &http::Request<B>) -> Option<Principal> {
+    request
+        .extensions()
+        .get::<crate::tls::ConnectionInfo>()
+        .and_then(|info| info.peer_certificates.as_ref()?.first().and_then(super::certificate::principal_of))
 }
 
 /// Why a request is refused; the words are the same for a missing and an unknown token but for the hint.
@@ -69,12 +98,7 @@ fn refusal(has_token: bool) -> tonic::Status {
 impl<S> Authenticate<S> {
     /// The caller's principal, or the refusal.
     fn principal<B>(&self, request: &http::Request<B>) -> Result<Principal, tonic::Status> {
-        let from_certificate = || {
-            request
-                .extensions()
-                .get::<crate::tls::ConnectionInfo>()
-                .and_then(|info| info.peer_certificates.as_ref()?.first().and_then(super::certificate::principal_of))
-        };
+        let from_certificate = || certificate_principal(request);
         if let Some(claimed) = request.headers().get(FORWARDED_PRINCIPAL) {
             let has_token = request.headers().contains_key(http::header::AUTHORIZATION);
             let connection = from_certificate();
@@ -118,8 +142,20 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if EXEMPT_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        if path.starts_with(HEALTH_PREFIX) {
             return Box::pin(self.inner.call(request));
+        }
+        if path.starts_with(INTERNAL_PREFIX) {
+            let connection = certificate_principal(&request);
+            let sent_secret = request.headers().get(CLUSTER_SECRET).map(http::HeaderValue::as_bytes);
+            return match self.node_calls.check(sent_secret, connection.as_ref()) {
+                Ok(()) => Box::pin(self.inner.call(request)),
+                Err(refused) => {
+                    let caller = connection.unwrap_or(Principal::Anonymous).to_string();
+                    self.authorizer.deny_node_call(&caller, path, &refused);
+                    Box::pin(std::future::ready(Ok(refused.status().into_http())))
+                }
+            };
         }
         match self.principal(&request) {
             Ok(principal) => {

@@ -42,7 +42,10 @@ pub struct Authorizer {
     acls: Arc<AclStore>,
     /// Denials by [`Operation::index`] and [`ResourceType::index`].
     denials: [[AtomicU64; ResourceType::ALL.len()]; Operation::ALL.len()],
-    last_logged: Mutex<HashMap<(String, Operation), Instant>>,
+    /// Node-to-node calls (`/rill.internal.*`) refused to a caller that is not a node (`node_calls.rs`).
+    node_call_denials: AtomicU64,
+    /// By principal and operation; `None`: a refused node-to-node call.
+    last_logged: Mutex<HashMap<(String, Option<Operation>), Instant>>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -58,6 +61,7 @@ impl Authorizer {
             super_users: super_users.iter().cloned().collect(),
             acls,
             denials: Default::default(),
+            node_call_denials: AtomicU64::new(0),
             last_logged: Mutex::new(HashMap::new()),
         }
     }
@@ -107,7 +111,7 @@ impl Authorizer {
     fn deny(&self, principal: &Principal, operation: Operation, resource: &Resource<'_>) -> Denied {
         self.denials[operation.index()][resource.kind.index()].fetch_add(1, Ordering::Relaxed);
         let principal = principal.to_string();
-        if self.should_log(&principal, operation) {
+        if self.should_log(&principal, Some(operation)) {
             tracing::info!(
                 %principal,
                 operation = operation.name(),
@@ -119,7 +123,25 @@ impl Authorizer {
         Denied { principal, operation, resource_type: resource.kind, resource: resource.to_string() }
     }
 
-    fn should_log(&self, principal: &str, operation: Operation) -> bool {
+    /// Counts a node-to-node call refused to `caller` (its certificate's principal, or `User:ANONYMOUS`) and
+    /// logs it as the ACL denials are: at most once per caller every [`DENIAL_LOG_INTERVAL`], never a secret.
+    pub fn deny_node_call(&self, caller: &str, path: &str, refused: &super::node_calls::NodeCallRefused) {
+        self.node_call_denials.fetch_add(1, Ordering::Relaxed);
+        if self.should_log(caller, None) {
+            tracing::info!(
+                principal = caller,
+                path,
+                "node-to-node call refused: {refused} (logged at most once per principal every 10 s)"
+            );
+        }
+    }
+
+    /// Node-to-node calls refused so far.
+    pub fn node_call_denial_count(&self) -> u64 {
+        self.node_call_denials.load(Ordering::Relaxed)
+    }
+
+    fn should_log(&self, principal: &str, operation: Option<Operation>) -> bool {
         let now = Instant::now();
         let mut last_logged = self.last_logged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (principal.to_owned(), operation);
@@ -201,9 +223,11 @@ mod tests {
     fn a_denial_is_logged_once_per_principal_and_operation_per_interval() {
         let dir = tempfile::tempdir().expect("tempdir");
         let authorizer = Authorizer::new(true, &[], Arc::new(AclStore::open(dir.path()).expect("store")));
-        assert!(authorizer.should_log("User:a", Operation::Read));
-        assert!(!authorizer.should_log("User:a", Operation::Read), "within the interval");
-        assert!(authorizer.should_log("User:a", Operation::Write), "another operation");
-        assert!(authorizer.should_log("User:b", Operation::Read), "another principal");
+        assert!(authorizer.should_log("User:a", Some(Operation::Read)));
+        assert!(!authorizer.should_log("User:a", Some(Operation::Read)), "within the interval");
+        assert!(authorizer.should_log("User:a", Some(Operation::Write)), "another operation");
+        assert!(authorizer.should_log("User:b", Some(Operation::Read)), "another principal");
+        assert!(authorizer.should_log("User:a", None), "a refused node-to-node call is logged apart");
+        assert!(!authorizer.should_log("User:a", None), "and rate-limited the same way");
     }
 }

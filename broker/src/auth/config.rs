@@ -90,6 +90,9 @@ pub struct AuthConfig {
     /// (`forwarded.rs`). Empty (the default): the principal of this node's own `tls.cert`, when `tls.client_ca`
     /// is set; without client certificates no connection is a node's, and a forwarded principal is refused.
     pub node_principals: Vec<String>,
+    /// A file holding the secret every node of the cluster shares and sends on each node-to-node call
+    /// (`node_calls.rs`): how nodes tell each other from clients without client certificates.
+    pub cluster_secret_file: Option<std::path::PathBuf>,
     /// Listen on a non-loopback address although clients need not authenticate: for a trusted network only.
     pub allow_insecure: bool,
 }

@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod certificate;
 pub mod config;
 pub mod forwarded;
+pub mod node_calls;
 mod replicated;
 pub mod scram;
 pub mod service;

@@ -139,7 +139,7 @@ fn leader_elsewhere(controller: &Controller) -> Result<Option<String>, Status> {
 fn leader_client(
     controller: &Controller,
     address: &str,
-) -> Result<ClusterAdminClient<tonic::transport::Channel>, Status> {
+) -> Result<ClusterAdminClient<crate::tls::PeerChannel>, Status> {
     let channel = crate::tls::channel_to(address, &controller.config).map_err(|e| {
         Status::from(crate::error::BrokerError::ControllerUnavailable {
             reason: format!("bad controller leader address {address}: {e}"),

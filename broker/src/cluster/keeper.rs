@@ -19,11 +19,10 @@ use std::time::Duration;
 use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::HeartbeatRequest;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use super::metadata::{Command, NodeState};
 use super::{identity, Controller, NodeId};
-use crate::tls::channel_to;
+use crate::tls::{channel_to, PeerChannel};
 
 pub async fn run(controller: Arc<Controller>) {
     let interval = Duration::from_millis(controller.config.node_heartbeat_interval_ms);
@@ -168,7 +167,7 @@ async fn store_identity(controller: &Controller, updated: identity::ClusterIdent
 }
 
 struct Heartbeats {
-    leader: Option<(NodeId, ControllerClient<Channel>)>,
+    leader: Option<(NodeId, ControllerClient<PeerChannel>)>,
     /// Since when the leader has refused this node's id as held by another process.
     refused_since: Option<Instant>,
 }

@@ -12,10 +12,9 @@ use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::RaftRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::config::BrokerConfig;
-use crate::tls::channel_to;
+use crate::tls::{channel_to, PeerChannel};
 
 use super::{ClusterIdCell, NodeId, TypeConfig};
 
@@ -52,7 +51,7 @@ pub struct Connection {
     from: Network,
     target: NodeId,
     /// An address that is not a valid URI fails every call (validation of `--peers` makes that unlikely).
-    client: Result<ControllerClient<Channel>, String>,
+    client: Result<ControllerClient<PeerChannel>, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -434,6 +434,13 @@ impl Scrape {
     fn encode_authorization(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         family(
             encoder,
+            "rill_node_call_denials",
+            "Node-to-node calls (rill.internal) refused to a caller that showed no node's certificate or secret.",
+            MetricType::Counter,
+            [(labels([]), self.node.authorizer.node_call_denial_count() as f64)],
+        )?;
+        family(
+            encoder,
             "rill_authorization_denials",
             "Requests (or parts of one: a topic of a produce) refused by the ACLs, with authorization on.",
             MetricType::Counter,

@@ -20,13 +20,12 @@ use rill_protocol::internal::{EpochEndReply, EpochEndRequest, ReplicaData, Repli
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::Channel;
 
 use crate::cluster::metadata::{ClusterMetadata, Command, CommandOutcome};
 use crate::cluster::Controller;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
-use crate::tls::channel_to;
+use crate::tls::{channel_to, PeerChannel};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -109,7 +108,7 @@ pub struct TonicLeaders {
 }
 
 struct TonicLeader {
-    client: ControllerClient<Channel>,
+    client: ControllerClient<PeerChannel>,
 }
 
 impl LeaderLinks for TonicLeaders {

@@ -20,5 +20,5 @@ mod stream;
 
 pub use acceptor::{watch_files, TlsAcceptorHandle};
 pub use load::{TlsError, TlsListener, ALPN_H2};
-pub use peer::channel_to;
+pub use peer::{channel_to, PeerChannel};
 pub use stream::{ConnectionInfo, PeerCertificates, ServedStream};

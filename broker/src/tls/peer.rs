@@ -1,9 +1,12 @@
 //! Channels from this node to the other nodes of its cluster (raft, heartbeats, forwarded proposals,
 //! replication, topic look-ups): plaintext, or TLS when this node's listener uses TLS, since the peers'
-//! listeners then do too (one setting for the whole cluster).
+//! listeners then do too (one setting for the whole cluster). Every call on them carries the cluster secret,
+//! when one is set, so the peer knows it from a client (`auth/node_calls.rs`).
 
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::load::read;
@@ -20,6 +23,30 @@ pub enum PeerChannelError {
     Address(#[from] tonic::transport::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    ClusterSecret(#[from] crate::config::ConfigError),
+}
+
+/// A channel to a peer, every request on it carrying the cluster secret (when one is set).
+pub type PeerChannel = InterceptedService<Channel, SendClusterSecret>;
+
+/// Puts the cluster secret on each request to a peer. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct SendClusterSecret(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for SendClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "SendClusterSecret(..)" } else { "SendClusterSecret(None)" })
+    }
+}
+
+impl tonic::service::Interceptor for SendClusterSecret {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(secret) = &self.0 {
+            request.metadata_mut().insert(crate::auth::node_calls::CLUSTER_SECRET, secret.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// The TLS a node dials its peers with: trusting `cluster_ca` (else `client_ca`, else the public roots) and
@@ -36,12 +63,16 @@ fn peer_tls(tls: &TlsConfig) -> Result<ClientTlsConfig, TlsError> {
 }
 
 /// Opens a lazily connected channel to the node at `address` (`host:port`), over TLS when `config.tls` is set.
-pub fn channel_to(address: &str, config: &BrokerConfig) -> Result<Channel, PeerChannelError> {
+/// The secret file is read at each dial, as the certificates are, so a rotated secret is sent by the next
+/// channel opened.
+pub fn channel_to(address: &str, config: &BrokerConfig) -> Result<PeerChannel, PeerChannelError> {
+    let secret = config.auth.cluster_secret_file.as_deref().map(crate::auth::node_calls::ClusterSecret::load);
+    let secret = secret.transpose()?.map(|secret| secret.header_value());
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let mut endpoint =
         Endpoint::from_shared(format!("{scheme}://{address}"))?.connect_timeout(PEER_CONNECT_TIMEOUT).tcp_nodelay(true);
     if let Some(tls) = &config.tls {
         endpoint = endpoint.tls_config(peer_tls(tls)?)?;
     }
-    Ok(endpoint.connect_lazy())
+    Ok(InterceptedService::new(endpoint.connect_lazy(), SendClusterSecret(secret)))
 }

@@ -29,10 +29,13 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 /// The `current_leader_epoch` of a request that does not say (before v4, or a client that does not track it).
 const NO_EPOCH: i32 = -1;
+/// The first version whose requests carry `current_leader_epoch` and whose answers carry `leader_epoch`.
+const FIRST_WITH_LEADER_EPOCH: i16 = 4;
 
 pub async fn answer(
     kafka: &KafkaContext,
     request: ListOffsetsRequest,
+    version: i16,
     principal: &crate::auth::Principal,
 ) -> ListOffsetsResponse {
     use crate::auth::acl::{Operation, Resource};
@@ -49,7 +52,11 @@ pub async fn answer(
                 Err(code) => Err(code),
             };
             partitions.push(match found {
-                Ok(Found { offset, leader_epoch }) => answer.with_offset(offset).with_leader_epoch(leader_epoch),
+                // The field exists from v4; below, the encoder refuses any value but its default.
+                Ok(Found { offset, leader_epoch }) if version >= FIRST_WITH_LEADER_EPOCH => {
+                    answer.with_offset(offset).with_leader_epoch(leader_epoch)
+                }
+                Ok(Found { offset, .. }) => answer.with_offset(offset),
                 Err(code) => answer.with_error_code(code).with_offset(-1),
             });
         }

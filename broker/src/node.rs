@@ -43,6 +43,19 @@ impl Node {
         }
     }
 
+    /// The partition's leader epoch as this node knows it, and whether this node leads it at that epoch (else
+    /// the `not-leader` refusal). A single node leads every partition at epoch 0, the epoch its Kafka Metadata
+    /// answers.
+    pub fn leader_epoch(&self, topic: &str, partition: u32) -> crate::error::Result<(i32, crate::error::Result<()>)> {
+        match &self.replication {
+            Some(replication) => {
+                let (epoch, led) = replication.leader_epoch(topic, partition)?;
+                Ok((i32::try_from(epoch).unwrap_or(i32::MAX), led.map(|_| ())))
+            }
+            None => self.registry.partition(topic, partition).map(|_| (0, Ok(()))),
+        }
+    }
+
     /// Allows `principal` `operation` on `resource`, or refuses it (`permission-denied`), counted and logged.
     pub fn authorize(
         &self,

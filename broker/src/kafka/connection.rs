@@ -214,7 +214,7 @@ pub async fn answer(
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = list_offsets::answer(kafka, request, principal).await;
+            let response = list_offsets::answer(kafka, request, version, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }

@@ -188,6 +188,18 @@ impl Replication {
     /// `not-leader`, naming the leader when there is one.
     pub fn check_leader(&self, topic: &str, partition: u32) -> Result<u32> {
         let (placed, _) = self.placement(topic, partition)?;
+        self.check_placed_leader(topic, partition, &placed)
+    }
+
+    /// The partition's leader epoch as this node's metadata has it, with [`Self::check_leader`]'s answer read
+    /// from the same metadata: what a request carrying the client's current leader epoch (KIP-320) is checked
+    /// against before the leadership itself, as Kafka does.
+    pub fn leader_epoch(&self, topic: &str, partition: u32) -> Result<(u32, Result<u32>)> {
+        let (placed, _) = self.placement(topic, partition)?;
+        Ok((placed.leader_epoch, self.check_placed_leader(topic, partition, &placed)))
+    }
+
+    fn check_placed_leader(&self, topic: &str, partition: u32, placed: &PartitionPlacement) -> Result<u32> {
         let is_ready = placed.leader == Some(self.node_id)
             && lock(&self.leaders)
                 .get(&(topic.to_owned(), partition))

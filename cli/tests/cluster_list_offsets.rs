@@ -1,0 +1,147 @@
+//! Kafka's ListOffsets on three real `rill broker` processes, spoken raw on the Kafka port: only the leader
+//! answers (a follower says NOT_LEADER_OR_FOLLOWER), a current leader epoch older than the leader's is
+//! FENCED_LEADER_EPOCH and a newer one UNKNOWN_LEADER_EPOCH, and a new leader whose high watermark is still below
+//! the start of its epoch answers OFFSET_NOT_AVAILABLE for "latest" until its followers catch up, then the
+//! high watermark. The lagging window is made, not hoped for: a follower SIGSTOPped while still in the ISR
+//! (sessions and the ISR lag limit far beyond the test) holds the high watermark back while the leader's log
+//! grows, and the leadership moves, by a preferred-leader election, to the other follower, which holds the
+//! records but has been told a high watermark below them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::cluster::{self, Cluster, PartitionRow};
+use common::{rill, rill_with_stdin, signal, DEADLINE};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rill_tests::kafka_client::KafkaClient;
+
+const SLOW_FAILURE_DETECTION: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 120000\n\
+                                      replica_lag_time_max_ms = 120000\nauto_leader_rebalance_enable = false\n";
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const NO_EPOCH: i32 = -1;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+const OFFSET_NOT_AVAILABLE: i16 = 78;
+
+/// (error code, offset, leader epoch) of partition 0 of `orders`, asked of `addr` with ListOffsets v4.
+fn list_offset(addr: &str, timestamp: i64, current_leader_epoch: i32) -> (i16, i64, i32) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let addr: SocketAddr = addr.parse().expect("node address");
+    let request =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("orders")))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_timestamp(timestamp)])]);
+    let response: ListOffsetsResponse = runtime.block_on(async {
+        let mut client = KafkaClient::connect(addr).await;
+        client.call(ApiKey::ListOffsets, 4, &request).await
+    });
+    let partition = &response.topics[0].partitions[0];
+    (partition.error_code, partition.offset, partition.leader_epoch)
+}
+
+#[track_caller]
+fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn row(addr: &str) -> Option<PartitionRow> {
+    cluster::describe_topic(addr, "orders", 1).map(|rows| rows[0].clone())
+}
+
+fn produce(addr: &str, acks: &str, values: impl Iterator<Item = String>) {
+    let input: String = values.map(|value| value + "\n").collect();
+    rill_with_stdin(addr, &["produce", "orders", "--acks", acks], input.as_bytes()).ok();
+}
+
+#[test]
+fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_reaches_the_epoch_start() {
+    let cluster = Cluster::start(SLOW_FAILURE_DETECTION);
+    let create = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "2"];
+    wait_until("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let first = wait_until("a leader and 3 in-sync replicas", || {
+        row(cluster.addr(1)).filter(|r| r.leader.is_some() && r.isr.len() == 3)
+    });
+    let old_leader = first.leader.expect("a leader");
+    let followers: Vec<u64> = first.replicas.iter().copied().filter(|id| *id != old_leader).collect();
+    let (new_leader, stopped) = (followers[0], followers[1]);
+    produce(cluster.addr(old_leader), "all", (0..10).map(|i| format!("early-{i}")));
+    let caught_up = wait_until("every replica at 10", || {
+        row(cluster.addr(old_leader)).filter(|r| r.high_watermark == 10 && r.log_ends.iter().all(|(_, end)| *end == 10))
+    });
+
+    // The leader answers, at its epoch; the followers send the client to it.
+    let epoch = i32::try_from(caught_up.epoch).expect("a small epoch");
+    assert_eq!(list_offset(cluster.addr(old_leader), LATEST, NO_EPOCH), (0, 10, epoch));
+    assert_eq!(list_offset(cluster.addr(old_leader), LATEST, epoch), (0, 10, epoch));
+    for follower in [new_leader, stopped] {
+        assert_eq!(list_offset(cluster.addr(follower), LATEST, NO_EPOCH).0, NOT_LEADER_OR_FOLLOWER);
+        assert_eq!(list_offset(cluster.addr(follower), EARLIEST, epoch).0, NOT_LEADER_OR_FOLLOWER);
+    }
+    assert_eq!(list_offset(cluster.addr(old_leader), LATEST, epoch + 1).0, UNKNOWN_LEADER_EPOCH);
+
+    // The next preferred leader, while every replica is up: only the order changes, nothing is copied.
+    let order = format!("{new_leader},{old_leader},{stopped}");
+    rill(&cluster.all(), &["topic", "reassign", "orders", "--partition", "0", "--replicas", &order]).ok();
+
+    // One follower stopped, still in the ISR: the high watermark stays at 10 while the other follower copies
+    // the leader's log to 20.
+    signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGSTOP);
+    let running = format!("{},{}", cluster.addr(old_leader), cluster.addr(new_leader));
+    produce(cluster.addr(old_leader), "leader", (0..10).map(|i| format!("late-{i}")));
+    let grown = wait_until("the next leader's log end at 20", || {
+        row(cluster.addr(old_leader)).filter(|r| r.log_ends.contains(&(new_leader, 20)))
+    });
+    assert_eq!(grown.high_watermark, 10, "the stopped follower holds it back: {grown:?}");
+
+    // The leadership moves: the new leader's epoch starts at 20, above the high watermark it was told.
+    let args = ["cluster", "elect-leaders", "--topic", "orders", "--partition", "0"];
+    wait_until("the election", || rill(&running, &args).status.success().then_some(()));
+    let elected = wait_until("the new leader in the metadata", || {
+        row(cluster.addr(new_leader)).filter(|r| r.leader == Some(new_leader))
+    });
+    let new_epoch = i32::try_from(elected.epoch).expect("a small epoch");
+    assert!(new_epoch > epoch, "{elected:?}");
+    let (code, _, _) = wait_until("the new leader answering", || {
+        Some(list_offset(cluster.addr(new_leader), LATEST, NO_EPOCH))
+            .filter(|(code, _, _)| *code != NOT_LEADER_OR_FOLLOWER)
+    });
+    assert_eq!(code, OFFSET_NOT_AVAILABLE, "latest while the high watermark is below the epoch start");
+    assert_eq!(list_offset(cluster.addr(new_leader), LATEST, new_epoch).0, OFFSET_NOT_AVAILABLE);
+    assert_eq!(list_offset(cluster.addr(new_leader), EARLIEST, new_epoch), (0, 0, new_epoch), "the log start is safe");
+    assert_eq!(list_offset(cluster.addr(new_leader), LATEST, epoch).0, FENCED_LEADER_EPOCH);
+    assert_eq!(list_offset(cluster.addr(new_leader), LATEST, new_epoch + 1).0, UNKNOWN_LEADER_EPOCH);
+    let old_leader_knows_the_new_epoch = wait_until("the old leader following", || {
+        Some(list_offset(cluster.addr(old_leader), LATEST, epoch)).filter(|(code, _, _)| *code != 0)
+    });
+    assert_eq!(old_leader_knows_the_new_epoch.0, FENCED_LEADER_EPOCH);
+    assert_eq!(list_offset(cluster.addr(old_leader), LATEST, new_epoch).0, NOT_LEADER_OR_FOLLOWER);
+
+    // The stopped follower resumes and catches up: the high watermark passes the epoch start, and "latest" is it.
+    signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGCONT);
+    let answered = wait_until("the new leader's high watermark at 20", || {
+        Some(list_offset(cluster.addr(new_leader), LATEST, new_epoch))
+            .filter(|(code, _, _)| *code != OFFSET_NOT_AVAILABLE)
+    });
+    assert_eq!(answered, (0, 20, new_epoch));
+    assert_eq!(
+        list_offset(cluster.addr(new_leader), 0, new_epoch),
+        (0, 0, new_epoch),
+        "the first record at or after 0"
+    );
+}

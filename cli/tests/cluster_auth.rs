@@ -7,11 +7,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{broker_args, Cluster};
 use common::pki::{Ca, Leaf};
-use common::{dead_address, rill, Output, DEADLINE, RILL};
+use common::{dead_address, eventually, rill, Output, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that a killed leader is replaced within the deadline.
 const FAST_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n";
@@ -26,18 +26,17 @@ fn rill_as(broker: &str, token: Option<&str>, args: &[&str]) -> Output {
     common::run(&mut command, None)
 }
 
-/// Runs `attempt` until it returns `Some`, up to the deadline: a change made through one node reaches the
-/// others one raft round trip later, and a restarted node needs a moment to catch up.
-#[track_caller]
-fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(done) = attempt() {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "not within {DEADLINE:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Three nodes that require client certificates from `ca`, with authorization on: every node presents `node`
+/// (its only node principal) and `User:admin` is the super user.
+fn mutual_tls_cluster(ca: &Ca, node: &Leaf) -> Cluster {
+    let config = format!(
+        "{FAST_SESSIONS}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         [auth]\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\nnode_principals = [\"User:node\"]\n",
+        node.cert(),
+        node.key(),
+        ca.pem_path.to_str().expect("utf-8"),
+    );
+    Cluster::start(&config)
 }
 
 /// A new user with a token, through `broker` (retried while the controller leader is being elected).
@@ -288,14 +287,7 @@ fn a_client_certificates_principal_is_forwarded_to_the_controller_leader_and_can
     // Every node presents `node` to the others; clients are admin (a super user), alice and mallory. All are
     // issued by the one CA, for localhost and 127.0.0.1: only the configured name tells a node from a client.
     let [node, admin, alice, mallory] = ["node", "admin", "alice", "mallory"].map(|name| ca.issue(d, name, 1, false));
-    let config = format!(
-        "{FAST_SESSIONS}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
-         [auth]\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\nnode_principals = [\"User:node\"]\n",
-        node.cert(),
-        node.key(),
-        ca.pem_path.to_str().expect("utf-8"),
-    );
-    let cluster = Cluster::start(&config);
+    let cluster = mutual_tls_cluster(&ca, &node);
     let leader = eventually("a controller leader", || {
         let described = rill_with_certificate(cluster.addr(1), &ca, &admin, &["cluster", "describe"]);
         described.stdout.lines().find_map(|l| l.strip_prefix("controller leader:")?.trim().parse::<u64>().ok())
@@ -391,14 +383,7 @@ fn a_users_certificate_cannot_make_node_to_node_calls_while_the_nodes_keep_repli
     let d = certs.path();
     let ca = Ca::new(d, "ca");
     let [node, admin, alice] = ["node", "admin", "alice"].map(|name| ca.issue(d, name, 1, false));
-    let config = format!(
-        "{FAST_SESSIONS}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
-         [auth]\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\nnode_principals = [\"User:node\"]\n",
-        node.cert(),
-        node.key(),
-        ca.pem_path.to_str().expect("utf-8"),
-    );
-    let cluster = Cluster::start(&config);
+    let cluster = mutual_tls_cluster(&ca, &node);
     let first = cluster.addr(1).to_owned();
     eventually("topic orders created with three replicas", || {
         let args = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "3"];

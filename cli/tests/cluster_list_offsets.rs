@@ -10,10 +10,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster, PartitionRow};
-use common::{rill, rill_with_stdin, signal, DEADLINE};
+use common::{eventually, rill, rill_with_stdin, signal};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -48,18 +47,6 @@ fn list_offset(addr: &str, timestamp: i64, current_leader_epoch: i32) -> (i16, i
     (partition.error_code, partition.offset, partition.leader_epoch)
 }
 
-#[track_caller]
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn row(addr: &str) -> Option<PartitionRow> {
     cluster::describe_topic(addr, "orders", 1).map(|rows| rows[0].clone())
 }
@@ -73,15 +60,15 @@ fn produce(addr: &str, acks: &str, values: impl Iterator<Item = String>) {
 fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_reaches_the_epoch_start() {
     let cluster = Cluster::start(SLOW_FAILURE_DETECTION);
     let create = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "2"];
-    wait_until("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
-    let first = wait_until("a leader and 3 in-sync replicas", || {
+    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let first = eventually("a leader and 3 in-sync replicas", || {
         row(cluster.addr(1)).filter(|r| r.leader.is_some() && r.isr.len() == 3)
     });
     let old_leader = first.leader.expect("a leader");
     let followers: Vec<u64> = first.replicas.iter().copied().filter(|id| *id != old_leader).collect();
     let (new_leader, stopped) = (followers[0], followers[1]);
     produce(cluster.addr(old_leader), "all", (0..10).map(|i| format!("early-{i}")));
-    let caught_up = wait_until("every replica at 10", || {
+    let caught_up = eventually("every replica at 10", || {
         row(cluster.addr(old_leader)).filter(|r| r.high_watermark == 10 && r.log_ends.iter().all(|(_, end)| *end == 10))
     });
 
@@ -104,20 +91,20 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGSTOP);
     let running = format!("{},{}", cluster.addr(old_leader), cluster.addr(new_leader));
     produce(cluster.addr(old_leader), "leader", (0..10).map(|i| format!("late-{i}")));
-    let grown = wait_until("the next leader's log end at 20", || {
+    let grown = eventually("the next leader's log end at 20", || {
         row(cluster.addr(old_leader)).filter(|r| r.log_ends.contains(&(new_leader, 20)))
     });
     assert_eq!(grown.high_watermark, 10, "the stopped follower holds it back: {grown:?}");
 
     // The leadership moves: the new leader's epoch starts at 20, above the high watermark it was told.
     let args = ["cluster", "elect-leaders", "--topic", "orders", "--partition", "0"];
-    wait_until("the election", || rill(&running, &args).status.success().then_some(()));
-    let elected = wait_until("the new leader in the metadata", || {
+    eventually("the election", || rill(&running, &args).status.success().then_some(()));
+    let elected = eventually("the new leader in the metadata", || {
         row(cluster.addr(new_leader)).filter(|r| r.leader == Some(new_leader))
     });
     let new_epoch = i32::try_from(elected.epoch).expect("a small epoch");
     assert!(new_epoch > epoch, "{elected:?}");
-    let (code, _, _) = wait_until("the new leader answering", || {
+    let (code, _, _) = eventually("the new leader answering", || {
         Some(list_offset(cluster.addr(new_leader), LATEST, NO_EPOCH))
             .filter(|(code, _, _)| *code != NOT_LEADER_OR_FOLLOWER)
     });
@@ -126,7 +113,7 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
     assert_eq!(list_offset(cluster.addr(new_leader), EARLIEST, new_epoch), (0, 0, new_epoch), "the log start is safe");
     assert_eq!(list_offset(cluster.addr(new_leader), LATEST, epoch).0, FENCED_LEADER_EPOCH);
     assert_eq!(list_offset(cluster.addr(new_leader), LATEST, new_epoch + 1).0, UNKNOWN_LEADER_EPOCH);
-    let old_leader_knows_the_new_epoch = wait_until("the old leader following", || {
+    let old_leader_knows_the_new_epoch = eventually("the old leader following", || {
         Some(list_offset(cluster.addr(old_leader), LATEST, epoch)).filter(|(code, _, _)| *code != 0)
     });
     assert_eq!(old_leader_knows_the_new_epoch.0, FENCED_LEADER_EPOCH);
@@ -134,7 +121,7 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
 
     // The stopped follower resumes and catches up: the high watermark passes the epoch start, and "latest" is it.
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGCONT);
-    let answered = wait_until("the new leader's high watermark at 20", || {
+    let answered = eventually("the new leader's high watermark at 20", || {
         Some(list_offset(cluster.addr(new_leader), LATEST, new_epoch))
             .filter(|(code, _, _)| *code != OFFSET_NOT_AVAILABLE)
     });

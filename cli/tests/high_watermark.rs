@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use common::{rill, rill_with_stdin, signal, DEADLINE};
+use common::{eventually, rill, rill_with_stdin, signal, DEADLINE};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -43,18 +43,6 @@ fn describe(addr: &str) -> Option<Row> {
             .filter_map(|(node, end)| Some((node.parse().ok()?, end.parse().ok()?)))
             .collect(),
     })
-}
-
-#[track_caller]
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A gRPC fetch of partition 0 straight from `addr` (no client routing), records decoded.
@@ -118,8 +106,8 @@ fn consumer_at(bootstrap: &str, offset: i64) -> BaseConsumer {
 fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_its_checkpoint() {
     let mut cluster = Cluster::start(SLOW_FAILURE_DETECTION);
     let create = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "2"];
-    wait_until("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
-    let row = wait_until("a leader and 3 in-sync replicas", || {
+    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let row = eventually("a leader and 3 in-sync replicas", || {
         describe(cluster.addr(1)).filter(|r| r.leader.is_some() && r.isr.len() == 3)
     });
     let leader = row.leader.expect("a leader");
@@ -129,14 +117,14 @@ fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_it
     };
     let early: String = (0..5).map(|i| format!("early-{i}\n")).collect();
     rill_with_stdin(cluster.addr(leader), &["produce", "orders", "--acks", "all"], early.as_bytes()).ok();
-    wait_until("the high watermark at 5", || describe(cluster.addr(leader)).filter(|r| r.high_watermark == 5));
-    wait_until("the leader's checkpoint at 5", || (checkpointed(&cluster, leader) == Some(5)).then_some(()));
+    eventually("the high watermark at 5", || describe(cluster.addr(leader)).filter(|r| r.high_watermark == 5));
+    eventually("the leader's checkpoint at 5", || (checkpointed(&cluster, leader) == Some(5)).then_some(()));
 
     // A follower stopped: it stays in the ISR, so the high watermark stays at 5 while the leader's log grows.
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGSTOP);
     let late: String = (0..3).map(|i| format!("late-{i}\n")).collect();
     rill_with_stdin(cluster.addr(leader), &["produce", "orders", "--acks", "leader"], late.as_bytes()).ok();
-    let row = wait_until("the leader's log end at 8", || {
+    let row = eventually("the leader's log end at 8", || {
         describe(cluster.addr(leader)).filter(|r| r.log_ends.contains(&(leader, 8)))
     });
     assert_eq!(row.high_watermark, 5, "{row:?}");
@@ -159,7 +147,7 @@ fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_it
     // follower, still in the ISR, has not told it its log end. Its high watermark is the checkpoint's.
     cluster.nodes[leader as usize - 1].take().expect("running").kill();
     cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));
-    let restarted = wait_until("the restarted leader serving fetches", || fetch(cluster.addr(leader), 0, 0, 0).ok());
+    let restarted = eventually("the restarted leader serving fetches", || fetch(cluster.addr(leader), 0, 0, 0).ok());
     let early_values: Vec<(i64, String)> = (0..5).map(|i| (i, format!("early-{i}"))).collect();
     assert_eq!(values(&restarted), early_values, "{restarted:?}");
     assert_eq!(restarted.high_watermark, 5, "the checkpointed high watermark, not the log start");
@@ -171,7 +159,7 @@ fn consumers_past_the_high_watermark_wait_and_a_restarted_leader_serves_up_to_it
 
     // The follower resumes: the high watermark passes 6, and both waiting consumers get offset 6 first.
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGCONT);
-    let waited = wait_until("records past 6", || {
+    let waited = eventually("records past 6", || {
         fetch(cluster.addr(leader), 6, 1, 2_000).ok().filter(|f| !f.records.is_empty())
     });
     assert_eq!(values(&waited).first(), Some(&(6, "late-1".to_owned())), "{waited:?}");

@@ -59,32 +59,14 @@ for i in $(seq 1 10); do echo "customer-$((i % 4)):{\"order\":$i,\"item\":\"widg
 
 SE_OFFLINE=true timeout 120 "$venv/bin/python" - "$admin" "$shots" <<'PY'
 import sys, time
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from selenium.common.exceptions import WebDriverException
 
-
-def replaced(old):
-    """A wait condition: the page `old` (an element of it) was part of has been replaced. Chromium reports such an
-    element as stale, or, while the next page loads, as a node that "does not belong to the document": both mean
-    the old page is gone (selenium's staleness_of knows only the first, which made this script flaky)."""
-    def is_gone(_driver):
-        try:
-            old.is_enabled()
-            return False
-        except WebDriverException:
-            return True
-    return is_gone
+sys.path.insert(0, "tests/compat")
+from console_browser import replaced, start_chromium
 
 admin, shots = sys.argv[1], sys.argv[2]
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
-    options.add_argument(flag)
-driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-driver.set_page_load_timeout(30)
+driver = start_chromium()
 checks = 0
 
 def visit(path, shot):
@@ -224,32 +206,14 @@ RILL_BROKER=$signin_broker "$rill" topic create signed-orders >/dev/null
 
 SE_OFFLINE=true timeout 120 "$venv/bin/python" - "$signin_admin" "$shots" <<'PY'
 import sys
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from selenium.common.exceptions import WebDriverException
 
-
-def replaced(old):
-    """A wait condition: the page `old` (an element of it) was part of has been replaced. Chromium reports such an
-    element as stale, or, while the next page loads, as a node that "does not belong to the document": both mean
-    the old page is gone (selenium's staleness_of knows only the first, which made this script flaky)."""
-    def is_gone(_driver):
-        try:
-            old.is_enabled()
-            return False
-        except WebDriverException:
-            return True
-    return is_gone
+sys.path.insert(0, "tests/compat")
+from console_browser import replaced, start_chromium
 
 admin, shots = sys.argv[1], sys.argv[2]
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
-    options.add_argument(flag)
-driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-driver.set_page_load_timeout(30)
+driver = start_chromium()
 checks = 0
 
 def check(condition, what):

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,6 +25,19 @@ impl KafkaClient {
     pub async fn connect(addr: SocketAddr) -> KafkaClient {
         let stream = TcpStream::connect(addr).await.expect("connect to the Kafka port");
         KafkaClient { stream, next_correlation_id: 1 }
+    }
+
+    /// Connects and signs in as `user` with SASL PLAIN; the broker must take PLAIN without TLS.
+    pub async fn connect_as(addr: SocketAddr, user: &str, password: &str) -> KafkaClient {
+        let mut client = KafkaClient::connect(addr).await;
+        let mechanism = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let handshake: SaslHandshakeResponse = client.call(ApiKey::SaslHandshake, 1, &mechanism).await;
+        assert_eq!(handshake.error_code, 0, "PLAIN offered: {:?}", handshake.mechanisms);
+        let credentials =
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(format!("\0{user}\0{password}")));
+        let authenticated: SaslAuthenticateResponse = client.call(ApiKey::SaslAuthenticate, 2, &credentials).await;
+        assert_eq!(authenticated.error_code, 0, "{:?}", authenticated.error_message);
+        client
     }
 
     /// Sends `request` as `api` v`version` and returns the decoded response.

@@ -4,10 +4,10 @@
 //! Tests talk to the broker only through gRPC, as a user's client would.
 
 use bytes::Bytes;
-use rill_broker::{Broker, BrokerConfig, BrokerHandle};
+use rill_broker::{AuthorizationMode, Broker, BrokerConfig, BrokerHandle, SaslMechanism};
 use rill_protocol::v1::{
     self, consumer_groups_client::ConsumerGroupsClient, records_client::RecordsClient,
-    topic_admin_client::TopicAdminClient,
+    topic_admin_client::TopicAdminClient, user_admin_client::UserAdminClient, CreateUserRequest,
 };
 use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
 use tonic::transport::Channel;
@@ -16,6 +16,9 @@ pub use tempfile::TempDir;
 
 pub mod group_member;
 pub mod kafka_client;
+
+/// Every user [`TestBroker::start_authorizing`] makes has this password.
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A broker running in-process on its own temporary data dir, with connected clients.
 pub struct TestBroker {
@@ -38,6 +41,29 @@ impl TestBroker {
         let mut config = BrokerConfig::for_tests(dir.path());
         adjust(&mut config);
         Self::start_in(dir, config).await
+    }
+
+    /// A broker whose Kafka port takes SASL PLAIN without TLS, with `topics` (name, partitions) and `users`
+    /// (password [`PASSWORD`]) made while authorization was off, then restarted with it on and `User:admin` its
+    /// super user: the way an operator bootstraps ACLs.
+    pub async fn start_authorizing(topics: &[(&str, u32)], users: &[&str]) -> TestBroker {
+        let mut broker = Self::start_with(|config| {
+            config.auth.kafka_sasl_mechanisms = vec![SaslMechanism::Plain];
+            config.auth.sasl_plain_without_tls = true;
+        })
+        .await;
+        for (topic, partitions) in topics {
+            broker.create_topic(topic, *partitions).await;
+        }
+        let url = broker.handle.as_ref().expect("running").url();
+        let mut admin = UserAdminClient::connect(url).await.expect("connect");
+        for name in users {
+            let request = CreateUserRequest { name: (*name).into(), password: PASSWORD.into(), ..Default::default() };
+            admin.create_user(request).await.expect("user created");
+        }
+        broker.config.auth.authorization = AuthorizationMode::On;
+        broker.config.auth.super_users = vec!["User:admin".into()];
+        broker.restart().await
     }
 
     async fn start_in(dir: TempDir, config: BrokerConfig) -> TestBroker {

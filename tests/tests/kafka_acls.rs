@@ -9,11 +9,8 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rill_broker::{AuthorizationMode, SaslMechanism};
-use rill_protocol::v1::user_admin_client::UserAdminClient;
-use rill_protocol::v1::CreateUserRequest;
 use rill_tests::kafka_client::KafkaClient;
-use rill_tests::TestBroker;
+use rill_tests::{TestBroker, PASSWORD};
 
 // Kafka's enum codes (ResourceType, PatternType, AclOperation, AclPermissionType).
 const ANY: i8 = 1;
@@ -233,40 +230,14 @@ async fn bindings_rill_cannot_hold_are_refused_each_with_what_is_allowed() {
 }
 
 /// A Kafka connection that authenticated as `user` with SASL PLAIN.
-async fn connect_as(addr: std::net::SocketAddr, user: &str) -> KafkaClient {
-    let mut client = KafkaClient::connect(addr).await;
-    let handshake: SaslHandshakeResponse =
-        client.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(text("PLAIN"))).await;
-    assert_eq!(handshake.error_code, 0, "PLAIN offered: {:?}", handshake.mechanisms);
-    let auth_bytes = bytes::Bytes::from(format!("\0{user}\0{PASSWORD}"));
-    let authenticated: SaslAuthenticateResponse =
-        client.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes)).await;
-    assert_eq!(authenticated.error_code, 0, "{:?}", authenticated.error_message);
-    client
-}
-
-const PASSWORD: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn only_describe_on_the_cluster_lists_acls_and_only_alter_changes_them() {
     // Users first, with authorization off; then on, with admin a super user.
-    let mut broker = TestBroker::start_with(|config| {
-        config.auth.kafka_sasl_mechanisms = vec![SaslMechanism::Plain];
-        config.auth.sasl_plain_without_tls = true;
-    })
-    .await;
-    let url = broker.handle.as_ref().expect("running").url();
-    let mut users = UserAdminClient::connect(url).await.expect("connect");
-    for name in ["admin", "ops"] {
-        let request = CreateUserRequest { name: name.into(), password: PASSWORD.into(), ..Default::default() };
-        users.create_user(request).await.expect("user created");
-    }
-    broker.config.auth.authorization = AuthorizationMode::On;
-    broker.config.auth.super_users = vec!["User:admin".into()];
-    let broker = broker.restart().await;
+    let broker = TestBroker::start_authorizing(&[], &["admin", "ops"]).await;
     let addr = broker.handle.as_ref().expect("running").addr();
 
-    let mut ops = connect_as(addr, "ops").await;
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
     let everything = filter(ANY, None, ANY);
     let refused = describe(&mut ops, 3, &everything).await;
     assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED);
@@ -286,7 +257,7 @@ async fn only_describe_on_the_cluster_lists_acls_and_only_alter_changes_them() {
     assert!(message.contains("User:ops") && message.contains("alter the cluster"), "{message}");
 
     // The super user grants ops DESCRIBE on the cluster: ops may list, and still not change.
-    let mut admin = connect_as(addr, "admin").await;
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
     let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
     assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
     assert_eq!(names(&describe(&mut ops, 3, &everything).await), ["4:kafka-cluster:8"]);

@@ -8,17 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rill_broker::{AuthorizationMode, SaslMechanism};
-use rill_protocol::v1::user_admin_client::UserAdminClient;
-use rill_protocol::v1::CreateUserRequest;
 use rill_tests::kafka_client::KafkaClient;
-use rill_tests::TestBroker;
+use rill_tests::{TestBroker, PASSWORD};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
@@ -263,39 +259,11 @@ async fn wait_until_nothing_moves(client: &mut KafkaClient) {
     }
 }
 
-const PASSWORD: &str = "correct horse battery staple";
-
-async fn connect_as(addr: std::net::SocketAddr, user: &str) -> KafkaClient {
-    let mut client = KafkaClient::connect(addr).await;
-    let handshake: SaslHandshakeResponse =
-        client.call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(text("PLAIN"))).await;
-    assert_eq!(handshake.error_code, 0);
-    let auth_bytes = Bytes::from(format!("\0{user}\0{PASSWORD}"));
-    let authenticated: SaslAuthenticateResponse =
-        client.call(ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes)).await;
-    assert_eq!(authenticated.error_code, 0, "{:?}", authenticated.error_message);
-    client
-}
-
 #[tokio::test]
 async fn elections_and_reassignments_need_alter_on_the_cluster_and_listing_them_describe() {
-    let mut broker = TestBroker::start_with(|config| {
-        config.auth.kafka_sasl_mechanisms = vec![SaslMechanism::Plain];
-        config.auth.sasl_plain_without_tls = true;
-    })
-    .await;
-    broker.create_topic("orders", 1).await;
-    let url = broker.handle.as_ref().expect("running").url();
-    let mut users = UserAdminClient::connect(url).await.expect("connect");
-    for name in ["admin", "ops"] {
-        let request = CreateUserRequest { name: name.into(), password: PASSWORD.into(), ..Default::default() };
-        users.create_user(request).await.expect("user created");
-    }
-    broker.config.auth.authorization = AuthorizationMode::On;
-    broker.config.auth.super_users = vec!["User:admin".into()];
-    let broker = broker.restart().await;
+    let broker = TestBroker::start_authorizing(&[("orders", 1)], &["admin", "ops"]).await;
     let addr = broker.handle.as_ref().expect("running").addr();
-    let mut ops = connect_as(addr, "ops").await;
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
 
     for version in 0..=2 {
         let response: ElectLeadersResponse =
@@ -316,7 +284,7 @@ async fn elections_and_reassignments_need_alter_on_the_cluster_and_listing_them_
     assert!(refused.error_message.as_deref().unwrap_or_default().contains("describe the cluster"));
 
     // DESCRIBE on the cluster lets ops list, and still not elect.
-    let mut admin = connect_as(addr, "admin").await;
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
     let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
         .with_resource_type(4) // CLUSTER
         .with_resource_name(text("kafka-cluster"))

@@ -19,6 +19,20 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub const RILL: &str = env!("CARGO_BIN_EXE_rill");
 
+/// Runs `attempt` until it returns `Some`, up to `DEADLINE`: what one node changes reaches the others a raft or
+/// replication round trip later, and a restarted node needs a moment to catch up.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(done) = attempt() {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "not within {DEADLINE:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running `rill broker` process, SIGKILLed when dropped.
 pub struct BrokerProcess {
     pub child: Child,

@@ -1,0 +1,30 @@
+"""What console.sh's two browser sessions share: headless Chromium started the same way, and a wait for the next
+page."""
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
+
+
+def start_chromium():
+    """Headless Chromium from Debian, driven by its chromedriver; a page that takes over 30 s to load fails."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def replaced(old):
+    """A wait condition: the page `old` (an element of it) was part of has been replaced. Chromium reports such an
+    element as stale, or, while the next page loads, as a node that "does not belong to the document": both mean
+    the old page is gone (selenium's staleness_of knows only the first, which made this script flaky)."""
+    def is_gone(_driver):
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    return is_gone

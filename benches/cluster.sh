@@ -12,7 +12,8 @@
 # that step alone. E2E_MESSAGES (100000) sets the e2e run's length,
 # E2E_FLAGS adds `rill bench e2e` flags, e.g. `--timeline FILE`; RILL_LOG sets the nodes'
 # RUST_LOG, e.g. `warn,rill_broker::replication=debug` for the replication hops, with timestamps, in node*.log);
-# NODE_FLAGS adds `rill broker` flags to the three cluster nodes (e.g. `--write-mode buffered`).
+# NODE_FLAGS adds `rill broker` flags to the three cluster nodes (e.g. `--write-mode buffered`); ROUNDS (1) repeats
+# the produce step, single node then cluster, deleting each round's topics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -62,24 +63,44 @@ bench() { "$rill" bench --quiet "$@"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = produce ]; then
-  echo; echo "== produce, single node, acks leader, 8 producers, 1 KB"
-  single_before=$(ticks "${pids[3]}")
-  bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader \
-    | tee "$dir/produce-single.out"
-  gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-single.out") # the workload's 1,000-byte values
-  awk -v t="$(( $(ticks "${pids[3]}") - single_before ))" -v hz="$hz" -v gb="$gb" \
-    'BEGIN { printf "single node: %.2f CPU-seconds, %.1f per GB acknowledged\n", t / hz, t / hz / gb }'
-  echo; echo "== produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
-  before=(); for pid in "${pids[@]:0:3}"; do before+=("$(ticks "$pid")"); done
-  bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
-    --replication-factor 3 | tee "$dir/produce-rf3.out"
-  # Each node's CPU over the step (utime+stime from /proc/PID/stat), per GB the producers got acknowledged.
-  gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-rf3.out")
-  for i in 0 1 2; do
-    used=$(( $(ticks "${pids[$i]}") - ${before[$i]} ))
-    awk -v t="$used" -v hz="$hz" -v gb="$gb" -v n=$((i + 1)) \
-      'BEGIN { printf "node %d: %.2f CPU-seconds, %.1f per GB acknowledged\n", n, t / hz, t / hz / gb }'
+  # ROUNDS alternates single node and cluster; each round's topics are deleted after it, so the disk holds one
+  # round. Round 1 meets fresh processes: every tail cache (up to 1 GiB per leader) fills with memory the VM has
+  # never handed out, which costs ~3 CPU-s per GB here; later rounds reuse what the deleted topics freed (the
+  # allocator keeps it), as a broker that has run for more than a few seconds does.
+  summary=()
+  for round in $(seq 1 "${ROUNDS:-1}"); do
+    echo; echo "== round $round: produce, single node, acks leader, 8 producers, 1 KB"
+    single_before=$(ticks "${pids[3]}")
+    bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader \
+      --topic-prefix "bench-single-r$round" | tee "$dir/produce-single.out"
+    gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-single.out") # the workload's 1,000-byte values
+    awk -v t="$(( $(ticks "${pids[3]}") - single_before ))" -v hz="$hz" -v gb="$gb" \
+      'BEGIN { printf "single node: %.2f CPU-seconds, %.1f per GB acknowledged\n", t / hz, t / hz / gb }'
+    single_mbs=$(awk '/MB\/s/ { for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") { print $i; exit } }' \
+      "$dir/produce-single.out")
+    for i in $(seq 0 7); do "$rill" topic delete "bench-single-r$round-$i" --broker "$single" >/dev/null; done
+    echo; echo "== round $round: produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
+    before=(); for pid in "${pids[@]:0:3}"; do before+=("$(ticks "$pid")"); done
+    bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
+      --replication-factor 3 --topic-prefix "bench-rf3-r$round" | tee "$dir/produce-rf3.out"
+    # Each node's CPU over the step (utime+stime from /proc/PID/stat), per GB the producers got acknowledged.
+    gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-rf3.out")
+    for i in 0 1 2; do
+      used=$(( $(ticks "${pids[$i]}") - ${before[$i]} ))
+      awk -v t="$used" -v hz="$hz" -v gb="$gb" -v n=$((i + 1)) \
+        'BEGIN { printf "node %d: %.2f CPU-seconds, %.1f per GB acknowledged\n", n, t / hz, t / hz / gb }'
+    done
+    rf3_mbs=$(awk '/MB\/s/ { for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") { print $i; exit } }' \
+      "$dir/produce-rf3.out")
+    leaders=$(for i in $(seq 0 7); do
+      "$rill" topic describe "bench-rf3-r$round-$i" --broker "$cluster" 2>/dev/null | awk '$1 == "0" { print $2 }'
+    done | sort | uniq -c | awk '{ printf "%s%s leads %s", sep, "node " $2, $1; sep = ", " }')
+    for i in $(seq 0 7); do "$rill" topic delete "bench-rf3-r$round-$i" --broker "$cluster" >/dev/null; done
+    summary+=("round $round: single $single_mbs MB/s, RF 3 acks all $rf3_mbs MB/s ($leaders)")
   done
+  echo; echo "== produce summary (round 1 on fresh processes)"
+  printf '%s\n' "${summary[@]}"
+  printf '%s\n' "${summary[@]}" | awk '{ s = $4; r = $10; printf "  %s RF 3 / single = %.1f%%\n", $1 " " $2, 100 * r / s }'
 fi
 if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = e2e ]; then
   # The same run on the single node first: its tail is the machine's (scheduling, the shared disk), not replication's.

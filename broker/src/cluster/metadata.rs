@@ -437,6 +437,20 @@ impl ClusterMetadata {
     }
 
     /// Alive node ids, ascending.
+    /// How many partitions each node is the preferred leader (first replica) of: where placement starts new
+    /// topics, so leaderships spread.
+    pub fn preferred_leaderships(&self) -> BTreeMap<u64, usize> {
+        let mut counts = BTreeMap::new();
+        for placement in self.topics.values() {
+            for partition in &placement.partitions {
+                if let Some(&preferred) = partition.replicas.first() {
+                    *counts.entry(preferred).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+
     pub fn alive_nodes(&self) -> Vec<u64> {
         self.nodes.values().filter(|n| n.state == NodeState::Alive).map(|n| n.node_id).collect()
     }

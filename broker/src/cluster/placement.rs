@@ -1,5 +1,10 @@
 //! Where a new topic's replicas go: round-robin over the alive nodes, so leaderships (the first replica of
-//! each partition) spread evenly, and every partition's replicas are distinct nodes.
+//! each partition) spread evenly, and every partition's replicas are distinct nodes. The round-robin starts at
+//! the node that is the preferred leader of the fewest partitions already: otherwise every single-partition
+//! topic would be led by the lowest node id, which would do all the leaders' work (Kafka starts at a random
+//! node for the same reason; counting is deterministic and evens out small clusters faster).
+
+use std::collections::BTreeMap;
 
 use super::metadata::{PartitionPlacement, TopicPlacement};
 use crate::error::{BrokerError, Result};
@@ -17,13 +22,15 @@ pub fn default_min_insync_replicas(replication_factor: u32) -> u32 {
 }
 
 /// Places `partition_count` partitions of `replication_factor` replicas on `alive` (ascending node ids).
-/// Partition `i`'s replicas are `alive[i % n]`, `alive[(i + 1) % n]`, ...; each starts with every replica in
-/// sync, the first leading at epoch 0.
+/// Partition `i`'s replicas are `alive[(s + i) % n]`, `alive[(s + i + 1) % n]`, ..., where `alive[s]` is the
+/// node with the fewest `preferred_leaderships` (the lowest id among equals); each starts with every replica
+/// in sync, the first leading at epoch 0.
 pub fn place(
     partition_count: u32,
     replication_factor: Option<u32>,
     min_insync_replicas: Option<u32>,
     alive: &[u64],
+    preferred_leaderships: &BTreeMap<u64, usize>,
     settings: TopicSettings,
 ) -> Result<TopicPlacement> {
     let replication_factor = replication_factor.unwrap_or(1);
@@ -47,10 +54,13 @@ pub fn place(
             format!("{min_insync_replicas} must be between 1 and the replication factor {replication_factor}"),
         ));
     }
+    let start = (0..alive.len())
+        .min_by_key(|&position| (preferred_leaderships.get(&alive[position]).copied().unwrap_or(0), position))
+        .unwrap_or(0);
     let partitions = (0..partition_count as usize)
         .map(|index| {
             let replicas: Vec<u64> =
-                (0..replication_factor as usize).map(|j| alive[(index + j) % alive.len()]).collect();
+                (0..replication_factor as usize).map(|j| alive[(start + index + j) % alive.len()]).collect();
             PartitionPlacement { leader: replicas.first().copied(), leader_epoch: 0, isr: replicas.clone(), replicas }
         })
         .collect();
@@ -75,7 +85,7 @@ mod tests {
 
     #[test]
     fn replicas_go_round_robin_on_distinct_nodes_and_leaderships_spread() {
-        let placed = place(6, Some(3), None, &[1, 2, 3], settings()).expect("fits");
+        let placed = place(6, Some(3), None, &[1, 2, 3], &BTreeMap::new(), settings()).expect("fits");
         assert_eq!(placed.min_insync_replicas, 2);
         let leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
@@ -89,10 +99,36 @@ mod tests {
 
     #[test]
     fn a_replication_factor_above_the_alive_nodes_is_refused_naming_both_counts() {
-        let err = place(1, Some(3), None, &[1, 2], settings()).expect_err("too few nodes").to_string();
+        let err =
+            place(1, Some(3), None, &[1, 2], &BTreeMap::new(), settings()).expect_err("too few nodes").to_string();
         assert!(err.contains('3') && err.contains("2 alive"), "{err}");
-        let err = place(1, Some(2), Some(3), &[1, 2], settings()).expect_err("min isr above rf").to_string();
+        let err = place(1, Some(2), Some(3), &[1, 2], &BTreeMap::new(), settings())
+            .expect_err("min isr above rf")
+            .to_string();
         assert!(err.contains("min_insync_replicas"), "{err}");
-        assert_eq!(place(1, Some(2), None, &[1, 2], settings()).expect("fits").min_insync_replicas, 1);
+        assert_eq!(
+            place(1, Some(2), None, &[1, 2], &BTreeMap::new(), settings()).expect("fits").min_insync_replicas,
+            1
+        );
+    }
+
+    #[test]
+    fn single_partition_topics_take_turns_at_leading_starting_with_the_least_loaded_node() {
+        let mut led = BTreeMap::new();
+        let mut leaders = Vec::new();
+        for _ in 0..7 {
+            let placed = place(1, Some(3), None, &[1, 2, 3], &led, settings()).expect("fits");
+            let leader = placed.partitions[0].leader.expect("a leader");
+            assert_eq!(placed.partitions[0].replicas.len(), 3);
+            *led.entry(leader).or_insert(0) += 1;
+            leaders.push(leader);
+        }
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
+        // A node that joins later is preferred until it has caught up with the others.
+        led.insert(4, 0);
+        let placed = place(2, Some(2), None, &[1, 2, 3, 4], &led, settings()).expect("fits");
+        let leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![4, 1]);
+        assert_eq!(placed.partitions[0].replicas, vec![4, 1]);
     }
 }

@@ -239,6 +239,7 @@ async fn create_topic(controller: &dyn ControllerLink, config: &BrokerConfig) ->
         Some(replication_factor),
         None,
         &metadata.alive_nodes(),
+        &metadata.preferred_leaderships(),
         settings,
     )?;
     let command = crate::cluster::metadata::Command::CreateTopic { name: OFFSETS_TOPIC.to_owned(), placement };

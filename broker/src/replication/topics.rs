@@ -25,6 +25,7 @@ impl Replication {
             request.replication_factor,
             request.min_insync_replicas,
             &metadata.alive_nodes(),
+            &metadata.preferred_leaderships(),
             settings,
         )?;
         let info = topic_info(name.as_str(), &placed);

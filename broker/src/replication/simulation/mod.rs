@@ -250,7 +250,14 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
         let (_, settings) = node.registry.check_create(TOPIC, 1, &v1::TopicConfig::default())?;
         settings
     };
-    let placed = placement::place(1, Some(3), Some(2), &world.controller.committed().alive_nodes(), settings)?;
+    let placed = placement::place(
+        1,
+        Some(3),
+        Some(2),
+        &world.controller.committed().alive_nodes(),
+        &Default::default(),
+        settings,
+    )?;
     world.controller.commit(&Command::CreateTopic { name: TOPIC.into(), placement: placed });
     // The offsets topic as a node's first group request would create it, but with 3 replicas (the simulation's
     // nodes are configured without peers, from which a node takes the replication factor).
@@ -259,7 +266,7 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
         crate::offsets::replicated::topic_settings(&node.config)
     };
     let alive = world.controller.committed().alive_nodes();
-    let offsets_placed = placement::place(1, Some(3), None, &alive, offsets_settings)?;
+    let offsets_placed = placement::place(1, Some(3), None, &alive, &Default::default(), offsets_settings)?;
     let name = crate::offsets::OFFSETS_TOPIC.to_owned();
     world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
     let mut commits = Commits::default();

@@ -18,10 +18,11 @@ use rill_protocol::v1::PartitionInfo;
 use crate::connection::{endpoint, Client, ClientConfig};
 use crate::error::Error;
 
-/// The leaders learned so far, and a channel per node address (shared by the partitions it leads).
+/// The leaders learned so far (each partition's leader address and the channel to it), and a channel per node
+/// address (shared by the partitions it leads).
 #[derive(Default)]
 pub(crate) struct Leaders {
-    by_partition: Mutex<HashMap<(String, u32), Channel>>,
+    by_partition: Mutex<HashMap<(String, u32), (String, Channel)>>,
     by_address: Mutex<HashMap<String, Channel>>,
     /// Topics whose placement was asked for before their first call (done once, shared by concurrent callers).
     placement_asked: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
@@ -46,8 +47,29 @@ impl Client {
     pub(crate) async fn channel_for(&self, topic: &str, partition: u32) -> Channel {
         let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
         asked.get_or_init(|| self.refresh(topic)).await;
-        let known = lock(&self.leaders().by_partition).get(&(topic.to_owned(), partition)).cloned();
+        let known = lock(&self.leaders().by_partition).get(&(topic.to_owned(), partition)).map(|(_, c)| c.clone());
         known.unwrap_or_else(|| self.channel())
+    }
+
+    /// `partitions` of `topic` grouped by the node that leads them, each group with the channel to that node
+    /// (partitions without a known leader in one group, to the bootstrap node): one call per leader for requests
+    /// that name many partitions, such as ListOffsets, which only a leader answers.
+    pub(crate) async fn channels_by_leader(&self, topic: &str, partitions: &[u32]) -> Vec<(Channel, Vec<u32>)> {
+        let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
+        asked.get_or_init(|| self.refresh(topic)).await;
+        let mut groups: Vec<(Option<String>, Channel, Vec<u32>)> = Vec::new();
+        let routes = lock(&self.leaders().by_partition);
+        for &partition in partitions {
+            let (address, channel) = match routes.get(&(topic.to_owned(), partition)) {
+                Some((address, channel)) => (Some(address.clone()), channel.clone()),
+                None => (None, self.channel()),
+            };
+            match groups.iter_mut().find(|(known, _, _)| *known == address) {
+                Some((_, _, group)) => group.push(partition),
+                None => groups.push((address, channel, vec![partition])),
+            }
+        }
+        groups.into_iter().map(|(_, channel, group)| (channel, group)).collect()
     }
 
     /// Learns from a failed produce or fetch: a `not-leader` moves the partition to the leader it names (or to
@@ -70,10 +92,11 @@ impl Client {
     }
 
     fn route(&self, topic: &str, partition: u32, address: Option<&str>) {
-        let channel = address.filter(|a| !a.is_empty()).and_then(|a| self.leaders().channel_to(a, self.config()));
+        let address = address.filter(|a| !a.is_empty());
+        let route = address.and_then(|a| Some((a.to_owned(), self.leaders().channel_to(a, self.config())?)));
         let mut routes = lock(&self.leaders().by_partition);
-        match channel {
-            Some(channel) => routes.insert((topic.to_owned(), partition), channel),
+        match route {
+            Some(route) => routes.insert((topic.to_owned(), partition), route),
             None => routes.remove(&(topic.to_owned(), partition)),
         };
     }

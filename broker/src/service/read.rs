@@ -205,6 +205,10 @@ async fn follow(
     }
 }
 
+/// Only a partition's leader answers, as with Kafka's ListOffsets: a follower's high watermark trails the
+/// leader's, so its "latest" would be an offset the leader would not give, and a client that moved on to the
+/// leader could see "latest" go backwards. A request naming a partition this node does not lead is refused whole
+/// with `not-leader` (the client sends each leader the partitions it leads, `client/src/admin.rs`).
 pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Result<v1::ListOffsetsResponse> {
     let topic = node.registry.topic(&request.topic)?;
     let spec = v1::OffsetSpec::try_from(request.spec)
@@ -214,6 +218,7 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
     let mut offsets = Vec::with_capacity(indexes.len());
     for index in indexes {
         let partition = topic.partition(index)?;
+        node.check_leader(&request.topic, index)?;
         let log = Arc::clone(partition.log());
         let (log_start_offset, high_watermark) = (log.log_start_offset(), log.high_watermark());
         let offset = match spec {

@@ -2,7 +2,8 @@
 //! leader is SIGKILLed, and the new one refuses a Fetch carrying the old epoch (FENCED_LEADER_EPOCH), serves one
 //! carrying its own, and answers OffsetForLeaderEpoch for the old epoch with where that epoch ended (every served
 //! version), as a consumer validating its position after the change asks; a follower answers neither
-//! (NOT_LEADER_OR_FOLLOWER). And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
+//! (NOT_LEADER_OR_FOLLOWER). A gRPC Fetch naming the old epoch is refused with the typed `fenced-leader-epoch`
+//! reason. And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
 //! leader's offsets: the follower refuses, and the client asks each partition's leader.
 
 mod common;
@@ -17,6 +18,9 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_protocol::reason::{reason_of, Reason};
+use rill_protocol::v1;
+use rill_protocol::v1::records_client::RecordsClient;
 use rill_tests::kafka_client::KafkaClient;
 
 /// Short sessions, so the killed leader's partitions move within the test's deadline.
@@ -88,6 +92,22 @@ fn produce(addr: &str, partition: u32, values: impl Iterator<Item = String>) {
     assert!(produced.status.success(), "produce: {}", produced.stderr);
 }
 
+/// The typed reason a gRPC Fetch of partition 0 of `orders` at `current_leader_epoch` is refused with, if any.
+fn grpc_fetch_refusal(addr: &str, current_leader_epoch: u32) -> Option<Reason> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let request = v1::FetchRequest {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 0,
+            current_leader_epoch: Some(current_leader_epoch),
+            ..Default::default()
+        };
+        records.fetch(request).await.err().map(|status| reason_of(&status).expect("a typed refusal"))
+    })
+}
+
 /// The Rust client's `Latest` offsets of `orders`, bootstrapped from `addr` only.
 fn latest_offsets_through(addr: &str) -> Vec<(u32, i64)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -148,6 +168,11 @@ fn after_a_failover_the_new_leader_fences_the_old_epoch_and_says_where_it_ended(
     assert_eq!(fetch(cluster.addr(new_leader), 10, old_epoch), (FENCED_LEADER_EPOCH, vec![]));
     assert_eq!(fetch(cluster.addr(new_leader), 10, new_epoch + 1), (UNKNOWN_LEADER_EPOCH, vec![]));
     assert_eq!(fetch(cluster.addr(new_leader), 10, new_epoch), (0, vec![10, 11, 12, 13, 14]));
+    // gRPC reads are fenced alike, with typed reasons.
+    let (old_epoch_u32, new_epoch_u32) = (old_epoch as u32, new_epoch as u32);
+    assert_eq!(grpc_fetch_refusal(cluster.addr(new_leader), old_epoch_u32), Some(Reason::FencedLeaderEpoch));
+    assert_eq!(grpc_fetch_refusal(cluster.addr(new_leader), new_epoch_u32 + 1), Some(Reason::UnknownLeaderEpoch));
+    assert_eq!(grpc_fetch_refusal(cluster.addr(new_leader), new_epoch_u32), None);
 
     // Its position check after refreshing: the old epoch ended at 10 here too, so nothing it read was lost.
     for version in 2..=4 {

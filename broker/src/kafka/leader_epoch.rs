@@ -2,7 +2,8 @@
 //! `current_leader_epoch`, when it carries one, must be the epoch this node knows for the partition, and only the
 //! leader answers. The order is Kafka's (`Partition.getLocalLog` after `ReplicaManager.getPartitionOrException`):
 //! an unknown partition first, then the epoch, then the leadership, so a client with stale metadata learns that
-//! its metadata is stale (FENCED_LEADER_EPOCH) rather than only that this node does not lead.
+//! its metadata is stale (FENCED_LEADER_EPOCH) rather than only that this node does not lead. The rule itself is
+//! `Node::check_leader_at`, which gRPC Fetch and Subscribe use too; this is its Kafka face.
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use crate::partition::Partition;
 pub const NO_EPOCH: i32 = -1;
 
 /// The partition `index` of `topic` if this node leads it at the epoch the request names, with that epoch; else
-/// the Kafka code: UNKNOWN_TOPIC_OR_PARTITION, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER.
+/// the Kafka code: UNKNOWN_TOPIC_OR_PARTITION, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER
+/// (`Node::check_leader_at`, the check gRPC reads make too).
 pub fn led_partition(
     node: &Node,
     topic: &str,
@@ -25,38 +27,8 @@ pub fn led_partition(
     current_leader_epoch: i32,
 ) -> Result<(Arc<Partition>, i32), i16> {
     let index = u32::try_from(index).map_err(|_| ResponseError::UnknownTopicOrPartition.code())?;
-    let (leader_epoch, led) = node.leader_epoch(topic, index).map_err(|err| error_code(&err))?;
-    check_current_epoch(current_leader_epoch, leader_epoch)?;
-    led.map_err(|err| error_code(&err))?;
+    let asked = (current_leader_epoch != NO_EPOCH).then_some(i64::from(current_leader_epoch));
+    let leader_epoch = node.check_leader_at(topic, index, asked).map_err(|err| error_code(&err))?;
     let partition = node.registry.partition(topic, index).map_err(|err| error_code(&err))?;
     Ok((partition, leader_epoch))
-}
-
-/// A request's current leader epoch against the one this node knows: older is FENCED_LEADER_EPOCH (the client's
-/// metadata is stale), newer UNKNOWN_LEADER_EPOCH (this node's is). Clients retry both after a metadata refresh.
-pub fn check_current_epoch(asked: i32, known: i32) -> Result<(), i16> {
-    match asked {
-        NO_EPOCH => Ok(()),
-        asked if asked < known => Err(ResponseError::FencedLeaderEpoch.code()),
-        asked if asked > known => Err(ResponseError::UnknownLeaderEpoch.code()),
-        _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_without_a_current_epoch_or_with_the_known_one_passes() {
-        assert_eq!(check_current_epoch(NO_EPOCH, 7), Ok(()));
-        assert_eq!(check_current_epoch(7, 7), Ok(()));
-    }
-
-    #[test]
-    fn an_older_current_epoch_is_fenced_and_a_newer_one_unknown() {
-        assert_eq!(check_current_epoch(6, 7), Err(74));
-        assert_eq!(check_current_epoch(0, 7), Err(74));
-        assert_eq!(check_current_epoch(8, 7), Err(75));
-    }
 }

@@ -260,8 +260,9 @@ const LIST_OFFSETS_ROUNDS: usize = 3;
 
 /// The `spec` offset of `partitions` of `topic` (every partition if empty). Only a partition's leader answers,
 /// as with Kafka: a follower's high watermark trails the leader's. So the call goes to each leader with the
-/// partitions it leads, at once; partitions refused with `not-leader` (or on a node that cannot be reached) are
-/// routed again, as a produce or a fetch is, and asked again, at most [`LIST_OFFSETS_ROUNDS`] times.
+/// partitions it leads, at once; partitions refused with `not-leader` are routed again by a fresh placement (and
+/// those on a node that cannot be reached as a fetch's are), and asked again, at most [`LIST_OFFSETS_ROUNDS`]
+/// times.
 pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
@@ -293,10 +294,17 @@ pub(crate) async fn list_offsets(
             async move { (group, call(timeout, ctx, records.list_offsets(request(message, timeout))).await) }
         });
         pending = Vec::new();
+        let mut is_placement_stale = false;
         for (group, answer) in futures_util::future::join_all(calls).await {
             match answer {
                 Ok(response) => offsets.extend(response.offsets),
-                Err(err @ (Error::NotLeader { .. } | Error::Unavailable { .. })) if round < LIST_OFFSETS_ROUNDS => {
+                // A node refuses the whole call at the first partition it does not lead, naming that one's
+                // leader only: the placement, asked once, routes them all.
+                Err(Error::NotLeader { .. }) if round < LIST_OFFSETS_ROUNDS => {
+                    is_placement_stale = true;
+                    pending.extend(group);
+                }
+                Err(err @ Error::Unavailable { .. }) if round < LIST_OFFSETS_ROUNDS => {
                     for &partition in &group {
                         client.learn_from(topic, partition, &err).await;
                     }
@@ -307,6 +315,11 @@ pub(crate) async fn list_offsets(
         }
         if pending.is_empty() {
             break;
+        }
+        if is_placement_stale {
+            if let Err(err) = describe(client, topic, timeout).await {
+                tracing::debug!(%topic, error = %err, "cannot learn the topic's leaders");
+            }
         }
     }
     // In the order asked, as one broker's answer is.

@@ -88,6 +88,13 @@ pub enum BrokerError {
     Internal(String),
     #[error("node {node_id} does not lead partition {partition} of topic {topic:?}{}", leader_hint(*leader, leader_address))]
     NotLeader { topic: String, partition: u32, node_id: u64, leader: Option<u64>, leader_address: Option<String> },
+    /// KIP-320: a read naming a leader epoch older than this node's for the partition (the client's metadata is
+    /// stale).
+    #[error("leader epoch {asked} of partition {partition} of topic {topic:?} is fenced: the partition is at epoch {current}; refresh the metadata")]
+    FencedLeaderEpoch { topic: String, partition: u32, asked: i64, current: i64 },
+    /// KIP-320: a read naming a leader epoch newer than this node knows (this node's metadata lags).
+    #[error("leader epoch {asked} of partition {partition} of topic {topic:?} is unknown here: this node knows epoch {current}; retry after a metadata refresh")]
+    UnknownLeaderEpoch { topic: String, partition: u32, asked: i64, current: i64 },
     /// On a cluster: this node is not the group's coordinator (it does not lead, or has not loaded, the
     /// group's `__consumer_offsets` partition). `coordinator` is `None` while that partition has no leader.
     #[error("node {node_id} is not the coordinator of group {group:?} (offsets partition {partition}){}", coordinator_hint(*coordinator, coordinator_address))]
@@ -157,6 +164,8 @@ impl BrokerError {
             BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
             BrokerError::NotLeader { .. } => Reason::NotLeader,
+            BrokerError::FencedLeaderEpoch { .. } => Reason::FencedLeaderEpoch,
+            BrokerError::UnknownLeaderEpoch { .. } => Reason::UnknownLeaderEpoch,
             BrokerError::NotCoordinator { .. } => Reason::NotCoordinator,
             BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
             BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,

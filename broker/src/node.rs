@@ -56,6 +56,36 @@ impl Node {
         }
     }
 
+    /// KIP-320's check of a read, in Kafka's order (`Partition.getLocalLog`): the partition must exist, a
+    /// `current_leader_epoch` the request names (`None`: not said, no check) must be the epoch this node knows
+    /// (older: `FencedLeaderEpoch`, newer: `UnknownLeaderEpoch`), and this node must lead the partition at it
+    /// (`NotLeader`). The one check behind gRPC Fetch and Subscribe and Kafka's Fetch, ListOffsets and
+    /// OffsetForLeaderEpoch; the answer is the epoch led.
+    pub fn check_leader_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        current_leader_epoch: Option<i64>,
+    ) -> crate::error::Result<i32> {
+        let (known, led) = self.leader_epoch(topic, partition)?;
+        let refusal = |asked: i64| -> Option<crate::error::BrokerError> {
+            let (topic, current) = (topic.to_owned(), i64::from(known));
+            match asked.cmp(&current) {
+                std::cmp::Ordering::Less => {
+                    Some(crate::error::BrokerError::FencedLeaderEpoch { topic, partition, asked, current })
+                }
+                std::cmp::Ordering::Greater => {
+                    Some(crate::error::BrokerError::UnknownLeaderEpoch { topic, partition, asked, current })
+                }
+                std::cmp::Ordering::Equal => None,
+            }
+        };
+        if let Some(refused) = current_leader_epoch.and_then(refusal) {
+            return Err(refused);
+        }
+        led.map(|()| known)
+    }
+
     /// Allows `principal` `operation` on `resource`, or refuses it (`permission-denied`), counted and logged.
     pub fn authorize(
         &self,

@@ -2,6 +2,7 @@
 //! offsets and consumer groups (describe, list, delete, reset offsets). Thin calls over the `TopicAdmin`, `Records.ListOffsets` and `ConsumerGroups` services; the answers
 //! are the API's own messages (`rill_protocol::v1`), re-exported here, since the `.proto` is the contract.
 
+use rill_protocol::v1::records_client::RecordsClient;
 use rill_protocol::v1::{
     reset_offsets_request, AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteGroupRequest,
     DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, InitProducerIdRequest,
@@ -254,6 +255,14 @@ pub(crate) async fn init_producer_id(client: &Client, timeout: Duration) -> Resu
     Ok((response.producer_id, epoch))
 }
 
+/// How many rounds [`list_offsets`] sends before giving up on partitions whose leader keeps moving.
+const LIST_OFFSETS_ROUNDS: usize = 3;
+
+/// The `spec` offset of `partitions` of `topic` (every partition if empty). Only a partition's leader answers,
+/// as with Kafka: a follower's high watermark trails the leader's. So the call goes to each leader with the
+/// partitions it leads, at once; partitions refused with `not-leader` are routed again by a fresh placement (and
+/// those on a node that cannot be reached as a fetch's are), and asked again, at most [`LIST_OFFSETS_ROUNDS`]
+/// times.
 pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
@@ -262,18 +271,64 @@ pub(crate) async fn list_offsets(
     timeout: Duration,
 ) -> Result<Vec<PartitionOffset>> {
     let (spec, timestamp_ms) = spec.to_wire();
-    let message = ListOffsetsRequest {
-        topic: topic.to_owned(),
-        partitions: partitions.to_vec(),
-        spec: spec as i32,
-        timestamp_ms,
+    let mut pending = if partitions.is_empty() {
+        describe(client, topic, timeout).await?.partitions.iter().map(|p| p.partition).collect()
+    } else {
+        partitions.to_vec()
     };
-    let ctx = match partitions {
-        [one] => RequestContext::partition(topic, *one),
-        _ => RequestContext::topic(topic),
-    };
-    let response = call(timeout, ctx, client.records().list_offsets(request(message, timeout))).await?;
-    Ok(response.offsets)
+    let mut offsets = Vec::with_capacity(pending.len());
+    for round in 1..=LIST_OFFSETS_ROUNDS {
+        let calls = client.channels_by_leader(topic, &pending).await.into_iter().map(|(channel, group)| {
+            let message = ListOffsetsRequest {
+                topic: topic.to_owned(),
+                partitions: group.clone(),
+                spec: spec as i32,
+                timestamp_ms,
+            };
+            let ctx = match group[..] {
+                [one] => RequestContext::partition(topic, one),
+                _ => RequestContext::topic(topic),
+            };
+            let max = client.config().max_message_bytes;
+            let mut records = RecordsClient::new(channel).max_decoding_message_size(max);
+            async move { (group, call(timeout, ctx, records.list_offsets(request(message, timeout))).await) }
+        });
+        pending = Vec::new();
+        let mut is_placement_stale = false;
+        for (group, answer) in futures_util::future::join_all(calls).await {
+            match answer {
+                Ok(response) => offsets.extend(response.offsets),
+                // A node refuses the whole call at the first partition it does not lead, naming that one's
+                // leader only: the placement, asked once, routes them all.
+                Err(Error::NotLeader { .. }) if round < LIST_OFFSETS_ROUNDS => {
+                    is_placement_stale = true;
+                    pending.extend(group);
+                }
+                Err(err @ Error::Unavailable { .. }) if round < LIST_OFFSETS_ROUNDS => {
+                    for &partition in &group {
+                        client.learn_from(topic, partition, &err).await;
+                    }
+                    pending.extend(group);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if is_placement_stale {
+            if let Err(err) = describe(client, topic, timeout).await {
+                tracing::debug!(%topic, error = %err, "cannot learn the topic's leaders");
+            }
+        }
+    }
+    // In the order asked, as one broker's answer is.
+    if !partitions.is_empty() {
+        offsets.sort_by_key(|o| partitions.iter().position(|p| *p == o.partition));
+    } else {
+        offsets.sort_by_key(|o| o.partition);
+    }
+    Ok(offsets)
 }
 
 pub(crate) async fn committed_offsets(

@@ -564,6 +564,7 @@ impl Consumer {
             min_bytes: self.config.fetch_min_bytes,
             max_wait_ms: u32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(u32::MAX),
             format: RecordFormat::Raw as i32,
+            current_leader_epoch: None,
         };
         let timeout = self.config.fetch_max_wait + client.config().request_timeout;
         let reset = reset_spec(self.config.offset_reset);
@@ -574,7 +575,8 @@ impl Consumer {
             }
             let ctx = RequestContext::partition(&key.0, key.1);
             let max_message_bytes = client.config().max_message_bytes;
-            let channel = client.channel_for(&key.0, key.1).await;
+            let (channel, current_leader_epoch) = client.leader_for(&key.0, key.1).await;
+            let message = FetchRequest { current_leader_epoch, ..message };
             let fetch = records_call::fetch(channel, &message, timeout, max_message_bytes);
             let outcome = match call(timeout, ctx, fetch).await {
                 Ok(response) => FetchOutcome::Fetched(response),

@@ -61,6 +61,10 @@ pub enum Error {
     /// the leader. `leader_address` is the leader the node named, if it knew one.
     #[error("not the partition leader: {message}")]
     NotLeader { message: String, leader_address: Option<String> },
+    /// A fetch named a leader epoch the partition's leader does not have (KIP-320): older (the client's metadata
+    /// is stale) or newer (the node's is). Retried after the client asks for the partition's placement again.
+    #[error("leader epoch mismatch: {message}")]
+    LeaderEpochMismatch { message: String },
     /// The node called is not the consumer group's coordinator (a cluster moved it): retried at the coordinator
     /// the node named (`coordinator_address`), or at another node when it named none.
     #[error("not the group's coordinator: {message}")]
@@ -225,6 +229,7 @@ impl Error {
             Reason::InvalidProducerEpoch => Error::ProducerFenced { message },
             // Handled with the leader's address in `from_status`; without it, the client asks for the leader.
             Reason::NotLeader => Error::NotLeader { message, leader_address: None },
+            Reason::FencedLeaderEpoch | Reason::UnknownLeaderEpoch => Error::LeaderEpochMismatch { message },
             Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
             Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
@@ -289,6 +294,7 @@ impl Error {
                 | Error::TimedOut { .. }
                 | Error::DiskFull { .. }
                 | Error::NotLeader { .. }
+                | Error::LeaderEpochMismatch { .. }
                 | Error::NotCoordinator { .. }
                 | Error::NotEnoughReplicas { .. }
         )

@@ -4,8 +4,10 @@
 //! client's first Metadata request does, so the first produce already goes to the leader. Where no leader is
 //! named (a single node, a topic that does not exist yet) calls go to the bootstrap node. A `not-leader` refusal
 //! (the broker's typed reason, never its message text) names the leader when the node knows it, and the client
-//! goes there; otherwise it asks for the placement again and routes by it. A leader that cannot be reached is
-//! forgotten, and the next call goes through the bootstrap nodes again, which say where to go.
+//! goes there; otherwise it asks for the placement again and routes by it. A fetch carries the leader epoch the
+//! placement named (KIP-320), and a `fenced-leader-epoch` or `unknown-leader-epoch` refusal also sends the client
+//! to ask for the placement again. A leader that cannot be reached is forgotten, and the next call goes through
+//! the bootstrap nodes again, which say where to go.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,13 +20,23 @@ use rill_protocol::v1::PartitionInfo;
 use crate::connection::{endpoint, Client, ClientConfig};
 use crate::error::Error;
 
-/// The leaders learned so far, and a channel per node address (shared by the partitions it leads).
+/// The leaders learned so far (each partition's leader address, the channel to it and, when the placement said,
+/// its leader epoch), and a channel per node address (shared by the partitions it leads).
 #[derive(Default)]
 pub(crate) struct Leaders {
-    by_partition: Mutex<HashMap<(String, u32), Channel>>,
+    by_partition: Mutex<HashMap<(String, u32), Route>>,
     by_address: Mutex<HashMap<String, Channel>>,
     /// Topics whose placement was asked for before their first call (done once, shared by concurrent callers).
     placement_asked: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+}
+
+/// Where a partition's calls go.
+struct Route {
+    address: String,
+    channel: Channel,
+    /// The leader epoch the placement named with this leader; `None` when the leader was learned from a
+    /// `not-leader` refusal, which names no epoch. Fetches carry it (KIP-320).
+    leader_epoch: Option<u32>,
 }
 
 impl Leaders {
@@ -44,10 +56,40 @@ impl Client {
     /// Where a produce or fetch for the partition goes: its leader if known, else the bootstrap node. The
     /// topic's first call asks for its placement first.
     pub(crate) async fn channel_for(&self, topic: &str, partition: u32) -> Channel {
+        self.leader_for(topic, partition).await.0
+    }
+
+    /// [`Client::channel_for`], with the leader epoch the placement named for that leader, if it named one: what
+    /// a fetch tells the leader it expects, so a node whose epoch differs refuses it rather than serve it.
+    pub(crate) async fn leader_for(&self, topic: &str, partition: u32) -> (Channel, Option<u32>) {
         let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
         asked.get_or_init(|| self.refresh(topic)).await;
-        let known = lock(&self.leaders().by_partition).get(&(topic.to_owned(), partition)).cloned();
-        known.unwrap_or_else(|| self.channel())
+        let routes = lock(&self.leaders().by_partition);
+        match routes.get(&(topic.to_owned(), partition)) {
+            Some(route) => (route.channel.clone(), route.leader_epoch),
+            None => (self.channel(), None),
+        }
+    }
+
+    /// `partitions` of `topic` grouped by the node that leads them, each group with the channel to that node
+    /// (partitions without a known leader in one group, to the bootstrap node): one call per leader for requests
+    /// that name many partitions, such as ListOffsets, which only a leader answers.
+    pub(crate) async fn channels_by_leader(&self, topic: &str, partitions: &[u32]) -> Vec<(Channel, Vec<u32>)> {
+        let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
+        asked.get_or_init(|| self.refresh(topic)).await;
+        let mut groups: Vec<(Option<String>, Channel, Vec<u32>)> = Vec::new();
+        let routes = lock(&self.leaders().by_partition);
+        for &partition in partitions {
+            let (address, channel) = match routes.get(&(topic.to_owned(), partition)) {
+                Some(route) => (Some(route.address.clone()), route.channel.clone()),
+                None => (None, self.channel()),
+            };
+            match groups.iter_mut().find(|(known, _, _)| *known == address) {
+                Some((_, _, group)) => group.push(partition),
+                None => groups.push((address, channel, vec![partition])),
+            }
+        }
+        groups.into_iter().map(|(_, channel, group)| (channel, group)).collect()
     }
 
     /// Learns from a failed produce or fetch: a `not-leader` moves the partition to the leader it names (or to
@@ -56,9 +98,11 @@ impl Client {
     pub(crate) async fn learn_from(&self, topic: &str, partition: u32, err: &Error) {
         match err {
             Error::NotLeader { leader_address: Some(address), .. } => {
-                self.route(topic, partition, Some(address));
+                self.route(topic, partition, Some(address), None);
             }
-            Error::NotLeader { leader_address: None, .. } => self.refresh(topic).await,
+            Error::NotLeader { leader_address: None, .. } | Error::LeaderEpochMismatch { .. } => {
+                self.refresh(topic).await
+            }
             Error::Unavailable { .. } | Error::TimedOut { .. } => {
                 let forgotten = lock(&self.leaders().by_partition).remove(&(topic.to_owned(), partition));
                 if forgotten.is_none() {
@@ -69,11 +113,15 @@ impl Client {
         }
     }
 
-    fn route(&self, topic: &str, partition: u32, address: Option<&str>) {
-        let channel = address.filter(|a| !a.is_empty()).and_then(|a| self.leaders().channel_to(a, self.config()));
+    fn route(&self, topic: &str, partition: u32, address: Option<&str>, leader_epoch: Option<u32>) {
+        let address = address.filter(|a| !a.is_empty());
+        let route = address.and_then(|a| {
+            let channel = self.leaders().channel_to(a, self.config())?;
+            Some(Route { address: a.to_owned(), channel, leader_epoch })
+        });
         let mut routes = lock(&self.leaders().by_partition);
-        match channel {
-            Some(channel) => routes.insert((topic.to_owned(), partition), channel),
+        match route {
+            Some(route) => routes.insert((topic.to_owned(), partition), route),
             None => routes.remove(&(topic.to_owned(), partition)),
         };
     }
@@ -89,7 +137,7 @@ impl Client {
     /// partition count, the admin), so the topic's first call needs no second one.
     pub(crate) fn learn_placement(&self, topic: &str, partitions: &[PartitionInfo]) {
         for p in partitions {
-            self.route(topic, p.partition, Some(&p.leader_address));
+            self.route(topic, p.partition, Some(&p.leader_address), Some(p.leader_epoch));
         }
         let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
         // Already set, or being set by the call that brought this answer: either way the topic is known.

@@ -61,6 +61,12 @@ pub enum Reason {
     /// The node called does not lead the partition (any more): refresh the metadata and send to the leader,
     /// whose id and address the status's metadata carries when known ([`LEADER_ID_KEY`], [`LEADER_ADDRESS_KEY`]).
     NotLeader,
+    /// A read naming the partition's leader epoch older than the one the node called knows (KIP-320): the
+    /// client's metadata is stale; refresh it and retry.
+    FencedLeaderEpoch,
+    /// A read naming a leader epoch newer than the one the node called knows: its metadata has not caught up
+    /// yet; refresh and retry.
+    UnknownLeaderEpoch,
     /// The node called is not the consumer group's coordinator (on a cluster, the leader of the group's
     /// `__consumer_offsets` partition): send group requests to the coordinator, whose id and address the status's
     /// metadata carries when known ([`COORDINATOR_ID_KEY`], [`COORDINATOR_ADDRESS_KEY`]).
@@ -104,7 +110,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 36] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -127,6 +133,8 @@ impl Reason {
         Reason::OutOfOrderSequence,
         Reason::InvalidProducerEpoch,
         Reason::NotLeader,
+        Reason::FencedLeaderEpoch,
+        Reason::UnknownLeaderEpoch,
         Reason::NotCoordinator,
         Reason::NotEnoughReplicas,
         Reason::ControllerUnavailable,
@@ -166,6 +174,8 @@ impl Reason {
             Reason::OutOfOrderSequence => ("out-of-order-sequence", Code::FailedPrecondition, 45), // OUT_OF_ORDER_SEQUENCE_NUMBER
             Reason::InvalidProducerEpoch => ("invalid-producer-epoch", Code::FailedPrecondition, 47), // INVALID_PRODUCER_EPOCH
             Reason::NotLeader => ("not-leader", Code::Unavailable, 6), // NOT_LEADER_OR_FOLLOWER
+            Reason::FencedLeaderEpoch => ("fenced-leader-epoch", Code::FailedPrecondition, 74), // FENCED_LEADER_EPOCH
+            Reason::UnknownLeaderEpoch => ("unknown-leader-epoch", Code::Unavailable, 75), // UNKNOWN_LEADER_EPOCH
             Reason::NotCoordinator => ("not-coordinator", Code::Unavailable, 16), // NOT_COORDINATOR
             Reason::NotEnoughReplicas => ("not-enough-replicas", Code::Unavailable, 19), // NOT_ENOUGH_REPLICAS
             Reason::ControllerUnavailable => ("controller-unavailable", Code::Unavailable, 41), // NOT_CONTROLLER

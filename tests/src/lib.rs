@@ -203,6 +203,7 @@ pub fn fetch_request(topic: &str, partition: u32, offset: i64, min_bytes: u32, m
         min_bytes,
         max_wait_ms,
         format: v1::RecordFormat::Raw as i32,
+        current_leader_epoch: None,
     }
 }
 

@@ -108,6 +108,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (19, 2, 7), // CreateTopics
         (20, 1, 5), // DeleteTopics
         (22, 0, 4), // InitProducerId
+        (23, 2, 4), // OffsetForLeaderEpoch
         (29, 1, 3), // DescribeAcls
         (30, 1, 3), // CreateAcls
         (31, 1, 3), // DeleteAcls

@@ -119,7 +119,14 @@ async fn kafka_error_codes_and_streams_failing_mid_way_are_counted() {
     let response: ProduceResponse = kafka.call(ApiKey::Produce, 9, &request).await;
     assert_eq!(response.responses[0].partition_responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     // A Subscribe that started, then failed when its topic was deleted: the status comes in the trailers.
-    let subscribe = v1::SubscribeRequest { topic: "counted".into(), partition: 0, offset: 0, max_bytes: 0, format: 0 };
+    let subscribe = v1::SubscribeRequest {
+        topic: "counted".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 0,
+        format: 0,
+        current_leader_epoch: None,
+    };
     let mut stream = broker.records.subscribe(subscribe).await.expect("subscribed").into_inner();
     broker.admin.delete_topic(v1::DeleteTopicRequest { name: "counted".into() }).await.expect("delete");
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.expect("ended in time");

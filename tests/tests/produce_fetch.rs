@@ -336,7 +336,14 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
     let below = broker.records.fetch(fetch_request("short", 0, 0, 0, 0)).await;
     assert_status(below, Code::OutOfRange, &["offset 0", &log_start.to_string(), "20"]);
     broker.assert_serving().await;
-    let subscribe = v1::SubscribeRequest { topic: "short".into(), partition: 0, offset: 0, max_bytes: 0, format: 0 };
+    let subscribe = v1::SubscribeRequest {
+        topic: "short".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 0,
+        format: 0,
+        current_leader_epoch: None,
+    };
     assert_status(broker.records.subscribe(subscribe).await, Code::OutOfRange, &[&log_start.to_string()]);
     broker.assert_serving().await;
     let kept = broker.fetch_values("short", 0, log_start).await;

@@ -40,7 +40,14 @@ async fn subscribe_replays_then_follows_new_batches() {
     let mut broker = TestBroker::start().await;
     broker.create_topic("sub", 1).await;
     broker.produce_values("sub", 0, &["old-0", "old-1"]).await;
-    let request = v1::SubscribeRequest { topic: "sub".into(), partition: 0, offset: 1, max_bytes: 0, format: 0 };
+    let request = v1::SubscribeRequest {
+        topic: "sub".into(),
+        partition: 0,
+        offset: 1,
+        max_bytes: 0,
+        format: 0,
+        current_leader_epoch: None,
+    };
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(values_of(&first.record_batches)[1], (1, "old-1".into()));
@@ -64,6 +71,7 @@ async fn subscribe_from_latest_sees_only_new_records_in_structured_form() {
         offset: -1,
         max_bytes: 0,
         format: v1::RecordFormat::Structured as i32,
+        current_leader_epoch: None,
     };
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     broker.produce_values("sub", 0, &["after"]).await;
@@ -76,7 +84,14 @@ async fn subscribe_from_latest_sees_only_new_records_in_structured_form() {
 async fn a_slow_subscriber_does_not_stop_producers_or_other_readers() {
     let mut broker = TestBroker::start_with(|c| c.subscribe_queue_batches = 2).await;
     broker.create_topic("slow", 1).await;
-    let request = v1::SubscribeRequest { topic: "slow".into(), partition: 0, offset: 0, max_bytes: 1024, format: 0 };
+    let request = v1::SubscribeRequest {
+        topic: "slow".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 1024,
+        format: 0,
+        current_leader_epoch: None,
+    };
     // Subscribed, and never read until the end: the broker keeps at most 2 pushes for it.
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     let value = "v".repeat(900);
@@ -98,7 +113,14 @@ async fn a_slow_subscriber_does_not_stop_producers_or_other_readers() {
 async fn subscribe_refuses_bad_offsets_and_ends_when_the_topic_is_deleted() {
     let mut broker = TestBroker::start().await;
     broker.create_topic("sub", 1).await;
-    let request = |offset| v1::SubscribeRequest { topic: "sub".into(), partition: 0, offset, max_bytes: 0, format: 0 };
+    let request = |offset| v1::SubscribeRequest {
+        topic: "sub".into(),
+        partition: 0,
+        offset,
+        max_bytes: 0,
+        format: 0,
+        current_leader_epoch: None,
+    };
     assert_status(broker.records.subscribe(request(5)).await, Code::OutOfRange, &["offset 5", "0"]);
     broker.assert_serving().await;
     assert_status(broker.records.subscribe(request(-3)).await, Code::InvalidArgument, &["-3"]);
@@ -120,7 +142,14 @@ async fn subscribe_refuses_bad_offsets_and_ends_when_the_topic_is_deleted() {
 async fn shutdown_ends_subscriptions_and_long_polls_promptly() {
     let mut broker = TestBroker::start().await;
     broker.create_topic("s", 1).await;
-    let request = v1::SubscribeRequest { topic: "s".into(), partition: 0, offset: 0, max_bytes: 0, format: 0 };
+    let request = v1::SubscribeRequest {
+        topic: "s".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 0,
+        format: 0,
+        current_leader_epoch: None,
+    };
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     let mut fetcher = broker.records.clone();
     let poll = tokio::spawn(async move { fetcher.fetch(fetch_request("s", 0, 0, 1, 30_000)).await });

@@ -135,6 +135,7 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
             min_bytes: 0,
             max_wait_ms: 0,
             format: v1::RecordFormat::Structured as i32,
+            current_leader_epoch: None,
         };
         let fetched = match console.service.fetch(page.request(request)).await {
             Ok(answer) => answer.into_inner(),

@@ -11,6 +11,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
+    // KIP-320's truncation check after a leader change: v2 is the first with `current_leader_epoch` (librdkafka
+    // sends v2; Kafka 4.0 dropped v0–v1, KIP-896), v4 is flexible and what the Java consumer sends.
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),

@@ -33,6 +33,7 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::Produce => produce(&mut walk, version)?,
         ApiKey::Fetch => fetch(&mut walk, version)?,
         ApiKey::ListOffsets => list_offsets(&mut walk, version)?,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(&mut walk, version)?,
         ApiKey::Metadata => metadata(&mut walk, version)?,
         ApiKey::FindCoordinator => groups::find_coordinator(&mut walk, version)?,
         ApiKey::OffsetCommit => groups::offset_commit(&mut walk, version)?,
@@ -207,6 +208,22 @@ fn list_offsets(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     walk.tagged_fields(flexible)
 }
 
+fn offset_for_leader_epoch(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    let flexible = version >= 4;
+    if version >= 3 {
+        walk.skip(4)?; // replica_id
+    }
+    walk.array(flexible, |topic| {
+        topic.string(flexible)?;
+        topic.array(flexible, |partition| {
+            partition.skip(4 + 4 + 4)?; // partition, current_leader_epoch, leader_epoch
+            partition.tagged_fields(flexible)
+        })?;
+        topic.tagged_fields(flexible)
+    })?;
+    walk.tagged_fields(flexible)
+}
+
 fn metadata(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     let flexible = version >= 9;
     walk.array(flexible, |topic| {
@@ -233,6 +250,7 @@ mod tests {
 
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::{fetch_request, list_offsets_request, metadata_request, produce_request};
+    use kafka_protocol::messages::{offset_for_leader_epoch_request, OffsetForLeaderEpochRequest};
     use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -278,6 +296,15 @@ mod tests {
             .with_name(name("t"))
             .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default(); 2]);
         assert_walked_whole(ApiKey::ListOffsets, 1..=6, &ListOffsetsRequest::default().with_topics(vec![list_topic]));
+
+        let epoch_topic = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+            .with_topic(name("t"))
+            .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default(); 3]);
+        let tagged = epoch_topic.clone().with_unknown_tagged_field(3, Bytes::from_static(b"tag"));
+        let epochs = OffsetForLeaderEpochRequest::default().with_topics(vec![epoch_topic.clone(), epoch_topic]);
+        assert_walked_whole(ApiKey::OffsetForLeaderEpoch, 2..=4, &epochs);
+        let tagged = OffsetForLeaderEpochRequest::default().with_topics(vec![tagged.clone(), tagged]);
+        assert_walked_whole(ApiKey::OffsetForLeaderEpoch, 4..=4, &tagged);
 
         let metadata_topic = metadata_request::MetadataRequestTopic::default().with_name(Some(name("orders")));
         let metadata = MetadataRequest::default().with_topics(Some(vec![metadata_topic; 2]));

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    ApiKey, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::Decodable;
 use tokio::io::AsyncWriteExt;
@@ -24,7 +25,9 @@ use super::framing::{encode_response, EncodeError, FrameError, RequestPreamble};
 use super::request_buffer::RequestBuffer;
 use super::response_frame::{encode_response_pieces, ResponseFrame};
 use super::sasl::{Gate, SaslAnswer, SaslSession};
-use super::{error_counts, fetch, init_producer_id, list_offsets, metadata, produce, KafkaContext};
+use super::{
+    error_counts, fetch, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, produce, KafkaContext,
+};
 use crate::tls::ServedStream;
 
 /// Why a connection is closed instead of answered.
@@ -215,6 +218,12 @@ pub async fn answer(
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
             let response = list_offsets::answer(kafka, request, version, principal).await;
+            error_counts::count(kafka, api, &response);
+            encode_response(correlation_id, header_version, &response, version)?
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let request = OffsetForLeaderEpochRequest::decode(&mut body, version).map_err(&malformed)?;
+            let response = offset_for_leader_epoch::answer(kafka, request, principal);
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }

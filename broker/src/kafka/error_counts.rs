@@ -55,6 +55,12 @@ impl ErrorCodes for ListOffsetsResponse {
     }
 }
 
+impl ErrorCodes for OffsetForLeaderEpochResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
 impl ErrorCodes for MetadataResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         for topic in &self.topics {

@@ -1,4 +1,6 @@
 //! Fetch (v4–v12, without fetch sessions: every request names its partitions, and the answer's session id is 0).
+//! Only a partition's leader answers, and a partition's `current_leader_epoch` (v9+, KIP-320) is checked as
+//! ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
 //! offset is sent whole too, and the client skips the records below its offset, as with Kafka.
 //!
@@ -17,6 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::error::error_code;
+use super::leader_epoch::led_partition;
 use super::KafkaContext;
 use crate::partition::Partition;
 use crate::request_trace;
@@ -41,18 +44,12 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
                 .partitions
                 .iter()
                 .map(|asked| Wanted {
-                    partition: authorized
-                        .and_then(|()| {
-                            u32::try_from(asked.partition)
-                                .map_err(|_| kafka_protocol::ResponseError::UnknownTopicOrPartition.code())
-                        })
-                        .and_then(|index| {
-                            // A cluster's non-leader answers NOT_LEADER_OR_FOLLOWER: the client refreshes Metadata.
-                            let name = topic.topic.0.as_str();
-                            node.check_leader(name, index)
-                                .and_then(|()| node.registry.partition(name, index))
-                                .map_err(|err| error_code(&err))
-                        }),
+                    // KIP-320 (v9+ carry the epoch): a stale or unknown current leader epoch, or a node that does
+                    // not lead, sends the client to refresh Metadata.
+                    partition: authorized.and_then(|()| {
+                        led_partition(node, topic.topic.0.as_str(), asked.partition, asked.current_leader_epoch)
+                            .map(|(partition, _)| partition)
+                    }),
                     index: asked.partition,
                     fetch_offset: asked.fetch_offset,
                     max_bytes: node.fetch_bytes(u32::try_from(asked.partition_max_bytes).unwrap_or(0)),

@@ -6,8 +6,7 @@
 //! Kafka's rules for who answers (its `Partition.fetchOffsetForTimestamp`), kept here because a replica's own
 //! high watermark is not one a client may trust:
 //! - A request's `current_leader_epoch` (v4+, KIP-320), when set, is checked first against the epoch this node
-//!   knows: older is FENCED_LEADER_EPOCH (the client's metadata is stale), newer UNKNOWN_LEADER_EPOCH (this
-//!   node's is). Both are retried after a metadata refresh.
+//!   knows (`leader_epoch.rs`, shared with Fetch and OffsetForLeaderEpoch).
 //! - Only the leader answers; any other replica says NOT_LEADER_OR_FOLLOWER. A follower's high watermark trails
 //!   the leader's, so its "latest" would be an offset the leader would not give.
 //! - A new leader learns the high watermark from its followers' fetches. Until it reaches the start of the
@@ -22,13 +21,12 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
 use super::error::error_code;
+use super::leader_epoch::led_partition;
 use super::KafkaContext;
 use crate::registry::blocking;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
-/// The `current_leader_epoch` of a request that does not say (before v4, or a client that does not track it).
-const NO_EPOCH: i32 = -1;
 /// The first version whose requests carry `current_leader_epoch` and whose answers carry `leader_epoch`.
 const FIRST_WITH_LEADER_EPOCH: i16 = 4;
 
@@ -72,12 +70,8 @@ struct Found {
 }
 
 async fn offset_for(kafka: &KafkaContext, topic: &str, asked: &ListOffsetsPartition) -> Result<Found, i16> {
-    let index = u32::try_from(asked.partition_index).map_err(|_| ResponseError::UnknownTopicOrPartition.code())?;
-    let node = &kafka.node;
-    let (leader_epoch, led) = node.leader_epoch(topic, index).map_err(|err| error_code(&err))?;
-    check_current_epoch(asked.current_leader_epoch, leader_epoch)?;
-    led.map_err(|err| error_code(&err))?;
-    let partition = node.registry.partition(topic, index).map_err(|err| error_code(&err))?;
+    let (partition, leader_epoch) =
+        led_partition(&kafka.node, topic, asked.partition_index, asked.current_leader_epoch)?;
     let log = Arc::clone(partition.log());
     // The high watermark is read before the epoch start: a high watermark that moves past the epoch start in
     // between is answered as lagging (retried), never a lagging one as caught up.
@@ -92,16 +86,6 @@ async fn offset_for(kafka: &KafkaContext, topic: &str, asked: &ListOffsetsPartit
     };
     let offset = window.answer(asked.timestamp, found_at_timestamp)?;
     Ok(Found { offset, leader_epoch })
-}
-
-/// KIP-320: a request's current leader epoch, when it carries one, must be the one this node knows.
-fn check_current_epoch(asked: i32, known: i32) -> Result<(), i16> {
-    match asked {
-        NO_EPOCH => Ok(()),
-        asked if asked < known => Err(ResponseError::FencedLeaderEpoch.code()),
-        asked if asked > known => Err(ResponseError::UnknownLeaderEpoch.code()),
-        _ => Ok(()),
-    }
 }
 
 /// What the leader's log says at the moment of a lookup.
@@ -144,19 +128,6 @@ mod tests {
 
     const CAUGHT_UP: LeaderWindow = LeaderWindow { log_start_offset: 3, high_watermark: 40, epoch_start: Some(30) };
     const LAGGING: LeaderWindow = LeaderWindow { log_start_offset: 3, high_watermark: 25, epoch_start: Some(30) };
-
-    #[test]
-    fn a_request_without_a_current_epoch_or_with_the_known_one_passes() {
-        assert_eq!(check_current_epoch(NO_EPOCH, 7), Ok(()));
-        assert_eq!(check_current_epoch(7, 7), Ok(()));
-    }
-
-    #[test]
-    fn an_older_current_epoch_is_fenced_and_a_newer_one_unknown() {
-        assert_eq!(check_current_epoch(6, 7), Err(74));
-        assert_eq!(check_current_epoch(0, 7), Err(74));
-        assert_eq!(check_current_epoch(8, 7), Err(75));
-    }
 
     #[test]
     fn a_caught_up_leader_answers_its_high_watermark_and_log_start() {

@@ -1,4 +1,5 @@
-//! Fetch (with long-polling), Subscribe and ListOffsets.
+//! Fetch (with long-polling), Subscribe and ListOffsets. Fetch and Subscribe check the request's leader epoch, when
+//! it names one, as Kafka's Fetch does (KIP-320, `Node::check_leader_at`).
 //!
 //! Waiting is event-driven: a waiter takes the partition's high-watermark receiver *before* it reads, so an
 //! append that lands between the read and the wait still wakes it. Nothing sleeps in a loop.
@@ -78,7 +79,7 @@ pub async fn fetch(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRe
 }
 
 async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchResponse> {
-    node.check_leader(&request.topic, request.partition)?;
+    node.check_leader_at(&request.topic, request.partition, request.current_leader_epoch.map(i64::from))?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);
@@ -126,7 +127,7 @@ pub async fn subscribe(
     node: &Arc<Node>,
     request: v1::SubscribeRequest,
 ) -> Result<ReceiverStream<Result<v1::SubscribeResponse, Status>>> {
-    node.check_leader(&request.topic, request.partition)?;
+    node.check_leader_at(&request.topic, request.partition, request.current_leader_epoch.map(i64::from))?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);
@@ -205,6 +206,10 @@ async fn follow(
     }
 }
 
+/// Only a partition's leader answers, as with Kafka's ListOffsets: a follower's high watermark trails the
+/// leader's, so its "latest" would be an offset the leader would not give, and a client that moved on to the
+/// leader could see "latest" go backwards. A request naming a partition this node does not lead is refused whole
+/// with `not-leader` (the client sends each leader the partitions it leads, `client/src/admin.rs`).
 pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Result<v1::ListOffsetsResponse> {
     let topic = node.registry.topic(&request.topic)?;
     let spec = v1::OffsetSpec::try_from(request.spec)
@@ -214,6 +219,7 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
     let mut offsets = Vec::with_capacity(indexes.len());
     for index in indexes {
         let partition = topic.partition(index)?;
+        node.check_leader(&request.topic, index)?;
         let log = Arc::clone(partition.log());
         let (log_start_offset, high_watermark) = (log.log_start_offset(), log.high_watermark());
         let offset = match spec {

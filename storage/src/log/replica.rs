@@ -183,4 +183,69 @@ impl Log {
         let end = epochs.get(position + 1).map_or_else(|| self.log_end_offset(), |next| next.start_offset);
         Some((epochs[position].epoch, end))
     }
+
+    /// Kafka's OffsetForLeaderEpoch answer (its `LeaderEpochFileCache.endOffsetFor`), which a consumer uses after
+    /// a leader change to find whether the log it read from was truncated (KIP-320): the epoch at or below
+    /// `epoch` this log holds and where it ends (the start of the next larger epoch; the log end for the current
+    /// epoch). `None`, Kafka's UNDEFINED_EPOCH_OFFSET, for the undefined epoch (-1), an epoch above every one
+    /// known, or a log without epochs. Unlike [`Log::epoch_end_offset`], an epoch below every one known answers
+    /// with the first epoch's start: what came before it is gone, and the reader must not go past that start.
+    pub fn end_offset_for_leader_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let writer = lock(&self.writer);
+        end_offset_for(&writer.checkpoint.epochs, epoch, self.log_end_offset())
+    }
+}
+
+/// [`Log::end_offset_for_leader_epoch`] over the epochs a log holds (ascending by epoch and start offset).
+fn end_offset_for(epochs: &[EpochStart], epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+    let latest = epochs.last()?;
+    if epoch < 0 || epoch > latest.epoch {
+        return None;
+    }
+    if epoch == latest.epoch {
+        return Some((epoch, log_end_offset));
+    }
+    let next = epochs.iter().find(|e| e.epoch > epoch)?;
+    match epochs.iter().rev().find(|e| e.epoch <= epoch) {
+        Some(floor) => Some((floor.epoch, next.start_offset)),
+        None => Some((epoch, next.start_offset)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EPOCHS: [EpochStart; 3] = [
+        EpochStart { epoch: 2, start_offset: 10 },
+        EpochStart { epoch: 4, start_offset: 25 },
+        EpochStart { epoch: 7, start_offset: 40 },
+    ];
+
+    #[test]
+    fn the_current_epoch_ends_at_the_log_end_and_an_older_one_where_the_next_starts() {
+        assert_eq!(end_offset_for(&EPOCHS, 7, 55), Some((7, 55)));
+        assert_eq!(end_offset_for(&EPOCHS, 4, 55), Some((4, 40)));
+        assert_eq!(end_offset_for(&EPOCHS, 2, 55), Some((2, 25)));
+    }
+
+    #[test]
+    fn an_epoch_this_log_never_held_answers_the_largest_below_it() {
+        assert_eq!(end_offset_for(&EPOCHS, 5, 55), Some((4, 40)));
+        assert_eq!(end_offset_for(&EPOCHS, 6, 55), Some((4, 40)));
+        assert_eq!(end_offset_for(&EPOCHS, 3, 55), Some((2, 25)));
+    }
+
+    #[test]
+    fn an_epoch_below_every_one_known_ends_where_the_first_starts() {
+        assert_eq!(end_offset_for(&EPOCHS, 1, 55), Some((1, 10)));
+        assert_eq!(end_offset_for(&EPOCHS, 0, 55), Some((0, 10)));
+    }
+
+    #[test]
+    fn the_undefined_epoch_a_future_one_and_a_log_without_epochs_are_undefined() {
+        assert_eq!(end_offset_for(&EPOCHS, -1, 55), None);
+        assert_eq!(end_offset_for(&EPOCHS, 8, 55), None);
+        assert_eq!(end_offset_for(&[], 0, 0), None);
+    }
 }

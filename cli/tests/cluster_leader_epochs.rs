@@ -1,0 +1,209 @@
+//! KIP-320 after a leader failover, on three real `rill broker` processes spoken raw on the Kafka port: the
+//! leader is SIGKILLed, and the new one refuses a Fetch carrying the old epoch (FENCED_LEADER_EPOCH), serves one
+//! carrying its own, and answers OffsetForLeaderEpoch for the old epoch with where that epoch ended (every served
+//! version), as a consumer validating its position after the change asks; a follower answers neither
+//! (NOT_LEADER_OR_FOLLOWER). A gRPC Fetch naming the old epoch is refused with the typed `fenced-leader-epoch`
+//! reason. And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
+//! leader's offsets: the follower refuses, and the client asks each partition's leader.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::cluster::{self, Cluster, PartitionRow};
+use common::{eventually, rill, rill_with_stdin};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rill_protocol::reason::{reason_of, Reason};
+use rill_protocol::v1;
+use rill_protocol::v1::records_client::RecordsClient;
+use rill_tests::kafka_client::KafkaClient;
+
+/// Short sessions, so the killed leader's partitions move within the test's deadline.
+const FAST_FAILOVER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
+                             replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n";
+const NO_EPOCH: i32 = -1;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+fn call<Req, Resp>(addr: &str, api: ApiKey, version: i16, request: &Req) -> Resp
+where
+    Req: kafka_protocol::protocol::Encodable,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let addr: SocketAddr = addr.parse().expect("node address");
+    runtime.block_on(async {
+        let mut client = KafkaClient::connect(addr).await;
+        client.call(api, version, request).await
+    })
+}
+
+fn orders() -> TopicName {
+    TopicName(StrBytes::from_static_str("orders"))
+}
+
+/// (error code, offsets of the records) of partition 0 of `orders` fetched from `offset` with Fetch v12.
+fn fetch(addr: &str, offset: i64, current_leader_epoch: i32) -> (i16, Vec<i64>) {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(orders()).with_partitions(vec![FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(offset)
+            .with_current_leader_epoch(current_leader_epoch)
+            .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = call(addr, ApiKey::Fetch, 12, &request);
+    let answer = &response.responses[0].partitions[0];
+    let offsets = answer.records.as_ref().map(rill_tests::values_of).unwrap_or_default();
+    // A batch starting below the fetch offset comes whole; a client skips the records below its offset.
+    (answer.error_code, offsets.into_iter().map(|(at, _)| at).filter(|at| *at >= offset).collect())
+}
+
+/// (error code, leader epoch, end offset) of partition 0 of `orders` for `leader_epoch`, asked at v`version`.
+fn end_offset(addr: &str, version: i16, current_leader_epoch: i32, leader_epoch: i32) -> (i16, i32, i64) {
+    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        OffsetForLeaderTopic::default().with_topic(orders()).with_partitions(vec![OffsetForLeaderPartition::default()
+            .with_partition(0)
+            .with_current_leader_epoch(current_leader_epoch)
+            .with_leader_epoch(leader_epoch)]),
+    ]);
+    let response: OffsetForLeaderEpochResponse = call(addr, ApiKey::OffsetForLeaderEpoch, version, &request);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.leader_epoch, answer.end_offset)
+}
+
+fn rows(addr: &str) -> Option<Vec<PartitionRow>> {
+    cluster::describe_topic(addr, "orders", 2)
+}
+
+fn produce(addr: &str, partition: u32, values: impl Iterator<Item = String>) {
+    let input: String = values.map(|value| value + "\n").collect();
+    let partition = partition.to_string();
+    let args = ["produce", "orders", "--partition", &partition, "--acks", "all"];
+    let produced = rill_with_stdin(addr, &args, input.as_bytes());
+    assert!(produced.status.success(), "produce: {}", produced.stderr);
+}
+
+/// The typed reason a gRPC Fetch of partition 0 of `orders` at `current_leader_epoch` is refused with, if any.
+fn grpc_fetch_refusal(addr: &str, current_leader_epoch: u32) -> Option<Reason> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let request = v1::FetchRequest {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 0,
+            current_leader_epoch: Some(current_leader_epoch),
+            ..Default::default()
+        };
+        records.fetch(request).await.err().map(|status| reason_of(&status).expect("a typed refusal"))
+    })
+}
+
+/// The Rust client's `Latest` offsets of `orders`, bootstrapped from `addr` only.
+fn latest_offsets_through(addr: &str) -> Vec<(u32, i64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let client = rill_client::Client::connect(addr).await.expect("connect");
+        let offsets = rill_client::Admin::new(client)
+            .list_offsets("orders", &[], rill_client::OffsetSpec::Latest)
+            .await
+            .expect("offsets from the leaders");
+        offsets.iter().map(|o| (o.partition, o.offset)).collect()
+    })
+}
+
+#[test]
+fn after_a_failover_the_new_leader_fences_the_old_epoch_and_says_where_it_ended() {
+    let mut cluster = Cluster::start(FAST_FAILOVER);
+    let create =
+        ["topic", "create", "orders", "--partitions", "2", "--replication-factor", "3", "--min-insync-replicas", "2"];
+    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let first = eventually("leaders and 3 in-sync replicas", || {
+        rows(cluster.addr(1)).filter(|rows| rows.iter().all(|r| r.leader.is_some() && r.isr.len() == 3))
+    });
+    let old_leader = first[0].leader.expect("a leader");
+    let old_epoch = i32::try_from(first[0].epoch).expect("a small epoch");
+    produce(cluster.addr(old_leader), 0, (0..10).map(|i| format!("before-{i}")));
+    produce(cluster.addr(old_leader), 1, (0..4).map(|i| format!("other-{i}")));
+    eventually("every replica of partition 0 at 10", || {
+        rows(cluster.addr(old_leader))
+            .filter(|rows| rows[0].high_watermark == 10 && rows[0].log_ends.iter().all(|(_, end)| *end == 10))
+    });
+
+    // gRPC ListOffsets through a client that knows only a follower of partition 0: the follower refuses, the
+    // client asks the leaders, and the offsets are theirs.
+    let follower = first[0].replicas.iter().copied().find(|id| *id != old_leader).expect("a follower");
+    assert_eq!(latest_offsets_through(cluster.addr(follower)), [(0, 10), (1, 4)]);
+
+    // The old leader answers at its epoch; a follower answers neither call.
+    assert_eq!(fetch(cluster.addr(old_leader), 8, old_epoch), (0, vec![8, 9]));
+    assert_eq!(end_offset(cluster.addr(old_leader), 4, old_epoch, old_epoch), (0, old_epoch, 10));
+    assert_eq!(fetch(cluster.addr(follower), 0, old_epoch).0, NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(end_offset(cluster.addr(follower), 2, NO_EPOCH, old_epoch).0, NOT_LEADER_OR_FOLLOWER);
+
+    // The leader dies; another in-sync replica takes over at a newer epoch and writes on.
+    cluster.nodes[old_leader as usize - 1].take().expect("the leader running").kill();
+    let survivor = first[0].replicas.iter().copied().find(|id| *id != old_leader).expect("a survivor");
+    let failed_over = eventually("a new leader of partition 0", || {
+        rows(cluster.addr(survivor)).filter(|rows| rows[0].leader.is_some_and(|id| id != old_leader))
+    });
+    let new_leader = failed_over[0].leader.expect("a leader");
+    let new_epoch = i32::try_from(failed_over[0].epoch).expect("a small epoch");
+    assert!(new_epoch > old_epoch, "{failed_over:?}");
+    eventually("the new leader serving", || {
+        Some(fetch(cluster.addr(new_leader), 0, new_epoch)).filter(|(code, _)| *code == 0)
+    });
+    produce(cluster.addr(new_leader), 0, (0..5).map(|i| format!("after-{i}")));
+
+    // A consumer still on the old epoch is fenced: its metadata is stale. At the new epoch it reads on.
+    assert_eq!(fetch(cluster.addr(new_leader), 10, old_epoch), (FENCED_LEADER_EPOCH, vec![]));
+    assert_eq!(fetch(cluster.addr(new_leader), 10, new_epoch + 1), (UNKNOWN_LEADER_EPOCH, vec![]));
+    assert_eq!(fetch(cluster.addr(new_leader), 10, new_epoch), (0, vec![10, 11, 12, 13, 14]));
+    // gRPC reads are fenced alike, with typed reasons.
+    let (old_epoch_u32, new_epoch_u32) = (old_epoch as u32, new_epoch as u32);
+    assert_eq!(grpc_fetch_refusal(cluster.addr(new_leader), old_epoch_u32), Some(Reason::FencedLeaderEpoch));
+    assert_eq!(grpc_fetch_refusal(cluster.addr(new_leader), new_epoch_u32 + 1), Some(Reason::UnknownLeaderEpoch));
+    assert_eq!(grpc_fetch_refusal(cluster.addr(new_leader), new_epoch_u32), None);
+
+    // Its position check after refreshing: the old epoch ended at 10 here too, so nothing it read was lost.
+    for version in 2..=4 {
+        assert_eq!(
+            end_offset(cluster.addr(new_leader), version, new_epoch, old_epoch),
+            (0, old_epoch, 10),
+            "v{version}"
+        );
+        assert_eq!(
+            end_offset(cluster.addr(new_leader), version, NO_EPOCH, new_epoch),
+            (0, new_epoch, 15),
+            "v{version}"
+        );
+        let fenced = end_offset(cluster.addr(new_leader), version, old_epoch, old_epoch);
+        assert_eq!(fenced, (FENCED_LEADER_EPOCH, -1, -1), "v{version}");
+        let unknown = end_offset(cluster.addr(new_leader), version, new_epoch + 1, old_epoch);
+        assert_eq!(unknown.0, UNKNOWN_LEADER_EPOCH, "v{version}");
+    }
+    let other = [1, 2, 3].into_iter().find(|id| *id != old_leader && *id != new_leader).expect("a third node");
+    let follower_answer = eventually("the other survivor following the new epoch", || {
+        Some(end_offset(cluster.addr(other), 4, new_epoch, old_epoch))
+            .filter(|(code, _, _)| *code != UNKNOWN_LEADER_EPOCH)
+    });
+    assert_eq!(follower_answer.0, NOT_LEADER_OR_FOLLOWER);
+
+    // The client, knowing only the node that now follows partition 0, still gets the new leaders' offsets (once
+    // partition 1, which may have failed over too, has its high watermark back at 4).
+    eventually("both partitions led by survivors", || {
+        rows(cluster.addr(other)).filter(|rows| rows.iter().all(|r| r.leader.is_some_and(|id| id != old_leader)))
+    });
+    eventually("the leaders' offsets through a follower", || {
+        Some(latest_offsets_through(cluster.addr(other))).filter(|offsets| offsets[..] == [(0, 15), (1, 4)])
+    });
+}

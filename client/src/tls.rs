@@ -160,7 +160,7 @@ impl tower::Service<Uri> for TlsConnector {
 }
 
 impl TlsConnector {
-    async fn connect(&self, uri: &Uri) -> io::Result<TlsStream<TcpStream>> {
+    pub(crate) async fn connect(&self, uri: &Uri) -> io::Result<TlsStream<TcpStream>> {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: {what}"));
         // An IPv6 literal comes bracketed in a URI; neither the resolver nor the certificate check wants those.
         let host = uri.host().ok_or_else(|| invalid("no host"))?.trim_start_matches('[').trim_end_matches(']');

@@ -158,7 +158,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = ProducerConfig::default().max_request_bytes)]
     max_request_bytes: usize,
     /// Bytes each producer may hold enqueued but not acknowledged (the client's `max_buffered_bytes`). Default:
-    /// room for two full batches per partition, at least 4 MiB.
+    /// room for two full batches per partition, at least 2 MiB.
     #[arg(long)]
     max_buffered_bytes: Option<usize>,
     /// Produce as plain (not idempotent) producers, to measure what idempotence costs.
@@ -396,7 +396,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         // twice the send-to-ack p50 and p99 (docs/benchmarks.md, "latency at load", 2026-12-01).
         max_buffered_bytes: args
             .max_buffered_bytes
-            .unwrap_or((workload.batch_bytes * 2 * workload.partitions_per_topic as usize).max(4 << 20)),
+            .unwrap_or((workload.batch_bytes * 2 * workload.partitions_per_topic as usize).max(2 << 20)),
         // 0 is refused by `Producer::new`, naming the setting.
         max_request_bytes: args.max_request_bytes,
         enable_idempotence: !args.no_idempotence,

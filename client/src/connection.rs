@@ -1,9 +1,10 @@
 //! The connection to a broker: one HTTP/2 channel shared by every producer, consumer and admin of a [`Client`].
 //!
 //! Why one channel: gRPC multiplexes calls as HTTP/2 streams over one TCP connection, so a producer's produce
-//! calls, a consumer's long-polls and admin calls run side by side without a pool. tonic's `Channel` reconnects
-//! by itself when the connection drops; the call that saw the drop fails with UNAVAILABLE and the producer's
-//! retry policy sends it again over the new connection.
+//! calls, a consumer's long-polls and admin calls run side by side without a pool. The channel
+//! ([`crate::http2::Http2Channel`], h2 without tonic's `Channel` and its buffer task) reconnects by itself when the
+//! connection drops; the call that saw the drop fails with UNAVAILABLE and the producer's retry policy sends it
+//! again over the new connection.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +15,8 @@ use std::time::Duration;
 use rill_protocol::v1::consumer_groups_client::ConsumerGroupsClient;
 use rill_protocol::v1::records_client::RecordsClient;
 use rill_protocol::v1::topic_admin_client::TopicAdminClient;
-use tonic::transport::{Channel, Endpoint};
+
+use crate::http2::Http2Channel;
 
 use crate::error::{Error, RequestContext, Result};
 
@@ -76,26 +78,20 @@ impl std::fmt::Debug for BearerToken {
 /// hand-made produce and fetch calls (`records_call.rs`) go through it, so none can forget it.
 #[derive(Clone, Debug)]
 pub(crate) struct BrokerChannel {
-    channel: Channel,
+    channel: Http2Channel,
     authorization: Option<http::HeaderValue>,
 }
 
 impl BrokerChannel {
-    pub(crate) fn new(channel: Channel, config: &ClientConfig) -> Self {
+    pub(crate) fn new(channel: Http2Channel, config: &ClientConfig) -> Self {
         Self { channel, authorization: config.token.as_ref().map(|token| token.header.clone()) }
-    }
-}
-
-impl From<Channel> for BrokerChannel {
-    fn from(channel: Channel) -> Self {
-        Self { channel, authorization: None }
     }
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for BrokerChannel {
     type Response = http::Response<tonic::body::Body>;
-    type Error = tonic::transport::Error;
-    type Future = tonic::transport::channel::ResponseFuture;
+    type Error = tonic::Status;
+    type Future = <Http2Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
         self.channel.poll_ready(cx)
@@ -176,7 +172,7 @@ impl Client {
                         .collect();
                     return Ok(Self::from_parts(url.clone(), bootstrap, index, config));
                 }
-                Err(err) => failures.push(format!("cannot connect to {url}: {}", error_chain(&err))),
+                Err(status) => failures.push(status.message().to_owned()),
             }
         }
         Err(Error::Unavailable { message: failures.join("; ") })
@@ -211,7 +207,7 @@ impl Client {
     }
 
     /// A client that connects on its first call instead of now: for starting before the broker does. Must be
-    /// called inside a Tokio runtime (the channel's connection task is spawned at once).
+    /// called inside a Tokio runtime (the connection's task is spawned there).
     pub fn connect_lazy(addr: impl AsRef<str>, config: ClientConfig) -> Result<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::InvalidUse { message: "Client::connect_lazy needs a Tokio runtime".into() });
@@ -299,8 +295,11 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Bro
         None if config.tls.is_some() => (format!("https://{addr}"), true),
         None => (format!("http://{addr}"), false),
     };
-    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|err| invalid(error_chain(&err)))?;
-    if endpoint.uri().port_u16().is_none() {
+    let uri: http::Uri = url.parse().map_err(|err| invalid(error_chain(&err)))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host: use host:port".into()));
+    }
+    if uri.port_u16().is_none() {
         return Err(invalid("no port: use host:port".into()));
     }
     let tls = match is_tls {
@@ -314,43 +313,26 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<(String, Bro
         ),
         false => None,
     };
-    if tls.is_some() {
-        // tonic refuses an https:// URI without its own TLS settings, and the handshake is ours (tls.rs): the
-        // channel gets the address as http://, and the connector below speaks TLS on it.
-        let plain = format!("http://{}", url.split_once("://").map_or(url.as_str(), |(_, rest)| rest));
-        endpoint = Endpoint::from_shared(plain).map_err(|err| invalid(error_chain(&err)))?;
-    }
-    let endpoint = endpoint
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .initial_stream_window_size(config.stream_window_bytes)
-        .initial_connection_window_size(config.connection_window_bytes)
-        .max_frame_size(config.max_frame_bytes)
-        .http2_keep_alive_interval(config.keep_alive_interval)
-        .keep_alive_timeout(config.connect_timeout)
-        .keep_alive_while_idle(true);
-    Ok((url, BrokerEndpoint { endpoint, tls }))
+    Ok((url, BrokerEndpoint { uri, tls, config: config.clone() }))
 }
 
 /// Where one broker is and how to reach it: over plain TCP, or over TLS through the client's own connector.
 pub(crate) struct BrokerEndpoint {
-    endpoint: Endpoint,
+    uri: http::Uri,
     tls: Option<crate::tls::TlsConnector>,
+    config: ClientConfig,
 }
 
 impl BrokerEndpoint {
-    pub(crate) async fn connect(&self) -> std::result::Result<Channel, tonic::transport::Error> {
-        match &self.tls {
-            Some(tls) => self.endpoint.connect_with_connector(tls.clone()).await,
-            None => self.endpoint.connect().await,
-        }
+    /// A channel with its connection open: UNAVAILABLE, naming the address, if it cannot be opened.
+    pub(crate) async fn connect(&self) -> std::result::Result<Http2Channel, tonic::Status> {
+        let channel = self.connect_lazy();
+        channel.connect().await?;
+        Ok(channel)
     }
 
-    pub(crate) fn connect_lazy(&self) -> Channel {
-        match &self.tls {
-            Some(tls) => self.endpoint.connect_with_connector_lazy(tls.clone()),
-            None => self.endpoint.connect_lazy(),
-        }
+    pub(crate) fn connect_lazy(&self) -> Http2Channel {
+        Http2Channel::lazy(self.uri.clone(), self.tls.clone(), &self.config)
     }
 }
 

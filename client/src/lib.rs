@@ -75,6 +75,7 @@ mod coordinators;
 mod decode;
 mod delivery;
 mod error;
+mod http2;
 mod leaders;
 mod membership;
 mod producer;

@@ -265,12 +265,10 @@ mod tests {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await;
         });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("valid")
-            .connect()
-            .await
-            .expect("connects");
-        (channel.into(), server)
+        let config = crate::ClientConfig::default();
+        let (_, endpoint) = crate::connection::endpoint(&addr.to_string(), &config).expect("valid");
+        let channel = endpoint.connect().await.expect("connects");
+        (Channel::new(channel, &config), server)
     }
 
     async fn call_fake(fake: FakeRecords, timeout: Duration) -> (Result<ProduceResponse, Status>, Vec<ProduceRequest>) {

@@ -5,8 +5,8 @@
 //! `webpki-roots` ships them) and any CA given here. A client certificate is presented when the broker asks
 //! for one (mutual TLS).
 //!
-//! The handshake is ours (tokio-rustls under a connector tonic calls), not tonic's `tls_config`, for one
-//! setting tonic does not reach: how much ciphertext a connection may queue before it writes to the socket
+//! The handshake is ours (tokio-rustls, called by `http2.rs` when it opens a connection), not tonic's `tls_config`,
+//! for one setting tonic does not reach: how much ciphertext a connection may queue before it writes to the socket
 //! (`SEND_BUFFER_BYTES`). docs/benchmarks.md, "TLS", has the profile that asked for it.
 
 use std::future::Future;
@@ -160,7 +160,7 @@ impl tower::Service<Uri> for TlsConnector {
 }
 
 impl TlsConnector {
-    async fn connect(&self, uri: &Uri) -> io::Result<TlsStream<TcpStream>> {
+    pub(crate) async fn connect(&self, uri: &Uri) -> io::Result<TlsStream<TcpStream>> {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: {what}"));
         // An IPv6 literal comes bracketed in a URI; neither the resolver nor the certificate check wants those.
         let host = uri.host().ok_or_else(|| invalid("no host"))?.trim_start_matches('[').trim_end_matches(']');

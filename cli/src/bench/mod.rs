@@ -157,6 +157,10 @@ pub struct BenchArgs {
     /// go together, up to this (the client's `max_request_bytes`). 1 sends one batch per call.
     #[arg(long, default_value_t = ProducerConfig::default().max_request_bytes)]
     max_request_bytes: usize,
+    /// Bytes each producer may hold enqueued but not acknowledged (the client's `max_buffered_bytes`). Default:
+    /// room for two full batches per partition, at least 2 MiB.
+    #[arg(long)]
+    max_buffered_bytes: Option<usize>,
     /// Produce as plain (not idempotent) producers, to measure what idempotence costs.
     #[arg(long)]
     no_idempotence: bool,
@@ -387,9 +391,12 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             CompressionArg::Lz4 => Compression::Lz4,
             CompressionArg::Zstd => Compression::Zstd { level: 1 },
         },
-        // Room for a few full batches per partition (one in flight, one filling, one waiting) and no more: a
-        // deeper buffer only adds latency (queued bytes / throughput) and memory to touch.
-        max_buffered_bytes: (workload.batch_bytes * 4 * workload.partitions_per_topic as usize).max(4 << 20),
+        // Room for two full batches per partition (one in flight, one filling) and no more: a deeper buffer only
+        // adds latency (queued bytes / throughput) and memory to touch. Four batches gave the same throughput and
+        // twice the send-to-ack p50 and p99 (docs/benchmarks.md, "latency at load", 2026-12-01).
+        max_buffered_bytes: args
+            .max_buffered_bytes
+            .unwrap_or((workload.batch_bytes * 2 * workload.partitions_per_topic as usize).max(2 << 20)),
         // 0 is refused by `Producer::new`, naming the setting.
         max_request_bytes: args.max_request_bytes,
         enable_idempotence: !args.no_idempotence,
@@ -416,6 +423,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "batch_bytes": workload.batch_bytes,
         "fetch_bytes": args.fetch_bytes,
         "max_request_bytes": args.max_request_bytes,
+        "max_buffered_bytes": args.max_buffered_bytes,
         "linger_ms": workload.linger.as_millis() as u64,
         "records_per_send": workload.records_per_send,
         "rate": workload.rate,

@@ -23,6 +23,7 @@ pub struct FreezableProxy {
     frozen: watch::Sender<bool>,
     accept: JoinHandle<()>,
     pipes: Arc<Mutex<JoinSet<()>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FreezableProxy {
@@ -31,10 +32,13 @@ impl FreezableProxy {
         let addr = listener.local_addr().expect("proxy address");
         let (frozen, frozen_rx) = watch::channel(false);
         let pipes = Arc::new(Mutex::new(JoinSet::new()));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let accept = tokio::spawn({
             let pipes = Arc::clone(&pipes);
+            let accepted = Arc::clone(&accepted);
             async move {
                 while let Ok((inbound, _)) = listener.accept().await {
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Ok(outbound) = TcpStream::connect(target).await else { continue };
                     let _ = inbound.set_nodelay(true);
                     let _ = outbound.set_nodelay(true);
@@ -46,7 +50,12 @@ impl FreezableProxy {
                 }
             }
         });
-        FreezableProxy { addr, frozen, accept, pipes }
+        FreezableProxy { addr, frozen, accept, pipes, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn freeze(&self) {

@@ -1,0 +1,107 @@
+//! The client's HTTP/2 connection (src/http2.rs): one connection for many concurrent calls, a silent broker
+//! detected by keep-alive PINGs, and reconnection after a restart over TLS.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::group::FreezableProxy;
+use common::{consume, create_topic, value_str, TestBroker, DEADLINE};
+use rill_broker::{Broker, BrokerConfig, TlsConfig};
+use rill_client::{
+    Admin, Client, ClientConfig, ClientTls, Consumer, ConsumerConfig, Error, Producer, ProducerConfig, ProducerRecord,
+};
+
+#[tokio::test]
+async fn concurrent_calls_share_one_connection() {
+    let broker = TestBroker::start().await;
+    let proxy = FreezableProxy::start(broker.addr()).await;
+    let client = Client::connect(proxy.addr.to_string()).await.expect("connects through the proxy");
+    create_topic(&client, "shared", 1).await;
+    let admin = Admin::new(client.clone());
+    let calls = (0..64).map(|_| {
+        let admin = admin.clone();
+        tokio::spawn(async move { admin.list_topics().await })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        let topics = call.expect("the task ends").expect("listed");
+        assert_eq!(topics.len(), 1);
+    }
+    assert_eq!(proxy.connections(), 1, "64 concurrent calls opened more than one connection");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_broker_that_stops_answering_is_dropped_by_keep_alive_and_the_next_call_reconnects() {
+    let broker = TestBroker::start().await;
+    let proxy = FreezableProxy::start(broker.addr()).await;
+    let config = ClientConfig {
+        keep_alive_interval: Duration::from_millis(100),
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(15),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(proxy.addr.to_string(), config).await.expect("connects");
+    let admin = Admin::new(client.clone());
+    admin.list_topics().await.expect("answered before the freeze");
+
+    proxy.freeze();
+    let started = Instant::now();
+    let err = admin.list_topics().await.expect_err("no byte moves through a frozen proxy");
+    // Well before the 15 s request timeout: the unanswered PING closed the connection under the call.
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}: {err}", started.elapsed());
+    assert!(matches!(err, Error::Unavailable { .. }) && err.is_retriable(), "{err:?}");
+
+    proxy.thaw();
+    let topics = tokio::time::timeout(DEADLINE, admin.list_topics()).await.expect("in time");
+    assert!(topics.expect("answered over a new connection").is_empty());
+    assert_eq!(proxy.connections(), 2, "the broken connection was replaced by exactly one");
+    broker.shutdown().await;
+}
+
+/// A certificate for 127.0.0.1 and its key, written to `dir`; the certificate's PEM is also its CA.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let (cert_path, key_path) = (dir.join("broker.pem"), dir.join("broker.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("write certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (cert_path, key_path, cert.pem().into_bytes())
+}
+
+#[tokio::test]
+async fn a_client_reconnects_over_tls_after_the_broker_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key, ca_pem) = self_signed(dir.path());
+    let data = dir.path().join("data");
+    let tls_config =
+        |listen| BrokerConfig { listen, tls: Some(TlsConfig::new(&cert, &key)), ..BrokerConfig::for_tests(&data) };
+    let broker = Broker::start(tls_config("127.0.0.1:0".parse().expect("address"))).await.expect("starts");
+    let addr = broker.addr();
+    let tls = ClientTls { ca_pem: Some(ca_pem), ..ClientTls::default() };
+    let config = ClientConfig { tls: Some(tls), ..ClientConfig::default() };
+    let client = Client::connect_with(addr.to_string(), config).await.expect("connects over TLS");
+    assert!(client.addr().starts_with("https://"), "{}", client.addr());
+    create_topic(&client, "secure", 1).await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig { retry_backoff_max: Duration::from_millis(100), ..ProducerConfig::default() },
+    )
+    .expect("producer");
+    producer.send("secure", ProducerRecord::new("before")).await.expect("enqueued").await.expect("stored");
+
+    broker.shutdown().await;
+    let broker = Broker::start(tls_config(addr)).await.expect("restarts on its old address");
+    let after = producer.send("secure", ProducerRecord::new("after")).await.expect("enqueued");
+    let stored = tokio::time::timeout(DEADLINE, after).await.expect("in time").expect("stored after the restart");
+    assert_eq!(stored.offset, 1);
+
+    let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("consumer");
+    consumer.assign("secure", &[0]).await.expect("assign");
+    let values: Vec<String> = consume(&mut consumer, 2).await.iter().map(|r| value_str(r).to_owned()).collect();
+    assert_eq!(values, vec!["before", "after"]);
+    broker.shutdown().await;
+}

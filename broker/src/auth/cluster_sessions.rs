@@ -110,9 +110,7 @@ impl ClusterSessions {
         }
         let used = local.entry(key.clone()).or_default();
         used.last_used_unix_ms = used.last_used_unix_ms.max(now_ms);
-        let interval_ms = TOUCH_REPLICATE_INTERVAL.as_millis() as u64;
-        let is_touch_due = now_ms.saturating_sub(session.touched_unix_ms) >= interval_ms
-            && now_ms.saturating_sub(used.touch_proposed_unix_ms) >= interval_ms;
+        let is_touch_due = is_touch_due(session.touched_unix_ms, used.touch_proposed_unix_ms, now_ms);
         if is_touch_due {
             used.touch_proposed_unix_ms = now_ms;
         }
@@ -153,7 +151,51 @@ impl ClusterSessions {
     }
 }
 
+/// Whether a use at `now_ms` replicates a touch: the replicated one is [`TOUCH_REPLICATE_INTERVAL`] old, and
+/// this node has not proposed one within that interval (one may still be on its way).
+fn is_touch_due(replicated_touch_ms: u64, proposed_here_ms: u64, now_ms: u64) -> bool {
+    let interval_ms = u64::try_from(TOUCH_REPLICATE_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+    now_ms.saturating_sub(replicated_touch_ms) >= interval_ms && now_ms.saturating_sub(proposed_here_ms) >= interval_ms
+}
+
 /// How the metadata names the session `id`: the URL-safe base64 of its SHA-256, as the per-node file does.
 fn key_of(id: &str) -> String {
     URL_SAFE_NO_PAD.encode(id_hash(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_session_replicates_one_touch_per_interval_whatever_its_use() {
+        let interval_ms = TOUCH_REPLICATE_INTERVAL.as_millis() as u64;
+        let signed_in = 1_800_000_000_000;
+        let (mut replicated, mut proposed, mut touches) = (signed_in, 0, 0);
+        // A page a second for an hour on one node, each proposed touch committed a second later.
+        for second in 1..=3_600u64 {
+            let now = signed_in + second * 1_000;
+            if proposed != 0 && now >= proposed + 1_000 {
+                replicated = replicated.max(proposed);
+            }
+            if is_touch_due(replicated, proposed, now) {
+                proposed = now;
+                touches += 1;
+            }
+        }
+        assert_eq!(touches, 3_600 / (interval_ms / 1_000), "one raft write per interval, not per page");
+        assert!(!is_touch_due(signed_in, 0, signed_in + interval_ms - 1), "none before the first interval");
+        let lost = signed_in + interval_ms;
+        assert!(!is_touch_due(signed_in, lost, lost + 1), "a touch on its way is not proposed again");
+        assert!(is_touch_due(signed_in, lost, lost + interval_ms), "one that was lost is, an interval later");
+    }
+
+    #[test]
+    fn the_metadata_names_a_session_by_its_hash_never_its_id() {
+        let id = random_secret();
+        let key = key_of(&id);
+        assert_eq!(key.len(), 43, "32 bytes of unpadded base64: {key}");
+        assert_ne!(key, id);
+        assert_ne!(key, csrf_token_of(&id), "the CSRF token is not the key either");
+    }
 }

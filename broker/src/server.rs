@@ -546,7 +546,7 @@ fn console_sessions(
     if file.exists() {
         match crate::auth::session_file::remove(&file) {
             Ok(()) => {
-                tracing::info!(path = %file.display(), "removed the per-node console sessions file: a cluster keeps sessions in its metadata")
+                tracing::info!(path = %file.display(), "per-node console sessions file removed: unused on a cluster")
             }
             Err(error) => {
                 tracing::warn!(%error, "per-node console sessions file left in place; a cluster never reads it")

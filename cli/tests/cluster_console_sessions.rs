@@ -2,7 +2,7 @@
 //! cluster"): a cookie made by signing in on node 1's admin listener is accepted by node 2's and node 3's, a
 //! sign-out on node 3 ends it on node 1, deleting the user ends its sessions on every node, and a session
 //! outlives a restart of the node it was made on. The sessions live in the replicated metadata, so no node
-//! keeps a per-node sessions file.
+//! keeps a per-node sessions file (a leftover one is removed).
 
 mod common;
 
@@ -94,7 +94,12 @@ fn create_alice(cluster: &Cluster) {
 
 #[test]
 fn a_sign_in_on_one_node_holds_on_every_node_until_signed_out_or_the_user_is_deleted() {
-    let mut cluster = Cluster::start(CONFIG);
+    // Node 1's data dir holds a per-node sessions file from a single-node past: a cluster removes it unread.
+    let mut cluster = Cluster::start_with(CONFIG, |dir| {
+        std::fs::create_dir_all(dir.join("d1")).expect("node 1's data dir");
+        std::fs::write(dir.join("d1").join("__console_sessions.json"), r#"{"version":1,"sessions":[]}"#)
+            .expect("a leftover sessions file");
+    });
     create_alice(&cluster);
     let admins: Vec<String> = (1..=3).map(|id| cluster.admin(id).to_owned()).collect();
 

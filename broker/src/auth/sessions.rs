@@ -12,6 +12,9 @@
 //! ignored with a warning: nobody is signed in, nobody is let in. An end that cannot be written removes the
 //! file instead, so an ended session never comes back at the next start.
 //!
+//! This is a single node's store. A cluster node keeps its sessions in the replicated metadata instead
+//! (`cluster_sessions.rs`), so they hold on every node; `admin.rs`'s `SessionStore` picks one.
+//!
 //! Invariants: the store holds at most [`MAX_SESSIONS`] (a full store drops expired sessions, then the one
 //! unused longest), so sign-ins cannot grow memory or the file without bound. It keeps only the SHA-256 of each
 //! session id, in memory and on disk: a memory dump, a debug print or the file yields no cookie that would sign

@@ -297,7 +297,7 @@ impl Broker {
                 let auth = Arc::new(crate::auth::admin::AdminAuthenticator::new(
                     users.clone(),
                     config.auth.is_admin_auth_required(),
-                    crate::auth::sessions::Sessions::open(&config.data_dir, std::time::SystemTime::now()),
+                    console_sessions(&config.data_dir, controller.as_ref()),
                 ));
                 let throughput = Arc::new(crate::console::Throughput::default());
                 let lag = Arc::new(crate::console::LagHistory::default());
@@ -529,4 +529,32 @@ async fn run_maintenance(node: Arc<Node>) {
             crate::service::expire_groups(&node).await;
         }
     }
+}
+
+/// Where the console's sign-in sessions live: a single node's own file, or a cluster's metadata. A cluster node
+/// never reads the per-node file, so one left from before the node joined a cluster is removed: its sessions
+/// named users the cluster does not hold (a node with a users file does not start as a cluster node).
+fn console_sessions(
+    data_dir: &std::path::Path,
+    controller: Option<&Arc<crate::cluster::Controller>>,
+) -> crate::auth::admin::SessionStore {
+    use crate::auth::admin::SessionStore;
+    let Some(controller) = controller else {
+        return SessionStore::Node(crate::auth::sessions::Sessions::open(data_dir, std::time::SystemTime::now()));
+    };
+    let file = crate::auth::session_file::path_in(data_dir);
+    if file.exists() {
+        match crate::auth::session_file::remove(&file) {
+            Ok(()) => {
+                tracing::info!(path = %file.display(), "per-node console sessions file removed: unused on a cluster")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "per-node console sessions file left in place; a cluster never reads it")
+            }
+        }
+    }
+    SessionStore::Cluster(crate::auth::cluster_sessions::ClusterSessions::new(
+        Arc::clone(controller),
+        tokio::runtime::Handle::current(),
+    ))
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::backoff::FailureBackoff;
+use super::cluster_sessions::{ClusterSessionError, ClusterSessions};
 use super::sessions::{NewSession, SessionView, Sessions};
 use super::{Principal, UserStore};
 
@@ -61,18 +62,61 @@ pub struct SignInRefused {
     pub wait: Duration,
 }
 
+/// Why a sign-in opened no session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInError {
+    #[error("wrong user name or password")]
+    Refused(SignInRefused),
+    /// The password was right but the cluster could not record the session (no controller leader, say).
+    #[error("{0}")]
+    Unavailable(ClusterSessionError),
+}
+
+/// Where the console's sessions live: a single node's own store (and file), or the cluster metadata.
+#[derive(Debug)]
+pub enum SessionStore {
+    Node(Sessions),
+    Cluster(ClusterSessions),
+}
+
+impl SessionStore {
+    async fn create(&self, user: &str, user_stamp: &str, now: SystemTime) -> Result<NewSession, ClusterSessionError> {
+        match self {
+            SessionStore::Node(sessions) => Ok(sessions.create(user, user_stamp, now)),
+            SessionStore::Cluster(sessions) => sessions.create(user, user_stamp, now).await,
+        }
+    }
+
+    fn find(&self, id: &str, now: SystemTime) -> Option<SessionView> {
+        match self {
+            SessionStore::Node(sessions) => sessions.find(id, now),
+            SessionStore::Cluster(sessions) => sessions.find(id, now),
+        }
+    }
+
+    async fn end(&self, id: &str, now: SystemTime) -> Result<(), ClusterSessionError> {
+        match self {
+            SessionStore::Node(sessions) => {
+                sessions.end(id, now);
+                Ok(())
+            }
+            SessionStore::Cluster(sessions) => sessions.end(id).await,
+        }
+    }
+}
+
 /// The admin listener's authentication: the node's users, the console's sessions, the sign-in backoff.
 pub struct AdminAuthenticator {
     users: Arc<UserStore>,
     is_required: bool,
-    sessions: Sessions,
+    sessions: SessionStore,
     backoff: FailureBackoff,
 }
 
 impl AdminAuthenticator {
     /// An authenticator over `users` whose console sessions are `sessions` (`Sessions::open` on the data dir,
-    /// so they survive a restart).
-    pub fn new(users: Arc<UserStore>, is_required: bool, sessions: Sessions) -> Self {
+    /// or the cluster's, so they survive a restart).
+    pub fn new(users: Arc<UserStore>, is_required: bool, sessions: SessionStore) -> Self {
         Self { users, is_required, sessions, backoff: FailureBackoff::default() }
     }
 
@@ -101,8 +145,12 @@ impl AdminAuthenticator {
         let Some(id) = cookie.and_then(session_id_of) else { return Ok(Caller::Anonymous) };
         let Some(view) = self.sessions.find(id, now) else { return Ok(Caller::Anonymous) };
         if self.users.credential_stamp(&view.user).as_deref() != Some(view.user_stamp.as_str()) {
-            // Deleted, or deleted and created again: either way not the user who signed in.
-            self.sessions.end(id, now);
+            // Deleted, or deleted and created again: either way not the user who signed in. (On a cluster the
+            // metadata ended it with the user already; this node's replica may be a moment behind.)
+            match &self.sessions {
+                SessionStore::Node(sessions) => sessions.end(id, now),
+                SessionStore::Cluster(sessions) => sessions.end_in_background(id),
+            }
             return Ok(Caller::Anonymous);
         }
         Ok(Caller::Session { id: id.to_owned(), view })
@@ -110,12 +158,7 @@ impl AdminAuthenticator {
 
     /// Checks `password` against `user`'s stored credential (PBKDF2: run off the async threads) and opens a
     /// session; a failure is slowed per address. The password is dropped here.
-    pub async fn sign_in(
-        &self,
-        user: &str,
-        password: String,
-        peer: Option<IpAddr>,
-    ) -> Result<NewSession, SignInRefused> {
+    pub async fn sign_in(&self, user: &str, password: String, peer: Option<IpAddr>) -> Result<NewSession, SignInError> {
         let is_valid = super::users::validate_name(user).is_ok() && {
             let (users, name) = (Arc::clone(&self.users), user.to_owned());
             tokio::task::spawn_blocking(move || users.check_password(&name, password.as_bytes())).await.unwrap_or(false)
@@ -126,19 +169,33 @@ impl AdminAuthenticator {
         let Some(stamp) = stamp else {
             let wait = self.backoff.record_failure(address, Instant::now());
             tracing::info!(%address, user, wait_ms = wait.as_millis() as u64, "console sign-in failed");
-            return Err(SignInRefused { wait });
+            return Err(SignInError::Refused(SignInRefused { wait }));
+        };
+        let session = match self.sessions.create(user, &stamp, SystemTime::now()).await {
+            Ok(session) => session,
+            Err(ClusterSessionError::UserChanged { .. }) => {
+                // The user went (or came back new) between the check and the commit: as a wrong password.
+                let wait = self.backoff.record_failure(address, Instant::now());
+                tracing::info!(%address, user, "console sign-in failed: the user changed meanwhile");
+                return Err(SignInError::Refused(SignInRefused { wait }));
+            }
+            Err(error) => {
+                tracing::warn!(%address, user, %error, "console sign-in not recorded");
+                return Err(SignInError::Unavailable(error));
+            }
         };
         self.backoff.record_success(address);
         tracing::info!(%address, principal = %Principal::User(user.to_owned()), "console sign-in");
-        Ok(self.sessions.create(user, &stamp, SystemTime::now()))
+        Ok(session)
     }
 
-    /// Ends the caller's session (sign-out).
-    pub fn sign_out(&self, caller: &Caller) {
+    /// Ends the caller's session (sign-out); on a cluster, on every node, before this returns.
+    pub async fn sign_out(&self, caller: &Caller) -> Result<(), ClusterSessionError> {
         if let Caller::Session { id, view } = caller {
-            self.sessions.end(id, SystemTime::now());
+            self.sessions.end(id, SystemTime::now()).await?;
             tracing::info!(principal = %Principal::User(view.user.clone()), "console sign-out");
         }
+        Ok(())
     }
 }
 
@@ -164,13 +221,15 @@ mod tests {
         users.create("alice", b"pencil", &[], MIN_ITERATIONS).expect("alice");
         users.create("bob", b"hunter2", &[], MIN_ITERATIONS).expect("bob");
         let token = users.create_token("bob").expect("token");
-        let auth = AdminAuthenticator::new(Arc::clone(&users), true, Sessions::default());
+        let auth = AdminAuthenticator::new(Arc::clone(&users), true, SessionStore::Node(Sessions::default()));
         let peer = Some(IpAddr::from([10, 0, 0, 1]));
 
         let refused = auth.sign_in("alice", "pencil!".into(), peer).await.expect_err("wrong password");
-        assert_eq!(refused.wait, Duration::from_millis(100), "the first failure waits the first backoff step");
+        let wait = Duration::from_millis(100);
+        assert_eq!(refused, SignInError::Refused(SignInRefused { wait }), "the first failure waits the first step");
         let again = auth.sign_in("nobody", "pencil".into(), peer).await.expect_err("unknown user");
-        assert_eq!(again.wait, Duration::from_millis(200), "and the next one longer");
+        let wait = Duration::from_millis(200);
+        assert_eq!(again, SignInError::Refused(SignInRefused { wait }), "and the next one longer");
         let session = auth.sign_in("alice", "pencil".into(), peer).await.expect("right password");
 
         let cookie = format!("theme=dark; {SESSION_COOKIE}={}", session.id);
@@ -193,7 +252,7 @@ mod tests {
         let second = auth.sign_in("bob", "hunter2".into(), peer).await.expect("bob signs in");
         let caller =
             auth.caller(None, Some(&format!("{SESSION_COOKIE}={}", second.id)), SystemTime::now()).expect("ok");
-        auth.sign_out(&caller);
+        auth.sign_out(&caller).await.expect("a single node's sign-out always ends the session");
         let cookie = format!("{SESSION_COOKIE}={}", second.id);
         assert!(matches!(auth.caller(None, Some(&cookie), SystemTime::now()), Ok(Caller::Anonymous)), "signed out");
 

@@ -15,6 +15,7 @@ pub mod authenticate;
 pub mod authorizer;
 pub mod backoff;
 pub mod certificate;
+pub mod cluster_sessions;
 pub mod config;
 pub mod forwarded;
 pub mod node_calls;

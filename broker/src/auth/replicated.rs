@@ -37,13 +37,31 @@ impl ClusterAccess {
         command: Command,
         is_applied: impl Fn(&ClusterMetadata) -> bool,
     ) -> Result<CommandOutcome, String> {
-        wait_on(&self.runtime, async {
-            let outcome = self.controller.propose(command).await.map_err(|err| err.to_string())?;
-            if outcome.changed && !self.controller.wait_for_metadata(is_applied).await {
-                return Err("the change was committed but this node has not applied it yet: try again".into());
+        wait_on(&self.runtime, self.propose_async(command, is_applied))
+    }
+
+    /// [`ClusterAccess::propose`] for an async caller.
+    pub async fn propose_async(
+        &self,
+        command: Command,
+        is_applied: impl Fn(&ClusterMetadata) -> bool,
+    ) -> Result<CommandOutcome, String> {
+        let outcome = self.controller.propose(command).await.map_err(|err| err.to_string())?;
+        if outcome.changed && !self.controller.wait_for_metadata(is_applied).await {
+            return Err("the change was committed but this node has not applied it yet: try again".into());
+        }
+        Ok(outcome)
+    }
+
+    /// Proposes `command` without waiting for it, for a change nobody waits on (a session's coarse touch): a
+    /// failure is logged, and the next use proposes again.
+    pub fn propose_in_background(&self, command: Command, what: &'static str) {
+        let controller = Arc::clone(&self.controller);
+        self.runtime.spawn(async move {
+            if let Err(error) = controller.propose(command).await {
+                tracing::debug!(%error, what, "metadata change not committed; a later one retries");
             }
-            Ok(outcome)
-        })
+        });
     }
 
     /// Calls `refresh` on `store` after every change of the metadata, until the store is dropped.

@@ -12,6 +12,9 @@
 //! ignored with a warning: nobody is signed in, nobody is let in. An end that cannot be written removes the
 //! file instead, so an ended session never comes back at the next start.
 //!
+//! This is a single node's store. A cluster node keeps its sessions in the replicated metadata instead
+//! (`cluster_sessions.rs`), so they hold on every node; `admin.rs`'s `SessionStore` picks one.
+//!
 //! Invariants: the store holds at most [`MAX_SESSIONS`] (a full store drops expired sessions, then the one
 //! unused longest), so sign-ins cannot grow memory or the file without bound. It keeps only the SHA-256 of each
 //! session id, in memory and on disk: a memory dump, a debug print or the file yields no cookie that would sign
@@ -38,13 +41,13 @@ pub const LIFETIME_LIMIT: Duration = Duration::from_secs(12 * 60 * 60);
 pub const TOUCH_WRITE_INTERVAL: Duration = Duration::from_secs(60);
 /// A session signed in further in the future than this (a clock set back, or a file from another machine)
 /// has ended: its lifetime could not be trusted.
-const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(5 * 60);
+pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(5 * 60);
 /// Random bytes of a session id (256 bits: not guessable, no need to slow guessing).
 const SECRET_BYTES: usize = 32;
 /// What the CSRF token's hash starts with, so that it is never the id's hash (which the file holds).
 const CSRF_DOMAIN: &[u8] = b"rill console csrf\0";
 
-type IdHash = [u8; 32];
+pub(crate) type IdHash = [u8; 32];
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -263,18 +266,18 @@ fn stored_form(map: &HashMap<IdHash, Session>) -> Vec<StoredSession> {
         .collect()
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     // Before 1970 only on a broken clock: such a time makes every session look unused, so they end.
     time.duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; SECRET_BYTES];
     rand::Rng::fill(&mut rand::thread_rng(), &mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn id_hash(id: &str) -> IdHash {
+pub(crate) fn id_hash(id: &str) -> IdHash {
     let mut hash = [0u8; 32];
     hash.copy_from_slice(digest::digest(&digest::SHA256, id.as_bytes()).as_ref());
     hash

@@ -265,14 +265,7 @@ impl UserStore {
     /// credentials' salts, drawn anew at each creation. A console session keeps it and ends when it changes, so a
     /// user deleted and re-created with the same name does not inherit the old user's sessions.
     pub fn credential_stamp(&self, name: &str) -> Option<String> {
-        let snapshot = self.snapshot();
-        let record = snapshot.users.get(name)?;
-        let mut context = digest::Context::new(&digest::SHA256);
-        for (mechanism, credential) in &record.scram {
-            context.update(format!("{mechanism:?}").as_bytes());
-            context.update(&credential.salt);
-        }
-        Some(URL_SAFE_NO_PAD.encode(context.finish()))
+        self.snapshot().users.get(name).map(credential_stamp_of)
     }
 
     /// `name`'s credential for `mechanism`, if it has one that is well formed.
@@ -332,6 +325,17 @@ impl UserStore {
         }
         self.snapshot().tokens.get(&token_hash(token)).cloned()
     }
+}
+
+/// The credential stamp of `record` ([`UserStore::credential_stamp`]); the cluster metadata checks a sign-in's
+/// stamp with it too.
+pub fn credential_stamp_of(record: &UserRecord) -> String {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for (mechanism, credential) in &record.scram {
+        context.update(format!("{mechanism:?}").as_bytes());
+        context.update(&credential.salt);
+    }
+    URL_SAFE_NO_PAD.encode(context.finish())
 }
 
 /// What a refusal applied by the controller means to the caller, as a single node would have said it.

@@ -41,7 +41,10 @@ impl ClusterMetadata {
         let result = match command {
             Command::CreateUser { name, user } => self.create_user(name, user),
             Command::DeleteUser { name } => match Arc::make_mut(&mut self.users).remove(name) {
-                Some(_) => Ok(1),
+                Some(_) => {
+                    self.end_console_sessions_of(name);
+                    Ok(1)
+                }
                 None => Err(AccessRefusal::UnknownUser),
             },
             Command::AddUserToken { name, token_hash } => self.add_user_token(name, token_hash),
@@ -66,6 +69,8 @@ impl ClusterMetadata {
             return Err(AccessRefusal::TooManyUsers);
         }
         Arc::make_mut(&mut self.users).insert(name.to_owned(), user.clone());
+        // A new user of an old name inherits none of its sessions, whatever the order the commands came in.
+        self.end_console_sessions_of(name);
         Ok(1)
     }
 

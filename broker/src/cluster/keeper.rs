@@ -3,6 +3,8 @@
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
+//! - the leader purges the console sessions that have ended (idle or too old) from the metadata, in one
+//!   command, when its clock says one has: a write only when there is something to drop;
 //! - the leader, every `leader_imbalance_check_interval_ms` (unless `auto_leader_rebalance_enable` is off),
 //!   hands leaderships back to preferred replicas where leadership is out of balance (`leader_balance.rs`).
 //!
@@ -82,6 +84,10 @@ async fn lead(controller: &Controller, now: Instant, session_timeout: Duration) 
         write(controller, Command::SetClusterId { cluster_id }, session_timeout).await;
     }
     let at_ms = crate::node::now_ms();
+    let at_unix_ms = u64::try_from(at_ms).unwrap_or(0);
+    if metadata.has_ended_console_sessions(at_unix_ms) {
+        write(controller, Command::PurgeConsoleSessions { at_unix_ms }, session_timeout).await;
+    }
     for node_id in controller.sessions.expired(now) {
         if metadata.state_of(node_id) == Some(NodeState::Alive) {
             tracing::warn!(

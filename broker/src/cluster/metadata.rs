@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::access::{AccessRefusal, AclBindings, Users};
+use super::console_sessions::ConsoleSessions;
 use crate::auth::acl::AclBinding;
 use crate::auth::users::UserRecord;
 use crate::meta::TopicSettings;
@@ -95,6 +96,13 @@ pub struct ClusterMetadata {
     /// The cluster's ACL bindings, sorted, each once.
     #[serde(default, skip_serializing_if = "is_empty_list")]
     pub acls: AclBindings,
+    /// The console's sign-in sessions, by the SHA-256 of their ids: never a cookie (`console_sessions.rs`).
+    #[serde(default, skip_serializing_if = "is_empty_sessions")]
+    pub console_sessions: ConsoleSessions,
+}
+
+fn is_empty_sessions(sessions: &ConsoleSessions) -> bool {
+    sessions.is_empty()
 }
 
 fn is_empty_map(users: &Users) -> bool {
@@ -199,6 +207,27 @@ pub enum Command {
         topic: String,
         partition: u32,
         replicas: Vec<u64>,
+    },
+    /// A console sign-in (`console_sessions.rs`): refused unless `user` exists with the credential stamp
+    /// `user_stamp`; past the caps, the oldest sign-ins go.
+    OpenConsoleSession {
+        id_sha256: String,
+        user: String,
+        user_stamp: String,
+        at_unix_ms: u64,
+    },
+    /// A console sign-out.
+    EndConsoleSession {
+        id_sha256: String,
+    },
+    /// These sessions were used at `at_unix_ms` (a coarse touch: at most one per session every few minutes).
+    TouchConsoleSessions {
+        id_sha256s: Vec<String>,
+        at_unix_ms: u64,
+    },
+    /// The controller leader's purge: every session ended (idle or too old) at `at_unix_ms` goes.
+    PurgeConsoleSessions {
+        at_unix_ms: u64,
     },
 }
 
@@ -337,6 +366,10 @@ impl ClusterMetadata {
             | Command::AddUserToken { .. }
             | Command::AddAcls { .. }
             | Command::RemoveAcls { .. } => return self.apply_access(command),
+            Command::OpenConsoleSession { .. }
+            | Command::EndConsoleSession { .. }
+            | Command::TouchConsoleSessions { .. }
+            | Command::PurgeConsoleSessions { .. } => return self.apply_console_session(command),
             Command::ElectPreferredLeaders { partitions } => {
                 let mut elected = 0;
                 for (topic, partition) in partitions {

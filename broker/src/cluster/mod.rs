@@ -24,6 +24,7 @@
 //! metadata changes only by applying committed commands; a node without peers starts none of this.
 
 pub mod access;
+pub mod console_sessions;
 pub mod describe;
 pub mod identity;
 mod join;

@@ -9,7 +9,7 @@
 use super::html::{url_encode, Form, Html};
 use super::layout::Page;
 use super::Console;
-use crate::auth::admin::{Caller, SESSION_COOKIE};
+use crate::auth::admin::{Caller, SignInError, SESSION_COOKIE};
 use crate::auth::sessions::LIFETIME_LIMIT;
 use crate::metrics::admin_http::{unauthorized, Request, Response};
 
@@ -50,25 +50,34 @@ pub async fn sign_in(console: &Console, page: Page<'_>, request: &Request) -> Re
             }
             redirect(next, Some(cookie))
         }
-        Err(refused) => {
+        Err(SignInError::Refused(refused)) => {
             // The wait is the answer's: the connection holds an admin slot meanwhile, which bounds how many
             // guesses run at once.
             tokio::time::sleep(refused.wait).await;
             form_page_after_failure(page, next)
         }
+        Err(SignInError::Unavailable(_)) => self::form(page, next, Some(CLUSTER_UNAVAILABLE), 503),
     }
 }
+
+/// What a sign-in or sign-out the cluster could not record says (the log line has the reason).
+const CLUSTER_UNAVAILABLE: &str =
+    "The cluster could not record the session change (is a majority of the nodes up?). Try again.";
 
 fn form_page_after_failure(page: Page<'_>, next: &str) -> Response {
     form(page, next, Some("Invalid user name or password."), 401)
 }
 
 /// A POST of the "Sign out" button: the session ends and the cookie is cleared.
-pub fn sign_out(console: &Console, page: Page<'_>, request: &Request, caller: &Caller) -> Response {
+pub async fn sign_out(console: &Console, page: Page<'_>, request: &Request, caller: &Caller) -> Response {
     if let Err(refusal) = console.check_form(page, request, caller) {
         return refusal;
     }
-    console.auth.sign_out(caller);
+    if let Err(error) = console.auth.sign_out(caller).await {
+        // The cookie is kept: clearing it here would leave a session open elsewhere that looks ended.
+        tracing::warn!(%error, "console sign-out not recorded");
+        return page.error(503, "Not signed out", CLUSTER_UNAVAILABLE);
+    }
     let mut cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     if request.is_tls {
         cookie.push_str("; Secure");

@@ -119,7 +119,7 @@ impl Console {
                     return login::form(page, next, None, 200);
                 }
                 (["login"], true) => return login::sign_in(self, page, request).await,
-                (["logout"], true) => return login::sign_out(self, page, request, caller),
+                (["logout"], true) => return login::sign_out(self, page, request, caller).await,
                 (["console.css"], false) => {}
                 _ if !caller.is_authenticated() => return login::needed(request),
                 _ => {}

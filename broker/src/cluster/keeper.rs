@@ -3,6 +3,8 @@
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
+//! - the leader completes the partition moves recorded in the metadata (`reassignment.rs`), so a new leader
+//!   finishes those its predecessor began;
 //! - the leader, every `leader_imbalance_check_interval_ms` (unless `auto_leader_rebalance_enable` is off),
 //!   hands leaderships back to preferred replicas where leadership is out of balance (`leader_balance.rs`).
 //!
@@ -57,6 +59,7 @@ pub async fn run(controller: Arc<Controller>) {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
             }
             lead(&controller, now, session_timeout).await;
+            controller.drive();
             controller.settle_voters().await;
             if controller.config.auto_leader_rebalance_enable && balance.is_due(now) {
                 controller.balance_leaders().await;

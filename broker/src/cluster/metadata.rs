@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::access::{AccessRefusal, AclBindings, Users};
+use super::reassignment_state::ReplicaReassignment;
 use crate::auth::acl::AclBinding;
 use crate::auth::users::UserRecord;
 use crate::meta::TopicSettings;
@@ -47,6 +48,10 @@ pub struct PartitionPlacement {
     pub leader_epoch: u32,
     /// The in-sync replicas.
     pub isr: Vec<u64>,
+    /// The move under way, if any (`reassignment_state.rs`); `replicas` then ends with the replicas it adds.
+    /// Absent from partitions written before moves were replicated, and from those not moving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassignment: Option<ReplicaReassignment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,8 +74,9 @@ impl TopicPlacement {
         self.topic_id.unwrap_or_else(|| TopicId::derived(name))
     }
 
+    /// The first partition's replica count, leaving out replicas a move under way is adding.
     pub fn replication_factor(&self) -> u32 {
-        self.partitions.first().map_or(0, |p| p.replicas.len() as u32)
+        self.partitions.first().map_or(0, |p| p.original_replicas().len() as u32)
     }
 }
 
@@ -199,6 +205,23 @@ pub enum Command {
         topic: String,
         partition: u32,
         replicas: Vec<u64>,
+    },
+    /// A durable move onto `target` (`reassignment_state.rs`): the adding replicas join, out of the ISR.
+    /// Refused if the partition is moving already or the target is empty, repeats a node or names a removed one.
+    BeginReassignment {
+        topic: String,
+        partition: u32,
+        target: Vec<u64>,
+    },
+    /// The move ends on its target; applied only once every adding replica is in the ISR.
+    CompleteReassignment {
+        topic: String,
+        partition: u32,
+    },
+    /// The move ends on the original replicas; refused if none of them is in sync.
+    CancelReassignment {
+        topic: String,
+        partition: u32,
     },
 }
 
@@ -353,6 +376,11 @@ impl ClusterMetadata {
                     _ => false,
                 }
             }
+            Command::BeginReassignment { topic, partition, target } => {
+                self.begin_reassignment(topic, *partition, target)
+            }
+            Command::CompleteReassignment { topic, partition } => self.complete_reassignment(topic, *partition),
+            Command::CancelReassignment { topic, partition } => self.cancel_reassignment(topic, *partition),
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -476,6 +504,7 @@ pub(crate) mod fixtures {
                 leader: replicas.first().copied(),
                 leader_epoch: 0,
                 isr: replicas.to_vec(),
+                reassignment: None,
             })
             .collect();
         TopicPlacement { partitions, min_insync_replicas, settings: topic_settings(), topic_id: None }

@@ -107,7 +107,8 @@ def test_kafka_python_cancels_a_move_under_way_with_a_null_replica_list(cluster)
     _, (x,), _ = placed[0]
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
     try:
-        controller = admin.describe_cluster()["controller_id"]
+        described = rill(cluster.bootstrap(), "cluster", "describe").stdout
+        (controller,) = [int(line.split()[-1]) for line in described.splitlines() if line.startswith("controller leader:")]
         partition = KafkaPythonTopicPartition("cancels", 0)
         nothing = admin.alter_partition_reassignments({partition: None})
         assert nothing == {partition: NoReassignmentInProgressError}, nothing

@@ -339,8 +339,11 @@ fn alter_on_controller(
         .collect()
 }
 
-/// ListPartitionReassignments asked of `addr`, whichever node it is: (partition, replicas, adding, removing).
-fn moves_listed_by(kafka: &Kafka, addr: &str) -> Vec<(i32, Vec<u64>, Vec<u64>, Vec<u64>)> {
+/// One listed move: (partition, replicas, adding, removing).
+type ListedMove = (i32, Vec<u64>, Vec<u64>, Vec<u64>);
+
+/// ListPartitionReassignments asked of `addr`, whichever node it is.
+fn moves_listed_by(kafka: &Kafka, addr: &str) -> Vec<ListedMove> {
     let mut client = kafka.connect(addr);
     let list = ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(None);
     let listed: ListPartitionReassignmentsResponse =

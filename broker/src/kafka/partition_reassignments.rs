@@ -78,7 +78,7 @@ pub async fn alter(
                 continue;
             };
             let outcome = match asked.replicas {
-                None => Some(cancel(&controller, &name, partition).await),
+                None => Some(cancel(controller, &name, partition).await),
                 Some(replicas) => match node_ids(&replicas) {
                     Err(message) => Some((ResponseError::InvalidReplicaAssignment.code(), Some(message))),
                     Ok(replicas) if !may_change_replication_factor && replicas.len() != placed.replicas.len() => {

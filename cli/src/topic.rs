@@ -78,12 +78,17 @@ END is the offset the next record gets; END - START records are readable.")]
     #[command(after_help = "Examples:
   rill cluster add-node --node-id 4 --address 127.0.0.1:9095
   rill topic reassign orders --partition 0 --replicas 1,2,4     # node 4 replaces node 3
+  rill topic reassign orders --partition 0 --cancel             # back to the replicas it had
 
-Each new node gains a replica, copies the partition and joins the ISR; then the nodes left out leave (a leader
-left out hands over to an in-sync replica, and producers retry there). A leader that stays keeps leading: `rill
-cluster elect-leaders` moves the leadership to the first replica. Refused, before anything changes, for a node
-that is not a member or is down, a node named twice, fewer replicas than the topic's min_insync_replicas, or
-while another reassignment or node change is under way. Answered once done, which takes as long as the copying.")]
+The move is recorded in the cluster's metadata (rill topic describe shows it on any node, and a new controller
+leader finishes it). Each new node gains a replica, copies the partition and joins the ISR; then the nodes left
+out leave (a leader left out hands over to an in-sync replica, and producers retry there). A leader that stays
+keeps leading: `rill cluster elect-leaders` moves the leadership to the first replica. Refused, before anything
+changes, for a node that is not a member or is down, a node named twice, fewer replicas than the topic's
+min_insync_replicas, a partition moving already, or while a node is being added or removed. Answered once
+done, which takes as long as the copying. --cancel puts a move under way back on the original replicas (the
+new ones leave and delete their copies); refused when the partition is not moving, or when none of its
+original replicas is in sync.")]
     Reassign {
         /// Topic name.
         name: String,
@@ -91,8 +96,11 @@ while another reassignment or node change is under way. Answered once done, whic
         #[arg(long, value_name = "N")]
         partition: u32,
         /// The new replicas' node ids, comma-separated, the preferred leader first.
-        #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+        #[arg(long, value_name = "IDS", value_delimiter = ',', required_unless_present = "cancel")]
         replicas: Vec<u64>,
+        /// Cancel the partition's move under way instead.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -166,8 +174,8 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 out.flush()?;
                 Ok(())
             }
-            TopicCommand::Reassign { name, partition, replicas, broker } => {
-                reassign(&broker, &name, partition, &replicas).await
+            TopicCommand::Reassign { name, partition, replicas, cancel, broker } => {
+                reassign(&broker, &name, partition, (!cancel).then_some(replicas.as_slice())).await
             }
             TopicCommand::AddPartitions { name, count, broker } => {
                 let topic = admin(&broker).await?.add_partitions(&name, count).await.map_err(|e| broker.explain(e))?;
@@ -180,15 +188,21 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, replicas: &[u64]) -> anyhow::Result<()> {
+/// Moves the partition onto `replicas`, or cancels its move when `None`.
+async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, replicas: Option<&[u64]>) -> anyhow::Result<()> {
     let admin = rill_client::ClusterAdmin::new(broker.connect().await?);
-    let done = admin.reassign_partition(name, partition, replicas).await.map_err(|e| broker.explain(e))?;
+    let done = match replicas {
+        Some(replicas) => admin.reassign_partition(name, partition, replicas).await,
+        None => admin.cancel_reassignment(name, partition).await,
+    }
+    .map_err(|e| broker.explain(e))?;
     let ids = |ids: &[u64]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let leader = done.leader_id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+    let what = if replicas.is_some() { "reassigned" } else { "cancelled the move of" };
     let mut out = output::stdout();
     writeln!(
         out,
-        "reassigned {name}/{partition}: replicas {} -> {}",
+        "{what} {name}/{partition}: replicas {} -> {}",
         ids(&done.previous_replica_ids),
         ids(&done.replica_ids)
     )?;
@@ -299,7 +313,18 @@ fn write_replicas(out: &mut impl Write, partitions: &[rill_client::PartitionInfo
             if ends.is_empty() { "-".to_owned() } else { ends.join(" ") },
         ]);
     }
-    table.write(out)
+    table.write(out)?;
+    for p in partitions.iter().filter(|p| !p.target_replicas.is_empty()) {
+        writeln!(
+            out,
+            "partition {} is moving onto {}: adding {}, removing {}",
+            p.partition,
+            ids(&p.target_replicas),
+            if p.adding_replicas.is_empty() { "none".to_owned() } else { ids(&p.adding_replicas) },
+            if p.removing_replicas.is_empty() { "none".to_owned() } else { ids(&p.removing_replicas) },
+        )?;
+    }
+    Ok(())
 }
 
 fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()> {

@@ -296,3 +296,214 @@ fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
     // gRPC's metadata call on the same node knows it too.
     assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
 }
+
+const REASSIGNMENT_IN_PROGRESS: i16 = 60;
+const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+
+/// AlterPartitionReassignments of `topic`/`partition` onto `replicas` (`None`: cancel its move).
+fn alter_one(topic: &str, partition: i32, replicas: Option<&[u64]>) -> AlterPartitionReassignmentsRequest {
+    let replicas = replicas.map(|ids| ids.iter().map(|id| BrokerId(*id as i32)).collect());
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default().with_name(TopicName(text(topic))).with_partitions(vec![
+            ReassignablePartition::default().with_partition_index(partition).with_replicas(replicas),
+        ])])
+}
+
+/// Sends `request` to the controller, as Metadata asked of node `ask` names it (again after a NOT_CONTROLLER);
+/// each partition's (code, message). Neither may be a stopped node.
+fn alter_on_controller(
+    kafka: &Kafka,
+    cluster: &Cluster,
+    ask: u64,
+    request: &AlterPartitionReassignmentsRequest,
+) -> Vec<(i16, String)> {
+    let deadline = Instant::now() + DEADLINE;
+    let altered: AlterPartitionReassignmentsResponse = loop {
+        let controller = kafka.controller(cluster.addr(ask)).expect("a controller");
+        let mut client = kafka.connect(cluster.addr(controller));
+        let answer: AlterPartitionReassignmentsResponse =
+            kafka.call(&mut client, ApiKey::AlterPartitionReassignments, 1, request);
+        if answer.error_code != NOT_CONTROLLER {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "no controller answered within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(altered.error_code, 0, "{:?}", altered.error_message);
+    altered
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.error_code, p.error_message.as_deref().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// One listed move: (partition, replicas, adding, removing).
+type ListedMove = (i32, Vec<u64>, Vec<u64>, Vec<u64>);
+
+/// ListPartitionReassignments asked of `addr`, whichever node it is.
+fn moves_listed_by(kafka: &Kafka, addr: &str) -> Vec<ListedMove> {
+    let mut client = kafka.connect(addr);
+    let list = ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(None);
+    let listed: ListPartitionReassignmentsResponse =
+        kafka.call(&mut client, ApiKey::ListPartitionReassignments, 0, &list);
+    assert_eq!(listed.error_code, 0, "{:?}", listed.error_message);
+    let ids = |ids: &[BrokerId]| ids.iter().map(|id| id.0 as u64).collect::<Vec<_>>();
+    listed
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas)))
+        .collect()
+}
+
+/// `RECORDS` records produced with acks=all to `orders`/`partition`, then read back from the start.
+fn produce_all_acked(cluster: &Cluster, partition: usize) -> Vec<String> {
+    let records: Vec<String> = (0..RECORDS).map(|i| format!("r-{i}")).collect();
+    let input = records.iter().map(|r| format!("{r}\n")).collect::<String>();
+    let partition = partition.to_string();
+    let args = ["produce", "orders", "--acks", "all", "--partition", &partition];
+    rill_with_stdin(&cluster.all(), &args, input.as_bytes()).ok();
+    records
+}
+
+#[track_caller]
+fn assert_every_record_read_once(addr: &str, partition: usize, records: &[String]) {
+    let partition = partition.to_string();
+    let consumed = rill(addr, &["consume", "orders", "--partition", &partition, "--from-beginning"]);
+    let read: Vec<&str> = consumed.ok().lines().collect();
+    assert_eq!(read, records, "every acks-all record once, in order");
+}
+
+/// Creates `orders` (3 partitions, 2 replicas) once every node is alive, so that each partition leaves a
+/// different node out; its rows once in sync.
+fn create_spread_orders(cluster: &Cluster) -> Vec<PartitionRow> {
+    let all_alive = |stdout: &str| {
+        (1..=3).all(|id: u64| {
+            stdout.lines().any(|line| {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                cells.first() == Some(&id.to_string().as_str()) && cells.get(2) == Some(&"alive")
+            })
+        })
+    };
+    common::eventually("every node alive", || {
+        all_alive(&rill(&cluster.all(), &["cluster", "describe"]).stdout).then_some(())
+    });
+    create(cluster, "orders", "3", "2");
+    wait_for(cluster, "orders", 3, "orders in sync", |rows| rows.iter().all(|r| r.isr.len() == 2))
+}
+
+fn stopped(cluster: &Cluster, node: u64, sig: libc::c_int) {
+    common::signal(&cluster.nodes[node as usize - 1].as_ref().expect("node running").child, sig);
+}
+
+#[test]
+fn a_move_under_way_survives_a_controller_leader_sigkill_and_completes_on_the_new_one() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let kafka = Kafka::new();
+    let rows = create_spread_orders(&cluster);
+    // The controller leader `l` will die: a partition it holds moves off it, onto `c` (the node without a
+    // replica) and the replica that stays. Each partition leaves a different node out, so one fits.
+    let l = kafka.controller(cluster.any_running()).expect("a controller");
+    let (partition, row) = rows.iter().enumerate().find(|(_, r)| r.replicas.contains(&l)).expect("a partition on l");
+    let c = (1..=3).find(|id| !row.replicas.contains(id)).expect("a node without a replica");
+    let kept = *row.replicas.iter().find(|id| **id != l).expect("a replica on a node that stays up");
+    let records = produce_all_acked(&cluster, partition);
+
+    // `c` is stopped, so the move cannot finish before its controller dies: it is recorded, and any node lists it.
+    stopped(&cluster, c, libc::SIGSTOP);
+    let results = alter_on_controller(&kafka, &cluster, kept, &alter_one("orders", partition as i32, Some(&[c, kept])));
+    assert_eq!(results, [(0, String::new())]);
+    // A follower lists it once it has applied the entry, a raft round trip after the leader.
+    let removing: Vec<u64> = row.replicas.iter().copied().filter(|id| *id != kept).collect();
+    let expected = [(partition as i32, vec![c, kept, removing[0]], vec![c], removing.clone())];
+    common::eventually("the move listed by a follower", || {
+        (moves_listed_by(&kafka, cluster.addr(kept)) == expected).then_some(())
+    });
+    let describe = rill(cluster.addr(kept), &["topic", "describe", "orders"]);
+    let moving = format!("partition {partition} is moving onto {c},{kept}: adding {c}, removing {}", removing[0]);
+    assert!(describe.ok().contains(&moving), "{}", describe.ok());
+
+    cluster.nodes[l as usize - 1].take().expect("the controller leader running").kill();
+    stopped(&cluster, c, libc::SIGCONT);
+    let rows = wait_for(&cluster, "orders", 3, "the move finished by the new controller leader", |rows| {
+        rows[partition].replicas == [c, kept] && rows[partition].isr.len() == 2
+    });
+    let controller = kafka.controller(cluster.any_running()).expect("a new controller");
+    assert_ne!(controller, l);
+    assert!(moves_listed_by(&kafka, cluster.addr(c)).is_empty(), "nothing moves any more");
+    let leader = rows[partition].leader.expect("a leader");
+    assert_every_record_read_once(cluster.addr(leader), partition, &records);
+}
+
+#[test]
+fn a_move_under_way_is_cancelled_through_kafka_and_the_cli_back_onto_its_original_replicas() {
+    // Sessions long enough that the stopped node stays alive in the metadata, so moves onto it may start.
+    let cluster =
+        Cluster::start(&FAST_CLUSTER.replace("node_session_timeout_ms = 1500", "node_session_timeout_ms = 60000"));
+    let kafka = Kafka::new();
+    let rows = create_spread_orders(&cluster);
+    // The node stopped must not be the controller leader: a partition it holds moves onto the node left out.
+    let l = kafka.controller(cluster.any_running()).expect("a controller");
+    let (partition, row) = rows.iter().enumerate().find(|(_, r)| r.replicas.contains(&l)).expect("a partition on l");
+    let records = produce_all_acked(&cluster, partition);
+    let original = row.replicas.clone();
+    let c = (1..=3).find(|id| !original.contains(id)).expect("a node without a replica");
+    let (p, p_arg) = (partition as i32, partition.to_string());
+    let nothing = alter_on_controller(&kafka, &cluster, original[0], &alter_one("orders", p, None));
+    assert_eq!(nothing[0].0, NO_REASSIGNMENT_IN_PROGRESS, "{nothing:?}");
+    assert!(nothing[0].1.contains("nothing to cancel"), "{nothing:?}");
+
+    // Kafka: a move onto `c` (stopped, so it stays under way) is cancelled with a null replica list.
+    stopped(&cluster, c, libc::SIGSTOP);
+    let target = [c, original[1]];
+    let started = alter_on_controller(&kafka, &cluster, original[0], &alter_one("orders", p, Some(&target)));
+    assert_eq!(started[0].0, 0, "{started:?}");
+    let again = alter_on_controller(&kafka, &cluster, original[0], &alter_one("orders", p, Some(&original)));
+    assert_eq!(again[0].0, REASSIGNMENT_IN_PROGRESS, "one move at a time per partition: {again:?}");
+    assert!(again[0].1.contains("--cancel"), "{again:?}");
+    common::eventually("the move listed by each replica", || {
+        original.iter().all(|id| moves_listed_by(&kafka, cluster.addr(*id)).len() == 1).then_some(())
+    });
+    assert_eq!(alter_on_controller(&kafka, &cluster, original[0], &alter_one("orders", p, None)), [(0, String::new())]);
+    // Node `c` is stopped: ask the others.
+    let rows = cluster::wait_for_topic(cluster.addr(original[0]), "orders", 3, "the original replicas back", |rows| {
+        rows[partition].replicas == original
+    });
+    assert!(rows[partition].leader.is_some_and(|l| original.contains(&l)), "{rows:?}");
+    assert!(moves_listed_by(&kafka, cluster.addr(original[0])).is_empty());
+
+    // The CLI: a waiting `rill topic reassign` learns that its move was cancelled by `--cancel`.
+    let mut waiting = std::process::Command::new(common::RILL)
+        .args(["topic", "reassign", "orders", "--partition", &p_arg, "--replicas", &format!("{c},{}", original[1])])
+        .env("RILL_BROKER", cluster.addr(original[0]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rill topic reassign");
+    let deadline = Instant::now() + DEADLINE;
+    while moves_listed_by(&kafka, cluster.addr(original[0])).is_empty() {
+        assert!(Instant::now() < deadline, "the CLI's move not listed within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cancelled =
+        rill(cluster.addr(original[1]), &["topic", "reassign", "orders", "--partition", &p_arg, "--cancel"]);
+    let expected = format!(
+        "cancelled the move of orders/{partition}: replicas {},{},{c} -> {},{}",
+        original[0], original[1], original[0], original[1]
+    );
+    assert!(cancelled.ok().contains(&expected), "{}", cancelled.ok());
+    let status = common::wait_with_deadline(&mut waiting);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut waiting.stderr.take().expect("piped stderr"), &mut stderr).expect("stderr");
+    assert!(!status.success() && stderr.contains("was cancelled"), "{status:?}: {stderr}");
+    rill(cluster.addr(original[0]), &["topic", "reassign", "orders", "--partition", &p_arg, "--cancel"])
+        .fails(1, "nothing to cancel");
+
+    stopped(&cluster, c, libc::SIGCONT);
+    let rows = wait_for(&cluster, "orders", 3, "the original replicas in sync", |rows| {
+        rows[partition].replicas == original && rows[partition].isr.len() == 2
+    });
+    assert_every_record_read_once(cluster.addr(rows[partition].leader.expect("a leader")), partition, &records);
+}

@@ -1,11 +1,11 @@
-//! Cluster administration: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`, `ReassignPartition`
-//! and `RebalanceReplicas` over the `ClusterAdmin` service. The answer is the API's own
+//! Cluster administration: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`, `ReassignPartition`,
+//! `CancelReassignment` and `RebalanceReplicas` over the `ClusterAdmin` service. The answer is the API's own
 //! message (`rill_protocol::v1`), re-exported, since the `.proto` is the contract.
 
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::{
-    AddNodeRequest, DescribeClusterRequest, ElectLeadersRequest, ReassignPartitionRequest, RebalanceReplicasRequest,
-    RemoveNodeRequest,
+    AddNodeRequest, CancelReassignmentRequest, DescribeClusterRequest, ElectLeadersRequest, ReassignPartitionRequest,
+    RebalanceReplicasRequest, RemoveNodeRequest,
 };
 pub use rill_protocol::v1::{
     AddNodeResponse as NodeAdded, ClusterNode, DescribeClusterResponse as ClusterDescription,
@@ -80,7 +80,8 @@ impl ClusterAdmin {
     }
 
     /// Moves the partition onto `replica_ids` (the preferred leader first); answered once the new replicas are
-    /// in sync and the old ones gone.
+    /// in sync and the old ones gone. The move is recorded in the cluster's metadata as soon as it starts, so it
+    /// goes on if this call times out or the controller leader fails over (`cancel_reassignment` stops it).
     pub async fn reassign_partition(
         &self,
         topic: &str,
@@ -93,6 +94,17 @@ impl ClusterAdmin {
         let context = RequestContext::partition(topic, partition);
         call(MEMBERSHIP_CHANGE_TIMEOUT, context, admin.reassign_partition(request(reassign, MEMBERSHIP_CHANGE_TIMEOUT)))
             .await
+    }
+
+    /// Cancels the partition's move under way: its replicas go back to the original list (in its order) and the
+    /// replicas being added leave. Refused (`membership-refused`) when it is not moving, or when none of its
+    /// original replicas is in sync.
+    pub async fn cancel_reassignment(&self, topic: &str, partition: u32) -> Result<PartitionReassigned> {
+        let timeout = self.client.config().request_timeout;
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let cancel = CancelReassignmentRequest { topic: topic.to_owned(), partition };
+        let context = RequestContext::partition(topic, partition);
+        call(timeout, context, admin.cancel_reassignment(request(cancel, timeout))).await
     }
 
     /// Spreads the replicas evenly over the alive nodes, one partition after the other; answered once done.

@@ -1,9 +1,12 @@
 """Kafka admin clients changing a three-node rill cluster through the Kafka port: confluent-kafka's (librdkafka)
 AdminClient.elect_leaders hands a restarted preferred leader its leadership back (a second election is not
 needed), and kafka-python's KafkaAdminClient moves a partition with alter_partition_reassignments, watches it
-with list_partition_reassignments until it is done, and elects its new preferred replica. Run by
-kafka-clients.sh."""
+with list_partition_reassignments until it is done, and elects its new preferred replica; and it cancels a move
+under way with a None replica list (its new node SIGSTOPped so the move cannot finish first), the partition
+back on its original replica. Run by kafka-clients.sh."""
 
+import os
+import signal
 import tempfile
 
 import pytest
@@ -11,6 +14,7 @@ from confluent_kafka import ElectionType, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaPythonTopicPartition
+from kafka.errors import NoReassignmentInProgressError
 
 from test_kafka_cluster import CONFIG, Cluster, rill, wait_for
 
@@ -23,7 +27,7 @@ def cluster():
     with tempfile.TemporaryDirectory() as root:
         cluster = Cluster(root, CONFIG + "auto_leader_rebalance_enable = false\n")
         try:
-            for topic, partitions, replicas in (("orders", "3", "3"), ("moves", "1", "2")):
+            for topic, partitions, replicas in (("orders", "3", "3"), ("moves", "1", "2"), ("cancels", "1", "1")):
                 create = ("topic", "create", topic, "--partitions", partitions, "--replication-factor", replicas)
                 wait_for(lambda: rill(cluster.addrs[0], *create, check=False).returncode == 0, f"{topic} created")
             yield cluster
@@ -94,5 +98,31 @@ def test_kafka_python_reassigns_a_partition_lists_it_and_elects_its_new_preferre
                  "moves on c and a, both in sync")
         admin.elect_leaders(0, {"moves": [0]})
         wait_for(lambda: rows(cluster, "moves")[0][0] == c, "the new preferred replica leading")
+    finally:
+        admin.close()
+
+
+def test_kafka_python_cancels_a_move_under_way_with_a_null_replica_list(cluster):
+    placed = wait_for(lambda: in_sync(cluster, "cancels", 1, 1), "cancels in sync")
+    _, (x,), _ = placed[0]
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    try:
+        described = rill(cluster.bootstrap(), "cluster", "describe").stdout
+        (controller,) = [int(line.split()[-1]) for line in described.splitlines() if line.startswith("controller leader:")]
+        partition = KafkaPythonTopicPartition("cancels", 0)
+        nothing = admin.alter_partition_reassignments({partition: None})
+        assert nothing == {partition: NoReassignmentInProgressError}, nothing
+        # The move's new node is stopped (and is not the controller, which must answer): it stays under way.
+        y = next(node for node in (1, 2, 3) if node not in (x, controller))
+        os.kill(cluster.processes[y].pid, signal.SIGSTOP)
+        try:
+            assert admin.alter_partition_reassignments({partition: [y]}) == {partition: None}
+            listed = admin.list_partition_reassignments()
+            assert listed == {partition: {"replicas": [y, x], "adding_replicas": [y], "removing_replicas": [x]}}, listed
+            assert admin.alter_partition_reassignments({partition: None}) == {partition: None}
+            assert admin.list_partition_reassignments() == {}
+            wait_for(lambda: rows(cluster, "cancels")[0][1] == [x], "cancels back on its original replica")
+        finally:
+            os.kill(cluster.processes[y].pid, signal.SIGCONT)
     finally:
         admin.close()

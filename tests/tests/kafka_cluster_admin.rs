@@ -208,7 +208,7 @@ async fn a_cluster_answers_each_partition_with_kafkas_codes_and_what_is_allowed(
             "v{version}"
         );
         assert!(results[2].3.contains("node 2 is not a member") && results[2].3.contains("alive members: 1"));
-        // The no-op move of partition 0 holds the one-change lock for a moment: wait for it before the next.
+        // The no-op move of partition 0 is recorded until the controller completes it: wait for that first.
         wait_until_nothing_moves(&mut client).await;
         let request = alter(&[("orders", 0, Some(&[1, 1])), ("orders", 1, None)]);
         let results = altered(&client.call(ApiKey::AlterPartitionReassignments, version, &request).await);

@@ -1,5 +1,5 @@
 //! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`,
-//! `ReassignPartition`, `RebalanceReplicas`. A follower forwards each to
+//! `ReassignPartition`, `CancelReassignment`, `RebalanceReplicas`. A follower forwards each to
 //! the controller leader (only the leader knows heartbeat ages and may change the membership); a describe is
 //! answered from the follower's own replica when the leader is unknown or unreachable.
 
@@ -9,10 +9,11 @@ use std::time::Duration;
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use rill_protocol::v1::{
-    AddNodeRequest, AddNodeResponse, ClusterNode, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest,
-    ElectLeadersResponse, LeaderElected, LeaderNotElected, NodeState as WireNodeState, PartitionReassignment,
-    ReassignPartitionRequest, ReassignPartitionResponse, RebalanceReplicasRequest, RebalanceReplicasResponse,
-    RemoveNodeRequest, RemoveNodeResponse, ReplicaMove as WireReplicaMove,
+    AddNodeRequest, AddNodeResponse, CancelReassignmentRequest, ClusterNode, DescribeClusterRequest,
+    DescribeClusterResponse, ElectLeadersRequest, ElectLeadersResponse, LeaderElected, LeaderNotElected,
+    NodeState as WireNodeState, PartitionReassignment, ReassignPartitionRequest, ReassignPartitionResponse,
+    RebalanceReplicasRequest, RebalanceReplicasResponse, RemoveNodeRequest, RemoveNodeResponse,
+    ReplicaMove as WireReplicaMove,
 };
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -265,6 +266,26 @@ impl ClusterAdmin for ClusterAdminService {
         }
         let ReassignPartitionRequest { topic, partition, replica_ids } = request.into_inner();
         let done = controller.reassign_partition(&topic, partition, replica_ids).await.map_err(Status::from)?;
+        Ok(Response::new(ReassignPartitionResponse {
+            previous_replica_ids: done.previous,
+            replica_ids: done.replicas,
+            isr: done.isr,
+            leader_id: done.leader,
+            leader_epoch: done.leader_epoch,
+        }))
+    }
+
+    async fn cancel_reassignment(
+        &self,
+        request: Request<CancelReassignmentRequest>,
+    ) -> Result<Response<ReassignPartitionResponse>, Status> {
+        self.authorize_alter(&request)?;
+        let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
+        if let Some(leader) = leader_elsewhere(controller)? {
+            return leader_client(controller, &leader)?.cancel_reassignment(forwarded(request)).await;
+        }
+        let CancelReassignmentRequest { topic, partition } = request.into_inner();
+        let done = controller.cancel_reassignment(&topic, partition).await.map_err(BrokerError::from)?;
         Ok(Response::new(ReassignPartitionResponse {
             previous_replica_ids: done.previous,
             replica_ids: done.replicas,

@@ -5,6 +5,8 @@
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
 //! - the leader purges the console sessions that have ended (idle or too old) from the metadata, in one
 //!   command, when its clock says one has: a write only when there is something to drop;
+//! - the leader completes the partition moves recorded in the metadata (`reassignment.rs`), so a new leader
+//!   finishes those its predecessor began;
 //! - the leader, every `leader_imbalance_check_interval_ms` (unless `auto_leader_rebalance_enable` is off),
 //!   hands leaderships back to preferred replicas where leadership is out of balance (`leader_balance.rs`).
 //!
@@ -59,6 +61,7 @@ pub async fn run(controller: Arc<Controller>) {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
             }
             lead(&controller, now, session_timeout).await;
+            controller.drive();
             controller.settle_voters().await;
             if controller.config.auto_leader_rebalance_enable && balance.is_due(now) {
                 controller.balance_leaders().await;

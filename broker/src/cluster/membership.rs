@@ -140,6 +140,7 @@ impl Controller {
             let listed: Vec<NodeId> = members.iter().copied().collect();
             return Err(BrokerError::UnknownNode { node_id, members: reassign::join_ids(&listed) });
         }
+        self.refuse_while_moving("removing a node")?;
         // The partitions first: their refusal names what data is at stake, the more specific of the two.
         let moves = reassign::plan_removal(&self.metadata(), node_id, &members).map_err(|e| refused(e.to_string()))?;
         let voters = self.voters();

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{AccessRefusal, AclBindings, Users};
 use super::console_sessions::ConsoleSessions;
+use super::reassignment_state::ReplicaReassignment;
 use crate::auth::acl::AclBinding;
 use crate::auth::users::UserRecord;
 use crate::meta::TopicSettings;
@@ -48,6 +49,10 @@ pub struct PartitionPlacement {
     pub leader_epoch: u32,
     /// The in-sync replicas.
     pub isr: Vec<u64>,
+    /// The move under way, if any (`reassignment_state.rs`); `replicas` then ends with the replicas it adds.
+    /// Absent from partitions written before moves were replicated, and from those not moving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassignment: Option<ReplicaReassignment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +75,9 @@ impl TopicPlacement {
         self.topic_id.unwrap_or_else(|| TopicId::derived(name))
     }
 
+    /// The first partition's replica count, leaving out replicas a move under way is adding.
     pub fn replication_factor(&self) -> u32 {
-        self.partitions.first().map_or(0, |p| p.replicas.len() as u32)
+        self.partitions.first().map_or(0, |p| p.original_replicas().len() as u32)
     }
 }
 
@@ -228,6 +234,23 @@ pub enum Command {
     /// The controller leader's purge: every session ended (idle or too old) at `at_unix_ms` goes.
     PurgeConsoleSessions {
         at_unix_ms: u64,
+    },
+    /// A durable move onto `target` (`reassignment_state.rs`): the adding replicas join, out of the ISR.
+    /// Refused if the partition is moving already or the target is empty, repeats a node or names a removed one.
+    BeginReassignment {
+        topic: String,
+        partition: u32,
+        target: Vec<u64>,
+    },
+    /// The move ends on its target; applied only once every adding replica is in the ISR.
+    CompleteReassignment {
+        topic: String,
+        partition: u32,
+    },
+    /// The move ends on the original replicas; refused if none of them is in sync.
+    CancelReassignment {
+        topic: String,
+        partition: u32,
     },
 }
 
@@ -386,6 +409,11 @@ impl ClusterMetadata {
                     _ => false,
                 }
             }
+            Command::BeginReassignment { topic, partition, target } => {
+                self.begin_reassignment(topic, *partition, target)
+            }
+            Command::CompleteReassignment { topic, partition } => self.complete_reassignment(topic, *partition),
+            Command::CancelReassignment { topic, partition } => self.cancel_reassignment(topic, *partition),
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -523,6 +551,7 @@ pub(crate) mod fixtures {
                 leader: replicas.first().copied(),
                 leader_epoch: 0,
                 isr: replicas.to_vec(),
+                reassignment: None,
             })
             .collect();
         TopicPlacement { partitions, min_insync_replicas, settings: topic_settings(), topic_id: None }

@@ -13,7 +13,8 @@
 //! - [`join`] sets up the data dir of a node started with `--join`; [`membership`] adds and removes nodes at
 //!   run time (`rill cluster add-node`/`remove-node`), moving a removed node's replicas as [`reassign`] plans;
 //!   `reassignment` moves one partition onto the replicas an operator names (`rill topic reassign`), or each
-//!   partition [`rebalance`] plans to spread the replicas evenly (`rill cluster rebalance`).
+//!   partition [`rebalance`] plans to spread the replicas evenly (`rill cluster rebalance`), through a move
+//!   recorded in the metadata ([`reassignment_state`]) that any controller leader finishes or cancels.
 //! - [`preferred_leaders`] plans preferred leader elections (which partitions go back to their first replica,
 //!   and when leadership is out of balance); `leader_balance` commits them, on demand and from the keeper.
 //! - [`placement`] places a new topic's replicas; `propose` commits a command from any node (a follower
@@ -42,6 +43,7 @@ pub mod producer_id_blocks;
 mod propose;
 pub mod reassign;
 pub mod reassignment;
+pub mod reassignment_state;
 pub mod rebalance;
 mod rpc;
 mod sessions;
@@ -141,8 +143,9 @@ pub struct Controller {
     /// Held through an add or remove of a node or a reassignment: changes run one at a time. In an `Arc` so
     /// that a reassignment started by Kafka's AlterPartitionReassignments holds it in its own task.
     membership_change: Arc<tokio::sync::Mutex<()>>,
-    /// The partitions being moved (or queued to move) while this node is the controller leader.
-    ongoing_reassignments: reassignment::OngoingReassignments,
+    /// Set while this node, as controller leader, completes the moves recorded in the metadata
+    /// ([`Controller::drive`]): one driver at a time.
+    is_driving_reassignments: std::sync::atomic::AtomicBool,
     /// Set once this process has applied the metadata ([`Controller::has_caught_up`]); never cleared.
     has_caught_up: std::sync::atomic::AtomicBool,
     /// Set while this node, as controller leader, removes itself: it must finish before it stops.
@@ -188,7 +191,7 @@ impl Controller {
             failure: watch::channel(None).0,
             keeper: std::sync::Mutex::new(None),
             membership_change: Arc::new(tokio::sync::Mutex::new(())),
-            ongoing_reassignments: Default::default(),
+            is_driving_reassignments: std::sync::atomic::AtomicBool::new(false),
             has_caught_up: std::sync::atomic::AtomicBool::new(false),
             is_leaving: std::sync::atomic::AtomicBool::new(false),
         }))

@@ -61,7 +61,13 @@ pub fn place(
         .map(|index| {
             let replicas: Vec<u64> =
                 (0..replication_factor as usize).map(|j| alive[(start + index + j) % alive.len()]).collect();
-            PartitionPlacement { leader: replicas.first().copied(), leader_epoch: 0, isr: replicas.clone(), replicas }
+            PartitionPlacement {
+                leader: replicas.first().copied(),
+                leader_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+                reassignment: None,
+            }
         })
         .collect();
     Ok(TopicPlacement { partitions, min_insync_replicas, settings, topic_id: Some(TopicId::random()) })

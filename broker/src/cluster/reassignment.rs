@@ -1,37 +1,43 @@
 //! Moving one partition onto a replica list the operator names (`rill topic reassign`, Kafka's
-//! `kafka-reassign-partitions.sh`), carried out by the controller leader in the order `remove-node` uses, so
+//! AlterPartitionReassignments), carried out by the controller leader in the order `remove-node` uses, so
 //! no acknowledged record depends on a replica that is leaving at any point:
 //! 1. the list is checked ([`reassign::plan_reassignment`]) before anything changes;
-//! 2. each new node becomes a replica (`AddReplica`), copies the partition through normal replication and
-//!    joins the ISR; the call waits for all of them;
-//! 3. the replicas take the new order (`OrderReplicas`), the first named being the preferred leader;
-//! 4. each node left out leaves the replica set and ISR (`DropReplica`); where it led, the first in-sync
-//!    replica of the new order leads at the next epoch, and its ACKS_ALL produces in flight fail with
-//!    `not-leader` for the client to retry there.
+//! 2. `BeginReassignment` records the move in the replicated metadata (`reassignment_state.rs`): each new node
+//!    becomes a replica, copies the partition through normal replication and joins the ISR;
+//! 3. once they are all in sync, `CompleteReassignment` puts the replicas in the target's order (the first
+//!    named is the preferred leader) and drops the nodes left out, in one entry; where one of them led, the
+//!    first in-sync replica of the target leads at the next epoch, and its ACKS_ALL produces in flight fail
+//!    with `not-leader` for the client to retry there.
 //!
-//! `rill cluster rebalance` runs these steps for each partition [`rebalance`] moves, one after the other.
+//! Step 3 is taken by whichever node leads the controller quorum when the move is ready: [`Controller::drive`] runs on the
+//! leader while any move is recorded, so a controller failover delays a move but never stops it. A move under
+//! way can be cancelled (`CancelReassignment`): the replicas go back to the original list and the adding
+//! replicas leave (their nodes delete their copies as for any replica removed).
 //!
 //! A leader that stays keeps the leadership (as in Kafka); a preferred leader election moves it to the first
-//! replica. One change at a time: a reassignment, an add-node or a remove-node under way refuses another.
-//! Interrupted after step 2 it leaves extra replicas, never fewer; running it again finishes it.
+//! replica. Moves of different partitions run side by side; a partition moving already refuses another move
+//! (cancel it first), and adding, removing or rebalancing nodes waits for every move to end (one change at a
+//! time: those hold the controller's change lock, which starting a move takes for a moment).
 //!
-//! Kafka's AlterPartitionReassignments ([`Controller::start_reassignments`]) checks its partitions at once,
-//! answers, and moves them in a task of its own, one after the other, holding the one-change lock; every move
-//! under way, from there, the CLI or a rebalance, is listed in [`OngoingReassignments`] (Kafka's
-//! ListPartitionReassignments) while it runs. That list lives in the controller leader's memory: a controller
-//! failover stops the moves it held (extra replicas stay, as after a timeout) and the new leader lists none.
+//! `rill cluster rebalance` starts each partition [`rebalance`] moves and waits for it, one after the other.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::membership::{refused, REASSIGNMENT_TIMEOUT};
-use super::metadata::Command;
+use super::metadata::{ClusterMetadata, Command};
 use super::reassign::{self, join_ids, ReassignmentRefused};
+use super::reassignment_state::CancelRefused;
 use super::rebalance;
 use super::{Controller, NodeId};
 use crate::error::BrokerError;
 
-/// What a reassignment did.
+/// How often the controller leader's driver looks again without a metadata change: to notice that it lost
+/// the leadership (the new leader drives then).
+const DRIVE_RECHECK: Duration = Duration::from_secs(1);
+
+/// What a reassignment, or its cancel, did.
 pub struct PartitionReassigned {
     pub previous: Vec<NodeId>,
     pub replicas: Vec<NodeId>,
@@ -40,68 +46,59 @@ pub struct PartitionReassigned {
     pub leader_epoch: u32,
 }
 
-/// A partition being moved, as Kafka's ListPartitionReassignments shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OngoingReassignment {
-    /// Every replica it has while it moves: the target's, then those leaving.
-    pub replicas: Vec<NodeId>,
-    pub adding: Vec<NodeId>,
-    pub removing: Vec<NodeId>,
-}
-
-/// The partitions being moved, or queued to move, by this node as controller leader.
-#[derive(Default)]
-pub(crate) struct OngoingReassignments(Mutex<BTreeMap<(String, u32), OngoingReassignment>>);
-
-impl OngoingReassignments {
-    fn insert(&self, topic: &str, partition: u32, plan: &reassign::ReassignmentPlan) {
-        let mut replicas = plan.target.clone();
-        replicas.extend(&plan.dropping);
-        let ongoing = OngoingReassignment { replicas, adding: plan.adding.clone(), removing: plan.dropping.clone() };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert((topic.to_owned(), partition), ongoing);
-    }
-
-    fn remove(&self, topic: &str, partition: u32) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_owned(), partition));
-    }
-
-    /// Every partition being moved, by topic and partition.
-    pub fn list(&self) -> BTreeMap<(String, u32), OngoingReassignment> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn contains(&self, topic: &str, partition: u32) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(topic.to_owned(), partition))
-    }
-}
-
-/// Takes a partition off the list when its move ends, whichever way.
-struct Listed<'a> {
-    ongoing: &'a OngoingReassignments,
-    topic: &'a str,
-    partition: u32,
-}
-
-impl Drop for Listed<'_> {
-    fn drop(&mut self) {
-        self.ongoing.remove(self.topic, self.partition);
-    }
-}
-
-/// Why one partition of an AlterPartitionReassignments was not started.
+/// Why one partition's move was not started.
 #[derive(Debug)]
 pub enum StartRefused {
-    /// No such topic or partition (`unknown-topic` / `unknown-partition`).
-    Unknown(BrokerError),
+    /// No such topic or partition, or the controller could not commit it: the error says which.
+    Failed(BrokerError),
     /// The replica list breaks a rule (Kafka's INVALID_REPLICA_ASSIGNMENT).
     Invalid(ReassignmentRefused),
+    /// The partition is being moved already (Kafka's REASSIGNMENT_IN_PROGRESS).
+    InProgress(String),
+}
+
+impl From<StartRefused> for BrokerError {
+    fn from(refusal: StartRefused) -> Self {
+        match refusal {
+            StartRefused::Failed(err) => err,
+            StartRefused::Invalid(refusal) => refusal.into(),
+            StartRefused::InProgress(message) => refused(message),
+        }
+    }
+}
+
+/// Why a cancel did not happen.
+#[derive(Debug)]
+pub enum CancelFailed {
+    Refused(CancelRefused),
+    Controller(BrokerError),
+}
+
+impl From<CancelFailed> for BrokerError {
+    fn from(failed: CancelFailed) -> Self {
+        match failed {
+            CancelFailed::Controller(err) => err,
+            // The topic went between the check and the commit (`cancel_reassignment` checks it first).
+            CancelFailed::Refused(CancelRefused::NoSuchPartition { topic, .. }) => BrokerError::UnknownTopic { topic },
+            CancelFailed::Refused(other) => refused(other.to_string()),
+        }
+    }
 }
 
 fn busy() -> BrokerError {
     refused(
-        "another reassignment or rebalance, or a node being added or removed, is under way on the controller \
-         leader; wait for it to finish (rill topic describe shows the replicas as they move), then try again",
+        "a node is being added or removed, or the replicas rebalanced, on the controller leader; wait for it to \
+         finish (rill cluster describe, rill topic describe), then try again",
     )
+}
+
+fn in_progress(topic: &str, partition: u32, metadata: &ClusterMetadata) -> Option<String> {
+    let moving = metadata.partition(topic, partition)?.reassignment.as_ref()?;
+    Some(format!(
+        "partition {partition} of topic {topic:?} is being moved onto {} already; wait for it to finish, or cancel \
+         it (rill topic reassign {topic} --partition {partition} --cancel) and reassign it again",
+        join_ids(&moving.target)
+    ))
 }
 
 impl From<ReassignmentRefused> for BrokerError {
@@ -117,147 +114,252 @@ impl From<ReassignmentRefused> for BrokerError {
 }
 
 impl Controller {
-    /// On the controller leader: moves `topic`/`partition` onto `target`, the preferred leader first.
+    /// On the controller leader: moves `topic`/`partition` onto `target`, the preferred leader first, and
+    /// answers once done (or the move was cancelled, or it is still copying after [`REASSIGNMENT_TIMEOUT`]: it
+    /// then stays under way).
     pub(crate) async fn reassign_partition(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
         partition: u32,
         target: Vec<NodeId>,
     ) -> Result<PartitionReassigned, BrokerError> {
-        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
-        self.move_partition(topic, partition, target).await
+        let previous = self.metadata().partition(topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
+        let mut started = self.start_reassignments(vec![(topic.to_owned(), partition, target.clone())]).await?;
+        started.pop().unwrap_or(Ok(())).map_err(BrokerError::from)?;
+        self.wait_for_reassignment(topic, partition, &target, previous).await
     }
 
-    /// On the controller leader: checks each `(topic, partition, target)` now and moves those that pass in a
-    /// task of its own, one after the other, as [`Controller::reassign_partition`] does each; answers, in the
-    /// order asked, whether each was started. A list that breaks a rule is refused alone; those that pass are
-    /// refused together (`membership-refused`) while another change runs.
-    pub(crate) fn start_reassignments(
+    /// On the controller leader: checks each `(topic, partition, target)` and records the moves that pass in
+    /// the metadata, then answers, in the order asked, whether each was started; the copying goes on after.
+    /// A list that breaks a rule is refused alone; those that pass are refused together (`membership-refused`)
+    /// while a node is being added or removed or the replicas rebalanced.
+    pub(crate) async fn start_reassignments(
         self: &Arc<Self>,
         targets: Vec<(String, u32, Vec<NodeId>)>,
     ) -> Result<Vec<Result<(), StartRefused>>, BrokerError> {
-        // A list that breaks a rule is refused for that rule, even while another change runs.
-        let metadata = self.metadata();
-        let checked: Vec<_> = targets
-            .into_iter()
-            .map(|(topic, partition, target)| {
-                let plan = match reassign::plan_reassignment(&metadata, &topic, partition, &target) {
-                    Ok(Some(plan)) => Ok(plan),
-                    Ok(None) => Err(StartRefused::Unknown(self.unknown_partition(&topic, partition))),
-                    Err(refusal) => Err(StartRefused::Invalid(refusal)),
-                };
-                (topic, partition, plan)
-            })
-            .collect();
-        let mut started = Vec::new();
-        let mut one_change_at_a_time = None;
-        if checked.iter().any(|(_, _, plan)| plan.is_ok()) {
-            let Ok(guard) = Arc::clone(&self.membership_change).try_lock_owned() else { return Err(busy()) };
-            one_change_at_a_time = Some(guard);
+        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else {
+            // A list that breaks a rule is refused for that rule, even while another change runs.
+            let metadata = self.metadata();
+            if targets.iter().all(|(t, p, target)| reassign::plan_reassignment(&metadata, t, *p, target).is_err()) {
+                return Ok(targets.into_iter().map(|(t, p, target)| self.check_start(&t, p, &target)).collect());
+            }
+            return Err(busy());
+        };
+        let mut answers = Vec::with_capacity(targets.len());
+        for (topic, partition, target) in targets {
+            let answer = match self.check_start(&topic, partition, &target) {
+                Ok(()) => self.begin(&topic, partition, target).await,
+                Err(refusal) => Err(refusal),
+            };
+            answers.push(answer);
         }
-        let answers = checked
-            .into_iter()
-            .map(|(topic, partition, plan)| {
-                let plan = plan?;
-                self.ongoing_reassignments.insert(&topic, partition, &plan);
-                started.push((topic, partition, plan.target));
-                Ok(())
-            })
-            .collect();
-        if !started.is_empty() {
-            let controller = Arc::clone(self);
-            tokio::spawn(async move {
-                let _one_change_at_a_time = one_change_at_a_time;
-                for (topic, partition, target) in started {
-                    if let Err(err) = controller.move_partition(&topic, partition, target).await {
-                        controller.ongoing_reassignments.remove(&topic, partition);
-                        tracing::warn!(topic, partition, error = %err, "partition reassignment stopped");
-                    }
-                }
-            });
-        }
+        self.drive();
         Ok(answers)
     }
 
-    /// The partitions being moved while this node is the controller leader.
-    pub(crate) fn ongoing_reassignments(&self) -> BTreeMap<(String, u32), OngoingReassignment> {
-        self.ongoing_reassignments.list()
+    fn check_start(&self, topic: &str, partition: u32, target: &[NodeId]) -> Result<(), StartRefused> {
+        let metadata = self.metadata();
+        match reassign::plan_reassignment(&metadata, topic, partition, target) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(StartRefused::Failed(self.unknown_partition(topic, partition))),
+            Err(refusal) => return Err(StartRefused::Invalid(refusal)),
+        }
+        match in_progress(topic, partition, &metadata) {
+            Some(message) => Err(StartRefused::InProgress(message)),
+            None => Ok(()),
+        }
     }
 
-    /// Whether `topic`/`partition` is being moved (or queued to move) by this node.
-    pub(crate) fn is_reassigning(&self, topic: &str, partition: u32) -> bool {
-        self.ongoing_reassignments.contains(topic, partition)
+    async fn begin(&self, topic: &str, partition: u32, target: Vec<NodeId>) -> Result<(), StartRefused> {
+        let from = self.metadata().partition(topic, partition).map(|p| join_ids(&p.replicas)).unwrap_or_default();
+        let to = join_ids(&target);
+        let command = Command::BeginReassignment { topic: topic.to_owned(), partition, target };
+        let outcome = self.commit(command).await.map_err(StartRefused::Failed)?;
+        if !outcome.changed {
+            // Another move began in between (the metadata changed after the check).
+            let metadata = self.metadata();
+            let message = in_progress(topic, partition, &metadata);
+            return Err(message.map_or_else(
+                || StartRefused::Failed(self.unknown_partition(topic, partition)),
+                StartRefused::InProgress,
+            ));
+        }
+        tracing::info!(topic, partition, %from, %to, "reassigning a partition");
+        Ok(())
+    }
+
+    /// Waits until the move of `topic`/`partition` onto `target` ends, and says how.
+    async fn wait_for_reassignment(
+        &self,
+        topic: &str,
+        partition: u32,
+        target: &[NodeId],
+        previous: Vec<NodeId>,
+    ) -> Result<PartitionReassigned, BrokerError> {
+        let mut metadata = self.watch_metadata();
+        let ended = tokio::time::timeout(REASSIGNMENT_TIMEOUT, async {
+            loop {
+                let ended = {
+                    let current = metadata.borrow_and_update();
+                    match current.partition(topic, partition) {
+                        None => Some(Err(self.unknown_partition(topic, partition))),
+                        Some(p) if p.reassignment.is_some() => None,
+                        Some(p) if p.replicas == target => Some(Ok(PartitionReassigned {
+                            previous: previous.clone(),
+                            replicas: p.replicas.clone(),
+                            isr: p.isr.clone(),
+                            leader: p.leader,
+                            leader_epoch: p.leader_epoch,
+                        })),
+                        Some(p) => Some(Err(refused(format!(
+                            "the move of partition {partition} of topic {topic:?} was cancelled; its replicas are {}",
+                            join_ids(&p.replicas)
+                        )))),
+                    }
+                };
+                if let Some(ended) = ended {
+                    return ended;
+                }
+                if metadata.changed().await.is_err() {
+                    return Err(BrokerError::ControllerUnavailable { reason: "the metadata stopped".into() });
+                }
+            }
+        })
+        .await;
+        ended.unwrap_or_else(|_| {
+            let adding = self
+                .metadata()
+                .partition(topic, partition)
+                .and_then(|p| p.reassignment.as_ref().map(|m| join_ids(&m.adding)))
+                .unwrap_or_default();
+            Err(refused(format!(
+                "the new replicas ({adding}) did not join the ISR within {} s; the move stays under way and \
+                 finishes once they do (rill topic describe shows it), or cancel it: rill topic reassign {topic} \
+                 --partition {partition} --cancel",
+                REASSIGNMENT_TIMEOUT.as_secs()
+            )))
+        })
+    }
+
+    /// On the controller leader: ends the move of `topic`/`partition` on its original replicas.
+    pub(crate) async fn cancel_reassignment(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<PartitionReassigned, CancelFailed> {
+        let metadata = self.metadata();
+        if metadata.partition(topic, partition).is_none() {
+            return Err(CancelFailed::Controller(self.unknown_partition(topic, partition)));
+        }
+        metadata.can_cancel_reassignment(topic, partition).map_err(CancelFailed::Refused)?;
+        let previous = metadata.partition(topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
+        let command = Command::CancelReassignment { topic: topic.to_owned(), partition };
+        let outcome = self.commit(command).await.map_err(CancelFailed::Controller)?;
+        let after = self.metadata();
+        if !outcome.changed {
+            // The move completed, or its last original replica fell out of sync, in between.
+            after.can_cancel_reassignment(topic, partition).map_err(CancelFailed::Refused)?;
+        }
+        let p = after.partition(topic, partition).ok_or_else(|| {
+            CancelFailed::Refused(CancelRefused::NoSuchPartition { topic: topic.to_owned(), partition })
+        })?;
+        tracing::info!(topic, partition, replicas = %join_ids(&p.replicas), "cancelled a partition reassignment");
+        Ok(PartitionReassigned {
+            previous,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+        })
+    }
+
+    /// On the controller leader: completes each recorded move once it is ready, until none is left or this
+    /// node stops leading. Started after a move begins and from the keeper's every tick on the leader, so a new
+    /// controller leader picks up the moves its predecessor began; one driver runs at a time.
+    pub(crate) fn drive(self: &Arc<Self>) {
+        if !self.is_leader() || !self.metadata().has_reassignments() {
+            return;
+        }
+        if self.is_driving_reassignments.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let controller = Arc::clone(self);
+        tokio::spawn(async move {
+            controller.complete_ready_moves().await;
+            controller.is_driving_reassignments.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn complete_ready_moves(&self) {
+        let mut metadata = self.watch_metadata();
+        loop {
+            if !self.is_leader() {
+                return;
+            }
+            let ready: Vec<(String, u32)> = {
+                let current = metadata.borrow_and_update();
+                if !current.has_reassignments() {
+                    return;
+                }
+                current
+                    .reassignments()
+                    .filter(|(_, _, p)| p.is_reassignment_ready())
+                    .map(|(topic, partition, _)| (topic.to_owned(), partition))
+                    .collect()
+            };
+            for (topic, partition) in ready {
+                let command = Command::CompleteReassignment { topic: topic.clone(), partition };
+                match self.commit(command).await {
+                    Ok(outcome) if outcome.changed => {
+                        let replicas = self.metadata().partition(&topic, partition).map(|p| join_ids(&p.replicas));
+                        tracing::info!(
+                            topic,
+                            partition,
+                            replicas = replicas.unwrap_or_default(),
+                            "reassigned a partition"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::info!(topic, partition, error = %err, "cannot complete a reassignment yet"),
+                }
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(DRIVE_RECHECK, metadata.changed()).await {
+                return;
+            }
+        }
+    }
+
+    /// Refuses a change of nodes or a rebalance while any partition is being moved.
+    pub(super) fn refuse_while_moving(&self, what: &str) -> Result<(), BrokerError> {
+        let metadata = self.metadata();
+        let Some((topic, partition, _)) = metadata.reassignments().next() else { return Ok(()) };
+        Err(refused(format!(
+            "partition {partition} of topic {topic:?} is being moved; {what} waits until no partition moves: let \
+             the move finish (rill topic describe shows it) or cancel it (rill topic reassign {topic} --partition \
+             {partition} --cancel)"
+        )))
     }
 
     /// On the controller leader: spreads the replicas evenly over the alive nodes ([`rebalance::plan_rebalance`]),
     /// one partition after the other; returns each partition moved.
-    pub(crate) async fn rebalance_replicas(&self) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
+    pub(crate) async fn rebalance_replicas(
+        self: &Arc<Self>,
+    ) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
         let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
+        self.refuse_while_moving("a rebalance")?;
         let plan = rebalance::plan_rebalance(&self.metadata());
         tracing::info!(partitions = plan.len(), "rebalancing replicas over the alive nodes");
         let mut moved = Vec::with_capacity(plan.len());
         for target in plan {
-            let done = self.move_partition(&target.topic, target.partition, target.replicas).await?;
-            moved.push((target.topic, target.partition, done));
+            let (topic, partition) = (target.topic, target.partition);
+            let previous = self.metadata().partition(&topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
+            self.check_start(&topic, partition, &target.replicas)?;
+            self.begin(&topic, partition, target.replicas.clone()).await?;
+            self.drive();
+            let done = self.wait_for_reassignment(&topic, partition, &target.replicas, previous).await?;
+            moved.push((topic, partition, done));
         }
         Ok(moved)
-    }
-
-    /// Steps 1 to 4, with the one-change lock held by the caller.
-    async fn move_partition(
-        &self,
-        topic: &str,
-        partition: u32,
-        target: Vec<NodeId>,
-    ) -> Result<PartitionReassigned, BrokerError> {
-        let plan = reassign::plan_reassignment(&self.metadata(), topic, partition, &target)?
-            .ok_or_else(|| self.unknown_partition(topic, partition))?;
-        self.ongoing_reassignments.insert(topic, partition, &plan);
-        let _listed = Listed { ongoing: &self.ongoing_reassignments, topic, partition };
-        tracing::info!(
-            topic,
-            partition,
-            from = %join_ids(&plan.current),
-            to = %join_ids(&plan.target),
-            "reassigning a partition"
-        );
-        for node in &plan.adding {
-            self.commit(Command::AddReplica { topic: topic.to_owned(), partition, node: *node }).await?;
-        }
-        let joining: Vec<(String, u32, NodeId)> =
-            plan.adding.iter().map(|n| (topic.to_owned(), partition, *n)).collect();
-        if self.wait_for_in_sync(&joining, REASSIGNMENT_TIMEOUT).await?.is_none() {
-            return Err(refused(format!(
-                "the new replicas ({}) did not join the ISR within {} s; they stay and keep copying, and the old \
-                 ones stay too: run the reassignment again to finish it",
-                join_ids(&plan.adding),
-                REASSIGNMENT_TIMEOUT.as_secs()
-            )));
-        }
-        let mut order = plan.target.clone();
-        order.extend(&plan.dropping);
-        self.commit(Command::OrderReplicas { topic: topic.to_owned(), partition, replicas: order }).await?;
-        for node in &plan.dropping {
-            let outcome = self.commit(Command::DropReplica { topic: topic.to_owned(), partition, node: *node }).await?;
-            if !outcome.changed
-                && self.metadata().partition(topic, partition).is_some_and(|p| p.replicas.contains(node))
-            {
-                return Err(refused(format!(
-                    "node {node} holds the only in-sync replica of {topic}/{partition} and was kept; run the \
-                     reassignment again once the new replicas are in sync"
-                )));
-            }
-        }
-        let after = self.metadata();
-        let placed = after.partition(topic, partition).ok_or_else(|| self.unknown_partition(topic, partition))?;
-        tracing::info!(topic, partition, replicas = %join_ids(&placed.replicas), "reassigned a partition");
-        Ok(PartitionReassigned {
-            previous: plan.current,
-            replicas: placed.replicas.clone(),
-            isr: placed.isr.clone(),
-            leader: placed.leader,
-            leader_epoch: placed.leader_epoch,
-        })
     }
 
     fn unknown_partition(&self, topic: &str, partition: u32) -> BrokerError {

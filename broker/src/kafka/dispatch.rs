@@ -154,7 +154,7 @@ pub async fn answer(
                 .await)
         }
         ApiKey::AlterPartitionReassignments => serve!(AlterPartitionReassignmentsRequest, |request| {
-            partition_reassignments::alter(kafka, request, version, &caller.principal)
+            partition_reassignments::alter(kafka, request, version, &caller.principal).await
         }),
         ApiKey::ListPartitionReassignments => serve!(ListPartitionReassignmentsRequest, |request| {
             partition_reassignments::list(kafka, &request, &caller.principal)

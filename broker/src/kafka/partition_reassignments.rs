@@ -1,15 +1,19 @@
-//! AlterPartitionReassignments (v0–v1, KIP-455) and ListPartitionReassignments (v0), on the controller leader,
-//! through the reassignment `rill topic reassign` runs (`cluster/reassignment.rs`).
+//! AlterPartitionReassignments (v0–v1, KIP-455) and ListPartitionReassignments (v0), through the reassignment
+//! `rill topic reassign` runs (`cluster/reassignment.rs`).
 //!
-//! Alter checks each partition's new replica list at once, with the CLI's rules, and answers; the partitions that
-//! pass then move one after the other in the controller's own task (Kafka answers before the copying too). A
-//! refused list is INVALID_REPLICA_ASSIGNMENT with the rule it breaks, a replica count change with
-//! `allow_replication_factor_change` false (v1) INVALID_REPLICATION_FACTOR. Cancelling (a null list) is not
-//! done: a move under way finishes (or stops after 5 minutes), so a cancel is REASSIGNMENT_IN_PROGRESS saying
-//! so, and NO_REASSIGNMENT_IN_PROGRESS when nothing moves. While one request's moves run, another is
-//! REASSIGNMENT_IN_PROGRESS (one change at a time, as the CLI). List shows the moves under way, each with its
-//! replicas (the target's, then those leaving), those being added and those being removed. ALTER on the
-//! cluster for Alter and DESCRIBE for List, as Kafka asks.
+//! Alter, on the controller leader, checks each partition's new replica list with the CLI's rules and records
+//! the moves that pass in the replicated metadata, then answers; the copying goes on after (as in Kafka), and
+//! whichever node leads the controller quorum completes each move once its new replicas are in sync. A refused
+//! list is INVALID_REPLICA_ASSIGNMENT with the rule it breaks, a replica count change with
+//! `allow_replication_factor_change` false (v1) INVALID_REPLICATION_FACTOR, a partition moving already
+//! REASSIGNMENT_IN_PROGRESS (cancel it first). A null list cancels the partition's move: its replicas go back
+//! to the original list and the replicas being added leave; NO_REASSIGNMENT_IN_PROGRESS when it is not moving,
+//! REASSIGNMENT_IN_PROGRESS saying why when none of its original replicas is in sync (the move must finish).
+//! While a node is added or removed, or the replicas rebalanced, the moves asked are REASSIGNMENT_IN_PROGRESS.
+//!
+//! List, on any node of a cluster, shows the moves its replica of the metadata records, each with its replicas
+//! (the target's, then those leaving), those being added and those being removed. ALTER on the cluster for
+//! Alter and DESCRIBE for List, as Kafka asks.
 
 use std::collections::BTreeMap;
 
@@ -30,14 +34,15 @@ use super::topic_configs::text;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
-use crate::cluster::reassignment::StartRefused;
-use crate::cluster::NodeId;
+use crate::cluster::reassignment::{CancelFailed, StartRefused};
+use crate::cluster::reassignment_state::CancelRefused;
+use crate::cluster::{Controller, NodeId};
 use crate::error::BrokerError;
 
 /// One partition's answer: its code and, for a refusal, why.
 type Outcome = (i16, Option<String>);
 
-pub fn alter(
+pub async fn alter(
     kafka: &KafkaContext,
     request: AlterPartitionReassignmentsRequest,
     version: i16,
@@ -73,18 +78,7 @@ pub fn alter(
                 continue;
             };
             let outcome = match asked.replicas {
-                None if controller.is_reassigning(&name, partition) => Some((
-                    ResponseError::ReassignmentInProgress.code(),
-                    Some(format!(
-                        "partition {partition} of topic {name:?} is moving and rill cannot cancel a move under way: \
-                         it finishes (or stops after 5 minutes); then reassign it back to {}",
-                        crate::cluster::reassign::join_ids(&placed.replicas)
-                    )),
-                )),
-                None => Some((
-                    ResponseError::NoReassignmentInProgress.code(),
-                    Some(format!("partition {partition} of topic {name:?} is not being moved: nothing to cancel")),
-                )),
+                None => Some(cancel(controller, &name, partition).await),
                 Some(replicas) => match node_ids(&replicas) {
                     Err(message) => Some((ResponseError::InvalidReplicaAssignment.code(), Some(message))),
                     Ok(replicas) if !may_change_replication_factor && replicas.len() != placed.replicas.len() => {
@@ -111,7 +105,7 @@ pub fn alter(
     }
     if !targets.is_empty() {
         let keys: Vec<(String, i32)> = targets.iter().map(|(t, p, _)| (t.clone(), *p as i32)).collect();
-        match controller.start_reassignments(targets) {
+        match controller.start_reassignments(targets).await {
             Ok(started) => {
                 for (key, result) in keys.into_iter().zip(started) {
                     outcomes.insert(key, started_outcome(result));
@@ -156,10 +150,27 @@ fn node_ids(replicas: &[BrokerId]) -> Result<Vec<NodeId>, String> {
 fn started_outcome(result: Result<(), StartRefused>) -> Outcome {
     match result {
         Ok(()) => (0, None),
-        Err(StartRefused::Unknown(err)) => (error_code(&err), Some(err.to_string())),
+        Err(StartRefused::Failed(err)) => (error_code(&err), Some(err.to_string())),
         Err(StartRefused::Invalid(refusal)) => {
             (ResponseError::InvalidReplicaAssignment.code(), Some(refusal.to_string()))
         }
+        Err(StartRefused::InProgress(message)) => (ResponseError::ReassignmentInProgress.code(), Some(message)),
+    }
+}
+
+/// A null replica list: the partition's move is cancelled, through the CLI's code.
+async fn cancel(controller: &Controller, topic: &str, partition: u32) -> Outcome {
+    match controller.cancel_reassignment(topic, partition).await {
+        Ok(_) => (0, None),
+        Err(CancelFailed::Refused(refusal)) => {
+            let code = match refusal {
+                CancelRefused::NoSuchPartition { .. } => ResponseError::UnknownTopicOrPartition,
+                CancelRefused::NotMoving { .. } => ResponseError::NoReassignmentInProgress,
+                CancelRefused::OriginalOutOfSync { .. } => ResponseError::ReassignmentInProgress,
+            };
+            (code.code(), Some(refusal.to_string()))
+        }
+        Err(CancelFailed::Controller(err)) => (error_code(&err), Some(err.to_string())),
     }
 }
 
@@ -176,14 +187,9 @@ pub fn list(
     if let Err(err) = kafka.node.authorize(principal, Operation::Describe, &Resource::cluster()) {
         return refused(err);
     }
-    // A single node moves nothing: its list is empty, which is the truth.
-    let ongoing = match &kafka.controller {
-        None => BTreeMap::new(),
-        Some(_) => match kafka.leading_controller() {
-            Ok(controller) => controller.ongoing_reassignments(),
-            Err(err) => return refused(err),
-        },
-    };
+    // A single node moves nothing: its list is empty, which is the truth. In a cluster every node's replica of
+    // the metadata records the moves under way.
+    let metadata = kafka.controller.as_ref().map(|controller| controller.metadata());
     let is_asked = |topic: &str, partition: u32| match &request.topics {
         None => true,
         Some(topics) => topics
@@ -192,16 +198,17 @@ pub fn list(
     };
     let broker = |ids: &[NodeId]| ids.iter().map(|id| BrokerId(i32::try_from(*id).unwrap_or(-1))).collect();
     let mut by_topic: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
-    for ((topic, partition), moving) in ongoing {
-        if !is_asked(&topic, partition) {
+    for (topic, partition, placed) in metadata.iter().flat_map(|m| m.reassignments()) {
+        let Some((replicas, adding, removing)) = placed.reassignment_view() else { continue };
+        if !is_asked(topic, partition) {
             continue;
         }
-        by_topic.entry(topic).or_default().push(
+        by_topic.entry(topic.to_owned()).or_default().push(
             OngoingPartitionReassignment::default()
                 .with_partition_index(partition as i32)
-                .with_replicas(broker(&moving.replicas))
-                .with_adding_replicas(broker(&moving.adding))
-                .with_removing_replicas(broker(&moving.removing)),
+                .with_replicas(broker(&replicas))
+                .with_adding_replicas(broker(adding))
+                .with_removing_replicas(broker(removing)),
         );
     }
     let topics = by_topic

@@ -110,6 +110,11 @@ impl Replication {
                     leader_epoch: p.leader_epoch,
                     ..Default::default()
                 };
+                if let Some(moving) = &p.reassignment {
+                    info.target_replicas = moving.target.clone();
+                    info.adding_replicas = moving.adding.clone();
+                    info.removing_replicas = moving.removing.clone();
+                }
                 if let Some(partition) = local.as_ref().and_then(|t| t.partition(index).ok()) {
                     let log = partition.log();
                     info.log_start_offset = log.log_start_offset();

@@ -118,7 +118,7 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
         let args = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
         rill_as(&first, &ca, &admin, &args).status.success().then_some(())
     });
-    for user in ["alice", "bob"] {
+    for user in ["alice", "bob", "admin"] {
         rill_as(&first, &ca, &admin, &["user", "create", user, "--password", "pw"]).ok();
     }
     // Alice reads and writes orders; bob may see it listed, but not read its records.
@@ -189,4 +189,29 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
     let (status, page) =
         get(cluster.admin(leader), "/topics/orders/messages?partition=0", &sign_in(cluster.admin(leader), "bob"));
     assert_eq!(status, 403, "on the leader too: {page}");
+
+    // A group's page and an offset reset, on every node: two of them are not its coordinator, and send the
+    // calls there. A console user named admin is `User:admin`, the super user.
+    eventually("group g commits through node 1", || {
+        let args = ["consume", "orders", "--partition", "0", "--from-beginning", "--group", "g"];
+        rill_as(&first, &ca, &admin, &args).status.success().then_some(())
+    });
+    for node_id in 1..=3 {
+        let console = cluster.admin(node_id);
+        let admin_session = sign_in(console, "admin");
+        let (status, page) = get(console, "/groups/g", &admin_session);
+        assert_eq!(status, 200, "group g on node {node_id}: {page}");
+        assert!(page.contains("orders"), "the committed partition on node {node_id}: {page}");
+        let csrf = csrf_in(&page);
+        let reset = format!("csrf={csrf}&topic=orders&partition=0&to=offset&at={node_id}&confirm=yes");
+        let (status, page) = post_form(console, "/groups/g/reset", &admin_session, &reset);
+        assert_eq!(status, 200, "reset on node {node_id}: {page}");
+        assert!(page.contains("Offsets reset."), "{page}");
+        let described = rill_as(&first, &ca, &admin, &["group", "describe", "g"]);
+        let committed = described.ok().lines().find_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            (cells.len() >= 3 && cells[0] == "orders" && cells[1] == "0").then(|| cells[2].to_owned())
+        });
+        assert_eq!(committed.as_deref(), Some(node_id.to_string().as_str()), "{described:?}");
+    }
 }

@@ -179,9 +179,11 @@ impl BrokerError {
     }
 }
 
-/// The leader's id and address beside a not-leader refusal, so a client can go there without a metadata call.
-fn insert_leader(status: &mut Status, leader: Option<u64>, address: Option<&str>) {
-    use rill_protocol::reason::{LEADER_ADDRESS_KEY, LEADER_ID_KEY};
+/// The partition, and its leader's id and address, beside a not-leader refusal, so a client can go there without
+/// a metadata call.
+fn insert_leader(status: &mut Status, partition: u32, leader: Option<u64>, address: Option<&str>) {
+    use rill_protocol::reason::{LEADER_ADDRESS_KEY, LEADER_ID_KEY, PARTITION_KEY};
+    status.metadata_mut().insert(PARTITION_KEY, partition.into());
     if let Some(Ok(value)) = leader.map(|id| id.to_string().parse()) {
         status.metadata_mut().insert(LEADER_ID_KEY, value);
     }
@@ -281,8 +283,8 @@ impl From<BrokerError> for Status {
             _ => tracing::debug!(error = %err, "request rejected"),
         }
         let mut status = err.reason().status(err.to_string());
-        if let BrokerError::NotLeader { leader, leader_address, .. } = &err {
-            insert_leader(&mut status, *leader, leader_address.as_deref());
+        if let BrokerError::NotLeader { partition, leader, leader_address, .. } = &err {
+            insert_leader(&mut status, *partition, *leader, leader_address.as_deref());
         }
         if let BrokerError::NotCoordinator { coordinator, coordinator_address, .. } = &err {
             insert_coordinator(&mut status, *coordinator, coordinator_address.as_deref());

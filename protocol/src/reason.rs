@@ -105,6 +105,9 @@ pub enum Reason {
 /// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
 pub const LEADER_ID_KEY: &str = "rill-leader-id";
 pub const LEADER_ADDRESS_KEY: &str = "rill-leader-address";
+/// Beside a [`Reason::NotLeader`]: the partition refused. A produce that named none learns which one the node
+/// picked (by key or round-robin), so whoever sends it on to the leader can name it there.
+pub const PARTITION_KEY: &str = "rill-partition";
 /// Metadata keys beside a [`Reason::NotCoordinator`]: the group's coordinator as the node called knows it.
 pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";

@@ -60,8 +60,7 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
 }
 
 async fn describe(console: &Console, page: Page<'_>, group: &str) -> Result<v1::DescribeGroupResponse, tonic::Status> {
-    let request = page.request(v1::DescribeGroupRequest { group: group.to_string() });
-    Ok(console.service.describe_group(request).await?.into_inner())
+    super::leader::describe_group(console, page, v1::DescribeGroupRequest { group: group.to_string() }).await
 }
 
 pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
@@ -222,12 +221,12 @@ pub async fn reset(console: &Console, page: Page<'_>, group: &str, form: &Form) 
         to: Some(to),
         timestamp_ms,
     };
-    match console.service.reset_offsets(page.request(request)).await {
+    match super::leader::reset_offsets(console, page, request).await {
         Ok(answer) => {
             tracing::info!(%group, %topic, "group offsets reset from the console");
             let mut body = Html::new();
             body.raw("<p class=\"ok\">Offsets reset.</p><table id=\"reset\"><tr><th>topic</th><th class=\"num\">partition</th><th class=\"num\">offset</th></tr>");
-            for offset in answer.into_inner().offsets {
+            for offset in answer.offsets {
                 body.raw("<tr>").cell(&offset.topic).raw("<td class=\"num\">").text(offset.partition);
                 body.raw("</td><td class=\"num\">").text(offset.offset).raw("</td></tr>");
             }

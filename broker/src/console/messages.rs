@@ -1,10 +1,11 @@
 //! The message browser (from an offset, a timestamp, the earliest or the latest records; filtered by key or
 //! substring; shown as text, pretty JSON, hex or base64; downloaded as JSON) and producing a test message, over
-//! `Records`' own `Fetch`, `ListOffsets` and `Produce` handlers.
+//! `Records`' own `Fetch`, `ListOffsets` and `Produce` handlers: this node's, or on a cluster the partition
+//! leader's (`leader.rs`).
 
 use base64::Engine;
 use bytes::Bytes;
-use rill_protocol::v1::{self, records_server::Records};
+use rill_protocol::v1;
 
 use super::html::{url_encode, Form, Html};
 use super::layout::{count, parse_timestamp, timestamp, Page};
@@ -137,8 +138,8 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
             format: v1::RecordFormat::Structured as i32,
             current_leader_epoch: None,
         };
-        let fetched = match console.service.fetch(page.request(request)).await {
-            Ok(answer) => answer.into_inner(),
+        let fetched = match super::leader::fetch(console, page, request).await {
+            Ok(answer) => answer,
             Err(status) => return Err(status_response(page, "Messages could not be read", &status)),
         };
         let mut next_offset = fetched.next_offset.max(offset);
@@ -178,7 +179,7 @@ async fn list_offset(
         spec: spec as i32,
         timestamp_ms,
     };
-    let answer = console.service.list_offsets(page.request(request)).await?.into_inner();
+    let answer = super::leader::list_offsets(console, page, request).await?;
     answer.offsets.into_iter().next().ok_or_else(|| tonic::Status::not_found(format!("no partition {partition}")))
 }
 
@@ -418,9 +419,8 @@ pub async fn produce(console: &Console, page: Page<'_>, topic: &str, form: &Form
         records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records: vec![record] })),
         acks: v1::Acks::Leader as i32,
     };
-    match console.service.produce(page.request(request)).await {
+    match super::leader::produce(console, page, request).await {
         Ok(answer) => {
-            let answer = answer.into_inner();
             let mut body = Html::new();
             body.raw("<p class=\"ok\" id=\"produced\">")
                 .text(format!("Produced to partition {} at offset {}.", answer.partition, answer.base_offset));

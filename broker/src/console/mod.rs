@@ -27,6 +27,7 @@ mod groups;
 pub mod html;
 mod lag_history;
 mod layout;
+mod leader;
 mod login;
 mod messages;
 mod overview;
@@ -258,6 +259,8 @@ fn status_response(page: Page<'_>, what: &str, status: &tonic::Status) -> Respon
     use tonic::Code;
     let http = match status.code() {
         Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
         Code::NotFound => 404,
         Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 409,
         Code::ResourceExhausted => 429,

@@ -1,0 +1,217 @@
+//! The console of a cluster node that does not lead a partition, on three real `rill broker` processes with
+//! mutual TLS between the nodes and authorization on: it shows the partition's records, produces to it, and its
+//! user's ACLs apply, as on the leader's own console (docs/console.md, "On a cluster").
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use common::cluster::Cluster;
+use common::pki::{Ca, Leaf};
+use common::{eventually, Output, DEADLINE, RILL};
+
+/// `rill ARGS --broker https://BROKER`, trusting `ca` and presenting `leaf` as the client certificate.
+fn rill_as(broker: &str, ca: &Ca, leaf: &Leaf, args: &[&str]) -> Output {
+    let mut command = Command::new(RILL);
+    command.args(args).args(["--broker", &format!("https://{broker}")]);
+    command.args(["--tls-ca", ca.pem_path.to_str().expect("utf-8"), "--tls-cert", leaf.cert()]);
+    command.args(["--tls-key", leaf.key()]);
+    common::run(command.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), None)
+}
+
+/// One HTTP/1.1 request to an admin listener: the status, the `Set-Cookie` header's `name=value`, the body.
+fn admin_http(admin: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, Option<String>, String) {
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cookie = head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case("set-cookie").then(|| value.split(';').next().unwrap_or("").trim().to_owned())
+    });
+    (status, cookie, body.to_owned())
+}
+
+/// A form POST to the console on `admin` as the session `cookie`.
+fn post_form(admin: &str, path: &str, cookie: &str, body: &str) -> (u16, String) {
+    let headers =
+        format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{admin}\r\nCookie: {cookie}\r\n");
+    let (status, _, page) = admin_http(admin, "POST", path, &headers, body);
+    (status, page)
+}
+
+fn get(admin: &str, path: &str, cookie: &str) -> (u16, String) {
+    let (status, _, page) = admin_http(admin, "GET", path, &format!("Cookie: {cookie}\r\n"), "");
+    (status, page)
+}
+
+/// Signs `user` in to the console on `admin` with its password; the session cookie.
+fn sign_in(admin: &str, user: &str) -> String {
+    let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{admin}\r\n");
+    let (status, cookie, body) = admin_http(admin, "POST", "/login", &form, &format!("user={user}&password=pw"));
+    cookie.unwrap_or_else(|| panic!("{user} not signed in on {admin}: {status} {body}"))
+}
+
+/// The value of `name="csrf"` in a page.
+fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no token in {page}"));
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').expect("closing quote")].to_owned()
+}
+
+/// Each partition's leader of `orders`, once all three replicas of every partition are in sync.
+fn leaders_in_sync(broker: &str, ca: &Ca, admin: &Leaf) -> Vec<u64> {
+    eventually("every partition of orders led, with three replicas in sync", || {
+        let described = rill_as(broker, ca, admin, &["topic", "describe", "orders"]);
+        let mut leaders = vec![None; 3];
+        for line in described.stdout.lines() {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let Some(slot) = cells.first().and_then(|p| p.parse::<usize>().ok()).and_then(|p| leaders.get_mut(p))
+            else {
+                continue;
+            };
+            if cells.len() >= 6 && common::cluster::ids(cells[4]).len() == 3 {
+                *slot = cells[1].parse::<u64>().ok();
+            }
+        }
+        leaders.into_iter().collect::<Option<Vec<u64>>>()
+    })
+}
+
+/// `Produced to partition P at offset O.` on a produce answer page: (P, O).
+fn produced_at(page: &str) -> (u32, i64) {
+    let at = page.find("Produced to partition ").unwrap_or_else(|| panic!("not produced: {page}"));
+    let words: Vec<&str> = page[at..].split_whitespace().collect();
+    let partition = words[3].parse().expect("a partition");
+    let digits: String = words[6].chars().take_while(char::is_ascii_digit).collect();
+    let offset = digits.parse().expect("an offset");
+    (partition, offset)
+}
+
+#[test]
+fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let d = certs.path();
+    let ca = Ca::new(d, "ca");
+    let [node, admin] = ["node", "admin"].map(|name| ca.issue(d, name, 1, false));
+    let config = format!(
+        "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
+         [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         [auth]\nauthorization = \"on\"\nadmin_auth = \"required\"\nsuper_users = [\"User:admin\"]\n\
+         node_principals = [\"User:node\"]\n",
+        node.cert(),
+        node.key(),
+        ca.pem_path.to_str().expect("utf-8"),
+    );
+    let cluster = Cluster::start(&config);
+    let first = cluster.addr(1).to_owned();
+    eventually("topic orders created with three replicas", || {
+        let args = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
+        rill_as(&first, &ca, &admin, &args).status.success().then_some(())
+    });
+    for user in ["alice", "bob", "admin"] {
+        rill_as(&first, &ca, &admin, &["user", "create", user, "--password", "pw"]).ok();
+    }
+    // Alice reads and writes orders; bob may see it listed, but not read its records.
+    for (principal, operation) in [("User:alice", "read"), ("User:alice", "write"), ("User:bob", "describe")] {
+        let grant = ["acl", "add", "--allow", "--principal", principal, "--operation", operation, "--topic", "orders"];
+        rill_as(&first, &ca, &admin, &grant).ok();
+    }
+    let leaders = leaders_in_sync(&first, &ca, &admin);
+    let leader = leaders[0];
+    let follower = (1..=3).find(|id| *id != leader).expect("a node that does not lead partition 0");
+    let mut produce = Command::new(RILL);
+    produce.args(["produce", "orders", "--partition", "0", "--acks", "all"]);
+    produce.args(["--broker", &format!("https://{}", cluster.addr(leader))]);
+    produce.args(["--tls-ca", ca.pem_path.to_str().expect("utf-8"), "--tls-cert", admin.cert()]);
+    produce.args(["--tls-key", admin.key()]);
+    common::run(produce.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), Some(b"first-value\nsecond-value\n")).ok();
+
+    // The follower's console shows the leader's records: its own handlers refuse (not the leader), and the
+    // leader answers the forwarded call as alice. `User:node`, the follower's certificate, has no ACL at all,
+    // so a call that reached the leader as the node rather than as alice would be refused.
+    let console = cluster.admin(follower);
+    let alice = sign_in(console, "alice");
+    let (status, page) = get(console, "/topics/orders/messages?partition=0&from=earliest", &alice);
+    assert_eq!(status, 200, "node {follower} (leader {leader}): {page}");
+    assert!(page.contains("first-value") && page.contains("second-value"), "{page}");
+    assert!(page.contains("Partition 0 holds offsets 0 to 1."), "the leader's offsets: {page}");
+    let (status, page) = get(console, "/topics/orders/messages?partition=0", &alice);
+    assert_eq!(status, 200, "the latest records: {page}");
+    assert!(page.contains("second-value"), "{page}");
+    let (status, json) = get(console, "/topics/orders/messages.json?partition=0&from=earliest", &alice);
+    assert_eq!(status, 200, "{json}");
+    assert!(json.contains("\"first-value\""), "{json}");
+
+    // Produced from the follower's console, the record lands on the leader, read back there.
+    let (status, form) = get(console, "/topics/orders/produce?partition=0", &alice);
+    assert_eq!(status, 200, "{form}");
+    let csrf = csrf_in(&form);
+    let (status, page) =
+        post_form(console, "/topics/orders/produce", &alice, &format!("csrf={csrf}&partition=0&value=from-console"));
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(produced_at(&page), (0, 2), "after the two records produced before");
+    // Without a partition, the one the follower picks by key is the one the record lands in, though another
+    // node leads it.
+    let key = (0..100)
+        .map(|i| format!("k{i}"))
+        .find(|key| leaders[rill_protocol::partitioner::partition_for_key(key.as_bytes(), 3) as usize] != follower)
+        .expect("a key of a partition another node leads");
+    let expected = rill_protocol::partitioner::partition_for_key(key.as_bytes(), 3);
+    let (status, page) =
+        post_form(console, "/topics/orders/produce", &alice, &format!("csrf={csrf}&key={key}&value=keyed-value"));
+    assert_eq!(status, 200, "{page}");
+    let (partition, offset) = produced_at(&page);
+    assert_eq!(partition, expected, "the key's partition");
+    let read_back = |partition: u32, broker: &str| {
+        let partition = partition.to_string();
+        let args = ["consume", "orders", "--partition", &partition, "--from-beginning"];
+        rill_as(broker, &ca, &admin, &args).ok().to_owned()
+    };
+    assert_eq!(read_back(0, cluster.addr(leader)), "first-value\nsecond-value\nfrom-console\n");
+    let keyed = read_back(expected, cluster.addr(leaders[expected as usize]));
+    assert_eq!(keyed.lines().nth(offset as usize), Some("keyed-value"), "{keyed}");
+
+    // Bob may describe orders but not read it: refused on the follower's console as on the leader's.
+    let bob = sign_in(console, "bob");
+    let (status, page) = get(console, "/topics/orders/messages?partition=0&from=earliest", &bob);
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("User:bob is not authorized") && !page.contains("first-value"), "{page}");
+    let (status, page) =
+        get(cluster.admin(leader), "/topics/orders/messages?partition=0", &sign_in(cluster.admin(leader), "bob"));
+    assert_eq!(status, 403, "on the leader too: {page}");
+
+    // A group's page and an offset reset, on every node: two of them are not its coordinator, and send the
+    // calls there. A console user named admin is `User:admin`, the super user.
+    eventually("group g commits through node 1", || {
+        let args = ["consume", "orders", "--partition", "0", "--from-beginning", "--group", "g"];
+        rill_as(&first, &ca, &admin, &args).status.success().then_some(())
+    });
+    for node_id in 1..=3 {
+        let console = cluster.admin(node_id);
+        let admin_session = sign_in(console, "admin");
+        let (status, page) = get(console, "/groups/g", &admin_session);
+        assert_eq!(status, 200, "group g on node {node_id}: {page}");
+        assert!(page.contains("orders"), "the committed partition on node {node_id}: {page}");
+        let csrf = csrf_in(&page);
+        let reset = format!("csrf={csrf}&topic=orders&partition=0&to=offset&at={node_id}&confirm=yes");
+        let (status, page) = post_form(console, "/groups/g/reset", &admin_session, &reset);
+        assert_eq!(status, 200, "reset on node {node_id}: {page}");
+        assert!(page.contains("Offsets reset."), "{page}");
+        let described = rill_as(&first, &ca, &admin, &["group", "describe", "g"]);
+        let committed = described.ok().lines().find_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            (cells.len() >= 3 && cells[0] == "orders" && cells[1] == "0").then(|| cells[2].to_owned())
+        });
+        assert_eq!(committed.as_deref(), Some(node_id.to_string().as_str()), "{described:?}");
+    }
+}

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::{broker_args, Cluster};
+use common::console::{admin_http, sign_in};
 use common::pki::{Ca, Leaf};
 use common::{dead_address, eventually, rill, Output, DEADLINE, RILL};
 
@@ -72,33 +71,6 @@ fn seen_by(broker: &str, token: &str) -> Seen {
     let topics = topics.ok().lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect();
     let may_list_users = rill_as(broker, Some(token), &["user", "list"]).status.success();
     Seen::Topics { may_list_users, topics }
-}
-
-/// One HTTP/1.1 request to an admin listener: the status, the `Set-Cookie` header's `name=value`, the body.
-fn admin_http(admin: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, Option<String>, String) {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read the answer");
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let cookie = head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case("set-cookie").then(|| value.split(';').next().unwrap_or("").trim().to_owned())
-    });
-    (status, cookie, body.to_owned())
-}
-
-/// Signs `user` in to the console on `admin` with its password; the session cookie.
-fn console_sign_in(admin: &str, user: &str) -> String {
-    let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{admin}\r\n");
-    let (status, cookie, body) = admin_http(admin, "POST", "/login", &form, &format!("user={user}&password=pw"));
-    cookie.unwrap_or_else(|| panic!("{user} not signed in on {admin}: {status} {body}"))
 }
 
 fn topics(may_list_users: bool, names: &[&str]) -> Seen {
@@ -171,7 +143,7 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
     // shows it what its ACLs allow.
     let mut reader_sessions = Vec::new();
     for node_id in [2, 3] {
-        let cookie = console_sign_in(cluster.admin(node_id), "reader");
+        let cookie = sign_in(cluster.admin(node_id), "reader");
         let (status, _, page) =
             admin_http(cluster.admin(node_id), "GET", "/topics", &format!("Cookie: {cookie}\r\n"), "");
         assert_eq!(status, 200, "node {node_id}: {page}");

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 
 use common::cluster::Cluster;
+use common::console::{admin_http, sign_in};
 use common::pki::{Ca, Leaf};
-use common::{eventually, Output, DEADLINE, RILL};
+use common::{eventually, Output, RILL};
 
 /// `rill ARGS --broker https://BROKER`, trusting `ca` and presenting `leaf` as the client certificate.
 fn rill_as(broker: &str, ca: &Ca, leaf: &Leaf, args: &[&str]) -> Output {
@@ -19,26 +18,6 @@ fn rill_as(broker: &str, ca: &Ca, leaf: &Leaf, args: &[&str]) -> Output {
     command.args(["--tls-ca", ca.pem_path.to_str().expect("utf-8"), "--tls-cert", leaf.cert()]);
     command.args(["--tls-key", leaf.key()]);
     common::run(command.env_remove("RILL_TOKEN").env_remove("RILL_BROKER"), None)
-}
-
-/// One HTTP/1.1 request to an admin listener: the status, the `Set-Cookie` header's `name=value`, the body.
-fn admin_http(admin: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, Option<String>, String) {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read the answer");
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let cookie = head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case("set-cookie").then(|| value.split(';').next().unwrap_or("").trim().to_owned())
-    });
-    (status, cookie, body.to_owned())
 }
 
 /// A form POST to the console on `admin` as the session `cookie`.
@@ -52,13 +31,6 @@ fn post_form(admin: &str, path: &str, cookie: &str, body: &str) -> (u16, String)
 fn get(admin: &str, path: &str, cookie: &str) -> (u16, String) {
     let (status, _, page) = admin_http(admin, "GET", path, &format!("Cookie: {cookie}\r\n"), "");
     (status, page)
-}
-
-/// Signs `user` in to the console on `admin` with its password; the session cookie.
-fn sign_in(admin: &str, user: &str) -> String {
-    let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{admin}\r\n");
-    let (status, cookie, body) = admin_http(admin, "POST", "/login", &form, &format!("user={user}&password=pw"));
-    cookie.unwrap_or_else(|| panic!("{user} not signed in on {admin}: {status} {body}"))
 }
 
 /// The value of `name="csrf"` in a page.

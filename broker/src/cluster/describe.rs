@@ -266,13 +266,7 @@ impl ClusterAdmin for ClusterAdminService {
         }
         let ReassignPartitionRequest { topic, partition, replica_ids } = request.into_inner();
         let done = controller.reassign_partition(&topic, partition, replica_ids).await.map_err(Status::from)?;
-        Ok(Response::new(ReassignPartitionResponse {
-            previous_replica_ids: done.previous,
-            replica_ids: done.replicas,
-            isr: done.isr,
-            leader_id: done.leader,
-            leader_epoch: done.leader_epoch,
-        }))
+        Ok(Response::new(reassigned(done)))
     }
 
     async fn cancel_reassignment(
@@ -286,13 +280,7 @@ impl ClusterAdmin for ClusterAdminService {
         }
         let CancelReassignmentRequest { topic, partition } = request.into_inner();
         let done = controller.cancel_reassignment(&topic, partition).await.map_err(BrokerError::from)?;
-        Ok(Response::new(ReassignPartitionResponse {
-            previous_replica_ids: done.previous,
-            replica_ids: done.replicas,
-            isr: done.isr,
-            leader_id: done.leader,
-            leader_epoch: done.leader_epoch,
-        }))
+        Ok(Response::new(reassigned(done)))
     }
 
     async fn rebalance_replicas(
@@ -371,6 +359,17 @@ fn parse_grpc_timeout(text: &str) -> Option<Duration> {
         "n" => Duration::from_nanos(value),
         _ => return None,
     })
+}
+
+/// The answer to a move or its cancel: the replicas before and after, and who leads now.
+fn reassigned(done: super::reassignment::PartitionReassigned) -> ReassignPartitionResponse {
+    ReassignPartitionResponse {
+        previous_replica_ids: done.previous,
+        replica_ids: done.replicas,
+        isr: done.isr,
+        leader_id: done.leader,
+        leader_epoch: done.leader_epoch,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod cluster;
+pub mod console;
 pub mod pki;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -95,6 +95,9 @@ pub enum BrokerError {
     /// KIP-320: a read naming a leader epoch newer than this node knows (this node's metadata lags).
     #[error("leader epoch {asked} of partition {partition} of topic {topic:?} is unknown here: this node knows epoch {current}; retry after a metadata refresh")]
     UnknownLeaderEpoch { topic: String, partition: u32, asked: i64, current: i64 },
+    /// KIP-207: a new leader whose high watermark has not reached the start of its epoch (`offset_lookup.rs`).
+    #[error("partition {partition} of topic {topic:?} has a new leader whose high watermark ({high_watermark}) has not yet reached the start of its epoch ({epoch_start}): its latest offset is not available yet; retry shortly")]
+    OffsetNotAvailable { topic: String, partition: u32, high_watermark: i64, epoch_start: i64 },
     /// On a cluster: this node is not the group's coordinator (it does not lead, or has not loaded, the
     /// group's `__consumer_offsets` partition). `coordinator` is `None` while that partition has no leader.
     #[error("node {node_id} is not the coordinator of group {group:?} (offsets partition {partition}){}", coordinator_hint(*coordinator, coordinator_address))]
@@ -166,6 +169,7 @@ impl BrokerError {
             BrokerError::NotLeader { .. } => Reason::NotLeader,
             BrokerError::FencedLeaderEpoch { .. } => Reason::FencedLeaderEpoch,
             BrokerError::UnknownLeaderEpoch { .. } => Reason::UnknownLeaderEpoch,
+            BrokerError::OffsetNotAvailable { .. } => Reason::OffsetNotAvailable,
             BrokerError::NotCoordinator { .. } => Reason::NotCoordinator,
             BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
             BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,

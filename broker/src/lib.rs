@@ -80,6 +80,7 @@ mod kafka;
 mod meta;
 pub mod metrics;
 mod node;
+mod offset_lookup;
 mod offsets;
 mod partition;
 mod producer_ids;

@@ -5,7 +5,9 @@
 //! high watermark. The lagging window is made, not hoped for: a follower SIGSTOPped while still in the ISR
 //! (sessions and the ISR lag limit far beyond the test) holds the high watermark back while the leader's log
 //! grows, and the leadership moves, by a preferred-leader election, to the other follower, which holds the
-//! records but has been told a high watermark below them.
+//! records but has been told a high watermark below them. gRPC's ListOffsets follows the same rule (its refusal
+//! is `offset-not-available`), and the CLI, whose consume asks "latest" first, waits through the window at the
+//! new leader instead of failing.
 
 mod common;
 
@@ -16,6 +18,8 @@ use common::{eventually, rill, rill_with_stdin, signal};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rill_protocol::reason::{reason_of, Reason};
+use rill_protocol::v1::{self, records_client::RecordsClient};
 use rill_tests::kafka_client::KafkaClient;
 
 const SLOW_FAILURE_DETECTION: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 120000\n\
@@ -45,6 +49,24 @@ fn list_offset(addr: &str, timestamp: i64, current_leader_epoch: i32) -> (i16, i
     });
     let partition = &response.topics[0].partitions[0];
     (partition.error_code, partition.offset, partition.leader_epoch)
+}
+
+/// The gRPC `Latest` offset of partition 0 of `orders`, asked of `addr`, or the refusal's gRPC code and reason.
+fn grpc_latest(addr: &str) -> Result<i64, (tonic::Code, Option<Reason>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(format!("http://{addr}")).await.expect("connect");
+        let request = v1::ListOffsetsRequest {
+            topic: "orders".into(),
+            partitions: vec![0],
+            spec: v1::OffsetSpec::Latest as i32,
+            timestamp_ms: 0,
+        };
+        match records.list_offsets(request).await {
+            Ok(response) => Ok(response.into_inner().offsets[0].offset),
+            Err(status) => Err((status.code(), reason_of(&status))),
+        }
+    })
 }
 
 fn row(addr: &str) -> Option<PartitionRow> {
@@ -118,6 +140,18 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
     });
     assert_eq!(old_leader_knows_the_new_epoch.0, FENCED_LEADER_EPOCH);
     assert_eq!(list_offset(cluster.addr(old_leader), LATEST, new_epoch).0, NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(
+        grpc_latest(cluster.addr(new_leader)),
+        Err((tonic::Code::Unavailable, Some(Reason::OffsetNotAvailable))),
+        "gRPC's latest while the high watermark is below the epoch start"
+    );
+    assert_eq!(grpc_latest(cluster.addr(old_leader)), Err((tonic::Code::Unavailable, Some(Reason::NotLeader))));
+
+    // A consume started in the window asks "latest" first and waits at the new leader for it (within the
+    // client's request timeout, 30 s), so it reads all 20 records once the follower is back, rather than failing.
+    let consume_addr = cluster.addr(new_leader).to_owned();
+    let consume = std::thread::spawn(move || rill(&consume_addr, &["consume", "orders", "--partition", "0"]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
 
     // The stopped follower resumes and catches up: the high watermark passes the epoch start, and "latest" is it.
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGCONT);
@@ -126,6 +160,10 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
             .filter(|(code, _, _)| *code != OFFSET_NOT_AVAILABLE)
     });
     assert_eq!(answered, (0, 20, new_epoch));
+    assert_eq!(grpc_latest(cluster.addr(new_leader)), Ok(20));
+    let consumed = consume.join().expect("the consume thread");
+    assert!(consumed.status.success(), "consume through the window: {}", consumed.stderr);
+    assert_eq!(consumed.stdout.lines().count(), 20, "{}", consumed.stdout);
     assert_eq!(
         list_offset(cluster.addr(new_leader), 0, new_epoch),
         (0, 0, new_epoch),

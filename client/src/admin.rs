@@ -257,12 +257,18 @@ pub(crate) async fn init_producer_id(client: &Client, timeout: Duration) -> Resu
 
 /// How many rounds [`list_offsets`] sends before giving up on partitions whose leader keeps moving.
 const LIST_OFFSETS_ROUNDS: usize = 3;
+/// The first wait before asking a new leader that answered `offset-not-available` again; it doubles up to
+/// [`OFFSET_NOT_AVAILABLE_MAX_BACKOFF`] within the call's timeout. The wait is for the followers' next fetches,
+/// a few ms on a healthy cluster, up to the ISR's lag limit when a follower is gone.
+const OFFSET_NOT_AVAILABLE_FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const OFFSET_NOT_AVAILABLE_MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The `spec` offset of `partitions` of `topic` (every partition if empty). Only a partition's leader answers,
 /// as with Kafka: a follower's high watermark trails the leader's. So the call goes to each leader with the
 /// partitions it leads, at once; partitions refused with `not-leader` are routed again by a fresh placement (and
 /// those on a node that cannot be reached as a fetch's are), and asked again, at most [`LIST_OFFSETS_ROUNDS`]
-/// times.
+/// times. Partitions whose new leader answers `offset-not-available` are asked again after a backoff until
+/// `timeout` has passed.
 pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
@@ -277,7 +283,10 @@ pub(crate) async fn list_offsets(
         partitions.to_vec()
     };
     let mut offsets = Vec::with_capacity(pending.len());
-    for round in 1..=LIST_OFFSETS_ROUNDS {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut backoff = OFFSET_NOT_AVAILABLE_FIRST_BACKOFF;
+    let mut reroutes = 0;
+    while !pending.is_empty() {
         let calls = client.channels_by_leader(topic, &pending).await.into_iter().map(|(channel, group)| {
             let message = ListOffsetsRequest {
                 topic: topic.to_owned(),
@@ -293,29 +302,45 @@ pub(crate) async fn list_offsets(
             let mut records = RecordsClient::new(channel).max_decoding_message_size(max);
             async move { (group, call(timeout, ctx, records.list_offsets(request(message, timeout))).await) }
         });
-        pending = Vec::new();
+        let may_reroute = reroutes + 1 < LIST_OFFSETS_ROUNDS;
+        let (mut rerouted, mut waiting) = (Vec::new(), Vec::new());
+        let mut not_available = None;
         let mut is_placement_stale = false;
         for (group, answer) in futures_util::future::join_all(calls).await {
             match answer {
                 Ok(response) => offsets.extend(response.offsets),
                 // A node refuses the whole call at the first partition it does not lead, naming that one's
                 // leader only: the placement, asked once, routes them all.
-                Err(Error::NotLeader { .. }) if round < LIST_OFFSETS_ROUNDS => {
+                Err(Error::NotLeader { .. }) if may_reroute => {
                     is_placement_stale = true;
-                    pending.extend(group);
+                    rerouted.extend(group);
                 }
-                Err(err @ Error::Unavailable { .. }) if round < LIST_OFFSETS_ROUNDS => {
+                Err(err @ Error::Unavailable { .. }) if may_reroute => {
                     for &partition in &group {
                         client.learn_from(topic, partition, &err).await;
                     }
-                    pending.extend(group);
+                    rerouted.extend(group);
+                }
+                // The leader is right but still learning its high watermark: the same node, a little later.
+                Err(err @ Error::OffsetNotAvailable { .. }) => {
+                    waiting.extend(group);
+                    not_available = Some(err);
                 }
                 Err(err) => return Err(err),
             }
         }
-        if pending.is_empty() {
-            break;
+        if !rerouted.is_empty() {
+            reroutes += 1;
         }
+        if let Some(err) = not_available {
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(OFFSET_NOT_AVAILABLE_MAX_BACKOFF);
+        }
+        pending = rerouted;
+        pending.append(&mut waiting);
         if is_placement_stale {
             if let Err(err) = describe(client, topic, timeout).await {
                 tracing::debug!(%topic, error = %err, "cannot learn the topic's leaders");

@@ -65,6 +65,11 @@ pub enum Error {
     /// is stale) or newer (the node's is). Retried after the client asks for the partition's placement again.
     #[error("leader epoch mismatch: {message}")]
     LeaderEpochMismatch { message: String },
+    /// An offset lookup on a partition whose new leader has not yet learnt a high watermark past the start of
+    /// its epoch (KIP-207): its "latest" could be below what the previous leader gave. Retried shortly, within
+    /// the call's timeout.
+    #[error("offset not available yet: {message}")]
+    OffsetNotAvailable { message: String },
     /// The node called is not the consumer group's coordinator (a cluster moved it): retried at the coordinator
     /// the node named (`coordinator_address`), or at another node when it named none.
     #[error("not the group's coordinator: {message}")]
@@ -230,6 +235,7 @@ impl Error {
             // Handled with the leader's address in `from_status`; without it, the client asks for the leader.
             Reason::NotLeader => Error::NotLeader { message, leader_address: None },
             Reason::FencedLeaderEpoch | Reason::UnknownLeaderEpoch => Error::LeaderEpochMismatch { message },
+            Reason::OffsetNotAvailable => Error::OffsetNotAvailable { message },
             Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
             Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
@@ -295,6 +301,7 @@ impl Error {
                 | Error::DiskFull { .. }
                 | Error::NotLeader { .. }
                 | Error::LeaderEpochMismatch { .. }
+                | Error::OffsetNotAvailable { .. }
                 | Error::NotCoordinator { .. }
                 | Error::NotEnoughReplicas { .. }
         )

@@ -67,6 +67,10 @@ pub enum Reason {
     /// A read naming a leader epoch newer than the one the node called knows: its metadata has not caught up
     /// yet; refresh and retry.
     UnknownLeaderEpoch,
+    /// An offset lookup ("latest", or a timestamp not found below the high watermark) on a partition whose new
+    /// leader has not yet learnt a high watermark past the start of its epoch (KIP-207): its answer could be
+    /// below what the previous leader already gave. Retry shortly.
+    OffsetNotAvailable,
     /// The node called is not the consumer group's coordinator (on a cluster, the leader of the group's
     /// `__consumer_offsets` partition): send group requests to the coordinator, whose id and address the status's
     /// metadata carries when known ([`COORDINATOR_ID_KEY`], [`COORDINATOR_ADDRESS_KEY`]).
@@ -113,7 +117,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 37] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -138,6 +142,7 @@ impl Reason {
         Reason::NotLeader,
         Reason::FencedLeaderEpoch,
         Reason::UnknownLeaderEpoch,
+        Reason::OffsetNotAvailable,
         Reason::NotCoordinator,
         Reason::NotEnoughReplicas,
         Reason::ControllerUnavailable,
@@ -179,6 +184,7 @@ impl Reason {
             Reason::NotLeader => ("not-leader", Code::Unavailable, 6), // NOT_LEADER_OR_FOLLOWER
             Reason::FencedLeaderEpoch => ("fenced-leader-epoch", Code::FailedPrecondition, 74), // FENCED_LEADER_EPOCH
             Reason::UnknownLeaderEpoch => ("unknown-leader-epoch", Code::Unavailable, 75), // UNKNOWN_LEADER_EPOCH
+            Reason::OffsetNotAvailable => ("offset-not-available", Code::Unavailable, 78), // OFFSET_NOT_AVAILABLE
             Reason::NotCoordinator => ("not-coordinator", Code::Unavailable, 16), // NOT_COORDINATOR
             Reason::NotEnoughReplicas => ("not-enough-replicas", Code::Unavailable, 19), // NOT_ENOUGH_REPLICAS
             Reason::ControllerUnavailable => ("controller-unavailable", Code::Unavailable, 41), // NOT_CONTROLLER

@@ -3,15 +3,11 @@
 //! adds -3 (the largest timestamp), is not served. rill's time index does not keep the record's timestamp beside
 //! the offset it finds, so the answer's `timestamp` is -1 (docs/kafka.md).
 //!
-//! Kafka's rules for who answers (its `Partition.fetchOffsetForTimestamp`), kept here because a replica's own
-//! high watermark is not one a client may trust:
-//! - A request's `current_leader_epoch` (v4+, KIP-320), when set, is checked first against the epoch this node
-//!   knows (`leader_epoch.rs`, shared with Fetch and OffsetForLeaderEpoch).
-//! - Only the leader answers; any other replica says NOT_LEADER_OR_FOLLOWER. A follower's high watermark trails
-//!   the leader's, so its "latest" would be an offset the leader would not give.
-//! - A new leader learns the high watermark from its followers' fetches. Until it reaches the start of the
-//!   leader's epoch, its value may be below what the previous leader already answered, so "latest" and a
-//!   timestamp found at or past it are OFFSET_NOT_AVAILABLE, which clients retry (KIP-207).
+//! A request's `current_leader_epoch` (v4+, KIP-320), when set, is checked first against the epoch this node
+//! knows (`leader_epoch.rs`, shared with Fetch and OffsetForLeaderEpoch); only the leader answers, any other
+//! replica says NOT_LEADER_OR_FOLLOWER. What the leader answers is `offset_lookup.rs`'s rule, the one gRPC's
+//! ListOffsets follows too; its "not available yet" is OFFSET_NOT_AVAILABLE, which clients retry (KIP-207), and
+//! "no record at or after the timestamp" is -1.
 
 use std::sync::Arc;
 
@@ -23,10 +19,13 @@ use kafka_protocol::ResponseError;
 use super::error::error_code;
 use super::leader_epoch::led_partition;
 use super::KafkaContext;
+use crate::offset_lookup::{LeaderWindow, OffsetNotAvailable, OffsetQuery};
 use crate::registry::blocking;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// The offset of a timestamp lookup that found no record.
+const NONE: i64 = -1;
 /// The first version whose requests carry `current_leader_epoch` and whose answers carry `leader_epoch`.
 const FIRST_WITH_LEADER_EPOCH: i16 = 4;
 
@@ -72,53 +71,30 @@ struct Found {
 async fn offset_for(kafka: &KafkaContext, topic: &str, asked: &ListOffsetsPartition) -> Result<Found, i16> {
     let (partition, leader_epoch) =
         led_partition(&kafka.node, topic, asked.partition_index, asked.current_leader_epoch)?;
+    let query = query_of(asked.timestamp)?;
     let log = Arc::clone(partition.log());
-    // The high watermark is read before the epoch start: a high watermark that moves past the epoch start in
-    // between is answered as lagging (retried), never a lagging one as caught up.
-    let high_watermark = log.high_watermark();
-    let epoch_start = log.epoch_end_offset(log.leader_epoch().saturating_sub(1)).map(|(_, end)| end);
-    let window = LeaderWindow { log_start_offset: log.log_start_offset(), high_watermark, epoch_start };
-    let found_at_timestamp = match asked.timestamp {
-        timestamp_ms if timestamp_ms >= 0 => {
+    let window = LeaderWindow::of(&log);
+    let found_at_timestamp = match query {
+        OffsetQuery::Timestamp(timestamp_ms) => {
             blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await.map_err(|err| error_code(&err))?
         }
-        _ => None,
+        OffsetQuery::Earliest | OffsetQuery::Latest => None,
     };
-    let offset = window.answer(asked.timestamp, found_at_timestamp)?;
+    let offset = window
+        .answer(query, found_at_timestamp)
+        .map_err(|_: OffsetNotAvailable| ResponseError::OffsetNotAvailable.code())?
+        .unwrap_or(NONE);
     Ok(Found { offset, leader_epoch })
 }
 
-/// What the leader's log says at the moment of a lookup.
-#[derive(Debug, Clone, Copy)]
-struct LeaderWindow {
-    log_start_offset: i64,
-    high_watermark: i64,
-    /// Where the leader's current epoch starts in its log; `None` for the log's first epoch.
-    epoch_start: Option<i64>,
-}
-
-impl LeaderWindow {
-    /// A new leader whose high watermark has not yet reached the start of its epoch.
-    fn is_high_watermark_lagging(&self) -> bool {
-        self.epoch_start.is_some_and(|start| start > self.high_watermark)
-    }
-
-    /// The answer to a lookup of `timestamp_ms` (a spec when negative), given the offset the time index found.
-    fn answer(&self, timestamp_ms: i64, found_at_timestamp: Option<i64>) -> Result<i64, i16> {
-        let not_available = ResponseError::OffsetNotAvailable.code();
-        match timestamp_ms {
-            EARLIEST => Ok(self.log_start_offset),
-            LATEST if self.is_high_watermark_lagging() => Err(not_available),
-            LATEST => Ok(self.high_watermark),
-            // Other negative specs (-3, largest timestamp, and later ones) come with versions not advertised.
-            timestamp_ms if timestamp_ms < 0 => Err(ResponseError::InvalidRequest.code()),
-            // Consumers read only below the high watermark: an offset at or past it is not one to give out.
-            _ => match found_at_timestamp.filter(|offset| *offset < self.high_watermark) {
-                Some(offset) => Ok(offset),
-                None if self.is_high_watermark_lagging() => Err(not_available),
-                None => Ok(-1),
-            },
-        }
+/// The question a request's `timestamp` asks. Other negative specs (-3, the largest timestamp, and later ones)
+/// come with versions not advertised: INVALID_REQUEST.
+fn query_of(timestamp: i64) -> Result<OffsetQuery, i16> {
+    match timestamp {
+        EARLIEST => Ok(OffsetQuery::Earliest),
+        LATEST => Ok(OffsetQuery::Latest),
+        timestamp_ms if timestamp_ms >= 0 => Ok(OffsetQuery::Timestamp(timestamp_ms)),
+        _ => Err(ResponseError::InvalidRequest.code()),
     }
 }
 
@@ -126,42 +102,11 @@ impl LeaderWindow {
 mod tests {
     use super::*;
 
-    const CAUGHT_UP: LeaderWindow = LeaderWindow { log_start_offset: 3, high_watermark: 40, epoch_start: Some(30) };
-    const LAGGING: LeaderWindow = LeaderWindow { log_start_offset: 3, high_watermark: 25, epoch_start: Some(30) };
-
     #[test]
-    fn a_caught_up_leader_answers_its_high_watermark_and_log_start() {
-        assert_eq!(CAUGHT_UP.answer(LATEST, None), Ok(40));
-        assert_eq!(CAUGHT_UP.answer(EARLIEST, None), Ok(3));
-        let at_epoch_start = LeaderWindow { high_watermark: 30, ..CAUGHT_UP };
-        assert_eq!(at_epoch_start.answer(LATEST, None), Ok(30), "a high watermark at the epoch start has caught up");
-    }
-
-    #[test]
-    fn a_new_leader_whose_high_watermark_trails_its_epoch_start_says_offset_not_available() {
-        assert!(LAGGING.is_high_watermark_lagging());
-        assert_eq!(LAGGING.answer(LATEST, None), Err(78));
-        assert_eq!(LAGGING.answer(1_000, Some(27)), Err(78), "found at or past the high watermark");
-        assert_eq!(LAGGING.answer(1_000, None), Err(78), "not found: it may be in what the old leader committed");
-    }
-
-    #[test]
-    fn a_lagging_leader_still_answers_the_log_start_and_timestamps_below_its_high_watermark() {
-        assert_eq!(LAGGING.answer(EARLIEST, None), Ok(3));
-        assert_eq!(LAGGING.answer(1_000, Some(10)), Ok(10));
-    }
-
-    #[test]
-    fn a_timestamp_found_past_the_high_watermark_is_none_on_a_caught_up_leader() {
-        assert_eq!(CAUGHT_UP.answer(1_000, Some(40)), Ok(-1));
-        assert_eq!(CAUGHT_UP.answer(1_000, Some(39)), Ok(39));
-        assert_eq!(CAUGHT_UP.answer(1_000, None), Ok(-1));
-    }
-
-    #[test]
-    fn the_first_epoch_of_a_log_never_lags_and_unserved_specs_are_invalid() {
-        let first_epoch = LeaderWindow { log_start_offset: 0, high_watermark: 0, epoch_start: None };
-        assert_eq!(first_epoch.answer(LATEST, None), Ok(0));
-        assert_eq!(CAUGHT_UP.answer(-3, None), Err(42));
+    fn kafka_specs_map_to_queries_and_unserved_specs_are_invalid() {
+        assert_eq!(query_of(-2), Ok(OffsetQuery::Earliest));
+        assert_eq!(query_of(-1), Ok(OffsetQuery::Latest));
+        assert_eq!(query_of(0), Ok(OffsetQuery::Timestamp(0)));
+        assert_eq!(query_of(-3), Err(42));
     }
 }

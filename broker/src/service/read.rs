@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::codec::{decode_records, next_offset_after};
 use crate::error::{BrokerError, Result};
 use crate::node::Node;
+use crate::offset_lookup::{LeaderWindow, OffsetQuery};
 use crate::partition::Partition;
 use crate::registry::blocking;
 use crate::request_trace;
@@ -209,11 +210,18 @@ async fn follow(
 /// Only a partition's leader answers, as with Kafka's ListOffsets: a follower's high watermark trails the
 /// leader's, so its "latest" would be an offset the leader would not give, and a client that moved on to the
 /// leader could see "latest" go backwards. A request naming a partition this node does not lead is refused whole
-/// with `not-leader` (the client sends each leader the partitions it leads, `client/src/admin.rs`).
+/// with `not-leader` (the client sends each leader the partitions it leads, `client/src/admin.rs`). What the
+/// leader answers is `offset_lookup.rs`'s rule, Kafka's too: a new leader still learning its high watermark
+/// refuses with `offset-not-available` (retried), and a timestamp with no record below the high watermark is
+/// answered with the high watermark (where a consumer of "from then on" starts).
 pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Result<v1::ListOffsetsResponse> {
     let topic = node.registry.topic(&request.topic)?;
-    let spec = v1::OffsetSpec::try_from(request.spec)
-        .map_err(|_| BrokerError::invalid("spec", format!("unknown offset spec {}", request.spec)))?;
+    let query = match v1::OffsetSpec::try_from(request.spec) {
+        Ok(v1::OffsetSpec::Unspecified | v1::OffsetSpec::Earliest) => OffsetQuery::Earliest,
+        Ok(v1::OffsetSpec::Latest) => OffsetQuery::Latest,
+        Ok(v1::OffsetSpec::Timestamp) => OffsetQuery::Timestamp(request.timestamp_ms),
+        Err(_) => return Err(BrokerError::invalid("spec", format!("unknown offset spec {}", request.spec))),
+    };
     let indexes: Vec<u32> =
         if request.partitions.is_empty() { (0..topic.partition_count()).collect() } else { request.partitions };
     let mut offsets = Vec::with_capacity(indexes.len());
@@ -221,16 +229,28 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
         let partition = topic.partition(index)?;
         node.check_leader(&request.topic, index)?;
         let log = Arc::clone(partition.log());
-        let (log_start_offset, high_watermark) = (log.log_start_offset(), log.high_watermark());
-        let offset = match spec {
-            v1::OffsetSpec::Unspecified | v1::OffsetSpec::Earliest => log_start_offset,
-            v1::OffsetSpec::Latest => high_watermark,
-            v1::OffsetSpec::Timestamp => {
-                let timestamp_ms = request.timestamp_ms;
-                blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?.unwrap_or(high_watermark)
+        let window = LeaderWindow::of(&log);
+        let found_at_timestamp = match query {
+            OffsetQuery::Timestamp(timestamp_ms) => {
+                blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?
             }
+            OffsetQuery::Earliest | OffsetQuery::Latest => None,
         };
-        offsets.push(v1::PartitionOffset { partition: index, offset, log_start_offset, high_watermark });
+        let offset = window
+            .answer(query, found_at_timestamp)
+            .map_err(|lagging| BrokerError::OffsetNotAvailable {
+                topic: request.topic.clone(),
+                partition: index,
+                high_watermark: lagging.high_watermark,
+                epoch_start: lagging.epoch_start,
+            })?
+            .unwrap_or(window.high_watermark);
+        offsets.push(v1::PartitionOffset {
+            partition: index,
+            offset,
+            log_start_offset: window.log_start_offset,
+            high_watermark: window.high_watermark,
+        });
     }
     Ok(v1::ListOffsetsResponse { offsets })
 }

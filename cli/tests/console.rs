@@ -92,7 +92,10 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
         assert!(!page.body.contains("<script"), "{path} has no script: {}", page.body);
     }
     assert!(get(admin, "/topics").body.contains(">orders</a>"));
+    let overview = get(admin, "/").body;
+    assert!(overview.contains("disk free") && overview.contains("<table id=\"nodes\">"), "disk use, nodes: {overview}");
     let topic = get(admin, "/topics/orders").body;
+    assert!(topic.contains("records/s in") && topic.contains("retention"), "rates and settings: {topic}");
     assert!(topic.contains("<td class=\"num\">2</td>"), "partition 0 ends at offset 2: {topic}");
     let group = get(admin, "/groups/billing").body;
     assert!(group.contains("<b>2</b>total lag"), "two records of lag: {group}");
@@ -351,4 +354,89 @@ fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_re
         rows.len() == 2 && rows.iter().all(|row| !row[10].split(", ").any(|id| id == "3") && row[8] != "3")
     });
     assert!(table_rows(&topic, "partitions").iter().all(|row| row[9].split(", ").count() == 3), "still 3 replicas");
+}
+
+/// Produces `records` (key, value, timestamp in ms) to partition 0 of `topic` over gRPC, as a client whose
+/// values need not be text does.
+fn produce_records(broker: &str, topic: &str, records: Vec<(&str, Vec<u8>, i64)>) {
+    use rill_protocol::v1;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{broker}")).expect("endpoint");
+        let channel = tokio::time::timeout(DEADLINE, endpoint.connect()).await.expect("in time").expect("connect");
+        let records = records
+            .into_iter()
+            .map(|(key, value, timestamp_ms)| v1::Record {
+                key: Some(key.as_bytes().to_vec().into()),
+                value: Some(value.into()),
+                headers: Vec::new(),
+                timestamp_ms,
+            })
+            .collect();
+        let request = v1::ProduceRequest {
+            topic: topic.into(),
+            partition: Some(0),
+            records: Some(v1::produce_request::Records::RecordList(v1::RecordList { records })),
+            acks: v1::Acks::Unspecified as i32,
+        };
+        let mut client = v1::records_client::RecordsClient::new(channel);
+        tokio::time::timeout(DEADLINE, client.produce(request)).await.expect("in time").expect("produced");
+    });
+}
+
+#[test]
+fn the_message_browser_starts_at_a_time_shows_binary_as_hex_or_base64_and_filters_by_substring() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    rill(&broker.addr, &["topic", "create", "events", "--partitions", "1"]).ok();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis();
+    let minute_ago = i64::try_from(now_ms).expect("ms fit i64") - 60_000;
+    produce_records(
+        &broker.addr,
+        "events",
+        vec![
+            ("raw", vec![0xff, 0x00, 0xfe, 0x41], minute_ago - 120_000),
+            ("k2", b"a needle in a haystack".to_vec(), minute_ago - 60_000),
+            ("k3", b"plain".to_vec(), minute_ago),
+        ],
+    );
+
+    let all = get(admin, "/topics/events/messages?from=earliest");
+    assert_eq!(all.status, 200, "{all:?}");
+    assert!(all.body.contains("<pre class=\"binary\" title=\"hex\">ff00fe41</pre>"), "hex by default: {}", all.body);
+    let base64 = get(admin, "/topics/events/messages?from=earliest&encoding=base64").body;
+    assert!(base64.contains("<pre class=\"binary\" title=\"base64\">/wD+QQ==</pre>"), "{base64}");
+    let bad = get(admin, "/topics/events/messages?from=earliest&encoding=octal");
+    assert!(bad.status == 400 && bad.body.contains("is not hex or base64"), "{bad:?}");
+
+    // From the second record's time: the first, a minute older, is not shown.
+    let path = format!("/topics/events/messages?from=timestamp&timestamp={}", minute_ago - 60_000);
+    let from_time = get(admin, &path).body;
+    assert!(from_time.contains("Showing 2 record(s) from offset 1"), "{from_time}");
+    assert!(from_time.contains("needle") && !from_time.contains("ff00fe41"), "{from_time}");
+
+    let filtered = get(admin, "/topics/events/messages?from=earliest&contains=needle").body;
+    assert!(filtered.contains("Showing 1 record(s)") && filtered.contains("a needle in a haystack"), "{filtered}");
+    assert!(!filtered.contains("plain") && !filtered.contains("ff00fe41"), "{filtered}");
+
+    let download = get(admin, "/topics/events/messages.json?from=earliest");
+    let json: serde_json::Value = serde_json::from_str(&download.body).expect("the download is JSON");
+    assert_eq!(json["records"][0]["value"], serde_json::json!({ "base64": "/wD+QQ==" }), "binary in the download");
+    assert_eq!(json["records"][0]["timestamp_ms"], minute_ago - 120_000);
+}
+
+#[test]
+fn a_groups_page_shows_its_members_and_their_assignments() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    rill(&broker.addr, &["topic", "create", "events", "--partitions", "2"]).ok();
+    let _member = common::Running::spawn(&broker.addr, &["consume", "events", "--group", "live", "--follow"]);
+    let page = wait_for_page(admin, "/groups/live", "a member with both partitions", |body| {
+        body.contains("<b>1</b>members") && body.contains("events [0, 1]")
+    });
+    assert!(page.contains("<table id=\"members\">"), "{page}");
+    let list = wait_for_page(admin, "/groups", "the group listed", |body| body.contains(">live</a>"));
+    let row = list.split("<tr>").find(|row| row.contains(">live</a>")).expect("live's row");
+    let cells: Vec<&str> = row.split("<td").collect();
+    assert_eq!(cells.get(3).copied(), Some(" class=\"num\">1</td>"), "one member in the list: {row}");
 }

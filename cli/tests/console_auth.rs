@@ -142,10 +142,19 @@ fn without_a_session_pages_redirect_to_sign_in_and_metrics_needs_a_bearer_token(
     assert!(rill(&broker.addr, &["topic", "list"]).ok().contains("by-token"));
 }
 
+/// `rill_console_sessions` on `admin`'s `/metrics`, scraped with the bearer `token`.
+fn console_sessions(admin: &str, token: &str) -> f64 {
+    let scraped = plain(admin, "GET", "/metrics", &Send { bearer: Some(token), ..Send::default() }, "");
+    assert_eq!(scraped.status, 200, "{scraped:?}");
+    let sample = scraped.body.lines().find_map(|line| line.strip_prefix("rill_console_sessions "));
+    sample.and_then(|value| value.trim().parse().ok()).unwrap_or_else(|| panic!("no sessions gauge: {}", scraped.body))
+}
+
 #[test]
 fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_ends_it() {
-    let (broker, _token) = broker_with_alice(&[]);
+    let (broker, bearer) = broker_with_alice(&[]);
     let admin = &broker.admin;
+    assert_eq!(console_sessions(admin, &bearer), 0.0, "a bearer token opens no session");
     let origin = format!("http://{admin}");
     let form = Send { form_origin: Some(origin.clone()), ..Send::default() };
 
@@ -212,9 +221,11 @@ fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_end
         &format!("csrf={token}&name=replay&partitions=1&confirm=yes"),
     );
     assert_eq!(replayed.status, 403, "{replayed:?}");
+    assert_eq!(console_sessions(admin, &bearer), 2.0, "two sign-ins; the wrong and forged ones opened none");
 
     let signed_out = plain(admin, "POST", "/logout", &post_as_alice, &format!("csrf={token}"));
     assert_eq!(signed_out.status, 303, "{signed_out:?}");
+    assert_eq!(console_sessions(admin, &bearer), 1.0, "the sign-out ended one");
     assert_eq!(signed_out.header("location"), Some("/login"));
     assert!(signed_out.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "{signed_out:?}");
     let after = plain(admin, "GET", "/", &as_alice, "");

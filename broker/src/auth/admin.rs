@@ -94,6 +94,14 @@ impl SessionStore {
         }
     }
 
+    /// Sessions held now (`rill_console_sessions`): a single node's not yet ended, a cluster's replicated ones.
+    pub fn count(&self, now: SystemTime) -> usize {
+        match self {
+            SessionStore::Node(sessions) => sessions.live_count(now),
+            SessionStore::Cluster(sessions) => sessions.replicated_count(),
+        }
+    }
+
     async fn end(&self, id: &str, now: SystemTime) -> Result<(), ClusterSessionError> {
         match self {
             SessionStore::Node(sessions) => {
@@ -118,6 +126,11 @@ impl AdminAuthenticator {
     /// or the cluster's, so they survive a restart).
     pub fn new(users: Arc<UserStore>, is_required: bool, sessions: SessionStore) -> Self {
         Self { users, is_required, sessions, backoff: FailureBackoff::default() }
+    }
+
+    /// The console's sessions held now, for `/metrics`.
+    pub fn session_count(&self, now: SystemTime) -> usize {
+        self.sessions.count(now)
     }
 
     /// Whether a caller must be a user (`auth.admin_auth`).

@@ -4,7 +4,8 @@
 //! `unauthenticated`) when the token is not one of the node's (or the cluster's) users, or when there is none
 //! and `auth.require_auth` is on. A node that forwards a call to another (the controller leader, a partition
 //! leader) sends the caller on (`forwarded.rs`): its token, or the principal it authenticated in a header this
-//! layer honours only from a connection whose client certificate is a node's (`auth.node_principals`). Health
+//! layer honours only from a node: a connection whose client certificate is a node's (`auth.node_principals`),
+//! or a call carrying the cluster secret, checked by [`NodeCallGate`] as for an internal call. Health
 //! checks pass without one (load balancers and orchestrators probe them). A cluster's node-to-node calls
 //! (`rill.internal`) carry no user's credential but a node's: its certificate or the cluster secret, which
 //! [`NodeCallGate`] checks; a refusal is counted and logged by the [`Authorizer`].
@@ -102,7 +103,12 @@ impl<S> Authenticate<S> {
         if let Some(claimed) = request.headers().get(FORWARDED_PRINCIPAL) {
             let has_token = request.headers().contains_key(http::header::AUTHORIZATION);
             let connection = from_certificate();
-            return match forwarded::accept(claimed.as_bytes(), has_token, connection.as_ref(), &self.node_principals) {
+            let sent_secret = request.headers().get(CLUSTER_SECRET).map(http::HeaderValue::as_bytes);
+            let caller = forwarded::Caller {
+                certificate: connection.as_ref(),
+                secret: self.node_calls.secret_shown(sent_secret),
+            };
+            return match forwarded::accept(claimed.as_bytes(), has_token, caller, &self.node_principals) {
                 Ok(Principal::Anonymous) if self.is_required => Err(refusal(false)),
                 Ok(principal) => Ok(principal),
                 Err(refused) => {

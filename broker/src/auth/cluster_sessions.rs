@@ -146,6 +146,12 @@ impl ClusterSessions {
         self.access.propose_in_background(Command::EndConsoleSession { id_sha256: key }, "console session end");
     }
 
+    /// The sessions this node's replica of the metadata holds (`rill_console_sessions`): the same on every node
+    /// once applied. Ended ones leave it at the controller leader's next purge, within a heartbeat or so.
+    pub fn replicated_count(&self) -> usize {
+        self.access.metadata().console_sessions.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalUse>> {
         self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

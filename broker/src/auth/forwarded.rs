@@ -6,16 +6,19 @@
 //! authenticated in [`FORWARDED_PRINCIPAL`] instead; without a credential it names `User:ANONYMOUS`, so the
 //! receiving node never takes the forwarding node's own certificate for the caller.
 //!
-//! Invariant: a named principal is honoured only over a connection whose client certificate, verified in the
-//! TLS handshake against `tls.client_ca`, maps to one of `auth.node_principals` (unset: this node's own
-//! certificate's, [`node_principals`]): a client cannot forge the header, since it would need a node's
-//! certificate and key. Without node TLS and client certificates no
-//! connection is a node's, so a forwarded `User:NAME` is refused (UNAUTHENTICATED, saying what to configure),
-//! never taken on trust; a forwarded `User:ANONYMOUS` is taken from a connection with no certificate principal,
-//! as that claims nothing the connection does not already have.
+//! Invariant: a named principal is honoured only from a cluster node, as the node-to-node calls' gate
+//! (`node_calls.rs`) knows one: a connection whose client certificate, verified in the TLS handshake against
+//! `tls.client_ca`, maps to one of `auth.node_principals` (unset: this node's own certificate's,
+//! [`node_principals`]), or a call carrying the cluster secret (`auth.cluster_secret_file`, compared in constant
+//! time). A client cannot forge the header, since it would need a node's certificate and key or the secret. With
+//! neither configured no caller is a node, so a forwarded `User:NAME` is refused (UNAUTHENTICATED, saying what
+//! to configure), never taken on trust; a forwarded `User:ANONYMOUS` is taken from a connection with no
+//! certificate principal, as that claims nothing the connection does not already have. A wrong secret is
+//! refused whatever the header claims: it is a misconfigured node or a guess, and neither is trusted.
 
 use std::collections::HashSet;
 
+use super::node_calls::SecretShown;
 use super::users::validate_name;
 use super::Principal;
 
@@ -86,29 +89,50 @@ pub enum ForwardRefused {
     Malformed { claimed: String },
     #[error(
         "a forwarded principal is honoured only from a cluster node: a connection whose client certificate \
-         (checked against tls.client_ca) maps to one of auth.node_principals; this connection's {connection}"
+         (checked against tls.client_ca) maps to one of auth.node_principals, or a call carrying the cluster \
+         secret (auth.cluster_secret_file); this connection's {connection}, and it sends no cluster secret"
     )]
     NotANode { connection: String },
+    #[error(
+        "a forwarded principal is honoured only from a cluster node, and the cluster secret this call sent is \
+         not this node's (every node needs the same auth.cluster_secret_file)"
+    )]
+    WrongSecret,
+}
+
+/// What a call showed of being a cluster node's: its verified client certificate's principal, and what came of
+/// the cluster secret it sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub certificate: Option<&'a Principal>,
+    pub secret: SecretShown,
 }
 
 /// The principal a request carrying `claimed` in [`FORWARDED_PRINCIPAL`] acts as, given `has_token` (it also
-/// has an `authorization` header), `connection` (its client certificate's principal) and `node_principals`.
+/// has an `authorization` header), what its `caller` showed and `node_principals`.
 pub fn accept(
     claimed: &[u8],
     has_token: bool,
-    connection: Option<&Principal>,
+    caller: Caller<'_>,
     node_principals: &HashSet<String>,
 ) -> Result<Principal, ForwardRefused> {
     if has_token {
         return Err(ForwardRefused::WithToken);
     }
+    let connection = caller.certificate;
     let text = String::from_utf8_lossy(claimed);
     let principal = match text.strip_prefix("User:") {
         Some("ANONYMOUS") => Principal::Anonymous,
         Some(name) if validate_name(name).is_ok() => Principal::User(name.to_owned()),
         _ => return Err(ForwardRefused::Malformed { claimed: text.chars().take(80).collect() }),
     };
-    let is_node = connection.is_some_and(|connection| node_principals.contains(&connection.to_string()));
+    let is_node_certificate = connection.is_some_and(|connection| node_principals.contains(&connection.to_string()));
+    // A node's certificate is enough on its own, as at the node-to-node gate; otherwise the secret decides.
+    let is_node = match (is_node_certificate, caller.secret) {
+        (true, _) | (false, SecretShown::Matches) => true,
+        (false, SecretShown::Differs) => return Err(ForwardRefused::WrongSecret),
+        (false, SecretShown::Absent) => false,
+    };
     match (is_node, &principal, connection) {
         (true, _, _) => Ok(principal),
         (false, Principal::Anonymous, None) => Ok(principal),
@@ -123,33 +147,70 @@ pub fn accept(
 mod tests {
     use super::*;
 
+    /// A call over a connection with `certificate` and no cluster secret.
+    fn by_certificate(certificate: Option<&Principal>) -> Caller<'_> {
+        Caller { certificate, secret: SecretShown::Absent }
+    }
+
     #[test]
     fn only_a_nodes_connection_may_name_a_principal() {
         let nodes: HashSet<String> = ["User:node".to_owned()].into();
         let node = Principal::User("node".into());
         let mallory = Principal::User("mallory".into());
         let alice = Principal::User("alice".into());
+        let (from_node, from_mallory, plain) =
+            (by_certificate(Some(&node)), by_certificate(Some(&mallory)), by_certificate(None));
 
-        assert_eq!(accept(b"User:alice", false, Some(&node), &nodes), Ok(alice.clone()));
-        assert_eq!(accept(b"User:ANONYMOUS", false, Some(&node), &nodes), Ok(Principal::Anonymous));
-        let forged = accept(b"User:alice", false, Some(&mallory), &nodes).expect_err("a client's certificate");
+        assert_eq!(accept(b"User:alice", false, from_node, &nodes), Ok(alice.clone()));
+        assert_eq!(accept(b"User:ANONYMOUS", false, from_node, &nodes), Ok(Principal::Anonymous));
+        let forged = accept(b"User:alice", false, from_mallory, &nodes).expect_err("a client's certificate");
         assert!(forged.to_string().contains("User:mallory, not listed"), "{forged}");
-        let plaintext = accept(b"User:alice", false, None, &nodes).expect_err("no certificate");
+        let plaintext = accept(b"User:alice", false, plain, &nodes).expect_err("no certificate");
         assert!(plaintext.to_string().contains("has no client certificate"), "{plaintext}");
-        assert!(accept(b"User:alice", false, Some(&node), &HashSet::new()).is_err(), "no node listed");
+        assert!(plaintext.to_string().contains("auth.cluster_secret_file"), "says what to configure: {plaintext}");
+        assert!(accept(b"User:alice", false, from_node, &HashSet::new()).is_err(), "no node listed");
 
         // Anonymous claims nothing a connection without a certificate lacks; with one, it would shed the
         // certificate's DENY ACLs, so it needs a node too.
-        assert_eq!(accept(b"User:ANONYMOUS", false, None, &nodes), Ok(Principal::Anonymous));
-        assert!(accept(b"User:ANONYMOUS", false, Some(&mallory), &nodes).is_err());
+        assert_eq!(accept(b"User:ANONYMOUS", false, plain, &nodes), Ok(Principal::Anonymous));
+        assert!(accept(b"User:ANONYMOUS", false, from_mallory, &nodes).is_err());
 
-        assert_eq!(accept(b"User:alice", true, Some(&node), &nodes), Err(ForwardRefused::WithToken));
+        assert_eq!(accept(b"User:alice", true, from_node, &nodes), Err(ForwardRefused::WithToken));
         for claimed in [&b"alice"[..], b"User:", b"User:a b", b"Group:x", b"\xff\xfe", b""] {
             assert!(
-                matches!(accept(claimed, false, Some(&node), &nodes), Err(ForwardRefused::Malformed { .. })),
+                matches!(accept(claimed, false, from_node, &nodes), Err(ForwardRefused::Malformed { .. })),
                 "{claimed:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_cluster_secret_makes_a_call_a_nodes_and_a_wrong_one_is_refused_whatever_it_claims() {
+        let nodes = HashSet::new();
+        let mallory = Principal::User("mallory".into());
+        let alice = Principal::User("alice".into());
+        let with = |certificate, secret| Caller { certificate, secret };
+
+        assert_eq!(accept(b"User:alice", false, with(None, SecretShown::Matches), &nodes), Ok(alice.clone()));
+        assert_eq!(
+            accept(b"User:alice", false, with(Some(&mallory), SecretShown::Matches), &nodes),
+            Ok(alice),
+            "the secret is a node's credential, whatever certificate the connection has"
+        );
+        for claimed in [&b"User:alice"[..], b"User:ANONYMOUS"] {
+            for certificate in [None, Some(&mallory)] {
+                let refused = accept(claimed, false, with(certificate, SecretShown::Differs), &nodes);
+                assert_eq!(refused, Err(ForwardRefused::WrongSecret), "{claimed:?} {certificate:?}");
+            }
+        }
+        assert!(ForwardRefused::WrongSecret.to_string().contains("not this node's"));
+        // A node's certificate is enough, as at the node-to-node gate, even beside a stale secret.
+        let node_nodes: HashSet<String> = ["User:node".to_owned()].into();
+        let node = Principal::User("node".into());
+        assert!(accept(b"User:bob", false, with(Some(&node), SecretShown::Differs), &node_nodes).is_ok());
+        // The secret does not stand in for a token: a call carries one or the other.
+        let both = accept(b"User:alice", true, with(None, SecretShown::Matches), &nodes);
+        assert_eq!(both, Err(ForwardRefused::WithToken));
     }
 
     #[test]

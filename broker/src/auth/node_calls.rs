@@ -115,6 +115,17 @@ impl NodeCallRefused {
     }
 }
 
+/// What came of the cluster secret a call sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretShown {
+    /// It sent none, or this node has none to compare with (then a sent one proves nothing).
+    Absent,
+    /// It sent this node's.
+    Matches,
+    /// It sent another.
+    Differs,
+}
+
 /// The rule a listener applies to every `/rill.internal.*` call.
 #[derive(Debug, Clone)]
 pub struct NodeCallGate {
@@ -136,6 +147,16 @@ impl NodeCallGate {
         Ok(Self::new(is_certificate_checked, &super::forwarded::node_principals(config), secret))
     }
 
+    /// What `sent_secret` (the call's [`CLUSTER_SECRET`] header) shows: compared in constant time, as
+    /// [`NodeCallGate::check`] does. A forwarded principal (`forwarded.rs`) is honoured on the same proof.
+    pub fn secret_shown(&self, sent_secret: Option<&[u8]>) -> SecretShown {
+        match (&self.secret, sent_secret) {
+            (Some(secret), Some(sent)) if secret.matches(sent) => SecretShown::Matches,
+            (Some(_), Some(_)) => SecretShown::Differs,
+            _ => SecretShown::Absent,
+        }
+    }
+
     /// Whether a call that showed `sent_secret` over a connection whose verified client certificate maps to
     /// `connection` is a node's.
     pub fn check(&self, sent_secret: Option<&[u8]>, connection: Option<&Principal>) -> Result<(), NodeCallRefused> {
@@ -144,11 +165,11 @@ impl NodeCallGate {
         if is_node_certificate {
             return Ok(());
         }
-        match (&self.secret, sent_secret) {
-            (Some(secret), Some(sent)) if secret.matches(sent) => return Ok(()),
-            (Some(_), Some(_)) => return Err(NodeCallRefused::WrongSecret),
-            (None, _) if !self.is_certificate_checked => return Ok(()),
-            _ => {}
+        match self.secret_shown(sent_secret) {
+            SecretShown::Matches => return Ok(()),
+            SecretShown::Differs => return Err(NodeCallRefused::WrongSecret),
+            SecretShown::Absent if self.secret.is_none() && !self.is_certificate_checked => return Ok(()),
+            SecretShown::Absent => {}
         }
         match connection {
             Some(principal) => Err(NodeCallRefused::NotANode { connection: principal.to_string() }),
@@ -238,6 +259,12 @@ mod tests {
         assert!(!wrong.to_string().contains("0123"), "the message never holds a secret: {wrong}");
         // Neither configured: nothing tells a node from a client, as before (warned about at start).
         assert_eq!(NodeCallGate::new(false, &[], None).check(None, None), Ok(()));
+
+        assert_eq!(gate.secret_shown(Some(b"0123456789abcdef0123")), SecretShown::Matches);
+        assert_eq!(gate.secret_shown(Some(b"0123456789abcdef0124")), SecretShown::Differs);
+        assert_eq!(gate.secret_shown(None), SecretShown::Absent);
+        let unset = NodeCallGate::new(false, &[], None).secret_shown(Some(b"0123456789abcdef0123"));
+        assert_eq!(unset, SecretShown::Absent, "with no secret set, a sent one proves nothing");
     }
 
     #[test]

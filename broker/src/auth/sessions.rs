@@ -16,7 +16,9 @@
 //! (`cluster_sessions.rs`), so they hold on every node; `admin.rs`'s `SessionStore` picks one.
 //!
 //! Invariants: the store holds at most [`MAX_SESSIONS`] (a full store drops expired sessions, then the one
-//! unused longest), so sign-ins cannot grow memory or the file without bound. It keeps only the SHA-256 of each
+//! unused longest) and at most [`MAX_SESSIONS_PER_USER`] of one user (the user's oldest sign-ins go first, as
+//! on a cluster), so sign-ins cannot grow memory or the file without bound, and one user signing in over and
+//! over cannot push everyone else's sessions out. It keeps only the SHA-256 of each
 //! session id, in memory and on disk: a memory dump, a debug print or the file yields no cookie that would sign
 //! anyone in.
 
@@ -30,6 +32,7 @@ use base64::Engine as _;
 use ring::digest;
 
 use super::session_file::{self, StoredSession};
+pub use crate::cluster::console_sessions::MAX_SESSIONS_PER_USER;
 
 /// Sessions held at once; the console has a handful of operators, so this is a bound, not a target.
 pub const MAX_SESSIONS: usize = 1_000;
@@ -121,6 +124,11 @@ impl Sessions {
                         by_id_hash.insert(id_hash, session);
                     }
                 }
+                let users: std::collections::HashSet<String> =
+                    by_id_hash.values().map(|session| session.user.clone()).collect();
+                for user in users {
+                    keep_per_user_bounded(&mut by_id_hash, &user);
+                }
                 keep_bounded(&mut by_id_hash, now_ms);
                 tracing::debug!(path = %path.display(), sessions = by_id_hash.len(), "console sessions loaded");
             }
@@ -147,6 +155,7 @@ impl Sessions {
         };
         self.change(now, |map| {
             map.insert(id_hash(&id), session);
+            keep_per_user_bounded(map, user);
             keep_bounded(map, now_ms);
         });
         let view =
@@ -187,6 +196,13 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sessions not yet ended at `now` (`rill_console_sessions`); ended ones the store still holds until a use
+    /// or a full store drops them are not counted.
+    pub fn live_count(&self, now: SystemTime) -> usize {
+        let now_ms = unix_ms(now);
+        self.lock().values().filter(|session| session.is_live(now_ms)).count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IdHash, Session>> {
@@ -251,6 +267,23 @@ fn keep_bounded(map: &mut HashMap<IdHash, Session>, now_ms: u64) {
     while map.len() > MAX_SESSIONS {
         let Some(stalest) = map.iter().min_by_key(|(_, s)| s.last_used_unix_ms).map(|(hash, _)| *hash) else { break };
         map.remove(&stalest);
+    }
+}
+
+/// Drops `user`'s oldest sign-ins (ties by id hash, so the choice does not depend on the map's order) until at
+/// most [`MAX_SESSIONS_PER_USER`] are left: a cluster's rule (`cluster/console_sessions.rs`), here for one node.
+fn keep_per_user_bounded(map: &mut HashMap<IdHash, Session>, user: &str) {
+    let mut of_user: Vec<(u64, IdHash)> = map
+        .iter()
+        .filter(|(_, session)| session.user == user)
+        .map(|(hash, session)| (session.signed_in_unix_ms, *hash))
+        .collect();
+    let Some(excess) = of_user.len().checked_sub(MAX_SESSIONS_PER_USER).filter(|excess| *excess > 0) else {
+        return;
+    };
+    of_user.sort_unstable();
+    for (_, hash) in of_user.into_iter().take(excess) {
+        map.remove(&hash);
     }
 }
 
@@ -332,11 +365,53 @@ mod tests {
         let start = SystemTime::now();
         let first = sessions.create("first", "stamp", start);
         let ids: Vec<String> = (1..MAX_SESSIONS + 10)
-            .map(|i| sessions.create("user", "stamp", start + Duration::from_millis(i as u64)).id)
+            .map(|i| sessions.create(&format!("user{i}"), "stamp", start + Duration::from_millis(i as u64)).id)
             .collect();
         assert_eq!(sessions.len(), MAX_SESSIONS);
         assert_eq!(sessions.find(&first.id, start + Duration::from_secs(1)), None, "the stalest went first");
         assert!(sessions.find(ids.last().expect("ids"), start + Duration::from_secs(1)).is_some());
+    }
+
+    #[test]
+    fn a_user_holds_at_most_its_cap_of_sessions_and_its_oldest_sign_in_goes_first() {
+        let sessions = Sessions::default();
+        let start = SystemTime::now();
+        let at = |i: usize| start + Duration::from_millis(i as u64);
+        let bob = sessions.create("bob", "stamp", start);
+        let alice: Vec<NewSession> =
+            (1..=MAX_SESSIONS_PER_USER + 2).map(|i| sessions.create("alice", "stamp", at(i))).collect();
+        assert_eq!(sessions.len(), MAX_SESSIONS_PER_USER + 1, "alice's cap, and bob's one");
+        let now = at(MAX_SESSIONS_PER_USER + 3);
+        for (i, session) in alice.iter().enumerate() {
+            let is_kept = sessions.find(&session.id, now).is_some();
+            assert_eq!(is_kept, i >= 2, "alice's sign-in {i}: the two oldest went");
+        }
+        assert!(sessions.find(&bob.id, now).is_some(), "another user's session is not alice's to push out");
+        // The first sign-in is used last, yet it goes first at the next: the cap counts sign-ins, not uses.
+        let newest = sessions.create("alice", "stamp", now);
+        assert!(sessions.find(&newest.id, now).is_some());
+        assert!(sessions.find(&alice[2].id, now).is_none(), "the oldest remaining sign-in went");
+        assert_eq!(sessions.live_count(now), MAX_SESSIONS_PER_USER + 1);
+        assert_eq!(sessions.live_count(now + IDLE_LIMIT), 0, "idle ones are not counted");
+    }
+
+    #[test]
+    fn a_file_holding_more_of_one_user_than_the_cap_loads_with_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let start = SystemTime::now();
+        let stored: Vec<StoredSession> = (0..MAX_SESSIONS_PER_USER + 5)
+            .map(|i| StoredSession {
+                id_hash: id_hash(&format!("id-{i}")),
+                user: "alice".to_owned(),
+                user_stamp: "stamp".to_owned(),
+                signed_in_unix_ms: unix_ms(start) + i as u64,
+                last_used_unix_ms: unix_ms(start) + i as u64,
+            })
+            .collect();
+        session_file::store(&session_file::path_in(dir.path()), &stored).expect("a file from before the cap");
+        let sessions = Sessions::open(dir.path(), start);
+        assert_eq!(sessions.len(), MAX_SESSIONS_PER_USER);
+        assert!(sessions.find("id-4", start).is_none() && sessions.find("id-5", start).is_some());
     }
 
     #[test]

@@ -95,13 +95,22 @@ where
     ForwardedCaller::of(&page.request(())).send_on(request.metadata_mut());
     request.set_timeout(FORWARD_TIMEOUT);
     tracing::debug!(%leader, role = leader.role, principal = %page.principal, "console call sent on");
+    let timed_out = || out_of_reach(format!("did not answer within {} s", FORWARD_TIMEOUT.as_secs()));
     match tokio::time::timeout(FORWARD_TIMEOUT, call(channel, request)).await {
         Ok(Ok(answer)) => Ok(answer.into_inner()),
         Ok(Err(status)) if status.code() == tonic::Code::Unavailable && reason_of(&status).is_none() => {
             Err(out_of_reach(format!("could not be reached: {}", status.message())))
         }
+        // The request's own deadline (`set_timeout`) is enforced by the channel too, which ends the call with
+        // CANCELLED "Timeout expired" just before the wait below: the same silence, not an error of the call.
+        Ok(Err(status))
+            if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+                && reason_of(&status).is_none() =>
+        {
+            Err(timed_out())
+        }
         Ok(Err(status)) => Err(status),
-        Err(_) => Err(out_of_reach(format!("did not answer within {} s", FORWARD_TIMEOUT.as_secs()))),
+        Err(_) => Err(timed_out()),
     }
 }
 

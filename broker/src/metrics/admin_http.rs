@@ -356,7 +356,11 @@ async fn metrics(request: &Request, state: &AdminState, caller: &Caller) -> Resp
     tracing::debug!(principal = %caller.principal(), "metrics scraped");
     let (node, metrics, controller) = (Arc::clone(&state.node), Arc::clone(&state.metrics), state.controller.clone());
     let openmetrics = request.wants_openmetrics;
-    let encoded = tokio::task::spawn_blocking(move || super::encode(node, metrics, controller, openmetrics)).await;
+    let console_sessions = state.auth.session_count(std::time::SystemTime::now());
+    let encoded = tokio::task::spawn_blocking(move || {
+        super::encode(super::Scraped { node, metrics, controller, console_sessions }, openmetrics)
+    })
+    .await;
     let content_type = if openmetrics {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {

@@ -20,28 +20,26 @@ use crate::node::Node;
 use crate::offsets::OffsetKey;
 
 /// What one scrape reads.
-struct Scrape {
-    node: Arc<Node>,
-    metrics: Arc<NodeMetrics>,
-    controller: Option<Arc<Controller>>,
+pub struct Scraped {
+    pub node: Arc<Node>,
+    pub metrics: Arc<NodeMetrics>,
+    pub controller: Option<Arc<Controller>>,
+    /// The console's sign-in sessions held (`AdminAuthenticator::session_count`), counted before the scrape:
+    /// the sessions live with the admin listener, not the node.
+    pub console_sessions: usize,
 }
 
 // prometheus-client wants collectors `Debug`; the node's state is too large to print usefully.
-impl std::fmt::Debug for Scrape {
+impl std::fmt::Debug for Scraped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scrape").finish_non_exhaustive()
+        f.debug_struct("Scraped").finish_non_exhaustive()
     }
 }
 
 /// The node's metrics as text: OpenMetrics when `openmetrics`, else Prometheus' 0.0.4 text format.
-pub fn encode(
-    node: Arc<Node>,
-    metrics: Arc<NodeMetrics>,
-    controller: Option<Arc<Controller>>,
-    openmetrics: bool,
-) -> Result<String, std::fmt::Error> {
+pub fn encode(scraped: Scraped, openmetrics: bool) -> Result<String, std::fmt::Error> {
     let mut registry = MetricRegistry::default();
-    registry.register_collector(Box::new(Scrape { node, metrics, controller }));
+    registry.register_collector(Box::new(scraped));
     let mut text = String::with_capacity(64 << 10);
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(if openmetrics { text } else { to_prometheus_text(&text) })
@@ -141,7 +139,7 @@ fn labels<const N: usize>(pairs: [(&'static str, String); N]) -> Labels {
     pairs.into_iter().collect()
 }
 
-impl Collector for Scrape {
+impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.encode_process(&mut encoder)?;
         self.encode_partitions(&mut encoder)?;
@@ -150,11 +148,18 @@ impl Collector for Scrape {
         self.encode_groups(&mut encoder)?;
         self.encode_connections(&mut encoder)?;
         self.encode_authorization(&mut encoder)?;
+        single(
+            &mut encoder,
+            "rill_console_sessions",
+            "Web console sign-in sessions held: on one node those not yet ended, on a cluster the replicated ones.",
+            MetricType::Gauge,
+            self.console_sessions as f64,
+        )?;
         self.encode_cluster(&mut encoder)
     }
 }
 
-impl Scrape {
+impl Scraped {
     fn encode_process(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let version = labels([("version", env!("CARGO_PKG_VERSION").to_string())]);
         family(encoder, "rill_build_info", "The broker's version; always 1.", MetricType::Gauge, [(version, 1.0)])?;

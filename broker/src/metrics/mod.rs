@@ -18,7 +18,7 @@ mod requests;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use exposition::encode;
+pub use exposition::{encode, Scraped};
 pub use requests::{KafkaRequestMetrics, RequestMetrics, GRPC_METHODS};
 
 /// Bytes and records a partition took in (appended by producers) and gave out (returned by fetches and pushes).

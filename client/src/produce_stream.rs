@@ -285,9 +285,9 @@ impl Future for Answer {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.stream.lock();
         let has_answer = |state: &StreamState| {
-            state.waiting.get(&self.correlation_id).map_or(true, |waiting| waiting.answer.is_some())
+            state.waiting.get(&self.correlation_id).is_none_or(|waiting| waiting.answer.is_some())
         };
-        if !has_answer(&*state) && state.broken.is_none() {
+        if !has_answer(&state) && state.broken.is_none() {
             state.poll_answers(cx);
         }
         match state.waiting.get_mut(&self.correlation_id) {

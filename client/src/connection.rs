@@ -45,6 +45,10 @@ pub struct ClientConfig {
     pub tls: Option<crate::tls::ClientTls>,
     /// A bearer token (docs/security.md) sent as `authorization: Bearer TOKEN` on every call, to every node.
     pub token: Option<BearerToken>,
+    /// Send produces over one long-lived `ProduceStream` call per broker connection (one message each way per
+    /// produce) rather than a unary call each (a new HTTP/2 stream each); a broker without the method gets
+    /// unary calls either way. On by default (docs/benchmarks.md, "Latency: one produce stream per connection").
+    pub uses_produce_stream: bool,
 }
 
 /// A bearer token, checked once to be sendable as a header. Its `Debug` hides it, so a logged config leaks
@@ -80,11 +84,38 @@ impl std::fmt::Debug for BearerToken {
 pub(crate) struct BrokerChannel {
     channel: Http2Channel,
     authorization: Option<http::HeaderValue>,
+    /// The connection's produce stream (`produce_stream.rs`), shared by clones as the connection is.
+    pub(crate) produce_stream: std::sync::Arc<crate::produce_stream::ProduceStream>,
+    /// [`ClientConfig::uses_produce_stream`].
+    pub(crate) uses_produce_stream: bool,
 }
 
 impl BrokerChannel {
     pub(crate) fn new(channel: Http2Channel, config: &ClientConfig) -> Self {
-        Self { channel, authorization: config.token.as_ref().map(|token| token.header.clone()) }
+        Self {
+            channel,
+            authorization: config.token.as_ref().map(|token| token.header.clone()),
+            produce_stream: Default::default(),
+            uses_produce_stream: config.uses_produce_stream,
+        }
+    }
+
+    /// Opens a long-lived call at `path`, with the client's token like any call.
+    pub(crate) async fn open_stream(
+        &self,
+        path: &'static str,
+    ) -> std::result::Result<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>), tonic::Status> {
+        let mut request = http::Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static(path);
+        *request.version_mut() = http::Version::HTTP_2;
+        let headers = request.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        if let Some(authorization) = &self.authorization {
+            headers.insert(http::header::AUTHORIZATION, authorization.clone());
+        }
+        self.channel.open_stream(request.into_parts().0).await
     }
 }
 
@@ -117,6 +148,7 @@ impl Default for ClientConfig {
             keep_alive_interval: Duration::from_secs(20),
             tls: None,
             token: None,
+            uses_produce_stream: true,
         }
     }
 }

@@ -106,6 +106,15 @@ impl Http2Channel {
         Self { shared: Arc::new(shared) }
     }
 
+    /// Opens a long-lived stream on the connection (opening the connection if need be): `head` is the call's
+    /// request head; its body goes through the returned `SendStream`, its answer through the `ResponseFuture`.
+    pub(crate) async fn open_stream(
+        &self,
+        head: http::request::Parts,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), Status> {
+        Shared::open_stream(&self.shared, head).await
+    }
+
     /// Opens the connection now, unless one is open: UNAVAILABLE, naming the address, if it cannot be.
     pub(crate) async fn connect(&self) -> Result<(), Status> {
         Shared::open(&self.shared).await.map(drop)
@@ -157,6 +166,27 @@ impl Shared {
         let sender = opened.map_err(|err| Status::unavailable(format!("cannot connect to {}: {err}", target.uri)))?;
         *this.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((sender.clone(), generation));
         Ok((sender, generation))
+    }
+
+    async fn open_stream(
+        this: &Arc<Self>,
+        mut head: http::request::Parts,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), Status> {
+        let (sender, generation) = match this.live() {
+            Some(live) => live,
+            None => Self::open(this).await?,
+        };
+        let mut sender = sender.ready().await.map_err(|err| {
+            this.forget(generation);
+            status_of(err)
+        })?;
+        head.uri = this.target.absolute(head.uri)?;
+        sender.send_request(http::Request::from_parts(head, ()), false).map_err(|err| {
+            if err.is_io() || err.is_go_away() {
+                this.forget(generation);
+            }
+            status_of(err)
+        })
     }
 
     async fn send(this: &Arc<Self>, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
@@ -274,7 +304,7 @@ async fn keep_alive(pings: Option<PingPong>, interval: Duration, timeout: Durati
 
 /// What a broken stream or connection means to a caller, as gRPC over HTTP/2 maps it
 /// (grpc/doc/PROTOCOL-HTTP2.md, "Errors"); anything on the socket is UNAVAILABLE.
-fn status_of(err: h2::Error) -> Status {
+pub(crate) fn status_of(err: h2::Error) -> Status {
     let code = match err.reason() {
         _ if err.is_io() => Code::Unavailable,
         Some(h2::Reason::REFUSED_STREAM) => Code::Unavailable,

@@ -36,6 +36,10 @@ const RECORD_BATCH_KEY: u8 = (3 << 3) | 2;
 const RECORD_BATCHES_KEY: u8 = (6 << 3) | 2;
 /// `RecordBatches.batches` is field 1, wire type 2, repeated.
 const BATCHES_KEY: u8 = (1 << 3) | 2;
+/// `ProduceStreamRequest.correlation_id` is field 1, a varint.
+const STREAM_CORRELATION_ID_KEY: u8 = 1 << 3;
+/// `ProduceStreamRequest.request` is field 2, wire type 2.
+const STREAM_REQUEST_KEY: u8 = (2 << 3) | 2;
 
 /// One produce call: `request` with `records` unset, and `batches` as its `record_batch` (one) or
 /// `record_batches` (several, which the broker appends at consecutive offsets). Each batch is a chunk of its
@@ -48,6 +52,36 @@ pub(crate) async fn produce(
     max_message_bytes: usize,
 ) -> Result<tonic::Response<ProduceResponse>, Status> {
     debug_assert!(request.records.is_none(), "the batches travel beside the message");
+    // Sampled hops (`rill bench e2e --breakdown`): the batches are marked when their last chunk goes to HTTP/2.
+    let sampled = if hops::is_on() { batches.to_vec() } else { Vec::new() };
+    if channel.uses_produce_stream && !channel.produce_stream.is_unsupported() {
+        let produce_stream = std::sync::Arc::clone(&channel.produce_stream);
+        let envelope = |correlation_id| produce_chunks(request, batches, max_message_bytes, Some(correlation_id));
+        let streamed = produce_stream.produce(&channel, |correlation_id| {
+            let chunks = envelope(correlation_id);
+            sampled.iter().for_each(|batch| hops::mark_batches(batch, Hop::RequestWritten));
+            chunks
+        });
+        match streamed.await {
+            Err(status) if status.code() == tonic::Code::Unimplemented && produce_stream.is_unsupported() => {
+                tracing::debug!("the broker has no produce stream; producing with unary calls");
+            }
+            answer => return answer.map(tonic::Response::new),
+        }
+    }
+    let chunks = produce_chunks(request, batches, max_message_bytes, None)?;
+    let answer = unary(channel, PRODUCE_PATH, chunks, sampled, timeout, max_message_bytes).await?;
+    decode(answer, "produce")
+}
+
+/// The gRPC-framed request, as chunks: a head with every field but the batches, then each batch in a chunk of
+/// its own. With a `correlation_id`, the `ProduceRequest` goes inside a `ProduceStreamRequest`.
+fn produce_chunks(
+    request: &ProduceRequest,
+    batches: &[Bytes],
+    max_message_bytes: usize,
+    correlation_id: Option<u64>,
+) -> Result<VecDeque<Bytes>, Status> {
     let fields_len = request.encoded_len();
     let field_len = |len: usize| 1 + prost::length_delimiter_len(len) + len;
     let nested_len: usize = batches.iter().map(|batch| field_len(batch.len())).sum();
@@ -55,16 +89,25 @@ pub(crate) async fn produce(
         [batch] => field_len(batch.len()),
         _ => field_len(nested_len),
     };
-    let message_len = fields_len + records_len;
+    let request_len = fields_len + records_len;
+    let message_len = match correlation_id {
+        Some(id) => 1 + prost::encoding::encoded_len_varint(id) + field_len(request_len),
+        None => request_len,
+    };
     let message_len =
         u32::try_from(message_len).ok().filter(|len| *len as usize <= max_message_bytes).ok_or_else(|| {
             Reason::TooLarge.status(format!(
                 "a produce request of {message_len} bytes exceeds the client's limit of {max_message_bytes} bytes"
             ))
         })?;
-    let mut head = BytesMut::with_capacity(GRPC_HEADER_BYTES + fields_len + 2 * (1 + 10));
+    let mut head = BytesMut::with_capacity(GRPC_HEADER_BYTES + 2 * (1 + 10) + fields_len + 2 * (1 + 10));
     head.put_u8(0); // not compressed
     head.put_u32(message_len);
+    if let Some(id) = correlation_id {
+        head.put_u8(STREAM_CORRELATION_ID_KEY);
+        prost::encoding::encode_varint(id, &mut head);
+        put_key_and_length(&mut head, STREAM_REQUEST_KEY, request_len)?;
+    }
     request.encode(&mut head).map_err(|e| Status::internal(format!("cannot encode a produce request: {e}")))?;
     let mut chunks = VecDeque::with_capacity(1 + 2 * batches.len());
     if let [batch] = batches {
@@ -82,10 +125,7 @@ pub(crate) async fn produce(
             chunks.push_back(batch.clone());
         }
     }
-    // Sampled hops (`rill bench e2e --breakdown`): the batches are marked when their last chunk goes to HTTP/2.
-    let sampled = if hops::is_on() { batches.to_vec() } else { Vec::new() };
-    let answer = unary(channel, PRODUCE_PATH, chunks, sampled, timeout, max_message_bytes).await?;
-    decode(answer, "produce")
+    Ok(chunks)
 }
 
 fn put_key_and_length(out: &mut BytesMut, key: u8, len: usize) -> Result<(), Status> {
@@ -230,6 +270,13 @@ mod tests {
             self.seen.lock().unwrap().push(request.into_inner());
             tokio::time::sleep(self.delay).await;
             self.answer.clone().map(tonic::Response::new)
+        }
+        type ProduceStreamStream = tokio_stream::Empty<Result<rill_protocol::v1::ProduceStreamResponse, Status>>;
+        async fn produce_stream(
+            &self,
+            _: tonic::Request<tonic::Streaming<rill_protocol::v1::ProduceStreamRequest>>,
+        ) -> Result<tonic::Response<Self::ProduceStreamStream>, Status> {
+            Err(Status::unimplemented("fake"))
         }
         async fn fetch(&self, _: tonic::Request<FetchRequest>) -> Result<tonic::Response<FetchResponse>, Status> {
             self.fetch_answer.clone().map(tonic::Response::new)
@@ -385,6 +432,30 @@ mod tests {
         assert_eq!(grpc_timeout(Duration::from_millis(1500)), "1500m");
         assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
         assert_eq!(grpc_timeout(Duration::MAX), "99999999S");
+    }
+
+    /// On a produce stream, the chunks are a gRPC-framed `ProduceStreamRequest` holding the whole request.
+    #[test]
+    fn the_stream_envelope_holds_the_request_and_its_correlation_id() {
+        use rill_protocol::v1::{produce_request::Records, ProduceStreamRequest, RecordBatches};
+        let fields = ProduceRequest { topic: "t".into(), partition: Some(3), records: None, acks: 1 };
+        for batches in
+            [vec![Bytes::from(vec![9u8; 300])], vec![Bytes::from(vec![1u8; 20]), Bytes::from(vec![2u8; 200])]]
+        {
+            for correlation_id in [0, 1, 300, u64::MAX] {
+                let chunks = produce_chunks(&fields, &batches, 1 << 20, Some(correlation_id)).expect("laid out");
+                let joined: Vec<u8> = chunks.iter().flat_map(|chunk| chunk.iter().copied()).collect();
+                let len = u32::from_be_bytes(joined[1..5].try_into().unwrap()) as usize;
+                assert_eq!((joined[0], len), (0, joined.len() - GRPC_HEADER_BYTES));
+                let decoded = ProduceStreamRequest::decode(&joined[GRPC_HEADER_BYTES..]).expect("decodes");
+                let records = match &batches[..] {
+                    [batch] => Records::RecordBatch(batch.clone()),
+                    _ => Records::RecordBatches(RecordBatches { batches: batches.clone() }),
+                };
+                let request = ProduceRequest { records: Some(records), ..fields.clone() };
+                assert_eq!(decoded, ProduceStreamRequest { correlation_id, request: Some(request) });
+            }
+        }
     }
 
     /// The two chunks are, byte for byte, prost's encoding of the whole request behind a gRPC frame header.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 34] = [
+pub const GRPC_METHODS: [&str; 35] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/rill.v1.ClusterAdmin/AddNode",
@@ -27,6 +27,7 @@ pub const GRPC_METHODS: [&str; 34] = [
     "/rill.v1.Records/InitProducerId",
     "/rill.v1.Records/ListOffsets",
     "/rill.v1.Records/Produce",
+    "/rill.v1.Records/ProduceStream",
     "/rill.v1.Records/Subscribe",
     "/rill.v1.TopicAdmin/AddPartitions",
     "/rill.v1.TopicAdmin/CreateTopic",

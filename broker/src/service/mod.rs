@@ -5,6 +5,7 @@ mod admin;
 pub(crate) mod group_admin;
 mod groups;
 mod produce;
+mod produce_stream;
 mod read;
 mod records;
 mod records_route;

@@ -15,6 +15,16 @@ impl Records for RillService {
         Ok(Response::new(super::produce::produce(&self.node, request.into_inner()).await?))
     }
 
+    type ProduceStreamStream = tokio_stream::Empty<Result<v1::ProduceStreamResponse, Status>>;
+
+    /// Served by `RecordsRoute` (`produce_stream.rs`), which takes the call before the generated server.
+    async fn produce_stream(
+        &self,
+        _request: Request<tonic::Streaming<v1::ProduceStreamRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        Err(Status::internal("ProduceStream is served by the records route"))
+    }
+
     async fn fetch(&self, request: Request<v1::FetchRequest>) -> Result<Response<v1::FetchResponse>, Status> {
         let principal = principal_of(&request);
         self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.get_ref().topic))?;

@@ -43,6 +43,7 @@ use crate::node::Node;
 
 const FETCH_PATH: &str = "/rill.v1.Records/Fetch";
 const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
+const PRODUCE_STREAM_PATH: &str = "/rill.v1.Records/ProduceStream";
 /// `record_batches` is field 1, wire type 2 (length-delimited).
 const RECORD_BATCHES_KEY: u8 = (1 << 3) | 2;
 
@@ -83,6 +84,10 @@ impl tower::Service<http::Request<Body>> for RecordsRoute {
         let is_fetch = match request.uri().path() {
             FETCH_PATH => true,
             PRODUCE_PATH => false,
+            PRODUCE_STREAM_PATH => {
+                let answered = self.produce_stream(request);
+                return Box::pin(async move { Ok(answered.unwrap_or_else(|status| status.into_http())) });
+            }
             _ => return Box::pin(self.generated.call(request)),
         };
         let route = self.clone();
@@ -94,6 +99,21 @@ impl tower::Service<http::Request<Body>> for RecordsRoute {
 }
 
 impl RecordsRoute {
+    /// Opens a produce stream: its answer body serves the stream's requests (`produce_stream.rs`).
+    fn produce_stream(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        refuse_compressed(&request)?;
+        let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
+        let body = super::produce_stream::ProduceStreamBody::new(
+            Arc::clone(&self.node),
+            principal,
+            request.into_body(),
+            self.max_request_bytes,
+        );
+        let mut http = http::Response::new(Body::new(body));
+        http.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        Ok(http)
+    }
+
     async fn produce(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
         // The hot path: with authorization off, not even the principal is cloned.
@@ -164,7 +184,7 @@ fn refuse_compressed(request: &http::Request<Body>) -> Result<(), Status> {
 }
 
 /// The batches of a produce request, marked at `hop`.
-fn mark_produced(request: &v1::ProduceRequest, hop: Hop) {
+pub(super) fn mark_produced(request: &v1::ProduceRequest, hop: Hop) {
     use v1::produce_request::Records;
     match &request.records {
         Some(Records::RecordBatch(batch)) => hops::mark_batches(batch, hop),

@@ -161,6 +161,10 @@ pub struct BenchArgs {
     /// room for two full batches per partition, at least 2 MiB.
     #[arg(long)]
     max_buffered_bytes: Option<usize>,
+    /// Produce with one unary call per request instead of the connection's produce stream (the client's
+    /// `uses_produce_stream` off), to compare the two.
+    #[arg(long)]
+    unary_produce: bool,
     /// Produce as plain (not idempotent) producers, to measure what idempotence costs.
     #[arg(long)]
     no_idempotence: bool,
@@ -360,7 +364,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
     } else {
         args.broker.clone()
     };
-    let client_config = args.tls.client_config()?;
+    let client_config = ClientConfig { uses_produce_stream: !args.unary_produce, ..args.tls.client_config()? };
     let admin = Admin::new(Client::connect_with(&addr, client_config.clone()).await.context("cannot connect")?);
     let prefix = args.topic_prefix.clone().unwrap_or_else(|| {
         let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());

@@ -292,6 +292,15 @@ impl<H: ProduceHandler> rill_protocol::v1::records_server::Records for FakeBroke
     ) -> std::result::Result<tonic::Response<rill_protocol::v1::ProduceResponse>, tonic::Status> {
         self.0.produce(request).await
     }
+    /// A broker without the method, as an older node: the producer falls back to unary calls.
+    type ProduceStreamStream =
+        tokio_stream::Empty<std::result::Result<rill_protocol::v1::ProduceStreamResponse, tonic::Status>>;
+    async fn produce_stream(
+        &self,
+        _: tonic::Request<tonic::Streaming<rill_protocol::v1::ProduceStreamRequest>>,
+    ) -> std::result::Result<tonic::Response<Self::ProduceStreamStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
     async fn fetch(
         &self,
         _: tonic::Request<rill_protocol::v1::FetchRequest>,

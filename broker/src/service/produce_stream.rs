@@ -1,0 +1,239 @@
+//! `Records/ProduceStream`: many produces over one long-lived HTTP/2 stream, served in the one task hyper runs
+//! for the stream.
+//!
+//! Why: a unary produce opens a stream (HEADERS each way, trailers back) and hyper spawns a task for it; for a
+//! lone 1 KB record that was most of the "HTTP/2 transfer + broker decode" hop (docs/benchmarks.md, "Latency:
+//! one produce stream per connection"). Here a produce is one gRPC message each way on a stream already open.
+//!
+//! The answer's body is the whole state machine: when hyper polls it for the next frame, it reads the request
+//! body's messages, starts each produce (the same `produce::produce` as the unary call, authorized per request)
+//! and returns the answers as they complete, in any order, each with its request's correlation id. So no task
+//! or channel sits between the writer that completes an append and the HTTP/2 stream that carries the ack.
+//! Bounds: at most `max_in_flight` produces at a time (the request body is not read past that: HTTP/2 flow
+//! control then holds the client back), each message at most `max_request_bytes`. Dropping the body (the
+//! client reset the stream, or the connection ended) drops the produces in flight.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use http_body::{Body as _, Frame};
+use prost::Message;
+use rill_protocol::grpc_frames::{Chunks, GRPC_HEADER_BYTES};
+use rill_protocol::hops::{self, Hop};
+use rill_protocol::reason::Reason;
+use rill_protocol::v1;
+use tonic::body::Body;
+use tonic::Status;
+
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
+use crate::metrics::RequestMetrics;
+use crate::node::Node;
+
+const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
+
+/// How many produces of one stream the broker works on at once; the client's sender keeps one call in flight
+/// per partition, so this is room for that many partitions' calls before the stream waits.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+type Answer = (u64, Result<v1::ProduceResponse, Status>);
+type Produce = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The answer body of one `ProduceStream` call.
+pub struct ProduceStreamBody {
+    node: Arc<Node>,
+    principal: Option<Principal>,
+    /// `None` once the client half-closed the stream.
+    requests: Option<Body>,
+    /// Bytes of the request body not yet decoded into a message.
+    unread: Chunks,
+    in_flight: FuturesUnordered<Produce>,
+    max_request_bytes: usize,
+    /// Set when the stream must end: OK, or why the stream was refused.
+    ending: Option<Status>,
+    is_done: bool,
+    /// Ready once the node shuts down: the stream then takes no more requests, answers those in flight and
+    /// ends, so the graceful shutdown is not held up by a stream that would never end by itself.
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl ProduceStreamBody {
+    pub fn new(node: Arc<Node>, principal: Option<Principal>, requests: Body, max_request_bytes: usize) -> Self {
+        let mut shutdown = node.shutdown.clone();
+        let shutdown = async move {
+            // A dropped sender is a node torn down without a shutdown: nothing to wait for then.
+            if shutdown.wait_for(|is_shutting_down| *is_shutting_down).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        Self {
+            shutdown: Some(shutdown.boxed()),
+            node,
+            principal,
+            requests: Some(requests),
+            unread: Chunks::default(),
+            in_flight: FuturesUnordered::new(),
+            max_request_bytes,
+            ending: None,
+            is_done: false,
+        }
+    }
+
+    /// Starts the produce of each whole message read so far, up to the in-flight bound.
+    fn start_read_messages(&mut self) -> Result<(), Status> {
+        while self.in_flight.len() < MAX_IN_FLIGHT && self.unread.remaining() >= GRPC_HEADER_BYTES {
+            let mut header = [0u8; GRPC_HEADER_BYTES];
+            self.unread.peek(&mut header);
+            if header[0] != 0 {
+                return Err(Reason::InvalidArgument.status("a compressed message on a stream without grpc-encoding"));
+            }
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            if len > self.max_request_bytes {
+                return Err(Reason::TooLarge.status(format!(
+                    "a produce message of {len} bytes exceeds the broker's max_request_bytes of {} bytes",
+                    self.max_request_bytes
+                )));
+            }
+            if self.unread.remaining() < GRPC_HEADER_BYTES + len {
+                return Ok(());
+            }
+            self.unread.advance(GRPC_HEADER_BYTES);
+            let mut message = (&mut self.unread).take(len);
+            let decoded = v1::ProduceStreamRequest::decode(&mut message);
+            // prost may stop short of a message's end only on an error; skip what is left of it either way.
+            let rest = message.remaining();
+            self.unread.advance(rest);
+            let streamed = decoded.map_err(|e| {
+                Reason::InvalidArgument.status(format!("a message is not a valid ProduceStreamRequest: {e}"))
+            })?;
+            self.start(streamed);
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, streamed: v1::ProduceStreamRequest) {
+        let correlation_id = streamed.correlation_id;
+        let node = Arc::clone(&self.node);
+        let principal = self.principal.clone();
+        let produce = async move {
+            let Some(request) = streamed.request else {
+                return (correlation_id, Err(Reason::InvalidArgument.status("a ProduceStreamRequest needs a request")));
+            };
+            if let Some(principal) = &principal {
+                if let Err(denied) = node.authorize(principal, Operation::Write, &Resource::topic(&request.topic)) {
+                    return (correlation_id, Err(Status::from(denied)));
+                }
+            }
+            if hops::is_on() {
+                super::records_route::mark_produced(&request, Hop::BrokerDecoded);
+            }
+            let started = std::time::Instant::now();
+            let produced = super::produce::produce(&node, request).await.map_err(Status::from);
+            // Each request counts as a Produce, as a unary call would, so the per-method figures keep meaning
+            // "produces"; the stream itself counts once, under ProduceStream.
+            if let Some(metrics) = &node.metrics {
+                let code = produced.as_ref().err().map(|status| status.code() as u16);
+                metrics.grpc.record(RequestMetrics::method_index(PRODUCE_PATH), started.elapsed(), code);
+            }
+            (correlation_id, produced)
+        };
+        self.in_flight.push(produce.boxed());
+    }
+
+    /// Reads the request body until it has nothing more now, starting produces as messages complete.
+    fn poll_requests(&mut self, cx: &mut Context<'_>) -> Result<(), Status> {
+        while self.in_flight.len() < MAX_IN_FLIGHT {
+            let Some(requests) = &mut self.requests else { return Ok(()) };
+            match Pin::new(requests).poll_frame(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(None) => {
+                    self.requests = None;
+                    if self.unread.remaining() > 0 {
+                        return Err(Reason::InvalidArgument.status("the stream ended inside a message"));
+                    }
+                }
+                Poll::Ready(Some(Err(status))) => return Err(status),
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.unread.push(data);
+                        self.start_read_messages()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One answer as a gRPC-framed `ProduceStreamResponse`.
+fn encode_answer((correlation_id, outcome): Answer) -> Bytes {
+    use v1::produce_stream_response::Outcome;
+    let outcome = match outcome {
+        Ok(produced) => Outcome::Produced(produced),
+        Err(status) => Outcome::Refused(v1::ProduceRefusal {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            details: status.details().to_vec().into(),
+        }),
+    };
+    let answer = v1::ProduceStreamResponse { correlation_id, outcome: Some(outcome) };
+    let len = answer.encoded_len();
+    let mut framed = BytesMut::with_capacity(GRPC_HEADER_BYTES + len);
+    framed.put_u8(0);
+    // An answer is a few numbers or a refusal's message: far below 4 GiB.
+    framed.put_u32(len as u32);
+    answer.encode(&mut framed).expect("the buffer was sized for the answer");
+    framed.freeze()
+}
+
+impl http_body::Body for ProduceStreamBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if this.is_done {
+            return Poll::Ready(None);
+        }
+        if this.shutdown.as_mut().is_some_and(|shutdown| shutdown.as_mut().poll(cx).is_ready()) {
+            this.shutdown = None;
+            this.requests = None;
+            this.unread = Chunks::default();
+        }
+        if this.ending.is_none() {
+            if let Err(status) = this.start_read_messages().and_then(|()| this.poll_requests(cx)) {
+                tracing::debug!(error = %status, "produce stream refused");
+                // What is in flight is dropped: the client fails those requests and sends them again.
+                this.in_flight = FuturesUnordered::new();
+                this.requests = None;
+                this.ending = Some(status);
+            }
+        }
+        if let Poll::Ready(Some(answer)) = this.in_flight.poll_next_unpin(cx) {
+            let answered = encode_answer(answer);
+            // A slot freed: read on (the request body may have stopped at the bound), on the next poll.
+            if this.requests.is_some() && this.in_flight.len() + 1 == MAX_IN_FLIGHT {
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(answered))));
+        }
+        let has_ended = this.ending.is_some() || (this.requests.is_none() && this.in_flight.is_empty());
+        if !has_ended {
+            return Poll::Pending;
+        }
+        this.is_done = true;
+        let status = this.ending.take().unwrap_or_else(|| Status::ok(""));
+        let mut trailers = status.into_http::<()>().into_parts().0.headers;
+        trailers.remove(http::header::CONTENT_TYPE);
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_done
+    }
+}

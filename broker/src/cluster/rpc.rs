@@ -1,9 +1,16 @@
 //! The internal `rill.internal.v1.Controller` service: raft RPCs handed to openraft, heartbeats to the
-//! session table. Mounted on the node's listener only when the node has peers.
+//! session table. Mounted on the node's listener only when the node has peers, as [`ControllerRoute`]: the
+//! generated server, but for `Replicate`, whose answers go out without tonic's encode copy
+//! (`replication/frames.rs`).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use rill_protocol::grpc_codec::SizedProstCodec;
 use rill_protocol::internal::controller_server::{Controller as ControllerRpc, ControllerServer};
 use rill_protocol::internal::{
     EpochEndReply, EpochEndRequest, HeartbeatReply, HeartbeatRequest, IdentifyReply, IdentifyRequest, RaftReply,
@@ -11,6 +18,9 @@ use rill_protocol::internal::{
 };
 use serde::Serialize;
 use tokio::time::Instant;
+use tonic::body::Body;
+use tonic::codec::{Codec, Streaming};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use super::metadata::Command;
@@ -26,14 +36,67 @@ pub struct ControllerService {
 impl Controller {
     /// The internal service, ready for the node's router: raft, heartbeats, proposals, and the replication
     /// streams `replication` serves.
-    pub fn rpc_service(
-        self: &Arc<Self>,
-        replication: Arc<crate::replication::Replication>,
-    ) -> ControllerServer<ControllerService> {
-        ControllerServer::new(ControllerService { controller: Arc::clone(self), replication })
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+    pub fn rpc_service(self: &Arc<Self>, replication: Arc<crate::replication::Replication>) -> ControllerRoute {
+        let generated = ControllerServer::new(ControllerService {
+            controller: Arc::clone(self),
+            replication: Arc::clone(&replication),
+        })
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        ControllerRoute { generated, replication }
     }
+}
+
+const REPLICATE_PATH: &str = "/rill.internal.v1.Controller/Replicate";
+
+/// The internal service as the server mounts it: `Replicate` answered here, every other method by the generated
+/// server. The wire bytes are the generated server's (see `replication/frames.rs`), so either end may be older.
+#[derive(Clone)]
+pub struct ControllerRoute {
+    generated: ControllerServer<ControllerService>,
+    replication: Arc<crate::replication::Replication>,
+}
+
+impl NamedService for ControllerRoute {
+    const NAME: &'static str = <ControllerServer<ControllerService> as NamedService>::NAME;
+}
+
+impl tower::Service<http::Request<Body>> for ControllerRoute {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() != REPLICATE_PATH {
+            return Box::pin(self.generated.call(request));
+        }
+        let answered = replicate(&self.replication, request);
+        Box::pin(async move { Ok(answered.unwrap_or_else(|status| status.into_http())) })
+    }
+}
+
+/// Serves one follower's `Replicate` stream: its fetches decoded as tonic would, the answers as
+/// [`ReplicaDataBody`](crate::replication::frames::ReplicaDataBody) chunks.
+fn replicate(
+    replication: &Arc<crate::replication::Replication>,
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, Status> {
+    if let Some(encoding) = request.headers().get("grpc-encoding").filter(|e| *e != "identity") {
+        return Err(Status::unimplemented(format!(
+            "replication fetches compressed with {encoding:?} are not supported; send identity-encoded messages"
+        )));
+    }
+    let decoder = SizedProstCodec::<rill_protocol::internal::ReplicaData, ReplicaFetch>::default().decoder();
+    let fetches = Streaming::new_request(decoder, request.into_body(), None, Some(MAX_RAFT_MESSAGE_BYTES));
+    let answers = replication.serve_follower(fetches);
+    let body = crate::replication::frames::ReplicaDataBody::new(answers, MAX_RAFT_MESSAGE_BYTES);
+    let mut http = http::Response::new(Body::new(body));
+    http.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    Ok(http)
 }
 
 impl ControllerService {
@@ -142,6 +205,9 @@ impl ControllerRpc for ControllerService {
     }
 
     type ReplicateStream = crate::replication::ReplicaDataStream;
+
+    // Reached only where the generated server is mounted without `ControllerRoute`, which answers this method
+    // itself: the same stream, encoded by tonic.
 
     async fn replicate(
         &self,

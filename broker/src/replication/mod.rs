@@ -14,6 +14,8 @@
 //! - [`high_watermarks`]: the data dir's high-watermark checkpoint, stored every
 //!   `high_watermark_checkpoint_interval_ms` when a high watermark moved and on a clean shutdown; a restarted
 //!   node starts each partition's high watermark from it (capped at its log end) rather than its log start.
+//! - [`frames`]: the leader's answers as HTTP/2 chunks, its record bytes sent as the `Bytes` it read (no encode
+//!   copy), byte for byte what prost would write.
 //! - [`links`]: the controller and the leader nodes as replication reaches them (raft and tonic in a node);
 //!   `simulation/` (tests only) runs all of the above on turmoil hosts through other implementations of them.
 //!
@@ -23,6 +25,7 @@
 //! on every ISR member.
 
 mod fetcher;
+pub mod frames;
 mod high_watermarks;
 mod isr;
 mod leader;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
+use rill_protocol::grpc_frames::GRPC_HEADER_BYTES;
 use rill_protocol::internal::{EpochEndReply, EpochEndRequest, ReplicaData, ReplicaFetch};
 use rill_protocol::v1;
 use rill_protocol::v1::consumer_groups_server::ConsumerGroups;
@@ -167,7 +168,13 @@ pub async fn serve_connection(
                 });
                 let mut answers = replication.serve_follower(ReceiverStream::new(inbound));
                 while let Some(Ok(answer)) = answers.next().await {
-                    write_frame(&mut write, DATA, &answer.encode_to_vec()).await?;
+                    // The node's encoding (`frames.rs`), its gRPC header dropped: the simulated followers decode
+                    // what a node's leader sends.
+                    let chunks = crate::replication::frames::grpc_message_chunks(answer, MAX_FRAME_BYTES)
+                        .map_err(|status| io::Error::other(status.message().to_owned()))?;
+                    let message: Vec<u8> =
+                        chunks.iter().flat_map(|chunk| chunk.iter().copied()).skip(GRPC_HEADER_BYTES).collect();
+                    write_frame(&mut write, DATA, &message).await?;
                 }
                 return Ok(());
             }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use rill_protocol::v1;
 use rill_storage::{
-    parse_partition_dir_name, partition_dir, Log, LogConfig, SegmentFileCache, SystemClock, TailCache, TopicName,
-    WriteMode,
+    is_deleted_dir_name, parse_partition_dir_name, partition_dir, Log, LogConfig, SegmentFileCache, SystemClock,
+    TailCache, TopicName, WriteMode,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -375,6 +375,25 @@ impl Registry {
         Ok(())
     }
 
+    /// Deletes this node's copy of one partition and puts an empty log in its place, for a cluster node that
+    /// is no longer one of the partition's replicas while it still holds others of the topic (a topic's
+    /// partitions stay indexed by number). Readers of the old copy get an error on their next call, as for a
+    /// deleted topic; a replica added back later fetches from the leader's log start, as a new one does.
+    pub async fn reset_partition(&self, name: &str, index: u32) -> Result<()> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name)?;
+        let old = topic.partition(index)?;
+        discard_partitions(vec![old], &self.config).await;
+        let fresh =
+            open_partitions(&self.data_dir, &topic.name, &topic.settings, index..index + 1, &self.config, &self.shared)
+                .await?;
+        let mut partitions = write(&topic.partitions);
+        if let (Some(slot), Some(fresh)) = (partitions.get_mut(index as usize), fresh.into_iter().next()) {
+            *slot = fresh;
+        }
+        Ok(())
+    }
+
     pub async fn add_partitions(&self, name: &str, new_count: u32) -> Result<Arc<Topic>> {
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
@@ -591,7 +610,16 @@ fn remove_orphan_partitions(data_dir: &Path, metas: &[TopicMeta]) -> Result<()> 
     for entry in std::fs::read_dir(data_dir).map_err(BrokerError::io(data_dir))? {
         let entry = entry.map_err(BrokerError::io(data_dir))?;
         let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        if file_name.starts_with(RESERVED_PREFIX) || !entry.path().is_dir() {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        if is_deleted_dir_name(&file_name) {
+            let dir = entry.path();
+            tracing::info!(dir = %dir.display(), "removing a partition directory whose deletion a crash cut short");
+            std::fs::remove_dir_all(&dir).map_err(BrokerError::io(&dir))?;
+            continue;
+        }
+        if file_name.starts_with(RESERVED_PREFIX) {
             continue;
         }
         let Some((topic, index)) = parse_partition_dir_name(&file_name) else { continue };

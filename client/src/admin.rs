@@ -227,11 +227,24 @@ impl Admin {
 }
 
 /// DescribeTopic, shared by the admin, the producer's partition-count cache and the leader routing (which
-/// learns every answer's placement).
+/// learns every answer's placement). It is the metadata call, so a bootstrap node that cannot be reached (a
+/// refused or silent connection: UNAVAILABLE) passes it to the next one given, each once, as a Kafka client's
+/// metadata request moves through its bootstrap list; a node that answered, or timed out, ends it.
 pub(crate) async fn describe(client: &Client, name: &str, timeout: Duration) -> Result<TopicDescription> {
-    let message = DescribeTopicRequest { name: name.to_owned() };
-    let response =
-        call(timeout, RequestContext::topic(name), client.topics().describe_topic(request(message, timeout))).await?;
+    let mut attempts_left = client.bootstrap_count();
+    let response = loop {
+        let message = DescribeTopicRequest { name: name.to_owned() };
+        let answer =
+            call(timeout, RequestContext::topic(name), client.topics().describe_topic(request(message, timeout))).await;
+        attempts_left -= 1;
+        match answer {
+            Err(err @ Error::Unavailable { .. }) if attempts_left > 0 => {
+                tracing::debug!(topic = %name, error = %err, "bootstrap node unreachable; asking the next one");
+                client.next_bootstrap();
+            }
+            answer => break answer?,
+        }
+    };
     let topic = response.topic.ok_or_else(|| malformed("DescribeTopicResponse without a topic"))?;
     client.learn_placement(name, &response.partitions);
     Ok(TopicDescription { topic, partitions: response.partitions })

@@ -230,6 +230,11 @@ impl Client {
         &self.inner.coordinators
     }
 
+    /// How many bootstrap nodes were given (at least 1).
+    pub(crate) fn bootstrap_count(&self) -> usize {
+        self.inner.bootstrap.len().max(1)
+    }
+
     /// Sends later calls to the next bootstrap node (a no-op with one).
     pub(crate) fn next_bootstrap(&self) {
         let count = self.inner.bootstrap.len();

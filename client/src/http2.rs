@@ -10,11 +10,16 @@
 //! What the `Channel` gave that the client relies on, kept here:
 //! - many concurrent calls over the one connection (h2 queues the streams past the broker's limit);
 //! - a connection opened on the first call or at once ([`Http2Channel::connect`]), at most one attempt at a time,
-//!   bounded by `connect_timeout`;
+//!   bounded by `connect_timeout`, and counted as up only once the broker has answered a PING on it (below);
 //! - reconnection: a connection that breaks is forgotten and the next call opens another; the calls that saw it
 //!   break fail with UNAVAILABLE or INTERNAL, which [`crate::Error`] treats as retriable;
 //! - keep-alive PINGs every `keep_alive_interval`, even while idle; no answer within `connect_timeout` closes
 //!   the connection, failing the calls that wait on it;
+//! - a connection counts as up only once the broker has answered on it: h2's handshake returns as soon as our
+//!   preface is written, which a frozen process's kernel accepts and buffers (SIGSTOP, a hung broker), so
+//!   without an answer the first call would wait out its whole request timeout there instead of the client
+//!   moving to the next bootstrap node after `connect_timeout`. The answer awaited is a PING's: HTTP/2 makes the
+//!   server's SETTINGS its first frame, so a PONG proves both. One round trip, at connect only;
 //! - TLS through [`crate::tls::TlsConnector`] (with its 1 MiB send buffer), TCP_NODELAY on plain TCP too, and
 //!   the windows and frame size of [`ClientConfig`].
 
@@ -74,6 +79,12 @@ struct Target {
 enum ConnectError {
     #[error("no connection within {0:?}")]
     TimedOut(Duration),
+    /// TCP (and TLS) connected, but no HTTP/2 frame came back: a stopped or hung process whose kernel still
+    /// accepts connections.
+    #[error("the node accepted the connection but did not answer HTTP/2 within {} ms", .0.as_millis())]
+    Silent(Duration),
+    #[error("the node closed the connection before answering HTTP/2")]
+    ClosedBeforeAnswer,
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("HTTP/2 handshake: {0}")]
@@ -158,11 +169,8 @@ impl Shared {
         }
         let target = &this.target;
         let generation = this.generations.fetch_add(1, Ordering::Relaxed);
-        let opened =
-            match tokio::time::timeout(target.connect_timeout, target.open(Arc::downgrade(this), generation)).await {
-                Ok(opened) => opened,
-                Err(_) => Err(ConnectError::TimedOut(target.connect_timeout)),
-            };
+        let deadline = tokio::time::Instant::now() + target.connect_timeout;
+        let opened = target.open(Arc::downgrade(this), generation, deadline).await;
         let sender = opened.map_err(|err| Status::unavailable(format!("cannot connect to {}: {err}", target.uri)))?;
         *this.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((sender.clone(), generation));
         Ok((sender, generation))
@@ -229,17 +237,28 @@ impl Target {
         Uri::from_parts(parts).map_err(|err| Status::internal(format!("cannot address a call to {}: {err}", self.uri)))
     }
 
-    /// Opens TCP (and TLS), runs the HTTP/2 handshake and spawns the task that drives the connection.
-    async fn open(&self, shared: Weak<Shared>, generation: u64) -> Result<SendRequest<Bytes>, ConnectError> {
+    /// Opens TCP (and TLS), runs the HTTP/2 handshake, waits for the broker's first answer and spawns the task
+    /// that drives the connection, all by `deadline`.
+    async fn open(
+        &self,
+        shared: Weak<Shared>,
+        generation: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<SendRequest<Bytes>, ConnectError> {
+        let timed_out = |_| ConnectError::TimedOut(self.connect_timeout);
         match &self.tls {
-            Some(tls) => self.handshake(tls.connect(&self.uri).await?, shared, generation).await,
+            Some(tls) => {
+                let io = tokio::time::timeout_at(deadline, tls.connect(&self.uri)).await.map_err(timed_out)??;
+                self.handshake(io, shared, generation, deadline).await
+            }
             None => {
                 let host = self.authority.host().trim_start_matches('[').trim_end_matches(']');
                 let port = self.authority.port_u16().unwrap_or(80);
-                let tcp = TcpStream::connect((host, port)).await?;
+                let tcp =
+                    tokio::time::timeout_at(deadline, TcpStream::connect((host, port))).await.map_err(timed_out)??;
                 // A lone record's request must leave at once, not wait for the previous segment's ACK.
                 tcp.set_nodelay(true)?;
-                self.handshake(tcp, shared, generation).await
+                self.handshake(tcp, shared, generation, deadline).await
             }
         }
     }
@@ -249,11 +268,13 @@ impl Target {
         io: T,
         shared: Weak<Shared>,
         generation: u64,
+        deadline: tokio::time::Instant,
     ) -> Result<SendRequest<Bytes>, ConnectError>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, mut connection) = h2::client::Builder::new()
+        let silent = |_| ConnectError::Silent(self.connect_timeout);
+        let handshake = h2::client::Builder::new()
             .initial_window_size(self.stream_window_bytes)
             .initial_connection_window_size(self.connection_window_bytes)
             .max_frame_size(self.max_frame_bytes)
@@ -262,9 +283,13 @@ impl Target {
             .enable_push(false)
             .max_header_list_size(16 << 10)
             .max_send_buffer_size(1 << 20)
-            .handshake::<_, Bytes>(io)
-            .await?;
-        let pings = connection.ping_pong();
+            .handshake::<_, Bytes>(io);
+        let (sender, mut connection) = tokio::time::timeout_at(deadline, handshake).await.map_err(silent)??;
+        let mut pings = connection.ping_pong();
+        if let Some(pings) = pings.as_mut() {
+            let answered = first_answer(&mut connection, pings);
+            tokio::time::timeout_at(deadline, answered).await.map_err(silent)??;
+        }
         let (interval, timeout, uri) = (self.keep_alive_interval, self.connect_timeout, self.uri.clone());
         tokio::spawn(async move {
             let keep_alive = keep_alive(pings, interval, timeout);
@@ -284,6 +309,24 @@ impl Target {
             }
         });
         Ok(sender)
+    }
+}
+
+/// Drives the connection until the broker answers a PING: its SETTINGS came first, so it speaks HTTP/2 and is
+/// alive. Nothing else is sent before, so no call can be stranded on a connection that never answers.
+async fn first_answer<T>(
+    connection: &mut h2::client::Connection<T, Bytes>,
+    pings: &mut PingPong,
+) -> Result<(), ConnectError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        pong = pings.ping(h2::Ping::opaque()) => pong.map(drop).map_err(ConnectError::Handshake),
+        ended = &mut *connection => Err(match ended {
+            Ok(()) => ConnectError::ClosedBeforeAnswer,
+            Err(err) => ConnectError::Handshake(err),
+        }),
     }
 }
 

@@ -59,6 +59,76 @@ async fn a_broker_that_stops_answering_is_dropped_by_keep_alive_and_the_next_cal
     broker.shutdown().await;
 }
 
+/// A listener that accepts connections and holds them without reading or writing a byte: a frozen broker
+/// (SIGSTOP) as its kernel shows it, accepting TCP and buffering the HTTP/2 preface. Returns its address and
+/// the task that holds the sockets (abort it to let them go).
+async fn silent_listener() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, holder)
+}
+
+#[tokio::test]
+async fn a_node_that_accepts_but_never_answers_fails_the_connect_within_connect_timeout() {
+    let (silent, holder) = silent_listener().await;
+    let config = ClientConfig {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    };
+    let started = Instant::now();
+    let err = Client::connect_with(silent.to_string(), config.clone()).await.expect_err("nothing answers there");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(450) && waited < Duration::from_secs(5), "took {waited:?}: {err}");
+    let Error::Unavailable { message } = &err else { panic!("{err:?}") };
+    assert!(
+        message.contains(&silent.to_string())
+            && message.contains("accepted the connection but did not answer HTTP/2 within 500 ms"),
+        "{message}"
+    );
+    assert!(err.is_retriable());
+
+    // A lazy client's first call fails the same way, within the connect timeout, not the request timeout.
+    let lazy = Client::connect_lazy(silent.to_string(), config).expect("valid address");
+    let started = Instant::now();
+    let err = Admin::new(lazy).list_topics().await.expect_err("nothing answers there");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}: {err}", started.elapsed());
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    holder.abort();
+}
+
+#[tokio::test]
+async fn bootstrap_moves_past_a_silent_first_node_to_one_that_answers() {
+    let broker = TestBroker::start().await;
+    let (silent, holder) = silent_listener().await;
+    let config = ClientConfig {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    };
+    let started = Instant::now();
+    let client =
+        Client::connect_with(format!("{silent},{}", broker.addr()), config.clone()).await.expect("the second answers");
+    assert_eq!(client.addr(), format!("http://{}", broker.addr()));
+    create_topic(&client, "past-the-silent-one", 1).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+
+    // The metadata call of a lazy client, whose first node is the silent one, moves on by itself.
+    let lazy = Client::connect_lazy(format!("{silent},{}", broker.addr()), config).expect("valid addresses");
+    let started = Instant::now();
+    let described = Admin::new(lazy).describe_topic("past-the-silent-one").await.expect("described by the second");
+    assert_eq!(described.partitions.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    holder.abort();
+    broker.shutdown().await;
+}
+
 /// A certificate for 127.0.0.1 and its key, written to `dir`; the certificate's PEM is also its CA.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let key = rcgen::KeyPair::generate().expect("key");

@@ -57,7 +57,9 @@ pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
 pub use producer_state::ProducerError;
 pub use segment_files::SegmentFileCache;
 pub use tail_cache::{LogTailStats, TailCache, TailCacheStats};
-pub use topic::{parse_partition_dir_name, partition_dir, TopicName};
+pub use topic::{
+    deleted_dir, is_deleted_dir_name, parse_partition_dir_name, partition_dir, TopicName, DELETED_DIR_SUFFIX,
+};
 
 /// What went wrong in the storage layer, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]

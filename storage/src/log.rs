@@ -756,6 +756,11 @@ impl Log {
 
     /// Removes the partition's directory and everything in it; later calls fail with `Closed`.
     /// Readers in the middle of a read finish it: open files outlive their names.
+    ///
+    /// The directory is first renamed to its [`crate::deleted_dir`] name (and the parent fsynced), then removed:
+    /// a crash half-way leaves either the whole partition under its own name or a `.deleted` directory that no
+    /// open mistakes for a partition and that the next start removes, never a partition missing some of its
+    /// files.
     pub fn delete(&self) -> Result<()> {
         let _writer = lock(&self.writer);
         self.is_closed.store(true, Ordering::Release);
@@ -763,10 +768,16 @@ impl Log {
             tail.clear();
         }
         self.segment_settings.files.forget_dir(&self.dir);
-        fs::remove_dir_all(&self.dir).map_err(StorageError::io(&self.dir))?;
+        let doomed = crate::deleted_dir(&self.dir);
+        // A leftover of an earlier delete cut short: a rename cannot replace a directory that is not empty.
+        if doomed.exists() {
+            fs::remove_dir_all(&doomed).map_err(StorageError::io(&doomed))?;
+        }
+        fs::rename(&self.dir, &doomed).map_err(StorageError::io(&self.dir))?;
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
         }
+        fs::remove_dir_all(&doomed).map_err(StorageError::io(&doomed))?;
         Ok(())
     }
 }

@@ -43,6 +43,22 @@ impl fmt::Display for TopicName {
     }
 }
 
+/// What a partition directory is renamed to before it is removed ([`crate::Log::delete`]). A partition
+/// directory's name ends in its number, so no partition is ever named like this.
+pub const DELETED_DIR_SUFFIX: &str = ".deleted";
+
+/// `dir` with [`DELETED_DIR_SUFFIX`] appended to its name.
+pub fn deleted_dir(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(DELETED_DIR_SUFFIX);
+    dir.with_file_name(name)
+}
+
+/// Whether a directory name is a partition directory renamed for removal: a leftover if one is still there.
+pub fn is_deleted_dir_name(name: &str) -> bool {
+    name.strip_suffix(DELETED_DIR_SUFFIX).is_some_and(|partition| parse_partition_dir_name(partition).is_some())
+}
+
 /// `<data_dir>/<topic>-<partition>`, Kafka's layout.
 pub fn partition_dir(data_dir: &Path, topic: &TopicName, partition: u32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
@@ -70,6 +86,21 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "../etc", "a b", "ü", &"x".repeat(250), "a\0b"] {
             assert!(TopicName::new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_deleted_partition_directory_is_never_a_partition_directory() {
+        let topic = TopicName::new("orders").unwrap();
+        let doomed = deleted_dir(&partition_dir(Path::new("/data"), &topic, 3));
+        assert_eq!(doomed, Path::new("/data/orders-3.deleted"));
+        let name = doomed.file_name().unwrap().to_str().unwrap();
+        assert!(is_deleted_dir_name(name));
+        assert!(parse_partition_dir_name(name).is_none());
+        assert!(
+            !is_deleted_dir_name("orders-3")
+                && !is_deleted_dir_name("x.deleted")
+                && !is_deleted_dir_name("a-b.deleted")
+        );
     }
 
     #[test]

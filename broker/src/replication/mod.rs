@@ -5,6 +5,8 @@
 //! - [`reconcile`] watches the applied metadata: it opens the local logs of the topics this node holds a
 //!   replica of (and deletes them with the topic), starts a new leader epoch in the log of each partition this
 //!   node comes to lead, and runs one [`fetcher`] per leader node this node follows.
+//! - [`dropped_replicas`]: once the applied metadata no longer places a replica of a partition on this node
+//!   (a completed or cancelled move, remove-node), the reconciler deletes the node's copy of it.
 //! - [`fetcher`] (follower side): ONE `Replicate` stream per (follower, leader) pair for all the partitions it
 //!   follows there; before fetching it truncates each log to where its last epoch ends on the leader
 //!   (KIP-101/KIP-279), then appends the leader's batches unchanged and follows the leader's high watermark.
@@ -24,6 +26,7 @@
 //! watermark of a partition never passes what every in-sync replica holds, so an ACKS_ALL produce answered is
 //! on every ISR member.
 
+mod dropped_replicas;
 mod fetcher;
 pub mod frames;
 mod high_watermarks;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::dropped_replicas::{dropped_replicas, DroppedReplica, LocalTopic};
 use super::fetcher::{Assignment, Fetcher};
 use super::{lock, LeaderState, PartitionKey, Replication};
 use crate::cluster::metadata::ClusterMetadata;
@@ -22,6 +23,9 @@ struct Reconciler {
     /// Partitions whose high watermark this node moves (every replicated partition, from its first sight).
     held: HashSet<PartitionKey>,
     fetchers: HashMap<u64, Fetcher>,
+    /// The last check for dropped replicas found this node not caught up with the metadata, so it decided
+    /// nothing: checked again on the next lag-check tick rather than only on the next metadata change.
+    awaits_catch_up: bool,
 }
 
 pub async fn run(replication: Arc<Replication>) {
@@ -44,7 +48,12 @@ pub async fn run(replication: Arc<Replication>) {
                     }
                     break;
                 }
-                _ = lag_check.tick() => replication.shrink_lagging(),
+                _ = lag_check.tick() => {
+                    replication.shrink_lagging();
+                    if reconciler.awaits_catch_up {
+                        reconciler.delete_dropped_replicas(&replication, &current).await;
+                    }
+                }
                 // On the blocking pool, not awaited: a slow disk never delays a leadership change.
                 _ = checkpoint.tick() => super::high_watermarks::spawn_store(&replication),
             }
@@ -153,6 +162,54 @@ impl Reconciler {
             if !is_current {
                 tracing::info!(leader, %address, partitions = assignments.len(), "following a leader");
                 self.fetchers.insert(leader, Fetcher::start(Arc::clone(replication), leader, address, assignments));
+            }
+        }
+        self.delete_dropped_replicas(replication, metadata).await;
+    }
+
+    /// Deletes the local copies the metadata no longer places on this node (`dropped_replicas.rs`), after the
+    /// fetchers stopped following them. The disk work runs on the blocking pool (`Registry`).
+    async fn delete_dropped_replicas(&mut self, replication: &Arc<Replication>, metadata: &ClusterMetadata) {
+        let Ok(node) = replication.node() else { return };
+        let local: Vec<LocalTopic> = node
+            .registry
+            .list()
+            .iter()
+            .map(|topic| LocalTopic {
+                name: topic.name.to_string(),
+                partition_holds_records: topic.partitions().iter().map(|p| p.log().log_end_offset() > 0).collect(),
+            })
+            .collect();
+        let has_caught_up = replication.has_caught_up();
+        // Not caught up yet: nothing is decided now, and the lag-check timer asks again until it is.
+        self.awaits_catch_up = !has_caught_up;
+        let dropped = dropped_replicas(replication.node_id, metadata, has_caught_up, &local);
+        for replica in dropped {
+            match replica {
+                DroppedReplica::Topic(name) => {
+                    self.seen.remove(&name);
+                    self.held.retain(|(topic, _)| *topic != name);
+                    lock(&replication.leaders).retain(|(topic, _), _| *topic != name);
+                    match node.registry.delete(&name).await {
+                        Ok(()) => tracing::info!(topic = %name, "deleted the local copy of a dropped topic replica"),
+                        Err(err) => {
+                            tracing::error!(topic = %name, error = %err, "cannot delete a dropped topic replica")
+                        }
+                    }
+                }
+                DroppedReplica::Partition(name, index) => {
+                    let key = (name, index);
+                    // Held again, from the empty log, if the partition comes back here.
+                    self.held.remove(&key);
+                    lock(&replication.leaders).remove(&key);
+                    let (name, index) = key;
+                    match node.registry.reset_partition(&name, index).await {
+                        Ok(()) => tracing::info!(topic = %name, partition = index, "deleted a dropped replica's copy"),
+                        Err(err) => {
+                            tracing::error!(topic = %name, partition = index, error = %err, "cannot delete a dropped replica")
+                        }
+                    }
+                }
             }
         }
     }

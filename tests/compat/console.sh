@@ -209,17 +209,19 @@ try:
         rows = driver.find_elements(By.CSS_SELECTOR, "#partitions tr")[1:]
         return [int(r.find_elements(By.TAG_NAME, "td")[2].text.replace(",", "")) for r in rows]
 
-    visit("/topics/orders", "live-topic-before")
-    check("Live: on, every 5 s" in driver.find_element(By.ID, "live").text, "the topic page says it is live")
+    # With its own interval in the query: the reload must keep the query (and so the interval).
+    visit("/topics/orders?live=3", "live-topic-before")
+    check("Live: on, every 3 s" in driver.find_element(By.ID, "live").text, "the topic page says it is live")
     url, before, first_page = driver.current_url, end_offsets(), driver.find_element(By.TAG_NAME, "html")
     produce(25, 1)
     live_figure(end_offsets, lambda ends: ends[1] == before[1] + 25, "partition 1's new end offset shown")
     driver.save_screenshot(f"{shots}/live-topic-after.png")
-    check(replaced(first_page)(driver) and driver.current_url == url, f"the page reloaded itself, same address: {url}")
+    check(replaced(first_page)(driver) and driver.current_url == url, f"the page reloaded itself at {url}: {driver.current_url}")
+    check("every 3 s" in driver.find_element(By.ID, "live").text, "the reloaded page kept ?live=3")
 
     # The Overview's rate: records produced every second for 15 s, so that several 5-s samples see them.
     visit("/", "live-overview-before")
-    check(driver.find_element(By.ID, "live").text.startswith("Live: on"), "the overview says it is live")
+    check(driver.find_element(By.ID, "live").text.startswith("Live: on, every 5 s"), "the overview is live by default")
     def produce_for_15_s():
         for _ in range(15):
             produce(100, 0)

@@ -440,3 +440,62 @@ fn a_groups_page_shows_its_members_and_their_assignments() {
     let cells: Vec<&str> = row.split("<td").collect();
     assert_eq!(cells.get(3).copied(), Some(" class=\"num\">1</td>"), "one member in the list: {row}");
 }
+
+/// The `<meta http-equiv="refresh">` tag a page carries, if any.
+fn refresh_tag(body: &str) -> Option<&str> {
+    let at = body.find("<meta http-equiv=\"refresh\"")?;
+    body[at..].split_inclusive('>').next()
+}
+
+#[test]
+fn live_pages_refresh_themselves_every_5_s_unless_turned_off_and_pages_with_forms_never_do() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    rill(&broker.addr, &["topic", "create", "orders", "--partitions", "2"]).ok();
+    rill(&broker.addr, &["produce", "orders", "--partition", "0", "--value", "one"]).ok();
+    rill(&broker.addr, &["group", "reset-offsets", "billing", "--topic", "orders", "--to-earliest"]).ok();
+
+    for path in ["/", "/topics/orders", "/groups/billing"] {
+        let page = get(admin, path);
+        assert_eq!(page.status, 200, "{path}: {page:?}");
+        assert_eq!(refresh_tag(&page.body), Some("<meta http-equiv=\"refresh\" content=\"5\">"), "{path}");
+        assert!(page.head.contains("content-security-policy: default-src 'none'"), "still no script: {}", page.head);
+        assert!(page.body.contains("Live: <b>on</b>, every 5 s"), "{path}: {}", page.body);
+        let off_link = format!("href=\"{path}?live=0\">off</a>");
+        assert!(page.body.contains(&off_link), "{path} offers {off_link}: {}", page.body);
+
+        let off = get(admin, &format!("{path}?live=0"));
+        assert_eq!(off.status, 200, "{path}?live=0: {off:?}");
+        assert_eq!(refresh_tag(&off.body), None, "{path}?live=0 stays still");
+        let on_link = format!("href=\"{path}?live=5\">on</a>");
+        assert!(off.body.contains(&on_link) && off.body.contains("<b>off</b>"), "{path}: {}", off.body);
+
+        let slower = get(admin, &format!("{path}?live=30"));
+        assert_eq!(refresh_tag(&slower.body), Some("<meta http-equiv=\"refresh\" content=\"30\">"), "{path}?live=30");
+
+        for bad in ["1", "301", "-5", "fast"] {
+            let refused = get(admin, &format!("{path}?live={bad}"));
+            assert_eq!(refused.status, 400, "{path}?live={bad}: {refused:?}");
+            assert!(refused.body.contains("from 2 to 300"), "says what is allowed: {}", refused.body);
+            assert_eq!(refresh_tag(&refused.body), None, "an error page does not reload itself");
+        }
+    }
+    // Pages with a form the user fills, lists with a search box, and errors never reload, asked or not.
+    for path in [
+        "/topics/orders/messages?partition=0&from=earliest",
+        "/topics/orders/messages?live=5",
+        "/topics/orders/produce",
+        "/topics/orders/produce?live=5",
+        "/create-topic",
+        "/topics/orders/delete",
+        "/groups/billing/reset",
+        "/topics?q=ord",
+        "/groups",
+        "/topics/nope",
+    ] {
+        let page = get(admin, path);
+        assert!(page.status == 200 || page.status == 404, "{path}: {page:?}");
+        assert_eq!(refresh_tag(&page.body), None, "{path} never reloads itself: {}", page.body);
+        assert!(!page.body.contains("id=\"live\""), "{path} offers no live switch");
+    }
+}

@@ -161,6 +161,8 @@ fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_end
     let sign_in_page = plain(admin, "GET", "/login?next=%2Ftopics", &Send::default(), "");
     assert!(sign_in_page.status == 200 && sign_in_page.body.contains("type=\"password\""), "{sign_in_page:?}");
     assert!(!sign_in_page.body.contains("/create-topic"), "no page offered before signing in: {sign_in_page:?}");
+    // A live page whose session ended reloads onto this page, which must then stay still (docs/console.md).
+    assert!(!sign_in_page.body.contains("http-equiv=\"refresh\""), "the sign-in page never reloads itself");
 
     let wrong = plain(admin, "POST", "/login", &form, "user=alice&password=pencil-124&next=%2Ftopics");
     assert_eq!(wrong.status, 401, "{wrong:?}");
@@ -188,6 +190,7 @@ fn sign_in_sets_a_guarded_cookie_writes_need_the_sessions_token_and_sign_out_end
     let overview = plain(admin, "GET", "/", &as_alice, "");
     assert_eq!(overview.status, 200, "{overview:?}");
     assert!(overview.body.contains("User:alice") && overview.body.contains("Sign out"), "{}", overview.body);
+    assert!(overview.body.contains("<meta http-equiv=\"refresh\" content=\"5\">"), "a signed-in Overview is live");
     let token = csrf_in(&plain(admin, "GET", "/create-topic", &as_alice, ""));
 
     let post_as_alice = Send { cookie: Some(&cookie), form_origin: Some(origin.clone()), bearer: None };

@@ -57,15 +57,16 @@ for i in $(seq 1 10); do echo "customer-$((i % 4)):{\"order\":$i,\"item\":\"widg
 "$rill" produce hostile --value '<script>document.title="pwned";window.pwned=1</script>' \
   --header 'note=<img src=x onerror="document.title=&quot;pwned&quot;">' >/dev/null
 
-SE_OFFLINE=true timeout 120 "$venv/bin/python" - "$admin" "$shots" <<'PY'
-import sys, time
+SE_OFFLINE=true timeout 240 "$venv/bin/python" - "$admin" "$shots" "$rill" <<'PY'
+import subprocess, sys, threading, time
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, "tests/compat")
 from console_browser import replaced, start_chromium
 
-admin, shots = sys.argv[1], sys.argv[2]
+admin, shots, rill = sys.argv[1], sys.argv[2], sys.argv[3]
 driver = start_chromium()
 checks = 0
 
@@ -88,7 +89,7 @@ def check(condition, what):
     checks += 1
 
 try:
-    text = visit("/", "overview")
+    text = visit("/?live=0", "overview")
     stat = lambda name: driver.find_element(By.CSS_SELECTOR, f'[data-stat="{name}"] b').text
     check(stat("topics") == "2" and stat("partitions") == "4", "overview counts 2 topics, 4 partitions")
 
@@ -97,7 +98,7 @@ try:
     text = visit("/topics?q=ord", "topics-search")
     check("orders" in text and "hostile" not in text, "search keeps only matching topics")
 
-    visit("/topics/orders", "topic")
+    visit("/topics/orders?live=0", "topic")
     rows = driver.find_elements(By.CSS_SELECTOR, "#partitions tr")[1:]
     ends = [int(r.find_elements(By.TAG_NAME, "td")[2].text.replace(",", "")) for r in rows]
     check(len(rows) == 3 and sum(ends) == 10, f"three partitions whose end offsets sum to 10: {ends}")
@@ -124,7 +125,7 @@ try:
     check(not driver.find_elements(By.CSS_SELECTOR, "main img, main script"), "no element was made from data")
 
     # A group's lag, then a reset to the latest offsets through its confirmation.
-    visit("/groups/billing", "group")
+    visit("/groups/billing?live=0", "group")
     check(driver.find_element(By.CSS_SELECTOR, "#total-lag b").text == "10", "the group lags 10 records")
     check(len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) == 3, "a lag bar per partition")
     visit("/groups/billing/reset", "reset-form")
@@ -134,7 +135,7 @@ try:
     driver.save_screenshot(f"{shots}/reset-confirm.png")
     submit(driver.find_element(By.ID, "confirm"))
     check("Offsets reset." in driver.find_element(By.TAG_NAME, "main").text, "the reset was made")
-    visit("/groups/billing", "group-after-reset")
+    visit("/groups/billing?live=0", "group-after-reset")
     check(driver.find_element(By.CSS_SELECTOR, "#total-lag b").text == "0", "no lag after the reset")
 
     # Produce a test message, then find it in the browser.
@@ -183,6 +184,69 @@ try:
     driver.save_screenshot(f"{shots}/group-lag-history.png")
     lines = driver.find_elements(By.CSS_SELECTOR, "#lag-history path.s-lag")
     check(lines and lines[0].get_attribute("d").startswith("M"), "the group page draws its total lag over time")
+
+    # Live pages: the test loads each once and never again; the page's own meta refresh must bring the figures
+    # the CLI makes meanwhile. The bound is 30 s: a reload every 5 s, a sample every 5 s, and a loaded machine.
+    def live_figure(read, want, what, bound=30):
+        """Waits, without reloading, until `read()` on the page as it now is satisfies `want`."""
+        def ready(_driver):
+            try:
+                return want(read())
+            except (WebDriverException, ValueError, IndexError):
+                return False  # mid-reload: the old page's elements are gone, the new one's not yet there
+        try:
+            WebDriverWait(driver, bound, poll_frequency=0.5).until(ready)
+        except TimeoutException:
+            check(False, f"{what} within {bound} s without a reload by the test")
+        check(True, what)
+
+    def produce(count, partition):
+        records = "".join(f"live-{i}\n" for i in range(count))
+        subprocess.run([rill, "produce", "orders", "--partition", str(partition)], input=records.encode(),
+                       check=True, stdout=subprocess.DEVNULL, timeout=30)
+
+    def end_offsets():
+        rows = driver.find_elements(By.CSS_SELECTOR, "#partitions tr")[1:]
+        return [int(r.find_elements(By.TAG_NAME, "td")[2].text.replace(",", "")) for r in rows]
+
+    # With its own interval in the query: the reload must keep the query (and so the interval).
+    visit("/topics/orders?live=3", "live-topic-before")
+    check("Live: on, every 3 s" in driver.find_element(By.ID, "live").text, "the topic page says it is live")
+    url, before, first_page = driver.current_url, end_offsets(), driver.find_element(By.TAG_NAME, "html")
+    produce(25, 1)
+    live_figure(end_offsets, lambda ends: ends[1] == before[1] + 25, "partition 1's new end offset shown")
+    driver.save_screenshot(f"{shots}/live-topic-after.png")
+    check(replaced(first_page)(driver) and driver.current_url == url, f"the page reloaded itself at {url}: {driver.current_url}")
+    check("every 3 s" in driver.find_element(By.ID, "live").text, "the reloaded page kept ?live=3")
+
+    # The Overview's rate: records produced every second for 15 s, so that several 5-s samples see them.
+    visit("/", "live-overview-before")
+    check(driver.find_element(By.ID, "live").text.startswith("Live: on, every 5 s"), "the overview is live by default")
+    def produce_for_15_s():
+        for _ in range(15):
+            produce(100, 0)
+            time.sleep(1)
+    burst = threading.Thread(target=produce_for_15_s)
+    burst.start()
+    rate_in = lambda: float(driver.find_element(By.ID, "rates").text.split(" records/s in")[0])
+    live_figure(rate_in, lambda rate: rate >= 20, "the overview's records/s in over 20 while the CLI produces")
+    driver.save_screenshot(f"{shots}/live-overview-after.png")
+    check(driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in"), "the throughput chart is still drawn")
+    burst.join()
+
+    # Turned off, a page stays as it was loaded: the same document after a whole default interval and more.
+    visit("/?live=0", "live-off")
+    still = driver.find_element(By.TAG_NAME, "html")
+    check("off" in driver.find_element(By.ID, "live").text, "the switch shows off")
+    time.sleep(8)
+    check(not replaced(still)(driver), "a page with ?live=0 did not reload itself")
+    # A page with a form is never live: what the user types is not thrown away.
+    visit("/topics/orders/produce", "produce-not-live")
+    form_page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.NAME, "value").send_keys("half-typed")
+    time.sleep(8)
+    check(not replaced(form_page)(driver), "the produce page did not reload itself")
+    check(driver.find_element(By.NAME, "value").get_attribute("value") == "half-typed", "what was typed is kept")
 finally:
     driver.quit()
 print(f"console.sh: {checks} checks passed in Chromium; screenshots in {shots}")

@@ -360,6 +360,22 @@ mod tests {
     }
 
     #[test]
+    fn a_console_tab_reloading_itself_keeps_its_session_until_the_lifetime_not_forever() {
+        // A live page (console/live.rs) reloads every 5 s, and each reload is a use, as a click is: an open
+        // Overview keeps its user signed in, but never past the lifetime counted from sign-in.
+        let sessions = Sessions::default();
+        let start = SystemTime::now();
+        let alice = sessions.create("alice", "stamp", start);
+        let reload = Duration::from_secs(5);
+        let mut now = start + reload;
+        while now < start + LIFETIME_LIMIT {
+            assert!(sessions.find(&alice.id, now).is_some(), "reloaded {:?} after sign-in", now.duration_since(start));
+            now += reload;
+        }
+        assert_eq!(sessions.find(&alice.id, now), None, "ended 12 h after sign-in, reloads or not");
+    }
+
+    #[test]
     fn the_store_never_holds_more_than_its_limit_and_drops_the_stalest() {
         let sessions = Sessions::default();
         let start = SystemTime::now();

@@ -8,6 +8,7 @@ use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups};
 use super::html::{url_encode, Form, Html};
 use super::lag_history::{GroupLagHistory, MAX_GROUPS};
 use super::layout::{count, hidden, parse_timestamp, Page};
+use super::live::Live;
 use super::topics::pager;
 use super::{chart, status_response, Console};
 use crate::metrics::admin_http::Response;
@@ -63,13 +64,14 @@ async fn describe(console: &Console, page: Page<'_>, group: &str) -> Result<v1::
     super::leader::describe_group(console, page, v1::DescribeGroupRequest { group: group.to_string() }).await
 }
 
-pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
+pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) -> Response {
     let described = match describe(console, page, group).await {
         Ok(described) => described,
         Err(status) => return status_response(page, "Group not found", &status),
     };
     let total_lag: i64 = described.partitions.iter().map(|p| p.lag).sum();
     let mut body = Html::new();
+    live.control(&mut body, &format!("/groups/{}", url_encode(group)));
     body.raw("<div class=\"stats\"><div class=\"stat\"><b>").text(state_name(described.state)).raw("</b>state</div>");
     body.raw("<div class=\"stat\"><b>").text(described.generation).raw("</b>generation</div>");
     body.raw("<div class=\"stat\"><b>").text(described.members.len()).raw("</b>members</div>");
@@ -111,7 +113,7 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str) -> Response {
         body.raw("</tr>");
     }
     body.raw("</table>");
-    page.render(200, &format!("Group {group}"), body)
+    page.render_live(200, &format!("Group {group}"), body, live)
 }
 
 /// The group's total lag over the last minutes, from the sampler's history.

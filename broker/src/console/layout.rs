@@ -2,6 +2,7 @@
 //! token, and how numbers, sizes, durations and times are written.
 
 use super::html::Html;
+use super::live::Live;
 use crate::auth::Principal;
 use crate::metrics::admin_http::Response;
 
@@ -44,10 +45,19 @@ impl Page<'_> {
 
     /// A whole page: `title` (escaped) over `body`.
     pub fn render(self, status: u16, title: &str, body: Html) -> Response {
+        self.render_live(status, title, body, Live::Off)
+    }
+
+    /// [`Page::render`] for a page of live figures: with `live` on, the browser reloads it (a GET of the same
+    /// address) every so many seconds.
+    pub fn render_live(self, status: u16, title: &str, body: Html, live: Live) -> Response {
         let mut html = Html::new();
         html.raw("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
-            .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
-            .raw("<title>")
+            .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+        if let Some(seconds) = live.interval_s() {
+            html.raw("<meta http-equiv=\"refresh\" content=\"").text(seconds).raw("\">");
+        }
+        html.raw("<title>")
             .text(title)
             .raw(" · rill</title><link rel=\"stylesheet\" href=\"/console.css\"></head><body>")
             .raw("<nav><a class=\"brand\" href=\"/\">rill</a>");

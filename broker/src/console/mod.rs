@@ -28,6 +28,7 @@ pub mod html;
 mod lag_history;
 mod layout;
 mod leader;
+mod live;
 mod login;
 mod messages;
 mod overview;
@@ -141,7 +142,10 @@ impl Console {
             }
         }
         match (segments.as_slice(), form) {
-            ([], None) => overview::show(self, page).await,
+            ([], None) => match live::Live::from_query(&query) {
+                Ok(live) => overview::show(self, page, live).await,
+                Err(message) => page.error(400, "Bad refresh interval", &message),
+            },
             (["console.css"], None) => Response {
                 status: 200,
                 content_type: "text/css; charset=utf-8",
@@ -151,7 +155,10 @@ impl Console {
             (["topics"], None) => topics::list(self, page, &query).await,
             (["create-topic"], None) => topics::create_form(page, &query),
             (["create-topic"], Some(form)) => topics::create(self, page, &form).await,
-            (["topics", topic], None) => topics::show(self, page, topic).await,
+            (["topics", topic], None) => match live::Live::from_query(&query) {
+                Ok(live) => topics::show(self, page, topic, live).await,
+                Err(message) => page.error(400, "Bad refresh interval", &message),
+            },
             (["topics", topic, "delete"], None) => topics::delete_confirm(page, topic),
             (["topics", topic, "delete"], Some(form)) => topics::delete(self, page, topic, &form).await,
             (["topics", topic, "messages"], None) => messages::browse(self, page, topic, &query).await,
@@ -159,7 +166,10 @@ impl Console {
             (["topics", topic, "produce"], None) => messages::produce_form(page, topic, &query),
             (["topics", topic, "produce"], Some(form)) => messages::produce(self, page, topic, &form).await,
             (["groups"], None) => groups::list(self, page, &query).await,
-            (["groups", group], None) => groups::show(self, page, group).await,
+            (["groups", group], None) => match live::Live::from_query(&query) {
+                Ok(live) => groups::show(self, page, group, live).await,
+                Err(message) => page.error(400, "Bad refresh interval", &message),
+            },
             (["groups", group, "reset"], None) => groups::reset_form(self, page, group).await,
             (["groups", group, "reset"], Some(form)) => groups::reset(self, page, group, &form).await,
             (_, None) => page.error(404, "Not found", "No console page has this address."),

@@ -4,10 +4,11 @@ use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups, topic_admi
 
 use super::html::Html;
 use super::layout::{bytes, count, Page};
+use super::live::Live;
 use super::{chart, status_response, Console};
 use crate::metrics::admin_http::Response;
 
-pub async fn show(console: &Console, page: Page<'_>) -> Response {
+pub async fn show(console: &Console, page: Page<'_>, live: Live) -> Response {
     let topics = match console.service.list_topics(page.request(v1::ListTopicsRequest {})).await {
         Ok(answer) => answer.into_inner().topics,
         Err(status) => return status_response(page, "Topics could not be listed", &status),
@@ -21,6 +22,7 @@ pub async fn show(console: &Console, page: Page<'_>) -> Response {
     let stored: u64 =
         console.node.registry.list().iter().flat_map(|t| t.partitions()).map(|p| p.log().size_bytes()).sum();
     let mut body = Html::new();
+    live.control(&mut body, "/");
     body.raw("<div class=\"stats\">");
     stat(&mut body, "nodes", count(node_count(console) as u64));
     stat(&mut body, "topics", count(topics.len() as u64));
@@ -33,7 +35,7 @@ pub async fn show(console: &Console, page: Page<'_>) -> Response {
     body.raw("</div>");
     nodes(console, &mut body);
     throughput(console, &mut body);
-    page.render(200, "Overview", body)
+    page.render_live(200, "Overview", body, live)
 }
 
 fn stat(body: &mut Html, label: &'static str, value: String) {

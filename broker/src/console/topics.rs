@@ -5,6 +5,7 @@ use rill_protocol::v1::{self, topic_admin_server::TopicAdmin};
 
 use super::html::{url_encode, Form, Html};
 use super::layout::{bytes, count, duration_ms, hidden, Page};
+use super::live::Live;
 use super::{status_response, Console};
 use crate::metrics::admin_http::Response;
 
@@ -73,7 +74,7 @@ pub fn pager(body: &mut Html, base: &str, search: &str, number: usize, page_coun
     body.raw("</p>");
 }
 
-pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
+pub async fn show(console: &Console, page: Page<'_>, name: &str, live: Live) -> Response {
     let described =
         match console.service.describe_topic(page.request(v1::DescribeTopicRequest { name: name.to_string() })).await {
             Ok(answer) => answer.into_inner(),
@@ -83,6 +84,7 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
     let config = info.config.unwrap_or_default();
     let encoded = url_encode(name);
     let mut body = Html::new();
+    live.control(&mut body, &format!("/topics/{encoded}"));
     body.raw("<p>").link(&format!("/topics/{encoded}/messages"), "Browse messages");
     if !page.is_read_only {
         body.raw(" · ").link(&format!("/topics/{encoded}/produce"), "Produce a test message");
@@ -145,7 +147,7 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str) -> Response {
         body.raw("<tr><th>").raw(label).raw("</th>").cell(value).raw("</tr>");
     }
     body.raw("</table>");
-    page.render(200, &format!("Topic {name}"), body)
+    page.render_live(200, &format!("Topic {name}"), body, live)
 }
 
 pub fn create_form(page: Page<'_>, query: &Form) -> Response {

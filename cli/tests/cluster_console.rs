@@ -43,19 +43,7 @@ fn csrf_in(page: &str) -> String {
 /// Each partition's leader of `orders`, once all three replicas of every partition are in sync.
 fn leaders_in_sync(broker: &str, ca: &Ca, admin: &Leaf) -> Vec<u64> {
     eventually("every partition of orders led, with three replicas in sync", || {
-        let described = rill_as(broker, ca, admin, &["topic", "describe", "orders"]);
-        let mut leaders = vec![None; 3];
-        for line in described.stdout.lines() {
-            let cells: Vec<&str> = line.split_whitespace().collect();
-            let Some(slot) = cells.first().and_then(|p| p.parse::<usize>().ok()).and_then(|p| leaders.get_mut(p))
-            else {
-                continue;
-            };
-            if cells.len() >= 6 && common::cluster::ids(cells[4]).len() == 3 {
-                *slot = cells[1].parse::<u64>().ok();
-            }
-        }
-        leaders.into_iter().collect::<Option<Vec<u64>>>()
+        common::cluster::leaders_with_isr(&rill_as(broker, ca, admin, &["topic", "describe", "orders"]).stdout, 3, 3)
     })
 }
 

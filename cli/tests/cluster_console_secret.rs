@@ -50,19 +50,7 @@ fn console_sessions(admin: &str, token: &str) -> Option<f64> {
 /// Each partition's leader of `orders` as `broker` describes it, once all three replicas of each are in sync.
 fn leaders_in_sync(broker: &str, token: &str) -> Vec<u64> {
     eventually("every partition of orders led, with three replicas in sync", || {
-        let described = rill_as(broker, token, &["topic", "describe", "orders"], None);
-        let mut leaders = vec![None; 3];
-        for line in described.stdout.lines() {
-            let cells: Vec<&str> = line.split_whitespace().collect();
-            let Some(slot) = cells.first().and_then(|p| p.parse::<usize>().ok()).and_then(|p| leaders.get_mut(p))
-            else {
-                continue;
-            };
-            if cells.len() >= 6 && common::cluster::ids(cells[4]).len() == 3 {
-                *slot = cells[1].parse::<u64>().ok();
-            }
-        }
-        leaders.into_iter().collect::<Option<Vec<u64>>>()
+        common::cluster::leaders_with_isr(&rill_as(broker, token, &["topic", "describe", "orders"], None).stdout, 3, 3)
     })
 }
 

@@ -176,18 +176,25 @@ impl Shared {
         Ok((sender, generation))
     }
 
-    async fn open_stream(
-        this: &Arc<Self>,
-        mut head: http::request::Parts,
-    ) -> Result<(ResponseFuture, SendStream<Bytes>), Status> {
+    /// The live connection (opened if there is none) once it can take a new stream, with its generation. Fails
+    /// at once if the connection is known to be broken (and forgets it); a stream over the broker's limit waits.
+    async fn ready(this: &Arc<Self>) -> Result<(SendRequest<Bytes>, u64), Status> {
         let (sender, generation) = match this.live() {
             Some(live) => live,
             None => Self::open(this).await?,
         };
-        let mut sender = sender.ready().await.map_err(|err| {
+        let sender = sender.ready().await.map_err(|err| {
             this.forget(generation);
             status_of(err)
         })?;
+        Ok((sender, generation))
+    }
+
+    async fn open_stream(
+        this: &Arc<Self>,
+        mut head: http::request::Parts,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), Status> {
+        let (mut sender, generation) = Self::ready(this).await?;
         head.uri = this.target.absolute(head.uri)?;
         sender.send_request(http::Request::from_parts(head, ()), false).map_err(|err| {
             if err.is_io() || err.is_go_away() {
@@ -198,15 +205,7 @@ impl Shared {
     }
 
     async fn send(this: &Arc<Self>, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
-        let (sender, generation) = match this.live() {
-            Some(live) => live,
-            None => Self::open(this).await?,
-        };
-        // Fails at once if the connection is known to be broken; a stream over the broker's limit waits here.
-        let mut sender = sender.ready().await.map_err(|err| {
-            this.forget(generation);
-            status_of(err)
-        })?;
+        let (mut sender, generation) = Self::ready(this).await?;
         let (mut head, body) = request.into_parts();
         head.uri = this.target.absolute(head.uri)?;
         let is_bodyless = body.is_end_stream();

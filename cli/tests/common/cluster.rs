@@ -146,6 +146,22 @@ pub fn ids(cell: &str) -> Vec<u64> {
     cell.split(',').filter_map(|id| id.parse().ok()).collect()
 }
 
+/// Each partition's leader in `output` (a `rill topic describe` table of `partitions` partitions), once every
+/// one has a leader and `in_sync` replicas in its ISR; `None` before. For tests whose `rill` needs credentials.
+pub fn leaders_with_isr(output: &str, partitions: usize, in_sync: usize) -> Option<Vec<u64>> {
+    let mut leaders = vec![None; partitions];
+    for line in output.lines() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let Some(slot) = cells.first().and_then(|p| p.parse::<usize>().ok()).and_then(|p| leaders.get_mut(p)) else {
+            continue;
+        };
+        if cells.len() >= 6 && ids(cells[4]).len() == in_sync {
+            *slot = cells[1].parse::<u64>().ok();
+        }
+    }
+    leaders.into_iter().collect()
+}
+
 /// Every partition's row of `rill topic describe`, by partition number; `None` until all `partitions` show.
 pub fn describe_topic(addr: &str, topic: &str, partitions: usize) -> Option<Vec<PartitionRow>> {
     let output = super::rill(addr, &["topic", "describe", topic]);

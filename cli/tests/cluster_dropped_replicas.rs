@@ -7,10 +7,9 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::cluster::{wait_for_topic, Cluster, PartitionRow};
-use common::{eventually, rill, rill_with_stdin, signal, DEADLINE, RILL};
+use common::{eventually, rill, rill_with_stdin, signal, RILL};
 
 /// Sessions long enough that a stopped node stays alive in the metadata (a move onto it, or from it, stays
 /// under way rather than being undone by fencing).
@@ -20,12 +19,8 @@ const RECORDS: usize = 300;
 
 fn create_moves(cluster: &Cluster) {
     let create = ["topic", "create", "moves", "--partitions", "1", "--replication-factor", "1"];
-    let deadline = Instant::now() + DEADLINE;
     // The cluster forms first: a create before a controller leader is elected is refused, and retried.
-    while !rill(&cluster.all(), &create).status.success() {
-        assert!(Instant::now() < deadline, "moves not created within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("moves created", || rill(&cluster.all(), &create).status.success().then_some(()));
 }
 
 #[track_caller]

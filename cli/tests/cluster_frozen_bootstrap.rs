@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{wait_for_topic, Cluster};
-use common::{rill, signal, DEADLINE};
+use common::{eventually, rill, signal};
 
 const FAST_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n";
 
@@ -18,11 +18,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 fn topic_describe_answers_from_another_node_when_the_first_bootstrap_node_is_frozen() {
     let cluster = Cluster::start(FAST_SESSIONS);
     let create = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
-    let deadline = Instant::now() + DEADLINE;
-    while !rill(&cluster.all(), &create).status.success() {
-        assert!(Instant::now() < deadline, "orders not created within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("orders created", || rill(&cluster.all(), &create).status.success().then_some(()));
     wait_for_topic(cluster.addr(2), "orders", 3, "orders placed", |rows| rows.iter().all(|r| r.leader.is_some()));
 
     let node_1 = &cluster.nodes[0].as_ref().expect("node 1 running").child;

@@ -61,6 +61,51 @@ fn bytes_in_pipe(fd: &impl AsRawFd) -> usize {
     usize::try_from(pending).unwrap_or_default()
 }
 
+/// What the pipe behind `fd` holds at most (64 KiB by default, but only two pages for a user over
+/// `fs.pipe-user-pages-soft`).
+fn pipe_capacity(fd: &impl AsRawFd) -> usize {
+    // SAFETY: F_GETPIPE_SZ takes no argument and only reads the descriptor's pipe.
+    let capacity = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    usize::try_from(capacity).expect("F_GETPIPE_SZ on a pipe")
+}
+
+/// Waits until the consumer's writes to the pipe behind `stdout` block: the pipe is full, or holds something and
+/// has not changed for a second while the consumer has far more to write. "Full" is not always the capacity: a
+/// write of up to a page (PIPE_BUF) is atomic, so one that does not fit in the last page's room waits with that
+/// room left empty, and so may earlier pages have been left (seen in CI: the pipe never reached 64 KiB).
+fn wait_for_blocked_writer(child: &mut std::process::Child, stdout: &impl AsRawFd) {
+    let capacity = pipe_capacity(stdout);
+    let deadline = Instant::now() + DEADLINE;
+    let (mut seen, mut since) = (0, Instant::now());
+    loop {
+        let held = bytes_in_pipe(stdout);
+        if held >= capacity || (held > 0 && held == seen && since.elapsed() >= Duration::from_secs(1)) {
+            return;
+        }
+        if held != seen {
+            (seen, since) = (held, Instant::now());
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the consumer exited early: {status:?} {}", stderr_of(child));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the consumer wrote only {held} bytes to its stdout pipe in {DEADLINE:?}: {}", stderr_of(child));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// All of a child's stderr, once it has exited.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    stderr
+}
+
 #[test]
 fn sigterm_and_sigint_stop_consume_follow_while_its_stdout_is_a_full_pipe_nobody_reads() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -83,17 +128,11 @@ fn sigterm_and_sigint_stop_consume_follow_while_its_stdout_is_a_full_pipe_nobody
             .expect("spawn rill consume");
         // Held, never read: the pipe fills and the consumer's writes block.
         let stdout = child.stdout.take().expect("piped stdout");
-        let deadline = Instant::now() + DEADLINE;
-        while bytes_in_pipe(&stdout) < 64 << 10 {
-            assert!(Instant::now() < deadline, "the consumer never filled its stdout pipe");
-            assert!(child.try_wait().expect("try_wait").is_none(), "the consumer exited early");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_blocked_writer(&mut child, &stdout);
         signal(&child, sig);
         // Fails the test if the consumer is still running after DEADLINE.
         let status = wait_with_deadline(&mut child);
-        let mut stderr = String::new();
-        child.stderr.take().expect("piped stderr").read_to_string(&mut stderr).expect("stderr");
+        let stderr = stderr_of(&mut child);
         assert!(status.success(), "signal {sig}: {status:?} {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         drop(stdout);

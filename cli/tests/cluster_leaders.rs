@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{self, describe_topic, Cluster, PartitionRow};
 use common::{dead_address, rill, BrokerProcess, FedProducer, DEADLINE, RILL};
+use rill_protocol::reason::Reason;
 
 /// Short sessions and lag limit, so failover and ISR changes happen within the test's deadline.
 const FAST_CLUSTER: &str =
@@ -109,6 +110,37 @@ fn a_restarted_preferred_leader_gets_its_leadership_back_within_the_check_interv
     assert!(rows.iter().all(|r| r.leader == r.replicas.first().copied()), "every partition balanced: {rows:?}");
 }
 
+/// Subscribes to orders/0 at `broker` from its high watermark on a thread of its own, and returns how many
+/// pushes came before the stream ended, and the status it ended with. Fails the test if it has not ended within
+/// `DEADLINE`.
+fn subscribe_until_refused(broker: String) -> std::thread::JoinHandle<(usize, tonic::Status)> {
+    use rill_protocol::v1::{records_client::RecordsClient, SubscribeRequest};
+    use tokio_stream::StreamExt;
+
+    let (started, subscribed) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{broker}")).expect("endpoint");
+            let channel = tokio::time::timeout(DEADLINE, endpoint.connect()).await.expect("in time").expect("connect");
+            let request = SubscribeRequest { topic: "orders".into(), partition: 0, offset: -1, ..Default::default() };
+            let mut pushes = RecordsClient::new(channel).subscribe(request).await.expect("subscribed").into_inner();
+            started.send(()).expect("the test waits");
+            let mut pushed = 0;
+            loop {
+                match tokio::time::timeout(DEADLINE, pushes.next()).await {
+                    Ok(Some(Ok(_))) => pushed += 1,
+                    Ok(Some(Err(refused))) => return (pushed, refused),
+                    Ok(None) => panic!("the subscription ended without a status after {pushed} pushes"),
+                    Err(_) => panic!("the subscription still open {DEADLINE:?} after its last push ({pushed} pushes)"),
+                }
+            }
+        })
+    });
+    subscribed.recv_timeout(DEADLINE).expect("subscribed in time");
+    thread
+}
+
 #[test]
 fn elect_leaders_on_demand_moves_leadership_back_under_acks_all_load() {
     let config = format!("{FAST_CLUSTER}auto_leader_rebalance_enable = false\n");
@@ -125,6 +157,7 @@ fn elect_leaders_on_demand_moves_leadership_back_under_acks_all_load() {
         Duration::from_millis(10),
     );
     let printed = vec![producer.next_line()]; // mid-stream: a record was acknowledged
+    let subscription = subscribe_until_refused(cluster.addr(deposed).to_owned());
     let elected = rill(cluster.addr(deposed), &["cluster", "elect-leaders"]);
     let elected = elected.ok();
     assert!(elected.contains(&format!("elected orders/0: node {deposed} -> node {preferred} at epoch")), "{elected}");
@@ -139,6 +172,16 @@ fn elect_leaders_on_demand_moves_leadership_back_under_acks_all_load() {
 
     let leaders: Vec<String> = rows.iter().map(|r| cluster.addr(r.leader.expect("a leader")).to_owned()).collect();
     assert_every_acknowledged_record_read_once(&printed, &leaders);
+
+    // The subscriber on the deposed leader is told once a record reaches it as a follower, rather than left on a
+    // follower's trailing high watermark.
+    rill(&cluster.all(), &["produce", "orders", "--partition", "0", "--acks", "all", "--value", "wake"]).ok();
+    let (pushed, refused) = subscription.join().expect("the subscriber thread");
+    let reason = rill_protocol::reason::reason_of(&refused);
+    assert!(
+        matches!(reason, Some(Reason::NotLeader | Reason::FencedLeaderEpoch)),
+        "after {pushed} pushes the subscription on node {deposed} ended with {refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::BatchHeader;
 
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
-use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock};
+use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock, WriteMode};
 use crate::latency::LatencyHistogram;
 use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
@@ -377,8 +377,12 @@ impl Log {
         // of a log without a cache, in the thread's warm staging memory.
         let tail = self.tail.as_ref().filter(|_| self.is_caching_appends.load(Ordering::Acquire));
         // A direct write is staged in a buffer of the tail cache's, kept as the cached copy: one copy of the record
-        // bytes for both.
-        let keep = tail.map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
+        // bytes for both. A smaller append goes through the page cache (`direct_min_batch_bytes`) and is copied into
+        // the log's chunk of the cache below: asked for a staging buffer it would not use, the cache would hand out
+        // one of at least 64 KiB per append.
+        let is_direct = self.segment_settings.write_mode == WriteMode::Direct
+            && len >= self.segment_settings.direct_min_batch_bytes;
+        let keep = tail.filter(|_| is_direct).map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
         let kept = active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms, keep)?;
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
         if let Some(tail) = tail {
@@ -386,9 +390,7 @@ impl Log {
             match kept {
                 Some(kept) => tail.insert_kept(base_offset, next, kept.buffer, kept.capacity, kept.start..kept.end),
                 None => {
-                    let mut written = tail.buffer(len);
-                    crate::segment::write_as_stored(group, epoch, &mut written);
-                    tail.insert(base_offset, next, written);
+                    tail.insert_copy(base_offset, next, len, |into| crate::segment::write_as_stored(group, epoch, into))
                 }
             }
         }

@@ -18,11 +18,19 @@
 //!   entry bigger than the limit is not kept. Slices handed out outlive eviction (a slow consumer's response
 //!   still being written pins its entry's memory until it is written or its connection closes); the cache
 //!   itself no longer counts or holds them.
-//! - The bytes counted are the buffers' capacities, so the limit bounds memory, not just payload.
-//! - One lock, held for a map look-up or an insert, never across I/O; counters are relaxed atomics.
-//! - Evicted buffers that no reader still holds are reused for the next appends (a few, bounded): a buffer the
-//!   allocator hands out fresh costs a page fault per 4 KiB, and on this VM that made a 1 KB produce 38% slower
-//!   (docs/benchmarks.md).
+//! - The bytes counted are what the cache pins, so the limit bounds memory, not just payload. A small append (a
+//!   write through the page cache, under `direct_min_batch_bytes`) is copied into its log's open *chunk*, after
+//!   the previous one: it costs the cache its own length, not a buffer of its own. A chunk is counted whole
+//!   from its allocation until it is retired (full, or its log idle) and its last entry is gone, because until
+//!   then its memory is pinned; its entries count nothing more. A direct write's staging buffer (an append of
+//!   `direct_min_batch_bytes` and more) is an entry's own buffer, counted at its capacity.
+//! - A log's chunk starts at [`CHUNK_BYTES_MIN`] and doubles with each chunk it fills, up to [`CHUNK_BYTES_MAX`]
+//!   (and a sixteenth of the limit); a chunk whose entries are all gone is dropped, so an idle log pins none.
+//!   What may pass the limit: the chunks taken by appends in progress, one per writing log.
+//! - One lock, held for a map look-up or an insert, never across I/O or a copy; counters are relaxed atomics.
+//! - Evicted direct-write buffers that no reader still holds are reused for the next direct writes (a few,
+//!   bounded): a buffer the allocator hands out fresh costs a page fault per 4 KiB, and on this VM that made a
+//!   1 KB produce 38% slower (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +87,40 @@ struct CacheState {
     /// [`RECYCLED_BYTES_MAX`], not counted in `used_bytes`.
     recycled: Vec<BytesMut>,
     recycled_bytes: usize,
+    /// Per log, the chunk its next small append is copied into; absent while an append has it, or the log
+    /// has none.
+    open_chunks: HashMap<u64, OpenChunk>,
+    /// Every chunk counted in `used_bytes`, by id.
+    chunks: HashMap<u64, ChunkCharge>,
+    next_chunk_id: u64,
+}
+
+/// Memory a log's small appends are copied into one after the other; each is split off as its entry's bytes.
+#[derive(Debug)]
+pub(crate) struct OpenChunk {
+    id: u64,
+    /// The chunk's room left: empty, its capacity what the next appends may fill without a reallocation.
+    rest: BytesMut,
+    /// The whole chunk's size, for the next chunk's.
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct ChunkCharge {
+    bytes: u64,
+    /// Entries of the cache that lie in the chunk.
+    entries: u64,
+    /// Whether its log may still append into it (it is in `open_chunks`, or an append has it).
+    is_open: bool,
+}
+
+/// What an entry counts against the limit.
+#[derive(Debug, Clone, Copy)]
+enum Charge {
+    /// Its own buffer, of this many bytes.
+    Own(u64),
+    /// Its place in a chunk, which is counted whole (by id) for as long as any entry lies in it.
+    Chunk(u64),
 }
 
 #[derive(Debug)]
@@ -89,8 +131,7 @@ struct Entry {
     buffer: Bytes,
     /// Where the batches lie in `buffer`.
     batches: std::ops::Range<usize>,
-    /// The capacity of `buffer`: what the entry counts against the limit.
-    charged_bytes: u64,
+    charge: Charge,
 }
 
 /// Buffers are allocated in multiples of this, so that one freed by an eviction fits the next append of about
@@ -98,6 +139,11 @@ struct Entry {
 const BUFFER_GRANULE_BYTES: usize = 64 << 10;
 const RECYCLED_BUFFERS_MAX: usize = 16;
 const RECYCLED_BYTES_MAX: usize = 64 << 20;
+
+/// A log's first chunk; each next one doubles, up to [`CHUNK_BYTES_MAX`].
+pub(crate) const CHUNK_BYTES_MIN: usize = 64 << 10;
+/// The biggest chunk. An append of more than a quarter of it gets a buffer of its own: chunks stay mostly full.
+pub(crate) const CHUNK_BYTES_MAX: usize = 1 << 20;
 
 impl TailCache {
     /// A cache holding at most `limit_bytes` of batches; `None` for 0 (no cache).
@@ -159,29 +205,51 @@ impl TailCache {
         BytesMut::with_capacity(len.next_multiple_of(BUFFER_GRANULE_BYTES))
     }
 
+    /// Keeps an entry. With `chunk` (the open chunk `buffer` was split from, given back) the entry counts against
+    /// that chunk; otherwise it counts `buffer`'s `capacity`.
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
         log_id: u64,
         base_offset: i64,
         next_offset: i64,
         buffer: Bytes,
-        charged_bytes: u64,
+        capacity: usize,
         batches: std::ops::Range<usize>,
+        chunk: Option<OpenChunk>,
     ) {
-        if batches.is_empty() || charged_bytes > self.limit_bytes {
-            return;
-        }
+        let charge = match &chunk {
+            Some(chunk) => Charge::Chunk(chunk.id),
+            None => Charge::Own(capacity as u64),
+        };
         let mut state = self.lock();
         let state = &mut *state;
+        if let Some(chunk) = chunk {
+            if let Some(replaced) = state.open_chunks.insert(log_id, chunk) {
+                state.retire(replaced);
+            }
+        }
+        let is_too_big = matches!(charge, Charge::Own(bytes) if bytes > self.limit_bytes);
+        if batches.is_empty() || is_too_big {
+            return;
+        }
         let id = state.next_entry_id;
         state.next_entry_id += 1;
-        let entry = Entry { id, next_offset, buffer, batches, charged_bytes };
-        if let Some(old) = state.logs.entry(log_id).or_default().insert(base_offset, entry) {
-            state.forget(old);
+        let entry = Entry { id, next_offset, buffer, batches, charge };
+        match charge {
+            Charge::Own(bytes) => state.used_bytes += bytes,
+            Charge::Chunk(chunk) => state.chunks.get_mut(&chunk).expect("an open chunk is counted").entries += 1,
         }
-        state.used_bytes += charged_bytes;
         state.entries += 1;
+        if let Some(old) = state.logs.entry(log_id).or_default().insert(base_offset, entry) {
+            state.forget(log_id, old);
+        }
         state.order.push_back((log_id, base_offset, id));
+        self.evict_over_limit(state);
+    }
+
+    /// Removes the oldest entries until the bytes counted are within the limit, or none is left.
+    fn evict_over_limit(&self, state: &mut CacheState) {
         while state.used_bytes > self.limit_bytes {
             let Some((victim_log, victim_base, victim_id)) = state.order.pop_front() else { break };
             if state.remove_if(victim_log, victim_base, victim_id) {
@@ -235,6 +303,33 @@ impl TailCache {
         Some(Bytes::from(joined))
     }
 
+    /// `log_id`'s open chunk if it has room for `len` more bytes, else a new one (the old one retired, the new
+    /// one counted and room made for it). `None` when a chunk that size would not fit the limit.
+    fn take_chunk(&self, log_id: u64, len: usize) -> Option<OpenChunk> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut bytes = CHUNK_BYTES_MIN;
+        if let Some(old) = state.open_chunks.remove(&log_id) {
+            if old.rest.capacity() >= len {
+                return Some(old);
+            }
+            bytes = (old.bytes * 2).min(CHUNK_BYTES_MAX);
+            state.retire(old);
+        }
+        let bytes = bytes.min(self.limit_bytes as usize / 16).max(len);
+        if bytes as u64 > self.limit_bytes {
+            return None;
+        }
+        let rest = BytesMut::with_capacity(bytes);
+        let id = state.next_chunk_id;
+        state.next_chunk_id += 1;
+        let charged = rest.capacity() as u64;
+        state.chunks.insert(id, ChunkCharge { bytes: charged, entries: 0, is_open: true });
+        state.used_bytes += charged;
+        self.evict_over_limit(state);
+        Some(OpenChunk { id, rest, bytes })
+    }
+
     /// The bytes of the entry of `log_id` holding `offset`, and the offset after it.
     fn entry_at(&self, log_id: u64, offset: i64) -> Option<(Bytes, i64)> {
         let state = self.lock();
@@ -286,12 +381,32 @@ fn whole_batches(bytes: &[u8], from_offset: Option<i64>, room: usize, limit_offs
 }
 
 impl CacheState {
-    /// Uncounts a removed entry, and keeps its buffer for reuse if no reader holds a slice of it and there is room.
-    fn forget(&mut self, entry: Entry) {
-        self.used_bytes -= entry.charged_bytes;
+    /// Uncounts a removed entry of `log_id`. Its own buffer is kept for reuse if no reader holds a slice of it and
+    /// there is room; the last entry of a chunk uncounts the chunk, and drops it if it was its log's open one (the
+    /// log has appended nothing since the cache turned over: it is idle, or it was truncated or closed).
+    fn forget(&mut self, log_id: u64, entry: Entry) {
         self.entries -= 1;
+        let charged_bytes = match entry.charge {
+            Charge::Own(bytes) => bytes,
+            Charge::Chunk(id) => {
+                let Some(chunk) = self.chunks.get_mut(&id) else { return };
+                chunk.entries -= 1;
+                if chunk.entries == 0 {
+                    if chunk.is_open && self.open_chunks.get(&log_id).is_some_and(|open| open.id == id) {
+                        self.open_chunks.remove(&log_id);
+                        chunk.is_open = false;
+                    }
+                    if !chunk.is_open {
+                        self.used_bytes -= chunk.bytes;
+                        self.chunks.remove(&id);
+                    }
+                }
+                return;
+            }
+        };
+        self.used_bytes -= charged_bytes;
         if self.recycled.len() >= RECYCLED_BUFFERS_MAX
-            || self.recycled_bytes + entry.charged_bytes as usize > RECYCLED_BYTES_MAX
+            || self.recycled_bytes + charged_bytes as usize > RECYCLED_BYTES_MAX
         {
             return;
         }
@@ -299,6 +414,16 @@ impl CacheState {
             buffer.clear();
             self.recycled_bytes += buffer.capacity();
             self.recycled.push(buffer);
+        }
+    }
+
+    /// No more appends go into `chunk`: it is uncounted once no entry lies in it (now, or when its last goes).
+    fn retire(&mut self, chunk: OpenChunk) {
+        let Some(charge) = self.chunks.get_mut(&chunk.id) else { return };
+        charge.is_open = false;
+        if charge.entries == 0 {
+            self.used_bytes -= charge.bytes;
+            self.chunks.remove(&chunk.id);
         }
     }
 
@@ -312,7 +437,7 @@ impl CacheState {
         if entries.is_empty() {
             self.logs.remove(&log_id);
         }
-        self.forget(entry);
+        self.forget(log_id, entry);
         true
     }
 
@@ -325,7 +450,7 @@ impl CacheState {
             self.logs.remove(&log_id);
         }
         for entry in removed {
-            self.forget(entry);
+            self.forget(log_id, entry);
         }
     }
 }
@@ -353,10 +478,29 @@ impl LogTail {
         self.cache.buffer(len)
     }
 
-    /// Keeps `written`, the whole batches `[base_offset, next_offset)` as just written to the log.
-    pub(crate) fn insert(&self, base_offset: i64, next_offset: i64, written: BytesMut) {
-        let (charged, len) = (written.capacity() as u64, written.len());
-        self.cache.insert(self.log_id, base_offset, next_offset, written.freeze(), charged, 0..len);
+    /// Keeps a copy of the whole batches `[base_offset, next_offset)` as just written to the log, `len` bytes that
+    /// `copy` appends to the buffer it is given. A small append goes into the log's open chunk (see the module's
+    /// doc), a bigger one into a buffer of its own.
+    pub(crate) fn insert_copy(&self, base_offset: i64, next_offset: i64, len: usize, copy: impl FnOnce(&mut BytesMut)) {
+        if len > CHUNK_BYTES_MAX / 4 {
+            let mut written = BytesMut::with_capacity(len);
+            copy(&mut written);
+            let capacity = written.capacity();
+            self.cache.insert(self.log_id, base_offset, next_offset, written.freeze(), capacity, 0..len, None);
+            return;
+        }
+        let Some(mut chunk) = self.cache.take_chunk(self.log_id, len) else { return };
+        let room = chunk.rest.capacity();
+        copy(&mut chunk.rest);
+        // `copy` writing other than `len` bytes would be a bug; more than the room would have reallocated `rest`
+        // into memory the chunk's count does not cover. Neither is kept.
+        if chunk.rest.len() != len || room < len {
+            chunk.rest.clear();
+            self.cache.lock().retire(chunk);
+            return;
+        }
+        let written = chunk.rest.split_to(len).freeze();
+        self.cache.insert(self.log_id, base_offset, next_offset, written, len, 0..len, Some(chunk));
     }
 
     /// Keeps `buffer[batches]`, the whole batches `[base_offset, next_offset)` as just written to the log, where
@@ -369,7 +513,7 @@ impl LogTail {
         capacity: usize,
         batches: std::ops::Range<usize>,
     ) {
-        self.cache.insert(self.log_id, base_offset, next_offset, buffer, capacity as u64, batches);
+        self.cache.insert(self.log_id, base_offset, next_offset, buffer, capacity, batches, None);
     }
 
     /// See [`TailCache::read`]; counts a hit, and a miss when `counts_miss`.
@@ -409,9 +553,13 @@ impl LogTail {
         self.cache.lock().remove_where(self.log_id, |_, entry| entry.next_offset <= start_offset);
     }
 
-    /// Forgets everything of this log (closed or deleted).
+    /// Forgets everything of this log (closed or deleted), and drops its open chunk.
     pub(crate) fn clear(&self) {
-        self.cache.lock().remove_where(self.log_id, |_, _| true);
+        let mut state = self.cache.lock();
+        state.remove_where(self.log_id, |_, _| true);
+        if let Some(chunk) = state.open_chunks.remove(&self.log_id) {
+            state.retire(chunk);
+        }
     }
 
     pub fn cache(&self) -> &Arc<TailCache> {

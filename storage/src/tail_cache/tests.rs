@@ -30,10 +30,17 @@ fn offsets_of(bytes: &Bytes) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Inserts `bytes` as a direct write's entry: a buffer of its own, counted at its capacity.
 fn insert_bytes(tail: &LogTail, base_offset: i64, next_offset: i64, bytes: &[u8]) {
     let mut buffer = tail.buffer(bytes.len());
     buffer.extend_from_slice(bytes);
-    tail.insert(base_offset, next_offset, buffer);
+    let capacity = buffer.capacity();
+    tail.insert_kept(base_offset, next_offset, buffer.freeze(), capacity, 0..bytes.len());
+}
+
+/// Inserts `bytes` as a small append's copy, into the log's chunk.
+fn insert_copied(tail: &LogTail, base_offset: i64, next_offset: i64, bytes: &[u8]) {
+    tail.insert_copy(base_offset, next_offset, bytes.len(), |into| into.extend_from_slice(bytes));
 }
 
 fn insert_run(tail: &LogTail, base_offset: i64, count: usize) -> (Bytes, i64) {
@@ -207,4 +214,133 @@ fn an_evicted_buffer_no_reader_holds_is_reused_and_one_held_is_not() {
     let reused = tail.buffer(10);
     assert_eq!(reused.as_ptr(), free, "the evicted buffer comes back");
     assert_eq!(cache.stats().used_bytes, SMALL_ENTRY_BYTES * 2, "recycled buffers are not counted as held");
+}
+
+/// The bytes counted for the chunks of the cache, and whether each open chunk is one of them.
+fn chunk_bytes(cache: &TailCache) -> u64 {
+    let state = cache.lock();
+    assert!(state.open_chunks.values().all(|open| state.chunks.get(&open.id).is_some_and(|c| c.is_open)));
+    state.chunks.values().map(|c| c.bytes).sum()
+}
+
+#[test]
+fn small_appends_share_their_logs_chunk_and_cost_only_their_length() {
+    let cache = TailCache::new(64 << 20).unwrap();
+    let tail = cache.for_log();
+    let mut next = 0;
+    let mut runs = Vec::new();
+    for _ in 0..100 {
+        let (bytes, end) = run_of_batches(next, 1, 3);
+        insert_copied(&tail, next, end, &bytes);
+        runs.push((next, bytes));
+        next = end;
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.entries, 100);
+    let payload: usize = runs.iter().map(|(_, bytes)| bytes.len()).sum();
+    assert!(payload < CHUNK_BYTES_MIN, "the test's {payload} bytes fit one chunk");
+    assert_eq!(stats.used_bytes, chunk_bytes(&cache), "only the chunk is counted, not its entries again");
+    assert!(stats.used_bytes >= CHUNK_BYTES_MIN as u64 && stats.used_bytes < 2 * CHUNK_BYTES_MIN as u64);
+    let first = tail.read(0, 1, i64::MAX, false).unwrap();
+    for (base, bytes) in &runs {
+        let read = tail.read(*base, bytes.len(), i64::MAX, false).unwrap();
+        assert_eq!(&read[..], &bytes[..]);
+    }
+    let last = tail.read(runs[99].0, 1, i64::MAX, false).unwrap();
+    assert_eq!(last.as_ptr(), first.as_ptr().wrapping_add(payload - last.len()), "one after the other in one chunk");
+}
+
+#[test]
+fn a_chunk_grows_up_to_its_maximum_and_big_appends_get_their_own_buffer() {
+    let cache = TailCache::new(1 << 30).unwrap();
+    let tail = cache.for_log();
+    let (bytes, _) = run_of_batches(0, 1, 1000);
+    assert!(
+        bytes.len() > 16 << 10 && bytes.len() < CHUNK_BYTES_MIN && bytes.len() <= CHUNK_BYTES_MAX / 4,
+        "a batch of {} bytes",
+        bytes.len()
+    );
+    let mut next = 0;
+    for _ in 0..200 {
+        let (bytes, end) = run_of_batches(next, 1, 1000);
+        insert_copied(&tail, next, end, &bytes);
+        next = end;
+    }
+    let sizes: Vec<usize> = cache.lock().chunks.values().map(|c| c.bytes as usize).collect();
+    assert!(sizes.contains(&CHUNK_BYTES_MIN) && sizes.contains(&CHUNK_BYTES_MAX), "chunk sizes {sizes:?}");
+    assert!(sizes.iter().all(|&bytes| bytes <= CHUNK_BYTES_MAX));
+    let before = cache.stats().used_bytes;
+    let (big, end) = run_of_batches(next, 1, 200_000);
+    assert!(big.len() > CHUNK_BYTES_MAX / 4);
+    insert_copied(&tail, next, end, &big);
+    assert_eq!(cache.stats().used_bytes, before + big.len() as u64, "a big append is counted at its own length");
+    assert_eq!(&tail.read(next, usize::MAX, i64::MAX, false).unwrap()[..], &big[..]);
+}
+
+#[test]
+fn chunks_are_counted_until_their_last_entry_goes_and_memory_stays_within_the_limit() {
+    let limit = 1 << 20;
+    let cache = TailCache::new(limit).unwrap();
+    let logs: Vec<LogTail> = (0..5).map(|_| cache.for_log()).collect();
+    let mut next = [0i64; 5];
+    let mut held = Vec::new();
+    for round in 0..3000 {
+        let log = round * 7 % 5;
+        let (bytes, end) = run_of_batches(next[log], 1, 1 + round % 40);
+        insert_copied(&logs[log], next[log], end, &bytes);
+        if round % 500 == 0 {
+            // A slow reader: its slice outlives the entry's eviction, unchanged by every append after it.
+            held.push((logs[log].read(next[log], usize::MAX, i64::MAX, false).unwrap(), bytes));
+        }
+        next[log] = end;
+        let stats = cache.stats();
+        assert!(stats.used_bytes <= limit, "round {round}: {} bytes counted", stats.used_bytes);
+        let own: u64 = {
+            let state = cache.lock();
+            state
+                .logs
+                .values()
+                .flat_map(|m| m.values())
+                .filter_map(|e| match e.charge {
+                    Charge::Own(bytes) => Some(bytes),
+                    Charge::Chunk(_) => None,
+                })
+                .sum()
+        };
+        assert_eq!(stats.used_bytes, chunk_bytes(&cache) + own, "round {round}: counted is what is pinned");
+    }
+    assert!(cache.stats().evictions > 0, "the test fills the cache past its limit");
+    for (slice, bytes) in &held {
+        assert_eq!(&slice[..], &bytes[..], "a held slice is never overwritten");
+    }
+    // The first logs go idle while the last keeps appending: their chunks go with their last entries.
+    for _ in 0..5000 {
+        let (bytes, end) = run_of_batches(next[4], 1, 40);
+        insert_copied(&logs[4], next[4], end, &bytes);
+        next[4] = end;
+    }
+    let state = cache.lock();
+    assert_eq!(state.open_chunks.keys().copied().collect::<Vec<_>>(), vec![logs[4].log_id], "idle logs pin no chunk");
+    drop(state);
+    for log in &logs {
+        log.clear();
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.used_bytes, stats.entries), (0, 0));
+    assert!(cache.lock().chunks.is_empty());
+}
+
+#[test]
+fn truncating_a_log_into_its_chunk_serves_only_the_new_appends() {
+    let cache = TailCache::new(64 << 20).unwrap();
+    let tail = cache.for_log();
+    let (first, next) = run_of_batches(0, 1, 3);
+    insert_copied(&tail, 0, next, &first);
+    let (dropped, _) = run_of_batches(next, 1, 5);
+    insert_copied(&tail, next, next + 5, &dropped);
+    tail.remove_from(next);
+    let (replacement, end) = run_of_batches(next, 1, 2);
+    insert_copied(&tail, next, end, &replacement);
+    assert_eq!(&tail.read(0, usize::MAX, i64::MAX, false).unwrap()[..], [&first[..], &replacement[..]].concat());
+    assert_eq!(tail.read(end, usize::MAX, i64::MAX, false), None);
 }

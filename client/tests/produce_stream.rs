@@ -258,7 +258,7 @@ async fn pipelined(
 
 /// How many partitions round `round` spreads its requests over: one, then four, in turn.
 fn partitions_of_round(round: u64) -> u64 {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         1
     } else {
         4

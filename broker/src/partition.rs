@@ -35,6 +35,19 @@ struct AppendJob {
     reply: Option<oneshot::Sender<Result<AppendInfo, StorageError>>>,
 }
 
+/// One produce call's batches on the writer's queue, their place in the partition's order already taken.
+pub struct QueuedAppend<'a> {
+    partition: &'a Partition,
+    outcome: oneshot::Receiver<Result<AppendInfo, StorageError>>,
+}
+
+impl QueuedAppend<'_> {
+    /// Where the batches landed, once the writer has appended them.
+    pub async fn appended(self) -> Result<AppendInfo> {
+        Ok(self.outcome.await.map_err(|_| self.partition.closed())??)
+    }
+}
+
 pub struct Partition {
     pub topic: TopicName,
     pub index: u32,
@@ -114,11 +127,17 @@ impl Partition {
     /// offsets and returns where they landed: the first batch's base offset, the last one's last offset. Waits
     /// for room in the queue when the writer is behind.
     pub async fn append(&self, batches: Vec<Bytes>) -> Result<AppendInfo> {
+        self.enqueue(batches).await?.appended().await
+    }
+
+    /// Puts the batches of one produce call on the writer's queue, waiting for room, and returns once they are
+    /// on it: calls queued one after the other are appended in that order. The append's outcome comes from
+    /// [`QueuedAppend::appended`].
+    pub async fn enqueue(&self, batches: Vec<Bytes>) -> Result<QueuedAppend<'_>> {
         let (reply, outcome) = oneshot::channel();
         let queue = self.sender()?;
         queue.send(AppendJob { batches, reply: Some(reply) }).await.map_err(|_| self.closed())?;
-        drop(queue);
-        Ok(outcome.await.map_err(|_| self.closed())??)
+        Ok(QueuedAppend { partition: self, outcome })
     }
 
     /// Queues batches without waiting for the append (acks NONE). Still waits for room in the queue.

@@ -177,6 +177,7 @@ fn rate_sweep_reports_latency_at_each_rate_and_plots_it() {
         "500,2000",
         "--duration",
         "1",
+        "--floor",
         "--json",
         "--plot-dir",
         plots.to_str().unwrap(),
@@ -193,12 +194,52 @@ fn rate_sweep_reports_latency_at_each_rate_and_plots_it() {
         let (p50, p99, p999) =
             (e2e["p50_us"].as_u64().unwrap(), e2e["p99_us"].as_u64().unwrap(), e2e["p999_us"].as_u64().unwrap());
         assert!(p50 > 0 && p50 <= p99 && p99 <= p999, "{point}");
+        let floor = &point["floor"];
+        assert_eq!(floor["rate"].as_f64(), Some(rate as f64), "each rate's own floor: {point}");
+        assert!(floor["round_trip"]["p50_us"].as_u64().is_some_and(|p50| p50 > 0), "{point}");
     }
     let csv = std::fs::read_to_string(plots.join("e2e-10k-msgs-1kb-rate-sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "a header and a row per rate: {csv}");
     assert!(plots.join("e2e-10k-msgs-1kb-rate-sweep.svg").exists());
     let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data.to_str().unwrap(), "--rate-sweep"]);
     assert!(!ok && stderr.contains("rill bench e2e --rate-sweep"), "{stderr}");
+}
+
+#[test]
+fn e2e_floor_prints_the_loopback_round_trip_and_the_cpu_steal_beside_rills_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = ["e2e", "--embedded", "--data-dir", data, "--messages", "1000", "--rate", "2000", "--floor", "--quiet"];
+    let (ok, stdout, stderr) = bench(&args);
+    assert!(ok, "{stderr}");
+    let round_trip = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("floor    loopback TCP ping-pong, "))
+        .unwrap_or_else(|| panic!("no floor line in\n{stdout}"));
+    assert!(round_trip.starts_with("1024 B at 2000/s for "), "the run's record size and rate: {round_trip}");
+    for figure in ["p50 ", "p99 ", "p99.9 ", "max "] {
+        assert!(round_trip.contains(figure), "{figure} missing: {round_trip}");
+    }
+    assert!(stdout.contains("floor    cpu steal: "), "{stdout}");
+    assert!(stdout.contains("during rill's run") && stdout.contains("during the ping-pong"), "{stdout}");
+
+    let (ok, stdout, stderr) = bench(&[&args[..], &["--json"]].concat());
+    assert!(ok, "{stderr}");
+    let floor = &json(&stdout)["floor"];
+    assert_eq!(floor["message_bytes"], 1024, "{floor}");
+    assert!(floor["round_trip"]["samples"].as_u64().is_some_and(|n| n > 0), "{floor}");
+    let (p50, p99, p999) = (
+        floor["round_trip"]["p50_us"].as_u64().unwrap(),
+        floor["round_trip"]["p99_us"].as_u64().unwrap(),
+        floor["round_trip"]["p999_us"].as_u64().unwrap(),
+    );
+    assert!(p50 > 0 && p50 <= p99 && p99 <= p999, "{floor}");
+    // Linux has /proc/stat: a share between 0 and 100.
+    for steal in ["steal_during_run_percent", "steal_during_probe_percent"] {
+        assert!(floor[steal].as_f64().is_some_and(|p| (0.0..=100.0).contains(&p)), "{steal}: {floor}");
+    }
+    let (ok, _, stderr) = bench(&["produce", "--embedded", "--data-dir", data, "--floor"]);
+    assert!(!ok && stderr.contains("rill bench e2e --floor"), "{stderr}");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! it once into the segment file. It is never re-encoded: storage patches the base offset, outside the CRC. The
 //! one exception is a LogAppendTime batch, copied once here to take the broker's clock as its max timestamp.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
@@ -18,11 +20,30 @@ use tracing::{Instrument, Span};
 use crate::codec::encode_records;
 use crate::error::{BrokerError, Result};
 use crate::node::{now_ms, Node};
+use crate::partition::Partition;
 use crate::registry::Topic;
+use crate::replication::Replication;
 use crate::request_trace;
 
 /// Produces under a `produce` span (`request_trace`) that continues the trace of the batches' first records.
 pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::ProduceResponse> {
+    admit(node, request)?.produce(|| {}).await
+}
+
+/// A produce that passed every check made before the append, its partition picked: what is left is to queue its
+/// batches on the partition's writer and wait for the acks.
+pub struct AdmittedProduce {
+    span: Span,
+    partition: Arc<Partition>,
+    batches: Vec<Bytes>,
+    acks: v1::Acks,
+    /// In a cluster: where the leader's appends are replicated, and the leader epoch the produce was admitted in.
+    leader_epoch: Option<(Arc<Replication>, u32)>,
+}
+
+/// Checks a produce and picks its partition, waiting on nothing: a caller that admits produces one after the
+/// other gets partitions picked (round-robin, by key) in that order, and can queue them in that order.
+pub fn admit(node: &Node, request: v1::ProduceRequest) -> Result<AdmittedProduce> {
     let span = request_trace::produce_span(&request.topic);
     if !span.is_disabled() {
         match &request.records {
@@ -35,12 +56,15 @@ pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::Pro
             _ => {}
         }
     }
-    let produced = produce_in(node, request, &span).instrument(span.clone()).await;
-    request_trace::record_outcome(&span, &produced);
-    produced
+    let admitted = span.in_scope(|| admit_in(node, request, &span));
+    request_trace::record_outcome(&span, &admitted);
+    let (partition, batches, acks, leader_epoch) = admitted?;
+    Ok(AdmittedProduce { span, partition, batches, acks, leader_epoch })
 }
 
-async fn produce_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<v1::ProduceResponse> {
+type Admission = (Arc<Partition>, Vec<Bytes>, v1::Acks, Option<(Arc<Replication>, u32)>);
+
+fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Admission> {
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
     }
@@ -86,34 +110,59 @@ async fn produce_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Re
             if acks == v1::Acks::All {
                 replication.check_in_sync(&request.topic, index)?;
             }
-            Some((replication, epoch))
+            Some((Arc::clone(replication), epoch))
         }
         None => None,
     };
-    if acks == v1::Acks::None {
-        partition.append_unacknowledged(batches).await?;
-        return Ok(v1::ProduceResponse { partition: index, base_offset: -1, last_offset: -1, append_time_ms: -1 });
+    Ok((partition, batches, acks, leader_epoch))
+}
+
+impl AdmittedProduce {
+    /// The partition the produce goes to.
+    pub fn partition(&self) -> &Partition {
+        &self.partition
     }
-    let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
-    let appended = partition.append(batches).await?;
-    if let Some((replication, _)) = &leader_epoch {
-        replication.on_append(&partition);
+
+    /// Queues the batches on the partition's writer, calls `on_queued` once they are on its queue (their place
+    /// in the partition's order taken; not called if they never get there), and answers once the acks are met.
+    pub async fn produce(self, on_queued: impl FnOnce()) -> Result<v1::ProduceResponse> {
+        let span = self.span.clone();
+        let produced = self.produce_in(on_queued).instrument(span.clone()).await;
+        request_trace::record_outcome(&span, &produced);
+        produced
     }
-    if acks == v1::Acks::Durable {
-        partition.sync_through(appended.last_offset + 1).await?;
+
+    async fn produce_in(self, on_queued: impl FnOnce()) -> Result<v1::ProduceResponse> {
+        let AdmittedProduce { span, partition, batches, acks, leader_epoch } = self;
+        let index = partition.index;
+        if acks == v1::Acks::None {
+            partition.append_unacknowledged(batches).await?;
+            on_queued();
+            return Ok(v1::ProduceResponse { partition: index, base_offset: -1, last_offset: -1, append_time_ms: -1 });
+        }
+        let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
+        let queued = partition.enqueue(batches).await?;
+        on_queued();
+        let appended = queued.appended().await?;
+        if let Some((replication, _)) = &leader_epoch {
+            replication.on_append(&partition);
+        }
+        if acks == v1::Acks::Durable {
+            partition.sync_through(appended.last_offset + 1).await?;
+        }
+        if let (v1::Acks::All, Some((replication, epoch))) = (acks, &leader_epoch) {
+            replication.wait_replicated(&partition, *epoch, appended.last_offset + 1).await?;
+        }
+        span.record("offset", appended.base_offset).record("last_offset", appended.last_offset);
+        span.record("batches", count as i64).record("bytes", bytes as i64);
+        tracing::debug!(topic = %partition.topic, partition = index, batches = count, bytes, base_offset = appended.base_offset, ?acks, "produced");
+        Ok(v1::ProduceResponse {
+            partition: index,
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            append_time_ms: appended.append_time_ms,
+        })
     }
-    if let (v1::Acks::All, Some((replication, epoch))) = (acks, &leader_epoch) {
-        replication.wait_replicated(&partition, *epoch, appended.last_offset + 1).await?;
-    }
-    span.record("offset", appended.base_offset).record("last_offset", appended.last_offset);
-    span.record("batches", count as i64).record("bytes", bytes as i64);
-    tracing::debug!(topic = %topic.name, partition = index, batches = count, bytes, base_offset = appended.base_offset, ?acks, "produced");
-    Ok(v1::ProduceResponse {
-        partition: index,
-        base_offset: appended.base_offset,
-        last_offset: appended.last_offset,
-        append_time_ms: appended.append_time_ms,
-    })
 }
 
 /// Checks each batch against the topic's size limit, and prepares it for the append. Storage's append checks

@@ -6,13 +6,22 @@
 //! one produce stream per connection"). Here a produce is one gRPC message each way on a stream already open.
 //!
 //! The answer's body is the whole state machine: when hyper polls it for the next frame, it reads the request
-//! body's messages, starts each produce (the same `produce::produce` as the unary call, authorized per request)
-//! and returns the answers as they complete, in any order, each with its request's correlation id. So no task
-//! or channel sits between the writer that completes an append and the HTTP/2 stream that carries the ack.
+//! body's messages, starts each produce (the same checks as the unary call, `produce::admit`, authorized per
+//! request) and returns the answers as they complete, in any order, each with its request's correlation id. So
+//! no task or channel sits between the writer that completes an append and the HTTP/2 stream that carries the
+//! ack.
+//!
+//! Order: a stream's requests for one partition are appended in the order they arrived, as Kafka appends a
+//! connection's requests (a producer without idempotence that pipelines relies on it). Each request is admitted
+//! (checked, its partition picked) as it is read, then waits for its turn at the partition's writer queue: until
+//! the stream's previous request for that partition is on the queue. The queue then keeps the order. Only the
+//! step onto the queue is ordered, and only per partition: requests for other partitions are not held up, and
+//! the appends, fsyncs and answers still overlap.
 //! Bounds: at most `max_in_flight` produces at a time (the request body is not read past that: HTTP/2 flow
 //! control then holds the client back), each message at most `max_request_bytes`. Dropping the body (the
 //! client reset the stream, or the connection ended) drops the produces in flight.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,6 +36,7 @@ use rill_protocol::grpc_frames::{Chunks, GRPC_HEADER_BYTES};
 use rill_protocol::hops::{self, Hop};
 use rill_protocol::reason::Reason;
 use rill_protocol::v1;
+use tokio::sync::oneshot;
 use tonic::body::Body;
 use tonic::Status;
 
@@ -53,6 +63,7 @@ pub struct ProduceStreamBody {
     /// Bytes of the request body not yet decoded into a message.
     unread: Chunks,
     in_flight: FuturesUnordered<Produce>,
+    turns: PartitionTurns,
     max_request_bytes: usize,
     /// Set when the stream must end: OK, or why the stream was refused.
     ending: Option<Status>,
@@ -78,6 +89,7 @@ impl ProduceStreamBody {
             requests: Some(requests),
             unread: Chunks::default(),
             in_flight: FuturesUnordered::new(),
+            turns: PartitionTurns::default(),
             max_request_bytes,
             ending: None,
             is_done: false,
@@ -116,24 +128,43 @@ impl ProduceStreamBody {
         Ok(())
     }
 
+    /// Admits the request now, in arrival order, and puts its produce in flight behind the stream's earlier
+    /// requests for the same partition.
     fn start(&mut self, streamed: v1::ProduceStreamRequest) {
         let correlation_id = streamed.correlation_id;
+        let request = match self.authorized(streamed.request) {
+            Ok(request) => request,
+            Err(refused) => {
+                // Not a produce (no request, or not allowed): answered, not counted, as before it was admitted.
+                self.in_flight.push(std::future::ready((correlation_id, Err(refused))).boxed());
+                return;
+            }
+        };
+        if hops::is_on() {
+            super::records_route::mark_produced(&request, Hop::BrokerDecoded);
+        }
+        let started = std::time::Instant::now();
+        let admitted = super::produce::admit(&self.node, request).map(|admitted| {
+            let partition = admitted.partition();
+            let (earlier, queued) = self.turns.next(partition.topic.as_str(), partition.index);
+            (admitted, earlier, queued)
+        });
         let node = Arc::clone(&self.node);
-        let principal = self.principal.clone();
         let produce = async move {
-            let Some(request) = streamed.request else {
-                return (correlation_id, Err(Reason::InvalidArgument.status("a ProduceStreamRequest needs a request")));
-            };
-            if let Some(principal) = &principal {
-                if let Err(denied) = node.authorize(principal, Operation::Write, &Resource::topic(&request.topic)) {
-                    return (correlation_id, Err(Status::from(denied)));
+            let produced = match admitted {
+                Err(refused) => Err(Status::from(refused)),
+                Ok((admitted, earlier, queued)) => {
+                    if let Some(earlier) = earlier {
+                        // An error is an earlier request dropped before it was queued: nothing to wait for.
+                        let _ = earlier.await;
+                    }
+                    // The stream's next request for the partition may be gone already: nothing to tell then.
+                    let on_queued = move || {
+                        let _ = queued.send(());
+                    };
+                    admitted.produce(on_queued).await.map_err(Status::from)
                 }
-            }
-            if hops::is_on() {
-                super::records_route::mark_produced(&request, Hop::BrokerDecoded);
-            }
-            let started = std::time::Instant::now();
-            let produced = super::produce::produce(&node, request).await.map_err(Status::from);
+            };
             // Each request counts as a Produce, as a unary call would, so the per-method figures keep meaning
             // "produces"; the stream itself counts once, under ProduceStream.
             if let Some(metrics) = &node.metrics {
@@ -143,6 +174,16 @@ impl ProduceStreamBody {
             (correlation_id, produced)
         };
         self.in_flight.push(produce.boxed());
+    }
+
+    fn authorized(&self, request: Option<v1::ProduceRequest>) -> Result<v1::ProduceRequest, Status> {
+        let Some(request) = request else {
+            return Err(Reason::InvalidArgument.status("a ProduceStreamRequest needs a request"));
+        };
+        if let Some(principal) = &self.principal {
+            self.node.authorize(principal, Operation::Write, &Resource::topic(&request.topic))?;
+        }
+        Ok(request)
     }
 
     /// Reads the request body until it has nothing more now, starting produces as messages complete.
@@ -168,6 +209,53 @@ impl ProduceStreamBody {
         }
         Ok(())
     }
+}
+
+/// Where each of a stream's requests stands in its partition's order: per partition the stream produced to, a
+/// receiver that completes once the stream's latest request for it is on the partition's writer queue (or was
+/// dropped without getting there).
+#[derive(Default)]
+struct PartitionTurns {
+    latest: HashMap<String, HashMap<u32, oneshot::Receiver<()>>>,
+    /// Receivers in `latest`, bounded: past `MAX_TURNS`, those already complete are dropped.
+    count: usize,
+}
+
+/// At most `MAX_IN_FLIGHT` turns are not yet complete (one per request in flight), so pruning at twice that
+/// keeps the map bounded and prunes rarely.
+const MAX_TURNS: usize = 2 * MAX_IN_FLIGHT;
+
+impl PartitionTurns {
+    /// The next turn at `topic`'s `partition`: what to wait for before queueing (the previous request for it,
+    /// `None` if that one is queued already or there is none) and what to complete once queued.
+    fn next(&mut self, topic: &str, partition: u32) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        if self.count >= MAX_TURNS {
+            self.prune();
+        }
+        let (queued, turn) = oneshot::channel();
+        if !self.latest.contains_key(topic) {
+            self.latest.insert(topic.to_owned(), HashMap::new());
+        }
+        let topic_turns = self.latest.get_mut(topic).expect("inserted above");
+        let earlier = topic_turns.insert(partition, turn);
+        if earlier.is_none() {
+            self.count += 1;
+        }
+        (earlier.and_then(|mut earlier| is_pending(&mut earlier).then_some(earlier)), queued)
+    }
+
+    fn prune(&mut self) {
+        self.latest.retain(|_, turns| {
+            turns.retain(|_, turn| is_pending(turn));
+            !turns.is_empty()
+        });
+        self.count = self.latest.values().map(HashMap::len).sum();
+    }
+}
+
+/// Whether the request behind `turn` has yet to be queued (a receiver found complete is never awaited again).
+fn is_pending(turn: &mut oneshot::Receiver<()>) -> bool {
+    matches!(turn.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
 
 /// One answer as a gRPC-framed `ProduceStreamResponse`.
@@ -235,5 +323,51 @@ impl http_body::Body for ProduceStreamBody {
 
     fn is_end_stream(&self) -> bool {
         self.is_done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_waits_only_for_the_unqueued_request_before_it_in_its_own_partition() {
+        let mut turns = PartitionTurns::default();
+        let (first_waits, first_queued) = turns.next("t", 0);
+        assert!(first_waits.is_none(), "the first request of a partition waits for nothing");
+        let (other_partition_waits, _other_partition_queued) = turns.next("t", 1);
+        assert!(other_partition_waits.is_none(), "a request for partition 1 waits for none of partition 0's");
+        let (other_topic_waits, _other_topic_queued) = turns.next("u", 0);
+        assert!(other_topic_waits.is_none(), "nor does one for another topic's partition 0");
+
+        let (second_waits, second_queued) = turns.next("t", 0);
+        let mut second_waits = second_waits.expect("the second request of partition 0 waits for the first");
+        assert!(is_pending(&mut second_waits));
+        first_queued.send(()).expect("the second request still waits");
+        assert!(!is_pending(&mut second_waits), "the first one queued: the second may go");
+
+        // A request dropped before it was queued (refused, or the stream ended) holds none up.
+        drop(second_queued);
+        let (third_waits, third_queued) = turns.next("t", 0);
+        assert!(third_waits.is_none());
+        let (fourth_waits, _) = turns.next("t", 0);
+        assert!(fourth_waits.is_some(), "the third request is not queued yet");
+        drop(third_queued);
+    }
+
+    #[test]
+    fn turns_stay_bounded_and_keep_those_not_yet_queued() {
+        let mut turns = PartitionTurns::default();
+        let mut not_queued = Vec::new();
+        for partition in 0..10_000u32 {
+            let (_, queued) = turns.next("t", partition);
+            if partition % 100 == 0 {
+                not_queued.push(queued);
+            }
+        }
+        assert!(turns.count <= MAX_TURNS, "{} turns kept", turns.count);
+        let (waits, _) = turns.next("t", 0);
+        assert!(waits.is_some(), "a request not yet queued still holds up the next of its partition");
+        drop(not_queued);
     }
 }

@@ -5,9 +5,11 @@
 //! at a rate; send-to-consume latency). Against `--broker ADDR`, or `--embedded`: a broker this process starts on
 //! a temporary data directory, with `--durability` as its topics' policy. `e2e --breakdown` adds p50/p99 per hop
 //! of the path (`breakdown.rs`); `e2e --rate-sweep` runs at each of a list of rates and plots the percentiles
-//! against the rate (`sweep.rs`).
+//! against the rate (`sweep.rs`); `e2e --floor` measures the machine's own loopback round trip and the CPU the host
+//! stole, in the same run (`floor.rs`).
 
 mod breakdown;
+mod floor;
 mod report;
 mod sweep;
 mod timeline;
@@ -32,7 +34,7 @@ const EXAMPLES: &str = "Examples:
   rill bench produce --embedded --workload 8-topics-1-partition-1kb
   rill bench consume --embedded --workload 1-topic-16-partitions-1kb --json
   rill bench e2e --embedded --workload e2e-10k-msgs-1kb --plot-dir docs/plots
-  rill bench e2e --embedded --workload e2e-10k-msgs-1kb --messages 50000 --breakdown
+  rill bench e2e --embedded --workload e2e-10k-msgs-1kb --messages 50000 --breakdown --floor
   rill bench e2e --embedded --workload e2e-10k-msgs-1kb --rate-sweep --duration 5 --plot-dir docs/plots
   rill bench produce --broker 127.0.0.1:9092 --partitions 8 --producers 8 --message-bytes 100 --duration 10
 
@@ -214,6 +216,11 @@ pub struct BenchArgs {
     /// (`kind,sent_ms,latency_ms`): when in the run the tail happens.
     #[arg(long, conflicts_with = "rate_sweep")]
     timeline: Option<PathBuf>,
+    /// E2e: after the run (after each rate's, with --rate-sweep), a loopback TCP ping-pong between two threads
+    /// at the run's message size, rate and duration: the machine's latency floor now, printed beside rill's
+    /// figures with the CPU steal (/proc/stat) during the run and during the ping-pong.
+    #[arg(long)]
+    floor: bool,
 }
 
 impl BenchArgs {
@@ -273,6 +280,9 @@ impl BenchArgs {
         if self.timeline.is_some() && self.mode != Mode::E2e {
             bail!("--timeline records an e2e run's latencies: use `rill bench e2e --timeline FILE`");
         }
+        if self.floor && self.mode != Mode::E2e {
+            bail!("--floor measures the machine's latency beside an e2e run: use `rill bench e2e --floor`");
+        }
         if self.rate_sweep {
             if self.mode != Mode::E2e {
                 bail!("--rate-sweep runs end-to-end runs at each rate: use `rill bench e2e --rate-sweep`");
@@ -307,6 +317,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 None => Ok(()),
             })
             .and_then(|()| report.sweep.as_deref().map_or(Ok(()), |points| sweep::print(points, &mut out)))
+            .and_then(|()| report.floor.as_ref().map_or(Ok(()), |floor| floor.print(&mut out)))
     };
     // A reader that went away (`| head`) is not an error of the benchmark.
     match printed {
@@ -454,6 +465,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         histograms: Vec::new(),
         breakdown: None,
         sweep: None,
+        floor: None,
     };
     match args.mode {
         Mode::Produce => {
@@ -480,8 +492,12 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             for &rate in &args.sweep_rates {
                 let workload = Workload { rate: Some(rate), messages: Some(rate * seconds), ..run.workload.clone() };
                 let step = Run { workload, ..run.clone() };
+                let steal_before = floor::CpuTicks::read();
                 let (produce, consume, _, _) = step.e2e_phase().await.with_context(|| format!("at {rate} msg/s"))?;
-                let point = sweep::SweepPoint::of(rate, &produce, &consume);
+                let mut point = sweep::SweepPoint::of(rate, &produce, &consume);
+                if args.floor {
+                    point.floor = Some(step.floor_after(&produce, steal_before).await?);
+                }
                 if show_progress {
                     eprintln!("rate {rate}: done");
                 }
@@ -494,12 +510,16 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             if args.breakdown {
                 rill_protocol::hops::start();
             }
+            let steal_before = floor::CpuTicks::read();
             let e2e = run.e2e_phase().await;
             if args.breakdown {
                 rill_protocol::hops::stop();
                 report.breakdown = breakdown::Breakdown::of(&rill_protocol::hops::take());
             }
             let (produce, mut consume, produce_latencies, e2e_latencies) = e2e?;
+            if args.floor {
+                report.floor = Some(run.floor_after(&produce, steal_before).await?);
+            }
             if let (Some(timeline), Some(path)) = (&run.timeline, &args.timeline) {
                 let points = timeline.write(path)?;
                 eprintln!("wrote {points} latencies to {}", path.display());
@@ -673,6 +693,29 @@ impl Run {
             self.run_consumers(jobs, expected.clone(), epoch, "e2e", produce).await?;
         let (produce_report, produce_latencies) = produced;
         Ok((produce_report, consume, produce_latencies, consume_latencies))
+    }
+
+    /// The CPU steal since `steal_before` (rill's run, just ended), then the floor probe at this run's message
+    /// size and rate for as long as its producers ran.
+    async fn floor_after(
+        &self,
+        produce: &PhaseReport,
+        steal_before: Option<floor::CpuTicks>,
+    ) -> anyhow::Result<floor::Floor> {
+        let steal_during_run =
+            floor::CpuTicks::read().zip(steal_before).and_then(|(after, before)| after.steal_percent_since(&before));
+        let probe = floor::FloorProbe {
+            message_bytes: self.workload.message_bytes,
+            rate: self.workload.rate.map(|rate| rate as f64),
+            duration: Duration::from_secs_f64(produce.seconds.max(0.1)),
+        };
+        if self.show_progress {
+            eprintln!("floor: loopback ping-pong for {:.1} s", probe.duration.as_secs_f64());
+        }
+        let mut measured =
+            tokio::task::spawn_blocking(move || floor::measure(probe)).await.context("the floor probe panicked")??;
+        measured.steal_during_run_percent = steal_during_run;
+        Ok(measured)
     }
 
     /// Runs consumers until together they have read `messages` (which `alongside` may lower, once it knows), while

@@ -307,6 +307,9 @@ pub struct RunReport {
     /// `--rate-sweep`: latency percentiles at each rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Vec<super::sweep::SweepPoint>>,
+    /// `--floor`: the machine's loopback round trip at the run's size and rate, and the CPU steal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<super::floor::Floor>,
 }
 
 impl RunReport {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
+use super::floor::Floor;
 use super::report::{Latency, PhaseReport};
 
 /// The rates swept when none are given: 1k to 100k messages a second, about three a decade.
@@ -22,6 +23,9 @@ pub struct SweepPoint {
     pub send_to_ack: Option<Latency>,
     pub send_to_consume: Option<Latency>,
     pub errors: u64,
+    /// `--floor`: the loopback ping-pong at this rate after this rate's run, and the steal during both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Floor>,
 }
 
 impl SweepPoint {
@@ -32,6 +36,7 @@ impl SweepPoint {
             send_to_ack: produce.latency.clone(),
             send_to_consume: consume.latency.clone(),
             errors: produce.errors + consume.errors,
+            floor: None,
         }
     }
 }
@@ -56,6 +61,22 @@ pub fn print(points: &[SweepPoint], out: &mut impl Write) -> std::io::Result<()>
             cell(&point.send_to_ack),
             cell(&point.send_to_consume),
             if point.errors > 0 { format!("  ({} errors)", point.errors) } else { String::new() }
+        )?;
+    }
+    if points.iter().all(|point| point.floor.is_none()) {
+        return Ok(());
+    }
+    writeln!(out, "{:>8} {:>10}  {:>27}  {:>27}", "rate", "", "floor p50/p99/p99.9 µs", "steal run/ping-pong %")?;
+    let steal = |percent: Option<f64>| percent.map_or_else(|| "?".to_owned(), |p| format!("{p:.1}"));
+    for point in points {
+        let Some(floor) = &point.floor else { continue };
+        writeln!(
+            out,
+            "{:>8} {:>10}  {:>27}  {:>27}",
+            point.rate,
+            "",
+            cell(&floor.round_trip),
+            format!("{}/{}", steal(floor.steal_during_run_percent), steal(floor.steal_during_probe_percent))
         )?;
     }
     Ok(())
@@ -139,6 +160,7 @@ mod tests {
                 send_to_ack: Some(latency(rate / 100)),
                 send_to_consume: (rate < 10_000).then(|| latency(rate / 50)),
                 errors: 0,
+                floor: None,
             })
             .collect();
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,5 +1,6 @@
 //! `Records`: the trait glue; the work is in `produce.rs` and `read.rs`.
 
+use rill_protocol::hops::{self, Hop};
 use rill_protocol::v1::{self, records_server::Records};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -31,7 +32,10 @@ impl Records for RillService {
         Ok(Response::new(super::read::fetch(&self.node, request.into_inner()).await?))
     }
 
-    type SubscribeStream = ReceiverStream<Result<v1::SubscribeResponse, Status>>;
+    type SubscribeStream = tokio_stream::adapters::Map<
+        ReceiverStream<Result<v1::SubscribeResponse, Status>>,
+        fn(Result<v1::SubscribeResponse, Status>) -> Result<v1::SubscribeResponse, Status>,
+    >;
 
     async fn subscribe(
         &self,
@@ -39,7 +43,15 @@ impl Records for RillService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = principal_of(&request);
         self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.get_ref().topic))?;
-        Ok(Response::new(super::read::subscribe(&self.node, request.into_inner()).await?))
+        let pushes = super::read::subscribe(&self.node, request.into_inner()).await?;
+        // Sampled hops (`rill bench e2e --breakdown`): a push is marked when tonic takes it to encode for HTTP/2.
+        let marked: fn(_) -> _ = |push: Result<v1::SubscribeResponse, Status>| {
+            if let Ok(push) = &push {
+                hops::mark_batches(&push.record_batches, Hop::ResponseWritten);
+            }
+            push
+        };
+        Ok(Response::new(tokio_stream::StreamExt::map(pushes, marked)))
     }
 
     async fn init_producer_id(

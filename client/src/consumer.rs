@@ -129,6 +129,8 @@ struct Cursor {
     is_at_tail: bool,
     /// The partition's open `Subscribe` stream while no task is reading it (between two pushes).
     subscription: Option<Subscription>,
+    /// The last read was a push.
+    was_pushed: bool,
 }
 
 /// A fetched batch that did not decode, waiting to be reported.
@@ -258,6 +260,7 @@ impl Consumer {
                 fetch: None,
                 is_at_tail: false,
                 subscription: None,
+                was_pushed: false,
             };
             self.cursors.insert(key.clone(), cursor);
             self.start_fetch(&key, Duration::ZERO);
@@ -298,6 +301,12 @@ impl Consumer {
     /// started before the records of its last one are handed out).
     pub fn fetches_in_flight(&self) -> usize {
         self.cursors.values().filter(|c| c.fetch.is_some()).count()
+    }
+
+    /// How many assigned partitions read at the tail by subscription: their last records were pushed by the
+    /// broker rather than fetched ([`ConsumerConfig::subscribes_at_tail`]).
+    pub fn subscribed_partitions(&self) -> usize {
+        self.cursors.values().filter(|c| c.was_pushed).count()
     }
 
     /// The offset of the next record `poll` will hand out for this partition.
@@ -494,10 +503,12 @@ impl Consumer {
         let response = match outcome {
             FetchOutcome::Fetched(response) => {
                 cursor.is_at_tail = response.next_offset >= response.high_watermark;
+                cursor.was_pushed = false;
                 response
             }
             FetchOutcome::Pushed(response, subscription) => {
                 cursor.subscription = Some(subscription);
+                cursor.was_pushed = true;
                 response
             }
             FetchOutcome::Reset(reset) => {
@@ -506,6 +517,7 @@ impl Consumer {
                 return Ok(());
             }
             FetchOutcome::Failed(err) => {
+                cursor.was_pushed = false;
                 self.start_fetch(&key, self.config.retry_backoff);
                 if err.is_retriable() {
                     tracing::debug!(topic = %key.0, partition = key.1, error = %err, "fetch failed; retrying");
@@ -570,6 +582,7 @@ impl Consumer {
         // Moved: the next read is a fetch, which tells whether the new position is at the tail.
         cursor.is_at_tail = false;
         cursor.subscription = None;
+        cursor.was_pushed = false;
         if let Some(fetch) = cursor.fetch.take() {
             fetch.abort();
         }

@@ -33,7 +33,7 @@ impl TailRead {
         let ctx = RequestContext::partition(topic, partition);
         let mut subscription = match self.subscription {
             Some(open) => open,
-            None => match self.open(client, topic, partition, offset).await {
+            None => match open(client, topic, partition, offset, self.max_bytes).await {
                 Ok(open) => open,
                 Err(Error::Broker { code: Code::Unimplemented, .. }) => {
                     tracing::debug!(topic, partition, "the broker has no Subscribe; fetching");
@@ -58,23 +58,21 @@ impl TailRead {
         };
         Some(Ok((response, subscription)))
     }
+}
 
-    async fn open(&self, client: &Client, topic: &str, partition: u32, offset: i64) -> Result<Subscription> {
-        let ctx = RequestContext::partition(topic, partition);
-        let (channel, current_leader_epoch) = client.leader_for(topic, partition).await;
-        let request = SubscribeRequest {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            max_bytes: self.max_bytes,
-            format: RecordFormat::Raw as i32,
-            current_leader_epoch,
-        };
-        let timeout = client.config().request_timeout;
-        let max_message_bytes = client.config().max_message_bytes;
-        let opened = async {
-            Subscription::open(&channel, &request, max_message_bytes).await.map(tonic::Response::new)
-        };
-        call(timeout, ctx, opened).await
-    }
+async fn open(client: &Client, topic: &str, partition: u32, offset: i64, max_bytes: u32) -> Result<Subscription> {
+    let ctx = RequestContext::partition(topic, partition);
+    let (channel, current_leader_epoch) = client.leader_for(topic, partition).await;
+    let request = SubscribeRequest {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        max_bytes,
+        format: RecordFormat::Raw as i32,
+        current_leader_epoch,
+    };
+    let timeout = client.config().request_timeout;
+    let max_message_bytes = client.config().max_message_bytes;
+    let opened = async { Subscription::open(&channel, &request, max_message_bytes).await.map(tonic::Response::new) };
+    call(timeout, ctx, opened).await
 }

@@ -73,6 +73,8 @@ fn a_subscribed_consumer_reads_through_a_leader_kill_losing_and_repeating_nothin
     let leader = in_sync[0].leader.expect("a leader");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    // The producer's sender tasks and the consumer's reads run on this runtime.
+    let _entered = runtime.enter();
     let client = runtime.block_on(Client::connect(cluster.all())).expect("connects to the cluster");
     let producer_config = ProducerConfig { acks: Acks::All, ..ProducerConfig::default() };
     let producer = Producer::new(client.clone(), producer_config).expect("producer");
@@ -111,6 +113,5 @@ fn a_subscribed_consumer_reads_through_a_leader_kill_losing_and_repeating_nothin
             assert!(read.iter().any(|(_, read)| *read == value), "acknowledged {value:?} was never read");
         }
     }
-    drop(runtime);
     drop(cluster);
 }

@@ -128,8 +128,7 @@ pub async fn subscribe(
     node: &Arc<Node>,
     request: v1::SubscribeRequest,
 ) -> Result<ReceiverStream<Result<v1::SubscribeResponse, Status>>> {
-    let led_epoch =
-        node.check_leader_at(&request.topic, request.partition, request.current_leader_epoch.map(i64::from))?;
+    node.check_leader_at(&request.topic, request.partition, request.current_leader_epoch.map(i64::from))?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);
@@ -152,36 +151,21 @@ pub async fn subscribe(
     }
     tracing::debug!(topic = %request.topic, partition = request.partition, offset, "subscription started");
     let (tx, rx) = mpsc::channel(node.config.subscribe_queue_batches);
-    let subscriber = Subscriber { topic: request.topic, led_epoch: i64::from(led_epoch), max_bytes, format };
-    tokio::spawn(follow(Arc::clone(node), partition, subscriber, offset, tx));
+    tokio::spawn(follow(Arc::clone(node), partition, offset, max_bytes, format, tx));
     Ok(ReceiverStream::new(rx))
 }
 
-/// What one subscription asked for.
-struct Subscriber {
-    topic: String,
-    /// The leader epoch this node led the partition at when the subscription started.
-    led_epoch: i64,
-    max_bytes: usize,
-    format: Format,
-}
-
-/// Pushes batches to one subscriber until it goes away, the partition closes, this node stops leading the
-/// partition at the epoch the subscription started in, or the broker shuts down. The channel is bounded: when
-/// the subscriber is slow, `send` waits, so the broker holds at most `subscribe_queue_batches` responses for it
-/// and HTTP/2 flow control holds the rest back on the client side.
-///
-/// Leadership is checked before each read, as a fetch checks it: a node that lost the partition ends the
-/// stream with `not-leader` or `fenced-leader-epoch` (typed reasons), so the consumer finds the new leader and
-/// subscribes there rather than following a replica whose high watermark trails the leader's.
+/// Pushes batches to one subscriber until it goes away, the partition closes or the broker shuts down. The
+/// channel is bounded: when the subscriber is slow, `send` waits, so the broker holds at most
+/// `subscribe_queue_batches` responses for it and HTTP/2 flow control holds the rest back on the client side.
 async fn follow(
     node: Arc<Node>,
     partition: Arc<Partition>,
-    subscriber: Subscriber,
     mut offset: i64,
+    max_bytes: usize,
+    format: Format,
     tx: mpsc::Sender<Result<v1::SubscribeResponse, Status>>,
 ) {
-    let Subscriber { topic, led_epoch, max_bytes, format } = subscriber;
     let mut high_watermark = partition.watch_high_watermark();
     let mut shutdown = node.shutdown.clone();
     loop {
@@ -193,15 +177,8 @@ async fn follow(
             let _ = tx.send(Err(partition.closed().into())).await;
             return;
         }
-        if let Err(moved) = node.check_leader_at(&topic, partition.index, Some(led_epoch)) {
-            let _ = tx.send(Err(moved.into())).await;
-            return;
-        }
         high_watermark.borrow_and_update();
-        let read = partition.read(offset, max_bytes).await.inspect(|read| {
-            rill_protocol::hops::mark_batches(&read.batches, rill_protocol::hops::Hop::FetchRead);
-        });
-        let pushed = match read.and_then(|read| chunk(read, offset, format)) {
+        let pushed = match partition.read(offset, max_bytes).await.and_then(|read| chunk(read, offset, format)) {
             Ok(chunk) if chunk.next_offset > offset => chunk,
             Ok(_) => {
                 tokio::select! {

@@ -153,22 +153,22 @@ pub(crate) fn parse_throttle(text: &str) -> Result<u64, String> {
     let allowed = "a throttle is a whole number of bytes per second from 1024 to 1 TiB/s, optionally with a K, M \
                    or G suffix (e.g. 262144 or 256K)";
     let trimmed = text.trim();
-    let (digits, unit) = match trimmed.char_indices().last() {
-        Some((at, suffix)) if suffix.is_ascii_alphabetic() => {
-            let unit: u64 = match suffix.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("{text:?} has an unknown unit {suffix:?}: {allowed}")),
-            };
-            (&trimmed[..at], unit)
-        }
-        _ => (trimmed, 1),
-    };
-    if digits.starts_with('-') {
+    if trimmed.starts_with('-') {
         return Err(format!("{text:?} is negative: {allowed}"));
     }
-    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is not a number: {allowed}"))?;
+    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!("{text:?} is not a number: {allowed}"));
+    }
+    let unit: u64 = match suffix {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        other => return Err(format!("{text:?} has an unknown unit {other:?}: {allowed}")),
+    };
+    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is too large: {allowed}"))?;
     let bytes_per_sec = value.checked_mul(unit).ok_or_else(|| format!("{text:?} is too large: {allowed}"))?;
     if bytes_per_sec == 0 {
         return Err(format!(
@@ -391,7 +391,8 @@ mod tests {
             ("-5", "is negative"),
             ("fast", "is not a number"),
             ("5T", "unknown unit"),
-            ("99999999999999999999", "is not a number"),
+            ("99999999999999999999", "too large"),
+            ("1.5M", "unknown unit"),
             ("18446744073709551615G", "too large"),
         ] {
             let refused = parse_throttle(text).expect_err(text);

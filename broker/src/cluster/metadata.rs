@@ -425,8 +425,7 @@ impl ClusterMetadata {
             Command::CompleteReassignment { topic, partition } => self.complete_reassignment(topic, *partition),
             Command::CancelReassignment { topic, partition } => self.cancel_reassignment(topic, *partition),
             Command::SetReplicationThrottle { bytes_per_sec } => {
-                let is_valid =
-                    bytes_per_sec.map_or(true, |rate| crate::replication::throttle::check_rate(rate).is_ok());
+                let is_valid = bytes_per_sec.is_none_or(|rate| crate::replication::throttle::check_rate(rate).is_ok());
                 let changed = is_valid && self.replication_throttle_bytes_per_sec != *bytes_per_sec;
                 if changed {
                     self.replication_throttle_bytes_per_sec = *bytes_per_sec;

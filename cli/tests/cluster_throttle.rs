@@ -16,6 +16,7 @@ use common::{eventually, rill, rill_with_stdin, RILL};
 const SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 10000\n";
 const RECORDS: usize = 2000;
 const VALUE_BYTES: usize = 1000;
+const RECORDS_PER_PRODUCE: usize = 50;
 const THROTTLE_BYTES_PER_SEC: u64 = 256 << 10;
 /// What the leader's bucket holds at most at this rate: 250 ms of it (`throttle.rs`'s BURST).
 const BURST_BYTES: u64 = THROTTLE_BYTES_PER_SEC / 4;
@@ -73,14 +74,19 @@ fn a_throttled_move_copies_no_faster_than_the_rate_and_finishes_once_the_throttl
     let leader = eventually("moves led", || moves(&cluster, 1).leader);
     let new_replica = (1..=3).find(|id| *id != leader).expect("another node");
 
-    // About 2 MB, acknowledged by the one replica.
+    // About 2 MB, acknowledged by the one replica, in batches of about 50 KB (one `rill produce` each, whose
+    // batches hold at most what it was given): a read may end one batch past the bucket's allowance, so small
+    // batches keep the bound below tight.
     let records: Vec<String> = (0..RECORDS).map(|i| format!("{i:06}-{}", "x".repeat(VALUE_BYTES - 7))).collect();
-    let input: String = records.iter().map(|r| format!("{r}\n")).collect();
     let produce = ["produce", "moves", "--partition", "0", "--acks", "all"];
-    rill_with_stdin(cluster.addr(leader), &produce, input.as_bytes()).ok();
+    for chunk in records.chunks(RECORDS_PER_PRODUCE) {
+        let input: String = chunk.iter().map(|r| format!("{r}\n")).collect();
+        rill_with_stdin(cluster.addr(leader), &produce, input.as_bytes()).ok();
+    }
     let total: u64 = copied_bytes(&cluster, leader);
     let largest_batch = segments(&cluster, leader).iter().flat_map(|p| batch_sizes(p)).max().expect("batches");
     assert!(total > (RECORDS * VALUE_BYTES) as u64, "{total} bytes on the leader");
+    assert!(largest_batch <= (RECORDS_PER_PRODUCE * (VALUE_BYTES + 100)) as u64, "largest batch {largest_batch}");
 
     // Bad rates: refused before anything changes, saying what is allowed, with a non-zero exit.
     for (rate, says) in [("0", "0 would stop every move"), ("-5", "is negative"), ("lots", "is not a number")] {
@@ -117,6 +123,11 @@ fn a_throttled_move_copies_no_faster_than_the_rate_and_finishes_once_the_throttl
         most_copied = most_copied.max(copied);
         std::thread::sleep(Duration::from_millis(100));
     }
+    let watched = started.elapsed().as_secs_f64();
+    eprintln!(
+        "throttled copy: {most_copied} of {total} bytes in {watched:.2} s at {THROTTLE_BYTES_PER_SEC} bytes/s \
+         (largest batch {largest_batch})"
+    );
     assert!(most_copied > 0, "the throttled move copies something");
     assert!(most_copied < total, "the move is still copying: {most_copied} of {total} bytes");
     // Every node shows the throttle in force, and the topic shows the move under it.

@@ -128,7 +128,12 @@ fn a_throttled_move_copies_no_faster_than_the_rate_and_finishes_once_the_throttl
         "throttled copy: {most_copied} of {total} bytes in {watched:.2} s at {THROTTLE_BYTES_PER_SEC} bytes/s \
          (largest batch {largest_batch})"
     );
-    assert!(most_copied > 0, "the throttled move copies something");
+    if most_copied == 0 {
+        let _ = reassign.kill();
+        let output = reassign.wait_with_output().expect("reassign output");
+        let topic = rill(cluster.addr(1), &["topic", "describe", "moves"]);
+        panic!("the throttled move copied nothing: reassign {output:?}; topic {topic:?}");
+    }
     assert!(most_copied < total, "the move is still copying: {most_copied} of {total} bytes");
     // Every node shows the throttle in force, and the topic shows the move under it.
     for node in 1..=3 {

@@ -4,10 +4,16 @@
 //! so every leader applies it and it outlives restarts and controller failovers; what it throttles, and how, is
 //! `replication/throttle.rs`.
 
-use super::metadata::Command;
+use std::time::Duration;
+
+use super::metadata::{Command, CommandOutcome};
 use super::Controller;
 use crate::error::BrokerError;
 use crate::replication::throttle::{check_rate, ThrottleRefused};
+
+/// How long a change is proposed again while no controller leader takes it (an election under way).
+const PROPOSE_RETRY_FOR: Duration = Duration::from_secs(5);
+const PROPOSE_RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// The throttle before and after a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +39,7 @@ impl Controller {
             check_rate(rate)?;
         }
         let previous_bytes_per_sec = self.metadata().replication_throttle_bytes_per_sec;
-        let outcome = self.propose(Command::SetReplicationThrottle { bytes_per_sec }).await?;
+        let outcome = self.propose_throttle(bytes_per_sec).await?;
         if outcome.changed {
             // Committed on the leader; this node's replica applies it a round trip later.
             let is_applied =
@@ -51,5 +57,21 @@ impl Controller {
             }
         }
         Ok(ThrottleChanged { previous_bytes_per_sec, bytes_per_sec })
+    }
+
+    /// Proposes the throttle, again while the controller leader is changing (a proposal sent to a node that just
+    /// lost the leadership is refused), up to [`PROPOSE_RETRY_FOR`]. Setting a rate is idempotent, so a retry of
+    /// a proposal that did commit changes nothing more.
+    async fn propose_throttle(&self, bytes_per_sec: Option<u64>) -> Result<CommandOutcome, BrokerError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_RETRY_FOR;
+        loop {
+            match self.propose(Command::SetReplicationThrottle { bytes_per_sec }).await {
+                Err(BrokerError::ControllerUnavailable { reason }) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%reason, "proposing the replication throttle again");
+                    tokio::time::sleep(PROPOSE_RETRY_AFTER).await;
+                }
+                answered => return answered,
+            }
+        }
     }
 }

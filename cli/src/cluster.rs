@@ -1,10 +1,14 @@
 //! `rill cluster describe`: the cluster's nodes, their states and the controller quorum, as the node asked (or,
 //! through it, the controller leader) sees them. `rill cluster add-node` / `remove-node` grow and shrink it;
-//! `rill cluster elect-leaders` hands leaderships back to preferred replicas.
+//! `rill cluster elect-leaders` hands leaderships back to preferred replicas. `rill cluster throttle` sets or
+//! clears the replication throttle for replica moves (`--throttle` on remove-node, rebalance and
+//! `rill topic reassign` sets it before the move).
 
 use std::io::Write;
 
-use rill_client::{ClusterAdmin, ClusterDescription, ClusterNodeState, LeadersElected, NodeAdded, NodeRemoved};
+use rill_client::{
+    ClusterAdmin, ClusterDescription, ClusterNodeState, LeadersElected, NodeAdded, NodeRemoved, ThrottleSet,
+};
 
 use crate::connect::{block_on, BrokerFlag};
 use crate::output;
@@ -57,11 +61,15 @@ partition and joins the ISR, then the node leaves the replica set (its leadershi
 and last it leaves the controller quorum (a learner takes its vote if needed). Refused, before anything changes,
 for an unknown id, when a partition would keep fewer nodes than its replication factor, when a down node holds
 a partition's only in-sync copy, or when the quorum would shrink below 3 voters. The removed node stops, and is
-refused if it comes back. Answered once done, which takes as long as the copying.")]
+refused if it comes back. Answered once done, which takes as long as the copying. --throttle sets the
+cluster's replication throttle first (as `rill cluster throttle set`): it stays in force until cleared.")]
     RemoveNode {
         /// The id of the node to remove.
         #[arg(long, value_name = "ID")]
         node_id: u64,
+        /// Bound the copying: set the cluster's replication throttle to this many bytes/s first.
+        #[arg(long, value_name = "BYTES_PER_SEC", allow_hyphen_values = true, value_parser = parse_throttle)]
+        throttle: Option<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -74,8 +82,12 @@ Replicas move one at a time from the node holding the most to the one holding th
 nodes differ by more than one, never two replicas of a partition on one node, keeping preferred leaders where
 it can. Each partition then moves as `rill topic reassign` moves it (the new replica copies the partition and
 joins the ISR before the old one leaves), one after the other. Prints each partition moved. Answered once done,
-which takes as long as the copying.")]
+which takes as long as the copying. --throttle sets the cluster's replication throttle first (as `rill
+cluster throttle set`): it stays in force until cleared.")]
     Rebalance {
+        /// Bound the copying: set the cluster's replication throttle to this many bytes/s first.
+        #[arg(long, value_name = "BYTES_PER_SEC", allow_hyphen_values = true, value_parser = parse_throttle)]
+        throttle: Option<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -100,6 +112,70 @@ leader_imbalance_per_broker_percentage (unless auto_leader_rebalance_enable is o
         #[command(flatten)]
         broker: BrokerFlag,
     },
+    /// Bound, in bytes per second, how fast replica moves copy partitions (Kafka's --throttle).
+    #[command(after_help = "Examples:
+  rill cluster throttle set 10485760      # moves copy at most 10 MiB/s per pair of nodes
+  rill cluster throttle set 512K          # K, M and G suffixes are powers of 1024
+  rill cluster throttle clear             # moves copy at full speed again
+
+The throttle applies only to a replica being added by a move (rill topic reassign, rill cluster remove-node,
+rill cluster rebalance) while it is not in the ISR: what a partition's leader sends that replica's node, summed
+over every such partition it leads, stays under the rate. Replication to in-sync replicas, produces and
+consumers are never throttled. It is recorded in the cluster's metadata, so every node applies it from the next
+fetch (within a second), and it outlives restarts and controller failovers; change or clear it while a move
+runs. It stays in force until cleared. rill cluster describe shows it. From 1024 bytes/s to 1 TiB/s.")]
+    Throttle {
+        #[command(subcommand)]
+        action: ThrottleAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ThrottleAction {
+    /// Set the throttle (or change it while a move runs).
+    Set {
+        /// Bytes per second, per pair of nodes; K, M or G for KiB, MiB, GiB.
+        #[arg(value_name = "BYTES_PER_SEC", allow_hyphen_values = true, value_parser = parse_throttle)]
+        bytes_per_sec: u64,
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+    /// Remove the throttle: moves copy at full speed.
+    Clear {
+        #[command(flatten)]
+        broker: BrokerFlag,
+    },
+}
+
+/// A throttle rate: a whole number of bytes per second, optionally with a K, M or G suffix (powers of 1024).
+/// The broker checks the range; this refuses what is not a positive rate at all.
+pub(crate) fn parse_throttle(text: &str) -> Result<u64, String> {
+    let allowed = "a throttle is a whole number of bytes per second from 1024 to 1 TiB/s, optionally with a K, M \
+                   or G suffix (e.g. 262144 or 256K)";
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!("{text:?} is negative: {allowed}"));
+    }
+    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!("{text:?} is not a number: {allowed}"));
+    }
+    let unit: u64 = match suffix {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        other => return Err(format!("{text:?} has an unknown unit {other:?}: {allowed}")),
+    };
+    let value: u64 = digits.parse().map_err(|_| format!("{text:?} is too large: {allowed}"))?;
+    let bytes_per_sec = value.checked_mul(unit).ok_or_else(|| format!("{text:?} is too large: {allowed}"))?;
+    if bytes_per_sec == 0 {
+        return Err(format!(
+            "0 would stop every move: {allowed}; to remove the throttle, use rill cluster throttle clear"
+        ));
+    }
+    Ok(bytes_per_sec)
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -107,8 +183,18 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         match args.command {
             ClusterCommand::Describe { broker } => describe(&broker).await,
             ClusterCommand::AddNode { node_id, address, broker } => add_node(&broker, node_id, &address).await,
-            ClusterCommand::RemoveNode { node_id, broker } => remove_node(&broker, node_id).await,
-            ClusterCommand::Rebalance { broker } => rebalance(&broker).await,
+            ClusterCommand::RemoveNode { node_id, throttle, broker } => {
+                set_throttle_before_move(&broker, throttle).await?;
+                remove_node(&broker, node_id).await
+            }
+            ClusterCommand::Rebalance { throttle, broker } => {
+                set_throttle_before_move(&broker, throttle).await?;
+                rebalance(&broker).await
+            }
+            ClusterCommand::Throttle { action: ThrottleAction::Set { bytes_per_sec, broker } } => {
+                throttle(&broker, Some(bytes_per_sec)).await
+            }
+            ClusterCommand::Throttle { action: ThrottleAction::Clear { broker } } => throttle(&broker, None).await,
             ClusterCommand::ElectLeaders { topic, partition, broker } => {
                 elect_leaders(&broker, topic.as_deref(), partition).await
             }
@@ -123,6 +209,41 @@ async fn describe(broker: &BrokerFlag) -> anyhow::Result<()> {
     write_description(&mut out, &description)?;
     out.flush()?;
     Ok(())
+}
+
+async fn throttle(broker: &BrokerFlag, bytes_per_sec: Option<u64>) -> anyhow::Result<()> {
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let set = admin.set_replication_throttle(bytes_per_sec).await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    write_throttle(&mut out, &set)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `--throttle` on a command that moves replicas: the cluster's throttle is set before the move starts, so the
+/// copying is bounded from its first byte.
+pub(crate) async fn set_throttle_before_move(broker: &BrokerFlag, bytes_per_sec: Option<u64>) -> anyhow::Result<()> {
+    let Some(bytes_per_sec) = bytes_per_sec else { return Ok(()) };
+    let admin = ClusterAdmin::new(broker.connect().await?);
+    let set = admin.set_replication_throttle(Some(bytes_per_sec)).await.map_err(|e| broker.explain(e))?;
+    let mut out = output::stdout();
+    write_throttle(&mut out, &set)?;
+    writeln!(out, "(it stays in force after the move: rill cluster throttle clear removes it)")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_throttle(out: &mut impl Write, set: &ThrottleSet) -> std::io::Result<()> {
+    let rate = |rate: Option<u64>| rate.map_or_else(|| "none".to_owned(), |r| format!("{r} bytes/s"));
+    match set.bytes_per_sec {
+        Some(_) => writeln!(
+            out,
+            "replication throttle for replica moves: {} (was {})",
+            rate(set.bytes_per_sec),
+            rate(set.previous_bytes_per_sec)
+        ),
+        None => writeln!(out, "replication throttle cleared (was {})", rate(set.previous_bytes_per_sec)),
+    }
 }
 
 async fn add_node(broker: &BrokerFlag, node_id: u64, address: &str) -> anyhow::Result<()> {
@@ -240,9 +361,42 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
         ]);
     }
     table.write(out)?;
+    if description.has_controller_quorum {
+        writeln!(out)?;
+        let throttle = description.replication_throttle_bytes_per_sec.map_or_else(
+            || "none (moves copy at full speed)".to_owned(),
+            |rate| format!("{rate} bytes/s per pair of nodes, for replicas being added by a move"),
+        );
+        writeln!(out, "move throttle:      {throttle}")?;
+    }
     if !description.removed_node_ids.is_empty() {
         writeln!(out)?;
         writeln!(out, "removed nodes:      {}", ids(&description.removed_node_ids))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_throttle;
+
+    #[test]
+    fn throttles_parse_with_units_and_refuse_what_is_no_rate() {
+        assert_eq!(parse_throttle("262144"), Ok(262_144));
+        assert_eq!(parse_throttle("256K"), Ok(262_144));
+        assert_eq!(parse_throttle("10m"), Ok(10 << 20));
+        assert_eq!(parse_throttle("1G"), Ok(1 << 30));
+        for (text, says) in [
+            ("0", "0 would stop every move"),
+            ("-5", "is negative"),
+            ("fast", "is not a number"),
+            ("5T", "unknown unit"),
+            ("99999999999999999999", "too large"),
+            ("1.5M", "unknown unit"),
+            ("18446744073709551615G", "too large"),
+        ] {
+            let refused = parse_throttle(text).expect_err(text);
+            assert!(refused.contains(says) && refused.contains("bytes per second"), "{text}: {refused}");
+        }
+    }
 }

@@ -88,7 +88,9 @@ changes, for a node that is not a member or is down, a node named twice, fewer r
 min_insync_replicas, a partition moving already, or while a node is being added or removed. Answered once
 done, which takes as long as the copying. --cancel puts a move under way back on the original replicas (the
 new ones leave and delete their copies); refused when the partition is not moving, or when none of its
-original replicas is in sync.")]
+original replicas is in sync. --throttle sets the cluster's replication throttle first (as `rill cluster
+throttle set`): the new replicas copy at most that many bytes/s per pair of nodes until they are in sync; it
+stays in force until cleared (rill cluster throttle clear).")]
     Reassign {
         /// Topic name.
         name: String,
@@ -101,6 +103,15 @@ original replicas is in sync.")]
         /// Cancel the partition's move under way instead.
         #[arg(long, conflicts_with = "replicas")]
         cancel: bool,
+        /// Bound the copying: set the cluster's replication throttle to this many bytes/s first.
+        #[arg(
+            long,
+            value_name = "BYTES_PER_SEC",
+            allow_hyphen_values = true,
+            conflicts_with = "cancel",
+            value_parser = crate::cluster::parse_throttle
+        )]
+        throttle: Option<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -174,7 +185,8 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 out.flush()?;
                 Ok(())
             }
-            TopicCommand::Reassign { name, partition, replicas, cancel, broker } => {
+            TopicCommand::Reassign { name, partition, replicas, cancel, throttle, broker } => {
+                crate::cluster::set_throttle_before_move(&broker, throttle).await?;
                 reassign(&broker, &name, partition, (!cancel).then_some(replicas.as_slice())).await
             }
             TopicCommand::AddPartitions { name, count, broker } => {
@@ -209,6 +221,13 @@ async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, replicas: Opt
     writeln!(out, "leader {leader} at epoch {}, isr {}", done.leader_epoch, ids(&done.isr))?;
     out.flush()?;
     Ok(())
+}
+
+/// The cluster's replication throttle for moves, or `None` if the cluster cannot be described now (the
+/// partitions are shown all the same).
+async fn move_throttle(broker: &BrokerFlag) -> Option<Option<u64>> {
+    let admin = rill_client::ClusterAdmin::new(broker.connect().await.ok()?);
+    admin.describe_cluster().await.ok().map(|d| d.replication_throttle_bytes_per_sec)
 }
 
 async fn admin(broker: &BrokerFlag) -> anyhow::Result<Admin> {
@@ -263,7 +282,9 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
     output::line(&mut out, "")?;
     let is_replicated = description.partitions.iter().any(|p| !p.replicas.is_empty());
     if is_replicated {
-        write_replicas(&mut out, &description.partitions)?;
+        let is_moving = description.partitions.iter().any(|p| !p.target_replicas.is_empty());
+        let throttle = if is_moving { move_throttle(broker).await } else { None };
+        write_replicas(&mut out, &description.partitions, throttle)?;
         out.flush()?;
         return Ok(());
     }
@@ -297,7 +318,13 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
 
 /// A cluster's partitions: placement, high watermark (HW, as the node answering knows it) and each replica's
 /// log end as the leader last heard it (`node:end`, shown when the answering node is the leader).
-fn write_replicas(out: &mut impl Write, partitions: &[rill_client::PartitionInfo]) -> std::io::Result<()> {
+/// `throttle` is the cluster's replication throttle for moves (`None` when it could not be learned), shown when a
+/// partition is moving.
+fn write_replicas(
+    out: &mut impl Write,
+    partitions: &[rill_client::PartitionInfo],
+    throttle: Option<Option<u64>>,
+) -> std::io::Result<()> {
     let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let mut table = Table::new(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HW", "LOG ENDS"]);
     for p in partitions {
@@ -314,6 +341,7 @@ fn write_replicas(out: &mut impl Write, partitions: &[rill_client::PartitionInfo
         ]);
     }
     table.write(out)?;
+    let is_moving = partitions.iter().any(|p| !p.target_replicas.is_empty());
     for p in partitions.iter().filter(|p| !p.target_replicas.is_empty()) {
         writeln!(
             out,
@@ -323,6 +351,14 @@ fn write_replicas(out: &mut impl Write, partitions: &[rill_client::PartitionInfo
             if p.adding_replicas.is_empty() { "none".to_owned() } else { ids(&p.adding_replicas) },
             if p.removing_replicas.is_empty() { "none".to_owned() } else { ids(&p.removing_replicas) },
         )?;
+    }
+    if is_moving {
+        let throttle = match throttle {
+            Some(Some(rate)) => format!("{rate} bytes/s per pair of nodes, until each new replica is in sync"),
+            Some(None) => "none (the new replicas copy at full speed)".to_owned(),
+            None => "unknown (the cluster could not be described)".to_owned(),
+        };
+        writeln!(out, "move throttle: {throttle}")?;
     }
     Ok(())
 }

@@ -1,17 +1,18 @@
 //! Cluster administration: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`, `ReassignPartition`,
-//! `CancelReassignment` and `RebalanceReplicas` over the `ClusterAdmin` service. The answer is the API's own
+//! `CancelReassignment`, `RebalanceReplicas` and `SetReplicationThrottle` over the `ClusterAdmin` service. The answer is the API's own
 //! message (`rill_protocol::v1`), re-exported, since the `.proto` is the contract.
 
 use rill_protocol::v1::cluster_admin_client::ClusterAdminClient;
 use rill_protocol::v1::{
     AddNodeRequest, CancelReassignmentRequest, DescribeClusterRequest, ElectLeadersRequest, ReassignPartitionRequest,
-    RebalanceReplicasRequest, RemoveNodeRequest,
+    RebalanceReplicasRequest, RemoveNodeRequest, SetReplicationThrottleRequest,
 };
 pub use rill_protocol::v1::{
     AddNodeResponse as NodeAdded, ClusterNode, DescribeClusterResponse as ClusterDescription,
     ElectLeadersResponse as LeadersElected, LeaderElected, LeaderNotElected, NodeState as ClusterNodeState,
     PartitionReassignment, ReassignPartitionResponse as PartitionReassigned,
     RebalanceReplicasResponse as ReplicasRebalanced, RemoveNodeResponse as NodeRemoved, ReplicaMove,
+    SetReplicationThrottleResponse as ThrottleSet,
 };
 
 /// How long a membership change may take: adding waits for the new node to catch up on the metadata, removing
@@ -112,5 +113,14 @@ impl ClusterAdmin {
         let mut admin = ClusterAdminClient::new(self.client.channel());
         let rebalance = request(RebalanceReplicasRequest {}, MEMBERSHIP_CHANGE_TIMEOUT);
         call(MEMBERSHIP_CHANGE_TIMEOUT, RequestContext::default(), admin.rebalance_replicas(rebalance)).await
+    }
+
+    /// Sets the replication throttle for replica moves to `bytes_per_sec`, or clears it (`None`): what a leader
+    /// sends, per pair of nodes, for partitions a follower is being added to and is not in sync on yet.
+    pub async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>) -> Result<ThrottleSet> {
+        let timeout = self.client.config().request_timeout;
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let set = SetReplicationThrottleRequest { bytes_per_sec };
+        call(timeout, RequestContext::default(), admin.set_replication_throttle(request(set, timeout))).await
     }
 }

@@ -94,7 +94,7 @@ pub use admin::{
 };
 pub use cluster_admin::{
     ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, LeaderElected, LeaderNotElected, LeadersElected,
-    NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced,
+    NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced, ThrottleSet,
 };
 pub use compression::Compression;
 pub use connection::{BearerToken, Client, ClientConfig};

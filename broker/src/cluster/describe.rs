@@ -1,5 +1,6 @@
 //! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`,
-//! `ReassignPartition`, `CancelReassignment`, `RebalanceReplicas`. A follower forwards each to
+//! `ReassignPartition`, `CancelReassignment`, `RebalanceReplicas`, `SetReplicationThrottle`. A follower forwards
+//! each but the throttle (which any node proposes) to
 //! the controller leader (only the leader knows heartbeat ages and may change the membership); a describe is
 //! answered from the follower's own replica when the leader is unknown or unreachable.
 
@@ -13,7 +14,7 @@ use rill_protocol::v1::{
     DescribeClusterResponse, ElectLeadersRequest, ElectLeadersResponse, LeaderElected, LeaderNotElected,
     NodeState as WireNodeState, PartitionReassignment, ReassignPartitionRequest, ReassignPartitionResponse,
     RebalanceReplicasRequest, RebalanceReplicasResponse, RemoveNodeRequest, RemoveNodeResponse,
-    ReplicaMove as WireReplicaMove,
+    ReplicaMove as WireReplicaMove, SetReplicationThrottleRequest, SetReplicationThrottleResponse,
 };
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -72,6 +73,7 @@ impl ClusterAdminService {
                 last_heartbeat_age_ms: None,
             }],
             removed_node_ids: Vec::new(),
+            replication_throttle_bytes_per_sec: None,
         }
     }
 }
@@ -117,6 +119,7 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
         answered_by_leader: is_leader,
         nodes,
         removed_node_ids: metadata.removed_nodes.iter().copied().collect(),
+        replication_throttle_bytes_per_sec: metadata.replication_throttle_bytes_per_sec,
     }
 }
 
@@ -304,6 +307,33 @@ impl ClusterAdmin for ClusterAdminService {
             .collect();
         Ok(Response::new(RebalanceReplicasResponse { moved }))
     }
+
+    async fn set_replication_throttle(
+        &self,
+        request: Request<SetReplicationThrottleRequest>,
+    ) -> Result<Response<SetReplicationThrottleResponse>, Status> {
+        self.authorize_alter(&request)?;
+        let Some(controller) = &self.controller else { return Err(single_node_throttle_refusal()) };
+        let SetReplicationThrottleRequest { bytes_per_sec } = request.into_inner();
+        let changed = controller.set_replication_throttle(bytes_per_sec).await.map_err(Status::from)?;
+        Ok(Response::new(SetReplicationThrottleResponse {
+            previous_bytes_per_sec: changed.previous_bytes_per_sec,
+            bytes_per_sec: changed.bytes_per_sec,
+        }))
+    }
+}
+
+/// A single node replicates nothing: there is no replica move to throttle.
+pub(crate) fn single_node_throttle_refused() -> BrokerError {
+    BrokerError::MembershipRefused {
+        reason: "this node runs alone (started without --peers): it replicates nothing, so there is no replica \
+                 move to throttle"
+            .into(),
+    }
+}
+
+fn single_node_throttle_refusal() -> Status {
+    Status::from(single_node_throttle_refused())
 }
 
 /// A single node leads every partition it has: there is no other replica to hand a leadership to.

@@ -105,6 +105,11 @@ pub struct ClusterMetadata {
     /// The console's sign-in sessions, by the SHA-256 of their ids: never a cookie (`console_sessions.rs`).
     #[serde(default, skip_serializing_if = "is_empty_sessions")]
     pub console_sessions: ConsoleSessions,
+    /// The replication throttle for replica moves, in bytes per second (`replication/throttle.rs`): what a
+    /// leader sends a replica being added, per pair of nodes. `None`: moves copy at full speed. Absent from
+    /// metadata written before throttles existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_throttle_bytes_per_sec: Option<u64>,
 }
 
 fn is_empty_sessions(sessions: &ConsoleSessions) -> bool {
@@ -251,6 +256,11 @@ pub enum Command {
     CancelReassignment {
         topic: String,
         partition: u32,
+    },
+    /// Sets (`Some`) or clears (`None`) the replication throttle for replica moves. The proposer checked the
+    /// rate (`throttle::check_rate`); unchanged when it is the throttle in force already.
+    SetReplicationThrottle {
+        bytes_per_sec: Option<u64>,
     },
 }
 
@@ -414,6 +424,14 @@ impl ClusterMetadata {
             }
             Command::CompleteReassignment { topic, partition } => self.complete_reassignment(topic, *partition),
             Command::CancelReassignment { topic, partition } => self.cancel_reassignment(topic, *partition),
+            Command::SetReplicationThrottle { bytes_per_sec } => {
+                let is_valid = bytes_per_sec.is_none_or(|rate| crate::replication::throttle::check_rate(rate).is_ok());
+                let changed = is_valid && self.replication_throttle_bytes_per_sec != *bytes_per_sec;
+                if changed {
+                    self.replication_throttle_bytes_per_sec = *bytes_per_sec;
+                }
+                changed
+            }
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -688,5 +706,24 @@ mod tests {
         let old: ClusterMetadata = serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).unwrap();
         assert_eq!(old.next_producer_id, 0);
         assert!(metadata.nodes.is_empty());
+    }
+
+    #[test]
+    fn the_replication_throttle_is_set_changed_and_cleared_and_survives_a_snapshot() {
+        let mut metadata = ClusterMetadata::default();
+        let set = |rate| Command::SetReplicationThrottle { bytes_per_sec: rate };
+        assert!(metadata.apply(&set(Some(256 << 10))).changed);
+        assert!(!metadata.apply(&set(Some(256 << 10))).changed, "the same rate again changes nothing");
+        assert!(!metadata.apply(&set(Some(0))).changed, "a rate the proposer should have refused");
+        assert!(metadata.apply(&set(Some(1 << 20))).changed);
+        let restored: ClusterMetadata =
+            serde_json::from_slice(&serde_json::to_vec(&metadata).expect("encodes")).expect("decodes");
+        assert_eq!(restored.replication_throttle_bytes_per_sec, Some(1 << 20));
+        assert!(metadata.apply(&set(None)).changed);
+        assert_eq!(metadata.replication_throttle_bytes_per_sec, None);
+        // Metadata written before throttles existed has none.
+        let old: ClusterMetadata =
+            serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).expect("an old snapshot");
+        assert_eq!(old.replication_throttle_bytes_per_sec, None);
     }
 }

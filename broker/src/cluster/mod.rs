@@ -45,6 +45,7 @@ pub mod reassign;
 pub mod reassignment;
 pub mod reassignment_state;
 pub mod rebalance;
+pub mod replication_throttle;
 mod rpc;
 mod sessions;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
-//! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names). Asked-for
+//! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
+//! cluster's replication throttle as `*.replication.throttled.rate`). Asked-for
 //! keys filter the answer; a key rill does not have is left out, as Kafka does. Other resource types get
 //! INVALID_REQUEST, naming the two that are served.
 

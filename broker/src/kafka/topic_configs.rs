@@ -22,6 +22,10 @@ pub const SETTABLE: &[&str] =
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG: a setting made for every broker of the cluster at once.
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
+/// Kafka's value of a replication throttle that is not set (`Long.MAX_VALUE`: no limit).
+const UNTHROTTLED: u64 = i64::MAX as u64;
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
@@ -149,7 +153,20 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), fixed, TYPE_INT),
         entry("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string(), fixed, TYPE_INT),
         entry("group.initial.rebalance.delay.ms", "0".into(), fixed, TYPE_INT),
+        throttle_entry("leader.replication.throttled.rate", kafka),
+        throttle_entry("follower.replication.throttled.rate", kafka),
     ]
+}
+
+/// The cluster's replication throttle for moves (`rill cluster throttle`), under both of Kafka's names (KIP-73):
+/// rill enforces one rate on the leader's side per pair of nodes (`replication/throttle.rs`). Cluster-wide, so
+/// reported as a dynamic default; unset, Kafka's no-limit value.
+fn throttle_entry(name: &'static str, kafka: &KafkaContext) -> ConfigEntry {
+    let rate = kafka.controller.as_ref().and_then(|c| c.metadata().replication_throttle_bytes_per_sec);
+    match rate {
+        Some(rate) => entry(name, rate.to_string(), SOURCE_DYNAMIC_DEFAULT_BROKER, TYPE_LONG),
+        None => entry(name, UNTHROTTLED.to_string(), SOURCE_DEFAULT, TYPE_LONG),
+    }
 }
 
 fn entry(name: &'static str, value: String, source: i8, config_type: i8) -> ConfigEntry {

@@ -2,6 +2,9 @@
 //! batches past the follower's log end, for every partition the stream carries. A fetch first records where
 //! the follower's log ends (which may move the high watermark and the follower's ISR membership), then reads;
 //! with nothing to send it waits, up to the follower's `max_wait_ms`, for an append on this node.
+//!
+//! A follower being added by a move and not yet in sync gets that partition's bytes through the stream's
+//! [`TokenBucket`] when a replication throttle is set (`throttle.rs`); its other partitions go on at full speed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+use super::throttle::{self, TokenBucket};
 use super::{lock, FollowerProgress, Replication};
 use crate::partition::Partition;
 
@@ -33,6 +37,9 @@ impl Replication {
         let (tx, rx) = mpsc::channel(2);
         let replication = Arc::clone(self);
         tokio::spawn(async move {
+            // One bucket per stream, that is per pair of nodes: the throttle bounds what this leader sends this
+            // follower over all the partitions it is being added to.
+            let mut bucket: Option<TokenBucket> = None;
             loop {
                 let fetch = match inbound.next().await {
                     Some(Ok(fetch)) => fetch,
@@ -42,7 +49,7 @@ impl Replication {
                         return;
                     }
                 };
-                let answer = replication.answer(fetch).await;
+                let answer = replication.answer(fetch, &mut bucket).await;
                 if tx.send(Ok(answer)).await.is_err() {
                     return;
                 }
@@ -51,13 +58,14 @@ impl Replication {
         ReceiverStream::new(rx)
     }
 
-    async fn answer(&self, fetch: ReplicaFetch) -> ReplicaData {
+    async fn answer(&self, fetch: ReplicaFetch, bucket: &mut Option<TokenBucket>) -> ReplicaData {
         let mut appended = self.appended.subscribe();
+        let follower = fetch.follower_id;
         let partitions: Vec<(ReplicaPosition, Result<Arc<Partition>, String>)> = fetch
             .partitions
             .into_iter()
             .map(|position| {
-                let partition = self.record_fetch(fetch.follower_id, &position);
+                let partition = self.record_fetch(follower, &position);
                 (position, partition)
             })
             .collect();
@@ -65,17 +73,56 @@ impl Replication {
             0 => MAX_BYTES_PER_PARTITION,
             asked => asked.min(MAX_BYTES_PER_PARTITION),
         };
+        let throttled = self.throttled_partitions(follower, &partitions, bucket);
+        let mut bucket = if throttled.iter().any(|is| *is) { bucket.as_mut() } else { None };
         let deadline = Instant::now() + Duration::from_millis(u64::from(fetch.max_wait_ms)).min(MAX_FETCH_WAIT);
         loop {
-            let (answer, has_batches) = read_all(&partitions, max_bytes).await;
-            if has_batches || Instant::now() >= deadline {
-                return answer;
+            let allowance = bucket.as_deref_mut().map(|b| b.allowance(Instant::now()));
+            let read = read_all(&partitions, max_bytes, &throttled, allowance).await;
+            let now = Instant::now();
+            if let Some(bucket) = bucket.as_deref_mut() {
+                bucket.charge(read.throttled_bytes);
             }
-            // Woken by any append on this node; a spurious wake costs one more read.
-            if tokio::time::timeout_at(deadline, appended.changed()).await.is_err() {
-                return read_all(&partitions, max_bytes).await.0;
+            if read.has_batches || now >= deadline {
+                return read.answer;
             }
+            // Woken by any append on this node, or once the bucket holds bytes again for a partition it held
+            // back; a spurious wake costs one more read.
+            let wake = match bucket.as_deref_mut() {
+                Some(bucket) if read.is_held_back => bucket.refilled_by(now).min(deadline),
+                _ => deadline,
+            };
+            let _ = tokio::time::timeout_at(wake, appended.changed()).await;
         }
+    }
+
+    /// Which of the fetched partitions the throttle applies to for `follower`, and the stream's bucket brought
+    /// to the rate the metadata holds now (dropped when the throttle is cleared). Read once per fetch: a
+    /// throttle set, changed or cleared applies from the follower's next fetch, within `MAX_FETCH_WAIT`.
+    fn throttled_partitions(
+        &self,
+        follower: u64,
+        partitions: &[(ReplicaPosition, Result<Arc<Partition>, String>)],
+        bucket: &mut Option<TokenBucket>,
+    ) -> Vec<bool> {
+        let metadata = self.controller.metadata();
+        let Some(rate) = metadata.replication_throttle_bytes_per_sec else {
+            *bucket = None;
+            return vec![false; partitions.len()];
+        };
+        let now = Instant::now();
+        match bucket {
+            Some(bucket) => bucket.set_rate(rate, now),
+            None => *bucket = Some(TokenBucket::new(rate, now)),
+        }
+        partitions
+            .iter()
+            .map(|(position, _)| {
+                metadata
+                    .partition(&position.topic, position.partition)
+                    .is_some_and(|placement| throttle::is_throttled(placement, follower))
+            })
+            .collect()
     }
 
     /// Notes the follower's log end for one partition this node leads at the epoch it names.
@@ -134,16 +181,39 @@ impl Replication {
     }
 }
 
-/// Reads every partition's batches past the follower's position; true if any were found.
+/// One round of reads for a follower.
+struct FollowerRead {
+    answer: ReplicaData,
+    /// Whether any partition had batches to send.
+    has_batches: bool,
+    /// The bytes read for throttled partitions, to charge to the stream's bucket.
+    throttled_bytes: usize,
+    /// Whether a throttled partition had batches to send but the bucket held them back.
+    is_held_back: bool,
+}
+
+/// Reads every partition's batches past the follower's position. Partitions marked in `throttled` share
+/// `allowance` bytes (unlimited when `None`): none is read once it is spent.
 async fn read_all(
     partitions: &[(ReplicaPosition, Result<Arc<Partition>, String>)],
     max_bytes: usize,
-) -> (ReplicaData, bool) {
-    let mut answer = ReplicaData { partitions: Vec::with_capacity(partitions.len()) };
-    let mut has_batches = false;
-    for (position, partition) in partitions {
+    throttled: &[bool],
+    mut allowance: Option<usize>,
+) -> FollowerRead {
+    let mut read_round = FollowerRead {
+        answer: ReplicaData { partitions: Vec::with_capacity(partitions.len()) },
+        has_batches: false,
+        throttled_bytes: 0,
+        is_held_back: false,
+    };
+    for (index, (position, partition)) in partitions.iter().enumerate() {
         let mut data =
             ReplicaPartitionData { topic: position.topic.clone(), partition: position.partition, ..Default::default() };
+        let is_throttled = throttled.get(index).copied().unwrap_or(false);
+        let max_bytes = match allowance {
+            Some(left) if is_throttled => max_bytes.min(left),
+            _ => max_bytes,
+        };
         match partition {
             Err(reason) => data.error = reason.clone(),
             // A follower at the log end has nothing to read: no hand-off to the blocking pool. At rest that is
@@ -151,6 +221,12 @@ async fn read_all(
             Ok(partition) if position.fetch_offset == partition.log().log_end_offset() => {
                 data.high_watermark = partition.log().high_watermark();
                 data.log_end_offset = position.fetch_offset;
+            }
+            // A throttled partition whose stream has spent its allowance: nothing read until the bucket refills.
+            Ok(partition) if max_bytes == 0 => {
+                read_round.is_held_back = true;
+                data.high_watermark = partition.log().high_watermark();
+                data.log_end_offset = partition.log().log_end_offset();
             }
             Ok(partition) => {
                 let log = Arc::clone(partition.log());
@@ -162,8 +238,12 @@ async fn read_all(
                 };
                 match read {
                     Ok(Ok(read)) => {
-                        has_batches |= !read.batches.is_empty();
-                        tracing::debug!(topic = %position.topic, partition = position.partition, from = offset, bytes = read.batches.len(), "read for a follower");
+                        read_round.has_batches |= !read.batches.is_empty();
+                        if is_throttled {
+                            read_round.throttled_bytes += read.batches.len();
+                            allowance = allowance.map(|left| left.saturating_sub(read.batches.len()));
+                        }
+                        tracing::debug!(topic = %position.topic, partition = position.partition, from = offset, bytes = read.batches.len(), is_throttled, "read for a follower");
                         data.batches = read.batches;
                     }
                     Ok(Err(err)) => data.error = err.to_string(),
@@ -173,7 +253,7 @@ async fn read_all(
                 data.log_end_offset = partition.log().log_end_offset();
             }
         }
-        answer.partitions.push(data);
+        read_round.answer.partitions.push(data);
     }
-    (answer, has_batches)
+    read_round
 }

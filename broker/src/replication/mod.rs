@@ -16,6 +16,8 @@
 //! - [`high_watermarks`]: the data dir's high-watermark checkpoint, stored every
 //!   `high_watermark_checkpoint_interval_ms` when a high watermark moved and on a clean shutdown; a restarted
 //!   node starts each partition's high watermark from it (capped at its log end) rather than its log start.
+//! - [`throttle`]: the replication throttle for replica moves (`rill cluster throttle`): a token bucket per
+//!   follower stream bounds what the leader sends a replica being added and not yet in sync.
 //! - [`frames`]: the leader's answers as HTTP/2 chunks, its record bytes sent as the `Bytes` it read (no encode
 //!   copy), byte for byte what prost would write.
 //! - [`links`]: the controller and the leader nodes as replication reaches them (raft and tonic in a node);
@@ -36,6 +38,7 @@ pub mod links;
 mod reconcile;
 #[cfg(test)]
 mod simulation;
+pub mod throttle;
 mod topics;
 
 use std::collections::HashMap;

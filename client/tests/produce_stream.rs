@@ -55,17 +55,7 @@ async fn requests_on_one_stream_are_answered_by_correlation_id_and_refused_one_b
         request: Some(ProduceRequest { records: None, ..streamed(0, "streamed", 0, &[]).request.unwrap() }),
     });
     requests.push(ProduceStreamRequest { correlation_id: 1002, request: None });
-    let total = requests.len();
-    let answers = records.produce_stream(tokio_stream::iter(requests)).await.expect("the stream opens");
-    let mut answers = answers.into_inner();
-    let mut outcomes = HashMap::new();
-    let collect = async {
-        while let Some(answer) = answers.message().await.expect("the stream stays healthy") {
-            outcomes.insert(answer.correlation_id, answer.outcome.expect("an outcome"));
-        }
-    };
-    tokio::time::timeout(DEADLINE, collect).await.expect("every request answered in time");
-    assert_eq!(outcomes.len(), total, "one answer per request");
+    let outcomes = pipelined(&mut records, requests).await;
 
     // Every request of a partition got offsets of its own: nothing lost, nothing stored twice. (Their order is
     // the test below.)

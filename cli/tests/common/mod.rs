@@ -227,12 +227,22 @@ impl Drop for TinyFs {
     }
 }
 
-/// An address where nothing listens: a port the OS just gave out and took back.
+/// An address where nothing listens: a port the OS just gave out and took back, never one this test binary
+/// was given before. The OS may hand a port it took back to the next caller, and the tests of a binary run in
+/// parallel: two clusters once got the same port in CI, so one node could not listen and another's peers list
+/// named the wrong node there.
 pub fn dead_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let addr = listener.local_addr().expect("local addr").to_string();
-    drop(listener);
-    addr
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr.to_string();
+        }
+    }
 }
 
 /// What one run of `rill` did.

@@ -149,9 +149,17 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
 
     // A consume started in the window asks "latest" first and waits at the new leader for it (within the
     // client's request timeout, 30 s), so it reads all 20 records once the follower is back, rather than failing.
+    // The new leader's count of gRPC ListOffsets calls says when the consume's first one has arrived there.
+    let list_offsets_at_new_leader = || {
+        let samples = cluster::scrape(cluster.admin(new_leader))?;
+        samples.get(r#"rill_grpc_requests_total{method="rill.v1.Records/ListOffsets"}"#).copied()
+    };
+    let asked_before = list_offsets_at_new_leader().unwrap_or(0.0);
     let consume_addr = cluster.addr(new_leader).to_owned();
     let consume = std::thread::spawn(move || rill(&consume_addr, &["consume", "orders", "--partition", "0"]));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    eventually("the consume asking the new leader for latest", || {
+        list_offsets_at_new_leader().filter(|asked| *asked > asked_before)
+    });
 
     // The stopped follower resumes and catches up: the high watermark passes the epoch start, and "latest" is it.
     signal(&cluster.nodes[stopped as usize - 1].as_ref().expect("running").child, libc::SIGCONT);

@@ -8,6 +8,10 @@
 //! records but has been told a high watermark below them. gRPC's ListOffsets follows the same rule (its refusal
 //! is `offset-not-available`), and the CLI, whose consume asks "latest" first, waits through the window at the
 //! new leader instead of failing.
+//!
+//! Kafka's Fetch v12 on the same cluster: a fetch whose `last_fetched_epoch` ended, in the new leader's log,
+//! below its fetch offset is answered with `diverging_epoch` and no records (KIP-595's field, answered as Kafka's
+//! leader answers it); one at or below that end, or in the leader's own epoch, reads on.
 
 mod common;
 
@@ -15,8 +19,12 @@ use std::net::SocketAddr;
 
 use common::cluster::{self, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin, signal};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::reason::{reason_of, Reason};
 use rill_protocol::v1::{self, records_client::RecordsClient};
@@ -49,6 +57,35 @@ fn list_offset(addr: &str, timestamp: i64, current_leader_epoch: i32) -> (i16, i
     });
     let partition = &response.topics[0].partitions[0];
     (partition.error_code, partition.offset, partition.leader_epoch)
+}
+
+/// Partition 0 of `orders` fetched from `addr` with Fetch `version`, at `fetch_offset`, naming the client's last
+/// fetched epoch (v12+; older versions cannot carry it, and it is left out).
+fn fetch(addr: &str, version: i16, fetch_offset: i64, last_fetched_epoch: i32) -> PartitionData {
+    let last_fetched_epoch = if version >= 12 { last_fetched_epoch } else { NO_EPOCH };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let addr: SocketAddr = addr.parse().expect("node address");
+    let request = FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("orders"))).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(fetch_offset)
+                .with_last_fetched_epoch(last_fetched_epoch)
+                .with_partition_max_bytes(1 << 20),
+        ]),
+    ]);
+    let response: FetchResponse = runtime.block_on(async {
+        let mut client = KafkaClient::connect(addr).await;
+        client.call(ApiKey::Fetch, version, &request).await
+    });
+    response.responses[0].partitions[0].clone()
+}
+
+/// The base offset of the first batch a fetch returned, if it returned any.
+fn first_batch_offset(partition: &PartitionData) -> Option<i64> {
+    let records = partition.records.as_ref()?;
+    let base: [u8; 8] = records.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(base))
 }
 
 /// The gRPC `Latest` offset of partition 0 of `orders`, asked of `addr`, or the refusal's gRPC code and reason.
@@ -177,4 +214,60 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
         (0, 0, new_epoch),
         "the first record at or after 0"
     );
+}
+
+#[test]
+fn a_fetch_past_the_end_of_its_last_fetched_epoch_is_answered_with_the_diverging_epoch() {
+    let cluster = Cluster::start(SLOW_FAILURE_DETECTION);
+    let create = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "2"];
+    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let first = eventually("a leader and 3 in-sync replicas", || {
+        row(cluster.addr(1)).filter(|r| r.leader.is_some() && r.isr.len() == 3)
+    });
+    let old_leader = first.leader.expect("a leader");
+    let new_leader = first.replicas.iter().copied().find(|id| *id != old_leader).expect("a follower");
+    produce(cluster.addr(old_leader), "all", (0..10).map(|i| format!("old-{i}")));
+    let old_epoch = i32::try_from(first.epoch).expect("a small epoch");
+
+    // The leadership moves; the new leader's epoch starts at 10, and 5 records are appended in it.
+    let others: Vec<String> = first.replicas.iter().filter(|id| **id != new_leader).map(u64::to_string).collect();
+    let order = format!("{new_leader},{}", others.join(","));
+    rill(&cluster.all(), &["topic", "reassign", "orders", "--partition", "0", "--replicas", &order]).ok();
+    let args = ["cluster", "elect-leaders", "--topic", "orders", "--partition", "0"];
+    eventually("the election", || rill(&cluster.all(), &args).status.success().then_some(()));
+    let elected = eventually("the new leader in the metadata", || {
+        row(cluster.addr(new_leader)).filter(|r| r.leader == Some(new_leader))
+    });
+    let new_epoch = i32::try_from(elected.epoch).expect("a small epoch");
+    assert!(new_epoch > old_epoch, "{elected:?}");
+    eventually("the new leader taking produces", || {
+        rill_with_stdin(cluster.addr(new_leader), &["produce", "orders", "--acks", "all"], b"new-0\n")
+            .status
+            .success()
+            .then_some(())
+    });
+    produce(cluster.addr(new_leader), "all", (1..5).map(|i| format!("new-{i}")));
+    eventually("the high watermark at 15", || row(cluster.addr(new_leader)).filter(|r| r.high_watermark == 15));
+
+    // A client that says it read offset 11 in the old epoch read what this log never held in that epoch.
+    let diverged = fetch(cluster.addr(new_leader), 12, 12, old_epoch);
+    assert_eq!(diverged.error_code, 0, "{diverged:?}");
+    assert_eq!(
+        diverged.diverging_epoch,
+        EpochEndOffset::default().with_epoch(old_epoch).with_end_offset(10),
+        "{diverged:?}"
+    );
+    assert_eq!(first_batch_offset(&diverged), None, "no records beside a diverging epoch");
+
+    // At the old epoch's end, in the leader's epoch, without an epoch, or before v12: the records.
+    for (version, offset, last_fetched_epoch) in
+        [(12, 10, old_epoch), (12, 5, old_epoch), (12, 12, new_epoch), (12, 12, -1), (11, 12, old_epoch)]
+    {
+        let read = fetch(cluster.addr(new_leader), version, offset, last_fetched_epoch);
+        assert_eq!(read.error_code, 0, "v{version} at {offset}, last epoch {last_fetched_epoch}: {read:?}");
+        assert_eq!(read.diverging_epoch, EpochEndOffset::default(), "v{version} at {offset}: {read:?}");
+        let base = first_batch_offset(&read).expect("records");
+        assert!(base <= offset, "v{version}: the batch holding {offset} comes first, got one at {base}");
+        assert_eq!(read.high_watermark, 15);
+    }
 }

@@ -4,6 +4,13 @@
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
 //! offset is sent whole too, and the client skips the records below its offset, as with Kafka.
 //!
+//! From v12 (KIP-595) a fetch may name the epoch of the last record the client read (`last_fetched_epoch`).
+//! When this leader's log says that epoch ended below the fetch offset, or holds only an older epoch, the
+//! records the client read past that end were never committed here, and the answer is `diverging_epoch` (the
+//! epoch and where it ends) with no records, as Kafka's `Partition.fetchRecords` answers, so the client
+//! truncates or resets instead of reading on. The epoch list is read only when the last fetched epoch is older
+//! than the leader's: a client reading in the leader's own epoch cannot have diverged (it ends at the log end).
+//!
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
@@ -12,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -24,12 +31,28 @@ use super::KafkaContext;
 use crate::partition::Partition;
 use crate::request_trace;
 
-/// One partition of the request, resolved (or the error code it gets).
+/// One partition of the request, resolved with the leader epoch it is led in (or the error code it gets).
 struct Wanted {
-    partition: Result<Arc<Partition>, i16>,
+    partition: Result<(Arc<Partition>, i32), i16>,
     index: i32,
     fetch_offset: i64,
+    /// v12+: the epoch of the last record the client read; -1 when it does not say.
+    last_fetched_epoch: i32,
     max_bytes: usize,
+}
+
+impl Wanted {
+    /// KIP-320's divergence check (Kafka's `Partition.fetchRecords` with a last fetched epoch): the largest epoch
+    /// at or below the client's last one that this log holds, and where it ends, when that end is below the
+    /// fetch offset or the epoch is older than the client's.
+    fn diverging_epoch(&self, partition: &Partition, leader_epoch: i32) -> Option<EpochEndOffset> {
+        if self.last_fetched_epoch < 0 || self.last_fetched_epoch >= leader_epoch {
+            return None;
+        }
+        let (epoch, end_offset) = partition.log().end_offset_for_leader_epoch(self.last_fetched_epoch)?;
+        (epoch < self.last_fetched_epoch || end_offset < self.fetch_offset)
+            .then(|| EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset))
+    }
 }
 
 pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &crate::auth::Principal) -> FetchResponse {
@@ -48,10 +71,10 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
                     // not lead, sends the client to refresh Metadata.
                     partition: authorized.and_then(|()| {
                         led_partition(node, topic.topic.0.as_str(), asked.partition, asked.current_leader_epoch)
-                            .map(|(partition, _)| partition)
                     }),
                     index: asked.partition,
                     fetch_offset: asked.fetch_offset,
+                    last_fetched_epoch: asked.last_fetched_epoch,
                     max_bytes: node.fetch_bytes(u32::try_from(asked.partition_max_bytes).unwrap_or(0)),
                 })
                 .collect();
@@ -69,7 +92,7 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
         let mut watchers = JoinSet::new();
         let mut watched = HashSet::new();
         for wanted in topics.iter().flat_map(|(_, wanted)| wanted) {
-            if let Ok(partition) = &wanted.partition {
+            if let Ok((partition, _)) = &wanted.partition {
                 if !watched.insert(Arc::as_ptr(partition) as usize) {
                     continue;
                 }
@@ -79,7 +102,11 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
             }
         }
         let (responses, bytes) = read_all(&topics, response_max_bytes).await;
-        let has_error = responses.iter().flat_map(|topic| &topic.partitions).any(|p| p.error_code != 0);
+        // A diverging epoch, like an error, is answered at once: waiting cannot change it.
+        let has_error = responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .any(|p| p.error_code != 0 || p.diverging_epoch != EpochEndOffset::default());
         if bytes >= min_bytes
             || has_error
             || Instant::now() >= deadline
@@ -110,8 +137,8 @@ async fn read_all(
         for wanted in wanted {
             let data =
                 PartitionData::default().with_partition_index(wanted.index).with_preferred_read_replica(BrokerId(-1));
-            let partition = match &wanted.partition {
-                Ok(partition) => partition,
+            let (partition, leader_epoch) = match &wanted.partition {
+                Ok((partition, leader_epoch)) => (partition, *leader_epoch),
                 Err(code) => {
                     partitions.push(data.with_error_code(*code).with_high_watermark(-1).with_last_stable_offset(-1));
                     continue;
@@ -123,6 +150,19 @@ async fn read_all(
                 .with_high_watermark(high_watermark)
                 .with_last_stable_offset(high_watermark)
                 .with_log_start_offset(log_start_offset);
+            if let Some(diverging) = wanted.diverging_epoch(partition, leader_epoch) {
+                tracing::debug!(
+                    topic = name.0.as_str(),
+                    partition = wanted.index,
+                    offset = wanted.fetch_offset,
+                    last_fetched_epoch = wanted.last_fetched_epoch,
+                    epoch = diverging.epoch,
+                    end_offset = diverging.end_offset,
+                    "kafka fetch past the end of the client's last epoch"
+                );
+                partitions.push(data.with_diverging_epoch(diverging).with_records(Some(Bytes::new())));
+                continue;
+            }
             if budget == 0 && total > 0 {
                 partitions.push(data.with_records(Some(Bytes::new())));
                 continue;

@@ -42,6 +42,7 @@ mod index;
 pub mod latency;
 mod log;
 mod producer_snapshot;
+mod read_ahead;
 pub mod producer_state;
 mod recovery;
 pub mod segment;

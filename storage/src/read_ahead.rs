@@ -33,13 +33,14 @@ use bytes::Bytes;
 use crate::direct::{self, BLOCK_BYTES};
 use crate::tail_cache::TailCache;
 
-/// The span a chunk aims at. The device here reads 4 MiB requests at about twice the rate of 1 MiB ones
-/// (docs/benchmarks.md), and a chunk serves a fetch of any size as slices of it.
-pub(crate) const CHUNK_BYTES: u64 = 4 << 20;
+/// The span a chunk aims at. The virtual disk here reads big requests with many in flight fastest, 8 MiB chunks
+/// two at a time replayed fastest of the shapes tried (docs/benchmarks.md), and a chunk serves a fetch of any size
+/// as slices of it.
+pub(crate) const CHUNK_BYTES: u64 = 8 << 20;
 /// A chunk longer than this (one batch bigger than it) is not read ahead.
 pub(crate) const CHUNK_BYTES_MAX: u64 = 16 << 20;
 /// Chunks one window keeps read or in flight.
-pub(crate) const CHUNKS_IN_FLIGHT_MAX: usize = 4;
+pub(crate) const CHUNKS_IN_FLIGHT_MAX: usize = 2;
 
 /// How long a chunk aims to be, how many a window keeps, and how many threads read them: [`CHUNK_BYTES`],
 /// [`CHUNKS_IN_FLIGHT_MAX`] and [`WORKERS_MAX`], or, for measuring others, `RILL_READ_AHEAD=<chunk
@@ -83,9 +84,10 @@ impl Shape {
 }
 /// A window unused this long gives its chunks up when another window needs the room.
 pub(crate) const IDLE_MS: u64 = 1000;
-/// Threads reading chunks, node-wide: the reads the device has in flight for read-ahead. The device here reads
-/// about three times faster with 64 reads in flight than with 8 (docs/benchmarks.md).
-pub(crate) const WORKERS_MAX: usize = 32;
+/// Threads reading chunks, node-wide: the reads the device has in flight for read-ahead (two chunks for each of
+/// eight sequential readers). The device here reads two to three times faster with 32–64 reads in flight than
+/// with 8 (docs/benchmarks.md).
+pub(crate) const WORKERS_MAX: usize = 16;
 /// A worker with nothing to read for this long ends.
 const WORKER_IDLE: Duration = Duration::from_secs(5);
 /// How long a reader waits for a chunk before reading the span itself (a device that hangs hangs that read too;

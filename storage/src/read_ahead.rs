@@ -394,7 +394,12 @@ impl Window {
             });
             pool.reads.fetch_add(1, Ordering::Relaxed);
             pool.read_bytes.fetch_add(len, Ordering::Relaxed);
-            pool.submit(Job { file: Arc::clone(&source.file), position: from, len: len as usize, slot: Arc::clone(&slot) });
+            pool.submit(Job {
+                file: Arc::clone(&source.file),
+                position: from,
+                len: len as usize,
+                slot: Arc::clone(&slot),
+            });
             self.chunks.push_back(Chunk { start: from, end: chunk_end, slot });
             from = chunk_end;
         }

@@ -311,6 +311,13 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
         let rate = hits as f64 * 100.0 / (hits + misses) as f64;
         output::line(&mut out, "")?;
         output::line(&mut out, format!("tail cache hit rate {rate:.1}% ({hits} of {} reads)", hits + misses))?;
+        let read_ahead_hits: u64 = description.partitions.iter().map(|p| p.read_ahead_hits).sum();
+        if misses > 0 {
+            output::line(
+                &mut out,
+                format!("of the {misses} reads from segment files, {read_ahead_hits} answered from reads ahead"),
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

@@ -1,10 +1,12 @@
 //! Per-log settings and the clock the log reads time from.
 
 use std::fmt::Debug;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::segment_files::SegmentFileCache;
+use crate::tail_cache::TailCache;
 use crate::{Result, StorageError};
 
 /// When appended bytes reach the disk, not just the page cache.
@@ -120,8 +122,8 @@ impl LogConfig {
     }
 }
 
-/// What each segment of a log is created and opened with: its log's settings, and where sealed segments'
-/// descriptors are kept.
+/// What each segment of a log is created and opened with: its log's settings, where sealed segments'
+/// descriptors are kept, and the node's tail cache (whose read-ahead sequential reads of the device use).
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentSettings {
     pub index_interval_bytes: u64,
@@ -129,11 +131,16 @@ pub(crate) struct SegmentSettings {
     pub write_mode: WriteMode,
     pub direct_min_batch_bytes: usize,
     pub files: Arc<SegmentFileCache>,
+    pub tail_cache: Option<Arc<TailCache>>,
+    /// The log's reads its segments answered from chunks read ahead (`read_ahead.rs`).
+    pub read_ahead_hits: Arc<AtomicU64>,
 }
 
 impl SegmentSettings {
-    pub fn new(config: &LogConfig, files: Arc<SegmentFileCache>) -> Self {
+    pub fn new(config: &LogConfig, files: Arc<SegmentFileCache>, tail_cache: Option<Arc<TailCache>>) -> Self {
         Self {
+            tail_cache,
+            read_ahead_hits: Arc::default(),
             index_interval_bytes: config.index_interval_bytes,
             index_max_bytes: config.index_max_bytes,
             write_mode: config.write_mode,

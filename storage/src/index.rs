@@ -241,6 +241,26 @@ impl<E: IndexEntry> MmapIndex<E> {
         lo.checked_sub(1).map(|i| self.entry(i))
     }
 
+    /// How many entries come before the first for which `is_before` is false; `is_before` must hold for a prefix of
+    /// the entries (any key or position that grows with them).
+    pub fn count_while(&self, is_before: impl Fn(&E) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if is_before(&self.entry(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The number of entries held.
+    pub fn entries(&self) -> usize {
+        self.len
+    }
+
     /// The last entry whose key is strictly below `key`, if any.
     pub fn below(&self, key: i64) -> Option<E> {
         self.floor(key.saturating_sub(1))

@@ -25,8 +25,12 @@
 //! - A data dir's `__high-watermarks.checkpoint` ([`HighWatermarkCheckpoint`]) holds the high watermark of each
 //!   replicated partition as the broker last stored it; replaced whole and atomically, and a damaged one is
 //!   ignored (a low high watermark is always safe), never half-read. A log caps it at its end on use.
-//! - This crate does no network I/O and spawns no threads: callers drive periodic work
-//!   ([`Log::flush_if_due`], [`Log::enforce_retention`]) and own notifications of new data.
+//! - This crate does no network I/O and spawns no threads but read-ahead's (at most 16 a node, each ending after 5 s
+//!   without a read to do: `read_ahead.rs`): callers drive periodic work ([`Log::flush_if_due`],
+//!   [`Log::enforce_retention`]) and own notifications of new data.
+//! - Chunks read ahead of a sequential reader of a segment count against the [`TailCache`]'s limit (at most an eighth
+//!   of it), hold only bytes below the segment's size when issued, and go with their segment on truncation or
+//!   retention; a failed one is never an answer.
 //! - A [`TailCache`], when a node keeps one, holds the newest appends of all its logs byte-identical to their
 //!   segments, bounded in bytes (oldest evicted first); reads it covers never touch the files. Truncation,
 //!   retention, deletion and close remove what they drop from it before the change is published.
@@ -43,6 +47,7 @@ pub mod latency;
 mod log;
 mod producer_snapshot;
 pub mod producer_state;
+mod read_ahead;
 mod recovery;
 pub mod segment;
 mod segment_files;

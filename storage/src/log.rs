@@ -165,7 +165,7 @@ impl Log {
         tail_cache: Option<Arc<TailCache>>,
     ) -> Result<Self> {
         config.validate()?;
-        let segment_settings = SegmentSettings::new(&config, files);
+        let segment_settings = SegmentSettings::new(&config, files, tail_cache.clone());
         let is_new_dir = !dir.exists();
         fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
         if is_new_dir {
@@ -239,7 +239,8 @@ impl Log {
 
     /// This log's reads through the node's tail cache, if it has one.
     pub fn tail_cache_stats(&self) -> Option<LogTailStats> {
-        self.tail.as_ref().map(LogTail::stats)
+        let read_ahead_hits = self.segment_settings.read_ahead_hits.load(Ordering::Relaxed);
+        self.tail.as_ref().map(|tail| LogTailStats { read_ahead_hits, ..tail.stats() })
     }
 
     pub fn dir(&self) -> &Path {

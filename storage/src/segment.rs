@@ -18,8 +18,10 @@ use rill_protocol::{BatchHeader, RecordBatch, TimestampType};
 use crate::config::{SegmentSettings, WriteMode};
 use crate::direct::{self, DirectAppender, RecentBytes};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::read_ahead::{Lookup, Window};
 use crate::recovery::{EpochRule, IndexCursor};
 use crate::segment_files::{Access, SegmentFileCache};
+use crate::tail_cache::TailCache;
 use crate::{Result, StorageError};
 
 pub const LOG_SUFFIX: &str = "log";
@@ -59,6 +61,7 @@ pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+mod read_ahead;
 mod reopen;
 
 pub(crate) struct Segment {
@@ -98,20 +101,39 @@ struct SegmentIo {
     direct_reads_refused: AtomicBool,
     /// The newest bytes of a directly written segment, for readers tailing it (empty otherwise).
     recent: Mutex<RecentBytes>,
+    /// Chunks read ahead of a sequential reader (`read_ahead.rs`): a directly written segment of a log with a tail
+    /// cache has them.
+    read_ahead: Option<ReadAheadSite>,
+}
+
+struct ReadAheadSite {
+    cache: Arc<TailCache>,
+    window: Arc<Mutex<Window>>,
+    /// The log's count of reads answered from the window.
+    hits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SegmentIo {
-    fn new(mode: WriteMode, direct_min_batch_bytes: usize) -> Self {
+    fn new(settings: &SegmentSettings) -> Self {
+        let mode = settings.write_mode;
         let writes = match mode {
             WriteMode::Buffered => Writes::Buffered,
             WriteMode::Direct => Writes::DirectUnopened,
         };
+        let read_ahead = match (&settings.tail_cache, mode) {
+            (Some(cache), WriteMode::Direct) => {
+                let window = Arc::new(Mutex::new(Window::default()));
+                Some(ReadAheadSite { cache: Arc::clone(cache), window, hits: Arc::clone(&settings.read_ahead_hits) })
+            }
+            _ => None,
+        };
         Self {
             writes: Mutex::new(writes),
             is_direct: AtomicBool::new(mode == WriteMode::Direct),
-            direct_min_batch_bytes,
+            direct_min_batch_bytes: settings.direct_min_batch_bytes,
             direct_reads_refused: AtomicBool::new(false),
             recent: Mutex::default(),
+            read_ahead,
         }
     }
 }
@@ -161,7 +183,7 @@ impl Segment {
             created_ms: AtomicI64::new(now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
-            io: SegmentIo::new(settings.write_mode, settings.direct_min_batch_bytes),
+            io: SegmentIo::new(settings),
         })
     }
 
@@ -341,7 +363,10 @@ impl Segment {
 
     fn read_header_at(&self, position: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; HEADER_BYTES];
-        if !lock(&self.io.recent).read_into(position, &mut buf) {
+        let read_ahead = self.io.read_ahead.as_ref().and_then(|site| lock(&site.window).peek(position, HEADER_BYTES));
+        if let Some(bytes) = read_ahead.filter(|bytes| bytes.len() >= HEADER_BYTES) {
+            buf.copy_from_slice(&bytes[..HEADER_BYTES]);
+        } else if !lock(&self.io.recent).read_into(position, &mut buf) {
             self.file()
                 .and_then(|file| file.read_exact_at(&mut buf, position))
                 .map_err(StorageError::io(&self.log_path))?;
@@ -380,7 +405,19 @@ impl Segment {
         }
         let available = size - position;
         let want = (max_bytes as u64).max(first.total_bytes() as u64).min(available) as usize;
-        let buf = self.read_bytes(position, want).map_err(StorageError::io(&self.log_path))?;
+        let (buf, is_sequential) = match self.look_up_read_ahead(position) {
+            // A chunk ends where a batch starts, so it holds the first batch whole; if not, read it from the device.
+            Lookup::Hit(chunk) if chunk.len() >= first.total_bytes() => {
+                if let Some(site) = &self.io.read_ahead {
+                    site.hits.fetch_add(1, Ordering::Relaxed);
+                }
+                (chunk.slice(..want.min(chunk.len())), true)
+            }
+            lookup => {
+                let buf = self.read_bytes(position, want).map_err(StorageError::io(&self.log_path))?;
+                (buf, !matches!(lookup, Lookup::Elsewhere))
+            }
+        };
         let mut end = 0;
         while end + HEADER_BYTES <= buf.len() {
             let header =
@@ -390,20 +427,29 @@ impl Segment {
             }
             end += header.total_bytes();
         }
+        self.after_read(position + end as u64, is_sequential, size);
         Ok(Some(buf.slice(..end)))
+    }
+
+    fn is_read_directly(&self) -> bool {
+        self.write_mode() == WriteMode::Direct && !self.io.direct_reads_refused.load(Ordering::Relaxed)
+    }
+
+    /// The segment's `O_DIRECT` descriptor, from the node's cache.
+    fn direct_reader(&self) -> std::io::Result<Arc<File>> {
+        self.files.get(&self.log_path, Access::Direct, || {
+            direct::open_reader(&self.log_path)?.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+        })
     }
 
     /// `len` bytes at `position`: straight from the device when the segment is written directly (its data is
     /// not in the page cache, and a buffered read would put it there only to be copied out again).
     fn read_bytes(&self, position: u64, len: usize) -> std::io::Result<Bytes> {
-        if self.write_mode() == WriteMode::Direct && !self.io.direct_reads_refused.load(Ordering::Relaxed) {
+        if self.is_read_directly() {
             if let Some(recent) = lock(&self.io.recent).read(position, len) {
                 return Ok(recent);
             }
-            let reader = self.files.get(&self.log_path, Access::Direct, || {
-                direct::open_reader(&self.log_path)?.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
-            });
-            match reader {
+            match self.direct_reader() {
                 Ok(reader) => match direct::read_at(&reader, position, len) {
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // an alignment the device refuses
                     read => return read,

@@ -40,6 +40,8 @@ use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::BatchHeader;
 
+use crate::read_ahead::ReadAheadPool;
+
 /// A node's tail cache. Logs take a [`LogTail`] of it with [`TailCache::for_log`].
 #[derive(Debug)]
 pub struct TailCache {
@@ -47,6 +49,8 @@ pub struct TailCache {
     state: Mutex<CacheState>,
     next_log_id: AtomicU64,
     counters: Counters,
+    /// Reads ahead of sequential readers of the segments (`read_ahead.rs`), their memory counted here.
+    read_ahead: ReadAheadPool,
 }
 
 #[derive(Debug, Default)]
@@ -71,12 +75,21 @@ pub struct TailCacheStats {
     pub used_bytes: u64,
     pub limit_bytes: u64,
     pub entries: u64,
+    /// Of `used_bytes`: chunks read ahead of sequential readers of the segments (`read_ahead.rs`).
+    pub read_ahead_bytes: u64,
+    /// Reads answered from a chunk read ahead (not counted in `hits`: they read the device, earlier).
+    pub read_ahead_hits: u64,
+    /// Chunks read ahead, and their bytes.
+    pub read_ahead_reads: u64,
+    pub read_ahead_read_bytes: u64,
 }
 
 #[derive(Debug, Default)]
 struct CacheState {
     used_bytes: u64,
     entries: u64,
+    /// Of `used_bytes`: chunks read ahead, from their issue until their last holder drops them.
+    read_ahead_bytes: u64,
     /// Per log, entries by base offset.
     logs: HashMap<u64, BTreeMap<i64, Entry>>,
     /// Every entry inserted, oldest first: (log, base offset, entry id). An entry removed by its log stays here
@@ -134,6 +147,9 @@ struct Entry {
     charge: Charge,
 }
 
+/// Read-ahead may hold at most this fraction (1/n) of the limit.
+const READ_AHEAD_SHARE: u64 = 8;
+
 /// Buffers are allocated in multiples of this, so that one freed by an eviction fits the next append of about
 /// the same size.
 const BUFFER_GRANULE_BYTES: usize = 64 << 10;
@@ -154,6 +170,7 @@ impl TailCache {
                 state: Mutex::default(),
                 next_log_id: AtomicU64::new(0),
                 counters: Counters::default(),
+                read_ahead: ReadAheadPool::default(),
             })
         })
     }
@@ -172,9 +189,9 @@ impl TailCache {
     }
 
     pub fn stats(&self) -> TailCacheStats {
-        let (used_bytes, entries) = {
+        let (used_bytes, entries, read_ahead_bytes) = {
             let state = self.lock();
-            (state.used_bytes, state.entries)
+            (state.used_bytes, state.entries, state.read_ahead_bytes)
         };
         TailCacheStats {
             hits: self.counters.hits.load(Ordering::Relaxed),
@@ -184,7 +201,35 @@ impl TailCache {
             used_bytes,
             limit_bytes: self.limit_bytes,
             entries,
+            read_ahead_bytes,
+            read_ahead_hits: self.read_ahead.hits.load(Ordering::Relaxed),
+            read_ahead_reads: self.read_ahead.reads.load(Ordering::Relaxed),
+            read_ahead_read_bytes: self.read_ahead.read_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn read_ahead_pool(&self) -> &ReadAheadPool {
+        &self.read_ahead
+    }
+
+    /// Counts `bytes` of a chunk read ahead against the limit, evicting the oldest entries to make room; false
+    /// (nothing counted) when read-ahead already holds an eighth of the limit: the cache stays mostly a cache.
+    pub(crate) fn reserve_read_ahead(&self, bytes: u64) -> bool {
+        let mut state = self.lock();
+        if state.read_ahead_bytes + bytes > self.limit_bytes / READ_AHEAD_SHARE {
+            return false;
+        }
+        state.read_ahead_bytes += bytes;
+        state.used_bytes += bytes;
+        self.evict_over_limit(&mut state);
+        true
+    }
+
+    /// Uncounts a chunk [`TailCache::reserve_read_ahead`] counted.
+    pub(crate) fn release_read_ahead(&self, bytes: u64) {
+        let mut state = self.lock();
+        state.read_ahead_bytes -= bytes;
+        state.used_bytes -= bytes;
     }
 
     fn lock(&self) -> MutexGuard<'_, CacheState> {
@@ -470,6 +515,8 @@ pub struct LogTailStats {
     pub hits: u64,
     pub misses: u64,
     pub hit_bytes: u64,
+    /// Of `misses`: reads the segments answered from chunks read ahead (`read_ahead.rs`).
+    pub read_ahead_hits: u64,
 }
 
 impl LogTail {
@@ -539,6 +586,7 @@ impl LogTail {
             hits: self.counters.hits.load(Ordering::Relaxed),
             misses: self.counters.misses.load(Ordering::Relaxed),
             hit_bytes: self.counters.hit_bytes.load(Ordering::Relaxed),
+            read_ahead_hits: 0,
         }
     }
 

@@ -318,7 +318,7 @@ impl Scraped {
     fn encode_tail_cache(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let Some(cache) = self.node.registry.tail_cache() else { return Ok(()) };
         let stats = cache.stats();
-        let families: [(&str, &str, MetricType, u64); 7] = [
+        let families: [(&str, &str, MetricType, u64); 11] = [
             (
                 "rill_tail_cache_hits",
                 "Partition reads answered from the tail cache, without the disk.",
@@ -356,6 +356,30 @@ impl Scraped {
                 stats.limit_bytes,
             ),
             ("rill_tail_cache_entries", "Appends the tail cache holds now.", MetricType::Gauge, stats.entries),
+            (
+                "rill_read_ahead_hits",
+                "Partition reads from segment files answered from a chunk read ahead of the reader.",
+                MetricType::Counter,
+                stats.read_ahead_hits,
+            ),
+            (
+                "rill_read_ahead_reads",
+                "Chunks read ahead of sequential readers of segment files.",
+                MetricType::Counter,
+                stats.read_ahead_reads,
+            ),
+            (
+                "rill_read_ahead_read_bytes",
+                "Bytes of the chunks read ahead of sequential readers.",
+                MetricType::Counter,
+                stats.read_ahead_read_bytes,
+            ),
+            (
+                "rill_read_ahead_bytes",
+                "Bytes of chunks read ahead held now (counted in rill_tail_cache_bytes).",
+                MetricType::Gauge,
+                stats.read_ahead_bytes,
+            ),
         ];
         for (name, help, kind, value) in families {
             single(encoder, name, help, kind, value as f64)?;

@@ -114,6 +114,7 @@ impl RillService {
                     tail_cache_hits: cache.hits,
                     tail_cache_misses: cache.misses,
                     tail_cache_hit_bytes: cache.hit_bytes,
+                    read_ahead_hits: cache.read_ahead_hits,
                     ..Default::default()
                 }
             })

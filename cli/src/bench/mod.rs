@@ -547,6 +547,7 @@ async fn tail_cache_use(admin: &Admin, topics: &[String]) -> anyhow::Result<Tail
             total.hits += p.tail_cache_hits;
             total.misses += p.tail_cache_misses;
             total.hit_bytes += p.tail_cache_hit_bytes;
+            total.read_ahead_hits += p.read_ahead_hits;
         }
     }
     Ok(total)

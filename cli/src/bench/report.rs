@@ -143,6 +143,8 @@ pub struct TailCacheUse {
     pub hits: u64,
     pub misses: u64,
     pub hit_bytes: u64,
+    /// Of `misses`: reads answered from chunks the broker had read ahead (the device read in the background).
+    pub read_ahead_hits: u64,
     /// hits / (hits + misses), in percent; `None` with no reads counted (the cache off).
     pub hit_rate_percent: Option<f64>,
 }
@@ -157,6 +159,7 @@ impl TailCacheUse {
             hits,
             misses,
             hit_bytes: after.hit_bytes.saturating_sub(before.hit_bytes),
+            read_ahead_hits: after.read_ahead_hits.saturating_sub(before.read_ahead_hits),
             hit_rate_percent: (reads > 0).then(|| hits as f64 * 100.0 / reads as f64),
         }
     }
@@ -241,7 +244,15 @@ impl PhaseReport {
                     cache.hits,
                     cache.hits + cache.misses,
                     cache.hit_bytes as f64 / 1e6
-                )?,
+                )
+                .and_then(|()| match cache.misses {
+                    0 => Ok(()),
+                    misses => writeln!(
+                        out,
+                        "{:<8} read-ahead: {} of the {misses} reads from disk answered from reads ahead",
+                        "", cache.read_ahead_hits
+                    ),
+                })?,
                 None => writeln!(out, "{:<8} tail cache: no reads counted (the broker keeps none)", "")?,
             }
         }

@@ -68,7 +68,7 @@ impl Segment {
                 created_ms: AtomicI64::new(mode.now_ms),
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
-                io: SegmentIo::new(mode.settings.write_mode, mode.settings.direct_min_batch_bytes),
+                io: SegmentIo::new(mode.settings),
             };
             return Ok((segment, None));
         }
@@ -99,7 +99,7 @@ impl Segment {
             created_ms: AtomicI64::new(mode.now_ms),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
-            io: SegmentIo::new(mode.settings.write_mode, mode.settings.direct_min_batch_bytes),
+            io: SegmentIo::new(mode.settings),
         };
         Ok((segment, Some(scan)))
     }

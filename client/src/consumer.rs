@@ -3,11 +3,10 @@
 //!
 //! Each assigned partition has a cursor with two positions: `fetch_position`, where its next fetch starts, and
 //! `position`, the offset after the last record handed to the application. Commits store `position`, so a
-//! record fetched but not yet handed out is never committed (at-least-once). Fetches are long-polls with
-//! `fetch_max_wait`, one per partition at a time, run by the `poll`ing task while it waits and by a driver task
-//! between polls (`consumer/fetches.rs`): memory stays bounded by `partitions × fetch_max_bytes` plus the records
-//! not yet handed out. A seek bumps the cursor's epoch, so the answer of a fetch started before it is recognised
-//! and dropped.
+//! record fetched but not yet handed out is never committed (at-least-once). Fetches are spawned tasks
+//! (long-polls with `fetch_max_wait`), one per partition at a time: memory stays bounded by
+//! `partitions × fetch_max_bytes` plus the records not yet handed out. A seek bumps the cursor's epoch, so the
+//! answer of a fetch started before it is recognised and dropped.
 //!
 //! Partitions are assigned explicitly ([`Consumer::assign`]), or by the broker to the members of a consumer
 //! group ([`Consumer::subscribe`], in `consumer/group.rs`): then every `poll` first applies the group's latest
@@ -17,9 +16,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::AbortHandle;
 use futures_util::Stream;
 use rill_protocol::v1::{FetchRequest, FetchResponse, RecordFormat};
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::admin::{committed_offsets, list_offsets, OffsetSpec};
 use crate::connection::{call, Client};
@@ -29,10 +28,7 @@ use crate::membership::{GroupAssignor, Membership};
 use crate::record::ConsumedRecord;
 use crate::records_call;
 
-mod fetches;
 mod group;
-
-use fetches::{Fetches, Next};
 
 pub use group::RebalanceEvent;
 use group::{AppliedAssignment, RebalanceListener};
@@ -151,7 +147,7 @@ pub struct Consumer {
     config: ConsumerConfig,
     /// foldhash, not SipHash: looked up for every fetch answer and every run of handed-out records.
     cursors: HashMap<Key, Cursor, foldhash::fast::RandomState>,
-    fetches: Fetches<FetchDone>,
+    fetches: JoinSet<FetchDone>,
     /// Records fetched and decoded but not yet handed out, in fetch order.
     ready: VecDeque<ConsumedRecord>,
     /// Batches that could not be decoded, reported by `poll` once the records before them are handed out. Their
@@ -177,7 +173,7 @@ impl Consumer {
             client,
             config,
             cursors: HashMap::default(),
-            fetches: Fetches::new(),
+            fetches: JoinSet::new(),
             ready: VecDeque::new(),
             undecodable: VecDeque::new(),
             last_commit: Instant::now(),
@@ -426,9 +422,6 @@ impl Consumer {
 
     /// Waits until `ready` holds records. `false` if nothing is assigned.
     async fn fill(&mut self) -> Result<bool> {
-        // While this waits, an answer wakes this task straight from the connection's; when it returns (or is
-        // cancelled) the driver task takes the fetches over.
-        let here = self.fetches.polled_here();
         while self.ready.is_empty() {
             if self.cursors.is_empty() {
                 return Ok(false);
@@ -436,9 +429,13 @@ impl Consumer {
             if let Some(err) = self.take_undecodable() {
                 return Err(err);
             }
-            let done = match self.fetches.next(&here).await {
-                Next::Ended(done) => done,
-                Next::None => {
+            let done = match self.fetches.join_next().await {
+                Some(Ok(done)) => done,
+                Some(Err(err)) if err.is_cancelled() => continue,
+                Some(Err(err)) => {
+                    return Err(Error::Broker { code: tonic::Code::Internal, message: format!("fetch task: {err}") })
+                }
+                None => {
                     // Every fetch ended without a successor (only after an error): start them again.
                     let keys: Vec<Key> = self.cursors.keys().cloned().collect();
                     for key in keys {
@@ -448,17 +445,18 @@ impl Consumer {
                 }
             };
             self.handle_fetch(done)?;
-            // Take in every other answer that is already here, so one poll serves all partitions that have data;
-            // this also sends the requests of the fetches just started, before the records are handed out.
-            while let Some(done) = self.fetches.try_next(&here) {
-                self.handle_fetch(done)?;
+            // Take in every other answer that is already here, so one poll serves all partitions that have data.
+            while let Some(joined) = self.fetches.try_join_next() {
+                if let Ok(done) = joined {
+                    self.handle_fetch(done)?;
+                }
             }
         }
         Ok(true)
     }
 
-    /// Applies one fetch's outcome. Synchronous, so `poll` stays cancel-safe: an outcome taken from the fetches is
-    /// always applied, and the partition always gets its next fetch.
+    /// Applies one fetch task's outcome. Synchronous, so `poll` stays cancel-safe: an outcome taken from the
+    /// join set is always applied, and the partition always gets its next fetch.
     fn handle_fetch(&mut self, done: FetchDone) -> Result<()> {
         let FetchDone { key, epoch, offset, outcome } = done;
         let Some(cursor) = self.cursors.get_mut(&key) else { return Ok(()) };
@@ -571,7 +569,7 @@ impl Consumer {
         let timeout = self.config.fetch_max_wait + client.config().request_timeout;
         let reset = reset_spec(self.config.offset_reset);
         let (key, epoch, offset) = (key.clone(), cursor.epoch, cursor.fetch_position);
-        let handle = self.fetches.start(async move {
+        let handle = self.fetches.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -583,7 +581,7 @@ impl Consumer {
             let outcome = match call(timeout, ctx, fetch).await {
                 Ok(response) => FetchOutcome::Fetched(response),
                 // The position left the log (retention, or a seek past the end): look up where to go from here
-                // in the fetch, so `poll` never awaits anything but the fetches.
+                // in this task, so `poll` never awaits anything but the join set.
                 Err(Error::OffsetOutOfRange { .. }) => {
                     let timeout = client.config().request_timeout;
                     match lookup_offset(&client, &key.0, key.1, reset, timeout).await {

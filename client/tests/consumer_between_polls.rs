@@ -1,5 +1,8 @@
-//! A consumer's fetches run in the `poll`ing task while it waits and in a driver task between polls
-//! (`consumer/fetches.rs`): what the application sees of that, against an embedded broker.
+//! What the application sees of a consumer's fetches between two `poll`s, against an embedded broker: a
+//! prefetch's answer is read off the connection while the application is busy, and nothing is lost when a
+//! `poll` is cancelled. The first test is the guard for any attempt to run the fetches in the `poll`ing task
+//! (docs/benchmarks.md, "Latency: the consumer's fetches polled in its own task"): unread DATA holds the
+//! connection's HTTP/2 window.
 
 mod common;
 

@@ -18,14 +18,16 @@ use std::sync::Arc;
 use rill_protocol::internal::controller_client::ControllerClient;
 use rill_protocol::internal::{EpochEndReply, EpochEndRequest, ReplicaData, ReplicaFetch};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tower::ServiceExt;
 
 use crate::cluster::metadata::{ClusterMetadata, Command, CommandOutcome};
 use crate::cluster::Controller;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::tls::{channel_to, PeerChannel};
+
+use super::answers;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -109,14 +111,16 @@ pub struct TonicLeaders {
 
 struct TonicLeader {
     client: ControllerClient<PeerChannel>,
+    /// The same channel, for `Replicate`: its answers are read from the HTTP/2 frames (`answers.rs`).
+    channel: PeerChannel,
 }
 
 impl LeaderLinks for TonicLeaders {
     fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Box<dyn LeaderLink>>> {
         Box::pin(async move {
             let channel = channel_to(address, &self.config).map_err(|e| unavailable("leader address", e))?;
-            let client = ControllerClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
-            Ok(Box::new(TonicLeader { client }) as Box<dyn LeaderLink>)
+            let client = ControllerClient::new(channel.clone()).max_decoding_message_size(MAX_ANSWER_BYTES);
+            Ok(Box::new(TonicLeader { client, channel }) as Box<dyn LeaderLink>)
         })
     }
 }
@@ -131,9 +135,11 @@ impl LeaderLink for TonicLeader {
 
     fn replicate(&mut self, fetches: mpsc::Receiver<ReplicaFetch>) -> BoxFuture<'_, Result<ReplicaAnswers>> {
         Box::pin(async move {
-            let inbound =
-                self.client.replicate(ReceiverStream::new(fetches)).await.map_err(|e| unavailable("replicate", e))?;
-            let answers = inbound.into_inner().map(|answer| answer.map_err(|e| unavailable("replication answer", e)));
+            let request = answers::replicate_request(fetches);
+            let response = self.channel.clone().oneshot(request).await.map_err(|e| unavailable("replicate", e))?;
+            let inbound = answers::answers_of(response.map(tonic::body::Body::new), MAX_ANSWER_BYTES)
+                .map_err(|e| unavailable("replicate", e))?;
+            let answers = inbound.map(|answer| answer.map_err(|e| unavailable("replication answer", e)));
             Ok(Box::pin(answers) as ReplicaAnswers)
         })
     }

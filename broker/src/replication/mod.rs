@@ -28,6 +28,7 @@
 //! watermark of a partition never passes what every in-sync replica holds, so an ACKS_ALL produce answered is
 //! on every ISR member.
 
+mod answers;
 mod dropped_replicas;
 mod fetcher;
 pub mod frames;

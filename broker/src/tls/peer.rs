@@ -69,8 +69,16 @@ pub fn channel_to(address: &str, config: &BrokerConfig) -> Result<PeerChannel, P
     let secret = config.auth.cluster_secret_file.as_deref().map(crate::auth::node_calls::ClusterSecret::load);
     let secret = secret.transpose()?.map(|secret| secret.header_value());
     let scheme = if config.tls.is_some() { "https" } else { "http" };
-    let mut endpoint =
-        Endpoint::from_shared(format!("{scheme}://{address}"))?.connect_timeout(PEER_CONNECT_TIMEOUT).tcp_nodelay(true);
+    // The node's own HTTP/2 limits, as its listener takes them: a follower reads the leader's `Replicate`
+    // answers from the frames they came in (replication/answers.rs), and a batch up to `http2_max_frame_bytes`
+    // then arrives as one frame, which becomes the batch without a copy. At HTTP/2's default 16 KiB frames (and
+    // hyper's 2 MiB stream window) every batch of a megabyte was cut in 64 and copied together again.
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))?
+        .connect_timeout(PEER_CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .max_frame_size(config.http2_max_frame_bytes)
+        .initial_stream_window_size(config.http2_stream_window_bytes)
+        .initial_connection_window_size(config.http2_connection_window_bytes);
     if let Some(tls) = &config.tls {
         endpoint = endpoint.tls_config(peer_tls(tls)?)?;
     }

@@ -31,6 +31,9 @@ pub enum BrokerError {
     InvalidPartitionCount { requested: u32, reason: String },
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
+    /// A topic setting refused at create or alter; `value` is as the request gave it (empty for a delete).
+    #[error("invalid topic config {key}{}: {reason}", shown_value(value))]
+    InvalidTopicConfig { key: String, value: String, reason: String },
     #[error("too many topics: the broker holds at most {limit} (max_topics)")]
     TooManyTopics { limit: u32 },
     #[error(
@@ -154,6 +157,7 @@ impl BrokerError {
             BrokerError::TopicExists { .. } => Reason::TopicExists,
             BrokerError::ReservedTopicName { .. } => Reason::InvalidTopicName,
             BrokerError::InvalidPartitionCount { .. } | BrokerError::InvalidArgument { .. } => Reason::InvalidArgument,
+            BrokerError::InvalidTopicConfig { .. } => Reason::InvalidConfig,
             BrokerError::TooManyTopics { .. }
             | BrokerError::TooManyOpenFiles { .. }
             | BrokerError::TooManyGroups { .. }
@@ -212,6 +216,14 @@ fn coordinator_hint(coordinator: Option<u64>, address: &Option<String>) -> Strin
         (Some(id), Some(address)) => format!(": node {id} at {address} is"),
         (Some(id), None) => format!(": node {id} is"),
         _ => ": it has no coordinator until the partition has a leader; retry".to_owned(),
+    }
+}
+
+fn shown_value(value: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        format!("={value}")
     }
 }
 

@@ -91,6 +91,7 @@ pub mod request_trace;
 mod server;
 mod service;
 mod tls;
+mod topic_config;
 mod topic_id;
 
 pub use auth::{AdminAuth, AuthConfig, AuthorizationMode, Principal, SaslMechanism};

@@ -53,7 +53,8 @@ pub struct Topic {
     pub name: TopicName,
     /// Stable for the topic's life (`topic_id.rs`); kept in its metadata file.
     pub id: TopicId,
-    pub settings: TopicSettings,
+    /// Changed by an alter (`Registry::alter_settings`) while the topic serves: read as a copy.
+    settings: RwLock<TopicSettings>,
     /// Grows with AddPartitions; never shrinks while the topic exists.
     partitions: RwLock<Vec<Arc<Partition>>>,
     next_round_robin: AtomicU32,
@@ -62,6 +63,11 @@ pub struct Topic {
 impl Topic {
     pub fn partition_count(&self) -> u32 {
         read(&self.partitions).len() as u32
+    }
+
+    /// The topic's settings as they are now.
+    pub fn settings(&self) -> TopicSettings {
+        read(&self.settings).clone()
     }
 
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
@@ -86,9 +92,10 @@ impl Topic {
         v1::TopicInfo {
             name: self.name.to_string(),
             partition_count: self.partition_count(),
-            config: Some(settings_info(&self.settings)),
+            config: Some(settings_info(&self.settings())),
             replication_factor: 1,
             min_insync_replicas: 1,
+            overridden_keys: Vec::new(),
         }
     }
 }
@@ -183,7 +190,7 @@ impl Registry {
             let topic = Topic {
                 name,
                 id: meta.topic_id.expect("load_all gives every topic an id"),
-                settings: meta.settings,
+                settings: RwLock::new(meta.settings),
                 partitions: RwLock::new(partitions),
                 next_round_robin: AtomicU32::new(0),
             };
@@ -329,7 +336,7 @@ impl Registry {
         let topic = Arc::new(Topic {
             name: name.clone(),
             id,
-            settings,
+            settings: RwLock::new(settings),
             partitions: RwLock::new(partitions),
             next_round_robin: AtomicU32::new(0),
         });
@@ -384,9 +391,15 @@ impl Registry {
         let topic = self.topic(name)?;
         let old = topic.partition(index)?;
         discard_partitions(vec![old], &self.config).await;
-        let fresh =
-            open_partitions(&self.data_dir, &topic.name, &topic.settings, index..index + 1, &self.config, &self.shared)
-                .await?;
+        let fresh = open_partitions(
+            &self.data_dir,
+            &topic.name,
+            &topic.settings(),
+            index..index + 1,
+            &self.config,
+            &self.shared,
+        )
+        .await?;
         let mut partitions = write(&topic.partitions);
         if let (Some(slot), Some(fresh)) = (partitions.get_mut(index as usize), fresh.into_iter().next()) {
             *slot = fresh;
@@ -409,13 +422,13 @@ impl Registry {
         let added = open_partitions(
             &self.data_dir,
             &topic.name,
-            &topic.settings,
+            &topic.settings(),
             old_count..new_count,
             &self.config,
             &self.shared,
         )
         .await?;
-        let meta = TopicMeta::new(&topic.name, topic.id, new_count, topic.settings.clone());
+        let meta = TopicMeta::new(&topic.name, topic.id, new_count, topic.settings());
         if let Err(err) = blocking({
             let data_dir = self.data_dir.clone();
             move || meta::store(&data_dir, &meta)
@@ -428,6 +441,41 @@ impl Registry {
         write(&topic.partitions).extend(added);
         self.changed();
         tracing::info!(topic = %name, from = old_count, to = new_count, "added partitions");
+        Ok(topic)
+    }
+
+    /// The broker's settings: the defaults a topic's deleted settings go back to, and its limits.
+    pub fn broker_config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Gives the topic new settings (checked already, `topic_config.rs`): written to its metadata file first,
+    /// so a restart keeps them, then applied to every open partition log (retention at the next pass, segment
+    /// size at the next roll, the batch limit and durability at the next append). The admin lock keeps a
+    /// concurrent add-partitions from opening partitions with the old settings.
+    pub async fn alter_settings(&self, name: &str, settings: TopicSettings) -> Result<Arc<Topic>> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name)?;
+        if topic.settings() == settings {
+            return Ok(topic);
+        }
+        settings.log_config().validate()?;
+        let meta = TopicMeta::new(&topic.name, topic.id, topic.partition_count(), settings.clone());
+        blocking({
+            let data_dir = self.data_dir.clone();
+            move || meta::store(&data_dir, &meta)
+        })
+        .await?;
+        *write(&topic.settings) = settings.clone();
+        let log_config = settings.log_config();
+        for partition in topic.partitions() {
+            // Validated above with the same values: a refusal here would be a bug, and the file already holds
+            // the new settings, which the next open applies.
+            if let Err(err) = partition.log().reconfigure(&log_config) {
+                tracing::error!(partition = ?partition, error = %err, "cannot apply a topic's new settings");
+            }
+        }
+        tracing::info!(topic = %name, ?settings, "altered topic settings");
         Ok(topic)
     }
 
@@ -552,7 +600,7 @@ async fn open_partitions(
     for index in range {
         let dir = partition_dir(data_dir, name, index);
         let (log_config, files, cache) =
-            (log_config.clone(), Arc::clone(&shared.segment_files), shared.tail_cache.clone());
+            (log_config, Arc::clone(&shared.segment_files), shared.tail_cache.clone());
         let opened =
             blocking(move || Ok(Log::open_cached(&dir, log_config, Arc::new(SystemClock), files, cache)?)).await;
         match opened {

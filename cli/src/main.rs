@@ -25,6 +25,7 @@ mod telemetry;
 mod time_arg;
 mod top;
 mod topic;
+mod topic_alter;
 mod user;
 
 use clap::{Parser, Subcommand};

@@ -1,4 +1,4 @@
-//! `rill topic create|list|describe|delete|add-partitions`: the `Admin` topic calls, printed for people
+//! `rill topic create|list|describe|delete|add-partitions` (`alter` is in `topic_alter.rs`): the `Admin` topic calls, printed for people
 //! (aligned tables with a header row) and scripts (one item per line, stable columns).
 
 use std::io::Write;
@@ -16,6 +16,7 @@ Examples:
   rill topic list
   rill topic describe orders            # per partition: start and end offsets, bytes, segments
   rill topic add-partitions orders --count 6
+  rill topic alter orders --config retention.ms=3600000   # settings change while the topic serves
   rill topic reassign orders --partition 0 --replicas 1,2,4    # a cluster: move a partition's replicas
   rill topic delete orders";
 
@@ -53,6 +54,9 @@ END is the offset the next record gets; END - START records are readable.")]
         #[command(flatten)]
         broker: BrokerFlag,
     },
+    /// Change a topic's settings while it serves (Kafka's key names); others stay, deleted ones take the default.
+    #[command(after_help = crate::topic_alter::AFTER_HELP)]
+    Alter(crate::topic_alter::AlterArgs),
     /// Delete a topic and all its records.
     #[command(after_help = "Examples:
   rill topic delete orders")]
@@ -178,6 +182,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::Create(args) => create(args).await,
             TopicCommand::List { broker } => list(&broker).await,
             TopicCommand::Describe { name, broker } => describe(&broker, &name).await,
+            TopicCommand::Alter(args) => crate::topic_alter::alter(args).await,
             TopicCommand::Delete { name, broker } => {
                 admin(&broker).await?.delete_topic(&name).await.map_err(|e| broker.explain(e))?;
                 let mut out = output::stdout();
@@ -370,7 +375,9 @@ fn write_replicas(
     Ok(())
 }
 
-fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()> {
+/// The topic's settings, then which of them are set on the topic (by Kafka's names, as `rill topic alter`
+/// takes them); the others are the broker's defaults.
+pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()> {
     let config = topic.config.unwrap_or_default();
     let mut settings = Table::new(&["topic", &topic.name]);
     settings.row(vec!["partitions".into(), topic.partition_count.to_string()]);
@@ -384,7 +391,12 @@ fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()
     settings.row(vec!["retention_bytes".into(), or_forever(config.retention_bytes)]);
     settings.row(vec!["segment_bytes".into(), or_none(config.segment_bytes)]);
     settings.row(vec!["max_batch_bytes".into(), or_none(config.max_batch_bytes)]);
-    settings.write(out)
+    settings.write(out)?;
+    if topic.overridden_keys.is_empty() {
+        writeln!(out, "set on the topic: none (every setting is the broker's default)")
+    } else {
+        writeln!(out, "set on the topic: {} (the others are the broker's defaults)", topic.overridden_keys.join(", "))
+    }
 }
 
 fn durability_name(value: i32) -> &'static str {

@@ -201,3 +201,92 @@ fn every_subcommand_has_help_with_examples() {
         assert!(text.contains("Usage: rill"), "{text}");
     }
 }
+
+/// The value of setting `name` in `rill topic describe`'s settings table, and the "set on the topic" line.
+fn described_setting(b: &str, topic: &str, name: &str) -> (String, String) {
+    let output = rill(b, &["topic", "describe", topic]);
+    let text = output.ok();
+    let value = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("{name} missing from {text:?}"));
+    let overrides = text.lines().find(|l| l.starts_with("set on the topic:")).expect("the overrides line");
+    (value.to_owned(), overrides.to_owned())
+}
+
+/// The log start offset and segment count of partition 0, from `rill topic describe`.
+fn start_and_segments(b: &str, topic: &str) -> (i64, u64) {
+    let output = rill(b, &["topic", "describe", topic]);
+    let text = output.ok();
+    let row: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("PARTITION"))
+        .nth(1)
+        .expect("a partition row")
+        .split_whitespace()
+        .collect();
+    (row[1].parse().expect("start"), row[5].parse().expect("segments"))
+}
+
+#[test]
+fn altered_settings_apply_to_a_live_topic_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let broker = BrokerProcess::start(&data);
+    let b = broker.addr.clone();
+    let b = b.as_str();
+    // Tiny segments, so a few records make sealed segments for retention to delete.
+    rill(b, &["topic", "create", "orders", "--segment-bytes", "1024", "--max-batch-bytes", "1024"]).ok();
+    for i in 0..30 {
+        rill(b, &["produce", "orders", "--partition", "0", "--value", &format!("record-{i:04}-{}", "x".repeat(100))])
+            .ok();
+    }
+    let (start, segments) = start_and_segments(b, "orders");
+    assert_eq!(start, 0);
+    assert!(segments > 2, "{segments} segments");
+    let (_, overrides) = described_setting(b, "orders", "retention_bytes");
+    assert!(overrides.contains("segment.bytes") && !overrides.contains("retention.bytes"), "{overrides}");
+
+    // A dry run changes nothing.
+    let dry = rill(b, &["topic", "alter", "orders", "--config", "retention.bytes=1", "--dry-run"]);
+    assert!(dry.ok().contains("would alter"), "{dry:?}");
+    assert_eq!(described_setting(b, "orders", "retention_bytes").0, "forever");
+
+    // Retention tightened on the live topic: the next pass deletes every sealed segment.
+    let altered =
+        rill(b, &["topic", "alter", "orders", "--config", "retention.bytes=1", "--config", "max.message.bytes=200"]);
+    assert!(altered.ok().starts_with("altered topic \"orders\""), "{altered:?}");
+    let (start, segments) = common::eventually("retention deletes the old segments", || {
+        let (start, segments) = start_and_segments(b, "orders");
+        (segments == 1).then_some((start, segments))
+    });
+    assert!(start > 0 && segments == 1, "start {start}");
+    let (value, overrides) = described_setting(b, "orders", "retention_bytes");
+    assert_eq!(value, "1");
+    assert!(overrides.contains("retention.bytes") && overrides.contains("max.message.bytes"), "{overrides}");
+
+    // The next produce is checked against the new batch limit.
+    rill(b, &["produce", "orders", "--partition", "0", "--value", &"y".repeat(300)]).fails(1, "200");
+    rill(b, &["produce", "orders", "--partition", "0", "--value", "small"]).ok();
+
+    // Refusals name the key, the value and what is allowed, and change nothing.
+    rill(b, &["topic", "alter", "orders", "--config", "segment.bytes=10"]).fails(1, "segment.bytes=10");
+    rill(b, &["topic", "alter", "orders", "--config", "min.insync.replicas=2"]).fails(1, "replication factor, 1");
+    rill(b, &["topic", "alter", "orders", "--config", "retention.mss=1"]).fails(1, "unknown topic setting");
+    rill(b, &["topic", "alter", "orders", "--config", "retention.ms=soon"]).fails(1, "retention.ms");
+    rill(b, &["topic", "alter", "nope", "--config", "retention.ms=1"]).fails(1, "unknown topic \"nope\"");
+    assert_eq!(described_setting(b, "orders", "segment_bytes").0, "1024");
+
+    // Kept across a restart, and a delete goes back to the broker's default.
+    let addr = broker.addr.clone();
+    broker.kill();
+    let broker = BrokerProcess::start_on(&data, &addr);
+    let b = broker.addr.as_str();
+    assert_eq!(described_setting(b, "orders", "retention_bytes").0, "1");
+    assert_eq!(described_setting(b, "orders", "max_batch_bytes").0, "200");
+    rill(b, &["topic", "alter", "orders", "--delete-config", "retention.bytes"]).ok();
+    let (value, overrides) = described_setting(b, "orders", "retention_bytes");
+    assert_eq!(value, "forever");
+    assert!(!overrides.contains("retention.bytes"), "{overrides}");
+}

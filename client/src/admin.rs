@@ -1,4 +1,4 @@
-//! Administration: topics (create, delete, list, describe, add partitions), log offsets, groups' committed
+//! Administration: topics (create, delete, list, describe, add partitions, alter settings), log offsets, groups' committed
 //! offsets and consumer groups (describe, list, delete, reset offsets). Thin calls over the `TopicAdmin`, `Records.ListOffsets` and `ConsumerGroups` services; the answers
 //! are the API's own messages (`rill_protocol::v1`), re-exported here, since the `.proto` is the contract.
 
@@ -9,8 +9,8 @@ use rill_protocol::v1::{
     ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
-    CommittedOffset, DescribeGroupResponse as GroupDescription, DurabilityPolicy, GroupState, GroupSummary,
-    MemberDescription, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicInfo,
+    AlterTopicConfigRequest, CommittedOffset, DescribeGroupResponse as GroupDescription, DurabilityPolicy, GroupState,
+    GroupSummary, MemberDescription, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicInfo,
 };
 use std::time::Duration;
 
@@ -137,6 +137,20 @@ impl Admin {
         )
         .await?;
         response.topic.ok_or_else(|| malformed("AddPartitionsResponse without a topic"))
+    }
+
+    /// Changes `request.name`'s settings while it serves: the `set` fields change, the `delete` keys go back to
+    /// the broker's defaults, the rest stay; with `validate_only`, only checked. All or nothing: a bad key or
+    /// value is `Error::InvalidArgument` naming it. Answers with the topic as the change leaves it.
+    pub async fn alter_topic_config(&self, request: AlterTopicConfigRequest) -> Result<TopicInfo> {
+        let name = request.name.clone();
+        let response = call(
+            self.timeout(),
+            RequestContext::topic(&name),
+            self.client.topics().alter_topic_config(crate::connection::request(request, self.timeout())),
+        )
+        .await?;
+        response.topic.ok_or_else(|| malformed("AlterTopicConfigResponse without a topic"))
     }
 
     /// The `spec` offset of each listed partition of `topic` (every partition if `partitions` is empty), with

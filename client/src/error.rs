@@ -221,6 +221,7 @@ impl Error {
             Reason::TopicExists => Error::TopicExists { topic: ctx.topic.unwrap_or_default().to_owned() },
             Reason::InvalidTopicName
             | Reason::InvalidArgument
+            | Reason::InvalidConfig
             | Reason::CorruptBatch
             | Reason::InvalidRecord
             | Reason::UnsupportedFormat => Error::InvalidArgument { message },

@@ -36,6 +36,9 @@ pub enum Reason {
     InvalidTopicName,
     /// A request field the broker cannot accept; the message names it and what is allowed.
     InvalidArgument,
+    /// A topic setting the broker cannot accept (an unknown key, a value out of range, a change that leaves the
+    /// settings inconsistent); the message names the key, the value and what is allowed.
+    InvalidConfig,
     /// A record batch whose framing or checksum is damaged.
     CorruptBatch,
     /// A well-formed record batch that breaks a produce rule (docs/format.md).
@@ -117,7 +120,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 38] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -127,6 +130,7 @@ impl Reason {
         Reason::TopicExists,
         Reason::InvalidTopicName,
         Reason::InvalidArgument,
+        Reason::InvalidConfig,
         Reason::CorruptBatch,
         Reason::InvalidRecord,
         Reason::UnsupportedFormat,
@@ -169,6 +173,7 @@ impl Reason {
             Reason::TopicExists => ("topic-exists", Code::AlreadyExists, 36), // TOPIC_ALREADY_EXISTS
             Reason::InvalidTopicName => ("invalid-topic-name", Code::InvalidArgument, 17), // INVALID_TOPIC_EXCEPTION
             Reason::InvalidArgument => ("invalid-argument", Code::InvalidArgument, 42), // INVALID_REQUEST
+            Reason::InvalidConfig => ("invalid-config", Code::InvalidArgument, 40), // INVALID_CONFIG
             Reason::CorruptBatch => ("corrupt-batch", Code::InvalidArgument, 2), // CORRUPT_MESSAGE
             Reason::InvalidRecord => ("invalid-record", Code::InvalidArgument, 87), // INVALID_RECORD
             Reason::UnsupportedFormat => ("unsupported-format", Code::InvalidArgument, 43), // UNSUPPORTED_FOR_MESSAGE_FORMAT

@@ -35,7 +35,7 @@ pub enum WriteMode {
 /// Largest segment file: index entries store positions as u32, and Kafka caps segments the same way.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
     /// The active segment rolls before an append would take it past this size.
     pub segment_bytes: u64,

@@ -56,7 +56,7 @@ mod topic;
 
 use std::path::PathBuf;
 
-pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode};
+pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode, SEGMENT_BYTES_MAX};
 pub use high_watermarks::HighWatermarkCheckpoint;
 pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
 pub use producer_state::ProducerError;

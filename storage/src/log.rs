@@ -54,7 +54,8 @@ pub struct ReadResult {
 
 pub struct Log {
     dir: PathBuf,
-    config: LogConfig,
+    /// Behind a lock because a topic's limits change while it is open ([`Log::reconfigure`]); read as a copy.
+    config: RwLock<LogConfig>,
     segment_settings: SegmentSettings,
     clock: Arc<dyn Clock>,
     /// By base offset. Never empty: the last segment is the active one.
@@ -205,7 +206,7 @@ impl Log {
         tracing::debug!(dir = %dir.display(), log_start, log_end, segments = segments.len(), "opened log");
         let log = Self {
             dir: dir.to_owned(),
-            config,
+            config: RwLock::new(config),
             segment_settings,
             clock,
             segments: RwLock::new(segments),
@@ -247,8 +248,29 @@ impl Log {
         &self.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The log's settings as they are now (a copy: [`Log::reconfigure`] may change them at any time).
+    pub fn config(&self) -> LogConfig {
+        *self.config.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a topic's changed limits to the open log: `segment_bytes` (the next roll uses it),
+    /// `max_batch_bytes` (the next append is checked against it), `retention_ms` and `retention_bytes` (the next
+    /// [`Log::enforce_retention`]) and `durability` (the next append or [`Log::flush_if_due`]). The other
+    /// settings are fixed for the log's life and are kept as they are, whatever `changed` holds. Refused, with
+    /// nothing changed, if the result is not a valid config.
+    pub fn reconfigure(&self, changed: &LogConfig) -> Result<()> {
+        let mut config = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let next = LogConfig {
+            segment_bytes: changed.segment_bytes,
+            max_batch_bytes: changed.max_batch_bytes,
+            retention_ms: changed.retention_ms,
+            retention_bytes: changed.retention_bytes,
+            durability: changed.durability,
+            ..*config
+        };
+        next.validate()?;
+        *config = next;
+        Ok(())
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -292,7 +314,7 @@ impl Log {
     /// With `Durability::Always` it returns once the batch is fsynced.
     pub fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
         let info = self.append_unsynced(batch)?;
-        if self.config.durability == Durability::Always {
+        if self.config().durability == Durability::Always {
             self.sync_through(info.last_offset + 1)?;
         }
         Ok(info)
@@ -320,9 +342,10 @@ impl Log {
     pub fn append_batches_unsynced(&self, batches: &[&[u8]]) -> Result<Vec<AppendInfo>> {
         self.ensure_open()?;
         let mut headers = Vec::with_capacity(batches.len());
+        let max_batch_bytes = self.config().max_batch_bytes;
         for batch in batches {
-            if batch.len() > self.config.max_batch_bytes {
-                return Err(StorageError::BatchTooLarge { size: batch.len(), limit: self.config.max_batch_bytes });
+            if batch.len() > max_batch_bytes {
+                return Err(StorageError::BatchTooLarge { size: batch.len(), limit: max_batch_bytes });
             }
             headers.push(rill_protocol::validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)?.header);
         }
@@ -384,7 +407,7 @@ impl Log {
         let is_direct = self.segment_settings.write_mode == WriteMode::Direct
             && len >= self.segment_settings.direct_min_batch_bytes;
         let keep = tail.filter(|_| is_direct).map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
-        let kept = active.append(group, epoch, cursor, self.config.index_interval_bytes, now_ms, keep)?;
+        let kept = active.append(group, epoch, cursor, self.config().index_interval_bytes, now_ms, keep)?;
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
         if let Some(tail) = tail {
             let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);
@@ -401,7 +424,7 @@ impl Log {
         *snapshot_offset = None;
         group.clear();
         self.log_end_offset.store(next, Ordering::Release);
-        if self.config.durability != Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire) {
+        if self.config().durability != Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire) {
             self.high_watermark.store(next, Ordering::Release);
         }
         Ok(())
@@ -416,24 +439,26 @@ impl Log {
         }
         let Ok(writer) = self.writer.try_lock() else { return false };
         let active = &writer.active;
-        let is_young =
-            self.config.segment_ms.is_none_or(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) < ms as i64);
-        let fits = active.size() + bytes <= self.config.segment_bytes;
+        let is_young = self
+            .config()
+            .segment_ms
+            .is_none_or(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) < ms as i64);
+        let fits = active.size() + bytes <= self.config().segment_bytes;
         !writer.is_clean_on_disk && fits && is_young && !active.is_index_full()
     }
 
     /// True when appends must be fsynced before they are acknowledged (`Durability::Always`).
     pub fn syncs_every_append(&self) -> bool {
-        self.config.durability == Durability::Always
+        self.config().durability == Durability::Always
     }
 
     /// Whether `next` must start a new segment, with `pending` bytes about to be written to the active one.
     fn needs_roll(&self, active: &Segment, pending: u64, next: &BatchHeader) -> bool {
         let size = active.size() + pending;
-        let too_big = size > 0 && size + next.total_bytes() as u64 > self.config.segment_bytes;
+        let too_big = size > 0 && size + next.total_bytes() as u64 > self.config().segment_bytes;
         let too_old = active.size() > 0
             && self
-                .config
+                .config()
                 .segment_ms
                 .is_some_and(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) >= ms as i64);
         // Index entries store offsets relative to the base as u32.
@@ -488,7 +513,8 @@ impl Log {
             if synced.is_ok() {
                 state.durable_end = state.durable_end.max(target);
                 state.last_flush_ms = self.clock.now_ms();
-                if self.config.durability == Durability::Always && !self.is_high_watermark_held.load(Ordering::Acquire)
+                if self.config().durability == Durability::Always
+                    && !self.is_high_watermark_held.load(Ordering::Acquire)
                 {
                     self.high_watermark.fetch_max(target, Ordering::AcqRel);
                 }
@@ -506,7 +532,7 @@ impl Log {
     /// For `Durability::Interval`: flushes if the interval has passed since the last flush and there
     /// is something to flush. The caller runs this on a timer.
     pub fn flush_if_due(&self) -> Result<()> {
-        let Durability::Interval { interval_ms } = self.config.durability else {
+        let Durability::Interval { interval_ms } = self.config().durability else {
             return Ok(());
         };
         let is_due = {
@@ -612,15 +638,15 @@ impl Log {
         let now = self.clock.now_ms();
         // No writer lock: only sealed segments are candidates, a roll only adds segments after them,
         // and deleting files a concurrent truncation already removed is harmless.
+        let LogConfig { retention_bytes, retention_ms, .. } = self.config();
         let doomed: Vec<Arc<Segment>> = {
             let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
             let mut total: u64 = segments.values().map(|s| s.size()).sum();
             let sealed = segments.values().take(segments.len() - 1);
             let mut doomed = Vec::new();
             for segment in sealed {
-                let over_size = self.config.retention_bytes.is_some_and(|limit| total > limit);
-                let expired =
-                    self.config.retention_ms.is_some_and(|ms| segment.max_timestamp() < now.saturating_sub(ms as i64));
+                let over_size = retention_bytes.is_some_and(|limit| total > limit);
+                let expired = retention_ms.is_some_and(|ms| segment.max_timestamp() < now.saturating_sub(ms as i64));
                 if !(over_size || expired) {
                     break;
                 }
@@ -684,8 +710,8 @@ impl Log {
         let epochs = writer.checkpoint.epochs.clone();
         let epoch_at = |offset: i64| epoch_at(&epochs, offset);
         let cursor = truncated.resume_append(
-            self.config.index_max_bytes,
-            self.config.index_interval_bytes,
+            self.config().index_max_bytes,
+            self.config().index_interval_bytes,
             &EpochRule::Known(&epoch_at),
         )?;
         let new_end = truncated.next_offset();

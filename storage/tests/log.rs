@@ -222,6 +222,31 @@ fn retention_by_time_follows_the_injected_clock() {
 }
 
 #[test]
+fn reconfigured_limits_apply_to_the_next_append_and_retention_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    for tag in 0..60 {
+        log.append(&batch(tag, 3, 0)).unwrap();
+    }
+    let segments = log.segment_count();
+    assert_eq!(log.enforce_retention().unwrap(), 0, "no limit yet");
+    let mid = batch(60, 40, 0);
+    log.append(&mid).unwrap();
+    let tighter = LogConfig { retention_bytes: Some(4096), max_batch_bytes: mid.len() - 1, ..log.config() };
+    log.reconfigure(&tighter).unwrap();
+    assert!(matches!(log.append(&mid), Err(StorageError::BatchTooLarge { .. })), "the next append sees the limit");
+    assert!(log.enforce_retention().unwrap() > 0, "the next pass uses the new retention");
+    assert!(log.segment_count() < segments && log.size_bytes() <= 4096);
+    // Fixed settings stay as opened whatever the change holds; an invalid change is refused whole.
+    let fixed = LogConfig { index_interval_bytes: 1, ..log.config() };
+    log.reconfigure(&fixed).unwrap();
+    assert_eq!(log.config().index_interval_bytes, small_config().index_interval_bytes);
+    let invalid = LogConfig { segment_bytes: 10, retention_bytes: None, ..log.config() };
+    assert!(matches!(log.reconfigure(&invalid), Err(StorageError::InvalidConfig { setting: "segment_bytes", .. })));
+    assert_eq!(log.config().retention_bytes, Some(4096), "nothing of a refused change applies");
+}
+
+#[test]
 fn truncate_to_drops_whole_batches_from_an_offset_on() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();

@@ -290,3 +290,81 @@ def test_confluent_kafka_admin_creates_and_deletes_topics_and_describes_the_clus
     assert [(node.host, node.port) for node in cluster.nodes] == [(host, int(port))]
     admin.delete_topics([name])[name].result(timeout=30)
     assert name not in admin.list_topics(timeout=30).topics
+
+
+def topic_setting(addr, topic, name):
+    """The value of one setting in `rill topic describe`'s settings table."""
+    for line in rill(addr, "topic", "describe", topic).splitlines():
+        words = line.split()
+        if words and words[0] == name:
+            return words[1]
+    raise AssertionError(f"{name} missing from rill topic describe {topic}")
+
+
+def test_confluent_kafka_incremental_alter_configs_changes_a_live_topic(broker):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                       ResourceType)
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = new_topic(broker)
+
+    def alter(*entries, validate_only=False):
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=list(entries))
+        return admin.incremental_alter_configs([resource], validate_only=validate_only)[resource].result(timeout=30)
+
+    def described():
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        return admin.describe_configs([resource])[resource].result(timeout=30)
+
+    alter(ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET), validate_only=True)
+    assert topic_setting(broker, name, "retention_ms") == "604800000", "validate_only changes nothing"
+    alter(ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+          ConfigEntry("max.message.bytes", "65536", incremental_operation=AlterConfigOpType.SET))
+    assert topic_setting(broker, name, "retention_ms") == "3600000", "rill sees what a Kafka client altered"
+    configs = described()
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["max.message.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    # DELETE puts the broker's default back; the other key stays.
+    alter(ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE))
+    configs = described()
+    assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert configs["max.message.bytes"].value == "65536"
+    # A bad value refuses the whole resource with INVALID_CONFIG, naming the key; APPEND is refused per key.
+    with pytest.raises(KafkaException) as bad:
+        alter(ConfigEntry("retention.bytes", "-5", incremental_operation=AlterConfigOpType.SET),
+              ConfigEntry("segment.bytes", "4194304", incremental_operation=AlterConfigOpType.SET))
+    assert bad.value.args[0].name() == "INVALID_CONFIG" and "retention.bytes" in bad.value.args[0].str()
+    assert topic_setting(broker, name, "segment_bytes") != "4194304", "nothing of a refused change applies"
+    with pytest.raises(KafkaException) as appended:
+        alter(ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.APPEND))
+    assert appended.value.args[0].name() == "INVALID_CONFIG"
+    missing = ConfigResource(ResourceType.TOPIC, "no-such-topic", incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as unknown:
+        admin.incremental_alter_configs([missing])[missing].result(timeout=30)
+    assert unknown.value.args[0].name() == "UNKNOWN_TOPIC_OR_PART"
+
+
+def test_kafka_python_alter_configs_replaces_a_topics_settings(broker):
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    name = new_topic(broker)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={"segment.bytes": "4194304"})])
+        assert topic_setting(broker, name, "segment_bytes") == "4194304"
+        # AlterConfigs replaces the whole set: segment.bytes, not named now, goes back to the default.
+        response = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                       configs={"retention.bytes": "1048576"})])
+        assert [r[0] for r in response.resources] == [0], response
+        assert topic_setting(broker, name, "retention_bytes") == "1048576"
+        assert topic_setting(broker, name, "segment_bytes") != "4194304"
+        refused = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                      configs={"min.insync.replicas": "2"})])
+        code, message = refused.resources[0][0], refused.resources[0][1]
+        assert code == 40 and "replication factor, 1" in message, refused  # INVALID_CONFIG
+    finally:
+        admin.close()

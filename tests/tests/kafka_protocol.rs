@@ -113,9 +113,11 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (30, 1, 3), // CreateAcls
         (31, 1, 3), // DeleteAcls
         (32, 1, 4), // DescribeConfigs
+        (33, 0, 2), // AlterConfigs
         (37, 0, 3), // CreatePartitions
         (42, 0, 2), // DeleteGroups
         (43, 0, 2), // ElectLeaders
+        (44, 0, 1), // IncrementalAlterConfigs
         (45, 0, 1), // AlterPartitionReassignments
         (46, 0, 0), // ListPartitionReassignments
         (47, 0, 0), // OffsetDelete

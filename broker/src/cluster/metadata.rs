@@ -262,6 +262,16 @@ pub enum Command {
     SetReplicationThrottle {
         bytes_per_sec: Option<u64>,
     },
+    /// A topic's new settings and `min_insync_replicas` (`rill topic alter`, Kafka's AlterConfigs), checked whole
+    /// by the proposer (`topic_config.rs`); every node applies the settings to its replicas' logs when it sees
+    /// them (`replication/reconcile.rs`). Refused (`changed: false`) for an unknown topic, a
+    /// `min_insync_replicas` outside 1 to the replication factor, or settings the same as the topic's. Changes
+    /// only fields the placement already had, so metadata and snapshots written before it read as before.
+    AlterTopicConfig {
+        name: String,
+        settings: TopicSettings,
+        min_insync_replicas: u32,
+    },
 }
 
 /// Why a partition's preferred replica cannot take the leadership now.
@@ -432,6 +442,17 @@ impl ClusterMetadata {
                 }
                 changed
             }
+            Command::AlterTopicConfig { name, settings, min_insync_replicas } => match self.topics.get_mut(name) {
+                Some(topic)
+                    if (1..=topic.replication_factor()).contains(min_insync_replicas)
+                        && (topic.settings != *settings || topic.min_insync_replicas != *min_insync_replicas) =>
+                {
+                    topic.settings = settings.clone();
+                    topic.min_insync_replicas = *min_insync_replicas;
+                    true
+                }
+                _ => false,
+            },
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -725,5 +746,31 @@ mod tests {
         let old: ClusterMetadata =
             serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).expect("an old snapshot");
         assert_eq!(old.replication_throttle_bytes_per_sec, None);
+    }
+
+    #[test]
+    fn altered_topic_settings_apply_on_every_replica_and_survive_a_snapshot() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
+        let settings = TopicSettings { retention_ms: Some(3_600_000), ..fixtures::topic_settings() };
+        let alter = |name: &str, min_insync_replicas| Command::AlterTopicConfig {
+            name: name.into(),
+            settings: settings.clone(),
+            min_insync_replicas,
+        };
+        assert!(metadata.apply(&alter("t", 3)).changed);
+        assert!(!metadata.apply(&alter("t", 3)).changed, "the same settings again change nothing");
+        assert!(!metadata.apply(&alter("t", 4)).changed, "above the replication factor");
+        assert!(!metadata.apply(&alter("t", 0)).changed);
+        assert!(!metadata.apply(&alter("gone", 1)).changed, "an unknown topic");
+        // Through the raft log's encoding, as a follower applies it, and through a snapshot.
+        let entry: Command =
+            serde_json::from_slice(&serde_json::to_vec(&alter("t", 1)).expect("encodes")).expect("decodes");
+        let mut follower = metadata.clone();
+        assert!(follower.apply(&entry).changed);
+        let restored: ClusterMetadata =
+            serde_json::from_slice(&serde_json::to_vec(&follower).expect("encodes")).expect("decodes");
+        let topic = &restored.topics["t"];
+        assert_eq!((topic.settings.retention_ms, topic.min_insync_replicas), (Some(3_600_000), 1));
     }
 }

@@ -39,6 +39,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
+    // Topic settings changed while the topic serves (`topic_config.rs`): every version the codec has. AlterConfigs
+    // v2 and IncrementalAlterConfigs v1 are the flexible ones.
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     // Changing a cluster (docs/cluster.md), on the controller leader: preferred (and refused unclean) elections,
     // and KIP-455's reassignments (v1 adds `allow_replication_factor_change`, KIP-860). Every version the codec

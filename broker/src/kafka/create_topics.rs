@@ -68,7 +68,9 @@ async fn create(
         return Ok(CreatableTopicResult::default().with_num_partitions(partitions as i32).with_replication_factor(1));
     }
     let created = registry.create(name, partitions, &config).await.map_err(|err| admin_error(&err))?;
-    let configs = topic_entries(&created, &kafka.node.config)
+    // A single node's topic: one replica, min.insync.replicas 1.
+    let state = crate::topic_config::TopicConfigState { settings: created.settings(), min_insync_replicas: 1 };
+    let configs = topic_entries(&state, 1, &kafka.node.config)
         .into_iter()
         .map(|entry| {
             CreatableTopicConfigs::default()

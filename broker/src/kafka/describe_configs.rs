@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry};
 use super::topics_admin::admin_error;
 use super::KafkaContext;
+use crate::topic_config::TopicConfigState;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -47,8 +48,10 @@ fn described(
         return refused(error, denied.to_string());
     }
     let entries = match resource.resource_type {
-        RESOURCE_TOPIC => match kafka.node.registry.topic(name) {
-            Ok(topic) => topic_entries(&topic, &kafka.node.config),
+        // A cluster's settings are the metadata's (a node applies an alter to its logs a moment after it learns
+        // of it); a single node's are its registry's, with min.insync.replicas and the replication factor 1.
+        RESOURCE_TOPIC => match placed_state(kafka, name).map_or_else(|| local_state(kafka, name), Ok) {
+            Ok((state, replication_factor)) => topic_entries(&state, replication_factor, &kafka.node.config),
             Err(err) => {
                 let (error, message) = admin_error(&err);
                 return refused(error, message);
@@ -84,4 +87,16 @@ fn described(
         })
         .collect();
     answer.with_configs(configs)
+}
+
+fn placed_state(kafka: &KafkaContext, name: &str) -> Option<(TopicConfigState, u32)> {
+    let metadata = kafka.controller.as_ref()?.metadata();
+    let placed = metadata.topics.get(name)?;
+    let state = TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
+    Some((state, placed.replication_factor()))
+}
+
+fn local_state(kafka: &KafkaContext, name: &str) -> crate::error::Result<(TopicConfigState, u32)> {
+    let topic = kafka.node.registry.topic(name)?;
+    Ok((TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 }, 1))
 }

@@ -151,6 +151,18 @@ impl ErrorCodes for DescribeConfigsResponse {
     }
 }
 
+impl ErrorCodes for AlterConfigsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.responses.iter().for_each(|r| count(r.error_code));
+    }
+}
+
+impl ErrorCodes for IncrementalAlterConfigsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.responses.iter().for_each(|r| count(r.error_code));
+    }
+}
+
 impl ErrorCodes for CreateAclsResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.results.iter().for_each(|r| count(r.error_code));

@@ -12,6 +12,7 @@
 
 mod acl_wire;
 mod acls;
+mod alter_configs;
 mod api_versions;
 mod bounds;
 mod connection;

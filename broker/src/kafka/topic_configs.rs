@@ -12,7 +12,7 @@ use super::KafkaContext;
 use crate::config::BrokerConfig;
 use crate::config::DurabilityPolicy;
 use crate::meta::TopicSettings;
-use crate::registry::Topic;
+use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
 
 /// The topic configs CreateTopics accepts.
 pub const SETTABLE: &[&str] =
@@ -84,50 +84,36 @@ fn count(name: &str, value: &str) -> Result<u64, String> {
     value.trim().parse().map_err(|_| format!("{name} must be a whole number of 0 or more, not {value:?}"))
 }
 
-/// A topic's effective configs; those equal to the broker's defaults are marked as defaults.
-pub fn topic_entries(topic: &Topic, defaults: &BrokerConfig) -> Vec<ConfigEntry> {
-    let s: &TopicSettings = &topic.settings;
-    let source = |is_default: bool| if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+/// A topic's effective configs: those set on the topic (differing from what the broker's defaults give it now,
+/// `topic_config::overridden_keys`) with source TOPIC_CONFIG, the others as defaults.
+pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigEntry> {
+    let s: &TopicSettings = &state.settings;
+    let overridden = overridden_keys(state, replication_factor, defaults);
+    let source = |key: ConfigKey| if overridden.contains(&key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
     let limit = |value: Option<u64>| value.filter(|v| *v != u64::MAX).map_or("-1".to_owned(), |v| v.to_string());
     let flush_ms = match s.durability {
         DurabilityPolicy::Interval => s.flush_interval_ms.to_string(),
         // Kafka's "never forced" value, Long.MAX_VALUE: fsyncs follow rill's durability policy instead.
         DurabilityPolicy::Always | DurabilityPolicy::Never => i64::MAX.to_string(),
     };
+    let durability = match s.durability {
+        DurabilityPolicy::Always => "always",
+        DurabilityPolicy::Interval => "interval",
+        DurabilityPolicy::Never => "never",
+    };
     vec![
         entry("cleanup.policy", "delete".into(), SOURCE_DEFAULT, TYPE_LIST),
+        entry("retention.ms", limit(s.retention_ms), source(ConfigKey::RetentionMs), TYPE_LONG),
+        entry("retention.bytes", limit(s.retention_bytes), source(ConfigKey::RetentionBytes), TYPE_LONG),
+        entry("segment.bytes", s.segment_bytes.to_string(), source(ConfigKey::SegmentBytes), TYPE_INT),
+        entry("max.message.bytes", s.max_batch_bytes.to_string(), source(ConfigKey::MaxMessageBytes), TYPE_INT),
+        entry("flush.ms", flush_ms, source(ConfigKey::FlushMs), TYPE_LONG),
+        entry("rill.durability", durability.into(), source(ConfigKey::Durability), TYPE_STRING),
         entry(
-            "retention.ms",
-            limit(s.retention_ms),
-            source(s.retention_ms == defaults.default_retention_ms),
-            TYPE_LONG,
-        ),
-        entry(
-            "retention.bytes",
-            limit(s.retention_bytes),
-            source(s.retention_bytes == defaults.default_retention_bytes),
-            TYPE_LONG,
-        ),
-        entry(
-            "segment.bytes",
-            s.segment_bytes.to_string(),
-            source(s.segment_bytes == defaults.default_segment_bytes),
+            "min.insync.replicas",
+            state.min_insync_replicas.to_string(),
+            source(ConfigKey::MinInsyncReplicas),
             TYPE_INT,
-        ),
-        entry(
-            "max.message.bytes",
-            s.max_batch_bytes.to_string(),
-            source(s.max_batch_bytes == defaults.max_batch_bytes),
-            TYPE_INT,
-        ),
-        entry(
-            "flush.ms",
-            flush_ms,
-            source(
-                s.durability == defaults.default_durability
-                    && s.flush_interval_ms == defaults.default_flush_interval_ms,
-            ),
-            TYPE_LONG,
         ),
         entry("message.timestamp.type", "CreateTime".into(), SOURCE_DEFAULT, TYPE_STRING),
     ]

@@ -92,12 +92,12 @@ impl OffsetStore {
                 ..LogConfig::default()
             };
             compaction::finish_interrupted(&data_dir)?;
-            let mut log = Log::open(&dir, config.clone())?;
+            let mut log = Log::open(&dir, config)?;
             let (mut committed, mut records) = replay(&log)?;
             if compaction::is_worth_it(records, committed.len()) {
                 log.close()?;
                 drop(log);
-                compaction::rewrite(&data_dir, &committed, config.clone())?;
+                compaction::rewrite(&data_dir, &committed, config)?;
                 log = Log::open(&dir, config)?;
                 (committed, records) = replay(&log)?;
             }

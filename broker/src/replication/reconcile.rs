@@ -70,12 +70,24 @@ impl Reconciler {
                 continue;
             }
             self.seen.insert(name.clone());
-            if node.registry.topic(name).is_err() {
-                let count = placed.partitions.len() as u32;
-                match node.registry.open_replicated(name, count, placed.settings.clone(), placed.topic_id(name)).await {
-                    Ok(_) => tracing::info!(topic = %name, partitions = count, "opened the replicas of a topic"),
-                    Err(err) => tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic"),
+            match node.registry.topic(name) {
+                Err(_) => {
+                    let count = placed.partitions.len() as u32;
+                    let (settings, id) = (placed.settings.clone(), placed.topic_id(name));
+                    match node.registry.open_replicated(name, count, settings, id).await {
+                        Ok(_) => tracing::info!(topic = %name, partitions = count, "opened the replicas of a topic"),
+                        Err(err) => tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic"),
+                    }
                 }
+                // Altered (`Command::AlterTopicConfig`), or altered while this node was down: the metadata's
+                // settings are the topic's, on every node.
+                Ok(local) if local.settings() != placed.settings => {
+                    match node.registry.alter_settings(name, placed.settings.clone()).await {
+                        Ok(_) => tracing::info!(topic = %name, "applied a topic's altered settings to its replicas"),
+                        Err(err) => tracing::error!(topic = %name, error = %err, "cannot apply a topic's settings"),
+                    }
+                }
+                Ok(_) => {}
             }
         }
         let gone: Vec<String> = self.seen.iter().filter(|name| !metadata.topics.contains_key(*name)).cloned().collect();

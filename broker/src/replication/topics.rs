@@ -10,6 +10,7 @@ use crate::cluster::placement;
 use crate::error::{BrokerError, Result};
 use crate::meta::TopicSettings;
 use crate::registry::settings_info;
+use crate::topic_config::{apply_changes, fill_overrides, ConfigChange, TopicConfigState};
 
 impl Replication {
     pub async fn create_topic(&self, request: v1::CreateTopicRequest) -> Result<v1::TopicInfo> {
@@ -57,6 +58,43 @@ impl Replication {
 
     pub fn list_topics(&self) -> Vec<v1::TopicInfo> {
         self.controller.metadata().topics.iter().map(|(name, placed)| topic_info(name, placed)).collect()
+    }
+
+    /// Checks `changes` against the topic's settings in the metadata and commits the result through the
+    /// controller; every node holding a replica applies it to its logs (`reconcile.rs`). Answers once this node
+    /// has applied it, so a describe right after shows it.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: &[ConfigChange],
+        is_validate_only: bool,
+    ) -> Result<v1::TopicInfo> {
+        let metadata = self.controller.metadata();
+        let placed = metadata.topics.get(name).ok_or_else(|| self.unknown_topic(name))?;
+        let current =
+            TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
+        let replication_factor = placed.replication_factor();
+        let next = apply_changes(&current, changes, replication_factor, &self.config)?;
+        let mut info = topic_info(name, placed);
+        info.config = Some(settings_info(&next.settings));
+        fill_overrides(&mut info, &next, replication_factor, &self.config);
+        if is_validate_only || next == current {
+            return Ok(info);
+        }
+        let command = Command::AlterTopicConfig {
+            name: name.to_owned(),
+            settings: next.settings.clone(),
+            min_insync_replicas: next.min_insync_replicas,
+        };
+        let outcome = self.controller.propose(command).await?;
+        if !outcome.changed && !self.controller.metadata().topics.contains_key(name) {
+            return Err(self.unknown_topic(name));
+        }
+        self.controller
+            .wait_for_metadata(Box::new(|m| m.topics.get(name).is_some_and(|t| t.settings == next.settings)))
+            .await;
+        tracing::info!(topic = %name, settings = ?next.settings, min_insync_replicas = next.min_insync_replicas, "altered a replicated topic's settings");
+        Ok(info)
     }
 
     /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's
@@ -134,7 +172,11 @@ impl Replication {
                 info
             })
             .collect();
-        Ok(v1::DescribeTopicResponse { topic: Some(topic_info(name, placed)), partitions })
+        let mut info = topic_info(name, placed);
+        let state =
+            TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
+        fill_overrides(&mut info, &state, placed.replication_factor(), &self.config);
+        Ok(v1::DescribeTopicResponse { topic: Some(info), partitions })
     }
 }
 
@@ -173,5 +215,6 @@ fn topic_info(name: &str, placed: &TopicPlacement) -> v1::TopicInfo {
         config: Some(settings_info(settings)),
         replication_factor: placed.replication_factor(),
         min_insync_replicas: placed.min_insync_replicas,
+        overridden_keys: Vec::new(),
     }
 }

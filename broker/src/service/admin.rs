@@ -93,6 +93,19 @@ impl TopicAdmin for RillService {
         let topic = self.node.registry.add_partitions(&request.name, request.new_partition_count).await?;
         Ok(Response::new(v1::AddPartitionsResponse { topic: Some(topic.info()) }))
     }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<v1::AlterTopicConfigRequest>,
+    ) -> Result<Response<v1::AlterTopicConfigResponse>, Status> {
+        let principal = principal_of(&request);
+        let request = request.into_inner();
+        // Kafka's rule for AlterConfigs on a topic.
+        self.node.authorize(&principal, Operation::AlterConfigs, &Resource::topic(&request.name))?;
+        let changes = crate::topic_config::changes_of(&request);
+        let topic = crate::topic_config::alter(&self.node, &request.name, &changes, request.validate_only).await?;
+        Ok(Response::new(v1::AlterTopicConfigResponse { topic: Some(topic) }))
+    }
 }
 
 impl RillService {
@@ -119,6 +132,9 @@ impl RillService {
                 }
             })
             .collect();
-        Ok(v1::DescribeTopicResponse { topic: Some(topic.info()), partitions })
+        let mut info = topic.info();
+        let state = crate::topic_config::TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 };
+        crate::topic_config::fill_overrides(&mut info, &state, 1, &self.node.config);
+        Ok(v1::DescribeTopicResponse { topic: Some(info), partitions })
     }
 }

@@ -80,7 +80,7 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
     let topic = node.registry.topic(&request.topic)?;
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
-    let limit = topic.settings.max_batch_bytes;
+    let limit = topic.settings().max_batch_bytes;
     // Which batches the broker must check before the append: all when it answers first (acks NONE), the first
     // when it reads that batch's first key to pick the partition.
     let check_here = |position: usize| acks == v1::Acks::None || (position == 0 && request.partition.is_none());

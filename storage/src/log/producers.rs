@@ -88,14 +88,14 @@ impl Log {
         scratch: &ProducerState,
         now_ms: i64,
     ) -> Result<()> {
-        let limit = self.config.max_producer_ids;
+        let limit = self.config().max_producer_ids;
         let count = |producers: &ProducerState| {
             producers.len() + scratch.iter().filter(|(id, _)| producers.get(*id).is_none()).count()
         };
         if count(producers) < limit {
             return Ok(());
         }
-        let expired = producers.expire(now_ms, self.config.producer_id_expiration_ms);
+        let expired = producers.expire(now_ms, self.config().producer_id_expiration_ms);
         if expired > 0 {
             tracing::debug!(dir = %self.dir.display(), expired, "expired idle producer ids");
         }
@@ -173,7 +173,7 @@ impl Log {
     /// refusing a new producer id.
     pub fn expire_producers(&self) -> usize {
         let now_ms = self.clock.now_ms();
-        let expired = lock(&self.writer).producers.expire(now_ms, self.config.producer_id_expiration_ms);
+        let expired = lock(&self.writer).producers.expire(now_ms, self.config().producer_id_expiration_ms);
         if expired > 0 {
             tracing::debug!(dir = %self.dir.display(), expired, "expired idle producer ids");
         }

@@ -70,10 +70,10 @@ impl Log {
         for batch in BatchIter::new(batches) {
             let batch = batch?;
             let header = rill_protocol::validate(&batch.bytes)?;
-            if batch.bytes.len() > self.config.max_batch_bytes {
+            if batch.bytes.len() > self.config().max_batch_bytes {
                 return Err(StorageError::BatchTooLarge {
                     size: batch.bytes.len(),
-                    limit: self.config.max_batch_bytes,
+                    limit: self.config().max_batch_bytes,
                 });
             }
             checked.push((batch.bytes, header));

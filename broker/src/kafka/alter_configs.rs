@@ -1,0 +1,182 @@
+//! IncrementalAlterConfigs (v0–v1) and AlterConfigs (v0–v2) for topics: the same change as `rill topic alter`
+//! (`topic_config.rs`), one result per resource. IncrementalAlterConfigs SETs and DELETEs keys and leaves the
+//! others; APPEND and SUBTRACT are refused per key with INVALID_CONFIG, as Kafka refuses them for a key that is
+//! not a list (rill's one list key, `cleanup.policy`, has a single allowed value). AlterConfigs replaces the
+//! topic's whole set: the keys it does not name go back to the broker's defaults, as in Kafka.
+//!
+//! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED); a broker resource (type 4) needs it on
+//! the cluster (CLUSTER_AUTHORIZATION_FAILED) and is then refused with INVALID_REQUEST: rill's broker settings
+//! are static, and the replication throttle has its own call (`rill cluster throttle`). Other resource types
+//! are INVALID_REQUEST. With `validate_only`, everything is checked and nothing changes.
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as FullResult;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::topic_configs::text;
+use super::KafkaContext;
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
+use crate::topic_config::{replace_all, ConfigChange};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// How one resource's change ended: an error code (0: applied) and the message that goes with it.
+type Outcome = (i16, Option<String>);
+
+pub async fn incremental(
+    kafka: &KafkaContext,
+    request: IncrementalAlterConfigsRequest,
+    principal: &Principal,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let changes = resource
+            .configs
+            .iter()
+            .map(|config| incremental_change(config.name.as_str(), config.config_operation, config.value.as_ref()))
+            .collect::<Result<Vec<_>, Outcome>>();
+        let (code, message) = match changes {
+            Ok(changes) => {
+                alter(
+                    kafka,
+                    resource.resource_type,
+                    &resource.resource_name,
+                    &changes,
+                    request.validate_only,
+                    principal,
+                )
+                .await
+            }
+            Err(refused) => refused,
+        };
+        responses.push(
+            IncrementalResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(code)
+                .with_error_message(message.map(text)),
+        );
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn full(kafka: &KafkaContext, request: AlterConfigsRequest, principal: &Principal) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let configs: Result<Vec<(String, String)>, Outcome> = resource
+            .configs
+            .iter()
+            .map(|config| match &config.value {
+                Some(value) => Ok((config.name.to_string(), value.to_string())),
+                None => Err(invalid_request(format!(
+                    "config {} has no value: AlterConfigs sets every key it names",
+                    config.name
+                ))),
+            })
+            .collect();
+        let (code, message) = match configs {
+            Ok(configs) => {
+                let changes = replace_all(configs);
+                alter(
+                    kafka,
+                    resource.resource_type,
+                    &resource.resource_name,
+                    &changes,
+                    request.validate_only,
+                    principal,
+                )
+                .await
+            }
+            Err(refused) => refused,
+        };
+        responses.push(
+            FullResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(code)
+                .with_error_message(message.map(text)),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+fn incremental_change(name: &str, operation: i8, value: Option<&StrBytes>) -> Result<ConfigChange, Outcome> {
+    match (operation, value) {
+        (OP_SET, Some(value)) => Ok(ConfigChange::set(name, value.as_str())),
+        (OP_SET, None) => Err(invalid_request(format!("SET of {name} has no value"))),
+        (OP_DELETE, _) => Ok(ConfigChange::delete(name)),
+        (OP_APPEND | OP_SUBTRACT, _) => Err((
+            ResponseError::InvalidConfig.code(),
+            Some(format!(
+                "{} is not allowed for {name}: rill's topic settings each hold one value; use SET or DELETE",
+                if operation == OP_APPEND { "APPEND" } else { "SUBTRACT" }
+            )),
+        )),
+        (other, _) => Err(invalid_request(format!(
+            "unknown config operation {other} for {name}: use SET (0), DELETE (1), APPEND (2) or SUBTRACT (3)"
+        ))),
+    }
+}
+
+fn invalid_request(message: String) -> Outcome {
+    (ResponseError::InvalidRequest.code(), Some(message))
+}
+
+async fn alter(
+    kafka: &KafkaContext,
+    resource_type: i8,
+    name: &StrBytes,
+    changes: &[ConfigChange],
+    is_validate_only: bool,
+    principal: &Principal,
+) -> Outcome {
+    let acl_resource = if resource_type == RESOURCE_BROKER { Resource::cluster() } else { Resource::topic(name) };
+    if let Err(denied) = kafka.node.authorize(principal, Operation::AlterConfigs, &acl_resource) {
+        return (super::error::error_code(&denied), Some(denied.to_string()));
+    }
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return invalid_request(
+                "broker configs are static in rill (set at start, see DescribeConfigs); the replication throttle is \
+                 set with `rill cluster throttle`"
+                    .to_owned(),
+            )
+        }
+        other => return invalid_request(format!("resource type {other} cannot be altered: rill alters topics (2)")),
+    }
+    match crate::topic_config::alter(&kafka.node, name.as_str(), changes, is_validate_only).await {
+        Ok(_) => (0, None),
+        Err(err) => (super::error::error_code(&err), Some(err.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_and_subtract_are_refused_per_key_and_unknown_operations_are_invalid_requests() {
+        let value = StrBytes::from_static_str("x");
+        assert_eq!(
+            incremental_change("retention.ms", OP_SET, Some(&value)),
+            Ok(ConfigChange::set("retention.ms", "x"))
+        );
+        assert_eq!(incremental_change("retention.ms", OP_DELETE, None), Ok(ConfigChange::delete("retention.ms")));
+        let (code, message) = incremental_change("cleanup.policy", OP_APPEND, Some(&value)).unwrap_err();
+        assert_eq!(code, ResponseError::InvalidConfig.code());
+        assert!(message.expect("a message").contains("cleanup.policy"));
+        assert_eq!(incremental_change("x", 9, None).unwrap_err().0, ResponseError::InvalidRequest.code());
+        assert_eq!(incremental_change("x", OP_SET, None).unwrap_err().0, ResponseError::InvalidRequest.code());
+    }
+}

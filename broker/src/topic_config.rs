@@ -1,0 +1,387 @@
+//! Changing a topic's settings after it was created (`rill topic alter`, the AlterTopicConfig call, Kafka's
+//! IncrementalAlterConfigs and AlterConfigs): the keys that may change, how each value is read, what a delete
+//! goes back to (the broker's default as configured now), and the checks the whole result must pass. A change
+//! is all or nothing: [`apply_changes`] either returns the complete new settings or the first refusal, naming
+//! the key, the value and what is allowed, and the caller applies nothing in that case.
+//!
+//! Partition count and replication factor are not settings: they have their own calls.
+
+use crate::cluster::placement::default_min_insync_replicas;
+use crate::config::{BrokerConfig, DurabilityPolicy};
+use crate::error::{BrokerError, Result};
+use crate::meta::TopicSettings;
+
+/// A topic setting that may change after creation, under Kafka's name and rill's field name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConfigKey {
+    RetentionMs,
+    RetentionBytes,
+    SegmentBytes,
+    MaxMessageBytes,
+    /// rill's `interval` durability with this period (Kafka's `flush.ms`).
+    FlushMs,
+    /// rill's durability policy (`always`, `interval`, `never`); Kafka has no such key.
+    Durability,
+    MinInsyncReplicas,
+    /// Only `delete` (rill never compacts); accepted so that tools that set it pass.
+    CleanupPolicy,
+}
+
+impl ConfigKey {
+    pub const ALL: [ConfigKey; 8] = [
+        ConfigKey::RetentionMs,
+        ConfigKey::RetentionBytes,
+        ConfigKey::SegmentBytes,
+        ConfigKey::MaxMessageBytes,
+        ConfigKey::FlushMs,
+        ConfigKey::Durability,
+        ConfigKey::MinInsyncReplicas,
+        ConfigKey::CleanupPolicy,
+    ];
+
+    /// The name Kafka's tools use (DescribeConfigs reports these).
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            ConfigKey::RetentionMs => "retention.ms",
+            ConfigKey::RetentionBytes => "retention.bytes",
+            ConfigKey::SegmentBytes => "segment.bytes",
+            ConfigKey::MaxMessageBytes => "max.message.bytes",
+            ConfigKey::FlushMs => "flush.ms",
+            ConfigKey::Durability => "rill.durability",
+            ConfigKey::MinInsyncReplicas => "min.insync.replicas",
+            ConfigKey::CleanupPolicy => "cleanup.policy",
+        }
+    }
+
+    /// The field of the gRPC `TopicConfig` (or request) that holds the setting.
+    pub fn field_name(self) -> &'static str {
+        match self {
+            ConfigKey::RetentionMs => "retention_ms",
+            ConfigKey::RetentionBytes => "retention_bytes",
+            ConfigKey::SegmentBytes => "segment_bytes",
+            ConfigKey::MaxMessageBytes => "max_batch_bytes",
+            ConfigKey::FlushMs => "flush_interval_ms",
+            ConfigKey::Durability => "durability",
+            ConfigKey::MinInsyncReplicas => "min_insync_replicas",
+            ConfigKey::CleanupPolicy => "cleanup_policy",
+        }
+    }
+
+    /// The key either of its names spells.
+    pub fn parse(name: &str) -> Option<ConfigKey> {
+        ConfigKey::ALL.into_iter().find(|key| key.kafka_name() == name || key.field_name() == name)
+    }
+
+    /// Every key's Kafka name, for a refusal that says what is accepted.
+    pub fn names() -> String {
+        ConfigKey::ALL.map(ConfigKey::kafka_name).join(", ")
+    }
+}
+
+/// One change a request asks for: set `key` to `value`, or (`value: None`) delete the topic's own value so the
+/// broker's default applies again. `key` is kept as the caller spelled it, for the refusal's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl ConfigChange {
+    pub fn set(key: impl Into<String>, value: impl Into<String>) -> ConfigChange {
+        ConfigChange { key: key.into(), value: Some(value.into()) }
+    }
+
+    pub fn delete(key: impl Into<String>) -> ConfigChange {
+        ConfigChange { key: key.into(), value: None }
+    }
+}
+
+/// What a topic's configuration is: its storage settings and the in-sync replicas a produce needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigState {
+    pub settings: TopicSettings,
+    pub min_insync_replicas: u32,
+}
+
+/// Kafka's AlterConfigs replaces a topic's whole set: every alterable key it does not name goes back to the
+/// broker's default.
+pub fn replace_all(configs: Vec<(String, String)>) -> Vec<ConfigChange> {
+    let named: Vec<Option<ConfigKey>> = configs.iter().map(|(key, _)| ConfigKey::parse(key)).collect();
+    let mut changes: Vec<ConfigChange> = ConfigKey::ALL
+        .into_iter()
+        .filter(|key| !named.contains(&Some(*key)))
+        // Deleting flush.ms resets the durability too; a set of either in the request decides it.
+        .filter(|key| {
+            !(matches!(key, ConfigKey::FlushMs | ConfigKey::Durability)
+                && (named.contains(&Some(ConfigKey::FlushMs)) || named.contains(&Some(ConfigKey::Durability))))
+        })
+        .map(|key| ConfigChange::delete(key.kafka_name()))
+        .collect();
+    changes.extend(configs.into_iter().map(|(key, value)| ConfigChange::set(key, value)));
+    changes
+}
+
+/// The settings after `changes`, checked whole. Deletes apply first, then sets in the order given; a key named
+/// twice is refused (which would win is not obvious). `replication_factor` bounds `min.insync.replicas`.
+pub fn apply_changes(
+    current: &TopicConfigState,
+    changes: &[ConfigChange],
+    replication_factor: u32,
+    defaults: &BrokerConfig,
+) -> Result<TopicConfigState> {
+    let mut seen = Vec::with_capacity(changes.len());
+    let mut parsed = Vec::with_capacity(changes.len());
+    for change in changes {
+        let key = ConfigKey::parse(&change.key).ok_or_else(|| BrokerError::InvalidTopicConfig {
+            key: change.key.clone(),
+            value: change.value.clone().unwrap_or_default(),
+            reason: format!("not a topic setting rill can change; the settings are {}", ConfigKey::names()),
+        })?;
+        if seen.contains(&key) {
+            return Err(refusal(change, "named twice in one request; name each setting once"));
+        }
+        seen.push(key);
+        parsed.push((key, change));
+    }
+    let mut next = current.clone();
+    for (key, _) in parsed.iter().filter(|(_, c)| c.value.is_none()) {
+        reset(&mut next, *key, replication_factor, defaults);
+    }
+    let mut sets: Vec<&(ConfigKey, &ConfigChange)> = parsed.iter().filter(|(_, c)| c.value.is_some()).collect();
+    // flush.ms implies interval durability: a durability set in the same request goes first, so a conflict
+    // between the two is seen whatever order the caller listed them in.
+    sets.sort_by_key(|(key, _)| *key != ConfigKey::Durability);
+    let is_durability_set = sets.iter().any(|(key, _)| *key == ConfigKey::Durability);
+    for (key, change) in sets {
+        set(&mut next, (*key, change), is_durability_set, replication_factor, defaults)?;
+    }
+    check_whole(&next, changes, defaults)?;
+    Ok(next)
+}
+
+fn refusal(change: &ConfigChange, reason: impl Into<String>) -> BrokerError {
+    BrokerError::InvalidTopicConfig {
+        key: change.key.clone(),
+        value: change.value.clone().unwrap_or_default(),
+        reason: reason.into(),
+    }
+}
+
+fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, defaults: &BrokerConfig) {
+    let s = &mut state.settings;
+    match key {
+        ConfigKey::RetentionMs => s.retention_ms = defaults.default_retention_ms,
+        ConfigKey::RetentionBytes => s.retention_bytes = defaults.default_retention_bytes,
+        ConfigKey::SegmentBytes => s.segment_bytes = defaults.default_segment_bytes,
+        ConfigKey::MaxMessageBytes => s.max_batch_bytes = defaults.max_batch_bytes,
+        ConfigKey::FlushMs => {
+            s.flush_interval_ms = defaults.default_flush_interval_ms;
+            s.durability = defaults.default_durability;
+        }
+        ConfigKey::Durability => s.durability = defaults.default_durability,
+        ConfigKey::MinInsyncReplicas => {
+            state.min_insync_replicas = default_min_insync_replicas(replication_factor);
+        }
+        ConfigKey::CleanupPolicy => {}
+    }
+}
+
+/// `is_durability_set`: the same request sets the durability (applied before this, see `apply_changes`).
+fn set(
+    state: &mut TopicConfigState,
+    (key, change): (ConfigKey, &ConfigChange),
+    is_durability_set: bool,
+    replication_factor: u32,
+    defaults: &BrokerConfig,
+) -> Result<()> {
+    let value = change.value.as_deref().unwrap_or_default().trim();
+    let whole = |what: &str| -> Result<u64> {
+        value.parse::<u64>().map_err(|_| refusal(change, format!("must be a whole number {what}")))
+    };
+    let limit = |what: &str| -> Result<Option<u64>> {
+        match value {
+            "-1" => Ok(None),
+            _ => whole(what).map(|v| (v != u64::MAX).then_some(v)),
+        }
+    };
+    let s = &mut state.settings;
+    match key {
+        ConfigKey::RetentionMs => s.retention_ms = limit("of milliseconds, or -1 to keep records forever")?,
+        ConfigKey::RetentionBytes => s.retention_bytes = limit("of bytes, or -1 for no size limit")?,
+        ConfigKey::SegmentBytes => {
+            let max = rill_storage::SEGMENT_BYTES_MAX;
+            let bytes = whole(&format!("of bytes from 1024 to {max}"))?;
+            if !(1024..=max).contains(&bytes) {
+                return Err(refusal(change, format!("must be from 1024 to {max} bytes")));
+            }
+            s.segment_bytes = bytes;
+        }
+        ConfigKey::MaxMessageBytes => {
+            let (min, max) = (rill_protocol::batch::HEADER_BYTES as u64, defaults.max_batch_bytes);
+            let bytes = whole(&format!("of bytes from {min} to the broker's limit of {max}"))?;
+            if !(min..=max).contains(&bytes) {
+                return Err(refusal(
+                    change,
+                    format!("must be from {min} (a batch header) to {max} bytes (the broker's max_batch_bytes)"),
+                ));
+            }
+            s.max_batch_bytes = bytes;
+        }
+        ConfigKey::FlushMs => {
+            let ms = whole("of milliseconds, at least 1")?;
+            if ms == 0 {
+                return Err(refusal(change, "must be at least 1 millisecond"));
+            }
+            if s.durability != DurabilityPolicy::Interval && is_durability_set {
+                return Err(refusal(
+                    change,
+                    "sets interval durability, which the same request's durability contradicts",
+                ));
+            }
+            s.flush_interval_ms = ms;
+            s.durability = DurabilityPolicy::Interval;
+        }
+        ConfigKey::Durability => {
+            s.durability = DurabilityPolicy::parse(value)
+                .ok_or_else(|| refusal(change, "must be always, interval or never (docs/durability.md)"))?;
+        }
+        ConfigKey::MinInsyncReplicas => {
+            let count = whole(&format!("from 1 to the replication factor, {replication_factor}"))?;
+            if count == 0 || count > u64::from(replication_factor) {
+                return Err(refusal(
+                    change,
+                    format!("must be from 1 to the topic's replication factor, {replication_factor}"),
+                ));
+            }
+            state.min_insync_replicas = count as u32;
+        }
+        ConfigKey::CleanupPolicy if value == "delete" => {}
+        ConfigKey::CleanupPolicy => {
+            return Err(refusal(change, "only delete is supported: rill deletes old segments and never compacts"))
+        }
+    }
+    Ok(())
+}
+
+/// What no single key checks: a batch must fit a segment.
+fn check_whole(next: &TopicConfigState, changes: &[ConfigChange], defaults: &BrokerConfig) -> Result<()> {
+    let s = &next.settings;
+    if s.max_batch_bytes > s.segment_bytes {
+        let blamed = changes
+            .iter()
+            .find(|c| matches!(ConfigKey::parse(&c.key), Some(ConfigKey::MaxMessageBytes | ConfigKey::SegmentBytes)))
+            .cloned()
+            .unwrap_or_else(|| ConfigChange::delete(ConfigKey::SegmentBytes.kafka_name()));
+        return Err(refusal(
+            &blamed,
+            format!(
+                "max.message.bytes ({}) would be above segment.bytes ({}): a batch must fit in one segment",
+                s.max_batch_bytes, s.segment_bytes
+            ),
+        ));
+    }
+    if s.max_batch_bytes > defaults.max_batch_bytes {
+        return Err(BrokerError::InvalidTopicConfig {
+            key: ConfigKey::MaxMessageBytes.kafka_name().to_owned(),
+            value: s.max_batch_bytes.to_string(),
+            reason: format!("is above the broker's max_batch_bytes of {}", defaults.max_batch_bytes),
+        });
+    }
+    Ok(())
+}
+
+/// The keys whose value on the topic differs from what the broker's defaults would give it now, by Kafka
+/// name: shown as set on the topic (DescribeConfigs' TOPIC_CONFIG source, `rill topic describe`), the others as
+/// defaults. rill stores a topic's resolved settings, not which were asked for, so a value set equal to the
+/// default reads as a default.
+pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigKey> {
+    let s = &state.settings;
+    let mut keys = Vec::new();
+    let mut differs = |key, is_different: bool| {
+        if is_different {
+            keys.push(key);
+        }
+    };
+    differs(ConfigKey::RetentionMs, s.retention_ms != defaults.default_retention_ms);
+    differs(ConfigKey::RetentionBytes, s.retention_bytes != defaults.default_retention_bytes);
+    differs(ConfigKey::SegmentBytes, s.segment_bytes != defaults.default_segment_bytes);
+    differs(ConfigKey::MaxMessageBytes, s.max_batch_bytes != defaults.max_batch_bytes);
+    differs(
+        ConfigKey::FlushMs,
+        s.durability == DurabilityPolicy::Interval && s.flush_interval_ms != defaults.default_flush_interval_ms,
+    );
+    differs(ConfigKey::Durability, s.durability != defaults.default_durability);
+    differs(ConfigKey::MinInsyncReplicas, state.min_insync_replicas != default_min_insync_replicas(replication_factor));
+    keys
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A gRPC AlterTopicConfig request's changes, in the shape Kafka's requests take too. Set fields are named by
+/// their Kafka keys, so a refusal reads the same whichever way the change came (`rill topic alter` takes those).
+pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<ConfigChange> {
+    use rill_protocol::v1::DurabilityPolicy as Policy;
+    let set = request.set.unwrap_or_default();
+    let limit = |value: u64| if value == u64::MAX { "-1".to_owned() } else { value.to_string() };
+    let mut changes = Vec::new();
+    let mut push = |key: ConfigKey, value: Option<String>| {
+        if let Some(value) = value {
+            changes.push(ConfigChange::set(key.kafka_name(), value));
+        }
+    };
+    push(ConfigKey::RetentionMs, set.retention_ms.map(limit));
+    push(ConfigKey::RetentionBytes, set.retention_bytes.map(limit));
+    push(ConfigKey::SegmentBytes, set.segment_bytes.map(|v| v.to_string()));
+    push(ConfigKey::MaxMessageBytes, set.max_batch_bytes.map(|v| v.to_string()));
+    push(ConfigKey::FlushMs, set.flush_interval_ms.map(|v| v.to_string()));
+    let durability = match Policy::try_from(set.durability) {
+        Ok(Policy::Unspecified) => None,
+        Ok(Policy::Always) => Some("always".to_owned()),
+        Ok(Policy::Interval) => Some("interval".to_owned()),
+        Ok(Policy::Never) => Some("never".to_owned()),
+        Err(_) => Some(set.durability.to_string()),
+    };
+    push(ConfigKey::Durability, durability);
+    push(ConfigKey::MinInsyncReplicas, request.min_insync_replicas.map(|v| v.to_string()));
+    changes.extend(request.delete.iter().map(ConfigChange::delete));
+    changes
+}
+
+/// Alters topic `name` on this node (a single node) or through the controller (a cluster), after the caller
+/// authorized it: the topic's info as the change leaves it (with `validate_only`, as it would, changing
+/// nothing).
+pub async fn alter(
+    node: &crate::node::Node,
+    name: &str,
+    changes: &[ConfigChange],
+    is_validate_only: bool,
+) -> Result<rill_protocol::v1::TopicInfo> {
+    if let Some(replication) = &node.replication {
+        return replication.alter_topic_config(name, changes, is_validate_only).await;
+    }
+    let topic = node.registry.topic(name)?;
+    let current = TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 };
+    let next = apply_changes(&current, changes, 1, &node.config)?;
+    let mut info = topic.info();
+    if !is_validate_only {
+        node.registry.alter_settings(name, next.settings.clone()).await?;
+    }
+    info.config = Some(crate::registry::settings_info(&next.settings));
+    fill_overrides(&mut info, &next, 1, &node.config);
+    Ok(info)
+}
+
+/// Fills `info.overridden_keys` and its settings fields from `state`.
+pub fn fill_overrides(
+    info: &mut rill_protocol::v1::TopicInfo,
+    state: &TopicConfigState,
+    replication_factor: u32,
+    defaults: &BrokerConfig,
+) {
+    info.min_insync_replicas = state.min_insync_replicas;
+    info.overridden_keys = overridden_keys(state, replication_factor, defaults)
+        .into_iter()
+        .map(|key| key.kafka_name().to_owned())
+        .collect();
+}

@@ -1,0 +1,134 @@
+use super::*;
+
+fn defaults() -> BrokerConfig {
+    BrokerConfig::default()
+}
+
+fn created(defaults: &BrokerConfig) -> TopicConfigState {
+    TopicConfigState {
+        settings: TopicSettings {
+            segment_bytes: defaults.default_segment_bytes,
+            durability: defaults.default_durability,
+            flush_interval_ms: defaults.default_flush_interval_ms,
+            max_batch_bytes: defaults.max_batch_bytes,
+            retention_ms: defaults.default_retention_ms,
+            retention_bytes: defaults.default_retention_bytes,
+        },
+        min_insync_replicas: 2,
+    }
+}
+
+fn refusal_of(result: Result<TopicConfigState>) -> String {
+    match result {
+        Err(err @ BrokerError::InvalidTopicConfig { .. }) => err.to_string(),
+        other => panic!("expected an invalid-config refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn sets_under_kafka_or_field_names_change_only_their_settings() {
+    let defaults = defaults();
+    let before = created(&defaults);
+    let changes = [
+        ConfigChange::set("retention.ms", "3600000"),
+        ConfigChange::set("retention_bytes", "-1"),
+        ConfigChange::set("segment.bytes", "1048576"),
+        ConfigChange::set("max.message.bytes", "65536"),
+        ConfigChange::set("min.insync.replicas", "3"),
+    ];
+    let after = apply_changes(&before, &changes, 3, &defaults).expect("all valid");
+    assert_eq!(after.settings.retention_ms, Some(3_600_000));
+    assert_eq!(after.settings.retention_bytes, None);
+    assert_eq!((after.settings.segment_bytes, after.settings.max_batch_bytes), (1 << 20, 65536));
+    assert_eq!(after.min_insync_replicas, 3);
+    assert_eq!(after.settings.durability, before.settings.durability, "what was not named stays");
+    let keys = overridden_keys(&after, 3, &defaults);
+    assert!(keys.contains(&ConfigKey::RetentionMs) && keys.contains(&ConfigKey::MinInsyncReplicas), "{keys:?}");
+    assert!(!keys.contains(&ConfigKey::Durability));
+}
+
+#[test]
+fn a_delete_goes_back_to_the_brokers_default() {
+    let defaults = defaults();
+    let mut altered = created(&defaults);
+    altered.settings.retention_ms = Some(5);
+    altered.settings.durability = DurabilityPolicy::Always;
+    altered.min_insync_replicas = 3;
+    let changes = [
+        ConfigChange::delete("retention.ms"),
+        ConfigChange::delete("rill.durability"),
+        ConfigChange::delete("min_insync_replicas"),
+    ];
+    let after = apply_changes(&altered, &changes, 3, &defaults).expect("deletes are always valid");
+    assert_eq!(after, created(&defaults));
+    assert!(overridden_keys(&after, 3, &defaults).is_empty());
+}
+
+#[test]
+fn one_bad_change_refuses_the_request_naming_key_value_and_what_is_allowed() {
+    let defaults = defaults();
+    let before = created(&defaults);
+    let unknown = refusal_of(apply_changes(&before, &[ConfigChange::set("compression.type", "zstd")], 3, &defaults));
+    assert!(unknown.contains("compression.type") && unknown.contains("retention.ms"), "{unknown}");
+    let negative = refusal_of(apply_changes(
+        &before,
+        &[ConfigChange::set("retention.ms", "60000"), ConfigChange::set("retention.bytes", "-5")],
+        3,
+        &defaults,
+    ));
+    assert!(negative.contains("retention.bytes=-5") && negative.contains("-1 for no size limit"), "{negative}");
+    let above_rf = refusal_of(apply_changes(&before, &[ConfigChange::set("min.insync.replicas", "4")], 3, &defaults));
+    assert!(above_rf.contains("replication factor, 3"), "{above_rf}");
+    let single = refusal_of(apply_changes(&before, &[ConfigChange::set("min.insync.replicas", "2")], 1, &defaults));
+    assert!(single.contains("replication factor, 1"), "{single}");
+    let huge = (defaults.max_batch_bytes + 1).to_string();
+    let over_broker = refusal_of(apply_changes(&before, &[ConfigChange::set("max.message.bytes", huge)], 3, &defaults));
+    assert!(over_broker.contains("max_batch_bytes"), "{over_broker}");
+    let tiny = refusal_of(apply_changes(&before, &[ConfigChange::set("segment.bytes", "100")], 3, &defaults));
+    assert!(tiny.contains("1024"), "{tiny}");
+    let compact = refusal_of(apply_changes(&before, &[ConfigChange::set("cleanup.policy", "compact")], 3, &defaults));
+    assert!(compact.contains("never compacts"), "{compact}");
+    let twice = refusal_of(apply_changes(
+        &before,
+        &[ConfigChange::set("retention.ms", "1"), ConfigChange::delete("retention_ms")],
+        3,
+        &defaults,
+    ));
+    assert!(twice.contains("twice"), "{twice}");
+}
+
+#[test]
+fn settings_that_only_hold_together_are_checked_together() {
+    let defaults = defaults();
+    let before = created(&defaults);
+    let batch_over_segment = refusal_of(apply_changes(
+        &before,
+        &[ConfigChange::set("segment.bytes", "4096"), ConfigChange::set("max.message.bytes", "8192")],
+        3,
+        &defaults,
+    ));
+    assert!(batch_over_segment.contains("fit in one segment"), "{batch_over_segment}");
+    let contradiction = refusal_of(apply_changes(
+        &before,
+        &[ConfigChange::set("flush.ms", "10"), ConfigChange::set("rill.durability", "always")],
+        3,
+        &defaults,
+    ));
+    assert!(contradiction.contains("flush.ms"), "{contradiction}");
+    let interval = apply_changes(&before, &[ConfigChange::set("flush.ms", "10")], 3, &defaults).expect("valid");
+    assert_eq!((interval.settings.durability, interval.settings.flush_interval_ms), (DurabilityPolicy::Interval, 10));
+}
+
+#[test]
+fn alter_configs_replaces_the_whole_set() {
+    let changes = replace_all(vec![("retention.ms".into(), "1000".into())]);
+    assert!(changes.contains(&ConfigChange::set("retention.ms", "1000")));
+    assert!(changes.contains(&ConfigChange::delete("segment.bytes")));
+    assert!(!changes.iter().any(|c| c.key == "retention.ms" && c.value.is_none()));
+    let defaults = defaults();
+    let mut altered = created(&defaults);
+    altered.settings.segment_bytes = 4096;
+    let after = apply_changes(&altered, &changes, 3, &defaults).expect("valid");
+    assert_eq!(after.settings.segment_bytes, defaults.default_segment_bytes, "an unnamed key went back");
+    assert_eq!(after.settings.retention_ms, Some(1000));
+}

@@ -1,0 +1,157 @@
+//! `rill topic alter NAME --config KEY=VALUE ... --delete-config KEY ... [--dry-run]`: a topic's settings changed
+//! while it serves, under Kafka's key names (as `kafka-configs --alter --add-config` and `rpk topic
+//! alter-config` take them). Keys and values are read here, so a typo is refused before anything is sent; the
+//! broker checks the ranges and the whole result, and applies all of it or nothing.
+
+use std::io::Write;
+
+use anyhow::bail;
+use rill_client::{Admin, AlterTopicConfigRequest, DurabilityPolicy, TopicConfig};
+
+use crate::connect::BrokerFlag;
+use crate::output;
+
+/// The keys `--config` and `--delete-config` take, and what each value is.
+const KEYS: &[(&str, &str)] = &[
+    ("retention.ms", "milliseconds, or -1 to keep records forever"),
+    ("retention.bytes", "bytes per partition, or -1 for no size limit"),
+    ("segment.bytes", "bytes, 1024 to 2147483647"),
+    ("max.message.bytes", "bytes, at most the broker's max_batch_bytes and segment.bytes"),
+    ("min.insync.replicas", "1 to the replication factor"),
+    ("flush.ms", "milliseconds between fsyncs (interval durability)"),
+    ("rill.durability", "always, interval or never"),
+];
+
+#[derive(Debug, clap::Args)]
+pub struct AlterArgs {
+    /// Topic name.
+    name: String,
+    /// A setting to change, KEY=VALUE with Kafka's key names (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    configs: Vec<String>,
+    /// A setting to put back to the broker's default (repeatable).
+    #[arg(long = "delete-config", value_name = "KEY")]
+    deletes: Vec<String>,
+    /// Check the change and show the settings it would give, changing nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    broker: BrokerFlag,
+}
+
+pub const AFTER_HELP: &str = "Examples:
+  rill topic alter orders --config retention.ms=3600000                 # keep one hour
+  rill topic alter orders --config retention.bytes=-1 --config segment.bytes=67108864
+  rill topic alter orders --delete-config retention.ms                  # back to the broker's default
+  rill topic alter orders --config max.message.bytes=65536 --dry-run    # check only
+
+Keys: retention.ms, retention.bytes (-1: no limit), segment.bytes, max.message.bytes, min.insync.replicas,
+flush.ms (interval durability with that period), rill.durability (always, interval, never). Applied to every
+partition on every node that holds one, and kept across restarts: retention at the next retention pass,
+segment.bytes at the next segment roll, max.message.bytes and durability at the next produce. All or nothing:
+one bad key or value refuses the change. Needs alter_configs on the topic when authorization is on.";
+
+/// The request `args` ask for, or what is wrong with them.
+fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
+    if args.configs.is_empty() && args.deletes.is_empty() {
+        bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
+    }
+    let mut set = TopicConfig::default();
+    let mut min_insync_replicas = None;
+    for config in &args.configs {
+        let Some((key, value)) = config.split_once('=') else {
+            bail!("--config {config:?} is not KEY=VALUE (for example retention.ms=3600000)");
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let what = KEYS.iter().find(|(name, _)| *name == key).map(|(_, what)| *what).ok_or_else(|| unknown(key))?;
+        let bad = || anyhow::anyhow!("invalid value {value:?} for {key}: it is {what}");
+        let number = || value.parse::<u64>().map_err(|_| bad());
+        let limit = || if value == "-1" { Ok(u64::MAX) } else { number() };
+        match key {
+            "retention.ms" => set.retention_ms = Some(limit()?),
+            "retention.bytes" => set.retention_bytes = Some(limit()?),
+            "segment.bytes" => set.segment_bytes = Some(number()?),
+            "max.message.bytes" => set.max_batch_bytes = Some(number()?),
+            "flush.ms" => set.flush_interval_ms = Some(number()?),
+            "min.insync.replicas" => min_insync_replicas = Some(u32::try_from(number()?).map_err(|_| bad())?),
+            _ => {
+                let policy = match value {
+                    "always" => DurabilityPolicy::Always,
+                    "interval" => DurabilityPolicy::Interval,
+                    "never" => DurabilityPolicy::Never,
+                    _ => return Err(bad()),
+                };
+                set.durability = policy as i32;
+            }
+        }
+    }
+    for key in &args.deletes {
+        if !KEYS.iter().any(|(name, _)| name == key) {
+            return Err(unknown(key));
+        }
+    }
+    Ok(AlterTopicConfigRequest {
+        name: args.name.clone(),
+        set: Some(set),
+        min_insync_replicas,
+        delete: args.deletes.clone(),
+        validate_only: args.dry_run,
+    })
+}
+
+fn unknown(key: &str) -> anyhow::Error {
+    let names: Vec<&str> = KEYS.iter().map(|(name, _)| *name).collect();
+    anyhow::anyhow!("unknown topic setting {key:?}: the settings that can change are {}", names.join(", "))
+}
+
+pub async fn alter(args: AlterArgs) -> anyhow::Result<()> {
+    let request = request_of(&args)?;
+    let admin = Admin::new(args.broker.connect().await?);
+    let topic = admin.alter_topic_config(request).await.map_err(|e| args.broker.explain(e))?;
+    let mut out = output::stdout();
+    let verb = if args.dry_run { "would alter (dry run, nothing changed)" } else { "altered" };
+    let changed: Vec<String> =
+        args.configs.iter().cloned().chain(args.deletes.iter().map(|k| format!("{k} (default)"))).collect();
+    output::line(&mut out, format_args!("{verb} topic {:?}: {}", topic.name, changed.join(", ")))?;
+    output::line(&mut out, "")?;
+    crate::topic::write_settings(&mut out, &topic)?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        alter: AlterArgs,
+    }
+
+    fn args(configs: &[&str], deletes: &[&str]) -> AlterArgs {
+        use clap::Parser;
+        let mut argv = vec!["alter".to_owned(), "orders".to_owned()];
+        argv.extend(configs.iter().flat_map(|c| ["--config".to_owned(), (*c).to_owned()]));
+        argv.extend(deletes.iter().flat_map(|k| ["--delete-config".to_owned(), (*k).to_owned()]));
+        Command::try_parse_from(argv).expect("valid flags").alter
+    }
+
+    #[test]
+    fn kafka_keys_map_onto_the_request_and_typos_are_refused_before_sending() {
+        let request = request_of(&args(
+            &["retention.ms=-1", "min.insync.replicas=2", "rill.durability=always"],
+            &["segment.bytes"],
+        ))
+        .expect("valid");
+        let set = request.set.expect("set");
+        assert_eq!((set.retention_ms, set.durability), (Some(u64::MAX), DurabilityPolicy::Always as i32));
+        assert_eq!((request.min_insync_replicas, request.delete), (Some(2), vec!["segment.bytes".to_owned()]));
+        let typo = request_of(&args(&["retention.mss=5"], &[])).unwrap_err().to_string();
+        assert!(typo.contains("retention.mss") && typo.contains("retention.ms,"), "{typo}");
+        let value = request_of(&args(&["segment.bytes=big"], &[])).unwrap_err().to_string();
+        assert!(value.contains("\"big\"") && value.contains("segment.bytes"), "{value}");
+        assert!(request_of(&args(&["retention.ms"], &[])).unwrap_err().to_string().contains("KEY=VALUE"));
+        assert!(request_of(&args(&[], &[])).unwrap_err().to_string().contains("nothing to change"));
+    }
+}

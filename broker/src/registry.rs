@@ -599,8 +599,7 @@ async fn open_partitions(
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);
-        let (log_config, files, cache) =
-            (log_config, Arc::clone(&shared.segment_files), shared.tail_cache.clone());
+        let (log_config, files, cache) = (log_config, Arc::clone(&shared.segment_files), shared.tail_cache.clone());
         let opened =
             blocking(move || Ok(Log::open_cached(&dir, log_config, Arc::new(SystemClock), files, cache)?)).await;
         match opened {

@@ -167,6 +167,12 @@ impl rill_protocol::v1::topic_admin_server::TopicAdmin for SilentAdmin {
     ) -> Result<Response<AddPartitionsResponse>, Status> {
         Err(Status::unimplemented("silent"))
     }
+    async fn alter_topic_config(
+        &self,
+        _: Request<rill_protocol::v1::AlterTopicConfigRequest>,
+    ) -> Result<Response<rill_protocol::v1::AlterTopicConfigResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
 }
 
 #[tokio::test]

@@ -48,7 +48,7 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_recovers_when_space_returns() {
     let filler = fill(&fs.path, 256 * 1024);
     let dir = fs.path.join("t-0");
     let config = LogConfig { segment_bytes: 64 * 1024, index_max_bytes: 4096, max_batch_bytes: 8192, ..small_config() };
-    let log = Log::open(&dir, config.clone()).unwrap();
+    let log = Log::open(&dir, config).unwrap();
     let mut acknowledged = 0i64;
     let error = loop {
         match log.append(&batch(acknowledged as u64, 4, 0)) {

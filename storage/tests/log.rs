@@ -118,7 +118,7 @@ fn an_append_is_a_plain_write_only_without_an_fsync_or_a_roll() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(1_000_000);
     let config = LogConfig { segment_ms: Some(60_000), segment_bytes: 1 << 20, ..small_config() };
-    let log = Log::open_with_clock(dir.path(), config.clone(), clock.clone()).unwrap();
+    let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
     log.append(&batch(0, 1, 1_000_000)).unwrap();
     assert!(log.is_plain_write(1000));
     assert!(!log.is_plain_write(1 << 20), "the segment would roll by size");
@@ -346,7 +346,7 @@ fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
     };
     for is_clean in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
         for tag in 0..40 {
             log.append(&batch(tag, 1 + tag as usize % 4, tag as i64)).unwrap();
         }
@@ -360,7 +360,7 @@ fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
             assert!(on_disk() > logical, "the active segment is padded to a block");
         }
         drop(log);
-        let reopened = Log::open(dir.path(), config.clone()).unwrap();
+        let reopened = Log::open(dir.path(), config).unwrap();
         assert_eq!(read_all(&reopened, 0), before, "clean={is_clean}");
         assert_eq!(reopened.size_bytes(), logical);
         let next = reopened.append(&batch(99, 1, 0)).unwrap();

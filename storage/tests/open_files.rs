@@ -21,7 +21,7 @@ fn descriptors_in(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// A log of several segments, closed: the next open finds them sealed.
 fn log_of_several_segments(dir: &Path, config: &rill_storage::LogConfig) {
-    let log = Log::open(dir, config.clone()).unwrap();
+    let log = Log::open(dir, *config).unwrap();
     for tag in 0..60 {
         log.append(&batch(tag, 3, tag as i64)).unwrap();
     }
@@ -34,7 +34,7 @@ fn an_idle_log_holds_one_descriptor_its_active_segment() {
     for config in both_write_modes() {
         let dir = tempfile::tempdir().unwrap();
         log_of_several_segments(dir.path(), &config);
-        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
         let open = descriptors_in(dir.path());
         assert_eq!(open.len(), 1, "{config:?}: {open:?}");
         assert!(open[0].extension().is_some_and(|e| e == "log"), "{open:?}");
@@ -50,7 +50,7 @@ fn reads_of_sealed_segments_keep_at_most_the_cache_capacity_open() {
         let dir = tempfile::tempdir().unwrap();
         log_of_several_segments(dir.path(), &config);
         let files = Arc::new(SegmentFileCache::new(2));
-        let log = Log::open_shared(dir.path(), config.clone(), Arc::new(SystemClock), Arc::clone(&files)).unwrap();
+        let log = Log::open_shared(dir.path(), config, Arc::new(SystemClock), Arc::clone(&files)).unwrap();
         assert_eq!(read_all(&log, 0).len(), 60 * 3, "every record reads back through the cache");
         assert!(files.open_files() <= 2, "{config:?}: {} cached", files.open_files());
         let open = descriptors_in(dir.path());
@@ -68,7 +68,7 @@ fn a_truncation_into_a_sealed_segment_reopens_it_for_appends() {
     for config in both_write_modes() {
         let dir = tempfile::tempdir().unwrap();
         log_of_several_segments(dir.path(), &config);
-        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
         log.truncate_to(4).unwrap(); // inside the first, sealed, segment
         assert_eq!(log.log_end_offset(), 3);
         assert_eq!(log.append(&batch(99, 2, 0)).unwrap().base_offset, 3);
@@ -80,11 +80,11 @@ fn a_truncation_into_a_sealed_segment_reopens_it_for_appends() {
 fn a_deleted_log_leaves_no_descriptor_in_the_shared_cache_and_a_new_one_reads_its_own_files() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("t-0");
-    let config = both_write_modes()[0].clone();
+    let config = both_write_modes()[0];
     log_of_several_segments(&dir, &config);
     let files = Arc::new(SegmentFileCache::new(8));
     let open = |files: &Arc<SegmentFileCache>| {
-        Log::open_shared(&dir, config.clone(), Arc::new(SystemClock), Arc::clone(files)).unwrap()
+        Log::open_shared(&dir, config, Arc::new(SystemClock), Arc::clone(files)).unwrap()
     };
     let log = open(&files);
     assert_eq!(read_all(&log, 0).len(), 60 * 3);
@@ -100,5 +100,5 @@ fn a_deleted_log_leaves_no_descriptor_in_the_shared_cache_and_a_new_one_reads_it
     let log = open(&files);
     let records = read_all(&log, 0);
     assert_eq!(records.len(), 60 * 3);
-    assert_eq!(records, read_all(&Log::open(&dir, config.clone()).unwrap(), 0), "the same records as a fresh open");
+    assert_eq!(records, read_all(&Log::open(&dir, config).unwrap(), 0), "the same records as a fresh open");
 }

@@ -45,7 +45,7 @@ proptest! {
     ) {
         let config = LogConfig { segment_bytes: 8 * 1024, ..small_config() };
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
         let mut tag = 0u64;
         for _ in 0..flushed_batches {
             log.append(&batch(tag, 1 + (tag % 4) as usize, tag as i64)).unwrap();
@@ -101,7 +101,7 @@ proptest! {
 fn a_sealed_segment_that_lost_its_end_is_truncated_not_trusted() {
     let config = LogConfig { segment_bytes: 4096, ..small_config() };
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), config.clone()).unwrap();
+    let log = Log::open(dir.path(), config).unwrap();
     for tag in 0..60u64 {
         log.append(&batch(tag, 3, tag as i64)).unwrap();
     }
@@ -110,12 +110,12 @@ fn a_sealed_segment_that_lost_its_end_is_truncated_not_trusted() {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), copy.path());
         if clean {
-            Log::open(copy.path(), config.clone()).unwrap().close().unwrap();
+            Log::open(copy.path(), config).unwrap().close().unwrap();
         }
         let second = log_files(copy.path())[1].clone();
         let len = std::fs::metadata(&second).unwrap().len();
         OpenOptions::new().write(true).open(&second).unwrap().set_len(len - 10).unwrap();
-        let recovered = Log::open(copy.path(), config.clone()).unwrap();
+        let recovered = Log::open(copy.path(), config).unwrap();
         let kept = read_all(&recovered, 0);
         assert!(!kept.is_empty() && kept.len() < written.len(), "clean={clean}");
         assert_eq!(&kept[..], &written[..kept.len()], "clean={clean}");

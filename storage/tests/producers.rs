@@ -232,7 +232,7 @@ fn retention_keeps_the_producers_whose_batches_it_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig { retention_bytes: Some(4096), ..small_config() };
     let steps: Vec<_> = (0..60).map(|i| (i % 2, 3, false, false)).collect();
-    let (log, appended) = run(dir.path(), config.clone(), &steps);
+    let (log, appended) = run(dir.path(), config, &steps);
     assert!(log.enforce_retention().unwrap() > 0);
     let expected = expected_producers(&appended, i64::MAX);
     assert_eq!(log.producers(), expected);

@@ -27,7 +27,7 @@ struct Fixture {
 fn unclean_log(config: LogConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
-    let log = Log::open(&path, config.clone()).unwrap();
+    let log = Log::open(&path, config).unwrap();
     for tag in 0..90u64 {
         log.append(&batch(tag, 1 + (tag % 3) as usize, tag as i64 * 100)).unwrap();
     }
@@ -67,7 +67,7 @@ impl Fixture {
     }
 
     fn check_recovered(&self, dir: &Path, expected_end: i64, what: &str) {
-        let log = Log::open(dir, self.config.clone()).unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
+        let log = Log::open(dir, self.config).unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
         assert_eq!(log.log_end_offset(), expected_end, "{what}");
         let kept: Vec<_> = self.records.iter().take_while(|(o, _)| *o < expected_end).cloned().collect();
         assert_eq!(read_all(&log, 0), kept, "{what}");
@@ -139,7 +139,7 @@ fn deleting_every_index_file_rebuilds_identical_lookups() {
         for is_clean in [true, false] {
             let copy = fixture.damaged_copy(|_| {});
             if is_clean {
-                Log::open(copy.path(), fixture.config.clone()).unwrap().close().unwrap();
+                Log::open(copy.path(), fixture.config).unwrap().close().unwrap();
             }
             for entry in std::fs::read_dir(copy.path()).unwrap() {
                 let path = entry.unwrap().path();
@@ -158,7 +158,7 @@ fn garbage_index_files_are_rebuilt_not_trusted() {
         let fixture = unclean_log(config);
         let (_, end) = *fixture.boundaries.last().unwrap();
         let copy = fixture.damaged_copy(|_| {});
-        Log::open(copy.path(), fixture.config.clone()).unwrap().close().unwrap();
+        Log::open(copy.path(), fixture.config).unwrap().close().unwrap();
         for (i, entry) in std::fs::read_dir(copy.path()).unwrap().enumerate() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "index" || e == "timeindex") {
@@ -181,7 +181,7 @@ fn damage_in_an_earlier_segment_drops_everything_after_it() {
         let second = &log_files(copy.path())[1];
         let len = std::fs::metadata(second).unwrap().len();
         OpenOptions::new().write(true).open(second).unwrap().set_len(len / 2).unwrap();
-        let log = Log::open(copy.path(), fixture.config.clone()).unwrap();
+        let log = Log::open(copy.path(), fixture.config).unwrap();
         let end = log.log_end_offset();
         let kept = read_all(&log, 0);
         assert!(end > 0 && (end as usize) < fixture.records.len());
@@ -245,7 +245,7 @@ fn arbitrary_index_bytes_never_change_an_answer() {
         let (_, end) = *fixture.boundaries.last().unwrap();
         let clean = tempfile::tempdir().unwrap();
         copy_dir(&fixture.path, clean.path());
-        Log::open(clean.path(), fixture.config.clone()).unwrap().close().unwrap();
+        Log::open(clean.path(), fixture.config).unwrap().close().unwrap();
         let last = fixture.last_segment.file_name().unwrap().to_owned();
         let mut runner =
             proptest::test_runner::TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
@@ -271,7 +271,7 @@ fn arbitrary_index_bytes_never_change_an_answer() {
 fn recovery_keeps_a_stored_batch_that_only_the_produce_rules_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig { write_mode: rill_storage::WriteMode::Buffered, ..small_config() };
-    let log = Log::open(dir.path(), config.clone()).unwrap();
+    let log = Log::open(dir.path(), config).unwrap();
     log.append(&batch(0, 2, 100)).unwrap();
     let mut lenient = batch(1, 1, 200);
     let mut header = rill_protocol::BatchHeader::parse(&lenient).unwrap();
@@ -321,14 +321,14 @@ fn a_log_reopened_and_closed_without_a_change_keeps_its_checkpoint_file() {
 fn the_first_append_after_a_clean_open_marks_the_log_unclean_before_writing() {
     for config in both_write_modes() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
         log.append(&batch(0, 2, 0)).unwrap();
         log.close().unwrap();
-        let log = Log::open(dir.path(), config.clone()).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
         log.append(&batch(1, 2, 1)).unwrap();
         assert!(!checkpoint_says_clean(dir.path()), "{config:?}: a crash from here on must rescan");
         drop(log); // a crash: no close
-        let reopened = Log::open(dir.path(), config.clone()).unwrap();
+        let reopened = Log::open(dir.path(), config).unwrap();
         assert_eq!(read_all(&reopened, 0).len(), 4, "{config:?}");
         assert_eq!(reopened.log_end_offset(), 4);
     }

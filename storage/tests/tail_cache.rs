@@ -286,7 +286,7 @@ proptest! {
         let write_mode = if is_direct { WriteMode::Direct } else { WriteMode::Buffered };
         let config = LogConfig { write_mode, retention_bytes: Some(4096), ..small_config() };
         let (cached_dir, plain_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let cached = open(cached_dir.path(), config.clone(), TailCache::new(limit));
+        let cached = open(cached_dir.path(), config, TailCache::new(limit));
         let plain = open(plain_dir.path(), config, None);
         let mut tag = 0;
         for op in ops {

@@ -49,7 +49,7 @@ fn batch(tag: u8) -> Vec<u8> {
 /// A log of `batches` batches in `dir`, written and closed, then opened again with a new cache: none of its
 /// bytes are in memory.
 fn written_log(dir: &Path, batches: u8, config: LogConfig) -> (Log, Arc<TailCache>) {
-    let log = open(dir, config.clone(), TailCache::new(CACHE_BYTES));
+    let log = open(dir, config, TailCache::new(CACHE_BYTES));
     for tag in 0..batches {
         log.append(&batch(tag)).unwrap();
     }

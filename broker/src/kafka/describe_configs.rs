@@ -81,7 +81,12 @@ fn described(
             DescribeConfigsResourceResult::default()
                 .with_name(text(entry.name))
                 .with_value(Some(text(entry.value)))
-                .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                // A topic key rill cannot alter (message.timestamp.type) is read-only, so that admin clients
+                // that offer only the alterable keys (kafka-python's `config_filter='dynamic'`) leave it out.
+                .with_read_only(
+                    resource.resource_type == RESOURCE_BROKER
+                        || crate::topic_config::ConfigKey::parse(&entry.name).is_none(),
+                )
                 .with_config_source(entry.source)
                 .with_config_type(entry.config_type)
         })

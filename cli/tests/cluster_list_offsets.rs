@@ -115,14 +115,20 @@ fn produce(addr: &str, acks: &str, values: impl Iterator<Item = String>) {
     rill_with_stdin(addr, &["produce", "orders", "--acks", acks], input.as_bytes()).ok();
 }
 
-#[test]
-fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_reaches_the_epoch_start() {
+/// Three nodes whose `orders` (one partition, 3 replicas) has a leader and every replica in sync.
+fn cluster_with_orders_in_sync() -> (Cluster, PartitionRow) {
     let cluster = Cluster::start(SLOW_FAILURE_DETECTION);
     let create = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "2"];
     eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
-    let first = eventually("a leader and 3 in-sync replicas", || {
+    let in_sync = eventually("a leader and 3 in-sync replicas", || {
         row(cluster.addr(1)).filter(|r| r.leader.is_some() && r.isr.len() == 3)
     });
+    (cluster, in_sync)
+}
+
+#[test]
+fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_reaches_the_epoch_start() {
+    let (cluster, first) = cluster_with_orders_in_sync();
     let old_leader = first.leader.expect("a leader");
     let followers: Vec<u64> = first.replicas.iter().copied().filter(|id| *id != old_leader).collect();
     let (new_leader, stopped) = (followers[0], followers[1]);
@@ -218,12 +224,7 @@ fn list_offsets_is_answered_by_the_leader_at_its_epoch_once_its_high_watermark_r
 
 #[test]
 fn a_fetch_past_the_end_of_its_last_fetched_epoch_is_answered_with_the_diverging_epoch() {
-    let cluster = Cluster::start(SLOW_FAILURE_DETECTION);
-    let create = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "2"];
-    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
-    let first = eventually("a leader and 3 in-sync replicas", || {
-        row(cluster.addr(1)).filter(|r| r.leader.is_some() && r.isr.len() == 3)
-    });
+    let (cluster, first) = cluster_with_orders_in_sync();
     let old_leader = first.leader.expect("a leader");
     let new_leader = first.replicas.iter().copied().find(|id| *id != old_leader).expect("a follower");
     produce(cluster.addr(old_leader), "all", (0..10).map(|i| format!("old-{i}")));

@@ -45,20 +45,8 @@ pub async fn incremental(
             .iter()
             .map(|config| incremental_change(config.name.as_str(), config.config_operation, config.value.as_ref()))
             .collect::<Result<Vec<_>, Outcome>>();
-        let (code, message) = match changes {
-            Ok(changes) => {
-                alter(
-                    kafka,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    &changes,
-                    request.validate_only,
-                    principal,
-                )
-                .await
-            }
-            Err(refused) => refused,
-        };
+        let asked = Asked { resource_type: resource.resource_type, name: &resource.resource_name, changes };
+        let (code, message) = alter(kafka, asked, request.validate_only, principal).await;
         responses.push(
             IncrementalResult::default()
                 .with_resource_type(resource.resource_type)
@@ -84,21 +72,9 @@ pub async fn full(kafka: &KafkaContext, request: AlterConfigsRequest, principal:
                 ))),
             })
             .collect();
-        let (code, message) = match configs {
-            Ok(configs) => {
-                let changes = replace_all(configs);
-                alter(
-                    kafka,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    &changes,
-                    request.validate_only,
-                    principal,
-                )
-                .await
-            }
-            Err(refused) => refused,
-        };
+        let changes = configs.map(replace_all);
+        let asked = Asked { resource_type: resource.resource_type, name: &resource.resource_name, changes };
+        let (code, message) = alter(kafka, asked, request.validate_only, principal).await;
         responses.push(
             FullResult::default()
                 .with_resource_type(resource.resource_type)
@@ -132,14 +108,16 @@ fn invalid_request(message: String) -> Outcome {
     (ResponseError::InvalidRequest.code(), Some(message))
 }
 
-async fn alter(
-    kafka: &KafkaContext,
+/// One resource of either request: its type, its name, and its changes or why they were refused as read.
+struct Asked<'a> {
     resource_type: i8,
-    name: &StrBytes,
-    changes: &[ConfigChange],
-    is_validate_only: bool,
-    principal: &Principal,
-) -> Outcome {
+    name: &'a StrBytes,
+    changes: Result<Vec<ConfigChange>, Outcome>,
+}
+
+/// Authorization first, as in Kafka, so a principal without ALTER_CONFIGS learns nothing of its changes' faults.
+async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, principal: &Principal) -> Outcome {
+    let Asked { resource_type, name, changes } = asked;
     let acl_resource = if resource_type == RESOURCE_BROKER { Resource::cluster() } else { Resource::topic(name) };
     if let Err(denied) = kafka.node.authorize(principal, Operation::AlterConfigs, &acl_resource) {
         return (super::error::error_code(&denied), Some(denied.to_string()));
@@ -155,7 +133,11 @@ async fn alter(
         }
         other => return invalid_request(format!("resource type {other} cannot be altered: rill alters topics (2)")),
     }
-    match crate::topic_config::alter(&kafka.node, name.as_str(), changes, is_validate_only).await {
+    let changes = match changes {
+        Ok(changes) => changes,
+        Err(refused) => return refused,
+    };
+    match crate::topic_config::alter(&kafka.node, name.as_str(), &changes, is_validate_only).await {
         Ok(_) => (0, None),
         Err(err) => (super::error::error_code(&err), Some(err.to_string())),
     }

@@ -85,7 +85,7 @@ fn described(
                 // that offer only the alterable keys (kafka-python's `config_filter='dynamic'`) leave it out.
                 .with_read_only(
                     resource.resource_type == RESOURCE_BROKER
-                        || crate::topic_config::ConfigKey::parse(&entry.name).is_none(),
+                        || crate::topic_config::ConfigKey::parse(entry.name).is_none(),
                 )
                 .with_config_source(entry.source)
                 .with_config_type(entry.config_type)

@@ -241,7 +241,9 @@ fn storage_reason(err: &StorageError) -> Reason {
         StorageError::InvalidBatch(batch) => batch_reason(batch),
         StorageError::InvalidConfig { .. } => Reason::InvalidArgument,
         StorageError::BatchTooLarge { .. } => Reason::TooLarge,
-        StorageError::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
+        StorageError::OffsetOutOfRange { .. } | StorageError::DeleteBeyondHighWatermark { .. } => {
+            Reason::OffsetOutOfRange
+        }
         StorageError::Io { source, .. } => io_reason(source),
         StorageError::Corrupt { .. } => Reason::StorageFailure,
         StorageError::Closed { .. } => Reason::ShuttingDown,

@@ -16,6 +16,10 @@
 //!   lenient integrity check [`rill_protocol::validate`] when recovery scans it (so a batch an older broker
 //!   stored is never truncated for a newer rule); recovery truncates at the first byte that is not a whole
 //!   valid batch and never panics, whatever the files hold.
+//! - No record below the log start offset is ever served: reads below it are `OffsetOutOfRange`. It only moves
+//!   forward: by retention (to a segment's base) or by [`Log::delete_records_before`] (to any offset up to the high
+//!   watermark, stored in `log-start-offset.checkpoint` before it is published, so a restart keeps it; a damaged
+//!   one keeps the log closed rather than serve deleted records).
 //! - Index files are a cache: they are rebuilt from the `.log` whenever missing or implausible. An active
 //!   segment's indexes live in memory until it is sealed; a sealed one's are mapped and their files closed.
 //! - Only the active segment holds a descriptor of its own; sealed segments are read through a bounded
@@ -45,6 +49,7 @@ pub mod high_watermarks;
 mod index;
 pub mod latency;
 mod log;
+mod log_start;
 mod producer_snapshot;
 pub mod producer_state;
 mod read_ahead;
@@ -79,6 +84,11 @@ pub enum StorageError {
         "offset {offset} is out of range: the log holds offsets {log_start_offset} to {log_end_offset} (exclusive)"
     )]
     OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    #[error(
+        "cannot delete records before offset {offset}: it is past the high watermark {high_watermark}; the offset \
+         must be from 0 to {high_watermark}, or -1 for the high watermark"
+    )]
+    DeleteBeyondHighWatermark { offset: i64, high_watermark: i64 },
     #[error("invalid setting {setting}: {reason}")]
     InvalidConfig { setting: &'static str, reason: String },
     #[error("i/o error on {path}: {source}")]

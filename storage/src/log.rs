@@ -25,6 +25,7 @@ use crate::segment_files::SegmentFileCache;
 use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
 
+mod delete_records;
 mod producers;
 mod replica;
 
@@ -189,8 +190,8 @@ impl Log {
         let active = segments.last().expect("one segment was just ensured");
         let cursor =
             active.resume_append(config.index_max_bytes, config.index_interval_bytes, &EpochRule::Known(&epoch_at))?;
-        let log_start = segments[0].base_offset();
         let log_end = segments.last().map_or(0, |s| s.next_offset());
+        let log_start = restored_log_start(dir, segments[0].base_offset(), log_end)?;
         let checkpoint = Checkpoint { is_clean_shutdown: false, recovery_point: log_end, epochs };
         // From the first change on, a crash is unclean until close() says otherwise. A clean checkpoint that
         // describes the files exactly as opened stays until then (the first change stores this one).
@@ -632,22 +633,26 @@ impl Log {
     }
 
     /// Deletes whole segments, oldest first and never the active one, while the log is over
-    /// `retention_bytes` or the segment's newest record is older than `retention_ms`. Returns how
-    /// many were deleted; the log start offset moves to the first segment left.
+    /// `retention_bytes`, the segment's newest record is older than `retention_ms`, or the segment lies wholly
+    /// below the log start offset. Returns how many were deleted; the log start offset moves to the first segment
+    /// left, unless records were deleted further than that ([`Log::delete_records_before`]).
     pub fn enforce_retention(&self) -> Result<usize> {
         let now = self.clock.now_ms();
         // No writer lock: only sealed segments are candidates, a roll only adds segments after them,
         // and deleting files a concurrent truncation already removed is harmless.
         let LogConfig { retention_bytes, retention_ms, .. } = self.config();
+        let log_start = self.log_start_offset();
         let doomed: Vec<Arc<Segment>> = {
             let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
             let mut total: u64 = segments.values().map(|s| s.size()).sum();
-            let sealed = segments.values().take(segments.len() - 1);
+            let sealed = segments.values().zip(segments.keys().skip(1));
             let mut doomed = Vec::new();
-            for segment in sealed {
+            for (segment, &next_base) in sealed {
                 let over_size = retention_bytes.is_some_and(|limit| total > limit);
                 let expired = retention_ms.is_some_and(|ms| segment.max_timestamp() < now.saturating_sub(ms as i64));
-                if !(over_size || expired) {
+                // Wholly below a start records were deleted up to (left by a crash before the deletion's own pass).
+                let is_deleted = next_base <= log_start;
+                if !(over_size || expired || is_deleted) {
                     break;
                 }
                 total -= segment.size();
@@ -663,8 +668,9 @@ impl Log {
             for segment in &doomed {
                 segments.remove(&segment.base_offset());
             }
-            let start = *segments.keys().next().expect("the active segment is never deleted");
-            self.log_start_offset.store(start, Ordering::Release);
+            let first_base = *segments.keys().next().expect("the active segment is never deleted");
+            // Never backwards: a deletion may have moved the start inside the first segment left.
+            let start = self.log_start_offset.fetch_max(first_base, Ordering::AcqRel).max(first_base);
             if let Some(tail) = &self.tail {
                 tail.remove_below(start);
             }
@@ -809,6 +815,25 @@ impl Log {
         fs::remove_dir_all(&doomed).map_err(StorageError::io(&doomed))?;
         Ok(())
     }
+}
+
+/// Where an opened log starts: the first segment's base, or further where records were deleted up to
+/// (`log_start.rs`). A stored start past the recovered log end (the deletion reached records a crash then took
+/// back) is clamped to the end, and stored clamped: otherwise the records appended next, up to the old value,
+/// would vanish at the following open.
+fn restored_log_start(dir: &Path, first_base: i64, log_end: i64) -> Result<i64> {
+    let Some(stored) = crate::log_start::load(dir)? else { return Ok(first_base) };
+    if stored > log_end {
+        tracing::warn!(
+            dir = %dir.display(),
+            stored_log_start_offset = stored,
+            log_end_offset = log_end,
+            "the log start offset records were deleted up to is past the recovered log end; starting at the end"
+        );
+        crate::log_start::store(dir, log_end)?;
+        return Ok(log_end.max(first_base));
+    }
+    Ok(stored.max(first_base))
 }
 
 pub(crate) fn epoch_at(epochs: &[EpochStart], offset: i64) -> Option<i32> {

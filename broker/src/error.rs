@@ -122,6 +122,9 @@ pub enum BrokerError {
     UnknownNode { node_id: u64, members: String },
     #[error("{reason}")]
     MembershipRefused { reason: String },
+    /// A request a single node serves that a cluster does not yet (the reason says what is missing).
+    #[error("{what} is not supported on a cluster yet: {why}")]
+    UnsupportedOnCluster { what: &'static str, why: &'static str },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -181,6 +184,7 @@ impl BrokerError {
             BrokerError::MembershipRefused { .. } => Reason::MembershipRefused,
             BrokerError::Io { source, .. } => io_reason(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,
+            BrokerError::UnsupportedOnCluster { .. } => Reason::Unsupported,
             BrokerError::Storage(err) => storage_reason(err),
             BrokerError::Denied(_) => Reason::PermissionDenied,
         }

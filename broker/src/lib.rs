@@ -73,6 +73,7 @@ mod config;
 mod connection;
 mod console;
 mod data_dir_lock;
+mod delete_records;
 mod error;
 mod file_budget;
 mod groups;

@@ -26,6 +26,7 @@ mod time_arg;
 mod top;
 mod topic;
 mod topic_alter;
+mod topic_delete_records;
 mod user;
 
 use clap::{Parser, Subcommand};

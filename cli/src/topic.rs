@@ -1,4 +1,5 @@
-//! `rill topic create|list|describe|delete|add-partitions` (`alter` is in `topic_alter.rs`): the `Admin` topic calls, printed for people
+//! `rill topic create|list|describe|delete|add-partitions` (`alter` is in `topic_alter.rs`, `delete-records` in
+//! `topic_delete_records.rs`): the `Admin` topic calls, printed for people
 //! (aligned tables with a header row) and scripts (one item per line, stable columns).
 
 use std::io::Write;
@@ -17,6 +18,7 @@ Examples:
   rill topic describe orders            # per partition: start and end offsets, bytes, segments
   rill topic add-partitions orders --count 6
   rill topic alter orders --config retention.ms=3600000   # settings change while the topic serves
+  rill topic delete-records orders --partition 0 --before 40   # offsets below 40 go for good
   rill topic reassign orders --partition 0 --replicas 1,2,4    # a cluster: move a partition's replicas
   rill topic delete orders";
 
@@ -57,6 +59,9 @@ END is the offset the next record gets; END - START records are readable.")]
     /// Change a topic's settings while it serves (Kafka's key names); others stay, deleted ones take the default.
     #[command(after_help = crate::topic_alter::AFTER_HELP)]
     Alter(crate::topic_alter::AlterArgs),
+    /// Delete a partition's records before an offset (Kafka's kafka-delete-records.sh); the topic stays.
+    #[command(after_help = crate::topic_delete_records::AFTER_HELP)]
+    DeleteRecords(crate::topic_delete_records::DeleteRecordsArgs),
     /// Delete a topic and all its records.
     #[command(after_help = "Examples:
   rill topic delete orders")]
@@ -183,6 +188,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::List { broker } => list(&broker).await,
             TopicCommand::Describe { name, broker } => describe(&broker, &name).await,
             TopicCommand::Alter(args) => crate::topic_alter::alter(args).await,
+            TopicCommand::DeleteRecords(args) => crate::topic_delete_records::delete_records(args).await,
             TopicCommand::Delete { name, broker } => {
                 admin(&broker).await?.delete_topic(&name).await.map_err(|e| broker.explain(e))?;
                 let mut out = output::stdout();

@@ -175,7 +175,7 @@ fn the_broker_flag_overrides_rill_broker_and_the_default_is_the_brokers_own_addr
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    let commands: [&[&str]; 15] = [
+    let commands: [&[&str]; 16] = [
         &[],
         &["broker"],
         &["topic"],
@@ -184,6 +184,7 @@ fn every_subcommand_has_help_with_examples() {
         &["topic", "describe"],
         &["topic", "delete"],
         &["topic", "add-partitions"],
+        &["topic", "delete-records"],
         &["produce"],
         &["consume"],
         &["group"],

@@ -1,16 +1,18 @@
-//! Administration: topics (create, delete, list, describe, add partitions, alter settings), log offsets, groups' committed
+//! Administration: topics (create, delete, list, describe, add partitions, alter settings, delete records), log offsets, groups' committed
 //! offsets and consumer groups (describe, list, delete, reset offsets). Thin calls over the `TopicAdmin`, `Records.ListOffsets` and `ConsumerGroups` services; the answers
 //! are the API's own messages (`rill_protocol::v1`), re-exported here, since the `.proto` is the contract.
 
 use rill_protocol::v1::records_client::RecordsClient;
 use rill_protocol::v1::{
     reset_offsets_request, AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteGroupRequest,
-    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, InitProducerIdRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
+    DeleteRecordsBefore, DeleteRecordsRequest, DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest,
+    FetchOffsetsRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit,
+    ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
-    AlterTopicConfigRequest, CommittedOffset, DescribeGroupResponse as GroupDescription, DurabilityPolicy, GroupState,
-    GroupSummary, MemberDescription, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicInfo,
+    AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DescribeGroupResponse as GroupDescription,
+    DurabilityPolicy, GroupState, GroupSummary, MemberDescription, PartitionInfo, PartitionLag, PartitionOffset,
+    TopicConfig, TopicInfo,
 };
 use std::time::Duration;
 
@@ -151,6 +153,24 @@ impl Admin {
         )
         .await?;
         response.topic.ok_or_else(|| malformed("AlterTopicConfigResponse without a topic"))
+    }
+
+    /// Deletes `topic`'s records before an offset in each listed partition (`(partition, offset)`; offset -1: before
+    /// the high watermark). Each partition answers on its own: its new log start offset (`low_watermark`), or the
+    /// refusal's reason word and message (`offset-out-of-range` past the high watermark, `unknown-partition`).
+    /// The call fails as a whole for an unknown topic, a denial, or on a cluster (served on a single node only,
+    /// for now).
+    pub async fn delete_records(&self, topic: &str, before: &[(u32, i64)]) -> Result<Vec<DeleteRecordsResult>> {
+        let partitions = before.iter().map(|&(partition, offset)| DeleteRecordsBefore { partition, offset }).collect();
+        let response = call(
+            self.timeout(),
+            RequestContext::topic(topic),
+            self.client
+                .topics()
+                .delete_records(request(DeleteRecordsRequest { topic: topic.to_owned(), partitions }, self.timeout())),
+        )
+        .await?;
+        Ok(response.partitions)
     }
 
     /// The `spec` offset of each listed partition of `topic` (every partition if `partitions` is empty), with

@@ -173,6 +173,12 @@ impl rill_protocol::v1::topic_admin_server::TopicAdmin for SilentAdmin {
     ) -> Result<Response<rill_protocol::v1::AlterTopicConfigResponse>, Status> {
         Err(Status::unimplemented("silent"))
     }
+    async fn delete_records(
+        &self,
+        _: Request<rill_protocol::v1::DeleteRecordsRequest>,
+    ) -> Result<Response<rill_protocol::v1::DeleteRecordsResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
 }
 
 #[tokio::test]

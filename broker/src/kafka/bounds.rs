@@ -48,6 +48,7 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::ConsumerGroupHeartbeat => groups::consumer_group_heartbeat(&mut walk, version)?,
         ApiKey::CreateTopics => admin::create_topics(&mut walk, version)?,
         ApiKey::DeleteTopics => admin::delete_topics(&mut walk, version)?,
+        ApiKey::DeleteRecords => admin::delete_records(&mut walk, version)?,
         ApiKey::CreatePartitions => admin::create_partitions(&mut walk, version)?,
         ApiKey::DescribeConfigs => admin::describe_configs(&mut walk, version)?,
         ApiKey::ElectLeaders => admin::elect_leaders(&mut walk, version)?,

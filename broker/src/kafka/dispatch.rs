@@ -11,9 +11,9 @@ use kafka_protocol::protocol::Decodable;
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
-    acls, alter_configs, consumer_group_describe, consumer_group_heartbeat, create_topics, describe_cluster,
-    describe_configs, elect_leaders, find_coordinator, groups_admin, heartbeat, join_group, offset_commit,
-    offset_delete, offset_fetch, partition_reassignments, sync_group, topics_admin, KafkaContext,
+    acls, alter_configs, consumer_group_describe, consumer_group_heartbeat, create_topics, delete_records,
+    describe_cluster, describe_configs, elect_leaders, find_coordinator, groups_admin, heartbeat, join_group,
+    offset_commit, offset_delete, offset_fetch, partition_reassignments, sync_group, topics_admin, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -142,6 +142,9 @@ pub async fn answer(
         ApiKey::IncrementalAlterConfigs => serve!(IncrementalAlterConfigsRequest, |request| {
             alter_configs::incremental(kafka, request, &caller.principal).await
         }),
+        ApiKey::DeleteRecords => {
+            serve!(DeleteRecordsRequest, |request| delete_records::answer(kafka, request, &caller.principal).await)
+        }
         ApiKey::AlterConfigs => {
             serve!(AlterConfigsRequest, |request| alter_configs::full(kafka, request, &caller.principal).await)
         }

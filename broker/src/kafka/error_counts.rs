@@ -94,6 +94,12 @@ impl ErrorCodes for OffsetDeleteResponse {
     }
 }
 
+impl ErrorCodes for DeleteRecordsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
 impl ErrorCodes for FindCoordinatorResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         // v0-3 answer in the top-level code, v4+ per coordinator key; the other is left at 0.

@@ -20,6 +20,7 @@ mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod consumer_protocol;
 mod create_topics;
+mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod dispatch;

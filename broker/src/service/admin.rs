@@ -1,4 +1,4 @@
-//! `TopicAdmin`: create, delete, list, describe topics; add partitions.
+//! `TopicAdmin`: create, delete, list, describe topics; add partitions; alter settings; delete records.
 
 use rill_protocol::v1::{self, topic_admin_server::TopicAdmin};
 use tonic::{Request, Response, Status};
@@ -105,6 +105,38 @@ impl TopicAdmin for RillService {
         let changes = crate::topic_config::changes_of(&request);
         let topic = crate::topic_config::alter(&self.node, &request.name, &changes, request.validate_only).await?;
         Ok(Response::new(v1::AlterTopicConfigResponse { topic: Some(topic) }))
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<v1::DeleteRecordsRequest>,
+    ) -> Result<Response<v1::DeleteRecordsResponse>, Status> {
+        let principal = principal_of(&request);
+        let request = request.into_inner();
+        // Kafka's rule for DeleteRecords.
+        self.node.authorize(&principal, Operation::Delete, &Resource::topic(&request.topic))?;
+        if self.node.replication.is_some() {
+            return Err(crate::delete_records::refused_on_cluster().into());
+        }
+        self.node.registry.topic(&request.topic)?;
+        let mut partitions = Vec::with_capacity(request.partitions.len());
+        for asked in request.partitions {
+            let deleted =
+                crate::delete_records::delete_records_before(&self.node, &request.topic, asked.partition, asked.offset)
+                    .await;
+            partitions.push(match deleted {
+                Ok(low_watermark) => {
+                    v1::DeleteRecordsResult { partition: asked.partition, low_watermark, ..Default::default() }
+                }
+                Err(err) => v1::DeleteRecordsResult {
+                    partition: asked.partition,
+                    low_watermark: -1,
+                    error_reason: err.reason().as_str().to_owned(),
+                    error_message: err.to_string(),
+                },
+            });
+        }
+        Ok(Response::new(v1::DeleteRecordsResponse { partitions }))
     }
 }
 

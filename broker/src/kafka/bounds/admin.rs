@@ -39,6 +39,20 @@ pub fn delete_topics(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     walk.tagged_fields(flexible)
 }
 
+pub fn delete_records(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    let flexible = version >= 2;
+    walk.array(flexible, |topic| {
+        topic.string(flexible)?;
+        topic.array(flexible, |partition| {
+            partition.skip(4 + 8)?; // partition_index, offset
+            partition.tagged_fields(flexible)
+        })?;
+        topic.tagged_fields(flexible)
+    })?;
+    walk.skip(4)?; // timeout_ms
+    walk.tagged_fields(flexible)
+}
+
 pub fn create_partitions(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     let flexible = version >= 2;
     walk.array(flexible, |topic| {

@@ -83,7 +83,18 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
             .with_partition_indexes(vec![0, 1]);
         2
     ]));
+    let purge = DeleteRecordsRequest::default().with_topics(vec![
+        delete_records_request::DeleteRecordsTopic::default()
+            .with_name(TopicName(text("t")))
+            .with_partitions(
+                vec![delete_records_request::DeleteRecordsPartition::default().with_offset(40); 2]
+            );
+        2
+    ]);
     let mut all = Vec::new();
+    for version in [0, 2] {
+        all.push(encoded(ApiKey::DeleteRecords, version, &purge));
+    }
     for version in [0, 2] {
         all.push(encoded(ApiKey::ElectLeaders, version, &elect));
     }
@@ -129,6 +140,7 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::CreateAcls => CreateAclsRequest::decode(&mut body, version).map(drop),
         ApiKey::DeleteAcls => DeleteAclsRequest::decode(&mut body, version).map(drop),
         ApiKey::ElectLeaders => ElectLeadersRequest::decode(&mut body, version).map(drop),
+        ApiKey::DeleteRecords => DeleteRecordsRequest::decode(&mut body, version).map(drop),
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),

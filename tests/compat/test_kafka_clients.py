@@ -375,3 +375,54 @@ def test_kafka_python_alter_configs_changes_a_topics_settings(broker):
         assert topic_setting(broker, name, "segment_bytes") == "16777216", "nothing of a refused change applies"
     finally:
         admin.close()
+
+
+def test_confluent_kafka_delete_records_moves_where_earliest_consumers_start(broker):
+    from confluent_kafka import Consumer, KafkaException, TopicPartition as Partition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = new_topic(broker)
+    rill(broker, "produce", name, "--partition", "0", stdin="".join(f"v{i}\n" for i in range(100)))
+
+    deleted = admin.delete_records([Partition(name, 0, 40)], operation_timeout=30, request_timeout=30)
+    (result,) = deleted.values()
+    assert result.result(timeout=30).low_watermark == 40
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": f"{name}-earliest",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        low, high = consumer.get_watermark_offsets(Partition(name, 0), timeout=30)
+        assert (low, high) == (40, 100)
+        consumer.assign([Partition(name, 0)])
+        first = None
+        while first is None:
+            message = consumer.poll(10)
+            assert message is not None, "no record within 10 s"
+            if message.error() is None:
+                first = message
+        assert (first.offset(), first.value()) == (40, b"v40")
+    finally:
+        consumer.close()
+    # Past the high watermark: OFFSET_OUT_OF_RANGE for that partition, nothing moved.
+    beyond = admin.delete_records([Partition(name, 0, 500)], operation_timeout=30, request_timeout=30)
+    with pytest.raises(KafkaException) as refused:
+        next(iter(beyond.values())).result(timeout=30)
+    assert refused.value.args[0].name() == "OFFSET_OUT_OF_RANGE"
+    lines = rill(broker, "topic", "describe", name).splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("PARTITION"))
+    assert lines[header + 1].split()[:2] == ["0", "40"], "rill describes the start a Kafka client moved"
+
+
+def test_kafka_python_delete_records_answers_the_low_watermark(broker):
+    from kafka import KafkaAdminClient
+
+    name = new_topic(broker)
+    rill(broker, "produce", name, "--partition", "0", stdin="".join(f"v{i}\n" for i in range(10)))
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    try:
+        answered = admin.delete_records({TopicPartition(name, 0): 7})
+        assert answered[TopicPartition(name, 0)]["low_watermark"] == 7
+    finally:
+        admin.close()
+    records = consume_all(broker, name, 3, auto_offset_reset="earliest")
+    assert [r.offset for r in records] == [7, 8, 9]

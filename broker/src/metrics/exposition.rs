@@ -215,7 +215,7 @@ impl Scraped {
             ("rill_partition_high_watermark", "The offset consumers may read up to.", |p| {
                 p.log().high_watermark() as f64
             }),
-            ("rill_partition_log_start_offset", "The first offset retention has kept.", |p| {
+            ("rill_partition_log_start_offset", "The first offset retention and deleted records have left.", |p| {
                 p.log().log_start_offset() as f64
             }),
             ("rill_partition_segments", "Segments on disk.", |p| p.log().segment_count() as f64),

@@ -241,6 +241,18 @@ async fn kafka_admin_clients_create_grow_alter_and_delete_replicated_topics_thro
         assert!(!topics_listed(cluster.addr(1)).contains("dry"), "validate-only created nothing");
     });
 
+    // Kafka's DescribeConfigs on every node: the metadata's settings, the altered one set on the topic.
+    for node in 1..=3 {
+        let configs = describe_configs(cluster.addr(node), "orders").await;
+        assert_eq!(configs.error_code, 0, "{configs:?}");
+        let value = |key: &str| {
+            let entry = configs.configs.iter().find(|c| c.name.as_str() == key).expect("described");
+            (entry.value.as_deref().unwrap_or_default().to_owned(), entry.config_source)
+        };
+        assert_eq!(value("max.message.bytes"), ("200".to_owned(), 1), "node {node}");
+        assert_eq!(value("min.insync.replicas").0, "2", "node {node}");
+    }
+
     // DeleteTopics to a node that is not the controller leader: gone from every node.
     let delete =
         DeleteTopicsRequest::default().with_timeout_ms(10_000).with_topic_names(vec![TopicName(text("orders"))]);
@@ -255,6 +267,23 @@ async fn kafka_admin_clients_create_grow_alter_and_delete_replicated_topics_thro
     });
     let gone: DeleteTopicsResponse = call(cluster.addr(1), ApiKey::DeleteTopics, 4, &delete).await;
     assert_eq!(gone.responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION: {gone:?}");
+    for node in 1..=3 {
+        let configs = describe_configs(cluster.addr(node), "orders").await;
+        assert_eq!(configs.error_code, 3, "node {node} describes a deleted topic: {configs:?}");
+    }
+}
+
+async fn describe_configs(
+    addr: &str,
+    topic: &str,
+) -> kafka_protocol::messages::describe_configs_response::DescribeConfigsResult {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(text(topic))
+        .with_configuration_keys(None)]);
+    let mut answer: DescribeConfigsResponse = call(addr, ApiKey::DescribeConfigs, 1, &request).await;
+    answer.results.remove(0)
 }
 
 /// The committed offset of `topic`/0 in `rill group describe group` (the CLI asks the group's coordinator).

@@ -35,6 +35,15 @@ impl Node {
         *self.shutdown.borrow()
     }
 
+    /// Ok if `partition` of `topic` exists: on a cluster node in the cluster's metadata, whether or not this node
+    /// holds a replica of it (a group's coordinator takes commits for any partition), else in the registry.
+    pub fn check_partition_exists(&self, topic: &str, partition: u32) -> crate::error::Result<()> {
+        match &self.replication {
+            Some(replication) => replication.check_partition_exists(topic, partition),
+            None => self.registry.partition(topic, partition).map(drop),
+        }
+    }
+
     /// In a cluster, refuses a produce or fetch for a partition this node does not lead (`not-leader`).
     pub fn check_leader(&self, topic: &str, partition: u32) -> crate::error::Result<()> {
         match &self.replication {

@@ -501,7 +501,9 @@ impl Registry {
         while closing.join_next().await.is_some() {}
     }
 
-    fn check_partition_count(&self, requested: u32, current: u32) -> Result<()> {
+    /// A topic of `current` partitions may have `requested`: at least 1, more than it has (never fewer), at most
+    /// `max_partitions_per_topic`. A cluster checks this where an add-partitions arrives, before the controller.
+    pub fn check_partition_count(&self, requested: u32, current: u32) -> Result<()> {
         let max = self.config.max_partitions_per_topic;
         let reason = if requested == 0 {
             "a topic needs at least 1 partition".to_owned()

@@ -12,7 +12,8 @@
 # commits after its coordinator's SIGKILL. test_kafka_cluster_sasl.py: SCRAM logins on every node of a cluster
 # for a user made through one node, refused everywhere once it is deleted through another.
 # test_kafka_cluster_admin.py: confluent-kafka's elect_leaders and kafka-python's elect_leaders,
-# alter_partition_reassignments (a move, and a cancel) and list_partition_reassignments on a cluster. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
+# alter_partition_reassignments (a move, and a cancel) and list_partition_reassignments on a cluster; both admin
+# clients' create_topics (RF 3), create_partitions and delete_topics through any node. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
 # (security_protocol SSL), certificates made by trustme in the test. test_kafka_sasl.py: both with SASL_SSL and
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, a wrong password refused, a request before authentication closed.
 # test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;

@@ -3,16 +3,19 @@ AdminClient.elect_leaders hands a restarted preferred leader its leadership back
 needed), and kafka-python's KafkaAdminClient moves a partition with alter_partition_reassignments, watches it
 with list_partition_reassignments until it is done, and elects its new preferred replica; and it cancels a move
 under way with a None replica list (its new node SIGSTOPped so the move cannot finish first), the partition
-back on its original replica. Run by kafka-clients.sh."""
+back on its original replica. And both admin clients create, grow and delete replicated topics through any node:
+every node then shows them with 3 in-sync replicas per partition, and a replication factor above the alive nodes
+is refused with INVALID_REPLICATION_FACTOR naming their count. Run by kafka-clients.sh."""
 
 import os
 import signal
 import tempfile
 
 import pytest
-from confluent_kafka import ElectionType, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka import KafkaAdminClient
+from kafka.admin import NewTopic as KafkaPythonNewTopic
 from kafka import TopicPartition as KafkaPythonTopicPartition
 from kafka.errors import NoReassignmentInProgressError
 
@@ -129,3 +132,55 @@ def test_kafka_python_cancels_a_move_under_way_with_a_null_replica_list(cluster)
             os.kill(cluster.processes[y].pid, signal.SIGCONT)
     finally:
         admin.close()
+
+
+def alive_nodes(cluster):
+    described = rill(cluster.addrs[0], "cluster", "describe", check=False).stdout.splitlines()
+    return sum(1 for line in described if line.split()[2:3] == ["alive"])
+
+
+def listed_topics(addr):
+    return {line.split()[0] for line in rill(addr, "topic", "list").stdout.splitlines() if line.strip()}
+
+
+def test_admin_clients_create_grow_and_delete_replicated_topics_through_any_node():
+    with tempfile.TemporaryDirectory() as root:
+        cluster = Cluster(root, CONFIG)
+        try:
+            wait_for(lambda: alive_nodes(cluster) == 3, "every node alive")
+            admin = AdminClient({"bootstrap.servers": cluster.addrs[1]})
+            ledger = NewTopic("ledger", num_partitions=4, replication_factor=3, config={"min.insync.replicas": "2"})
+            admin.create_topics([ledger], operation_timeout=10)["ledger"].result(timeout=30)
+            for addr in cluster.addrs:
+                wait_for(lambda: in_sync_at(addr, "ledger", 4), f"ledger in sync on {addr}")
+
+            wide = admin.create_topics([NewTopic("wide", num_partitions=1, replication_factor=4)])["wide"]
+            with pytest.raises(KafkaException) as refused:
+                wide.result(timeout=30)
+            error = refused.value.args[0]
+            assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR, error
+            assert "3 alive node(s)" in error.str(), error.str()
+
+            admin.create_partitions([NewPartitions("ledger", 6)], operation_timeout=10)["ledger"].result(timeout=30)
+            for addr in cluster.addrs:
+                wait_for(lambda: in_sync_at(addr, "ledger", 6), f"ledger grown to 6 partitions on {addr}")
+
+            kafka_python = KafkaAdminClient(bootstrap_servers=cluster.addrs[2])
+            try:
+                kafka_python.create_topics([KafkaPythonNewTopic("audit", num_partitions=2, replication_factor=3)])
+                for addr in cluster.addrs:
+                    wait_for(lambda: in_sync_at(addr, "audit", 2), f"audit in sync on {addr}")
+                kafka_python.delete_topics(["audit"])
+            finally:
+                kafka_python.close()
+            admin.delete_topics(["ledger"], operation_timeout=10)["ledger"].result(timeout=30)
+            for addr in cluster.addrs:
+                wait_for(lambda: not {"ledger", "audit"} & listed_topics(addr), f"both topics gone from {addr}")
+        finally:
+            cluster.stop()
+
+
+def in_sync_at(addr, topic, partitions):
+    """Whether node `addr` describes `topic` with `partitions` partitions, each on 3 replicas all in sync."""
+    found = rows(None, topic, addr)
+    return len(found) == partitions and all(len(replicas) == 3 and len(isr) == 3 for _, replicas, isr in found.values())

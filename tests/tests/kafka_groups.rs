@@ -283,15 +283,28 @@ async fn create_topics_answers_each_topic_with_its_own_error_and_validate_only_c
         topic("zero", 0),
         topic("replicated", 1).with_replication_factor(3),
         topic("compacted", 1).with_configs(vec![config("cleanup.policy", "compact")]),
+        topic("strict", 1).with_configs(vec![config("min.insync.replicas", "2")]),
+        topic("lenient", 1).with_configs(vec![config("min.insync.replicas", "1")]),
     ]);
     let created: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request).await;
     let codes: Vec<(String, i16)> = created.topics.iter().map(|t| (t.name.0.to_string(), t.error_code)).collect();
-    let expected = [("new", 0), ("exists", 36), ("bad/name", 17), ("zero", 37), ("replicated", 38), ("compacted", 40)];
+    let expected = [
+        ("new", 0),
+        ("exists", 36),
+        ("bad/name", 17),
+        ("zero", 37),
+        ("replicated", 38),
+        ("compacted", 40),
+        ("strict", 40),
+        ("lenient", 0),
+    ];
     assert_eq!(codes, expected.map(|(n, c)| (n.to_string(), c)));
-    assert!(created.topics[1..].iter().all(|t| t.error_message.is_some()), "every refusal says why");
+    assert!(created.topics[1..7].iter().all(|t| t.error_message.is_some()), "every refusal says why");
+    let strict = created.topics[6].error_message.as_deref().unwrap_or_default();
+    assert!(strict.contains("min.insync.replicas 2: a single rill node holds one replica"), "{strict}");
     assert_eq!(created.topics[0].num_partitions, 3);
     let topics = broker.admin.list_topics(v1::ListTopicsRequest {}).await.expect("list").into_inner().topics;
-    assert_eq!(topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["exists", "new"]);
+    assert_eq!(topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["exists", "lenient", "new"]);
 
     let validated = CreateTopicsRequest::default().with_validate_only(true).with_topics(vec![topic("checked", 2)]);
     let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 4, &validated).await;

@@ -150,6 +150,14 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// New partitions at the end of a topic, placed by the proposer (Kafka's CreatePartitions). Applied only if the
+    /// topic still has `from_count` partitions, so two adds that raced cannot both land on the count the proposer
+    /// saw; every node holding a replica of the topic then opens the new logs (`replication/reconcile.rs`).
+    AddPartitions {
+        name: String,
+        from_count: u32,
+        partitions: Vec<PartitionPlacement>,
+    },
     /// The partition leader's new ISR (Kafka's AlterPartition). Applied only if `leader` still leads at
     /// `leader_epoch`, so a deposed leader's late request changes nothing; the leader stays in its own ISR.
     AlterIsr {
@@ -367,6 +375,13 @@ impl ClusterMetadata {
                 is_new
             }
             Command::DeleteTopic { name } => self.topics.remove(name).is_some(),
+            Command::AddPartitions { name, from_count, partitions } => match self.topics.get_mut(name) {
+                Some(topic) if topic.partitions.len() == *from_count as usize && !partitions.is_empty() => {
+                    topic.partitions.extend(partitions.iter().cloned());
+                    true
+                }
+                _ => false,
+            },
             Command::AlterIsr { topic, partition, leader, leader_epoch, isr } => {
                 match self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)) {
                     Some(p)
@@ -772,5 +787,24 @@ mod tests {
             serde_json::from_slice(&serde_json::to_vec(&follower).expect("encodes")).expect("decodes");
         let topic = &restored.topics["t"];
         assert_eq!((topic.settings.retention_ms, topic.min_insync_replicas), (Some(3_600_000), 1));
+    }
+
+    #[test]
+    fn partitions_are_added_only_to_the_count_the_proposer_saw() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
+        let new = fixtures::placed(&[&[2, 3, 1], &[3, 1, 2]], 2).partitions;
+        let add =
+            |name: &str, from_count| Command::AddPartitions { name: name.into(), from_count, partitions: new.clone() };
+        assert!(!metadata.apply(&add("t", 2)).changed, "the topic has 1 partition, not 2");
+        assert!(!metadata.apply(&add("gone", 1)).changed, "an unknown topic");
+        let entry: Command =
+            serde_json::from_slice(&serde_json::to_vec(&add("t", 1)).expect("encodes")).expect("decodes");
+        assert!(metadata.apply(&entry).changed);
+        assert!(!metadata.apply(&entry).changed, "a second add proposed from the same count loses");
+        let topic = &metadata.topics["t"];
+        let replicas: Vec<&[u64]> = topic.partitions.iter().map(|p| p.replicas.as_slice()).collect();
+        assert_eq!(replicas, [&[1, 2, 3][..], &[2, 3, 1], &[3, 1, 2]]);
+        assert_eq!(topic.partitions[2].leader, Some(3));
     }
 }

@@ -47,13 +47,7 @@ pub fn place(
             ),
         ));
     }
-    let min_insync_replicas = min_insync_replicas.unwrap_or_else(|| default_min_insync_replicas(replication_factor));
-    if min_insync_replicas == 0 || min_insync_replicas > replication_factor {
-        return Err(BrokerError::invalid(
-            "min_insync_replicas",
-            format!("{min_insync_replicas} must be between 1 and the replication factor {replication_factor}"),
-        ));
-    }
+    let min_insync_replicas = check_min_insync_replicas(min_insync_replicas, replication_factor)?;
     let start = (0..alive.len())
         .min_by_key(|&position| (preferred_leaderships.get(&alive[position]).copied().unwrap_or(0), position))
         .unwrap_or(0);
@@ -71,6 +65,62 @@ pub fn place(
         })
         .collect();
     Ok(TopicPlacement { partitions, min_insync_replicas, settings, topic_id: Some(TopicId::random()) })
+}
+
+/// `min_insync_replicas` as asked (`None`: the default for the replication factor), checked against it.
+pub fn check_min_insync_replicas(min_insync_replicas: Option<u32>, replication_factor: u32) -> Result<u32> {
+    let min_insync_replicas = min_insync_replicas.unwrap_or_else(|| default_min_insync_replicas(replication_factor));
+    if min_insync_replicas == 0 || min_insync_replicas > replication_factor {
+        return Err(BrokerError::invalid(
+            "min_insync_replicas",
+            format!("{min_insync_replicas} must be between 1 and the replication factor {replication_factor}"),
+        ));
+    }
+    Ok(min_insync_replicas)
+}
+
+/// Partitions on the replicas an operator named (Kafka's manual assignment, `assignment[i]` for partition `i`,
+/// the preferred leader first), each starting with every replica in sync. Refused (`replica_assignment`) unless
+/// every partition names the same number of distinct alive nodes, `replication_factor` of them when given.
+pub fn assigned(
+    assignment: &[Vec<u64>],
+    replication_factor: Option<u32>,
+    alive: &[u64],
+) -> Result<Vec<PartitionPlacement>> {
+    let refuse = |reason: String| Err(BrokerError::invalid("replica_assignment", reason));
+    let Some(first) = assignment.first() else { return refuse("it lists no partition".into()) };
+    let replication_factor = replication_factor.unwrap_or(first.len() as u32);
+    let mut partitions = Vec::with_capacity(assignment.len());
+    for (index, replicas) in assignment.iter().enumerate() {
+        if replicas.len() as u32 != replication_factor || replicas.is_empty() {
+            return refuse(format!(
+                "partition {index} lists {} replica(s): every partition needs the same replication factor, {}",
+                replicas.len(),
+                replication_factor.max(1)
+            ));
+        }
+        let mut distinct = replicas.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != replicas.len() {
+            return refuse(format!(
+                "partition {index} lists a node twice in {replicas:?}: replicas are distinct nodes"
+            ));
+        }
+        if let Some(absent) = replicas.iter().find(|id| !alive.contains(id)) {
+            return refuse(format!(
+                "partition {index} names node {absent}, which is not an alive node of the cluster (alive: {alive:?})"
+            ));
+        }
+        partitions.push(PartitionPlacement {
+            leader: replicas.first().copied(),
+            leader_epoch: 0,
+            isr: replicas.clone(),
+            replicas: replicas.clone(),
+            reassignment: None,
+        });
+    }
+    Ok(partitions)
 }
 
 #[cfg(test)]
@@ -136,5 +186,22 @@ mod tests {
         let leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
         assert_eq!(leaders, vec![4, 1]);
         assert_eq!(placed.partitions[0].replicas, vec![4, 1]);
+    }
+
+    #[test]
+    fn a_manual_assignment_is_taken_as_named_or_refused_saying_which_partition_breaks_which_rule() {
+        let placed = assigned(&[vec![3, 1], vec![2, 3]], None, &[1, 2, 3]).expect("valid");
+        assert_eq!(
+            (placed[0].leader, placed[1].replicas.clone(), placed[1].isr.clone()),
+            (Some(3), vec![2, 3], vec![2, 3])
+        );
+        let refusal =
+            |assignment: &[Vec<u64>], rf| assigned(assignment, rf, &[1, 2, 3]).expect_err("refused").to_string();
+        assert!(refusal(&[vec![1, 2], vec![3]], None).contains("partition 1 lists 1 replica(s)"));
+        assert!(refusal(&[vec![1, 2]], Some(3)).contains("same replication factor, 3"));
+        assert!(refusal(&[vec![1, 1]], None).contains("twice"));
+        assert!(refusal(&[vec![1, 4]], None).contains("node 4, which is not an alive node"));
+        assert!(refusal(&[], None).contains("no partition"));
+        assert!(refusal(&[vec![]], None).contains("partition 0 lists 0 replica(s)"));
     }
 }

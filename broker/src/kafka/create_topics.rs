@@ -1,8 +1,13 @@
-//! CreateTopics (v2–v7) through the registry's create, the gRPC `CreateTopic` path. Each topic gets its own
-//! code and message: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION (a bad or reserved name), INVALID_PARTITIONS,
-//! INVALID_REPLICATION_FACTOR (one node holds one replica: only 1, or -1 for the default, is accepted),
-//! INVALID_CONFIG (`topic_configs.rs` lists what maps). `validate_only` runs the checks and creates nothing.
-//! From v5 a created topic's answer carries its partition count and effective configs.
+//! CreateTopics (v2–v7), through the gRPC `CreateTopic` path: on a single node the registry's create, on a
+//! cluster the replicated metadata (`Replication::create_topic_placed`: placed by the node asked, committed by the
+//! controller leader, forwarded to it from a follower, opened by every replica). Each topic gets its own code and
+//! message: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION (a bad or reserved name), INVALID_PARTITIONS,
+//! INVALID_REPLICATION_FACTOR (a single node holds one replica: 1 or -1; a cluster 1 to its alive nodes, -1 for
+//! its default of 1, Kafka's `default.replication.factor` as DescribeConfigs shows it), INVALID_REPLICA_ASSIGNMENT
+//! (a manual assignment that breaks a rule: on a cluster, distinct alive nodes, as many for every partition),
+//! INVALID_CONFIG (`topic_configs.rs` lists what maps; `min.insync.replicas` from 1 to the replication factor).
+//! `validate_only` runs the checks and creates nothing. From v5 a created topic's answer carries its partition
+//! count, replication factor and effective configs, from v7 its id.
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
@@ -10,12 +15,18 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 use rill_protocol::v1;
 
-use super::topic_configs::{text, topic_config, topic_entries};
+use super::topic_configs::{text, topic_config, topic_entries, CreateConfig};
 use super::topics_admin::admin_error;
 use super::KafkaContext;
+use crate::replication::Replication;
+use crate::topic_config::TopicConfigState;
 
 /// The partition count of a topic created with -1 (Kafka's broker default `num.partitions`).
 const DEFAULT_PARTITIONS: u32 = 1;
+/// Kafka's "the broker's default" for a partition count or replication factor.
+const BROKER_DEFAULT: i32 = -1;
+
+type Refusal = (ResponseError, String);
 
 pub async fn answer(
     kafka: &KafkaContext,
@@ -48,7 +59,73 @@ async fn create(
     kafka: &KafkaContext,
     topic: CreatableTopic,
     validate_only: bool,
-) -> Result<CreatableTopicResult, (ResponseError, String)> {
+) -> Result<CreatableTopicResult, Refusal> {
+    let configs = topic.configs.iter().map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
+    let asked = topic_config(configs).map_err(|message| (ResponseError::InvalidConfig, message))?;
+    match &kafka.node.replication {
+        Some(replication) => create_replicated(kafka, replication, &topic, asked, validate_only).await,
+        None => create_local(kafka, &topic, asked, validate_only).await,
+    }
+}
+
+/// A cluster's create: `num_partitions` and `replication_factor`, or a manual assignment of broker ids per
+/// partition (with both -1, as Kafka requires), placed and committed through the replicated metadata.
+async fn create_replicated(
+    kafka: &KafkaContext,
+    replication: &Replication,
+    topic: &CreatableTopic,
+    asked: CreateConfig,
+    validate_only: bool,
+) -> Result<CreatableTopicResult, Refusal> {
+    let assignment = manual_assignment(topic)?;
+    let replication_factor = match topic.replication_factor {
+        rf if i32::from(rf) == BROKER_DEFAULT => None,
+        rf if rf >= 1 => Some(rf as u32),
+        rf => {
+            let alive = replication.metadata().alive_nodes().len();
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replication factor {rf}: give 1 to the {alive} alive node(s) of the cluster, or -1 for the \
+                     cluster's default of 1"
+                ),
+            ));
+        }
+    };
+    let partition_count = match &assignment {
+        Some(_) => 0,
+        None => partition_count(topic.num_partitions)?,
+    };
+    let request = v1::CreateTopicRequest {
+        name: topic.name.0.to_string(),
+        partition_count,
+        config: Some(asked.config),
+        replication_factor,
+        min_insync_replicas: asked.min_insync_replicas,
+    };
+    let (name, placed) = replication
+        .create_topic_placed(request, assignment.as_deref(), validate_only)
+        .await
+        .map_err(|err| admin_error(&err))?;
+    let state = TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
+    let replication_factor = placed.replication_factor();
+    let result = CreatableTopicResult::default()
+        .with_num_partitions(placed.partitions.len() as i32)
+        .with_replication_factor(replication_factor as i16)
+        .with_configs(Some(config_results(kafka, &state, replication_factor)));
+    if validate_only {
+        return Ok(result);
+    }
+    Ok(result.with_topic_id(placed.topic_id(&name).as_uuid()))
+}
+
+/// A single node's create: one replica of each partition, on this node.
+async fn create_local(
+    kafka: &KafkaContext,
+    topic: &CreatableTopic,
+    asked: CreateConfig,
+    validate_only: bool,
+) -> Result<CreatableTopicResult, Refusal> {
     let name = topic.name.0.as_str();
     if !matches!(topic.replication_factor, -1 | 1) {
         return Err((
@@ -59,18 +136,34 @@ async fn create(
             ),
         ));
     }
-    let partitions = partition_count(kafka, &topic)?;
-    let configs = topic.configs.iter().map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
-    let config: v1::TopicConfig = topic_config(configs).map_err(|message| (ResponseError::InvalidConfig, message))?;
+    if let Some(min_insync_replicas) = asked.min_insync_replicas.filter(|count| *count != 1) {
+        return Err((
+            ResponseError::InvalidConfig,
+            format!("min.insync.replicas {min_insync_replicas}: a single rill node holds one replica (use 1)"),
+        ));
+    }
+    let partitions = local_partition_count(kafka, topic)?;
     let registry = &kafka.node.registry;
     if validate_only {
-        registry.validate_create(name, partitions, &config).map_err(|err| admin_error(&err))?;
+        registry.validate_create(name, partitions, &asked.config).map_err(|err| admin_error(&err))?;
         return Ok(CreatableTopicResult::default().with_num_partitions(partitions as i32).with_replication_factor(1));
     }
-    let created = registry.create(name, partitions, &config).await.map_err(|err| admin_error(&err))?;
+    let created = registry.create(name, partitions, &asked.config).await.map_err(|err| admin_error(&err))?;
     // A single node's topic: one replica, min.insync.replicas 1.
-    let state = crate::topic_config::TopicConfigState { settings: created.settings(), min_insync_replicas: 1 };
-    let configs = topic_entries(&state, 1, &kafka.node.config)
+    let state = TopicConfigState { settings: created.settings(), min_insync_replicas: 1 };
+    Ok(CreatableTopicResult::default()
+        .with_topic_id(created.id.as_uuid())
+        .with_num_partitions(created.partition_count() as i32)
+        .with_replication_factor(1)
+        .with_configs(Some(config_results(kafka, &state, 1))))
+}
+
+fn config_results(
+    kafka: &KafkaContext,
+    state: &TopicConfigState,
+    replication_factor: u32,
+) -> Vec<CreatableTopicConfigs> {
+    topic_entries(state, replication_factor, &kafka.node.config)
         .into_iter()
         .map(|entry| {
             CreatableTopicConfigs::default()
@@ -78,25 +171,60 @@ async fn create(
                 .with_value(Some(text(entry.value)))
                 .with_config_source(entry.source)
         })
-        .collect();
-    Ok(CreatableTopicResult::default()
-        .with_topic_id(created.id.as_uuid())
-        .with_num_partitions(created.partition_count() as i32)
-        .with_replication_factor(1)
-        .with_configs(Some(configs)))
+        .collect()
+}
+
+fn partition_count(num_partitions: i32) -> Result<u32, Refusal> {
+    match num_partitions {
+        BROKER_DEFAULT => Ok(DEFAULT_PARTITIONS),
+        n => u32::try_from(n).map_err(|_| {
+            (ResponseError::InvalidPartitions, format!("{n} partitions: a topic needs at least 1 (or -1)"))
+        }),
+    }
+}
+
+/// The manual assignment's broker ids, partition 0 first; `None` without one. Kafka's rules for the request
+/// itself: `num_partitions` and `replication_factor` -1 beside it, each partition 0 to n-1 listed once.
+fn manual_assignment(topic: &CreatableTopic) -> Result<Option<Vec<Vec<u64>>>, Refusal> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    if topic.num_partitions != BROKER_DEFAULT || i32::from(topic.replication_factor) != BROKER_DEFAULT {
+        return Err((
+            ResponseError::InvalidRequest,
+            "give num_partitions -1 and replication_factor -1 with a manual assignment: it sets both".into(),
+        ));
+    }
+    let mut assignment: Vec<Option<Vec<u64>>> = vec![None; topic.assignments.len()];
+    for listed in &topic.assignments {
+        let slot = usize::try_from(listed.partition_index).ok().and_then(|index| assignment.get_mut(index));
+        let Some(slot) = slot.filter(|slot| slot.is_none()) else {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "partition {} is listed twice or out of range: list partitions 0 to {} once each",
+                    listed.partition_index,
+                    topic.assignments.len() - 1
+                ),
+            ));
+        };
+        let ids: Result<Vec<u64>, _> = listed.broker_ids.iter().map(|id| u64::try_from(id.0)).collect();
+        *slot = Some(ids.map_err(|_| {
+            (
+                ResponseError::InvalidReplicaAssignment,
+                format!("partition {} names a negative broker id: node ids are 1 or more", listed.partition_index),
+            )
+        })?);
+    }
+    Ok(Some(assignment.into_iter().flatten().collect()))
 }
 
 /// `num_partitions`, or the number of partitions a manual assignment lists (each on this node only).
-fn partition_count(kafka: &KafkaContext, topic: &CreatableTopic) -> Result<u32, (ResponseError, String)> {
+fn local_partition_count(kafka: &KafkaContext, topic: &CreatableTopic) -> Result<u32, Refusal> {
     if topic.assignments.is_empty() {
-        return match topic.num_partitions {
-            -1 => Ok(DEFAULT_PARTITIONS),
-            n => u32::try_from(n).map_err(|_| {
-                (ResponseError::InvalidPartitions, format!("{n} partitions: a topic needs at least 1 (or -1)"))
-            }),
-        };
+        return partition_count(topic.num_partitions);
     }
-    if topic.num_partitions != -1 {
+    if topic.num_partitions != BROKER_DEFAULT {
         return Err((ResponseError::InvalidRequest, "give num_partitions -1 with a manual assignment".into()));
     }
     let is_here = |ids: &[kafka_protocol::messages::BrokerId]| ids.len() == 1 && ids[0].0 == kafka.node_id;

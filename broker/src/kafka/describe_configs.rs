@@ -102,6 +102,10 @@ fn placed_state(kafka: &KafkaContext, name: &str) -> Option<(TopicConfigState, u
 }
 
 fn local_state(kafka: &KafkaContext, name: &str) -> crate::error::Result<(TopicConfigState, u32)> {
+    // A cluster's topics are the metadata's alone: a local copy it lacks is a deleted topic's, not yet removed.
+    if let Some(replication) = &kafka.node.replication {
+        return Err(replication.unknown_topic(name));
+    }
     let topic = kafka.node.registry.topic(name)?;
     Ok((TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 }, 1))
 }

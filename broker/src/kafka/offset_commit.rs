@@ -81,7 +81,8 @@ async fn commit(
             let metadata = asked.committed_metadata.map(|m| m.to_string()).unwrap_or_default();
             let refusal = topic_refusal.or_else(|| {
                 let index = u32::try_from(asked.partition_index).ok()?;
-                if let Err(err) = kafka.node.registry.partition(topic.name.0.as_str(), index) {
+                // On a cluster, against the metadata: the coordinator need not hold a replica of the partition.
+                if let Err(err) = kafka.node.check_partition_exists(topic.name.0.as_str(), index) {
                     return Some(error_code(&err));
                 }
                 if metadata.len() > MAX_METADATA_BYTES {

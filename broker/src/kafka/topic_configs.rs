@@ -2,8 +2,9 @@
 //!
 //! Topic configs mapped (anything else is INVALID_CONFIG, naming what is accepted, as Kafka refuses a name it
 //! does not know): `retention.ms` and `retention.bytes` (-1: no limit), `segment.bytes`, `max.message.bytes`
-//! (rill's `max_batch_bytes`), `flush.ms` (rill's `interval` durability with that period) and `cleanup.policy`
-//! (only `delete`: rill does not compact).
+//! (rill's `max_batch_bytes`), `flush.ms` (rill's `interval` durability with that period), `cleanup.policy`
+//! (only `delete`: rill does not compact) and `min.insync.replicas` (kept beside the settings: it belongs to the
+//! topic's placement on a cluster).
 
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
@@ -15,8 +16,15 @@ use crate::meta::TopicSettings;
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
 
 /// The topic configs CreateTopics accepts.
-pub const SETTABLE: &[&str] =
-    &["retention.ms", "retention.bytes", "segment.bytes", "max.message.bytes", "flush.ms", "cleanup.policy"];
+pub const SETTABLE: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "max.message.bytes",
+    "flush.ms",
+    "cleanup.policy",
+    "min.insync.replicas",
+];
 
 /// Kafka's DescribeConfigs config sources and types used here.
 pub const SOURCE_TOPIC: i8 = 1;
@@ -40,12 +48,29 @@ pub struct ConfigEntry {
     pub config_type: i8,
 }
 
+/// What a CreateTopics request's configs ask of the new topic.
+#[derive(Debug, Default)]
+pub struct CreateConfig {
+    pub config: v1::TopicConfig,
+    /// `min.insync.replicas`; `None`: the default for the replication factor (`placement.rs`).
+    pub min_insync_replicas: Option<u32>,
+}
+
 /// Kafka configs of a CreateTopics request as rill's topic settings; the message says which and why.
-pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<v1::TopicConfig, String> {
-    let mut config = v1::TopicConfig::default();
+pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<CreateConfig, String> {
+    let mut asked = CreateConfig::default();
+    let config = &mut asked.config;
     for (name, value) in configs {
         let Some(value) = value else { continue };
         match name {
+            "min.insync.replicas" => {
+                let count = value.trim().parse().ok().filter(|count| *count >= 1).ok_or_else(|| {
+                    format!(
+                        "min.insync.replicas must be a whole number from 1 to the replication factor, not {value:?}"
+                    )
+                })?;
+                asked.min_insync_replicas = Some(count);
+            }
             "retention.ms" => config.retention_ms = Some(unlimited_or_count(name, value)?),
             "retention.bytes" => config.retention_bytes = Some(unlimited_or_count(name, value)?),
             "segment.bytes" => config.segment_bytes = Some(count(name, value)?),
@@ -68,7 +93,7 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
             }
         }
     }
-    Ok(config)
+    Ok(asked)
 }
 
 /// Kafka's -1 is rill's "no limit", the largest u64.
@@ -170,15 +195,19 @@ mod tests {
     #[test]
     fn kafka_topic_configs_map_to_rill_settings_and_unknown_ones_are_refused() {
         let asked = [("retention.ms", Some("-1")), ("segment.bytes", Some("1048576")), ("flush.ms", Some("50"))];
-        let config = topic_config(asked.into_iter()).expect("all mapped");
+        let asked = [("min.insync.replicas", Some("2")), asked[0], asked[1], asked[2]];
+        let CreateConfig { config, min_insync_replicas } = topic_config(asked.into_iter()).expect("all mapped");
+        assert_eq!(min_insync_replicas, Some(2));
         assert_eq!(config.retention_ms, Some(u64::MAX));
         assert_eq!(config.segment_bytes, Some(1 << 20));
         assert_eq!((config.durability, config.flush_interval_ms), (v1::DurabilityPolicy::Interval as i32, Some(50)));
         let compact = topic_config([("cleanup.policy", Some("compact"))].into_iter()).unwrap_err();
         assert!(compact.contains("never compacts"), "{compact}");
-        let unknown = topic_config([("min.insync.replicas", Some("2"))].into_iter()).unwrap_err();
+        let unknown = topic_config([("compression.type", Some("zstd"))].into_iter()).unwrap_err();
         assert!(unknown.contains("retention.ms"), "the refusal lists what is accepted: {unknown}");
         let negative = topic_config([("retention.bytes", Some("-5"))].into_iter()).unwrap_err();
         assert!(negative.contains("-1 (no limit)"), "{negative}");
+        let none_in_sync = topic_config([("min.insync.replicas", Some("0"))].into_iter()).unwrap_err();
+        assert!(none_in_sync.contains("from 1 to the replication factor"), "{none_in_sync}");
     }
 }

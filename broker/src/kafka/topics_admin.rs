@@ -1,7 +1,11 @@
-//! DeleteTopics (v1–v5) and CreatePartitions (v0–v3), through the registry as the gRPC `TopicAdmin` does; and
-//! the one mapping of a topic-administration failure to a Kafka code with its message. DeleteTopics v6 names
-//! topics by id, which rill does not have: not served.
+//! DeleteTopics (v1–v5) and CreatePartitions (v0–v3), as the gRPC `TopicAdmin` does them: on a single node
+//! through the registry, on a cluster through the replicated metadata (`replication/topics.rs`: committed by the
+//! controller leader, forwarded to it from a follower, so any node answers; every replica then deletes or opens
+//! its logs). A cluster places new partitions round-robin with the topic's replication factor, or on a manual
+//! assignment (one broker id list per new partition). And the one mapping of a topic-administration failure to
+//! a Kafka code with its message. DeleteTopics v6 names topics by id: not served.
 
+use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
@@ -22,7 +26,10 @@ pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest, principa
     for name in request.topic_names {
         let answer = DeletableTopicResult::default();
         let deleted = match kafka.node.authorize(principal, Operation::Delete, &Resource::topic(name.0.as_str())) {
-            Ok(()) => kafka.node.registry.delete(name.0.as_str()).await,
+            Ok(()) => match &kafka.node.replication {
+                Some(replication) => replication.delete_topic(name.0.as_str()).await,
+                None => kafka.node.registry.delete(name.0.as_str()).await,
+            },
             Err(denied) => Err(denied),
         };
         let answer = match deleted {
@@ -51,10 +58,20 @@ pub async fn create_partitions(
         let outcome = match u32::try_from(topic.count) {
             _ if authorized.is_err() => authorized.map_err(|e| admin_error(&e)),
             Err(_) => Err((ResponseError::InvalidPartitions, format!("{} partitions is below 1", topic.count))),
-            Ok(count) if request.validate_only => {
-                registry.validate_add_partitions(name, count).map_err(|e| admin_error(&e))
-            }
-            Ok(count) => registry.add_partitions(name, count).await.map(drop).map_err(|e| admin_error(&e)),
+            Ok(count) => match &kafka.node.replication {
+                Some(replication) => match new_partitions_assignment(&topic) {
+                    Ok(assignment) => replication
+                        .add_partitions(name, count, assignment.as_deref(), request.validate_only)
+                        .await
+                        .map(drop)
+                        .map_err(|e| admin_error(&e)),
+                    Err(refusal) => Err(refusal),
+                },
+                None if request.validate_only => {
+                    registry.validate_add_partitions(name, count).map_err(|e| admin_error(&e))
+                }
+                None => registry.add_partitions(name, count).await.map(drop).map_err(|e| admin_error(&e)),
+            },
         };
         results.push(match outcome {
             Ok(()) => answer,
@@ -62,6 +79,21 @@ pub async fn create_partitions(
         });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// A CreatePartitions topic's manual assignment (broker ids per new partition); `None` without one.
+fn new_partitions_assignment(topic: &CreatePartitionsTopic) -> Result<Option<Vec<Vec<u64>>>, (ResponseError, String)> {
+    // An empty list places the new partitions as a null one does (Kafka would refuse it as too short).
+    let Some(assignments) = topic.assignments.as_ref().filter(|a| !a.is_empty()) else { return Ok(None) };
+    let to_ids = |listed: &CreatePartitionsAssignment| -> Option<Vec<u64>> {
+        listed.broker_ids.iter().map(|id| u64::try_from(id.0).ok()).collect()
+    };
+    assignments.iter().map(to_ids).collect::<Option<Vec<_>>>().map(Some).ok_or_else(|| {
+        (
+            ResponseError::InvalidReplicaAssignment,
+            "the assignment names a negative broker id: node ids are 1 or more".into(),
+        )
+    })
 }
 
 /// Kafka's code for a failed topic create, delete or add-partitions, with rill's message (which says what
@@ -73,6 +105,9 @@ pub fn admin_error(err: &BrokerError) -> (ResponseError, String) {
             ResponseError::InvalidTopicException
         }
         BrokerError::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions,
+        // `cluster/placement.rs`'s refusals, which name the alive nodes or the rule a manual assignment broke.
+        BrokerError::InvalidArgument { field: "replication_factor", .. } => ResponseError::InvalidReplicationFactor,
+        BrokerError::InvalidArgument { field: "replica_assignment", .. } => ResponseError::InvalidReplicaAssignment,
         BrokerError::InvalidArgument { .. } | BrokerError::Storage(StorageError::InvalidConfig { .. }) => {
             ResponseError::InvalidConfig
         }

@@ -79,15 +79,31 @@ impl Reconciler {
                         Err(err) => tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic"),
                     }
                 }
-                // Altered (`Command::AlterTopicConfig`), or altered while this node was down: the metadata's
-                // settings are the topic's, on every node.
-                Ok(local) if local.settings() != placed.settings => {
-                    match node.registry.alter_settings(name, placed.settings.clone()).await {
-                        Ok(_) => tracing::info!(topic = %name, "applied a topic's altered settings to its replicas"),
-                        Err(err) => tracing::error!(topic = %name, error = %err, "cannot apply a topic's settings"),
+                Ok(local) => {
+                    // Grown (`Command::AddPartitions`), or grown while this node was down: the new logs open here
+                    // before the loop below follows them.
+                    let count = placed.partitions.len() as u32;
+                    if local.partition_count() < count {
+                        match node.registry.add_partitions(name, count).await {
+                            Ok(_) => {
+                                tracing::info!(topic = %name, partitions = count, "opened a topic's new partitions")
+                            }
+                            Err(err) => {
+                                tracing::error!(topic = %name, error = %err, "cannot open a topic's new partitions")
+                            }
+                        }
+                    }
+                    // Altered (`Command::AlterTopicConfig`), or altered while this node was down: the metadata's
+                    // settings are the topic's, on every node.
+                    if local.settings() != placed.settings {
+                        match node.registry.alter_settings(name, placed.settings.clone()).await {
+                            Ok(_) => {
+                                tracing::info!(topic = %name, "applied a topic's altered settings to its replicas")
+                            }
+                            Err(err) => tracing::error!(topic = %name, error = %err, "cannot apply a topic's settings"),
+                        }
                     }
                 }
-                Ok(_) => {}
             }
         }
         let gone: Vec<String> = self.seen.iter().filter(|name| !metadata.topics.contains_key(*name)).cloned().collect();

@@ -1,5 +1,6 @@
-//! Topic administration in a cluster: a create is checked where it arrives, placed over the alive nodes and
-//! committed by the controller; every replica then opens its logs (`reconcile.rs`). Describe shows each
+//! Topic administration in a cluster: a create or add-partitions is checked where it arrives, placed over the
+//! alive nodes (or as an operator assigned it) and committed by the controller; every replica then opens its logs
+//! (`reconcile.rs`). gRPC's `TopicAdmin` and Kafka's CreateTopics, DeleteTopics and CreatePartitions come here. Describe shows each
 //! partition's placement, and the high watermark and replicas' log ends as the partition's leader knows them.
 
 use rill_protocol::v1;
@@ -11,34 +12,138 @@ use crate::error::{BrokerError, Result};
 use crate::meta::TopicSettings;
 use crate::registry::settings_info;
 use crate::topic_config::{apply_changes, fill_overrides, ConfigChange, TopicConfigState};
+use crate::topic_id::TopicId;
 
 impl Replication {
     pub async fn create_topic(&self, request: v1::CreateTopicRequest) -> Result<v1::TopicInfo> {
+        let (name, placed) = self.create_topic_placed(request, None, false).await?;
+        Ok(topic_info(&name, &placed))
+    }
+
+    /// The create of `create_topic`, placed on `assignment` when given (Kafka's manual assignment: the replicas of
+    /// each partition, the preferred leader first; the partition count and replication factor are its own), and
+    /// only checked with `is_validate_only`. Answers the topic's name and placement as committed (or as it would
+    /// be).
+    pub async fn create_topic_placed(
+        &self,
+        request: v1::CreateTopicRequest,
+        assignment: Option<&[Vec<u64>]>,
+        is_validate_only: bool,
+    ) -> Result<(String, TopicPlacement)> {
         let node = self.node()?;
         let config = request.config.unwrap_or_default();
-        let (name, settings) = node.registry.check_create(&request.name, request.partition_count, &config)?;
+        let partition_count = assignment.map_or(request.partition_count, |a| a.len() as u32);
+        let (name, settings) = node.registry.check_create(&request.name, partition_count, &config)?;
         let metadata = self.controller.metadata();
         if metadata.topics.contains_key(name.as_str()) {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
-        let placed = placement::place(
-            request.partition_count,
-            request.replication_factor,
-            request.min_insync_replicas,
-            &metadata.alive_nodes(),
-            &metadata.preferred_leaderships(),
-            settings,
-        )?;
-        let info = topic_info(name.as_str(), &placed);
-        let outcome =
-            self.controller.propose(Command::CreateTopic { name: name.to_string(), placement: placed }).await?;
+        let alive = metadata.alive_nodes();
+        let placed = match assignment {
+            Some(assignment) => {
+                let partitions = placement::assigned(assignment, request.replication_factor, &alive)?;
+                let replication_factor = partitions.first().map_or(1, |p| p.replicas.len() as u32);
+                let min_insync_replicas =
+                    placement::check_min_insync_replicas(request.min_insync_replicas, replication_factor)?;
+                TopicPlacement { partitions, min_insync_replicas, settings, topic_id: Some(TopicId::random()) }
+            }
+            None => placement::place(
+                partition_count,
+                request.replication_factor,
+                request.min_insync_replicas,
+                &alive,
+                &metadata.preferred_leaderships(),
+                settings,
+            )?,
+        };
+        if is_validate_only {
+            return Ok((name.to_string(), placed));
+        }
+        let command = Command::CreateTopic { name: name.to_string(), placement: placed.clone() };
+        let outcome = self.controller.propose(command).await?;
         if !outcome.changed {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
         // Answer once this node knows the topic, so a describe or list right after shows it.
         self.controller.wait_for_metadata(Box::new(|m| m.topics.contains_key(name.as_str()))).await;
-        tracing::info!(topic = %name, partitions = request.partition_count, replication_factor = info.replication_factor, "created replicated topic");
+        tracing::info!(topic = %name, partitions = partition_count, replication_factor = placed.replication_factor(), "created replicated topic");
+        Ok((name.to_string(), placed))
+    }
+
+    /// Grows the topic to `new_count` partitions: the new ones placed round-robin over the alive nodes as a create
+    /// places them (or on `assignment`, one replica list per new partition), with the topic's replication factor,
+    /// committed through the controller; every replica then opens its new logs (`reconcile.rs`). Only checked with
+    /// `is_validate_only`. Answers once this node has applied it.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        new_count: u32,
+        assignment: Option<&[Vec<u64>]>,
+        is_validate_only: bool,
+    ) -> Result<v1::TopicInfo> {
+        let node = self.node()?;
+        if name.starts_with(crate::registry::RESERVED_PREFIX) {
+            return Err(BrokerError::ReservedTopicName { name: name.to_owned() });
+        }
+        let metadata = self.controller.metadata();
+        let placed = metadata.topics.get(name).ok_or_else(|| self.unknown_topic(name))?;
+        let from_count = placed.partitions.len() as u32;
+        node.registry.check_partition_count(new_count, from_count)?;
+        let replication_factor = placed.replication_factor();
+        let alive = metadata.alive_nodes();
+        let added = match assignment {
+            Some(assignment) if assignment.len() as u32 != new_count - from_count => {
+                return Err(BrokerError::invalid(
+                    "replica_assignment",
+                    format!(
+                        "it lists {} partition(s), and going from {from_count} to {new_count} partitions adds {}",
+                        assignment.len(),
+                        new_count - from_count
+                    ),
+                ));
+            }
+            Some(assignment) => placement::assigned(assignment, Some(replication_factor), &alive)?,
+            None => {
+                let min_insync_replicas = Some(placed.min_insync_replicas);
+                let (leaderships, settings) = (metadata.preferred_leaderships(), placed.settings.clone());
+                let count = new_count - from_count;
+                placement::place(count, Some(replication_factor), min_insync_replicas, &alive, &leaderships, settings)?
+                    .partitions
+            }
+        };
+        let mut grown = placed.clone();
+        grown.partitions.extend(added.iter().cloned());
+        let info = topic_info(name, &grown);
+        if is_validate_only {
+            return Ok(info);
+        }
+        let command = Command::AddPartitions { name: name.to_owned(), from_count, partitions: added };
+        if !self.controller.propose(command).await?.changed {
+            let now = self.controller.metadata().topics.get(name).map(|t| t.partitions.len() as u32);
+            let Some(now) = now else { return Err(self.unknown_topic(name)) };
+            return Err(BrokerError::InvalidPartitionCount {
+                requested: new_count,
+                reason: format!("the topic went from {from_count} to {now} partitions meanwhile; ask again"),
+            });
+        }
+        let grown_to = new_count as usize;
+        self.controller
+            .wait_for_metadata(Box::new(|m| m.topics.get(name).is_some_and(|t| t.partitions.len() >= grown_to)))
+            .await;
+        tracing::info!(topic = %name, from = from_count, to = new_count, "added partitions to a replicated topic");
         Ok(info)
+    }
+
+    /// Ok if the cluster's metadata holds `partition` of `topic`, whether or not this node holds a replica of it
+    /// (a group's coordinator takes commits for any partition of the cluster).
+    pub fn check_partition_exists(&self, topic: &str, partition: u32) -> Result<()> {
+        let metadata = self.controller.metadata();
+        let placed = metadata.topics.get(topic).ok_or_else(|| self.unknown_topic(topic))?;
+        let partition_count = placed.partitions.len() as u32;
+        if partition >= partition_count {
+            return Err(BrokerError::UnknownPartition { topic: topic.to_owned(), partition, partition_count });
+        }
+        Ok(())
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<()> {

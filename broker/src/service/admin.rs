@@ -83,12 +83,9 @@ impl TopicAdmin for RillService {
         let principal = principal_of(&request);
         let request = request.into_inner();
         self.node.authorize(&principal, Operation::Alter, &Resource::topic(&request.name))?;
-        if self.node.replication.is_some() {
-            return Err(crate::error::BrokerError::invalid(
-                "new_partition_count",
-                "adding partitions to a cluster's topic is not supported yet; create a topic with more partitions",
-            )
-            .into());
+        if let Some(replication) = &self.node.replication {
+            let topic = replication.add_partitions(&request.name, request.new_partition_count, None, false).await?;
+            return Ok(Response::new(v1::AddPartitionsResponse { topic: Some(topic) }));
         }
         let topic = self.node.registry.add_partitions(&request.name, request.new_partition_count).await?;
         Ok(Response::new(v1::AddPartitionsResponse { topic: Some(topic.info()) }))

@@ -134,7 +134,7 @@ impl RillService {
         let mut partitions = Vec::with_capacity(request.offsets.len());
         for commit in request.offsets {
             // The partition must exist now; a commit for a typo'd topic would otherwise sit there forever.
-            self.node.registry.partition(&commit.topic, commit.partition)?;
+            self.node.check_partition_exists(&commit.topic, commit.partition)?;
             if commit.offset < 0 {
                 return Err(BrokerError::invalid("offset", format!("{} is negative", commit.offset)));
             }

@@ -25,6 +25,7 @@ use crate::segment_files::SegmentFileCache;
 use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
 
+mod largest_timestamp;
 mod producers;
 mod replica;
 

@@ -22,6 +22,7 @@ mod consumer_protocol;
 mod create_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_log_dirs;
 mod dispatch;
 mod elect_leaders;
 mod error;

@@ -255,6 +255,9 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
             OffsetQuery::Timestamp(timestamp_ms) => {
                 blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?
             }
+            OffsetQuery::LargestTimestamp => {
+                blocking(move || Ok(log.largest_timestamp()?.map(|largest| largest.offset))).await?
+            }
             OffsetQuery::Earliest | OffsetQuery::Latest => None,
         };
         let offset = window

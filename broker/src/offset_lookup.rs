@@ -20,6 +20,10 @@ pub enum OffsetQuery {
     Latest,
     /// The first offset whose record's timestamp is at or after this many ms since the epoch.
     Timestamp(i64),
+    /// The first record carrying the partition's largest timestamp (Kafka's -3, KIP-734). Answered as a
+    /// timestamp is: only below the high watermark (a largest timestamp at or past it is "none", as in Kafka,
+    /// not the largest below it).
+    LargestTimestamp,
 }
 
 /// A new leader whose high watermark has not yet reached the start of its epoch: ask again shortly.
@@ -66,14 +70,16 @@ impl LeaderWindow {
                 Some(lagging) => Err(lagging),
                 None => Ok(Some(self.high_watermark)),
             },
-            OffsetQuery::Timestamp(_) => match found_at_timestamp.filter(|offset| *offset < self.high_watermark) {
-                Some(offset) => Ok(Some(offset)),
-                // Not found below the high watermark: it may be in what the previous leader committed.
-                None => match self.lagging() {
-                    Some(lagging) => Err(lagging),
-                    None => Ok(None),
-                },
-            },
+            OffsetQuery::Timestamp(_) | OffsetQuery::LargestTimestamp => {
+                match found_at_timestamp.filter(|offset| *offset < self.high_watermark) {
+                    Some(offset) => Ok(Some(offset)),
+                    // Not found below the high watermark: it may be in what the previous leader committed.
+                    None => match self.lagging() {
+                        Some(lagging) => Err(lagging),
+                        None => Ok(None),
+                    },
+                }
+            }
         }
     }
 }
@@ -115,5 +121,9 @@ mod tests {
         assert_eq!(CAUGHT_UP.answer(AT, Some(40)), Ok(None));
         assert_eq!(CAUGHT_UP.answer(AT, Some(39)), Ok(Some(39)));
         assert_eq!(CAUGHT_UP.answer(AT, None), Ok(None));
+        let largest = OffsetQuery::LargestTimestamp;
+        assert_eq!(CAUGHT_UP.answer(largest, Some(39)), Ok(Some(39)));
+        assert_eq!(CAUGHT_UP.answer(largest, Some(40)), Ok(None), "the largest is not committed yet");
+        assert_eq!(LAGGING.answer(largest, Some(27)), Err(NOT_AVAILABLE));
     }
 }

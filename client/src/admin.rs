@@ -30,6 +30,9 @@ pub enum OffsetSpec {
     /// The first offset whose timestamp is at or after this (ms since the Unix epoch); the high watermark if
     /// there is none.
     Timestamp(i64),
+    /// The first record carrying the partition's largest timestamp (Kafka's `OffsetSpec.maxTimestamp()`): with
+    /// producers' clocks out of order, not always the newest record. The high watermark if there is none.
+    MaxTimestamp,
 }
 
 impl OffsetSpec {
@@ -40,6 +43,7 @@ impl OffsetSpec {
             OffsetSpec::Earliest => (Spec::Earliest, 0),
             OffsetSpec::Latest => (Spec::Latest, 0),
             OffsetSpec::Timestamp(ms) => (Spec::Timestamp, ms),
+            OffsetSpec::MaxTimestamp => (Spec::MaxTimestamp, 0),
         }
     }
 }

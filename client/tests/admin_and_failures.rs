@@ -82,6 +82,13 @@ async fn list_offsets_reports_both_ends_and_timestamps() {
     assert_eq!(ends, vec![(0, 0), (1, 5)]);
     let at = admin.list_offsets("ends", &[1], OffsetSpec::Timestamp(1_700_000_000_025)).await.expect("by time");
     assert_eq!(at[0].offset, 3);
+    // Out of order: an older timestamp after the largest one; an empty partition answers its high watermark.
+    let older = ProducerRecord::new("late clock").with_partition(1).with_timestamp_ms(1_600_000_000_000);
+    drop(producer.send("ends", older).await.expect("enqueued"));
+    producer.flush().await;
+    let largest = admin.list_offsets("ends", &[], OffsetSpec::MaxTimestamp).await.expect("max timestamp");
+    let largest: Vec<(u32, i64)> = largest.iter().map(|o| (o.partition, o.offset)).collect();
+    assert_eq!(largest, vec![(0, 0), (1, 4)]);
     broker.shutdown().await;
 }
 

@@ -305,6 +305,11 @@ async fn offsets_reset_is_refused_while_the_group_has_members_and_works_once_it_
         assert!(tokio::time::Instant::now() < deadline, "the group never became empty");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // To the record with the largest timestamp: where ListOffsets finds it.
+    let largest = admin.list_offsets("t", &[], OffsetSpec::MaxTimestamp).await.expect("max timestamp")[0].offset;
+    let reset = admin.reset_offsets("g", "t", &[], OffsetSpec::MaxTimestamp).await.expect("reset to it");
+    assert!((0..5).contains(&largest), "{largest}");
+    assert_eq!(reset[0].offset, largest);
     let reset = admin.reset_offsets("g", "t", &[], OffsetSpec::Earliest).await.expect("reset of an empty group");
     assert_eq!(reset[0].offset, 0);
 

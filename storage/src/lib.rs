@@ -65,6 +65,7 @@ pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode, SEGMENT_B
 pub use high_watermarks::HighWatermarkCheckpoint;
 pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
 pub use producer_state::ProducerError;
+pub use segment::LargestTimestamp;
 pub use segment_files::SegmentFileCache;
 pub use tail_cache::{LogTailStats, TailCache, TailCacheStats};
 pub use topic::{

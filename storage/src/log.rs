@@ -26,6 +26,7 @@ use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
 
 mod delete_records;
+mod largest_timestamp;
 mod producers;
 mod replica;
 

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
-use rill_protocol::{BatchHeader, RecordBatch, TimestampType};
+use rill_protocol::compressed::records_section;
+use rill_protocol::compression::{with_decompressor, MAX_DECOMPRESSED_BATCH_BYTES};
+use rill_protocol::record::RecordIter;
+use rill_protocol::{BatchHeader, TimestampType};
 
 use crate::config::{SegmentSettings, WriteMode};
 use crate::direct::{self, DirectAppender, RecentBytes};
@@ -61,8 +64,11 @@ pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+mod largest_timestamp;
 mod read_ahead;
 mod reopen;
+
+pub use largest_timestamp::LargestTimestamp;
 
 pub(crate) struct Segment {
     base_offset: i64,
@@ -490,28 +496,38 @@ impl Segment {
         Ok(None)
     }
 
-    /// Within one batch: the first record with a timestamp `>= timestamp_ms`. A compressed batch
-    /// answers with its base offset, as its records cannot be read here; so does a LogAppendTime batch, whose
-    /// records all carry its `max_timestamp` (the broker's clock when it was appended), as Kafka reads them.
+    /// Within one batch: the first record with a timestamp `>= timestamp_ms`, as Kafka finds it: a compressed
+    /// batch's records are decompressed (at most [`MAX_DECOMPRESSED_BATCH_BYTES`], the produce limit); a
+    /// LogAppendTime batch answers with its base offset, as its records all carry its `max_timestamp` (the
+    /// broker's clock when it was appended), as Kafka reads them.
     fn first_record_at_or_after(&self, position: u64, header: &BatchHeader, timestamp_ms: i64) -> Result<Option<i64>> {
-        if header.compression().ok() != Some(Compression::None)
-            || header.timestamp_type() == TimestampType::LogAppendTime
-        {
+        if header.timestamp_type() == TimestampType::LogAppendTime {
             return Ok(Some(header.base_offset));
         }
+        let codec = header.compression().map_err(|e| self.corrupt(position, e.to_string()))?;
         let mut buf = vec![0u8; header.total_bytes()];
         self.file()
             .and_then(|file| file.read_exact_at(&mut buf, position))
             .map_err(StorageError::io(&self.log_path))?;
-        let batch = RecordBatch { header: *header, bytes: Bytes::from(buf) };
-        let records = batch.records().map_err(|e| self.corrupt(position, e.to_string()))?;
-        for record in records {
-            let record = record.map_err(|e| self.corrupt(position, e.to_string()))?;
-            if record.timestamp_ms >= timestamp_ms {
-                return Ok(Some(record.offset));
+        let first_at_or_after = |records: RecordIter<'_>| -> Result<Option<i64>> {
+            for record in records {
+                let record = record.map_err(|e| self.corrupt(position, e.to_string()))?;
+                if record.timestamp_ms >= timestamp_ms {
+                    return Ok(Some(record.offset));
+                }
             }
+            Ok(None)
+        };
+        let section = records_section(&buf);
+        if codec == Compression::None {
+            return first_at_or_after(RecordIter::new(section, header.base_offset, header.base_timestamp));
         }
-        Ok(None)
+        with_decompressor(|decompressor, records| {
+            decompressor
+                .decompress_into(codec, section, MAX_DECOMPRESSED_BATCH_BYTES, records)
+                .map_err(|e| self.corrupt(position, e.to_string()))?;
+            first_at_or_after(RecordIter::new(records, header.base_offset, header.base_timestamp))
+        })
     }
 
     /// Drops every batch whose last offset is `>= offset` (a batch holding `offset` goes whole) and

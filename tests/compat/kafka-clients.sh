@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real Kafka clients against rill's Kafka listener (the broker's one port, beside gRPC). test_kafka_clients.py:
 # kafka-python's producer and consumer with every codec, kcat against `rill produce`/`rill consume`,
-# offsets_for_times, kafka-python's and confluent-kafka's admin clients. test_kafka_groups.py: consumer groups of
+# offsets_for_times, kafka-python's and confluent-kafka's admin clients (describe_log_dirs, list_offsets of the
+# largest timestamp among them). test_kafka_groups.py: consumer groups of
 # kafka-python, confluent-kafka (range, cooperative-sticky), kcat -G and KafkaJS, commits and resumes; and
 # kafka-python's and librdkafka's (confluent-kafka) idempotent producers through a SIGKILL and restart of the
 # broker, with every record stored once, in order, without a gap. test_kafka_consumer_protocol.py: KIP-848

@@ -1,13 +1,17 @@
 """Real Kafka clients against rill's Kafka listener: kafka-python's producer and consumer with every codec,
-kcat and the `rill` CLI reading each other's records, and lookups by timestamp. Run by kafka-clients.sh."""
+kcat and the `rill` CLI reading each other's records, lookups by timestamp and of the largest timestamp
+(confluent-kafka's list_offsets), and kafka-python's describe_log_dirs. Run by kafka-clients.sh."""
 
 import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from conftest import running_broker
 
 RILL = os.environ["RILL_BIN"]
 KCAT = shutil.which("kcat")
@@ -426,3 +430,68 @@ def test_kafka_python_delete_records_answers_the_low_watermark(broker):
         admin.close()
     records = consume_all(broker, name, 3, auto_offset_reset="earliest")
     assert [r.offset for r in records] == [7, 8, 9]
+
+
+def produce_at(addr, topic, timestamps):
+    """Records to partition 0 of `topic` with these CreateTime timestamps, in order; their offsets."""
+    producer = KafkaProducer(bootstrap_servers=addr, enable_idempotence=False, linger_ms=0)
+    try:
+        futures = [producer.send(topic, value=f"at {ts}".encode(), partition=0, timestamp_ms=ts) for ts in timestamps]
+        producer.flush(timeout=30)
+        return [future.get(timeout=30).offset for future in futures]
+    finally:
+        producer.close(timeout=10)
+
+
+def test_kafka_python_describes_log_dirs_with_each_partitions_bytes():
+    from kafka.admin import KafkaAdminClient
+
+    with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir) as addr:
+        topic = next(topic_names)
+        rill(addr, "topic", "create", topic, "--partitions", "2")
+        other = new_topic(addr)
+        admin = KafkaAdminClient(bootstrap_servers=addr)
+
+        def sizes(asked=None):
+            [answer] = admin.describe_log_dirs(asked)
+            [log_dir] = answer["log_dirs"]
+            assert log_dir["error_code"] == 0, log_dir
+            assert log_dir["log_dir"] == os.path.abspath(data_dir), "the data dir, by its absolute path"
+            assert 0 <= log_dir["usable_bytes"] <= log_dir["total_bytes"], log_dir
+            return {(t["name"], p["partition_index"]): p["partition_size"]
+                    for t in log_dir["topics"] for p in t["partitions"]}
+
+        try:
+            assert sizes() == {(topic, 0): 0, (topic, 1): 0, (other, 0): 0}
+            produce_at(addr, topic, [1_700_000_000_000 + i for i in range(100)])
+            first = sizes({topic: [0]})
+            assert list(first) == [(topic, 0)], "only the partition asked"
+            assert first[(topic, 0)] > 100 * len(b"at 1700000000000"), first
+            produce_at(addr, topic, [1_700_000_001_000])
+            assert sizes([topic])[(topic, 0)] > first[(topic, 0)], "grows with each produce"
+            assert sizes([topic])[(topic, 1)] == 0
+        finally:
+            admin.close()
+
+
+def test_confluent_kafka_lists_the_offset_of_the_largest_timestamp(broker):
+    from confluent_kafka import TopicPartition as Partition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    topic = new_topic(broker)
+    base = 1_700_000_000_000
+    # Producers' clocks out of order: the largest timestamp is at offset 2, and again at offset 4.
+    assert produce_at(broker, topic, [base + 500, base + 100, base + 900, base + 300, base + 900, base]) == [
+        0, 1, 2, 3, 4, 5]
+    admin = AdminClient({"bootstrap.servers": broker})
+    partition = Partition(topic, 0)
+
+    def listed(spec):
+        return admin.list_offsets({partition: spec})[partition].result(timeout=30)
+
+    largest = listed(OffsetSpec.max_timestamp())
+    assert (largest.offset, largest.timestamp) == (2, base + 900)
+    assert listed(OffsetSpec.earliest()).offset == 0
+    assert listed(OffsetSpec.latest()).offset == 6
+    assert listed(OffsetSpec.for_timestamp(base + 301)).offset == 0
+    assert listed(OffsetSpec.for_timestamp(base + 901)).offset == -1

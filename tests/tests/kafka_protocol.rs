@@ -93,7 +93,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
     let expected = [
         (0, 3, 9),  // Produce
         (1, 4, 12), // Fetch
-        (2, 1, 6),  // ListOffsets
+        (2, 1, 9),  // ListOffsets
         (3, 1, 12), // Metadata
         (8, 2, 9),  // OffsetCommit
         (9, 1, 9),  // OffsetFetch
@@ -115,6 +115,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (31, 1, 3), // DeleteAcls
         (32, 1, 4), // DescribeConfigs
         (33, 0, 2), // AlterConfigs
+        (35, 1, 4), // DescribeLogDirs
         (37, 0, 3), // CreatePartitions
         (42, 0, 2), // DeleteGroups
         (43, 0, 2), // ElectLeaders
@@ -247,7 +248,7 @@ async fn every_advertised_version_of_produce_fetch_and_list_offsets_is_answered(
         let fetched = fetch_v(&mut client, version, "t", 0, 6).await;
         assert_eq!(values_of(&fetched.records.expect("records")), [(6, "v".into())], "Fetch v{version}");
     }
-    for version in 1..=6 {
+    for version in 1..=9 {
         assert_eq!(list_offset_v(&mut client, version, "t", -1).await, (0, 7), "ListOffsets v{version}");
     }
 }

@@ -42,6 +42,7 @@ use rand::Rng;
 use self::html::{url_decode, Form};
 pub use self::lag_history::LagHistory;
 use self::layout::{Page, SignedIn};
+pub(crate) use self::overview::file_system_space;
 pub use self::throughput::{run_sampler, Throughput};
 use crate::auth::admin::{AdminAuthenticator, Caller};
 use crate::auth::Principal;

@@ -96,8 +96,8 @@ fn throughput(console: &Console, body: &mut Html) {
     body.fragment(chart::lines(&series, "records/s, one point per 5 s", "throughput chart"));
 }
 
-/// Free and total bytes of the file system holding `path`.
-fn file_system_space(path: &std::path::Path) -> Option<(u64, u64)> {
+/// Free and total bytes of the file system holding `path`: what a non-root user may still write, and the size.
+pub(crate) fn file_system_space(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();

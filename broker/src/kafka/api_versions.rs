@@ -10,7 +10,9 @@ use kafka_protocol::ResponseError;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    // v7 asks -3 (largest timestamp, KIP-734), v8 -4 (earliest local), v9 -5 (latest tiered: none, as Kafka
+    // answers without tiered storage); v10 (-6, earliest pending upload, KIP-1023) is not served.
+    (ApiKey::ListOffsets, 1, 9),
     // KIP-320's truncation check after a leader change: v2 is the first with `current_leader_epoch` (librdkafka
     // sends v2; Kafka 4.0 dropped v0–v1, KIP-896), v4 is flexible and what the Java consumer sends.
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
@@ -46,6 +48,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Topic sizes on disk, as Kafka UIs and `kafka-log-dirs.sh` read them; v0 went with Kafka 4.0 (KIP-896).
+    (ApiKey::DescribeLogDirs, 1, 4),
     // Changing a cluster (docs/cluster.md), on the controller leader: preferred (and refused unclean) elections,
     // and KIP-455's reassignments (v1 adds `allow_replication_factor_change`, KIP-860). Every version the codec
     // has; Kafka 4.1 has no more.

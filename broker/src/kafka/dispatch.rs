@@ -12,8 +12,9 @@ use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
     acls, alter_configs, consumer_group_describe, consumer_group_heartbeat, create_topics, delete_records,
-    describe_cluster, describe_configs, elect_leaders, find_coordinator, groups_admin, heartbeat, join_group,
-    offset_commit, offset_delete, offset_fetch, partition_reassignments, sync_group, topics_admin, KafkaContext,
+    describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator, groups_admin, heartbeat,
+    join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments, sync_group, topics_admin,
+    KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -148,6 +149,9 @@ pub async fn answer(
         ApiKey::AlterConfigs => {
             serve!(AlterConfigsRequest, |request| alter_configs::full(kafka, request, &caller.principal).await)
         }
+        ApiKey::DescribeLogDirs => serve!(DescribeLogDirsRequest, |request| {
+            describe_log_dirs::answer(kafka, &request, version, &caller.principal).await
+        }),
         ApiKey::DescribeCluster => serve!(DescribeClusterRequest, |request| describe_cluster::answer(kafka, &request)),
         ApiKey::DescribeAcls => {
             serve!(DescribeAclsRequest, |request| acls::describe(kafka, &request, &caller.principal))

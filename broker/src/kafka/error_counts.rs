@@ -198,6 +198,13 @@ impl ErrorCodes for AlterPartitionReassignmentsResponse {
     }
 }
 
+impl ErrorCodes for DescribeLogDirsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.results.iter().for_each(|dir| count(dir.error_code));
+    }
+}
+
 impl ErrorCodes for ListPartitionReassignmentsResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         count(self.error_code);

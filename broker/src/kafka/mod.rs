@@ -23,6 +23,7 @@ mod create_topics;
 mod delete_records;
 mod describe_cluster;
 mod describe_configs;
+mod describe_log_dirs;
 mod dispatch;
 mod elect_leaders;
 mod error;

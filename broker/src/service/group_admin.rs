@@ -129,6 +129,10 @@ pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::
                     let timestamp_ms = request.timestamp_ms;
                     blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?.unwrap_or(end)
                 }
+                Ok(v1::OffsetSpec::MaxTimestamp) => {
+                    let largest = blocking(move || Ok(log.largest_timestamp()?)).await?;
+                    largest.map(|largest| largest.offset).filter(|offset| *offset < end).unwrap_or(end)
+                }
                 Err(_) => return Err(BrokerError::invalid("spec", format!("unknown offset spec {spec}"))),
             },
         };

@@ -241,6 +241,7 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
         Ok(v1::OffsetSpec::Unspecified | v1::OffsetSpec::Earliest) => OffsetQuery::Earliest,
         Ok(v1::OffsetSpec::Latest) => OffsetQuery::Latest,
         Ok(v1::OffsetSpec::Timestamp) => OffsetQuery::Timestamp(request.timestamp_ms),
+        Ok(v1::OffsetSpec::MaxTimestamp) => OffsetQuery::LargestTimestamp,
         Err(_) => return Err(BrokerError::invalid("spec", format!("unknown offset spec {}", request.spec))),
     };
     let indexes: Vec<u32> =
@@ -254,6 +255,9 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
         let found_at_timestamp = match query {
             OffsetQuery::Timestamp(timestamp_ms) => {
                 blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await?
+            }
+            OffsetQuery::LargestTimestamp => {
+                blocking(move || Ok(log.largest_timestamp()?.map(|largest| largest.offset))).await?
             }
             OffsetQuery::Earliest | OffsetQuery::Latest => None,
         };

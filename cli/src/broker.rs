@@ -95,9 +95,7 @@ pub struct BrokerArgs {
     /// evicted first); 0 turns the cache off. [default: 1/8 of the machine's memory, at most 1 GiB]
     #[arg(long, env = "RILL_TAIL_CACHE_BYTES", value_name = "BYTES")]
     tail_cache_bytes: Option<u64>,
-    /// Worker threads of the broker's async runtime; 0 picks the default for this machine
-    /// (README, "Run a broker").
-    /// [default: 0]
+    /// Worker threads of the broker's async runtime (at most 1024); 0 is one per core. [default: 0]
     #[arg(long, env = "RILL_WORKER_THREADS", value_name = "N")]
     worker_threads: Option<usize>,
     /// This node's id in its cluster (required with --peers).

@@ -92,8 +92,8 @@ pub struct BenchArgs {
     /// Start a broker in this process on a temporary data directory and measure it.
     #[arg(long)]
     embedded: bool,
-    /// Worker threads of this process's async runtime (producers, consumers and an --embedded broker); 0 picks
-    /// the broker's default for this machine, as `rill broker --worker-threads` does.
+    /// Worker threads of this process's async runtime (producers, consumers and an --embedded broker); 0 is one
+    /// per core, as for `rill broker --worker-threads`.
     #[arg(long, env = "RILL_WORKER_THREADS", default_value_t = 0, value_name = "N",
           value_parser = clap::value_parser!(u16).range(0..=rill_broker::MAX_WORKER_THREADS as i64))]
     worker_threads: u16,

@@ -429,6 +429,8 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "durability": format!("{:?}", args.durability).to_lowercase(),
         "write_mode": format!("{:?}", args.write_mode).to_lowercase(),
         "appends_in_flight": args.embedded.then_some(args.appends_in_flight),
+        // What `--worker-threads` gave this process's runtime (0 resolved to the machine's default).
+        "worker_threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "tail_cache_bytes": args.tail_cache_bytes,
         "replays": args.replays,
         "topics": workload.topics,

@@ -1,6 +1,6 @@
 //! `--worker-threads`: the real `rill broker` builds its runtime with the count asked for (the flag over
 //! `RILL_WORKER_THREADS` over the TOML file's `worker_threads`), serves produce and consume on one worker, and
-//! refuses at start a count that is not one; `rill bench` takes the same flag.
+//! refuses at start a count that is not one; `rill bench` takes the same flag, for its embedded broker too.
 
 mod common;
 
@@ -134,4 +134,20 @@ fn a_worker_count_that_is_not_one_is_refused_at_start() {
     let (ok, stderr) = bench("5000");
     assert!(!ok && stderr.contains("--worker-threads") && stderr.contains("0..=1024"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn rill_bench_runs_an_embedded_broker_on_the_worker_count_asked_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("a UTF-8 path");
+    let mut command = Command::new(RILL);
+    command
+        .args(["bench", "produce", "--embedded", "--data-dir", data, "--messages", "3000", "--json", "--quiet"])
+        .args(["--worker-threads", "1"])
+        .env_remove("RILL_WORKER_THREADS");
+    let output = common::run(&mut command, None);
+    let report: serde_json::Value = serde_json::from_str(output.ok()).expect("a JSON report");
+    assert_eq!(report["settings"]["worker_threads"], 1, "{report}");
+    assert_eq!(report["phases"][0]["messages"], 3000, "{report}");
+    assert_eq!(report["phases"][0]["errors"], 0, "{report}");
 }

@@ -13,7 +13,9 @@
 # E2E_FLAGS adds `rill bench e2e` flags, e.g. `--timeline FILE`; RILL_LOG sets the nodes'
 # RUST_LOG, e.g. `warn,rill_broker::replication=debug` for the replication hops, with timestamps, in node*.log);
 # NODE_FLAGS adds `rill broker` flags to the three cluster nodes (e.g. `--write-mode buffered`); ROUNDS (1) repeats
-# the produce step, single node then cluster, deleting each round's topics.
+# the produce step, single node then cluster, deleting each round's topics; BROKER_ENV adds environment variables to
+# the four brokers and not to `rill bench`, e.g. `RILL_WORKER_THREADS=1` (TOKIO_WORKER_THREADS=1 for builds before
+# --worker-threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -42,12 +44,14 @@ stop() {
 }
 trap stop EXIT
 for id in 1 2 3; do
-  # shellcheck disable=SC2086 # NODE_FLAGS is a list of flags
-  RUST_LOG=${RILL_LOG:-warn} "$rill" broker --node-id "$id" --listen "${addrs[$((id - 1))]}" --data-dir "$dir/d$id" \
-    --peers "$peers" ${NODE_FLAGS:-} >"$dir/node$id.out" 2>"$dir/node$id.log" &
+  # shellcheck disable=SC2086 # NODE_FLAGS is a list of flags, BROKER_ENV of NAME=VALUE
+  env ${BROKER_ENV:-} RUST_LOG=${RILL_LOG:-warn} "$rill" broker --node-id "$id" --listen "${addrs[$((id - 1))]}" \
+    --data-dir "$dir/d$id" --peers "$peers" ${NODE_FLAGS:-} >"$dir/node$id.out" 2>"$dir/node$id.log" &
   pids+=($!)
 done
-RUST_LOG=warn "$rill" broker --listen "$single" --data-dir "$dir/single" >"$dir/single.out" 2>"$dir/single.log" &
+# shellcheck disable=SC2086 # BROKER_ENV is a list of NAME=VALUE
+env ${BROKER_ENV:-} RUST_LOG=warn "$rill" broker --listen "$single" --data-dir "$dir/single" >"$dir/single.out" \
+  2>"$dir/single.log" &
 pids+=($!)
 
 # The cluster is ready once the controller leader lists three alive nodes.

@@ -117,6 +117,10 @@ pub struct BrokerConfig {
     pub maintenance_interval_ms: u64,
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace_ms: u64,
+    /// Worker threads of the process's async runtime (`rill broker` builds it from this); 0 chooses
+    /// [`default_worker_threads`]. Blocking work (appends, fsyncs, reads) runs on tokio's blocking pool beside
+    /// them, whatever this says.
+    pub worker_threads: usize,
 
     /// Append to partition logs with `O_DIRECT`, bypassing the page cache (see `rill_storage::WriteMode`);
     /// `false` writes through the page cache. A file system that refuses `O_DIRECT` gets buffered writes.
@@ -348,6 +352,7 @@ impl Default for BrokerConfig {
             subscribe_queue_batches: 4,
             maintenance_interval_ms: 100,
             shutdown_grace_ms: 5_000,
+            worker_threads: 0,
             direct_writes: true,
             default_durability: DurabilityPolicy::Interval,
             default_flush_interval_ms: 1_000,
@@ -401,6 +406,16 @@ fn physical_memory_bytes() -> Option<u64> {
     let (pages, page_bytes) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
     let (pages, page_bytes) = (u64::try_from(pages).ok()?, u64::try_from(page_bytes).ok()?);
     pages.checked_mul(page_bytes)
+}
+
+/// Most runtime worker threads a setting may ask for: far above any core count rill is run on, low enough
+/// that a typo (an extra digit or two) is refused instead of starting thousands of threads.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// The runtime's worker threads when `worker_threads` is 0: one per core the process may run on (tokio's own
+/// default), 1 when that cannot be read.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Parses `--admin-listen`: an address, or `off` for no admin listener.
@@ -518,6 +533,15 @@ impl BrokerConfig {
             return bad(
                 "appends_in_flight",
                 format!("{} is outside 1..={}", self.appends_in_flight, Semaphore::MAX_PERMITS),
+            );
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return bad(
+                "worker_threads",
+                format!(
+                    "{} is outside 0..={MAX_WORKER_THREADS} (0: the default for this machine)",
+                    self.worker_threads
+                ),
             );
         }
         if self.subscribe_queue_batches == 0 || self.subscribe_queue_batches > 1024 {
@@ -705,6 +729,23 @@ mod tests {
         assert_eq!(config.validate().map_err(|e| e.setting), Err("max_request_bytes"));
         let config = BrokerConfig { http2_max_frame_bytes: 1, ..BrokerConfig::default() };
         assert_eq!(config.validate().map_err(|e| e.setting), Err("http2_max_frame_bytes"));
+    }
+
+    #[test]
+    fn worker_threads_0_is_the_machines_default_and_a_count_past_the_limit_is_named() {
+        assert_eq!(BrokerConfig::default().worker_threads, 0);
+        let config: BrokerConfig = toml::from_str("worker_threads = 1").expect("a count");
+        assert_eq!((config.worker_threads, config.validate()), (1, Ok(())));
+        let config = BrokerConfig { worker_threads: MAX_WORKER_THREADS, ..BrokerConfig::default() };
+        assert_eq!(config.validate(), Ok(()));
+        let config = BrokerConfig { worker_threads: MAX_WORKER_THREADS + 1, ..BrokerConfig::default() };
+        let refused = config.validate().expect_err("past the limit");
+        assert_eq!(refused.setting, "worker_threads");
+        assert!(refused.reason.contains("0..=1024"), "{}", refused.reason);
+        assert!(toml::from_str::<BrokerConfig>("worker_threads = -1").is_err());
+        assert!(toml::from_str::<BrokerConfig>("worker_threads = \"two\"").is_err());
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert!((1..=cores).contains(&default_worker_threads()), "{} on {cores} cores", default_worker_threads());
     }
 
     #[test]

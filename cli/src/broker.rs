@@ -95,6 +95,9 @@ pub struct BrokerArgs {
     /// evicted first); 0 turns the cache off. [default: 1/8 of the machine's memory, at most 1 GiB]
     #[arg(long, env = "RILL_TAIL_CACHE_BYTES", value_name = "BYTES")]
     tail_cache_bytes: Option<u64>,
+    /// Worker threads of the broker's async runtime (at most 1024); 0 is one per core. [default: 0]
+    #[arg(long, env = "RILL_WORKER_THREADS", value_name = "N")]
+    worker_threads: Option<usize>,
     /// This node's id in its cluster (required with --peers).
     #[arg(long, env = "RILL_NODE_ID", value_name = "ID")]
     node_id: Option<u64>,
@@ -307,6 +310,9 @@ impl BrokerArgs {
         if let Some(v) = self.tail_cache_bytes {
             config.tail_cache_bytes = Some(v);
         }
+        if let Some(v) = self.worker_threads {
+            config.worker_threads = v;
+        }
         if let Some(v) = self.node_id {
             config.node_id = Some(v);
         }
@@ -387,7 +393,7 @@ impl BrokerArgs {
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = crate::runtime::multi_thread(config.worker_threads)?;
     let telemetry = {
         let _in_runtime = runtime.enter();
         crate::telemetry::install(&config)?
@@ -463,4 +469,36 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT received"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn config_from(args: &[&str]) -> anyhow::Result<BrokerConfig> {
+        let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("rill-broker").chain(args.iter().copied()))?;
+        cli.broker.into_config()
+    }
+
+    #[test]
+    fn worker_threads_come_from_the_flag_over_the_toml_file_and_default_to_0() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("rill.toml");
+        std::fs::write(&file, "worker_threads = 3\n").expect("write the config file");
+        let file = file.to_str().expect("a UTF-8 path");
+        assert_eq!(config_from(&[]).expect("the defaults").worker_threads, 0);
+        assert_eq!(config_from(&["--config", file]).expect("the file's").worker_threads, 3);
+        let flag = config_from(&["--config", file, "--worker-threads", "1"]).expect("the flag's");
+        assert_eq!(flag.worker_threads, 1);
+        let typo = config_from(&["--worker-threads", "1o"]).expect_err("not a number");
+        assert!(format!("{typo:#}").contains("--worker-threads"), "{typo:#}");
+        let huge = config_from(&["--worker-threads", "4096"]).expect_err("past the limit");
+        assert!(format!("{huge:#}").contains("worker_threads") && format!("{huge:#}").contains("0..=1024"), "{huge:#}");
+    }
 }

@@ -20,6 +20,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod runtime;
 mod table;
 mod telemetry;
 mod time_arg;

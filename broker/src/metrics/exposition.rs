@@ -182,6 +182,12 @@ impl Scraped {
         if let Some(cpu) = stats.cpu_s {
             single(encoder, "process_cpu_seconds", "User and system CPU time.", MetricType::Counter, cpu)?;
         }
+        // Scrapes run on the broker's runtime; the count shows what `worker_threads` 0 chose on this machine.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let workers = runtime.metrics().num_workers() as f64;
+            let help = "Worker threads of the process's async runtime (the `worker_threads` setting).";
+            single(encoder, "rill_runtime_worker_threads", help, MetricType::Gauge, workers)?;
+        }
         Ok(())
     }
 

@@ -92,6 +92,11 @@ pub struct BenchArgs {
     /// Start a broker in this process on a temporary data directory and measure it.
     #[arg(long)]
     embedded: bool,
+    /// Worker threads of this process's async runtime (producers, consumers and an --embedded broker); 0 is one
+    /// per core, as for `rill broker --worker-threads`.
+    #[arg(long, env = "RILL_WORKER_THREADS", default_value_t = 0, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(0..=rill_broker::MAX_WORKER_THREADS as i64))]
+    worker_threads: u16,
     /// The embedded broker listens with TLS, with this certificate (PEM; its CA goes in --tls-ca).
     #[arg(long, requires_all = ["embedded", "embedded_tls_key"], value_name = "FILE")]
     embedded_tls_cert: Option<PathBuf>,
@@ -300,7 +305,7 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let workload = args.workload()?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = crate::runtime::multi_thread(args.worker_threads.into())?;
     let report = runtime.block_on(run_async(&args, workload))?;
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
@@ -424,6 +429,8 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         "durability": format!("{:?}", args.durability).to_lowercase(),
         "write_mode": format!("{:?}", args.write_mode).to_lowercase(),
         "appends_in_flight": args.embedded.then_some(args.appends_in_flight),
+        // What `--worker-threads` gave this process's runtime (0 resolved to the machine's default).
+        "worker_threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "tail_cache_bytes": args.tail_cache_bytes,
         "replays": args.replays,
         "topics": workload.topics,

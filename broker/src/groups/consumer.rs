@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::assignor::{Assignor, TopicPartition};
 use super::group::{Group, Member, MemberView};
 use super::{check_group_id, GroupCoordinator, MAX_CLIENT_ID_BYTES};
-use crate::node::{now_ms, Node};
+use crate::node::now_ms;
 
 /// Longest member id a client may choose (KIP-1082 clients send their own, a UUID of 22 to 36 characters).
 pub const MAX_MEMBER_ID_BYTES: usize = 255;
@@ -500,21 +500,6 @@ fn mixed_assignors(group: &str, current: Assignor, asked: Assignor) -> ConsumerE
     ConsumerError::InvalidRequest(format!(
         "group {group:?} uses the {current:?} assignor and this member asks for {asked:?}; its members must agree"
     ))
-}
-
-/// Partition counts of the topics that exist among `topics`: the controller's on a cluster (the coordinator need
-/// not hold a replica of every topic its groups read), else this node's registry.
-pub fn partition_counts_of(node: &Node, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
-    match &node.replication {
-        Some(replication) => {
-            let metadata = replication.metadata();
-            topics
-                .iter()
-                .filter_map(|t| metadata.topics.get(t).map(|placed| (t.clone(), placed.partitions.len() as u32)))
-                .collect()
-        }
-        None => super::partition_counts(&node.registry, topics),
-    }
 }
 
 mod describe;

@@ -25,9 +25,10 @@ use std::time::Duration;
 use rill_protocol::v1;
 use tokio::sync::watch;
 
+use crate::cluster::metadata::ClusterMetadata;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
-use crate::node::now_ms;
+use crate::node::{now_ms, Node};
 use crate::offsets::MAX_GROUP_CHARS;
 use crate::registry::Registry;
 
@@ -86,8 +87,13 @@ impl GroupCoordinator {
         }
     }
 
-    /// Admits a member: validates the join, creates the group if needed, and rebalances.
-    pub fn join(&self, request: v1::JoinRequest, registry: &Registry) -> Result<(Joined, watch::Receiver<MemberView>)> {
+    /// Admits a member: validates the join, creates the group if needed, and rebalances. `partition_counts`
+    /// gives the partition counts of the topics that exist among those asked ([`partition_counts_of`]).
+    pub fn join(
+        &self,
+        request: v1::JoinRequest,
+        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
+    ) -> Result<(Joined, watch::Receiver<MemberView>)> {
         check_group_id(&request.group)?;
         let topics = self.check_topics(&request.topics)?;
         let assignor = Assignor::from_wire(request.assignor)
@@ -106,7 +112,7 @@ impl GroupCoordinator {
             if let Some(group) = self.lock().get(&request.group) {
                 wanted.extend(group.subscribed_topics());
             }
-            partition_counts(registry, &wanted)
+            partition_counts(&wanted)
         };
         let mut groups = self.lock();
         let kafka_members = self.classic_members(&request.group);
@@ -180,12 +186,18 @@ impl GroupCoordinator {
     }
 
     /// Removes a member (left, disconnected, session expired, shutdown) and rebalances the rest at once.
-    pub fn remove(&self, group_id: &str, member_id: &str, registry: &Registry, reason: &str) {
+    pub fn remove(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>,
+        reason: &str,
+    ) {
         let topics = match self.lock().get(group_id) {
             Some(group) => group.subscribed_topics(),
             None => return,
         };
-        let counts = partition_counts(registry, &topics);
+        let counts = partition_counts(&topics);
         let mut groups = self.lock();
         if let Some(group) = groups.get_mut(group_id) {
             if group.remove_member(member_id, counts, now_ms()) {
@@ -195,11 +207,11 @@ impl GroupCoordinator {
     }
 
     /// Rebalances every group whose subscribed topics changed (created, deleted, partitions added).
-    pub fn refresh_topics(&self, registry: &Registry) {
+    pub fn refresh_topics(&self, partition_counts: impl Fn(&BTreeSet<String>) -> BTreeMap<String, u32>) {
         let subscriptions: Vec<(String, BTreeSet<String>)> =
             self.lock().iter().map(|(name, g)| (name.clone(), g.subscribed_topics())).collect();
         for (name, topics) in subscriptions {
-            let counts = partition_counts(registry, &topics);
+            let counts = partition_counts(&topics);
             if let Some(group) = self.lock().get_mut(&name) {
                 // Subscriptions may have changed meanwhile; the next refresh or membership change catches up.
                 if group.subscribed_topics() == topics {
@@ -429,8 +441,27 @@ impl GroupCoordinator {
     }
 }
 
-/// Partition counts of the topics that exist among `topics` (a missing topic has none yet).
-fn partition_counts(registry: &Registry, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
+/// Partition counts of the topics that exist among `topics` (a missing topic has none yet), the one source every
+/// assignment is computed from, gRPC and Kafka (KIP-848) members alike: on a cluster the applied metadata's, since a
+/// coordinator need not hold a replica of every topic its groups read (with RF 1 it often holds none of most);
+/// on a single node its registry.
+pub fn partition_counts_of(node: &Node, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
+    match &node.replication {
+        Some(replication) => metadata_partition_counts(&replication.metadata(), topics),
+        None => registry_partition_counts(&node.registry, topics),
+    }
+}
+
+/// Partition counts of the topics among `topics` that the cluster's metadata holds.
+fn metadata_partition_counts(metadata: &ClusterMetadata, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
+    topics
+        .iter()
+        .filter_map(|t| metadata.topics.get(t).map(|placed| (t.clone(), placed.partitions.len() as u32)))
+        .collect()
+}
+
+/// Partition counts of the topics among `topics` that this node's registry holds.
+fn registry_partition_counts(registry: &Registry, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
     topics.iter().filter_map(|t| registry.topic(t).ok().map(|topic| (t.clone(), topic.partition_count()))).collect()
 }
 
@@ -446,4 +477,57 @@ pub fn check_group_id(group: &str) -> Result<()> {
         return Err(BrokerError::invalid("group", format!("{group:?} holds control characters")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata::fixtures::placed;
+
+    fn topics(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn metadata_counts_every_partition_wherever_its_replicas_live() {
+        let mut metadata = ClusterMetadata::default();
+        // RF 1 topics on nodes 2 and 3: a coordinator on node 1 holds none of them, yet assigns them all.
+        metadata.topics.insert("on-two".into(), placed(&[&[2], &[2], &[3]], 1));
+        metadata.topics.insert("on-three".into(), placed(&[&[3]], 1));
+        metadata.topics.insert("unsubscribed".into(), placed(&[&[1]], 1));
+        let counts = metadata_partition_counts(&metadata, &topics(&["on-two", "on-three", "not-created-yet"]));
+        let expected: BTreeMap<String, u32> = [("on-three".to_owned(), 1), ("on-two".to_owned(), 3)].into();
+        assert_eq!(counts, expected, "missing topics have no count; others count all their partitions");
+    }
+
+    #[test]
+    fn a_group_refreshed_from_the_metadata_hands_out_added_partitions() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.topics.insert("orders".into(), placed(&[&[2]], 1));
+        let mut group = Group::new("g".into(), Assignor::Range, 0);
+        let (updates, _view) = watch::channel(MemberView::Left);
+        let member = Member {
+            id: "m".into(),
+            client_id: String::new(),
+            topics: topics(&["orders"]),
+            session_timeout_ms: 10_000,
+            assigned: BTreeMap::new(),
+            revoking: BTreeMap::new(),
+            member_generation: -1,
+            acked_generation: -1,
+            updates,
+            consumer: None,
+        };
+        group.add_member(member, metadata_partition_counts(&metadata, &topics(&["orders"])));
+        let owned = |group: &Group| group.members["m"].assigned.keys().map(|tp| tp.partition).collect::<Vec<_>>();
+        assert_eq!(owned(&group), vec![0]);
+
+        metadata.topics.insert("orders".into(), placed(&[&[2], &[3], &[1]], 1));
+        group.refresh(metadata_partition_counts(&metadata, &topics(&["orders"])));
+        assert_eq!(owned(&group), vec![0, 1, 2], "partitions added through the metadata are assigned");
+
+        metadata.topics.remove("orders");
+        group.refresh(metadata_partition_counts(&metadata, &topics(&["orders"])));
+        assert!(owned(&group).is_empty(), "a deleted topic's partitions are taken back");
+    }
 }

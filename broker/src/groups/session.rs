@@ -18,7 +18,7 @@ use tokio_stream::wrappers::WatchStream;
 use tokio_stream::Stream;
 use tonic::{Code, Status, Streaming};
 
-use super::{Joined, MemberView};
+use super::{partition_counts_of, Joined, MemberView};
 use crate::error::{BrokerError, Result};
 use crate::node::Node;
 
@@ -83,7 +83,7 @@ pub async fn open(
         node.authorize(&principal, Operation::Read, &Resource::topic(topic))?;
     }
     node.offsets.check_coordinator(&join.group)?;
-    let (joined, views) = node.groups.join(join, &node.registry)?;
+    let (joined, views) = node.groups.join(join, |topics| partition_counts_of(&node, topics))?;
     let views = WatchStream::new(views);
     tokio::spawn(keep_session(node, joined, inbound));
     Ok(AssignmentStream { views, is_done: false })
@@ -101,7 +101,7 @@ async fn keep_session(node: Arc<Node>, joined: Joined, mut inbound: Streaming<v1
         End::Left => "left".to_owned(),
         End::Failed(_, message) => message.clone(),
     };
-    node.groups.remove(&joined.group, &joined.member_id, &node.registry, &reason);
+    node.groups.remove(&joined.group, &joined.member_id, |topics| partition_counts_of(&node, topics), &reason);
     if matches!(*joined.updates.borrow(), MemberView::Moved(_)) {
         return;
     }

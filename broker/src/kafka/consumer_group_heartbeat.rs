@@ -17,10 +17,9 @@ use uuid::Uuid;
 use super::dispatch::Caller;
 use super::KafkaContext;
 use crate::groups::consumer::{
-    keep_consumer_session, partition_counts_of, watch_revocation, ConsumerError, ConsumerHeartbeat,
-    ConsumerSubscription, TopicRegex,
+    keep_consumer_session, watch_revocation, ConsumerError, ConsumerHeartbeat, ConsumerSubscription, TopicRegex,
 };
-use crate::groups::TopicPartition;
+use crate::groups::{partition_counts_of, TopicPartition};
 
 pub fn answer(
     kafka: &KafkaContext,

@@ -149,6 +149,11 @@ impl Replication {
         self.controller.metadata()
     }
 
+    /// The controller's metadata, changed each time this node applies a command (for those that follow it).
+    pub fn watch_metadata(&self) -> tokio::sync::watch::Receiver<Arc<crate::cluster::metadata::ClusterMetadata>> {
+        self.controller.watch_metadata()
+    }
+
     /// The controller quorum's leader as this node knows it.
     pub fn controller_leader(&self) -> Option<u64> {
         self.controller.current_leader()

@@ -9,7 +9,7 @@ use rill_protocol::v1;
 
 use super::groups::committed;
 use crate::error::{BrokerError, Result};
-use crate::groups::{check_group_id, TopicPartition};
+use crate::groups::{check_group_id, partition_counts_of, TopicPartition};
 use crate::node::{now_ms, Node};
 use crate::offsets::OffsetKey;
 use crate::registry::blocking;
@@ -152,8 +152,17 @@ pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::
     Ok(v1::ResetOffsetsResponse { offsets })
 }
 
-/// Rebalances subscribed groups after every topic change, until shutdown.
+/// Rebalances subscribed groups after every topic change (created, deleted, partitions added), until shutdown:
+/// on a cluster as the applied metadata shows them, since a coordinator need not hold a replica of the topics its
+/// groups read and its registry then never hears of them; on a single node as its registry does.
 pub async fn follow_topic_changes(node: Arc<Node>) {
+    match node.replication.clone() {
+        Some(replication) => follow_metadata(node, replication).await,
+        None => follow_registry(node).await,
+    }
+}
+
+async fn follow_registry(node: Arc<Node>) {
     let mut changes = node.registry.watch_changes();
     let mut shutdown = node.shutdown.clone();
     loop {
@@ -161,7 +170,31 @@ pub async fn follow_topic_changes(node: Arc<Node>) {
             changed = changes.changed() => if changed.is_err() { return },
             _ = shutdown.wait_for(|is_shutting_down| *is_shutting_down) => return,
         }
-        node.groups.refresh_topics(&node.registry);
+        node.groups.refresh_topics(|topics| partition_counts_of(&node, topics));
+    }
+}
+
+async fn follow_metadata(node: Arc<Node>, replication: Arc<crate::replication::Replication>) {
+    let mut metadata = replication.watch_metadata();
+    let mut shutdown = node.shutdown.clone();
+    // The metadata changes far more often than topics do (ISR, leaders, node heartbeats): the groups are only
+    // looked at when some topic's partition count changed.
+    let mut last_counts: Option<BTreeMap<String, usize>> = None;
+    loop {
+        let counts: BTreeMap<String, usize> = metadata
+            .borrow_and_update()
+            .topics
+            .iter()
+            .map(|(t, placed)| (t.clone(), placed.partitions.len()))
+            .collect();
+        if last_counts.as_ref() != Some(&counts) {
+            node.groups.refresh_topics(|topics| partition_counts_of(&node, topics));
+            last_counts = Some(counts);
+        }
+        tokio::select! {
+            changed = metadata.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|is_shutting_down| *is_shutting_down) => return,
+        }
     }
 }
 

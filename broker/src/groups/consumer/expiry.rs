@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{partition_counts_of, ConsumerMember};
+use super::ConsumerMember;
 use crate::groups::group::{Group, Member};
-use crate::groups::GroupCoordinator;
+use crate::groups::{partition_counts_of, GroupCoordinator};
 use crate::node::{now_ms, Node};
 
 impl GroupCoordinator {

@@ -192,3 +192,107 @@ fn fetch_offsets_raw(addr: &str) -> tonic::Status {
         groups.fetch_offsets(request).await.expect_err("a node that is not the coordinator refuses")
     })
 }
+
+/// Three RF 1 topics of one partition each, a gRPC group with one member per topic (`rill consume T --group G
+/// --follow`), and the group's coordinator holding at most one of the topics' replicas: every member still
+/// gets its topic's partition, because the coordinator assigns from the cluster's metadata rather than from the
+/// topics it holds itself. Partitions then added to a topic the coordinator does not hold reach that topic's
+/// member through a rebalance that follows the metadata.
+#[test]
+fn a_group_reads_every_partition_of_topics_its_coordinator_holds_no_replica_of() {
+    const PLACED_GROUP: &str = "placement";
+    const RECORDS: usize = 20;
+    let cluster = Cluster::start(FAST_CLUSTER);
+    let topics = ["spread-a", "spread-b", "spread-c"];
+    let deadline = Instant::now() + DEADLINE;
+    for topic in topics {
+        loop {
+            let args = ["topic", "create", topic, "--partitions", "1", "--replication-factor", "1"];
+            let created = rill(cluster.addr(1), &args);
+            if created.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "topic {topic} never created: {created:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let offsets_partition = coordinator_partition(PLACED_GROUP, OFFSETS_PARTITIONS);
+    let (coordinator, holders) = loop {
+        // The first group request creates `__consumer_offsets` (refused meanwhile): the describe asks for it.
+        rill(cluster.addr(1), &["group", "describe", PLACED_GROUP]);
+        let coordinator = placement(cluster.addr(1), "__consumer_offsets", offsets_partition)
+            .and_then(|(leader, isr)| leader.filter(|_| isr.len() == 3));
+        let holders: Option<Vec<u64>> =
+            topics.iter().map(|topic| placement(cluster.addr(1), topic, 0).and_then(|(leader, _)| leader)).collect();
+        if let (Some(coordinator), Some(holders)) = (coordinator, holders) {
+            break (coordinator, holders);
+        }
+        assert!(Instant::now() < deadline, "the offsets partition and the topics never all had leaders");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The defect this guards against shows only for topics the coordinator holds no replica of.
+    let elsewhere: Vec<usize> = (0..topics.len()).filter(|i| holders[*i] != coordinator).collect();
+    assert!(!elsewhere.is_empty(), "every topic landed on the coordinator {coordinator}: {holders:?}");
+
+    let produce = |topic: &str, partition: u32, values: &[String]| {
+        let input = values.iter().map(|v| format!("{v}\n")).collect::<String>();
+        let partition = partition.to_string();
+        let args = ["produce", topic, "--partition", &partition, "--acks", "all", "--delivery-timeout-ms", "5000"];
+        let produced = rill_with_stdin(&cluster.all(), &args, input.as_bytes());
+        assert!(produced.status.success(), "produce to {topic}/{partition}: {produced:?}");
+    };
+    let values = |topic: &str, partition: u32| -> Vec<String> {
+        (0..RECORDS).map(|i| format!("{topic}-{partition}-{i}")).collect()
+    };
+    for topic in topics {
+        produce(topic, 0, &values(topic, 0));
+    }
+    let mut members: Vec<Running> = topics
+        .iter()
+        .map(|topic| Running::spawn(&cluster.all(), &["consume", topic, "--group", PLACED_GROUP, "--follow"]))
+        .collect();
+    for (topic, member) in topics.iter().zip(&mut members) {
+        let printed: Vec<String> = (0..RECORDS).map(|_| line_or_exit(member, topic)).collect();
+        assert_eq!(printed, values(topic, 0), "the member of {topic} (on node {}) reads it once, in order", {
+            holders[topics.iter().position(|t| t == topic).expect("listed")]
+        });
+    }
+
+    // Grow a topic the coordinator holds no replica of: its registry never hears of the new partitions.
+    let grown = topics[elsewhere[0]];
+    let added = rill(&cluster.all(), &["topic", "add-partitions", grown, "--count", "3"]);
+    assert!(added.status.success(), "add-partitions: {added:?}");
+    common::cluster::wait_for_topic(&cluster.all(), grown, 3, "leaders for the added partitions", |rows| {
+        rows.iter().all(|row| row.leader.is_some())
+    });
+    let mut expected = std::collections::BTreeSet::new();
+    for partition in 1..=2 {
+        let added_values = values(grown, partition);
+        produce(grown, partition, &added_values);
+        expected.extend(added_values);
+    }
+    let member = &mut members[elsewhere[0]];
+    let printed: std::collections::BTreeSet<String> =
+        (0..expected.len()).map(|_| line_or_exit(member, grown)).collect();
+    assert_eq!(printed, expected, "the member of {grown} reads each record of the added partitions once");
+    // Nothing is read twice: no further line comes from any member.
+    for (topic, member) in topics.iter().zip(&members) {
+        let extra = member.line_within(Duration::from_millis(500));
+        assert_eq!(extra, None, "the member of {topic} printed a record again");
+    }
+    for member in members {
+        let (status, stderr) = member.stop_with(libc::SIGTERM);
+        assert!(status.success(), "the member exits cleanly: {stderr}");
+    }
+}
+
+/// The member's next line, or the test fails with how the member ended (its exit status and stderr).
+#[track_caller]
+fn line_or_exit(member: &mut Running, topic: &str) -> String {
+    if let Some(line) = member.line_within(DEADLINE) {
+        return line;
+    }
+    let _ = member.child.kill();
+    let (status, stderr) = member.wait();
+    panic!("the member of {topic} printed nothing more within {DEADLINE:?} ({status}); stderr: {stderr}");
+}

@@ -236,7 +236,6 @@ async fn follow(
 /// refuses with `offset-not-available` (retried), and a timestamp with no record below the high watermark is
 /// answered with the high watermark (where a consumer of "from then on" starts).
 pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Result<v1::ListOffsetsResponse> {
-    let topic = node.registry.topic(&request.topic)?;
     let query = match v1::OffsetSpec::try_from(request.spec) {
         Ok(v1::OffsetSpec::Unspecified | v1::OffsetSpec::Earliest) => OffsetQuery::Earliest,
         Ok(v1::OffsetSpec::Latest) => OffsetQuery::Latest,
@@ -244,12 +243,18 @@ pub async fn list_offsets(node: &Node, request: v1::ListOffsetsRequest) -> Resul
         Ok(v1::OffsetSpec::MaxTimestamp) => OffsetQuery::LargestTimestamp,
         Err(_) => return Err(BrokerError::invalid("spec", format!("unknown offset spec {}", request.spec))),
     };
-    let indexes: Vec<u32> =
-        if request.partitions.is_empty() { (0..topic.partition_count()).collect() } else { request.partitions };
+    let indexes: Vec<u32> = if request.partitions.is_empty() {
+        (0..node.registry.topic(&request.topic)?.partition_count()).collect()
+    } else {
+        request.partitions
+    };
     let mut offsets = Vec::with_capacity(indexes.len());
     for index in indexes {
-        let partition = topic.partition(index)?;
+        // Leadership first, as Fetch does: on a cluster a partition just added (or a topic this node only now
+        // takes a replica of) is in the metadata before its log is open here, and that is `not-leader`, which
+        // clients retry, rather than an unknown partition, which they give up on.
         node.check_leader(&request.topic, index)?;
+        let partition = node.registry.partition(&request.topic, index)?;
         let log = Arc::clone(partition.log());
         let window = LeaderWindow::of(&log);
         let found_at_timestamp = match query {

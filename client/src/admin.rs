@@ -318,8 +318,8 @@ const OFFSET_NOT_AVAILABLE_MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// as with Kafka: a follower's high watermark trails the leader's. So the call goes to each leader with the
 /// partitions it leads, at once; partitions refused with `not-leader` are routed again by a fresh placement (and
 /// those on a node that cannot be reached as a fetch's are), and asked again, at most [`LIST_OFFSETS_ROUNDS`]
-/// times. Partitions whose new leader answers `offset-not-available` are asked again after a backoff until
-/// `timeout` has passed.
+/// times. Partitions whose new leader answers `offset-not-available`, and those refused as having no leader at
+/// all (a partition just added), are asked again after a backoff until `timeout` has passed.
 pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
@@ -360,6 +360,13 @@ pub(crate) async fn list_offsets(
         for (group, answer) in futures_util::future::join_all(calls).await {
             match answer {
                 Ok(response) => offsets.extend(response.offsets),
+                // A partition without a leader (just added, its leader not elected yet, or between leaders): a
+                // reroute has nowhere to go, so wait as for a new leader's high watermark, placement refreshed.
+                Err(err @ Error::NotLeader { leader_address: None, .. }) => {
+                    is_placement_stale = true;
+                    waiting.extend(group);
+                    not_available = Some(err);
+                }
                 // A node refuses the whole call at the first partition it does not lead, naming that one's
                 // leader only: the placement, asked once, routes them all.
                 Err(Error::NotLeader { .. }) if may_reroute => {

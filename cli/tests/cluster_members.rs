@@ -104,6 +104,20 @@ fn controller_leader(addr: &str) -> Option<u64> {
     stdout.lines().find_map(|l| l.strip_prefix("controller leader:")).and_then(|id| id.trim().parse().ok())
 }
 
+/// Waits until `addr` names a controller leader that `wanted` accepts, and returns it.
+#[track_caller]
+fn wait_for_controller_leader(addr: &str, wanted: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match controller_leader(addr) {
+            Some(leader) if wanted(leader) => return leader,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no wanted controller leader at {addr} within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Starts a node that joins the cluster through `via`, on a free port with its data in `data_dir`.
 fn start_joining_node(node_id: u64, data_dir: &Path, via: &str, config: &Path) -> BrokerProcess {
     start_until_listening(&joining_args(node_id, &dead_address(), data_dir, via, config))
@@ -253,7 +267,8 @@ fn the_controller_leader_removes_itself_and_a_learner_takes_its_vote() {
     wait_for_cluster(cluster.addr(1), "three alive nodes", |nodes, _| all_alive(nodes, 3));
     let node_4 = start_joining_node(4, &cluster.dir.path().join("d4"), cluster.addr(1), &cluster.config());
     rill(cluster.addr(1), &["cluster", "add-node", "--node-id", "4", "--address", &node_4.addr]).ok();
-    let leader = controller_leader(&node_4.addr).expect("a controller leader");
+    // Node 4 learns who leads only once the leader's first heartbeat reaches it as a voter.
+    let leader = wait_for_controller_leader(&node_4.addr, |_| true);
 
     let removed = rill(&node_4.addr, &["cluster", "remove-node", "--node-id", &leader.to_string()]);
     let removed = removed.ok();
@@ -266,11 +281,7 @@ fn the_controller_leader_removes_itself_and_a_learner_takes_its_vote() {
             && nodes.iter().all(|n| n.state == "alive" && n.voter == "yes")
     });
     assert!(nodes.iter().all(|n| n.id != leader), "{nodes:?}");
-    let deadline = Instant::now() + DEADLINE;
-    while controller_leader(&node_4.addr).is_none_or(|new| new == leader) {
-        assert!(Instant::now() < deadline, "no new controller leader within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_controller_leader(&node_4.addr, |new| new != leader);
     // The metadata still changes: a topic can be created over the three members left.
     rill(&node_4.addr, &["topic", "create", "after", "--partitions", "3", "--replication-factor", "3"]).ok();
 }

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::error::Outcome;
 use super::topic_configs::text;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
@@ -29,9 +30,6 @@ const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
-
-/// How one resource's change ended: an error code (0: applied) and the message that goes with it.
-type Outcome = (i16, Option<String>);
 
 pub async fn incremental(
     kafka: &KafkaContext,

@@ -15,7 +15,7 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::ResponseError;
 
-use super::error::error_code;
+use super::error::{error_code, Outcome};
 use super::topic_configs::text;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
@@ -26,9 +26,6 @@ use crate::error::BrokerError;
 
 const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
-
-/// One partition's answer: its code and, for a refusal, why.
-type Outcome = (i16, Option<String>);
 
 pub async fn answer(
     kafka: &KafkaContext,

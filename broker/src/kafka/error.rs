@@ -3,6 +3,11 @@
 
 use crate::error::BrokerError;
 
+/// How one resource or partition of an admin request ended, as its Kafka answer carries it: the error code
+/// (0: done) and, for a refusal, the message saying why. AlterConfigs, ElectLeaders and the reassignment APIs
+/// answer per item in this shape.
+pub type Outcome = (i16, Option<String>);
+
 /// The Kafka error code for a failed produce, fetch or offset lookup on one partition: the Kafka column of the one
 /// table of refusals (`rill_protocol::reason::Reason`).
 pub fn error_code(err: &BrokerError) -> i16 {

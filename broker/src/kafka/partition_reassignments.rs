@@ -29,7 +29,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::error::error_code;
+use super::error::{error_code, Outcome};
 use super::topic_configs::text;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
@@ -38,9 +38,6 @@ use crate::cluster::reassignment::{CancelFailed, StartRefused};
 use crate::cluster::reassignment_state::CancelRefused;
 use crate::cluster::{Controller, NodeId};
 use crate::error::BrokerError;
-
-/// One partition's answer: its code and, for a refusal, why.
-type Outcome = (i16, Option<String>);
 
 pub async fn alter(
     kafka: &KafkaContext,

@@ -278,11 +278,13 @@ impl Group {
     }
 }
 
+/// What the groups' unit tests build members with, here and in `groups/mod.rs`.
 #[cfg(test)]
-mod tests {
+pub(super) mod fixtures {
     use super::*;
 
-    fn member(id: &str, topics: &[&str]) -> (Member, watch::Receiver<MemberView>) {
+    /// A member subscribed to `topics` that has been assigned nothing yet, and the receiver of what it is told.
+    pub fn member(id: &str, topics: &[&str]) -> (Member, watch::Receiver<MemberView>) {
         let (updates, rx) = watch::channel(MemberView::Left);
         let member = Member {
             id: id.into(),
@@ -298,6 +300,12 @@ mod tests {
         };
         (member, rx)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::member;
+    use super::*;
 
     fn counts(n: u32) -> BTreeMap<String, u32> {
         [("t".to_string(), n)].into()

@@ -481,6 +481,7 @@ pub fn check_group_id(group: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::group::fixtures::member;
     use super::*;
     use crate::cluster::metadata::fixtures::placed;
 
@@ -505,19 +506,7 @@ mod tests {
         let mut metadata = ClusterMetadata::default();
         metadata.topics.insert("orders".into(), placed(&[&[2]], 1));
         let mut group = Group::new("g".into(), Assignor::Range, 0);
-        let (updates, _view) = watch::channel(MemberView::Left);
-        let member = Member {
-            id: "m".into(),
-            client_id: String::new(),
-            topics: topics(&["orders"]),
-            session_timeout_ms: 10_000,
-            assigned: BTreeMap::new(),
-            revoking: BTreeMap::new(),
-            member_generation: -1,
-            acked_generation: -1,
-            updates,
-            consumer: None,
-        };
+        let (member, _view) = member("m", &["orders"]);
         group.add_member(member, metadata_partition_counts(&metadata, &topics(&["orders"])));
         let owned = |group: &Group| group.members["m"].assigned.keys().map(|tp| tp.partition).collect::<Vec<_>>();
         assert_eq!(owned(&group), vec![0]);

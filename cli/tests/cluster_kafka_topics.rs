@@ -1,7 +1,8 @@
 //! Kafka clients administering a cluster of three real `rill broker` processes: librdkafka's AdminClient (the
 //! rdkafka crate) creates a replicated topic, which every node's `rill topic describe` shows with 3 replicas per
 //! partition in sync, and which takes acks-all produces and gives every record back; CreatePartitions and
-//! DeleteTopics sent to a node that is not the controller leader are forwarded and applied on every node; a
+//! DeleteTopics sent to a node that is not the controller leader are forwarded and applied on every node (an
+//! empty CreatePartitions assignment list is refused as INVALID_REPLICA_ASSIGNMENT, not taken for null); a
 //! replication factor above the alive nodes is INVALID_REPLICATION_FACTOR naming the count; validate-only creates
 //! nothing; AlterConfigs through librdkafka changes the live topic on every node. And a consumer group commits
 //! offsets for single-replica topics that live on other nodes than its coordinator (placed by a manual
@@ -31,6 +32,7 @@ use rill_tests::kafka_client::KafkaClient;
 const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
                             replica_lag_time_max_ms = 1500\noffsets_topic_partitions = 3\n";
 const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const RECORDS: i32 = 600;
 
 fn text(value: &str) -> StrBytes {
@@ -187,11 +189,27 @@ async fn kafka_admin_clients_create_grow_alter_and_delete_replicated_topics_thro
     let follower = a_follower(&cluster).await;
     let grow = CreatePartitionsRequest::default()
         .with_timeout_ms(10_000)
-        .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(text("orders"))).with_count(8)]);
+        // Null assignments, as Kafka's clients send for automatic placement: kafka-protocol's default is an
+        // empty list, which asks for a manual assignment of no partitions.
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_count(8)
+            .with_assignments(None)]);
     let grown: CreatePartitionsResponse = call(cluster.addr(follower), ApiKey::CreatePartitions, 2, &grow).await;
     assert_eq!(grown.results[0].error_code, 0, "{grown:?}");
     tokio::task::block_in_place(|| wait_on_every_node(&cluster, "orders", 8, "orders grown to 8 partitions"));
     produce_acks_all(&cluster.all(), "orders", 6..8, 10).await;
+    // An empty assignment list is a manual assignment of no partitions, not a null one: refused, as Kafka does.
+    let empty =
+        CreatePartitionsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_count(9)
+            .with_assignments(Some(vec![]))]);
+    let refused: CreatePartitionsResponse = call(cluster.addr(follower), ApiKey::CreatePartitions, 2, &empty).await;
+    let refusal = refused.results[0].error_message.as_deref().unwrap_or_default().to_owned();
+    assert_eq!(refused.results[0].error_code, INVALID_REPLICA_ASSIGNMENT, "{refused:?}");
+    assert!(refusal.contains("lists 0 partition(s)") && refusal.contains("adds 1"), "{refusal}");
+    // Nothing was added: growing to 8 is still no increase.
     let again: CreatePartitionsResponse = call(cluster.addr(follower), ApiKey::CreatePartitions, 2, &grow).await;
     let refusal = again.results[0].error_message.as_deref().unwrap_or_default().to_owned();
     assert_eq!(again.results[0].error_code, 37, "INVALID_PARTITIONS: {again:?}");

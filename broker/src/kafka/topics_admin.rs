@@ -81,10 +81,12 @@ pub async fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-/// A CreatePartitions topic's manual assignment (broker ids per new partition); `None` without one.
+/// A CreatePartitions topic's manual assignment (broker ids per new partition); `None` without one (null).
 fn new_partitions_assignment(topic: &CreatePartitionsTopic) -> Result<Option<Vec<Vec<u64>>>, (ResponseError, String)> {
-    // An empty list places the new partitions as a null one does (Kafka would refuse it as too short).
-    let Some(assignments) = topic.assignments.as_ref().filter(|a| !a.is_empty()) else { return Ok(None) };
+    // Only null asks for automatic placement. An empty list is a manual assignment of no partitions, which the
+    // count check refuses (INVALID_REPLICA_ASSIGNMENT) for any increase, as Kafka's controller does
+    // (`ReplicationControlManager.createPartitions` tests `assignments() != null`, not emptiness).
+    let Some(assignments) = topic.assignments.as_ref() else { return Ok(None) };
     let to_ids = |listed: &CreatePartitionsAssignment| -> Option<Vec<u64>> {
         listed.broker_ids.iter().map(|id| u64::try_from(id.0).ok()).collect()
     };

@@ -21,14 +21,11 @@ use common::cluster::{self, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin, signal};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::reason::{reason_of, Reason};
 use rill_protocol::v1::{self, records_client::RecordsClient};
-use rill_tests::kafka_client::KafkaClient;
+use rill_tests::kafka_client::{list_offsets_request, KafkaClient};
 
 const SLOW_FAILURE_DETECTION: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 120000\n\
                                       replica_lag_time_max_ms = 120000\nauto_leader_rebalance_enable = false\n";
@@ -44,13 +41,8 @@ const OFFSET_NOT_AVAILABLE: i16 = 78;
 fn list_offset(addr: &str, timestamp: i64, current_leader_epoch: i32) -> (i16, i64, i32) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let addr: SocketAddr = addr.parse().expect("node address");
-    let request =
-        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("orders")))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_current_leader_epoch(current_leader_epoch)
-                .with_timestamp(timestamp)])]);
+    let mut request = list_offsets_request("orders", 0, timestamp);
+    request.topics[0].partitions[0].current_leader_epoch = current_leader_epoch;
     let response: ListOffsetsResponse = runtime.block_on(async {
         let mut client = KafkaClient::connect(addr).await;
         client.call(ApiKey::ListOffsets, 4, &request).await

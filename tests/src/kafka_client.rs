@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse;
 use kafka_protocol::messages::{
-    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,6 +51,20 @@ impl KafkaClient {
         let response = Resp::decode(&mut body, version).expect("response body decodes");
         assert!(!body.has_remaining(), "{} bytes left after the {api:?} v{version} response", body.remaining());
         response
+    }
+
+    /// ListOffsets v`version` for one partition (see [`list_offsets_request`]): that partition's answer.
+    pub async fn list_offset(
+        &mut self,
+        version: i16,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> ListOffsetsPartitionResponse {
+        let request = list_offsets_request(topic, partition, timestamp);
+        let response: ListOffsetsResponse = self.call(ApiKey::ListOffsets, version, &request).await;
+        let mut partitions = response.topics.into_iter().flat_map(|t| t.partitions);
+        partitions.next().expect("an answer for the partition asked")
     }
 
     /// Sends one request frame, encoded with the header version `api` and `version` call for.
@@ -94,4 +110,15 @@ impl KafkaClient {
             }
         }
     }
+}
+
+/// A ListOffsets request for one partition of `topic`, as a consumer sends it (replica id -1). `timestamp` is ms
+/// since the epoch or a spec: -1 latest, -2 earliest, -3 the largest timestamp, -4 earliest local, -5 latest
+/// tiered. A test that needs more (a `current_leader_epoch`) sets it on the partition before sending.
+pub fn list_offsets_request(topic: &str, partition: i32, timestamp: i64) -> ListOffsetsRequest {
+    let partition = ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp);
+    let topic = ListOffsetsTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+        .with_partitions(vec![partition]);
+    ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![topic])
 }

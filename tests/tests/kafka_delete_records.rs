@@ -5,7 +5,6 @@
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
@@ -50,12 +49,7 @@ async fn fetch_at(client: &mut KafkaClient, topic: &str, offset: i64) -> (i16, i
 }
 
 async fn earliest(client: &mut KafkaClient, topic: &str) -> i64 {
-    let request =
-        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(text(topic)))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 6, &request).await;
-    response.topics[0].partitions[0].offset
+    client.list_offset(6, topic, 0, -2).await.offset
 }
 
 async fn produce_100(broker: &mut TestBroker, topic: &str) {

@@ -10,7 +10,6 @@ use std::path::Path;
 use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -174,12 +173,7 @@ async fn log_dirs_need_describe_on_the_cluster() {
 
 /// ListOffsets v`version` for partition 0: (error code, offset, timestamp, leader epoch).
 async fn list_offset(client: &mut KafkaClient, version: i16, topic: &str, timestamp: i64) -> (i16, i64, i64, i32) {
-    let request =
-        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request).await;
-    let answer = &response.topics[0].partitions[0];
+    let answer = client.list_offset(version, topic, 0, timestamp).await;
     (answer.error_code, answer.offset, answer.timestamp, answer.leader_epoch)
 }
 

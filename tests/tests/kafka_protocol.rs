@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -64,12 +63,7 @@ async fn list_offset(client: &mut KafkaClient, topic: &str, timestamp: i64) -> (
 }
 
 async fn list_offset_v(client: &mut KafkaClient, version: i16, topic: &str, timestamp: i64) -> (i16, i64) {
-    let request =
-        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request).await;
-    let answer = &response.topics[0].partitions[0];
+    let answer = client.list_offset(version, topic, 0, timestamp).await;
     (answer.error_code, answer.offset)
 }
 

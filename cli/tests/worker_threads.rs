@@ -4,61 +4,28 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::cluster::scrape;
-use common::{eventually, rill, rill_with_stdin, RILL};
+use common::{eventually, rill, rill_with_stdin, AdminBroker, RILL};
 
-/// A `rill broker` with its admin listener on a free port, killed when dropped.
-struct Broker {
-    child: Child,
-    addr: String,
-    admin: String,
+/// A `rill broker` on `data_dir` with `args`, `env` set and no worker setting inherited from the test's own
+/// environment.
+fn start_broker(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> AdminBroker {
+    let mut command = Command::new(RILL);
+    command.env_remove("RILL_WORKER_THREADS").env_remove("TOKIO_WORKER_THREADS");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    AdminBroker::start_command(command, data_dir, args)
 }
 
-impl Broker {
-    fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Broker {
-        let mut command = Command::new(RILL);
-        command
-            .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .env("RUST_LOG", "error")
-            .env_remove("RILL_WORKER_THREADS")
-            .env_remove("TOKIO_WORKER_THREADS");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rill broker");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
-        let addr = next_line().trim_start_matches("rill broker listening on ").to_owned();
-        let admin = next_line().trim_start_matches("rill admin listening on http://").to_owned();
-        let broker = Broker { child, addr, admin };
-        assert!(!broker.addr.is_empty() && !broker.admin.is_empty(), "the broker printed both addresses");
-        broker
-    }
-
-    /// The runtime's worker count, as the broker reports it on `/metrics`.
-    fn worker_threads(&self) -> f64 {
-        eventually("a scrape with rill_runtime_worker_threads", || {
-            scrape(&self.admin)?.get("rill_runtime_worker_threads").copied()
-        })
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The runtime's worker count, as `broker` reports it on `/metrics`.
+fn worker_threads(broker: &AdminBroker) -> f64 {
+    eventually("a scrape with rill_runtime_worker_threads", || {
+        scrape(&broker.admin)?.get("rill_runtime_worker_threads").copied()
+    })
 }
 
 /// Runs `rill ARGS` with `env` and no worker setting inherited; returns whether it succeeded and its stderr.
@@ -75,8 +42,8 @@ fn run_rill(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 #[test]
 fn one_worker_thread_serves_produce_and_consume() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Broker::start(dir.path(), &["--worker-threads", "1"], &[]);
-    assert_eq!(broker.worker_threads(), 1.0);
+    let broker = start_broker(dir.path(), &["--worker-threads", "1"], &[]);
+    assert_eq!(worker_threads(&broker), 1.0);
     let b = broker.addr.as_str();
     rill(b, &["topic", "create", "orders", "--partitions", "4"]).ok();
     let lines: Vec<String> = (0..500).map(|i| format!("order {i}")).collect();
@@ -93,19 +60,19 @@ fn the_flag_beats_the_environment_which_beats_the_toml_file() {
     std::fs::write(&config, "worker_threads = 3\n").expect("write the config file");
     let config = config.to_str().expect("a UTF-8 path");
     let data = dir.path().join("data");
-    let from_file = Broker::start(&data, &["--config", config], &[]);
-    assert_eq!(from_file.worker_threads(), 3.0);
+    let from_file = start_broker(&data, &["--config", config], &[]);
+    assert_eq!(worker_threads(&from_file), 3.0);
     drop(from_file);
-    let from_env = Broker::start(&data, &["--config", config], &[("RILL_WORKER_THREADS", "2")]);
-    assert_eq!(from_env.worker_threads(), 2.0);
+    let from_env = start_broker(&data, &["--config", config], &[("RILL_WORKER_THREADS", "2")]);
+    assert_eq!(worker_threads(&from_env), 2.0);
     drop(from_env);
     let from_flag =
-        Broker::start(&data, &["--config", config, "--worker-threads", "1"], &[("RILL_WORKER_THREADS", "2")]);
-    assert_eq!(from_flag.worker_threads(), 1.0);
+        start_broker(&data, &["--config", config, "--worker-threads", "1"], &[("RILL_WORKER_THREADS", "2")]);
+    assert_eq!(worker_threads(&from_flag), 1.0);
     drop(from_flag);
     // tokio's own variable no longer decides: the count is always set in code.
-    let zero = Broker::start(&data, &["--worker-threads", "0"], &[("TOKIO_WORKER_THREADS", "5")]);
-    assert_ne!(zero.worker_threads(), 5.0);
+    let zero = start_broker(&data, &["--worker-threads", "0"], &[("TOKIO_WORKER_THREADS", "5")]);
+    assert_ne!(worker_threads(&zero), 5.0);
 }
 
 #[test]

@@ -167,7 +167,13 @@ impl AdminBroker {
 
     /// Starts one on `data_dir`, which the caller keeps (to start another broker on it after this one).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> AdminBroker {
-        let mut child = Command::new(RILL)
+        AdminBroker::start_command(Command::new(RILL), data_dir, extra)
+    }
+
+    /// Starts one from `command` (a `Command::new(RILL)` with the environment the test wants: variables set or
+    /// removed) on `data_dir`, with `extra` flags after the others.
+    pub fn start_command(mut command: Command, data_dir: &Path, extra: &[&str]) -> AdminBroker {
+        let mut child = command
             .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

@@ -1,9 +1,9 @@
 //! `rill consume`: print a topic's records, one per line, as values or JSON objects.
 //!
-//! Where it starts, per partition: `--from-beginning`, `--from-end`, `--offset N` or `--from-time T` if given;
-//! else the group's committed offset (`--group`); else the beginning. Where it stops: without `--follow`, at
-//! the end offsets the partitions had when it started (records appended later are left for the next run); with
-//! `--follow`, never; and after `--max-messages` records, on SIGINT/SIGTERM, or when stdout is closed — all of
+//! Where it starts, per partition: `--from-beginning`, `--from-end`, `--offset N`, `--from-time T` or
+//! `--from-max-timestamp` if given; else the group's committed offset (`--group`); else the beginning. Where it
+//! stops: without `--follow`, at the end offsets the partitions had when it started (records appended later are
+//! left for the next run); with `--follow`, never; and after `--max-messages` records, on SIGINT/SIGTERM, or when stdout is closed — all of
 //! them exit 0.
 //!
 //! Two ways to read (`Mode`). A standalone reader assigns the partitions asked for (all, or `--partition`);
@@ -42,6 +42,7 @@ Examples:
   rill consume greetings                          # every record, then exit
   rill consume greetings --offset 1 --partition 0 # replay partition 0 from offset 1
   rill consume greetings --from-time 2026-11-27T00:00:00Z --max-messages 10
+  rill consume greetings --from-max-timestamp     # from the record with the largest timestamp on
   rill consume greetings --group demo             # resume after the group's committed offsets, commit
   rill consume greetings --group demo --follow    # join group demo: members share the partitions
   rill consume greetings --from-end --follow      # only new records, until Ctrl-C
@@ -91,6 +92,10 @@ pub struct ConsumeArgs {
     /// Start at the first record at or after this time: RFC 3339 (2026-11-27T00:30:00Z) or ms since the epoch.
     #[arg(long, group = "start", value_name = "TIME", value_parser = parse_time_ms)]
     from_time: Option<i64>,
+    /// Start at the first record carrying the partition's largest timestamp (Kafka's max-timestamp offset): with
+    /// producers' clocks out of order, not always the newest record.
+    #[arg(long, group = "start")]
+    from_max_timestamp: bool,
     /// Exit after printing this many records.
     #[arg(long, value_name = "N")]
     max_messages: Option<u64>,
@@ -130,7 +135,11 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config).map_err(explain)?;
-    let has_start = args.from_beginning || args.from_end || args.offset.is_some() || args.from_time.is_some();
+    let has_start = args.from_beginning
+        || args.from_end
+        || args.offset.is_some()
+        || args.from_time.is_some()
+        || args.from_max_timestamp;
     let mode = match &args.group {
         Some(group) if args.follow && args.partition.is_none() && !has_start => {
             // Fail on a missing topic now rather than wait for a topic that may never be created.
@@ -188,6 +197,10 @@ async fn assign(
     let bounds = admin.list_offsets(&args.topic, &wanted, OffsetSpec::Latest).await.map_err(explain)?;
     let partitions: Vec<u32> = bounds.iter().map(|b| b.partition).collect();
     consumer.assign(&args.topic, &partitions).await.map_err(explain)?;
+    let largest = match args.from_max_timestamp {
+        true => largest_timestamp_offsets(args, admin, &partitions).await?,
+        false => BTreeMap::new(),
+    };
 
     let mut states = BTreeMap::new();
     for bound in &bounds {
@@ -207,6 +220,14 @@ async fn assign(
                 Some(SeekTo::Offset(offset))
             }
             (_, _, _, Some(ms)) => Some(SeekTo::Timestamp(ms)),
+            // The broker answers as Kafka does, which may be below the log start (the record deleted by
+            // DeleteRecords while its segment stays): start at the oldest record left then, where a Kafka
+            // consumer told "out of range" resets to with `auto.offset.reset=earliest`. An answer past the end
+            // offsets taken above (appended since) is kept: without --follow nothing is printed, as for --from-end.
+            _ if args.from_max_timestamp => {
+                let found = largest.get(&p).copied().unwrap_or(bound.high_watermark);
+                Some(SeekTo::Offset(found.max(bound.log_start_offset)))
+            }
             _ => None,
         };
         if let Some(to) = to {
@@ -219,6 +240,20 @@ async fn assign(
     let done: Vec<u32> = states.iter().filter(|(_, s)| s.is_done()).map(|(p, _)| *p).collect();
     consumer.unassign(&args.topic, &done);
     Ok(states)
+}
+
+/// Per partition, the offset of the first record carrying its largest timestamp; the high watermark for a
+/// partition without records (or whose largest timestamp is not committed yet).
+async fn largest_timestamp_offsets(
+    args: &ConsumeArgs,
+    admin: &Admin,
+    partitions: &[u32],
+) -> anyhow::Result<BTreeMap<u32, i64>> {
+    let found = admin
+        .list_offsets(&args.topic, partitions, OffsetSpec::MaxTimestamp)
+        .await
+        .map_err(|err| args.broker.explain(err))?;
+    Ok(found.into_iter().map(|f| (f.partition, f.offset)).collect())
 }
 
 impl PartitionState {

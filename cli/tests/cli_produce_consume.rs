@@ -1,5 +1,6 @@
 //! `rill produce` and `rill consume` as the built binary against a real `rill broker` process: lines in,
-//! records out, keys and headers, JSON, start positions, stop conditions, groups, --follow, a closed stdout.
+//! records out, keys and headers, JSON, start positions (the largest timestamp's record among them), stop
+//! conditions, groups, --follow, a closed stdout.
 
 mod common;
 
@@ -7,6 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use common::{rill, rill_with_stdin, BrokerProcess, Running, RILL};
+use rill_protocol::v1::{self, records_client::RecordsClient};
+use rill_tests::{batch_of, produce_request};
 
 fn broker_with_topic(topic: &str, partitions: &str) -> (tempfile::TempDir, BrokerProcess) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -131,6 +134,38 @@ fn consume_starts_at_an_offset_a_time_or_the_end_and_stops_at_max_messages() {
         rill(b, &["consume", "replay", "--from-time", "2000-01-01T00:00:00+02:00"]).ok(),
         "r0\nr1\nr2\nr3\nr4\n"
     );
+}
+
+/// Appends one batch per `(values, base_timestamp_ms)` to partition 0 of `topic` over gRPC, its records stamped
+/// `base_timestamp_ms`, `base_timestamp_ms + 1`, ...: producers' clocks out of order, which `rill produce` (stamping
+/// with its own clock) cannot give.
+fn produce_stamped(broker: &BrokerProcess, topic: &str, batches: &[(&[&str], i64)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut records = RecordsClient::connect(broker.url()).await.expect("connect over gRPC");
+        for (values, base_timestamp_ms) in batches {
+            let request = produce_request(topic, Some(0), batch_of(values, *base_timestamp_ms), v1::Acks::Leader);
+            records.produce(request).await.expect("the batch is appended");
+        }
+    });
+}
+
+#[test]
+fn consume_from_max_timestamp_starts_at_the_largest_timestamp_even_with_older_records_after_it() {
+    let (_dir, broker) = broker_with_topic("clocks", "2");
+    let b = broker.addr.as_str();
+    // The largest timestamp (9_000) is at offset 2; the records after it carry older ones. Partition 1 is empty.
+    produce_stamped(&broker, "clocks", &[(&["a", "b"], 5_000), (&["peak"], 9_000), (&["late-1", "late-2"], 1_000)]);
+    assert_eq!(rill(b, &["consume", "clocks", "--from-max-timestamp"]).ok(), "peak\nlate-1\nlate-2\n");
+    let json = json_lines(rill(b, &["consume", "clocks", "--from-max-timestamp", "--format", "json"]).ok());
+    assert_eq!((json[0]["offset"].as_i64(), json[0]["timestamp"].as_i64()), (Some(2), Some(9_000)));
+
+    // DeleteRecords past it: its segment keeps the largest timestamp, and the broker answers its offset, below
+    // the log start, as Kafka does; the CLI starts at the oldest record left, not at the largest timestamp left
+    // (1_001, "late-2").
+    rill(b, &["topic", "delete-records", "clocks", "--partition", "0", "--before", "3"]).ok();
+    assert_eq!(rill(b, &["consume", "clocks", "--from-max-timestamp"]).ok(), "late-1\nlate-2\n");
+    rill(b, &["consume", "clocks", "--from-max-timestamp", "--from-end"]).fails(2, "cannot be used with");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `Log::largest_timestamp` (Kafka's ListOffsets -3, KIP-734): the first record carrying the log's largest
 //! timestamp, whatever order producers' clocks put timestamps in, over many segments and index entries, after a
-//! clean or unclean reopen, after retention, and inside compressed batches.
+//! clean or unclean reopen, after retention, and inside compressed batches; and, as in Kafka, whatever a log start
+//! moved inside a segment by DeleteRecords hides.
 
 mod common;
 
@@ -89,6 +90,25 @@ fn retention_moves_the_answer_to_what_is_left() {
     assert!(log.enforce_retention().unwrap() > 0);
     assert!(log.log_start_offset() > 0);
     assert_eq!(found(&log), Some((log.log_end_offset() - 1, 595)));
+}
+
+/// Kafka's rule, kept on purpose: `UnifiedLog.fetchOffsetByTimestamp` answers -3 from the segment with the
+/// largest `maxTimestampSoFar`, which counts records below a log start moved inside that segment (they stay in
+/// the file), with no log start check there or in `Partition.fetchOffsetForTimestamp`. So after DeleteRecords
+/// the answer can be an offset below the log start; a consumer seeking there is told "out of range" and resets.
+/// Answering the largest timestamp left instead would need the segment's batches re-read on every such move.
+#[test]
+fn a_log_start_moved_inside_a_segment_does_not_change_the_answer_as_in_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    log.append(&batch_at(&[5_000, 9_000])).unwrap();
+    log.append(&batch_at(&[1_000, 2_000])).unwrap();
+    assert_eq!(log.segment_count(), 1, "the deleted record's segment stays");
+    assert_eq!(log.delete_records_before(3).unwrap(), 3);
+    assert_eq!(found(&log), Some((1, 9_000)), "offset 1, below the log start");
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(found(&log), Some((1, 9_000)), "after a reopen too");
 }
 
 /// Segments that roll because their time index is full still know their largest timestamp after a reopen:

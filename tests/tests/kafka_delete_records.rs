@@ -1,6 +1,7 @@
 //! Deleting records before an offset, over Kafka's DeleteRecords (v0–v2) and gRPC's TopicAdmin.DeleteRecords: the
 //! low watermark answered, reads below it refused (OFFSET_OUT_OF_RANGE / OUT_OF_RANGE), ListOffsets' earliest
-//! there, per-partition error codes, Kafka's ACL (DELETE on the topic), and a restart keeping it.
+//! there, per-partition error codes, Kafka's ACL (DELETE on the topic), and a restart keeping it. ListOffsets -3
+//! keeps Kafka's answer, which a log start moved past the largest timestamp's record does not change.
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
@@ -9,7 +10,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
 use rill_tests::kafka_client::KafkaClient;
-use rill_tests::{fetch_request, TestBroker, PASSWORD};
+use rill_tests::{batch_of, fetch_request, produce_request, TestBroker, PASSWORD};
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -109,6 +110,34 @@ async fn kafka_delete_records_moves_the_low_watermark_and_reads_below_it_are_out
     assert_eq!(fetch_at(&mut client, "purged", 10).await.0, OFFSET_OUT_OF_RANGE);
     let values = broker.fetch_all_values("purged", 0, 43).await;
     assert_eq!((values.len(), values[0].clone()), (57, (43, "v43".to_owned())));
+}
+
+/// Kafka's rule for ListOffsets -3 (`UnifiedLog.fetchOffsetByTimestamp`): the segment with the largest
+/// `maxTimestampSoFar`, which still counts records DeleteRecords removed from inside it, and no log start check.
+/// So the answer stays the removed record's offset, below the log start, over both protocols; a consumer
+/// seeking there is told "out of range" and resets (storage/tests/largest_timestamp.rs pins the log's side).
+#[tokio::test]
+async fn max_timestamp_answers_as_kafka_does_below_a_log_start_moved_past_it() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("clocks", 1).await;
+    // Offsets 0 and 1 at 8_999 and 9_000 (the largest), then 2 and 3 at older times.
+    for (values, base_timestamp_ms) in [(&["a", "peak"], 8_999), (&["late-1", "late-2"], 1_000)] {
+        let request = produce_request("clocks", Some(0), batch_of(values, base_timestamp_ms), v1::Acks::Leader);
+        broker.records.produce(request).await.expect("the batch is appended");
+    }
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    assert_eq!(delete_records(&mut client, 2, &[("clocks", 0, 3)]).await, [(0, 3)]);
+
+    let largest = client.list_offset(7, "clocks", 0, -3).await;
+    assert_eq!((largest.error_code, largest.offset, largest.timestamp), (0, 1, 9_000), "{largest:?}");
+    let request = v1::ListOffsetsRequest {
+        topic: "clocks".into(),
+        partitions: vec![0],
+        spec: v1::OffsetSpec::MaxTimestamp as i32,
+        timestamp_ms: 0,
+    };
+    let answered = broker.records.list_offsets(request).await.expect("answered").into_inner().offsets;
+    assert_eq!((answered[0].offset, answered[0].log_start_offset), (1, 3), "gRPC gives the same, with the start");
 }
 
 #[tokio::test]

@@ -14,11 +14,13 @@ pub use rill_protocol::v1::{
     DurabilityPolicy, GroupState, GroupSummary, MemberDescription, PartitionInfo, PartitionLag, PartitionOffset,
     TopicConfig, TopicInfo,
 };
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::connection::{call, request, Client};
 use crate::coordinators::call_coordinator;
 use crate::error::{Error, RequestContext, Result};
+use crate::partition_wait::PartitionWait;
 
 /// Which offset of a partition [`Admin::list_offsets`] looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +180,9 @@ impl Admin {
     }
 
     /// The `spec` offset of each listed partition of `topic` (every partition if `partitions` is empty), with
-    /// both ends of each log.
+    /// both ends of each log. On a cluster, a partition without a ready leader, or added a moment ago, is waited
+    /// for within the request timeout; one the topic's metadata does not list is `Error::UnknownPartition` after
+    /// a wait of a few seconds (the node asked may be behind).
     pub async fn list_offsets(
         &self,
         topic: &str,
@@ -306,20 +310,27 @@ pub(crate) async fn init_producer_id(client: &Client, timeout: Duration) -> Resu
     Ok((response.producer_id, epoch))
 }
 
-/// How many rounds [`list_offsets`] sends before giving up on partitions whose leader keeps moving.
+/// How many rounds [`list_offsets`] reroutes at once, to the leader a `not-leader` names or the placement gives;
+/// after that, partitions still refused wait with a backoff (a leader named that is not ready yet would only send
+/// the call back to itself).
 const LIST_OFFSETS_ROUNDS: usize = 3;
-/// The first wait before asking a new leader that answered `offset-not-available` again; it doubles up to
-/// [`OFFSET_NOT_AVAILABLE_MAX_BACKOFF`] within the call's timeout. The wait is for the followers' next fetches,
-/// a few ms on a healthy cluster, up to the ISR's lag limit when a follower is gone.
-const OFFSET_NOT_AVAILABLE_FIRST_BACKOFF: Duration = Duration::from_millis(5);
-const OFFSET_NOT_AVAILABLE_MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// The first wait before asking again for partitions in a passing state (`partition_wait.rs`: no leader, a leader
+/// not ready, a new leader learning its high watermark, a node that has not heard of the partition yet); it
+/// doubles up to [`PASSING_STATE_MAX_BACKOFF`] within the call's timeout. The wait is for the followers' next
+/// fetches or the next metadata heartbeat, a few ms on a healthy cluster, up to the ISR's lag limit when a
+/// follower is gone.
+const PASSING_STATE_FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const PASSING_STATE_MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The `spec` offset of `partitions` of `topic` (every partition if empty). Only a partition's leader answers,
 /// as with Kafka: a follower's high watermark trails the leader's. So the call goes to each leader with the
 /// partitions it leads, at once; partitions refused with `not-leader` are routed again by a fresh placement (and
-/// those on a node that cannot be reached as a fetch's are), and asked again, at most [`LIST_OFFSETS_ROUNDS`]
-/// times. Partitions whose new leader answers `offset-not-available`, and those refused as having no leader at
-/// all (a partition just added), are asked again after a backoff until `timeout` has passed.
+/// those on a node that cannot be reached as a fetch's are), and asked again at once, at most
+/// [`LIST_OFFSETS_ROUNDS`] times. Partitions in a passing state ([`PartitionWait::is_passing`]: no leader or one
+/// not ready yet, `offset-not-available`, `unknown partition` from a node behind the metadata) are asked again
+/// after a backoff, placement refreshed, until `timeout` has passed; a partition the metadata does not list is
+/// given up on sooner. A call refused whole names no partition, so its partitions are then asked one per call,
+/// for an answer that says which partition it is about.
 pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
@@ -335,10 +346,14 @@ pub(crate) async fn list_offsets(
     };
     let mut offsets = Vec::with_capacity(pending.len());
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut backoff = OFFSET_NOT_AVAILABLE_FIRST_BACKOFF;
+    let mut backoff = PASSING_STATE_FIRST_BACKOFF;
     let mut reroutes = 0;
+    let mut waits: HashMap<u32, PartitionWait> = HashMap::new();
+    // Partitions asked one per call from now on (see the doc comment).
+    let mut asked_alone: HashSet<u32> = HashSet::new();
     while !pending.is_empty() {
-        let calls = client.channels_by_leader(topic, &pending).await.into_iter().map(|(channel, group)| {
+        let groups = client.channels_by_leader(topic, &pending).await;
+        let calls = split_out(groups, &asked_alone).into_iter().map(|(channel, group)| {
             let message = ListOffsetsRequest {
                 topic: topic.to_owned(),
                 partitions: group.clone(),
@@ -354,50 +369,65 @@ pub(crate) async fn list_offsets(
             async move { (group, call(timeout, ctx, records.list_offsets(request(message, timeout))).await) }
         });
         let may_reroute = reroutes + 1 < LIST_OFFSETS_ROUNDS;
-        let (mut rerouted, mut waiting) = (Vec::new(), Vec::new());
-        let mut not_available = None;
+        let (mut rerouted, mut split, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+        let mut waited_on = None;
         let mut is_placement_stale = false;
+        let now = std::time::Instant::now();
         for (group, answer) in futures_util::future::join_all(calls).await {
-            match answer {
-                Ok(response) => offsets.extend(response.offsets),
-                // A partition without a leader (just added, its leader not elected yet, or between leaders): a
-                // reroute has nowhere to go, so wait as for a new leader's high watermark, placement refreshed.
-                Err(err @ Error::NotLeader { leader_address: None, .. }) => {
-                    is_placement_stale = true;
-                    waiting.extend(group);
-                    not_available = Some(err);
+            let err = match answer {
+                Ok(response) => {
+                    offsets.extend(response.offsets);
+                    continue;
                 }
+                Err(err) => err,
+            };
+            match err {
                 // A node refuses the whole call at the first partition it does not lead, naming that one's
                 // leader only: the placement, asked once, routes them all.
-                Err(Error::NotLeader { .. }) if may_reroute => {
+                Error::NotLeader { leader_address: Some(_), .. } if may_reroute => {
                     is_placement_stale = true;
                     rerouted.extend(group);
                 }
-                Err(err @ Error::Unavailable { .. }) if may_reroute => {
+                Error::Unavailable { .. } if may_reroute => {
                     for &partition in &group {
                         client.learn_from(topic, partition, &err).await;
                     }
                     rerouted.extend(group);
                 }
-                // The leader is right but still learning its high watermark: the same node, a little later.
-                Err(err @ Error::OffsetNotAvailable { .. }) => {
-                    waiting.extend(group);
-                    not_available = Some(err);
+                // Refused whole for a reason that names no partition (an unknown one among several, say).
+                err if group.len() > 1 && !is_about_every_partition(&err) => {
+                    tracing::debug!(%topic, ?group, error = %err, "asking the partitions one per call");
+                    asked_alone.extend(&group);
+                    split.extend(group);
                 }
-                Err(err) => return Err(err),
+                err => {
+                    let mut is_passing = true;
+                    for &partition in &group {
+                        let is_listed = client.is_listed(topic, partition);
+                        is_passing &= waits.entry(partition).or_default().is_passing(&err, is_listed, now);
+                    }
+                    if !is_passing {
+                        return Err(err);
+                    }
+                    // Whoever answered, the placement may be what is behind: the leader, or the partition itself.
+                    is_placement_stale |= !matches!(err, Error::OffsetNotAvailable { .. });
+                    waiting.extend(group);
+                    waited_on = Some(err);
+                }
             }
         }
         if !rerouted.is_empty() {
             reroutes += 1;
         }
-        if let Some(err) = not_available {
+        if let Some(err) = waited_on {
             if tokio::time::Instant::now() + backoff >= deadline {
                 return Err(err);
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(OFFSET_NOT_AVAILABLE_MAX_BACKOFF);
+            backoff = (backoff * 2).min(PASSING_STATE_MAX_BACKOFF);
         }
         pending = rerouted;
+        pending.append(&mut split);
         pending.append(&mut waiting);
         if is_placement_stale {
             if let Err(err) = describe(client, topic, timeout).await {
@@ -412,6 +442,34 @@ pub(crate) async fn list_offsets(
         offsets.sort_by_key(|o| o.partition);
     }
     Ok(offsets)
+}
+
+/// Whether a refusal of a call for several partitions says all it means whatever partition it came from: the
+/// leadership and offset states, and a topic that does not exist.
+fn is_about_every_partition(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::NotLeader { .. }
+            | Error::LeaderEpochMismatch { .. }
+            | Error::OffsetNotAvailable { .. }
+            | Error::UnknownTopic { .. }
+            | Error::Unavailable { .. }
+            | Error::TimedOut { .. }
+    )
+}
+
+/// The calls of [`list_offsets`]: each leader's group, with the partitions of `alone` split out into calls of
+/// their own.
+fn split_out<C: Clone>(groups: Vec<(C, Vec<u32>)>, alone: &HashSet<u32>) -> Vec<(C, Vec<u32>)> {
+    let mut calls = Vec::with_capacity(groups.len());
+    for (channel, group) in groups {
+        let (singles, rest): (Vec<u32>, Vec<u32>) = group.into_iter().partition(|p| alone.contains(p));
+        calls.extend(singles.into_iter().map(|p| (channel.clone(), vec![p])));
+        if !rest.is_empty() {
+            calls.push((channel, rest));
+        }
+    }
+    calls
 }
 
 pub(crate) async fn committed_offsets(
@@ -472,4 +530,22 @@ pub(crate) async fn commit_offsets<'a>(
 
 fn malformed(what: &str) -> Error {
     Error::Broker { code: tonic::Code::Internal, message: format!("malformed answer: {what}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_asked_alone_get_calls_of_their_own() {
+        let groups = vec![("node-1", vec![0, 3, 5]), ("bootstrap", vec![1, 2])];
+        let alone: HashSet<u32> = [3, 1, 2].into_iter().collect();
+        let calls = split_out(groups, &alone);
+        assert_eq!(
+            calls,
+            vec![("node-1", vec![3]), ("node-1", vec![0, 5]), ("bootstrap", vec![1]), ("bootstrap", vec![2]),]
+        );
+        let untouched = split_out(vec![("node-1", vec![0, 1])], &HashSet::new());
+        assert_eq!(untouched, vec![("node-1", vec![0, 1])]);
+    }
 }

@@ -25,6 +25,7 @@ use crate::connection::{call, Client};
 use crate::decode::{decode_batches, DecodeLimits};
 use crate::error::{Error, RequestContext, Result};
 use crate::membership::{GroupAssignor, Membership};
+use crate::partition_wait::PartitionWait;
 use crate::record::ConsumedRecord;
 use crate::records_call;
 
@@ -115,6 +116,8 @@ struct Cursor {
     /// consumer's counter, so a partition unassigned and assigned again never reuses an epoch.
     epoch: u64,
     fetch: Option<AbortHandle>,
+    /// The partition's wait through passing refusals of its fetches (`partition_wait.rs`); reset by an answer.
+    wait: PartitionWait,
 }
 
 /// A fetched batch that did not decode, waiting to be reported.
@@ -232,7 +235,9 @@ impl Consumer {
             let start = start.ok_or_else(|| Error::UnknownPartition { topic: topic.to_owned(), partition })?;
             let key = (Arc::clone(&topic_name), partition);
             let epoch = self.new_epoch();
-            self.cursors.insert(key.clone(), Cursor { position: start, fetch_position: start, epoch, fetch: None });
+            let cursor =
+                Cursor { position: start, fetch_position: start, epoch, fetch: None, wait: PartitionWait::default() };
+            self.cursors.insert(key.clone(), cursor);
             self.start_fetch(&key, Duration::ZERO);
         }
         Ok(())
@@ -466,6 +471,7 @@ impl Consumer {
         cursor.fetch = None;
         match outcome {
             FetchOutcome::Fetched(response) => {
+                cursor.wait = PartitionWait::default();
                 // Prefetch before decoding: the broker's next offset is known now, so the partition's next fetch
                 // travels (and the broker reads) while this answer is decoded and handed out.
                 let prefetched = response.next_offset > offset;
@@ -504,8 +510,12 @@ impl Consumer {
                 Ok(())
             }
             FetchOutcome::Failed(err) => {
+                // A partition between leaders, or just added and not yet known to the node asked, is waited for
+                // (the fetch task refreshed the placement); one the metadata never lists is reported.
+                let is_listed = self.client.is_listed(&key.0, key.1);
+                let is_passing = cursor.wait.is_passing(&err, is_listed, Instant::now());
                 self.start_fetch(&key, self.config.retry_backoff);
-                if err.is_retriable() {
+                if err.is_retriable() || is_passing {
                     tracing::debug!(topic = %key.0, partition = key.1, error = %err, "fetch failed; retrying");
                     Ok(())
                 } else {

@@ -6,8 +6,10 @@
 //! (the broker's typed reason, never its message text) names the leader when the node knows it, and the client
 //! goes there; otherwise it asks for the placement again and routes by it. A fetch carries the leader epoch the
 //! placement named (KIP-320), and a `fenced-leader-epoch` or `unknown-leader-epoch` refusal also sends the client
-//! to ask for the placement again. A leader that cannot be reached is forgotten, and the next call goes through
-//! the bootstrap nodes again, which say where to go.
+//! to ask for the placement again, as does an `unknown partition` (the node asked may not have applied the change
+//! that added the partition yet; the placement also tells whether the partition exists, `partition_wait.rs`). A
+//! leader that cannot be reached is forgotten, and the next call goes through the bootstrap nodes again, which say
+//! where to go.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,9 @@ pub(crate) struct Leaders {
     by_address: Mutex<HashMap<String, Channel>>,
     /// Topics whose placement was asked for before their first call (done once, shared by concurrent callers).
     placement_asked: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    /// Each topic's partition count in the latest placement learned: whether a partition a node calls unknown
+    /// is one that node has not heard of yet (`partition_wait.rs`).
+    partition_counts: Mutex<HashMap<String, u32>>,
 }
 
 /// Where a partition's calls go.
@@ -93,16 +98,18 @@ impl Client {
     }
 
     /// Learns from a failed produce or fetch: a `not-leader` moves the partition to the leader it names (or to
-    /// the one the metadata names); an unreachable node is forgotten as leader, or, if it was the bootstrap
+    /// the one the metadata names), an `unknown partition` asks for the placement again; an unreachable node is forgotten as leader, or, if it was the bootstrap
     /// node, replaced by the next one given.
     pub(crate) async fn learn_from(&self, topic: &str, partition: u32, err: &Error) {
         match err {
             Error::NotLeader { leader_address: Some(address), .. } => {
                 self.route(topic, partition, Some(address), None);
             }
-            Error::NotLeader { leader_address: None, .. } | Error::LeaderEpochMismatch { .. } => {
-                self.refresh(topic).await
-            }
+            // An unknown partition: the node asked may lag the metadata (a partition just added), or the client's
+            // placement is what is behind; either way a fresh one says where to go and whether it exists.
+            Error::NotLeader { leader_address: None, .. }
+            | Error::LeaderEpochMismatch { .. }
+            | Error::UnknownPartition { .. } => self.refresh(topic).await,
             Error::Unavailable { .. } | Error::TimedOut { .. } => {
                 let forgotten = lock(&self.leaders().by_partition).remove(&(topic.to_owned(), partition));
                 if forgotten.is_none() {
@@ -126,6 +133,11 @@ impl Client {
         };
     }
 
+    /// Whether the latest placement of `topic` the client learned lists `partition`.
+    pub(crate) fn is_listed(&self, topic: &str, partition: u32) -> bool {
+        lock(&self.leaders().partition_counts).get(topic).is_some_and(|count| partition < *count)
+    }
+
     /// Asks the bootstrap node for the topic's placement; [`crate::admin::describe`] routes by it.
     async fn refresh(&self, topic: &str) {
         if let Err(err) = crate::admin::describe(self, topic, self.config().request_timeout).await {
@@ -139,6 +151,9 @@ impl Client {
         for p in partitions {
             self.route(topic, p.partition, Some(&p.leader_address), Some(p.leader_epoch));
         }
+        // The latest answer, not the largest seen: a topic deleted and created again may have fewer partitions.
+        let count = partitions.iter().map(|p| p.partition.saturating_add(1)).max().unwrap_or(0);
+        lock(&self.leaders().partition_counts).insert(topic.to_owned(), count);
         let asked = lock(&self.leaders().placement_asked).entry(topic.to_owned()).or_default().clone();
         // Already set, or being set by the call that brought this answer: either way the topic is known.
         let _ = asked.set(());

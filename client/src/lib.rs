@@ -78,6 +78,7 @@ mod error;
 mod http2;
 mod leaders;
 mod membership;
+mod partition_wait;
 mod produce_stream;
 mod producer;
 mod record;

@@ -65,6 +65,22 @@ async fn errors_name_what_the_caller_got_wrong() {
     broker.shutdown().await;
 }
 
+/// A partition the topic never had is an error, not an endless wait: the consumer waits a bounded time for the
+/// metadata to list it (on a cluster the node asked may be behind the controller), well within the call's own
+/// timeout, then names it.
+#[tokio::test]
+async fn assigning_a_partition_the_topic_never_had_fails_after_a_bounded_wait() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    create_topic(&client, "small", 1).await;
+    assert!(client.config().request_timeout > DEADLINE, "the wait ends before the call's own timeout would");
+    let mut consumer = Consumer::new(client, ConsumerConfig::default()).expect("consumer");
+    let assigned = tokio::time::timeout(DEADLINE, consumer.assign("small", &[4])).await.expect("ends by itself");
+    assert_eq!(assigned.unwrap_err(), Error::UnknownPartition { topic: "small".into(), partition: 4 });
+    assert!(consumer.assignment().is_empty());
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn list_offsets_reports_both_ends_and_timestamps() {
     let broker = TestBroker::start().await;

@@ -235,7 +235,10 @@ fn leader_hint(leader: Option<u64>, address: &Option<String>) -> String {
     match (leader, address) {
         (Some(id), Some(address)) => format!("; node {id} at {address} does"),
         (Some(id), None) => format!("; node {id} does"),
-        _ => "; it has no leader right now".to_owned(),
+        // An address without another node's id is this node's own: the metadata names it the leader, but its log
+        // has not started the new epoch yet (`check_placed_leader`).
+        (None, Some(_)) => "; it is taking the partition over as its new leader and is not ready yet; retry".to_owned(),
+        (None, None) => "; it has no leader right now".to_owned(),
     }
 }
 
@@ -336,6 +339,18 @@ mod tests {
         assert_eq!(BrokerError::from(full).code(), Code::Unavailable);
         let denied = BrokerError::Io { path: "/d".into(), source: std::io::Error::from_raw_os_error(13) };
         assert_eq!(denied.code(), Code::Internal);
+    }
+
+    #[test]
+    fn not_leader_says_whether_a_leader_exists_elsewhere_or_this_node_is_taking_over() {
+        let not_leader = |leader, leader_address: Option<&str>| {
+            let leader_address = leader_address.map(str::to_owned);
+            BrokerError::NotLeader { topic: "t".into(), partition: 0, node_id: 2, leader, leader_address }.to_string()
+        };
+        assert!(not_leader(Some(3), Some("10.0.0.3:9092")).ends_with("; node 3 at 10.0.0.3:9092 does"));
+        assert!(not_leader(None, None).ends_with("; it has no leader right now"));
+        let taking_over = not_leader(None, Some("10.0.0.2:9092"));
+        assert!(taking_over.contains("taking the partition over as its new leader"), "{taking_over}");
     }
 
     fn reason_of(status: &Status) -> Option<&'static str> {

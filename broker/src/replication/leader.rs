@@ -226,7 +226,6 @@ async fn read_all(
         };
         if let Ok(partition) = partition {
             data.log_start_offset = partition.log().log_start_offset();
-            read_round.moves_log_start |= position.log_start_offset < data.log_start_offset.min(position.fetch_offset);
         }
         match partition {
             Err(reason) => data.error = reason.clone(),
@@ -267,6 +266,11 @@ async fn read_all(
                 data.log_end_offset = partition.log().log_end_offset();
             }
         }
+        // Only for a partition served without error: the follower skips one with an error (a fetch below this
+        // log's start, say) and would not move, so answering it at once would only make the two spin.
+        read_round.moves_log_start |= partition.is_ok()
+            && data.error.is_empty()
+            && position.log_start_offset < data.log_start_offset.min(position.fetch_offset);
         read_round.answer.partitions.push(data);
     }
     read_round

@@ -26,6 +26,10 @@ use rill_tests::kafka_client::KafkaClient;
 
 const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
                             replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n";
+/// For the SIGSTOP test: a stopped follower stays in sync (and its node alive) for seconds, far longer than the
+/// short requests that must time out on it take even on a loaded machine.
+const PATIENT_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 4000\n\
+                               replica_lag_time_max_ms = 4000\nauto_leader_rebalance_enable = false\n";
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const REQUEST_TIMED_OUT: i16 = 7;
 const RECORDS: usize = 30;
@@ -104,8 +108,8 @@ fn rdkafka_delete_records(bootstrap: &str, offset: i64) -> i64 {
 }
 
 /// A cluster with `orders` (1 partition, RF 3, all in sync) holding `RECORDS` records `v0`..; and its leader.
-fn cluster_with_orders() -> (Cluster, u64) {
-    let cluster = Cluster::start(FAST_CLUSTER);
+fn cluster_with_orders(config: &str) -> (Cluster, u64) {
+    let cluster = Cluster::start(config);
     let create = ["topic", "create", "orders", "--replication-factor", "3"];
     eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
     let rows = cluster::wait_for_topic(cluster.addr(1), "orders", 1, "a leader and 3 in-sync replicas", |rows| {
@@ -129,7 +133,7 @@ impl Drop for Stopped<'_> {
 
 #[test]
 fn deleted_records_are_gone_on_every_replica_and_stay_gone_after_a_failover() {
-    let (mut cluster, leader) = cluster_with_orders();
+    let (mut cluster, leader) = cluster_with_orders(FAST_CLUSTER);
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
 
     // A node that does not lead the partition refuses, as Kafka's; the CLI, bootstrapped there, finds the leader.
@@ -176,7 +180,7 @@ fn deleted_records_are_gone_on_every_replica_and_stay_gone_after_a_failover() {
 
 #[test]
 fn an_in_sync_follower_that_cannot_follow_times_the_request_out_naming_it() {
-    let (cluster, leader) = cluster_with_orders();
+    let (cluster, leader) = cluster_with_orders(PATIENT_CLUSTER);
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let stopped = Stopped(&cluster.nodes[follower as usize - 1].as_ref().expect("running").child);
     common::signal(stopped.0, libc::SIGSTOP);

@@ -1,9 +1,9 @@
 //! The follower's side of replication: one task per leader node this node follows, holding ONE `Replicate`
 //! stream for every partition it follows there. Each answer's batches are appended unchanged (storage's
 //! `append_replica`), the follower's high watermark and log start offset follow the leader's, and the next
-//! request carries the new log ends and log starts. Before streaming, each log is cut back to where its last epoch ends in the leader's log
-//! (KIP-101/KIP-279), so a tail the old leader never got committed is dropped rather than kept beside the new
-//! leader's records.
+//! request carries the new log ends and log starts. Before streaming, each log is cut back to where its last
+//! epoch ends in the leader's log (KIP-101/KIP-279), so a tail the old leader never got committed is dropped
+//! rather than kept beside the new leader's records.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,8 +8,9 @@
 //! Here an answer becomes a list of `Bytes` chunks that HTTP/2 sends as they are: small chunks with the gRPC
 //! frame header and every field but the batches, encoded by prost, and between them each partition's batches,
 //! the tail cache's (or the segment read's) own `Bytes`. The fields keep prost's order (topic, partition,
-//! batches, high watermark, log end, error, log start), so the bytes on the wire are exactly what prost would have written:
-//! a follower of any version decodes them as before, and a cluster of old and new nodes needs no version check.
+//! batches, high watermark, log end, error, log start), so the bytes on the wire are exactly what prost would
+//! have written: a follower of any version decodes them as before (an older one skips the log start it does not
+//! know, and an older leader's answers read as log start 0, which moves nothing).
 //! The follower's decode is unchanged (tonic's buffer, then `bytes` fields as slices of it: `.bytes()` in
 //! protocol/build.rs).
 

@@ -42,8 +42,8 @@ fn isr_log_starts(state: &LeaderState, node_id: u64, leader_log_start: i64, offs
 }
 
 impl Replication {
-    /// After this node, leading `partition` at `epoch`, moved its log start to `offset` or past it: wakes the
-    /// followers' held fetches so they learn it now rather than at the end of their wait.
+    /// After a DeleteRecords moved a log start on this node, the leader: wakes the followers' held fetches so
+    /// they learn the new start now rather than at the end of their wait.
     pub fn on_log_start_moved(&self) {
         self.appended.send_modify(|count| *count = count.wrapping_add(1));
     }

@@ -122,9 +122,13 @@ pub enum BrokerError {
     UnknownNode { node_id: u64, members: String },
     #[error("{reason}")]
     MembershipRefused { reason: String },
-    /// A request a single node serves that a cluster does not yet (the reason says what is missing).
-    #[error("{what} is not supported on a cluster yet: {why}")]
-    UnsupportedOnCluster { what: &'static str, why: &'static str },
+    /// A DeleteRecords done on the leader whose in-sync replicas did not all move their log start in time.
+    #[error(
+        "records of partition {partition} of topic {topic:?} were deleted below {offset} on its leader, but not \
+         yet on every in-sync replica within {timeout_ms} ms: {lagging} lag; they follow on their next fetches, \
+         and the same request again waits for them anew"
+    )]
+    DeleteRecordsTimedOut { topic: String, partition: u32, offset: i64, timeout_ms: u64, lagging: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -184,7 +188,7 @@ impl BrokerError {
             BrokerError::MembershipRefused { .. } => Reason::MembershipRefused,
             BrokerError::Io { source, .. } => io_reason(source),
             BrokerError::CorruptMetadata { .. } | BrokerError::Internal(_) => Reason::Internal,
-            BrokerError::UnsupportedOnCluster { .. } => Reason::Unsupported,
+            BrokerError::DeleteRecordsTimedOut { .. } => Reason::TimedOut,
             BrokerError::Storage(err) => storage_reason(err),
             BrokerError::Denied(_) => Reason::PermissionDenied,
         }

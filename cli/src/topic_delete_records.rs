@@ -35,8 +35,9 @@ pub const AFTER_HELP: &str = "Examples:
   rill topic delete-records --offset-json-file purge.json       # kafka-delete-records.sh's file
 
 The partition's log start offset moves to the offset, for good: consumers starting from the earliest offset
-start there, and reading below it is out of range. An offset past the high watermark is refused. Served on a
-single node only, for now. Needs delete on the topic when authorization is on.";
+start there, and reading below it is out of range. An offset past the high watermark is refused. On a cluster
+the partition's leader deletes and answers once every in-sync replica has deleted too (the log start printed is
+the smallest over them), so a failover keeps the deletion. Needs delete on the topic when authorization is on.";
 
 /// Kafka's `--offset-json-file` layout.
 #[derive(Debug, serde::Deserialize)]

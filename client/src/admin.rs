@@ -5,9 +5,8 @@
 use rill_protocol::v1::records_client::RecordsClient;
 use rill_protocol::v1::{
     reset_offsets_request, AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteGroupRequest,
-    DeleteRecordsBefore, DeleteRecordsRequest, DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest,
-    FetchOffsetsRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit,
-    ResetOffsetsRequest, TopicPartition,
+    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, InitProducerIdRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
     AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DescribeGroupResponse as GroupDescription,
@@ -163,20 +162,12 @@ impl Admin {
 
     /// Deletes `topic`'s records before an offset in each listed partition (`(partition, offset)`; offset -1: before
     /// the high watermark). Each partition answers on its own: its new log start offset (`low_watermark`), or the
-    /// refusal's reason word and message (`offset-out-of-range` past the high watermark, `unknown-partition`).
-    /// The call fails as a whole for an unknown topic, a denial, or on a cluster (served on a single node only,
-    /// for now).
+    /// refusal's reason word and message (`offset-out-of-range` past the high watermark, `unknown-partition`,
+    /// `timed-out` on a cluster whose in-sync replicas did not all follow in time). The call fails as a whole for
+    /// an unknown topic or a denial. On a cluster each partition goes to its leader (rerouted when it moved), which
+    /// answers once its in-sync replicas have deleted too: the low watermark is the smallest log start over them.
     pub async fn delete_records(&self, topic: &str, before: &[(u32, i64)]) -> Result<Vec<DeleteRecordsResult>> {
-        let partitions = before.iter().map(|&(partition, offset)| DeleteRecordsBefore { partition, offset }).collect();
-        let response = call(
-            self.timeout(),
-            RequestContext::topic(topic),
-            self.client
-                .topics()
-                .delete_records(request(DeleteRecordsRequest { topic: topic.to_owned(), partitions }, self.timeout())),
-        )
-        .await?;
-        Ok(response.partitions)
+        crate::delete_records::delete_records(&self.client, topic, before, self.timeout()).await
     }
 
     /// The `spec` offset of each listed partition of `topic` (every partition if `partitions` is empty), with

@@ -239,6 +239,7 @@ impl Error {
             Reason::OffsetNotAvailable => Error::OffsetNotAvailable { message },
             Reason::NotCoordinator => Error::NotCoordinator { message, coordinator_address: None },
             Reason::NotEnoughReplicas => Error::NotEnoughReplicas { message },
+            Reason::TimedOut => Error::TimedOut { after: ctx.timeout.unwrap_or_default(), message },
             Reason::ControllerUnavailable => Error::ControllerUnavailable { message },
             Reason::Unauthenticated => Error::Unauthenticated { message },
             Reason::PermissionDenied => Error::PermissionDenied { message },

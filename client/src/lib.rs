@@ -73,6 +73,7 @@ mod connection;
 mod consumer;
 mod coordinators;
 mod decode;
+mod delete_records;
 mod delivery;
 mod error;
 mod http2;

@@ -103,6 +103,10 @@ pub enum Reason {
     Unauthenticated,
     /// An operation this node does not offer in its setup (users or ACLs on a cluster).
     Unsupported,
+    /// The broker could not finish in the request's time: a DeleteRecords whose in-sync replicas did not all move
+    /// their log start in time (the message names the replicas that lag). Done on the leader already; the same
+    /// request again waits anew.
+    TimedOut,
     /// With authorization on, no ACL allows the principal the operation on the resource (or one denies it); the
     /// message names all three. On the Kafka port the code depends on the resource: TOPIC_ (29), GROUP_ (30) or
     /// CLUSTER_AUTHORIZATION_FAILED (31); this table holds the topic's, the most common.
@@ -120,7 +124,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 39] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -158,6 +162,7 @@ impl Reason {
         Reason::UserExists,
         Reason::Unauthenticated,
         Reason::Unsupported,
+        Reason::TimedOut,
         Reason::PermissionDenied,
     ];
 
@@ -201,6 +206,7 @@ impl Reason {
             Reason::UserExists => ("user-exists", Code::AlreadyExists, 92), // DUPLICATE_RESOURCE
             Reason::Unauthenticated => ("unauthenticated", Code::Unauthenticated, 58), // SASL_AUTHENTICATION_FAILED
             Reason::Unsupported => ("unsupported", Code::Unimplemented, 35), // UNSUPPORTED_VERSION
+            Reason::TimedOut => ("timed-out", Code::DeadlineExceeded, 7), // REQUEST_TIMED_OUT
             Reason::PermissionDenied => ("permission-denied", Code::PermissionDenied, 29), // TOPIC_AUTHORIZATION_FAILED
         }
     }

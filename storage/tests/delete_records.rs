@@ -91,6 +91,27 @@ fn the_start_never_moves_back() {
     assert_eq!(log.log_start_offset(), 60);
 }
 
+/// A follower takes its leader's log start up to its own high watermark, never refused and never back, and keeps
+/// it across a restart: after a failover it is the new leader's start.
+#[test]
+fn a_follower_follows_the_leaders_start_up_to_its_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of_100(dir.path());
+    log.hold_high_watermark(40);
+    assert_eq!(log.follow_log_start_offset(60).unwrap(), 40, "no further than what it knows committed");
+    assert_eq!(log.log_start_offset(), 40);
+    assert!(is_out_of_range(log.read(39, 1 << 20)));
+    assert_eq!(log.follow_log_start_offset(30).unwrap(), 40, "a lower leader start never moves it back");
+    log.set_high_watermark(100);
+    assert_eq!(log.follow_log_start_offset(60).unwrap(), 60);
+    assert_eq!(log.follow_log_start_offset(i64::MAX).unwrap(), 100, "the whole log, capped");
+    assert_eq!(log.segment_count(), 1, "every segment below went, the active one rolled");
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), 100);
+    assert_eq!(log.append(&batch(7, 2, 0)).unwrap().base_offset, 100);
+}
+
 #[test]
 fn retention_keeps_a_start_inside_its_first_segment_and_deletes_below_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -152,6 +152,7 @@ async fn grpc_delete_records_answers_each_partition_with_its_low_watermark_or_re
             v1::DeleteRecordsBefore { partition: 0, offset: 500 },
             v1::DeleteRecordsBefore { partition: 3, offset: 1 },
         ],
+        timeout_ms: 0,
     };
     let results = broker.admin.delete_records(request).await.expect("answered").into_inner().partitions;
     assert_eq!((results[0].low_watermark, results[0].error_reason.as_str()), (40, ""));
@@ -160,7 +161,7 @@ async fn grpc_delete_records_answers_each_partition_with_its_low_watermark_or_re
     assert_eq!(results[2].error_reason, "unknown-partition");
     assert_eq!(broker.fetch_values("purged", 0, 40).await.first(), Some(&(40, "v40".to_owned())));
 
-    let unknown = v1::DeleteRecordsRequest { topic: "nope".into(), partitions: vec![] };
+    let unknown = v1::DeleteRecordsRequest { topic: "nope".into(), partitions: vec![], timeout_ms: 0 };
     assert_eq!(broker.admin.delete_records(unknown).await.expect_err("unknown").code(), tonic::Code::NotFound);
 }
 

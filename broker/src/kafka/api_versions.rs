@@ -39,7 +39,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // brokers of KRaft controllers.
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
-    // Every version the codec has (v2 is flexible); on a single node only (`delete_records.rs`).
+    // Every version the codec has (v2 is flexible); on a cluster at the partition's leader (`delete_records.rs`).
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),

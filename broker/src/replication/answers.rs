@@ -202,6 +202,7 @@ mod tests {
                     high_watermark: 7,
                     log_end_offset: 9,
                     error: String::new(),
+                    log_start_offset: 3,
                 })
                 .collect(),
         }

@@ -1,9 +1,9 @@
 //! The follower's side of replication: one task per leader node this node follows, holding ONE `Replicate`
 //! stream for every partition it follows there. Each answer's batches are appended unchanged (storage's
-//! `append_replica`), the follower's high watermark follows the leader's, and the next request carries the new
-//! log ends. Before streaming, each log is cut back to where its last epoch ends in the leader's log
-//! (KIP-101/KIP-279), so a tail the old leader never got committed is dropped rather than kept beside the new
-//! leader's records.
+//! `append_replica`), the follower's high watermark and log start offset follow the leader's, and the next
+//! request carries the new log ends and log starts. Before streaming, each log is cut back to where its last
+//! epoch ends in the leader's log (KIP-101/KIP-279), so a tail the old leader never got committed is dropped
+//! rather than kept beside the new leader's records.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +105,7 @@ async fn stream_from(
                 partition: a.partition,
                 leader_epoch: a.epoch,
                 fetch_offset: p.log().log_end_offset(),
+                log_start_offset: p.log().log_start_offset(),
             })
             .collect(),
         max_wait_ms: FETCH_MAX_WAIT_MS,
@@ -130,6 +131,10 @@ async fn stream_from(
                 tracing::debug!(topic = %data.topic, partition = data.partition, log_end = partition.log().log_end_offset(), "follower appended");
             }
             follow_high_watermark(partition.log(), data.high_watermark);
+            // After the high watermark: the start goes up to it, so as far as the leader's when caught up.
+            if data.log_start_offset > partition.log().log_start_offset() {
+                follow_log_start(partition, data.log_start_offset).await?;
+            }
             partition.publish_offsets();
         }
         requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
@@ -151,6 +156,17 @@ async fn append(partition: &Partition, batches: bytes::Bytes) -> Result<()> {
     })
     .await
     .map_err(BrokerError::join)??;
+    Ok(())
+}
+
+/// Moves this replica's log start to the leader's (records deleted there go here too), as far as its high
+/// watermark, on the blocking pool: the new start is fsynced before it is published (`log_start.rs`).
+async fn follow_log_start(partition: &Partition, leader_log_start_offset: i64) -> Result<()> {
+    let log = Arc::clone(partition.log());
+    let moved = tokio::task::spawn_blocking(move || log.follow_log_start_offset(leader_log_start_offset))
+        .await
+        .map_err(BrokerError::join)??;
+    tracing::debug!(topic = %partition.topic, partition = partition.index, leader_log_start_offset, log_start_offset = moved, "follower moved its log start");
     Ok(())
 }
 

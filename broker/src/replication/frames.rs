@@ -8,8 +8,9 @@
 //! Here an answer becomes a list of `Bytes` chunks that HTTP/2 sends as they are: small chunks with the gRPC
 //! frame header and every field but the batches, encoded by prost, and between them each partition's batches,
 //! the tail cache's (or the segment read's) own `Bytes`. The fields keep prost's order (topic, partition,
-//! batches, high watermark, log end, error), so the bytes on the wire are exactly what prost would have written:
-//! a follower of any version decodes them as before, and a cluster of old and new nodes needs no version check.
+//! batches, high watermark, log end, error, log start), so the bytes on the wire are exactly what prost would
+//! have written: a follower of any version decodes them as before (an older one skips the log start it does not
+//! know, and an older leader's answers read as log start 0, which moves nothing).
 //! The follower's decode is unchanged (tonic's buffer, then `bytes` fields as slices of it: `.bytes()` in
 //! protocol/build.rs).
 
@@ -42,11 +43,18 @@ struct PartitionParts {
 
 impl PartitionParts {
     fn split(data: ReplicaPartitionData) -> Self {
-        let ReplicaPartitionData { topic, partition, batches, high_watermark, log_end_offset, error } = data;
+        let ReplicaPartitionData { topic, partition, batches, high_watermark, log_end_offset, error, log_start_offset } =
+            data;
         Self {
             head: ReplicaPartitionData { topic, partition, ..Default::default() },
             batches,
-            tail: ReplicaPartitionData { high_watermark, log_end_offset, error, ..Default::default() },
+            tail: ReplicaPartitionData {
+                high_watermark,
+                log_end_offset,
+                error,
+                log_start_offset,
+                ..Default::default()
+            },
         }
     }
 
@@ -198,17 +206,21 @@ mod tests {
             any::<i64>(),
             any::<i64>(),
             proptest::option::of("[ -~]{0,40}"),
+            any::<i64>(),
         )
-            .prop_map(|(topic, partition, batches, high_watermark, log_end_offset, error)| {
-                ReplicaPartitionData {
-                    topic,
-                    partition,
-                    batches: batches.into(),
-                    high_watermark,
-                    log_end_offset,
-                    error: error.unwrap_or_default(),
-                }
-            })
+            .prop_map(
+                |(topic, partition, batches, high_watermark, log_end_offset, error, log_start_offset)| {
+                    ReplicaPartitionData {
+                        topic,
+                        partition,
+                        batches: batches.into(),
+                        high_watermark,
+                        log_end_offset,
+                        error: error.unwrap_or_default(),
+                        log_start_offset,
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -257,6 +269,7 @@ mod tests {
                 high_watermark: 5,
                 log_end_offset: 9,
                 error: String::new(),
+                log_start_offset: 2,
             }],
         };
         let expected = answer.encode_to_vec();

@@ -83,7 +83,7 @@ impl Replication {
             if let Some(bucket) = bucket.as_deref_mut() {
                 bucket.charge(read.throttled_bytes);
             }
-            if read.has_batches || now >= deadline {
+            if read.has_batches || read.moves_log_start || now >= deadline {
                 return read.answer;
             }
             // Woken by any append on this node, or once the bucket holds bytes again for a partition it held
@@ -147,6 +147,7 @@ impl Replication {
             }
             let progress = state.followers.entry(follower).or_insert(FollowerProgress {
                 log_end: position.fetch_offset,
+                log_start: position.log_start_offset,
                 caught_up_at: now,
                 leader_end_at_last_fetch: leader_end,
                 last_fetch_at: now,
@@ -158,6 +159,10 @@ impl Replication {
                 progress.caught_up_at = now;
             } else if position.fetch_offset >= progress.leader_end_at_last_fetch {
                 progress.caught_up_at = progress.caught_up_at.max(progress.last_fetch_at);
+            }
+            if position.log_start_offset != progress.log_start {
+                progress.log_start = position.log_start_offset;
+                self.log_starts_reported.send_modify(|count| *count = count.wrapping_add(1));
             }
             progress.log_end = position.fetch_offset;
             progress.leader_end_at_last_fetch = leader_end;
@@ -190,6 +195,10 @@ struct FollowerRead {
     throttled_bytes: usize,
     /// Whether a throttled partition had batches to send but the bucket held them back.
     is_held_back: bool,
+    /// Whether the follower's log start is behind where this answer lets it go (`min(leader's start, its log
+    /// end)`): answered at once, not held, so a DeleteRecords waiting on it is not kept a whole fetch wait. Once
+    /// the follower has moved, its next fetch says so and this is false again: no busy loop.
+    moves_log_start: bool,
 }
 
 /// Reads every partition's batches past the follower's position. Partitions marked in `throttled` share
@@ -205,6 +214,7 @@ async fn read_all(
         has_batches: false,
         throttled_bytes: 0,
         is_held_back: false,
+        moves_log_start: false,
     };
     for (index, (position, partition)) in partitions.iter().enumerate() {
         let mut data =
@@ -214,6 +224,9 @@ async fn read_all(
             Some(left) if is_throttled => max_bytes.min(left),
             _ => max_bytes,
         };
+        if let Ok(partition) = partition {
+            data.log_start_offset = partition.log().log_start_offset();
+        }
         match partition {
             Err(reason) => data.error = reason.clone(),
             // A follower at the log end has nothing to read: no hand-off to the blocking pool. At rest that is
@@ -253,6 +266,11 @@ async fn read_all(
                 data.log_end_offset = partition.log().log_end_offset();
             }
         }
+        // Only for a partition served without error: the follower skips one with an error (a fetch below this
+        // log's start, say) and would not move, so answering it at once would only make the two spin.
+        read_round.moves_log_start |= partition.is_ok()
+            && data.error.is_empty()
+            && position.log_start_offset < data.log_start_offset.min(position.fetch_offset);
         read_round.answer.partitions.push(data);
     }
     read_round

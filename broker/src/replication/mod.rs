@@ -9,13 +9,17 @@
 //!   (a completed or cancelled move, remove-node), the reconciler deletes the node's copy of it.
 //! - [`fetcher`] (follower side): ONE `Replicate` stream per (follower, leader) pair for all the partitions it
 //!   follows there; before fetching it truncates each log to where its last epoch ends on the leader
-//!   (KIP-101/KIP-279), then appends the leader's batches unchanged and follows the leader's high watermark.
+//!   (KIP-101/KIP-279), then appends the leader's batches unchanged and follows the leader's high watermark
+//!   and log start offset (min of it and its own high watermark: Kafka's `maybeIncrementLogStartOffset`).
 //! - [`leader`] (leader side): answers those streams, records each follower's log end, and moves the high
 //!   watermark to the minimum log end over the ISR. [`isr`] shrinks the ISR of a follower that has not caught
 //!   up for `replica_lag_time_max_ms` and grows it back once it has, both through the controller.
 //! - [`high_watermarks`]: the data dir's high-watermark checkpoint, stored every
 //!   `high_watermark_checkpoint_interval_ms` when a high watermark moved and on a clean shutdown; a restarted
 //!   node starts each partition's high watermark from it (capped at its log end) rather than its log start.
+//! - [`log_starts`]: DeleteRecords on a cluster (Kafka's `DelayedDeleteRecords`): the leader moves its log start,
+//!   its answers carry it to the followers, which move theirs up to their high watermark and report it in their
+//!   next fetch; the leader answers once every in-sync replica's start has reached the offset asked.
 //! - [`throttle`]: the replication throttle for replica moves (`rill cluster throttle`): a token bucket per
 //!   follower stream bounds what the leader sends a replica being added and not yet in sync.
 //! - [`frames`]: the leader's answers as HTTP/2 chunks, its record bytes sent as the `Bytes` it read (no encode
@@ -26,7 +30,8 @@
 //! Invariants: only the node the metadata names leader at the current epoch accepts produces, and it stamps
 //! that epoch; a follower's log is a byte-identical prefix of its leader's once it has truncated; the high
 //! watermark of a partition never passes what every in-sync replica holds, so an ACKS_ALL produce answered is
-//! on every ISR member.
+//! on every ISR member; a log start offset never moves back, a follower's never passes its leader's, and a
+//! DeleteRecords answered is on every ISR member, so a failover does not serve the deleted records again.
 
 mod answers;
 mod dropped_replicas;
@@ -36,6 +41,7 @@ mod high_watermarks;
 mod isr;
 mod leader;
 pub mod links;
+mod log_starts;
 mod reconcile;
 #[cfg(test)]
 mod simulation;
@@ -79,6 +85,9 @@ struct LeaderState {
 #[derive(Debug, Clone, Copy)]
 struct FollowerProgress {
     log_end: i64,
+    /// Its log start offset as its last fetch said: a DeleteRecords is answered once every ISR member's has
+    /// reached the offset asked (`log_starts.rs`).
+    log_start: i64,
     /// The last time its fetch offset reached the leader's log end as of its previous fetch (Kafka's rule: a
     /// follower fetching steadily under constant load stays in sync).
     caught_up_at: Instant,
@@ -95,8 +104,11 @@ pub struct Replication {
     node_id: u64,
     replica_lag: Duration,
     leaders: Mutex<HashMap<PartitionKey, LeaderState>>,
-    /// Bumped after every produce appended on this node: wakes the leader's waiting replication streams.
+    /// Bumped after every produce appended on this node, and when a DeleteRecords moved a log start here: wakes
+    /// the leader's waiting replication streams.
     appended: tokio::sync::watch::Sender<u64>,
+    /// Bumped when a follower's fetch reports a new log start offset: wakes the DeleteRecords waiting for it.
+    log_starts_reported: tokio::sync::watch::Sender<u64>,
     high_watermarks: high_watermarks::HighWatermarkCheckpoints,
 }
 
@@ -128,6 +140,7 @@ impl Replication {
             replica_lag: Duration::from_millis(replica_lag_time_max_ms),
             leaders: Mutex::new(HashMap::new()),
             appended: tokio::sync::watch::Sender::new(0),
+            log_starts_reported: tokio::sync::watch::Sender::new(0),
         }
     }
 

@@ -112,15 +112,30 @@ impl TopicAdmin for RillService {
         let request = request.into_inner();
         // Kafka's rule for DeleteRecords.
         self.node.authorize(&principal, Operation::Delete, &Resource::topic(&request.topic))?;
-        if self.node.replication.is_some() {
-            return Err(crate::delete_records::refused_on_cluster().into());
+        match &self.node.replication {
+            // A node holds only its replicas' logs: the metadata says whether the topic exists.
+            Some(replication) if !replication.metadata().topics.contains_key(&request.topic) => {
+                return Err(replication.unknown_topic(&request.topic).into());
+            }
+            Some(_) => {}
+            None => {
+                self.node.registry.topic(&request.topic)?;
+            }
         }
-        self.node.registry.topic(&request.topic)?;
+        let timeout = crate::delete_records::timeout_of(i64::from(request.timeout_ms));
+        // The partitions wait for their replicas together: the call takes the longest wait, not their sum.
+        let deletions = request.partitions.iter().map(|asked| {
+            crate::delete_records::delete_records_before(
+                &self.node,
+                &request.topic,
+                asked.partition,
+                asked.offset,
+                timeout,
+            )
+        });
+        let outcomes = futures_util::future::join_all(deletions).await;
         let mut partitions = Vec::with_capacity(request.partitions.len());
-        for asked in request.partitions {
-            let deleted =
-                crate::delete_records::delete_records_before(&self.node, &request.topic, asked.partition, asked.offset)
-                    .await;
+        for (asked, deleted) in request.partitions.iter().zip(outcomes) {
             partitions.push(match deleted {
                 Ok(low_watermark) => {
                     v1::DeleteRecordsResult { partition: asked.partition, low_watermark, ..Default::default() }

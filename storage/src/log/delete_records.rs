@@ -35,20 +35,54 @@ impl Log {
         if !(0..=high_watermark).contains(&target) {
             return Err(StorageError::DeleteBeyondHighWatermark { offset, high_watermark });
         }
+        let moved = self.move_log_start(&mut writer, target)?;
+        drop(writer);
+        self.finish_move(moved)
+    }
+
+    /// A follower's log takes its leader's log start offset, as Kafka's `maybeIncrementLogStartOffset` on a
+    /// replica: records the leader deleted (DeleteRecords, retention) go here too, so a failover to this replica
+    /// never serves them again. The start moves to `min(leader_log_start_offset, high watermark)` and never back;
+    /// returns it. No refusal past the high watermark, unlike [`Log::delete_records_before`]: a follower behind its
+    /// leader moves as far as it can now and the rest on a later answer, once its high watermark has caught up.
+    ///
+    /// Durable when it returns, as [`Log::delete_records_before`].
+    pub fn follow_log_start_offset(&self, leader_log_start_offset: i64) -> Result<i64> {
+        self.ensure_open()?;
+        let mut writer = lock(&self.writer);
+        self.ensure_open()?;
+        let target = leader_log_start_offset.min(self.high_watermark());
+        let moved = self.move_log_start(&mut writer, target)?;
+        drop(writer);
+        self.finish_move(moved)
+    }
+
+    /// Moves the log start offset forward to `target` (at most the high watermark, the caller checked) under the
+    /// writer lock. `Err(start)`: it was already at or past `target`, nothing changed.
+    fn move_log_start(&self, writer: &mut super::Writer, target: i64) -> Result<std::result::Result<i64, i64>> {
         let current = self.log_start_offset();
         if target <= current {
-            return Ok(current);
+            return Ok(Err(current));
         }
         if target == self.log_end_offset() && writer.active.size() > 0 {
             writer.mark_changing(&self.dir)?;
-            self.roll(&mut writer)?;
+            self.roll(writer)?;
         }
         crate::log_start::store(&self.dir, target)?;
         if let Some(tail) = &self.tail {
             tail.remove_below(target);
         }
         self.log_start_offset.fetch_max(target, Ordering::AcqRel);
-        drop(writer);
+        Ok(Ok(target))
+    }
+
+    /// After [`Self::move_log_start`], without the writer lock (appends go on meanwhile): the segments wholly
+    /// below the new start go. Answers the log start.
+    fn finish_move(&self, moved: std::result::Result<i64, i64>) -> Result<i64> {
+        let target = match moved {
+            Ok(target) => target,
+            Err(unchanged) => return Ok(unchanged),
+        };
         let deleted = self.delete_segments_below_start()?;
         tracing::info!(
             dir = %self.dir.display(),

@@ -202,3 +202,62 @@ fn an_in_sync_follower_that_cannot_follow_times_the_request_out_naming_it() {
     drop(stopped);
     eventually("the resumed follower at 12", || (local_log_start(cluster.addr(follower))? == 12).then_some(()));
 }
+
+/// Issue #14: a replica that was down while records were deleted past its whole log (its end below the leader's
+/// new log start) cannot fetch what it lacks, since those offsets exist nowhere any more. It starts its log over,
+/// empty, at the leader's log start (Kafka's `truncateFullyAndStartAt`), catches up from there, rejoins the ISR,
+/// and once it leads again serves exactly the records from the deletion point on.
+#[test]
+fn a_replica_whose_log_ends_below_the_leader_start_starts_over_there_and_rejoins_the_isr() {
+    let (mut cluster, preferred) = cluster_with_orders(FAST_CLUSTER);
+    let other = (1..=3).find(|id| *id != preferred).expect("another node");
+    // The preferred leader goes down holding offsets 0..RECORDS; with the automatic rebalance off, leadership
+    // stays with a survivor after the failover.
+    cluster.nodes[preferred as usize - 1].take().expect("running").kill();
+    let rows = cluster::wait_for_topic(
+        cluster.addr(other),
+        "orders",
+        1,
+        "a new leader, the dead node out of the ISR",
+        |rows| rows[0].leader.is_some_and(|l| l != preferred) && !rows[0].isr.contains(&preferred),
+    );
+    let leader = rows[0].leader.expect("a new leader");
+
+    const MORE: usize = 30;
+    let lines: String = (RECORDS..RECORDS + MORE).map(|i| format!("v{i}\n")).collect();
+    rill_with_stdin(
+        cluster.addr(leader),
+        &["produce", "orders", "--partition", "0", "--acks", "all"],
+        lines.as_bytes(),
+    )
+    .ok();
+    // Past the dead replica's whole log (it ends at RECORDS), and not on a batch boundary of its own making.
+    let deleted_to = (RECORDS + MORE / 2) as i64;
+    let before = deleted_to.to_string();
+    let deleted =
+        rill(cluster.addr(leader), &["topic", "delete-records", "orders", "--partition", "0", "--before", &before]);
+    assert!(deleted.ok().contains(&format!("log start offset {deleted_to}")), "{}", deleted.stdout);
+
+    cluster.nodes[preferred as usize - 1] = Some(cluster.start_node(preferred));
+    let end = (RECORDS + MORE) as i64;
+    cluster::wait_for_topic(cluster.addr(leader), "orders", 1, "the restarted replica back in the ISR", |rows| {
+        rows[0].isr.contains(&preferred) && rows[0].log_ends.contains(&(preferred, end))
+    });
+    eventually("the restarted replica's own log start at the deletion point", || {
+        (local_log_start(cluster.addr(preferred))? == deleted_to).then_some(())
+    });
+
+    // Leadership back to the replica that started over; it alone now answers for the partition.
+    rill(cluster.addr(leader), &["cluster", "elect-leaders", "--topic", "orders", "--partition", "0"]).ok();
+    cluster::wait_for_topic(cluster.addr(preferred), "orders", 1, "the restarted replica leading", |rows| {
+        rows[0].leader == Some(preferred)
+    });
+    assert_eq!(earliest_offset(cluster.addr(preferred)), deleted_to, "ListOffsets earliest at the new leader");
+    let consumed = eventually("every record from the deletion point, from the new leader", || {
+        let out = rill(cluster.addr(preferred), &["consume", "orders", "--partition", "0", "--from-beginning"]);
+        let read: Vec<String> = out.stdout.lines().map(str::to_owned).collect();
+        (out.status.success() && read.len() >= (end - deleted_to) as usize).then_some(read)
+    });
+    let expected: Vec<String> = (deleted_to..end).map(|i| format!("v{i}")).collect();
+    assert_eq!(consumed, expected, "exactly the records from the deletion point on, in order, once");
+}

@@ -29,6 +29,7 @@ mod delete_records;
 mod largest_timestamp;
 mod producers;
 mod replica;
+mod start_over;
 
 use producers::Planned;
 pub use producers::ProducerSummary;

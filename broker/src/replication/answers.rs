@@ -203,6 +203,7 @@ mod tests {
                     log_end_offset: 9,
                     error: String::new(),
                     log_start_offset: 3,
+                    fetch_offset_below_log_start: p % 2 == 1,
                 })
                 .collect(),
         }

@@ -3,7 +3,8 @@
 //! `append_replica`), the follower's high watermark and log start offset follow the leader's, and the next
 //! request carries the new log ends and log starts. Before streaming, each log is cut back to where its last
 //! epoch ends in the leader's log (KIP-101/KIP-279), so a tail the old leader never got committed is dropped
-//! rather than kept beside the new leader's records.
+//! rather than kept beside the new leader's records. A log that ends below the leader's log start (its records
+//! were deleted there meanwhile) starts over, empty, at that start when the leader's answer says so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,10 @@ async fn stream_from(
             else {
                 continue;
             };
+            if data.fetch_offset_below_log_start {
+                start_over(partition, data.log_start_offset).await?;
+                continue;
+            }
             if !data.error.is_empty() {
                 tracing::debug!(topic = %data.topic, partition = data.partition, error = %data.error, "leader refused a partition");
                 continue;
@@ -170,6 +175,30 @@ async fn follow_log_start(partition: &Partition, leader_log_start_offset: i64) -
     Ok(())
 }
 
+/// The leader deleted the records this replica would fetch next (DeleteRecords or retention while it was away):
+/// its log starts over, empty, at the leader's log start (Kafka's `truncateFullyAndStartAt`), on the blocking pool
+/// (segments are deleted and checkpoints fsynced), and the next fetch asks from there. Only when the whole log is
+/// below that start: a log that reaches it already fetches from its end, which the leader holds.
+async fn start_over(partition: &Partition, leader_log_start_offset: i64) -> Result<()> {
+    let log = Arc::clone(partition.log());
+    let from = log.log_end_offset();
+    if from >= leader_log_start_offset {
+        return Ok(());
+    }
+    tracing::info!(
+        topic = %partition.topic,
+        partition = partition.index,
+        from,
+        to = leader_log_start_offset,
+        "follower log ends below the leader's log start; starting it over, empty, at the leader's start"
+    );
+    tokio::task::spawn_blocking(move || log.truncate_fully_and_start_at(leader_log_start_offset))
+        .await
+        .map_err(BrokerError::join)??;
+    partition.publish_offsets();
+    Ok(())
+}
+
 /// Takes the leader's high watermark, but never moves back on its word. A leader's high watermark can lag
 /// what this follower already knew committed: a leader restarted at the same epoch starts from its log start
 /// until its followers fetch again, and a new leader learns the old one's high watermark a fetch late. What
@@ -198,6 +227,10 @@ async fn truncate_to_leader(leader: &mut dyn LeaderLink, assignment: &Assignment
         let own_end = log.epoch_end_offset(reply.leader_epoch).map_or(log.log_end_offset(), |(_, end)| end);
         reply.end_offset.min(own_end)
     };
+    // Never below this log's start: what lies below it is gone here already (a log started over at its leader's
+    // start holds no epoch history before it, and the leader may name an older epoch's end). A log that
+    // diverges from there on empties at its start, and the leader's answer says where to go next.
+    let target = target.max(log.log_start_offset());
     if target < log.log_end_offset() {
         tracing::info!(topic = %assignment.topic, partition = assignment.partition, last_epoch, target, log_end = log.log_end_offset(), "truncating a divergent tail before following the new leader");
         tokio::task::spawn_blocking(move || log.truncate_to(target)).await.map_err(BrokerError::join)??;

@@ -8,7 +8,7 @@
 //! Here an answer becomes a list of `Bytes` chunks that HTTP/2 sends as they are: small chunks with the gRPC
 //! frame header and every field but the batches, encoded by prost, and between them each partition's batches,
 //! the tail cache's (or the segment read's) own `Bytes`. The fields keep prost's order (topic, partition,
-//! batches, high watermark, log end, error, log start), so the bytes on the wire are exactly what prost would
+//! batches, high watermark, log end, error, log start, below-log-start flag), so the bytes on the wire are exactly what prost would
 //! have written: a follower of any version decodes them as before (an older one skips the log start it does not
 //! know, and an older leader's answers read as log start 0, which moves nothing).
 //! The follower's decode is unchanged (tonic's buffer, then `bytes` fields as slices of it: `.bytes()` in
@@ -43,8 +43,16 @@ struct PartitionParts {
 
 impl PartitionParts {
     fn split(data: ReplicaPartitionData) -> Self {
-        let ReplicaPartitionData { topic, partition, batches, high_watermark, log_end_offset, error, log_start_offset } =
-            data;
+        let ReplicaPartitionData {
+            topic,
+            partition,
+            batches,
+            high_watermark,
+            log_end_offset,
+            error,
+            log_start_offset,
+            fetch_offset_below_log_start,
+        } = data;
         Self {
             head: ReplicaPartitionData { topic, partition, ..Default::default() },
             batches,
@@ -53,6 +61,7 @@ impl PartitionParts {
                 log_end_offset,
                 error,
                 log_start_offset,
+                fetch_offset_below_log_start,
                 ..Default::default()
             },
         }
@@ -207,9 +216,10 @@ mod tests {
             any::<i64>(),
             proptest::option::of("[ -~]{0,40}"),
             any::<i64>(),
+            any::<bool>(),
         )
             .prop_map(
-                |(topic, partition, batches, high_watermark, log_end_offset, error, log_start_offset)| {
+                |(topic, partition, batches, high_watermark, log_end_offset, error, log_start_offset, is_below)| {
                     ReplicaPartitionData {
                         topic,
                         partition,
@@ -218,6 +228,7 @@ mod tests {
                         log_end_offset,
                         error: error.unwrap_or_default(),
                         log_start_offset,
+                        fetch_offset_below_log_start: is_below,
                     }
                 },
             )
@@ -270,6 +281,7 @@ mod tests {
                 log_end_offset: 9,
                 error: String::new(),
                 log_start_offset: 2,
+                fetch_offset_below_log_start: true,
             }],
         };
         let expected = answer.encode_to_vec();

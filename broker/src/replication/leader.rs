@@ -83,7 +83,7 @@ impl Replication {
             if let Some(bucket) = bucket.as_deref_mut() {
                 bucket.charge(read.throttled_bytes);
             }
-            if read.has_batches || read.moves_log_start || now >= deadline {
+            if read.has_batches || read.moves_log_start || read.is_below_log_start || now >= deadline {
                 return read.answer;
             }
             // Woken by any append on this node, or once the bucket holds bytes again for a partition it held
@@ -199,6 +199,9 @@ struct FollowerRead {
     /// end)`): answered at once, not held, so a DeleteRecords waiting on it is not kept a whole fetch wait. Once
     /// the follower has moved, its next fetch says so and this is false again: no busy loop.
     moves_log_start: bool,
+    /// Whether a partition's fetch offset is below this log's start: answered at once, so the follower starts
+    /// over at the start without waiting a whole fetch. Its next fetch is at the start: no busy loop.
+    is_below_log_start: bool,
 }
 
 /// Reads every partition's batches past the follower's position. Partitions marked in `throttled` share
@@ -215,6 +218,7 @@ async fn read_all(
         throttled_bytes: 0,
         is_held_back: false,
         moves_log_start: false,
+        is_below_log_start: false,
     };
     for (index, (position, partition)) in partitions.iter().enumerate() {
         let mut data =
@@ -229,6 +233,15 @@ async fn read_all(
         }
         match partition {
             Err(reason) => data.error = reason.clone(),
+            // The records the follower asks for were deleted here: it must start over at this log's start, which
+            // `log_start_offset` carries (Kafka's OFFSET_OUT_OF_RANGE to a follower). Nothing is read.
+            Ok(partition) if position.fetch_offset < data.log_start_offset => {
+                tracing::debug!(topic = %position.topic, partition = position.partition, fetch_offset = position.fetch_offset, log_start_offset = data.log_start_offset, "a follower fetches below the log start");
+                data.fetch_offset_below_log_start = true;
+                read_round.is_below_log_start = true;
+                data.high_watermark = partition.log().high_watermark();
+                data.log_end_offset = partition.log().log_end_offset();
+            }
             // A follower at the log end has nothing to read: no hand-off to the blocking pool. At rest that is
             // every partition, each fetch round, and the hand-offs were most of an idle node's CPU.
             Ok(partition) if position.fetch_offset == partition.log().log_end_offset() => {

@@ -56,7 +56,9 @@ impl Log {
 
     /// Sets the high watermark, clamped to `[log start, log end]`. It may move back (a follower that truncated).
     pub fn set_high_watermark(&self, high_watermark: i64) {
-        let clamped = high_watermark.clamp(self.log_start_offset(), self.log_end_offset());
+        // Not `clamp`, which panics when the start is past the end: a truncation inside the batch holding the log
+        // start (a start moved inside a batch by a deletion, or by `start_over.rs`) leaves the end below it.
+        let clamped = high_watermark.max(self.log_start_offset()).min(self.log_end_offset());
         self.high_watermark.store(clamped, Ordering::Release);
     }
 
@@ -87,6 +89,12 @@ impl Log {
         writer.mark_changing(&self.dir)?;
         let mut group: Vec<(&[u8], BatchHeader)> = Vec::new();
         let mut group_bytes = 0u64;
+        if let Some((_, first)) = checked.first() {
+            if self.is_rebase_to(&writer, first, next_offset) {
+                self.rebase_empty(&mut writer, first.base_offset)?;
+                next_offset = first.base_offset;
+            }
+        }
         for (bytes, header) in &checked {
             if header.base_offset != next_offset {
                 return Err(self.replica_mismatch(format!(

@@ -96,8 +96,10 @@ impl Connection {
             Rpc::InstallSnapshot => client.install_snapshot(grpc_request).await,
         };
         let reply = reply.map_err(|status| match status.code() {
-            // Down, restarting or not listening yet: openraft backs off instead of retrying at once.
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+            // Down, restarting or not listening yet, or refusing this node for good (another cluster, other
+            // peers, a removed node's vote): openraft backs off instead of retrying at once, which it does for a
+            // network error, hundreds of times a second.
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::FailedPrecondition => {
                 RPCError::Unreachable(Unreachable::new(&status))
             }
             _ => RPCError::Network(NetworkError::new(&status)),

@@ -126,8 +126,12 @@ impl ControllerService {
         Ok(())
     }
 
-    /// Refuses raft messages from a node removed from the cluster: a stale process or data dir must not vote
-    /// or campaign in the membership it left.
+    /// Refuses a vote request from a node removed from the cluster: a stale process or data dir must not
+    /// campaign in the membership it left. Only votes: a controller leader that removes itself goes on
+    /// replicating until the membership without it commits, and its AppendEntries must still land after a
+    /// follower appended that membership (a retried or lost ack otherwise leaves the leader unable to commit
+    /// it, and `remove-node` waiting, until the followers elect a new leader). A removed node's stale
+    /// AppendEntries are refused by raft itself (an older term), and its heartbeat stops it (`heartbeat`).
     fn check_not_removed(&self, sender: NodeId) -> Result<(), Status> {
         // A node being removed stays in the membership until the change commits (it may be the leader doing it).
         let is_removed = self.controller.metadata().removed_nodes.contains(&sender);
@@ -155,7 +159,6 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
-        self.check_not_removed(request.from_node_id)?;
         self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.append_entries(rpc).await)
@@ -175,7 +178,6 @@ impl ControllerRpc for ControllerService {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.from_node_id)?;
         self.check_peers(&request)?;
-        self.check_not_removed(request.from_node_id)?;
         self.controller.raft_contact.heard(request.from_node_id, Instant::now());
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&request)?;
         reply(&self.controller.raft.install_snapshot(rpc).await)

@@ -65,15 +65,7 @@ impl Replication {
             if partition.is_closed() {
                 return Err(partition.closed());
             }
-            if self.check_leader(topic, partition.index)? != epoch {
-                return Err(BrokerError::NotLeader {
-                    topic: topic.to_owned(),
-                    partition: partition.index,
-                    node_id: self.node_id,
-                    leader: None,
-                    leader_address: None,
-                });
-            }
+            self.check_still_leading(partition, epoch)?;
             let leader_log_start = partition.log().log_start_offset();
             let (low_watermark, lagging) = {
                 let leaders = lock(&self.leaders);

@@ -267,6 +267,22 @@ impl Replication {
         self.appended.send_modify(|count| *count = count.wrapping_add(1));
     }
 
+    /// Ok while this node leads `partition` at `epoch` itself; `not-leader` (naming no leader) once it does not,
+    /// including when it leads again at a later epoch: what a wait begun at `epoch` promised no longer holds.
+    fn check_still_leading(&self, partition: &Partition, epoch: u32) -> Result<()> {
+        let topic = partition.topic.as_str();
+        if self.check_leader(topic, partition.index)? == epoch {
+            return Ok(());
+        }
+        Err(BrokerError::NotLeader {
+            topic: topic.to_owned(),
+            partition: partition.index,
+            node_id: self.node_id,
+            leader: None,
+            leader_address: None,
+        })
+    }
+
     /// Waits until the high watermark covers `end_offset` (ACKS_ALL). Fails with `not-leader` if this node
     /// stops leading the partition at `epoch` meanwhile: the batch may or may not survive, as for any failed
     /// produce a retry may duplicate it.
@@ -281,17 +297,8 @@ impl Replication {
             // (a preferred leader election, a reassignment) follows its new leader's high watermark, which may
             // cover the offsets of a batch this node is about to truncate. Still leading at `epoch` after the
             // read means this node computed that high watermark itself, as the leader.
-            let topic = partition.topic.as_str();
-            if self.check_leader(topic, partition.index)? != epoch {
-                // Led again by this node, but at a later epoch: the batch may have been cut by a truncation.
-                return Err(BrokerError::NotLeader {
-                    topic: topic.to_owned(),
-                    partition: partition.index,
-                    node_id: self.node_id,
-                    leader: None,
-                    leader_address: None,
-                });
-            }
+            // Led again by this node, but at a later epoch: the batch may have been cut by a truncation.
+            self.check_still_leading(partition, epoch)?;
             if is_covered {
                 return Ok(());
             }

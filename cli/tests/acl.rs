@@ -2,7 +2,7 @@
 //! `rill` binary as each of them (docs/security.md, "ACLs"). A matrix of principal × operation × resource, the
 //! denial counter on /metrics, `rill acl` itself, and the refusal to listen off loopback without authentication.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The real `rill broker` binary: start on a free port, SIGKILL and SIGTERM, restart, bad configuration.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! `rill topic delete-records` against a real `rill broker` process: records before an offset go for good, the
 //! topic's consumers start after them, reads below them are refused, and a crash of the broker keeps it so.
 
-mod common;
+use crate::common;
 
 use common::{rill, rill_with_stdin, BrokerProcess};
 

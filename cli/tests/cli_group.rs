@@ -1,7 +1,7 @@
 //! `rill group ...` as the built binary against a real `rill broker` process: describe (committed offset, end
 //! offset, lag) and reset-offsets to each kind of target, and their errors.
 
-mod common;
+use crate::common;
 
 use common::{rill, rill_with_stdin, BrokerProcess, Running};
 

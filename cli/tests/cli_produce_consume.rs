@@ -2,7 +2,7 @@
 //! records out, keys and headers, JSON, start positions (the largest timestamp's record among them), stop
 //! conditions, groups, --follow, a closed stdout.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

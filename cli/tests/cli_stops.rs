@@ -2,7 +2,7 @@
 //! broker is killed and never comes back or whose broker's disk is full, and `rill consume --follow` whose
 //! reader stopped reading.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;

@@ -1,7 +1,7 @@
 //! `rill topic ...` and what every client subcommand shares (`--broker`, `RILL_BROKER`, `--help`, errors),
 //! run as the built binary against a real `rill broker` process.
 
-mod common;
+use crate::common;
 
 use common::{dead_address, rill, BrokerProcess, RILL};
 

@@ -1,7 +1,7 @@
 //! Clusters of real `rill broker` processes on loopback: the controller quorum forms, a SIGKILLed controller
 //! leader is replaced and fenced, and comes back alive when restarted; bad cluster settings are refused at start.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! node (they are part of the replicated metadata), through the loss and restart of the controller leader, and
 //! a deleted user or ACL stops working everywhere (docs/security.md, "A cluster").
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

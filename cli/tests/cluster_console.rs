@@ -2,7 +2,7 @@
 //! mutual TLS between the nodes and authorization on: it shows the partition's records, produces to it, and its
 //! user's ACLs apply, as on the leader's own console (docs/console.md, "On a cluster").
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -7,7 +7,7 @@
 //! - every node's `rill_console_sessions` counts the cluster's sessions;
 //! - a leader that does not answer (SIGSTOPped) makes the page a 503 naming it, not a hang.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Instant;

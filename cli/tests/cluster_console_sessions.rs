@@ -4,7 +4,7 @@
 //! outlives a restart of the node it was made on. The sessions live in the replicated metadata, so no node
 //! keeps a per-node sessions file (a leftover one is removed).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

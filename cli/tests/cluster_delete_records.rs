@@ -6,7 +6,7 @@
 //! during a deletion learns it when it comes back. An in-sync follower that cannot follow (SIGSTOPped) makes the
 //! request time out naming it (REQUEST_TIMED_OUT, gRPC `timed-out`), until the ISR drops it.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

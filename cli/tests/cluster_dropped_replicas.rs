@@ -3,7 +3,7 @@
 //! node 3, after a cancelled move's added replica; and a partition moved back onto node 3 copies every record
 //! again from the start.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! buffers the HTTP/2 preface, nobody answers) moves to the next address after the connect timeout
 //! (`client/src/http2.rs`) rather than waiting out the request timeout there.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

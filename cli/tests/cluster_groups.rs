@@ -4,7 +4,7 @@
 //! the new coordinator: the committed offset reads back exactly, consumption resumes after it (nothing it
 //! covered is printed again), and the committed offset never goes backwards.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

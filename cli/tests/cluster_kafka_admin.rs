@@ -7,7 +7,7 @@
 //! node just restarted answers Metadata for a topic it does not know yet with LEADER_NOT_AVAILABLE (retriable),
 //! never UNKNOWN_TOPIC_OR_PARTITION, until it has caught up with the cluster's metadata.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! offsets for single-replica topics that live on other nodes than its coordinator (placed by a manual
 //! assignment), which `rill group describe` shows.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@
 //! reason. And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
 //! leader's offsets: the follower refuses, and the client asks each partition's leader.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

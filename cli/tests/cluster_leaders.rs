@@ -5,7 +5,7 @@
 //! rest; and librdkafka's idempotent producer goes through an election. Every acknowledged record is then read
 //! exactly once, in order, from the partition's leader.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

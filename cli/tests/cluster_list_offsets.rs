@@ -13,7 +13,7 @@
 //! below its fetch offset is answered with `diverging_epoch` and no records (KIP-595's field, answered as Kafka's
 //! leader answers it); one at or below that end, or in the leader's own epoch, reads on.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! describes its own data dir and only the replicas it keeps (as each Kafka broker describes its own disks), and
 //! after an acks-all produce every replica of a partition reports the same bytes (replicas are byte-identical).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

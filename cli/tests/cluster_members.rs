@@ -5,7 +5,7 @@
 //! unknown node, a partition that would keep fewer nodes than its replication factor, a quorum that would
 //! shrink, a node that is not running.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! partitions, leader epochs and the controller term are present and agree with the cluster's state, before and
 //! after the SIGKILL of a partition leader.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

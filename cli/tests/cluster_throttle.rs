@@ -4,7 +4,7 @@
 //! clearing the throttle lets the move finish; every record stays readable and the two replicas end byte for
 //! byte the same. Bad rates are refused with a message and a non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! same origin, `--console read-only` refuses writes and `--console off` serves none of it. The browser test
 //! is tests/compat/console.sh.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

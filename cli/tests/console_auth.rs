@@ -6,7 +6,7 @@
 //! acts as the signed-in user and shows and does only what the ACLs allow. The browser test is
 //! tests/compat/console.sh.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -12,7 +12,7 @@
 //! is recognised by the broker (whose producer state survived the kill) and not stored twice, and with
 //! `--no-idempotence` a duplicate appears only as an exact re-send. `RILL_PRODUCE_KILLS` (default 8) sets its kills.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! and a leader SIGKILLed and restarted within its session serves up to the high watermark it checkpointed,
 //! not from its log start, while a follower it counts in sync has not fetched yet.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

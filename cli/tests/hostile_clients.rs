@@ -2,7 +2,7 @@
 //! preface and stall do not stop it serving a normal client; its memory stays bounded; and once they go, it holds
 //! no file descriptor for them. Prints the memory figures (`--nocapture`).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! These live beside the other process tests (`common` starts and kills `rill broker`) rather than in `tests/`,
 //! whose fixtures embed the broker in the test process: a SIGKILL needs a process of its own.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

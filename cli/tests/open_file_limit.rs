@@ -2,7 +2,7 @@
 //! RESOURCE_EXHAUSTED (never INTERNAL "Too many open files", never a half-created topic), running out of
 //! descriptors on accepts does not flood the log, and the broker keeps serving throughout.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,7 +33,7 @@ fn broker_with_open_file_limit(limit: u32, data_dir: &Path, log: &Path) -> Broke
         let _ = child.kill();
         panic!("unexpected first line {line:?}: {}", std::fs::read_to_string(log).unwrap_or_default());
     };
-    BrokerProcess { child, addr: addr.to_owned(), data_dir: data_dir.to_owned() }
+    BrokerProcess { child, addr: addr.to_owned() }
 }
 
 fn lines_containing(log: &Path, needle: &str) -> usize {

@@ -3,7 +3,7 @@
 //! `traceparent` header carries one trace from the producer through the broker's produce span to a consumer's
 //! span, exported through the OpenTelemetry SDK to the same receiver.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! newcomer's terminal: `RILL_LISTEN=127.0.0.1:0` so the test never takes a fixed port, and `RILL_BROKER` so the
 //! other commands find that port.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

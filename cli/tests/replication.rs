@@ -4,7 +4,7 @@
 //! leader that is not it. `RILL_FAILOVER_CYCLES=N` runs more kills than the default, `RILL_FAILOVER_KILL=controller`
 //! (or `partition`) only that kind.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! records with the cache on and off, and its counters move; and the broker's memory stays within the cache's
 //! limit plus what stalled readers pin while far more than the limit is written.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! `rill` binary (and the client library) connecting over `https://`. Refusals must come as errors, quickly;
 //! certificates must reload without a restart.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `rill top` against a real broker process: a refresh shows each topic with its partitions and each group's lag
 //! (the rates are unit-tested in `top.rs`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

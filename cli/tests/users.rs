@@ -1,6 +1,6 @@
 //! Users and bearer tokens end to end: a real `rill broker` process and the `rill` binary (docs/security.md).
 
-mod common;
+use crate::common;
 
 use common::{rill, rill_with_stdin, BrokerProcess};
 

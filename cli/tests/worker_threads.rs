@@ -2,7 +2,7 @@
 //! `RILL_WORKER_THREADS` over the TOML file's `worker_threads`), serves produce and consume on one worker, and
 //! refuses at start a count that is not one; `rill bench` takes the same flag, for its embedded broker too.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Admin calls, errors in the caller's terms, and a producer riding out a broker restart.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The client's HTTP/2 connection (src/http2.rs): one connection for many concurrent calls, a silent broker
 //! detected by keep-alive PINGs, and reconnection after a restart over TLS.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! (docs/benchmarks.md, "Latency: the consumer's fetches polled in its own task"): unread DATA holds the
 //! connection's HTTP/2 window.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

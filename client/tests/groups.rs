@@ -1,7 +1,7 @@
 //! Consumer groups through the client: `Consumer::subscribe` against an embedded broker. Members run as tasks
 //! behind freezable proxies (see `common/group.rs`), so a test can make one leave, hang or die.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

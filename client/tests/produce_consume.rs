@@ -1,7 +1,7 @@
 //! Producer and consumer against an embedded broker: round trip, batching and linger, partitioning,
 //! compression, back-pressure, seeks, commits, fan-out.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

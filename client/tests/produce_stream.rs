@@ -2,7 +2,7 @@
 //! over one open stream, answered by correlation id, each refused on its own; a stream that breaks with the
 //! broker loses no acknowledged record and stores none twice.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

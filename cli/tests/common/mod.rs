@@ -2,8 +2,6 @@
 //! port, and runs of the `rill` binary against it with a deadline. Every process a test starts is killed when its
 //! guard drops, so a failing test leaves nothing running.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 pub mod cluster;
 pub mod console;
 pub mod pki;
@@ -39,7 +37,6 @@ pub struct BrokerProcess {
     pub child: Child,
     /// `host:port`, as `--broker` takes it.
     pub addr: String,
-    pub data_dir: PathBuf,
 }
 
 impl BrokerProcess {
@@ -67,7 +64,7 @@ impl BrokerProcess {
             let mut line = String::new();
             let _ = BufReader::new(stdout).read_line(&mut line);
             if line.starts_with("rill broker listening on ") {
-                return BrokerProcess { child, addr: addr.to_owned(), data_dir: data_dir.to_owned() };
+                return BrokerProcess { child, addr: addr.to_owned() };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -97,8 +94,7 @@ impl BrokerProcess {
             let _ = child.kill();
             panic!("unexpected first line {line:?}");
         };
-        let data_dir = args.windows(2).find(|w| w[0] == "--data-dir").map(|w| PathBuf::from(w[1])).unwrap_or_default();
-        BrokerProcess { child, addr: addr.to_owned(), data_dir }
+        BrokerProcess { child, addr: addr.to_owned() }
     }
 
     /// `http://host:port`, as a tonic client connects.

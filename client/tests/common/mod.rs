@@ -1,7 +1,5 @@
 //! An embedded broker on a free port and a temp dir, and waits with deadlines (never fixed sleeps).
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

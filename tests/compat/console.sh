@@ -10,19 +10,10 @@
 # Usage: tests/compat/console.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  if ! command -v apt-get >/dev/null; then
-    echo "console.sh: no apt-get to install Debian's chromium and chromium-driver" >&2
-    exit 1
-  fi
-  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }) >/dev/null
-fi
-venv=target/compat/console-venv
-if ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
-  python3 -m venv --clear "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'selenium==4.*'
-fi
+source tests/compat/tools.sh
+need_chromium
+need_selenium
+venv=$console_venv
 cargo build --quiet -p rill-cli
 rill="$PWD/target/debug/rill"
 shots="$PWD/target/compat/console"

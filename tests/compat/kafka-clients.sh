@@ -28,24 +28,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/compat/venv.sh
-if ! command -v kcat >/dev/null; then
-  if command -v apt-get >/dev/null; then
-    (apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }) >/dev/null \
-      || echo "kafka-clients.sh: could not install kcat; its tests are skipped" >&2
-  else
-    echo "kafka-clients.sh: no apt-get to install kcat; its tests are skipped" >&2
-  fi
-fi
-# KafkaJS from npm into target/compat/node_modules (node and npm from Debian when missing).
-if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
-  (apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }) >/dev/null \
-    || echo "kafka-clients.sh: could not install node; the KafkaJS test is skipped" >&2
-fi
-if command -v npm >/dev/null && [[ ! -d target/compat/node_modules/kafkajs ]]; then
-  mkdir -p target/compat
-  (cd target/compat && npm install --silent --no-audit --no-fund kafkajs@2.2.4) \
-    || echo "kafka-clients.sh: could not install kafkajs; its test is skipped" >&2
-fi
+source tests/compat/tools.sh
+need_kcat
+need_kafkajs
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
   tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \

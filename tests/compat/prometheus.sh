@@ -6,14 +6,8 @@
 # Usage: tests/compat/prometheus.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  if ! command -v apt-get >/dev/null; then
-    echo "prometheus.sh: no apt-get to install Debian's prometheus package" >&2
-    exit 1
-  fi
-  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }) >/dev/null
-fi
+source tests/compat/tools.sh
+need_prometheus
 cargo build --quiet -p rill-cli
 rill="$PWD/target/debug/rill"
 work=$(mktemp -d)

@@ -11,13 +11,13 @@ RILL = os.environ["RILL_BIN"]
 
 
 # The log filter of every broker the suites start: errors, what the group coordinators decide (joins, leaves,
-# assignments, refused commits), where consumers resume (offset fetches) and fetches refused or sent back to an
-# earlier offset: what a record read twice needs to be explained. RILL_COMPAT_RUST_LOG overrides it (e.g. `debug`
-# for everything).
+# assignments, refused commits), where consumers resume (offset fetches), fetches refused or sent back to an
+# earlier offset, and connections closed (a producer retries what was in flight): what a record read twice needs
+# to be explained. RILL_COMPAT_RUST_LOG overrides it (e.g. `debug` for everything).
 BROKER_LOG_FILTER = os.environ.get(
     "RILL_COMPAT_RUST_LOG",
     "error,rill_broker::groups=debug,rill_broker::kafka::offset_commit=debug,rill_broker::kafka::offset_fetch=debug,"
-    "rill_broker::kafka::fetch=debug",
+    "rill_broker::kafka::fetch=debug,rill_broker::kafka::connection=debug",
 )
 # How much of each live broker's log a failed test shows.
 BROKER_LOG_TAIL_LINES = 400

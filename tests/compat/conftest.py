@@ -10,24 +10,56 @@ import pytest
 RILL = os.environ["RILL_BIN"]
 
 
+# The log filter of every broker the suites start: errors, what the group coordinators decide (joins, leaves,
+# assignments, refused commits), where consumers resume (offset fetches), fetches refused or sent back to an
+# earlier offset, and connections closed (a producer retries what was in flight): what a record read twice needs
+# to be explained. RILL_COMPAT_RUST_LOG overrides it (e.g. `debug` for everything).
+BROKER_LOG_FILTER = os.environ.get(
+    "RILL_COMPAT_RUST_LOG",
+    "error,rill_broker::groups=debug,rill_broker::kafka::offset_commit=debug,rill_broker::kafka::offset_fetch=debug,"
+    "rill_broker::kafka::fetch=debug,rill_broker::kafka::connection=debug",
+)
+# How much of each live broker's log a failed test shows.
+BROKER_LOG_TAIL_LINES = 400
+# The log files of the brokers running now, shown by `pytest_runtest_makereport` when a test fails.
+live_broker_logs = []
+
+
 @contextlib.contextmanager
 def running_broker(data_dir, *flags):
     """A real `rill broker` process on a free port (gRPC and Kafka on it) with its data in `data_dir` and `flags`
-    added (`--admin-listen` among them), killed at the end; its address."""
-    process = subprocess.Popen(
-        [RILL, "broker", "--listen", "127.0.0.1:0", "--data-dir", data_dir, *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "RUST_LOG": "error"},
-        text=True,
-    )
-    try:
-        line = process.stdout.readline().strip()
-        assert line.startswith("rill broker listening on "), line
-        yield line.removeprefix("rill broker listening on ")
-    finally:
-        process.kill()
-        process.wait(timeout=30)
+    added (`--admin-listen` among them), killed at the end; its address. Its log (stderr) is kept in a temporary
+    file, and its tail is added to the report of any test that fails while it runs."""
+    with tempfile.NamedTemporaryFile(prefix="rill-broker-", suffix=".log") as log:
+        process = subprocess.Popen(
+            [RILL, "broker", "--listen", "127.0.0.1:0", "--data-dir", data_dir, *flags],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, "RUST_LOG": BROKER_LOG_FILTER, "NO_COLOR": "1"},
+            text=True,
+        )
+        live_broker_logs.append(log.name)
+        try:
+            line = process.stdout.readline().strip()
+            assert line.startswith("rill broker listening on "), line
+            yield line.removeprefix("rill broker listening on ")
+        finally:
+            live_broker_logs.remove(log.name)
+            process.kill()
+            process.wait(timeout=30)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the tail of each running broker's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for path in live_broker_logs:
+        with open(path, errors="replace") as log:
+            tail = log.readlines()[-BROKER_LOG_TAIL_LINES:]
+        report.sections.append((f"broker log {path} (last {len(tail)} lines)", "".join(tail)))
 
 
 def read_values(consumer, topic, count, polls=300):

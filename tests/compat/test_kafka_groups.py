@@ -76,6 +76,8 @@ class Member(threading.Thread):
         self.stop = threading.Event()
         self.assigned = set()
         self.error = None
+        # What this member read, as (partition, offset), to say who read a record twice (`read_twice`).
+        self.read = []
 
     def run(self):
         try:
@@ -86,6 +88,21 @@ class Member(threading.Thread):
     def record(self, partition, offset, value):
         with self.lock:
             self.seen.append((partition, offset, value))
+            self.read.append((partition, offset))
+
+
+def read_twice(members):
+    """What was read more than once, and by which member (its index in `members`): the same offset read twice
+    is a consumer's doing (a lost commit, or two owners of a partition at once); a value at two offsets was
+    written twice (a producer's retry). For the message of a failed exactly-once assertion."""
+    readers = {}
+    for index, member in enumerate(members):
+        for at in member.read:
+            readers.setdefault(at, []).append(index)
+    twice = {at: who for at, who in sorted(readers.items()) if len(who) > 1}
+    if not twice:
+        return "no offset was read twice: a record is in the log twice, or was never read"
+    return f"(partition, offset): the members that read it, for each read more than once: {twice}"
 
 
 def subscribe_kafka_python(consumer, topic):
@@ -150,6 +167,7 @@ def run_group_scenario(addr, member_class, make_consumer, members=3, partitions=
         assert set().union(*(m.assigned for m in group)) == set(range(partitions))
         produce(addr, topic, partitions, 20)
         wait_for(lambda: len(seen) >= partitions * 20, "the first records", group)
+        everyone = list(group)
         leaving = group.pop()
         leaving.stop.set()
         leaving.join(timeout=30)
@@ -168,7 +186,7 @@ def run_group_scenario(addr, member_class, make_consumer, members=3, partitions=
     assert leaving.error is None, f"the member that left failed: {leaving.error!r}"
     values = sorted(v for _, _, v in seen)
     expected = sorted(f"{p}:{i}".encode() for p in range(partitions) for i in range(40))
-    assert values == expected, "every record read exactly once"
+    assert values == expected, f"every record read exactly once; {read_twice(everyone)}"
     return topic
 
 

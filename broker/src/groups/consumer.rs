@@ -244,6 +244,8 @@ impl GroupCoordinator {
                 && !member.revoking.is_empty()
                 && member.revoking.keys().all(|tp| !owned.contains(tp));
             if has_released {
+                tracing::debug!(group = %request.group, member = %request.member_id, epoch, ?owned,
+                    "KIP-848 member released the partitions it was revoking");
                 let generation = member.member_generation;
                 group.acknowledge(&request.member_id, generation);
                 if let Some(state) = group.members.get_mut(&request.member_id).and_then(|m| m.consumer.as_mut()) {
@@ -257,6 +259,11 @@ impl GroupCoordinator {
         // Kafka sends the assignment when the epoch moved, or when what the member reports differs from it.
         let needs_assignment =
             epoch != request.member_epoch || request.owned.as_ref().is_some_and(|owned| *owned != assigned);
+        if needs_assignment {
+            let revoking: Vec<&TopicPartition> = group.members[&request.member_id].revoking.keys().collect();
+            tracing::debug!(group = %request.group, member = %request.member_id, sent_epoch = request.member_epoch,
+                epoch, owned = ?request.owned, ?assigned, ?revoking, "KIP-848 member told its assignment");
+        }
         Ok(ConsumerAnswer {
             member_id: request.member_id,
             member_epoch: epoch,

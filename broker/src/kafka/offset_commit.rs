@@ -124,6 +124,10 @@ async fn commit(
         };
         let stored = kafka.node.offsets.commit_checked(commits, now_ms(), check).await;
         let refusal = refused_by_group.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(refusal) = &refusal {
+            // A refused commit is the client's to handle, but it explains records read twice later: keep it.
+            tracing::debug!(member = %request.member_id, epoch = generation, error = %refusal, "commit refused");
+        }
         let code = match (stored, refusal) {
             (Ok(()), _) => 0,
             (Err(_), Some(ClassicError::StaleMemberEpoch { .. })) if version < COMMIT_VERSION_FOR_KIP_848 => {

@@ -117,7 +117,10 @@ fn lookup(
     let authorizer = &kafka.node.authorizer;
     let store = &kafka.node.offsets;
     store.check_coordinator(group).map_err(|err| group_code(&err))?;
-    kafka.node.groups.check_kafka_offset_fetch(group, member.id, member.epoch).map_err(|err| classic_code(&err))?;
+    kafka.node.groups.check_kafka_offset_fetch(group, member.id, member.epoch).map_err(|err| {
+        tracing::debug!(group, member = ?member.id, epoch = member.epoch, error = %err, "offset fetch refused");
+        classic_code(&err)
+    })?;
     let Some(wanted) = wanted else {
         let mut topics: Vec<(TopicName, Vec<Found>)> = Vec::new();
         for (key, committed) in store
@@ -133,7 +136,7 @@ fn lookup(
         }
         return Ok(topics);
     };
-    Ok(wanted
+    let topics: Vec<(TopicName, Vec<Found>)> = wanted
         .into_iter()
         .map(|(name, partitions)| {
             let found = partitions
@@ -147,7 +150,18 @@ fn lookup(
                 .collect();
             (name, found)
         })
-        .collect())
+        .collect();
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // Where a consumer resumes the partitions it was given: what explains a record read twice.
+        let resumed: Vec<(&str, i32, Option<i64>)> = topics
+            .iter()
+            .flat_map(|(name, found)| {
+                found.iter().map(|f| (name.0.as_str(), f.partition, f.committed.as_ref().map(|c| c.offset)))
+            })
+            .collect();
+        tracing::debug!(group, member = ?member.id, epoch = member.epoch, ?resumed, "offsets fetched");
+    }
+    Ok(topics)
 }
 
 /// Kafka's "no committed offset" is offset -1 with empty metadata.

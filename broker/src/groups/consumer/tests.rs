@@ -98,6 +98,43 @@ async fn a_partition_moves_only_after_its_owner_reports_it_revoked() {
     assert!(got.is_disjoint(&kept), "no partition is owned twice");
 }
 
+/// KIP-848's commit rules, as a consumer that commits each record meets them through a rebalance and a leave:
+/// a member giving partitions up commits them with its previous or its current epoch until it reports them
+/// revoked; nobody commits a partition before it is theirs; a member that left commits nothing more, and what it
+/// committed before is the store's, not the group's (nothing here forgets it).
+#[tokio::test]
+async fn a_revoking_member_commits_what_it_gives_up_and_a_new_owner_only_once_granted() {
+    use crate::groups::classic::ClassicError;
+    let groups = coordinator();
+    let now = Instant::now();
+    let a = join(&groups, "a", &["t"], now);
+    beat(&groups, "a", a.member_epoch, Some(partitions("t", &[0, 1, 2, 3, 4, 5])), now).unwrap();
+    let b = join(&groups, "b", &["t"], now);
+    let told = beat(&groups, "a", a.member_epoch, None, now).unwrap();
+    let kept = told.assignment.expect("a's epoch moved");
+    let giving_up: Vec<TopicPartition> = partitions("t", &[0, 1, 2, 3, 4, 5]).difference(&kept).cloned().collect();
+    let commit = |member: &str, epoch: i32, tp: &TopicPartition| {
+        groups.check_kafka_commit("g", member, None, epoch, std::slice::from_ref(tp))
+    };
+    for epoch in [a.member_epoch, told.member_epoch] {
+        let taken = commit("a", epoch, &giving_up[0]);
+        assert!(taken.is_ok(), "a revoking partition at epoch {epoch}: {taken:?}");
+    }
+    let early = commit("b", b.member_epoch, &giving_up[0]).unwrap_err();
+    assert!(matches!(early, ClassicError::IllegalGeneration { .. }), "not b's yet: {early}");
+    beat(&groups, "a", told.member_epoch, Some(kept.clone()), now).unwrap();
+    let granted = beat(&groups, "b", b.member_epoch, None, now).unwrap();
+    let taken = commit("b", granted.member_epoch, &giving_up[0]);
+    assert!(taken.is_ok(), "b's once granted: {taken:?}");
+    let stale = commit("a", a.member_epoch, kept.first().unwrap()).unwrap_err();
+    assert!(matches!(stale, ClassicError::StaleMemberEpoch { .. }), "a moved past that epoch: {stale}");
+    let released = commit("a", told.member_epoch, &giving_up[0]).unwrap_err();
+    assert!(matches!(released, ClassicError::IllegalGeneration { .. }), "a let it go: {released}");
+    beat(&groups, "a", LEAVE_EPOCH, None, now).unwrap();
+    let after_leave = commit("a", told.member_epoch, kept.first().unwrap()).unwrap_err();
+    assert!(matches!(after_leave, ClassicError::UnknownMember { .. }), "{after_leave}");
+}
+
 #[tokio::test]
 async fn an_epoch_never_sent_or_older_than_the_last_used_is_fenced() {
     let groups = coordinator();

@@ -20,6 +20,10 @@
 //!   below an offset commit acknowledged before the fetch was sent; after healing the coordinator serves at
 //!   least the last acknowledged commit. Commits and fetches go through the real `ConsumerGroups` service and
 //!   the replicated offsets store, across the same faults;
+//! - DeleteRecords (`deletions.rs`): the driver sometimes deletes up to near the acknowledged end, so followers
+//!   cut off or crashed start over at the leader's log start; no log start ever goes back (across restarts too);
+//!   after healing each replica's start is between the leader's and the high watermark and at or above every low
+//!   watermark answered, and the checks above hold from the highest log start on;
 //! - a restarted node's high watermark is never below what its high-watermark checkpoint held when it crashed,
 //!   from the moment the broker holds it on (sampled each tick). The first fault of every seed crashes the
 //!   partition leader once the checkpoint holds a high watermark above 0, so every seed checks it.
@@ -29,13 +33,14 @@
 //! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
 
 mod controller;
+mod deletions;
 mod offsets;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +53,7 @@ use rill_storage::SegmentFileCache;
 use tokio::sync::watch;
 
 use self::controller::StandInController;
+use self::deletions::Deletions;
 use self::offsets::Commits;
 use super::Replication;
 use crate::cluster::metadata::Command;
@@ -100,7 +106,13 @@ struct World {
     /// process's high watermark must never be below it.
     checkpointed_at_crash: Mutex<BTreeMap<u64, i64>>,
     /// Restarted processes whose high watermark was checked against a checkpointed value above 0.
-    restarts_checked: std::sync::atomic::AtomicUsize,
+    restarts_checked: AtomicUsize,
+    /// For each crashed node, the log start it had published at the crash: its next process's never goes below.
+    log_start_at_crash: Mutex<BTreeMap<u64, i64>>,
+    /// Followers seen starting their log over at the leader's log start (`deletions::watch_log_start`).
+    start_overs: AtomicUsize,
+    /// DeleteRecords calls the driver was answered a low watermark for.
+    deletions_succeeded: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,6 +185,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     world.heartbeat(node_id);
     tokio::spawn(super::run_reconciler(replication));
     tokio::spawn(watch_high_watermark(node_id, Arc::clone(&node), Arc::clone(&world)));
+    tokio::spawn(deletions::watch_log_start(node_id, Arc::clone(&node), Arc::clone(&world)));
     loop {
         let (stream, _) = listener.accept().await?;
         let world = Arc::clone(&world);
@@ -242,7 +255,7 @@ fn produce_request(sequence: u64, acks: v1::Acks) -> v1::ProduceRequest {
 }
 
 /// The producer and the checks: produce through the faults; once healed, converge and check.
-async fn drive(world: Arc<World>) -> turmoil::Result {
+async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     wait_for("three alive nodes", || (world.controller.committed().alive_nodes().len() == NODES.len()).then_some(()))
         .await?;
     let settings = {
@@ -271,7 +284,8 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
     let mut commits = Commits::default();
 
-    let mut acknowledged: Vec<u64> = Vec::new();
+    // Each ACKS_ALL-acknowledged sequence with the offset it was answered at.
+    let mut acknowledged: Vec<(u64, i64)> = Vec::new();
     let mut sequence = 0;
     let mut target = 0;
     while !world.is_healed.load(Ordering::Acquire) {
@@ -281,7 +295,10 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
         }
         let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
         match wire::produce(&host_name(NODES[target]), &produce_request(sequence, acks)).await {
-            Ok(_) if acks == v1::Acks::All => acknowledged.push(sequence),
+            Ok(produced) if acks == v1::Acks::All => {
+                acknowledged.push((sequence, produced.base_offset));
+                deletions.maybe_delete(&host_name(NODES[target]), produced.base_offset + 1).await;
+            }
             Ok(_) => {}
             Err(_) => {
                 // Not the leader, not enough replicas, or unreachable: as a client would, try the next node.
@@ -301,8 +318,9 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
     loop {
         sequence += 1;
-        if wire::produce(&host_name(NODES[target]), &produce_request(sequence, v1::Acks::All)).await.is_ok() {
-            acknowledged.push(sequence);
+        if let Ok(produced) = wire::produce(&host_name(NODES[target]), &produce_request(sequence, v1::Acks::All)).await
+        {
+            acknowledged.push((sequence, produced.base_offset));
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -311,39 +329,74 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
         target = (target + 1) % NODES.len();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let logs = wait_for("replicas with equal log ends, each its high watermark", || converged_logs(&world)).await?;
-    check(&world, &logs, &acknowledged)?;
+    let converged = wait_for("replicas with equal log ends, each its high watermark, each start followed", || {
+        converged_logs(&world)
+    })
+    .await?;
+    check(&world, &converged, &acknowledged, &deletions)?;
     commits.check_final(&world).await?;
     let epochs = lock(&world.writers).clone();
     let faults = lock(&world.faults).clone();
     tracing::info!(acknowledged = acknowledged.len(), sent = sequence, ?epochs, ?faults, "converged");
+    world.deletions_succeeded.store(deletions.succeeded, Ordering::Relaxed);
     *lock(&world.summary) = format!(
         "{} of {sequence} records acknowledged, epochs written {epochs:?}, restarts checked against their \
-         checkpoint {}, checkpointed at crash {:?}, commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
+         checkpoint {}, checkpointed at crash {:?}, deletions {deletions:?}, log starts {:?}, start-overs {}, \
+         commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
         acknowledged.len(),
         world.restarts_checked.load(Ordering::Relaxed),
         lock(&world.checkpointed_at_crash),
+        converged.log_starts,
+        world.start_overs.load(Ordering::Relaxed),
         offsets::coordinator(&world),
     );
     Ok(())
 }
 
-/// Each replica's log from its start to its high watermark, once every replica's high watermark is the same
-/// log end.
-fn converged_logs(world: &World) -> Option<BTreeMap<u64, Bytes>> {
+/// The replicas once converged: each one's log start, and its log from the highest of them to the high watermark.
+struct Converged {
+    log_starts: BTreeMap<u64, i64>,
+    high_watermark: i64,
+    /// From the highest log start over the replicas: below it some replica no longer holds the records.
+    from: i64,
+    logs: BTreeMap<u64, Bytes>,
+}
+
+/// The replicas' logs once every replica's high watermark is the same log end and every follower has taken the
+/// leader's log start (it does on its next answer: its high watermark is then at least the leader's start). A
+/// follower's start may be above the leader's: a deletion the leader did not finish answering may have reached
+/// a follower before a failover made another, which had not taken it yet, leader.
+fn converged_logs(world: &World) -> Option<Converged> {
+    let leader = world.controller.committed().topics.get(TOPIC)?.partitions.first()?.leader?;
     let mut ends = BTreeSet::new();
+    let mut log_starts = BTreeMap::new();
     let mut logs = BTreeMap::new();
     for node_id in NODES {
         let log = Arc::clone(world.node(node_id)?.registry.partition(TOPIC, 0).ok()?.log());
-        ends.insert((log.log_start_offset(), log.log_end_offset(), log.high_watermark()));
-        let read = log.read_to_end(log.log_start_offset(), 64 << 20).ok()?;
-        logs.insert(node_id, read.batches);
+        ends.insert((log.log_end_offset(), log.high_watermark()));
+        log_starts.insert(node_id, log.log_start_offset());
+        logs.insert(node_id, log);
     }
-    let (_, end, high_watermark) = *ends.first()?;
-    (ends.len() == 1 && end == high_watermark).then_some(logs)
+    let (end, high_watermark) = *ends.first()?;
+    let leader_start = *log_starts.get(&leader)?;
+    if ends.len() != 1 || end != high_watermark || log_starts.values().any(|s| *s < leader_start) {
+        return None;
+    }
+    let from = *log_starts.values().max()?;
+    let mut read = BTreeMap::new();
+    for (node_id, log) in logs {
+        let batches = if from < end { log.read_to_end(from, 64 << 20).ok()?.batches } else { Bytes::new() };
+        read.insert(node_id, batches);
+    }
+    Some(Converged { log_starts, high_watermark, from, logs: read })
 }
 
-fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Result<(), String> {
+fn check(
+    world: &World,
+    converged: &Converged,
+    acknowledged: &[(u64, i64)],
+    deletions: &Deletions,
+) -> Result<(), String> {
     let violations = lock(&world.violations).clone();
     if !violations.is_empty() {
         return Err(violations.join("; "));
@@ -353,10 +406,28 @@ fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Re
             return Err(format!("leader epoch {epoch} was written by several nodes: {writers:?}"));
         }
     }
-    let reference = logs.get(&NODES[0]).ok_or("no log of node 1")?;
-    for (node_id, log) in logs {
+    let reference = converged.logs.get(&NODES[0]).ok_or("no log of node 1")?;
+    for (node_id, log) in &converged.logs {
         if log != reference {
-            return Err(format!("node {node_id}'s log differs from node {}'s up to the high watermark", NODES[0]));
+            return Err(format!(
+                "node {node_id}'s log differs from node {}'s from {} up to the high watermark",
+                NODES[0], converged.from
+            ));
+        }
+    }
+    for (node_id, start) in &converged.log_starts {
+        if *start > converged.high_watermark {
+            return Err(format!(
+                "node {node_id}'s log start {start} is above the high watermark {}",
+                converged.high_watermark
+            ));
+        }
+        // The low watermark answered is the smallest start over the ISR then, and no start ever goes back.
+        if *start < deletions.deleted_to {
+            return Err(format!(
+                "node {node_id}'s log start {start} is below {}, which a DeleteRecords was answered as deleted",
+                deletions.deleted_to
+            ));
         }
     }
     if world.restarts_checked.load(Ordering::Relaxed) == 0 {
@@ -371,8 +442,11 @@ fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Re
         return Err("a record is in the log twice".into());
     }
     let mut previous: Option<usize> = None;
-    for sequence in acknowledged {
-        let at = *positions.get(sequence).ok_or_else(|| format!("acknowledged record {sequence} is lost"))?;
+    // Records below the highest start were deleted on purpose; every one at or above it must have survived.
+    for (sequence, offset) in acknowledged.iter().filter(|(_, offset)| *offset >= converged.from) {
+        let at = *positions
+            .get(sequence)
+            .ok_or_else(|| format!("acknowledged record {sequence} at offset {offset} is lost"))?;
         if previous.is_some_and(|p| at < p) {
             return Err(format!("acknowledged record {sequence} is before one acknowledged earlier"));
         }
@@ -462,6 +536,9 @@ impl FaultLoop {
                 if let Some(checkpointed) = self.world.checkpointed(*node_id) {
                     lock(&self.world.checkpointed_at_crash).insert(*node_id, checkpointed);
                 }
+                if let Some(log_start) = deletions::log_start_of(&self.world, *node_id) {
+                    lock(&self.world.log_start_at_crash).insert(*node_id, log_start);
+                }
                 sim.crash(host_name(*node_id));
                 lock(&self.world.nodes).remove(node_id);
                 self.world.controller.cut_off(*node_id);
@@ -549,7 +626,14 @@ impl FaultLoop {
     }
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
+/// What one seed exercised, summed over the seeds so the test can insist each path ran somewhere.
+#[derive(Debug, Default)]
+struct Exercised {
+    deletions_succeeded: usize,
+    start_overs: usize,
+}
+
+fn run_seed(seed: u64) -> Result<Exercised, String> {
     let dirs = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -565,7 +649,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         let world = Arc::clone(&world);
         sim.host(host_name(node_id), move || run_node(node_id, data_dir.clone(), Arc::clone(&world)));
     }
-    sim.client(DRIVER, drive(Arc::clone(&world)));
+    sim.client(DRIVER, drive(Arc::clone(&world), Deletions::new(seed)));
     let mut faults = FaultLoop {
         rng: StdRng::seed_from_u64(seed),
         world: Arc::clone(&world),
@@ -586,14 +670,34 @@ fn run_seed(seed: u64) -> Result<(), String> {
     if std::env::var_os("RILL_SIM_VERBOSE").is_some() {
         eprintln!("seed {seed}: {}", lock(&world.summary));
     }
-    outcome
+    outcome.map(|()| Exercised {
+        deletions_succeeded: world.deletions_succeeded.load(Ordering::Relaxed),
+        start_overs: world.start_overs.load(Ordering::Relaxed),
+    })
 }
 
 #[test]
 fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converge() {
+    let started = std::time::Instant::now();
+    let (mut deleting_seeds, mut starting_over_seeds) = (0, 0);
     for seed in crate::cluster::simulation::seeds() {
-        if let Err(err) = run_seed(seed) {
-            panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
+        match run_seed(seed) {
+            Ok(exercised) => {
+                deleting_seeds += usize::from(exercised.deletions_succeeded > 0);
+                starting_over_seeds += usize::from(exercised.start_overs > 0);
+            }
+            Err(err) => panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}"),
         }
+    }
+    eprintln!(
+        "replication simulation: DeleteRecords answered in {deleting_seeds} seeds, a follower started over in \
+         {starting_over_seeds}, finished in {:?}",
+        started.elapsed()
+    );
+    // Otherwise the log-start properties could pass without anything deleted or any follower starting over. A
+    // single seed (`RILL_SIM_SEED`) may exercise neither, so only a run of several seeds is held to it.
+    if crate::cluster::simulation::seeds().len() > 1 {
+        assert!(deleting_seeds > 0, "no seed had a DeleteRecords answered");
+        assert!(starting_over_seeds > 0, "no seed had a follower start over at the leader's log start");
     }
 }

@@ -20,6 +20,10 @@
 //!   below an offset commit acknowledged before the fetch was sent; after healing the coordinator serves at
 //!   least the last acknowledged commit. Commits and fetches go through the real `ConsumerGroups` service and
 //!   the replicated offsets store, across the same faults;
+//! - DeleteRecords (`deletions.rs`): the driver sometimes deletes up to near the acknowledged end, so followers
+//!   cut off or crashed start over at the leader's log start; no log start ever goes back (across restarts too);
+//!   after healing each replica's start is between the leader's and the high watermark and at or above every low
+//!   watermark answered, and the checks above hold from the highest log start on;
 //! - a restarted node's high watermark is never below what its high-watermark checkpoint held when it crashed,
 //!   from the moment the broker holds it on (sampled each tick). The first fault of every seed crashes the
 //!   partition leader once the checkpoint holds a high watermark above 0, so every seed checks it.
@@ -28,14 +32,16 @@
 //! The seed fixes the faults, turmoil's latencies and losses, and the order hosts run in; storage runs on
 //! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
 
+mod checks;
 mod controller;
+mod deletions;
 mod offsets;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,11 +49,12 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rill_protocol::v1;
-use rill_protocol::{BatchIter, RecordBatch};
 use rill_storage::SegmentFileCache;
 use tokio::sync::watch;
 
+use self::checks::{check, converged_logs};
 use self::controller::StandInController;
+use self::deletions::Deletions;
 use self::offsets::Commits;
 use super::Replication;
 use crate::cluster::metadata::Command;
@@ -100,7 +107,13 @@ struct World {
     /// process's high watermark must never be below it.
     checkpointed_at_crash: Mutex<BTreeMap<u64, i64>>,
     /// Restarted processes whose high watermark was checked against a checkpointed value above 0.
-    restarts_checked: std::sync::atomic::AtomicUsize,
+    restarts_checked: AtomicUsize,
+    /// For each crashed node, the log start it had published at the crash: its next process's never goes below.
+    log_start_at_crash: Mutex<BTreeMap<u64, i64>>,
+    /// Followers seen starting their log over at the leader's log start (`deletions::watch_log_start`).
+    start_overs: AtomicUsize,
+    /// DeleteRecords calls the driver was answered a low watermark for.
+    deletions_succeeded: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,6 +186,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     world.heartbeat(node_id);
     tokio::spawn(super::run_reconciler(replication));
     tokio::spawn(watch_high_watermark(node_id, Arc::clone(&node), Arc::clone(&world)));
+    tokio::spawn(deletions::watch_log_start(node_id, Arc::clone(&node), Arc::clone(&world)));
     loop {
         let (stream, _) = listener.accept().await?;
         let world = Arc::clone(&world);
@@ -242,7 +256,7 @@ fn produce_request(sequence: u64, acks: v1::Acks) -> v1::ProduceRequest {
 }
 
 /// The producer and the checks: produce through the faults; once healed, converge and check.
-async fn drive(world: Arc<World>) -> turmoil::Result {
+async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     wait_for("three alive nodes", || (world.controller.committed().alive_nodes().len() == NODES.len()).then_some(()))
         .await?;
     let settings = {
@@ -271,7 +285,8 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
     let mut commits = Commits::default();
 
-    let mut acknowledged: Vec<u64> = Vec::new();
+    // Each ACKS_ALL-acknowledged sequence with the offset it was answered at.
+    let mut acknowledged: Vec<(u64, i64)> = Vec::new();
     let mut sequence = 0;
     let mut target = 0;
     while !world.is_healed.load(Ordering::Acquire) {
@@ -281,7 +296,10 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
         }
         let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
         match wire::produce(&host_name(NODES[target]), &produce_request(sequence, acks)).await {
-            Ok(_) if acks == v1::Acks::All => acknowledged.push(sequence),
+            Ok(produced) if acks == v1::Acks::All => {
+                acknowledged.push((sequence, produced.base_offset));
+                deletions.maybe_delete(&host_name(NODES[target]), produced.base_offset + 1).await;
+            }
             Ok(_) => {}
             Err(_) => {
                 // Not the leader, not enough replicas, or unreachable: as a client would, try the next node.
@@ -301,8 +319,9 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
     let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
     loop {
         sequence += 1;
-        if wire::produce(&host_name(NODES[target]), &produce_request(sequence, v1::Acks::All)).await.is_ok() {
-            acknowledged.push(sequence);
+        if let Ok(produced) = wire::produce(&host_name(NODES[target]), &produce_request(sequence, v1::Acks::All)).await
+        {
+            acknowledged.push((sequence, produced.base_offset));
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -311,96 +330,28 @@ async fn drive(world: Arc<World>) -> turmoil::Result {
         target = (target + 1) % NODES.len();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let logs = wait_for("replicas with equal log ends, each its high watermark", || converged_logs(&world)).await?;
-    check(&world, &logs, &acknowledged)?;
+    let converged = wait_for("replicas with equal log ends, each its high watermark, each start followed", || {
+        converged_logs(&world)
+    })
+    .await?;
+    check(&world, &converged, &acknowledged, &deletions)?;
     commits.check_final(&world).await?;
     let epochs = lock(&world.writers).clone();
     let faults = lock(&world.faults).clone();
     tracing::info!(acknowledged = acknowledged.len(), sent = sequence, ?epochs, ?faults, "converged");
+    world.deletions_succeeded.store(deletions.succeeded, Ordering::Relaxed);
     *lock(&world.summary) = format!(
         "{} of {sequence} records acknowledged, epochs written {epochs:?}, restarts checked against their \
-         checkpoint {}, checkpointed at crash {:?}, commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
+         checkpoint {}, checkpointed at crash {:?}, deletions {deletions:?}, log starts {:?}, start-overs {}, \
+         commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
         acknowledged.len(),
         world.restarts_checked.load(Ordering::Relaxed),
         lock(&world.checkpointed_at_crash),
+        converged.log_starts,
+        world.start_overs.load(Ordering::Relaxed),
         offsets::coordinator(&world),
     );
     Ok(())
-}
-
-/// Each replica's log from its start to its high watermark, once every replica's high watermark is the same
-/// log end.
-fn converged_logs(world: &World) -> Option<BTreeMap<u64, Bytes>> {
-    let mut ends = BTreeSet::new();
-    let mut logs = BTreeMap::new();
-    for node_id in NODES {
-        let log = Arc::clone(world.node(node_id)?.registry.partition(TOPIC, 0).ok()?.log());
-        ends.insert((log.log_start_offset(), log.log_end_offset(), log.high_watermark()));
-        let read = log.read_to_end(log.log_start_offset(), 64 << 20).ok()?;
-        logs.insert(node_id, read.batches);
-    }
-    let (_, end, high_watermark) = *ends.first()?;
-    (ends.len() == 1 && end == high_watermark).then_some(logs)
-}
-
-fn check(world: &World, logs: &BTreeMap<u64, Bytes>, acknowledged: &[u64]) -> Result<(), String> {
-    let violations = lock(&world.violations).clone();
-    if !violations.is_empty() {
-        return Err(violations.join("; "));
-    }
-    for (epoch, writers) in lock(&world.writers).iter() {
-        if writers.len() > 1 {
-            return Err(format!("leader epoch {epoch} was written by several nodes: {writers:?}"));
-        }
-    }
-    let reference = logs.get(&NODES[0]).ok_or("no log of node 1")?;
-    for (node_id, log) in logs {
-        if log != reference {
-            return Err(format!("node {node_id}'s log differs from node {}'s up to the high watermark", NODES[0]));
-        }
-    }
-    if world.restarts_checked.load(Ordering::Relaxed) == 0 {
-        return Err("no restarted node was checked against a checkpointed high watermark above 0".into());
-    }
-    if acknowledged.len() < MIN_ACKNOWLEDGED {
-        return Err(format!("only {} records acknowledged: the workload did not run", acknowledged.len()));
-    }
-    let sequences = sequences_in(reference)?;
-    let positions: BTreeMap<u64, usize> = sequences.iter().enumerate().map(|(at, s)| (*s, at)).collect();
-    if positions.len() != sequences.len() {
-        return Err("a record is in the log twice".into());
-    }
-    let mut previous: Option<usize> = None;
-    for sequence in acknowledged {
-        let at = *positions.get(sequence).ok_or_else(|| format!("acknowledged record {sequence} is lost"))?;
-        if previous.is_some_and(|p| at < p) {
-            return Err(format!("acknowledged record {sequence} is before one acknowledged earlier"));
-        }
-        previous = Some(at);
-    }
-    Ok(())
-}
-
-/// The producer's sequence numbers, in log order; the batches' leader epochs must never go down.
-fn sequences_in(log: &Bytes) -> Result<Vec<u64>, String> {
-    let mut sequences = Vec::new();
-    let mut epoch = i32::MIN;
-    for batch in BatchIter::new(log.clone()) {
-        let batch: RecordBatch = batch.map_err(|e| format!("bad batch in the converged log: {e}"))?;
-        if batch.header.partition_leader_epoch < epoch {
-            return Err(format!(
-                "batch at {} has leader epoch {} after a batch of epoch {epoch}",
-                batch.header.base_offset, batch.header.partition_leader_epoch
-            ));
-        }
-        epoch = batch.header.partition_leader_epoch;
-        for record in batch.records().map_err(|e| e.to_string())? {
-            let record = record.map_err(|e| e.to_string())?;
-            let value: [u8; 8] = record.value.and_then(|v| v.try_into().ok()).ok_or("a record without a sequence")?;
-            sequences.push(u64::from_be_bytes(value));
-        }
-    }
-    Ok(sequences)
 }
 
 /// A fault the loop injects, and how it ends.
@@ -461,6 +412,9 @@ impl FaultLoop {
                 self.has_crashed_leader |= *node_id == leader;
                 if let Some(checkpointed) = self.world.checkpointed(*node_id) {
                     lock(&self.world.checkpointed_at_crash).insert(*node_id, checkpointed);
+                }
+                if let Some(log_start) = deletions::log_start_of(&self.world, *node_id) {
+                    lock(&self.world.log_start_at_crash).insert(*node_id, log_start);
                 }
                 sim.crash(host_name(*node_id));
                 lock(&self.world.nodes).remove(node_id);
@@ -549,7 +503,14 @@ impl FaultLoop {
     }
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
+/// What one seed exercised, summed over the seeds so the test can insist each path ran somewhere.
+#[derive(Debug, Default)]
+struct Exercised {
+    deletions_succeeded: usize,
+    start_overs: usize,
+}
+
+fn run_seed(seed: u64) -> Result<Exercised, String> {
     let dirs = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -565,7 +526,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         let world = Arc::clone(&world);
         sim.host(host_name(node_id), move || run_node(node_id, data_dir.clone(), Arc::clone(&world)));
     }
-    sim.client(DRIVER, drive(Arc::clone(&world)));
+    sim.client(DRIVER, drive(Arc::clone(&world), Deletions::new(seed)));
     let mut faults = FaultLoop {
         rng: StdRng::seed_from_u64(seed),
         world: Arc::clone(&world),
@@ -586,14 +547,34 @@ fn run_seed(seed: u64) -> Result<(), String> {
     if std::env::var_os("RILL_SIM_VERBOSE").is_some() {
         eprintln!("seed {seed}: {}", lock(&world.summary));
     }
-    outcome
+    outcome.map(|()| Exercised {
+        deletions_succeeded: world.deletions_succeeded.load(Ordering::Relaxed),
+        start_overs: world.start_overs.load(Ordering::Relaxed),
+    })
 }
 
 #[test]
 fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converge() {
+    let started = std::time::Instant::now();
+    let (mut deleting_seeds, mut starting_over_seeds) = (0, 0);
     for seed in crate::cluster::simulation::seeds() {
-        if let Err(err) = run_seed(seed) {
-            panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
+        match run_seed(seed) {
+            Ok(exercised) => {
+                deleting_seeds += usize::from(exercised.deletions_succeeded > 0);
+                starting_over_seeds += usize::from(exercised.start_overs > 0);
+            }
+            Err(err) => panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}"),
         }
+    }
+    eprintln!(
+        "replication simulation: DeleteRecords answered in {deleting_seeds} seeds, a follower started over in \
+         {starting_over_seeds}, finished in {:?}",
+        started.elapsed()
+    );
+    // Otherwise the log-start properties could pass without anything deleted or any follower starting over. A
+    // single seed (`RILL_SIM_SEED`) may exercise neither, so only a run of several seeds is held to it.
+    if crate::cluster::simulation::seeds().len() > 1 {
+        assert!(deleting_seeds > 0, "no seed had a DeleteRecords answered");
+        assert!(starting_over_seeds > 0, "no seed had a follower start over at the leader's log start");
     }
 }

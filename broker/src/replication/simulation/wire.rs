@@ -1,6 +1,6 @@
 //! The nodes' internal calls over turmoil's TCP: the same protobuf messages as the tonic service
 //! (`rill.internal.v1`: epoch end, the `Replicate` stream) and the public produce, offset commit and offset
-//! fetch (answered by the real `ConsumerGroups` service), each in one frame
+//! fetch (answered by the real `ConsumerGroups` service) and DeleteRecords (the real `TopicAdmin` service), each in one frame
 //! `kind (u8) | length (u32) | message`. A frame is written with one write, so turmoil's message loss drops
 //! whole frames; a peer that goes silent is given up after [`SILENCE_LIMIT`], as HTTP/2 keepalive would.
 
@@ -14,6 +14,7 @@ use rill_protocol::grpc_frames::GRPC_HEADER_BYTES;
 use rill_protocol::internal::{EpochEndReply, EpochEndRequest, ReplicaData, ReplicaFetch};
 use rill_protocol::v1;
 use rill_protocol::v1::consumer_groups_server::ConsumerGroups;
+use rill_protocol::v1::topic_admin_server::TopicAdmin;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -40,6 +41,8 @@ const COMMIT: u8 = 8;
 const COMMITTED: u8 = 9;
 const FETCH_OFFSETS: u8 = 10;
 const OFFSETS: u8 = 11;
+const DELETE_RECORDS: u8 = 12;
+const DELETED: u8 = 13;
 
 async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), kind: u8, payload: &[u8]) -> io::Result<()> {
     let mut frame = BytesMut::with_capacity(5 + payload.len());
@@ -205,6 +208,13 @@ pub async fn serve_connection(
                     Err(status) => write_frame(&mut write, REFUSED, status.message().as_bytes()).await?,
                 }
             }
+            DELETE_RECORDS => {
+                let service = crate::service::RillService::new(Arc::clone(&node));
+                match TopicAdmin::delete_records(&service, tonic::Request::new(decode(payload)?)).await {
+                    Ok(response) => write_frame(&mut write, DELETED, &response.into_inner().encode_to_vec()).await?,
+                    Err(status) => write_frame(&mut write, REFUSED, status.message().as_bytes()).await?,
+                }
+            }
             other => return Err(io::Error::other(format!("unknown frame kind {other}"))),
         }
     }
@@ -239,6 +249,15 @@ pub async fn commit(host: &str, request: &v1::CommitOffsetsRequest) -> Result<v1
 /// One offset fetch from the driver host, through the node's real `ConsumerGroups::fetch_offsets`.
 pub async fn fetch_offsets(host: &str, request: &v1::FetchOffsetsRequest) -> Result<v1::FetchOffsetsResponse, String> {
     call(host, FETCH_OFFSETS, request, OFFSETS).await
+}
+
+/// One DeleteRecords from the driver host, through the node's real `TopicAdmin::delete_records`. The request's
+/// `timeout_ms` must stay under [`SILENCE_LIMIT`], or a slow answer reads as a dead peer.
+pub async fn delete_records(
+    host: &str,
+    request: &v1::DeleteRecordsRequest,
+) -> Result<v1::DeleteRecordsResponse, String> {
+    call(host, DELETE_RECORDS, request, DELETED).await
 }
 
 /// One produce from the producer host: the answer, or why there is none.

@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RILL_FAILOVER_CYCLES="${1:-20}" RILL_FAILOVER_KILL="${2:-alternate}" \
-  cargo test -p rill-cli --test replication acks_all_records_survive -- --nocapture 2>&1 \
+  cargo test -p rill-cli --test e2e replication::acks_all_records_survive -- --nocapture 2>&1 \
   | grep -E '^cycle|test result'

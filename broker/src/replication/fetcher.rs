@@ -22,8 +22,11 @@ use crate::partition::Partition;
 /// How long the leader may hold a fetch with nothing new.
 const FETCH_MAX_WAIT_MS: u32 = 500;
 const FETCH_MAX_BYTES_PER_PARTITION: u32 = 1 << 20;
-/// Reconnect backoff after a failed stream.
-const RETRY_MIN: Duration = Duration::from_millis(50);
+/// Reconnect backoff after a failed stream, doubling from the first retry to the last. The first is short because
+/// the commonest failure is brief: a follower told of a new leadership may ask before the leader has finished
+/// taking the partition over (about a millisecond), and every acks-all produce waits for it meanwhile. A leader
+/// that stays down is retried at `RETRY_MAX` within a few hundred milliseconds.
+const RETRY_MIN: Duration = Duration::from_millis(5);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// One partition followed from a leader at an epoch.
@@ -54,15 +57,40 @@ impl Fetcher {
     }
 }
 
+/// The waits between a follower's attempts to stream from one leader: from `RETRY_MIN`, doubling to `RETRY_MAX`,
+/// and from `RETRY_MIN` again once a stream has carried records.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { next: RETRY_MIN }
+    }
+
+    /// The wait before the next attempt; the one after it is twice as long, up to `RETRY_MAX`.
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (wait * 2).min(RETRY_MAX);
+        wait
+    }
+
+    /// A stream that carried records (or ended cleanly) was healthy: its end starts a new streak of failures.
+    fn reset(&mut self) {
+        self.next = RETRY_MIN;
+    }
+}
+
 async fn run(replication: Arc<Replication>, leader: u64, address: String, assignments: Vec<Assignment>) {
-    let mut retry = RETRY_MIN;
+    let mut backoff = Backoff::new();
     // A follower that cannot append (a full disk) drops out of the ISR: the operator must learn why from its
     // log, once per streak of such failures rather than once per retry.
     let mut is_append_failing = false;
     loop {
         let mut has_appended = false;
         match stream_from(&replication, &address, &assignments, &mut has_appended).await {
-            Ok(()) => retry = RETRY_MIN,
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 let is_append_failure = matches!(err, BrokerError::Storage(_));
                 if is_append_failure && (!is_append_failing || has_appended) {
@@ -71,10 +99,12 @@ async fn run(replication: Arc<Replication>, leader: u64, address: String, assign
                     tracing::debug!(leader, %address, error = %err, "replication stream failed; reconnecting");
                 }
                 is_append_failing = is_append_failure;
-                retry = (retry * 2).min(RETRY_MAX);
+                if has_appended {
+                    backoff.reset();
+                }
             }
         }
-        tokio::time::sleep(retry).await;
+        tokio::time::sleep(backoff.next_wait()).await;
     }
 }
 
@@ -242,6 +272,17 @@ async fn truncate_to_leader(leader: &mut dyn LeaderLink, assignment: &Assignment
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_start_within_milliseconds_double_to_a_second_and_start_over_after_a_healthy_stream() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<u64> = (0..10).map(|_| backoff.next_wait().as_millis() as u64).collect();
+        // The first retry comes soon enough for a leader that was still taking the partition over.
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.next_wait(), RETRY_MIN);
+        assert_eq!(backoff.next_wait(), 2 * RETRY_MIN);
+    }
 
     fn log_of(records: usize) -> (tempfile::TempDir, rill_storage::Log) {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -235,6 +235,11 @@ impl Client {
         self.inner.bootstrap.len().max(1)
     }
 
+    /// Which bootstrap node calls without a known leader go to.
+    pub(crate) fn bootstrap_index(&self) -> usize {
+        self.inner.current.load(Ordering::Acquire) % self.inner.bootstrap.len().max(1)
+    }
+
     /// Sends later calls to the next bootstrap node (a no-op with one).
     pub(crate) fn next_bootstrap(&self) {
         let count = self.inner.bootstrap.len();
@@ -281,8 +286,7 @@ impl Client {
 
     /// The connection itself, for calls made without a generated client (see `records_call.rs`).
     pub(crate) fn channel(&self) -> BrokerChannel {
-        let current = self.inner.current.load(Ordering::Acquire) % self.inner.bootstrap.len().max(1);
-        self.inner.bootstrap[current].clone()
+        self.inner.bootstrap[self.bootstrap_index()].clone()
     }
 
     pub(crate) fn topics(&self) -> TopicAdminClient<BrokerChannel> {

@@ -35,6 +35,14 @@ pub(crate) struct Leaders {
     partition_counts: Mutex<HashMap<String, u32>>,
 }
 
+/// The node a partition's next call goes to, as the client knows it: a leader by address, or a bootstrap node by
+/// its place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Destination {
+    Leader(String),
+    Bootstrap(usize),
+}
+
 /// Where a partition's calls go.
 struct Route {
     address: String,
@@ -117,6 +125,14 @@ impl Client {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Where [`Client::channel_for`] sends the partition's next call, without asking for the placement.
+    pub(crate) fn destination_of(&self, topic: &str, partition: u32) -> Destination {
+        match lock(&self.leaders().by_partition).get(&(topic.to_owned(), partition)) {
+            Some(route) => Destination::Leader(route.address.clone()),
+            None => Destination::Bootstrap(self.bootstrap_index()),
         }
     }
 

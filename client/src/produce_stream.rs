@@ -27,7 +27,7 @@ use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use prost::Message;
 use rill_protocol::grpc_frames::{Chunks, GRPC_HEADER_BYTES};
-use rill_protocol::v1::{produce_stream_response::Outcome, ProduceResponse, ProduceStreamResponse};
+use rill_protocol::v1::{produce_stream_response::Outcome, ProduceRefusal, ProduceResponse, ProduceStreamResponse};
 use tonic::{Code, Status};
 
 use crate::connection::BrokerChannel;
@@ -227,9 +227,7 @@ impl StreamState {
                 .map_err(|e| Status::internal(format!("cannot decode the broker's produce stream answer: {e}")))?;
             let outcome = match answer.outcome {
                 Some(Outcome::Produced(produced)) => Ok(produced),
-                Some(Outcome::Refused(refused)) => {
-                    Err(Status::with_details(Code::from_i32(refused.code), refused.message, refused.details))
-                }
+                Some(Outcome::Refused(refused)) => Err(refusal_status(refused)),
                 None => Err(Status::internal("the broker's produce stream answer has no outcome")),
             };
             // An id nobody waits for is a caller that gave up (its timeout): nothing to hand it to.
@@ -266,6 +264,19 @@ impl StreamState {
 }
 
 /// A broken stream is a broker or connection that went away: UNAVAILABLE, which the producer retries.
+/// The status a refused produce would have had as a unary call: its code, message, details (the typed reason)
+/// and text metadata (the leader a `not-leader` names; an entry that is not a valid header is dropped).
+fn refusal_status(refused: ProduceRefusal) -> Status {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (key, value) in &refused.metadata {
+        let key = tonic::metadata::AsciiMetadataKey::from_bytes(key.as_bytes());
+        if let (Ok(key), Ok(value)) = (key, value.parse()) {
+            metadata.insert(key, value);
+        }
+    }
+    Status::with_details_and_metadata(Code::from_i32(refused.code), refused.message, refused.details, metadata)
+}
+
 fn broken_status(status: Status) -> Status {
     match status.code() {
         Code::Unavailable | Code::Unimplemented => status,
@@ -315,5 +326,30 @@ impl Drop for Answer {
             // Given up before its answer (a timeout): another caller reads in its place.
             state.wake_another();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, RequestContext};
+    use rill_protocol::reason::{Reason, LEADER_ADDRESS_KEY};
+
+    #[test]
+    fn a_stream_refusal_naming_the_leader_reads_as_a_not_leader_error_with_its_address() {
+        let reason = Reason::NotLeader.status("node 1 does not lead");
+        let refusal = ProduceRefusal {
+            code: reason.code() as i32,
+            message: "node 1 does not lead partition 2 of topic \"orders\"; node 3 at 127.0.0.1:9094 does".into(),
+            details: reason.details().to_vec().into(),
+            metadata: [(LEADER_ADDRESS_KEY.to_owned(), "127.0.0.1:9094".to_owned()), ("bad key\n".into(), "x".into())]
+                .into_iter()
+                .collect(),
+        };
+        let error = Error::from_status(&refusal_status(refusal), RequestContext::partition("orders", 2));
+        assert!(
+            matches!(&error, Error::NotLeader { leader_address: Some(address), .. } if address == "127.0.0.1:9094"),
+            "{error:?}"
+        );
     }
 }

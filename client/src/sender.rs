@@ -32,6 +32,7 @@ use crate::accumulator::{BatchOutcome, SealedBatch};
 use crate::compression::{compress_batch, Compression};
 use crate::connection::{call, Client};
 use crate::error::{Error, RequestContext};
+use crate::leaders::Destination;
 use crate::producer::{Acks, Metrics, ProducerConfig};
 use crate::records_call;
 use std::sync::atomic::Ordering;
@@ -405,7 +406,8 @@ async fn produce_with_retries(
     let max_message_bytes = client.config().max_message_bytes;
     let mut attempt = 0u32;
     let mut last_error = None;
-    let mut was_retried_at_once = false;
+    // Where this call went since it last backed off.
+    let mut visited: Vec<Destination> = Vec::new();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -418,6 +420,7 @@ async fn produce_with_retries(
         let timeout = config.request_timeout.min(remaining);
         let ctx = RequestContext::partition(topic, partition);
         let channel = client.channel_for(topic, partition).await;
+        visited.push(client.destination_of(topic, partition));
         let was_behind_unanswered = order.is_behind_unanswered();
         let produced = records_call::produce(channel, &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
@@ -445,14 +448,14 @@ async fn produce_with_retries(
             Ok(response) => return Ok(response.base_offset),
             Err(err) if err.is_retriable() && attempt < config.retries => {
                 client.learn_from(topic, partition, &err).await;
-                let is_retried_at_once = !was_retried_at_once && goes_elsewhere_next(&err);
-                was_retried_at_once = is_retried_at_once;
-                let backoff = if is_retried_at_once {
+                let next = client.destination_of(topic, partition);
+                let backoff = if is_retried_at_once(&err, &next, &visited) {
                     Duration::ZERO
                 } else {
+                    visited.clear();
                     retry_backoff(config, attempt).min(deadline.saturating_duration_since(Instant::now()))
                 };
-                tracing::debug!(%topic, partition, attempt, ?backoff, error = %err, "produce failed; retrying");
+                tracing::debug!(%topic, partition, attempt, ?backoff, ?next, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;
                 metrics.retries.fetch_add(1, Ordering::Relaxed);
                 attempt += 1;
@@ -473,10 +476,18 @@ struct Call<'a> {
 
 /// Whether the failed call's error sends the next attempt to another node: a refusal naming the leader, or a
 /// node that could not be reached (its route is forgotten). Waiting then only delays a failover: a leader that
-/// died is named by the others until its session expires, and each dead end cost a full backoff. Such a retry
-/// goes at once, but never twice in a row, so two nodes naming each other (or every node down) still back off.
+/// died is named by the others until its session expires, and each dead end cost a full backoff.
 fn goes_elsewhere_next(err: &Error) -> bool {
     matches!(err, Error::NotLeader { leader_address: Some(_), .. } | Error::Unavailable { .. })
+}
+
+/// Whether the next attempt goes without a backoff: it goes elsewhere (above), and to a node this call has not
+/// been sent to since it last backed off. So two nodes naming each other, or every node down, still back off,
+/// once per round of the nodes; and when a failover's new leader is named, the call goes there at once, however
+/// many dead ends came just before it (a rule of "never twice in a row" made it wait a full backoff whenever the
+/// new leader was named right after the dead one's refusal, which a failover's rounds of retries often do).
+fn is_retried_at_once(err: &Error, next: &Destination, visited: &[Destination]) -> bool {
+    goes_elsewhere_next(err) && !visited.contains(next)
 }
 
 /// `retry_backoff` doubled per attempt, capped at `retry_backoff_max`.
@@ -531,6 +542,34 @@ mod tests {
         let no_leader = Error::NotLeader { message: "no leader right now".into(), leader_address: None };
         assert!(!goes_elsewhere_next(&no_leader), "the same node is asked again: it needs the time to elect");
         assert!(!goes_elsewhere_next(&Error::NotEnoughReplicas { message: "isr 1 < 2".into() }));
+    }
+
+    #[test]
+    fn a_failover_s_new_leader_is_tried_at_once_and_loops_back_off_once_per_round() {
+        let leader = |n: u16| Destination::Leader(format!("127.0.0.1:{n}"));
+        let names =
+            |n: u16| Error::NotLeader { message: "elsewhere".into(), leader_address: Some(format!("127.0.0.1:{n}")) };
+        let unreachable = Error::Unavailable { message: "connection refused".into() };
+        // During the dead leader's session: bootstrap node 0 names dead node 1, which cannot be reached, and the
+        // next call would go to bootstrap node 0 again: that round backs off.
+        assert!(is_retried_at_once(&names(1), &leader(1), &[Destination::Bootstrap(0)]));
+        assert!(!is_retried_at_once(&unreachable, &Destination::Bootstrap(0), &[Destination::Bootstrap(0), leader(1)]));
+        // The session expired: the bootstrap node names the new leader, which is tried at once, even though the
+        // call just went somewhere at once before (the dead leader).
+        assert!(is_retried_at_once(&names(3), &leader(3), &[Destination::Bootstrap(0), leader(1)]));
+        // Two nodes naming each other: the second refusal backs off.
+        assert!(is_retried_at_once(&names(2), &leader(2), &[leader(1)]));
+        assert!(!is_retried_at_once(&names(1), &leader(1), &[leader(1), leader(2)]));
+        // Every node down: each bootstrap node is tried once, then the call backs off.
+        assert!(is_retried_at_once(&unreachable, &Destination::Bootstrap(1), &[Destination::Bootstrap(0)]));
+        assert!(!is_retried_at_once(
+            &unreachable,
+            &Destination::Bootstrap(0),
+            &[Destination::Bootstrap(0), Destination::Bootstrap(1)]
+        ));
+        // A refusal that names no leader asks the same place again, after a backoff.
+        let no_leader = Error::NotLeader { message: "no leader right now".into(), leader_address: None };
+        assert!(!is_retried_at_once(&no_leader, &leader(4), &[]));
     }
 
     #[test]

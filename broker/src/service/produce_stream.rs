@@ -258,6 +258,21 @@ fn is_pending(turn: &mut oneshot::Receiver<()>) -> bool {
     matches!(turn.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
 
+/// A refusal's text metadata (the leader a `not-leader` names, say), which a stream answer carries in a field as
+/// the unary call's trailers do.
+fn text_metadata(status: &Status) -> HashMap<String, String> {
+    status
+        .metadata()
+        .iter()
+        .filter_map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                Some((key.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect()
+}
+
 /// One answer as a gRPC-framed `ProduceStreamResponse`.
 fn encode_answer((correlation_id, outcome): Answer) -> Bytes {
     use v1::produce_stream_response::Outcome;
@@ -267,6 +282,7 @@ fn encode_answer((correlation_id, outcome): Answer) -> Bytes {
             code: status.code() as i32,
             message: status.message().to_owned(),
             details: status.details().to_vec().into(),
+            metadata: text_metadata(&status),
         }),
     };
     let answer = v1::ProduceStreamResponse { correlation_id, outcome: Some(outcome) };
@@ -329,6 +345,31 @@ impl http_body::Body for ProduceStreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_on_the_stream_names_the_leader_as_the_unary_call_s_trailers_do() {
+        let refused = crate::error::BrokerError::NotLeader {
+            topic: "orders".into(),
+            partition: 2,
+            node_id: 1,
+            leader: Some(3),
+            leader_address: Some("127.0.0.1:9094".into()),
+        };
+        let mut framed = encode_answer((7, Err(Status::from(refused))));
+        framed.advance(GRPC_HEADER_BYTES);
+        let answer = v1::ProduceStreamResponse::decode(framed).expect("an answer");
+        let Some(v1::produce_stream_response::Outcome::Refused(refusal)) = answer.outcome else {
+            panic!("a refusal: {answer:?}")
+        };
+        assert_eq!(answer.correlation_id, 7);
+        assert_eq!(
+            refusal.metadata.get(rill_protocol::reason::LEADER_ADDRESS_KEY).map(String::as_str),
+            Some("127.0.0.1:9094")
+        );
+        assert_eq!(refusal.metadata.get(rill_protocol::reason::LEADER_ID_KEY).map(String::as_str), Some("3"));
+        let status = Status::with_details(tonic::Code::from_i32(refusal.code), refusal.message, refusal.details);
+        assert_eq!(rill_protocol::reason::reason_of(&status), Some(Reason::NotLeader));
+    }
 
     #[test]
     fn a_request_waits_only_for_the_unqueued_request_before_it_in_its_own_partition() {

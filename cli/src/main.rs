@@ -80,10 +80,27 @@ enum Command {
     Acl(acl::AclArgs),
 }
 
+/// With `RUST_LOG` set, a client command logs to stderr what its client does (`RUST_LOG=rill_client=debug`: each
+/// produce retry, its backoff and where it goes next); without it, nothing, so scripts reading stderr see only
+/// the command's own messages. The broker sets up its own logging (`telemetry.rs`).
+fn log_client_if_asked() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(is_terminal)
+            .try_init();
+    }
+}
+
 fn main() -> std::process::ExitCode {
     allocator::tune();
     let cli = Cli::parse();
     connect::set_token(cli.token);
+    if !matches!(cli.command, Command::Broker(_)) {
+        log_client_if_asked();
+    }
     let outcome = match cli.command {
         Command::Broker(args) => broker::run(args),
         Command::Topic(args) => topic::run(args),

@@ -175,3 +175,29 @@ fn a_member_stopped_by_max_messages_commits_only_what_it_printed() {
     all.sort_unstable();
     assert_eq!(all, ["b", "c", "d", "x", "y"], "every record after the commit, once");
 }
+
+#[test]
+fn rust_log_shows_what_the_client_does_and_without_it_nothing_is_logged() {
+    let (_dir, broker) = broker_with_records();
+    // A member of a group (`--follow` joins it) reads the six records and leaves.
+    let consume = |group: &str, rust_log: Option<&str>| {
+        let mut command = std::process::Command::new(common::RILL);
+        command
+            .args(["consume", "events", "--group", group, "--follow", "--max-messages", "6"])
+            .env("RILL_BROKER", &broker.addr)
+            .env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let output = common::run(&mut command, None);
+        let mut records: Vec<String> = output.ok().lines().map(str::to_owned).collect();
+        records.sort_unstable();
+        assert_eq!(records, ["a", "b", "c", "d", "x", "y"]);
+        output
+    };
+    let quiet = consume("g1", None);
+    assert!(!quiet.stderr.contains("rebalance"), "no log unless asked: {quiet:?}");
+    let logged = consume("g2", Some("rill_client=info"));
+    assert!(logged.stderr.contains("rebalance") && logged.stderr.contains("Assigned"), "{logged:?}");
+    assert!(!logged.stderr.contains('\x1b'), "no terminal colours in a pipe: {logged:?}");
+}

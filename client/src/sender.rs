@@ -420,7 +420,6 @@ async fn produce_with_retries(
         let timeout = config.request_timeout.min(remaining);
         let ctx = RequestContext::partition(topic, partition);
         let channel = client.channel_for(topic, partition).await;
-        visited.push(client.destination_of(topic, partition));
         let was_behind_unanswered = order.is_behind_unanswered();
         let produced = records_call::produce(channel, &message, batches, timeout, max_message_bytes);
         let result = call(timeout, ctx, produced).await;
@@ -447,13 +446,20 @@ async fn produce_with_retries(
             }
             Ok(response) => return Ok(response.base_offset),
             Err(err) if err.is_retriable() && attempt < config.retries => {
+                // Read after the failure, not before each call: an answered call pays nothing for it. The route
+                // is still the one the call took unless a concurrent call's refusal moved it meanwhile.
+                let failed_at = client.destination_of(topic, partition);
+                let is_taking_over = is_taking_over(&err, &failed_at);
+                visited.push(failed_at);
                 client.learn_from(topic, partition, &err).await;
                 let next = client.destination_of(topic, partition);
                 let backoff = if is_retried_at_once(&err, &next, &visited) {
                     Duration::ZERO
                 } else {
                     visited.clear();
-                    retry_backoff(config, attempt).min(deadline.saturating_duration_since(Instant::now()))
+                    // A new leader is ready within milliseconds: the shortest backoff, not the attempt's.
+                    let backoff = if is_taking_over { config.retry_backoff } else { retry_backoff(config, attempt) };
+                    backoff.min(deadline.saturating_duration_since(Instant::now()))
                 };
                 tracing::debug!(%topic, partition, attempt, ?backoff, ?next, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -488,6 +494,15 @@ fn goes_elsewhere_next(err: &Error) -> bool {
 /// new leader was named right after the dead one's refusal, which a failover's rounds of retries often do).
 fn is_retried_at_once(err: &Error, next: &Destination, visited: &[Destination]) -> bool {
     goes_elsewhere_next(err) && !visited.contains(next)
+}
+
+/// Whether the node the call went to refused it naming itself: the metadata makes it the leader, but it has
+/// not finished taking the partition over (`not ready yet`), which takes about a millisecond.
+fn is_taking_over(err: &Error, failed_at: &Destination) -> bool {
+    match (err, failed_at) {
+        (Error::NotLeader { leader_address: Some(named), .. }, Destination::Leader(tried)) => named == tried,
+        _ => false,
+    }
 }
 
 /// `retry_backoff` doubled per attempt, capped at `retry_backoff_max`.
@@ -567,6 +582,12 @@ mod tests {
             &Destination::Bootstrap(0),
             &[Destination::Bootstrap(0), Destination::Bootstrap(1)]
         ));
+        // The new leader, reached at once, was still taking the partition over: it names itself. It is asked
+        // again after the shortest backoff.
+        assert!(is_taking_over(&names(3), &leader(3)));
+        assert!(!is_retried_at_once(&names(3), &leader(3), &[Destination::Bootstrap(0), leader(1), leader(3)]));
+        assert!(!is_taking_over(&names(3), &leader(1)), "a dead end's redirect is not a takeover");
+        assert!(!is_taking_over(&unreachable, &leader(3)));
         // A refusal that names no leader asks the same place again, after a backoff.
         let no_leader = Error::NotLeader { message: "no leader right now".into(), leader_address: None };
         assert!(!is_retried_at_once(&no_leader, &leader(4), &[]));

@@ -76,7 +76,7 @@ impl Default for LogConfig {
             max_batch_bytes: 8 << 20,
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
-            durability: Durability::Interval { interval_ms: 1000 },
+            durability: Durability::Interval { interval_ms: 100 },
             write_mode: WriteMode::Direct,
             direct_min_batch_bytes: 64 << 10,
             producer_id_expiration_ms: 24 * 3600 * 1000,

@@ -117,6 +117,8 @@ struct FlushState {
     /// Every offset below this is fsynced.
     durable_end: i64,
     is_flushing: bool,
+    /// When the last completed fsync began: it covered everything appended before then, so the interval of
+    /// `Durability::Interval` counts from here, not from when the (possibly long) fsync returned.
     last_flush_ms: i64,
 }
 
@@ -507,6 +509,7 @@ impl Log {
             // Read the end before picking the segment: if a roll slips in between, the segment
             // holding `target` was fsynced by the roll itself.
             let target = self.log_end_offset.load(Ordering::Acquire);
+            let started_ms = self.clock.now_ms();
             let active = self.segments.read().unwrap_or_else(|p| p.into_inner()).values().next_back().cloned();
             let started = Instant::now();
             let synced = active.map_or(Ok(()), |segment| segment.sync());
@@ -515,7 +518,7 @@ impl Log {
             state.is_flushing = false;
             if synced.is_ok() {
                 state.durable_end = state.durable_end.max(target);
-                state.last_flush_ms = self.clock.now_ms();
+                state.last_flush_ms = state.last_flush_ms.max(started_ms);
                 if self.config().durability == Durability::Always
                     && !self.is_high_watermark_held.load(Ordering::Acquire)
                 {
@@ -532,18 +535,23 @@ impl Log {
         self.sync_through(self.log_end_offset())
     }
 
-    /// For `Durability::Interval`: flushes if the interval has passed since the last flush and there
-    /// is something to flush. The caller runs this on a timer.
-    pub fn flush_if_due(&self) -> Result<()> {
+    /// For `Durability::Interval`: whether there is something to flush and the interval since the last flush
+    /// began will have passed by the caller's next check, `next_check_in_ms` from now. The caller checks on a
+    /// timer; waiting for its next tick once the interval is nearly up would stretch every interval by up to a
+    /// tick (a flush every 1.1 s for 1 s at a 100 ms tick), and a crash could lose that much more. No I/O.
+    pub fn is_flush_due(&self, next_check_in_ms: u64) -> bool {
         let Durability::Interval { interval_ms } = self.config().durability else {
-            return Ok(());
+            return false;
         };
-        let is_due = {
-            let state = lock(&self.flush);
-            state.durable_end < self.log_end_offset()
-                && self.clock.now_ms().saturating_sub(state.last_flush_ms) >= interval_ms as i64
-        };
-        if is_due {
+        let state = lock(&self.flush);
+        let since_last_ms = self.clock.now_ms().saturating_sub(state.last_flush_ms);
+        state.durable_end < self.log_end_offset()
+            && since_last_ms.saturating_add(next_check_in_ms as i64) >= interval_ms as i64
+    }
+
+    /// Flushes if [`Log::is_flush_due`] says so.
+    pub fn flush_if_due(&self, next_check_in_ms: u64) -> Result<()> {
+        if self.is_flush_due(next_check_in_ms) {
             self.flush()?;
         }
         Ok(())

@@ -310,11 +310,50 @@ fn interval_durability_flushes_when_due() {
     let config = LogConfig { durability: Durability::Interval { interval_ms: 100 }, ..small_config() };
     let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
     log.append(&batch(0, 2, 0)).unwrap();
-    log.flush_if_due().unwrap();
+    log.flush_if_due(0).unwrap();
     assert_eq!(log.durable_end_offset(), 0, "not due yet");
     clock.advance(100);
-    log.flush_if_due().unwrap();
+    log.flush_if_due(0).unwrap();
     assert_eq!(log.durable_end_offset(), 2);
+}
+
+#[test]
+fn interval_durability_flushes_at_the_last_check_before_the_interval_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(0);
+    let config = LogConfig { durability: Durability::Interval { interval_ms: 1000 }, ..small_config() };
+    let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    log.append(&batch(0, 2, 0)).unwrap();
+    clock.advance(850);
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.durable_end_offset(), 0, "the check at 950 ms still comes in time");
+    clock.advance(100);
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.durable_end_offset(), 2, "the check after 1050 ms would be late");
+
+    // The next interval counts from when that flush began, however long the fsync took.
+    log.append(&batch(1, 2, 0)).unwrap();
+    clock.advance(850);
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.durable_end_offset(), 2);
+    clock.advance(50);
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.durable_end_offset(), 4);
+}
+
+#[test]
+fn interval_durability_flushes_nothing_when_nothing_was_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(0);
+    let config = LogConfig { durability: Durability::Interval { interval_ms: 100 }, ..small_config() };
+    let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    log.append(&batch(0, 2, 0)).unwrap();
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.durable_end_offset(), 2);
+    let fsyncs = log.fsync_latency().snapshot().count;
+    clock.advance(1000);
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.fsync_latency().snapshot().count, fsyncs, "no fsync without new appends");
 }
 
 #[test]

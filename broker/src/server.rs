@@ -581,3 +581,59 @@ fn console_sessions(
         tokio::runtime::Handle::current(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rill_protocol::{Record, RecordBatchBuilder};
+    use rill_storage::{Durability, Log, LogConfig, TopicName};
+    use tokio::sync::Semaphore;
+
+    use super::flush_due_logs;
+    use crate::partition::Partition;
+
+    fn one_record_batch() -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::default();
+        builder.push(&Record { key: None, value: Some(b"v".to_vec()), headers: Vec::new(), timestamp_ms: 1 });
+        builder.build()
+    }
+
+    #[tokio::test]
+    async fn a_pass_fsyncs_every_log_with_interval_durability_and_new_appends_and_no_other() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let slots = Arc::new(Semaphore::new(2));
+        let topic = TopicName::new("t").expect("a valid name");
+        let partitions: Vec<_> = (0..20u32)
+            .map(|index| {
+                let durability = match index % 2 {
+                    0 => Durability::Interval { interval_ms: 100 },
+                    _ => Durability::Never,
+                };
+                let config = LogConfig { durability, ..LogConfig::default() };
+                let log = Log::open(&dir.path().join(index.to_string()), config).expect("a log");
+                Partition::start(topic.clone(), index, log, 4, Arc::clone(&slots), None)
+            })
+            .collect();
+        for partition in &partitions[..10] {
+            partition.log().append(&one_record_batch()).expect("an append");
+        }
+
+        flush_due_logs(&partitions, 100).await;
+
+        for (index, partition) in partitions.iter().enumerate() {
+            let log = partition.log();
+            let fsyncs = log.fsync_latency().snapshot().count;
+            match (index < 10, index % 2 == 0) {
+                (true, true) => {
+                    assert_eq!(log.durable_end_offset(), log.log_end_offset(), "partition {index}");
+                    assert_eq!(fsyncs, 1, "partition {index}: one fsync");
+                }
+                _ => assert_eq!(fsyncs, 0, "partition {index}: nothing new, or not interval durability"),
+            }
+        }
+        flush_due_logs(&partitions, 100).await;
+        let fsyncs: u64 = partitions.iter().map(|p| p.log().fsync_latency().snapshot().count).sum();
+        assert_eq!(fsyncs, 5, "a second pass with nothing appended fsyncs nothing");
+    }
+}

@@ -10,6 +10,8 @@
 //!   partition, as `rill bench`'s `--fetch-bytes`; `--fetch-partition-bytes` to change it).
 //! - `e2e`: one producer at `--rate` records per second (linger 0: latency, not batching) and one consumer
 //!   tailing the topic; each record carries its send time, so send→consume latency is measured in one process.
+//!   Send→ack is measured too, but as its delivery report is served: by the sender's poll after its next send,
+//!   so up to one interval (100 µs at 10k msg/s) after the acknowledgement came.
 //!
 //! Topics are created by the caller (`benches/kafka.sh` uses `rill topic create`): `<prefix>-0` .. `<prefix>-N`.
 //! Usage: `kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] [--message-bytes N]
@@ -46,13 +48,16 @@ struct Settings {
     /// librdkafka's `max.partition.fetch.bytes` for the consumers (its default, 1 MiB, unless given; the broker
     /// caps a partition's share at its `max_fetch_bytes`, 8 MiB by default).
     fetch_partition_bytes: u64,
+    /// `e2e`: where to write each record's send time and latency (`consume,SENT_MS,LATENCY_MS` lines, as
+    /// `rill bench e2e --timeline` writes them), to see whether the slow records come in bursts.
+    timeline: Option<std::path::PathBuf>,
 }
 
 fn settings() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] \
                  [--message-bytes N] [--rate N] [--queue-messages N] [--poll-every N] \
-                 [--fetch-partition-bytes N]";
+                 [--fetch-partition-bytes N] [--timeline FILE]";
     let (Some(mode), Some(broker), Some(prefix)) = (args.next(), args.next(), args.next()) else {
         return Err(usage.into());
     };
@@ -67,9 +72,14 @@ fn settings() -> Result<Settings, String> {
         queue_messages: 100_000,
         poll_every: 1000,
         fetch_partition_bytes: 1 << 20,
+        timeline: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
+        if flag == "--timeline" {
+            settings.timeline = Some(value.into());
+            continue;
+        }
         let number: u64 = value.parse().map_err(|_| format!("{flag} takes a whole number, not {value:?}"))?;
         match flag.as_str() {
             "--topics" => settings.topics = number as usize,
@@ -104,10 +114,16 @@ fn main() {
     }
 }
 
+/// A record's send time (ns since the run's epoch) and how long after it something happened to it (µs).
+type TimedPoint = (u128, u64);
+
 /// Counts acknowledged records; a failed delivery is a failed benchmark.
 struct Acknowledgements {
     acknowledged: AtomicU64,
     failed: AtomicU64,
+    /// `e2e`: the clock its payloads' send times count from, and each acknowledged record's send time and
+    /// send→ack latency (µs), which tells a slow produce from a slow fetch.
+    acks_timed: Option<(Instant, std::sync::Mutex<Vec<TimedPoint>>)>,
 }
 
 struct Counting(Arc<Acknowledgements>);
@@ -118,7 +134,16 @@ impl ProducerContext for Counting {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => self.0.acknowledged.fetch_add(1, Ordering::Relaxed),
+            Ok(message) => {
+                if let (Some((epoch, timed)), Some(payload)) = (&self.0.acks_timed, message.payload()) {
+                    let sent_ns = u128::from_le_bytes(payload[..16].try_into().expect("16 bytes"));
+                    let latency_us = (epoch.elapsed().as_nanos().saturating_sub(sent_ns) / 1000) as u64;
+                    if sent_ns != 0 {
+                        timed.lock().expect("no panic while holding it").push((sent_ns, latency_us));
+                    }
+                }
+                self.0.acknowledged.fetch_add(1, Ordering::Relaxed)
+            }
             Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
         };
     }
@@ -161,7 +186,8 @@ fn send(producer: &BaseProducer<Counting>, topic: &str, payload: &[u8]) {
 
 fn produce(settings: &Settings) {
     let per_producer = settings.messages / settings.topics as u64;
-    let counts = Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let counts =
+        Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0), acks_timed: None });
     let started = Instant::now();
     let producers: Vec<_> = (0..settings.topics)
         .map(|n| {
@@ -246,7 +272,12 @@ fn end_to_end(settings: &Settings) {
     let messages = settings.messages;
     let (broker, rate, message_bytes, sending_topic, queue_messages) =
         (settings.broker.clone(), settings.rate, settings.message_bytes, topic.clone(), settings.queue_messages);
-    let counts = Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0) });
+    let counts = Arc::new(Acknowledgements {
+        acknowledged: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        acks_timed: Some((epoch, std::sync::Mutex::new(Vec::with_capacity(messages as usize)))),
+    });
+    let acks = counts.clone();
     let sender = std::thread::spawn(move || {
         let producer = producer(&broker, "0", queue_messages, counts);
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -260,9 +291,16 @@ fn end_to_end(settings: &Settings) {
         let first_send = epoch.elapsed();
         for n in 0..messages {
             let due = first_send + interval * n as u32;
-            // Waiting in poll serves delivery reports and leaves the CPU to the broker (2 cores here).
+            // Wait asleep, leaving the CPU to the broker and librdkafka's threads (2 cores here). librdkafka's
+            // poll takes whole milliseconds, so a poll of the 100 µs between sends was one that did not wait:
+            // until 2026-12-03 this loop spun a core, and the threads it held off woke on the scheduler's 4 ms
+            // tick, the whole of the p99 (docs/benchmarks.md, "Kafka end to end").
             while let Some(early) = due.checked_sub(epoch.elapsed()).filter(|d| !d.is_zero()) {
-                producer.poll(early);
+                if early >= Duration::from_millis(1) {
+                    producer.poll(early);
+                } else {
+                    std::thread::sleep(early);
+                }
             }
             payload[..16].copy_from_slice(&epoch.elapsed().as_nanos().to_le_bytes());
             send(&producer, &sending_topic, &payload);
@@ -274,6 +312,7 @@ fn end_to_end(settings: &Settings) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(messages / settings.rate + 60);
     let mut read = 0;
+    let mut timeline = Vec::with_capacity(if settings.timeline.is_some() { messages as usize } else { 0 });
     while read < messages {
         assert!(Instant::now() < deadline, "{topic}: only {read} of {messages} records before the deadline");
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
@@ -285,18 +324,36 @@ fn end_to_end(settings: &Settings) {
             }
             let latency_us = (epoch.elapsed().as_nanos().saturating_sub(sent_ns) / 1000) as u64;
             latency.saturating_record(latency_us.max(1));
+            if settings.timeline.is_some() {
+                timeline.push((sent_ns, latency_us));
+            }
             read += 1;
         }
     }
     sender.join().expect("producer thread");
     report("e2e", read, settings.message_bytes, started.elapsed());
-    println!(
-        "e2e_latency_us p50={} p99={} p99.9={} max={}",
-        latency.value_at_quantile(0.50),
-        latency.value_at_quantile(0.99),
-        latency.value_at_quantile(0.999),
-        latency.max()
-    );
+    let quantiles = |histogram: &Histogram<u64>| {
+        let at = |q| histogram.value_at_quantile(q);
+        format!("p50={} p99={} p99.9={} max={}", at(0.50), at(0.99), at(0.999), histogram.max())
+    };
+    println!("e2e_latency_us {}", quantiles(&latency));
+    let acked = std::mem::take(&mut *acks.acks_timed.as_ref().expect("timed").1.lock().expect("no panic while held"));
+    let mut ack_latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    for (_, latency_us) in &acked {
+        ack_latency.saturating_record((*latency_us).max(1));
+    }
+    println!("e2e_ack_latency_us {}", quantiles(&ack_latency));
+    if let Some(path) = &settings.timeline {
+        let line = |kind, (sent_ns, latency_us): &TimedPoint| {
+            format!("{kind},{:.3},{:.3}\n", *sent_ns as f64 / 1e6, *latency_us as f64 / 1e3)
+        };
+        let lines: String = acked
+            .iter()
+            .map(|point| line("ack", point))
+            .chain(timeline.iter().map(|point| line("consume", point)))
+            .collect();
+        std::fs::write(path, lines).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+    }
 }
 
 fn report(phase: &str, messages: u64, message_bytes: usize, elapsed: Duration) {

@@ -10,6 +10,7 @@
 
 mod breakdown;
 mod floor;
+mod metronome;
 mod report;
 mod sweep;
 mod timeline;

@@ -14,6 +14,7 @@ use rill_client::{
 use rill_protocol::hops::{self, Hop};
 use tokio::sync::mpsc;
 
+use super::metronome::Metronome;
 use super::report::{latency_histogram, Counters};
 use super::timeline::{self, Timeline};
 
@@ -127,6 +128,10 @@ pub async fn produce(
     let mut unreported = 0u64;
     let mut send_error = None;
     let per_call = job.records_per_send.max(1) as u64;
+    let metronome = match job.rate {
+        Some(rate) => Some(Metronome::start(rate, started).context("cannot start the pacing thread")?),
+        None => None,
+    };
     // The records of one call: built once, and again per call only when each value carries its send time.
     let mut records: Vec<ProducerRecord> = Vec::new();
     loop {
@@ -134,11 +139,11 @@ pub async fn produce(
             break;
         }
         let count = job.messages.map_or(per_call, |n| per_call.min(n - sent));
-        if let Some(rate) = job.rate {
-            // Pace by the schedule, not by sleeping per message: catch up in bursts, sleep when ahead.
-            let due = (started.elapsed().as_secs_f64() * rate) as u64;
-            if sent >= due {
-                tokio::time::sleep(Duration::from_micros(200)).await;
+        if let Some(metronome) = &metronome {
+            // Pace by the schedule, not by sleeping per message: send each record when it comes due, catch up
+            // at once if late.
+            if sent >= metronome.due() {
+                metronome.wait_beyond(sent).await;
                 continue;
             }
         }

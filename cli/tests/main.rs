@@ -39,6 +39,7 @@ mod open_file_limit;
 mod otlp;
 mod quickstart;
 mod replication;
+mod subscribe_failover;
 mod tail_cache;
 mod tls;
 mod top;

@@ -13,6 +13,7 @@
 //! assignment.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,10 @@ use crate::membership::{GroupAssignor, Membership};
 use crate::partition_wait::PartitionWait;
 use crate::record::ConsumedRecord;
 use crate::records_call;
+use crate::subscription::Subscription;
 
 mod group;
+mod tail;
 
 pub use group::RebalanceEvent;
 use group::{AppliedAssignment, RebalanceListener};
@@ -84,6 +87,11 @@ pub struct ConsumerConfig {
     pub group_assignor: GroupAssignor,
     /// Names this consumer in the group's description; prefixes its member id.
     pub client_id: String,
+    /// A partition read up to its high watermark switches from `Fetch` to a `Subscribe` stream, on which the
+    /// broker pushes each new batch as it is appended (no fetch has to reach the broker first). Catching up
+    /// and replays keep `Fetch`. Only with `fetch_min_bytes` 1 (a push does not wait to fill). A broker that
+    /// has no `Subscribe` gets fetches. On by default (docs/benchmarks.md, "Even pacing").
+    pub subscribes_at_tail: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -101,6 +109,7 @@ impl Default for ConsumerConfig {
             session_timeout: Duration::from_secs(10),
             group_assignor: GroupAssignor::Sticky,
             client_id: "rill-consumer".into(),
+            subscribes_at_tail: true,
         }
     }
 }
@@ -118,6 +127,12 @@ struct Cursor {
     fetch: Option<AbortHandle>,
     /// The partition's wait through passing refusals of its fetches (`partition_wait.rs`); reset by an answer.
     wait: PartitionWait,
+    /// The last fetch read up to the high watermark, or the partition is subscribed: its next read is a push.
+    is_at_tail: bool,
+    /// The partition's open `Subscribe` stream while no task is reading it (between two pushes).
+    subscription: Option<Subscription>,
+    /// The last read was a push.
+    was_pushed: bool,
 }
 
 /// A fetched batch that did not decode, waiting to be reported.
@@ -139,6 +154,8 @@ struct FetchDone {
 
 enum FetchOutcome {
     Fetched(FetchResponse),
+    /// A push on the partition's subscription, which goes on.
+    Pushed(FetchResponse, Subscription),
     /// The fetch offset was out of range; `offset_reset` says to continue here.
     Reset(i64),
     Failed(Error),
@@ -162,6 +179,8 @@ pub struct Consumer {
     membership: Option<Membership>,
     group_applied: AppliedAssignment,
     rebalance_listener: Option<RebalanceListener>,
+    /// A broker answered `Subscribe` with UNIMPLEMENTED (an older node): this consumer fetches from then on.
+    subscribe_is_unsupported: Arc<AtomicBool>,
 }
 
 impl Consumer {
@@ -184,6 +203,7 @@ impl Consumer {
             membership: None,
             group_applied: AppliedAssignment::default(),
             rebalance_listener: None,
+            subscribe_is_unsupported: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -235,8 +255,16 @@ impl Consumer {
             let start = start.ok_or_else(|| Error::UnknownPartition { topic: topic.to_owned(), partition })?;
             let key = (Arc::clone(&topic_name), partition);
             let epoch = self.new_epoch();
-            let cursor =
-                Cursor { position: start, fetch_position: start, epoch, fetch: None, wait: PartitionWait::default() };
+            let cursor = Cursor {
+                position: start,
+                fetch_position: start,
+                epoch,
+                fetch: None,
+                wait: PartitionWait::default(),
+                is_at_tail: false,
+                subscription: None,
+                was_pushed: false,
+            };
             self.cursors.insert(key.clone(), cursor);
             self.start_fetch(&key, Duration::ZERO);
         }
@@ -276,6 +304,12 @@ impl Consumer {
     /// started before the records of its last one are handed out).
     pub fn fetches_in_flight(&self) -> usize {
         self.cursors.values().filter(|c| c.fetch.is_some()).count()
+    }
+
+    /// How many assigned partitions read at the tail by subscription: their last records were pushed by the
+    /// broker rather than fetched ([`ConsumerConfig::subscribes_at_tail`]).
+    pub fn subscribed_partitions(&self) -> usize {
+        self.cursors.values().filter(|c| c.was_pushed).count()
     }
 
     /// The offset of the next record `poll` will hand out for this partition.
@@ -469,47 +503,26 @@ impl Consumer {
             return Ok(());
         }
         cursor.fetch = None;
-        match outcome {
+        let response = match outcome {
             FetchOutcome::Fetched(response) => {
                 cursor.wait = PartitionWait::default();
-                // Prefetch before decoding: the broker's next offset is known now, so the partition's next fetch
-                // travels (and the broker reads) while this answer is decoded and handed out.
-                let prefetched = response.next_offset > offset;
-                if prefetched {
-                    self.fetch_from(&key, response.next_offset, Duration::ZERO);
-                }
-                let limits = DecodeLimits {
-                    check_crcs: self.config.check_crcs,
-                    max_decompressed_bytes: self.config.max_decompressed_bytes,
-                };
-                let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut self.ready);
-                let next = match decoded {
-                    Ok(next) => next.max(response.next_offset),
-                    Err(error) => {
-                        // The records before the bad batch are in `ready`; the error waits for them to be
-                        // handed out, and the partition (prefetch cancelled) waits for the error to be reported.
-                        let bad_offset = error.undecodable_batch().map_or(offset, |(_, _, at, _)| at);
-                        if let Some(cursor) = self.cursors.get_mut(&key) {
-                            cursor.fetch_position = bad_offset;
-                            if let Some(fetch) = cursor.fetch.take() {
-                                fetch.abort();
-                            }
-                        }
-                        self.undecodable.push_back(Undecodable { key, epoch, offset: bad_offset, error });
-                        return Ok(());
-                    }
-                };
-                if !prefetched || next != response.next_offset {
-                    self.fetch_from(&key, next, Duration::ZERO);
-                }
-                Ok(())
+                cursor.is_at_tail = response.next_offset >= response.high_watermark;
+                cursor.was_pushed = false;
+                response
+            }
+            FetchOutcome::Pushed(response, subscription) => {
+                cursor.wait = PartitionWait::default();
+                cursor.subscription = Some(subscription);
+                cursor.was_pushed = true;
+                response
             }
             FetchOutcome::Reset(reset) => {
                 tracing::info!(topic = %key.0, partition = key.1, offset, reset, "position out of range; reset");
                 self.move_to(&key, reset);
-                Ok(())
+                return Ok(());
             }
             FetchOutcome::Failed(err) => {
+                cursor.was_pushed = false;
                 // A partition between leaders, or just added and not yet known to the node asked, is waited for
                 // (the fetch task refreshed the placement); one the metadata never lists is reported.
                 let is_listed = self.client.is_listed(&key.0, key.1);
@@ -517,12 +530,43 @@ impl Consumer {
                 self.start_fetch(&key, self.config.retry_backoff);
                 if err.is_retriable() || is_passing {
                     tracing::debug!(topic = %key.0, partition = key.1, error = %err, "fetch failed; retrying");
-                    Ok(())
-                } else {
-                    Err(err)
+                    return Ok(());
                 }
+                return Err(err);
             }
+        };
+        // Prefetch before decoding: the broker's next offset is known now, so the partition's next read travels
+        // (or its subscription waits for the next push) while this answer is decoded and handed out.
+        let prefetched = response.next_offset > offset;
+        if prefetched {
+            self.fetch_from(&key, response.next_offset, Duration::ZERO);
         }
+        let limits = DecodeLimits {
+            check_crcs: self.config.check_crcs,
+            max_decompressed_bytes: self.config.max_decompressed_bytes,
+        };
+        let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut self.ready);
+        let next = match decoded {
+            Ok(next) => next.max(response.next_offset),
+            Err(error) => {
+                // The records before the bad batch are in `ready`; the error waits for them to be handed out,
+                // and the partition (prefetch cancelled, subscription dropped) waits for the error to be reported.
+                let bad_offset = error.undecodable_batch().map_or(offset, |(_, _, at, _)| at);
+                if let Some(cursor) = self.cursors.get_mut(&key) {
+                    cursor.fetch_position = bad_offset;
+                    cursor.subscription = None;
+                    if let Some(fetch) = cursor.fetch.take() {
+                        fetch.abort();
+                    }
+                }
+                self.undecodable.push_back(Undecodable { key, epoch, offset: bad_offset, error });
+                return Ok(());
+            }
+        };
+        if !prefetched || next != response.next_offset {
+            self.fetch_from(&key, next, Duration::ZERO);
+        }
+        Ok(())
     }
 
     /// The first undecodable batch still relevant (its partition neither moved nor unassigned since), once no
@@ -544,6 +588,10 @@ impl Consumer {
         cursor.position = offset;
         cursor.fetch_position = offset;
         cursor.epoch = epoch;
+        // Moved: the next read is a fetch, which tells whether the new position is at the tail.
+        cursor.is_at_tail = false;
+        cursor.subscription = None;
+        cursor.was_pushed = false;
         if let Some(fetch) = cursor.fetch.take() {
             fetch.abort();
         }
@@ -560,11 +608,25 @@ impl Consumer {
         self.start_fetch(key, delay);
     }
 
+    /// Starts the partition's next read: a push on its subscription when it is at the tail (opening one if
+    /// need be), else a fetch.
     fn start_fetch(&mut self, key: &Key, delay: Duration) {
         let Some(cursor) = self.cursors.get_mut(key) else { return };
         if let Some(previous) = cursor.fetch.take() {
             previous.abort();
         }
+        // A subscription goes on only from where its last push ended; anything else is a move.
+        let subscription = cursor.subscription.take().filter(|open| open.next_offset() == cursor.fetch_position);
+        let subscribes = subscription.is_some()
+            || (self.config.subscribes_at_tail
+                && self.config.fetch_min_bytes <= 1
+                && cursor.is_at_tail
+                && !self.subscribe_is_unsupported.load(Ordering::Relaxed));
+        let tail = tail::TailRead {
+            subscription,
+            max_bytes: self.config.fetch_max_bytes,
+            is_unsupported: Arc::clone(&self.subscribe_is_unsupported),
+        };
         let client = self.client.clone();
         let message = FetchRequest {
             topic: key.0.to_string(),
@@ -583,13 +645,20 @@ impl Consumer {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let ctx = RequestContext::partition(&key.0, key.1);
-            let max_message_bytes = client.config().max_message_bytes;
-            let (channel, current_leader_epoch) = client.leader_for(&key.0, key.1).await;
-            let message = FetchRequest { current_leader_epoch, ..message };
-            let fetch = records_call::fetch(channel, &message, timeout, max_message_bytes);
-            let outcome = match call(timeout, ctx, fetch).await {
-                Ok(response) => FetchOutcome::Fetched(response),
+            let pushed = if subscribes { tail.next_push(&client, &key.0, key.1, offset).await } else { None };
+            let read = match pushed {
+                Some(pushed) => pushed.map(|(response, subscription)| FetchOutcome::Pushed(response, subscription)),
+                None => {
+                    let ctx = RequestContext::partition(&key.0, key.1);
+                    let max_message_bytes = client.config().max_message_bytes;
+                    let (channel, current_leader_epoch) = client.leader_for(&key.0, key.1).await;
+                    let message = FetchRequest { current_leader_epoch, ..message };
+                    let fetch = records_call::fetch(channel, &message, timeout, max_message_bytes);
+                    call(timeout, ctx, fetch).await.map(FetchOutcome::Fetched)
+                }
+            };
+            let outcome = match read {
+                Ok(outcome) => outcome,
                 // The position left the log (retention, or a seek past the end): look up where to go from here
                 // in this task, so `poll` never awaits anything but the join set.
                 Err(Error::OffsetOutOfRange { .. }) => {

@@ -85,6 +85,7 @@ mod producer;
 mod record;
 mod records_call;
 mod sender;
+mod subscription;
 mod tls;
 mod user_admin;
 

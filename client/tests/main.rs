@@ -9,3 +9,4 @@ mod consumer_between_polls;
 mod groups;
 mod produce_consume;
 mod produce_stream;
+mod subscribe;

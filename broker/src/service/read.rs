@@ -199,7 +199,10 @@ async fn follow(
             return;
         }
         high_watermark.borrow_and_update();
-        let pushed = match partition.read(offset, max_bytes).await.and_then(|read| chunk(read, offset, format)) {
+        let read = partition.read(offset, max_bytes).await.inspect(|read| {
+            rill_protocol::hops::mark_batches(&read.batches, rill_protocol::hops::Hop::FetchRead);
+        });
+        let pushed = match read.and_then(|read| chunk(read, offset, format)) {
             Ok(chunk) if chunk.next_offset > offset => chunk,
             Ok(_) => {
                 tokio::select! {

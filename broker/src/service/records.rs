@@ -1,7 +1,7 @@
 //! `Records`: the trait glue; the work is in `produce.rs` and `read.rs`.
 
+use rill_protocol::hops::{self, Hop};
 use rill_protocol::v1::{self, records_server::Records};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{principal_of, RillService};
@@ -31,7 +31,8 @@ impl Records for RillService {
         Ok(Response::new(super::read::fetch(&self.node, request.into_inner()).await?))
     }
 
-    type SubscribeStream = ReceiverStream<Result<v1::SubscribeResponse, Status>>;
+    type SubscribeStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::SubscribeResponse, Status>> + Send + 'static>>;
 
     async fn subscribe(
         &self,
@@ -39,7 +40,15 @@ impl Records for RillService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = principal_of(&request);
         self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.get_ref().topic))?;
-        Ok(Response::new(super::read::subscribe(&self.node, request.into_inner()).await?))
+        let pushes = super::read::subscribe(&self.node, request.into_inner()).await?;
+        // Sampled hops (`rill bench e2e --breakdown`): a push is marked when tonic takes it to encode for HTTP/2.
+        let marked = tokio_stream::StreamExt::map(pushes, |push: Result<v1::SubscribeResponse, Status>| {
+            if let Ok(push) = &push {
+                hops::mark_batches(&push.record_batches, Hop::ResponseWritten);
+            }
+            push
+        });
+        Ok(Response::new(Box::pin(marked)))
     }
 
     async fn init_producer_id(

@@ -84,6 +84,7 @@ mod node;
 mod offset_lookup;
 mod offsets;
 mod partition;
+mod prefault;
 mod producer_ids;
 mod registry;
 mod replication;

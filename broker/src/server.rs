@@ -500,6 +500,7 @@ async fn run_maintenance(node: Arc<Node>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = node.shutdown.clone();
     let mut last_group_sweep = tokio::time::Instant::now();
+    let prefault = Arc::new(crate::prefault::Prefault::default());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -507,7 +508,16 @@ async fn run_maintenance(node: Arc<Node>) {
         }
         let partitions = node.registry.all_partitions();
         flush_due_logs(&partitions, tick_ms).await;
+        let tail_cache = node.registry.tail_cache().cloned();
+        let prefault = Arc::clone(&prefault);
         let pass = tokio::task::spawn_blocking(move || {
+            if let Some(cache) = tail_cache {
+                let stats = cache.stats();
+                let touched = prefault.top_up(stats.used_bytes, stats.limit_bytes);
+                if touched > 0 {
+                    tracing::debug!(touched, total = prefault.touched_bytes(), "prefaulted memory for the tail cache");
+                }
+            }
             for partition in partitions.iter().filter(|p| !p.is_closed()) {
                 match partition.log().enforce_retention() {
                     Ok(0) => {}

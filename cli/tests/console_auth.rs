@@ -266,11 +266,12 @@ fn without_admin_auth_the_console_is_open_as_before_and_has_no_sign_in() {
 fn over_tls(admin: &str, ca: &Ca, method: &str, path: &str, send: &Send<'_>, body: &str) -> (Answer, Option<Vec<u8>>) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.der().clone()).expect("trust the CA");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     // What a browser offers: HTTP/2 first.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");

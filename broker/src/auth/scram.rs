@@ -11,9 +11,9 @@
 
 use std::num::NonZeroU32;
 
+use aws_lc_rs::{digest, hmac, pbkdf2};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ring::{digest, hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 

@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ring::digest;
 
 use super::session_file::{self, StoredSession};
 pub use crate::cluster::console_sessions::MAX_SESSIONS_PER_USER;

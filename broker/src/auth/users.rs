@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::runtime::Handle;
 
+use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ring::digest;
 use serde::{Deserialize, Serialize};
 
 use super::replicated::ClusterAccess;

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
-use ring::hmac;
+use aws_lc_rs::hmac;
 
 use super::api_versions::supported_versions;
 use super::connection::{malformed_by, RequestError};

@@ -76,14 +76,15 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// The one crypto provider of the node's TLS: ring (no OpenSSL, no C++ build), chosen explicitly so that a
-/// second provider linked in by another crate can never make rustls pick at run time.
+/// The one crypto provider of the node's TLS: aws-lc-rs (no OpenSSL; its AES-GCM has an AVX-512 path, where
+/// ring's stops at AVX2), chosen explicitly so that a second provider linked in by another crate can never make
+/// rustls pick at run time.
 ///
 /// AES-128-GCM is preferred to rustls's default first choice, AES-256-GCM (and the listener picks by its own
 /// order, not the client's): it has 10 AES rounds to 14, and the cipher is most of what TLS costs a produce
 /// stream (docs/benchmarks.md, "TLS").
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites.sort_by_key(|suite| match suite.suite() {
         rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
         rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256

@@ -97,7 +97,7 @@ impl Leaf {
 pub fn served_certificate(addr: &str, ca: &Ca) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.der().clone()).expect("trust the CA");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_root_certificates(roots)

@@ -45,6 +45,10 @@ struct Settings {
     /// Serve delivery reports after every this many sends. Once a send (1 before 2026-12-01) cost a poll's
     /// clock reads and queue locks per record; a full queue is served at once whatever this is.
     poll_every: u64,
+    /// How many librdkafka producer instances the producing threads (one a topic) share; by default one each,
+    /// the shape `rill bench` runs. One instance for all eight (librdkafka's advice for a process) ran at half
+    /// the rate, its threads contending for the instance's queue (docs/benchmarks.md, 2026-12-03).
+    clients: usize,
     /// librdkafka's `max.partition.fetch.bytes` for the consumers (its default, 1 MiB, unless given; the broker
     /// caps a partition's share at its `max_fetch_bytes`, 8 MiB by default).
     fetch_partition_bytes: u64,
@@ -57,7 +61,7 @@ fn settings() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] \
                  [--message-bytes N] [--rate N] [--queue-messages N] [--poll-every N] \
-                 [--fetch-partition-bytes N] [--timeline FILE]";
+                 [--fetch-partition-bytes N] [--clients N] [--timeline FILE]";
     let (Some(mode), Some(broker), Some(prefix)) = (args.next(), args.next(), args.next()) else {
         return Err(usage.into());
     };
@@ -72,6 +76,7 @@ fn settings() -> Result<Settings, String> {
         queue_messages: 100_000,
         poll_every: 1000,
         fetch_partition_bytes: 1 << 20,
+        clients: 0,
         timeline: None,
     };
     while let Some(flag) = args.next() {
@@ -89,6 +94,7 @@ fn settings() -> Result<Settings, String> {
             "--queue-messages" => settings.queue_messages = number.max(1),
             "--poll-every" => settings.poll_every = number.max(1),
             "--fetch-partition-bytes" => settings.fetch_partition_bytes = number.max(1),
+            "--clients" => settings.clients = number.max(1) as usize,
             _ => return Err(format!("unknown flag {flag}; {usage}")),
         }
     }
@@ -189,25 +195,30 @@ fn produce(settings: &Settings) {
     let counts =
         Arc::new(Acknowledgements { acknowledged: AtomicU64::new(0), failed: AtomicU64::new(0), acks_timed: None });
     let started = Instant::now();
+    let clients = if settings.clients == 0 { settings.topics } else { settings.clients.min(settings.topics) };
+    let instances: Vec<Arc<BaseProducer<Counting>>> = (0..clients)
+        .map(|_| Arc::new(producer(&settings.broker, "5", settings.queue_messages, counts.clone())))
+        .collect();
     let producers: Vec<_> = (0..settings.topics)
         .map(|n| {
-            let (broker, topic, counts) = (settings.broker.clone(), format!("{}-{n}", settings.prefix), counts.clone());
+            let (producer, topic) = (instances[n % clients].clone(), format!("{}-{n}", settings.prefix));
             let payload = vec![b'x'; settings.message_bytes];
-            let (queue_messages, poll_every) = (settings.queue_messages, settings.poll_every);
+            let poll_every = settings.poll_every;
             std::thread::spawn(move || {
-                let producer = producer(&broker, "5", queue_messages, counts);
                 for sent in 1..=per_producer {
                     send(&producer, &topic, &payload);
                     if sent % poll_every == 0 {
                         producer.poll(Duration::ZERO);
                     }
                 }
-                producer.flush(Duration::from_secs(120)).expect("every record delivered within 2 minutes");
             })
         })
         .collect();
     for producer in producers {
         producer.join().expect("producer thread");
+    }
+    for producer in &instances {
+        producer.flush(Duration::from_secs(120)).expect("every record delivered within 2 minutes");
     }
     let elapsed = started.elapsed();
     let acknowledged = counts.acknowledged.load(Ordering::Relaxed);

@@ -55,13 +55,16 @@ struct Settings {
     /// `e2e`: where to write each record's send time and latency (`consume,SENT_MS,LATENCY_MS` lines, as
     /// `rill bench e2e --timeline` writes them), to see whether the slow records come in bursts.
     timeline: Option<std::path::PathBuf>,
+    /// More librdkafka settings for the consumers (`--consumer-set KEY=VALUE`, repeatable), for measuring them.
+    consumer_settings: Vec<(String, String)>,
 }
 
 fn settings() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] \
                  [--message-bytes N] [--rate N] [--queue-messages N] [--poll-every N] \
-                 [--fetch-partition-bytes N] [--clients N] [--timeline FILE]";
+                 [--fetch-partition-bytes N] [--clients N] [--timeline FILE] \
+                 [--consumer-set KEY=VALUE]...";
     let (Some(mode), Some(broker), Some(prefix)) = (args.next(), args.next(), args.next()) else {
         return Err(usage.into());
     };
@@ -78,11 +81,18 @@ fn settings() -> Result<Settings, String> {
         fetch_partition_bytes: 1 << 20,
         clients: 0,
         timeline: None,
+        consumer_settings: Vec::new(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
         if flag == "--timeline" {
             settings.timeline = Some(value.into());
+            continue;
+        }
+        if flag == "--consumer-set" {
+            let (key, setting) =
+                value.split_once('=').ok_or_else(|| format!("{flag} takes KEY=VALUE, not {value:?}"))?;
+            settings.consumer_settings.push((key.to_owned(), setting.to_owned()));
             continue;
         }
         let number: u64 = value.parse().map_err(|_| format!("{flag} takes a whole number, not {value:?}"))?;
@@ -211,14 +221,14 @@ fn produce(settings: &Settings) {
                         producer.poll(Duration::ZERO);
                     }
                 }
+                // Each thread flushes its instance itself, so eight instances flush at once: `flush` serves
+                // reports in 100 ms polls, and one instance after another took 0.8 s of the run's clock.
+                producer.flush(Duration::from_secs(120)).expect("every record delivered within 2 minutes");
             })
         })
         .collect();
     for producer in producers {
         producer.join().expect("producer thread");
-    }
-    for producer in &instances {
-        producer.flush(Duration::from_secs(120)).expect("every record delivered within 2 minutes");
     }
     let elapsed = started.elapsed();
     let acknowledged = counts.acknowledged.load(Ordering::Relaxed);
@@ -226,42 +236,60 @@ fn produce(settings: &Settings) {
     report("produce", acknowledged, settings.message_bytes, elapsed);
 }
 
-fn consumer(broker: &str, fetch_partition_bytes: u64) -> BaseConsumer {
-    ClientConfig::new()
+fn consumer(broker: &str, fetch_partition_bytes: u64, extra: &[(String, String)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", broker)
         .set("max.partition.fetch.bytes", fetch_partition_bytes.to_string())
         .set("group.id", "kafka-rdkafka-bench")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("a consumer from a valid configuration")
+        .set("enable.partition.eof", "false");
+    for (key, value) in extra {
+        config.set(key, value);
+    }
+    config.create().expect("a consumer from a valid configuration")
 }
 
+/// The replay's rate counts from the first record any consumer gets: a librdkafka consumer (the `rdkafka` crate's
+/// needs a `group.id`, even to assign) starts fetching only once its group state machine is next served, about
+/// 0.5 s after it starts (docs/benchmarks.md, 2026-12-03), which in a 1 GB replay was a third of the time. When
+/// the consumers start far apart (the last one's first record is printed too), the window is not the replay's.
 fn consume(settings: &Settings) {
     let per_consumer = settings.messages / settings.topics as u64;
     let started = Instant::now();
     let consumers: Vec<_> = (0..settings.topics)
         .map(|n| {
             let (broker, topic) = (settings.broker.clone(), format!("{}-{n}", settings.prefix));
-            let fetch_partition_bytes = settings.fetch_partition_bytes;
+            let (fetch_partition_bytes, extra) = (settings.fetch_partition_bytes, settings.consumer_settings.clone());
             std::thread::spawn(move || {
-                let consumer = consumer(&broker, fetch_partition_bytes);
+                let consumer = consumer(&broker, fetch_partition_bytes, &extra);
                 assign(&consumer, &topic, Offset::Beginning);
-                let mut read = 0;
+                let (mut read, mut first_record) = (0, None);
                 let deadline = Instant::now() + Duration::from_secs(300);
                 while read < per_consumer {
                     assert!(Instant::now() < deadline, "{topic}: only {read} of {per_consumer} records in 5 minutes");
                     if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                         message.expect("no consumer error");
+                        first_record.get_or_insert_with(Instant::now);
                         read += 1;
                     }
                 }
-                read
+                (read, first_record)
             })
         })
         .collect();
-    let read: u64 = consumers.into_iter().map(|c| c.join().expect("consumer thread")).sum();
-    report("consume", read, settings.message_bytes, started.elapsed());
+    let results: Vec<(u64, Option<Instant>)> =
+        consumers.into_iter().map(|c| c.join().expect("consumer thread")).collect();
+    let read = results.iter().map(|(read, _)| read).sum();
+    let firsts: Vec<Instant> = results.iter().filter_map(|(_, first)| *first).collect();
+    let (first, last) =
+        (firsts.iter().min().copied().unwrap_or(started), firsts.iter().max().copied().unwrap_or(started));
+    println!(
+        "consume first records after {:.2} s (the last consumer's after {:.2} s); counted from the first",
+        (first - started).as_secs_f64(),
+        (last - started).as_secs_f64()
+    );
+    report("consume", read, settings.message_bytes, first.elapsed());
 }
 
 fn assign(consumer: &BaseConsumer, topic: &str, offset: Offset) {
@@ -273,7 +301,7 @@ fn assign(consumer: &BaseConsumer, topic: &str, offset: Offset) {
 fn end_to_end(settings: &Settings) {
     let topic = format!("{}-0", settings.prefix);
     let epoch = Instant::now();
-    let consumer = consumer(&settings.broker, settings.fetch_partition_bytes);
+    let consumer = consumer(&settings.broker, settings.fetch_partition_bytes, &settings.consumer_settings);
     assign(&consumer, &topic, Offset::End);
     // Let the consumer find its position before the first send, or the first records count its start-up.
     let warm_up = Instant::now() + Duration::from_secs(2);

@@ -57,6 +57,8 @@ struct Settings {
     timeline: Option<std::path::PathBuf>,
     /// More librdkafka settings for the consumers (`--consumer-set KEY=VALUE`, repeatable), for measuring them.
     consumer_settings: Vec<(String, String)>,
+    /// The same for the producers (`--producer-set KEY=VALUE`), applied after the benchmark's own settings.
+    producer_settings: Vec<(String, String)>,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -64,7 +66,7 @@ fn settings() -> Result<Settings, String> {
     let usage = "usage: kafka_rdkafka produce|consume|e2e BROKER PREFIX [--topics N] [--messages N] \
                  [--message-bytes N] [--rate N] [--queue-messages N] [--poll-every N] \
                  [--fetch-partition-bytes N] [--clients N] [--timeline FILE] \
-                 [--consumer-set KEY=VALUE]...";
+                 [--consumer-set KEY=VALUE]... [--producer-set KEY=VALUE]...";
     let (Some(mode), Some(broker), Some(prefix)) = (args.next(), args.next(), args.next()) else {
         return Err(usage.into());
     };
@@ -82,6 +84,7 @@ fn settings() -> Result<Settings, String> {
         clients: 0,
         timeline: None,
         consumer_settings: Vec::new(),
+        producer_settings: Vec::new(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
@@ -89,10 +92,15 @@ fn settings() -> Result<Settings, String> {
             settings.timeline = Some(value.into());
             continue;
         }
-        if flag == "--consumer-set" {
+        if flag == "--consumer-set" || flag == "--producer-set" {
             let (key, setting) =
                 value.split_once('=').ok_or_else(|| format!("{flag} takes KEY=VALUE, not {value:?}"))?;
-            settings.consumer_settings.push((key.to_owned(), setting.to_owned()));
+            let to = if flag == "--consumer-set" {
+                &mut settings.consumer_settings
+            } else {
+                &mut settings.producer_settings
+            };
+            to.push((key.to_owned(), setting.to_owned()));
             continue;
         }
         let number: u64 = value.parse().map_err(|_| format!("{flag} takes a whole number, not {value:?}"))?;
@@ -169,9 +177,11 @@ fn producer(
     broker: &str,
     linger_ms: &str,
     queue_messages: u64,
+    extra: &[(String, String)],
     counts: Arc<Acknowledgements>,
 ) -> BaseProducer<Counting> {
-    ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", broker)
         .set("acks", "1")
         .set("enable.idempotence", "false")
@@ -180,9 +190,11 @@ fn producer(
         .set("batch.num.messages", "100000")
         .set("queue.buffering.max.messages", queue_messages.to_string())
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("compression.codec", "none")
-        .create_with_context(Counting(counts))
-        .expect("a producer from a valid configuration")
+        .set("compression.codec", "none");
+    for (key, value) in extra {
+        config.set(key, value);
+    }
+    config.create_with_context(Counting(counts)).expect("a producer from a valid configuration")
 }
 
 /// Sends `record`, serving delivery reports while librdkafka's queue is full (that wait is the back-pressure).
@@ -207,7 +219,15 @@ fn produce(settings: &Settings) {
     let started = Instant::now();
     let clients = if settings.clients == 0 { settings.topics } else { settings.clients.min(settings.topics) };
     let instances: Vec<Arc<BaseProducer<Counting>>> = (0..clients)
-        .map(|_| Arc::new(producer(&settings.broker, "5", settings.queue_messages, counts.clone())))
+        .map(|_| {
+            Arc::new(producer(
+                &settings.broker,
+                "5",
+                settings.queue_messages,
+                &settings.producer_settings,
+                counts.clone(),
+            ))
+        })
         .collect();
     let producers: Vec<_> = (0..settings.topics)
         .map(|n| {
@@ -311,6 +331,7 @@ fn end_to_end(settings: &Settings) {
     let messages = settings.messages;
     let (broker, rate, message_bytes, sending_topic, queue_messages) =
         (settings.broker.clone(), settings.rate, settings.message_bytes, topic.clone(), settings.queue_messages);
+    let producer_settings = settings.producer_settings.clone();
     let counts = Arc::new(Acknowledgements {
         acknowledged: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -318,7 +339,7 @@ fn end_to_end(settings: &Settings) {
     });
     let acks = counts.clone();
     let sender = std::thread::spawn(move || {
-        let producer = producer(&broker, "0", queue_messages, counts);
+        let producer = producer(&broker, "0", queue_messages, &producer_settings, counts);
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
         let mut payload = vec![b'x'; message_bytes];
         // One acknowledged record before the clock starts: the producer's own start-up (bootstrap connection,

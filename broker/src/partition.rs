@@ -169,6 +169,20 @@ impl Partition {
         Ok(read)
     }
 
+    /// The batches from `offset` on, when the tail cache holds them and they fit `max_bytes` whole: the
+    /// appends after the one a fetch read first (Kafka's fetch answers with several). `None` otherwise: nothing
+    /// there yet, not in memory, or its first batch alone is larger than what is left.
+    pub fn read_following(&self, offset: i64, max_bytes: usize) -> Option<ReadResult> {
+        let read = self.log.read_from_memory(offset, max_bytes)?;
+        if read.batches.is_empty() || read.batches.len() > max_bytes {
+            return None;
+        }
+        if let Some(traffic) = &self.traffic {
+            traffic.record_out(read.batches.len() as u64, offsets_in(&read.batches));
+        }
+        Some(read)
+    }
+
     /// A receiver of the high watermark; `changed()` wakes after each append and fails once the partition is gone.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
@@ -292,6 +306,24 @@ fn mark_jobs(jobs: &[AppendJob], hop: Hop) {
 
 /// Offsets (records, less any a compaction removed) covered by the whole batches in `batches`: read from each
 /// batch's header, so the count costs a few loads per batch, not per record.
+/// The offset after the last whole batch of `batches`, which hold whole batches from their start; `None` when
+/// they hold none.
+pub fn next_offset_after(batches: &[u8]) -> Option<i64> {
+    let mut next = None;
+    let mut rest = batches;
+    while let Ok(header) = rill_protocol::BatchHeader::parse(rest) {
+        let Some(after) = usize::try_from(header.batch_length)
+            .ok()
+            .and_then(|len| rest.get(len + rill_protocol::batch::LOG_OVERHEAD..))
+        else {
+            break;
+        };
+        next = Some(header.next_offset());
+        rest = after;
+    }
+    next
+}
+
 fn offsets_in(batches: &[u8]) -> u64 {
     let mut offsets = 0u64;
     let mut rest = batches;

@@ -1,5 +1,6 @@
 //! librdkafka (the `rdkafka` crate, built from its vendored source) against a real `rill broker` process on its
-//! Kafka port: produce with acks=all in each of Kafka's codecs and read back from the beginning, find offsets by
+//! Kafka port: produce with acks=all in each of Kafka's codecs and read back from the beginning, a fetch that
+//! carries several cached appends, find offsets by
 //! timestamp, consumer groups of three (eager range and cooperative-sticky) through a member's leave with every
 //! record read once, commit and resume, and the idempotent producer through a SIGKILL and restart of the broker.
 //!
@@ -141,6 +142,39 @@ async fn each_codec_is_produced_with_acks_all_and_read_back_from_the_beginning()
         let read: Vec<String> = read_records(&consumer, 500).into_iter().map(|r| r.value).collect();
         assert_eq!(read, values, "{codec}: every record back, in order");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_carries_several_cached_appends_and_every_record_comes_back_in_order() {
+    let (_dir, broker) = started_broker();
+    create_topic(&broker, "appends", 1);
+    // One record an append (each acknowledged before the next is sent): large appends, which the broker answers
+    // as slices of the tail cache, around small ones, which it joins; a fetch of 4 MiB takes them all at once.
+    let producer = producer(&broker.addr, &[("linger.ms", "0"), ("message.max.bytes", "1000000")]);
+    let sizes = [100_000usize, 90_000, 120_000, 50, 70, 30, 80_000, 100_000, 66_000, 100_000];
+    let mut values = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let value = format!("{i}:{}", "x".repeat(*size));
+        assert_eq!(send(&producer, "appends", 0, &value, None).await, i as i64, "each record its own append");
+        values.push(value);
+    }
+    let mut config = client_config(&broker.addr);
+    config
+        .set("group.id", "rdkafka-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("max.partition.fetch.bytes", "4194304")
+        .set("fetch.max.bytes", "8388608");
+    let consumer: BaseConsumer = config.create().expect("a consumer from a valid configuration");
+    assign_from(&consumer, "appends", 0, Offset::Beginning);
+    let read = read_records(&consumer, values.len());
+    assert_eq!(read.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..values.len() as i64).collect::<Vec<_>>());
+    assert!(read.iter().map(|r| &r.value).eq(values.iter()), "every record whole, in order");
+
+    // From the middle of the run too: the answer starts at the append holding the offset.
+    let consumer = assigned_consumer(&broker.addr);
+    assign_from(&consumer, "appends", 0, Offset::Offset(4));
+    let read = read_records(&consumer, values.len() - 4);
+    assert!(read.iter().map(|r| &r.value).eq(values[4..].iter()), "from offset 4 on, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

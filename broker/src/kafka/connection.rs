@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, EncodeError, FrameError, RequestPreamble};
 use super::request_buffer::RequestBuffer;
-use super::response_frame::{encode_response_pieces, ResponseFrame};
+use super::response_frame::{encode_response_pieces, ResponseFrame, UnplacedRuns};
 use super::sasl::{Gate, SaslAnswer, SaslSession};
 use super::{
     error_counts, fetch, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, produce, KafkaContext,
@@ -208,12 +208,20 @@ pub async fn answer(
         }
         ApiKey::Fetch => {
             let request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = fetch::answer(kafka, request, principal).await;
+            let (mut response, runs) = fetch::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             // The batches go out as storage read them, as pieces of the frame (`response_frame.rs`).
-            let batches = response.responses.iter().flat_map(|topic| &topic.partitions);
-            let batches = batches.filter_map(|partition| partition.records.clone()).collect();
-            return Ok(Some(encode_response_pieces(correlation_id, header_version, &response, version, batches)?));
+            match encode_response_pieces(correlation_id, header_version, &response, version, runs.clone())? {
+                Ok(frame) => return Ok(Some(frame)),
+                Err(UnplacedRuns) => {
+                    // Not seen: the encoder writes a partition's records in one piece. Correct whatever it does.
+                    let records = response.responses.iter_mut().flat_map(|topic| &mut topic.partitions);
+                    for (partition, run) in records.filter(|p| p.records.is_some()).zip(&runs) {
+                        partition.records = Some(run.to_bytes());
+                    }
+                    encode_response(correlation_id, header_version, &response, version)?
+                }
+            }
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;

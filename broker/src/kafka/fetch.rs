@@ -11,6 +11,11 @@
 //! truncates or resets instead of reading on. The epoch list is read only when the last fetched epoch is older
 //! than the leader's: a client reading in the leader's own epoch cannot have diverged (it ends at the log end).
 //!
+//! A partition's answer goes on past the append the fetch offset is in, while the following appends are in the
+//! tail cache and fit the partition's `partition_max_bytes` and the response's `max_bytes`: each is a run of
+//! its own in the frame (`response_frame.rs`, no copy), so a consumer's round trip carries up to what it allows
+//! (with one append a fetch, a replay of 1 MB appends took a round trip a megabyte whatever the client asked).
+//!
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
@@ -27,8 +32,9 @@ use tracing::Instrument;
 
 use super::error::error_code;
 use super::leader_epoch::led_partition;
+use super::response_frame::{BatchRun, JOINED_RUN_MAX_BYTES};
 use super::KafkaContext;
-use crate::partition::Partition;
+use crate::partition::{next_offset_after, Partition};
 use crate::request_trace;
 
 /// One partition of the request, resolved with the leader epoch it is led in (or the error code it gets).
@@ -55,7 +61,12 @@ impl Wanted {
     }
 }
 
-pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &crate::auth::Principal) -> FetchResponse {
+/// The response, and its record batches as the frame carries them (`response_frame::encode_response_pieces`).
+pub async fn answer(
+    kafka: &KafkaContext,
+    request: FetchRequest,
+    principal: &crate::auth::Principal,
+) -> (FetchResponse, Vec<BatchRun>) {
     use crate::auth::acl::{Operation, Resource};
     let node = &kafka.node;
     let topics: Vec<(kafka_protocol::messages::TopicName, Vec<Wanted>)> = request
@@ -101,7 +112,7 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
                 watchers.spawn(async move { high_watermark.changed().await.is_ok() });
             }
         }
-        let (responses, bytes) = read_all(&topics, response_max_bytes).await;
+        let (responses, bytes, joined) = read_all(&topics, response_max_bytes).await;
         // A diverging epoch, like an error, is answered at once: waiting cannot change it.
         let has_error = responses
             .iter()
@@ -113,7 +124,9 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
             || node.is_shutting_down()
             || watchers.is_empty()
         {
-            return FetchResponse::default().with_responses(responses);
+            let response = FetchResponse::default().with_responses(responses);
+            let runs = batch_runs(&response, joined);
+            return (response, runs);
         }
         tokio::select! {
             _ = watchers.join_next() => {}
@@ -123,14 +136,29 @@ pub async fn answer(kafka: &KafkaContext, request: FetchRequest, principal: &cra
     }
 }
 
+/// The runs the response's records are, in the order the encoder meets them: a stand-in is the next of
+/// `joined` (made in that order), anything else the batches themselves.
+fn batch_runs(response: &FetchResponse, joined: Vec<BatchRun>) -> Vec<BatchRun> {
+    let mut joined = joined.into_iter();
+    let records = response.responses.iter().flat_map(|topic| &topic.partitions).filter_map(|p| p.records.as_ref());
+    records
+        .map(|records| match BatchRun::is_stand_in(records) {
+            true => joined.next().unwrap_or_else(|| BatchRun::single(records.clone())),
+            false => BatchRun::single(records.clone()),
+        })
+        .collect()
+}
+
 /// Reads every partition once, within the response's byte budget (the first non-empty partition returns at
 /// least one whole batch regardless, as in Kafka, so a batch larger than the budget still makes progress).
+/// Also returns the runs of several cached appends, in the order their stand-ins are in the response.
 async fn read_all(
     topics: &[(kafka_protocol::messages::TopicName, Vec<Wanted>)],
     max_bytes: usize,
-) -> (Vec<FetchableTopicResponse>, usize) {
+) -> (Vec<FetchableTopicResponse>, usize, Vec<BatchRun>) {
     let mut budget = max_bytes;
     let mut total = 0;
+    let mut joined = Vec::new();
     let mut responses = Vec::with_capacity(topics.len());
     for (name, wanted) in topics {
         let mut partitions = Vec::with_capacity(wanted.len());
@@ -168,22 +196,46 @@ async fn read_all(
                 continue;
             }
             let span = request_trace::fetch_span(name.0.as_str(), wanted.index as u32, wanted.fetch_offset);
-            let read =
-                partition.read(wanted.fetch_offset, wanted.max_bytes.min(budget.max(1))).instrument(span.clone()).await;
+            let allowance = wanted.max_bytes.min(budget.max(1));
+            let read = partition.read(wanted.fetch_offset, allowance).instrument(span.clone()).await;
             if let Ok(read) = &read {
                 span.record("bytes", read.batches.len() as i64);
             }
             request_trace::record_outcome(&span, &read);
             match read {
-                Ok(read) => {
-                    total += read.batches.len();
-                    budget = budget.saturating_sub(read.batches.len());
+                Ok(mut read) => {
+                    let mut runs = vec![std::mem::take(&mut read.batches)];
+                    let mut taken = runs[0].len();
+                    let mut next = next_offset_after(&runs[0]);
+                    while let Some(offset) = next.filter(|_| taken < allowance.min(JOINED_RUN_MAX_BYTES)) {
+                        let Some(more) = partition.read_following(offset, allowance.min(JOINED_RUN_MAX_BYTES) - taken)
+                        else {
+                            break;
+                        };
+                        taken += more.batches.len();
+                        next = next_offset_after(&more.batches);
+                        read.high_watermark = read.high_watermark.max(more.high_watermark);
+                        runs.push(more.batches);
+                    }
+                    let records = match runs.len() {
+                        1 => runs.pop().unwrap_or_default(),
+                        _ => match BatchRun::joining(runs) {
+                            Ok(run) => {
+                                let held = run.held();
+                                joined.push(run);
+                                held
+                            }
+                            Err(runs) => Bytes::from(runs.concat()),
+                        },
+                    };
+                    total += records.len();
+                    budget = budget.saturating_sub(records.len());
                     partitions.push(
                         data.with_high_watermark(read.high_watermark)
                             .with_last_stable_offset(read.high_watermark)
                             .with_log_start_offset(read.log_start_offset)
                             .with_aborted_transactions(Some(Vec::new()))
-                            .with_records(Some(read.batches)),
+                            .with_records(Some(records)),
                     );
                 }
                 Err(err) => {
@@ -194,5 +246,5 @@ async fn read_all(
         }
         responses.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
     }
-    (responses, total)
+    (responses, total, joined)
 }

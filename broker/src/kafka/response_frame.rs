@@ -7,6 +7,12 @@
 //! into, and when it is handed a slice that *is* one of the batches named up front (same address, same
 //! length), it keeps a reference instead of the bytes. Anything else is copied as usual, so the frame is the
 //! same bytes as the one-buffer encoding whatever the encoder does (a test holds it to that).
+//!
+//! A partition's answer can be several runs, one a cached append, so a fetch carries up to what the client
+//! allows instead of one append ([`BatchRun::joining`]). The response then holds a stand-in of their total length,
+//! a slice of a static region no data lives in, and the writer puts the runs in its place. Were the encoder ever
+//! to hand the stand-in over in parts, the frame would hold its zeros: [`encode_response_pieces`] refuses such a
+//! frame ([`UnplacedRuns`]) and the caller encodes the runs joined.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
@@ -25,6 +31,61 @@ pub const SHARED_PIECE_MIN_BYTES: usize = 4096;
 
 /// At most this many pieces a write (Linux's `IOV_MAX` is 1024).
 const PIECES_PER_WRITE: usize = 64;
+
+/// The most bytes a run of several pieces stands for: the stand-ins are slices of a static region this size,
+/// never written, so it costs address space only. A partition's share of a fetch is at most `max_fetch_bytes`.
+pub const JOINED_RUN_MAX_BYTES: usize = 64 << 20;
+
+static STAND_IN: [u8; JOINED_RUN_MAX_BYTES] = [0; JOINED_RUN_MAX_BYTES];
+
+/// Record batches a response carries by reference, in the order the encoder meets them.
+#[derive(Debug, Clone)]
+pub struct BatchRun {
+    /// What the response holds: the batches themselves, or the stand-in of several runs.
+    held: Bytes,
+    /// What goes out in its place, when `held` is a stand-in.
+    joined: Option<Vec<Bytes>>,
+}
+
+impl BatchRun {
+    /// Batches the response holds as they are.
+    pub fn single(batches: Bytes) -> BatchRun {
+        BatchRun { held: batches, joined: None }
+    }
+
+    /// Several runs that go out one after another as one partition's records; the runs back when they would
+    /// exceed [`JOINED_RUN_MAX_BYTES`].
+    pub fn joining(runs: Vec<Bytes>) -> Result<BatchRun, Vec<Bytes>> {
+        let total: usize = runs.iter().map(Bytes::len).sum();
+        if total > JOINED_RUN_MAX_BYTES {
+            return Err(runs);
+        }
+        Ok(BatchRun { held: Bytes::from_static(&STAND_IN[..total]), joined: Some(runs) })
+    }
+
+    /// The value for the response to hold: the batches, or the stand-in.
+    pub fn held(&self) -> Bytes {
+        self.held.clone()
+    }
+
+    /// Whether `records`, a value a response holds, is a stand-in of [`BatchRun::joining`].
+    pub fn is_stand_in(records: &Bytes) -> bool {
+        !records.is_empty() && records.as_ptr() == STAND_IN.as_ptr()
+    }
+
+    /// The batches as one buffer (a copy when there are several runs): what the response holds when the
+    /// frame cannot be encoded in pieces.
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.joined {
+            None => self.held.clone(),
+            Some(runs) => Bytes::from(runs.concat()),
+        }
+    }
+}
+
+/// A frame in which a [`BatchRun::joining`] run's stand-in was not met whole by the encoder.
+#[derive(Debug)]
+pub struct UnplacedRuns;
 
 /// One whole response frame (size prefix, header, body), in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,14 +133,15 @@ impl ResponseFrame {
 }
 
 /// Encodes a response into pieces, passing `shared` (the batch runs the response holds, in the order the
-/// encoder meets them) by reference.
+/// encoder meets them) by reference. `Ok(Err(UnplacedRuns))` when a run of several pieces was not placed: the
+/// frame would carry its stand-in, so there is none; encode the response holding [`BatchRun::to_bytes`] instead.
 pub fn encode_response_pieces<M: Encodable>(
     correlation_id: i32,
     header_version: i16,
     body: &M,
     version: i16,
-    shared: Vec<Bytes>,
-) -> Result<ResponseFrame, EncodeError> {
+    shared: Vec<BatchRun>,
+) -> Result<Result<ResponseFrame, UnplacedRuns>, EncodeError> {
     let mut writer = PieceWriter::new(shared);
     writer.put_i32(0);
     ResponseHeader::default()
@@ -87,7 +149,7 @@ pub fn encode_response_pieces<M: Encodable>(
         .encode(&mut writer, header_version)
         .map_err(|e| EncodeError::new(e.to_string()))?;
     body.encode(&mut writer, version).map_err(|e| EncodeError::new(e.to_string()))?;
-    let mut pieces = writer.finish();
+    let Some(mut pieces) = writer.finish() else { return Ok(Err(UnplacedRuns)) };
     let total: usize = pieces.iter().map(Bytes::len).sum();
     let size = i32::try_from(total - SIZE_PREFIX_BYTES)
         .map_err(|_| EncodeError::new(format!("a response of {total} bytes")))?;
@@ -95,7 +157,7 @@ pub fn encode_response_pieces<M: Encodable>(
     let mut first = BytesMut::from(&pieces[0][..]);
     first[..SIZE_PREFIX_BYTES].copy_from_slice(&size.to_be_bytes());
     pieces[0] = first.freeze();
-    Ok(ResponseFrame { pieces })
+    Ok(Ok(ResponseFrame { pieces }))
 }
 
 /// The buffer the encoder writes into: owned bytes, with the shared runs spliced in as pieces of their own.
@@ -105,22 +167,37 @@ struct PieceWriter {
     pieces: Vec<Bytes>,
     /// Bytes in `pieces`: where `head` starts in the frame.
     flushed_bytes: usize,
-    shared: std::vec::IntoIter<Bytes>,
-    next_shared: Option<Bytes>,
+    shared: std::vec::IntoIter<BatchRun>,
+    next_shared: Option<BatchRun>,
 }
 
 impl PieceWriter {
-    fn new(shared: Vec<Bytes>) -> PieceWriter {
+    fn new(shared: Vec<BatchRun>) -> PieceWriter {
         let mut shared = shared.into_iter();
         let next_shared = shared.next();
         PieceWriter { head: BytesMut::with_capacity(256), pieces: Vec::new(), flushed_bytes: 0, shared, next_shared }
     }
 
-    fn finish(mut self) -> Vec<Bytes> {
+    /// The pieces, or `None` when a run of several pieces did not get its place: its stand-in was then written
+    /// as bytes, or in parts (matching is in order, so a run met out of order leaves every later one unmatched).
+    fn finish(mut self) -> Option<Vec<Bytes>> {
+        if self.next_shared.iter().chain(self.shared.as_slice()).any(|run| run.joined.is_some()) {
+            return None;
+        }
         if !self.head.is_empty() || self.pieces.is_empty() {
             self.pieces.push(self.head.freeze());
         }
-        self.pieces
+        Some(self.pieces)
+    }
+
+    fn push_piece(&mut self, piece: Bytes) {
+        if !self.head.is_empty() {
+            let head = self.head.split().freeze();
+            self.flushed_bytes += head.len();
+            self.pieces.push(head);
+        }
+        self.flushed_bytes += piece.len();
+        self.pieces.push(piece);
     }
 
     /// The encoder may go back to patch a length it wrote earlier (message encoders do not today). Before the
@@ -158,22 +235,25 @@ unsafe impl BufMut for PieceWriter {
         let is_next_shared = self
             .next_shared
             .as_ref()
-            .is_some_and(|shared| shared.as_ptr() == src.as_ptr() && shared.len() == src.len());
-        if is_next_shared && src.len() >= SHARED_PIECE_MIN_BYTES {
-            let shared = self.next_shared.take().expect("checked just above");
-            self.next_shared = self.shared.next();
-            if !self.head.is_empty() {
-                let head = self.head.split().freeze();
-                self.flushed_bytes += head.len();
-                self.pieces.push(head);
-            }
-            self.flushed_bytes += shared.len();
-            self.pieces.push(shared);
-        } else {
-            if is_next_shared {
-                self.next_shared = self.shared.next();
-            }
+            .is_some_and(|shared| shared.held.as_ptr() == src.as_ptr() && shared.held.len() == src.len());
+        if !is_next_shared {
             self.head.extend_from_slice(src);
+            return;
+        }
+        let shared = self.next_shared.take().expect("checked just above");
+        self.next_shared = self.shared.next();
+        match shared.joined {
+            Some(runs) => {
+                for run in runs {
+                    if run.len() >= SHARED_PIECE_MIN_BYTES {
+                        self.push_piece(run);
+                    } else {
+                        self.head.extend_from_slice(&run);
+                    }
+                }
+            }
+            None if src.len() >= SHARED_PIECE_MIN_BYTES => self.push_piece(shared.held),
+            None => self.head.extend_from_slice(src),
         }
     }
 }
@@ -223,6 +303,47 @@ mod tests {
         FetchResponse::default().with_responses(vec![topic])
     }
 
+    fn singles(records: &[Bytes]) -> Vec<BatchRun> {
+        records.iter().cloned().map(BatchRun::single).collect()
+    }
+
+    #[test]
+    fn a_joined_run_goes_out_as_its_pieces_and_the_frame_is_the_joined_one_byte_for_byte() {
+        let runs: Vec<Bytes> = [10_000usize, 100, 8192]
+            .iter()
+            .enumerate()
+            .map(|(n, &len)| Bytes::from((0..len).map(|i| (i * 7 + n) as u8).collect::<Vec<_>>()))
+            .collect();
+        let other = Bytes::from(vec![3u8; 5000]);
+        let joined = BatchRun::joining(runs.clone()).expect("within the stand-in");
+        assert!(BatchRun::is_stand_in(&joined.held()));
+        let response = fetch_response(&[joined.held(), other.clone()]);
+        let expected = fetch_response(&[Bytes::from(runs.concat()), other.clone()]);
+        for version in [4, 11, 12] {
+            let header_version = if version >= 12 { 1 } else { 0 };
+            let whole = encode_response(5, header_version, &expected, version).expect("encodes");
+            let shared = vec![joined.clone(), BatchRun::single(other.clone())];
+            let frame = encode_response_pieces(5, header_version, &response, version, shared)
+                .expect("encodes")
+                .expect("placed");
+            assert_eq!(frame.pieces().concat(), whole.to_vec(), "v{version}");
+            for run in [&runs[0], &runs[2], &other] {
+                assert!(frame.pieces().iter().any(|p| p.as_ptr() == run.as_ptr()), "v{version}: shared, not copied");
+            }
+        }
+    }
+
+    #[test]
+    fn a_joined_run_met_out_of_order_gives_no_frame_rather_than_its_stand_in() {
+        let joined = BatchRun::joining(vec![Bytes::from(vec![1u8; 9000]), Bytes::from(vec![2u8; 9000])]).expect("fits");
+        let other = Bytes::from(vec![3u8; 5000]);
+        let response = fetch_response(&[joined.held(), other.clone()]);
+        let out_of_order = vec![BatchRun::single(other), joined.clone()];
+        let encoded = encode_response_pieces(5, 0, &response, 4, out_of_order).expect("encodes");
+        assert!(encoded.is_err(), "the stand-in's zeros must never make a frame");
+        assert_eq!(joined.to_bytes().len(), 18_000);
+    }
+
     #[test]
     fn a_fetch_frame_in_pieces_is_the_one_buffer_frame_byte_for_byte() {
         let records: Vec<Bytes> = [10_000usize, 100, 0, 5000, 4096]
@@ -234,8 +355,9 @@ mod tests {
         for version in [4, 11, 12] {
             let header_version = if version >= 12 { 1 } else { 0 };
             let whole = encode_response(9, header_version, &response, version).expect("encodes");
-            let frame =
-                encode_response_pieces(9, header_version, &response, version, records.clone()).expect("encodes");
+            let frame = encode_response_pieces(9, header_version, &response, version, singles(&records))
+                .expect("encodes")
+                .expect("placed");
             assert_eq!(frame.pieces().concat(), whole.to_vec(), "v{version}");
             let shared = frame.pieces().iter().filter(|p| records.iter().any(|r| r.as_ptr() == p.as_ptr())).count();
             assert_eq!(shared, 3, "v{version}: the runs of 4 KiB and more are shared, not copied");
@@ -248,7 +370,7 @@ mod tests {
         let response = fetch_response(&records);
         let reversed: Vec<Bytes> = records.iter().rev().cloned().collect();
         let whole = encode_response(1, 0, &response, 4).expect("encodes");
-        let frame = encode_response_pieces(1, 0, &response, 4, reversed).expect("encodes");
+        let frame = encode_response_pieces(1, 0, &response, 4, singles(&reversed)).expect("encodes").expect("placed");
         assert_eq!(frame.pieces().concat(), whole.to_vec());
     }
 
@@ -256,7 +378,7 @@ mod tests {
     async fn a_frame_in_pieces_is_written_whole_through_short_writes() {
         let records: Vec<Bytes> = (0..100).map(|n| Bytes::from(vec![n as u8; 5000])).collect();
         let response = fetch_response(&records);
-        let frame = encode_response_pieces(3, 0, &response, 4, records).expect("encodes");
+        let frame = encode_response_pieces(3, 0, &response, 4, singles(&records)).expect("encodes").expect("placed");
         assert!(frame.pieces().len() > PIECES_PER_WRITE, "more pieces than one write takes");
         let (mut client, mut server) = tokio::io::duplex(1000);
         let expected = frame.pieces().concat();

@@ -124,8 +124,8 @@ pub async fn answer(
             || node.is_shutting_down()
             || watchers.is_empty()
         {
-            let response = FetchResponse::default().with_responses(responses);
-            let runs = batch_runs(&response, joined);
+            let mut response = FetchResponse::default().with_responses(responses);
+            let runs = batch_runs(&mut response, joined);
             return (response, runs);
         }
         tokio::select! {
@@ -137,14 +137,21 @@ pub async fn answer(
 }
 
 /// The runs the response's records are, in the order the encoder meets them: a stand-in is the next of
-/// `joined` (made in that order), anything else the batches themselves.
-fn batch_runs(response: &FetchResponse, joined: Vec<BatchRun>) -> Vec<BatchRun> {
+/// `joined` (made in that order), anything else the batches themselves. A stand-in without its run (none is
+/// made so) becomes an empty answer, which the client fetches again, never the stand-in's zeros.
+fn batch_runs(response: &mut FetchResponse, joined: Vec<BatchRun>) -> Vec<BatchRun> {
     let mut joined = joined.into_iter();
-    let records = response.responses.iter().flat_map(|topic| &topic.partitions).filter_map(|p| p.records.as_ref());
+    let partitions = response.responses.iter_mut().flat_map(|topic| &mut topic.partitions);
+    let records = partitions.filter_map(|p| p.records.as_mut());
     records
-        .map(|records| match BatchRun::is_stand_in(records) {
-            true => joined.next().unwrap_or_else(|| BatchRun::single(records.clone())),
-            false => BatchRun::single(records.clone()),
+        .map(|records| {
+            if BatchRun::is_stand_in(records) {
+                if let Some(run) = joined.next() {
+                    return run;
+                }
+                *records = Bytes::new();
+            }
+            BatchRun::single(records.clone())
         })
         .collect()
 }

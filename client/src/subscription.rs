@@ -10,7 +10,7 @@
 //! h2, and the broker's `subscribe_queue_batches`; the broker's push then waits. Dropping a `Subscription`
 //! resets its stream, which ends the broker's push task.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use prost::Message;
@@ -82,30 +82,7 @@ impl Subscription {
 
     /// The next whole message read so far, decoded.
     fn whole_message(&mut self) -> Result<Option<SubscribeResponse>, Status> {
-        if self.unread.remaining() < GRPC_HEADER_BYTES {
-            return Ok(None);
-        }
-        let mut header = [0u8; GRPC_HEADER_BYTES];
-        self.unread.peek(&mut header);
-        if header[0] != 0 {
-            return Err(Status::internal("a compressed message without a grpc-encoding"));
-        }
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        if len > self.max_message_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "a pushed message of {len} bytes exceeds the client's max_message_bytes of {} bytes",
-                self.max_message_bytes
-            )));
-        }
-        if self.unread.remaining() < GRPC_HEADER_BYTES + len {
-            return Ok(None);
-        }
-        self.unread.advance(GRPC_HEADER_BYTES);
-        let mut message = (&mut self.unread).take(len);
-        let decoded = SubscribeResponse::decode(&mut message);
-        let rest = message.remaining();
-        self.unread.advance(rest);
-        decoded.map(Some).map_err(|e| Status::internal(format!("cannot decode the broker's pushed batches: {e}")))
+        self.unread.next_message(self.max_message_bytes, "the client's max_message_bytes", "pushed message")
     }
 
     /// Why the stream ended: the trailers' status, else UNAVAILABLE (a subscription never ends on its own).

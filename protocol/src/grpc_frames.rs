@@ -79,6 +79,40 @@ impl Chunks {
         }
     }
 
+    /// The next whole message of a stream of length-prefixed gRPC messages, decoded and consumed; `None` until
+    /// all of its bytes are here. A message above `limit` is refused from its header, before it is read;
+    /// `what` names the message and `limit_name` whose limit it is, in the errors.
+    pub fn next_message<M: prost::Message + Default>(
+        &mut self,
+        limit: usize,
+        limit_name: &str,
+        what: &str,
+    ) -> Result<Option<M>, Status> {
+        if self.remaining < GRPC_HEADER_BYTES {
+            return Ok(None);
+        }
+        let mut header = [0u8; GRPC_HEADER_BYTES];
+        self.peek(&mut header);
+        if header[0] != 0 {
+            return Err(Status::internal(format!("a compressed {what} on a stream without a grpc-encoding")));
+        }
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if len > limit {
+            return Err(Status::resource_exhausted(format!(
+                "a {what} of {len} bytes exceeds {limit_name} of {limit} bytes"
+            )));
+        }
+        if self.remaining < GRPC_HEADER_BYTES + len {
+            return Ok(None);
+        }
+        self.advance(GRPC_HEADER_BYTES);
+        let mut message = self.take(len);
+        let decoded = M::decode(&mut message);
+        let rest = message.remaining();
+        self.advance(rest);
+        decoded.map(Some).map_err(|e| Status::internal(format!("cannot decode the {what}: {e}")))
+    }
+
     /// Copies the first `into.len()` bytes into `into` without consuming them; the caller checked they exist.
     pub fn peek(&self, into: &mut [u8]) {
         let mut filled = 0;
@@ -162,6 +196,52 @@ mod tests {
             from = cut.max(from);
         }
         chunks
+    }
+
+    fn framed(message: &v1::ProduceRequest) -> Vec<u8> {
+        let body = message.encode_to_vec();
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&body);
+        framed
+    }
+
+    #[test]
+    fn a_stream_of_messages_comes_out_one_whole_message_at_a_time() {
+        let (first, second) = (request(300), request(4000));
+        let stream = [framed(&first), framed(&second)].concat();
+        let mut chunks = Chunks::default();
+        let mut read = Vec::new();
+        // Fed in 7-byte frames: a message is read only once all of it is there.
+        for piece in stream.chunks(7) {
+            chunks.push(Bytes::copy_from_slice(piece));
+            while let Some(message) = chunks
+                .next_message::<v1::ProduceRequest>(1 << 20, "the test's limit", "message")
+                .expect("valid messages")
+            {
+                read.push(message);
+            }
+        }
+        assert_eq!(read, vec![first, second]);
+        assert_eq!(chunks.remaining(), 0);
+    }
+
+    #[test]
+    fn a_message_over_the_limit_or_compressed_is_refused_from_its_header() {
+        let big = framed(&request(5000));
+        let mut chunks = Chunks::default();
+        chunks.push(Bytes::copy_from_slice(&big[..GRPC_HEADER_BYTES]));
+        let refused = chunks.next_message::<v1::ProduceRequest>(1000, "the follower's limit", "replication answer");
+        let status = refused.expect_err("over the limit");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("exceeds the follower's limit of 1000 bytes"), "{}", status.message());
+
+        let mut compressed = framed(&request(10));
+        compressed[0] = 1;
+        let mut chunks = Chunks::default();
+        chunks.push(Bytes::from(compressed));
+        let status = chunks.next_message::<v1::ProduceRequest>(1000, "a limit", "message").expect_err("compressed");
+        assert_eq!(status.code(), tonic::Code::Internal);
     }
 
     proptest! {

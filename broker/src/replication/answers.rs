@@ -87,30 +87,7 @@ pub struct AnswerFrames {
 impl AnswerFrames {
     /// The next whole answer in `unread`, if there is one.
     fn decode_next(&mut self) -> Result<Option<ReplicaData>, Status> {
-        if self.unread.remaining() < GRPC_HEADER_BYTES {
-            return Ok(None);
-        }
-        let mut header = [0u8; GRPC_HEADER_BYTES];
-        self.unread.peek(&mut header);
-        if header[0] != 0 {
-            return Err(Status::internal("the leader sent a compressed answer on a stream without compression"));
-        }
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        if len > self.max_answer_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "a replication answer of {len} bytes exceeds the follower's limit of {} bytes",
-                self.max_answer_bytes
-            )));
-        }
-        if self.unread.remaining() < GRPC_HEADER_BYTES + len {
-            return Ok(None);
-        }
-        self.unread.advance(GRPC_HEADER_BYTES);
-        let mut message = (&mut self.unread).take(len);
-        let decoded = ReplicaData::decode(&mut message);
-        let rest = message.remaining();
-        self.unread.advance(rest);
-        decoded.map(Some).map_err(|e| Status::internal(format!("cannot decode the leader's replication answer: {e}")))
+        self.unread.next_message(self.max_answer_bytes, "the follower's limit", "replication answer")
     }
 }
 

@@ -1,10 +1,11 @@
 //! `Prefault`: memory touched ahead of the tail cache's growth, by the maintenance pass, not by an append.
 //!
 //! Why: until the tail cache reaches its limit it grows into memory the allocator takes fresh from the kernel,
-//! and the first touch of each fresh page zeroes it inside whatever touched it. The allocator asks for 2 MiB
-//! pages (`cli/src/allocator.rs`), so on this VM an append or a request's allocation paid about 2.5 ms once per
-//! 2 MiB, and every record queued behind it waited too: a fresh broker's whole p99 at 10k msg/s, gone once a
-//! broker had filled its cache once (docs/benchmarks.md, "Fresh memory"). Here a maintenance pass allocates the
+//! and the first touch of each fresh page zeroes it inside whatever touched it. With transparent huge pages
+//! (`cli/src/allocator.rs` keeps them except where the VM hands free memory back to its host) an append or a
+//! request's allocation paid about 2.5 ms once per 2 MiB on this VM, and every record queued behind it waited
+//! too: a fresh broker's whole p99 at 10k msg/s, gone once a broker had filled its cache once
+//! (docs/benchmarks.md, "Fresh memory"). Here a maintenance pass allocates the
 //! memory the cache will grow into, touches one byte per 4 KiB page, and frees it: the allocator keeps what is
 //! freed (no purge, `cli/src/allocator.rs`) and hands those pages, already faulted in, to the next allocations.
 //!

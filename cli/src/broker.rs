@@ -411,6 +411,13 @@ fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Res
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?;
         let broker = Broker::start(config).await?;
+        if crate::allocator::huge_pages() != crate::allocator::HugePages::On {
+            tracing::info!(
+                "transparent huge pages {}; {} sets on, off or auto",
+                crate::allocator::huge_pages().describe(),
+                crate::allocator::HUGE_PAGES_ENV
+            );
+        }
         // The first line on stdout: scripts and tests read the address from it (useful with port 0). The admin
         // address follows in the same write, so a reader that takes the first line and closes the pipe makes no
         // later write fail (tests with `--admin-listen 127.0.0.1:0` read the second line).

@@ -95,7 +95,10 @@ fn log_client_if_asked() {
 }
 
 fn main() -> std::process::ExitCode {
-    allocator::tune();
+    if let Err(refused) = allocator::tune() {
+        eprintln!("error: {refused}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     connect::set_token(cli.token);
     if !matches!(cli.command, Command::Broker(_)) {

@@ -165,6 +165,40 @@ fn bad_configuration_is_rejected_at_start_naming_the_setting() {
     let (ok, stderr) = run(&["--config", config.to_str().unwrap()], &[]);
     assert!(!ok && stderr.contains("http2_max_frame_bytes"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    let (ok, stderr) = run(&[], &[("RILL_TRANSPARENT_HUGE_PAGES", "yes")]);
+    assert!(!ok && stderr.contains("RILL_TRANSPARENT_HUGE_PAGES") && stderr.contains("on, off or auto"), "{stderr}");
+}
+
+/// `THP_enabled` of `/proc/PID/status`: 0 once the process turned transparent huge pages off for itself.
+fn huge_pages_enabled(pid: &str) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"))?;
+    Some(line.trim() == "1")
+}
+
+#[test]
+fn the_environment_turns_the_brokers_transparent_huge_pages_off_or_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |choice: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rill"));
+        command.env("RILL_TRANSPARENT_HUGE_PAGES", choice);
+        let data = dir.path().join(choice);
+        BrokerProcess::start_command(
+            command,
+            &["broker", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+        )
+    };
+    // This test's own process, which never turns them off: a kernel without the field (before 5.0) or without
+    // transparent huge pages at all has nothing to show.
+    if huge_pages_enabled(&std::process::id().to_string()) != Some(true) {
+        eprintln!("skipped: this kernel shows no THP_enabled: 1 for a process that keeps them");
+        return;
+    }
+    let off = start("off");
+    assert_eq!(huge_pages_enabled(&off.pid()), Some(false), "RILL_TRANSPARENT_HUGE_PAGES=off turns them off");
+    drop(off);
+    let on = start("on");
+    assert_eq!(huge_pages_enabled(&on.pid()), Some(true), "on keeps the kernel's setting");
 }
 
 #[test]

@@ -433,6 +433,7 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         // What `--worker-threads` gave this process's runtime (0 resolved to the machine's default).
         "worker_threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "tail_cache_bytes": args.tail_cache_bytes,
+        "transparent_huge_pages": crate::allocator::huge_pages().describe(),
         "replays": args.replays,
         "topics": workload.topics,
         "partitions_per_topic": workload.partitions_per_topic,

@@ -171,26 +171,67 @@ pub(crate) fn walk_records(
 
 /// The common record, checked fast: every varint one or two bytes long, no headers. Returns its offset delta,
 /// timestamp delta and length, or `None` for anything else, which [`parse_fields`] then reads (and names the fault of). It
-/// accepts only records `parse_fields` accepts, so the fallback changes the speed of a check, never its result.
-/// For 100-byte records this took the broker's validation walk from ~210 to ~70 instructions a record.
+/// accepts only records `parse_fields` accepts, so the fallback changes the speed of a check, never its result
+/// (`a_skimmed_record_is_read_as_parse_fields_reads_it` below). For 100-byte records the whole validation walk
+/// (`check_records_strictly`, callgrind, inclusive) takes ~145 instructions a record: ~210 without this fast
+/// path, 161 with its fields read byte by byte instead of as one word.
 #[inline]
 fn skim_record(buf: &[u8]) -> Option<(i32, i64, usize)> {
     let mut at = 0;
     let length = short_varint(buf, &mut at)?;
     let end = at + usize::try_from(length).ok()?;
     let record = buf.get(..end)?;
-    at += 1; // attributes
-    let timestamp_delta = short_varint(record, &mut at)?; // any value a short varint holds is valid
-    let offset_delta = i32::try_from(short_varint(record, &mut at)?).ok().filter(|d| *d >= 0)?;
-    for _ in 0..2 {
-        // Key, then value: null (-1) or a length the record holds.
-        match short_varint(record, &mut at)? {
-            -1 => {}
-            len => at = at.checked_add(usize::try_from(len).ok()?)?,
-        }
+    // After the attributes, the timestamp delta, offset delta, key length and (for a null key) value length take
+    // at most 8 bytes when each takes one or two: read as one word and decoded with shifts, rather than byte by
+    // byte with a bounds check each. A record too short for the word (a value under 3 bytes) goes the slow way.
+    let fields = u64::from_le_bytes(record.get(at + 1..at + 9)?.try_into().ok()?);
+    let mut word = Word { bits: fields, taken: 0 };
+    let timestamp_delta = word.short_varint()?; // any value a short varint holds is valid
+    let offset_delta = i32::try_from(word.short_varint()?).ok().filter(|d| *d >= 0)?;
+    let key_length = word.short_varint()?;
+    let value_length = if key_length == -1 {
+        let value_length = word.short_varint()?;
+        at += 1 + word.taken;
+        value_length
+    } else {
+        at = (at + 1 + word.taken).checked_add(usize::try_from(key_length).ok()?)?;
+        short_varint(record, &mut at)?
+    };
+    if value_length != -1 {
+        at = at.checked_add(usize::try_from(value_length).ok()?)?;
     }
     let header_count = short_varint(record, &mut at)?;
     (header_count == 0 && at == end).then_some((offset_delta, timestamp_delta, end))
+}
+
+/// Up to 8 bytes of a record, least significant first, read one short varint at a time.
+struct Word {
+    bits: u64,
+    /// Bytes read so far.
+    taken: usize,
+}
+
+impl Word {
+    /// As [`short_varint`]: a zig-zag varint of one or two bytes, `None` if it is longer. Never reads past the
+    /// 8 bytes: four varints of at most two bytes fill them exactly, and no caller reads a fifth.
+    #[inline(always)]
+    fn short_varint(&mut self) -> Option<i64> {
+        let first = self.bits & 0xff;
+        let raw = if first < 0x80 {
+            self.bits >>= 8;
+            self.taken += 1;
+            first
+        } else {
+            let second = (self.bits >> 8) & 0xff;
+            if second >= 0x80 {
+                return None;
+            }
+            self.bits >>= 16;
+            self.taken += 2;
+            (first & 0x7f) | (second << 7)
+        };
+        Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
 }
 
 /// A zig-zag varint of one or two bytes at `buf[*at..]`, moving `at` past it; `None` if it is longer or cut.
@@ -529,6 +570,41 @@ mod tests {
             let mut general = RecordBatchBuilder::default();
             general.push_all(timestamp_delta, offset_delta, None, value.as_deref(), std::iter::empty());
             prop_assert_eq!(fast.buf, general.buf);
+        }
+
+        /// The fast check of the validation walk reads a record exactly as the general parser does, or leaves it to
+        /// it: over records of any shape (keys, null values, headers, fields of 1–3 bytes, values of 0–3 bytes that
+        /// are too short for its word), each with one byte possibly overwritten, and over bytes of no shape at all.
+        #[test]
+        fn a_skimmed_record_is_read_as_parse_fields_reads_it(
+            timestamp_delta in prop_oneof![-70i64..70, -20_000i64..20_000],
+            offset_delta in prop_oneof![0i32..70, -3i32..20_000],
+            key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..4)),
+            value in proptest::option::of(prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..4),
+                proptest::collection::vec(any::<u8>(), 60..9000),
+            ]),
+            headers in 0usize..2,
+            overwrite in proptest::option::of((any::<proptest::sample::Index>(), any::<u8>())),
+            noise in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            let mut builder = RecordBatchBuilder::default();
+            let header_fields = vec![("h", Some(&b"v"[..])); headers];
+            builder.push_all(timestamp_delta, offset_delta, key.as_deref(), value.as_deref(), header_fields.into_iter());
+            let mut record = builder.buf[HEADER_BYTES..].to_vec();
+            if let Some((at, byte)) = overwrite {
+                let at = at.index(record.len());
+                record[at] = byte;
+            }
+            for bytes in [&record[..], &noise[..]] {
+                if let Some((skimmed_offset, skimmed_timestamp, skimmed_end)) = skim_record(bytes) {
+                    let (fields, end) = parse_fields(bytes, |_, _, _| {}).expect("skimmed, so well formed");
+                    prop_assert_eq!(
+                        (skimmed_offset, skimmed_timestamp, skimmed_end),
+                        (fields.offset_delta, fields.timestamp_delta, end)
+                    );
+                }
+            }
         }
     }
 }

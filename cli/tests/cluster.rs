@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{broker_args, Cluster};
-use common::{dead_address, rill, run, BrokerProcess, DEADLINE, RILL};
+use common::{dead_address, eventually, rill, run, signal, BrokerProcess, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that fencing happens within the tests' deadline.
 const FAST_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n";
@@ -85,6 +85,34 @@ fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
 
     cluster.nodes[old_leader as usize - 1] = Some(cluster.start_node(old_leader));
     wait_for(cluster.addr(old_leader), "the restarted node alive again", |d| d.leader.is_some() && d.all_alive());
+}
+
+#[test]
+fn a_call_forwarded_to_a_frozen_controller_leader_ends_once_another_node_leads() {
+    let cluster = Cluster::start(FAST_SESSIONS);
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let frozen = formed.leader.expect("a leader");
+    let follower = if frozen == 1 { 2 } else { 1 };
+    // Frozen, not killed: its connections stay open and its port still accepts, so a call forwarded to it waits
+    // for an answer that never comes.
+    signal(&cluster.nodes[frozen as usize - 1].as_ref().expect("running").child, libc::SIGSTOP);
+    // The follower still takes the frozen node for the leader and forwards the call there. It must end once the
+    // other two have elected a leader (about a second), not at the call's own timeout (30 s).
+    let started = Instant::now();
+    let first = rill(cluster.addr(follower), &["cluster", "elect-leaders"]);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(20), "the forwarded call waited {waited:?}: {first:?}");
+    if !first.status.success() {
+        assert!(first.stderr.contains("stopped leading") || first.stderr.contains("controller"), "{first:?}");
+    }
+    // And a call made again reaches the new leader.
+    let moved = eventually("elect-leaders through the new leader", || {
+        let output = rill(cluster.addr(follower), &["cluster", "elect-leaders"]);
+        output.status.success().then_some(output.stdout)
+    });
+    assert!(moved.contains("leadership(s) moved"), "{moved}");
+    signal(&cluster.nodes[frozen as usize - 1].as_ref().expect("running").child, libc::SIGCONT);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The public `ClusterAdmin` service: `DescribeCluster`, `AddNode`, `RemoveNode`, `ElectLeaders`,
 //! `ReassignPartition`, `CancelReassignment`, `RebalanceReplicas`, `SetReplicationThrottle`. A follower forwards
 //! each but the throttle (which any node proposes) to
-//! the controller leader (only the leader knows heartbeat ages and may change the membership); a describe is
-//! answered from the follower's own replica when the leader is unknown or unreachable.
+//! the controller leader (only the leader knows heartbeat ages and may change the membership), and stops waiting
+//! for it once raft no longer names that leader (`forward`); a describe is answered from the follower's own
+//! replica when the leader is unknown or unreachable.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,7 +125,7 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
 }
 
 /// The controller leader's address, when this node is not the leader and knows who is; `None` on the leader.
-fn leader_elsewhere(controller: &Controller) -> Result<Option<String>, Status> {
+fn leader_elsewhere(controller: &Controller) -> Result<Option<(u64, String)>, Status> {
     let metrics = controller.raft.metrics().borrow().clone();
     let leader = metrics.current_leader.ok_or_else(|| crate::error::BrokerError::ControllerUnavailable {
         reason: "no controller leader is elected (is a majority of the voters up?)".into(),
@@ -136,7 +137,7 @@ fn leader_elsewhere(controller: &Controller) -> Result<Option<String>, Status> {
     let address = address.ok_or_else(|| crate::error::BrokerError::ControllerUnavailable {
         reason: format!("controller leader {leader} has no address"),
     })?;
-    Ok(Some(address))
+    Ok(Some((leader, address)))
 }
 
 /// A client of the controller leader's `ClusterAdmin`, for a call to forward there.
@@ -150,6 +151,43 @@ fn leader_client(
         })
     })?;
     Ok(ClusterAdminClient::new(channel))
+}
+
+/// Forwards a call to the controller leader `(id, address)`, as `call` makes it, and stops waiting for it once
+/// raft here no longer names that leader. Why: a leader frozen, cut off or killed after the call went to it
+/// would hold the caller for the call's whole timeout (30 s by default), where the other voters elect a new one
+/// in about a second. The caller gets UNAVAILABLE and tries again, then reaching the new leader. The old leader
+/// may or may not have applied the call; every call forwarded here may be made again.
+async fn forward<T, R, Call, Answer>(
+    controller: &Controller,
+    (leader_id, address): (u64, String),
+    request: Request<T>,
+    call: Call,
+) -> Result<Response<R>, Status>
+where
+    Call: FnOnce(ClusterAdminClient<crate::tls::PeerChannel>, Request<T>) -> Answer,
+    Answer: std::future::Future<Output = Result<Response<R>, Status>>,
+{
+    let mut metrics = controller.raft.metrics();
+    let answer = call(leader_client(controller, &address)?, forwarded(request));
+    let deposed = async {
+        while metrics.borrow_and_update().current_leader == Some(leader_id) {
+            if metrics.changed().await.is_err() {
+                // Raft has stopped (the node is shutting down): the call's own timeout decides.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        answer = answer => answer,
+        () = deposed => Err(BrokerError::ControllerUnavailable {
+            reason: format!(
+                "controller leader {leader_id} stopped leading while this call waited for it (it may or may not \
+                 have been applied); try again"
+            ),
+        }
+        .into()),
+    }
 }
 
 /// Asks the leader for its view; `None` when it cannot be had in time.
@@ -198,7 +236,7 @@ impl ClusterAdmin for ClusterAdminService {
         self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
-            return leader_client(controller, &leader)?.add_node(forwarded(request)).await;
+            return forward(controller, leader, request, |mut c, r| async move { c.add_node(r).await }).await;
         }
         let AddNodeRequest { node_id, address } = request.into_inner();
         let added = controller.add_node(node_id, address.trim()).await.map_err(Status::from)?;
@@ -209,7 +247,7 @@ impl ClusterAdmin for ClusterAdminService {
         self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
-            return leader_client(controller, &leader)?.remove_node(forwarded(request)).await;
+            return forward(controller, leader, request, |mut c, r| async move { c.remove_node(r).await }).await;
         }
         let removed = controller.remove_node(request.into_inner().node_id).await.map_err(Status::from)?;
         let moved = removed
@@ -227,7 +265,7 @@ impl ClusterAdmin for ClusterAdminService {
         self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_election_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
-            return leader_client(controller, &leader)?.elect_leaders(forwarded(request)).await;
+            return forward(controller, leader, request, |mut c, r| async move { c.elect_leaders(r).await }).await;
         }
         let ElectLeadersRequest { topic, partition } = request.into_inner();
         let scope = match (topic.as_deref(), partition) {
@@ -265,7 +303,7 @@ impl ClusterAdmin for ClusterAdminService {
         self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
-            return leader_client(controller, &leader)?.reassign_partition(forwarded(request)).await;
+            return forward(controller, leader, request, |mut c, r| async move { c.reassign_partition(r).await }).await;
         }
         let ReassignPartitionRequest { topic, partition, replica_ids } = request.into_inner();
         let done = controller.reassign_partition(&topic, partition, replica_ids).await.map_err(Status::from)?;
@@ -279,7 +317,8 @@ impl ClusterAdmin for ClusterAdminService {
         self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
-            return leader_client(controller, &leader)?.cancel_reassignment(forwarded(request)).await;
+            return forward(controller, leader, request, |mut c, r| async move { c.cancel_reassignment(r).await })
+                .await;
         }
         let CancelReassignmentRequest { topic, partition } = request.into_inner();
         let done = controller.cancel_reassignment(&topic, partition).await.map_err(BrokerError::from)?;
@@ -293,7 +332,7 @@ impl ClusterAdmin for ClusterAdminService {
         self.authorize_alter(&request)?;
         let Some(controller) = &self.controller else { return Err(single_node_refusal()) };
         if let Some(leader) = leader_elsewhere(controller)? {
-            return leader_client(controller, &leader)?.rebalance_replicas(forwarded(request)).await;
+            return forward(controller, leader, request, |mut c, r| async move { c.rebalance_replicas(r).await }).await;
         }
         let moved = controller.rebalance_replicas().await.map_err(Status::from)?;
         let moved = moved

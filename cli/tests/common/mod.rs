@@ -229,22 +229,35 @@ impl Drop for TinyFs {
     }
 }
 
-/// An address where nothing listens: a port the OS just gave out and took back, never one this test binary
-/// was given before. The OS may hand a port it took back to the next caller, and the tests of a binary run in
-/// parallel: two clusters once got the same port in CI, so one node could not listen and another's peers list
-/// named the wrong node there.
+/// An address where nothing listens, for a broker to be started on later: a free port below the kernel's
+/// ephemeral range, never one this test binary was given before. Below that range because a port the kernel hands
+/// out itself (a `bind` to port 0, the source port of any outgoing connection) may be handed out again to
+/// another socket before the broker binds it: a node of a CI run once failed with "address already in use" so.
+/// Nothing takes a port there unless asked for it by number, and within the binary the list below keeps two
+/// tests from asking for the same one.
 pub fn dead_address() -> String {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        drop(listener);
-        if !given.contains(&addr.port()) {
-            given.push(addr.port());
-            return addr.to_string();
+    // Linux's default range starts at 32768; a machine set otherwise is read.
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(11_000));
+    // Each binary starts at its own place in the range, so that two test binaries run at once rarely meet.
+    let span = u32::from(high - low);
+    let mut port = low + (std::process::id().wrapping_mul(7919) % span) as u16;
+    for _ in 0..span {
+        port = if port + 1 >= high { low } else { port + 1 };
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return format!("127.0.0.1:{port}");
         }
     }
+    panic!("no free port in {low}..{high}");
 }
 
 /// What one run of `rill` did.

@@ -124,7 +124,7 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
     }
 }
 
-/// The controller leader's address, when this node is not the leader and knows who is; `None` on the leader.
+/// The controller leader's id and address, when this node is not the leader and knows who is; `None` on the leader.
 fn leader_elsewhere(controller: &Controller) -> Result<Option<(u64, String)>, Status> {
     let metrics = controller.raft.metrics().borrow().clone();
     let leader = metrics.current_leader.ok_or_else(|| crate::error::BrokerError::ControllerUnavailable {

@@ -196,6 +196,12 @@ pub struct BrokerConfig {
     pub node_heartbeat_interval_ms: u64,
     /// A node the controller leader has not heard from for this long is fenced (until it heartbeats again).
     pub node_session_timeout_ms: u64,
+    /// Whether the controller leader, once a node's heartbeat is half an interval overdue, tries a TCP
+    /// connection to the node's address, and fences it at once when the connection is refused: nothing
+    /// listens there, so its process is gone (a crash, a kill), and waiting out its session would only keep
+    /// its partitions without a leader. A hung node (its port still accepts) and an unreachable host (no
+    /// answer at all) still wait for `node_session_timeout_ms` (docs/cluster.md, "Failures").
+    pub node_liveness_probe: bool,
     /// A follower that has not caught up with its partition leader's log end for this long leaves the ISR
     /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.
     pub replica_lag_time_max_ms: u64,
@@ -384,6 +390,7 @@ impl Default for BrokerConfig {
             join: Vec::new(),
             node_heartbeat_interval_ms: 1_000,
             node_session_timeout_ms: 6_000,
+            node_liveness_probe: true,
             replica_lag_time_max_ms: 10_000,
             high_watermark_checkpoint_interval_ms: 5_000,
             offsets_topic_partitions: 50,

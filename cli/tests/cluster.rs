@@ -1,5 +1,6 @@
 //! Clusters of real `rill broker` processes on loopback: the controller quorum forms, a SIGKILLed controller
-//! leader is replaced and fenced, and comes back alive when restarted; bad cluster settings are refused at start.
+//! leader is replaced and fenced, and comes back alive when restarted; a SIGKILLed node is fenced as soon as its
+//! port refuses, long before its session ends, and a frozen one is not; bad cluster settings are refused at start.
 
 use crate::common;
 
@@ -85,6 +86,39 @@ fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
 
     cluster.nodes[old_leader as usize - 1] = Some(cluster.start_node(old_leader));
     wait_for(cluster.addr(old_leader), "the restarted node alive again", |d| d.leader.is_some() && d.all_alive());
+}
+
+/// Heartbeats every 100 ms and sessions far beyond the tests' deadline: a node fenced within it was fenced by the
+/// liveness probe, not by its session.
+const LONG_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 120000\n";
+
+#[test]
+fn a_killed_node_is_fenced_once_its_port_refuses_and_a_frozen_one_keeps_its_session() {
+    let mut cluster = Cluster::start(LONG_SESSIONS);
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let leader = formed.leader.expect("a leader");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (frozen, killed) = (others[0], others[1]);
+
+    // Frozen for twenty heartbeats: its kernel still accepts the probe's connections, so nothing says the
+    // process is gone, and it keeps its session.
+    let frozen_child = &cluster.nodes[frozen as usize - 1].as_ref().expect("running").child;
+    signal(frozen_child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(2));
+    let during = describe(cluster.addr(leader));
+    signal(frozen_child, libc::SIGCONT);
+    let during = during.expect("the controller leader describes the cluster");
+    assert_eq!(during.state_of(frozen), Some("alive"), "a frozen node was fenced before its session ended: {during:?}");
+
+    // Killed: its port refuses, and it is fenced within the deadline (30 s), long before its 120 s session.
+    cluster.nodes[killed as usize - 1].take().expect("running").kill();
+    let after = wait_for(cluster.addr(leader), "the killed node fenced", |d| d.state_of(killed) == Some("fenced"));
+    assert_eq!(after.state_of(frozen), Some("alive"), "{after:?}");
+
+    // Restarted, it is alive again at once: the dead process's session does not hold the id.
+    cluster.nodes[killed as usize - 1] = Some(cluster.start_node(killed));
+    wait_for(cluster.addr(leader), "the restarted node alive again", |d| d.all_alive());
 }
 
 #[test]

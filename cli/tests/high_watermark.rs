@@ -16,9 +16,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use rill_protocol::v1::{self, records_client::RecordsClient};
 
 /// Sessions and the ISR lag limit far beyond the test, so a stopped follower stays in the ISR (holding the high
-/// watermark back) and a restarted leader keeps its leadership; checkpoints every 100 ms.
+/// watermark back) and a restarted leader keeps its leadership (no liveness probe, which would fence the killed
+/// leader as soon as its port refused); checkpoints every 100 ms.
 const SLOW_FAILURE_DETECTION: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 120000\n\
-                                      replica_lag_time_max_ms = 120000\nhigh_watermark_checkpoint_interval_ms = 100\n";
+                                      node_liveness_probe = false\nreplica_lag_time_max_ms = 120000\n\
+                                      high_watermark_checkpoint_interval_ms = 100\n";
 
 /// Leader, ISR, high watermark and each replica's log end of partition 0 of `orders`, from `rill topic describe`.
 #[derive(Debug, Clone, PartialEq, Eq)]

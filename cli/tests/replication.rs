@@ -2,7 +2,8 @@
 //! produced with `--acks all` through repeated SIGKILLs of its leader; each killed node restarts, truncates
 //! what it must, catches up and rejoins the ISR. The kills alternate between the controller leader and a partition
 //! leader that is not it. `RILL_FAILOVER_CYCLES=N` runs more kills than the default, `RILL_FAILOVER_KILL=controller`
-//! (or `partition`) only that kind.
+//! (or `partition`) only that kind, and `RILL_FAILOVER_CONFIG` adds lines to the nodes' TOML (e.g.
+//! `node_liveness_probe = false`, to time a failover that waits for the session).
 
 use crate::common;
 
@@ -78,7 +79,8 @@ const PARTITIONS: usize = 3;
 #[test]
 fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_isr() {
     let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let extra = std::env::var("RILL_FAILOVER_CONFIG").map(|lines| format!("{lines}\n")).unwrap_or_default();
+    let mut cluster = Cluster::start(&format!("{FAST_CLUSTER}{extra}"));
     let deadline = Instant::now() + DEADLINE;
     loop {
         let partitions = PARTITIONS.to_string();
@@ -169,7 +171,8 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
 
 #[test]
 fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_acks_all() {
-    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let extra = std::env::var("RILL_FAILOVER_CONFIG").map(|lines| format!("{lines}\n")).unwrap_or_default();
+    let mut cluster = Cluster::start(&format!("{FAST_CLUSTER}{extra}"));
     let deadline = Instant::now() + DEADLINE;
     loop {
         let args = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "3"];

@@ -1,7 +1,8 @@
 //! The keeper, one task per node of a cluster, once every `node_heartbeat_interval_ms`:
 //! - every node heartbeats to the controller leader (the leader records its own directly);
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
-//!   node whose session expired, `MarkAlive` for a node heard again (or for the first time);
+//!   node whose session expired or whose address refuses connections once its heartbeat is overdue
+//!   (`liveness.rs`), `MarkAlive` for a node heard again (or for the first time);
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
 //! - the leader purges the console sessions that have ended (idle or too old) from the metadata, in one
 //!   command, when its clock says one has: a write only when there is something to drop;
@@ -25,7 +26,7 @@ use rill_protocol::internal::HeartbeatRequest;
 use tokio::time::Instant;
 
 use super::metadata::{Command, NodeState};
-use super::{identity, Controller, NodeId};
+use super::{identity, liveness, Controller, NodeId};
 use crate::tls::{channel_to, PeerChannel};
 
 pub async fn run(controller: Arc<Controller>) {
@@ -60,7 +61,7 @@ pub async fn run(controller: Arc<Controller>) {
             {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
             }
-            lead(&controller, now, session_timeout).await;
+            lead(&controller, now, interval, session_timeout).await;
             controller.drive();
             controller.settle_voters().await;
             if controller.config.auto_leader_rebalance_enable && balance.is_due(now) {
@@ -80,7 +81,7 @@ pub async fn run(controller: Arc<Controller>) {
 }
 
 /// The leader's decisions for this tick, each a command through raft.
-async fn lead(controller: &Controller, now: Instant, session_timeout: Duration) {
+async fn lead(controller: &Controller, now: Instant, interval: Duration, session_timeout: Duration) {
     let metadata = controller.metadata();
     if metadata.cluster_id.is_none() {
         let cluster_id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
@@ -98,6 +99,19 @@ async fn lead(controller: &Controller, now: Instant, session_timeout: Duration) 
                 timeout_ms = session_timeout.as_millis() as u64,
                 "node session expired; fencing it"
             );
+            write(controller, Command::Fence { node_id, at_ms }, session_timeout).await;
+        }
+    }
+    if controller.config.node_liveness_probe {
+        let overdue = controller.sessions.overdue(now, liveness::probe_after(interval));
+        let suspects: Vec<_> = overdue
+            .into_iter()
+            .filter(|(node_id, _)| *node_id != controller.node_id)
+            .filter(|(node_id, _)| metadata.state_of(*node_id) == Some(NodeState::Alive))
+            .collect();
+        for (node_id, address) in liveness::refused(suspects, interval).await {
+            tracing::warn!(node_id, %address, "node stopped heartbeating and its address refuses connections; fencing it");
+            controller.sessions.refused(node_id);
             write(controller, Command::Fence { node_id, at_ms }, session_timeout).await;
         }
     }

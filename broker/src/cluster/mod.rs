@@ -6,7 +6,8 @@
 //!   `<data>/__raft/`; [`network`] and [`rpc`] carry raft's RPCs over the internal `rill.internal.v1` service
 //!   on the node's own listener.
 //! - [`keeper`] runs on every node: it heartbeats to the controller leader and, on the leader, turns
-//!   [`sessions`] (in memory) into fence/alive commands through raft.
+//!   [`sessions`] (in memory) into fence/alive commands through raft; `liveness` fences a silent node early
+//!   once its address refuses connections (its process is gone).
 //! - [`probe`] asks every peer who it is before a node joins, refusing a duplicate node id, disagreeing peers or
 //!   another cluster's data dir.
 //! - [`describe`] serves the public `ClusterAdmin` service.
@@ -31,6 +32,7 @@ pub mod identity;
 mod join;
 mod keeper;
 pub mod leader_balance;
+mod liveness;
 mod log_store;
 mod membership;
 pub mod metadata;

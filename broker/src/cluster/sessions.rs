@@ -139,6 +139,33 @@ impl Sessions {
             .collect()
     }
 
+    /// Nodes silent for longer than `late` whose session has not expired, with the address to reach them at:
+    /// the ones to probe (`liveness.rs`).
+    pub fn overdue(&self, now: Instant, late: Duration) -> Vec<(u64, String)> {
+        let table = self.table();
+        let Some(table) = table.as_ref() else { return Vec::new() };
+        table
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                let silence = now.saturating_duration_since(s.last_heard);
+                silence > late && silence < self.session_timeout
+            })
+            .map(|(id, s)| (*id, s.address.clone()))
+            .collect()
+    }
+
+    /// The node's address refused a connection, so its process is gone: it no longer counts as heard (not
+    /// [`Sessions::live`], which would mark it alive again) until it heartbeats, and the id is free for the next
+    /// process (a restart need not wait for the dead one's session to run out, as it must when nothing says
+    /// whether the first process still runs).
+    pub fn refused(&self, node_id: u64) {
+        if let Some(session) = self.table().as_mut().and_then(|t| t.sessions.get_mut(&node_id)) {
+            session.is_heard_by_this_leader = false;
+            session.incarnation = 0;
+        }
+    }
+
     /// A node removed from the cluster: no session, so it is neither fenced nor marked alive again.
     pub fn forget(&self, node_id: u64) {
         if let Some(table) = self.table().as_mut() {
@@ -233,6 +260,39 @@ mod tests {
         sessions.heard(2, "b:2", 7, start + TIMEOUT / 2).unwrap();
         // The first process died: after its session expires, the restarted one takes the id.
         sessions.heard(2, "b:2", 8, start + TIMEOUT / 2 + TIMEOUT).unwrap();
+    }
+
+    #[test]
+    fn a_node_is_overdue_between_a_late_heartbeat_and_its_session_end() {
+        let start = Instant::now();
+        let sessions = leading(start);
+        let late = Duration::from_millis(150);
+        sessions.heard(2, "b:2", 7, start).unwrap();
+        assert!(sessions.overdue(start + late, late).is_empty(), "exactly `late` is not overdue yet");
+        let overdue = sessions.overdue(start + 2 * late, late);
+        assert_eq!(overdue, vec![(1, "a:1".to_owned()), (2, "b:2".to_owned())], "seeded and heard sessions alike");
+        sessions.heard(2, "b:2", 7, start + 2 * late).unwrap();
+        assert_eq!(sessions.overdue(start + 2 * late, late), vec![(1, "a:1".to_owned())]);
+        let both_expired = start + 2 * late + TIMEOUT;
+        assert!(sessions.overdue(both_expired, late).is_empty(), "an expired session is fenced, not probed");
+    }
+
+    #[test]
+    fn a_refused_node_is_not_live_again_until_a_process_heartbeats_for_it() {
+        let start = Instant::now();
+        let sessions = leading(start);
+        sessions.heard(2, "b:2", 7, start).unwrap();
+        let probed = start + Duration::from_millis(300);
+        sessions.refused(2);
+        assert!(sessions.live(probed).is_empty(), "a refused node must not be marked alive again");
+        assert_eq!(sessions.heartbeat_age(2, probed), None);
+        assert_eq!(sessions.expired(start + TIMEOUT), vec![1, 2], "its session still ends when it would have");
+        // The restarted process takes the id at once: the old one's address refused, so it is gone.
+        let restarted = probed + Duration::from_millis(200);
+        sessions.heard(2, "b:2", 8, restarted).unwrap();
+        assert_eq!(sessions.live(restarted), vec![(2, "b:2".to_owned())]);
+        let refused = sessions.heard(2, "b:2", 9, restarted).unwrap_err();
+        assert!(matches!(refused, HeartbeatRefused::DuplicateNodeId { node_id: 2, .. }), "the new one holds it");
     }
 
     #[test]

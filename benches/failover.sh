@@ -4,8 +4,10 @@
 # time from the kill to the first acks-all acknowledgement after it; then every acknowledged record is checked,
 # read once and in order. KIND picks the node killed: `controller` (the controller leader, through a partition it
 # leads), `partition` (a partition leader that is not the controller leader) or `alternate` (the default).
-# Usage: benches/failover.sh [CYCLES=20] [KIND=alternate]; NODE_CONFIG adds lines to the nodes' TOML, e.g.
-# NODE_CONFIG='node_liveness_probe = false' for a failover that waits out the dead node's session.
+# Usage: benches/failover.sh [CYCLES=20] [KIND=alternate]; NODE_CONFIG sets lines of the nodes' TOML (`;` between
+# them, each replacing the test's own for its key), e.g. NODE_CONFIG='node_liveness_probe = false' for a failover
+# that waits out the dead node's session, or the default heartbeat and session
+# NODE_CONFIG='node_heartbeat_interval_ms = 1000; node_session_timeout_ms = 6000'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RILL_FAILOVER_CYCLES="${1:-20}" RILL_FAILOVER_KILL="${2:-alternate}" RILL_FAILOVER_CONFIG="${NODE_CONFIG:-}" \

@@ -2,8 +2,9 @@
 //! produced with `--acks all` through repeated SIGKILLs of its leader; each killed node restarts, truncates
 //! what it must, catches up and rejoins the ISR. The kills alternate between the controller leader and a partition
 //! leader that is not it. `RILL_FAILOVER_CYCLES=N` runs more kills than the default, `RILL_FAILOVER_KILL=controller`
-//! (or `partition`) only that kind, and `RILL_FAILOVER_CONFIG` adds lines to the nodes' TOML (e.g.
-//! `node_liveness_probe = false`, to time a failover that waits for the session).
+//! (or `partition`) only that kind, and `RILL_FAILOVER_CONFIG` sets lines of the nodes' TOML (`;`-separated, each
+//! in place of the test's own for that key: `node_liveness_probe = false` times a failover that waits for the
+//! session, `node_heartbeat_interval_ms = 1000; node_session_timeout_ms = 6000` the defaults).
 
 use crate::common;
 
@@ -76,11 +77,21 @@ fn pick_partition(rows: &[PartitionRow], controller: Option<u64>, kill: Kill) ->
 
 const PARTITIONS: usize = 3;
 
+/// `config` with `overrides`' lines (`key = value`, `;` or newline separated) in place of its lines of the same keys.
+fn with_overrides(config: &str, overrides: &str) -> String {
+    let overrides: Vec<&str> = overrides.split([';', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let key = |line: &str| line.split('=').next().unwrap_or_default().trim().to_owned();
+    let overridden: Vec<String> = overrides.iter().map(|line| key(line)).collect();
+    let mut lines: Vec<&str> = config.lines().filter(|line| !overridden.contains(&key(line))).collect();
+    lines.extend(overrides);
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
 #[test]
 fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_isr() {
     let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    let extra = std::env::var("RILL_FAILOVER_CONFIG").map(|lines| format!("{lines}\n")).unwrap_or_default();
-    let mut cluster = Cluster::start(&format!("{FAST_CLUSTER}{extra}"));
+    let mut cluster =
+        Cluster::start(&with_overrides(FAST_CLUSTER, &std::env::var("RILL_FAILOVER_CONFIG").unwrap_or_default()));
     let deadline = Instant::now() + DEADLINE;
     loop {
         let partitions = PARTITIONS.to_string();
@@ -171,8 +182,7 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
 
 #[test]
 fn a_produce_to_a_follower_is_refused_as_not_leader_and_too_few_replicas_refuse_acks_all() {
-    let extra = std::env::var("RILL_FAILOVER_CONFIG").map(|lines| format!("{lines}\n")).unwrap_or_default();
-    let mut cluster = Cluster::start(&format!("{FAST_CLUSTER}{extra}"));
+    let mut cluster = Cluster::start(FAST_CLUSTER);
     let deadline = Instant::now() + DEADLINE;
     loop {
         let args = ["topic", "create", "orders", "--replication-factor", "3", "--min-insync-replicas", "3"];

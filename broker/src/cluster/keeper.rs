@@ -1,4 +1,5 @@
-//! The keeper, one task per node of a cluster, once every `node_heartbeat_interval_ms`:
+//! The keeper, one task per node of a cluster, once every `node_heartbeat_interval_ms` (and at once when the node
+//! becomes the controller leader):
 //! - every node heartbeats to the controller leader (the leader records its own directly);
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired or whose address refuses connections once its heartbeat is overdue
@@ -36,10 +37,12 @@ pub async fn run(controller: Arc<Controller>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeats = Heartbeats { leader: None, refused_since: None };
     let mut was_member = false;
+    let mut was_leading = false;
+    let mut raft_metrics = controller.raft.metrics();
     let balance_interval = Duration::from_millis(controller.config.leader_imbalance_check_interval_ms);
     let mut balance = super::leader_balance::BalanceSchedule::new(balance_interval, Instant::now());
     loop {
-        tick.tick().await;
+        next_turn(&mut tick, &mut raft_metrics, controller.node_id, was_leading).await;
         learn_cluster_id(&controller).await;
         let metrics = controller.raft.metrics().borrow().clone();
         let is_member = metrics.membership_config.nodes().any(|(id, _)| *id == controller.node_id);
@@ -53,7 +56,8 @@ pub async fn run(controller: Arc<Controller>) {
             record_members(&controller, &metrics).await;
         }
         let now = Instant::now();
-        if metrics.current_leader == Some(controller.node_id) && metrics.state.is_leader() {
+        was_leading = is_leading(&metrics, controller.node_id);
+        if was_leading {
             let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
             controller.sessions.lead(metrics.current_term, nodes, now, &controller.raft_contact);
             if let Err(refused) =
@@ -75,6 +79,37 @@ pub async fn run(controller: Arc<Controller>) {
             });
             if let Some((leader_id, leader_address)) = leader {
                 heartbeats.send(&controller, leader_id, &leader_address, interval, session_timeout).await;
+            }
+        }
+    }
+}
+
+fn is_leading(metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, node_id: NodeId) -> bool {
+    metrics.current_leader == Some(node_id) && metrics.state.is_leader()
+}
+
+/// Waits for the next tick, or until this node becomes the controller leader: a new leader's first turn
+/// fences the nodes that died with the old one (their ports refuse, `liveness.rs`) without waiting up to a
+/// whole interval (a second by default) for the tick.
+async fn next_turn(
+    tick: &mut tokio::time::Interval,
+    raft_metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
+    node_id: NodeId,
+    was_leading: bool,
+) {
+    loop {
+        tokio::select! {
+            _ = tick.tick() => return,
+            changed = raft_metrics.changed(), if !was_leading => {
+                if changed.is_err() {
+                    // Raft has stopped (the node is failing): the ticks alone go on.
+                    tick.tick().await;
+                    return;
+                }
+                if is_leading(&raft_metrics.borrow_and_update(), node_id) {
+                    tick.reset();
+                    return;
+                }
             }
         }
     }

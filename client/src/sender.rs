@@ -449,16 +449,20 @@ async fn produce_with_retries(
                 // Read after the failure, not before each call: an answered call pays nothing for it. The route
                 // is still the one the call took unless a concurrent call's refusal moved it meanwhile.
                 let failed_at = client.destination_of(topic, partition);
-                let is_taking_over = is_taking_over(&err, &failed_at);
                 visited.push(failed_at);
+                let is_waiting_on_the_cluster = waits_on_the_cluster(&err, &visited);
                 client.learn_from(topic, partition, &err).await;
                 let next = client.destination_of(topic, partition);
                 let backoff = if is_retried_at_once(&err, &next, &visited) {
                     Duration::ZERO
                 } else {
                     visited.clear();
-                    // A new leader is ready within milliseconds: the shortest backoff, not the attempt's.
-                    let backoff = if is_taking_over { config.retry_backoff } else { retry_backoff(config, attempt) };
+                    // The metadata is about to change: the shortest backoff, not the attempt's, for a while.
+                    let backoff = if is_waiting_on_the_cluster && attempt < SHORT_BACKOFF_ATTEMPTS {
+                        config.retry_backoff
+                    } else {
+                        retry_backoff(config, attempt)
+                    };
                     backoff.min(deadline.saturating_duration_since(Instant::now()))
                 };
                 tracing::debug!(%topic, partition, attempt, ?backoff, ?next, error = %err, "produce failed; retrying");
@@ -496,11 +500,27 @@ fn is_retried_at_once(err: &Error, next: &Destination, visited: &[Destination]) 
     goes_elsewhere_next(err) && !visited.contains(next)
 }
 
-/// Whether the node the call went to refused it naming itself: the metadata makes it the leader, but it has
-/// not finished taking the partition over (`not ready yet`), which takes about a millisecond.
-fn is_taking_over(err: &Error, failed_at: &Destination) -> bool {
-    match (err, failed_at) {
-        (Error::NotLeader { leader_address: Some(named), .. }, Destination::Leader(tried)) => named == tried,
+/// How many attempts of a call may wait the shortest backoff while the cluster catches up
+/// ([`waits_on_the_cluster`]). A failover's round is two attempts (the dead leader, at once, then the refusal
+/// naming it, which backs off), so 40 is about a second of 50 ms backoffs by default: past the liveness probe's
+/// fence (150-250 ms after the last heartbeat with 100 ms heartbeats) and a controller election with 1.5 s
+/// sessions (0.6-0.75 s). A leader that stays dead (its partition has no other in-sync replica, the probe is off,
+/// or the sessions are long) is then asked after the attempt's growing backoff.
+const SHORT_BACKOFF_ATTEMPTS: u32 = 40;
+
+/// Whether the cluster's metadata is about to change under the call, so that the attempt's growing backoff would
+/// only delay it: a refusal names a leader this call has already tried since it last backed off (`visited`, the
+/// failed attempt's destination last):
+/// - the node refused naming itself: the metadata makes it the leader, but it has not finished taking the
+///   partition over (`not ready yet`), which takes about a millisecond;
+/// - another node names a leader the call could not reach: it died, and the others name it until the controller
+///   fences it, which its liveness probe does within a few hundred ms of the death;
+/// - two nodes name each other: one has not applied the latest leadership yet.
+fn waits_on_the_cluster(err: &Error, visited: &[Destination]) -> bool {
+    match err {
+        Error::NotLeader { leader_address: Some(named), .. } => {
+            visited.iter().any(|tried| matches!(tried, Destination::Leader(address) if address == named))
+        }
         _ => false,
     }
 }
@@ -584,10 +604,13 @@ mod tests {
         ));
         // The new leader, reached at once, was still taking the partition over: it names itself. It is asked
         // again after the shortest backoff.
-        assert!(is_taking_over(&names(3), &leader(3)));
+        assert!(waits_on_the_cluster(&names(3), &[Destination::Bootstrap(0), leader(1), leader(3)]));
         assert!(!is_retried_at_once(&names(3), &leader(3), &[Destination::Bootstrap(0), leader(1), leader(3)]));
-        assert!(!is_taking_over(&names(3), &leader(1)), "a dead end's redirect is not a takeover");
-        assert!(!is_taking_over(&unreachable, &leader(3)));
+        assert!(!waits_on_the_cluster(&names(3), &[leader(1)]), "a first redirect to a new node is no wait");
+        // A bootstrap node still names the dead leader the call could not reach: it is about to be fenced, so
+        // the shortest backoff too. Every node down (only unreachable answers) is not that.
+        assert!(waits_on_the_cluster(&names(1), &[leader(1), Destination::Bootstrap(1)]));
+        assert!(!waits_on_the_cluster(&unreachable, &[leader(1), Destination::Bootstrap(0)]));
         // A refusal that names no leader asks the same place again, after a backoff.
         let no_leader = Error::NotLeader { message: "no leader right now".into(), leader_address: None };
         assert!(!is_retried_at_once(&no_leader, &leader(4), &[]));

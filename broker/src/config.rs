@@ -192,7 +192,9 @@ pub struct BrokerConfig {
     /// `HOST:PORT` of running nodes of a cluster to join (instead of `peers`): the node records the cluster's
     /// identity from the first that answers, then waits for `rill cluster add-node` (docs/cluster.md).
     pub join: Vec<String>,
-    /// How often a node of a cluster tells the controller leader it is alive.
+    /// How often a node of a cluster tells the controller leader it is alive. Also how soon a dead node is found:
+    /// the liveness probe starts 1.5 intervals after its last heartbeat (250 ms: a dead partition leader is
+    /// replaced in about half a second; docs/cluster.md, "Liveness").
     pub node_heartbeat_interval_ms: u64,
     /// A node the controller leader has not heard from for this long is fenced (until it heartbeats again).
     pub node_session_timeout_ms: u64,
@@ -388,7 +390,7 @@ impl Default for BrokerConfig {
             node_id: None,
             peers: Vec::new(),
             join: Vec::new(),
-            node_heartbeat_interval_ms: 1_000,
+            node_heartbeat_interval_ms: 250,
             node_session_timeout_ms: 6_000,
             node_liveness_probe: true,
             replica_lag_time_max_ms: 10_000,

@@ -90,7 +90,7 @@ fn is_leading(metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, node
 
 /// Waits for the next tick, or until this node becomes the controller leader: a new leader's first turn
 /// fences the nodes that died with the old one (their ports refuse, `liveness.rs`) without waiting up to a
-/// whole interval (a second by default) for the tick.
+/// whole interval for the tick.
 async fn next_turn(
     tick: &mut tokio::time::Interval,
     raft_metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,

@@ -503,9 +503,9 @@ fn is_retried_at_once(err: &Error, next: &Destination, visited: &[Destination]) 
 /// How many attempts of a call may wait the shortest backoff while the cluster catches up
 /// ([`waits_on_the_cluster`]). A failover's round is two attempts (the dead leader, at once, then the refusal
 /// naming it, which backs off), so 40 is about a second of 50 ms backoffs by default: past the liveness probe's
-/// fence (150-250 ms after the last heartbeat with 100 ms heartbeats) and a controller election with 1.5 s
-/// sessions (0.6-0.75 s). A leader that stays dead (its partition has no other in-sync replica, the probe is off,
-/// or the sessions are long) is then asked after the attempt's growing backoff.
+/// fence (375-625 ms after the last heartbeat with the default 250 ms heartbeats) and a controller election with
+/// 1.5 s sessions (0.6-0.75 s). A leader that stays dead (its partition has no other in-sync replica, the probe is
+/// off, or the sessions are long) is then asked after the attempt's growing backoff.
 const SHORT_BACKOFF_ATTEMPTS: u32 = 40;
 
 /// Whether the cluster's metadata is about to change under the call, so that the attempt's growing backoff would

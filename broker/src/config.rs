@@ -202,7 +202,9 @@ pub struct BrokerConfig {
     /// connection to the node's address, and fences it at once when the connection is refused: nothing
     /// listens there, so its process is gone (a crash, a kill), and waiting out its session would only keep
     /// its partitions without a leader. A hung node (its port still accepts) and an unreachable host (no
-    /// answer at all) still wait for `node_session_timeout_ms` (docs/cluster.md, "Failures").
+    /// answer at all) still wait for `node_session_timeout_ms` (docs/cluster.md, "Failures"). The voters probe
+    /// the controller leader the same way, and call the election themselves once raft's lease allows when its
+    /// port refuses (docs/cluster.md, "Liveness").
     pub node_liveness_probe: bool,
     /// A follower that has not caught up with its partition leader's log end for this long leaves the ISR
     /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.

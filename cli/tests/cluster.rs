@@ -1,6 +1,7 @@
 //! Clusters of real `rill broker` processes on loopback: the controller quorum forms, a SIGKILLed controller
 //! leader is replaced and fenced, and comes back alive when restarted; a SIGKILLed node is fenced as soon as its
-//! port refuses, long before its session ends, and a frozen one is not; bad cluster settings are refused at start.
+//! port refuses, long before its session ends, and a frozen one is not; a dead controller leader's survivors call
+//! the election themselves, a frozen one's do not; bad cluster settings are refused at start.
 
 use crate::common;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{broker_args, Cluster};
+use common::cluster::{broker_args, scrape, Cluster};
 use common::{dead_address, eventually, rill, run, signal, BrokerProcess, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that fencing happens within the tests' deadline.
@@ -119,6 +120,41 @@ fn a_killed_node_is_fenced_once_its_port_refuses_and_a_frozen_one_keeps_its_sess
     // Restarted, it is alive again at once: the dead process's session does not hold the id.
     cluster.nodes[killed as usize - 1] = Some(cluster.start_node(killed));
     wait_for(cluster.addr(leader), "the restarted node alive again", |d| d.all_alive());
+}
+
+/// `rill_controller_elections_called_total` summed over `nodes`' scrapes.
+fn elections_called(cluster: &Cluster, nodes: &[u64]) -> f64 {
+    let scrapes = nodes.iter().map(|id| scrape(cluster.admin(*id)).expect("the node's /metrics answers"));
+    scrapes.map(|samples| samples.get("rill_controller_elections_called_total").copied().unwrap_or(0.0)).sum()
+}
+
+#[test]
+fn a_dead_controller_leaders_survivors_call_an_election_and_a_frozen_ones_do_not() {
+    // With 120 s sessions raft's lease is 3 s and its own election timeout 2-3 s more.
+    let mut cluster = Cluster::start(LONG_SESSIONS);
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let leader = formed.leader.expect("a leader");
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    // Frozen past the lease: its port still accepts, so nothing says it is gone, and nobody calls an election.
+    let leader_child = &cluster.nodes[leader as usize - 1].as_ref().expect("running").child;
+    signal(leader_child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let called_while_frozen = elections_called(&cluster, &survivors);
+    signal(leader_child, libc::SIGCONT);
+    assert_eq!(called_while_frozen, 0.0, "an election was called on a frozen leader");
+    let thawed = wait_for(cluster.addr(survivors[0]), "the thawed leader still leading", |d| d.all_alive());
+    assert_eq!(thawed.leader, Some(leader), "{thawed:?}");
+
+    // Killed: its port refuses, and the survivors call the election themselves once the lease is over.
+    cluster.nodes[leader as usize - 1].take().expect("running").kill();
+    let after = wait_for(cluster.addr(survivors[0]), "a new leader with the old one fenced", |d| {
+        d.leader.is_some_and(|l| l != leader) && d.state_of(leader) == Some("fenced")
+    });
+    assert!(survivors.contains(&after.leader.expect("a leader")), "{after:?}");
+    let called = elections_called(&cluster, &survivors);
+    assert!(called >= 1.0, "the survivors called no election: raft's own timer elected the new leader");
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!   on the node's own listener.
 //! - [`keeper`] runs on every node: it heartbeats to the controller leader and, on the leader, turns
 //!   [`sessions`] (in memory) into fence/alive commands through raft; `liveness` fences a silent node early
-//!   once its address refuses connections (its process is gone).
+//!   once its address refuses connections (its process is gone); [`election`] calls an election on the
+//!   survivors of a controller leader whose address refuses, as soon as raft lets them vote.
 //! - [`probe`] asks every peer who it is before a node joins, refusing a duplicate node id, disagreeing peers or
 //!   another cluster's data dir.
 //! - [`describe`] serves the public `ClusterAdmin` service.
@@ -28,6 +29,7 @@
 pub mod access;
 pub mod console_sessions;
 pub mod describe;
+mod election;
 pub mod identity;
 mod join;
 mod keeper;
@@ -153,6 +155,8 @@ pub struct Controller {
     has_caught_up: std::sync::atomic::AtomicBool,
     /// Set while this node, as controller leader, removes itself: it must finish before it stops.
     is_leaving: std::sync::atomic::AtomicBool,
+    /// Elections this node called because the controller leader it followed died (`election.rs`).
+    elections_called: std::sync::atomic::AtomicU64,
 }
 
 impl Controller {
@@ -197,6 +201,7 @@ impl Controller {
             is_driving_reassignments: std::sync::atomic::AtomicBool::new(false),
             has_caught_up: std::sync::atomic::AtomicBool::new(false),
             is_leaving: std::sync::atomic::AtomicBool::new(false),
+            elections_called: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -204,6 +209,7 @@ impl Controller {
     /// node whose raft already has state) and starts the keeper.
     pub fn start_background(self: &Arc<Self>) {
         tokio::spawn(watch_raft_core(Arc::downgrade(self), self.raft.metrics()));
+        tokio::spawn(election::watch(Arc::downgrade(self), self.raft.metrics()));
         let controller = Arc::clone(self);
         let task = tokio::spawn(async move {
             if let Err(reason) = probe::check_peers(&controller).await {
@@ -231,6 +237,12 @@ impl Controller {
             Ok(()) => tracing::info!(node_id = self.node_id, "controller membership initialized from the peers"),
             Err(err) => tracing::debug!(node_id = self.node_id, error = %err, "controller already initialized"),
         }
+    }
+
+    /// Elections this node has called since it started because the controller leader it followed stopped and
+    /// its address refused connections, ahead of raft's own election timeout.
+    pub fn elections_called(&self) -> u64 {
+        self.elections_called.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The peers the cluster was formed with (unchanged by membership changes; see `identity.rs`).

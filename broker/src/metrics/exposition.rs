@@ -497,6 +497,14 @@ impl Scraped {
         };
         let term = controller.raft.metrics().borrow().current_term;
         single(encoder, "rill_controller_term", "The controller quorum's raft term.", MetricType::Gauge, term as f64)?;
+        single(
+            encoder,
+            "rill_controller_elections_called",
+            "Elections this node called because the controller leader it followed stopped and its address refused \
+             connections, ahead of raft's own election timeout.",
+            MetricType::Counter,
+            controller.elections_called() as f64,
+        )?;
         let metadata = controller.metadata();
         let led: Vec<_> = metadata
             .topics

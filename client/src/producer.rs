@@ -25,7 +25,9 @@ use crate::connection::Client;
 use crate::delivery::{BatchDelivery, DeliveryFuture};
 use crate::error::{Error, Result};
 use crate::record::ProducerRecord;
-use crate::sender::{retry_backoff, run_partition_sender, Command, SealLingered, SenderContext};
+use crate::sender::{
+    backoff_after, retry_backoff, run_partition_sender, waits_on_the_cluster, Command, SealLingered, SenderContext,
+};
 
 /// When the broker answers a produce call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -257,18 +259,20 @@ impl Producer {
                 let deadline = tokio::time::Instant::now() + config.delivery_timeout;
                 let mut attempt = 0;
                 loop {
-                    match init_producer_id(client, client.config().request_timeout).await {
+                    let err = match init_producer_id(client, client.config().request_timeout).await {
                         Ok(identity) => return Ok(identity),
-                        Err(err)
-                            if err.is_retriable()
-                                && attempt < config.retries
-                                && tokio::time::Instant::now() + retry_backoff(config, attempt) < deadline =>
-                        {
-                            tokio::time::sleep(retry_backoff(config, attempt)).await;
-                            attempt += 1;
-                        }
-                        Err(err) => return Err(err),
+                        Err(err) => err,
+                    };
+                    // An id comes from the controller: while its quorum elects a leader, the shortest backoff.
+                    let backoff = backoff_after(config, attempt, waits_on_the_cluster(&err, &[]));
+                    if !err.is_retriable()
+                        || attempt >= config.retries
+                        || tokio::time::Instant::now() + backoff >= deadline
+                    {
+                        return Err(err);
                     }
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
                 }
             })
             .await?;

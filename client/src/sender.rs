@@ -457,12 +457,7 @@ async fn produce_with_retries(
                     Duration::ZERO
                 } else {
                     visited.clear();
-                    // The metadata is about to change: the shortest backoff, not the attempt's, for a while.
-                    let backoff = if is_waiting_on_the_cluster && attempt < SHORT_BACKOFF_ATTEMPTS {
-                        config.retry_backoff
-                    } else {
-                        retry_backoff(config, attempt)
-                    };
+                    let backoff = backoff_after(config, attempt, is_waiting_on_the_cluster);
                     backoff.min(deadline.saturating_duration_since(Instant::now()))
                 };
                 tracing::debug!(%topic, partition, attempt, ?backoff, ?next, error = %err, "produce failed; retrying");
@@ -509,19 +504,32 @@ fn is_retried_at_once(err: &Error, next: &Destination, visited: &[Destination]) 
 const SHORT_BACKOFF_ATTEMPTS: u32 = 40;
 
 /// Whether the cluster's metadata is about to change under the call, so that the attempt's growing backoff would
-/// only delay it: a refusal names a leader this call has already tried since it last backed off (`visited`, the
-/// failed attempt's destination last):
+/// only delay it. The controller is unavailable: its quorum is electing a leader (a dead controller leader's
+/// survivors call the election as soon as raft lets them, about 1.5 s after its death by default), and a call
+/// that needs it (a new idempotent producer's id) can go as soon as one leads. Or a refusal names a leader this
+/// call has already tried since it last backed off (`visited`, the failed attempt's destination last):
 /// - the node refused naming itself: the metadata makes it the leader, but it has not finished taking the
 ///   partition over (`not ready yet`), which takes about a millisecond;
 /// - another node names a leader the call could not reach: it died, and the others name it until the controller
 ///   fences it, which its liveness probe does within a few hundred ms of the death;
 /// - two nodes name each other: one has not applied the latest leadership yet.
-fn waits_on_the_cluster(err: &Error, visited: &[Destination]) -> bool {
+pub(crate) fn waits_on_the_cluster(err: &Error, visited: &[Destination]) -> bool {
     match err {
         Error::NotLeader { leader_address: Some(named), .. } => {
             visited.iter().any(|tried| matches!(tried, Destination::Leader(address) if address == named))
         }
+        Error::ControllerUnavailable { .. } => true,
         _ => false,
+    }
+}
+
+/// The wait before attempt `attempt + 1`: the shortest backoff, not the attempt's, for a while when the metadata
+/// is about to change (`is_waiting_on_the_cluster`, [`waits_on_the_cluster`]).
+pub(crate) fn backoff_after(config: &ProducerConfig, attempt: u32, is_waiting_on_the_cluster: bool) -> Duration {
+    if is_waiting_on_the_cluster && attempt < SHORT_BACKOFF_ATTEMPTS {
+        config.retry_backoff
+    } else {
+        retry_backoff(config, attempt)
     }
 }
 
@@ -614,6 +622,13 @@ mod tests {
         // A refusal that names no leader asks the same place again, after a backoff.
         let no_leader = Error::NotLeader { message: "no leader right now".into(), leader_address: None };
         assert!(!is_retried_at_once(&no_leader, &leader(4), &[]));
+        // The controller's quorum electing a leader: the shortest backoff for a while, then the attempt's.
+        let electing = Error::ControllerUnavailable { message: "controller leader 1: tcp connect error".into() };
+        assert!(waits_on_the_cluster(&electing, &[]));
+        let config = ProducerConfig::default();
+        assert_eq!(backoff_after(&config, 5, true), config.retry_backoff);
+        assert_eq!(backoff_after(&config, 5, false), retry_backoff(&config, 5));
+        assert_eq!(backoff_after(&config, SHORT_BACKOFF_ATTEMPTS, true), config.retry_backoff_max);
     }
 
     #[test]

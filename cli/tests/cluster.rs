@@ -1,7 +1,8 @@
 //! Clusters of real `rill broker` processes on loopback: the controller quorum forms, a SIGKILLed controller
 //! leader is replaced and fenced, and comes back alive when restarted; a SIGKILLed node is fenced as soon as its
 //! port refuses, long before its session ends, and a frozen one is not; a dead controller leader's survivors call
-//! the election themselves, a frozen one's do not; bad cluster settings are refused at start.
+//! the election themselves, a frozen one's do not; a killed partition leader is fenced as soon as the controller
+//! leader's replication stream from it breaks; bad cluster settings are refused at start.
 
 use crate::common;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{broker_args, scrape, Cluster};
+use common::cluster::{broker_args, scrape, wait_for_topic, Cluster};
 use common::{dead_address, eventually, rill, run, signal, BrokerProcess, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that fencing happens within the tests' deadline.
@@ -155,6 +156,38 @@ fn a_dead_controller_leaders_survivors_call_an_election_and_a_frozen_ones_do_not
     assert!(survivors.contains(&after.leader.expect("a leader")), "{after:?}");
     let called = elections_called(&cluster, &survivors);
     assert!(called >= 1.0, "the survivors called no election: raft's own timer elected the new leader");
+}
+
+/// `node`'s `rill_controller_fences_total` for `cause`.
+fn fences(cluster: &Cluster, node: u64, cause: &str) -> f64 {
+    let samples = scrape(cluster.admin(node)).expect("the node's /metrics answers");
+    samples.get(&format!(r#"rill_controller_fences_total{{cause="{cause}"}}"#)).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn a_killed_partition_leader_is_fenced_as_soon_as_a_replication_stream_from_it_breaks() {
+    // Default heartbeats (the probe of an overdue one starts 375 ms after the last) and sessions past the deadline.
+    let mut cluster = Cluster::start("node_session_timeout_ms = 120000\n");
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let controller = formed.leader.expect("a leader");
+    let create = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
+    eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    // Every node follows the partitions the others lead, the controller leader too, each over a stream.
+    let rows = wait_for_topic(cluster.addr(controller), "orders", 3, "every partition led, ISR of 3", |rows| {
+        rows.iter().all(|row| row.leader.is_some() && row.isr.len() == 3)
+    });
+    let victim = rows
+        .iter()
+        .filter_map(|row| row.leader)
+        .find(|leader| *leader != controller)
+        .expect("a partition led by a node other than the controller leader");
+
+    cluster.nodes[victim as usize - 1].take().expect("running").kill();
+    wait_for(cluster.addr(controller), "the killed leader fenced", |d| d.state_of(victim) == Some("fenced"));
+    assert_eq!(fences(&cluster, controller, "stream-broken"), 1.0, "found by its broken stream, not its heartbeat");
+    assert_eq!(fences(&cluster, controller, "heartbeat-overdue"), 0.0);
+    assert_eq!(fences(&cluster, controller, "session-expired"), 0.0);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! - every node heartbeats to the controller leader (the leader records its own directly);
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired or whose address refuses connections once its heartbeat is overdue
-//!   (`liveness.rs`), `MarkAlive` for a node heard again (or for the first time);
+//!   (`liveness.rs`), `MarkAlive` for a node heard again (or for the first time); it also wakes, between
+//!   ticks, to probe a node a replication stream from which broke (`Controller::suspect`), and only that;
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
 //! - the leader purges the console sessions that have ended (idle or too old) from the metadata, in one
 //!   command, when its clock says one has: a write only when there is something to drop;
@@ -42,7 +43,14 @@ pub async fn run(controller: Arc<Controller>) {
     let balance_interval = Duration::from_millis(controller.config.leader_imbalance_check_interval_ms);
     let mut balance = super::leader_balance::BalanceSchedule::new(balance_interval, Instant::now());
     loop {
-        next_turn(&mut tick, &mut raft_metrics, controller.node_id, was_leading).await;
+        let turn = next_turn(&controller, &mut tick, &mut raft_metrics, was_leading).await;
+        if turn == Turn::Suspects {
+            let metrics = controller.raft.metrics().borrow().clone();
+            if is_leading(&metrics, controller.node_id) {
+                fence_refused(&controller, Vec::new(), interval, session_timeout).await;
+            }
+            continue;
+        }
         learn_cluster_id(&controller).await;
         let metrics = controller.raft.metrics().borrow().clone();
         let is_member = metrics.membership_config.nodes().any(|(id, _)| *id == controller.node_id);
@@ -74,6 +82,8 @@ pub async fn run(controller: Arc<Controller>) {
         } else {
             balance.not_leading(now);
             controller.sessions.stop_leading();
+            // Suspicions are the leader's to check; a node that leads later probes its own.
+            controller.take_suspects();
             let leader = metrics.current_leader.and_then(|id| {
                 metrics.membership_config.membership().get_node(&id).map(|node| (id, node.addr.clone()))
             });
@@ -88,27 +98,37 @@ fn is_leading(metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, node
     metrics.current_leader == Some(node_id) && metrics.state.is_leader()
 }
 
+/// What woke the keeper.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// The tick, or this node just became the controller leader: a whole turn.
+    Whole,
+    /// On the leader, a replication stream from a node broke ([`Controller::suspect`]): probe it, nothing else.
+    Suspects,
+}
+
 /// Waits for the next tick, or until this node becomes the controller leader: a new leader's first turn
 /// fences the nodes that died with the old one (their ports refuse, `liveness.rs`) without waiting up to a
-/// whole interval for the tick.
+/// whole interval for the tick. A leader also wakes when a node is suspected.
 async fn next_turn(
+    controller: &Controller,
     tick: &mut tokio::time::Interval,
     raft_metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
-    node_id: NodeId,
     was_leading: bool,
-) {
+) -> Turn {
     loop {
         tokio::select! {
-            _ = tick.tick() => return,
+            _ = tick.tick() => return Turn::Whole,
+            () = controller.suspected.notified(), if was_leading => return Turn::Suspects,
             changed = raft_metrics.changed(), if !was_leading => {
                 if changed.is_err() {
                     // Raft has stopped (the node is failing): the ticks alone go on.
                     tick.tick().await;
-                    return;
+                    return Turn::Whole;
                 }
-                if is_leading(&raft_metrics.borrow_and_update(), node_id) {
+                if is_leading(&raft_metrics.borrow_and_update(), controller.node_id) {
                     tick.reset();
-                    return;
+                    return Turn::Whole;
                 }
             }
         }
@@ -134,21 +154,14 @@ async fn lead(controller: &Controller, now: Instant, interval: Duration, session
                 timeout_ms = session_timeout.as_millis() as u64,
                 "node session expired; fencing it"
             );
-            write(controller, Command::Fence { node_id, at_ms }, session_timeout).await;
+            if write(controller, Command::Fence { node_id, at_ms }, session_timeout).await {
+                controller.fences.count(FenceCause::SessionExpired);
+            }
         }
     }
     if controller.config.node_liveness_probe {
         let overdue = controller.sessions.overdue(now, liveness::probe_after(interval));
-        let suspects: Vec<_> = overdue
-            .into_iter()
-            .filter(|(node_id, _)| *node_id != controller.node_id)
-            .filter(|(node_id, _)| metadata.state_of(*node_id) == Some(NodeState::Alive))
-            .collect();
-        for (node_id, address) in liveness::refused(suspects, interval).await {
-            tracing::warn!(node_id, %address, "node stopped heartbeating and its address refuses connections; fencing it");
-            controller.sessions.refused(node_id);
-            write(controller, Command::Fence { node_id, at_ms }, session_timeout).await;
-        }
+        fence_refused(controller, overdue, interval, session_timeout).await;
     }
     for (node_id, address) in controller.sessions.live(now) {
         let is_recorded_alive =
@@ -160,11 +173,85 @@ async fn lead(controller: &Controller, now: Instant, interval: Duration, session
     }
 }
 
-async fn write(controller: &Controller, command: Command, timeout: Duration) {
+/// Probes `overdue` (nodes whose heartbeat is late) and the nodes suspected since the last probe, if alive, and
+/// fences those whose address refuses connections.
+async fn fence_refused(
+    controller: &Controller,
+    overdue: Vec<(NodeId, String)>,
+    interval: Duration,
+    session_timeout: Duration,
+) {
+    let metadata = controller.metadata();
+    let overdue_ids: Vec<NodeId> = overdue.iter().map(|(node_id, _)| *node_id).collect();
+    let suspected = controller.sessions.addresses_of(&controller.take_suspects());
+    let mut probed: Vec<(NodeId, String)> = overdue.into_iter().chain(suspected).collect();
+    probed.sort();
+    probed.dedup_by_key(|(node_id, _)| *node_id);
+    probed
+        .retain(|(node_id, _)| *node_id != controller.node_id && metadata.state_of(*node_id) == Some(NodeState::Alive));
+    let at_ms = crate::node::now_ms();
+    for (node_id, address) in liveness::refused(probed, interval).await {
+        let cause =
+            if overdue_ids.contains(&node_id) { FenceCause::HeartbeatOverdue } else { FenceCause::StreamBroken };
+        tracing::warn!(node_id, %address, cause = cause.label(), "node's address refuses connections; fencing it");
+        controller.sessions.refused(node_id);
+        if write(controller, Command::Fence { node_id, at_ms }, session_timeout).await {
+            controller.fences.count(cause);
+        }
+    }
+}
+
+/// Commits `command`; false (logged) if it was not committed within `timeout`: the next turn decides again.
+async fn write(controller: &Controller, command: Command, timeout: Duration) -> bool {
     match tokio::time::timeout(timeout, controller.raft.client_write(command.clone())).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => tracing::info!(?command, error = %err, "metadata change not committed; next tick retries"),
-        Err(_) => tracing::info!(?command, "metadata change not committed in time; next tick retries"),
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => {
+            tracing::info!(?command, error = %err, "metadata change not committed; next tick retries");
+            false
+        }
+        Err(_) => {
+            tracing::info!(?command, "metadata change not committed in time; next tick retries");
+            false
+        }
+    }
+}
+
+/// Why the controller leader fenced a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceCause {
+    /// Not heard for `node_session_timeout_ms`.
+    SessionExpired,
+    /// Its heartbeat overdue, and its address refused a connection.
+    HeartbeatOverdue,
+    /// A replication stream from it broke, and its address refused a connection.
+    StreamBroken,
+}
+
+impl FenceCause {
+    pub const ALL: [FenceCause; 3] =
+        [FenceCause::SessionExpired, FenceCause::HeartbeatOverdue, FenceCause::StreamBroken];
+
+    /// The `cause` label of `rill_controller_fences_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            FenceCause::SessionExpired => "session-expired",
+            FenceCause::HeartbeatOverdue => "heartbeat-overdue",
+            FenceCause::StreamBroken => "stream-broken",
+        }
+    }
+}
+
+/// Fences this node committed as controller leader, by cause.
+#[derive(Default)]
+pub struct Fences([std::sync::atomic::AtomicU64; 3]);
+
+impl Fences {
+    fn count(&self, cause: FenceCause) {
+        self.0[cause as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self, cause: FenceCause) -> u64 {
+        self.0[cause as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -8,8 +8,12 @@
 //! overloaded process still accepts (its kernel answers for it), an unreachable host does not answer within
 //! the probe's time, and an address that does not resolve is not a refusal.
 //!
+//! The controller leader also probes a node as soon as one of its own replication streams from that node
+//! breaks (`Controller::suspect`): a killed process's kernel closes its connections at once, so a partition
+//! leader's death is found in milliseconds rather than 1.5 heartbeat intervals after its last heartbeat.
+//!
 //! Invariant: a probe only ever fences earlier a node that would be fenced anyway. It is never the reason a
-//! node is marked alive, and a node that heartbeats is never probed.
+//! node is marked alive, and a node is probed only when its heartbeat is overdue or a stream from it broke.
 
 use std::io;
 use std::time::Duration;

@@ -157,6 +157,12 @@ pub struct Controller {
     is_leaving: std::sync::atomic::AtomicBool,
     /// Elections this node called because the controller leader it followed died (`election.rs`).
     elections_called: std::sync::atomic::AtomicU64,
+    /// Fences this node committed as controller leader, by cause.
+    fences: keeper::Fences,
+    /// Nodes a replication stream from which broke since the keeper's last turn ([`Controller::suspect`]).
+    suspects: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Wakes the controller leader's keeper to probe the suspects at once.
+    suspected: tokio::sync::Notify,
 }
 
 impl Controller {
@@ -202,6 +208,9 @@ impl Controller {
             has_caught_up: std::sync::atomic::AtomicBool::new(false),
             is_leaving: std::sync::atomic::AtomicBool::new(false),
             elections_called: std::sync::atomic::AtomicU64::new(0),
+            fences: keeper::Fences::default(),
+            suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            suspected: tokio::sync::Notify::new(),
         }))
     }
 
@@ -243,6 +252,27 @@ impl Controller {
     /// its address refused connections, ahead of raft's own election timeout.
     pub fn elections_called(&self) -> u64 {
         self.elections_called.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Fences this node has committed as controller leader since it started, per cause (`cause` label).
+    pub fn fences(&self) -> Vec<(&'static str, u64)> {
+        keeper::FenceCause::ALL.iter().map(|cause| (cause.label(), self.fences.get(*cause))).collect()
+    }
+
+    /// A replication stream from `node_id` broke: a node killed closes its connections at once, long before its
+    /// heartbeat is overdue. On the controller leader the keeper probes it now (`liveness.rs`) and fences it if
+    /// its port refuses; elsewhere it is forgotten at the keeper's next turn.
+    pub fn suspect(&self, node_id: NodeId) {
+        if node_id == self.node_id || !self.config.node_liveness_probe {
+            return;
+        }
+        self.suspects.lock().unwrap_or_else(|p| p.into_inner()).insert(node_id);
+        self.suspected.notify_one();
+    }
+
+    /// The nodes suspected since the last call.
+    fn take_suspects(&self) -> std::collections::BTreeSet<NodeId> {
+        std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The peers the cluster was formed with (unchanged by membership changes; see `identity.rs`).

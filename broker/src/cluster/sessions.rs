@@ -155,6 +155,13 @@ impl Sessions {
             .collect()
     }
 
+    /// `node_ids` that have a session, with the address each gave.
+    pub fn addresses_of(&self, node_ids: &std::collections::BTreeSet<u64>) -> Vec<(u64, String)> {
+        let table = self.table();
+        let Some(table) = table.as_ref() else { return Vec::new() };
+        node_ids.iter().filter_map(|id| table.sessions.get(id).map(|s| (*id, s.address.clone()))).collect()
+    }
+
     /// The node's address refused a connection, so its process is gone: it no longer counts as heard (not
     /// [`Sessions::live`], which would mark it alive again) until it heartbeats, and the id is free for the next
     /// process (a restart need not wait for the dead one's session to run out, as it must when nothing says
@@ -205,6 +212,15 @@ mod tests {
         let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
         sessions.lead(1, [(1, "a:1".into()), (2, "b:2".into())], now, &RaftContact::default());
         sessions
+    }
+
+    #[test]
+    fn a_suspect_is_probed_at_the_address_of_its_session_and_an_unknown_one_not_at_all() {
+        let sessions = leading(Instant::now());
+        let suspects = [2, 9].into_iter().collect();
+        assert_eq!(sessions.addresses_of(&suspects), vec![(2, "b:2".to_owned())]);
+        sessions.stop_leading();
+        assert!(sessions.addresses_of(&suspects).is_empty(), "only the leader probes");
     }
 
     #[test]

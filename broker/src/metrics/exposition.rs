@@ -505,6 +505,18 @@ impl Scraped {
             MetricType::Counter,
             controller.elections_called() as f64,
         )?;
+        family(
+            encoder,
+            "rill_controller_fences",
+            "Nodes this node fenced as controller leader, by cause: session-expired (not heard for \
+             node_session_timeout_ms), heartbeat-overdue or stream-broken (its address refused a connection once its \
+             heartbeat was late, or once a replication stream from it broke).",
+            MetricType::Counter,
+            controller
+                .fences()
+                .into_iter()
+                .map(|(cause, count)| (labels([("cause", cause.to_string())]), count as f64)),
+        )?;
         let metadata = controller.metadata();
         let led: Vec<_> = metadata
             .topics

@@ -97,6 +97,9 @@ async fn run(replication: Arc<Replication>, leader: u64, address: String, assign
                     tracing::warn!(leader, %address, error = %err, "cannot append what the leader sent; retrying");
                 } else {
                     tracing::debug!(leader, %address, error = %err, "replication stream failed; reconnecting");
+                    // Killed, the leader's process closed its connections: the controller may find it gone now
+                    // rather than once its heartbeat is overdue.
+                    replication.controller.stream_broke(leader);
                 }
                 is_append_failing = is_append_failure;
                 if has_appended {

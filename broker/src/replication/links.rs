@@ -52,6 +52,8 @@ pub trait ControllerLink: Send + Sync + 'static {
     fn has_caught_up(&self) -> bool {
         true
     }
+    /// A replication stream from leader node `node_id` broke (`Controller::suspect`).
+    fn stream_broke(&self, _node_id: u64) {}
 }
 
 impl ControllerLink for Controller {
@@ -80,6 +82,10 @@ impl ControllerLink for Controller {
 
     fn has_caught_up(&self) -> bool {
         Controller::has_caught_up(self)
+    }
+
+    fn stream_broke(&self, node_id: u64) {
+        Controller::suspect(self, node_id)
     }
 }
 

@@ -2,7 +2,7 @@
 //! leader is replaced and fenced, and comes back alive when restarted; a SIGKILLed node is fenced as soon as its
 //! port refuses, long before its session ends, and a frozen one is not; a dead controller leader's survivors call
 //! the election themselves, a frozen one's do not; a killed partition leader is fenced as soon as the controller
-//! leader's replication stream from it breaks; bad cluster settings are refused at start.
+//! leader's replication stream from it breaks, or another node's does; bad cluster settings are refused at start.
 
 use crate::common;
 
@@ -188,6 +188,39 @@ fn a_killed_partition_leader_is_fenced_as_soon_as_a_replication_stream_from_it_b
     assert_eq!(fences(&cluster, controller, "stream-broken"), 1.0, "found by its broken stream, not its heartbeat");
     assert_eq!(fences(&cluster, controller, "heartbeat-overdue"), 0.0);
     assert_eq!(fences(&cluster, controller, "session-expired"), 0.0);
+}
+
+#[test]
+fn a_node_whose_stream_from_a_killed_leader_breaks_names_it_to_the_controller_leader() {
+    let mut cluster = Cluster::start("node_session_timeout_ms = 120000\n");
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let controller = formed.leader.expect("a leader");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != controller).collect();
+    let (victim, follower) = (others[0], others[1]);
+    // Two copies, neither on the controller leader: only the follower streams from the victim.
+    let create = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "2"];
+    eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    let replicas = format!("{victim},{follower}");
+    let reassign = ["topic", "reassign", "orders", "--partition", "0", "--replicas", &replicas];
+    eventually("the partition moved", || rill(&cluster.all(), &reassign).status.success().then_some(()));
+    eventually("the victim leading, the follower in sync", || {
+        let rows = wait_for_topic(cluster.addr(controller), "orders", 1, "the partition described", |_| true);
+        let row = &rows[0];
+        if row.leader != Some(victim) {
+            rill(&cluster.all(), &["cluster", "elect-leaders"]);
+        }
+        let mut isr = row.isr.clone();
+        isr.sort_unstable();
+        let mut expected = vec![victim, follower];
+        expected.sort_unstable();
+        (row.leader == Some(victim) && row.replicas == [victim, follower] && isr == expected).then_some(())
+    });
+
+    cluster.nodes[victim as usize - 1].take().expect("running").kill();
+    wait_for(cluster.addr(controller), "the killed leader fenced", |d| d.state_of(victim) == Some("fenced"));
+    assert_eq!(fences(&cluster, controller, "stream-broken"), 1.0, "named by the follower, not found overdue");
+    assert_eq!(fences(&cluster, controller, "heartbeat-overdue"), 0.0);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! - the leader turns its in-memory sessions into metadata: the cluster id if none is chosen yet, `Fence` for a
 //!   node whose session expired or whose address refuses connections once its heartbeat is overdue
 //!   (`liveness.rs`), `MarkAlive` for a node heard again (or for the first time); it also wakes, between
-//!   ticks, to probe a node a replication stream from which broke (`Controller::suspect`), and only that;
+//!   ticks, to probe a node a replication stream from which broke (`Controller::suspect`), here or on another
+//!   node, which heartbeats at once to name it (`HeartbeatRequest.suspects`);
 //! - every node learns the cluster id from the metadata and records it in `cluster.toml`;
 //! - the leader purges the console sessions that have ended (idle or too old) from the metadata, in one
 //!   command, when its clock says one has: a write only when there is something to drop;
@@ -48,6 +49,9 @@ pub async fn run(controller: Arc<Controller>) {
             let metrics = controller.raft.metrics().borrow().clone();
             if is_leading(&metrics, controller.node_id) {
                 fence_refused(&controller, Vec::new(), interval, session_timeout).await;
+            } else if let Some((leader_id, leader_address)) = controller_leader(&metrics) {
+                // The leader probes them: tell it now, in a heartbeat of its own.
+                heartbeats.send(&controller, leader_id, &leader_address, interval, session_timeout).await;
             }
             continue;
         }
@@ -82,12 +86,7 @@ pub async fn run(controller: Arc<Controller>) {
         } else {
             balance.not_leading(now);
             controller.sessions.stop_leading();
-            // Suspicions are the leader's to check; a node that leads later probes its own.
-            controller.take_suspects();
-            let leader = metrics.current_leader.and_then(|id| {
-                metrics.membership_config.membership().get_node(&id).map(|node| (id, node.addr.clone()))
-            });
-            if let Some((leader_id, leader_address)) = leader {
+            if let Some((leader_id, leader_address)) = controller_leader(&metrics) {
                 heartbeats.send(&controller, leader_id, &leader_address, interval, session_timeout).await;
             }
         }
@@ -98,18 +97,25 @@ fn is_leading(metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, node
     metrics.current_leader == Some(node_id) && metrics.state.is_leader()
 }
 
+/// The controller leader's id and address, as this node knows them.
+fn controller_leader(metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>) -> Option<(NodeId, String)> {
+    let id = metrics.current_leader?;
+    metrics.membership_config.membership().get_node(&id).map(|node| (id, node.addr.clone()))
+}
+
 /// What woke the keeper.
 #[derive(Debug, PartialEq, Eq)]
 enum Turn {
     /// The tick, or this node just became the controller leader: a whole turn.
     Whole,
-    /// On the leader, a replication stream from a node broke ([`Controller::suspect`]): probe it, nothing else.
+    /// A replication stream from a node broke ([`Controller::suspect`]), here or (told in a heartbeat) on another
+    /// node: the leader probes it, and nothing else; another node heartbeats at once to tell the leader.
     Suspects,
 }
 
 /// Waits for the next tick, or until this node becomes the controller leader: a new leader's first turn
 /// fences the nodes that died with the old one (their ports refuse, `liveness.rs`) without waiting up to a
-/// whole interval for the tick. A leader also wakes when a node is suspected.
+/// whole interval for the tick. Any node also wakes when a node is suspected.
 async fn next_turn(
     controller: &Controller,
     tick: &mut tokio::time::Interval,
@@ -119,7 +125,7 @@ async fn next_turn(
     loop {
         tokio::select! {
             _ = tick.tick() => return Turn::Whole,
-            () = controller.suspected.notified(), if was_leading => return Turn::Suspects,
+            () = controller.suspected.notified() => return Turn::Suspects,
             changed = raft_metrics.changed(), if !was_leading => {
                 if changed.is_err() {
                     // Raft has stopped (the node is failing): the ticks alone go on.
@@ -341,6 +347,8 @@ impl Heartbeats {
             node_id: controller.node_id,
             address: controller.address.clone(),
             incarnation: controller.incarnation,
+            // Lost with a heartbeat that is not delivered: the leader's own probe of overdue heartbeats remains.
+            suspects: controller.take_suspects().into_iter().filter(|id| *id != leader_id).collect(),
         });
         request.set_timeout(interval.max(Duration::from_millis(100)));
         match client.heartbeat(request).await {

@@ -259,9 +259,10 @@ impl Controller {
         keeper::FenceCause::ALL.iter().map(|cause| (cause.label(), self.fences.get(*cause))).collect()
     }
 
-    /// A replication stream from `node_id` broke: a node killed closes its connections at once, long before its
-    /// heartbeat is overdue. On the controller leader the keeper probes it now (`liveness.rs`) and fences it if
-    /// its port refuses; elsewhere it is forgotten at the keeper's next turn.
+    /// A replication stream from `node_id` broke (on this node, or on another that named it in a heartbeat): a
+    /// node killed closes its connections at once, long before its heartbeat is overdue. On the controller leader
+    /// the keeper probes it now (`liveness.rs`) and fences it if its port refuses; elsewhere the keeper names it
+    /// to the leader in a heartbeat sent at once.
     pub fn suspect(&self, node_id: NodeId) {
         if node_id == self.node_id || !self.config.node_liveness_probe {
             return;

@@ -244,7 +244,12 @@ impl ControllerRpc for ControllerService {
         let heard =
             self.controller.sessions.heard(request.node_id, &request.address, request.incarnation, Instant::now());
         match heard {
-            Ok(()) => Ok(Response::new(HeartbeatReply {})),
+            Ok(()) => {
+                for suspect in request.suspects {
+                    self.controller.suspect(suspect);
+                }
+                Ok(Response::new(HeartbeatReply {}))
+            }
             Err(refused @ HeartbeatRefused::DuplicateNodeId { .. }) => Err(Status::already_exists(refused.to_string())),
             Err(HeartbeatRefused::NotLeader) => {
                 Err(Status::unavailable(format!("node {} is not the controller leader", self.controller.node_id)))

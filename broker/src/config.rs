@@ -206,6 +206,11 @@ pub struct BrokerConfig {
     /// the controller leader the same way, and call the election themselves once raft's lease allows when its
     /// port refuses (docs/cluster.md, "Liveness").
     pub node_liveness_probe: bool,
+    /// On a cluster: a graceful shutdown (SIGINT, SIGTERM) first has the controller fence this node, which moves
+    /// its partition leaderships to in-sync replicas and takes it out of every ISR while it still answers
+    /// (Kafka's `controlled.shutdown.enable`), bounded by `shutdown_grace_ms`. Off, the node just stops, and
+    /// its partitions wait until the controller finds it gone (docs/cluster.md, "Rolling restarts").
+    pub controlled_shutdown: bool,
     /// A follower that has not caught up with its partition leader's log end for this long leaves the ISR
     /// (Kafka's `replica.lag.time.max.ms`); it rejoins once it has caught up.
     pub replica_lag_time_max_ms: u64,
@@ -395,6 +400,7 @@ impl Default for BrokerConfig {
             node_heartbeat_interval_ms: 250,
             node_session_timeout_ms: 6_000,
             node_liveness_probe: true,
+            controlled_shutdown: true,
             replica_lag_time_max_ms: 10_000,
             high_watermark_checkpoint_interval_ms: 5_000,
             offsets_topic_partitions: 50,

@@ -439,11 +439,17 @@ impl BrokerHandle {
         }
     }
 
-    /// Stops gracefully: refuse new connections, end long-polls and subscriptions, let in-flight calls finish
+    /// Stops gracefully: on a cluster first hand this node's leaderships over (`controlled_shutdown`), then refuse
+    /// new connections, end long-polls and subscriptions, let in-flight calls finish
     /// (up to `shutdown_grace_ms`), then drain each partition's queued appends and close every log cleanly,
     /// so the next start needs no recovery.
     pub async fn shutdown(self) {
         tracing::info!(addr = %self.addr, "broker stopping");
+        if let Some(controller) = &self.controller {
+            let grace = Duration::from_millis(self.node.config.shutdown_grace_ms);
+            let still_led = controller.hand_over_leaderships(grace).await;
+            tracing::info!(still_led, "partition leaderships handed over before stopping");
+        }
         self.is_started.store(false, Ordering::Release);
         self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         self.shutdown_tx.send_replace(true);

@@ -2,7 +2,8 @@
 //! leader is replaced and fenced, and comes back alive when restarted; a SIGKILLed node is fenced as soon as its
 //! port refuses, long before its session ends, and a frozen one is not; a dead controller leader's survivors call
 //! the election themselves, a frozen one's do not; a killed partition leader is fenced as soon as the controller
-//! leader's replication stream from it breaks, or another node's does; bad cluster settings are refused at start.
+//! leader's replication stream from it breaks, or another node's does; a node stopped gracefully hands its
+//! leaderships over first; bad cluster settings are refused at start.
 
 use crate::common;
 
@@ -221,6 +222,40 @@ fn a_node_whose_stream_from_a_killed_leader_breaks_names_it_to_the_controller_le
     wait_for(cluster.addr(controller), "the killed leader fenced", |d| d.state_of(victim) == Some("fenced"));
     assert_eq!(fences(&cluster, controller, "stream-broken"), 1.0, "named by the follower, not found overdue");
     assert_eq!(fences(&cluster, controller, "heartbeat-overdue"), 0.0);
+}
+
+#[test]
+fn a_node_stopped_gracefully_hands_its_leaderships_over_before_it_exits() {
+    // Nothing else would find it gone within the test: no probe, and sessions past the deadline.
+    let config = "node_session_timeout_ms = 120000\nnode_liveness_probe = false\n";
+    let mut cluster = Cluster::start(config);
+    let formed =
+        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
+    let controller = formed.leader.expect("a leader");
+    let create = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
+    eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    let rows = wait_for_topic(cluster.addr(controller), "orders", 3, "every partition led, ISR of 3", |rows| {
+        rows.iter().all(|row| row.leader.is_some() && row.isr.len() == 3)
+    });
+    let stopped = rows
+        .iter()
+        .filter_map(|row| row.leader)
+        .find(|leader| *leader != controller)
+        .expect("a partition led by a node other than the controller leader");
+
+    let status = cluster.nodes[stopped as usize - 1].take().expect("running").interrupt();
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    // Already done when the process has exited: read once, not waited for.
+    let described = describe(cluster.addr(controller)).expect("the controller leader describes the cluster");
+    assert_eq!(described.state_of(stopped), Some("fenced"), "{described:?}");
+    let rows = common::cluster::describe_topic(cluster.addr(controller), "orders", 3).expect("the topic described");
+    for row in &rows {
+        assert!(row.leader.is_some() && row.leader != Some(stopped), "a leadership left behind: {rows:?}");
+        assert!(!row.isr.contains(&stopped), "still counted in sync: {rows:?}");
+    }
+    // Acks-all produces go on with the other two at once.
+    let produced = common::rill_with_stdin(&cluster.all(), &["produce", "orders", "--acks", "all"], b"after\n");
+    assert!(produced.status.success(), "{produced:?}");
 }
 
 #[test]

@@ -70,7 +70,8 @@ pub use identity::{ClusterIdentity, IdentityError};
 pub use peers::{parse_peers, validate as validate_settings, Peer};
 
 use crate::config::BrokerConfig;
-use metadata::{ClusterMetadata, Command, CommandOutcome};
+use crate::error::BrokerError;
+use metadata::{ClusterMetadata, Command, CommandOutcome, NodeState};
 use sessions::{RaftContact, Sessions};
 
 pub type NodeId = u64;
@@ -357,6 +358,42 @@ impl Controller {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// A controlled shutdown's first step (Kafka's `controlled.shutdown.enable`): stops heartbeating, so the
+    /// controller leader does not mark this node alive again, and fences this node through the controller, which
+    /// moves its leaderships to in-sync replicas and takes it out of every ISR while it still serves. Clients
+    /// then meet refusals that name the new leaders, instead of a port that refuses until the node is found
+    /// dead, and acks-all produces stop waiting for it. Returns how many partitions it still leads: those
+    /// with no other in-sync replica, or all of them if the controller could not be reached within `timeout`.
+    pub async fn hand_over_leaderships(&self, timeout: Duration) -> usize {
+        let led = |metadata: &ClusterMetadata| {
+            let own = Some(self.node_id);
+            metadata.topics.values().flat_map(|t| t.partitions.iter()).filter(|p| p.leader == own).count()
+        };
+        if !self.config.controlled_shutdown || self.metadata().state_of(self.node_id) != Some(NodeState::Alive) {
+            return led(&self.metadata());
+        }
+        if let Some(task) = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+        let command = Command::Fence { node_id: self.node_id, at_ms: crate::node::now_ms() };
+        let handed_over = tokio::time::timeout(timeout, async {
+            self.propose(command).await?;
+            // Applied here too (a proposal forwarded to the leader reaches this replica a round trip later).
+            self.wait_for_metadata(|m| m.state_of(self.node_id) == Some(NodeState::Fenced)).await;
+            Ok::<(), BrokerError>(())
+        })
+        .await;
+        match handed_over {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot hand this node's leaderships over; stopping anyway"),
+            Err(_) => tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "the controller did not take this node's leaderships in time; stopping anyway"
+            ),
+        }
+        led(&self.metadata())
     }
 
     /// Stops the keeper and raft.

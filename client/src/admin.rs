@@ -288,14 +288,27 @@ pub(crate) async fn describe_topic(client: &Client, name: &str, timeout: Duratio
     describe(client, name, timeout).await.map(|d| d.topic)
 }
 
-/// A new producer id and its epoch, for an idempotent producer.
+/// A new producer id and its epoch, for an idempotent producer. Any node answers it, so like [`describe`] it
+/// passes from a bootstrap node that cannot be reached to the next one given, each once: the node the client
+/// connected to may have stopped since (a rolling restart's stop closes the connection it had just accepted).
 pub(crate) async fn init_producer_id(client: &Client, timeout: Duration) -> Result<(i64, i16)> {
-    let response = call(
-        timeout,
-        RequestContext::default(),
-        client.records().init_producer_id(request(InitProducerIdRequest {}, timeout)),
-    )
-    .await?;
+    let mut attempts_left = client.bootstrap_count();
+    let response = loop {
+        let answer = call(
+            timeout,
+            RequestContext::default(),
+            client.records().init_producer_id(request(InitProducerIdRequest {}, timeout)),
+        )
+        .await;
+        attempts_left -= 1;
+        match answer {
+            Err(err @ Error::Unavailable { .. }) if attempts_left > 0 => {
+                tracing::debug!(error = %err, "bootstrap node unreachable; asking the next one for a producer id");
+                client.next_bootstrap();
+            }
+            answer => break answer?,
+        }
+    };
     let epoch = i16::try_from(response.producer_epoch)
         .map_err(|_| malformed("InitProducerIdResponse with an epoch above 32767"))?;
     Ok((response.producer_id, epoch))

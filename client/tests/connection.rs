@@ -129,6 +129,21 @@ async fn bootstrap_moves_past_a_silent_first_node_to_one_that_answers() {
     broker.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_new_producer_asks_the_next_bootstrap_node_for_its_id_when_the_one_it_connected_to_stopped() {
+    let (first, second) = (TestBroker::start().await, TestBroker::start().await);
+    let client = Client::connect(format!("{},{}", first.addr(), second.addr())).await.expect("the first answers");
+    assert_eq!(client.addr(), format!("http://{}", first.addr()));
+    create_topic(&Client::connect(second.addr().to_string()).await.expect("connects"), "ids", 1).await;
+    // Stopped after the client connected to it: its connection ends, and its port refuses.
+    first.shutdown().await;
+    let config = ProducerConfig { delivery_timeout: Duration::from_secs(5), ..ProducerConfig::default() };
+    let producer = Producer::new(client, config).expect("producer");
+    let stored = producer.send("ids", ProducerRecord::new("v")).await.expect("enqueued").await;
+    assert!(stored.is_ok(), "the id and the record went to the second node: {stored:?}");
+    second.shutdown().await;
+}
+
 /// A certificate for 127.0.0.1 and its key, written to `dir`; the certificate's PEM is also its CA.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let key = rcgen::KeyPair::generate().expect("key");

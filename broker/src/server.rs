@@ -445,10 +445,16 @@ impl BrokerHandle {
     /// so the next start needs no recovery.
     pub async fn shutdown(self) {
         tracing::info!(addr = %self.addr, "broker stopping");
+        let mut replication = self.replication;
         if let Some(controller) = &self.controller {
             let grace = Duration::from_millis(self.node.config.shutdown_grace_ms);
             let still_led = controller.hand_over_leaderships(grace).await;
             tracing::info!(still_led, "partition leaderships handed over before stopping");
+            // Out of every ISR now: its fetchers would only ask the leaders to take it back in.
+            if let Some(replication) = replication.take() {
+                replication.abort();
+                let _ = replication.await;
+            }
         }
         self.is_started.store(false, Ordering::Release);
         self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
@@ -468,7 +474,7 @@ impl BrokerHandle {
         if let Some(admin_tls_watcher) = self.admin_tls_watcher {
             let _ = admin_tls_watcher.await;
         }
-        if let Some(replication) = self.replication {
+        if let Some(replication) = replication {
             // Aborting it drops the fetchers, which stops them.
             replication.abort();
             let _ = replication.await;

@@ -39,6 +39,8 @@ pub async fn run(controller: Arc<Controller>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeats = Heartbeats { leader: None, refused_since: None };
     let mut was_member = false;
+    // The nodes alive in the metadata at the last turn.
+    let mut alive: Vec<NodeId> = Vec::new();
     let mut was_leading = false;
     let mut raft_metrics = controller.raft.metrics();
     let balance_interval = Duration::from_millis(controller.config.leader_imbalance_check_interval_ms);
@@ -68,6 +70,7 @@ pub async fn run(controller: Arc<Controller>) {
             record_members(&controller, &metrics).await;
         }
         let now = Instant::now();
+        let alive_before = std::mem::replace(&mut alive, controller.metadata().alive_nodes());
         was_leading = is_leading(&metrics, controller.node_id);
         if was_leading {
             let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
@@ -76,6 +79,13 @@ pub async fn run(controller: Arc<Controller>) {
                 controller.sessions.heard(controller.node_id, &controller.address, controller.incarnation, now)
             {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
+            }
+            // A node fenced since the last turn by a command this keeper did not write (its own graceful stop,
+            // `Controller::hand_over_leaderships`) is stopping: the heartbeats heard before must not mark it
+            // alive again, and its restart is a new process that may take the id at once.
+            let metadata = controller.metadata();
+            for node_id in alive_before.iter().filter(|id| metadata.state_of(**id) == Some(NodeState::Fenced)) {
+                controller.sessions.refused(*node_id);
             }
             lead(&controller, now, interval, session_timeout).await;
             controller.drive();

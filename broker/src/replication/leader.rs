@@ -18,6 +18,7 @@ use tonic::Status;
 
 use super::throttle::{self, TokenBucket};
 use super::{lock, FollowerProgress, Replication};
+use crate::cluster::metadata::NodeState;
 use crate::partition::Partition;
 
 pub type ReplicaDataStream = ReceiverStream<Result<ReplicaData, Status>>;
@@ -167,9 +168,14 @@ impl Replication {
             progress.log_end = position.fetch_offset;
             progress.leader_end_at_last_fetch = leader_end;
             progress.last_fetch_at = now;
+            // A fenced node may still fetch (a node stopping gracefully has itself fenced first, then stops its
+            // fetchers): it is not taken back in (KIP-841), or acks-all would wait on it once it is gone. Checked
+            // here, by the leader, not when the controller applies the change: that rule is the same on every
+            // version of the nodes that replay the log.
             let wants_isr = !state.isr.contains(&follower)
                 && position.fetch_offset >= high_watermark
-                && !state.is_isr_change_pending;
+                && !state.is_isr_change_pending
+                && self.controller.metadata().state_of(follower) == Some(NodeState::Alive);
             if wants_isr {
                 state.is_isr_change_pending = true;
             }

@@ -5,6 +5,7 @@
 //! (or `partition`) only that kind, and `RILL_FAILOVER_CONFIG` sets lines of the nodes' TOML (`;`-separated, each
 //! in place of the test's own for that key: `node_liveness_probe = false` times a failover that waits for the
 //! session, `node_heartbeat_interval_ms = 1000; node_session_timeout_ms = 6000` the defaults).
+//! `RILL_FAILOVER_STOP=graceful` stops each leader with SIGINT instead of SIGKILL.
 
 use crate::common;
 
@@ -67,6 +68,12 @@ fn kill_for_cycle(cycle: usize) -> Kill {
     }
 }
 
+/// `RILL_FAILOVER_STOP=graceful` stops the leader with SIGINT (a rolling restart's stop, which hands its
+/// leaderships over first) instead of SIGKILL.
+fn is_graceful_stop() -> bool {
+    std::env::var("RILL_FAILOVER_STOP").as_deref() == Ok("graceful")
+}
+
 /// The partition whose leader this cycle kills: one the controller leader leads, or one it does not; the other
 /// kind when no partition fits (every leadership can sit on one node, or none on the controller leader).
 fn pick_partition(rows: &[PartitionRow], controller: Option<u64>, kill: Kill) -> usize {
@@ -118,7 +125,14 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
         assert!(produce_all(cluster.addr(leader), partition, &values), "produce to a healthy cluster failed");
         acknowledged[partition].extend(values);
 
-        cluster.nodes[leader as usize - 1].take().expect("leader running").kill();
+        let stopped = cluster.nodes[leader as usize - 1].take().expect("leader running");
+        let stopping = if is_graceful_stop() {
+            common::signal(&stopped.child, libc::SIGINT);
+            Some(stopped)
+        } else {
+            stopped.kill();
+            None
+        };
         let killed_at = Instant::now();
         // Through the whole list, the killed node included: the client bootstraps from a live node and follows
         // `not-leader` to the new leader.
@@ -133,14 +147,19 @@ fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_is
             assert!(killed_at.elapsed() < DEADLINE, "no acks-all produce after killing leader {leader}");
         };
         let failover = killed_at.elapsed();
+        if let Some(mut stopping) = stopping {
+            let status = common::wait_with_deadline(&mut stopping.child);
+            assert!(status.success(), "a graceful stop exits 0: {status:?}");
+        }
         let survivor = cluster.any_running().to_owned();
         rows = wait_for_topic(&survivor, PARTITIONS, "new leader", |rows| {
             rows[partition].leader.is_some_and(|l| l != leader)
         });
         let new_leader = rows[partition].leader.expect("a leader");
         let also_controller = if controller == Some(leader) { " (also the controller leader)" } else { "" };
+        let how = if is_graceful_stop() { "stopped (SIGINT)" } else { "killed" };
         eprintln!(
-            "cycle {cycle}: killed leader {leader} of partition {partition}{also_controller}; node {new_leader} \
+            "cycle {cycle}: {how} leader {leader} of partition {partition}{also_controller}; node {new_leader} \
              acknowledged acks-all after {failover:?}"
         );
         acknowledged[partition].extend(values);

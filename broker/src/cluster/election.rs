@@ -119,7 +119,9 @@ async fn next_silent(
     probe_after: Duration,
 ) -> Option<Silent> {
     // A leader this process has not heard at all (it learned it from its own stored vote) counts from when
-    // this process first saw it followed.
+    // this process first saw it followed. One it has heard counts from then, even if a probe of it found its
+    // port still open meanwhile (a node stopping gracefully serves until it exits): the lease at the other
+    // voters runs from their last message too.
     let mut first_seen: Option<(NodeId, Instant)> = None;
     loop {
         let followed = {
@@ -131,7 +133,7 @@ async fn next_silent(
                     _ => Instant::now(),
                 };
                 first_seen = Some((leader_id, seen));
-                let last_heard = controller.raft_contact.last_heard(leader_id).map_or(seen, |heard| heard.max(seen));
+                let last_heard = controller.raft_contact.last_heard(leader_id).unwrap_or(seen);
                 Silent { leader_id, address, last_heard }
             })
         };

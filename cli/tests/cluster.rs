@@ -165,24 +165,31 @@ fn fences(cluster: &Cluster, node: u64, cause: &str) -> f64 {
     samples.get(&format!(r#"rill_controller_fences_total{{cause="{cause}"}}"#)).copied().unwrap_or(0.0)
 }
 
-#[test]
-fn a_killed_partition_leader_is_fenced_as_soon_as_a_replication_stream_from_it_breaks() {
-    // Default heartbeats (the probe of an overdue one starts 375 ms after the last) and sessions past the deadline.
-    let mut cluster = Cluster::start("node_session_timeout_ms = 120000\n");
+/// A cluster started with `config` and its topic `orders` of 3 partitions, RF 3, every ISR whole; with the
+/// controller leader, and a node other than it that leads a partition.
+fn partition_leader_of_rf3_topic(config: &str) -> (Cluster, u64, u64) {
+    let cluster = Cluster::start(config);
     let formed =
         wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
     let controller = formed.leader.expect("a leader");
     let create = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
     eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
-    // Every node follows the partitions the others lead, the controller leader too, each over a stream.
     let rows = wait_for_topic(cluster.addr(controller), "orders", 3, "every partition led, ISR of 3", |rows| {
         rows.iter().all(|row| row.leader.is_some() && row.isr.len() == 3)
     });
-    let victim = rows
+    let leader = rows
         .iter()
         .filter_map(|row| row.leader)
         .find(|leader| *leader != controller)
         .expect("a partition led by a node other than the controller leader");
+    (cluster, controller, leader)
+}
+
+#[test]
+fn a_killed_partition_leader_is_fenced_as_soon_as_a_replication_stream_from_it_breaks() {
+    // Default heartbeats (the probe of an overdue one starts 375 ms after the last) and sessions past the deadline.
+    // Every node follows the partitions the others lead, the controller leader too, each over a stream.
+    let (mut cluster, controller, victim) = partition_leader_of_rf3_topic("node_session_timeout_ms = 120000\n");
 
     cluster.nodes[victim as usize - 1].take().expect("running").kill();
     wait_for(cluster.addr(controller), "the killed leader fenced", |d| d.state_of(victim) == Some("fenced"));
@@ -228,20 +235,7 @@ fn a_node_whose_stream_from_a_killed_leader_breaks_names_it_to_the_controller_le
 fn a_node_stopped_gracefully_hands_its_leaderships_over_before_it_exits() {
     // Nothing else would find it gone within the test: no probe, and sessions past the deadline.
     let config = "node_session_timeout_ms = 120000\nnode_liveness_probe = false\n";
-    let mut cluster = Cluster::start(config);
-    let formed =
-        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let controller = formed.leader.expect("a leader");
-    let create = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
-    eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
-    let rows = wait_for_topic(cluster.addr(controller), "orders", 3, "every partition led, ISR of 3", |rows| {
-        rows.iter().all(|row| row.leader.is_some() && row.isr.len() == 3)
-    });
-    let stopped = rows
-        .iter()
-        .filter_map(|row| row.leader)
-        .find(|leader| *leader != controller)
-        .expect("a partition led by a node other than the controller leader");
+    let (mut cluster, controller, stopped) = partition_leader_of_rf3_topic(config);
 
     let status = cluster.nodes[stopped as usize - 1].take().expect("running").interrupt();
     assert!(status.success(), "a graceful stop exits 0: {status:?}");

@@ -81,11 +81,15 @@ pub async fn run(controller: Arc<Controller>) {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
             }
             // A node fenced since the last turn by a command this keeper did not write (its own graceful stop,
-            // `Controller::hand_over_leaderships`) is stopping: the heartbeats heard before must not mark it
-            // alive again, and its restart is a new process that may take the id at once.
+            // `Controller::hand_over_leaderships`) is stopping: its heartbeats, even one still in flight, must not
+            // mark it alive again, and its restart is a new process that may take the id at once.
             let metadata = controller.metadata();
-            for node_id in alive_before.iter().filter(|id| metadata.state_of(**id) == Some(NodeState::Fenced)) {
-                controller.sessions.refused(*node_id);
+            let fenced_here = std::mem::take(&mut *controller.fenced_here.lock().unwrap_or_else(|p| p.into_inner()));
+            let stopped = alive_before
+                .iter()
+                .filter(|id| metadata.state_of(**id) == Some(NodeState::Fenced) && !fenced_here.contains(id));
+            for node_id in stopped {
+                controller.sessions.stopped_elsewhere(*node_id, now);
             }
             lead(&controller, now, interval, session_timeout).await;
             controller.drive();
@@ -171,7 +175,7 @@ async fn lead(controller: &Controller, now: Instant, interval: Duration, session
                 "node session expired; fencing it"
             );
             if write(controller, Command::Fence { node_id, at_ms }, session_timeout).await {
-                controller.fences.count(FenceCause::SessionExpired);
+                controller.fenced_here(node_id, FenceCause::SessionExpired);
             }
         }
     }
@@ -212,7 +216,7 @@ async fn fence_refused(
         tracing::warn!(node_id, %address, cause = cause.label(), "node's address refuses connections; fencing it");
         controller.sessions.refused(node_id);
         if write(controller, Command::Fence { node_id, at_ms }, session_timeout).await {
-            controller.fences.count(cause);
+            controller.fenced_here(node_id, cause);
         }
     }
 }
@@ -262,7 +266,7 @@ impl FenceCause {
 pub struct Fences([std::sync::atomic::AtomicU64; 3]);
 
 impl Fences {
-    fn count(&self, cause: FenceCause) {
+    pub fn count(&self, cause: FenceCause) {
         self.0[cause as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 

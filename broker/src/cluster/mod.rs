@@ -160,6 +160,8 @@ pub struct Controller {
     elections_called: std::sync::atomic::AtomicU64,
     /// Fences this node committed as controller leader, by cause.
     fences: keeper::Fences,
+    /// The nodes this node's keeper fenced since its last whole turn: any other fence it sees is a node's own stop.
+    fenced_here: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
     /// Nodes a replication stream from which broke since the keeper's last turn ([`Controller::suspect`]).
     suspects: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
     /// Wakes the controller leader's keeper to probe the suspects at once.
@@ -210,6 +212,7 @@ impl Controller {
             is_leaving: std::sync::atomic::AtomicBool::new(false),
             elections_called: std::sync::atomic::AtomicU64::new(0),
             fences: keeper::Fences::default(),
+            fenced_here: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             suspected: tokio::sync::Notify::new(),
         }))
@@ -253,6 +256,12 @@ impl Controller {
     /// its address refused connections, ahead of raft's own election timeout.
     pub fn elections_called(&self) -> u64 {
         self.elections_called.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records a fence this node's keeper committed.
+    fn fenced_here(&self, node_id: NodeId, cause: keeper::FenceCause) {
+        self.fences.count(cause);
+        self.fenced_here.lock().unwrap_or_else(|p| p.into_inner()).insert(node_id);
     }
 
     /// Fences this node has committed as controller leader since it started, per cause (`cause` label).

@@ -27,6 +27,9 @@ struct Table {
     /// The raft term this table was started for; a table from an earlier leadership is stale.
     term: u64,
     sessions: BTreeMap<u64, Session>,
+    /// Per node, the incarnation of a process that stopped gracefully ([`Sessions::stopped_elsewhere`]): a
+    /// heartbeat it sent before it stopped, arriving late, is ignored.
+    stopped: BTreeMap<u64, u64>,
 }
 
 /// Why a heartbeat was refused.
@@ -97,7 +100,7 @@ impl Sessions {
                 (node_id, Session { incarnation: 0, address, last_heard, is_heard_by_this_leader: false })
             })
             .collect();
-        *table = Some(Table { term, sessions });
+        *table = Some(Table { term, sessions, stopped: BTreeMap::new() });
     }
 
     /// This node no longer leads.
@@ -110,6 +113,9 @@ impl Sessions {
     pub fn heard(&self, node_id: u64, address: &str, incarnation: u64, now: Instant) -> Result<(), HeartbeatRefused> {
         let mut table = self.table();
         let table = table.as_mut().ok_or(HeartbeatRefused::NotLeader)?;
+        if table.stopped.get(&node_id) == Some(&incarnation) {
+            return Ok(());
+        }
         if let Some(session) = table.sessions.get(&node_id) {
             let age = now.saturating_duration_since(session.last_heard);
             let is_other_process = session.incarnation != 0 && session.incarnation != incarnation;
@@ -173,6 +179,27 @@ impl Sessions {
         }
     }
 
+    /// The node was fenced by a command this leader did not write although its session is live: it stopped
+    /// gracefully and fenced itself (`Controller::hand_over_leaderships`). Its process heartbeats no more, so
+    /// one of its heartbeats still in flight must not mark it alive again, and its restart (a new incarnation) may
+    /// take the id at once. A node this leader fenced itself (its session expired, or its port refused) is left as
+    /// it is: a hung process that wakes up is alive again at its next heartbeat.
+    pub fn stopped_elsewhere(&self, node_id: u64, now: Instant) {
+        let mut table = self.table();
+        let Some(table) = table.as_mut() else { return };
+        let Some(session) = table.sessions.get_mut(&node_id) else { return };
+        let is_live =
+            session.is_heard_by_this_leader && now.saturating_duration_since(session.last_heard) < self.session_timeout;
+        if !is_live {
+            return;
+        }
+        if session.incarnation != 0 {
+            table.stopped.insert(node_id, session.incarnation);
+        }
+        session.is_heard_by_this_leader = false;
+        session.incarnation = 0;
+    }
+
     /// A node removed from the cluster: no session, so it is neither fenced nor marked alive again.
     pub fn forget(&self, node_id: u64) {
         if let Some(table) = self.table().as_mut() {
@@ -212,6 +239,25 @@ mod tests {
         let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
         sessions.lead(1, [(1, "a:1".into()), (2, "b:2".into())], now, &RaftContact::default());
         sessions
+    }
+
+    #[test]
+    fn a_process_that_stopped_is_not_heard_again_and_its_restart_is_taken_at_once() {
+        let now = Instant::now();
+        let sessions = leading(now);
+        sessions.heard(2, "b:2", 7, now).expect("heard");
+        sessions.stopped_elsewhere(2, now);
+        // Its last heartbeat, in flight when it stopped, arrives late: ignored.
+        sessions.heard(2, "b:2", 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
+        assert!(sessions.live(now + Duration::from_millis(10)).iter().all(|(id, _)| *id != 2));
+        // Restarted: a new process, taken at its first heartbeat.
+        sessions.heard(2, "b:2", 8, now + Duration::from_millis(20)).expect("the new process");
+        assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, _)| *id == 2));
+        // A node whose session expired here is left as it is: a hung process that wakes is heard again.
+        sessions.heard(3, "c:3", 9, now).expect("heard");
+        sessions.stopped_elsewhere(3, now + TIMEOUT);
+        sessions.heard(3, "c:3", 9, now + TIMEOUT + Duration::from_millis(1)).expect("heard again");
+        assert!(sessions.live(now + TIMEOUT + Duration::from_millis(1)).iter().any(|(id, _)| *id == 3));
     }
 
     #[test]

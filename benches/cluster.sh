@@ -62,6 +62,11 @@ for _ in $(seq 1 300); do
 done
 [ "$alive" = 3 ] || { echo "the cluster did not form; logs in $dir" >&2; exit 1; }
 echo "cluster $cluster (node pids ${pids[*]:0:3}), single node $single, data in $dir"
+# The controller's raft term at the start and at the end: a term that moved means an election under load (raft's
+# lease is an eighth of the node session, 750 ms by default; a spurious election costs a controller leader change).
+raft_term() { "$rill" cluster describe --broker "$cluster" 2>/dev/null | awk '/^raft term:/ { print $3 }'; }
+term_at_start=$(raft_term)
+report_term() { echo; echo "raft term: $term_at_start at the start, $(raft_term) at the end"; }
 
 bench() { "$rill" bench --quiet "$@"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -115,7 +120,7 @@ if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = e2e ]; then
   bench e2e --broker "$cluster" --workload e2e-10k-msgs-1kb --messages "${E2E_MESSAGES:-100000}" --acks all \
     --replication-factor 3 ${E2E_FLAGS:-}
 fi
-[ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = idle ] || exit 0
+[ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = idle ] || { report_term; exit 0; }
 
 echo; echo "== 1,000 partitions, RF 3, at rest"
 "$rill" topic create idle --partitions 1000 --replication-factor 3 --broker "$cluster" >/dev/null
@@ -133,3 +138,4 @@ for i in 0 1 2; do
   awk -v t="$used" -v hz="$hz" -v s="$idle_seconds" -v n=$((i + 1)) \
     'BEGIN { printf "node %d: %.2f%% of a core at rest over %d s\n", n, 100 * t / hz / s, s }'
 done
+report_term

@@ -146,6 +146,11 @@ impl Broker {
             None => Box::new(LocalProducerIdBlocks::new(&config.data_dir)),
         };
         let producer_ids = Arc::new(ProducerIds::new(producer_id_blocks));
+        if controller.is_some() {
+            // A restarted node's block died with its process; reserving one now keeps the controller leader (and
+            // an election, during a rolling restart) out of the next new producer's way.
+            producer_ids.reserve_next_in_background();
+        }
         // A single node keeps its users and ACLs in files; a cluster node in the replicated metadata, and it
         // refuses to start over files of its own, which it would otherwise silently ignore.
         let (users, acls) = match &controller {

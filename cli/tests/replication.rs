@@ -283,6 +283,29 @@ fn only_the_leader_keeps_a_partitions_appends_in_its_tail_cache() {
     }
 }
 
+#[test]
+fn a_node_issues_producer_ids_from_a_block_reserved_ahead_when_the_controller_has_no_quorum() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    // Each node reserves a block through the controller as soon as it can, before any producer asks.
+    let admins: Vec<String> = (1..=3).map(|node| cluster.admin(node).to_owned()).collect();
+    let available =
+        |node: usize| scrape(&admins[node - 1]).and_then(|samples| samples.get("rill_producer_ids_available").copied());
+    let deadline = Instant::now() + DEADLINE;
+    while (1..=3).any(|node| available(node) != Some(1000.0)) {
+        let now: Vec<_> = (1..=3).map(available).collect();
+        assert!(Instant::now() < deadline, "every node reserves a block of 1000 ids: {now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Two of three nodes gone: no proposal can commit, so no block can be reserved now.
+    for node in [2, 3] {
+        cluster.nodes[node - 1].take().expect("running").kill();
+    }
+    let first = init_producer_id(cluster.addr(1));
+    let second = init_producer_id(cluster.addr(1));
+    assert_eq!(second, first + 1, "issued from the block node 1 reserved ahead");
+    assert_eq!(available(1), Some(998.0));
+}
+
 /// The controller leader as `rill cluster describe` names it, for the failover report.
 fn controller_leader(addr: &str) -> Option<u64> {
     let described = rill(addr, &["cluster", "describe"]);

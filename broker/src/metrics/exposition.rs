@@ -150,6 +150,14 @@ impl Collector for Scraped {
         self.encode_authorization(&mut encoder)?;
         single(
             &mut encoder,
+            "rill_producer_ids_available",
+            "Producer ids this node can issue without reserving a block (on a cluster, from the controller leader): \
+             the rest of its current block and the next one, reserved ahead.",
+            MetricType::Gauge,
+            self.node.producer_ids.available() as f64,
+        )?;
+        single(
+            &mut encoder,
             "rill_console_sessions",
             "Web console sign-in sessions held: on one node those not yet ended, on a cluster the replicated ones.",
             MetricType::Gauge,

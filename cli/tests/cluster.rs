@@ -73,12 +73,17 @@ fn wait_for(addr: &str, what: &str, done: impl Fn(&Described) -> bool) -> Descri
     panic!("no {what} within {DEADLINE:?}; last seen: {last:?}");
 }
 
-#[test]
-fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
-    let mut cluster = Cluster::start(FAST_SESSIONS);
+/// A cluster started with `config`, once its controller leader has the three nodes alive; with that leader.
+fn formed_cluster(config: &str) -> (Cluster, u64) {
+    let cluster = Cluster::start(config);
     let formed =
         wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let old_leader = formed.leader.expect("a leader");
+    (cluster, formed.leader.expect("a leader"))
+}
+
+#[test]
+fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
+    let (mut cluster, old_leader) = formed_cluster(FAST_SESSIONS);
     let survivor = if old_leader == 1 { 2 } else { 1 };
 
     cluster.nodes[old_leader as usize - 1].take().expect("running").kill();
@@ -97,10 +102,7 @@ const LONG_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_time
 
 #[test]
 fn a_killed_node_is_fenced_once_its_port_refuses_and_a_frozen_one_keeps_its_session() {
-    let mut cluster = Cluster::start(LONG_SESSIONS);
-    let formed =
-        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let leader = formed.leader.expect("a leader");
+    let (mut cluster, leader) = formed_cluster(LONG_SESSIONS);
     let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let (frozen, killed) = (others[0], others[1]);
 
@@ -133,10 +135,7 @@ fn elections_called(cluster: &Cluster, nodes: &[u64]) -> f64 {
 #[test]
 fn a_dead_controller_leaders_survivors_call_an_election_and_a_frozen_ones_do_not() {
     // With 120 s sessions raft's lease is 3 s and its own election timeout 2-3 s more.
-    let mut cluster = Cluster::start(LONG_SESSIONS);
-    let formed =
-        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let leader = formed.leader.expect("a leader");
+    let (mut cluster, leader) = formed_cluster(LONG_SESSIONS);
     let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
 
     // Frozen past the lease: its port still accepts, so nothing says it is gone, and nobody calls an election.
@@ -168,10 +167,7 @@ fn fences(cluster: &Cluster, node: u64, cause: &str) -> f64 {
 /// A cluster started with `config` and its topic `orders` of 3 partitions, RF 3, every ISR whole; with the
 /// controller leader, and a node other than it that leads a partition.
 fn partition_leader_of_rf3_topic(config: &str) -> (Cluster, u64, u64) {
-    let cluster = Cluster::start(config);
-    let formed =
-        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let controller = formed.leader.expect("a leader");
+    let (cluster, controller) = formed_cluster(config);
     let create = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
     eventually("the topic created", || rill(&cluster.all(), &create).status.success().then_some(()));
     let rows = wait_for_topic(cluster.addr(controller), "orders", 3, "every partition led, ISR of 3", |rows| {
@@ -200,10 +196,7 @@ fn a_killed_partition_leader_is_fenced_as_soon_as_a_replication_stream_from_it_b
 
 #[test]
 fn a_node_whose_stream_from_a_killed_leader_breaks_names_it_to_the_controller_leader() {
-    let mut cluster = Cluster::start("node_session_timeout_ms = 120000\n");
-    let formed =
-        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let controller = formed.leader.expect("a leader");
+    let (mut cluster, controller) = formed_cluster("node_session_timeout_ms = 120000\n");
     let others: Vec<u64> = (1..=3).filter(|id| *id != controller).collect();
     let (victim, follower) = (others[0], others[1]);
     // Two copies, neither on the controller leader: only the follower streams from the victim.
@@ -254,10 +247,7 @@ fn a_node_stopped_gracefully_hands_its_leaderships_over_before_it_exits() {
 
 #[test]
 fn a_call_forwarded_to_a_frozen_controller_leader_ends_once_another_node_leads() {
-    let cluster = Cluster::start(FAST_SESSIONS);
-    let formed =
-        wait_for(cluster.addr(1), "controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive());
-    let frozen = formed.leader.expect("a leader");
+    let (cluster, frozen) = formed_cluster(FAST_SESSIONS);
     let follower = if frozen == 1 { 2 } else { 1 };
     // Frozen, not killed: its connections stay open and its port still accepts, so a call forwarded to it waits
     // for an answer that never comes.

@@ -15,7 +15,7 @@
 # NODE_FLAGS adds `rill broker` flags to the three cluster nodes (e.g. `--write-mode buffered`); ROUNDS (1) repeats
 # the produce step, single node then cluster, deleting each round's topics; BROKER_ENV adds environment variables to
 # the four brokers and not to `rill bench`, e.g. `RILL_WORKER_THREADS=1` (TOKIO_WORKER_THREADS=1 for builds before
-# --worker-threads).
+# --worker-threads). PRODUCE_FLAGS adds `rill bench produce` flags to both produce steps (e.g. `--max-in-flight 2`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -80,8 +80,9 @@ if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = produce ]; then
   for round in $(seq 1 "${ROUNDS:-1}"); do
     echo; echo "== round $round: produce, single node, acks leader, 8 producers, 1 KB"
     single_before=$(ticks "${pids[3]}")
+    # shellcheck disable=SC2086 # PRODUCE_FLAGS is a list of flags
     bench produce --broker "$single" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks leader \
-      --topic-prefix "bench-single-r$round" | tee "$dir/produce-single.out"
+      --topic-prefix "bench-single-r$round" ${PRODUCE_FLAGS:-} | tee "$dir/produce-single.out"
     gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-single.out") # the workload's 1,000-byte values
     awk -v t="$(( $(ticks "${pids[3]}") - single_before ))" -v hz="$hz" -v gb="$gb" \
       'BEGIN { printf "single node: %.2f CPU-seconds, %.1f per GB acknowledged\n", t / hz, t / hz / gb }'
@@ -90,8 +91,9 @@ if [ "${ONLY:-}" = "" ] || [ "${ONLY:-}" = produce ]; then
     for i in $(seq 0 7); do "$rill" topic delete "bench-single-r$round-$i" --broker "$single" >/dev/null; done
     echo; echo "== round $round: produce, 3 nodes, RF 3, acks all, 8 producers, 1 KB"
     before=(); for pid in "${pids[@]:0:3}"; do before+=("$(ticks "$pid")"); done
+    # shellcheck disable=SC2086 # PRODUCE_FLAGS is a list of flags
     bench produce --broker "$cluster" --workload 8-topics-1-partition-1kb --duration "$seconds" --acks all \
-      --replication-factor 3 --topic-prefix "bench-rf3-r$round" | tee "$dir/produce-rf3.out"
+      --replication-factor 3 --topic-prefix "bench-rf3-r$round" ${PRODUCE_FLAGS:-} | tee "$dir/produce-rf3.out"
     # Each node's CPU over the step (utime+stime from /proc/PID/stat), per GB the producers got acknowledged.
     gb=$(awk '/msgs in/ { print $2 * 1000 / 1e9; exit }' "$dir/produce-rf3.out")
     for i in 0 1 2; do

@@ -166,7 +166,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = ProducerConfig::default().max_request_bytes)]
     max_request_bytes: usize,
     /// Bytes each producer may hold enqueued but not acknowledged (the client's `max_buffered_bytes`). Default:
-    /// room for two full batches per partition, at least 2 MiB.
+    /// room for a full batch per call in flight and one more, per partition, at least 2 MiB.
     #[arg(long)]
     max_buffered_bytes: Option<usize>,
     /// Produce with one unary call per request instead of the connection's produce stream (the client's
@@ -412,12 +412,13 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
             CompressionArg::Lz4 => Compression::Lz4,
             CompressionArg::Zstd => Compression::Zstd { level: 1 },
         },
-        // Room for two full batches per partition (one in flight, one filling) and no more: a deeper buffer only
-        // adds latency (queued bytes / throughput) and memory to touch. Four batches gave the same throughput and
-        // twice the send-to-ack p50 and p99 (docs/benchmarks.md, "latency at load", 2026-12-01).
-        max_buffered_bytes: args
-            .max_buffered_bytes
-            .unwrap_or((workload.batch_bytes * 2 * workload.partitions_per_topic as usize).max(2 << 20)),
+        // Room for a full batch per call in flight and one filling, per partition, and no more: a deeper buffer
+        // only adds latency (queued bytes / throughput) and memory to touch. With one call in flight, four batches
+        // gave the same throughput as two and twice the send-to-ack p50 and p99 (docs/benchmarks.md, "latency at
+        // load", 2026-12-01).
+        max_buffered_bytes: args.max_buffered_bytes.unwrap_or(
+            (workload.batch_bytes * (args.max_in_flight + 1) * workload.partitions_per_topic as usize).max(2 << 20),
+        ),
         // 0 is refused by `Producer::new`, naming the setting.
         max_request_bytes: args.max_request_bytes,
         enable_idempotence: !args.no_idempotence,

@@ -42,6 +42,11 @@ fn mutual_tls_cluster(ca: &Ca, node: &Leaf) -> Cluster {
 fn create_user(broker: &str, token: Option<&str>, name: &str) -> String {
     eventually(&format!("user {name} created"), || {
         let created = rill_as(broker, token, &["user", "create", name, "--password", "pw", "--token"]);
+        if created.stderr.contains("already exists") {
+            // An earlier attempt that reported a failure (its answer lost in a leader change) had committed, and
+            // the token it made was never printed: start again from no user.
+            rill_as(broker, token, &["user", "delete", name]);
+        }
         created.status.success().then(|| created.stdout.trim().to_owned())
     })
 }

@@ -196,8 +196,8 @@ impl ProducerIds {
     /// starts before its controller has a leader), or until the node drops these ids. Call it on a runtime.
     pub fn reserve_next_in_background(&self) {
         {
-            // Never waits on the async threads: the lock is held through a reservation (up to a controller
-            // round trip) only by a caller that found the current block empty, and that one reserves anyway.
+            // Never waits on the async threads: the lock may be held through a reservation (a controller round
+            // trip). Found taken, the reservation ahead is left to the next call: a tenth of a block is left for it.
             let mut reserved = match self.shared.reserved.try_lock() {
                 Ok(reserved) => reserved,
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),

@@ -44,6 +44,22 @@ impl Node {
         }
     }
 
+    /// Deletes a topic: on a cluster through the controller, each group's coordinator then forgetting the
+    /// topic's committed offsets as it applies the deletion (`replication/reconcile.rs`); on a single node here,
+    /// with its committed offsets forgotten before the answer.
+    pub async fn delete_topic(&self, name: &str) -> crate::error::Result<()> {
+        let Some(replication) = &self.replication else {
+            let deleted_at_ms = now_ms();
+            self.registry.delete(name).await?;
+            // The topic is gone whatever happens next; offsets left behind are forgotten at the next start.
+            if let Err(err) = self.offsets.forget_topics([name.to_owned()].into(), deleted_at_ms).await {
+                tracing::error!(topic = %name, error = %err, "cannot forget a deleted topic's committed offsets");
+            }
+            return Ok(());
+        };
+        replication.delete_topic(name).await
+    }
+
     /// In a cluster, refuses a produce or fetch for a partition this node does not lead (`not-leader`).
     pub fn check_leader(&self, topic: &str, partition: u32) -> crate::error::Result<()> {
         match &self.replication {

@@ -1,5 +1,6 @@
 //! Starting and stopping a node: restore state, bind, serve gRPC, run maintenance, shut down gracefully.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -135,6 +136,19 @@ impl Broker {
             }
             None => OffsetStore::open(&config.data_dir).await?,
         });
+        if controller.is_none() {
+            // A commit names a topic that exists, so one for a topic the registry lacks outlived the topic's
+            // deletion (a crash between the two).
+            let deleted: BTreeSet<String> = offsets
+                .all_committed()
+                .into_iter()
+                .map(|(key, _)| key.topic)
+                .filter(|topic| registry.topic(topic).is_err())
+                .collect();
+            if !deleted.is_empty() {
+                offsets.forget_topics(deleted, crate::node::now_ms()).await?;
+            }
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
         // In a cluster the controller hands out the blocks, so that ids are unique across nodes and disks.

@@ -76,6 +76,30 @@ fn reset_offsets_moves_the_group_to_each_kind_of_target() {
 }
 
 #[test]
+fn a_deleted_topics_commits_are_forgotten_so_a_recreated_topic_is_read_from_its_start() {
+    let (dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    rill(b, &["consume", "events", "--group", "g"]).ok();
+    rill(b, &["consume", "events", "--group", "other"]).ok();
+    assert_eq!(rows(b, &["g"]), [["events", "0", "4", "4", "0"], ["events", "1", "2", "2", "0"]]);
+
+    rill(b, &["topic", "delete", "events"]).ok();
+    rill(b, &["group", "describe", "g"]).fails(1, "unknown group \"g\"");
+    rill(b, &["topic", "create", "events", "--partitions", "2"]).ok();
+    rill_with_stdin(b, &["produce", "events", "--partition", "0"], b"new\n").ok();
+    // The old commit (4) would have skipped the new record, and every one up to offset 4.
+    assert_eq!(rill(b, &["consume", "events", "--group", "g"]).ok(), "new\n");
+
+    // Forgetting is durable: the tombstones are in the offsets log, and a restart does not bring the old
+    // commits back (the other group had only them).
+    drop(broker);
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.as_str();
+    assert_eq!(rows(b, &["g"]), [["events", "0", "1", "1", "0"]]);
+    rill(b, &["group", "describe", "other"]).fails(1, "unknown group \"other\"");
+}
+
+#[test]
 fn reset_offsets_of_an_unknown_topic_or_partition_fails_with_exit_1() {
     let (_dir, broker) = broker_with_records();
     let b = broker.addr.as_str();

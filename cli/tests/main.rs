@@ -17,6 +17,7 @@ mod cluster_console;
 mod cluster_console_secret;
 mod cluster_console_sessions;
 mod cluster_delete_records;
+mod cluster_deleted_topics;
 mod cluster_dropped_replicas;
 mod cluster_frozen_bootstrap;
 mod cluster_groups;

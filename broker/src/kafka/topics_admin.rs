@@ -26,10 +26,7 @@ pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest, principa
     for name in request.topic_names {
         let answer = DeletableTopicResult::default();
         let deleted = match kafka.node.authorize(principal, Operation::Delete, &Resource::topic(name.0.as_str())) {
-            Ok(()) => match &kafka.node.replication {
-                Some(replication) => replication.delete_topic(name.0.as_str()).await,
-                None => kafka.node.registry.delete(name.0.as_str()).await,
-            },
+            Ok(()) => kafka.node.delete_topic(name.0.as_str()).await,
             Err(denied) => Err(denied),
         };
         let answer = match deleted {

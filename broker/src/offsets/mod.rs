@@ -15,7 +15,7 @@
 //! rewritten with one record per live key (`compaction.rs`), so replay time follows the number of committed
 //! partitions rather than the number of commits ever made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,7 @@ use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
 use rill_storage::{Durability, Log, LogConfig};
 
 use crate::error::{BrokerError, Result};
+use crate::node::now_ms;
 use crate::registry::blocking;
 
 mod compaction;
@@ -236,25 +237,60 @@ impl OffsetStore {
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
         let forgets = group.clone();
-        self.forget_checked(group, move |key| key.group == forgets, now_ms, check).await
+        self.forget_checked(group, move |key, _| key.group == forgets, now_ms, check).await
     }
 
     /// Forgets the committed offsets of `keys` that exist (Kafka's OffsetDelete), like `delete_group_checked`.
     /// Returns how many were forgotten.
     pub async fn delete_checked(
         self: &Arc<Self>,
-        keys: std::collections::BTreeSet<OffsetKey>,
+        keys: BTreeSet<OffsetKey>,
         now_ms: i64,
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
         let Some(group) = keys.first().map(|key| key.group.clone()) else { return Ok(0) };
-        self.forget_checked(group, move |key| keys.contains(key), now_ms, check).await
+        self.forget_checked(group, move |key, _| keys.contains(key), now_ms, check).await
+    }
+
+    /// Forgets the offsets of deleted `topics` committed up to `deleted_at_ms`, in every group this node
+    /// coordinates (a tombstone per key, as for a deleted group), as Kafka's coordinator does when partitions
+    /// are deleted: a group that later consumes a re-created topic of the same name must start from its reset
+    /// policy, not skip to where it was in the old topic. A commit after `deleted_at_ms` is the new topic's and
+    /// stays. A group whose coordinator moved meanwhile is left to the new one. Returns how many were forgotten.
+    pub async fn forget_topics(self: &Arc<Self>, topics: BTreeSet<String>, deleted_at_ms: i64) -> Result<usize> {
+        let topics = Arc::new(topics);
+        let is_forgotten = {
+            let topics = Arc::clone(&topics);
+            move |key: &OffsetKey, commit: &Committed| {
+                topics.contains(&key.topic) && commit.commit_time_ms <= deleted_at_ms
+            }
+        };
+        let groups: BTreeSet<String> = self
+            .lock()
+            .iter()
+            .filter(|(key, commit)| is_forgotten(key, commit))
+            .map(|(key, _)| key.group.clone())
+            .collect();
+        let mut forgotten = 0;
+        for group in groups {
+            let (in_group, is_forgotten) = (group.clone(), is_forgotten.clone());
+            let forgets = move |key: &OffsetKey, commit: &Committed| key.group == in_group && is_forgotten(key, commit);
+            match self.forget_checked(group.clone(), forgets, now_ms(), || Ok(())).await {
+                Ok(count) => forgotten += count,
+                Err(BrokerError::NotCoordinator { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if forgotten > 0 {
+            tracing::info!(topics = ?topics, forgotten, "forgot the committed offsets of deleted topics");
+        }
+        Ok(forgotten)
     }
 
     async fn forget_checked(
         self: &Arc<Self>,
         group: String,
-        forgets: impl Fn(&OffsetKey) -> bool + Send + 'static,
+        forgets: impl Fn(&OffsetKey, &Committed) -> bool + Send + 'static,
         now_ms: i64,
         check: impl FnOnce() -> Result<()> + Send + 'static,
     ) -> Result<usize> {
@@ -264,7 +300,8 @@ impl OffsetStore {
             let mut committed = store.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             store.check_coordinator(&routed)?;
             check()?;
-            let keys: Vec<OffsetKey> = committed.keys().filter(|k| forgets(k)).cloned().collect();
+            let keys: Vec<OffsetKey> =
+                committed.iter().filter(|(k, c)| forgets(k, c)).map(|(k, _)| k.clone()).collect();
             if keys.is_empty() {
                 return Ok((None, 0));
             }
@@ -498,5 +535,27 @@ mod tests {
         let store = OffsetStore::open(dir.path()).await.unwrap();
         assert!(store.for_group("g").is_empty());
         assert_eq!(store.groups().into_iter().collect::<Vec<_>>(), [("keep".to_string(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_topics_commits_up_to_its_deletion_are_forgotten_in_every_group_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |g: &str, t: &str| OffsetKey { group: g.into(), topic: t.into(), partition: 0 };
+        {
+            let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
+            store
+                .commit(vec![(key("a", "gone"), 5, String::new()), (key("a", "kept"), 7, String::new())], 10)
+                .await
+                .unwrap();
+            store.commit(vec![(key("b", "gone"), 6, String::new())], 10).await.unwrap();
+            // Committed after the deletion: the re-created topic's, which stays.
+            store.commit(vec![(key("c", "gone"), 1, String::new())], 30).await.unwrap();
+            assert_eq!(store.forget_topics(["gone".to_owned()].into(), 20).await.unwrap(), 2);
+            assert_eq!(store.forget_topics(["gone".to_owned()].into(), 20).await.unwrap(), 0, "nothing left");
+            store.close().await.unwrap();
+        }
+        let store = OffsetStore::open(dir.path()).await.unwrap();
+        let left: Vec<(OffsetKey, i64)> = store.all_committed();
+        assert_eq!(left, [(key("a", "kept"), 7), (key("c", "gone"), 1)]);
     }
 }

@@ -3,7 +3,7 @@
 //! fills the node's tail cache only while this node leads it: nobody reads a follower's log.
 //! Runs on every metadata change, and on a timer for the ISR's lag checks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::fetcher::{Assignment, Fetcher};
 use super::{lock, LeaderState, PartitionKey, Replication};
 use crate::cluster::metadata::ClusterMetadata;
 use crate::error::BrokerError;
+use crate::topic_id::TopicId;
 
 #[derive(Default)]
 struct Reconciler {
@@ -26,6 +27,9 @@ struct Reconciler {
     /// The last check for dropped replicas found this node not caught up with the metadata, so it decided
     /// nothing: checked again on the next lag-check tick rather than only on the next metadata change.
     awaits_catch_up: bool,
+    /// Every topic of the metadata last applied, with its id: a name that leaves, or comes back with another
+    /// id (deleted and re-created between two passes), was deleted.
+    topic_ids: HashMap<String, TopicId>,
 }
 
 pub async fn run(replication: Arc<Replication>) {
@@ -65,11 +69,19 @@ impl Reconciler {
     async fn apply(&mut self, replication: &Arc<Replication>, metadata: &ClusterMetadata) {
         let Ok(node) = replication.node() else { return };
         let me = replication.node_id;
+        self.forget_offsets_of_deleted_topics(&node, metadata);
         for (name, placed) in &metadata.topics {
             if !placed.partitions.iter().any(|p| p.replicas.contains(&me)) {
                 continue;
             }
             self.seen.insert(name.clone());
+            // Metadata written before topic ids has none to compare (its topics' local ids are the nodes' own).
+            let local_id = node.registry.topic(name).map(|local| local.id).ok();
+            if let (Some(local_id), Some(id)) = (local_id, placed.topic_id) {
+                if local_id != id {
+                    self.delete_older_topic(replication, &node, name, local_id, id).await;
+                }
+            }
             match node.registry.topic(name) {
                 Err(_) => {
                     let count = placed.partitions.len() as u32;
@@ -193,6 +205,49 @@ impl Reconciler {
             }
         }
         self.delete_dropped_replicas(replication, metadata).await;
+    }
+
+    /// Each group coordinated here forgets the committed offsets of the topics deleted since the last pass, in
+    /// the background: the tombstones wait for the offsets partition's in-sync replicas, which must not hold up
+    /// a leadership change. Every node runs this, so each group's coordinator does it for its groups.
+    fn forget_offsets_of_deleted_topics(&mut self, node: &Arc<crate::node::Node>, metadata: &ClusterMetadata) {
+        let current: HashMap<String, TopicId> =
+            metadata.topics.iter().map(|(name, placed)| (name.clone(), placed.topic_id(name))).collect();
+        let deleted: BTreeSet<String> =
+            self.topic_ids.iter().filter(|(name, id)| current.get(*name) != Some(id)).map(|(n, _)| n.clone()).collect();
+        self.topic_ids = current;
+        if deleted.is_empty() {
+            return;
+        }
+        let (offsets, deleted_at_ms) = (Arc::clone(&node.offsets), crate::node::now_ms());
+        tokio::spawn(async move {
+            if let Err(err) = offsets.forget_topics(deleted.clone(), deleted_at_ms).await {
+                tracing::error!(topics = ?deleted, error = %err, "cannot forget deleted topics' committed offsets");
+            }
+        });
+    }
+
+    /// Deletes this node's copy of a topic that the metadata now names with another id: a topic of the same name
+    /// deleted while this node was down, or deleted and re-created between two passes. Its records are not the
+    /// new topic's, and a replica that kept them could lead the new topic with them. Kafka's KRaft brokers do the
+    /// same with a log whose topic id the metadata no longer has (a stray log). The caller opens the new topic.
+    async fn delete_older_topic(
+        &mut self,
+        replication: &Arc<Replication>,
+        node: &Arc<crate::node::Node>,
+        name: &str,
+        local_id: TopicId,
+        id: TopicId,
+    ) {
+        tracing::warn!(topic = %name, local_topic_id = %local_id, topic_id = %id, "deleting the replicas of an older topic of this name");
+        // Fetchers hold the old logs: stopped first, they are started again for the new ones below.
+        self.fetchers.retain(|_, fetcher| !fetcher.assignments.iter().any(|a| a.topic == name));
+        self.held.retain(|(topic, _)| topic != name);
+        lock(&replication.leaders).retain(|(topic, _), _| topic != name);
+        match node.registry.delete(name).await {
+            Ok(()) | Err(BrokerError::UnknownTopic { .. }) => {}
+            Err(err) => tracing::error!(topic = %name, error = %err, "cannot delete an older topic's replicas"),
+        }
     }
 
     /// Deletes the local copies the metadata no longer places on this node (`dropped_replicas.rs`), after the

@@ -39,10 +39,7 @@ impl TopicAdmin for RillService {
         let principal = principal_of(&request);
         let name = request.into_inner().name;
         self.node.authorize(&principal, Operation::Delete, &Resource::topic(&name))?;
-        match &self.node.replication {
-            Some(replication) => replication.delete_topic(&name).await?,
-            None => self.node.registry.delete(&name).await?,
-        }
+        self.node.delete_topic(&name).await?;
         Ok(Response::new(v1::DeleteTopicResponse {}))
     }
 

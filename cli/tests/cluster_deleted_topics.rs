@@ -1,0 +1,111 @@
+//! A deleted topic leaves nothing behind that a re-created topic of the same name could inherit, on real
+//! `rill broker` processes: its groups' committed offsets (forgotten by each group's coordinator,
+//! `broker/src/offsets/mod.rs` `forget_topics`), and a node's copy of it that the node never saw deleted
+//! (replaced once the metadata names the topic with another id, `broker/src/replication/reconcile.rs`).
+
+use crate::common;
+
+use std::path::Path;
+
+use common::cluster::{wait_for_topic, Cluster};
+use common::{eventually, rill, rill_with_stdin};
+
+const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
+                            replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n";
+
+fn create_events(cluster: &Cluster, partitions: usize) {
+    let partitions = partitions.to_string();
+    let create = ["topic", "create", "events", "--partitions", &partitions, "--replication-factor", "3"];
+    // Before the cluster has formed, or while a node is still fenced, a create is refused: retried.
+    eventually("events created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    let count = partitions.parse().expect("a count");
+    wait_for_topic(cluster.addr(1), "events", count, "every replica in sync", |rows| {
+        rows.iter().all(|row| row.leader.is_some() && row.isr.len() == 3)
+    });
+}
+
+/// Produces `values` to `partition` of `events` with acks all; every one acknowledged.
+fn produce(cluster: &Cluster, partition: usize, values: &[String]) {
+    let input: String = values.iter().map(|v| format!("{v}\n")).collect();
+    let partition = partition.to_string();
+    let args = ["produce", "events", "--partition", &partition, "--acks", "all"];
+    rill_with_stdin(&cluster.all(), &args, input.as_bytes()).ok();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
+    }
+}
+
+#[test]
+fn a_deleted_topics_committed_offsets_are_forgotten_so_its_successor_is_read_from_the_start() {
+    let cluster = Cluster::start(FAST_CLUSTER);
+    create_events(&cluster, 2);
+    produce(&cluster, 0, &(0..5).map(|i| format!("old-{i}")).collect::<Vec<_>>());
+    produce(&cluster, 1, &["old-p1".to_owned()]);
+    let all = cluster.all();
+    let consumed = rill(&all, &["consume", "events", "--group", "g"]);
+    assert_eq!(consumed.ok().lines().count(), 6, "{consumed:?}");
+    let described = rill(&all, &["group", "describe", "g"]);
+    assert!(described.ok().lines().any(|l| l.split_whitespace().take(3).eq(["events", "0", "5"])), "{described:?}");
+
+    rill(&all, &["topic", "delete", "events"]).ok();
+    // The coordinator forgets as it applies the deletion, after the delete is answered.
+    eventually("the group's commits forgotten", || {
+        rill(&all, &["group", "describe", "g"]).stderr.contains("unknown group \"g\"").then_some(())
+    });
+    create_events(&cluster, 2);
+    produce(&cluster, 0, &["new-0".to_owned()]);
+    // The old commit (5) would skip the new record, and every one the new topic gets up to offset 5.
+    assert_eq!(rill(&all, &["consume", "events", "--group", "g"]).ok(), "new-0\n");
+}
+
+#[test]
+fn a_node_replaces_its_copy_of_a_deleted_topic_when_a_new_topic_takes_the_name() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    create_events(&cluster, 3);
+    let old: Vec<String> = (0..50).map(|i| format!("old-{i}")).collect();
+    for partition in 0..3 {
+        produce(&cluster, partition, &old);
+    }
+    wait_for_topic(cluster.addr(1), "events", 3, "node 3 holding every old record", |rows| {
+        rows.iter().all(|row| row.log_ends.iter().any(|&(node, end)| node == 3 && end == 50))
+    });
+
+    // Node 3's copy of the old topic, kept aside while node 3 is stopped.
+    let d3 = cluster.data_dir(3);
+    let aside = cluster.dir.path().join("aside");
+    cluster.nodes[2].take().expect("running").kill();
+    for partition in 0..3 {
+        copy_dir(&d3.join(format!("events-{partition}")), &aside.join(format!("events-{partition}")));
+    }
+    std::fs::copy(d3.join("__topics/events.toml"), aside.join("events.toml")).expect("copy topic metadata");
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    rill(&cluster.all(), &["topic", "delete", "events"]).ok();
+    eventually("node 3's copy deleted", || (!d3.join("__topics/events.toml").exists()).then_some(()));
+
+    // Put back, node 3 starts as a node that never applied the deletion would: with a copy of a topic that
+    // its metadata no longer has.
+    cluster.nodes[2].take().expect("running").kill();
+    for partition in 0..3 {
+        copy_dir(&aside.join(format!("events-{partition}")), &d3.join(format!("events-{partition}")));
+    }
+    std::fs::copy(aside.join("events.toml"), d3.join("__topics/events.toml")).expect("restore topic metadata");
+    cluster.nodes[2] = Some(cluster.start_node(3));
+
+    create_events(&cluster, 3);
+    for partition in 0..3 {
+        produce(&cluster, partition, &["new".to_owned()]);
+    }
+    let rows = wait_for_topic(cluster.addr(1), "events", 3, "every replica at the new log end", |rows| {
+        rows.iter().all(|row| row.high_watermark == 1 && row.log_ends.iter().all(|&(_, end)| end == 1))
+    });
+    assert!(rows.iter().any(|row| row.leader == Some(3)), "node 3 leads a partition of the new topic: {rows:?}");
+    for partition in 0..3 {
+        let args = ["consume", "events", "--partition", &partition.to_string(), "--from-beginning"];
+        assert_eq!(rill(&cluster.all(), &args).ok(), "new\n", "partition {partition}: the new topic's record only");
+    }
+}

@@ -306,9 +306,17 @@ fn is_disk_full(err: &std::io::Error) -> bool {
 
 impl From<BrokerError> for Status {
     fn from(err: BrokerError) -> Status {
-        let code = err.code();
-        match code {
-            Code::Internal | Code::Unavailable => tracing::warn!(error = %err, "request failed"),
+        match err.reason() {
+            // A leadership that moved: the client follows it, and the move itself is logged where it happens
+            // (`replication/reconcile.rs`). At warn, a failover with many clients would log a line per request.
+            Reason::NotLeader
+            | Reason::NotCoordinator
+            | Reason::ShuttingDown
+            | Reason::UnknownLeaderEpoch
+            | Reason::OffsetNotAvailable => tracing::debug!(error = %err, "request refused; the client retries"),
+            _ if matches!(err.code(), Code::Internal | Code::Unavailable) => {
+                tracing::warn!(error = %err, "request failed")
+            }
             _ => tracing::debug!(error = %err, "request rejected"),
         }
         let mut status = err.reason().status(err.to_string());

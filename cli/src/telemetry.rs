@@ -23,15 +23,30 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
+/// What a broker logs unless `RUST_LOG` says otherwise. openraft logs each failed RPC at warn and error (several
+/// lines a second per peer that is down) and its internals at info; rill logs what an operator needs of it: the
+/// controller leader elected, a peer unreachable and back (`broker/src/cluster/network.rs`), a stopped raft.
+/// `RUST_LOG=info,openraft=info` shows openraft's own lines.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=off";
+
+/// Colours only for a person at a terminal: a log file, journald or a log shipper would keep the escape codes.
+fn stderr_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 fn log_filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
 }
 
 /// Installs the global subscriber. Must run inside the tokio runtime that will outlive the exporter: the
 /// OTLP exporter's gRPC channel spawns its connection task there.
 pub fn install(config: &BrokerConfig) -> anyhow::Result<Telemetry> {
     let Some(endpoint) = &config.otlp_endpoint else {
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(log_filter()).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(stderr_is_terminal())
+            .with_env_filter(log_filter())
+            .init();
         return Ok(Telemetry { provider: None });
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -53,7 +68,10 @@ pub fn install(config: &BrokerConfig) -> anyhow::Result<Telemetry> {
     let spans = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("rill"))
         .with_filter(Targets::new().with_target(rill_broker::request_trace::TARGET, tracing::Level::DEBUG));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal())
+        .with_filter(log_filter());
     tracing_subscriber::registry().with(logs).with(spans).init();
     tracing::info!(%endpoint, "exporting request spans over OTLP");
     Ok(Telemetry { provider: Some(provider) })

@@ -81,6 +81,62 @@ fn formed_cluster(config: &str) -> (Cluster, u64) {
     (cluster, formed.leader.expect("a leader"))
 }
 
+/// Restarts node `node_id` with the broker's default logging (no RUST_LOG) written to `<cluster dir>/d<id>.log`.
+fn restart_logging_by_default(cluster: &mut Cluster, node_id: u64) -> std::path::PathBuf {
+    cluster.nodes[node_id as usize - 1].take().expect("running").kill();
+    let log = cluster.dir.path().join(format!("d{node_id}.log"));
+    let args = cluster.args(node_id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = eventually("the node restarted on its port", || {
+        let file = std::fs::File::create(&log).expect("create log file");
+        let mut command = Command::new(RILL);
+        command.env_remove("RUST_LOG").stderr(file);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| BrokerProcess::start_command(command, &args))).ok()
+    });
+    cluster.nodes[node_id as usize - 1] = Some(node);
+    log
+}
+
+fn log_lines(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log).expect("read log").lines().filter(|line| line.contains(needle)).count()
+}
+
+#[test]
+fn a_peer_that_stops_answering_is_logged_once_by_default_and_again_when_it_answers() {
+    let (mut cluster, _) = formed_cluster(FAST_SESSIONS);
+    let logs: Vec<_> = (1..=3).map(|id| restart_logging_by_default(&mut cluster, id)).collect();
+    let leader =
+        wait_for(cluster.addr(1), "a controller leader with 3 alive nodes", |d| d.leader.is_some() && d.all_alive())
+            .leader
+            .expect("a leader");
+    let (leader_log, down) = (&logs[leader as usize - 1], if leader == 3 { 2 } else { 3 });
+    eventually("the leader's election logged", || {
+        (log_lines(leader_log, "controller leader elected") > 0).then_some(())
+    });
+
+    // Settled: the rolling restart's own flaps are logged before this point.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = std::fs::read_to_string(leader_log).expect("read log").lines().count();
+    cluster.nodes[down as usize - 1].take().expect("running").kill();
+    // The leader sends it heartbeats every 100 ms and openraft retries every 500 ms: a line per failed call
+    // would be a dozen or more by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let unreachable = format!("node_id={down}");
+    let text = std::fs::read_to_string(leader_log).expect("read log");
+    let since_kill: Vec<&str> = text.lines().skip(before).collect();
+    let peer_lines: Vec<&&str> = since_kill.iter().filter(|l| l.contains("controller peer")).collect();
+    assert_eq!(peer_lines.len(), 1, "one line for the peer that went down: {since_kill:#?}");
+    assert!(peer_lines[0].contains("cannot reach a controller peer") && peer_lines[0].contains(&unreachable), "{text}");
+    assert!(!text.contains("openraft"), "openraft's own lines are off by default: {text}");
+    assert!(!text.contains('\x1b'), "no terminal colours in a file: {text}");
+
+    let answered_before = log_lines(leader_log, "a controller peer answers again");
+    cluster.nodes[down as usize - 1] = Some(cluster.start_node(down));
+    eventually("the peer logged back", || {
+        (log_lines(leader_log, "a controller peer answers again") > answered_before).then_some(())
+    });
+}
+
 #[test]
 fn a_killed_controller_leader_is_replaced_and_fenced_until_it_restarts() {
     let (mut cluster, old_leader) = formed_cluster(FAST_SESSIONS);

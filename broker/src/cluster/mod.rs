@@ -188,7 +188,13 @@ impl Controller {
         let session_timeout = Duration::from_millis(config.node_session_timeout_ms);
         let raft_config = raft_config(session_timeout)?;
         let peers = peers::format_peers(&identity.peers);
-        let network = network::Network { node_id, cluster_id: cluster_id.clone(), peers, config: Arc::clone(&config) };
+        let network = network::Network {
+            node_id,
+            cluster_id: cluster_id.clone(),
+            peers,
+            config: Arc::clone(&config),
+            reachability: Arc::default(),
+        };
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;
@@ -424,12 +430,24 @@ async fn watch_raft_core(
     controller: std::sync::Weak<Controller>,
     mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
 ) {
+    let mut logged_leadership = None;
     loop {
-        let fatal = match &metrics.borrow_and_update().running_state {
-            Ok(()) => None,
-            Err(openraft::error::Fatal::Stopped) => return,
-            Err(fatal) => Some(fatal.to_string()),
+        let (fatal, leadership) = {
+            let now = metrics.borrow_and_update();
+            let fatal = match &now.running_state {
+                Ok(()) => None,
+                Err(openraft::error::Fatal::Stopped) => return,
+                Err(fatal) => Some(fatal.to_string()),
+            };
+            (fatal, now.current_leader.map(|leader| (leader, now.current_term)))
         };
+        // openraft's own account of elections is off by default (`cli/src/telemetry.rs`): this is its outcome.
+        if leadership.is_some() && leadership != logged_leadership {
+            if let Some((leader, term)) = leadership {
+                tracing::info!(leader, term, "controller leader elected");
+            }
+            logged_leadership = leadership;
+        }
         if let Some(fatal) = fatal {
             if let Some(controller) = controller.upgrade() {
                 let raft_dir = raft_dir(&controller.config.data_dir);

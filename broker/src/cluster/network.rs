@@ -1,6 +1,10 @@
 //! openraft's network over the internal `rill.internal.v1.Controller` service: one lazily connected tonic
 //! channel per target node; openraft's request and reply types travel as JSON (see the .proto for why).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -21,6 +25,9 @@ use super::{ClusterIdCell, NodeId, TypeConfig};
 /// Largest raft message in either direction: a snapshot chunk (openraft sends 3 MiB by default) plus framing.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 << 20;
 
+/// How often a peer that stays unreachable is logged again.
+const UNREACHABLE_REMINDER: Duration = Duration::from_secs(60);
+
 /// Makes a [`Connection`] per target node.
 #[derive(Clone)]
 pub struct Network {
@@ -29,7 +36,47 @@ pub struct Network {
     /// This node's peers, formatted as `RaftRequest.peers` carries them.
     pub peers: String,
     /// How to dial the peers (TLS or not).
-    pub config: std::sync::Arc<BrokerConfig>,
+    pub config: Arc<BrokerConfig>,
+    pub reachability: Arc<PeerReachability>,
+}
+
+/// Which peers fail their raft RPCs, shared by every connection to a peer (openraft makes one per replication
+/// stream and per election). A peer is logged when it stops answering, every minute while it stays silent, and
+/// when it answers again: openraft's own lines, one per failed RPC (several a second per peer down), are off
+/// by default (`cli/src/telemetry.rs`).
+#[derive(Default)]
+pub struct PeerReachability(Mutex<HashMap<NodeId, Outage>>);
+
+struct Outage {
+    since: Instant,
+    reported: Instant,
+}
+
+impl PeerReachability {
+    fn failed(&self, target: NodeId, address: &str, error: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let mut outages = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match outages.get_mut(&target) {
+            None => {
+                outages.insert(target, Outage { since: now, reported: now });
+                tracing::warn!(node_id = target, %address, %error, "cannot reach a controller peer; retrying");
+            }
+            Some(outage) if now.duration_since(outage.reported) >= UNREACHABLE_REMINDER => {
+                outage.reported = now;
+                let unreachable_s = now.duration_since(outage.since).as_secs();
+                tracing::warn!(node_id = target, %address, %error, unreachable_s, "a controller peer is still unreachable");
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn answered(&self, target: NodeId, address: &str) {
+        let mut outages = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(outage) = outages.remove(&target) {
+            let unreachable_ms = outage.since.elapsed().as_millis() as u64;
+            tracing::info!(node_id = target, %address, unreachable_ms, "a controller peer answers again");
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -42,7 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         });
         let client = client.map_err(|err| format!("bad address {:?} of node {target}: {err}", node.addr));
-        Connection { from: self.clone(), target, client }
+        Connection { from: self.clone(), target, address: node.addr.clone(), client }
     }
 }
 
@@ -50,6 +97,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Connection {
     from: Network,
     target: NodeId,
+    address: String,
     /// An address that is not a valid URI fails every call (validation of `--peers` makes that unlikely).
     client: Result<ControllerClient<PeerChannel>, String>,
 }
@@ -95,6 +143,10 @@ impl Connection {
             Rpc::Vote => client.vote(grpc_request).await,
             Rpc::InstallSnapshot => client.install_snapshot(grpc_request).await,
         };
+        match &reply {
+            Ok(_) => self.from.reachability.answered(self.target, &self.address),
+            Err(status) => self.from.reachability.failed(self.target, &self.address, status),
+        }
         let reply = reply.map_err(|status| match status.code() {
             // Down, restarting or not listening yet, or refusing this node for good (another cluster, other
             // peers, a removed node's vote): openraft backs off instead of retrying at once, which it does for a

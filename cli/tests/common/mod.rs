@@ -75,16 +75,19 @@ impl BrokerProcess {
 
     /// Starts `rill ARGS` (a `broker` command line) in `command`'s directory and environment, and reads the
     /// address it listens on from its first line of stdout.
+    /// `command`'s own RUST_LOG (set, or removed for the broker's default) and stderr are kept.
     pub fn start_command(mut command: Command, args: &[&str]) -> BrokerProcess {
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            // `RILL_TEST_BROKER_LOG=info` (any RUST_LOG filter) shows the brokers' logs, e.g. a failover's timeline.
+            command.env("RUST_LOG", std::env::var("RILL_TEST_BROKER_LOG").unwrap_or_else(|_| "error".to_owned()));
+            command.stderr(Stdio::inherit());
+        }
         let mut child = command
             .args(args)
-            // `RILL_TEST_BROKER_LOG=info` (any RUST_LOG filter) shows the brokers' logs, e.g. a failover's timeline.
-            .env("RUST_LOG", std::env::var("RILL_TEST_BROKER_LOG").unwrap_or_else(|_| "error".to_owned()))
             // Brokers of many tests run at once: never the fixed admin port (a flag in `args` still wins).
             .env("RILL_ADMIN_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn rill broker");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -27,6 +27,9 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 << 20;
 
 /// How often a peer that stays unreachable is logged again.
 const UNREACHABLE_REMINDER: Duration = Duration::from_secs(60);
+/// Calls to an unreachable peer are retried every half second or so: a failure after a longer silence follows a
+/// time when this node called nobody (a follower between elections), so it starts a new outage.
+const NEW_OUTAGE_AFTER: Duration = Duration::from_secs(10);
 
 /// Makes a [`Connection`] per target node.
 #[derive(Clone)]
@@ -50,23 +53,40 @@ pub struct PeerReachability(Mutex<HashMap<NodeId, Outage>>);
 struct Outage {
     since: Instant,
     reported: Instant,
+    last_failed: Instant,
+}
+
+/// What a failed call to a peer logged.
+#[derive(Debug, PartialEq, Eq)]
+enum Logged {
+    Unreachable,
+    StillUnreachable,
+    Nothing,
 }
 
 impl PeerReachability {
     fn failed(&self, target: NodeId, address: &str, error: &dyn std::fmt::Display) {
-        let now = Instant::now();
+        self.failed_at(Instant::now(), target, address, error);
+    }
+
+    fn failed_at(&self, now: Instant, target: NodeId, address: &str, error: &dyn std::fmt::Display) -> Logged {
         let mut outages = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match outages.get_mut(&target) {
-            None => {
-                outages.insert(target, Outage { since: now, reported: now });
-                tracing::warn!(node_id = target, %address, %error, "cannot reach a controller peer; retrying");
-            }
-            Some(outage) if now.duration_since(outage.reported) >= UNREACHABLE_REMINDER => {
+            Some(outage) if now.duration_since(outage.last_failed) < NEW_OUTAGE_AFTER => {
+                outage.last_failed = now;
+                if now.duration_since(outage.reported) < UNREACHABLE_REMINDER {
+                    return Logged::Nothing;
+                }
                 outage.reported = now;
                 let unreachable_s = now.duration_since(outage.since).as_secs();
                 tracing::warn!(node_id = target, %address, %error, unreachable_s, "a controller peer is still unreachable");
+                Logged::StillUnreachable
             }
-            Some(_) => {}
+            _ => {
+                outages.insert(target, Outage { since: now, reported: now, last_failed: now });
+                tracing::warn!(node_id = target, %address, %error, "cannot reach a controller peer; retrying");
+                Logged::Unreachable
+            }
         }
     }
 
@@ -186,5 +206,27 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_peer_is_logged_when_it_goes_every_minute_it_stays_and_anew_after_a_silence() {
+        let reach = PeerReachability::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let fail = |ms| reach.failed_at(at(ms), 2, "a:1", &"refused");
+        assert_eq!(fail(0), Logged::Unreachable);
+        // Retried every 500 ms for a minute and a half: one reminder, at the minute.
+        let logged: Vec<Logged> = (1..180).map(|i| fail(i * 500)).filter(|l| *l != Logged::Nothing).collect();
+        assert_eq!(logged, [Logged::StillUnreachable]);
+        assert_eq!(reach.failed_at(at(0), 3, "b:1", &"refused"), Logged::Unreachable, "each peer on its own");
+        // Nobody called it for a while (this node stopped leading): the next failure is a new outage.
+        assert_eq!(fail(89_500 + 10_000), Logged::Unreachable);
+        reach.answered(2, "a:1");
+        assert_eq!(fail(100_000), Logged::Unreachable, "an answer ends the outage");
     }
 }

@@ -532,7 +532,10 @@ impl Registry {
                 ))
             }
         };
-        let max_batch_bytes = requested.max_batch_bytes.unwrap_or(defaults.max_batch_bytes);
+        let segment_bytes = requested.segment_bytes.unwrap_or(defaults.default_segment_bytes);
+        let max_batch_bytes = requested
+            .max_batch_bytes
+            .unwrap_or_else(|| crate::topic_config::default_max_batch_bytes(defaults, segment_bytes));
         if max_batch_bytes > defaults.max_batch_bytes {
             return Err(BrokerError::invalid(
                 "config.max_batch_bytes",
@@ -540,7 +543,7 @@ impl Registry {
             ));
         }
         let settings = TopicSettings {
-            segment_bytes: requested.segment_bytes.unwrap_or(defaults.default_segment_bytes),
+            segment_bytes,
             durability,
             flush_interval_ms: requested.flush_interval_ms.unwrap_or(defaults.default_flush_interval_ms),
             max_batch_bytes,

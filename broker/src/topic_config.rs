@@ -155,8 +155,24 @@ pub fn apply_changes(
     for (key, change) in sets {
         set(&mut next, (*key, change), is_durability_set, replication_factor, defaults)?;
     }
+    // A max.message.bytes the topic does not set follows its segment.bytes (as at create), so a change of
+    // segment.bytes alone never fails for a limit nobody chose.
+    let is_set_now = parsed.iter().any(|(key, c)| *key == ConfigKey::MaxMessageBytes && c.value.is_some());
+    let was_default =
+        current.settings.max_batch_bytes == default_max_batch_bytes(defaults, current.settings.segment_bytes);
+    let is_reset_now = parsed.iter().any(|(key, c)| *key == ConfigKey::MaxMessageBytes && c.value.is_none());
+    if !is_set_now && (was_default || is_reset_now) {
+        next.settings.max_batch_bytes = default_max_batch_bytes(defaults, next.settings.segment_bytes);
+    }
     check_whole(&next, changes, defaults)?;
     Ok(next)
+}
+
+/// A topic's max batch size unless it sets one: the broker's `max_batch_bytes`, or its `segment_bytes` if that is
+/// smaller (a batch must fit in a segment). Kafka accepts a `segment.bytes` below its `message.max.bytes`, and
+/// its clients create topics with 1 MiB segments for tests.
+pub fn default_max_batch_bytes(defaults: &BrokerConfig, segment_bytes: u64) -> u64 {
+    defaults.max_batch_bytes.min(segment_bytes)
 }
 
 fn refusal(change: &ConfigChange, reason: impl Into<String>) -> BrokerError {
@@ -305,7 +321,7 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::RetentionMs, s.retention_ms != defaults.default_retention_ms);
     differs(ConfigKey::RetentionBytes, s.retention_bytes != defaults.default_retention_bytes);
     differs(ConfigKey::SegmentBytes, s.segment_bytes != defaults.default_segment_bytes);
-    differs(ConfigKey::MaxMessageBytes, s.max_batch_bytes != defaults.max_batch_bytes);
+    differs(ConfigKey::MaxMessageBytes, s.max_batch_bytes != default_max_batch_bytes(defaults, s.segment_bytes));
     differs(
         ConfigKey::FlushMs,
         s.durability == DurabilityPolicy::Interval && s.flush_interval_ms != defaults.default_flush_interval_ms,

@@ -305,6 +305,21 @@ def topic_setting(addr, topic, name):
     raise AssertionError(f"{name} missing from rill topic describe {topic}")
 
 
+def test_confluent_kafka_creates_a_topic_with_segments_smaller_than_the_brokers_largest_batch(broker):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = f"small-segments-{os.getpid()}"
+    # 1 MiB, Kafka's smallest segment.bytes and a common choice in tests; the broker's max batch is 8 MiB.
+    created = admin.create_topics([NewTopic(name, 1, 1, config={"segment.bytes": "1048576"})])
+    created[name].result(timeout=30)
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert configs["segment.bytes"].value == "1048576"
+    assert configs["max.message.bytes"].value == "1048576", "a batch must fit in a segment"
+    assert configs["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value, "the topic did not set it"
+
+
 def test_confluent_kafka_incremental_alter_configs_changes_a_live_topic(broker):
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
@@ -371,12 +386,17 @@ def test_kafka_python_alter_configs_changes_a_topics_settings(broker):
         assert alter({"retention.bytes": "1048576"}, incremental=False) == "OK"
         assert topic_setting(broker, name, "retention_bytes") == "1048576"
         assert topic_setting(broker, name, "segment_bytes") == "16777216"
-        # A segment smaller than the largest batch the topic takes is refused, naming both (INVALID_CONFIG).
-        refused = alter({"segment.bytes": "4194304"})
+        # A segment below the broker's largest batch takes a max.message.bytes the topic does not set down with
+        # it (Kafka takes such segments). One the topic sets stays, and a segment below it is refused, naming
+        # both (INVALID_CONFIG).
+        assert alter({"segment.bytes": "4194304"}) == "OK"
+        assert topic_setting(broker, name, "max_batch_bytes") == "4194304"
+        assert alter({"max.message.bytes": "2097152"}) == "OK"
+        refused = alter({"segment.bytes": "1048576"})
         assert "Error 40" in refused and "max.message.bytes" in refused, refused
         refused = alter({"min.insync.replicas": "2"})
         assert "Error 40" in refused and "replication factor, 1" in refused, refused
-        assert topic_setting(broker, name, "segment_bytes") == "16777216", "nothing of a refused change applies"
+        assert topic_setting(broker, name, "segment_bytes") == "4194304", "nothing of a refused change applies"
     finally:
         admin.close()
 

@@ -132,3 +132,23 @@ fn alter_configs_replaces_the_whole_set() {
     assert_eq!(after.settings.segment_bytes, defaults.default_segment_bytes, "an unnamed key went back");
     assert_eq!(after.settings.retention_ms, Some(1000));
 }
+
+#[test]
+fn a_max_message_bytes_the_topic_does_not_set_follows_its_segment_bytes() {
+    let defaults = defaults();
+    let before = created(&defaults);
+    let one_mib = [ConfigChange::set("segment.bytes", "1048576")];
+    let small = apply_changes(&before, &one_mib, 3, &defaults).expect("a segment below the broker's max batch");
+    assert_eq!(small.settings.max_batch_bytes, 1 << 20);
+    assert!(!overridden_keys(&small, 3, &defaults).contains(&ConfigKey::MaxMessageBytes), "still the default");
+    let back = apply_changes(&small, &[ConfigChange::delete("segment.bytes")], 3, &defaults).expect("valid");
+    assert_eq!(back.settings.max_batch_bytes, defaults.max_batch_bytes);
+
+    // One the topic sets stays, and a segment below it is refused.
+    let set = apply_changes(&before, &[ConfigChange::set("max.message.bytes", "2097152")], 3, &defaults).expect("ok");
+    let refused = refusal_of(apply_changes(&set, &one_mib, 3, &defaults));
+    assert!(refused.contains("fit in one segment"), "{refused}");
+    let reset = [ConfigChange::delete("max.message.bytes"), ConfigChange::set("segment.bytes", "1048576")];
+    let after = apply_changes(&set, &reset, 3, &defaults).expect("a reset limit follows the segment");
+    assert_eq!(after.settings.max_batch_bytes, 1 << 20);
+}

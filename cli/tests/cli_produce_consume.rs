@@ -368,6 +368,25 @@ fn a_large_stdin_is_sent_in_batches_and_read_back_whole() {
 }
 
 #[test]
+fn batches_are_filled_only_up_to_a_topic_max_batch_bytes_below_the_producers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.as_str();
+    // Segments below the broker's 8 MiB batch limit: the topic's limit, which it does not set, follows them.
+    rill(b, &["topic", "create", "small", "--segment-bytes", "100000"]).ok();
+    let described = rill(b, &["topic", "describe", "small"]);
+    assert!(described.ok().lines().any(|l| l.split_whitespace().eq(["max_batch_bytes", "100000"])), "{described:?}");
+    // 20,000 lines of 40 bytes would fill the producer's 512 KiB batches: each would be refused as too large.
+    let lines: String = (0..20_000).map(|i| format!("record-{i:06}-xxxxxxxxxxxxxxxxxxxxxxxxx\n")).collect();
+    rill_with_stdin(b, &["produce", "small"], lines.as_bytes()).ok();
+    assert_eq!(rill(b, &["consume", "small"]).ok(), lines);
+
+    // One record over the topic's limit is still refused, naming it.
+    let big = "x".repeat(100_001);
+    rill(b, &["produce", "small", "--value", &big]).fails(1, "exceeds the limit of 100000 bytes");
+}
+
+#[test]
 fn consume_without_follow_exits_while_a_producer_keeps_appending() {
     let (_dir, broker) = broker_with_topic("busy", "1");
     let b = broker.addr.as_str();

@@ -170,6 +170,11 @@ impl TopicBatches {
         self.partitions.len() as u32
     }
 
+    /// Seals batches at `batch_bytes` from now on (the topic's own limit may be below the producer's setting).
+    pub fn set_batch_bytes(&mut self, batch_bytes: usize) {
+        self.batch_bytes = batch_bytes;
+    }
+
     /// Takes in partitions added to the topic. Partition counts never shrink (the broker refuses to).
     pub fn grow(&mut self, partition_count: u32) {
         let count = partition_count.max(1) as usize;

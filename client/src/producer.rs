@@ -410,9 +410,10 @@ impl Producer {
             }
         };
         let partition_count = description.partition_count.max(1);
+        let batch_bytes = topic_batch_bytes(config.batch_bytes, &description);
         let mut topics = lock(&self.inner.topics);
         let entry = topics.entry(topic.to_owned()).or_insert_with(|| TopicEntry {
-            batches: TopicBatches::new(partition_count, config.batch_bytes),
+            batches: TopicBatches::new(partition_count, batch_bytes),
             senders: Vec::new(),
             described_at_ms: now_ms(),
             sealed: Vec::new(),
@@ -421,6 +422,7 @@ impl Producer {
             entry.batches.set_producer(producer_id, epoch);
         }
         entry.batches.grow(partition_count);
+        entry.batches.set_batch_bytes(batch_bytes);
         entry.described_at_ms = now_ms();
         Ok(())
     }
@@ -614,6 +616,13 @@ fn lock(topics: &Mutex<Topics>) -> MutexGuard<'_, Topics> {
     // A panic while holding the lock leaves plain data (batches being filled) that is still consistent enough
     // to send or drop; poisoning would only turn one bug into a cascade.
     topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The batch size to fill for `topic`: `batch_bytes`, or the topic's `max_batch_bytes` if that is smaller, so that
+/// a batch of several records is never refused as too large (a single record over it still is, naming the limit).
+fn topic_batch_bytes(batch_bytes: usize, topic: &rill_protocol::v1::TopicInfo) -> usize {
+    let topic_limit = topic.config.as_ref().and_then(|c| c.max_batch_bytes).and_then(|b| usize::try_from(b).ok());
+    topic_limit.map_or(batch_bytes, |limit| batch_bytes.min(limit))
 }
 
 /// The largest batch that fits a gRPC message of `max_message_bytes` with its framing.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers};
 
-use super::metadata::Command;
+use super::metadata::{Command, NodeState};
 use super::reassign::{self, ReplicaMove};
 use super::{Controller, NodeId};
 use crate::error::BrokerError;
@@ -101,6 +101,12 @@ impl Controller {
         if wanted != voters {
             self.change_voters(ChangeMembers::ReplaceAllVoters(wanted.clone()), true).await?;
             tracing::info!(?wanted, "the controller quorum's voters changed");
+        }
+        // A learner registers with its first heartbeat after it caught up: answered once it has (a few
+        // heartbeats), a script's next step (a remove-node, a rebalance, a topic create) already counts it among
+        // the alive nodes. A node slower than that is still added, and counts from its first heartbeat.
+        if !self.wait_for_metadata(|m| m.state_of(node_id) == Some(NodeState::Alive)).await {
+            tracing::info!(node_id, "the added node has not heartbeated yet; it takes replicas once it does");
         }
         let voters = self.voters();
         Ok(NodeAdded { is_voter: voters.contains(&node_id), voters })

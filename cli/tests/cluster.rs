@@ -384,6 +384,29 @@ fn a_cluster_data_dir_started_without_peers_is_refused() {
 }
 
 #[test]
+fn a_single_nodes_data_dir_with_topics_is_refused_as_a_cluster_nodes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("d1");
+    let single = BrokerProcess::start(&data_dir);
+    rill(&single.addr, &["topic", "create", "orders"]).ok();
+    rill(&single.addr, &["produce", "orders", "--value", "kept"]).ok();
+    single.kill();
+
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    rill_broker(&broker_args(1, &listen, &data_dir, &peers, None))
+        .fails(1, "holds the topics of a single node (orders), which a cluster node would neither serve nor keep");
+    let joining = ["broker", "--node-id", "4", "--listen", &listen, "--join", "127.0.0.1:1"].map(str::to_owned);
+    let mut joining = joining.to_vec();
+    joining.extend(["--data-dir".to_owned(), data_dir.to_string_lossy().into_owned()]);
+    rill_broker(&joining).fails(1, "holds the topics of a single node (orders)");
+
+    // Refused before anything was written: the single node starts again with its records.
+    let single = BrokerProcess::start(&data_dir);
+    assert_eq!(rill(&single.addr, &["consume", "orders"]).ok(), "kept\n");
+}
+
+#[test]
 fn a_peers_list_with_a_duplicate_node_id_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let listen = dead_address();

@@ -84,6 +84,11 @@ pub enum IdentityError {
          {node_id} --peers {peers}, or use another data dir for a single node"
     )]
     ClusterDataDirWithoutPeers { data_dir: PathBuf, node_id: u64, peers: String },
+    #[error(
+        "data dir {data_dir} holds the topics of a single node ({topics}), which a cluster node would neither serve \
+         nor keep: start it without --peers (and --join) to use them, or give the cluster node another data dir"
+    )]
+    SingleNodeTopics { data_dir: PathBuf, topics: String },
     #[error("cannot use {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -160,6 +165,7 @@ pub fn check_or_record(
         }),
         Some(recorded) => Ok(Some(recorded)),
         None => {
+            refuse_single_node_topics(data_dir)?;
             let identity = ClusterIdentity {
                 node_id: configured_id,
                 peers: configured_peers,
@@ -171,6 +177,27 @@ pub fn check_or_record(
             Ok(Some(identity))
         }
     }
+}
+
+/// A data dir becomes a cluster node's only if it holds no topic of its own: the cluster's metadata would not
+/// list them, and a topic created later under one of their names replaces that copy.
+pub fn refuse_single_node_topics(data_dir: &Path) -> Result<(), IdentityError> {
+    let dir = crate::meta::topics_dir(data_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(IdentityError::Unreadable { path: dir, reason: err.to_string() }),
+    };
+    let mut topics: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".toml").map(str::to_owned))
+        .filter(|name| !name.starts_with(crate::registry::RESERVED_PREFIX))
+        .collect();
+    if topics.is_empty() {
+        return Ok(());
+    }
+    topics.sort();
+    Err(IdentityError::SingleNodeTopics { data_dir: data_dir.to_owned(), topics: topics.join(", ") })
 }
 
 fn check_joined(
@@ -190,6 +217,24 @@ fn check_joined(
 mod tests {
     use super::*;
     use crate::cluster::peers::parse_peers;
+
+    #[test]
+    fn a_first_cluster_start_over_a_single_nodes_topics_is_refused_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = parse_peers("1@a:1,2@b:2,3@c:3").unwrap();
+        let topics = crate::meta::topics_dir(dir.path());
+        std::fs::create_dir_all(&topics).unwrap();
+        // The replicated committed offsets' metadata is a cluster node's own.
+        std::fs::write(topics.join("__consumer_offsets.toml"), "").unwrap();
+        std::fs::write(topics.join("orders.toml"), "").unwrap();
+        std::fs::write(topics.join("audit.toml"), "").unwrap();
+        let refused = check_or_record(dir.path(), Some(1), &peers, false).unwrap_err().to_string();
+        assert!(refused.contains("(audit, orders)"), "{refused}");
+        assert!(load(dir.path()).unwrap().is_none(), "no identity recorded");
+        std::fs::remove_file(topics.join("orders.toml")).unwrap();
+        std::fs::remove_file(topics.join("audit.toml")).unwrap();
+        assert!(check_or_record(dir.path(), Some(1), &peers, false).unwrap().is_some());
+    }
 
     #[test]
     fn the_first_start_records_the_identity_and_a_restart_with_the_same_settings_is_accepted() {

@@ -503,7 +503,10 @@ fn raft_config(session_timeout: Duration) -> Result<openraft::Config, Controller
 pub async fn identity_for_start(config: &BrokerConfig) -> Result<Option<ClusterIdentity>, ControllerError> {
     let is_joining = !config.join.is_empty();
     match identity::check_or_record(&config.data_dir, config.node_id, &config.peers, is_joining)? {
-        None if is_joining => Ok(Some(join::identity_from_cluster(config).await?)),
+        None if is_joining => {
+            identity::refuse_single_node_topics(&config.data_dir)?;
+            Ok(Some(join::identity_from_cluster(config).await?))
+        }
         identity => Ok(identity),
     }
 }

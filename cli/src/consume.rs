@@ -1,7 +1,8 @@
 //! `rill consume`: print a topic's records, one per line, as values or JSON objects.
 //!
 //! Where it starts, per partition: `--from-beginning`, `--from-end`, `--offset N`, `--from-time T` or
-//! `--from-max-timestamp` if given; else the group's committed offset (`--group`); else the beginning. Where it
+//! `--from-max-timestamp` if given; else the group's committed offset (`--group`), or the beginning if the
+//! partition does not hold that offset (out of range); else the beginning. Where it
 //! stops: without `--follow`, at the end offsets the partitions had when it started (records appended later are
 //! left for the next run); with `--follow`, never; and after `--max-messages` records, on SIGINT/SIGTERM, or when stdout is closed — all of
 //! them exit 0.
@@ -233,8 +234,19 @@ async fn assign(
         if let Some(to) = to {
             consumer.seek(&args.topic, p, to).await.map_err(explain)?;
         }
-        let start = consumer.position(&args.topic, p).context("an assigned partition has a position")?;
-        let end = (!args.follow).then_some(bound.high_watermark);
+        let mut start = consumer.position(&args.topic, p).context("an assigned partition has a position")?;
+        if to.is_none() && !(bound.log_start_offset..=bound.high_watermark).contains(&start) {
+            // A committed offset the partition does not hold (below a retention's or DeleteRecords' log start,
+            // or past the end after an unclean election or another client's commit) starts at the oldest record,
+            // as the consumer's own fetch does when told "out of range" with --follow. The end is asked again
+            // first: another reader of the group may have committed past it since it was taken above.
+            let now = admin.list_offsets(&args.topic, &[p], OffsetSpec::Latest).await.map_err(explain)?;
+            if now.first().is_none_or(|b| !(b.log_start_offset..=b.high_watermark).contains(&start)) {
+                consumer.seek(&args.topic, p, SeekTo::Beginning).await.map_err(explain)?;
+                start = consumer.position(&args.topic, p).context("an assigned partition has a position")?;
+            }
+        }
+        let end = (!args.follow).then_some(bound.high_watermark.max(start));
         states.insert(p, PartitionState { printed: start, flushed: start, committed: start, end });
     }
     let done: Vec<u32> = states.iter().filter(|(_, s)| s.is_done()).map(|(p, _)| *p).collect();

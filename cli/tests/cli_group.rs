@@ -99,6 +99,33 @@ fn a_deleted_topics_commits_are_forgotten_so_a_recreated_topic_is_read_from_its_
     rill(b, &["group", "describe", "other"]).fails(1, "unknown group \"other\"");
 }
 
+/// Commits `offset` for partition 0 of `events` as a standalone committer over gRPC: any offset, as Kafka's
+/// OffsetCommit takes, which `rill consume` (committing what it printed) cannot give.
+fn commit_raw(broker: &BrokerProcess, group: &str, offset: i64) {
+    use rill_protocol::v1::{consumer_groups_client::ConsumerGroupsClient, CommitOffsetsRequest, OffsetCommit};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut groups = ConsumerGroupsClient::connect(broker.url()).await.expect("connect over gRPC");
+        let offsets = vec![OffsetCommit { topic: "events".into(), partition: 0, offset, metadata: String::new() }];
+        let request = CommitOffsetsRequest { group: group.into(), member_id: String::new(), generation: -1, offsets };
+        groups.commit_offsets(request).await.expect("the commit is stored");
+    });
+}
+
+#[test]
+fn a_committed_offset_past_the_end_starts_at_the_oldest_record_as_with_follow() {
+    let (_dir, broker) = broker_with_records();
+    let b = broker.addr.as_str();
+    commit_raw(&broker, "g", 99);
+    assert_eq!(rows(b, &["g"])[0], ["events", "0", "99", "4", "0"]);
+    let read = ["consume", "events", "--group", "g", "--partition", "0"];
+    assert_eq!(rill(b, &read).ok(), "a\nb\nc\nd\n", "out of range: from the oldest record");
+    assert_eq!(rows(b, &["g"])[0], ["events", "0", "4", "4", "0"], "and committed where it stopped");
+    // One in range is resumed from, as before.
+    commit_raw(&broker, "g", 3);
+    assert_eq!(rill(b, &read).ok(), "d\n");
+}
+
 #[test]
 fn reset_offsets_of_an_unknown_topic_or_partition_fails_with_exit_1() {
     let (_dir, broker) = broker_with_records();

@@ -123,14 +123,51 @@ fn main() -> std::process::ExitCode {
         Err(err) if output::is_broken_pipe(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One line a user can act on; never a backtrace.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, each said once: many of our errors already name their source in their
+/// own message (`cannot listen on ADDR: Address already in use`), which `{:#}` would repeat.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Listen(std::io::Error);
+        impl std::fmt::Display for Listen {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot listen on 127.0.0.1:9092: {}", self.0)
+            }
+        }
+        impl std::error::Error for Listen {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let err = anyhow::Error::new(Listen(io)).context("broker stopped");
+        assert_eq!(super::one_line(&err), "broker stopped: cannot listen on 127.0.0.1:9092: address in use");
+        let plain = anyhow::anyhow!("no such topic").context("cannot consume");
+        assert_eq!(super::one_line(&plain), "cannot consume: no such topic");
+    }
+
     /// clap checks a command's definition only when that subcommand is parsed: a clash between a shared flag
     /// (`--tls-key`) and one subcommand's own (`--key`) would otherwise surface as a panic in that subcommand.
     #[test]

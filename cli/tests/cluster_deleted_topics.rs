@@ -7,11 +7,13 @@ use crate::common;
 
 use std::path::Path;
 
-use common::cluster::{wait_for_topic, Cluster};
-use common::{eventually, rill, rill_with_stdin};
+use common::cluster::{describe_topic, wait_for_topic, Cluster};
+use common::{eventually, rill, rill_with_stdin, signal};
 
 const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
-                            replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n";
+                            replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n\
+                            offsets_topic_partitions = 5\n";
+const OFFSETS_PARTITIONS: usize = 5;
 
 fn create_events(cluster: &Cluster, partitions: usize) {
     let partitions = partitions.to_string();
@@ -30,6 +32,19 @@ fn produce(cluster: &Cluster, partition: usize, values: &[String]) {
     let partition = partition.to_string();
     let args = ["produce", "events", "--partition", &partition, "--acks", "all"];
     rill_with_stdin(&cluster.all(), &args, input.as_bytes()).ok();
+}
+
+/// Kafka's coordinator partition of `group` (Java's `String.hashCode`, `Utils.abs`, modulo the count).
+fn coordinator_partition(group: &str) -> usize {
+    let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    (if hash == i32::MIN { 0 } else { hash.abs() }) as usize % OFFSETS_PARTITIONS
+}
+
+fn controller_leader(cluster: &Cluster) -> u64 {
+    eventually("a controller leader", || {
+        let described = rill(&cluster.all(), &["cluster", "describe"]);
+        described.stdout.lines().find_map(|l| l.strip_prefix("controller leader:"))?.trim().parse().ok()
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -108,4 +123,63 @@ fn a_node_replaces_its_copy_of_a_deleted_topic_when_a_new_topic_takes_the_name()
         let args = ["consume", "events", "--partition", &partition.to_string(), "--from-beginning"];
         assert_eq!(rill(&cluster.all(), &args).ok(), "new\n", "partition {partition}: the new topic's record only");
     }
+}
+
+#[test]
+fn a_coordinator_frozen_through_a_topics_deletion_is_replaced_by_one_that_forgets_its_commits() {
+    let cluster = Cluster::start(FAST_CLUSTER);
+    create_events(&cluster, 1);
+    produce(&cluster, 0, &["a".to_owned(), "b".to_owned()]);
+    let kept = ["topic", "create", "kept", "--partitions", "1", "--replication-factor", "3"];
+    rill(&cluster.all(), &kept).ok();
+    rill(&cluster.all(), &["produce", "kept", "--value", "k", "--acks", "all"]).ok();
+    // The offsets topic is created by a group's first call: retried until it is placed.
+    eventually("the offsets topic", || {
+        rill(&cluster.all(), &["consume", "kept", "--group", "first"]).status.success().then_some(())
+    });
+    // A group coordinated by a node that does not lead the controller: frozen, it cannot hold the deletion up.
+    let controller = controller_leader(&cluster);
+    let offsets_leaders =
+        wait_for_topic(cluster.addr(1), "__consumer_offsets", OFFSETS_PARTITIONS, "leaders", |rows| {
+            rows.iter().all(|row| row.leader.is_some())
+        });
+    let (group, coordinator) = (0..)
+        .map(|i| format!("g{i}"))
+        .find_map(|g| {
+            let leader = offsets_leaders[coordinator_partition(&g)].leader.expect("a leader");
+            (leader != controller).then_some((g, leader))
+        })
+        .expect("a group");
+    let all = cluster.all();
+    assert_eq!(rill(&all, &["consume", "events", "--group", &group]).ok(), "a\nb\n");
+    assert_eq!(rill(&all, &["consume", "kept", "--group", &group]).ok(), "k\n");
+
+    let frozen = &cluster.nodes[coordinator as usize - 1].as_ref().expect("running").child;
+    signal(frozen, libc::SIGSTOP);
+    let survivor = if controller == 1 || coordinator == 1 {
+        if controller == 2 || coordinator == 2 {
+            3
+        } else {
+            2
+        }
+    } else {
+        1
+    };
+    let survivor = cluster.addr(survivor);
+    rill(survivor, &["topic", "delete", "events"]).ok();
+    // Fenced after its session, the frozen node loses the offsets partition; its successor loads the log, which
+    // holds no tombstones for the deleted topic.
+    let partition = coordinator_partition(&group);
+    eventually("a new coordinator", || {
+        let rows = describe_topic(survivor, "__consumer_offsets", OFFSETS_PARTITIONS)?;
+        rows[partition].leader.filter(|leader| *leader != coordinator).map(drop)
+    });
+    let rows = eventually("the group's commits without the deleted topic's", || {
+        let described = rill(survivor, &["group", "describe", &group]);
+        let rows: Vec<String> =
+            described.stdout.lines().skip_while(|l| !l.starts_with("TOPIC")).skip(1).map(str::to_owned).collect();
+        (described.status.success() && !rows.iter().any(|r| r.starts_with("events "))).then_some(rows)
+    });
+    assert!(rows.len() == 1 && rows[0].starts_with("kept "), "{rows:?}");
+    signal(frozen, libc::SIGCONT);
 }

@@ -273,16 +273,29 @@ async fn load(store: Arc<OffsetStore>, replication: Arc<Replication>, partition:
         }
     };
     let Some(coordinators) = store.coordinators() else { return };
-    let mut committed = store.lock();
-    let mut state = lock(&coordinators.state);
-    if state.loading.get(&index) != Some(&epoch) || !still_leading() {
-        return;
+    // Commits of topics deleted while the previous coordinator could not forget them (it was frozen, or lost
+    // its leadership first). Every commit was checked against metadata older than the leadership change this
+    // load follows, which this node has applied: a topic its metadata lacks now was deleted since.
+    let metadata = coordinators.controller.metadata();
+    let deleted: BTreeSet<String> =
+        entries.keys().filter(|k| !metadata.topics.contains_key(&k.topic)).map(|k| k.topic.clone()).collect();
+    {
+        let mut committed = store.lock();
+        let mut state = lock(&coordinators.state);
+        if state.loading.get(&index) != Some(&epoch) || !still_leading() {
+            return;
+        }
+        state.loading.remove(&index);
+        let groups = entries.keys().map(|k| k.group.clone()).collect::<BTreeSet<_>>().len();
+        committed.extend(entries);
+        state.loaded.insert(index, Loaded { partition, epoch, replication: Arc::downgrade(&replication) });
+        tracing::info!(partition = index, epoch, groups, "coordinating the groups of an offsets partition");
     }
-    state.loading.remove(&index);
-    let groups = entries.keys().map(|k| k.group.clone()).collect::<BTreeSet<_>>().len();
-    committed.extend(entries);
-    state.loaded.insert(index, Loaded { partition, epoch, replication: Arc::downgrade(&replication) });
-    tracing::info!(partition = index, epoch, groups, "coordinating the groups of an offsets partition");
+    if !deleted.is_empty() {
+        if let Err(err) = store.forget_topics(deleted.clone(), crate::node::now_ms()).await {
+            tracing::error!(topics = ?deleted, error = %err, "cannot forget deleted topics' committed offsets");
+        }
+    }
 }
 
 fn forget_loading(store: &OffsetStore, index: u32, epoch: u32) {

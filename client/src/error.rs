@@ -38,8 +38,11 @@ pub enum Error {
     OffsetOutOfRange { message: String },
     #[error("record of {size} bytes exceeds the limit of {limit} bytes ({setting})")]
     RecordTooLarge { size: usize, limit: usize, setting: &'static str },
+    // The producer fills batches only up to the topic's limit, so what is over it is a single record (or a
+    // limit lowered since the producer last described the topic): no producer setting helps.
     #[error(
-        "batch over the size limit: {message} (lower batch_bytes, or raise the topic's or broker's max_batch_bytes)"
+        "batch over the size limit: {message} (a record this large needs a larger max.message.bytes on the topic \
+         or max_batch_bytes on the broker)"
     )]
     BatchTooLarge { message: String },
     #[error("the broker refused a request over its limit: {message}")]

@@ -14,8 +14,10 @@ use common::cluster::{self, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::reason::{reason_of, Reason};
@@ -29,6 +31,7 @@ const FAST_FAILOVER: &str = "node_heartbeat_interval_ms = 100\nnode_session_time
 const NO_EPOCH: i32 = -1;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const FENCED_LEADER_EPOCH: i16 = 74;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 fn call<Req, Resp>(addr: &str, api: ApiKey, version: i16, request: &Req) -> Resp
@@ -119,6 +122,44 @@ fn latest_offsets_through(addr: &str) -> Vec<(u32, i64)> {
             .expect("offsets from the leaders");
         offsets.iter().map(|o| (o.partition, o.offset)).collect()
     })
+}
+
+/// (error code, base offset) of a Kafka Produce v9 of one batch to partition 0 of `orders` with `acks`.
+fn kafka_produce(addr: &str, acks: i16, values: &[&str]) -> (i16, i64) {
+    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(5_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(orders()).with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(rill_tests::batch_of(values, 1)))]),
+    ]);
+    let response: ProduceResponse = call(addr, ApiKey::Produce, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
+
+#[test]
+fn a_kafka_acks_all_produce_is_answered_from_the_in_sync_replicas_and_refused_below_their_minimum() {
+    let mut cluster = Cluster::start(FAST_FAILOVER);
+    let create =
+        ["topic", "create", "orders", "--partitions", "2", "--replication-factor", "3", "--min-insync-replicas", "3"];
+    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let first = eventually("a leader and 3 in-sync replicas", || {
+        rows(cluster.addr(1)).filter(|rows| rows[0].leader.is_some() && rows[0].isr.len() == 3)
+    });
+    let leader = first[0].leader.expect("a leader");
+    // acks=all (-1): answered once every in-sync replica holds the batch, so the high watermark is past it.
+    assert_eq!(kafka_produce(cluster.addr(leader), -1, &["a", "b"]), (0, 0));
+    let rows_now = rows(cluster.addr(leader)).expect("rows");
+    assert!(rows_now[0].high_watermark >= 2, "acknowledged before the ISR held it: {rows_now:?}");
+
+    let follower = first[0].replicas.iter().copied().find(|id| *id != leader).expect("a follower");
+    cluster.nodes[follower as usize - 1].take().expect("running").kill();
+    eventually("the ISR without the killed follower", || {
+        rows(cluster.addr(leader)).filter(|rows| rows[0].isr.len() == 2)
+    });
+    // Two in-sync replicas, three required: Kafka's NOT_ENOUGH_REPLICAS, and nothing appended. acks=1 is not
+    // bound by min.insync.replicas.
+    assert_eq!(kafka_produce(cluster.addr(leader), -1, &["c"]).0, NOT_ENOUGH_REPLICAS);
+    assert_eq!(kafka_produce(cluster.addr(leader), 1, &["d"]), (0, 2));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! (`service::produce`), so Kafka's batch rules (`rill_protocol::validate_produced`) and the topic's limits
 //! apply alike. The batches are `Bytes` slices of the request frame, appended unchanged.
 //!
-//! acks 0 is rill's NONE (no response at all, as Kafka sends none), 1 is LEADER, -1 (all) is DURABLE: with one
-//! node, "all in-sync replicas" is this node, and rill makes it mean fsynced before the answer.
+//! acks 0 is rill's NONE (no response at all, as Kafka sends none), 1 is LEADER, -1 (all) is ALL on a cluster
+//! (every in-sync replica holds the batch, `min.insync.replicas` enforced) and DURABLE on a single node, where
+//! "all in-sync replicas" is this node and rill makes it mean fsynced before the answer.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -17,11 +18,13 @@ use super::error::error_code;
 use super::KafkaContext;
 use crate::error::BrokerError;
 
-/// The rill acks a Kafka `acks` value asks for; `None` for a value Kafka refuses too.
-pub fn acks(kafka_acks: i16) -> Option<v1::Acks> {
+/// The rill acks a Kafka `acks` value asks for on a cluster node or a single node; `None` for a value Kafka
+/// refuses too.
+pub fn acks(kafka_acks: i16, is_cluster: bool) -> Option<v1::Acks> {
     match kafka_acks {
         0 => Some(v1::Acks::None),
         1 => Some(v1::Acks::Leader),
+        -1 if is_cluster => Some(v1::Acks::All),
         -1 => Some(v1::Acks::Durable),
         _ => None,
     }
@@ -33,7 +36,7 @@ pub async fn answer(
     principal: &crate::auth::Principal,
 ) -> ProduceResponse {
     use crate::auth::acl::{Operation, Resource};
-    let acks = acks(request.acks);
+    let acks = acks(request.acks, kafka.node.replication.is_some());
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
@@ -121,11 +124,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kafka_acks_map_to_none_leader_and_durable() {
-        assert_eq!(acks(0), Some(v1::Acks::None));
-        assert_eq!(acks(1), Some(v1::Acks::Leader));
-        assert_eq!(acks(-1), Some(v1::Acks::Durable));
-        assert_eq!(acks(2), None);
+    fn kafka_acks_map_to_none_leader_and_all_or_durable() {
+        for is_cluster in [false, true] {
+            assert_eq!(acks(0, is_cluster), Some(v1::Acks::None));
+            assert_eq!(acks(1, is_cluster), Some(v1::Acks::Leader));
+            assert_eq!(acks(2, is_cluster), None);
+        }
+        assert_eq!(acks(-1, true), Some(v1::Acks::All), "every in-sync replica of a cluster");
+        assert_eq!(acks(-1, false), Some(v1::Acks::Durable), "the one replica, fsynced");
     }
 
     #[test]

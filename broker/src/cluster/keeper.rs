@@ -39,8 +39,6 @@ pub async fn run(controller: Arc<Controller>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeats = Heartbeats { leader: None, refused_since: None };
     let mut was_member = false;
-    // The nodes alive in the metadata at the last turn.
-    let mut alive: Vec<NodeId> = Vec::new();
     let mut was_leading = false;
     let mut raft_metrics = controller.raft.metrics();
     let balance_interval = Duration::from_millis(controller.config.leader_imbalance_check_interval_ms);
@@ -70,7 +68,6 @@ pub async fn run(controller: Arc<Controller>) {
             record_members(&controller, &metrics).await;
         }
         let now = Instant::now();
-        let alive_before = std::mem::replace(&mut alive, controller.metadata().alive_nodes());
         was_leading = is_leading(&metrics, controller.node_id);
         if was_leading {
             let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
@@ -79,17 +76,6 @@ pub async fn run(controller: Arc<Controller>) {
                 controller.sessions.heard(controller.node_id, &controller.address, controller.incarnation, now)
             {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
-            }
-            // A node fenced since the last turn by a command this keeper did not write (its own graceful stop,
-            // `Controller::hand_over_leaderships`) is stopping: its heartbeats, even one still in flight, must not
-            // mark it alive again, and its restart is a new process that may take the id at once.
-            let metadata = controller.metadata();
-            let fenced_here = std::mem::take(&mut *controller.fenced_here.lock().unwrap_or_else(|p| p.into_inner()));
-            let stopped = alive_before
-                .iter()
-                .filter(|id| metadata.state_of(**id) == Some(NodeState::Fenced) && !fenced_here.contains(id));
-            for node_id in stopped {
-                controller.sessions.stopped_elsewhere(*node_id, now);
             }
             lead(&controller, now, interval, session_timeout).await;
             controller.drive();
@@ -158,6 +144,13 @@ async fn next_turn(
 /// The leader's decisions for this tick, each a command through raft.
 async fn lead(controller: &Controller, now: Instant, interval: Duration, session_timeout: Duration) {
     let metadata = controller.metadata();
+    // Before any await, and from the same metadata that decides below whom to mark alive: a process that fenced
+    // itself when it stopped gracefully is never heard again, even by a heartbeat of it that arrived before.
+    for node in metadata.nodes.values().filter(|n| n.state == NodeState::Fenced) {
+        if let Some(incarnation) = node.stopped_incarnation {
+            controller.sessions.stopped(node.node_id, incarnation);
+        }
+    }
     if metadata.cluster_id.is_none() {
         let cluster_id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
         write(controller, Command::SetClusterId { cluster_id }, session_timeout).await;
@@ -174,8 +167,8 @@ async fn lead(controller: &Controller, now: Instant, interval: Duration, session
                 timeout_ms = session_timeout.as_millis() as u64,
                 "node session expired; fencing it"
             );
-            if write(controller, Command::Fence { node_id, at_ms }, session_timeout).await {
-                controller.fenced_here(node_id, FenceCause::SessionExpired);
+            if write(controller, Command::Fence { node_id, at_ms, stopped_incarnation: None }, session_timeout).await {
+                controller.fences.count(FenceCause::SessionExpired);
             }
         }
     }
@@ -215,8 +208,8 @@ async fn fence_refused(
             if overdue_ids.contains(&node_id) { FenceCause::HeartbeatOverdue } else { FenceCause::StreamBroken };
         tracing::warn!(node_id, %address, cause = cause.label(), "node's address refuses connections; fencing it");
         controller.sessions.refused(node_id);
-        if write(controller, Command::Fence { node_id, at_ms }, session_timeout).await {
-            controller.fenced_here(node_id, cause);
+        if write(controller, Command::Fence { node_id, at_ms, stopped_incarnation: None }, session_timeout).await {
+            controller.fences.count(cause);
         }
     }
 }

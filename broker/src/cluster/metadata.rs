@@ -37,6 +37,11 @@ pub struct NodeRecord {
     /// When the leader that wrote the current state decided it, by its wall clock (ms since the Unix epoch).
     /// Informational: no decision reads it, so clock skew between nodes cannot fence anyone.
     pub state_since_ms: i64,
+    /// Set while fenced by its own graceful stop: the incarnation of the process that stopped. Every controller
+    /// leader ignores that process's heartbeats (one may still be in flight), so it is never marked alive
+    /// again; a restart, a new incarnation, is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_incarnation: Option<u64>,
 }
 
 /// Where a partition's replicas live.
@@ -137,10 +142,15 @@ pub enum Command {
         address: String,
         at_ms: i64,
     },
-    /// The node's session expired: its leaderships move to other in-sync replicas.
+    /// The node's session expired, or its process stopped gracefully: its leaderships move to other in-sync
+    /// replicas.
     Fence {
         node_id: u64,
         at_ms: i64,
+        /// A graceful stop: the incarnation of the process that fenced itself ([`NodeRecord::stopped_incarnation`]).
+        /// Absent from a fence the controller leader decided, and from those written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped_incarnation: Option<u64>,
     },
     /// A new topic, placed by the proposer (see `placement.rs`). Refused (`changed: false`) if the name exists.
     CreateTopic {
@@ -345,6 +355,7 @@ impl ClusterMetadata {
                     address: address.clone(),
                     state: NodeState::Alive,
                     state_since_ms: *at_ms,
+                    stopped_incarnation: None,
                 };
                 match self.nodes.get_mut(node_id) {
                     Some(existing) if existing.state == NodeState::Alive && existing.address == *address => false,
@@ -358,10 +369,11 @@ impl ClusterMetadata {
                     }
                 }
             }
-            Command::Fence { node_id, at_ms } => match self.nodes.get_mut(node_id) {
+            Command::Fence { node_id, at_ms, stopped_incarnation } => match self.nodes.get_mut(node_id) {
                 Some(existing) if existing.state == NodeState::Alive => {
                     existing.state = NodeState::Fenced;
                     existing.state_since_ms = *at_ms;
+                    existing.stopped_incarnation = *stopped_incarnation;
                     self.move_leaderships_from(*node_id);
                     true
                 }
@@ -646,11 +658,24 @@ mod tests {
         let mut metadata = ClusterMetadata::default();
         assert!(metadata.apply(&alive(2)).changed);
         assert!(!metadata.apply(&alive(2)).changed);
-        assert!(metadata.apply(&Command::Fence { node_id: 2, at_ms: 5 }).changed);
+        assert!(metadata.apply(&Command::Fence { node_id: 2, at_ms: 5, stopped_incarnation: None }).changed);
         assert_eq!(metadata.state_of(2), Some(NodeState::Fenced));
-        assert!(!metadata.apply(&Command::Fence { node_id: 2, at_ms: 6 }).changed);
+        assert!(!metadata.apply(&Command::Fence { node_id: 2, at_ms: 6, stopped_incarnation: None }).changed);
         assert!(metadata.apply(&alive(2)).changed);
         assert_eq!(metadata.state_of(2), Some(NodeState::Alive));
+    }
+
+    #[test]
+    fn a_graceful_stop_records_the_stopped_process_until_a_new_one_is_alive() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&alive(2));
+        metadata.apply(&Command::Fence { node_id: 2, at_ms: 5, stopped_incarnation: Some(7) });
+        assert_eq!(metadata.nodes[&2].stopped_incarnation, Some(7));
+        metadata.apply(&alive(2));
+        assert_eq!(metadata.nodes[&2].stopped_incarnation, None, "a restarted process is alive");
+        // A fence written before the field existed reads as one the leader decided.
+        let old: Command = serde_json::from_str(r#"{"Fence":{"node_id":2,"at_ms":6}}"#).expect("an old fence");
+        assert_eq!(old, Command::Fence { node_id: 2, at_ms: 6, stopped_incarnation: None });
     }
 
     fn placed(replicas: &[u64]) -> TopicPlacement {
@@ -664,11 +689,11 @@ mod tests {
             metadata.apply(&alive(id));
         }
         metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
-        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2, stopped_incarnation: None });
         let p = metadata.partition("t", 0).expect("placed");
         assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (Some(2), 1, vec![2, 3]));
-        metadata.apply(&Command::Fence { node_id: 2, at_ms: 3 });
-        metadata.apply(&Command::Fence { node_id: 3, at_ms: 4 });
+        metadata.apply(&Command::Fence { node_id: 2, at_ms: 3, stopped_incarnation: None });
+        metadata.apply(&Command::Fence { node_id: 3, at_ms: 4, stopped_incarnation: None });
         let p = metadata.partition("t", 0).expect("placed");
         assert_eq!((p.leader, p.isr.clone()), (None, vec![3]), "the last in-sync replica keeps its place");
         metadata.apply(&alive(1));
@@ -727,7 +752,7 @@ mod tests {
     #[test]
     fn fencing_an_unknown_node_changes_nothing() {
         let mut metadata = ClusterMetadata::default();
-        assert!(!metadata.apply(&Command::Fence { node_id: 9, at_ms: 1 }).changed);
+        assert!(!metadata.apply(&Command::Fence { node_id: 9, at_ms: 1, stopped_incarnation: None }).changed);
     }
 
     #[test]

@@ -160,8 +160,6 @@ pub struct Controller {
     elections_called: std::sync::atomic::AtomicU64,
     /// Fences this node committed as controller leader, by cause.
     fences: keeper::Fences,
-    /// The nodes this node's keeper fenced since its last whole turn: any other fence it sees is a node's own stop.
-    fenced_here: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
     /// Nodes a replication stream from which broke since the keeper's last turn ([`Controller::suspect`]).
     suspects: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
     /// Wakes the controller leader's keeper to probe the suspects at once.
@@ -218,7 +216,6 @@ impl Controller {
             is_leaving: std::sync::atomic::AtomicBool::new(false),
             elections_called: std::sync::atomic::AtomicU64::new(0),
             fences: keeper::Fences::default(),
-            fenced_here: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             suspected: tokio::sync::Notify::new(),
         }))
@@ -262,12 +259,6 @@ impl Controller {
     /// its address refused connections, ahead of raft's own election timeout.
     pub fn elections_called(&self) -> u64 {
         self.elections_called.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Records a fence this node's keeper committed.
-    fn fenced_here(&self, node_id: NodeId, cause: keeper::FenceCause) {
-        self.fences.count(cause);
-        self.fenced_here.lock().unwrap_or_else(|p| p.into_inner()).insert(node_id);
     }
 
     /// Fences this node has committed as controller leader since it started, per cause (`cause` label).
@@ -392,7 +383,11 @@ impl Controller {
         if let Some(task) = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
-        let command = Command::Fence { node_id: self.node_id, at_ms: crate::node::now_ms() };
+        let command = Command::Fence {
+            node_id: self.node_id,
+            at_ms: crate::node::now_ms(),
+            stopped_incarnation: Some(self.incarnation),
+        };
         let handed_over = tokio::time::timeout(timeout, async {
             self.propose(command).await?;
             // Applied here too (a proposal forwarded to the leader reaches this replica a round trip later).

@@ -157,7 +157,7 @@ mod tests {
     /// Node 1 fails over (fenced: its partition goes to 2 at epoch 1) and comes back, out of the ISR.
     fn after_failover_of_node_1() -> ClusterMetadata {
         let mut metadata = cluster(&[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]]);
-        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2, stopped_incarnation: None });
         metadata.apply(&Command::MarkAlive { node_id: 1, address: "h:1".into(), at_ms: 3 });
         metadata
     }
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn a_fenced_preferred_replica_is_never_elected_and_unknown_partitions_are_skipped() {
         let mut metadata = cluster(&[&[1, 2, 3]]);
-        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2, stopped_incarnation: None });
         assert_eq!(metadata.can_elect_preferred("t", 0), Err(PreferredNotElected::NotAlive { preferred: 1 }));
         let command =
             Command::ElectPreferredLeaders { partitions: vec![("t".into(), 0), ("t".into(), 9), ("x".into(), 0)] };

@@ -233,7 +233,7 @@ mod tests {
         assert!(refused.to_string().contains("replication factor of 3"), "{refused}");
         // A fenced node is no target either.
         let mut metadata = cluster(&[1, 2, 3, 4], &[("orders", &[&[1, 2, 3]])]);
-        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2, stopped_incarnation: None });
         assert!(plan_removal(&metadata, 2, &ids(&[1, 2, 3, 4])).is_err());
     }
 
@@ -241,7 +241,7 @@ mod tests {
     fn a_dead_node_holding_the_only_in_sync_copy_is_refused() {
         let mut metadata = cluster(&[1, 2, 3], &[("solo", &[&[2]])]);
         assert_eq!(plan_removal(&metadata, 2, &ids(&[1, 2, 3])).expect("alive: it hands over").len(), 1);
-        metadata.apply(&Command::Fence { node_id: 2, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 2, at_ms: 2, stopped_incarnation: None });
         let refused = plan_removal(&metadata, 2, &ids(&[1, 2, 3])).expect_err("nobody else holds it");
         assert!(matches!(refused, RemovalRefused::OnlyInSyncReplica { partition: 0, .. }), "{refused}");
     }
@@ -267,8 +267,8 @@ mod tests {
         assert_eq!(refused(&[1, 9]), ReassignmentRefused::UnknownNode { node: 9, alive: "1,2,3,4".into() });
         let too_few = refused(&[4]);
         assert!(too_few.to_string().contains("fewer than topic \"t\"'s min_insync_replicas of 2"), "{too_few}");
-        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2 });
-        metadata.apply(&Command::Fence { node_id: 3, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2, stopped_incarnation: None });
+        metadata.apply(&Command::Fence { node_id: 3, at_ms: 2, stopped_incarnation: None });
         let refused = |target: &[u64]| plan_reassignment(&metadata, "t", 0, target).expect_err("refused");
         assert!(matches!(refused(&[1, 4]), ReassignmentRefused::NodeNotAlive { node: 4, .. }));
         assert!(plan_reassignment(&metadata, "t", 0, &[3, 1]).is_ok(), "a down node may keep its replica");

@@ -253,7 +253,7 @@ mod tests {
         assert!(metadata.apply(&begin(&[2])).changed);
         in_sync(&mut metadata, &[1, 2]);
         // Node 1 is fenced: out of the ISR, its leadership to node 2, which only the new list holds.
-        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 1, at_ms: 2, stopped_incarnation: None });
         assert_eq!(state(&metadata), (vec![1, 2], vec![2], Some(2), 1));
         let refused = metadata.can_cancel_reassignment("t", 0).expect_err("no original replica in sync");
         assert!(refused.to_string().contains("original replicas (1)") && refused.to_string().contains("ISR 2"));

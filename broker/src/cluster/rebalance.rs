@@ -118,7 +118,7 @@ mod tests {
     fn a_balanced_cluster_and_fenced_nodes_move_nothing() {
         assert!(plan_rebalance(&cluster(&[1, 2, 3], &[&[1, 2], &[2, 3], &[3, 1]])).is_empty());
         let mut metadata = cluster(&[1, 2, 3, 4], &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]]);
-        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2 });
+        metadata.apply(&Command::Fence { node_id: 4, at_ms: 2, stopped_incarnation: None });
         assert!(plan_rebalance(&metadata).is_empty(), "nothing goes to a fenced node");
     }
 

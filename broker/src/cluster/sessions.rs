@@ -27,7 +27,7 @@ struct Table {
     /// The raft term this table was started for; a table from an earlier leadership is stale.
     term: u64,
     sessions: BTreeMap<u64, Session>,
-    /// Per node, the incarnation of a process that stopped gracefully ([`Sessions::stopped_elsewhere`]): a
+    /// Per node, the incarnation of a process that stopped gracefully ([`Sessions::stopped`]): a
     /// heartbeat it sent before it stopped, arriving late, is ignored.
     stopped: BTreeMap<u64, u64>,
 }
@@ -179,25 +179,19 @@ impl Sessions {
         }
     }
 
-    /// The node was fenced by a command this leader did not write although its session is live: it stopped
-    /// gracefully and fenced itself (`Controller::hand_over_leaderships`). Its process heartbeats no more, so
-    /// one of its heartbeats still in flight must not mark it alive again, and its restart (a new incarnation) may
-    /// take the id at once. A node this leader fenced itself (its session expired, or its port refused) is left as
-    /// it is: a hung process that wakes up is alive again at its next heartbeat.
-    pub fn stopped_elsewhere(&self, node_id: u64, now: Instant) {
+    /// The metadata says the process `incarnation` of the node stopped gracefully (it fenced itself,
+    /// `Controller::hand_over_leaderships`). It heartbeats no more, so a heartbeat of it still in flight must not
+    /// mark it alive again, whenever it arrives, even at a leader that never heard it before; and its restart (a
+    /// new incarnation) may take the id at once. A node fenced by the leader (its session expired, or its port
+    /// refused) has no stopped incarnation: a hung process that wakes up is alive again at its next heartbeat.
+    pub fn stopped(&self, node_id: u64, incarnation: u64) {
         let mut table = self.table();
         let Some(table) = table.as_mut() else { return };
-        let Some(session) = table.sessions.get_mut(&node_id) else { return };
-        let is_live =
-            session.is_heard_by_this_leader && now.saturating_duration_since(session.last_heard) < self.session_timeout;
-        if !is_live {
-            return;
+        table.stopped.insert(node_id, incarnation);
+        if let Some(session) = table.sessions.get_mut(&node_id).filter(|s| s.incarnation == incarnation) {
+            session.is_heard_by_this_leader = false;
+            session.incarnation = 0;
         }
-        if session.incarnation != 0 {
-            table.stopped.insert(node_id, session.incarnation);
-        }
-        session.is_heard_by_this_leader = false;
-        session.incarnation = 0;
     }
 
     /// A node removed from the cluster: no session, so it is neither fenced nor marked alive again.
@@ -246,18 +240,26 @@ mod tests {
         let now = Instant::now();
         let sessions = leading(now);
         sessions.heard(2, "b:2", 7, now).expect("heard");
-        sessions.stopped_elsewhere(2, now);
+        sessions.stopped(2, 7);
         // Its last heartbeat, in flight when it stopped, arrives late: ignored.
         sessions.heard(2, "b:2", 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
         assert!(sessions.live(now + Duration::from_millis(10)).iter().all(|(id, _)| *id != 2));
         // Restarted: a new process, taken at its first heartbeat.
         sessions.heard(2, "b:2", 8, now + Duration::from_millis(20)).expect("the new process");
         assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, _)| *id == 2));
-        // A node whose session expired here is left as it is: a hung process that wakes is heard again.
-        sessions.heard(3, "c:3", 9, now).expect("heard");
-        sessions.stopped_elsewhere(3, now + TIMEOUT);
-        sessions.heard(3, "c:3", 9, now + TIMEOUT + Duration::from_millis(1)).expect("heard again");
-        assert!(sessions.live(now + TIMEOUT + Duration::from_millis(1)).iter().any(|(id, _)| *id == 3));
+        // Told again (each turn reads the metadata): the new process keeps its session.
+        sessions.stopped(2, 7);
+        assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, _)| *id == 2));
+    }
+
+    #[test]
+    fn a_stopped_process_heard_late_by_a_leader_that_never_heard_it_is_ignored() {
+        // The leader was elected just before node 2 stopped: its session is seeded, never heard under this term.
+        let now = Instant::now();
+        let sessions = leading(now);
+        sessions.stopped(2, 7);
+        sessions.heard(2, "b:2", 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
+        assert!(sessions.live(now + Duration::from_millis(10)).is_empty(), "it would be marked alive again");
     }
 
     #[test]

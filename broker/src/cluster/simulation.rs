@@ -259,12 +259,12 @@ async fn scenario(nodes: Nodes) -> turmoil::Result {
         agreed_leader(&nodes, &others).filter(|(leader, term)| *leader != old_leader && *term > old_term)
     })
     .await?;
-    write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2 }).await?;
+    write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2, stopped_incarnation: None }).await?;
     // Cut off from the majority, the old leader cannot commit anything.
     let old = node(&nodes, old_leader).ok_or("old leader not running")?.raft;
     let stranded = tokio::time::timeout(
         Duration::from_secs(2),
-        old.client_write(Command::Fence { node_id: new_leader, at_ms: 3 }),
+        old.client_write(Command::Fence { node_id: new_leader, at_ms: 3, stopped_incarnation: None }),
     );
     if let Ok(Ok(_)) = stranded.await {
         return Err(format!("node {old_leader} committed a write while partitioned from the majority").into());
@@ -346,7 +346,7 @@ async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     let others: Vec<NodeId> = NODES.into_iter().filter(|id| *id != old_leader).collect();
     let (new_leader, _) =
         wait_for("a new leader", || agreed_leader(&nodes, &others).filter(|(l, _)| *l != old_leader)).await?;
-    write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2 }).await?;
+    write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2, stopped_incarnation: None }).await?;
     *phase.lock().expect("phase lock") = CrashPhase::RestartRequested(old_leader);
     wait_for("the restart", || phase_is(&phase, CrashPhase::Restarted)).await?;
     write(&nodes, new_leader, Command::MarkAlive { node_id: old_leader, address: host_name(old_leader), at_ms: 3 })

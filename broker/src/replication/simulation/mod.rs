@@ -479,7 +479,7 @@ impl FaultLoop {
         let due: Vec<u64> = self.fences.iter().filter(|(_, at)| now >= **at).map(|(id, _)| *id).collect();
         for node_id in due {
             self.fences.remove(&node_id);
-            self.world.controller.commit(&Command::Fence { node_id, at_ms: 0 });
+            self.world.controller.commit(&Command::Fence { node_id, at_ms: 0, stopped_incarnation: None });
             if lock(&self.world.refused).remove(&node_id) && lock(&self.world.nodes).contains_key(&node_id) {
                 self.world.heartbeat(node_id);
             }

@@ -1,11 +1,13 @@
-"""Kafka clients authenticating with SASL over TLS (security protocol SASL_SSL): kafka-python and librdkafka
-(confluent-kafka) with SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN against a `rill broker` started with
+"""Kafka clients authenticating with SASL over TLS (security protocol SASL_SSL): kafka-python, librdkafka
+(confluent-kafka) and Debian's kcat (an older librdkafka, which needs SaslHandshake v0 advertised) with
+SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN against a `rill broker` started with
 --kafka-sasl-mechanisms, its users made with `rill user create` and its certificates by trustme in the test. A
 wrong password is refused with SASL_AUTHENTICATION_FAILED and words that name no secret; a request before
 authentication closes the connection. Run by kafka-clients.sh."""
 
 import itertools
 import os
+import shutil
 import socket
 import ssl
 import struct
@@ -23,6 +25,7 @@ RILL = os.environ["RILL_BIN"]
 topic_names = (f"kafka-sasl-{n}" for n in itertools.count())
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 PASSWORD = "correct horse battery staple"
+KCAT = shutil.which("kcat")
 SASL_AUTHENTICATION_FAILED = 58
 
 
@@ -102,6 +105,22 @@ def test_kafka_python_produces_and_consumes_with_sasl_ssl(pki, sasl_broker, mech
     finally:
         consumer.close()
     assert values == [f"py {i}".encode() for i in range(10)]
+
+
+@pytest.mark.skipif(KCAT is None, reason="kcat is not installed (see kafka-clients.sh)")
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kcat_produces_and_consumes_with_sasl_ssl(pki, sasl_broker, mechanism):
+    topic = new_topic(pki, sasl_broker)
+    settings = ["-b", sasl_broker, "-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={pki['ca.pem']}",
+                "-X", f"sasl.mechanism={mechanism}", "-X", "sasl.username=app", "-X", f"sasl.password={PASSWORD}"]
+    lines = [f"kcat {mechanism} {i}" for i in range(10)]
+    produced = subprocess.run([KCAT, *settings, "-t", topic, "-p", "0", "-P"], input="\n".join(lines) + "\n",
+                              capture_output=True, text=True, timeout=60)
+    assert produced.returncode == 0 and "ERROR" not in produced.stderr, produced.stderr
+    consumed = subprocess.run([KCAT, *settings, "-t", topic, "-p", "0", "-C", "-o", "beginning", "-e", "-q"],
+                              capture_output=True, text=True, timeout=60)
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.splitlines() == lines
 
 
 def test_librdkafka_with_a_wrong_password_gets_an_authentication_error(pki, sasl_broker):
@@ -185,6 +204,44 @@ def test_a_wrong_plain_password_is_answered_sasl_authentication_failed_naming_no
         body = response(conn)
         assert struct.unpack(">h", body[:2])[0] == SASL_AUTHENTICATION_FAILED
         assert body[4:].startswith(b"authentication failed: invalid user name or password")
+
+
+def raw_frame(conn):
+    """One raw SASL frame (after a SaslHandshake v0): its bytes, or None when the broker closed."""
+    data = b""
+    while len(data) < 4:
+        chunk = conn.recv(4 - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    (size,) = struct.unpack(">i", data)
+    body = b""
+    while len(body) < size:
+        chunk = conn.recv(size - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return body
+
+
+def test_a_handshake_v0_takes_raw_sasl_frames_then_serves_requests(pki, sasl_broker):
+    with tls_connection(pki, sasl_broker) as conn:
+        request(conn, 17, 0, 1, kafka_string("PLAIN"))  # SaslHandshake v0: raw frames follow
+        body = response(conn)
+        assert struct.unpack(">h", body[:2])[0] == 0
+        token = ("\0app\0" + PASSWORD).encode()
+        conn.sendall(struct.pack(">i", len(token)) + token)  # no Kafka header
+        assert raw_frame(conn) == b"", "PLAIN's answer is an empty raw frame"
+        request(conn, 3, 1, 2, struct.pack(">i", -1))  # Metadata v1, all topics: authenticated now
+        body = response(conn)
+        assert body is not None and len(body) > 4
+    # A wrong password after a v0 handshake has no room for an error: the connection is closed.
+    with tls_connection(pki, sasl_broker) as conn:
+        request(conn, 17, 0, 1, kafka_string("PLAIN"))
+        response(conn)
+        token = b"\0app\0not-the-password"
+        conn.sendall(struct.pack(">i", len(token)) + token)
+        assert raw_frame(conn) is None
 
 
 def test_an_unsupported_mechanism_is_refused_with_the_list_offered(pki, sasl_broker):

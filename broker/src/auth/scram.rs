@@ -258,6 +258,15 @@ impl ServerFirst {
     }
 
     /// Checks `client-final-message` and returns the `server-final-message` (`v=ServerSignature`).
+    /// Whether `nonce` echoes this exchange's: exactly (RFC 5802), or with the client's own nonce once more in
+    /// front, as librdkafka 2.0 sends it (Debian bookworm's kcat; 2.16 sends it exactly), which Kafka's broker
+    /// took while it checked only the nonce's end. Either way the server's fresh nonce ends it, and the proof
+    /// covers the message as sent, so a replay still fails; any other prefix is refused.
+    fn is_echoed_nonce(&self, nonce: &str) -> bool {
+        let client_nonce = self.client_first.nonce.as_str();
+        nonce == self.nonce || nonce.strip_prefix(client_nonce) == Some(self.nonce.as_str())
+    }
+
     pub fn finish(self, client_final: &[u8]) -> Result<String, ScramError> {
         let malformed = |reason: &str| ScramError::Malformed { message: "client-final", reason: reason.to_owned() };
         if client_final.len() > MAX_MESSAGE_BYTES {
@@ -274,7 +283,7 @@ impl ServerFirst {
         if BASE64.decode(binding).ok().as_deref() != Some(self.client_first.gs2_header.as_bytes()) {
             return Err(ScramError::ChannelBinding);
         }
-        if nonce != self.nonce {
+        if !self.is_echoed_nonce(nonce) {
             return Err(ScramError::NonceMismatch);
         }
         let proof = BASE64.decode(proof).map_err(|_| malformed("the proof is not base64"))?;
@@ -322,6 +331,17 @@ mod tests {
 
     /// The client's side of the exchange, written from RFC 5802 §3, to drive the server in tests.
     fn client_final(mechanism: ScramMechanism, password: &[u8], client_first_bare: &str, server_first: &str) -> String {
+        prefixed_client_final(mechanism, password, client_first_bare, server_first, "")
+    }
+
+    /// The same, with `prefix` sent in front of the nonce (the proof covers it, as a client computes it).
+    fn prefixed_client_final(
+        mechanism: ScramMechanism,
+        password: &[u8],
+        client_first_bare: &str,
+        server_first: &str,
+        prefix: &str,
+    ) -> String {
         let mut fields = server_first.split(',');
         let nonce = fields.next().and_then(|f| f.strip_prefix("r=")).expect("r=");
         let salt = BASE64.decode(fields.next().and_then(|f| f.strip_prefix("s=")).expect("s=")).expect("salt");
@@ -329,7 +349,7 @@ mod tests {
         let salted = salted_password(mechanism, password, &salt, iterations);
         let client_key = hmac_of(mechanism, &salted, b"Client Key");
         let stored_key = digest::digest(mechanism.digest(), &client_key);
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c=biws,r={prefix}{nonce}");
         let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
         let signature = hmac_of(mechanism, stored_key.as_ref(), auth_message.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
@@ -372,6 +392,19 @@ mod tests {
             }
             assert!(credential.matches_password(mechanism, b"right"));
             assert!(!credential.matches_password(mechanism, b"righ"));
+        }
+    }
+
+    #[test]
+    fn the_nonce_is_taken_with_librdkafkas_repeated_client_nonce_and_no_other_prefix() {
+        let credential = ScramCredential::generate(ScramMechanism::Sha256, b"pw", MIN_ITERATIONS);
+        for (prefix, expected_ok) in [("", true), ("abc", true), ("x", false), ("abcabc", false)] {
+            let first = parse_client_first(b"n,,n=alice,r=abc").expect("client-first");
+            let bare = first.bare.clone();
+            let (server, server_first) = ServerFirst::new(ScramMechanism::Sha256, first, credential.clone(), "srv");
+            let last = prefixed_client_final(ScramMechanism::Sha256, b"pw", &bare, &server_first, prefix);
+            let outcome = server.finish(last.as_bytes());
+            assert_eq!(outcome.is_ok(), expected_ok, "prefix {prefix:?}: {outcome:?}");
         }
     }
 

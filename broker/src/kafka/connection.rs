@@ -84,7 +84,12 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
             }
         };
         let started = std::time::Instant::now();
-        let api_key = request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
+        let api_key = if sasl.expects_raw_frame() {
+            // A raw SASL message after a SaslHandshake v0: what SaslAuthenticate carries in later versions.
+            ApiKey::SaslAuthenticate as i16
+        } else {
+            request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]))
+        };
         let ((answered, must_close), read_ahead_error) = {
             let answering = std::pin::pin!(answer_gated(&kafka, &mut sasl, api_key, request, peer));
             while_reading_ahead(answering, &mut requests, &mut connection).await
@@ -128,6 +133,10 @@ async fn answer_gated(
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
 ) -> (Result<Option<ResponseFrame>, RequestError>, bool) {
+    if sasl.expects_raw_frame() {
+        let SaslAnswer { frame, must_close } = sasl.answer_raw(kafka, request, peer).await;
+        return (Ok(Some(ResponseFrame::whole(frame))), must_close);
+    }
     match sasl.gate(api_key) {
         Gate::Serve => (answer(kafka, request, peer, sasl.principal()).await, false),
         Gate::Sasl => match sasl.answer(kafka, request, peer).await {

@@ -3,7 +3,10 @@
 //! only ApiVersions, SaslHandshake and SaslAuthenticate until it has authenticated; anything else closes it, as
 //! Kafka's broker does. A failed authentication is answered SASL_AUTHENTICATION_FAILED with words that name no
 //! secret and do not say whether the user exists, after the address's backoff (`auth/backoff.rs`), and the
-//! connection is closed. SaslHandshake v0 (raw SASL frames after the handshake) is not served.
+//! connection is closed. After a SaslHandshake v0 (KIP-43's first form, which librdkafka before 2.x's later
+//! releases still requires to see advertised) the mechanism's messages come as raw SASL frames, a 4-byte size
+//! and the bytes, with no Kafka header, and are answered the same way; a failure there closes the connection
+//! without an answer, as Kafka's broker does, since a raw frame has no room for an error.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -56,6 +59,8 @@ pub struct SaslSession {
     state: State,
     principal: Principal,
     is_tls: bool,
+    /// A SaslHandshake v0 chose the mechanism: its messages come as raw frames until it has authenticated.
+    is_raw: bool,
 }
 
 /// One SASL answer, and whether the connection must close once it is sent (a failure).
@@ -73,11 +78,17 @@ impl SaslSession {
             Some(chain) if !is_sasl_on => chain.first().and_then(crate::auth::certificate::principal_of),
             _ => None,
         };
-        Self { state, principal: from_certificate.unwrap_or(Principal::Anonymous), is_tls }
+        Self { state, principal: from_certificate.unwrap_or(Principal::Anonymous), is_tls, is_raw: false }
     }
 
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The next frame is a raw SASL message (after a SaslHandshake v0), not a Kafka request:
+    /// [`SaslSession::answer_raw`] it.
+    pub fn expects_raw_frame(&self) -> bool {
+        self.is_raw
     }
 
     pub fn gate(&self, api_key: i16) -> Gate {
@@ -113,6 +124,7 @@ impl SaslSession {
         if api == ApiKey::SaslHandshake {
             let request = SaslHandshakeRequest::decode(&mut body, version).map_err(&malformed)?;
             let (response, must_close) = self.handshake(kafka, request.mechanism.as_str());
+            self.is_raw = version == 0 && !must_close;
             let frame = encode_response(correlation_id, header_version, &response, version)?;
             return Ok(SaslAnswer { frame, must_close });
         }
@@ -125,11 +137,7 @@ impl SaslSession {
                 SaslAuthenticateResponse::default().with_auth_bytes(bytes)
             }
             Err(failure) => {
-                let delay = peer.map(|peer| kafka.auth_failures.record_failure(peer.ip(), Instant::now()));
-                tracing::info!(?peer, reason = %failure, "kafka SASL authentication failed");
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
-                }
+                self.failed(kafka, peer, &failure).await;
                 let response = SaslAuthenticateResponse::default()
                     .with_error_code(failure.code())
                     .with_error_message(Some(StrBytes::from_string(failure.answer())));
@@ -139,6 +147,36 @@ impl SaslSession {
         };
         let frame = encode_response(correlation_id, header_version, &response, version)?;
         Ok(SaslAnswer { frame, must_close: false })
+    }
+
+    /// Answers a raw SASL frame (the body of a frame after a SaslHandshake v0) with the mechanism's next
+    /// message in a raw frame. A failure gets no answer: the connection closes (`must_close`, empty frame).
+    pub async fn answer_raw(&mut self, kafka: &KafkaContext, message: Bytes, peer: Option<SocketAddr>) -> SaslAnswer {
+        match self.authenticate(kafka, message).await {
+            Ok(reply) => {
+                if let (State::Authenticated, Some(peer)) = (&self.state, peer) {
+                    kafka.auth_failures.record_success(peer.ip());
+                }
+                self.is_raw = !matches!(self.state, State::Authenticated);
+                let mut frame = bytes::BytesMut::with_capacity(4 + reply.len());
+                frame.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+                frame.extend_from_slice(&reply);
+                SaslAnswer { frame: frame.freeze(), must_close: false }
+            }
+            Err(failure) => {
+                self.failed(kafka, peer, &failure).await;
+                SaslAnswer { frame: Bytes::new(), must_close: true }
+            }
+        }
+    }
+
+    /// Logs a failed authentication and waits out the address's backoff before it is answered.
+    async fn failed(&self, kafka: &KafkaContext, peer: Option<SocketAddr>, failure: &Failure) {
+        let delay = peer.map(|peer| kafka.auth_failures.record_failure(peer.ip(), Instant::now()));
+        tracing::info!(?peer, reason = %failure, "kafka SASL authentication failed");
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     fn handshake(&mut self, kafka: &KafkaContext, asked: &str) -> (SaslHandshakeResponse, bool) {

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
@@ -26,10 +26,18 @@ pub struct Caller {
     pub principal: crate::auth::Principal,
 }
 
-/// Kafka's rule for the group protocol's requests (FindCoordinator asks DESCRIBE, the others READ): the code of
-/// the denial, or `None` when the principal may.
-fn group_denial(kafka: &KafkaContext, caller: &Caller, operation: Operation, group: &str) -> Option<i16> {
-    kafka.authorize(&caller.principal, operation, &Resource::group(group)).err()
+/// Kafka's rule for the group protocol's requests (FindCoordinator asks DESCRIBE, the others READ): the denial,
+/// or `None` when the principal may.
+fn group_denial(kafka: &KafkaContext, caller: &Caller, operation: Operation, group: &str) -> Option<GroupDenial> {
+    let denied = kafka.node.authorizer.check(&caller.principal, operation, &Resource::group(group)).err()?;
+    Some(GroupDenial { code: super::error::denied_code(denied.resource_type), message: denied.to_string() })
+}
+
+/// GROUP_AUTHORIZATION_FAILED, and what was refused to whom, for the responses that carry a message (a client
+/// shows it: librdkafka's "FindCoordinator response error: ..." is otherwise left empty).
+struct GroupDenial {
+    code: i16,
+    message: String,
 }
 
 /// The response frame to a request of `api` v`version`, whose header has been read off `body`.
@@ -59,10 +67,11 @@ pub async fn answer(
                 .chain(request.coordinator_keys.iter().skip(1).map(|k| k.to_string()))
                 .find_map(|group| group_denial(kafka, &caller, Operation::Describe, &group));
             match denied {
-                Some(code) if version < 4 => {
-                    FindCoordinatorResponse::default().with_error_code(code).with_node_id((-1).into())
-                }
-                Some(code) => FindCoordinatorResponse::default().with_coordinators(
+                Some(GroupDenial { code, message }) if version < 4 => FindCoordinatorResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message)))
+                    .with_node_id((-1).into()),
+                Some(GroupDenial { code, message }) => FindCoordinatorResponse::default().with_coordinators(
                     request
                         .coordinator_keys
                         .iter()
@@ -72,6 +81,7 @@ pub async fn answer(
                                 .with_node_id((-1).into())
                                 .with_port(-1)
                                 .with_error_code(code)
+                                .with_error_message(Some(StrBytes::from_string(message.clone())))
                         })
                         .collect(),
                 ),
@@ -97,19 +107,23 @@ pub async fn answer(
         }
         ApiKey::JoinGroup => serve!(JoinGroupRequest, |request| {
             match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
-                Some(code) => JoinGroupResponse::default().with_error_code(code).with_generation_id(-1),
+                Some(GroupDenial { code, .. }) => {
+                    JoinGroupResponse::default().with_error_code(code).with_generation_id(-1)
+                }
                 None => join_group::answer(kafka, request, version, caller).await,
             }
         }),
         ApiKey::SyncGroup => serve!(SyncGroupRequest, |request| {
             match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
-                Some(code) => SyncGroupResponse::default().with_error_code(code),
+                Some(GroupDenial { code, .. }) => SyncGroupResponse::default().with_error_code(code),
                 None => sync_group::answer(kafka, request).await,
             }
         }),
         ApiKey::ConsumerGroupHeartbeat => serve!(ConsumerGroupHeartbeatRequest, |request| {
             match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
-                Some(code) => ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+                Some(GroupDenial { code, message }) => ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message))),
                 None => consumer_group_heartbeat::answer(kafka, request, caller),
             }
         }),
@@ -118,13 +132,13 @@ pub async fn answer(
         }
         ApiKey::Heartbeat => serve!(HeartbeatRequest, |request| {
             match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
-                Some(code) => HeartbeatResponse::default().with_error_code(code),
+                Some(GroupDenial { code, .. }) => HeartbeatResponse::default().with_error_code(code),
                 None => heartbeat::heartbeat(kafka, &request),
             }
         }),
         ApiKey::LeaveGroup => serve!(LeaveGroupRequest, |request| {
             match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
-                Some(code) => LeaveGroupResponse::default().with_error_code(code),
+                Some(GroupDenial { code, .. }) => LeaveGroupResponse::default().with_error_code(code),
                 None => heartbeat::leave(kafka, request, version),
             }
         }),

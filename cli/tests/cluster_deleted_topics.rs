@@ -1,7 +1,8 @@
 //! A deleted topic leaves nothing behind that a re-created topic of the same name could inherit, on real
 //! `rill broker` processes: its groups' committed offsets (forgotten by each group's coordinator,
 //! `broker/src/offsets/mod.rs` `forget_topics`), and a node's copy of it that the node never saw deleted
-//! (replaced once the metadata names the topic with another id, `broker/src/replication/reconcile.rs`).
+//! (deleted once the node has caught up with the metadata, `broker/src/replication/dropped_replicas.rs`, or
+//! replaced once the metadata names the topic with another id, `broker/src/replication/reconcile.rs`).
 
 use crate::common;
 
@@ -76,6 +77,43 @@ fn a_deleted_topics_committed_offsets_are_forgotten_so_its_successor_is_read_fro
     produce(&cluster, 0, &["new-0".to_owned()]);
     // The old commit (5) would skip the new record, and every one the new topic gets up to offset 5.
     assert_eq!(rill(&all, &["consume", "events", "--group", "g"]).ok(), "new-0\n");
+}
+
+#[test]
+fn a_copy_of_a_deleted_topic_left_by_a_crash_is_deleted_once_the_node_is_back() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    create_events(&cluster, 2);
+    let kept = ["topic", "create", "kept", "--partitions", "1", "--replication-factor", "3"];
+    rill(&cluster.all(), &kept).ok();
+    produce(&cluster, 0, &(0..20).map(|i| format!("old-{i}")).collect::<Vec<_>>());
+    wait_for_topic(cluster.addr(1), "events", 2, "node 3 holding the records", |rows| {
+        rows[0].log_ends.iter().any(|&(node, end)| node == 3 && end == 20)
+    });
+    // Node 3's copy, kept aside while node 3 is stopped.
+    let d3 = cluster.data_dir(3);
+    let aside = cluster.dir.path().join("aside");
+    cluster.nodes[2].take().expect("running").kill();
+    for partition in 0..2 {
+        copy_dir(&d3.join(format!("events-{partition}")), &aside.join(format!("events-{partition}")));
+    }
+    std::fs::copy(d3.join("__topics/events.toml"), aside.join("events.toml")).expect("copy topic metadata");
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    rill(&cluster.all(), &["topic", "delete", "events"]).ok();
+    eventually("node 3's copy deleted", || (!d3.join("__topics/events.toml").exists()).then_some(()));
+
+    // Put back, node 3 starts as one that crashed after it applied the deletion and before its copy was gone:
+    // its metadata has no such topic, so no deletion is left to apply and no new topic names it.
+    cluster.nodes[2].take().expect("running").kill();
+    for partition in 0..2 {
+        copy_dir(&aside.join(format!("events-{partition}")), &d3.join(format!("events-{partition}")));
+    }
+    std::fs::copy(aside.join("events.toml"), d3.join("__topics/events.toml")).expect("restore topic metadata");
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    eventually("node 3's copy of the deleted topic gone again", || {
+        let left = ["__topics/events.toml", "events-0", "events-1"].iter().any(|p| d3.join(p).exists());
+        (!left).then_some(())
+    });
+    assert!(d3.join("__topics/kept.toml").exists() && d3.join("kept-0").exists(), "the other topic stays");
 }
 
 #[test]

@@ -7,7 +7,12 @@
 //!   node has caught up with it (`Controller::has_caught_up`): a restarted node's stale snapshot may not yet
 //!   know that it was added back, or that the topic was re-created;
 //! - never while the node is a replica, an adding replica of a move under way, or the leader;
-//! - never a topic the metadata does not hold (a topic deleted while the node was down is another matter);
+//! - a topic the metadata does not hold at all was deleted (every topic of a cluster node is opened from the
+//!   metadata it applied, and a data dir's single-node topics are refused at its first start as a cluster node,
+//!   `identity.rs`): caught up, the node has applied every entry up to the one that created it, so the topic's
+//!   absence is a `DeleteTopic` this node applied while it was down, or before it restarted; its copy is
+//!   deleted whole (Kafka's KRaft brokers delete such stray logs at start). Reserved topics (`__` names) never
+//!   are;
 //! - the deletion itself is crash-safe: the directory is renamed to `<topic>-<p>.deleted` first and removed
 //!   after (`Log::delete`); a start removes a leftover `.deleted` directory (`registry.rs`).
 //!
@@ -26,6 +31,8 @@ pub(super) enum DroppedReplica {
     Topic(String),
     /// This partition is not, others of the topic are.
     Partition(String, u32),
+    /// The metadata holds no topic of this name: it was deleted while this node was down.
+    Deleted(String),
 }
 
 /// What this node holds of one topic: per partition, whether its log holds (or ever held) a record.
@@ -55,7 +62,12 @@ pub(super) fn dropped_replicas(
     }
     let mut dropped = Vec::new();
     for topic in local {
-        let Some(placed) = metadata.topics.get(&topic.name) else { continue };
+        let Some(placed) = metadata.topics.get(&topic.name) else {
+            if !topic.name.starts_with(RESERVED_PREFIX) {
+                dropped.push(DroppedReplica::Deleted(topic.name.clone()));
+            }
+            continue;
+        };
         if placed.partitions.len() != topic.partition_holds_records.len() {
             // Opened from another version of the placement than this one: decide on a later change.
             continue;
@@ -128,12 +140,22 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_dropped_before_catching_up_or_for_a_topic_the_metadata_does_not_hold() {
+    fn nothing_is_dropped_before_catching_up() {
         let metadata = metadata_with("orders", vec![partition(&[1, 2], 1, None)]);
         assert!(dropped_replicas(3, &metadata, false, &local("orders", &[true])).is_empty());
-        assert!(dropped_replicas(3, &metadata, true, &local("payments", &[true])).is_empty());
+        assert!(dropped_replicas(3, &metadata, false, &local("payments", &[true])).is_empty());
         // A local topic whose partition count differs from the metadata's is left for a later decision.
         assert!(dropped_replicas(3, &metadata, true, &local("orders", &[true, true])).is_empty());
+    }
+
+    #[test]
+    fn a_topic_the_metadata_does_not_hold_was_deleted_unless_reserved() {
+        let metadata = metadata_with("orders", vec![partition(&[1, 2], 1, None)]);
+        assert_eq!(
+            dropped_replicas(1, &metadata, true, &local("payments", &[true, false])),
+            [DroppedReplica::Deleted("payments".into())]
+        );
+        assert!(dropped_replicas(1, &metadata, true, &local("__consumer_offsets", &[true])).is_empty());
     }
 
     #[test]

@@ -250,6 +250,23 @@ impl Reconciler {
         }
     }
 
+    /// Deletes this node's whole copy of a topic, which no fetcher follows (the metadata places none of it here).
+    async fn delete_local_topic(
+        &mut self,
+        replication: &Arc<Replication>,
+        node: &Arc<crate::node::Node>,
+        name: String,
+        why: &'static str,
+    ) {
+        self.seen.remove(&name);
+        self.held.retain(|(topic, _)| *topic != name);
+        lock(&replication.leaders).retain(|(topic, _), _| *topic != name);
+        match node.registry.delete(&name).await {
+            Ok(()) => tracing::info!(topic = %name, why, "deleted a topic's local copy"),
+            Err(err) => tracing::error!(topic = %name, why, error = %err, "cannot delete a topic's local copy"),
+        }
+    }
+
     /// Deletes the local copies the metadata no longer places on this node (`dropped_replicas.rs`), after the
     /// fetchers stopped following them. The disk work runs on the blocking pool (`Registry`).
     async fn delete_dropped_replicas(&mut self, replication: &Arc<Replication>, metadata: &ClusterMetadata) {
@@ -270,15 +287,10 @@ impl Reconciler {
         for replica in dropped {
             match replica {
                 DroppedReplica::Topic(name) => {
-                    self.seen.remove(&name);
-                    self.held.retain(|(topic, _)| *topic != name);
-                    lock(&replication.leaders).retain(|(topic, _), _| *topic != name);
-                    match node.registry.delete(&name).await {
-                        Ok(()) => tracing::info!(topic = %name, "deleted the local copy of a dropped topic replica"),
-                        Err(err) => {
-                            tracing::error!(topic = %name, error = %err, "cannot delete a dropped topic replica")
-                        }
-                    }
+                    self.delete_local_topic(replication, &node, name, "dropped replica").await
+                }
+                DroppedReplica::Deleted(name) => {
+                    self.delete_local_topic(replication, &node, name, "deleted while this node was down").await
                 }
                 DroppedReplica::Partition(name, index) => {
                     let key = (name, index);

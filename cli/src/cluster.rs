@@ -340,6 +340,16 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
             "a follower's replica; the leader could not be reached"
         };
         writeln!(out, "answered by:        node {answered_by} ({whose})")?;
+        if description.is_quorum_lost {
+            let heard = description
+                .quorum_ack_age_ms
+                .map_or_else(|| "never acknowledged".to_owned(), |ms| format!("last acknowledged {ms} ms ago"));
+            writeln!(
+                out,
+                "quorum:             LOST ({heard} by a majority of the voters): nothing changes until a majority \
+                 is back; the states below are the last ones committed"
+            )?;
+        }
     } else {
         writeln!(out, "no controller quorum (single node)")?;
     }

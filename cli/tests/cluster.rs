@@ -327,6 +327,25 @@ fn a_call_forwarded_to_a_frozen_controller_leader_ends_once_another_node_leads()
 }
 
 #[test]
+fn a_controller_leader_cut_off_from_its_quorum_says_so_until_a_majority_is_back() {
+    let (mut cluster, leader) = formed_cluster(FAST_SESSIONS);
+    let quorum_line = |addr: &str| {
+        let output = rill(addr, &["cluster", "describe"]);
+        output.status.success().then(|| output.stdout.lines().find(|l| l.starts_with("quorum:")).map(str::to_owned))
+    };
+    assert_eq!(quorum_line(cluster.addr(leader)), Some(None), "a formed quorum has no warning");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        cluster.nodes[*id as usize - 1].take().expect("running").kill();
+    }
+    // The leader still answers as leader (nothing can depose it), with the nodes' last committed states.
+    let lost = eventually("the quorum reported lost", || quorum_line(cluster.addr(leader)).flatten());
+    assert!(lost.contains("LOST") && lost.contains("by a majority of the voters"), "{lost}");
+    cluster.nodes[others[0] as usize - 1] = Some(cluster.start_node(others[0]));
+    eventually("the quorum back", || quorum_line(cluster.addr(leader))?.is_none().then_some(()));
+}
+
+#[test]
 fn a_single_node_describes_itself_without_a_quorum() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = BrokerProcess::start(dir.path());

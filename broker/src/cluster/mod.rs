@@ -478,6 +478,12 @@ fn raft_timing(session_timeout: Duration) -> (u64, u64, u64) {
     (heartbeat_ms, election_min_ms, election_max_ms)
 }
 
+/// Raft's `election_timeout_max` for this node's settings: a leader no majority acknowledged for this long has
+/// lost its quorum (`describe.rs`).
+pub(crate) fn election_timeout_max_ms(config: &BrokerConfig) -> u64 {
+    raft_timing(Duration::from_millis(config.node_session_timeout_ms)).2
+}
+
 /// The raft settings every controller runs with (the simulation tests too).
 fn raft_config(session_timeout: Duration) -> Result<openraft::Config, ControllerError> {
     let (heartbeat_ms, election_min_ms, election_max_ms) = raft_timing(session_timeout);

@@ -341,6 +341,9 @@ fn a_controller_leader_cut_off_from_its_quorum_says_so_until_a_majority_is_back(
     // The leader still answers as leader (nothing can depose it), with the nodes' last committed states.
     let lost = eventually("the quorum reported lost", || quorum_line(cluster.addr(leader)).flatten());
     assert!(lost.contains("LOST") && lost.contains("by a majority of the voters"), "{lost}");
+    // And the console's overview, on the same node.
+    let (status, _, page) = common::console::admin_http(cluster.admin(leader), "GET", "/", "", "");
+    assert!(status == 200 && page.contains("id=\"quorum-lost\"") && page.contains("Controller quorum lost"), "{page}");
     cluster.nodes[others[0] as usize - 1] = Some(cluster.start_node(others[0]));
     eventually("the quorum back", || quorum_line(cluster.addr(leader))?.is_none().then_some(()));
 }

@@ -88,11 +88,8 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
     let is_leader = metrics.current_leader == Some(controller.node_id) && metrics.state.is_leader();
     let voters: Vec<u64> = metrics.membership_config.voter_ids().collect();
     let now = Instant::now();
-    let quorum_ack_age_ms = if is_leader { metrics.millis_since_quorum_ack } else { None };
-    // A leader not acknowledged by a majority for an election timeout would have been replaced, were a majority
-    // up and reachable: it was not, so none is.
-    let is_quorum_lost =
-        is_leader && quorum_ack_age_ms.is_none_or(|age| age > super::election_timeout_max_ms(&controller.config));
+    let super::QuorumContact { ack_age_ms: quorum_ack_age_ms, is_lost: is_quorum_lost } =
+        controller.quorum_contact(&metrics);
     let nodes = controller
         .members()
         .into_iter()

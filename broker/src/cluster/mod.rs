@@ -311,6 +311,17 @@ impl Controller {
         metrics.current_leader == Some(self.node_id) && metrics.state.is_leader()
     }
 
+    /// On the controller leader, how it stands with its quorum (raft's metrics `metrics`); `None` elsewhere.
+    pub fn quorum_contact(&self, metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>) -> QuorumContact {
+        let is_leader = metrics.current_leader == Some(self.node_id) && metrics.state.is_leader();
+        let ack_age_ms = if is_leader { metrics.millis_since_quorum_ack } else { None };
+        // A leader not acknowledged by a majority for an election timeout would have been replaced, were a
+        // majority up and reachable: it was not, so none is.
+        let election_timeout_max_ms = raft_timing(Duration::from_millis(self.config.node_session_timeout_ms)).2;
+        let is_lost = is_leader && ack_age_ms.is_none_or(|age| age > election_timeout_max_ms);
+        QuorumContact { ack_age_ms, is_lost }
+    }
+
     /// Whether this process has caught up with the cluster's metadata: it knows a leader and has applied every
     /// entry of its raft log. A restarted node holds its last snapshot until the leader tells it how far its
     /// log is committed, so until then a topic it does not know may well exist; the edges answer that with a
@@ -460,6 +471,14 @@ async fn watch_raft_core(
     }
 }
 
+/// The controller leader's contact with its quorum ([`Controller::quorum_contact`]).
+pub struct QuorumContact {
+    /// How long ago a majority of the voters last acknowledged it; `None` on a follower, and before the first.
+    pub ack_age_ms: Option<u64>,
+    /// No majority has acknowledged it for longer than the election timeout: nothing can be committed.
+    pub is_lost: bool,
+}
+
 /// Raft's heartbeat interval and election timeout range, in ms, for nodes with `session_timeout`.
 ///
 /// A dead controller leader is fenced only once a new leader is elected, so the election bounds a failover
@@ -476,12 +495,6 @@ fn raft_timing(session_timeout: Duration) -> (u64, u64, u64) {
     let election_min_ms = election_max_ms * 2 / 3;
     let heartbeat_ms = (election_min_ms / 5).clamp(RAFT_HEARTBEAT_INTERVAL_MIN_MS, RAFT_HEARTBEAT_INTERVAL_MAX_MS);
     (heartbeat_ms, election_min_ms, election_max_ms)
-}
-
-/// Raft's `election_timeout_max` for this node's settings: a leader no majority acknowledged for this long has
-/// lost its quorum (`describe.rs`).
-pub(crate) fn election_timeout_max_ms(config: &BrokerConfig) -> u64 {
-    raft_timing(Duration::from_millis(config.node_session_timeout_ms)).2
 }
 
 /// The raft settings every controller runs with (the simulation tests too).

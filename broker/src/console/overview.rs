@@ -62,6 +62,15 @@ fn nodes(console: &Console, body: &mut Html) {
         None => body.text(format!("No controller leader known to this node (raft term {}).", raft.current_term)),
     };
     body.raw(" This page is served by node ").text(controller.node_id).raw(".</p>");
+    let quorum = controller.quorum_contact(&raft);
+    if quorum.is_lost {
+        let heard = quorum.ack_age_ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
+        body.raw("<p id=\"quorum-lost\" class=\"error\" role=\"alert\">").text(format!(
+            "Controller quorum lost: a majority of the voters last acknowledged this leader {heard}. Nothing changes \
+             until a majority is back; the states below are the last ones committed."
+        ));
+        body.raw("</p>");
+    }
     body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th><th>role</th></tr>");
     for record in controller.metadata().nodes.values() {
         let state = match record.state {

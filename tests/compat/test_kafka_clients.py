@@ -515,3 +515,21 @@ def test_confluent_kafka_lists_the_offset_of_the_largest_timestamp(broker):
     assert listed(OffsetSpec.latest()).offset == 6
     assert listed(OffsetSpec.for_timestamp(base + 301)).offset == 0
     assert listed(OffsetSpec.for_timestamp(base + 901)).offset == -1
+
+
+def test_a_produce_request_over_the_brokers_limit_is_answered_message_too_large(broker):
+    """librdkafka set for 20 MB messages sends a 10 MB one: over max_request_bytes (8 MiB and a little), it is
+    answered MESSAGE_TOO_LARGE at once, saying why, where the connection used to be closed (and retried into the
+    same wall until the delivery timeout); the connection then serves the next request."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    topic = new_topic(broker)
+    outcomes = []
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker, "message.max.bytes": 20_000_000,
+                                         "message.timeout.ms": 60_000, "enable.idempotence": False})
+    producer.produce(topic, value=b"x" * 10_000_000, partition=0, on_delivery=lambda err, msg: outcomes.append(err))
+    assert producer.flush(30) == 0
+    assert outcomes[0] is not None and outcomes[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE, outcomes
+    producer.produce(topic, value=b"small", partition=0, on_delivery=lambda err, msg: outcomes.append(err))
+    assert producer.flush(30) == 0
+    assert outcomes[1] is None, outcomes
+    assert rill(broker, "consume", topic) == "small\n"

@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, EncodeError, FrameError, RequestPreamble};
+use super::oversized::{self, OVERSIZED_PRODUCE_CEILING};
 use super::request_buffer::RequestBuffer;
 use super::response_frame::{encode_response_pieces, ResponseFrame, UnplacedRuns};
 use super::sasl::{Gate, SaslAnswer, SaslSession};
@@ -78,6 +79,12 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
                 }
                 continue;
             }
+            Err(FrameError::TooLarge { size, limit }) if (size as usize) <= OVERSIZED_PRODUCE_CEILING => {
+                if !answer_oversized(&kafka, &mut sasl, &mut requests, &mut connection, size as usize, limit).await {
+                    return;
+                }
+                continue;
+            }
             Err(err) => {
                 tracing::info!(?peer, error = %RequestError::from(err), "closing kafka connection");
                 return;
@@ -123,6 +130,52 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
             return;
         }
     }
+}
+
+/// Reads a request over `max_request_bytes` through and answers it MESSAGE_TOO_LARGE when it is a Produce the
+/// connection may send (`oversized.rs`); whether the connection stays open.
+async fn answer_oversized(
+    kafka: &KafkaContext,
+    sasl: &mut SaslSession,
+    requests: &mut RequestBuffer,
+    connection: &mut ServedStream,
+    size: usize,
+    limit: usize,
+) -> bool {
+    let peer = connection.peer_addr();
+    let started = std::time::Instant::now();
+    let buffered = requests.take_oversized();
+    let read = match oversized::read_through(buffered, size, connection).await {
+        Ok(read) => read,
+        Err(unanswered) => {
+            tracing::info!(?peer, size, limit, reason = %unanswered, "closing kafka connection: request over max_request_bytes");
+            return false;
+        }
+    };
+    let may_produce = !sasl.expects_raw_frame() && matches!(sasl.gate(ApiKey::Produce as i16), Gate::Serve);
+    if let Some(metrics) = &kafka.node.metrics {
+        metrics.kafka.record(ApiKey::Produce as i16, started.elapsed(), true);
+    }
+    if !may_produce || read.acks == 0 {
+        // Unauthenticated, or nobody waits for an answer (acks 0): Kafka closes such a connection too.
+        tracing::info!(?peer, size, limit, "closing kafka connection: produce request over max_request_bytes");
+        return false;
+    }
+    tracing::info!(
+        ?peer,
+        principal = %sasl.principal(),
+        size,
+        limit,
+        "answered a produce request over max_request_bytes with MESSAGE_TOO_LARGE"
+    );
+    let answer = match read.answer(size, limit) {
+        Ok(answer) => answer,
+        Err(err) => {
+            tracing::info!(?peer, error = %err, "closing kafka connection");
+            return false;
+        }
+    };
+    ResponseFrame::whole(answer).write_to(connection).await.is_ok()
 }
 
 /// The answer to one request, through the SASL gate, and whether the connection must close after it.

@@ -44,6 +44,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
+mod oversized;
 mod partition_reassignments;
 mod produce;
 mod request_buffer;

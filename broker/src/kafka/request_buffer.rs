@@ -48,6 +48,15 @@ impl RequestBuffer {
         Ok(Some(self.buffered.split_to(size).freeze()))
     }
 
+    /// After [`next_request`](Self::next_request) refused a frame as too large: what has arrived of its body (the
+    /// size prefix dropped), taken out, so the caller reads the rest from the connection itself
+    /// (`oversized.rs`). The buffer is then empty, ready for the request after it.
+    pub fn take_oversized(&mut self) -> BytesMut {
+        let mut taken = std::mem::take(&mut self.buffered);
+        taken.advance(SIZE_PREFIX_BYTES.min(taken.len()));
+        taken
+    }
+
     /// Whether reading ahead is still useful: the peer is open and no whole request (or bad prefix, which the
     /// next [`next_request`](Self::next_request) reports) is waiting yet.
     pub fn wants_read_ahead(&self) -> bool {

@@ -364,4 +364,27 @@ mod tests {
         let refused = read_through(short, request.len() - 5, &mut std::io::Cursor::new(Vec::new())).await;
         assert!(matches!(refused, Err(Unanswered::Malformed(_))), "{refused:?}");
     }
+
+    proptest::proptest! {
+        /// Whatever bytes follow a Produce preamble, and whatever size is declared, the read ends (answered or
+        /// not) without a panic and never takes a byte past the declared size.
+        #[test]
+        fn arbitrary_bodies_end_within_their_declared_size(
+            version in 3i16..=9,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            extra in 0usize..64,
+        ) {
+            let mut body = BytesMut::new();
+            body.extend_from_slice(&(ApiKey::Produce as i16).to_be_bytes());
+            body.extend_from_slice(&version.to_be_bytes());
+            body.extend_from_slice(&tail);
+            let size = body.len();
+            let mut wire = body[2..].to_vec();
+            wire.extend(std::iter::repeat_n(0xEE, extra));
+            let mut connection = std::io::Cursor::new(wire);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+            let _ = runtime.block_on(read_through(BytesMut::from(&body[..2]), size, &mut connection));
+            proptest::prop_assert!(connection.position() as usize <= size - 2);
+        }
+    }
 }

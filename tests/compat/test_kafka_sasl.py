@@ -235,6 +235,15 @@ def test_a_handshake_v0_takes_raw_sasl_frames_then_serves_requests(pki, sasl_bro
         request(conn, 3, 1, 2, struct.pack(">i", -1))  # Metadata v1, all topics: authenticated now
         body = response(conn)
         assert body is not None and len(body) > 4
+    # A raw frame may be shorter than any Kafka request: PLAIN for user "u", password "p" is 4 bytes.
+    rill(pki, sasl_broker, "user", "create", "u", "--password-stdin", stdin="p\n")
+    with tls_connection(pki, sasl_broker) as conn:
+        request(conn, 17, 0, 1, kafka_string("PLAIN"))
+        response(conn)
+        conn.sendall(struct.pack(">i", 4) + b"\0u\0p")
+        assert raw_frame(conn) == b"", "authenticated"
+        request(conn, 3, 1, 2, struct.pack(">i", -1))
+        assert response(conn) is not None
     # A wrong password after a v0 handshake has no room for an error: the connection is closed.
     with tls_connection(pki, sasl_broker) as conn:
         request(conn, 17, 0, 1, kafka_string("PLAIN"))

@@ -59,6 +59,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
     let mut sasl = SaslSession::new(&kafka, connection.is_tls(), connection.peer_certificates());
     tracing::debug!(?peer, "kafka connection");
     while !kafka.node.is_shutting_down() {
+        requests.expect_raw_frames(sasl.expects_raw_frame());
         let request = match requests.next_request() {
             Ok(Some(request)) => request,
             Ok(None) if requests.is_peer_closed() => {

@@ -21,11 +21,17 @@ pub enum FrameError {
     TooShort { size: i64 },
 }
 
-/// The size a request's prefix declares, checked against the limit before a byte of the body is read or a
+/// The size a frame's prefix declares, checked against the limit before a byte of the body is read or a
 /// buffer is allocated for it.
-pub fn request_size(prefix: [u8; SIZE_PREFIX_BYTES], max_request_bytes: usize) -> Result<usize, FrameError> {
+/// It is at least `min_bytes`: a request's preamble ([`PREAMBLE_BYTES`]), or nothing for a raw SASL message
+/// (after a SaslHandshake v0; PLAIN's `\0a\0b` is 4 bytes).
+pub fn frame_size(
+    prefix: [u8; SIZE_PREFIX_BYTES],
+    min_bytes: usize,
+    max_request_bytes: usize,
+) -> Result<usize, FrameError> {
     let size = i64::from(i32::from_be_bytes(prefix));
-    if size < PREAMBLE_BYTES as i64 {
+    if size < min_bytes as i64 {
         return Err(FrameError::TooShort { size });
     }
     let size = usize::try_from(size).map_err(|_| FrameError::TooShort { size })?;
@@ -93,15 +99,18 @@ mod tests {
     #[test]
     fn a_2_gib_size_prefix_is_refused_before_reading_the_body() {
         let prefix = i32::MAX.to_be_bytes();
-        assert_eq!(request_size(prefix, 8 << 20), Err(FrameError::TooLarge { size: i32::MAX as i64, limit: 8 << 20 }));
+        assert_eq!(
+            frame_size(prefix, PREAMBLE_BYTES, 8 << 20),
+            Err(FrameError::TooLarge { size: i32::MAX as i64, limit: 8 << 20 })
+        );
     }
 
     #[test]
     fn a_negative_or_headerless_size_is_refused() {
-        assert_eq!(request_size((-1i32).to_be_bytes(), 1024), Err(FrameError::TooShort { size: -1 }));
-        assert_eq!(request_size(7i32.to_be_bytes(), 1024), Err(FrameError::TooShort { size: 7 }));
-        assert_eq!(request_size(8i32.to_be_bytes(), 1024), Ok(8));
-        assert_eq!(request_size(1024i32.to_be_bytes(), 1024), Ok(1024));
+        assert_eq!(frame_size((-1i32).to_be_bytes(), PREAMBLE_BYTES, 1024), Err(FrameError::TooShort { size: -1 }));
+        assert_eq!(frame_size(7i32.to_be_bytes(), PREAMBLE_BYTES, 1024), Err(FrameError::TooShort { size: 7 }));
+        assert_eq!(frame_size(8i32.to_be_bytes(), PREAMBLE_BYTES, 1024), Ok(8));
+        assert_eq!(frame_size(1024i32.to_be_bytes(), PREAMBLE_BYTES, 1024), Ok(1024));
     }
 
     #[test]

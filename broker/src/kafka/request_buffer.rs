@@ -17,7 +17,7 @@ use std::io;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::framing::{request_size, FrameError, SIZE_PREFIX_BYTES};
+use super::framing::{frame_size, FrameError, PREAMBLE_BYTES, SIZE_PREFIX_BYTES};
 
 /// The smallest read: room for many small requests (Metadata, Heartbeat, a fetch) at once.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -29,11 +29,19 @@ pub struct RequestBuffer {
     /// The last whole frame's size, prefix included: a large one predicts another.
     last_frame_bytes: usize,
     is_peer_closed: bool,
+    /// The shortest frame taken: a request's preamble, or less while raw SASL messages are expected.
+    min_frame_bytes: usize,
 }
 
 impl RequestBuffer {
     pub fn new(max_request_bytes: usize) -> Self {
-        RequestBuffer { buffered: BytesMut::new(), max_request_bytes, last_frame_bytes: 0, is_peer_closed: false }
+        RequestBuffer {
+            buffered: BytesMut::new(),
+            max_request_bytes,
+            last_frame_bytes: 0,
+            is_peer_closed: false,
+            min_frame_bytes: PREAMBLE_BYTES,
+        }
     }
 
     /// The next whole request (without its size prefix), if it is all here. A size prefix that cannot start a
@@ -46,6 +54,12 @@ impl RequestBuffer {
         self.last_frame_bytes = SIZE_PREFIX_BYTES + size;
         self.buffered.advance(SIZE_PREFIX_BYTES);
         Ok(Some(self.buffered.split_to(size).freeze()))
+    }
+
+    /// Whether the next frames are raw SASL messages (after a SaslHandshake v0), which may be shorter than any
+    /// request.
+    pub fn expect_raw_frames(&mut self, is_raw: bool) {
+        self.min_frame_bytes = if is_raw { 0 } else { PREAMBLE_BYTES };
     }
 
     /// After [`next_request`](Self::next_request) refused a frame as too large: what has arrived of its body (the
@@ -107,7 +121,7 @@ impl RequestBuffer {
     fn declared_size(&self) -> Result<Option<usize>, FrameError> {
         let Some(prefix) = self.buffered.get(..SIZE_PREFIX_BYTES) else { return Ok(None) };
         let prefix: [u8; SIZE_PREFIX_BYTES] = prefix.try_into().expect("a slice of SIZE_PREFIX_BYTES");
-        request_size(prefix, self.max_request_bytes).map(Some)
+        frame_size(prefix, self.min_frame_bytes, self.max_request_bytes).map(Some)
     }
 }
 
@@ -159,6 +173,16 @@ mod tests {
             let want: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
             assert_eq!(got, want, "read in pieces of {piece_bytes} bytes");
         }
+    }
+
+    #[tokio::test]
+    async fn a_raw_sasl_frame_may_be_shorter_than_any_request() {
+        let mut server = std::io::Cursor::new(frame(b"\0u\0p"));
+        let mut buffer = RequestBuffer::new(1 << 20);
+        buffer.read_from(&mut server).await.expect("in memory");
+        assert_eq!(buffer.next_request(), Err(FrameError::TooShort { size: 4 }), "a request needs its preamble");
+        buffer.expect_raw_frames(true);
+        assert_eq!(buffer.next_request(), Ok(Some(Bytes::from_static(b"\0u\0p"))));
     }
 
     #[tokio::test]

@@ -3,10 +3,10 @@
 //! only ApiVersions, SaslHandshake and SaslAuthenticate until it has authenticated; anything else closes it, as
 //! Kafka's broker does. A failed authentication is answered SASL_AUTHENTICATION_FAILED with words that name no
 //! secret and do not say whether the user exists, after the address's backoff (`auth/backoff.rs`), and the
-//! connection is closed. After a SaslHandshake v0 (KIP-43's first form, which librdkafka before 2.x's later
-//! releases still requires to see advertised) the mechanism's messages come as raw SASL frames, a 4-byte size
-//! and the bytes, with no Kafka header, and are answered the same way; a failure there closes the connection
-//! without an answer, as Kafka's broker does, since a raw frame has no room for an error.
+//! connection is closed. After a SaslHandshake v0 (KIP-43's first form; librdkafka 2.0, Debian bookworm's kcat,
+//! needs it advertised, though it then sends v1) the mechanism's messages come as raw SASL frames, a 4-byte
+//! size and the bytes, with no Kafka header, and are answered the same way; a failure there closes the
+//! connection without an answer, as Kafka's broker does, since a raw frame has no room for an error.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

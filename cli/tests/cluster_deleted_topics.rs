@@ -56,6 +56,28 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Deletes `events` (of `partitions` partitions) while keeping node 3's copy of it aside, then restarts node 3 with
+/// that copy put back: as a node that applied the deletion and was killed before its copy was gone would start,
+/// its metadata naming no such topic.
+fn delete_events_leaving_node_3_a_copy(cluster: &mut Cluster, partitions: usize) {
+    let d3 = cluster.data_dir(3);
+    let aside = cluster.dir.path().join("aside");
+    let move_copy = |from: &Path, to: &Path, toml_from: &Path, toml_to: &Path| {
+        for partition in 0..partitions {
+            copy_dir(&from.join(format!("events-{partition}")), &to.join(format!("events-{partition}")));
+        }
+        std::fs::copy(toml_from, toml_to).expect("copy the topic's metadata file");
+    };
+    cluster.nodes[2].take().expect("running").kill();
+    move_copy(&d3, &aside, &d3.join("__topics/events.toml"), &aside.join("events.toml"));
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    rill(&cluster.all(), &["topic", "delete", "events"]).ok();
+    eventually("node 3's copy deleted", || (!d3.join("__topics/events.toml").exists()).then_some(()));
+    cluster.nodes[2].take().expect("running").kill();
+    move_copy(&aside, &d3, &aside.join("events.toml"), &d3.join("__topics/events.toml"));
+    cluster.nodes[2] = Some(cluster.start_node(3));
+}
+
 #[test]
 fn a_deleted_topics_committed_offsets_are_forgotten_so_its_successor_is_read_from_the_start() {
     let cluster = Cluster::start(FAST_CLUSTER);
@@ -89,26 +111,9 @@ fn a_copy_of_a_deleted_topic_left_by_a_crash_is_deleted_once_the_node_is_back() 
     wait_for_topic(cluster.addr(1), "events", 2, "node 3 holding the records", |rows| {
         rows[0].log_ends.iter().any(|&(node, end)| node == 3 && end == 20)
     });
-    // Node 3's copy, kept aside while node 3 is stopped.
+    delete_events_leaving_node_3_a_copy(&mut cluster, 2);
+    // Its metadata has no such topic, so no deletion is left to apply and no new topic names it.
     let d3 = cluster.data_dir(3);
-    let aside = cluster.dir.path().join("aside");
-    cluster.nodes[2].take().expect("running").kill();
-    for partition in 0..2 {
-        copy_dir(&d3.join(format!("events-{partition}")), &aside.join(format!("events-{partition}")));
-    }
-    std::fs::copy(d3.join("__topics/events.toml"), aside.join("events.toml")).expect("copy topic metadata");
-    cluster.nodes[2] = Some(cluster.start_node(3));
-    rill(&cluster.all(), &["topic", "delete", "events"]).ok();
-    eventually("node 3's copy deleted", || (!d3.join("__topics/events.toml").exists()).then_some(()));
-
-    // Put back, node 3 starts as one that crashed after it applied the deletion and before its copy was gone:
-    // its metadata has no such topic, so no deletion is left to apply and no new topic names it.
-    cluster.nodes[2].take().expect("running").kill();
-    for partition in 0..2 {
-        copy_dir(&aside.join(format!("events-{partition}")), &d3.join(format!("events-{partition}")));
-    }
-    std::fs::copy(aside.join("events.toml"), d3.join("__topics/events.toml")).expect("restore topic metadata");
-    cluster.nodes[2] = Some(cluster.start_node(3));
     eventually("node 3's copy of the deleted topic gone again", || {
         let left = ["__topics/events.toml", "events-0", "events-1"].iter().any(|p| d3.join(p).exists());
         (!left).then_some(())
@@ -128,26 +133,7 @@ fn a_node_replaces_its_copy_of_a_deleted_topic_when_a_new_topic_takes_the_name()
         rows.iter().all(|row| row.log_ends.iter().any(|&(node, end)| node == 3 && end == 50))
     });
 
-    // Node 3's copy of the old topic, kept aside while node 3 is stopped.
-    let d3 = cluster.data_dir(3);
-    let aside = cluster.dir.path().join("aside");
-    cluster.nodes[2].take().expect("running").kill();
-    for partition in 0..3 {
-        copy_dir(&d3.join(format!("events-{partition}")), &aside.join(format!("events-{partition}")));
-    }
-    std::fs::copy(d3.join("__topics/events.toml"), aside.join("events.toml")).expect("copy topic metadata");
-    cluster.nodes[2] = Some(cluster.start_node(3));
-    rill(&cluster.all(), &["topic", "delete", "events"]).ok();
-    eventually("node 3's copy deleted", || (!d3.join("__topics/events.toml").exists()).then_some(()));
-
-    // Put back, node 3 starts as a node that never applied the deletion would: with a copy of a topic that
-    // its metadata no longer has.
-    cluster.nodes[2].take().expect("running").kill();
-    for partition in 0..3 {
-        copy_dir(&aside.join(format!("events-{partition}")), &d3.join(format!("events-{partition}")));
-    }
-    std::fs::copy(aside.join("events.toml"), d3.join("__topics/events.toml")).expect("restore topic metadata");
-    cluster.nodes[2] = Some(cluster.start_node(3));
+    delete_events_leaving_node_3_a_copy(&mut cluster, 3);
 
     create_events(&cluster, 3);
     for partition in 0..3 {

@@ -149,21 +149,30 @@ def request(conn, api_key, version, correlation_id, body):
     conn.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
 
 
-def response(conn):
-    """One response frame's body after its correlation id (header v0), or None when the broker closed."""
-    def exactly(n):
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
-    size = exactly(4)
+def read_exactly(conn, n):
+    """`n` bytes from `conn`, or None when the broker closed first."""
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def raw_frame(conn):
+    """One frame's bytes after its size prefix, or None when the broker closed: a raw SASL frame (after a
+    SaslHandshake v0) whole, or a response with its header."""
+    size = read_exactly(conn, 4)
     if size is None:
         return None
-    frame = exactly(struct.unpack(">i", size)[0])
-    return frame[4:]
+    return read_exactly(conn, struct.unpack(">i", size)[0])
+
+
+def response(conn):
+    """One response frame's body after its correlation id (header v0), or None when the broker closed."""
+    frame = raw_frame(conn)
+    return None if frame is None else frame[4:]
 
 
 def kafka_string(text):
@@ -204,24 +213,6 @@ def test_a_wrong_plain_password_is_answered_sasl_authentication_failed_naming_no
         body = response(conn)
         assert struct.unpack(">h", body[:2])[0] == SASL_AUTHENTICATION_FAILED
         assert body[4:].startswith(b"authentication failed: invalid user name or password")
-
-
-def raw_frame(conn):
-    """One raw SASL frame (after a SaslHandshake v0): its bytes, or None when the broker closed."""
-    data = b""
-    while len(data) < 4:
-        chunk = conn.recv(4 - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    (size,) = struct.unpack(">i", data)
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return body
 
 
 def test_a_handshake_v0_takes_raw_sasl_frames_then_serves_requests(pki, sasl_broker):

@@ -14,6 +14,19 @@ pub const DEFAULT_PORT: u16 = 9092;
 /// The port of the admin HTTP listener (`/metrics`, `/health`, `/ready`) by default: Redpanda's admin port.
 pub const DEFAULT_ADMIN_PORT: u16 = 9644;
 
+/// The admin listener's address when none is configured: 127.0.0.1 (the console and metrics stay off the
+/// network until asked for), on the listen port plus the distance from [`DEFAULT_PORT`] to
+/// [`DEFAULT_ADMIN_PORT`]. Nodes sharing a machine on consecutive ports (9092, 9093, 9094: docs/cluster.md)
+/// then get 9644, 9645, 9646 instead of all claiming 9644 and all but the first failing to start. A listen
+/// port of 0, or one too high for the sum, keeps 9644.
+pub fn default_admin_listen(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 => DEFAULT_ADMIN_PORT,
+        port => port.checked_add(DEFAULT_ADMIN_PORT - DEFAULT_PORT).unwrap_or(DEFAULT_ADMIN_PORT),
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// Topic-level background durability, as named in settings and topic metadata files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -354,7 +367,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("rill-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             advertise: None,
-            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+            admin_listen: Some(default_admin_listen(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))),
             console: ConsoleMode::On,
             console_hosts: Vec::new(),
             otlp_endpoint: None,
@@ -797,5 +810,17 @@ mod tests {
         let err = toml::from_str::<BrokerConfig>("admin_listen = \"localhost\"").unwrap_err();
         assert!(err.to_string().contains("nor off"), "{err}");
         assert_eq!(BrokerConfig::default().admin_listen.map(|a| a.port()), Some(DEFAULT_ADMIN_PORT));
+    }
+
+    #[test]
+    fn the_default_admin_port_follows_the_listen_port() {
+        let admin = |listen: &str| default_admin_listen(listen.parse().unwrap());
+        assert_eq!(admin("127.0.0.1:9092"), "127.0.0.1:9644".parse().unwrap());
+        assert_eq!(admin("127.0.0.1:9094"), "127.0.0.1:9646".parse().unwrap());
+        // The admin listener stays on loopback whatever the broker listens on.
+        assert_eq!(admin("0.0.0.0:19092"), "127.0.0.1:19644".parse().unwrap());
+        assert_eq!(admin("[::1]:9093"), "127.0.0.1:9645".parse().unwrap());
+        assert_eq!(admin("127.0.0.1:0"), "127.0.0.1:9644".parse().unwrap());
+        assert_eq!(admin("127.0.0.1:65500"), "127.0.0.1:9644".parse().unwrap());
     }
 }

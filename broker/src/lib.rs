@@ -99,8 +99,8 @@ mod topic_id;
 pub use auth::{AdminAuth, AuthConfig, AuthorizationMode, Principal, SaslMechanism};
 pub use cluster::{parse_peers, Peer};
 pub use config::{
-    check_otlp_endpoint, default_worker_threads, parse_admin_listen, BrokerConfig, ClientAuth, ConfigError,
-    ConsoleMode, DurabilityPolicy, TlsConfig, DEFAULT_ADMIN_PORT, DEFAULT_PORT, MAX_WORKER_THREADS,
+    check_otlp_endpoint, default_admin_listen, default_worker_threads, parse_admin_listen, BrokerConfig, ClientAuth,
+    ConfigError, ConsoleMode, DurabilityPolicy, TlsConfig, DEFAULT_ADMIN_PORT, DEFAULT_PORT, MAX_WORKER_THREADS,
 };
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;

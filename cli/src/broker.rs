@@ -45,7 +45,8 @@ pub struct BrokerArgs {
     /// address, 0.0.0.0 as 127.0.0.1]
     #[arg(long, env = "RILL_ADVERTISE", value_name = "HOST:PORT")]
     advertise: Option<String>,
-    /// Address of the admin HTTP listener (/metrics, /health, /ready), or `off`. [default: 127.0.0.1:9644]
+    /// Address of the admin HTTP listener (/metrics, /health, /ready), or `off`. [default: 127.0.0.1, on the
+    /// listen port + 552: 9644 for 9092, 9645 for 9093]
     #[arg(long, env = "RILL_ADMIN_LISTEN", value_name = "ADDR|off", value_parser = parse_admin_listen)]
     admin_listen: Option<AdminListen>,
     /// The web console at the admin listener's root: on, read-only (no action that changes anything) or off.
@@ -249,14 +250,23 @@ fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {
 
 impl BrokerArgs {
     fn into_config(self) -> anyhow::Result<BrokerConfig> {
-        let mut config = match &self.config {
+        let mut file_sets_admin_listen = false;
+        let mut config: BrokerConfig = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+                let config =
+                    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+                file_sets_admin_listen =
+                    toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("admin_listen"));
+                config
             }
             None => BrokerConfig::default(),
         };
+        if !file_sets_admin_listen && self.admin_listen.is_none() {
+            let listen = self.listen.unwrap_or(config.listen);
+            config.admin_listen = Some(rill_broker::default_admin_listen(listen));
+        }
         if let Some(v) = self.data_dir {
             config.data_dir = v;
         }
@@ -507,5 +517,27 @@ mod tests {
         assert!(format!("{typo:#}").contains("--worker-threads"), "{typo:#}");
         let huge = config_from(&["--worker-threads", "4096"]).expect_err("past the limit");
         assert!(format!("{huge:#}").contains("worker_threads") && format!("{huge:#}").contains("0..=1024"), "{huge:#}");
+    }
+
+    /// The three-node commands of docs/cluster.md name only `--listen`: each node's admin listener must land on
+    /// a port of its own, while an admin address set anywhere is kept as set.
+    #[test]
+    fn the_admin_listener_follows_the_listen_port_unless_it_is_set() {
+        let admin = |args: &[&str]| config_from(args).expect("a valid command line").admin_listen;
+        let at = |addr: &str| Some(addr.parse::<SocketAddr>().expect("an address"));
+        assert_eq!(admin(&[]), at("127.0.0.1:9644"));
+        assert_eq!(admin(&["--listen", "127.0.0.1:9093"]), at("127.0.0.1:9645"));
+        assert_eq!(admin(&["--listen", "127.0.0.1:9094", "--admin-listen", "127.0.0.1:9700"]), at("127.0.0.1:9700"));
+        assert_eq!(admin(&["--listen", "127.0.0.1:9094", "--admin-listen", "off"]), None);
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen_only = dir.path().join("listen.toml");
+        std::fs::write(&listen_only, "listen = \"127.0.0.1:9094\"\n").expect("write the config file");
+        let listen_only = listen_only.to_str().expect("a UTF-8 path");
+        assert_eq!(admin(&["--config", listen_only]), at("127.0.0.1:9646"));
+        assert_eq!(admin(&["--config", listen_only, "--listen", "127.0.0.1:9095"]), at("127.0.0.1:9647"));
+        let both = dir.path().join("both.toml");
+        std::fs::write(&both, "listen = \"127.0.0.1:9094\"\nadmin_listen = \"off\"\n").expect("write the config file");
+        assert_eq!(admin(&["--config", both.to_str().expect("a UTF-8 path")]), None);
     }
 }

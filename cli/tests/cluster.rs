@@ -371,6 +371,18 @@ fn record_identity(dir: &Path, listen: &str, peers: &str) {
 }
 
 #[test]
+fn a_topic_created_before_the_cluster_forms_is_refused_as_a_wait_not_a_bad_replication_factor() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@{},3@{}", dead_address(), dead_address());
+    let args = broker_args(1, &listen, &dir.path().join("d1"), &peers, None);
+    let _lone = BrokerProcess::start_command(Command::new(RILL), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let output = rill(&listen, &["topic", "create", "early", "--replication-factor", "1"]);
+    let stderr = output.fails(1, "the cluster is still forming").to_owned();
+    assert!(stderr.contains("controller is unavailable") && !stderr.contains("replication_factor"), "{stderr}");
+}
+
+#[test]
 fn a_data_dir_restarted_as_another_node_id_is_refused_naming_both() {
     let dir = tempfile::tempdir().expect("temp dir");
     let listen = dead_address();

@@ -186,7 +186,7 @@ impl Replication {
         }
         BrokerError::ControllerUnavailable {
             reason: format!(
-                "node {} has not caught up with the cluster's metadata since it started, and does not know topic                  {topic:?} yet; retry in a moment",
+                "node {} has not caught up with the cluster's metadata since it started, and does not know topic {topic:?} yet; retry in a moment",
                 self.node_id
             ),
         }

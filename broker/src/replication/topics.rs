@@ -39,6 +39,17 @@ impl Replication {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
         let alive = metadata.alive_nodes();
+        // A cluster still forming (or a node that has not heard from it since starting) has no alive node to
+        // place on: that is a wait, not a replication factor the caller got wrong.
+        if metadata.cluster_id.is_none() || alive.is_empty() {
+            return Err(BrokerError::ControllerUnavailable {
+                reason: format!(
+                    "node {} knows of no alive node yet: the cluster is still forming (a majority of the peers must \
+                     be up and elect a controller leader) or this node has not caught up with it; retry in a moment",
+                    self.node_id
+                ),
+            });
+        }
         let placed = match assignment {
             Some(assignment) => {
                 let partitions = placement::assigned(assignment, request.replication_factor, &alive)?;

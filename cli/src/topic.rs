@@ -296,6 +296,7 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
         let is_moving = description.partitions.iter().any(|p| !p.target_replicas.is_empty());
         let throttle = if is_moving { move_throttle(broker).await } else { None };
         write_replicas(&mut out, &description.partitions, throttle)?;
+        write_cache_hit_rate(&mut out, &description.partitions)?;
         out.flush()?;
         return Ok(());
     }
@@ -314,28 +315,32 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
         ]);
     }
     table.write(&mut out)?;
-    let (hits, misses) = description
-        .partitions
-        .iter()
-        .fold((0, 0), |(hits, misses), p| (hits + p.tail_cache_hits, misses + p.tail_cache_misses));
-    if hits + misses > 0 {
-        let rate = hits as f64 * 100.0 / (hits + misses) as f64;
-        output::line(&mut out, "")?;
-        output::line(&mut out, format!("tail cache hit rate {rate:.1}% ({hits} of {} reads)", hits + misses))?;
-        let read_ahead_hits: u64 = description.partitions.iter().map(|p| p.read_ahead_hits).sum();
-        if misses > 0 {
-            output::line(
-                &mut out,
-                format!("of the {misses} reads from segment files, {read_ahead_hits} answered from reads ahead"),
-            )?;
-        }
-    }
+    write_cache_hit_rate(&mut out, &description.partitions)?;
     out.flush()?;
     Ok(())
 }
 
-/// A cluster's partitions: placement, high watermark (HW, as the node answering knows it) and each replica's
-/// log end as the leader last heard it (`node:end`, shown when the answering node is the leader).
+/// The tail cache's hit rate over the partitions' reads (on a cluster, as each leader counted them), once
+/// anything was read.
+fn write_cache_hit_rate(out: &mut impl Write, partitions: &[rill_client::PartitionInfo]) -> std::io::Result<()> {
+    let (hits, misses) =
+        partitions.iter().fold((0, 0), |(hits, misses), p| (hits + p.tail_cache_hits, misses + p.tail_cache_misses));
+    if hits + misses == 0 {
+        return Ok(());
+    }
+    let rate = hits as f64 * 100.0 / (hits + misses) as f64;
+    writeln!(out)?;
+    writeln!(out, "tail cache hit rate {rate:.1}% ({hits} of {} reads)", hits + misses)?;
+    let read_ahead_hits: u64 = partitions.iter().map(|p| p.read_ahead_hits).sum();
+    if misses > 0 {
+        writeln!(out, "of the {misses} reads from segment files, {read_ahead_hits} answered from reads ahead")?;
+    }
+    Ok(())
+}
+
+/// A cluster's partitions: placement, the log's start, high watermark (HW), bytes and segments as the leader
+/// knows them (as the answering node's replica knows them when the leader did not answer; `-` when that node
+/// holds none), and each replica's log end as the leader last heard it (`node:end`).
 /// `throttle` is the cluster's replication throttle for moves (`None` when it could not be learned), shown when a
 /// partition is moving.
 fn write_replicas(
@@ -344,10 +349,24 @@ fn write_replicas(
     throttle: Option<Option<u64>>,
 ) -> std::io::Result<()> {
     let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let mut table = Table::new(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HW", "LOG ENDS"]);
+    let mut table = Table::new(&[
+        "PARTITION",
+        "LEADER",
+        "EPOCH",
+        "REPLICAS",
+        "ISR",
+        "HW",
+        "START",
+        "BYTES",
+        "SEGMENTS",
+        "LOG ENDS",
+    ]);
     for p in partitions {
         let ends: Vec<String> =
             p.replica_log_ends.iter().map(|r| format!("{}:{}", r.node_id, r.log_end_offset)).collect();
+        // Every log has a segment: none means the answer came from a node without a replica of the partition.
+        let is_log_known = p.segment_count > 0;
+        let of_log = |figure: String| if is_log_known { figure } else { "-".to_owned() };
         table.row(vec![
             p.partition.to_string(),
             p.leader.map_or_else(|| "none".to_owned(), |id| id.to_string()),
@@ -355,6 +374,9 @@ fn write_replicas(
             ids(&p.replicas),
             ids(&p.isr),
             p.high_watermark.to_string(),
+            of_log(p.log_start_offset.to_string()),
+            of_log(p.size_bytes.to_string()),
+            of_log(p.segment_count.to_string()),
             if ends.is_empty() { "-".to_owned() } else { ends.join(" ") },
         ]);
     }

@@ -158,6 +158,8 @@ fn deleted_records_are_gone_on_every_replica_and_stay_gone_after_a_failover() {
         rows[0].leader.is_some_and(|l| l != leader)
     });
     let new_leader = rows[0].leader.expect("a new leader");
+    let rows = cluster::describe_topic(cluster.addr(survivor), "orders", 1).expect("described");
+    assert_eq!(rows[0].log_start, Some(20), "describe's START, from the new leader: {rows:?}");
     assert_eq!(earliest_offset(cluster.addr(survivor)), 20, "ListOffsets earliest at the new leader");
     let consumed = eventually("the new leader serving", || {
         let out = rill(cluster.addr(new_leader), &["consume", "orders", "--from-beginning", "--max-messages", "1"]);
@@ -169,6 +171,8 @@ fn deleted_records_are_gone_on_every_replica_and_stay_gone_after_a_failover() {
     let deleted =
         rill(cluster.addr(survivor), &["topic", "delete-records", "orders", "--partition", "0", "--before", "25"]);
     assert!(deleted.ok().contains("log start offset 25"), "{}", deleted.stdout);
+    let rows = cluster::describe_topic(cluster.addr(survivor), "orders", 1).expect("described");
+    assert_eq!(rows[0].log_start, Some(25), "describe's START after the second delete: {rows:?}");
 
     // The old leader comes back as a follower: it kept 20 on disk, and learns 25 from the new leader.
     cluster.nodes[leader as usize - 1] = Some(cluster.start_node(leader));

@@ -137,6 +137,8 @@ pub struct PartitionRow {
     pub replicas: Vec<u64>,
     pub isr: Vec<u64>,
     pub high_watermark: i64,
+    /// The log's start offset as the leader knows it; `None` from a node without a replica (`-`).
+    pub log_start: Option<i64>,
     /// `node:end` as the leader last heard each replica.
     pub log_ends: Vec<(u64, i64)>,
 }
@@ -186,6 +188,7 @@ pub fn describe_topic(addr: &str, topic: &str, partitions: usize) -> Option<Vec<
             replicas: ids(cells[3]),
             isr: ids(cells[4]),
             high_watermark: cells[5].parse().ok()?,
+            log_start: cells.get(6).and_then(|cell| cell.parse().ok()),
             log_ends,
         });
     }

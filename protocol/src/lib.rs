@@ -42,7 +42,7 @@ pub mod v1;
 pub mod varint;
 
 pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, TimestampType};
-pub use produce_validation::{stamp_log_append_time, validate_produced, ProducedBatch};
+pub use produce_validation::{correct_max_timestamp, stamp_log_append_time, validate_produced, ProducedBatch};
 pub use record::{Header, ProducerFields, Record, RecordBatchBuilder, RecordView};
 
 /// Room a produce or fetch message needs around its record bytes: the topic name, the other fields, protobuf

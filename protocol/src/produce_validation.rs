@@ -15,6 +15,10 @@
 //!   whatever its timestamps say: the broker overwrites `max_timestamp` with its own clock
 //!   ([`stamp_log_append_time`]), as Kafka does.
 //!
+//! Kafka's broker itself does not refuse a CreateTime batch whose `max_timestamp` is wrong: its `LogValidator`
+//! sets the field and recomputes the CRC. The Kafka port does the same for the clients that rely on it
+//! ([`correct_max_timestamp`]); gRPC producers, rill's own API, are held to the rule.
+//!
 //! Every refusal is a [`BatchError`] that says what was wrong; nothing of a refused batch is stored.
 
 use crate::batch::{
@@ -99,7 +103,29 @@ fn check_records_strictly(header: &BatchHeader, records: &[u8]) -> Result<(), Ba
 /// `max_timestamp`, and the time index and ListOffsets by time see the broker's time. `batch` must have
 /// passed [`validate_produced`].
 pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    set_max_timestamp(batch, now_ms);
+}
+
+/// A copy of a CreateTime `batch` with `max_timestamp` set to its largest record timestamp and the CRC
+/// recomputed, when the client got it wrong (Sarama 1.22 leaves it -1), as Kafka's `LogValidator` sets it;
+/// `None` when the batch passes [`validate_produced`] as it is. Any other refusal stands: the correction is made
+/// only once every other rule, the old CRC first, has passed, so the new CRC never covers damage.
+pub fn correct_max_timestamp(batch: &[u8], max_decompressed_bytes: usize) -> Result<Option<Vec<u8>>, BatchError> {
+    match validate_produced(batch, max_decompressed_bytes) {
+        Ok(_) => Ok(None),
+        // The last rule `check_records_strictly` checks: every other one held.
+        Err(BatchError::MaxTimestampMismatch { actual, .. }) => {
+            let mut corrected = batch.to_vec();
+            set_max_timestamp(&mut corrected, actual);
+            Ok(Some(corrected))
+        }
+        Err(refused) => Err(refused),
+    }
+}
+
+/// Writes `max_timestamp` and the CRC that covers it.
+fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = crate::batch::batch_crc(batch);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }

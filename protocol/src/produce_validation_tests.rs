@@ -180,6 +180,29 @@ fn a_lying_max_timestamp_is_refused_under_create_time() {
 }
 
 #[test]
+fn a_wrong_max_timestamp_is_corrected_as_kafka_does_and_nothing_else_is() {
+    let batch = batch_of(&records(5));
+    let header = BatchHeader::parse(&batch).unwrap();
+    assert_eq!(correct_max_timestamp(&batch, LIMIT), Ok(None), "a right batch is left as it is");
+    // -1 is what Sarama 1.22 sends: it never sets the field.
+    for codec in CODECS {
+        let compressed = compress_batch(&batch, codec, 1).unwrap();
+        let unset = with_header(compressed.clone(), |h| h.max_timestamp = -1);
+        let corrected = correct_max_timestamp(&unset, LIMIT).unwrap().expect("a corrected copy");
+        assert_eq!(corrected, compressed, "{codec:?}: the batch a correct client sends, byte for byte");
+        assert_eq!(BatchHeader::parse(&corrected).unwrap().max_timestamp, header.max_timestamp);
+        assert!(validate_produced(&corrected, LIMIT).is_ok());
+    }
+    // Any other fault is refused, never papered over by the new CRC.
+    let unset = with_header(batch.clone(), |h| h.max_timestamp = -1);
+    let mut damaged = unset.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    assert!(matches!(correct_max_timestamp(&damaged, LIMIT), Err(BatchError::CrcMismatch { .. })));
+    let miscounted = with_header(unset, |h| h.record_count = 4);
+    assert!(correct_max_timestamp(&miscounted, LIMIT).is_err());
+}
+
+#[test]
 fn log_append_time_is_accepted_whatever_the_timestamps_and_stamped_with_a_valid_crc() {
     let batch = with_header(batch_of(&records(5)), |h| {
         h.attributes |= 0x08;
@@ -311,6 +334,18 @@ proptest! {
         let original = BatchHeader::parse(&original).map(|h| (h.record_count, h.max_timestamp));
         prop_assume!(unchanged != original);
         prop_assert!(validate_produced(&mutated, LIMIT).is_err());
+    }
+
+    #[test]
+    fn a_corrected_batch_is_the_original_whatever_max_timestamp_was_sent(
+        records in proptest::collection::vec(arb_record(), 1..20),
+        codec in 0usize..5,
+        sent in any::<i64>(),
+    ) {
+        let batch = compress_batch(&batch_of(&records), CODECS[codec], 1).unwrap();
+        let sent = with_header(batch.clone(), |h| h.max_timestamp = sent);
+        let corrected = correct_max_timestamp(&sent, LIMIT).unwrap().unwrap_or(sent);
+        prop_assert_eq!(corrected, batch);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::batch::{set_base_offset, set_partition_leader_epoch};
+use rill_protocol::v1;
 use rill_tests::kafka_client::KafkaClient;
-use rill_tests::{batch_of, values_of, TestBroker};
+use rill_tests::{assert_status, batch_of, produce_request, values_of, TestBroker};
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.into()))
@@ -88,7 +89,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (0, 3, 9),  // Produce
         (1, 4, 12), // Fetch
         (2, 1, 9),  // ListOffsets
-        (3, 1, 12), // Metadata
+        (3, 0, 12), // Metadata
         (8, 2, 9),  // OffsetCommit
         (9, 1, 9),  // OffsetFetch
         (10, 0, 4), // FindCoordinator
@@ -144,7 +145,7 @@ async fn metadata_names_this_node_as_leader_and_unknown_topics_as_unknown() {
     broker.create_topic("orders", 3).await;
     let addr = broker.handle.as_ref().expect("running").addr();
     let mut client = KafkaClient::connect(addr).await;
-    for version in [1, 4, 9, 12] {
+    for version in [0, 1, 4, 9, 12] {
         let request = MetadataRequest::default().with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
             MetadataRequestTopic::default().with_name(Some(topic_name("missing"))),
@@ -160,6 +161,12 @@ async fn metadata_names_this_node_as_leader_and_unknown_topics_as_unknown() {
     }
     let all: MetadataResponse = client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
     assert_eq!(all.topics.len(), 1);
+    // v0 has no null: its empty list asks for every topic; from v1 an empty list asks for none.
+    let empty = MetadataRequest::default().with_topics(Some(Vec::new()));
+    let all_v0: MetadataResponse = client.call(ApiKey::Metadata, 0, &empty).await;
+    assert_eq!(all_v0.topics.len(), 1);
+    let none_v1: MetadataResponse = client.call(ApiKey::Metadata, 1, &empty).await;
+    assert!(none_v1.topics.is_empty());
 }
 
 #[tokio::test]
@@ -228,6 +235,42 @@ async fn a_produced_batch_is_fetched_back_byte_for_byte_and_offsets_are_listed()
     let unknown = fetch(&mut client, "nope", 0, 0).await;
     assert_eq!(unknown.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert_eq!(values_of(&fetch(&mut client, "t", 0, 2).await.records.expect("records")), [(2, "c".into())]);
+}
+
+/// Kafka's broker sets a CreateTime batch's `max_timestamp` instead of refusing it when it is not the largest record
+/// timestamp (Sarama 1.22, Debian bookworm's, leaves it -1): so does the Kafka port. gRPC keeps the rule.
+#[tokio::test]
+async fn a_batch_without_its_max_timestamp_is_corrected_on_the_kafka_port_and_refused_on_grpc() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let right = batch_of(&["a", "b", "c"], 1_000);
+    let mut unset = right.to_vec();
+    let mut header = rill_protocol::BatchHeader::parse(&unset).expect("a batch");
+    assert_eq!(header.max_timestamp, 1_002);
+    header.max_timestamp = -1;
+    rill_protocol::record::write_header(&mut unset, &header);
+    let unset = Bytes::from(unset);
+
+    assert_status(
+        broker.records.produce(produce_request("t", Some(0), unset.clone(), v1::Acks::Leader)).await,
+        tonic::Code::InvalidArgument,
+        &["max timestamp -1 is not the largest record timestamp 1002"],
+    );
+    assert_eq!(produce(&mut client, "t", 0, unset).await, (0, 0));
+    let fetched = fetch(&mut client, "t", 0, 0).await.records.expect("records");
+    let mut expected = right.to_vec();
+    set_base_offset(&mut expected, 0);
+    set_partition_leader_epoch(&mut expected, 0);
+    assert_eq!(&fetched[..], &expected[..], "stored as a client that set the field would have sent it");
+    assert_eq!(list_offset(&mut client, "t", 1_002).await, (0, 2), "the time index has the batch's real time");
+    // Any other fault is still refused: here a count that does not match the records.
+    let mut miscounted = right.to_vec();
+    let mut header = rill_protocol::BatchHeader::parse(&miscounted).expect("a batch");
+    (header.max_timestamp, header.record_count, header.last_offset_delta) = (-1, 2, 1);
+    rill_protocol::record::write_header(&mut miscounted, &header);
+    assert_eq!(produce(&mut client, "t", 0, Bytes::from(miscounted)).await, (87, -1), "INVALID_RECORD");
+    assert_eq!(broker.fetch_values("t", 0, 0).await.len(), 3);
 }
 
 #[tokio::test]

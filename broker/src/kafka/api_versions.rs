@@ -16,7 +16,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-320's truncation check after a leader change: v2 is the first with `current_leader_epoch` (librdkafka
     // sends v2; Kafka 4.0 dropped v0–v1, KIP-896), v4 is flexible and what the Java consumer sends.
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::Metadata, 1, 12),
+    // v0 still serves in Kafka 4 and is what clients of Kafka 2.1's time send without asking ApiVersions first
+    // (Sarama's ClusterAdmin.ListTopics, for one); v13 adds only a top-level error code.
+    (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
     // The group coordinator (docs/kafka.md): FindCoordinator v4 batches keys; OffsetCommit v9 and OffsetFetch v9

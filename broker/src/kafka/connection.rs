@@ -254,7 +254,12 @@ pub async fn answer(
             encode_response(correlation_id, header_version, &answer, version)?
         }
         ApiKey::Metadata => {
-            let request = MetadataRequest::decode(&mut body, version).map_err(&malformed)?;
+            let mut request = MetadataRequest::decode(&mut body, version).map_err(&malformed)?;
+            // v0 has no null list: an empty one asks for every topic, as null does from v1 (where an empty
+            // list asks for none).
+            if version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty) {
+                request.topics = None;
+            }
             let response = metadata::answer(kafka, &request, principal);
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?

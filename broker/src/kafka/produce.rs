@@ -1,6 +1,9 @@
 //! Produce (v3+, record batch v2 only): each partition's records go through the same produce path as gRPC's
 //! (`service::produce`), so Kafka's batch rules (`rill_protocol::validate_produced`) and the topic's limits
-//! apply alike. The batches are `Bytes` slices of the request frame, appended unchanged.
+//! apply alike. The batches are `Bytes` slices of the request frame, appended unchanged, with one exception
+//! Kafka's broker makes too: a CreateTime batch whose `max_timestamp` is not its largest record timestamp is
+//! refused by that path, then corrected (`rill_protocol::correct_max_timestamp`, a copy with a new CRC) and
+//! produced again, as Kafka's `LogValidator` sets the field instead of refusing it. Old clients leave it unset.
 //!
 //! acks 0 is rill's NONE (no response at all, as Kafka sends none), 1 is LEADER, -1 (all) is ALL on a cluster
 //! (every in-sync replica holds the batch, `min.insync.replicas` enforced) and DURABLE on a single node, where
@@ -82,13 +85,23 @@ async fn produce_partition(
     })?;
     let is_log_append_time =
         BatchHeader::parse(&batches[0]).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
-    let request = v1::ProduceRequest {
+    let request = |batches| v1::ProduceRequest {
         topic: topic.to_string(),
         partition: Some(partition),
         acks: acks as i32,
         records: Some(Records::RecordBatches(v1::RecordBatches { batches })),
     };
-    let produced = crate::service::produce(&kafka.node, request).await.map_err(|err| {
+    // A refused call stores nothing, so the corrected batches go through the whole path again, rules and
+    // producer sequences included. The first try costs nothing extra for the clients that set the field.
+    let produced = match crate::service::produce(&kafka.node, request(batches.clone())).await {
+        Err(err) if is_max_timestamp_mismatch(&err) => {
+            tracing::debug!(topic, partition, error = %err, "correcting the batches' max timestamp, as Kafka does");
+            let corrected = corrected_max_timestamps(batches).map_err(|err| error_code(&err))?;
+            crate::service::produce(&kafka.node, request(corrected)).await
+        }
+        produced => produced,
+    };
+    let produced = produced.map_err(|err| {
         tracing::debug!(topic, partition, error = %err, "kafka produce refused");
         error_code(&err)
     })?;
@@ -100,6 +113,29 @@ async fn produce_partition(
         // Kafka reports the append time only for LogAppendTime batches; -1 means "the producer's CreateTime".
         .with_log_append_time_ms(if is_log_append_time { produced.append_time_ms } else { -1 })
         .with_log_start_offset(log_start_offset))
+}
+
+fn is_max_timestamp_mismatch(err: &BrokerError) -> bool {
+    matches!(
+        err,
+        BrokerError::Storage(StorageError::InvalidBatch(rill_protocol::BatchError::MaxTimestampMismatch { .. }))
+    )
+}
+
+/// `batches` with each wrong CreateTime `max_timestamp` set to the largest record timestamp (a copy of just
+/// those batches); any other fault is the refusal.
+fn corrected_max_timestamps(batches: Vec<Bytes>) -> Result<Vec<Bytes>, BrokerError> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            match rill_protocol::correct_max_timestamp(&batch, rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES)
+            {
+                Ok(Some(corrected)) => Ok(Bytes::from(corrected)),
+                Ok(None) => Ok(batch),
+                Err(refused) => Err(StorageError::from(refused).into()),
+            }
+        })
+        .collect()
 }
 
 /// The batches of one partition's `records`, as slices of the request: at least one, each whole (the produce

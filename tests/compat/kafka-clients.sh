@@ -19,10 +19,11 @@
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, a wrong password refused, a request before authentication closed.
 # test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;
 # ACLs created, described and deleted with confluent-kafka's and kafka-python's admin clients deciding what a SASL
-# client may do.
+# client may do. test_kafka_sarama.py: Sarama 1.22 (Go, Debian's) creates a topic, produces idempotently with
+# every codec, consumes, and commits as a group of two; `rill` reads its records and shows its commits.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
-# KafkaJS from npm into target/compat/node_modules, and kcat (and node) from Debian's packages when missing
+# KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
 # (without them, their tests are skipped and say so). Builds the `rill` binary and runs the pytest suites beside
 # this file. Usage: tests/compat/kafka-clients.sh [PYTEST ARGS]
 set -euo pipefail
@@ -31,9 +32,10 @@ source tests/compat/venv.sh
 source tests/compat/tools.sh
 need_kcat
 need_kafkajs
+need_sarama
 cargo build --quiet -p rill-cli
 RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W ignore::DeprecationWarning \
   tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \
   tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_cluster_admin.py \
   tests/compat/test_kafka_tls.py \
-  tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py "$@"
+  tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py "$@"

@@ -41,6 +41,20 @@ need_kafkajs() {
   fi
 }
 
+# Sarama (a Go client of its own, not librdkafka) from Debian's packages with the Go it builds with, and
+# target/compat/sarama-check built from tests/compat/sarama (GOPATH mode: Debian's packages are the sources,
+# nothing is downloaded). Optional: without it, test_kafka_sarama.py is skipped and says so.
+need_sarama() {
+  if [[ ! -d /usr/share/gocode/src/github.com/Shopify/sarama ]] || ! command -v go >/dev/null; then
+    debian_install golang-go golang-github-shopify-sarama-dev \
+      || { echo "tools.sh: could not install Go and Sarama; their test is skipped" >&2; return 0; }
+  fi
+  mkdir -p target/compat
+  (cd tests/compat/sarama && GO111MODULE=off GOPATH=/usr/share/gocode CGO_CFLAGS=-Wno-deprecated-declarations \
+    go build -o ../../../target/compat/sarama-check .) \
+    || echo "tools.sh: could not build sarama-check; its test is skipped" >&2
+}
+
 # Sets $console_venv: selenium for console.sh's browser test.
 need_selenium() {
   console_venv=target/compat/console-venv
@@ -59,6 +73,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   need_prometheus
   need_kcat
   need_kafkajs
+  need_sarama
   need_selenium
   source tests/compat/venv.sh
 fi

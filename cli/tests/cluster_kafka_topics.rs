@@ -6,7 +6,8 @@
 //! replication factor above the alive nodes is INVALID_REPLICATION_FACTOR naming the count; validate-only creates
 //! nothing; AlterConfigs through librdkafka changes the live topic on every node. And a consumer group commits
 //! offsets for single-replica topics that live on other nodes than its coordinator (placed by a manual
-//! assignment), which `rill group describe` shows.
+//! assignment), which `rill group describe` shows. A produce sent the moment CreateTopics answers finds its
+//! partitions led: the leader waits the few milliseconds it takes to start a leadership the metadata gives it.
 
 use crate::common;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{self, Cluster, PartitionRow};
 use common::{rill, DEADLINE};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
@@ -362,4 +363,50 @@ async fn a_group_commits_offsets_for_partitions_its_coordinator_holds_no_replica
             assert_eq!(shown, Some(6 + node), "rill group describe, solo-{node}");
         }
     });
+}
+
+/// Between the metadata naming a node leader and that node starting the leadership (opening the log at the new
+/// epoch) a produce used to get NOT_LEADER_OR_FOLLOWER: Sarama 1.22 retries that at once and gave up on the
+/// records of a topic created a moment before. Every partition here is led by the node that answered the create,
+/// which knows the topic when it answers, and is produced to at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_right_after_create_topics_waits_for_the_new_leadership() {
+    let cluster = tokio::task::block_in_place(|| {
+        let cluster = Cluster::start(FAST_CLUSTER);
+        wait_for_three_alive(&cluster);
+        cluster
+    });
+    let node = a_follower(&cluster).await;
+    let addr: SocketAddr = cluster.addr(node).parse().expect("node address");
+    let mut client = KafkaClient::connect(addr).await;
+    for round in 0..5 {
+        let name = format!("fresh-{round}");
+        let led_here = || {
+            CreatableReplicaAssignment::default().with_broker_ids(vec![BrokerId(i32::try_from(node).expect("an id"))])
+        };
+        let create =
+            CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(text(&name)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments((0..4).map(|index| led_here().with_partition_index(index)).collect())]);
+        let created: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &create).await;
+        assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+        let batch = rill_tests::batch_of(&["first"], 1_000);
+        let produce = ProduceRequest::default().with_acks(1).with_timeout_ms(5_000).with_topic_data(vec![
+            produce_request::TopicProduceData::default().with_name(TopicName(text(&name))).with_partition_data(
+                (0..4)
+                    .map(|index| {
+                        produce_request::PartitionProduceData::default()
+                            .with_index(index)
+                            .with_records(Some(batch.clone()))
+                    })
+                    .collect(),
+            ),
+        ]);
+        let produced: ProduceResponse = client.call(ApiKey::Produce, 9, &produce).await;
+        for answer in &produced.responses[0].partition_responses {
+            assert_eq!((answer.error_code, answer.base_offset), (0, 0), "{name}: {produced:?}");
+        }
+    }
 }

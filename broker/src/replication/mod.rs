@@ -96,6 +96,9 @@ struct FollowerProgress {
     last_fetch_at: Instant,
 }
 
+/// Longest a produce waits for this node to start a leadership the metadata already gives it.
+const LEADERSHIP_START_WAIT: Duration = Duration::from_secs(1);
+
 pub struct Replication {
     controller: Arc<dyn links::ControllerLink>,
     leader_links: Arc<dyn links::LeaderLinks>,
@@ -109,6 +112,9 @@ pub struct Replication {
     appended: tokio::sync::watch::Sender<u64>,
     /// Bumped when a follower's fetch reports a new log start offset: wakes the DeleteRecords waiting for it.
     log_starts_reported: tokio::sync::watch::Sender<u64>,
+    /// Bumped when this node has started leading a partition at a new epoch: wakes the produces that arrived
+    /// between the metadata naming it leader and that start ([`Self::await_leadership_start`]).
+    leaderships_started: tokio::sync::watch::Sender<u64>,
     high_watermarks: high_watermarks::HighWatermarkCheckpoints,
 }
 
@@ -141,6 +147,7 @@ impl Replication {
             leaders: Mutex::new(HashMap::new()),
             appended: tokio::sync::watch::Sender::new(0),
             log_starts_reported: tokio::sync::watch::Sender::new(0),
+            leaderships_started: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -243,6 +250,31 @@ impl Replication {
             leader: placed.leader.filter(|id| *id != self.node_id),
             leader_address: placed.leader.and_then(|id| metadata.address_of(id).map(str::to_owned)),
         })
+    }
+
+    /// Waits, up to [`LEADERSHIP_START_WAIT`], while the metadata names this node the partition's leader and it
+    /// has not started that epoch yet: a topic created a moment ago, a leadership just handed here. The start
+    /// takes milliseconds (`reconcile::become_leader`); refused meanwhile, a client backs off far longer, and
+    /// some retry at once until they give up (Sarama 1.22 fails a produce right after CreateTopics that way).
+    /// Returns at once in every other case; the caller's leader check then answers as before.
+    pub async fn await_leadership_start(&self, topic: &str, partition: u32) {
+        let mut started = self.leaderships_started.subscribe();
+        let _ = tokio::time::timeout(LEADERSHIP_START_WAIT, async {
+            while self.is_starting_leadership(topic, partition) {
+                if started.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    fn is_starting_leadership(&self, topic: &str, partition: u32) -> bool {
+        let Ok((placed, _)) = self.placement(topic, partition) else { return false };
+        placed.leader == Some(self.node_id)
+            && lock(&self.leaders)
+                .get(&(topic.to_owned(), partition))
+                .is_none_or(|state| state.epoch != placed.leader_epoch)
     }
 
     /// Before an ACKS_ALL append: refused while the ISR is below the topic's `min_insync_replicas`.

@@ -353,6 +353,7 @@ async fn become_leader(
         state.isr = placed.isr.clone();
         state.replicas = placed.replicas.clone();
     }
+    replication.leaderships_started.send_modify(|started| *started = started.wrapping_add(1));
     replication.advance_high_watermark(partition);
     partition.wake_waiters();
     Ok(())

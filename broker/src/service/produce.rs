@@ -27,6 +27,9 @@ use crate::request_trace;
 
 /// Produces under a `produce` span (`request_trace`) that continues the trace of the batches' first records.
 pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::ProduceResponse> {
+    if let (Some(replication), Some(index)) = (&node.replication, request.partition) {
+        replication.await_leadership_start(&request.topic, index).await;
+    }
     admit(node, request)?.produce(|| {}).await
 }
 

@@ -95,7 +95,7 @@ async fn produce_partition(
     // producer sequences included. The first try costs nothing extra for the clients that set the field.
     let produced = match crate::service::produce(&kafka.node, request(batches.clone())).await {
         Err(err) if is_max_timestamp_mismatch(&err) => {
-            tracing::debug!(topic, partition, error = %err, "correcting the batches' max timestamp, as Kafka does");
+            tracing::trace!(topic, partition, error = %err, "correcting the batches' max timestamp, as Kafka does");
             let corrected = corrected_max_timestamps(batches).map_err(|err| error_code(&err))?;
             crate::service::produce(&kafka.node, request(corrected)).await
         }

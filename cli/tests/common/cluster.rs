@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use super::{dead_address, BrokerProcess, DEADLINE, RILL};
 
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
+    /// `None` for a node a test has killed. Before `dir`: fields drop in order, so the nodes are killed before
+    /// their data dirs are deleted under them (which they would log as errors).
+    pub nodes: Vec<Option<BrokerProcess>>,
     pub addrs: Vec<String>,
     pub peers: String,
     /// Each node's admin listener (`/metrics`), `host:port`, picked before the nodes start as `addrs` are.
     pub admins: Vec<String>,
-    /// `None` for a node a test has killed.
-    pub nodes: Vec<Option<BrokerProcess>>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Cluster {

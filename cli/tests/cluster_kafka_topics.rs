@@ -305,12 +305,16 @@ async fn describe_configs(
     answer.results.remove(0)
 }
 
-/// The committed offset of `topic`/0 in `rill group describe group` (the CLI asks the group's coordinator).
-fn committed(cluster: &Cluster, group: &str, topic: &str) -> Option<i64> {
+/// The committed offset, end offset and lag of `topic`/0 in `rill group describe group` (the CLI asks the
+/// group's coordinator, and each partition's leader for its end).
+fn group_row(cluster: &Cluster, group: &str, topic: &str) -> Option<(i64, i64, i64)> {
     let output = rill(&cluster.all(), &["group", "describe", group]);
     output.stdout.lines().find_map(|line| {
         let cells: Vec<&str> = line.split_whitespace().collect();
-        (cells.len() >= 3 && cells[0] == topic && cells[1] == "0").then(|| cells[2].parse().ok()).flatten()
+        if cells.len() < 5 || cells[0] != topic || cells[1] != "0" {
+            return None;
+        }
+        Some((cells[2].parse().ok()?, cells[3].parse().ok()?, cells[4].parse().ok()?))
     })
 }
 
@@ -358,9 +362,10 @@ async fn a_group_commits_offsets_for_partitions_its_coordinator_holds_no_replica
             let found = read_back.find_partition(&format!("solo-{node}"), 0).expect("listed").offset();
             assert_eq!(found, Offset::Offset(6 + node), "solo-{node}");
         }
+        // The end and lag of every partition, the two the coordinator holds no replica of included.
         for node in 1..=3 {
-            let shown = committed(&cluster, "auditors", &format!("solo-{node}"));
-            assert_eq!(shown, Some(6 + node), "rill group describe, solo-{node}");
+            let shown = group_row(&cluster, "auditors", &format!("solo-{node}"));
+            assert_eq!(shown, Some((6 + node, 10, 10 - (6 + node))), "rill group describe, solo-{node}");
         }
     });
 }

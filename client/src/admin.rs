@@ -21,6 +21,9 @@ use crate::coordinators::call_coordinator;
 use crate::error::{Error, RequestContext, Result};
 use crate::partition_wait::PartitionWait;
 
+/// Longest [`Admin::describe_group`] waits for the partitions' leaders to give their log ends.
+const LOG_ENDS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which offset of a partition [`Admin::list_offsets`] looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
@@ -190,16 +193,47 @@ impl Admin {
     }
 
     /// A consumer group's state, members with their partitions, and per partition its committed offset, end
-    /// offset and lag.
+    /// offset and lag. The ends come from each partition's leader, as Kafka's `kafka-consumer-groups.sh` reads
+    /// them: on a cluster the coordinator holds replicas of some partitions only (and a follower's high
+    /// watermark trails the leader's). A topic whose leaders do not answer within [`LOG_ENDS_TIMEOUT`] keeps the
+    /// coordinator's figures (`end_offset` -1 where it holds no replica).
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let message = DescribeGroupRequest { group: group.to_owned() };
         let ctx = RequestContext::default();
         let timeout = self.timeout();
-        call_coordinator(&self.client, group, ctx, timeout, |mut groups| {
+        let mut described = call_coordinator(&self.client, group, ctx, timeout, |mut groups| {
             let message = message.clone();
             async move { groups.describe_group(request(message, timeout)).await }
         })
-        .await
+        .await?;
+        self.read_log_ends_from_leaders(&mut described.partitions).await;
+        Ok(described)
+    }
+
+    async fn read_log_ends_from_leaders(&self, partitions: &mut [PartitionLag]) {
+        let mut by_topic: std::collections::BTreeMap<String, Vec<u32>> = std::collections::BTreeMap::new();
+        for p in partitions.iter() {
+            by_topic.entry(p.topic.clone()).or_default().push(p.partition);
+        }
+        let timeout = LOG_ENDS_TIMEOUT.min(self.timeout());
+        for (topic, asked) in by_topic {
+            let ends = match list_offsets(&self.client, &topic, &asked, OffsetSpec::Latest, timeout).await {
+                Ok(ends) => ends,
+                Err(err) => {
+                    tracing::debug!(%topic, error = %err, "keeping the coordinator's log ends");
+                    continue;
+                }
+            };
+            for end in ends {
+                let Some(p) = partitions.iter_mut().find(|p| p.topic == topic && p.partition == end.partition) else {
+                    continue;
+                };
+                // As the coordinator counts it: records from the commit (or the log start, if older or none)
+                // to the high watermark.
+                p.end_offset = end.high_watermark;
+                p.lag = end.high_watermark - p.committed_offset.max(end.log_start_offset).min(end.high_watermark);
+            }
+        }
     }
 
     /// Every group with members or committed offsets, by name.

@@ -103,13 +103,15 @@ pub enum BrokerError {
     OffsetNotAvailable { topic: String, partition: u32, high_watermark: i64, epoch_start: i64 },
     /// On a cluster: this node is not the group's coordinator (it does not lead, or has not loaded, the
     /// group's `__consumer_offsets` partition). `coordinator` is `None` while that partition has no leader.
-    #[error("node {node_id} is not the coordinator of group {group:?} (offsets partition {partition}){}", coordinator_hint(*coordinator, coordinator_address))]
+    #[error("node {node_id} is not the coordinator of group {group:?} (offsets partition {partition}){}", coordinator_hint(*coordinator, coordinator_address, without_coordinator_because))]
     NotCoordinator {
         group: String,
         partition: u32,
         node_id: u64,
         coordinator: Option<u64>,
         coordinator_address: Option<String>,
+        /// Why there is no coordinator at all, when that is known (the offsets topic cannot be made yet).
+        without_coordinator_because: Option<String>,
     },
     #[error(
         "partition {partition} of topic {topic:?} has {in_sync} in-sync replica(s), fewer than its \
@@ -219,10 +221,11 @@ fn insert_coordinator(status: &mut Status, coordinator: Option<u64>, address: Op
     }
 }
 
-fn coordinator_hint(coordinator: Option<u64>, address: &Option<String>) -> String {
-    match (coordinator, address) {
-        (Some(id), Some(address)) => format!(": node {id} at {address} is"),
-        (Some(id), None) => format!(": node {id} is"),
+fn coordinator_hint(coordinator: Option<u64>, address: &Option<String>, because: &Option<String>) -> String {
+    match (coordinator, address, because) {
+        (Some(id), Some(address), _) => format!(": node {id} at {address} is"),
+        (Some(id), None, _) => format!(": node {id} is"),
+        (None, _, Some(because)) => format!(": it has no coordinator, because {because}; retry"),
         _ => ": it has no coordinator until the partition has a leader; retry".to_owned(),
     }
 }

@@ -2,7 +2,8 @@
 //! `__consumer_offsets` topic, and a group's coordinator is the leader of the partition its id hashes to. A
 //! member (`rill consume --group G --follow`) commits, its coordinator is SIGKILLed, and the member rejoins at
 //! the new coordinator: the committed offset reads back exactly, consumption resumes after it (nothing it
-//! covered is printed again), and the committed offset never goes backwards.
+//! covered is printed again), and the committed offset never goes backwards. A group used first while too few
+//! nodes are alive to make the offsets topic is refused saying so.
 
 use crate::common;
 
@@ -316,4 +317,36 @@ fn line_or_exit(member: &mut Running, topic: &str) -> String {
     let _ = member.child.kill();
     let (status, stderr) = member.wait();
     panic!("the member of {topic} printed nothing more within {DEADLINE:?} ({status}); stderr: {stderr}");
+}
+
+/// The offsets topic is made with 3 replicas on first use; with a node down it cannot be, and every group call
+/// is refused as not-coordinator (retried by clients, as Kafka's COORDINATOR_NOT_AVAILABLE): the refusal says
+/// why, so a user waiting on `rill consume --group` learns that a node must come back, and it goes once it does.
+#[test]
+fn a_group_used_first_with_a_node_down_is_refused_saying_the_offsets_topic_cannot_be_made() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    common::eventually("three alive nodes", || {
+        let described = rill(&cluster.all(), &["cluster", "describe"]);
+        (described.stdout.lines().filter(|l| l.split_whitespace().nth(2) == Some("alive")).count() == 3).then_some(())
+    });
+    cluster.nodes[2].take().expect("node 3 running").kill();
+    common::eventually("node 3 fenced", || {
+        let described = rill(cluster.addr(1), &["cluster", "describe"]);
+        described.stdout.lines().any(|l| l.starts_with("3 ") && l.contains("fenced")).then_some(())
+    });
+    // The first call starts the creation; the refusals after it name what stopped it.
+    let refusal = common::eventually("a refusal naming the offsets topic", || {
+        let status = fetch_offsets_raw(cluster.addr(1));
+        status.message().contains("cannot be created yet").then(|| status.message().to_owned())
+    });
+    assert!(
+        refusal.contains("__consumer_offsets") && refusal.contains("3 is more than the 2 alive node(s)"),
+        "{refusal}"
+    );
+    cluster.nodes[2] = Some(cluster.start_node(3));
+    common::eventually("the group served once node 3 is back", || {
+        let output = rill(&cluster.all(), &["group", "describe", GROUP]);
+        // No commit yet: the coordinator answers that it knows no such group, which only a coordinator says.
+        output.stderr.contains("unknown group").then_some(())
+    });
 }

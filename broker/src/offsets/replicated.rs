@@ -66,6 +66,9 @@ pub(super) struct Coordinators {
     state: Mutex<Leading>,
     /// A creation of the topic is under way: one at a time.
     is_creating: Arc<AtomicBool>,
+    /// The last creation refusal logged at WARN: every group request tries again, so the same refusal (too
+    /// few alive nodes, say) repeats at DEBUG until it changes or the topic is made.
+    creation_refusal: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Default)]
@@ -90,6 +93,7 @@ impl Coordinators {
             config,
             state: Mutex::new(Leading::default()),
             is_creating: Arc::new(AtomicBool::new(false)),
+            creation_refusal: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -105,11 +109,19 @@ impl Coordinators {
             return;
         };
         let (controller, is_creating) = (Arc::clone(&self.controller), Arc::clone(&self.is_creating));
-        let config = Arc::clone(&self.config);
+        let (config, creation_refusal) = (Arc::clone(&self.config), Arc::clone(&self.creation_refusal));
         runtime.spawn(async move {
-            if let Err(err) = create_topic(controller.as_ref(), &config).await {
-                tracing::warn!(error = %err, "cannot create the {OFFSETS_TOPIC} topic yet; the next group request retries");
+            let refusal = create_topic(controller.as_ref(), &config).await.err().map(|err| err.to_string());
+            let mut logged = lock(&creation_refusal);
+            match &refusal {
+                Some(error) if logged.as_ref() != Some(error) => {
+                    tracing::warn!(%error, "cannot create the {OFFSETS_TOPIC} topic yet; the next group request retries");
+                }
+                Some(error) => tracing::debug!(%error, "cannot create the {OFFSETS_TOPIC} topic yet"),
+                None => {}
             }
+            *logged = refusal;
+            drop(logged);
             is_creating.store(false, Ordering::Release);
         });
     }
@@ -158,12 +170,20 @@ impl Coordinators {
         let me = self.node_id;
         // This node as the coordinator means it leads but is still loading: no hint, the client retries.
         let coordinator = coordinator.filter(|(id, _)| *id != me);
+        // Without the topic there is no coordinator to name: say what keeps it from being made.
+        let without_coordinator_because = match self.controller.metadata().topics.contains_key(OFFSETS_TOPIC) {
+            true => None,
+            false => lock(&self.creation_refusal).as_ref().map(|refusal| {
+                format!("the {OFFSETS_TOPIC} topic that holds the groups cannot be created yet: {refusal}")
+            }),
+        };
         BrokerError::NotCoordinator {
             group: group.to_owned(),
             partition,
             node_id: me,
             coordinator: coordinator.as_ref().map(|(id, _)| *id),
             coordinator_address: coordinator.map(|(_, address)| address),
+            without_coordinator_because,
         }
     }
 }

@@ -367,6 +367,21 @@ async fn a_group_commits_offsets_for_partitions_its_coordinator_holds_no_replica
             let shown = group_row(&cluster, "auditors", &format!("solo-{node}"));
             assert_eq!(shown, Some((6 + node, 10, 10 - (6 + node))), "rill group describe, solo-{node}");
         }
+        // And the group's page in every node's console: end offset and lag in each topic's row.
+        for console in 1..=3 {
+            let (status, _, page) =
+                common::console::admin_http(cluster.admin(console), "GET", "/groups/auditors", "", "");
+            assert_eq!(status, 200, "{page}");
+            for node in 1..=3 {
+                let row =
+                    page.split(&format!("/topics/solo-{node}\"")).nth(1).and_then(|rest| rest.split("</tr>").next());
+                let cells = format!("<td class=\"num\">10</td><td class=\"num\">{}</td>", 10 - (6 + node));
+                assert!(
+                    row.is_some_and(|row| row.contains(&cells)),
+                    "solo-{node} on node {console}'s console: {row:?}"
+                );
+            }
+        }
     });
 }
 

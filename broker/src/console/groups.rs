@@ -60,8 +60,37 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     page.render(200, "Consumer groups", body)
 }
 
+/// Most partitions of a group page whose end is asked of their leaders at once.
+const LEADER_ENDS_MAX: usize = 256;
+
 async fn describe(console: &Console, page: Page<'_>, group: &str) -> Result<v1::DescribeGroupResponse, tonic::Status> {
-    super::leader::describe_group(console, page, v1::DescribeGroupRequest { group: group.to_string() }).await
+    let mut described =
+        super::leader::describe_group(console, page, v1::DescribeGroupRequest { group: group.to_string() }).await?;
+    // On a cluster the coordinator knows the ends of the partitions it holds a replica of only (-1 for the
+    // rest): those are asked of their leaders, as `rill group describe` asks them. One that does not answer
+    // stays unknown.
+    let unknown: Vec<usize> = (0..described.partitions.len())
+        .filter(|&i| described.partitions[i].end_offset < 0)
+        .take(LEADER_ENDS_MAX)
+        .collect();
+    let asks = unknown.iter().map(|&i| {
+        let p = &described.partitions[i];
+        let request = v1::ListOffsetsRequest {
+            topic: p.topic.clone(),
+            partitions: vec![p.partition],
+            spec: v1::OffsetSpec::Latest as i32,
+            timestamp_ms: 0,
+        };
+        super::leader::list_offsets(console, page, request)
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    for (i, answer) in unknown.into_iter().zip(answers) {
+        let Some(end) = answer.ok().and_then(|a| a.offsets.into_iter().next()) else { continue };
+        let p = &mut described.partitions[i];
+        p.end_offset = end.high_watermark;
+        p.lag = end.high_watermark - p.committed_offset.max(end.log_start_offset).min(end.high_watermark);
+    }
+    Ok(described)
 }
 
 pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) -> Response {

@@ -479,3 +479,87 @@ fn a_follower_whose_disk_fills_leaves_the_isr_and_catches_up_once_space_returns(
     drop(cluster);
     drop(fs);
 }
+
+#[test]
+fn a_leader_whose_disk_fills_hands_its_leadership_to_an_in_sync_replica_and_rejoins_once_space_returns() {
+    let Some(fs) = TinyFs::mount(32 << 20) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let full_dir = fs.path.join("d1");
+    std::fs::create_dir(&full_dir).expect("node 1's data dir");
+    let mut cluster = Cluster::start_with(FAST_CLUSTER, |dir| {
+        std::os::unix::fs::symlink(&full_dir, dir.join("d1")).expect("link node 1's data dir to the tmpfs");
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let args = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
+    while !rill(cluster.addr(2), &args).status.success() {
+        assert!(Instant::now() < deadline, "topic never created");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all_in_sync = |rows: &[PartitionRow]| rows.iter().all(|r| r.leader.is_some() && r.isr.len() == 3);
+    let rows = wait_for_topic(cluster.addr(2), 3, "leaders with 3 in-sync replicas", all_in_sync);
+    let partition = rows.iter().position(|r| r.leader == Some(1)).expect("node 1 leads one of three");
+    let brokers = format!("{},{},{}", cluster.addr(1), cluster.addr(2), cluster.addr(3));
+    let mut acknowledged = chunk("before-the-disk-filled");
+    assert!(produce_all(&brokers, partition, &acknowledged), "produce to a healthy cluster failed");
+
+    let filler = fill(&fs.path);
+    // The first appends after the fill fail on node 1 (`disk-full`); it then hands the partition to node 2 or 3,
+    // and the producer, following the leader, is acknowledged by the two in-sync replicas left.
+    let mut attempt = 0;
+    let moved = loop {
+        let values = chunk(&format!("while-full-{attempt}"));
+        if produce_all(&brokers, partition, &values) {
+            acknowledged.extend(values);
+        }
+        attempt += 1;
+        let rows = wait_for_topic(cluster.addr(2), 3, "a description", |_| true);
+        let row = &rows[partition];
+        if row.leader.is_some_and(|leader| leader != 1) && !row.isr.contains(&1) && attempt >= 3 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline + DEADLINE,
+            "node 1 kept the leadership of a partition it cannot write: {rows:?}"
+        );
+    };
+    let row = &moved[partition];
+    assert_eq!(row.isr.len(), 2, "{moved:?}");
+    assert!(row.epoch > rows[partition].epoch, "a new epoch: {row:?}");
+    let values = chunk("led-by-another-node");
+    assert!(produce_all(&brokers, partition, &values), "acks all with the two in-sync replicas left");
+    acknowledged.extend(values);
+    // Only what node 1 led moved: the partitions it follows keep their leaders.
+    for (index, other) in moved.iter().enumerate().filter(|(index, _)| *index != partition) {
+        assert_eq!(other.leader, rows[index].leader, "partition {index}: {moved:?}");
+    }
+
+    std::fs::remove_file(&filler).expect("free the space");
+    // As for a follower's full disk: node 1 either kept running, retrying its appends as a follower, or stopped
+    // because its raft log could not be written; then it is started again, as its supervisor would.
+    let node1 = cluster.nodes[0].as_mut().expect("node 1 started");
+    if let Ok(Some(status)) = node1.child.try_wait() {
+        assert!(!status.success(), "node 1 stopped, and says it failed: {status}");
+        eprintln!("node 1 stopped when its disk filled ({status}); restarting it");
+        cluster.nodes[0] = Some(cluster.start_node(1));
+    }
+    let caught_up = wait_for_topic(cluster.addr(2), 3, "node 1 back in the ISR at the high watermark", |rows| {
+        let row = &rows[partition];
+        row.isr.len() == 3 && row.log_ends.len() == 3 && row.log_ends.iter().all(|(_, end)| *end == row.high_watermark)
+    });
+    assert!(caught_up[partition].high_watermark >= acknowledged.len() as i64, "{caught_up:?}");
+
+    let partition_arg = partition.to_string();
+    let consumed = rill(&brokers, &["consume", "orders", "--partition", &partition_arg, "--from-beginning"]);
+    let read: Vec<&str> = consumed.ok().lines().collect();
+    let mut position = 0;
+    for value in &acknowledged {
+        let found: Vec<usize> = read.iter().enumerate().filter(|(_, r)| *r == value).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "acknowledged {value:?} read {} times", found.len());
+        assert!(found[0] >= position, "acknowledged {value:?} read out of order");
+        position = found[0];
+    }
+    drop(cluster);
+    drop(fs);
+}

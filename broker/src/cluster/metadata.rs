@@ -196,6 +196,16 @@ pub enum Command {
         partition: u32,
         node: u64,
     },
+    /// The partition's leader cannot append (its disk is full; Kafka moves the leaderships of a failed log
+    /// directory): the first other alive in-sync replica, in replica order, leads at the next epoch, and `leader`
+    /// leaves the ISR until it has caught up again. Applied only if `leader` still leads at `leader_epoch` and
+    /// another alive replica is in sync: a partition only its leader holds in full stays where it is.
+    ResignLeadership {
+        topic: String,
+        partition: u32,
+        leader: u64,
+        leader_epoch: u32,
+    },
     /// `node` leaves the cluster for good (after its replicas moved and it left the raft membership): it is
     /// forgotten, and refused if it comes back.
     RemoveNode {
@@ -426,6 +436,9 @@ impl ClusterMetadata {
                 }
             }
             Command::DropReplica { topic, partition, node } => self.drop_replica(topic, *partition, *node),
+            Command::ResignLeadership { topic, partition, leader, leader_epoch } => {
+                self.resign_leadership(topic, *partition, *leader, *leader_epoch)
+            }
             Command::RemoveNode { node_id } => {
                 let is_new = self.removed_nodes.insert(*node_id);
                 self.nodes.remove(node_id);
@@ -519,6 +532,22 @@ impl ClusterMetadata {
             p.leader = alive_in_sync.or_else(|| p.isr.first().copied());
             p.leader_epoch += 1;
         }
+        true
+    }
+
+    fn resign_leadership(&mut self, topic: &str, partition: u32, leader: u64, leader_epoch: u32) -> bool {
+        let alive = self.alive_nodes();
+        let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return false;
+        };
+        if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
+            return false;
+        }
+        let successor = p.replicas.iter().copied().find(|id| *id != leader && p.isr.contains(id) && alive.contains(id));
+        let Some(successor) = successor else { return false };
+        p.isr.retain(|id| *id != leader);
+        p.leader = Some(successor);
+        p.leader_epoch += 1;
         true
     }
 
@@ -701,6 +730,36 @@ mod tests {
         metadata.apply(&alive(3));
         let p = metadata.partition("t", 0).expect("placed");
         assert_eq!((p.leader, p.leader_epoch), (Some(3), 4));
+    }
+
+    #[test]
+    fn a_leader_that_resigns_hands_over_to_an_alive_in_sync_replica_and_leaves_the_isr() {
+        let mut metadata = ClusterMetadata::default();
+        for id in 1..=3 {
+            metadata.apply(&alive(id));
+        }
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
+        let resign =
+            |leader, leader_epoch| Command::ResignLeadership { topic: "t".into(), partition: 0, leader, leader_epoch };
+        assert!(!metadata.apply(&resign(2, 0)).changed, "2 does not lead");
+        assert!(!metadata.apply(&resign(1, 1)).changed, "1 leads at epoch 0, not 1");
+        // Its successor in replica order is out of sync: the next in-sync one leads.
+        metadata.apply(&Command::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 3],
+        });
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.leader, p.isr.clone()), (Some(1), vec![1, 3]));
+        assert!(metadata.apply(&resign(1, 0)).changed);
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (Some(3), 1, vec![3]));
+        assert!(!metadata.apply(&resign(1, 0)).changed, "a second resignation at the old epoch changes nothing");
+        assert!(!metadata.apply(&resign(3, 1)).changed, "no other replica is in sync: 3 keeps what only it holds");
+        let p = metadata.partition("t", 0).expect("placed");
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (Some(3), 1, vec![3]));
     }
 
     #[test]

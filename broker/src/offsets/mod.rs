@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use rill_protocol::reason::Reason;
 use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
 use rill_storage::{Durability, Log, LogConfig};
 
@@ -150,10 +151,21 @@ impl OffsetStore {
                 let loaded = coordinators.leading(group)?;
                 // As Kafka's coordinator: a commit that could be acknowledged by fewer copies than the topic's
                 // min_insync_replicas is refused, so an acknowledged commit survives the coordinator's loss.
-                if let Some(replication) = loaded.replication.upgrade() {
+                let replication = loaded.replication.upgrade();
+                if let Some(replication) = &replication {
                     replication.check_in_sync(OFFSETS_TOPIC, loaded.partition.index)?;
                 }
-                let end = loaded.partition.log().append(batch)?.last_offset + 1;
+                let end = match loaded.partition.log().append(batch) {
+                    Ok(appended) => appended.last_offset + 1,
+                    Err(err) => {
+                        let err = BrokerError::from(err);
+                        // A coordinator whose disk is full hands the offsets partition, and so its groups, over.
+                        if let (Some(replication), Reason::DiskFull) = (&replication, err.reason()) {
+                            replication.resign_for_full_disk(OFFSETS_TOPIC, loaded.partition.index, loaded.epoch);
+                        }
+                        return Err(err);
+                    }
+                };
                 Ok(Appended::Replicated(loaded, end))
             }
         }

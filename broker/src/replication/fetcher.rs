@@ -6,16 +6,18 @@
 //! rather than kept beside the new leader's records. A log that ends below the leader's log start (its records
 //! were deleted there meanwhile) starts over, empty, at that start when the leader's answer says so.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rill_protocol::internal::{EpochEndRequest, ReplicaFetch, ReplicaPosition};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
-use super::links::{unavailable, LeaderLink};
-use super::Replication;
+use super::links::{unavailable, EpochEndFailure, LeaderLink};
+use super::{PartitionKey, Replication};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 
@@ -28,6 +30,8 @@ const FETCH_MAX_BYTES_PER_PARTITION: u32 = 1 << 20;
 /// that stays down is retried at `RETRY_MAX` within a few hundred milliseconds.
 const RETRY_MIN: Duration = Duration::from_millis(5);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How often a partition whose truncation the leader refused is asked about again while the others stream.
+const SET_ASIDE_RETRY: Duration = Duration::from_secs(1);
 
 /// One partition followed from a leader at an epoch.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,9 +91,12 @@ async fn run(replication: Arc<Replication>, leader: u64, address: String, assign
     // A follower that cannot append (a full disk) drops out of the ISR: the operator must learn why from its
     // log, once per streak of such failures rather than once per retry.
     let mut is_append_failing = false;
+    // The partitions whose last append here failed for want of space; each fetch says so, and the leader
+    // takes this node out of their ISRs.
+    let mut cannot_append = HashSet::new();
     loop {
         let mut has_appended = false;
-        match stream_from(&replication, &address, &assignments, &mut has_appended).await {
+        match stream_from(&replication, &address, &assignments, &mut has_appended, &mut cannot_append).await {
             Ok(()) => backoff.reset(),
             Err(err) => {
                 let is_append_failure = matches!(err, BrokerError::Storage(_));
@@ -111,25 +118,32 @@ async fn run(replication: Arc<Replication>, leader: u64, address: String, assign
     }
 }
 
-/// Follows the leader until the stream fails; `has_appended` says whether it appended anything meanwhile.
+/// Follows the leader until the stream fails; `has_appended` says whether it appended anything meanwhile. A
+/// partition whose truncation the leader refuses (still taking it over, or unable to open its replica) is set
+/// aside and asked about again every `SET_ASIDE_RETRY`, while the others stream: one partition the leader
+/// cannot serve must not stop this node following all the rest there, or their ISRs would shrink to the
+/// leader alone.
 async fn stream_from(
     replication: &Replication,
     address: &str,
     assignments: &[Assignment],
     has_appended: &mut bool,
+    cannot_append: &mut HashSet<PartitionKey>,
 ) -> Result<()> {
     let node = replication.node()?;
-    let mut followed: Vec<(Assignment, Arc<Partition>)> = Vec::with_capacity(assignments.len());
+    let mut candidates: Vec<Followed> = Vec::with_capacity(assignments.len());
     for assignment in assignments {
-        followed.push((assignment.clone(), node.registry.partition(&assignment.topic, assignment.partition)?));
+        candidates.push((assignment.clone(), node.registry.partition(&assignment.topic, assignment.partition)?));
     }
     drop(node);
     let mut leader = replication.leader_links.connect(address).await?;
-    for (assignment, partition) in &followed {
-        truncate_to_leader(leader.as_mut(), assignment, partition).await?;
+    let (mut followed, mut set_aside) = truncate_all(leader.as_mut(), candidates).await?;
+    if followed.is_empty() {
+        return Err(refused_all(&set_aside));
     }
+    let mut retry_at = Instant::now() + SET_ASIDE_RETRY;
     let (requests, outbound) = mpsc::channel(2);
-    let fetch = |followed: &[(Assignment, Arc<Partition>)]| ReplicaFetch {
+    let fetch = |followed: &[Followed], cannot_append: &HashSet<PartitionKey>| ReplicaFetch {
         cluster_id: String::new(),
         follower_id: replication.node_id,
         partitions: followed
@@ -140,12 +154,13 @@ async fn stream_from(
                 leader_epoch: a.epoch,
                 fetch_offset: p.log().log_end_offset(),
                 log_start_offset: p.log().log_start_offset(),
+                cannot_append: cannot_append.contains(&(a.topic.clone(), a.partition)),
             })
             .collect(),
         max_wait_ms: FETCH_MAX_WAIT_MS,
         max_bytes_per_partition: FETCH_MAX_BYTES_PER_PARTITION,
     };
-    requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
+    requests.send(fetch(&followed, cannot_append)).await.map_err(|e| unavailable("replication stream", e))?;
     let mut inbound = leader.replicate(outbound).await?;
     while let Some(answer) = inbound.next().await.transpose()? {
         for data in answer.partitions {
@@ -164,7 +179,16 @@ async fn stream_from(
             }
             if !data.batches.is_empty() {
                 tracing::debug!(topic = %data.topic, partition = data.partition, bytes = data.batches.len(), "follower received");
-                append(partition, data.batches).await?;
+                let key = (data.topic.clone(), data.partition);
+                match append(partition, data.batches).await {
+                    Ok(()) => cannot_append.remove(&key),
+                    Err(err) => {
+                        if err.reason() == rill_protocol::reason::Reason::DiskFull {
+                            cannot_append.insert(key);
+                        }
+                        return Err(err);
+                    }
+                };
                 *has_appended = true;
                 tracing::debug!(topic = %data.topic, partition = data.partition, log_end = partition.log().log_end_offset(), "follower appended");
             }
@@ -175,9 +199,46 @@ async fn stream_from(
             }
             partition.publish_offsets();
         }
-        requests.send(fetch(&followed)).await.map_err(|e| unavailable("replication stream", e))?;
+        if !set_aside.is_empty() && Instant::now() >= retry_at {
+            // On a link of its own: the stream's may be spoken for (the simulation's is).
+            let mut link = replication.leader_links.connect(address).await?;
+            let (ready, still_refused) = truncate_all(link.as_mut(), std::mem::take(&mut set_aside)).await?;
+            followed.extend(ready);
+            set_aside = still_refused;
+            retry_at = Instant::now() + SET_ASIDE_RETRY;
+        }
+        requests.send(fetch(&followed, cannot_append)).await.map_err(|e| unavailable("replication stream", e))?;
     }
     Ok(())
+}
+
+/// One partition followed from the leader, with its local replica.
+type Followed = (Assignment, Arc<Partition>);
+
+/// Truncates each partition to the leader (KIP-279) and splits them: those ready to fetch, and those whose
+/// truncation the leader refused. A failed link fails the whole call.
+async fn truncate_all(
+    leader: &mut dyn LeaderLink,
+    partitions: Vec<Followed>,
+) -> Result<(Vec<Followed>, Vec<Followed>)> {
+    let (mut ready, mut refused) = (Vec::with_capacity(partitions.len()), Vec::new());
+    for (assignment, partition) in partitions {
+        match truncate_to_leader(leader, &assignment, &partition).await {
+            Ok(()) => ready.push((assignment, partition)),
+            Err(Truncation::Refused(why)) => {
+                tracing::debug!(topic = %assignment.topic, partition = assignment.partition, error = %why, "leader refused the epoch end; following its other partitions meanwhile");
+                refused.push((assignment, partition));
+            }
+            Err(Truncation::Failed(err)) => return Err(err),
+        }
+    }
+    Ok((ready, refused))
+}
+
+/// Every partition followed from this leader was refused: the stream fails, and the run loop retries it.
+fn refused_all(set_aside: &[Followed]) -> BrokerError {
+    let names: Vec<String> = set_aside.iter().map(|(a, _)| format!("{}-{}", a.topic, a.partition)).collect();
+    unavailable("epoch end", format!("the leader refused every partition followed there: {}", names.join(", ")))
 }
 
 /// Appends what the leader sent, on the blocking pool. Not inline on this thread even when small, as the leader's
@@ -242,8 +303,26 @@ fn follow_high_watermark(log: &rill_storage::Log, leader_high_watermark: i64) {
     log.set_high_watermark(leader_high_watermark.max(log.high_watermark()));
 }
 
+/// Why a partition could not be truncated to its leader.
+enum Truncation {
+    /// The leader answered, refusing this partition.
+    Refused(String),
+    /// The link or the local log failed.
+    Failed(BrokerError),
+}
+
+impl<E: Into<BrokerError>> From<E> for Truncation {
+    fn from(err: E) -> Self {
+        Truncation::Failed(err.into())
+    }
+}
+
 /// KIP-279: asks the leader where this log's last epoch ends there, and drops whatever this log holds past it.
-async fn truncate_to_leader(leader: &mut dyn LeaderLink, assignment: &Assignment, partition: &Partition) -> Result<()> {
+async fn truncate_to_leader(
+    leader: &mut dyn LeaderLink,
+    assignment: &Assignment,
+    partition: &Partition,
+) -> Result<(), Truncation> {
     let log = Arc::clone(partition.log());
     let Some((last_epoch, _)) = log.epoch_end_offset(i32::MAX) else { return Ok(()) };
     let request = EpochEndRequest {
@@ -251,7 +330,11 @@ async fn truncate_to_leader(leader: &mut dyn LeaderLink, assignment: &Assignment
         partition: assignment.partition,
         leader_epoch: u32::try_from(last_epoch).unwrap_or(0),
     };
-    let reply = leader.epoch_end(request).await?;
+    let reply = match leader.epoch_end(request).await {
+        Ok(reply) => reply,
+        Err(EpochEndFailure::Refused(why)) => return Err(Truncation::Refused(why)),
+        Err(EpochEndFailure::Link(err)) => return Err(Truncation::Failed(err)),
+    };
     let target = if reply.end_offset < 0 {
         // The leader holds no epoch this old: keep only what this node knew committed.
         log.high_watermark()
@@ -297,6 +380,68 @@ mod tests {
         }
         log.hold_high_watermark(log.log_start_offset());
         (dir, log)
+    }
+
+    /// A leader that refuses the epoch end of the partitions named, and whose other answers end every log
+    /// at offset 2 of epoch 0, or whose link is down.
+    struct RefusingLeader {
+        refused: Vec<u32>,
+        is_down: bool,
+    }
+
+    impl LeaderLink for RefusingLeader {
+        fn epoch_end(
+            &mut self,
+            request: EpochEndRequest,
+        ) -> super::super::links::BoxFuture<'_, Result<rill_protocol::internal::EpochEndReply, EpochEndFailure>>
+        {
+            Box::pin(async move {
+                if self.is_down {
+                    return Err(EpochEndFailure::Link(unavailable("epoch end", "connection refused")));
+                }
+                if self.refused.contains(&request.partition) {
+                    return Err(EpochEndFailure::Refused("not ready yet".into()));
+                }
+                Ok(rill_protocol::internal::EpochEndReply { end_offset: 2, leader_epoch: 0 })
+            })
+        }
+
+        fn replicate(
+            &mut self,
+            _fetches: mpsc::Receiver<ReplicaFetch>,
+        ) -> super::super::links::BoxFuture<'_, Result<super::super::links::ReplicaAnswers>> {
+            Box::pin(async { Err(unavailable("replicate", "not in this test")) })
+        }
+    }
+
+    fn followed(index: u32, log: rill_storage::Log) -> Followed {
+        let topic = rill_storage::TopicName::new("orders").expect("a valid name");
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let assignment = Assignment { topic: "orders".into(), partition: index, epoch: 1 };
+        (assignment, Partition::start(topic, index, log, 4, slots, None))
+    }
+
+    #[tokio::test]
+    async fn a_partition_the_leader_refuses_is_set_aside_and_the_others_are_truncated_and_followed() {
+        let (_d0, log0) = log_of(5);
+        let (_d1, log1) = log_of(5);
+        let (_d2, log2) = log_of(5);
+        let partitions = vec![followed(0, log0), followed(1, log1), followed(2, log2)];
+        let mut leader = RefusingLeader { refused: vec![1], is_down: false };
+        let (ready, refused) = truncate_all(&mut leader, partitions).await.unwrap_or_else(|_| panic!("the link works"));
+        let indexes = |followed: &[Followed]| followed.iter().map(|(a, _)| a.partition).collect::<Vec<_>>();
+        assert_eq!((indexes(&ready), indexes(&refused)), (vec![0, 2], vec![1]));
+        // Truncated where the leader's epoch ends; the refused one is left as it was.
+        let ends: Vec<i64> =
+            [&ready[0], &refused[0], &ready[1]].iter().map(|(_, p)| p.log().log_end_offset()).collect();
+        assert_eq!(ends, [2, 5, 2]);
+        // Every partition refused: nothing to stream, and the error names them.
+        let message = refused_all(&refused).to_string();
+        assert!(message.contains("orders-1"), "{message}");
+        // A link that fails fails them all: the stream reconnects rather than follow none.
+        let (_d3, log3) = log_of(5);
+        let mut down = RefusingLeader { refused: vec![], is_down: true };
+        assert!(truncate_all(&mut down, vec![followed(3, log3)]).await.is_err());
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Replication {
         let leader_end = partition.log().log_end_offset();
         let high_watermark = partition.log().high_watermark();
         let now = Instant::now();
-        let wants_isr = {
+        let isr_change = {
             let mut leaders = lock(&self.leaders);
             let state = leaders.get_mut(&key).ok_or_else(|| format!("node {} does not lead it", self.node_id))?;
             if state.epoch != position.leader_epoch {
@@ -172,24 +172,49 @@ impl Replication {
             // fetchers): it is not taken back in (KIP-841), or acks-all would wait on it once it is gone. Checked
             // here, by the leader, not when the controller applies the change: that rule is the same on every
             // version of the nodes that replay the log.
-            let wants_isr = !state.isr.contains(&follower)
-                && position.fetch_offset >= high_watermark
-                && !state.is_isr_change_pending
-                && self.controller.metadata().state_of(follower) == Some(NodeState::Alive);
-            if wants_isr {
+            let isr_change = if position.cannot_append {
+                // Out at once: in the ISR it would hold the high watermark back until it lagged out.
+                let leaves = state.isr.contains(&follower) && !state.is_isr_change_pending;
+                leaves.then(|| IsrChange::Shrink { epoch: state.epoch, isr: state.isr.clone() })
+            } else {
+                let joins = state.may_join_isr(follower, position.fetch_offset, high_watermark)
+                    && self.controller.metadata().state_of(follower) == Some(NodeState::Alive);
+                joins.then(|| IsrChange::Grow {
+                    epoch: state.epoch,
+                    isr: state.isr.clone(),
+                    replicas: state.replicas.clone(),
+                })
+            };
+            if isr_change.is_some() {
                 state.is_isr_change_pending = true;
             }
-            wants_isr.then(|| (state.epoch, state.isr.clone(), state.replicas.clone()))
+            isr_change
         };
-        if let Some((epoch, isr, replicas)) = wants_isr {
-            // Kafka's order: the ISR as the replicas list it, so the preferred leader stays first.
-            let grown: Vec<u64> = replicas.into_iter().filter(|id| isr.contains(id) || *id == follower).collect();
-            tracing::info!(topic = %key.0, partition = key.1, follower, ?grown, "follower caught up; growing the ISR");
-            self.propose_isr(key, epoch, grown);
+        match isr_change {
+            Some(IsrChange::Grow { epoch, isr, replicas }) => {
+                // Kafka's order: the ISR as the replicas list it, so the preferred leader stays first.
+                let grown: Vec<u64> = replicas.into_iter().filter(|id| isr.contains(id) || *id == follower).collect();
+                tracing::info!(topic = %key.0, partition = key.1, follower, ?grown, "follower caught up; growing the ISR");
+                self.propose_isr(key, epoch, grown);
+            }
+            Some(IsrChange::Shrink { epoch, isr }) => {
+                let shrunk: Vec<u64> = isr.into_iter().filter(|id| *id != follower).collect();
+                tracing::warn!(topic = %key.0, partition = key.1, follower, ?shrunk, "follower cannot append (its disk is full); shrinking the ISR");
+                self.propose_isr(key, epoch, shrunk);
+            }
+            None => {}
         }
         self.advance_high_watermark(&partition);
         Ok(partition)
     }
+}
+
+/// An ISR change a follower's fetch calls for.
+enum IsrChange {
+    /// It caught up: it joins.
+    Grow { epoch: u32, isr: Vec<u64>, replicas: Vec<u64> },
+    /// It cannot append: it leaves.
+    Shrink { epoch: u32, isr: Vec<u64> },
 }
 
 /// One round of reads for a follower.
@@ -293,4 +318,50 @@ async fn read_all(
         read_round.answer.partitions.push(data);
     }
     read_round
+}
+
+impl super::LeaderState {
+    /// Whether `follower`, its log ending at `log_end`, may join the ISR now (Kafka's `isFollowerInSync`): it
+    /// holds everything committed (the high watermark) and everything of this leader's epoch before its start,
+    /// and no other ISR change is in flight.
+    fn may_join_isr(&self, follower: u64, log_end: i64, high_watermark: i64) -> bool {
+        !self.isr.contains(&follower)
+            && log_end >= high_watermark
+            && log_end >= self.epoch_start_offset
+            && !self.is_isr_change_pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::LeaderState;
+    use tokio::time::Instant;
+
+    fn leading_from(epoch_start_offset: i64) -> LeaderState {
+        LeaderState {
+            epoch: 1,
+            isr: vec![2, 3],
+            replicas: vec![1, 2, 3],
+            followers: HashMap::new(),
+            since: Instant::now(),
+            is_isr_change_pending: false,
+            epoch_start_offset,
+        }
+    }
+
+    #[test]
+    fn a_follower_joins_the_isr_only_once_it_reaches_the_high_watermark_and_this_epochs_start() {
+        // Elected with 120 in its log while the old leader had committed up to 100: a follower at 100 (one that
+        // cannot append, say) is not in sync, or it would hold the high watermark at 100.
+        let state = leading_from(120);
+        assert!(!state.may_join_isr(1, 100, 100));
+        assert!(!state.may_join_isr(1, 119, 100));
+        assert!(state.may_join_isr(1, 120, 100));
+        assert!(!state.may_join_isr(1, 120, 130), "below the high watermark");
+        assert!(!state.may_join_isr(2, 200, 100), "in the ISR already");
+        let pending = LeaderState { is_isr_change_pending: true, ..leading_from(0) };
+        assert!(!pending.may_join_isr(1, 200, 100), "one ISR change at a time");
+    }
 }

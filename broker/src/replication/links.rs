@@ -94,10 +94,20 @@ pub trait LeaderLinks: Send + Sync + 'static {
     fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Box<dyn LeaderLink>>>;
 }
 
+/// Why a leader named no epoch end for one partition.
+#[derive(Debug)]
+pub enum EpochEndFailure {
+    /// The leader answered, refusing this one partition (it is still taking it over, cannot open its replica,
+    /// or leads it no more): the link itself works, and the link's other partitions do not wait on this one.
+    Refused(String),
+    /// The link failed: the leader is unreachable, or the call broke.
+    Link(BrokerError),
+}
+
 /// One connection from a follower to a leader node.
 pub trait LeaderLink: Send {
     /// KIP-279: where `request.leader_epoch` ends in the leader's log.
-    fn epoch_end(&mut self, request: EpochEndRequest) -> BoxFuture<'_, Result<EpochEndReply>>;
+    fn epoch_end(&mut self, request: EpochEndRequest) -> BoxFuture<'_, Result<EpochEndReply, EpochEndFailure>>;
     /// Opens the `Replicate` stream: the leader answers each fetch sent into `fetches`, in order.
     fn replicate(&mut self, fetches: mpsc::Receiver<ReplicaFetch>) -> BoxFuture<'_, Result<ReplicaAnswers>>;
 }
@@ -132,10 +142,16 @@ impl LeaderLinks for TonicLeaders {
 }
 
 impl LeaderLink for TonicLeader {
-    fn epoch_end(&mut self, request: EpochEndRequest) -> BoxFuture<'_, Result<EpochEndReply>> {
+    fn epoch_end(&mut self, request: EpochEndRequest) -> BoxFuture<'_, Result<EpochEndReply, EpochEndFailure>> {
         Box::pin(async move {
-            let reply = self.client.offsets_for_leader_epoch(request).await.map_err(|e| unavailable("epoch end", e))?;
-            Ok(reply.into_inner())
+            match self.client.offsets_for_leader_epoch(request).await {
+                Ok(reply) => Ok(reply.into_inner()),
+                // The leader's own refusal carries a reason; a transport failure does not.
+                Err(status) if rill_protocol::reason::reason_of(&status).is_some() => {
+                    Err(EpochEndFailure::Refused(status.message().to_owned()))
+                }
+                Err(status) => Err(EpochEndFailure::Link(unavailable("epoch end", status))),
+            }
         })
     }
 

@@ -43,6 +43,7 @@ mod leader;
 pub mod links;
 mod log_starts;
 mod reconcile;
+mod resign;
 #[cfg(test)]
 mod simulation;
 pub mod throttle;
@@ -80,6 +81,11 @@ struct LeaderState {
     since: Instant,
     /// An ISR change sent to the controller and not yet seen applied: no second one meanwhile.
     is_isr_change_pending: bool,
+    /// Where this leader's epoch starts in its log. A follower joins the ISR only once its log reaches it
+    /// (Kafka's `isFollowerInSync`): a high watermark the old leader left behind may be below what this leader
+    /// holds, and a follower caught up to that alone (one that cannot append, say) would hold the new high
+    /// watermark back until it lagged out again.
+    epoch_start_offset: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +122,7 @@ pub struct Replication {
     /// between the metadata naming it leader and that start ([`Self::await_leadership_start`]).
     leaderships_started: tokio::sync::watch::Sender<u64>,
     high_watermarks: high_watermarks::HighWatermarkCheckpoints,
+    resignations: Mutex<resign::Resignations>,
 }
 
 impl Replication {
@@ -148,6 +155,7 @@ impl Replication {
             appended: tokio::sync::watch::Sender::new(0),
             log_starts_reported: tokio::sync::watch::Sender::new(0),
             leaderships_started: tokio::sync::watch::Sender::new(0),
+            resignations: Mutex::new(resign::Resignations::new()),
         }
     }
 

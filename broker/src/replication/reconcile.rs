@@ -88,7 +88,16 @@ impl Reconciler {
                     let (settings, id) = (placed.settings.clone(), placed.topic_id(name));
                     match node.registry.open_replicated(name, count, settings, id).await {
                         Ok(_) => tracing::info!(topic = %name, partitions = count, "opened the replicas of a topic"),
-                        Err(err) => tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic"),
+                        Err(err) => {
+                            tracing::error!(topic = %name, error = %err, "cannot open the replicas of a topic");
+                            // What this node was made leader of and cannot even open goes to a replica that can.
+                            if err.reason() == rill_protocol::reason::Reason::DiskFull {
+                                let led = placed.partitions.iter().enumerate().filter(|(_, p)| p.leader == Some(me));
+                                for (index, p) in led {
+                                    replication.resign_for_full_disk(name, index as u32, p.leader_epoch);
+                                }
+                            }
+                        }
                     }
                 }
                 Ok(local) => {
@@ -322,15 +331,18 @@ async fn become_leader(
     // nobody, `Log::stop_caching_appends`), so reads at the tail, the followers' fetches first, hit memory.
     partition.log().start_caching_appends();
     let is_new_epoch = lock(&replication.leaders).get(&key).is_none_or(|state| state.epoch != placed.leader_epoch);
+    let epoch = i32::try_from(placed.leader_epoch).unwrap_or(i32::MAX);
     if is_new_epoch {
         let log = Arc::clone(partition.log());
-        let epoch = i32::try_from(placed.leader_epoch).unwrap_or(i32::MAX);
         let is_behind = log.epoch_end_offset(i32::MAX).is_none_or(|(last, _)| last < epoch);
         if is_behind {
             tokio::task::spawn_blocking(move || log.begin_leader_epoch(epoch)).await.map_err(BrokerError::join)??;
         }
         tracing::info!(topic = %key.0, partition = key.1, epoch = placed.leader_epoch, isr = ?placed.isr, "leading the partition");
     }
+    // Where the epoch before this one ends is where this one starts (the log start if there is none).
+    let log = partition.log();
+    let epoch_start_offset = log.epoch_end_offset(epoch - 1).map_or(log.log_start_offset(), |(_, end)| end);
     {
         let mut leaders = lock(&replication.leaders);
         let state = leaders.entry(key).or_insert_with(|| LeaderState {
@@ -340,6 +352,7 @@ async fn become_leader(
             followers: HashMap::new(),
             since: Instant::now(),
             is_isr_change_pending: false,
+            epoch_start_offset,
         });
         if state.epoch != placed.leader_epoch {
             *state = LeaderState {
@@ -347,6 +360,7 @@ async fn become_leader(
                 followers: HashMap::new(),
                 since: Instant::now(),
                 is_isr_change_pending: false,
+                epoch_start_offset,
                 ..state.clone()
             };
         }

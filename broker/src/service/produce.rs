@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::partitioner::partition_for_key;
+use rill_protocol::reason::Reason;
 use rill_protocol::record::RecordIter;
 use rill_protocol::v1::{self, produce_request::Records};
 use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression, TimestampType};
@@ -146,12 +147,19 @@ impl AdmittedProduce {
         let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
         let queued = partition.enqueue(batches).await?;
         on_queued();
-        let appended = queued.appended().await?;
+        // A leader whose disk is full hands the partition over rather than refusing until space is freed.
+        let resign_if_full = |err: BrokerError| {
+            if let (Some((replication, epoch)), Reason::DiskFull) = (&leader_epoch, err.reason()) {
+                replication.resign_for_full_disk(partition.topic.as_str(), index, *epoch);
+            }
+            err
+        };
+        let appended = queued.appended().await.map_err(resign_if_full)?;
         if let Some((replication, _)) = &leader_epoch {
             replication.on_append(&partition);
         }
         if acks == v1::Acks::Durable {
-            partition.sync_through(appended.last_offset + 1).await?;
+            partition.sync_through(appended.last_offset + 1).await.map_err(resign_if_full)?;
         }
         if let (v1::Acks::All, Some((replication, epoch))) = (acks, &leader_epoch) {
             replication.wait_replicated(&partition, *epoch, appended.last_offset + 1).await?;

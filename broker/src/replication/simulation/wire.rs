@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 
 use crate::error::Result;
 use crate::node::Node;
-use crate::replication::links::{unavailable, BoxFuture, LeaderLink, LeaderLinks, ReplicaAnswers};
+use crate::replication::links::{unavailable, BoxFuture, EpochEndFailure, LeaderLink, LeaderLinks, ReplicaAnswers};
 
 pub const PORT: u16 = 9092;
 const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -97,16 +97,18 @@ impl LeaderLinks for SimLeaders {
 }
 
 impl LeaderLink for SimLeader {
-    fn epoch_end(&mut self, request: EpochEndRequest) -> BoxFuture<'_, Result<EpochEndReply>> {
+    fn epoch_end(&mut self, request: EpochEndRequest) -> BoxFuture<'_, Result<EpochEndReply, EpochEndFailure>> {
+        let link = |e: &dyn std::fmt::Display| EpochEndFailure::Link(unavailable("epoch end", e));
         Box::pin(async move {
-            let stream = self.stream.as_mut().ok_or_else(|| unavailable("epoch end", "stream already used"))?;
+            let stream = self.stream.as_mut().ok_or_else(|| link(&"stream already used"))?;
             let exchange = async {
                 write_frame(stream, EPOCH_END, &request.encode_to_vec()).await?;
                 read_frame_within(stream).await
             };
-            match exchange.await.map_err(|e| unavailable("epoch end", e))? {
-                (EPOCH_END_REPLY, payload) => decode(payload).map_err(|e| unavailable("epoch end", e)),
-                (_, payload) => Err(unavailable("epoch end", String::from_utf8_lossy(&payload))),
+            match exchange.await.map_err(|e| link(&e))? {
+                (EPOCH_END_REPLY, payload) => decode(payload).map_err(|e| link(&e)),
+                (REFUSED, payload) => Err(EpochEndFailure::Refused(String::from_utf8_lossy(&payload).into_owned())),
+                (_, payload) => Err(link(&String::from_utf8_lossy(&payload))),
             }
         })
     }

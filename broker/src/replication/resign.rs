@@ -1,0 +1,69 @@
+//! A leader that cannot write hands its leadership over, as Kafka moves the leaderships of a failed log
+//! directory (KIP-112): once an append on this node fails for a full disk, or the node cannot even open the
+//! replica it was made leader of, it asks the controller (`Command::ResignLeadership`) to let the first other
+//! alive in-sync replica lead at the next epoch and to take this node out of the ISR. Producers then follow the
+//! new leader instead of retrying `disk-full` here until an operator frees space. This node follows like any
+//! replica: its fetcher's appends fail until space returns, then it catches up, the new leader takes it back
+//! into the ISR, and the preferred-leader balance may give the leadership back.
+//!
+//! A partition with no other alive in-sync replica stays here, refusing produces with `disk-full`: moving it
+//! would lose what only this node holds in full. It is asked about again after `RETRY_AFTER_REFUSAL`, since the
+//! ISR may have grown meanwhile.
+
+use std::time::Duration;
+
+use super::{lock, Replication};
+use crate::cluster::metadata::{ClusterMetadata, Command};
+
+/// How long a refused resignation waits before a later failed append may ask again.
+const RETRY_AFTER_REFUSAL: Duration = Duration::from_secs(5);
+
+impl Replication {
+    /// This node leads `topic`'s `partition` at `epoch` and cannot write it: asks the controller, in the
+    /// background, to move the leadership. At most one request per partition and epoch is in flight.
+    pub fn resign_for_full_disk(&self, topic: &str, partition: u32, epoch: u32) {
+        let key = (topic.to_owned(), partition);
+        if !lock(&self.resignations).insert((key.clone(), epoch)) {
+            return;
+        }
+        let Some(replication) = self.node.upgrade().and_then(|node| node.replication.clone()) else { return };
+        let command =
+            Command::ResignLeadership { topic: key.0.clone(), partition, leader: self.node_id, leader_epoch: epoch };
+        tokio::spawn(async move {
+            let (topic, partition) = (key.0.as_str(), key.1);
+            let outcome = replication.controller.propose(command).await;
+            let is_moved = match outcome {
+                Ok(outcome) if outcome.changed => {
+                    // Committed; applied here a moment later (a proposal forwarded to the controller leader).
+                    let moved =
+                        move |m: &ClusterMetadata| m.partition(topic, partition).is_none_or(|p| p.leader_epoch > epoch);
+                    replication.controller.wait_for_metadata(Box::new(moved)).await;
+                    let new_leader = replication.metadata().partition(topic, partition).and_then(|p| p.leader);
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        epoch,
+                        ?new_leader,
+                        "this node's disk is full; handed the partition's leadership to an in-sync replica"
+                    );
+                    true
+                }
+                Ok(_) => {
+                    tracing::warn!(topic, partition, epoch, "this node's disk is full and no other replica is in sync (or it leads no more); it keeps the leadership and refuses produces until space is freed");
+                    false
+                }
+                Err(err) => {
+                    tracing::warn!(topic, partition, epoch, error = %err, "this node's disk is full; cannot ask the controller to move the partition's leadership");
+                    false
+                }
+            };
+            if !is_moved {
+                tokio::time::sleep(RETRY_AFTER_REFUSAL).await;
+            }
+            lock(&replication.resignations).remove(&(key, epoch));
+        });
+    }
+}
+
+/// The (partition, epoch) pairs whose resignation is in flight, or was refused a moment ago.
+pub(super) type Resignations = std::collections::HashSet<(super::PartitionKey, u32)>;

@@ -166,6 +166,10 @@ impl Reconciler {
                         led.insert(key.clone());
                         if let Err(err) = become_leader(replication, &partition, key, p).await {
                             tracing::error!(topic = %name, partition = index, error = %err, "cannot take the leadership");
+                            // Its epoch could not be written: an in-sync replica with room leads instead.
+                            if err.reason() == rill_protocol::reason::Reason::DiskFull {
+                                replication.resign_for_full_disk(name, index, p.leader_epoch);
+                            }
                         }
                     }
                     Some(leader) => {

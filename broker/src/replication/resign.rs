@@ -1,10 +1,11 @@
 //! A leader that cannot write hands its leadership over, as Kafka moves the leaderships of a failed log
-//! directory (KIP-112): once an append on this node fails for a full disk, or the node cannot even open the
-//! replica it was made leader of, it asks the controller (`Command::ResignLeadership`) to let the first other
-//! alive in-sync replica lead at the next epoch and to take this node out of the ISR. Producers then follow the
-//! new leader instead of retrying `disk-full` here until an operator frees space. This node follows like any
-//! replica: its fetcher's appends fail until space returns, then it catches up, the new leader takes it back
-//! into the ISR, and the preferred-leader balance may give the leadership back.
+//! directory (KIP-112): once an append on this node fails for a full disk, or the node cannot open the replica
+//! it was made leader of or write the new epoch of a leadership it was given, it asks the controller
+//! (`Command::ResignLeadership`) to let the first other alive in-sync replica lead at the next epoch and to
+//! take this node out of the ISR. Producers then follow the new leader instead of retrying `disk-full` here
+//! until an operator frees space. This node follows like any replica: its fetcher's appends fail until space
+//! returns, then it catches up, the new leader takes it back into the ISR, and the preferred-leader balance may
+//! give the leadership back.
 //!
 //! A partition with no other alive in-sync replica stays here, refusing produces with `disk-full`: moving it
 //! would lose what only this node holds in full. It is asked about again after `RETRY_AFTER_REFUSAL`, since the

@@ -171,6 +171,10 @@ pub struct BrokerConfig {
     /// (`rill_storage::TailCache`, oldest evicted first); 0 keeps none. Unset: an eighth of the machine's memory,
     /// at most 1 GiB ([`default_tail_cache_bytes`]).
     pub tail_cache_bytes: Option<u64>,
+    /// Free space kept on the data dir's file system for the node's metadata (`disk_reserve.rs`): below it,
+    /// partition appends are refused with `disk-full` and, on a cluster, the node's leaderships move. 0 keeps
+    /// none. Unset: 5% of the file system, at most 1 GiB.
+    pub min_free_disk_bytes: Option<u64>,
     /// A connection on which no byte moves for this long is closed: a stalled or half-open peer holds nothing
     /// for ever. Healthy idle clients are kept alive by keepalive pings sent at a third of this.
     pub idle_connection_timeout_ms: u64,
@@ -397,6 +401,7 @@ impl Default for BrokerConfig {
             max_connections: 4_096,
             max_open_segment_files: None,
             tail_cache_bytes: None,
+            min_free_disk_bytes: None,
             idle_connection_timeout_ms: 600_000,
             group_session_timeout_ms: 10_000,
             group_min_session_timeout_ms: 100,

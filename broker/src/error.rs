@@ -120,6 +120,13 @@ pub enum BrokerError {
     NotEnoughReplicas { topic: String, partition: u32, in_sync: u32, min_insync_replicas: u32 },
     #[error("the cluster's controller is unavailable: {reason}")]
     ControllerUnavailable { reason: String },
+    /// The data dir's free space is below the reserve (`disk_reserve.rs`): appends wait for room.
+    #[error(
+        "the file system of {dir} has {free_bytes} bytes free, below this node's min_free_disk_bytes \
+         ({min_free_bytes}), kept for its metadata: appends are refused until retention, deleted records or \
+         topics, or an operator free space"
+    )]
+    BelowDiskReserve { dir: String, free_bytes: u64, min_free_bytes: u64 },
     #[error("node {node_id} is not a member of the cluster (members: {members})")]
     UnknownNode { node_id: u64, members: String },
     #[error("{reason}")]
@@ -186,6 +193,7 @@ impl BrokerError {
             BrokerError::NotCoordinator { .. } => Reason::NotCoordinator,
             BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
             BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,
+            BrokerError::BelowDiskReserve { .. } => Reason::DiskFull,
             BrokerError::UnknownNode { .. } => Reason::UnknownNode,
             BrokerError::MembershipRefused { .. } => Reason::MembershipRefused,
             BrokerError::Io { source, .. } => io_reason(source),

@@ -74,6 +74,7 @@ mod connection;
 mod console;
 mod data_dir_lock;
 mod delete_records;
+pub mod disk_reserve;
 mod error;
 mod file_budget;
 mod groups;

@@ -186,8 +186,12 @@ impl Broker {
             &config.auth.super_users,
             acls,
         ));
+        let disk_reserve =
+            Arc::new(crate::disk_reserve::DiskReserve::new(&config.data_dir, config.min_free_disk_bytes));
+        disk_reserve.spawn_refresh(shutdown_rx.clone());
         let node = Arc::new_cyclic(|weak| Node {
             authorizer,
+            disk_reserve,
             config: Arc::clone(&config),
             registry,
             offsets,

@@ -96,6 +96,11 @@ pub struct BrokerArgs {
     /// evicted first); 0 turns the cache off. [default: 1/8 of the machine's memory, at most 1 GiB]
     #[arg(long, env = "RILL_TAIL_CACHE_BYTES", value_name = "BYTES")]
     tail_cache_bytes: Option<u64>,
+    /// Free space kept on the data dir's file system for the node's metadata: below it, appends are refused
+    /// with disk-full and a cluster node's leaderships move to in-sync replicas; 0 keeps none. [default: 5% of
+    /// the file system, at most 1 GiB]
+    #[arg(long, env = "RILL_MIN_FREE_DISK_BYTES", value_name = "BYTES")]
+    min_free_disk_bytes: Option<u64>,
     /// Worker threads of the broker's async runtime (at most 1024); 0 is one per core. [default: 0]
     #[arg(long, env = "RILL_WORKER_THREADS", value_name = "N")]
     worker_threads: Option<usize>,
@@ -319,6 +324,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.tail_cache_bytes {
             config.tail_cache_bytes = Some(v);
+        }
+        if let Some(v) = self.min_free_disk_bytes {
+            config.min_free_disk_bytes = Some(v);
         }
         if let Some(v) = self.worker_threads {
             config.worker_threads = v;

@@ -99,7 +99,7 @@ async fn run(replication: Arc<Replication>, leader: u64, address: String, assign
         match stream_from(&replication, &address, &assignments, &mut has_appended, &mut cannot_append).await {
             Ok(()) => backoff.reset(),
             Err(err) => {
-                let is_append_failure = matches!(err, BrokerError::Storage(_));
+                let is_append_failure = matches!(err, BrokerError::Storage(_) | BrokerError::BelowDiskReserve { .. });
                 if is_append_failure && (!is_append_failing || has_appended) {
                     tracing::warn!(leader, %address, error = %err, "cannot append what the leader sent; retrying");
                 } else {
@@ -135,6 +135,7 @@ async fn stream_from(
     for assignment in assignments {
         candidates.push((assignment.clone(), node.registry.partition(&assignment.topic, assignment.partition)?));
     }
+    let disk_reserve = Arc::clone(&node.disk_reserve);
     drop(node);
     let mut leader = replication.leader_links.connect(address).await?;
     let (mut followed, mut set_aside) = truncate_all(leader.as_mut(), candidates).await?;
@@ -163,7 +164,8 @@ async fn stream_from(
     requests.send(fetch(&followed, cannot_append)).await.map_err(|e| unavailable("replication stream", e))?;
     let mut inbound = leader.replicate(outbound).await?;
     while let Some(answer) = inbound.next().await.transpose()? {
-        for data in answer.partitions {
+        let mut partitions = answer.partitions.into_iter();
+        while let Some(data) = partitions.next() {
             let Some((_, partition)) =
                 followed.iter().find(|(a, _)| a.topic == data.topic && a.partition == data.partition)
             else {
@@ -180,11 +182,19 @@ async fn stream_from(
             if !data.batches.is_empty() {
                 tracing::debug!(topic = %data.topic, partition = data.partition, bytes = data.batches.len(), "follower received");
                 let key = (data.topic.clone(), data.partition);
-                match append(partition, data.batches).await {
+                // Below the disk reserve as on a full disk: the room left is the metadata's.
+                let appended = match disk_reserve.take(data.batches.len() as u64) {
+                    Ok(()) => append(partition, data.batches).await,
+                    Err(err) => Err(err),
+                };
+                match appended {
                     Ok(()) => cannot_append.remove(&key),
                     Err(err) => {
                         if err.reason() == rill_protocol::reason::Reason::DiskFull {
+                            // Nor can the rest of this answer be: all of it is reported at once.
                             cannot_append.insert(key);
+                            let rest = partitions.filter(|rest| !rest.batches.is_empty());
+                            cannot_append.extend(rest.map(|rest| (rest.topic, rest.partition)));
                         }
                         return Err(err);
                     }

@@ -118,6 +118,13 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
         }
         None => None,
     };
+    // Below the disk reserve: refused before the append, and the leadership moves as for a full disk.
+    if let Err(err) = node.disk_reserve.take(batches.iter().map(|b| b.len() as u64).sum()) {
+        if let Some((replication, epoch)) = &leader_epoch {
+            replication.resign_for_full_disk(&request.topic, index, *epoch);
+        }
+        return Err(err);
+    }
     Ok((partition, batches, acks, leader_epoch))
 }
 

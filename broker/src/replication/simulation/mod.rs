@@ -163,6 +163,8 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let node = Arc::new_cyclic(|weak| Node {
         // Authorization off: the simulation is about replication, not who may produce.
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
+        // No reserve: the hosts share the machine's disk, whose free space is not the simulation's to decide.
+        disk_reserve: Arc::new(crate::disk_reserve::DiskReserve::new(&data_dir, Some(0))),
         config: Arc::clone(&config),
         registry,
         offsets,

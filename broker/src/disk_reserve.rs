@@ -115,13 +115,14 @@ fn default_reserve(total_bytes: u64) -> u64 {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Space {
-    total_bytes: u64,
+pub(crate) struct Space {
+    pub(crate) total_bytes: u64,
     /// What an unprivileged writer may still use (`f_bavail`).
-    free_bytes: u64,
+    pub(crate) free_bytes: u64,
 }
 
-fn space_of(dir: &Path) -> Option<Space> {
+/// The size and free space of the file system holding `dir` (the console shows them too).
+pub(crate) fn space_of(dir: &Path) -> Option<Space> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();

@@ -107,16 +107,5 @@ fn throughput(console: &Console, body: &mut Html) {
 
 /// Free and total bytes of the file system holding `path`: what a non-root user may still write, and the size.
 pub(crate) fn file_system_space(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `path` is NUL-terminated and `stats` is a writable statvfs; the call fills it or fails.
-    let result = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
-    if result != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled the struct.
-    let stats = unsafe { stats.assume_init() };
-    let block = stats.f_frsize;
-    Some((stats.f_bavail.saturating_mul(block), stats.f_blocks.saturating_mul(block)))
+    crate::disk_reserve::space_of(path).map(|space| (space.free_bytes, space.total_bytes))
 }

@@ -401,25 +401,35 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn a_follower_whose_disk_fills_leaves_the_isr_and_catches_up_once_space_returns() {
+/// Three nodes, `node`'s data dir on a 32 MiB tmpfs, and topic `orders` (3 partitions, RF 3) with every replica
+/// in sync; `None` (the test says it is skipped) where no tmpfs can be mounted.
+fn cluster_with_a_tiny_disk(node: u64) -> Option<(TinyFs, Cluster, Vec<PartitionRow>)> {
     let Some(fs) = TinyFs::mount(32 << 20) else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-        return;
+        return None;
     };
-    let full_dir = fs.path.join("d3");
-    std::fs::create_dir(&full_dir).expect("node 3's data dir");
-    let mut cluster = Cluster::start_with(FAST_CLUSTER, |dir| {
-        std::os::unix::fs::symlink(&full_dir, dir.join("d3")).expect("link node 3's data dir to the tmpfs");
+    let name = format!("d{node}");
+    let full_dir = fs.path.join(&name);
+    std::fs::create_dir(&full_dir).expect("the data dir on the tmpfs");
+    let cluster = Cluster::start_with(FAST_CLUSTER, |dir| {
+        std::os::unix::fs::symlink(&full_dir, dir.join(&name)).expect("link the data dir to the tmpfs");
     });
+    let healthy = if node == 1 { 2 } else { 1 };
     let deadline = Instant::now() + DEADLINE;
     let args = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
-    while !rill(cluster.addr(1), &args).status.success() {
+    while !rill(cluster.addr(healthy), &args).status.success() {
         assert!(Instant::now() < deadline, "topic never created");
         std::thread::sleep(Duration::from_millis(200));
     }
     let all_in_sync = |rows: &[PartitionRow]| rows.iter().all(|r| r.leader.is_some() && r.isr.len() == 3);
-    let rows = wait_for_topic(cluster.addr(1), 3, "leaders with 3 in-sync replicas", all_in_sync);
+    let rows = wait_for_topic(cluster.addr(healthy), 3, "leaders with 3 in-sync replicas", all_in_sync);
+    Some((fs, cluster, rows))
+}
+
+#[test]
+fn a_follower_whose_disk_fills_leaves_the_isr_and_catches_up_once_space_returns() {
+    let Some((fs, mut cluster, rows)) = cluster_with_a_tiny_disk(3) else { return };
+    let deadline = Instant::now() + DEADLINE;
     // A partition node 3 follows: its leader's disk has room.
     let partition = rows.iter().position(|r| r.leader != Some(3)).expect("node 3 cannot lead all three");
     let leader = rows[partition].leader.expect("a leader");
@@ -482,23 +492,8 @@ fn a_follower_whose_disk_fills_leaves_the_isr_and_catches_up_once_space_returns(
 
 #[test]
 fn a_leader_whose_disk_fills_hands_its_leadership_to_an_in_sync_replica_and_rejoins_once_space_returns() {
-    let Some(fs) = TinyFs::mount(32 << 20) else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-        return;
-    };
-    let full_dir = fs.path.join("d1");
-    std::fs::create_dir(&full_dir).expect("node 1's data dir");
-    let mut cluster = Cluster::start_with(FAST_CLUSTER, |dir| {
-        std::os::unix::fs::symlink(&full_dir, dir.join("d1")).expect("link node 1's data dir to the tmpfs");
-    });
+    let Some((fs, mut cluster, rows)) = cluster_with_a_tiny_disk(1) else { return };
     let deadline = Instant::now() + DEADLINE;
-    let args = ["topic", "create", "orders", "--partitions", "3", "--replication-factor", "3"];
-    while !rill(cluster.addr(2), &args).status.success() {
-        assert!(Instant::now() < deadline, "topic never created");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let all_in_sync = |rows: &[PartitionRow]| rows.iter().all(|r| r.leader.is_some() && r.isr.len() == 3);
-    let rows = wait_for_topic(cluster.addr(2), 3, "leaders with 3 in-sync replicas", all_in_sync);
     let partition = rows.iter().position(|r| r.leader == Some(1)).expect("node 1 leads one of three");
     let brokers = format!("{},{},{}", cluster.addr(1), cluster.addr(2), cluster.addr(3));
     let mut acknowledged = chunk("before-the-disk-filled");

@@ -32,6 +32,8 @@ pub struct DiskReserve {
     free_bytes: AtomicU64,
     /// Whether the last reading was below the reserve: each crossing is logged once.
     was_below: AtomicBool,
+    /// Appends refused for the reserve, since the start (a metric).
+    refused_appends: AtomicU64,
 }
 
 impl DiskReserve {
@@ -40,7 +42,27 @@ impl DiskReserve {
         let space = space_of(dir);
         let min_free_bytes = configured.unwrap_or_else(|| default_reserve(space.map_or(0, |s| s.total_bytes)));
         let free_bytes = AtomicU64::new(space.map_or(u64::MAX, |s| s.free_bytes));
-        Self { dir: dir.to_path_buf(), min_free_bytes, free_bytes, was_below: AtomicBool::new(false) }
+        Self {
+            dir: dir.to_path_buf(),
+            min_free_bytes,
+            free_bytes,
+            was_below: AtomicBool::new(false),
+            refused_appends: AtomicU64::new(0),
+        }
+    }
+
+    /// A reserve of one byte whose free space is whatever the simulation says ([`Self::set_free_bytes`]), never
+    /// read from the disk: the simulated hosts share the machine's file system, so its fullness is a fault the
+    /// simulation injects.
+    #[cfg(test)]
+    pub(crate) fn simulated(dir: &Path) -> Self {
+        Self { min_free_bytes: 1, free_bytes: AtomicU64::new(u64::MAX), ..Self::new(dir, Some(0)) }
+    }
+
+    /// Sets the free space as if just read: 0 fills the disk, `u64::MAX` frees it.
+    #[cfg(test)]
+    pub(crate) fn set_free_bytes(&self, free_bytes: u64) {
+        self.free_bytes.store(free_bytes, Ordering::Relaxed);
     }
 
     pub fn min_free_bytes(&self) -> u64 {
@@ -55,7 +77,10 @@ impl DiskReserve {
     /// [`Self::check`], then counts `bytes` about to be written as gone until the next read: appends between
     /// two reads cannot run far past the reserve.
     pub fn take(&self, bytes: u64) -> Result<(), BrokerError> {
-        self.check()?;
+        if let Err(err) = self.check() {
+            self.refused_appends.fetch_add(1, Ordering::Relaxed);
+            return Err(err);
+        }
         if self.min_free_bytes > 0 {
             let _ = self
                 .free_bytes
@@ -75,6 +100,16 @@ impl DiskReserve {
             free_bytes,
             min_free_bytes: self.min_free_bytes,
         })
+    }
+
+    /// Appends refused below the reserve since the node started.
+    pub fn refused_appends(&self) -> u64 {
+        self.refused_appends.load(Ordering::Relaxed)
+    }
+
+    /// The data dir's file system as it is now (not the last reading): for the metrics and the console.
+    pub(crate) fn space_now(&self) -> Option<Space> {
+        space_of(&self.dir)
     }
 
     /// Reads the free space now.
@@ -156,7 +191,10 @@ mod tests {
         reserve.take(1500).expect("3000 free");
         reserve.take(1000).expect("1500 free");
         assert_eq!(reserve.free_bytes(), 500);
+        assert_eq!(reserve.refused_appends(), 0);
         assert!(reserve.take(1).is_err(), "500 free, below the reserve");
+        assert!(reserve.check().is_err());
+        assert_eq!(reserve.refused_appends(), 1, "a refused take counts; a check alone does not");
     }
 
     #[test]

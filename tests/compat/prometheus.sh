@@ -108,7 +108,8 @@ for panel in dashboard["panels"]:
         assert answer["status"] == "success", (panel["title"], expr, answer)
         if not answer["data"]["result"]:
             empty.append(panel["title"])
-for needed in ("Records in / out per second, by topic", "Consumer lag by group", "Produce latency (gRPC)"):
+for needed in ("Records in / out per second, by topic", "Consumer lag by group", "Produce latency (gRPC)",
+               "Disk: free space against the reserve"):
     assert needed not in empty, f"dashboard panel {needed!r} found no data"
 print(f"prometheus.sh: the dashboard's {sum(len(p['targets']) for p in dashboard['panels'])} queries evaluate")
 PY

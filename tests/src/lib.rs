@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 
 pub use tempfile::TempDir;
 
+pub mod admin_http;
 pub mod group_member;
 pub mod kafka_client;
 

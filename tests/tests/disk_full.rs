@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use rill_protocol::v1;
+use rill_tests::admin_http::{get, sample};
 use rill_tests::{batch_of, produce_request, TestBroker};
 use tonic::Code;
 
@@ -136,6 +137,14 @@ async fn appends_stop_at_the_disk_reserve_which_the_brokers_own_writes_keep() {
     // most of the reserve is left.
     let free = free_bytes(&fs.path);
     assert!(free + (512 << 10) >= reserve, "{free} bytes free, the reserve is {reserve}");
+    // What an operator's alert sees: below the reserve, appends refused, the reserve and the file system's size.
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    let (_, text) = get(admin, "/metrics", "text/plain").await;
+    assert_eq!(sample(&text, "rill_disk_below_reserve"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "rill_disk_reserve_refused_appends_total"), Some(1.0));
+    assert_eq!(sample(&text, "rill_disk_reserve_bytes"), Some(reserve as f64));
+    assert_eq!(sample(&text, "rill_disk_total_bytes"), Some((8 << 20) as f64));
+    assert!(sample(&text, "rill_disk_free_bytes").is_some_and(|free| free < reserve as f64 + (512 << 10) as f64));
 
     // The room is the broker's: a topic's metadata is written, reads go on.
     let create = v1::CreateTopicRequest { name: "more".into(), partition_count: 1, ..Default::default() };
@@ -156,6 +165,8 @@ async fn appends_stop_at_the_disk_reserve_which_the_brokers_own_writes_keep() {
             }
         }
     }
+    let (_, text) = get(admin, "/metrics", "text/plain").await;
+    assert_eq!(sample(&text, "rill_disk_below_reserve"), Some(0.0), "{text}");
     let dir = broker.shutdown().await;
     drop(dir);
     drop(fs);

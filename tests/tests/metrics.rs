@@ -1,34 +1,14 @@
 //! The admin listener end to end: `/health`, `/ready`, `/metrics` over a real socket, with figures that agree with
 //! what was produced, fetched and committed; and no listener (nor metrics) with `admin_listen` off.
 
-use std::net::SocketAddr;
-
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
+use rill_tests::admin_http::{get, sample};
 use rill_tests::kafka_client::KafkaClient;
 use rill_tests::{batch_of, fetch_request, TestBroker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
-
-/// One HTTP/1.1 GET: the status code and the body.
-async fn get(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the admin listener");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send the request");
-    let mut response = String::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut response));
-    read.await.expect("answered within 10 s").expect("read the response");
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-/// The value of the sample written exactly as `series` (name and labels), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 #[tokio::test]
 async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
@@ -93,6 +73,12 @@ async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
     assert!(sample(&text, "rill_tail_cache_bytes").is_some_and(|bytes| bytes > 0.0));
     assert!(sample(&text, "rill_connections_open").is_some_and(|open| open >= 1.0));
     assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|rss| rss > 0.0));
+    // The data dir's file system, and its reserve not reached.
+    let total = sample(&text, "rill_disk_total_bytes").expect("the file system's size");
+    assert!(sample(&text, "rill_disk_free_bytes").is_some_and(|free| free > 0.0 && free <= total), "{text}");
+    assert!(sample(&text, "rill_disk_reserve_bytes").is_some_and(|reserve| reserve > 0.0 && reserve <= total / 20.0));
+    assert_eq!(sample(&text, "rill_disk_below_reserve"), Some(0.0));
+    assert_eq!(sample(&text, "rill_disk_reserve_refused_appends_total"), Some(0.0));
     assert!(!text.contains("# EOF"), "the 0.0.4 text format has no end marker");
     assert!(text.contains("# TYPE rill_partition_produced_records_total counter"));
 

@@ -325,7 +325,48 @@ impl Scraped {
             MetricType::Gauge,
             self.node.registry.appends_in_flight() as f64,
         )?;
+        self.encode_disk(encoder)?;
         self.encode_tail_cache(encoder)
+    }
+
+    /// The data dir's file system and the disk reserve (`disk_reserve.rs`): what to alert on before appends stop.
+    fn encode_disk(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let reserve = &self.node.disk_reserve;
+        if let Some(space) = reserve.space_now() {
+            let sizes = [
+                ("rill_disk_total_bytes", "Size of the file system holding the data dir.", space.total_bytes),
+                (
+                    "rill_disk_free_bytes",
+                    "Bytes of the data dir's file system a non-root writer may still use (statvfs f_bavail), read at \
+                     the scrape.",
+                    space.free_bytes,
+                ),
+            ];
+            for (name, help, value) in sizes {
+                single(encoder, name, help, MetricType::Gauge, value as f64)?;
+            }
+        }
+        single(
+            encoder,
+            "rill_disk_reserve_bytes",
+            "min_free_disk_bytes: below this much free space the node refuses partition appends (0: no reserve).",
+            MetricType::Gauge,
+            reserve.min_free_bytes() as f64,
+        )?;
+        single(
+            encoder,
+            "rill_disk_below_reserve",
+            "1 while the free space, as last read, is below the reserve and partition appends are refused.",
+            MetricType::Gauge,
+            if reserve.check().is_err() { 1.0 } else { 0.0 },
+        )?;
+        single(
+            encoder,
+            "rill_disk_reserve_refused_appends",
+            "Partition appends (produces and replica fetches) refused because the free space was below the reserve.",
+            MetricType::Counter,
+            reserve.refused_appends() as f64,
+        )
     }
 
     /// The tail cache's counters; none of its families when the node keeps no cache.

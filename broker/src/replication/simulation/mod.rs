@@ -2,13 +2,16 @@
 //! touches (the registry and its storage `Log`s in a temp dir, the reconciler, the follower's fetcher, the
 //! leader's high watermark and ISR logic, the produce path), on simulated hosts. Followers reach leaders, and the
 //! producer reaches nodes, over turmoil's TCP (`wire.rs`); the controller is a stand-in that applies the real
-//! metadata commands (`controller.rs`).
+//! metadata commands (`controller.rs`). Each node's disk reserve (`disk_reserve.rs`) reads its free space from
+//! the simulation, so a full disk is a fault like the others.
 //!
 //! Per seed: a producer sends numbered records to partition 0 of a topic with RF 3 and `min_insync_replicas`
 //! 2 (three in four with ACKS_ALL, the rest ACKS_LEADER) while the driver injects faults for
 //! [`FAULTS_FOR`]: the partition leader cut off from its followers and the controller (with or without the
-//! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), message
-//! loss and longer latencies. Every third round the driver also fetches, then commits, a group's offset (see
+//! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), a node's
+//! disk full (the leader's or a follower's: its appends are refused `disk-full`, so the leader hands the
+//! partition to an in-sync replica, `resign.rs`, and a follower says it cannot append and leaves the ISR),
+//! message loss and longer latencies. Every third round the driver also fetches, then commits, a group's offset (see
 //! below). Then it heals everything, waits for the replicas to converge, and checks:
 //!
 //! - every record acknowledged with ACKS_ALL is in the converged log, once, in the order acknowledged;
@@ -114,6 +117,13 @@ struct World {
     start_overs: AtomicUsize,
     /// DeleteRecords calls the driver was answered a low watermark for.
     deletions_succeeded: AtomicUsize,
+    /// Nodes whose disk is full: a process (re)started meanwhile starts full.
+    full_disks: Mutex<BTreeSet<u64>>,
+    /// Leaders whose disk filled and whose partition an in-sync replica led at a later epoch by the time the
+    /// fault ended (nothing else moves a leadership while a node's disk is the only fault).
+    handovers: AtomicUsize,
+    /// Followers whose disk filled and who were out of the ISR by the time it ended.
+    full_followers_dropped: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -160,11 +170,15 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let acls = Arc::new(crate::auth::acl_store::AclStore::open(&data_dir)?);
     let users = Arc::new(crate::auth::UserStore::open(&data_dir)?);
     let offsets = Arc::new(OffsetStore::replicated(Arc::clone(&controller), node_id, Arc::clone(&config)));
+    // Free space from the simulation, not from the machine's disk the hosts share.
+    let disk_reserve = Arc::new(crate::disk_reserve::DiskReserve::simulated(&data_dir));
+    if lock(&world.full_disks).contains(&node_id) {
+        disk_reserve.set_free_bytes(0);
+    }
     let node = Arc::new_cyclic(|weak| Node {
         // Authorization off: the simulation is about replication, not who may produce.
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
-        // No reserve: the hosts share the machine's disk, whose free space is not the simulation's to decide.
-        disk_reserve: Arc::new(crate::disk_reserve::DiskReserve::new(&data_dir, Some(0))),
+        disk_reserve: Arc::clone(&disk_reserve),
         config: Arc::clone(&config),
         registry,
         offsets,
@@ -367,6 +381,11 @@ enum Fault {
     Crashed {
         node_id: u64,
     },
+    /// No free space left below the node's disk reserve; `led_at` is the leader epoch if it led the partition.
+    DiskFull {
+        node_id: u64,
+        led_at: Option<u32>,
+    },
     /// Message loss and slower messages everywhere.
     Lossy,
 }
@@ -387,10 +406,29 @@ impl FaultLoop {
         metadata.topics.get(TOPIC).and_then(|t| t.partitions.first()).and_then(|p| p.leader).unwrap_or(NODES[0])
     }
 
+    /// The partition's leader, leader epoch and ISR as committed.
+    fn partition_state(&self) -> Option<(Option<u64>, u32, Vec<u64>)> {
+        let metadata = self.world.controller.committed();
+        let p = metadata.topics.get(TOPIC)?.partitions.first()?.clone();
+        Some((p.leader, p.leader_epoch, p.isr))
+    }
+
+    fn fill_disk(&self, node_id: u64, free_bytes: u64) {
+        let mut full = lock(&self.world.full_disks);
+        if free_bytes == 0 {
+            full.insert(node_id);
+        } else {
+            full.remove(&node_id);
+        }
+        if let Some(node) = self.world.node(node_id) {
+            node.disk_reserve.set_free_bytes(free_bytes);
+        }
+    }
+
     fn start(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
         let leader = self.leader();
         let other = *NODES.iter().filter(|id| **id != leader).nth(self.rng.gen_range(0..2)).unwrap_or(&NODES[0]);
-        let drawn = self.rng.gen_range(0..5);
+        let drawn = self.rng.gen_range(0..7);
         let fault = match drawn {
             // The first fault crashes the leader (see `step`): every seed restarts a leader from its checkpoint.
             _ if !self.has_crashed_leader => Fault::Crashed { node_id: leader },
@@ -398,6 +436,11 @@ impl FaultLoop {
             1 => Fault::Isolated { node_id: leader, alone: true },
             2 => Fault::Isolated { node_id: other, alone: false },
             3 => Fault::Crashed { node_id: if self.rng.gen_bool(0.7) { leader } else { other } },
+            4 | 5 => {
+                let node_id = if drawn == 4 { leader } else { other };
+                let led_at = self.partition_state().filter(|(l, _, _)| *l == Some(node_id)).map(|(_, epoch, _)| epoch);
+                Fault::DiskFull { node_id, led_at }
+            }
             _ => Fault::Lossy,
         };
         match &fault {
@@ -422,6 +465,7 @@ impl FaultLoop {
                 lock(&self.world.nodes).remove(node_id);
                 self.world.controller.cut_off(*node_id);
             }
+            Fault::DiskFull { node_id, .. } => self.fill_disk(*node_id, 0),
             Fault::Lossy => {
                 sim.set_fail_rate(0.05);
                 sim.set_max_message_latency(Duration::from_millis(100));
@@ -456,6 +500,17 @@ impl FaultLoop {
                 }
                 self.world.controller.reconnect(node_id);
                 sim.bounce(host_name(node_id));
+            }
+            Fault::DiskFull { node_id, led_at } => {
+                if let Some((leader, epoch, isr)) = self.partition_state() {
+                    if led_at.is_some_and(|at| epoch > at) && leader.is_some_and(|l| l != node_id) {
+                        self.world.handovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if led_at.is_none() && leader != Some(node_id) && !isr.contains(&node_id) {
+                        self.world.full_followers_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.fill_disk(node_id, u64::MAX);
             }
             Fault::Lossy => {
                 sim.set_fail_rate(0.0);
@@ -510,6 +565,8 @@ impl FaultLoop {
 struct Exercised {
     deletions_succeeded: usize,
     start_overs: usize,
+    handovers: usize,
+    full_followers_dropped: usize,
 }
 
 fn run_seed(seed: u64) -> Result<Exercised, String> {
@@ -552,25 +609,30 @@ fn run_seed(seed: u64) -> Result<Exercised, String> {
     outcome.map(|()| Exercised {
         deletions_succeeded: world.deletions_succeeded.load(Ordering::Relaxed),
         start_overs: world.start_overs.load(Ordering::Relaxed),
+        handovers: world.handovers.load(Ordering::Relaxed),
+        full_followers_dropped: world.full_followers_dropped.load(Ordering::Relaxed),
     })
 }
 
 #[test]
 fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converge() {
     let started = std::time::Instant::now();
-    let (mut deleting_seeds, mut starting_over_seeds) = (0, 0);
+    let (mut deleting_seeds, mut starting_over_seeds, mut handing_over_seeds, mut dropping_seeds) = (0, 0, 0, 0);
     for seed in crate::cluster::simulation::seeds() {
         match run_seed(seed) {
             Ok(exercised) => {
                 deleting_seeds += usize::from(exercised.deletions_succeeded > 0);
                 starting_over_seeds += usize::from(exercised.start_overs > 0);
+                handing_over_seeds += usize::from(exercised.handovers > 0);
+                dropping_seeds += usize::from(exercised.full_followers_dropped > 0);
             }
             Err(err) => panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}"),
         }
     }
     eprintln!(
         "replication simulation: DeleteRecords answered in {deleting_seeds} seeds, a follower started over in \
-         {starting_over_seeds}, finished in {:?}",
+         {starting_over_seeds}, a full leader handed over in {handing_over_seeds}, a full follower left the ISR in \
+         {dropping_seeds}, finished in {:?}",
         started.elapsed()
     );
     // Otherwise the log-start properties could pass without anything deleted or any follower starting over. A
@@ -578,5 +640,7 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
     if crate::cluster::simulation::seeds().len() > 1 {
         assert!(deleting_seeds > 0, "no seed had a DeleteRecords answered");
         assert!(starting_over_seeds > 0, "no seed had a follower start over at the leader's log start");
+        assert!(handing_over_seeds > 0, "no seed had a leader whose disk filled hand the partition over");
+        assert!(dropping_seeds > 0, "no seed had a follower whose disk filled leave the ISR");
     }
 }

@@ -1,7 +1,7 @@
 //! Replicated partitions on three real `rill broker` processes: a topic with 3 replicas keeps every record
 //! produced with `--acks all` through repeated SIGKILLs of its leader; each killed node restarts, truncates
 //! what it must, catches up and rejoins the ISR. The kills alternate between the controller leader and a partition
-//! leader that is not it. `RILL_FAILOVER_CYCLES=N` runs more kills than the default, `RILL_FAILOVER_KILL=controller`
+//! leader that is not it, 20 kills. `RILL_FAILOVER_CYCLES=N` runs N kills instead, `RILL_FAILOVER_KILL=controller`
 //! (or `partition`) only that kind, and `RILL_FAILOVER_CONFIG` sets lines of the nodes' TOML (`;`-separated, each
 //! in place of the test's own for that key: `node_liveness_probe = false` times a failover that waits for the
 //! session, `node_heartbeat_interval_ms = 1000; node_session_timeout_ms = 6000` the defaults).
@@ -96,7 +96,8 @@ fn with_overrides(config: &str, overrides: &str) -> String {
 
 #[test]
 fn acks_all_records_survive_repeated_leader_kills_and_killed_nodes_rejoin_the_isr() {
-    let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    // 20 kills, as issue 14 asks of CI: about 17 s on the development machine.
+    let cycles: usize = std::env::var("RILL_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let mut cluster =
         Cluster::start(&with_overrides(FAST_CLUSTER, &std::env::var("RILL_FAILOVER_CONFIG").unwrap_or_default()));
     let deadline = Instant::now() + DEADLINE;

@@ -6,7 +6,8 @@
 //! openraft's network trait. What this proves is the quorum's behaviour over a faulty network, not the tonic glue
 //! (the real-process tests in `cli/tests/cluster.rs` cover that).
 //!
-//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), `RILL_SIM_SEED=S` only S; a failure names its seed.
+//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), from `RILL_SIM_FIRST_SEED=F` on F..F+N, and
+//! `RILL_SIM_SEED=S` only S; a failure names its seed.
 //! The seed fixes turmoil's choices (message latencies, the order hosts run in); openraft draws its election
 //! timeouts from its own thread RNG and the log store fsyncs on tokio's blocking pool, so a rerun of a seed
 //! replays the same network but not always the same elections.
@@ -389,14 +390,16 @@ fn run_crash_seed(seed: u64) -> Result<(), String> {
     outcome
 }
 
-/// The seeds to run: `RILL_SIM_SEED` alone, or 0..`RILL_SIM_SEEDS` (default 20). The replication simulation
+/// The seeds to run: `RILL_SIM_SEED` alone, or `RILL_SIM_SEEDS` (default 20) from `RILL_SIM_FIRST_SEED` (0). The replication simulation
 /// takes the same.
 pub(crate) fn seeds() -> Vec<u64> {
     match std::env::var("RILL_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("RILL_SIM_SEED is a number")],
         Err(_) => {
             let count = std::env::var("RILL_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
-            (0..count).collect()
+            // Past the seeds CI runs, for a search of new ones.
+            let first = std::env::var("RILL_SIM_FIRST_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+            (first..first + count).collect()
         }
     }
 }

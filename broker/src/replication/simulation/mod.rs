@@ -31,7 +31,8 @@
 //!   from the moment the broker holds it on (sampled each tick). The first fault of every seed crashes the
 //!   partition leader once the checkpoint holds a high watermark above 0, so every seed checks it.
 //!
-//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), `RILL_SIM_SEED=S` only S; a failure names its seed.
+//! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), from `RILL_SIM_FIRST_SEED=F` on F..F+N, and
+//! `RILL_SIM_SEED=S` only S; a failure names its seed.
 //! The seed fixes the faults, turmoil's latencies and losses, and the order hosts run in; storage runs on
 //! tokio's blocking pool in real time, so a rerun replays the same faults but not always the same interleaving.
 

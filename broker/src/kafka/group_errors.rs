@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError;
 use super::error::error_code;
 use crate::error::BrokerError;
 use crate::groups::classic::ClassicError;
+use rill_protocol::reason::Reason;
 
 pub fn classic_code(err: &ClassicError) -> i16 {
     let error = match err {
@@ -42,6 +43,10 @@ pub fn group_code(err: &BrokerError) -> i16 {
         BrokerError::TooManyGroups { .. } | BrokerError::TooManyMembers { .. } => ResponseError::GroupMaxSizeReached,
         // Kafka's coordinator answers a commit short of in-sync replicas so: the client retries it.
         BrokerError::ShuttingDown | BrokerError::NotEnoughReplicas { .. } => ResponseError::CoordinatorNotAvailable,
+        // Its offsets partition's disk is full (KAFKA_STORAGE_ERROR), which Kafka's coordinator answers with
+        // NOT_COORDINATOR: the client looks for the coordinator again, and on a cluster finds the in-sync replica
+        // this node handed the partition to (`replication/resign.rs`).
+        other if other.reason() == Reason::DiskFull => ResponseError::NotCoordinator,
         other => return error_code(other),
     };
     error.code()
@@ -64,5 +69,17 @@ mod tests {
         assert_eq!(classic_code(&fenced), 82);
         assert_eq!(group_code(&BrokerError::GroupNotEmpty { group: "g".into(), members: 1, action: "x" }), 68);
         assert_eq!(group_code(&BrokerError::UnknownGroup { group: "g".into() }), 69);
+    }
+
+    #[test]
+    fn a_commit_the_coordinators_full_disk_refused_sends_the_client_to_find_the_coordinator_again() {
+        let below = BrokerError::BelowDiskReserve { dir: "d".into(), free_bytes: 1, min_free_bytes: 2 };
+        let enospc =
+            BrokerError::Io { path: "d/00000.log".into(), source: std::io::Error::from_raw_os_error(libc::ENOSPC) };
+        for err in [below, enospc] {
+            assert_eq!(err.reason(), Reason::DiskFull);
+            assert_eq!(group_code(&err), ResponseError::NotCoordinator.code(), "{err}");
+            assert_eq!(error_code(&err), ResponseError::KafkaStorageError.code(), "a produce keeps Kafka's code");
+        }
     }
 }

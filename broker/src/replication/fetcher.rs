@@ -202,6 +202,12 @@ async fn stream_from(
                 *has_appended = true;
                 tracing::debug!(topic = %data.topic, partition = data.partition, log_end = partition.log().log_end_offset(), "follower appended");
             }
+            // Holding all the leader has, it has nothing it could fail to append: it may rejoin the ISR. A flag
+            // kept until its next append would keep a caught-up replica out for as long as nobody produces (one
+            // that started over at the leader's log start, say, or one whose batches came before its disk filled).
+            if partition.log().log_end_offset() >= data.log_end_offset {
+                cannot_append.remove(&(data.topic.clone(), data.partition));
+            }
             follow_high_watermark(partition.log(), data.high_watermark);
             // After the high watermark: the start goes up to it, so as far as the leader's when caught up.
             if data.log_start_offset > partition.log().log_start_offset() {

@@ -6,6 +6,11 @@
 //! the operator make room again. Redpanda's `storage_min_free_bytes` does the same; Kafka has no reserve and
 //! halts once a log directory's writes fail.
 //!
+//! A cluster coordinator's offset commits may use the first half of the reserve ([`DiskReserve::take_for_commit`]):
+//! below that, it hands its offsets partitions to in-sync replicas (as a leader hands over a partition it
+//! cannot append to), so a coordinator's commits cannot eat the room its controller log needs. A single node
+//! commits into the whole reserve: no other node could take its groups.
+//!
 //! The free space is read (`statvfs`) every `REFRESH` by a task, not per append: a check is one atomic load,
 //! and each append admitted counts its bytes off the last reading until the next, so the appends between two
 //! readings cannot run far past the reserve (by those already admitted, at most).
@@ -56,7 +61,8 @@ impl DiskReserve {
     /// simulation injects.
     #[cfg(test)]
     pub(crate) fn simulated(dir: &Path) -> Self {
-        Self { min_free_bytes: 1, free_bytes: AtomicU64::new(u64::MAX), ..Self::new(dir, Some(0)) }
+        // Two bytes, so that a full disk (0 free) is below the half offset commits may not use either.
+        Self { min_free_bytes: 2, free_bytes: AtomicU64::new(u64::MAX), ..Self::new(dir, Some(0)) }
     }
 
     /// Sets the free space as if just read: 0 fills the disk, `u64::MAX` frees it.
@@ -100,6 +106,26 @@ impl DiskReserve {
             free_bytes,
             min_free_bytes: self.min_free_bytes,
         })
+    }
+
+    /// Before an offset commit of `bytes` on a cluster coordinator: Ok while at least half the reserve is free,
+    /// and counted off as [`Self::take`] counts appends; `disk-full` below that half.
+    pub fn take_for_commit(&self, bytes: u64) -> Result<(), BrokerError> {
+        let free_bytes = self.free_bytes();
+        if free_bytes < self.min_free_bytes / 2 {
+            self.refused_appends.fetch_add(1, Ordering::Relaxed);
+            return Err(BrokerError::CommitsBelowDiskReserve {
+                dir: self.dir.display().to_string(),
+                free_bytes,
+                min_free_bytes: self.min_free_bytes,
+            });
+        }
+        if self.min_free_bytes > 0 {
+            let _ = self
+                .free_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| Some(free.saturating_sub(bytes)));
+        }
+        Ok(())
     }
 
     /// Appends refused below the reserve since the node started.
@@ -195,6 +221,25 @@ mod tests {
         assert!(reserve.take(1).is_err(), "500 free, below the reserve");
         assert!(reserve.check().is_err());
         assert_eq!(reserve.refused_appends(), 1, "a refused take counts; a check alone does not");
+    }
+
+    #[test]
+    fn commits_may_use_the_first_half_of_the_reserve() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let reserve = DiskReserve::new(dir.path(), Some(1000));
+        reserve.free_bytes.store(900, Ordering::Relaxed);
+        assert!(reserve.take(1).is_err(), "below the reserve: no appends");
+        reserve.take_for_commit(300).expect("900 free, at or above half the reserve");
+        assert_eq!(reserve.free_bytes(), 600);
+        reserve.take_for_commit(100).expect("600 free");
+        reserve.take_for_commit(1).expect("500 free: exactly half");
+        let err = reserve.take_for_commit(1).expect_err("499 free, below half");
+        assert_eq!(err.reason(), rill_protocol::reason::Reason::DiskFull);
+        assert!(err.to_string().contains("499") && err.to_string().contains("half"), "{err}");
+        assert_eq!(reserve.refused_appends(), 2, "the refused append and the refused commit");
+        let off = DiskReserve::new(dir.path(), Some(0));
+        off.free_bytes.store(0, Ordering::Relaxed);
+        off.take_for_commit(1).expect("0 keeps no reserve");
     }
 
     #[test]

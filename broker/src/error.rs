@@ -127,6 +127,13 @@ pub enum BrokerError {
          topics, or an operator free space"
     )]
     BelowDiskReserve { dir: String, free_bytes: u64, min_free_bytes: u64 },
+    /// A cluster coordinator's offset commits may use the first half of the reserve (`disk_reserve.rs`).
+    #[error(
+        "the file system of {dir} has {free_bytes} bytes free, below half this node's min_free_disk_bytes \
+         ({min_free_bytes}), the half kept for its controller log and checkpoints: offset commits are refused here, \
+         and this node hands the group's offsets partition to an in-sync replica, where they go on"
+    )]
+    CommitsBelowDiskReserve { dir: String, free_bytes: u64, min_free_bytes: u64 },
     #[error("node {node_id} is not a member of the cluster (members: {members})")]
     UnknownNode { node_id: u64, members: String },
     #[error("{reason}")]
@@ -193,7 +200,7 @@ impl BrokerError {
             BrokerError::NotCoordinator { .. } => Reason::NotCoordinator,
             BrokerError::NotEnoughReplicas { .. } => Reason::NotEnoughReplicas,
             BrokerError::ControllerUnavailable { .. } => Reason::ControllerUnavailable,
-            BrokerError::BelowDiskReserve { .. } => Reason::DiskFull,
+            BrokerError::BelowDiskReserve { .. } | BrokerError::CommitsBelowDiskReserve { .. } => Reason::DiskFull,
             BrokerError::UnknownNode { .. } => Reason::UnknownNode,
             BrokerError::MembershipRefused { .. } => Reason::MembershipRefused,
             BrokerError::Io { source, .. } => io_reason(source),

@@ -363,7 +363,8 @@ impl Scraped {
         single(
             encoder,
             "rill_disk_reserve_refused_appends",
-            "Partition appends (produces and replica fetches) refused because the free space was below the reserve.",
+            "Partition appends (produces and replica fetches) refused because the free space was below the reserve, \
+             and offset commits on a cluster coordinator below half of it.",
             MetricType::Counter,
             reserve.refused_appends() as f64,
         )

@@ -155,10 +155,12 @@ impl OffsetStore {
                 if let Some(replication) = &replication {
                     replication.check_in_sync(OFFSETS_TOPIC, loaded.partition.index)?;
                 }
-                let end = match loaded.partition.log().append(batch) {
+                // Past the first half of the disk reserve, commits stop here too (`disk_reserve.rs`).
+                let room = replication.as_ref().map_or(Ok(()), |r| r.take_commit_room(batch.len() as u64));
+                let appended = room.and_then(|()| Ok(loaded.partition.log().append(batch)?));
+                let end = match appended {
                     Ok(appended) => appended.last_offset + 1,
                     Err(err) => {
-                        let err = BrokerError::from(err);
                         // A coordinator whose disk is full hands the offsets partition, and so its groups, over.
                         if let (Some(replication), Reason::DiskFull) = (&replication, err.reason()) {
                             replication.resign_for_full_disk(OFFSETS_TOPIC, loaded.partition.index, loaded.epoch);

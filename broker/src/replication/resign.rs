@@ -66,5 +66,13 @@ impl Replication {
     }
 }
 
+impl Replication {
+    /// Before an offset commit of `bytes` on this coordinator: `disk-full` once less than half the node's disk
+    /// reserve is free (`DiskReserve::take_for_commit`), after which the caller resigns the offsets partition.
+    pub fn take_commit_room(&self, bytes: u64) -> crate::error::Result<()> {
+        self.node()?.disk_reserve.take_for_commit(bytes)
+    }
+}
+
 /// The (partition, epoch) pairs whose resignation is in flight, or was refused a moment ago.
 pub(super) type Resignations = std::collections::HashSet<(super::PartitionKey, u32)>;

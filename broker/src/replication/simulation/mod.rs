@@ -125,6 +125,9 @@ struct World {
     handovers: AtomicUsize,
     /// Followers whose disk filled and who were out of the ISR by the time it ended.
     full_followers_dropped: AtomicUsize,
+    /// Group coordinators whose disk filled and whose offsets partition an in-sync replica led at a later epoch
+    /// by the time it ended: below half the reserve, commits are refused and the partition is handed over.
+    coordinator_handovers: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -413,10 +416,12 @@ enum Fault {
     Crashed {
         node_id: u64,
     },
-    /// No free space left below the node's disk reserve; `led_at` is the leader epoch if it led the partition.
+    /// No free space left below the node's disk reserve; `led_at` is the leader epoch if it led the partition,
+    /// `coordinated_at` if it led the group's offsets partition.
     DiskFull {
         node_id: u64,
         led_at: Option<u32>,
+        coordinated_at: Option<u32>,
     },
     /// Message loss and slower messages everywhere.
     Lossy,
@@ -471,7 +476,9 @@ impl FaultLoop {
             4 | 5 => {
                 let node_id = if drawn == 4 { leader } else { other };
                 let led_at = self.partition_state().filter(|(l, _, _)| *l == Some(node_id)).map(|(_, epoch, _)| epoch);
-                Fault::DiskFull { node_id, led_at }
+                let coordinated_at =
+                    offsets::coordinator(&self.world).filter(|(l, _)| *l == node_id).map(|(_, epoch)| epoch);
+                Fault::DiskFull { node_id, led_at, coordinated_at }
             }
             _ => Fault::Lossy,
         };
@@ -533,7 +540,11 @@ impl FaultLoop {
                 self.world.controller.reconnect(node_id);
                 sim.bounce(host_name(node_id));
             }
-            Fault::DiskFull { node_id, led_at } => {
+            Fault::DiskFull { node_id, led_at, coordinated_at } => {
+                let coordinator = offsets::coordinator(&self.world);
+                if coordinated_at.is_some_and(|at| coordinator.is_some_and(|(l, epoch)| l != node_id && epoch > at)) {
+                    self.world.coordinator_handovers.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some((leader, epoch, isr)) = self.partition_state() {
                     if led_at.is_some_and(|at| epoch > at) && leader.is_some_and(|l| l != node_id) {
                         self.world.handovers.fetch_add(1, Ordering::Relaxed);
@@ -599,6 +610,7 @@ struct Exercised {
     start_overs: usize,
     handovers: usize,
     full_followers_dropped: usize,
+    coordinator_handovers: usize,
 }
 
 fn run_seed(seed: u64) -> Result<Exercised, String> {
@@ -643,6 +655,7 @@ fn run_seed(seed: u64) -> Result<Exercised, String> {
         start_overs: world.start_overs.load(Ordering::Relaxed),
         handovers: world.handovers.load(Ordering::Relaxed),
         full_followers_dropped: world.full_followers_dropped.load(Ordering::Relaxed),
+        coordinator_handovers: world.coordinator_handovers.load(Ordering::Relaxed),
     })
 }
 
@@ -662,6 +675,7 @@ fn regression_seeds() -> Vec<u64> {
 fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converge() {
     let started = std::time::Instant::now();
     let (mut deleting_seeds, mut starting_over_seeds, mut handing_over_seeds, mut dropping_seeds) = (0, 0, 0, 0);
+    let mut coordinator_moving_seeds = 0;
     for seed in crate::cluster::simulation::seeds().into_iter().chain(regression_seeds()) {
         match run_seed(seed) {
             Ok(exercised) => {
@@ -669,6 +683,7 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
                 starting_over_seeds += usize::from(exercised.start_overs > 0);
                 handing_over_seeds += usize::from(exercised.handovers > 0);
                 dropping_seeds += usize::from(exercised.full_followers_dropped > 0);
+                coordinator_moving_seeds += usize::from(exercised.coordinator_handovers > 0);
             }
             Err(err) => panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}"),
         }
@@ -676,7 +691,8 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
     eprintln!(
         "replication simulation: DeleteRecords answered in {deleting_seeds} seeds, a follower started over in \
          {starting_over_seeds}, a full leader handed over in {handing_over_seeds}, a full follower left the ISR in \
-         {dropping_seeds}, finished in {:?}",
+         {dropping_seeds}, a full coordinator handed its offsets partition over in {coordinator_moving_seeds}, \
+         finished in {:?}",
         started.elapsed()
     );
     // Otherwise the log-start properties could pass without anything deleted or any follower starting over. A
@@ -686,5 +702,6 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
         assert!(starting_over_seeds > 0, "no seed had a follower start over at the leader's log start");
         assert!(handing_over_seeds > 0, "no seed had a leader whose disk filled hand the partition over");
         assert!(dropping_seeds > 0, "no seed had a follower whose disk filled leave the ISR");
+        assert!(coordinator_moving_seeds > 0, "no seed had a coordinator whose disk filled hand its groups over");
     }
 }

@@ -56,12 +56,11 @@ impl DiskReserve {
         }
     }
 
-    /// A reserve of one byte whose free space is whatever the simulation says ([`Self::set_free_bytes`]), never
-    /// read from the disk: the simulated hosts share the machine's file system, so its fullness is a fault the
-    /// simulation injects.
+    /// A reserve of two bytes (so a full disk, 0 free, is also below the half commits may use) whose free space
+    /// is whatever the simulation says ([`Self::set_free_bytes`]), never read from the disk: the simulated hosts
+    /// share the machine's file system, so its fullness is a fault the simulation injects.
     #[cfg(test)]
     pub(crate) fn simulated(dir: &Path) -> Self {
-        // Two bytes, so that a full disk (0 free) is below the half offset commits may not use either.
         Self { min_free_bytes: 2, free_bytes: AtomicU64::new(u64::MAX), ..Self::new(dir, Some(0)) }
     }
 
@@ -87,12 +86,16 @@ impl DiskReserve {
             self.refused_appends.fetch_add(1, Ordering::Relaxed);
             return Err(err);
         }
+        self.count_off(bytes);
+        Ok(())
+    }
+
+    fn count_off(&self, bytes: u64) {
         if self.min_free_bytes > 0 {
             let _ = self
                 .free_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| Some(free.saturating_sub(bytes)));
         }
-        Ok(())
     }
 
     /// Ok while the free space is at or above the reserve; `disk-full` below it.
@@ -120,11 +123,7 @@ impl DiskReserve {
                 min_free_bytes: self.min_free_bytes,
             });
         }
-        if self.min_free_bytes > 0 {
-            let _ = self
-                .free_bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| Some(free.saturating_sub(bytes)));
-        }
+        self.count_off(bytes);
         Ok(())
     }
 

@@ -390,8 +390,8 @@ fn run_crash_seed(seed: u64) -> Result<(), String> {
     outcome
 }
 
-/// The seeds to run: `RILL_SIM_SEED` alone, or `RILL_SIM_SEEDS` (default 20) from `RILL_SIM_FIRST_SEED` (0). The replication simulation
-/// takes the same.
+/// The seeds to run: `RILL_SIM_SEED` alone, or `RILL_SIM_SEEDS` (default 20) from `RILL_SIM_FIRST_SEED` (0).
+/// The replication simulation takes the same.
 pub(crate) fn seeds() -> Vec<u64> {
     match std::env::var("RILL_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("RILL_SIM_SEED is a number")],

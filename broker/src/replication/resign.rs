@@ -64,9 +64,7 @@ impl Replication {
             lock(&replication.resignations).remove(&(key, epoch));
         });
     }
-}
 
-impl Replication {
     /// Before an offset commit of `bytes` on this coordinator: `disk-full` once less than half the node's disk
     /// reserve is free (`DiskReserve::take_for_commit`), after which the caller resigns the offsets partition.
     pub fn take_commit_room(&self, bytes: u64) -> crate::error::Result<()> {

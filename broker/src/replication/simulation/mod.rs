@@ -10,9 +10,10 @@
 //! [`FAULTS_FOR`]: the partition leader cut off from its followers and the controller (with or without the
 //! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), a node's
 //! disk full (the leader's or a follower's: its appends are refused `disk-full`, so the leader hands the
-//! partition to an in-sync replica, `resign.rs`, and a follower says it cannot append and leaves the ISR),
-//! message loss and longer latencies. Every third round the driver also fetches, then commits, a group's offset (see
-//! below). Then it heals everything, waits for the replicas to converge, and checks:
+//! partition to an in-sync replica, `resign.rs`, a follower says it cannot append and leaves the ISR, and a
+//! group coordinator refuses commits and hands its offsets partition over), message loss and longer latencies.
+//! Every third round the driver also fetches, then commits, a group's offset (see below). Then it heals
+//! everything, waits for the replicas to converge, and checks:
 //!
 //! - every record acknowledged with ACKS_ALL is in the converged log, once, in the order acknowledged;
 //! - each leader epoch was written by one node at most (by the epoch stamped in each answered produce's batch);

@@ -267,7 +267,7 @@ async fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> Result<T, 
 }
 
 /// The partition as the controller has it and as each running node holds it: what a failed wait prints.
-fn partition_state(world: &World) -> String {
+fn describe_partition(world: &World) -> String {
     let committed = world.controller.committed();
     let placed = committed.topics.get(TOPIC).and_then(|t| t.partitions.first()).map(|p| {
         format!("leader {:?} at epoch {}, replicas {:?}, ISR {:?}", p.leader, p.leader_epoch, p.replicas, p.isr)
@@ -366,7 +366,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
         (p.leader.is_some() && p.isr.len() == NODES.len()).then_some(())
     })
     .await
-    .map_err(|err| format!("{err}: {}", partition_state(&world)))?;
+    .map_err(|err| format!("{err}: {}", describe_partition(&world)))?;
     // One more acknowledged record, so the high watermark covers everything the leader holds.
     let deadline = tokio::time::Instant::now() + SIM_DEADLINE;
     loop {
@@ -440,8 +440,7 @@ struct FaultLoop {
 
 impl FaultLoop {
     fn leader(&self) -> u64 {
-        let metadata = self.world.controller.committed();
-        metadata.topics.get(TOPIC).and_then(|t| t.partitions.first()).and_then(|p| p.leader).unwrap_or(NODES[0])
+        self.partition_state().and_then(|(leader, _, _)| leader).unwrap_or(NODES[0])
     }
 
     /// The partition's leader, leader epoch and ISR as committed.

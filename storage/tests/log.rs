@@ -408,6 +408,33 @@ fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
     }
 }
 
+/// A small append goes through the page cache, unless it is fsynced before it is acknowledged (`always`): then it
+/// is written direct, padding the file to a block, so that the fsync only has the device flush its cache.
+#[test]
+fn small_appends_go_direct_only_when_every_append_is_fsynced() {
+    for durability in [Durability::Never, Durability::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { write_mode: WriteMode::Direct, durability, ..small_config() };
+        let log = Log::open(dir.path(), config).unwrap();
+        for tag in 0..5 {
+            log.append(&batch(tag, 1, tag as i64)).unwrap();
+        }
+        let on_disk: u64 = log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+        let logical = log.size_bytes();
+        assert!(logical < 4096, "small appends: {logical} bytes");
+        if durability == Durability::Always {
+            assert_eq!(on_disk, 4096, "written direct: the active segment is padded to a block");
+        } else {
+            assert_eq!(on_disk, logical, "written through the page cache: no padding");
+        }
+        let before = read_all(&log, 0);
+        assert_eq!(before.len(), 5);
+        drop(log);
+        let reopened = Log::open(dir.path(), config).unwrap();
+        assert_eq!(read_all(&reopened, 0), before, "{durability:?}");
+    }
+}
+
 #[test]
 fn a_reader_racing_a_writer_never_sees_a_torn_or_out_of_order_batch() {
     let dir = tempfile::tempdir().unwrap();

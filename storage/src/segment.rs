@@ -339,12 +339,21 @@ impl Segment {
             };
         }
         let len: usize = parts.iter().map(|part| part.len()).sum();
-        let is_small = len < self.io.direct_min_batch_bytes && !route.is_synced;
+        let is_small = len < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
-            if is_small {
+            if is_small && !route.is_synced {
                 // Through the page cache below; the next direct write reloads the block this one changes.
                 appender.forget_tail();
             } else {
+                // A large write grows the file itself: one journal commit for that much data is cheap, and zeros
+                // ahead of it would double what the device writes.
+                if is_small {
+                    let end = (position + len as u64).next_multiple_of(direct::BLOCK_BYTES as u64);
+                    // Only what the fsync costs rides on it: without the zeros the append is written all the same.
+                    if let Err(e) = appender.keep_zeroed_through(end) {
+                        tracing::debug!(path = %self.log_path.display(), error = %e, "could not fill zeros ahead");
+                    }
+                }
                 let written = match route.keep {
                     Some(buffer) => appender
                         .write_kept(position, parts, file, buffer)

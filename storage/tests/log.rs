@@ -408,31 +408,86 @@ fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
     }
 }
 
+/// `direct.rs`'s `ZEROS_AHEAD`.
+const ZEROS_AHEAD: u64 = 128 << 10;
+
 /// A small append goes through the page cache, unless it is fsynced before it is acknowledged (`always`): then it
-/// is written direct, padding the file to a block, so that the fsync only has the device flush its cache.
+/// is written direct, into zeros written ahead of it (so that the fsync only has the device flush its cache, no
+/// file size changing). Neither the padding nor the zeros cost a batch, after a crash or a clean close.
 #[test]
-fn small_appends_go_direct_only_when_every_append_is_fsynced() {
-    for durability in [Durability::Never, Durability::Always] {
+fn small_appends_go_direct_into_zeros_only_when_every_append_is_fsynced() {
+    for (durability, is_clean) in [(Durability::Never, false), (Durability::Always, false), (Durability::Always, true)]
+    {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig { write_mode: WriteMode::Direct, durability, ..small_config() };
+        let config = LogConfig {
+            write_mode: WriteMode::Direct,
+            durability,
+            segment_bytes: 1 << 30,
+            index_max_bytes: 1 << 20,
+            direct_min_batch_bytes: 64 << 10,
+            ..small_config()
+        };
         let log = Log::open(dir.path(), config).unwrap();
+        let on_disk = || log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
         for tag in 0..5 {
             log.append(&batch(tag, 1, tag as i64)).unwrap();
         }
-        let on_disk: u64 = log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
         let logical = log.size_bytes();
         assert!(logical < 4096, "small appends: {logical} bytes");
         if durability == Durability::Always {
-            assert_eq!(on_disk, 4096, "written direct: the active segment is padded to a block");
+            assert_eq!(on_disk(), 4096 + ZEROS_AHEAD, "written direct, into zeros filled ahead past the block");
         } else {
-            assert_eq!(on_disk, logical, "written through the page cache: no padding");
+            assert_eq!(on_disk(), logical, "written through the page cache: no padding");
+        }
+        // Past the zeros: the next fill starts where they ended.
+        let mut appended = 5;
+        while log.size_bytes() < (1 << 20) + 8192 {
+            log.append(&batch(appended, 10, appended as i64)).unwrap();
+            appended += 1;
+        }
+        let logical = log.size_bytes();
+        if durability == Durability::Always {
+            let (on_disk, written) = (on_disk(), logical.next_multiple_of(4096));
+            assert!(on_disk > 4096 + ZEROS_AHEAD, "zeros filled again once the first were used: {on_disk}");
+            assert!(
+                on_disk % 4096 == 0 && on_disk > written && on_disk <= written + ZEROS_AHEAD,
+                "{on_disk}, {written}"
+            );
         }
         let before = read_all(&log, 0);
-        assert_eq!(before.len(), 5);
+        if is_clean {
+            log.close().unwrap();
+            assert_eq!(on_disk(), logical, "a clean close cuts the zeros");
+        }
         drop(log);
         let reopened = Log::open(dir.path(), config).unwrap();
-        assert_eq!(read_all(&reopened, 0), before, "{durability:?}");
+        assert_eq!(read_all(&reopened, 0), before, "{durability:?}, clean: {is_clean}");
+        assert_eq!(reopened.size_bytes(), logical);
+        assert_eq!(before.len() as u64, 5 + (appended - 5) * 10);
+        let next = reopened.append(&batch(99, 1, 0)).unwrap().base_offset;
+        assert_eq!(next, before.len() as i64, "appends go on after the last batch");
     }
+}
+
+/// A large append of an `always` log grows the file itself: no zeros ahead of it (they would double what the device
+/// writes for a journal commit that so much data amortizes).
+#[test]
+fn a_large_fsynced_append_gets_no_zeros_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        write_mode: WriteMode::Direct,
+        durability: Durability::Always,
+        segment_bytes: 1 << 30,
+        index_max_bytes: 1 << 20,
+        direct_min_batch_bytes: 300,
+        ..small_config()
+    };
+    let log = Log::open(dir.path(), config).unwrap();
+    log.append(&batch(0, 10, 0)).unwrap();
+    let logical = log.size_bytes();
+    assert!(logical >= 300, "{logical}");
+    let on_disk: u64 = log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    assert_eq!(on_disk, logical.next_multiple_of(4096));
 }
 
 #[test]

@@ -56,8 +56,7 @@ pub struct LogConfig {
     /// Under `WriteMode::Direct`, appends smaller than this still go through the page cache: a small batch is
     /// a latency-bound producer's, and its acknowledgement should not wait for the device (on a busy virtual
     /// disk that wait reached tens of milliseconds), while the copy it costs is small. The next large append
-    /// writes the block they share directly (the kernel writes the cached page back first). Under
-    /// `Durability::Always` every append is written direct: its acknowledgement waits for the device anyway.
+    /// writes the block they share directly (the kernel writes the cached page back first).
     pub direct_min_batch_bytes: usize,
     /// An idempotent producer id with no append for this long is forgotten (Kafka's `producer.id.expiration.ms`):
     /// its next batch is accepted at any sequence, as a new producer's would be.

@@ -11,11 +11,6 @@
 //!   zeros: the file may be up to a block longer than the segment's logical size until the segment is sealed,
 //!   which cuts it back. After a crash recovery finds the zeros where a batch header should be and truncates
 //!   there, exactly as it treats a torn write.
-//! - Zeros ahead. A small append that is fsynced before it is answered (`Durability::Always`) first makes sure the
-//!   file already holds written zeros where it goes ([`DirectAppender::keep_zeroed_through`]), [`ZEROS_AHEAD`]
-//!   at a time: a write that neither grows the file nor fills a hole changes no metadata, so the fsync after it
-//!   is the device's cache flush alone, not a journal commit too. Such a file may be up to `ZEROS_AHEAD` and a
-//!   block longer than the segment until it is sealed; recovery treats those zeros as it treats the padding.
 //! - Every append is written (not staged) before `append` returns: a process crash never loses an acknowledged
 //!   batch, as with buffered writes.
 //! - Readers keep reading through the segment's ordinary descriptor; the kernel invalidates cached pages a
@@ -42,15 +37,6 @@ thread_local! {
     static STAGE: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::new(STAGE_BYTES));
 }
 
-/// How far past an fsynced append the file is filled with written zeros at a time: one write and one journal
-/// commit per this much appended, where the file grew (a commit) with every new block, about every fourth 1 KB
-/// append. Larger fills stall the appends behind them longer: at 1 MiB the p99 rose (docs/benchmarks.md,
-/// "Durable acks").
-pub(crate) const ZEROS_AHEAD: u64 = 128 << 10;
-
-/// Zeros to fill ahead from, aligned for `O_DIRECT`; allocated by the first append that needs them.
-static ZEROS: std::sync::OnceLock<AlignedBuf> = std::sync::OnceLock::new();
-
 /// A block-aligned window inside an over-allocated `Vec`, found with `align_offset` (no `unsafe`).
 struct AlignedBuf {
     vec: Vec<u8>,
@@ -69,10 +55,6 @@ impl AlignedBuf {
     fn window(&mut self) -> &mut [u8] {
         &mut self.vec[self.start..self.start + self.len]
     }
-
-    fn bytes(&self) -> &[u8] {
-        &self.vec[self.start..self.start + self.len]
-    }
 }
 
 /// The direct-write side of one segment's `.log`.
@@ -83,16 +65,13 @@ pub(crate) struct DirectAppender {
     /// Where the bytes in `tail` end; `None` until they are loaded from the file (after an open, or after a
     /// failed write, when the file may hold anything past the logical size).
     tail_end: Option<u64>,
-    /// The file's length as our writes left it (everything past the segment's end up to here is written
-    /// zeros); `None` until read from the file, and after anything else may have changed it.
-    file_end: Option<u64>,
 }
 
 impl DirectAppender {
     /// Opens `path` for direct writes; `Ok(None)` if its file system refuses `O_DIRECT`.
     pub fn open(path: &Path) -> io::Result<Option<Self>> {
         match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
-            Ok(file) => Ok(Some(Self { file, tail: Box::new([0; BLOCK_BYTES]), tail_end: None, file_end: None })),
+            Ok(file) => Ok(Some(Self { file, tail: Box::new([0; BLOCK_BYTES]), tail_end: None })),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
             Err(e) => Err(e),
         }
@@ -102,35 +81,6 @@ impl DirectAppender {
     /// next direct write.
     pub fn forget_tail(&mut self) {
         self.tail_end = None;
-        self.file_end = None;
-    }
-
-    /// Makes sure the file holds written bytes (data, or zeros written before) up to `end`, a block boundary:
-    /// if not, fills it with zeros from its end to [`ZEROS_AHEAD`] past `end`, in one direct write. Call it before
-    /// a write up to `end` that an fsync will follow (see the module's "Zeros ahead").
-    pub fn keep_zeroed_through(&mut self, end: u64) -> io::Result<()> {
-        let file_end = match self.file_end {
-            Some(file_end) => file_end,
-            None => self.file.metadata()?.len(),
-        };
-        if end <= file_end {
-            self.file_end = Some(file_end);
-            return Ok(());
-        }
-        // From the first block past the file's end: below that lie the segment's bytes, which the data write
-        // rewrites (its partial last block) or keeps.
-        let mut at = file_end.next_multiple_of(BLOCK_BYTES as u64);
-        let zeros = ZEROS.get_or_init(|| AlignedBuf::new(ZEROS_AHEAD as usize)).bytes();
-        let result = (|| {
-            while at < end + ZEROS_AHEAD {
-                let len = (end + ZEROS_AHEAD - at).min(zeros.len() as u64) as usize;
-                self.file.write_all_at(&zeros[..len], at)?;
-                at += len as u64;
-            }
-            Ok(())
-        })();
-        self.file_end = result.is_ok().then_some(at);
-        result
     }
 
     /// Writes `parts`, one after the other, at `position` (the segment's logical size). `reader` is the
@@ -138,7 +88,7 @@ impl DirectAppender {
     pub fn write_at(&mut self, position: u64, parts: &[&[u8]], reader: &File) -> io::Result<()> {
         let result = self.write_parts(position, parts, reader);
         if result.is_err() {
-            self.forget_tail();
+            self.tail_end = None;
         }
         result
     }
@@ -156,7 +106,7 @@ impl DirectAppender {
     ) -> io::Result<(Bytes, usize, usize, usize)> {
         let result = self.write_kept_parts(position, parts, reader, buffer);
         if result.is_err() {
-            self.forget_tail();
+            self.tail_end = None;
         }
         result
     }
@@ -188,19 +138,11 @@ impl DirectAppender {
         }
         buffer.resize(head + padded, 0);
         self.file.write_all_at(&buffer[head..head + padded], file_position)?;
-        self.wrote_through(file_position + padded as u64);
         let whole_blocks = filled - filled % BLOCK_BYTES;
         self.tail[..filled - whole_blocks].copy_from_slice(&buffer[head + whole_blocks..head + filled]);
         self.tail_end = Some(position + len as u64);
         let capacity = buffer.capacity();
         Ok((buffer.freeze(), capacity, head + tail_len, head + filled))
-    }
-
-    /// A write just ended at `end`: the file is at least that long now.
-    fn wrote_through(&mut self, end: u64) {
-        if let Some(file_end) = self.file_end {
-            self.file_end = Some(file_end.max(end));
-        }
     }
 
     fn write_parts(&mut self, position: u64, parts: &[&[u8]], reader: &File) -> io::Result<()> {
@@ -235,9 +177,7 @@ impl DirectAppender {
                 let padded = filled.next_multiple_of(BLOCK_BYTES);
                 stage[filled..padded].fill(0);
                 self.file.write_all_at(&stage[..padded], file_position)?;
-                file_position += padded as u64;
             }
-            self.wrote_through(file_position);
             self.tail[..new_tail_len].copy_from_slice(&stage[whole_blocks..filled]);
             let written: usize = parts.iter().map(|p| p.len()).sum();
             self.tail_end = Some(position + written as u64);

@@ -20,7 +20,7 @@ use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock, 
 use crate::latency::LatencyHistogram;
 use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
-use crate::segment::{AppendRoute, Segment};
+use crate::segment::Segment;
 use crate::segment_files::SegmentFileCache;
 use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
@@ -412,8 +412,7 @@ impl Log {
         let is_direct = self.segment_settings.write_mode == WriteMode::Direct
             && len >= self.segment_settings.direct_min_batch_bytes;
         let keep = tail.filter(|_| is_direct).map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
-        let route = AppendRoute { keep, is_synced: self.syncs_every_append() };
-        let kept = active.append(group, epoch, cursor, self.config().index_interval_bytes, now_ms, route)?;
+        let kept = active.append(group, epoch, cursor, self.config().index_interval_bytes, now_ms, keep)?;
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
         if let Some(tail) = tail {
             let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);

@@ -40,17 +40,6 @@ pub(crate) struct KeptWrite {
     pub end: usize,
 }
 
-/// How an append reaches the device, beside what its size decides.
-pub(crate) struct AppendRoute {
-    /// A buffer of the tail cache's: a direct write is staged in it, and it becomes the cached copy.
-    pub keep: Option<BytesMut>,
-    /// Every append is fsynced before it is acknowledged (`Durability::Always`), so a small
-    /// append is written direct too: the fsync then only flushes the device's cache. Through the page cache it
-    /// would write the page and, the file having grown, commit the journal: without FUA two cache flushes, about
-    /// 2–3 times the device's flush alone on this VM (docs/benchmarks.md, "Durable acks").
-    pub is_synced: bool,
-}
-
 /// A batch's first fields as the log stores them: its assigned base offset, its length, the leader epoch.
 type PatchedHead = [u8; PARTITION_LEADER_EPOCH_AT + 4];
 
@@ -268,8 +257,8 @@ impl Segment {
     /// patched copy of its header's first fields, the rest straight from the batch: no copy of the record bytes.
     /// On failure nothing of the group stays in the file.
     ///
-    /// With `route.keep` (a buffer of the tail cache's), a direct write is staged in it and the answer is the buffer
-    /// with where the batches lie in it; otherwise (no `keep`, or a write through the page cache) `None`.
+    /// With `keep` (a buffer of the tail cache's), a direct write is staged in it and the answer is the buffer with
+    /// where the batches lie in it; otherwise (no `keep`, or a write through the page cache) `None`.
     pub fn append(
         &self,
         batches: &[(&[u8], BatchHeader)],
@@ -277,7 +266,7 @@ impl Segment {
         cursor: &mut IndexCursor,
         interval: u64,
         now_ms: i64,
-        route: AppendRoute,
+        keep: Option<BytesMut>,
     ) -> Result<Option<KeptWrite>> {
         let Some((_, last)) = batches.last() else { return Ok(None) };
         let position = self.size.load(Ordering::Relaxed);
@@ -286,7 +275,7 @@ impl Segment {
         let parts: Vec<&[u8]> =
             heads.iter().zip(batches).flat_map(|(head, (batch, _))| [&head[..], &batch[head.len()..]]).collect();
         let file = self.held_file()?;
-        let kept = match self.write_at(&file, position, &parts, route) {
+        let kept = match self.write_at(&file, position, &parts, keep) {
             Ok(kept) => kept,
             Err(source) => {
                 // Leave no partial batch behind: a later append or a clean shutdown must not see one.
@@ -325,7 +314,7 @@ impl Segment {
         file: &File,
         position: u64,
         parts: &[&[u8]],
-        route: AppendRoute,
+        keep: Option<BytesMut>,
     ) -> std::io::Result<Option<KeptWrite>> {
         let mut writes = lock(&self.io.writes);
         if let Writes::DirectUnopened = *writes {
@@ -341,20 +330,11 @@ impl Segment {
         let len: usize = parts.iter().map(|part| part.len()).sum();
         let is_small = len < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
-            if is_small && !route.is_synced {
+            if is_small {
                 // Through the page cache below; the next direct write reloads the block this one changes.
                 appender.forget_tail();
             } else {
-                // A large write grows the file itself: one journal commit for that much data is cheap, and zeros
-                // ahead of it would double what the device writes.
-                if is_small {
-                    let end = (position + len as u64).next_multiple_of(direct::BLOCK_BYTES as u64);
-                    // Only what the fsync costs rides on it: without the zeros the append is written all the same.
-                    if let Err(e) = appender.keep_zeroed_through(end) {
-                        tracing::debug!(path = %self.log_path.display(), error = %e, "could not fill zeros ahead");
-                    }
-                }
-                let written = match route.keep {
+                let written = match keep {
                     Some(buffer) => appender
                         .write_kept(position, parts, file, buffer)
                         .map(|(buffer, capacity, start, end)| Some(KeptWrite { buffer, capacity, start, end })),

@@ -20,7 +20,7 @@ use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock, 
 use crate::latency::LatencyHistogram;
 use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
-use crate::segment::Segment;
+use crate::segment::{AppendRoute, Segment};
 use crate::segment_files::SegmentFileCache;
 use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
@@ -77,6 +77,9 @@ pub struct Log {
     is_closed: AtomicBool,
     /// Every fsync of the active segment's data (group commits, interval flushes), for the broker's metrics.
     fsync_latency: LatencyHistogram,
+    /// When a caller last waited in [`Log::sync_through`] (the log's clock, ms): while that is recent, small appends
+    /// go into zeros written ahead, as under `Durability::Always` (see [`SYNC_DEMAND_WINDOW_MS`]).
+    sync_demanded_ms: AtomicI64,
     /// The node's cache of recent appends, when it keeps one: every append goes in while
     /// `is_caching_appends`, and every change that drops bytes from the log takes them out of it before the change
     /// is published (`tail_cache.rs`).
@@ -134,6 +137,12 @@ impl std::fmt::Debug for Log {
 
 /// Sealed segments' descriptors a log opened without a shared cache keeps open.
 const PRIVATE_SEGMENT_FILES: usize = 16;
+
+/// How long after a caller last waited for an fsync ([`Log::sync_through`]: a produce with durable acks, an offset
+/// commit) small appends still go into zeros written ahead (`direct.rs`, "Zeros ahead"): a second, so that a
+/// producer asking for durable acks keeps it on, while a log only flushed on a timer, whose fsync waits for
+/// nobody, does not write zeros it has no use for.
+const SYNC_DEMAND_WINDOW_MS: i64 = 1000;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // See segment.rs: state behind these locks stays consistent between statements.
@@ -231,6 +240,7 @@ impl Log {
             flushed: Condvar::new(),
             is_closed: AtomicBool::new(false),
             fsync_latency: LatencyHistogram::default(),
+            sync_demanded_ms: AtomicI64::new(i64::MIN),
             tail: tail_cache.map(|cache| cache.for_log()),
             is_caching_appends: AtomicBool::new(true),
         };
@@ -412,7 +422,8 @@ impl Log {
         let is_direct = self.segment_settings.write_mode == WriteMode::Direct
             && len >= self.segment_settings.direct_min_batch_bytes;
         let keep = tail.filter(|_| is_direct).map(|tail| tail.buffer(len + 2 * crate::direct::BLOCK_BYTES));
-        let kept = active.append(group, epoch, cursor, self.config().index_interval_bytes, now_ms, keep)?;
+        let route = AppendRoute { keep, is_synced: self.is_synced_soon(now_ms) };
+        let kept = active.append(group, epoch, cursor, self.config().index_interval_bytes, now_ms, route)?;
         // Before the end is published: a reader at the tail finds the batches in memory from the start.
         if let Some(tail) = tail {
             let base_offset = group.first().map_or(next, |(_, header)| header.base_offset);
@@ -436,7 +447,8 @@ impl Log {
     }
 
     /// Whether an append of `bytes` is sure to be only a write: no fsync after it, no segment roll and no
-    /// checkpoint store before it (the first change after a clean open). Such an append is short enough for a
+    /// checkpoint store before it (the first change after a clean open). While callers wait for fsyncs, one such
+    /// append in about 230 small ones also writes 256 KiB of zeros ahead (`direct.rs`, "Zeros ahead"). Such an append is short enough for a
     /// caller to run on an async thread; `false` when unsure (the writer lock is held elsewhere).
     pub fn is_plain_write(&self, bytes: u64) -> bool {
         if self.syncs_every_append() {
@@ -455,6 +467,13 @@ impl Log {
     /// True when appends must be fsynced before they are acknowledged (`Durability::Always`).
     pub fn syncs_every_append(&self) -> bool {
         self.config().durability == Durability::Always
+    }
+
+    /// Whether an append now is likely to be fsynced before it is answered: under `Durability::Always`, or while
+    /// callers wait for fsyncs ([`SYNC_DEMAND_WINDOW_MS`]).
+    fn is_synced_soon(&self, now_ms: i64) -> bool {
+        self.syncs_every_append()
+            || now_ms.saturating_sub(self.sync_demanded_ms.load(Ordering::Relaxed)) < SYNC_DEMAND_WINDOW_MS
     }
 
     /// Whether `next` must start a new segment, with `pending` bytes about to be written to the active one.
@@ -495,6 +514,12 @@ impl Log {
     /// Blocks until every offset below `end_offset` is on disk. Concurrent callers share fsyncs:
     /// whoever finds none in flight runs one covering everything appended so far, the rest wait.
     pub fn sync_through(&self, end_offset: i64) -> Result<()> {
+        self.sync_demanded_ms.store(self.clock.now_ms(), Ordering::Relaxed);
+        self.sync_to(end_offset)
+    }
+
+    /// [`Log::sync_through`] without counting as a caller waiting for it (a flush on a timer, a close).
+    fn sync_to(&self, end_offset: i64) -> Result<()> {
         let mut state = lock(&self.flush);
         loop {
             if state.durable_end >= end_offset {
@@ -532,7 +557,7 @@ impl Log {
 
     /// fsyncs everything appended so far.
     pub fn flush(&self) -> Result<()> {
-        self.sync_through(self.log_end_offset())
+        self.sync_to(self.log_end_offset())
     }
 
     /// For `Durability::Interval`: whether there is something to flush and the interval since the last flush

@@ -172,15 +172,24 @@ pub(crate) fn scan(
     Ok(out)
 }
 
+/// Zeros from the last batch to the end of an aligned file, no more than a direct write pads with and a synced
+/// append's zeros ahead reach (`direct.rs`, "Zeros ahead").
 fn is_direct_write_padding(file: &File, path: &Path, pos: u64, file_bytes: u64) -> Result<bool> {
     let block = crate::direct::BLOCK_BYTES as u64;
-    if !file_bytes.is_multiple_of(block) || file_bytes - pos >= block {
+    if !file_bytes.is_multiple_of(block) || file_bytes - pos >= block + crate::direct::ZEROS_AHEAD {
         return Ok(false);
     }
-    let mut tail = [0u8; crate::direct::BLOCK_BYTES];
-    let tail = &mut tail[..(file_bytes - pos) as usize];
-    file.read_exact_at(tail, pos).map_err(StorageError::io(path))?;
-    Ok(tail.iter().all(|&b| b == 0))
+    let mut chunk = vec![0u8; (file_bytes - pos).min(64 << 10) as usize];
+    let mut at = pos;
+    while at < file_bytes {
+        let len = (file_bytes - at).min(chunk.len() as u64) as usize;
+        file.read_exact_at(&mut chunk[..len], at).map_err(StorageError::io(path))?;
+        if chunk[..len].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
 }
 
 /// Checks the batch at `pos`: `Ok(Err(reason))` is damage, `Err` an I/O failure.
@@ -351,4 +360,35 @@ fn truncate_file(dir: &Path, base: i64, len: u64) -> Result<()> {
     let file = fs::OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?;
     file.set_len(len).map_err(StorageError::io(&path))?;
     file.sync_all().map_err(StorageError::io(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::direct::{BLOCK_BYTES, ZEROS_AHEAD};
+    use std::io::Write;
+
+    /// Zeros past the last batch to the end of an aligned file are padding (a direct write's block, and the zeros
+    /// written ahead of synced appends), not damage; anything else after them, or more of them, is.
+    #[test]
+    fn zeros_written_ahead_are_padding_and_nothing_more_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment.log");
+        let block = BLOCK_BYTES as u64;
+        let check = |data_end: u64, file_bytes: u64, stray: Option<u64>| {
+            let mut file = File::create(&path).unwrap();
+            file.write_all(&vec![7u8; data_end as usize]).unwrap();
+            file.set_len(file_bytes).unwrap();
+            if let Some(at) = stray {
+                file.write_all_at(&[1], at).unwrap();
+            }
+            is_direct_write_padding(&File::open(&path).unwrap(), &path, data_end, file_bytes).unwrap()
+        };
+        assert!(check(100, block, None), "a block's padding");
+        assert!(check(100, block + ZEROS_AHEAD, None), "a page's padding and the zeros ahead");
+        assert!(!check(100, block + ZEROS_AHEAD, Some(block + ZEROS_AHEAD - 1)), "a stray byte at the end");
+        assert!(!check(100, block + ZEROS_AHEAD, Some(70_000)), "a stray byte among the zeros");
+        assert!(!check(100, 2 * block + ZEROS_AHEAD, None), "more zeros than were ever written ahead");
+        assert!(!check(100, block + 1, None), "an unaligned file was not padded");
+    }
 }

@@ -40,6 +40,16 @@ pub(crate) struct KeptWrite {
     pub end: usize,
 }
 
+/// How an append reaches the device, beside what its size decides.
+pub(crate) struct AppendRoute {
+    /// A buffer of the tail cache's: a direct write is staged in it, and it becomes the cached copy.
+    pub keep: Option<BytesMut>,
+    /// An fsync follows before the append is acknowledged (`Durability::Always`): a small append goes through the
+    /// page cache into zeros written ahead of it (see `direct.rs`, "Zeros ahead"), so that the fsync flushes its
+    /// page and changes no metadata.
+    pub is_synced: bool,
+}
+
 /// A batch's first fields as the log stores them: its assigned base offset, its length, the leader epoch.
 type PatchedHead = [u8; PARTITION_LEADER_EPOCH_AT + 4];
 
@@ -266,7 +276,7 @@ impl Segment {
         cursor: &mut IndexCursor,
         interval: u64,
         now_ms: i64,
-        keep: Option<BytesMut>,
+        route: AppendRoute,
     ) -> Result<Option<KeptWrite>> {
         let Some((_, last)) = batches.last() else { return Ok(None) };
         let position = self.size.load(Ordering::Relaxed);
@@ -275,7 +285,7 @@ impl Segment {
         let parts: Vec<&[u8]> =
             heads.iter().zip(batches).flat_map(|(head, (batch, _))| [&head[..], &batch[head.len()..]]).collect();
         let file = self.held_file()?;
-        let kept = match self.write_at(&file, position, &parts, keep) {
+        let kept = match self.write_at(&file, position, &parts, route) {
             Ok(kept) => kept,
             Err(source) => {
                 // Leave no partial batch behind: a later append or a clean shutdown must not see one.
@@ -314,7 +324,7 @@ impl Segment {
         file: &File,
         position: u64,
         parts: &[&[u8]],
-        keep: Option<BytesMut>,
+        route: AppendRoute,
     ) -> std::io::Result<Option<KeptWrite>> {
         let mut writes = lock(&self.io.writes);
         if let Writes::DirectUnopened = *writes {
@@ -331,10 +341,13 @@ impl Segment {
         let is_small = len < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
             if is_small {
+                if route.is_synced {
+                    return self.write_into_zeros(appender, file, position, parts);
+                }
                 // Through the page cache below; the next direct write reloads the block this one changes.
-                appender.forget_tail();
+                appender.wrote_buffered_through(position + len as u64);
             } else {
-                let written = match keep {
+                let written = match route.keep {
                     Some(buffer) => appender
                         .write_kept(position, parts, file, buffer)
                         .map(|(buffer, capacity, start, end)| Some(KeptWrite { buffer, capacity, start, end })),
@@ -360,6 +373,32 @@ impl Segment {
         if matches!(*writes, Writes::Direct(_)) {
             lock(&self.io.recent).push(position, parts);
         }
+        Ok(None)
+    }
+
+    /// A small append that an fsync follows: through the page cache, into zeros the appender wrote ahead, and
+    /// padded with zeros to the end of its last page, so that the kernel need not read that page first (the zeros
+    /// ahead were written direct: not in the page cache).
+    fn write_into_zeros(
+        &self,
+        appender: &mut DirectAppender,
+        file: &File,
+        position: u64,
+        parts: &[&[u8]],
+    ) -> std::io::Result<Option<KeptWrite>> {
+        let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        let end = position + len;
+        let page_end = end.next_multiple_of(crate::direct::BLOCK_BYTES as u64);
+        // Only the fsync's cost rides on the zeros: without them the append is written all the same.
+        if let Err(e) = appender.keep_zeroed_through(page_end) {
+            tracing::debug!(path = %self.log_path.display(), error = %e, "could not write zeros ahead");
+        }
+        let padding = &PAGE_OF_ZEROS[..(page_end - end) as usize];
+        let padded: Vec<&[u8]> = parts.iter().copied().chain(std::iter::once(padding)).collect();
+        // Whatever happens below, the next direct write reloads the block this one changes.
+        appender.wrote_buffered_through(page_end);
+        write_all_vectored_at(file, &padded, position)?;
+        lock(&self.io.recent).push(position, parts);
         Ok(None)
     }
 
@@ -596,6 +635,9 @@ impl Segment {
         Ok(())
     }
 }
+
+/// What a small synced append is padded with to the end of its page.
+static PAGE_OF_ZEROS: [u8; crate::direct::BLOCK_BYTES] = [0; crate::direct::BLOCK_BYTES];
 
 /// Most parts one `pwritev` takes (Linux's `IOV_MAX`).
 const MAX_PARTS_PER_WRITE: usize = 1024;

@@ -408,6 +408,123 @@ fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
     }
 }
 
+/// `direct.rs`'s `ZEROS_AHEAD`.
+const ZEROS_AHEAD: u64 = 256 << 10;
+
+/// A small append of an `always` log goes through the page cache into zeros written ahead of it (so that its fsync
+/// changes no metadata); without `always` it just grows the file. Neither the zeros nor the padding cost a batch,
+/// after a crash or a clean close, and appends go on after the last batch.
+#[test]
+fn small_fsynced_appends_go_into_zeros_written_ahead_and_lose_nothing() {
+    for (durability, is_clean) in [(Durability::Never, false), (Durability::Always, false), (Durability::Always, true)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            write_mode: WriteMode::Direct,
+            durability,
+            segment_bytes: 1 << 30,
+            index_max_bytes: 1 << 20,
+            direct_min_batch_bytes: 64 << 10,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), config).unwrap();
+        let on_disk = || log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
+        for tag in 0..5 {
+            log.append(&batch(tag, 1, tag as i64)).unwrap();
+        }
+        let logical = log.size_bytes();
+        assert!(logical < 4096, "small appends: {logical} bytes");
+        if durability == Durability::Always {
+            assert_eq!(on_disk(), 4096 + ZEROS_AHEAD, "zeros written past the first page");
+        } else {
+            assert_eq!(on_disk(), logical, "written through the page cache: no zeros");
+        }
+        // Past the first zeros: the next ones start where they ended.
+        let mut appended = 5;
+        while log.size_bytes() < 2 * ZEROS_AHEAD + 8192 {
+            log.append(&batch(appended, 10, appended as i64)).unwrap();
+            appended += 1;
+        }
+        let logical = log.size_bytes();
+        if durability == Durability::Always {
+            let (on_disk, page_end) = (on_disk(), logical.next_multiple_of(4096));
+            assert!(on_disk % 4096 == 0 && on_disk > page_end && on_disk <= page_end + ZEROS_AHEAD, "{on_disk}");
+        }
+        let before = read_all(&log, 0);
+        assert_eq!(before.len() as u64, 5 + (appended - 5) * 10);
+        if is_clean {
+            log.close().unwrap();
+            assert_eq!(on_disk(), logical, "a clean close cuts the zeros");
+        }
+        drop(log);
+        let reopened = Log::open(dir.path(), config).unwrap();
+        assert_eq!(read_all(&reopened, 0), before, "{durability:?}, clean: {is_clean}");
+        assert_eq!(reopened.size_bytes(), logical);
+        let next = reopened.append(&batch(99, 1, 0)).unwrap().base_offset;
+        assert_eq!(next, before.len() as i64, "appends go on after the last batch");
+        assert_eq!(read_all(&reopened, 0).len(), before.len() + 1);
+    }
+}
+
+/// A `never` log whose appends a caller waits to see fsynced (a produce with durable acks) writes zeros ahead too,
+/// from the append after the first wait on.
+#[test]
+fn small_appends_go_into_zeros_while_callers_wait_for_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        write_mode: WriteMode::Direct,
+        segment_bytes: 1 << 30,
+        index_max_bytes: 1 << 20,
+        direct_min_batch_bytes: 64 << 10,
+        ..small_config()
+    };
+    let log = Log::open(dir.path(), config).unwrap();
+    let on_disk = || log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
+    let first = log.append(&batch(0, 1, 0)).unwrap();
+    assert_eq!(on_disk(), log.size_bytes(), "nobody waited for an fsync yet: the file just grows");
+    log.flush().unwrap();
+    log.append(&batch(1, 1, 1)).unwrap();
+    assert_eq!(on_disk(), log.size_bytes(), "a flush waits for nobody");
+    log.sync_through(first.last_offset + 1).unwrap();
+    let second = log.append(&batch(2, 1, 2)).unwrap();
+    assert_eq!(on_disk(), 4096 + ZEROS_AHEAD, "zeros written past the page of the append after the wait");
+    log.sync_through(second.last_offset + 1).unwrap();
+    drop(log);
+    let reopened = Log::open(dir.path(), config).unwrap();
+    assert_eq!(read_all(&reopened, 0).len(), 3);
+}
+
+/// An `always` log whose appends alternate between small ones (page cache, into zeros) and large ones (direct):
+/// each kind finds the block the other changed, and a crash at any point loses nothing appended.
+#[test]
+fn small_and_large_fsynced_appends_interleave_without_loss() {
+    let config = LogConfig {
+        write_mode: WriteMode::Direct,
+        durability: Durability::Always,
+        segment_bytes: 1 << 30,
+        index_max_bytes: 1 << 20,
+        direct_min_batch_bytes: 300,
+        ..small_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config).unwrap();
+    let mut expected = 0;
+    for round in 0..60u64 {
+        // 1 record stays under 300 bytes (page cache), 10 go over (direct); a run of each, of varying length.
+        let count = if (round / 3) % 2 == 0 { 1 } else { 10 };
+        log.append(&batch(round, count, round as i64)).unwrap();
+        expected += count;
+        assert_eq!(read_all(&log, 0).len(), expected, "round {round}");
+        if round % 20 == 19 {
+            // A crash: no close, nothing cut.
+            let before = read_all(&log, 0);
+            drop(log);
+            log = Log::open(dir.path(), config).unwrap();
+            assert_eq!(read_all(&log, 0), before, "reopened after round {round}");
+        }
+    }
+}
+
 #[test]
 fn a_reader_racing_a_writer_never_sees_a_torn_or_out_of_order_batch() {
     let dir = tempfile::tempdir().unwrap();

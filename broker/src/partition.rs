@@ -392,3 +392,69 @@ fn copy_of(err: &StorageError) -> StorageError {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_protocol::{Record, RecordBatchBuilder};
+    use rill_storage::{Durability, LogConfig};
+
+    fn one_record_batch(value: u32) -> Bytes {
+        let mut builder = RecordBatchBuilder::default();
+        let record =
+            Record { key: None, value: Some(value.to_be_bytes().to_vec()), headers: Vec::new(), timestamp_ms: 1 };
+        builder.push(&record);
+        Bytes::from(builder.build())
+    }
+
+    /// On an `always` topic, with many producers' calls grouped by the writer: no call is answered, and no reader
+    /// sees a batch, before an fsync covers it, and the offsets stay dense and in each producer's order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn always_topics_answer_and_publish_only_what_is_fsynced() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = LogConfig { durability: Durability::Always, ..LogConfig::default() };
+        let log = Log::open(dir.path(), config).expect("a log");
+        let topic = TopicName::new("t").expect("a valid name");
+        let partition = Partition::start(topic, 0, log, 64, Arc::new(Semaphore::new(2)), None);
+        let watcher = {
+            let partition = Arc::clone(&partition);
+            let mut high_watermark = partition.watch_high_watermark();
+            tokio::spawn(async move {
+                let mut checks = 0;
+                while high_watermark.changed().await.is_ok() && !partition.is_closed() {
+                    let published = *high_watermark.borrow_and_update();
+                    assert!(published <= partition.log().durable_end_offset(), "{published} published unsynced");
+                    checks += 1;
+                }
+                checks
+            })
+        };
+        let producers: Vec<_> = (0..8u32)
+            .map(|producer| {
+                let partition = Arc::clone(&partition);
+                tokio::spawn(async move {
+                    let mut offsets = Vec::new();
+                    for n in 0..50u32 {
+                        let queued =
+                            partition.enqueue(vec![one_record_batch(producer * 1000 + n)]).await.expect("queued");
+                        let info = queued.appended().await.expect("appended");
+                        assert!(partition.log().durable_end_offset() > info.last_offset, "answered before its fsync");
+                        offsets.push(info.base_offset);
+                    }
+                    offsets
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for producer in producers {
+            let offsets = producer.await.expect("a producer");
+            assert!(offsets.windows(2).all(|w| w[0] < w[1]), "one producer's calls land in its order");
+            all.extend(offsets);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..400).collect::<Vec<i64>>(), "dense offsets, none twice");
+        assert_eq!(partition.log().high_watermark(), 400);
+        partition.stop_writer(Duration::from_secs(5)).await;
+        assert!(watcher.await.expect("the watcher") > 0);
+    }
+}

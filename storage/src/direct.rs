@@ -11,13 +11,15 @@
 //!   zeros: the file may be up to a block longer than the segment's logical size until the segment is sealed,
 //!   which cuts it back. After a crash recovery finds the zeros where a batch header should be and truncates
 //!   there, exactly as it treats a torn write.
-//! - Zeros ahead. A small append that an fsync follows (`Durability::Always`) goes through the page cache into
+//! - Zeros ahead. A small append that an fsync follows (`Durability::Always`, or while callers wait for fsyncs;
+//!   at most [`ZEROS_AHEAD_MAX_APPEND`]) goes through the page cache into
 //!   zeros written ahead of it ([`DirectAppender::keep_zeroed_through`], [`ZEROS_AHEAD`] at a time, direct, so
 //!   they take no page cache), padded with zeros to the end of its page so that the kernel need not read the
 //!   page first. A write that neither grows the file nor fills a hole changes no metadata: the fdatasync after it
 //!   writes the page and flushes the device's cache, where a growing file also made it commit ext4's journal (on
 //!   a disk without FUA, a second cache flush). Such a file may be up to `ZEROS_AHEAD` and a page longer than the
-//!   segment until it is sealed; recovery treats those zeros as it treats a direct write's padding.
+//!   segment until it is sealed (and by one such append more, if a crash came between the zeros and its write);
+//!   recovery treats those zeros as it treats a direct write's padding.
 //! - Every append is written (not staged) before `append` returns: a process crash never loses an acknowledged
 //!   batch, as with buffered writes.
 //! - Readers keep reading through the segment's ordinary descriptor; the kernel invalidates cached pages a
@@ -48,6 +50,11 @@ thread_local! {
 /// journal commit per this much appended (about 230 appends of 1 KB), where a growing file committed the
 /// journal with every fsync. The fill holds up the append that makes it, by about 0.15 ms here.
 pub(crate) const ZEROS_AHEAD: u64 = 256 << 10;
+
+/// The largest append that goes into zeros written ahead; a larger synced append that is still small (under
+/// `direct_min_batch_bytes`, when set higher) grows the file. It bounds the zeros a crash can leave past the last
+/// batch, between a fill and the write it was for: recovery takes no more than that as padding.
+pub(crate) const ZEROS_AHEAD_MAX_APPEND: u64 = 64 << 10;
 
 /// Zeros to fill ahead from, aligned for `O_DIRECT`; allocated by the first append that needs them.
 static ZEROS: std::sync::OnceLock<AlignedBuf> = std::sync::OnceLock::new();

@@ -173,10 +173,12 @@ pub(crate) fn scan(
 }
 
 /// Zeros from the last batch to the end of an aligned file, no more than a direct write pads with and a synced
-/// append's zeros ahead reach (`direct.rs`, "Zeros ahead").
+/// append's zeros ahead reach, its own bytes included if a crash came between the zeros and them (`direct.rs`,
+/// "Zeros ahead").
 fn is_direct_write_padding(file: &File, path: &Path, pos: u64, file_bytes: u64) -> Result<bool> {
-    let block = crate::direct::BLOCK_BYTES as u64;
-    if !file_bytes.is_multiple_of(block) || file_bytes - pos >= block + crate::direct::ZEROS_AHEAD {
+    use crate::direct::{BLOCK_BYTES, ZEROS_AHEAD, ZEROS_AHEAD_MAX_APPEND};
+    let block = BLOCK_BYTES as u64;
+    if !file_bytes.is_multiple_of(block) || file_bytes - pos >= block + ZEROS_AHEAD + ZEROS_AHEAD_MAX_APPEND {
         return Ok(false);
     }
     let mut chunk = vec![0u8; (file_bytes - pos).min(64 << 10) as usize];
@@ -365,7 +367,7 @@ fn truncate_file(dir: &Path, base: i64, len: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::direct::{BLOCK_BYTES, ZEROS_AHEAD};
+    use crate::direct::{BLOCK_BYTES, ZEROS_AHEAD, ZEROS_AHEAD_MAX_APPEND};
     use std::io::Write;
 
     /// Zeros past the last batch to the end of an aligned file are padding (a direct write's block, and the zeros
@@ -386,9 +388,11 @@ mod tests {
         };
         assert!(check(100, block, None), "a block's padding");
         assert!(check(100, block + ZEROS_AHEAD, None), "a page's padding and the zeros ahead");
+        let most = block + ZEROS_AHEAD + ZEROS_AHEAD_MAX_APPEND;
+        assert!(check(100, most, None), "zeros ahead of the largest append, which a crash kept from landing");
         assert!(!check(100, block + ZEROS_AHEAD, Some(block + ZEROS_AHEAD - 1)), "a stray byte at the end");
         assert!(!check(100, block + ZEROS_AHEAD, Some(70_000)), "a stray byte among the zeros");
-        assert!(!check(100, 2 * block + ZEROS_AHEAD, None), "more zeros than were ever written ahead");
+        assert!(!check(100, most + block, None), "more zeros than were ever written ahead");
         assert!(!check(100, block + 1, None), "an unaligned file was not padded");
     }
 }

@@ -341,7 +341,7 @@ impl Segment {
         let is_small = len < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
             if is_small {
-                if route.is_synced {
+                if route.is_synced && len as u64 <= direct::ZEROS_AHEAD_MAX_APPEND {
                     return self.write_into_zeros(appender, file, position, parts);
                 }
                 // Through the page cache below; the next direct write reloads the block this one changes.

@@ -4,7 +4,7 @@ fdatasync latency, for each way the write can find the file (docs/benchmarks.md,
 ahead").
 
 usage: fsync_floor.py DIR MODE [FILL_KIB]
-  grow            every write past the file's end (it grows: every fdatasync commits the journal)
+  grow            every write past the file's end (it grows: every fdatasync writes the inode too)
   zeros_buf       into zeros written through the page cache and fsynced before
   fallocate       into a posix_fallocate'd file
   fallocate_keep  past the end of a FALLOC_FL_KEEP_SIZE allocation

@@ -12,14 +12,14 @@
 //!   which cuts it back. After a crash recovery finds the zeros where a batch header should be and truncates
 //!   there, exactly as it treats a torn write.
 //! - Zeros ahead. A small append that an fsync follows (`Durability::Always`, or while callers wait for fsyncs;
-//!   at most [`ZEROS_AHEAD_MAX_APPEND`]) goes through the page cache into
-//!   zeros written ahead of it ([`DirectAppender::keep_zeroed_through`], [`ZEROS_AHEAD`] at a time, direct, so
-//!   they take no page cache), padded with zeros to the end of its page so that the kernel need not read the
-//!   page first. A write that neither grows the file nor fills a hole changes no metadata: the fdatasync after it
-//!   writes the page and flushes the device's cache, where a growing file also made it commit ext4's journal (on
-//!   a disk without FUA, a second cache flush). Such a file may be up to `ZEROS_AHEAD` and a page longer than the
-//!   segment until it is sealed (and by one such append more, if a crash came between the zeros and its write);
-//!   recovery treats those zeros as it treats a direct write's padding.
+//!   at most [`ZEROS_AHEAD_MAX_APPEND`]) goes through the page cache into zeros written ahead of it
+//!   ([`DirectAppender::keep_zeroed_through`], [`ZEROS_AHEAD`] at a time, direct, so they take no page cache),
+//!   padded with zeros to the end of its page so that the kernel need not read the page first. A write that
+//!   neither grows the file nor fills a hole changes no metadata: the fdatasync after it writes the page and
+//!   flushes the device's cache, where a growing file also had its inode written first (the new size; this
+//!   machine's ext4 runs without a journal, which would otherwise have had to commit it). Such a file may be up to
+//!   `ZEROS_AHEAD` and a page longer than the segment until it is sealed (and by one such append more, if a crash
+//!   came between the zeros and its write); recovery treats those zeros as it treats a direct write's padding.
 //! - Every append is written (not staged) before `append` returns: a process crash never loses an acknowledged
 //!   batch, as with buffered writes.
 //! - Readers keep reading through the segment's ordinary descriptor; the kernel invalidates cached pages a
@@ -47,8 +47,8 @@ thread_local! {
 }
 
 /// How far past a synced small append the file is filled with written zeros at a time: one direct write and one
-/// journal commit per this much appended (about 230 appends of 1 KB), where a growing file committed the
-/// journal with every fsync. The fill holds up the append that makes it, by about 0.15 ms here.
+/// inode write per this much appended (about 230 appends of 1 KB), where a growing file had its inode written
+/// with every fsync. The fill holds up the append that makes it, by about 0.15 ms here.
 pub(crate) const ZEROS_AHEAD: u64 = 256 << 10;
 
 /// The largest append that goes into zeros written ahead; a larger synced append that is still small (under

@@ -20,6 +20,7 @@
 //!   machine's ext4 runs without a journal, which would otherwise have had to commit it). Such a file may be up to
 //!   `ZEROS_AHEAD` and a page longer than the segment until it is sealed (and by one such append more, if a crash
 //!   came between the zeros and its write); recovery treats those zeros as it treats a direct write's padding.
+//!   So an active segment holds at most that much more disk than its batches, once per partition.
 //! - Every append is written (not staged) before `append` returns: a process crash never loses an acknowledged
 //!   batch, as with buffered writes.
 //! - Readers keep reading through the segment's ordinary descriptor; the kernel invalidates cached pages a
@@ -111,6 +112,11 @@ impl DirectAppender {
     pub fn wrote_buffered_through(&mut self, end: u64) {
         self.tail_end = None;
         self.file_end = self.file_end.filter(|&file_end| file_end >= end);
+    }
+
+    /// The file may have been cut or grown by someone else: read its length again before the next fill.
+    pub fn forget_file_end(&mut self) {
+        self.file_end = None;
     }
 
     /// Makes sure the file holds written bytes (data, or zeros written before) up to `end`, a block boundary: if

@@ -397,7 +397,11 @@ impl Segment {
         let padded: Vec<&[u8]> = parts.iter().copied().chain(std::iter::once(padding)).collect();
         // Whatever happens below, the next direct write reloads the block this one changes.
         appender.wrote_buffered_through(page_end);
-        write_all_vectored_at(file, &padded, position)?;
+        if let Err(e) = write_all_vectored_at(file, &padded, position) {
+            // The caller cuts the file back to `position`, zeros and all.
+            appender.forget_file_end();
+            return Err(e);
+        }
         lock(&self.io.recent).push(position, parts);
         Ok(None)
     }

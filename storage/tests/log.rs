@@ -411,6 +411,23 @@ fn direct_write_padding_never_outlives_a_close_and_never_costs_a_batch() {
 /// `direct.rs`'s `ZEROS_AHEAD`.
 const ZEROS_AHEAD: u64 = 256 << 10;
 
+/// Direct writes, one segment, appends of up to 64 KiB through the page cache.
+fn one_segment_direct(durability: Durability) -> LogConfig {
+    LogConfig {
+        write_mode: WriteMode::Direct,
+        durability,
+        segment_bytes: 1 << 30,
+        index_max_bytes: 1 << 20,
+        direct_min_batch_bytes: 64 << 10,
+        ..small_config()
+    }
+}
+
+/// The bytes of every segment file in `dir`, zeros past the batches included.
+fn on_disk(dir: &std::path::Path) -> u64 {
+    log_files(dir).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum()
+}
+
 /// A small append of an `always` log goes through the page cache into zeros written ahead of it (so that its fsync
 /// changes no metadata); without `always` it just grows the file. Neither the zeros nor the padding cost a batch,
 /// after a crash or a clean close, and appends go on after the last batch.
@@ -419,16 +436,9 @@ fn small_fsynced_appends_go_into_zeros_written_ahead_and_lose_nothing() {
     for (durability, is_clean) in [(Durability::Never, false), (Durability::Always, false), (Durability::Always, true)]
     {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            write_mode: WriteMode::Direct,
-            durability,
-            segment_bytes: 1 << 30,
-            index_max_bytes: 1 << 20,
-            direct_min_batch_bytes: 64 << 10,
-            ..small_config()
-        };
+        let config = one_segment_direct(durability);
         let log = Log::open(dir.path(), config).unwrap();
-        let on_disk = || log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
+        let on_disk = || on_disk(dir.path());
         for tag in 0..5 {
             log.append(&batch(tag, 1, tag as i64)).unwrap();
         }
@@ -471,15 +481,9 @@ fn small_fsynced_appends_go_into_zeros_written_ahead_and_lose_nothing() {
 #[test]
 fn small_appends_go_into_zeros_while_callers_wait_for_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        write_mode: WriteMode::Direct,
-        segment_bytes: 1 << 30,
-        index_max_bytes: 1 << 20,
-        direct_min_batch_bytes: 64 << 10,
-        ..small_config()
-    };
+    let config = one_segment_direct(Durability::Never);
     let log = Log::open(dir.path(), config).unwrap();
-    let on_disk = || log_files(dir.path()).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum::<u64>();
+    let on_disk = || on_disk(dir.path());
     let first = log.append(&batch(0, 1, 0)).unwrap();
     assert_eq!(on_disk(), log.size_bytes(), "nobody waited for an fsync yet: the file just grows");
     log.flush().unwrap();

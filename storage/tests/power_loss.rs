@@ -31,6 +31,45 @@ fn cut_file(path: &Path, durable: u64, cut_at: f64, torn: &[u8]) {
     }
 }
 
+/// A power cut: the active segment keeps `durable` bytes and loses an arbitrary part of the rest (`cut_file`); its
+/// index files, never synced, keep a third.
+fn lose_power(active: &Path, durable: u64, cut_at: f64, torn: &[u8], zero_tear: bool) {
+    let zeros;
+    let torn = if zero_tear {
+        zeros = vec![0u8; torn.len()];
+        &zeros[..]
+    } else {
+        torn
+    };
+    cut_file(active, durable, cut_at, torn);
+    for suffix in ["index", "timeindex"] {
+        let path = active.with_extension(suffix);
+        let len = std::fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 3).unwrap();
+    }
+}
+
+/// Reopens the log after a power cut and checks what it gives back: every record below `durable_end`, and
+/// beyond it only a prefix of `written`; appends go on after it. Returns the recovered end.
+fn reopen_after_power_loss(
+    dir: &Path,
+    config: LogConfig,
+    written: &[(i64, Vec<u8>)],
+    durable_end: i64,
+    next: &[u8],
+) -> Result<i64, TestCaseError> {
+    let recovered = Log::open(dir, config).unwrap();
+    let end = recovered.log_end_offset();
+    prop_assert!(end >= durable_end, "lost flushed records: end {} < durable {}", end, durable_end);
+    let kept = read_all(&recovered, 0);
+    prop_assert_eq!(&kept[..], &written[..kept.len()], "recovered records are a prefix of what was written");
+    prop_assert_eq!(kept.len() as i64, end);
+    let appended = recovered.append(next).unwrap();
+    prop_assert_eq!(appended.base_offset, end);
+    prop_assert_eq!(read_all(&recovered, 0).len() as i64, appended.last_offset + 1);
+    Ok(end)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -70,27 +109,12 @@ proptest! {
         let written = read_all(&log, 0);
         drop(log); // the power goes out: no close
 
-        let torn = if zero_tear { vec![0u8; torn.len()] } else { torn };
         // What the log fsynced: everything in a sealed segment (a roll fsyncs it), and in the active one what
         // the flush covered. The rest of the active segment may be lost from any byte on.
         let active = log_files(dir.path()).pop().unwrap();
         let durable = durable_sizes.iter().find(|(p, _)| *p == active).map_or(0, |(_, size)| *size);
-        cut_file(&active, durable, cut_at, &torn);
-        // Its index files were never synced: they may hold anything.
-        for suffix in ["index", "timeindex"] {
-            let path = active.with_extension(suffix);
-            let len = std::fs::metadata(&path).unwrap().len();
-            OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 3).unwrap();
-        }
-
-        let recovered = Log::open(dir.path(), config).unwrap();
-        let end = recovered.log_end_offset();
-        prop_assert!(end >= durable_end, "lost flushed records: end {} < durable {}", end, durable_end);
-        let kept = read_all(&recovered, 0);
-        prop_assert_eq!(&kept[..], &written[..kept.len()], "recovered records are a prefix of what was written");
-        prop_assert_eq!(kept.len() as i64, end);
-        let next = recovered.append(&batch(999, 1, 0)).unwrap();
-        prop_assert_eq!(next.base_offset, end);
+        lose_power(&active, durable, cut_at, &torn, zero_tear);
+        reopen_after_power_loss(dir.path(), config, &written, durable_end, &batch(999, 1, 0))?;
     }
 }
 
@@ -140,25 +164,10 @@ proptest! {
         let written = read_all(&log, 0);
         drop(log); // the power goes out: no close
 
-        let torn = if zero_tear { vec![0u8; torn.len()] } else { torn };
         let active = log_files(dir.path()).pop().unwrap();
         let is_same_segment = log_files(dir.path()).len() == files.len();
-        cut_file(&active, if is_same_segment { durable } else { 0 }, cut_at, &torn);
-        for suffix in ["index", "timeindex"] {
-            let path = active.with_extension(suffix);
-            let len = std::fs::metadata(&path).unwrap().len();
-            OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 3).unwrap();
-        }
-
-        let recovered = Log::open(dir.path(), config).unwrap();
-        let end = recovered.log_end_offset();
-        prop_assert!(end >= durable_end, "lost flushed records: end {} < durable {}", end, durable_end);
-        let kept = read_all(&recovered, 0);
-        prop_assert_eq!(&kept[..], &written[..kept.len()], "recovered records are a prefix of what was written");
-        prop_assert_eq!(kept.len() as i64, end);
-        let next = recovered.append(&encoded(999)).unwrap();
-        prop_assert_eq!(next.base_offset, end);
-        prop_assert_eq!(read_all(&recovered, 0).len() as i64, end + if 999u64.is_multiple_of(large_every) { 12 } else { 1 });
+        lose_power(&active, if is_same_segment { durable } else { 0 }, cut_at, &torn, zero_tear);
+        reopen_after_power_loss(dir.path(), config, &written, durable_end, &encoded(999))?;
     }
 }
 

@@ -149,7 +149,7 @@ impl Partition {
     /// Returns once every offset below `end_offset` is fsynced (acks DURABLE). Concurrent callers share fsyncs.
     pub async fn sync_through(&self, end_offset: i64) -> Result<()> {
         // An `always` topic's writer fsynced the append before answering it: checking here saves the two thread
-        // hops to the blocking pool and back, a tenth of a durable ack's time (docs/benchmarks.md).
+        // hops to the blocking pool and back, each a wake-up of another thread.
         if self.log.durable_end_offset() >= end_offset {
             return Ok(());
         }

@@ -447,9 +447,10 @@ impl Log {
     }
 
     /// Whether an append of `bytes` is sure to be only a write: no fsync after it, no segment roll and no
-    /// checkpoint store before it (the first change after a clean open). While callers wait for fsyncs, one such
-    /// append in about 230 small ones also writes 256 KiB of zeros ahead (`direct.rs`, "Zeros ahead"). Such an append is short enough for a
-    /// caller to run on an async thread; `false` when unsure (the writer lock is held elsewhere).
+    /// checkpoint store before it (the first change after a clean open). Such an append is short enough for a
+    /// caller to run on an async thread; `false` when unsure (the writer lock is held elsewhere). While callers wait
+    /// for fsyncs, one such append in about 230 small ones also writes 256 KiB of zeros ahead (`direct.rs`, "Zeros
+    /// ahead"): about 0.15 ms here.
     pub fn is_plain_write(&self, bytes: u64) -> bool {
         if self.syncs_every_append() {
             return false;

@@ -147,6 +147,11 @@ impl DirectAppender {
         Ok(())
     }
 
+    /// Whether the file is known to hold written bytes up to `end` (no zeros to write before a write ending there).
+    pub fn has_zeros_through(&self, end: u64) -> bool {
+        self.file_end.is_some_and(|file_end| file_end >= end)
+    }
+
     /// A direct write just ended at `end`: the file is at least that long now.
     fn wrote_direct_through(&mut self, end: u64) {
         self.file_end = self.file_end.map(|file_end| file_end.max(end));

@@ -447,10 +447,10 @@ impl Log {
     }
 
     /// Whether an append of `bytes` is sure to be only a write: no fsync after it, no segment roll and no
-    /// checkpoint store before it (the first change after a clean open). Such an append is short enough for a
-    /// caller to run on an async thread; `false` when unsure (the writer lock is held elsewhere). While callers wait
-    /// for fsyncs, one such append in about 230 small ones also writes 256 KiB of zeros ahead (`direct.rs`, "Zeros
-    /// ahead"): about 0.15 ms here.
+    /// checkpoint store before it (the first change after a clean open), and no zeros to write ahead of it (while
+    /// callers wait for fsyncs, one small append in about 230 writes 256 KiB of them: `direct.rs`, "Zeros ahead").
+    /// Such an append is short enough for a caller to run on an async thread; `false` when unsure (the writer lock
+    /// is held elsewhere).
     pub fn is_plain_write(&self, bytes: u64) -> bool {
         if self.syncs_every_append() {
             return false;
@@ -462,7 +462,8 @@ impl Log {
             .segment_ms
             .is_none_or(|ms| self.clock.now_ms().saturating_sub(active.created_ms()) < ms as i64);
         let fits = active.size() + bytes <= self.config().segment_bytes;
-        !writer.is_clean_on_disk && fits && is_young && !active.is_index_full()
+        let writes_zeros = self.is_synced_soon(self.clock.now_ms()) && active.would_write_zeros_for(bytes);
+        !writer.is_clean_on_disk && fits && is_young && !active.is_index_full() && !writes_zeros
     }
 
     /// True when appends must be fsynced before they are acknowledged (`Durability::Always`).

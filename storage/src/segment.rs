@@ -262,6 +262,22 @@ impl Segment {
         read_lock(&self.offset_index).is_full() || read_lock(&self.time_index).is_full()
     }
 
+    /// Whether a synced append of `bytes` now would first write zeros ahead (`direct.rs`, "Zeros ahead"): a device
+    /// write of 256 KiB, too long for an async thread. `true` when unsure (the file's end not known yet, or the
+    /// write lock held elsewhere).
+    pub fn would_write_zeros_for(&self, bytes: u64) -> bool {
+        if bytes > direct::ZEROS_AHEAD_MAX_APPEND || bytes >= self.io.direct_min_batch_bytes as u64 {
+            return false;
+        }
+        let Ok(writes) = self.io.writes.try_lock() else { return true };
+        let end = (self.size() + bytes).next_multiple_of(direct::BLOCK_BYTES as u64);
+        match &*writes {
+            Writes::Buffered => false,
+            Writes::DirectUnopened => true,
+            Writes::Direct(appender) => !appender.has_zeros_through(end),
+        }
+    }
+
     /// Appends `batches` (already validated, each with its header carrying the assigned base offset), in order,
     /// at the end of the file, in one write. Each batch's new base offset and `epoch` are written from a 16-byte
     /// patched copy of its header's first fields, the rest straight from the batch: no copy of the record bytes.

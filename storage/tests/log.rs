@@ -490,12 +490,26 @@ fn small_appends_go_into_zeros_while_callers_wait_for_fsyncs() {
     log.append(&batch(1, 1, 1)).unwrap();
     assert_eq!(on_disk(), log.size_bytes(), "a flush waits for nobody");
     log.sync_through(first.last_offset + 1).unwrap();
+    let next = batch(9, 10, 9);
+    let len = next.len() as u64;
+    assert!(!log.is_plain_write(len), "the append would write zeros first: not for an async thread");
     let second = log.append(&batch(2, 1, 2)).unwrap();
     assert_eq!(on_disk(), 4096 + ZEROS_AHEAD, "zeros written past the page of the append after the wait");
     log.sync_through(second.last_offset + 1).unwrap();
+    // A plain write while the zeros reach past the append's page, and not once they would not.
+    let mut appended = 3;
+    while log.is_plain_write(len) {
+        log.append(&next).unwrap();
+        appended += 10;
+    }
+    assert!(appended > 3, "appends into the zeros are plain writes");
+    assert!((log.size_bytes() + len).next_multiple_of(4096) > on_disk(), "the next would need new zeros");
+    log.append(&next).unwrap();
+    appended += 10;
+    assert!(log.is_plain_write(len), "zeros written ahead again");
     drop(log);
     let reopened = Log::open(dir.path(), config).unwrap();
-    assert_eq!(read_all(&reopened, 0).len(), 3);
+    assert_eq!(read_all(&reopened, 0).len(), appended);
 }
 
 /// An `always` log whose appends alternate between small ones (page cache, into zeros) and large ones (direct):

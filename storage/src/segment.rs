@@ -44,9 +44,9 @@ pub(crate) struct KeptWrite {
 pub(crate) struct AppendRoute {
     /// A buffer of the tail cache's: a direct write is staged in it, and it becomes the cached copy.
     pub keep: Option<BytesMut>,
-    /// An fsync follows before the append is acknowledged (`Durability::Always`): a small append goes through the
-    /// page cache into zeros written ahead of it (see `direct.rs`, "Zeros ahead"), so that the fsync flushes its
-    /// page and changes no metadata.
+    /// An fsync follows before the append is acknowledged (`Durability::Always`, or callers waiting for fsyncs):
+    /// a small append goes through the page cache into zeros written ahead of it (see `direct.rs`, "Zeros ahead"),
+    /// so that the fsync flushes its page and changes no metadata.
     pub is_synced: bool,
 }
 
@@ -266,7 +266,7 @@ impl Segment {
     /// write of 256 KiB, too long for an async thread. `true` when unsure (the file's end not known yet, or the
     /// write lock held elsewhere).
     pub fn would_write_zeros_for(&self, bytes: u64) -> bool {
-        if bytes > direct::ZEROS_AHEAD_MAX_APPEND || bytes >= self.io.direct_min_batch_bytes as u64 {
+        if !self.goes_into_zeros(bytes) {
             return false;
         }
         let Ok(writes) = self.io.writes.try_lock() else { return true };
@@ -276,6 +276,12 @@ impl Segment {
             Writes::DirectUnopened => true,
             Writes::Direct(appender) => !appender.has_zeros_through(end),
         }
+    }
+
+    /// Whether a synced append of `len` bytes goes into zeros written ahead: small enough for the page cache
+    /// (`direct_min_batch_bytes`) and for the zeros a crash may leave (`ZEROS_AHEAD_MAX_APPEND`).
+    fn goes_into_zeros(&self, len: u64) -> bool {
+        len < self.io.direct_min_batch_bytes as u64 && len <= direct::ZEROS_AHEAD_MAX_APPEND
     }
 
     /// Appends `batches` (already validated, each with its header carrying the assigned base offset), in order,
@@ -357,7 +363,7 @@ impl Segment {
         let is_small = len < self.io.direct_min_batch_bytes;
         if let Writes::Direct(appender) = &mut *writes {
             if is_small {
-                if route.is_synced && len as u64 <= direct::ZEROS_AHEAD_MAX_APPEND {
+                if route.is_synced && self.goes_into_zeros(len as u64) {
                     return self.write_into_zeros(appender, file, position, parts);
                 }
                 // Through the page cache below; the next direct write reloads the block this one changes.
@@ -404,7 +410,7 @@ impl Segment {
     ) -> std::io::Result<Option<KeptWrite>> {
         let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
         let end = position + len;
-        let page_end = end.next_multiple_of(crate::direct::BLOCK_BYTES as u64);
+        let page_end = end.next_multiple_of(direct::BLOCK_BYTES as u64);
         // Only the fsync's cost rides on the zeros: without them the append is written all the same.
         if let Err(e) = appender.keep_zeroed_through(page_end) {
             tracing::debug!(path = %self.log_path.display(), error = %e, "could not write zeros ahead");
@@ -657,7 +663,7 @@ impl Segment {
 }
 
 /// What a small synced append is padded with to the end of its page.
-static PAGE_OF_ZEROS: [u8; crate::direct::BLOCK_BYTES] = [0; crate::direct::BLOCK_BYTES];
+static PAGE_OF_ZEROS: [u8; direct::BLOCK_BYTES] = [0; direct::BLOCK_BYTES];
 
 /// Most parts one `pwritev` takes (Linux's `IOV_MAX`).
 const MAX_PARTS_PER_WRITE: usize = 1024;

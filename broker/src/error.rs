@@ -274,7 +274,7 @@ fn storage_reason(err: &StorageError) -> Reason {
             Reason::OffsetOutOfRange
         }
         StorageError::Io { source, .. } => io_reason(source),
-        StorageError::Corrupt { .. } => Reason::StorageFailure,
+        StorageError::Corrupt { .. } | StorageError::FsyncFailed { .. } => Reason::StorageFailure,
         StorageError::Closed { .. } => Reason::ShuttingDown,
         StorageError::Producer(ProducerError::OutOfOrderSequence { .. }) => Reason::OutOfOrderSequence,
         StorageError::Producer(ProducerError::InvalidEpoch { .. }) => Reason::InvalidProducerEpoch,
@@ -381,6 +381,16 @@ mod tests {
         assert!(not_leader(None, None).ends_with("; it has no leader right now"));
         let taking_over = not_leader(None, Some("10.0.0.2:9092"));
         assert!(taking_over.contains("taking the partition over as its new leader"), "{taking_over}");
+    }
+
+    #[test]
+    fn a_failed_fsync_is_a_storage_failure_that_says_what_to_do() {
+        let failed = StorageError::FsyncFailed { path: "/d/00000000000000000000.log".into(), reason: "EIO".into() };
+        let status = Status::from(BrokerError::from(failed));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(reason_of(&status), Some("storage-failure"));
+        assert!(status.message().contains("/d/00000000000000000000.log"), "{}", status.message());
+        assert!(status.message().contains("until it is reopened (a broker restart)"), "{}", status.message());
     }
 
     fn reason_of(status: &Status) -> Option<&'static str> {

@@ -26,6 +26,9 @@
 //!   [`SegmentFileCache`], so a log's open files do not grow with its segments.
 //! - Everything below the recovery point was fsynced; only what lies past it is rescanned after an
 //!   unclean shutdown.
+//! - Nothing is reported durable that a failed fsync may have lost: once an fsync of a segment fails, every later
+//!   one of that segment fails without asking the disk, and the log refuses appends until it is reopened
+//!   ([`StorageError::FsyncFailed`]).
 //! - A data dir's `__high-watermarks.checkpoint` ([`HighWatermarkCheckpoint`]) holds the high watermark of each
 //!   replicated partition as the broker last stored it; replaced whole and atomically, and a damaged one is
 //!   ignored (a low high watermark is always safe), never half-read. A log caps it at its end on use.
@@ -98,6 +101,16 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// An fsync of a segment failed. Linux reports a writeback error to one fsync and may drop the pages it could
+    /// not write, so a later fsync can succeed over data that never reached the disk: from the first failure on,
+    /// the log refuses appends and fsyncs (nothing more is acknowledged as durable) until it is reopened, when
+    /// recovery keeps what the disk holds.
+    #[error(
+        "an fsync of {path} failed ({reason}): what was written since the last successful fsync may not be on disk, \
+         so the log takes no more appends until it is reopened (a broker restart), when recovery keeps what the disk \
+         holds"
+    )]
+    FsyncFailed { path: PathBuf, reason: String },
     #[error("corrupt data in {path} at position {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("{0}")]

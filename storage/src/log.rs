@@ -325,6 +325,14 @@ impl Log {
         Ok(())
     }
 
+    /// [`Log::ensure_open`] for a change to the segments' data, under the writer lock: refused once an fsync of the
+    /// active segment failed (nothing appended could be made durable, and a truncation would open the segment
+    /// anew and forget the failure).
+    fn ensure_writable(&self, writer: &Writer) -> Result<()> {
+        self.ensure_open()?;
+        writer.active.sync_failure().map_or(Ok(()), Err)
+    }
+
     /// Validates one v2 batch, assigns it the next offsets, stamps the leader epoch and appends it.
     /// With `Durability::Always` it returns once the batch is fsynced.
     pub fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
@@ -365,7 +373,7 @@ impl Log {
             headers.push(rill_protocol::validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)?.header);
         }
         let mut writer = lock(&self.writer);
-        self.ensure_open()?;
+        self.ensure_writable(&writer)?;
         let now_ms = self.clock.now_ms();
         let plans = self.plan_appends(&mut writer.producers, headers, now_ms)?;
         if plans.iter().any(|plan| matches!(plan, Planned::Append(_))) {
@@ -570,10 +578,19 @@ impl Log {
         let Durability::Interval { interval_ms } = self.config().durability else {
             return false;
         };
+        if self.sync_failure().is_some() {
+            return false;
+        }
         let state = lock(&self.flush);
         let since_last_ms = self.clock.now_ms().saturating_sub(state.last_flush_ms);
         state.durable_end < self.log_end_offset()
             && since_last_ms.saturating_add(next_check_in_ms as i64) >= interval_ms as i64
+    }
+
+    /// Why the log takes no appends, if an fsync of its active segment failed ([`StorageError::FsyncFailed`]).
+    pub fn sync_failure(&self) -> Option<StorageError> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.values().next_back().and_then(|active| active.sync_failure())
     }
 
     /// Flushes if [`Log::is_flush_due`] says so.
@@ -727,8 +744,8 @@ impl Log {
     /// Drops every batch whose last offset is `>= offset`, as a follower does to match a new leader.
     /// A batch that holds `offset` goes whole, so the log may end below `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
-        self.ensure_open()?;
         let mut writer = lock(&self.writer);
+        self.ensure_writable(&writer)?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -875,4 +892,92 @@ fn restored_log_start(dir: &Path, first_base: i64, log_end: i64) -> Result<i64> 
 
 pub(crate) fn epoch_at(epochs: &[EpochStart], offset: i64) -> Option<i32> {
     epochs.iter().rev().find(|e| e.start_offset <= offset).map(|e| e.epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use rill_protocol::{Record, RecordBatchBuilder};
+
+    use super::*;
+
+    fn batch(value: &str) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::default();
+        builder.push(&Record { key: None, value: Some(value.as_bytes().to_vec()), headers: vec![], timestamp_ms: 0 });
+        builder.build()
+    }
+
+    fn active(log: &Log) -> Arc<Segment> {
+        log.segments.read().unwrap().values().next_back().cloned().unwrap()
+    }
+
+    fn values(log: &Log) -> Vec<String> {
+        let read = log.read(0, 1 << 20).unwrap();
+        rill_protocol::BatchIter::new(read.batches)
+            .flat_map(|batch| {
+                let batch = batch.unwrap();
+                let values: Vec<String> = batch
+                    .records()
+                    .unwrap()
+                    .map(|r| String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap())
+                    .collect();
+                values
+            })
+            .collect()
+    }
+
+    /// A second fsync after a failed one may succeed over pages the kernel dropped: the failure must stick, and
+    /// nothing appended after it may be taken (each case: the disk's real descriptor is put back after the failure,
+    /// so an fsync asked of it would succeed).
+    #[test]
+    fn a_failed_fsync_fails_every_later_one_and_the_log_takes_no_appends_until_reopened() {
+        for (durability, write_mode) in [
+            (Durability::Never, WriteMode::Direct),
+            (Durability::Never, WriteMode::Buffered),
+            (Durability::Always, WriteMode::Direct),
+            (Durability::Always, WriteMode::Buffered),
+        ] {
+            let case = format!("{durability:?} {write_mode:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig { durability, write_mode, ..LogConfig::default() };
+            let log = Log::open(dir.path(), config).unwrap();
+            log.append(&batch("a")).unwrap();
+            log.sync_through(1).unwrap();
+            let b = log.append_unsynced(&batch("b")).unwrap();
+            assert_eq!(b.last_offset, 1, "{case}");
+
+            let segment = active(&log);
+            let disk = segment.break_fsync();
+            let failed = log.sync_through(2).unwrap_err();
+            segment.restore_file(disk);
+            assert!(matches!(failed, StorageError::FsyncFailed { .. }), "{case}: {failed}");
+            assert!(failed.to_string().contains("no more appends until it is reopened"), "{case}: {failed}");
+
+            let again = log.sync_through(2).unwrap_err();
+            assert!(matches!(again, StorageError::FsyncFailed { .. }), "{case}: the retry must fail too: {again}");
+            assert!(log.flush().is_err(), "{case}");
+            assert_eq!(log.durable_end_offset(), 1, "{case}: b is not known to be on disk");
+            let refused = log.append(&batch("c")).unwrap_err();
+            assert!(matches!(refused, StorageError::FsyncFailed { .. }), "{case}: {refused}");
+            assert!(log.append_replica(Bytes::from(batch("c"))).is_err(), "{case}");
+            assert!(
+                log.truncate_to(1).is_err(),
+                "{case}: a truncation would reopen the segment and forget the failure"
+            );
+            assert_eq!(log.log_end_offset(), 2, "{case}");
+            assert!(log.sync_failure().is_some(), "{case}");
+            assert!(!log.is_flush_due(u64::MAX / 2), "{case}: nothing an interval flush could do");
+            if durability == Durability::Always {
+                assert_eq!(log.high_watermark(), 1, "{case}: readers never see what no fsync covered");
+            }
+            assert!(log.close().is_err(), "{case}: the close's fsync fails too");
+            drop(log);
+
+            // What the disk holds comes back, and the reopened log takes appends again.
+            let log = Log::open(dir.path(), config).unwrap();
+            assert!(log.sync_failure().is_none(), "{case}");
+            log.append(&batch("c")).unwrap();
+            log.flush().unwrap();
+            assert_eq!(values(&log), ["a", "b", "c"], "{case}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use rill_protocol::batch::{Compression, HEADER_BYTES, PARTITION_LEADER_EPOCH_AT};
@@ -120,6 +120,8 @@ struct SegmentIo {
     /// Chunks read ahead of a sequential reader (`read_ahead.rs`): a directly written segment of a log with a tail
     /// cache has them.
     read_ahead: Option<ReadAheadSite>,
+    /// Why the first failed fsync of the `.log` failed. Set once, never cleared ([`Segment::sync`]).
+    sync_failure: OnceLock<String>,
 }
 
 struct ReadAheadSite {
@@ -150,6 +152,7 @@ impl SegmentIo {
             direct_reads_refused: AtomicBool::new(false),
             recent: Mutex::default(),
             read_ahead,
+            sync_failure: OnceLock::new(),
         }
     }
 }
@@ -643,8 +646,43 @@ impl Segment {
     }
 
     /// fsyncs the `.log` (data only: its size changes are covered by `fdatasync` too).
+    ///
+    /// Once one fails, every later call fails with the same reason without asking the disk again: Linux reports a
+    /// writeback error to one fsync and may mark the pages it could not write clean, so a second fsync can succeed
+    /// over data that never reached the disk (PostgreSQL's "fsyncgate").
     pub fn sync(&self) -> Result<()> {
-        self.file().and_then(|file| file.sync_data()).map_err(StorageError::io(&self.log_path))
+        if let Some(reason) = self.io.sync_failure.get() {
+            return Err(self.fsync_failed(reason));
+        }
+        let file = self.file().map_err(StorageError::io(&self.log_path))?;
+        if let Err(err) = file.sync_data() {
+            let reason = self.io.sync_failure.get_or_init(|| err.to_string());
+            tracing::error!(path = %self.log_path.display(), error = %err, "fsync failed: the log takes no more appends until it is reopened");
+            return Err(self.fsync_failed(reason));
+        }
+        Ok(())
+    }
+
+    /// Whether an fsync of the `.log` has failed: nothing appended since can be made durable.
+    pub fn sync_failure(&self) -> Option<StorageError> {
+        self.io.sync_failure.get().map(|reason| self.fsync_failed(reason))
+    }
+
+    fn fsync_failed(&self, reason: &str) -> StorageError {
+        StorageError::FsyncFailed { path: self.log_path.clone(), reason: reason.to_owned() }
+    }
+
+    /// Points the segment's own descriptor at `/dev/null`, where `fdatasync` fails (EINVAL): a real failed
+    /// fsync for the tests of what follows one. Returns the descriptor it replaced, for [`Segment::restore_file`].
+    #[cfg(test)]
+    pub(crate) fn break_fsync(&self) -> Option<Arc<File>> {
+        let null = File::open("/dev/null").expect("open /dev/null");
+        write_lock(&self.held_file).replace(Arc::new(null))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn restore_file(&self, file: Option<Arc<File>>) {
+        *write_lock(&self.held_file) = file;
     }
 
     /// Removes the segment's files. Readers holding it keep reading: the data stays until they drop it.

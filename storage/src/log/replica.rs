@@ -81,7 +81,7 @@ impl Log {
             checked.push((batch.bytes, header));
         }
         let mut writer = lock(&self.writer);
-        self.ensure_open()?;
+        self.ensure_writable(&writer)?;
         let mut next_offset = self.log_end_offset.load(Ordering::Relaxed);
         if checked.is_empty() {
             return Ok(next_offset);

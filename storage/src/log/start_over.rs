@@ -32,7 +32,7 @@ impl Log {
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
         self.ensure_open()?;
         let mut writer = lock(&self.writer);
-        self.ensure_open()?;
+        self.ensure_writable(&writer)?;
         let old_start = self.log_start_offset();
         let old_end = self.log_end_offset();
         if offset < old_end {

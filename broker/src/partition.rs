@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 use crate::error::{BrokerError, Result};
 use crate::metrics::{PartitionTraffic, WriteMetrics};
 
+mod durable_syncs;
+use durable_syncs::DurableSyncs;
+
 /// Most batches the writer appends in one blocking call: bounds the latency one call adds to the batches
 /// queued behind it.
 const MAX_BATCHES_PER_WRITE: usize = 64;
@@ -63,6 +66,8 @@ pub struct Partition {
     traffic: Option<PartitionTraffic>,
     /// The node's group-commit counts, shared by every writer; `None` as `traffic`.
     write_metrics: Option<Arc<WriteMetrics>>,
+    /// The fsyncs durable acks wait for, when the writer does not fsync every append (`durable_syncs.rs`).
+    durable_syncs: Arc<DurableSyncs>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -95,6 +100,7 @@ impl Partition {
             writer: Mutex::new(None),
             traffic: write_metrics.as_ref().map(|_| PartitionTraffic::default()),
             write_metrics,
+            durable_syncs: DurableSyncs::new(log.durable_end_offset()),
         });
         let writer = tokio::spawn(run_writer(Arc::clone(&partition), rx, append_slots));
         *lock(&partition.writer) = Some(writer);
@@ -146,16 +152,15 @@ impl Partition {
         queue.send(AppendJob { batches, reply: None }).await.map_err(|_| self.closed())
     }
 
-    /// Returns once every offset below `end_offset` is fsynced (acks DURABLE). Concurrent callers share fsyncs.
+    /// Returns once every offset below `end_offset` is fsynced (acks DURABLE). Concurrent callers share fsyncs, and
+    /// wait without holding a thread.
     pub async fn sync_through(&self, end_offset: i64) -> Result<()> {
         // An `always` topic's writer fsynced the append before answering it: checking here saves the two thread
         // hops to the blocking pool and back, each a wake-up of another thread.
         if self.log.durable_end_offset() >= end_offset {
             return Ok(());
         }
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.sync_through(end_offset)).await.map_err(BrokerError::join)??;
-        Ok(())
+        self.durable_syncs.wait_through(&self.log, end_offset).await
     }
 
     /// Reads whole batches from `offset`: from the tail cache on this thread when it holds them (a look-up and a
@@ -377,6 +382,9 @@ fn sync_group(log: &Log, outcomes: &mut [Result<AppendInfo, StorageError>]) {
 /// `io::Error`). Keeps the OS error code, so a full disk is still recognised as one.
 fn copy_of(err: &StorageError) -> StorageError {
     match err {
+        StorageError::FsyncFailed { path, reason } => {
+            StorageError::FsyncFailed { path: path.clone(), reason: reason.clone() }
+        }
         StorageError::Io { path, source } => StorageError::Io {
             path: path.clone(),
             source: match source.raw_os_error() {
@@ -456,5 +464,40 @@ mod tests {
         assert_eq!(partition.log().high_watermark(), 400);
         partition.stop_writer(Duration::from_secs(5)).await;
         assert!(watcher.await.expect("the watcher") > 0);
+    }
+
+    /// Durable acks on a `never` topic: many producers wait for shared fsyncs at once; every call returns (none is
+    /// left waiting when the fsync task stops), and none before an fsync covers its batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_waiters_on_a_never_topic_all_return_and_only_once_fsynced() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = LogConfig { durability: Durability::Never, ..LogConfig::default() };
+        let log = Log::open(dir.path(), config).expect("a log");
+        let topic = TopicName::new("t").expect("a valid name");
+        let partition = Partition::start(topic, 0, log, 64, Arc::new(Semaphore::new(2)), None);
+        let producers: Vec<_> = (0..16u32)
+            .map(|producer| {
+                let partition = Arc::clone(&partition);
+                tokio::spawn(async move {
+                    for n in 0..40u32 {
+                        let info = partition.append(vec![one_record_batch(producer * 1000 + n)]).await.expect("append");
+                        partition.sync_through(info.last_offset + 1).await.expect("fsynced");
+                        assert!(partition.log().durable_end_offset() > info.last_offset, "answered before its fsync");
+                        if n % 8 == 0 {
+                            // Let the fsync task stop now and then, so waiters also find it stopped.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            tokio::time::timeout(Duration::from_secs(30), producer)
+                .await
+                .expect("every durable wait returns")
+                .expect("a producer");
+        }
+        assert_eq!(partition.log().durable_end_offset(), 640);
+        partition.stop_writer(Duration::from_secs(5)).await;
     }
 }

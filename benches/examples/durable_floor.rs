@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rill_protocol::{Record, RecordBatchBuilder};
+use rill_storage::latency::LATENCY_BUCKET_BOUNDS_US;
 use rill_storage::{Durability, Log, LogConfig};
 
 /// Threads waiting on fsyncs in `log` mode: enough that a record never waits for a free one.
@@ -48,14 +49,14 @@ fn main() {
     let done: Arc<Vec<Mutex<Option<Instant>>>> = Arc::new((0..arrivals).map(|_| Mutex::new(None)).collect());
     let start = Instant::now() + Duration::from_millis(20);
     let schedule = |i: usize| start + gap * i as u32;
-    match mode.as_str() {
+    let fsyncs = match mode.as_str() {
         "file" => run_file(&dir, arrivals, &schedule, &done),
         "log" | "log-always" => run_log(&dir, mode == "log-always", arrivals, &schedule, &done),
         _ => {
             eprintln!("unknown mode {mode}: file, log or log-always");
             std::process::exit(2);
         }
-    }
+    };
     let mut latency = Histogram::<u64>::new(3).expect("histogram");
     for (i, finished) in done.iter().enumerate() {
         if schedule(i) < start + WARM_UP {
@@ -73,7 +74,29 @@ fn main() {
         latency.value_at_quantile(0.999),
         latency.max()
     );
+    println!("{:10} {fsyncs}", "");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a run's fsyncs took. A record arriving during a long fsync waits for it and then for its own: the share
+/// of the run spent in fsyncs over 1 ms is about the share of records answered after more than 1 ms, whatever
+/// the software does.
+fn describe_fsyncs(mut fsyncs: Vec<Duration>, run: Duration) -> String {
+    fsyncs.sort_unstable();
+    let at = |q: f64| fsyncs.get(((fsyncs.len() as f64 * q) as usize).min(fsyncs.len().saturating_sub(1)));
+    let us = |d: Option<&Duration>| d.map_or(0, |d| d.as_micros());
+    let slow: Vec<&Duration> = fsyncs.iter().filter(|d| **d > Duration::from_millis(1)).collect();
+    let slow_total: Duration = slow.iter().copied().sum();
+    format!(
+        "{} fsyncs: p50 {} p99 {} max {} us; {} over 1 ms, {:.1} ms in all ({:.2}% of the run)",
+        fsyncs.len(),
+        us(at(0.5)),
+        us(at(0.99)),
+        us(fsyncs.last()),
+        slow.len(),
+        slow_total.as_secs_f64() * 1e3,
+        slow_total.as_secs_f64() * 100.0 / run.as_secs_f64()
+    )
 }
 
 fn wait_for(at: Instant) {
@@ -82,7 +105,13 @@ fn wait_for(at: Instant) {
     }
 }
 
-fn run_file(dir: &Path, arrivals: usize, schedule: &dyn Fn(usize) -> Instant, done: &Arc<Vec<Mutex<Option<Instant>>>>) {
+/// Each returns what its fsyncs took.
+fn run_file(
+    dir: &Path,
+    arrivals: usize,
+    schedule: &dyn Fn(usize) -> Instant,
+    done: &Arc<Vec<Mutex<Option<Instant>>>>,
+) -> String {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -103,6 +132,7 @@ fn run_file(dir: &Path, arrivals: usize, schedule: &dyn Fn(usize) -> Instant, do
         let (file, written, done) = (file.clone(), written.clone(), done.clone());
         std::thread::spawn(move || {
             let mut synced: Option<usize> = None;
+            let mut fsyncs = Vec::new();
             loop {
                 let upto = {
                     let mut state = written.0.lock().expect("state");
@@ -110,12 +140,14 @@ fn run_file(dir: &Path, arrivals: usize, schedule: &dyn Fn(usize) -> Instant, do
                         state = written.1.wait(state).expect("state");
                     }
                     if state.0 == synced {
-                        return;
+                        return fsyncs;
                     }
                     state.0.expect("a record written")
                 };
+                let started = Instant::now();
                 file.sync_data().expect("fdatasync");
                 let now = Instant::now();
+                fsyncs.push(now - started);
                 for slot in &done[synced.map_or(0, |s| s + 1)..=upto] {
                     *slot.lock().expect("done") = Some(now);
                 }
@@ -124,6 +156,7 @@ fn run_file(dir: &Path, arrivals: usize, schedule: &dyn Fn(usize) -> Instant, do
         })
     };
     let record = vec![b'x'; RECORD_BYTES + 64];
+    let began = Instant::now();
     for i in 0..arrivals {
         wait_for(schedule(i));
         file.write_at(&record, (i * record.len()) as u64).expect("write");
@@ -132,7 +165,8 @@ fn run_file(dir: &Path, arrivals: usize, schedule: &dyn Fn(usize) -> Instant, do
     }
     written.0.lock().expect("state").1 = true;
     written.1.notify_one();
-    syncer.join().expect("syncer");
+    let fsyncs = syncer.join().expect("syncer");
+    describe_fsyncs(fsyncs, began.elapsed())
 }
 
 fn run_log(
@@ -141,7 +175,7 @@ fn run_log(
     arrivals: usize,
     schedule: &dyn Fn(usize) -> Instant,
     done: &Arc<Vec<Mutex<Option<Instant>>>>,
-) {
+) -> String {
     let durability = if is_always { Durability::Always } else { Durability::Never };
     let log =
         Arc::new(Log::open(dir, LogConfig { durability, retention_ms: None, ..LogConfig::default() }).expect("open"));
@@ -178,5 +212,15 @@ fn run_log(
     for waiter in waiters {
         waiter.join().expect("waiter");
     }
+    // Storage counts its fsyncs in buckets (for the broker's metrics), not one by one.
+    let fsyncs = log.fsync_latency().snapshot();
+    let over_1ms: u64 = LATENCY_BUCKET_BOUNDS_US
+        .iter()
+        .zip(&fsyncs.buckets)
+        .filter(|(bound, _)| **bound > 1_000)
+        .map(|(_, count)| count)
+        .sum::<u64>()
+        + fsyncs.buckets[LATENCY_BUCKET_BOUNDS_US.len()];
     log.close().expect("close");
+    format!("{} fsyncs, {over_1ms} over 1 ms", fsyncs.count)
 }

@@ -79,6 +79,7 @@ async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
     assert!(sample(&text, "rill_disk_reserve_bytes").is_some_and(|reserve| reserve > 0.0 && reserve <= total / 20.0));
     assert_eq!(sample(&text, "rill_disk_below_reserve"), Some(0.0));
     assert_eq!(sample(&text, "rill_disk_reserve_refused_appends_total"), Some(0.0));
+    assert_eq!(sample(&text, "rill_partitions_fsync_failed"), Some(0.0));
     assert!(!text.contains("# EOF"), "the 0.0.4 text format has no end marker");
     assert!(text.contains("# TYPE rill_partition_produced_records_total counter"));
 

@@ -298,14 +298,23 @@ impl Scraped {
 
     fn encode_storage(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let mut fsyncs = LatencySnapshot::default();
+        let mut failed = 0u64;
         for partition in self.node.registry.all_partitions() {
             fsyncs.add(&partition.log().fsync_latency().snapshot());
+            failed += u64::from(partition.log().sync_failure().is_some());
         }
         latency_family(
             encoder,
             "rill_fsync_duration_seconds",
             "fsyncs of partition logs (group commits and interval flushes) and how long they took.",
             [(Labels::new(), fsyncs)],
+        )?;
+        single(
+            encoder,
+            "rill_partitions_fsync_failed",
+            "Partitions whose log takes no appends since an fsync of it failed; a restart recovers them from disk.",
+            MetricType::Gauge,
+            failed as f64,
         )?;
         let (sizes, sum) = self.metrics.writes.snapshot();
         let buckets: Vec<(f64, u64)> =

@@ -593,6 +593,16 @@ impl Log {
         segments.values().next_back().and_then(|active| active.sync_failure())
     }
 
+    /// From now on the log behaves as if an fsync of its active segment had failed with `reason`: for tests of
+    /// what follows one, where no disk can be made to fail.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn fail_fsyncs(&self, reason: &str) {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(active) = segments.values().next_back() {
+            active.fail_syncs(reason);
+        }
+    }
+
     /// Flushes if [`Log::is_flush_due`] says so.
     pub fn flush_if_due(&self, next_check_in_ms: u64) -> Result<()> {
         if self.is_flush_due(next_check_in_ms) {

@@ -672,6 +672,12 @@ impl Segment {
         StorageError::FsyncFailed { path: self.log_path.clone(), reason: reason.to_owned() }
     }
 
+    /// Makes the segment behave as if an fsync of it had failed with `reason`.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub(crate) fn fail_syncs(&self, reason: &str) {
+        let _ = self.io.sync_failure.set(reason.to_owned());
+    }
+
     /// Points the segment's own descriptor at `/dev/null`, where `fdatasync` fails (EINVAL): a real failed
     /// fsync for the tests of what follows one. Returns the descriptor it replaced, for [`Segment::restore_file`].
     #[cfg(test)]

@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rill_protocol::reason::Reason;
 use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
 use rill_storage::{Durability, Log, LogConfig};
 
 use crate::error::{BrokerError, Result};
 use crate::node::now_ms;
 use crate::registry::blocking;
+use crate::replication::CannotWrite;
 
 mod compaction;
 pub mod replicated;
@@ -161,9 +161,10 @@ impl OffsetStore {
                 let end = match appended {
                     Ok(appended) => appended.last_offset + 1,
                     Err(err) => {
-                        // A coordinator whose disk is full hands the offsets partition, and so its groups, over.
-                        if let (Some(replication), Reason::DiskFull) = (&replication, err.reason()) {
-                            replication.resign_for_full_disk(OFFSETS_TOPIC, loaded.partition.index, loaded.epoch);
+                        // A coordinator whose disk is full, or whose offsets log had an fsync fail, hands the offsets
+                        // partition, and so its groups, over.
+                        if let (Some(replication), Some(why)) = (&replication, CannotWrite::of(&err)) {
+                            replication.resign(OFFSETS_TOPIC, loaded.partition.index, loaded.epoch, why);
                         }
                         return Err(err);
                     }

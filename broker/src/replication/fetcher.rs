@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
 use super::links::{unavailable, EpochEndFailure, LeaderLink};
-use super::{PartitionKey, Replication};
+use super::{CannotWrite, PartitionKey, Replication};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 
@@ -190,11 +190,18 @@ async fn stream_from(
                 match appended {
                     Ok(()) => cannot_append.remove(&key),
                     Err(err) => {
-                        if err.reason() == rill_protocol::reason::Reason::DiskFull {
-                            // Nor can the rest of this answer be: all of it is reported at once.
-                            cannot_append.insert(key);
-                            let rest = partitions.filter(|rest| !rest.batches.is_empty());
-                            cannot_append.extend(rest.map(|rest| (rest.topic, rest.partition)));
+                        match CannotWrite::of(&err) {
+                            Some(CannotWrite::DiskFull) => {
+                                // Nor can the rest of this answer be: all of it is reported at once.
+                                cannot_append.insert(key);
+                                let rest = partitions.filter(|rest| !rest.batches.is_empty());
+                                cannot_append.extend(rest.map(|rest| (rest.topic, rest.partition)));
+                            }
+                            // This partition's log alone takes no appends until the node restarts.
+                            Some(CannotWrite::FsyncFailed) => {
+                                cannot_append.insert(key);
+                            }
+                            None => {}
                         }
                         return Err(err);
                     }

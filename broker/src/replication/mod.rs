@@ -65,6 +65,7 @@ use crate::partition::Partition;
 
 pub use leader::ReplicaDataStream;
 pub use reconcile::run as run_reconciler;
+pub use resign::CannotWrite;
 pub use topics::LOCAL_ONLY_KEY;
 
 /// (topic, partition).

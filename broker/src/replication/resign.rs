@@ -1,28 +1,72 @@
 //! A leader that cannot write hands its leadership over, as Kafka moves the leaderships of a failed log
-//! directory (KIP-112): once an append on this node fails for a full disk, or the node cannot open the replica
-//! it was made leader of or write the new epoch of a leadership it was given, it asks the controller
-//! (`Command::ResignLeadership`) to let the first other alive in-sync replica lead at the next epoch and to
-//! take this node out of the ISR. Producers then follow the new leader instead of retrying `disk-full` here
-//! until an operator frees space. This node follows like any replica: its fetcher's appends fail until space
-//! returns, then it catches up, the new leader takes it back into the ISR, and the preferred-leader balance may
-//! give the leadership back.
+//! directory (KIP-112): once an append on this node fails for a full disk or because an fsync of the partition's
+//! log failed (the log then takes no appends until the node restarts: storage's `FsyncFailed`), or the node
+//! cannot open the replica it was made leader of or write the new epoch of a leadership it was given, it asks the
+//! controller (`Command::ResignLeadership`) to let the first other alive in-sync replica lead at the next epoch and
+//! to take this node out of the ISR. Producers then follow the new leader instead of retrying here until an
+//! operator frees space or restarts the node. This node follows like any replica: its fetcher's appends fail until
+//! space returns (or the restart), then it catches up, the new leader takes it back into the ISR, and the
+//! preferred-leader balance may give the leadership back.
 //!
-//! A partition with no other alive in-sync replica stays here, refusing produces with `disk-full`: moving it
-//! would lose what only this node holds in full. It is asked about again after `RETRY_AFTER_REFUSAL`, since the
-//! ISR may have grown meanwhile.
+//! A partition with no other alive in-sync replica stays here, refusing produces: moving it would lose what only
+//! this node holds in full. It is asked about again after `RETRY_AFTER_REFUSAL`, since the ISR may have grown
+//! meanwhile.
 
 use std::time::Duration;
 
+use rill_protocol::reason::Reason;
+use rill_storage::StorageError;
+
 use super::{lock, Replication};
 use crate::cluster::metadata::{ClusterMetadata, Command};
+use crate::error::BrokerError;
 
 /// How long a refused resignation waits before a later failed append may ask again.
 const RETRY_AFTER_REFUSAL: Duration = Duration::from_secs(5);
+
+/// Why a leader cannot write a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannotWrite {
+    /// Below the disk reserve, or ENOSPC: writable again once space is freed.
+    DiskFull,
+    /// An fsync of the partition's log failed: writable again once the node restarts and recovers it.
+    FsyncFailed,
+}
+
+impl CannotWrite {
+    /// Whether `err` means this node cannot write the partition (as opposed to a refusal of the request).
+    pub fn of(err: &BrokerError) -> Option<CannotWrite> {
+        match err {
+            BrokerError::Storage(StorageError::FsyncFailed { .. }) => Some(CannotWrite::FsyncFailed),
+            _ if err.reason() == Reason::DiskFull => Some(CannotWrite::DiskFull),
+            _ => None,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            CannotWrite::DiskFull => "this node's disk is full",
+            CannotWrite::FsyncFailed => "an fsync of this node's log of the partition failed",
+        }
+    }
+
+    fn until(self) -> &'static str {
+        match self {
+            CannotWrite::DiskFull => "until space is freed",
+            CannotWrite::FsyncFailed => "until the node restarts",
+        }
+    }
+}
 
 impl Replication {
     /// This node leads `topic`'s `partition` at `epoch` and cannot write it: asks the controller, in the
     /// background, to move the leadership. At most one request per partition and epoch is in flight.
     pub fn resign_for_full_disk(&self, topic: &str, partition: u32, epoch: u32) {
+        self.resign(topic, partition, epoch, CannotWrite::DiskFull);
+    }
+
+    /// [`Replication::resign_for_full_disk`], for either reason.
+    pub fn resign(&self, topic: &str, partition: u32, epoch: u32, why: CannotWrite) {
         let key = (topic.to_owned(), partition);
         if !lock(&self.resignations).insert((key.clone(), epoch)) {
             return;
@@ -45,16 +89,17 @@ impl Replication {
                         partition,
                         epoch,
                         ?new_leader,
-                        "this node's disk is full; handed the partition's leadership to an in-sync replica"
+                        "{}; handed the partition's leadership to an in-sync replica",
+                        why.what()
                     );
                     true
                 }
                 Ok(_) => {
-                    tracing::warn!(topic, partition, epoch, "this node's disk is full and no other replica is in sync (or it leads no more); it keeps the leadership and refuses produces until space is freed");
+                    tracing::warn!(topic, partition, epoch, "{} and no other replica is in sync (or it leads no more); it keeps the leadership and refuses produces {}", why.what(), why.until());
                     false
                 }
                 Err(err) => {
-                    tracing::warn!(topic, partition, epoch, error = %err, "this node's disk is full; cannot ask the controller to move the partition's leadership");
+                    tracing::warn!(topic, partition, epoch, error = %err, "{}; cannot ask the controller to move the partition's leadership", why.what());
                     false
                 }
             };

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use rill_protocol::batch::HEADER_BYTES;
 use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::partitioner::partition_for_key;
-use rill_protocol::reason::Reason;
 use rill_protocol::record::RecordIter;
 use rill_protocol::v1::{self, produce_request::Records};
 use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression, TimestampType};
@@ -23,7 +22,7 @@ use crate::error::{BrokerError, Result};
 use crate::node::{now_ms, Node};
 use crate::partition::Partition;
 use crate::registry::Topic;
-use crate::replication::Replication;
+use crate::replication::{CannotWrite, Replication};
 use crate::request_trace;
 
 /// Produces under a `produce` span (`request_trace`) that continues the trace of the batches' first records.
@@ -154,10 +153,11 @@ impl AdmittedProduce {
         let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
         let queued = partition.enqueue(batches).await?;
         on_queued();
-        // A leader whose disk is full hands the partition over rather than refusing until space is freed.
+        // A leader whose disk is full, or whose log had an fsync fail, hands the partition over rather than
+        // refusing until space is freed or the node restarts.
         let resign_if_full = |err: BrokerError| {
-            if let (Some((replication, epoch)), Reason::DiskFull) = (&leader_epoch, err.reason()) {
-                replication.resign_for_full_disk(partition.topic.as_str(), index, *epoch);
+            if let (Some((replication, epoch)), Some(why)) = (&leader_epoch, CannotWrite::of(&err)) {
+                replication.resign(partition.topic.as_str(), index, *epoch, why);
             }
             err
         };

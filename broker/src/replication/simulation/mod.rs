@@ -11,7 +11,10 @@
 //! producer), a follower cut off, a node crashed and restarted (its log recovered from its files), a node's
 //! disk full (the leader's or a follower's: its appends are refused `disk-full`, so the leader hands the
 //! partition to an in-sync replica, `resign.rs`, a follower says it cannot append and leaves the ISR, and a
-//! group coordinator refuses commits and hands its offsets partition over), message loss and longer latencies.
+//! group coordinator refuses commits and hands its offsets partition over), a failed fsync of a node's log of the
+//! partition (storage's `fail_fsyncs`: the log refuses appends until the node restarts, which ends the fault; a
+//! leader hands the partition over as for a full disk, a follower says it cannot append), message loss and
+//! longer latencies.
 //! Every third round the driver also fetches, then commits, a group's offset (see below). Then it heals
 //! everything, waits for the replicas to converge, and checks:
 //!
@@ -129,6 +132,11 @@ struct World {
     /// Group coordinators whose disk filled and whose offsets partition an in-sync replica led at a later epoch
     /// by the time it ended: below half the reserve, commits are refused and the partition is handed over.
     coordinator_handovers: AtomicUsize,
+    /// Leaders whose log of the partition had an fsync fail and whose partition an in-sync replica led at a later
+    /// epoch by the time the fault ended.
+    failed_fsync_handovers: AtomicUsize,
+    /// Followers whose log of the partition had an fsync fail and who were out of the ISR by the time it ended.
+    failed_fsync_followers_dropped: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -424,6 +432,12 @@ enum Fault {
         led_at: Option<u32>,
         coordinated_at: Option<u32>,
     },
+    /// An fsync of the node's log of the partition failed: the log takes no appends until the node restarts,
+    /// which ends the fault. `led_at` as for `DiskFull`.
+    FsyncFailed {
+        node_id: u64,
+        led_at: Option<u32>,
+    },
     /// Message loss and slower messages everywhere.
     Lossy,
 }
@@ -465,7 +479,7 @@ impl FaultLoop {
     fn start(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
         let leader = self.leader();
         let other = *NODES.iter().filter(|id| **id != leader).nth(self.rng.gen_range(0..2)).unwrap_or(&NODES[0]);
-        let drawn = self.rng.gen_range(0..7);
+        let drawn = self.rng.gen_range(0..9);
         let fault = match drawn {
             // The first fault crashes the leader (see `step`): every seed restarts a leader from its checkpoint.
             _ if !self.has_crashed_leader => Fault::Crashed { node_id: leader },
@@ -479,6 +493,11 @@ impl FaultLoop {
                 let coordinated_at =
                     offsets::coordinator(&self.world).filter(|(l, _)| *l == node_id).map(|(_, epoch)| epoch);
                 Fault::DiskFull { node_id, led_at, coordinated_at }
+            }
+            6 | 7 => {
+                let node_id = if drawn == 6 { leader } else { other };
+                let led_at = self.partition_state().filter(|(l, _, _)| *l == Some(node_id)).map(|(_, epoch, _)| epoch);
+                Fault::FsyncFailed { node_id, led_at }
             }
             _ => Fault::Lossy,
         };
@@ -494,17 +513,15 @@ impl FaultLoop {
             }
             Fault::Crashed { node_id } => {
                 self.has_crashed_leader |= *node_id == leader;
-                if let Some(checkpointed) = self.world.checkpointed(*node_id) {
-                    lock(&self.world.checkpointed_at_crash).insert(*node_id, checkpointed);
-                }
-                if let Some(log_start) = deletions::log_start_of(&self.world, *node_id) {
-                    lock(&self.world.log_start_at_crash).insert(*node_id, log_start);
-                }
-                sim.crash(host_name(*node_id));
-                lock(&self.world.nodes).remove(node_id);
-                self.world.controller.cut_off(*node_id);
+                self.crash(sim, *node_id);
             }
             Fault::DiskFull { node_id, .. } => self.fill_disk(*node_id, 0),
+            Fault::FsyncFailed { node_id, .. } => {
+                let partition = self.world.node(*node_id).and_then(|node| node.registry.partition(TOPIC, 0).ok());
+                if let Some(partition) = partition {
+                    partition.log().fail_fsyncs("Input/output error (os error 5), injected by the simulation");
+                }
+            }
             Fault::Lossy => {
                 sim.set_fail_rate(0.05);
                 sim.set_max_message_latency(Duration::from_millis(100));
@@ -516,6 +533,19 @@ impl FaultLoop {
             self.fences.insert(*node_id, now + SESSION_TIMEOUT);
         }
         self.active = Some((fault, now + lasts));
+    }
+
+    /// Stops the node's process, keeping what the restart checks need.
+    fn crash(&self, sim: &mut turmoil::Sim<'_>, node_id: u64) {
+        if let Some(checkpointed) = self.world.checkpointed(node_id) {
+            lock(&self.world.checkpointed_at_crash).insert(node_id, checkpointed);
+        }
+        if let Some(log_start) = deletions::log_start_of(&self.world, node_id) {
+            lock(&self.world.log_start_at_crash).insert(node_id, log_start);
+        }
+        sim.crash(host_name(node_id));
+        lock(&self.world.nodes).remove(&node_id);
+        self.world.controller.cut_off(node_id);
     }
 
     fn end(&mut self, sim: &mut turmoil::Sim<'_>) {
@@ -554,6 +584,23 @@ impl FaultLoop {
                     }
                 }
                 self.fill_disk(node_id, u64::MAX);
+            }
+            Fault::FsyncFailed { node_id, led_at } => {
+                if let Some((leader, epoch, isr)) = self.partition_state() {
+                    if led_at.is_some_and(|at| epoch > at) && leader.is_some_and(|l| l != node_id) {
+                        self.world.failed_fsync_handovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if led_at.is_none() && leader != Some(node_id) && !isr.contains(&node_id) {
+                        self.world.failed_fsync_followers_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Only a restart makes the log take appends again: the node stops and starts at once, while the
+                // session of its stopped process still runs (as a crash that ends before its fencing).
+                self.crash(sim, node_id);
+                self.fences.insert(node_id, sim.elapsed() + SESSION_TIMEOUT);
+                lock(&self.world.refused).insert(node_id);
+                self.world.controller.reconnect(node_id);
+                sim.bounce(host_name(node_id));
             }
             Fault::Lossy => {
                 sim.set_fail_rate(0.0);
@@ -611,6 +658,8 @@ struct Exercised {
     handovers: usize,
     full_followers_dropped: usize,
     coordinator_handovers: usize,
+    failed_fsync_handovers: usize,
+    failed_fsync_followers_dropped: usize,
 }
 
 fn run_seed(seed: u64) -> Result<Exercised, String> {
@@ -656,6 +705,8 @@ fn run_seed(seed: u64) -> Result<Exercised, String> {
         handovers: world.handovers.load(Ordering::Relaxed),
         full_followers_dropped: world.full_followers_dropped.load(Ordering::Relaxed),
         coordinator_handovers: world.coordinator_handovers.load(Ordering::Relaxed),
+        failed_fsync_handovers: world.failed_fsync_handovers.load(Ordering::Relaxed),
+        failed_fsync_followers_dropped: world.failed_fsync_followers_dropped.load(Ordering::Relaxed),
     })
 }
 
@@ -676,6 +727,7 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
     let started = std::time::Instant::now();
     let (mut deleting_seeds, mut starting_over_seeds, mut handing_over_seeds, mut dropping_seeds) = (0, 0, 0, 0);
     let mut coordinator_moving_seeds = 0;
+    let (mut fsync_handing_over_seeds, mut fsync_dropping_seeds) = (0, 0);
     for seed in crate::cluster::simulation::seeds().into_iter().chain(regression_seeds()) {
         match run_seed(seed) {
             Ok(exercised) => {
@@ -684,6 +736,8 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
                 handing_over_seeds += usize::from(exercised.handovers > 0);
                 dropping_seeds += usize::from(exercised.full_followers_dropped > 0);
                 coordinator_moving_seeds += usize::from(exercised.coordinator_handovers > 0);
+                fsync_handing_over_seeds += usize::from(exercised.failed_fsync_handovers > 0);
+                fsync_dropping_seeds += usize::from(exercised.failed_fsync_followers_dropped > 0);
             }
             Err(err) => panic!("replication simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}"),
         }
@@ -691,8 +745,9 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
     eprintln!(
         "replication simulation: DeleteRecords answered in {deleting_seeds} seeds, a follower started over in \
          {starting_over_seeds}, a full leader handed over in {handing_over_seeds}, a full follower left the ISR in \
-         {dropping_seeds}, a full coordinator handed its offsets partition over in {coordinator_moving_seeds}, \
-         finished in {:?}",
+         {dropping_seeds}, a full coordinator handed its offsets partition over in {coordinator_moving_seeds}, a \
+         leader whose fsync failed handed over in {fsync_handing_over_seeds}, a follower whose fsync failed left the \
+         ISR in {fsync_dropping_seeds}, finished in {:?}",
         started.elapsed()
     );
     // Otherwise the log-start properties could pass without anything deleted or any follower starting over. A
@@ -703,5 +758,7 @@ fn acknowledged_records_survive_partitions_crashes_and_loss_and_replicas_converg
         assert!(handing_over_seeds > 0, "no seed had a leader whose disk filled hand the partition over");
         assert!(dropping_seeds > 0, "no seed had a follower whose disk filled leave the ISR");
         assert!(coordinator_moving_seeds > 0, "no seed had a coordinator whose disk filled hand its groups over");
+        assert!(fsync_handing_over_seeds > 0, "no seed had a leader whose fsync failed hand the partition over");
+        assert!(fsync_dropping_seeds > 0, "no seed had a follower whose fsync failed leave the ISR");
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{BrokerError, Result};
 use crate::metrics::{PartitionTraffic, WriteMetrics};
 
 mod durable_syncs;
-use durable_syncs::DurableSyncs;
+pub(crate) use durable_syncs::DurableSyncs;
 
 /// Most batches the writer appends in one blocking call: bounds the latency one call adds to the batches
 /// queued behind it.

@@ -24,6 +24,7 @@ use rill_storage::{Durability, Log, LogConfig};
 
 use crate::error::{BrokerError, Result};
 use crate::node::now_ms;
+use crate::partition::DurableSyncs;
 use crate::registry::blocking;
 use crate::replication::CannotWrite;
 
@@ -59,15 +60,16 @@ pub struct Committed {
 
 /// Where the commits go.
 enum Backing {
-    /// A single node: the local log, fsynced before a commit is answered.
-    Local(Arc<Log>),
+    /// A single node: the local log, fsynced before a commit is answered (by its `DurableSyncs`, so that commits
+    /// waiting for an fsync hold no thread).
+    Local(Arc<Log>, Arc<DurableSyncs>),
     /// A cluster node: the `__consumer_offsets` partitions it leads; a commit is answered at the high watermark.
     Replicated(replicated::Coordinators),
 }
 
 /// Where one commit or delete was appended, and what must happen before it is answered.
 enum Appended {
-    Local(Arc<Log>, i64),
+    Local(Arc<Log>, Arc<DurableSyncs>, i64),
     Replicated(replicated::Loaded, i64),
 }
 
@@ -104,7 +106,8 @@ impl OffsetStore {
                 (committed, records) = replay(&log)?;
             }
             tracing::info!(entries = committed.len(), records, "restored committed offsets");
-            Ok(OffsetStore { backing: Backing::Local(Arc::new(log)), committed: Mutex::new(committed) })
+            let syncs = DurableSyncs::new(log.durable_end_offset());
+            Ok(OffsetStore { backing: Backing::Local(Arc::new(log), syncs), committed: Mutex::new(committed) })
         })
         .await
     }
@@ -127,7 +130,7 @@ impl OffsetStore {
     /// it); `not-coordinator`, naming the coordinator when there is one, otherwise.
     pub fn check_coordinator(&self, group: &str) -> Result<()> {
         match &self.backing {
-            Backing::Local(_) => Ok(()),
+            Backing::Local(..) => Ok(()),
             Backing::Replicated(coordinators) => coordinators.leading(group).map(|_| ()),
         }
     }
@@ -146,7 +149,10 @@ impl OffsetStore {
     /// Appends `batch` for `group` where the backing keeps it. Runs under the store's lock.
     fn append_for(&self, group: &str, batch: &[u8]) -> Result<Appended> {
         match &self.backing {
-            Backing::Local(log) => Ok(Appended::Local(Arc::clone(log), log.append(batch)?.last_offset + 1)),
+            Backing::Local(log, syncs) => {
+                let end = log.append(batch)?.last_offset + 1;
+                Ok(Appended::Local(Arc::clone(log), Arc::clone(syncs), end))
+            }
             Backing::Replicated(coordinators) => {
                 let loaded = coordinators.leading(group)?;
                 // As Kafka's coordinator: a commit that could be acknowledged by fewer copies than the topic's
@@ -177,7 +183,7 @@ impl OffsetStore {
     /// Before a commit or delete is answered: fsynced on a single node; on a cluster, on every in-sync replica.
     async fn settle(&self, group: &str, appended: Appended) -> Result<()> {
         match appended {
-            Appended::Local(log, end) => blocking(move || Ok(log.sync_through(end)?)).await,
+            Appended::Local(log, syncs, end) => syncs.wait_through(&log, end).await,
             Appended::Replicated(loaded, end) => {
                 let Some(replication) = loaded.replication.upgrade() else { return Err(BrokerError::ShuttingDown) };
                 replication.on_append(&loaded.partition);
@@ -372,7 +378,7 @@ impl OffsetStore {
     /// Closes the log cleanly.
     pub async fn close(&self) -> Result<()> {
         match &self.backing {
-            Backing::Local(log) => {
+            Backing::Local(log, _) => {
                 let log = Arc::clone(log);
                 blocking(move || Ok(log.close()?)).await
             }
@@ -384,7 +390,7 @@ impl OffsetStore {
     #[cfg(test)]
     fn local_log(&self) -> &Arc<Log> {
         match &self.backing {
-            Backing::Local(log) => log,
+            Backing::Local(log, _) => log,
             Backing::Replicated(_) => panic!("a cluster node's store has no local log"),
         }
     }
@@ -525,6 +531,34 @@ mod tests {
         assert_eq!(store.get(&key(0)), Some(Committed { offset: 6, metadata: "b".into(), commit_time_ms: 2 }));
         assert_eq!(store.for_group("g").len(), 2);
         assert!(store.for_group("other").is_empty());
+    }
+
+    /// A single node answers a commit only once it is fsynced, however many commit at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_are_answered_only_once_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
+        let members: Vec<_> = (0..8u32)
+            .map(|member| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    for n in 0..20 {
+                        let key = OffsetKey { group: format!("g{member}"), topic: "t".into(), partition: 0 };
+                        // This commit's record lands past the end read before it.
+                        let end_before = store.local_log().log_end_offset();
+                        store.commit(vec![(key, n, String::new())], 1).await.unwrap();
+                        assert!(store.local_log().durable_end_offset() > end_before, "answered before its fsync");
+                    }
+                })
+            })
+            .collect();
+        for member in members {
+            member.await.unwrap();
+        }
+        let log = store.local_log();
+        assert_eq!(log.durable_end_offset(), log.log_end_offset(), "every answered commit is on disk");
+        assert_eq!(log.log_end_offset(), 160);
+        store.close().await.unwrap();
     }
 
     #[tokio::test]

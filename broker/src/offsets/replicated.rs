@@ -239,7 +239,7 @@ impl OffsetStore {
     pub(super) fn coordinators(&self) -> Option<&Coordinators> {
         match &self.backing {
             super::Backing::Replicated(coordinators) => Some(coordinators),
-            super::Backing::Local(_) => None,
+            super::Backing::Local(..) => None,
         }
     }
 }

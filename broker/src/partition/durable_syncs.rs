@@ -1,5 +1,5 @@
 //! The fsyncs that produces with durable acks wait for, on a partition whose writer does not fsync each append
-//! (durability `never` or `interval`).
+//! (durability `never` or `interval`), and that a single node's offset commits wait for.
 //!
 //! Each waiting call used to hold a blocking-pool thread in [`Log::sync_through`] for the whole wait: many
 //! producers on one partition held as many threads, queueing the disk reads and large appends of every partition
@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::copy_of;
 use crate::error::Result;
 
-pub(super) struct DurableSyncs {
+pub(crate) struct DurableSyncs {
     /// The highest end offset a waiter asked to have fsynced.
     demanded: AtomicI64,
     /// Whether a blocking task is running the fsyncs.
@@ -43,14 +43,14 @@ struct Progress {
 }
 
 impl DurableSyncs {
-    pub(super) fn new(durable_end: i64) -> Arc<Self> {
+    pub(crate) fn new(durable_end: i64) -> Arc<Self> {
         let (progress, _) = watch::channel(Progress { durable_end, failures: 0, last_failure: None });
         Arc::new(DurableSyncs { demanded: AtomicI64::new(durable_end), is_running: AtomicBool::new(false), progress })
     }
 
     /// Returns once every offset below `end_offset` is fsynced, or with the failure of an fsync that was to
     /// cover it.
-    pub(super) async fn wait_through(self: &Arc<Self>, log: &Arc<Log>, end_offset: i64) -> Result<()> {
+    pub(crate) async fn wait_through(self: &Arc<Self>, log: &Arc<Log>, end_offset: i64) -> Result<()> {
         let mut progress = self.progress.subscribe();
         let failures_seen = progress.borrow_and_update().failures;
         self.demanded.fetch_max(end_offset, Ordering::SeqCst);

@@ -297,6 +297,7 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
         let throttle = if is_moving { move_throttle(broker).await } else { None };
         write_replicas(&mut out, &description.partitions, throttle)?;
         write_cache_hit_rate(&mut out, &description.partitions)?;
+        write_fsync_failures(&mut out, &description.partitions)?;
         out.flush()?;
         return Ok(());
     }
@@ -316,7 +317,17 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
     }
     table.write(&mut out)?;
     write_cache_hit_rate(&mut out, &description.partitions)?;
+    write_fsync_failures(&mut out, &description.partitions)?;
     out.flush()?;
+    Ok(())
+}
+
+/// The partitions whose log takes no appends since an fsync of it failed, and why: what an operator must act on.
+fn write_fsync_failures(out: &mut impl Write, partitions: &[rill_client::PartitionInfo]) -> std::io::Result<()> {
+    for p in partitions.iter().filter(|p| !p.fsync_failure.is_empty()) {
+        writeln!(out)?;
+        writeln!(out, "partition {} refuses appends: {}", p.partition, p.fsync_failure)?;
+    }
     Ok(())
 }
 
@@ -449,5 +460,27 @@ fn partitions(count: u32) -> String {
         "1 partition".to_owned()
     } else {
         format!("{count} partitions")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_names_each_partition_whose_fsync_failed_and_why() {
+        let failed = rill_client::PartitionInfo {
+            partition: 2,
+            fsync_failure: "an fsync of /d/t-2/00000000000000000000.log failed (EIO)".into(),
+            ..Default::default()
+        };
+        let partitions = [rill_client::PartitionInfo { partition: 1, ..Default::default() }, failed];
+        let mut out = Vec::new();
+        write_fsync_failures(&mut out, &partitions).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text, "\npartition 2 refuses appends: an fsync of /d/t-2/00000000000000000000.log failed (EIO)\n");
+        let mut none = Vec::new();
+        write_fsync_failures(&mut none, &partitions[..1]).expect("write");
+        assert!(none.is_empty(), "nothing is said of healthy partitions");
     }
 }

@@ -279,6 +279,7 @@ impl Replication {
                     (info.tail_cache_hits, info.tail_cache_misses) = (cache.hits, cache.misses);
                     info.tail_cache_hit_bytes = cache.hit_bytes;
                     info.read_ahead_hits = cache.read_ahead_hits;
+                    info.fsync_failure = log.sync_failure().map(|err| err.to_string()).unwrap_or_default();
                     info.replica_log_ends = self
                         .replica_log_ends(name, index, log.log_end_offset())
                         .into_iter()

@@ -169,6 +169,7 @@ impl RillService {
                     tail_cache_misses: cache.misses,
                     tail_cache_hit_bytes: cache.hit_bytes,
                     read_ahead_hits: cache.read_ahead_hits,
+                    fsync_failure: log.sync_failure().map(|err| err.to_string()).unwrap_or_default(),
                     ..Default::default()
                 }
             })

@@ -415,15 +415,19 @@ mod tests {
         Bytes::from(builder.build())
     }
 
+    /// A partition of topic `t` on a log of its own in a temp dir (kept as long as the returned guard).
+    fn started(durability: Durability) -> (tempfile::TempDir, Arc<Partition>) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let log = Log::open(dir.path(), LogConfig { durability, ..LogConfig::default() }).expect("a log");
+        let topic = TopicName::new("t").expect("a valid name");
+        (dir, Partition::start(topic, 0, log, 64, Arc::new(Semaphore::new(2)), None))
+    }
+
     /// On an `always` topic, with many producers' calls grouped by the writer: no call is answered, and no reader
     /// sees a batch, before an fsync covers it, and the offsets stay dense and in each producer's order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn always_topics_answer_and_publish_only_what_is_fsynced() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let config = LogConfig { durability: Durability::Always, ..LogConfig::default() };
-        let log = Log::open(dir.path(), config).expect("a log");
-        let topic = TopicName::new("t").expect("a valid name");
-        let partition = Partition::start(topic, 0, log, 64, Arc::new(Semaphore::new(2)), None);
+        let (_dir, partition) = started(Durability::Always);
         let watcher = {
             let partition = Arc::clone(&partition);
             let mut high_watermark = partition.watch_high_watermark();
@@ -470,11 +474,7 @@ mod tests {
     /// left waiting when the fsync task stops), and none before an fsync covers its batch.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn durable_waiters_on_a_never_topic_all_return_and_only_once_fsynced() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let config = LogConfig { durability: Durability::Never, ..LogConfig::default() };
-        let log = Log::open(dir.path(), config).expect("a log");
-        let topic = TopicName::new("t").expect("a valid name");
-        let partition = Partition::start(topic, 0, log, 64, Arc::new(Semaphore::new(2)), None);
+        let (_dir, partition) = started(Durability::Never);
         let producers: Vec<_> = (0..16u32)
             .map(|producer| {
                 let partition = Arc::clone(&partition);

@@ -6,8 +6,8 @@
 //!   ahead give a small append); the arrival thread writes each record, one thread fsyncs whatever was written,
 //!   one fsync at a time. Group commit as the disk allows it, with nothing of rill's.
 //! - `log`: rill's storage, durability `never`, default write mode: the arrival thread calls `Log::append` (as the
-//!   broker's writer does a small produce's), and waiter threads call `Log::sync_through` (as a produce with durable
-//!   acks does from the blocking pool).
+//!   broker's writer does a small produce's), and one thread calls `Log::sync_through` for whatever was appended,
+//!   one call at a time (as the broker's fsync task for durable acks, `partition/durable_syncs.rs`).
 //! - `log-always`: durability `always`, `Log::append` from waiter threads (appends and fsyncs under the log's own
 //!   group commit; arrivals during an fsync queue behind it).
 //!
@@ -28,7 +28,7 @@ use rill_protocol::{Record, RecordBatchBuilder};
 use rill_storage::latency::LATENCY_BUCKET_BOUNDS_US;
 use rill_storage::{Durability, Log, LogConfig};
 
-/// Threads waiting on fsyncs in `log` mode: enough that a record never waits for a free one.
+/// Threads appending in `log-always` mode: enough that a record never waits for a free one.
 const WAITERS: usize = 16;
 /// Arrivals in the first tenth of a second are left out of the figures: the first fills and wake-ups.
 const WARM_UP: Duration = Duration::from_millis(100);
@@ -125,12 +125,31 @@ fn run_file(
         file.write_at(&zeros, at).expect("write zeros");
     }
     file.sync_all().expect("fsync the zeros");
-    let file = Arc::new(file);
+    let record = vec![b'x'; RECORD_BYTES + 64];
+    group_commit(
+        arrivals,
+        schedule,
+        done,
+        |i| file.write_all_at(&record, (i * record.len()) as u64).expect("write"),
+        |_| file.sync_data().expect("fdatasync"),
+    )
+}
+
+/// Group commit from two threads: this one writes each record at its arrival (`write`), another makes durable
+/// everything written so far (`sync`, given the highest record written), one call at a time, and answers those
+/// records once it returns. Returns what the `sync` calls took.
+fn group_commit(
+    arrivals: usize,
+    schedule: &dyn Fn(usize) -> Instant,
+    done: &Arc<Vec<Mutex<Option<Instant>>>>,
+    mut write: impl FnMut(usize),
+    sync: impl Fn(usize) + Send + Sync,
+) -> String {
     // (highest record written, arrivals over)
-    let written = Arc::new((Mutex::new((None::<usize>, false)), Condvar::new()));
-    let syncer = {
-        let (file, written, done) = (file.clone(), written.clone(), done.clone());
-        std::thread::spawn(move || {
+    let written = (Mutex::new((None::<usize>, false)), Condvar::new());
+    let began = Instant::now();
+    let fsyncs = std::thread::scope(|scope| {
+        let syncer = scope.spawn(|| {
             let mut synced: Option<usize> = None;
             let mut fsyncs = Vec::new();
             loop {
@@ -145,7 +164,7 @@ fn run_file(
                     state.0.expect("a record written")
                 };
                 let started = Instant::now();
-                file.sync_data().expect("fdatasync");
+                sync(upto);
                 let now = Instant::now();
                 fsyncs.push(now - started);
                 for slot in &done[synced.map_or(0, |s| s + 1)..=upto] {
@@ -153,19 +172,17 @@ fn run_file(
                 }
                 synced = Some(upto);
             }
-        })
-    };
-    let record = vec![b'x'; RECORD_BYTES + 64];
-    let began = Instant::now();
-    for i in 0..arrivals {
-        wait_for(schedule(i));
-        file.write_at(&record, (i * record.len()) as u64).expect("write");
-        written.0.lock().expect("state").0 = Some(i);
+        });
+        for i in 0..arrivals {
+            wait_for(schedule(i));
+            write(i);
+            written.0.lock().expect("state").0 = Some(i);
+            written.1.notify_one();
+        }
+        written.0.lock().expect("state").1 = true;
         written.1.notify_one();
-    }
-    written.0.lock().expect("state").1 = true;
-    written.1.notify_one();
-    let fsyncs = syncer.join().expect("syncer");
+        syncer.join().expect("syncer")
+    });
     describe_fsyncs(fsyncs, began.elapsed())
 }
 
@@ -182,29 +199,36 @@ fn run_log(
     let mut builder = RecordBatchBuilder::default();
     builder.push(&Record { key: None, value: Some(vec![b'x'; RECORD_BYTES]), headers: vec![], timestamp_ms: 0 });
     let batch = Arc::new(builder.build());
-    // (record, end offset to wait for: None for an `always` waiter, which appends itself)
-    let (jobs, queue) = mpsc::channel::<Option<(usize, Option<i64>)>>();
+    if !is_always {
+        // One batch of one record each, in an empty log: record `i` ends at offset `i + 1`.
+        let timed = group_commit(
+            arrivals,
+            schedule,
+            done,
+            |_| {
+                log.append(&batch).expect("append");
+            },
+            |upto| log.sync_through(upto as i64 + 1).expect("sync_through"),
+        );
+        log.close().expect("close");
+        return format!("sync_through calls, each an fsync: {timed}");
+    }
+    let (jobs, queue) = mpsc::channel::<Option<usize>>();
     let queue = Arc::new(Mutex::new(queue));
     let waiters: Vec<_> = (0..WAITERS)
         .map(|_| {
             let (log, queue, done, batch) = (log.clone(), queue.clone(), done.clone(), batch.clone());
             std::thread::spawn(move || loop {
                 let job = queue.lock().expect("queue").recv().expect("jobs");
-                let Some((i, end)) = job else { return };
-                match end {
-                    Some(end) => log.sync_through(end).expect("sync_through"),
-                    None => {
-                        log.append(&batch).expect("append");
-                    }
-                }
+                let Some(i) = job else { return };
+                log.append(&batch).expect("append");
                 *done[i].lock().expect("done") = Some(Instant::now());
             })
         })
         .collect();
     for i in 0..arrivals {
         wait_for(schedule(i));
-        let end = if is_always { None } else { Some(log.append(&batch).expect("append").last_offset + 1) };
-        jobs.send(Some((i, end))).expect("waiters");
+        jobs.send(Some(i)).expect("waiters");
     }
     for _ in 0..WAITERS {
         jobs.send(None).expect("waiters");

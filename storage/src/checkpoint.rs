@@ -19,6 +19,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+use crate::log_dir::LogDir;
 use crate::{Result, StorageError};
 
 pub(crate) const FILE_NAME: &str = "partition.checkpoint";
@@ -104,14 +105,14 @@ impl Checkpoint {
         }
     }
 
-    pub fn store(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn store(&self, dir: &LogDir) -> Result<()> {
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
         let mut file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
         file.write_all(&self.encode()).map_err(StorageError::io(&tmp))?;
         file.sync_all().map_err(StorageError::io(&tmp))?;
         fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-        sync_dir(dir)
+        dir.sync()
     }
 }
 
@@ -134,7 +135,7 @@ mod tests {
             recovery_point: 42,
             epochs: vec![EpochStart { epoch: 0, start_offset: 0 }, EpochStart { epoch: 3, start_offset: 40 }],
         };
-        checkpoint.store(dir.path()).unwrap();
+        checkpoint.store(&LogDir::new(dir.path())).unwrap();
         assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(checkpoint.clone()));
         assert_eq!(checkpoint.epoch_at(39), Some(0));
         assert_eq!(checkpoint.epoch_at(40), Some(3));

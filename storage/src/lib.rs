@@ -52,6 +52,7 @@ pub mod high_watermarks;
 mod index;
 pub mod latency;
 mod log;
+mod log_dir;
 mod log_start;
 mod producer_snapshot;
 pub mod producer_state;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -18,6 +18,7 @@ use rill_protocol::BatchHeader;
 use crate::checkpoint::{sync_dir, Checkpoint, EpochStart};
 use crate::config::{Clock, Durability, LogConfig, SegmentSettings, SystemClock, WriteMode};
 use crate::latency::LatencyHistogram;
+use crate::log_dir::LogDir;
 use crate::producer_state::ProducerState;
 use crate::recovery::{open_segments, segment_bases, EpochRule, IndexCursor, Opened};
 use crate::segment::{AppendRoute, Segment};
@@ -56,7 +57,8 @@ pub struct ReadResult {
 }
 
 pub struct Log {
-    dir: PathBuf,
+    /// Its fsyncs latch a failure, as the active segment's do (`log_dir.rs`).
+    dir: LogDir,
     /// Behind a lock because a topic's limits change while it is open ([`Log::reconfigure`]); read as a copy.
     config: RwLock<LogConfig>,
     segment_settings: SegmentSettings,
@@ -107,7 +109,7 @@ struct Writer {
 
 impl Writer {
     /// Stores the checkpoint, marking the log unclean on disk: done before the first change after a clean open.
-    fn mark_changing(&mut self, dir: &Path) -> Result<()> {
+    fn mark_changing(&mut self, dir: &LogDir) -> Result<()> {
         if self.is_clean_on_disk {
             self.checkpoint.store(dir)?;
             self.is_clean_on_disk = false;
@@ -204,7 +206,8 @@ impl Log {
         let cursor =
             active.resume_append(config.index_max_bytes, config.index_interval_bytes, &EpochRule::Known(&epoch_at))?;
         let log_end = segments.last().map_or(0, |s| s.next_offset());
-        let log_start = restored_log_start(dir, segments[0].base_offset(), log_end)?;
+        let log_dir = LogDir::new(dir);
+        let log_start = restored_log_start(&log_dir, segments[0].base_offset(), log_end)?;
         let checkpoint = Checkpoint { is_clean_shutdown: false, recovery_point: log_end, epochs };
         // From the first change on, a crash is unclean until close() says otherwise. A clean checkpoint that
         // describes the files exactly as opened stays until then (the first change stores this one).
@@ -212,14 +215,14 @@ impl Log {
             stored.is_clean_shutdown && stored.recovery_point == log_end && stored.epochs == checkpoint.epochs
         });
         if !is_clean_on_disk {
-            checkpoint.store(dir)?;
+            checkpoint.store(&log_dir)?;
         }
         let segments: BTreeMap<i64, Arc<Segment>> =
             segments.into_iter().map(|s| (s.base_offset(), Arc::new(s))).collect();
         let active = segments.values().next_back().expect("never empty").clone();
         tracing::debug!(dir = %dir.display(), log_start, log_end, segments = segments.len(), "opened log");
         let log = Self {
-            dir: dir.to_owned(),
+            dir: log_dir,
             config: RwLock::new(config),
             segment_settings,
             clock,
@@ -320,17 +323,23 @@ impl Log {
 
     fn ensure_open(&self) -> Result<()> {
         if self.is_closed.load(Ordering::Acquire) {
-            return Err(StorageError::Closed(self.dir.clone()));
+            return Err(StorageError::Closed(self.dir.to_path_buf()));
         }
         Ok(())
     }
 
     /// [`Log::ensure_open`] for a change to the segments' data, under the writer lock: refused once an fsync of the
     /// active segment failed (nothing appended could be made durable, and a truncation would open the segment
-    /// anew and forget the failure).
+    /// anew and forget the failure), or one of the log's directory (a segment it names may be missing on disk,
+    /// or one it no longer names still there: `log_dir.rs`).
     fn ensure_writable(&self, writer: &Writer) -> Result<()> {
         self.ensure_open()?;
-        writer.active.sync_failure().map_or(Ok(()), Err)
+        self.failed_sync(writer).map_or(Ok(()), Err)
+    }
+
+    /// The failed fsync of the active segment or of the directory, if there was one since the open.
+    fn failed_sync(&self, writer: &Writer) -> Option<StorageError> {
+        writer.active.sync_failure().or_else(|| self.dir.sync_failure())
     }
 
     /// Validates one v2 batch, assigns it the next offsets, stamps the leader epoch and appends it.
@@ -349,7 +358,7 @@ impl Log {
     pub fn append_unsynced(&self, batch: &[u8]) -> Result<AppendInfo> {
         let appended = self.append_batches_unsynced(&[batch])?;
         appended.first().copied().ok_or_else(|| StorageError::Io {
-            path: self.dir.clone(),
+            path: self.dir.to_path_buf(),
             source: std::io::Error::other("an append of one batch reported none"),
         })
     }
@@ -506,7 +515,7 @@ impl Log {
         writer.active.seal(&mut writer.cursor)?;
         let base = self.log_end_offset.load(Ordering::Relaxed);
         let segment = Arc::new(Segment::create(&self.dir, base, &self.segment_settings, self.clock.now_ms())?);
-        sync_dir(&self.dir)?;
+        self.dir.sync()?;
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
         writer.active = segment;
         writer.cursor = IndexCursor::default();
@@ -587,10 +596,11 @@ impl Log {
             && since_last_ms.saturating_add(next_check_in_ms as i64) >= interval_ms as i64
     }
 
-    /// Why the log takes no appends, if an fsync of its active segment failed ([`StorageError::FsyncFailed`]).
+    /// Why the log takes no appends, if an fsync of its active segment or of its directory failed
+    /// ([`StorageError::FsyncFailed`]).
     pub fn sync_failure(&self) -> Option<StorageError> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        segments.values().next_back().and_then(|active| active.sync_failure())
+        segments.values().next_back().and_then(|active| active.sync_failure()).or_else(|| self.dir.sync_failure())
     }
 
     /// From now on the log behaves as if an fsync of its active segment had failed with `reason`: for tests of
@@ -601,6 +611,13 @@ impl Log {
         if let Some(active) = segments.values().next_back() {
             active.fail_syncs(reason);
         }
+    }
+
+    /// The next fsync of the log's directory fails with `reason`, as if the disk had said so (later ones reach the
+    /// disk): for tests of what follows one.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn fail_next_dir_sync(&self, reason: &str) {
+        self.dir.fail_next_sync(reason);
     }
 
     /// Flushes if [`Log::is_flush_due`] says so.
@@ -791,7 +808,7 @@ impl Log {
         let truncated = Arc::new(truncated);
         segments.insert(base, truncated.clone());
         drop(segments);
-        sync_dir(&self.dir)?;
+        self.dir.sync()?;
         writer.active = truncated;
         writer.cursor = cursor;
         writer.checkpoint.epochs.retain(|e| e.start_offset < new_end || e.start_offset == 0);
@@ -836,6 +853,11 @@ impl Log {
         if let Some(tail) = &self.tail {
             tail.clear();
         }
+        // After a failed fsync, no file may say the shutdown was clean: the next open must recover from what the
+        // disk holds.
+        if let Some(failed) = self.failed_sync(&writer) {
+            return Err(failed);
+        }
         let Writer { active, cursor, .. } = &mut *writer;
         active.seal(cursor)?;
         // Before the clean checkpoint: a clean open trusts the snapshot at the log end.
@@ -872,7 +894,7 @@ impl Log {
         if doomed.exists() {
             fs::remove_dir_all(&doomed).map_err(StorageError::io(&doomed))?;
         }
-        fs::rename(&self.dir, &doomed).map_err(StorageError::io(&self.dir))?;
+        fs::rename(self.dir.path(), &doomed).map_err(StorageError::io(self.dir.path()))?;
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
         }
@@ -885,7 +907,7 @@ impl Log {
 /// (`log_start.rs`). A stored start past the recovered log end (the deletion reached records a crash then took
 /// back) is clamped to the end, and stored clamped: otherwise the records appended next, up to the old value,
 /// would vanish at the following open.
-fn restored_log_start(dir: &Path, first_base: i64, log_end: i64) -> Result<i64> {
+fn restored_log_start(dir: &LogDir, first_base: i64, log_end: i64) -> Result<i64> {
     let Some(stored) = crate::log_start::load(dir)? else { return Ok(first_base) };
     if stored > log_end {
         tracing::warn!(
@@ -991,6 +1013,69 @@ mod tests {
             log.append(&batch("c")).unwrap();
             log.flush().unwrap();
             assert_eq!(values(&log), ["a", "b", "c"], "{case}");
+        }
+    }
+
+    /// A directory's fsync that failed may succeed when retried over entries the kernel dropped (a new segment's,
+    /// a truncation's removals): the failure must stick, and the log take no change until reopened. Each case
+    /// fails one fsync of the directory, as the disk would, and lets the later ones reach the disk.
+    #[test]
+    fn a_failed_directory_fsync_sticks_and_the_log_takes_no_changes_until_reopened() {
+        type Change = fn(&Log) -> Result<()>;
+        let cases: [(&str, Change); 3] = [
+            ("a roll", |log| {
+                // 1024-byte segments: a few 300-byte records fill the active one and the next append rolls.
+                for _ in 0..8 {
+                    log.append(&batch(&"r".repeat(300)))?;
+                }
+                Ok(())
+            }),
+            ("a truncation", |log| log.truncate_to(1).map(drop)),
+            ("a deletion of records", |log| log.delete_records_before(1).map(drop)),
+        ];
+        for (case, change) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig { segment_bytes: 1024, max_batch_bytes: 1024, ..LogConfig::default() };
+            let log = Log::open(dir.path(), config).unwrap();
+            log.append(&batch("a")).unwrap();
+            log.append(&batch("b")).unwrap();
+            log.flush().unwrap();
+
+            log.fail_next_dir_sync("injected: EIO");
+            let failed = change(&log).unwrap_err();
+            assert!(
+                matches!(&failed, StorageError::FsyncFailed { path, .. } if path == dir.path()),
+                "{case}: {failed}"
+            );
+            assert!(failed.to_string().contains("injected: EIO"), "{case}: {failed}");
+
+            // The directory would fsync now: the log must not believe it.
+            let end = log.log_end_offset();
+            let refused = log.append(&batch("c")).unwrap_err();
+            assert!(matches!(refused, StorageError::FsyncFailed { .. }), "{case}: {refused}");
+            assert!(log.append_replica(Bytes::from(batch("c"))).is_err(), "{case}");
+            assert!(log.truncate_to(1).is_err(), "{case}");
+            assert!(log.delete_records_before(1).is_err(), "{case}");
+            assert!(log.truncate_fully_and_start_at(100).is_err(), "{case}");
+            assert_eq!(log.log_end_offset(), end, "{case}: nothing appended or cut");
+            assert!(log.sync_failure().is_some(), "{case}");
+            assert!(log.close().is_err(), "{case}: no clean checkpoint after a failed fsync");
+            drop(log);
+
+            // Reopened, the log holds what the disk does and takes changes again.
+            let log = Log::open(dir.path(), config).unwrap();
+            assert!(log.sync_failure().is_none(), "{case}");
+            // The deletion's new start was renamed into place, and the truncation cut the segment, before the
+            // fsync failed: the disk may hold either state.
+            let start = log.log_start_offset();
+            assert!(start <= 1, "{case}: start {start}");
+            let read = log.read(start, 1 << 20).unwrap();
+            let first = rill_protocol::BatchIter::new(read.batches).next().unwrap().unwrap();
+            assert_eq!(first.header.base_offset, start, "{case}");
+            assert!(log.log_end_offset() > start, "{case}");
+            log.append(&batch("c")).unwrap();
+            log.truncate_to(start + 1).unwrap();
+            assert_eq!(log.log_end_offset(), start + 1, "{case}");
         }
     }
 }

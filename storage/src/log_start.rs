@@ -19,7 +19,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-use crate::checkpoint::sync_dir;
+use crate::log_dir::LogDir;
 use crate::{Result, StorageError};
 
 pub(crate) const FILE_NAME: &str = "log-start-offset.checkpoint";
@@ -73,14 +73,14 @@ pub(crate) fn load(dir: &Path) -> Result<Option<i64>> {
 }
 
 /// Replaces the file in `dir` atomically: a crash at any point leaves the old value or the new one, never neither.
-pub(crate) fn store(dir: &Path, log_start_offset: i64) -> Result<()> {
+pub(crate) fn store(dir: &LogDir, log_start_offset: i64) -> Result<()> {
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
     let mut file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
     file.write_all(&encode(log_start_offset)).map_err(StorageError::io(&tmp))?;
     file.sync_all().map_err(StorageError::io(&tmp))?;
     fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
-    sync_dir(dir)
+    dir.sync()
 }
 
 #[cfg(test)]
@@ -92,9 +92,9 @@ mod tests {
     fn stores_and_loads_back_and_a_missing_file_is_none() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(load(dir.path()).unwrap(), None);
-        store(dir.path(), 40).unwrap();
+        store(&crate::log_dir::LogDir::new(dir.path()), 40).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(40));
-        store(dir.path(), 41).unwrap();
+        store(&crate::log_dir::LogDir::new(dir.path()), 41).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(41));
         assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
     }

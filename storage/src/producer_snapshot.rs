@@ -24,7 +24,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::sync_dir;
+use crate::log_dir::LogDir;
 use crate::producer_state::{ProducedBatchMeta, ProducerEntry, ProducerState, BATCHES_KEPT};
 use crate::{Result, StorageError};
 
@@ -125,7 +125,7 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<ProducerState, &'static 
 }
 
 /// Writes `state` as the snapshot at `offset`, then deletes all but the newest [`SNAPSHOTS_KEPT`].
-pub(crate) fn store(dir: &Path, offset: i64, state: &ProducerState) -> Result<()> {
+pub(crate) fn store(dir: &LogDir, offset: i64, state: &ProducerState) -> Result<()> {
     let path = snapshot_path(dir, offset);
     let tmp = path.with_extension(format!("{SNAPSHOT_SUFFIX}.tmp"));
     let mut file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
@@ -136,7 +136,7 @@ pub(crate) fn store(dir: &Path, offset: i64, state: &ProducerState) -> Result<()
     for &old in offsets.iter().rev().skip(SNAPSHOTS_KEPT) {
         remove(dir, old)?;
     }
-    sync_dir(dir)
+    dir.sync()
 }
 
 /// Offsets of the snapshots in `dir`, ascending. Leftover temporary files are removed.
@@ -266,12 +266,12 @@ mod tests {
         let batch =
             ProducedBatchMeta { first_sequence: 0, last_sequence: 4, base_offset: 0, last_offset: 4, timestamp_ms: 1 };
         state.insert(7, ProducerEntry { epoch: 0, batches: VecDeque::from([batch]) });
-        store(dir.path(), 5, &state).unwrap();
-        store(dir.path(), 10, &ProducerState::default()).unwrap();
+        store(&crate::log_dir::LogDir::new(dir.path()), 5, &state).unwrap();
+        store(&crate::log_dir::LogDir::new(dir.path()), 10, &ProducerState::default()).unwrap();
         fs::write(snapshot_path(dir.path(), 10), b"damaged").unwrap();
         assert_eq!(load_latest(dir.path(), 15).unwrap(), Some((5, state.clone())));
         assert_eq!(snapshot_offsets(dir.path()).unwrap(), vec![5]);
-        store(dir.path(), 20, &ProducerState::default()).unwrap();
+        store(&crate::log_dir::LogDir::new(dir.path()), 20, &ProducerState::default()).unwrap();
         assert_eq!(load_latest(dir.path(), 15).unwrap(), Some((5, state)));
         assert_eq!(snapshot_offsets(dir.path()).unwrap(), vec![5]);
     }

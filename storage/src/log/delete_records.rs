@@ -29,7 +29,8 @@ impl Log {
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         self.ensure_open()?;
         let mut writer = lock(&self.writer);
-        self.ensure_open()?;
+        // Refused before the new start is written: after a failed fsync nothing more may reach the disk.
+        self.ensure_writable(&writer)?;
         let high_watermark = self.high_watermark();
         let target = if offset == HIGH_WATERMARK { high_watermark } else { offset };
         if !(0..=high_watermark).contains(&target) {
@@ -50,7 +51,8 @@ impl Log {
     pub fn follow_log_start_offset(&self, leader_log_start_offset: i64) -> Result<i64> {
         self.ensure_open()?;
         let mut writer = lock(&self.writer);
-        self.ensure_open()?;
+        // Refused before the new start is written: after a failed fsync nothing more may reach the disk.
+        self.ensure_writable(&writer)?;
         let target = leader_log_start_offset.min(self.high_watermark());
         let moved = self.move_log_start(&mut writer, target)?;
         drop(writer);

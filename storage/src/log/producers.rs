@@ -136,7 +136,7 @@ impl Log {
             };
             for batch in BatchIter::new(bytes) {
                 let batch = batch.map_err(|e| StorageError::Corrupt {
-                    path: self.dir.clone(),
+                    path: self.dir.to_path_buf(),
                     position: 0,
                     reason: format!("replaying producer state from offset {offset}: {e}"),
                 })?;

@@ -131,7 +131,7 @@ impl Log {
     }
 
     fn replica_mismatch(&self, reason: String) -> StorageError {
-        StorageError::Corrupt { path: self.dir.clone(), position: 0, reason }
+        StorageError::Corrupt { path: self.dir.to_path_buf(), position: 0, reason }
     }
 
     /// [`Log::read`], but up to the log end rather than the high watermark: what a leader sends its followers.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rill_protocol::BatchHeader;
 
 use super::{lock, Log, Writer};
-use crate::checkpoint::{sync_dir, EpochStart};
+use crate::checkpoint::EpochStart;
 use crate::producer_state::ProducerState;
 use crate::recovery::IndexCursor;
 use crate::segment::Segment;
@@ -120,13 +120,13 @@ impl Log {
         for snapshot in producer_snapshot::snapshot_offsets(&self.dir)? {
             producer_snapshot::remove(&self.dir, snapshot)?;
         }
-        sync_dir(&self.dir)?;
+        self.dir.sync()?;
         writer.checkpoint.recovery_point = base;
         writer.checkpoint.epochs = vec![EpochStart { epoch: 0, start_offset: base }];
         writer.checkpoint.store(&self.dir)?;
         crate::log_start::store(&self.dir, log_start)?;
         let active = Arc::new(Segment::create(&self.dir, base, &self.segment_settings, self.clock.now_ms())?);
-        sync_dir(&self.dir)?;
+        self.dir.sync()?;
 
         *self.segments.write().unwrap_or_else(|p| p.into_inner()) = BTreeMap::from([(base, active.clone())]);
         writer.active = active;

@@ -20,12 +20,19 @@ impl Replication {
         let command = Command::AlterIsr { topic, partition, leader, leader_epoch: epoch, isr };
         let replication = self.node.upgrade().and_then(|node| node.replication.clone());
         tokio::spawn(async move {
-            if let Err(err) = controller.propose(command).await {
+            let committed = controller.propose(command).await;
+            if let Err(err) = &committed {
                 tracing::info!(topic = %key.0, partition = key.1, error = %err, "ISR change not committed; will retry");
             }
             if let Some(replication) = replication {
-                if let Some(state) = lock(&replication.leaders).get_mut(&key) {
+                // A later epoch's state is not this change's to clear.
+                if let Some(state) = lock(&replication.leaders).get_mut(&key).filter(|state| state.epoch == epoch) {
                     state.is_isr_change_pending = false;
+                    // Committed, the joiner stays counted until this node's metadata shows it in the ISR
+                    // (`reconcile.rs`): the commit may reach this node's copy after this answer.
+                    if committed.is_err() {
+                        state.joining = None;
+                    }
                 }
             }
         });
@@ -40,6 +47,14 @@ impl Replication {
             for (key, state) in leaders.iter_mut() {
                 if state.is_isr_change_pending {
                     continue;
+                }
+                // A joiner whose change never showed in the metadata, gone quiet since: it no longer holds the
+                // high watermark back.
+                if let Some(joiner) = state.joining {
+                    let caught_up_at = state.followers.get(&joiner).map_or(state.since, |f| f.caught_up_at);
+                    if now.saturating_duration_since(caught_up_at) > self.replica_lag {
+                        state.joining = None;
+                    }
                 }
                 let lagging: Vec<u64> = state
                     .isr

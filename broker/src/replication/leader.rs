@@ -132,10 +132,12 @@ impl Replication {
         let partition = node.registry.partition(&position.topic, position.partition).map_err(|e| e.to_string())?;
         let key = (position.topic.clone(), position.partition);
         let leader_end = partition.log().log_end_offset();
-        let high_watermark = partition.log().high_watermark();
         let now = Instant::now();
         let isr_change = {
             let mut leaders = lock(&self.leaders);
+            // Read under the lock, where the high watermark is also moved (`advance_high_watermark`): a joining
+            // follower is checked against the latest, and counted in it from then on.
+            let high_watermark = partition.log().high_watermark();
             let state = leaders.get_mut(&key).ok_or_else(|| format!("node {} does not lead it", self.node_id))?;
             if state.epoch != position.leader_epoch {
                 return Err(format!(
@@ -185,8 +187,9 @@ impl Replication {
                     replicas: state.replicas.clone(),
                 })
             };
-            if isr_change.is_some() {
+            if let Some(change) = &isr_change {
                 state.is_isr_change_pending = true;
+                state.joining = matches!(change, IsrChange::Grow { .. }).then_some(follower);
             }
             isr_change
         };
@@ -330,6 +333,17 @@ impl super::LeaderState {
             && log_end >= self.epoch_start_offset
             && !self.is_isr_change_pending
     }
+
+    /// The most the high watermark may be, this node leading with its log ending at `leader_end`: the smallest
+    /// log end over the ISR and the follower joining it, if one is (a follower not heard from counts as 0).
+    pub(super) fn high_watermark_bound(&self, leader_id: u64, leader_end: i64) -> i64 {
+        self.isr
+            .iter()
+            .chain(self.joining.iter().filter(|id| !self.isr.contains(id)))
+            .map(|id| if *id == leader_id { leader_end } else { self.followers.get(id).map_or(0, |f| f.log_end) })
+            .min()
+            .unwrap_or(leader_end)
+    }
 }
 
 #[cfg(test)]
@@ -347,6 +361,7 @@ mod tests {
             followers: HashMap::new(),
             since: Instant::now(),
             is_isr_change_pending: false,
+            joining: None,
             epoch_start_offset,
         }
     }
@@ -363,5 +378,32 @@ mod tests {
         assert!(!state.may_join_isr(2, 200, 100), "in the ISR already");
         let pending = LeaderState { is_isr_change_pending: true, ..leading_from(0) };
         assert!(!pending.may_join_isr(1, 200, 100), "one ISR change at a time");
+    }
+
+    /// The replication simulation's seed 3324, in small: leader 2, ISR {2, 3}; follower 1 (its disk full) joins at
+    /// 162, the high watermark then, while 3 has 163. Once the controller applies the join, 1 is in sync and may
+    /// be elected: had the high watermark moved to 163 meanwhile, 1's election would truncate a committed record
+    /// from 2 and 3. So the joiner counts from the moment its change is sent.
+    #[test]
+    fn a_follower_joining_the_isr_holds_the_high_watermark_from_the_moment_its_change_is_sent() {
+        let now = Instant::now();
+        let at = |log_end| super::super::FollowerProgress {
+            log_end,
+            log_start: 0,
+            caught_up_at: now,
+            leader_end_at_last_fetch: log_end,
+            last_fetch_at: now,
+        };
+        let mut state = leading_from(162);
+        state.followers = HashMap::from([(1, at(162)), (3, at(163))]);
+        assert_eq!(state.high_watermark_bound(2, 164), 163, "the ISR alone: 2 at 164, 3 at 163");
+        state.joining = Some(1);
+        assert_eq!(state.high_watermark_bound(2, 164), 162, "the joiner's log end bounds it");
+        state.followers.insert(1, at(164));
+        assert_eq!(state.high_watermark_bound(2, 164), 163, "caught up, it bounds nothing");
+        state.isr = vec![1, 2, 3];
+        assert_eq!(state.high_watermark_bound(2, 164), 163, "applied: counted once, as a member");
+        let unheard = LeaderState { joining: Some(1), followers: HashMap::from([(3, at(163))]), ..leading_from(0) };
+        assert_eq!(unheard.high_watermark_bound(2, 164), 0, "a joiner not heard from holds nothing as committed");
     }
 }

@@ -82,6 +82,11 @@ struct LeaderState {
     since: Instant,
     /// An ISR change sent to the controller and not yet seen applied: no second one meanwhile.
     is_isr_change_pending: bool,
+    /// The follower an ISR change in flight adds. The high watermark counts it from the moment the change is
+    /// sent (Kafka's "maximal ISR"): once the controller applies it, the follower is in sync and may be elected,
+    /// so it must hold everything committed by then. Counting only the ISR as committed, the high watermark
+    /// could pass the joiner's log end meanwhile, and the joiner, elected, truncate committed records away.
+    joining: Option<u64>,
     /// Where this leader's epoch starts in its log. A follower joins the ISR only once its log reaches it
     /// (Kafka's `isFollowerInSync`): a high watermark the old leader left behind may be below what this leader
     /// holds, and a follower caught up to that alone (one that cannot append, say) would hold the new high
@@ -349,31 +354,25 @@ impl Replication {
         }
     }
 
-    /// Leader: the high watermark becomes the smallest log end over the ISR (never moving back).
+    /// Leader: the high watermark becomes the smallest log end over the ISR and a follower joining it (never
+    /// moving back).
     fn advance_high_watermark(&self, partition: &Partition) {
         let log = partition.log();
         let leader_end = log.log_end_offset();
-        let minimum =
-            {
-                let leaders = lock(&self.leaders);
-                let Some(state) = leaders.get(&(partition.topic.to_string(), partition.index)) else { return };
-                state
-                    .isr
-                    .iter()
-                    .map(|id| {
-                        if *id == self.node_id {
-                            leader_end
-                        } else {
-                            state.followers.get(id).map_or(0, |f| f.log_end)
-                        }
-                    })
-                    .min()
-                    .unwrap_or(leader_end)
-            };
-        if minimum > log.high_watermark() {
-            log.set_high_watermark(minimum);
+        let advanced_to = {
+            let leaders = lock(&self.leaders);
+            let Some(state) = leaders.get(&(partition.topic.to_string(), partition.index)) else { return };
+            let bound = state.high_watermark_bound(self.node_id, leader_end);
+            // Stored under the lock: a follower's join is decided under it against the high watermark, which
+            // must not pass the joiner between that check and `joining` being set.
+            (bound > log.high_watermark()).then(|| {
+                log.set_high_watermark(bound);
+                bound
+            })
+        };
+        if let Some(high_watermark) = advanced_to {
             partition.publish_offsets();
-            tracing::debug!(topic = %partition.topic, partition = partition.index, high_watermark = minimum, "high watermark advanced");
+            tracing::debug!(topic = %partition.topic, partition = partition.index, high_watermark, "high watermark advanced");
         }
     }
 

@@ -715,7 +715,10 @@ fn run_seed(seed: u64) -> Result<Exercised, String> {
 fn regression_seeds() -> Vec<u64> {
     // 515: a follower that started over at the leader's log start after its disk filled stayed flagged as
     // unable to append, so the leader never took it back into the ISR while nothing was produced.
-    const FOUND: [u64; 1] = [515];
+    // 3324, 3769: a follower whose disk was full joined the ISR at the high watermark; before the controller
+    // applied it the high watermark passed it, and once it was elected the others truncated a committed record
+    // (before the leader counted a joiner in the high watermark: 3769 failed in 25 of 25 runs, 3324 in 10 of 70).
+    const FOUND: [u64; 3] = [515, 3324, 3769];
     if std::env::var_os("RILL_SIM_SEED").is_some() {
         return Vec::new();
     }

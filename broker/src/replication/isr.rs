@@ -29,7 +29,9 @@ impl Replication {
                 if let Some(state) = lock(&replication.leaders).get_mut(&key).filter(|state| state.epoch == epoch) {
                     state.is_isr_change_pending = false;
                     // Committed, the joiner stays counted until this node's metadata shows it in the ISR
-                    // (`reconcile.rs`): the commit may reach this node's copy after this answer.
+                    // (`reconcile.rs`): the commit may reach this node's copy after this answer. Refused, it is
+                    // out (a proposal that failed only in transit and commits later is the edge left: its
+                    // joiner is in sync as of the high watermark when it was sent, and fetching to catch up).
                     if committed.is_err() {
                         state.joining = None;
                     }

@@ -189,7 +189,10 @@ impl Replication {
             };
             if let Some(change) = &isr_change {
                 state.is_isr_change_pending = true;
-                state.joining = matches!(change, IsrChange::Grow { .. }).then_some(follower);
+                // A shrink leaves an earlier joiner counted: its join may be committed and not yet seen here.
+                if matches!(change, IsrChange::Grow { .. }) {
+                    state.joining = Some(follower);
+                }
             }
             isr_change
         };

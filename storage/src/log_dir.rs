@@ -91,9 +91,3 @@ impl Deref for LogDir {
         &self.path
     }
 }
-
-impl AsRef<Path> for LogDir {
-    fn as_ref(&self) -> &Path {
-        &self.path
-    }
-}

@@ -264,6 +264,29 @@ mod tests {
         assert_eq!(words.len(), Reason::ALL.len(), "every word names one reason");
     }
 
+    /// docs/errors.md says it is this table: every reason has its row there, with its gRPC and Kafka codes.
+    #[test]
+    fn every_reason_has_its_row_in_the_error_docs() {
+        let docs = include_str!("../../docs/errors.md");
+        for reason in Reason::ALL {
+            let row = docs
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{}` |", reason.as_str())))
+                .unwrap_or_else(|| panic!("docs/errors.md has no row for `{}`", reason.as_str()));
+            let columns: Vec<&str> = row.split('|').map(str::trim).collect();
+            let mut grpc = String::new();
+            for (i, c) in format!("{:?}", reason.grpc_code()).chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    grpc.push('_');
+                }
+                grpc.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(columns[2], grpc, "the gRPC code of `{}`", reason.as_str());
+            let kafka = format!("({})", reason.kafka_error_code());
+            assert!(columns[3].contains(&kafka), "the Kafka code of `{}` is {kafka}: {}", reason.as_str(), columns[3]);
+        }
+    }
+
     #[test]
     fn a_status_carries_its_reason_through_the_wire_encoding() {
         for reason in Reason::ALL {

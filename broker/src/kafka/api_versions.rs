@@ -22,7 +22,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
     // The group coordinator (docs/kafka.md): FindCoordinator v4 batches keys; OffsetCommit v9 and OffsetFetch v9
-    // carry KIP-848 member epochs, not served.
+    // carry KIP-848 member epochs, checked in a KIP-848 group.
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),

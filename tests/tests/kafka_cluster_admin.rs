@@ -4,6 +4,7 @@
 //! cluster of one (a controller quorum of one node, the real controller code) answers each partition with
 //! Kafka's codes and a message saying what is allowed; and with authorization on, ElectLeaders and Alter need
 //! ALTER on the cluster and List DESCRIBE, refused with CLUSTER_AUTHORIZATION_FAILED naming the principal.
+//! DescribeCluster answers as Metadata does, on a single node and on a cluster.
 //! The elections and moves themselves, across three real processes, are in `cli/tests/cluster_kafka_admin.rs`.
 
 use std::time::{Duration, Instant};
@@ -149,6 +150,38 @@ async fn cluster_of_one() -> TestBroker {
         assert!(Instant::now() < deadline, "no controller leader within 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// DescribeCluster (Java's `AdminClient.describeCluster`; librdkafka and kafka-python build theirs from
+/// Metadata) names the same brokers, cluster id and controller as Metadata, on a single node and on a cluster.
+#[tokio::test]
+async fn describe_cluster_answers_what_metadata_does_on_a_single_node_and_a_cluster() {
+    let mut single = TestBroker::start().await;
+    let mut cluster = cluster_of_one().await;
+    for (broker, is_cluster) in [(&single, false), (&cluster, true)] {
+        let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+        let metadata: MetadataResponse =
+            client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(Vec::new()))).await;
+        let brokers: Vec<(i32, String, i32)> =
+            metadata.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+        let cluster_id = metadata.cluster_id.as_ref().map(|id| id.to_string());
+        assert_eq!(brokers.len(), 1, "{brokers:?}");
+        if is_cluster {
+            assert_ne!(cluster_id.as_deref(), Some("rill"), "a cluster's own id, recorded at its start");
+        }
+        for version in 0..=1 {
+            let described: DescribeClusterResponse =
+                client.call(ApiKey::DescribeCluster, version, &DescribeClusterRequest::default()).await;
+            assert_eq!(described.error_code, 0, "v{version}");
+            let described_brokers: Vec<(i32, String, i32)> =
+                described.brokers.iter().map(|b| (b.broker_id.0, b.host.to_string(), b.port)).collect();
+            assert_eq!(described_brokers, brokers, "v{version}, cluster {is_cluster}");
+            assert_eq!(Some(described.cluster_id.to_string()), cluster_id, "v{version}, cluster {is_cluster}");
+            assert_eq!(described.controller_id, metadata.controller_id, "v{version}, cluster {is_cluster}");
+        }
+    }
+    single.assert_serving().await;
+    cluster.assert_serving().await;
 }
 
 #[tokio::test]

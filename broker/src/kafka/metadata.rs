@@ -19,6 +19,7 @@ use kafka_protocol::ResponseError;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
+use crate::cluster::metadata::ClusterMetadata;
 use crate::registry::Topic;
 use crate::topic_id::TopicId;
 
@@ -67,7 +68,7 @@ pub fn answer(kafka: &KafkaContext, request: &MetadataRequest, principal: &Princ
         .with_port(i32::from(kafka.advertised_port));
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(StrBytes::from_string("rill".to_string())))
+        .with_cluster_id(Some(StrBytes::from_string(cluster_id(None))))
         .with_controller_id(BrokerId(kafka.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
@@ -92,20 +93,35 @@ fn described(kafka: &KafkaContext, topic: &Topic) -> MetadataResponseTopic {
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn cluster_answer(replication: &crate::replication::Replication, request: &MetadataRequest) -> MetadataResponse {
-    let metadata = replication.metadata();
-    let brokers = metadata
+/// A cluster's brokers as clients see them (Metadata, DescribeCluster): every alive node at its cluster address.
+pub(super) fn cluster_brokers(metadata: &ClusterMetadata) -> Vec<(BrokerId, String, i32)> {
+    metadata
         .alive_nodes()
         .into_iter()
         .filter_map(|id| {
-            let address = metadata.address_of(id)?;
-            let (host, port) = crate::config::parse_advertise(address).ok()?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(i32::try_from(id).ok()?))
-                    .with_host(StrBytes::from_string(host))
-                    .with_port(i32::from(port)),
-            )
+            let (host, port) = crate::config::parse_advertise(metadata.address_of(id)?).ok()?;
+            Some((BrokerId(i32::try_from(id).ok()?), host, i32::from(port)))
+        })
+        .collect()
+}
+
+/// The cluster id Kafka clients are told: the cluster's own, or "rill" for a single node (or a cluster that has
+/// not recorded one).
+pub(super) fn cluster_id(metadata: Option<&ClusterMetadata>) -> String {
+    metadata.and_then(|m| m.cluster_id.clone()).unwrap_or_else(|| "rill".into())
+}
+
+/// The controller Kafka clients are told of: the controller quorum's leader, -1 while none is elected.
+pub(super) fn controller_id(replication: &crate::replication::Replication) -> BrokerId {
+    BrokerId(replication.controller_leader().and_then(|id| i32::try_from(id).ok()).unwrap_or(-1))
+}
+
+fn cluster_answer(replication: &crate::replication::Replication, request: &MetadataRequest) -> MetadataResponse {
+    let metadata = replication.metadata();
+    let brokers = cluster_brokers(&metadata)
+        .into_iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default().with_node_id(id).with_host(StrBytes::from_string(host)).with_port(port)
         })
         .collect();
     let placed_topic = |name: &str, placed: &crate::cluster::metadata::TopicPlacement| {
@@ -154,11 +170,10 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
             })
             .collect(),
     };
-    let controller_id = replication.controller_leader().and_then(|id| i32::try_from(id).ok()).unwrap_or(-1);
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(StrBytes::from_string(metadata.cluster_id.clone().unwrap_or_else(|| "rill".into()))))
-        .with_controller_id(BrokerId(controller_id))
+        .with_cluster_id(Some(StrBytes::from_string(cluster_id(Some(&metadata)))))
+        .with_controller_id(controller_id(replication))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -35,6 +35,16 @@ pub(crate) struct EpochStart {
     pub start_offset: i64,
 }
 
+impl EpochStart {
+    /// Whether a truncation to `end` keeps this epoch: only one that starts below it, or the first epoch 0 at
+    /// offset 0 that every log holds from its creation (it covers a log's batches when no leader ever began
+    /// an epoch in it; no batch carries an epoch below it). Kept past the end, a later epoch would make batches
+    /// of the epoch before it look stale.
+    pub fn survives_truncation_to(&self, end: i64) -> bool {
+        self.start_offset < end || (self.start_offset == 0 && self.epoch == 0)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
     pub is_clean_shutdown: bool,

@@ -768,12 +768,24 @@ impl Log {
         Ok(doomed.len())
     }
 
-    /// Drops every batch whose last offset is `>= offset`, as a follower does to match a new leader.
-    /// A batch that holds `offset` goes whole, so the log may end below `offset`.
+    /// Drops every batch whose last offset is `>= offset`, as a follower does to match a new leader, and every
+    /// leader epoch starting at or past the new end. A batch that holds `offset` goes whole, so the log may end
+    /// below `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
         let mut writer = lock(&self.writer);
         self.ensure_writable(&writer)?;
-        if offset >= self.log_end_offset() {
+        let log_end = self.log_end_offset();
+        if offset >= log_end {
+            // No batch goes, but an epoch may start at the log end: this node began it as leader and lost the
+            // leadership before appending in it. Kept, it would make the new leader's batches of an older epoch
+            // look stale from here on, and this follower refuse them for good (Kafka's `truncateTo` clears its
+            // epoch cache from the log end for the same reason).
+            if writer.checkpoint.epochs.iter().any(|e| !e.survives_truncation_to(log_end)) {
+                writer.checkpoint.epochs.retain(|e| e.survives_truncation_to(log_end));
+                writer.checkpoint.store(&self.dir)?;
+                writer.is_clean_on_disk = false;
+                tracing::info!(dir = %self.dir.display(), log_end_offset = log_end, "dropped leader epochs begun at the log end with nothing appended in them");
+            }
             return Ok(());
         }
         writer.mark_changing(&self.dir)?;
@@ -811,7 +823,7 @@ impl Log {
         self.dir.sync()?;
         writer.active = truncated;
         writer.cursor = cursor;
-        writer.checkpoint.epochs.retain(|e| e.start_offset < new_end || e.start_offset == 0);
+        writer.checkpoint.epochs.retain(|e| e.survives_truncation_to(new_end));
         writer.checkpoint.recovery_point = writer.checkpoint.recovery_point.min(new_end);
         writer.checkpoint.store(&self.dir)?;
         writer.is_clean_on_disk = false;

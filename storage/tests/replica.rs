@@ -120,6 +120,45 @@ fn a_follower_truncates_a_divergent_tail_to_the_end_of_its_last_epoch_on_the_new
     assert_eq!(old_leader.leader_epoch(), 1);
 }
 
+/// A node elected leader begins its epoch at its log end; another node takes over before it appends anything
+/// (one whose log holds a record more, of the older epoch). Following it, this node must take that record: the
+/// epoch it began and never wrote goes with the truncation to its log end, or every batch of the older epoch
+/// would look stale and the replica stop for good (the replication simulation's seed 378).
+#[test]
+fn an_epoch_begun_at_the_log_end_and_never_written_goes_with_a_truncation_there() {
+    let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Log::open(old_dir.path(), small_config()).unwrap();
+    let second = Log::open(new_dir.path(), small_config()).unwrap();
+    first.begin_leader_epoch(1).unwrap();
+    first.append(&batch(1, 2, 1)).unwrap();
+    catch_up(&first, &second, 1 << 20);
+    first.append(&batch(2, 1, 2)).unwrap();
+    // `second` leads at epoch 2 without appending, then `first` leads again at epoch 3.
+    second.begin_leader_epoch(2).unwrap();
+    first.begin_leader_epoch(3).unwrap();
+    first.append(&batch(3, 1, 3)).unwrap();
+
+    // The fetcher's truncation: where `second`'s last epoch (2) ends on `first` (its epoch 1 ends at 3), and no
+    // further than `second`'s own end of epoch 1 (its log end).
+    let (epoch, end) = first.epoch_end_offset(second.leader_epoch()).expect("epoch 1 is known");
+    assert_eq!((epoch, end), (1, 3));
+    let own_end = second.epoch_end_offset(epoch).map_or(second.log_end_offset(), |(_, end)| end);
+    assert_eq!(own_end, 2);
+    second.truncate_to(end.min(own_end)).unwrap();
+    assert_eq!((second.log_end_offset(), second.leader_epoch()), (2, 1), "epoch 2 gone, no batch with it");
+    catch_up(&first, &second, 1 << 20);
+    assert_eq!(all_bytes(&second), all_bytes(&first));
+    assert_eq!(second.leader_epoch(), 3);
+
+    // And so after a restart: the checkpoint says the same.
+    drop(second);
+    let reopened = Log::open(new_dir.path(), small_config()).unwrap();
+    for epoch in 1..=3 {
+        assert_eq!(reopened.epoch_end_offset(epoch), first.epoch_end_offset(epoch), "epoch {epoch}");
+    }
+    assert_eq!(reopened.epoch_end_offset(2), Some((1, 3)), "epoch 2 is not remembered");
+}
+
 #[test]
 fn a_held_high_watermark_moves_only_when_set() {
     let dir = tempfile::tempdir().unwrap();

@@ -374,6 +374,10 @@ async fn truncate_to_leader(
         tracing::info!(topic = %assignment.topic, partition = assignment.partition, last_epoch, target, log_end = log.log_end_offset(), "truncating a divergent tail before following the new leader");
         tokio::task::spawn_blocking(move || log.truncate_to(target)).await.map_err(BrokerError::join)??;
         partition.publish_offsets();
+    } else if reply.leader_epoch < last_epoch && target == log.log_end_offset() {
+        // This node began an epoch the leader never had (it led, and lost the leadership before appending):
+        // nothing to drop but that epoch, which would make the leader's older batches look stale here.
+        tokio::task::spawn_blocking(move || log.truncate_to(target)).await.map_err(BrokerError::join)??;
     }
     Ok(())
 }

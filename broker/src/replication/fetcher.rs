@@ -20,6 +20,7 @@ use super::links::{unavailable, EpochEndFailure, LeaderLink};
 use super::{CannotWrite, PartitionKey, Replication};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
+use rill_storage::StorageError;
 
 /// How long the leader may hold a fetch with nothing new.
 const FETCH_MAX_WAIT_MS: u32 = 500;
@@ -163,6 +164,8 @@ async fn stream_from(
     };
     requests.send(fetch(&followed, cannot_append)).await.map_err(|e| unavailable("replication stream", e))?;
     let mut inbound = leader.replicate(outbound).await?;
+    // Partitions this answer showed this node cannot follow for now; the others go on without them.
+    let (mut diverged, mut leaving) = (Vec::new(), Vec::new());
     while let Some(answer) = inbound.next().await.transpose()? {
         let mut partitions = answer.partitions.into_iter();
         while let Some(data) = partitions.next() {
@@ -197,9 +200,22 @@ async fn stream_from(
                                 let rest = partitions.filter(|rest| !rest.batches.is_empty());
                                 cannot_append.extend(rest.map(|rest| (rest.topic, rest.partition)));
                             }
-                            // This partition's log alone takes no appends until the node restarts.
+                            // This partition's log alone takes no appends until the node restarts: the next fetch
+                            // tells the leader (which takes this node out of its ISR), and then the stream follows
+                            // the leader's other partitions without it rather than failing them all with it.
                             Some(CannotWrite::FsyncFailed) => {
-                                cannot_append.insert(key);
+                                tracing::warn!(topic = %data.topic, partition = data.partition, error = %err, "this replica takes no appends until the node restarts; following the leader's other partitions without it");
+                                cannot_append.insert(key.clone());
+                                leaving.push(key);
+                                continue;
+                            }
+                            // What the leader sent does not continue this log (a divergence the truncation did not
+                            // see, or damaged bytes): set aside to be truncated to the leader again, while the
+                            // others stream.
+                            None if matches!(err, BrokerError::Storage(StorageError::Corrupt { .. })) => {
+                                tracing::warn!(topic = %data.topic, partition = data.partition, error = %err, "the leader's batches do not continue this replica; truncating it to the leader again shortly");
+                                diverged.push(key);
+                                continue;
                             }
                             None => {}
                         }
@@ -222,6 +238,11 @@ async fn stream_from(
             }
             partition.publish_offsets();
         }
+        for key in diverged.drain(..) {
+            if let Some(at) = followed.iter().position(|(a, _)| a.topic == key.0 && a.partition == key.1) {
+                set_aside.push(followed.remove(at));
+            }
+        }
         if !set_aside.is_empty() && Instant::now() >= retry_at {
             // On a link of its own: the stream's may be spoken for (the simulation's is).
             let mut link = replication.leader_links.connect(address).await?;
@@ -231,6 +252,15 @@ async fn stream_from(
             retry_at = Instant::now() + SET_ASIDE_RETRY;
         }
         requests.send(fetch(&followed, cannot_append)).await.map_err(|e| unavailable("replication stream", e))?;
+        if !leaving.is_empty() {
+            // Their last fetch said they cannot append; the leader has no reason to send them more.
+            followed
+                .retain(|(a, _)| !leaving.iter().any(|key: &PartitionKey| key.0 == a.topic && key.1 == a.partition));
+            leaving.clear();
+            if followed.is_empty() && set_aside.is_empty() {
+                return Err(unavailable("replication stream", "no partition followed there can take appends"));
+            }
+        }
     }
     Ok(())
 }
@@ -239,7 +269,9 @@ async fn stream_from(
 type Followed = (Assignment, Arc<Partition>);
 
 /// Truncates each partition to the leader (KIP-279) and splits them: those ready to fetch, and those whose
-/// truncation the leader refused. A failed link fails the whole call.
+/// truncation the leader refused. A replica whose log takes no changes until the node restarts (a failed fsync)
+/// is in neither: it is not followed, and the others are. A failed link, or any other failure, fails the whole
+/// call.
 async fn truncate_all(
     leader: &mut dyn LeaderLink,
     partitions: Vec<Followed>,
@@ -251,6 +283,9 @@ async fn truncate_all(
             Err(Truncation::Refused(why)) => {
                 tracing::debug!(topic = %assignment.topic, partition = assignment.partition, error = %why, "leader refused the epoch end; following its other partitions meanwhile");
                 refused.push((assignment, partition));
+            }
+            Err(Truncation::Failed(err)) if CannotWrite::of(&err) == Some(CannotWrite::FsyncFailed) => {
+                tracing::warn!(topic = %assignment.topic, partition = assignment.partition, error = %err, "this replica takes no changes until the node restarts; following the leader's other partitions without it");
             }
             Err(Truncation::Failed(err)) => return Err(err),
         }
@@ -462,6 +497,15 @@ mod tests {
         let ends: Vec<i64> =
             [&ready[0], &refused[0], &ready[1]].iter().map(|(_, p)| p.log().log_end_offset()).collect();
         assert_eq!(ends, [2, 5, 2]);
+        // A replica whose log failed an fsync cannot be truncated: left out, and the others go on.
+        let (_d4, log4) = log_of(5);
+        log4.fail_fsyncs("Input/output error (os error 5), injected by the test");
+        let (_d5, log5) = log_of(5);
+        let mut leader = RefusingLeader { refused: vec![], is_down: false };
+        let (ready_too, refused_too) = truncate_all(&mut leader, vec![followed(4, log4), followed(5, log5)])
+            .await
+            .unwrap_or_else(|_| panic!("one failed log does not fail the call"));
+        assert_eq!((indexes(&ready_too), indexes(&refused_too)), (vec![5], vec![]));
         // Every partition refused: nothing to stream, and the error names them.
         let message = refused_all(&refused).to_string();
         assert!(message.contains("orders-1"), "{message}");

@@ -27,14 +27,12 @@ impl Replication {
             if let Some(replication) = replication {
                 // A later epoch's state is not this change's to clear.
                 if let Some(state) = lock(&replication.leaders).get_mut(&key).filter(|state| state.epoch == epoch) {
+                    // The joiner stays counted either way, until this node's metadata shows it in the ISR
+                    // (`reconcile.rs`) or it goes quiet (`shrink_lagging`): committed, the commit may reach this
+                    // node's copy after this answer; an error may have been lost in transit after the commit
+                    // (a timeout, a controller leader gone), and the change then applies later. Counting a
+                    // joiner that never joins only holds the high watermark to a follower that is caught up.
                     state.is_isr_change_pending = false;
-                    // Committed, the joiner stays counted until this node's metadata shows it in the ISR
-                    // (`reconcile.rs`): the commit may reach this node's copy after this answer. Refused, it is
-                    // out (a proposal that failed only in transit and commits later is the edge left: its
-                    // joiner is in sync as of the high watermark when it was sent, and fetching to catch up).
-                    if committed.is_err() {
-                        state.joining = None;
-                    }
                 }
             }
         });
@@ -50,14 +48,7 @@ impl Replication {
                 if state.is_isr_change_pending {
                     continue;
                 }
-                // A joiner whose change never showed in the metadata, gone quiet since: it no longer holds the
-                // high watermark back.
-                if let Some(joiner) = state.joining {
-                    let caught_up_at = state.followers.get(&joiner).map_or(state.since, |f| f.caught_up_at);
-                    if now.saturating_duration_since(caught_up_at) > self.replica_lag {
-                        state.joining = None;
-                    }
-                }
+                state.forget_quiet_joiners(now, self.replica_lag);
                 let lagging: Vec<u64> = state
                     .isr
                     .iter()

@@ -191,7 +191,7 @@ impl Replication {
                 state.is_isr_change_pending = true;
                 // A shrink leaves an earlier joiner counted: its join may be committed and not yet seen here.
                 if matches!(change, IsrChange::Grow { .. }) {
-                    state.joining = Some(follower);
+                    state.note_joining(follower);
                 }
             }
             isr_change
@@ -337,8 +337,33 @@ impl super::LeaderState {
             && !self.is_isr_change_pending
     }
 
+    /// Counts `follower` in the high watermark from now on: an ISR change adding it is being sent.
+    pub(super) fn note_joining(&mut self, follower: u64) {
+        if !self.joining.contains(&follower) {
+            self.joining.push(follower);
+        }
+    }
+
+    /// Takes the ISR and replicas this node's metadata holds for the partition: a joiner now in the ISR counts
+    /// as a member, and one no longer a replica (moved away) can never join.
+    pub(super) fn follow_placement(&mut self, isr: &[u64], replicas: &[u64]) {
+        self.isr = isr.to_vec();
+        self.replicas = replicas.to_vec();
+        self.joining.retain(|joiner| !isr.contains(joiner) && replicas.contains(joiner));
+    }
+
+    /// Stops counting a joiner that has not caught up for the lag limit: its change never showed in the metadata,
+    /// and were it to apply late, the follower would be taken out again as lagging.
+    pub(super) fn forget_quiet_joiners(&mut self, now: Instant, replica_lag: Duration) {
+        let (followers, since) = (&self.followers, self.since);
+        self.joining.retain(|joiner| {
+            let caught_up_at = followers.get(joiner).map_or(since, |f| f.caught_up_at);
+            now.saturating_duration_since(caught_up_at) <= replica_lag
+        });
+    }
+
     /// The most the high watermark may be, this node leading with its log ending at `leader_end`: the smallest
-    /// log end over the ISR and the follower joining it, if one is (a follower not heard from counts as 0).
+    /// log end over the ISR and the followers joining it (a follower not heard from counts as 0).
     pub(super) fn high_watermark_bound(&self, leader_id: u64, leader_end: i64) -> i64 {
         self.isr
             .iter()
@@ -352,6 +377,7 @@ impl super::LeaderState {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use super::super::LeaderState;
     use tokio::time::Instant;
@@ -364,7 +390,7 @@ mod tests {
             followers: HashMap::new(),
             since: Instant::now(),
             is_isr_change_pending: false,
-            joining: None,
+            joining: Vec::new(),
             epoch_start_offset,
         }
     }
@@ -400,13 +426,58 @@ mod tests {
         let mut state = leading_from(162);
         state.followers = HashMap::from([(1, at(162)), (3, at(163))]);
         assert_eq!(state.high_watermark_bound(2, 164), 163, "the ISR alone: 2 at 164, 3 at 163");
-        state.joining = Some(1);
+        state.note_joining(1);
         assert_eq!(state.high_watermark_bound(2, 164), 162, "the joiner's log end bounds it");
         state.followers.insert(1, at(164));
         assert_eq!(state.high_watermark_bound(2, 164), 163, "caught up, it bounds nothing");
         state.isr = vec![1, 2, 3];
         assert_eq!(state.high_watermark_bound(2, 164), 163, "applied: counted once, as a member");
-        let unheard = LeaderState { joining: Some(1), followers: HashMap::from([(3, at(163))]), ..leading_from(0) };
+        let unheard = LeaderState { joining: vec![1], followers: HashMap::from([(3, at(163))]), ..leading_from(0) };
         assert_eq!(unheard.high_watermark_bound(2, 164), 0, "a joiner not heard from holds nothing as committed");
+    }
+
+    /// A change whose answer was lost (the controller committed it, the reply timed out) applies later, maybe
+    /// after a second follower has started joining: each joiner holds the high watermark until this node's
+    /// metadata shows it in the ISR, it is moved away, or it goes quiet.
+    #[test]
+    fn every_joiner_holds_the_high_watermark_until_the_metadata_shows_it_or_it_goes_quiet() {
+        let now = Instant::now();
+        let lag = Duration::from_secs(10);
+        let at = |log_end, caught_up_at| super::super::FollowerProgress {
+            log_end,
+            log_start: 0,
+            caught_up_at,
+            leader_end_at_last_fetch: log_end,
+            last_fetch_at: caught_up_at,
+        };
+        // Leader 2, ISR {2, 3}: follower 1 joins at 100; its change's answer is lost (pending is cleared, the
+        // joiner stays); follower 4 joins at 105.
+        let mut state = LeaderState { isr: vec![2, 3], replicas: vec![1, 2, 3, 4], ..leading_from(0) };
+        state.followers = HashMap::from([(1, at(100, now)), (3, at(110, now)), (4, at(105, now))]);
+        state.note_joining(1);
+        state.note_joining(4);
+        state.note_joining(1);
+        assert_eq!(state.joining, vec![1, 4], "each joiner once");
+        assert_eq!(state.high_watermark_bound(2, 120), 100, "the first joiner, its answer lost, still counts");
+        state.forget_quiet_joiners(now + lag, lag);
+        assert_eq!(state.high_watermark_bound(2, 120), 100, "caught up within the lag limit: still counted");
+
+        // The lost change shows applied: 1 counts as a member from here on, 4 still as a joiner.
+        state.follow_placement(&[1, 2, 3], &[1, 2, 3, 4]);
+        assert_eq!(state.joining, vec![4]);
+        assert_eq!(state.high_watermark_bound(2, 120), 100);
+        state.followers.insert(1, at(120, now));
+        assert_eq!(state.high_watermark_bound(2, 120), 105, "the joiner 4 bounds it now");
+
+        // Moved away, 4 can never join.
+        state.follow_placement(&[1, 2, 3], &[1, 2, 3]);
+        assert!(state.joining.is_empty());
+        assert_eq!(state.high_watermark_bound(2, 120), 110);
+
+        // A joiner gone quiet past the lag limit stops counting.
+        state.note_joining(4);
+        state.replicas.push(4);
+        state.forget_quiet_joiners(now + lag + Duration::from_millis(1), lag);
+        assert!(state.joining.is_empty(), "quiet since {now:?} for longer than {lag:?}");
     }
 }

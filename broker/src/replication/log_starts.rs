@@ -129,7 +129,7 @@ mod tests {
             followers: followers.iter().map(|&(id, start)| (id, progress(start))).collect::<HashMap<_, _>>(),
             since: now,
             is_isr_change_pending: false,
-            joining: None,
+            joining: Vec::new(),
             epoch_start_offset: 0,
         }
     }

@@ -82,11 +82,14 @@ struct LeaderState {
     since: Instant,
     /// An ISR change sent to the controller and not yet seen applied: no second one meanwhile.
     is_isr_change_pending: bool,
-    /// The follower an ISR change in flight adds. The high watermark counts it from the moment the change is
-    /// sent (Kafka's "maximal ISR"): once the controller applies it, the follower is in sync and may be elected,
-    /// so it must hold everything committed by then. Counting only the ISR as committed, the high watermark
-    /// could pass the joiner's log end meanwhile, and the joiner, elected, truncate committed records away.
-    joining: Option<u64>,
+    /// The followers an ISR change sent adds, until this node's metadata shows them in the ISR. The high
+    /// watermark counts them from the moment the change is sent (Kafka's "maximal ISR"): once the controller
+    /// applies it, the follower is in sync and may be elected, so it must hold everything committed by then.
+    /// Counting only the ISR as committed, the high watermark could pass the joiner's log end meanwhile, and the
+    /// joiner, elected, truncate committed records away. A change whose answer was an error stays counted too:
+    /// the error may have been lost in transit after the commit (`isr.rs`). A set, as a second follower may join
+    /// while the first one's fate is unknown.
+    joining: Vec<u64>,
     /// Where this leader's epoch starts in its log. A follower joins the ISR only once its log reaches it
     /// (Kafka's `isFollowerInSync`): a high watermark the old leader left behind may be below what this leader
     /// holds, and a follower caught up to that alone (one that cannot append, say) would hold the new high

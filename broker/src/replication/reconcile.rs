@@ -356,7 +356,7 @@ async fn become_leader(
             followers: HashMap::new(),
             since: Instant::now(),
             is_isr_change_pending: false,
-            joining: None,
+            joining: Vec::new(),
             epoch_start_offset,
         });
         if state.epoch != placed.leader_epoch {
@@ -365,16 +365,12 @@ async fn become_leader(
                 followers: HashMap::new(),
                 since: Instant::now(),
                 is_isr_change_pending: false,
-                joining: None,
+                joining: Vec::new(),
                 epoch_start_offset,
                 ..state.clone()
             };
         }
-        state.isr = placed.isr.clone();
-        state.replicas = placed.replicas.clone();
-        if state.joining.is_some_and(|joiner| state.isr.contains(&joiner)) {
-            state.joining = None;
-        }
+        state.follow_placement(&placed.isr, &placed.replicas);
     }
     replication.leaderships_started.send_modify(|started| *started = started.wrapping_add(1));
     replication.advance_high_watermark(partition);

@@ -54,6 +54,20 @@ fn leaders_in_sync(broker: &str, token: &str) -> Vec<u64> {
     })
 }
 
+/// Each partition's leader as `broker` shows `orders`, once every one is led by its preferred replica (the first
+/// it lists) with three replicas in sync; `None` before.
+fn preferred_leaders(broker: &str, token: &str) -> Option<Vec<u64>> {
+    let output = rill_as(broker, token, &["topic", "describe", "orders"], None).stdout;
+    let leaders = common::cluster::leaders_with_isr(&output, 3, 3)?;
+    let preferred: Vec<u64> = output
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.len() >= 6 && cells[0].parse::<u32>().is_ok())
+        .filter_map(|cells| common::cluster::ids(cells[3]).first().copied())
+        .collect();
+    (preferred == leaders).then_some(leaders)
+}
+
 /// A structured `Records/Fetch` of `orders` partition `partition` from offset 0, sent straight to `broker` the
 /// way a node forwards it: `rill-forwarded-principal: CLAIMED`, plus `rill-cluster-secret` when `secret` is set.
 fn fetch_claiming(
@@ -133,7 +147,14 @@ fn with_the_cluster_secret_alone_a_non_leaders_console_reads_as_its_user_and_a_s
     eventually("leaderships handed back to their preferred replicas", || {
         rill_as(&first, &admin, &["cluster", "elect-leaders"], None).status.success().then_some(())
     });
-    let leaders = leaders_in_sync(&first, &admin);
+    // The election is committed when the command returns, and applied on each node a little later: the leaders
+    // the test acts on below are those every node shows (read at once, one node could still show the old ones,
+    // and the test then stop a node that no longer leads the partition it picks).
+    let leaders = eventually("every node shows each partition led by its preferred replica", || {
+        let views: Vec<Vec<u64>> =
+            (1..=3).map(|id| preferred_leaders(cluster.addr(id), &admin)).collect::<Option<_>>()?;
+        views.windows(2).all(|pair| pair[0] == pair[1]).then(|| views[0].clone())
+    });
     let leader = leaders[0];
     let follower = (1..=3).find(|id| *id != leader).expect("a node that does not lead partition 0");
     eventually("two records acknowledged by every replica of partition 0", || {

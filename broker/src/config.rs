@@ -178,6 +178,10 @@ pub struct BrokerConfig {
     /// A connection on which no byte moves for this long is closed: a stalled or half-open peer holds nothing
     /// for ever. Healthy idle clients are kept alive by keepalive pings sent at a third of this.
     pub idle_connection_timeout_ms: u64,
+    /// The length of one of the 11 samples a client's byte rate is measured over for its quota (Kafka's
+    /// `quota.window.size.seconds`, in ms): a client may go 10 samples' worth of its quota in a burst before it is
+    /// throttled (docs/kafka.md, "Client quotas").
+    pub quota_window_ms: u64,
 
     /// Session timeout of a group member whose join does not ask for one: a member silent this long is removed.
     pub group_session_timeout_ms: u64,
@@ -403,6 +407,7 @@ impl Default for BrokerConfig {
             tail_cache_bytes: None,
             min_free_disk_bytes: None,
             idle_connection_timeout_ms: 600_000,
+            quota_window_ms: 1_000,
             group_session_timeout_ms: 10_000,
             group_min_session_timeout_ms: 100,
             group_max_session_timeout_ms: 300_000,
@@ -654,6 +659,9 @@ impl BrokerConfig {
                 "idle_connection_timeout_ms",
                 format!("{} is below the minimum of 100", self.idle_connection_timeout_ms),
             );
+        }
+        if !(100..=60_000).contains(&self.quota_window_ms) {
+            return bad("quota_window_ms", format!("{} is outside 100 to 60000", self.quota_window_ms));
         }
         self.validate_groups()?;
         if let Some(tls) = &self.tls {

@@ -22,6 +22,10 @@
 //! an allocation per record (docs/observability.md). Every other path there is the web console (`console/`,
 //! docs/console.md), which calls the gRPC service's own handlers: it holds no topic or group logic of its own.
 //!
+//! Client quotas (`quotas/`, docs/kafka.md) hold each client to the produce and fetch byte rates set for its user
+//! or client id, on both protocols: a Kafka client is told to wait and its connection is not read meanwhile, a
+//! gRPC client's answer comes late.
+//!
 //! `request_trace.rs` gives each produce, fetch and commit a `tracing` span (target `rill::request`) with its
 //! topic, partition and offset, continuing the producer's W3C `traceparent` record header; the binary exports
 //! them over OTLP when `otlp_endpoint` is set, and with nothing listening they cost one disabled-span check.
@@ -87,6 +91,7 @@ mod offsets;
 mod partition;
 mod prefault;
 mod producer_ids;
+mod quotas;
 mod registry;
 mod replication;
 mod request_limit;

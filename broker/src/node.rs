@@ -28,6 +28,8 @@ pub struct Node {
     pub users: Arc<crate::auth::UserStore>,
     /// What each principal may do: asked once per request at the edges (gRPC handlers, the Kafka APIs).
     pub authorizer: Arc<crate::auth::Authorizer>,
+    /// The client quotas and each client's rate: asked after each produce and fetch at the edges.
+    pub quotas: Arc<crate::quotas::throttle::ClientThrottle>,
     /// The free space kept for metadata: partition appends are refused below it.
     pub disk_reserve: Arc<crate::disk_reserve::DiskReserve>,
 }

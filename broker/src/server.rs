@@ -72,6 +72,8 @@ pub enum StartError {
     Users(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Acls(#[from] crate::auth::acl_store::AclError),
+    #[error(transparent)]
+    Quotas(#[from] crate::quotas::store::QuotaError),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -167,20 +169,26 @@ impl Broker {
         }
         // A single node keeps its users and ACLs in files; a cluster node in the replicated metadata, and it
         // refuses to start over files of its own, which it would otherwise silently ignore.
-        let (users, acls) = match &controller {
+        let (users, acls, quotas) = match &controller {
             Some(controller) => {
                 crate::auth::refuse_node_files_on_cluster(&config.data_dir)?;
                 let runtime = tokio::runtime::Handle::current();
                 (
                     crate::auth::UserStore::replicated(Arc::clone(controller), runtime.clone()),
-                    crate::auth::acl_store::AclStore::replicated(Arc::clone(controller), runtime),
+                    crate::auth::acl_store::AclStore::replicated(Arc::clone(controller), runtime.clone()),
+                    crate::quotas::store::QuotaStore::replicated(Arc::clone(controller), runtime),
                 )
             }
             None => (
                 Arc::new(crate::auth::UserStore::open(&config.data_dir)?),
                 Arc::new(crate::auth::acl_store::AclStore::open(&config.data_dir)?),
+                Arc::new(crate::quotas::store::QuotaStore::open(&config.data_dir)?),
             ),
         };
+        let quotas = Arc::new(crate::quotas::throttle::ClientThrottle::new(
+            quotas,
+            Duration::from_millis(config.quota_window_ms),
+        ));
         let authorizer = Arc::new(crate::auth::Authorizer::new(
             config.auth.authorization == crate::auth::AuthorizationMode::On,
             &config.auth.super_users,
@@ -191,6 +199,7 @@ impl Broker {
         disk_reserve.spawn_refresh(shutdown_rx.clone());
         let node = Arc::new_cyclic(|weak| Node {
             authorizer,
+            quotas,
             disk_reserve,
             config: Arc::clone(&config),
             registry,
@@ -295,6 +304,10 @@ impl Broker {
             ))
             .add_service(crate::auth::service::UserAdminService::server(users.clone(), Arc::clone(&node.authorizer)))
             .add_service(crate::auth::acl_service::AclAdminService::server(Arc::clone(&node.authorizer)))
+            .add_service(crate::quotas::service::QuotaAdminService::server(
+                Arc::clone(&node.authorizer),
+                Arc::clone(node.quotas.store()),
+            ))
             .add_optional_service(
                 controller.as_ref().zip(node.replication.clone()).map(|(c, replication)| c.rpc_service(replication)),
             );

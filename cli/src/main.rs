@@ -20,6 +20,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod quota;
 mod runtime;
 mod table;
 mod telemetry;
@@ -78,6 +79,8 @@ enum Command {
     Token(user::TokenArgs),
     /// ACLs: what each principal may do with authorization on (Kafka's model): add, remove, list.
     Acl(acl::AclArgs),
+    /// Client quotas: the byte rates users and client ids may produce and fetch at: set, remove, list.
+    Quota(quota::QuotaArgs),
 }
 
 /// With `RUST_LOG` set, a client command logs to stderr what its client does (`RUST_LOG=rill_client=debug`: each
@@ -116,6 +119,7 @@ fn main() -> std::process::ExitCode {
         Command::User(args) => user::run(args),
         Command::Token(args) => user::run_token(args),
         Command::Acl(args) => acl::run(args),
+        Command::Quota(args) => quota::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -39,6 +39,7 @@ mod kafka_rdkafka;
 mod open_file_limit;
 mod otlp;
 mod quickstart;
+mod quota;
 mod replication;
 mod subscribe_failover;
 mod tail_cache;

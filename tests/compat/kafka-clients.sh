@@ -21,6 +21,8 @@
 # ACLs created, described and deleted with confluent-kafka's and kafka-python's admin clients deciding what a SASL
 # client may do. test_kafka_sarama.py: Sarama 1.22 (Go, Debian's) creates a topic, produces idempotently with
 # every codec, consumes, and commits as a group of two; `rill` reads its records and shows its commits.
+# test_kafka_quotas.py: confluent-kafka's producer and consumer under quotas `rill quota set` gives their client
+# ids: throttled (their `throttle_cb` told), slowed to the quota, every record once and in order.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
@@ -38,4 +40,5 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \
   tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_cluster_admin.py \
   tests/compat/test_kafka_tls.py \
-  tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py "$@"
+  tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
+  tests/compat/test_kafka_quotas.py "$@"

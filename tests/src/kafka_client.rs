@@ -21,12 +21,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaClient {
     stream: TcpStream,
     next_correlation_id: i32,
+    client_id: String,
 }
 
 impl KafkaClient {
     pub async fn connect(addr: SocketAddr) -> KafkaClient {
         let stream = TcpStream::connect(addr).await.expect("connect to the Kafka port");
-        KafkaClient { stream, next_correlation_id: 1 }
+        KafkaClient { stream, next_correlation_id: 1, client_id: "rill-tests".into() }
+    }
+
+    /// The client id the requests' headers carry from now on ("rill-tests" until set).
+    pub fn with_client_id(mut self, client_id: &str) -> KafkaClient {
+        self.client_id = client_id.into();
+        self
     }
 
     /// Connects and signs in as `user` with SASL PLAIN; the broker must take PLAIN without TLS.
@@ -73,7 +80,7 @@ impl KafkaClient {
             .with_request_api_key(api as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.next_correlation_id)
-            .with_client_id(Some(StrBytes::from_string("rill-tests".into())));
+            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
         self.next_correlation_id += 1;
         let mut frame = BytesMut::new();
         frame.put_i32(0);

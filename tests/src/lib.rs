@@ -3,6 +3,8 @@
 //!
 //! Tests talk to the broker only through gRPC, as a user's client would.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use rill_broker::{AuthorizationMode, Broker, BrokerConfig, BrokerHandle, SaslMechanism};
 use rill_protocol::v1::{
@@ -120,6 +122,31 @@ impl TestBroker {
         let response =
             self.records.fetch(fetch_request(topic, partition, offset, 0, 0)).await.expect("fetch").into_inner();
         values_of(&response.record_batches).into_iter().filter(|(o, _)| *o >= offset).collect()
+    }
+}
+
+/// A node that is a cluster of one: a controller quorum of one voter, so the real controller answers. It has
+/// topic `orders` (2 partitions), made through the quorum once it formed.
+pub async fn cluster_of_one() -> TestBroker {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    let mut broker = TestBroker::start_with(|config| {
+        config.listen = addr;
+        config.node_id = Some(1);
+        config.peers = rill_broker::parse_peers(&format!("1@{addr}")).expect("peers");
+    })
+    .await;
+    // The quorum forms, then a create goes through it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request =
+            rill_protocol::v1::CreateTopicRequest { name: "orders".into(), partition_count: 2, ..Default::default() };
+        if broker.admin.create_topic(request).await.is_ok() {
+            return broker;
+        }
+        assert!(Instant::now() < deadline, "no controller leader within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -15,7 +15,7 @@ use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rill_tests::kafka_client::KafkaClient;
-use rill_tests::{TestBroker, PASSWORD};
+use rill_tests::{cluster_of_one, TestBroker, PASSWORD};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
@@ -126,30 +126,6 @@ async fn a_single_node_refuses_elections_and_reassignments_saying_it_runs_alone_
         client.call(ApiKey::ListPartitionReassignments, 0, &list_all()).await;
     assert_eq!((listed.error_code, listed.topics.len()), (0, 0), "nothing moves on a single node");
     broker.assert_serving().await;
-}
-
-/// A node that is a cluster of one: a controller quorum of one voter, so the real controller answers.
-async fn cluster_of_one() -> TestBroker {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
-    let mut broker = TestBroker::start_with(|config| {
-        config.listen = addr;
-        config.node_id = Some(1);
-        config.peers = rill_broker::parse_peers(&format!("1@{addr}")).expect("peers");
-    })
-    .await;
-    // The quorum forms, then a create goes through it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let request =
-            rill_protocol::v1::CreateTopicRequest { name: "orders".into(), partition_count: 2, ..Default::default() };
-        if broker.admin.create_topic(request).await.is_ok() {
-            return broker;
-        }
-        assert!(Instant::now() < deadline, "no controller leader within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// DescribeCluster (Java's `AdminClient.describeCluster`; librdkafka and kafka-python build theirs from

@@ -19,7 +19,7 @@ pub mod cluster_sessions;
 pub mod config;
 pub mod forwarded;
 pub mod node_calls;
-mod replicated;
+pub(crate) mod replicated;
 pub mod scram;
 pub mod service;
 pub mod session_file;
@@ -37,7 +37,11 @@ pub use users::UserStore;
 /// Refuses to start a cluster node whose data dir holds a users or ACL file from when it ran alone: the cluster
 /// would never read it, and starting without it would silently drop what it holds (its DENYs above all).
 pub fn refuse_node_files_on_cluster(data_dir: &std::path::Path) -> Result<(), AuthError> {
-    let files = [(users::USERS_FILE, "users", "user create"), (acl_store::ACLS_FILE, "ACLs", "acl add")];
+    let files = [
+        (users::USERS_FILE, "users", "user create"),
+        (acl_store::ACLS_FILE, "ACLs", "acl add"),
+        (crate::quotas::store::QUOTAS_FILE, "client quotas", "quota set"),
+    ];
     for (file, what, command) in files {
         let path = data_dir.join(file);
         if path.exists() {

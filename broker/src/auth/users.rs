@@ -345,7 +345,7 @@ fn refused(refusal: AccessRefusal, name: String) -> AuthError {
         AccessRefusal::UnknownUser => AuthError::UnknownUser { name },
         AccessRefusal::TooManyUsers => AuthError::TooManyUsers { limit: MAX_USERS },
         AccessRefusal::TooManyTokens => AuthError::TooManyTokens { name, limit: MAX_TOKENS_PER_USER },
-        AccessRefusal::TooManyAcls | AccessRefusal::Invalid => {
+        AccessRefusal::TooManyAcls | AccessRefusal::TooManyQuotas | AccessRefusal::Invalid => {
             AuthError::Internal(format!("the controller refused the change to user {name:?} as {refusal:?}"))
         }
     }

@@ -31,6 +31,8 @@ pub enum AccessRefusal {
     TooManyUsers,
     TooManyTokens,
     TooManyAcls,
+    /// A client quota change past `quotas::MAX_QUOTA_ENTITIES`.
+    TooManyQuotas,
     /// A name, credential or binding the proposer should have refused (a bug, or a newer proposer's format).
     Invalid,
 }
@@ -206,5 +208,35 @@ mod tests {
         assert!(old.users.is_empty() && old.acls.is_empty());
         let empty = serde_json::to_string(&ClusterMetadata::default()).expect("serializable");
         assert!(!empty.contains("users") && !empty.contains("acls"), "nothing new written without users: {empty}");
+    }
+
+    #[test]
+    fn client_quotas_apply_alike_on_every_replica_refuse_what_is_invalid_and_old_snapshots_load_without_them() {
+        use crate::quotas::{EntityName, QuotaChange, QuotaEntity, QuotaKey};
+        let change = |value| QuotaChange {
+            entity: QuotaEntity { user: None, client_id: Some(EntityName::Named("app".into())) },
+            key: QuotaKey::ProducerByteRate,
+            value,
+        };
+        let set = Command::AlterClientQuotas { changes: vec![change(Some(100))] };
+        let (mut one, mut two) = (ClusterMetadata::default(), ClusterMetadata::default());
+        assert!(one.apply(&set).changed && two.apply(&set).changed);
+        assert_eq!(one, two);
+        assert!(!one.apply(&set).changed, "the same value again changes nothing");
+        let before = one.clone();
+        let invalid = Command::AlterClientQuotas { changes: vec![change(None), change(Some(0))] };
+        assert_eq!(one.apply(&invalid).refusal, Some(AccessRefusal::Invalid), "all or nothing");
+        assert_eq!(one, before);
+        assert_eq!(
+            one.client_quotas.resolve(QuotaKey::ProducerByteRate, "u", "app").map(|q| q.bytes_per_sec),
+            Some(100)
+        );
+
+        let bytes = serde_json::to_vec(&one).expect("serializable");
+        assert_eq!(serde_json::from_slice::<ClusterMetadata>(&bytes).expect("round trip"), one);
+        let empty = serde_json::to_string(&ClusterMetadata::default()).expect("serializable");
+        assert!(!empty.contains("client_quotas"), "nothing new written without quotas: {empty}");
+        assert!(one.apply(&Command::AlterClientQuotas { changes: vec![change(None)] }).changed);
+        assert!(one.client_quotas.is_empty());
     }
 }

@@ -9,6 +9,7 @@
 //! A partition whose last in-sync replica is fenced has no leader until that replica comes back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,7 @@ use super::reassignment_state::ReplicaReassignment;
 use crate::auth::acl::AclBinding;
 use crate::auth::users::UserRecord;
 use crate::meta::TopicSettings;
+use crate::quotas::{ClientQuotas, InvalidQuota, QuotaChange};
 use crate::topic_id::TopicId;
 
 /// A node's liveness as the controller leader judged it.
@@ -115,6 +117,14 @@ pub struct ClusterMetadata {
     /// metadata written before throttles existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_throttle_bytes_per_sec: Option<u64>,
+    /// The client quotas every node holds its clients to (`quotas/`). Absent from metadata written before
+    /// quotas existed, and while none is set.
+    #[serde(default, skip_serializing_if = "is_no_quota")]
+    pub client_quotas: Arc<ClientQuotas>,
+}
+
+fn is_no_quota(quotas: &Arc<ClientQuotas>) -> bool {
+    quotas.is_empty()
 }
 
 fn is_empty_sessions(sessions: &ConsoleSessions) -> bool {
@@ -299,6 +309,11 @@ pub enum Command {
         name: String,
         settings: TopicSettings,
         min_insync_replicas: u32,
+    },
+    /// Client quotas set or removed, all or none (`quotas/`), checked by the proposer and again here: an
+    /// invalid change, or one past the limit on entities, changes nothing and says why.
+    AlterClientQuotas {
+        changes: Vec<QuotaChange>,
     },
 }
 
@@ -493,6 +508,24 @@ impl ClusterMetadata {
                 }
                 _ => false,
             },
+            Command::AlterClientQuotas { changes } => {
+                let mut quotas = ClientQuotas::clone(&self.client_quotas);
+                return match quotas.apply(changes) {
+                    Ok(changed) => {
+                        if changed {
+                            self.client_quotas = Arc::new(quotas);
+                        }
+                        CommandOutcome { changed, ..CommandOutcome::unchanged() }
+                    }
+                    Err(invalid) => {
+                        let refusal = match invalid {
+                            InvalidQuota::TooMany => AccessRefusal::TooManyQuotas,
+                            _ => AccessRefusal::Invalid,
+                        };
+                        CommandOutcome { refusal: Some(refusal), ..CommandOutcome::unchanged() }
+                    }
+                };
+            }
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);

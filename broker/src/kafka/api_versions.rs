@@ -63,6 +63,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    // Client quotas (KIP-546): every version the codec has; v1 is flexible.
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // SASL (only advertised with `auth.kafka_sasl_mechanisms` set): SaslHandshake v0 is followed by raw SASL
     // frames instead of SaslAuthenticate (`sasl.rs`). librdkafka 2.0 (Debian's kcat) refuses SCRAM and PLAIN
     // unless v0 is advertised, though it then sends v1.

@@ -12,6 +12,7 @@ use kafka_protocol::messages::ApiKey;
 
 mod acls;
 mod admin;
+mod client_quotas;
 #[cfg(test)]
 mod fuzz;
 mod groups;
@@ -57,6 +58,8 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::DescribeAcls => acls::describe_acls(&mut walk, version)?,
         ApiKey::CreateAcls => acls::create_acls(&mut walk, version)?,
         ApiKey::DeleteAcls => acls::delete_acls(&mut walk, version)?,
+        ApiKey::DescribeClientQuotas => client_quotas::describe_client_quotas(&mut walk, version)?,
+        ApiKey::AlterClientQuotas => client_quotas::alter_client_quotas(&mut walk, version)?,
         // ApiVersions, Heartbeat and DescribeCluster have no arrays; any other API is not decoded.
         _ => return Ok(body.len()),
     }

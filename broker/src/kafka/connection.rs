@@ -11,6 +11,7 @@
 //! closes it too, except ApiVersions, whose v0 answer every client can read whatever version it sent.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -29,6 +30,7 @@ use super::sasl::{Gate, SaslAnswer, SaslSession};
 use super::{
     error_counts, fetch, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, produce, KafkaContext,
 };
+use crate::quotas::{QuotaKey, ResolvedQuota};
 use crate::tls::ServedStream;
 
 /// Why a connection is closed instead of answered.
@@ -106,8 +108,8 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
             metrics.kafka.record(api_key, started.elapsed(), answered.is_err() || must_close);
         }
         let principal = sasl.principal();
-        match answered {
-            Ok(Some(response)) => {
+        let throttle = match answered {
+            Ok(Answer { frame: Some(response), throttle }) => {
                 if let Err(err) = response.write_to(&mut connection).await {
                     tracing::debug!(?peer, %principal, error = %err, "kafka connection closed while writing a response");
                     return;
@@ -116,11 +118,21 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
                     let _ = connection.flush().await;
                     return;
                 }
+                throttle
             }
-            Ok(None) => {}
+            Ok(Answer { frame: None, throttle }) => throttle,
             Err(err) => {
                 tracing::info!(?peer, %principal, error = %err, "closing kafka connection");
                 return;
+            }
+        };
+        if !throttle.is_zero() {
+            // Over its quota (KIP-219): the answer told the client how long; the connection is not read meanwhile,
+            // so a client that does not wait by itself waits all the same.
+            tracing::debug!(?peer, %principal, throttle_ms = throttle.as_millis() as u64, "client throttled");
+            tokio::select! {
+                _ = tokio::time::sleep(throttle) => {}
+                _ = shutdown.changed() => return,
             }
         }
         // A read that failed while the answer was worked out ends the connection now that the answer is out;
@@ -186,15 +198,16 @@ async fn answer_gated(
     api_key: i16,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
-) -> (Result<Option<ResponseFrame>, RequestError>, bool) {
+) -> (Result<Answer, RequestError>, bool) {
+    let whole = |frame| Answer { frame: Some(ResponseFrame::whole(frame)), throttle: Duration::ZERO };
     if sasl.expects_raw_frame() {
         let SaslAnswer { frame, must_close } = sasl.answer_raw(kafka, request, peer).await;
-        return (Ok(Some(ResponseFrame::whole(frame))), must_close);
+        return (Ok(whole(frame)), must_close);
     }
     match sasl.gate(api_key) {
         Gate::Serve => (answer(kafka, request, peer, sasl.principal()).await, false),
         Gate::Sasl => match sasl.answer(kafka, request, peer).await {
-            Ok(SaslAnswer { frame, must_close }) => (Ok(Some(ResponseFrame::whole(frame))), must_close),
+            Ok(SaslAnswer { frame, must_close }) => (Ok(whole(frame)), must_close),
             Err(err) => (Err(err), true),
         },
         Gate::Refuse => (Err(RequestError::Unauthenticated { api_key }), true),
@@ -224,13 +237,27 @@ async fn while_reading_ahead<F: std::future::Future>(
     }
 }
 
-/// The response frame to one request; `None` for a request Kafka does not answer (Produce with acks 0).
+/// What a request is answered with, and how long its client is held for going over a quota.
+pub struct Answer {
+    /// `None` for a request Kafka does not answer (Produce with acks 0).
+    pub frame: Option<ResponseFrame>,
+    pub throttle: Duration,
+}
+
+impl Answer {
+    fn frame(frame: Bytes) -> Answer {
+        Answer { frame: Some(ResponseFrame::whole(frame)), throttle: Duration::ZERO }
+    }
+}
+
+/// The answer to one request.
 pub async fn answer(
     kafka: &KafkaContext,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
     principal: &crate::auth::Principal,
-) -> Result<Option<ResponseFrame>, RequestError> {
+) -> Result<Answer, RequestError> {
+    let request_bytes = request.len() as u64;
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
     let api = ApiKey::try_from(api_key).map_err(|()| RequestError::UnknownApiKey(api_key))?;
@@ -238,7 +265,7 @@ pub async fn answer(
     if api == ApiKey::ApiVersions && version > max {
         // The client does not know this broker's versions yet: answer in v0, which it can always read.
         let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on());
-        return Ok(Some(ResponseFrame::whole(encode_response(correlation_id, 0, &answer, 0)?)));
+        return Ok(Answer::frame(encode_response(correlation_id, 0, &answer, 0)?));
     }
     if version < min || version > max {
         return Err(RequestError::UnsupportedVersion { api, version, min, max });
@@ -246,6 +273,7 @@ pub async fn answer(
     let malformed = malformed_by(api, version);
     let mut body = request;
     let header = RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(&malformed)?;
+    let client_id = header.client_id.as_ref().map_or("", |id| id.as_str());
     super::bounds::check(api, version, &body).map_err(malformed_by(api, version))?;
     let header_version = api.response_header_version(version);
     let frame = match api {
@@ -267,27 +295,47 @@ pub async fn answer(
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut body, version).map_err(&malformed)?;
             let is_acks_none = request.acks == 0;
-            let response = produce::answer(kafka, request, principal).await;
+            let mut response = produce::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
+            // Kafka charges a produce's whole request, appended or not.
+            let throttle = kafka.node.quotas.charge(QuotaKey::ProducerByteRate, principal, client_id, request_bytes);
             if is_acks_none {
-                return Ok(None);
+                return Ok(Answer { frame: None, throttle });
             }
-            encode_response(correlation_id, header_version, &response, version)?
+            response.throttle_time_ms = throttle_ms(throttle);
+            let frame = encode_response(correlation_id, header_version, &response, version)?;
+            return Ok(Answer { frame: Some(ResponseFrame::whole(frame)), throttle });
         }
         ApiKey::Fetch => {
-            let request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
+            let mut request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
+            let quota = kafka.node.quotas.quota(QuotaKey::ConsumerByteRate, principal, client_id);
+            if let Some(quota) = &quota {
+                // One answer may not carry more than the quota allows over the samples' span, as in Kafka.
+                let bound = kafka.node.quotas.fetch_bytes_bound(quota);
+                request.max_bytes = request.max_bytes.min(i32::try_from(bound).unwrap_or(i32::MAX));
+            }
             let (mut response, runs) = fetch::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
+            let (throttle, is_withheld) = match &quota {
+                Some(quota) => fetch_throttle(kafka, quota, &mut response, &runs),
+                None => (Duration::ZERO, false),
+            };
+            if is_withheld {
+                // The answer carries no records (they were not charged), only the time to wait.
+                let frame = encode_response(correlation_id, header_version, &response, version)?;
+                return Ok(Answer { frame: Some(ResponseFrame::whole(frame)), throttle });
+            }
             // The batches go out as storage read them, as pieces of the frame (`response_frame.rs`).
             match encode_response_pieces(correlation_id, header_version, &response, version, runs.clone())? {
-                Ok(frame) => return Ok(Some(frame)),
+                Ok(frame) => return Ok(Answer { frame: Some(frame), throttle }),
                 Err(UnplacedRuns) => {
                     // Not seen: the encoder writes a partition's records in one piece. Correct whatever it does.
                     let records = response.responses.iter_mut().flat_map(|topic| &mut topic.partitions);
                     for (partition, run) in records.filter(|p| p.records.is_some()).zip(&runs) {
                         partition.records = Some(run.to_bytes());
                     }
-                    encode_response(correlation_id, header_version, &response, version)?
+                    let frame = encode_response(correlation_id, header_version, &response, version)?;
+                    return Ok(Answer { frame: Some(ResponseFrame::whole(frame)), throttle });
                 }
             }
         }
@@ -312,7 +360,7 @@ pub async fn answer(
         // The group and admin APIs, each in its own file, are routed by `dispatch.rs`.
         other => {
             let caller = super::dispatch::Caller {
-                client_id: header.client_id.map(|id| id.to_string()).unwrap_or_default(),
+                client_id: client_id.to_owned(),
                 // Kafka shows a member's host as "/" and its address.
                 host: peer.map(|peer| format!("/{}", peer.ip())).unwrap_or_default(),
                 principal: principal.clone(),
@@ -320,7 +368,42 @@ pub async fn answer(
             super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?
         }
     };
-    Ok(Some(ResponseFrame::whole(frame)))
+    Ok(Answer::frame(frame))
+}
+
+/// A throttle time as Kafka's responses carry it.
+fn throttle_ms(throttle: Duration) -> i32 {
+    i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Charges a fetch answer's records to the client's quota. Over it, the records are taken out of `response` and
+/// back off the meter (Kafka answers a throttled fetch empty), and the answer carries the time to wait; the
+/// same records fit once it is up. Records that could never fit (more than the quota allows at once: a fetch
+/// returns its first batch whole, however large) go out all the same, and the client waits after them:
+/// withholding them would stall the consumer for good.
+fn fetch_throttle(
+    kafka: &KafkaContext,
+    quota: &ResolvedQuota,
+    response: &mut kafka_protocol::messages::FetchResponse,
+    runs: &[super::response_frame::BatchRun],
+) -> (Duration, bool) {
+    let bytes: u64 = runs.iter().map(|run| run.byte_len() as u64).sum();
+    let quotas = &kafka.node.quotas;
+    let throttle = quotas.charge_at(QuotaKey::ConsumerByteRate, quota, bytes, std::time::Instant::now());
+    if throttle.is_zero() {
+        return (throttle, false);
+    }
+    response.throttle_time_ms = throttle_ms(throttle);
+    if bytes > quotas.fetch_bytes_bound(quota) {
+        return (throttle, false);
+    }
+    quotas.refund(QuotaKey::ConsumerByteRate, quota, bytes);
+    for partition in response.responses.iter_mut().flat_map(|topic| &mut topic.partitions) {
+        if partition.records.is_some() {
+            partition.records = Some(Bytes::new());
+        }
+    }
+    (throttle, true)
 }
 
 /// Turns the codec's decode error (the `kafka-protocol` crate's own) into this module's.

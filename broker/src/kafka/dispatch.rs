@@ -1,5 +1,5 @@
 //! Routes the APIs beyond records and metadata to their files: the group coordinator's (FindCoordinator, the
-//! offsets, the classic group protocol, group administration), topic and cluster administration and the ACL APIs. Each handler takes the
+//! offsets, the classic group protocol, group administration), topic and cluster administration, the ACL and the client quota APIs. Each handler takes the
 //! decoded request and returns the response; decoding, encoding and the connection's errors stay here, so a
 //! handler never sees bytes. `connection.rs` routes here every API `api_versions::SUPPORTED` lists that it does
 //! not serve itself.
@@ -11,10 +11,10 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
-    acls, alter_configs, consumer_group_describe, consumer_group_heartbeat, create_topics, delete_records,
-    describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator, groups_admin, heartbeat,
-    join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments, sync_group, topics_admin,
-    KafkaContext,
+    acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
+    delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
+    groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
+    sync_group, topics_admin, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -186,6 +186,12 @@ pub async fn answer(
         ApiKey::ListPartitionReassignments => serve!(ListPartitionReassignmentsRequest, |request| {
             partition_reassignments::list(kafka, &request, &caller.principal)
         }),
+        ApiKey::DescribeClientQuotas => {
+            serve!(DescribeClientQuotasRequest, |request| client_quotas::describe(kafka, &request, &caller.principal))
+        }
+        ApiKey::AlterClientQuotas => {
+            serve!(AlterClientQuotasRequest, |request| client_quotas::alter(kafka, request, &caller.principal).await)
+        }
         other => Err(RequestError::NotServed(other)),
     }
 }

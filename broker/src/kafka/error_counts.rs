@@ -34,7 +34,14 @@ request_level!(
     ConsumerGroupHeartbeatResponse,
     DescribeClusterResponse,
     DescribeAclsResponse,
+    DescribeClientQuotasResponse,
 );
+
+impl ErrorCodes for AlterClientQuotasResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.entries.iter().for_each(|e| count(e.error_code));
+    }
+}
 
 impl ErrorCodes for ProduceResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {

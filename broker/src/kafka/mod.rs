@@ -15,6 +15,7 @@ mod acls;
 mod alter_configs;
 mod api_versions;
 mod bounds;
+mod client_quotas;
 mod connection;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;

@@ -63,6 +63,11 @@ impl BatchRun {
         Ok(BatchRun { held: Bytes::from_static(&STAND_IN[..total]), joined: Some(runs) })
     }
 
+    /// How many bytes of batches the run sends.
+    pub fn byte_len(&self) -> usize {
+        self.held.len()
+    }
+
     /// The value for the response to hold: the batches, or the stand-in.
     pub fn held(&self) -> Bytes {
         self.held.clone()

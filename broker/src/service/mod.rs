@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::node::Node;
+use crate::quotas::QuotaKey;
 
 pub use group_admin::{expire_groups, follow_topic_changes};
 pub(crate) use produce::produce;
@@ -40,6 +41,53 @@ pub(crate) fn principal_in(extensions: &http::Extensions) -> Principal {
 
 pub(crate) fn principal_of<T>(request: &tonic::Request<T>) -> Principal {
     request.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous)
+}
+
+/// The header a gRPC call may name its client id in for client quotas (Kafka's `client.id`); a call without
+/// one is client id "".
+pub(crate) const CLIENT_ID_HEADER: &str = "rill-client-id";
+
+/// Who a gRPC call is for client quotas: its principal and client id, when any quota is set (`None`: nothing
+/// to charge, and nothing cloned on the hot path).
+pub(crate) fn quota_client(
+    node: &Node,
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+) -> Option<QuotaClient> {
+    if !node.quotas.store().is_any_set() {
+        return None;
+    }
+    let client_id = headers.get(CLIENT_ID_HEADER).and_then(|id| id.to_str().ok()).unwrap_or_default();
+    Some(QuotaClient { principal: principal_in(extensions), client_id: client_id.to_owned() })
+}
+
+pub(crate) struct QuotaClient {
+    pub principal: Principal,
+    pub client_id: String,
+}
+
+impl QuotaClient {
+    /// Charges `bytes` to the client's quota on `key` and waits out the throttle time, if any, before the call
+    /// answers: gRPC has no field to tell a client to wait, so the answer itself comes late (as Kafka's brokers
+    /// delayed theirs before KIP-219). Cut short when the node shuts down.
+    pub async fn wait_out(&self, node: &Node, key: QuotaKey, bytes: u64) {
+        let throttle = node.quotas.charge(key, &self.principal, &self.client_id, bytes);
+        if throttle.is_zero() {
+            return;
+        }
+        tracing::debug!(principal = %self.principal, client_id = %self.client_id, throttle_ms = throttle.as_millis() as u64, "gRPC client throttled");
+        let mut shutdown = node.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(throttle) => {}
+            _ = shutdown.wait_for(|is_shutting_down| *is_shutting_down) => {}
+        }
+    }
+
+    /// The most bytes one fetch or push may carry under the client's fetch quota, if one applies.
+    pub fn fetch_bytes_bound(&self, node: &Node) -> Option<u32> {
+        let quota = node.quotas.quota(QuotaKey::ConsumerByteRate, &self.principal, &self.client_id)?;
+        Some(u32::try_from(node.quotas.fetch_bytes_bound(&quota)).unwrap_or(u32::MAX))
+    }
 }
 
 /// Kafka's rule for creating a topic: CREATE on the cluster, or on the topic itself.

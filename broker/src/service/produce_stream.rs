@@ -40,10 +40,12 @@ use tokio::sync::oneshot;
 use tonic::body::Body;
 use tonic::Status;
 
+use super::QuotaClient;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::metrics::RequestMetrics;
 use crate::node::Node;
+use crate::quotas::QuotaKey;
 
 const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
 
@@ -58,6 +60,8 @@ type Produce = Pin<Box<dyn Future<Output = Answer> + Send>>;
 pub struct ProduceStreamBody {
     node: Arc<Node>,
     principal: Option<Principal>,
+    /// Who the stream's produces are charged to, when a client quota is set.
+    quota_client: Option<Arc<QuotaClient>>,
     /// `None` once the client half-closed the stream.
     requests: Option<Body>,
     /// Bytes of the request body not yet decoded into a message.
@@ -74,7 +78,13 @@ pub struct ProduceStreamBody {
 }
 
 impl ProduceStreamBody {
-    pub fn new(node: Arc<Node>, principal: Option<Principal>, requests: Body, max_request_bytes: usize) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        principal: Option<Principal>,
+        quota_client: Option<QuotaClient>,
+        requests: Body,
+        max_request_bytes: usize,
+    ) -> Self {
         let mut shutdown = node.shutdown.clone();
         let shutdown = async move {
             // A dropped sender is a node torn down without a shutdown: nothing to wait for then.
@@ -86,6 +96,7 @@ impl ProduceStreamBody {
             shutdown: Some(shutdown.boxed()),
             node,
             principal,
+            quota_client: quota_client.map(Arc::new),
             requests: Some(requests),
             unread: Chunks::default(),
             in_flight: FuturesUnordered::new(),
@@ -123,14 +134,14 @@ impl ProduceStreamBody {
             let streamed = decoded.map_err(|e| {
                 Reason::InvalidArgument.status(format!("a message is not a valid ProduceStreamRequest: {e}"))
             })?;
-            self.start(streamed);
+            self.start(streamed, len as u64);
         }
         Ok(())
     }
 
     /// Admits the request now, in arrival order, and puts its produce in flight behind the stream's earlier
     /// requests for the same partition.
-    fn start(&mut self, streamed: v1::ProduceStreamRequest) {
+    fn start(&mut self, streamed: v1::ProduceStreamRequest, message_bytes: u64) {
         let correlation_id = streamed.correlation_id;
         let request = match self.authorized(streamed.request) {
             Ok(request) => request,
@@ -150,6 +161,7 @@ impl ProduceStreamBody {
             (admitted, earlier, queued)
         });
         let node = Arc::clone(&self.node);
+        let quota_client = self.quota_client.clone();
         let produce = async move {
             let produced = match admitted {
                 Err(refused) => Err(Status::from(refused)),
@@ -165,6 +177,10 @@ impl ProduceStreamBody {
                     admitted.produce(on_queued).await.map_err(Status::from)
                 }
             };
+            // Over a quota, this answer comes late and holds one of the stream's in-flight places meanwhile.
+            if let Some(client) = &quota_client {
+                client.wait_out(&node, QuotaKey::ProducerByteRate, message_bytes).await;
+            }
             // Each request counts as a Produce, as a unary call would, so the per-method figures keep meaning
             // "produces"; the stream itself counts once, under ProduceStream.
             if let Some(metrics) = &node.metrics {

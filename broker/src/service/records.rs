@@ -40,7 +40,13 @@ impl Records for RillService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = principal_of(&request);
         self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.get_ref().topic))?;
-        let pushes = super::read::subscribe(&self.node, request.into_inner()).await?;
+        let quota_client =
+            super::quota_client(&self.node, &request.metadata().clone().into_headers(), request.extensions());
+        let mut subscribe = request.into_inner();
+        if let Some(bound) = quota_client.as_ref().and_then(|client| client.fetch_bytes_bound(&self.node)) {
+            subscribe.max_bytes = subscribe.max_bytes.min(bound);
+        }
+        let pushes = super::read::subscribe(&self.node, subscribe).await?;
         // Sampled hops (`rill bench e2e --breakdown`): a push is marked when tonic takes it to encode for HTTP/2.
         let marked = tokio_stream::StreamExt::map(pushes, |push: Result<v1::SubscribeResponse, Status>| {
             if let Ok(push) = &push {
@@ -48,7 +54,21 @@ impl Records for RillService {
             }
             push
         });
-        Ok(Response::new(Box::pin(marked)))
+        let Some(client) = quota_client else { return Ok(Response::new(Box::pin(marked))) };
+        // Over a fetch quota, each push waits out the throttle time its bytes earned before the next is taken.
+        let node = std::sync::Arc::clone(&self.node);
+        let client = std::sync::Arc::new(client);
+        let held = futures_util::StreamExt::then(marked, move |push| {
+            let (node, client) = (std::sync::Arc::clone(&node), std::sync::Arc::clone(&client));
+            async move {
+                if let Ok(push) = &push {
+                    let bytes = push.record_batches.len() as u64;
+                    client.wait_out(&node, crate::quotas::QuotaKey::ConsumerByteRate, bytes).await;
+                }
+                push
+            }
+        });
+        Ok(Response::new(Box::pin(held)))
     }
 
     async fn init_producer_id(

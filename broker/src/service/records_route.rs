@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use prost::Message;
 use rill_protocol::grpc_codec::SizedProstCodec;
@@ -40,6 +40,7 @@ use tonic::Status;
 use super::RillService;
 use crate::auth::acl::{Operation, Resource};
 use crate::node::Node;
+use crate::quotas::QuotaKey;
 
 const FETCH_PATH: &str = "/rill.v1.Records/Fetch";
 const PRODUCE_PATH: &str = "/rill.v1.Records/Produce";
@@ -103,9 +104,11 @@ impl RecordsRoute {
     fn produce_stream(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
         let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
+        let quota_client = super::quota_client(&self.node, request.headers(), request.extensions());
         let body = super::produce_stream::ProduceStreamBody::new(
             Arc::clone(&self.node),
             principal,
+            quota_client,
             request.into_body(),
             self.max_request_bytes,
         );
@@ -118,8 +121,10 @@ impl RecordsRoute {
         refuse_compressed(&request)?;
         // The hot path: with authorization off, not even the principal is cloned.
         let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
+        let quota_client = super::quota_client(&self.node, request.headers(), request.extensions());
         let mut message =
             read_message(request.into_body(), self.max_request_bytes, "the broker's max_request_bytes").await?;
+        let request_bytes = message.remaining() as u64;
         let request = v1::ProduceRequest::decode(&mut message)
             .map_err(|e| Reason::InvalidArgument.status(format!("the request is not a valid ProduceRequest: {e}")))?;
         if let Some(principal) = &principal {
@@ -129,6 +134,9 @@ impl RecordsRoute {
             mark_produced(&request, Hop::BrokerDecoded);
         }
         let response = super::produce::produce(&self.node, request).await?;
+        if let Some(client) = quota_client {
+            client.wait_out(&self.node, QuotaKey::ProducerByteRate, request_bytes).await;
+        }
         let encoded = response.encode_to_vec();
         let mut body = BytesMut::with_capacity(GRPC_HEADER_BYTES + encoded.len());
         body.put_u8(0);
@@ -140,15 +148,22 @@ impl RecordsRoute {
     async fn fetch(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
         let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
+        let quota_client = super::quota_client(&self.node, request.headers(), request.extensions());
         let decoder = SizedProstCodec::<v1::FetchResponse, v1::FetchRequest>::default().decoder();
         let mut messages = Streaming::new_request(decoder, request.into_body(), None, Some(self.max_request_bytes));
-        let message =
+        let mut message =
             messages.message().await?.ok_or_else(|| Reason::InvalidArgument.status("a fetch needs a request"))?;
         if let Some(principal) = &principal {
             self.node.authorize(principal, Operation::Read, &Resource::topic(&message.topic))?;
         }
+        if let Some(bound) = quota_client.as_ref().and_then(|client| client.fetch_bytes_bound(&self.node)) {
+            message.max_bytes = message.max_bytes.min(bound);
+        }
         let mut response = super::read::fetch(&self.node, message).await?;
         let batches = std::mem::take(&mut response.record_batches);
+        if let Some(client) = quota_client {
+            client.wait_out(&self.node, QuotaKey::ConsumerByteRate, batches.len() as u64).await;
+        }
         let rest = response.encode_to_vec();
         let batches_field = if batches.is_empty() { 0 } else { 1 + prost::length_delimiter_len(batches.len()) };
         let message_len = batches_field + batches.len() + rest.len();

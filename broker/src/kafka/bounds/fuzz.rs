@@ -117,6 +117,18 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     all.push(encoded(ApiKey::DescribeConfigs, 4, &describe));
     all.push(encoded(ApiKey::FindCoordinator, 4, &find));
     all.push(encoded(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat));
+    let quota_entity = alter_client_quotas_request::EntityData::default().with_entity_type(text("user"));
+    let quota_op = alter_client_quotas_request::OpData::default().with_key(text("consumer_byte_rate"));
+    let quota_entry = alter_client_quotas_request::EntryData::default()
+        .with_entity(vec![quota_entity; 2])
+        .with_ops(vec![quota_op; 2]);
+    let alter_quotas = AlterClientQuotasRequest::default().with_entries(vec![quota_entry; 2]);
+    let quota_filter = describe_client_quotas_request::ComponentData::default().with_entity_type(text("user"));
+    let describe_quotas = DescribeClientQuotasRequest::default().with_components(vec![quota_filter; 2]);
+    for version in [0, 1] {
+        all.push(encoded(ApiKey::AlterClientQuotas, version, &alter_quotas));
+        all.push(encoded(ApiKey::DescribeClientQuotas, version, &describe_quotas));
+    }
     for version in [1, 3] {
         all.push(encoded(ApiKey::CreateAcls, version, &create_acls));
         all.push(encoded(ApiKey::DeleteAcls, version, &delete_acls));
@@ -139,6 +151,8 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut body, version).map(drop),
         ApiKey::CreateAcls => CreateAclsRequest::decode(&mut body, version).map(drop),
         ApiKey::DeleteAcls => DeleteAclsRequest::decode(&mut body, version).map(drop),
+        ApiKey::DescribeClientQuotas => DescribeClientQuotasRequest::decode(&mut body, version).map(drop),
+        ApiKey::AlterClientQuotas => AlterClientQuotasRequest::decode(&mut body, version).map(drop),
         ApiKey::ElectLeaders => ElectLeadersRequest::decode(&mut body, version).map(drop),
         ApiKey::DeleteRecords => DeleteRecordsRequest::decode(&mut body, version).map(drop),
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::decode(&mut body, version).map(drop),

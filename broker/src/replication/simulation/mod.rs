@@ -189,7 +189,12 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     if lock(&world.full_disks).contains(&node_id) {
         disk_reserve.set_free_bytes(0);
     }
+    let quotas = Arc::new(crate::quotas::store::QuotaStore::open(&data_dir)?);
     let node = Arc::new_cyclic(|weak| Node {
+        quotas: Arc::new(crate::quotas::throttle::ClientThrottle::new(
+            quotas,
+            std::time::Duration::from_millis(config.quota_window_ms),
+        )),
         // Authorization off: the simulation is about replication, not who may produce.
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
         disk_reserve: Arc::clone(&disk_reserve),

@@ -1,0 +1,88 @@
+//! `rill quota` end to end: a real `rill broker` process and the `rill` binary (docs/kafka.md, "Client quotas").
+//! Quotas set, listed and removed, kept across a restart; bad flags refused with a message and a non-zero exit;
+//! with authorization on, a user without ALTER_CONFIGS on the cluster refused; and a node that kept quotas when
+//! it ran alone refusing to start in a cluster, naming the file.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::cluster::broker_args;
+use common::{dead_address, rill, BrokerProcess, RILL};
+
+fn rows(listing: &str) -> Vec<Vec<String>> {
+    listing.lines().skip(1).map(|line| line.split_whitespace().map(str::to_owned).collect()).collect()
+}
+
+#[test]
+fn quotas_are_set_listed_removed_and_kept_and_bad_flags_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    {
+        let broker = BrokerProcess::start(&data);
+        let b = broker.addr.as_str();
+        assert_eq!(rows(rill(b, &["quota", "list"]).ok()), Vec::<Vec<String>>::new());
+        let set = rill(b, &["quota", "set", "--user", "app", "--producer-byte-rate", "1048576"]).ok().to_owned();
+        assert_eq!(rows(&set), [["app", "-", "1048576", "-"]]);
+        rill(b, &["quota", "set", "--default-user", "--client-id", "reports", "--consumer-byte-rate", "2048"]).ok();
+        rill(b, &["quota", "set", "--user", "app", "--consumer-byte-rate", "4096"]).ok();
+        let listed = rows(rill(b, &["quota", "list"]).ok());
+        assert_eq!(listed, [["<default>", "reports", "-", "2048"], ["app", "-", "1048576", "4096"]]);
+
+        rill(b, &["quota", "set", "--user", "app"]).fails(1, "nothing to set");
+        rill(b, &["quota", "set", "--producer-byte-rate", "5"]).fails(1, "--user NAME or --default-user");
+        rill(b, &["quota", "set", "--user", "a", "--producer-byte-rate", "0"]).fails(2, "0 is not in 1..=");
+        rill(b, &["quota", "set", "--user", "a", "--default-user", "--producer-byte-rate", "5"])
+            .fails(2, "cannot be used with");
+        rill(b, &["quota", "set", "--user", "", "--producer-byte-rate", "5"]).fails(1, "1 to 255 bytes");
+        let long = "u".repeat(256);
+        rill(b, &["quota", "set", "--user", &long, "--producer-byte-rate", "5"]).fails(1, "got 256 bytes");
+
+        let removed = rill(b, &["quota", "remove", "--user", "app", "--producer-byte-rate"]).ok().to_owned();
+        assert_eq!(rows(&removed), [["app", "-", "-", "4096"]]);
+    }
+    let broker = BrokerProcess::start(&data);
+    let b = broker.addr.as_str();
+    let kept = rows(rill(b, &["quota", "list"]).ok());
+    assert_eq!(kept, [["<default>", "reports", "-", "2048"], ["app", "-", "-", "4096"]], "kept across a restart");
+    rill(b, &["quota", "remove", "--user", "app"]).ok();
+    rill(b, &["quota", "remove", "--default-user", "--client-id", "reports"]).ok();
+    assert_eq!(rows(rill(b, &["quota", "list"]).ok()), Vec::<Vec<String>>::new());
+}
+
+#[test]
+fn changing_quotas_needs_alter_configs_on_the_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let token = {
+        let open = BrokerProcess::start(&data);
+        rill(&open.addr, &["user", "create", "app", "--password", "pw", "--token"]).ok().trim().to_owned()
+    };
+    let broker = common::AdminBroker::start_in(&data, &["--authorization", "on", "--super-users", "User:admin"]);
+    let as_app = |args: &[&str]| {
+        let mut command = Command::new(RILL);
+        command.arg("--token").arg(&token).args(args).env("RILL_BROKER", &broker.addr).env_remove("RILL_TOKEN");
+        common::run(&mut command, None)
+    };
+    as_app(&["quota", "set", "--user", "app", "--producer-byte-rate", "10"]).fails(1, "User:app");
+    as_app(&["quota", "list"]).fails(1, "User:app");
+}
+
+#[test]
+fn a_node_that_ran_alone_with_quotas_refuses_to_start_in_a_cluster_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("d1");
+    {
+        let broker = BrokerProcess::start(&data);
+        rill(&broker.addr, &["quota", "set", "--default-client-id", "--producer-byte-rate", "100"]).ok();
+    }
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    let args = broker_args(1, &listen, &data, &peers, None);
+    let output = common::run(
+        Command::new(RILL).args(&args).env("RUST_LOG", "off").env("RILL_ADMIN_LISTEN", "127.0.0.1:0"),
+        None,
+    );
+    let stderr = output.fails(1, "__quotas.json holds the client quotas this node kept when it ran alone");
+    assert!(stderr.contains("rill quota set") && stderr.contains("move the file out"), "{stderr}");
+}

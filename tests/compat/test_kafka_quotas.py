@@ -1,0 +1,107 @@
+"""Client quotas with librdkafka (confluent-kafka): `rill quota set` gives a client id a produce or a fetch byte
+rate; librdkafka's producer and consumer are told the throttle time in the broker's answers (their `throttle_cb`
+reports it), every record still arrives once and in order, and the records take at least the time the quota
+allows for them. The broker's quota samples are 100 ms (`quota_window_ms`), so a client's first burst is 1 s of
+its quota and the test's waits stay short."""
+
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import running_broker
+
+RILL = os.environ["RILL_BIN"]
+confluent_kafka = pytest.importorskip("confluent_kafka")
+
+RATE = 200_000  # bytes a second
+RECORD = b"q" * 10_000
+RECORDS = 80  # 800 KB: 600 KB past the first burst, at least 3 s at RATE
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = os.path.join(data_dir, "rill.toml")
+        with open(config, "w") as f:
+            f.write("quota_window_ms = 100\n")
+        store = os.path.join(data_dir, "data")
+        with running_broker(store, "--admin-listen", "off", "--config", config) as addr:
+            yield addr
+
+
+def rill(addr, *args):
+    done = subprocess.run([RILL, *args, "--broker", addr], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_librdkafka_producer_past_its_quota_is_throttled_and_every_record_arrives(broker):
+    rill(broker, "topic", "create", "quota-produce")
+    listed = rill(broker, "quota", "set", "--client-id", "slow-producer", "--producer-byte-rate", str(RATE))
+    assert "slow-producer" in listed and str(RATE) in listed, listed
+    throttles, delivered, failures = [], [], []
+
+    def on_delivery(err, msg):
+        (failures if err is not None else delivered).append(err or msg.offset())
+
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": broker,
+            "client.id": "slow-producer",
+            "linger.ms": 5,
+            "throttle_cb": lambda event: throttles.append(event.throttle_time),
+        }
+    )
+    started = time.monotonic()
+    # In rounds of 100 KB, each flushed: a produce past the quota is appended and answered at once, and the
+    # client is held before its next one.
+    for _ in range(RECORDS // 10):
+        for _ in range(10):
+            producer.produce("quota-produce", value=RECORD, partition=0, on_delivery=on_delivery)
+        assert producer.flush(60) == 0, "every record delivered or failed in time"
+    took = time.monotonic() - started
+    assert failures == [], failures[:3]
+    assert delivered == list(range(RECORDS))
+    assert throttles and max(throttles) > 0, f"no throttle reported: {throttles}"
+    assert took >= 2.0, f"{RECORDS} records of {len(RECORD)} bytes in {took:.2f} s under a {RATE} B/s quota"
+    listing = rill(broker, "quota", "list")
+    assert "slow-producer" in listing, listing
+
+
+def test_a_librdkafka_consumer_past_its_quota_is_throttled_and_reads_every_record_in_order(broker):
+    rill(broker, "topic", "create", "quota-fetch")
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker, "client.id": "free-producer"})
+    # One batch a record: the consumer's fetches (at most 100 KB a partition) then take a few at a time.
+    for _ in range(RECORDS):
+        producer.produce("quota-fetch", value=RECORD, partition=0)
+        assert producer.flush(30) == 0
+    rill(broker, "quota", "set", "--client-id", "slow-consumer", "--consumer-byte-rate", str(RATE))
+    throttles, offsets = [], []
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": broker,
+            "client.id": "slow-consumer",
+            "group.id": "quota-readers",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "max.partition.fetch.bytes": 100_000,
+            "throttle_cb": lambda event: throttles.append(event.throttle_time),
+        }
+    )
+    started = time.monotonic()
+    try:
+        consumer.assign([confluent_kafka.TopicPartition("quota-fetch", 0, 0)])
+        deadline = started + 60
+        while len(offsets) < RECORDS and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                offsets.append(message.offset())
+    finally:
+        consumer.close()
+    took = time.monotonic() - started
+    assert offsets == list(range(RECORDS)), "each record once, in order"
+    assert throttles and max(throttles) > 0, f"no throttle reported: {throttles}"
+    assert took >= 2.0, f"{RECORDS} records of {len(RECORD)} bytes read in {took:.2f} s under a {RATE} B/s quota"

@@ -106,6 +106,8 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
         let args: Vec<&str> = ["acl", "add"].iter().copied().chain(grant.iter().copied()).collect();
         assert!(rill(&first, &args).ok().starts_with("added"), "{grant:?}");
     }
+    // A client quota, through node 1 as well: every node holds its clients to it.
+    rill(&first, &["quota", "set", "--user", "app", "--producer-byte-rate", "1000000"]).ok();
     let config =
         format!("{FAST_SESSIONS}[auth]\nrequire_auth = true\nauthorization = \"on\"\nsuper_users = [\"User:admin\"]\n");
     std::fs::write(cluster.config(), config).expect("turn authorization on");
@@ -119,6 +121,9 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
         assert_eq!(seen_by(node, &reader), topics(false, &["orders"]), "reader's literal ACL on {node}");
         assert_eq!(seen_by(node, &app), topics(false, &["orders", "secrets"]), "app's wildcard ACL on {node}");
         rill_as(node, None, &["topic", "list"]).fails(1, "authentication is required");
+        let quotas = rill_as(node, Some(&admin), &["quota", "list"]);
+        let rows: Vec<Vec<&str>> = quotas.ok().lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows, [["app", "-", "1000000", "-"]], "the quota on {node}");
     };
     for node_id in 1..=3 {
         let node = cluster.addr(node_id).to_owned();
@@ -144,6 +149,8 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
     rill_as(cluster.addr(2), Some(&reader), &["cluster", "remove-node", "--node-id", "3"])
         .fails(1, "User:reader is not authorized to alter the cluster");
     rill_as(cluster.addr(2), Some(&admin), &["cluster", "elect-leaders"]).ok();
+    rill_as(cluster.addr(3), Some(&app), &["quota", "set", "--user", "app", "--producer-byte-rate", "1"])
+        .fails(1, "User:app is not authorized");
     // The console signs a user in on any node (require_auth makes the admin listeners require it too), and
     // shows it what its ACLs allow.
     let mut reader_sessions = Vec::new();

@@ -45,6 +45,9 @@ pub struct ClientConfig {
     pub tls: Option<crate::tls::ClientTls>,
     /// A bearer token (docs/security.md) sent as `authorization: Bearer TOKEN` on every call, to every node.
     pub token: Option<BearerToken>,
+    /// The client id (Kafka's `client.id`) sent as `rill-client-id` on every call: what client quotas set for a
+    /// client id apply to (docs/kafka.md, "Client quotas"). Without one, quotas see client id "".
+    pub client_id: Option<ClientId>,
     /// Send produces over one long-lived `ProduceStream` call per broker connection (one message each way per
     /// produce) rather than a unary call each (a new HTTP/2 stream each); a broker without the method gets
     /// unary calls either way. On by default (docs/benchmarks.md, "Latency: one produce stream per connection").
@@ -72,18 +75,40 @@ impl BearerToken {
     }
 }
 
+/// A client id, checked once to be sendable as a header: 1 to 255 bytes of visible ASCII.
+#[derive(Clone, Debug)]
+pub struct ClientId {
+    header: http::HeaderValue,
+}
+
+impl ClientId {
+    pub fn new(client_id: &str) -> Result<Self> {
+        let invalid = || Error::InvalidUse {
+            message: format!("a client id must be 1 to 255 bytes of visible ASCII, not {client_id:?}"),
+        };
+        if client_id.is_empty() || client_id.len() > 255 || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid());
+        }
+        Ok(Self { header: http::HeaderValue::from_str(client_id).map_err(|_| invalid())? })
+    }
+}
+
+/// The header [`ClientConfig::client_id`] goes in.
+const CLIENT_ID_HEADER: &str = "rill-client-id";
+
 impl std::fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("BearerToken(..)")
     }
 }
 
-/// A channel to one node that puts the client's token, if any, on every call: every generated client and the
-/// hand-made produce and fetch calls (`records_call.rs`) go through it, so none can forget it.
+/// A channel to one node that puts the client's token and client id, if any, on every call: every generated
+/// client and the hand-made produce and fetch calls (`records_call.rs`) go through it, so none can forget it.
 #[derive(Clone, Debug)]
 pub(crate) struct BrokerChannel {
     channel: Http2Channel,
     authorization: Option<http::HeaderValue>,
+    client_id: Option<http::HeaderValue>,
     /// The connection's produce stream (`produce_stream.rs`), shared by clones as the connection is.
     pub(crate) produce_stream: std::sync::Arc<crate::produce_stream::ProduceStream>,
     /// [`ClientConfig::uses_produce_stream`].
@@ -95,6 +120,7 @@ impl BrokerChannel {
         Self {
             channel,
             authorization: config.token.as_ref().map(|token| token.header.clone()),
+            client_id: config.client_id.as_ref().map(|id| id.header.clone()),
             produce_stream: Default::default(),
             uses_produce_stream: config.uses_produce_stream,
         }
@@ -112,10 +138,18 @@ impl BrokerChannel {
         let headers = request.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
         headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        self.identify(headers);
+        self.channel.open_stream(request.into_parts().0).await
+    }
+
+    /// Puts the client's token and client id, if any, on a call's headers.
+    fn identify(&self, headers: &mut http::HeaderMap) {
         if let Some(authorization) = &self.authorization {
             headers.insert(http::header::AUTHORIZATION, authorization.clone());
         }
-        self.channel.open_stream(request.into_parts().0).await
+        if let Some(client_id) = &self.client_id {
+            headers.insert(CLIENT_ID_HEADER, client_id.clone());
+        }
     }
 }
 
@@ -129,9 +163,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for BrokerChannel {
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        if let Some(authorization) = &self.authorization {
-            request.headers_mut().insert(http::header::AUTHORIZATION, authorization.clone());
-        }
+        self.identify(request.headers_mut());
         self.channel.call(request)
     }
 }
@@ -148,6 +180,7 @@ impl Default for ClientConfig {
             keep_alive_interval: Duration::from_secs(20),
             tls: None,
             token: None,
+            client_id: None,
             uses_produce_stream: true,
         }
     }

@@ -101,7 +101,7 @@ pub use cluster_admin::{
     NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced, ThrottleSet,
 };
 pub use compression::Compression;
-pub use connection::{BearerToken, Client, ClientConfig};
+pub use connection::{BearerToken, Client, ClientConfig, ClientId};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};

@@ -9,4 +9,5 @@ mod consumer_between_polls;
 mod groups;
 mod produce_consume;
 mod produce_stream;
+mod quotas;
 mod subscribe;

@@ -246,19 +246,23 @@ async fn a_kafka_producer_past_its_quota_is_told_to_wait_and_its_connection_is_h
 
     // 200 KB/s over the 1 s the rate is read over at first: about 200 KB go before the first throttle.
     let mut slow = KafkaClient::connect(addr(&broker)).await.with_client_id("slow");
-    let (mut sent, mut throttle_ms, mut last_offset) = (0, 0, -1);
-    while throttle_ms == 0 {
-        let (code, base_offset, throttle) = produce(&mut slow).await;
+    let (mut sent, mut last_offset) = (0, -1);
+    let (asked, throttle_ms) = loop {
+        let asked = Instant::now();
+        let (code, base_offset, throttle_ms) = produce(&mut slow).await;
         assert_eq!(code, 0, "a throttled produce is still appended");
         assert!(base_offset > last_offset);
-        (sent, throttle_ms, last_offset) = (sent + 1, throttle, base_offset);
-        assert!(sent <= 10, "no throttle after {sent} produces of 60 KB");
-    }
+        (sent, last_offset) = (sent + 1, base_offset);
+        if throttle_ms > 0 {
+            break (asked, throttle_ms);
+        }
+        assert!(sent < 10, "no throttle after {sent} produces of 60 KB");
+    };
     assert!(sent >= 3, "throttled after only {sent} produces of 60 KB");
     // About 240 KB sent in the first moments: held until 1.2 s after the first.
     assert!((1..=1_300).contains(&throttle_ms), "{throttle_ms} ms");
-    // The connection is not read until the time is up: the next answer comes no sooner.
-    let asked = Instant::now();
+    // The connection is not read until the time is up: the next answer comes no sooner (counted from before the
+    // throttled request was sent, which the broker answered before it started waiting).
     let (code, _, _) = produce(&mut slow).await;
     assert_eq!(code, 0);
     let held = asked.elapsed();
@@ -300,10 +304,11 @@ async fn a_kafka_consumer_past_its_quota_gets_an_empty_answer_then_the_same_reco
 
     let mut reader = KafkaClient::connect(addr(&broker)).await.with_client_id("reader");
     let (mut offset, mut fetched_bytes) = (0, 0);
-    let (throttle_ms, records) = loop {
+    let (asked, throttle_ms, records) = loop {
+        let asked = Instant::now();
         let (throttle_ms, offsets) = fetch(&mut reader, offset, 100_000).await;
         if throttle_ms > 0 {
-            break (throttle_ms, offsets);
+            break (asked, throttle_ms, offsets);
         }
         assert!(!offsets.is_empty() && offsets[0] == offset, "fetched from {offset}: {offsets:?}");
         offset = offsets.last().expect("records") + 1;
@@ -312,7 +317,6 @@ async fn a_kafka_consumer_past_its_quota_gets_an_empty_answer_then_the_same_reco
     };
     assert!(fetched_bytes >= 120_000, "throttled after only {fetched_bytes} bytes");
     assert!(records.is_empty(), "a throttled fetch carries no records: {records:?}");
-    let asked = Instant::now();
     let (_, after) = fetch(&mut reader, offset, 100_000).await;
     assert!(asked.elapsed() >= Duration::from_millis(throttle_ms as u64), "held {:?}", asked.elapsed());
     assert_eq!(after.first(), Some(&offset), "the records withheld come after the wait");
@@ -331,10 +335,10 @@ async fn a_batch_past_what_a_consumers_quota_allows_at_once_is_served_and_the_co
     assert_eq!(alter(&mut producer, 1, set, false).await, [(0, String::new())]);
     let mut reader = KafkaClient::connect(addr(&broker)).await.with_client_id("reader");
     // Withheld, it could never be served: it goes out, with the time to wait after it.
+    let asked = Instant::now();
     let (throttle_ms, offsets) = fetch(&mut reader, 0, 1 << 20).await;
     assert_eq!(offsets, [0, 1, 2, 3, 4]);
     assert!(throttle_ms > 0, "300 KB at once is past a 200 KB/s quota");
-    let asked = Instant::now();
     let (_, after) = fetch(&mut reader, 5, 1 << 20).await;
     assert!(asked.elapsed() >= Duration::from_millis(throttle_ms as u64), "held {:?}", asked.elapsed());
     assert!(after.is_empty(), "nothing past the batch: {after:?}");

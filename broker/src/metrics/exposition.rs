@@ -148,6 +148,7 @@ impl Collector for Scraped {
         self.encode_groups(&mut encoder)?;
         self.encode_connections(&mut encoder)?;
         self.encode_authorization(&mut encoder)?;
+        self.encode_quotas(&mut encoder)?;
         single(
             &mut encoder,
             "rill_producer_ids_available",
@@ -547,6 +548,25 @@ impl Scraped {
                     count as f64,
                 )
             }),
+        )
+    }
+
+    /// Throttled requests by quota key (a closed set): every key, zeros too.
+    fn encode_quotas(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let counts = self.node.quotas.throttle_counts();
+        family(
+            encoder,
+            "rill_client_throttles",
+            "Requests of clients past a client quota (Kafka or gRPC), throttled, by quota.",
+            MetricType::Counter,
+            counts.iter().map(|(key, count, _)| (labels([("quota", key.name().to_string())]), *count as f64)),
+        )?;
+        family(
+            encoder,
+            "rill_client_throttle_seconds",
+            "Time clients past a client quota were held for, by quota.",
+            MetricType::Counter,
+            counts.iter().map(|(key, _, held)| (labels([("quota", key.name().to_string())]), held.as_secs_f64())),
         )
     }
 

@@ -15,6 +15,7 @@
 //! [`MAX_METERS`] a client with no meter of its own is held to its quota by a meter it does not keep.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,11 +98,22 @@ pub struct ClientThrottle {
     meters: Mutex<Meters>,
     /// One sample's length.
     window: Duration,
+    /// By [`QuotaKey::ALL`]'s order: requests throttled, and the time they were told to wait, in µs
+    /// (`rill_client_throttles_total`, `rill_client_throttle_seconds_total`).
+    throttled: [AtomicU64; 2],
+    throttled_micros: [AtomicU64; 2],
 }
 
 impl std::fmt::Debug for ClientThrottle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientThrottle").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+fn key_index(key: QuotaKey) -> usize {
+    match key {
+        QuotaKey::ProducerByteRate => 0,
+        QuotaKey::ConsumerByteRate => 1,
     }
 }
 
@@ -115,7 +127,22 @@ pub fn quota_user(principal: &Principal) -> &str {
 
 impl ClientThrottle {
     pub fn new(store: Arc<QuotaStore>, window: Duration) -> Self {
-        Self { store, meters: Mutex::new(Meters::default()), window }
+        Self {
+            store,
+            meters: Mutex::new(Meters::default()),
+            window,
+            throttled: Default::default(),
+            throttled_micros: Default::default(),
+        }
+    }
+
+    /// For each key: how many requests were throttled, and for how long in all.
+    pub fn throttle_counts(&self) -> [(QuotaKey, u64, Duration); 2] {
+        QuotaKey::ALL.map(|key| {
+            let index = key_index(key);
+            let micros = self.throttled_micros[index].load(Ordering::Relaxed);
+            (key, self.throttled[index].load(Ordering::Relaxed), Duration::from_micros(micros))
+        })
     }
 
     pub fn store(&self) -> &Arc<QuotaStore> {
@@ -148,6 +175,16 @@ impl ClientThrottle {
     }
 
     pub(crate) fn charge_at(&self, key: QuotaKey, quota: &ResolvedQuota, bytes: u64, now: Instant) -> Duration {
+        let throttle = self.metered(key, quota, bytes, now);
+        if !throttle.is_zero() {
+            let index = key_index(key);
+            self.throttled[index].fetch_add(1, Ordering::Relaxed);
+            self.throttled_micros[index].fetch_add(throttle.as_micros() as u64, Ordering::Relaxed);
+        }
+        throttle
+    }
+
+    fn metered(&self, key: QuotaKey, quota: &ResolvedQuota, bytes: u64, now: Instant) -> Duration {
         let window = self.window;
         let mut meters = self.meters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         meters.sweep(now, window);
@@ -237,6 +274,8 @@ mod tests {
             assert_eq!(over, Duration::from_millis(9_500), "{client}");
         }
         assert_eq!(throttle.meter_count(), 2);
+        let [(_, produce_throttles, produce_held), (_, fetch_throttles, _)] = throttle.throttle_counts();
+        assert_eq!((produce_throttles, produce_held, fetch_throttles), (2, Duration::from_millis(19_000), 0));
         assert_eq!(throttle.quota(QuotaKey::ConsumerByteRate, &Principal::Anonymous, "a"), None);
     }
 

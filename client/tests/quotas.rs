@@ -1,5 +1,6 @@
 //! Client quotas from the client's side (docs/kafka.md, "Client quotas"): `QuotaAdmin` sets and lists them, and a
-//! client that names itself with `ClientConfig::client_id` is held to its client id's quota.
+//! client that names itself with `ClientConfig::client_id` is held to its client id's quota, set while its
+//! produce stream was open.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,11 @@ async fn a_client_naming_its_client_id_is_held_to_that_ids_produce_quota() {
     let addr = broker.addr().to_string();
     let admin_client = Client::connect(&addr).await.expect("connects");
     create_topic(&admin_client, "t", 1).await;
+    // The producer's stream opens before any quota is set: one set later applies to it all the same.
+    let config = ClientConfig { client_id: Some(ClientId::new("slow").expect("valid")), ..ClientConfig::default() };
+    let slow = Client::connect_with(&addr, config).await.expect("connects");
+    let producer = Producer::new(slow, ProducerConfig::default()).expect("producer");
+    producer.send("t", ProducerRecord::new("first")).await.expect("queued").await.expect("stored");
     let quotas = QuotaAdmin::new(admin_client);
     let entity = QuotaEntity { client_id: Some("slow".into()), ..QuotaEntity::default() };
     let change = AlterQuotasRequest {
@@ -31,9 +37,6 @@ async fn a_client_naming_its_client_id_is_held_to_that_ids_produce_quota() {
     assert_eq!((set.entity.as_ref(), set.producer_byte_rate), (Some(&entity), Some(100_000)));
     assert_eq!(quotas.list().await.expect("listed"), [set]);
 
-    let config = ClientConfig { client_id: Some(ClientId::new("slow").expect("valid")), ..ClientConfig::default() };
-    let slow = Client::connect_with(&addr, config).await.expect("connects");
-    let producer = Producer::new(slow, ProducerConfig::default()).expect("producer");
     let started = Instant::now();
     // 300 KB one record at a time: 100 KB go in the first burst, the rest at 100 KB/s.
     for _ in 0..5 {

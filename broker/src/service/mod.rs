@@ -54,11 +54,14 @@ pub(crate) fn quota_client(
     headers: &http::HeaderMap,
     extensions: &http::Extensions,
 ) -> Option<QuotaClient> {
-    if !node.quotas.store().is_any_set() {
-        return None;
-    }
+    node.quotas.store().is_any_set().then(|| stream_quota_client(headers, extensions))
+}
+
+/// Who a long-lived gRPC call (a produce stream, a subscription) is for client quotas, whether or not any is set
+/// now: one set while the call lasts applies to it from then on.
+pub(crate) fn stream_quota_client(headers: &http::HeaderMap, extensions: &http::Extensions) -> QuotaClient {
     let client_id = headers.get(CLIENT_ID_HEADER).and_then(|id| id.to_str().ok()).unwrap_or_default();
-    Some(QuotaClient { principal: principal_in(extensions), client_id: client_id.to_owned() })
+    QuotaClient { principal: principal_in(extensions), client_id: client_id.to_owned() }
 }
 
 pub(crate) struct QuotaClient {

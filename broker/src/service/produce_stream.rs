@@ -60,8 +60,8 @@ type Produce = Pin<Box<dyn Future<Output = Answer> + Send>>;
 pub struct ProduceStreamBody {
     node: Arc<Node>,
     principal: Option<Principal>,
-    /// Who the stream's produces are charged to, when a client quota is set.
-    quota_client: Option<Arc<QuotaClient>>,
+    /// Who the stream's produces are charged to, should a client quota apply.
+    quota_client: Arc<QuotaClient>,
     /// `None` once the client half-closed the stream.
     requests: Option<Body>,
     /// Bytes of the request body not yet decoded into a message.
@@ -81,7 +81,7 @@ impl ProduceStreamBody {
     pub fn new(
         node: Arc<Node>,
         principal: Option<Principal>,
-        quota_client: Option<QuotaClient>,
+        quota_client: QuotaClient,
         requests: Body,
         max_request_bytes: usize,
     ) -> Self {
@@ -96,7 +96,7 @@ impl ProduceStreamBody {
             shutdown: Some(shutdown.boxed()),
             node,
             principal,
-            quota_client: quota_client.map(Arc::new),
+            quota_client: Arc::new(quota_client),
             requests: Some(requests),
             unread: Chunks::default(),
             in_flight: FuturesUnordered::new(),
@@ -161,7 +161,7 @@ impl ProduceStreamBody {
             (admitted, earlier, queued)
         });
         let node = Arc::clone(&self.node);
-        let quota_client = self.quota_client.clone();
+        let quota_client = Arc::clone(&self.quota_client);
         let produce = async move {
             let produced = match admitted {
                 Err(refused) => Err(Status::from(refused)),
@@ -178,9 +178,7 @@ impl ProduceStreamBody {
                 }
             };
             // Over a quota, this answer comes late and holds one of the stream's in-flight places meanwhile.
-            if let Some(client) = &quota_client {
-                client.wait_out(&node, QuotaKey::ProducerByteRate, message_bytes).await;
-            }
+            quota_client.wait_out(&node, QuotaKey::ProducerByteRate, message_bytes).await;
             // Each request counts as a Produce, as a unary call would, so the per-method figures keep meaning
             // "produces"; the stream itself counts once, under ProduceStream.
             if let Some(metrics) = &node.metrics {

@@ -40,10 +40,9 @@ impl Records for RillService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let principal = principal_of(&request);
         self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.get_ref().topic))?;
-        let quota_client =
-            super::quota_client(&self.node, &request.metadata().clone().into_headers(), request.extensions());
+        let client = super::stream_quota_client(&request.metadata().clone().into_headers(), request.extensions());
         let mut subscribe = request.into_inner();
-        if let Some(bound) = quota_client.as_ref().and_then(|client| client.fetch_bytes_bound(&self.node)) {
+        if let Some(bound) = client.fetch_bytes_bound(&self.node) {
             subscribe.max_bytes = subscribe.max_bytes.min(bound);
         }
         let pushes = super::read::subscribe(&self.node, subscribe).await?;
@@ -54,8 +53,8 @@ impl Records for RillService {
             }
             push
         });
-        let Some(client) = quota_client else { return Ok(Response::new(Box::pin(marked))) };
-        // Over a fetch quota, each push waits out the throttle time its bytes earned before the next is taken.
+        // Over a fetch quota (one set while the subscription lasts too), each push waits out the throttle time its
+        // bytes earned before the next is taken.
         let node = std::sync::Arc::clone(&self.node);
         let client = std::sync::Arc::new(client);
         let held = futures_util::StreamExt::then(marked, move |push| {

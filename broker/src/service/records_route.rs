@@ -104,7 +104,7 @@ impl RecordsRoute {
     fn produce_stream(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         refuse_compressed(&request)?;
         let principal = self.node.authorizer.is_on().then(|| super::principal_in(request.extensions()));
-        let quota_client = super::quota_client(&self.node, request.headers(), request.extensions());
+        let quota_client = super::stream_quota_client(request.headers(), request.extensions());
         let body = super::produce_stream::ProduceStreamBody::new(
             Arc::clone(&self.node),
             principal,

@@ -7,10 +7,10 @@ use crate::common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::cluster::{broker_args, Cluster};
+use common::cluster::{start_as_cluster_node, Cluster};
 use common::console::{admin_http, sign_in};
 use common::pki::{Ca, Leaf};
-use common::{dead_address, eventually, rill, Output, DEADLINE, RILL};
+use common::{eventually, rill, Output, DEADLINE, RILL};
 
 /// Heartbeats and sessions short enough that a killed leader is replaced within the deadline.
 const FAST_SESSIONS: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n";
@@ -212,13 +212,7 @@ fn a_node_that_ran_alone_with_users_refuses_to_start_in_a_cluster_naming_the_fil
     let data = dir.path().join("d1");
     std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(data.join("__users.json"), r#"{"version":1,"users":{}}"#).expect("a users file");
-    let listen = dead_address();
-    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
-    let args = broker_args(1, &listen, &data, &peers, None);
-    let output = common::run(
-        Command::new(RILL).args(&args).env("RUST_LOG", "off").env("RILL_ADMIN_LISTEN", "127.0.0.1:0"),
-        None,
-    );
+    let output = start_as_cluster_node(&data);
     let stderr = output.fails(1, "__users.json holds the users this node kept when it ran alone");
     assert!(stderr.contains("rill user create") && stderr.contains("move the file out"), "{stderr}");
     assert!(data.join("__users.json").exists(), "the file is left as it was");

@@ -7,8 +7,8 @@ use crate::common;
 
 use std::process::Command;
 
-use common::cluster::broker_args;
-use common::{dead_address, rill, BrokerProcess, RILL};
+use common::cluster::start_as_cluster_node;
+use common::{rill, BrokerProcess, RILL};
 
 fn rows(listing: &str) -> Vec<Vec<String>> {
     listing.lines().skip(1).map(|line| line.split_whitespace().map(str::to_owned).collect()).collect()
@@ -76,13 +76,7 @@ fn a_node_that_ran_alone_with_quotas_refuses_to_start_in_a_cluster_naming_the_fi
         let broker = BrokerProcess::start(&data);
         rill(&broker.addr, &["quota", "set", "--default-client-id", "--producer-byte-rate", "100"]).ok();
     }
-    let listen = dead_address();
-    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
-    let args = broker_args(1, &listen, &data, &peers, None);
-    let output = common::run(
-        Command::new(RILL).args(&args).env("RUST_LOG", "off").env("RILL_ADMIN_LISTEN", "127.0.0.1:0"),
-        None,
-    );
+    let output = start_as_cluster_node(&data);
     let stderr = output.fails(1, "__quotas.json holds the client quotas this node kept when it ran alone");
     assert!(stderr.contains("rill quota set") && stderr.contains("move the file out"), "{stderr}");
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use super::acl::{AclBinding, AclFilter, InvalidAcl};
-use super::replicated::ClusterAccess;
+use super::replicated::{ClusterAccess, StoreBacking as Backing};
 use crate::cluster::access::AccessRefusal;
 use crate::cluster::metadata::{ClusterMetadata, Command};
 use crate::cluster::Controller;
@@ -79,19 +79,9 @@ pub struct AclStore {
     writer: Mutex<()>,
 }
 
-enum Backing {
-    /// `<data>/__acls.json`, on a single node.
-    File(PathBuf),
-    Cluster(ClusterAccess),
-}
-
 impl std::fmt::Debug for AclStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backing = match &self.backing {
-            Backing::File(path) => path.display().to_string(),
-            Backing::Cluster(_) => "the cluster metadata".to_owned(),
-        };
-        f.debug_struct("AclStore").field("backing", &backing).finish_non_exhaustive()
+        f.debug_struct("AclStore").field("backing", &self.backing).finish_non_exhaustive()
     }
 }
 

@@ -5,6 +5,7 @@
 //! A write returns once this node has applied the change, so what a client just created it can list, or log in
 //! with, on the node it asked. Other nodes apply it one raft round trip later.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
 use tokio::runtime::Handle;
@@ -12,6 +13,22 @@ use tokio::sync::watch;
 
 use crate::cluster::metadata::{ClusterMetadata, Command, CommandOutcome};
 use crate::cluster::Controller;
+
+/// Where a store of the node's users, ACLs or client quotas keeps them: a file in the data dir on a single node
+/// (`__users.json`, `__acls.json`, `__quotas.json`), the replicated metadata on a cluster node.
+pub enum StoreBacking {
+    File(PathBuf),
+    Cluster(ClusterAccess),
+}
+
+impl std::fmt::Debug for StoreBacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBacking::File(path) => write!(f, "{}", path.display()),
+            StoreBacking::Cluster(_) => f.write_str("the cluster metadata"),
+        }
+    }
+}
 
 pub struct ClusterAccess {
     controller: Arc<Controller>,

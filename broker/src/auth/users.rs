@@ -11,7 +11,7 @@
 //! snapshot; on a cluster node the snapshot is swapped whenever an applied command changes the users.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::runtime::Handle;
@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::replicated::ClusterAccess;
+use super::replicated::{ClusterAccess, StoreBacking as Backing};
 use super::scram::{ScramCredential, ScramMechanism, DEFAULT_ITERATIONS};
 use super::AuthError;
 use crate::cluster::access::AccessRefusal;
@@ -97,19 +97,9 @@ pub struct UserStore {
     writer: Mutex<()>,
 }
 
-enum Backing {
-    /// `<data>/__users.json`, on a single node.
-    File(PathBuf),
-    Cluster(ClusterAccess),
-}
-
 impl std::fmt::Debug for UserStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backing = match &self.backing {
-            Backing::File(path) => path.display().to_string(),
-            Backing::Cluster(_) => "the cluster metadata".to_owned(),
-        };
-        f.debug_struct("UserStore").field("backing", &backing).finish_non_exhaustive()
+        f.debug_struct("UserStore").field("backing", &self.backing).finish_non_exhaustive()
     }
 }
 

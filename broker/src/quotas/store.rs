@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use super::{ClientQuotas, InvalidQuota, QuotaChange};
-use crate::auth::replicated::ClusterAccess;
+use crate::auth::replicated::{ClusterAccess, StoreBacking as Backing};
 use crate::cluster::access::AccessRefusal;
 use crate::cluster::metadata::{ClusterMetadata, Command};
 use crate::cluster::Controller;
@@ -58,18 +58,9 @@ pub struct QuotaStore {
     writer: Mutex<()>,
 }
 
-enum Backing {
-    File(PathBuf),
-    Cluster(ClusterAccess),
-}
-
 impl std::fmt::Debug for QuotaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backing = match &self.backing {
-            Backing::File(path) => path.display().to_string(),
-            Backing::Cluster(_) => "the cluster metadata".to_owned(),
-        };
-        f.debug_struct("QuotaStore").field("backing", &backing).finish_non_exhaustive()
+        f.debug_struct("QuotaStore").field("backing", &self.backing).finish_non_exhaustive()
     }
 }
 

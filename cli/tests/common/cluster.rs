@@ -113,6 +113,15 @@ pub fn broker_args(node_id: u64, listen: &str, data_dir: &Path, peers: &str, con
     args
 }
 
+/// `rill broker` started over `data_dir` as node 1 of a three-node cluster whose other nodes are not there, run to
+/// its end: what a data dir a single node left refuses.
+pub fn start_as_cluster_node(data_dir: &Path) -> super::Output {
+    let listen = dead_address();
+    let peers = format!("1@{listen},2@127.0.0.1:1,3@127.0.0.1:2");
+    let args = broker_args(1, &listen, data_dir, &peers, None);
+    super::run(Command::new(RILL).args(&args).env("RUST_LOG", "off").env("RILL_ADMIN_LISTEN", "127.0.0.1:0"), None)
+}
+
 /// Every sample of one node's `/metrics`, by series as written (name and labels); `None` if it does not answer.
 pub fn scrape(admin: &str) -> Option<HashMap<String, f64>> {
     let mut stream = std::net::TcpStream::connect(admin).ok()?;

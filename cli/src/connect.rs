@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rill_client::{BearerToken, Client, ClientConfig, ClientTls, Error};
+use rill_client::{BearerToken, Client, ClientConfig, ClientId, ClientTls, Error};
 
 /// The broker's own default listen address (`BrokerConfig::default().listen`; a test keeps them equal).
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9092";
@@ -41,6 +41,16 @@ pub fn set_token(token: Option<String>) {
     }
 }
 
+/// `rill --client-id ID` (env `RILL_CLIENT_ID`): one per process, given before the subcommand, like `--token`.
+static CLIENT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the `--client-id` the process was given, for [`TlsFlags::client_config`].
+pub fn set_client_id(client_id: Option<String>) {
+    if let Some(client_id) = client_id {
+        let _ = CLIENT_ID.set(client_id);
+    }
+}
+
 /// `--tls-ca`, `--tls-cert`, `--tls-key`: what a client trusts and presents over TLS.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsFlags {
@@ -57,14 +67,16 @@ pub struct TlsFlags {
 
 impl TlsFlags {
     /// The client settings these flags make: TLS settings when any flag is given (an `https://` address turns
-    /// TLS on by itself).
+    /// TLS on by itself), and the process's `--client-id`.
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
         let tls = if self.tls_ca.is_some() || self.tls_cert.is_some() {
             Some(ClientTls::from_files(self.tls_ca.as_deref(), self.tls_cert.as_deref(), self.tls_key.as_deref())?)
         } else {
             None
         };
-        Ok(ClientConfig { tls, ..ClientConfig::default() })
+        let client_id =
+            CLIENT_ID.get().map(|id| ClientId::new(id)).transpose().context("--client-id (RILL_CLIENT_ID)")?;
+        Ok(ClientConfig { tls, client_id, ..ClientConfig::default() })
     }
 }
 

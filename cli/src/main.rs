@@ -51,6 +51,10 @@ struct Cli {
     /// every client subcommand as `authorization: Bearer TOKEN`. Prefer RILL_TOKEN: a flag shows in `ps`.
     #[arg(long, env = "RILL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// Client id every client subcommand names itself with (Kafka's client.id): client quotas set for it apply
+    /// (`rill quota set --client-id ID`).
+    #[arg(long, env = "RILL_CLIENT_ID", value_name = "ID")]
+    client_id: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,6 +108,7 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     connect::set_token(cli.token);
+    connect::set_client_id(cli.client_id);
     if !matches!(cli.command, Command::Broker(_)) {
         log_client_if_asked();
     }

@@ -80,3 +80,34 @@ fn a_node_that_ran_alone_with_quotas_refuses_to_start_in_a_cluster_naming_the_fi
     let stderr = output.fails(1, "__quotas.json holds the client quotas this node kept when it ran alone");
     assert!(stderr.contains("rill quota set") && stderr.contains("move the file out"), "{stderr}");
 }
+
+#[test]
+fn rill_client_id_names_the_commands_client_for_its_quota() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Samples of 100 ms: a client goes 1 s of its quota at once, then is held.
+    let config = dir.path().join("rill.toml");
+    std::fs::write(&config, "quota_window_ms = 100\n").expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let broker = common::AdminBroker::start_in(&dir.path().join("data"), &["--config", &config]);
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "t"]).ok();
+    rill(b, &["quota", "set", "--client-id", "importer", "--producer-byte-rate", "200000"]).ok();
+    let throttles = || {
+        let samples = common::cluster::scrape(&broker.admin).expect("/metrics answers");
+        samples["rill_client_throttles_total{quota=\"producer_byte_rate\"}"]
+    };
+    let lines = format!("{}\n", "x".repeat(999)).repeat(300);
+    common::rill_with_stdin(b, &["produce", "t"], lines.as_bytes()).ok();
+    assert_eq!(throttles(), 0.0, "without --client-id the importer's quota does not apply");
+
+    // 300 KB in one go, 100 KB past the first burst: the answer is held about 1.5 s.
+    let started = std::time::Instant::now();
+    let mut command = Command::new(RILL);
+    command.args(["--client-id", "importer", "produce", "t"]).env("RILL_BROKER", b);
+    common::run(&mut command, Some(lines.as_bytes())).ok();
+    assert!(throttles() >= 1.0, "the importer's produce is throttled");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "held {:?}", started.elapsed());
+    let mut bad = Command::new(RILL);
+    bad.args(["--client-id", "not visible ascii", "topic", "list"]).env("RILL_BROKER", b);
+    common::run(&mut bad, None).fails(1, "--client-id (RILL_CLIENT_ID)");
+}

@@ -199,15 +199,14 @@ async fn answer_gated(
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
 ) -> (Result<Answer, RequestError>, bool) {
-    let whole = |frame| Answer { frame: Some(ResponseFrame::whole(frame)), throttle: Duration::ZERO };
     if sasl.expects_raw_frame() {
         let SaslAnswer { frame, must_close } = sasl.answer_raw(kafka, request, peer).await;
-        return (Ok(whole(frame)), must_close);
+        return (Ok(Answer::frame(frame)), must_close);
     }
     match sasl.gate(api_key) {
         Gate::Serve => (answer(kafka, request, peer, sasl.principal()).await, false),
         Gate::Sasl => match sasl.answer(kafka, request, peer).await {
-            Ok(SaslAnswer { frame, must_close }) => (Ok(whole(frame)), must_close),
+            Ok(SaslAnswer { frame, must_close }) => (Ok(Answer::frame(frame)), must_close),
             Err(err) => (Err(err), true),
         },
         Gate::Refuse => (Err(RequestError::Unauthenticated { api_key }), true),
@@ -246,7 +245,11 @@ pub struct Answer {
 
 impl Answer {
     fn frame(frame: Bytes) -> Answer {
-        Answer { frame: Some(ResponseFrame::whole(frame)), throttle: Duration::ZERO }
+        Answer::throttled(frame, Duration::ZERO)
+    }
+
+    fn throttled(frame: Bytes, throttle: Duration) -> Answer {
+        Answer { frame: Some(ResponseFrame::whole(frame)), throttle }
     }
 }
 
@@ -304,7 +307,7 @@ pub async fn answer(
             }
             response.throttle_time_ms = throttle_ms(throttle);
             let frame = encode_response(correlation_id, header_version, &response, version)?;
-            return Ok(Answer { frame: Some(ResponseFrame::whole(frame)), throttle });
+            return Ok(Answer::throttled(frame, throttle));
         }
         ApiKey::Fetch => {
             let mut request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
@@ -323,7 +326,7 @@ pub async fn answer(
             if is_withheld {
                 // The answer carries no records (they were not charged), only the time to wait.
                 let frame = encode_response(correlation_id, header_version, &response, version)?;
-                return Ok(Answer { frame: Some(ResponseFrame::whole(frame)), throttle });
+                return Ok(Answer::throttled(frame, throttle));
             }
             // The batches go out as storage read them, as pieces of the frame (`response_frame.rs`).
             match encode_response_pieces(correlation_id, header_version, &response, version, runs.clone())? {
@@ -335,7 +338,7 @@ pub async fn answer(
                         partition.records = Some(run.to_bytes());
                     }
                     let frame = encode_response(correlation_id, header_version, &response, version)?;
-                    return Ok(Answer { frame: Some(ResponseFrame::whole(frame)), throttle });
+                    return Ok(Answer::throttled(frame, throttle));
                 }
             }
         }

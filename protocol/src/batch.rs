@@ -54,8 +54,10 @@ pub const NO_PRODUCER_ID: i64 = -1;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+/// Attribute bit 4: the batch belongs to a transaction.
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Attribute bit 5: the batch holds control records (transaction markers), written by the broker only.
+pub const CONTROL_BIT: i16 = 0x20;
 
 /// The codec of a batch's records section; Kafka's attribute bits 0-2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //!   shared by the client (compress, decompress) and the broker (decompress to check and to serve STRUCTURED).
 //! - [`validate`] is storage's integrity check of a batch (framing, CRC, records that parse), what recovery
 //!   re-runs; [`produce_validation`] is the stricter check every append runs (Kafka's `LogValidator`): counts,
-//!   offset deltas, timestamps, decompressed contents, no control or transactional batches.
+//!   offset deltas, timestamps, decompressed contents, no control batches, a producer id on transactional ones.
+//! - [`control`]: the transaction markers (control batches) a transaction coordinator writes, and reading them back.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
 //! - [`trace_context`]: the W3C `traceparent` record header that carries a trace from producer to consumer.
@@ -29,6 +30,7 @@
 pub mod batch;
 pub mod compressed;
 pub mod compression;
+pub mod control;
 pub mod grpc_codec;
 pub mod grpc_frames;
 pub mod hops;
@@ -84,8 +86,11 @@ pub enum BatchError {
     Compress { codec: &'static str, reason: String },
     #[error("control batches are written by the broker only: clients may not produce them")]
     ControlBatch,
-    #[error("transactional batches are not supported: rill has no transactions (clear attribute bit 4)")]
-    Transactional,
+    #[error(
+        "a transactional batch (attribute bit 4) needs the producer id and epoch InitProducerId gave its \
+         transactional id, and a base sequence of 0 or more; this one has producer id {producer_id}"
+    )]
+    TransactionalWithoutProducer { producer_id: i64 },
     #[error(
         "producer id {producer_id} with epoch {producer_epoch} and base sequence {base_sequence} is not allowed: an \
          idempotent batch has a producer id, epoch and base sequence of at least 0; any other batch has producer id -1"

@@ -5,7 +5,8 @@
 //! stricter gate in front of the log: storage's append runs it (and the broker, when it must answer before the
 //! append), recovery never does, as Kafka applies `LogValidator` only on the produce path. A batch passes when:
 //! - it is one whole batch whose CRC-32C holds ([`crate::batch::check_frame`]);
-//! - it is neither a control batch nor transactional (rill has no transactions yet);
+//! - it is not a control batch (transaction markers are the broker's), and a transactional one has a producer id
+//!   (which transaction it belongs to is the broker's check, against its transaction coordinator);
 //! - an idempotent batch (producer id 0 or more) has an epoch and a base sequence of 0 or more, as Kafka's
 //!   `LogValidator` asks; any other batch has producer id -1;
 //! - `record_count` is above 0 and equals `last_offset_delta + 1`;
@@ -43,8 +44,8 @@ pub fn validate_produced(batch: &[u8], max_decompressed_bytes: usize) -> Result<
     if header.is_control() {
         return Err(BatchError::ControlBatch);
     }
-    if header.is_transactional() {
-        return Err(BatchError::Transactional);
+    if header.is_transactional() && header.producer_id < 0 {
+        return Err(BatchError::TransactionalWithoutProducer { producer_id: header.producer_id });
     }
     let is_idempotent = header.producer_id >= 0;
     if header.producer_id < NO_PRODUCER_ID || (is_idempotent && (header.producer_epoch < 0 || header.base_sequence < 0))

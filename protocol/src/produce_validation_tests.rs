@@ -219,13 +219,21 @@ fn log_append_time_is_accepted_whatever_the_timestamps_and_stamped_with_a_valid_
 }
 
 #[test]
-fn control_and_transactional_batches_are_refused() {
+fn control_batches_and_transactional_ones_without_a_producer_are_refused() {
     let batch = batch_of(&records(2));
     let control = with_header(batch.clone(), |h| h.attributes |= 0x20);
     assert_eq!(refusal(&control), BatchError::ControlBatch);
-    let transactional = with_header(batch, |h| h.attributes |= 0x10);
-    assert_eq!(refusal(&transactional), BatchError::Transactional);
+    let transactional = with_header(batch.clone(), |h| h.attributes |= 0x10);
+    assert_eq!(refusal(&transactional), BatchError::TransactionalWithoutProducer { producer_id: -1 });
     assert!(refusal(&control).to_string().contains("control"));
+    let of_a_producer = with_header(batch, |h| {
+        h.attributes |= 0x10;
+        h.producer_id = 7;
+        h.producer_epoch = 0;
+        h.base_sequence = 0;
+    });
+    let accepted = validate_produced(&of_a_producer, LIMIT).expect("a transactional producer's batch passes");
+    assert!(accepted.header.is_transactional());
 }
 
 #[test]

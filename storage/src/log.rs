@@ -31,6 +31,7 @@ mod largest_timestamp;
 mod producers;
 mod replica;
 mod start_over;
+mod transactions;
 
 use producers::Planned;
 pub use producers::ProducerSummary;
@@ -72,6 +73,12 @@ pub struct Log {
     /// `Durability::Always` the fsynced end, so consumers never see what a crash could take back.
     /// In a replicated partition the broker holds it (see `replica.rs`): appends leave it alone.
     high_watermark: AtomicI64,
+    /// The first offset of the oldest open transaction (`transactions::NONE_OPEN` when none is), published for
+    /// [`Log::last_stable_offset`] before the high watermark moves past it.
+    first_unstable_offset: AtomicI64,
+    /// The offset of the newest abort marker (`transactions::NONE_ABORTED` when none): a read below it looks for
+    /// aborted transactions, a read past it need not.
+    last_aborted_offset: AtomicI64,
     /// Set by [`Log::hold_high_watermark`]: the broker, not the append, moves the high watermark.
     is_high_watermark_held: AtomicBool,
     flush: Mutex<FlushState>,
@@ -238,6 +245,8 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(log_end),
             high_watermark: AtomicI64::new(log_end),
+            first_unstable_offset: AtomicI64::new(transactions::NONE_OPEN),
+            last_aborted_offset: AtomicI64::new(transactions::NONE_ABORTED),
             is_high_watermark_held: AtomicBool::new(false),
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
@@ -451,9 +460,10 @@ impl Log {
                 }
             }
         }
-        for (_, header) in group.iter() {
-            producers.observe(header, now_ms);
+        for (batch, header) in group.iter() {
+            self.observe_batch(producers, batch, header, now_ms);
         }
+        self.publish_transactions(producers);
         *snapshot_offset = None;
         group.clear();
         self.log_end_offset.store(next, Ordering::Release);

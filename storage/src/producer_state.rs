@@ -1,7 +1,7 @@
 //! Idempotent producers: what a partition remembers of each producer id, so that a retried batch is answered
 //! with the offsets it got the first time instead of being stored twice.
 //!
-//! Kafka's `ProducerStateManager`, without transactions. For each producer id the partition keeps the
+//! Kafka's `ProducerStateManager`. For each producer id the partition keeps the
 //! producer's epoch and its last [`BATCHES_KEPT`] batches (first and last sequence, base and last offset, the
 //! broker's clock when appended). A produced batch that carries a producer id (not
 //! [`rill_protocol::batch::NO_PRODUCER_ID`]) is checked against them ([`ProducerState::check`]):
@@ -17,12 +17,22 @@
 //! Recovery and a replica's appends use [`ProducerState::observe`] instead: what is in the log was accepted once,
 //! and is only remembered, never re-checked.
 //!
+//! Transactions: a transactional batch opens its producer's transaction in the partition (at its base offset) unless
+//! one is open; the coordinator's marker (a control batch, `rill_protocol::control`) closes it
+//! ([`ProducerState::end_transaction`]), and an abort marker adds it to the partition's aborted transactions. The
+//! first offset of the oldest open transaction is the first unstable offset: `read_committed` consumers read below it
+//! (Kafka's last stable offset), and learn which producers' records to skip from the aborted transactions their
+//! fetch overlaps ([`ProducerState::aborted_between`]). A marker with a newer epoch moves the producer to it, so a
+//! fenced instance's late batch is refused in this partition too.
+//!
 //! Memory is bounded twice: a producer id idle for `producer_id_expiration_ms` is forgotten
-//! ([`ProducerState::expire`]), and a partition holds at most `max_producer_ids` of them
-//! ([`ProducerError::TooManyProducers`], after expiring the idle ones).
+//! ([`ProducerState::expire`], never while its transaction is open), and a partition holds at most
+//! `max_producer_ids` of them ([`ProducerError::TooManyProducers`], after expiring the idle ones). Aborted
+//! transactions are kept while their marker is in the log ([`ProducerState::forget_aborted_below`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use rill_protocol::control::TransactionOutcome;
 use rill_protocol::BatchHeader;
 
 /// Batches remembered per producer id: Kafka's, and the most in-flight requests per connection an idempotent
@@ -65,26 +75,48 @@ pub struct ProducedBatchMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
-    /// Oldest first; never empty, at most [`BATCHES_KEPT`].
+    /// Oldest first, at most [`BATCHES_KEPT`]; empty when a transaction marker moved the producer to a new epoch
+    /// before it wrote here in that epoch.
     pub batches: VecDeque<ProducedBatchMeta>,
+    /// Where the producer's open transaction starts in this partition: its first transactional batch since the last
+    /// marker. `None` when no transaction of the producer is open here.
+    pub transaction_first_offset: Option<i64>,
+    /// The broker's clock at the producer's last batch or marker here: what expiry measures idleness from.
+    pub last_seen_ms: i64,
 }
 
 impl ProducerEntry {
-    fn last_seen_ms(&self) -> i64 {
-        self.batches.back().map_or(i64::MIN, |batch| batch.timestamp_ms)
+    fn new(epoch: i16, now_ms: i64) -> Self {
+        ProducerEntry { epoch, batches: VecDeque::new(), transaction_first_offset: None, last_seen_ms: now_ms }
     }
 
-    /// Records `batch` as the producer's newest at `epoch`; a new epoch forgets the old one's batches.
-    fn push(&mut self, epoch: i16, batch: ProducedBatchMeta) {
+    /// Moves the producer to `epoch` when it is newer, forgetting the old epoch's batches (their sequences mean
+    /// nothing in the new one).
+    fn enter_epoch(&mut self, epoch: i16) {
         if epoch != self.epoch {
             self.epoch = epoch;
             self.batches.clear();
         }
+    }
+
+    /// Records `batch` as the producer's newest at `epoch`; a new epoch forgets the old one's batches.
+    fn push(&mut self, epoch: i16, batch: ProducedBatchMeta) {
+        self.enter_epoch(epoch);
         if self.batches.len() == BATCHES_KEPT {
             self.batches.pop_front();
         }
+        self.last_seen_ms = self.last_seen_ms.max(batch.timestamp_ms);
         self.batches.push_back(batch);
     }
+}
+
+/// A transaction that ended with an abort marker: `read_committed` consumers skip `producer_id`'s records from
+/// `first_offset` to the marker at `last_offset` (Kafka's `AbortedTxn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// The sequence of the last record of a batch: Kafka's `incrementSequence`, wrapping past `i32::MAX` to 0.
@@ -116,6 +148,10 @@ pub enum SequenceCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of each open transaction: the smallest is the first unstable offset.
+    open_transactions: BTreeSet<(i64, i64)>,
+    /// By the offset of their abort marker, ascending (markers are appended in offset order).
+    aborted: VecDeque<AbortedTransaction>,
 }
 
 impl ProducerState {
@@ -167,7 +203,8 @@ impl ProducerState {
     /// Remembers a batch appended at `base_offset` (its header's own base offset is ignored: a produced batch's is
     /// not yet stamped), seen at `now_ms`. Does nothing for a batch without a producer id.
     pub fn record(&mut self, header: &BatchHeader, base_offset: i64, now_ms: i64) {
-        if header.producer_id < 0 {
+        // A marker is no batch of the producer's sequence: `end_transaction` takes it.
+        if header.producer_id < 0 || header.is_control() {
             return;
         }
         let batch = ProducedBatchMeta {
@@ -177,10 +214,79 @@ impl ProducerState {
             last_offset: base_offset + i64::from(header.last_offset_delta),
             timestamp_ms: now_ms,
         };
-        self.producers
+        let entry = self
+            .producers
             .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry { epoch: header.producer_epoch, batches: VecDeque::new() })
-            .push(header.producer_epoch, batch);
+            .or_insert_with(|| ProducerEntry::new(header.producer_epoch, now_ms));
+        entry.push(header.producer_epoch, batch);
+        if header.is_transactional() && entry.transaction_first_offset.is_none() {
+            entry.transaction_first_offset = Some(base_offset);
+            self.open_transactions.insert((base_offset, header.producer_id));
+        }
+    }
+
+    /// Takes a control batch `marker` appended at its header's base offset: a transaction marker with `outcome`
+    /// ends its producer's open transaction here (an abort is remembered for `read_committed` readers) and moves the
+    /// producer to the marker's epoch when that is newer. Another control record type (`outcome` `None`) changes
+    /// nothing.
+    pub fn end_transaction(&mut self, marker: &BatchHeader, outcome: Option<TransactionOutcome>, now_ms: i64) {
+        let (Some(outcome), producer_id) = (outcome, marker.producer_id) else { return };
+        if producer_id < 0 {
+            return;
+        }
+        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(marker.producer_epoch, now_ms));
+        if marker.producer_epoch > entry.epoch {
+            entry.enter_epoch(marker.producer_epoch);
+        }
+        entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+        let Some(first_offset) = entry.transaction_first_offset.take() else { return };
+        self.open_transactions.remove(&(first_offset, producer_id));
+        if outcome == TransactionOutcome::Abort {
+            self.aborted.push_back(AbortedTransaction { producer_id, first_offset, last_offset: marker.base_offset });
+        }
+    }
+
+    /// The first offset of the oldest transaction still open here: `read_committed` readers stop below it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open_transactions.first().map(|(offset, _)| *offset)
+    }
+
+    /// The offset of the newest abort marker, if any transaction here was aborted.
+    pub fn last_aborted_offset(&self) -> Option<i64> {
+        self.aborted.back().map(|aborted| aborted.last_offset)
+    }
+
+    /// The aborted transactions a read of offsets `from..to` overlaps, oldest marker first: those whose marker is
+    /// at or past `from` and which start below `to` (Kafka's `TransactionIndex.collectAbortedTxns`).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTransaction> {
+        let start = self.aborted.partition_point(|aborted| aborted.last_offset < from);
+        let mut found = Vec::new();
+        for aborted in self.aborted.range(start..) {
+            if aborted.first_offset < to {
+                found.push(*aborted);
+            }
+            if aborted.last_offset >= to {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Every aborted transaction kept, oldest marker first (a snapshot being written).
+    pub(crate) fn aborted(&self) -> impl ExactSizeIterator<Item = &AbortedTransaction> {
+        self.aborted.iter()
+    }
+
+    /// Puts back an aborted transaction (a snapshot being loaded), in marker order.
+    pub(crate) fn push_aborted(&mut self, aborted: AbortedTransaction) {
+        self.aborted.push_back(aborted);
+    }
+
+    /// Forgets the aborted transactions whose marker is below `log_start`: no reader can reach them.
+    pub fn forget_aborted_below(&mut self, log_start: i64) {
+        while self.aborted.front().is_some_and(|aborted| aborted.last_offset < log_start) {
+            self.aborted.pop_front();
+        }
     }
 
     /// Remembers a batch read back from the log (recovery) or appended by replication, without checking it: it
@@ -192,15 +298,23 @@ impl ProducerState {
 
     /// Puts back a producer's whole state (a snapshot being loaded).
     pub(crate) fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
-        self.producers.insert(producer_id, entry);
+        if let Some(first_offset) = entry.transaction_first_offset {
+            self.open_transactions.insert((first_offset, producer_id));
+        }
+        if let Some(old) = self.producers.insert(producer_id, entry) {
+            if let Some(first_offset) = old.transaction_first_offset {
+                self.open_transactions.remove(&(first_offset, producer_id));
+            }
+        }
     }
 
-    /// Forgets every producer id whose newest batch is `expiration_ms` or more older than `now_ms`; returns how
-    /// many.
+    /// Forgets every producer id whose newest batch is `expiration_ms` or more older than `now_ms`, except one
+    /// whose transaction is open here (its coordinator ends it, by a timeout at the latest); returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: u64) -> usize {
         let before = self.producers.len();
         let horizon = now_ms.saturating_sub(i64::try_from(expiration_ms).unwrap_or(i64::MAX));
-        self.producers.retain(|_, entry| entry.last_seen_ms() > horizon);
+        self.producers
+            .retain(|_, entry| entry.last_seen_ms > horizon || entry.transaction_first_offset.is_some());
         before - self.producers.len()
     }
 }

@@ -141,7 +141,7 @@ impl Log {
                     reason: format!("replaying producer state from offset {offset}: {e}"),
                 })?;
                 if batch.header.base_offset >= from {
-                    producers.observe(&batch.header, now_ms);
+                    self.observe_batch(producers, &batch.bytes, &batch.header, now_ms);
                 }
                 offset = batch.header.next_offset();
             }
@@ -153,6 +153,7 @@ impl Log {
     /// On open, and after a truncation: the state as of the log end, from the snapshots at or below it and the log.
     pub(super) fn rebuild_producers(&self, writer: &mut Writer, end_offset: i64) -> Result<()> {
         let (producers, is_at_end) = self.load_producers(end_offset)?;
+        self.publish_transactions(&producers);
         writer.producers = producers;
         writer.snapshot_offset = is_at_end.then_some(end_offset);
         Ok(())
@@ -169,11 +170,15 @@ impl Log {
     }
 
     /// Forgets producer ids idle for `producer_id_expiration_ms` (Kafka's `producer.id.expiration.ms`); returns
-    /// how many. The caller runs this on a timer, as it does retention; a full partition also runs it before
-    /// refusing a new producer id.
+    /// how many. Also forgets the aborted transactions whose markers are below the log start. The caller runs this on
+    /// a timer, as it does retention; a full partition also runs it before refusing a new producer id.
     pub fn expire_producers(&self) -> usize {
         let now_ms = self.clock.now_ms();
-        let expired = lock(&self.writer).producers.expire(now_ms, self.config().producer_id_expiration_ms);
+        let mut writer = lock(&self.writer);
+        writer.producers.forget_aborted_below(self.log_start_offset());
+        self.publish_transactions(&writer.producers);
+        let expired = writer.producers.expire(now_ms, self.config().producer_id_expiration_ms);
+        drop(writer);
         if expired > 0 {
             tracing::debug!(dir = %self.dir.display(), expired, "expired idle producer ids");
         }

@@ -132,6 +132,7 @@ impl Log {
         writer.active = active;
         writer.cursor = IndexCursor::default();
         writer.producers = ProducerState::default();
+        self.publish_transactions(&writer.producers);
         writer.snapshot_offset = None;
         lock(&self.flush).durable_end = base;
         Ok(doomed.len())

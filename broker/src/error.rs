@@ -149,6 +149,8 @@ pub enum BrokerError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Denied(#[from] crate::auth::Denied),
+    #[error(transparent)]
+    Transaction(#[from] crate::transactions::TransactionError),
 }
 
 impl BrokerError {
@@ -208,7 +210,25 @@ impl BrokerError {
             BrokerError::DeleteRecordsTimedOut { .. } => Reason::TimedOut,
             BrokerError::Storage(err) => storage_reason(err),
             BrokerError::Denied(_) => Reason::PermissionDenied,
+            BrokerError::Transaction(err) => transaction_reason(err),
         }
+    }
+}
+
+fn transaction_reason(err: &crate::transactions::TransactionError) -> Reason {
+    use crate::transactions::TransactionError as E;
+    match err {
+        E::InvalidTransactionalId(_) | E::InvalidTimeout { .. } => Reason::InvalidArgument,
+        E::ProducerIdMismatch { .. } | E::UnknownTransactionalProducer { .. } | E::UnknownTransactionalId { .. } => {
+            Reason::InvalidProducerIdMapping
+        }
+        E::Fenced { .. } => Reason::InvalidProducerEpoch,
+        E::InvalidState { .. } | E::PartitionNotInTransaction { .. } | E::GroupNotInTransaction { .. } => {
+            Reason::InvalidTxnState
+        }
+        E::Concurrent { .. } => Reason::ConcurrentTransactions,
+        E::TooMany { .. } => Reason::LimitReached,
+        E::NotServed => Reason::Unsupported,
     }
 }
 

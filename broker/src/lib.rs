@@ -101,6 +101,7 @@ mod service;
 mod tls;
 mod topic_config;
 mod topic_id;
+pub mod transactions;
 
 pub use auth::{AdminAuth, AuthConfig, AuthorizationMode, Principal, SaslMechanism};
 pub use cluster::{parse_peers, Peer};

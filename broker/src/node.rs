@@ -32,6 +32,8 @@ pub struct Node {
     pub quotas: Arc<crate::quotas::throttle::ClientThrottle>,
     /// The free space kept for metadata: partition appends are refused below it.
     pub disk_reserve: Arc<crate::disk_reserve::DiskReserve>,
+    /// Kafka transactions' coordinator; `None` on a cluster node, which serves no transactions yet.
+    pub transactions: Option<Arc<crate::transactions::TransactionCoordinator>>,
 }
 
 impl Node {

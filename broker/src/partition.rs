@@ -36,6 +36,8 @@ const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
 struct AppendJob {
     batches: Vec<Bytes>,
     reply: Option<oneshot::Sender<Result<AppendInfo, StorageError>>>,
+    /// A transaction marker from the coordinator (one control batch), not a client's batches: it skips their rules.
+    is_marker: bool,
 }
 
 /// One produce call's batches on the writer's queue, their place in the partition's order already taken.
@@ -142,14 +144,26 @@ impl Partition {
     pub async fn enqueue(&self, batches: Vec<Bytes>) -> Result<QueuedAppend<'_>> {
         let (reply, outcome) = oneshot::channel();
         let queue = self.sender()?;
-        queue.send(AppendJob { batches, reply: Some(reply) }).await.map_err(|_| self.closed())?;
+        queue.send(AppendJob { batches, reply: Some(reply), is_marker: false }).await.map_err(|_| self.closed())?;
         Ok(QueuedAppend { partition: self, outcome })
+    }
+
+    /// Appends a transaction marker (`transactions/`) after every batch queued before it, and returns where it
+    /// landed.
+    pub async fn append_marker(&self, marker: Bytes) -> Result<AppendInfo> {
+        let (reply, outcome) = oneshot::channel();
+        let queue = self.sender()?;
+        queue
+            .send(AppendJob { batches: vec![marker], reply: Some(reply), is_marker: true })
+            .await
+            .map_err(|_| self.closed())?;
+        QueuedAppend { partition: self, outcome }.appended().await
     }
 
     /// Queues batches without waiting for the append (acks NONE). Still waits for room in the queue.
     pub async fn append_unacknowledged(&self, batches: Vec<Bytes>) -> Result<()> {
         let queue = self.sender()?;
-        queue.send(AppendJob { batches, reply: None }).await.map_err(|_| self.closed())
+        queue.send(AppendJob { batches, reply: None, is_marker: false }).await.map_err(|_| self.closed())
     }
 
     /// Returns once every offset below `end_offset` is fsynced (acks DURABLE). Concurrent callers share fsyncs, and
@@ -296,7 +310,13 @@ fn write_group(
     // Under the `always` policy, `append` would fsync once per batch, one after the other; instead every batch
     // of the group is appended and one fsync covers them all before any is answered.
     mark_jobs(&taken, Hop::AppendStarted);
-    let mut outcomes: Vec<_> = taken.iter().map(|job| append_job(log, &job.batches)).collect();
+    let mut outcomes: Vec<_> = taken
+        .iter()
+        .map(|job| match job.is_marker {
+            true => log.append_control_unsynced(&job.batches[0]),
+            false => append_job(log, &job.batches),
+        })
+        .collect();
     mark_jobs(&taken, Hop::Appended);
     // The fsync is the device's work too, but a slot paces writes: holding it would hold back the other
     // partitions' appends for a whole flush.

@@ -247,7 +247,10 @@ impl Error {
             Reason::Unauthenticated => Error::Unauthenticated { message },
             Reason::PermissionDenied => Error::PermissionDenied { message },
             Reason::UnknownUser | Reason::UserExists | Reason::Unsupported => Error::UserRefused { message },
+            Reason::ConcurrentTransactions => Error::Unavailable { message },
             Reason::UnknownGroup
+            | Reason::InvalidTxnState
+            | Reason::InvalidProducerIdMapping
             | Reason::UnknownNode
             | Reason::MembershipRefused
             | Reason::StorageFailure

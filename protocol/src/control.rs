@@ -61,10 +61,9 @@ pub fn transaction_outcome(batch: &[u8]) -> Result<Option<TransactionOutcome>, B
     if !header.is_control() || header.compression()? != crate::Compression::None {
         return Ok(None);
     }
-    let records = batch.get(HEADER_BYTES..header.total_bytes()).ok_or(BatchError::Truncated {
-        needed: header.total_bytes(),
-        available: batch.len(),
-    })?;
+    let records = batch
+        .get(HEADER_BYTES..header.total_bytes())
+        .ok_or(BatchError::Truncated { needed: header.total_bytes(), available: batch.len() })?;
     let Some(record) = RecordIter::new(records, header.base_offset, header.base_timestamp).next() else {
         return Ok(None);
     };

@@ -111,6 +111,13 @@ pub enum Reason {
     /// message names all three. On the Kafka port the code depends on the resource: TOPIC_ (29), GROUP_ (30) or
     /// CLUSTER_AUTHORIZATION_FAILED (31); this table holds the topic's, the most common.
     PermissionDenied,
+    /// A transactional batch or request that does not fit its transaction's state: a partition not added to the
+    /// open transaction, an end of a transaction that is not open.
+    InvalidTxnState,
+    /// A transactional producer's request while its transaction is being completed: retry shortly.
+    ConcurrentTransactions,
+    /// A transactional batch or request whose producer id is not the one its transactional id has.
+    InvalidProducerIdMapping,
 }
 
 /// Metadata keys beside a [`Reason::NotLeader`]: the partition's leader as the node called knows it.
@@ -124,7 +131,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 39] = [
+    pub const ALL: [Reason; 42] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -164,6 +171,9 @@ impl Reason {
         Reason::Unsupported,
         Reason::TimedOut,
         Reason::PermissionDenied,
+        Reason::InvalidTxnState,
+        Reason::ConcurrentTransactions,
+        Reason::InvalidProducerIdMapping,
     ];
 
     /// The word on the wire, and the gRPC code and Kafka error code the refusal is answered with: the one table.
@@ -208,6 +218,9 @@ impl Reason {
             Reason::Unsupported => ("unsupported", Code::Unimplemented, 35), // UNSUPPORTED_VERSION
             Reason::TimedOut => ("timed-out", Code::DeadlineExceeded, 7), // REQUEST_TIMED_OUT
             Reason::PermissionDenied => ("permission-denied", Code::PermissionDenied, 29), // TOPIC_AUTHORIZATION_FAILED
+            Reason::InvalidTxnState => ("invalid-txn-state", Code::FailedPrecondition, 48), // INVALID_TXN_STATE
+            Reason::ConcurrentTransactions => ("concurrent-transactions", Code::Unavailable, 51), // CONCURRENT_TRANSACTIONS
+            Reason::InvalidProducerIdMapping => ("invalid-producer-id-mapping", Code::FailedPrecondition, 49), // INVALID_PRODUCER_ID_MAPPING
         }
     }
 

@@ -20,6 +20,11 @@
 //!   forward: by retention (to a segment's base) or by [`Log::delete_records_before`] (to any offset up to the high
 //!   watermark, stored in `log-start-offset.checkpoint` before it is published, so a restart keeps it; a damaged
 //!   one keeps the log closed rather than serve deleted records).
+//! - A transactional batch opens its producer's transaction and only a control batch the broker appends
+//!   ([`Log::append_control_unsynced`]) ends it; [`Log::last_stable_offset`] never passes an open transaction's
+//!   first batch (its first unstable offset is published before the high watermark moves past it), and the aborted
+//!   transactions are kept in the producer snapshots and rebuilt by replay, so `read_committed` readers get the
+//!   same answers after a crash or a truncation (`producer_state.rs`, `log/transactions.rs`).
 //! - Index files are a cache: they are rebuilt from the `.log` whenever missing or implausible. An active
 //!   segment's indexes live in memory until it is sealed; a sealed one's are mapped and their files closed.
 //! - Only the active segment holds a descriptor of its own; sealed segments are read through a bounded

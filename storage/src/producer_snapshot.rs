@@ -152,8 +152,7 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<ProducerState, &'static 
                 timestamp_ms: i64::from_be_bytes(reader.take()?),
             });
         }
-        let last_seen_ms =
-            last_seen_ms.unwrap_or_else(|| batches.back().map_or(i64::MIN, |batch| batch.timestamp_ms));
+        let last_seen_ms = last_seen_ms.unwrap_or_else(|| batches.back().map_or(i64::MIN, |batch| batch.timestamp_ms));
         state.insert(producer_id, ProducerEntry { epoch, batches, transaction_first_offset, last_seen_ms });
     }
     if !is_v1 {
@@ -288,7 +287,11 @@ mod tests {
             let mut marker = 0;
             for (producer_id, length, gap) in aborted {
                 marker += gap + length;
-                state.push_aborted(AbortedTransaction { producer_id, first_offset: marker - length, last_offset: marker });
+                state.push_aborted(AbortedTransaction {
+                    producer_id,
+                    first_offset: marker - length,
+                    last_offset: marker,
+                });
             }
             state
         })

@@ -234,7 +234,8 @@ impl ProducerState {
         if producer_id < 0 {
             return;
         }
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(marker.producer_epoch, now_ms));
+        let entry =
+            self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(marker.producer_epoch, now_ms));
         if marker.producer_epoch > entry.epoch {
             entry.enter_epoch(marker.producer_epoch);
         }
@@ -313,8 +314,7 @@ impl ProducerState {
     pub fn expire(&mut self, now_ms: i64, expiration_ms: u64) -> usize {
         let before = self.producers.len();
         let horizon = now_ms.saturating_sub(i64::try_from(expiration_ms).unwrap_or(i64::MAX));
-        self.producers
-            .retain(|_, entry| entry.last_seen_ms > horizon || entry.transaction_first_offset.is_some());
+        self.producers.retain(|_, entry| entry.last_seen_ms > horizon || entry.transaction_first_offset.is_some());
         before - self.producers.len()
     }
 }

@@ -23,6 +23,11 @@
 # every codec, consumes, and commits as a group of two; `rill` reads its records and shows its commits.
 # test_kafka_quotas.py: confluent-kafka's producer and consumer under quotas `rill quota set` gives their client
 # ids: throttled (their `throttle_cb` told), slowed to the quota, every record once and in order.
+# test_kafka_transactions.py: confluent-kafka's transactional producer: read_committed consumers get committed
+# transactions only and stop at an open one's first offset, read_uncommitted ones get aborted records too, markers
+# take offsets; a second init_transactions fences a zombie and aborts its open transaction; the broker aborts a
+# transaction past its timeout; consume-transform-produce commits the group's offsets with the transaction and an
+# abort moves nothing; a transaction open at a SIGKILL of the broker is aborted by the next init_transactions.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
@@ -41,4 +46,4 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_cluster_admin.py \
   tests/compat/test_kafka_tls.py \
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
-  tests/compat/test_kafka_quotas.py "$@"
+  tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py "$@"

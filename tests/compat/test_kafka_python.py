@@ -168,8 +168,8 @@ def uncompressed_under(codec):
     return with_crc(batch)
 
 
-def transactional():
-    builder = DefaultRecordBatchBuilder(2, 0, True, 1000, 0, 0, 1 << 20)
+def transactional_without_producer():
+    builder = DefaultRecordBatchBuilder(2, 0, True, -1, -1, -1, 1 << 20)
     builder.append(0, 1_700_000_000_000, None, b"in a transaction", [])
     return bytes(builder.build())
 
@@ -184,7 +184,7 @@ REFUSED = {
     "offset deltas with a gap": lambda: build("none", offsets=[0, 2, 3]),
     "compressed offset deltas with a gap": lambda: build("zstd", offsets=[0, 2, 3]),
     "a control batch": lambda: patched(build("none"), ATTRIBUTES_AT, ">h", 0x20),
-    "a transactional batch": transactional,
+    "a transactional batch without a producer id": transactional_without_producer,
     "a max timestamp above every record's": lambda: patched(build("none"), MAX_TIMESTAMP_AT, ">q", 1_800_000_000_000),
     "a max timestamp below the records'": lambda: patched(build("lz4"), MAX_TIMESTAMP_AT, ">q", 1_600_000_000_000),
 }

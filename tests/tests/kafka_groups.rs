@@ -117,8 +117,11 @@ async fn find_coordinator_names_this_node_for_one_key_or_many() {
     assert_eq!(codes, [("a".into(), 0, 19092), ("b".into(), 0, 19092), ("".into(), 24, -1)], "INVALID_GROUP_ID");
     let transactional = FindCoordinatorRequest::default().with_key(text("tx")).with_key_type(1);
     let found: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &transactional).await;
-    assert_eq!(found.error_code, 42, "INVALID_REQUEST: no transaction coordinator");
-    assert!(found.error_message.expect("a message").contains("transactions"));
+    assert_eq!((found.error_code, found.port), (0, 19092), "a single node coordinates transactional ids too");
+    let unknown_type = FindCoordinatorRequest::default().with_key(text("tx")).with_key_type(2);
+    let found: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &unknown_type).await;
+    assert_eq!(found.error_code, 42, "INVALID_REQUEST: an unknown key type");
+    assert!(found.error_message.expect("a message").contains("transactional ids (1)"));
 }
 
 #[tokio::test]

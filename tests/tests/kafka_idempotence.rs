@@ -1,6 +1,7 @@
 //! Idempotent producers on the Kafka port: InitProducerId issues ids, a retried batch is answered with its
 //! original base offset and stored once, a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch
-//! INVALID_PRODUCER_EPOCH, a transactional id is refused, and ids stay unique across a restart.
+//! INVALID_PRODUCER_EPOCH, and ids stay unique across a restart; a transactional id keeps its producer id at a new
+//! epoch each time, and its batches are taken only inside its open transaction, for the partitions it added.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -49,12 +50,66 @@ async fn init_producer_id_issues_distinct_ids_at_every_version_and_after_a_resta
     assert_eq!(unique.len(), issued.len(), "ids are never issued twice: {issued:?}");
 }
 
+/// `batch` with the transactional attribute bit set (and its CRC again).
+fn transactional(batch: Bytes) -> Bytes {
+    let mut bytes = batch.to_vec();
+    let mut header = rill_protocol::BatchHeader::parse(&bytes).expect("a header");
+    header.attributes |= rill_protocol::batch::TRANSACTIONAL_BIT;
+    rill_protocol::record::write_header(&mut bytes, &header);
+    Bytes::from(bytes)
+}
+
+async fn add_partition(client: &mut KafkaClient, id: i64, epoch: i16) -> i16 {
+    let topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![0]);
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("orders-tx")))
+        .with_v3_and_below_producer_id(ProducerId(id))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![topic]);
+    let response: AddPartitionsToTxnResponse = client.call(ApiKey::AddPartitionsToTxn, 3, &request).await;
+    response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+async fn end_transaction(client: &mut KafkaClient, id: i64, epoch: i16, commit: bool) -> i16 {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("orders-tx")))
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let response: EndTxnResponse = client.call(ApiKey::EndTxn, 3, &request).await;
+    response.error_code
+}
+
 #[tokio::test]
-async fn a_transactional_id_is_refused() {
-    let broker = TestBroker::start().await;
+async fn a_transactional_ids_batches_go_only_into_its_open_transaction_for_the_partitions_it_added() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
     let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
-    let (error, id, _) = init_producer_id(&mut client, 4, Some("orders-tx")).await;
-    assert_eq!((error, id), (ResponseError::TransactionalIdAuthorizationFailed.code(), -1));
+    let (error, id, epoch) = init_producer_id(&mut client, 4, Some("orders-tx")).await;
+    assert_eq!((error, epoch), (0, 0));
+    let batch = |values: &[&str], sequence| transactional(idempotent_batch_of(values, id, epoch, sequence));
+    let (refused, _) = produce(&mut client, "t", batch(&["a"], 0)).await;
+    assert_eq!(refused, ResponseError::InvalidTxnState.code(), "the partition was not added");
+    assert_eq!(add_partition(&mut client, id, epoch).await, 0);
+    assert_eq!(produce(&mut client, "t", batch(&["a", "b"], 0)).await, (0, 0));
+    assert_eq!(end_transaction(&mut client, id, epoch, true).await, 0);
+    assert_eq!(end_transaction(&mut client, id, epoch, true).await, 0, "a retried commit succeeds again");
+    assert_eq!(end_transaction(&mut client, id, epoch, false).await, ResponseError::InvalidTxnState.code());
+    let (refused, _) = produce(&mut client, "t", batch(&["c"], 2)).await;
+    assert_eq!(refused, ResponseError::InvalidTxnState.code(), "after the commit, outside any transaction");
+    // A new instance: same producer id, the next epoch; the old one is fenced.
+    let (error, again, next) = init_producer_id(&mut client, 4, Some("orders-tx")).await;
+    assert_eq!((error, again, next), (0, id, 1));
+    assert_eq!(add_partition(&mut client, id, epoch).await, ResponseError::ProducerFenced.code());
+    let (error, ..) = init_producer_id(&mut client, 2, Some("orders-tx")).await;
+    assert_eq!(error, 0, "v2 has no producer id to check");
+    let too_long = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("orders-tx"))))
+        .with_transaction_timeout_ms(3_600_000);
+    let response: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &too_long).await;
+    assert_eq!(response.error_code, ResponseError::InvalidTransactionTimeout.code());
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ async fn each_batch_kafka_refuses_is_invalid_argument_and_appends_nothing() {
         ("no records", batch_around(&[], 0, 0), "at least one record"),
         ("a lying max timestamp", with_header(&good, |h| h.max_timestamp += 1_000_000), "max timestamp"),
         ("a control batch", with_header(&good, |h| h.attributes |= 0x20), "control"),
-        ("a transactional batch", with_header(&good, |h| h.attributes |= 0x10), "transactions"),
+        ("a transactional batch without a producer id", with_header(&good, |h| h.attributes |= 0x10), "producer id"),
         (
             "records with offset deltas out of order",
             batch_around(&[plain_records, plain_records].concat(), 6, 0),

@@ -21,6 +21,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
     // The group coordinator (docs/kafka.md): FindCoordinator v4 batches keys; OffsetCommit v9 and OffsetFetch v9
     // carry KIP-848 member epochs, checked in a KIP-848 group.
     (ApiKey::FindCoordinator, 0, 4),
@@ -116,7 +120,8 @@ mod tests {
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
-        assert_eq!(supported_versions(ApiKey::EndTxn as i16), None);
+        assert_eq!(supported_versions(ApiKey::EndTxn as i16), Some((0, 3)));
+        assert_eq!(supported_versions(ApiKey::WriteTxnMarkers as i16), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod client_quotas;
 #[cfg(test)]
 mod fuzz;
 mod groups;
+mod transactions;
 
 /// Why a request body is refused before decoding.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,7 +61,10 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::DeleteAcls => acls::delete_acls(&mut walk, version)?,
         ApiKey::DescribeClientQuotas => client_quotas::describe_client_quotas(&mut walk, version)?,
         ApiKey::AlterClientQuotas => client_quotas::alter_client_quotas(&mut walk, version)?,
-        // ApiVersions, Heartbeat and DescribeCluster have no arrays; any other API is not decoded.
+        ApiKey::AddPartitionsToTxn => transactions::add_partitions_to_txn(&mut walk, version)?,
+        ApiKey::TxnOffsetCommit => transactions::txn_offset_commit(&mut walk, version)?,
+        // ApiVersions, Heartbeat, DescribeCluster, AddOffsetsToTxn and EndTxn have no arrays; any other API is not
+        // decoded.
         _ => return Ok(body.len()),
     }
     Ok(walk.at)

@@ -356,7 +356,7 @@ pub async fn answer(
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = init_producer_id::answer(kafka, &request, principal).await;
+            let response = init_producer_id::answer(kafka, &request, version, principal).await;
             error_counts::count(kafka, api, &response);
             encode_response(correlation_id, header_version, &response, version)?
         }

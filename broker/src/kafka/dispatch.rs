@@ -14,7 +14,7 @@ use super::{
     acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
     delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
     groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
-    sync_group, topics_admin, KafkaContext,
+    sync_group, topics_admin, transactions, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -65,6 +65,7 @@ pub async fn answer(
             // v4+ may ask for several groups at once; each is asked DESCRIBE (one denied refuses the request).
             let denied = std::iter::once(key)
                 .chain(request.coordinator_keys.iter().skip(1).map(|k| k.to_string()))
+                .filter(|_| request.key_type == find_coordinator::KEY_TYPE_GROUP)
                 .find_map(|group| group_denial(kafka, &caller, Operation::Describe, &group));
             match denied {
                 Some(GroupDenial { code, message }) if version < 4 => FindCoordinatorResponse::default()
@@ -85,7 +86,7 @@ pub async fn answer(
                         })
                         .collect(),
                 ),
-                None => find_coordinator::answer(kafka, request, version),
+                None => find_coordinator::answer(kafka, request, version, &caller.principal),
             }
         }),
         ApiKey::OffsetCommit => {
@@ -192,6 +193,24 @@ pub async fn answer(
         ApiKey::AlterClientQuotas => {
             serve!(AlterClientQuotasRequest, |request| client_quotas::alter(kafka, request, &caller.principal).await)
         }
+        ApiKey::AddPartitionsToTxn => serve!(AddPartitionsToTxnRequest, |request| {
+            transactions::add_partitions(kafka, request, version, &caller.principal).await
+        }),
+        ApiKey::AddOffsetsToTxn => {
+            serve!(AddOffsetsToTxnRequest, |request| transactions::add_offsets(
+                kafka,
+                request,
+                version,
+                &caller.principal
+            )
+            .await)
+        }
+        ApiKey::EndTxn => {
+            serve!(EndTxnRequest, |request| transactions::end(kafka, request, version, &caller.principal).await)
+        }
+        ApiKey::TxnOffsetCommit => serve!(TxnOffsetCommitRequest, |request| {
+            transactions::commit_offsets(kafka, request, version, &caller.principal).await
+        }),
         other => Err(RequestError::NotServed(other)),
     }
 }

@@ -35,7 +35,22 @@ request_level!(
     DescribeClusterResponse,
     DescribeAclsResponse,
     DescribeClientQuotasResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
 );
+
+impl ErrorCodes for AddPartitionsToTxnResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        let partitions = self.results_by_topic_v3_and_below.iter().flat_map(|t| &t.results_by_partition);
+        partitions.for_each(|p| count(p.partition_error_code));
+    }
+}
+
+impl ErrorCodes for TxnOffsetCommitResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
 
 impl ErrorCodes for AlterClientQuotasResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {

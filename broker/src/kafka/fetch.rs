@@ -16,6 +16,11 @@
 //! its own in the frame (`response_frame.rs`, no copy), so a consumer's round trip carries up to what it allows
 //! (with one append a fetch, a replay of 1 MB appends took a round trip a megabyte whatever the client asked).
 //!
+//! `isolation_level` 1 (`read_committed`) reads below the partition's last stable offset only (no batch of a
+//! transaction still open), and each answer lists the aborted transactions its batches overlap (producer id and
+//! first offset), which the client skips to their abort markers, as against Kafka. Every answer carries the last
+//! stable offset.
+//!
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
@@ -24,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -112,7 +119,7 @@ pub async fn answer(
                 watchers.spawn(async move { high_watermark.changed().await.is_ok() });
             }
         }
-        let (responses, bytes, joined) = read_all(&topics, response_max_bytes).await;
+        let (responses, bytes, joined) = read_all(&topics, response_max_bytes, request.isolation_level == 1).await;
         // A diverging epoch, like an error, is answered at once: waiting cannot change it.
         let has_error = responses
             .iter()
@@ -162,6 +169,7 @@ fn batch_runs(response: &mut FetchResponse, joined: Vec<BatchRun>) -> Vec<BatchR
 async fn read_all(
     topics: &[(kafka_protocol::messages::TopicName, Vec<Wanted>)],
     max_bytes: usize,
+    is_read_committed: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, Vec<BatchRun>) {
     let mut budget = max_bytes;
     let mut total = 0;
@@ -183,7 +191,7 @@ async fn read_all(
                 (partition.log().log_start_offset(), partition.log().high_watermark());
             let data = data
                 .with_high_watermark(high_watermark)
-                .with_last_stable_offset(high_watermark)
+                .with_last_stable_offset(partition.log().last_stable_offset())
                 .with_log_start_offset(log_start_offset);
             if let Some(diverging) = wanted.diverging_epoch(partition, leader_epoch) {
                 tracing::debug!(
@@ -211,7 +219,10 @@ async fn read_all(
             request_trace::record_outcome(&span, &read);
             match read {
                 Ok(mut read) => {
-                    let mut runs = vec![std::mem::take(&mut read.batches)];
+                    // Read after the batches: what the read returned below it is stable.
+                    let last_stable = partition.log().last_stable_offset();
+                    let stable_end = is_read_committed.then_some(last_stable);
+                    let mut runs = vec![whole_batches_below(std::mem::take(&mut read.batches), stable_end)];
                     let mut taken = runs[0].len();
                     let mut next = next_offset_after(&runs[0]);
                     while let Some(offset) = next.filter(|_| taken < allowance.min(JOINED_RUN_MAX_BYTES)) {
@@ -219,11 +230,28 @@ async fn read_all(
                         else {
                             break;
                         };
-                        taken += more.batches.len();
-                        next = next_offset_after(&more.batches);
+                        let batches = whole_batches_below(more.batches, stable_end);
+                        if batches.is_empty() {
+                            break;
+                        }
+                        taken += batches.len();
+                        next = next_offset_after(&batches);
                         read.high_watermark = read.high_watermark.max(more.high_watermark);
-                        runs.push(more.batches);
+                        runs.push(batches);
                     }
+                    let aborted = match (is_read_committed, next) {
+                        (true, Some(end)) => partition
+                            .log()
+                            .aborted_transactions(wanted.fetch_offset, end)
+                            .into_iter()
+                            .map(|aborted| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(aborted.producer_id.into())
+                                    .with_first_offset(aborted.first_offset)
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
                     let records = match runs.len() {
                         1 => runs.pop().unwrap_or_default(),
                         _ => match BatchRun::joining(runs) {
@@ -239,9 +267,9 @@ async fn read_all(
                     budget = budget.saturating_sub(records.len());
                     partitions.push(
                         data.with_high_watermark(read.high_watermark)
-                            .with_last_stable_offset(read.high_watermark)
+                            .with_last_stable_offset(last_stable.min(read.high_watermark))
                             .with_log_start_offset(read.log_start_offset)
-                            .with_aborted_transactions(Some(Vec::new()))
+                            .with_aborted_transactions(Some(aborted))
                             .with_records(Some(records)),
                     );
                 }
@@ -254,4 +282,51 @@ async fn read_all(
         responses.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
     }
     (responses, total, joined)
+}
+
+/// The whole batches of `batches` that start below `end` (all of them when `end` is `None`): a `read_committed`
+/// read stops at the last stable offset, always on a batch's start (the first batch of the oldest open
+/// transaction), so no batch is cut.
+fn whole_batches_below(batches: Bytes, end: Option<i64>) -> Bytes {
+    let Some(end) = end else { return batches };
+    let mut kept = 0;
+    let mut rest = &batches[..];
+    while let Ok(header) = rill_protocol::BatchHeader::parse(rest) {
+        if header.base_offset >= end {
+            break;
+        }
+        let length = header.total_bytes();
+        let Some(after) = rest.get(length..) else { break };
+        kept += length;
+        rest = after;
+    }
+    batches.slice(..kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_protocol::{Record, RecordBatchBuilder};
+
+    fn batches_at(bases: &[i64]) -> Bytes {
+        let mut all = Vec::new();
+        for &base in bases {
+            let mut builder = RecordBatchBuilder::default();
+            builder.push(&Record { key: None, value: Some(vec![1]), headers: Vec::new(), timestamp_ms: 1 });
+            let mut batch = builder.build();
+            rill_protocol::batch::set_base_offset(&mut batch, base);
+            all.extend_from_slice(&batch);
+        }
+        Bytes::from(all)
+    }
+
+    #[test]
+    fn a_read_committed_read_keeps_the_whole_batches_below_the_last_stable_offset() {
+        let read = batches_at(&[3, 4, 5]);
+        let one = read.len() / 3;
+        assert_eq!(whole_batches_below(read.clone(), None).len(), read.len());
+        assert_eq!(whole_batches_below(read.clone(), Some(5)).len(), 2 * one);
+        assert_eq!(whole_batches_below(read.clone(), Some(3)).len(), 0);
+        assert_eq!(whole_batches_below(read.clone(), Some(100)).len(), read.len());
+    }
 }

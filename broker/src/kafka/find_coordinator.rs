@@ -3,7 +3,9 @@
 //! way). On a cluster the coordinator is the leader of the group's `__consumer_offsets` partition
 //! (`offsets::replicated`), named by its id and cluster address; COORDINATOR_NOT_AVAILABLE while that partition
 //! has no leader (or the topic is not placed yet). v4 asks for several groups at once (`coordinator_keys`); earlier
-//! versions for one (`key`). Transactions have no coordinator here: a transactional key is refused.
+//! versions for one (`key`). A transactional id's coordinator (key type 1) is the single node itself; a cluster
+//! has none yet, and refuses the key as Kafka refuses a transactional id a client may not use (fatal in clients,
+//! which report it rather than retry forever).
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -13,16 +15,23 @@ use kafka_protocol::ResponseError;
 use super::KafkaContext;
 use crate::groups::check_group_id;
 
-/// Kafka's key type of a consumer group (the other, 1, is a transactional id).
-const KEY_TYPE_GROUP: i8 = 0;
+/// Kafka's key type of a consumer group.
+pub const KEY_TYPE_GROUP: i8 = 0;
+/// Kafka's key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn answer(kafka: &KafkaContext, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub fn answer(
+    kafka: &KafkaContext,
+    request: FindCoordinatorRequest,
+    version: i16,
+    principal: &crate::auth::Principal,
+) -> FindCoordinatorResponse {
+    let find = |key: &StrBytes| coordinator_for(kafka, request.key_type, key, principal);
     if version >= 4 {
-        let coordinators =
-            request.coordinator_keys.iter().map(|key| coordinator_for(kafka, request.key_type, key)).collect();
+        let coordinators = request.coordinator_keys.iter().map(find).collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let found = coordinator_for(kafka, request.key_type, &request.key);
+    let found = find(&request.key);
     FindCoordinatorResponse::default()
         .with_error_code(found.error_code)
         .with_error_message(found.error_message)
@@ -31,7 +40,12 @@ pub fn answer(kafka: &KafkaContext, request: FindCoordinatorRequest, version: i1
         .with_port(found.port)
 }
 
-fn coordinator_for(kafka: &KafkaContext, key_type: i8, key: &StrBytes) -> Coordinator {
+fn coordinator_for(
+    kafka: &KafkaContext,
+    key_type: i8,
+    key: &StrBytes,
+    principal: &crate::auth::Principal,
+) -> Coordinator {
     let refused = |error: ResponseError, message: String| {
         Coordinator::default()
             .with_key(key.clone())
@@ -40,21 +54,38 @@ fn coordinator_for(kafka: &KafkaContext, key_type: i8, key: &StrBytes) -> Coordi
             .with_error_code(error.code())
             .with_error_message(Some(StrBytes::from_string(message)))
     };
+    let itself = || {
+        Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(kafka.node_id))
+            .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
+            .with_port(i32::from(kafka.advertised_port))
+    };
+    if key_type == KEY_TYPE_TRANSACTION {
+        return match super::transactions::coordinator(kafka, principal, key.as_str()) {
+            Ok(_) => itself(),
+            Err(code) => Coordinator::default()
+                .with_key(key.clone())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(match kafka.node.transactions {
+                    None => crate::transactions::TransactionError::NotServed.to_string(),
+                    Some(_) => "with authorization on, only super users may use transactional ids".to_string(),
+                }))),
+        };
+    }
     if key_type != KEY_TYPE_GROUP {
         return refused(
             ResponseError::InvalidRequest,
-            format!("key type {key_type} is not served: rill coordinates consumer groups (0) only, no transactions"),
+            format!("key type {key_type} is not served: consumer groups (0) and transactional ids (1) are"),
         );
     }
     if let Err(err) = check_group_id(key.as_str()) {
         return refused(ResponseError::InvalidGroupId, err.to_string());
     }
     if kafka.node.replication.is_none() {
-        return Coordinator::default()
-            .with_key(key.clone())
-            .with_node_id(BrokerId(kafka.node_id))
-            .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
-            .with_port(i32::from(kafka.advertised_port));
+        return itself();
     }
     let Some((node_id, address)) = kafka.node.offsets.coordinator(key.as_str()) else {
         return refused(

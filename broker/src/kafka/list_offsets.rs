@@ -52,7 +52,7 @@ pub async fn answer(
         for asked in topic.partitions {
             let answer = ListOffsetsPartitionResponse::default().with_partition_index(asked.partition_index);
             let found = match authorized {
-                Ok(()) => offset_for(kafka, topic.name.0.as_str(), &asked).await,
+                Ok(()) => offset_for(kafka, topic.name.0.as_str(), &asked, request.isolation_level == 1).await,
                 Err(code) => Err(code),
             };
             partitions.push(match found {
@@ -86,7 +86,14 @@ enum Spec {
     LatestTiered,
 }
 
-async fn offset_for(kafka: &KafkaContext, topic: &str, asked: &ListOffsetsPartition) -> Result<Found, i16> {
+/// `is_read_committed` (isolation level 1): "latest" and timestamps answer below the last stable offset, as
+/// Kafka's do, so a `read_committed` consumer never starts inside an open transaction.
+async fn offset_for(
+    kafka: &KafkaContext,
+    topic: &str,
+    asked: &ListOffsetsPartition,
+    is_read_committed: bool,
+) -> Result<Found, i16> {
     let (partition, leader_epoch) =
         led_partition(&kafka.node, topic, asked.partition_index, asked.current_leader_epoch)?;
     let query = match spec_of(asked.timestamp)? {
@@ -95,7 +102,10 @@ async fn offset_for(kafka: &KafkaContext, topic: &str, asked: &ListOffsetsPartit
         Spec::LatestTiered => return Ok(Found { offset: NONE, leader_epoch: NONE as i32, timestamp: NONE }),
     };
     let log = Arc::clone(partition.log());
-    let window = LeaderWindow::of(&log);
+    let mut window = LeaderWindow::of(&log);
+    if is_read_committed {
+        window.high_watermark = window.high_watermark.min(log.last_stable_offset());
+    }
     let (found_offset, largest) = match query {
         OffsetQuery::Timestamp(timestamp_ms) => {
             let found = blocking(move || Ok(log.offset_for_timestamp(timestamp_ms)?)).await;

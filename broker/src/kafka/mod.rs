@@ -54,6 +54,7 @@ mod sasl;
 mod sync_group;
 mod topic_configs;
 mod topics_admin;
+mod transactions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! group has committed. v8 asks for several groups in one request. v9 (KIP-848) names the asking member and its
 //! epoch: in a group of KIP-848 members they are checked as a commit's are (UNKNOWN_MEMBER_ID,
 //! STALE_MEMBER_EPOCH), so a member fenced out of the group does not resume from offsets it no longer owns.
-//! With no transactions every offset is stable, so `require_stable` needs no wait.
+//! `require_stable` (v7+, what a `read_committed` consumer sends): a partition whose offset an open transaction is
+//! committing gets UNSTABLE_OFFSET_COMMIT, which the client retries until the transaction ends, as with Kafka.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -16,6 +17,17 @@ use super::group_errors::{classic_code, group_code};
 use super::KafkaContext;
 use crate::groups::check_group_id;
 use crate::offsets::{Committed, OffsetKey};
+
+/// Kafka's UNSTABLE_OFFSET_COMMIT.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
+/// Whether an open transaction is committing an offset of the group's partition.
+fn is_unstable(kafka: &KafkaContext, group: &str, topic: &str, partition: i32) -> bool {
+    let (Some(transactions), Ok(partition)) = (kafka.node.transactions.as_deref(), u32::try_from(partition)) else {
+        return false;
+    };
+    transactions.has_pending_offset(group, topic, partition)
+}
 
 /// One partition's committed offset (or none), found for one group.
 struct Found {
@@ -48,11 +60,14 @@ pub fn answer(
                         let partitions = found
                             .into_iter()
                             .map(|f| {
+                                let unstable = request.require_stable
+                                    && is_unstable(kafka, asked.group_id.0.as_str(), name.0.as_str(), f.partition);
                                 let (offset, metadata) = offset_and_metadata(f.committed);
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(f.partition)
-                                    .with_committed_offset(offset)
+                                    .with_committed_offset(if unstable { -1 } else { offset })
                                     .with_metadata(metadata)
+                                    .with_error_code(if unstable { UNSTABLE_OFFSET_COMMIT } else { 0 })
                             })
                             .collect();
                         OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
@@ -77,11 +92,15 @@ pub fn answer(
             let partitions = found
                 .into_iter()
                 .map(|f| {
+                    let unstable = version >= 7
+                        && request.require_stable
+                        && is_unstable(kafka, request.group_id.0.as_str(), name.0.as_str(), f.partition);
                     let (offset, metadata) = offset_and_metadata(f.committed);
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(f.partition)
-                        .with_committed_offset(offset)
+                        .with_committed_offset(if unstable { -1 } else { offset })
                         .with_metadata(metadata)
+                        .with_error_code(if unstable { UNSTABLE_OFFSET_COMMIT } else { 0 })
                 })
                 .collect();
             OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)

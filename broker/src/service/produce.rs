@@ -24,6 +24,7 @@ use crate::partition::Partition;
 use crate::registry::Topic;
 use crate::replication::{CannotWrite, Replication};
 use crate::request_trace;
+use crate::transactions::{AdmittedTransactional, TransactionError};
 
 /// Produces under a `produce` span (`request_trace`) that continues the trace of the batches' first records.
 pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::ProduceResponse> {
@@ -42,6 +43,8 @@ pub struct AdmittedProduce {
     acks: v1::Acks,
     /// In a cluster: where the leader's appends are replicated, and the leader epoch the produce was admitted in.
     leader_epoch: Option<(Arc<Replication>, u32)>,
+    /// A transactional produce's admission, held until its batches are queued (`transactions/`).
+    transaction: Option<AdmittedTransactional>,
 }
 
 /// Checks a produce and picks its partition, waiting on nothing: a caller that admits produces one after the
@@ -61,11 +64,11 @@ pub fn admit(node: &Node, request: v1::ProduceRequest) -> Result<AdmittedProduce
     }
     let admitted = span.in_scope(|| admit_in(node, request, &span));
     request_trace::record_outcome(&span, &admitted);
-    let (partition, batches, acks, leader_epoch) = admitted?;
-    Ok(AdmittedProduce { span, partition, batches, acks, leader_epoch })
+    let (partition, batches, acks, leader_epoch, transaction) = admitted?;
+    Ok(AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction })
 }
 
-type Admission = (Arc<Partition>, Vec<Bytes>, v1::Acks, Option<(Arc<Replication>, u32)>);
+type Admission = (Arc<Partition>, Vec<Bytes>, v1::Acks, Option<(Arc<Replication>, u32)>, Option<AdmittedTransactional>);
 
 fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Admission> {
     if node.is_shutting_down() {
@@ -106,6 +109,7 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
     };
     span.record("partition", i64::from(index));
     let partition = topic.partition(index)?;
+    let transaction = admit_transactional(node, &batches, &request.topic, index)?;
     // In a cluster: only the leader takes produces, and ACKS_ALL needs enough in-sync replicas first.
     let leader_epoch = match &node.replication {
         Some(replication) => {
@@ -124,7 +128,32 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
         }
         return Err(err);
     }
-    Ok((partition, batches, acks, leader_epoch))
+    Ok((partition, batches, acks, leader_epoch, transaction))
+}
+
+/// A produce of transactional batches goes on only inside its producer's open transaction, with the partition
+/// added to it; the admission is held until the batches are queued. One look at each batch's attributes for any
+/// other produce.
+fn admit_transactional(
+    node: &Node,
+    batches: &[Bytes],
+    topic: &str,
+    index: u32,
+) -> Result<Option<AdmittedTransactional>> {
+    // One without a producer id is the produce rules' to refuse (INVALID_ARGUMENT, saying what is missing).
+    let mut headers = batches
+        .iter()
+        .filter_map(|batch| BatchHeader::parse(batch).ok())
+        .filter(|header| header.is_transactional() && header.producer_id >= 0);
+    let Some(first) = headers.next() else { return Ok(None) };
+    if headers.any(|header| (header.producer_id, header.producer_epoch) != (first.producer_id, first.producer_epoch)) {
+        return Err(BrokerError::invalid(
+            "records",
+            "transactional batches of one produce must come from one producer id and epoch",
+        ));
+    }
+    let Some(transactions) = &node.transactions else { return Err(TransactionError::NotServed.into()) };
+    Ok(Some(transactions.admit_produce(&first, topic, index)?))
 }
 
 impl AdmittedProduce {
@@ -143,15 +172,17 @@ impl AdmittedProduce {
     }
 
     async fn produce_in(self, on_queued: impl FnOnce()) -> Result<v1::ProduceResponse> {
-        let AdmittedProduce { span, partition, batches, acks, leader_epoch } = self;
+        let AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction } = self;
         let index = partition.index;
         if acks == v1::Acks::None {
             partition.append_unacknowledged(batches).await?;
+            drop(transaction);
             on_queued();
             return Ok(v1::ProduceResponse { partition: index, base_offset: -1, last_offset: -1, append_time_ms: -1 });
         }
         let (count, bytes) = (batches.len(), batches.iter().map(Bytes::len).sum::<usize>());
         let queued = partition.enqueue(batches).await?;
+        drop(transaction);
         on_queued();
         // A leader whose disk is full, or whose log had an fsync fail, hands the partition over rather than
         // refusing until space is freed or the node restarts.

@@ -191,6 +191,8 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     }
     let quotas = Arc::new(crate::quotas::store::QuotaStore::open(&data_dir)?);
     let node = Arc::new_cyclic(|weak| Node {
+        // A cluster node: no transaction coordinator.
+        transactions: None,
         quotas: Arc::new(crate::quotas::throttle::ClientThrottle::new(
             quotas,
             std::time::Duration::from_millis(config.quota_window_ms),

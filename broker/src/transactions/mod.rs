@@ -1,0 +1,636 @@
+//! Kafka transactions on a single node: the transaction coordinator (Kafka's `TransactionCoordinator`), which
+//! turns InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn into transactional ids'
+//! states (`state.rs`), stored durably (`store.rs`), and into the markers (control batches) written to every
+//! partition a transaction touched. The log does the rest (`rill_storage`'s producer state): its last stable
+//! offset and aborted transactions are what `read_committed` consumers read by.
+//!
+//! Invariants, and what each protects:
+//! - A transactional batch is appended only while its producer's transaction is `Ongoing` at its epoch and has
+//!   the partition added ([`TransactionCoordinator::admit_produce`]); the check holds a read guard of the id's gate
+//!   until the batch is on the partition's queue, and an end of the transaction takes the gate for write before it
+//!   moves the state on. So no batch of a transaction lands after its marker, which would leave a transaction open
+//!   in the log that its coordinator considers finished (Kafka's "hanging transaction", KIP-890).
+//! - The outcome (`PrepareCommit` / `PrepareAbort`) is stored before the first marker is written, and markers are
+//!   fsynced before the transaction is `Complete`: a crash anywhere finishes the same outcome at the next start
+//!   ([`TransactionCoordinator::run_timers`]), and a completed transaction's marker is on disk with its records.
+//! - A transaction's committed offsets reach the group's offset store only after every marker is durable, and an
+//!   aborted one's never do.
+//! - Every operation on one transactional id runs alone (its `operation` lock); ids do not wait for each other.
+//! - Bounded: at most [`MAX_TRANSACTIONAL_IDS`] ids (idle ones expire after [`ID_EXPIRATION_MS`]), at most
+//!   [`MAX_TRANSACTION_PARTITIONS`] partitions and [`MAX_PENDING_OFFSETS`] offsets in one transaction, a timeout of at
+//!   most [`MAX_TRANSACTION_TIMEOUT_MS`].
+//!
+//! A cluster node has no coordinator yet (`Node::transactions` is `None`): a transactional id is refused there.
+
+pub mod state;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_protocol::control::{end_transaction_marker, TransactionOutcome};
+use rill_protocol::BatchHeader;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+
+use crate::error::{BrokerError, Result};
+use crate::node::{now_ms, Node};
+use crate::offsets::OffsetKey;
+pub use state::{PendingOffset, TransactionMetadata, TransactionState};
+
+/// Kafka's `transaction.max.timeout.ms` default: the longest a producer may ask its transactions to stay open.
+pub const MAX_TRANSACTION_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// Kafka's `transactional.id.expiration.ms` default: an id without a transaction this long is forgotten.
+pub const ID_EXPIRATION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+pub const MAX_TRANSACTIONAL_IDS: usize = 10_000;
+pub const MAX_TRANSACTION_PARTITIONS: usize = 10_000;
+pub const MAX_PENDING_OFFSETS: usize = 100_000;
+/// The longest transactional id: Kafka sets none; this keeps the stored state and log lines small.
+pub const MAX_TRANSACTIONAL_ID_BYTES: usize = 1024;
+/// How often timed-out transactions are aborted and prepared ones finished.
+const TIMER_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why the coordinator refused a request; the Kafka port answers each with Kafka's code ([`Self::kafka_code`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    #[error(
+        "transactional id {0:?} is not allowed: it must be 1 to {MAX_TRANSACTIONAL_ID_BYTES} bytes without control \
+         characters"
+    )]
+    InvalidTransactionalId(String),
+    #[error(
+        "transaction timeout {timeout_ms} ms is not allowed: it must be from 1 to {MAX_TRANSACTION_TIMEOUT_MS} ms \
+         (Kafka's transaction.max.timeout.ms)"
+    )]
+    InvalidTimeout { timeout_ms: i64 },
+    #[error(
+        "transactional id {transactional_id:?} has producer id {current}, not {producer_id}: call InitProducerId \
+         again"
+    )]
+    ProducerIdMismatch { transactional_id: String, producer_id: i64, current: i64 },
+    #[error(
+        "producer id {producer_id} has no transactional id on this broker: a transactional batch needs the producer \
+         id InitProducerId gave a transactional id"
+    )]
+    UnknownTransactionalProducer { producer_id: i64 },
+    #[error("transactional id {transactional_id:?} is not initialised: call InitProducerId first")]
+    UnknownTransactionalId { transactional_id: String },
+    #[error(
+        "producer {producer_id} of transactional id {transactional_id:?} has epoch {epoch}, not the current \
+         {current}: a newer instance of it fenced this one, or its transaction timed out"
+    )]
+    Fenced { transactional_id: String, producer_id: i64, epoch: i16, current: i16 },
+    #[error("transactional id {transactional_id:?} is in state {state}: {what} is not allowed there")]
+    InvalidState { transactional_id: String, state: &'static str, what: &'static str },
+    #[error(
+        "partition {partition} of topic {topic:?} is not in the open transaction of transactional id \
+         {transactional_id:?}: add it with AddPartitionsToTxn before producing to it"
+    )]
+    PartitionNotInTransaction { transactional_id: String, topic: String, partition: u32 },
+    #[error(
+        "group {group:?} is not in the open transaction of transactional id {transactional_id:?}: add it with \
+         AddOffsetsToTxn before committing its offsets"
+    )]
+    GroupNotInTransaction { transactional_id: String, group: String },
+    #[error("transactional id {transactional_id:?} is finishing its last transaction: retry shortly")]
+    Concurrent { transactional_id: String },
+    #[error("the broker keeps at most {limit} {what}: {hint}")]
+    TooMany { limit: usize, what: &'static str, hint: &'static str },
+    #[error(
+        "transactions are served by a single node only: this node is part of a cluster, which has no transaction \
+         coordinator yet"
+    )]
+    NotServed,
+}
+
+impl TransactionError {
+    /// Kafka's code for this refusal. `is_fenced_known`: the request's version knows PRODUCER_FENCED (KIP-588);
+    /// older ones get INVALID_PRODUCER_EPOCH, which their clients treat as fenced too.
+    pub fn kafka_code(&self, is_fenced_known: bool) -> i16 {
+        use kafka_protocol::ResponseError as E;
+        match self {
+            TransactionError::InvalidTransactionalId(_) => E::InvalidRequest.code(),
+            TransactionError::InvalidTimeout { .. } => E::InvalidTransactionTimeout.code(),
+            TransactionError::ProducerIdMismatch { .. }
+            | TransactionError::UnknownTransactionalProducer { .. }
+            | TransactionError::UnknownTransactionalId { .. } => E::InvalidProducerIdMapping.code(),
+            TransactionError::Fenced { .. } if is_fenced_known => E::ProducerFenced.code(),
+            TransactionError::Fenced { .. } => E::InvalidProducerEpoch.code(),
+            TransactionError::InvalidState { .. }
+            | TransactionError::PartitionNotInTransaction { .. }
+            | TransactionError::GroupNotInTransaction { .. } => E::InvalidTxnState.code(),
+            TransactionError::Concurrent { .. } => E::ConcurrentTransactions.code(),
+            TransactionError::TooMany { .. } => E::PolicyViolation.code(),
+            TransactionError::NotServed => E::TransactionalIdAuthorizationFailed.code(),
+        }
+    }
+}
+
+/// One transactional id.
+struct TransactionEntry {
+    /// Serialises the coordinator's operations on this id; each may wait for markers and file writes.
+    operation: tokio::sync::Mutex<()>,
+    /// Read by each transactional produce from its check until its batches are queued; written by an end of the
+    /// transaction while it moves the state on (see the module doc).
+    gate: Arc<RwLock<()>>,
+    /// Changed only under `operation`, each change stored before it is answered.
+    meta: Mutex<TransactionMetadata>,
+}
+
+impl TransactionEntry {
+    fn new(meta: TransactionMetadata) -> Arc<Self> {
+        Arc::new(TransactionEntry {
+            operation: tokio::sync::Mutex::new(()),
+            gate: Arc::new(RwLock::new(())),
+            meta: Mutex::new(meta),
+        })
+    }
+
+    fn meta(&self) -> std::sync::MutexGuard<'_, TransactionMetadata> {
+        self.meta.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A transactional produce admitted: hold it until the batches are on the partition's queue.
+pub struct AdmittedTransactional {
+    _gate: OwnedRwLockReadGuard<()>,
+}
+
+pub struct TransactionCoordinator {
+    dir: PathBuf,
+    by_id: Mutex<HashMap<String, Arc<TransactionEntry>>>,
+    by_producer: Mutex<HashMap<i64, Arc<TransactionEntry>>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for TransactionCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TransactionCoordinator({})", self.dir.display())
+    }
+}
+
+impl TransactionCoordinator {
+    /// Loads the transactional ids stored under `data_dir`. Prepared outcomes are finished by the timers.
+    pub fn open(data_dir: &std::path::Path) -> Result<Arc<Self>> {
+        let dir = store::dir(data_dir);
+        let loaded = store::load(&dir)?;
+        let coordinator =
+            TransactionCoordinator { dir, by_id: Mutex::new(HashMap::new()), by_producer: Mutex::new(HashMap::new()) };
+        for meta in loaded {
+            let (id, producer_id) = (meta.transactional_id.clone(), meta.producer_id);
+            let entry = TransactionEntry::new(meta);
+            locked(&coordinator.by_id).insert(id, Arc::clone(&entry));
+            locked(&coordinator.by_producer).insert(producer_id, entry);
+        }
+        Ok(Arc::new(coordinator))
+    }
+
+    fn entry(&self, transactional_id: &str) -> Result<Arc<TransactionEntry>, TransactionError> {
+        locked(&self.by_id)
+            .get(transactional_id)
+            .cloned()
+            .ok_or_else(|| TransactionError::UnknownTransactionalId { transactional_id: transactional_id.to_string() })
+    }
+
+    /// Stores `meta` (off the async threads) and publishes it to the entry.
+    async fn store(&self, entry: &TransactionEntry, meta: TransactionMetadata, replaces: Option<i64>) -> Result<()> {
+        let dir = self.dir.clone();
+        let stored = meta.clone();
+        crate::registry::blocking(move || store::store(&dir, &stored, replaces)).await?;
+        *entry.meta() = meta;
+        Ok(())
+    }
+
+    /// InitProducerId with a transactional id: the id's producer id and a new epoch, which fences every older
+    /// instance. An open transaction is aborted first, in the new epoch; a prepared one is finished. `expected`
+    /// (v3+, KIP-360) is the producer id and epoch the caller had, checked when given.
+    pub async fn init_producer(
+        &self,
+        node: &Node,
+        transactional_id: &str,
+        timeout_ms: i64,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16)> {
+        check_transactional_id(transactional_id)?;
+        let timeout_ms = u64::try_from(timeout_ms)
+            .ok()
+            .filter(|ms| (1..=MAX_TRANSACTION_TIMEOUT_MS).contains(ms))
+            .ok_or(TransactionError::InvalidTimeout { timeout_ms })?;
+        let entry = self.entry_or_new(node, transactional_id, timeout_ms).await?;
+        let _operation = entry.operation.lock().await;
+        let current = entry.meta().clone();
+        if let Some((producer_id, epoch)) = expected {
+            // KIP-360: a producer recovering from an error bumps its own epoch; only the current instance may.
+            if producer_id != current.producer_id || epoch != current.producer_epoch {
+                return Err(TransactionError::Fenced {
+                    transactional_id: transactional_id.to_string(),
+                    producer_id,
+                    epoch,
+                    current: current.producer_epoch,
+                }
+                .into());
+            }
+        }
+        if current.state.is_prepared() {
+            self.finish(node, &entry).await?;
+        }
+        let mut meta = entry.meta().clone();
+        let old_producer_id = meta.producer_id;
+        match meta.next_epoch() {
+            Some(epoch) => meta.producer_epoch = epoch,
+            None => {
+                meta.producer_id = node.producer_ids.issue().await?;
+                meta.producer_epoch = 0;
+            }
+        }
+        meta.timeout_ms = timeout_ms;
+        meta.updated_ms = now_ms();
+        if meta.state == TransactionState::Ongoing {
+            // The old instance's transaction ends in the new epoch: its markers fence it in every partition.
+            tracing::info!(
+                transactional_id,
+                producer_id = meta.producer_id,
+                epoch = meta.producer_epoch,
+                "aborting the open transaction of a fenced producer"
+            );
+            meta.state = TransactionState::PrepareAbort;
+            self.prepare(&entry, meta, Some(old_producer_id)).await?;
+            self.finish(node, &entry).await?;
+        } else {
+            meta.state = TransactionState::Empty;
+            self.store(&entry, meta, Some(old_producer_id)).await?;
+        }
+        let meta = entry.meta().clone();
+        if meta.producer_id != old_producer_id {
+            let mut by_producer = locked(&self.by_producer);
+            by_producer.remove(&old_producer_id);
+            by_producer.insert(meta.producer_id, Arc::clone(&entry));
+        }
+        tracing::debug!(
+            transactional_id,
+            producer_id = meta.producer_id,
+            epoch = meta.producer_epoch,
+            "initialised a transactional producer"
+        );
+        Ok((meta.producer_id, meta.producer_epoch))
+    }
+
+    /// The id's entry, made (with a new producer id, nothing stored yet) when the id is new.
+    async fn entry_or_new(
+        &self,
+        node: &Node,
+        transactional_id: &str,
+        timeout_ms: u64,
+    ) -> Result<Arc<TransactionEntry>> {
+        if let Ok(entry) = self.entry(transactional_id) {
+            return Ok(entry);
+        }
+        if locked(&self.by_id).len() >= MAX_TRANSACTIONAL_IDS {
+            return Err(TransactionError::TooMany {
+                limit: MAX_TRANSACTIONAL_IDS,
+                what: "transactional ids",
+                hint: "reuse ids (one per producer instance), or wait for idle ones to expire (7 days)",
+            }
+            .into());
+        }
+        let producer_id = node.producer_ids.issue().await?;
+        let mut by_id = locked(&self.by_id);
+        if let Some(entry) = by_id.get(transactional_id) {
+            // Made meanwhile by a concurrent InitProducerId: the id just issued is left unused.
+            return Ok(Arc::clone(entry));
+        }
+        let entry = TransactionEntry::new(TransactionMetadata::new(
+            transactional_id.to_string(),
+            producer_id,
+            timeout_ms,
+            now_ms(),
+        ));
+        by_id.insert(transactional_id.to_string(), Arc::clone(&entry));
+        locked(&self.by_producer).insert(producer_id, Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// AddPartitionsToTxn: the partitions join the open transaction (opening it). The caller checked that they
+    /// exist.
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, u32)],
+    ) -> Result<()> {
+        let entry = self.entry(transactional_id)?;
+        let _operation = entry.operation.lock().await;
+        let mut meta = entry.meta().clone();
+        meta.check_producer(producer_id, epoch)?;
+        meta.check_can_add()?;
+        if partitions.iter().all(|p| meta.partitions.contains(p)) && meta.state == TransactionState::Ongoing {
+            return Ok(());
+        }
+        meta.partitions.extend(partitions.iter().cloned());
+        if meta.partitions.len() > MAX_TRANSACTION_PARTITIONS {
+            return Err(TransactionError::TooMany {
+                limit: MAX_TRANSACTION_PARTITIONS,
+                what: "partitions in one transaction",
+                hint: "commit more often",
+            }
+            .into());
+        }
+        meta.begin_if_new(now_ms());
+        self.store(&entry, meta, None).await
+    }
+
+    /// AddOffsetsToTxn: the group's offsets may be committed in the open transaction (opening it).
+    pub async fn add_group(&self, transactional_id: &str, producer_id: i64, epoch: i16, group: &str) -> Result<()> {
+        let entry = self.entry(transactional_id)?;
+        let _operation = entry.operation.lock().await;
+        let mut meta = entry.meta().clone();
+        meta.check_producer(producer_id, epoch)?;
+        meta.check_can_add()?;
+        if meta.groups.contains(group) && meta.state == TransactionState::Ongoing {
+            return Ok(());
+        }
+        meta.groups.insert(group.to_string());
+        meta.begin_if_new(now_ms());
+        self.store(&entry, meta, None).await
+    }
+
+    /// TxnOffsetCommit: offsets the open transaction commits for a group it added, kept until it ends.
+    pub async fn commit_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        offsets: Vec<PendingOffset>,
+    ) -> Result<()> {
+        let entry = self.entry(transactional_id)?;
+        let _operation = entry.operation.lock().await;
+        let mut meta = entry.meta().clone();
+        meta.check_producer(producer_id, epoch)?;
+        if meta.state != TransactionState::Ongoing {
+            return Err(meta.invalid_state("committing offsets").into());
+        }
+        if let Some(offset) = offsets.iter().find(|o| !meta.groups.contains(&o.group)) {
+            return Err(TransactionError::GroupNotInTransaction {
+                transactional_id: transactional_id.to_string(),
+                group: offset.group.clone(),
+            }
+            .into());
+        }
+        for offset in offsets {
+            let same = |kept: &PendingOffset| {
+                kept.group == offset.group && kept.topic == offset.topic && kept.partition == offset.partition
+            };
+            match meta.pending_offsets.iter_mut().find(|kept| same(kept)) {
+                Some(kept) => *kept = offset,
+                None => meta.pending_offsets.push(offset),
+            }
+        }
+        if meta.pending_offsets.len() > MAX_PENDING_OFFSETS {
+            return Err(TransactionError::TooMany {
+                limit: MAX_PENDING_OFFSETS,
+                what: "offsets in one transaction",
+                hint: "commit more often",
+            }
+            .into());
+        }
+        meta.updated_ms = now_ms();
+        self.store(&entry, meta, None).await
+    }
+
+    /// EndTxn: commits or aborts the open transaction. Returns once every marker is durable (and, for a commit,
+    /// its offsets are stored). A retry of a finished end with the same outcome succeeds again.
+    pub async fn end(
+        &self,
+        node: &Node,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<()> {
+        let entry = self.entry(transactional_id)?;
+        let _operation = entry.operation.lock().await;
+        let mut meta = entry.meta().clone();
+        meta.check_producer(producer_id, epoch)?;
+        let prepared = if commit { TransactionState::PrepareCommit } else { TransactionState::PrepareAbort };
+        let completed = if commit { TransactionState::CompleteCommit } else { TransactionState::CompleteAbort };
+        match meta.state {
+            TransactionState::Ongoing => {}
+            state if state == completed => return Ok(()),
+            state if state == prepared => return self.finish(node, &entry).await,
+            state if state.is_prepared() => {
+                return Err(TransactionError::Concurrent { transactional_id: transactional_id.to_string() }.into())
+            }
+            _ => return Err(meta.invalid_state(if commit { "a commit" } else { "an abort" }).into()),
+        }
+        meta.state = prepared;
+        meta.updated_ms = now_ms();
+        self.prepare(&entry, meta, None).await?;
+        self.finish(node, &entry).await
+    }
+
+    /// Stores a prepared outcome with the gate held for write: no produce of the transaction is between its check
+    /// and its queue when the state moves on, and none is admitted after.
+    async fn prepare(&self, entry: &TransactionEntry, meta: TransactionMetadata, replaces: Option<i64>) -> Result<()> {
+        let _closed = entry.gate.write().await;
+        self.store(entry, meta, replaces).await
+    }
+
+    /// Writes the prepared outcome's markers to every partition of the transaction, fsyncs them, stores a committed
+    /// transaction's offsets, then stores the outcome complete.
+    async fn finish(&self, node: &Node, entry: &TransactionEntry) -> Result<()> {
+        let meta = entry.meta().clone();
+        let outcome = match meta.state {
+            TransactionState::PrepareCommit => TransactionOutcome::Commit,
+            TransactionState::PrepareAbort => TransactionOutcome::Abort,
+            _ => return Ok(()),
+        };
+        let writes = meta.partitions.iter().map(|(topic, partition)| {
+            write_marker(node, topic, *partition, meta.producer_id, meta.producer_epoch, outcome)
+        });
+        for written in futures_util::future::join_all(writes).await {
+            written?;
+        }
+        if outcome == TransactionOutcome::Commit {
+            store_offsets(node, &meta.pending_offsets).await?;
+        }
+        let mut completed = meta;
+        completed.complete(now_ms());
+        tracing::debug!(transactional_id = %completed.transactional_id, producer_id = completed.producer_id, state = completed.state.as_str(), "transaction completed");
+        self.store(entry, completed, None).await
+    }
+
+    /// Checks a transactional batch produced to `topic`-`partition` against its producer's transaction; the
+    /// answer is held until the batch is queued.
+    pub fn admit_produce(
+        &self,
+        header: &BatchHeader,
+        topic: &str,
+        partition: u32,
+    ) -> Result<AdmittedTransactional, TransactionError> {
+        let producer_id = header.producer_id;
+        let entry = locked(&self.by_producer)
+            .get(&producer_id)
+            .cloned()
+            .ok_or(TransactionError::UnknownTransactionalProducer { producer_id })?;
+        let meta = entry.meta().clone();
+        let Ok(gate) = Arc::clone(&entry.gate).try_read_owned() else {
+            return Err(TransactionError::Concurrent { transactional_id: meta.transactional_id });
+        };
+        let meta = entry.meta();
+        meta.check_producer(producer_id, header.producer_epoch)?;
+        if meta.state != TransactionState::Ongoing || !meta.partitions.contains(&(topic.to_string(), partition)) {
+            return Err(TransactionError::PartitionNotInTransaction {
+                transactional_id: meta.transactional_id.clone(),
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        Ok(AdmittedTransactional { _gate: gate })
+    }
+
+    /// Whether an open or prepared transaction holds an offset for the group's partition: a `require_stable`
+    /// OffsetFetch waits for it (UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: u32) -> bool {
+        let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
+        entries.iter().any(|entry| {
+            let meta = entry.meta();
+            matches!(meta.state, TransactionState::Ongoing | TransactionState::PrepareCommit)
+                && meta.groups.contains(group)
+                && meta.pending_offsets.iter().any(|o| o.group == group && o.topic == topic && o.partition == partition)
+        })
+    }
+
+    /// Every transactional id's state, for listing.
+    pub fn all(&self) -> Vec<TransactionMetadata> {
+        let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
+        entries.iter().map(|entry| entry.meta().clone()).collect()
+    }
+
+    /// Until shutdown: aborts transactions past their timeout (in a new epoch, fencing their producer, as Kafka
+    /// does), finishes prepared ones (after a crash, or a failed marker write), and forgets ids idle for
+    /// [`ID_EXPIRATION_MS`].
+    pub async fn run_timers(
+        self: Arc<Self>,
+        node: std::sync::Weak<Node>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut ticks = tokio::time::interval(TIMER_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let Some(node) = node.upgrade() else { return };
+            let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
+            for entry in entries {
+                if let Err(err) = self.tend(&node, &entry).await {
+                    let transactional_id = entry.meta().transactional_id.clone();
+                    tracing::warn!(transactional_id, error = %err, "could not finish a transaction; retrying");
+                }
+            }
+        }
+    }
+
+    async fn tend(&self, node: &Node, entry: &Arc<TransactionEntry>) -> Result<()> {
+        let now = now_ms();
+        let meta = entry.meta().clone();
+        let is_idle = !meta.state.is_prepared()
+            && meta.state != TransactionState::Ongoing
+            && now.saturating_sub(meta.updated_ms) > ID_EXPIRATION_MS;
+        if !(meta.state.is_prepared() || meta.has_timed_out(now) || is_idle) {
+            return Ok(());
+        }
+        let _operation = entry.operation.lock().await;
+        let mut meta = entry.meta().clone();
+        if meta.state.is_prepared() {
+            return self.finish(node, entry).await;
+        }
+        if meta.has_timed_out(now) {
+            let old_producer_id = meta.producer_id;
+            match meta.next_epoch() {
+                Some(epoch) => meta.producer_epoch = epoch,
+                None => {
+                    meta.producer_id = node.producer_ids.issue().await?;
+                    meta.producer_epoch = 0;
+                }
+            }
+            tracing::info!(transactional_id = %meta.transactional_id, timeout_ms = meta.timeout_ms, "aborting a transaction past its timeout");
+            meta.state = TransactionState::PrepareAbort;
+            meta.updated_ms = now;
+            self.prepare(entry, meta.clone(), Some(old_producer_id)).await?;
+            if meta.producer_id != old_producer_id {
+                let mut by_producer = locked(&self.by_producer);
+                by_producer.remove(&old_producer_id);
+                by_producer.insert(meta.producer_id, Arc::clone(entry));
+            }
+            return self.finish(node, entry).await;
+        }
+        if is_idle {
+            let dir = self.dir.clone();
+            let producer_id = meta.producer_id;
+            crate::registry::blocking(move || store::remove(&dir, producer_id)).await?;
+            locked(&self.by_id).remove(&meta.transactional_id);
+            locked(&self.by_producer).remove(&producer_id);
+        }
+        Ok(())
+    }
+}
+
+fn check_transactional_id(id: &str) -> Result<(), TransactionError> {
+    if id.is_empty() || id.len() > MAX_TRANSACTIONAL_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(TransactionError::InvalidTransactionalId(id.chars().take(64).collect()));
+    }
+    Ok(())
+}
+
+/// Appends one marker to a partition and fsyncs it. A partition whose topic was deleted meanwhile gets none, as
+/// in Kafka: there is nobody left to read it.
+async fn write_marker(
+    node: &Node,
+    topic: &str,
+    partition: u32,
+    producer_id: i64,
+    epoch: i16,
+    outcome: TransactionOutcome,
+) -> Result<()> {
+    let target = match node.registry.partition(topic, partition) {
+        Ok(target) => target,
+        Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome, now_ms()));
+    let appended = target.append_marker(marker).await?;
+    target.sync_through(appended.last_offset + 1).await?;
+    tracing::trace!(
+        topic,
+        partition,
+        offset = appended.base_offset,
+        producer_id,
+        ?outcome,
+        "wrote a transaction marker"
+    );
+    Ok(())
+}
+
+/// Stores a committed transaction's offsets in their groups' offset store, one call per group.
+async fn store_offsets(node: &Node, offsets: &[PendingOffset]) -> Result<()> {
+    let mut by_group: HashMap<&str, Vec<(OffsetKey, i64, String)>> = HashMap::new();
+    for offset in offsets {
+        let key = OffsetKey { group: offset.group.clone(), topic: offset.topic.clone(), partition: offset.partition };
+        by_group.entry(offset.group.as_str()).or_default().push((key, offset.offset, offset.metadata.clone()));
+    }
+    for (_, commits) in by_group {
+        node.offsets.commit_checked(commits, now_ms(), || Ok(())).await?;
+    }
+    Ok(())
+}

@@ -22,14 +22,17 @@ struct Selection {
     #[arg(long)]
     principal: Option<String>,
     /// A topic name, or * for every topic (with --prefixed: a name prefix).
-    #[arg(long, conflicts_with_all = ["group", "cluster"])]
+    #[arg(long, conflicts_with_all = ["group", "cluster", "transactional_id"])]
     topic: Option<String>,
     /// A consumer group id, or * for every group (with --prefixed: a prefix).
-    #[arg(long, conflicts_with = "cluster")]
+    #[arg(long, conflicts_with_all = ["cluster", "transactional_id"])]
     group: Option<String>,
     /// The cluster (creating topics, managing users and ACLs, idempotent producers).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "transactional_id")]
     cluster: bool,
+    /// A transactional producer's transactional.id, or * for every one (with --prefixed: a prefix).
+    #[arg(long)]
+    transactional_id: Option<String>,
     /// The name is a prefix: the ACL covers every resource whose name starts with it.
     #[arg(long)]
     prefixed: bool,
@@ -37,10 +40,11 @@ struct Selection {
 
 impl Selection {
     fn resource(&self) -> Option<(&'static str, String)> {
-        match (&self.topic, &self.group, self.cluster) {
-            (Some(topic), _, _) => Some(("topic", topic.clone())),
-            (_, Some(group), _) => Some(("group", group.clone())),
-            (_, _, true) => Some(("cluster", "kafka-cluster".to_owned())),
+        match (&self.topic, &self.group, self.cluster, &self.transactional_id) {
+            (Some(topic), ..) => Some(("topic", topic.clone())),
+            (_, Some(group), ..) => Some(("group", group.clone())),
+            (_, _, true, _) => Some(("cluster", "kafka-cluster".to_owned())),
+            (.., Some(id)) => Some(("transactional-id", id.clone())),
             _ => None,
         }
     }
@@ -55,6 +59,7 @@ enum AclCommand {
   rill acl add --allow --principal User:app --operation read --group app-
   rill acl add --deny --principal User:* --operation all --topic secrets
   rill acl add --allow --principal User:ops --operation alter --cluster
+  rill acl add --allow --principal User:app --operation write --transactional-id app-
 
 Operations: all, read, write, create, delete, alter, describe, describe_configs, alter_configs, idempotent_write.
 A deny wins over any allow; read, write, delete and alter allow describe too. Needs ALTER on the cluster (or a

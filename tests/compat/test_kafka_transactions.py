@@ -16,6 +16,7 @@ What the tests hold the broker to, each Kafka's documented semantics:
 - consume-transform-produce: the input group's offsets, sent with send_offsets_to_transaction, are committed
   with the transaction and not by an aborted one, so a restarted consumer resumes where the last committed
   transaction ended and the output holds each result once;
+- KafkaJS (its own implementation of the protocol) commits, aborts and sends offsets the same way;
 - across a SIGKILL and restart of the broker, committed transactions stay committed and a transaction open at
   the kill stays invisible to `read_committed` consumers, and is aborted by the next init_transactions with its
   transactional id.
@@ -24,7 +25,9 @@ Every wait is a poll with a deadline; the only fixed waits are the short windows
 consumer must get nothing. Run by kafka-clients.sh."""
 
 import itertools
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -382,3 +385,24 @@ def test_a_transaction_open_at_a_broker_sigkill_is_aborted_by_the_next_init_tran
                 assert committed.until(b"c2") == [(6, b"c2")], "the open transaction was aborted, then c2 committed"
             assert values(read(addr, topic, "read_committed", b"c2")) == [b"c0", b"c1", b"c2"]
             assert values(read(addr, topic, "read_uncommitted", b"c2")) == [b"c0", b"c1", b"o0", b"o1", b"c2"]
+
+
+KAFKAJS = os.path.join(os.getcwd(), "target", "compat", "node_modules", "kafkajs")
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not os.path.isdir(KAFKAJS),
+                    reason="node or kafkajs is not installed (see kafka-clients.sh)")
+def test_kafkajs_transactions_commit_abort_and_send_offsets(broker):
+    """A second implementation of the protocol: KafkaJS speaks Kafka's transactional APIs itself."""
+    topic, group = new_topic(broker), next(names)
+    script = os.path.join(os.path.dirname(__file__), "kafkajs_transactions.js")
+    done = subprocess.run(
+        ["node", script, broker, topic, group], capture_output=True, text=True, timeout=180,
+        env={**os.environ, "NODE_PATH": os.path.dirname(KAFKAJS)},
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["committed"] == ["c0", "c1", "c2"], "read_committed: the committed transactions, in order"
+    assert seen["uncommitted"] == ["c0", "c1", "a0", "c2"], "read_uncommitted: the aborted record too"
+    offsets = {int(p["partition"]): int(p["offset"]) for t in seen["offsets"] for p in t["partitions"]}
+    assert offsets == {0: 5}, "the committed transaction's offset, not the aborted one's"

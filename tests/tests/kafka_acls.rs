@@ -9,6 +9,7 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use rill_tests::kafka_client::KafkaClient;
 use rill_tests::{TestBroker, PASSWORD};
 
@@ -160,7 +161,7 @@ async fn bindings_created_over_kafka_are_selected_by_kafkas_filters_and_deleted_
     let other_host = filter(ANY, None, ANY).with_host_filter(Some(text("10.0.0.7")));
     assert!(described(&describe(&mut client, 3, &other_host).await).is_empty(), "rill keeps only host *");
     let transactional = describe(&mut client, 3, &filter(TRANSACTIONAL_ID, None, ANY)).await;
-    assert!(described(&transactional).is_empty(), "a type rill has no ACLs of selects nothing");
+    assert!(described(&transactional).is_empty(), "no transactional id has an ACL yet");
 
     // A filter with a code no enum has is refused, with the values allowed; the connection serves on.
     let unknown = describe(&mut client, 3, &filter(ANY, None, 0)).await;
@@ -209,8 +210,8 @@ async fn bindings_rill_cannot_hold_are_refused_each_with_what_is_allowed() {
     let broker = TestBroker::start().await;
     let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
     let refused: [(AclCreation, &str); 7] = [
-        (creation(&(TRANSACTIONAL_ID, "tx", LITERAL, "User:app", WRITE, ALLOW)), "TRANSACTIONAL_ID is not supported"),
-        (creation(&(ANY, "t", LITERAL, "User:app", READ, ALLOW)), "TOPIC (2), GROUP (3) or CLUSTER (4)"),
+        (creation(&(TRANSACTIONAL_ID, "tx", LITERAL, "User:app", READ, ALLOW)), "it takes write, describe, all"),
+        (creation(&(ANY, "t", LITERAL, "User:app", READ, ALLOW)), "CLUSTER (4) or TRANSACTIONAL_ID (5)"),
         (creation(&(TOPIC, "t", MATCH, "User:app", READ, ALLOW)), "LITERAL (3) or PREFIXED (4)"),
         (creation(&(TOPIC, "t", LITERAL, "User:app", ANY, ALLOW)), "IDEMPOTENT_WRITE (12)"),
         (creation(&(GROUP, "g", LITERAL, "User:app", WRITE, ALLOW)), "it takes read, delete, describe, all"),
@@ -271,4 +272,40 @@ async fn only_describe_on_the_cluster_lists_acls_and_only_alter_changes_them() {
     assert_eq!(deleted.filter_results[0].matching_acls.len(), 1);
     let refused = describe(&mut ops, 3, &everything).await;
     assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED, "the grant is gone");
+}
+
+#[tokio::test]
+async fn only_write_on_a_transactional_id_lets_a_producer_use_it() {
+    let broker = TestBroker::start_authorizing(&[], &["admin", "app"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let init = |id: &'static str| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
+            .with_transaction_timeout_ms(60_000)
+    };
+    let mut app = KafkaClient::connect_as(addr, "app", PASSWORD).await;
+    let refused: InitProducerIdResponse = app.call(ApiKey::InitProducerId, 4, &init("app-1")).await;
+    assert_eq!(refused.error_code, ResponseError::TransactionalIdAuthorizationFailed.code());
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("app-1")).with_key_type(1);
+    let refused: FindCoordinatorResponse = app.call(ApiKey::FindCoordinator, 3, &find).await;
+    assert_eq!(refused.error_code, ResponseError::TransactionalIdAuthorizationFailed.code());
+
+    // WRITE on the prefix "app-" (which allows DESCRIBE too), granted by the super user.
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
+    let grant = CreateAclsRequest::default().with_creations(vec![creation(&(
+        TRANSACTIONAL_ID,
+        "app-",
+        PREFIXED,
+        "User:app",
+        WRITE,
+        ALLOW,
+    ))]);
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+    let found: FindCoordinatorResponse = app.call(ApiKey::FindCoordinator, 3, &find).await;
+    assert_eq!(found.error_code, 0);
+    let initialised: InitProducerIdResponse = app.call(ApiKey::InitProducerId, 4, &init("app-1")).await;
+    assert_eq!((initialised.error_code, initialised.producer_epoch), (0, 0));
+    let other: InitProducerIdResponse = app.call(ApiKey::InitProducerId, 4, &init("billing-1")).await;
+    assert_eq!(other.error_code, ResponseError::TransactionalIdAuthorizationFailed.code(), "outside the prefix");
 }

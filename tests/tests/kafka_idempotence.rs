@@ -97,6 +97,12 @@ async fn a_transactional_ids_batches_go_only_into_its_open_transaction_for_the_p
     assert_eq!(end_transaction(&mut client, id, epoch, true).await, 0);
     assert_eq!(end_transaction(&mut client, id, epoch, true).await, 0, "a retried commit succeeds again");
     assert_eq!(end_transaction(&mut client, id, epoch, false).await, ResponseError::InvalidTxnState.code());
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    let (_, metrics) = rill_tests::admin_http::get(admin, "/metrics", "text/plain").await;
+    let sample = |name: &str| rill_tests::admin_http::sample(&metrics, name);
+    assert_eq!(sample(r#"rill_transactions_total{outcome="committed"}"#), Some(1.0), "{metrics}");
+    assert_eq!(sample(r#"rill_transactions_total{outcome="timed_out"}"#), Some(0.0));
+    assert_eq!((sample("rill_transactional_ids"), sample("rill_transactions_open")), (Some(1.0), Some(0.0)));
     let (refused, _) = produce(&mut client, "t", batch(&["c"], 2)).await;
     assert_eq!(refused, ResponseError::InvalidTxnState.code(), "after the commit, outside any transaction");
     // A new instance: same producer id, the next epoch; the old one is fenced.

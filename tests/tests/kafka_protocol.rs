@@ -105,6 +105,10 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (21, 0, 2), // DeleteRecords
         (22, 0, 4), // InitProducerId
         (23, 2, 4), // OffsetForLeaderEpoch
+        (24, 0, 3), // AddPartitionsToTxn
+        (25, 0, 3), // AddOffsetsToTxn
+        (26, 0, 3), // EndTxn
+        (28, 0, 3), // TxnOffsetCommit
         (29, 1, 3), // DescribeAcls
         (30, 1, 3), // CreateAcls
         (31, 1, 3), // DeleteAcls

@@ -36,6 +36,8 @@ pub enum ResourceType {
     Topic,
     Group,
     Cluster,
+    /// A transactional producer's `transactional.id` (Kafka's TRANSACTIONAL_ID).
+    TransactionalId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -149,13 +151,15 @@ impl ResourceType {
         ResourceType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(text))
     }
 
-    pub const ALL: [ResourceType; 3] = [ResourceType::Topic, ResourceType::Group, ResourceType::Cluster];
+    pub const ALL: [ResourceType; 4] =
+        [ResourceType::Topic, ResourceType::Group, ResourceType::Cluster, ResourceType::TransactionalId];
 
     pub fn name(self) -> &'static str {
         match self {
             ResourceType::Topic => "topic",
             ResourceType::Group => "group",
             ResourceType::Cluster => "cluster",
+            ResourceType::TransactionalId => "transactional-id",
         }
     }
 
@@ -170,6 +174,7 @@ impl ResourceType {
             ResourceType::Topic => &[Read, Write, Create, Delete, Alter, Describe, DescribeConfigs, AlterConfigs],
             ResourceType::Group => &[Read, Delete, Describe],
             ResourceType::Cluster => &[Create, Alter, Describe, DescribeConfigs, AlterConfigs, IdempotentWrite],
+            ResourceType::TransactionalId => &[Write, Describe],
         }
     }
 }
@@ -198,6 +203,10 @@ impl<'a> Resource<'a> {
 
     pub fn cluster() -> Resource<'static> {
         Resource { kind: ResourceType::Cluster, name: CLUSTER_NAME }
+    }
+
+    pub fn transactional_id(name: &'a str) -> Self {
+        Resource { kind: ResourceType::TransactionalId, name }
     }
 }
 

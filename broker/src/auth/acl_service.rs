@@ -43,7 +43,7 @@ fn parse_field<T>(field: &str, value: &str, parse: impl Fn(&str) -> Option<T>, a
     parse(value).ok_or_else(|| invalid(field, value, allowed))
 }
 
-const RESOURCE_TYPES: &str = "topic, group or cluster";
+const RESOURCE_TYPES: &str = "topic, group, cluster or transactional-id";
 const PATTERN_TYPES: &str = "literal or prefixed";
 const PERMISSIONS: &str = "allow or deny";
 const OPERATIONS: &str =

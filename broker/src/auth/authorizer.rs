@@ -89,12 +89,6 @@ impl Authorizer {
         !self.is_on || self.is_super_user(principal) || acl::decide(&self.bindings(), principal, operation, resource)
     }
 
-    /// Kafka's WRITE on a transactional id: rill's ACLs cannot name one yet, so with authorization on only super users
-    /// may use transactions (what Kafka decides for a principal no ACL names).
-    pub fn may_use_transactional_id(&self, principal: &Principal) -> bool {
-        !self.is_on || self.is_super_user(principal)
-    }
-
     /// Allows, or counts, logs and returns the denial.
     pub fn check(&self, principal: &Principal, operation: Operation, resource: &Resource<'_>) -> Result<(), Denied> {
         if self.is_allowed(principal, operation, resource) {

@@ -3,7 +3,7 @@
 //!
 //! A CreateAcls binding becomes an [`AclBinding`] checked by [`AclBinding::validate`], the check `rill acl add`
 //! gets from the store, so both edges refuse the same bindings with the same words. A filter becomes an
-//! [`AclFilter`], or `None` when it names something Kafka has and rill never holds (a transactional id, the
+//! [`AclFilter`], or `None` when it names something Kafka has and rill never holds (a delegation token, the
 //! CLUSTER_ACTION operation): such a filter selects nothing, which is what Kafka would select from rill's ACLs.
 
 use crate::auth::acl::{AclBinding, AclFilter, InvalidAcl, Operation, PatternType, Permission, ResourceType};
@@ -14,10 +14,14 @@ const ANY: i8 = 1;
 /// PatternType's MATCH (filters only): the bindings that apply to a resource name, whatever their pattern.
 const MATCH: i8 = 2;
 
-const RESOURCE_TYPES: [(i8, ResourceType); 3] =
-    [(2, ResourceType::Topic), (3, ResourceType::Group), (4, ResourceType::Cluster)];
-/// Resource types Kafka has and rill does not (no transactions, delegation tokens or quotas by user).
-const KAFKA_ONLY_RESOURCE_TYPES: [(i8, &str); 3] = [(5, "TRANSACTIONAL_ID"), (6, "DELEGATION_TOKEN"), (7, "USER")];
+const RESOURCE_TYPES: [(i8, ResourceType); 4] = [
+    (2, ResourceType::Topic),
+    (3, ResourceType::Group),
+    (4, ResourceType::Cluster),
+    (5, ResourceType::TransactionalId),
+];
+/// Resource types Kafka has and rill does not (no delegation tokens, no ACLs on users).
+const KAFKA_ONLY_RESOURCE_TYPES: [(i8, &str); 2] = [(6, "DELEGATION_TOKEN"), (7, "USER")];
 const PATTERN_TYPES: [(i8, PatternType); 2] = [(3, PatternType::Literal), (4, PatternType::Prefixed)];
 const OPERATIONS: [(i8, Operation); 10] = [
     (2, Operation::All),
@@ -36,7 +40,7 @@ const KAFKA_ONLY_OPERATIONS: [(i8, &str); 4] =
     [(9, "CLUSTER_ACTION"), (13, "CREATE_TOKENS"), (14, "DESCRIBE_TOKENS"), (15, "TWO_PHASE_COMMIT")];
 const PERMISSIONS: [(i8, Permission); 2] = [(2, Permission::Deny), (3, Permission::Allow)];
 
-const ALLOWED_RESOURCE_TYPES: &str = "TOPIC (2), GROUP (3) or CLUSTER (4)";
+const ALLOWED_RESOURCE_TYPES: &str = "TOPIC (2), GROUP (3), CLUSTER (4) or TRANSACTIONAL_ID (5)";
 const ALLOWED_PATTERN_TYPES: &str = "LITERAL (3) or PREFIXED (4)";
 const ALLOWED_OPERATIONS: &str = "ALL (2), READ (3), WRITE (4), CREATE (5), DELETE (6), ALTER (7), DESCRIBE (8), \
                                   DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11) or IDEMPOTENT_WRITE (12)";
@@ -258,10 +262,13 @@ mod tests {
         assert_eq!((binding.resource_type, binding.pattern_type), (ResourceType::Topic, PatternType::Prefixed));
         assert_eq!((binding.operation, binding.permission), (Operation::Read, Permission::Allow));
         let refused = |wire: WireBinding<'_>| binding_from_wire(&wire).expect_err("refused").to_string();
-        assert!(refused(creation(ANY, 3, 3, ANY_HOST)).contains("TOPIC (2), GROUP (3) or CLUSTER (4)"));
+        assert!(refused(creation(ANY, 3, 3, ANY_HOST)).contains("CLUSTER (4) or TRANSACTIONAL_ID (5)"));
         assert!(refused(creation(2, MATCH, 3, ANY_HOST)).contains("LITERAL (3) or PREFIXED (4)"));
         assert!(refused(creation(2, 3, ANY, ANY_HOST)).contains("operation code 1"));
-        assert!(refused(creation(5, 3, 3, ANY_HOST)).contains("TRANSACTIONAL_ID is not supported"));
+        assert!(refused(creation(6, 3, 3, ANY_HOST)).contains("DELEGATION_TOKEN is not supported"));
+        assert!(refused(creation(5, 3, 3, ANY_HOST)).contains("it takes write, describe, all"));
+        let transactional = binding_from_wire(&creation(5, 3, 4, ANY_HOST)).expect("write on a transactional id");
+        assert_eq!(transactional.resource_type, ResourceType::TransactionalId);
         assert!(refused(creation(4, 3, 9, ANY_HOST)).contains("CLUSTER_ACTION is not supported"));
         assert!(refused(creation(2, 3, 3, "10.0.0.1")).contains("only * (every host)"));
         assert!(refused(creation(3, 3, 4, ANY_HOST)).contains("it takes read, delete, describe, all"));

@@ -25,6 +25,7 @@ pub fn denied_code(resource_type: crate::auth::acl::ResourceType) -> i16 {
         ResourceType::Topic => ResponseError::TopicAuthorizationFailed.code(),
         ResourceType::Group => ResponseError::GroupAuthorizationFailed.code(),
         ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed.code(),
+        ResourceType::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed.code(),
     }
 }
 

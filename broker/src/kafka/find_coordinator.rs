@@ -62,7 +62,8 @@ fn coordinator_for(
             .with_port(i32::from(kafka.advertised_port))
     };
     if key_type == KEY_TYPE_TRANSACTION {
-        return match super::transactions::coordinator(kafka, principal, key.as_str()) {
+        let describe = crate::auth::acl::Operation::Describe;
+        return match super::transactions::coordinator(kafka, principal, describe, key.as_str()) {
             Ok(_) => itself(),
             Err(code) => Coordinator::default()
                 .with_key(key.clone())
@@ -71,7 +72,7 @@ fn coordinator_for(
                 .with_error_code(code)
                 .with_error_message(Some(StrBytes::from_string(match kafka.node.transactions {
                     None => crate::transactions::TransactionError::NotServed.to_string(),
-                    Some(_) => "with authorization on, only super users may use transactional ids".to_string(),
+                    Some(_) => format!("DESCRIBE on transactional id {:?} is not allowed", key.as_str()),
                 }))),
         };
     }

@@ -23,7 +23,12 @@ pub async fn answer(
     };
     if let Some(transactional_id) = &request.transactional_id {
         let transactional_id = transactional_id.0.as_str();
-        let coordinator = match super::transactions::coordinator(kafka, principal, transactional_id) {
+        let coordinator = match super::transactions::coordinator(
+            kafka,
+            principal,
+            crate::auth::acl::Operation::Write,
+            transactional_id,
+        ) {
             Ok(coordinator) => coordinator,
             Err(code) => return refused(code),
         };

@@ -3,9 +3,8 @@
 //! `init_producer_id.rs`. A cluster node has no coordinator: every request is refused as Kafka refuses a
 //! transactional id a client may not use (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, fatal in every client).
 //!
-//! Authorization as Kafka's: WRITE on the transactional id (rill's ACLs cannot name one yet, so with authorization
-//! on only super users may use transactions), WRITE on each topic a transaction adds, READ on a group whose offsets
-//! it commits.
+//! Authorization as Kafka's: WRITE on the transactional id (DESCRIBE for FindCoordinator), WRITE on each topic a
+//! transaction adds, READ on a group whose offsets it commits.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
@@ -41,20 +40,18 @@ pub fn code_of(err: &BrokerError, is_fenced_known: bool) -> i16 {
     }
 }
 
-/// The coordinator, when the principal may use `transactional_id`; else Kafka's code.
+/// The coordinator, when the principal may `operation` on `transactional_id`; else Kafka's code.
 pub fn coordinator<'a>(
     kafka: &'a KafkaContext,
     principal: &Principal,
+    operation: Operation,
     transactional_id: &str,
 ) -> Result<&'a TransactionCoordinator, i16> {
     let Some(coordinator) = kafka.node.transactions.as_deref() else {
         tracing::debug!(transactional_id, "refused a transactional request: {}", TransactionError::NotServed);
         return Err(TransactionError::NotServed.kafka_code(false));
     };
-    if !kafka.node.authorizer.may_use_transactional_id(principal) {
-        tracing::debug!(transactional_id, %principal, "refused a transactional id: only super users may use one");
-        return Err(ResponseError::TransactionalIdAuthorizationFailed.code());
-    }
+    kafka.authorize(principal, operation, &Resource::transactional_id(transactional_id))?;
     Ok(coordinator)
 }
 
@@ -67,7 +64,7 @@ pub async fn add_partitions(
     let transactional_id = request.v3_and_below_transactional_id.0.to_string();
     let mut codes: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
     let mut wanted = Vec::new();
-    let coordinator = coordinator(kafka, principal, &transactional_id);
+    let coordinator = coordinator(kafka, principal, Operation::Write, &transactional_id);
     for topic in &request.v3_and_below_topics {
         let name = topic.name.0.as_str();
         let refusal = coordinator
@@ -141,7 +138,7 @@ pub async fn add_offsets(
     let transactional_id = request.transactional_id.0.as_str();
     let group = request.group_id.0.as_str();
     let outcome = async {
-        let coordinator = coordinator(kafka, principal, transactional_id)?;
+        let coordinator = coordinator(kafka, principal, Operation::Write, transactional_id)?;
         kafka.authorize(principal, Operation::Read, &Resource::group(group))?;
         crate::groups::check_group_id(group).map_err(|err| error_code(&err))?;
         coordinator.add_group(transactional_id, request.producer_id.0, request.producer_epoch, group).await.map_err(
@@ -158,7 +155,7 @@ pub async fn add_offsets(
 pub async fn end(kafka: &KafkaContext, request: EndTxnRequest, version: i16, principal: &Principal) -> EndTxnResponse {
     let transactional_id = request.transactional_id.0.as_str();
     let outcome = async {
-        let coordinator = coordinator(kafka, principal, transactional_id)?;
+        let coordinator = coordinator(kafka, principal, Operation::Write, transactional_id)?;
         coordinator
             .end(&kafka.node, transactional_id, request.producer_id.0, request.producer_epoch, request.committed)
             .await
@@ -182,7 +179,7 @@ pub async fn commit_offsets(
 ) -> TxnOffsetCommitResponse {
     let transactional_id = request.transactional_id.0.to_string();
     let group = request.group_id.0.to_string();
-    let refusal = coordinator(kafka, principal, &transactional_id)
+    let refusal = coordinator(kafka, principal, Operation::Write, &transactional_id)
         .err()
         .or_else(|| kafka.authorize(principal, Operation::Read, &Resource::group(&group)).err())
         .or_else(|| crate::groups::check_group_id(&group).err().map(|err| error_code(&err)));

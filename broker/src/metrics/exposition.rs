@@ -149,6 +149,7 @@ impl Collector for Scraped {
         self.encode_connections(&mut encoder)?;
         self.encode_authorization(&mut encoder)?;
         self.encode_quotas(&mut encoder)?;
+        self.encode_transactions(&mut encoder)?;
         single(
             &mut encoder,
             "rill_producer_ids_available",
@@ -567,6 +568,37 @@ impl Scraped {
             "Time clients past a client quota were held for, by quota.",
             MetricType::Counter,
             counts.iter().map(|(key, _, held)| (labels([("quota", key.name().to_string())]), held.as_secs_f64())),
+        )
+    }
+
+    /// The transaction coordinator's counts; none of its families on a cluster node, which has none.
+    fn encode_transactions(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Some(transactions) = &self.node.transactions else { return Ok(()) };
+        family(
+            encoder,
+            "rill_transactions",
+            "Kafka transactions completed, by how they ended: committed, aborted (by the producer), timed_out or \
+             fenced (aborted by the coordinator).",
+            MetricType::Counter,
+            transactions
+                .ending_counts()
+                .into_iter()
+                .map(|(ending, count)| (labels([("outcome", ending.name().to_string())]), count as f64)),
+        )?;
+        let (ids, open) = transactions.id_counts();
+        single(
+            encoder,
+            "rill_transactional_ids",
+            "Transactional ids the coordinator holds.",
+            MetricType::Gauge,
+            ids as f64,
+        )?;
+        single(
+            encoder,
+            "rill_transactions_open",
+            "Transactions open (or being committed or aborted) now.",
+            MetricType::Gauge,
+            open as f64,
         )
     }
 

@@ -22,22 +22,25 @@
 //!
 //! A cluster node has no coordinator yet (`Node::transactions` is `None`): a transactional id is refused there.
 
+mod error;
+mod markers;
 pub mod state;
 pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use rill_protocol::control::{end_transaction_marker, TransactionOutcome};
+use rill_protocol::control::TransactionOutcome;
 use rill_protocol::BatchHeader;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-use crate::error::{BrokerError, Result};
+use crate::error::Result;
 use crate::node::{now_ms, Node};
-use crate::offsets::OffsetKey;
+pub use error::TransactionError;
+use markers::{store_offsets, write_marker};
 pub use state::{PendingOffset, TransactionMetadata, TransactionState};
 
 /// Kafka's `transaction.max.timeout.ms` default: the longest a producer may ask its transactions to stay open.
@@ -51,82 +54,6 @@ pub const MAX_PENDING_OFFSETS: usize = 100_000;
 pub const MAX_TRANSACTIONAL_ID_BYTES: usize = 1024;
 /// How often timed-out transactions are aborted and prepared ones finished.
 const TIMER_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Why the coordinator refused a request; the Kafka port answers each with Kafka's code ([`Self::kafka_code`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransactionError {
-    #[error(
-        "transactional id {0:?} is not allowed: it must be 1 to {MAX_TRANSACTIONAL_ID_BYTES} bytes without control \
-         characters"
-    )]
-    InvalidTransactionalId(String),
-    #[error(
-        "transaction timeout {timeout_ms} ms is not allowed: it must be from 1 to {MAX_TRANSACTION_TIMEOUT_MS} ms \
-         (Kafka's transaction.max.timeout.ms)"
-    )]
-    InvalidTimeout { timeout_ms: i64 },
-    #[error(
-        "transactional id {transactional_id:?} has producer id {current}, not {producer_id}: call InitProducerId \
-         again"
-    )]
-    ProducerIdMismatch { transactional_id: String, producer_id: i64, current: i64 },
-    #[error(
-        "producer id {producer_id} has no transactional id on this broker: a transactional batch needs the producer \
-         id InitProducerId gave a transactional id"
-    )]
-    UnknownTransactionalProducer { producer_id: i64 },
-    #[error("transactional id {transactional_id:?} is not initialised: call InitProducerId first")]
-    UnknownTransactionalId { transactional_id: String },
-    #[error(
-        "producer {producer_id} of transactional id {transactional_id:?} has epoch {epoch}, not the current \
-         {current}: a newer instance of it fenced this one, or its transaction timed out"
-    )]
-    Fenced { transactional_id: String, producer_id: i64, epoch: i16, current: i16 },
-    #[error("transactional id {transactional_id:?} is in state {state}: {what} is not allowed there")]
-    InvalidState { transactional_id: String, state: &'static str, what: &'static str },
-    #[error(
-        "partition {partition} of topic {topic:?} is not in the open transaction of transactional id \
-         {transactional_id:?}: add it with AddPartitionsToTxn before producing to it"
-    )]
-    PartitionNotInTransaction { transactional_id: String, topic: String, partition: u32 },
-    #[error(
-        "group {group:?} is not in the open transaction of transactional id {transactional_id:?}: add it with \
-         AddOffsetsToTxn before committing its offsets"
-    )]
-    GroupNotInTransaction { transactional_id: String, group: String },
-    #[error("transactional id {transactional_id:?} is finishing its last transaction: retry shortly")]
-    Concurrent { transactional_id: String },
-    #[error("the broker keeps at most {limit} {what}: {hint}")]
-    TooMany { limit: usize, what: &'static str, hint: &'static str },
-    #[error(
-        "transactions are served by a single node only: this node is part of a cluster, which has no transaction \
-         coordinator yet"
-    )]
-    NotServed,
-}
-
-impl TransactionError {
-    /// Kafka's code for this refusal. `is_fenced_known`: the request's version knows PRODUCER_FENCED (KIP-588);
-    /// older ones get INVALID_PRODUCER_EPOCH, which their clients treat as fenced too.
-    pub fn kafka_code(&self, is_fenced_known: bool) -> i16 {
-        use kafka_protocol::ResponseError as E;
-        match self {
-            TransactionError::InvalidTransactionalId(_) => E::InvalidRequest.code(),
-            TransactionError::InvalidTimeout { .. } => E::InvalidTransactionTimeout.code(),
-            TransactionError::ProducerIdMismatch { .. }
-            | TransactionError::UnknownTransactionalProducer { .. }
-            | TransactionError::UnknownTransactionalId { .. } => E::InvalidProducerIdMapping.code(),
-            TransactionError::Fenced { .. } if is_fenced_known => E::ProducerFenced.code(),
-            TransactionError::Fenced { .. } => E::InvalidProducerEpoch.code(),
-            TransactionError::InvalidState { .. }
-            | TransactionError::PartitionNotInTransaction { .. }
-            | TransactionError::GroupNotInTransaction { .. } => E::InvalidTxnState.code(),
-            TransactionError::Concurrent { .. } => E::ConcurrentTransactions.code(),
-            TransactionError::TooMany { .. } => E::PolicyViolation.code(),
-            TransactionError::NotServed => E::TransactionalIdAuthorizationFailed.code(),
-        }
-    }
-}
 
 /// One transactional id.
 struct TransactionEntry {
@@ -158,10 +85,38 @@ pub struct AdmittedTransactional {
     _gate: OwnedRwLockReadGuard<()>,
 }
 
+/// How a transaction ended, as /metrics counts them (`rill_transactions_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Its producer committed it.
+    Committed,
+    /// Its producer aborted it.
+    Aborted,
+    /// The coordinator aborted it past its timeout.
+    TimedOut,
+    /// The coordinator aborted it when a newer instance of its producer initialised.
+    Fenced,
+}
+
+impl Ending {
+    pub const ALL: [Ending; 4] = [Ending::Committed, Ending::Aborted, Ending::TimedOut, Ending::Fenced];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ending::Committed => "committed",
+            Ending::Aborted => "aborted",
+            Ending::TimedOut => "timed_out",
+            Ending::Fenced => "fenced",
+        }
+    }
+}
+
 pub struct TransactionCoordinator {
     dir: PathBuf,
     by_id: Mutex<HashMap<String, Arc<TransactionEntry>>>,
     by_producer: Mutex<HashMap<i64, Arc<TransactionEntry>>>,
+    /// Transactions completed since the start, by [`Ending`].
+    endings: [AtomicU64; 4],
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,8 +134,12 @@ impl TransactionCoordinator {
     pub fn open(data_dir: &std::path::Path) -> Result<Arc<Self>> {
         let dir = store::dir(data_dir);
         let loaded = store::load(&dir)?;
-        let coordinator =
-            TransactionCoordinator { dir, by_id: Mutex::new(HashMap::new()), by_producer: Mutex::new(HashMap::new()) };
+        let coordinator = TransactionCoordinator {
+            dir,
+            by_id: Mutex::new(HashMap::new()),
+            by_producer: Mutex::new(HashMap::new()),
+            endings: Default::default(),
+        };
         for meta in loaded {
             let (id, producer_id) = (meta.transactional_id.clone(), meta.producer_id);
             let entry = TransactionEntry::new(meta);
@@ -237,40 +196,29 @@ impl TransactionCoordinator {
             }
         }
         if current.state.is_prepared() {
-            self.finish(node, &entry).await?;
+            self.finish(node, &entry, None).await?;
         }
         let mut meta = entry.meta().clone();
-        let old_producer_id = meta.producer_id;
-        match meta.next_epoch() {
-            Some(epoch) => meta.producer_epoch = epoch,
-            None => {
-                meta.producer_id = node.producer_ids.issue().await?;
-                meta.producer_epoch = 0;
-            }
-        }
         meta.timeout_ms = timeout_ms;
-        meta.updated_ms = now_ms();
-        if meta.state == TransactionState::Ongoing {
-            // The old instance's transaction ends in the new epoch: its markers fence it in every partition.
+        let meta = if meta.state == TransactionState::Ongoing {
             tracing::info!(
                 transactional_id,
                 producer_id = meta.producer_id,
-                epoch = meta.producer_epoch,
                 "aborting the open transaction of a fenced producer"
             );
-            meta.state = TransactionState::PrepareAbort;
-            self.prepare(&entry, meta, Some(old_producer_id)).await?;
-            self.finish(node, &entry).await?;
+            self.abort_fencing(node, &entry, meta, Ending::Fenced).await?
         } else {
             meta.state = TransactionState::Empty;
-            self.store(&entry, meta, Some(old_producer_id)).await?;
-        }
-        let meta = entry.meta().clone();
-        if meta.producer_id != old_producer_id {
-            let mut by_producer = locked(&self.by_producer);
-            by_producer.remove(&old_producer_id);
-            by_producer.insert(meta.producer_id, Arc::clone(&entry));
-        }
+            meta.updated_ms = now_ms();
+            match meta.next_epoch() {
+                Some(epoch) => {
+                    meta.producer_epoch = epoch;
+                    self.store(&entry, meta.clone(), None).await?;
+                    meta
+                }
+                None => self.renew_producer_id(node, &entry, meta).await?,
+            }
+        };
         tracing::debug!(
             transactional_id,
             producer_id = meta.producer_id,
@@ -278,6 +226,46 @@ impl TransactionCoordinator {
             "initialised a transactional producer"
         );
         Ok((meta.producer_id, meta.producer_epoch))
+    }
+
+    /// Aborts the open transaction of `meta` (the entry's, `Ongoing`) in a new epoch, whose markers fence the old
+    /// instance in every partition it wrote to: the next epoch, or once those ran out the last one (`i16::MAX`,
+    /// never handed out), after which the id gets a new producer id at epoch 0. Returns the id's state after.
+    async fn abort_fencing(
+        &self,
+        node: &Node,
+        entry: &Arc<TransactionEntry>,
+        mut meta: TransactionMetadata,
+        ending: Ending,
+    ) -> Result<TransactionMetadata> {
+        meta.producer_epoch = meta.next_epoch().unwrap_or(i16::MAX);
+        meta.state = TransactionState::PrepareAbort;
+        meta.updated_ms = now_ms();
+        self.prepare(entry, meta, None).await?;
+        self.finish(node, entry, Some(ending)).await?;
+        let meta = entry.meta().clone();
+        if meta.producer_epoch == i16::MAX {
+            return self.renew_producer_id(node, entry, meta).await;
+        }
+        Ok(meta)
+    }
+
+    /// Gives the id a new producer id at epoch 0, its epochs having run out.
+    async fn renew_producer_id(
+        &self,
+        node: &Node,
+        entry: &Arc<TransactionEntry>,
+        mut meta: TransactionMetadata,
+    ) -> Result<TransactionMetadata> {
+        let old_producer_id = meta.producer_id;
+        meta.producer_id = node.producer_ids.issue().await?;
+        meta.producer_epoch = 0;
+        meta.updated_ms = now_ms();
+        self.store(entry, meta.clone(), Some(old_producer_id)).await?;
+        let mut by_producer = locked(&self.by_producer);
+        by_producer.remove(&old_producer_id);
+        by_producer.insert(meta.producer_id, Arc::clone(entry));
+        Ok(meta)
     }
 
     /// The id's entry, made (with a new producer id, nothing stored yet) when the id is new.
@@ -422,7 +410,7 @@ impl TransactionCoordinator {
         match meta.state {
             TransactionState::Ongoing => {}
             state if state == completed => return Ok(()),
-            state if state == prepared => return self.finish(node, &entry).await,
+            state if state == prepared => return self.finish(node, &entry, None).await,
             state if state.is_prepared() => {
                 return Err(TransactionError::Concurrent { transactional_id: transactional_id.to_string() }.into())
             }
@@ -431,7 +419,7 @@ impl TransactionCoordinator {
         meta.state = prepared;
         meta.updated_ms = now_ms();
         self.prepare(&entry, meta, None).await?;
-        self.finish(node, &entry).await
+        self.finish(node, &entry, None).await
     }
 
     /// Stores a prepared outcome with the gate held for write: no produce of the transaction is between its check
@@ -442,12 +430,13 @@ impl TransactionCoordinator {
     }
 
     /// Writes the prepared outcome's markers to every partition of the transaction, fsyncs them, stores a committed
-    /// transaction's offsets, then stores the outcome complete.
-    async fn finish(&self, node: &Node, entry: &TransactionEntry) -> Result<()> {
+    /// transaction's offsets, then stores the outcome complete, counted as `ending` (by default what the producer
+    /// asked: a prepared outcome finished after a crash).
+    async fn finish(&self, node: &Node, entry: &TransactionEntry, ending: Option<Ending>) -> Result<()> {
         let meta = entry.meta().clone();
-        let outcome = match meta.state {
-            TransactionState::PrepareCommit => TransactionOutcome::Commit,
-            TransactionState::PrepareAbort => TransactionOutcome::Abort,
+        let (outcome, by_state) = match meta.state {
+            TransactionState::PrepareCommit => (TransactionOutcome::Commit, Ending::Committed),
+            TransactionState::PrepareAbort => (TransactionOutcome::Abort, Ending::Aborted),
             _ => return Ok(()),
         };
         let writes = meta.partitions.iter().map(|(topic, partition)| {
@@ -461,6 +450,7 @@ impl TransactionCoordinator {
         }
         let mut completed = meta;
         completed.complete(now_ms());
+        self.endings[ending.unwrap_or(by_state) as usize].fetch_add(1, Ordering::Relaxed);
         tracing::debug!(transactional_id = %completed.transactional_id, producer_id = completed.producer_id, state = completed.state.as_str(), "transaction completed");
         self.store(entry, completed, None).await
     }
@@ -506,10 +496,22 @@ impl TransactionCoordinator {
         })
     }
 
-    /// Every transactional id's state, for listing.
-    pub fn all(&self) -> Vec<TransactionMetadata> {
+    /// Transactions completed since the start, by how they ended.
+    pub fn ending_counts(&self) -> [(Ending, u64); 4] {
+        Ending::ALL.map(|ending| (ending, self.endings[ending as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Transactional ids held, and how many of them have a transaction open (or being completed).
+    pub fn id_counts(&self) -> (usize, usize) {
         let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
-        entries.iter().map(|entry| entry.meta().clone()).collect()
+        let open = entries
+            .iter()
+            .filter(|entry| {
+                let state = entry.meta().state;
+                state == TransactionState::Ongoing || state.is_prepared()
+            })
+            .count();
+        (entries.len(), open)
     }
 
     /// Until shutdown: aborts transactions past their timeout (in a new epoch, fencing their producer, as Kafka
@@ -551,29 +553,14 @@ impl TransactionCoordinator {
             return Ok(());
         }
         let _operation = entry.operation.lock().await;
-        let mut meta = entry.meta().clone();
+        let meta = entry.meta().clone();
         if meta.state.is_prepared() {
-            return self.finish(node, entry).await;
+            return self.finish(node, entry, None).await;
         }
         if meta.has_timed_out(now) {
-            let old_producer_id = meta.producer_id;
-            match meta.next_epoch() {
-                Some(epoch) => meta.producer_epoch = epoch,
-                None => {
-                    meta.producer_id = node.producer_ids.issue().await?;
-                    meta.producer_epoch = 0;
-                }
-            }
             tracing::info!(transactional_id = %meta.transactional_id, timeout_ms = meta.timeout_ms, "aborting a transaction past its timeout");
-            meta.state = TransactionState::PrepareAbort;
-            meta.updated_ms = now;
-            self.prepare(entry, meta.clone(), Some(old_producer_id)).await?;
-            if meta.producer_id != old_producer_id {
-                let mut by_producer = locked(&self.by_producer);
-                by_producer.remove(&old_producer_id);
-                by_producer.insert(meta.producer_id, Arc::clone(entry));
-            }
-            return self.finish(node, entry).await;
+            self.abort_fencing(node, entry, meta, Ending::TimedOut).await?;
+            return Ok(());
         }
         if is_idle {
             let dir = self.dir.clone();
@@ -589,48 +576,6 @@ impl TransactionCoordinator {
 fn check_transactional_id(id: &str) -> Result<(), TransactionError> {
     if id.is_empty() || id.len() > MAX_TRANSACTIONAL_ID_BYTES || id.chars().any(char::is_control) {
         return Err(TransactionError::InvalidTransactionalId(id.chars().take(64).collect()));
-    }
-    Ok(())
-}
-
-/// Appends one marker to a partition and fsyncs it. A partition whose topic was deleted meanwhile gets none, as
-/// in Kafka: there is nobody left to read it.
-async fn write_marker(
-    node: &Node,
-    topic: &str,
-    partition: u32,
-    producer_id: i64,
-    epoch: i16,
-    outcome: TransactionOutcome,
-) -> Result<()> {
-    let target = match node.registry.partition(topic, partition) {
-        Ok(target) => target,
-        Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
-        Err(err) => return Err(err),
-    };
-    let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome, now_ms()));
-    let appended = target.append_marker(marker).await?;
-    target.sync_through(appended.last_offset + 1).await?;
-    tracing::trace!(
-        topic,
-        partition,
-        offset = appended.base_offset,
-        producer_id,
-        ?outcome,
-        "wrote a transaction marker"
-    );
-    Ok(())
-}
-
-/// Stores a committed transaction's offsets in their groups' offset store, one call per group.
-async fn store_offsets(node: &Node, offsets: &[PendingOffset]) -> Result<()> {
-    let mut by_group: HashMap<&str, Vec<(OffsetKey, i64, String)>> = HashMap::new();
-    for offset in offsets {
-        let key = OffsetKey { group: offset.group.clone(), topic: offset.topic.clone(), partition: offset.partition };
-        by_group.entry(offset.group.as_str()).or_default().push((key, offset.offset, offset.metadata.clone()));
-    }
-    for (_, commits) in by_group {
-        node.offsets.commit_checked(commits, now_ms(), || Ok(())).await?;
     }
     Ok(())
 }

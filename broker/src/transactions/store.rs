@@ -23,10 +23,12 @@ fn path(dir: &Path, producer_id: i64) -> PathBuf {
     dir.join(format!("{producer_id}.json"))
 }
 
-/// Every transactional id stored in `dir` (created if missing). A file that does not parse stops the load: a
-/// transaction's outcome cannot be guessed.
+/// Every transactional id stored in `dir` (none when it is missing: made by the first store). A file that does not
+/// parse stops the load: a transaction's outcome cannot be guessed.
 pub fn load(dir: &Path) -> Result<Vec<TransactionMetadata>> {
-    fs::create_dir_all(dir).map_err(BrokerError::io(dir))?;
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     let mut by_id: HashMap<String, TransactionMetadata> = HashMap::new();
     let mut stale = Vec::new();
     for entry in fs::read_dir(dir).map_err(BrokerError::io(dir))? {
@@ -65,6 +67,12 @@ pub fn load(dir: &Path) -> Result<Vec<TransactionMetadata>> {
 /// after the new one is durable.
 pub fn store(dir: &Path, meta: &TransactionMetadata, replaces: Option<i64>) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(meta).map_err(|err| BrokerError::Internal(err.to_string()))?;
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(BrokerError::io(dir))?;
+        if let Some(data_dir) = dir.parent() {
+            crate::meta::fsync_dir(data_dir)?;
+        }
+    }
     crate::meta::write_atomically(&path(dir, meta.producer_id), &bytes)?;
     if let Some(old) = replaces.filter(|old| *old != meta.producer_id) {
         remove(dir, old)?;
@@ -90,6 +98,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let dir = dir(data.path());
         assert!(load(&dir).unwrap().is_empty());
+        assert!(!dir.exists(), "a node that never used transactions has no directory for them");
         let first = TransactionMetadata::new("app-1".into(), 10, 60_000, 5);
         store(&dir, &first, None).unwrap();
         // A crash between the new file and the removal of the old one.

@@ -354,6 +354,62 @@ pub fn next_offset_after(batches: &[u8]) -> Option<i64> {
     next
 }
 
+/// The whole batches of `batches` that start below `end` (all of them when `end` is `None`): a `read_committed`
+/// read stops at the last stable offset, always a batch's start (the first batch of the oldest open transaction),
+/// so no batch is cut.
+pub fn whole_batches_below(batches: Bytes, end: Option<i64>) -> Bytes {
+    let Some(end) = end else { return batches };
+    let mut kept = 0;
+    let mut rest = &batches[..];
+    while let Ok(header) = rill_protocol::BatchHeader::parse(rest) {
+        if header.base_offset >= end {
+            break;
+        }
+        let length = header.total_bytes();
+        let Some(after) = rest.get(length..) else { break };
+        kept += length;
+        rest = after;
+    }
+    batches.slice(..kept)
+}
+
+/// `batches` without the batches of the `aborted` transactions (a transactional batch of an aborted transaction's
+/// producer from its first offset to its marker): what a gRPC `read_committed` reader gets, as the Kafka client
+/// leaves them out on its side. Zero-copy unless a batch goes; then the kept ones are copied into one buffer.
+pub fn without_aborted(batches: Bytes, aborted: &[rill_storage::AbortedTransaction]) -> Bytes {
+    if aborted.is_empty() {
+        return batches;
+    }
+    let is_aborted = |header: &rill_protocol::BatchHeader| {
+        header.is_transactional()
+            && !header.is_control()
+            && aborted.iter().any(|a| {
+                a.producer_id == header.producer_id
+                    && a.first_offset <= header.base_offset
+                    && header.base_offset < a.last_offset
+            })
+    };
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    while let Ok(header) = rill_protocol::BatchHeader::parse(&batches[at..]) {
+        let end = at + header.total_bytes();
+        if end > batches.len() {
+            break;
+        }
+        if !is_aborted(&header) {
+            match kept.last_mut() {
+                Some(run) if run.end == at => run.end = end,
+                _ => kept.push(at..end),
+            }
+        }
+        at = end;
+    }
+    match kept.as_slice() {
+        [only] => batches.slice(only.clone()),
+        runs => Bytes::from(runs.iter().flat_map(|run| batches[run.clone()].iter().copied()).collect::<Vec<u8>>()),
+    }
+}
+
 fn offsets_in(batches: &[u8]) -> u64 {
     let mut offsets = 0u64;
     let mut rest = batches;
@@ -519,5 +575,47 @@ mod tests {
         }
         assert_eq!(partition.log().durable_end_offset(), 640);
         partition.stop_writer(Duration::from_secs(5)).await;
+    }
+
+    /// Batches of one record at `bases`, transactional ones from producer 7 where `transactional` says.
+    fn batches_at(bases: &[(i64, bool)]) -> Bytes {
+        let mut all = Vec::new();
+        for &(base, is_transactional) in bases {
+            let mut batch = one_record_batch(base as u32).to_vec();
+            let mut header = rill_protocol::BatchHeader::parse(&batch).expect("a header");
+            header.base_offset = base;
+            if is_transactional {
+                header.attributes |= rill_protocol::batch::TRANSACTIONAL_BIT;
+                (header.producer_id, header.producer_epoch, header.base_sequence) = (7, 0, 0);
+            }
+            rill_protocol::record::write_header(&mut batch, &header);
+            all.extend_from_slice(&batch);
+        }
+        Bytes::from(all)
+    }
+
+    #[test]
+    fn a_read_committed_read_keeps_the_whole_batches_below_the_last_stable_offset() {
+        let read = batches_at(&[(3, false), (4, false), (5, false)]);
+        let one = read.len() / 3;
+        assert_eq!(whole_batches_below(read.clone(), None).len(), read.len());
+        assert_eq!(whole_batches_below(read.clone(), Some(5)).len(), 2 * one);
+        assert_eq!(whole_batches_below(read.clone(), Some(3)).len(), 0);
+        assert_eq!(whole_batches_below(read.clone(), Some(100)).len(), read.len());
+    }
+
+    #[test]
+    fn an_aborted_transactions_batches_are_left_out_and_nothing_else() {
+        let read = batches_at(&[(0, false), (1, true), (2, true), (3, false), (4, true)]);
+        let one = read.len() / 5;
+        let aborted = [rill_storage::AbortedTransaction { producer_id: 7, first_offset: 1, last_offset: 3 }];
+        assert_eq!(without_aborted(read.clone(), &[]), read, "nothing aborted: the same bytes");
+        let kept = without_aborted(read.clone(), &aborted);
+        assert_eq!(kept.len(), 3 * one);
+        let offsets: Vec<i64> =
+            rill_protocol::BatchIter::new(kept).map(|batch| batch.expect("whole batches").header.base_offset).collect();
+        assert_eq!(offsets, [0, 3, 4], "the producer's later transaction (at 4) is not the aborted one");
+        let other = [rill_storage::AbortedTransaction { producer_id: 8, first_offset: 0, last_offset: 9 }];
+        assert_eq!(without_aborted(read.clone(), &other), read, "another producer's abort leaves these");
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
-use rill_client::{Admin, ConsumedRecord, Consumer, ConsumerConfig, OffsetSpec, SeekTo};
+use rill_client::{Admin, ConsumedRecord, Consumer, ConsumerConfig, Isolation, OffsetSpec, SeekTo};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::connect::{block_on, BrokerFlag};
@@ -47,6 +47,7 @@ Examples:
   rill consume greetings --group demo             # resume after the group's committed offsets, commit
   rill consume greetings --group demo --follow    # join group demo: members share the partitions
   rill consume greetings --from-end --follow      # only new records, until Ctrl-C
+  rill consume payments --isolation read-committed # only committed Kafka transactions' records
   rill consume greetings --format json | jq .value
 
 --format json prints one object per line: topic, partition, offset, timestamp (ms since the epoch), key,
@@ -61,6 +62,9 @@ committer, which the broker refuses while the group has members.";
 
 /// How often `--group` commits what was printed (and once more on exit).
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a standalone read looks whether its partitions moved past offsets without records (a poll returns
+/// only records, so a log that ends in a transaction marker would leave it waiting).
+const SKIP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
@@ -106,8 +110,18 @@ pub struct ConsumeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Value)]
     format: Format,
+    /// Records of Kafka transactional producers: read-uncommitted prints every one; read-committed only those of
+    /// committed transactions (without --follow it waits for the transactions open at the start to end).
+    #[arg(long, value_enum, default_value_t = IsolationArg::ReadUncommitted)]
+    isolation: IsolationArg,
     #[command(flatten)]
     broker: BrokerFlag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IsolationArg {
+    ReadUncommitted,
+    ReadCommitted,
 }
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
@@ -130,9 +144,14 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let explain = |err| args.broker.explain(err);
     let client = args.broker.connect().await?;
     let admin = Admin::new(client.clone());
+    let isolation = match args.isolation {
+        IsolationArg::ReadUncommitted => Isolation::ReadUncommitted,
+        IsolationArg::ReadCommitted => Isolation::ReadCommitted,
+    };
     let config = ConsumerConfig {
         group_id: args.group.clone(),
         client_id: format!("rill-cli@{}", std::process::id()),
+        isolation,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config).map_err(explain)?;
@@ -301,8 +320,10 @@ impl Printer<'_> {
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        let mut skip_tick = tokio::time::interval(SKIP_CHECK_INTERVAL);
         while !self.is_finished() {
             tokio::select! {
+                _ = skip_tick.tick(), if self.mode == Mode::Standalone => self.skip_offsets_without_records(consumer),
                 polled = consumer.poll() => {
                     let records = polled.map_err(|e| self.args.broker.explain(e))?;
                     // A reader that stopped reading blocks the write, not the signals.
@@ -344,6 +365,27 @@ impl Printer<'_> {
         let is_at_max = self.args.max_messages.is_some_and(|max| self.printed >= max);
         // A member has no end offsets (it only follows), and its partitions come and go.
         is_at_max || (self.mode == Mode::Standalone && self.states.values().all(PartitionState::is_done))
+    }
+
+    /// Standalone: moves each partition on to the consumer's position when that is past what was printed, which
+    /// only offsets without records for it make it (a transaction's marker, an aborted transaction left out):
+    /// every record handed out is printed before the loop comes here. Without it, a log ending in a marker would
+    /// never be read to its end.
+    fn skip_offsets_without_records(&mut self, consumer: &mut Consumer) {
+        for (&partition, state) in &mut self.states {
+            if state.is_done() {
+                continue;
+            }
+            let Some(position) = consumer.position(&self.args.topic, partition) else { continue };
+            let position = state.end.map_or(position, |end| position.min(end));
+            if position > state.printed {
+                state.printed = position;
+                state.flushed = position;
+                if state.is_done() {
+                    consumer.unassign(&self.args.topic, &[partition]);
+                }
+            }
+        }
     }
 
     /// Prints the records that are wanted, flushes, and moves `flushed` up to what stdout has.

@@ -396,3 +396,37 @@ async fn the_idempotent_producer_stores_each_record_once_through_a_broker_kill()
     assert_eq!(offsets, (0..6_000).collect::<Vec<i64>>(), "no gap");
     assert!(consumer.poll(Duration::from_millis(500)).is_none(), "nothing after the 6000th record");
 }
+
+/// One transaction of `producer` writing `values` to partition 0 of `txn`, committed or aborted.
+async fn in_transaction(producer: &FutureProducer, values: &[&str], commit: bool) {
+    use rdkafka::producer::Producer as _;
+    let timeout = Duration::from_secs(30);
+    producer.begin_transaction().expect("begin_transaction");
+    for value in values {
+        let record = FutureRecord::<(), str>::to("txn").payload(*value).partition(0);
+        producer.send(record, timeout).await.expect("delivered");
+    }
+    match commit {
+        true => producer.commit_transaction(timeout).expect("commit_transaction"),
+        false => producer.abort_transaction(timeout).expect("abort_transaction"),
+    }
+}
+
+/// librdkafka's transactional producer commits and aborts; `rill consume` reads the partition to its end (a log
+/// that ends in a transaction marker included) and prints every record by default, or only the committed ones
+/// with `--isolation read-committed`, whose gRPC reads leave the aborted batches out on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rill_consume_reads_a_transactional_producers_partition_at_either_isolation() {
+    use rdkafka::producer::Producer as _;
+    let (_dir, broker) = started_broker();
+    create_topic(&broker, "txn", 1);
+    let producer = producer(&broker.addr, &[("transactional.id", "rdkafka-txn")]);
+    producer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+    in_transaction(&producer, &["c0", "c1"], true).await;
+    in_transaction(&producer, &["a0", "a1"], false).await;
+    in_transaction(&producer, &["c2"], true).await;
+    // Offsets: c0 c1 marker a0 a1 marker c2 marker: the log ends in a commit marker.
+    let read = |isolation: &str| rill(&broker.addr, &["consume", "txn", "--isolation", isolation]).ok().to_string();
+    assert_eq!(read("read-committed"), "c0\nc1\nc2\n");
+    assert_eq!(read("read-uncommitted"), "c0\nc1\na0\na1\nc2\n");
+}

@@ -48,6 +48,26 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// Which records of partitions written by Kafka transactional producers a consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Every record, those of aborted and open transactions included (Kafka's `read_uncommitted`).
+    #[default]
+    ReadUncommitted,
+    /// Records of committed transactions and outside any, up to the last stable offset: nothing of a transaction
+    /// still open, nothing of an aborted one (the broker leaves those out). Kafka's `read_committed`.
+    ReadCommitted,
+}
+
+impl Isolation {
+    fn wire(self) -> i32 {
+        match self {
+            Isolation::ReadUncommitted => rill_protocol::v1::Isolation::ReadUncommitted as i32,
+            Isolation::ReadCommitted => rill_protocol::v1::Isolation::ReadCommitted as i32,
+        }
+    }
+}
+
 /// Where [`Consumer::seek`] moves a partition's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeekTo {
@@ -92,6 +112,8 @@ pub struct ConsumerConfig {
     /// and replays keep `Fetch`. Only with `fetch_min_bytes` 1 (a push does not wait to fill). A broker that
     /// has no `Subscribe` gets fetches. On by default (docs/benchmarks.md, "Even pacing").
     pub subscribes_at_tail: bool,
+    /// Which records of transactional producers' partitions to read; all of them by default.
+    pub isolation: Isolation,
 }
 
 impl Default for ConsumerConfig {
@@ -110,6 +132,7 @@ impl Default for ConsumerConfig {
             group_assignor: GroupAssignor::Sticky,
             client_id: "rill-consumer".into(),
             subscribes_at_tail: true,
+            isolation: Isolation::ReadUncommitted,
         }
     }
 }
@@ -117,8 +140,15 @@ impl Default for ConsumerConfig {
 type Key = (Arc<str>, u32);
 
 struct Cursor {
-    /// Offset after the last record handed to the application: what `commit` stores.
+    /// Offset after the last record handed to the application, or past the offsets after it that hold no record
+    /// for it (transaction markers, an aborted transaction's batches left out by the broker): what `commit` stores.
     position: i64,
+    /// Offset after the last record decoded into `ready` for this partition: once `position` reaches it, every
+    /// record decoded was handed out.
+    decoded_end: i64,
+    /// Where the fetches decoded so far end (their `next_offset`): `position` moves there once it reaches
+    /// `decoded_end`, as a Kafka consumer's position moves past control records.
+    fetched_end: i64,
     /// Where the fetch in flight (or the next one) starts.
     fetch_position: i64,
     /// Changed by every seek (and re-assignment); a fetch answer with another epoch is dropped. Drawn from the
@@ -133,6 +163,26 @@ struct Cursor {
     subscription: Option<Subscription>,
     /// The last read was a push.
     was_pushed: bool,
+}
+
+impl Cursor {
+    /// Records handed out up to `end`.
+    fn advance_to(&mut self, end: i64) {
+        self.position = self.position.max(end);
+        if self.position >= self.decoded_end {
+            self.position = self.position.max(self.fetched_end);
+        }
+    }
+
+    /// A fetch answer decoded: its last record ends at `last_decoded` (`None`: it held none), and the partition's
+    /// next read starts at `next`.
+    fn decoded(&mut self, last_decoded: Option<i64>, next: i64) {
+        if let Some(end) = last_decoded {
+            self.decoded_end = self.decoded_end.max(end);
+        }
+        self.fetched_end = self.fetched_end.max(next);
+        self.advance_to(self.position);
+    }
 }
 
 /// A fetched batch that did not decode, waiting to be reported.
@@ -257,6 +307,8 @@ impl Consumer {
             let epoch = self.new_epoch();
             let cursor = Cursor {
                 position: start,
+                decoded_end: start,
+                fetched_end: start,
                 fetch_position: start,
                 epoch,
                 fetch: None,
@@ -455,7 +507,7 @@ impl Consumer {
 
     fn advance(&mut self, topic: &Arc<str>, partition: u32, end: i64) {
         if let Some(cursor) = self.cursors.get_mut(&(Arc::clone(topic), partition)) {
-            cursor.position = cursor.position.max(end);
+            cursor.advance_to(end);
         }
     }
 
@@ -545,9 +597,17 @@ impl Consumer {
             check_crcs: self.config.check_crcs,
             max_decompressed_bytes: self.config.max_decompressed_bytes,
         };
+        let before = self.ready.len();
         let decoded = decode_batches(&key.0, key.1, offset, response.record_batches, limits, &mut self.ready);
         let next = match decoded {
-            Ok(next) => next.max(response.next_offset),
+            Ok(next) => {
+                let next = next.max(response.next_offset);
+                let last_decoded = self.ready.range(before..).next_back().map(|record| record.offset + 1);
+                if let Some(cursor) = self.cursors.get_mut(&key) {
+                    cursor.decoded(last_decoded, next);
+                }
+                next
+            }
             Err(error) => {
                 // The records before the bad batch are in `ready`; the error waits for them to be handed out,
                 // and the partition (prefetch cancelled, subscription dropped) waits for the error to be reported.
@@ -586,6 +646,8 @@ impl Consumer {
         let epoch = self.new_epoch();
         let Some(cursor) = self.cursors.get_mut(key) else { return };
         cursor.position = offset;
+        cursor.decoded_end = offset;
+        cursor.fetched_end = offset;
         cursor.fetch_position = offset;
         cursor.epoch = epoch;
         // Moved: the next read is a fetch, which tells whether the new position is at the tail.
@@ -625,6 +687,7 @@ impl Consumer {
         let tail = tail::TailRead {
             subscription,
             max_bytes: self.config.fetch_max_bytes,
+            isolation: self.config.isolation.wire(),
             is_unsupported: Arc::clone(&self.subscribe_is_unsupported),
         };
         let client = self.client.clone();
@@ -637,6 +700,7 @@ impl Consumer {
             max_wait_ms: u32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(u32::MAX),
             format: RecordFormat::Raw as i32,
             current_leader_epoch: None,
+            isolation: self.config.isolation.wire(),
         };
         let timeout = self.config.fetch_max_wait + client.config().request_timeout;
         let reset = reset_spec(self.config.offset_reset);
@@ -715,6 +779,44 @@ async fn lookup_offset(
 mod tests {
     use super::*;
     use crate::connection::ClientConfig;
+
+    fn cursor_at(offset: i64) -> Cursor {
+        Cursor {
+            position: offset,
+            decoded_end: offset,
+            fetched_end: offset,
+            fetch_position: offset,
+            epoch: 0,
+            fetch: None,
+            wait: PartitionWait::default(),
+            is_at_tail: false,
+            subscription: None,
+            was_pushed: false,
+        }
+    }
+
+    #[test]
+    fn the_position_moves_past_offsets_without_records_once_the_records_before_them_are_handed_out() {
+        // Records 10..=12, then a transaction marker at 13: the fetch ends at 14.
+        let mut cursor = cursor_at(10);
+        cursor.decoded(Some(13), 14);
+        assert_eq!(cursor.position, 10, "nothing handed out yet");
+        cursor.advance_to(12);
+        assert_eq!(cursor.position, 12, "record 12 is still to come");
+        cursor.advance_to(13);
+        assert_eq!(cursor.position, 14, "past the marker, as a Kafka consumer's position");
+        // A fetch of markers (or aborted batches the broker left out) only: nothing to wait for.
+        cursor.decoded(None, 20);
+        assert_eq!(cursor.position, 20);
+        // A prefetched answer decoded before the records of the one before it are handed out.
+        let mut cursor = cursor_at(0);
+        cursor.decoded(Some(5), 5);
+        cursor.decoded(Some(8), 9);
+        cursor.advance_to(5);
+        assert_eq!(cursor.position, 5, "records 5..8 are still to come");
+        cursor.advance_to(8);
+        assert_eq!(cursor.position, 9);
+    }
 
     #[tokio::test]
     async fn auto_commit_without_a_group_is_refused() {

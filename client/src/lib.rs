@@ -102,7 +102,7 @@ pub use cluster_admin::{
 };
 pub use compression::Compression;
 pub use connection::{BearerToken, Client, ClientConfig, ClientId};
-pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, SeekTo};
+pub use consumer::{Consumer, ConsumerConfig, Isolation, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};
 pub use membership::GroupAssignor;

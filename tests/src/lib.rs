@@ -232,14 +232,19 @@ pub fn fetch_request(topic: &str, partition: u32, offset: i64, min_bytes: u32, m
         max_wait_ms,
         format: v1::RecordFormat::Raw as i32,
         current_leader_epoch: None,
+        isolation: v1::Isolation::Unspecified as i32,
     }
 }
 
-/// (offset, value) of every record in concatenated raw batches.
+/// (offset, value) of every record in concatenated raw batches; control batches (transaction markers) hold none
+/// for a reader, as a consumer skips them.
 pub fn values_of(batches: &Bytes) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     for batch in BatchIter::new(batches.clone()) {
         let batch = batch.expect("whole batches");
+        if batch.header.is_control() {
+            continue;
+        }
         for record in batch.records().expect("uncompressed") {
             let record = record.expect("record decodes");
             let value = String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned();

@@ -137,3 +137,45 @@ async fn a_retry_gets_the_original_offset_a_gap_and_an_old_epoch_are_refused() {
     let values: Vec<&str> = stored.iter().map(|(_, value)| value.as_str()).collect();
     assert_eq!(values, ["a", "b", "c", "x"], "each record once, in order");
 }
+
+#[tokio::test]
+async fn a_grpc_read_committed_fetch_stops_at_an_open_transaction_and_leaves_aborted_batches_out() {
+    use rill_protocol::v1;
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let (_, id, epoch) = init_producer_id(&mut client, 4, Some("orders-tx")).await;
+    let batch = |values: &[&str], sequence| transactional(idempotent_batch_of(values, id, epoch, sequence));
+    assert_eq!(add_partition(&mut client, id, epoch).await, 0);
+    assert_eq!(produce(&mut client, "t", batch(&["a0", "a1"], 0)).await, (0, 0));
+    assert_eq!(end_transaction(&mut client, id, epoch, false).await, 0, "aborted: the marker is offset 2");
+    assert_eq!(produce(&mut client, "t", rill_tests::batch_of(&["plain"], 1_000)).await, (0, 3));
+    assert_eq!(add_partition(&mut client, id, epoch).await, 0);
+    assert_eq!(produce(&mut client, "t", batch(&["open"], 2)).await, (0, 4));
+
+    let fetch = |isolation: v1::Isolation| v1::FetchRequest {
+        isolation: isolation as i32,
+        ..rill_tests::fetch_request("t", 0, 0, 0, 0)
+    };
+    let committed = broker.records.fetch(fetch(v1::Isolation::ReadCommitted)).await.expect("fetch").into_inner();
+    let values: Vec<String> = rill_tests::values_of(&committed.record_batches).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, ["plain"], "the aborted batch left out, the open transaction not reached");
+    assert_eq!((committed.next_offset, committed.last_stable_offset, committed.high_watermark), (4, 4, 5));
+    let all = broker.records.fetch(fetch(v1::Isolation::ReadUncommitted)).await.expect("fetch").into_inner();
+    let values: Vec<String> = rill_tests::values_of(&all.record_batches).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, ["a0", "a1", "plain", "open"]);
+
+    // A subscriber at READ_COMMITTED from the open transaction gets it once it commits, past its marker.
+    let request = v1::SubscribeRequest {
+        topic: "t".into(),
+        offset: 4,
+        isolation: v1::Isolation::ReadCommitted as i32,
+        ..Default::default()
+    };
+    let mut pushes = broker.records.subscribe(request).await.expect("subscribe").into_inner();
+    assert_eq!(end_transaction(&mut client, id, epoch, true).await, 0);
+    let pushed = tokio_stream::StreamExt::next(&mut pushes).await.expect("a push").expect("not an error");
+    let values: Vec<String> = rill_tests::values_of(&pushed.record_batches).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, ["open"]);
+    assert_eq!((pushed.next_offset, pushed.last_stable_offset), (6, 6), "the commit marker read past");
+}

@@ -31,6 +31,7 @@ async fn a_fetch_or_subscribe_at_a_newer_leader_epoch_is_refused_and_at_the_node
         max_bytes: 0,
         format: 0,
         current_leader_epoch: epoch,
+        isolation: 0,
     };
     let refused = broker.records.subscribe(subscribe(Some(1))).await.expect_err("an epoch the node does not know");
     assert_eq!(reason_of(&refused), Some(Reason::UnknownLeaderEpoch), "{}", refused.message());

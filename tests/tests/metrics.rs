@@ -113,6 +113,7 @@ async fn kafka_error_codes_and_streams_failing_mid_way_are_counted() {
         max_bytes: 0,
         format: 0,
         current_leader_epoch: None,
+        isolation: 0,
     };
     let mut stream = broker.records.subscribe(subscribe).await.expect("subscribed").into_inner();
     broker.admin.delete_topic(v1::DeleteTopicRequest { name: "counted".into() }).await.expect("delete");

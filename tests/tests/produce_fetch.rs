@@ -343,6 +343,7 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
         max_bytes: 0,
         format: 0,
         current_leader_epoch: None,
+        isolation: 0,
     };
     assert_status(broker.records.subscribe(subscribe).await, Code::OutOfRange, &[&log_start.to_string()]);
     broker.assert_serving().await;

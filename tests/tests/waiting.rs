@@ -47,6 +47,7 @@ async fn subscribe_replays_then_follows_new_batches() {
         max_bytes: 0,
         format: 0,
         current_leader_epoch: None,
+        isolation: 0,
     };
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     let first = stream.next().await.unwrap().unwrap();
@@ -72,6 +73,7 @@ async fn subscribe_from_latest_sees_only_new_records_in_structured_form() {
         max_bytes: 0,
         format: v1::RecordFormat::Structured as i32,
         current_leader_epoch: None,
+        isolation: 0,
     };
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     broker.produce_values("sub", 0, &["after"]).await;
@@ -91,6 +93,7 @@ async fn a_slow_subscriber_does_not_stop_producers_or_other_readers() {
         max_bytes: 1024,
         format: 0,
         current_leader_epoch: None,
+        isolation: 0,
     };
     // Subscribed, and never read until the end: the broker keeps at most 2 pushes for it.
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
@@ -120,6 +123,7 @@ async fn subscribe_refuses_bad_offsets_and_ends_when_the_topic_is_deleted() {
         max_bytes: 0,
         format: 0,
         current_leader_epoch: None,
+        isolation: 0,
     };
     assert_status(broker.records.subscribe(request(5)).await, Code::OutOfRange, &["offset 5", "0"]);
     broker.assert_serving().await;
@@ -149,6 +153,7 @@ async fn shutdown_ends_subscriptions_and_long_polls_promptly() {
         max_bytes: 0,
         format: 0,
         current_leader_epoch: None,
+        isolation: 0,
     };
     let mut stream = broker.records.subscribe(request).await.unwrap().into_inner();
     let mut fetcher = broker.records.clone();

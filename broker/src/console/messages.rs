@@ -137,6 +137,8 @@ async fn read(console: &Console, page: Page<'_>, topic: &str, query: &Query) -> 
             max_wait_ms: 0,
             format: v1::RecordFormat::Structured as i32,
             current_leader_epoch: None,
+            // What an operator browsing a topic wants: every record, those of aborted transactions too.
+            isolation: v1::Isolation::ReadUncommitted as i32,
         };
         let fetched = match super::leader::fetch(console, page, request).await {
             Ok(answer) => answer,

@@ -41,7 +41,7 @@ use super::error::error_code;
 use super::leader_epoch::led_partition;
 use super::response_frame::{BatchRun, JOINED_RUN_MAX_BYTES};
 use super::KafkaContext;
-use crate::partition::{next_offset_after, Partition};
+use crate::partition::{next_offset_after, whole_batches_below, Partition};
 use crate::request_trace;
 
 /// One partition of the request, resolved with the leader epoch it is led in (or the error code it gets).
@@ -282,51 +282,4 @@ async fn read_all(
         responses.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
     }
     (responses, total, joined)
-}
-
-/// The whole batches of `batches` that start below `end` (all of them when `end` is `None`): a `read_committed`
-/// read stops at the last stable offset, always on a batch's start (the first batch of the oldest open
-/// transaction), so no batch is cut.
-fn whole_batches_below(batches: Bytes, end: Option<i64>) -> Bytes {
-    let Some(end) = end else { return batches };
-    let mut kept = 0;
-    let mut rest = &batches[..];
-    while let Ok(header) = rill_protocol::BatchHeader::parse(rest) {
-        if header.base_offset >= end {
-            break;
-        }
-        let length = header.total_bytes();
-        let Some(after) = rest.get(length..) else { break };
-        kept += length;
-        rest = after;
-    }
-    batches.slice(..kept)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rill_protocol::{Record, RecordBatchBuilder};
-
-    fn batches_at(bases: &[i64]) -> Bytes {
-        let mut all = Vec::new();
-        for &base in bases {
-            let mut builder = RecordBatchBuilder::default();
-            builder.push(&Record { key: None, value: Some(vec![1]), headers: Vec::new(), timestamp_ms: 1 });
-            let mut batch = builder.build();
-            rill_protocol::batch::set_base_offset(&mut batch, base);
-            all.extend_from_slice(&batch);
-        }
-        Bytes::from(all)
-    }
-
-    #[test]
-    fn a_read_committed_read_keeps_the_whole_batches_below_the_last_stable_offset() {
-        let read = batches_at(&[3, 4, 5]);
-        let one = read.len() / 3;
-        assert_eq!(whole_batches_below(read.clone(), None).len(), read.len());
-        assert_eq!(whole_batches_below(read.clone(), Some(5)).len(), 2 * one);
-        assert_eq!(whole_batches_below(read.clone(), Some(3)).len(), 0);
-        assert_eq!(whole_batches_below(read.clone(), Some(100)).len(), read.len());
-    }
 }

@@ -1,6 +1,10 @@
 //! Fetch (with long-polling), Subscribe and ListOffsets. Fetch and Subscribe check the request's leader epoch, when
 //! it names one, as Kafka's Fetch does (KIP-320, `Node::check_leader_at`).
 //!
+//! A READ_COMMITTED reader (`Isolation`, Kafka's `read_committed`) reads below the last stable offset, and the
+//! batches of aborted transactions are left out of what it gets (`partition::without_aborted`); its `next_offset`
+//! moves past them all the same.
+//!
 //! Waiting is event-driven: a waiter takes the partition's high-watermark receiver *before* it reads, so an
 //! append that lands between the read and the wait still wakes it. Nothing sleeps in a loop.
 
@@ -9,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_protocol::v1;
-use rill_storage::{ReadResult, StorageError};
+use rill_storage::{Log, ReadResult, StorageError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,7 +24,7 @@ use crate::codec::{decode_records, next_offset_after};
 use crate::error::{BrokerError, Result};
 use crate::node::Node;
 use crate::offset_lookup::{LeaderWindow, OffsetQuery};
-use crate::partition::Partition;
+use crate::partition::{whole_batches_below, without_aborted, Partition};
 use crate::registry::blocking;
 use crate::request_trace;
 
@@ -43,6 +47,41 @@ fn format(value: i32) -> Result<Format> {
     }
 }
 
+/// Whether a request's `isolation` is READ_COMMITTED.
+fn is_read_committed(value: i32) -> Result<bool> {
+    match v1::Isolation::try_from(value) {
+        Ok(v1::Isolation::Unspecified | v1::Isolation::ReadUncommitted) => Ok(false),
+        Ok(v1::Isolation::ReadCommitted) => Ok(true),
+        Err(_) => Err(BrokerError::invalid(
+            "isolation",
+            format!("unknown isolation {value}: 0 or 1 (read uncommitted) or 2 (read committed)"),
+        )),
+    }
+}
+
+/// What a reader gets of one read: for READ_COMMITTED, the batches below the last stable offset less those of
+/// aborted transactions; and where its next read starts (past any batch left out).
+struct Visible {
+    read: ReadResult,
+    next_offset: i64,
+    last_stable_offset: i64,
+}
+
+fn visible(mut read: ReadResult, from_offset: i64, log: &Log, is_read_committed: bool) -> Visible {
+    // After the read: what it returned below this is settled, and the aborted transactions loaded after it
+    // include every abort the last stable offset moved past.
+    let last_stable_offset = log.last_stable_offset().min(read.high_watermark);
+    if is_read_committed {
+        read.batches = whole_batches_below(read.batches, Some(last_stable_offset));
+    }
+    let next_offset = next_offset_after(&read.batches).unwrap_or(from_offset);
+    if is_read_committed && next_offset > from_offset {
+        let aborted = log.aborted_transactions(from_offset, next_offset);
+        read.batches = without_aborted(read.batches, &aborted);
+    }
+    Visible { read, next_offset, last_stable_offset }
+}
+
 /// What a fetch or a subscribe push returns for one read.
 struct Chunk {
     record_batches: Bytes,
@@ -50,10 +89,17 @@ struct Chunk {
     next_offset: i64,
     high_watermark: i64,
     log_start_offset: i64,
+    last_stable_offset: i64,
 }
 
-fn chunk(read: ReadResult, from_offset: i64, format: Format) -> Result<Chunk> {
-    let next_offset = next_offset_after(&read.batches).unwrap_or(from_offset);
+impl Chunk {
+    fn is_empty(&self) -> bool {
+        self.record_batches.is_empty() && self.records.is_empty()
+    }
+}
+
+fn chunk(visible: Visible, from_offset: i64, format: Format) -> Result<Chunk> {
+    let Visible { read, next_offset, last_stable_offset } = visible;
     let (record_batches, records) = match format {
         Format::Raw => (read.batches, Vec::new()),
         Format::Structured => (Bytes::new(), decode_records(&read.batches, from_offset)?),
@@ -64,6 +110,7 @@ fn chunk(read: ReadResult, from_offset: i64, format: Format) -> Result<Chunk> {
         next_offset,
         high_watermark: read.high_watermark,
         log_start_offset: read.log_start_offset,
+        last_stable_offset,
     })
 }
 
@@ -83,6 +130,7 @@ async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRes
     node.check_leader_at(&request.topic, request.partition, request.current_leader_epoch.map(i64::from))?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
+    let is_read_committed = is_read_committed(request.isolation)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);
     let min_bytes = (request.min_bytes as usize).min(max_bytes);
     let wait_ms = u64::from(request.max_wait_ms).min(node.config.max_fetch_wait_ms);
@@ -92,7 +140,8 @@ async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRes
     let read = loop {
         high_watermark.borrow_and_update();
         let read = partition.read(request.offset, max_bytes).await?;
-        let done = read.batches.len() >= min_bytes
+        let read = visible(read, request.offset, partition.log(), is_read_committed);
+        let done = read.read.batches.len() >= min_bytes
             || Instant::now() >= deadline
             || partition.is_closed()
             || node.is_shutting_down();
@@ -105,7 +154,7 @@ async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRes
             _ = tokio::time::sleep_until(deadline) => {}
         }
     };
-    rill_protocol::hops::mark_batches(&read.batches, rill_protocol::hops::Hop::FetchRead);
+    rill_protocol::hops::mark_batches(&read.read.batches, rill_protocol::hops::Hop::FetchRead);
     let chunk = chunk(read, request.offset, format)?;
     tracing::debug!(
         topic = %request.topic,
@@ -121,6 +170,7 @@ async fn fetch_in(node: &Node, request: v1::FetchRequest) -> Result<v1::FetchRes
         next_offset: chunk.next_offset,
         high_watermark: chunk.high_watermark,
         log_start_offset: chunk.log_start_offset,
+        last_stable_offset: chunk.last_stable_offset,
     })
 }
 
@@ -132,8 +182,10 @@ pub async fn subscribe(
         node.check_leader_at(&request.topic, request.partition, request.current_leader_epoch.map(i64::from))?;
     let partition = node.registry.partition(&request.topic, request.partition)?;
     let format = format(request.format)?;
+    let is_read_committed = is_read_committed(request.isolation)?;
     let max_bytes = node.fetch_bytes(request.max_bytes);
     let offset = match request.offset {
+        SUBSCRIBE_FROM_LATEST if is_read_committed => partition.log().last_stable_offset(),
         SUBSCRIBE_FROM_LATEST => partition.log().high_watermark(),
         SUBSCRIBE_FROM_EARLIEST => partition.log().log_start_offset(),
         offset if offset < 0 => {
@@ -152,7 +204,8 @@ pub async fn subscribe(
     }
     tracing::debug!(topic = %request.topic, partition = request.partition, offset, "subscription started");
     let (tx, rx) = mpsc::channel(node.config.subscribe_queue_batches);
-    let subscription = Subscription { topic: request.topic, led_epoch: i64::from(led_epoch), max_bytes, format };
+    let subscription =
+        Subscription { topic: request.topic, led_epoch: i64::from(led_epoch), max_bytes, format, is_read_committed };
     tokio::spawn(follow(Arc::clone(node), partition, subscription, offset, tx));
     Ok(ReceiverStream::new(rx))
 }
@@ -164,6 +217,7 @@ struct Subscription {
     led_epoch: i64,
     max_bytes: usize,
     format: Format,
+    is_read_committed: bool,
 }
 
 /// Pushes batches to one subscriber until it goes away, the partition closes, this node stops leading the
@@ -182,7 +236,7 @@ async fn follow(
     mut offset: i64,
     tx: mpsc::Sender<Result<v1::SubscribeResponse, Status>>,
 ) {
-    let Subscription { topic, led_epoch, max_bytes, format } = subscription;
+    let Subscription { topic, led_epoch, max_bytes, format, is_read_committed } = subscription;
     let mut high_watermark = partition.watch_high_watermark();
     let mut shutdown = node.shutdown.clone();
     loop {
@@ -202,7 +256,13 @@ async fn follow(
         let read = partition.read(offset, max_bytes).await.inspect(|read| {
             rill_protocol::hops::mark_batches(&read.batches, rill_protocol::hops::Hop::FetchRead);
         });
+        let read = read.map(|read| visible(read, offset, partition.log(), is_read_committed));
         let pushed = match read.and_then(|read| chunk(read, offset, format)) {
+            // Only aborted batches: nothing to push, and the next read starts past them.
+            Ok(chunk) if chunk.next_offset > offset && chunk.is_empty() => {
+                offset = chunk.next_offset;
+                continue;
+            }
             Ok(chunk) if chunk.next_offset > offset => chunk,
             Ok(_) => {
                 tokio::select! {
@@ -224,6 +284,7 @@ async fn follow(
             next_offset: pushed.next_offset,
             high_watermark: pushed.high_watermark,
             log_start_offset: pushed.log_start_offset,
+            last_stable_offset: pushed.last_stable_offset,
         };
         if tx.send(Ok(message)).await.is_err() {
             return;

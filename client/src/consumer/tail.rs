@@ -16,6 +16,8 @@ pub(super) struct TailRead {
     /// The partition's open subscription, positioned at the read's offset; `None` opens one.
     pub subscription: Option<Subscription>,
     pub max_bytes: u32,
+    /// The consumer's isolation, as the wire names it.
+    pub isolation: i32,
     /// Set when a broker answers `Subscribe` with UNIMPLEMENTED: the consumer fetches from then on.
     pub is_unsupported: Arc<AtomicBool>,
 }
@@ -33,7 +35,7 @@ impl TailRead {
         let ctx = RequestContext::partition(topic, partition);
         let mut subscription = match self.subscription {
             Some(open) => open,
-            None => match open(client, topic, partition, offset, self.max_bytes).await {
+            None => match open(client, topic, partition, offset, self.max_bytes, self.isolation).await {
                 Ok(open) => open,
                 Err(Error::Broker { code: Code::Unimplemented, .. }) => {
                     tracing::debug!(topic, partition, "the broker has no Subscribe; fetching");
@@ -55,12 +57,20 @@ impl TailRead {
             next_offset: pushed.next_offset,
             high_watermark: pushed.high_watermark,
             log_start_offset: pushed.log_start_offset,
+            last_stable_offset: pushed.last_stable_offset,
         };
         Some(Ok((response, subscription)))
     }
 }
 
-async fn open(client: &Client, topic: &str, partition: u32, offset: i64, max_bytes: u32) -> Result<Subscription> {
+async fn open(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    offset: i64,
+    max_bytes: u32,
+    isolation: i32,
+) -> Result<Subscription> {
     let ctx = RequestContext::partition(topic, partition);
     let (channel, current_leader_epoch) = client.leader_for(topic, partition).await;
     let request = SubscribeRequest {
@@ -70,6 +80,7 @@ async fn open(client: &Client, topic: &str, partition: u32, offset: i64, max_byt
         max_bytes,
         format: RecordFormat::Raw as i32,
         current_leader_epoch,
+        isolation,
     };
     let timeout = client.config().request_timeout;
     let max_message_bytes = client.config().max_message_bytes;

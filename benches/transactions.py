@@ -1,0 +1,50 @@
+"""What a Kafka transaction costs on rill (docs/benchmarks.md, "Transactions"): confluent-kafka's transactional
+producer against a `rill broker` process (the release build), TRANSACTIONS transactions of RECORDS records of 1 KB
+each to one partition, each committed; prints transactions a second and the median and p99 of
+begin-to-commit-returned. Each commit costs the coordinator two state files (prepared, complete) and a marker, each
+fsynced, and AddPartitionsToTxn one more file.
+Usage: target/compat/venv/bin/python benches/transactions.py [TRANSACTIONS=300] [RECORDS=10]
+       (the venv from tests/compat/venv.sh; RILL_BIN defaults to target/release/rill)"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from confluent_kafka import Producer
+
+RILL = os.environ.get("RILL_BIN", "target/release/rill")
+transactions = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+records = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+
+with tempfile.TemporaryDirectory(dir=os.environ.get("RILL_BENCH_DIR", "/tmp")) as work:
+    broker = subprocess.Popen([RILL, "broker", "--data-dir", os.path.join(work, "data"), "--listen", "127.0.0.1:0",
+                               "--admin-listen", "off"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        addr = re.search(r"listening on (\S+)", broker.stdout.readline()).group(1)
+        subprocess.run([RILL, "topic", "create", "txn-bench", "--partitions", "1", "--broker", addr], check=True,
+                       capture_output=True)
+        producer = Producer({"bootstrap.servers": addr, "transactional.id": "bench", "linger.ms": 0})
+        producer.init_transactions(30)
+        value = b"x" * 1000
+        took = []
+        started = time.monotonic()
+        for _ in range(transactions):
+            begun = time.monotonic()
+            producer.begin_transaction()
+            for _ in range(records):
+                producer.produce("txn-bench", value, partition=0)
+            producer.commit_transaction(30)
+            took.append(time.monotonic() - begun)
+        elapsed = time.monotonic() - started
+        took.sort()
+        print(f"{transactions} transactions of {records} x 1 KB in {elapsed:.2f} s: "
+              f"{transactions / elapsed:.0f} transactions/s, {transactions * records / elapsed:.0f} records/s; "
+              f"begin to commit: median {statistics.median(took) * 1000:.2f} ms, "
+              f"p99 {took[int(len(took) * 0.99) - 1] * 1000:.2f} ms")
+    finally:
+        broker.kill()
+        broker.wait()

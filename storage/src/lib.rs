@@ -72,7 +72,7 @@ use std::path::PathBuf;
 
 pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode, SEGMENT_BYTES_MAX};
 pub use high_watermarks::HighWatermarkCheckpoint;
-pub use log::{AppendInfo, Log, ProducerSummary, ReadResult};
+pub use log::{AppendInfo, Log, ProducerActivity, ProducerSummary, ReadResult};
 pub use producer_state::{AbortedTransaction, ProducerError};
 pub use segment::LargestTimestamp;
 pub use segment_files::SegmentFileCache;

@@ -34,7 +34,7 @@ mod start_over;
 mod transactions;
 
 use producers::Planned;
-pub use producers::ProducerSummary;
+pub use producers::{ProducerActivity, ProducerSummary};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,9 @@
 # transactions only and stop at an open one's first offset, read_uncommitted ones get aborted records too, markers
 # take offsets; a second init_transactions fences a zombie and aborts its open transaction; the broker aborts a
 # transaction past its timeout; consume-transform-produce commits the group's offsets with the transaction and an
-# abort moves nothing; a transaction open at a SIGKILL of the broker is aborted by the next init_transactions.
+# abort moves nothing; a transaction open at a SIGKILL of the broker is aborted by the next init_transactions;
+# KafkaJS's transactions (kafkajs_transactions.js) commit, abort and send offsets; kafka-python's admin client lists
+# and describes an open transaction and its producer (ListTransactions, DescribeTransactions, DescribeProducers).
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing

@@ -17,6 +17,8 @@ What the tests hold the broker to, each Kafka's documented semantics:
   with the transaction and not by an aborted one, so a restarted consumer resumes where the last committed
   transaction ended and the output holds each result once;
 - KafkaJS (its own implementation of the protocol) commits, aborts and sends offsets the same way;
+- kafka-python's admin client (what `kafka-transactions.sh` does) lists and describes an open transaction and its
+  producer's open transaction start in the partition, and finds nothing hanging;
 - across a SIGKILL and restart of the broker, committed transactions stay committed and a transaction open at
   the kill stays invisible to `read_committed` consumers, and is aborted by the next init_transactions with its
   transactional id.
@@ -406,3 +408,35 @@ def test_kafkajs_transactions_commit_abort_and_send_offsets(broker):
     assert seen["uncommitted"] == ["c0", "c1", "a0", "c2"], "read_uncommitted: the aborted record too"
     offsets = {int(p["partition"]): int(p["offset"]) for t in seen["offsets"] for p in t["partitions"]}
     assert offsets == {0: 5}, "the committed transaction's offset, not the aborted one's"
+
+
+def test_kafka_pythons_admin_lists_and_describes_an_open_transaction_and_its_producer(broker):
+    """What `kafka-transactions.sh list/describe/describe-producers` shows, through kafka-python's admin client:
+    an open transaction, its partition, and where it starts in the log; then, committed, no longer open."""
+    kafka = pytest.importorskip("kafka")
+    topic = new_topic(broker)
+    producer = transactional_producer(broker, "admin-view")
+    producer.begin_transaction()
+    producer.produce(topic, b"pending", partition=0)
+    producer.flush(TXN_CALL_S)
+    admin = kafka.KafkaAdminClient(bootstrap_servers=broker)
+    try:
+        # The module's broker holds the other tests' ids too, none of them open by now.
+        listed = [t for listings in admin.list_transactions(state_filters=["Ongoing"]).values() for t in listings]
+        assert [(t.transactional_id, t.state.value) for t in listed] == [("admin-view", "Ongoing")], listed
+        described = admin.describe_transactions(["admin-view"])["admin-view"]
+        assert (described.state.value, described.producer_epoch) == ("Ongoing", 0), described
+        assert described.topic_partitions == {kafka.TopicPartition(topic, 0)}, described
+        assert described.transaction_start_time_ms > 0 and described.transaction_timeout_ms == 60000, described
+        partition = kafka.TopicPartition(topic, 0)
+        active = admin.describe_producers([partition])[partition].active_producers
+        assert [(p.producer_id, p.current_transaction_start_offset) for p in active] == \
+            [(described.producer_id, 0)], active
+        assert admin.find_hanging_transactions() == [], "open for less than its timeout: not hanging"
+        producer.commit_transaction(TXN_CALL_S)
+        described = admin.describe_transactions(["admin-view"])["admin-view"]
+        assert (described.state.value, described.topic_partitions) == ("CompleteCommit", set()), described
+        active = admin.describe_producers([partition])[partition].active_producers
+        assert [p.current_transaction_start_offset for p in active] == [-1], active
+    finally:
+        admin.close()

@@ -153,6 +153,39 @@ async fn a_grpc_read_committed_fetch_stops_at_an_open_transaction_and_leaves_abo
     assert_eq!(add_partition(&mut client, id, epoch).await, 0);
     assert_eq!(produce(&mut client, "t", batch(&["open"], 2)).await, (0, 4));
 
+    // What kafka-transactions.sh sees: the open transaction, its partition, and where it starts in the log.
+    let list: ListTransactionsResponse =
+        client.call(ApiKey::ListTransactions, 1, &ListTransactionsRequest::default().with_duration_filter(-1)).await;
+    let listed: Vec<(&str, i64, &str)> = list
+        .transaction_states
+        .iter()
+        .map(|t| (t.transactional_id.0.as_str(), t.producer_id.0, t.transaction_state.as_str()))
+        .collect();
+    assert_eq!(listed, [("orders-tx", id, "Ongoing")]);
+    let filtered = ListTransactionsRequest::default()
+        .with_state_filters(vec![StrBytes::from_static_str("CompleteAbort"), StrBytes::from_static_str("Bogus")]);
+    let filtered: ListTransactionsResponse = client.call(ApiKey::ListTransactions, 0, &filtered).await;
+    assert!(filtered.transaction_states.is_empty());
+    assert_eq!(filtered.unknown_state_filters.iter().map(|f| f.as_str()).collect::<Vec<_>>(), ["Bogus"]);
+    let describe = DescribeTransactionsRequest::default().with_transactional_ids(vec![
+        TransactionalId(StrBytes::from_static_str("orders-tx")),
+        TransactionalId(StrBytes::from_static_str("nobody")),
+    ]);
+    let described: DescribeTransactionsResponse = client.call(ApiKey::DescribeTransactions, 0, &describe).await;
+    let open = &described.transaction_states[0];
+    assert_eq!((open.error_code, open.transaction_state.as_str(), open.producer_epoch), (0, "Ongoing", epoch));
+    assert_eq!((open.topics[0].topic.0.as_str(), open.topics[0].partitions.clone()), ("t", vec![0]));
+    assert!(open.transaction_start_time_ms > 0);
+    assert_eq!(described.transaction_states[1].error_code, ResponseError::TransactionalIdNotFound.code());
+    let topic = describe_producers_request::TopicRequest::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_indexes(vec![0]);
+    let producers: DescribeProducersResponse =
+        client.call(ApiKey::DescribeProducers, 0, &DescribeProducersRequest::default().with_topics(vec![topic])).await;
+    let active = &producers.topics[0].partitions[0].active_producers;
+    assert_eq!(active.len(), 1);
+    assert_eq!((active[0].producer_id.0, active[0].last_sequence, active[0].current_txn_start_offset), (id, 2, 4));
+
     let fetch = |isolation: v1::Isolation| v1::FetchRequest {
         isolation: isolation as i32,
         ..rill_tests::fetch_request("t", 0, 0, 0, 0)

@@ -125,6 +125,9 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (48, 0, 1), // DescribeClientQuotas
         (49, 0, 1), // AlterClientQuotas
         (60, 0, 1), // DescribeCluster
+        (61, 0, 0), // DescribeProducers
+        (65, 0, 0), // DescribeTransactions
+        (66, 0, 1), // ListTransactions
         (68, 0, 1), // ConsumerGroupHeartbeat
         (69, 0, 1), // ConsumerGroupDescribe
     ];

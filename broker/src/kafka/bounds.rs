@@ -63,6 +63,9 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::AlterClientQuotas => client_quotas::alter_client_quotas(&mut walk, version)?,
         ApiKey::AddPartitionsToTxn => transactions::add_partitions_to_txn(&mut walk, version)?,
         ApiKey::TxnOffsetCommit => transactions::txn_offset_commit(&mut walk, version)?,
+        ApiKey::ListTransactions => transactions::list_transactions(&mut walk, version)?,
+        ApiKey::DescribeTransactions => transactions::describe_transactions(&mut walk)?,
+        ApiKey::DescribeProducers => transactions::describe_producers(&mut walk)?,
         // ApiVersions, Heartbeat, DescribeCluster, AddOffsetsToTxn and EndTxn have no arrays; any other API is not
         // decoded.
         _ => return Ok(body.len()),

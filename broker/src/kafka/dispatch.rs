@@ -14,7 +14,7 @@ use super::{
     acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
     delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
     groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
-    sync_group, topics_admin, transactions, KafkaContext,
+    sync_group, topics_admin, transactions, transactions_admin, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -210,6 +210,15 @@ pub async fn answer(
         }
         ApiKey::TxnOffsetCommit => serve!(TxnOffsetCommitRequest, |request| {
             transactions::commit_offsets(kafka, request, version, &caller.principal).await
+        }),
+        ApiKey::ListTransactions => {
+            serve!(ListTransactionsRequest, |request| transactions_admin::list(kafka, &request, &caller.principal))
+        }
+        ApiKey::DescribeTransactions => serve!(DescribeTransactionsRequest, |request| {
+            transactions_admin::describe(kafka, &request, &caller.principal)
+        }),
+        ApiKey::DescribeProducers => serve!(DescribeProducersRequest, |request| {
+            transactions_admin::describe_producers(kafka, &request, &caller.principal)
         }),
         other => Err(RequestError::NotServed(other)),
     }

@@ -46,6 +46,24 @@ impl ErrorCodes for AddPartitionsToTxnResponse {
     }
 }
 
+impl ErrorCodes for ListTransactionsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+    }
+}
+
+impl ErrorCodes for DescribeTransactionsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.transaction_states.iter().for_each(|t| count(t.error_code));
+    }
+}
+
+impl ErrorCodes for DescribeProducersResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
 impl ErrorCodes for TxnOffsetCommitResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));

@@ -55,6 +55,7 @@ mod sync_group;
 mod topic_configs;
 mod topics_admin;
 mod transactions;
+mod transactions_admin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -496,6 +496,12 @@ impl TransactionCoordinator {
         })
     }
 
+    /// Every transactional id's state (ListTransactions, DescribeTransactions).
+    pub fn all(&self) -> Vec<TransactionMetadata> {
+        let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
+        entries.iter().map(|entry| entry.meta().clone()).collect()
+    }
+
     /// Transactions completed since the start, by how they ended.
     pub fn ending_counts(&self) -> [(Ending, u64); 4] {
         Ending::ALL.map(|ending| (ending, self.endings[ending as usize].load(Ordering::Relaxed)))

@@ -20,6 +20,19 @@ pub(super) enum Planned {
     Duplicate(AppendInfo),
 }
 
+/// One producer id as Kafka's DescribeProducers shows it (see [`Log::producer_activity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerActivity {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The sequence of its last record in the partition, -1 when none is kept.
+    pub last_sequence: i32,
+    /// The broker's clock at its last batch or marker here.
+    pub last_seen_ms: i64,
+    /// Where its open transaction starts here, if one is open.
+    pub transaction_first_offset: Option<i64>,
+}
+
 /// One producer id's state as the log keeps it (see [`Log::producers`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerSummary {
@@ -185,7 +198,25 @@ impl Log {
         expired
     }
 
-    /// The state kept for each producer id, by producer id: what Kafka's DescribeProducers reports.
+    /// What Kafka's DescribeProducers reports of each producer id the partition keeps, by producer id.
+    pub fn producer_activity(&self) -> Vec<ProducerActivity> {
+        let writer = lock(&self.writer);
+        let mut activity: Vec<ProducerActivity> = writer
+            .producers
+            .iter()
+            .map(|(producer_id, entry)| ProducerActivity {
+                producer_id,
+                epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |batch| batch.last_sequence),
+                last_seen_ms: entry.last_seen_ms,
+                transaction_first_offset: entry.transaction_first_offset,
+            })
+            .collect();
+        activity.sort_unstable_by_key(|producer| producer.producer_id);
+        activity
+    }
+
+    /// The state kept for each producer id, by producer id, with the batches kept for duplicate detection.
     pub fn producers(&self) -> Vec<ProducerSummary> {
         let writer = lock(&self.writer);
         let mut summaries: Vec<ProducerSummary> = writer

@@ -41,6 +41,32 @@ pub fn txn_offset_commit(walk: &mut Walk, version: i16) -> Result<(), BoundsErro
     walk.tagged_fields(flexible)
 }
 
+/// ListTransactions (flexible from v0): state filters, producer id filters, v1's duration filter.
+pub fn list_transactions(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    walk.array(true, |state| state.string(true))?;
+    walk.array(true, |producer_id| producer_id.skip(8))?;
+    if version >= 1 {
+        walk.skip(8)?; // duration_filter
+    }
+    walk.tagged_fields(true)
+}
+
+/// DescribeTransactions v0 (flexible): transactional ids.
+pub fn describe_transactions(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.array(true, |id| id.string(true))?;
+    walk.tagged_fields(true)
+}
+
+/// DescribeProducers v0 (flexible): topics, each with partition indexes.
+pub fn describe_producers(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.array(true, |topic| {
+        topic.string(true)?;
+        topic.array(true, |partition| partition.skip(4))?;
+        topic.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
@@ -73,6 +99,24 @@ mod tests {
         let member =
             commit.with_member_id(text("member-1")).with_generation_id(4).with_group_instance_id(Some(text("i")));
         assert_walked_whole(ApiKey::TxnOffsetCommit, 3..=3, &member);
+
+        let list = ListTransactionsRequest::default()
+            .with_state_filters(vec![text("Ongoing"), text("Empty")])
+            .with_producer_id_filters(vec![ProducerId(3), ProducerId(4)])
+            .with_duration_filter(1_000);
+        assert_walked_whole(ApiKey::ListTransactions, 1..=1, &list);
+        assert_walked_whole(ApiKey::ListTransactions, 0..=0, &list.with_duration_filter(-1));
+        let describe = DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(text("a")), TransactionalId(text("b"))]);
+        assert_walked_whole(ApiKey::DescribeTransactions, 0..=0, &describe);
+        let topic = describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(text("orders")))
+            .with_partition_indexes(vec![0, 1]);
+        assert_walked_whole(
+            ApiKey::DescribeProducers,
+            0..=0,
+            &DescribeProducersRequest::default().with_topics(vec![topic]),
+        );
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! What `kafka-transactions.sh` and the admin clients ask of transactions: ListTransactions (v0–1),
+//! DescribeTransactions (v0) from the coordinator (`crate::transactions`), and DescribeProducers (v0) from each
+//! partition's log, the way to find a transaction left open in a partition. A cluster node has no coordinator: it
+//! lists none and describes none (COORDINATOR_NOT_AVAILABLE); its partitions' producers are described all the same.
+
+use kafka_protocol::messages::describe_producers_response::{self, PartitionResponse, TopicResponse};
+use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
+use kafka_protocol::messages::list_transactions_response;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::leader_epoch::led_partition;
+use super::KafkaContext;
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
+use crate::node::now_ms;
+use crate::transactions::TransactionState;
+
+const STATES: [TransactionState; 6] = [
+    TransactionState::Empty,
+    TransactionState::Ongoing,
+    TransactionState::PrepareCommit,
+    TransactionState::PrepareAbort,
+    TransactionState::CompleteCommit,
+    TransactionState::CompleteAbort,
+];
+
+pub fn list(
+    kafka: &KafkaContext,
+    request: &ListTransactionsRequest,
+    principal: &Principal,
+) -> ListTransactionsResponse {
+    // Kafka's other states (Dead, PrepareEpochFence) are names rill's coordinator never uses: they select nothing,
+    // and are not unknown.
+    let known = |name: &str| STATES.iter().any(|s| s.as_str() == name) || name == "Dead" || name == "PrepareEpochFence";
+    let unknown: Vec<StrBytes> = request.state_filters.iter().filter(|f| !known(f.as_str())).cloned().collect();
+    let Some(coordinator) = kafka.node.transactions.as_deref() else {
+        return ListTransactionsResponse::default().with_unknown_state_filters(unknown);
+    };
+    let now = now_ms();
+    let mut listed: Vec<_> = coordinator
+        .all()
+        .into_iter()
+        .filter(|meta| {
+            request.state_filters.is_empty() || request.state_filters.iter().any(|f| f.as_str() == meta.state.as_str())
+        })
+        .filter(|meta| {
+            request.producer_id_filters.is_empty()
+                || request.producer_id_filters.iter().any(|id| id.0 == meta.producer_id)
+        })
+        // v1 (KIP-994): transactions open longer than this, in ms; -1 (the default) for all.
+        .filter(|meta| {
+            request.duration_filter < 0
+                || (meta.state == TransactionState::Ongoing
+                    && now.saturating_sub(meta.started_ms) >= request.duration_filter)
+        })
+        .filter(|meta| {
+            let id = Resource::transactional_id(&meta.transactional_id);
+            kafka.node.authorizer.is_allowed(principal, Operation::Describe, &id)
+        })
+        .collect();
+    listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    let states = listed
+        .into_iter()
+        .map(|meta| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(meta.transactional_id)))
+                .with_producer_id(meta.producer_id.into())
+                .with_transaction_state(StrBytes::from_static_str(meta.state.as_str()))
+        })
+        .collect();
+    ListTransactionsResponse::default().with_unknown_state_filters(unknown).with_transaction_states(states)
+}
+
+pub fn describe(
+    kafka: &KafkaContext,
+    request: &DescribeTransactionsRequest,
+    principal: &Principal,
+) -> DescribeTransactionsResponse {
+    let states = request
+        .transactional_ids
+        .iter()
+        .map(|id| {
+            let answer = describe_transactions_response::TransactionState::default()
+                .with_transactional_id(id.clone())
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1);
+            if kafka.authorize(principal, Operation::Describe, &Resource::transactional_id(id.0.as_str())).is_err() {
+                return answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+            }
+            let Some(coordinator) = kafka.node.transactions.as_deref() else {
+                return answer.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+            };
+            let Some(meta) = coordinator.all().into_iter().find(|meta| meta.transactional_id == id.0.as_str()) else {
+                return answer.with_error_code(ResponseError::TransactionalIdNotFound.code());
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (topic, partition) in &meta.partitions {
+                if !kafka.node.authorizer.is_allowed(principal, Operation::Describe, &Resource::topic(topic)) {
+                    continue;
+                }
+                match topics.last_mut() {
+                    Some(last) if last.topic.0.as_str() == topic => last.partitions.push(*partition as i32),
+                    _ => topics.push(
+                        TopicData::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_partitions(vec![*partition as i32]),
+                    ),
+                }
+            }
+            let is_open = meta.state == TransactionState::Ongoing || meta.state.is_prepared();
+            answer
+                .with_transaction_state(StrBytes::from_static_str(meta.state.as_str()))
+                .with_transaction_timeout_ms(i32::try_from(meta.timeout_ms).unwrap_or(i32::MAX))
+                .with_transaction_start_time_ms(if is_open { meta.started_ms } else { -1 })
+                .with_producer_id(meta.producer_id.into())
+                .with_producer_epoch(meta.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+pub fn describe_producers(
+    kafka: &KafkaContext,
+    request: &DescribeProducersRequest,
+    principal: &Principal,
+) -> DescribeProducersResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let authorized = kafka.authorize(principal, Operation::Read, &Resource::topic(topic.name.0.as_str()));
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let answer = PartitionResponse::default().with_partition_index(index);
+                    let led = authorized.and_then(|()| led_partition(&kafka.node, topic.name.0.as_str(), index, -1));
+                    let (partition, _) = match led {
+                        Ok(led) => led,
+                        Err(code) => return answer.with_error_code(code),
+                    };
+                    let producers = partition
+                        .log()
+                        .producer_activity()
+                        .into_iter()
+                        .map(|producer| {
+                            describe_producers_response::ProducerState::default()
+                                .with_producer_id(producer.producer_id.into())
+                                .with_producer_epoch(i32::from(producer.epoch))
+                                .with_last_sequence(producer.last_sequence)
+                                .with_last_timestamp(producer.last_seen_ms)
+                                .with_coordinator_epoch(-1)
+                                .with_current_txn_start_offset(producer.transaction_first_offset.unwrap_or(-1))
+                        })
+                        .collect();
+                    answer.with_active_producers(producers)
+                })
+                .collect();
+            TopicResponse::default().with_name(topic.name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}

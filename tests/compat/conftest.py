@@ -84,3 +84,17 @@ def broker_addr():
     """A real `rill broker` process on a free port, killed at the end; its address."""
     with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, "--admin-listen", "127.0.0.1:0") as addr:
         yield addr
+
+
+def committed_offsets(addr, group, topic):
+    """A group's committed offsets of `topic` per partition, as `rill group describe` prints them (None for a
+    partition without one)."""
+    done = subprocess.run([RILL, "group", "describe", group, "--broker", addr], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = {}
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] == topic and fields[1].isdigit():
+            found[int(fields[1])] = None if fields[2] == "-" else int(fields[2])
+    return found

@@ -15,6 +15,8 @@ from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from conftest import committed_offsets as committed
+
 RILL = os.environ["RILL_BIN"]
 KCAT = shutil.which("kcat")
 names = (f"kafka-groups-{n}" for n in itertools.count())
@@ -43,16 +45,6 @@ def produce(addr, topic, partitions, per_partition, start=0):
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=10)
-
-
-def committed(addr, group, topic):
-    """Committed offsets per partition, as `rill group describe` prints them."""
-    found = {}
-    for line in rill(addr, "group", "describe", group).splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[0] == topic and fields[1].isdigit():
-            found[int(fields[1])] = None if fields[2] == "-" else int(fields[2])
-    return found
 
 
 def wait_for(condition, what, members=()):

@@ -36,7 +36,7 @@ import time
 
 import pytest
 
-from conftest import running_broker
+from conftest import committed_offsets, running_broker
 
 RILL = os.environ["RILL_BIN"]
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -291,17 +291,6 @@ def transform_round(consumer, producer, sink, count, commit):
     return [message.value() for message in messages]
 
 
-def described_offsets(addr, group, topic):
-    """Committed offsets per partition, as `rill group describe` prints them (as test_kafka_groups.py reads
-    them)."""
-    found = {}
-    for line in rill(addr, "group", "describe", group).splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[0] == topic and fields[1].isdigit():
-            found[int(fields[1])] = None if fields[2] == "-" else int(fields[2])
-    return found
-
-
 def fetched_offset(addr, group, topic):
     """The group's committed offset of partition 0 as librdkafka fetches it (OffsetFetch asking for stable
     offsets, as a `read_committed` consumer does), or the error it got instead."""
@@ -323,7 +312,7 @@ def assert_group_offset(addr, group, topic, expected):
     show: the restarted consumer would not read that round's input again.)"""
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        seen = fetched_offset(addr, group, topic), described_offsets(addr, group, topic)
+        seen = fetched_offset(addr, group, topic), committed_offsets(addr, group, topic)
         if seen == (expected, {0: expected}):
             return
         assert time.monotonic() < deadline, (

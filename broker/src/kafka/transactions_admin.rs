@@ -93,7 +93,7 @@ pub fn describe(
             let Some(coordinator) = kafka.node.transactions.as_deref() else {
                 return answer.with_error_code(ResponseError::CoordinatorNotAvailable.code());
             };
-            let Some(meta) = coordinator.all().into_iter().find(|meta| meta.transactional_id == id.0.as_str()) else {
+            let Some(meta) = coordinator.get(id.0.as_str()) else {
                 return answer.with_error_code(ResponseError::TransactionalIdNotFound.code());
             };
             let mut topics: Vec<TopicData> = Vec::new();

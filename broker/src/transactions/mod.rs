@@ -468,9 +468,8 @@ impl TransactionCoordinator {
             .get(&producer_id)
             .cloned()
             .ok_or(TransactionError::UnknownTransactionalProducer { producer_id })?;
-        let meta = entry.meta().clone();
         let Ok(gate) = Arc::clone(&entry.gate).try_read_owned() else {
-            return Err(TransactionError::Concurrent { transactional_id: meta.transactional_id });
+            return Err(TransactionError::Concurrent { transactional_id: entry.meta().transactional_id.clone() });
         };
         let meta = entry.meta();
         meta.check_producer(producer_id, header.producer_epoch)?;
@@ -496,7 +495,12 @@ impl TransactionCoordinator {
         })
     }
 
-    /// Every transactional id's state (ListTransactions, DescribeTransactions).
+    /// One transactional id's state (DescribeTransactions).
+    pub fn get(&self, transactional_id: &str) -> Option<TransactionMetadata> {
+        self.entry(transactional_id).ok().map(|entry| entry.meta().clone())
+    }
+
+    /// Every transactional id's state (ListTransactions).
     pub fn all(&self) -> Vec<TransactionMetadata> {
         let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
         entries.iter().map(|entry| entry.meta().clone()).collect()

@@ -5,23 +5,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{batch, small_config, ManualClock};
+use common::{batch, idempotent, small_config, ManualClock};
 use proptest::prelude::*;
-use rill_protocol::batch::PRODUCER_ID_AT;
-use rill_protocol::{BatchHeader, BatchIter};
+use rill_protocol::BatchIter;
 use rill_storage::{Log, LogConfig, ProducerError, ProducerSummary, StorageError};
-
-/// A batch of `records` records from producer `id` at `epoch`, starting at sequence `sequence`.
-fn idempotent(id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
-    let mut bytes = batch(id as u64, records, 1_000);
-    let mut header = BatchHeader::parse(&bytes).unwrap();
-    header.producer_id = id;
-    header.producer_epoch = epoch;
-    header.base_sequence = sequence;
-    rill_protocol::record::write_header(&mut bytes, &header);
-    assert_eq!(bytes[PRODUCER_ID_AT..PRODUCER_ID_AT + 8], id.to_be_bytes());
-    bytes
-}
 
 fn producer_error(result: Result<rill_storage::AppendInfo, StorageError>) -> ProducerError {
     match result {

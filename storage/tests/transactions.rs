@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{batch, small_config, ManualClock};
+use common::{batch, idempotent, small_config, ManualClock};
 use proptest::prelude::*;
 use rill_protocol::control::{end_transaction_marker, TransactionOutcome};
 use rill_protocol::BatchHeader;
@@ -12,11 +12,8 @@ use rill_storage::{AbortedTransaction, Log, LogConfig, ProducerError, StorageErr
 
 /// A transactional batch of `records` records from producer `id` at `epoch`, starting at sequence `sequence`.
 fn transactional(id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
-    let mut bytes = batch(id as u64, records, 1_000);
+    let mut bytes = idempotent(id, epoch, sequence, records);
     let mut header = BatchHeader::parse(&bytes).unwrap();
-    header.producer_id = id;
-    header.producer_epoch = epoch;
-    header.base_sequence = sequence;
     header.attributes |= rill_protocol::batch::TRANSACTIONAL_BIT;
     rill_protocol::record::write_header(&mut bytes, &header);
     bytes

@@ -112,3 +112,16 @@ pub fn log_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+/// A batch of `records` records from producer `id` at `epoch`, starting at sequence `sequence`.
+pub fn idempotent(id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
+    let mut bytes = batch(id as u64, records, 1_000);
+    let mut header = rill_protocol::BatchHeader::parse(&bytes).unwrap();
+    header.producer_id = id;
+    header.producer_epoch = epoch;
+    header.base_sequence = sequence;
+    rill_protocol::record::write_header(&mut bytes, &header);
+    let at = rill_protocol::batch::PRODUCER_ID_AT;
+    assert_eq!(bytes[at..at + 8], id.to_be_bytes());
+    bytes
+}

@@ -228,7 +228,8 @@ fn transaction_reason(err: &crate::transactions::TransactionError) -> Reason {
         }
         E::Concurrent { .. } => Reason::ConcurrentTransactions,
         E::TooMany { .. } => Reason::LimitReached,
-        E::NotServed => Reason::Unsupported,
+        E::NotCoordinator { .. } => Reason::NotCoordinator,
+        E::Remote { .. } => Reason::ConcurrentTransactions,
     }
 }
 

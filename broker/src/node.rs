@@ -32,8 +32,9 @@ pub struct Node {
     pub quotas: Arc<crate::quotas::throttle::ClientThrottle>,
     /// The free space kept for metadata: partition appends are refused below it.
     pub disk_reserve: Arc<crate::disk_reserve::DiskReserve>,
-    /// Kafka transactions' coordinator; `None` on a cluster node, which serves no transactions yet.
-    pub transactions: Option<Arc<crate::transactions::TransactionCoordinator>>,
+    /// Kafka transactions' coordinator: this node's own on a single node; on a cluster node the coordinator acting
+    /// while this node is the controller leader, and every node's check of transactional produces.
+    pub transactions: Arc<crate::transactions::TransactionCoordinator>,
 }
 
 impl Node {

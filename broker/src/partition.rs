@@ -151,13 +151,18 @@ impl Partition {
     /// Appends a transaction marker (`transactions/`) after every batch queued before it, and returns where it
     /// landed.
     pub async fn append_marker(&self, marker: Bytes) -> Result<AppendInfo> {
+        self.enqueue_marker(marker).await?.appended().await
+    }
+
+    /// Queues a transaction marker after every batch queued before it; the append is awaited on what it returns.
+    pub async fn enqueue_marker(&self, marker: Bytes) -> Result<QueuedAppend<'_>> {
         let (reply, outcome) = oneshot::channel();
         let queue = self.sender()?;
         queue
             .send(AppendJob { batches: vec![marker], reply: Some(reply), is_marker: true })
             .await
             .map_err(|_| self.closed())?;
-        QueuedAppend { partition: self, outcome }.appended().await
+        Ok(QueuedAppend { partition: self, outcome })
     }
 
     /// Queues batches without waiting for the append (acks NONE). Still waits for room in the queue.

@@ -197,8 +197,8 @@ impl Broker {
         let disk_reserve =
             Arc::new(crate::disk_reserve::DiskReserve::new(&config.data_dir, config.min_free_disk_bytes));
         let transactions = match &controller {
-            Some(_) => None,
-            None => Some(crate::transactions::TransactionCoordinator::open(&config.data_dir)?),
+            Some(controller) => crate::transactions::TransactionCoordinator::replicated(Arc::clone(controller)),
+            None => crate::transactions::TransactionCoordinator::open(&config.data_dir)?,
         };
         disk_reserve.spawn_refresh(shutdown_rx.clone());
         let node = Arc::new_cyclic(|weak| Node {
@@ -223,10 +223,8 @@ impl Broker {
             }),
         });
 
-        if let Some(transactions) = transactions {
-            // Finishes the outcomes a crash left prepared, then times transactions out.
-            tokio::spawn(transactions.run_timers(Arc::downgrade(&node), node.shutdown.clone()));
-        }
+        // Finishes the outcomes a crash (or an earlier coordinator) left prepared, then times transactions out.
+        tokio::spawn(transactions.run_timers(Arc::downgrade(&node), node.shutdown.clone()));
 
         let bind = |source| StartError::Bind { addr: config.listen, source };
         let incoming = TcpIncoming::bind(config.listen).map_err(bind)?.with_nodelay(Some(true));

@@ -30,6 +30,10 @@
 # abort moves nothing; a transaction open at a SIGKILL of the broker is aborted by the next init_transactions;
 # KafkaJS's transactions (kafkajs_transactions.js) commit, abort and send offsets; kafka-python's admin client lists
 # and describes an open transaction and its producer (ListTransactions, DescribeTransactions, DescribeProducers).
+# test_kafka_cluster_transactions.py: the same producer against three nodes: FindCoordinator names the controller
+# leader; consume-transform-produce over partitions led by different nodes commits output and offsets together;
+# the coordinator SIGKILLed with a transaction open, which then commits through the next one, or is aborted by it
+# past its timeout when its producer abandons it.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
@@ -48,4 +52,5 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_cluster_admin.py \
   tests/compat/test_kafka_tls.py \
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
-  tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py "$@"
+  tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
+  tests/compat/test_kafka_cluster_transactions.py "$@"

@@ -77,6 +77,13 @@ class Cluster:
         process.kill()
         process.wait(timeout=30)
 
+    def restart(self, node_id):
+        self.processes[node_id] = self.start(node_id)
+
+    def any_addr(self):
+        """The address of a running node."""
+        return self.addrs[min(self.processes) - 1]
+
     def bootstrap(self):
         return ",".join(self.addrs[node_id - 1] for node_id in sorted(self.processes))
 

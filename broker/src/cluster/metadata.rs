@@ -1,5 +1,6 @@
 //! The cluster metadata the controller quorum replicates: the cluster id, the nodes and their liveness, topic
-//! placement (partition → replicas, leader, leader epoch, ISR), and the users and ACLs (`access.rs`). Changed
+//! placement (partition → replicas, leader, leader epoch, ISR), the users and ACLs (`access.rs`), and the
+//! transaction coordinator's transactional ids (`transactions/`). Changed
 //! only by applying a [`Command`]
 //! that raft committed, so every replica that applied the same log holds the same metadata.
 //!
@@ -21,6 +22,11 @@ use crate::auth::users::UserRecord;
 use crate::meta::TopicSettings;
 use crate::quotas::{ClientQuotas, InvalidQuota, QuotaChange};
 use crate::topic_id::TopicId;
+use crate::transactions::TransactionMetadata;
+
+/// The transaction coordinator's transactional ids, by producer id (what a partition leader looks a transactional
+/// batch up by). Each id behind its own `Arc`, so a change copies the map's pointers, not every id's state.
+pub type Transactions = Arc<BTreeMap<i64, Arc<TransactionMetadata>>>;
 
 /// A node's liveness as the controller leader judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +127,14 @@ pub struct ClusterMetadata {
     /// quotas existed, and while none is set.
     #[serde(default, skip_serializing_if = "is_no_quota")]
     pub client_quotas: Arc<ClientQuotas>,
+    /// The transactional ids the cluster's transaction coordinator (the controller leader) keeps. Absent from
+    /// metadata written before transactions were served on a cluster, and while there is none.
+    #[serde(default, skip_serializing_if = "is_no_transaction")]
+    pub transactions: Transactions,
+}
+
+fn is_no_transaction(transactions: &Transactions) -> bool {
+    transactions.is_empty()
 }
 
 fn is_no_quota(quotas: &Arc<ClientQuotas>) -> bool {
@@ -314,6 +328,23 @@ pub enum Command {
     /// invalid change, or one past the limit on entities, changes nothing and says why.
     AlterClientQuotas {
         changes: Vec<QuotaChange>,
+    },
+    /// The transaction coordinator's new state of one transactional id, under its producer id. A compare-and-set:
+    /// applied only if the id's state under `replaces` (or, without it, under the new producer id) is still
+    /// `prior` (`None`: no state there), so a coordinator that lost the controller leadership and got it back
+    /// cannot overwrite what another coordinator stored meanwhile. `replaces` names the producer id the id had
+    /// before a new one was issued to it (its epochs ran out); its entry goes.
+    StoreTransaction {
+        meta: Box<TransactionMetadata>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prior: Option<Box<TransactionMetadata>>,
+    },
+    /// Forgets an idle transactional id (Kafka's `transactional.id.expiration.ms`), if its state is still `prior`.
+    RemoveTransaction {
+        producer_id: i64,
+        prior: Box<TransactionMetadata>,
     },
 }
 
@@ -526,6 +557,26 @@ impl ClusterMetadata {
                     }
                 };
             }
+            Command::StoreTransaction { meta, replaces, prior } => {
+                let key = replaces.unwrap_or(meta.producer_id);
+                let is_current = self.transactions.get(&key).map(|kept| kept.as_ref()) == prior.as_deref();
+                let is_new_key_free = replaces.is_none() || !self.transactions.contains_key(&meta.producer_id);
+                if is_current && is_new_key_free {
+                    let transactions = Arc::make_mut(&mut self.transactions);
+                    transactions.remove(&key);
+                    transactions.insert(meta.producer_id, Arc::new(TransactionMetadata::clone(meta)));
+                    true
+                } else {
+                    false
+                }
+            }
+            Command::RemoveTransaction { producer_id, prior } => {
+                let is_current = self.transactions.get(producer_id).is_some_and(|kept| **kept == **prior);
+                if is_current {
+                    Arc::make_mut(&mut self.transactions).remove(producer_id);
+                }
+                is_current
+            }
         };
         if let Command::MarkAlive { node_id, .. } = command {
             self.elect_leaderless(*node_id);
@@ -713,6 +764,46 @@ mod tests {
         assert!(metadata.apply(&Command::SetClusterId { cluster_id: "a".into() }).changed);
         assert!(!metadata.apply(&Command::SetClusterId { cluster_id: "b".into() }).changed);
         assert_eq!(metadata.cluster_id.as_deref(), Some("a"));
+    }
+
+    fn store(meta: &TransactionMetadata, replaces: Option<i64>, prior: Option<&TransactionMetadata>) -> Command {
+        Command::StoreTransaction { meta: Box::new(meta.clone()), replaces, prior: prior.cloned().map(Box::new) }
+    }
+
+    #[test]
+    fn a_transactional_id_is_stored_only_over_the_state_its_coordinator_read() {
+        let mut metadata = ClusterMetadata::default();
+        let first = TransactionMetadata::new("app".into(), 7, 60_000, 1);
+        assert!(metadata.apply(&store(&first, None, None)).changed);
+        // Stored again as if new: another coordinator stored it meanwhile.
+        assert!(!metadata.apply(&store(&first, None, None)).changed);
+        let mut second = first.clone();
+        second.producer_epoch = 0;
+        assert!(metadata.apply(&store(&second, None, Some(&first))).changed);
+        let mut stale = first.clone();
+        stale.producer_epoch = 5;
+        assert!(!metadata.apply(&store(&stale, None, Some(&first))).changed, "a stale coordinator's write");
+        assert_eq!(metadata.transactions[&7].producer_epoch, 0);
+
+        // A new producer id replaces the old entry, only if the new one is free.
+        let mut renewed = second.clone();
+        renewed.producer_id = 8;
+        assert!(metadata.apply(&store(&renewed, Some(7), Some(&second))).changed);
+        assert_eq!(metadata.transactions.keys().copied().collect::<Vec<_>>(), vec![8]);
+        let mut other = renewed.clone();
+        other.transactional_id = "other".into();
+        other.producer_id = 9;
+        assert!(metadata.apply(&store(&other, None, None)).changed);
+        let mut clash = renewed.clone();
+        clash.producer_id = 9;
+        assert!(!metadata.apply(&store(&clash, Some(8), Some(&renewed))).changed);
+
+        assert!(!metadata.apply(&Command::RemoveTransaction { producer_id: 8, prior: Box::new(second) }).changed);
+        assert!(metadata.apply(&Command::RemoveTransaction { producer_id: 8, prior: Box::new(renewed) }).changed);
+        assert_eq!(metadata.transactions.keys().copied().collect::<Vec<_>>(), vec![9]);
+        // Through a snapshot's JSON and back.
+        let json = serde_json::to_string(&metadata).unwrap();
+        assert_eq!(serde_json::from_str::<ClusterMetadata>(&json).unwrap(), metadata);
     }
 
     #[test]

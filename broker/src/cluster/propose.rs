@@ -51,6 +51,49 @@ impl Controller {
             .map_err(|e| BrokerError::Internal(format!("undecodable proposal outcome: {e}")))
     }
 
+    /// Sends a transaction call (`transactions::remote`, as JSON) to node `to` over the internal `Transaction`
+    /// method, and returns its JSON answer.
+    pub async fn call_transaction(&self, to: u64, payload_json: Vec<u8>) -> Result<Vec<u8>, BrokerError> {
+        let metadata = self.metadata();
+        let unavailable = |reason: String| BrokerError::ControllerUnavailable { reason };
+        let address = metadata
+            .address_of(to)
+            .ok_or_else(|| unavailable(format!("node {to} has no known address (is it alive?)")))?
+            .to_owned();
+        let channel =
+            channel_to(&address, &self.config).map_err(|e| unavailable(format!("bad address {address}: {e}")))?;
+        let mut request = tonic::Request::new(RaftRequest {
+            cluster_id: self.cluster_id.get().unwrap_or_default(),
+            from_node_id: self.node_id,
+            payload_json: payload_json.into(),
+            peers: super::peers::format_peers(&self.peers()),
+        });
+        request.set_timeout(PROPOSE_TIMEOUT);
+        let reply = ControllerClient::new(channel)
+            .transaction(request)
+            .await
+            .map_err(|status| unavailable(format!("node {to} at {address}: {}", status.message())))?;
+        Ok(reply.into_inner().payload_json.to_vec())
+    }
+
+    /// This node's raft term while it is the controller leader.
+    pub fn leader_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.current_leader == Some(self.node_id)).then_some(metrics.current_term)
+    }
+
+    /// Commits `command` only if this node is the controller leader: never forwarded, so a caller that acts for
+    /// the leader (the transaction coordinator) cannot write through another node.
+    pub async fn commit_here(&self, command: Command) -> Result<CommandOutcome, BrokerError> {
+        if self.leader_term().is_none() {
+            return Err(BrokerError::ControllerUnavailable {
+                reason: format!("node {} is no longer the controller leader", self.node_id),
+            });
+        }
+        self.commit(command).await
+    }
+
     /// On the leader: commits `command` and returns once it is applied here.
     pub(super) async fn commit(&self, command: Command) -> Result<CommandOutcome, BrokerError> {
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command)).await {

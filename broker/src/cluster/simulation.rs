@@ -6,6 +6,9 @@
 //! openraft's network trait. What this proves is the quorum's behaviour over a faulty network, not the tonic glue
 //! (the real-process tests in `cli/tests/cluster.rs` cover that).
 //!
+//! A third scenario runs the transaction coordinator's stores (`transactions/replicated.rs`) through the quorum:
+//! a deposed coordinator's store cannot land over its successor's.
+//!
 //! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), from `RILL_SIM_FIRST_SEED=F` on F..F+N, and
 //! `RILL_SIM_SEED=S` only S; a failure names its seed.
 //! The seed fixes turmoil's choices (message latencies, the order hosts run in); openraft draws its election
@@ -35,6 +38,7 @@ use super::log_store::LogStore;
 use super::metadata::{ClusterMetadata, Command};
 use super::state_machine::StateMachine;
 use super::{raft_config, NodeId, Raft, TypeConfig};
+use crate::transactions::TransactionMetadata;
 
 const RAFT_PORT: u16 = 9000;
 const NODES: [NodeId; 3] = [1, 2, 3];
@@ -286,6 +290,92 @@ async fn scenario(nodes: Nodes) -> turmoil::Result {
     Ok(())
 }
 
+/// What a transaction coordinator's store through `leader` did (`Command::StoreTransaction`).
+async fn store_transaction(
+    nodes: &Nodes,
+    leader: NodeId,
+    meta: &TransactionMetadata,
+    prior: Option<&TransactionMetadata>,
+    within: Duration,
+) -> Result<bool, String> {
+    let raft = node(nodes, leader).ok_or("leader not running")?.raft;
+    let command =
+        Command::StoreTransaction { meta: Box::new(meta.clone()), replaces: None, prior: prior.cloned().map(Box::new) };
+    match tokio::time::timeout(within, raft.client_write(command)).await {
+        Ok(Ok(written)) => Ok(written.data.changed),
+        Ok(Err(err)) => Err(format!("store through node {leader} failed: {err}")),
+        Err(_) => Err(format!("store through node {leader} not committed in {within:?}")),
+    }
+}
+
+/// The transaction coordinator's one-at-a-time rule (`transactions/replicated.rs`) over the real quorum: the
+/// coordinator (the leader) stores an open transaction and is partitioned away; its successor commits a no-op of
+/// its term, reads the transaction and aborts it; the old coordinator's commit of the same transaction cannot be
+/// committed while it is cut off, and once healed a store from the state it read (a coordinator that regained
+/// the leadership with a stale read) changes nothing. Every node ends with the abort.
+async fn transaction_scenario(nodes: Nodes) -> turmoil::Result {
+    let (old_leader, old_term) = wait_for("first leader", || agreed_leader(&nodes, &NODES)).await?;
+    let mut open = TransactionMetadata::new("app-1".into(), 1000, 60_000, 1);
+    open.producer_epoch = 0;
+    open.state = crate::transactions::TransactionState::Ongoing;
+    open.partitions.insert(("orders".into(), 0));
+    if !store_transaction(&nodes, old_leader, &open, None, Duration::from_secs(10)).await? {
+        return Err("the first store of a new transactional id changed nothing".into());
+    }
+
+    let others: Vec<NodeId> = NODES.into_iter().filter(|id| *id != old_leader).collect();
+    for other in &others {
+        turmoil::partition(host_name(old_leader), host_name(*other));
+    }
+    let (new_leader, _) = wait_for("leader among the majority", || {
+        agreed_leader(&nodes, &others).filter(|(leader, term)| *leader != old_leader && *term > old_term)
+    })
+    .await?;
+    // The new coordinator's load: a no-op of its term first, then what it applied.
+    write(&nodes, new_leader, Command::SetClusterId { cluster_id: String::new() }).await?;
+    let read = node(&nodes, new_leader)
+        .and_then(|n| n.metadata.borrow().transactions.get(&1000).map(|meta| TransactionMetadata::clone(meta)))
+        .ok_or("the new leader lost the open transaction")?;
+    if read != open {
+        return Err(format!("the new leader read {read:?}, not the open transaction").into());
+    }
+    let mut aborted = read.clone();
+    aborted.producer_epoch = 1;
+    aborted.state = crate::transactions::TransactionState::PrepareAbort;
+    if !store_transaction(&nodes, new_leader, &aborted, Some(&read), Duration::from_secs(10)).await? {
+        return Err("the new coordinator's abort changed nothing".into());
+    }
+
+    let mut committed = open.clone();
+    committed.state = crate::transactions::TransactionState::PrepareCommit;
+    if let Ok(true) = store_transaction(&nodes, old_leader, &committed, Some(&open), Duration::from_secs(2)).await {
+        return Err(format!("node {old_leader} committed a store while partitioned from the majority").into());
+    }
+    for other in &others {
+        turmoil::repair(host_name(old_leader), host_name(*other));
+    }
+    let (leader, _) = wait_for("one leader after healing", || agreed_leader(&nodes, &NODES)).await?;
+    if store_transaction(&nodes, leader, &committed, Some(&open), Duration::from_secs(10)).await? {
+        return Err("a store from a stale read overwrote the new coordinator's abort".into());
+    }
+    let agreed = wait_for("every node applying the same metadata", || agreed_metadata(&nodes)).await?;
+    match agreed.transactions.get(&1000) {
+        Some(meta) if **meta == aborted => Ok(()),
+        other => Err(format!("converged on {other:?}, not the new coordinator's abort").into()),
+    }
+}
+
+fn run_transaction_seed(seed: u64) -> Result<(), String> {
+    let dirs = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut sim = simulation(seed);
+    let nodes: Nodes = Arc::default();
+    add_nodes(&mut sim, &dirs, &nodes);
+    sim.client("driver", transaction_scenario(Arc::clone(&nodes)));
+    let outcome = sim.run().map_err(|e| e.to_string());
+    nodes.lock().expect("nodes lock").clear();
+    outcome
+}
+
 fn simulation(seed: u64) -> turmoil::Sim<'static> {
     turmoil::Builder::new()
         .rng_seed(seed)
@@ -408,6 +498,15 @@ pub(crate) fn seeds() -> Vec<u64> {
 fn a_partitioned_leader_is_replaced_and_every_node_converges_after_healing() {
     for seed in seeds() {
         if let Err(err) = run_partition_seed(seed) {
+            panic!("simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
+        }
+    }
+}
+
+#[test]
+fn a_deposed_transaction_coordinator_cannot_overwrite_its_successors_change() {
+    for seed in seeds() {
+        if let Err(err) = run_transaction_seed(seed) {
             panic!("simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
         }
     }

@@ -61,19 +61,39 @@ fn coordinator_for(
             .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
             .with_port(i32::from(kafka.advertised_port))
     };
+    let named = |node_id: u64, address: &str| match (crate::config::parse_advertise(address), i32::try_from(node_id)) {
+        (Ok((host, port)), Ok(node_id)) => Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(node_id))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port)),
+        _ => refused(
+            ResponseError::CoordinatorNotAvailable,
+            format!("node {node_id}'s address {address:?} cannot be named to a Kafka client"),
+        ),
+    };
     if key_type == KEY_TYPE_TRANSACTION {
         let describe = crate::auth::acl::Operation::Describe;
-        return match super::transactions::coordinator(kafka, principal, describe, key.as_str()) {
-            Ok(_) => itself(),
-            Err(code) => Coordinator::default()
+        if let Err(code) = super::transactions::coordinator(kafka, principal, describe, key.as_str()) {
+            return Coordinator::default()
                 .with_key(key.clone())
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)
                 .with_error_code(code)
-                .with_error_message(Some(StrBytes::from_string(match kafka.node.transactions {
-                    None => crate::transactions::TransactionError::NotServed.to_string(),
-                    Some(_) => format!("DESCRIBE on transactional id {:?} is not allowed", key.as_str()),
-                }))),
+                .with_error_message(Some(StrBytes::from_string(format!(
+                    "DESCRIBE on transactional id {:?} is not allowed",
+                    key.as_str()
+                ))));
+        }
+        // On a cluster: the controller leader coordinates every transactional id (`transactions/replicated.rs`).
+        let Some(controller) = kafka.node.transactions.controller() else { return itself() };
+        let metadata = controller.metadata();
+        return match controller.current_leader_id().and_then(|id| Some((id, metadata.address_of(id)?))) {
+            Some((node_id, address)) => named(node_id, address),
+            None => refused(
+                ResponseError::CoordinatorNotAvailable,
+                "the controller quorum has no leader yet, and the transaction coordinator is its leader: retry".into(),
+            ),
         };
     }
     if key_type != KEY_TYPE_GROUP {
@@ -94,15 +114,5 @@ fn coordinator_for(
             format!("group {:?}'s offsets partition has no leader yet: retry", key.as_str()),
         );
     };
-    match (crate::config::parse_advertise(&address), i32::try_from(node_id)) {
-        (Ok((host, port)), Ok(node_id)) => Coordinator::default()
-            .with_key(key.clone())
-            .with_node_id(BrokerId(node_id))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port)),
-        _ => refused(
-            ResponseError::CoordinatorNotAvailable,
-            format!("node {node_id}'s address {address:?} cannot be named to a Kafka client"),
-        ),
-    }
+    named(node_id, &address)
 }

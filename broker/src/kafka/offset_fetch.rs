@@ -23,10 +23,8 @@ const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 /// Whether an open transaction is committing an offset of the group's partition.
 fn is_unstable(kafka: &KafkaContext, group: &str, topic: &str, partition: i32) -> bool {
-    let (Some(transactions), Ok(partition)) = (kafka.node.transactions.as_deref(), u32::try_from(partition)) else {
-        return false;
-    };
-    transactions.has_pending_offset(group, topic, partition)
+    let Ok(partition) = u32::try_from(partition) else { return false };
+    kafka.node.transactions.has_pending_offset(group, topic, partition)
 }
 
 /// One partition's committed offset (or none), found for one group.

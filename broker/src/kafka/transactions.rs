@@ -1,7 +1,8 @@
 //! Kafka's transactional APIs on the transaction coordinator (`crate::transactions`): AddPartitionsToTxn (v0–3),
 //! AddOffsetsToTxn (v0–3), TxnOffsetCommit (v0–3) and EndTxn (v0–3); InitProducerId with a transactional id is in
-//! `init_producer_id.rs`. A cluster node has no coordinator: every request is refused as Kafka refuses a
-//! transactional id a client may not use (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, fatal in every client).
+//! `init_producer_id.rs`. On a cluster the coordinator is the controller leader (FindCoordinator names it); another
+//! node answers NOT_COORDINATOR, and a client looks the coordinator up again. TxnOffsetCommit goes to the group's
+//! coordinator, which checks the group and forwards the offsets to the transaction coordinator.
 //!
 //! Authorization as Kafka's: WRITE on the transactional id (DESCRIBE for FindCoordinator), WRITE on each topic a
 //! transaction adds, READ on a group whose offsets it commits.
@@ -23,7 +24,7 @@ use crate::auth::Principal;
 use crate::error::BrokerError;
 use crate::groups::TopicPartition;
 use crate::offsets::MAX_METADATA_BYTES;
-use crate::transactions::{PendingOffset, TransactionCoordinator, TransactionError};
+use crate::transactions::{PendingOffset, TransactionCoordinator};
 
 /// The first versions whose clients know PRODUCER_FENCED (KIP-588); older ones are told INVALID_PRODUCER_EPOCH.
 const FENCED_SINCE_ADD_PARTITIONS: i16 = 2;
@@ -47,12 +48,8 @@ pub fn coordinator<'a>(
     operation: Operation,
     transactional_id: &str,
 ) -> Result<&'a TransactionCoordinator, i16> {
-    let Some(coordinator) = kafka.node.transactions.as_deref() else {
-        tracing::debug!(transactional_id, "refused a transactional request: {}", TransactionError::NotServed);
-        return Err(TransactionError::NotServed.kafka_code(false));
-    };
     kafka.authorize(principal, operation, &Resource::transactional_id(transactional_id))?;
-    Ok(coordinator)
+    Ok(&kafka.node.transactions)
 }
 
 pub async fn add_partitions(
@@ -237,17 +234,16 @@ pub async fn commit_offsets(
         };
         shared = match checked {
             Err(refusal) => Some(classic_code(&refusal)),
-            Ok(()) => match kafka.node.transactions.as_deref() {
-                None => Some(TransactionError::NotServed.kafka_code(false)),
-                Some(coordinator) => coordinator
-                    .commit_offsets(&transactional_id, request.producer_id.0, request.producer_epoch, offsets)
-                    .await
-                    .err()
-                    .map(|err| {
-                        tracing::debug!(transactional_id, group, error = %err, "TxnOffsetCommit refused");
-                        code_of(&err, version >= FENCED_SINCE_TXN_OFFSET_COMMIT)
-                    }),
-            },
+            Ok(()) => kafka
+                .node
+                .transactions
+                .commit_offsets(&kafka.node, &transactional_id, request.producer_id.0, request.producer_epoch, offsets)
+                .await
+                .err()
+                .map(|err| {
+                    tracing::debug!(transactional_id, group, error = %err, "TxnOffsetCommit refused");
+                    code_of(&err, version >= FENCED_SINCE_TXN_OFFSET_COMMIT)
+                }),
         };
     }
     let topics = codes

@@ -35,11 +35,11 @@ pub fn list(
     // and are not unknown.
     let known = |name: &str| STATES.iter().any(|s| s.as_str() == name) || name == "Dead" || name == "PrepareEpochFence";
     let unknown: Vec<StrBytes> = request.state_filters.iter().filter(|f| !known(f.as_str())).cloned().collect();
-    let Some(coordinator) = kafka.node.transactions.as_deref() else {
-        return ListTransactionsResponse::default().with_unknown_state_filters(unknown);
-    };
     let now = now_ms();
-    let mut listed: Vec<_> = coordinator
+    // On a cluster only the coordinator lists (the admin client asks every node and joins the answers).
+    let mut listed: Vec<_> = kafka
+        .node
+        .transactions
         .all()
         .into_iter()
         .filter(|meta| {
@@ -90,11 +90,10 @@ pub fn describe(
             if kafka.authorize(principal, Operation::Describe, &Resource::transactional_id(id.0.as_str())).is_err() {
                 return answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
             }
-            let Some(coordinator) = kafka.node.transactions.as_deref() else {
-                return answer.with_error_code(ResponseError::CoordinatorNotAvailable.code());
-            };
-            let Some(meta) = coordinator.get(id.0.as_str()) else {
-                return answer.with_error_code(ResponseError::TransactionalIdNotFound.code());
+            let meta = match kafka.node.transactions.get(id.0.as_str()) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => return answer.with_error_code(ResponseError::TransactionalIdNotFound.code()),
+                Err(not_coordinator) => return answer.with_error_code(not_coordinator.kafka_code(true)),
             };
             let mut topics: Vec<TopicData> = Vec::new();
             for (topic, partition) in &meta.partitions {

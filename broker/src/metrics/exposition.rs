@@ -573,7 +573,7 @@ impl Scraped {
 
     /// The transaction coordinator's counts; none of its families on a cluster node, which has none.
     fn encode_transactions(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-        let Some(transactions) = &self.node.transactions else { return Ok(()) };
+        let transactions = &self.node.transactions;
         family(
             encoder,
             "rill_transactions",

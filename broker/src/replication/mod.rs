@@ -168,7 +168,7 @@ impl Replication {
         }
     }
 
-    fn node(&self) -> Result<Arc<Node>> {
+    pub(crate) fn node(&self) -> Result<Arc<Node>> {
         self.node.upgrade().ok_or(BrokerError::ShuttingDown)
     }
 
@@ -179,6 +179,11 @@ impl Replication {
             Ok(_) => {}
             Err(err) => tracing::error!(error = %err, "cannot store the high-watermark checkpoint at shutdown"),
         }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
     }
 
     /// The controller's metadata as this node last applied it.

@@ -24,12 +24,15 @@ use crate::partition::Partition;
 use crate::registry::Topic;
 use crate::replication::{CannotWrite, Replication};
 use crate::request_trace;
-use crate::transactions::{AdmittedTransactional, TransactionError};
+use crate::transactions::AdmittedTransactional;
 
 /// Produces under a `produce` span (`request_trace`) that continues the trace of the batches' first records.
 pub async fn produce(node: &Node, request: v1::ProduceRequest) -> Result<v1::ProduceResponse> {
     if let (Some(replication), Some(index)) = (&node.replication, request.partition) {
         replication.await_leadership_start(&request.topic, index).await;
+        if let Some(header) = first_transactional_header(&request) {
+            node.transactions.await_admissible(&header, &request.topic, index).await;
+        }
     }
     admit(node, request)?.produce(|| {}).await
 }
@@ -131,6 +134,16 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
     Ok((partition, batches, acks, leader_epoch, transaction))
 }
 
+/// The header of the request's first batch, if it is a transactional producer's.
+fn first_transactional_header(request: &v1::ProduceRequest) -> Option<BatchHeader> {
+    let first = match &request.records {
+        Some(Records::RecordBatch(batch)) => batch,
+        Some(Records::RecordBatches(v1::RecordBatches { batches })) => batches.first()?,
+        _ => return None,
+    };
+    BatchHeader::parse(first).ok().filter(|header| header.is_transactional() && header.producer_id >= 0)
+}
+
 /// A produce of transactional batches goes on only inside its producer's open transaction, with the partition
 /// added to it; the admission is held until the batches are queued. One look at each batch's attributes for any
 /// other produce.
@@ -152,8 +165,7 @@ fn admit_transactional(
             "transactional batches of one produce must come from one producer id and epoch",
         ));
     }
-    let Some(transactions) = &node.transactions else { return Err(TransactionError::NotServed.into()) };
-    Ok(Some(transactions.admit_produce(&first, topic, index)?))
+    Ok(Some(node.transactions.admit_produce(&first, topic, index)?))
 }
 
 impl AdmittedProduce {

@@ -49,10 +49,14 @@ pub enum TransactionError {
     #[error("the broker keeps at most {limit} {what}: {hint}")]
     TooMany { limit: usize, what: &'static str, hint: &'static str },
     #[error(
-        "transactions are served by a single node only: this node is part of a cluster, which has no transaction \
-         coordinator yet"
+        "node {node_id} is not the transaction coordinator{}: look the coordinator up again (FindCoordinator) and \
+         retry there",
+        coordinator.map(|id| format!(" (node {id} is)")).unwrap_or_default()
     )]
-    NotServed,
+    NotCoordinator { node_id: u64, coordinator: Option<u64> },
+    /// A refusal another node answered a forwarded request with, and the codes it would have answered.
+    #[error("{message}")]
+    Remote { message: String, fenced_known_code: i16, code: i16 },
 }
 
 impl TransactionError {
@@ -73,7 +77,9 @@ impl TransactionError {
             | TransactionError::GroupNotInTransaction { .. } => E::InvalidTxnState.code(),
             TransactionError::Concurrent { .. } => E::ConcurrentTransactions.code(),
             TransactionError::TooMany { .. } => E::PolicyViolation.code(),
-            TransactionError::NotServed => E::TransactionalIdAuthorizationFailed.code(),
+            TransactionError::NotCoordinator { .. } => E::NotCoordinator.code(),
+            TransactionError::Remote { fenced_known_code, .. } if is_fenced_known => *fenced_known_code,
+            TransactionError::Remote { code, .. } => *code,
         }
     }
 }

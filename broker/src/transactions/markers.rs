@@ -1,55 +1,185 @@
-//! What ending a transaction writes outside the coordinator's own files: a marker in each partition of the
-//! transaction (through the partition's writer, after every batch queued before it, then fsynced), and a committed
+//! What ending a transaction writes outside the coordinator's own state: a marker in each partition of the
+//! transaction (through the partition's writer, after every batch queued before it), and a committed
 //! transaction's offsets in the groups' offset store.
+//!
+//! On a single node a marker is fsynced before it counts. On a cluster it is written by the partition's leader
+//! (over `remote.rs` when that is another node) and counts once every in-sync replica holds it, as an acks-all
+//! produce; a committed transaction's offsets are stored by each group's coordinator, acknowledged the same way.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rill_protocol::control::{end_transaction_marker, TransactionOutcome};
 
-use super::PendingOffset;
+use super::remote::{call, Call};
+use super::{PendingOffset, TransactionState};
 use crate::error::{BrokerError, Result};
 use crate::node::{now_ms, Node};
 use crate::offsets::OffsetKey;
 
-/// Appends one marker to a partition and fsyncs it. A partition whose topic was deleted meanwhile gets none, as
-/// in Kafka: there is nobody left to read it.
+/// How long the coordinator keeps retrying one marker or one group's offsets on a cluster (a leader moving, a
+/// node restarting) before the end of the transaction is answered as not yet done; its timers retry after.
+const CLUSTER_RETRY_FOR: Duration = Duration::from_secs(10);
+const CLUSTER_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+fn outcome_of(commit: bool) -> TransactionOutcome {
+    if commit {
+        TransactionOutcome::Commit
+    } else {
+        TransactionOutcome::Abort
+    }
+}
+
+/// Writes one marker to a partition, wherever its leader is. A partition whose topic was deleted meanwhile gets
+/// none, as in Kafka: there is nobody left to read it.
 pub(super) async fn write_marker(
     node: &Node,
     topic: &str,
     partition: u32,
     producer_id: i64,
     epoch: i16,
-    outcome: TransactionOutcome,
+    commit: bool,
 ) -> Result<()> {
+    let Some(replication) = &node.replication else {
+        let target = match node.registry.partition(topic, partition) {
+            Ok(target) => target,
+            Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome_of(commit), now_ms()));
+        let appended = target.append_marker(marker).await?;
+        target.sync_through(appended.last_offset + 1).await?;
+        tracing::trace!(
+            topic,
+            partition,
+            offset = appended.base_offset,
+            producer_id,
+            commit,
+            "wrote a transaction marker"
+        );
+        return Ok(());
+    };
+    let call_to_leader =
+        Call::WriteMarker { topic: topic.to_string(), partition, producer_id, producer_epoch: epoch, commit };
+    retry_on_cluster(|| async {
+        let metadata = replication.metadata();
+        let Some(placed) = metadata.partition(topic, partition) else { return Ok(()) };
+        let leader = placed.leader.ok_or_else(|| BrokerError::ControllerUnavailable {
+            reason: format!("partition {partition} of topic {topic:?} has no leader"),
+        })?;
+        if leader == replication.node_id() {
+            write_marker_as_leader(node, topic, partition, producer_id, epoch, commit).await
+        } else {
+            call(node, leader, &call_to_leader).await
+        }
+    })
+    .await
+}
+
+/// On a cluster node that leads the partition: closes the producer's gate here (`replicated.rs`) once this node's
+/// metadata no longer has the transaction open, appends the marker after every batch queued before it, and
+/// returns once every in-sync replica holds it.
+pub(super) async fn write_marker_as_leader(
+    node: &Node,
+    topic: &str,
+    partition: u32,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+) -> Result<()> {
+    let replication = node.replication.as_ref().ok_or_else(|| {
+        BrokerError::Internal("a marker for a partition leader was asked of a single node".to_string())
+    })?;
+    let leader_epoch = replication.check_leader(topic, partition)?;
     let target = match node.registry.partition(topic, partition) {
         Ok(target) => target,
         Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
         Err(err) => return Err(err),
     };
-    let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome, now_ms()));
-    let appended = target.append_marker(marker).await?;
-    target.sync_through(appended.last_offset + 1).await?;
-    tracing::trace!(
-        topic,
-        partition,
-        offset = appended.base_offset,
-        producer_id,
-        ?outcome,
-        "wrote a transaction marker"
-    );
+    let closed = node.transactions.close_gate(producer_id, epoch).await?;
+    let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome_of(commit), now_ms()));
+    let queued = target.enqueue_marker(marker).await;
+    drop(closed);
+    let appended = queued?.appended().await?;
+    replication.on_append(&target);
+    replication.wait_replicated(&target, leader_epoch, appended.last_offset + 1).await?;
+    tracing::trace!(topic, partition, offset = appended.base_offset, producer_id, commit, "wrote a transaction marker");
     Ok(())
 }
 
-/// Stores a committed transaction's offsets in their groups' offset store, one call per group.
+/// Stores a committed transaction's offsets in their groups' offset store, one call per group, at each group's
+/// coordinator.
 pub(super) async fn store_offsets(node: &Node, offsets: &[PendingOffset]) -> Result<()> {
-    let mut by_group: HashMap<&str, Vec<(OffsetKey, i64, String)>> = HashMap::new();
+    let mut by_group: BTreeMap<&str, Vec<PendingOffset>> = BTreeMap::new();
     for offset in offsets {
-        let key = OffsetKey { group: offset.group.clone(), topic: offset.topic.clone(), partition: offset.partition };
-        by_group.entry(offset.group.as_str()).or_default().push((key, offset.offset, offset.metadata.clone()));
+        by_group.entry(offset.group.as_str()).or_default().push(offset.clone());
     }
-    for (_, commits) in by_group {
-        node.offsets.commit_checked(commits, now_ms(), || Ok(())).await?;
+    for (group, offsets) in by_group {
+        let Some(replication) = &node.replication else {
+            store_group_offsets_here(node, &offsets).await?;
+            continue;
+        };
+        let call_to_coordinator = Call::StoreOffsets { offsets: offsets.clone() };
+        retry_on_cluster(|| async {
+            let coordinator = node.offsets.coordinator(group).map(|(id, _)| id).ok_or_else(|| {
+                BrokerError::ControllerUnavailable { reason: format!("group {group:?} has no coordinator yet") }
+            })?;
+            if coordinator == replication.node_id() {
+                store_group_offsets_here(node, &offsets).await
+            } else {
+                call(node, coordinator, &call_to_coordinator).await
+            }
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// Stores offsets of one group in this node's offset store (on a cluster, as the group's coordinator).
+pub(super) async fn store_group_offsets_here(node: &Node, offsets: &[PendingOffset]) -> Result<()> {
+    let commits = offsets
+        .iter()
+        .map(|o| {
+            let key = OffsetKey { group: o.group.clone(), topic: o.topic.clone(), partition: o.partition };
+            (key, o.offset, o.metadata.clone())
+        })
+        .collect();
+    node.offsets.commit_checked(commits, now_ms(), || Ok(())).await
+}
+
+/// Retries `attempt` while the cluster moves under it (a leader or coordinator changing, a node unreachable),
+/// for at most [`CLUSTER_RETRY_FOR`]. A refusal the coordinator's state decided is returned at once.
+async fn retry_on_cluster<F, Fut>(attempt: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + CLUSTER_RETRY_FOR;
+    loop {
+        match attempt().await {
+            Err(err) if is_transient(&err) && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %err, "a transaction write on another node failed; retrying");
+                tokio::time::sleep(CLUSTER_RETRY_PAUSE).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+fn is_transient(err: &BrokerError) -> bool {
+    matches!(
+        err,
+        BrokerError::NotLeader { .. }
+            | BrokerError::NotCoordinator { .. }
+            | BrokerError::ControllerUnavailable { .. }
+            | BrokerError::NotEnoughReplicas { .. }
+            | BrokerError::ShuttingDown
+    )
+}
+
+/// Whether `meta` (this node's copy of the producer's transactional id) still lets batches of `epoch` in: a
+/// marker at `epoch` waits until it does not.
+pub(super) fn admits_epoch(meta: &super::TransactionMetadata, epoch: i16) -> bool {
+    meta.state == TransactionState::Ongoing && meta.producer_epoch <= epoch
 }

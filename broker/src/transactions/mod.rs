@@ -1,42 +1,49 @@
-//! Kafka transactions on a single node: the transaction coordinator (Kafka's `TransactionCoordinator`), which
-//! turns InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn into transactional ids'
-//! states (`state.rs`), stored durably (`store.rs`), and into the markers (control batches) written to every
-//! partition a transaction touched. The log does the rest (`rill_storage`'s producer state): its last stable
-//! offset and aborted transactions are what `read_committed` consumers read by.
+//! Kafka transactions: the transaction coordinator (Kafka's `TransactionCoordinator`), which turns
+//! InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn into transactional ids' states
+//! (`state.rs`), stored durably, and into the markers (control batches) written to every partition a transaction
+//! touched (`markers.rs`). The log does the rest (`rill_storage`'s producer state): its last stable offset and
+//! aborted transactions are what `read_committed` consumers read by.
+//!
+//! A single node is its own coordinator and stores each id in a file (`store.rs`). On a cluster the coordinator is
+//! the controller leader and the ids live in the replicated metadata (`replicated.rs`, which says how one
+//! coordinator at a time is kept); partition leaders on other nodes write the markers and groups' coordinators
+//! store the offsets, over the internal `Transaction` call (`remote.rs`).
 //!
 //! Invariants, and what each protects:
 //! - A transactional batch is appended only while its producer's transaction is `Ongoing` at its epoch and has
 //!   the partition added ([`TransactionCoordinator::admit_produce`]); the check holds a read guard of the id's gate
 //!   until the batch is on the partition's queue, and an end of the transaction takes the gate for write before it
-//!   moves the state on. So no batch of a transaction lands after its marker, which would leave a transaction open
-//!   in the log that its coordinator considers finished (Kafka's "hanging transaction", KIP-890).
+//!   moves the state on (on a cluster: the partition leader's gate, before the marker). So no batch of a
+//!   transaction lands after its marker, which would leave a transaction open in the log that its coordinator
+//!   considers finished (Kafka's "hanging transaction", KIP-890).
 //! - The outcome (`PrepareCommit` / `PrepareAbort`) is stored before the first marker is written, and markers are
-//!   fsynced before the transaction is `Complete`: a crash anywhere finishes the same outcome at the next start
-//!   ([`TransactionCoordinator::run_timers`]), and a completed transaction's marker is on disk with its records.
+//!   durable (fsynced on a single node, on every in-sync replica on a cluster) before the transaction is
+//!   `Complete`: a crash anywhere finishes the same outcome at the next start, or at the next coordinator
+//!   ([`TransactionCoordinator::run_timers`]), and a completed transaction's marker is kept with its records.
 //! - A transaction's committed offsets reach the group's offset store only after every marker is durable, and an
 //!   aborted one's never do.
 //! - Every operation on one transactional id runs alone (its `operation` lock); ids do not wait for each other.
 //! - Bounded: at most [`MAX_TRANSACTIONAL_IDS`] ids (idle ones expire after [`ID_EXPIRATION_MS`]), at most
 //!   [`MAX_TRANSACTION_PARTITIONS`] partitions and [`MAX_PENDING_OFFSETS`] offsets in one transaction, a timeout of at
 //!   most [`MAX_TRANSACTION_TIMEOUT_MS`].
-//!
-//! A cluster node has no coordinator yet (`Node::transactions` is `None`): a transactional id is refused there.
 
 mod error;
 mod markers;
+pub mod remote;
+mod replicated;
 pub mod state;
 pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rill_protocol::control::TransactionOutcome;
 use rill_protocol::BatchHeader;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
+use crate::cluster::Controller;
 use crate::error::Result;
 use crate::node::{now_ms, Node};
 pub use error::TransactionError;
@@ -64,14 +71,17 @@ struct TransactionEntry {
     gate: Arc<RwLock<()>>,
     /// Changed only under `operation`, each change stored before it is answered.
     meta: Mutex<TransactionMetadata>,
+    /// Whether `meta` is what is stored (false for an id made by InitProducerId until its first store).
+    is_stored: AtomicBool,
 }
 
 impl TransactionEntry {
-    fn new(meta: TransactionMetadata) -> Arc<Self> {
+    fn new(meta: TransactionMetadata, is_stored: bool) -> Arc<Self> {
         Arc::new(TransactionEntry {
             operation: tokio::sync::Mutex::new(()),
             gate: Arc::new(RwLock::new(())),
             meta: Mutex::new(meta),
+            is_stored: AtomicBool::new(is_stored),
         })
     }
 
@@ -111,21 +121,32 @@ impl Ending {
     }
 }
 
+/// Where the coordinator keeps its ids.
+enum Backing {
+    /// A single node: one file per id under this directory.
+    Files(PathBuf),
+    /// A cluster node: the replicated metadata.
+    Replicated(replicated::Replicated),
+}
+
 pub struct TransactionCoordinator {
-    dir: PathBuf,
+    backing: Backing,
     by_id: Mutex<HashMap<String, Arc<TransactionEntry>>>,
     by_producer: Mutex<HashMap<i64, Arc<TransactionEntry>>>,
     /// Transactions completed since the start, by [`Ending`].
     endings: [AtomicU64; 4],
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for TransactionCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TransactionCoordinator({})", self.dir.display())
+        match &self.backing {
+            Backing::Files(dir) => write!(f, "TransactionCoordinator({})", dir.display()),
+            Backing::Replicated(_) => write!(f, "TransactionCoordinator(replicated)"),
+        }
     }
 }
 
@@ -134,19 +155,62 @@ impl TransactionCoordinator {
     pub fn open(data_dir: &std::path::Path) -> Result<Arc<Self>> {
         let dir = store::dir(data_dir);
         let loaded = store::load(&dir)?;
-        let coordinator = TransactionCoordinator {
-            dir,
+        let coordinator = Self::with_backing(Backing::Files(dir));
+        coordinator.replace_entries(loaded);
+        Ok(Arc::new(coordinator))
+    }
+
+    /// A cluster node's coordinator: it acts while the node leads the controller quorum.
+    pub fn replicated(controller: Arc<Controller>) -> Arc<Self> {
+        Arc::new(Self::with_backing(Backing::Replicated(replicated::Replicated::new(controller))))
+    }
+
+    fn with_backing(backing: Backing) -> Self {
+        TransactionCoordinator {
+            backing,
             by_id: Mutex::new(HashMap::new()),
             by_producer: Mutex::new(HashMap::new()),
             endings: Default::default(),
-        };
+        }
+    }
+
+    fn replace_entries(&self, loaded: impl IntoIterator<Item = TransactionMetadata>) {
+        let mut by_id = locked(&self.by_id);
+        let mut by_producer = locked(&self.by_producer);
+        by_id.clear();
+        by_producer.clear();
         for meta in loaded {
             let (id, producer_id) = (meta.transactional_id.clone(), meta.producer_id);
-            let entry = TransactionEntry::new(meta);
-            locked(&coordinator.by_id).insert(id, Arc::clone(&entry));
-            locked(&coordinator.by_producer).insert(producer_id, entry);
+            let entry = TransactionEntry::new(meta, true);
+            by_id.insert(id, Arc::clone(&entry));
+            by_producer.insert(producer_id, entry);
         }
-        Ok(Arc::new(coordinator))
+    }
+
+    /// The controller, on a cluster node.
+    pub fn controller(&self) -> Option<&Arc<Controller>> {
+        match &self.backing {
+            Backing::Files(_) => None,
+            Backing::Replicated(replicated) => Some(&replicated.controller),
+        }
+    }
+
+    /// Ok where this node is the coordinator: always on a single node; on a cluster while it leads the controller,
+    /// with the ids loaded from the metadata at the start of its term.
+    async fn ensure_coordinator(&self) -> Result<()> {
+        let Backing::Replicated(replicated) = &self.backing else { return Ok(()) };
+        let Some((loading, metadata)) = replicated.load_if_needed().await? else { return Ok(()) };
+        self.replace_entries(metadata.transactions.values().map(|meta| TransactionMetadata::clone(meta)));
+        replicated.loaded(loading);
+        Ok(())
+    }
+
+    /// Whether this node acts as the coordinator now (its ids loaded).
+    fn is_coordinator(&self) -> bool {
+        match &self.backing {
+            Backing::Files(_) => true,
+            Backing::Replicated(replicated) => replicated.is_loaded(),
+        }
     }
 
     fn entry(&self, transactional_id: &str) -> Result<Arc<TransactionEntry>, TransactionError> {
@@ -156,12 +220,22 @@ impl TransactionCoordinator {
             .ok_or_else(|| TransactionError::UnknownTransactionalId { transactional_id: transactional_id.to_string() })
     }
 
-    /// Stores `meta` (off the async threads) and publishes it to the entry.
+    /// Stores `meta` (a file written off the async threads, or a change committed through the controller) and
+    /// publishes it to the entry.
     async fn store(&self, entry: &TransactionEntry, meta: TransactionMetadata, replaces: Option<i64>) -> Result<()> {
-        let dir = self.dir.clone();
-        let stored = meta.clone();
-        crate::registry::blocking(move || store::store(&dir, &stored, replaces)).await?;
+        match &self.backing {
+            Backing::Files(dir) => {
+                let dir = dir.clone();
+                let stored = meta.clone();
+                crate::registry::blocking(move || store::store(&dir, &stored, replaces)).await?;
+            }
+            Backing::Replicated(replicated) => {
+                let prior = entry.is_stored.load(Ordering::Acquire).then(|| entry.meta().clone());
+                replicated.store(&meta, replaces, prior).await?;
+            }
+        }
         *entry.meta() = meta;
+        entry.is_stored.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -180,6 +254,7 @@ impl TransactionCoordinator {
             .ok()
             .filter(|ms| (1..=MAX_TRANSACTION_TIMEOUT_MS).contains(ms))
             .ok_or(TransactionError::InvalidTimeout { timeout_ms })?;
+        self.ensure_coordinator().await?;
         let entry = self.entry_or_new(node, transactional_id, timeout_ms).await?;
         let _operation = entry.operation.lock().await;
         let current = entry.meta().clone();
@@ -292,12 +367,10 @@ impl TransactionCoordinator {
             // Made meanwhile by a concurrent InitProducerId: the id just issued is left unused.
             return Ok(Arc::clone(entry));
         }
-        let entry = TransactionEntry::new(TransactionMetadata::new(
-            transactional_id.to_string(),
-            producer_id,
-            timeout_ms,
-            now_ms(),
-        ));
+        let entry = TransactionEntry::new(
+            TransactionMetadata::new(transactional_id.to_string(), producer_id, timeout_ms, now_ms()),
+            false,
+        );
         by_id.insert(transactional_id.to_string(), Arc::clone(&entry));
         locked(&self.by_producer).insert(producer_id, Arc::clone(&entry));
         Ok(entry)
@@ -312,6 +385,7 @@ impl TransactionCoordinator {
         epoch: i16,
         partitions: &[(String, u32)],
     ) -> Result<()> {
+        self.ensure_coordinator().await?;
         let entry = self.entry(transactional_id)?;
         let _operation = entry.operation.lock().await;
         let mut meta = entry.meta().clone();
@@ -335,6 +409,7 @@ impl TransactionCoordinator {
 
     /// AddOffsetsToTxn: the group's offsets may be committed in the open transaction (opening it).
     pub async fn add_group(&self, transactional_id: &str, producer_id: i64, epoch: i16, group: &str) -> Result<()> {
+        self.ensure_coordinator().await?;
         let entry = self.entry(transactional_id)?;
         let _operation = entry.operation.lock().await;
         let mut meta = entry.meta().clone();
@@ -348,14 +423,43 @@ impl TransactionCoordinator {
         self.store(&entry, meta, None).await
     }
 
-    /// TxnOffsetCommit: offsets the open transaction commits for a group it added, kept until it ends.
+    /// TxnOffsetCommit: offsets the open transaction commits for a group it added, kept until it ends. Sent by
+    /// Kafka clients to the group's coordinator: on a cluster, forwarded from there to the transaction coordinator.
     pub async fn commit_offsets(
+        &self,
+        node: &Node,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        offsets: Vec<PendingOffset>,
+    ) -> Result<()> {
+        let Some(controller) = self.controller() else {
+            return self.commit_offsets_here(transactional_id, producer_id, epoch, offsets).await;
+        };
+        if controller.leader_term().is_some() {
+            return self.commit_offsets_here(transactional_id, producer_id, epoch, offsets).await;
+        }
+        let coordinator = controller
+            .current_leader_id()
+            .ok_or(TransactionError::NotCoordinator { node_id: controller.node_id, coordinator: None })?;
+        let call = remote::Call::CommitOffsets {
+            transactional_id: transactional_id.to_string(),
+            producer_id,
+            producer_epoch: epoch,
+            offsets,
+        };
+        remote::call(node, coordinator, &call).await
+    }
+
+    /// TxnOffsetCommit where this node is the transaction coordinator.
+    pub async fn commit_offsets_here(
         &self,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         offsets: Vec<PendingOffset>,
     ) -> Result<()> {
+        self.ensure_coordinator().await?;
         let entry = self.entry(transactional_id)?;
         let _operation = entry.operation.lock().await;
         let mut meta = entry.meta().clone();
@@ -401,6 +505,7 @@ impl TransactionCoordinator {
         epoch: i16,
         commit: bool,
     ) -> Result<()> {
+        self.ensure_coordinator().await?;
         let entry = self.entry(transactional_id)?;
         let _operation = entry.operation.lock().await;
         let mut meta = entry.meta().clone();
@@ -434,18 +539,25 @@ impl TransactionCoordinator {
     /// asked: a prepared outcome finished after a crash).
     async fn finish(&self, node: &Node, entry: &TransactionEntry, ending: Option<Ending>) -> Result<()> {
         let meta = entry.meta().clone();
-        let (outcome, by_state) = match meta.state {
-            TransactionState::PrepareCommit => (TransactionOutcome::Commit, Ending::Committed),
-            TransactionState::PrepareAbort => (TransactionOutcome::Abort, Ending::Aborted),
+        let (commit, by_state) = match meta.state {
+            TransactionState::PrepareCommit => (true, Ending::Committed),
+            TransactionState::PrepareAbort => (false, Ending::Aborted),
             _ => return Ok(()),
         };
         let writes = meta.partitions.iter().map(|(topic, partition)| {
-            write_marker(node, topic, *partition, meta.producer_id, meta.producer_epoch, outcome)
+            write_marker(node, topic, *partition, meta.producer_id, meta.producer_epoch, commit)
         });
         for written in futures_util::future::join_all(writes).await {
-            written?;
+            written.map_err(|err| match err {
+                // Not yet on every partition: the end is retried (by the producer, and by the timers).
+                crate::error::BrokerError::ControllerUnavailable { reason } => {
+                    tracing::info!(transactional_id = %meta.transactional_id, reason, "a transaction marker is not written yet");
+                    TransactionError::Concurrent { transactional_id: meta.transactional_id.clone() }.into()
+                }
+                err => err,
+            })?;
         }
-        if outcome == TransactionOutcome::Commit {
+        if commit {
             store_offsets(node, &meta.pending_offsets).await?;
         }
         let mut completed = meta;
@@ -464,6 +576,10 @@ impl TransactionCoordinator {
         partition: u32,
     ) -> Result<AdmittedTransactional, TransactionError> {
         let producer_id = header.producer_id;
+        if let Backing::Replicated(replicated) = &self.backing {
+            let gate = replicated.admit_produce(producer_id, header.producer_epoch, topic, partition)?;
+            return Ok(AdmittedTransactional { _gate: gate });
+        }
         let entry = locked(&self.by_producer)
             .get(&producer_id)
             .cloned()
@@ -483,27 +599,57 @@ impl TransactionCoordinator {
         Ok(AdmittedTransactional { _gate: gate })
     }
 
+    /// On a cluster, before the check of a transactional batch: waits (bounded) until this node's metadata shows
+    /// what the coordinator answered the producer (its partition added). Nothing to wait for on a single node.
+    pub async fn await_admissible(&self, header: &BatchHeader, topic: &str, partition: u32) {
+        if let Backing::Replicated(replicated) = &self.backing {
+            replicated.await_admissible(header.producer_id, header.producer_epoch, topic, partition).await;
+        }
+    }
+
+    /// On a cluster partition leader about to write a marker: see `replicated.rs`.
+    async fn close_gate(&self, producer_id: i64, epoch: i16) -> Result<Option<tokio::sync::OwnedRwLockWriteGuard<()>>> {
+        match &self.backing {
+            Backing::Files(_) => Ok(None),
+            Backing::Replicated(replicated) => Ok(Some(replicated.close_gate(producer_id, epoch).await?)),
+        }
+    }
+
     /// Whether an open or prepared transaction holds an offset for the group's partition: a `require_stable`
-    /// OffsetFetch waits for it (UNSTABLE_OFFSET_COMMIT).
+    /// OffsetFetch waits for it (UNSTABLE_OFFSET_COMMIT). On a cluster, by this node's copy of the metadata.
     pub fn has_pending_offset(&self, group: &str, topic: &str, partition: u32) -> bool {
-        let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
-        entries.iter().any(|entry| {
-            let meta = entry.meta();
+        let holds = |meta: &TransactionMetadata| {
             matches!(meta.state, TransactionState::Ongoing | TransactionState::PrepareCommit)
                 && meta.groups.contains(group)
                 && meta.pending_offsets.iter().any(|o| o.group == group && o.topic == topic && o.partition == partition)
-        })
+        };
+        if let Backing::Replicated(replicated) = &self.backing {
+            return replicated.controller.metadata().transactions.values().any(|meta| holds(meta));
+        }
+        let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
+        entries.iter().any(|entry| holds(&entry.meta()))
     }
 
-    /// One transactional id's state (DescribeTransactions).
-    pub fn get(&self, transactional_id: &str) -> Option<TransactionMetadata> {
-        self.entry(transactional_id).ok().map(|entry| entry.meta().clone())
+    /// One transactional id's state (DescribeTransactions), where this node is the coordinator.
+    pub fn get(&self, transactional_id: &str) -> Result<Option<TransactionMetadata>, TransactionError> {
+        self.check_coordinator()?;
+        Ok(self.entry(transactional_id).ok().map(|entry| entry.meta().clone()))
     }
 
-    /// Every transactional id's state (ListTransactions).
+    /// Every transactional id's state (ListTransactions): none on a cluster node that is not the coordinator.
     pub fn all(&self) -> Vec<TransactionMetadata> {
+        if !self.is_coordinator() {
+            return Vec::new();
+        }
         let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
         entries.iter().map(|entry| entry.meta().clone()).collect()
+    }
+
+    fn check_coordinator(&self) -> Result<(), TransactionError> {
+        match &self.backing {
+            Backing::Replicated(replicated) if !replicated.is_loaded() => Err(replicated.not_coordinator()),
+            _ => Ok(()),
+        }
     }
 
     /// Transactions completed since the start, by how they ended.
@@ -511,8 +657,12 @@ impl TransactionCoordinator {
         Ending::ALL.map(|ending| (ending, self.endings[ending as usize].load(Ordering::Relaxed)))
     }
 
-    /// Transactional ids held, and how many of them have a transaction open (or being completed).
+    /// Transactional ids held, and how many of them have a transaction open (or being completed): none on a
+    /// cluster node that is not the coordinator.
     pub fn id_counts(&self) -> (usize, usize) {
+        if !self.is_coordinator() {
+            return (0, 0);
+        }
         let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
         let open = entries
             .iter()
@@ -543,6 +693,21 @@ impl TransactionCoordinator {
                 return;
             }
             let Some(node) = node.upgrade() else { return };
+            if let Backing::Replicated(replicated) = &self.backing {
+                replicated.prune_gates();
+                if let Err(err) = self.ensure_coordinator().await {
+                    if replicated.is_loaded()
+                        || !matches!(
+                            &err,
+                            crate::error::BrokerError::Transaction(TransactionError::NotCoordinator { .. })
+                        )
+                    {
+                        tracing::debug!(error = %err, "not acting as the transaction coordinator");
+                    }
+                    replicated.unload();
+                    continue;
+                }
+            }
             let entries: Vec<Arc<TransactionEntry>> = locked(&self.by_id).values().cloned().collect();
             for entry in entries {
                 if let Err(err) = self.tend(&node, &entry).await {
@@ -573,9 +738,14 @@ impl TransactionCoordinator {
             return Ok(());
         }
         if is_idle {
-            let dir = self.dir.clone();
             let producer_id = meta.producer_id;
-            crate::registry::blocking(move || store::remove(&dir, producer_id)).await?;
+            match &self.backing {
+                Backing::Files(dir) => {
+                    let dir = dir.clone();
+                    crate::registry::blocking(move || store::remove(&dir, producer_id)).await?;
+                }
+                Backing::Replicated(replicated) => replicated.remove(&meta).await?,
+            }
             locked(&self.by_id).remove(&meta.transactional_id);
             locked(&self.by_producer).remove(&producer_id);
         }

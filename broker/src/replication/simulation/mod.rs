@@ -190,9 +190,10 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         disk_reserve.set_free_bytes(0);
     }
     let quotas = Arc::new(crate::quotas::store::QuotaStore::open(&data_dir)?);
+    let transactions = crate::transactions::TransactionCoordinator::open(&data_dir)?;
     let node = Arc::new_cyclic(|weak| Node {
-        // A cluster node: no transaction coordinator.
-        transactions: None,
+        // Transactions are not simulated here: a single node's coordinator, never asked.
+        transactions,
         quotas: Arc::new(crate::quotas::throttle::ClientThrottle::new(
             quotas,
             std::time::Duration::from_millis(config.quota_window_ms),

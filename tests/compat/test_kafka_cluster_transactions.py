@@ -10,7 +10,9 @@ What the tests hold the cluster to, each Kafka's documented semantics:
 - a SIGKILL of the coordinator with a transaction open: the producer's commit goes to the next coordinator,
   which has the transaction (its state is replicated), and the records become readable at `read_committed`;
 - a SIGKILL of the coordinator with a transaction open that its producer abandons: the next coordinator aborts
-  it past its timeout, so `read_committed` consumers move on past it.
+  it past its timeout, so `read_committed` consumers move on past it;
+- kafka-python's admin client (what `kafka-transactions.sh` does) lists an open transaction once, though it asks
+  every node, and describes it through the coordinator.
 
 Every wait is a poll with a deadline. Run by kafka-clients.sh."""
 
@@ -239,3 +241,27 @@ def test_a_transaction_abandoned_when_its_coordinator_is_killed_is_aborted_by_th
         assert read == {p: [f"after-{p}".encode()] for p in range(PARTITIONS)}
     finally:
         cluster.restart(old)
+
+
+def test_kafka_pythons_admin_lists_each_open_transaction_once_and_describes_it_through_the_coordinator(cluster):
+    """What `kafka-transactions.sh list/describe` shows on a cluster: ListTransactions goes to every node and only
+    the coordinator answers with ids; DescribeTransactions goes to the coordinator FindCoordinator names."""
+    kafka = pytest.importorskip("kafka")
+    topic, transactional_id = new_topic(cluster), next(names)
+    producer = transactional_producer(cluster, transactional_id)
+    producer.begin_transaction()
+    for p in range(PARTITIONS):
+        producer.produce(topic, b"pending", partition=p)
+    assert producer.flush(TXN_CALL_S) == 0
+    admin = kafka.KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    try:
+        listed = [t for listings in admin.list_transactions(state_filters=["Ongoing"]).values() for t in listings]
+        assert [(t.transactional_id, t.state.value) for t in listed] == [(transactional_id, "Ongoing")], listed
+        described = admin.describe_transactions([transactional_id])[transactional_id]
+        assert described.state.value == "Ongoing", described
+        assert described.topic_partitions == {kafka.TopicPartition(topic, p) for p in range(PARTITIONS)}, described
+        producer.commit_transaction(TXN_CALL_S)
+        described = admin.describe_transactions([transactional_id])[transactional_id]
+        assert (described.state.value, described.topic_partitions) == ("CompleteCommit", set()), described
+    finally:
+        admin.close()

@@ -18,7 +18,9 @@ What the tests hold the broker to, each Kafka's documented semantics:
   transaction ended and the output holds each result once;
 - KafkaJS (its own implementation of the protocol) commits, aborts and sends offsets the same way;
 - kafka-python's admin client (what `kafka-transactions.sh` does) lists and describes an open transaction and its
-  producer's open transaction start in the partition, and finds nothing hanging;
+  producer's open transaction start in the partition, and finds nothing hanging; its abort (WriteTxnMarkers) is
+  refused for a transaction the coordinator holds, and ends one left hanging in the log when the coordinator's
+  state of it was lost;
 - across a SIGKILL and restart of the broker, committed transactions stay committed and a transaction open at
   the kill stays invisible to `read_committed` consumers, and is aborted by the next init_transactions with its
   transactional id.
@@ -429,3 +431,47 @@ def test_kafka_pythons_admin_lists_and_describes_an_open_transaction_and_its_pro
         assert [p.current_transaction_start_offset for p in active] == [-1], active
     finally:
         admin.close()
+
+
+def test_kafka_pythons_admin_aborts_a_transaction_its_coordinator_lost_and_not_one_it_holds():
+    """`kafka-transactions.sh abort`, through kafka-python's admin client (WriteTxnMarkers to the partition's
+    leader): refused for a transaction its coordinator still has open; for one left open in the log after the
+    coordinator's state of it was lost (its file deleted while the broker was down: a hanging transaction),
+    DescribeProducers shows where it starts, the abort ends it, and read_committed consumers move past it."""
+    kafka = pytest.importorskip("kafka")
+    transactional_id = next(names)
+    with tempfile.TemporaryDirectory() as data_dir:
+        with running_broker(data_dir, "--admin-listen", "off") as addr:
+            topic = new_topic(addr)
+            producer = transactional_producer(addr, transactional_id, {"transaction.timeout.ms": 900_000})
+            open_transaction(producer, topic, [b"h0", b"h1"])
+            partition = kafka.TopicPartition(topic, 0)
+            admin = kafka.KafkaAdminClient(bootstrap_servers=addr)
+            try:
+                [open_one] = admin.describe_producers([partition])[partition].active_producers
+                spec = kafka.admin.AbortTransactionSpec(partition, open_one.producer_id, open_one.producer_epoch)
+                with pytest.raises(kafka.errors.InvalidTxnStateError):
+                    admin.abort_transaction(spec)
+            finally:
+                admin.close()
+        shutil.rmtree(os.path.join(data_dir, "__transactions"))
+
+        with running_broker(data_dir, "--admin-listen", "off") as addr:
+            produce_plain(addr, topic, [b"after"])
+            with Reader(addr, topic, "read_committed") as committed:
+                assert committed.during(QUIET_S) == [], "the hanging transaction holds read_committed readers"
+                admin = kafka.KafkaAdminClient(bootstrap_servers=addr)
+                try:
+                    [hanging] = admin.describe_producers([partition])[partition].active_producers
+                    assert hanging.current_transaction_start_offset == 0, hanging
+                    stale = kafka.admin.AbortTransactionSpec(partition, hanging.producer_id, hanging.producer_epoch - 1)
+                    with pytest.raises(kafka.errors.InvalidProducerEpochError):
+                        admin.abort_transaction(stale)
+                    admin.abort_transaction(
+                        kafka.admin.AbortTransactionSpec(partition, hanging.producer_id, hanging.producer_epoch))
+                    [ended] = admin.describe_producers([partition])[partition].active_producers
+                    assert ended.current_transaction_start_offset == -1, ended
+                finally:
+                    admin.close()
+                assert committed.until(b"after") == [(2, b"after")], "the abort moved the last stable offset on"
+            assert values(read(addr, topic, "read_uncommitted", b"after")) == [b"h0", b"h1", b"after"]

@@ -108,6 +108,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (24, 0, 3), // AddPartitionsToTxn
         (25, 0, 3), // AddOffsetsToTxn
         (26, 0, 3), // EndTxn
+        (27, 1, 1), // WriteTxnMarkers
         (28, 0, 3), // TxnOffsetCommit
         (29, 1, 3), // DescribeAcls
         (30, 1, 3), // CreateAcls

@@ -26,6 +26,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::DescribeProducers, 0, 0),
+    // What `kafka-transactions.sh abort` sends a partition's leader (Kafka 4 serves v1 only).
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     // The group coordinator (docs/kafka.md): FindCoordinator v4 batches keys; OffsetCommit v9 and OffsetFetch v9

@@ -66,6 +66,7 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::ListTransactions => transactions::list_transactions(&mut walk, version)?,
         ApiKey::DescribeTransactions => transactions::describe_transactions(&mut walk)?,
         ApiKey::DescribeProducers => transactions::describe_producers(&mut walk)?,
+        ApiKey::WriteTxnMarkers => transactions::write_txn_markers(&mut walk)?,
         // ApiVersions, Heartbeat, DescribeCluster, AddOffsetsToTxn and EndTxn have no arrays; any other API is not
         // decoded.
         _ => return Ok(body.len()),

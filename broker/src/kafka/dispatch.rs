@@ -220,6 +220,9 @@ pub async fn answer(
         ApiKey::DescribeProducers => serve!(DescribeProducersRequest, |request| {
             transactions_admin::describe_producers(kafka, &request, &caller.principal)
         }),
+        ApiKey::WriteTxnMarkers => serve!(WriteTxnMarkersRequest, |request| {
+            transactions_admin::write_markers(kafka, request, &caller.principal).await
+        }),
         other => Err(RequestError::NotServed(other)),
     }
 }

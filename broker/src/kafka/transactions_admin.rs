@@ -1,7 +1,7 @@
 //! What `kafka-transactions.sh` and the admin clients ask of transactions: ListTransactions (v0–1),
-//! DescribeTransactions (v0) from the coordinator (`crate::transactions`), and DescribeProducers (v0) from each
-//! partition's log, the way to find a transaction left open in a partition. A cluster node has no coordinator: it
-//! lists none and describes none (COORDINATOR_NOT_AVAILABLE); its partitions' producers are described all the same.
+//! DescribeTransactions (v0) from the coordinator (`crate::transactions`; on a cluster, the controller leader:
+//! the others list none and describe none, NOT_COORDINATOR), DescribeProducers (v0) from each partition's log, the
+//! way to find a transaction left open in a partition, and WriteTxnMarkers (v1), the way to end it.
 
 use kafka_protocol::messages::describe_producers_response::{self, PartitionResponse, TopicResponse};
 use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
@@ -163,4 +163,100 @@ pub fn describe_producers(
         })
         .collect();
     DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// WriteTxnMarkers (v1): what `kafka-transactions.sh abort` sends a partition's leader to end a transaction left
+/// open there (a hanging transaction, one its coordinator no longer knows). Refused (INVALID_TXN_STATE) while the
+/// coordinator still has that producer's transaction open with the partition: ending it behind its coordinator's
+/// back would split it, and the coordinator ends it itself (EndTxn, or its timeout). A marker older than the
+/// producer's epoch in the partition is INVALID_PRODUCER_EPOCH. Kafka asks CLUSTER_ACTION on the cluster, an
+/// operation rill's ACLs do not have: ALTER on the cluster here.
+pub async fn write_markers(
+    kafka: &KafkaContext,
+    request: WriteTxnMarkersRequest,
+    principal: &Principal,
+) -> WriteTxnMarkersResponse {
+    let authorized = kafka.authorize(principal, Operation::Alter, &Resource::cluster());
+    let mut markers = Vec::with_capacity(request.markers.len());
+    for marker in request.markers {
+        let producer_id = marker.producer_id.0;
+        let asked = MarkerAsked { epoch: marker.producer_epoch, commit: marker.transaction_result };
+        let mut topics = Vec::with_capacity(marker.topics.len());
+        for topic in marker.topics {
+            let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
+            for index in topic.partition_indexes {
+                let written = match authorized {
+                    Err(code) => Err(code),
+                    Ok(()) => write_marker(kafka, topic.name.0.as_str(), index, &asked, producer_id).await,
+                };
+                partitions.push(
+                    write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(written.err().unwrap_or(0)),
+                );
+            }
+            topics.push(
+                write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            write_txn_markers_response::WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// What one WriteTxnMarkers entry asks: the producer's epoch and the outcome.
+struct MarkerAsked {
+    epoch: i16,
+    commit: bool,
+}
+
+async fn write_marker(
+    kafka: &KafkaContext,
+    topic: &str,
+    index: i32,
+    asked: &MarkerAsked,
+    producer_id: i64,
+) -> Result<(), i16> {
+    let (partition, _) = led_partition(&kafka.node, topic, index, -1)?;
+    if producer_id < 0 || asked.epoch < 0 {
+        return Err(ResponseError::InvalidProducerEpoch.code());
+    }
+    let current = partition.log().producer_activity().into_iter().find(|p| p.producer_id == producer_id);
+    if current.is_some_and(|producer| asked.epoch < producer.epoch) {
+        return Err(ResponseError::InvalidProducerEpoch.code());
+    }
+    let index = partition.index;
+    if kafka.node.transactions.has_open(producer_id, topic, index) {
+        tracing::info!(
+            topic,
+            partition = index,
+            producer_id,
+            "refused WriteTxnMarkers: the coordinator has this transaction open"
+        );
+        return Err(ResponseError::InvalidTxnState.code());
+    }
+    kafka
+        .node
+        .transactions
+        .write_marker(&kafka.node, topic, index, producer_id, asked.epoch, asked.commit)
+        .await
+        .map_err(|err| {
+            tracing::warn!(topic, partition = index, producer_id, error = %err, "WriteTxnMarkers failed");
+            super::error::error_code(&err)
+        })?;
+    tracing::info!(
+        topic,
+        partition = index,
+        producer_id,
+        epoch = asked.epoch,
+        commit = asked.commit,
+        "wrote a transaction marker asked by WriteTxnMarkers"
+    );
+    Ok(())
 }

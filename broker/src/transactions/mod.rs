@@ -615,6 +615,37 @@ impl TransactionCoordinator {
         }
     }
 
+    /// Whether the coordinator has `producer_id`'s transaction open (or being ended) with the partition: on a
+    /// cluster by this node's copy of the metadata.
+    pub fn has_open(&self, producer_id: i64, topic: &str, partition: u32) -> bool {
+        let holds = |meta: &TransactionMetadata| {
+            (meta.state == TransactionState::Ongoing || meta.state.is_prepared())
+                && meta.partitions.contains(&(topic.to_string(), partition))
+        };
+        if let Backing::Replicated(replicated) = &self.backing {
+            return replicated.controller.metadata().transactions.get(&producer_id).is_some_and(|meta| holds(meta));
+        }
+        let entry = locked(&self.by_producer).get(&producer_id).cloned();
+        entry.is_some_and(|entry| holds(&entry.meta()))
+    }
+
+    /// Writes a marker asked by an operator (WriteTxnMarkers) in a partition this node leads, as the coordinator's
+    /// are written: fsynced on a single node, on every in-sync replica on a cluster.
+    pub async fn write_marker(
+        &self,
+        node: &Node,
+        topic: &str,
+        partition: u32,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<()> {
+        match &node.replication {
+            None => write_marker(node, topic, partition, producer_id, epoch, commit).await,
+            Some(_) => markers::write_marker_as_leader(node, topic, partition, producer_id, epoch, commit).await,
+        }
+    }
+
     /// Whether an open or prepared transaction holds an offset for the group's partition: a `require_stable`
     /// OffsetFetch waits for it (UNSTABLE_OFFSET_COMMIT). On a cluster, by this node's copy of the metadata.
     pub fn has_pending_offset(&self, group: &str, topic: &str, partition: u32) -> bool {

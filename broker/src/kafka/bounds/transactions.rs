@@ -67,6 +67,21 @@ pub fn describe_producers(walk: &mut Walk) -> Result<(), BoundsError> {
     walk.tagged_fields(true)
 }
 
+/// WriteTxnMarkers v1 (flexible): markers, each a producer, its topics with partition indexes, and an epoch.
+pub fn write_txn_markers(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.array(true, |marker| {
+        marker.skip(8 + 2 + 1)?; // producer_id, producer_epoch, transaction_result
+        marker.array(true, |topic| {
+            topic.string(true)?;
+            topic.array(true, |partition| partition.skip(4))?;
+            topic.tagged_fields(true)
+        })?;
+        marker.skip(4)?; // coordinator_epoch
+        marker.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
@@ -117,6 +132,16 @@ mod tests {
             0..=0,
             &DescribeProducersRequest::default().with_topics(vec![topic]),
         );
+        let topic = write_txn_markers_request::WritableTxnMarkerTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_partition_indexes(vec![0, 2]);
+        let marker = write_txn_markers_request::WritableTxnMarker::default()
+            .with_producer_id(ProducerId(9))
+            .with_producer_epoch(3)
+            .with_coordinator_epoch(-1)
+            .with_topics(vec![topic.clone(), topic]);
+        let markers = WriteTxnMarkersRequest::default().with_markers(vec![marker.clone(), marker]);
+        assert_walked_whole(ApiKey::WriteTxnMarkers, 1..=1, &markers);
     }
 
     #[test]

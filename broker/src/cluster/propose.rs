@@ -36,15 +36,8 @@ impl Controller {
         let channel = channel_to(&address, &self.config)
             .map_err(|e| unavailable(format!("bad leader address {address}: {e}")))?;
         let payload_json = serde_json::to_vec(&command).map_err(|e| BrokerError::Internal(e.to_string()))?;
-        let mut request = tonic::Request::new(RaftRequest {
-            cluster_id: self.cluster_id.get().unwrap_or_default(),
-            from_node_id: self.node_id,
-            payload_json: payload_json.into(),
-            peers: super::peers::format_peers(&self.peers()),
-        });
-        request.set_timeout(PROPOSE_TIMEOUT);
         let reply = ControllerClient::new(channel)
-            .propose(request)
+            .propose(self.internal_request(payload_json))
             .await
             .map_err(|status| unavailable(format!("controller leader {leader}: {}", status.message())))?;
         serde_json::from_slice(&reply.into_inner().payload_json)
@@ -62,6 +55,16 @@ impl Controller {
             .to_owned();
         let channel =
             channel_to(&address, &self.config).map_err(|e| unavailable(format!("bad address {address}: {e}")))?;
+        let reply = ControllerClient::new(channel)
+            .transaction(self.internal_request(payload_json))
+            .await
+            .map_err(|status| unavailable(format!("node {to} at {address}: {}", status.message())))?;
+        Ok(reply.into_inner().payload_json.to_vec())
+    }
+
+    /// A JSON payload as the internal service takes it: with this node's cluster id and peers, which the receiver
+    /// checks, and bounded by [`PROPOSE_TIMEOUT`].
+    fn internal_request(&self, payload_json: Vec<u8>) -> tonic::Request<RaftRequest> {
         let mut request = tonic::Request::new(RaftRequest {
             cluster_id: self.cluster_id.get().unwrap_or_default(),
             from_node_id: self.node_id,
@@ -69,11 +72,7 @@ impl Controller {
             peers: super::peers::format_peers(&self.peers()),
         });
         request.set_timeout(PROPOSE_TIMEOUT);
-        let reply = ControllerClient::new(channel)
-            .transaction(request)
-            .await
-            .map_err(|status| unavailable(format!("node {to} at {address}: {}", status.message())))?;
-        Ok(reply.into_inner().payload_json.to_vec())
+        request
     }
 
     /// This node's raft term while it is the controller leader.

@@ -365,17 +365,6 @@ async fn transaction_scenario(nodes: Nodes) -> turmoil::Result {
     }
 }
 
-fn run_transaction_seed(seed: u64) -> Result<(), String> {
-    let dirs = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut sim = simulation(seed);
-    let nodes: Nodes = Arc::default();
-    add_nodes(&mut sim, &dirs, &nodes);
-    sim.client("driver", transaction_scenario(Arc::clone(&nodes)));
-    let outcome = sim.run().map_err(|e| e.to_string());
-    nodes.lock().expect("nodes lock").clear();
-    outcome
-}
-
 fn simulation(seed: u64) -> turmoil::Sim<'static> {
     turmoil::Builder::new()
         .rng_seed(seed)
@@ -395,12 +384,16 @@ fn add_nodes(sim: &mut turmoil::Sim<'static>, dirs: &tempfile::TempDir, nodes: &
     }
 }
 
-fn run_partition_seed(seed: u64) -> Result<(), String> {
+/// Runs one seed of a driver that needs no crash or restart (those are the crash scenario's, stepped from outside).
+fn run_seed<F>(seed: u64, driver: impl FnOnce(Nodes) -> F) -> Result<(), String>
+where
+    F: std::future::Future<Output = turmoil::Result> + 'static,
+{
     let dirs = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut sim = simulation(seed);
     let nodes: Nodes = Arc::default();
     add_nodes(&mut sim, &dirs, &nodes);
-    sim.client("driver", scenario(Arc::clone(&nodes)));
+    sim.client("driver", driver(Arc::clone(&nodes)));
     let outcome = sim.run().map_err(|e| e.to_string());
     nodes.lock().expect("nodes lock").clear();
     outcome
@@ -497,7 +490,7 @@ pub(crate) fn seeds() -> Vec<u64> {
 #[test]
 fn a_partitioned_leader_is_replaced_and_every_node_converges_after_healing() {
     for seed in seeds() {
-        if let Err(err) = run_partition_seed(seed) {
+        if let Err(err) = run_seed(seed, scenario) {
             panic!("simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
         }
     }
@@ -506,7 +499,7 @@ fn a_partitioned_leader_is_replaced_and_every_node_converges_after_healing() {
 #[test]
 fn a_deposed_transaction_coordinator_cannot_overwrite_its_successors_change() {
     for seed in seeds() {
-        if let Err(err) = run_transaction_seed(seed) {
+        if let Err(err) = run_seed(seed, transaction_scenario) {
             panic!("simulation failed with seed {seed} (rerun: RILL_SIM_SEED={seed}): {err}");
         }
     }

@@ -126,7 +126,8 @@ mod tests {
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
         assert_eq!(supported_versions(ApiKey::EndTxn as i16), Some((0, 3)));
-        assert_eq!(supported_versions(ApiKey::WriteTxnMarkers as i16), None);
+        assert_eq!(supported_versions(ApiKey::WriteTxnMarkers as i16), Some((1, 1)));
+        assert_eq!(supported_versions(ApiKey::AlterPartition as i16), None);
     }
 
     #[test]

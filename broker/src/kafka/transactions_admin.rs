@@ -15,7 +15,7 @@ use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::node::now_ms;
-use crate::transactions::TransactionState;
+use crate::transactions::{Marker, TransactionState};
 
 const STATES: [TransactionState; 6] = [
     TransactionState::Empty,
@@ -241,15 +241,17 @@ async fn write_marker(
         );
         return Err(ResponseError::InvalidTxnState.code());
     }
-    kafka
-        .node
-        .transactions
-        .write_marker(&kafka.node, topic, index, producer_id, asked.epoch, asked.commit)
-        .await
-        .map_err(|err| {
-            tracing::warn!(topic, partition = index, producer_id, error = %err, "WriteTxnMarkers failed");
-            super::error::error_code(&err)
-        })?;
+    let marker = Marker {
+        topic: topic.to_string(),
+        partition: index,
+        producer_id,
+        producer_epoch: asked.epoch,
+        commit: asked.commit,
+    };
+    kafka.node.transactions.write_marker(&kafka.node, &marker).await.map_err(|err| {
+        tracing::warn!(topic, partition = index, producer_id, error = %err, "WriteTxnMarkers failed");
+        super::error::error_code(&err)
+    })?;
     tracing::info!(
         topic,
         partition = index,

@@ -12,8 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rill_protocol::control::{end_transaction_marker, TransactionOutcome};
 
+use serde::{Deserialize, Serialize};
+
 use super::remote::{call, Call};
-use super::{PendingOffset, TransactionState};
+use super::PendingOffset;
 use crate::error::{BrokerError, Result};
 use crate::node::{now_ms, Node};
 use crate::offsets::OffsetKey;
@@ -23,53 +25,51 @@ use crate::offsets::OffsetKey;
 const CLUSTER_RETRY_FOR: Duration = Duration::from_secs(10);
 const CLUSTER_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-fn outcome_of(commit: bool) -> TransactionOutcome {
-    if commit {
-        TransactionOutcome::Commit
-    } else {
-        TransactionOutcome::Abort
+/// One marker: the end of a producer's transaction (committed or aborted) at its epoch, in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    pub topic: String,
+    pub partition: u32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+}
+
+impl Marker {
+    fn batch(&self) -> Bytes {
+        let outcome = if self.commit { TransactionOutcome::Commit } else { TransactionOutcome::Abort };
+        Bytes::from(end_transaction_marker(self.producer_id, self.producer_epoch, 0, outcome, now_ms()))
+    }
+
+    fn written(&self, offset: i64) {
+        let (topic, partition, producer_id, commit) = (&self.topic, self.partition, self.producer_id, self.commit);
+        tracing::trace!(topic, partition, offset, producer_id, commit, "wrote a transaction marker");
     }
 }
 
-/// Writes one marker to a partition, wherever its leader is. A partition whose topic was deleted meanwhile gets
-/// none, as in Kafka: there is nobody left to read it.
-pub(super) async fn write_marker(
-    node: &Node,
-    topic: &str,
-    partition: u32,
-    producer_id: i64,
-    epoch: i16,
-    commit: bool,
-) -> Result<()> {
+/// Writes one marker, wherever its partition's leader is. A partition whose topic was deleted meanwhile gets none,
+/// as in Kafka: there is nobody left to read it.
+pub(super) async fn write_marker(node: &Node, marker: &Marker) -> Result<()> {
     let Some(replication) = &node.replication else {
-        let target = match node.registry.partition(topic, partition) {
+        let target = match node.registry.partition(&marker.topic, marker.partition) {
             Ok(target) => target,
             Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
             Err(err) => return Err(err),
         };
-        let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome_of(commit), now_ms()));
-        let appended = target.append_marker(marker).await?;
+        let appended = target.append_marker(marker.batch()).await?;
         target.sync_through(appended.last_offset + 1).await?;
-        tracing::trace!(
-            topic,
-            partition,
-            offset = appended.base_offset,
-            producer_id,
-            commit,
-            "wrote a transaction marker"
-        );
+        marker.written(appended.base_offset);
         return Ok(());
     };
-    let call_to_leader =
-        Call::WriteMarker { topic: topic.to_string(), partition, producer_id, producer_epoch: epoch, commit };
+    let call_to_leader = Call::WriteMarker(marker.clone());
     retry_on_cluster(|| async {
         let metadata = replication.metadata();
-        let Some(placed) = metadata.partition(topic, partition) else { return Ok(()) };
+        let Some(placed) = metadata.partition(&marker.topic, marker.partition) else { return Ok(()) };
         let leader = placed.leader.ok_or_else(|| BrokerError::ControllerUnavailable {
-            reason: format!("partition {partition} of topic {topic:?} has no leader"),
+            reason: format!("partition {} of topic {:?} has no leader", marker.partition, marker.topic),
         })?;
         if leader == replication.node_id() {
-            write_marker_as_leader(node, topic, partition, producer_id, epoch, commit).await
+            write_marker_as_leader(node, marker).await
         } else {
             call(node, leader, &call_to_leader).await
         }
@@ -80,31 +80,23 @@ pub(super) async fn write_marker(
 /// On a cluster node that leads the partition: closes the producer's gate here (`replicated.rs`) once this node's
 /// metadata no longer has the transaction open, appends the marker after every batch queued before it, and
 /// returns once every in-sync replica holds it.
-pub(super) async fn write_marker_as_leader(
-    node: &Node,
-    topic: &str,
-    partition: u32,
-    producer_id: i64,
-    epoch: i16,
-    commit: bool,
-) -> Result<()> {
+pub(super) async fn write_marker_as_leader(node: &Node, marker: &Marker) -> Result<()> {
     let replication = node.replication.as_ref().ok_or_else(|| {
         BrokerError::Internal("a marker for a partition leader was asked of a single node".to_string())
     })?;
-    let leader_epoch = replication.check_leader(topic, partition)?;
-    let target = match node.registry.partition(topic, partition) {
+    let leader_epoch = replication.check_leader(&marker.topic, marker.partition)?;
+    let target = match node.registry.partition(&marker.topic, marker.partition) {
         Ok(target) => target,
         Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
         Err(err) => return Err(err),
     };
-    let closed = node.transactions.close_gate(producer_id, epoch).await?;
-    let marker = Bytes::from(end_transaction_marker(producer_id, epoch, 0, outcome_of(commit), now_ms()));
-    let queued = target.enqueue_marker(marker).await;
+    let closed = node.transactions.close_gate(marker.producer_id, marker.producer_epoch).await?;
+    let queued = target.enqueue_marker(marker.batch()).await;
     drop(closed);
     let appended = queued?.appended().await?;
     replication.on_append(&target);
     replication.wait_replicated(&target, leader_epoch, appended.last_offset + 1).await?;
-    tracing::trace!(topic, partition, offset = appended.base_offset, producer_id, commit, "wrote a transaction marker");
+    marker.written(appended.base_offset);
     Ok(())
 }
 
@@ -176,10 +168,4 @@ fn is_transient(err: &BrokerError) -> bool {
             | BrokerError::NotEnoughReplicas { .. }
             | BrokerError::ShuttingDown
     )
-}
-
-/// Whether `meta` (this node's copy of the producer's transactional id) still lets batches of `epoch` in: a
-/// marker at `epoch` waits until it does not.
-pub(super) fn admits_epoch(meta: &super::TransactionMetadata, epoch: i16) -> bool {
-    meta.state == TransactionState::Ongoing && meta.producer_epoch <= epoch
 }

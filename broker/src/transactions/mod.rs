@@ -47,6 +47,7 @@ use crate::cluster::Controller;
 use crate::error::Result;
 use crate::node::{now_ms, Node};
 pub use error::TransactionError;
+pub use markers::Marker;
 use markers::{store_offsets, write_marker};
 pub use state::{PendingOffset, TransactionMetadata, TransactionState};
 
@@ -544,9 +545,18 @@ impl TransactionCoordinator {
             TransactionState::PrepareAbort => (false, Ending::Aborted),
             _ => return Ok(()),
         };
-        let writes = meta.partitions.iter().map(|(topic, partition)| {
-            write_marker(node, topic, *partition, meta.producer_id, meta.producer_epoch, commit)
-        });
+        let markers: Vec<Marker> = meta
+            .partitions
+            .iter()
+            .map(|(topic, partition)| Marker {
+                topic: topic.clone(),
+                partition: *partition,
+                producer_id: meta.producer_id,
+                producer_epoch: meta.producer_epoch,
+                commit,
+            })
+            .collect();
+        let writes = markers.iter().map(|marker| write_marker(node, marker));
         for written in futures_util::future::join_all(writes).await {
             written.map_err(|err| match err {
                 // Not yet on every partition: the end is retried (by the producer, and by the timers).
@@ -631,18 +641,10 @@ impl TransactionCoordinator {
 
     /// Writes a marker asked by an operator (WriteTxnMarkers) in a partition this node leads, as the coordinator's
     /// are written: fsynced on a single node, on every in-sync replica on a cluster.
-    pub async fn write_marker(
-        &self,
-        node: &Node,
-        topic: &str,
-        partition: u32,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    ) -> Result<()> {
+    pub async fn write_marker(&self, node: &Node, marker: &Marker) -> Result<()> {
         match &node.replication {
-            None => write_marker(node, topic, partition, producer_id, epoch, commit).await,
-            Some(_) => markers::write_marker_as_leader(node, topic, partition, producer_id, epoch, commit).await,
+            None => write_marker(node, marker).await,
+            Some(_) => markers::write_marker_as_leader(node, marker).await,
         }
     }
 

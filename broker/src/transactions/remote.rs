@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::markers::Marker;
 use super::{PendingOffset, TransactionError};
 use crate::error::{BrokerError, Result};
 use crate::node::Node;
@@ -12,8 +13,8 @@ use crate::node::Node;
 /// One call, as JSON in the internal `Transaction` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Call {
-    /// To a partition's leader: write the marker of `producer_id`'s transaction (`commit` or abort) at `epoch`.
-    WriteMarker { topic: String, partition: u32, producer_id: i64, producer_epoch: i16, commit: bool },
+    /// To a partition's leader: write this marker.
+    WriteMarker(Marker),
     /// To a group's coordinator: store a committed transaction's offsets, all of one group.
     StoreOffsets { offsets: Vec<PendingOffset> },
     /// To the transaction coordinator: TxnOffsetCommit, its group checks passed where the client sent it.
@@ -32,9 +33,7 @@ pub struct Refusal {
 /// Answers one call on this node.
 pub async fn serve(node: &Node, call: Call) -> std::result::Result<(), Refusal> {
     let served = match call {
-        Call::WriteMarker { topic, partition, producer_id, producer_epoch, commit } => {
-            super::markers::write_marker_as_leader(node, &topic, partition, producer_id, producer_epoch, commit).await
-        }
+        Call::WriteMarker(marker) => super::markers::write_marker_as_leader(node, &marker).await,
         Call::StoreOffsets { offsets } => super::markers::store_group_offsets_here(node, &offsets).await,
         Call::CommitOffsets { transactional_id, producer_id, producer_epoch, offsets } => {
             node.transactions.commit_offsets_here(&transactional_id, producer_id, producer_epoch, offsets).await

@@ -173,8 +173,12 @@ impl Replicated {
     /// A partition leader about to write the marker of `producer_id`'s transaction at `epoch`: waits until its
     /// copy of the metadata no longer admits that transaction's batches, then closes the gate for write.
     pub async fn close_gate(&self, producer_id: i64, epoch: i16) -> Result<OwnedRwLockWriteGuard<()>> {
+        // Batches of `epoch` or older, of a transaction this node's copy still has open, would still be let in.
         let is_closed = |metadata: &ClusterMetadata| {
-            metadata.transactions.get(&producer_id).is_none_or(|meta| !super::markers::admits_epoch(meta, epoch))
+            metadata
+                .transactions
+                .get(&producer_id)
+                .is_none_or(|meta| !(meta.state == TransactionState::Ongoing && meta.producer_epoch <= epoch))
         };
         if !is_closed(&self.controller.metadata())
             && !tokio::time::timeout(METADATA_WAIT, self.controller.wait_for_metadata(is_closed)).await.unwrap_or(false)

@@ -9,6 +9,8 @@ What the tests hold the cluster to, each Kafka's documented semantics:
   offsets are not committed;
 - a SIGKILL of the coordinator with a transaction open: the producer's commit goes to the next coordinator,
   which has the transaction (its state is replicated), and the records become readable at `read_committed`;
+- a SIGKILL of a partition's leader (not the coordinator) with a transaction open: the commit's marker goes to
+  the partition's next leader, and `read_committed` consumers read every record of it;
 - a SIGKILL of the coordinator with a transaction open that its producer abandons: the next coordinator aborts
   it past its timeout, so `read_committed` consumers move on past it;
 - kafka-python's admin client (what `kafka-transactions.sh` does) lists an open transaction once, though it asks
@@ -25,7 +27,7 @@ import time
 
 import pytest
 
-from test_kafka_cluster import CONFIG, Cluster, fully_in_sync, rill, wait_for
+from test_kafka_cluster import CONFIG, Cluster, fully_in_sync, placement, rill, wait_for
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 Consumer, Producer, TopicPartition = confluent_kafka.Consumer, confluent_kafka.Producer, confluent_kafka.TopicPartition
@@ -221,6 +223,31 @@ def test_a_transaction_open_when_its_coordinator_is_killed_commits_through_the_n
             p: [f"kept-{p}-{i}".encode() for i in range(3)] for p in range(PARTITIONS)}
     finally:
         cluster.restart(old)
+
+
+def test_a_commit_whose_partition_leader_is_killed_writes_its_marker_at_the_next_leader(cluster):
+    topic, transactional_id = new_topic(cluster), next(names)
+    producer = transactional_producer(cluster, transactional_id)
+    coordinator = coordinator_of(cluster, transactional_id)
+    leaders = {leader for leader, _ in placement(cluster.any_addr(), topic).values()}
+    victim = next(iter(leaders - {coordinator}), None)
+    if victim is None:
+        pytest.skip(f"every partition of {topic} is led by the coordinator, node {coordinator}")
+    producer.begin_transaction()
+    for p in range(PARTITIONS):
+        for i in range(3):
+            producer.produce(topic, value=f"moved-{p}-{i}".encode(), partition=p)
+    assert producer.flush(TXN_CALL_S) == 0, "acknowledged by every in-sync replica (acks all)"
+    cluster.kill(victim)
+    try:
+        # The coordinator retries the marker until the partition has a new leader, an in-sync replica that
+        # holds the transaction's records.
+        producer.commit_transaction(TXN_CALL_S)
+        read = read_all(cluster, topic, "read_committed", 3 * PARTITIONS)
+        assert {p: sorted(v) for p, v in read.items()} == {
+            p: [f"moved-{p}-{i}".encode() for i in range(3)] for p in range(PARTITIONS)}
+    finally:
+        cluster.restart(victim)
 
 
 def test_a_transaction_abandoned_when_its_coordinator_is_killed_is_aborted_by_the_next_one(cluster):

@@ -297,6 +297,7 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
         let throttle = if is_moving { move_throttle(broker).await } else { None };
         write_replicas(&mut out, &description.partitions, throttle)?;
         write_cache_hit_rate(&mut out, &description.partitions)?;
+        write_open_transactions(&mut out, &description.partitions)?;
         write_fsync_failures(&mut out, &description.partitions)?;
         out.flush()?;
         return Ok(());
@@ -317,8 +318,38 @@ async fn describe(broker: &BrokerFlag, name: &str) -> anyhow::Result<()> {
     }
     table.write(&mut out)?;
     write_cache_hit_rate(&mut out, &description.partitions)?;
+    write_open_transactions(&mut out, &description.partitions)?;
     write_fsync_failures(&mut out, &description.partitions)?;
     out.flush()?;
+    Ok(())
+}
+
+/// The Kafka transactions open in each partition, and where they hold `read_committed` readers: what to look at
+/// when such a consumer stops moving (a transaction left open by its producer ends at its timeout; one its
+/// coordinator lost, only by `kafka-transactions.sh abort`).
+fn write_open_transactions(out: &mut impl Write, partitions: &[rill_client::PartitionInfo]) -> std::io::Result<()> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+    for p in partitions.iter().filter(|p| !p.open_transactions.is_empty()) {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "partition {}: {} open transaction(s); read_committed readers stop at offset {} (the high watermark is {})",
+            p.partition,
+            p.open_transactions.len(),
+            p.last_stable_offset,
+            p.high_watermark
+        )?;
+        for open in &p.open_transactions {
+            let idle_s = now_ms.saturating_sub(open.last_seen_ms).max(0) / 1000;
+            writeln!(
+                out,
+                "  producer {} (epoch {}) open since offset {}, last written {idle_s} s ago",
+                open.producer_id, open.producer_epoch, open.first_offset
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -430,3 +430,33 @@ async fn rill_consume_reads_a_transactional_producers_partition_at_either_isolat
     assert_eq!(read("read-committed"), "c0\nc1\nc2\n");
     assert_eq!(read("read-uncommitted"), "c0\nc1\na0\na1\nc2\n");
 }
+
+/// `rill topic describe` names a transaction open in a partition (its producer, where it starts) and where
+/// `read_committed` readers stop, and nothing once it is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_describe_shows_an_open_transaction_until_it_commits() {
+    use rdkafka::producer::Producer as _;
+    let (_dir, broker) = started_broker();
+    create_topic(&broker, "txn", 1);
+    let producer = producer(&broker.addr, &[("transactional.id", "rdkafka-describe")]);
+    producer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+    in_transaction(&producer, &["c0"], true).await;
+    producer.begin_transaction().expect("begin_transaction");
+    for value in ["o0", "o1"] {
+        let record = FutureRecord::<(), str>::to("txn").payload(value).partition(0);
+        producer.send(record, Duration::from_secs(30)).await.expect("delivered");
+    }
+    let described = rill(&broker.addr, &["topic", "describe", "txn"]).ok().to_string();
+    // c0 at 0, its marker at 1: the open transaction starts at 2.
+    assert!(
+        described.contains(
+            "partition 0: 1 open transaction(s); read_committed readers stop at offset 2 (the high watermark is 4)"
+        ),
+        "{described}"
+    );
+    let line = described.lines().find(|l| l.contains("open since offset")).expect("the open transaction's line");
+    assert!(line.trim_start().starts_with("producer ") && line.contains("(epoch 0) open since offset 2"), "{line}");
+    producer.commit_transaction(Duration::from_secs(30)).expect("commit_transaction");
+    let described = rill(&broker.addr, &["topic", "describe", "txn"]).ok().to_string();
+    assert!(!described.contains("open transaction"), "{described}");
+}

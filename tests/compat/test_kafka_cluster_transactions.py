@@ -14,7 +14,7 @@ What the tests hold the cluster to, each Kafka's documented semantics:
 - a SIGKILL of the coordinator with a transaction open that its producer abandons: the next coordinator aborts
   it past its timeout, so `read_committed` consumers move on past it;
 - kafka-python's admin client (what `kafka-transactions.sh` does) lists an open transaction once, though it asks
-  every node, and describes it through the coordinator.
+  every node, and describes it through the coordinator; `rill topic describe` shows it open in each partition.
 
 Every wait is a poll with a deadline. Run by kafka-clients.sh."""
 
@@ -280,6 +280,8 @@ def test_kafka_pythons_admin_lists_each_open_transaction_once_and_describes_it_t
     for p in range(PARTITIONS):
         producer.produce(topic, b"pending", partition=p)
     assert producer.flush(TXN_CALL_S) == 0
+    described = rill(cluster.any_addr(), "topic", "describe", topic).stdout
+    assert described.count("1 open transaction(s)") == PARTITIONS, described
     admin = kafka.KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
     try:
         listed = [t for listings in admin.list_transactions(state_filters=["Ongoing"]).values() for t in listings]

@@ -280,6 +280,8 @@ impl Replication {
                     info.tail_cache_hit_bytes = cache.hit_bytes;
                     info.read_ahead_hits = cache.read_ahead_hits;
                     info.fsync_failure = log.sync_failure().map(|err| err.to_string()).unwrap_or_default();
+                    info.last_stable_offset = log.last_stable_offset();
+                    info.open_transactions = crate::service::admin::open_transactions(log);
                     info.replica_log_ends = self
                         .replica_log_ends(name, index, log.log_end_offset())
                         .into_iter()

@@ -149,6 +149,24 @@ impl TopicAdmin for RillService {
     }
 }
 
+/// The transactions open in `log`, oldest first (what DescribeTopic shows beside the last stable offset).
+pub(crate) fn open_transactions(log: &rill_storage::Log) -> Vec<v1::OpenTransaction> {
+    let mut open: Vec<v1::OpenTransaction> = log
+        .producer_activity()
+        .into_iter()
+        .filter_map(|producer| {
+            Some(v1::OpenTransaction {
+                producer_id: producer.producer_id,
+                producer_epoch: i32::from(producer.epoch),
+                first_offset: producer.transaction_first_offset?,
+                last_seen_ms: producer.last_seen_ms,
+            })
+        })
+        .collect();
+    open.sort_by_key(|transaction| transaction.first_offset);
+    open
+}
+
 impl RillService {
     fn describe(&self, name: &str) -> Result<v1::DescribeTopicResponse> {
         let topic = self.node.registry.topic(name)?;
@@ -170,6 +188,8 @@ impl RillService {
                     tail_cache_hit_bytes: cache.hit_bytes,
                     read_ahead_hits: cache.read_ahead_hits,
                     fsync_failure: log.sync_failure().map(|err| err.to_string()).unwrap_or_default(),
+                    last_stable_offset: log.last_stable_offset(),
+                    open_transactions: open_transactions(log),
                     ..Default::default()
                 }
             })

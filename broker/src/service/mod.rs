@@ -1,7 +1,7 @@
 //! The gRPC services, one file per service. Each handler turns a request into calls on [`Node`] and returns
 //! `Result<_, BrokerError>`; the conversion to `tonic::Status` happens in `error.rs`, nowhere else.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod group_admin;
 mod groups;
 mod produce;

@@ -3,10 +3,11 @@ producer against a `rill broker` process (the release build), TRANSACTIONS trans
 each to one partition, each committed; prints transactions a second and the median and p99 of
 begin-to-commit-returned. Each commit costs the coordinator two state files (prepared, complete) and a marker, each
 fsynced, and AddPartitionsToTxn one more file.
+With PRODUCERS=N: N producers at once, each with its own transactional id and TRANSACTIONS transactions.
 With NODES=3: three `rill broker` processes as a cluster on this machine, the topic replicated 3 times; each change
 of the transaction's state is a raft commit of the controller quorum, and the marker waits for every in-sync
 replica.
-Usage: [NODES=3] target/compat/venv/bin/python benches/transactions.py [TRANSACTIONS=300] [RECORDS=10]
+Usage: [NODES=3] [PRODUCERS=8] target/compat/venv/bin/python benches/transactions.py [TRANSACTIONS=300] [RECORDS=10]
        (the venv from tests/compat/venv.sh; RILL_BIN defaults to target/release/rill)"""
 
 import os
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from confluent_kafka import Producer
@@ -25,6 +27,7 @@ transactions = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 records = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 
 nodes = int(os.environ.get("NODES", "1"))
+producers = int(os.environ.get("PRODUCERS", "1"))
 
 
 def free_address():
@@ -59,22 +62,36 @@ with tempfile.TemporaryDirectory(dir=os.environ.get("RILL_BENCH_DIR", "/tmp")) a
         while subprocess.run(create, capture_output=True).returncode != 0:
             assert time.monotonic() < deadline, "the topic could not be created in 60 s"
             time.sleep(0.5)
-        producer = Producer({"bootstrap.servers": addr, "transactional.id": "bench", "linger.ms": 0})
-        producer.init_transactions(30)
         value = b"x" * 1000
         took = []
+
+        def run(transactional_id):
+            # Each producer its own transactional id, as each Kafka Streams thread has.
+            producer = Producer({"bootstrap.servers": addr, "transactional.id": transactional_id, "linger.ms": 0})
+            producer.init_transactions(30)
+            ready.wait()
+            for _ in range(transactions):
+                begun = time.monotonic()
+                producer.begin_transaction()
+                for _ in range(records):
+                    producer.produce("txn-bench", value, partition=0)
+                producer.commit_transaction(30)
+                took.append(time.monotonic() - begun)
+
+        ready = threading.Event()
+        threads = [threading.Thread(target=run, args=(f"bench-{n}",)) for n in range(producers)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1 + producers * 0.2)  # every producer initialised
         started = time.monotonic()
-        for _ in range(transactions):
-            begun = time.monotonic()
-            producer.begin_transaction()
-            for _ in range(records):
-                producer.produce("txn-bench", value, partition=0)
-            producer.commit_transaction(30)
-            took.append(time.monotonic() - begun)
+        ready.set()
+        for thread in threads:
+            thread.join()
         elapsed = time.monotonic() - started
         took.sort()
-        print(f"{transactions} transactions of {records} x 1 KB in {elapsed:.2f} s: "
-              f"{transactions / elapsed:.0f} transactions/s, {transactions * records / elapsed:.0f} records/s; "
+        total = transactions * producers
+        print(f"{producers} producer(s) x {transactions} transactions of {records} x 1 KB in {elapsed:.2f} s: "
+              f"{total / elapsed:.0f} transactions/s, {total * records / elapsed:.0f} records/s; "
               f"begin to commit: median {statistics.median(took) * 1000:.2f} ms, "
               f"p99 {took[int(len(took) * 0.99) - 1] * 1000:.2f} ms")
     finally:

@@ -164,6 +164,13 @@ pub struct BrokerConfig {
     pub max_concurrent_streams: u32,
     /// Most client connections at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Most connections at once from one IP address (Kafka's `max.connections.per.ip`), so that one host cannot
+    /// take every slot of `max_connections`; one more from it is closed as soon as it is accepted. Unset: no
+    /// limit but `max_connections`. A cluster's nodes connect to each other too, and count from their addresses.
+    pub max_connections_per_ip: Option<usize>,
+    /// Other limits for given addresses (Kafka's `max.connections.per.ip.overrides`): a proxy, or a host that
+    /// runs many clients. In a file: `[max_connections_per_ip_overrides]` then `"10.0.0.5" = 2000`.
+    pub max_connections_per_ip_overrides: std::collections::BTreeMap<std::net::IpAddr, usize>,
     /// Most descriptors of sealed segments' `.log` files kept open for reads, in a cache all partitions share (the
     /// least recently read is closed first). Unset: a sixteenth of the open-file limit, between 16 and 1,024.
     pub max_open_segment_files: Option<usize>,
@@ -403,6 +410,8 @@ impl Default for BrokerConfig {
             http2_connection_window_bytes: 64 << 20,
             max_concurrent_streams: 1_024,
             max_connections: 4_096,
+            max_connections_per_ip: None,
+            max_connections_per_ip_overrides: std::collections::BTreeMap::new(),
             max_open_segment_files: None,
             tail_cache_bytes: None,
             min_free_disk_bytes: None,
@@ -638,6 +647,20 @@ impl BrokerConfig {
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1".into());
         }
+        if self.max_connections_per_ip == Some(0) {
+            return bad(
+                "max_connections_per_ip",
+                "must be at least 1 (leave it unset for no limit per address)".into(),
+            );
+        }
+        if let Some((ip, _)) = self.max_connections_per_ip_overrides.iter().find(|(_, limit)| **limit == 0) {
+            return bad(
+                "max_connections_per_ip_overrides",
+                format!(
+                    "{ip} has a limit of 0: each must be at least 1 (remove the entry to use max_connections_per_ip)"
+                ),
+            );
+        }
         if let (Some(bytes), Some(memory)) = (self.tail_cache_bytes, physical_memory_bytes()) {
             if bytes > memory / 2 {
                 return bad(
@@ -775,6 +798,20 @@ mod tests {
         assert_eq!(config.validate().map_err(|e| e.setting), Err("max_request_bytes"));
         let config = BrokerConfig { http2_max_frame_bytes: 1, ..BrokerConfig::default() };
         assert_eq!(config.validate().map_err(|e| e.setting), Err("http2_max_frame_bytes"));
+    }
+
+    #[test]
+    fn per_ip_connection_limits_read_from_a_file_with_overrides_by_address() {
+        let file =
+            "max_connections_per_ip = 100\n[max_connections_per_ip_overrides]\n\"10.0.0.5\" = 2000\n\"::1\" = 7\n";
+        let config: BrokerConfig = toml::from_str(file).expect("limits");
+        assert_eq!(config.max_connections_per_ip, Some(100));
+        let overrides: Vec<(String, usize)> =
+            config.max_connections_per_ip_overrides.iter().map(|(ip, limit)| (ip.to_string(), *limit)).collect();
+        assert_eq!(overrides, vec![("10.0.0.5".to_string(), 2000), ("::1".to_string(), 7)]);
+        assert_eq!(config.validate(), Ok(()));
+        assert!(toml::from_str::<BrokerConfig>("[max_connections_per_ip_overrides]\n\"host.example\" = 1").is_err());
+        assert_eq!(BrokerConfig::default().max_connections_per_ip, None, "no limit per address unless set");
     }
 
     #[test]

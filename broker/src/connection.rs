@@ -1,5 +1,5 @@
-//! Accepted connections, limited: at most `max_connections` at once, and none that stays silent for longer than
-//! `idle_connection_timeout_ms`.
+//! Accepted connections, limited: at most `max_connections` at once, at most `max_connections_per_ip` of them
+//! from one address, and none that stays silent for longer than `idle_connection_timeout_ms`.
 //!
 //! Both guard the broker against clients it cannot trust to behave: thousands of idle sockets, or peers that
 //! open a connection, send part of the HTTP/2 preface and stall. hyper waits forever for a preface, and its
@@ -7,8 +7,10 @@
 //! "Silent" means no byte read or written: a healthy gRPC client idling on a long-poll still answers the
 //! server's keepalive pings, which are sent more often than the timeout, so it is never cut off.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,10 +25,11 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::metrics::{ConnectionMetrics, OpenConnection};
 
-/// One accepted TCP connection, holding its slot under `max_connections` until it closes.
+/// One accepted TCP connection, holding its slot under `max_connections` (and its address's) until it closes.
 pub struct LimitedConnection {
     inner: TcpStream,
     _slot: OwnedSemaphorePermit,
+    _address_slot: Option<AddressSlot>,
     /// Counts the connection as open until it is dropped (when the node records metrics).
     _open: Option<OpenConnection>,
     idle_timeout: Duration,
@@ -133,8 +136,77 @@ impl AsyncWrite for LimitedConnection {
     }
 }
 
-/// Wraps accepted TCP streams: each gets a slot or, when all `max_connections` are taken, is closed at once
-/// (the client sees the connection refused and can retry) rather than queued where it would hold memory.
+/// How many connections the listener takes: in all, and from one address.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub total: usize,
+    /// The limit for an address without an override; `None`: only `total`.
+    pub per_ip: Option<usize>,
+    pub per_ip_overrides: BTreeMap<IpAddr, usize>,
+}
+
+impl ConnectionLimits {
+    pub fn of(config: &crate::config::BrokerConfig) -> Self {
+        ConnectionLimits {
+            total: config.max_connections,
+            per_ip: config.max_connections_per_ip,
+            per_ip_overrides: config.max_connections_per_ip_overrides.clone(),
+        }
+    }
+
+    /// Only a total.
+    #[cfg(test)]
+    pub fn only_total(total: usize) -> Self {
+        ConnectionLimits { total, per_ip: None, per_ip_overrides: BTreeMap::new() }
+    }
+
+    fn of_address(&self, ip: &IpAddr) -> Option<usize> {
+        self.per_ip_overrides.get(ip).copied().or(self.per_ip)
+    }
+
+    fn is_per_address(&self) -> bool {
+        self.per_ip.is_some() || !self.per_ip_overrides.is_empty()
+    }
+}
+
+/// The connections open from each address, where any address has a limit.
+#[derive(Default)]
+struct AddressCounts(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl AddressCounts {
+    /// A slot for one more connection from `ip`, if it has fewer than `limit` open.
+    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = counts.entry(ip).or_default();
+        if *open >= limit {
+            return None;
+        }
+        *open += 1;
+        Some(AddressSlot { counts: Arc::clone(self), ip })
+    }
+}
+
+/// One connection's place among its address's, given back when it closes.
+struct AddressSlot {
+    counts: Arc<AddressCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = counts.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Wraps accepted TCP streams: each gets a slot or, when all `max_connections` are taken (or all its address's,
+/// `max_connections_per_ip`), is closed at once (the client sees the connection refused and can retry) rather
+/// than queued where it would hold memory.
 ///
 /// An accept that fails for want of descriptors (EMFILE, ENFILE) or kernel memory leaves the connection in the
 /// listen queue, so the listener is ready again at once: without a pause the loop would spin on the same error
@@ -142,11 +214,13 @@ impl AsyncWrite for LimitedConnection {
 /// next accept, and logs at most one line a second.
 pub fn limit(
     incoming: impl Stream<Item = io::Result<TcpStream>>,
-    max_connections: usize,
+    limits: ConnectionLimits,
     idle_timeout: Duration,
     metrics: Option<Arc<ConnectionMetrics>>,
 ) -> impl Stream<Item = io::Result<LimitedConnection>> {
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(limits.total));
+    let max_connections = limits.total;
+    let by_address = Arc::new(AddressCounts::default());
     let backoff = Arc::new(std::sync::Mutex::new(AcceptBackoff::default()));
     incoming
         .then(move |accepted| {
@@ -170,10 +244,31 @@ pub fn limit(
         })
         .filter_map(move |stream| {
             let stream = stream?;
+            let address_slot = match stream.peer_addr() {
+                Ok(peer) if limits.is_per_address() => match limits.of_address(&peer.ip()) {
+                    Some(limit) => match by_address.take(peer.ip(), limit) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            if let Some(metrics) = &metrics {
+                                metrics.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            tracing::warn!(
+                                %peer,
+                                limit,
+                                "refusing a connection: max_connections_per_ip reached for its address"
+                            );
+                            return None;
+                        }
+                    },
+                    None => None,
+                },
+                _ => None,
+            };
             match Arc::clone(&slots).try_acquire_owned() {
                 Ok(slot) => Some(Ok(LimitedConnection {
                     inner: stream,
                     _slot: slot,
+                    _address_slot: address_slot,
                     _open: metrics.as_ref().map(|metrics| metrics.opened()),
                     idle_timeout,
                     idle_deadline: Box::pin(tokio::time::sleep(idle_timeout)),

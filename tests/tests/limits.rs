@@ -114,3 +114,62 @@ async fn garbage_bytes_and_vanishing_clients_leave_the_broker_serving() {
     // Whatever the vanished clients got through is whole batches of what they sent, nothing torn.
     assert!(stored.iter().all(|(_, v)| v == "after" || v.starts_with("value-")));
 }
+
+/// A connection from `source` (any 127.x address: Linux routes the whole block to loopback) to `addr`.
+async fn connect_from(source: &str, addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{source}:0").parse().expect("source address")).expect("bind the source address");
+    socket.connect(addr).await.expect("the kernel accepts; the broker decides")
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_per_ip_are_closed_for_that_address_only() {
+    // The test broker's own client connection (from 127.0.0.1) takes one of that address's slots; 127.0.0.3 has
+    // an override.
+    let broker = TestBroker::start_with(|c| {
+        c.max_connections_per_ip = Some(3);
+        c.max_connections_per_ip_overrides.insert("127.0.0.3".parse().expect("ip"), 1);
+    })
+    .await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect_from("127.0.0.1", addr).await);
+    }
+    let mut refused = connect_from("127.0.0.1", addr).await;
+    assert!(closed_by_broker(&mut refused, Duration::from_secs(5)).await, "a 4th from 127.0.0.1 is closed");
+    // Another address has its own slots.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let mut other = connect_from("127.0.0.2", addr).await;
+        assert!(!closed_by_broker(&mut other, Duration::from_millis(300)).await, "127.0.0.2 has slots of its own");
+        others.push(other);
+    }
+    let mut overridden = connect_from("127.0.0.3", addr).await;
+    assert!(!closed_by_broker(&mut overridden, Duration::from_millis(300)).await, "the override's one slot");
+    let mut past_override = connect_from("127.0.0.3", addr).await;
+    assert!(closed_by_broker(&mut past_override, Duration::from_secs(5)).await, "past the override's limit");
+    // A closed connection gives its address's slot back.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = connect_from("127.0.0.1", addr).await;
+        if !closed_by_broker(&mut again, Duration::from_millis(300)).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot of 127.0.0.1 never came back");
+    }
+}
+
+#[tokio::test]
+async fn a_per_ip_limit_of_zero_is_refused_at_start_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = rill_broker::BrokerConfig::for_tests(dir.path());
+    config.max_connections_per_ip = Some(0);
+    let refused = config.validate().expect_err("0 is refused");
+    assert!(refused.to_string().contains("max_connections_per_ip"), "{refused}");
+    config.max_connections_per_ip = None;
+    config.max_connections_per_ip_overrides.insert("10.0.0.5".parse().expect("ip"), 0);
+    let refused = config.validate().expect_err("0 is refused");
+    assert!(refused.to_string().contains("10.0.0.5 has a limit of 0"), "{refused}");
+}

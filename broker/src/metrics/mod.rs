@@ -78,7 +78,7 @@ impl WriteMetrics {
 #[derive(Debug, Default)]
 pub struct ConnectionMetrics {
     pub accepted: AtomicU64,
-    /// Closed at once because `max_connections` were open.
+    /// Closed at once because `max_connections` were open, or `max_connections_per_ip` from the peer's address.
     pub refused: AtomicU64,
     pub open: AtomicU64,
     /// Connections to a TLS listener closed because their handshake failed (a bad or missing client

@@ -179,7 +179,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let mut accepted = Box::pin(crate::connection::limit(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            1,
+            crate::connection::ConnectionLimits::only_total(1),
             Duration::from_secs(30),
             None,
         ));

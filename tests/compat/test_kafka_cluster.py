@@ -77,6 +77,12 @@ class Cluster:
         process.kill()
         process.wait(timeout=30)
 
+    def stop_gracefully(self, node_id):
+        """SIGTERM, as a rolling restart stops a node: it hands its leaderships over first."""
+        process = self.processes.pop(node_id)
+        process.terminate()
+        process.wait(timeout=60)
+
     def restart(self, node_id):
         self.processes[node_id] = self.start(node_id)
 

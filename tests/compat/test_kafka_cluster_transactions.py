@@ -13,6 +13,8 @@ What the tests hold the cluster to, each Kafka's documented semantics:
   the partition's next leader, and `read_committed` consumers read every record of it;
 - a SIGKILL of the coordinator with a transaction open that its producer abandons: the next coordinator aborts
   it past its timeout, so `read_committed` consumers move on past it;
+- a rolling restart (each node stopped with SIGTERM, restarted, caught up) under a producer committing
+  transaction after transaction: each committed one is read once, in order, and none that failed is read;
 - kafka-python's admin client (what `kafka-transactions.sh` does) lists an open transaction once, though it asks
   every node, and describes it through the coordinator; `rill topic describe` shows it open in each partition.
 
@@ -294,3 +296,44 @@ def test_kafka_pythons_admin_lists_each_open_transaction_once_and_describes_it_t
         assert (described.state.value, described.topic_partitions) == ("CompleteCommit", set()), described
     finally:
         admin.close()
+
+
+def test_transactions_go_on_through_a_rolling_restart_and_each_committed_one_is_read_once(cluster):
+    """A transactional producer commits one transaction after the other while each node in turn is stopped
+    (SIGTERM), restarted and caught up, as an upgrade does: every transaction it was told committed is read at
+    `read_committed` exactly once and in order; any that failed is aborted (by its producer, or by the
+    coordinator) and never read."""
+    topic, transactional_id = new_topic(cluster), next(names)
+    producer = transactional_producer(cluster, transactional_id)
+    committed, number = [], 0
+
+    def one_transaction():
+        nonlocal number
+        values = [f"t{number}-{p}".encode() for p in range(PARTITIONS)]
+        number += 1
+        try:
+            producer.begin_transaction()
+            for p, value in enumerate(values):
+                producer.produce(topic, value=value, partition=p)
+            producer.commit_transaction(TXN_CALL_S)
+            committed.extend(values)
+        except KafkaException as err:
+            error = err.args[0]
+            assert error.txn_requires_abort() or error.retriable(), f"a fatal error in a restart: {error}"
+            producer.abort_transaction(TXN_CALL_S)
+
+    for node_id in (1, 2, 3):
+        for _ in range(5):
+            one_transaction()
+        cluster.stop_gracefully(node_id)
+        for _ in range(5):
+            one_transaction()
+        cluster.restart(node_id)
+        wait_for(lambda: fully_in_sync(cluster.any_addr(), topic, PARTITIONS), "every replica back in sync")
+    for _ in range(5):
+        one_transaction()
+    assert len(committed) >= 20 * PARTITIONS, f"most transactions commit through the restarts: {len(committed)}"
+    read = read_all(cluster, topic, "read_committed", len(committed))
+    for p in range(PARTITIONS):
+        expected = [v for v in committed if v.decode().endswith(f"-{p}")]
+        assert read[p] == expected, f"partition {p}: read {read[p]}, committed {expected}"

@@ -33,7 +33,8 @@
 # test_kafka_cluster_transactions.py: the same producer against three nodes: FindCoordinator names the controller
 # leader; consume-transform-produce over partitions led by different nodes commits output and offsets together;
 # the coordinator SIGKILLed with a transaction open, which then commits through the next one, or is aborted by it
-# past its timeout when its producer abandons it.
+# past its timeout when its producer abandons it; a partition leader SIGKILLed before a commit; a rolling restart
+# under a producer committing transaction after transaction, each committed one read once; kafka-python's admin.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing

@@ -130,6 +130,23 @@ def read_all(cluster, topic, isolation, expected_count, quiet_s=1.0):
         consumer.close()
 
 
+def open_in_every_partition(producer, topic, prefix):
+    """Begins a transaction with three records `PREFIX-P-I` in each partition P, every one acknowledged by every
+    in-sync replica (a transactional producer's acks are all)."""
+    producer.begin_transaction()
+    for p in range(PARTITIONS):
+        for i in range(3):
+            producer.produce(topic, value=f"{prefix}-{p}-{i}".encode(), partition=p)
+    assert producer.flush(TXN_CALL_S) == 0
+
+
+def assert_read_committed(cluster, topic, prefix):
+    """A read_committed consumer reads every record `open_in_every_partition` wrote, and nothing else."""
+    read = read_all(cluster, topic, "read_committed", 3 * PARTITIONS)
+    assert {p: sorted(v) for p, v in read.items()} == {
+        p: [f"{prefix}-{p}-{i}".encode() for i in range(3)] for p in range(PARTITIONS)}
+
+
 def coordinator_of(cluster, transactional_id):
     return wait_for(lambda: find_transaction_coordinator(cluster.any_addr(), transactional_id),
                     f"the transaction coordinator of {transactional_id}")
@@ -210,19 +227,13 @@ def test_a_transaction_open_when_its_coordinator_is_killed_commits_through_the_n
     topic, transactional_id = new_topic(cluster), next(names)
     producer = transactional_producer(cluster, transactional_id)
     old = coordinator_of(cluster, transactional_id)
-    producer.begin_transaction()
-    for p in range(PARTITIONS):
-        for i in range(3):
-            producer.produce(topic, value=f"kept-{p}-{i}".encode(), partition=p)
-    assert producer.flush(TXN_CALL_S) == 0
+    open_in_every_partition(producer, topic, "kept")
     cluster.kill(old)
     try:
         producer.commit_transaction(TXN_CALL_S)
         new = coordinator_of(cluster, transactional_id)
         assert new != old, "the next controller leader coordinates"
-        read = read_all(cluster, topic, "read_committed", 3 * PARTITIONS)
-        assert {p: sorted(v) for p, v in read.items()} == {
-            p: [f"kept-{p}-{i}".encode() for i in range(3)] for p in range(PARTITIONS)}
+        assert_read_committed(cluster, topic, "kept")
     finally:
         cluster.restart(old)
 
@@ -235,19 +246,13 @@ def test_a_commit_whose_partition_leader_is_killed_writes_its_marker_at_the_next
     victim = next(iter(leaders - {coordinator}), None)
     if victim is None:
         pytest.skip(f"every partition of {topic} is led by the coordinator, node {coordinator}")
-    producer.begin_transaction()
-    for p in range(PARTITIONS):
-        for i in range(3):
-            producer.produce(topic, value=f"moved-{p}-{i}".encode(), partition=p)
-    assert producer.flush(TXN_CALL_S) == 0, "acknowledged by every in-sync replica (acks all)"
+    open_in_every_partition(producer, topic, "moved")
     cluster.kill(victim)
     try:
         # The coordinator retries the marker until the partition has a new leader, an in-sync replica that
         # holds the transaction's records.
         producer.commit_transaction(TXN_CALL_S)
-        read = read_all(cluster, topic, "read_committed", 3 * PARTITIONS)
-        assert {p: sorted(v) for p, v in read.items()} == {
-            p: [f"moved-{p}-{i}".encode() for i in range(3)] for p in range(PARTITIONS)}
+        assert_read_committed(cluster, topic, "moved")
     finally:
         cluster.restart(victim)
 

@@ -249,6 +249,20 @@ async fn write(nodes: &Nodes, leader: NodeId, command: Command) -> Result<(), St
     }
 }
 
+/// Cuts `old_leader` off from the other nodes and waits for them to elect one of theirs at a later term: the
+/// others, and the new leader.
+async fn partition_away(nodes: &Nodes, old_leader: NodeId, old_term: u64) -> Result<(Vec<NodeId>, NodeId), String> {
+    let others: Vec<NodeId> = NODES.into_iter().filter(|id| *id != old_leader).collect();
+    for other in &others {
+        turmoil::partition(host_name(old_leader), host_name(*other));
+    }
+    let (new_leader, _) = wait_for("leader among the majority", || {
+        agreed_leader(nodes, &others).filter(|(leader, term)| *leader != old_leader && *term > old_term)
+    })
+    .await?;
+    Ok((others, new_leader))
+}
+
 /// The scenario: elect, partition the leader away, elect again, heal, converge.
 async fn scenario(nodes: Nodes) -> turmoil::Result {
     let (old_leader, old_term) = wait_for("first leader", || agreed_leader(&nodes, &NODES)).await?;
@@ -256,14 +270,7 @@ async fn scenario(nodes: Nodes) -> turmoil::Result {
         write(&nodes, old_leader, Command::MarkAlive { node_id, address: host_name(node_id), at_ms: 1 }).await?;
     }
 
-    let others: Vec<NodeId> = NODES.into_iter().filter(|id| *id != old_leader).collect();
-    for other in &others {
-        turmoil::partition(host_name(old_leader), host_name(*other));
-    }
-    let (new_leader, _) = wait_for("leader among the majority", || {
-        agreed_leader(&nodes, &others).filter(|(leader, term)| *leader != old_leader && *term > old_term)
-    })
-    .await?;
+    let (others, new_leader) = partition_away(&nodes, old_leader, old_term).await?;
     write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2, stopped_incarnation: None }).await?;
     // Cut off from the majority, the old leader cannot commit anything.
     let old = node(&nodes, old_leader).ok_or("old leader not running")?.raft;
@@ -323,14 +330,7 @@ async fn transaction_scenario(nodes: Nodes) -> turmoil::Result {
         return Err("the first store of a new transactional id changed nothing".into());
     }
 
-    let others: Vec<NodeId> = NODES.into_iter().filter(|id| *id != old_leader).collect();
-    for other in &others {
-        turmoil::partition(host_name(old_leader), host_name(*other));
-    }
-    let (new_leader, _) = wait_for("leader among the majority", || {
-        agreed_leader(&nodes, &others).filter(|(leader, term)| *leader != old_leader && *term > old_term)
-    })
-    .await?;
+    let (others, new_leader) = partition_away(&nodes, old_leader, old_term).await?;
     // The new coordinator's load: a no-op of its term first, then what it applied.
     write(&nodes, new_leader, Command::SetClusterId { cluster_id: String::new() }).await?;
     let read = node(&nodes, new_leader)

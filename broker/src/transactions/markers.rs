@@ -69,7 +69,7 @@ pub(super) async fn write_marker(node: &Node, marker: &Marker) -> Result<()> {
             reason: format!("partition {} of topic {:?} has no leader", marker.partition, marker.topic),
         })?;
         if leader == replication.node_id() {
-            write_marker_as_leader(node, marker).await
+            write_marker_as_leader(node, marker, true).await
         } else {
             call(node, leader, &call_to_leader).await
         }
@@ -77,10 +77,10 @@ pub(super) async fn write_marker(node: &Node, marker: &Marker) -> Result<()> {
     .await
 }
 
-/// On a cluster node that leads the partition: closes the producer's gate here (`replicated.rs`) once this node's
-/// metadata no longer has the transaction open, appends the marker after every batch queued before it, and
-/// returns once every in-sync replica holds it.
-pub(super) async fn write_marker_as_leader(node: &Node, marker: &Marker) -> Result<()> {
+/// On a cluster node that leads the partition: closes the producer's gate here (`replicated.rs`; for the
+/// coordinator's marker, `of_coordinator`, once this node's metadata has the transaction's outcome), appends the
+/// marker after every batch queued before it, and returns once every in-sync replica holds it.
+pub(super) async fn write_marker_as_leader(node: &Node, marker: &Marker, of_coordinator: bool) -> Result<()> {
     let replication = node.replication.as_ref().ok_or_else(|| {
         BrokerError::Internal("a marker for a partition leader was asked of a single node".to_string())
     })?;
@@ -90,7 +90,7 @@ pub(super) async fn write_marker_as_leader(node: &Node, marker: &Marker) -> Resu
         Err(BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. }) => return Ok(()),
         Err(err) => return Err(err),
     };
-    let closed = node.transactions.close_gate(marker.producer_id, marker.producer_epoch).await?;
+    let closed = node.transactions.close_gate(marker.producer_id, marker.producer_epoch, of_coordinator).await?;
     let queued = target.enqueue_marker(marker.batch()).await;
     drop(closed);
     let appended = queued?.appended().await?;

@@ -618,10 +618,17 @@ impl TransactionCoordinator {
     }
 
     /// On a cluster partition leader about to write a marker: see `replicated.rs`.
-    async fn close_gate(&self, producer_id: i64, epoch: i16) -> Result<Option<tokio::sync::OwnedRwLockWriteGuard<()>>> {
+    async fn close_gate(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        awaits_outcome: bool,
+    ) -> Result<Option<tokio::sync::OwnedRwLockWriteGuard<()>>> {
         match &self.backing {
             Backing::Files(_) => Ok(None),
-            Backing::Replicated(replicated) => Ok(Some(replicated.close_gate(producer_id, epoch).await?)),
+            Backing::Replicated(replicated) => {
+                Ok(Some(replicated.close_gate(producer_id, epoch, awaits_outcome).await?))
+            }
         }
     }
 
@@ -644,7 +651,7 @@ impl TransactionCoordinator {
     pub async fn write_marker(&self, node: &Node, marker: &Marker) -> Result<()> {
         match &node.replication {
             None => write_marker(node, marker).await,
-            Some(_) => markers::write_marker_as_leader(node, marker).await,
+            Some(_) => markers::write_marker_as_leader(node, marker, false).await,
         }
     }
 

@@ -33,7 +33,7 @@ pub struct Refusal {
 /// Answers one call on this node.
 pub async fn serve(node: &Node, call: Call) -> std::result::Result<(), Refusal> {
     let served = match call {
-        Call::WriteMarker(marker) => super::markers::write_marker_as_leader(node, &marker).await,
+        Call::WriteMarker(marker) => super::markers::write_marker_as_leader(node, &marker, true).await,
         Call::StoreOffsets { offsets } => super::markers::store_group_offsets_here(node, &offsets).await,
         Call::CommitOffsets { transactional_id, producer_id, producer_epoch, offsets } => {
             node.transactions.commit_offsets_here(&transactional_id, producer_id, producer_epoch, offsets).await

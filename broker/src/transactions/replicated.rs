@@ -11,9 +11,9 @@
 //! - **No batch after its marker, across nodes.** A partition's leader admits a transactional batch by its own
 //!   copy of the metadata (the transaction `Ongoing` at the batch's epoch with the partition added), holding
 //!   that producer's gate here until the batch is queued. A marker is written by the partition's leader once its
-//!   copy no longer has the transaction open at the marker's epoch (the prepared outcome applied there) and with
-//!   the gate closed for write: a batch checked before that is queued before the marker, one checked after is
-//!   refused.
+//!   copy has the transaction's outcome at the marker's epoch (the prepared outcome applied there; not merely "not
+//!   open", which a copy too far behind to know the producer would also say) and with the gate closed for write:
+//!   a batch checked before that is queued before the marker, one checked after is refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -154,34 +154,47 @@ impl Replicated {
         Ok(gate)
     }
 
-    /// Waits (bounded) until this node's copy of the metadata would admit the batch: the coordinator answered the
-    /// producer's AddPartitionsToTxn once the change applied on the controller leader, and a partition leader
-    /// applies it a raft round trip later. The check itself is [`Self::admit_produce`]'s.
+    /// Waits (bounded) until this node's copy of the metadata settles the batch's check: the coordinator answered
+    /// the producer's InitProducerId and AddPartitionsToTxn once each change applied on the controller leader, and
+    /// a partition leader learns it is committed up to a raft heartbeat later. Settled: the producer id is known
+    /// and either the transaction is open with the partition (admitted) or a newer epoch fenced the batch. The
+    /// check itself is [`Self::admit_produce`]'s, which refuses what is still unsettled after the wait.
     pub async fn await_admissible(&self, producer_id: i64, epoch: i16, topic: &str, partition: u32) {
-        let admits = |metadata: &ClusterMetadata| {
-            metadata.transactions.get(&producer_id).is_none_or(|meta| {
+        let is_settled = |metadata: &ClusterMetadata| {
+            metadata.transactions.get(&producer_id).is_some_and(|meta| {
                 meta.producer_epoch > epoch
                     || (meta.state == TransactionState::Ongoing
                         && meta.partitions.contains(&(topic.to_string(), partition)))
             })
         };
-        if !admits(&self.controller.metadata()) {
-            let _ = tokio::time::timeout(METADATA_WAIT, self.controller.wait_for_metadata(admits)).await;
+        if !is_settled(&self.controller.metadata()) {
+            let _ = tokio::time::timeout(METADATA_WAIT, self.controller.wait_for_metadata(is_settled)).await;
         }
     }
 
-    /// A partition leader about to write the marker of `producer_id`'s transaction at `epoch`: waits until its
-    /// copy of the metadata no longer admits that transaction's batches, then closes the gate for write.
-    pub async fn close_gate(&self, producer_id: i64, epoch: i16) -> Result<OwnedRwLockWriteGuard<()>> {
-        // Batches of `epoch` or older, of a transaction this node's copy still has open, would still be let in.
-        let is_closed = |metadata: &ClusterMetadata| {
-            metadata
-                .transactions
-                .get(&producer_id)
-                .is_none_or(|meta| !(meta.state == TransactionState::Ongoing && meta.producer_epoch <= epoch))
+    /// A partition leader about to write the marker of `producer_id`'s transaction at `epoch`: with
+    /// `awaits_outcome` (the coordinator's markers) waits until its copy of the metadata has that transaction's
+    /// outcome, prepared or complete, at `epoch` (or a newer epoch): from then on it admits none of the
+    /// transaction's batches, even one whose earlier check found this copy too far behind to know the producer.
+    /// Then closes the gate for write. An operator's marker (WriteTxnMarkers) is for a transaction the coordinator
+    /// does not hold: nothing to wait for.
+    pub async fn close_gate(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        awaits_outcome: bool,
+    ) -> Result<OwnedRwLockWriteGuard<()>> {
+        let has_outcome = |metadata: &ClusterMetadata| {
+            metadata.transactions.get(&producer_id).is_some_and(|meta| {
+                let is_ended = !matches!(meta.state, TransactionState::Empty | TransactionState::Ongoing);
+                meta.producer_epoch > epoch || (meta.producer_epoch == epoch && is_ended)
+            })
         };
-        if !is_closed(&self.controller.metadata())
-            && !tokio::time::timeout(METADATA_WAIT, self.controller.wait_for_metadata(is_closed)).await.unwrap_or(false)
+        if awaits_outcome
+            && !has_outcome(&self.controller.metadata())
+            && !tokio::time::timeout(METADATA_WAIT, self.controller.wait_for_metadata(has_outcome))
+                .await
+                .unwrap_or(false)
         {
             return Err(BrokerError::ControllerUnavailable {
                 reason: format!(

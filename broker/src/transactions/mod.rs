@@ -200,8 +200,8 @@ impl TransactionCoordinator {
     /// with the ids loaded from the metadata at the start of its term.
     async fn ensure_coordinator(&self) -> Result<()> {
         let Backing::Replicated(replicated) = &self.backing else { return Ok(()) };
-        let Some((loading, metadata)) = replicated.load_if_needed().await? else { return Ok(()) };
-        self.replace_entries(metadata.transactions.values().map(|meta| TransactionMetadata::clone(meta)));
+        let Some(loading) = replicated.load_if_needed().await? else { return Ok(()) };
+        self.replace_entries(loading.metadata.transactions.values().map(|meta| TransactionMetadata::clone(meta)));
         replicated.loaded(loading);
         Ok(())
     }

@@ -30,6 +30,13 @@ use crate::error::{BrokerError, Result};
 /// round trip, usually): a transaction's partition added, or its outcome prepared.
 const METADATA_WAIT: Duration = Duration::from_secs(2);
 
+/// A load under way: the term it is for and the metadata it reads, one load at a time.
+pub(super) struct Loading<'a> {
+    term: u64,
+    pub metadata: Arc<ClusterMetadata>,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+}
+
 pub(super) struct Replicated {
     pub controller: Arc<Controller>,
     /// The controller term whose metadata the coordinator's ids were loaded in; `None`: not loaded.
@@ -68,9 +75,10 @@ impl Replicated {
         *locked(&self.loaded_term) = None;
     }
 
-    /// Returns the ids to load when this node leads the controller in a term it has not loaded yet; `None` when
-    /// loaded already. `Err(NotCoordinator)` on a node that does not lead.
-    pub async fn load_if_needed(&self) -> Result<Option<(tokio::sync::MutexGuard<'_, ()>, Arc<ClusterMetadata>)>> {
+    /// When this node leads the controller in a term it has not loaded yet: the metadata to load the ids from, to
+    /// be marked loaded with [`Self::loaded`]. `None` when loaded already; `Err(NotCoordinator)` on a node that does
+    /// not lead.
+    pub async fn load_if_needed(&self) -> Result<Option<Loading<'_>>> {
         let term = self.controller.leader_term().ok_or_else(|| self.not_coordinator())?;
         let loading = self.loading.lock().await;
         if *locked(&self.loaded_term) == Some(term) {
@@ -85,12 +93,12 @@ impl Replicated {
             return Err(self.not_coordinator().into());
         }
         tracing::info!(term, "this node is the transaction coordinator: loading the transactional ids");
-        Ok(Some((loading, self.controller.metadata())))
+        Ok(Some(Loading { term, metadata: self.controller.metadata(), _guard: loading }))
     }
 
-    /// Marks the term loaded, under the guard `load_if_needed` returned.
-    pub fn loaded(&self, _loading: tokio::sync::MutexGuard<'_, ()>) {
-        *locked(&self.loaded_term) = self.controller.leader_term();
+    /// Marks the term the ids were loaded in as loaded (a later term loads again).
+    pub fn loaded(&self, loading: Loading<'_>) {
+        *locked(&self.loaded_term) = Some(loading.term);
     }
 
     /// Stores `meta` if the id still holds `prior` (`None`: nothing stored for it yet).

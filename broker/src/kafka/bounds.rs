@@ -138,6 +138,15 @@ impl Walk<'_> {
         (0..count).try_for_each(|_| element(self))
     }
 
+    /// The common array of topics by name, each with its partition indexes (i32s) and, flexible, tagged fields.
+    fn topic_partition_indexes(&mut self, is_flexible: bool) -> Result<(), BoundsError> {
+        self.array(is_flexible, |topic| {
+            topic.string(is_flexible)?;
+            topic.array(is_flexible, |partition| partition.skip(4))?;
+            topic.tagged_fields(is_flexible)
+        })
+    }
+
     /// A flexible version's tagged fields: a count, then each tag's number, size and bytes.
     fn tagged_fields(&mut self, is_flexible: bool) -> Result<(), BoundsError> {
         if !is_flexible {

@@ -85,11 +85,7 @@ pub fn elect_leaders(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     if version >= 1 {
         walk.skip(1)?; // election_type
     }
-    walk.array(flexible, |topic| {
-        topic.string(flexible)?;
-        topic.array(flexible, |partition| partition.skip(4))?;
-        topic.tagged_fields(flexible)
-    })?;
+    walk.topic_partition_indexes(flexible)?;
     walk.skip(4)?; // timeout_ms
     walk.tagged_fields(flexible)
 }
@@ -112,11 +108,7 @@ pub fn alter_partition_reassignments(walk: &mut Walk, version: i16) -> Result<()
 /// v0, flexible.
 pub fn list_partition_reassignments(walk: &mut Walk) -> Result<(), BoundsError> {
     walk.skip(4)?; // timeout_ms
-    walk.array(true, |topic| {
-        topic.string(true)?;
-        topic.array(true, |partition| partition.skip(4))?;
-        topic.tagged_fields(true)
-    })?;
+    walk.topic_partition_indexes(true)?;
     walk.tagged_fields(true)
 }
 

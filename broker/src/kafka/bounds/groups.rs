@@ -41,13 +41,7 @@ pub fn offset_commit(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
 
 pub fn offset_fetch(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     let flexible = version >= 6;
-    let topics = |walk: &mut Walk| {
-        walk.array(flexible, |topic| {
-            topic.string(flexible)?;
-            topic.array(flexible, |partition| partition.skip(4))?;
-            topic.tagged_fields(flexible)
-        })
-    };
+    let topics = |walk: &mut Walk| walk.topic_partition_indexes(flexible);
     if version <= 7 {
         walk.string(flexible)?; // group_id
         topics(walk)?;

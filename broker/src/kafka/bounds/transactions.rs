@@ -8,11 +8,7 @@ pub fn add_partitions_to_txn(walk: &mut Walk, version: i16) -> Result<(), Bounds
     let flexible = version >= 3;
     walk.string(flexible)?; // transactional_id
     walk.skip(8 + 2)?; // producer_id, producer_epoch
-    walk.array(flexible, |topic| {
-        topic.string(flexible)?;
-        topic.array(flexible, |partition| partition.skip(4))?;
-        topic.tagged_fields(flexible)
-    })?;
+    walk.topic_partition_indexes(flexible)?;
     walk.tagged_fields(flexible)
 }
 
@@ -59,11 +55,7 @@ pub fn describe_transactions(walk: &mut Walk) -> Result<(), BoundsError> {
 
 /// DescribeProducers v0 (flexible): topics, each with partition indexes.
 pub fn describe_producers(walk: &mut Walk) -> Result<(), BoundsError> {
-    walk.array(true, |topic| {
-        topic.string(true)?;
-        topic.array(true, |partition| partition.skip(4))?;
-        topic.tagged_fields(true)
-    })?;
+    walk.topic_partition_indexes(true)?;
     walk.tagged_fields(true)
 }
 
@@ -71,11 +63,7 @@ pub fn describe_producers(walk: &mut Walk) -> Result<(), BoundsError> {
 pub fn write_txn_markers(walk: &mut Walk) -> Result<(), BoundsError> {
     walk.array(true, |marker| {
         marker.skip(8 + 2 + 1)?; // producer_id, producer_epoch, transaction_result
-        marker.array(true, |topic| {
-            topic.string(true)?;
-            topic.array(true, |partition| partition.skip(4))?;
-            topic.tagged_fields(true)
-        })?;
+        marker.topic_partition_indexes(true)?;
         marker.skip(4)?; // coordinator_epoch
         marker.tagged_fields(true)
     })?;

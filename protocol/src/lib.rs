@@ -12,6 +12,8 @@
 //! - [`validate`] is storage's integrity check of a batch (framing, CRC, records that parse), what recovery
 //!   re-runs; [`produce_validation`] is the stricter check every append runs (Kafka's `LogValidator`): counts,
 //!   offset deltas, timestamps, decompressed contents, no control batches, a producer id on transactional ones.
+//! - [`compaction`]: a stored batch rewritten without the records log compaction removes (offsets, header and
+//!   kept records' bytes unchanged; record count, length and CRC new), and the empty batch of a wholly removed run.
 //! - [`control`]: the transaction markers (control batches) a transaction coordinator writes, and reading them back.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
@@ -23,11 +25,13 @@
 //! - One codec: the bytes a client encodes are the bytes the broker stores and the bytes a fetch
 //!   returns. The broker only patches `base_offset` and `partition_leader_epoch`, which the CRC-32C
 //!   does not cover, so appending never re-encodes or re-hashes a batch.
+//!   Only log compaction rewrites a stored batch ([`compaction`]), and only to leave records out.
 //! - Decoding never panics and never allocates in proportion to a length field it has not checked
 //!   against the bytes actually present: every malformed input is a [`BatchError`].
 //! - This crate does no I/O and knows nothing of storage, the broker or the client.
 
 pub mod batch;
+pub mod compaction;
 pub mod compressed;
 pub mod compression;
 pub mod control;

@@ -131,7 +131,11 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse_record(buf: &[u8], base_offset: i64, base_timestamp: i64) -> Result<(RecordView<'_>, usize), BatchError> {
+pub(crate) fn parse_record(
+    buf: &[u8],
+    base_offset: i64,
+    base_timestamp: i64,
+) -> Result<(RecordView<'_>, usize), BatchError> {
     let mut headers = Vec::new();
     let (fields, end) = parse_fields(buf, |count, key, value| {
         headers.reserve_exact(count - headers.len());

@@ -9,6 +9,10 @@
 //! - Offsets are dense and increasing: the batch after offset `n` starts at `n + 1`, and a segment's
 //!   file name is the base offset of its first batch. Recovery uses this to spot damage the CRC
 //!   cannot see (the base offset is outside the CRC).
+//! - Compaction ([`Log::compact`], `log/compaction.rs`) never breaks that: a compacted batch covers the offsets it
+//!   covered with fewer records (an emptied run of batches, one empty batch over the same offsets), only sealed
+//!   segments below the last stable offset are rewritten, each rewrite is checked as recovery checks a segment
+//!   before it replaces the old file by a rename, and a reader holding the old segment keeps reading the old file.
 //! - A reader sees a batch only once all of its bytes are written: a segment's readable size and the
 //!   log's end offset are published after the write, so reads never return a torn batch.
 //! - Every batch appended passed [`rill_protocol::validate_produced`] (Kafka's produce rules: counts, offset
@@ -72,7 +76,7 @@ use std::path::PathBuf;
 
 pub use config::{Clock, Durability, LogConfig, SystemClock, WriteMode, SEGMENT_BYTES_MAX};
 pub use high_watermarks::HighWatermarkCheckpoint;
-pub use log::{AppendInfo, Log, ProducerActivity, ProducerSummary, ReadResult};
+pub use log::{AppendInfo, CompactionOutcome, CompactionSettings, Log, ProducerActivity, ProducerSummary, ReadResult};
 pub use producer_state::{AbortedTransaction, ProducerError};
 pub use segment::LargestTimestamp;
 pub use segment_files::SegmentFileCache;

@@ -26,6 +26,7 @@ use crate::segment_files::SegmentFileCache;
 use crate::tail_cache::{LogTail, LogTailStats, TailCache};
 use crate::{Result, StorageError};
 
+mod compaction;
 mod delete_records;
 mod largest_timestamp;
 mod producers;
@@ -33,6 +34,8 @@ mod replica;
 mod start_over;
 mod transactions;
 
+pub(crate) use compaction::CLEANED_SUFFIX;
+pub use compaction::{CompactionOutcome, CompactionSettings};
 use producers::Planned;
 pub use producers::{ProducerActivity, ProducerSummary};
 
@@ -79,6 +82,13 @@ pub struct Log {
     /// The offset of the newest abort marker (`transactions::NONE_ABORTED` when none): a read below it looks for
     /// aborted transactions, a read past it need not.
     last_aborted_offset: AtomicI64,
+    /// Held while a segment's files are removed or replaced (retention, truncation, deletion, close, compaction's
+    /// swap), so that no two of them act on one segment's files at once. Taken before `writer`.
+    rewrite: Mutex<()>,
+    /// Held for a whole compaction pass: passes run one at a time.
+    compaction: Mutex<()>,
+    /// Where the last compaction pass ended (`compaction.rs`); in memory only.
+    cleaned_through: AtomicI64,
     /// Set by [`Log::hold_high_watermark`]: the broker, not the append, moves the high watermark.
     is_high_watermark_held: AtomicBool,
     flush: Mutex<FlushState>,
@@ -247,6 +257,9 @@ impl Log {
             high_watermark: AtomicI64::new(log_end),
             first_unstable_offset: AtomicI64::new(transactions::NONE_OPEN),
             last_aborted_offset: AtomicI64::new(transactions::NONE_ABORTED),
+            rewrite: Mutex::new(()),
+            compaction: Mutex::new(()),
+            cleaned_through: AtomicI64::new(i64::MIN),
             is_high_watermark_held: AtomicBool::new(false),
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
@@ -754,6 +767,7 @@ impl Log {
         if doomed.is_empty() {
             return Ok(0);
         }
+        let _rewrite = lock(&self.rewrite);
         {
             let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
             for segment in &doomed {
@@ -782,6 +796,7 @@ impl Log {
     /// leader epoch starting at or past the new end. A batch that holds `offset` goes whole, so the log may end
     /// below `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let _rewrite = lock(&self.rewrite);
         let mut writer = lock(&self.writer);
         self.ensure_writable(&writer)?;
         let log_end = self.log_end_offset();
@@ -868,6 +883,7 @@ impl Log {
     /// Clean shutdown: fsync, seal the active segment's indexes, and record a clean checkpoint so the
     /// next open trusts the files without a scan. Later appends fail with `Closed`.
     pub fn close(&self) -> Result<()> {
+        let _rewrite = lock(&self.rewrite);
         let mut writer = lock(&self.writer);
         if self.is_closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -905,6 +921,7 @@ impl Log {
     /// open mistakes for a partition and that the next start removes, never a partition missing some of its
     /// files.
     pub fn delete(&self) -> Result<()> {
+        let _rewrite = lock(&self.rewrite);
         let _writer = lock(&self.writer);
         self.is_closed.store(true, Ordering::Release);
         if let Some(tail) = &self.tail {

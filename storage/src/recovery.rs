@@ -235,6 +235,12 @@ pub(crate) fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
         let entry = entry.map_err(StorageError::io(dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        if name.ends_with(&format!(".{}", crate::log::CLEANED_SUFFIX)) {
+            // A compaction's rewrite that a crash (or a failure) left before it took its segment's place.
+            let path = entry.path();
+            fs::remove_file(&path).map_err(StorageError::io(&path))?;
+            continue;
+        }
         if let Some(stem) = name.strip_suffix(&format!(".{LOG_SUFFIX}")) {
             match stem.parse::<i64>() {
                 Ok(base) if base >= 0 && stem.len() == 20 => bases.push(base),

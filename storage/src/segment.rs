@@ -101,6 +101,10 @@ pub(crate) struct Segment {
     time_index: RwLock<TimeIndex>,
     /// How appends reach the file, and what reads need to know of it.
     io: SegmentIo,
+    /// Set when log compaction is about to put a rewritten file at this segment's path
+    /// ([`Segment::pin_before_replacement`]): this segment's own file, which its readers use from then on, so
+    /// that a reader still holding this segment never reads the new file at this segment's index positions.
+    replaced: OnceLock<Arc<File>>,
 }
 
 /// The write path of one segment: buffered or direct, and the state direct writes keep.
@@ -203,6 +207,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             io: SegmentIo::new(settings),
+            replaced: OnceLock::new(),
         })
     }
 
@@ -221,7 +226,26 @@ impl Segment {
         if let Some(file) = &*read_lock(&self.held_file) {
             return Ok(Arc::clone(file));
         }
-        self.files.get(&self.log_path, Access::Buffered, || File::open(&self.log_path))
+        if let Some(pinned) = self.replaced.get() {
+            return Ok(Arc::clone(pinned));
+        }
+        let file = self.files.get(&self.log_path, Access::Buffered, || File::open(&self.log_path))?;
+        // Pinned while the cache opened the path: that may have been the rewritten file already.
+        Ok(self.replaced.get().map_or(file, Arc::clone))
+    }
+
+    /// Before log compaction renames a rewritten file over this (sealed) segment's: keeps a descriptor of the file
+    /// as it is for this segment's readers ([`Segment::file`]) and takes its path out of the shared cache, so that
+    /// no reader of this segment opens the new file. Readers go to the buffered descriptor from here on.
+    pub(crate) fn pin_before_replacement(&self) -> Result<()> {
+        let file = File::open(&self.log_path).map_err(StorageError::io(&self.log_path))?;
+        let _ = self.replaced.set(Arc::new(file));
+        self.files.forget(&self.log_path);
+        Ok(())
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
     }
 
     /// The segment's own descriptor, for what only an active segment does (append, truncate, seal).
@@ -502,14 +526,25 @@ impl Segment {
     }
 
     fn is_read_directly(&self) -> bool {
-        self.write_mode() == WriteMode::Direct && !self.io.direct_reads_refused.load(Ordering::Relaxed)
+        self.write_mode() == WriteMode::Direct
+            && !self.io.direct_reads_refused.load(Ordering::Relaxed)
+            && self.replaced.get().is_none()
     }
 
-    /// The segment's `O_DIRECT` descriptor, from the node's cache.
+    /// The segment's `O_DIRECT` descriptor, from the node's cache. An error once the segment is being replaced
+    /// ([`Segment::pin_before_replacement`]): the path may name the new file, so reads go to the pinned one.
     fn direct_reader(&self) -> std::io::Result<Arc<File>> {
-        self.files.get(&self.log_path, Access::Direct, || {
+        let replaced = || std::io::Error::other("the segment's file was replaced by log compaction");
+        if self.replaced.get().is_some() {
+            return Err(replaced());
+        }
+        let file = self.files.get(&self.log_path, Access::Direct, || {
             direct::open_reader(&self.log_path)?.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
-        })
+        })?;
+        match self.replaced.get() {
+            Some(_) => Err(replaced()),
+            None => Ok(file),
+        }
     }
 
     /// `len` bytes at `position`: straight from the device when the segment is written directly (its data is
@@ -524,6 +559,7 @@ impl Segment {
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // an alignment the device refuses
                     read => return read,
                 },
+                Err(_) if self.replaced.get().is_some() => {}
                 Err(e) => {
                     tracing::warn!(path = %self.log_path.display(), error = %e, "cannot open for direct reads");
                     if e.raw_os_error() == Some(libc::EINVAL) {

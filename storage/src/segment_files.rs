@@ -30,6 +30,10 @@ struct CacheState {
     files: HashMap<(PathBuf, Access), CachedFile>,
     /// Bumped by every use: the entry with the smallest `last_used` is the least recently used.
     clock: u64,
+    /// Counts [`SegmentFileCache::forget`]s: a descriptor opened while one happened is returned but not kept, as
+    /// it may be of the file the path named before a rename (log compaction's swap), which later readers of the
+    /// path must not get.
+    forgets: u64,
 }
 
 #[derive(Debug)]
@@ -62,7 +66,7 @@ impl SegmentFileCache {
         open: impl FnOnce() -> std::io::Result<File>,
     ) -> std::io::Result<Arc<File>> {
         let key = (path.to_owned(), access);
-        {
+        let forgets_before = {
             let mut state = self.lock();
             state.clock += 1;
             let now = state.clock;
@@ -70,9 +74,13 @@ impl SegmentFileCache {
                 cached.last_used = now;
                 return Ok(Arc::clone(&cached.file));
             }
-        }
+            state.forgets
+        };
         let opened = Arc::new(open()?);
         let mut state = self.lock();
+        if state.forgets != forgets_before {
+            return Ok(opened);
+        }
         state.clock += 1;
         let now = state.clock;
         if let Some(cached) = state.files.get_mut(&key) {
@@ -91,14 +99,18 @@ impl SegmentFileCache {
 
     /// Closes the cached descriptors of `path` (its segment was deleted, truncated or became active again).
     pub(crate) fn forget(&self, path: &Path) {
-        self.lock().files.retain(|(cached, _), _| cached != path);
+        let mut state = self.lock();
+        state.forgets += 1;
+        state.files.retain(|(cached, _), _| cached != path);
     }
 
     /// Closes the cached descriptors of every file under `dir` (its log was deleted): a deleted file's space is
     /// freed only once its last descriptor closes, and a log created again at the same path must not read the old
     /// files through them.
     pub(crate) fn forget_dir(&self, dir: &Path) {
-        self.lock().files.retain(|(cached, _), _| !cached.starts_with(dir));
+        let mut state = self.lock();
+        state.forgets += 1;
+        state.files.retain(|(cached, _), _| !cached.starts_with(dir));
     }
 
     fn lock(&self) -> MutexGuard<'_, CacheState> {

@@ -601,6 +601,12 @@ impl LogTail {
         self.cache.lock().remove_where(self.log_id, |_, entry| entry.next_offset <= start_offset);
     }
 
+    /// Forgets every entry holding a batch below `end_offset` (log compaction rewrote the segments there): an
+    /// entry that straddles it goes whole.
+    pub(crate) fn remove_starting_below(&self, end_offset: i64) {
+        self.cache.lock().remove_where(self.log_id, |base, _| base < end_offset);
+    }
+
     /// Forgets everything of this log (closed or deleted), and drops its open chunk.
     pub(crate) fn clear(&self) {
         let mut state = self.cache.lock();

@@ -28,6 +28,7 @@ impl Log {
     /// batch holding it, as Kafka does (consumers drop the records before the offset they asked for).
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         self.ensure_open()?;
+        let _rewrite = lock(&self.rewrite);
         let mut writer = lock(&self.writer);
         // Refused before the new start is written: after a failed fsync nothing more may reach the disk.
         self.ensure_writable(&writer)?;
@@ -50,6 +51,7 @@ impl Log {
     /// Durable when it returns, as [`Log::delete_records_before`].
     pub fn follow_log_start_offset(&self, leader_log_start_offset: i64) -> Result<i64> {
         self.ensure_open()?;
+        let _rewrite = lock(&self.rewrite);
         let mut writer = lock(&self.writer);
         // Refused before the new start is written: after a failed fsync nothing more may reach the disk.
         self.ensure_writable(&writer)?;

@@ -31,6 +31,7 @@ impl Log {
     /// which the next open recovers (see the module doc), while the log in memory no longer matches it.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
         self.ensure_open()?;
+        let _rewrite = lock(&self.rewrite);
         let mut writer = lock(&self.writer);
         self.ensure_writable(&writer)?;
         let old_start = self.log_start_offset();

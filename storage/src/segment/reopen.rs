@@ -69,6 +69,7 @@ impl Segment {
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
                 io: SegmentIo::new(mode.settings),
+                replaced: std::sync::OnceLock::new(),
             };
             return Ok((segment, None));
         }
@@ -100,6 +101,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             io: SegmentIo::new(mode.settings),
+            replaced: std::sync::OnceLock::new(),
         };
         Ok((segment, Some(scan)))
     }

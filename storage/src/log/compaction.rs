@@ -1,0 +1,398 @@
+//! Log compaction (Kafka's `cleanup.policy=compact`): of the records with the same key, the log keeps the newest,
+//! so a consumer reading from the start still ends with every key's latest value, in a log that grows with the
+//! number of keys rather than of updates.
+//!
+//! A pass ([`Log::compact`]) runs when the log's *cleanable* part holds enough not yet compacted ("dirty") bytes:
+//! - Cleanable: the sealed segments wholly below the high watermark and the last stable offset (a key's newest
+//!   record must be one no truncation can take back, and no open transaction may decide what is newest), and
+//!   whose newest record is at least `min_compaction_lag_ms` old. The active segment never is.
+//! - Dirty: the cleanable segments past where the last pass ended (kept in memory: after a restart the first
+//!   pass treats the whole cleanable part as dirty, which costs a rewrite and changes nothing).
+//! - The pass maps each key in the dirty segments to its newest offset (at most `key_map_bytes` of keys: past
+//!   that it ends at the last segment it mapped whole, and the next pass goes on from there), then rewrites every
+//!   cleanable segment up to there, keeping a record unless the map holds a newer offset for its key.
+//!
+//! What stays, whatever the map says:
+//! - Offsets. A batch keeps its header and covers the same offsets with fewer records (`rill_protocol::
+//!   compaction`); a batch that lost every record becomes an empty one, and a run of such batches of one producer
+//!   (or of none) in one leader epoch becomes a single empty batch over all their offsets. Offsets stay dense
+//!   from batch to batch, so recovery, the indexes, replication and readers see a log like any other.
+//! - Records without a key (a topic may have become compacted after they were written).
+//! - Transactional batches and control batches, whole: whether their records were committed is in the markers,
+//!   and keeping them is always safe (an aborted record is never the newest value of its key here).
+//! - A tombstone (a record with a key and no value) is the newest value of its key until its batch is
+//!   `delete_retention_ms` old; then it goes too, so deleted keys do not stay forever. A consumer that reads the
+//!   whole log within that time sees every deletion.
+//!
+//! Each rewritten segment is written beside the old one (`<base>.cleaned`), fsynced and checked as recovery would
+//! check it (same offsets, every batch valid), then swapped in under [`Log`]'s `rewrite` lock: the old segment's
+//! readers are pinned to its file ([`Segment::pin_before_replacement`]), its index files are removed (they are a
+//! cache; recovery rebuilds them) and the directory fsynced, the new file renamed over the old and the directory
+//! fsynced, and the segment reopened from it. A crash leaves the old file or the new one, never a mix; a leftover
+//! `.cleaned` file is removed at the next open.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::compaction::{empty_batch, retain_records, Retained};
+use rill_protocol::{BatchHeader, RecordView};
+
+use super::{epoch_at, lock, Log};
+use crate::checkpoint::EpochStart;
+use crate::recovery::{self, EpochRule, ScanStart};
+use crate::segment::{segment_path, OpenMode, Segment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::{Result, StorageError};
+
+/// The suffix of a segment's rewritten file before it takes the `.log`'s place.
+pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
+
+/// When and how a log is compacted: Kafka's topic configs of the same names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionSettings {
+    /// A pass runs once the dirty bytes are at least this share of the cleanable bytes (0 to 1).
+    pub min_cleanable_dirty_ratio: f64,
+    /// A segment is cleanable only once its newest record is this old.
+    pub min_compaction_lag_ms: u64,
+    /// How long a tombstone stays once written (by its batch's newest timestamp).
+    pub delete_retention_ms: u64,
+    /// Most bytes of keys one pass maps (each key counted with its map entry's overhead).
+    pub key_map_bytes: usize,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    pub segments_rewritten: usize,
+    pub records_removed: u64,
+    /// Sizes of the rewritten segments before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// The pass covered the log below this offset.
+    pub cleaned_through: i64,
+}
+
+/// Bytes a key costs the map beyond its own: the entry, its offset and the allocation's header, roughly.
+const KEY_ENTRY_OVERHEAD: usize = 48;
+
+/// A run of batches that lost every record, written as one empty batch once it ends.
+struct EmptyRun {
+    first: BatchHeader,
+    last_offset: i64,
+    max_timestamp: i64,
+}
+
+impl EmptyRun {
+    /// Whether `next` (also emptied, right after the run) can join it: same leader epoch, same producer and
+    /// timestamp type, not transactional, its sequence where the run's offsets put it, and the whole within the
+    /// reach of a batch's offset delta.
+    fn takes(&self, next: &BatchHeader) -> bool {
+        let first = &self.first;
+        let same_kind = next.partition_leader_epoch == first.partition_leader_epoch
+            && next.producer_id == first.producer_id
+            && next.producer_epoch == first.producer_epoch
+            && next.timestamp_type() == first.timestamp_type()
+            && next.base_offset == self.last_offset + 1;
+        let distance = next.base_offset - first.base_offset;
+        let in_sequence = first.producer_id < 0
+            || i32::try_from(distance).is_ok_and(|d| first.base_sequence.wrapping_add(d) == next.base_sequence);
+        same_kind && in_sequence && next.last_offset() - first.base_offset <= i64::from(i32::MAX)
+    }
+}
+
+impl Log {
+    /// Runs one compaction pass if the log's cleanable part is dirty enough (see the module doc). `Ok(None)`: no
+    /// pass was due. Blocking: reads and writes whole segments; the log keeps taking appends and reads meanwhile.
+    pub fn compact(&self, settings: &CompactionSettings) -> Result<Option<CompactionOutcome>> {
+        let _one_pass_at_a_time = lock(&self.compaction);
+        self.ensure_open()?;
+        let now = self.clock.now_ms();
+        let epochs = lock(&self.writer).checkpoint.epochs.clone();
+        let limit = self.last_stable_offset();
+        let lag_horizon = now.saturating_sub(i64::try_from(settings.min_compaction_lag_ms).unwrap_or(i64::MAX));
+        let cleanable: Vec<Arc<Segment>> = {
+            let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            segments
+                .values()
+                .zip(segments.keys().skip(1))
+                .take_while(|(segment, &next_base)| next_base <= limit && segment.max_timestamp() <= lag_horizon)
+                .map(|(segment, _)| Arc::clone(segment))
+                .collect()
+        };
+        let cleaned_through = self.cleaned_through.load(Ordering::Acquire);
+        let total: u64 = cleanable.iter().map(|s| s.size()).sum();
+        let dirty: u64 = cleanable.iter().filter(|s| s.next_offset() > cleaned_through).map(|s| s.size()).sum();
+        if dirty == 0 || (dirty as f64) < settings.min_cleanable_dirty_ratio * total as f64 {
+            return Ok(None);
+        }
+        let (newest, end) = self.map_keys(&cleanable, cleaned_through, settings.key_map_bytes)?;
+        let tombstone_horizon = now.saturating_sub(i64::try_from(settings.delete_retention_ms).unwrap_or(i64::MAX));
+        // First: no read is answered from memory with the bytes these segments held before.
+        if let Some(tail) = &self.tail {
+            tail.remove_starting_below(end);
+        }
+        let mut outcome = CompactionOutcome { cleaned_through: end, ..CompactionOutcome::default() };
+        for segment in cleanable.iter().take_while(|s| s.next_offset() <= end) {
+            let keep = |record: &RecordView<'_>, batch_max_timestamp: i64| match record.key {
+                None => true,
+                Some(key) => {
+                    let is_newest = newest.get(key).is_none_or(|&offset| offset <= record.offset);
+                    let is_expired_tombstone = record.value.is_none() && batch_max_timestamp < tombstone_horizon;
+                    is_newest && !is_expired_tombstone
+                }
+            };
+            let Some(rewrite) = write_compacted(segment, keep)? else { continue };
+            let before = segment.size();
+            match self.swap_in(segment, &rewrite, &epochs) {
+                Ok(true) => {
+                    outcome.segments_rewritten += 1;
+                    outcome.records_removed += rewrite.records_removed;
+                    outcome.bytes_before += before;
+                    outcome.bytes_after += rewrite.bytes;
+                }
+                Ok(false) => {
+                    remove_if_present(&rewrite.path)?;
+                    return Ok(Some(outcome));
+                }
+                Err(e) => {
+                    let _ = remove_if_present(&rewrite.path);
+                    return Err(e);
+                }
+            }
+        }
+        self.cleaned_through.fetch_max(end, Ordering::AcqRel);
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments = outcome.segments_rewritten,
+            records_removed = outcome.records_removed,
+            bytes_before = outcome.bytes_before,
+            bytes_after = outcome.bytes_after,
+            cleaned_through = end,
+            "compacted log"
+        );
+        Ok(Some(outcome))
+    }
+
+    /// Each key of the dirty segments (those past `cleaned_through`) with its newest offset, and the offset the map
+    /// covers the log below: the end of the last segment mapped whole before the keys passed `key_map_bytes` (at
+    /// least one segment is always mapped).
+    fn map_keys(
+        &self,
+        cleanable: &[Arc<Segment>],
+        cleaned_through: i64,
+        key_map_bytes: usize,
+    ) -> Result<(HashMap<Vec<u8>, i64>, i64)> {
+        let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut map_bytes = 0usize;
+        let mut end = cleaned_through;
+        for segment in cleanable.iter().filter(|s| s.next_offset() > cleaned_through) {
+            if map_bytes >= key_map_bytes && end > cleaned_through {
+                break;
+            }
+            for_each_batch(segment, |header, batch| {
+                if header.is_transactional() || header.is_control() {
+                    return Ok(());
+                }
+                retain_records(batch, |record| {
+                    if let Some(key) = record.key {
+                        if newest.insert(key.to_vec(), record.offset).is_none() {
+                            map_bytes += key.len() + KEY_ENTRY_OVERHEAD;
+                        }
+                    }
+                    true
+                })?;
+                Ok(())
+            })?;
+            end = segment.next_offset();
+        }
+        Ok((newest, end))
+    }
+
+    /// Puts `rewrite` in `segment`'s place (see the module doc for the order of the steps). `Ok(false)`: the
+    /// segment left the log meanwhile (retention, a truncation), and nothing changed.
+    fn swap_in(&self, segment: &Arc<Segment>, rewrite: &Rewrite, epochs: &[EpochStart]) -> Result<bool> {
+        let base = segment.base_offset();
+        let next = segment.next_offset();
+        let epoch_of = |offset: i64| epoch_at(epochs, offset);
+        check_rewrite(rewrite, base, next, &epoch_of, self.config().index_interval_bytes)?;
+        let _rewrite = lock(&self.rewrite);
+        self.ensure_open()?;
+        let is_in_log = {
+            let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            segments.get(&base).is_some_and(|current| Arc::ptr_eq(current, segment))
+        };
+        if !is_in_log {
+            return Ok(false);
+        }
+        segment.pin_before_replacement()?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_present(&segment_path(self.dir.path(), base, suffix))?;
+        }
+        self.dir.sync()?;
+        fs::rename(&rewrite.path, segment.log_path()).map_err(StorageError::io(&rewrite.path))?;
+        self.dir.sync()?;
+        // A reader that opened the path before the rename must not leave the old file in the shared cache.
+        self.segment_settings.files.forget(segment.log_path());
+        let mode = OpenMode {
+            needs_scan: true,
+            known_next_offset: Some(next),
+            epochs: EpochRule::Known(&epoch_of),
+            previous_epoch: epoch_of(base - 1),
+            now_ms: self.clock.now_ms(),
+            settings: &self.segment_settings,
+        };
+        let (reopened, scan) = Segment::open(self.dir.path(), base, &mode)?;
+        let scan = scan.ok_or_else(|| corrupt(segment.log_path(), "the rewritten segment was not scanned"))?;
+        if scan.damage.is_some() || scan.next_offset != next || scan.valid_bytes != scan.file_bytes {
+            return Err(corrupt(segment.log_path(), "the rewritten segment does not read back as written"));
+        }
+        reopened.seal(&mut scan.cursor.clone())?;
+        self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, Arc::new(reopened));
+        Ok(true)
+    }
+}
+
+/// A segment's compacted copy, written and fsynced beside it.
+struct Rewrite {
+    path: PathBuf,
+    bytes: u64,
+    records_removed: u64,
+}
+
+/// Calls `on_batch` with each batch of sealed `segment`, in order, read from its file.
+fn for_each_batch(segment: &Segment, mut on_batch: impl FnMut(&BatchHeader, &[u8]) -> Result<()>) -> Result<()> {
+    let path = segment.log_path();
+    let file = File::open(path).map_err(StorageError::io(path))?;
+    let size = segment.size();
+    let mut position = 0u64;
+    let mut batch = Vec::new();
+    while position < size {
+        let mut head = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut head, position).map_err(StorageError::io(path))?;
+        let header = BatchHeader::parse(&head).map_err(|e| corrupt(path, &format!("at {position}: {e}")))?;
+        batch.resize(header.total_bytes(), 0);
+        file.read_exact_at(&mut batch, position).map_err(StorageError::io(path))?;
+        on_batch(&header, &batch)?;
+        position += header.total_bytes() as u64;
+    }
+    Ok(())
+}
+
+/// Writes `segment` without the records `keep` refuses (given each record and its batch's newest timestamp) to
+/// `<base>.cleaned` and fsyncs it; `None` (and no file) when every record stays.
+fn write_compacted(segment: &Segment, mut keep: impl FnMut(&RecordView<'_>, i64) -> bool) -> Result<Option<Rewrite>> {
+    let path = segment.log_path().with_extension(CLEANED_SUFFIX);
+    let file = File::create(&path).map_err(StorageError::io(&path))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut bytes = 0u64;
+    let mut records_removed = 0u64;
+    let mut run: Option<EmptyRun> = None;
+    let write = |out: &mut BufWriter<File>, bytes: &mut u64, batch: &[u8]| -> Result<()> {
+        out.write_all(batch).map_err(StorageError::io(&path))?;
+        *bytes += batch.len() as u64;
+        Ok(())
+    };
+    let end_run = |out: &mut BufWriter<File>, bytes: &mut u64, run: &mut Option<EmptyRun>| -> Result<()> {
+        if let Some(ended) = run.take() {
+            let empty = empty_batch(&ended.first, ended.last_offset, ended.max_timestamp)?;
+            write(out, bytes, &empty)?;
+        }
+        Ok(())
+    };
+    let written = for_each_batch(segment, |header, batch| {
+        let retained = if header.is_transactional() || header.is_control() {
+            Retained::All
+        } else {
+            retain_records(batch, |record| keep(record, header.max_timestamp))?
+        };
+        match retained {
+            Retained::All => {
+                end_run(&mut out, &mut bytes, &mut run)?;
+                write(&mut out, &mut bytes, batch)
+            }
+            Retained::Some { batch, removed } => {
+                records_removed += removed as u64;
+                end_run(&mut out, &mut bytes, &mut run)?;
+                write(&mut out, &mut bytes, &batch)
+            }
+            Retained::None { removed } => {
+                records_removed += removed as u64;
+                match &mut run {
+                    Some(current) if current.takes(header) => {
+                        current.last_offset = header.last_offset();
+                        current.max_timestamp = current.max_timestamp.max(header.max_timestamp);
+                    }
+                    _ => {
+                        end_run(&mut out, &mut bytes, &mut run)?;
+                        run = Some(EmptyRun {
+                            first: *header,
+                            last_offset: header.last_offset(),
+                            max_timestamp: header.max_timestamp,
+                        });
+                    }
+                }
+                Ok(())
+            }
+        }
+    })
+    .and_then(|()| end_run(&mut out, &mut bytes, &mut run));
+    let finished = written.and_then(|()| {
+        let file = out.into_inner().map_err(|e| StorageError::io(&path)(e.into_error()))?;
+        file.sync_all().map_err(StorageError::io(&path))
+    });
+    if let Err(e) = finished {
+        let _ = remove_if_present(&path);
+        return Err(e);
+    }
+    if records_removed == 0 {
+        remove_if_present(&path)?;
+        return Ok(None);
+    }
+    Ok(Some(Rewrite { path, bytes, records_removed }))
+}
+
+/// Recovery's scan of the rewritten file: every batch valid, in the leader epochs the log has for its offsets,
+/// offsets dense from `base` to `next`. Anything else is a fault of the rewrite, and the old segment stays.
+fn check_rewrite(
+    rewrite: &Rewrite,
+    base: i64,
+    next: i64,
+    epoch_of: &dyn Fn(i64) -> Option<i32>,
+    index_interval_bytes: u64,
+) -> Result<()> {
+    let file = File::open(&rewrite.path).map_err(StorageError::io(&rewrite.path))?;
+    let scan = recovery::scan(
+        &file,
+        &rewrite.path,
+        ScanStart::segment_start(base),
+        index_interval_bytes,
+        &EpochRule::Known(epoch_of),
+        epoch_of(base - 1),
+    )?;
+    if let Some(damage) = scan.damage {
+        return Err(corrupt(&rewrite.path, &format!("the rewritten segment is damaged: {damage}")));
+    }
+    if scan.next_offset != next || scan.valid_bytes != rewrite.bytes {
+        return Err(corrupt(
+            &rewrite.path,
+            &format!("the rewritten segment ends at offset {} where the segment ended at {next}", scan.next_offset),
+        ));
+    }
+    Ok(())
+}
+
+fn corrupt(path: &Path, reason: &str) -> StorageError {
+    StorageError::Corrupt { path: path.to_owned(), position: 0, reason: reason.to_owned() }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(path)(e)),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,302 @@
+//! Log compaction (`Log::compact`): each key's newest record stays at its offset, the rest go, and the log reads,
+//! recovers and replicates as any other.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{both_write_modes, small_config, ManualClock};
+use proptest::prelude::*;
+use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
+use rill_storage::{CompactionSettings, Log, LogConfig};
+
+/// Every pass due at once: no dirty ratio, no lag, tombstones kept a minute.
+const EAGER: CompactionSettings = CompactionSettings {
+    min_cleanable_dirty_ratio: 0.0,
+    min_compaction_lag_ms: 0,
+    delete_retention_ms: 60_000,
+    key_map_bytes: 1 << 20,
+};
+
+/// One record to append: its key (`None`: keyless) and value (`None`: a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Put {
+    key: Option<u8>,
+    value: Option<u16>,
+}
+
+fn batch_of(puts: &[Put], ts: i64) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::default();
+    for put in puts {
+        builder.push(&Record {
+            key: put.key.map(|k| format!("key-{k}").into_bytes()),
+            value: put.value.map(|v| format!("value-{v}-{}", "x".repeat(v as usize % 40)).into_bytes()),
+            headers: vec![],
+            timestamp_ms: ts,
+        });
+    }
+    builder.build()
+}
+
+/// Every record from the log start to the high watermark: (offset, key, value), and the batches' offsets, which
+/// must run dense from the start to the high watermark.
+fn read_records(log: &Log) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.high_watermark() {
+        let read = log.read(next, 1 << 20).expect("read within bounds");
+        assert!(!read.batches.is_empty(), "no batch at offset {next} below the high watermark");
+        for batch in BatchIter::new(read.batches) {
+            let batch = batch.expect("whole batch");
+            rill_protocol::validate(&batch.bytes).expect("stored batches stay valid");
+            assert!(batch.header.base_offset <= next, "a gap before offset {}", batch.header.base_offset);
+            for record in batch.records().expect("uncompressed") {
+                let record = record.expect("record decodes");
+                if record.offset >= next {
+                    out.push((record.offset, record.key.map(<[u8]>::to_vec), record.value.map(<[u8]>::to_vec)));
+                }
+            }
+            next = batch.header.next_offset();
+        }
+    }
+    out
+}
+
+/// What compaction up to `end` must leave of `written` (offset order): below `end`, a keyed record only if no
+/// later record below `end` has its key, and a tombstone only while `tombstones_stay`; keyless records and
+/// everything from `end` on, all.
+fn expected_after(
+    written: &[(i64, Option<Vec<u8>>, Option<Vec<u8>>)],
+    end: i64,
+    tombstones_stay: bool,
+) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut newest: HashMap<&[u8], i64> = HashMap::new();
+    for (offset, key, _) in written.iter().filter(|(offset, _, _)| *offset < end) {
+        if let Some(key) = key {
+            newest.insert(key, *offset);
+        }
+    }
+    written
+        .iter()
+        .filter(|(offset, key, value)| match key {
+            Some(key) if *offset < end => newest[key.as_slice()] == *offset && (value.is_some() || tombstones_stay),
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+fn put(key: u8, value: u16) -> Put {
+    Put { key: Some(key), value: Some(value) }
+}
+
+#[test]
+fn each_key_keeps_its_newest_record_at_its_offset_in_every_write_mode() {
+    for config in both_write_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(1_000_000);
+        let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+        // Single-record and several-record batches, ten keys updated over and over, a keyless record now and then.
+        for i in 0..120u16 {
+            let puts: Vec<Put> = match i % 4 {
+                0 => vec![put((i % 10) as u8, i)],
+                1 => vec![put((i % 10) as u8, i), put(((i + 3) % 10) as u8, i + 1000)],
+                2 => vec![Put { key: None, value: Some(i) }],
+                _ => (0..5).map(|j| put(((i + j) % 10) as u8, i * 10 + j)).collect(),
+            };
+            log.append(&batch_of(&puts, 1_000_000)).unwrap();
+        }
+        let before = read_records(&log);
+        let (end_before, size_before) = (log.log_end_offset(), log.size_bytes());
+        let outcome = log.compact(&EAGER).unwrap().expect("a pass was due");
+        assert!(outcome.segments_rewritten > 0 && outcome.records_removed > 0, "{outcome:?}");
+        let expected = expected_after(&before, outcome.cleaned_through, true);
+        assert!(expected.len() < before.len());
+        assert_eq!(read_records(&log), expected, "{config:?}");
+        assert_eq!(log.log_end_offset(), end_before, "offsets do not move");
+        assert!(log.size_bytes() < size_before, "{} bytes, {size_before} before", log.size_bytes());
+        assert_eq!(log.compact(&EAGER).unwrap(), None, "nothing dirty is left");
+
+        // Appends go on after it, and both a clean and an unclean reopen read the same log.
+        log.append(&batch_of(&[put(1, 9999)], 1_000_000)).unwrap();
+        let now = read_records(&log);
+        log.close().unwrap();
+        drop(log);
+        let reopened = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+        assert_eq!(read_records(&reopened), now, "after a clean reopen");
+        drop(reopened);
+        std::fs::remove_file(dir.path().join("partition.checkpoint")).unwrap();
+        let recovered = Log::open_with_clock(dir.path(), config, clock).unwrap();
+        assert_eq!(read_records(&recovered), now, "after a recovery that rescanned every segment");
+    }
+}
+
+#[test]
+fn a_tombstone_removes_its_key_and_goes_itself_after_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_000_000);
+    let config = LogConfig { segment_bytes: 1024, max_batch_bytes: 1024, ..small_config() };
+    let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    for i in 0..20u16 {
+        log.append(&batch_of(&[put(1, i), put(2, i)], 1_000_000)).unwrap();
+    }
+    log.append(&batch_of(&[Put { key: Some(1), value: None }], 1_000_000)).unwrap();
+    for i in 0..20u16 {
+        log.append(&batch_of(&[put(3, i)], 1_000_000)).unwrap();
+    }
+    let written = read_records(&log);
+    let tombstone_at = written.iter().find(|(_, _, value)| value.is_none()).unwrap().0;
+    let outcome = log.compact(&EAGER).unwrap().unwrap();
+    assert!(outcome.cleaned_through > tombstone_at, "the tombstone's segment was cleaned: {outcome:?}");
+    let after = read_records(&log);
+    assert_eq!(after, expected_after(&written, outcome.cleaned_through, true));
+    let key1: Vec<_> = after.iter().filter(|(_, key, _)| key.as_deref() == Some(&b"key-1"[..])).collect();
+    assert_eq!(key1.len(), 1, "only the tombstone is left of key 1: {key1:?}");
+    assert_eq!(key1[0].0, tombstone_at);
+
+    // Past delete_retention_ms the tombstone goes too: the next pass (all of it dirty after a restart) drops it.
+    clock.advance(EAGER.delete_retention_ms as i64 + 1);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open_with_clock(dir.path(), config, clock).unwrap();
+    let outcome = log.compact(&EAGER).unwrap().unwrap();
+    let after = read_records(&log);
+    assert_eq!(after, expected_after(&written, outcome.cleaned_through, false));
+    assert!(after.iter().all(|(_, key, _)| key.as_deref() != Some(&b"key-1"[..])), "key 1 is gone");
+}
+
+#[test]
+fn the_active_segment_and_what_is_too_recent_stay_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_000_000);
+    let log = Log::open_with_clock(dir.path(), small_config(), clock.clone()).unwrap();
+    for i in 0..3u16 {
+        log.append(&batch_of(&[put(1, i)], 1_000_000)).unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.compact(&EAGER).unwrap(), None, "only the active segment: nothing is cleanable");
+    for i in 3..60u16 {
+        log.append(&batch_of(&[put(1, i)], 1_000_000)).unwrap();
+    }
+    let lagging = CompactionSettings { min_compaction_lag_ms: 10_000, ..EAGER };
+    assert_eq!(log.compact(&lagging).unwrap(), None, "every segment is younger than the lag");
+    let dirty_enough = CompactionSettings { min_cleanable_dirty_ratio: 0.5, ..EAGER };
+    clock.advance(10_000);
+    assert!(log.compact(&dirty_enough).unwrap().is_some(), "all dirty, past the lag");
+    assert_eq!(log.compact(&dirty_enough).unwrap(), None, "nothing dirty since");
+}
+
+/// A pass bounded by its key map ends at the last segment it mapped whole, and the next goes on from there.
+#[test]
+fn a_small_key_map_cleans_part_of_the_log_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    for i in 0..200u16 {
+        log.append(&batch_of(&[put((i % 50) as u8, i)], 1_000_000)).unwrap();
+    }
+    let written = read_records(&log);
+    let small = CompactionSettings { key_map_bytes: 200, ..EAGER };
+    let first = log.compact(&small).unwrap().unwrap();
+    assert!(first.cleaned_through < log.log_end_offset());
+    assert_eq!(read_records(&log), expected_after(&written, first.cleaned_through, true));
+    let second = log.compact(&small).unwrap().unwrap();
+    assert!(second.cleaned_through > first.cleaned_through, "{first:?} then {second:?}");
+}
+
+/// A crash after the rewrite was written but before it took its segment's place leaves the old segment, and the
+/// rewrite is removed at the next open.
+#[test]
+fn a_rewrite_left_by_a_crash_is_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    for i in 0..60u16 {
+        log.append(&batch_of(&[put(1, i)], 1_000_000)).unwrap();
+    }
+    let written = read_records(&log);
+    log.close().unwrap();
+    drop(log);
+    let stray = dir.path().join(format!("{:020}.cleaned", 0));
+    std::fs::write(&stray, b"half a rewrite").unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(!stray.exists());
+    assert_eq!(read_records(&log), written);
+}
+
+/// Readers going on while a pass swaps segments under them: every read answers whole valid batches from the
+/// offset asked, and every key ends with its newest value.
+#[test]
+fn reads_during_a_pass_see_the_old_segment_or_the_new_one() {
+    for config in both_write_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), config).unwrap());
+        for i in 0..400u16 {
+            log.append(&batch_of(&[put((i % 7) as u8, i)], 1_000_000)).unwrap();
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (log, done) = (Arc::clone(&log), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut passes = 0;
+                    while !done.load(Ordering::Acquire) || passes == 0 {
+                        let records = read_records(&log);
+                        assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "offsets in order");
+                        passes += 1;
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            log.compact(&EAGER).unwrap();
+            for i in 0..50u16 {
+                log.append(&batch_of(&[put((i % 7) as u8, 5000 + i)], 1_000_000)).unwrap();
+            }
+        }
+        done.store(true, Ordering::Release);
+        for reader in readers {
+            reader.join().unwrap();
+        }
+    }
+}
+
+fn puts() -> impl Strategy<Value = Vec<Vec<Put>>> {
+    let one = (prop::option::weighted(0.9, 0u8..12), prop::option::weighted(0.9, any::<u16>()))
+        .prop_map(|(key, value)| Put { key, value });
+    prop::collection::vec(prop::collection::vec(one, 1..6), 1..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Any mix of keys, tombstones and keyless records, compacted, appended to and compacted again, reads as the
+    /// model says, and the same after a recovery that rescans every segment.
+    #[test]
+    fn compaction_leaves_what_the_model_says(first in puts(), second in puts()) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(1_000_000);
+        let config = LogConfig { segment_bytes: 1024, max_batch_bytes: 1024, ..small_config() };
+        let log = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+        for batch in &first {
+            log.append(&batch_of(batch, 1_000_000)).unwrap();
+        }
+        let mut model = read_records(&log);
+        if let Some(outcome) = log.compact(&EAGER).unwrap() {
+            model = expected_after(&model, outcome.cleaned_through, true);
+        }
+        prop_assert_eq!(&read_records(&log), &model);
+        for batch in &second {
+            log.append(&batch_of(batch, 1_000_000)).unwrap();
+        }
+        model = read_records(&log);
+        if let Some(outcome) = log.compact(&EAGER).unwrap() {
+            model = expected_after(&model, outcome.cleaned_through, true);
+        }
+        prop_assert_eq!(&read_records(&log), &model);
+        drop(log);
+        std::fs::remove_file(dir.path().join("partition.checkpoint")).unwrap();
+        let recovered = Log::open_with_clock(dir.path(), config, clock).unwrap();
+        prop_assert_eq!(read_records(&recovered), model);
+    }
+}

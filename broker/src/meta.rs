@@ -26,7 +26,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rill_storage::{Durability, LogConfig, TopicName};
+use rill_storage::{CompactionSettings, Durability, LogConfig, TopicName};
 use serde::{Deserialize, Serialize};
 
 use crate::config::DurabilityPolicy;
@@ -35,6 +35,10 @@ use crate::topic_id::TopicId;
 
 /// Directory under the data dir that holds the topic metadata files. The `__` prefix keeps it apart from
 /// partition directories (`<topic>-<n>`), since user topic names may not start with `__`.
+/// Keys one compaction pass of a partition maps at most (Kafka's `log.cleaner.dedupe.buffer.size` is 128 MiB for
+/// all its cleaner threads; rill runs one pass at a time): past it a pass cleans part of the log and the next goes on.
+const COMPACTION_KEY_MAP_BYTES: usize = 64 << 20;
+
 pub const TOPICS_DIR: &str = "__topics";
 const FORMAT_VERSION: u32 = 1;
 
@@ -49,6 +53,79 @@ pub struct TopicSettings {
     pub max_batch_bytes: u64,
     pub retention_ms: Option<u64>,
     pub retention_bytes: Option<u64>,
+    /// Kafka's `cleanup.policy` and the compaction settings beside it. Left out of the files while it is the
+    /// default (delete only, as every topic was before compaction), so those read the same to an older broker.
+    #[serde(default, skip_serializing_if = "Cleanup::is_default")]
+    pub cleanup: Cleanup,
+}
+
+/// How a topic's old records go: retention deletes old segments (`delete`), compaction keeps each key's newest
+/// record (`compact`), or both (`compact,delete`). Named after Kafka's topic configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cleanup {
+    pub compact: bool,
+    /// Retention by `retention_ms` and `retention_bytes` applies; always true without `compact`.
+    pub delete: bool,
+    /// Kafka's `delete.retention.ms`: how long a tombstone stays in a compacted topic.
+    pub delete_retention_ms: u64,
+    /// Kafka's `min.compaction.lag.ms`: a record is never compacted away younger than this.
+    pub min_compaction_lag_ms: u64,
+    /// Kafka's `min.cleanable.dirty.ratio`, in thousandths.
+    pub min_cleanable_dirty_permille: u16,
+}
+
+impl Default for Cleanup {
+    /// Kafka's defaults: delete only; a day for tombstones, no lag, a pass once half the log is dirty.
+    fn default() -> Self {
+        Self {
+            compact: false,
+            delete: true,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_permille: 500,
+        }
+    }
+}
+
+impl Cleanup {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `cleanup.policy` as Kafka spells it.
+    pub fn policy(&self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+
+    /// Reads a `cleanup.policy` value (a list of `compact` and `delete`, in any order, at least one) into
+    /// `(compact, delete)`; `None` for anything else.
+    pub fn parse_policy(value: &str) -> Option<(bool, bool)> {
+        let (mut compact, mut delete) = (false, false);
+        for item in value.split(',').map(str::trim) {
+            match item {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => return None,
+            }
+        }
+        (compact || delete).then_some((compact, delete))
+    }
+
+    /// `min.cleanable.dirty.ratio` as Kafka writes it (0.5).
+    pub fn dirty_ratio_text(&self) -> String {
+        (f64::from(self.min_cleanable_dirty_permille) / 1000.0).to_string()
+    }
+
+    /// Reads a `min.cleanable.dirty.ratio` (0 to 1, to a thousandth) into thousandths.
+    pub fn parse_dirty_ratio(value: &str) -> Option<u16> {
+        let ratio: f64 = value.trim().parse().ok()?;
+        (0.0..=1.0).contains(&ratio).then(|| (ratio * 1000.0).round() as u16)
+    }
 }
 
 impl TopicSettings {
@@ -62,9 +139,16 @@ impl TopicSettings {
         LogConfig {
             segment_bytes: self.segment_bytes,
             max_batch_bytes: usize::try_from(self.max_batch_bytes).unwrap_or(usize::MAX),
-            retention_ms: self.retention_ms,
-            retention_bytes: self.retention_bytes,
+            // Compaction alone (no `delete`) keeps every key's newest record however old or large the log is.
+            retention_ms: self.retention_ms.filter(|_| self.cleanup.delete),
+            retention_bytes: self.retention_bytes.filter(|_| self.cleanup.delete),
             durability,
+            compaction: self.cleanup.compact.then_some(CompactionSettings {
+                min_cleanable_dirty_permille: self.cleanup.min_cleanable_dirty_permille,
+                min_compaction_lag_ms: self.cleanup.min_compaction_lag_ms,
+                delete_retention_ms: self.cleanup.delete_retention_ms,
+                key_map_bytes: COMPACTION_KEY_MAP_BYTES,
+            }),
             ..LogConfig::default()
         }
     }
@@ -191,6 +275,7 @@ mod tests {
             max_batch_bytes: 1 << 16,
             retention_ms: None,
             retention_bytes: Some(1 << 30),
+            cleanup: crate::meta::Cleanup::default(),
         }
     }
 

@@ -113,6 +113,10 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         } as i32,
         flush_interval_ms: Some(s.flush_interval_ms),
         max_batch_bytes: Some(s.max_batch_bytes),
+        cleanup_policy: Some(s.cleanup.policy().to_owned()),
+        delete_retention_ms: Some(s.cleanup.delete_retention_ms),
+        min_compaction_lag_ms: Some(s.cleanup.min_compaction_lag_ms),
+        min_cleanable_dirty_ratio: Some(f64::from(s.cleanup.min_cleanable_dirty_permille) / 1000.0),
     }
 }
 
@@ -549,6 +553,7 @@ impl Registry {
             max_batch_bytes,
             retention_ms: retention_limit(requested.retention_ms, defaults.default_retention_ms),
             retention_bytes: retention_limit(requested.retention_bytes, defaults.default_retention_bytes),
+            cleanup: requested_cleanup(requested)?,
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));
@@ -556,6 +561,28 @@ impl Registry {
         settings.log_config().validate()?;
         Ok(settings)
     }
+}
+
+/// A topic's cleanup policy and compaction settings from its request; unset fields take Kafka's defaults.
+fn requested_cleanup(requested: &v1::TopicConfig) -> Result<crate::meta::Cleanup> {
+    use crate::meta::Cleanup;
+    let mut cleanup = Cleanup::default();
+    if let Some(policy) = &requested.cleanup_policy {
+        (cleanup.compact, cleanup.delete) = Cleanup::parse_policy(policy).ok_or_else(|| {
+            BrokerError::invalid(
+                "config.cleanup_policy",
+                format!("{policy:?} is not a cleanup policy: delete, compact, or compact,delete"),
+            )
+        })?;
+    }
+    cleanup.delete_retention_ms = requested.delete_retention_ms.unwrap_or(cleanup.delete_retention_ms);
+    cleanup.min_compaction_lag_ms = requested.min_compaction_lag_ms.unwrap_or(cleanup.min_compaction_lag_ms);
+    if let Some(ratio) = requested.min_cleanable_dirty_ratio {
+        cleanup.min_cleanable_dirty_permille = Cleanup::parse_dirty_ratio(&ratio.to_string()).ok_or_else(|| {
+            BrokerError::invalid("config.min_cleanable_dirty_ratio", format!("{ratio} is not a ratio from 0 to 1"))
+        })?;
+    }
+    Ok(cleanup)
 }
 
 /// A topic's retention limit from its request: unset takes the broker's default, and `u64::MAX` (the proto's

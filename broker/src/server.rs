@@ -584,6 +584,10 @@ async fn run_maintenance(node: Arc<Node>) {
                     Err(err) => tracing::warn!(partition = ?partition, error = %err, "retention failed"),
                 }
                 partition.log().expire_producers();
+                // After retention, which may have deleted what a pass would have rewritten.
+                if let Err(err) = partition.log().compact_if_configured() {
+                    tracing::warn!(partition = ?partition, error = %err, "compaction failed");
+                }
             }
         });
         if let Err(err) = pass.await {

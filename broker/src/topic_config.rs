@@ -9,7 +9,7 @@
 use crate::cluster::placement::default_min_insync_replicas;
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
-use crate::meta::TopicSettings;
+use crate::meta::{Cleanup, TopicSettings};
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,12 +23,18 @@ pub enum ConfigKey {
     /// rill's durability policy (`always`, `interval`, `never`); Kafka has no such key.
     Durability,
     MinInsyncReplicas,
-    /// Only `delete` (rill never compacts); accepted so that tools that set it pass.
+    /// `delete`, `compact` or `compact,delete` (`meta::Cleanup`).
     CleanupPolicy,
+    /// How long a compacted topic keeps a tombstone.
+    DeleteRetentionMs,
+    /// How young a record of a compacted topic is never compacted away.
+    MinCompactionLagMs,
+    /// How much of a compacted partition must be dirty before a pass.
+    MinCleanableDirtyRatio,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 8] = [
+    pub const ALL: [ConfigKey; 11] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -37,6 +43,9 @@ impl ConfigKey {
         ConfigKey::Durability,
         ConfigKey::MinInsyncReplicas,
         ConfigKey::CleanupPolicy,
+        ConfigKey::DeleteRetentionMs,
+        ConfigKey::MinCompactionLagMs,
+        ConfigKey::MinCleanableDirtyRatio,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -50,6 +59,9 @@ impl ConfigKey {
             ConfigKey::Durability => "rill.durability",
             ConfigKey::MinInsyncReplicas => "min.insync.replicas",
             ConfigKey::CleanupPolicy => "cleanup.policy",
+            ConfigKey::DeleteRetentionMs => "delete.retention.ms",
+            ConfigKey::MinCompactionLagMs => "min.compaction.lag.ms",
+            ConfigKey::MinCleanableDirtyRatio => "min.cleanable.dirty.ratio",
         }
     }
 
@@ -64,6 +76,9 @@ impl ConfigKey {
             ConfigKey::Durability => "durability",
             ConfigKey::MinInsyncReplicas => "min_insync_replicas",
             ConfigKey::CleanupPolicy => "cleanup_policy",
+            ConfigKey::DeleteRetentionMs => "delete_retention_ms",
+            ConfigKey::MinCompactionLagMs => "min_compaction_lag_ms",
+            ConfigKey::MinCleanableDirtyRatio => "min_cleanable_dirty_ratio",
         }
     }
 
@@ -198,7 +213,12 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::MinInsyncReplicas => {
             state.min_insync_replicas = default_min_insync_replicas(replication_factor);
         }
-        ConfigKey::CleanupPolicy => {}
+        ConfigKey::CleanupPolicy => (s.cleanup.compact, s.cleanup.delete) = (false, true),
+        ConfigKey::DeleteRetentionMs => s.cleanup.delete_retention_ms = Cleanup::default().delete_retention_ms,
+        ConfigKey::MinCompactionLagMs => s.cleanup.min_compaction_lag_ms = Cleanup::default().min_compaction_lag_ms,
+        ConfigKey::MinCleanableDirtyRatio => {
+            s.cleanup.min_cleanable_dirty_permille = Cleanup::default().min_cleanable_dirty_permille
+        }
     }
 }
 
@@ -271,9 +291,15 @@ fn set(
             }
             state.min_insync_replicas = count as u32;
         }
-        ConfigKey::CleanupPolicy if value == "delete" => {}
         ConfigKey::CleanupPolicy => {
-            return Err(refusal(change, "only delete is supported: rill deletes old segments and never compacts"))
+            (s.cleanup.compact, s.cleanup.delete) = Cleanup::parse_policy(value)
+                .ok_or_else(|| refusal(change, "must be delete, compact, or compact,delete"))?;
+        }
+        ConfigKey::DeleteRetentionMs => s.cleanup.delete_retention_ms = whole("of milliseconds")?,
+        ConfigKey::MinCompactionLagMs => s.cleanup.min_compaction_lag_ms = whole("of milliseconds")?,
+        ConfigKey::MinCleanableDirtyRatio => {
+            s.cleanup.min_cleanable_dirty_permille = Cleanup::parse_dirty_ratio(value)
+                .ok_or_else(|| refusal(change, "must be a ratio from 0 to 1, such as 0.5"))?;
         }
     }
     Ok(())
@@ -328,6 +354,14 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     );
     differs(ConfigKey::Durability, s.durability != defaults.default_durability);
     differs(ConfigKey::MinInsyncReplicas, state.min_insync_replicas != default_min_insync_replicas(replication_factor));
+    let default = Cleanup::default();
+    differs(ConfigKey::CleanupPolicy, (s.cleanup.compact, s.cleanup.delete) != (default.compact, default.delete));
+    differs(ConfigKey::DeleteRetentionMs, s.cleanup.delete_retention_ms != default.delete_retention_ms);
+    differs(ConfigKey::MinCompactionLagMs, s.cleanup.min_compaction_lag_ms != default.min_compaction_lag_ms);
+    differs(
+        ConfigKey::MinCleanableDirtyRatio,
+        s.cleanup.min_cleanable_dirty_permille != default.min_cleanable_dirty_permille,
+    );
     keys
 }
 
@@ -338,7 +372,7 @@ mod tests;
 /// their Kafka keys, so a refusal reads the same whichever way the change came (`rill topic alter` takes those).
 pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<ConfigChange> {
     use rill_protocol::v1::DurabilityPolicy as Policy;
-    let set = request.set.unwrap_or_default();
+    let set = request.set.clone().unwrap_or_default();
     let limit = |value: u64| if value == u64::MAX { "-1".to_owned() } else { value.to_string() };
     let mut changes = Vec::new();
     let mut push = |key: ConfigKey, value: Option<String>| {
@@ -360,6 +394,10 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     };
     push(ConfigKey::Durability, durability);
     push(ConfigKey::MinInsyncReplicas, request.min_insync_replicas.map(|v| v.to_string()));
+    push(ConfigKey::CleanupPolicy, set.cleanup_policy.clone());
+    push(ConfigKey::DeleteRetentionMs, set.delete_retention_ms.map(|v| v.to_string()));
+    push(ConfigKey::MinCompactionLagMs, set.min_compaction_lag_ms.map(|v| v.to_string()));
+    push(ConfigKey::MinCleanableDirtyRatio, set.min_cleanable_dirty_ratio.map(|v| v.to_string()));
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

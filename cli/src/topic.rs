@@ -153,6 +153,10 @@ struct CreateArgs {
     /// Largest record batch producers may append to this topic.
     #[arg(long, value_name = "BYTES")]
     max_batch_bytes: Option<u64>,
+    /// delete (retention deletes old segments), compact (each key's newest record is kept; every record needs a
+    /// key), or compact,delete. Compaction's own settings change with `rill topic alter`. [default: delete]
+    #[arg(long, value_name = "POLICY")]
+    cleanup_policy: Option<String>,
     /// In a cluster: copies of each partition, on as many nodes. [default: 1]
     #[arg(long, value_name = "N")]
     replication_factor: Option<u32>,
@@ -253,6 +257,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         durability: args.durability.unwrap_or(DurabilityPolicy::Unspecified) as i32,
         flush_interval_ms: args.flush_interval_ms,
         max_batch_bytes: args.max_batch_bytes,
+        cleanup_policy: args.cleanup_policy.clone(),
+        ..TopicConfig::default()
     };
     let admin = admin(&args.broker).await?;
     let replication =
@@ -271,7 +277,7 @@ async fn list(broker: &BrokerFlag) -> anyhow::Result<()> {
     let topics = admin(broker).await?.list_topics().await.map_err(|e| broker.explain(e))?;
     let mut table = Table::new(&["TOPIC", "PARTITIONS", "DURABILITY", "RETENTION_MS", "RETENTION_BYTES"]);
     for topic in &topics {
-        let config = topic.config.unwrap_or_default();
+        let config = topic.config.clone().unwrap_or_default();
         table.row(vec![
             topic.name.clone(),
             topic.partition_count.to_string(),
@@ -448,7 +454,7 @@ fn write_replicas(
 /// The topic's settings, then which of them are set on the topic (by Kafka's names, as `rill topic alter`
 /// takes them); the others are the broker's defaults.
 pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io::Result<()> {
-    let config = topic.config.unwrap_or_default();
+    let config = topic.config.clone().unwrap_or_default();
     let mut settings = Table::new(&["topic", &topic.name]);
     settings.row(vec!["partitions".into(), topic.partition_count.to_string()]);
     if topic.replication_factor > 1 {
@@ -461,6 +467,14 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
     settings.row(vec!["retention_bytes".into(), or_forever(config.retention_bytes)]);
     settings.row(vec!["segment_bytes".into(), or_none(config.segment_bytes)]);
     settings.row(vec!["max_batch_bytes".into(), or_none(config.max_batch_bytes)]);
+    let policy = config.cleanup_policy.clone().unwrap_or_else(|| "delete".to_owned());
+    if policy.contains("compact") {
+        settings.row(vec!["delete_retention_ms".into(), or_none(config.delete_retention_ms)]);
+        settings.row(vec!["min_compaction_lag_ms".into(), or_none(config.min_compaction_lag_ms)]);
+        let ratio = config.min_cleanable_dirty_ratio.map_or_else(|| "-".to_owned(), |r| r.to_string());
+        settings.row(vec!["min_cleanable_dirty_ratio".into(), ratio]);
+    }
+    settings.row(vec!["cleanup_policy".into(), policy]);
     settings.write(out)?;
     if topic.overridden_keys.is_empty() {
         writeln!(out, "set on the topic: none (every setting is the broker's default)")

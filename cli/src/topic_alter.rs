@@ -20,6 +20,10 @@ const KEYS: &[(&str, &str)] = &[
     ("min.insync.replicas", "1 to the replication factor"),
     ("flush.ms", "milliseconds between fsyncs (interval durability)"),
     ("rill.durability", "always, interval or never"),
+    ("cleanup.policy", "delete, compact, or compact,delete"),
+    ("delete.retention.ms", "milliseconds a compacted topic keeps a tombstone"),
+    ("min.compaction.lag.ms", "milliseconds a record stays before compaction may remove it"),
+    ("min.cleanable.dirty.ratio", "a ratio from 0 to 1: how much of a partition is new before it is compacted"),
 ];
 
 #[derive(Debug, clap::Args)]
@@ -46,7 +50,9 @@ pub const AFTER_HELP: &str = "Examples:
   rill topic alter orders --config max.message.bytes=65536 --dry-run    # check only
 
 Keys: retention.ms, retention.bytes (-1: no limit), segment.bytes, max.message.bytes, min.insync.replicas,
-flush.ms (interval durability with that period), rill.durability (always, interval, never). Applied to every
+flush.ms (interval durability with that period), rill.durability (always, interval, never), cleanup.policy
+(delete, compact, compact,delete), delete.retention.ms, min.compaction.lag.ms, min.cleanable.dirty.ratio
+(compaction, docs/compaction.md). Applied to every
 partition on every node that holds one, and kept across restarts: retention at the next retention pass,
 segment.bytes at the next segment roll, max.message.bytes and durability at the next produce. All or nothing:
 one bad key or value refuses the change. Needs alter_configs on the topic when authorization is on.";
@@ -74,6 +80,13 @@ fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
             "max.message.bytes" => set.max_batch_bytes = Some(number()?),
             "flush.ms" => set.flush_interval_ms = Some(number()?),
             "min.insync.replicas" => min_insync_replicas = Some(u32::try_from(number()?).map_err(|_| bad())?),
+            "cleanup.policy" => set.cleanup_policy = Some(value.to_owned()),
+            "delete.retention.ms" => set.delete_retention_ms = Some(number()?),
+            "min.compaction.lag.ms" => set.min_compaction_lag_ms = Some(number()?),
+            "min.cleanable.dirty.ratio" => {
+                set.min_cleanable_dirty_ratio =
+                    Some(value.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(bad)?)
+            }
             _ => {
                 let policy = match value {
                     "always" => DurabilityPolicy::Always,

@@ -80,6 +80,19 @@ pub fn retain_records(batch: &[u8], mut keep: impl FnMut(&RecordView<'_>) -> boo
     Ok(Retained::Some { batch: out, removed })
 }
 
+/// Checks that every record of `batch` has a key: what a compacted topic takes (Kafka's rule too: a record without a
+/// key could never be replaced or deleted). A compressed batch is decompressed to look.
+pub fn require_keys(batch: &[u8]) -> Result<(), BatchError> {
+    let mut keyless = None;
+    retain_records(batch, |record| {
+        if record.key.is_none() && keyless.is_none() {
+            keyless = Some(record.offset_delta);
+        }
+        true
+    })?;
+    keyless.map_or(Ok(()), |offset_delta| Err(BatchError::MissingKey { offset_delta }))
+}
+
 fn batch_length(total: usize) -> Result<i32, BatchError> {
     i32::try_from(total - LOG_OVERHEAD).map_err(|_| BatchError::MalformedRecord("batch longer than 2 GiB"))
 }
@@ -188,6 +201,17 @@ mod tests {
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
         assert!(matches!(retain_records(&damaged, |_| true), Err(BatchError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn a_compacted_topic_takes_only_records_with_keys() {
+        let keyed = batch_of(&["a", "b"], Compression::Gzip);
+        assert_eq!(require_keys(&keyed), Ok(()));
+        let mut builder = RecordBatchBuilder::default();
+        for key in [Some(b"a".to_vec()), None] {
+            builder.push(&Record { key, value: Some(b"v".to_vec()), headers: Vec::new(), timestamp_ms: 0 });
+        }
+        assert_eq!(require_keys(&builder.build()), Err(BatchError::MissingKey { offset_delta: 1 }));
     }
 
     /// An empty batch is a valid batch of no records covering the run's offsets, uncompressed.

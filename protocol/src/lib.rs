@@ -72,6 +72,11 @@ pub enum BatchError {
     CrcMismatch { stored: u32, computed: u32 },
     #[error("batch declares {declared} records but holds {actual}")]
     RecordCountMismatch { declared: i32, actual: i32 },
+    #[error(
+        "record {offset_delta} of the batch has no key: the topic is compacted (cleanup.policy compact), which keeps \
+         each key's newest record, so every record needs a key"
+    )]
+    MissingKey { offset_delta: i32 },
     #[error("record count {record_count} does not fit last offset delta {last_offset_delta}")]
     BadRecordCount { record_count: i32, last_offset_delta: i32 },
     #[error("bad offset delta {0}: deltas must be non-negative, increasing, and end at the last offset delta")]

@@ -64,6 +64,9 @@ pub struct LogConfig {
     /// Producer ids a partition keeps state for; a new one past it is refused (after expiring idle ones). Bounds
     /// the memory of a partition written by many short-lived producers to about 300 bytes each.
     pub max_producer_ids: usize,
+    /// A compacted log (Kafka's `cleanup.policy=compact`): appends take only records with keys, and
+    /// [`crate::Log::compact_if_configured`] compacts with these settings. `None`: never compacted.
+    pub compaction: Option<crate::CompactionSettings>,
 }
 
 impl Default for LogConfig {
@@ -81,6 +84,7 @@ impl Default for LogConfig {
             direct_min_batch_bytes: 64 << 10,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             max_producer_ids: 10_000,
+            compaction: None,
         }
     }
 }

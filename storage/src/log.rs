@@ -306,6 +306,7 @@ impl Log {
             retention_ms: changed.retention_ms,
             retention_bytes: changed.retention_bytes,
             durability: changed.durability,
+            compaction: changed.compaction,
             ..*config
         };
         next.validate()?;
@@ -402,6 +403,11 @@ impl Log {
                 return Err(StorageError::BatchTooLarge { size: batch.len(), limit: max_batch_bytes });
             }
             headers.push(rill_protocol::validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)?.header);
+        }
+        if self.config().compaction.is_some() {
+            for batch in batches {
+                rill_protocol::compaction::require_keys(batch)?;
+            }
         }
         let mut writer = lock(&self.writer);
         self.ensure_writable(&writer)?;

@@ -14,7 +14,7 @@ use rill_storage::{CompactionSettings, Log, LogConfig};
 
 /// Every pass due at once: no dirty ratio, no lag, tombstones kept a minute.
 const EAGER: CompactionSettings = CompactionSettings {
-    min_cleanable_dirty_ratio: 0.0,
+    min_cleanable_dirty_permille: 0,
     min_compaction_lag_ms: 0,
     delete_retention_ms: 60_000,
     key_map_bytes: 1 << 20,
@@ -26,6 +26,9 @@ struct Put {
     key: Option<u8>,
     value: Option<u16>,
 }
+
+/// A record as read back: offset, key, value.
+type Stored = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn batch_of(puts: &[Put], ts: i64) -> Vec<u8> {
     let mut builder = RecordBatchBuilder::default();
@@ -42,7 +45,7 @@ fn batch_of(puts: &[Put], ts: i64) -> Vec<u8> {
 
 /// Every record from the log start to the high watermark: (offset, key, value), and the batches' offsets, which
 /// must run dense from the start to the high watermark.
-fn read_records(log: &Log) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn read_records(log: &Log) -> Vec<Stored> {
     let mut out = Vec::new();
     let mut next = log.log_start_offset();
     while next < log.high_watermark() {
@@ -67,11 +70,7 @@ fn read_records(log: &Log) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
 /// What compaction up to `end` must leave of `written` (offset order): below `end`, a keyed record only if no
 /// later record below `end` has its key, and a tombstone only while `tombstones_stay`; keyless records and
 /// everything from `end` on, all.
-fn expected_after(
-    written: &[(i64, Option<Vec<u8>>, Option<Vec<u8>>)],
-    end: i64,
-    tombstones_stay: bool,
-) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn expected_after(written: &[Stored], end: i64, tombstones_stay: bool) -> Vec<Stored> {
     let mut newest: HashMap<&[u8], i64> = HashMap::new();
     for (offset, key, _) in written.iter().filter(|(offset, _, _)| *offset < end) {
         if let Some(key) = key {
@@ -182,7 +181,7 @@ fn the_active_segment_and_what_is_too_recent_stay_as_written() {
     }
     let lagging = CompactionSettings { min_compaction_lag_ms: 10_000, ..EAGER };
     assert_eq!(log.compact(&lagging).unwrap(), None, "every segment is younger than the lag");
-    let dirty_enough = CompactionSettings { min_cleanable_dirty_ratio: 0.5, ..EAGER };
+    let dirty_enough = CompactionSettings { min_cleanable_dirty_permille: 500, ..EAGER };
     clock.advance(10_000);
     assert!(log.compact(&dirty_enough).unwrap().is_some(), "all dirty, past the lag");
     assert_eq!(log.compact(&dirty_enough).unwrap(), None, "nothing dirty since");
@@ -299,4 +298,17 @@ proptest! {
         let recovered = Log::open_with_clock(dir.path(), config, clock).unwrap();
         prop_assert_eq!(read_records(&recovered), model);
     }
+}
+
+#[test]
+fn a_compacted_log_takes_only_records_with_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { compaction: Some(EAGER), ..small_config() };
+    let log = Log::open(dir.path(), config).unwrap();
+    log.append(&batch_of(&[put(1, 1)], 1_000_000)).unwrap();
+    let keyless = log.append(&batch_of(&[put(1, 2), Put { key: None, value: Some(3) }], 1_000_000)).unwrap_err();
+    assert!(keyless.to_string().contains("no key"), "{keyless}");
+    assert_eq!(log.log_end_offset(), 1, "nothing of the refused batch was appended");
+    log.reconfigure(&LogConfig { compaction: None, ..config }).unwrap();
+    log.append(&batch_of(&[Put { key: None, value: Some(3) }], 1_000_000)).unwrap();
 }

@@ -54,4 +54,4 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_tls.py \
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
-  tests/compat/test_kafka_cluster_transactions.py "$@"
+  tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py "$@"

@@ -268,7 +268,7 @@ def test_kafka_python_admin_creates_describes_grows_and_deletes_topics(broker):
         with pytest.raises(TopicAlreadyExistsError):
             admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
         with pytest.raises(InvalidConfigurationError):
-            admin.create_topics([NewTopic(next(topic_names), 1, 1, topic_configs={"cleanup.policy": "compact"})])
+            admin.create_topics([NewTopic(next(topic_names), 1, 1, topic_configs={"cleanup.policy": "shrink"})])
         admin.create_partitions({name: NewPartitions(total_count=5)})
         assert len(admin.describe_topics([name])[0]["partitions"]) == 5
         validated = next(topic_names)

@@ -285,7 +285,7 @@ async fn create_topics_answers_each_topic_with_its_own_error_and_validate_only_c
         topic("bad/name", 1),
         topic("zero", 0),
         topic("replicated", 1).with_replication_factor(3),
-        topic("compacted", 1).with_configs(vec![config("cleanup.policy", "compact")]),
+        topic("compacted", 1).with_configs(vec![config("cleanup.policy", "compact,shrink")]),
         topic("strict", 1).with_configs(vec![config("min.insync.replicas", "2")]),
         topic("lenient", 1).with_configs(vec![config("min.insync.replicas", "1")]),
     ]);

@@ -717,6 +717,7 @@ pub(crate) mod fixtures {
             max_batch_bytes: 1 << 20,
             retention_ms: None,
             retention_bytes: None,
+            cleanup: crate::meta::Cleanup::default(),
         }
     }
 

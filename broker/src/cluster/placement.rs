@@ -136,6 +136,7 @@ mod tests {
             max_batch_bytes: 1 << 20,
             retention_ms: None,
             retention_bytes: None,
+            cleanup: crate::meta::Cleanup::default(),
         }
     }
 

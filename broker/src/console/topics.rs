@@ -40,7 +40,7 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     body.raw("<table id=\"topics\"><tr><th>topic</th><th class=\"num\">partitions</th><th class=\"num\">replicas</th>");
     body.raw("<th>retention</th><th class=\"num\">size on this node</th></tr>");
     for topic in shown {
-        let config = topic.config.unwrap_or_default();
+        let config = topic.config.clone().unwrap_or_default();
         let size: u64 = console
             .node
             .registry

@@ -3,8 +3,9 @@
 //! Topic configs mapped (anything else is INVALID_CONFIG, naming what is accepted, as Kafka refuses a name it
 //! does not know): `retention.ms` and `retention.bytes` (-1: no limit), `segment.bytes`, `max.message.bytes`
 //! (rill's `max_batch_bytes`), `flush.ms` (rill's `interval` durability with that period), `cleanup.policy`
-//! (only `delete`: rill does not compact) and `min.insync.replicas` (kept beside the settings: it belongs to the
-//! topic's placement on a cluster).
+//! (`delete`, `compact`, `compact,delete`) with `delete.retention.ms`, `min.compaction.lag.ms` and
+//! `min.cleanable.dirty.ratio`, and `min.insync.replicas` (kept beside the settings: it belongs to the topic's
+//! placement on a cluster).
 
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
@@ -12,7 +13,7 @@ use rill_protocol::v1;
 use super::KafkaContext;
 use crate::config::BrokerConfig;
 use crate::config::DurabilityPolicy;
-use crate::meta::TopicSettings;
+use crate::meta::{Cleanup, TopicSettings};
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
 
 /// The topic configs CreateTopics accepts.
@@ -23,6 +24,9 @@ pub const SETTABLE: &[&str] = &[
     "max.message.bytes",
     "flush.ms",
     "cleanup.policy",
+    "delete.retention.ms",
+    "min.compaction.lag.ms",
+    "min.cleanable.dirty.ratio",
     "min.insync.replicas",
 ];
 
@@ -39,6 +43,7 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+const TYPE_DOUBLE: i8 = 6;
 
 /// One config as DescribeConfigs (and CreateTopics v5+) shows it.
 pub struct ConfigEntry {
@@ -79,11 +84,18 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
                 config.durability = v1::DurabilityPolicy::Interval as i32;
                 config.flush_interval_ms = Some(count(name, value)?);
             }
-            "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => {
-                return Err(format!(
-                    "cleanup.policy {value:?} is not supported: rill deletes old segments (delete) and never compacts"
-                ))
+                Cleanup::parse_policy(value).ok_or_else(|| {
+                    format!("cleanup.policy must be delete, compact, or compact,delete, not {value:?}")
+                })?;
+                config.cleanup_policy = Some(value.to_owned());
+            }
+            "delete.retention.ms" => config.delete_retention_ms = Some(count(name, value)?),
+            "min.compaction.lag.ms" => config.min_compaction_lag_ms = Some(count(name, value)?),
+            "min.cleanable.dirty.ratio" => {
+                let permille = Cleanup::parse_dirty_ratio(value)
+                    .ok_or_else(|| format!("min.cleanable.dirty.ratio must be from 0 to 1, not {value:?}"))?;
+                config.min_cleanable_dirty_ratio = Some(f64::from(permille) / 1000.0);
             }
             other => {
                 return Err(format!(
@@ -127,7 +139,25 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         DurabilityPolicy::Never => "never",
     };
     vec![
-        entry("cleanup.policy", "delete".into(), SOURCE_DEFAULT, TYPE_LIST),
+        entry("cleanup.policy", s.cleanup.policy().into(), source(ConfigKey::CleanupPolicy), TYPE_LIST),
+        entry(
+            "delete.retention.ms",
+            s.cleanup.delete_retention_ms.to_string(),
+            source(ConfigKey::DeleteRetentionMs),
+            TYPE_LONG,
+        ),
+        entry(
+            "min.compaction.lag.ms",
+            s.cleanup.min_compaction_lag_ms.to_string(),
+            source(ConfigKey::MinCompactionLagMs),
+            TYPE_LONG,
+        ),
+        entry(
+            "min.cleanable.dirty.ratio",
+            s.cleanup.dirty_ratio_text(),
+            source(ConfigKey::MinCleanableDirtyRatio),
+            TYPE_DOUBLE,
+        ),
         entry("retention.ms", limit(s.retention_ms), source(ConfigKey::RetentionMs), TYPE_LONG),
         entry("retention.bytes", limit(s.retention_bytes), source(ConfigKey::RetentionBytes), TYPE_LONG),
         entry("segment.bytes", s.segment_bytes.to_string(), source(ConfigKey::SegmentBytes), TYPE_INT),
@@ -201,8 +231,20 @@ mod tests {
         assert_eq!(config.retention_ms, Some(u64::MAX));
         assert_eq!(config.segment_bytes, Some(1 << 20));
         assert_eq!((config.durability, config.flush_interval_ms), (v1::DurabilityPolicy::Interval as i32, Some(50)));
-        let compact = topic_config([("cleanup.policy", Some("compact"))].into_iter()).unwrap_err();
-        assert!(compact.contains("never compacts"), "{compact}");
+        let compacted = [
+            ("cleanup.policy", Some("compact,delete")),
+            ("delete.retention.ms", Some("1000")),
+            ("min.compaction.lag.ms", Some("5")),
+            ("min.cleanable.dirty.ratio", Some("0.01")),
+        ];
+        let CreateConfig { config, .. } = topic_config(compacted.into_iter()).expect("compaction configs map");
+        assert_eq!(config.cleanup_policy.as_deref(), Some("compact,delete"));
+        assert_eq!((config.delete_retention_ms, config.min_compaction_lag_ms), (Some(1000), Some(5)));
+        assert_eq!(config.min_cleanable_dirty_ratio, Some(0.01));
+        let policy = topic_config([("cleanup.policy", Some("compress"))].into_iter()).unwrap_err();
+        assert!(policy.contains("delete, compact, or compact,delete"), "{policy}");
+        let ratio = topic_config([("min.cleanable.dirty.ratio", Some("1.5"))].into_iter()).unwrap_err();
+        assert!(ratio.contains("from 0 to 1"), "{ratio}");
         let unknown = topic_config([("compression.type", Some("zstd"))].into_iter()).unwrap_err();
         assert!(unknown.contains("retention.ms"), "the refusal lists what is accepted: {unknown}");
         let negative = topic_config([("retention.bytes", Some("-5"))].into_iter()).unwrap_err();

@@ -54,6 +54,7 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         max_batch_bytes: 4 << 20,
         retention_ms: None,
         retention_bytes: None,
+        cleanup: crate::meta::Cleanup::default(),
     }
 }
 

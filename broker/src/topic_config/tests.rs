@@ -13,6 +13,7 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             max_batch_bytes: defaults.max_batch_bytes,
             retention_ms: defaults.default_retention_ms,
             retention_bytes: defaults.default_retention_bytes,
+            cleanup: crate::meta::Cleanup::default(),
         },
         min_insync_replicas: 2,
     }
@@ -86,8 +87,11 @@ fn one_bad_change_refuses_the_request_naming_key_value_and_what_is_allowed() {
     assert!(over_broker.contains("max_batch_bytes"), "{over_broker}");
     let tiny = refusal_of(apply_changes(&before, &[ConfigChange::set("segment.bytes", "100")], 3, &defaults));
     assert!(tiny.contains("1024"), "{tiny}");
-    let compact = refusal_of(apply_changes(&before, &[ConfigChange::set("cleanup.policy", "compact")], 3, &defaults));
-    assert!(compact.contains("never compacts"), "{compact}");
+    let policy = refusal_of(apply_changes(&before, &[ConfigChange::set("cleanup.policy", "shrink")], 3, &defaults));
+    assert!(policy.contains("delete, compact, or compact,delete"), "{policy}");
+    let ratio =
+        refusal_of(apply_changes(&before, &[ConfigChange::set("min.cleanable.dirty.ratio", "2")], 3, &defaults));
+    assert!(ratio.contains("from 0 to 1"), "{ratio}");
     let twice = refusal_of(apply_changes(
         &before,
         &[ConfigChange::set("retention.ms", "1"), ConfigChange::delete("retention_ms")],
@@ -151,4 +155,32 @@ fn a_max_message_bytes_the_topic_does_not_set_follows_its_segment_bytes() {
     let reset = [ConfigChange::delete("max.message.bytes"), ConfigChange::set("segment.bytes", "1048576")];
     let after = apply_changes(&set, &reset, 3, &defaults).expect("a reset limit follows the segment");
     assert_eq!(after.settings.max_batch_bytes, 1 << 20);
+}
+
+/// A topic becomes compacted and back: the policy, the compaction settings and what each does to the log's config
+/// (no retention under compact alone), each shown as set while it differs from Kafka's default.
+#[test]
+fn compaction_settings_change_and_reset() {
+    let defaults = BrokerConfig { default_retention_ms: Some(1000), ..BrokerConfig::default() };
+    let before = created(&defaults);
+    let changes = [
+        ConfigChange::set("cleanup.policy", "compact"),
+        ConfigChange::set("delete.retention.ms", "5000"),
+        ConfigChange::set("min.cleanable.dirty.ratio", "0.1"),
+    ];
+    let compacted = apply_changes(&before, &changes, 3, &defaults).unwrap();
+    let cleanup = compacted.settings.cleanup;
+    assert_eq!((cleanup.compact, cleanup.delete, cleanup.delete_retention_ms), (true, false, 5000));
+    assert_eq!(cleanup.dirty_ratio_text(), "0.1");
+    let log = compacted.settings.log_config();
+    assert_eq!(log.retention_ms, None, "compact alone keeps every key's newest record however old");
+    let compaction = log.compaction.expect("a compacted log");
+    assert_eq!((compaction.min_cleanable_dirty_permille, compaction.delete_retention_ms), (100, 5000));
+    let shown = overridden_keys(&compacted, 3, &defaults);
+    assert!(shown.contains(&ConfigKey::CleanupPolicy) && shown.contains(&ConfigKey::MinCleanableDirtyRatio));
+    let both = apply_changes(&compacted, &[ConfigChange::set("cleanup.policy", "delete,compact")], 3, &defaults);
+    assert_eq!(both.unwrap().settings.log_config().retention_ms, Some(1000), "compact,delete keeps retention");
+    let reset = apply_changes(&compacted, &[ConfigChange::delete("cleanup.policy")], 3, &defaults).unwrap();
+    assert_eq!(reset.settings.cleanup.policy(), "delete");
+    assert_eq!(reset.settings.log_config().compaction, None);
 }

@@ -53,10 +53,11 @@ use crate::{Result, StorageError};
 pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
 
 /// When and how a log is compacted: Kafka's topic configs of the same names.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactionSettings {
-    /// A pass runs once the dirty bytes are at least this share of the cleanable bytes (0 to 1).
-    pub min_cleanable_dirty_ratio: f64,
+    /// A pass runs once the dirty bytes are at least this share of the cleanable bytes, in thousandths (0 to
+    /// 1000; Kafka's `min.cleanable.dirty.ratio` 0.5 is 500).
+    pub min_cleanable_dirty_permille: u16,
     /// A segment is cleanable only once its newest record is this old.
     pub min_compaction_lag_ms: u64,
     /// How long a tombstone stays once written (by its batch's newest timestamp).
@@ -112,7 +113,6 @@ impl Log {
         let _one_pass_at_a_time = lock(&self.compaction);
         self.ensure_open()?;
         let now = self.clock.now_ms();
-        let epochs = lock(&self.writer).checkpoint.epochs.clone();
         let limit = self.last_stable_offset();
         let lag_horizon = now.saturating_sub(i64::try_from(settings.min_compaction_lag_ms).unwrap_or(i64::MAX));
         let cleanable: Vec<Arc<Segment>> = {
@@ -127,9 +127,13 @@ impl Log {
         let cleaned_through = self.cleaned_through.load(Ordering::Acquire);
         let total: u64 = cleanable.iter().map(|s| s.size()).sum();
         let dirty: u64 = cleanable.iter().filter(|s| s.next_offset() > cleaned_through).map(|s| s.size()).sum();
-        if dirty == 0 || (dirty as f64) < settings.min_cleanable_dirty_ratio * total as f64 {
+        if dirty == 0
+            || u128::from(dirty) * 1000 < u128::from(settings.min_cleanable_dirty_permille) * u128::from(total)
+        {
             return Ok(None);
         }
+        // Only now: the maintenance task asks every pass, and most find nothing due.
+        let epochs = lock(&self.writer).checkpoint.epochs.clone();
         let (newest, end) = self.map_keys(&cleanable, cleaned_through, settings.key_map_bytes)?;
         let tombstone_horizon = now.saturating_sub(i64::try_from(settings.delete_retention_ms).unwrap_or(i64::MAX));
         // First: no read is answered from memory with the bytes these segments held before.
@@ -176,6 +180,14 @@ impl Log {
             "compacted log"
         );
         Ok(Some(outcome))
+    }
+
+    /// [`Log::compact`] with the log's own settings, when it has any (`LogConfig::compaction`: a compacted topic).
+    pub fn compact_if_configured(&self) -> Result<Option<CompactionOutcome>> {
+        match self.config().compaction {
+            Some(settings) => self.compact(&settings),
+            None => Ok(None),
+        }
     }
 
     /// Each key of the dirty segments (those past `cleaned_through`) with its newest offset, and the offset the map

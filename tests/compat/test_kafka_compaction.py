@@ -1,0 +1,152 @@
+"""Compacted topics (`cleanup.policy=compact`) through real Kafka clients: confluent-kafka (librdkafka) creates one
+with Kafka's topic configs and produces keyed records compressed and idempotent; a `rill broker` process compacts
+it in its maintenance pass; librdkafka and kafka-python then read from the start every key's newest value at its
+offset, past the empty batches compaction leaves, and a tombstone's key goes. A record without a key is refused
+with INVALID_RECORD, and DescribeConfigs and IncrementalAlterConfigs show and change the settings. Run by
+kafka-clients.sh."""
+
+import itertools
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+from kafka import KafkaConsumer
+from kafka import TopicPartition as PyPartition
+
+topic_names = (f"compaction-{n}" for n in itertools.count())
+KEYS = 20
+ROUNDS = 30
+
+
+@pytest.fixture(scope="module")
+def broker(broker_addr):
+    return broker_addr
+
+
+def create(admin, name, config):
+    (future,) = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1, config=config)]).values()
+    future.result(timeout=30)
+
+
+def read_all_librdkafka(addr, name, end):
+    """(offset, key, value) of every record of partition 0 from the start up to offset `end`, read by librdkafka."""
+    consumer = Consumer({"bootstrap.servers": addr, "group.id": f"{name}-reader-{time.monotonic_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(name, 0, 0)])
+        records = []
+        deadline = time.monotonic() + 30
+        while consumer.position([TopicPartition(name, 0)])[0].offset < end:
+            assert time.monotonic() < deadline, f"did not reach offset {end}: {records[-3:]}"
+            message = consumer.poll(1)
+            if message is not None and message.error() is None:
+                records.append((message.offset(), message.key(), message.value()))
+        return records
+    finally:
+        consumer.close()
+
+
+def produce_rounds(addr, name):
+    """ROUNDS values of each of KEYS keys, each round flushed (small batches over many 1 KiB segments), then a
+    tombstone of key k0: what each key's newest value is, and the log end."""
+    producer = Producer({"bootstrap.servers": addr, "compression.type": "lz4", "linger.ms": 0})
+    newest = {}
+    for round_ in range(ROUNDS):
+        for key in range(KEYS):
+            value = f"round {round_} of k{key}".encode()
+            producer.produce(name, key=f"k{key}".encode(), value=value, partition=0)
+            newest[f"k{key}".encode()] = value
+        assert producer.flush(30) == 0
+    producer.produce(name, key=b"k0", value=None, partition=0)
+    newest[b"k0"] = None
+    assert producer.flush(30) == 0
+    return newest, ROUNDS * KEYS + 1
+
+
+def test_a_compacted_topic_keeps_each_keys_newest_value_for_librdkafka_and_kafka_python(broker):
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = next(topic_names)
+    create(admin, name, {"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01",
+                         "delete.retention.ms": "3600000"})
+    newest, end = produce_rounds(broker, name)
+
+    # The maintenance pass runs every 100 ms: wait until most of what was written is gone.
+    deadline = time.monotonic() + 30
+    while True:
+        records = read_all_librdkafka(broker, name, end)
+        if len(records) < end // 3:
+            break
+        assert time.monotonic() < deadline, f"still {len(records)} of {end} records after 30 s"
+        time.sleep(0.5)
+
+    offsets = [offset for offset, _, _ in records]
+    assert offsets == sorted(set(offsets)), "offsets only increase"
+    last = {}
+    for offset, key, value in records:
+        last[key] = value
+    assert last == newest, "every key ends with its newest value (k0 with its tombstone)"
+    assert records[-1][0] == end - 1, "the tombstone keeps its offset"
+    low, high = Consumer({"bootstrap.servers": broker, "group.id": f"{name}-marks"}).get_watermark_offsets(
+        TopicPartition(name, 0), timeout=30)
+    assert (low, high) == (0, end), "compaction moves no offset"
+
+    # kafka-python reads the same records, past the empty batches left where whole batches went.
+    consumer = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, consumer_timeout_ms=10_000)
+    try:
+        partition = PyPartition(name, 0)
+        consumer.assign([partition])
+        consumer.seek(partition, 0)
+        seen = []
+        for record in consumer:
+            seen.append((record.offset, record.key, record.value))
+            if record.offset >= end - 1:
+                break
+    finally:
+        consumer.close()
+    assert seen[-1][0] == end - 1, f"kafka-python stopped at {seen[-1:]}"
+    assert {key: value for _, key, value in seen} == newest
+
+
+def test_a_compacted_topic_refuses_a_record_without_a_key(broker):
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = next(topic_names)
+    create(admin, name, {"cleanup.policy": "compact"})
+    errors = []
+    producer = Producer({"bootstrap.servers": broker, "enable.idempotence": False, "retries": 0})
+    # Flushed apart: a batch holding a keyless record is refused whole, as Kafka refuses it.
+    producer.produce(name, value=b"no key", partition=0, on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(30)
+    producer.produce(name, key=b"k", value=b"keyed", partition=0, on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(30)
+    assert len(errors) == 2
+    assert errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD, errors[0]
+    assert errors[1] is None, "a keyed record is taken"
+
+
+def test_describe_and_alter_the_compaction_configs(broker):
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = next(topic_names)
+    create(admin, name, {})
+    resource = ConfigResource(ResourceType.TOPIC, name)
+
+    def described():
+        (future,) = admin.describe_configs([resource]).values()
+        return {key: entry.value for key, entry in future.result(timeout=30).items()}
+
+    assert described()["cleanup.policy"] == "delete"
+    change = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact,delete", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("min.compaction.lag.ms", "60000", incremental_operation=AlterConfigOpType.SET),
+    ])
+    (future,) = admin.incremental_alter_configs([change]).values()
+    future.result(timeout=30)
+    configs = described()
+    assert (configs["cleanup.policy"], configs["min.compaction.lag.ms"]) == ("compact,delete", "60000")
+    assert (configs["delete.retention.ms"], configs["min.cleanable.dirty.ratio"]) == ("86400000", "0.5")
+    bad = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+        ConfigEntry("min.cleanable.dirty.ratio", "2", incremental_operation=AlterConfigOpType.SET)])
+    (future,) = admin.incremental_alter_configs([bad]).values()
+    with pytest.raises(Exception) as refused:
+        future.result(timeout=30)
+    assert "from 0 to 1" in str(refused.value)

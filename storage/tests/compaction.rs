@@ -29,6 +29,8 @@ struct Put {
 
 /// A record as read back: offset, key, value.
 type Stored = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+/// A record's key and value.
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn batch_of(puts: &[Put], ts: i64) -> Vec<u8> {
     let mut builder = RecordBatchBuilder::default();
@@ -311,4 +313,48 @@ fn a_compacted_log_takes_only_records_with_keys() {
     assert_eq!(log.log_end_offset(), 1, "nothing of the refused batch was appended");
     log.reconfigure(&LogConfig { compaction: None, ..config }).unwrap();
     log.append(&batch_of(&[Put { key: None, value: Some(3) }], 1_000_000)).unwrap();
+}
+
+/// `puts` as a transactional batch of producer `id` (epoch 0) at sequence `sequence`.
+fn transactional(id: i64, sequence: i32, puts: &[Put]) -> Vec<u8> {
+    let mut bytes = batch_of(puts, 1_000_000);
+    let mut header = rill_protocol::BatchHeader::parse(&bytes).unwrap();
+    (header.producer_id, header.producer_epoch, header.base_sequence) = (id, 0, sequence);
+    header.attributes |= rill_protocol::batch::TRANSACTIONAL_BIT;
+    rill_protocol::record::write_header(&mut bytes, &header);
+    bytes
+}
+
+/// A committed transaction's records are compacted as any others; an aborted one's all go and never stand for
+/// their key's newest value; the markers stay.
+#[test]
+fn aborted_transactions_go_and_committed_ones_are_compacted() {
+    use rill_protocol::control::{end_transaction_marker, TransactionOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    let marker = |id, outcome| end_transaction_marker(id, 0, 0, outcome, 1_000_000);
+    log.append(&transactional(10, 0, &[put(1, 100), put(4, 400)])).unwrap();
+    log.append_control_unsynced(&marker(10, TransactionOutcome::Commit)).unwrap();
+    log.append(&transactional(11, 0, &[put(1, 200), put(2, 201)])).unwrap();
+    log.append_control_unsynced(&marker(11, TransactionOutcome::Abort)).unwrap();
+    log.append(&batch_of(&[put(4, 401)], 1_000_000)).unwrap();
+    for i in 0..60u16 {
+        log.append(&batch_of(&[put(9, i)], 1_000_000)).unwrap();
+    }
+    let outcome = log.compact(&EAGER).unwrap().unwrap();
+    let data = |records: Vec<Stored>| -> Vec<KeyValue> {
+        let ours = records.into_iter().filter(|(_, key, _)| key.as_ref().is_some_and(|k| k.starts_with(b"key-")));
+        ours.filter(|(offset, key, _)| *offset < outcome.cleaned_through && key.as_deref() != Some(&b"key-9"[..]))
+            .map(|(_, key, value)| (key, value))
+            .collect()
+    };
+    let value = |v: u16| Some(format!("value-{v}-{}", "x".repeat(v as usize % 40)).into_bytes());
+    assert_eq!(
+        data(read_records(&log)),
+        vec![(Some(b"key-1".to_vec()), value(100)), (Some(b"key-4".to_vec()), value(401))],
+        "k1 keeps its committed value, the aborted k1 and k2 are gone, the committed k4 gave way to a later one"
+    );
+    let markers = read_records(&log).into_iter().filter(|(_, key, _)| key.as_ref().is_some_and(|k| k.len() == 4));
+    assert_eq!(markers.count(), 2, "both markers stay");
+    assert_eq!(log.aborted_transactions(0, log.log_end_offset()).len(), 1, "read_committed readers still skip it");
 }

@@ -150,3 +150,58 @@ def test_describe_and_alter_the_compaction_configs(broker):
     with pytest.raises(Exception) as refused:
         future.result(timeout=30)
     assert "from 0 to 1" in str(refused.value)
+
+
+def test_transactions_on_a_compacted_topic_read_committed(broker):
+    """A Kafka Streams changelog under exactly-once: committed transactions are compacted like any records, an
+    aborted one's records all go, and a read_committed consumer gets each key's newest committed value."""
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = next(topic_names)
+    create(admin, name, {"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01"})
+    producer = Producer({"bootstrap.servers": broker, "transactional.id": f"{name}-txn", "linger.ms": 0})
+    producer.init_transactions(30)
+    newest = {}
+    for round_ in range(ROUNDS):
+        producer.begin_transaction()
+        for key in range(5):
+            producer.produce(name, key=f"k{key}".encode(), value=f"round {round_}".encode(), partition=0)
+        assert producer.flush(30) == 0, "the records reach the log before the transaction ends"
+        aborted = round_ % 3 == 2
+        if aborted:
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+            newest.update({f"k{key}".encode(): f"round {round_}".encode() for key in range(5)})
+    _, end = Consumer({"bootstrap.servers": broker, "group.id": f"{name}-marks"}).get_watermark_offsets(
+        TopicPartition(name, 0), timeout=30)
+
+    def read_committed():
+        consumer = Consumer({"bootstrap.servers": broker, "group.id": f"{name}-{time.monotonic_ns()}",
+                             "enable.auto.commit": False, "isolation.level": "read_committed",
+                             "auto.offset.reset": "earliest", "enable.partition.eof": True})
+        try:
+            consumer.assign([TopicPartition(name, 0, 0)])
+            records = []
+            deadline = time.monotonic() + 30
+            while True:
+                assert time.monotonic() < deadline, f"no end of partition within 30 s: {records[-3:]}"
+                message = consumer.poll(1)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+                    return records
+                records.append((message.key(), message.value()))
+        finally:
+            consumer.close()
+
+    deadline = time.monotonic() + 30
+    while True:
+        records = read_committed()
+        if len(records) < ROUNDS * 5 // 3:
+            break
+        assert time.monotonic() < deadline, f"still {len(records)} records after 30 s"
+        time.sleep(0.5)
+    assert dict(records) == newest, "each key's newest committed value, never an aborted one"
+    assert all(value != b"round 29" for _, value in records), "round 29 was aborted"
+    assert end == ROUNDS * 5 + ROUNDS, "every record and marker keeps its offset"

@@ -18,8 +18,10 @@
 //!   (or of none) in one leader epoch becomes a single empty batch over all their offsets. Offsets stay dense
 //!   from batch to batch, so recovery, the indexes, replication and readers see a log like any other.
 //! - Records without a key (a topic may have become compacted after they were written).
-//! - Transactional batches and control batches, whole: whether their records were committed is in the markers,
-//!   and keeping them is always safe (an aborted record is never the newest value of its key here).
+//! - Control batches (transaction markers), whole. Below the last stable offset every transaction has its marker:
+//!   a transactional batch whose producer's transaction is among the log's aborted ones (`producer_state.rs`, what
+//!   `read_committed` readers skip by) loses every record, as Kafka's cleaner removes aborted data, and never
+//!   counts as a key's newest value; any other transactional batch was committed and is compacted as the rest.
 //! - A tombstone (a record with a key and no value) is the newest value of its key until its batch is
 //!   `delete_retention_ms` old; then it goes too, so deleted keys do not stay forever. A consumer that reads the
 //!   whole log within that time sees every deletion.
@@ -81,6 +83,45 @@ pub struct CompactionOutcome {
 /// Bytes a key costs the map beyond its own: the entry, its offset and the allocation's header, roughly.
 const KEY_ENTRY_OVERHEAD: usize = 48;
 
+/// What a pass does with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    /// A transaction marker: kept whole.
+    Marker,
+    /// Part of an aborted transaction: every record goes.
+    Aborted,
+    /// Not transactional, or committed: compacted by key.
+    Data,
+}
+
+/// The aborted transactions of the log below a pass's end, by producer: `(first offset, marker offset)`.
+struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    fn of(log: &Log, end: i64) -> Self {
+        let mut ranges: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for aborted in log.aborted_transactions(log.log_start_offset(), end) {
+            ranges.entry(aborted.producer_id).or_default().push((aborted.first_offset, aborted.last_offset));
+        }
+        Self(ranges)
+    }
+
+    fn kind_of(&self, header: &BatchHeader) -> BatchKind {
+        if header.is_control() {
+            return BatchKind::Marker;
+        }
+        let is_aborted = header.is_transactional()
+            && self.0.get(&header.producer_id).is_some_and(|ranges| {
+                ranges.iter().any(|&(first, marker)| first <= header.base_offset && header.base_offset < marker)
+            });
+        if is_aborted {
+            BatchKind::Aborted
+        } else {
+            BatchKind::Data
+        }
+    }
+}
+
 /// A run of batches that lost every record, written as one empty batch once it ends.
 struct EmptyRun {
     first: BatchHeader,
@@ -98,6 +139,7 @@ impl EmptyRun {
             && next.producer_id == first.producer_id
             && next.producer_epoch == first.producer_epoch
             && next.timestamp_type() == first.timestamp_type()
+            && next.is_transactional() == first.is_transactional()
             && next.base_offset == self.last_offset + 1;
         let distance = next.base_offset - first.base_offset;
         let in_sequence = first.producer_id < 0
@@ -134,7 +176,8 @@ impl Log {
         }
         // Only now: the maintenance task asks every pass, and most find nothing due.
         let epochs = lock(&self.writer).checkpoint.epochs.clone();
-        let (newest, end) = self.map_keys(&cleanable, cleaned_through, settings.key_map_bytes)?;
+        let aborted = AbortedRanges::of(self, cleanable.last().map_or(limit, |s| s.next_offset()));
+        let (newest, end) = self.map_keys(&cleanable, cleaned_through, settings.key_map_bytes, &aborted)?;
         let tombstone_horizon = now.saturating_sub(i64::try_from(settings.delete_retention_ms).unwrap_or(i64::MAX));
         // First: no read is answered from memory with the bytes these segments held before.
         if let Some(tail) = &self.tail {
@@ -150,7 +193,7 @@ impl Log {
                     is_newest && !is_expired_tombstone
                 }
             };
-            let Some(rewrite) = write_compacted(segment, keep)? else { continue };
+            let Some(rewrite) = write_compacted(segment, &aborted, keep)? else { continue };
             let before = segment.size();
             match self.swap_in(segment, &rewrite, &epochs) {
                 Ok(true) => {
@@ -198,6 +241,7 @@ impl Log {
         cleanable: &[Arc<Segment>],
         cleaned_through: i64,
         key_map_bytes: usize,
+        aborted: &AbortedRanges,
     ) -> Result<(HashMap<Vec<u8>, i64>, i64)> {
         let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut map_bytes = 0usize;
@@ -207,7 +251,7 @@ impl Log {
                 break;
             }
             for_each_batch(segment, |header, batch| {
-                if header.is_transactional() || header.is_control() {
+                if aborted.kind_of(header) != BatchKind::Data {
                     return Ok(());
                 }
                 retain_records(batch, |record| {
@@ -297,7 +341,11 @@ fn for_each_batch(segment: &Segment, mut on_batch: impl FnMut(&BatchHeader, &[u8
 
 /// Writes `segment` without the records `keep` refuses (given each record and its batch's newest timestamp) to
 /// `<base>.cleaned` and fsyncs it; `None` (and no file) when every record stays.
-fn write_compacted(segment: &Segment, mut keep: impl FnMut(&RecordView<'_>, i64) -> bool) -> Result<Option<Rewrite>> {
+fn write_compacted(
+    segment: &Segment,
+    aborted: &AbortedRanges,
+    mut keep: impl FnMut(&RecordView<'_>, i64) -> bool,
+) -> Result<Option<Rewrite>> {
     let path = segment.log_path().with_extension(CLEANED_SUFFIX);
     let file = File::create(&path).map_err(StorageError::io(&path))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -317,10 +365,11 @@ fn write_compacted(segment: &Segment, mut keep: impl FnMut(&RecordView<'_>, i64)
         Ok(())
     };
     let written = for_each_batch(segment, |header, batch| {
-        let retained = if header.is_transactional() || header.is_control() {
-            Retained::All
-        } else {
-            retain_records(batch, |record| keep(record, header.max_timestamp))?
+        let retained = match aborted.kind_of(header) {
+            BatchKind::Marker => Retained::All,
+            BatchKind::Aborted if header.record_count == 0 => Retained::All,
+            BatchKind::Aborted => Retained::None { removed: header.record_count as usize },
+            BatchKind::Data => retain_records(batch, |record| keep(record, header.max_timestamp))?,
         };
         match retained {
             Retained::All => {

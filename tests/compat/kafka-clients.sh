@@ -35,6 +35,11 @@
 # the coordinator SIGKILLed with a transaction open, which then commits through the next one, or is aborted by it
 # past its timeout when its producer abandons it; a partition leader SIGKILLed before a commit; a rolling restart
 # under a producer committing transaction after transaction, each committed one read once; kafka-python's admin.
+# test_kafka_compaction.py: a topic created with cleanup.policy=compact by confluent-kafka, compacted by the broker,
+# read back by librdkafka and kafka-python (each key's newest value at its offset, a tombstone's key), keyless
+# records refused, DescribeConfigs and IncrementalAlterConfigs of the compaction configs, and a transactional
+# producer's committed and aborted rounds read_committed; test_kafka_compaction_cluster.py: on three nodes, a
+# replica SIGKILLed while the others compact catches up from the compacted leader and, elected, serves it.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
@@ -54,4 +59,5 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_tls.py \
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
-  tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py "$@"
+  tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
+  tests/compat/test_kafka_compaction_cluster.py "$@"

@@ -471,7 +471,7 @@ impl Registry {
         })
         .await?;
         *write(&topic.settings) = settings.clone();
-        let log_config = settings.log_config();
+        let log_config = log_config_of(name, &settings);
         for partition in topic.partitions() {
             // Validated above with the same values: a refusal here would be a bug, and the file already holds
             // the new settings, which the next open applies.
@@ -595,6 +595,18 @@ fn retention_limit(requested: Option<u64>, default: Option<u64>) -> Option<u64> 
     }
 }
 
+/// The config of topic `name`'s partition logs. A cluster's `__consumer_offsets` is compacted whatever its stored
+/// settings say: a coordinator's replay keeps each key's newest commit and forgets a tombstoned one, which is what
+/// compaction leaves, so its logs stop growing with every commit. Not through its settings, which predate
+/// compaction and live in the replicated metadata an older node must still read during a rolling upgrade.
+fn log_config_of(name: &str, settings: &TopicSettings) -> LogConfig {
+    let config = settings.log_config();
+    if name == crate::offsets::OFFSETS_TOPIC {
+        return LogConfig { compaction: Some(crate::offsets::replicated::COMPACTION), ..config };
+    }
+    config
+}
+
 /// A topic name taken by a create in progress, given back on drop.
 struct Reservation<'a> {
     creating: &'a std::sync::Mutex<BTreeMap<String, u32>>,
@@ -627,7 +639,7 @@ async fn open_partitions(
     shared: &Shared,
 ) -> Result<Vec<Arc<Partition>>> {
     let write_mode = if config.direct_writes { WriteMode::Direct } else { WriteMode::Buffered };
-    let log_config = LogConfig { write_mode, ..settings.log_config() };
+    let log_config = LogConfig { write_mode, ..log_config_of(name.as_str(), settings) };
     let mut partitions = Vec::with_capacity(range.len());
     for index in range {
         let dir = partition_dir(data_dir, name, index);

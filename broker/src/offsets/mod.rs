@@ -517,6 +517,33 @@ mod tests {
         }
     }
 
+    /// What a cluster's coordinator replays from a compacted offsets log (`registry::log_config_of`) is what it
+    /// replayed before the compaction: each key's newest commit, and no tombstoned key.
+    #[test]
+    fn a_compacted_offsets_log_replays_the_same_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 4096,
+            max_batch_bytes: 4096,
+            compaction: Some(replicated::COMPACTION),
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config).unwrap();
+        for n in 0..400i64 {
+            let key = OffsetKey { group: format!("g{}", n % 7), topic: "t".into(), partition: (n % 5) as u32 };
+            let value = (n % 37 != 36).then(|| encode_value(n, 1_000 + n, "m"));
+            let mut builder = RecordBatchBuilder::default();
+            builder.push(&Record { key: Some(encode_key(&key)), value, headers: Vec::new(), timestamp_ms: 1_000 });
+            log.append(&builder.build()).unwrap();
+        }
+        let (before, records_before) = replay(&log).unwrap();
+        let compacted = log.compact_if_configured().unwrap().expect("a pass was due");
+        assert!(compacted.records_removed > 300, "{compacted:?}");
+        let (after, records_after) = replay(&log).unwrap();
+        assert_eq!(after, before);
+        assert!(records_after < records_before / 4, "{records_after} records replayed, {records_before} before");
+    }
+
     #[tokio::test]
     async fn commits_survive_a_reopen_and_the_last_one_wins() {
         let dir = tempfile::tempdir().unwrap();

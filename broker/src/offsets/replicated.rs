@@ -43,6 +43,15 @@ pub fn partition_for(group: &str, partitions: u32) -> u32 {
     abs.unsigned_abs() % partitions.max(1)
 }
 
+/// How every replica compacts its copy of the offsets topic (`registry::log_config_of`): Kafka's defaults for
+/// `__consumer_offsets` (a pass once half a partition's sealed segments are new, tombstones kept a day).
+pub const COMPACTION: rill_storage::CompactionSettings = rill_storage::CompactionSettings {
+    min_cleanable_dirty_permille: 500,
+    min_compaction_lag_ms: 0,
+    delete_retention_ms: 86_400_000,
+    key_map_bytes: 64 << 20,
+};
+
 /// The settings every replica opens the offsets topic's logs with. Retention never deletes commits; commits
 /// are acknowledged at the high watermark, so page-cache durability per the broker's default flush interval
 /// is Kafka's promise (an acknowledged commit is on every in-sync replica).

@@ -1,5 +1,5 @@
 //! Storage micro-benchmarks: append throughput (durability `never`, buffered and direct), group commit under
-//! `always`, and sequential replay (from the page cache, and with direct reads). Run with `benches/storage.sh`, which also measures the disk's own
+//! `always`, sequential replay (from the page cache, and with direct reads), and a compaction pass. Run with `benches/storage.sh`, which also measures the disk's own
 //! limits in the same session; figures go in `docs/benchmarks.md`.
 //!
 //! Data goes under `$RILL_BENCH_DIR` (default `target/bench-data`), on the disk under test.
@@ -136,5 +136,61 @@ fn read_replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_never, append_always, read_replay);
+/// One compaction pass (`Log::compact`) over 64 MiB of sealed 8 MiB segments of keyed records, 10,000 keys each
+/// updated many times, in batches of 100: 1 KiB records, and 100-byte ones (per-record work). Each sample writes a
+/// fresh log (not timed) and times the pass alone. Throughput: the bytes the pass read.
+fn compaction(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compaction");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    let settings = rill_storage::CompactionSettings {
+        min_cleanable_dirty_permille: 0,
+        min_compaction_lag_ms: 0,
+        delete_retention_ms: 86_400_000,
+        key_map_bytes: 64 << 20,
+    };
+    for (name, value_bytes) in [("pass_64MiB_1KiB_records", 1024), ("pass_64MiB_100B_records", 100)] {
+        let keyed = |round: usize| {
+            let mut builder = RecordBatchBuilder::with_capacity(100 * (value_bytes + 32) + 64);
+            let value = vec![b'x'; value_bytes];
+            for i in 0..100 {
+                let key = format!("key-{:05}", (round * 100 + i) * 7919 % 10_000);
+                let record = Record {
+                    key: Some(key.into_bytes()),
+                    value: Some(value.clone()),
+                    headers: vec![],
+                    timestamp_ms: 0,
+                };
+                builder.push(&record);
+            }
+            builder.build()
+        };
+        let log_config =
+            LogConfig { segment_bytes: 8 << 20, write_mode: WriteMode::Buffered, ..config(Durability::Never) };
+        let sealed_bytes: u64 = 64 << 20;
+        group.throughput(Throughput::Bytes(sealed_bytes));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let dir = bench_dir("compaction");
+                    let log = Log::open(dir.path(), log_config).expect("open");
+                    let mut round = 0;
+                    while log.size_bytes() < sealed_bytes + (8 << 20) {
+                        log.append(&keyed(round)).expect("append");
+                        round += 1;
+                    }
+                    let started = Instant::now();
+                    let outcome = log.compact(&settings).expect("compact").expect("a pass was due");
+                    total += started.elapsed();
+                    assert!(outcome.records_removed > 0);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append_never, append_always, read_replay, compaction);
 criterion_main!(benches);

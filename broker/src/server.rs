@@ -547,11 +547,49 @@ impl BrokerHandle {
     }
 }
 
+/// The node's periodic work until shutdown: [`run_housekeeping`] and, beside it, [`run_compaction`].
+async fn run_maintenance(node: Arc<Node>) {
+    tokio::join!(run_housekeeping(Arc::clone(&node)), run_compaction(node));
+}
+
+/// Compacts the partitions of compacted topics (`Log::compact_if_configured`, docs/compaction.md): a pass over them
+/// on the blocking pool, then `maintenance_interval_ms`, until shutdown. Apart from [`run_housekeeping`]: a pass may
+/// rewrite gigabytes, and interval flushes and retention must not wait for it. Shutdown is seen between
+/// partitions; a log closed under a pass refuses its swap, and the pass ends.
+async fn run_compaction(node: Arc<Node>) {
+    let tick_ms = node.config.maintenance_interval_ms;
+    let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let partitions = node.registry.all_partitions();
+        let stopping = node.shutdown.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            for partition in partitions.iter().filter(|p| !p.is_closed()) {
+                if *stopping.borrow() {
+                    return;
+                }
+                match partition.log().compact_if_configured() {
+                    Ok(_) | Err(rill_storage::StorageError::Closed(_)) => {}
+                    Err(err) => tracing::warn!(partition = ?partition, error = %err, "compaction failed"),
+                }
+            }
+        });
+        if let Err(err) = pass.await {
+            tracing::error!(error = %err, "compaction pass failed");
+        }
+    }
+}
+
 /// Flushes logs whose interval is due, applies retention and expires empty groups' offsets, every
 /// `maintenance_interval_ms`, until shutdown.
 /// Each pass runs on the blocking pool (the flushes, then one task over all partitions), so a slow disk delays
 /// the next pass, never a request.
-async fn run_maintenance(node: Arc<Node>) {
+async fn run_housekeeping(node: Arc<Node>) {
     let tick_ms = node.config.maintenance_interval_ms;
     let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -584,10 +622,6 @@ async fn run_maintenance(node: Arc<Node>) {
                     Err(err) => tracing::warn!(partition = ?partition, error = %err, "retention failed"),
                 }
                 partition.log().expire_producers();
-                // After retention, which may have deleted what a pass would have rewritten.
-                if let Err(err) = partition.log().compact_if_configured() {
-                    tracing::warn!(partition = ?partition, error = %err, "compaction failed");
-                }
             }
         });
         if let Err(err) = pass.await {

@@ -54,6 +54,7 @@
 //!   no export format: the broker reads it when its metrics are scraped.
 
 mod checkpoint;
+mod cleaner_offset;
 mod config;
 mod direct;
 mod framed_file;

@@ -87,7 +87,7 @@ pub struct Log {
     rewrite: Mutex<()>,
     /// Held for a whole compaction pass: passes run one at a time.
     compaction: Mutex<()>,
-    /// Where the last compaction pass ended (`compaction.rs`); in memory only.
+    /// Where the last compaction pass ended (`compaction.rs`), kept as a hint in `cleaner_offset.rs`'s file.
     cleaned_through: AtomicI64,
     /// Set by [`Log::hold_high_watermark`]: the broker, not the append, moves the high watermark.
     is_high_watermark_held: AtomicBool,
@@ -259,7 +259,9 @@ impl Log {
             last_aborted_offset: AtomicI64::new(transactions::NONE_ABORTED),
             rewrite: Mutex::new(()),
             compaction: Mutex::new(()),
-            cleaned_through: AtomicI64::new(i64::MIN),
+            cleaned_through: AtomicI64::new(
+                crate::cleaner_offset::load(dir).filter(|offset| *offset <= log_end).unwrap_or(i64::MIN),
+            ),
             is_high_watermark_held: AtomicBool::new(false),
             flush: Mutex::new(FlushState { durable_end: log_end, is_flushing: false, last_flush_ms: now_ms }),
             flushed: Condvar::new(),
@@ -860,6 +862,7 @@ impl Log {
         writer.is_clean_on_disk = false;
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        self.forget_cleaning_past(new_end);
         self.rebuild_producers(&mut writer, new_end)?;
         let mut flush = lock(&self.flush);
         flush.durable_end = flush.durable_end.min(new_end);

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{both_write_modes, small_config, ManualClock};
+use common::{both_write_modes, small_config, ManualClock, Stored};
 use proptest::prelude::*;
-use rill_protocol::{BatchIter, Record, RecordBatchBuilder};
+use rill_protocol::{Record, RecordBatchBuilder};
 use rill_storage::{CompactionSettings, Log, LogConfig};
 
 /// Every pass due at once: no dirty ratio, no lag, tombstones kept a minute.
@@ -27,8 +27,6 @@ struct Put {
     value: Option<u16>,
 }
 
-/// A record as read back: offset, key, value.
-type Stored = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 /// A record's key and value.
 type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -45,28 +43,9 @@ fn batch_of(puts: &[Put], ts: i64) -> Vec<u8> {
     builder.build()
 }
 
-/// Every record from the log start to the high watermark: (offset, key, value), and the batches' offsets, which
-/// must run dense from the start to the high watermark.
+/// Every record from the log start to the high watermark: (offset, key, value).
 fn read_records(log: &Log) -> Vec<Stored> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    while next < log.high_watermark() {
-        let read = log.read(next, 1 << 20).expect("read within bounds");
-        assert!(!read.batches.is_empty(), "no batch at offset {next} below the high watermark");
-        for batch in BatchIter::new(read.batches) {
-            let batch = batch.expect("whole batch");
-            rill_protocol::validate(&batch.bytes).expect("stored batches stay valid");
-            assert!(batch.header.base_offset <= next, "a gap before offset {}", batch.header.base_offset);
-            for record in batch.records().expect("uncompressed") {
-                let record = record.expect("record decodes");
-                if record.offset >= next {
-                    out.push((record.offset, record.key.map(<[u8]>::to_vec), record.value.map(<[u8]>::to_vec)));
-                }
-            }
-            next = batch.header.next_offset();
-        }
-    }
-    out
+    common::read_records(log, log.log_start_offset())
 }
 
 /// What compaction up to `end` must leave of `written` (offset order): below `end`, a keyed record only if no
@@ -157,11 +136,16 @@ fn a_tombstone_removes_its_key_and_goes_itself_after_delete_retention() {
     assert_eq!(key1.len(), 1, "only the tombstone is left of key 1: {key1:?}");
     assert_eq!(key1[0].0, tombstone_at);
 
-    // Past delete_retention_ms the tombstone goes too: the next pass (all of it dirty after a restart) drops it.
+    // Past delete_retention_ms the tombstone goes too, at the next pass, which new writes make due (after a restart).
     clock.advance(EAGER.delete_retention_ms as i64 + 1);
     log.close().unwrap();
     drop(log);
     let log = Log::open_with_clock(dir.path(), config, clock).unwrap();
+    assert_eq!(log.compact(&EAGER).unwrap(), None, "nothing new since the last pass");
+    for i in 20..60u16 {
+        log.append(&batch_of(&[put(3, i)], 1_000_000)).unwrap();
+    }
+    let written = read_records(&log);
     let outcome = log.compact(&EAGER).unwrap().unwrap();
     let after = read_records(&log);
     assert_eq!(after, expected_after(&written, outcome.cleaned_through, false));
@@ -357,4 +341,27 @@ fn aborted_transactions_go_and_committed_ones_are_compacted() {
     let markers = read_records(&log).into_iter().filter(|(_, key, _)| key.as_ref().is_some_and(|k| k.len() == 4));
     assert_eq!(markers.count(), 2, "both markers stay");
     assert_eq!(log.aborted_transactions(0, log.log_end_offset()).len(), 1, "read_committed readers still skip it");
+}
+
+/// Where the last pass ended survives a restart, so the next pass does not rewrite the log again; without the file
+/// a pass reads it all again and removes nothing more.
+#[test]
+fn a_restart_remembers_where_compaction_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    for i in 0..80u16 {
+        log.append(&batch_of(&[put((i % 5) as u8, i)], 1_000_000)).unwrap();
+    }
+    log.compact(&EAGER).unwrap().expect("a pass was due");
+    let compacted = read_records(&log);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.compact(&EAGER).unwrap(), None, "nothing dirty since the last pass");
+    drop(log);
+    std::fs::remove_file(dir.path().join("cleaner-offset.checkpoint")).unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    let again = log.compact(&EAGER).unwrap().expect("everything counts as dirty");
+    assert_eq!((again.segments_rewritten, again.records_removed), (0, 0), "{again:?}");
+    assert_eq!(read_records(&log), compacted);
 }

@@ -6,6 +6,7 @@ with INVALID_RECORD, and DescribeConfigs and IncrementalAlterConfigs show and ch
 kafka-clients.sh."""
 
 import itertools
+import os
 import time
 
 import pytest
@@ -47,17 +48,24 @@ def read_all_librdkafka(addr, name, end):
         consumer.close()
 
 
-def produce_rounds(addr, name):
-    """ROUNDS values of each of KEYS keys, each round flushed (small batches over many 1 KiB segments), then a
-    tombstone of key k0: what each key's newest value is, and the log end."""
-    producer = Producer({"bootstrap.servers": addr, "compression.type": "lz4", "linger.ms": 0})
+def produce_keyed(producer, name, rounds, keys):
+    """`rounds` values of each of `keys` keys to partition 0, each round flushed (small batches over many small
+    segments): each key's newest value."""
     newest = {}
-    for round_ in range(ROUNDS):
-        for key in range(KEYS):
+    for round_ in range(rounds):
+        for key in range(keys):
             value = f"round {round_} of k{key}".encode()
             producer.produce(name, key=f"k{key}".encode(), value=value, partition=0)
             newest[f"k{key}".encode()] = value
         assert producer.flush(30) == 0
+    return newest
+
+
+def produce_rounds(addr, name):
+    """ROUNDS values of each of KEYS keys, then a tombstone of key k0: what each key's newest value is, and the
+    log end."""
+    producer = Producer({"bootstrap.servers": addr, "compression.type": "lz4", "linger.ms": 0})
+    newest = produce_keyed(producer, name, ROUNDS, KEYS)
     producer.produce(name, key=b"k0", value=None, partition=0)
     newest[b"k0"] = None
     assert producer.flush(30) == 0
@@ -205,3 +213,35 @@ def test_transactions_on_a_compacted_topic_read_committed(broker):
     assert dict(records) == newest, "each key's newest committed value, never an aborted one"
     assert all(value != b"round 29" for _, value in records), "round 29 was aborted"
     assert end == ROUNDS * 5 + ROUNDS, "every record and marker keeps its offset"
+
+
+def test_the_rill_cli_creates_a_compacted_topic_and_produce_refuses_a_keyless_line(broker):
+    """The same topic through gRPC: `rill topic create --cleanup-policy compact`, `rill topic describe` showing the
+    policy and its settings, `rill produce` of keyed lines taken and of a keyless one refused with a non-zero exit
+    naming the rule, and `rill consume` reading each key's newest value once compacted."""
+    import subprocess
+
+    from test_kafka_clients import rill
+
+    name = next(topic_names)
+    rill(broker, "topic", "create", name, "--cleanup-policy", "compact", "--segment-bytes", "1024")
+    rill(broker, "topic", "alter", name, "--config", "min.cleanable.dirty.ratio=0.01")
+    described = rill(broker, "topic", "describe", name)
+    rows = dict(line.split(None, 1) for line in described.splitlines() if line.startswith(("cleanup", "min_clean")))
+    assert (rows["cleanup_policy"].strip(), rows["min_cleanable_dirty_ratio"].strip()) == ("compact", "0.01")
+    lines = "".join(f"k{n % 4}:v{n}\n" for n in range(200))
+    rill(broker, "produce", name, "--partition", "0", "--key-separator", ":", stdin=lines)
+    refused = subprocess.run([os.environ["RILL_BIN"], "produce", name, "--partition", "0", "--broker", broker],
+                             input="no key\n", capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "no key" in refused.stderr and "compact" in refused.stderr, refused.stderr
+
+    deadline = time.monotonic() + 30
+    while True:
+        out = rill(broker, "consume", name, "--partition", "0", "--from-beginning")
+        values = out.split()
+        if len(values) < 100:
+            break
+        assert time.monotonic() < deadline, f"still {len(values)} records after 30 s"
+        time.sleep(0.5)
+    assert values[-4:] == ["v196", "v197", "v198", "v199"], values[-4:]

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from test_kafka_cluster import CONFIG, Cluster, wait_for
 from test_kafka_cluster_admin import in_sync, rows
-from test_kafka_compaction import read_all_librdkafka
+from test_kafka_compaction import produce_keyed, read_all_librdkafka
 
 KEYS = 20
 ROUNDS = 40
@@ -50,13 +50,7 @@ def test_a_replica_catches_up_from_a_compacted_leader_and_serves_the_newest_valu
 
     producer = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all", "linger.ms": 0,
                          "compression.type": "zstd"})
-    newest = {}
-    for round_ in range(ROUNDS):
-        for key in range(KEYS):
-            value = f"round {round_} of k{key}".encode()
-            producer.produce(name, key=f"k{key}".encode(), value=value, partition=0)
-            newest[f"k{key}".encode()] = value
-        assert producer.flush(30) == 0
+    newest = produce_keyed(producer, name, ROUNDS, KEYS)
     end = ROUNDS * KEYS
 
     def compacted():

@@ -6,8 +6,9 @@
 //! - Cleanable: the sealed segments wholly below the high watermark and the last stable offset (a key's newest
 //!   record must be one no truncation can take back, and no open transaction may decide what is newest), and
 //!   whose newest record is at least `min_compaction_lag_ms` old. The active segment never is.
-//! - Dirty: the cleanable segments past where the last pass ended (kept in memory: after a restart the first
-//!   pass treats the whole cleanable part as dirty, which costs a rewrite and changes nothing).
+//! - Dirty: the cleanable segments past where the last pass ended (`cleaner_offset.rs` keeps it across restarts,
+//!   as a hint: without it a pass treats the whole cleanable part as dirty, which costs a rewrite and removes
+//!   nothing more than a pass would).
 //! - The pass maps each key in the dirty segments to its newest offset (at most `key_map_bytes` of keys: past
 //!   that it ends at the last segment it mapped whole, and the next pass goes on from there), then rewrites every
 //!   cleanable segment up to there, keeping a record unless the map holds a newer offset for its key.
@@ -35,8 +36,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -213,6 +213,9 @@ impl Log {
             }
         }
         self.cleaned_through.fetch_max(end, Ordering::AcqRel);
+        if let Err(err) = crate::cleaner_offset::store(self.dir.path(), end) {
+            tracing::warn!(dir = %self.dir.display(), error = %err, "cannot keep where compaction ended");
+        }
         tracing::info!(
             dir = %self.dir.display(),
             segments = outcome.segments_rewritten,
@@ -230,6 +233,16 @@ impl Log {
         match self.config().compaction {
             Some(settings) => self.compact(&settings),
             None => Ok(None),
+        }
+    }
+
+    /// A truncation to `end`: what is appended from there on was never compacted. Otherwise it would count as
+    /// clean, and keys in it would never be mapped.
+    pub(super) fn forget_cleaning_past(&self, end: i64) {
+        if self.cleaned_through.fetch_min(end, Ordering::AcqRel) > end {
+            if let Err(err) = crate::cleaner_offset::store(self.dir.path(), end) {
+                tracing::warn!(dir = %self.dir.display(), error = %err, "cannot keep where compaction ended");
+            }
         }
     }
 
@@ -320,19 +333,21 @@ struct Rewrite {
     records_removed: u64,
 }
 
-/// Calls `on_batch` with each batch of sealed `segment`, in order, read from its file.
+/// Calls `on_batch` with each batch of sealed `segment`, in order, read from its file through a 1 MiB buffer (a
+/// segment of small batches is read in large reads, not two per batch).
 fn for_each_batch(segment: &Segment, mut on_batch: impl FnMut(&BatchHeader, &[u8]) -> Result<()>) -> Result<()> {
     let path = segment.log_path();
     let file = File::open(path).map_err(StorageError::io(path))?;
     let size = segment.size();
+    let mut reader = BufReader::with_capacity(1 << 20, file.take(size));
     let mut position = 0u64;
     let mut batch = Vec::new();
     while position < size {
-        let mut head = [0u8; HEADER_BYTES];
-        file.read_exact_at(&mut head, position).map_err(StorageError::io(path))?;
-        let header = BatchHeader::parse(&head).map_err(|e| corrupt(path, &format!("at {position}: {e}")))?;
+        batch.resize(HEADER_BYTES, 0);
+        reader.read_exact(&mut batch).map_err(StorageError::io(path))?;
+        let header = BatchHeader::parse(&batch).map_err(|e| corrupt(path, &format!("at {position}: {e}")))?;
         batch.resize(header.total_bytes(), 0);
-        file.read_exact_at(&mut batch, position).map_err(StorageError::io(path))?;
+        reader.read_exact(&mut batch[HEADER_BYTES..]).map_err(StorageError::io(path))?;
         on_batch(&header, &batch)?;
         position += header.total_bytes() as u64;
     }
@@ -340,30 +355,17 @@ fn for_each_batch(segment: &Segment, mut on_batch: impl FnMut(&BatchHeader, &[u8
 }
 
 /// Writes `segment` without the records `keep` refuses (given each record and its batch's newest timestamp) to
-/// `<base>.cleaned` and fsyncs it; `None` (and no file) when every record stays.
+/// `<base>.cleaned` and fsyncs it; `None` (and no file) when every record stays. The file is created at the first
+/// batch that changes, with the unchanged bytes before it copied: a segment a pass leaves as it is costs a read.
 fn write_compacted(
     segment: &Segment,
     aborted: &AbortedRanges,
     mut keep: impl FnMut(&RecordView<'_>, i64) -> bool,
 ) -> Result<Option<Rewrite>> {
     let path = segment.log_path().with_extension(CLEANED_SUFFIX);
-    let file = File::create(&path).map_err(StorageError::io(&path))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut bytes = 0u64;
+    let mut output = Output { path: &path, source: segment.log_path(), unchanged: 0, file: None, bytes: 0 };
     let mut records_removed = 0u64;
     let mut run: Option<EmptyRun> = None;
-    let write = |out: &mut BufWriter<File>, bytes: &mut u64, batch: &[u8]| -> Result<()> {
-        out.write_all(batch).map_err(StorageError::io(&path))?;
-        *bytes += batch.len() as u64;
-        Ok(())
-    };
-    let end_run = |out: &mut BufWriter<File>, bytes: &mut u64, run: &mut Option<EmptyRun>| -> Result<()> {
-        if let Some(ended) = run.take() {
-            let empty = empty_batch(&ended.first, ended.last_offset, ended.max_timestamp)?;
-            write(out, bytes, &empty)?;
-        }
-        Ok(())
-    };
     let written = for_each_batch(segment, |header, batch| {
         let retained = match aborted.kind_of(header) {
             BatchKind::Marker => Retained::All,
@@ -373,13 +375,13 @@ fn write_compacted(
         };
         match retained {
             Retained::All => {
-                end_run(&mut out, &mut bytes, &mut run)?;
-                write(&mut out, &mut bytes, batch)
+                output.end_run(&mut run)?;
+                output.keep(batch)
             }
-            Retained::Some { batch, removed } => {
+            Retained::Some { batch: rewritten, removed } => {
                 records_removed += removed as u64;
-                end_run(&mut out, &mut bytes, &mut run)?;
-                write(&mut out, &mut bytes, &batch)
+                output.end_run(&mut run)?;
+                output.write(&rewritten)
             }
             Retained::None { removed } => {
                 records_removed += removed as u64;
@@ -389,7 +391,7 @@ fn write_compacted(
                         current.max_timestamp = current.max_timestamp.max(header.max_timestamp);
                     }
                     _ => {
-                        end_run(&mut out, &mut bytes, &mut run)?;
+                        output.end_run(&mut run)?;
                         run = Some(EmptyRun {
                             first: *header,
                             last_offset: header.last_offset(),
@@ -401,20 +403,73 @@ fn write_compacted(
             }
         }
     })
-    .and_then(|()| end_run(&mut out, &mut bytes, &mut run));
-    let finished = written.and_then(|()| {
-        let file = out.into_inner().map_err(|e| StorageError::io(&path)(e.into_error()))?;
-        file.sync_all().map_err(StorageError::io(&path))
-    });
-    if let Err(e) = finished {
-        let _ = remove_if_present(&path);
-        return Err(e);
+    .and_then(|()| output.end_run(&mut run))
+    .and_then(|()| output.finish());
+    match written {
+        Err(e) => {
+            let _ = remove_if_present(&path);
+            Err(e)
+        }
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => Ok(Some(Rewrite { path, bytes, records_removed })),
     }
-    if records_removed == 0 {
-        remove_if_present(&path)?;
-        return Ok(None);
+}
+
+/// The rewrite of one segment as it is written: nothing while every batch so far stays as it was.
+struct Output<'a> {
+    path: &'a Path,
+    source: &'a Path,
+    /// Bytes of the source kept unchanged before the file was created.
+    unchanged: u64,
+    file: Option<BufWriter<File>>,
+    /// Bytes written to the file.
+    bytes: u64,
+}
+
+impl Output<'_> {
+    /// `batch` stays as it is.
+    fn keep(&mut self, batch: &[u8]) -> Result<()> {
+        match self.file {
+            None => {
+                self.unchanged += batch.len() as u64;
+                Ok(())
+            }
+            Some(_) => self.write(batch),
+        }
     }
-    Ok(Some(Rewrite { path, bytes, records_removed }))
+
+    fn write(&mut self, batch: &[u8]) -> Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let mut file =
+                    BufWriter::with_capacity(1 << 20, File::create(self.path).map_err(StorageError::io(self.path))?);
+                let source = File::open(self.source).map_err(StorageError::io(self.source))?;
+                std::io::copy(&mut source.take(self.unchanged), &mut file).map_err(StorageError::io(self.path))?;
+                self.bytes = self.unchanged;
+                self.file.insert(file)
+            }
+        };
+        file.write_all(batch).map_err(StorageError::io(self.path))?;
+        self.bytes += batch.len() as u64;
+        Ok(())
+    }
+
+    fn end_run(&mut self, run: &mut Option<EmptyRun>) -> Result<()> {
+        if let Some(ended) = run.take() {
+            let empty = empty_batch(&ended.first, ended.last_offset, ended.max_timestamp)?;
+            self.write(&empty)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the file; its size, or `None` when nothing changed and there is no file.
+    fn finish(self) -> Result<Option<u64>> {
+        let Some(file) = self.file else { return Ok(None) };
+        let file = file.into_inner().map_err(|e| StorageError::io(self.path)(e.into_error()))?;
+        file.sync_all().map_err(StorageError::io(self.path))?;
+        Ok(Some(self.bytes))
+    }
 }
 
 /// Recovery's scan of the rewritten file: every batch valid, in the leader epochs the log has for its offsets,

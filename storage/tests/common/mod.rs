@@ -71,6 +71,15 @@ pub fn batch(tag: u64, count: usize, ts: i64) -> Vec<u8> {
 
 /// Every record from `from` to the high watermark: (offset, value).
 pub fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
+    read_records(log, from).into_iter().map(|(offset, _, value)| (offset, value.unwrap_or_default())).collect()
+}
+
+/// A record as read back: offset, key, value.
+pub type Stored = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record from `from` to the high watermark, with its key; the batches must run dense (each starting at or
+/// below where the last one ended) and stay valid.
+pub fn read_records(log: &Log, from: i64) -> Vec<Stored> {
     let mut out = Vec::new();
     let mut next = from;
     while next < log.high_watermark() {
@@ -79,10 +88,11 @@ pub fn read_all(log: &Log, from: i64) -> Vec<(i64, Vec<u8>)> {
         for batch in BatchIter::new(read.batches) {
             let batch = batch.expect("whole batch");
             rill_protocol::validate(&batch.bytes).expect("stored batches stay valid");
+            assert!(batch.header.base_offset <= next, "a gap before offset {}", batch.header.base_offset);
             for record in batch.records().expect("uncompressed") {
                 let record = record.expect("record decodes");
                 if record.offset >= next {
-                    out.push((record.offset, record.value.unwrap_or_default().to_vec()));
+                    out.push((record.offset, record.key.map(<[u8]>::to_vec), record.value.map(<[u8]>::to_vec)));
                 }
             }
             next = batch.header.next_offset();

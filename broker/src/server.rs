@@ -568,14 +568,25 @@ async fn run_compaction(node: Arc<Node>) {
         }
         let partitions = node.registry.all_partitions();
         let stopping = node.shutdown.clone();
+        let metrics = node.metrics.clone();
         let pass = tokio::task::spawn_blocking(move || {
             for partition in partitions.iter().filter(|p| !p.is_closed()) {
                 if *stopping.borrow() {
                     return;
                 }
                 match partition.log().compact_if_configured() {
-                    Ok(_) | Err(rill_storage::StorageError::Closed(_)) => {}
-                    Err(err) => tracing::warn!(partition = ?partition, error = %err, "compaction failed"),
+                    Ok(None) | Err(rill_storage::StorageError::Closed(_)) => {}
+                    Ok(Some(outcome)) => {
+                        if let Some(metrics) = &metrics {
+                            metrics.compaction.record(&outcome);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(partition = ?partition, error = %err, "compaction failed");
+                        if let Some(metrics) = &metrics {
+                            metrics.compaction.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                 }
             }
         });

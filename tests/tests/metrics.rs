@@ -90,6 +90,53 @@ async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
     broker.shutdown().await;
 }
 
+/// A compacted topic whose keys are written over and over: the broker's compaction loop runs a pass, and
+/// `/metrics` counts it, with what it removed and freed.
+#[tokio::test]
+async fn compaction_passes_are_counted() {
+    let mut broker = TestBroker::start().await;
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    let config = v1::TopicConfig {
+        cleanup_policy: Some("compact".into()),
+        segment_bytes: Some(1024),
+        min_cleanable_dirty_ratio: Some(0.0),
+        ..Default::default()
+    };
+    let request =
+        v1::CreateTopicRequest { name: "table".into(), partition_count: 1, config: Some(config), ..Default::default() };
+    let created = broker.admin.create_topic(request).await.expect("create").into_inner();
+    assert_eq!(created.topic.and_then(|t| t.config).and_then(|c| c.cleanup_policy).as_deref(), Some("compact"));
+    for n in 0..100 {
+        let batch = rill_tests::keyed_batch(&format!("k{}", n % 3), &format!("value {n}"));
+        broker
+            .records
+            .produce(rill_tests::produce_request("table", Some(0), batch, v1::Acks::Leader))
+            .await
+            .expect("produce");
+    }
+    let keyless = broker
+        .records
+        .produce(rill_tests::produce_request("table", Some(0), batch_of(&["v"], 1), v1::Acks::Leader))
+        .await;
+    let refused = keyless.expect_err("a keyless record on a compacted topic");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("no key"), "{}", refused.message());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let (_, text) = get(admin, "/metrics", "text/plain").await;
+        // Passes may run while the records still arrive: enough of them, and what they removed, counted.
+        if sample(&text, "rill_compaction_records_removed_total").is_some_and(|removed| removed > 50.0) {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "compaction not counted within 30 s: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(sample(&text, "rill_compaction_passes_total").is_some_and(|passes| passes >= 1.0), "{text}");
+    assert!(sample(&text, "rill_compaction_reclaimed_bytes_total").is_some_and(|bytes| bytes > 1000.0));
+    assert!(sample(&text, "rill_compaction_segments_rewritten_total").is_some_and(|segments| segments >= 1.0));
+    assert_eq!(sample(&text, "rill_compaction_failures_total"), Some(0.0));
+}
+
 #[tokio::test]
 async fn kafka_error_codes_and_streams_failing_mid_way_are_counted() {
     let mut broker = TestBroker::start().await;

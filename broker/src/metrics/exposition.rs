@@ -318,6 +318,32 @@ impl Scraped {
             MetricType::Gauge,
             failed as f64,
         )?;
+        let compaction = &self.metrics.compaction;
+        for (name, help, value) in [
+            ("rill_compaction_passes", "Compaction passes that ran (docs/compaction.md).", &compaction.passes),
+            (
+                "rill_compaction_segments_rewritten",
+                "Segments compaction rewrote without superseded records.",
+                &compaction.segments_rewritten,
+            ),
+            (
+                "rill_compaction_records_removed",
+                "Records compaction removed: superseded values, expired tombstones, aborted transactions' records.",
+                &compaction.records_removed,
+            ),
+            (
+                "rill_compaction_reclaimed_bytes",
+                "Bytes compaction freed: the rewritten segments' sizes before less after.",
+                &compaction.bytes_reclaimed,
+            ),
+            (
+                "rill_compaction_failures",
+                "Compaction passes that failed (logged at WARN with the partition and the cause).",
+                &compaction.failures,
+            ),
+        ] {
+            single(encoder, name, help, MetricType::Counter, value.load(Ordering::Relaxed) as f64)?;
+        }
         let (sizes, sum) = self.metrics.writes.snapshot();
         let buckets: Vec<(f64, u64)> =
             WRITE_GROUP_BOUNDS.iter().map(|&b| b as f64).chain([f64::MAX]).zip(sizes).collect();

@@ -112,4 +112,25 @@ pub struct NodeMetrics {
     pub kafka: KafkaRequestMetrics,
     pub writes: Arc<WriteMetrics>,
     pub connections: Arc<ConnectionMetrics>,
+    pub compaction: CompactionMetrics,
+}
+
+/// What the node's compaction passes did (`server.rs`, `run_compaction`), summed over its partitions.
+#[derive(Debug, Default)]
+pub struct CompactionMetrics {
+    pub passes: AtomicU64,
+    pub segments_rewritten: AtomicU64,
+    pub records_removed: AtomicU64,
+    /// Bytes of the rewritten segments before less after.
+    pub bytes_reclaimed: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl CompactionMetrics {
+    pub fn record(&self, outcome: &rill_storage::CompactionOutcome) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.segments_rewritten.fetch_add(outcome.segments_rewritten as u64, Ordering::Relaxed);
+        self.records_removed.fetch_add(outcome.records_removed, Ordering::Relaxed);
+        self.bytes_reclaimed.fetch_add(outcome.bytes_before.saturating_sub(outcome.bytes_after), Ordering::Relaxed);
+    }
 }

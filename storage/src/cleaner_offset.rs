@@ -22,25 +22,13 @@ use crate::{Result, StorageError};
 pub(crate) const FILE_NAME: &str = "cleaner-offset.checkpoint";
 const MAGIC: &[u8; 8] = b"RILLCLNO";
 const VERSION: u16 = 1;
-/// Magic, version, offset and CRC.
-const FILE_BYTES: usize = 22;
 
 fn encode(offset: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FILE_BYTES);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&offset.to_be_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    crate::framed_file::encode_offset(MAGIC, VERSION, offset)
 }
 
 fn decode(buf: &[u8]) -> Option<i64> {
-    let body = crate::framed_file::checked_body(buf, FILE_BYTES, MAGIC).ok()?;
-    if body.len() != FILE_BYTES - MAGIC.len() - 4 || u16::from_be_bytes([body[0], body[1]]) != VERSION {
-        return None;
-    }
-    Some(i64::from_be_bytes(body[2..10].try_into().ok()?))
+    crate::framed_file::decode_offset(buf, MAGIC, VERSION).ok()
 }
 
 /// The offset stored in `dir`, if a whole one is there.

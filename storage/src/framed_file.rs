@@ -22,6 +22,32 @@ pub(crate) fn checked_body<'a>(
     }
 }
 
+/// Bytes of a file holding one offset: magic, version (u16), the offset (i64), CRC.
+pub(crate) const OFFSET_FILE_BYTES: usize = 22;
+
+/// A file holding one offset (`log_start.rs`, `cleaner_offset.rs`): `magic`, `version`, `offset`, the CRC.
+pub(crate) fn encode_offset(magic: &[u8; 8], version: u16, offset: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(OFFSET_FILE_BYTES);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The offset an [`encode_offset`] file holds; `Err` says which check failed.
+pub(crate) fn decode_offset(buf: &[u8], magic: &[u8; 8], version: u16) -> std::result::Result<i64, &'static str> {
+    let body = checked_body(buf, OFFSET_FILE_BYTES, magic)?;
+    if body.len() != OFFSET_FILE_BYTES - magic.len() - 4 {
+        return Err("not the size of an offset file");
+    }
+    if u16::from_be_bytes([body[0], body[1]]) != version {
+        return Err("unknown version");
+    }
+    Ok(i64::from_be_bytes(body[2..10].try_into().map_err(|_| "short")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

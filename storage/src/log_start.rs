@@ -25,29 +25,16 @@ use crate::{Result, StorageError};
 pub(crate) const FILE_NAME: &str = "log-start-offset.checkpoint";
 const MAGIC: &[u8; 8] = b"RILLLSTA";
 const VERSION: u16 = 1;
-/// Magic, version, offset and CRC.
-const FILE_BYTES: usize = 22;
+#[cfg(test)]
+const FILE_BYTES: usize = crate::framed_file::OFFSET_FILE_BYTES;
 
 fn encode(log_start_offset: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FILE_BYTES);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&log_start_offset.to_be_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    crate::framed_file::encode_offset(MAGIC, VERSION, log_start_offset)
 }
 
 /// The offset the bytes hold; `Err` says why they are not this file.
 fn decode(buf: &[u8]) -> std::result::Result<i64, &'static str> {
-    let body = crate::framed_file::checked_body(buf, FILE_BYTES, MAGIC)?;
-    if body.len() != FILE_BYTES - MAGIC.len() - 4 {
-        return Err("not the size of a log start offset checkpoint");
-    }
-    if u16::from_be_bytes([body[0], body[1]]) != VERSION {
-        return Err("unknown version");
-    }
-    let offset = i64::from_be_bytes(body[2..10].try_into().map_err(|_| "short")?);
+    let offset = crate::framed_file::decode_offset(buf, MAGIC, VERSION)?;
     if offset < 0 {
         return Err("negative log start offset");
     }

@@ -399,14 +399,16 @@ impl Log {
     pub fn append_batches_unsynced(&self, batches: &[&[u8]]) -> Result<Vec<AppendInfo>> {
         self.ensure_open()?;
         let mut headers = Vec::with_capacity(batches.len());
-        let max_batch_bytes = self.config().max_batch_bytes;
+        let config = self.config();
+        let max_batch_bytes = config.max_batch_bytes;
         for batch in batches {
             if batch.len() > max_batch_bytes {
                 return Err(StorageError::BatchTooLarge { size: batch.len(), limit: max_batch_bytes });
             }
             headers.push(rill_protocol::validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)?.header);
         }
-        if self.config().compaction.is_some() {
+        // A second walk of the records (and decompression), for compacted logs only.
+        if config.compaction.is_some() {
             for batch in batches {
                 rill_protocol::compaction::require_keys(batch)?;
             }

@@ -24,8 +24,8 @@
 //!   `read_committed` readers skip by) loses every record, as Kafka's cleaner removes aborted data, and never
 //!   counts as a key's newest value; any other transactional batch was committed and is compacted as the rest.
 //! - A tombstone (a record with a key and no value) is the newest value of its key until its batch is
-//!   `delete_retention_ms` old; then it goes too, so deleted keys do not stay forever. A consumer that reads the
-//!   whole log within that time sees every deletion.
+//!   `delete_retention_ms` old and an earlier pass covered it; then it goes too, so deleted keys do not stay
+//!   forever. A consumer that reads the whole log within that time sees every deletion.
 //!
 //! Each rewritten segment is written beside the old one (`<base>.cleaned`), fsynced and checked as recovery would
 //! check it (same offsets, every batch valid), then swapped in under [`Log`]'s `rewrite` lock: the old segment's
@@ -189,7 +189,11 @@ impl Log {
                 None => true,
                 Some(key) => {
                     let is_newest = newest.get(key).is_none_or(|&offset| offset <= record.offset);
-                    let is_expired_tombstone = record.value.is_none() && batch_max_timestamp < tombstone_horizon;
+                    // Only in what an earlier pass covered: a tombstone is the newest value of its key for at least one
+                    // pass, whatever timestamp its producer gave it.
+                    let is_expired_tombstone = record.value.is_none()
+                        && record.offset < cleaned_through
+                        && batch_max_timestamp < tombstone_horizon;
                     is_newest && !is_expired_tombstone
                 }
             };

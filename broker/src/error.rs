@@ -315,6 +315,7 @@ fn batch_reason(err: &BatchError) -> Reason {
         | BatchError::Decompress { .. } => Reason::CorruptBatch,
         BatchError::UnsupportedMagic(_) => Reason::UnsupportedFormat,
         BatchError::InflatesPastLimit { .. } => Reason::TooLarge,
+        BatchError::TimestampTooOld { .. } | BatchError::TimestampTooNew { .. } => Reason::InvalidTimestamp,
         _ => Reason::InvalidRecord,
     }
 }

@@ -227,7 +227,8 @@ impl Error {
             | Reason::InvalidConfig
             | Reason::CorruptBatch
             | Reason::InvalidRecord
-            | Reason::UnsupportedFormat => Error::InvalidArgument { message },
+            | Reason::UnsupportedFormat
+            | Reason::InvalidTimestamp => Error::InvalidArgument { message },
             Reason::OffsetOutOfRange => Error::OffsetOutOfRange { message },
             Reason::UnknownMember
             | Reason::NotOwner

@@ -53,7 +53,8 @@ pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
 pub const NO_PRODUCER_ID: i64 = -1;
 
 pub(crate) const COMPRESSION_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+/// Attribute bit 3: LogAppendTime (the broker's clock) rather than CreateTime (the producer's).
+pub const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 /// Attribute bit 4: the batch belongs to a transaction.
 pub const TRANSACTIONAL_BIT: i16 = 0x10;
 /// Attribute bit 5: the batch holds control records (transaction markers), written by the broker only.

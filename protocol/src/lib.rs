@@ -48,7 +48,10 @@ pub mod v1;
 pub mod varint;
 
 pub use batch::{validate, BatchHeader, BatchIter, Compression, RecordBatch, TimestampType};
-pub use produce_validation::{correct_max_timestamp, stamp_log_append_time, validate_produced, ProducedBatch};
+pub use produce_validation::{
+    correct_max_timestamp, stamp_log_append_time, validate_produced, validate_produced_within, ProducedBatch,
+    TimestampBounds,
+};
 pub use record::{Header, ProducerFields, Record, RecordBatchBuilder, RecordView};
 
 /// Room a produce or fetch message needs around its record bytes: the topic name, the other fields, protobuf
@@ -115,6 +118,16 @@ pub enum BatchError {
         "max timestamp {declared} is not the largest record timestamp {actual}: with CreateTime they must be equal"
     )]
     MaxTimestampMismatch { declared: i64, actual: i64 },
+    #[error(
+        "record timestamp {timestamp} is more than message.timestamp.before.max.ms={before_max_ms} before the broker's \
+         clock ({now_ms}): the topic accepts records at most that old (or set the timestamp, or the config, higher)"
+    )]
+    TimestampTooOld { timestamp: i64, now_ms: i64, before_max_ms: u64 },
+    #[error(
+        "record timestamp {timestamp} is more than message.timestamp.after.max.ms={after_max_ms} ahead of the broker's \
+         clock ({now_ms}): the topic accepts records at most that far in the future (check the producer's clock)"
+    )]
+    TimestampTooNew { timestamp: i64, now_ms: i64, after_max_ms: u64 },
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! Every refusal is a [`BatchError`] that says what was wrong; nothing of a refused batch is stored.
 
 use crate::batch::{
-    check_frame, BatchHeader, Compression, TimestampType, CRC_AT, HEADER_BYTES, MAX_TIMESTAMP_AT, NO_PRODUCER_ID,
+    check_frame, BatchHeader, Compression, TimestampType, ATTRIBUTES_AT, CRC_AT, HEADER_BYTES, MAX_TIMESTAMP_AT,
+    NO_PRODUCER_ID, TIMESTAMP_TYPE_BIT,
 };
 use crate::compression::with_decompressor;
 use crate::record::walk_records;
@@ -37,9 +38,62 @@ pub struct ProducedBatch {
     pub needs_append_time: bool,
 }
 
+/// Kafka's `NO_TIMESTAMP`: a record without one (a pre-0.10 client's), never out of bounds.
+const NO_TIMESTAMP: i64 = -1;
+
+/// How far a CreateTime record's timestamp may be from the broker's clock: Kafka's topic configs
+/// `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms` (KIP-937), checked by
+/// [`validate_produced_within`]. `None`: no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimestampBounds {
+    pub before_max_ms: Option<u64>,
+    pub after_max_ms: Option<u64>,
+}
+
+impl TimestampBounds {
+    pub fn is_unbounded(&self) -> bool {
+        self.before_max_ms.is_none() && self.after_max_ms.is_none()
+    }
+}
+
 /// Checks a batch a client produced (see the module doc), decompressing a compressed one into this thread's
 /// reused buffer, at most `max_decompressed_bytes` of it.
 pub fn validate_produced(batch: &[u8], max_decompressed_bytes: usize) -> Result<ProducedBatch, BatchError> {
+    validate::<false>(batch, max_decompressed_bytes).map(|(produced, _)| produced)
+}
+
+/// [`validate_produced`], and a topic's timestamp bounds as Kafka's `LogValidator` checks them, in the same walk
+/// of the records: each CreateTime record's timestamp at most `before_max_ms` behind `now_ms` and at most
+/// `after_max_ms` ahead of it. A record without a timestamp (-1) and a LogAppendTime batch (its records take the
+/// broker's clock) pass. Apart from `validate_produced` so that the common produce, of a topic without bounds,
+/// pays nothing for them.
+pub fn validate_produced_within(
+    batch: &[u8],
+    max_decompressed_bytes: usize,
+    now_ms: i64,
+    bounds: TimestampBounds,
+) -> Result<ProducedBatch, BatchError> {
+    let (produced, range) = validate::<true>(batch, max_decompressed_bytes)?;
+    let Some((oldest, newest)) = range.filter(|_| !produced.needs_append_time) else { return Ok(produced) };
+    let to_ms = |limit: u64| i64::try_from(limit).unwrap_or(i64::MAX);
+    if let Some(limit) = bounds.before_max_ms {
+        if now_ms.saturating_sub(oldest) > to_ms(limit) {
+            return Err(BatchError::TimestampTooOld { timestamp: oldest, now_ms, before_max_ms: limit });
+        }
+    }
+    if let Some(limit) = bounds.after_max_ms {
+        if newest.saturating_sub(now_ms) > to_ms(limit) {
+            return Err(BatchError::TimestampTooNew { timestamp: newest, now_ms, after_max_ms: limit });
+        }
+    }
+    Ok(produced)
+}
+
+/// The checks, and with `RANGE` the records' smallest and largest timestamps but -1 (`None` without one).
+fn validate<const RANGE: bool>(
+    batch: &[u8],
+    max_decompressed_bytes: usize,
+) -> Result<(ProducedBatch, Option<(i64, i64)>), BatchError> {
     let header = check_frame(batch)?;
     if header.is_control() {
         return Err(BatchError::ControlBatch);
@@ -66,44 +120,60 @@ pub fn validate_produced(batch: &[u8], max_decompressed_bytes: usize) -> Result<
         });
     }
     let records = &batch[HEADER_BYTES..];
-    match header.compression()? {
-        Compression::None => check_records_strictly(&header, records)?,
+    let range = match header.compression()? {
+        Compression::None => check_records_strictly::<RANGE>(&header, records)?,
         codec => with_decompressor(|decompressor, buffer| {
             decompressor.decompress_into(codec, records, max_decompressed_bytes, buffer)?;
-            check_records_strictly(&header, buffer)
+            check_records_strictly::<RANGE>(&header, buffer)
         })?,
-    }
-    Ok(ProducedBatch { header, needs_append_time: header.timestamp_type() == TimestampType::LogAppendTime })
+    };
+    let produced = ProducedBatch { header, needs_append_time: header.timestamp_type() == TimestampType::LogAppendTime };
+    Ok((produced, range))
 }
 
 /// One walk over the records: offset deltas exactly 0, 1, 2, .., their number `record_count`, and (CreateTime)
-/// the largest timestamp the header's `max_timestamp`.
-fn check_records_strictly(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
+/// the largest timestamp the header's `max_timestamp`. With `RANGE`, also the records' timestamp range but -1
+/// (see [`validate`]); without, it costs nothing: this walk is every produced record's.
+fn check_records_strictly<const RANGE: bool>(
+    header: &BatchHeader,
+    records: &[u8],
+) -> Result<Option<(i64, i64)>, BatchError> {
     let mut count: i32 = 0;
     let mut max_timestamp = i64::MIN;
+    // The smallest timestamp but NO_TIMESTAMP; i64::MAX while there is none.
+    let mut min_timestamp = i64::MAX;
     walk_records(records, |offset_delta, timestamp_delta| {
         if offset_delta != count {
             return Err(BatchError::OffsetDeltaOutOfSequence { position: count, offset_delta });
         }
         count = count.saturating_add(1);
         // As a consumer reads it (`RecordIter`): saturating, never wrapping.
-        max_timestamp = max_timestamp.max(header.base_timestamp.saturating_add(timestamp_delta));
+        let timestamp = header.base_timestamp.saturating_add(timestamp_delta);
+        max_timestamp = max_timestamp.max(timestamp);
+        if RANGE {
+            min_timestamp = min_timestamp.min(if timestamp == NO_TIMESTAMP { i64::MAX } else { timestamp });
+        }
         Ok(())
     })?;
+    // NO_TIMESTAMP is below every real timestamp, so the largest is a real one whenever there is any.
+    let range = (min_timestamp != i64::MAX).then_some((min_timestamp, max_timestamp));
     if count != header.record_count {
         return Err(BatchError::RecordCountMismatch { declared: header.record_count, actual: count });
     }
     if header.timestamp_type() == TimestampType::CreateTime && max_timestamp != header.max_timestamp {
         return Err(BatchError::MaxTimestampMismatch { declared: header.max_timestamp, actual: max_timestamp });
     }
-    Ok(())
+    Ok(range)
 }
 
-/// Stamps a LogAppendTime batch with the broker's clock: `max_timestamp` becomes `now_ms` and the CRC is
-/// recomputed (it covers `max_timestamp`). Consumers read every record of such a batch as written at
-/// `max_timestamp`, and the time index and ListOffsets by time see the broker's time. `batch` must have
-/// passed [`validate_produced`].
+/// Stamps a batch with the broker's clock, as a LogAppendTime batch: the attributes' timestamp-type bit is set
+/// (a producer's batch on a topic with `message.timestamp.type=LogAppendTime` arrives without it), `max_timestamp`
+/// becomes `now_ms` and the CRC is recomputed (it covers both). Consumers read every record of such a batch as
+/// written at `max_timestamp`, and the time index and ListOffsets by time see the broker's time. `batch` must
+/// have passed [`validate_produced`].
 pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]) | TIMESTAMP_TYPE_BIT;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     set_max_timestamp(batch, now_ms);
 }
 

@@ -218,6 +218,57 @@ fn log_append_time_is_accepted_whatever_the_timestamps_and_stamped_with_a_valid_
     assert!(!validate_produced(&stamped, LIMIT).unwrap().header.is_control());
 }
 
+/// A topic with `message.timestamp.type=LogAppendTime` gets CreateTime batches: stamping sets the type bit too,
+/// and leaves every other attribute (the codec) and the records as they were.
+#[test]
+fn stamping_a_create_time_batch_makes_it_log_append_time_with_its_codec_kept() {
+    for codec in CODECS {
+        let batch = compress_batch(&batch_of(&records(4)), codec, 3).unwrap();
+        let mut stamped = batch.clone();
+        stamp_log_append_time(&mut stamped, 42_000);
+        let header = validate(&stamped).expect("a valid CRC over the new attributes");
+        assert_eq!((header.timestamp_type(), header.max_timestamp), (TimestampType::LogAppendTime, 42_000));
+        assert_eq!(header.compression().unwrap(), codec);
+        assert_eq!(stamped[HEADER_BYTES..], batch[HEADER_BYTES..], "records untouched");
+    }
+}
+
+/// Kafka's `message.timestamp.before.max.ms` / `after.max.ms`: the oldest and the newest record are checked, in
+/// every codec; a record without a timestamp (-1) and a LogAppendTime batch are never out of bounds.
+#[test]
+fn timestamp_bounds_refuse_records_too_far_from_the_brokers_clock() {
+    let at = |timestamps: &[i64]| -> Vec<Record> {
+        timestamps
+            .iter()
+            .map(|&ts| Record { key: None, value: Some(b"v".to_vec()), headers: vec![], timestamp_ms: ts })
+            .collect()
+    };
+    let now = 10_000_000;
+    let bounds = TimestampBounds { before_max_ms: Some(1_000), after_max_ms: Some(500) };
+    for codec in CODECS {
+        let check = |timestamps: &[i64], bounds| {
+            let batch = compress_batch(&batch_of(&at(timestamps)), codec, 3).unwrap();
+            validate_produced_within(&batch, LIMIT, now, bounds).map(|_| ())
+        };
+        assert_eq!(check(&[now - 1_000, now, now + 500], bounds), Ok(()), "{codec:?}: on the edges");
+        assert_eq!(
+            check(&[now, now - 1_001, now], bounds),
+            Err(BatchError::TimestampTooOld { timestamp: now - 1_001, now_ms: now, before_max_ms: 1_000 }),
+            "{codec:?}: the oldest record, wherever it is"
+        );
+        assert_eq!(
+            check(&[now, now + 501], bounds),
+            Err(BatchError::TimestampTooNew { timestamp: now + 501, now_ms: now, after_max_ms: 500 })
+        );
+        assert_eq!(check(&[now - 50_000, now + 50_000], TimestampBounds::default()), Ok(()), "no bounds");
+        assert_eq!(check(&[-1, now], bounds), Ok(()), "no timestamp is not an old one");
+    }
+    let old = with_header(batch_of(&at(&[5])), |h| h.attributes |= 0x08);
+    assert!(validate_produced_within(&old, LIMIT, now, bounds).is_ok(), "a LogAppendTime batch takes the clock");
+    let message = BatchError::TimestampTooOld { timestamp: 5, now_ms: now, before_max_ms: 1_000 }.to_string();
+    assert!(message.contains("message.timestamp.before.max.ms=1000"), "{message}");
+}
+
 #[test]
 fn control_batches_and_transactional_ones_without_a_producer_are_refused() {
     let batch = batch_of(&records(2));

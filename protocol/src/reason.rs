@@ -45,6 +45,9 @@ pub enum Reason {
     InvalidRecord,
     /// A record batch of a format (magic) rill does not store.
     UnsupportedFormat,
+    /// A record whose timestamp is further from the broker's clock than the topic's
+    /// `message.timestamp.before.max.ms` or `message.timestamp.after.max.ms` allow.
+    InvalidTimestamp,
     OffsetOutOfRange,
     UnknownGroup,
     /// A consumer-group member the group no longer has (it left, or its session expired): rejoin.
@@ -131,7 +134,7 @@ pub const COORDINATOR_ID_KEY: &str = "rill-coordinator-id";
 pub const COORDINATOR_ADDRESS_KEY: &str = "rill-coordinator-address";
 
 impl Reason {
-    pub const ALL: [Reason; 42] = [
+    pub const ALL: [Reason; 43] = [
         Reason::DiskFull,
         Reason::ShuttingDown,
         Reason::TooLarge,
@@ -145,6 +148,7 @@ impl Reason {
         Reason::CorruptBatch,
         Reason::InvalidRecord,
         Reason::UnsupportedFormat,
+        Reason::InvalidTimestamp,
         Reason::OffsetOutOfRange,
         Reason::UnknownGroup,
         Reason::UnknownMember,
@@ -192,6 +196,7 @@ impl Reason {
             Reason::CorruptBatch => ("corrupt-batch", Code::InvalidArgument, 2), // CORRUPT_MESSAGE
             Reason::InvalidRecord => ("invalid-record", Code::InvalidArgument, 87), // INVALID_RECORD
             Reason::UnsupportedFormat => ("unsupported-format", Code::InvalidArgument, 43), // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            Reason::InvalidTimestamp => ("invalid-timestamp", Code::InvalidArgument, 32),   // INVALID_TIMESTAMP
             Reason::OffsetOutOfRange => ("offset-out-of-range", Code::OutOfRange, 1),       // OFFSET_OUT_OF_RANGE
             Reason::UnknownGroup => ("unknown-group", Code::NotFound, 69),                  // GROUP_ID_NOT_FOUND
             Reason::UnknownMember => ("unknown-member", Code::FailedPrecondition, 25),      // UNKNOWN_MEMBER_ID

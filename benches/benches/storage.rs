@@ -147,6 +147,7 @@ fn compaction(c: &mut Criterion) {
         min_cleanable_dirty_permille: 0,
         min_compaction_lag_ms: 0,
         delete_retention_ms: 86_400_000,
+        max_compaction_lag_ms: None,
         key_map_bytes: 64 << 20,
     };
     for (name, value_bytes) in [("pass_64MiB_1KiB_records", 1024), ("pass_64MiB_100B_records", 100)] {

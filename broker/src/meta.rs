@@ -57,6 +57,71 @@ pub struct TopicSettings {
     /// default (delete only, as every topic was before compaction), so those read the same to an older broker.
     #[serde(default, skip_serializing_if = "Cleanup::is_default")]
     pub cleanup: Cleanup,
+    /// Kafka's `segment.ms`: the active segment rolls once it is this old, so that retention and compaction, which
+    /// never touch the active segment, reach a quiet topic's records. Left out of the files while it is Kafka's
+    /// default (7 days, what every topic had before it was a setting).
+    #[serde(default = "default_segment_ms", skip_serializing_if = "is_default_segment_ms")]
+    pub segment_ms: u64,
+    /// Kafka's `message.timestamp.*` configs. Left out of the files while they are the default.
+    #[serde(default, skip_serializing_if = "MessageTimestamps::is_default")]
+    pub timestamps: MessageTimestamps,
+}
+
+/// Kafka's `segment.ms` default: a week.
+pub const DEFAULT_SEGMENT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+fn default_segment_ms() -> u64 {
+    DEFAULT_SEGMENT_MS
+}
+
+fn is_default_segment_ms(ms: &u64) -> bool {
+    *ms == DEFAULT_SEGMENT_MS
+}
+
+/// Which clock a topic's record timestamps come from, and how far a producer's may be from the broker's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTimestamps {
+    /// Kafka's `message.timestamp.type=LogAppendTime`: every batch is stamped with the broker's clock as it is
+    /// produced (`rill_protocol::stamp_log_append_time`); false is `CreateTime`, the producer's timestamps.
+    #[serde(default)]
+    pub log_append_time: bool,
+    /// Kafka's `message.timestamp.before.max.ms`: a CreateTime record at most this far behind the broker's clock
+    /// (`None`: any age, Kafka's Long.MAX_VALUE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_max_ms: Option<u64>,
+    /// Kafka's `message.timestamp.after.max.ms`: at most this far ahead of it (`None`: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_max_ms: Option<u64>,
+}
+
+impl MessageTimestamps {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `message.timestamp.type` as Kafka spells it.
+    pub fn type_name(&self) -> &'static str {
+        if self.log_append_time {
+            "LogAppendTime"
+        } else {
+            "CreateTime"
+        }
+    }
+
+    /// Reads a `message.timestamp.type` value: `Some(true)` for LogAppendTime, `Some(false)` for CreateTime.
+    pub fn parse_type(value: &str) -> Option<bool> {
+        match value.trim() {
+            "LogAppendTime" => Some(true),
+            "CreateTime" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The bounds the produce path checks each CreateTime record against.
+    pub fn bounds(&self) -> rill_protocol::TimestampBounds {
+        rill_protocol::TimestampBounds { before_max_ms: self.before_max_ms, after_max_ms: self.after_max_ms }
+    }
 }
 
 /// How a topic's old records go: retention deletes old segments (`delete`), compaction keeps each key's newest
@@ -73,6 +138,11 @@ pub struct Cleanup {
     pub min_compaction_lag_ms: u64,
     /// Kafka's `min.cleanable.dirty.ratio`, in thousandths.
     pub min_cleanable_dirty_permille: u16,
+    /// Kafka's `max.compaction.lag.ms`: a record is compacted within about this long of being written, however
+    /// little of the log is dirty (`None`: Kafka's Long.MAX_VALUE, only the dirty ratio decides). Left out of the
+    /// files while unset, so they read the same to a broker from before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_compaction_lag_ms: Option<u64>,
 }
 
 impl Default for Cleanup {
@@ -84,6 +154,7 @@ impl Default for Cleanup {
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,
             min_cleanable_dirty_permille: 500,
+            max_compaction_lag_ms: None,
         }
     }
 }
@@ -136,8 +207,12 @@ impl TopicSettings {
             DurabilityPolicy::Interval => Durability::Interval { interval_ms: self.flush_interval_ms },
             DurabilityPolicy::Never => Durability::Never,
         };
+        // Kafka rolls a compacted topic's active segment by max.compaction.lag.ms too: a pass never takes the
+        // active segment, so without a roll its records could wait past the lag.
+        let max_lag = self.cleanup.max_compaction_lag_ms.filter(|_| self.cleanup.compact);
         LogConfig {
             segment_bytes: self.segment_bytes,
+            segment_ms: Some(max_lag.map_or(self.segment_ms, |lag| lag.clamp(1, self.segment_ms))),
             max_batch_bytes: usize::try_from(self.max_batch_bytes).unwrap_or(usize::MAX),
             // Compaction alone (no `delete`) keeps every key's newest record however old or large the log is.
             retention_ms: self.retention_ms.filter(|_| self.cleanup.delete),
@@ -147,6 +222,7 @@ impl TopicSettings {
                 min_cleanable_dirty_permille: self.cleanup.min_cleanable_dirty_permille,
                 min_compaction_lag_ms: self.cleanup.min_compaction_lag_ms,
                 delete_retention_ms: self.cleanup.delete_retention_ms,
+                max_compaction_lag_ms: self.cleanup.max_compaction_lag_ms,
                 key_map_bytes: COMPACTION_KEY_MAP_BYTES,
             }),
             ..LogConfig::default()
@@ -276,6 +352,8 @@ mod tests {
             retention_ms: None,
             retention_bytes: Some(1 << 30),
             cleanup: crate::meta::Cleanup::default(),
+            segment_ms: DEFAULT_SEGMENT_MS,
+            timestamps: MessageTimestamps::default(),
         }
     }
 
@@ -290,6 +368,28 @@ mod tests {
         assert!(!topics_dir(dir.path()).join("half.tmp").exists());
         remove(dir.path(), &TopicName::new("orders").unwrap()).unwrap();
         assert!(load_all(dir.path()).unwrap().is_empty());
+    }
+
+    /// Settings added after the first release are left out of the file while they are the default, so a file of a
+    /// topic that does not use them reads the same to an older broker; set, they round-trip.
+    #[test]
+    fn later_settings_stay_out_of_the_file_until_set() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(topics_dir(dir.path())).unwrap();
+        let name = TopicName::new("orders").unwrap();
+        let plain = TopicMeta::new(&name, TopicId::random(), 1, settings());
+        let text = toml::to_string(&plain).unwrap();
+        for later in ["cleanup", "segment_ms", "timestamps"] {
+            assert!(!text.contains(later), "{later} in {text}");
+        }
+        let mut set = settings();
+        set.segment_ms = 60_000;
+        set.timestamps = MessageTimestamps { log_append_time: true, before_max_ms: Some(5), after_max_ms: None };
+        set.cleanup.compact = true;
+        set.cleanup.max_compaction_lag_ms = Some(9);
+        let meta = TopicMeta::new(&name, TopicId::random(), 1, set);
+        store(dir.path(), &meta).unwrap();
+        assert_eq!(load_all(dir.path()).unwrap(), vec![meta]);
     }
 
     #[test]

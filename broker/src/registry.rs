@@ -117,6 +117,11 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         delete_retention_ms: Some(s.cleanup.delete_retention_ms),
         min_compaction_lag_ms: Some(s.cleanup.min_compaction_lag_ms),
         min_cleanable_dirty_ratio: Some(f64::from(s.cleanup.min_cleanable_dirty_permille) / 1000.0),
+        max_compaction_lag_ms: s.cleanup.max_compaction_lag_ms,
+        segment_ms: Some(s.segment_ms),
+        message_timestamp_type: Some(s.timestamps.type_name().to_owned()),
+        message_timestamp_before_max_ms: s.timestamps.before_max_ms,
+        message_timestamp_after_max_ms: s.timestamps.after_max_ms,
     }
 }
 
@@ -554,6 +559,8 @@ impl Registry {
             retention_ms: retention_limit(requested.retention_ms, defaults.default_retention_ms),
             retention_bytes: retention_limit(requested.retention_bytes, defaults.default_retention_bytes),
             cleanup: requested_cleanup(requested)?,
+            segment_ms: requested.segment_ms.unwrap_or(crate::meta::DEFAULT_SEGMENT_MS),
+            timestamps: requested_timestamps(requested)?,
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));
@@ -582,7 +589,50 @@ fn requested_cleanup(requested: &v1::TopicConfig) -> Result<crate::meta::Cleanup
             BrokerError::invalid("config.min_cleanable_dirty_ratio", format!("{ratio} is not a ratio from 0 to 1"))
         })?;
     }
+    cleanup.max_compaction_lag_ms = bound(requested.max_compaction_lag_ms);
+    match cleanup.max_compaction_lag_ms {
+        Some(0) => {
+            return Err(BrokerError::invalid(
+                "config.max_compaction_lag_ms",
+                "must be at least 1 millisecond (unset: no bound)",
+            ))
+        }
+        Some(max_lag) if max_lag < cleanup.min_compaction_lag_ms => {
+            return Err(BrokerError::invalid(
+                "config.max_compaction_lag_ms",
+                format!(
+                "{max_lag} is below min_compaction_lag_ms ({}): a record cannot have to be compacted before it may be",
+                cleanup.min_compaction_lag_ms
+            ),
+            ))
+        }
+        _ => {}
+    }
     Ok(cleanup)
+}
+
+/// A topic's timestamp type and bounds from its request; unset fields take Kafka's defaults.
+fn requested_timestamps(requested: &v1::TopicConfig) -> Result<crate::meta::MessageTimestamps> {
+    use crate::meta::MessageTimestamps;
+    let log_append_time = match &requested.message_timestamp_type {
+        None => false,
+        Some(name) => MessageTimestamps::parse_type(name).ok_or_else(|| {
+            BrokerError::invalid(
+                "config.message_timestamp_type",
+                format!("{name:?} is not a timestamp type: CreateTime or LogAppendTime"),
+            )
+        })?,
+    };
+    Ok(MessageTimestamps {
+        log_append_time,
+        before_max_ms: bound(requested.message_timestamp_before_max_ms),
+        after_max_ms: bound(requested.message_timestamp_after_max_ms),
+    })
+}
+
+/// A bound in milliseconds from a request: Kafka's Long.MAX_VALUE (and anything above) is none.
+fn bound(requested: Option<u64>) -> Option<u64> {
+    requested.filter(|ms| *ms < crate::topic_config::LONG_MAX_MS)
 }
 
 /// A topic's retention limit from its request: unset takes the broker's default, and `u64::MAX` (the proto's

@@ -9,7 +9,7 @@
 use crate::cluster::placement::default_min_insync_replicas;
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
-use crate::meta::{Cleanup, TopicSettings};
+use crate::meta::{Cleanup, MessageTimestamps, TopicSettings, DEFAULT_SEGMENT_MS};
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,10 +31,20 @@ pub enum ConfigKey {
     MinCompactionLagMs,
     /// How much of a compacted partition must be dirty before a pass.
     MinCleanableDirtyRatio,
+    /// How long a compacted topic's record may wait for a pass, however clean the rest is.
+    MaxCompactionLagMs,
+    /// How old the active segment gets before it rolls.
+    SegmentMs,
+    /// `CreateTime` (the producer's clock) or `LogAppendTime` (the broker's).
+    MessageTimestampType,
+    /// How far behind the broker's clock a CreateTime record may be.
+    MessageTimestampBeforeMaxMs,
+    /// How far ahead of it.
+    MessageTimestampAfterMaxMs,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 11] = [
+    pub const ALL: [ConfigKey; 16] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -46,6 +56,11 @@ impl ConfigKey {
         ConfigKey::DeleteRetentionMs,
         ConfigKey::MinCompactionLagMs,
         ConfigKey::MinCleanableDirtyRatio,
+        ConfigKey::MaxCompactionLagMs,
+        ConfigKey::SegmentMs,
+        ConfigKey::MessageTimestampType,
+        ConfigKey::MessageTimestampBeforeMaxMs,
+        ConfigKey::MessageTimestampAfterMaxMs,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -62,6 +77,11 @@ impl ConfigKey {
             ConfigKey::DeleteRetentionMs => "delete.retention.ms",
             ConfigKey::MinCompactionLagMs => "min.compaction.lag.ms",
             ConfigKey::MinCleanableDirtyRatio => "min.cleanable.dirty.ratio",
+            ConfigKey::MaxCompactionLagMs => "max.compaction.lag.ms",
+            ConfigKey::SegmentMs => "segment.ms",
+            ConfigKey::MessageTimestampType => "message.timestamp.type",
+            ConfigKey::MessageTimestampBeforeMaxMs => "message.timestamp.before.max.ms",
+            ConfigKey::MessageTimestampAfterMaxMs => "message.timestamp.after.max.ms",
         }
     }
 
@@ -79,6 +99,11 @@ impl ConfigKey {
             ConfigKey::DeleteRetentionMs => "delete_retention_ms",
             ConfigKey::MinCompactionLagMs => "min_compaction_lag_ms",
             ConfigKey::MinCleanableDirtyRatio => "min_cleanable_dirty_ratio",
+            ConfigKey::MaxCompactionLagMs => "max_compaction_lag_ms",
+            ConfigKey::SegmentMs => "segment_ms",
+            ConfigKey::MessageTimestampType => "message_timestamp_type",
+            ConfigKey::MessageTimestampBeforeMaxMs => "message_timestamp_before_max_ms",
+            ConfigKey::MessageTimestampAfterMaxMs => "message_timestamp_after_max_ms",
         }
     }
 
@@ -219,6 +244,11 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::MinCleanableDirtyRatio => {
             s.cleanup.min_cleanable_dirty_permille = Cleanup::default().min_cleanable_dirty_permille
         }
+        ConfigKey::MaxCompactionLagMs => s.cleanup.max_compaction_lag_ms = None,
+        ConfigKey::SegmentMs => s.segment_ms = DEFAULT_SEGMENT_MS,
+        ConfigKey::MessageTimestampType => s.timestamps.log_append_time = false,
+        ConfigKey::MessageTimestampBeforeMaxMs => s.timestamps.before_max_ms = None,
+        ConfigKey::MessageTimestampAfterMaxMs => s.timestamps.after_max_ms = None,
     }
 }
 
@@ -240,6 +270,8 @@ fn set(
             _ => whole(what).map(|v| (v != u64::MAX).then_some(v)),
         }
     };
+    // Kafka's "no bound" for these is Long.MAX_VALUE, what its tools show and send back.
+    let bound = |what: &str| -> Result<Option<u64>> { whole(what).map(|v| (v < LONG_MAX_MS).then_some(v)) };
     let s = &mut state.settings;
     match key {
         ConfigKey::RetentionMs => s.retention_ms = limit("of milliseconds, or -1 to keep records forever")?,
@@ -301,9 +333,36 @@ fn set(
             s.cleanup.min_cleanable_dirty_permille = Cleanup::parse_dirty_ratio(value)
                 .ok_or_else(|| refusal(change, "must be a ratio from 0 to 1, such as 0.5"))?;
         }
+        ConfigKey::MaxCompactionLagMs => {
+            let lag = bound("of milliseconds from 1 (9223372036854775807: no bound)")?;
+            if lag == Some(0) {
+                return Err(refusal(change, "must be at least 1 millisecond (9223372036854775807: no bound)"));
+            }
+            s.cleanup.max_compaction_lag_ms = lag;
+        }
+        ConfigKey::SegmentMs => {
+            let ms = whole("of milliseconds, at least 1")?;
+            if ms == 0 {
+                return Err(refusal(change, "must be at least 1 millisecond"));
+            }
+            s.segment_ms = ms;
+        }
+        ConfigKey::MessageTimestampType => {
+            s.timestamps.log_append_time = MessageTimestamps::parse_type(value)
+                .ok_or_else(|| refusal(change, "must be CreateTime or LogAppendTime"))?;
+        }
+        ConfigKey::MessageTimestampBeforeMaxMs => {
+            s.timestamps.before_max_ms = bound("of milliseconds (9223372036854775807: no bound)")?;
+        }
+        ConfigKey::MessageTimestampAfterMaxMs => {
+            s.timestamps.after_max_ms = bound("of milliseconds (9223372036854775807: no bound)")?;
+        }
     }
     Ok(())
 }
+
+/// Kafka's Long.MAX_VALUE: a bound in milliseconds this large (or larger) is no bound.
+pub const LONG_MAX_MS: u64 = i64::MAX as u64;
 
 /// What no single key checks: a batch must fit a segment.
 fn check_whole(next: &TopicConfigState, changes: &[ConfigChange], defaults: &BrokerConfig) -> Result<()> {
@@ -319,6 +378,23 @@ fn check_whole(next: &TopicConfigState, changes: &[ConfigChange], defaults: &Bro
             format!(
                 "max.message.bytes ({}) would be above segment.bytes ({}): a batch must fit in one segment",
                 s.max_batch_bytes, s.segment_bytes
+            ),
+        ));
+    }
+    if let Some(max_lag) = s.cleanup.max_compaction_lag_ms.filter(|lag| *lag < s.cleanup.min_compaction_lag_ms) {
+        let blamed = changes
+            .iter()
+            .find(|c| {
+                matches!(ConfigKey::parse(&c.key), Some(ConfigKey::MaxCompactionLagMs | ConfigKey::MinCompactionLagMs))
+            })
+            .cloned()
+            .unwrap_or_else(|| ConfigChange::set(ConfigKey::MaxCompactionLagMs.kafka_name(), max_lag.to_string()));
+        return Err(refusal(
+            &blamed,
+            format!(
+                "max.compaction.lag.ms ({max_lag}) would be below min.compaction.lag.ms ({}): a record cannot have \
+                 to be compacted before it may be",
+                s.cleanup.min_compaction_lag_ms
             ),
         ));
     }
@@ -362,6 +438,11 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
         ConfigKey::MinCleanableDirtyRatio,
         s.cleanup.min_cleanable_dirty_permille != default.min_cleanable_dirty_permille,
     );
+    differs(ConfigKey::MaxCompactionLagMs, s.cleanup.max_compaction_lag_ms.is_some());
+    differs(ConfigKey::SegmentMs, s.segment_ms != DEFAULT_SEGMENT_MS);
+    differs(ConfigKey::MessageTimestampType, s.timestamps.log_append_time);
+    differs(ConfigKey::MessageTimestampBeforeMaxMs, s.timestamps.before_max_ms.is_some());
+    differs(ConfigKey::MessageTimestampAfterMaxMs, s.timestamps.after_max_ms.is_some());
     keys
 }
 
@@ -398,6 +479,11 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     push(ConfigKey::DeleteRetentionMs, set.delete_retention_ms.map(|v| v.to_string()));
     push(ConfigKey::MinCompactionLagMs, set.min_compaction_lag_ms.map(|v| v.to_string()));
     push(ConfigKey::MinCleanableDirtyRatio, set.min_cleanable_dirty_ratio.map(|v| v.to_string()));
+    push(ConfigKey::MaxCompactionLagMs, set.max_compaction_lag_ms.map(|v| v.to_string()));
+    push(ConfigKey::SegmentMs, set.segment_ms.map(|v| v.to_string()));
+    push(ConfigKey::MessageTimestampType, set.message_timestamp_type.clone());
+    push(ConfigKey::MessageTimestampBeforeMaxMs, set.message_timestamp_before_max_ms.map(|v| v.to_string()));
+    push(ConfigKey::MessageTimestampAfterMaxMs, set.message_timestamp_after_max_ms.map(|v| v.to_string()));
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

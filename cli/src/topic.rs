@@ -163,6 +163,10 @@ struct CreateArgs {
     /// In a cluster: in-sync replicas a produce with --acks all needs. [default: 2 for 3 copies or more, else 1]
     #[arg(long, value_name = "N")]
     min_insync_replicas: Option<u32>,
+    /// Any setting `rill topic alter` takes, KEY=VALUE with Kafka's key names (repeatable), as
+    /// `kafka-topics --create --config` takes them; the flags above win over the same setting here.
+    #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    configs: Vec<String>,
     #[command(flatten)]
     broker: BrokerFlag,
 }
@@ -250,19 +254,25 @@ async fn admin(broker: &BrokerFlag) -> anyhow::Result<Admin> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let (configured, configured_min_insync) = crate::topic_alter::configs_of(&args.configs)?;
     let config = TopicConfig {
-        retention_bytes: args.retention_bytes,
-        retention_ms: args.retention_ms,
-        segment_bytes: args.segment_bytes,
-        durability: args.durability.unwrap_or(DurabilityPolicy::Unspecified) as i32,
-        flush_interval_ms: args.flush_interval_ms,
-        max_batch_bytes: args.max_batch_bytes,
-        cleanup_policy: args.cleanup_policy.clone(),
-        ..TopicConfig::default()
+        retention_bytes: args.retention_bytes.or(configured.retention_bytes),
+        retention_ms: args.retention_ms.or(configured.retention_ms),
+        segment_bytes: args.segment_bytes.or(configured.segment_bytes),
+        durability: match args.durability {
+            Some(policy) => policy as i32,
+            None => configured.durability,
+        },
+        flush_interval_ms: args.flush_interval_ms.or(configured.flush_interval_ms),
+        max_batch_bytes: args.max_batch_bytes.or(configured.max_batch_bytes),
+        cleanup_policy: args.cleanup_policy.clone().or(configured.cleanup_policy.clone()),
+        ..configured
     };
     let admin = admin(&args.broker).await?;
-    let replication =
-        TopicReplication { factor: args.replication_factor, min_insync_replicas: args.min_insync_replicas };
+    let replication = TopicReplication {
+        factor: args.replication_factor,
+        min_insync_replicas: args.min_insync_replicas.or(configured_min_insync),
+    };
     let topic = admin
         .create_replicated_topic(&args.name, args.partitions, replication, config)
         .await
@@ -473,8 +483,20 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
         settings.row(vec!["min_compaction_lag_ms".into(), or_none(config.min_compaction_lag_ms)]);
         let ratio = config.min_cleanable_dirty_ratio.map_or_else(|| "-".to_owned(), |r| r.to_string());
         settings.row(vec!["min_cleanable_dirty_ratio".into(), ratio]);
+        settings.row(vec!["max_compaction_lag_ms".into(), or_unbounded(config.max_compaction_lag_ms)]);
     }
     settings.row(vec!["cleanup_policy".into(), policy]);
+    settings.row(vec!["segment_ms".into(), or_none(config.segment_ms)]);
+    let timestamp_type = config.message_timestamp_type.clone().unwrap_or_else(|| "CreateTime".to_owned());
+    settings.row(vec!["timestamp_type".into(), timestamp_type]);
+    for (name, bound) in [
+        ("timestamp_before_max_ms", config.message_timestamp_before_max_ms),
+        ("timestamp_after_max_ms", config.message_timestamp_after_max_ms),
+    ] {
+        if bound.is_some() {
+            settings.row(vec![name.into(), or_unbounded(bound)]);
+        }
+    }
     settings.write(out)?;
     if topic.overridden_keys.is_empty() {
         writeln!(out, "set on the topic: none (every setting is the broker's default)")
@@ -494,6 +516,11 @@ fn durability_name(value: i32) -> &'static str {
 
 fn or_forever(value: Option<u64>) -> String {
     value.map_or_else(|| "forever".to_owned(), |v| v.to_string())
+}
+
+/// A bound in milliseconds the broker reports unset when there is none.
+fn or_unbounded(value: Option<u64>) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| v.to_string())
 }
 
 fn or_none(value: Option<u64>) -> String {

@@ -24,7 +24,15 @@ const KEYS: &[(&str, &str)] = &[
     ("delete.retention.ms", "milliseconds a compacted topic keeps a tombstone"),
     ("min.compaction.lag.ms", "milliseconds a record stays before compaction may remove it"),
     ("min.cleanable.dirty.ratio", "a ratio from 0 to 1: how much of a partition is new before it is compacted"),
+    ("max.compaction.lag.ms", "milliseconds within which a compacted topic's record is compacted"),
+    ("segment.ms", "milliseconds before the active segment rolls, at least 1"),
+    ("message.timestamp.type", "CreateTime (the producer's clock) or LogAppendTime (the broker's)"),
+    ("message.timestamp.before.max.ms", "milliseconds a record's timestamp may be behind the broker's clock"),
+    ("message.timestamp.after.max.ms", "milliseconds a record's timestamp may be ahead of the broker's clock"),
 ];
+
+/// Kafka's Long.MAX_VALUE, its "no bound" for the bounds above; sent as is (the broker reads it as none).
+const NO_BOUND: &str = "9223372036854775807";
 
 #[derive(Debug, clap::Args)]
 pub struct AlterArgs {
@@ -51,8 +59,9 @@ pub const AFTER_HELP: &str = "Examples:
 
 Keys: retention.ms, retention.bytes (-1: no limit), segment.bytes, max.message.bytes, min.insync.replicas,
 flush.ms (interval durability with that period), rill.durability (always, interval, never), cleanup.policy
-(delete, compact, compact,delete), delete.retention.ms, min.compaction.lag.ms, min.cleanable.dirty.ratio
-(compaction, docs/compaction.md). Applied to every
+(delete, compact, compact,delete), delete.retention.ms, min.compaction.lag.ms, max.compaction.lag.ms,
+min.cleanable.dirty.ratio (compaction, docs/compaction.md), segment.ms, message.timestamp.type (CreateTime,
+LogAppendTime), message.timestamp.before.max.ms, message.timestamp.after.max.ms. Applied to every
 partition on every node that holds one, and kept across restarts: retention at the next retention pass,
 segment.bytes at the next segment roll, max.message.bytes and durability at the next produce. All or nothing:
 one bad key or value refuses the change. Needs alter_configs on the topic when authorization is on.";
@@ -62,9 +71,27 @@ fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
     if args.configs.is_empty() && args.deletes.is_empty() {
         bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
     }
+    let (set, min_insync_replicas) = configs_of(&args.configs)?;
+    for key in &args.deletes {
+        if !KEYS.iter().any(|(name, _)| name == key) {
+            return Err(unknown(key));
+        }
+    }
+    Ok(AlterTopicConfigRequest {
+        name: args.name.clone(),
+        set: Some(set),
+        min_insync_replicas,
+        delete: args.deletes.clone(),
+        validate_only: args.dry_run,
+    })
+}
+
+/// `--config KEY=VALUE` arguments as the settings they set, and the `min.insync.replicas` among them (not a
+/// setting of the proto's `TopicConfig`). `rill topic create --config` takes the same.
+pub(crate) fn configs_of(configs: &[String]) -> anyhow::Result<(TopicConfig, Option<u32>)> {
     let mut set = TopicConfig::default();
     let mut min_insync_replicas = None;
-    for config in &args.configs {
+    for config in configs {
         let Some((key, value)) = config.split_once('=') else {
             bail!("--config {config:?} is not KEY=VALUE (for example retention.ms=3600000)");
         };
@@ -73,6 +100,7 @@ fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
         let bad = || anyhow::anyhow!("invalid value {value:?} for {key}: it is {what}");
         let number = || value.parse::<u64>().map_err(|_| bad());
         let limit = || if value == "-1" { Ok(u64::MAX) } else { number() };
+        let bound = || if value == NO_BOUND { Ok(u64::MAX) } else { number() };
         match key {
             "retention.ms" => set.retention_ms = Some(limit()?),
             "retention.bytes" => set.retention_bytes = Some(limit()?),
@@ -87,6 +115,14 @@ fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
                 set.min_cleanable_dirty_ratio =
                     Some(value.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(bad)?)
             }
+            "max.compaction.lag.ms" => set.max_compaction_lag_ms = Some(bound()?),
+            "segment.ms" => set.segment_ms = Some(number()?),
+            "message.timestamp.type" => match value {
+                "CreateTime" | "LogAppendTime" => set.message_timestamp_type = Some(value.to_owned()),
+                _ => return Err(bad()),
+            },
+            "message.timestamp.before.max.ms" => set.message_timestamp_before_max_ms = Some(bound()?),
+            "message.timestamp.after.max.ms" => set.message_timestamp_after_max_ms = Some(bound()?),
             _ => {
                 let policy = match value {
                     "always" => DurabilityPolicy::Always,
@@ -98,18 +134,7 @@ fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
             }
         }
     }
-    for key in &args.deletes {
-        if !KEYS.iter().any(|(name, _)| name == key) {
-            return Err(unknown(key));
-        }
-    }
-    Ok(AlterTopicConfigRequest {
-        name: args.name.clone(),
-        set: Some(set),
-        min_insync_replicas,
-        delete: args.deletes.clone(),
-        validate_only: args.dry_run,
-    })
+    Ok((set, min_insync_replicas))
 }
 
 fn unknown(key: &str) -> anyhow::Error {

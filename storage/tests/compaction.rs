@@ -17,6 +17,7 @@ const EAGER: CompactionSettings = CompactionSettings {
     min_cleanable_dirty_permille: 0,
     min_compaction_lag_ms: 0,
     delete_retention_ms: 60_000,
+    max_compaction_lag_ms: None,
     key_map_bytes: 1 << 20,
 };
 
@@ -172,6 +173,32 @@ fn the_active_segment_and_what_is_too_recent_stay_as_written() {
     clock.advance(10_000);
     assert!(log.compact(&dirty_enough).unwrap().is_some(), "all dirty, past the lag");
     assert_eq!(log.compact(&dirty_enough).unwrap(), None, "nothing dirty since");
+}
+
+/// With `max_compaction_lag_ms`, a log dirtied a little (far below the dirty ratio) is still compacted once its
+/// oldest dirty record is that old; before then, and without it, the ratio alone decides.
+#[test]
+fn max_compaction_lag_compacts_a_log_the_ratio_would_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_000_000);
+    let log = Log::open_with_clock(dir.path(), small_config(), clock.clone()).unwrap();
+    for i in 0..60u16 {
+        log.append(&batch_of(&[put((i % 30) as u8, i)], 1_000_000)).unwrap();
+    }
+    let strict = CompactionSettings { min_cleanable_dirty_permille: 1000, ..EAGER };
+    log.compact(&EAGER).unwrap().expect("the first pass, everything dirty");
+    // A little more: a few updates, far below a ratio of 1.
+    for i in 60..100u16 {
+        log.append(&batch_of(&[put(1, i)], 1_001_000)).unwrap();
+    }
+    let written = read_records(&log);
+    assert_eq!(log.compact(&strict).unwrap(), None, "the ratio alone: not due");
+    let lagged = CompactionSettings { max_compaction_lag_ms: Some(60_000), ..strict };
+    assert_eq!(log.compact(&lagged).unwrap(), None, "the dirty records are a second old, the lag a minute");
+    clock.advance(61_000);
+    let outcome = log.compact(&lagged).unwrap().expect("past the lag: due whatever the ratio");
+    assert!(outcome.records_removed > 0, "{outcome:?}");
+    assert_eq!(read_records(&log), expected_after(&written, outcome.cleaned_through, true));
 }
 
 /// A pass bounded by its key map ends at the last segment it mapped whole, and the next goes on from there.

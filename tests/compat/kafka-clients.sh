@@ -40,6 +40,9 @@
 # records refused, DescribeConfigs and IncrementalAlterConfigs of the compaction configs, and a transactional
 # producer's committed and aborted rounds read_committed; test_kafka_compaction_cluster.py: on three nodes, a
 # replica SIGKILLed while the others compact catches up from the compacted leader and, elected, serves it.
+# test_kafka_topic_configs.py: the topic configs Kafka Streams, ksqlDB and Kafka Connect create their topics with,
+# accepted and described; LogAppendTime topics read by librdkafka and kafka-python at the broker's clock; timestamp
+# bounds refusing records with INVALID_TIMESTAMP; segment.ms and max.compaction.lag.ms compacting a quiet topic.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
@@ -60,4 +63,4 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
   tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
-  tests/compat/test_kafka_compaction_cluster.py "$@"
+  tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py "$@"

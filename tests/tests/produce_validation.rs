@@ -160,6 +160,84 @@ async fn a_log_append_time_batch_is_stamped_with_the_broker_clock() {
     assert_eq!(later.offsets[0].offset, 2, "nothing is later than the stamp");
 }
 
+/// `message.timestamp.type=LogAppendTime` on the topic: every batch is stamped, whatever its producer flagged,
+/// batches and record lists alike, and the answer's append time is the stamp.
+#[tokio::test]
+async fn a_log_append_time_topic_stamps_every_batch_with_the_broker_clock() {
+    let mut broker = TestBroker::start().await;
+    let config = v1::TopicConfig { message_timestamp_type: Some("LogAppendTime".into()), ..Default::default() };
+    let request = v1::CreateTopicRequest {
+        name: "stamped".into(),
+        partition_count: 1,
+        config: Some(config),
+        ..Default::default()
+    };
+    let info = broker.admin.create_topic(request).await.expect("created").into_inner();
+    let config = info.topic.and_then(|t| t.config).and_then(|c| c.message_timestamp_type);
+    assert_eq!(config.as_deref(), Some("LogAppendTime"));
+    let plain = broker.records.produce(produce_request("stamped", Some(0), batch_of(&["a", "b"], 5), v1::Acks::Leader));
+    let plain = plain.await.expect("a CreateTime batch is accepted").into_inner();
+    let list = v1::ProduceRequest {
+        records: Some(v1::produce_request::Records::RecordList(v1::RecordList {
+            records: vec![v1::Record { value: Some(Bytes::from_static(b"c")), timestamp_ms: 7, ..Default::default() }],
+        })),
+        ..produce_request("stamped", Some(0), Bytes::new(), v1::Acks::Leader)
+    };
+    let listed = broker.records.produce(list).await.expect("a record list is accepted").into_inner();
+    let fetched = broker.records.fetch(fetch_request("stamped", 0, 0, 0, 0)).await.expect("fetch").into_inner();
+    let stored: Vec<BatchHeader> =
+        BatchIter::new(fetched.record_batches).map(|batch| batch.expect("whole batches").header).collect();
+    assert_eq!(stored.len(), 2);
+    for (header, answered) in stored.iter().zip([&plain, &listed]) {
+        assert_eq!(header.timestamp_type(), rill_protocol::TimestampType::LogAppendTime);
+        assert_eq!(header.max_timestamp, answered.append_time_ms, "the answer reports the stamp");
+    }
+    let structured = fetch_structured(&mut broker, "stamped", 0).await;
+    assert_eq!(
+        structured.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(),
+        [stored[0].max_timestamp, stored[0].max_timestamp, stored[1].max_timestamp]
+    );
+}
+
+/// `message.timestamp.before.max.ms` / `after.max.ms`: a record further from the broker's clock is refused with
+/// the reason `invalid-timestamp`, naming the bound, and nothing of the call is stored.
+#[tokio::test]
+async fn records_outside_the_topics_timestamp_bounds_are_refused() {
+    let mut broker = TestBroker::start().await;
+    let config = v1::TopicConfig {
+        message_timestamp_before_max_ms: Some(3_600_000),
+        message_timestamp_after_max_ms: Some(60_000),
+        ..Default::default()
+    };
+    let request = v1::CreateTopicRequest {
+        name: "bounded".into(),
+        partition_count: 1,
+        config: Some(config),
+        ..Default::default()
+    };
+    broker.admin.create_topic(request).await.expect("created");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    for (timestamp, bound) in [
+        (now - 7_200_000, "message.timestamp.before.max.ms=3600000"),
+        (now + 600_000, "message.timestamp.after.max.ms=60000"),
+    ] {
+        let batches = v1::ProduceRequest {
+            records: Some(v1::produce_request::Records::RecordBatches(v1::RecordBatches {
+                batches: vec![batch_of(&["fine"], now), batch_of(&["off"], timestamp)],
+            })),
+            ..produce_request("bounded", Some(0), Bytes::new(), v1::Acks::Leader)
+        };
+        let refused = broker.records.produce(batches).await.expect_err("out of bounds");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{}", refused.message());
+        assert!(refused.message().contains(bound), "{}", refused.message());
+        assert_eq!(rill_protocol::reason::reason_of(&refused), Some(rill_protocol::reason::Reason::InvalidTimestamp));
+    }
+    assert_eq!(high_watermark(&mut broker, "bounded").await, 0, "nothing of a refused call is stored");
+    let within = produce_request("bounded", Some(0), batch_of(&["within"], now - 1_800_000), v1::Acks::Leader);
+    broker.records.produce(within).await.expect("within the bounds");
+    broker.assert_serving().await;
+}
+
 #[tokio::test]
 async fn structured_fetch_decodes_compressed_batches_of_every_codec() {
     let mut broker = TestBroker::start().await;

@@ -43,7 +43,8 @@ const COMPACT_MIN_BYTES: u64 = 1 << 20;
 
 #[derive(Serialize, Deserialize)]
 enum LogRecord {
-    Entry(Entry),
+    /// Boxed: an entry is far larger than the other records (serde writes a box as what it holds).
+    Entry(Box<Entry>),
     /// Entries at this index and after are deleted (a new leader overwrote them).
     TruncateFrom(u64),
     /// Entries up to and including this log id are deleted (they are in the snapshot).
@@ -83,7 +84,7 @@ impl LogStore {
         while let Some((record, next)) = decode_record(&bytes, offset) {
             match record {
                 LogRecord::Entry(entry) => {
-                    entries.insert(entry.log_id.index, entry);
+                    entries.insert(entry.log_id.index, *entry);
                 }
                 LogRecord::TruncateFrom(index) => {
                     entries.split_off(&index);
@@ -132,7 +133,7 @@ impl LogStore {
             for record in records {
                 match record {
                     LogRecord::Entry(entry) => {
-                        log.entries.insert(entry.log_id.index, entry);
+                        log.entries.insert(entry.log_id.index, *entry);
                     }
                     LogRecord::TruncateFrom(index) => {
                         log.entries.split_off(&index);
@@ -162,7 +163,7 @@ impl LogFile {
         }
         let mut live = Vec::new();
         let purge = self.last_purged.map(LogRecord::PurgeUpTo);
-        let entries = self.entries.values().map(|entry| LogRecord::Entry(entry.clone()));
+        let entries = self.entries.values().map(|entry| LogRecord::Entry(Box::new(entry.clone())));
         for record in purge.into_iter().chain(entries) {
             encode_record(&record, &mut live).map_err(std::io::Error::other)?;
         }
@@ -250,7 +251,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let records = entries.into_iter().map(LogRecord::Entry).collect();
+        let records = entries.into_iter().map(|entry| LogRecord::Entry(Box::new(entry))).collect();
         let written = self.write_records(records).await;
         // openraft counts the entries as persisted only now: after the fsync.
         callback.log_io_completed(written.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
@@ -284,14 +285,14 @@ mod tests {
     async fn a_torn_tail_is_cut_off_and_every_whole_record_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
-        store.write_records((0..5).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
-        store.write_records(vec![LogRecord::TruncateFrom(3), LogRecord::Entry(entry(2, 3))]).await.unwrap();
+        store.write_records((0..5).map(|i| LogRecord::Entry(Box::new(entry(1, i)))).collect()).await.unwrap();
+        store.write_records(vec![LogRecord::TruncateFrom(3), LogRecord::Entry(Box::new(entry(2, 3)))]).await.unwrap();
         drop(store);
         let path = dir.path().join("log");
         let whole = std::fs::metadata(&path).unwrap().len();
         // Half of a next record, as a crash in the middle of an append leaves it.
         let mut torn = Vec::new();
-        encode_record(&LogRecord::Entry(entry(2, 4)), &mut torn).unwrap();
+        encode_record(&LogRecord::Entry(Box::new(entry(2, 4))), &mut torn).unwrap();
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(&torn[..torn.len() / 2]).unwrap();
         drop(file);
@@ -307,7 +308,7 @@ mod tests {
     async fn a_corrupt_record_ends_the_log_where_it_starts() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
-        store.write_records((0..3).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+        store.write_records((0..3).map(|i| LogRecord::Entry(Box::new(entry(1, i)))).collect()).await.unwrap();
         drop(store);
         let path = dir.path().join("log");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -325,7 +326,10 @@ mod tests {
         let mut store = LogStore::open(dir.path()).unwrap();
         let mut next = 0;
         while std::fs::metadata(&path).unwrap().len() < COMPACT_MIN_BYTES {
-            store.write_records((next..next + 1000).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+            store
+                .write_records((next..next + 1000).map(|i| LogRecord::Entry(Box::new(entry(1, i)))).collect())
+                .await
+                .unwrap();
             next += 1000;
         }
         let before = std::fs::metadata(&path).unwrap().len();
@@ -336,7 +340,7 @@ mod tests {
         let after = std::fs::metadata(&path).unwrap().len();
         assert!(after < before / 100, "{after} bytes left of {before}");
         // Appends go to the new file, and a reopen replays it to the same state.
-        store.write_records(vec![LogRecord::Entry(entry(2, next))]).await.unwrap();
+        store.write_records(vec![LogRecord::Entry(Box::new(entry(2, next)))]).await.unwrap();
         store.save_vote(&Vote::new(2, 1)).await.unwrap();
         let expected: Vec<u64> = (next - 10..=next).collect();
         assert_eq!(indexes(&mut store).await, expected);
@@ -360,7 +364,7 @@ mod tests {
         let mut bytes = Vec::new();
         let mut next = 0;
         while (bytes.len() as u64) < COMPACT_MIN_BYTES {
-            encode_record(&LogRecord::Entry(entry(1, next)), &mut bytes).unwrap();
+            encode_record(&LogRecord::Entry(Box::new(entry(1, next))), &mut bytes).unwrap();
             next += 1;
         }
         encode_record(&LogRecord::PurgeUpTo(*entry(1, next - 3).get_log_id()), &mut bytes).unwrap();
@@ -378,7 +382,7 @@ mod tests {
     async fn the_vote_and_purges_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = LogStore::open(dir.path()).unwrap();
-        store.write_records((0..4).map(|i| LogRecord::Entry(entry(1, i))).collect()).await.unwrap();
+        store.write_records((0..4).map(|i| LogRecord::Entry(Box::new(entry(1, i)))).collect()).await.unwrap();
         store.purge(*entry(1, 1).get_log_id()).await.unwrap();
         store.save_vote(&Vote::new(3, 2)).await.unwrap();
         drop(store);

@@ -718,6 +718,8 @@ pub(crate) mod fixtures {
             retention_ms: None,
             retention_bytes: None,
             cleanup: crate::meta::Cleanup::default(),
+            segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
+            timestamps: crate::meta::MessageTimestamps::default(),
         }
     }
 

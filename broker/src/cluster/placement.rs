@@ -137,6 +137,8 @@ mod tests {
             retention_ms: None,
             retention_bytes: None,
             cleanup: crate::meta::Cleanup::default(),
+            segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
+            timestamps: crate::meta::MessageTimestamps::default(),
         }
     }
 

@@ -102,6 +102,20 @@ fn incremental_change(name: &str, operation: i8, value: Option<&StrBytes>) -> Re
     }
 }
 
+/// The changes less those that keep a fixed config at its one value (`topic_configs::FIXED`); another value is
+/// INVALID_CONFIG for the resource, saying why.
+fn without_fixed_configs(changes: Vec<ConfigChange>) -> Result<Vec<ConfigChange>, Outcome> {
+    let mut kept = Vec::with_capacity(changes.len());
+    for change in changes {
+        match super::topic_configs::is_fixed_config_kept(&change.key, change.value.as_deref()) {
+            Ok(true) => {}
+            Ok(false) => kept.push(change),
+            Err(why) => return Err((ResponseError::InvalidConfig.code(), Some(why))),
+        }
+    }
+    Ok(kept)
+}
+
 fn invalid_request(message: String) -> Outcome {
     (ResponseError::InvalidRequest.code(), Some(message))
 }
@@ -131,7 +145,7 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
         }
         other => return invalid_request(format!("resource type {other} cannot be altered: rill alters topics (2)")),
     }
-    let changes = match changes {
+    let changes = match changes.and_then(without_fixed_configs) {
         Ok(changes) => changes,
         Err(refused) => return refused,
     };

@@ -83,8 +83,8 @@ async fn produce_partition(
         tracing::debug!(topic, partition, error = %err, "kafka produce refused");
         error_code(&err)
     })?;
-    let is_log_append_time =
-        BatchHeader::parse(&batches[0]).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
+    let is_log_append_time = is_log_append_time_topic(kafka, topic)
+        || BatchHeader::parse(&batches[0]).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
     let request = |batches| v1::ProduceRequest {
         topic: topic.to_string(),
         partition: Some(partition),
@@ -113,6 +113,11 @@ async fn produce_partition(
         // Kafka reports the append time only for LogAppendTime batches; -1 means "the producer's CreateTime".
         .with_log_append_time_ms(if is_log_append_time { produced.append_time_ms } else { -1 })
         .with_log_start_offset(log_start_offset))
+}
+
+/// A topic with `message.timestamp.type=LogAppendTime`: the broker stamps its batches, and Kafka's answer says when.
+fn is_log_append_time_topic(kafka: &KafkaContext, topic: &str) -> bool {
+    kafka.node.registry.topic(topic).is_ok_and(|topic| topic.settings().timestamps.log_append_time)
 }
 
 fn is_max_timestamp_mismatch(err: &BrokerError) -> bool {

@@ -3,9 +3,15 @@
 //! Topic configs mapped (anything else is INVALID_CONFIG, naming what is accepted, as Kafka refuses a name it
 //! does not know): `retention.ms` and `retention.bytes` (-1: no limit), `segment.bytes`, `max.message.bytes`
 //! (rill's `max_batch_bytes`), `flush.ms` (rill's `interval` durability with that period), `cleanup.policy`
-//! (`delete`, `compact`, `compact,delete`) with `delete.retention.ms`, `min.compaction.lag.ms` and
-//! `min.cleanable.dirty.ratio`, and `min.insync.replicas` (kept beside the settings: it belongs to the topic's
-//! placement on a cluster).
+//! (`delete`, `compact`, `compact,delete`) with `delete.retention.ms`, `min.compaction.lag.ms`,
+//! `max.compaction.lag.ms` and `min.cleanable.dirty.ratio`, `segment.ms`, `message.timestamp.type`
+//! (`CreateTime`, `LogAppendTime`) with `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`, and
+//! `min.insync.replicas` (kept beside the settings: it belongs to the topic's placement on a cluster).
+//!
+//! Two more Kafka configs hold what rill always does ([`FIXED`]): `unclean.leader.election.enable=false` and
+//! `compression.type=producer`. Frameworks set them on the topics they create (ksqlDB sets the first on its
+//! command topic), so that value is accepted at create and alter and shown by DescribeConfigs, and any other is
+//! INVALID_CONFIG saying why.
 
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
@@ -13,7 +19,7 @@ use rill_protocol::v1;
 use super::KafkaContext;
 use crate::config::BrokerConfig;
 use crate::config::DurabilityPolicy;
-use crate::meta::{Cleanup, TopicSettings};
+use crate::meta::{Cleanup, MessageTimestamps, TopicSettings};
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
 
 /// The topic configs CreateTopics accepts.
@@ -27,8 +33,51 @@ pub const SETTABLE: &[&str] = &[
     "delete.retention.ms",
     "min.compaction.lag.ms",
     "min.cleanable.dirty.ratio",
+    "max.compaction.lag.ms",
+    "segment.ms",
+    "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "compression.type",
 ];
+
+/// A Kafka topic config whose one value is what rill always does: accepted with that value, refused otherwise.
+pub struct FixedConfig {
+    pub name: &'static str,
+    pub value: &'static str,
+    /// Why no other value is accepted.
+    pub why: &'static str,
+    pub config_type: i8,
+}
+
+/// The Kafka topic configs rill holds at one value (see the module doc).
+pub const FIXED: [FixedConfig; 2] = [
+    FixedConfig {
+        name: "unclean.leader.election.enable",
+        value: "false",
+        why: "rill never elects a replica that is not in sync, which could lose acknowledged records (docs/cluster.md)",
+        config_type: TYPE_BOOLEAN,
+    },
+    FixedConfig {
+        name: "compression.type",
+        value: "producer",
+        why: "rill stores each batch as its producer compressed it",
+        config_type: TYPE_STRING,
+    },
+];
+
+/// `Ok(true)`: `name` is a [`FIXED`] config and `value` (`None`: a reset) is its value, a change that changes
+/// nothing; `Ok(false)`: not a fixed config; `Err`: a fixed config set to another value, with why.
+pub fn is_fixed_config_kept(name: &str, value: Option<&str>) -> Result<bool, String> {
+    let Some(fixed) = FIXED.iter().find(|fixed| fixed.name == name) else { return Ok(false) };
+    match value.map(str::trim) {
+        None => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case(fixed.value) => Ok(true),
+        Some(value) => Err(format!("{} must be {}, not {value:?}: {}", fixed.name, fixed.value, fixed.why)),
+    }
+}
 
 /// Kafka's DescribeConfigs config sources and types used here.
 pub const SOURCE_TOPIC: i8 = 1;
@@ -67,6 +116,9 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
     let config = &mut asked.config;
     for (name, value) in configs {
         let Some(value) = value else { continue };
+        if is_fixed_config_kept(name, Some(value))? {
+            continue;
+        }
         match name {
             "min.insync.replicas" => {
                 let count = value.trim().parse().ok().filter(|count| *count >= 1).ok_or_else(|| {
@@ -97,6 +149,16 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
                     .ok_or_else(|| format!("min.cleanable.dirty.ratio must be from 0 to 1, not {value:?}"))?;
                 config.min_cleanable_dirty_ratio = Some(f64::from(permille) / 1000.0);
             }
+            "max.compaction.lag.ms" => config.max_compaction_lag_ms = Some(at_least_one(name, value)?),
+            "segment.ms" => config.segment_ms = Some(at_least_one(name, value)?),
+            "message.timestamp.type" => {
+                MessageTimestamps::parse_type(value).ok_or_else(|| {
+                    format!("message.timestamp.type must be CreateTime or LogAppendTime, not {value:?}")
+                })?;
+                config.message_timestamp_type = Some(value.trim().to_owned());
+            }
+            "message.timestamp.before.max.ms" => config.message_timestamp_before_max_ms = Some(count(name, value)?),
+            "message.timestamp.after.max.ms" => config.message_timestamp_after_max_ms = Some(count(name, value)?),
             other => {
                 return Err(format!(
                     "config {other:?} is not supported; the topic configs rill maps are {}",
@@ -121,6 +183,15 @@ fn count(name: &str, value: &str) -> Result<u64, String> {
     value.trim().parse().map_err(|_| format!("{name} must be a whole number of 0 or more, not {value:?}"))
 }
 
+fn at_least_one(name: &str, value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|ms| *ms >= 1)
+        .ok_or_else(|| format!("{name} must be a whole number of milliseconds from 1, not {value:?}"))
+}
+
 /// A topic's effective configs: those set on the topic (differing from what the broker's defaults give it now,
 /// `topic_config::overridden_keys`) with source TOPIC_CONFIG, the others as defaults.
 pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigEntry> {
@@ -133,6 +204,8 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         // Kafka's "never forced" value, Long.MAX_VALUE: fsyncs follow rill's durability policy instead.
         DurabilityPolicy::Always | DurabilityPolicy::Never => i64::MAX.to_string(),
     };
+    // Kafka shows an unset bound as Long.MAX_VALUE.
+    let bound = |value: Option<u64>| value.unwrap_or(crate::topic_config::LONG_MAX_MS).to_string();
     let durability = match s.durability {
         DurabilityPolicy::Always => "always",
         DurabilityPolicy::Interval => "interval",
@@ -170,8 +243,35 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
             source(ConfigKey::MinInsyncReplicas),
             TYPE_INT,
         ),
-        entry("message.timestamp.type", "CreateTime".into(), SOURCE_DEFAULT, TYPE_STRING),
+        entry(
+            "max.compaction.lag.ms",
+            bound(s.cleanup.max_compaction_lag_ms),
+            source(ConfigKey::MaxCompactionLagMs),
+            TYPE_LONG,
+        ),
+        entry("segment.ms", s.segment_ms.to_string(), source(ConfigKey::SegmentMs), TYPE_LONG),
+        entry(
+            "message.timestamp.type",
+            s.timestamps.type_name().into(),
+            source(ConfigKey::MessageTimestampType),
+            TYPE_STRING,
+        ),
+        entry(
+            "message.timestamp.before.max.ms",
+            bound(s.timestamps.before_max_ms),
+            source(ConfigKey::MessageTimestampBeforeMaxMs),
+            TYPE_LONG,
+        ),
+        entry(
+            "message.timestamp.after.max.ms",
+            bound(s.timestamps.after_max_ms),
+            source(ConfigKey::MessageTimestampAfterMaxMs),
+            TYPE_LONG,
+        ),
     ]
+    .into_iter()
+    .chain(FIXED.iter().map(|fixed| entry(fixed.name, fixed.value.into(), SOURCE_DEFAULT, fixed.config_type)))
+    .collect()
 }
 
 /// The node's settings under Kafka's broker config names.
@@ -245,8 +345,34 @@ mod tests {
         assert!(policy.contains("delete, compact, or compact,delete"), "{policy}");
         let ratio = topic_config([("min.cleanable.dirty.ratio", Some("1.5"))].into_iter()).unwrap_err();
         assert!(ratio.contains("from 0 to 1"), "{ratio}");
-        let unknown = topic_config([("compression.type", Some("zstd"))].into_iter()).unwrap_err();
+        let unknown = topic_config([("preallocate", Some("true"))].into_iter()).unwrap_err();
         assert!(unknown.contains("retention.ms"), "the refusal lists what is accepted: {unknown}");
+        // What Kafka Streams sends for a changelog, ksqlDB for its command topic.
+        let streams = [
+            ("cleanup.policy", Some("compact")),
+            ("message.timestamp.type", Some("CreateTime")),
+            ("segment.ms", Some("600000")),
+            ("max.compaction.lag.ms", Some("9223372036854775807")),
+            ("message.timestamp.before.max.ms", Some("86400000")),
+            ("message.timestamp.after.max.ms", Some("3600000")),
+            ("unclean.leader.election.enable", Some("false")),
+            ("compression.type", Some("producer")),
+        ];
+        let CreateConfig { config, .. } = topic_config(streams.into_iter()).expect("all mapped or kept");
+        assert_eq!(config.message_timestamp_type.as_deref(), Some("CreateTime"));
+        assert_eq!((config.segment_ms, config.max_compaction_lag_ms), (Some(600_000), Some(i64::MAX as u64)));
+        assert_eq!(
+            (config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms),
+            (Some(86_400_000), Some(3_600_000))
+        );
+        let unclean = topic_config([("unclean.leader.election.enable", Some("true"))].into_iter()).unwrap_err();
+        assert!(unclean.contains("must be false") && unclean.contains("not in sync"), "{unclean}");
+        let codec = topic_config([("compression.type", Some("zstd"))].into_iter()).unwrap_err();
+        assert!(codec.contains("must be producer"), "{codec}");
+        let clock = topic_config([("message.timestamp.type", Some("Now"))].into_iter()).unwrap_err();
+        assert!(clock.contains("CreateTime or LogAppendTime"), "{clock}");
+        let never = topic_config([("segment.ms", Some("0"))].into_iter()).unwrap_err();
+        assert!(never.contains("from 1"), "{never}");
         let negative = topic_config([("retention.bytes", Some("-5"))].into_iter()).unwrap_err();
         assert!(negative.contains("-1 (no limit)"), "{negative}");
         let none_in_sync = topic_config([("min.insync.replicas", Some("0"))].into_iter()).unwrap_err();

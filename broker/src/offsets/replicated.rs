@@ -49,6 +49,7 @@ pub const COMPACTION: rill_storage::CompactionSettings = rill_storage::Compactio
     min_cleanable_dirty_permille: 500,
     min_compaction_lag_ms: 0,
     delete_retention_ms: 86_400_000,
+    max_compaction_lag_ms: None,
     key_map_bytes: 64 << 20,
 };
 
@@ -64,6 +65,8 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         retention_ms: None,
         retention_bytes: None,
         cleanup: crate::meta::Cleanup::default(),
+        segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
+        timestamps: crate::meta::MessageTimestamps::default(),
     }
 }
 

@@ -3,7 +3,10 @@
 //!
 //! A pre-encoded batch travels as a `Bytes` slice of the request buffer into the log's `append`, which copies
 //! it once into the segment file. It is never re-encoded: storage patches the base offset, outside the CRC. The
-//! one exception is a LogAppendTime batch, copied once here to take the broker's clock as its max timestamp.
+//! one exception is a LogAppendTime batch (one its producer flagged, or any batch of a topic with
+//! `message.timestamp.type=LogAppendTime`), copied once here to take the broker's clock as its max timestamp.
+//! A topic with timestamp bounds (`message.timestamp.before.max.ms`, `.after.max.ms`) has each batch's records
+//! checked here against the broker's clock, before the append.
 
 use std::sync::Arc;
 
@@ -13,12 +16,15 @@ use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::record::RecordIter;
 use rill_protocol::v1::{self, produce_request::Records};
-use rill_protocol::{stamp_log_append_time, validate_produced, BatchHeader, Compression, TimestampType};
+use rill_protocol::{
+    stamp_log_append_time, validate_produced, validate_produced_within, BatchHeader, Compression, TimestampType,
+};
 use rill_storage::StorageError;
 use tracing::{Instrument, Span};
 
 use crate::codec::encode_records;
 use crate::error::{BrokerError, Result};
+use crate::meta::MessageTimestamps;
 use crate::node::{now_ms, Node};
 use crate::partition::Partition;
 use crate::registry::Topic;
@@ -48,6 +54,8 @@ pub struct AdmittedProduce {
     leader_epoch: Option<(Arc<Replication>, u32)>,
     /// A transactional produce's admission, held until its batches are queued (`transactions/`).
     transaction: Option<AdmittedTransactional>,
+    /// The broker's clock stamped into its LogAppendTime batches: the append time the answer reports.
+    log_append_time_ms: Option<i64>,
 }
 
 /// Checks a produce and picks its partition, waiting on nothing: a caller that admits produces one after the
@@ -67,11 +75,18 @@ pub fn admit(node: &Node, request: v1::ProduceRequest) -> Result<AdmittedProduce
     }
     let admitted = span.in_scope(|| admit_in(node, request, &span));
     request_trace::record_outcome(&span, &admitted);
-    let (partition, batches, acks, leader_epoch, transaction) = admitted?;
-    Ok(AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction })
+    let Admission { partition, batches: Checked { batches, log_append_time_ms }, acks, leader_epoch, transaction } =
+        admitted?;
+    Ok(AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction, log_append_time_ms })
 }
 
-type Admission = (Arc<Partition>, Vec<Bytes>, v1::Acks, Option<(Arc<Replication>, u32)>, Option<AdmittedTransactional>);
+struct Admission {
+    partition: Arc<Partition>,
+    batches: Checked,
+    acks: v1::Acks,
+    leader_epoch: Option<(Arc<Replication>, u32)>,
+    transaction: Option<AdmittedTransactional>,
+}
 
 fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Admission> {
     if node.is_shutting_down() {
@@ -89,30 +104,33 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
     let topic = node.registry.topic(&request.topic)?;
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
-    let limit = topic.settings().max_batch_bytes;
+    let settings = topic.settings();
+    let (limit, timestamps) = (settings.max_batch_bytes, settings.timestamps);
     // Which batches the broker must check before the append: all when it answers first (acks NONE), the first
     // when it reads that batch's first key to pick the partition.
     let check_here = |position: usize| acks == v1::Acks::None || (position == 0 && request.partition.is_none());
     let batches = match request.records {
         None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
-        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit, check_here)?,
+        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit, &timestamps, check_here)?,
         Some(Records::RecordBatches(v1::RecordBatches { batches })) => {
             if batches.is_empty() {
                 return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
             }
-            checked_batches(batches, limit, check_here)?
+            checked_batches(batches, limit, &timestamps, check_here)?
         }
-        // Encoded here by the builder: valid by construction, CreateTime.
-        Some(Records::RecordList(list)) => vec![encode_records(&list.records, now_ms(), limit)?],
+        // Encoded here by the builder: valid by construction, CreateTime; the topic's timestamp rules still apply.
+        Some(Records::RecordList(list)) => {
+            checked_batches(vec![encode_records(&list.records, now_ms(), limit)?], limit, &timestamps, |_| false)?
+        }
     };
-    let first_key = if request.partition.is_none() { first_key(&batches[0])? } else { None };
+    let first_key = if request.partition.is_none() { first_key(&batches.batches[0])? } else { None };
     let index = match request.partition {
         Some(index) => index,
         None => pick_partition(&topic, first_key.as_deref()),
     };
     span.record("partition", i64::from(index));
     let partition = topic.partition(index)?;
-    let transaction = admit_transactional(node, &batches, &request.topic, index)?;
+    let transaction = admit_transactional(node, &batches.batches, &request.topic, index)?;
     // In a cluster: only the leader takes produces, and ACKS_ALL needs enough in-sync replicas first.
     let leader_epoch = match &node.replication {
         Some(replication) => {
@@ -125,13 +143,13 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
         None => None,
     };
     // Below the disk reserve: refused before the append, and the leadership moves as for a full disk.
-    if let Err(err) = node.disk_reserve.take(batches.iter().map(|b| b.len() as u64).sum()) {
+    if let Err(err) = node.disk_reserve.take(batches.batches.iter().map(|b| b.len() as u64).sum()) {
         if let Some((replication, epoch)) = &leader_epoch {
             replication.resign_for_full_disk(&request.topic, index, *epoch);
         }
         return Err(err);
     }
-    Ok((partition, batches, acks, leader_epoch, transaction))
+    Ok(Admission { partition, batches, acks, leader_epoch, transaction })
 }
 
 /// The header of the request's first batch, if it is a transactional producer's.
@@ -184,7 +202,7 @@ impl AdmittedProduce {
     }
 
     async fn produce_in(self, on_queued: impl FnOnce()) -> Result<v1::ProduceResponse> {
-        let AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction } = self;
+        let AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction, log_append_time_ms } = self;
         let index = partition.index;
         if acks == v1::Acks::None {
             partition.append_unacknowledged(batches).await?;
@@ -221,37 +239,63 @@ impl AdmittedProduce {
             partition: index,
             base_offset: appended.base_offset,
             last_offset: appended.last_offset,
-            append_time_ms: appended.append_time_ms,
+            append_time_ms: log_append_time_ms.unwrap_or(appended.append_time_ms),
         })
     }
+}
+
+/// A produce's batches, ready for the append.
+struct Checked {
+    batches: Vec<Bytes>,
+    /// The time stamped into its LogAppendTime batches, if it has any (one time for all, as Kafka stamps them).
+    log_append_time_ms: Option<i64>,
 }
 
 /// Checks each batch against the topic's size limit, and prepares it for the append. Storage's append checks
 /// every batch with Kafka's produce rules (`rill_protocol::validate_produced`) before writing any, off the async
 /// threads; the broker runs the same check here only when it must answer or look inside before the append:
-/// the batches at the positions `check_here` names, and any LogAppendTime batch, which leaves with the broker's
-/// clock as its `max_timestamp`. So a bad batch is refused with INVALID_ARGUMENT either way, and the common
-/// produce checks each batch once.
-fn checked_batches(mut batches: Vec<Bytes>, limit: u64, check_here: impl Fn(usize) -> bool) -> Result<Vec<Bytes>> {
+/// the batches at the positions `check_here` names; any LogAppendTime batch (flagged by its producer, or every
+/// batch of a LogAppendTime topic), which leaves with the broker's clock as its `max_timestamp`; and every batch
+/// of a topic whose timestamps are bounded, checked against the broker's clock as Kafka's `LogValidator` checks
+/// them. So a bad batch is refused with INVALID_ARGUMENT either way, and the common produce checks each batch once.
+fn checked_batches(
+    mut batches: Vec<Bytes>,
+    limit: u64,
+    timestamps: &MessageTimestamps,
+    check_here: impl Fn(usize) -> bool,
+) -> Result<Checked> {
+    // Read once, and only by a produce that needs it: one time for every batch it stamps or checks.
+    let mut now = None;
+    let mut log_append_time_ms = None;
+    // With LogAppendTime the producer's timestamps are replaced, so Kafka checks no bound.
+    let bounds =
+        if timestamps.log_append_time { rill_protocol::TimestampBounds::default() } else { timestamps.bounds() };
     for (position, batch) in batches.iter_mut().enumerate() {
         if batch.len() as u64 > limit {
             return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
         }
-        let is_log_append_time =
-            BatchHeader::parse(batch).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
-        if !(check_here(position) || is_log_append_time) {
+        let is_log_append_time = timestamps.log_append_time
+            || BatchHeader::parse(batch).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
+        if !(check_here(position) || is_log_append_time || !bounds.is_unbounded()) {
             continue;
         }
-        let checked = validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES).map_err(StorageError::from)?;
-        if checked.needs_append_time {
+        if bounds.is_unbounded() {
+            validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES)
+        } else {
+            validate_produced_within(batch, MAX_DECOMPRESSED_BATCH_BYTES, *now.get_or_insert_with(now_ms), bounds)
+        }
+        .map_err(StorageError::from)?;
+        if is_log_append_time {
+            let now = *now.get_or_insert_with(now_ms);
             // The one copy of a LogAppendTime batch: request buffers are shared and read-only. Stamped only
             // after the check above, so the new CRC never covers damage the old one caught.
             let mut stamped = batch.to_vec();
-            stamp_log_append_time(&mut stamped, now_ms());
+            stamp_log_append_time(&mut stamped, now);
             *batch = Bytes::from(stamped);
+            log_append_time_ms = Some(now);
         }
     }
-    Ok(batches)
+    Ok(Checked { batches, log_append_time_ms })
 }
 
 /// The key of the batch's first record, if the records are readable without decompressing (a compressed batch

@@ -14,6 +14,8 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             retention_ms: defaults.default_retention_ms,
             retention_bytes: defaults.default_retention_bytes,
             cleanup: crate::meta::Cleanup::default(),
+            segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
+            timestamps: crate::meta::MessageTimestamps::default(),
         },
         min_insync_replicas: 2,
     }
@@ -183,4 +185,61 @@ fn compaction_settings_change_and_reset() {
     let reset = apply_changes(&compacted, &[ConfigChange::delete("cleanup.policy")], 3, &defaults).unwrap();
     assert_eq!(reset.settings.cleanup.policy(), "delete");
     assert_eq!(reset.settings.log_config().compaction, None);
+}
+
+#[test]
+fn timestamp_settings_and_segment_ms_change_reset_and_reach_the_log() {
+    let defaults = defaults();
+    let before = created(&defaults);
+    let changes = [
+        ConfigChange::set("message.timestamp.type", "LogAppendTime"),
+        ConfigChange::set("message.timestamp.before.max.ms", "3600000"),
+        // Kafka's Long.MAX_VALUE, as its tools send the default back: no bound.
+        ConfigChange::set("message.timestamp.after.max.ms", "9223372036854775807"),
+        ConfigChange::set("segment_ms", "60000"),
+    ];
+    let after = apply_changes(&before, &changes, 3, &defaults).expect("all valid");
+    let timestamps = after.settings.timestamps;
+    assert_eq!(
+        (timestamps.log_append_time, timestamps.before_max_ms, timestamps.after_max_ms),
+        (true, Some(3_600_000), None)
+    );
+    assert_eq!(after.settings.log_config().segment_ms, Some(60_000));
+    let shown = overridden_keys(&after, 3, &defaults);
+    for key in [ConfigKey::MessageTimestampType, ConfigKey::MessageTimestampBeforeMaxMs, ConfigKey::SegmentMs] {
+        assert!(shown.contains(&key), "{key:?} in {shown:?}");
+    }
+    assert!(!shown.contains(&ConfigKey::MessageTimestampAfterMaxMs));
+    let deletes = ["message.timestamp.type", "message.timestamp.before.max.ms", "segment.ms"].map(ConfigChange::delete);
+    let reset = apply_changes(&after, &deletes, 3, &defaults).unwrap();
+    assert_eq!(reset.settings, before.settings, "every one back to Kafka's default");
+    for (key, value, allowed) in [
+        ("message.timestamp.type", "BrokerTime", "CreateTime or LogAppendTime"),
+        ("message.timestamp.before.max.ms", "-5", "whole number"),
+        ("segment.ms", "0", "at least 1"),
+        ("max.compaction.lag.ms", "0", "at least 1"),
+    ] {
+        let refusal = refusal_of(apply_changes(&before, &[ConfigChange::set(key, value)], 3, &defaults));
+        assert!(refusal.contains(key) && refusal.contains(allowed), "{refusal}");
+    }
+}
+
+/// Kafka's rule: a record may not have to be compacted before it may be; and a compacted topic's active segment
+/// rolls by the lag, so a pass can reach its records in time.
+#[test]
+fn max_compaction_lag_holds_above_the_min_and_rolls_the_active_segment() {
+    let defaults = defaults();
+    let compacted =
+        apply_changes(&created(&defaults), &[ConfigChange::set("cleanup.policy", "compact")], 3, &defaults).unwrap();
+    let changes =
+        [ConfigChange::set("min.compaction.lag.ms", "5000"), ConfigChange::set("max.compaction.lag.ms", "4000")];
+    let refusal = refusal_of(apply_changes(&compacted, &changes, 3, &defaults));
+    assert!(refusal.contains("below min.compaction.lag.ms (5000)"), "{refusal}");
+    let lagged =
+        apply_changes(&compacted, &[ConfigChange::set("max.compaction.lag.ms", "30000")], 3, &defaults).unwrap();
+    let log = lagged.settings.log_config();
+    assert_eq!(log.compaction.unwrap().max_compaction_lag_ms, Some(30_000));
+    assert_eq!(log.segment_ms, Some(30_000), "rolled by the lag, below segment.ms");
+    let deleted = apply_changes(&lagged, &[ConfigChange::set("cleanup.policy", "delete")], 3, &defaults).unwrap();
+    assert_eq!(deleted.settings.log_config().segment_ms, Some(crate::meta::DEFAULT_SEGMENT_MS), "not compacted");
 }

@@ -2,7 +2,9 @@
 //! so a consumer reading from the start still ends with every key's latest value, in a log that grows with the
 //! number of keys rather than of updates.
 //!
-//! A pass ([`Log::compact`]) runs when the log's *cleanable* part holds enough not yet compacted ("dirty") bytes:
+//! A pass ([`Log::compact`]) runs when the log's *cleanable* part holds enough not yet compacted ("dirty") bytes
+//! (`min_cleanable_dirty_permille` of it), or when its oldest dirty segment's newest record is `max_compaction_lag_ms`
+//! old, however little is dirty:
 //! - Cleanable: the sealed segments wholly below the high watermark and the last stable offset (a key's newest
 //!   record must be one no truncation can take back, and no open transaction may decide what is newest), and
 //!   whose newest record is at least `min_compaction_lag_ms` old. The active segment never is.
@@ -64,6 +66,10 @@ pub struct CompactionSettings {
     pub min_compaction_lag_ms: u64,
     /// How long a tombstone stays once written (by its batch's newest timestamp).
     pub delete_retention_ms: u64,
+    /// A pass runs, however little of the log is dirty, once the oldest dirty cleanable segment's newest record is
+    /// this old (`None`: the dirty ratio alone decides). The log's `segment_ms` must be at most this too, or the
+    /// active segment, which a pass never takes, could hold records past it.
+    pub max_compaction_lag_ms: Option<u64>,
     /// Most bytes of keys one pass maps (each key counted with its map entry's overhead).
     pub key_map_bytes: usize,
 }
@@ -168,10 +174,17 @@ impl Log {
         };
         let cleaned_through = self.cleaned_through.load(Ordering::Acquire);
         let total: u64 = cleanable.iter().map(|s| s.size()).sum();
-        let dirty: u64 = cleanable.iter().filter(|s| s.next_offset() > cleaned_through).map(|s| s.size()).sum();
-        if dirty == 0
-            || u128::from(dirty) * 1000 < u128::from(settings.min_cleanable_dirty_permille) * u128::from(total)
-        {
+        let mut dirty_segments = cleanable.iter().filter(|s| s.next_offset() > cleaned_through).peekable();
+        // Past max.compaction.lag.ms, by the oldest dirty segment's newest record: a pass is due at most one
+        // segment's span after its oldest record reached the lag.
+        let is_past_max_lag = settings.max_compaction_lag_ms.is_some_and(|lag| {
+            let horizon = now.saturating_sub(i64::try_from(lag).unwrap_or(i64::MAX));
+            dirty_segments.peek().is_some_and(|oldest| oldest.max_timestamp() <= horizon)
+        });
+        let dirty: u64 = dirty_segments.map(|s| s.size()).sum();
+        let is_dirty_enough =
+            u128::from(dirty) * 1000 >= u128::from(settings.min_cleanable_dirty_permille) * u128::from(total);
+        if dirty == 0 || !(is_dirty_enough || is_past_max_lag) {
             return Ok(None);
         }
         // Only now: the maintenance task asks every pass, and most find nothing due.

@@ -29,6 +29,7 @@ use crate::{Result, StorageError};
 mod compaction;
 mod delete_records;
 mod largest_timestamp;
+mod merge;
 mod producers;
 mod replica;
 mod start_over;
@@ -36,6 +37,7 @@ mod transactions;
 
 pub(crate) use compaction::CLEANED_SUFFIX;
 pub use compaction::{CompactionOutcome, CompactionSettings};
+pub(crate) use merge::complete_swaps;
 use producers::Planned;
 pub use producers::{ProducerActivity, ProducerSummary};
 

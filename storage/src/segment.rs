@@ -229,7 +229,11 @@ impl Segment {
         if let Some(pinned) = self.replaced.get() {
             return Ok(Arc::clone(pinned));
         }
-        let file = self.files.get(&self.log_path, Access::Buffered, || File::open(&self.log_path))?;
+        let file = match self.files.get(&self.log_path, Access::Buffered, || File::open(&self.log_path)) {
+            Ok(file) => file,
+            // Pinned, then removed by a merge (`log/merge.rs`), while the cache tried the path: read the pinned one.
+            Err(e) => return self.replaced.get().map(Arc::clone).ok_or(e),
+        };
         // Pinned while the cache opened the path: that may have been the rewritten file already.
         Ok(self.replaced.get().map_or(file, Arc::clone))
     }

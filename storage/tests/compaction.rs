@@ -237,6 +237,101 @@ fn a_rewrite_left_by_a_crash_is_removed_at_open() {
     assert_eq!(read_records(&log), written);
 }
 
+/// The `.log` files in a log's directory, by base offset.
+fn log_files(dir: &std::path::Path) -> Vec<(i64, u64)> {
+    let mut files: Vec<(i64, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().unwrap();
+            let base = name.strip_suffix(".log")?.parse().ok()?;
+            Some((base, entry.metadata().unwrap().len()))
+        })
+        .collect();
+    files.sort_unstable();
+    files
+}
+
+/// A log whose updates keep two keys only: compaction leaves a batch or two of each sealed segment, and the
+/// merges that follow put neighbours together while they fit one segment, with every offset and record kept,
+/// through a clean reopen and a recovery that rescans every segment.
+#[test]
+fn small_segments_merge_into_ones_that_fit_a_segment() {
+    for config in both_write_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
+        for i in 0..300u16 {
+            let keyless = (i % 25 == 0).then_some(Put { key: None, value: Some(i) });
+            let puts: Vec<Put> = [put((i % 2) as u8, i)].into_iter().chain(keyless).collect();
+            log.append(&batch_of(&puts, 1_000_000)).unwrap();
+        }
+        let written = read_records(&log);
+        let segments_before = log.segment_count();
+        let outcome = log.compact(&EAGER).unwrap().expect("a pass was due");
+        assert!(outcome.segments_merged > 0, "{outcome:?}");
+        assert_eq!(log.segment_count(), segments_before - outcome.segments_merged);
+        let expected = expected_after(&written, outcome.cleaned_through, true);
+        assert_eq!(read_records(&log), expected, "{config:?}");
+        let files = log_files(dir.path());
+        assert_eq!(files.len(), log.segment_count(), "one file a segment: {files:?}");
+        let sealed = &files[..files.len() - 1];
+        assert!(sealed.iter().all(|(_, bytes)| *bytes <= config.segment_bytes), "each fits a segment: {files:?}");
+        // Most of the keyed records went, and the keyless ones stayed: far fewer files than before.
+        assert!(files.len() * 3 < segments_before, "{} files of {segments_before} segments", files.len());
+        log.append(&batch_of(&[put(0, 9999)], 1_000_000)).unwrap();
+        let now = read_records(&log);
+        log.close().unwrap();
+        drop(log);
+        let reopened = Log::open(dir.path(), config).unwrap();
+        assert_eq!(read_records(&reopened), now, "after a clean reopen");
+        drop(reopened);
+        std::fs::remove_file(dir.path().join("partition.checkpoint")).unwrap();
+        let recovered = Log::open(dir.path(), config).unwrap();
+        assert_eq!(read_records(&recovered), now, "after a recovery that rescanned every segment");
+        assert_eq!(recovered.segment_count(), log_files(dir.path()).len(), "no segment of the merges came back");
+    }
+}
+
+/// A crash after a merge's commit (its `.swap` renamed and fsynced) but before the old segments' files were all
+/// removed: the next open finishes the merge, wherever it stopped.
+#[test]
+fn a_merge_a_crash_interrupted_is_finished_at_open() {
+    for removed_before_the_crash in [0, 1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small_config()).unwrap();
+        for i in 0..150u16 {
+            log.append(&batch_of(&[Put { key: None, value: Some(i) }], 1_000_000)).unwrap();
+        }
+        let written = read_records(&log);
+        log.close().unwrap();
+        drop(log);
+        // What a merge of the first three segments commits: their batches, one after the other.
+        let files = log_files(dir.path());
+        assert!(files.len() > 4, "{files:?}");
+        let merged: Vec<u8> = files[..3]
+            .iter()
+            .flat_map(|(base, _)| std::fs::read(dir.path().join(format!("{base:020}.log"))).unwrap())
+            .collect();
+        let (base, next) = (files[0].0, files[3].0);
+        std::fs::write(dir.path().join(format!("{base:020}-{next:020}.swap")), &merged).unwrap();
+        for (doomed, _) in &files[1..1 + removed_before_the_crash] {
+            std::fs::remove_file(dir.path().join(format!("{doomed:020}.log"))).unwrap();
+        }
+        let log = Log::open(dir.path(), small_config()).unwrap();
+        assert_eq!(read_records(&log), written, "after {removed_before_the_crash} of the old files went");
+        let now = log_files(dir.path());
+        assert_eq!(now[0], (base, merged.len() as u64), "the merged segment in the first one's place");
+        assert_eq!(&now[1..], &files[3..], "the others went, the rest stayed");
+        assert_eq!(log.segment_count(), files.len() - 2);
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .ends_with(".swap")));
+    }
+}
+
 /// Readers going on while a pass swaps segments under them: every read answers whole valid batches from the
 /// offset asked, and every key ends with its newest value.
 #[test]

@@ -134,6 +134,8 @@ async fn compaction_passes_are_counted() {
     assert!(sample(&text, "rill_compaction_passes_total").is_some_and(|passes| passes >= 1.0), "{text}");
     assert!(sample(&text, "rill_compaction_reclaimed_bytes_total").is_some_and(|bytes| bytes > 1000.0));
     assert!(sample(&text, "rill_compaction_segments_rewritten_total").is_some_and(|segments| segments >= 1.0));
+    // Three keys in 1 KiB segments: what compaction leaves of many segments fits a few.
+    assert!(sample(&text, "rill_compaction_segments_merged_total").is_some_and(|segments| segments >= 1.0), "{text}");
     assert_eq!(sample(&text, "rill_compaction_failures_total"), Some(0.0));
 }
 

@@ -327,6 +327,11 @@ impl Scraped {
                 &compaction.segments_rewritten,
             ),
             (
+                "rill_compaction_segments_merged",
+                "Segments compaction merged into a neighbour: the partitions have this many fewer segment files.",
+                &compaction.segments_merged,
+            ),
+            (
                 "rill_compaction_records_removed",
                 "Records compaction removed: superseded values, expired tombstones, aborted transactions' records.",
                 &compaction.records_removed,

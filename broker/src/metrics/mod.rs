@@ -120,6 +120,8 @@ pub struct NodeMetrics {
 pub struct CompactionMetrics {
     pub passes: AtomicU64,
     pub segments_rewritten: AtomicU64,
+    /// Segments merged into a neighbour after a pass (`rill_storage`'s `log/merge.rs`).
+    pub segments_merged: AtomicU64,
     pub records_removed: AtomicU64,
     /// Bytes of the rewritten segments before less after.
     pub bytes_reclaimed: AtomicU64,
@@ -130,6 +132,7 @@ impl CompactionMetrics {
     pub fn record(&self, outcome: &rill_storage::CompactionOutcome) {
         self.passes.fetch_add(1, Ordering::Relaxed);
         self.segments_rewritten.fetch_add(outcome.segments_rewritten as u64, Ordering::Relaxed);
+        self.segments_merged.fetch_add(outcome.segments_merged as u64, Ordering::Relaxed);
         self.records_removed.fetch_add(outcome.records_removed, Ordering::Relaxed);
         self.bytes_reclaimed.fetch_add(outcome.bytes_before.saturating_sub(outcome.bytes_after), Ordering::Relaxed);
     }

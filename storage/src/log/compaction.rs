@@ -84,6 +84,8 @@ pub struct CompactionOutcome {
     pub bytes_after: u64,
     /// The pass covered the log below this offset.
     pub cleaned_through: i64,
+    /// Segments that went into a neighbour (`merge.rs`): the log has this many fewer.
+    pub segments_merged: usize,
 }
 
 /// Bytes a key costs the map beyond its own: the entry, its offset and the allocation's header, roughly.
@@ -233,9 +235,11 @@ impl Log {
         if let Err(err) = crate::cleaner_offset::store(self.dir.path(), end) {
             tracing::warn!(dir = %self.dir.display(), error = %err, "cannot keep where compaction ended");
         }
+        outcome.segments_merged = self.merge_small_segments(end, &epochs)?;
         tracing::info!(
             dir = %self.dir.display(),
             segments = outcome.segments_rewritten,
+            segments_merged = outcome.segments_merged,
             records_removed = outcome.records_removed,
             bytes_before = outcome.bytes_before,
             bytes_after = outcome.bytes_after,
@@ -344,10 +348,10 @@ impl Log {
 }
 
 /// A segment's compacted copy, written and fsynced beside it.
-struct Rewrite {
-    path: PathBuf,
-    bytes: u64,
-    records_removed: u64,
+pub(super) struct Rewrite {
+    pub(super) path: PathBuf,
+    pub(super) bytes: u64,
+    pub(super) records_removed: u64,
 }
 
 /// Calls `on_batch` with each batch of sealed `segment`, in order, read from its file through a 1 MiB buffer (a
@@ -491,7 +495,7 @@ impl Output<'_> {
 
 /// Recovery's scan of the rewritten file: every batch valid, in the leader epochs the log has for its offsets,
 /// offsets dense from `base` to `next`. Anything else is a fault of the rewrite, and the old segment stays.
-fn check_rewrite(
+pub(super) fn check_rewrite(
     rewrite: &Rewrite,
     base: i64,
     next: i64,
@@ -519,11 +523,11 @@ fn check_rewrite(
     Ok(())
 }
 
-fn corrupt(path: &Path, reason: &str) -> StorageError {
+pub(super) fn corrupt(path: &Path, reason: &str) -> StorageError {
     StorageError::Corrupt { path: path.to_owned(), position: 0, reason: reason.to_owned() }
 }
 
-fn remove_if_present(path: &Path) -> Result<()> {
+pub(super) fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(path)(e)),
         _ => Ok(()),

@@ -65,6 +65,71 @@ pub struct TopicSettings {
     /// Kafka's `message.timestamp.*` configs. Left out of the files while they are the default.
     #[serde(default, skip_serializing_if = "MessageTimestamps::is_default")]
     pub timestamps: MessageTimestamps,
+    /// Kafka's `compression.type`. Left out of the files while it is the default (`producer`).
+    #[serde(default, skip_serializing_if = "TopicCompression::is_producer")]
+    pub compression: TopicCompression,
+}
+
+/// Kafka's `compression.type` of a topic: `producer` stores each batch as its producer compressed it (byte for
+/// byte, rill's default and Kafka's); a codec has the broker store every batch in that codec, recompressing the
+/// ones that arrive in another (`rill_protocol::compressed::recompress`), as Kafka's broker does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicCompression {
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl TopicCompression {
+    pub const NAMES: &'static str = "producer, uncompressed, gzip, snappy, lz4 or zstd";
+
+    pub fn is_producer(&self) -> bool {
+        *self == TopicCompression::Producer
+    }
+
+    /// As Kafka spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TopicCompression::Producer => "producer",
+            TopicCompression::Uncompressed => "uncompressed",
+            TopicCompression::Gzip => "gzip",
+            TopicCompression::Snappy => "snappy",
+            TopicCompression::Lz4 => "lz4",
+            TopicCompression::Zstd => "zstd",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<TopicCompression> {
+        [
+            TopicCompression::Producer,
+            TopicCompression::Uncompressed,
+            TopicCompression::Gzip,
+            TopicCompression::Snappy,
+            TopicCompression::Lz4,
+            TopicCompression::Zstd,
+        ]
+        .into_iter()
+        .find(|codec| codec.name() == value.trim())
+    }
+
+    /// The codec every batch is stored in, and its level (Kafka's defaults: `compression.gzip.level` 6,
+    /// `compression.zstd.level` 3; lz4 and snappy have none here); `None` for `producer`.
+    pub fn codec(&self) -> Option<(rill_protocol::Compression, i32)> {
+        use rill_protocol::Compression;
+        match self {
+            TopicCompression::Producer => None,
+            TopicCompression::Uncompressed => Some((Compression::None, 0)),
+            TopicCompression::Gzip => Some((Compression::Gzip, 6)),
+            TopicCompression::Snappy => Some((Compression::Snappy, 0)),
+            TopicCompression::Lz4 => Some((Compression::Lz4, 0)),
+            TopicCompression::Zstd => Some((Compression::Zstd, 3)),
+        }
+    }
 }
 
 /// Kafka's `segment.ms` default: a week.
@@ -354,6 +419,7 @@ mod tests {
             cleanup: crate::meta::Cleanup::default(),
             segment_ms: DEFAULT_SEGMENT_MS,
             timestamps: MessageTimestamps::default(),
+            compression: TopicCompression::default(),
         }
     }
 
@@ -379,7 +445,7 @@ mod tests {
         let name = TopicName::new("orders").unwrap();
         let plain = TopicMeta::new(&name, TopicId::random(), 1, settings());
         let text = toml::to_string(&plain).unwrap();
-        for later in ["cleanup", "segment_ms", "timestamps"] {
+        for later in ["cleanup", "segment_ms", "timestamps", "compression"] {
             assert!(!text.contains(later), "{later} in {text}");
         }
         let mut set = settings();
@@ -387,6 +453,7 @@ mod tests {
         set.timestamps = MessageTimestamps { log_append_time: true, before_max_ms: Some(5), after_max_ms: None };
         set.cleanup.compact = true;
         set.cleanup.max_compaction_lag_ms = Some(9);
+        set.compression = TopicCompression::Zstd;
         let meta = TopicMeta::new(&name, TopicId::random(), 1, set);
         store(dir.path(), &meta).unwrap();
         assert_eq!(load_all(dir.path()).unwrap(), vec![meta]);

@@ -122,6 +122,7 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         message_timestamp_type: Some(s.timestamps.type_name().to_owned()),
         message_timestamp_before_max_ms: s.timestamps.before_max_ms,
         message_timestamp_after_max_ms: s.timestamps.after_max_ms,
+        compression_type: Some(s.compression.name().to_owned()),
     }
 }
 
@@ -561,6 +562,15 @@ impl Registry {
             cleanup: requested_cleanup(requested)?,
             segment_ms: requested.segment_ms.unwrap_or(crate::meta::DEFAULT_SEGMENT_MS),
             timestamps: requested_timestamps(requested)?,
+            compression: match &requested.compression_type {
+                None => crate::meta::TopicCompression::Producer,
+                Some(name) => crate::meta::TopicCompression::parse(name).ok_or_else(|| {
+                    BrokerError::invalid(
+                        "config.compression_type",
+                        format!("{name:?} is not a compression type: {}", crate::meta::TopicCompression::NAMES),
+                    )
+                })?,
+            },
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));

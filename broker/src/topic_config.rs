@@ -9,7 +9,7 @@
 use crate::cluster::placement::default_min_insync_replicas;
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
-use crate::meta::{Cleanup, MessageTimestamps, TopicSettings, DEFAULT_SEGMENT_MS};
+use crate::meta::{Cleanup, MessageTimestamps, TopicCompression, TopicSettings, DEFAULT_SEGMENT_MS};
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,10 +41,12 @@ pub enum ConfigKey {
     MessageTimestampBeforeMaxMs,
     /// How far ahead of it.
     MessageTimestampAfterMaxMs,
+    /// `producer` (batches stored as sent) or the codec every batch is stored in.
+    CompressionType,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 16] = [
+    pub const ALL: [ConfigKey; 17] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -61,6 +63,7 @@ impl ConfigKey {
         ConfigKey::MessageTimestampType,
         ConfigKey::MessageTimestampBeforeMaxMs,
         ConfigKey::MessageTimestampAfterMaxMs,
+        ConfigKey::CompressionType,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -82,6 +85,7 @@ impl ConfigKey {
             ConfigKey::MessageTimestampType => "message.timestamp.type",
             ConfigKey::MessageTimestampBeforeMaxMs => "message.timestamp.before.max.ms",
             ConfigKey::MessageTimestampAfterMaxMs => "message.timestamp.after.max.ms",
+            ConfigKey::CompressionType => "compression.type",
         }
     }
 
@@ -104,6 +108,7 @@ impl ConfigKey {
             ConfigKey::MessageTimestampType => "message_timestamp_type",
             ConfigKey::MessageTimestampBeforeMaxMs => "message_timestamp_before_max_ms",
             ConfigKey::MessageTimestampAfterMaxMs => "message_timestamp_after_max_ms",
+            ConfigKey::CompressionType => "compression_type",
         }
     }
 
@@ -249,6 +254,7 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::MessageTimestampType => s.timestamps.log_append_time = false,
         ConfigKey::MessageTimestampBeforeMaxMs => s.timestamps.before_max_ms = None,
         ConfigKey::MessageTimestampAfterMaxMs => s.timestamps.after_max_ms = None,
+        ConfigKey::CompressionType => s.compression = TopicCompression::Producer,
     }
 }
 
@@ -357,6 +363,10 @@ fn set(
         ConfigKey::MessageTimestampAfterMaxMs => {
             s.timestamps.after_max_ms = bound("of milliseconds (9223372036854775807: no bound)")?;
         }
+        ConfigKey::CompressionType => {
+            s.compression = TopicCompression::parse(value)
+                .ok_or_else(|| refusal(change, format!("must be {}", TopicCompression::NAMES)))?;
+        }
     }
     Ok(())
 }
@@ -443,6 +453,7 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::MessageTimestampType, s.timestamps.log_append_time);
     differs(ConfigKey::MessageTimestampBeforeMaxMs, s.timestamps.before_max_ms.is_some());
     differs(ConfigKey::MessageTimestampAfterMaxMs, s.timestamps.after_max_ms.is_some());
+    differs(ConfigKey::CompressionType, !s.compression.is_producer());
     keys
 }
 
@@ -484,6 +495,7 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     push(ConfigKey::MessageTimestampType, set.message_timestamp_type.clone());
     push(ConfigKey::MessageTimestampBeforeMaxMs, set.message_timestamp_before_max_ms.map(|v| v.to_string()));
     push(ConfigKey::MessageTimestampAfterMaxMs, set.message_timestamp_after_max_ms.map(|v| v.to_string()));
+    push(ConfigKey::CompressionType, set.compression_type.clone());
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

@@ -489,6 +489,9 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
     settings.row(vec!["segment_ms".into(), or_none(config.segment_ms)]);
     let timestamp_type = config.message_timestamp_type.clone().unwrap_or_else(|| "CreateTime".to_owned());
     settings.row(vec!["timestamp_type".into(), timestamp_type]);
+    if let Some(codec) = config.compression_type.as_ref().filter(|codec| *codec != "producer") {
+        settings.row(vec!["compression_type".into(), codec.clone()]);
+    }
     for (name, bound) in [
         ("timestamp_before_max_ms", config.message_timestamp_before_max_ms),
         ("timestamp_after_max_ms", config.message_timestamp_after_max_ms),

@@ -29,6 +29,7 @@ const KEYS: &[(&str, &str)] = &[
     ("message.timestamp.type", "CreateTime (the producer's clock) or LogAppendTime (the broker's)"),
     ("message.timestamp.before.max.ms", "milliseconds a record's timestamp may be behind the broker's clock"),
     ("message.timestamp.after.max.ms", "milliseconds a record's timestamp may be ahead of the broker's clock"),
+    ("compression.type", "producer (as sent), uncompressed, gzip, snappy, lz4 or zstd (every batch stored so)"),
 ];
 
 /// Kafka's Long.MAX_VALUE, its "no bound" for the bounds above; sent as is (the broker reads it as none).
@@ -61,7 +62,8 @@ Keys: retention.ms, retention.bytes (-1: no limit), segment.bytes, max.message.b
 flush.ms (interval durability with that period), rill.durability (always, interval, never), cleanup.policy
 (delete, compact, compact,delete), delete.retention.ms, min.compaction.lag.ms, max.compaction.lag.ms,
 min.cleanable.dirty.ratio (compaction, docs/compaction.md), segment.ms, message.timestamp.type (CreateTime,
-LogAppendTime), message.timestamp.before.max.ms, message.timestamp.after.max.ms. Applied to every
+LogAppendTime), message.timestamp.before.max.ms, message.timestamp.after.max.ms, compression.type (producer,
+uncompressed, gzip, snappy, lz4, zstd). Applied to every
 partition on every node that holds one, and kept across restarts: retention at the next retention pass,
 segment.bytes at the next segment roll, max.message.bytes and durability at the next produce. All or nothing:
 one bad key or value refuses the change. Needs alter_configs on the topic when authorization is on.";
@@ -123,6 +125,12 @@ pub(crate) fn configs_of(configs: &[String]) -> anyhow::Result<(TopicConfig, Opt
             },
             "message.timestamp.before.max.ms" => set.message_timestamp_before_max_ms = Some(bound()?),
             "message.timestamp.after.max.ms" => set.message_timestamp_after_max_ms = Some(bound()?),
+            "compression.type" => match value {
+                "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => {
+                    set.compression_type = Some(value.to_owned())
+                }
+                _ => return Err(bad()),
+            },
             _ => {
                 let policy = match value {
                     "always" => DurabilityPolicy::Always,

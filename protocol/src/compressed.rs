@@ -2,7 +2,8 @@
 //!
 //! In a compressed v2 batch only the records section is compressed: the 61-byte header stays readable, with the
 //! codec in attribute bits 0-2, `batch_length` counting the compressed bytes and the CRC-32C covering them.
-//! The codecs are in [`crate::compression`]; [`compress_batch`] compresses an uncompressed batch with one, and
+//! The codecs are in [`crate::compression`]; [`compress_batch`] compresses an uncompressed batch with one,
+//! [`recompress`] moves a batch from its codec to another (a topic's `compression.type`), and
 //! [`seal_compressed`] fixes the header of a batch compressed by other means.
 
 use crate::batch::{BatchHeader, Compression, HEADER_BYTES, LOG_OVERHEAD};
@@ -39,6 +40,32 @@ pub fn compress_batch(batch: &[u8], codec: Compression, level: i32) -> Result<Ve
     let mut out = Vec::with_capacity(HEADER_BYTES + records.len() / 2 + 64);
     out.extend_from_slice(header);
     crate::compression::compress_into(codec, level, records, &mut out)?;
+    seal_compressed(&mut out, codec)?;
+    Ok(out)
+}
+
+/// `batch` (of any codec, checked by the caller) with its records section in `codec` instead, at `level`, as Kafka's
+/// broker rewrites a batch for a topic whose `compression.type` names a codec: the header's fields stay
+/// (offsets, timestamps, producer id, epoch, sequence, the transactional and timestamp-type bits), `batch_length`,
+/// the codec bits and the CRC are new, and the records are the same bytes once decompressed. At most
+/// `max_decompressed_bytes` of records are decompressed.
+pub fn recompress(
+    batch: &[u8],
+    codec: Compression,
+    level: i32,
+    max_decompressed_bytes: usize,
+) -> Result<Vec<u8>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let records = records_section(batch);
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len() + 64);
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    match header.compression()? {
+        Compression::None => crate::compression::compress_into(codec, level, records, &mut out)?,
+        from => crate::compression::with_decompressor(|decompressor, plain| {
+            decompressor.decompress_into(from, records, max_decompressed_bytes, plain)?;
+            crate::compression::compress_into(codec, level, plain, &mut out)
+        })?,
+    }
     seal_compressed(&mut out, codec)?;
     Ok(out)
 }
@@ -103,6 +130,46 @@ mod tests {
         let decoded: Vec<Record> =
             RecordIter::new(&restored, 0, batch.header.base_timestamp).map(|r| r.unwrap().to_record()).collect();
         assert_eq!(decoded, records);
+    }
+
+    /// From every codec to every other: the records read back the same, and the header keeps what is the
+    /// producer's (sequence, epoch, the transactional and LogAppendTime bits).
+    #[test]
+    fn recompressing_moves_a_batch_between_any_two_codecs_and_keeps_its_header() {
+        const CODECS: [Compression; 5] =
+            [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+        let (plain, records) = uncompressed(20);
+        let mut producer = BatchHeader::parse(&plain).unwrap();
+        (producer.producer_id, producer.producer_epoch, producer.base_sequence) = (7, 2, 40);
+        producer.attributes |= 0x10 | 0x08;
+        let mut plain = plain.clone();
+        write_header(&mut plain, &producer);
+        for from in CODECS {
+            let source = compress_batch(&plain, from, 3).unwrap();
+            for to in CODECS {
+                let moved = recompress(&source, to, 3, 1 << 20).unwrap();
+                let header = validate(&moved).unwrap_or_else(|e| panic!("{from:?} to {to:?}: {e}"));
+                assert_eq!(header.compression().unwrap(), to);
+                let kept = |h: &BatchHeader| {
+                    (
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        h.record_count,
+                        h.max_timestamp,
+                        h.attributes & !7,
+                    )
+                };
+                assert_eq!(kept(&header), kept(&producer), "{from:?} to {to:?}");
+                crate::validate_produced(&moved, 1 << 20).expect("records that decompress and walk");
+                let inflated = recompress(&moved, Compression::None, 0, 1 << 20).unwrap();
+                let batch = RecordBatch::new(Bytes::from(inflated)).unwrap();
+                let read: Vec<Record> = batch.records().unwrap().map(|r| r.unwrap().to_record()).collect();
+                assert_eq!(read, records, "{from:?} to {to:?}");
+            }
+        }
+        let bomb = compress_batch(&plain, Compression::Zstd, 3).unwrap();
+        assert!(matches!(recompress(&bomb, Compression::Lz4, 3, 16), Err(BatchError::InflatesPastLimit { .. })));
     }
 
     #[test]

@@ -42,7 +42,8 @@
 # replica SIGKILLed while the others compact catches up from the compacted leader and, elected, serves it.
 # test_kafka_topic_configs.py: the topic configs Kafka Streams, ksqlDB and Kafka Connect create their topics with,
 # accepted and described; LogAppendTime topics read by librdkafka and kafka-python at the broker's clock; timestamp
-# bounds refusing records with INVALID_TIMESTAMP; segment.ms and max.compaction.lag.ms compacting a quiet topic.
+# bounds refusing records with INVALID_TIMESTAMP; segment.ms and max.compaction.lag.ms compacting a quiet topic;
+# compression.type=zstd storing what librdkafka sends uncompressed, lz4 and gzip as zstd, read back by both clients.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing

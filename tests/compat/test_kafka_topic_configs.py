@@ -3,8 +3,9 @@ broker` process: the exact config sets of Kafka Streams' internal topics (every 
 `message.timestamp.type=CreateTime`), ksqlDB's command topic (`unclean.leader.election.enable=false`) and Kafka
 Connect's are accepted and described back; `message.timestamp.type=LogAppendTime` makes librdkafka and kafka-python
 read the broker's clock; `message.timestamp.before.max.ms` / `after.max.ms` refuse a record too far from it with
-INVALID_TIMESTAMP; `segment.ms` and `max.compaction.lag.ms` get a quiet compacted topic compacted. Run by
-kafka-clients.sh."""
+INVALID_TIMESTAMP; `segment.ms` and `max.compaction.lag.ms` get a quiet compacted topic compacted;
+`compression.type=zstd` stores what producers send in any codec as zstd, which librdkafka and kafka-python read.
+Run by kafka-clients.sh."""
 
 import itertools
 import subprocess
@@ -89,7 +90,7 @@ def test_the_topics_kafka_streams_ksqldb_and_connect_create_are_accepted_and_des
         assert shown["segment.ms"].value == "604800000", "Kafka's default"
     # What rill does not do is refused at create, saying why, and nothing is created.
     for key, value, why in [("unclean.leader.election.enable", "true", "not in sync"),
-                            ("compression.type", "zstd", "as its producer compressed it"),
+                            ("compression.type", "brotli", "producer, uncompressed, gzip, snappy, lz4 or zstd"),
                             ("message.timestamp.type", "BrokerTime", "CreateTime or LogAppendTime")]:
         name = next(topic_names)
         with pytest.raises(KafkaException) as refused:
@@ -247,3 +248,44 @@ def test_the_rill_cli_creates_and_alters_with_kafkas_config_keys(broker):
     assert produced.returncode == 0, produced.stderr
     (message,) = consume(broker, name, 1)
     assert message.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME and message.timestamp()[1] >= before - 5
+
+
+def partition_bytes(broker, name):
+    """Partition 0's bytes on disk, as `rill topic describe` shows them."""
+    shown = subprocess.run([RILL, "topic", "describe", name, "--broker", broker], capture_output=True, text=True,
+                           timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    header = next(i for i, row in enumerate(rows) if row[:1] == ["PARTITION"])
+    return int(rows[header + 1][rows[header].index("BYTES")])
+
+
+def test_a_topics_compression_type_stores_every_batch_in_its_codec(broker):
+    admin = AdminClient({"bootstrap.servers": broker})
+    stored, as_sent = next(topic_names), next(topic_names)
+    create(admin, stored, {"compression.type": "zstd"})
+    create(admin, as_sent, {})
+    assert described(admin, stored)["compression.type"].value == "zstd"
+    assert described(admin, as_sent)["compression.type"].value == "producer"
+    values = [f"record {i} ".encode() * 40 for i in range(400)]
+    for name in [stored, as_sent]:
+        for codec in ["none", "lz4", "gzip"]:
+            producer = Producer({"bootstrap.servers": broker, "compression.type": codec, "linger.ms": 5,
+                                 "enable.idempotence": True})
+            for i, value in enumerate(values):
+                producer.produce(name, key=f"k{i}".encode(), value=value, partition=0)
+            assert producer.flush(30) == 0
+    # Every producer's records, in order, whatever codec they came in and are stored in.
+    assert [m.value() for m in consume(broker, stored, 1200)] == values * 3
+    consumer = KafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=10000)
+    try:
+        consumer.assign([PyPartition(stored, 0)])
+        assert [r.value for r in itertools.islice(consumer, 1200)] == values * 3
+    finally:
+        consumer.close()
+    # The uncompressed third of `as_sent` alone is larger than all of `stored`, every batch of which is zstd.
+    assert partition_bytes(broker, stored) * 3 < partition_bytes(broker, as_sent), "stored compressed"
+    # Back to `producer`: the next batches are stored as sent.
+    alter(admin, stored, "compression.type", None)
+    assert described(admin, stored)["compression.type"].value == "producer"

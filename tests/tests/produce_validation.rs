@@ -238,6 +238,69 @@ async fn records_outside_the_topics_timestamp_bounds_are_refused() {
     broker.assert_serving().await;
 }
 
+/// `compression.type` naming a codec: a batch in another codec is stored in that one (its records, offsets and
+/// producer fields the same), one already in it as sent; a record list without a partition still goes by its
+/// first key, read before the recompression.
+#[tokio::test]
+async fn a_topics_compression_type_recompresses_batches_into_its_codec() {
+    let mut broker = TestBroker::start().await;
+    for (name, codec) in [("zstd-topic", "zstd"), ("plain-topic", "uncompressed")] {
+        let config = v1::TopicConfig { compression_type: Some(codec.into()), ..Default::default() };
+        let request = v1::CreateTopicRequest {
+            name: name.into(),
+            partition_count: 4,
+            config: Some(config),
+            ..Default::default()
+        };
+        let created = broker.admin.create_topic(request).await.expect("created").into_inner();
+        let shown = created.topic.and_then(|t| t.config).and_then(|c| c.compression_type);
+        assert_eq!(shown.as_deref(), Some(codec));
+    }
+    let values: Vec<String> = (0..50).map(|i| format!("value {i} ").repeat(20)).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let plain = batch_of(&values, 1_000);
+    let lz4 = Bytes::from(compress_batch(&plain, Compression::Lz4, 0).unwrap());
+    let zstd = Bytes::from(compress_batch(&plain, Compression::Zstd, 3).unwrap());
+    let cases = [
+        ("zstd-topic", plain.clone(), Compression::Zstd, false),
+        ("zstd-topic", lz4.clone(), Compression::Zstd, false),
+        ("zstd-topic", zstd.clone(), Compression::Zstd, true),
+        ("plain-topic", lz4, Compression::None, false),
+    ];
+    for (topic, batch, stored_codec, is_as_sent) in cases {
+        let produced = broker.records.produce(produce_request(topic, Some(0), batch.clone(), v1::Acks::Leader));
+        let offset = produced.await.expect("produced").into_inner().base_offset;
+        let fetched = broker.records.fetch(fetch_request(topic, 0, offset, 0, 0)).await.expect("fetch").into_inner();
+        let stored = BatchIter::new(fetched.record_batches).next().expect("a batch").expect("whole");
+        assert_eq!(stored.header.compression().unwrap(), stored_codec, "{topic}");
+        assert_eq!(stored.header.record_count, 50);
+        assert_eq!(stored.bytes[16..] == batch[16..], is_as_sent, "{topic}: stored as sent only in its own codec");
+        let read: Vec<String> = fetch_structured(&mut broker, topic, offset)
+            .await
+            .into_iter()
+            .take(50)
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(read, values, "{topic}");
+    }
+    // No partition named: the first record's key picks it, as on any topic.
+    for key in ["a", "b", "c", "d", "e"] {
+        let list = v1::ProduceRequest {
+            partition: None,
+            records: Some(v1::produce_request::Records::RecordList(v1::RecordList {
+                records: vec![v1::Record {
+                    key: Some(Bytes::from(key)),
+                    value: Some(Bytes::from_static(b"v")),
+                    ..Default::default()
+                }],
+            })),
+            ..produce_request("zstd-topic", None, Bytes::new(), v1::Acks::Leader)
+        };
+        let produced = broker.records.produce(list).await.expect("produced").into_inner();
+        assert_eq!(produced.partition, rill_protocol::partitioner::partition_for_key(key.as_bytes(), 4), "key {key}");
+    }
+}
+
 #[tokio::test]
 async fn structured_fetch_decodes_compressed_batches_of_every_codec() {
     let mut broker = TestBroker::start().await;

@@ -720,6 +720,7 @@ pub(crate) mod fixtures {
             cleanup: crate::meta::Cleanup::default(),
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
+            compression: crate::meta::TopicCompression::Producer,
         }
     }
 

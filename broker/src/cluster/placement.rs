@@ -139,6 +139,7 @@ mod tests {
             cleanup: crate::meta::Cleanup::default(),
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
+            compression: crate::meta::TopicCompression::Producer,
         }
     }
 

@@ -8,10 +8,10 @@
 //! (`CreateTime`, `LogAppendTime`) with `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`, and
 //! `min.insync.replicas` (kept beside the settings: it belongs to the topic's placement on a cluster).
 //!
-//! Two more Kafka configs hold what rill always does ([`FIXED`]): `unclean.leader.election.enable=false` and
-//! `compression.type=producer`. Frameworks set them on the topics they create (ksqlDB sets the first on its
-//! command topic), so that value is accepted at create and alter and shown by DescribeConfigs, and any other is
-//! INVALID_CONFIG saying why.
+//! `compression.type` (`producer`, or a codec the broker stores every batch in) is mapped too. One more Kafka config
+//! holds what rill always does ([`FIXED`]): `unclean.leader.election.enable=false`. Frameworks set it on the topics
+//! they create (ksqlDB on its command topic), so that value is accepted at create and alter and shown by
+//! DescribeConfigs, and any other is INVALID_CONFIG saying why.
 
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::v1;
@@ -19,7 +19,7 @@ use rill_protocol::v1;
 use super::KafkaContext;
 use crate::config::BrokerConfig;
 use crate::config::DurabilityPolicy;
-use crate::meta::{Cleanup, MessageTimestamps, TopicSettings};
+use crate::meta::{Cleanup, MessageTimestamps, TopicCompression, TopicSettings};
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
 
 /// The topic configs CreateTopics accepts.
@@ -38,9 +38,9 @@ pub const SETTABLE: &[&str] = &[
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
+    "compression.type",
     "min.insync.replicas",
     "unclean.leader.election.enable",
-    "compression.type",
 ];
 
 /// A Kafka topic config whose one value is what rill always does: accepted with that value, refused otherwise.
@@ -53,20 +53,12 @@ pub struct FixedConfig {
 }
 
 /// The Kafka topic configs rill holds at one value (see the module doc).
-pub const FIXED: [FixedConfig; 2] = [
-    FixedConfig {
-        name: "unclean.leader.election.enable",
-        value: "false",
-        why: "rill never elects a replica that is not in sync, which could lose acknowledged records (docs/cluster.md)",
-        config_type: TYPE_BOOLEAN,
-    },
-    FixedConfig {
-        name: "compression.type",
-        value: "producer",
-        why: "rill stores each batch as its producer compressed it",
-        config_type: TYPE_STRING,
-    },
-];
+pub const FIXED: [FixedConfig; 1] = [FixedConfig {
+    name: "unclean.leader.election.enable",
+    value: "false",
+    why: "rill never elects a replica that is not in sync, which could lose acknowledged records (docs/cluster.md)",
+    config_type: TYPE_BOOLEAN,
+}];
 
 /// `Ok(true)`: `name` is a [`FIXED`] config and `value` (`None`: a reset) is its value, a change that changes
 /// nothing; `Ok(false)`: not a fixed config; `Err`: a fixed config set to another value, with why.
@@ -159,6 +151,11 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
             }
             "message.timestamp.before.max.ms" => config.message_timestamp_before_max_ms = Some(count(name, value)?),
             "message.timestamp.after.max.ms" => config.message_timestamp_after_max_ms = Some(count(name, value)?),
+            "compression.type" => {
+                TopicCompression::parse(value)
+                    .ok_or_else(|| format!("compression.type must be {}, not {value:?}", TopicCompression::NAMES))?;
+                config.compression_type = Some(value.trim().to_owned());
+            }
             other => {
                 return Err(format!(
                     "config {other:?} is not supported; the topic configs rill maps are {}",
@@ -268,6 +265,7 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
             source(ConfigKey::MessageTimestampAfterMaxMs),
             TYPE_LONG,
         ),
+        entry("compression.type", s.compression.name().into(), source(ConfigKey::CompressionType), TYPE_STRING),
     ]
     .into_iter()
     .chain(FIXED.iter().map(|fixed| entry(fixed.name, fixed.value.into(), SOURCE_DEFAULT, fixed.config_type)))
@@ -367,8 +365,10 @@ mod tests {
         );
         let unclean = topic_config([("unclean.leader.election.enable", Some("true"))].into_iter()).unwrap_err();
         assert!(unclean.contains("must be false") && unclean.contains("not in sync"), "{unclean}");
-        let codec = topic_config([("compression.type", Some("zstd"))].into_iter()).unwrap_err();
-        assert!(codec.contains("must be producer"), "{codec}");
+        let zstd = topic_config([("compression.type", Some("zstd"))].into_iter()).expect("a codec");
+        assert_eq!(zstd.config.compression_type.as_deref(), Some("zstd"));
+        let codec = topic_config([("compression.type", Some("brotli"))].into_iter()).unwrap_err();
+        assert!(codec.contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{codec}");
         let clock = topic_config([("message.timestamp.type", Some("Now"))].into_iter()).unwrap_err();
         assert!(clock.contains("CreateTime or LogAppendTime"), "{clock}");
         let never = topic_config([("segment.ms", Some("0"))].into_iter()).unwrap_err();

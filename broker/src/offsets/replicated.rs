@@ -67,6 +67,7 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         cleanup: crate::meta::Cleanup::default(),
         segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
         timestamps: crate::meta::MessageTimestamps::default(),
+        compression: crate::meta::TopicCompression::Producer,
     }
 }
 

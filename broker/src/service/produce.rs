@@ -3,15 +3,17 @@
 //!
 //! A pre-encoded batch travels as a `Bytes` slice of the request buffer into the log's `append`, which copies
 //! it once into the segment file. It is never re-encoded: storage patches the base offset, outside the CRC. The
-//! one exception is a LogAppendTime batch (one its producer flagged, or any batch of a topic with
-//! `message.timestamp.type=LogAppendTime`), copied once here to take the broker's clock as its max timestamp.
-//! A topic with timestamp bounds (`message.timestamp.before.max.ms`, `.after.max.ms`) has each batch's records
-//! checked here against the broker's clock, before the append.
+//! exceptions are what Kafka's broker rewrites too: a LogAppendTime batch (one its producer flagged, or any batch
+//! of a topic with `message.timestamp.type=LogAppendTime`), copied once here to take the broker's clock as its
+//! max timestamp, and, on a topic whose `compression.type` names a codec, a batch in another codec, recompressed
+//! into it. A topic with timestamp bounds (`message.timestamp.before.max.ms`, `.after.max.ms`) has each batch's
+//! records checked here against the broker's clock, before the append.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rill_protocol::batch::HEADER_BYTES;
+use rill_protocol::compressed::recompress;
 use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
 use rill_protocol::partitioner::partition_for_key;
 use rill_protocol::record::RecordIter;
@@ -24,7 +26,7 @@ use tracing::{Instrument, Span};
 
 use crate::codec::encode_records;
 use crate::error::{BrokerError, Result};
-use crate::meta::MessageTimestamps;
+use crate::meta::TopicSettings;
 use crate::node::{now_ms, Node};
 use crate::partition::Partition;
 use crate::registry::Topic;
@@ -75,7 +77,7 @@ pub fn admit(node: &Node, request: v1::ProduceRequest) -> Result<AdmittedProduce
     }
     let admitted = span.in_scope(|| admit_in(node, request, &span));
     request_trace::record_outcome(&span, &admitted);
-    let Admission { partition, batches: Checked { batches, log_append_time_ms }, acks, leader_epoch, transaction } =
+    let Admission { partition, batches: Checked { batches, log_append_time_ms, .. }, acks, leader_epoch, transaction } =
         admitted?;
     Ok(AdmittedProduce { span, partition, batches, acks, leader_epoch, transaction, log_append_time_ms })
 }
@@ -105,28 +107,29 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
     let acks = v1::Acks::try_from(request.acks)
         .map_err(|_| BrokerError::invalid("acks", format!("unknown value {}", request.acks)))?;
     let settings = topic.settings();
-    let (limit, timestamps) = (settings.max_batch_bytes, settings.timestamps);
+    let limit = settings.max_batch_bytes;
     // Which batches the broker must check before the append: all when it answers first (acks NONE), the first
     // when it reads that batch's first key to pick the partition.
-    let check_here = |position: usize| acks == v1::Acks::None || (position == 0 && request.partition.is_none());
+    let wants_key = request.partition.is_none();
+    let check_here = |position: usize| acks == v1::Acks::None || (position == 0 && wants_key);
     let batches = match request.records {
         None => return Err(BrokerError::invalid("records", "set one of record_batch, record_batches or record_list")),
-        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], limit, &timestamps, check_here)?,
+        Some(Records::RecordBatch(batch)) => checked_batches(vec![batch], &settings, wants_key, check_here)?,
         Some(Records::RecordBatches(v1::RecordBatches { batches })) => {
             if batches.is_empty() {
                 return Err(BrokerError::invalid("record_batches", "holds no batch: send at least one"));
             }
-            checked_batches(batches, limit, &timestamps, check_here)?
+            checked_batches(batches, &settings, wants_key, check_here)?
         }
-        // Encoded here by the builder: valid by construction, CreateTime; the topic's timestamp rules still apply.
+        // Encoded here by the builder: valid by construction, CreateTime, uncompressed; the topic's timestamp and
+        // compression rules still apply.
         Some(Records::RecordList(list)) => {
-            checked_batches(vec![encode_records(&list.records, now_ms(), limit)?], limit, &timestamps, |_| false)?
+            checked_batches(vec![encode_records(&list.records, now_ms(), limit)?], &settings, wants_key, |_| false)?
         }
     };
-    let first_key = if request.partition.is_none() { first_key(&batches.batches[0])? } else { None };
     let index = match request.partition {
         Some(index) => index,
-        None => pick_partition(&topic, first_key.as_deref()),
+        None => pick_partition(&topic, batches.first_key.as_deref()),
     };
     span.record("partition", i64::from(index));
     let partition = topic.partition(index)?;
@@ -249,24 +252,30 @@ struct Checked {
     batches: Vec<Bytes>,
     /// The time stamped into its LogAppendTime batches, if it has any (one time for all, as Kafka stamps them).
     log_append_time_ms: Option<i64>,
+    /// The first record's key, when asked for (to pick the partition by), read before any rewrite.
+    first_key: Option<Bytes>,
 }
 
 /// Checks each batch against the topic's size limit, and prepares it for the append. Storage's append checks
 /// every batch with Kafka's produce rules (`rill_protocol::validate_produced`) before writing any, off the async
 /// threads; the broker runs the same check here only when it must answer or look inside before the append:
 /// the batches at the positions `check_here` names; any LogAppendTime batch (flagged by its producer, or every
-/// batch of a LogAppendTime topic), which leaves with the broker's clock as its `max_timestamp`; and every batch
-/// of a topic whose timestamps are bounded, checked against the broker's clock as Kafka's `LogValidator` checks
-/// them. So a bad batch is refused with INVALID_ARGUMENT either way, and the common produce checks each batch once.
+/// batch of a LogAppendTime topic), which leaves with the broker's clock as its `max_timestamp`; every batch of
+/// a topic whose timestamps are bounded, checked against the broker's clock as Kafka's `LogValidator` checks them;
+/// and, on a topic whose `compression.type` names a codec, every batch in another codec, which leaves in that
+/// one. So a bad batch is refused with INVALID_ARGUMENT either way, and the common produce checks each batch once.
 fn checked_batches(
     mut batches: Vec<Bytes>,
-    limit: u64,
-    timestamps: &MessageTimestamps,
+    settings: &TopicSettings,
+    wants_key: bool,
     check_here: impl Fn(usize) -> bool,
 ) -> Result<Checked> {
+    let (limit, timestamps) = (settings.max_batch_bytes, &settings.timestamps);
+    let codec = settings.compression.codec();
     // Read once, and only by a produce that needs it: one time for every batch it stamps or checks.
     let mut now = None;
     let mut log_append_time_ms = None;
+    let mut key = None;
     // With LogAppendTime the producer's timestamps are replaced, so Kafka checks no bound.
     let bounds =
         if timestamps.log_append_time { rill_protocol::TimestampBounds::default() } else { timestamps.bounds() };
@@ -274,9 +283,14 @@ fn checked_batches(
         if batch.len() as u64 > limit {
             return Err(BrokerError::TooLarge { what: "record batch", size: batch.len() as u64, limit });
         }
+        let header = BatchHeader::parse(batch).ok();
         let is_log_append_time = timestamps.log_append_time
-            || BatchHeader::parse(batch).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
-        if !(check_here(position) || is_log_append_time || !bounds.is_unbounded()) {
+            || header.is_some_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
+        let recompress_to = codec.filter(|(codec, _)| header.is_some_and(|h| h.compression().ok() != Some(*codec)));
+        let wants_key_here = wants_key && position == 0;
+        if !(check_here(position) || wants_key_here || is_log_append_time || !bounds.is_unbounded())
+            && recompress_to.is_none()
+        {
             continue;
         }
         if bounds.is_unbounded() {
@@ -285,22 +299,41 @@ fn checked_batches(
             validate_produced_within(batch, MAX_DECOMPRESSED_BATCH_BYTES, *now.get_or_insert_with(now_ms), bounds)
         }
         .map_err(StorageError::from)?;
+        if wants_key_here {
+            key = first_key(batch)?;
+        }
+        // Request buffers are shared and read-only: a batch the broker rewrites is copied once, and rewritten only
+        // after the check above, so a new CRC never covers damage the old one caught.
+        let mut rewritten = match recompress_to {
+            Some((codec, level)) => {
+                let moved =
+                    recompress(batch, codec, level, MAX_DECOMPRESSED_BATCH_BYTES).map_err(StorageError::from)?;
+                if moved.len() as u64 > limit {
+                    return Err(BrokerError::TooLarge {
+                        what: "recompressed record batch",
+                        size: moved.len() as u64,
+                        limit,
+                    });
+                }
+                Some(moved)
+            }
+            None => None,
+        };
         if is_log_append_time {
             let now = *now.get_or_insert_with(now_ms);
-            // The one copy of a LogAppendTime batch: request buffers are shared and read-only. Stamped only
-            // after the check above, so the new CRC never covers damage the old one caught.
-            let mut stamped = batch.to_vec();
-            stamp_log_append_time(&mut stamped, now);
-            *batch = Bytes::from(stamped);
+            stamp_log_append_time(rewritten.get_or_insert_with(|| batch.to_vec()), now);
             log_append_time_ms = Some(now);
         }
+        if let Some(rewritten) = rewritten {
+            *batch = Bytes::from(rewritten);
+        }
     }
-    Ok(Checked { batches, log_append_time_ms })
+    Ok(Checked { batches, log_append_time_ms, first_key: key })
 }
 
 /// The key of the batch's first record, if the records are readable without decompressing (a compressed batch
-/// goes round-robin unless the producer names a partition, which rill's client always does). The batch has
-/// passed `validate_produced` in `checked_batches`.
+/// goes round-robin unless the producer names a partition, which rill's client always does), as produced (before a
+/// topic's `compression.type` recompresses it). The batch has passed `validate_produced` in `checked_batches`.
 fn first_key(batch: &Bytes) -> Result<Option<Bytes>> {
     let header = BatchHeader::parse(batch).map_err(StorageError::from)?;
     if header.compression().map_err(StorageError::from)? != Compression::None {

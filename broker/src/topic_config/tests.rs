@@ -16,6 +16,7 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             cleanup: crate::meta::Cleanup::default(),
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
+            compression: crate::meta::TopicCompression::Producer,
         },
         min_insync_replicas: 2,
     }
@@ -71,8 +72,8 @@ fn a_delete_goes_back_to_the_brokers_default() {
 fn one_bad_change_refuses_the_request_naming_key_value_and_what_is_allowed() {
     let defaults = defaults();
     let before = created(&defaults);
-    let unknown = refusal_of(apply_changes(&before, &[ConfigChange::set("compression.type", "zstd")], 3, &defaults));
-    assert!(unknown.contains("compression.type") && unknown.contains("retention.ms"), "{unknown}");
+    let unknown = refusal_of(apply_changes(&before, &[ConfigChange::set("preallocate", "true")], 3, &defaults));
+    assert!(unknown.contains("preallocate") && unknown.contains("retention.ms"), "{unknown}");
     let negative = refusal_of(apply_changes(
         &before,
         &[ConfigChange::set("retention.ms", "60000"), ConfigChange::set("retention.bytes", "-5")],
@@ -242,4 +243,17 @@ fn max_compaction_lag_holds_above_the_min_and_rolls_the_active_segment() {
     assert_eq!(log.segment_ms, Some(30_000), "rolled by the lag, below segment.ms");
     let deleted = apply_changes(&lagged, &[ConfigChange::set("cleanup.policy", "delete")], 3, &defaults).unwrap();
     assert_eq!(deleted.settings.log_config().segment_ms, Some(crate::meta::DEFAULT_SEGMENT_MS), "not compacted");
+}
+
+#[test]
+fn compression_type_names_a_codec_or_producer() {
+    let defaults = defaults();
+    let before = created(&defaults);
+    let zstd = apply_changes(&before, &[ConfigChange::set("compression.type", "zstd")], 3, &defaults).unwrap();
+    assert_eq!(zstd.settings.compression.codec(), Some((rill_protocol::Compression::Zstd, 3)));
+    assert!(overridden_keys(&zstd, 3, &defaults).contains(&ConfigKey::CompressionType));
+    let back = apply_changes(&zstd, &[ConfigChange::delete("compression_type")], 3, &defaults).unwrap();
+    assert_eq!(back.settings, before.settings, "producer again: batches stored as sent");
+    let refusal = refusal_of(apply_changes(&before, &[ConfigChange::set("compression.type", "brotli")], 3, &defaults));
+    assert!(refusal.contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{refusal}");
 }

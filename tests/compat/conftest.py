@@ -98,3 +98,13 @@ def committed_offsets(addr, group, topic):
         if len(fields) >= 3 and fields[0] == topic and fields[1].isdigit():
             found[int(fields[1])] = None if fields[2] == "-" else int(fields[2])
     return found
+
+
+def create_topic(admin, name, config, partitions=1):
+    """Creates topic `name` through confluent-kafka's AdminClient `admin`, with Kafka topic `config`, and waits for
+    the answer."""
+    from confluent_kafka.admin import NewTopic
+
+    (future,) = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                              config=config)]).values()
+    future.result(timeout=30)

@@ -11,9 +11,11 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from kafka import KafkaConsumer
 from kafka import TopicPartition as PyPartition
+
+from conftest import create_topic
 
 topic_names = (f"compaction-{n}" for n in itertools.count())
 KEYS = 20
@@ -23,11 +25,6 @@ ROUNDS = 30
 @pytest.fixture(scope="module")
 def broker(broker_addr):
     return broker_addr
-
-
-def create(admin, name, config):
-    (future,) = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1, config=config)]).values()
-    future.result(timeout=30)
 
 
 def read_all_librdkafka(addr, name, end):
@@ -75,7 +72,7 @@ def produce_rounds(addr, name):
 def test_a_compacted_topic_keeps_each_keys_newest_value_for_librdkafka_and_kafka_python(broker):
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01",
+    create_topic(admin, name, {"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01",
                          "delete.retention.ms": "3600000"})
     newest, end = produce_rounds(broker, name)
 
@@ -119,7 +116,7 @@ def test_a_compacted_topic_keeps_each_keys_newest_value_for_librdkafka_and_kafka
 def test_a_compacted_topic_refuses_a_record_without_a_key(broker):
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {"cleanup.policy": "compact"})
+    create_topic(admin, name, {"cleanup.policy": "compact"})
     errors = []
     producer = Producer({"bootstrap.servers": broker, "enable.idempotence": False, "retries": 0})
     # Flushed apart: a batch holding a keyless record is refused whole, as Kafka refuses it.
@@ -135,7 +132,7 @@ def test_a_compacted_topic_refuses_a_record_without_a_key(broker):
 def test_describe_and_alter_the_compaction_configs(broker):
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {})
+    create_topic(admin, name, {})
     resource = ConfigResource(ResourceType.TOPIC, name)
 
     def described():
@@ -165,7 +162,7 @@ def test_transactions_on_a_compacted_topic_read_committed(broker):
     aborted one's records all go, and a read_committed consumer gets each key's newest committed value."""
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01"})
+    create_topic(admin, name, {"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01"})
     producer = Producer({"bootstrap.servers": broker, "transactional.id": f"{name}-txn", "linger.ms": 0})
     producer.init_transactions(30)
     newest = {}

@@ -14,11 +14,11 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from kafka import KafkaConsumer
 from kafka import TopicPartition as PyPartition
 
-from conftest import RILL
+from conftest import RILL, create_topic
 
 topic_names = (f"configs-{n}" for n in itertools.count())
 
@@ -42,11 +42,6 @@ def broker(broker_addr):
     return broker_addr
 
 
-def create(admin, name, config):
-    (future,) = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1, config=config)]).values()
-    future.result(timeout=30)
-
-
 def described(admin, name):
     (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)]).values()
     return future.result(timeout=30)
@@ -60,15 +55,15 @@ def alter(admin, name, key, value):
     future.result(timeout=30)
 
 
-def consume(addr, name, count):
-    """The first `count` messages of partition 0, read by librdkafka from the start."""
+def consume(addr, name, end):
+    """The messages of partition 0 from the start up to offset `end`, read by librdkafka."""
     consumer = Consumer({"bootstrap.servers": addr, "group.id": f"{name}-{time.monotonic_ns()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         consumer.assign([TopicPartition(name, 0, 0)])
         messages, deadline = [], time.monotonic() + 30
-        while len(messages) < count:
-            assert time.monotonic() < deadline, f"got {len(messages)} of {count}"
+        while consumer.position([TopicPartition(name, 0)])[0].offset < end:
+            assert time.monotonic() < deadline, f"did not reach offset {end}: {len(messages)} messages"
             message = consumer.poll(1)
             if message is not None and message.error() is None:
                 messages.append(message)
@@ -81,7 +76,7 @@ def test_the_topics_kafka_streams_ksqldb_and_connect_create_are_accepted_and_des
     admin = AdminClient({"bootstrap.servers": broker})
     for framework, config in FRAMEWORK_CONFIGS.items():
         name = f"{next(topic_names)}-{framework}"
-        create(admin, name, config)
+        create_topic(admin, name, config)
         shown = described(admin, name)
         for key, value in config.items():
             assert shown[key].value == value, f"{framework}: {key} is {shown[key].value}, asked {value}"
@@ -94,7 +89,7 @@ def test_the_topics_kafka_streams_ksqldb_and_connect_create_are_accepted_and_des
                             ("message.timestamp.type", "BrokerTime", "CreateTime or LogAppendTime")]:
         name = next(topic_names)
         with pytest.raises(KafkaException) as refused:
-            create(admin, name, {key: value})
+            create_topic(admin, name, {key: value})
         error = refused.value.args[0]
         assert error.code() == KafkaError.INVALID_CONFIG and why in error.str(), error
         assert name not in admin.list_topics(timeout=10).topics
@@ -103,7 +98,7 @@ def test_the_topics_kafka_streams_ksqldb_and_connect_create_are_accepted_and_des
 def test_log_append_time_topics_carry_the_brokers_clock_to_librdkafka_and_kafka_python(broker):
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {"message.timestamp.type": "LogAppendTime"})
+    create_topic(admin, name, {"message.timestamp.type": "LogAppendTime"})
     assert described(admin, name)["message.timestamp.type"].value == "LogAppendTime"
     before = int(time.time() * 1000)
     for codec in ["none", "zstd"]:
@@ -145,7 +140,7 @@ def test_log_append_time_topics_carry_the_brokers_clock_to_librdkafka_and_kafka_
 def test_timestamp_bounds_refuse_records_too_far_from_the_brokers_clock(broker):
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {"message.timestamp.before.max.ms": "3600000", "message.timestamp.after.max.ms": "60000"})
+    create_topic(admin, name, {"message.timestamp.before.max.ms": "3600000", "message.timestamp.after.max.ms": "60000"})
     results = {}
 
     def report(label):
@@ -176,23 +171,6 @@ def test_timestamp_bounds_refuse_records_too_far_from_the_brokers_clock(broker):
     assert producer.flush(30) == 0 and results["old again"] is None, results
 
 
-def read_values(addr, name, end):
-    """The values of partition 0 from the start up to offset `end`, read by librdkafka."""
-    consumer = Consumer({"bootstrap.servers": addr, "group.id": f"{name}-{time.monotonic_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        consumer.assign([TopicPartition(name, 0, 0)])
-        values, deadline = [], time.monotonic() + 30
-        while consumer.position([TopicPartition(name, 0)])[0].offset < end:
-            assert time.monotonic() < deadline, f"did not reach offset {end}: {values}"
-            message = consumer.poll(1)
-            if message is not None and message.error() is None:
-                values.append(message.value())
-        return values
-    finally:
-        consumer.close()
-
-
 def trickle(broker, name, first, count):
     """`count` updates to keys k0 and k1 (value `v<n>` to key `k<n % 2>`), each in a segment of its own: segment.ms
     is shorter than the pause between them, so each append rolls the segment before it."""
@@ -205,7 +183,7 @@ def trickle(broker, name, first, count):
 
 def await_values(broker, name, end, expected):
     deadline = time.monotonic() + 30
-    while (values := read_values(broker, name, end)) != expected:
+    while (values := [m.value() for m in consume(broker, name, end)]) != expected:
         assert time.monotonic() < deadline, f"not compacted to {expected}: {values}"
         time.sleep(0.5)
 
@@ -216,7 +194,7 @@ def test_a_quiet_compacted_topic_is_compacted_by_segment_ms_and_max_compaction_l
     max.compaction.lag.ms makes a pass due (without it, nothing here is compacted)."""
     admin = AdminClient({"bootstrap.servers": broker})
     name = next(topic_names)
-    create(admin, name, {"cleanup.policy": "compact", "segment.ms": "200", "min.cleanable.dirty.ratio": "1",
+    create_topic(admin, name, {"cleanup.policy": "compact", "segment.ms": "200", "min.cleanable.dirty.ratio": "1",
                          "max.compaction.lag.ms": "300"})
     trickle(broker, name, 0, 8)
     # The sealed segments (v0..v6) keep each key's newest among them; v7 is in the active segment, never compacted.
@@ -263,8 +241,8 @@ def partition_bytes(broker, name):
 def test_a_topics_compression_type_stores_every_batch_in_its_codec(broker):
     admin = AdminClient({"bootstrap.servers": broker})
     stored, as_sent = next(topic_names), next(topic_names)
-    create(admin, stored, {"compression.type": "zstd"})
-    create(admin, as_sent, {})
+    create_topic(admin, stored, {"compression.type": "zstd"})
+    create_topic(admin, as_sent, {})
     assert described(admin, stored)["compression.type"].value == "zstd"
     assert described(admin, as_sent)["compression.type"].value == "producer"
     values = [f"record {i} ".encode() * 40 for i in range(400)]

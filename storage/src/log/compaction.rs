@@ -50,7 +50,7 @@ use rill_protocol::{BatchHeader, RecordView};
 use super::{epoch_at, lock, Log};
 use crate::checkpoint::EpochStart;
 use crate::recovery::{self, EpochRule, ScanStart};
-use crate::segment::{segment_path, OpenMode, Segment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{segment_path, OpenMode, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::{Result, StorageError};
 
 /// The suffix of a segment's rewritten file before it takes the `.log`'s place.
@@ -328,6 +328,15 @@ impl Log {
         self.dir.sync()?;
         // A reader that opened the path before the rename must not leave the old file in the shared cache.
         self.segment_settings.files.forget(segment.log_path());
+        let reopened = self.reopen_rewritten(base, next, rewrite.bytes, epochs)?;
+        self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, Arc::new(reopened));
+        Ok(true)
+    }
+
+    /// The segment at `base` opened from the file a rewrite or a merge just put there, scanned (its indexes
+    /// rebuilt) and sealed: it must read back as `bytes` of whole valid batches ending at `next`.
+    pub(super) fn reopen_rewritten(&self, base: i64, next: i64, bytes: u64, epochs: &[EpochStart]) -> Result<Segment> {
+        let epoch_of = |offset: i64| epoch_at(epochs, offset);
         let mode = OpenMode {
             needs_scan: true,
             known_next_offset: Some(next),
@@ -336,14 +345,14 @@ impl Log {
             now_ms: self.clock.now_ms(),
             settings: &self.segment_settings,
         };
+        let path = segment_path(self.dir.path(), base, LOG_SUFFIX);
         let (reopened, scan) = Segment::open(self.dir.path(), base, &mode)?;
-        let scan = scan.ok_or_else(|| corrupt(segment.log_path(), "the rewritten segment was not scanned"))?;
-        if scan.damage.is_some() || scan.next_offset != next || scan.valid_bytes != scan.file_bytes {
-            return Err(corrupt(segment.log_path(), "the rewritten segment does not read back as written"));
+        let scan = scan.ok_or_else(|| corrupt(&path, "the new segment file was not scanned"))?;
+        if scan.damage.is_some() || scan.next_offset != next || scan.valid_bytes != bytes || scan.file_bytes != bytes {
+            return Err(corrupt(&path, "the new segment file does not read back as written"));
         }
         reopened.seal(&mut scan.cursor.clone())?;
-        self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, Arc::new(reopened));
-        Ok(true)
+        Ok(reopened)
     }
 }
 

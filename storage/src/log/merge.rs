@@ -23,8 +23,7 @@ use std::sync::Arc;
 use super::compaction::{check_rewrite, corrupt, remove_if_present, Rewrite, CLEANED_SUFFIX};
 use super::{epoch_at, lock, Log};
 use crate::checkpoint::EpochStart;
-use crate::recovery::EpochRule;
-use crate::segment::{segment_path, OpenMode, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{segment_path, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::{LogConfig, Result, StorageError};
 
 /// The suffix of a merged segment's file from its commit until it takes its place.
@@ -100,21 +99,7 @@ impl Log {
         for segment in run {
             self.segment_settings.files.forget(segment.log_path());
         }
-        let mode = OpenMode {
-            needs_scan: true,
-            known_next_offset: Some(next),
-            epochs: EpochRule::Known(&epoch_of),
-            previous_epoch: epoch_of(base - 1),
-            now_ms: self.clock.now_ms(),
-            settings: &self.segment_settings,
-        };
-        let log_path = segment_path(self.dir.path(), base, LOG_SUFFIX);
-        let (reopened, scan) = Segment::open(self.dir.path(), base, &mode)?;
-        let scan = scan.ok_or_else(|| corrupt(&log_path, "the merged segment was not scanned"))?;
-        if scan.damage.is_some() || scan.next_offset != next || scan.valid_bytes != bytes {
-            return Err(corrupt(&log_path, "the merged segment does not read back as written"));
-        }
-        reopened.seal(&mut scan.cursor.clone())?;
+        let reopened = self.reopen_rewritten(base, next, bytes, epochs)?;
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         for segment in &run[1..] {
             segments.remove(&segment.base_offset());

@@ -3,7 +3,9 @@
 SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN against a `rill broker` started with
 --kafka-sasl-mechanisms, its users made with `rill user create` and its certificates by trustme in the test. A
 wrong password is refused with SASL_AUTHENTICATION_FAILED and words that name no secret; a request before
-authentication closes the connection. Run by kafka-clients.sh."""
+authentication closes the connection. confluent-kafka's AdminClient makes, describes and deletes a user's SCRAM
+credentials (AlterUserScramCredentials, DescribeUserScramCredentials), and librdkafka logs in with them, then
+not. Run by kafka-clients.sh."""
 
 import itertools
 import os
@@ -16,7 +18,9 @@ import tempfile
 
 import pytest
 import trustme
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
+                                   UserScramCredentialUpsertion)
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from conftest import read_values, running_broker
@@ -256,3 +260,58 @@ def test_an_unsupported_mechanism_is_refused_with_the_list_offered(pki, sasl_bro
             at += 2 + length
         assert error_code == 33  # UNSUPPORTED_SASL_MECHANISM
         assert offered == MECHANISMS
+
+
+def login_error(pki, addr, user, password, mechanism):
+    """The first error librdkafka reports producing as `user`, or None once it has produced a record."""
+    errors, delivered = [], []
+    producer = Producer({"bootstrap.servers": addr, "security.protocol": "SASL_SSL", "ssl.ca.location": pki["ca.pem"],
+                         "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password,
+                         "error_cb": errors.append})
+    topic = new_topic(pki, addr)
+    producer.produce(topic, value=b"hello", partition=0, on_delivery=lambda err, msg: delivered.append(err))
+    for _ in range(100):
+        producer.poll(0.1)
+        if errors or delivered:
+            break
+    return errors[0] if errors else delivered[0]
+
+
+def test_scram_credentials_are_made_described_and_deleted_through_kafkas_admin_api(pki, sasl_broker):
+    admin = AdminClient({"bootstrap.servers": sasl_broker, "security.protocol": "SASL_SSL",
+                         "ssl.ca.location": pki["ca.pem"], "sasl.mechanism": "SCRAM-SHA-256",
+                         "sasl.username": "app", "sasl.password": PASSWORD})
+    upserts = [UserScramCredentialUpsertion("ops", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192), b"s3cret"),
+               UserScramCredentialUpsertion("ops", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"s3cret",
+                                            b"some salt")]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(timeout=30)
+    described = admin.describe_user_scram_credentials(["ops"])["ops"].result(timeout=30)
+    infos = {info.mechanism: info.iterations for info in described.scram_credential_infos}
+    assert infos == {ScramMechanism.SCRAM_SHA_256: 8192, ScramMechanism.SCRAM_SHA_512: 4096}, infos
+    everyone = admin.describe_user_scram_credentials().result(timeout=30)
+    assert {"app", "ops"} <= set(everyone), everyone
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]:
+        assert login_error(pki, sasl_broker, "ops", "s3cret", mechanism) is None, mechanism
+    assert "ops" in rill(pki, sasl_broker, "user", "list")
+
+    # Kafka's refusals: too few iterations; deleting a credential the user does not have.
+    weak = [UserScramCredentialUpsertion("weak", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"pw")]
+    with pytest.raises(KafkaException) as refused:
+        admin.alter_user_scram_credentials(weak)["weak"].result(timeout=30)
+    assert refused.value.args[0].code() == KafkaError.UNACCEPTABLE_CREDENTIAL, refused.value
+    assert "from 4096 to 16384" in refused.value.args[0].str()
+
+    # Deleting its last credential removes the user: described no more, and its logins refused.
+    deletions = [UserScramCredentialDeletion("ops", ScramMechanism.SCRAM_SHA_256),
+                 UserScramCredentialDeletion("ops", ScramMechanism.SCRAM_SHA_512)]
+    for future in admin.alter_user_scram_credentials(deletions).values():
+        future.result(timeout=30)
+    with pytest.raises(KafkaException) as gone:
+        admin.describe_user_scram_credentials(["ops"])["ops"].result(timeout=30)
+    assert gone.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND, gone.value
+    error = login_error(pki, sasl_broker, "ops", "s3cret", "SCRAM-SHA-256")
+    assert error is not None and error.code() == KafkaError._AUTHENTICATION, error
+    with pytest.raises(KafkaException) as missing:
+        admin.alter_user_scram_credentials(deletions[:1])["ops"].result(timeout=30)
+    assert missing.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND, missing.value

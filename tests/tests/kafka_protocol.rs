@@ -125,6 +125,8 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (47, 0, 0), // OffsetDelete
         (48, 0, 1), // DescribeClientQuotas
         (49, 0, 1), // AlterClientQuotas
+        (50, 0, 0), // DescribeUserScramCredentials
+        (51, 0, 0), // AlterUserScramCredentials
         (60, 0, 1), // DescribeCluster
         (61, 0, 0), // DescribeProducers
         (65, 0, 0), // DescribeTransactions

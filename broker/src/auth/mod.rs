@@ -88,6 +88,8 @@ pub enum AuthError {
     UserExists { name: String },
     #[error("unknown user {name:?}")]
     UnknownUser { name: String },
+    #[error("user {name:?} has no {mechanism} credential to delete")]
+    UnknownCredential { name: String, mechanism: &'static str },
     #[error("too many users: a node or a cluster holds at most {limit}")]
     TooManyUsers { limit: usize },
     #[error("user {name:?} holds {limit} tokens, the most allowed: delete and re-create the user to revoke them")]
@@ -121,7 +123,7 @@ impl AuthError {
             | AuthError::InvalidPassword { .. }
             | AuthError::InvalidMechanism { .. } => Reason::InvalidArgument,
             AuthError::UserExists { .. } => Reason::UserExists,
-            AuthError::UnknownUser { .. } => Reason::UnknownUser,
+            AuthError::UnknownUser { .. } | AuthError::UnknownCredential { .. } => Reason::UnknownUser,
             AuthError::TooManyUsers { .. } | AuthError::TooManyTokens { .. } => Reason::LimitReached,
             AuthError::Unavailable { .. } => Reason::ControllerUnavailable,
             AuthError::NodeFileOnCluster { .. } => Reason::InvalidArgument,

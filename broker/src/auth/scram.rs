@@ -21,6 +21,8 @@ use subtle::ConstantTimeEq;
 pub const MIN_ITERATIONS: u32 = 4_096;
 /// What new credentials get: twice the floor, still well under a millisecond's worth per login on the client.
 pub const DEFAULT_ITERATIONS: u32 = 8_192;
+/// The most iterations Kafka's AlterUserScramCredentials accepts (Kafka's `ScramMechanism` bound).
+pub const MAX_ITERATIONS: u32 = 16_384;
 /// Random bytes of a new credential's salt.
 const SALT_BYTES: usize = 32;
 /// Longest SCRAM message accepted from a client: names are at most 64 bytes and proofs 88 base64 characters,
@@ -71,7 +73,8 @@ impl ScramMechanism {
         }
     }
 
-    fn output_bytes(self) -> usize {
+    /// Bytes of the mechanism's hash: a SaltedPassword, a StoredKey and a ServerKey are this long.
+    pub fn output_bytes(self) -> usize {
         self.digest().output_len()
     }
 }
@@ -107,12 +110,18 @@ impl ScramCredential {
     /// ServerKey = HMAC(SaltedPassword, "Server Key").
     pub fn derive(mechanism: ScramMechanism, password: &[u8], salt: &[u8], iterations: u32) -> Self {
         let salted = salted_password(mechanism, password, salt, iterations);
-        let client_key = hmac_of(mechanism, &salted, b"Client Key");
+        Self::from_salted_password(mechanism, salt, iterations, &salted)
+    }
+
+    /// From a SaltedPassword computed elsewhere: Kafka's AlterUserScramCredentials carries that (the client runs
+    /// the PBKDF2), never the password. The caller checks its length ([`ScramMechanism::output_bytes`]).
+    pub fn from_salted_password(mechanism: ScramMechanism, salt: &[u8], iterations: u32, salted: &[u8]) -> Self {
+        let client_key = hmac_of(mechanism, salted, b"Client Key");
         Self {
             salt: salt.to_vec(),
             iterations,
             stored_key: digest::digest(mechanism.digest(), &client_key).as_ref().to_vec(),
-            server_key: hmac_of(mechanism, &salted, b"Server Key"),
+            server_key: hmac_of(mechanism, salted, b"Server Key"),
         }
     }
 

@@ -62,6 +62,22 @@ impl UserRecord {
     pub fn is_well_formed(&self) -> bool {
         self.scram.iter().all(|(&mechanism, credential)| credential.is_well_formed(mechanism))
     }
+
+    /// The record after Kafka's AlterUserScramCredentials changes to it: each of `deletes` removed (the first
+    /// missing one is the error), then each of `upserts` set. `None` when no credential is left: the user goes,
+    /// its tokens with it, as a Kafka user is its credentials.
+    pub fn with_credentials(
+        &self,
+        upserts: &[(ScramMechanism, ScramCredential)],
+        deletes: &[ScramMechanism],
+    ) -> Result<Option<UserRecord>, ScramMechanism> {
+        let mut next = self.clone();
+        for mechanism in deletes {
+            next.scram.remove(mechanism).ok_or(*mechanism)?;
+        }
+        next.scram.extend(upserts.iter().cloned());
+        Ok((!next.scram.is_empty()).then_some(next))
+    }
 }
 
 /// What `rill user list` shows of a user: no secret.
@@ -221,6 +237,56 @@ impl UserStore {
         )
     }
 
+    /// Kafka's AlterUserScramCredentials for `name` (see [`UserRecord::with_credentials`]): creates the user with
+    /// its first credential, removes it with its last. All of a user's changes, or none.
+    pub fn alter_credentials(
+        &self,
+        name: &str,
+        upserts: &[(ScramMechanism, ScramCredential)],
+        deletes: &[ScramMechanism],
+    ) -> Result<(), AuthError> {
+        validate_name(name)?;
+        let command = || Command::AlterUserCredentials {
+            name: name.to_owned(),
+            upserts: upserts.to_vec(),
+            deletes: deletes.to_vec(),
+        };
+        self.update(
+            name,
+            |users| {
+                let current = users.get(name);
+                if current.is_none() && upserts.is_empty() {
+                    return Err(AuthError::UnknownUser { name: name.to_owned() });
+                }
+                if current.is_none() && users.len() >= MAX_USERS {
+                    return Err(AuthError::TooManyUsers { limit: MAX_USERS });
+                }
+                let next =
+                    current.cloned().unwrap_or_default().with_credentials(upserts, deletes).map_err(|missing| {
+                        AuthError::UnknownCredential { name: name.to_owned(), mechanism: missing.name() }
+                    })?;
+                match next {
+                    Some(record) => users.insert(name.to_owned(), record),
+                    None => users.remove(name),
+                };
+                Ok(())
+            },
+            command,
+            |users| {
+                let record = users.get(name);
+                upserts.iter().all(|(m, credential)| record.and_then(|r| r.scram.get(m)) == Some(credential))
+                    && deletes.iter().all(|m| record.is_none_or(|r| !r.scram.contains_key(m)))
+            },
+        )
+    }
+
+    /// Each mechanism `name` has a credential for, with its iteration count; `None` for an unknown user.
+    pub fn credentials(&self, name: &str) -> Option<Vec<(ScramMechanism, u32)>> {
+        let snapshot = self.snapshot();
+        let record = snapshot.users.get(name)?;
+        Some(record.scram.iter().map(|(&mechanism, credential)| (mechanism, credential.iterations)).collect())
+    }
+
     /// Deletes `name` with its credentials and tokens; its open connections keep the identity they logged in with.
     pub fn delete(&self, name: &str) -> Result<(), AuthError> {
         validate_name(name)?;
@@ -333,6 +399,7 @@ fn refused(refusal: AccessRefusal, name: String) -> AuthError {
     match refusal {
         AccessRefusal::UserExists => AuthError::UserExists { name },
         AccessRefusal::UnknownUser => AuthError::UnknownUser { name },
+        AccessRefusal::UnknownCredential => AuthError::UnknownCredential { name, mechanism: "SCRAM" },
         AccessRefusal::TooManyUsers => AuthError::TooManyUsers { limit: MAX_USERS },
         AccessRefusal::TooManyTokens => AuthError::TooManyTokens { name, limit: MAX_TOKENS_PER_USER },
         AccessRefusal::TooManyAcls | AccessRefusal::TooManyQuotas | AccessRefusal::Invalid => {
@@ -390,6 +457,24 @@ fn validate_password(password: &[u8]) -> Result<(), AuthError> {
 mod tests {
     use super::*;
     use crate::auth::scram::MIN_ITERATIONS;
+
+    /// Kafka's credential changes on a single node: kept across a reopen, a login with the salted password's
+    /// password accepted, the user gone with its last credential.
+    #[test]
+    fn credential_changes_persist_and_remove_the_user_with_its_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = UserStore::open(dir.path()).expect("empty store");
+        let salted = ScramCredential::derive(ScramMechanism::Sha256, b"s3cret", b"salt", MIN_ITERATIONS);
+        store.alter_credentials("ops", &[(ScramMechanism::Sha256, salted)], &[]).expect("made by its first");
+        let reopened = UserStore::open(dir.path()).expect("reopen");
+        assert!(reopened.check_password("ops", b"s3cret"));
+        assert_eq!(reopened.credentials("ops"), Some(vec![(ScramMechanism::Sha256, MIN_ITERATIONS)]));
+        let lacking = reopened.alter_credentials("ops", &[], &[ScramMechanism::Sha512]).expect_err("none to delete");
+        assert!(matches!(lacking, AuthError::UnknownCredential { .. }), "{lacking}");
+        reopened.alter_credentials("ops", &[], &[ScramMechanism::Sha256]).expect("its last");
+        assert_eq!(reopened.credentials("ops"), None);
+        assert!(UserStore::open(dir.path()).expect("reopen").list().is_empty());
+    }
 
     #[test]
     fn users_persist_across_a_reopen_without_their_passwords() {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::metadata::{ClusterMetadata, Command, CommandOutcome};
 use crate::auth::acl::AclBinding;
 use crate::auth::acl_store::MAX_ACLS;
+use crate::auth::scram::{ScramCredential, ScramMechanism};
 use crate::auth::users::{validate_name, UserRecord, MAX_TOKENS_PER_USER, MAX_USERS};
 
 /// Every user of the cluster by name. Shared (`Arc`) so that publishing the metadata after each applied
@@ -28,6 +29,8 @@ pub type AclBindings = Arc<Vec<AclBinding>>;
 pub enum AccessRefusal {
     UserExists,
     UnknownUser,
+    /// A credential deletion for a mechanism the user has none of.
+    UnknownCredential,
     TooManyUsers,
     TooManyTokens,
     TooManyAcls,
@@ -50,6 +53,9 @@ impl ClusterMetadata {
                 None => Err(AccessRefusal::UnknownUser),
             },
             Command::AddUserToken { name, token_hash } => self.add_user_token(name, token_hash),
+            Command::AlterUserCredentials { name, upserts, deletes } => {
+                self.alter_user_credentials(name, upserts, deletes)
+            }
             Command::AddAcls { bindings } => self.add_acls(bindings),
             Command::RemoveAcls { bindings } => Ok(self.remove_acls(bindings)),
             _ => Ok(0),
@@ -73,6 +79,43 @@ impl ClusterMetadata {
         Arc::make_mut(&mut self.users).insert(name.to_owned(), user.clone());
         // A new user of an old name inherits none of its sessions, whatever the order the commands came in.
         self.end_console_sessions_of(name);
+        Ok(1)
+    }
+
+    fn alter_user_credentials(
+        &mut self,
+        name: &str,
+        upserts: &[(ScramMechanism, ScramCredential)],
+        deletes: &[ScramMechanism],
+    ) -> Result<u64, AccessRefusal> {
+        if validate_name(name).is_err() || upserts.iter().any(|(m, credential)| !credential.is_well_formed(*m)) {
+            return Err(AccessRefusal::Invalid);
+        }
+        let current = self.users.get(name);
+        if current.is_none() && upserts.is_empty() {
+            return Err(AccessRefusal::UnknownUser);
+        }
+        if current.is_none() && self.users.len() >= MAX_USERS {
+            return Err(AccessRefusal::TooManyUsers);
+        }
+        let is_new = current.is_none();
+        let next = current
+            .cloned()
+            .unwrap_or_default()
+            .with_credentials(upserts, deletes)
+            .map_err(|_| AccessRefusal::UnknownCredential)?;
+        match next {
+            Some(record) => {
+                Arc::make_mut(&mut self.users).insert(name.to_owned(), record);
+            }
+            None => {
+                Arc::make_mut(&mut self.users).remove(name);
+            }
+        }
+        // A new user of an old name inherits none of its sessions; nor does a removed one keep them.
+        if is_new || !self.users.contains_key(name) {
+            self.end_console_sessions_of(name);
+        }
         Ok(1)
     }
 
@@ -122,7 +165,7 @@ impl ClusterMetadata {
 mod tests {
     use super::*;
     use crate::auth::acl::allow_read as read;
-    use crate::auth::scram::{ScramCredential, ScramMechanism, MIN_ITERATIONS};
+    use crate::auth::scram::MIN_ITERATIONS;
 
     fn user() -> UserRecord {
         let credential = ScramCredential::generate(ScramMechanism::Sha256, b"pw", MIN_ITERATIONS);
@@ -152,6 +195,33 @@ mod tests {
         assert_eq!(one.users.keys().collect::<Vec<_>>(), ["alice"]);
         assert_eq!(one.users["alice"], UserRecord { token_hashes: vec!["h1".into()], ..alice });
         assert_eq!(*one.acls, [read("User:alice", "a")]);
+    }
+
+    /// Kafka's AlterUserScramCredentials as replicated: a user made by its first credential, a second added, one
+    /// replaced, and the user gone with its last; a deletion of a credential it lacks refused, changing nothing.
+    #[test]
+    fn credential_changes_make_change_and_remove_a_user() {
+        let credential = |password: &[u8]| ScramCredential::generate(ScramMechanism::Sha512, password, MIN_ITERATIONS);
+        let alter = |upserts: Vec<(ScramMechanism, ScramCredential)>, deletes: Vec<ScramMechanism>| {
+            Command::AlterUserCredentials { name: "ops".into(), upserts, deletes }
+        };
+        let mut metadata = ClusterMetadata::default();
+        let sha256 = user().scram[&ScramMechanism::Sha256].clone();
+        assert_eq!(metadata.apply(&alter(vec![(ScramMechanism::Sha256, sha256.clone())], vec![])).refusal, None);
+        let first = credential(b"one");
+        metadata.apply(&alter(vec![(ScramMechanism::Sha512, first)], vec![]));
+        let second = credential(b"two");
+        metadata.apply(&alter(vec![(ScramMechanism::Sha512, second.clone())], vec![]));
+        let held = &metadata.users["ops"].scram;
+        assert_eq!((held[&ScramMechanism::Sha256].clone(), held[&ScramMechanism::Sha512].clone()), (sha256, second));
+        let before = metadata.clone();
+        let lacking = metadata.apply(&alter(vec![], vec![ScramMechanism::Sha512, ScramMechanism::Sha512]));
+        assert_eq!(lacking.refusal, Some(AccessRefusal::UnknownCredential));
+        assert_eq!(metadata, before, "all of a user's changes or none");
+        metadata.apply(&alter(vec![], vec![ScramMechanism::Sha256, ScramMechanism::Sha512]));
+        assert!(!metadata.users.contains_key("ops"), "gone with its last credential");
+        let nobody = metadata.apply(&alter(vec![], vec![ScramMechanism::Sha256]));
+        assert_eq!(nobody.refusal, Some(AccessRefusal::UnknownUser));
     }
 
     #[test]

@@ -244,6 +244,13 @@ pub enum Command {
     DeleteUser {
         name: String,
     },
+    /// Kafka's AlterUserScramCredentials for one user (`UserRecord::with_credentials`): credentials derived by
+    /// the proposer from the client's salted passwords; the user is created by its first, removed with its last.
+    AlterUserCredentials {
+        name: String,
+        upserts: Vec<(crate::auth::scram::ScramMechanism, crate::auth::scram::ScramCredential)>,
+        deletes: Vec<crate::auth::scram::ScramMechanism>,
+    },
     /// A bearer token issued by the proposer, by its SHA-256.
     AddUserToken {
         name: String,
@@ -492,6 +499,7 @@ impl ClusterMetadata {
             }
             Command::CreateUser { .. }
             | Command::DeleteUser { .. }
+            | Command::AlterUserCredentials { .. }
             | Command::AddUserToken { .. }
             | Command::AddAcls { .. }
             | Command::RemoveAcls { .. } => return self.apply_access(command),

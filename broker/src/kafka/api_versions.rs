@@ -75,6 +75,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Client quotas (KIP-546): every version the codec has; v1 is flexible.
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // SCRAM users (KIP-554), `rill user`'s store: the one version Kafka has.
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     // SASL (only advertised with `auth.kafka_sasl_mechanisms` set): SaslHandshake v0 is followed by raw SASL
     // frames instead of SaslAuthenticate (`sasl.rs`). librdkafka 2.0 (Debian's kcat) refuses SCRAM and PLAIN
     // unless v0 is advertised, though it then sends v1.

@@ -14,7 +14,7 @@ use super::{
     acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
     delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
     groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
-    sync_group, topics_admin, transactions, transactions_admin, KafkaContext,
+    sync_group, topics_admin, transactions, transactions_admin, user_scram, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -193,6 +193,12 @@ pub async fn answer(
         ApiKey::AlterClientQuotas => {
             serve!(AlterClientQuotasRequest, |request| client_quotas::alter(kafka, request, &caller.principal).await)
         }
+        ApiKey::DescribeUserScramCredentials => serve!(DescribeUserScramCredentialsRequest, |request| {
+            user_scram::describe(kafka, &request, &caller.principal)
+        }),
+        ApiKey::AlterUserScramCredentials => serve!(AlterUserScramCredentialsRequest, |request| {
+            user_scram::alter(kafka, request, &caller.principal).await
+        }),
         ApiKey::AddPartitionsToTxn => serve!(AddPartitionsToTxnRequest, |request| {
             transactions::add_partitions(kafka, request, version, &caller.principal).await
         }),

@@ -82,6 +82,19 @@ impl ErrorCodes for AlterClientQuotasResponse {
     }
 }
 
+impl ErrorCodes for DescribeUserScramCredentialsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.results.iter().for_each(|r| count(r.error_code));
+    }
+}
+
+impl ErrorCodes for AlterUserScramCredentialsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|r| count(r.error_code));
+    }
+}
+
 impl ErrorCodes for ProduceResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.responses.iter().flat_map(|t| &t.partition_responses).for_each(|p| count(p.error_code));

@@ -56,6 +56,7 @@ mod topic_configs;
 mod topics_admin;
 mod transactions;
 mod transactions_admin;
+mod user_scram;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

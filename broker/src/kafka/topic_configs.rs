@@ -194,78 +194,43 @@ fn at_least_one(name: &str, value: &str) -> Result<u64, String> {
 pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigEntry> {
     let s: &TopicSettings = &state.settings;
     let overridden = overridden_keys(state, replication_factor, defaults);
-    let source = |key: ConfigKey| if overridden.contains(&key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+    // One of the topic's keys, under Kafka's name, with its source.
+    let topic = |key: ConfigKey, value: String, config_type: i8| {
+        let source = if overridden.contains(&key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+        entry(key.kafka_name(), value, source, config_type)
+    };
     let limit = |value: Option<u64>| value.filter(|v| *v != u64::MAX).map_or("-1".to_owned(), |v| v.to_string());
+    // Kafka shows an unset bound as Long.MAX_VALUE.
+    let bound = |value: Option<u64>| value.unwrap_or(crate::topic_config::LONG_MAX_MS).to_string();
     let flush_ms = match s.durability {
         DurabilityPolicy::Interval => s.flush_interval_ms.to_string(),
         // Kafka's "never forced" value, Long.MAX_VALUE: fsyncs follow rill's durability policy instead.
         DurabilityPolicy::Always | DurabilityPolicy::Never => i64::MAX.to_string(),
     };
-    // Kafka shows an unset bound as Long.MAX_VALUE.
-    let bound = |value: Option<u64>| value.unwrap_or(crate::topic_config::LONG_MAX_MS).to_string();
     let durability = match s.durability {
         DurabilityPolicy::Always => "always",
         DurabilityPolicy::Interval => "interval",
         DurabilityPolicy::Never => "never",
     };
+    let cleanup = &s.cleanup;
     vec![
-        entry("cleanup.policy", s.cleanup.policy().into(), source(ConfigKey::CleanupPolicy), TYPE_LIST),
-        entry(
-            "delete.retention.ms",
-            s.cleanup.delete_retention_ms.to_string(),
-            source(ConfigKey::DeleteRetentionMs),
-            TYPE_LONG,
-        ),
-        entry(
-            "min.compaction.lag.ms",
-            s.cleanup.min_compaction_lag_ms.to_string(),
-            source(ConfigKey::MinCompactionLagMs),
-            TYPE_LONG,
-        ),
-        entry(
-            "min.cleanable.dirty.ratio",
-            s.cleanup.dirty_ratio_text(),
-            source(ConfigKey::MinCleanableDirtyRatio),
-            TYPE_DOUBLE,
-        ),
-        entry("retention.ms", limit(s.retention_ms), source(ConfigKey::RetentionMs), TYPE_LONG),
-        entry("retention.bytes", limit(s.retention_bytes), source(ConfigKey::RetentionBytes), TYPE_LONG),
-        entry("segment.bytes", s.segment_bytes.to_string(), source(ConfigKey::SegmentBytes), TYPE_INT),
-        entry("max.message.bytes", s.max_batch_bytes.to_string(), source(ConfigKey::MaxMessageBytes), TYPE_INT),
-        entry("flush.ms", flush_ms, source(ConfigKey::FlushMs), TYPE_LONG),
-        entry("rill.durability", durability.into(), source(ConfigKey::Durability), TYPE_STRING),
-        entry(
-            "min.insync.replicas",
-            state.min_insync_replicas.to_string(),
-            source(ConfigKey::MinInsyncReplicas),
-            TYPE_INT,
-        ),
-        entry(
-            "max.compaction.lag.ms",
-            bound(s.cleanup.max_compaction_lag_ms),
-            source(ConfigKey::MaxCompactionLagMs),
-            TYPE_LONG,
-        ),
-        entry("segment.ms", s.segment_ms.to_string(), source(ConfigKey::SegmentMs), TYPE_LONG),
-        entry(
-            "message.timestamp.type",
-            s.timestamps.type_name().into(),
-            source(ConfigKey::MessageTimestampType),
-            TYPE_STRING,
-        ),
-        entry(
-            "message.timestamp.before.max.ms",
-            bound(s.timestamps.before_max_ms),
-            source(ConfigKey::MessageTimestampBeforeMaxMs),
-            TYPE_LONG,
-        ),
-        entry(
-            "message.timestamp.after.max.ms",
-            bound(s.timestamps.after_max_ms),
-            source(ConfigKey::MessageTimestampAfterMaxMs),
-            TYPE_LONG,
-        ),
-        entry("compression.type", s.compression.name().into(), source(ConfigKey::CompressionType), TYPE_STRING),
+        topic(ConfigKey::CleanupPolicy, cleanup.policy().into(), TYPE_LIST),
+        topic(ConfigKey::DeleteRetentionMs, cleanup.delete_retention_ms.to_string(), TYPE_LONG),
+        topic(ConfigKey::MinCompactionLagMs, cleanup.min_compaction_lag_ms.to_string(), TYPE_LONG),
+        topic(ConfigKey::MinCleanableDirtyRatio, cleanup.dirty_ratio_text(), TYPE_DOUBLE),
+        topic(ConfigKey::RetentionMs, limit(s.retention_ms), TYPE_LONG),
+        topic(ConfigKey::RetentionBytes, limit(s.retention_bytes), TYPE_LONG),
+        topic(ConfigKey::SegmentBytes, s.segment_bytes.to_string(), TYPE_INT),
+        topic(ConfigKey::MaxMessageBytes, s.max_batch_bytes.to_string(), TYPE_INT),
+        topic(ConfigKey::FlushMs, flush_ms, TYPE_LONG),
+        topic(ConfigKey::Durability, durability.into(), TYPE_STRING),
+        topic(ConfigKey::MinInsyncReplicas, state.min_insync_replicas.to_string(), TYPE_INT),
+        topic(ConfigKey::MaxCompactionLagMs, bound(cleanup.max_compaction_lag_ms), TYPE_LONG),
+        topic(ConfigKey::SegmentMs, s.segment_ms.to_string(), TYPE_LONG),
+        topic(ConfigKey::MessageTimestampType, s.timestamps.type_name().into(), TYPE_STRING),
+        topic(ConfigKey::MessageTimestampBeforeMaxMs, bound(s.timestamps.before_max_ms), TYPE_LONG),
+        topic(ConfigKey::MessageTimestampAfterMaxMs, bound(s.timestamps.after_max_ms), TYPE_LONG),
+        topic(ConfigKey::CompressionType, s.compression.name().into(), TYPE_STRING),
     ]
     .into_iter()
     .chain(FIXED.iter().map(|fixed| entry(fixed.name, fixed.value.into(), SOURCE_DEFAULT, fixed.config_type)))

@@ -2,14 +2,17 @@
 librdkafka (confluent-kafka) bootstrapped from node 2 alone authenticates on every node it reaches (Metadata
 sends it to each partition's leader), produces and consumes; a wrong password is refused on every node, and a
 user deleted through node 3 can no longer authenticate anywhere. ACLs made with Kafka's CreateAcls through one
-node are listed by DescribeAcls on every node and deleted through another. Run by kafka-clients.sh."""
+node are listed by DescribeAcls on every node and deleted through another. SCRAM credentials made with Kafka's
+AlterUserScramCredentials through one node log in on every node, are described by another, and deleted through a
+third log in nowhere. Run by kafka-clients.sh."""
 
 import tempfile
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
-                                  ResourcePatternType, ResourceType)
+                                  ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
+                                  UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 from test_kafka_cluster import CONFIG, Cluster, rill, wait_for
 
@@ -31,15 +34,15 @@ def cluster():
             cluster.stop()
 
 
-def settings(addr, mechanism, password):
+def settings(addr, mechanism, password, user="app"):
     return {"bootstrap.servers": addr, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism,
-            "sasl.username": "app", "sasl.password": password}
+            "sasl.username": user, "sasl.password": password}
 
 
-def login_error(addr, mechanism, password):
+def login_error(addr, mechanism, password, user="app"):
     """The error librdkafka bootstrapped from `addr` alone reports when its login is refused; None if it logs in."""
     errors = []
-    producer = Producer({**settings(addr, mechanism, password), "error_cb": errors.append})
+    producer = Producer({**settings(addr, mechanism, password, user), "error_cb": errors.append})
     try:
         producer.list_topics(timeout=5)
     except KafkaException as refused:
@@ -48,10 +51,10 @@ def login_error(addr, mechanism, password):
     return None
 
 
-def refused_login(addr, mechanism, password):
+def refused_login(addr, mechanism, password, user="app"):
     """Waits until a login on `addr` is refused (a change made elsewhere reaches a node a round trip later)."""
     def refused():
-        error = login_error(addr, mechanism, password)
+        error = login_error(addr, mechanism, password, user)
         return error if error is not None and error.code() == KafkaError._AUTHENTICATION else None
     return wait_for(refused, f"a refused {mechanism} login on {addr}")
 
@@ -104,6 +107,24 @@ def test_acls_made_through_kafka_on_one_node_hold_on_every_node(cluster):
     for addr in cluster.addrs:
         wait_for(lambda: admin(addr).describe_acls(everything).result(timeout=10) == [], f"no binding on {addr}")
     assert "User:app" not in rill(cluster.addrs[1], "acl", "list").stdout
+
+
+def test_scram_credentials_made_through_kafka_on_one_node_log_in_on_every_node(cluster):
+    admins = {addr: AdminClient(settings(addr, "SCRAM-SHA-256", PASSWORD)) for addr in cluster.addrs}
+    upsert = UserScramCredentialUpsertion("ops", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"0ps-pw")
+    for future in admins[cluster.addrs[0]].alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+    for addr in cluster.addrs:
+        wait_for(lambda: login_error(addr, "SCRAM-SHA-512", "0ps-pw", "ops") is None, f"ops logging in on {addr}")
+    described = admins[cluster.addrs[2]].describe_user_scram_credentials(["ops"])["ops"].result(timeout=30)
+    assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == \
+        [(ScramMechanism.SCRAM_SHA_512, 8192)]
+    assert "ops" in rill(cluster.addrs[1], "user", "list").stdout
+    deletion = UserScramCredentialDeletion("ops", ScramMechanism.SCRAM_SHA_512)
+    for future in admins[cluster.addrs[1]].alter_user_scram_credentials([deletion]).values():
+        future.result(timeout=30)
+    for addr in cluster.addrs:
+        refused_login(addr, "SCRAM-SHA-512", "0ps-pw", "ops")
 
 
 def test_a_user_deleted_through_another_node_logs_in_nowhere(cluster):

@@ -220,6 +220,15 @@ pub struct BrokerConfig {
     /// `HOST:PORT` of running nodes of a cluster to join (instead of `peers`): the node records the cluster's
     /// identity from the first that answers, then waits for `rill cluster add-node` (docs/cluster.md).
     pub join: Vec<String>,
+    /// The rack (or availability zone) this node is in, Kafka's `broker.rack`: a new partition's replicas go to
+    /// as many racks as its replication factor allows, and a Kafka consumer that names its own rack
+    /// (`client.rack`) reads from an in-sync replica in it rather than from a leader elsewhere (docs/cluster.md,
+    /// "Racks"). Letters, digits, `.`, `_`, `:` and `-`, at most 64. Unset: no rack.
+    pub rack: Option<String>,
+    /// Whether this node, leading a partition, sends a Kafka consumer that names its rack (`client.rack`,
+    /// Fetch v11+) to an in-sync follower in that rack (KIP-392, Kafka's `replica.selector.class` set to
+    /// `RackAwareReplicaSelector`). Followers serve such consumers' fetches either way.
+    pub follower_fetching: bool,
     /// How often a node of a cluster tells the controller leader it is alive. Also how soon a dead node is found:
     /// the liveness probe starts 1.5 intervals after its last heartbeat (250 ms: a dead partition leader is
     /// replaced in about half a second; docs/cluster.md, "Liveness").
@@ -376,6 +385,22 @@ pub fn parse_advertise(advertise: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// Most bytes of a rack name (`BrokerConfig::rack`).
+pub const MAX_RACK_BYTES: usize = 64;
+
+/// A rack name as `--rack` takes it: what cloud zones and data-centre racks are called (`us-east-1a`, `use1-az1`,
+/// `dc2:row4`), and nothing a log line or a table could be confused by.
+pub fn check_rack(rack: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if rack.is_empty() || rack.len() > MAX_RACK_BYTES {
+        return Err(format!("{rack:?} must be 1 to {MAX_RACK_BYTES} characters long"));
+    }
+    match rack.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!("{rack:?} has {c:?}: a rack name is letters, digits, '.', '_', ':' and '-'")),
+        None => Ok(()),
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
@@ -429,6 +454,8 @@ impl Default for BrokerConfig {
             node_id: None,
             peers: Vec::new(),
             join: Vec::new(),
+            rack: None,
+            follower_fetching: true,
             node_heartbeat_interval_ms: 250,
             node_session_timeout_ms: 6_000,
             node_liveness_probe: true,
@@ -543,6 +570,11 @@ impl BrokerConfig {
         if let Some(advertise) = &self.advertise {
             if let Err(reason) = parse_advertise(advertise) {
                 return bad("advertise", reason);
+            }
+        }
+        if let Some(rack) = &self.rack {
+            if let Err(reason) = check_rack(rack) {
+                return bad("rack", reason);
             }
         }
         if let Some(endpoint) = &self.otlp_endpoint {
@@ -779,6 +811,20 @@ mod tests {
     fn the_defaults_are_valid() {
         assert_eq!(BrokerConfig::default().validate(), Ok(()));
         assert_eq!(BrokerConfig::for_tests("/tmp/x").validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_rack_is_a_short_zone_like_name() {
+        for good in ["us-east-1a", "use1-az1", "dc2:row4", "rack_7.b"] {
+            assert_eq!(check_rack(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a b", "zone/1", "é", &"r".repeat(MAX_RACK_BYTES + 1)] {
+            assert!(check_rack(bad).is_err(), "{bad:?}");
+        }
+        let config = BrokerConfig { rack: Some("zone a".into()), ..BrokerConfig::default() };
+        let refused = config.validate().expect_err("a space");
+        assert_eq!(refused.setting, "rack");
+        assert!(refused.reason.contains("letters, digits"), "{}", refused.reason);
     }
 
     #[test]

@@ -100,22 +100,30 @@ impl Node {
         current_leader_epoch: Option<i64>,
     ) -> crate::error::Result<i32> {
         let (known, led) = self.leader_epoch(topic, partition)?;
-        let refusal = |asked: i64| -> Option<crate::error::BrokerError> {
-            let (topic, current) = (topic.to_owned(), i64::from(known));
-            match asked.cmp(&current) {
-                std::cmp::Ordering::Less => {
-                    Some(crate::error::BrokerError::FencedLeaderEpoch { topic, partition, asked, current })
-                }
-                std::cmp::Ordering::Greater => {
-                    Some(crate::error::BrokerError::UnknownLeaderEpoch { topic, partition, asked, current })
-                }
-                std::cmp::Ordering::Equal => None,
-            }
-        };
-        if let Some(refused) = current_leader_epoch.and_then(refusal) {
-            return Err(refused);
+        if let Some(asked) = current_leader_epoch {
+            check_epoch(topic, partition, asked, known)?;
         }
         led.map(|()| known)
+    }
+
+    /// [`Node::check_leader_at`] for a consumer's read that a follower may serve (Kafka's Fetch from v11,
+    /// KIP-392): the same epoch check, then this node must hold a replica of the partition, led or followed.
+    /// The answer is the epoch known and whether this node leads.
+    pub fn check_replica_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        current_leader_epoch: Option<i64>,
+    ) -> crate::error::Result<(i32, bool)> {
+        let Some(replication) = &self.replication else {
+            return self.check_leader_at(topic, partition, current_leader_epoch).map(|epoch| (epoch, true));
+        };
+        let (known, role) = replication.replica_epoch(topic, partition)?;
+        let known = i32::try_from(known).unwrap_or(i32::MAX);
+        if let Some(asked) = current_leader_epoch {
+            check_epoch(topic, partition, asked, known)?;
+        }
+        role.map(|is_leader| (known, is_leader))
     }
 
     /// Allows `principal` `operation` on `resource`, or refuses it (`permission-denied`), counted and logged.
@@ -138,4 +146,18 @@ impl Node {
 /// Milliseconds since the Unix epoch by the system clock.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// KIP-320: the epoch a request names against the one this node knows; older is fenced, newer unknown.
+fn check_epoch(topic: &str, partition: u32, asked: i64, known: i32) -> crate::error::Result<()> {
+    let (topic, current) = (topic.to_owned(), i64::from(known));
+    match asked.cmp(&current) {
+        std::cmp::Ordering::Less => {
+            Err(crate::error::BrokerError::FencedLeaderEpoch { topic, partition, asked, current })
+        }
+        std::cmp::Ordering::Greater => {
+            Err(crate::error::BrokerError::UnknownLeaderEpoch { topic, partition, asked, current })
+        }
+        std::cmp::Ordering::Equal => Ok(()),
+    }
 }

@@ -115,6 +115,14 @@ pub struct BrokerArgs {
     /// with `rill cluster add-node` (docs/cluster.md).
     #[arg(long, env = "RILL_JOIN", value_name = "ADDRESSES", value_delimiter = ',', conflicts_with = "peers")]
     join: Option<Vec<String>>,
+    /// The rack or availability zone this node is in (Kafka's broker.rack): replicas spread over racks, and
+    /// Kafka consumers that set client.rack read from a replica in theirs.
+    #[arg(long, env = "RILL_RACK", value_name = "RACK")]
+    rack: Option<String>,
+    /// Whether a leader sends a Kafka consumer with client.rack to an in-sync replica in its rack (KIP-392),
+    /// on or off. [default: on]
+    #[arg(long, env = "RILL_FOLLOWER_FETCHING", value_name = "on|off", value_parser = parse_on_off)]
+    follower_fetching: Option<bool>,
     /// On a cluster: whether the controller leader hands leaderships back to their preferred replicas by
     /// itself, on or off (Kafka's auto.leader.rebalance.enable). [default: on]
     #[arg(long, env = "RILL_AUTO_LEADER_REBALANCE", value_name = "on|off", value_parser = parse_on_off)]
@@ -337,6 +345,12 @@ impl BrokerArgs {
         if let Some(Peers(v)) = self.peers {
             config.peers = v;
         }
+        if let Some(v) = self.rack {
+            config.rack = Some(v);
+        }
+        if let Some(v) = self.follower_fetching {
+            config.follower_fetching = v;
+        }
         if let Some(v) = self.auto_leader_rebalance {
             config.auto_leader_rebalance_enable = v;
         }
@@ -509,6 +523,16 @@ mod tests {
     fn config_from(args: &[&str]) -> anyhow::Result<BrokerConfig> {
         let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("rill-broker").chain(args.iter().copied()))?;
         cli.broker.into_config()
+    }
+
+    #[test]
+    fn a_rack_and_follower_fetching_come_from_their_flags_and_a_bad_rack_is_refused() {
+        let config = config_from(&["--rack", "us-east-1a", "--follower-fetching", "off"]).expect("valid");
+        assert_eq!((config.rack.as_deref(), config.follower_fetching), (Some("us-east-1a"), false));
+        let defaults = config_from(&[]).expect("the defaults");
+        assert_eq!((defaults.rack, defaults.follower_fetching), (None, true));
+        let refused = config_from(&["--rack", "zone a"]).expect_err("a space").to_string();
+        assert!(refused.contains("rack") && refused.contains("letters, digits"), "{refused}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! KIP-320 after a leader failover, on three real `rill broker` processes spoken raw on the Kafka port: the
 //! leader is SIGKILLed, and the new one refuses a Fetch carrying the old epoch (FENCED_LEADER_EPOCH), serves one
 //! carrying its own, and answers OffsetForLeaderEpoch for the old epoch with where that epoch ended (every served
-//! version), as a consumer validating its position after the change asks; a follower answers neither
-//! (NOT_LEADER_OR_FOLLOWER). A gRPC Fetch naming the old epoch is refused with the typed `fenced-leader-epoch`
+//! version), as a consumer validating its position after the change asks; a follower answers OffsetForLeaderEpoch
+//! with NOT_LEADER_OR_FOLLOWER, and Fetch v12 (KIP-392: follower fetching, `cluster_racks.rs`) at its epoch. A gRPC Fetch naming the old epoch is refused with the typed `fenced-leader-epoch`
 //! reason. And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
 //! leader's offsets: the follower refuses, and the client asks each partition's leader.
 
@@ -185,10 +185,13 @@ fn after_a_failover_the_new_leader_fences_the_old_epoch_and_says_where_it_ended(
     let follower = first[0].replicas.iter().copied().find(|id| *id != old_leader).expect("a follower");
     assert_eq!(latest_offsets_through(cluster.addr(follower)), [(0, 10), (1, 4)]);
 
-    // The old leader answers at its epoch; a follower answers neither call.
+    // The old leader answers at its epoch; a follower serves the fetch (KIP-392), not the epoch's end.
     assert_eq!(fetch(cluster.addr(old_leader), 8, old_epoch), (0, vec![8, 9]));
     assert_eq!(end_offset(cluster.addr(old_leader), 4, old_epoch, old_epoch), (0, old_epoch, 10));
-    assert_eq!(fetch(cluster.addr(follower), 0, old_epoch).0, NOT_LEADER_OR_FOLLOWER);
+    // (Its own high watermark reaches 10 with the leader's next answer to it.)
+    eventually("the follower serving up to 10", || {
+        Some(fetch(cluster.addr(follower), 8, old_epoch)).filter(|read| *read == (0, vec![8, 9]))
+    });
     assert_eq!(end_offset(cluster.addr(follower), 2, NO_EPOCH, old_epoch).0, NOT_LEADER_OR_FOLLOWER);
 
     // The leader dies; another in-sync replica takes over at a newer epoch and writes on.

@@ -29,6 +29,7 @@ mod cluster_list_offsets;
 mod cluster_log_dirs;
 mod cluster_members;
 mod cluster_metrics;
+mod cluster_racks;
 mod cluster_throttle;
 mod console;
 mod console_auth;

@@ -44,6 +44,8 @@
 # accepted and described; LogAppendTime topics read by librdkafka and kafka-python at the broker's clock; timestamp
 # bounds refusing records with INVALID_TIMESTAMP; segment.ms and max.compaction.lag.ms compacting a quiet topic;
 # compression.type=zstd storing what librdkafka sends uncompressed, lz4 and gzip as zstd, read back by both clients.
+# test_kafka_follower_fetching.py: three nodes in three zones (`--rack`); librdkafka consumers with `client.rack`
+# read from the follower in their zone (KIP-392), read_committed too, and from another replica once it is killed.
 #
 # Installs kafka-python and confluent-kafka from PyPI into target/compat/venv (shared with kafka-python.sh),
 # KafkaJS from npm into target/compat/node_modules, kcat (and node), Go and Sarama from Debian's packages when missing
@@ -64,4 +66,5 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
   tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
-  tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py "$@"
+  tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py \
+  tests/compat/test_kafka_follower_fetching.py "$@"

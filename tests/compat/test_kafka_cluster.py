@@ -57,8 +57,10 @@ def java_hash_partition(group, partitions):
 
 
 class Cluster:
-    def __init__(self, root, config=CONFIG):
+    def __init__(self, root, config=CONFIG, racks=None):
+        """`racks`: {node id: its `--rack`}, for the nodes that have one."""
         self.root = root
+        self.racks = racks or {}
         self.addrs = [free_address() for _ in range(3)]
         self.peers = ",".join(f"{i + 1}@{a}" for i, a in enumerate(self.addrs))
         with open(os.path.join(root, "rill.toml"), "w") as file:
@@ -69,6 +71,8 @@ class Cluster:
         args = [RILL, "broker", "--node-id", str(node_id), "--listen", self.addrs[node_id - 1],
                 "--admin-listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, f"d{node_id}"), "--peers", self.peers,
                 "--config", os.path.join(self.root, "rill.toml")]
+        if node_id in self.racks:
+            args += ["--rack", self.racks[node_id]]
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "RUST_LOG": "error"})
 

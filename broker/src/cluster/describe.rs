@@ -72,6 +72,7 @@ impl ClusterAdminService {
                 state: WireNodeState::Alive.into(),
                 is_voter: false,
                 last_heartbeat_age_ms: None,
+                rack: self.config.rack.clone(),
             }],
             removed_node_ids: Vec::new(),
             replication_throttle_bytes_per_sec: None,
@@ -112,6 +113,7 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
                 state: state.into(),
                 is_voter: voters.contains(&peer.node_id),
                 last_heartbeat_age_ms,
+                rack: record.and_then(|r| r.rack.clone()),
             }
         })
         .collect();

@@ -72,9 +72,13 @@ pub async fn run(controller: Arc<Controller>) {
         if was_leading {
             let nodes = metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone()));
             controller.sessions.lead(metrics.current_term, nodes, now, &controller.raft_contact);
-            if let Err(refused) =
-                controller.sessions.heard(controller.node_id, &controller.address, controller.incarnation, now)
-            {
+            if let Err(refused) = controller.sessions.heard(
+                controller.node_id,
+                &controller.address,
+                controller.rack.as_deref(),
+                controller.incarnation,
+                now,
+            ) {
                 tracing::warn!(%refused, "the controller leader refused its own heartbeat");
             }
             lead(&controller, now, interval, session_timeout).await;
@@ -176,12 +180,15 @@ async fn lead(controller: &Controller, now: Instant, interval: Duration, session
         let overdue = controller.sessions.overdue(now, liveness::probe_after(interval));
         fence_refused(controller, overdue, interval, session_timeout).await;
     }
-    for (node_id, address) in controller.sessions.live(now) {
-        let is_recorded_alive =
-            metadata.nodes.get(&node_id).is_some_and(|n| n.state == NodeState::Alive && n.address == address);
+    for (node_id, address, rack) in controller.sessions.live(now) {
+        // A node restarted with another address or rack is recorded again, whether or not it was fenced.
+        let is_recorded_alive = metadata
+            .nodes
+            .get(&node_id)
+            .is_some_and(|n| n.state == NodeState::Alive && n.address == address && n.rack == rack);
         if !is_recorded_alive {
-            tracing::info!(node_id, %address, "node heartbeating; marking it alive");
-            write(controller, Command::MarkAlive { node_id, address, at_ms }, session_timeout).await;
+            tracing::info!(node_id, %address, rack = rack.as_deref().unwrap_or(""), "node heartbeating; marking it alive");
+            write(controller, Command::MarkAlive { node_id, address, rack, at_ms }, session_timeout).await;
         }
     }
 }
@@ -354,6 +361,7 @@ impl Heartbeats {
             node_id: controller.node_id,
             address: controller.address.clone(),
             incarnation: controller.incarnation,
+            rack: controller.rack.clone(),
             // Lost with a heartbeat that is not delivered: the leader's own probe of overdue heartbeats remains.
             suspects: controller.take_suspects().into_iter().filter(|id| *id != leader_id).collect(),
         });

@@ -41,6 +41,9 @@ pub enum NodeState {
 pub struct NodeRecord {
     pub node_id: u64,
     pub address: String,
+    /// Its `--rack` as its last heartbeat before this record named it (Kafka's `broker.rack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
     pub state: NodeState,
     /// When the leader that wrote the current state decided it, by its wall clock (ms since the Unix epoch).
     /// Informational: no decision reads it, so clock skew between nodes cannot fence anyone.
@@ -164,6 +167,9 @@ pub enum Command {
     MarkAlive {
         node_id: u64,
         address: String,
+        /// Absent from the entries of nodes without a rack, and of versions before racks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
         at_ms: i64,
     },
     /// The node's session expired, or its process stopped gracefully: its leaderships move to other in-sync
@@ -412,16 +418,23 @@ impl ClusterMetadata {
                 is_unset
             }
             Command::MarkAlive { node_id, .. } if self.removed_nodes.contains(node_id) => false,
-            Command::MarkAlive { node_id, address, at_ms } => {
+            Command::MarkAlive { node_id, address, rack, at_ms } => {
                 let record = NodeRecord {
                     node_id: *node_id,
                     address: address.clone(),
+                    rack: rack.clone(),
                     state: NodeState::Alive,
                     state_since_ms: *at_ms,
                     stopped_incarnation: None,
                 };
                 match self.nodes.get_mut(node_id) {
-                    Some(existing) if existing.state == NodeState::Alive && existing.address == *address => false,
+                    Some(existing)
+                        if existing.state == NodeState::Alive
+                            && existing.address == *address
+                            && existing.rack == *rack =>
+                    {
+                        false
+                    }
                     Some(existing) => {
                         *existing = record;
                         true
@@ -703,6 +716,15 @@ impl ClusterMetadata {
         self.nodes.values().filter(|n| n.state == NodeState::Alive).map(|n| n.node_id).collect()
     }
 
+    /// The rack of each node that has one.
+    pub fn racks(&self) -> super::placement::Racks {
+        self.nodes.values().filter_map(|n| Some((n.node_id, n.rack.clone()?))).collect()
+    }
+
+    pub fn rack_of(&self, node_id: u64) -> Option<&str> {
+        self.nodes.get(&node_id)?.rack.as_deref()
+    }
+
     pub fn address_of(&self, node_id: u64) -> Option<&str> {
         self.nodes.get(&node_id).map(|n| n.address.as_str())
     }
@@ -752,7 +774,7 @@ pub(crate) mod fixtures {
     pub fn cluster(alive: &[u64], topics: &[(&str, &[&[u64]])], min_insync_replicas: u32) -> ClusterMetadata {
         let mut metadata = ClusterMetadata::default();
         for id in alive {
-            metadata.apply(&Command::MarkAlive { node_id: *id, address: format!("h:{id}"), at_ms: 1 });
+            metadata.apply(&Command::MarkAlive { node_id: *id, address: format!("h:{id}"), rack: None, at_ms: 1 });
         }
         for (name, partitions) in topics {
             let placement = placed(partitions, min_insync_replicas);
@@ -767,7 +789,7 @@ mod tests {
     use super::*;
 
     fn alive(node_id: u64) -> Command {
-        Command::MarkAlive { node_id, address: format!("h:{node_id}"), at_ms: 1 }
+        Command::MarkAlive { node_id, address: format!("h:{node_id}"), rack: None, at_ms: 1 }
     }
 
     #[test]

@@ -133,6 +133,8 @@ pub enum ControllerError {
 pub struct Controller {
     pub node_id: NodeId,
     pub address: String,
+    /// This node's `--rack`, sent with its heartbeats.
+    pub rack: Option<String>,
     pub raft: Raft,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     sessions: Sessions,
@@ -200,6 +202,7 @@ impl Controller {
         Ok(Arc::new(Self {
             node_id,
             address,
+            rack: config.rack.clone(),
             raft,
             metadata,
             sessions: Sessions::new(session_timeout, heartbeat_interval * SEEDED_SESSION_MIN_HEARTBEATS),

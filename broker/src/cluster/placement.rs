@@ -3,8 +3,15 @@
 //! the node that is the preferred leader of the fewest partitions already: otherwise every single-partition
 //! topic would be led by the lowest node id, which would do all the leaders' work (Kafka starts at a random
 //! node for the same reason; counting is deterministic and evens out small clusters faster).
+//!
+//! With racks (`--rack`, Kafka's `broker.rack`), the ring the round-robin walks takes the racks in turn (the
+//! first node of each rack, then the second of each, ...), and a partition's replicas after its first skip nodes
+//! of a rack the partition already has until it has one in every rack: each partition is on as many racks as
+//! its replication factor allows, so losing a rack (a zone) loses no partition whose replication factor
+//! exceeds one, even when racks hold unequal numbers of nodes. Nodes without a rack count as one rack of their
+//! own. Without racks the ring is the nodes in id order and a partition's replicas are consecutive, as before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::metadata::{PartitionPlacement, TopicPlacement};
 use crate::error::{BrokerError, Result};
@@ -21,15 +28,19 @@ pub fn default_min_insync_replicas(replication_factor: u32) -> u32 {
     }
 }
 
-/// Places `partition_count` partitions of `replication_factor` replicas on `alive` (ascending node ids).
-/// Partition `i`'s replicas are `alive[(s + i) % n]`, `alive[(s + i + 1) % n]`, ..., where `alive[s]` is the
-/// node with the fewest `preferred_leaderships` (the lowest id among equals); each starts with every replica
-/// in sync, the first leading at epoch 0.
+/// Each node's rack, for the nodes that have one (`ClusterMetadata::racks`).
+pub type Racks = BTreeMap<u64, String>;
+
+/// Places `partition_count` partitions of `replication_factor` replicas on `alive` (ascending node ids), with
+/// `racks`. On the ring of the nodes (`rack_ring`), partition `i` starts at `ring[(s + i) % n]`, where `ring[s]`
+/// is the node with the fewest `preferred_leaderships` (the first on the ring among equals), and its other
+/// replicas follow on the ring (`spread`); each starts with every replica in sync, the first leading at epoch 0.
 pub fn place(
     partition_count: u32,
     replication_factor: Option<u32>,
     min_insync_replicas: Option<u32>,
     alive: &[u64],
+    racks: &Racks,
     preferred_leaderships: &BTreeMap<u64, usize>,
     settings: TopicSettings,
 ) -> Result<TopicPlacement> {
@@ -48,13 +59,13 @@ pub fn place(
         ));
     }
     let min_insync_replicas = check_min_insync_replicas(min_insync_replicas, replication_factor)?;
-    let start = (0..alive.len())
-        .min_by_key(|&position| (preferred_leaderships.get(&alive[position]).copied().unwrap_or(0), position))
+    let ring = rack_ring(alive, racks);
+    let start = (0..ring.len())
+        .min_by_key(|&position| (preferred_leaderships.get(&ring[position]).copied().unwrap_or(0), position))
         .unwrap_or(0);
     let partitions = (0..partition_count as usize)
         .map(|index| {
-            let replicas: Vec<u64> =
-                (0..replication_factor as usize).map(|j| alive[(start + index + j) % alive.len()]).collect();
+            let replicas = spread(&ring, (start + index) % ring.len(), replication_factor as usize, racks);
             PartitionPlacement {
                 leader: replicas.first().copied(),
                 leader_epoch: 0,
@@ -65,6 +76,47 @@ pub fn place(
         })
         .collect();
     Ok(TopicPlacement { partitions, min_insync_replicas, settings, topic_id: Some(TopicId::random()) })
+}
+
+/// The nodes in the order placement walks them: one node of each rack in turn (racks by name, the nodes without
+/// a rack last, nodes by id within a rack), so neighbours on the ring are in different racks wherever the
+/// racks' sizes allow.
+fn rack_ring(alive: &[u64], racks: &Racks) -> Vec<u64> {
+    let mut by_rack: BTreeMap<(bool, &str), Vec<u64>> = BTreeMap::new();
+    for &node in alive {
+        let rack = racks.get(&node).map(String::as_str);
+        by_rack.entry((rack.is_none(), rack.unwrap_or_default())).or_default().push(node);
+    }
+    let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    (0..deepest).flat_map(|depth| by_rack.values().filter_map(move |nodes| nodes.get(depth).copied())).collect()
+}
+
+/// `count` distinct nodes of `ring` from `first` on: each pass around the ring takes the next node of every
+/// rack the partition does not have yet, so every rack is used before any is used twice.
+fn spread(ring: &[u64], first: usize, count: usize, racks: &Racks) -> Vec<u64> {
+    let rack_of = |node: &u64| racks.get(node).map(String::as_str);
+    let rack_count = ring.iter().map(rack_of).collect::<BTreeSet<_>>().len();
+    let mut chosen: Vec<u64> = Vec::with_capacity(count);
+    let mut racks_used = BTreeSet::new();
+    while chosen.len() < count.min(ring.len()) {
+        let before = chosen.len();
+        for step in 0..ring.len() {
+            let node = ring[(first + step) % ring.len()];
+            if chosen.len() == count || chosen.contains(&node) || racks_used.contains(&rack_of(&node)) {
+                continue;
+            }
+            chosen.push(node);
+            racks_used.insert(rack_of(&node));
+            if racks_used.len() == rack_count {
+                racks_used.clear();
+            }
+        }
+        if chosen.len() == before {
+            // Every rack left has no node the partition does not hold: any rack will do.
+            racks_used.clear();
+        }
+    }
+    chosen
 }
 
 /// `min_insync_replicas` as asked (`None`: the default for the replication factor), checked against it.
@@ -145,7 +197,7 @@ mod tests {
 
     #[test]
     fn replicas_go_round_robin_on_distinct_nodes_and_leaderships_spread() {
-        let placed = place(6, Some(3), None, &[1, 2, 3], &BTreeMap::new(), settings()).expect("fits");
+        let placed = place(6, Some(3), None, &[1, 2, 3], &Racks::new(), &BTreeMap::new(), settings()).expect("fits");
         assert_eq!(placed.min_insync_replicas, 2);
         let leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
@@ -159,15 +211,18 @@ mod tests {
 
     #[test]
     fn a_replication_factor_above_the_alive_nodes_is_refused_naming_both_counts() {
-        let err =
-            place(1, Some(3), None, &[1, 2], &BTreeMap::new(), settings()).expect_err("too few nodes").to_string();
+        let err = place(1, Some(3), None, &[1, 2], &Racks::new(), &BTreeMap::new(), settings())
+            .expect_err("too few nodes")
+            .to_string();
         assert!(err.contains('3') && err.contains("2 alive"), "{err}");
-        let err = place(1, Some(2), Some(3), &[1, 2], &BTreeMap::new(), settings())
+        let err = place(1, Some(2), Some(3), &[1, 2], &Racks::new(), &BTreeMap::new(), settings())
             .expect_err("min isr above rf")
             .to_string();
         assert!(err.contains("min_insync_replicas"), "{err}");
         assert_eq!(
-            place(1, Some(2), None, &[1, 2], &BTreeMap::new(), settings()).expect("fits").min_insync_replicas,
+            place(1, Some(2), None, &[1, 2], &Racks::new(), &BTreeMap::new(), settings())
+                .expect("fits")
+                .min_insync_replicas,
             1
         );
     }
@@ -177,7 +232,7 @@ mod tests {
         let mut led = BTreeMap::new();
         let mut leaders = Vec::new();
         for _ in 0..7 {
-            let placed = place(1, Some(3), None, &[1, 2, 3], &led, settings()).expect("fits");
+            let placed = place(1, Some(3), None, &[1, 2, 3], &Racks::new(), &led, settings()).expect("fits");
             let leader = placed.partitions[0].leader.expect("a leader");
             assert_eq!(placed.partitions[0].replicas.len(), 3);
             *led.entry(leader).or_insert(0) += 1;
@@ -186,10 +241,60 @@ mod tests {
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
         // A node that joins later is preferred until it has caught up with the others.
         led.insert(4, 0);
-        let placed = place(2, Some(2), None, &[1, 2, 3, 4], &led, settings()).expect("fits");
+        let placed = place(2, Some(2), None, &[1, 2, 3, 4], &Racks::new(), &led, settings()).expect("fits");
         let leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
         assert_eq!(leaders, vec![4, 1]);
         assert_eq!(placed.partitions[0].replicas, vec![4, 1]);
+    }
+
+    fn racks(pairs: &[(u64, &str)]) -> Racks {
+        pairs.iter().map(|(node, rack)| (*node, (*rack).to_owned())).collect()
+    }
+
+    fn racks_of(replicas: &[u64], racks: &Racks) -> BTreeSet<String> {
+        replicas.iter().map(|node| racks.get(node).cloned().unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn with_racks_every_partition_is_on_as_many_racks_as_its_replicas_allow() {
+        let zones = racks(&[(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")]);
+        let placed = place(12, Some(3), None, &[1, 2, 3, 4, 5, 6], &zones, &BTreeMap::new(), settings()).expect("fits");
+        for p in &placed.partitions {
+            assert_eq!(racks_of(&p.replicas, &zones).len(), 3, "{:?}", p.replicas);
+        }
+        // Leaderships still go round every node, as without racks.
+        let mut leaders: Vec<u64> = placed.partitions.iter().filter_map(|p| p.leader).collect();
+        leaders.sort_unstable();
+        assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]);
+        // Without racks the same call places consecutive nodes, as it always has.
+        let plain =
+            place(2, Some(3), None, &[1, 2, 3, 4, 5, 6], &Racks::new(), &BTreeMap::new(), settings()).expect("fits");
+        assert_eq!(plain.partitions[1].replicas, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn unequal_racks_still_give_each_partition_a_replica_in_the_small_rack() {
+        // Three nodes in one zone, one in another: a partition of two replicas needs that one node.
+        let zones = racks(&[(1, "a"), (2, "a"), (3, "a"), (4, "b")]);
+        let placed = place(8, Some(2), None, &[1, 2, 3, 4], &zones, &BTreeMap::new(), settings()).expect("fits");
+        for p in &placed.partitions {
+            assert_eq!(racks_of(&p.replicas, &zones).len(), 2, "{:?}", p.replicas);
+        }
+        // More replicas than racks: every rack first, then any distinct node.
+        let placed = place(4, Some(3), None, &[1, 2, 3, 4], &zones, &BTreeMap::new(), settings()).expect("fits");
+        for p in &placed.partitions {
+            let mut distinct = p.replicas.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "{:?}", p.replicas);
+            assert!(p.replicas.contains(&4), "{:?}", p.replicas);
+        }
+        // Nodes without a rack are a rack of their own.
+        let partial = racks(&[(1, "a"), (2, "a")]);
+        let placed = place(4, Some(2), None, &[1, 2, 3, 4], &partial, &BTreeMap::new(), settings()).expect("fits");
+        for p in &placed.partitions {
+            assert_eq!(racks_of(&p.replicas, &partial).len(), 2, "{:?}", p.replicas);
+        }
     }
 
     #[test]

@@ -158,7 +158,7 @@ mod tests {
     fn after_failover_of_node_1() -> ClusterMetadata {
         let mut metadata = cluster(&[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]]);
         metadata.apply(&Command::Fence { node_id: 1, at_ms: 2, stopped_incarnation: None });
-        metadata.apply(&Command::MarkAlive { node_id: 1, address: "h:1".into(), at_ms: 3 });
+        metadata.apply(&Command::MarkAlive { node_id: 1, address: "h:1".into(), rack: None, at_ms: 3 });
         metadata
     }
 

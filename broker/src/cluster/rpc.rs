@@ -249,8 +249,18 @@ impl ControllerRpc for ControllerService {
                 super::reassign::join_ids(&listed)
             )));
         }
-        let heard =
-            self.controller.sessions.heard(request.node_id, &request.address, request.incarnation, Instant::now());
+        // Checked as `--rack` was: a peer of another version must not put a name in the metadata that this
+        // version's tables and logs would not show as it is.
+        if let Some(Err(reason)) = request.rack.as_deref().map(crate::config::check_rack) {
+            return Err(Status::invalid_argument(format!("node {}'s rack {reason}", request.node_id)));
+        }
+        let heard = self.controller.sessions.heard(
+            request.node_id,
+            &request.address,
+            request.rack.as_deref(),
+            request.incarnation,
+            Instant::now(),
+        );
         match heard {
             Ok(()) => {
                 for suspect in request.suspects {

@@ -19,6 +19,8 @@ struct Session {
     /// 0 until this leader heard the node: any process may then claim the id.
     incarnation: u64,
     address: String,
+    /// The rack its heartbeats name.
+    rack: Option<String>,
     last_heard: Instant,
     is_heard_by_this_leader: bool,
 }
@@ -97,7 +99,7 @@ impl Sessions {
                     (Some(heard), Some(latest_seed)) => heard.max(latest_seed).min(now),
                     _ => now,
                 };
-                (node_id, Session { incarnation: 0, address, last_heard, is_heard_by_this_leader: false })
+                (node_id, Session { incarnation: 0, address, rack: None, last_heard, is_heard_by_this_leader: false })
             })
             .collect();
         *table = Some(Table { term, sessions, stopped: BTreeMap::new() });
@@ -110,7 +112,14 @@ impl Sessions {
 
     /// Records a heartbeat. Refused when another process (a different incarnation) holds the node id and its
     /// session has not expired.
-    pub fn heard(&self, node_id: u64, address: &str, incarnation: u64, now: Instant) -> Result<(), HeartbeatRefused> {
+    pub fn heard(
+        &self,
+        node_id: u64,
+        address: &str,
+        rack: Option<&str>,
+        incarnation: u64,
+        now: Instant,
+    ) -> Result<(), HeartbeatRefused> {
         let mut table = self.table();
         let table = table.as_mut().ok_or(HeartbeatRefused::NotLeader)?;
         if table.stopped.get(&node_id) == Some(&incarnation) {
@@ -127,8 +136,13 @@ impl Sessions {
                 });
             }
         }
-        let session =
-            Session { incarnation, address: address.to_owned(), last_heard: now, is_heard_by_this_leader: true };
+        let session = Session {
+            incarnation,
+            address: address.to_owned(),
+            rack: rack.map(str::to_owned),
+            last_heard: now,
+            is_heard_by_this_leader: true,
+        };
         table.sessions.insert(node_id, session);
         Ok(())
     }
@@ -201,8 +215,8 @@ impl Sessions {
         }
     }
 
-    /// Nodes heard by this leader within their session, with the address they gave.
-    pub fn live(&self, now: Instant) -> Vec<(u64, String)> {
+    /// Nodes heard by this leader within their session, with the address and rack they gave.
+    pub fn live(&self, now: Instant) -> Vec<(u64, String, Option<String>)> {
         let table = self.table();
         let Some(table) = table.as_ref() else { return Vec::new() };
         table
@@ -210,7 +224,7 @@ impl Sessions {
             .iter()
             .filter(|(_, s)| s.is_heard_by_this_leader)
             .filter(|(_, s)| now.saturating_duration_since(s.last_heard) < self.session_timeout)
-            .map(|(id, s)| (*id, s.address.clone()))
+            .map(|(id, s)| (*id, s.address.clone(), s.rack.clone()))
             .collect()
     }
 
@@ -239,17 +253,17 @@ mod tests {
     fn a_process_that_stopped_is_not_heard_again_and_its_restart_is_taken_at_once() {
         let now = Instant::now();
         let sessions = leading(now);
-        sessions.heard(2, "b:2", 7, now).expect("heard");
+        sessions.heard(2, "b:2", None, 7, now).expect("heard");
         sessions.stopped(2, 7);
         // Its last heartbeat, in flight when it stopped, arrives late: ignored.
-        sessions.heard(2, "b:2", 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
-        assert!(sessions.live(now + Duration::from_millis(10)).iter().all(|(id, _)| *id != 2));
+        sessions.heard(2, "b:2", None, 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
+        assert!(sessions.live(now + Duration::from_millis(10)).iter().all(|(id, ..)| *id != 2));
         // Restarted: a new process, taken at its first heartbeat.
-        sessions.heard(2, "b:2", 8, now + Duration::from_millis(20)).expect("the new process");
-        assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, _)| *id == 2));
+        sessions.heard(2, "b:2", None, 8, now + Duration::from_millis(20)).expect("the new process");
+        assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, ..)| *id == 2));
         // Told again (each turn reads the metadata): the new process keeps its session.
         sessions.stopped(2, 7);
-        assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, _)| *id == 2));
+        assert!(sessions.live(now + Duration::from_millis(20)).iter().any(|(id, ..)| *id == 2));
     }
 
     #[test]
@@ -258,7 +272,7 @@ mod tests {
         let now = Instant::now();
         let sessions = leading(now);
         sessions.stopped(2, 7);
-        sessions.heard(2, "b:2", 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
+        sessions.heard(2, "b:2", None, 7, now + Duration::from_millis(10)).expect("not refused, just ignored");
         assert!(sessions.live(now + Duration::from_millis(10)).is_empty(), "it would be marked alive again");
     }
 
@@ -299,7 +313,7 @@ mod tests {
         assert!(sessions.expired(elected + SEEDED_MIN - Duration::from_millis(1)).is_empty());
         assert_eq!(sessions.expired(elected + SEEDED_MIN), vec![1]);
         // It is alive after all: its heartbeat restarts its session, whatever its process.
-        sessions.heard(1, "a:1", 9, elected + SEEDED_MIN).unwrap();
+        sessions.heard(1, "a:1", None, 9, elected + SEEDED_MIN).unwrap();
         assert!(sessions.expired(elected + SEEDED_MIN).is_empty());
     }
 
@@ -309,21 +323,21 @@ mod tests {
         let sessions = leading(start);
         assert!(sessions.expired(start + TIMEOUT / 2).is_empty());
         assert_eq!(sessions.expired(start + TIMEOUT), vec![1, 2]);
-        sessions.heard(2, "b:2", 7, start + TIMEOUT).unwrap();
+        sessions.heard(2, "b:2", None, 7, start + TIMEOUT).unwrap();
         assert_eq!(sessions.expired(start + TIMEOUT), vec![1]);
-        assert_eq!(sessions.live(start + TIMEOUT), vec![(2, "b:2".to_owned())]);
+        assert_eq!(sessions.live(start + TIMEOUT), vec![(2, "b:2".to_owned(), None)]);
     }
 
     #[test]
     fn a_second_process_with_the_same_node_id_is_refused_until_the_first_one_expires() {
         let start = Instant::now();
         let sessions = leading(start);
-        sessions.heard(2, "b:2", 7, start).unwrap();
-        let refused = sessions.heard(2, "b:2", 8, start + TIMEOUT / 2).unwrap_err();
+        sessions.heard(2, "b:2", None, 7, start).unwrap();
+        let refused = sessions.heard(2, "b:2", None, 8, start + TIMEOUT / 2).unwrap_err();
         assert!(matches!(refused, HeartbeatRefused::DuplicateNodeId { node_id: 2, .. }));
-        sessions.heard(2, "b:2", 7, start + TIMEOUT / 2).unwrap();
+        sessions.heard(2, "b:2", None, 7, start + TIMEOUT / 2).unwrap();
         // The first process died: after its session expires, the restarted one takes the id.
-        sessions.heard(2, "b:2", 8, start + TIMEOUT / 2 + TIMEOUT).unwrap();
+        sessions.heard(2, "b:2", None, 8, start + TIMEOUT / 2 + TIMEOUT).unwrap();
     }
 
     #[test]
@@ -331,11 +345,11 @@ mod tests {
         let start = Instant::now();
         let sessions = leading(start);
         let late = Duration::from_millis(150);
-        sessions.heard(2, "b:2", 7, start).unwrap();
+        sessions.heard(2, "b:2", None, 7, start).unwrap();
         assert!(sessions.overdue(start + late, late).is_empty(), "exactly `late` is not overdue yet");
         let overdue = sessions.overdue(start + 2 * late, late);
         assert_eq!(overdue, vec![(1, "a:1".to_owned()), (2, "b:2".to_owned())], "seeded and heard sessions alike");
-        sessions.heard(2, "b:2", 7, start + 2 * late).unwrap();
+        sessions.heard(2, "b:2", None, 7, start + 2 * late).unwrap();
         assert_eq!(sessions.overdue(start + 2 * late, late), vec![(1, "a:1".to_owned())]);
         let both_expired = start + 2 * late + TIMEOUT;
         assert!(sessions.overdue(both_expired, late).is_empty(), "an expired session is fenced, not probed");
@@ -345,7 +359,7 @@ mod tests {
     fn a_refused_node_is_not_live_again_until_a_process_heartbeats_for_it() {
         let start = Instant::now();
         let sessions = leading(start);
-        sessions.heard(2, "b:2", 7, start).unwrap();
+        sessions.heard(2, "b:2", None, 7, start).unwrap();
         let probed = start + Duration::from_millis(300);
         sessions.refused(2);
         assert!(sessions.live(probed).is_empty(), "a refused node must not be marked alive again");
@@ -353,18 +367,18 @@ mod tests {
         assert_eq!(sessions.expired(start + TIMEOUT), vec![1, 2], "its session still ends when it would have");
         // The restarted process takes the id at once: the old one's address refused, so it is gone.
         let restarted = probed + Duration::from_millis(200);
-        sessions.heard(2, "b:2", 8, restarted).unwrap();
-        assert_eq!(sessions.live(restarted), vec![(2, "b:2".to_owned())]);
-        let refused = sessions.heard(2, "b:2", 9, restarted).unwrap_err();
+        sessions.heard(2, "b:2", None, 8, restarted).unwrap();
+        assert_eq!(sessions.live(restarted), vec![(2, "b:2".to_owned(), None)]);
+        let refused = sessions.heard(2, "b:2", None, 9, restarted).unwrap_err();
         assert!(matches!(refused, HeartbeatRefused::DuplicateNodeId { node_id: 2, .. }), "the new one holds it");
     }
 
     #[test]
     fn a_follower_refuses_heartbeats() {
         let sessions = Sessions::new(TIMEOUT, SEEDED_MIN);
-        assert_eq!(sessions.heard(1, "a:1", 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
+        assert_eq!(sessions.heard(1, "a:1", None, 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
         let sessions = leading(Instant::now());
         sessions.stop_leading();
-        assert_eq!(sessions.heard(1, "a:1", 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
+        assert_eq!(sessions.heard(1, "a:1", None, 1, Instant::now()), Err(HeartbeatRefused::NotLeader));
     }
 }

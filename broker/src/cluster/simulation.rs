@@ -267,7 +267,8 @@ async fn partition_away(nodes: &Nodes, old_leader: NodeId, old_term: u64) -> Res
 async fn scenario(nodes: Nodes) -> turmoil::Result {
     let (old_leader, old_term) = wait_for("first leader", || agreed_leader(&nodes, &NODES)).await?;
     for node_id in NODES {
-        write(&nodes, old_leader, Command::MarkAlive { node_id, address: host_name(node_id), at_ms: 1 }).await?;
+        write(&nodes, old_leader, Command::MarkAlive { node_id, address: host_name(node_id), rack: None, at_ms: 1 })
+            .await?;
     }
 
     let (others, new_leader) = partition_away(&nodes, old_leader, old_term).await?;
@@ -422,7 +423,8 @@ fn phase_is(phase: &Phase, wanted: CrashPhase) -> Option<()> {
 async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     let (old_leader, _) = wait_for("first leader", || agreed_leader(&nodes, &NODES)).await?;
     for node_id in NODES {
-        write(&nodes, old_leader, Command::MarkAlive { node_id, address: host_name(node_id), at_ms: 1 }).await?;
+        write(&nodes, old_leader, Command::MarkAlive { node_id, address: host_name(node_id), rack: None, at_ms: 1 })
+            .await?;
     }
     *phase.lock().expect("phase lock") = CrashPhase::CrashRequested(old_leader);
     wait_for("the crash", || phase_is(&phase, CrashPhase::Crashed(old_leader))).await?;
@@ -433,8 +435,12 @@ async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2, stopped_incarnation: None }).await?;
     *phase.lock().expect("phase lock") = CrashPhase::RestartRequested(old_leader);
     wait_for("the restart", || phase_is(&phase, CrashPhase::Restarted)).await?;
-    write(&nodes, new_leader, Command::MarkAlive { node_id: old_leader, address: host_name(old_leader), at_ms: 3 })
-        .await?;
+    write(
+        &nodes,
+        new_leader,
+        Command::MarkAlive { node_id: old_leader, address: host_name(old_leader), rack: None, at_ms: 3 },
+    )
+    .await?;
     let agreed =
         wait_for("every node, the restarted one too, applying the same metadata", || agreed_metadata(&nodes)).await?;
     if agreed.nodes.len() != 3 || agreed.state_of(old_leader) != Some(super::metadata::NodeState::Alive) {

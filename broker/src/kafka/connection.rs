@@ -317,7 +317,7 @@ pub async fn answer(
                 let bound = kafka.node.quotas.fetch_bytes_bound(quota);
                 request.max_bytes = request.max_bytes.min(i32::try_from(bound).unwrap_or(i32::MAX));
             }
-            let (mut response, runs) = fetch::answer(kafka, request, principal).await;
+            let (mut response, runs) = fetch::answer(kafka, request, version, principal).await;
             error_counts::count(kafka, api, &response);
             let (throttle, is_withheld) = match &quota {
                 Some(quota) => fetch_throttle(kafka, quota, &mut response, &runs),

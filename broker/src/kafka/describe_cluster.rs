@@ -1,13 +1,13 @@
 //! DescribeCluster (v0–v1): the cluster as Metadata describes it: its id, its brokers (a single node: itself at
 //! its advertised address; a cluster: every alive node at its cluster address) and its controller (the
-//! controller quorum's leader on a cluster). Only the brokers' endpoints are described (endpoint type 1); a
+//! controller quorum's leader on a cluster), each with its rack. Only the brokers' endpoints are described (endpoint type 1); a
 //! request for the controllers' (2) gets UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker answers it.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
-use super::metadata::{cluster_brokers, cluster_id, controller_id};
+use super::metadata::{cluster_brokers, cluster_id, controller_id, this_broker, Broker};
 use super::topic_configs::text;
 use super::KafkaContext;
 
@@ -24,8 +24,12 @@ pub fn answer(kafka: &KafkaContext, request: &DescribeClusterRequest) -> Describ
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(text("rill describes its brokers' endpoints (type 1) only")));
     }
-    let broker = |(id, host, port): (BrokerId, String, i32)| {
-        DescribeClusterBroker::default().with_broker_id(id).with_host(text(host)).with_port(port)
+    let broker = |broker: Broker| {
+        DescribeClusterBroker::default()
+            .with_broker_id(broker.id)
+            .with_host(text(broker.host))
+            .with_port(broker.port)
+            .with_rack(broker.rack.map(text))
     };
     match &kafka.node.replication {
         Some(replication) => {
@@ -38,10 +42,6 @@ pub fn answer(kafka: &KafkaContext, request: &DescribeClusterRequest) -> Describ
         None => answer
             .with_cluster_id(text(cluster_id(None)))
             .with_controller_id(BrokerId(kafka.node_id))
-            .with_brokers(vec![broker((
-                BrokerId(kafka.node_id),
-                kafka.advertised_host.clone(),
-                i32::from(kafka.advertised_port),
-            ))]),
+            .with_brokers(vec![broker(this_broker(kafka))]),
     }
 }

@@ -1,5 +1,5 @@
 //! Fetch (v4–v12, without fetch sessions: every request names its partitions, and the answer's session id is 0).
-//! Only a partition's leader answers, and a partition's `current_leader_epoch` (v9+, KIP-320) is checked as
+//! A partition's leader answers (and from v11 a follower, below), and a partition's `current_leader_epoch` (v9+, KIP-320) is checked as
 //! ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
 //! offset is sent whole too, and the client skips the records below its offset, as with Kafka.
@@ -21,6 +21,15 @@
 //! first offset), which the client skips to their abort markers, as against Kafka. Every answer carries the last
 //! stable offset.
 //!
+//! From v11 (KIP-392) a consumer's fetch (replica id -1) may be served by a follower as well as by the leader:
+//! a follower reads up to its own high watermark (and last stable offset), which its leader's answers keep
+//! within a replication round trip of the leader's; an offset past its log end is OFFSET_OUT_OF_RANGE, which
+//! sends the client back to the leader. A leader asked by a consumer that names its rack (`rack_id`,
+//! `client.rack`) answers with no records and a `preferred_read_replica` when an in-sync follower in that rack
+//! holds the offset and this node is in another rack (`Replication::preferred_read_replica`); the client then
+//! fetches from that follower until it errs or its metadata ages out, as Kafka's RackAwareReplicaSelector has
+//! it. `--follower-fetching off` keeps every consumer on the leader.
+//!
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
@@ -38,7 +47,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::error::error_code;
-use super::leader_epoch::led_partition;
+use super::leader_epoch::{led_partition, replica_partition};
 use super::response_frame::{BatchRun, JOINED_RUN_MAX_BYTES};
 use super::KafkaContext;
 use crate::partition::{next_offset_after, whole_batches_below, Partition};
@@ -52,6 +61,8 @@ struct Wanted {
     /// v12+: the epoch of the last record the client read; -1 when it does not say.
     last_fetched_epoch: i32,
     max_bytes: usize,
+    /// KIP-392: the follower this leader sends the consumer to instead of answering with records.
+    read_replica: Option<i32>,
 }
 
 impl Wanted {
@@ -68,14 +79,25 @@ impl Wanted {
     }
 }
 
+/// The first Fetch version a follower may answer a consumer's (KIP-392: it carries the consumer's rack).
+const FOLLOWER_FETCH_VERSION: i16 = 11;
+
 /// The response, and its record batches as the frame carries them (`response_frame::encode_response_pieces`).
 pub async fn answer(
     kafka: &KafkaContext,
     request: FetchRequest,
+    version: i16,
     principal: &crate::auth::Principal,
 ) -> (FetchResponse, Vec<BatchRun>) {
     use crate::auth::acl::{Operation, Resource};
     let node = &kafka.node;
+    let may_read_follower = version >= FOLLOWER_FETCH_VERSION && request.replica_id.0 < 0;
+    let client_rack = match (&node.replication, request.rack_id.as_str()) {
+        (Some(replication), rack) if may_read_follower && node.config.follower_fetching && !rack.is_empty() => {
+            Some((replication, rack))
+        }
+        _ => None,
+    };
     let topics: Vec<(kafka_protocol::messages::TopicName, Vec<Wanted>)> = request
         .topics
         .iter()
@@ -84,16 +106,29 @@ pub async fn answer(
             let wanted = topic
                 .partitions
                 .iter()
-                .map(|asked| Wanted {
+                .map(|asked| {
+                    let name = topic.topic.0.as_str();
                     // KIP-320 (v9+ carry the epoch): a stale or unknown current leader epoch, or a node that does
-                    // not lead, sends the client to refresh Metadata.
-                    partition: authorized.and_then(|()| {
-                        led_partition(node, topic.topic.0.as_str(), asked.partition, asked.current_leader_epoch)
-                    }),
-                    index: asked.partition,
-                    fetch_offset: asked.fetch_offset,
-                    last_fetched_epoch: asked.last_fetched_epoch,
-                    max_bytes: node.fetch_bytes(u32::try_from(asked.partition_max_bytes).unwrap_or(0)),
+                    // not lead (or, from v11, hold a replica), sends the client to refresh Metadata.
+                    let resolved = authorized.and_then(|()| match may_read_follower {
+                        true => replica_partition(node, name, asked.partition, asked.current_leader_epoch),
+                        false => led_partition(node, name, asked.partition, asked.current_leader_epoch)
+                            .map(|(partition, epoch)| (partition, epoch, true)),
+                    });
+                    let read_replica = match (&resolved, client_rack, u32::try_from(asked.partition)) {
+                        (Ok((_, _, true)), Some((replication, rack)), Ok(index)) => replication
+                            .preferred_read_replica(name, index, rack, asked.fetch_offset)
+                            .and_then(|id| i32::try_from(id).ok()),
+                        _ => None,
+                    };
+                    Wanted {
+                        partition: resolved.map(|(partition, epoch, _)| (partition, epoch)),
+                        index: asked.partition,
+                        fetch_offset: asked.fetch_offset,
+                        last_fetched_epoch: asked.last_fetched_epoch,
+                        max_bytes: node.fetch_bytes(u32::try_from(asked.partition_max_bytes).unwrap_or(0)),
+                        read_replica,
+                    }
                 })
                 .collect();
             (topic.topic.clone(), wanted)
@@ -120,11 +155,11 @@ pub async fn answer(
             }
         }
         let (responses, bytes, joined) = read_all(&topics, response_max_bytes, request.isolation_level == 1).await;
-        // A diverging epoch, like an error, is answered at once: waiting cannot change it.
-        let has_error = responses
-            .iter()
-            .flat_map(|topic| &topic.partitions)
-            .any(|p| p.error_code != 0 || p.diverging_epoch != EpochEndOffset::default());
+        // A diverging epoch or another replica to read from, like an error, is answered at once: waiting cannot
+        // change it.
+        let has_error = responses.iter().flat_map(|topic| &topic.partitions).any(|p| {
+            p.error_code != 0 || p.diverging_epoch != EpochEndOffset::default() || p.preferred_read_replica.0 >= 0
+        });
         if bytes >= min_bytes
             || has_error
             || Instant::now() >= deadline
@@ -193,6 +228,17 @@ async fn read_all(
                 .with_high_watermark(high_watermark)
                 .with_last_stable_offset(partition.log().last_stable_offset())
                 .with_log_start_offset(log_start_offset);
+            if let Some(replica) = wanted.read_replica {
+                tracing::debug!(
+                    topic = name.0.as_str(),
+                    partition = wanted.index,
+                    offset = wanted.fetch_offset,
+                    replica,
+                    "kafka fetch sent to a replica in the consumer's rack"
+                );
+                partitions.push(data.with_preferred_read_replica(BrokerId(replica)).with_records(Some(Bytes::new())));
+                continue;
+            }
             if let Some(diverging) = wanted.diverging_epoch(partition, leader_epoch) {
                 tracing::debug!(
                     topic = name.0.as_str(),

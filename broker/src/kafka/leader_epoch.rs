@@ -32,3 +32,18 @@ pub fn led_partition(
     let partition = node.registry.partition(topic, index).map_err(|err| error_code(&err))?;
     Ok((partition, leader_epoch))
 }
+
+/// [`led_partition`] for a consumer's Fetch from v11 (KIP-392), which a follower serves too: also whether this
+/// node leads it.
+pub fn replica_partition(
+    node: &Node,
+    topic: &str,
+    index: i32,
+    current_leader_epoch: i32,
+) -> Result<(Arc<Partition>, i32, bool), i16> {
+    let index = u32::try_from(index).map_err(|_| ResponseError::UnknownTopicOrPartition.code())?;
+    let asked = (current_leader_epoch != NO_EPOCH).then_some(i64::from(current_leader_epoch));
+    let (leader_epoch, is_leader) = node.check_replica_at(topic, index, asked).map_err(|err| error_code(&err))?;
+    let partition = node.registry.partition(topic, index).map_err(|err| error_code(&err))?;
+    Ok((partition, leader_epoch, is_leader))
+}

@@ -62,12 +62,8 @@ pub fn answer(kafka: &KafkaContext, request: &MetadataRequest, principal: &Princ
             })
             .collect(),
     };
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(kafka.node_id))
-        .with_host(StrBytes::from_string(kafka.advertised_host.clone()))
-        .with_port(i32::from(kafka.advertised_port));
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(vec![this_broker(kafka).into()])
         .with_cluster_id(Some(StrBytes::from_string(cluster_id(None))))
         .with_controller_id(BrokerId(kafka.node_id))
         .with_topics(topics)
@@ -93,14 +89,45 @@ fn described(kafka: &KafkaContext, topic: &Topic) -> MetadataResponseTopic {
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-/// A cluster's brokers as clients see them (Metadata, DescribeCluster): every alive node at its cluster address.
-pub(super) fn cluster_brokers(metadata: &ClusterMetadata) -> Vec<(BrokerId, String, i32)> {
+/// A broker as Metadata and DescribeCluster describe it.
+pub(super) struct Broker {
+    pub id: BrokerId,
+    pub host: String,
+    pub port: i32,
+    /// Its `--rack` (Kafka's `broker.rack`): consumers with a `client.rack` compare theirs with it.
+    pub rack: Option<String>,
+}
+
+impl From<Broker> for MetadataResponseBroker {
+    fn from(broker: Broker) -> Self {
+        MetadataResponseBroker::default()
+            .with_node_id(broker.id)
+            .with_host(StrBytes::from_string(broker.host))
+            .with_port(broker.port)
+            .with_rack(broker.rack.map(StrBytes::from_string))
+    }
+}
+
+/// A single node as the one broker: itself at its advertised address.
+pub(super) fn this_broker(kafka: &KafkaContext) -> Broker {
+    Broker {
+        id: BrokerId(kafka.node_id),
+        host: kafka.advertised_host.clone(),
+        port: i32::from(kafka.advertised_port),
+        rack: kafka.node.config.rack.clone(),
+    }
+}
+
+/// A cluster's brokers as clients see them (Metadata, DescribeCluster): every alive node at its cluster address,
+/// with its rack.
+pub(super) fn cluster_brokers(metadata: &ClusterMetadata) -> Vec<Broker> {
     metadata
         .alive_nodes()
         .into_iter()
         .filter_map(|id| {
             let (host, port) = crate::config::parse_advertise(metadata.address_of(id)?).ok()?;
-            Some((BrokerId(i32::try_from(id).ok()?), host, i32::from(port)))
+            let rack = metadata.rack_of(id).map(str::to_owned);
+            Some(Broker { id: BrokerId(i32::try_from(id).ok()?), host, port: i32::from(port), rack })
         })
         .collect()
 }
@@ -118,12 +145,7 @@ pub(super) fn controller_id(replication: &crate::replication::Replication) -> Br
 
 fn cluster_answer(replication: &crate::replication::Replication, request: &MetadataRequest) -> MetadataResponse {
     let metadata = replication.metadata();
-    let brokers = cluster_brokers(&metadata)
-        .into_iter()
-        .map(|(id, host, port)| {
-            MetadataResponseBroker::default().with_node_id(id).with_host(StrBytes::from_string(host)).with_port(port)
-        })
-        .collect();
+    let brokers = cluster_brokers(&metadata).into_iter().map(Into::into).collect();
     let placed_topic = |name: &str, placed: &crate::cluster::metadata::TopicPlacement| {
         let broker = |id: &u64| BrokerId(i32::try_from(*id).unwrap_or(-1));
         let partitions = placed

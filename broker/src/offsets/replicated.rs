@@ -273,6 +273,7 @@ async fn create_topic(controller: &dyn ControllerLink, config: &BrokerConfig) ->
         Some(replication_factor),
         None,
         &metadata.alive_nodes(),
+        &metadata.racks(),
         &metadata.preferred_leaderships(),
         settings,
     )?;

@@ -256,6 +256,40 @@ impl Replication {
         Ok((placed.leader_epoch, self.check_placed_leader(topic, partition, &placed)))
     }
 
+    /// [`Self::leader_epoch`] for a read a follower may serve too (KIP-392): the answer is `Ok(true)` where this
+    /// node leads, `Ok(false)` where it holds a follower's replica, and `not-leader` where it holds none.
+    pub fn replica_epoch(&self, topic: &str, partition: u32) -> Result<(u32, Result<bool>)> {
+        let (placed, _) = self.placement(topic, partition)?;
+        let role = match self.check_placed_leader(topic, partition, &placed) {
+            Ok(_) => Ok(true),
+            Err(_) if placed.replicas.contains(&self.node_id) => Ok(false),
+            Err(not_leader) => Err(not_leader),
+        };
+        Ok((placed.leader_epoch, role))
+    }
+
+    /// KIP-392's choice, at the leader, of the replica a consumer in `rack` reading from `fetch_offset` should
+    /// read from: `None` (this node serves) when this node is in that rack, or when no follower is in it that is
+    /// alive, in sync, and holds `fetch_offset` as of its last fetch (Kafka's `RackAwareReplicaSelector` with
+    /// KAFKA-14372's in-sync rule); among several, the one whose log reaches furthest, the lowest id among equals.
+    pub fn preferred_read_replica(&self, topic: &str, partition: u32, rack: &str, fetch_offset: i64) -> Option<u64> {
+        let metadata = self.controller.metadata();
+        if metadata.rack_of(self.node_id) == Some(rack) {
+            return None;
+        }
+        let leaders = lock(&self.leaders);
+        let state = leaders.get(&(topic.to_owned(), partition))?;
+        state
+            .isr
+            .iter()
+            .filter(|&&id| id != self.node_id && metadata.rack_of(id) == Some(rack))
+            .filter(|&&id| metadata.state_of(id) == Some(crate::cluster::metadata::NodeState::Alive))
+            .filter_map(|id| Some((*id, state.followers.get(id)?)))
+            .filter(|(_, progress)| progress.log_start <= fetch_offset && fetch_offset <= progress.log_end)
+            .max_by_key(|(id, progress)| (progress.log_end, std::cmp::Reverse(*id)))
+            .map(|(id, _)| id)
+    }
+
     fn check_placed_leader(&self, topic: &str, partition: u32, placed: &PartitionPlacement) -> Result<u32> {
         let is_ready = placed.leader == Some(self.node_id)
             && lock(&self.leaders)

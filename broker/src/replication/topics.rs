@@ -63,6 +63,7 @@ impl Replication {
                 request.replication_factor,
                 request.min_insync_replicas,
                 &alive,
+                &metadata.racks(),
                 &metadata.preferred_leaderships(),
                 settings,
             )?,
@@ -118,8 +119,17 @@ impl Replication {
                 let min_insync_replicas = Some(placed.min_insync_replicas);
                 let (leaderships, settings) = (metadata.preferred_leaderships(), placed.settings.clone());
                 let count = new_count - from_count;
-                placement::place(count, Some(replication_factor), min_insync_replicas, &alive, &leaderships, settings)?
-                    .partitions
+                let racks = metadata.racks();
+                placement::place(
+                    count,
+                    Some(replication_factor),
+                    min_insync_replicas,
+                    &alive,
+                    &racks,
+                    &leaderships,
+                    settings,
+                )?
+                .partitions
             }
         };
         let mut grown = placed.clone();

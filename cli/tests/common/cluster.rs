@@ -17,6 +17,8 @@ pub struct Cluster {
     pub peers: String,
     /// Each node's admin listener (`/metrics`), `host:port`, picked before the nodes start as `addrs` are.
     pub admins: Vec<String>,
+    /// Each node's `--rack`, when the test gives them racks.
+    pub racks: Vec<String>,
     pub dir: tempfile::TempDir,
 }
 
@@ -29,13 +31,22 @@ impl Cluster {
     /// [`Cluster::start`], with `prepare` run on the cluster's directory before any node starts (to put a
     /// node's data dir elsewhere, say: `d<node id>` may be a symlink).
     pub fn start_with(config: &str, prepare: impl FnOnce(&Path)) -> Cluster {
+        Self::start_all(config, prepare, Vec::new())
+    }
+
+    /// [`Cluster::start`] with node `i + 1` in rack `racks[i]` (`--rack`).
+    pub fn start_in_racks(config: &str, racks: [&str; 3]) -> Cluster {
+        Self::start_all(config, |_| {}, racks.iter().map(|rack| (*rack).to_owned()).collect())
+    }
+
+    fn start_all(config: &str, prepare: impl FnOnce(&Path), racks: Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         prepare(dir.path());
         std::fs::write(dir.path().join("rill.toml"), config).expect("write config");
         let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
         let admins: Vec<String> = (0..3).map(|_| dead_address()).collect();
-        let mut cluster = Cluster { dir, addrs, peers, admins, nodes: Vec::new() };
+        let mut cluster = Cluster { dir, addrs, peers, admins, racks, nodes: Vec::new() };
         for node_id in 1..=3 {
             let node = cluster.start_node(node_id);
             cluster.nodes.push(Some(node));
@@ -55,6 +66,9 @@ impl Cluster {
         let mut args =
             broker_args(node_id, self.addr(node_id), &self.data_dir(node_id), &self.peers, Some(&self.config()));
         args.extend(["--admin-listen".to_owned(), self.admin(node_id).to_owned()]);
+        if let Some(rack) = self.racks.get(node_id as usize - 1) {
+            args.extend(["--rack".to_owned(), rack.clone()]);
+        }
         args
     }
 

@@ -50,6 +50,23 @@ pub(super) fn converged_logs(world: &World) -> Option<Converged> {
     Some(Converged { log_starts, high_watermark, from, logs: read })
 }
 
+impl Converged {
+    /// Where the converged logs start being compared: below it some replica no longer holds the records.
+    pub(super) fn from(&self) -> i64 {
+        self.from
+    }
+
+    /// The converged log's batches by base offset.
+    pub(super) fn batches(&self) -> Result<BTreeMap<i64, Bytes>, String> {
+        let log = self.logs.get(&NODES[0]).ok_or("no log of node 1")?;
+        BatchIter::new(log.clone())
+            .map(|batch| {
+                batch.map(|b| (b.header.base_offset, b.bytes)).map_err(|e| format!("bad converged batch: {e}"))
+            })
+            .collect()
+    }
+}
+
 pub(super) fn check(
     world: &World,
     converged: &Converged,

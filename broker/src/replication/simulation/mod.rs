@@ -35,6 +35,9 @@
 //! - a restarted node's high watermark is never below what its high-watermark checkpoint held when it crashed,
 //!   from the moment the broker holds it on (sampled each tick). The first fault of every seed crashes the
 //!   partition leader once the checkpoint holds a high watermark above 0, so every seed checks it.
+//! - follower reads (`follower_reads.rs`, KIP-392; each node in a rack of its own): every batch a follower served
+//!   a consumer's read is in the converged log, byte for byte, at the offset served; the leader names a follower
+//!   for a consumer only in that follower's rack.
 //!
 //! Seeds: `RILL_SIM_SEEDS=N` runs seeds 0..N (default 20), from `RILL_SIM_FIRST_SEED=F` on F..F+N, and
 //! `RILL_SIM_SEED=S` only S; a failure names its seed.
@@ -44,6 +47,7 @@
 mod checks;
 mod controller;
 mod deletions;
+mod follower_reads;
 mod offsets;
 mod wire;
 
@@ -162,7 +166,8 @@ impl World {
     /// The node heartbeats: the controller marks it alive if it can hear it.
     fn heartbeat(&self, node_id: u64) {
         if !self.controller.is_cut_off(node_id) && !lock(&self.refused).contains(&node_id) {
-            self.controller.commit(&Command::MarkAlive { node_id, address: host_name(node_id), at_ms: 0 });
+            let (address, rack) = (host_name(node_id), Some(follower_reads::rack_of(node_id)));
+            self.controller.commit(&Command::MarkAlive { node_id, address, rack, at_ms: 0 });
         }
     }
 }
@@ -339,6 +344,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
         Some(2),
         &world.controller.committed().alive_nodes(),
         &Default::default(),
+        &Default::default(),
         settings,
     )?;
     world.controller.commit(&Command::CreateTopic { name: TOPIC.into(), placement: placed });
@@ -349,10 +355,12 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
         crate::offsets::replicated::topic_settings(&node.config)
     };
     let alive = world.controller.committed().alive_nodes();
-    let offsets_placed = placement::place(1, Some(3), None, &alive, &Default::default(), offsets_settings)?;
+    let offsets_placed =
+        placement::place(1, Some(3), None, &alive, &Default::default(), &Default::default(), offsets_settings)?;
     let name = crate::offsets::OFFSETS_TOPIC.to_owned();
     world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
     let mut commits = Commits::default();
+    let mut follower_reads = follower_reads::FollowerReads::default();
 
     // Each ACKS_ALL-acknowledged sequence with the offset it was answered at.
     let mut acknowledged: Vec<(u64, i64)> = Vec::new();
@@ -363,6 +371,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
         if sequence % 3 == 0 {
             commits.round(&world, sequence as i64).await;
         }
+        follower_reads.round(&world).await;
         let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
         match wire::produce(&host_name(NODES[target]), &produce_request(sequence, acks)).await {
             Ok(produced) if acks == v1::Acks::All => {
@@ -405,6 +414,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     })
     .await?;
     check(&world, &converged, &acknowledged, &deletions)?;
+    follower_reads.check(&converged)?;
     commits.check_final(&world).await?;
     let epochs = lock(&world.writers).clone();
     let faults = lock(&world.faults).clone();
@@ -413,13 +423,15 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     *lock(&world.summary) = format!(
         "{} of {sequence} records acknowledged, epochs written {epochs:?}, restarts checked against their \
          checkpoint {}, checkpointed at crash {:?}, deletions {deletions:?}, log starts {:?}, start-overs {}, \
-         commits {commits:?}, offsets partition at {:?}, faults {faults:?}",
+         commits {commits:?}, offsets partition at {:?}, follower reads {} (redirects {}), faults {faults:?}",
         acknowledged.len(),
         world.restarts_checked.load(Ordering::Relaxed),
         lock(&world.checkpointed_at_crash),
         converged.log_starts,
         world.start_overs.load(Ordering::Relaxed),
         offsets::coordinator(&world),
+        follower_reads.reads,
+        follower_reads.redirects,
     );
     Ok(())
 }

@@ -22,8 +22,8 @@ pub struct ClusterArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum ClusterCommand {
-    /// The cluster id, the controller leader and raft term, and every node: address, rack, state, voter,
-    /// heartbeat.
+    /// The cluster id, the controller leader and raft term, and every node: address, state, voter, heartbeat,
+    /// rack.
     #[command(after_help = "Examples:
   rill cluster describe
   rill cluster describe --broker 127.0.0.1:9093     # any node answers
@@ -355,7 +355,8 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
         writeln!(out, "no controller quorum (single node)")?;
     }
     writeln!(out)?;
-    let mut table = Table::new(&["NODE", "ADDRESS", "RACK", "STATE", "VOTER", "LAST HEARTBEAT"]);
+    // The rack last: scripts read the columns before it by position.
+    let mut table = Table::new(&["NODE", "ADDRESS", "STATE", "VOTER", "LAST HEARTBEAT", "RACK"]);
     for node in &description.nodes {
         let state = match node.state() {
             ClusterNodeState::Alive => "alive",
@@ -366,10 +367,10 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
         table.row(vec![
             node.node_id.map_or_else(dash, |id| id.to_string()),
             node.address.clone(),
-            node.rack.clone().unwrap_or_else(dash),
             state.to_owned(),
             if node.is_voter { "yes" } else { "no" }.to_owned(),
             node.last_heartbeat_age_ms.map_or_else(dash, |ms| format!("{ms} ms ago")),
+            node.rack.clone().unwrap_or_else(dash),
         ]);
     }
     table.write(out)?;

@@ -74,10 +74,13 @@ pub fn plan_removal(
             if !is_alive && partition.isr == [node] {
                 return Err(RemovalRefused::OnlyInSyncReplica { topic: topic.clone(), partition: index, node });
             }
+            // A node that keeps the partition on as many racks first, then the least loaded.
             let to = load
                 .iter()
                 .filter(|(id, _)| !partition.replicas.contains(id))
-                .min_by_key(|(id, count)| (**count, **id))
+                .min_by_key(|(id, count)| {
+                    (!super::rebalance::keeps_racks(metadata, &partition.replicas, node, **id), **count, **id)
+                })
                 .map(|(id, _)| *id);
             let Some(to) = to else {
                 let holders: Vec<u64> = targets.iter().copied().filter(|id| partition.replicas.contains(id)).collect();
@@ -223,6 +226,20 @@ mod tests {
         let targets: Vec<(u32, u64)> = moves.iter().map(|m| (m.partition, m.to)).collect();
         assert_eq!(targets, vec![(0, 5), (1, 3)]);
         assert!(moves.iter().all(|m| m.from == 2 && m.topic == "t"));
+    }
+
+    #[test]
+    fn a_removed_nodes_replica_goes_to_its_own_rack_or_a_new_one_before_the_least_loaded() {
+        // Zones a {1, 2}, b {3, 4}; node 2 leaves. Partition [2, 3]: node 4 is least loaded but in zone b with 3,
+        // so node 1 (zone a, as 2) takes it, and the partition still spans both zones.
+        let mut metadata = cluster(&[1, 2, 3, 4], &[("t", &[&[2, 3], &[1, 3], &[1, 3]])]);
+        for (node_id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+            let (address, rack) = (format!("h:{node_id}"), Some(rack.to_owned()));
+            metadata.apply(&Command::MarkAlive { node_id, address, rack, at_ms: 2 });
+        }
+        let moves = plan_removal(&metadata, 2, &ids(&[1, 2, 3, 4])).expect("room");
+        let targets: Vec<(u32, u64)> = moves.iter().map(|m| (m.partition, m.to)).collect();
+        assert_eq!(targets, vec![(0, 1)]);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! the fewest, until no two alive nodes differ by more than one replica, never onto a node that already holds
 //! the partition. It prefers a replica that is not the partition's preferred leader, so leaderships stay where
 //! they are where it can. Replicas on fenced nodes stay: they cannot hand over what only they may hold.
+//! With racks, a move never narrows the racks a partition spans (`keeps_racks`): the replica goes to a node of
+//! its own rack or of a rack the partition is not in yet, so a rebalance never undoes what placement spread
+//! over zones (with unequal racks it may then end with nodes further apart than one).
 //! Bounded: at most one move per replica in the cluster.
 
 use std::collections::BTreeMap;
@@ -41,28 +44,21 @@ pub fn plan_rebalance(metadata: &ClusterMetadata) -> Vec<PartitionTarget> {
     let original = targets.clone();
     let move_limit: usize = load.values().sum();
     for _ in 0..move_limit {
-        // Most loaded: highest count, lowest id on a tie; least loaded: lowest count, lowest id.
-        let Some((&from, &most)) = load.iter().max_by_key(|(id, count)| (**count, std::cmp::Reverse(**id))) else {
-            break;
-        };
+        // Least loaded: lowest count, lowest id. It takes a replica from the most loaded node that has one it may
+        // take (highest count, lowest id on a tie): with racks the most loaded may have none.
         let Some((&to, &fewest)) = load.iter().min_by_key(|(id, count)| (**count, **id)) else { break };
-        if most <= fewest + 1 {
-            break;
-        }
-        let candidates = targets.iter_mut().filter(|(_, r)| r.contains(&from) && !r.contains(&to));
-        let (mut not_preferred, mut preferred) = (None, None);
-        for (_, replicas) in candidates {
-            if replicas.first() == Some(&from) {
-                preferred.get_or_insert(replicas);
-            } else {
-                not_preferred = Some(replicas);
-                break;
-            }
-        }
-        let Some(replicas) = not_preferred.or(preferred) else { break };
-        for id in replicas.iter_mut() {
-            if *id == from {
-                *id = to;
+        let mut givers: Vec<(u64, usize)> = load.iter().map(|(id, count)| (*id, *count)).collect();
+        givers.sort_by_key(|(id, count)| (std::cmp::Reverse(*count), *id));
+        let chosen = givers.into_iter().take_while(|(_, count)| *count > fewest + 1).find_map(|(from, _)| {
+            let key = pick_replica(&targets, metadata, from, to)?;
+            Some((from, key))
+        });
+        let Some((from, key)) = chosen else { break };
+        if let Some(replicas) = targets.get_mut(&key) {
+            for id in replicas.iter_mut() {
+                if *id == from {
+                    *id = to;
+                }
             }
         }
         *load.entry(from).or_default() -= 1;
@@ -73,6 +69,34 @@ pub fn plan_rebalance(metadata: &ClusterMetadata) -> Vec<PartitionTarget> {
         .filter(|(key, replicas)| original.get(key) != Some(replicas))
         .map(|((topic, partition), replicas)| PartitionTarget { topic, partition, replicas })
         .collect()
+}
+
+/// The partition whose replica on `from` goes to `to`: the first (in topic, partition order) that `to` does not
+/// hold, whose racks the move keeps, and whose preferred leader `from` is not; else the first of those it leads.
+fn pick_replica(
+    targets: &BTreeMap<(String, u32), Vec<u64>>,
+    metadata: &ClusterMetadata,
+    from: u64,
+    to: u64,
+) -> Option<(String, u32)> {
+    let candidates =
+        targets.iter().filter(|(_, r)| r.contains(&from) && !r.contains(&to) && keeps_racks(metadata, r, from, to));
+    let mut preferred = None;
+    for (key, replicas) in candidates {
+        if replicas.first() != Some(&from) {
+            return Some(key.clone());
+        }
+        preferred.get_or_insert_with(|| key.clone());
+    }
+    preferred
+}
+
+/// Whether moving `replicas`' replica on `from` to `to` leaves the partition on as many racks: `to` is in
+/// `from`'s rack, or in one none of the other replicas is in. Nodes without a rack are one rack.
+pub fn keeps_racks(metadata: &ClusterMetadata, replicas: &[u64], from: u64, to: u64) -> bool {
+    let rack_of_to = metadata.rack_of(to);
+    rack_of_to == metadata.rack_of(from)
+        || replicas.iter().filter(|id| **id != from).all(|id| metadata.rack_of(*id) != rack_of_to)
 }
 
 #[cfg(test)]
@@ -112,6 +136,24 @@ mod tests {
             let before = &metadata.topics["t"].partitions[target.partition as usize].replicas;
             assert_eq!(target.replicas.first(), before.first(), "the preferred leader stays");
         }
+    }
+
+    #[test]
+    fn a_move_never_narrows_the_racks_a_partition_spans() {
+        // Zones a {1, 2} and b {3}, then node 4 joins zone a: every partition spans a and b, so node 3's
+        // replicas stay where they are and node 4 takes its share from nodes 1 and 2 only.
+        let mut metadata = cluster(&[1, 2, 3, 4], &[&[1, 3], &[3, 2], &[2, 3], &[3, 1], &[1, 3], &[3, 2]]);
+        for (node_id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "a")] {
+            let (address, rack) = (format!("h:{node_id}"), Some(rack.to_owned()));
+            metadata.apply(&Command::MarkAlive { node_id, address, rack, at_ms: 2 });
+        }
+        let plan = plan_rebalance(&metadata);
+        assert!(!plan.is_empty(), "node 4 takes replicas");
+        for target in &plan {
+            assert!(target.replicas.contains(&3), "zone b dropped from {target:?}");
+        }
+        assert_eq!(loads(&metadata, &plan)[&4], 2, "{plan:?}");
+        assert!(keeps_racks(&metadata, &[1, 3], 1, 4) && !keeps_racks(&metadata, &[1, 3], 3, 4));
     }
 
     #[test]

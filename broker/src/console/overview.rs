@@ -50,8 +50,9 @@ fn node_count(console: &Console) -> usize {
 fn nodes(console: &Console, body: &mut Html) {
     body.raw("<h2>Nodes</h2>");
     let Some(controller) = &console.controller else {
-        body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th></tr><tr>");
-        body.cell("this node (single node)").cell(console.listen_addr).cell("alive").raw("</tr></table>");
+        body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th><th>rack</th></tr><tr>");
+        let rack = console.node.config.rack.as_deref().unwrap_or("");
+        body.cell("this node (single node)").cell(console.listen_addr).cell("alive").cell(rack).raw("</tr></table>");
         return;
     };
     // This node's view of the quorum: its replica of the metadata and raft's own metrics.
@@ -71,14 +72,15 @@ fn nodes(console: &Console, body: &mut Html) {
         ));
         body.raw("</p>");
     }
-    body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th><th>role</th></tr>");
+    body.raw("<table id=\"nodes\"><tr><th>node</th><th>address</th><th>state</th><th>role</th><th>rack</th></tr>");
     for record in controller.metadata().nodes.values() {
         let state = match record.state {
             crate::cluster::metadata::NodeState::Alive => "alive",
             crate::cluster::metadata::NodeState::Fenced => "fenced",
         };
         let role = if raft.current_leader == Some(record.node_id) { "controller leader" } else { "" };
-        body.raw("<tr>").cell(record.node_id).cell(&record.address).cell(state).cell(role).raw("</tr>");
+        let rack = record.rack.as_deref().unwrap_or("");
+        body.raw("<tr>").cell(record.node_id).cell(&record.address).cell(state).cell(role).cell(rack).raw("</tr>");
     }
     body.raw("</table>");
 }

@@ -157,6 +157,7 @@ async fn stream_from(
                 fetch_offset: p.log().log_end_offset(),
                 log_start_offset: p.log().log_start_offset(),
                 cannot_append: cannot_append.contains(&(a.topic.clone(), a.partition)),
+                high_watermark: Some(p.log().high_watermark()),
             })
             .collect(),
         max_wait_ms: FETCH_MAX_WAIT_MS,

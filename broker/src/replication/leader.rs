@@ -84,7 +84,8 @@ impl Replication {
             if let Some(bucket) = bucket.as_deref_mut() {
                 bucket.charge(read.throttled_bytes);
             }
-            if read.has_batches || read.moves_log_start || read.is_below_log_start || now >= deadline {
+            let has_news = read.has_batches || read.moves_log_start || read.moves_high_watermark;
+            if has_news || read.is_below_log_start || now >= deadline {
                 return read.answer;
             }
             // Woken by any append on this node, or once the bucket holds bytes again for a partition it held
@@ -236,6 +237,8 @@ struct FollowerRead {
     /// end)`): answered at once, not held, so a DeleteRecords waiting on it is not kept a whole fetch wait. Once
     /// the follower has moved, its next fetch says so and this is false again: no busy loop.
     moves_log_start: bool,
+    /// A partition's high watermark here is past the follower's, within its log end (`tells_high_watermark`).
+    moves_high_watermark: bool,
     /// Whether a partition's fetch offset is below this log's start: answered at once, so the follower starts
     /// over at the start without waiting a whole fetch. Its next fetch is at the start: no busy loop.
     is_below_log_start: bool,
@@ -255,6 +258,7 @@ async fn read_all(
         throttled_bytes: 0,
         is_held_back: false,
         moves_log_start: false,
+        moves_high_watermark: false,
         is_below_log_start: false,
     };
     for (index, (position, partition)) in partitions.iter().enumerate() {
@@ -321,9 +325,19 @@ async fn read_all(
         read_round.moves_log_start |= partition.is_ok()
             && data.error.is_empty()
             && position.log_start_offset < data.log_start_offset.min(position.fetch_offset);
+        read_round.moves_high_watermark |=
+            partition.is_ok() && data.error.is_empty() && tells_high_watermark(position, &data);
         read_round.answer.partitions.push(data);
     }
     read_round
+}
+
+/// Whether the answer moves the follower's high watermark: the leader's is past the one the follower reported,
+/// and so is the follower's log end (a follower never holds a high watermark past its log end, so one behind the
+/// leader's log would be answered again and again for nothing). A follower that reports none is never answered
+/// early for it.
+fn tells_high_watermark(position: &ReplicaPosition, data: &ReplicaPartitionData) -> bool {
+    position.high_watermark.is_some_and(|known| data.high_watermark.min(position.fetch_offset) > known)
 }
 
 impl super::LeaderState {
@@ -393,6 +407,26 @@ mod tests {
             joining: Vec::new(),
             epoch_start_offset,
         }
+    }
+
+    #[test]
+    fn a_follower_is_answered_early_only_when_the_answer_moves_its_high_watermark() {
+        use rill_protocol::internal::{ReplicaPartitionData, ReplicaPosition};
+        let position = |fetch_offset, high_watermark| ReplicaPosition {
+            fetch_offset,
+            high_watermark,
+            ..ReplicaPosition::default()
+        };
+        let leader_at = |high_watermark| ReplicaPartitionData { high_watermark, ..ReplicaPartitionData::default() };
+        // At the log end, its high watermark behind the leader's: told at once.
+        assert!(super::tells_high_watermark(&position(11, Some(10)), &leader_at(11)));
+        // Told, it reports the leader's: held until there is more.
+        assert!(!super::tells_high_watermark(&position(11, Some(11)), &leader_at(11)));
+        // Behind the leader's high watermark with its log end: only up to the log end moves it.
+        assert!(super::tells_high_watermark(&position(8, Some(7)), &leader_at(11)));
+        assert!(!super::tells_high_watermark(&position(8, Some(8)), &leader_at(11)));
+        // A follower of an older version reports none.
+        assert!(!super::tells_high_watermark(&position(11, None), &leader_at(11)));
     }
 
     #[test]

@@ -414,6 +414,8 @@ impl Replication {
         };
         if let Some(high_watermark) = advanced_to {
             partition.publish_offsets();
+            // Wakes the followers' held fetches: they are answered the new high watermark now (`leader.rs`).
+            self.appended.send_modify(|count| *count = count.wrapping_add(1));
             tracing::debug!(topic = %partition.topic, partition = partition.index, high_watermark, "high watermark advanced");
         }
     }

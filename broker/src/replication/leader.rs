@@ -25,6 +25,10 @@ pub type ReplicaDataStream = ReceiverStream<Result<ReplicaData, Status>>;
 
 /// The longest a leader holds a fetch with nothing new; the follower's own wait is capped by it.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(1);
+/// How long an answer that would carry only a moved high watermark waits for an append to carry it with: under
+/// load the next append comes sooner and the follower makes no extra round trip for the high watermark alone;
+/// on a quiet partition a follower (and a consumer reading from it) learns it this much later at most.
+const HIGH_WATERMARK_LINGER: Duration = Duration::from_millis(1);
 /// Bytes per partition per answer when the follower asks for none or for more.
 const MAX_BYTES_PER_PARTITION: usize = 4 << 20;
 
@@ -77,6 +81,8 @@ impl Replication {
         let throttled = self.throttled_partitions(follower, &partitions, bucket);
         let mut bucket = if throttled.iter().any(|is| *is) { bucket.as_mut() } else { None };
         let deadline = Instant::now() + Duration::from_millis(u64::from(fetch.max_wait_ms)).min(MAX_FETCH_WAIT);
+        // When an answer would carry only a moved high watermark: the next append's answer would carry it too.
+        let mut high_watermark_due: Option<Instant> = None;
         loop {
             let allowance = bucket.as_deref_mut().map(|b| b.allowance(Instant::now()));
             let read = read_all(&partitions, max_bytes, &throttled, allowance).await;
@@ -84,16 +90,21 @@ impl Replication {
             if let Some(bucket) = bucket.as_deref_mut() {
                 bucket.charge(read.throttled_bytes);
             }
-            let has_news = read.has_batches || read.moves_log_start || read.moves_high_watermark;
-            if has_news || read.is_below_log_start || now >= deadline {
+            let has_news = read.has_batches || read.moves_log_start;
+            if read.moves_high_watermark && high_watermark_due.is_none() {
+                high_watermark_due = Some(now + HIGH_WATERMARK_LINGER);
+            }
+            let is_high_watermark_due = high_watermark_due.is_some_and(|due| now >= due);
+            if has_news || is_high_watermark_due || read.is_below_log_start || now >= deadline {
                 return read.answer;
             }
             // Woken by any append on this node, or once the bucket holds bytes again for a partition it held
-            // back; a spurious wake costs one more read.
+            // back, or when a moved high watermark is due; a spurious wake costs one more read.
             let wake = match bucket.as_deref_mut() {
                 Some(bucket) if read.is_held_back => bucket.refilled_by(now).min(deadline),
                 _ => deadline,
             };
+            let wake = high_watermark_due.map_or(wake, |due| due.min(wake));
             let _ = tokio::time::timeout_at(wake, appended.changed()).await;
         }
     }

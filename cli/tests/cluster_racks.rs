@@ -1,5 +1,5 @@
 //! Racks on three real `rill broker` processes started with `--rack`: the racks show in `rill cluster describe`
-//! and in Kafka's Metadata and DescribeCluster, new partitions' replicas span racks (with two nodes in one rack and
+//! and in Kafka's Metadata, DescribeCluster and a broker's DescribeConfigs, new partitions' replicas span racks (with two nodes in one rack and
 //! one in another, every partition of two replicas has one on the lone node), and KIP-392 fetching from followers
 //! spoken raw on the Kafka port: the leader sends a consumer that names a follower's rack to that follower, the
 //! follower serves Fetch v11+ up to its high watermark (not v10, and an offset past its log end is out of range,
@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 
 use common::cluster::{self, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse, MetadataRequest,
-    MetadataResponse, TopicName,
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_tests::kafka_client::KafkaClient;
@@ -106,6 +107,19 @@ fn racks_show_in_the_cluster_and_kafka_metadata_and_replicas_span_them() {
         described.brokers.iter().map(|b| (b.broker_id.0, b.rack.as_ref().map(|r| r.to_string()))).collect();
     racks.sort();
     assert_eq!(racks, expected);
+    // A broker's own configs (resource type 4) carry its rack and the replica selector, as Kafka's.
+    let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(StrBytes::from_static_str("3"))
+        .with_configuration_keys(None)]);
+    let configs: DescribeConfigsResponse = call(cluster.addr(3), ApiKey::DescribeConfigs, 4, &request);
+    let entry = |name: &str| {
+        let entries = &configs.results[0].configs;
+        entries.iter().find(|e| e.name.as_str() == name).and_then(|e| e.value.as_ref()).map(|v| v.to_string())
+    };
+    assert_eq!(entry("broker.rack").as_deref(), Some("zone-b"), "{configs:?}");
+    let selector = entry("replica.selector.class");
+    assert_eq!(selector.as_deref(), Some("org.apache.kafka.common.replica.RackAwareReplicaSelector"));
 
     // Six partitions of two replicas: without racks, round-robin puts 1 and 2 together for some; with them, every
     // partition has its second replica in the other zone, which only node 3 is in.

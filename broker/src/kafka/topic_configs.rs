@@ -84,6 +84,7 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+const TYPE_CLASS: i8 = 8;
 const TYPE_DOUBLE: i8 = 6;
 
 /// One config as DescribeConfigs (and CreateTopics v5+) shows it.
@@ -243,7 +244,7 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
     let limit = |value: Option<u64>| value.map_or("-1".to_owned(), |v| v.to_string());
     let listener = format!("PLAINTEXT://{}:{}", kafka.advertised_host, kafka.advertised_port);
     let fixed = SOURCE_STATIC_BROKER;
-    vec![
+    let mut entries = vec![
         entry("broker.id", kafka.node_id.to_string(), fixed, TYPE_INT),
         entry("advertised.listeners", listener, fixed, TYPE_STRING),
         entry("auto.create.topics.enable", "false".into(), fixed, TYPE_BOOLEAN),
@@ -259,7 +260,17 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("group.initial.rebalance.delay.ms", "0".into(), fixed, TYPE_INT),
         throttle_entry("leader.replication.throttled.rate", kafka),
         throttle_entry("follower.replication.throttled.rate", kafka),
-    ]
+    ];
+    // What tools that place or read by zone look for (Cruise Control, kafka-ui): the rack when the node has one,
+    // and Kafka's selector class while this node sends consumers to followers in their rack (KIP-392).
+    if let Some(rack) = &c.rack {
+        entries.push(entry("broker.rack", rack.clone(), fixed, TYPE_STRING));
+    }
+    if c.follower_fetching && kafka.controller.is_some() {
+        let selector = "org.apache.kafka.common.replica.RackAwareReplicaSelector".to_owned();
+        entries.push(entry("replica.selector.class", selector, fixed, TYPE_CLASS));
+    }
+    entries
 }
 
 /// The cluster's replication throttle for moves (`rill cluster throttle`), under both of Kafka's names (KIP-73):

@@ -8,9 +8,7 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
-
-use common::cluster::{self, Cluster, PartitionRow};
+use common::cluster::{self, kafka_call as call, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
@@ -23,7 +21,6 @@ use kafka_protocol::protocol::StrBytes;
 use rill_protocol::reason::{reason_of, Reason};
 use rill_protocol::v1;
 use rill_protocol::v1::records_client::RecordsClient;
-use rill_tests::kafka_client::KafkaClient;
 
 /// Short sessions, so the killed leader's partitions move within the test's deadline.
 const FAST_FAILOVER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
@@ -33,19 +30,6 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
-
-fn call<Req, Resp>(addr: &str, api: ApiKey, version: i16, request: &Req) -> Resp
-where
-    Req: kafka_protocol::protocol::Encodable,
-    Resp: kafka_protocol::protocol::Decodable,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let addr: SocketAddr = addr.parse().expect("node address");
-    runtime.block_on(async {
-        let mut client = KafkaClient::connect(addr).await;
-        client.call(api, version, request).await
-    })
-}
 
 fn orders() -> TopicName {
     TopicName(StrBytes::from_static_str("orders"))

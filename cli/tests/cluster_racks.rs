@@ -8,9 +8,7 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
-
-use common::cluster::{self, Cluster, PartitionRow};
+use common::cluster::{self, kafka_call as call, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -19,7 +17,6 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rill_tests::kafka_client::KafkaClient;
 
 const FAST_FAILOVER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
                              replica_lag_time_max_ms = 1500\nauto_leader_rebalance_enable = false\n";
@@ -27,19 +24,6 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 const NO_EPOCH: i32 = -1;
-
-fn call<Req, Resp>(addr: &str, api: ApiKey, version: i16, request: &Req) -> Resp
-where
-    Req: kafka_protocol::protocol::Encodable,
-    Resp: kafka_protocol::protocol::Decodable,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let addr: SocketAddr = addr.parse().expect("node address");
-    runtime.block_on(async {
-        let mut client = KafkaClient::connect(addr).await;
-        client.call(api, version, request).await
-    })
-}
 
 fn rack_of(node_id: u64) -> String {
     format!("zone-{node_id}")

@@ -260,3 +260,17 @@ pub fn assert_read_once_in_order(leader: &str, partition: usize, acknowledged: &
         assert_eq!(found, 1, "partition {partition}: acknowledged {value:?} read {found} times");
     }
 }
+
+/// One Kafka request to the node at `addr` (`HOST:PORT`), on a connection of its own, answered in full.
+pub fn kafka_call<Req, Resp>(addr: &str, api: kafka_protocol::messages::ApiKey, version: i16, request: &Req) -> Resp
+where
+    Req: kafka_protocol::protocol::Encodable,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let addr: std::net::SocketAddr = addr.parse().expect("node address");
+    runtime.block_on(async {
+        let mut client = rill_tests::kafka_client::KafkaClient::connect(addr).await;
+        client.call(api, version, request).await
+    })
+}

@@ -389,8 +389,11 @@ fn load(path: &Path) -> Result<TopicMeta> {
     Ok(meta)
 }
 
+/// Writes `bytes` to `path` whole: a temporary file, fsynced, renamed into place, the directory fsynced. Refused
+/// before anything is written when an fsync of the directory has failed before (`sync_dir`).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().ok_or_else(|| BrokerError::Internal(format!("{} has no parent", path.display())))?;
+    refuse_after_failed_sync(dir).map_err(BrokerError::io(dir))?;
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(BrokerError::io(&tmp))?;
     file.write_all(bytes).map_err(BrokerError::io(&tmp))?;
@@ -401,12 +404,83 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(BrokerError::io(dir))
+    sync_dir(dir).map_err(BrokerError::io(dir))
+}
+
+/// Directories an fsync of which failed in this process, with its error.
+static FAILED_DIR_SYNCS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn failed_dir_syncs() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<PathBuf, String>> {
+    FAILED_DIR_SYNCS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// fsyncs `dir`, which makes what was renamed into it durable. Linux reports a failed writeback to one fsync and
+/// may mark the directory's changes clean, so a retry can succeed while a rename never reached the disk
+/// ("fsyncgate"). The first failure therefore sticks, for the process (the kernel's state is the process's
+/// too): every later fsync of that directory, and every `write_atomically` into it (before it writes), fails
+/// naming it, until a restart reads back what the disk holds (docs/durability.md, "A failed fsync").
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    refuse_after_failed_sync(dir)?;
+    let opened = File::open(dir)?;
+    if let Err(err) = sync_opened_dir(&opened, dir) {
+        tracing::error!(dir = %dir.display(), error = %err, "an fsync of a directory failed; nothing more is written there until the broker restarts");
+        failed_dir_syncs().entry(dir.to_path_buf()).or_insert_with(|| err.to_string());
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn refuse_after_failed_sync(dir: &Path) -> std::io::Result<()> {
+    match failed_dir_syncs().get(dir) {
+        Some(reason) => Err(std::io::Error::other(format!(
+            "an earlier fsync of this directory failed ({reason}): what was renamed into it since may not be on the \
+             disk, so nothing more is written there until the broker restarts and reads it back"
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(test))]
+fn sync_opened_dir(opened: &File, _dir: &Path) -> std::io::Result<()> {
+    opened.sync_all()
+}
+
+/// Directories whose next fsync fails, for the tests (a real failing directory fsync needs a failing device).
+#[cfg(test)]
+static INJECTED_DIR_SYNC_FAILURES: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+#[cfg(test)]
+fn sync_opened_dir(opened: &File, dir: &Path) -> std::io::Result<()> {
+    let injected = INJECTED_DIR_SYNC_FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(dir);
+    if injected {
+        return Err(std::io::Error::other("injected: EIO"));
+    }
+    opened.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_directory_fsync_sticks_and_refuses_later_writes_there_before_they_write() {
+        let (failing, other) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+        let path = failing.path().join("state.json");
+        write_atomically(&path, b"one").expect("written");
+        INJECTED_DIR_SYNC_FAILURES.lock().expect("lock").insert(failing.path().to_path_buf());
+        let first = write_atomically(&path, b"two").expect_err("the fsync fails").to_string();
+        assert!(first.contains("injected"), "{first}");
+        // The disk would take the next fsync: it is refused all the same, and before anything is written.
+        std::fs::remove_file(&path).expect("remove");
+        let later = write_atomically(&path, b"three").expect_err("sticks").to_string();
+        assert!(later.contains("earlier fsync") && later.contains("restarts"), "{later}");
+        assert!(!path.exists() && !path.with_extension("tmp").exists(), "nothing written");
+        assert!(fsync_dir(failing.path()).is_err(), "a bare fsync too");
+        // Another directory is not concerned.
+        write_atomically(&other.path().join("state.json"), b"one").expect("another directory");
+    }
 
     fn settings() -> TopicSettings {
         TopicSettings {

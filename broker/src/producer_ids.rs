@@ -7,8 +7,7 @@
 //! cluster, the controller commits each block as a metadata command so that every node's ids are disjoint
 //! (Kafka's `AllocateProducerIds`, KIP-730; `cluster::producer_id_blocks`).
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -57,15 +56,7 @@ impl LocalProducerIdBlocks {
     }
 
     fn store_end(&self, end: i64) -> Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut file = File::create(&tmp).map_err(BrokerError::io(&tmp))?;
-        file.write_all(&encode(end)).map_err(BrokerError::io(&tmp))?;
-        file.sync_all().map_err(BrokerError::io(&tmp))?;
-        fs::rename(&tmp, &self.path).map_err(BrokerError::io(&self.path))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(BrokerError::io(dir))?;
-        }
-        Ok(())
+        crate::meta::write_atomically(&self.path, &encode(end))
     }
 }
 

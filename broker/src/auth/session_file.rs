@@ -149,7 +149,7 @@ pub fn store(path: &Path, sessions: &[StoredSession]) -> Result<(), SessionFileE
     drop(out);
     fs::rename(&tmp, path).map_err(io(path))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(io(dir))
+    crate::meta::sync_dir(dir).map_err(io(dir))
 }
 
 /// Removes the file: what is left when the current set cannot be written and an ended session must not come

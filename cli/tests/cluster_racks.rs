@@ -159,7 +159,10 @@ fn a_consumer_in_a_followers_rack_reads_from_it_until_it_goes() {
     assert_eq!(fetch(cluster.addr(follower), 10, "", 0, NO_EPOCH).error_code, NOT_LEADER_OR_FOLLOWER);
     assert_eq!(fetch(cluster.addr(follower), 12, "", 0, epoch + 1).error_code, UNKNOWN_LEADER_EPOCH);
     assert_eq!(fetch(cluster.addr(follower), 12, "", 11, epoch).error_code, OFFSET_OUT_OF_RANGE);
-    // Its reads are counted on its own node.
+    // Its reads are counted on its own node, and the leader's redirect on the leader's.
+    let counter = |node: u64, name: &str| cluster::scrape(cluster.admin(node))?.get(name).copied();
+    assert!(counter(follower, "rill_kafka_follower_reads_total").is_some_and(|reads| reads >= 3.0));
+    assert!(counter(leader, "rill_kafka_read_replica_redirects_total").is_some_and(|sent| sent >= 1.0));
     let fetched = eventually("the follower's fetched bytes", || {
         let samples = cluster::scrape(cluster.admin(follower))?;
         samples

@@ -121,6 +121,16 @@ pub async fn answer(
                             .and_then(|id| i32::try_from(id).ok()),
                         _ => None,
                     };
+                    if let Some(metrics) = &node.metrics {
+                        let counter = match (&resolved, read_replica) {
+                            (_, Some(_)) => Some(&metrics.follower_fetching.redirects),
+                            (Ok((_, _, false)), None) => Some(&metrics.follower_fetching.follower_reads),
+                            _ => None,
+                        };
+                        if let Some(counter) = counter {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                     Wanted {
                         partition: resolved.map(|(partition, epoch, _)| (partition, epoch)),
                         index: asked.partition,

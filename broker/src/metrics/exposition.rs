@@ -349,6 +349,22 @@ impl Scraped {
         ] {
             single(encoder, name, help, MetricType::Counter, value.load(Ordering::Relaxed) as f64)?;
         }
+        let follower_fetching = &self.metrics.follower_fetching;
+        for (name, help, value) in [
+            (
+                "rill_kafka_read_replica_redirects",
+                "Partitions of Kafka consumers' fetches this node, leading them, sent to an in-sync follower in the \
+                 consumer's rack (KIP-392, client.rack).",
+                &follower_fetching.redirects,
+            ),
+            (
+                "rill_kafka_follower_reads",
+                "Partitions of Kafka consumers' fetches this node served as a follower (KIP-392).",
+                &follower_fetching.follower_reads,
+            ),
+        ] {
+            single(encoder, name, help, MetricType::Counter, value.load(Ordering::Relaxed) as f64)?;
+        }
         let (sizes, sum) = self.metrics.writes.snapshot();
         let buckets: Vec<(f64, u64)> =
             WRITE_GROUP_BOUNDS.iter().map(|&b| b as f64).chain([f64::MAX]).zip(sizes).collect();

@@ -113,6 +113,16 @@ pub struct NodeMetrics {
     pub writes: Arc<WriteMetrics>,
     pub connections: Arc<ConnectionMetrics>,
     pub compaction: CompactionMetrics,
+    pub follower_fetching: FollowerFetchMetrics,
+}
+
+/// KIP-392 on the Kafka port (`kafka/fetch.rs`), counted per partition of a consumer's fetch.
+#[derive(Debug, Default)]
+pub struct FollowerFetchMetrics {
+    /// As leader: sent to a follower in the consumer's rack (`preferred_read_replica`).
+    pub redirects: AtomicU64,
+    /// As follower: served to a consumer.
+    pub follower_reads: AtomicU64,
 }
 
 /// What the node's compaction passes did (`server.rs`, `run_compaction`), summed over its partitions.

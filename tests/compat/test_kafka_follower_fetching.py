@@ -135,6 +135,8 @@ def test_when_the_follower_dies_the_consumer_reads_on_from_another_replica(clust
         then = [f"b{i}" for i in range(500)]
         produce(cluster, "failover", then)
         assert consumer.read(len(then)) == then, "records lost or repeated after the follower died"
-        assert consumer.fetching_from != follower
+        # librdkafka's statistics (every 200 ms) name the replica it went to once they next come.
+        wait_for(lambda: consumer.read(0, seconds=0) == [] and consumer.fetching_from not in (None, follower),
+                 f"librdkafka fetching from another node than {follower}")
     finally:
         consumer.close()

@@ -1,6 +1,7 @@
 //! Fetch (v4–v12, without fetch sessions: every request names its partitions, and the answer's session id is 0).
-//! A partition's leader answers (and from v11 a follower, below), and a partition's `current_leader_epoch` (v9+, KIP-320) is checked as
-//! ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+//! A partition's leader answers (from v11 a follower too, below), and a partition's `current_leader_epoch` (v9+,
+//! KIP-320) is checked as ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer
+//! UNKNOWN_LEADER_EPOCH.
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
 //! offset is sent whole too, and the client skips the records below its offset, as with Kafka.
 //!
@@ -82,6 +83,48 @@ impl Wanted {
 /// The first Fetch version a follower may answer a consumer's (KIP-392: it carries the consumer's rack).
 const FOLLOWER_FETCH_VERSION: i16 = 11;
 
+/// Who fetches, as far as which replica serves it goes.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    /// A consumer's Fetch from v11: a follower may serve it.
+    may_read_follower: bool,
+    /// The consumer's rack, on a cluster whose leaders send consumers to followers in their rack.
+    client_rack: Option<(&'a crate::replication::Replication, &'a str)>,
+}
+
+/// One asked partition on this node with the epoch it is known at and, at its leader, the follower in the
+/// reader's rack to send it to; or the Kafka code. KIP-320 (v9+ carry the epoch): a stale or unknown current
+/// leader epoch, or a node that does not lead (from v11: hold a replica), sends the client to refresh Metadata.
+fn resolve(
+    node: &crate::node::Node,
+    topic: &str,
+    asked: &kafka_protocol::messages::fetch_request::FetchPartition,
+    reader: Reader<'_>,
+) -> Result<(Arc<Partition>, i32, Option<i32>), i16> {
+    let (partition, epoch, is_leader) = match reader.may_read_follower {
+        true => replica_partition(node, topic, asked.partition, asked.current_leader_epoch)?,
+        false => led_partition(node, topic, asked.partition, asked.current_leader_epoch)
+            .map(|(partition, epoch)| (partition, epoch, true))?,
+    };
+    let read_replica = match (is_leader, reader.client_rack) {
+        (true, Some((replication, rack))) => replication
+            .preferred_read_replica(topic, partition.index, rack, asked.fetch_offset)
+            .and_then(|id| i32::try_from(id).ok()),
+        _ => None,
+    };
+    if let Some(metrics) = &node.metrics {
+        let counted = match (is_leader, read_replica) {
+            (true, Some(_)) => Some(&metrics.follower_fetching.redirects),
+            (false, _) => Some(&metrics.follower_fetching.follower_reads),
+            (true, None) => None,
+        };
+        if let Some(counter) = counted {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Ok((partition, epoch, read_replica))
+}
+
 /// The response, and its record batches as the frame carries them (`response_frame::encode_response_pieces`).
 pub async fn answer(
     kafka: &KafkaContext,
@@ -94,10 +137,11 @@ pub async fn answer(
     let may_read_follower = version >= FOLLOWER_FETCH_VERSION && request.replica_id.0 < 0;
     let client_rack = match (&node.replication, request.rack_id.as_str()) {
         (Some(replication), rack) if may_read_follower && node.config.follower_fetching && !rack.is_empty() => {
-            Some((replication, rack))
+            Some((replication.as_ref(), rack))
         }
         _ => None,
     };
+    let reader = Reader { may_read_follower, client_rack };
     let topics: Vec<(kafka_protocol::messages::TopicName, Vec<Wanted>)> = request
         .topics
         .iter()
@@ -107,30 +151,8 @@ pub async fn answer(
                 .partitions
                 .iter()
                 .map(|asked| {
-                    let name = topic.topic.0.as_str();
-                    // KIP-320 (v9+ carry the epoch): a stale or unknown current leader epoch, or a node that does
-                    // not lead (or, from v11, hold a replica), sends the client to refresh Metadata.
-                    let resolved = authorized.and_then(|()| match may_read_follower {
-                        true => replica_partition(node, name, asked.partition, asked.current_leader_epoch),
-                        false => led_partition(node, name, asked.partition, asked.current_leader_epoch)
-                            .map(|(partition, epoch)| (partition, epoch, true)),
-                    });
-                    let read_replica = match (&resolved, client_rack, u32::try_from(asked.partition)) {
-                        (Ok((_, _, true)), Some((replication, rack)), Ok(index)) => replication
-                            .preferred_read_replica(name, index, rack, asked.fetch_offset)
-                            .and_then(|id| i32::try_from(id).ok()),
-                        _ => None,
-                    };
-                    if let Some(metrics) = &node.metrics {
-                        let counter = match (&resolved, read_replica) {
-                            (_, Some(_)) => Some(&metrics.follower_fetching.redirects),
-                            (Ok((_, _, false)), None) => Some(&metrics.follower_fetching.follower_reads),
-                            _ => None,
-                        };
-                        if let Some(counter) = counter {
-                            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
+                    let resolved = authorized.and_then(|()| resolve(node, topic.topic.0.as_str(), asked, reader));
+                    let read_replica = resolved.as_ref().ok().and_then(|(_, _, read_replica)| *read_replica);
                     Wanted {
                         partition: resolved.map(|(partition, epoch, _)| (partition, epoch)),
                         index: asked.partition,

@@ -103,6 +103,7 @@ mod topic_config;
 mod topic_id;
 pub mod transactions;
 
+pub use auth::oauth::OAuthConfig;
 pub use auth::{AdminAuth, AuthConfig, AuthorizationMode, Principal, SaslMechanism};
 pub use cluster::{parse_peers, Peer};
 pub use config::{

@@ -26,6 +26,8 @@ pub struct Node {
     pub replication: Option<Arc<crate::replication::Replication>>,
     /// The users clients authenticate as: the node's file, or on a cluster node the replicated ones.
     pub users: Arc<crate::auth::UserStore>,
+    /// The identity provider's keys OAuth bearer tokens are checked against; `None` without `auth.oauth`.
+    pub oauth: Option<Arc<crate::auth::oauth::OAuthValidator>>,
     /// What each principal may do: asked once per request at the edges (gRPC handlers, the Kafka APIs).
     pub authorizer: Arc<crate::auth::Authorizer>,
     /// The client quotas and each client's rate: asked after each produce and fetch at the edges.

@@ -74,6 +74,8 @@ pub enum StartError {
     Acls(#[from] crate::auth::acl_store::AclError),
     #[error(transparent)]
     Quotas(#[from] crate::quotas::store::QuotaError),
+    #[error(transparent)]
+    OAuth(#[from] crate::auth::oauth::OAuthError),
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -201,7 +203,12 @@ impl Broker {
             None => crate::transactions::TransactionCoordinator::open(&config.data_dir)?,
         };
         disk_reserve.spawn_refresh(shutdown_rx.clone());
+        let oauth = match &config.auth.oauth {
+            Some(oauth) => Some(crate::auth::oauth::OAuthValidator::start(oauth.clone()).await?),
+            None => None,
+        };
         let node = Arc::new_cyclic(|weak| Node {
+            oauth: oauth.clone(),
             transactions: transactions.clone(),
             authorizer,
             quotas,
@@ -277,13 +284,16 @@ impl Broker {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(tower::util::MapResponseLayer::new(codec_refusals_get_rills_codes))
             .layer(tower::util::option_layer(metrics.clone().map(crate::metrics::grpc_layer::GrpcMetricsLayer::new)))
-            .layer(crate::auth::authenticate::AuthenticateLayer::new(
-                users.clone(),
-                config.auth.require_auth,
-                &crate::auth::forwarded::node_principals(&config),
-                node_calls,
-                Arc::clone(&node.authorizer),
-            ))
+            .layer(
+                crate::auth::authenticate::AuthenticateLayer::new(
+                    users.clone(),
+                    config.auth.require_auth,
+                    &crate::auth::forwarded::node_principals(&config),
+                    node_calls,
+                    Arc::clone(&node.authorizer),
+                )
+                .with_oauth(node.oauth.clone()),
+            )
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -339,11 +349,14 @@ impl Broker {
         let (admin_addr, admin) = match (admin_listener, metrics) {
             (Some(listener), Some(metrics)) => {
                 let admin_addr = listener.local_addr().ok();
-                let auth = Arc::new(crate::auth::admin::AdminAuthenticator::new(
-                    users.clone(),
-                    config.auth.is_admin_auth_required(),
-                    console_sessions(&config.data_dir, controller.as_ref()),
-                ));
+                let auth = Arc::new(
+                    crate::auth::admin::AdminAuthenticator::new(
+                        users.clone(),
+                        config.auth.is_admin_auth_required(),
+                        console_sessions(&config.data_dir, controller.as_ref()),
+                    )
+                    .with_oauth(node.oauth.clone()),
+                );
                 let throughput = Arc::new(crate::console::Throughput::default());
                 let lag = Arc::new(crate::console::LagHistory::default());
                 let console = crate::console::Console::new(

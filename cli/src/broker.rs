@@ -153,12 +153,31 @@ pub struct BrokerArgs {
     #[arg(long, env = "RILL_CLUSTER_TLS_CA", value_name = "FILE")]
     cluster_tls_ca: Option<PathBuf>,
     /// SASL mechanisms Kafka clients must authenticate with, comma-separated: SCRAM-SHA-256, SCRAM-SHA-512,
-    /// PLAIN (PLAIN needs TLS, or --sasl-plain-without-tls). Users: `rill user create`.
+    /// PLAIN, OAUTHBEARER (PLAIN and OAUTHBEARER need TLS, or --sasl-plain-without-tls; OAUTHBEARER needs
+    /// --oauth-jwks). Users: `rill user create`.
     #[arg(long, env = "RILL_KAFKA_SASL_MECHANISMS", value_name = "LIST", value_parser = parse_sasl_mechanisms)]
     kafka_sasl_mechanisms: Option<SaslMechanisms>,
-    /// Offer PLAIN on a listener without TLS (the password crosses the network in the clear).
+    /// Offer PLAIN and OAUTHBEARER on a listener without TLS (the password or token crosses the network in the
+    /// clear).
     #[arg(long, env = "RILL_SASL_PLAIN_WITHOUT_TLS")]
     sasl_plain_without_tls: bool,
+    /// The identity provider's public keys OAuth bearer tokens (JWTs) are checked against: its JWKS URL
+    /// (https:// or http://, OIDC's jwks_uri) or a file. Enables SASL OAUTHBEARER (with
+    /// --kafka-sasl-mechanisms) and JWTs as bearer tokens on gRPC and the admin listener.
+    #[arg(long, env = "RILL_OAUTH_JWKS", value_name = "URL|FILE")]
+    oauth_jwks: Option<String>,
+    /// A CA (PEM) for an https:// --oauth-jwks, beside the public ones.
+    #[arg(long, env = "RILL_OAUTH_JWKS_CA", value_name = "FILE")]
+    oauth_jwks_ca: Option<PathBuf>,
+    /// The issuer (iss) every token must name. [default: any]
+    #[arg(long, env = "RILL_OAUTH_ISSUER", value_name = "ISSUER")]
+    oauth_issuer: Option<String>,
+    /// Audiences, comma-separated, one of which every token's aud must name. [default: aud not checked]
+    #[arg(long, env = "RILL_OAUTH_AUDIENCE", value_name = "LIST", value_delimiter = ',')]
+    oauth_audience: Option<Vec<String>>,
+    /// The token claim that names the principal (User:VALUE). [default: sub]
+    #[arg(long, env = "RILL_OAUTH_PRINCIPAL_CLAIM", value_name = "CLAIM")]
+    oauth_principal_claim: Option<String>,
     /// Refuse gRPC calls without a valid bearer token (`rill token create USER`), UNAUTHENTICATED; also turns
     /// on --admin-auth required unless that says otherwise.
     #[arg(long, env = "RILL_REQUIRE_AUTH")]
@@ -389,6 +408,25 @@ impl BrokerArgs {
         }
         if self.sasl_plain_without_tls {
             config.auth.sasl_plain_without_tls = true;
+        }
+        if let Some(jwks) = self.oauth_jwks {
+            let oauth = config.auth.oauth.get_or_insert_with(|| rill_broker::OAuthConfig::new(jwks.clone()));
+            oauth.jwks = jwks;
+        }
+        let oauth_flags_without_jwks =
+            || anyhow::anyhow!("--oauth-* settings need the identity provider's keys: give --oauth-jwks URL|FILE");
+        if let Some(v) = self.oauth_jwks_ca {
+            config.auth.oauth.as_mut().ok_or_else(oauth_flags_without_jwks)?.jwks_ca = Some(v);
+        }
+        if let Some(v) = self.oauth_issuer {
+            config.auth.oauth.as_mut().ok_or_else(oauth_flags_without_jwks)?.issuer = Some(v);
+        }
+        if let Some(v) = self.oauth_audience {
+            let audience = v.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+            config.auth.oauth.as_mut().ok_or_else(oauth_flags_without_jwks)?.audience = audience;
+        }
+        if let Some(v) = self.oauth_principal_claim {
+            config.auth.oauth.as_mut().ok_or_else(oauth_flags_without_jwks)?.principal_claim = v;
         }
         if self.require_auth {
             config.auth.require_auth = true;

@@ -62,7 +62,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker node in the foreground until SIGINT or SIGTERM.
-    Broker(broker::BrokerArgs),
+    Broker(Box<broker::BrokerArgs>),
     /// Create, list, describe, delete topics and add partitions.
     Topic(topic::TopicArgs),
     /// Send records to a topic: lines of stdin, or one --value.
@@ -74,7 +74,7 @@ enum Command {
     /// The cluster: nodes, their states, the controller leader.
     Cluster(cluster::ClusterArgs),
     /// Measure a broker's throughput and latency (produce, consume, end to end).
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Live per-topic rates and group lag from a broker's /metrics, refreshed every second.
     Top(top::TopArgs),
     /// Users Kafka clients log in as (SASL) and gRPC clients name with tokens: create, delete, list.
@@ -113,12 +113,12 @@ fn main() -> std::process::ExitCode {
         log_client_if_asked();
     }
     let outcome = match cli.command {
-        Command::Broker(args) => broker::run(args),
+        Command::Broker(args) => broker::run(*args),
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(*args),
         Command::Cluster(args) => cluster::run(args),
         Command::Top(args) => top::run(args),
         Command::User(args) => user::run(args),

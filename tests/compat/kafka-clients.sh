@@ -17,6 +17,9 @@
 # clients' create_topics (RF 3), create_partitions and delete_topics through any node. test_kafka_tls.py: kafka-python and librdkafka over TLS and mutual TLS
 # (security_protocol SSL), certificates made by trustme in the test. test_kafka_sasl.py: both with SASL_SSL and
 # SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, a wrong password refused, a request before authentication closed.
+# test_kafka_oauthbearer.py: librdkafka getting OIDC tokens from a provider in the test and kafka-python handed
+# them, with SASL OAUTHBEARER; expired, foreign and forged tokens refused saying why; a key rotation followed;
+# ACLs on the token's principal; `rill --token JWT` and /metrics taking the same tokens.
 # test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;
 # ACLs created, described and deleted with confluent-kafka's and kafka-python's admin clients deciding what a SASL
 # client may do. test_kafka_sarama.py: Sarama 1.22 (Go, Debian's) creates a topic, produces idempotently with
@@ -63,7 +66,8 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_clients.py tests/compat/test_kafka_groups.py tests/compat/test_kafka_consumer_protocol.py \
   tests/compat/test_kafka_cluster.py tests/compat/test_kafka_cluster_sasl.py tests/compat/test_kafka_cluster_admin.py \
   tests/compat/test_kafka_tls.py \
-  tests/compat/test_kafka_sasl.py tests/compat/test_kafka_acl.py tests/compat/test_kafka_sarama.py \
+  tests/compat/test_kafka_sasl.py tests/compat/test_kafka_oauthbearer.py tests/compat/test_kafka_acl.py \
+  tests/compat/test_kafka_sarama.py \
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
   tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
   tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py \

@@ -48,10 +48,12 @@ impl Caller {
 }
 
 /// Why a request's credentials were refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminAuthError {
     #[error("the bearer token is not valid (unknown, revoked, or its user deleted)")]
     InvalidToken,
+    #[error("the bearer token is not valid: {0}")]
+    InvalidOAuthToken(super::oauth::TokenError),
     #[error("the Authorization header is not `Bearer TOKEN`")]
     NotBearer,
 }
@@ -119,13 +121,33 @@ pub struct AdminAuthenticator {
     is_required: bool,
     sessions: SessionStore,
     backoff: FailureBackoff,
+    oauth: Option<Arc<super::oauth::OAuthValidator>>,
 }
 
 impl AdminAuthenticator {
     /// An authenticator over `users` whose console sessions are `sessions` (`Sessions::open` on the data dir,
     /// or the cluster's, so they survive a restart).
     pub fn new(users: Arc<UserStore>, is_required: bool, sessions: SessionStore) -> Self {
-        Self { users, is_required, sessions, backoff: FailureBackoff::default() }
+        Self { users, is_required, sessions, backoff: FailureBackoff::default(), oauth: None }
+    }
+
+    /// Also takes JWTs from the identity provider `oauth` checks, as bearer tokens.
+    pub fn with_oauth(self, oauth: Option<Arc<super::oauth::OAuthValidator>>) -> Self {
+        Self { oauth, ..self }
+    }
+
+    /// [`AdminAuthenticator::caller`], a JWT bearer token checked against the identity provider first.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        cookie: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Caller, AdminAuthError> {
+        if let (Some(oauth), Some(token)) = (&self.oauth, authorization.and_then(super::oauth::jwt_in_bearer)) {
+            let valid = oauth.validate(token).await.map_err(AdminAuthError::InvalidOAuthToken)?;
+            return Ok(Caller::Token { user: valid.user });
+        }
+        self.caller(authorization, cookie, now)
     }
 
     /// The console's sessions held now, for `/metrics`.

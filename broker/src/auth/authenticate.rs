@@ -2,7 +2,8 @@
 //! puts the caller's [`Principal`] in the request's extensions (where handlers and ACLs read it; without a
 //! token, the client certificate's, `certificate.rs`), and refuses the request UNAUTHENTICATED (reason
 //! `unauthenticated`) when the token is not one of the node's (or the cluster's) users, or when there is none
-//! and `auth.require_auth` is on. A node that forwards a call to another (the controller leader, a partition
+//! and `auth.require_auth` is on. With `auth.oauth` set, a bearer token that is a JWT is checked against the
+//! identity provider's keys instead (`oauth.rs`) and acts as the principal it names. A node that forwards a call to another (the controller leader, a partition
 //! leader) sends the caller on (`forwarded.rs`): its token, or the principal it authenticated in a header this
 //! layer honours only from a node: a connection whose client certificate is a node's (`auth.node_principals`),
 //! or a call carrying the cluster secret, checked by [`NodeCallGate`] as for an internal call. Health
@@ -20,6 +21,7 @@ use rill_protocol::reason::Reason;
 
 use super::forwarded::{self, FORWARDED_PRINCIPAL};
 use super::node_calls::{NodeCallGate, CLUSTER_SECRET, INTERNAL_PREFIX};
+use super::oauth::OAuthValidator;
 use super::{Authorizer, Principal, UserStore};
 
 const HEALTH_PREFIX: &str = "/grpc.health.v1.";
@@ -33,6 +35,7 @@ pub struct AuthenticateLayer {
     node_calls: Arc<NodeCallGate>,
     /// Counts and logs refused node-to-node calls.
     authorizer: Arc<Authorizer>,
+    oauth: Option<Arc<OAuthValidator>>,
 }
 
 impl AuthenticateLayer {
@@ -49,7 +52,13 @@ impl AuthenticateLayer {
             node_principals: Arc::new(node_principals.iter().cloned().collect()),
             node_calls: Arc::new(node_calls),
             authorizer,
+            oauth: None,
         }
+    }
+
+    /// Also takes JWTs from the identity provider `oauth` checks.
+    pub fn with_oauth(self, oauth: Option<Arc<OAuthValidator>>) -> Self {
+        Self { oauth, ..self }
     }
 }
 
@@ -64,6 +73,7 @@ impl<S> tower::Layer<S> for AuthenticateLayer {
             node_principals: Arc::clone(&self.node_principals),
             node_calls: Arc::clone(&self.node_calls),
             authorizer: Arc::clone(&self.authorizer),
+            oauth: self.oauth.clone(),
         }
     }
 }
@@ -76,6 +86,7 @@ pub struct Authenticate<S> {
     node_principals: Arc<HashSet<String>>,
     node_calls: Arc<NodeCallGate>,
     authorizer: Arc<Authorizer>,
+    oauth: Option<Arc<OAuthValidator>>,
 }
 
 /// The principal of the client certificate `request`'s connection presented, verified in the handshake.
@@ -94,6 +105,13 @@ fn refusal(has_token: bool) -> tonic::Status {
         "authentication is required: send a bearer token (`rill --token TOKEN`, RILL_TOKEN; `rill token create USER`)"
     };
     Reason::Unauthenticated.status(message)
+}
+
+/// The JWT in `request`'s `authorization: Bearer` header, if it carries one rather than a token of rill's own
+/// (`rill_...`): a call a node forwards carries the client's token as it came, and is checked the same way.
+fn bearer_jwt<B>(request: &http::Request<B>) -> Option<String> {
+    let value = request.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    super::oauth::jwt_in_bearer(value).map(str::to_owned)
 }
 
 impl<S> Authenticate<S> {
@@ -133,8 +151,9 @@ impl<S> Authenticate<S> {
 
 impl<S, B, R> tower::Service<http::Request<B>> for Authenticate<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
     R: Default + Send + 'static,
     S::Error: Send + 'static,
 {
@@ -162,6 +181,32 @@ where
                     Box::pin(std::future::ready(Ok(refused.status().into_http())))
                 }
             };
+        }
+        let jwt = match &self.oauth {
+            Some(oauth) if !request.headers().contains_key(FORWARDED_PRINCIPAL) => {
+                bearer_jwt(&request).map(|token| (Arc::clone(oauth), token))
+            }
+            _ => None,
+        };
+        if let Some((oauth, token)) = jwt {
+            // The inner service was made ready for this call: it goes into the future, a fresh clone stays.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(async move {
+                match oauth.validate(&token).await {
+                    Ok(valid) => {
+                        let principal = Principal::User(valid.user);
+                        tracing::debug!(%principal, path = request.uri().path(), "grpc request (OAuth token)");
+                        request.extensions_mut().insert(principal);
+                        inner.call(request).await
+                    }
+                    Err(refused) => {
+                        tracing::info!(path = request.uri().path(), reason = %refused, "grpc request refused: OAuth token");
+                        let message = format!("the bearer token is not valid: {refused}");
+                        Ok(Reason::Unauthenticated.status(message).into_http())
+                    }
+                }
+            });
         }
         match self.principal(&request) {
             Ok(principal) => {

@@ -12,6 +12,9 @@ pub enum SaslMechanism {
     /// The password itself, sent by the client: only over TLS unless `sasl_plain_without_tls`.
     Plain,
     Scram(ScramMechanism),
+    /// An OAuth 2 bearer token (RFC 7628), checked against the identity provider's keys (`auth.oauth`). It
+    /// sends a secret itself, as PLAIN does: only over TLS unless `sasl_plain_without_tls`.
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -19,12 +22,16 @@ impl SaslMechanism {
         match self {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::Scram(scram) => scram.name(),
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         if text.eq_ignore_ascii_case("PLAIN") {
             return Some(SaslMechanism::Plain);
+        }
+        if text.eq_ignore_ascii_case("OAUTHBEARER") {
+            return Some(SaslMechanism::OAuthBearer);
         }
         ScramMechanism::parse(text).map(SaslMechanism::Scram)
     }
@@ -34,8 +41,9 @@ impl TryFrom<String> for SaslMechanism {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, String> {
-        Self::parse(&text)
-            .ok_or_else(|| format!("{text:?} is not a SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+        Self::parse(&text).ok_or_else(|| {
+            format!("{text:?} is not a SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+        })
     }
 }
 
@@ -73,9 +81,12 @@ pub struct AuthConfig {
     /// `User:ANONYMOUS`. When set, a Kafka connection may send only ApiVersions, SaslHandshake and
     /// SaslAuthenticate until it has authenticated.
     pub kafka_sasl_mechanisms: Vec<SaslMechanism>,
-    /// Offer PLAIN on a listener without TLS, where the password crosses the network in the clear. Off by
-    /// default: for a loopback-only test setup.
+    /// Offer PLAIN and OAUTHBEARER on a listener without TLS, where the password or token crosses the network
+    /// in the clear. Off by default: for a loopback-only test setup.
     pub sasl_plain_without_tls: bool,
+    /// The identity provider whose OAuth bearer tokens (JWTs) authenticate clients: by SASL OAUTHBEARER on
+    /// the Kafka port, and as bearer tokens on gRPC and the admin listener (`oauth.rs`).
+    pub oauth: Option<super::oauth::OAuthConfig>,
     /// Refuse every gRPC call (but health checks) without a valid bearer token, UNAUTHENTICATED.
     pub require_auth: bool,
     /// Authentication on the admin listener; unset (the default): `required` when `require_auth` is on,
@@ -148,6 +159,26 @@ impl AuthConfig {
                  --sasl-plain-without-tls (sasl_plain_without_tls = true) on a trusted network",
             );
         }
+        if self.kafka_sasl_mechanisms.contains(&SaslMechanism::OAuthBearer) {
+            if self.oauth.is_none() {
+                return bad(
+                    "auth.kafka_sasl_mechanisms",
+                    "OAUTHBEARER needs the identity provider's keys to check tokens against: give --oauth-jwks \
+                     URL|FILE ([auth.oauth] jwks = ...)",
+                );
+            }
+            if !is_tls && !self.sasl_plain_without_tls {
+                return bad(
+                    "auth.kafka_sasl_mechanisms",
+                    "OAUTHBEARER sends bearer tokens in the clear, where anyone on the path may replay them until \
+                     they expire: turn TLS on (--tls-cert, --tls-key), or allow it with --sasl-plain-without-tls \
+                     (sasl_plain_without_tls = true) on a trusted network",
+                );
+            }
+        }
+        if let Some(oauth) = &self.oauth {
+            oauth.validate()?;
+        }
         Ok(())
     }
 }
@@ -200,6 +231,30 @@ mod tests {
             toml::from_str("kafka_sasl_mechanisms = [\"SCRAM-SHA-512\", \"PLAIN\"]").expect("valid TOML");
         assert_eq!(parsed.kafka_sasl_mechanisms, [SaslMechanism::Scram(ScramMechanism::Sha512), SaslMechanism::Plain]);
         assert!(toml::from_str::<AuthConfig>("kafka_sasl_mechanisms = [\"GSSAPI\"]").is_err());
+    }
+
+    #[test]
+    fn oauthbearer_needs_the_providers_keys_and_tls() {
+        let bearer = AuthConfig { kafka_sasl_mechanisms: vec![SaslMechanism::OAuthBearer], ..AuthConfig::default() };
+        let err = bearer.validate(true).expect_err("no keys");
+        assert!(err.reason.contains("--oauth-jwks"), "{err:?}");
+        let with_keys = AuthConfig { oauth: Some(super::super::oauth::OAuthConfig::new("/etc/jwks.json")), ..bearer };
+        assert!(with_keys.validate(true).is_ok());
+        let err = with_keys.validate(false).expect_err("tokens in the clear");
+        assert!(err.reason.contains("--sasl-plain-without-tls"), "{err:?}");
+        assert!(AuthConfig { sasl_plain_without_tls: true, ..with_keys.clone() }.validate(false).is_ok());
+        let parsed: AuthConfig = toml::from_str(
+            "kafka_sasl_mechanisms = [\"OAUTHBEARER\"]\n[oauth]\njwks = \"https://idp/certs\"\naudience = [\"rill\"]",
+        )
+        .expect("valid TOML");
+        assert_eq!(parsed.oauth.as_ref().map(|o| o.principal_claim.as_str()), Some("sub"));
+        assert!(parsed.validate(true).is_ok());
+        let mut wrong = with_keys;
+        if let Some(oauth) = wrong.oauth.as_mut() {
+            oauth.jwks = "ftp://idp/certs".into();
+        }
+        assert_eq!(wrong.validate(true).expect_err("not a URL").setting, "auth.oauth.jwks");
+        assert!(toml::from_str::<AuthConfig>("[oauth]\njwks = \"x\"\nissuer_url = \"y\"").is_err(), "unknown key");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod cluster_sessions;
 pub mod config;
 pub mod forwarded;
 pub mod node_calls;
+pub mod oauth;
 pub(crate) mod replicated;
 pub mod scram;
 pub mod service;

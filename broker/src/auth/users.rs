@@ -39,7 +39,7 @@ pub const MAX_TOKENS_PER_USER: usize = 16;
 pub const MAX_NAME_BYTES: usize = 64;
 pub const MAX_PASSWORD_BYTES: usize = 1_024;
 /// Every token starts with this, so a leaked one is recognisable (secret scanners) and never taken for a password.
-const TOKEN_PREFIX: &str = "rill_";
+pub(crate) const TOKEN_PREFIX: &str = "rill_";
 const TOKEN_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! SASL on a Kafka connection (KIP-43, KIP-152): SaslHandshake v1 picks a mechanism, then SaslAuthenticate
-//! carries its messages (PLAIN: one; SCRAM: two). With `auth.kafka_sasl_mechanisms` set, a connection may send
+//! carries its messages (PLAIN and OAUTHBEARER: one; SCRAM: two). With `auth.kafka_sasl_mechanisms` set, a connection may send
 //! only ApiVersions, SaslHandshake and SaslAuthenticate until it has authenticated; anything else closes it, as
 //! Kafka's broker does. A failed authentication is answered SASL_AUTHENTICATION_FAILED with words that name no
 //! secret and do not say whether the user exists, after the address's backoff (`auth/backoff.rs`), and the
@@ -25,6 +25,7 @@ use super::api_versions::supported_versions;
 use super::connection::{malformed_by, RequestError};
 use super::framing::{encode_response, FrameError, RequestPreamble};
 use super::KafkaContext;
+use crate::auth::oauth::TokenError;
 use crate::auth::scram::{self, ScramCredential, ScramMechanism, ServerFirst, DEFAULT_ITERATIONS};
 use crate::auth::{Principal, SaslMechanism, UserStore};
 
@@ -227,6 +228,20 @@ impl SaslSession {
                 self.authenticated(user, "SCRAM");
                 Ok(Bytes::from(last))
             }
+            State::AwaitingAuthenticate(SaslMechanism::OAuthBearer) => {
+                let token = parse_oauthbearer(&auth_bytes)?;
+                let Some(oauth) = &kafka.node.oauth else {
+                    return Err(Failure::InvalidToken(TokenError::NoKeys));
+                };
+                let valid = oauth.validate(&token.bearer).await.map_err(Failure::InvalidToken)?;
+                if token.authzid.as_ref().is_some_and(|authzid| *authzid != valid.user) {
+                    let reason =
+                        format!("OAUTHBEARER authorization id differs from the token's principal {:?}", valid.user);
+                    return Err(Failure::Refused(reason));
+                }
+                self.authenticated(valid.user, "OAUTHBEARER");
+                Ok(Bytes::new())
+            }
             State::Authenticated => {
                 self.state = State::Authenticated;
                 Err(Failure::IllegalState)
@@ -242,9 +257,11 @@ impl SaslSession {
     }
 }
 
-/// Why an authentication failed: the reason is logged, never answered.
+/// Why an authentication failed: a password's reason is logged, never answered; a token's is both (it names
+/// what failed, never the token, and tells nothing of which users exist).
 enum Failure {
     Refused(String),
+    InvalidToken(TokenError),
     IllegalState,
 }
 
@@ -252,6 +269,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Refused(reason) => f.write_str(reason),
+            Failure::InvalidToken(reason) => write!(f, "OAUTHBEARER: {reason}"),
             Failure::IllegalState => f.write_str("SaslAuthenticate out of order (no SaslHandshake first)"),
         }
     }
@@ -260,7 +278,7 @@ impl std::fmt::Display for Failure {
 impl Failure {
     fn code(&self) -> i16 {
         match self {
-            Failure::Refused(_) => ResponseError::SaslAuthenticationFailed.code(),
+            Failure::Refused(_) | Failure::InvalidToken(_) => ResponseError::SaslAuthenticationFailed.code(),
             Failure::IllegalState => ResponseError::IllegalSaslState.code(),
         }
     }
@@ -268,18 +286,21 @@ impl Failure {
     fn answer(&self) -> String {
         match self {
             Failure::Refused(_) => AUTHENTICATION_FAILED.to_owned(),
+            Failure::InvalidToken(reason) => format!("authentication failed: invalid token: {reason}"),
             Failure::IllegalState => "SaslAuthenticate must follow a successful SaslHandshake".to_owned(),
         }
     }
 }
 
-/// The mechanisms this connection may use: PLAIN only over TLS unless the settings allow it without.
+/// The mechanisms this connection may use: PLAIN and OAUTHBEARER, which send a secret itself, only over TLS
+/// unless the settings allow them without.
 fn offered(kafka: &KafkaContext, is_tls: bool) -> Vec<SaslMechanism> {
     let auth = &kafka.node.config.auth;
+    let sends_secret = |m: &SaslMechanism| matches!(m, SaslMechanism::Plain | SaslMechanism::OAuthBearer);
     auth.kafka_sasl_mechanisms
         .iter()
         .copied()
-        .filter(|m| *m != SaslMechanism::Plain || is_tls || auth.sasl_plain_without_tls)
+        .filter(|m| !sends_secret(m) || is_tls || auth.sasl_plain_without_tls)
         .collect()
 }
 
@@ -297,6 +318,46 @@ fn parse_plain(bytes: &[u8]) -> Result<(String, Vec<u8>), Failure> {
         return Err(Failure::Refused(format!("PLAIN authorization id differs from user {user:?}")));
     }
     Ok((user, password.to_vec()))
+}
+
+/// An OAUTHBEARER client's first message.
+#[derive(Debug, PartialEq, Eq)]
+struct OAuthBearerMessage {
+    authzid: Option<String>,
+    bearer: String,
+}
+
+/// RFC 7628: `n,[a=authzid],` then `\x01`-separated `key=value` pairs, one of them `auth=Bearer TOKEN`, and a
+/// closing `\x01`. Other keys (Kafka's SASL extensions) are accepted and ignored; channel binding is refused.
+fn parse_oauthbearer(bytes: &[u8]) -> Result<OAuthBearerMessage, Failure> {
+    let malformed = |what: &str| Failure::Refused(format!("malformed OAUTHBEARER message: {what}"));
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("not UTF-8"))?;
+    let (gs2, rest) = text.split_once('\x01').ok_or_else(|| malformed("no \\x01 after the GS2 header"))?;
+    let authzid = match gs2.split(',').collect::<Vec<_>>().as_slice() {
+        ["n" | "y", "", ""] => None,
+        ["n" | "y", authzid, ""] => {
+            let name = authzid.strip_prefix("a=").ok_or_else(|| malformed("a GS2 header part other than a="))?;
+            Some(name.replace("=2C", ",").replace("=3D", "="))
+        }
+        _ => return Err(malformed("the GS2 header must be n,, or n,a=NAME, (no channel binding)")),
+    };
+    let pairs = rest.strip_suffix("\x01\x01").ok_or_else(|| malformed("it must end with \\x01\\x01"))?;
+    let mut bearer = None;
+    for pair in pairs.split('\x01') {
+        let (key, value) = pair.split_once('=').ok_or_else(|| malformed("a key without =value"))?;
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(malformed("a key of other than letters"));
+        }
+        if key == "auth" {
+            let (scheme, token) = value.split_once(' ').ok_or_else(|| malformed("auth is not \"Bearer TOKEN\""))?;
+            if !scheme.eq_ignore_ascii_case("Bearer") {
+                return Err(malformed("auth is not \"Bearer TOKEN\""));
+            }
+            bearer = Some(token.trim().to_owned());
+        }
+    }
+    let bearer = bearer.filter(|t| !t.is_empty()).ok_or_else(|| malformed("no auth=Bearer TOKEN"))?;
+    Ok(OAuthBearerMessage { authzid, bearer })
 }
 
 /// `user`'s credential, or for a user that does not exist a decoy: the same for every attempt (its salt an HMAC
@@ -331,5 +392,28 @@ mod tests {
         assert!(matches!(parse_plain(b"bob\0alice\0pw"), Err(Failure::Refused(_))));
         assert!(matches!(parse_plain(b"alice-pw"), Err(Failure::Refused(_))));
         assert!(matches!(parse_plain(b"\0\xff\0pw"), Err(Failure::Refused(_))));
+    }
+
+    #[test]
+    fn oauthbearer_messages_are_parsed_as_rfc_7628_and_kafka_send_them() {
+        let parsed = |bytes: &[u8]| parse_oauthbearer(bytes).ok();
+        let token = |authzid: Option<&str>, bearer: &str| {
+            Some(OAuthBearerMessage { authzid: authzid.map(str::to_owned), bearer: bearer.to_owned() })
+        };
+        assert_eq!(parsed(b"n,,\x01auth=Bearer eyJ.a.b\x01\x01"), token(None, "eyJ.a.b"));
+        // Kafka's Java client and librdkafka send their SASL extensions as more pairs.
+        assert_eq!(parsed(b"n,a=svc,\x01auth=Bearer t.o.k\x01traceId=123\x01\x01"), token(Some("svc"), "t.o.k"));
+        assert_eq!(parsed(b"n,,\x01host=broker\x01port=9092\x01auth=bearer  x.y.z\x01\x01"), token(None, "x.y.z"));
+        for bad in [
+            &b"n,,\x01auth=Bearer x.y.z\x01"[..],
+            b"p=tls-unique,,\x01auth=Bearer x\x01\x01",
+            b"n,,\x01auth=Basic YWxp\x01\x01",
+            b"n,,\x01auth=Bearer \x01\x01",
+            b"n,,\x01other=1\x01\x01",
+            b"\x01",
+            b"n,,\x01au th=Bearer x\x01\x01",
+        ] {
+            assert!(matches!(parse_oauthbearer(bad), Err(Failure::Refused(_))), "{bad:?}");
+        }
     }
 }

@@ -307,11 +307,11 @@ async fn route(request: &Request, state: &AdminState) -> Response {
     if matches!(request.path.as_str(), "/health" | "/ready") {
         return health_or_ready(request, state);
     }
-    let caller = match state.auth.caller(
-        request.authorization.as_deref(),
-        request.cookie.as_deref(),
-        std::time::SystemTime::now(),
-    ) {
+    let caller = match state
+        .auth
+        .authenticate(request.authorization.as_deref(), request.cookie.as_deref(), std::time::SystemTime::now())
+        .await
+    {
         Ok(caller) => caller,
         Err(refused) => {
             tracing::debug!(path = request.path, peer = ?request.peer, "admin request refused: {refused}");

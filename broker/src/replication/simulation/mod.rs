@@ -206,6 +206,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         // Authorization off: the simulation is about replication, not who may produce.
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
         disk_reserve: Arc::clone(&disk_reserve),
+        oauth: None,
         config: Arc::clone(&config),
         registry,
         offsets,

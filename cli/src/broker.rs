@@ -175,6 +175,11 @@ pub struct BrokerArgs {
     /// Audiences, comma-separated, one of which every token's aud must name. [default: aud not checked]
     #[arg(long, env = "RILL_OAUTH_AUDIENCE", value_name = "LIST", value_delimiter = ',')]
     oauth_audience: Option<Vec<String>>,
+    /// KIP-368: a Kafka client's SASL authentication lasts this long (or until its OAuth token expires, if
+    /// sooner); it re-authenticates on its connection before then, or the connection is closed. 0: as long as
+    /// the connection, as Kafka's connections.max.reauth.ms. [default: 0]
+    #[arg(long, env = "RILL_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
+    connections_max_reauth_ms: Option<u64>,
     /// The token claim that names the principal (User:VALUE). [default: sub]
     #[arg(long, env = "RILL_OAUTH_PRINCIPAL_CLAIM", value_name = "CLAIM")]
     oauth_principal_claim: Option<String>,
@@ -408,6 +413,9 @@ impl BrokerArgs {
         }
         if self.sasl_plain_without_tls {
             config.auth.sasl_plain_without_tls = true;
+        }
+        if let Some(v) = self.connections_max_reauth_ms {
+            config.auth.connections_max_reauth_ms = Some(v);
         }
         if let Some(jwks) = self.oauth_jwks {
             let oauth = config.auth.oauth.get_or_insert_with(|| rill_broker::OAuthConfig::new(jwks.clone()));

@@ -285,3 +285,48 @@ def test_rill_and_the_admin_listener_take_the_same_tokens(broker, provider):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(forged, timeout=10)
     assert refused.value.code == 401 and b"audience" in refused.value.read()
+
+
+def metric_values(admin_port, name):
+    """`name`'s samples on the broker's /metrics: labels text -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    samples = {}
+    for line in lines:
+        if line.startswith(name + "{"):
+            labels, _, value = line[len(name):].rpartition(" ")
+            samples[labels] = float(value)
+    return samples
+
+
+def test_librdkafka_reauthenticates_before_its_session_ends(provider):
+    """KIP-368: with --connections-max-reauth-ms, librdkafka re-authenticates on its connection (a new token from
+    the provider when it needs one) and the broker closes none of them."""
+    admin_port = free_port()
+    flags = ["--admin-listen", f"127.0.0.1:{admin_port}", "--kafka-sasl-mechanisms", "OAUTHBEARER",
+             "--sasl-plain-without-tls", "--oauth-jwks", f"{provider.url}/certs", "--oauth-audience", AUDIENCE,
+             "--connections-max-reauth-ms", "3000"]
+    with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, *flags) as addr:
+        rill(addr, "topic", "create", "orders-long")
+        errors = []
+        settings = {**oidc_settings(addr, provider, "orders-app"), "error_cb": errors.append}
+        producer = Producer({**settings, "acks": "all", "message.timeout.ms": 15000})
+        delivered = []
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 10:
+            producer.produce("orders-long", value=f"long {sent}".encode(), partition=0,
+                             on_delivery=lambda err, msg: delivered.append(err))
+            sent += 1
+            producer.poll(0)
+            time.sleep(0.1)
+        producer.flush(30)
+        assert delivered == [None] * sent and not errors, errors
+        requests = metric_values(admin_port, "rill_kafka_requests_total")
+        authentications = requests.get('{api="SaslAuthenticate"}', 0)
+        assert authentications >= 3, f"one authentication and re-authentications every ~3 s: {requests}"
+        closed = {k: v for k, v in metric_values(admin_port, "rill_kafka_request_errors_total").items()
+                  if "CONNECTION_CLOSED" in k}
+        assert not closed, f"no connection closed for an expired session: {closed}"
+        consumer = Consumer({**settings, "group.id": "orders-long", "auto.offset.reset": "earliest"})
+        assert len(read_values(consumer, "orders-long", sent)) == sent

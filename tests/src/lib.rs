@@ -58,15 +58,20 @@ impl TestBroker {
         for (topic, partitions) in topics {
             broker.create_topic(topic, *partitions).await;
         }
-        let url = broker.handle.as_ref().expect("running").url();
+        broker.create_users(users).await;
+        broker.config.auth.authorization = AuthorizationMode::On;
+        broker.config.auth.super_users = vec!["User:admin".into()];
+        broker.restart().await
+    }
+
+    /// Creates `users`, each with password [`PASSWORD`].
+    pub async fn create_users(&self, users: &[&str]) {
+        let url = self.handle.as_ref().expect("running").url();
         let mut admin = UserAdminClient::connect(url).await.expect("connect");
         for name in users {
             let request = CreateUserRequest { name: (*name).into(), password: PASSWORD.into(), ..Default::default() };
             admin.create_user(request).await.expect("user created");
         }
-        broker.config.auth.authorization = AuthorizationMode::On;
-        broker.config.auth.super_users = vec!["User:admin".into()];
-        broker.restart().await
     }
 
     async fn start_in(dir: TempDir, config: BrokerConfig) -> TestBroker {

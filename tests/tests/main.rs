@@ -16,6 +16,7 @@ mod kafka_idempotence;
 mod kafka_leader_epochs;
 mod kafka_log_dirs;
 mod kafka_protocol;
+mod kafka_reauthentication;
 mod leader_epochs;
 mod limits;
 mod metrics;

@@ -106,6 +106,10 @@ pub struct AuthConfig {
     pub cluster_secret_file: Option<std::path::PathBuf>,
     /// Listen on a non-loopback address although clients need not authenticate: for a trusted network only.
     pub allow_insecure: bool,
+    /// KIP-368 (Kafka's `connections.max.reauth.ms`): a Kafka client's SASL authentication lasts this long, or
+    /// until its token expires if sooner; it re-authenticates on its connection before then, or the connection
+    /// is closed. Unset or 0 (the default, as Kafka's): an authentication lasts as long as its connection.
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 /// `auth.authorization`: `off` or `on`.
@@ -178,6 +182,12 @@ impl AuthConfig {
         }
         if let Some(oauth) = &self.oauth {
             oauth.validate()?;
+        }
+        if let Some(ms) = self.connections_max_reauth_ms.filter(|ms| (1..1000).contains(ms)) {
+            return Err(ConfigError {
+                setting: "auth.connections_max_reauth_ms",
+                reason: format!("{ms} ms would have clients re-authenticate all the time: 0 (off) or at least 1000"),
+            });
         }
         Ok(())
     }

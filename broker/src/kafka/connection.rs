@@ -50,6 +50,11 @@ pub enum RequestError {
     Encode(#[from] EncodeError),
     #[error("API key {api_key} before SASL authentication (only ApiVersions, SaslHandshake, SaslAuthenticate are)")]
     Unauthenticated { api_key: i16 },
+    #[error(
+        "API key {api_key} after the SASL session expired (auth.connections_max_reauth_ms, or the token's exp) \
+         without a re-authentication (KIP-368)"
+    )]
+    SessionExpired { api_key: i16 },
 }
 
 /// Serves one connection until the client closes it, it sends what cannot be answered, or the broker stops.
@@ -210,6 +215,7 @@ async fn answer_gated(
             Err(err) => (Err(err), true),
         },
         Gate::Refuse => (Err(RequestError::Unauthenticated { api_key }), true),
+        Gate::Expired => (Err(RequestError::SessionExpired { api_key }), true),
     }
 }
 

@@ -7,10 +7,17 @@
 //! needs it advertised, though it then sends v1) the mechanism's messages come as raw SASL frames, a 4-byte
 //! size and the bytes, with no Kafka header, and are answered the same way; a failure there closes the
 //! connection without an answer, as Kafka's broker does, since a raw frame has no room for an error.
+//!
+//! With `auth.connections_max_reauth_ms` set, an authentication lasts that long, or until the credential expires
+//! when that is sooner (an OAuth token's `exp`), and SaslAuthenticate v1+ tells the client
+//! (`session_lifetime_ms`, KIP-368): the client re-authenticates on the same connection before then (a
+//! SaslHandshake with the same mechanism, then SaslAuthenticate, as the same principal; requests go on being
+//! served meanwhile), or its next request after the end closes the connection, as Kafka's broker does. So a
+//! deleted user, a changed password or an expired token stops a connection within that time.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::hmac;
 use bytes::Bytes;
@@ -40,6 +47,8 @@ pub enum Gate {
     Sasl,
     /// Not before authentication: close the connection.
     Refuse,
+    /// The authentication's session ended without a re-authentication (KIP-368): close the connection.
+    Expired,
 }
 
 enum State {
@@ -62,6 +71,16 @@ pub struct SaslSession {
     is_tls: bool,
     /// A SaslHandshake v0 chose the mechanism: its messages come as raw frames until it has authenticated.
     is_raw: bool,
+    /// The mechanism the last SaslHandshake chose, and the one the connection authenticated with: a
+    /// re-authentication must use it again.
+    chosen: Option<SaslMechanism>,
+    authenticated_with: Option<SaslMechanism>,
+    /// When the authentication's session ends (KIP-368); `None`: it lasts as long as the connection.
+    session_ends: Option<Instant>,
+    /// The last authentication's session lifetime, for SaslAuthenticate's answer (0: no limit).
+    session_lifetime_ms: i64,
+    /// A re-authentication is under way: requests are still served as the principal already authenticated.
+    is_reauthenticating: bool,
 }
 
 /// One SASL answer, and whether the connection must close once it is sent (a failure).
@@ -79,7 +98,17 @@ impl SaslSession {
             Some(chain) if !is_sasl_on => chain.first().and_then(crate::auth::certificate::principal_of),
             _ => None,
         };
-        Self { state, principal: from_certificate.unwrap_or(Principal::Anonymous), is_tls, is_raw: false }
+        Self {
+            state,
+            principal: from_certificate.unwrap_or(Principal::Anonymous),
+            is_tls,
+            is_raw: false,
+            chosen: None,
+            authenticated_with: None,
+            session_ends: None,
+            session_lifetime_ms: 0,
+            is_reauthenticating: false,
+        }
     }
 
     pub fn principal(&self) -> &Principal {
@@ -98,8 +127,10 @@ impl SaslSession {
             State::Off if is_sasl => Gate::Refuse,
             State::Off => Gate::Serve,
             _ if is_sasl => Gate::Sasl,
-            State::Authenticated => Gate::Serve,
             _ if api_key == ApiKey::ApiVersions as i16 => Gate::Serve,
+            _ if self.session_ends.is_some_and(|end| Instant::now() >= end) => Gate::Expired,
+            State::Authenticated => Gate::Serve,
+            _ if self.is_reauthenticating => Gate::Serve,
             _ => Gate::Refuse,
         }
     }
@@ -135,7 +166,8 @@ impl SaslSession {
                 if let (State::Authenticated, Some(peer)) = (&self.state, peer) {
                     kafka.auth_failures.record_success(peer.ip());
                 }
-                SaslAuthenticateResponse::default().with_auth_bytes(bytes)
+                let lifetime_ms = if matches!(self.state, State::Authenticated) { self.session_lifetime_ms } else { 0 };
+                SaslAuthenticateResponse::default().with_auth_bytes(bytes).with_session_lifetime_ms(lifetime_ms)
             }
             Err(failure) => {
                 self.failed(kafka, peer, &failure).await;
@@ -184,12 +216,22 @@ impl SaslSession {
         let offered = offered(kafka, self.is_tls);
         let names = offered.iter().map(|m| StrBytes::from_static_str(m.name())).collect();
         let response = SaslHandshakeResponse::default().with_mechanisms(names);
-        if !matches!(self.state, State::AwaitingHandshake) {
+        // KIP-368: a handshake on an authenticated connection whose session ends starts a re-authentication.
+        let is_reauthentication = matches!(self.state, State::Authenticated) && self.session_ends.is_some();
+        if !matches!(self.state, State::AwaitingHandshake) && !is_reauthentication {
             return (response.with_error_code(ResponseError::IllegalSaslState.code()), true);
         }
         match offered.into_iter().find(|m| m.name().eq_ignore_ascii_case(asked)) {
+            Some(mechanism) if is_reauthentication && Some(mechanism) != self.authenticated_with => {
+                tracing::info!(principal = %self.principal, asked, "kafka SASL re-authentication with another mechanism refused");
+                let original = self.authenticated_with.map(|m| StrBytes::from_static_str(m.name()));
+                let response = response.with_mechanisms(original.into_iter().collect());
+                (response.with_error_code(ResponseError::UnsupportedSaslMechanism.code()), true)
+            }
             Some(mechanism) => {
                 self.state = State::AwaitingAuthenticate(mechanism);
+                self.chosen = Some(mechanism);
+                self.is_reauthenticating = is_reauthentication;
                 (response, false)
             }
             None => (response.with_error_code(ResponseError::UnsupportedSaslMechanism.code()), true),
@@ -208,7 +250,7 @@ impl SaslSession {
                 if !is_valid {
                     return Err(Failure::Refused(format!("PLAIN: wrong password or unknown user {user:?}")));
                 }
-                self.authenticated(user, "PLAIN");
+                self.authenticated(kafka, user, None)?;
                 Ok(Bytes::new())
             }
             State::AwaitingAuthenticate(SaslMechanism::Scram(mechanism)) => {
@@ -225,7 +267,7 @@ impl SaslSession {
                 if !users.list().iter().any(|u| u.name == user) {
                     return Err(Failure::Refused(format!("unknown user {user:?}")));
                 }
-                self.authenticated(user, "SCRAM");
+                self.authenticated(kafka, user, None)?;
                 Ok(Bytes::from(last))
             }
             State::AwaitingAuthenticate(SaslMechanism::OAuthBearer) => {
@@ -239,7 +281,7 @@ impl SaslSession {
                         format!("OAUTHBEARER authorization id differs from the token's principal {:?}", valid.user);
                     return Err(Failure::Refused(reason));
                 }
-                self.authenticated(valid.user, "OAUTHBEARER");
+                self.authenticated(kafka, valid.user, Some(valid.expires_at))?;
                 Ok(Bytes::new())
             }
             State::Authenticated => {
@@ -250,10 +292,37 @@ impl SaslSession {
         }
     }
 
-    fn authenticated(&mut self, user: String, mechanism: &'static str) {
-        self.principal = Principal::User(user);
+    /// Records an authentication as `user`, whose credential expires at `credential_expires` if it does (a
+    /// token); a re-authentication must be as the same principal.
+    fn authenticated(
+        &mut self,
+        kafka: &KafkaContext,
+        user: String,
+        credential_expires: Option<SystemTime>,
+    ) -> Result<(), Failure> {
+        let principal = Principal::User(user);
+        if self.is_reauthenticating && principal != self.principal {
+            let reason =
+                format!("re-authentication as {principal}, not {} the connection authenticated as", self.principal);
+            return Err(Failure::Refused(reason));
+        }
+        let max_reauth_ms = kafka.node.config.auth.connections_max_reauth_ms;
+        let lifetime = session_lifetime(max_reauth_ms, credential_expires, SystemTime::now());
+        self.session_ends = lifetime.map(|lifetime| Instant::now() + lifetime);
+        self.session_lifetime_ms = lifetime.map_or(0, |lifetime| lifetime.as_millis().min(i64::MAX as u128) as i64);
+        let mechanism = self.chosen.map_or("", SaslMechanism::name);
+        tracing::debug!(
+            principal = %principal,
+            mechanism,
+            session_lifetime_ms = self.session_lifetime_ms,
+            reauthentication = self.is_reauthenticating,
+            "kafka client authenticated"
+        );
+        self.principal = principal;
         self.state = State::Authenticated;
-        tracing::debug!(principal = %self.principal, mechanism, "kafka client authenticated");
+        self.authenticated_with = self.chosen;
+        self.is_reauthenticating = false;
+        Ok(())
     }
 }
 
@@ -318,6 +387,22 @@ fn parse_plain(bytes: &[u8]) -> Result<(String, Vec<u8>), Failure> {
         return Err(Failure::Refused(format!("PLAIN authorization id differs from user {user:?}")));
     }
     Ok((user, password.to_vec()))
+}
+
+/// The shortest session an authentication gets, so that a token close to its expiry does not have its client
+/// re-authenticate in a loop.
+const MIN_SESSION: Duration = Duration::from_secs(1);
+
+/// How long an authentication lasts (KIP-368): `connections_max_reauth_ms`, or until the credential expires
+/// when that is sooner; `None` (unset or 0) when sessions last as long as their connections, as in Kafka.
+fn session_lifetime(
+    max_reauth_ms: Option<u64>,
+    credential_expires: Option<SystemTime>,
+    now: SystemTime,
+) -> Option<Duration> {
+    let max = Duration::from_millis(max_reauth_ms.filter(|ms| *ms > 0)?);
+    let until_expiry = credential_expires.map(|expires| expires.duration_since(now).unwrap_or(Duration::ZERO));
+    Some(until_expiry.map_or(max, |until| until.min(max)).max(MIN_SESSION))
 }
 
 /// An OAUTHBEARER client's first message.
@@ -392,6 +477,18 @@ mod tests {
         assert!(matches!(parse_plain(b"bob\0alice\0pw"), Err(Failure::Refused(_))));
         assert!(matches!(parse_plain(b"alice-pw"), Err(Failure::Refused(_))));
         assert!(matches!(parse_plain(b"\0\xff\0pw"), Err(Failure::Refused(_))));
+    }
+
+    #[test]
+    fn a_session_lasts_the_reauthentication_interval_or_until_the_credential_expires() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let secs = Duration::from_secs;
+        assert_eq!(session_lifetime(None, Some(now + secs(60)), now), None, "off: as long as the connection");
+        assert_eq!(session_lifetime(Some(0), None, now), None, "0 is off, as in Kafka");
+        assert_eq!(session_lifetime(Some(300_000), None, now), Some(secs(300)));
+        assert_eq!(session_lifetime(Some(300_000), Some(now + secs(60)), now), Some(secs(60)), "the token's exp");
+        assert_eq!(session_lifetime(Some(30_000), Some(now + secs(60)), now), Some(secs(30)));
+        assert_eq!(session_lifetime(Some(30_000), Some(now - secs(5)), now), Some(MIN_SESSION), "within the skew");
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub struct BrokerConfig {
     /// `None` (`"off"` in a file) serves none of them and records no metrics. Port 0 picks a free port.
     #[serde(with = "admin_listen_setting")]
     pub admin_listen: Option<SocketAddr>,
+    /// Where Confluent Schema Registry's REST API is served (`schema_registry/`); `None` (the default): not
+    /// served. Over TLS with the admin listener's (`tls.admin`), and with its authentication.
+    #[serde(default)]
+    pub schema_registry_listen: Option<SocketAddr>,
     /// The web console at the admin listener's root (docs/console.md): `on`, `read-only` (every page, no
     /// action that changes anything) or `off`. On by default, because the admin listener is on 127.0.0.1.
     pub console: ConsoleMode,
@@ -408,6 +412,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             advertise: None,
             admin_listen: Some(default_admin_listen(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))),
+            schema_registry_listen: None,
             console: ConsoleMode::On,
             console_hosts: Vec::new(),
             otlp_endpoint: None,
@@ -724,6 +729,22 @@ impl BrokerConfig {
         }
         self.auth.validate(self.tls.is_some())?;
         crate::auth::config::check_exposure(self.listen, &self.auth, self.tls.as_ref())?;
+        if let Some(addr) = self.schema_registry_listen {
+            let is_open = !self.auth.is_admin_auth_required() && !self.auth.allow_insecure;
+            if !addr.ip().is_loopback() && is_open {
+                return bad(
+                    "schema_registry_listen",
+                    format!(
+                        "{addr} is not a loopback address, and callers need not authenticate there: anyone who \
+                         reaches it could change or delete every schema. Require authentication (--admin-auth \
+                         required, or --require-auth), or pass --allow-insecure on a trusted network"
+                    ),
+                );
+            }
+            if Some(addr) == self.admin_listen || addr == self.listen && addr.port() != 0 {
+                return bad("schema_registry_listen", format!("{addr} is taken by another listener of the broker"));
+            }
+        }
         if let Some(path) = &self.auth.cluster_secret_file {
             crate::auth::node_calls::ClusterSecret::load(path)?;
         }

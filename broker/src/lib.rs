@@ -96,6 +96,7 @@ mod registry;
 mod replication;
 mod request_limit;
 pub mod request_trace;
+mod schema_registry;
 mod server;
 mod service;
 mod tls;

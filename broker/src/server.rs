@@ -76,6 +76,14 @@ pub enum StartError {
     Quotas(#[from] crate::quotas::store::QuotaError),
     #[error(transparent)]
     OAuth(#[from] crate::auth::oauth::OAuthError),
+    #[error(transparent)]
+    Schemas(#[from] crate::schema_registry::StoreError),
+    #[error("cannot listen for schema registry requests on {addr}: {source}")]
+    SchemaRegistryBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Starts broker nodes. See [`Broker::start`].
@@ -384,6 +392,37 @@ impl Broker {
             }
             _ => (None, None),
         };
+        let (schema_registry_addr, schema_registry) = match config.schema_registry_listen {
+            Some(addr) => {
+                let listener = crate::metrics::admin_http::bind(addr)
+                    .await
+                    .map_err(|source| StartError::SchemaRegistryBind { addr, source })?;
+                let store = match &controller {
+                    Some(controller) => crate::schema_registry::SchemaStore::replicated(
+                        Arc::clone(controller),
+                        tokio::runtime::Handle::current(),
+                    ),
+                    None => Arc::new(crate::schema_registry::SchemaStore::open(&config.data_dir)?),
+                };
+                let auth = Arc::new(
+                    crate::auth::admin::AdminAuthenticator::new(
+                        users.clone(),
+                        config.auth.is_admin_auth_required(),
+                        crate::auth::admin::SessionStore::Node(crate::auth::sessions::Sessions::default()),
+                    )
+                    .with_oauth(node.oauth.clone()),
+                );
+                let api = crate::schema_registry::http::SchemaRegistryApi::new(
+                    store,
+                    auth,
+                    users.clone(),
+                    Arc::clone(&node.authorizer),
+                );
+                let addr = listener.local_addr().ok();
+                (addr, Some(crate::metrics::admin_http::serve_http(listener, admin_tls.clone(), Arc::new(api))))
+            }
+            None => (None, None),
+        };
         let is_admin_exposed = admin_addr.is_some_and(|admin| !admin.ip().is_loopback());
         if is_admin_exposed && config.auth.is_admin_auth_required() && admin_tls.is_none() {
             tracing::warn!(
@@ -408,6 +447,8 @@ impl Broker {
             admin_tls_watcher,
             admin_addr,
             admin,
+            schema_registry_addr,
+            schema_registry,
             is_started,
             node,
             shutdown_tx,
@@ -435,6 +476,9 @@ pub struct BrokerHandle {
     /// Where `/metrics`, `/health` and `/ready` are served; `None` with `admin_listen` off.
     admin_addr: Option<SocketAddr>,
     admin: Option<JoinHandle<()>>,
+    /// Where the schema registry is served; `None` with `schema_registry_listen` unset.
+    schema_registry_addr: Option<SocketAddr>,
+    schema_registry: Option<JoinHandle<()>>,
     /// What `/ready` reports (with the cluster registration): false again once shutdown begins.
     is_started: Arc<AtomicBool>,
     node: Arc<Node>,
@@ -461,6 +505,12 @@ impl BrokerHandle {
     /// The admin listener's address (with the real port when the config asked for port 0), if it is on.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// `http://<schema registry addr>`, or `https://` with `tls.admin` on; `None` when not served.
+    pub fn schema_registry_url(&self) -> Option<String> {
+        let scheme = if self.admin_tls.is_some() { "https" } else { "http" };
+        self.schema_registry_addr.map(|addr| format!("{scheme}://{addr}"))
     }
 
     /// `http://<admin addr>`, or `https://` with `tls.admin` on: where the console and `/metrics` are.
@@ -553,6 +603,9 @@ impl BrokerHandle {
             tracing::error!(error = %err, "closing the committed-offsets log failed");
         }
         drop(self.data_dir_lock);
+        if let Some(schema_registry) = self.schema_registry {
+            schema_registry.abort();
+        }
         if let Some(admin) = self.admin {
             admin.abort();
         }

@@ -49,6 +49,10 @@ pub struct BrokerArgs {
     /// listen port + 552: 9644 for 9092, 9645 for 9093]
     #[arg(long, env = "RILL_ADMIN_LISTEN", value_name = "ADDR|off", value_parser = parse_admin_listen)]
     admin_listen: Option<AdminListen>,
+    /// Serve Confluent Schema Registry's REST API here (Avro schemas, for Confluent's serializers), e.g.
+    /// 127.0.0.1:8081; over TLS with --admin-tls, with the admin listener's authentication. [default: off]
+    #[arg(long, env = "RILL_SCHEMA_REGISTRY_LISTEN", value_name = "ADDR")]
+    schema_registry_listen: Option<std::net::SocketAddr>,
     /// The web console at the admin listener's root: on, read-only (no action that changes anything) or off.
     /// [default: on]
     #[arg(long, env = "RILL_CONSOLE", value_name = "on|read-only|off", value_parser = parse_console)]
@@ -313,6 +317,9 @@ impl BrokerArgs {
         if let Some(v) = self.advertise {
             config.advertise = Some(v);
         }
+        if let Some(v) = self.schema_registry_listen {
+            config.schema_registry_listen = Some(v);
+        }
         if let Some(AdminListen(v)) = self.admin_listen {
             config.admin_listen = v;
         }
@@ -502,6 +509,9 @@ fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Res
         let mut banner = format!("rill broker listening on {}\n", broker.addr());
         if let Some(admin) = broker.admin_url() {
             banner.push_str(&format!("rill admin listening on {admin}\n"));
+        }
+        if let Some(registry) = broker.schema_registry_url() {
+            banner.push_str(&format!("rill schema registry listening on {registry}\n"));
         }
         // A reader that went away is no reason to stop serving.
         let mut stdout = std::io::stdout().lock();

@@ -30,6 +30,7 @@ mod cluster_log_dirs;
 mod cluster_members;
 mod cluster_metrics;
 mod cluster_racks;
+mod cluster_schema_registry;
 mod cluster_throttle;
 mod console;
 mod console_auth;

@@ -134,6 +134,14 @@ pub struct ClusterMetadata {
     /// metadata written before transactions were served on a cluster, and while there is none.
     #[serde(default, skip_serializing_if = "is_no_transaction")]
     pub transactions: Transactions,
+    /// The schema registry (`schema_registry/`). Absent from metadata written before it existed, and while it
+    /// is empty.
+    #[serde(default, skip_serializing_if = "is_empty_registry")]
+    pub schema_registry: Arc<crate::schema_registry::SchemaRegistry>,
+}
+
+fn is_empty_registry(registry: &Arc<crate::schema_registry::SchemaRegistry>) -> bool {
+    registry.is_empty()
 }
 
 fn is_no_transaction(transactions: &Transactions) -> bool {
@@ -342,6 +350,12 @@ pub enum Command {
     AlterClientQuotas {
         changes: Vec<QuotaChange>,
     },
+    /// A change of the schema registry, checked by the proposer and again here (`SchemaChange::apply`): a
+    /// refused one changes nothing but the nonce, which tells the proposer it was applied, and says why.
+    ChangeSchemas {
+        nonce: u64,
+        change: crate::schema_registry::SchemaChange,
+    },
     /// The transaction coordinator's new state of one transactional id, under its producer id. A compare-and-set:
     /// applied only if the id's state under `replaces` (or, without it, under the new producer id) is still
     /// `prior` (`None`: no state there), so a coordinator that lost the controller leadership and got it back
@@ -397,11 +411,14 @@ pub struct CommandOutcome {
     /// For a user or ACL command that changed nothing: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<AccessRefusal>,
+    /// For a schema registry change: it was refused (the proposer finds why on the state it then applied).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub schema_refused: bool,
 }
 
 impl CommandOutcome {
     pub fn unchanged() -> CommandOutcome {
-        CommandOutcome { changed: false, producer_ids: None, count: None, refusal: None }
+        CommandOutcome { changed: false, producer_ids: None, count: None, refusal: None, schema_refused: false }
     }
 }
 
@@ -577,6 +594,11 @@ impl ClusterMetadata {
                         CommandOutcome { refusal: Some(refusal), ..CommandOutcome::unchanged() }
                     }
                 };
+            }
+            Command::ChangeSchemas { nonce, change } => {
+                let registry = Arc::make_mut(&mut self.schema_registry);
+                let schema_refused = registry.apply_replicated(*nonce, change).is_err();
+                return CommandOutcome { changed: true, schema_refused, ..CommandOutcome::unchanged() };
             }
             Command::StoreTransaction { meta, replaces, prior } => {
                 let key = replaces.unwrap_or(meta.producer_id);

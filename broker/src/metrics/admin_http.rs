@@ -11,7 +11,9 @@
 //! `MAX_REQUEST_BODY_BYTES` read within `REQUEST_TIMEOUT`. That is all Prometheus, load balancers' health checks and `rill top` need, and it keeps a
 //! second HTTP stack (and its limits) out of the broker.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,9 +59,32 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// What answers the requests of a listener [`serve_http`] serves: the admin listener's routes, or the schema
+/// registry's (`schema_registry/http.rs`).
+pub trait HttpHandler: Send + Sync + 'static {
+    fn answer<'a>(&'a self, request: &'a Request) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
+}
+
+impl HttpHandler for AdminState {
+    fn answer<'a>(&'a self, request: &'a Request) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>> {
+        Box::pin(route(request, self))
+    }
+}
+
 /// Serves admin requests on `listener` until the task is aborted: at the end of a shutdown, so that `/ready`
 /// says 503 while the node drains.
 pub fn serve(listener: TcpListener, state: AdminState) -> JoinHandle<()> {
+    let tls = state.tls.clone();
+    serve_http(listener, tls, Arc::new(state))
+}
+
+/// Serves `handler`'s requests on `listener` (over TLS with `tls`) until the task is aborted, with this
+/// module's limits.
+pub fn serve_http(
+    listener: TcpListener,
+    tls: Option<Arc<TlsAcceptorHandle>>,
+    handler: Arc<dyn HttpHandler>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
         loop {
@@ -76,12 +101,12 @@ pub fn serve(listener: TcpListener, state: AdminState) -> JoinHandle<()> {
                 tracing::debug!(%peer, "admin connection refused: too many open");
                 continue;
             };
-            let state = state.clone();
+            let (handler, tls) = (Arc::clone(&handler), tls.clone());
             tokio::spawn(async move {
-                let answered = match &state.tls {
-                    None => answer(stream, Some(peer.ip()), false, &state).await,
+                let answered = match &tls {
+                    None => answer(stream, Some(peer.ip()), false, handler.as_ref()).await,
                     Some(tls) => match tls.accept(stream).await {
-                        Ok(stream) => answer(stream, Some(peer.ip()), true, &state).await,
+                        Ok(stream) => answer(stream, Some(peer.ip()), true, handler.as_ref()).await,
                         Err(err) => Err(err),
                     },
                 };
@@ -154,7 +179,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: Option<IpAddr>,
     is_tls: bool,
-    state: &AdminState,
+    handler: &dyn HttpHandler,
 ) -> std::io::Result<()> {
     let mut request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Ok(read) => read?,
@@ -167,7 +192,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         ReadRequest::HeadTooLarge => Response::text(431, format!("request head over {MAX_REQUEST_HEAD_BYTES} bytes\n")),
         ReadRequest::BodyTooLarge => Response::text(413, format!("request body over {MAX_REQUEST_BODY_BYTES} bytes\n")),
         ReadRequest::NotHttp => Response::text(400, "not an HTTP/1 request\n"),
-        ReadRequest::Complete(request) => route(request, state).await,
+        ReadRequest::Complete(request) => handler.answer(request).await,
     };
     let is_head = matches!(&request, ReadRequest::Complete(r) if r.method == "HEAD");
     let reason = match response.status {
@@ -181,6 +206,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         409 => "Conflict",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",

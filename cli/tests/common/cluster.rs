@@ -19,6 +19,8 @@ pub struct Cluster {
     pub admins: Vec<String>,
     /// Each node's `--rack`, when the test gives them racks.
     pub racks: Vec<String>,
+    /// Each node's `--schema-registry-listen`, `host:port`, when the test serves the schema registry.
+    pub schema_registries: Vec<String>,
     pub dir: tempfile::TempDir,
 }
 
@@ -31,22 +33,28 @@ impl Cluster {
     /// [`Cluster::start`], with `prepare` run on the cluster's directory before any node starts (to put a
     /// node's data dir elsewhere, say: `d<node id>` may be a symlink).
     pub fn start_with(config: &str, prepare: impl FnOnce(&Path)) -> Cluster {
-        Self::start_all(config, prepare, Vec::new())
+        Self::start_all(config, prepare, Vec::new(), false)
     }
 
     /// [`Cluster::start`] with node `i + 1` in rack `racks[i]` (`--rack`).
     pub fn start_in_racks(config: &str, racks: [&str; 3]) -> Cluster {
-        Self::start_all(config, |_| {}, racks.iter().map(|rack| (*rack).to_owned()).collect())
+        Self::start_all(config, |_| {}, racks.iter().map(|rack| (*rack).to_owned()).collect(), false)
     }
 
-    fn start_all(config: &str, prepare: impl FnOnce(&Path), racks: Vec<String>) -> Cluster {
+    /// [`Cluster::start`] with each node serving the schema registry (`--schema-registry-listen`).
+    pub fn start_with_schema_registries(config: &str) -> Cluster {
+        Self::start_all(config, |_| {}, Vec::new(), true)
+    }
+
+    fn start_all(config: &str, prepare: impl FnOnce(&Path), racks: Vec<String>, registries: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         prepare(dir.path());
         std::fs::write(dir.path().join("rill.toml"), config).expect("write config");
         let addrs: Vec<String> = (0..3).map(|_| dead_address()).collect();
         let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
         let admins: Vec<String> = (0..3).map(|_| dead_address()).collect();
-        let mut cluster = Cluster { dir, addrs, peers, admins, racks, nodes: Vec::new() };
+        let schema_registries = if registries { (0..3).map(|_| dead_address()).collect() } else { Vec::new() };
+        let mut cluster = Cluster { dir, addrs, peers, admins, racks, schema_registries, nodes: Vec::new() };
         for node_id in 1..=3 {
             let node = cluster.start_node(node_id);
             cluster.nodes.push(Some(node));
@@ -68,6 +76,9 @@ impl Cluster {
         args.extend(["--admin-listen".to_owned(), self.admin(node_id).to_owned()]);
         if let Some(rack) = self.racks.get(node_id as usize - 1) {
             args.extend(["--rack".to_owned(), rack.clone()]);
+        }
+        if let Some(registry) = self.schema_registries.get(node_id as usize - 1) {
+            args.extend(["--schema-registry-listen".to_owned(), registry.clone()]);
         }
         args
     }

@@ -1,0 +1,622 @@
+//! The registry itself: subjects, their versions, the schemas by id, and the compatibility levels, with every
+//! operation of Confluent's API as a pure function of this state, so that a single node's file and a cluster's
+//! replicated metadata apply the same changes the same way.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use apache_avro::schema_compatibility::{Compatibility as AvroReadability, SchemaCompatibility};
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+
+/// Most subjects held; a registration of one more is refused.
+pub const MAX_SUBJECTS: usize = 10_000;
+/// Most versions of one subject.
+pub const MAX_VERSIONS: usize = 1_000;
+/// Largest schema text taken.
+pub const MAX_SCHEMA_BYTES: usize = 256 << 10;
+/// Longest subject name.
+pub const MAX_SUBJECT_BYTES: usize = 255;
+
+/// A compatibility level (Confluent's names): which earlier versions a new one must be readable with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Compatibility {
+    None,
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+}
+
+impl Compatibility {
+    pub const NAMES: &'static str =
+        "NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL or FULL_TRANSITIVE";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_ascii_uppercase())).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compatibility::None => "NONE",
+            Compatibility::Backward => "BACKWARD",
+            Compatibility::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Compatibility::Forward => "FORWARD",
+            Compatibility::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Compatibility::Full => "FULL",
+            Compatibility::FullTransitive => "FULL_TRANSITIVE",
+        }
+    }
+
+    fn is_transitive(self) -> bool {
+        matches!(
+            self,
+            Compatibility::BackwardTransitive | Compatibility::ForwardTransitive | Compatibility::FullTransitive
+        )
+    }
+
+    /// Whether data written with `earlier` must be readable with `new` (backward), and the other way (forward).
+    fn directions(self) -> (bool, bool) {
+        match self {
+            Compatibility::None => (false, false),
+            Compatibility::Backward | Compatibility::BackwardTransitive => (true, false),
+            Compatibility::Forward | Compatibility::ForwardTransitive => (false, true),
+            Compatibility::Full | Compatibility::FullTransitive => (true, true),
+        }
+    }
+}
+
+/// A schema held under an id: the text as first registered, and its identity (the parsed schema written out
+/// again, so that whitespace and key order do not make two schemas of one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSchema {
+    pub text: String,
+    identity: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectVersion {
+    pub version: u32,
+    pub id: u32,
+    /// Soft-deleted: hidden from reads (but `deleted=true` ones) and from compatibility checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub versions: Vec<SubjectVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatibility: Option<Compatibility>,
+}
+
+impl Subject {
+    fn live(&self) -> impl DoubleEndedIterator<Item = &SubjectVersion> {
+        self.versions.iter().filter(|v| !v.deleted)
+    }
+
+    fn is_live(&self) -> bool {
+        self.live().next().is_some()
+    }
+}
+
+/// The whole registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaRegistry {
+    pub schemas: BTreeMap<u32, StoredSchema>,
+    pub subjects: BTreeMap<String, Subject>,
+    pub compatibility: Compatibility,
+    pub next_id: u32,
+    /// On a cluster, the nonces of the last changes applied: how the node that proposed one knows it has.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    recent_changes: VecDeque<u64>,
+}
+
+impl Default for SchemaRegistry {
+    fn default() -> Self {
+        Self {
+            schemas: BTreeMap::new(),
+            subjects: BTreeMap::new(),
+            compatibility: Compatibility::Backward,
+            next_id: 1,
+            recent_changes: VecDeque::new(),
+        }
+    }
+}
+
+/// Nonces of applied changes remembered.
+const RECENT_CHANGES: usize = 256;
+
+/// A change of the registry, as a cluster's metadata command carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChange {
+    Register { subject: String, schema: String },
+    DeleteSubject { subject: String, permanent: bool },
+    DeleteVersion { subject: String, version: u32, permanent: bool },
+    SetCompatibility { subject: Option<String>, level: Compatibility },
+    ClearCompatibility { subject: String },
+}
+
+impl SchemaChange {
+    /// Applies the change to `registry`; Ok(false) when it changed nothing (a schema the subject already has).
+    pub fn apply(&self, registry: &mut SchemaRegistry) -> Result<bool, SchemaError> {
+        match self {
+            SchemaChange::Register { subject, schema } => registry.register(subject, schema).map(|r| r.is_new),
+            SchemaChange::DeleteSubject { subject, permanent } => {
+                registry.delete_subject(subject, *permanent).map(|_| true)
+            }
+            SchemaChange::DeleteVersion { subject, version, permanent } => {
+                registry.delete_version(subject, VersionRef::Number(*version), *permanent).map(|_| true)
+            }
+            SchemaChange::SetCompatibility { subject, level } => {
+                registry.set_compatibility(subject.as_deref(), *level).map(|()| true)
+            }
+            SchemaChange::ClearCompatibility { subject } => registry.clear_compatibility(subject).map(|_| true),
+        }
+    }
+}
+
+/// Why a request is refused, with Confluent's error code and HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaError {
+    #[error("Subject '{0}' not found.")]
+    SubjectNotFound(String),
+    #[error("Version {version} not found for subject '{subject}'.")]
+    VersionNotFound { subject: String, version: String },
+    #[error("Schema {0} not found")]
+    SchemaNotFound(String),
+    #[error("Subject '{0}' was soft deleted. Set permanent=true to delete permanently")]
+    SubjectSoftDeleted(String),
+    #[error("Subject '{0}' was not deleted first before being permanently deleted")]
+    SubjectNotSoftDeleted(String),
+    #[error("Subject '{subject}' Version {version} was not deleted first before being permanently deleted")]
+    VersionNotSoftDeleted { subject: String, version: u32 },
+    #[error("Subject '{0}' does not have subject-level compatibility configured")]
+    NoSubjectCompatibility(String),
+    #[error("Invalid schema: {0}")]
+    InvalidSchema(String),
+    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    InvalidVersion(String),
+    #[error("Invalid compatibility level {0:?}: {names}", names = Compatibility::NAMES)]
+    InvalidCompatibility(String),
+    #[error("Invalid subject {0:?}: 1 to 255 characters, no control characters")]
+    InvalidSubject(String),
+    #[error(
+        "Schema being registered is incompatible with an earlier schema for subject \"{subject}\" ({level}): {reason}"
+    )]
+    Incompatible { subject: String, level: String, reason: String },
+    #[error("{0}")]
+    TooMany(String),
+}
+
+impl SchemaError {
+    /// Confluent's `error_code` for it; its first three digits are the HTTP status.
+    pub fn code(&self) -> u32 {
+        match self {
+            SchemaError::SubjectNotFound(_) => 40401,
+            SchemaError::VersionNotFound { .. } => 40402,
+            SchemaError::SchemaNotFound(_) => 40403,
+            SchemaError::SubjectSoftDeleted(_) => 40404,
+            SchemaError::SubjectNotSoftDeleted(_) => 40405,
+            SchemaError::VersionNotSoftDeleted { .. } => 40407,
+            SchemaError::NoSubjectCompatibility(_) => 40408,
+            SchemaError::InvalidSchema(_) | SchemaError::InvalidSubject(_) | SchemaError::TooMany(_) => 42201,
+            SchemaError::InvalidVersion(_) => 42202,
+            SchemaError::InvalidCompatibility(_) => 42203,
+            SchemaError::Incompatible { .. } => 409,
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        match self.code() {
+            409 => 409,
+            code => (code / 100) as u16,
+        }
+    }
+}
+
+/// A version as the API names it: a number, or `latest` (`-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionRef {
+    Number(u32),
+    Latest,
+}
+
+impl VersionRef {
+    pub fn parse(text: &str) -> Result<Self, SchemaError> {
+        if text == "latest" || text == "-1" {
+            return Ok(VersionRef::Latest);
+        }
+        match text.parse::<u32>() {
+            Ok(n) if (1..=i32::MAX as u32).contains(&n) => Ok(VersionRef::Number(n)),
+            _ => Err(SchemaError::InvalidVersion(text.to_owned())),
+        }
+    }
+}
+
+/// A version found, with its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundVersion {
+    pub subject: String,
+    pub version: u32,
+    pub id: u32,
+    pub text: String,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub id: u32,
+    pub version: u32,
+    /// False when the subject already had the schema (nothing changed).
+    pub is_new: bool,
+}
+
+/// An Avro schema parsed from `text`, with its identity.
+fn parse(text: &str) -> Result<(Schema, String), SchemaError> {
+    if text.len() > MAX_SCHEMA_BYTES {
+        return Err(SchemaError::InvalidSchema(format!("over {MAX_SCHEMA_BYTES} bytes")));
+    }
+    let schema = Schema::parse_str(text).map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
+    let identity = serde_json::to_string(&schema).map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
+    Ok((schema, identity))
+}
+
+pub fn check_subject(subject: &str) -> Result<(), SchemaError> {
+    if subject.is_empty() || subject.len() > MAX_SUBJECT_BYTES || subject.chars().any(char::is_control) {
+        return Err(SchemaError::InvalidSubject(subject.to_owned()));
+    }
+    Ok(())
+}
+
+impl SchemaRegistry {
+    /// Applies a cluster's change and remembers its nonce (also when it changed nothing or was refused, so that
+    /// the node waiting on it stops waiting).
+    pub fn apply_replicated(&mut self, nonce: u64, change: &SchemaChange) -> Result<bool, SchemaError> {
+        let mut next = self.clone();
+        let applied = change.apply(&mut next);
+        if applied.is_ok() {
+            *self = next;
+        }
+        self.recent_changes.push_back(nonce);
+        if self.recent_changes.len() > RECENT_CHANGES {
+            self.recent_changes.pop_front();
+        }
+        applied
+    }
+
+    pub fn has_applied(&self, nonce: u64) -> bool {
+        self.recent_changes.contains(&nonce)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == SchemaRegistry::default()
+    }
+
+    fn subject(&self, name: &str) -> Result<&Subject, SchemaError> {
+        self.subjects.get(name).ok_or_else(|| SchemaError::SubjectNotFound(name.to_owned()))
+    }
+
+    /// A subject with a live version (or any, with `deleted`).
+    fn readable_subject(&self, name: &str, deleted: bool) -> Result<&Subject, SchemaError> {
+        match self.subject(name)? {
+            subject if deleted || subject.is_live() => Ok(subject),
+            _ => Err(SchemaError::SubjectNotFound(name.to_owned())),
+        }
+    }
+
+    pub fn effective_compatibility(&self, subject: &str) -> Compatibility {
+        self.subjects.get(subject).and_then(|s| s.compatibility).unwrap_or(self.compatibility)
+    }
+
+    /// The subjects with a live version (all, with `deleted`), optionally those starting with `prefix`.
+    pub fn subject_names(&self, deleted: bool, prefix: &str) -> Vec<String> {
+        self.subjects
+            .iter()
+            .filter(|(name, subject)| name.starts_with(prefix) && (deleted || subject.is_live()))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    pub fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<u32>, SchemaError> {
+        let found = self.readable_subject(subject, deleted)?;
+        Ok(found.versions.iter().filter(|v| deleted || !v.deleted).map(|v| v.version).collect())
+    }
+
+    pub fn version(&self, subject: &str, version: VersionRef, deleted: bool) -> Result<FoundVersion, SchemaError> {
+        let found = self.readable_subject(subject, deleted)?;
+        let mut candidates = found.versions.iter().filter(|v| deleted || !v.deleted);
+        let picked = match version {
+            VersionRef::Latest => candidates.next_back(),
+            VersionRef::Number(n) => candidates.find(|v| v.version == n),
+        };
+        let picked = picked.ok_or_else(|| SchemaError::VersionNotFound {
+            subject: subject.to_owned(),
+            version: match version {
+                VersionRef::Latest => "latest".to_owned(),
+                VersionRef::Number(n) => n.to_string(),
+            },
+        })?;
+        let text = self.schemas.get(&picked.id).map(|s| s.text.clone()).unwrap_or_default();
+        Ok(FoundVersion { subject: subject.to_owned(), version: picked.version, id: picked.id, text })
+    }
+
+    pub fn schema(&self, id: u32) -> Result<&StoredSchema, SchemaError> {
+        self.schemas.get(&id).ok_or_else(|| SchemaError::SchemaNotFound(id.to_string()))
+    }
+
+    /// The (subject, version) pairs holding schema `id`.
+    pub fn usages(&self, id: u32, deleted: bool) -> Result<Vec<(String, u32)>, SchemaError> {
+        self.schema(id)?;
+        Ok(self
+            .subjects
+            .iter()
+            .flat_map(|(name, subject)| {
+                subject
+                    .versions
+                    .iter()
+                    .filter(move |v| v.id == id && (deleted || !v.deleted))
+                    .map(|v| (name.clone(), v.version))
+            })
+            .collect())
+    }
+
+    /// The live version of `subject` holding `text`'s schema, if any.
+    pub fn lookup(&self, subject: &str, text: &str, deleted: bool) -> Result<FoundVersion, SchemaError> {
+        let found = self.readable_subject(subject, deleted)?;
+        let (_, identity) = parse(text)?;
+        let version = found
+            .versions
+            .iter()
+            .filter(|v| deleted || !v.deleted)
+            .find(|v| self.schemas.get(&v.id).is_some_and(|s| s.identity == identity))
+            .ok_or_else(|| SchemaError::SchemaNotFound(format!("for subject '{subject}'")))?;
+        let text = self.schemas.get(&version.id).map(|s| s.text.clone()).unwrap_or_default();
+        Ok(FoundVersion { subject: subject.to_owned(), version: version.version, id: version.id, text })
+    }
+
+    /// Why `new` may not follow the live versions of `subject` at its compatibility level, if it may not.
+    fn incompatibility(
+        &self,
+        subject: &str,
+        new: &Schema,
+        against: Option<u32>,
+    ) -> Result<Option<String>, SchemaError> {
+        let level = self.effective_compatibility(subject);
+        let (backward, forward) = level.directions();
+        let Some(found) = self.subjects.get(subject) else { return Ok(None) };
+        let live: Vec<&SubjectVersion> = found.live().collect();
+        let earlier: Vec<&SubjectVersion> = match against {
+            Some(version) => live.into_iter().filter(|v| v.version == version).collect(),
+            None if level.is_transitive() => live,
+            None => live.into_iter().last().into_iter().collect(),
+        };
+        for version in earlier {
+            let Some(stored) = self.schemas.get(&version.id) else { continue };
+            let (old, _) = parse(&stored.text)?;
+            let reads = |writer: &Schema, reader: &Schema| {
+                matches!(SchemaCompatibility::can_read(writer, reader), Ok(AvroReadability::Full))
+            };
+            if backward && !reads(&old, new) {
+                return Ok(Some(format!("the new schema cannot read data written with version {}", version.version)));
+            }
+            if forward && !reads(new, &old) {
+                return Ok(Some(format!("version {} cannot read data written with the new schema", version.version)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `text` may follow `subject`'s version (all those its level checks, for `None`).
+    pub fn is_compatible(
+        &self,
+        subject: &str,
+        version: Option<VersionRef>,
+        text: &str,
+    ) -> Result<Result<(), String>, SchemaError> {
+        let (new, _) = parse(text)?;
+        let against = match version {
+            Some(version) => Some(self.version(subject, version, false)?.version),
+            None => None,
+        };
+        Ok(self.incompatibility(subject, &new, against)?.map_or(Ok(()), Err))
+    }
+
+    /// Registers `text` under `subject`: its existing version if the subject has the schema, else a new version
+    /// (the schema's existing id if another subject has it, else a new one), after the compatibility check.
+    pub fn register(&mut self, subject: &str, text: &str) -> Result<Registered, SchemaError> {
+        check_subject(subject)?;
+        let (schema, identity) = parse(text)?;
+        if let Some(found) = self.subjects.get(subject) {
+            let existing = found.live().find(|v| self.schemas.get(&v.id).is_some_and(|s| s.identity == identity));
+            if let Some(existing) = existing {
+                return Ok(Registered { id: existing.id, version: existing.version, is_new: false });
+            }
+        }
+        if let Some(reason) = self.incompatibility(subject, &schema, None)? {
+            let level = self.effective_compatibility(subject).name().to_owned();
+            return Err(SchemaError::Incompatible { subject: subject.to_owned(), level, reason });
+        }
+        if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
+            return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
+        }
+        if self.subjects.get(subject).is_some_and(|s| s.versions.len() >= MAX_VERSIONS) {
+            return Err(SchemaError::TooMany(format!("subject '{subject}' has {MAX_VERSIONS} versions, its most")));
+        }
+        let id = match self.schemas.iter().find(|(_, s)| s.identity == identity) {
+            Some((id, _)) => *id,
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.schemas.insert(id, StoredSchema { text: text.to_owned(), identity });
+                id
+            }
+        };
+        let entry = self.subjects.entry(subject.to_owned()).or_default();
+        let version = entry.versions.last().map_or(1, |v| v.version + 1);
+        entry.versions.push(SubjectVersion { version, id, deleted: false });
+        Ok(Registered { id, version, is_new: true })
+    }
+
+    /// Deletes `subject`'s versions: soft (hidden) or, after a soft delete, permanent. Returns the versions.
+    pub fn delete_subject(&mut self, subject: &str, permanent: bool) -> Result<Vec<u32>, SchemaError> {
+        let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
+        let versions: Vec<u32>;
+        if permanent {
+            if found.is_live() {
+                return Err(SchemaError::SubjectNotSoftDeleted(subject.to_owned()));
+            }
+            versions = found.versions.iter().map(|v| v.version).collect();
+            self.subjects.remove(subject);
+        } else {
+            if !found.is_live() {
+                return Err(SchemaError::SubjectSoftDeleted(subject.to_owned()));
+            }
+            versions = found.live().map(|v| v.version).collect();
+            found.versions.iter_mut().for_each(|v| v.deleted = true);
+        }
+        self.forget_unused_schemas();
+        Ok(versions)
+    }
+
+    /// Deletes one version of `subject`, soft or (after a soft delete) permanent.
+    pub fn delete_version(&mut self, subject: &str, version: VersionRef, permanent: bool) -> Result<u32, SchemaError> {
+        let number = self.version(subject, version, permanent)?.version;
+        let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
+        let at = found
+            .versions
+            .iter()
+            .position(|v| v.version == number)
+            .ok_or_else(|| SchemaError::VersionNotFound { subject: subject.to_owned(), version: number.to_string() })?;
+        if permanent {
+            if !found.versions[at].deleted {
+                return Err(SchemaError::VersionNotSoftDeleted { subject: subject.to_owned(), version: number });
+            }
+            found.versions.remove(at);
+            if found.versions.is_empty() && found.compatibility.is_none() {
+                self.subjects.remove(subject);
+            }
+        } else {
+            found.versions[at].deleted = true;
+        }
+        self.forget_unused_schemas();
+        Ok(number)
+    }
+
+    /// Schemas no version names any more (permanently deleted) are forgotten; ids are never given again.
+    fn forget_unused_schemas(&mut self) {
+        let used: std::collections::BTreeSet<u32> =
+            self.subjects.values().flat_map(|s| s.versions.iter().map(|v| v.id)).collect();
+        self.schemas.retain(|id, _| used.contains(id));
+    }
+
+    pub fn set_compatibility(&mut self, subject: Option<&str>, level: Compatibility) -> Result<(), SchemaError> {
+        match subject {
+            None => self.compatibility = level,
+            Some(subject) => {
+                check_subject(subject)?;
+                if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
+                    return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
+                }
+                self.subjects.entry(subject.to_owned()).or_default().compatibility = Some(level);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `subject`'s own level (it follows the global one again); returns the level it had.
+    pub fn clear_compatibility(&mut self, subject: &str) -> Result<Compatibility, SchemaError> {
+        let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
+        let level =
+            found.compatibility.take().ok_or_else(|| SchemaError::NoSubjectCompatibility(subject.to_owned()))?;
+        if found.versions.is_empty() {
+            self.subjects.remove(subject);
+        }
+        Ok(level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &str) -> String {
+        format!(r#"{{"type":"record","name":"Order","namespace":"shop","fields":[{fields}]}}"#)
+    }
+
+    const ID: &str = r#"{"name":"id","type":"long"}"#;
+    const NOTE_WITH_DEFAULT: &str = r#"{"name":"note","type":"string","default":""}"#;
+    const NOTE: &str = r#"{"name":"note","type":"string"}"#;
+
+    #[test]
+    fn a_schema_registered_twice_keeps_its_version_and_another_subject_shares_its_id() {
+        let mut registry = SchemaRegistry::default();
+        let first = registry.register("orders-value", &record(ID)).expect("registered");
+        assert_eq!(first, Registered { id: 1, version: 1, is_new: true });
+        let spaced = format!(" {} ", record(ID).replace(',', ", "));
+        assert!(!registry.register("orders-value", &spaced).expect("same").is_new, "whitespace is no change");
+        let elsewhere = registry.register("returns-value", &record(ID)).expect("registered");
+        assert_eq!((elsewhere.id, elsewhere.version), (1, 1), "the same schema keeps its id");
+        let second = registry.register("orders-value", &record(&format!("{ID},{NOTE_WITH_DEFAULT}"))).expect("v2");
+        assert_eq!((second.id, second.version), (2, 2));
+        assert_eq!(registry.versions("orders-value", false), Ok(vec![1, 2]));
+        assert_eq!(registry.version("orders-value", VersionRef::Latest, false).map(|v| v.id), Ok(2));
+        assert_eq!(registry.usages(1, false), Ok(vec![("orders-value".into(), 1), ("returns-value".into(), 1)]));
+        assert_eq!(registry.lookup("orders-value", &spaced, false).map(|v| v.version), Ok(1));
+        assert!(matches!(registry.register("orders-value", "{\"type\":\"nope\"}"), Err(SchemaError::InvalidSchema(_))));
+    }
+
+    #[test]
+    fn each_level_checks_the_direction_and_versions_it_names() {
+        let mut registry = SchemaRegistry::default();
+        registry.register("s", &record(ID)).expect("v1");
+        // A field without a default cannot be read from data written without it: not backward.
+        let err = registry.register("s", &record(&format!("{ID},{NOTE}"))).expect_err("backward");
+        assert_eq!(err.code(), 409);
+        assert!(err.to_string().contains("BACKWARD"), "{err}");
+        registry.register("s", &record(&format!("{ID},{NOTE_WITH_DEFAULT}"))).expect("with a default it is");
+        // Forward: data written with the new schema (no note) must be readable with version 2 (a default).
+        registry.set_compatibility(Some("s"), Compatibility::Forward).expect("level");
+        registry.register("s", &record(ID)).expect("forward: the old reader has a default for note");
+        registry.set_compatibility(Some("s"), Compatibility::None).expect("level");
+        registry.register("s", r#"{"type":"string"}"#).expect("NONE checks nothing");
+        registry.set_compatibility(Some("s"), Compatibility::BackwardTransitive).expect("level");
+        let widened = r#"["null","string"]"#;
+        assert_eq!(registry.is_compatible("s", Some(VersionRef::Latest), widened).expect("checked"), Ok(()));
+        assert!(registry.register("s", widened).is_err(), "transitive: version 1 (a record) is not readable");
+        assert_eq!(registry.clear_compatibility("s"), Ok(Compatibility::BackwardTransitive));
+        assert_eq!(registry.effective_compatibility("s"), Compatibility::Backward);
+        assert_eq!(registry.clear_compatibility("s").map_err(|e| e.code()), Err(40408));
+        // An enum losing a symbol is not backward-compatible (Avro reads it only partly).
+        let mut enums = SchemaRegistry::default();
+        enums.register("e", r#"{"type":"enum","name":"C","symbols":["A","B"]}"#).expect("v1");
+        assert!(enums.register("e", r#"{"type":"enum","name":"C","symbols":["A"]}"#).is_err());
+    }
+
+    #[test]
+    fn deletes_are_soft_first_then_permanent_and_ids_are_never_given_twice() {
+        let mut registry = SchemaRegistry::default();
+        registry.register("s", &record(ID)).expect("v1");
+        registry.register("s", &record(&format!("{ID},{NOTE_WITH_DEFAULT}"))).expect("v2");
+        assert_eq!(registry.delete_subject("s", true).map_err(|e| e.code()), Err(40405));
+        assert_eq!(registry.delete_version("s", VersionRef::Number(2), false), Ok(2));
+        assert_eq!(registry.versions("s", false), Ok(vec![1]));
+        assert_eq!(registry.versions("s", true), Ok(vec![1, 2]));
+        assert_eq!(registry.delete_subject("s", false), Ok(vec![1]));
+        assert_eq!(registry.versions("s", false).map_err(|e| e.code()), Err(40401));
+        assert_eq!(registry.subject_names(false, ""), Vec::<String>::new());
+        assert_eq!(registry.subject_names(true, ""), vec!["s".to_owned()]);
+        assert_eq!(registry.delete_subject("s", false).map_err(|e| e.code()), Err(40404));
+        assert_eq!(registry.delete_subject("s", true), Ok(vec![1, 2]));
+        assert_eq!(registry.schema(1).map_err(|e| e.code()), Err(40403));
+        let again = registry.register("s", &record(ID)).expect("anew");
+        assert_eq!((again.id, again.version), (3, 1), "a new id: an old reader may still hold id 1's schema");
+        assert_eq!(VersionRef::parse("0").map_err(|e| e.code()), Err(42202));
+        assert_eq!(Compatibility::parse("full_transitive"), Some(Compatibility::FullTransitive));
+        assert!(check_subject("").is_err() && check_subject("a\nb").is_err());
+    }
+}

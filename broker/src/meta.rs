@@ -68,6 +68,83 @@ pub struct TopicSettings {
     /// Kafka's `compression.type`. Left out of the files while it is the default (`producer`).
     #[serde(default, skip_serializing_if = "TopicCompression::is_producer")]
     pub compression: TopicCompression,
+    /// Confluent's broker-side schema id validation (`confluent.key.schema.validation`, ...): every record's key
+    /// or value must carry the id of a schema registered under its subject (`schema_registry/validation.rs`).
+    /// Left out of the files while off.
+    #[serde(default, skip_serializing_if = "SchemaIdChecks::is_default")]
+    pub schema_ids: SchemaIdChecks,
+}
+
+/// How a schema id's subject is named: Confluent's subject name strategies, named as its classes are (their
+/// `Debug` spelling is the class's simple name, what its tools and ours show).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::enum_variant_names)]
+pub enum SubjectNameStrategy {
+    /// `TOPIC-key` or `TOPIC-value` (Confluent's default).
+    #[default]
+    TopicNameStrategy,
+    /// The record's fully qualified Avro name.
+    RecordNameStrategy,
+    /// `TOPIC-` and the record's fully qualified Avro name.
+    TopicRecordNameStrategy,
+}
+
+impl SubjectNameStrategy {
+    pub const NAMES: &'static str = "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy (or \
+                                     io.confluent.kafka.serializers.subject. and one of them)";
+    const PACKAGE: &'static str = "io.confluent.kafka.serializers.subject.";
+
+    /// Confluent's class name, as its tools show it.
+    pub fn class_name(self) -> String {
+        format!("{}{self:?}", Self::PACKAGE)
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        let name = value.trim();
+        let name = name.strip_prefix(Self::PACKAGE).unwrap_or(name);
+        [Self::TopicNameStrategy, Self::RecordNameStrategy, Self::TopicRecordNameStrategy]
+            .into_iter()
+            .find(|strategy| format!("{strategy:?}") == name)
+    }
+}
+
+/// One side's check: on or off, and where its subject is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaIdCheck {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub strategy: SubjectNameStrategy,
+}
+
+/// A topic's schema id checks of record keys and values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaIdChecks {
+    #[serde(default)]
+    pub key: SchemaIdCheck,
+    #[serde(default)]
+    pub value: SchemaIdCheck,
+}
+
+impl SchemaIdChecks {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.key.enabled || self.value.enabled
+    }
+}
+
+/// Reads a boolean topic config as Kafka does (`true` or `false`, any case).
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// Kafka's `compression.type` of a topic: `producer` stores each batch as its producer compressed it (byte for
@@ -494,6 +571,7 @@ mod tests {
             segment_ms: DEFAULT_SEGMENT_MS,
             timestamps: MessageTimestamps::default(),
             compression: TopicCompression::default(),
+            schema_ids: SchemaIdChecks::default(),
         }
     }
 

@@ -28,6 +28,9 @@ pub struct Node {
     pub users: Arc<crate::auth::UserStore>,
     /// The identity provider's keys OAuth bearer tokens are checked against; `None` without `auth.oauth`.
     pub oauth: Option<Arc<crate::auth::oauth::OAuthValidator>>,
+    /// The schema registry: served on `schema_registry_listen`, and what topics with schema id validation check
+    /// records against.
+    pub schemas: Arc<crate::schema_registry::SchemaStore>,
     /// What each principal may do: asked once per request at the edges (gRPC handlers, the Kafka APIs).
     pub authorizer: Arc<crate::auth::Authorizer>,
     /// The client quotas and each client's rate: asked after each produce and fetch at the edges.

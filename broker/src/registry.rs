@@ -123,6 +123,10 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         message_timestamp_before_max_ms: s.timestamps.before_max_ms,
         message_timestamp_after_max_ms: s.timestamps.after_max_ms,
         compression_type: Some(s.compression.name().to_owned()),
+        key_schema_validation: Some(s.schema_ids.key.enabled),
+        value_schema_validation: Some(s.schema_ids.value.enabled),
+        key_subject_name_strategy: Some(format!("{:?}", s.schema_ids.key.strategy)),
+        value_subject_name_strategy: Some(format!("{:?}", s.schema_ids.value.strategy)),
     }
 }
 
@@ -571,6 +575,7 @@ impl Registry {
                     )
                 })?,
             },
+            schema_ids: requested_schema_ids(requested)?,
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));
@@ -619,6 +624,32 @@ fn requested_cleanup(requested: &v1::TopicConfig) -> Result<crate::meta::Cleanup
         _ => {}
     }
     Ok(cleanup)
+}
+
+/// A topic's schema id validation from its request; unset fields are off, with TopicNameStrategy.
+fn requested_schema_ids(requested: &v1::TopicConfig) -> Result<crate::meta::SchemaIdChecks> {
+    use crate::meta::{SchemaIdCheck, SubjectNameStrategy};
+    let strategy = |field: &'static str, value: &Option<String>| -> Result<SubjectNameStrategy> {
+        match value {
+            None => Ok(SubjectNameStrategy::default()),
+            Some(name) => SubjectNameStrategy::parse(name).ok_or_else(|| {
+                BrokerError::invalid(
+                    field,
+                    format!("{name:?} is not a subject name strategy: {}", SubjectNameStrategy::NAMES),
+                )
+            }),
+        }
+    };
+    Ok(crate::meta::SchemaIdChecks {
+        key: SchemaIdCheck {
+            enabled: requested.key_schema_validation.unwrap_or(false),
+            strategy: strategy("config.key_subject_name_strategy", &requested.key_subject_name_strategy)?,
+        },
+        value: SchemaIdCheck {
+            enabled: requested.value_schema_validation.unwrap_or(false),
+            strategy: strategy("config.value_subject_name_strategy", &requested.value_subject_name_strategy)?,
+        },
+    })
 }
 
 /// A topic's timestamp type and bounds from its request; unset fields take Kafka's defaults.

@@ -215,8 +215,16 @@ impl Broker {
             Some(oauth) => Some(crate::auth::oauth::OAuthValidator::start(oauth.clone()).await?),
             None => None,
         };
+        let schemas = match &controller {
+            Some(controller) => crate::schema_registry::SchemaStore::replicated(
+                Arc::clone(controller),
+                tokio::runtime::Handle::current(),
+            ),
+            None => Arc::new(crate::schema_registry::SchemaStore::open(&config.data_dir)?),
+        };
         let node = Arc::new_cyclic(|weak| Node {
             oauth: oauth.clone(),
+            schemas,
             transactions: transactions.clone(),
             authorizer,
             quotas,
@@ -397,13 +405,7 @@ impl Broker {
                 let listener = crate::metrics::admin_http::bind(addr)
                     .await
                     .map_err(|source| StartError::SchemaRegistryBind { addr, source })?;
-                let store = match &controller {
-                    Some(controller) => crate::schema_registry::SchemaStore::replicated(
-                        Arc::clone(controller),
-                        tokio::runtime::Handle::current(),
-                    ),
-                    None => Arc::new(crate::schema_registry::SchemaStore::open(&config.data_dir)?),
-                };
+                let store = Arc::clone(&node.schemas);
                 let auth = Arc::new(
                     crate::auth::admin::AdminAuthenticator::new(
                         users.clone(),

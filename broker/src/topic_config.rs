@@ -9,7 +9,9 @@
 use crate::cluster::placement::default_min_insync_replicas;
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
-use crate::meta::{Cleanup, MessageTimestamps, TopicCompression, TopicSettings, DEFAULT_SEGMENT_MS};
+use crate::meta::{
+    Cleanup, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings, DEFAULT_SEGMENT_MS,
+};
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,10 +45,18 @@ pub enum ConfigKey {
     MessageTimestampAfterMaxMs,
     /// `producer` (batches stored as sent) or the codec every batch is stored in.
     CompressionType,
+    /// Whether every record's key must carry a registered schema id (Confluent's broker-side validation).
+    KeySchemaValidation,
+    /// The same for values.
+    ValueSchemaValidation,
+    /// Which subject a key's schema id must be registered under.
+    KeySubjectNameStrategy,
+    /// The same for values.
+    ValueSubjectNameStrategy,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 17] = [
+    pub const ALL: [ConfigKey; 21] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -64,6 +74,10 @@ impl ConfigKey {
         ConfigKey::MessageTimestampBeforeMaxMs,
         ConfigKey::MessageTimestampAfterMaxMs,
         ConfigKey::CompressionType,
+        ConfigKey::KeySchemaValidation,
+        ConfigKey::ValueSchemaValidation,
+        ConfigKey::KeySubjectNameStrategy,
+        ConfigKey::ValueSubjectNameStrategy,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -86,6 +100,10 @@ impl ConfigKey {
             ConfigKey::MessageTimestampBeforeMaxMs => "message.timestamp.before.max.ms",
             ConfigKey::MessageTimestampAfterMaxMs => "message.timestamp.after.max.ms",
             ConfigKey::CompressionType => "compression.type",
+            ConfigKey::KeySchemaValidation => "confluent.key.schema.validation",
+            ConfigKey::ValueSchemaValidation => "confluent.value.schema.validation",
+            ConfigKey::KeySubjectNameStrategy => "confluent.key.subject.name.strategy",
+            ConfigKey::ValueSubjectNameStrategy => "confluent.value.subject.name.strategy",
         }
     }
 
@@ -109,6 +127,10 @@ impl ConfigKey {
             ConfigKey::MessageTimestampBeforeMaxMs => "message_timestamp_before_max_ms",
             ConfigKey::MessageTimestampAfterMaxMs => "message_timestamp_after_max_ms",
             ConfigKey::CompressionType => "compression_type",
+            ConfigKey::KeySchemaValidation => "key_schema_validation",
+            ConfigKey::ValueSchemaValidation => "value_schema_validation",
+            ConfigKey::KeySubjectNameStrategy => "key_subject_name_strategy",
+            ConfigKey::ValueSubjectNameStrategy => "value_subject_name_strategy",
         }
     }
 
@@ -255,6 +277,10 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::MessageTimestampBeforeMaxMs => s.timestamps.before_max_ms = None,
         ConfigKey::MessageTimestampAfterMaxMs => s.timestamps.after_max_ms = None,
         ConfigKey::CompressionType => s.compression = TopicCompression::Producer,
+        ConfigKey::KeySchemaValidation => s.schema_ids.key.enabled = false,
+        ConfigKey::ValueSchemaValidation => s.schema_ids.value.enabled = false,
+        ConfigKey::KeySubjectNameStrategy => s.schema_ids.key.strategy = SubjectNameStrategy::default(),
+        ConfigKey::ValueSubjectNameStrategy => s.schema_ids.value.strategy = SubjectNameStrategy::default(),
     }
 }
 
@@ -367,6 +393,21 @@ fn set(
             s.compression = TopicCompression::parse(value)
                 .ok_or_else(|| refusal(change, format!("must be {}", TopicCompression::NAMES)))?;
         }
+        ConfigKey::KeySchemaValidation | ConfigKey::ValueSchemaValidation => {
+            let enabled = crate::meta::parse_bool(value).ok_or_else(|| refusal(change, "must be true or false"))?;
+            match key {
+                ConfigKey::KeySchemaValidation => s.schema_ids.key.enabled = enabled,
+                _ => s.schema_ids.value.enabled = enabled,
+            }
+        }
+        ConfigKey::KeySubjectNameStrategy | ConfigKey::ValueSubjectNameStrategy => {
+            let strategy = SubjectNameStrategy::parse(value)
+                .ok_or_else(|| refusal(change, format!("must be {}", SubjectNameStrategy::NAMES)))?;
+            match key {
+                ConfigKey::KeySubjectNameStrategy => s.schema_ids.key.strategy = strategy,
+                _ => s.schema_ids.value.strategy = strategy,
+            }
+        }
     }
     Ok(())
 }
@@ -454,6 +495,10 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::MessageTimestampBeforeMaxMs, s.timestamps.before_max_ms.is_some());
     differs(ConfigKey::MessageTimestampAfterMaxMs, s.timestamps.after_max_ms.is_some());
     differs(ConfigKey::CompressionType, !s.compression.is_producer());
+    differs(ConfigKey::KeySchemaValidation, s.schema_ids.key.enabled);
+    differs(ConfigKey::ValueSchemaValidation, s.schema_ids.value.enabled);
+    differs(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy != SubjectNameStrategy::default());
+    differs(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy != SubjectNameStrategy::default());
     keys
 }
 
@@ -496,6 +541,10 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     push(ConfigKey::MessageTimestampBeforeMaxMs, set.message_timestamp_before_max_ms.map(|v| v.to_string()));
     push(ConfigKey::MessageTimestampAfterMaxMs, set.message_timestamp_after_max_ms.map(|v| v.to_string()));
     push(ConfigKey::CompressionType, set.compression_type.clone());
+    push(ConfigKey::KeySchemaValidation, set.key_schema_validation.map(|v| v.to_string()));
+    push(ConfigKey::ValueSchemaValidation, set.value_schema_validation.map(|v| v.to_string()));
+    push(ConfigKey::KeySubjectNameStrategy, set.key_subject_name_strategy.clone());
+    push(ConfigKey::ValueSubjectNameStrategy, set.value_subject_name_strategy.clone());
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

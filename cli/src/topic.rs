@@ -492,6 +492,16 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
     if let Some(codec) = config.compression_type.as_ref().filter(|codec| *codec != "producer") {
         settings.row(vec!["compression_type".into(), codec.clone()]);
     }
+    let sides = [
+        ("key_schema_validation", config.key_schema_validation, &config.key_subject_name_strategy),
+        ("value_schema_validation", config.value_schema_validation, &config.value_subject_name_strategy),
+    ];
+    for (name, enabled, strategy) in sides {
+        if enabled == Some(true) {
+            let strategy = strategy.clone().unwrap_or_else(|| "TopicNameStrategy".to_owned());
+            settings.row(vec![name.into(), format!("on ({strategy})")]);
+        }
+    }
     for (name, bound) in [
         ("timestamp_before_max_ms", config.message_timestamp_before_max_ms),
         ("timestamp_after_max_ms", config.message_timestamp_after_max_ms),

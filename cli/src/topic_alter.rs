@@ -30,6 +30,10 @@ const KEYS: &[(&str, &str)] = &[
     ("message.timestamp.before.max.ms", "milliseconds a record's timestamp may be behind the broker's clock"),
     ("message.timestamp.after.max.ms", "milliseconds a record's timestamp may be ahead of the broker's clock"),
     ("compression.type", "producer (as sent), uncompressed, gzip, snappy, lz4 or zstd (every batch stored so)"),
+    ("confluent.key.schema.validation", "true or false: every key carries a registered schema id"),
+    ("confluent.value.schema.validation", "true or false: every value carries a registered schema id"),
+    ("confluent.key.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
+    ("confluent.value.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
 ];
 
 /// Kafka's Long.MAX_VALUE, its "no bound" for the bounds above; sent as is (the broker reads it as none).
@@ -131,6 +135,19 @@ pub(crate) fn configs_of(configs: &[String]) -> anyhow::Result<(TopicConfig, Opt
                 }
                 _ => return Err(bad()),
             },
+            "confluent.key.schema.validation" | "confluent.value.schema.validation" => {
+                let enabled = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad()),
+                };
+                match key {
+                    "confluent.key.schema.validation" => set.key_schema_validation = Some(enabled),
+                    _ => set.value_schema_validation = Some(enabled),
+                }
+            }
+            "confluent.key.subject.name.strategy" => set.key_subject_name_strategy = Some(value.to_owned()),
+            "confluent.value.subject.name.strategy" => set.value_subject_name_strategy = Some(value.to_owned()),
             _ => {
                 let policy = match value {
                     "always" => DurabilityPolicy::Always,

@@ -80,6 +80,9 @@ pub enum BatchError {
          each key's newest record, so every record needs a key"
     )]
     MissingKey { offset_delta: i32 },
+    /// A record without a schema id the topic's schema id validation takes (the broker's check, with the reason).
+    #[error("record {offset_delta} of the batch: {reason}")]
+    SchemaIdRefused { offset_delta: i32, reason: String },
     #[error("record count {record_count} does not fit last offset delta {last_offset_delta}")]
     BadRecordCount { record_count: i32, last_offset_delta: i32 },
     #[error("bad offset delta {0}: deltas must be non-negative, increasing, and end at the last offset delta")]

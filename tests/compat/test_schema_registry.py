@@ -204,3 +204,48 @@ def test_with_authentication_required_callers_log_in(registry):
                 basic.register_schema("other-value", Schema(ORDER_V1, "AVRO"))
             assert (denied.value.http_status_code, denied.value.error_code) == (403, 40301)
             assert "ALTER" in denied.value.error_message.upper(), denied.value.error_message
+
+
+def test_a_topic_with_schema_id_validation_takes_only_records_with_a_registered_id(registry):
+    """Confluent's broker-side schema id validation, set and read with Kafka's admin client."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
+                                       ResourceType)
+    admin = AdminClient({"bootstrap.servers": registry["addr"]})
+    created = admin.create_topics([NewTopic("validated", 1, 1, config={
+        "confluent.value.schema.validation": "true"})])
+    created["validated"].result(30)
+    client = SchemaRegistryClient({"url": registry["url"]})
+    serialize = AvroSerializer(client, ORDER_V1)
+    other_id = client.register_schema("not-this-topic-value", Schema(json.dumps({"type": "string"}), "AVRO"))
+
+    def produce(value):
+        producer = Producer({"bootstrap.servers": registry["addr"], "acks": "all", "message.timeout.ms": 10000,
+                             "retries": 0})
+        results = []
+        producer.produce("validated", value=value, partition=0,
+                         on_delivery=lambda err, msg: results.append(err))
+        producer.flush(30)
+        return results[0]
+
+    good = serialize({"id": 1, "item": "kept"}, SerializationContext("validated", MessageField.VALUE))
+    assert produce(good) is None
+    assert produce(None) is None, "a tombstone carries no data: it passes"
+    for bad in [b'{"id": 1}', b"\x00" + other_id.to_bytes(4, "big") + b"\x02", b"\x00\x00\x00\x03\xe7\x02"]:
+        err = produce(bad)
+        assert err is not None and err.code() == KafkaError.INVALID_RECORD, err
+
+    resource = ConfigResource(ResourceType.TOPIC, "validated")
+    described = admin.describe_configs([resource])[resource].result(30)
+    assert described["confluent.value.schema.validation"].value == "true"
+    assert described["confluent.value.subject.name.strategy"].value.endswith("TopicNameStrategy")
+    off = ConfigResource(ResourceType.TOPIC, "validated", incremental_configs=[
+        ConfigEntry("confluent.value.schema.validation", "false", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([off])[off].result(30)
+    assert produce(b'{"id": 2}') is None, "validation off: any value"
+    bad_strategy = ConfigResource(ResourceType.TOPIC, "validated", incremental_configs=[
+        ConfigEntry("confluent.value.subject.name.strategy", "SubjectPerDay",
+                    incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(Exception) as refused:
+        admin.incremental_alter_configs([bad_strategy])[bad_strategy].result(30)
+    assert "TopicNameStrategy" in str(refused.value), refused.value

@@ -23,14 +23,24 @@ async fn produce(client: &mut KafkaClient, topic: &str, partition: i32, records:
 }
 
 async fn produce_v(client: &mut KafkaClient, version: i16, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    let answer = produce_answer(client, version, topic, partition, records).await;
+    (answer.error_code, answer.base_offset)
+}
+
+async fn produce_answer(
+    client: &mut KafkaClient,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
     let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![
         TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
             PartitionProduceData::default().with_index(partition).with_records(Some(records)),
         ]),
     ]);
     let response: ProduceResponse = client.call(ApiKey::Produce, version, &request).await;
-    let answer = &response.responses[0].partition_responses[0];
-    (answer.error_code, answer.base_offset)
+    response.responses.into_iter().next().and_then(|t| t.partition_responses.into_iter().next()).expect("answered")
 }
 
 async fn fetch(client: &mut KafkaClient, topic: &str, partition: i32, offset: i64) -> fetch_response::PartitionData {
@@ -281,7 +291,11 @@ async fn a_batch_without_its_max_timestamp_is_corrected_on_the_kafka_port_and_re
     let mut header = rill_protocol::BatchHeader::parse(&miscounted).expect("a batch");
     (header.max_timestamp, header.record_count, header.last_offset_delta) = (-1, 2, 1);
     rill_protocol::record::write_header(&mut miscounted, &header);
-    assert_eq!(produce(&mut client, "t", 0, Bytes::from(miscounted)).await, (87, -1), "INVALID_RECORD");
+    assert_eq!(produce(&mut client, "t", 0, Bytes::from(miscounted.clone())).await, (87, -1), "INVALID_RECORD");
+    // Produce v8+ says what was wrong in words (KIP-467's error_message), as Kafka's broker does.
+    let answer = produce_answer(&mut client, 9, "t", 0, Bytes::from(miscounted)).await;
+    let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
+    assert!(answer.error_code == 87 && message.contains("record"), "error message {message:?}");
     assert_eq!(broker.fetch_values("t", 0, 0).await.len(), 3);
 }
 

@@ -773,6 +773,7 @@ pub(crate) mod fixtures {
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
+            schema_ids: crate::meta::SchemaIdChecks::default(),
         }
     }
 

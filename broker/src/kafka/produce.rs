@@ -12,6 +12,7 @@
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rill_protocol::v1::{self, produce_request::Records};
 use rill_protocol::{BatchHeader, BatchIter, TimestampType};
@@ -48,17 +49,19 @@ pub async fn answer(
         for data in topic.partition_data {
             let index = data.index;
             let outcome = match (acks, authorized) {
-                (_, Err(code)) => Err(code),
-                (None, _) => Err(ResponseError::InvalidRequiredAcks.code()),
+                (_, Err(code)) => Err((code, None)),
+                (None, _) => Err((ResponseError::InvalidRequiredAcks.code(), None)),
                 (Some(acks), Ok(())) => {
                     produce_partition(kafka, topic.name.0.as_str(), index, data.records, acks).await
                 }
             };
             partition_responses.push(match outcome {
                 Ok(answer) => answer,
-                Err(code) => PartitionProduceResponse::default()
+                Err((code, message)) => PartitionProduceResponse::default()
                     .with_index(index)
                     .with_error_code(code)
+                    // Produce v8+ (KIP-467): what was wrong, in words; older versions drop the field.
+                    .with_error_message(message.map(StrBytes::from_string))
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1),
@@ -76,13 +79,14 @@ async fn produce_partition(
     index: i32,
     records: Option<Bytes>,
     acks: v1::Acks,
-) -> Result<PartitionProduceResponse, i16> {
-    let unknown = || ResponseError::UnknownTopicOrPartition.code();
+) -> Result<PartitionProduceResponse, (i16, Option<String>)> {
+    let unknown = || (ResponseError::UnknownTopicOrPartition.code(), None);
     let partition = u32::try_from(index).map_err(|_| unknown())?;
-    let batches = split_batches(records.unwrap_or_default()).map_err(|err| {
+    let refused = |err: &BrokerError| {
         tracing::debug!(topic, partition, error = %err, "kafka produce refused");
-        error_code(&err)
-    })?;
+        (error_code(err), Some(err.to_string()))
+    };
+    let batches = split_batches(records.unwrap_or_default()).map_err(|err| refused(&err))?;
     let is_log_append_time = is_log_append_time_topic(kafka, topic)
         || BatchHeader::parse(&batches[0]).is_ok_and(|header| header.timestamp_type() == TimestampType::LogAppendTime);
     let request = |batches| v1::ProduceRequest {
@@ -96,15 +100,12 @@ async fn produce_partition(
     let produced = match crate::service::produce(&kafka.node, request(batches.clone())).await {
         Err(err) if is_max_timestamp_mismatch(&err) => {
             tracing::trace!(topic, partition, error = %err, "correcting the batches' max timestamp, as Kafka does");
-            let corrected = corrected_max_timestamps(batches).map_err(|err| error_code(&err))?;
+            let corrected = corrected_max_timestamps(batches).map_err(|err| refused(&err))?;
             crate::service::produce(&kafka.node, request(corrected)).await
         }
         produced => produced,
     };
-    let produced = produced.map_err(|err| {
-        tracing::debug!(topic, partition, error = %err, "kafka produce refused");
-        error_code(&err)
-    })?;
+    let produced = produced.map_err(|err| refused(&err))?;
     let log_start_offset =
         kafka.node.registry.partition(topic, partition).map(|p| p.log().log_start_offset()).unwrap_or(-1);
     Ok(PartitionProduceResponse::default()

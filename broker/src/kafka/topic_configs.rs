@@ -8,7 +8,9 @@
 //! (`CreateTime`, `LogAppendTime`) with `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`, and
 //! `min.insync.replicas` (kept beside the settings: it belongs to the topic's placement on a cluster).
 //!
-//! `compression.type` (`producer`, or a codec the broker stores every batch in) is mapped too. One more Kafka config
+//! `compression.type` (`producer`, or a codec the broker stores every batch in) is mapped too, and Confluent's
+//! broker-side schema id validation: `confluent.key.schema.validation`, `confluent.value.schema.validation` and
+//! their `confluent.*.subject.name.strategy` (docs/schema-registry.md). One more Kafka config
 //! holds what rill always does ([`FIXED`]): `unclean.leader.election.enable=false`. Frameworks set it on the topics
 //! they create (ksqlDB on its command topic), so that value is accepted at create and alter and shown by
 //! DescribeConfigs, and any other is INVALID_CONFIG saying why.
@@ -19,7 +21,7 @@ use rill_protocol::v1;
 use super::KafkaContext;
 use crate::config::BrokerConfig;
 use crate::config::DurabilityPolicy;
-use crate::meta::{Cleanup, MessageTimestamps, TopicCompression, TopicSettings};
+use crate::meta::{Cleanup, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings};
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
 
 /// The topic configs CreateTopics accepts.
@@ -39,6 +41,10 @@ pub const SETTABLE: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "compression.type",
+    "confluent.key.schema.validation",
+    "confluent.value.schema.validation",
+    "confluent.key.subject.name.strategy",
+    "confluent.value.subject.name.strategy",
     "min.insync.replicas",
     "unclean.leader.election.enable",
 ];
@@ -157,6 +163,24 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
                     .ok_or_else(|| format!("compression.type must be {}, not {value:?}", TopicCompression::NAMES))?;
                 config.compression_type = Some(value.trim().to_owned());
             }
+            "confluent.key.schema.validation" | "confluent.value.schema.validation" => {
+                let enabled = crate::meta::parse_bool(value)
+                    .ok_or_else(|| format!("{name} must be true or false, not {value:?}"))?;
+                match name {
+                    "confluent.key.schema.validation" => config.key_schema_validation = Some(enabled),
+                    _ => config.value_schema_validation = Some(enabled),
+                }
+            }
+            "confluent.key.subject.name.strategy" | "confluent.value.subject.name.strategy" => {
+                let strategy = SubjectNameStrategy::parse(value)
+                    .ok_or_else(|| format!("{name} must be {}, not {value:?}", SubjectNameStrategy::NAMES))?;
+                match name {
+                    "confluent.key.subject.name.strategy" => {
+                        config.key_subject_name_strategy = Some(format!("{strategy:?}"))
+                    }
+                    _ => config.value_subject_name_strategy = Some(format!("{strategy:?}")),
+                }
+            }
             other => {
                 return Err(format!(
                     "config {other:?} is not supported; the topic configs rill maps are {}",
@@ -232,6 +256,10 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         topic(ConfigKey::MessageTimestampBeforeMaxMs, bound(s.timestamps.before_max_ms), TYPE_LONG),
         topic(ConfigKey::MessageTimestampAfterMaxMs, bound(s.timestamps.after_max_ms), TYPE_LONG),
         topic(ConfigKey::CompressionType, s.compression.name().into(), TYPE_STRING),
+        topic(ConfigKey::KeySchemaValidation, s.schema_ids.key.enabled.to_string(), TYPE_BOOLEAN),
+        topic(ConfigKey::ValueSchemaValidation, s.schema_ids.value.enabled.to_string(), TYPE_BOOLEAN),
+        topic(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy.class_name(), TYPE_STRING),
+        topic(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy.class_name(), TYPE_STRING),
     ]
     .into_iter()
     .chain(FIXED.iter().map(|fixed| entry(fixed.name, fixed.value.into(), SOURCE_DEFAULT, fixed.config_type)))

@@ -68,6 +68,7 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
         timestamps: crate::meta::MessageTimestamps::default(),
         compression: crate::meta::TopicCompression::Producer,
+        schema_ids: crate::meta::SchemaIdChecks::default(),
     }
 }
 

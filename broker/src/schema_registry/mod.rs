@@ -5,7 +5,9 @@
 //!
 //! `registry.rs` holds subjects, versions, schemas by id and compatibility levels, every operation a pure
 //! function of that state; `store.rs` keeps it (a single node's `__schemas.json`, or the cluster's replicated
-//! metadata, where every node serves it); `http.rs` is the API.
+//! metadata, where every node serves it); `http.rs` is the API; `validation.rs` checks, on a topic that asks for
+//! it, that every record carries the id of a schema registered under its subject (Confluent's broker-side schema
+//! id validation).
 //!
 //! **Invariants:** an id names one schema forever: the same schema (parsed, so that whitespace and key order do
 //! not count) keeps its id across subjects, and a permanently deleted schema's id is never given again, since
@@ -16,6 +18,7 @@
 pub mod http;
 pub mod registry;
 pub mod store;
+pub mod validation;
 
 pub use registry::{SchemaChange, SchemaRegistry};
 pub use store::{SchemaStore, StoreError};

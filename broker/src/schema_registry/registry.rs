@@ -349,6 +349,12 @@ impl SchemaRegistry {
         self.schemas.get(&id).ok_or_else(|| SchemaError::SchemaNotFound(id.to_string()))
     }
 
+    /// The fully qualified name of schema `id`, if it is a named type (a record, an enum, a fixed).
+    pub fn record_name(&self, id: u32) -> Option<String> {
+        let (schema, _) = parse(&self.schemas.get(&id)?.text).ok()?;
+        schema.name().map(|name| name.fullname(None))
+    }
+
     /// The (subject, version) pairs holding schema `id`.
     pub fn usages(&self, id: u32, deleted: bool) -> Result<Vec<(String, u32)>, SchemaError> {
         self.schema(id)?;

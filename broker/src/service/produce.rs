@@ -127,6 +127,13 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
             checked_batches(vec![encode_records(&list.records, now_ms(), limit)?], &settings, wants_key, |_| false)?
         }
     };
+    if settings.schema_ids.is_on() {
+        let registry = node.schemas.snapshot();
+        for batch in &batches.batches {
+            crate::schema_registry::validation::check_batch(batch, &request.topic, &settings.schema_ids, &registry)
+                .map_err(StorageError::from)?;
+        }
+    }
     let index = match request.partition {
         Some(index) => index,
         None => pick_partition(&topic, batches.first_key.as_deref()),

@@ -17,6 +17,7 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
+            schema_ids: crate::meta::SchemaIdChecks::default(),
         },
         min_insync_replicas: 2,
     }

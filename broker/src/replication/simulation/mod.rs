@@ -196,6 +196,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     }
     let quotas = Arc::new(crate::quotas::store::QuotaStore::open(&data_dir)?);
     let transactions = crate::transactions::TransactionCoordinator::open(&data_dir)?;
+    let schemas = Arc::new(crate::schema_registry::SchemaStore::open(&data_dir)?);
     let node = Arc::new_cyclic(|weak| Node {
         // Transactions are not simulated here: a single node's coordinator, never asked.
         transactions,
@@ -207,6 +208,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         authorizer: Arc::new(crate::auth::Authorizer::new(false, &[], acls)),
         disk_reserve: Arc::clone(&disk_reserve),
         oauth: None,
+        schemas,
         config: Arc::clone(&config),
         registry,
         offsets,

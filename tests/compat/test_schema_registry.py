@@ -47,18 +47,28 @@ def free_port():
 
 
 @contextlib.contextmanager
-def broker_with_registry(data_dir, *flags):
+def broker_with_registry(data_dir, *flags, admin="off"):
     """A broker serving the registry on a free port: (its Kafka address, the registry's URL)."""
     port = free_port()
-    with running_broker(data_dir, "--admin-listen", "off", "--schema-registry-listen", f"127.0.0.1:{port}",
+    with running_broker(data_dir, "--admin-listen", admin, "--schema-registry-listen", f"127.0.0.1:{port}",
                         *flags) as addr:
         yield addr, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
 def registry():
-    with tempfile.TemporaryDirectory() as data_dir, broker_with_registry(data_dir) as (addr, url):
-        yield {"addr": addr, "url": url, "data_dir": data_dir}
+    admin = f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory() as data_dir, broker_with_registry(data_dir, admin=admin) as (addr, url):
+        yield {"addr": addr, "url": url, "data_dir": data_dir, "admin": admin}
+
+
+def metric(admin, name):
+    """The value of an unlabelled metric on the broker's /metrics."""
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return None
 
 
 def call(url, method="GET", body=None, headers=None):
@@ -231,9 +241,12 @@ def test_a_topic_with_schema_id_validation_takes_only_records_with_a_registered_
     good = serialize({"id": 1, "item": "kept"}, SerializationContext("validated", MessageField.VALUE))
     assert produce(good) is None
     assert produce(None) is None, "a tombstone carries no data: it passes"
+    refusals_before = metric(registry["admin"], "rill_schema_id_refusals_total")
     for bad in [b'{"id": 1}', b"\x00" + other_id.to_bytes(4, "big") + b"\x02", b"\x00\x00\x00\x03\xe7\x02"]:
         err = produce(bad)
         assert err is not None and err.code() == KafkaError.INVALID_RECORD, err
+    assert metric(registry["admin"], "rill_schema_id_refusals_total") == refusals_before + 3
+    assert metric(registry["admin"], "rill_schema_registry_schemas") >= 2
 
     resource = ConfigResource(ResourceType.TOPIC, "validated")
     described = admin.describe_configs([resource])[resource].result(30)

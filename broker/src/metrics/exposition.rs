@@ -150,6 +150,7 @@ impl Collector for Scraped {
         self.encode_authorization(&mut encoder)?;
         self.encode_quotas(&mut encoder)?;
         self.encode_transactions(&mut encoder)?;
+        self.encode_schema_registry(&mut encoder)?;
         single(
             &mut encoder,
             "rill_producer_ids_available",
@@ -619,6 +620,32 @@ impl Scraped {
     }
 
     /// The transaction coordinator's counts; none of its families on a cluster node, which has none.
+    fn encode_schema_registry(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let registry = self.node.schemas.snapshot();
+        single(
+            encoder,
+            "rill_schema_registry_subjects",
+            "Schema registry subjects with a live (not soft-deleted) version, as this node holds them.",
+            MetricType::Gauge,
+            registry.subject_names(false, "").len() as f64,
+        )?;
+        single(
+            encoder,
+            "rill_schema_registry_schemas",
+            "Schemas the registry holds (each id once, whatever subjects share it).",
+            MetricType::Gauge,
+            registry.schemas.len() as f64,
+        )?;
+        single(
+            encoder,
+            "rill_schema_id_refusals",
+            "Produces refused because a record lacked a schema id registered under its subject, on topics with \
+             confluent.key.schema.validation or confluent.value.schema.validation.",
+            MetricType::Counter,
+            self.metrics.schema_id_refusals.load(Ordering::Relaxed) as f64,
+        )
+    }
+
     fn encode_transactions(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let transactions = &self.node.transactions;
         family(

@@ -114,6 +114,8 @@ pub struct NodeMetrics {
     pub connections: Arc<ConnectionMetrics>,
     pub compaction: CompactionMetrics,
     pub follower_fetching: FollowerFetchMetrics,
+    /// Produces refused by a topic's schema id validation (`schema_registry/validation.rs`).
+    pub schema_id_refusals: AtomicU64,
 }
 
 /// KIP-392 on the Kafka port (`kafka/fetch.rs`), counted per partition of a consumer's fetch.

@@ -130,8 +130,15 @@ fn admit_in(node: &Node, request: v1::ProduceRequest, span: &Span) -> Result<Adm
     if settings.schema_ids.is_on() {
         let registry = node.schemas.snapshot();
         for batch in &batches.batches {
-            crate::schema_registry::validation::check_batch(batch, &request.topic, &settings.schema_ids, &registry)
-                .map_err(StorageError::from)?;
+            let checked =
+                crate::schema_registry::validation::check_batch(batch, &request.topic, &settings.schema_ids, &registry);
+            if let Err(refused) = checked {
+                if let Some(metrics) = &node.metrics {
+                    metrics.schema_id_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::debug!(topic = %request.topic, reason = %refused, "produce refused: schema id validation");
+                return Err(StorageError::from(refused).into());
+            }
         }
     }
     let index = match request.partition {

@@ -499,3 +499,51 @@ fn live_pages_refresh_themselves_every_5_s_unless_turned_off_and_pages_with_form
         assert!(!page.body.contains("id=\"live\""), "{path} offers no live switch");
     }
 }
+
+#[test]
+fn the_schemas_pages_show_subjects_versions_and_schemas_as_escaped_text() {
+    let registry = common::dead_address();
+    let broker = AdminBroker::start(&["--schema-registry-listen", &registry]);
+    let empty = get(&broker.admin, "/schemas");
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert!(empty.body.contains("No subjects"), "{}", empty.body);
+    let register = |subject: &str, schema: &str| {
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let headers = ["Content-Type: application/vnd.schemaregistry.v1+json".to_string()];
+        let answer = request(&registry, "POST", &format!("/subjects/{subject}/versions"), &headers, &body);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    };
+    let v1 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
+    let v2 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"note","type":"string","default":"<b>hi</b>"}]}"#;
+    register("orders-value", v1);
+    register("orders-value", v2);
+    register("%3Cscript%3E-value", v1);
+    let list = get(&broker.admin, "/schemas");
+    assert!(list.body.contains("<a href=\"/schemas\">Schemas</a>"), "the navigation links it");
+    let rows = table_rows(&list.body, "subjects");
+    assert_eq!(
+        rows,
+        [
+            vec!["&lt;script&gt;-value".to_string(), "1".into(), "1".into(), "1".into(), "BACKWARD".into()],
+            vec!["orders-value".to_string(), "2".into(), "2".into(), "2".into(), "BACKWARD".into()],
+        ],
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("<script>"), "a subject's name is text");
+    let subject = get(&broker.admin, "/schemas/orders-value");
+    assert_eq!(subject.status, 200);
+    assert_eq!(
+        table_rows(&subject.body, "versions"),
+        [
+            vec!["2".to_string(), "2".into(), "".into()],
+            vec!["1".to_string(), "1".into(), "<script>-value v1".replace('<', "&lt;").replace('>', "&gt;")]
+        ]
+    );
+    assert!(subject.body.contains("&lt;b&gt;hi&lt;/b&gt;") && !subject.body.contains("<b>hi"), "the schema is text");
+    let first = get(&broker.admin, "/schemas/orders-value?version=1");
+    assert!(first.body.contains("<pre id=\"schema\">") && !first.body.contains("note"), "{}", first.body);
+    assert_eq!(get(&broker.admin, "/schemas/orders-value?version=7").status, 404);
+    assert_eq!(get(&broker.admin, "/schemas/orders-value?version=x").status, 400);
+    assert_eq!(get(&broker.admin, "/schemas/nothing-value").status, 404);
+}

@@ -65,7 +65,8 @@ impl Page<'_> {
             html.raw("</nav><main><h1>").text(title).raw("</h1>").fragment(body).raw("</main></body></html>\n");
             return self.response(status, html);
         }
-        html.raw("<a href=\"/\">Overview</a><a href=\"/topics\">Topics</a><a href=\"/groups\">Consumer groups</a>");
+        html.raw("<a href=\"/\">Overview</a><a href=\"/topics\">Topics</a><a href=\"/groups\">Consumer groups</a>")
+            .raw("<a href=\"/schemas\">Schemas</a>");
         if !self.is_read_only {
             html.raw("<a href=\"/create-topic\">Create topic</a>");
         } else {

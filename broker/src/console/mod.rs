@@ -32,6 +32,7 @@ mod live;
 mod login;
 mod messages;
 mod overview;
+mod schemas;
 mod throughput;
 mod topics;
 
@@ -173,6 +174,8 @@ impl Console {
             },
             (["groups", group, "reset"], None) => groups::reset_form(self, page, group).await,
             (["groups", group, "reset"], Some(form)) => groups::reset(self, page, group, &form).await,
+            (["schemas"], None) => schemas::list(self, page, &query),
+            (["schemas", subject], None) => schemas::show(self, page, subject, &query),
             (_, None) => page.error(404, "Not found", "No console page has this address."),
             (_, Some(_)) => page.error(405, "Not allowed", "This address takes no form."),
         }

@@ -262,3 +262,36 @@ def test_a_topic_with_schema_id_validation_takes_only_records_with_a_registered_
     with pytest.raises(Exception) as refused:
         admin.incremental_alter_configs([bad_strategy])[bad_strategy].result(30)
     assert "TopicNameStrategy" in str(refused.value), refused.value
+
+
+def test_schemas_imported_with_their_ids_read_records_written_against_another_registry():
+    """A move from another registry (Confluent's, Redpanda's): IMPORT mode takes each schema with the id and version
+    it had there, so records already in topics, which carry those ids, read back through rill's registry."""
+    import io
+
+    import fastavro
+    with tempfile.TemporaryDirectory() as data_dir, broker_with_registry(data_dir) as (addr, url):
+        # A record written by a producer of the old registry, where ORDER_V1 had id 100.
+        encoded = io.BytesIO()
+        fastavro.schemaless_writer(encoded, fastavro.parse_schema(json.loads(ORDER_V1)), {"id": 9, "item": "old"})
+        old_record = b"\x00" + (100).to_bytes(4, "big") + encoded.getvalue()
+
+        assert call(f"{url}/mode", "PUT", {"mode": "IMPORT"}) == (200, {"mode": "IMPORT"})
+        status, answer = call(f"{url}/subjects/orders-value/versions", "POST", {"schema": ORDER_V1})
+        assert (status, answer["error_code"]) == (422, 42205), "an import names its id"
+        assert call(f"{url}/subjects/orders-value/versions", "POST",
+                    {"schema": ORDER_V1, "id": 100, "version": 4}) == (200, {"id": 100})
+        client = SchemaRegistryClient({"url": url})
+        read = AvroDeserializer(client)(old_record, SerializationContext("orders", MessageField.VALUE))
+        assert read == {"id": 9, "item": "old"}
+        assert client.get_latest_version("orders-value").version == 4
+
+        assert call(f"{url}/mode", "PUT", {"mode": "READWRITE"}) == (200, {"mode": "READWRITE"})
+        assert client.register_schema("orders-value", Schema(ORDER_V2, "AVRO")) == 101, "ids go on after 100"
+        assert call(f"{url}/mode/orders-value", "PUT", {"mode": "READONLY"}) == (200, {"mode": "READONLY"})
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.register_schema("orders-value", Schema(ORDER_BAD, "AVRO"))
+        assert refused.value.error_code == 42205 and "read-only" in refused.value.error_message
+        status, answer = call(f"{url}/mode", "PUT", {"mode": "IMPORT"})
+        assert (status, answer["error_code"]) == (422, 42205), "IMPORT needs an empty registry (or force=true)"
+        assert call(f"{url}/mode/orders-value?defaultToGlobal=true") == (200, {"mode": "READONLY"})

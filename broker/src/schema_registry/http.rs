@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::registry::{check_subject, Compatibility, SchemaChange, SchemaError, VersionRef};
+use super::registry::{check_subject, Compatibility, Mode, SchemaChange, SchemaError, VersionRef};
 use super::store::{SchemaStore, StoreError};
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::admin::AdminAuthenticator;
@@ -77,8 +77,22 @@ fn store_refused(err: StoreError) -> Response {
 
 /// A registration or lookup body: `{"schema": "...", "schemaType": "AVRO", "references": []}`.
 fn schema_of(request: &Request) -> Result<String, Response> {
+    schema_and_ids_of(request).map(|(schema, _, _)| schema)
+}
+
+/// [`schema_of`], and the `id` and `version` an import names.
+fn schema_and_ids_of(request: &Request) -> Result<(String, Option<u32>, Option<u32>), Response> {
     let body: Value = serde_json::from_slice(&request.body)
         .map_err(|e| error_response(400, 400, &format!("the body must be JSON with a \"schema\" string: {e}")))?;
+    let number = |field: &str| -> Result<Option<u32>, Response> {
+        match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
+                refused(&SchemaError::InvalidSchema(format!("\"{field}\" must be a whole number, not {value}")))
+            }),
+        }
+    };
+    let (id, version) = (number("id")?, number("version")?);
     let schema_type = body.get("schemaType").and_then(Value::as_str).unwrap_or("AVRO");
     if !schema_type.eq_ignore_ascii_case("AVRO") {
         return Err(refused(&SchemaError::InvalidSchema(format!(
@@ -89,9 +103,16 @@ fn schema_of(request: &Request) -> Result<String, Response> {
         return Err(refused(&SchemaError::InvalidSchema("schema references are not supported".into())));
     }
     match body.get("schema").and_then(Value::as_str) {
-        Some(schema) => Ok(schema.to_owned()),
+        Some(schema) => Ok((schema.to_owned(), id, version)),
         None => Err(refused(&SchemaError::InvalidSchema("the body has no \"schema\" string".into()))),
     }
+}
+
+fn mode_of(request: &Request) -> Result<Mode, Response> {
+    let body: Value = serde_json::from_slice(&request.body)
+        .map_err(|e| error_response(400, 400, &format!("the body must be JSON: {e}")))?;
+    let text = body.get("mode").and_then(Value::as_str).unwrap_or_default();
+    Mode::parse(text).ok_or_else(|| error_response(422, 42204, &format!("Invalid mode {text:?}: {}", Mode::NAMES)))
 }
 
 fn compatibility_of(request: &Request) -> Result<Compatibility, Response> {
@@ -124,7 +145,27 @@ impl SchemaRegistryApi {
         match (method, segments.as_slice()) {
             ("GET", []) => json_response(200, &json!({})),
             ("GET", ["schemas", "types"]) => json_response(200, &json!(["AVRO"])),
-            ("GET", ["mode"]) => json_response(200, &json!({"mode": "READWRITE"})),
+            ("GET", ["mode"]) => json_response(200, &json!({"mode": registry.mode.name()})),
+            ("GET", ["mode", subject]) => {
+                let own = registry.subjects.get(*subject).and_then(|s| s.mode);
+                match own.or(flag("defaultToGlobal").then_some(registry.mode)) {
+                    Some(mode) => json_response(200, &json!({"mode": mode.name()})),
+                    None => error_response(
+                        404,
+                        40409,
+                        &format!("Subject '{subject}' does not have subject-level mode configured"),
+                    ),
+                }
+            }
+            ("PUT", ["mode"]) => self.set_mode(None, request, flag("force")).await,
+            ("PUT", ["mode", subject]) => self.set_mode(Some(subject), request, flag("force")).await,
+            ("DELETE", ["mode", subject]) => {
+                let before = registry.effective_mode(subject);
+                match self.store.change(SchemaChange::ClearMode { subject: (*subject).to_owned() }).await {
+                    Ok(_) => json_response(200, &json!({"mode": before.name()})),
+                    Err(err) => store_refused(err),
+                }
+            }
             ("GET", ["subjects"]) => {
                 let prefix = query.get("subjectPrefix").unwrap_or("");
                 json_response(200, &json!(registry.subject_names(flag("deleted"), prefix)))
@@ -286,11 +327,11 @@ impl SchemaRegistryApi {
         if let Err(err) = check_subject(subject) {
             return refused(&err);
         }
-        let schema = match schema_of(request) {
-            Ok(schema) => schema,
+        let (schema, id, version) = match schema_and_ids_of(request) {
+            Ok(fields) => fields,
             Err(response) => return response,
         };
-        let change = SchemaChange::Register { subject: subject.to_owned(), schema: schema.clone() };
+        let change = SchemaChange::Register { subject: subject.to_owned(), schema: schema.clone(), id, version };
         match self.store.change(change).await {
             Ok(registry) => match registry.lookup(subject, &schema, false) {
                 Ok(found) => {
@@ -299,6 +340,18 @@ impl SchemaRegistryApi {
                 }
                 Err(err) => refused(&err),
             },
+            Err(err) => store_refused(err),
+        }
+    }
+
+    async fn set_mode(&self, subject: Option<&str>, request: &Request, force: bool) -> Response {
+        let mode = match mode_of(request) {
+            Ok(mode) => mode,
+            Err(response) => return response,
+        };
+        let change = SchemaChange::SetMode { subject: subject.map(str::to_owned), mode, force };
+        match self.store.change(change).await {
+            Ok(_) => json_response(200, &json!({"mode": mode.name()})),
             Err(err) => store_refused(err),
         }
     }

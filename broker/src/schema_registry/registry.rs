@@ -68,6 +68,38 @@ impl Compatibility {
     }
 }
 
+/// A registry's or subject's mode (Confluent's): `READWRITE` as usual; `READONLY` refuses every change;
+/// `IMPORT` takes registrations that name their id and version (copying another registry's schemas with the ids
+/// its records carry), without compatibility checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Mode {
+    #[default]
+    Readwrite,
+    Readonly,
+    Import,
+}
+
+impl Mode {
+    pub const NAMES: &'static str = "READWRITE, READONLY or IMPORT";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_ascii_uppercase())).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Readwrite => "READWRITE",
+            Mode::Readonly => "READONLY",
+            Mode::Import => "IMPORT",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Mode::Readwrite
+    }
+}
+
 /// A schema held under an id: the text as first registered, and its identity (the parsed schema written out
 /// again, so that whitespace and key order do not make two schemas of one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +122,8 @@ pub struct Subject {
     pub versions: Vec<SubjectVersion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compatibility: Option<Compatibility>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
 }
 
 impl Subject {
@@ -109,6 +143,8 @@ pub struct SchemaRegistry {
     pub subjects: BTreeMap<String, Subject>,
     pub compatibility: Compatibility,
     pub next_id: u32,
+    #[serde(default, skip_serializing_if = "Mode::is_default")]
+    pub mode: Mode,
     /// On a cluster, the nonces of the last changes applied: how the node that proposed one knows it has.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     recent_changes: VecDeque<u64>,
@@ -121,6 +157,7 @@ impl Default for SchemaRegistry {
             subjects: BTreeMap::new(),
             compatibility: Compatibility::Backward,
             next_id: 1,
+            mode: Mode::Readwrite,
             recent_changes: VecDeque::new(),
         }
     }
@@ -133,28 +170,72 @@ const RECENT_CHANGES: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SchemaChange {
-    Register { subject: String, schema: String },
-    DeleteSubject { subject: String, permanent: bool },
-    DeleteVersion { subject: String, version: u32, permanent: bool },
-    SetCompatibility { subject: Option<String>, level: Compatibility },
-    ClearCompatibility { subject: String },
+    Register {
+        subject: String,
+        schema: String,
+        /// In IMPORT mode: the id and version the schema keeps (another registry's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+    },
+    DeleteSubject {
+        subject: String,
+        permanent: bool,
+    },
+    DeleteVersion {
+        subject: String,
+        version: u32,
+        permanent: bool,
+    },
+    SetCompatibility {
+        subject: Option<String>,
+        level: Compatibility,
+    },
+    ClearCompatibility {
+        subject: String,
+    },
+    SetMode {
+        subject: Option<String>,
+        mode: Mode,
+        force: bool,
+    },
+    ClearMode {
+        subject: String,
+    },
 }
 
 impl SchemaChange {
     /// Applies the change to `registry`; Ok(false) when it changed nothing (a schema the subject already has).
     pub fn apply(&self, registry: &mut SchemaRegistry) -> Result<bool, SchemaError> {
         match self {
-            SchemaChange::Register { subject, schema } => registry.register(subject, schema).map(|r| r.is_new),
+            SchemaChange::Register { subject, schema, id: None, version: None } => {
+                registry.check_writable(subject)?;
+                registry.register(subject, schema).map(|r| r.is_new)
+            }
+            SchemaChange::Register { subject, schema, id, version } => {
+                registry.import(subject, schema, *id, *version).map(|r| r.is_new)
+            }
+            SchemaChange::SetMode { subject, mode, force } => {
+                registry.set_mode(subject.as_deref(), *mode, *force).map(|()| true)
+            }
+            SchemaChange::ClearMode { subject } => registry.clear_mode(subject).map(|_| true),
             SchemaChange::DeleteSubject { subject, permanent } => {
+                registry.check_writable(subject)?;
                 registry.delete_subject(subject, *permanent).map(|_| true)
             }
             SchemaChange::DeleteVersion { subject, version, permanent } => {
+                registry.check_writable(subject)?;
                 registry.delete_version(subject, VersionRef::Number(*version), *permanent).map(|_| true)
             }
             SchemaChange::SetCompatibility { subject, level } => {
+                registry.check_writable(subject.as_deref().unwrap_or(""))?;
                 registry.set_compatibility(subject.as_deref(), *level).map(|()| true)
             }
-            SchemaChange::ClearCompatibility { subject } => registry.clear_compatibility(subject).map(|_| true),
+            SchemaChange::ClearCompatibility { subject } => {
+                registry.check_writable(subject)?;
+                registry.clear_compatibility(subject).map(|_| true)
+            }
         }
     }
 }
@@ -191,6 +272,8 @@ pub enum SchemaError {
     Incompatible { subject: String, level: String, reason: String },
     #[error("{0}")]
     TooMany(String),
+    #[error("{0}")]
+    NotPermitted(String),
 }
 
 impl SchemaError {
@@ -208,6 +291,7 @@ impl SchemaError {
             SchemaError::InvalidVersion(_) => 42202,
             SchemaError::InvalidCompatibility(_) => 42203,
             SchemaError::Incompatible { .. } => 409,
+            SchemaError::NotPermitted(_) => 42205,
         }
     }
 
@@ -307,6 +391,116 @@ impl SchemaRegistry {
             subject if deleted || subject.is_live() => Ok(subject),
             _ => Err(SchemaError::SubjectNotFound(name.to_owned())),
         }
+    }
+
+    pub fn effective_mode(&self, subject: &str) -> Mode {
+        self.subjects.get(subject).and_then(|s| s.mode).unwrap_or(self.mode)
+    }
+
+    /// A change of `subject` outside IMPORT's registrations: refused while it (or the registry) is READONLY, and
+    /// a plain registration is refused while IMPORT (it would take an id an import may still need).
+    fn check_writable(&self, subject: &str) -> Result<(), SchemaError> {
+        match self.effective_mode(subject) {
+            Mode::Readwrite => Ok(()),
+            Mode::Readonly => Err(SchemaError::NotPermitted(format!(
+                "Subject '{subject}' is in read-only mode: set the mode to READWRITE to change it"
+            ))),
+            Mode::Import => Err(SchemaError::NotPermitted(format!(
+                "Subject '{subject}' is in import mode: registrations must name their id (and version); set the \
+                 mode to READWRITE to register otherwise"
+            ))),
+        }
+    }
+
+    /// Registers `text` under `subject` with the `id` (and `version`) it had in another registry, in IMPORT mode:
+    /// no compatibility check; the id must be free or already hold this very schema.
+    pub fn import(
+        &mut self,
+        subject: &str,
+        text: &str,
+        id: Option<u32>,
+        version: Option<u32>,
+    ) -> Result<Registered, SchemaError> {
+        check_subject(subject)?;
+        if self.effective_mode(subject) != Mode::Import {
+            return Err(SchemaError::NotPermitted(format!(
+                "a schema id or version may be given only in IMPORT mode; subject '{subject}' is in {} mode",
+                self.effective_mode(subject).name()
+            )));
+        }
+        let Some(id) = id.filter(|id| (1..=i32::MAX as u32).contains(id)) else {
+            return Err(SchemaError::NotPermitted("an import names its schema id (1 to 2^31-1)".into()));
+        };
+        let (_, identity) = parse(text)?;
+        match self.schemas.get(&id) {
+            Some(stored) if stored.identity != identity => {
+                return Err(SchemaError::NotPermitted(format!(
+                    "schema id {id} already holds another schema: an import may not overwrite it"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                if let Some((other, _)) = self.schemas.iter().find(|(_, s)| s.identity == identity) {
+                    return Err(SchemaError::NotPermitted(format!(
+                        "this schema is already held under id {other}: one schema, one id"
+                    )));
+                }
+            }
+        }
+        let existing = self.subjects.get(subject).and_then(|s| s.versions.iter().find(|v| v.id == id).cloned());
+        if let Some(existing) = existing.filter(|v| version.is_none_or(|n| n == v.version)) {
+            return Ok(Registered { id, version: existing.version, is_new: false });
+        }
+        let latest = self.subjects.get(subject).and_then(|s| s.versions.last()).map_or(0, |v| v.version);
+        let version = version.unwrap_or(latest + 1);
+        if version <= latest {
+            return Err(SchemaError::InvalidVersion(format!(
+                "{version} (subject '{subject}' is at version {latest}: an import adds versions after it)"
+            )));
+        }
+        if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
+            return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
+        }
+        self.schemas.entry(id).or_insert_with(|| StoredSchema { text: text.to_owned(), identity });
+        self.next_id = self.next_id.max(id + 1);
+        let entry = self.subjects.entry(subject.to_owned()).or_default();
+        entry.versions.push(SubjectVersion { version, id, deleted: false });
+        Ok(Registered { id, version, is_new: true })
+    }
+
+    /// Sets the mode of the registry or of `subject`. IMPORT for the whole registry needs it empty (or `force`),
+    /// as Confluent's does: ids an import brings must not meet ids already given.
+    pub fn set_mode(&mut self, subject: Option<&str>, mode: Mode, force: bool) -> Result<(), SchemaError> {
+        match subject {
+            None => {
+                if mode == Mode::Import && !force && !self.schemas.is_empty() {
+                    return Err(SchemaError::NotPermitted(
+                        "Cannot import since found existing subjects: import into an empty registry, or pass \
+                         force=true"
+                            .into(),
+                    ));
+                }
+                self.mode = mode;
+            }
+            Some(subject) => {
+                check_subject(subject)?;
+                if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
+                    return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
+                }
+                self.subjects.entry(subject.to_owned()).or_default().mode = Some(mode);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `subject`'s own mode (it follows the registry's again); returns the mode it had.
+    pub fn clear_mode(&mut self, subject: &str) -> Result<Mode, SchemaError> {
+        let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
+        let mode = found.mode.take().unwrap_or(self.mode);
+        if found.versions.is_empty() && found.compatibility.is_none() {
+            self.subjects.remove(subject);
+        }
+        Ok(mode)
     }
 
     pub fn effective_compatibility(&self, subject: &str) -> Compatibility {
@@ -503,7 +697,7 @@ impl SchemaRegistry {
                 return Err(SchemaError::VersionNotSoftDeleted { subject: subject.to_owned(), version: number });
             }
             found.versions.remove(at);
-            if found.versions.is_empty() && found.compatibility.is_none() {
+            if found.versions.is_empty() && found.compatibility.is_none() && found.mode.is_none() {
                 self.subjects.remove(subject);
             }
         } else {
@@ -539,7 +733,7 @@ impl SchemaRegistry {
         let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
         let level =
             found.compatibility.take().ok_or_else(|| SchemaError::NoSubjectCompatibility(subject.to_owned()))?;
-        if found.versions.is_empty() {
+        if found.versions.is_empty() && found.mode.is_none() {
             self.subjects.remove(subject);
         }
         Ok(level)
@@ -601,6 +795,42 @@ mod tests {
         let mut enums = SchemaRegistry::default();
         enums.register("e", r#"{"type":"enum","name":"C","symbols":["A","B"]}"#).expect("v1");
         assert!(enums.register("e", r#"{"type":"enum","name":"C","symbols":["A"]}"#).is_err());
+    }
+
+    #[test]
+    fn an_import_keeps_another_registrys_ids_and_readonly_refuses_changes() {
+        let mut registry = SchemaRegistry::default();
+        let import = |registry: &mut SchemaRegistry, subject: &str, text: &str, id, version| {
+            let change = SchemaChange::Register { subject: subject.into(), schema: text.into(), id, version };
+            change.apply(registry)
+        };
+        assert_eq!(import(&mut registry, "s", &record(ID), Some(100), Some(3)).map_err(|e| e.code()), Err(42205));
+        SchemaChange::SetMode { subject: None, mode: Mode::Import, force: false }.apply(&mut registry).expect("empty");
+        let plain = SchemaChange::Register { subject: "s".into(), schema: record(ID), id: None, version: None };
+        assert_eq!(plain.apply(&mut registry).map_err(|e| e.code()), Err(42205), "an import names its id");
+        assert_eq!(import(&mut registry, "s", &record(ID), Some(100), Some(3)), Ok(true));
+        assert_eq!(import(&mut registry, "s", &record(ID), Some(100), Some(3)), Ok(false), "again: no change");
+        let v2 = record(&format!("{ID},{NOTE}"));
+        assert_eq!(import(&mut registry, "s", &v2, Some(100), None).map_err(|e| e.code()), Err(42205), "id taken");
+        assert_eq!(import(&mut registry, "s", &v2, Some(250), Some(2)).map_err(|e| e.code()), Err(42202), "v2 < v3");
+        assert_eq!(import(&mut registry, "s", &v2, Some(250), None), Ok(true), "no compatibility check on import");
+        assert_eq!(registry.versions("s", false), Ok(vec![3, 4]));
+        assert_eq!(registry.lookup("s", &v2, false).map(|v| v.id), Ok(250));
+        SchemaChange::SetMode { subject: None, mode: Mode::Readwrite, force: false }.apply(&mut registry).expect("rw");
+        let next = registry.register("t", r#""string""#).expect("registered");
+        assert_eq!(next.id, 251, "ids go on after the imported ones");
+        SchemaChange::SetMode { subject: Some("t".into()), mode: Mode::Readonly, force: false }
+            .apply(&mut registry)
+            .expect("readonly");
+        let change = SchemaChange::Register { subject: "t".into(), schema: r#""int""#.into(), id: None, version: None };
+        assert_eq!(change.apply(&mut registry).map_err(|e| e.code()), Err(42205));
+        let delete = SchemaChange::DeleteSubject { subject: "t".into(), permanent: false };
+        assert_eq!(delete.apply(&mut registry).map_err(|e| e.code()), Err(42205));
+        let import_again = SchemaChange::SetMode { subject: None, mode: Mode::Import, force: false };
+        assert_eq!(import_again.apply(&mut registry).map_err(|e| e.code()), Err(42205), "not empty");
+        SchemaChange::SetMode { subject: None, mode: Mode::Import, force: true }.apply(&mut registry).expect("forced");
+        assert_eq!(registry.clear_mode("t"), Ok(Mode::Readonly));
+        assert_eq!(registry.effective_mode("t"), Mode::Import);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod output;
 mod produce;
 mod quota;
 mod runtime;
+mod schema;
 mod table;
 mod telemetry;
 mod time_arg;
@@ -85,6 +86,8 @@ enum Command {
     Acl(acl::AclArgs),
     /// Client quotas: the byte rates users and client ids may produce and fetch at: set, remove, list.
     Quota(quota::QuotaArgs),
+    /// The broker's schema registry (--schema-registry-listen): subjects, register, check, delete, compatibility.
+    Schema(schema::SchemaArgs),
 }
 
 /// With `RUST_LOG` set, a client command logs to stderr what its client does (`RUST_LOG=rill_client=debug`: each
@@ -125,6 +128,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(args) => user::run_token(args),
         Command::Acl(args) => acl::run(args),
         Command::Quota(args) => quota::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -43,6 +43,7 @@ mod otlp;
 mod quickstart;
 mod quota;
 mod replication;
+mod schema_cli;
 mod subscribe_failover;
 mod tail_cache;
 mod tls;

@@ -256,9 +256,10 @@ impl OAuthValidator {
             let may_refetch = keys.tried_at.is_none_or(|at| now.duration_since(at) >= MIN_REFETCH);
             (Arc::clone(&keys.keys), is_stale, may_refetch)
         };
-        let keys = if is_stale && may_refetch { self.refresh_or_keep().await } else { keys };
+        let is_refreshed = is_stale && may_refetch;
+        let keys = if is_refreshed { self.refresh_or_keep().await } else { keys };
         let keys = match candidates(&keys, header.kid.as_deref(), header.alg) {
-            found if !found.is_empty() || !may_refetch || header.kid.is_none() => keys,
+            found if !found.is_empty() || !may_refetch || is_refreshed || header.kid.is_none() => keys,
             // A key id the keys lack: the provider may have rotated its keys since they were read.
             _ => self.refresh_or_keep().await,
         };

@@ -479,6 +479,16 @@ mod tests {
         assert!(matches!(parse_plain(b"\0\xff\0pw"), Err(Failure::Refused(_))));
     }
 
+    proptest::proptest! {
+        /// Any bytes a client sends as its OAUTHBEARER message are parsed or refused, never a panic.
+        #[test]
+        fn any_oauthbearer_message_is_parsed_or_refused(bytes in proptest::collection::vec(
+            proptest::prop_oneof![proptest::prelude::Just(1u8), proptest::prelude::Just(b','),
+                proptest::prelude::Just(b'='), proptest::prelude::any::<u8>()], 0..64)) {
+            let _ = parse_oauthbearer(&bytes);
+        }
+    }
+
     #[test]
     fn a_session_lasts_the_reauthentication_interval_or_until_the_credential_expires() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);

@@ -833,6 +833,59 @@ mod tests {
         assert_eq!(registry.effective_mode("t"), Mode::Import);
     }
 
+    proptest::proptest! {
+        /// Whatever text a client sends as a schema (JSON of any shape, or not JSON), registering it answers
+        /// (a version, or InvalidSchema) and never panics: on a cluster every node applies it.
+        #[test]
+        fn any_text_registers_or_is_refused_without_a_panic(text in schema_like()) {
+            let mut registry = SchemaRegistry::default();
+            registry.register("orders-value", &record(ID)).expect("v1");
+            let _ = registry.register("orders-value", &text);
+            let _ = registry.is_compatible("orders-value", None, &text);
+            let _ = registry.lookup("orders-value", &text, false);
+        }
+    }
+
+    /// JSON values built from Avro's vocabulary (types, names, fields, symbols), and raw strings.
+    fn schema_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let word = prop::sample::select(vec![
+            "record", "enum", "array", "map", "fixed", "string", "long", "int", "null", "boolean", "bytes", "double",
+            "float", "union", "Order", "a.b.C", "", "1x", "decimal", "uuid", "date",
+        ]);
+        let leaf = prop_oneof![
+            word.clone().prop_map(|w| serde_json::Value::String(w.to_owned())),
+            any::<i64>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+        ];
+        let key = prop::sample::select(vec![
+            "type",
+            "name",
+            "namespace",
+            "fields",
+            "symbols",
+            "items",
+            "values",
+            "size",
+            "default",
+            "logicalType",
+            "precision",
+            "scale",
+            "aliases",
+            "doc",
+        ]);
+        let json = leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..6).prop_map(|pairs| {
+                    serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        });
+        prop_oneof![json.prop_map(|v| v.to_string()), ".{0,40}"]
+    }
+
     #[test]
     fn deletes_are_soft_first_then_permanent_and_ids_are_never_given_twice() {
         let mut registry = SchemaRegistry::default();

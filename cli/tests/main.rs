@@ -38,6 +38,7 @@ mod crash_loop;
 mod high_watermark;
 mod hostile_clients;
 mod kafka_rdkafka;
+mod oauth_client;
 mod open_file_limit;
 mod otlp;
 mod quickstart;

@@ -58,21 +58,66 @@ pub struct ClientConfig {
 /// nothing.
 #[derive(Clone)]
 pub struct BearerToken {
-    header: http::HeaderValue,
+    source: TokenSourceKind,
+}
+
+#[derive(Clone)]
+enum TokenSourceKind {
+    Fixed(http::HeaderValue),
+    /// Asked on every call: an OAuth token that expires and is renewed (docs/security.md).
+    Source(std::sync::Arc<dyn TokenSource>),
+}
+
+/// Where a client's token comes from when it changes over the client's life: an OAuth access token from an
+/// identity provider, renewed before it expires. Asked on every call (and when a produce stream opens), so it
+/// should answer from memory and renew in the background.
+pub trait TokenSource: Send + Sync + 'static {
+    /// The current token (without `Bearer `).
+    fn token(&self) -> String;
+}
+
+impl<F: Fn() -> String + Send + Sync + 'static> TokenSource for F {
+    fn token(&self) -> String {
+        self()
+    }
 }
 
 impl BearerToken {
     /// Fails for an empty token or one with characters a header cannot carry (visible ASCII only).
     pub fn new(token: &str) -> Result<Self> {
-        let invalid = || Error::InvalidUse { message: "a token must be non-empty visible ASCII (no spaces)".into() };
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid());
-        }
-        let mut header = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| invalid())?;
-        // HPACK never indexes it, so it does not linger in a compression table.
-        header.set_sensitive(true);
-        Ok(Self { header })
+        let header = bearer_header(token)?;
+        Ok(Self { source: TokenSourceKind::Fixed(header) })
     }
+
+    /// A token asked of `source` on every call, for a token that expires and is renewed (an OAuth access token).
+    /// A token it answers that a header cannot carry is not sent, and the broker answers UNAUTHENTICATED.
+    pub fn from_source(source: impl TokenSource) -> Self {
+        Self { source: TokenSourceKind::Source(std::sync::Arc::new(source)) }
+    }
+
+    fn header(&self) -> Option<http::HeaderValue> {
+        match &self.source {
+            TokenSourceKind::Fixed(header) => Some(header.clone()),
+            TokenSourceKind::Source(source) => match bearer_header(&source.token()) {
+                Ok(header) => Some(header),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the token source gave a token no header can carry; sent none");
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn bearer_header(token: &str) -> Result<http::HeaderValue> {
+    let invalid = || Error::InvalidUse { message: "a token must be non-empty visible ASCII (no spaces)".into() };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    let mut header = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| invalid())?;
+    // HPACK never indexes it, so it does not linger in a compression table.
+    header.set_sensitive(true);
+    Ok(header)
 }
 
 /// A client id, checked once to be sendable as a header: 1 to 255 bytes of visible ASCII.
@@ -107,7 +152,7 @@ impl std::fmt::Debug for BearerToken {
 #[derive(Clone, Debug)]
 pub(crate) struct BrokerChannel {
     channel: Http2Channel,
-    authorization: Option<http::HeaderValue>,
+    authorization: Option<BearerToken>,
     client_id: Option<http::HeaderValue>,
     /// The connection's produce stream (`produce_stream.rs`), shared by clones as the connection is.
     pub(crate) produce_stream: std::sync::Arc<crate::produce_stream::ProduceStream>,
@@ -119,7 +164,7 @@ impl BrokerChannel {
     pub(crate) fn new(channel: Http2Channel, config: &ClientConfig) -> Self {
         Self {
             channel,
-            authorization: config.token.as_ref().map(|token| token.header.clone()),
+            authorization: config.token.clone(),
             client_id: config.client_id.as_ref().map(|id| id.header.clone()),
             produce_stream: Default::default(),
             uses_produce_stream: config.uses_produce_stream,
@@ -144,8 +189,8 @@ impl BrokerChannel {
 
     /// Puts the client's token and client id, if any, on a call's headers.
     fn identify(&self, headers: &mut http::HeaderMap) {
-        if let Some(authorization) = &self.authorization {
-            headers.insert(http::header::AUTHORIZATION, authorization.clone());
+        if let Some(authorization) = self.authorization.as_ref().and_then(BearerToken::header) {
+            headers.insert(http::header::AUTHORIZATION, authorization);
         }
         if let Some(client_id) = &self.client_id {
             headers.insert(CLIENT_ID_HEADER, client_id.clone());

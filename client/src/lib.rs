@@ -101,7 +101,7 @@ pub use cluster_admin::{
     NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced, ThrottleSet,
 };
 pub use compression::Compression;
-pub use connection::{BearerToken, Client, ClientConfig, ClientId};
+pub use connection::{BearerToken, Client, ClientConfig, ClientId, TokenSource};
 pub use consumer::{Consumer, ConsumerConfig, Isolation, OffsetReset, RebalanceEvent, SeekTo};
 pub use delivery::{BatchDelivery, DeliveredRun, DeliveryFuture};
 pub use error::{Error, Result};

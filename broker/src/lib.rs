@@ -96,7 +96,7 @@ mod registry;
 mod replication;
 mod request_limit;
 pub mod request_trace;
-mod schema_registry;
+pub mod schema_registry;
 mod server;
 mod service;
 mod tls;
@@ -114,5 +114,6 @@ pub use config::{
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;
 pub use file_budget::FileBudget;
+pub use meta::{SchemaIdCheck, SchemaIdChecks, SubjectNameStrategy};
 pub use server::{Broker, BrokerHandle, StartError};
 pub use tls::{ConnectionInfo, PeerCertificates, TlsError};

@@ -6,8 +6,6 @@
 //! or wrote with another topic's schema, cannot put records consumers would fail to read. A null key or value
 //! (a tombstone) passes, as it carries no data to read.
 
-use std::collections::HashMap;
-
 use rill_protocol::BatchError;
 
 use super::registry::SchemaRegistry;
@@ -25,8 +23,9 @@ pub fn check_batch(
     registry: &SchemaRegistry,
 ) -> Result<(), BatchError> {
     let mut first_refusal = None;
-    // Ids seen in this batch and whether they passed, per side: a batch's records mostly share one.
-    let mut seen: HashMap<(bool, u32), Result<(), String>> = HashMap::new();
+    // Ids seen in this batch and whether they passed, per side: a batch's records mostly share one or two, so a
+    // short list searched in order beats hashing each record's id.
+    let mut seen: Vec<(bool, u32, Result<(), String>)> = Vec::new();
     rill_protocol::compaction::retain_records(batch, |record| {
         if first_refusal.is_some() {
             return true;
@@ -51,19 +50,23 @@ fn check_field(
     topic: &str,
     check: &SchemaIdCheck,
     registry: &SchemaRegistry,
-    seen: &mut HashMap<(bool, u32), Result<(), String>>,
+    seen: &mut Vec<(bool, u32, Result<(), String>)>,
 ) -> Result<(), String> {
     let side = if is_key { "key" } else { "value" };
     let Some(bytes) = bytes else { return Ok(()) };
-    let setting = format!("confluent.{side}.schema.validation");
     if bytes.len() < ID_END || bytes[0] != MAGIC {
         return Err(format!(
             "its {side} does not begin with a schema id (a magic byte 0 and a 4-byte id, as Confluent's \
-             serializers write it), which the topic requires ({setting})"
+             serializers write it), which the topic requires (confluent.{side}.schema.validation)"
         ));
     }
     let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    seen.entry((is_key, id)).or_insert_with(|| registered(id, side, topic, check.strategy, registry)).clone()
+    if let Some((_, _, known)) = seen.iter().find(|(k, i, _)| *k == is_key && *i == id) {
+        return known.clone();
+    }
+    let checked = registered(id, side, topic, check.strategy, registry);
+    seen.push((is_key, id, checked.clone()));
+    checked
 }
 
 /// Ok if schema `id` is registered under the subject `strategy` names for it.

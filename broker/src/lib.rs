@@ -38,6 +38,12 @@
 //! `__consumer_offsets` topic and each group is served by one coordinator node, the leader of its offsets
 //! partition (`offsets/replicated.rs`). Without them nothing of that starts (docs/cluster.md).
 //!
+//! With `auth.oauth` set, `auth/oauth.rs` checks an identity provider's JWTs (SASL OAUTHBEARER on the Kafka port,
+//! bearer tokens on gRPC and the admin listener) against its published keys (docs/security.md). With
+//! `schema_registry_listen` set, `schema_registry/` serves Confluent Schema Registry's REST API for Avro schemas,
+//! kept in `<data>/__schemas.json` or, on a cluster, in the replicated metadata; a topic may ask every record to
+//! carry a registered schema id (docs/schema-registry.md).
+//!
 //! With `tls` set, `tls/` serves both protocols over TLS (rustls; optional or required client certificates,
 //! checked against a CA): the node owns the handshake (with a timeout) and reloads the certificate when its
 //! files change or on [`BrokerHandle::reload_tls`]; each gRPC request carries its connection's

@@ -458,9 +458,7 @@ impl SchemaRegistry {
                 "{version} (subject '{subject}' is at version {latest}: an import adds versions after it)"
             )));
         }
-        if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
-            return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
-        }
+        self.check_room_for(subject)?;
         self.schemas.entry(id).or_insert_with(|| StoredSchema { text: text.to_owned(), identity });
         self.next_id = self.next_id.max(id + 1);
         let entry = self.subjects.entry(subject.to_owned()).or_default();
@@ -483,11 +481,7 @@ impl SchemaRegistry {
                 self.mode = mode;
             }
             Some(subject) => {
-                check_subject(subject)?;
-                if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
-                    return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
-                }
-                self.subjects.entry(subject.to_owned()).or_default().mode = Some(mode);
+                self.subject_entry(subject)?.mode = Some(mode);
             }
         }
         Ok(())
@@ -497,9 +491,7 @@ impl SchemaRegistry {
     pub fn clear_mode(&mut self, subject: &str) -> Result<Mode, SchemaError> {
         let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
         let mode = found.mode.take().unwrap_or(self.mode);
-        if found.versions.is_empty() && found.compatibility.is_none() {
-            self.subjects.remove(subject);
-        }
+        self.forget_if_empty(subject);
         Ok(mode)
     }
 
@@ -641,9 +633,7 @@ impl SchemaRegistry {
             let level = self.effective_compatibility(subject).name().to_owned();
             return Err(SchemaError::Incompatible { subject: subject.to_owned(), level, reason });
         }
-        if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
-            return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
-        }
+        self.check_room_for(subject)?;
         if self.subjects.get(subject).is_some_and(|s| s.versions.len() >= MAX_VERSIONS) {
             return Err(SchemaError::TooMany(format!("subject '{subject}' has {MAX_VERSIONS} versions, its most")));
         }
@@ -697,14 +687,38 @@ impl SchemaRegistry {
                 return Err(SchemaError::VersionNotSoftDeleted { subject: subject.to_owned(), version: number });
             }
             found.versions.remove(at);
-            if found.versions.is_empty() && found.compatibility.is_none() && found.mode.is_none() {
-                self.subjects.remove(subject);
-            }
+            self.forget_if_empty(subject);
         } else {
             found.versions[at].deleted = true;
         }
         self.forget_unused_schemas();
         Ok(number)
+    }
+
+    /// `subject`'s entry, made if need be (a level or mode set before its first version), within the limit.
+    fn subject_entry(&mut self, subject: &str) -> Result<&mut Subject, SchemaError> {
+        check_subject(subject)?;
+        self.check_room_for(subject)?;
+        Ok(self.subjects.entry(subject.to_owned()).or_default())
+    }
+
+    /// Refuses a new subject past [`MAX_SUBJECTS`]; one the registry holds always has room.
+    fn check_room_for(&self, subject: &str) -> Result<(), SchemaError> {
+        if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
+            return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
+        }
+        Ok(())
+    }
+
+    /// Drops `subject`'s entry once it holds nothing: no version, no level or mode of its own.
+    fn forget_if_empty(&mut self, subject: &str) {
+        let is_empty = self
+            .subjects
+            .get(subject)
+            .is_some_and(|s| s.versions.is_empty() && s.compatibility.is_none() && s.mode.is_none());
+        if is_empty {
+            self.subjects.remove(subject);
+        }
     }
 
     /// Schemas no version names any more (permanently deleted) are forgotten; ids are never given again.
@@ -718,11 +732,7 @@ impl SchemaRegistry {
         match subject {
             None => self.compatibility = level,
             Some(subject) => {
-                check_subject(subject)?;
-                if !self.subjects.contains_key(subject) && self.subjects.len() >= MAX_SUBJECTS {
-                    return Err(SchemaError::TooMany(format!("the registry holds {MAX_SUBJECTS} subjects, its most")));
-                }
-                self.subjects.entry(subject.to_owned()).or_default().compatibility = Some(level);
+                self.subject_entry(subject)?.compatibility = Some(level);
             }
         }
         Ok(())
@@ -733,9 +743,7 @@ impl SchemaRegistry {
         let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
         let level =
             found.compatibility.take().ok_or_else(|| SchemaError::NoSubjectCompatibility(subject.to_owned()))?;
-        if found.versions.is_empty() && found.mode.is_none() {
-            self.subjects.remove(subject);
-        }
+        self.forget_if_empty(subject);
         Ok(level)
     }
 }

@@ -11,6 +11,7 @@ use rill_broker::{
     AdminAuth, AuthorizationMode, Broker, BrokerConfig, ClientAuth, ConsoleMode, DurabilityPolicy, SaslMechanism,
     TlsConfig,
 };
+use rill_http_proxy::{HttpProxy, ProxyConfig};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -53,6 +54,11 @@ pub struct BrokerArgs {
     /// 127.0.0.1:8081; over TLS with --admin-tls, with the admin listener's authentication. [default: off]
     #[arg(long, env = "RILL_SCHEMA_REGISTRY_LISTEN", value_name = "ADDR")]
     schema_registry_listen: Option<std::net::SocketAddr>,
+    /// Serve Confluent REST Proxy's API v2 here (produce and consume over HTTP as JSON), e.g. 127.0.0.1:8082: a
+    /// client of this broker, so its authentication and ACLs apply to each caller's bearer token. Needs the
+    /// broker port without TLS (with TLS, run `rill http-proxy` beside it). [default: off]
+    #[arg(long, env = "RILL_HTTP_PROXY_LISTEN", value_name = "ADDR")]
+    http_proxy_listen: Option<std::net::SocketAddr>,
     /// The web console at the admin listener's root: on, read-only (no action that changes anything) or off.
     /// [default: on]
     #[arg(long, env = "RILL_CONSOLE", value_name = "on|read-only|off", value_parser = parse_console)]
@@ -477,25 +483,46 @@ impl BrokerArgs {
 }
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    let http_proxy_listen = args.http_proxy_listen;
     let config = args.into_config()?;
+    if http_proxy_listen.is_some() && config.tls.is_some() {
+        anyhow::bail!(
+            "--http-proxy-listen reaches this broker's port in plain text, and it listens with TLS: run `rill \
+             http-proxy --broker https://HOST:PORT --tls-ca CA --listen ADDR` beside the broker instead"
+        );
+    }
     let runtime = crate::runtime::multi_thread(config.worker_threads)?;
     let telemetry = {
         let _in_runtime = runtime.enter();
         crate::telemetry::install(&config)?
     };
-    let served = serve(&runtime, config);
+    let served = serve(&runtime, config, http_proxy_listen);
     // After the broker stopped (its last spans ended) and before the runtime goes (the exporter's channel
     // lives on it).
     telemetry.shutdown();
     served
 }
 
-fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Result<()> {
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    config: BrokerConfig,
+    http_proxy_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Installed before the banner: from then on a SIGHUP reloads TLS files instead of ending the process.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?;
         let broker = Broker::start(config).await?;
+        let http_proxy = match http_proxy_listen {
+            None => None,
+            Some(addr) => match start_http_proxy(addr, &broker).await {
+                Ok(proxy) => Some(proxy),
+                Err(refused) => {
+                    broker.shutdown().await;
+                    return Err(refused);
+                }
+            },
+        };
         if crate::allocator::huge_pages() != crate::allocator::HugePages::On {
             tracing::info!(
                 "transparent huge pages {}; {} sets on, off or auto",
@@ -513,17 +540,25 @@ fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Res
         if let Some(registry) = broker.schema_registry_url() {
             banner.push_str(&format!("rill schema registry listening on {registry}\n"));
         }
+        if let Some(proxy) = &http_proxy {
+            banner.push_str(&format!("rill http proxy listening on http://{}\n", proxy.local_addr()));
+        }
         // A reader that went away is no reason to stop serving.
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
         drop(stdout);
-        tokio::select! {
-            signal = wait_for_signal() => signal?,
-            reason = broker.failed() => {
-                broker.shutdown().await;
-                anyhow::bail!("{reason}");
-            }
+        let stopped = tokio::select! {
+            signal = wait_for_signal() => signal,
+            reason = broker.failed() => Err(anyhow::anyhow!("{reason}")),
             never = reload_tls_on_hangup(&broker, &mut hangup) => match never {},
+        };
+        // The proxy's callers go first: it is a client of this broker.
+        if let Some(proxy) = http_proxy {
+            proxy.shutdown();
+        }
+        if let Err(failure) = stopped {
+            broker.shutdown().await;
+            return Err(failure);
         }
         // A second signal during the graceful shutdown means "now": exit at once (logs recover on the next
         // start, as after a crash).
@@ -535,6 +570,27 @@ fn serve(runtime: &tokio::runtime::Runtime, config: BrokerConfig) -> anyhow::Res
             }
         }
     })
+}
+
+/// Serves the HTTP proxy on `addr`, a client of `broker` (at its own address; an unspecified one as loopback).
+async fn start_http_proxy(addr: SocketAddr, broker: &rill_broker::BrokerHandle) -> anyhow::Result<HttpProxy> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--http-proxy-listen {addr}: cannot listen there"))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the HTTP proxy listens in plain HTTP beyond this host: callers' bearer tokens cross the network unencrypted"
+        );
+    }
+    let mut target = broker.addr();
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(HttpProxy::start(listener, ProxyConfig::new(target.to_string()))?)
 }
 
 /// Reloads the TLS files at each SIGHUP (the files are also watched; this is for operators who prefer to say
@@ -555,7 +611,7 @@ async fn reload_tls_on_hangup(
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;

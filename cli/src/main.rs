@@ -18,6 +18,7 @@ mod cluster;
 mod connect;
 mod consume;
 mod group;
+mod http_proxy;
 mod output;
 mod produce;
 mod quota;
@@ -88,6 +89,8 @@ enum Command {
     Quota(quota::QuotaArgs),
     /// The broker's schema registry (--schema-registry-listen): subjects, register, check, delete, compatibility.
     Schema(schema::SchemaArgs),
+    /// Serve Confluent REST Proxy's API v2 (produce and consume over HTTP) as a client of a broker.
+    HttpProxy(http_proxy::HttpProxyArgs),
 }
 
 /// With `RUST_LOG` set, a client command logs to stderr what its client does (`RUST_LOG=rill_client=debug`: each
@@ -129,6 +132,7 @@ fn main() -> std::process::ExitCode {
         Command::Acl(args) => acl::run(args),
         Command::Quota(args) => quota::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::HttpProxy(args) => http_proxy::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

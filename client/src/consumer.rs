@@ -410,6 +410,29 @@ impl Consumer {
         Ok(records)
     }
 
+    /// [`Consumer::poll`] handing out records only while their keys, values and headers add up to at most
+    /// `max_bytes` (always at least one record). The others stay for the next call, their positions not moved,
+    /// so a commit does not cover them: what a caller that forwards records in bounded answers (the HTTP proxy's
+    /// `max_bytes`) needs to commit only what it forwarded.
+    pub async fn poll_max_bytes(&mut self, max_bytes: usize) -> Result<Vec<ConsumedRecord>> {
+        if !self.ready_records().await? {
+            return Ok(Vec::new());
+        }
+        let mut taken_bytes = 0usize;
+        let mut count = 0usize;
+        for record in &self.ready {
+            let size = record.payload_bytes();
+            if count > 0 && taken_bytes.saturating_add(size) > max_bytes {
+                break;
+            }
+            taken_bytes = taken_bytes.saturating_add(size);
+            count += 1;
+        }
+        let records: Vec<ConsumedRecord> = self.ready.drain(..count).collect();
+        self.handed_out_all(&records);
+        Ok(records)
+    }
+
     /// The next record; `None` when no partition is assigned.
     pub async fn next_record(&mut self) -> Option<Result<ConsumedRecord>> {
         match self.ready_records().await {
@@ -438,6 +461,19 @@ impl Consumer {
         self.commit_keys(&keys).await?;
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// Stores these offsets (topic, partition, the offset of the next record to read) as the group's committed
+    /// offsets, as [`Consumer::commit`] does (as the group's member when subscribed), whatever the positions.
+    pub async fn commit_offsets(&mut self, offsets: &[(&str, u32, i64)]) -> Result<()> {
+        let group = self.config.group_id.as_deref().ok_or(Error::NoGroup)?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (member_id, generation) = self.commit_identity();
+        let timeout = self.client.config().request_timeout;
+        crate::admin::commit_offsets(&self.client, group, &member_id, generation, offsets.iter().copied(), timeout)
+            .await
     }
 
     /// Applies the group's latest assignment (when subscribed), auto-commits if due, then waits until records

@@ -96,6 +96,13 @@ pub struct ConsumedRecord {
 }
 
 impl ConsumedRecord {
+    /// Bytes of key, value and header keys and values: what the record weighs when handed on.
+    pub fn payload_bytes(&self) -> usize {
+        let field = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let headers: usize = self.headers.iter().map(|h| h.key.len() + field(&h.value)).sum();
+        field(&self.key) + field(&self.value) + headers
+    }
+
     /// The trace the producer sent this record in (its `traceparent` header), for a consumer span to continue:
     /// make it the parent of the span that processes the record. `None` without a well-formed header.
     pub fn trace_parent(&self) -> Option<TraceParent> {

@@ -1,0 +1,168 @@
+//! The API's paths (Confluent REST Proxy v2), each to its handler in `topics.rs` or `consumers.rs`, and what
+//! they share: the caller's session, the JSON body, numbers in the query.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::consumers::Instances;
+use crate::error::ApiError;
+use crate::server::{ApiRequest, ApiResponse};
+use crate::sessions::{Credential, Sessions};
+use crate::topics;
+use crate::ProxyConfig;
+
+pub(crate) struct ProxyState {
+    pub sessions: Sessions,
+    pub consumers: Arc<Instances>,
+}
+
+impl ProxyState {
+    pub fn new(config: ProxyConfig) -> Self {
+        Self {
+            sessions: Sessions::new(config.broker, config.client),
+            consumers: Arc::new(Instances::new(config.max_consumer_instances, config.consumer_instance_timeout)),
+        }
+    }
+}
+
+pub(crate) async fn route(state: &ProxyState, request: &ApiRequest) -> ApiResponse {
+    match route_to_handler(state, request).await {
+        Ok(response) => response,
+        Err(error) => ApiResponse::Error(error),
+    }
+}
+
+async fn route_to_handler(state: &ProxyState, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    let segments = path_segments(&request.path)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let credential = Credential::of(request.authorization.as_deref())?;
+    let session = || state.sessions.session(&credential);
+    let method = request.method.as_str();
+    match (method, segments.as_slice()) {
+        ("GET", []) => Ok(ApiResponse::Json(json!({}))),
+        ("GET", ["topics"]) => topics::list(&*session()?).await,
+        ("GET", ["topics", topic]) => topics::describe(&*session()?, topic).await,
+        ("POST", ["topics", topic]) => topics::produce(&*session()?, topic, None, request).await,
+        ("GET", ["topics", topic, "partitions"]) => topics::partitions(&*session()?, topic).await,
+        ("GET", ["topics", topic, "partitions", partition]) => {
+            topics::partition(&*session()?, topic, partition_number(topic, partition)?).await
+        }
+        ("POST", ["topics", topic, "partitions", partition]) => {
+            topics::produce(&*session()?, topic, Some(partition_number(topic, partition)?), request).await
+        }
+        ("GET", ["topics", topic, "partitions", partition, "offsets"]) => {
+            topics::offsets(&*session()?, topic, partition_number(topic, partition)?).await
+        }
+        ("GET", ["brokers"]) => topics::brokers(&*session()?).await,
+        ("POST", ["consumers", group]) => state.consumers.create(&*session()?, &credential, group, request),
+        (_, ["consumers", group, "instances", instance, rest @ ..]) => {
+            state.consumers.handle(&credential, group, instance, rest, request).await
+        }
+        (_, ["topics", ..] | ["brokers"] | ["consumers", _] | []) => {
+            Err(ApiError::new(405, 405, format!("{method} is not served at {}: see docs/http-proxy.md", request.path)))
+        }
+        _ => Err(ApiError::new(
+            404,
+            404,
+            format!(
+                "no such endpoint: {method} {}; rill's HTTP proxy serves Confluent REST Proxy's API v2: /topics, \
+                 /topics/T/partitions, /brokers, /consumers/GROUP (docs/http-proxy.md)",
+                request.path
+            ),
+        )),
+    }
+}
+
+fn partition_number(topic: &str, text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            404,
+            crate::error::code::PARTITION_NOT_FOUND,
+            format!("{text:?} is not a partition of topic {topic:?}"),
+        )
+    })
+}
+
+/// The request body as JSON.
+pub(crate) fn json_body(request: &ApiRequest) -> Result<Value, ApiError> {
+    if request.body.is_empty() {
+        return Err(ApiError::unprocessable("the request has no body: this endpoint takes a JSON object"));
+    }
+    serde_json::from_slice(&request.body).map_err(|err| ApiError::unprocessable(format!("the body is not JSON: {err}")))
+}
+
+/// A number in the query string (`?timeout=500&max_bytes=1024`); `None` when not given.
+pub(crate) fn query_number(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            return value.parse().map(Some).map_err(|_| {
+                ApiError::unprocessable(format!("query parameter {name}={value:?} is not a number (at least 0)"))
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// The path's segments, percent-decoded; empty segments (a trailing slash) dropped.
+fn path_segments(path: &str) -> Result<Vec<String>, ApiError> {
+    path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect()
+}
+
+fn percent_decode(segment: &str) -> Result<String, ApiError> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            let byte = byte.ok_or_else(|| {
+                ApiError::bad_request(format!("path segment {segment:?}: a % not followed by two hex digits"))
+            })?;
+            decoded.push(byte);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| ApiError::bad_request(format!("path segment {segment:?} is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_split_and_decoded() {
+        assert_eq!(path_segments("/topics/a%2Eb/partitions/").unwrap(), vec!["topics", "a.b", "partitions"]);
+        assert!(path_segments("/topics/%zz").is_err());
+        assert!(path_segments("/topics/%ff").is_err());
+    }
+
+    #[test]
+    fn query_numbers_are_read_or_refused() {
+        assert_eq!(query_number("timeout=500&max_bytes=10", "max_bytes"), Ok(Some(10)));
+        assert_eq!(query_number("", "timeout"), Ok(None));
+        assert_eq!(query_number("timeout=-1", "timeout").unwrap_err().status, 422);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_say_what_is_served() {
+        let state = ProxyState::new(ProxyConfig::new("127.0.0.1:9"));
+        let ask =
+            |method: &str, path: &str| ApiRequest { method: method.into(), path: path.into(), ..ApiRequest::default() };
+        let ApiResponse::Error(missing) = route(&state, &ask("GET", "/nope")).await else { panic!("an error") };
+        assert_eq!(missing.status, 404);
+        assert!(missing.message.contains("/topics"), "{}", missing.message);
+        let ApiResponse::Error(wrong) = route(&state, &ask("DELETE", "/topics/t")).await else { panic!("an error") };
+        assert_eq!(wrong.status, 405);
+        let ApiResponse::Json(root) = route(&state, &ask("GET", "/")).await else { panic!("json") };
+        assert_eq!(root, json!({}));
+        let basic = ApiRequest { authorization: Some("Basic YTpi".into()), ..ask("GET", "/topics") };
+        let ApiResponse::Error(refused) = route(&state, &basic).await else { panic!("an error") };
+        assert_eq!(refused.status, 401);
+    }
+}

@@ -1,0 +1,164 @@
+//! The HTTP/1.1 side: hyper serving each connection (keep-alive, chunked bodies) in its own task, at most
+//! [`MAX_CONNECTIONS`] at once (one more is closed unanswered), a request head within `HEADER_READ_TIMEOUT`
+//! and a body of at most [`MAX_REQUEST_BODY_BYTES`] (413 past it). Requests become [`ApiRequest`]s for
+//! `routes.rs`; its [`ApiResponse`]s become JSON answers labelled `application/vnd.kafka.v2+json`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::format::API_CONTENT_TYPE;
+use crate::routes::{self, ProxyState};
+
+/// Largest request body: a produce of this much is refused whole (413), before any of it is sent.
+pub const MAX_REQUEST_BODY_BYTES: usize = 16 << 20;
+/// HTTP connections served at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A client that has not sent a request head by then (on a new or a kept-alive connection) is dropped.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request as the routes read it.
+#[derive(Debug, Default)]
+pub(crate) struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    /// After `?`, still percent-encoded.
+    pub query: String,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
+    /// A secret: passed on, never logged.
+    pub authorization: Option<String>,
+    pub host: Option<String>,
+    pub body: Bytes,
+}
+
+/// What a route answers.
+#[derive(Debug)]
+pub(crate) enum ApiResponse {
+    Json(Value),
+    NoContent,
+    Error(ApiError),
+}
+
+impl From<ApiError> for ApiResponse {
+    fn from(error: ApiError) -> Self {
+        ApiResponse::Error(error)
+    }
+}
+
+pub(crate) fn serve(listener: TcpListener, state: Arc<ProxyState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors, most likely: back off rather than spin.
+                    tracing::debug!(error = %err, "http proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::debug!(%peer, "http proxy connection refused: too many open");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(answer(request, &state).await) }
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(err) = served {
+                    tracing::debug!(%peer, error = %err, "http proxy connection ended");
+                }
+                drop(slot);
+            });
+        }
+    })
+}
+
+async fn answer(request: Request<Incoming>, state: &ProxyState) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let header = |name| header_text(&parts.headers, name);
+    let announced: Option<usize> = header(CONTENT_LENGTH).and_then(|length| length.parse().ok());
+    let body = if announced.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES) {
+        Err(too_large())
+    } else {
+        match Limited::new(body, MAX_REQUEST_BODY_BYTES).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(err) => Err(ApiError::bad_request(format!("the request body could not be read: {err}"))),
+        }
+    };
+    let response = match body {
+        Ok(body) => {
+            let request = ApiRequest {
+                method: parts.method.as_str().to_owned(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or("").to_owned(),
+                content_type: header(CONTENT_TYPE),
+                accept: header(ACCEPT),
+                authorization: header(AUTHORIZATION),
+                host: header(HOST),
+                body,
+            };
+            let response = routes::route(state, &request).await;
+            if let ApiResponse::Error(error) = &response {
+                tracing::debug!(method = %request.method, path = %request.path, status = error.status, "{}", error.message);
+            }
+            response
+        }
+        Err(error) => ApiResponse::Error(error),
+    };
+    render(response)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        413,
+        format!("the request body is over {MAX_REQUEST_BODY_BYTES} bytes: send fewer records per request"),
+    )
+}
+
+fn header_text(headers: &HeaderMap, name: hyper::header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+fn render(response: ApiResponse) -> Response<Full<Bytes>> {
+    let (status, body) = match response {
+        ApiResponse::Json(value) => (200, Some(value)),
+        ApiResponse::NoContent => (204, None),
+        ApiResponse::Error(error) => (error.status, Some(error.body())),
+    };
+    let mut answer = Response::new(Full::new(body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()))));
+    *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status != 204 {
+        answer.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(API_CONTENT_TYPE));
+    }
+    if status == 401 {
+        answer.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"rill\""));
+    }
+    answer
+}

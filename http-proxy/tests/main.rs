@@ -1,0 +1,399 @@
+//! The HTTP proxy against an embedded broker over real sockets: HTTP requests in, rill's client underneath,
+//! and rill's own producer and consumer on the other side checking what the proxy did.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rill_broker::{Broker, BrokerConfig, BrokerHandle};
+use rill_client::{Admin, Client, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
+use rill_http_proxy::{HttpProxy, ProxyConfig};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long a test waits for something that should happen well within it.
+const DEADLINE: Duration = Duration::from_secs(20);
+const BINARY: &str = "application/vnd.kafka.binary.v2+json";
+const JSON: &str = "application/vnd.kafka.json.v2+json";
+
+struct Setup {
+    broker: BrokerHandle,
+    proxy: HttpProxy,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broker = Broker::start(BrokerConfig::for_tests(dir.path())).await.expect("broker starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy = HttpProxy::start(listener, ProxyConfig::new(broker.addr().to_string())).expect("proxy starts");
+        let client = Client::connect(broker.addr().to_string()).await.expect("client connects");
+        Self { broker, proxy, client, _dir: dir }
+    }
+
+    async fn topic(&self, name: &str, partitions: u32) {
+        let admin = Admin::new(self.client.clone());
+        admin.create_topic(name, partitions, TopicConfig::default()).await.expect("topic created");
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    async fn stop(self) {
+        self.proxy.shutdown();
+        self.broker.shutdown().await;
+    }
+}
+
+/// One HTTP/1.1 request on its own connection: (status, body as JSON, or Null when empty).
+async fn http(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: Option<&Value>) -> (u16, Value) {
+    http_with(addr, method, path, &[("content-type", content_type)], body).await
+}
+
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("proxy reachable");
+        stream.write_all(head.as_bytes()).await.expect("request head");
+        stream.write_all(body.as_bytes()).await.expect("request body");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("answer");
+        answer
+    };
+    let answer = tokio::time::timeout(DEADLINE, exchange).await.expect("answered in time");
+    let text = String::from_utf8(answer).expect("UTF-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    let body = if body.is_empty() { Value::Null } else { serde_json::from_str(body).expect("a JSON body") };
+    (status, body)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn records_produced_over_http_land_where_rills_producer_puts_them_and_read_back() {
+    let setup = Setup::start().await;
+    setup.topic("orders", 4).await;
+    let addr = setup.addr();
+
+    let body = json!({"records": [
+        {"key": b64(b"customer-7"), "value": b64(b"first")},
+        {"key": b64(b"customer-7"), "value": b64(b"second")},
+        {"value": b64(b"to partition 3"), "partition": 3},
+        {"key": b64(b"customer-9"), "value": null},
+    ]});
+    let (status, answer) = http(addr, "POST", "/topics/orders", BINARY, Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let offsets = answer["offsets"].as_array().expect("offsets");
+    assert_eq!(offsets.len(), 4);
+    assert!(offsets.iter().all(|o| o["error_code"].is_null()), "{answer}");
+    assert_eq!(offsets[0]["partition"], offsets[1]["partition"], "one key, one partition");
+    assert_eq!(offsets[1]["offset"].as_i64(), offsets[0]["offset"].as_i64().map(|o| o + 1));
+    assert_eq!(offsets[2]["partition"], 3);
+
+    // rill's own producer puts the same key in the same partition (the proxy adds no partitioner of its own).
+    let producer = Producer::new(setup.client.clone(), ProducerConfig::default()).expect("producer");
+    let delivery = producer.send("orders", ProducerRecord::new("third").with_key("customer-7")).await.expect("send");
+    let stored = delivery.await.expect("stored");
+    assert_eq!(json!(stored.partition), offsets[0]["partition"]);
+
+    // A consumer instance assigned that partition by hand reads all three records, base64 as produced.
+    let create = json!({"name": "reader", "format": "binary", "auto.offset.reset": "earliest"});
+    let (status, created) = http(addr, "POST", "/consumers/readers", BINARY, Some(&create)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["instance_id"], "reader");
+    assert!(created["base_uri"].as_str().is_some_and(|u| u.ends_with("/consumers/readers/instances/reader")));
+    let base = "/consumers/readers/instances/reader";
+    let assignment = json!({"partitions": [{"topic": "orders", "partition": stored.partition}]});
+    let (status, _) = http(addr, "POST", &format!("{base}/assignments"), BINARY, Some(&assignment)).await;
+    assert_eq!(status, 204);
+    // customer-9's tombstone may share the partition: it reads back as a null value.
+    let shares = offsets[3]["partition"] == offsets[0]["partition"];
+    let records = read_records(addr, base, BINARY, if shares { 4 } else { 3 }).await;
+    let of_7: Vec<&Value> = records.iter().filter(|r| r["key"] == b64(b"customer-7")).collect();
+    let values: Vec<&str> = of_7.iter().map(|r| r["value"].as_str().expect("a value")).collect();
+    assert_eq!(values, [b64(b"first"), b64(b"second"), b64(b"third")]);
+    assert!(records.iter().all(|r| r["topic"] == "orders"));
+    if shares {
+        let tombstone = records.iter().find(|r| r["key"] == b64(b"customer-9")).expect("the tombstone");
+        assert!(tombstone["value"].is_null());
+    }
+
+    // The partition's offsets, and its description.
+    let path = format!("/topics/orders/partitions/{}/offsets", stored.partition);
+    let (status, ends) = http(addr, "GET", &path, BINARY, None).await;
+    assert_eq!(
+        (status, ends["beginning_offset"].as_i64(), ends["end_offset"].as_i64()),
+        (200, Some(0), Some(stored.offset + 1))
+    );
+    let (_, topics) = http(addr, "GET", "/topics", BINARY, None).await;
+    assert_eq!(topics, json!(["orders"]));
+    let (_, topic) = http(addr, "GET", "/topics/orders", BINARY, None).await;
+    assert_eq!(topic["partitions"].as_array().map(Vec::len), Some(4));
+    assert_eq!(topic["configs"]["cleanup.policy"], "delete");
+    let (_, brokers) = http(addr, "GET", "/brokers", BINARY, None).await;
+    assert_eq!(brokers, json!({"brokers": [0]}));
+    setup.stop().await;
+}
+
+/// Reads from a consumer instance until `n` records came, failing at the deadline.
+async fn read_records(addr: SocketAddr, base: &str, accept: &str, n: usize) -> Vec<Value> {
+    let mut records = Vec::new();
+    let read = async {
+        while records.len() < n {
+            let path = format!("{base}/records?timeout=500");
+            let (status, answer) = http_with(addr, "GET", &path, &[("accept", accept)], None).await;
+            assert_eq!(status, 200, "{answer}");
+            records.extend(answer.as_array().expect("an array").iter().cloned());
+        }
+    };
+    if tokio::time::timeout(DEADLINE, read).await.is_err() {
+        panic!("only {} of {n} records arrived within {DEADLINE:?}", records.len());
+    }
+    records
+}
+
+#[tokio::test]
+async fn a_group_of_instances_splits_a_topic_commits_and_a_new_member_resumes() {
+    let setup = Setup::start().await;
+    setup.topic("events", 2).await;
+    let addr = setup.addr();
+    let records: Vec<Value> = (0..20).map(|n| json!({"value": {"n": n}, "partition": n % 2})).collect();
+    let (status, answer) = http(addr, "POST", "/topics/events", JSON, Some(&json!({"records": records}))).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let create = |name: &str| json!({"name": name, "format": "json", "auto.offset.reset": "earliest", "auto.commit.enable": "false"});
+    for name in ["a", "b"] {
+        let (status, created) = http(addr, "POST", "/consumers/workers", JSON, Some(&create(name))).await;
+        assert_eq!(status, 200, "{created}");
+        let path = format!("/consumers/workers/instances/{name}/subscription");
+        let (status, _) = http(addr, "POST", &path, JSON, Some(&json!({"topics": ["events"]}))).await;
+        assert_eq!(status, 204);
+    }
+    let (_, subscription) = http(addr, "GET", "/consumers/workers/instances/a/subscription", JSON, None).await;
+    assert_eq!(subscription, json!({"topics": ["events"]}));
+
+    // Both members read until the group's twenty records are all seen; each partition goes to one of them.
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    let mut owner_of = std::collections::HashMap::new();
+    let read = async {
+        while seen.len() < 20 {
+            for name in ["a", "b"] {
+                let path = format!("/consumers/workers/instances/{name}/records?timeout=200");
+                let (status, answer) = http_with(addr, "GET", &path, &[("accept", JSON)], None).await;
+                assert_eq!(status, 200, "{answer}");
+                for record in answer.as_array().expect("records") {
+                    let partition = record["partition"].as_i64().expect("partition");
+                    assert_eq!(*owner_of.entry(partition).or_insert(name), name, "a partition read by one member");
+                    assert_eq!(record["value"]["n"].as_i64().map(|n| n % 2), Some(partition));
+                    seen.push((name.to_owned(), record["offset"].as_i64().expect("offset")));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read).await.expect("the group reads all twenty records");
+    assert_eq!(owner_of.len(), 2);
+
+    // Member "a" commits the last record it processed of one partition as Confluent's proxy does (offset of
+    // that record; the group stores the next one), then the whole group leaves.
+    let (a_partition, _) = owner_of.iter().find(|(_, name)| **name == "a").map(|(p, n)| (*p, *n)).expect("a read");
+    let commit = json!({"offsets": [{"topic": "events", "partition": a_partition, "offset": 4}]});
+    let (status, answer) = http(addr, "POST", "/consumers/workers/instances/a/offsets", JSON, Some(&commit)).await;
+    assert_eq!(status, 204, "{answer}");
+    let asked = json!({"partitions": [{"topic": "events", "partition": a_partition}]});
+    let (status, committed) = http(addr, "GET", "/consumers/workers/instances/a/offsets", JSON, Some(&asked)).await;
+    assert_eq!(status, 200);
+    assert_eq!(committed["offsets"][0]["offset"], 5, "{committed}");
+    for name in ["a", "b"] {
+        let (status, _) = http(addr, "DELETE", &format!("/consumers/workers/instances/{name}"), JSON, None).await;
+        assert_eq!(status, 204);
+    }
+    let (status, gone) = http(addr, "GET", "/consumers/workers/instances/a/subscription", JSON, None).await;
+    assert_eq!((status, gone["error_code"].as_u64()), (404, Some(40403)));
+
+    // A new member of the group resumes that partition at offset 5; the other partition, never committed with
+    // auto-commit off, starts over.
+    let (status, _) = http(addr, "POST", "/consumers/workers", JSON, Some(&create("c"))).await;
+    assert_eq!(status, 200);
+    let path = "/consumers/workers/instances/c/subscription";
+    http(addr, "POST", path, JSON, Some(&json!({"topics": ["events"]}))).await;
+    let again = read_records(addr, "/consumers/workers/instances/c", JSON, 15).await;
+    let first_of = |p: i64| again.iter().filter(|r| r["partition"] == p).map(|r| r["offset"].as_i64()).min().flatten();
+    assert_eq!(first_of(a_partition), Some(5));
+    assert_eq!(first_of(1 - a_partition), Some(0));
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_is_bounded_by_max_bytes_and_a_commit_covers_only_what_was_answered() {
+    let setup = Setup::start().await;
+    setup.topic("bulk", 1).await;
+    let addr = setup.addr();
+    let producer = Producer::new(setup.client.clone(), ProducerConfig::default()).expect("producer");
+    for n in 0..10 {
+        let delivery = producer.send("bulk", ProducerRecord::new(vec![b'x'; 1000]).with_key(format!("k{n}"))).await;
+        delivery.expect("send").await.expect("stored");
+    }
+    let create = json!({"name": "small", "auto.offset.reset": "earliest", "auto.commit.enable": false});
+    http(addr, "POST", "/consumers/bounded", BINARY, Some(&create)).await;
+    let base = "/consumers/bounded/instances/small";
+    http(
+        addr,
+        "POST",
+        &format!("{base}/assignments"),
+        BINARY,
+        Some(&json!({"partitions": [{"topic": "bulk", "partition": 0}]})),
+    )
+    .await;
+    // Up to 2 500 bytes: two records of 1 002 bytes (key and value); wait for the fetch to have them all.
+    let mut first = Vec::new();
+    let read = async {
+        while first.is_empty() {
+            let path = format!("{base}/records?timeout=500&max_bytes=2500");
+            let (status, answer) = http_with(addr, "GET", &path, &[("accept", BINARY)], None).await;
+            assert_eq!(status, 200, "{answer}");
+            first = answer.as_array().expect("records").clone();
+        }
+    };
+    tokio::time::timeout(DEADLINE, read).await.expect("records arrive");
+    assert!(first.len() <= 2, "{} records in 2 500 bytes", first.len());
+    // An empty commit stores the position after what was answered, not after what the consumer holds.
+    let (status, _) = http(addr, "POST", &format!("{base}/offsets"), BINARY, None).await;
+    assert_eq!(status, 204);
+    let (_, committed) = http(addr, "GET", &format!("{base}/offsets"), BINARY, None).await;
+    assert_eq!(committed["offsets"][0]["offset"].as_u64(), Some(first.len() as u64), "{committed}");
+    let rest = read_records(addr, base, BINARY, 10 - first.len()).await;
+    assert_eq!(rest[0]["offset"].as_u64(), Some(first.len() as u64), "the next answer starts where the last ended");
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn a_json_consumer_meeting_bytes_that_are_not_json_says_where_and_loses_nothing() {
+    let setup = Setup::start().await;
+    setup.topic("mixed", 1).await;
+    let addr = setup.addr();
+    let producer = Producer::new(setup.client.clone(), ProducerConfig::default()).expect("producer");
+    for value in [&b"{\"ok\": 1}"[..], b"\xff\xfe not json", b"{\"ok\": 3}"] {
+        producer.send("mixed", ProducerRecord::new(value.to_vec())).await.expect("send").await.expect("stored");
+    }
+    http(
+        addr,
+        "POST",
+        "/consumers/strict",
+        JSON,
+        Some(&json!({"name": "j", "format": "json", "auto.offset.reset": "earliest"})),
+    )
+    .await;
+    let base = "/consumers/strict/instances/j";
+    http(
+        addr,
+        "POST",
+        &format!("{base}/assignments"),
+        JSON,
+        Some(&json!({"partitions": [{"topic": "mixed", "partition": 0}]})),
+    )
+    .await;
+    // A binary Accept on a json instance is refused, saying which format it reads.
+    let (status, mismatch) = http_with(addr, "GET", &format!("{base}/records"), &[("accept", BINARY)], None).await;
+    assert_eq!((status, mismatch["error_code"].as_u64()), (406, Some(40601)));
+    let failure = async {
+        loop {
+            let (status, answer) =
+                http_with(addr, "GET", &format!("{base}/records?timeout=500"), &[("accept", JSON)], None).await;
+            if status != 200 {
+                return (status, answer);
+            }
+            assert!(answer.as_array().is_some_and(|records| records.iter().all(|r| r["offset"] == 0)), "{answer}");
+        }
+    };
+    let (status, error) = tokio::time::timeout(DEADLINE, failure).await.expect("the bad record is reported");
+    assert_eq!(status, 500);
+    let message = error["message"].as_str().expect("a message");
+    assert!(message.contains("offset 1") && message.contains("not JSON"), "{message}");
+    // The failed answer's records were put back: asking again meets the same record, nothing skipped.
+    let (status, again) =
+        http_with(addr, "GET", &format!("{base}/records?timeout=2000"), &[("accept", JSON)], None).await;
+    assert_eq!(status, 500, "{again}");
+    assert_eq!(again["message"], error["message"]);
+    // Moved past the bad record, the instance reads the one after.
+    http(
+        addr,
+        "POST",
+        &format!("{base}/positions"),
+        JSON,
+        Some(&json!({"offsets": [{"topic": "mixed", "partition": 0, "offset": 2}]})),
+    )
+    .await;
+    let after = read_records(addr, base, JSON, 1).await;
+    assert_eq!((after[0]["offset"].as_i64(), &after[0]["value"]), (Some(2), &json!({"ok": 3})));
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_confluents_error_bodies() {
+    let setup = Setup::start().await;
+    setup.topic("t", 2).await;
+    let addr = setup.addr();
+    let produce = |v: Value| json!({"records": [{"value": v}]});
+    /// Method, path, content type, body; the status and error code expected.
+    type Case = (&'static str, &'static str, &'static str, Option<Value>, u16, u64);
+    let cases: Vec<Case> = vec![
+        ("POST", "/topics/missing", BINARY, Some(produce(json!("aGk="))), 404, 40401),
+        ("POST", "/topics/t/partitions/7", BINARY, Some(produce(json!("aGk="))), 404, 40402),
+        ("POST", "/topics/t", BINARY, Some(produce(json!("not base64!"))), 422, 422),
+        ("POST", "/topics/t", "application/vnd.kafka.avro.v2+json", Some(produce(json!("x"))), 415, 415),
+        ("POST", "/topics/t", BINARY, Some(json!({"records": []})), 422, 422),
+        ("GET", "/topics/missing", BINARY, None, 404, 40401),
+        ("POST", "/consumers/g", BINARY, Some(json!({"format": "protobuf"})), 422, 42204),
+        ("GET", "/consumers/g/instances/nobody/records", BINARY, None, 404, 40403),
+        ("PUT", "/topics", BINARY, None, 405, 405),
+    ];
+    for (method, path, content_type, body, status, code) in cases {
+        let (got, answer) = http(addr, method, path, content_type, body.as_ref()).await;
+        assert_eq!((got, answer["error_code"].as_u64()), (status, Some(code)), "{method} {path}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // A body past the limit is refused before it is read.
+    let big = rill_http_proxy::MAX_REQUEST_BODY_BYTES + 1;
+    let head = format!("POST /topics/t HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {big}\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer)).await.expect("answered").expect("read");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn records_from_rills_client_read_over_http_and_http_records_read_by_rills_consumer() {
+    let setup = Setup::start().await;
+    setup.topic("both", 1).await;
+    let addr = setup.addr();
+    let body = json!({"records": [{"key": "k", "value": {"from": "http", "list": [1, 2]}}]});
+    let (status, answer) = http(addr, "POST", "/topics/both/partitions/0", JSON, Some(&body)).await;
+    assert_eq!((status, &answer["offsets"][0]["offset"]), (200, &json!(0)), "{answer}");
+    let mut consumer = Consumer::new(setup.client.clone(), ConsumerConfig::default()).expect("consumer");
+    consumer.assign("both", &[0]).await.expect("assign");
+    let read = tokio::time::timeout(DEADLINE, consumer.poll()).await.expect("in time").expect("poll");
+    assert_eq!(read[0].key.as_deref(), Some(&b"\"k\""[..]), "a json key is stored as JSON text");
+    let stored: Value = serde_json::from_slice(read[0].value.as_deref().expect("value")).expect("JSON");
+    assert_eq!(stored, json!({"from": "http", "list": [1, 2]}));
+    setup.stop().await;
+}

@@ -23,6 +23,9 @@
 # test_schema_registry.py: confluent-kafka's SchemaRegistryClient, AvroSerializer and AvroDeserializer against
 # `--schema-registry-listen`: Avro records through rill and back, evolution and a refused incompatible version,
 # deletes and Confluent's error codes, a restart, HTTP Basic and bearer callers.
+# test_http_proxy.py: `requests` against `--http-proxy-listen` and `rill http-proxy` (Confluent REST Proxy's API
+# v2) beside librdkafka: HTTP records in murmur2's partitions read by librdkafka, librdkafka's read over HTTP by a
+# group of consumer instances that commit and hand over, Confluent's error bodies, bearer tokens and ACLs, TLS.
 # test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;
 # ACLs created, described and deleted with confluent-kafka's and kafka-python's admin clients deciding what a SASL
 # client may do. test_kafka_sarama.py: Sarama 1.22 (Go, Debian's) creates a topic, produces idempotently with
@@ -74,4 +77,5 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
   tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
   tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py \
-  tests/compat/test_kafka_follower_fetching.py tests/compat/test_schema_registry.py "$@"
+  tests/compat/test_kafka_follower_fetching.py tests/compat/test_schema_registry.py \
+  tests/compat/test_http_proxy.py "$@"

@@ -741,7 +741,8 @@ impl BrokerConfig {
                     ),
                 );
             }
-            if Some(addr) == self.admin_listen || addr == self.listen && addr.port() != 0 {
+            // Port 0 picks a free port for each listener: two of them never collide.
+            if addr.port() != 0 && (Some(addr) == self.admin_listen || addr == self.listen) {
                 return bad("schema_registry_listen", format!("{addr} is taken by another listener of the broker"));
             }
         }
@@ -832,6 +833,21 @@ mod tests {
     fn the_defaults_are_valid() {
         assert_eq!(BrokerConfig::default().validate(), Ok(()));
         assert_eq!(BrokerConfig::for_tests("/tmp/x").validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_schema_registry_shares_no_listeners_port_but_port_0_is_always_free() {
+        let free = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = BrokerConfig { schema_registry_listen: Some(free), ..BrokerConfig::for_tests("/tmp/x") };
+        assert_eq!(config.admin_listen, Some(free), "the admin listener also on port 0");
+        assert_eq!(config.validate(), Ok(()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], 9644));
+        let taken = BrokerConfig {
+            admin_listen: Some(admin),
+            schema_registry_listen: Some(admin),
+            ..BrokerConfig::for_tests("/tmp/x")
+        };
+        assert_eq!(taken.validate().map_err(|e| e.setting), Err("schema_registry_listen"));
     }
 
     #[test]

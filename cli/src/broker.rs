@@ -572,7 +572,8 @@ fn serve(
     })
 }
 
-/// Serves the HTTP proxy on `addr`, a client of `broker` (at its own address; an unspecified one as loopback).
+/// Serves the HTTP proxy on `addr`, a client of `broker` (at its own address; an unspecified one as loopback) and
+/// of its schema registry.
 async fn start_http_proxy(addr: SocketAddr, broker: &rill_broker::BrokerHandle) -> anyhow::Result<HttpProxy> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -590,7 +591,9 @@ async fn start_http_proxy(addr: SocketAddr, broker: &rill_broker::BrokerHandle) 
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    Ok(HttpProxy::start(listener, ProxyConfig::new(target.to_string()))?)
+    // The avro format registers and reads schemas in this broker's own registry, when it serves one.
+    let config = ProxyConfig { schema_registry: broker.schema_registry_url(), ..ProxyConfig::new(target.to_string()) };
+    Ok(HttpProxy::start(listener, config)?)
 }
 
 /// Reloads the TLS files at each SIGHUP (the files are also watched; this is for operators who prefer to say

@@ -30,17 +30,25 @@ pub struct HttpProxyArgs {
     /// Consumer instances held at once; creating one more is refused (429).
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_consumer_instances: u64,
+    /// The schema registry the avro format registers and reads schemas in (Confluent's API: a broker's
+    /// --schema-registry-listen or Confluent's own), plain http://HOST:PORT. [default: none; avro refused]
+    #[arg(long, env = "RILL_SCHEMA_REGISTRY", value_name = "URL")]
+    schema_registry: Option<String>,
     /// A consumer instance unused this long is closed (Confluent's consumer.instance.timeout.ms).
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     consumer_instance_timeout_secs: u64,
 }
 
 pub fn run(args: HttpProxyArgs) -> anyhow::Result<()> {
-    let mut client = args.broker.tls.client_config()?;
-    client.token = crate::connect::token().map(BearerToken::new).transpose().context("--token (RILL_TOKEN)")?;
+    let client = args.broker.tls.client_config()?;
+    let token = crate::connect::token();
+    // Checked here, so a token no header can carry is refused at start rather than at the first request.
+    token.map(BearerToken::new).transpose().context("--token (RILL_TOKEN)")?;
     let config = ProxyConfig {
         broker: args.broker.addr.clone(),
         client,
+        token: token.map(str::to_owned),
+        schema_registry: args.schema_registry,
         max_consumer_instances: usize::try_from(args.max_consumer_instances).unwrap_or(usize::MAX),
         consumer_instance_timeout: Duration::from_secs(args.consumer_instance_timeout_secs),
     };

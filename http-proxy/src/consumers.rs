@@ -21,9 +21,12 @@ use serde_json::{json, Value};
 
 use crate::error::{code, ApiError};
 use crate::format::EmbeddedFormat;
-use crate::routes::{json_body, query_number};
+use crate::registry::SchemaRegistryClient;
+use crate::routes::{json_body, percent_encode};
 use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Session};
+
+mod records;
 
 /// Longest a `records` request waits for records (`timeout`); Confluent's default is the instance's
 /// `consumer.request.timeout.ms`, 1 s.
@@ -44,6 +47,8 @@ pub(crate) struct Instances {
     held: Mutex<HashMap<InstanceKey, Arc<InstanceSlot>>>,
     /// Names given to instances created without one.
     next_name: std::sync::atomic::AtomicU64,
+    /// Where `avro` instances find the schemas their records name.
+    registry: Option<Arc<SchemaRegistryClient>>,
 }
 
 struct InstanceSlot {
@@ -88,8 +93,9 @@ impl ConsumerInstance {
 }
 
 impl Instances {
-    pub fn new(max: usize, timeout: Duration) -> Self {
-        Self { max, timeout, held: Mutex::new(HashMap::new()), next_name: std::sync::atomic::AtomicU64::new(1) }
+    pub fn new(max: usize, timeout: Duration, registry: Option<Arc<SchemaRegistryClient>>) -> Self {
+        let next_name = std::sync::atomic::AtomicU64::new(1);
+        Self { max, timeout, held: Mutex::new(HashMap::new()), next_name, registry }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceKey, Arc<InstanceSlot>>> {
@@ -106,6 +112,12 @@ impl Instances {
     ) -> Result<ApiResponse, ApiError> {
         let body = if request.body.is_empty() { json!({}) } else { json_body(request)? };
         let settings = InstanceSettings::from_body(&body)?;
+        if settings.format == EmbeddedFormat::Avro && self.registry.is_none() {
+            return Err(ApiError::invalid_consumer_config(
+                "the avro format needs a schema registry: run the broker with --schema-registry-listen, or rill \
+                 http-proxy with --schema-registry URL",
+            ));
+        }
         let name = match settings.name.clone() {
             Some(name) => name,
             None => format!(
@@ -192,7 +204,8 @@ impl Instances {
             }
             (_, [endpoint, ..]) => {
                 let mut instance = slot.instance.lock().await;
-                instance_request(&mut instance, method, endpoint, &rest[1..], request).await
+                let caller = Caller { credential, registry: self.registry.as_deref() };
+                instance_request(&mut instance, &caller, method, endpoint, &rest[1..], request).await
             }
             _ => Err(method_not_allowed(method, "the instance itself is only deleted (DELETE)")),
         };
@@ -239,8 +252,15 @@ pub(crate) async fn sweep_expired(instances: Arc<Instances>) {
     }
 }
 
+/// Who drives an instance, and what its `avro` reads need.
+pub(super) struct Caller<'a> {
+    pub credential: &'a Credential,
+    pub registry: Option<&'a SchemaRegistryClient>,
+}
+
 async fn instance_request(
     instance: &mut ConsumerInstance,
+    caller: &Caller<'_>,
     method: &str,
     endpoint: &str,
     rest: &[&str],
@@ -277,7 +297,7 @@ async fn instance_request(
             }
             Ok(ApiResponse::NoContent)
         }
-        ("GET", "records", []) => records(instance, request).await,
+        ("GET", "records", []) => records::records(instance, caller, request).await,
         ("POST", "offsets", []) => commit(instance, request).await,
         ("GET", "offsets", []) => committed(instance, request).await,
         (_, "subscription" | "assignments" | "positions" | "records" | "offsets", _) if rest.is_empty() => {
@@ -341,73 +361,6 @@ async fn assign(instance: &mut ConsumerInstance, body: &Value) -> Result<ApiResp
     Ok(ApiResponse::NoContent)
 }
 
-async fn records(instance: &mut ConsumerInstance, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
-    if let Some(asked) = EmbeddedFormat::of_accept(request.accept.as_deref())? {
-        if asked != instance.format {
-            let format = instance.format.name();
-            return Err(ApiError::new(
-                406,
-                code::CONSUMER_FORMAT_MISMATCH,
-                format!(
-                    "this consumer instance reads the {format} format, not {}: ask with \
-                     Accept: application/vnd.kafka.{format}.v2+json",
-                    asked.name()
-                ),
-            ));
-        }
-    }
-    let wait = match query_number(&request.query, "timeout")? {
-        Some(ms) => Duration::from_millis(ms).min(MAX_RECORDS_WAIT),
-        None => instance.request_wait,
-    };
-    let max_bytes = query_number(&request.query, "max_bytes")?
-        .map_or(MAX_RECORDS_BYTES, |bytes| usize::try_from(bytes).unwrap_or(usize::MAX).min(MAX_RECORDS_BYTES));
-    let polled = match tokio::time::timeout(wait, instance.consumer.poll_max_bytes(max_bytes)).await {
-        Ok(polled) => polled.map_err(|e| ApiError::from_client(&e))?,
-        Err(_) => Vec::new(),
-    };
-    let format = instance.format;
-    let mut answered = Vec::with_capacity(polled.len());
-    for record in &polled {
-        let (key, value) = match (format.decode(record.key.as_ref()), format.decode(record.value.as_ref())) {
-            (Ok(key), Ok(value)) => (key, value),
-            (Err(why), _) | (_, Err(why)) => {
-                rewind(&mut instance.consumer, &polled).await;
-                return Err(ApiError::new(
-                    500,
-                    code::KAFKA_ERROR,
-                    format!(
-                        "partition {} of topic {:?}, offset {}: {why}; a {} consumer cannot show it. Read it with a \
-                         binary consumer, or move past it (POST positions, offset {})",
-                        record.partition,
-                        record.topic,
-                        record.offset,
-                        format.name(),
-                        record.offset + 1
-                    ),
-                ));
-            }
-        };
-        answered.push(json!({
-            "topic": &*record.topic, "key": key, "value": value, "partition": record.partition, "offset": record.offset,
-        }));
-    }
-    Ok(ApiResponse::Json(Value::Array(answered)))
-}
-
-/// Puts every partition of `polled` back at its first record there: none of them reached the caller.
-async fn rewind(consumer: &mut Consumer, polled: &[rill_client::ConsumedRecord]) {
-    let mut firsts: BTreeMap<(String, u32), i64> = BTreeMap::new();
-    for record in polled {
-        firsts.entry((record.topic.to_string(), record.partition)).or_insert(record.offset);
-    }
-    for ((topic, partition), offset) in firsts {
-        if let Err(error) = consumer.seek(&topic, partition, SeekTo::Offset(offset)).await {
-            tracing::warn!(topic, partition, offset, %error, "could not put a partition back after a failed answer");
-        }
-    }
-}
-
 async fn commit(instance: &mut ConsumerInstance, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let body = if request.body.is_empty() { json!({}) } else { json_body(request)? };
     let client_error = |e: rill_client::Error| ApiError::from_client(&e);
@@ -465,7 +418,7 @@ fn offsets_of(body: &Value) -> Result<Vec<(String, u32, i64)>, ApiError> {
         .enumerate()
         .map(|(index, item)| {
             let offset = item.get("offset").and_then(Value::as_i64).filter(|o| *o >= 0).ok_or_else(|| {
-                ApiError::new(422, 42202, format!("offsets[{index}].offset must be a number, at least 0"))
+                ApiError::new(422, 422, format!("offsets[{index}].offset must be a number, at least 0"))
             })?;
             Ok((topic_of(item, "offsets", index)?, partition_of(item, "offsets", index)?, offset))
         })
@@ -484,7 +437,7 @@ fn partition_of(item: &Value, list: &str, index: usize) -> Result<u32, ApiError>
     item.get("partition")
         .and_then(Value::as_u64)
         .and_then(|p| u32::try_from(p).ok())
-        .ok_or_else(|| ApiError::new(422, 42202, format!("{list}[{index}].partition must be a partition number")))
+        .ok_or_else(|| ApiError::new(422, 422, format!("{list}[{index}].partition must be a partition number")))
 }
 
 /// A new instance's settings, from Confluent's names; values as strings (as Confluent documents them) or as
@@ -581,19 +534,6 @@ impl InstanceSettings {
     }
 }
 
-/// A path segment as a URL carries it: unreserved characters as they are, the rest percent-encoded.
-fn percent_encode(segment: &str) -> String {
-    let mut encoded = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,8 +557,8 @@ mod tests {
         );
 
         let refused = |body: Value| InstanceSettings::from_body(&body).unwrap_err();
-        let avro = refused(json!({"format": "avro"}));
-        assert_eq!((avro.status, avro.error_code), (422, code::INVALID_CONSUMER_CONFIG));
+        let protobuf = refused(json!({"format": "protobuf"}));
+        assert_eq!((protobuf.status, protobuf.error_code), (422, code::INVALID_CONSUMER_CONFIG));
         assert!(refused(json!({"auto.offset.reset": "none"})).message.contains("earliest"));
         assert!(refused(json!({"name": "a/b"})).message.contains("name"));
         assert!(refused(json!({"enable.idempotence": "true"})).message.contains("auto.commit.enable"));
@@ -630,23 +570,17 @@ mod tests {
         let body = json!({"offsets": [{"topic": "t", "partition": 1, "offset": 5}]});
         assert_eq!(offsets_of(&body).unwrap(), vec![("t".to_owned(), 1, 5)]);
         let negative = offsets_of(&json!({"offsets": [{"topic": "t", "partition": 1, "offset": -1}]})).unwrap_err();
-        assert_eq!((negative.error_code, negative.message.starts_with("offsets[0].offset")), (42202, true));
+        assert_eq!((negative.error_code, negative.message.starts_with("offsets[0].offset")), (422, true));
         let body = json!({"partitions": [{"topic": "t", "partition": 0}, {"topic": "", "partition": 1}]});
         assert!(partitions_of(&body).unwrap_err().message.starts_with("partitions[1].topic"));
         assert!(partitions_of(&json!({})).is_err());
     }
 
-    #[test]
-    fn group_and_instance_names_are_encoded_in_the_base_uri() {
-        assert_eq!(percent_encode("orders-v1.x_y~"), "orders-v1.x_y~");
-        assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
-    }
-
     #[tokio::test]
     async fn an_instance_unused_past_its_timeout_is_closed_and_a_busy_one_is_not() {
         // A timeout of zero: every instance not busy is past it at once.
-        let instances = Instances::new(10, Duration::ZERO);
-        let sessions = crate::sessions::Sessions::new("127.0.0.1:9".into(), rill_client::ClientConfig::default());
+        let instances = Instances::new(10, Duration::ZERO, None);
+        let sessions = crate::sessions::Sessions::new("127.0.0.1:9".into(), rill_client::ClientConfig::default(), None);
         let session = sessions.session(&Credential::Proxy).unwrap();
         let request = |name: &str| ApiRequest {
             method: "POST".into(),

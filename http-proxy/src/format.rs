@@ -1,5 +1,6 @@
 //! The embedded formats: how a record's key and value travel inside the API's JSON. `binary`: base64 strings
-//! (any bytes); `json`: any JSON value, stored as its compact text. The format comes from the content type,
+//! (any bytes); `json`: any JSON value, stored as its compact text; `avro`: Avro's JSON encoding, stored in
+//! Confluent's framing under a schema of the registry (`avro.rs`). The format comes from the content type,
 //! `application/vnd.kafka[.FORMAT].v2+json`, of a produce, and from the consumer instance's `format` for reads.
 
 use base64::Engine;
@@ -15,6 +16,7 @@ pub(crate) const API_CONTENT_TYPE: &str = "application/vnd.kafka.v2+json";
 pub(crate) enum EmbeddedFormat {
     Binary,
     Json,
+    Avro,
 }
 
 /// What a media type names, as far as this API goes.
@@ -31,6 +33,7 @@ impl EmbeddedFormat {
         match self {
             EmbeddedFormat::Binary => "binary",
             EmbeddedFormat::Json => "json",
+            EmbeddedFormat::Avro => "avro",
         }
     }
 
@@ -39,11 +42,12 @@ impl EmbeddedFormat {
         match name {
             "binary" => Ok(EmbeddedFormat::Binary),
             "json" => Ok(EmbeddedFormat::Json),
-            "avro" | "jsonschema" | "protobuf" => Err(ApiError::invalid_consumer_config(format!(
-                "format {name:?} is not served by rill's HTTP proxy: use \"binary\" (base64) or \"json\""
+            "avro" => Ok(EmbeddedFormat::Avro),
+            "jsonschema" | "protobuf" => Err(ApiError::invalid_consumer_config(format!(
+                "format {name:?} is not served by rill's HTTP proxy: use \"binary\" (base64), \"json\" or \"avro\""
             ))),
             other => Err(ApiError::invalid_consumer_config(format!(
-                "format {other:?} is not an embedded format: \"binary\" or \"json\""
+                "format {other:?} is not an embedded format: \"binary\", \"json\" or \"avro\""
             ))),
         }
     }
@@ -75,12 +79,14 @@ impl EmbeddedFormat {
         Err(ApiError::new(406, 406, format!("Accept {accept:?}: {why}")))
     }
 
-    /// A key or value from a produce request: `null` is none (a null value is a tombstone).
+    /// A key or value from a produce request: `null` is none (a null value is a tombstone). Not for `avro`,
+    /// which needs its schema (`avro.rs`).
     pub fn encode(self, field: &Value, what: &str) -> Result<Option<Bytes>, ApiError> {
         if field.is_null() {
             return Ok(None);
         }
         match self {
+            EmbeddedFormat::Avro => Err(ApiError::unprocessable(format!("{what}: avro needs its schema"))),
             EmbeddedFormat::Binary => {
                 let Value::String(text) = field else {
                     return Err(ApiError::unprocessable(format!(
@@ -99,10 +105,11 @@ impl EmbeddedFormat {
     }
 
     /// A stored key or value as this format shows it; `Err` says why it cannot be (a `json` consumer reading
-    /// bytes that are not JSON).
+    /// bytes that are not JSON). Not for `avro`, which needs the schema the bytes name (`avro.rs`).
     pub fn decode(self, bytes: Option<&Bytes>) -> Result<Value, String> {
         let Some(bytes) = bytes else { return Ok(Value::Null) };
         match self {
+            EmbeddedFormat::Avro => Err("avro needs the schema its bytes name".into()),
             EmbeddedFormat::Binary => Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))),
             EmbeddedFormat::Json => serde_json::from_slice(bytes).map_err(|err| format!("not JSON ({err})")),
         }
@@ -130,12 +137,13 @@ fn media_type(text: &str) -> Result<MediaType, String> {
             "v1" | "v3" => return Err(format!("API {part} is not served; rill's HTTP proxy serves v2")),
             "binary" => format = Some(EmbeddedFormat::Binary),
             "json" => format = Some(EmbeddedFormat::Json),
-            "avro" | "jsonschema" | "protobuf" => {
+            "avro" => format = Some(EmbeddedFormat::Avro),
+            "jsonschema" | "protobuf" => {
                 return Err(format!(
-                    "the embedded format {part} is not served by rill's HTTP proxy: use binary (base64) or json"
+                    "the embedded format {part} is not served by rill's HTTP proxy: use binary (base64), json or avro"
                 ))
             }
-            other => return Err(format!("{other:?} is neither an embedded format (binary, json) nor v2")),
+            other => return Err(format!("{other:?} is neither an embedded format (binary, json, avro) nor v2")),
         }
     }
     Ok(MediaType::Kafka(format))
@@ -154,9 +162,10 @@ mod tests {
         assert_eq!(of("application/vnd.kafka.v2+json"), Ok(EmbeddedFormat::Binary));
         assert_eq!(of("application/json"), Ok(EmbeddedFormat::Binary));
         assert_eq!(EmbeddedFormat::of_content_type(None), Ok(EmbeddedFormat::Binary));
-        let avro = of("application/vnd.kafka.avro.v2+json").unwrap_err();
-        assert_eq!(avro.status, 415);
-        assert!(avro.message.contains("avro"), "{}", avro.message);
+        assert_eq!(of("application/vnd.kafka.avro.v2+json"), Ok(EmbeddedFormat::Avro));
+        let protobuf = of("application/vnd.kafka.protobuf.v2+json").unwrap_err();
+        assert_eq!(protobuf.status, 415);
+        assert!(protobuf.message.contains("protobuf"), "{}", protobuf.message);
         assert_eq!(of("application/vnd.kafka.json.v1+json").unwrap_err().status, 415);
         assert_eq!(of("text/plain").unwrap_err().status, 415);
     }

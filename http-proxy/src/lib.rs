@@ -12,8 +12,9 @@
 //!
 //! Inside: `server.rs` (HTTP/1.1 over hyper: one task per connection, bounded), `routes.rs` (the API's paths),
 //! `topics.rs` (metadata and produce), `consumers.rs` (consumer instances), `format.rs` (the embedded formats
-//! `binary` and `json`), `sessions.rs` (a client per caller's credentials), `error.rs` (Confluent's error
-//! bodies, mapped once from the client's errors).
+//! `binary`, `json` and `avro`), `avro.rs` (Avro's JSON encoding to Confluent's framing and back),
+//! `registry.rs` (the schema registry `avro` uses), `sessions.rs` (a client per caller's credentials),
+//! `error.rs` (Confluent's error bodies, mapped once from the client's errors).
 //!
 //! Invariants:
 //! - Every call reaches the broker as its caller: a request's bearer token is the token of the client that
@@ -29,9 +30,11 @@
 //! - Bad input gets Confluent's error body (`{"error_code": ..., "message": ...}`) saying what was wrong and what
 //!   is allowed, never a panic or a hang.
 
+mod avro;
 mod consumers;
 mod error;
 mod format;
+mod registry;
 mod routes;
 mod server;
 mod sessions;
@@ -53,9 +56,14 @@ pub use sessions::MAX_SESSIONS;
 pub struct ProxyConfig {
     /// The broker (or brokers, comma-separated) the proxy's clients connect to.
     pub broker: String,
-    /// The settings of every client; its `token` is the proxy's own credentials, used for requests that carry
-    /// none (a request's own bearer token replaces it).
+    /// The settings of every client (its `token` is not used: see `token`).
     pub client: ClientConfig,
+    /// The proxy's own bearer token, sent to the broker and the schema registry for requests that carry none (a
+    /// request's own token replaces it); `None`: such requests go without one.
+    pub token: Option<String>,
+    /// The schema registry the `avro` format registers and looks up schemas in (`http://HOST:PORT`); `None`:
+    /// `avro` is refused, saying so.
+    pub schema_registry: Option<String>,
     /// Consumer instances held at once; creating one more is refused (429) until one is deleted or expires.
     pub max_consumer_instances: usize,
     /// A consumer instance not used for this long is closed (it leaves its group; with `auto.commit.enable`
@@ -69,6 +77,8 @@ impl ProxyConfig {
         Self {
             broker: broker.into(),
             client: ClientConfig::default(),
+            token: None,
+            schema_registry: None,
             max_consumer_instances: 1000,
             consumer_instance_timeout: Duration::from_secs(300),
         }
@@ -84,6 +94,8 @@ pub enum StartError {
     NoConsumerInstances,
     #[error("consumer_instance_timeout must be at least 1 s, not {0:?}")]
     InstanceTimeoutTooShort(Duration),
+    #[error("the schema registry {0}")]
+    SchemaRegistry(String),
 }
 
 /// A running proxy. Dropping it leaves the listener serving; [`HttpProxy::shutdown`] stops it.
@@ -104,7 +116,7 @@ impl HttpProxy {
             return Err(StartError::InstanceTimeoutTooShort(config.consumer_instance_timeout));
         }
         let addr = listener.local_addr().map_err(StartError::Listener)?;
-        let state = Arc::new(routes::ProxyState::new(config));
+        let state = Arc::new(routes::ProxyState::new(config).map_err(StartError::SchemaRegistry)?);
         let sweeper = tokio::spawn(consumers::sweep_expired(Arc::clone(&state.consumers)));
         let server = server::serve(listener, state);
         Ok(HttpProxy { addr, server, sweeper })

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::consumers::Instances;
 use crate::error::ApiError;
+use crate::registry::SchemaRegistryClient;
 use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Sessions};
 use crate::topics;
@@ -15,14 +16,24 @@ use crate::ProxyConfig;
 pub(crate) struct ProxyState {
     pub sessions: Sessions,
     pub consumers: Arc<Instances>,
+    /// For the `avro` format; `None` without a registry.
+    pub registry: Option<Arc<SchemaRegistryClient>>,
 }
 
 impl ProxyState {
-    pub fn new(config: ProxyConfig) -> Self {
-        Self {
-            sessions: Sessions::new(config.broker, config.client),
-            consumers: Arc::new(Instances::new(config.max_consumer_instances, config.consumer_instance_timeout)),
-        }
+    /// `Err` says why the schema registry's URL is not usable.
+    pub fn new(config: ProxyConfig) -> Result<Self, String> {
+        let registry = match &config.schema_registry {
+            Some(url) => Some(Arc::new(SchemaRegistryClient::new(url, config.token.clone())?)),
+            None => None,
+        };
+        let consumers =
+            Instances::new(config.max_consumer_instances, config.consumer_instance_timeout, registry.clone());
+        Ok(Self {
+            sessions: Sessions::new(config.broker, config.client, config.token),
+            consumers: Arc::new(consumers),
+            registry,
+        })
     }
 }
 
@@ -43,13 +54,13 @@ async fn route_to_handler(state: &ProxyState, request: &ApiRequest) -> Result<Ap
         ("GET", []) => Ok(ApiResponse::Json(json!({}))),
         ("GET", ["topics"]) => topics::list(&*session()?).await,
         ("GET", ["topics", topic]) => topics::describe(&*session()?, topic).await,
-        ("POST", ["topics", topic]) => topics::produce(&*session()?, topic, None, request).await,
+        ("POST", ["topics", topic]) => topics::produce(state, &credential, topic, None, request).await,
         ("GET", ["topics", topic, "partitions"]) => topics::partitions(&*session()?, topic).await,
         ("GET", ["topics", topic, "partitions", partition]) => {
             topics::partition(&*session()?, topic, partition_number(topic, partition)?).await
         }
         ("POST", ["topics", topic, "partitions", partition]) => {
-            topics::produce(&*session()?, topic, Some(partition_number(topic, partition)?), request).await
+            topics::produce(state, &credential, topic, Some(partition_number(topic, partition)?), request).await
         }
         ("GET", ["topics", topic, "partitions", partition, "offsets"]) => {
             topics::offsets(&*session()?, topic, partition_number(topic, partition)?).await
@@ -131,6 +142,19 @@ fn percent_decode(segment: &str) -> Result<String, ApiError> {
     String::from_utf8(decoded).map_err(|_| ApiError::bad_request(format!("path segment {segment:?} is not UTF-8")))
 }
 
+/// A path segment as a URL carries it: unreserved characters as they are, the rest percent-encoded.
+pub(crate) fn percent_encode(segment: &str) -> String {
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +167,12 @@ mod tests {
     }
 
     #[test]
+    fn group_and_instance_names_are_encoded_in_the_base_uri() {
+        assert_eq!(percent_encode("orders-v1.x_y~"), "orders-v1.x_y~");
+        assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
     fn query_numbers_are_read_or_refused() {
         assert_eq!(query_number("timeout=500&max_bytes=10", "max_bytes"), Ok(Some(10)));
         assert_eq!(query_number("", "timeout"), Ok(None));
@@ -151,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_paths_and_methods_say_what_is_served() {
-        let state = ProxyState::new(ProxyConfig::new("127.0.0.1:9"));
+        let state = ProxyState::new(ProxyConfig::new("127.0.0.1:9")).expect("no registry");
         let ask =
             |method: &str, path: &str| ApiRequest { method: method.into(), path: path.into(), ..ApiRequest::default() };
         let ApiResponse::Error(missing) = route(&state, &ask("GET", "/nope")).await else { panic!("an error") };

@@ -67,6 +67,8 @@ impl Session {
 pub(crate) struct Sessions {
     broker: String,
     base: ClientConfig,
+    /// The proxy's own token, for callers without one.
+    own_token: Option<String>,
     /// Each session with the stamp of its last use (a counter: ties cannot happen).
     held: Mutex<Held>,
 }
@@ -78,8 +80,8 @@ struct Held {
 }
 
 impl Sessions {
-    pub fn new(broker: String, base: ClientConfig) -> Self {
-        Self { broker, base, held: Mutex::new(Held::default()) }
+    pub fn new(broker: String, base: ClientConfig, own_token: Option<String>) -> Self {
+        Self { broker, base, own_token, held: Mutex::new(Held::default()) }
     }
 
     /// The client of `credential`'s caller, made (without connecting yet) if it has none.
@@ -92,10 +94,14 @@ impl Sessions {
             return Ok(Arc::clone(session));
         }
         let mut config = self.base.clone();
-        if let Credential::Bearer(token) = credential {
-            config.token =
-                Some(BearerToken::new(token).map_err(|err| ApiError::new(401, 40101, format!("bearer token: {err}")))?);
-        }
+        let token = match credential {
+            Credential::Bearer(token) => Some(token),
+            Credential::Proxy => self.own_token.as_ref(),
+        };
+        config.token = token
+            .map(|token| BearerToken::new(token))
+            .transpose()
+            .map_err(|err| ApiError::new(401, 40101, format!("bearer token: {err}")))?;
         let client = Client::connect_lazy(&self.broker, config).map_err(|err| ApiError::from_client(&err))?;
         if held.sessions.len() >= MAX_SESSIONS {
             let oldest = held.sessions.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| key.clone());
@@ -126,7 +132,7 @@ mod tests {
 
     #[tokio::test]
     async fn callers_past_the_limit_replace_the_one_unused_longest() {
-        let sessions = Sessions::new("127.0.0.1:9".into(), ClientConfig::default());
+        let sessions = Sessions::new("127.0.0.1:9".into(), ClientConfig::default(), None);
         let first = Credential::Bearer("token-0".into());
         let kept = sessions.session(&first).unwrap();
         for n in 1..=MAX_SESSIONS {

@@ -8,12 +8,18 @@
 //! reason's status instead.
 
 use rill_client::{Admin, ClusterAdmin, Error, OffsetSpec, PartitionInfo, ProducerRecord, TopicInfo};
+use std::sync::Arc;
+
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use crate::avro::AvroSchema;
 use crate::error::ApiError;
 use crate::format::EmbeddedFormat;
+use crate::registry::SchemaRegistryClient;
+use crate::routes::ProxyState;
 use crate::server::{ApiRequest, ApiResponse};
-use crate::sessions::Session;
+use crate::sessions::{Credential, Session};
 
 /// The id a single node (no `--node-id`) goes by, as its Kafka listener names it.
 const SINGLE_NODE_ID: u64 = 0;
@@ -67,15 +73,17 @@ pub(crate) async fn brokers(session: &Session) -> Result<ApiResponse, ApiError> 
 
 /// `POST /topics/T` (`partition` `None`: each record's own, else by key) and `POST /topics/T/partitions/P`.
 pub(crate) async fn produce(
-    session: &Session,
+    state: &ProxyState,
+    credential: &Credential,
     topic: &str,
     partition: Option<u32>,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let format = EmbeddedFormat::of_content_type(request.content_type.as_deref())?;
     let body = crate::routes::json_body(request)?;
-    let records = produce_records(&body, format, partition)?;
-    let producer = session.producer()?;
+    let codec = RecordCodec::for_request(format, &body, topic, state, credential).await?;
+    let records = produce_records(&body, &codec, partition)?;
+    let producer = state.sessions.session(credential)?.producer()?;
     let mut sent = Vec::with_capacity(records.len());
     for record in records {
         match producer.send(topic, record).await {
@@ -108,7 +116,135 @@ pub(crate) async fn produce(
             }),
         })
         .collect();
-    Ok(ApiResponse::Json(json!({ "key_schema_id": null, "value_schema_id": null, "offsets": offsets })))
+    let (key_schema_id, value_schema_id) = codec.schema_ids();
+    Ok(ApiResponse::Json(
+        json!({ "key_schema_id": key_schema_id, "value_schema_id": value_schema_id, "offsets": offsets }),
+    ))
+}
+
+/// Which side of a record a key or value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Key,
+    Value,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Key => "key",
+            Side::Value => "value",
+        }
+    }
+}
+
+type IdentifiedSchema = (u32, Arc<AvroSchema>);
+
+/// How a produce's keys and values become bytes.
+enum RecordCodec {
+    Plain(EmbeddedFormat),
+    /// Each side's schema, when the request named one.
+    Avro {
+        key: Option<IdentifiedSchema>,
+        value: Option<IdentifiedSchema>,
+    },
+}
+
+impl RecordCodec {
+    /// For a request in `format`; `avro` looks up (or registers, under the topic's subjects) the schemas the body
+    /// names.
+    async fn for_request(
+        format: EmbeddedFormat,
+        body: &Value,
+        topic: &str,
+        state: &ProxyState,
+        credential: &Credential,
+    ) -> Result<Self, ApiError> {
+        if format != EmbeddedFormat::Avro {
+            return Ok(RecordCodec::Plain(format));
+        }
+        let registry = state.registry.as_deref().ok_or_else(|| {
+            ApiError::new(
+                415,
+                415,
+                "the avro format needs a schema registry: run the broker with --schema-registry-listen, or rill \
+                 http-proxy with --schema-registry URL",
+            )
+        })?;
+        let key = avro_schema(body, Side::Key, topic, registry, credential).await?;
+        let value = avro_schema(body, Side::Value, topic, registry, credential).await?;
+        Ok(RecordCodec::Avro { key, value })
+    }
+
+    fn encode(&self, field: &Value, side: Side, what: &str) -> Result<Option<Bytes>, ApiError> {
+        let (key, value) = match self {
+            RecordCodec::Plain(format) => return format.encode(field, what),
+            RecordCodec::Avro { key, value } => (key, value),
+        };
+        if field.is_null() {
+            return Ok(None);
+        }
+        let schema = match side {
+            Side::Key => key,
+            Side::Value => value,
+        };
+        let Some((id, schema)) = schema else {
+            let (code, name) = match side {
+                Side::Key => (42201, "key"),
+                Side::Value => (42202, "value"),
+            };
+            return Err(ApiError::new(
+                422,
+                code,
+                format!("{what}: an avro {name} needs {name}_schema or {name}_schema_id in the request"),
+            ));
+        };
+        let framed = schema.encode(*id, field).map_err(|why| ApiError::new(422, 42203, format!("{what}: {why}")))?;
+        Ok(Some(Bytes::from(framed)))
+    }
+
+    fn is_avro(&self) -> bool {
+        matches!(self, RecordCodec::Avro { .. })
+    }
+
+    fn schema_ids(&self) -> (Option<u32>, Option<u32>) {
+        match self {
+            RecordCodec::Plain(_) => (None, None),
+            RecordCodec::Avro { key, value } => (key.as_ref().map(|(id, _)| *id), value.as_ref().map(|(id, _)| *id)),
+        }
+    }
+}
+
+/// The schema a produce names for one side: `SIDE_schema` (registered under `TOPIC-SIDE`, Confluent's
+/// TopicNameStrategy) or `SIDE_schema_id`; `None` when it names neither.
+async fn avro_schema(
+    body: &Value,
+    side: Side,
+    topic: &str,
+    registry: &SchemaRegistryClient,
+    credential: &Credential,
+) -> Result<Option<IdentifiedSchema>, ApiError> {
+    let name = side.name();
+    let given = |field: String| body.get(&field).filter(|v| !v.is_null());
+    match (given(format!("{name}_schema")), given(format!("{name}_schema_id"))) {
+        (Some(_), Some(_)) => Err(ApiError::unprocessable(format!("give {name}_schema or {name}_schema_id, not both"))),
+        (Some(Value::String(text)), None) => {
+            let subject = format!("{topic}-{name}");
+            let registered = registry.register(&subject, text, credential).await;
+            registered.map(Some).map_err(|err| err.answer(&format!("{name}_schema (subject {subject})")))
+        }
+        (Some(_), None) => Err(ApiError::unprocessable(format!("{name}_schema is the schema's JSON text, a string"))),
+        (None, Some(id)) => {
+            let id = id
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| ApiError::unprocessable(format!("{name}_schema_id: {id} is not a schema id")))?;
+            let schema = registry.schema_by_id(id, credential).await;
+            let schema = schema.map_err(|err| err.answer(&format!("{name}_schema_id {id}")))?;
+            Ok(Some((id, schema)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 fn refuses_whole_request(error: &Error) -> bool {
@@ -128,7 +264,7 @@ fn same_kind(a: &Error, b: &Error) -> bool {
 /// The records of a produce body: `{"records": [{"key": K, "value": V, "partition": P}, ...]}`.
 fn produce_records(
     body: &Value,
-    format: EmbeddedFormat,
+    codec: &RecordCodec,
     path_partition: Option<u32>,
 ) -> Result<Vec<ProducerRecord>, ApiError> {
     let Value::Object(fields) = body else {
@@ -139,10 +275,10 @@ fn produce_records(
     for name in fields.keys() {
         match name.as_str() {
             "records" => {}
+            "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" if codec.is_avro() => {}
             "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" => {
                 return Err(ApiError::unprocessable(format!(
-                    "{name} goes with the avro, protobuf and jsonschema formats, which rill's HTTP proxy does not \
-                     serve: send binary (base64) or json records"
+                    "{name} goes with the avro format (Content-Type: application/vnd.kafka.avro.v2+json)"
                 )))
             }
             other => {
@@ -156,13 +292,13 @@ fn produce_records(
     if records.is_empty() {
         return Err(ApiError::unprocessable("\"records\" is empty: send at least one record"));
     }
-    records.iter().enumerate().map(|(index, record)| produce_record(index, record, format, path_partition)).collect()
+    records.iter().enumerate().map(|(index, record)| produce_record(index, record, codec, path_partition)).collect()
 }
 
 fn produce_record(
     index: usize,
     record: &Value,
-    format: EmbeddedFormat,
+    codec: &RecordCodec,
     path_partition: Option<u32>,
 ) -> Result<ProducerRecord, ApiError> {
     let Value::Object(fields) = record else {
@@ -174,8 +310,8 @@ fn produce_record(
         )));
     }
     let null = Value::Null;
-    let key = format.encode(fields.get("key").unwrap_or(&null), &format!("records[{index}].key"))?;
-    let value = format.encode(fields.get("value").unwrap_or(&null), &format!("records[{index}].value"))?;
+    let key = codec.encode(fields.get("key").unwrap_or(&null), Side::Key, &format!("records[{index}].key"))?;
+    let value = codec.encode(fields.get("value").unwrap_or(&null), Side::Value, &format!("records[{index}].value"))?;
     let partition = match fields.get("partition").unwrap_or(&null) {
         Value::Null => None,
         given => Some(given.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
@@ -256,14 +392,15 @@ mod tests {
     #[test]
     fn produce_bodies_are_read_or_refused_naming_the_field() {
         let body = json!({"records": [{"key": "aw==", "value": "dg==", "partition": 1}, {"value": null}]});
-        let records = produce_records(&body, EmbeddedFormat::Binary, None).unwrap();
+        let records = produce_records(&body, &RecordCodec::Plain(EmbeddedFormat::Binary), None).unwrap();
         assert_eq!(records[0].key.as_deref(), Some(&b"k"[..]));
         assert_eq!(records[0].value.as_deref(), Some(&b"v"[..]));
         assert_eq!(records[0].partition, Some(1));
         assert_eq!((records[1].key.clone(), records[1].value.clone(), records[1].partition), (None, None, None));
 
-        let refused =
-            |body: Value, path: Option<u32>| produce_records(&body, EmbeddedFormat::Json, path).unwrap_err().message;
+        let refused = |body: Value, path: Option<u32>| {
+            produce_records(&body, &RecordCodec::Plain(EmbeddedFormat::Json), path).unwrap_err().message
+        };
         assert!(refused(json!([1]), None).contains("JSON object"));
         assert!(refused(json!({"records": []}), None).contains("empty"));
         assert!(refused(json!({"records": [{"value": 1, "headers": []}]}), None)
@@ -271,8 +408,12 @@ mod tests {
         assert!(refused(json!({"records": [{"value": 1, "partition": -1}]}), None).contains("records[0].partition"));
         assert!(refused(json!({"records": [{"value": 1, "partition": 2}]}), Some(1)).contains("partition 1"));
         assert!(refused(json!({"value_schema_id": 3, "records": [{"value": 1}]}), None).contains("avro"));
-        let on_path =
-            produce_records(&json!({"records": [{"value": {"a": 1}}]}), EmbeddedFormat::Json, Some(4)).unwrap();
+        let on_path = produce_records(
+            &json!({"records": [{"value": {"a": 1}}]}),
+            &RecordCodec::Plain(EmbeddedFormat::Json),
+            Some(4),
+        )
+        .unwrap();
         assert_eq!(on_path[0].partition, Some(4));
         assert_eq!(on_path[0].value.as_deref(), Some(&br#"{"a":1}"#[..]));
     }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const DEADLINE: Duration = Duration::from_secs(20);
 const BINARY: &str = "application/vnd.kafka.binary.v2+json";
 const JSON: &str = "application/vnd.kafka.json.v2+json";
+const V2: &str = "application/vnd.kafka.v2+json";
 
 struct Setup {
     broker: BrokerHandle,
@@ -24,10 +25,23 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// With `with_registry`, the broker serves its schema registry and the proxy uses it for `avro`.
+    async fn start_with(with_registry: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let broker = Broker::start(BrokerConfig::for_tests(dir.path())).await.expect("broker starts");
+        let mut config = BrokerConfig::for_tests(dir.path());
+        if with_registry {
+            config.schema_registry_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        let broker = Broker::start(config).await.expect("broker starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let proxy = HttpProxy::start(listener, ProxyConfig::new(broker.addr().to_string())).expect("proxy starts");
+        let config = ProxyConfig {
+            schema_registry: broker.schema_registry_url(),
+            ..ProxyConfig::new(broker.addr().to_string())
+        };
+        let proxy = HttpProxy::start(listener, config).expect("proxy starts");
         let client = Client::connect(broker.addr().to_string()).await.expect("client connects");
         Self { broker, proxy, client, _dir: dir }
     }
@@ -358,10 +372,10 @@ async fn bad_requests_get_confluents_error_bodies() {
         ("POST", "/topics/missing", BINARY, Some(produce(json!("aGk="))), 404, 40401),
         ("POST", "/topics/t/partitions/7", BINARY, Some(produce(json!("aGk="))), 404, 40402),
         ("POST", "/topics/t", BINARY, Some(produce(json!("not base64!"))), 422, 422),
-        ("POST", "/topics/t", "application/vnd.kafka.avro.v2+json", Some(produce(json!("x"))), 415, 415),
+        ("POST", "/topics/t", "application/vnd.kafka.protobuf.v2+json", Some(produce(json!("x"))), 415, 415),
         ("POST", "/topics/t", BINARY, Some(json!({"records": []})), 422, 422),
         ("GET", "/topics/missing", BINARY, None, 404, 40401),
-        ("POST", "/consumers/g", BINARY, Some(json!({"format": "protobuf"})), 422, 42204),
+        ("POST", "/consumers/g", BINARY, Some(json!({"format": "jsonschema"})), 422, 42204),
         ("GET", "/consumers/g/instances/nobody/records", BINARY, None, 404, 40403),
         ("PUT", "/topics", BINARY, None, 405, 405),
     ];
@@ -395,5 +409,154 @@ async fn records_from_rills_client_read_over_http_and_http_records_read_by_rills
     assert_eq!(read[0].key.as_deref(), Some(&b"\"k\""[..]), "a json key is stored as JSON text");
     let stored: Value = serde_json::from_slice(read[0].value.as_deref().expect("value")).expect("JSON");
     assert_eq!(stored, json!({"from": "http", "list": [1, 2]}));
+    setup.stop().await;
+}
+
+const AVRO: &str = "application/vnd.kafka.avro.v2+json";
+const ORDER_V1: &str = r#"{"type": "record", "name": "Order", "namespace": "shop", "fields": [
+    {"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"], "default": null}]}"#;
+
+#[tokio::test]
+async fn avro_records_are_registered_framed_as_confluents_serializer_does_and_read_back() {
+    let setup = Setup::start_with(true).await;
+    setup.topic("orders", 1).await;
+    let addr = setup.addr();
+    let body = json!({
+        "value_schema": ORDER_V1,
+        "records": [{"value": {"id": 1, "note": {"string": "gift"}}}, {"value": {"id": 2, "note": null}}],
+    });
+    let (status, answer) = http(addr, "POST", "/topics/orders", AVRO, Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["value_schema_id"].as_u64().expect("the registered schema's id");
+    assert!(answer["key_schema_id"].is_null());
+
+    // Stored as Confluent's serializers store it: magic 0, the id, the Avro datum (id 1: long 1 zigzag, union
+    // branch 1, string "gift").
+    let mut consumer = Consumer::new(setup.client.clone(), ConsumerConfig::default()).expect("consumer");
+    consumer.assign("orders", &[0]).await.expect("assign");
+    let stored = tokio::time::timeout(DEADLINE, consumer.poll()).await.expect("in time").expect("poll");
+    let mut expected = vec![0];
+    expected.extend_from_slice(&(id as u32).to_be_bytes());
+    expected.extend_from_slice(&[2, 2, 8, b'g', b'i', b'f', b't']);
+    assert_eq!(stored[0].value.as_deref(), Some(&expected[..]));
+
+    // The next produce names the schema by id; an avro instance reads all three back in Avro's JSON encoding.
+    let by_id = json!({"value_schema_id": id, "records": [{"value": {"id": 3}}]});
+    let (status, answer) = http(addr, "POST", "/topics/orders", AVRO, Some(&by_id)).await;
+    assert_eq!((status, answer["value_schema_id"].as_u64()), (200, Some(id)), "{answer}");
+    let create = json!({"name": "a", "format": "avro", "auto.offset.reset": "earliest"});
+    let (status, created) = http(addr, "POST", "/consumers/avro-readers", V2, Some(&create)).await;
+    assert_eq!(status, 200, "{created}");
+    let base = "/consumers/avro-readers/instances/a";
+    http(
+        addr,
+        "POST",
+        &format!("{base}/assignments"),
+        V2,
+        Some(&json!({"partitions": [{"topic": "orders", "partition": 0}]})),
+    )
+    .await;
+    let records = read_records(addr, base, AVRO, 3).await;
+    let values: Vec<&Value> = records.iter().map(|r| &r["value"]).collect();
+    assert_eq!(
+        values,
+        [
+            &json!({"id": 1, "note": {"string": "gift"}}),
+            &json!({"id": 2, "note": null}),
+            &json!({"id": 3, "note": null})
+        ]
+    );
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn avro_produces_that_cannot_be_encoded_are_refused_saying_why() {
+    let setup = Setup::start_with(true).await;
+    setup.topic("orders", 1).await;
+    let addr = setup.addr();
+    let refused = |body: Value| async move { http(addr, "POST", "/topics/orders", AVRO, Some(&body)).await };
+    let (status, answer) =
+        refused(json!({"value_schema": ORDER_V1, "records": [{"key": "k", "value": {"id": 1}}]})).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42201)), "{answer}");
+    let (status, answer) = refused(json!({"records": [{"value": {"id": 1}}]})).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42202)), "{answer}");
+    let (status, answer) = refused(json!({"value_schema": ORDER_V1, "records": [{"value": {"id": "one"}}]})).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42203)), "{answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| m.contains("$.id")), "{answer}");
+    let (status, answer) = refused(json!({"value_schema": "{\"type\": \"nope\"}", "records": [{"value": 1}]})).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42205)), "{answer}");
+    let (status, answer) = refused(json!({"value_schema_id": 999, "records": [{"value": {"id": 1}}]})).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42205)), "{answer}");
+    // A change the subject's BACKWARD level refuses is the registry's 409, answered as an invalid schema.
+    let (status, _) = refused(json!({"value_schema": ORDER_V1, "records": [{"value": {"id": 1}}]})).await;
+    assert_eq!(status, 200);
+    let incompatible = r#"{"type": "record", "name": "Order", "namespace": "shop", "fields": [
+        {"name": "id", "type": "long"}, {"name": "coupon", "type": "string"}]}"#;
+    let (status, answer) =
+        refused(json!({"value_schema": incompatible, "records": [{"value": {"id": 1, "coupon": "x"}}]})).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42205)), "{answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| m.contains("orders-value") && m.contains("409")), "{answer}");
+    // An avro instance meeting a record without Confluent's framing says where, as a json one does.
+    let producer = Producer::new(setup.client.clone(), ProducerConfig::default()).expect("producer");
+    producer.send("orders", ProducerRecord::new("plain text")).await.expect("send").await.expect("stored");
+    http(
+        addr,
+        "POST",
+        "/consumers/strict",
+        V2,
+        Some(&json!({"name": "a", "format": "avro", "auto.offset.reset": "earliest"})),
+    )
+    .await;
+    let base = "/consumers/strict/instances/a";
+    http(
+        addr,
+        "POST",
+        &format!("{base}/assignments"),
+        V2,
+        Some(&json!({"partitions": [{"topic": "orders", "partition": 0}]})),
+    )
+    .await;
+    http(
+        addr,
+        "POST",
+        &format!("{base}/positions"),
+        V2,
+        Some(&json!({"offsets": [{"topic": "orders", "partition": 0, "offset": 1}]})),
+    )
+    .await;
+    let failure = async {
+        loop {
+            let (status, answer) =
+                http_with(addr, "GET", &format!("{base}/records?timeout=500"), &[("accept", AVRO)], None).await;
+            if status != 200 {
+                return answer;
+            }
+        }
+    };
+    let error = tokio::time::timeout(DEADLINE, failure).await.expect("the record is reported");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("offset 1") && m.contains("no Confluent framing")),
+        "{error}"
+    );
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_registry_avro_is_refused_naming_what_to_run() {
+    let setup = Setup::start().await;
+    setup.topic("orders", 1).await;
+    let addr = setup.addr();
+    let (status, answer) = http(
+        addr,
+        "POST",
+        "/topics/orders",
+        AVRO,
+        Some(&json!({"value_schema": ORDER_V1, "records": [{"value": {"id": 1}}]})),
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| m.contains("--schema-registry-listen")));
+    let (status, answer) = http(addr, "POST", "/consumers/g", V2, Some(&json!({"format": "avro"}))).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42204)), "{answer}");
     setup.stop().await;
 }

@@ -3,8 +3,9 @@ with `requests`, the HTTP client Python services use, beside librdkafka (conflue
 records produced over HTTP land in the partitions Kafka's murmur2 partitioner gives their keys and are read by
 librdkafka; librdkafka's records are read over HTTP in a group of consumer instances that split the partitions,
 commit, and hand over to a new member; Confluent's error bodies; bearer tokens passed on to a broker that
-requires authentication, ACLs deciding; `rill http-proxy` beside a broker reached over TLS. Run by
-kafka-clients.sh."""
+requires authentication, ACLs deciding; `rill http-proxy` beside a broker reached over TLS; the avro format
+against the broker's schema registry, interchangeable with Confluent's AvroSerializer and AvroDeserializer. Run
+by kafka-clients.sh."""
 
 import base64
 import contextlib
@@ -183,9 +184,9 @@ def test_bad_requests_get_confluents_error_bodies(proxy):
     cases = [
         ("post", "/topics/nope", BINARY, {"records": [{"value": b64(b"x")}]}, 404, 40401),
         ("post", "/topics/orders", BINARY, {"records": [{"value": "***"}]}, 422, 422),
-        ("post", "/topics/orders", "application/vnd.kafka.avro.v2+json", {"records": [{"value": 1}]}, 415, 415),
+        ("post", "/topics/orders", "application/vnd.kafka.protobuf.v2+json", {"records": [{"value": 1}]}, 415, 415),
         ("post", "/topics/orders/partitions/99", BINARY, {"records": [{"value": b64(b"x")}]}, 404, 40402),
-        ("post", "/consumers/g", V2, {"format": "avro"}, 422, 42204),
+        ("post", "/consumers/g", V2, {"format": "jsonschema"}, 422, 42204),
         ("get", "/consumers/g/instances/ghost/records", V2, None, 404, 40403),
         ("get", "/no/such/thing", V2, None, 404, 404),
     ]
@@ -263,3 +264,71 @@ def test_rill_http_proxy_beside_a_tls_broker(tmp_path):
             finally:
                 proxy.terminate()
                 assert proxy.wait(timeout=30) == 0
+
+
+ORDER = json.dumps({"type": "record", "name": "Order", "namespace": "shop", "fields": [
+    {"name": "id", "type": "long"}, {"name": "item", "type": "string"},
+    {"name": "note", "type": ["null", "string"], "default": None},
+    {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]}}]})
+AVRO = "application/vnd.kafka.avro.v2+json"
+
+
+def test_avro_over_http_is_what_confluents_serializers_write_and_read():
+    """The avro format against the broker's own registry: records produced over HTTP are read by Confluent's
+    AvroDeserializer, and records its AvroSerializer wrote are read over HTTP."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    registry_port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir, \
+            broker_with_proxy(data_dir, "--schema-registry-listen", f"127.0.0.1:{registry_port}") as (addr, url):
+        registry = SchemaRegistryClient({"url": f"http://127.0.0.1:{registry_port}"})
+        create_topic(AdminClient({"bootstrap.servers": addr}), "shop", {}, partitions=1)
+        body = {"value_schema": ORDER, "records": [
+            {"value": {"id": 1, "item": "book", "note": {"string": "gift"}, "status": "PAID"}},
+            {"value": {"id": 2, "item": "pen", "note": None, "status": "NEW"}}]}
+        sent = requests.post(f"{url}/topics/shop", json=body, headers={"Content-Type": AVRO}, timeout=30)
+        assert sent.status_code == 200, sent.text
+        schema_id = sent.json()["value_schema_id"]
+        assert registry.get_latest_version("shop-value").schema_id == schema_id
+
+        # Confluent's AvroSerializer writes a third order under the same subject.
+        serialize = AvroSerializer(registry, ORDER)
+        producer = Producer({"bootstrap.servers": addr})
+        producer.produce("shop", value=serialize({"id": 3, "item": "ink", "note": "fast", "status": "NEW"},
+                                                  SerializationContext("shop", MessageField.VALUE)))
+        assert producer.flush(30) == 0
+
+        # Confluent's AvroDeserializer reads all three.
+        deserialize = AvroDeserializer(registry)
+        consumer = Consumer({"bootstrap.servers": addr, "group.id": "avro-check", "auto.offset.reset": "earliest"})
+        consumer.subscribe(["shop"])
+        orders = []
+        deadline = time.monotonic() + 30
+        while len(orders) < 3 and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                orders.append(deserialize(message.value(), SerializationContext("shop", MessageField.VALUE)))
+        consumer.close()
+        assert [o["item"] for o in orders] == ["book", "pen", "ink"]
+        assert orders[0]["note"] == "gift" and orders[1]["note"] is None and orders[0]["status"] == "PAID"
+
+        # An avro consumer instance reads them all in Avro's JSON encoding (a union's branch named).
+        session = requests.Session()
+        created = session.post(f"{url}/consumers/avro", json={"name": "a", "format": "avro",
+                                                               "auto.offset.reset": "earliest"},
+                               headers={"Content-Type": V2}, timeout=30)
+        assert created.status_code == 200, created.text
+        base = "/consumers/avro/instances/a"
+        session.post(f"{url}{base}/subscription", json={"topics": ["shop"]}, headers={"Content-Type": V2},
+                     timeout=30)
+        read = read_all(session, url, base, 3, accept=AVRO)
+        assert [r["value"]["note"] for r in read] == [{"string": "gift"}, None, {"string": "fast"}]
+        assert read[2]["value"] == {"id": 3, "item": "ink", "note": {"string": "fast"}, "status": "NEW"}
+
+        # A record that does not fit the schema is refused naming the field.
+        wrong = requests.post(f"{url}/topics/shop", json={"value_schema_id": schema_id, "records": [
+            {"value": {"id": 4, "item": "x", "status": "LOST"}}]}, headers={"Content-Type": AVRO}, timeout=30)
+        assert (wrong.status_code, wrong.json()["error_code"]) == (422, 42203), wrong.text
+        assert "LOST" in wrong.json()["message"]

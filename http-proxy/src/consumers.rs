@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::error::{code, ApiError};
 use crate::format::EmbeddedFormat;
+use crate::metrics::ProxyMetrics;
 use crate::registry::SchemaRegistryClient;
 use crate::routes::{json_body, percent_encode};
 use crate::server::{ApiRequest, ApiResponse};
@@ -49,6 +50,7 @@ pub(crate) struct Instances {
     next_name: std::sync::atomic::AtomicU64,
     /// Where `avro` instances find the schemas their records name.
     registry: Option<Arc<SchemaRegistryClient>>,
+    metrics: Arc<ProxyMetrics>,
 }
 
 struct InstanceSlot {
@@ -93,9 +95,14 @@ impl ConsumerInstance {
 }
 
 impl Instances {
-    pub fn new(max: usize, timeout: Duration, registry: Option<Arc<SchemaRegistryClient>>) -> Self {
+    pub fn new(
+        max: usize,
+        timeout: Duration,
+        registry: Option<Arc<SchemaRegistryClient>>,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Self {
         let next_name = std::sync::atomic::AtomicU64::new(1);
-        Self { max, timeout, held: Mutex::new(HashMap::new()), next_name, registry }
+        Self { max, timeout, held: Mutex::new(HashMap::new()), next_name, registry, metrics }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceKey, Arc<InstanceSlot>>> {
@@ -204,7 +211,7 @@ impl Instances {
             }
             (_, [endpoint, ..]) => {
                 let mut instance = slot.instance.lock().await;
-                let caller = Caller { credential, registry: self.registry.as_deref() };
+                let caller = Caller { credential, registry: self.registry.as_deref(), metrics: &self.metrics };
                 instance_request(&mut instance, &caller, method, endpoint, &rest[1..], request).await
             }
             _ => Err(method_not_allowed(method, "the instance itself is only deleted (DELETE)")),
@@ -237,8 +244,8 @@ impl Instances {
         }
     }
 
-    #[cfg(test)]
-    fn count(&self) -> usize {
+    /// How many instances are held.
+    pub fn count(&self) -> usize {
         self.lock().len()
     }
 }
@@ -256,6 +263,7 @@ pub(crate) async fn sweep_expired(instances: Arc<Instances>) {
 pub(super) struct Caller<'a> {
     pub credential: &'a Credential,
     pub registry: Option<&'a SchemaRegistryClient>,
+    pub metrics: &'a ProxyMetrics,
 }
 
 async fn instance_request(
@@ -579,7 +587,7 @@ mod tests {
     #[tokio::test]
     async fn an_instance_unused_past_its_timeout_is_closed_and_a_busy_one_is_not() {
         // A timeout of zero: every instance not busy is past it at once.
-        let instances = Instances::new(10, Duration::ZERO, None);
+        let instances = Instances::new(10, Duration::ZERO, None, Arc::default());
         let sessions = crate::sessions::Sessions::new("127.0.0.1:9".into(), rill_client::ClientConfig::default(), None);
         let session = sessions.session(&Credential::Proxy).unwrap();
         let request = |name: &str| ApiRequest {

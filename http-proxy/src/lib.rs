@@ -14,7 +14,7 @@
 //! `topics.rs` (metadata and produce), `consumers.rs` (consumer instances), `format.rs` (the embedded formats
 //! `binary`, `json` and `avro`), `avro.rs` (Avro's JSON encoding to Confluent's framing and back),
 //! `registry.rs` (the schema registry `avro` uses), `sessions.rs` (a client per caller's credentials),
-//! `error.rs` (Confluent's error bodies, mapped once from the client's errors).
+//! `error.rs` (Confluent's error bodies, mapped once from the client's errors), `metrics.rs` (`GET /metrics`).
 //!
 //! Invariants:
 //! - Every call reaches the broker as its caller: a request's bearer token is the token of the client that
@@ -34,6 +34,7 @@ mod avro;
 mod consumers;
 mod error;
 mod format;
+mod metrics;
 mod registry;
 mod routes;
 mod server;

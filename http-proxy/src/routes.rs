@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::consumers::Instances;
 use crate::error::ApiError;
+use crate::metrics::{Endpoint, ProxyMetrics};
 use crate::registry::SchemaRegistryClient;
 use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Sessions};
@@ -14,6 +15,7 @@ use crate::topics;
 use crate::ProxyConfig;
 
 pub(crate) struct ProxyState {
+    pub metrics: Arc<ProxyMetrics>,
     pub sessions: Sessions,
     pub consumers: Arc<Instances>,
     /// For the `avro` format; `None` without a registry.
@@ -27,9 +29,15 @@ impl ProxyState {
             Some(url) => Some(Arc::new(SchemaRegistryClient::new(url, config.token.clone())?)),
             None => None,
         };
-        let consumers =
-            Instances::new(config.max_consumer_instances, config.consumer_instance_timeout, registry.clone());
+        let metrics = Arc::new(ProxyMetrics::default());
+        let consumers = Instances::new(
+            config.max_consumer_instances,
+            config.consumer_instance_timeout,
+            registry.clone(),
+            Arc::clone(&metrics),
+        );
         Ok(Self {
+            metrics,
             sessions: Sessions::new(config.broker, config.client, config.token),
             consumers: Arc::new(consumers),
             registry,
@@ -37,16 +45,50 @@ impl ProxyState {
     }
 }
 
-pub(crate) async fn route(state: &ProxyState, request: &ApiRequest) -> ApiResponse {
-    match route_to_handler(state, request).await {
+/// The answer, and the endpoint it counts under.
+pub(crate) async fn route(state: &ProxyState, request: &ApiRequest) -> (ApiResponse, Endpoint) {
+    let endpoint = path_segments(&request.path).map_or(Endpoint::Other, |segments| {
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        endpoint_of(&request.method, &segments)
+    });
+    let response = match route_to_handler(state, request).await {
         Ok(response) => response,
         Err(error) => ApiResponse::Error(error),
+    };
+    (response, endpoint)
+}
+
+/// What a request's path names, for its metrics.
+fn endpoint_of(method: &str, segments: &[&str]) -> Endpoint {
+    match segments {
+        [] => Endpoint::Root,
+        ["metrics"] => Endpoint::Metrics,
+        ["topics"] => Endpoint::Topics,
+        ["topics", _] | ["topics", _, "partitions", _] if method == "POST" => Endpoint::Produce,
+        ["topics", _] => Endpoint::Topic,
+        ["topics", _, "partitions"] => Endpoint::Partitions,
+        ["topics", _, "partitions", _] => Endpoint::Partition,
+        ["topics", _, "partitions", _, "offsets"] => Endpoint::PartitionOffsets,
+        ["brokers"] => Endpoint::Brokers,
+        ["consumers", _] => Endpoint::ConsumerCreate,
+        ["consumers", _, "instances", _] => Endpoint::ConsumerDelete,
+        ["consumers", _, "instances", _, "subscription"] => Endpoint::Subscription,
+        ["consumers", _, "instances", _, "assignments"] => Endpoint::Assignments,
+        ["consumers", _, "instances", _, "positions", ..] => Endpoint::Positions,
+        ["consumers", _, "instances", _, "records"] => Endpoint::Records,
+        ["consumers", _, "instances", _, "offsets"] => Endpoint::Offsets,
+        _ => Endpoint::Other,
     }
 }
 
 async fn route_to_handler(state: &ProxyState, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
     let segments = path_segments(&request.path)?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if request.method == "GET" && segments == ["metrics"] {
+        // No credentials needed, as Prometheus scrapes: the page names no topic, group or caller.
+        let page = state.metrics.encode(state.consumers.count(), state.sessions.count());
+        return Ok(ApiResponse::Metrics(page));
+    }
     let credential = Credential::of(request.authorization.as_deref())?;
     let session = || state.sessions.session(&credential);
     let method = request.method.as_str();
@@ -184,15 +226,19 @@ mod tests {
         let state = ProxyState::new(ProxyConfig::new("127.0.0.1:9")).expect("no registry");
         let ask =
             |method: &str, path: &str| ApiRequest { method: method.into(), path: path.into(), ..ApiRequest::default() };
-        let ApiResponse::Error(missing) = route(&state, &ask("GET", "/nope")).await else { panic!("an error") };
+        let (ApiResponse::Error(missing), Endpoint::Other) = route(&state, &ask("GET", "/nope")).await else {
+            panic!("an error")
+        };
         assert_eq!(missing.status, 404);
         assert!(missing.message.contains("/topics"), "{}", missing.message);
-        let ApiResponse::Error(wrong) = route(&state, &ask("DELETE", "/topics/t")).await else { panic!("an error") };
+        let (ApiResponse::Error(wrong), _) = route(&state, &ask("DELETE", "/topics/t")).await else {
+            panic!("an error")
+        };
         assert_eq!(wrong.status, 405);
-        let ApiResponse::Json(root) = route(&state, &ask("GET", "/")).await else { panic!("json") };
+        let (ApiResponse::Json(root), Endpoint::Root) = route(&state, &ask("GET", "/")).await else { panic!("json") };
         assert_eq!(root, json!({}));
         let basic = ApiRequest { authorization: Some("Basic YTpi".into()), ..ask("GET", "/topics") };
-        let ApiResponse::Error(refused) = route(&state, &basic).await else { panic!("an error") };
+        let (ApiResponse::Error(refused), Endpoint::Topics) = route(&state, &basic).await else { panic!("an error") };
         assert_eq!(refused.status, 401);
     }
 }

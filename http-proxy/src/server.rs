@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -22,12 +22,14 @@ use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
 use crate::format::API_CONTENT_TYPE;
+use crate::metrics::Endpoint;
 use crate::routes::{self, ProxyState};
 
 /// Largest request body: a produce of this much is refused whole (413), before any of it is sent.
 pub const MAX_REQUEST_BODY_BYTES: usize = 16 << 20;
 /// HTTP connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// A client that has not sent a request head by then (on a new or a kept-alive connection) is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,6 +54,8 @@ pub(crate) enum ApiResponse {
     Json(Value),
     NoContent,
     Error(ApiError),
+    /// The metrics page, in Prometheus' text format.
+    Metrics(String),
 }
 
 impl From<ApiError> for ApiResponse {
@@ -99,6 +103,7 @@ pub(crate) fn serve(listener: TcpListener, state: Arc<ProxyState>) -> JoinHandle
 }
 
 async fn answer(request: Request<Incoming>, state: &ProxyState) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let (parts, body) = request.into_parts();
     let header = |name| header_text(&parts.headers, name);
     let announced: Option<usize> = header(CONTENT_LENGTH).and_then(|length| length.parse().ok());
@@ -111,7 +116,7 @@ async fn answer(request: Request<Incoming>, state: &ProxyState) -> Response<Full
             Err(err) => Err(ApiError::bad_request(format!("the request body could not be read: {err}"))),
         }
     };
-    let response = match body {
+    let (response, endpoint) = match body {
         Ok(body) => {
             let request = ApiRequest {
                 method: parts.method.as_str().to_owned(),
@@ -123,15 +128,17 @@ async fn answer(request: Request<Incoming>, state: &ProxyState) -> Response<Full
                 host: header(HOST),
                 body,
             };
-            let response = routes::route(state, &request).await;
+            let (response, endpoint) = routes::route(state, &request).await;
             if let ApiResponse::Error(error) = &response {
                 tracing::debug!(method = %request.method, path = %request.path, status = error.status, "{}", error.message);
             }
-            response
+            (response, endpoint)
         }
-        Err(error) => ApiResponse::Error(error),
+        Err(error) => (ApiResponse::Error(error), Endpoint::Other),
     };
-    render(response)
+    let answer = render(response);
+    state.metrics.request_done(endpoint, answer.status().as_u16(), started.elapsed());
+    answer
 }
 
 fn too_large() -> ApiError {
@@ -151,6 +158,11 @@ fn render(response: ApiResponse) -> Response<Full<Bytes>> {
         ApiResponse::Json(value) => (200, Some(value)),
         ApiResponse::NoContent => (204, None),
         ApiResponse::Error(error) => (error.status, Some(error.body())),
+        ApiResponse::Metrics(page) => {
+            let mut answer = Response::new(Full::new(Bytes::from(page)));
+            answer.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE));
+            return answer;
+        }
     };
     let mut answer = Response::new(Full::new(body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()))));
     *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -84,6 +84,11 @@ impl Sessions {
         Self { broker, base, own_token, held: Mutex::new(Held::default()) }
     }
 
+    /// How many callers' clients are held.
+    pub fn count(&self) -> usize {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).sessions.len()
+    }
+
     /// The client of `credential`'s caller, made (without connecting yet) if it has none.
     pub fn session(&self, credential: &Credential) -> Result<Arc<Session>, ApiError> {
         let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -116,6 +116,7 @@ pub(crate) async fn produce(
             }),
         })
         .collect();
+    state.metrics.produced(format, outcomes.iter().filter(|o| o.is_ok()).count() as u64);
     let (key_schema_id, value_schema_id) = codec.schema_ids();
     Ok(ApiResponse::Json(
         json!({ "key_schema_id": key_schema_id, "value_schema_id": value_schema_id, "offsets": offsets }),

@@ -164,7 +164,29 @@ async fn records_produced_over_http_land_where_rills_producer_puts_them_and_read
     assert_eq!(topic["configs"]["cleanup.policy"], "delete");
     let (_, brokers) = http(addr, "GET", "/brokers", BINARY, None).await;
     assert_eq!(brokers, json!({"brokers": [0]}));
+
+    // The proxy's own /metrics counted what it did.
+    let page = metrics_page(addr).await;
+    let consumed = format!("rill_http_proxy_records_consumed_total{{format=\"binary\"}} {}", records.len());
+    for line in [
+        "rill_http_proxy_requests_total{endpoint=\"produce\",status=\"200\"} 1",
+        "rill_http_proxy_records_produced_total{format=\"binary\"} 4",
+        &consumed,
+        "rill_http_proxy_consumer_instances 1",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} missing from\n{page}");
+    }
     setup.stop().await;
+}
+
+/// The proxy's `/metrics` page.
+async fn metrics_page(addr: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("request");
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer)).await.expect("answered").expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).expect("a body")
 }
 
 /// Reads from a consumer instance until `n` records came, failing at the deadline.

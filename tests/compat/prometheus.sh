@@ -2,7 +2,9 @@
 # The broker's /metrics against Prometheus itself, from Debian's `prometheus` package (installed when missing):
 # `promtool check metrics` on the endpoint's output (both before and after load), then a real Prometheus server
 # scraping a real `rill broker` every second while `rill produce` writes a known number of records, and PromQL
-# queries over the scraped series that must agree with what was produced and consumed.
+# queries over the scraped series that must agree with what was produced and consumed. The broker also serves its
+# HTTP proxy (--http-proxy-listen): its own /metrics passes promtool and is scraped, and the records curl produces
+# through it are counted.
 # Usage: tests/compat/prometheus.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,14 +31,16 @@ wait_for() {
 }
 
 RUST_LOG=warn "$rill" broker --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" \
-  >"$work/broker.out" 2>"$work/broker.err" &
+  --http-proxy-listen 127.0.0.1:0 >"$work/broker.out" 2>"$work/broker.err" &
 pids+=($!)
-wait_for "grep -q '^rill admin listening on' '$work/broker.out'" 30 "the broker to start"
+wait_for "grep -q '^rill http proxy listening on' '$work/broker.out'" 30 "the broker to start"
 broker=$(sed -n 's/^rill broker listening on //p' "$work/broker.out")
 admin=$(sed -n 's|^rill admin listening on http://||p' "$work/broker.out")
+proxy=$(sed -n 's|^rill http proxy listening on http://||p' "$work/broker.out")
 export RILL_BROKER="$broker"
 
 curl -fsS "http://$admin/metrics" | promtool check metrics
+curl -fsS "http://$proxy/metrics" | promtool check metrics
 "$rill" topic create load --partitions 3 >/dev/null
 
 # Prometheus: scrape the admin listener every second, on a free port, data in $work.
@@ -49,6 +53,9 @@ scrape_configs:
   - job_name: rill
     static_configs:
       - targets: ["$admin"]
+  - job_name: rill-http-proxy
+    static_configs:
+      - targets: ["$proxy"]
 YAML
 promtool check config "$work/prometheus.yml" >/dev/null
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
@@ -61,6 +68,7 @@ query() {
     | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
 }
 wait_for "[[ \$(query 'up{job=\"rill\"}') == 1 ]]" 60 "Prometheus to scrape the broker"
+wait_for "[[ \$(query 'up{job=\"rill-http-proxy\"}') == 1 ]]" 60 "Prometheus to scrape the HTTP proxy"
 
 # Load: 20,000 records of 100 bytes in 20 produce runs, spread over the three partitions by key.
 records=${RECORDS:-20000}
@@ -71,6 +79,20 @@ done
 "$rill" consume load --group promql --from-beginning --max-messages "$records" >/dev/null
 
 curl -fsS "http://$admin/metrics" | promtool check metrics
+# 10 requests of 5 JSON records through the HTTP proxy, to a topic of their own.
+"$rill" topic create over-http >/dev/null
+for run in $(seq 1 10); do
+  curl -fsS -X POST -H 'Content-Type: application/vnd.kafka.json.v2+json' \
+    --data '{"records":[{"value":1},{"value":2},{"value":3},{"value":4},{"value":5}]}' \
+    "http://$proxy/topics/over-http" >/dev/null
+done
+curl -fsS "http://$proxy/metrics" | promtool check metrics
+wait_for "[[ \$(query 'sum(rill_http_proxy_records_produced_total{format=\"json\"})') == 50 ]]" 30 \
+  "Prometheus to see the HTTP proxy's 50 records"
+wait_for "[[ \$(query 'sum(rill_http_proxy_requests_total{endpoint=\"produce\",status=\"200\"})') == 10 ]]" 30 \
+  "Prometheus to see the HTTP proxy's 10 produce requests"
+wait_for "[[ \$(query 'sum(rill_partition_produced_records_total{topic=\"over-http\"})') == 50 ]]" 30 \
+  "the broker to count the HTTP proxy's 50 records"
 produced='sum(rill_partition_produced_records_total{topic="load"})'
 wait_for "[[ \$(query '$produced') == $records ]]" 30 "Prometheus to see all $records records produced"
 end=$(query 'sum(rill_partition_log_end_offset{topic="load"})')
@@ -113,4 +135,5 @@ for needed in ("Records in / out per second, by topic", "Consumer lag by group",
     assert needed not in empty, f"dashboard panel {needed!r} found no data"
 print(f"prometheus.sh: the dashboard's {sum(len(p['targets']) for p in dashboard['panels'])} queries evaluate")
 PY
-echo "prometheus.sh: promtool accepts /metrics; Prometheus saw $records records produced (increase() $increase), lag 0"
+echo "prometheus.sh: promtool accepts /metrics; Prometheus saw $records records produced (increase() $increase), lag 0;" \
+  "the HTTP proxy's 50 records counted"

@@ -87,6 +87,7 @@ pub(super) async fn records(
             "topic": &*record.topic, "key": key, "value": value, "partition": record.partition, "offset": record.offset,
         }));
     }
+    caller.metrics.consumed(format, answered.len() as u64);
     Ok(ApiResponse::Json(Value::Array(answered)))
 }
 

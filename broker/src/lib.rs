@@ -122,4 +122,6 @@ pub use error::BrokerError;
 pub use file_budget::FileBudget;
 pub use meta::{SchemaIdCheck, SchemaIdChecks, SubjectNameStrategy};
 pub use server::{Broker, BrokerHandle, StartError};
-pub use tls::{ConnectionInfo, PeerCertificates, TlsError};
+pub use tls::{
+    watch_files as watch_tls_files, ConnectionInfo, PeerCertificates, TlsAcceptorHandle, TlsError, TlsListener,
+};

@@ -101,7 +101,8 @@ async fn main() -> Result<(), Failure> {
             .body(Full::new(Bytes::from(body.to_owned())))?;
         Ok(sender.send_request(request).await?.into_body().collect().await?.to_bytes())
     };
-    call("POST", "/consumers/load", r#"{"name": "r", "auto.offset.reset": "earliest", "auto.commit.enable": "false"}"#).await?;
+    call("POST", "/consumers/load", r#"{"name": "r", "auto.offset.reset": "earliest", "auto.commit.enable": "false"}"#)
+        .await?;
     let partitions = r#"{"partitions": [{"topic": "load", "partition": 0}, {"topic": "load", "partition": 1},
         {"topic": "load", "partition": 2}, {"topic": "load", "partition": 3}]}"#;
     call("POST", "/consumers/load/instances/r/assignments", partitions).await?;

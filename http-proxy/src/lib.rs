@@ -41,19 +41,31 @@ mod server;
 mod sessions;
 mod topics;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rill_client::ClientConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
 
 pub use server::{MAX_CONNECTIONS, MAX_REQUEST_BODY_BYTES};
 pub use sessions::MAX_SESSIONS;
 
+/// TLS on the proxy's listener: the server side of a handshake on each accepted connection, bounded in time by
+/// the implementation (`rill` hands the broker's own acceptor, which reloads its files when they change).
+pub trait ListenerTls: Send + Sync + 'static {
+    fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<TlsStream<TcpStream>>> + Send + '_>>;
+}
+
 /// What the proxy reaches and how many consumers it keeps.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// The broker (or brokers, comma-separated) the proxy's clients connect to.
     pub broker: String,
@@ -70,6 +82,22 @@ pub struct ProxyConfig {
     /// A consumer instance not used for this long is closed (it leaves its group; with `auto.commit.enable`
     /// its positions are committed first), as Confluent's `consumer.instance.timeout.ms`.
     pub consumer_instance_timeout: Duration,
+    /// TLS on the listener; `None`: plain HTTP.
+    pub tls: Option<Arc<dyn ListenerTls>>,
+}
+
+/// Leaves out the token (a secret).
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("broker", &self.broker)
+            .field("has_token", &self.token.is_some())
+            .field("schema_registry", &self.schema_registry)
+            .field("max_consumer_instances", &self.max_consumer_instances)
+            .field("consumer_instance_timeout", &self.consumer_instance_timeout)
+            .field("is_tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxyConfig {
@@ -82,6 +110,7 @@ impl ProxyConfig {
             schema_registry: None,
             max_consumer_instances: 1000,
             consumer_instance_timeout: Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -117,9 +146,10 @@ impl HttpProxy {
             return Err(StartError::InstanceTimeoutTooShort(config.consumer_instance_timeout));
         }
         let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let tls = config.tls.clone();
         let state = Arc::new(routes::ProxyState::new(config).map_err(StartError::SchemaRegistry)?);
         let sweeper = tokio::spawn(consumers::sweep_expired(Arc::clone(&state.consumers)));
-        let server = server::serve(listener, state);
+        let server = server::serve(listener, tls, state);
         Ok(HttpProxy { addr, server, sweeper })
     }
 

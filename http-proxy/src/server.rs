@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::format::API_CONTENT_TYPE;
 use crate::metrics::Endpoint;
 use crate::routes::{self, ProxyState};
+use crate::ListenerTls;
 
 /// Largest request body: a produce of this much is refused whole (413), before any of it is sent.
 pub const MAX_REQUEST_BODY_BYTES: usize = 16 << 20;
@@ -64,7 +65,11 @@ impl From<ApiError> for ApiResponse {
     }
 }
 
-pub(crate) fn serve(listener: TcpListener, state: Arc<ProxyState>) -> JoinHandle<()> {
+pub(crate) fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<dyn ListenerTls>>,
+    state: Arc<ProxyState>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
@@ -82,17 +87,15 @@ pub(crate) fn serve(listener: TcpListener, state: Arc<ProxyState>) -> JoinHandle
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let state = Arc::clone(&state);
+            let (state, tls) = (Arc::clone(&state), tls.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(answer(request, &state).await) }
-                });
-                let served = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let served = match tls {
+                    None => serve_connection(stream, state).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => serve_connection(stream, state).await,
+                        Err(err) => Err(format!("TLS handshake: {err}")),
+                    },
+                };
                 if let Err(err) = served {
                     tracing::debug!(%peer, error = %err, "http proxy connection ended");
                 }
@@ -100,6 +103,23 @@ pub(crate) fn serve(listener: TcpListener, state: Arc<ProxyState>) -> JoinHandle
             });
         }
     })
+}
+
+/// Serves one connection's requests (kept alive) until it closes.
+async fn serve_connection<S>(stream: S, state: Arc<ProxyState>) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(answer(request, &state).await) }
+    });
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+        .map_err(|err| err.to_string())
 }
 
 async fn answer(request: Request<Incoming>, state: &ProxyState) -> Response<Full<Bytes>> {

@@ -233,7 +233,7 @@ def test_callers_tokens_reach_a_broker_that_requires_authentication_and_acls_dec
             assert (other.status_code, other.json()["error_code"]) == (404, 40403)
 
 
-def test_rill_http_proxy_beside_a_tls_broker(tmp_path):
+def test_rill_http_proxy_beside_a_tls_broker_serving_tls_itself(tmp_path):
     ca = trustme.CA()
     server = ca.issue_cert("localhost", "127.0.0.1")
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
@@ -247,20 +247,29 @@ def test_rill_http_proxy_beside_a_tls_broker(tmp_path):
                                  capture_output=True, text=True, timeout=60)
         assert refused.returncode != 0 and "rill http-proxy" in refused.stderr, refused.stderr
         with running_broker(data_dir, "--admin-listen", "off", *tls) as addr:
+            # TLS both ways: to the broker (trusting the test CA), and on the proxy's own listener.
             proxy = subprocess.Popen([RILL, "http-proxy", "--broker", f"https://{addr}", "--tls-ca",
-                                      str(tmp_path / "ca.pem"), "--listen", "127.0.0.1:0"],
+                                      str(tmp_path / "ca.pem"), "--listen", "127.0.0.1:0",
+                                      "--listen-tls-cert", str(tmp_path / "server.pem"),
+                                      "--listen-tls-key", str(tmp_path / "server.key")],
                                      stdout=subprocess.PIPE, text=True)
             try:
                 line = proxy.stdout.readline().strip()
-                assert line.startswith("rill http proxy listening on http://"), line
+                assert line.startswith("rill http proxy listening on https://"), line
                 url = line.removeprefix("rill http proxy listening on ")
                 subprocess.run([RILL, "topic", "create", "over-tls", "--broker", f"https://{addr}", "--tls-ca",
                                 str(tmp_path / "ca.pem")], check=True, capture_output=True)
+                ca = str(tmp_path / "ca.pem")
                 sent = requests.post(f"{url}/topics/over-tls", json={"records": [{"value": "tls"}]},
-                                     headers={"Content-Type": JSON}, timeout=30)
+                                     headers={"Content-Type": JSON}, timeout=30, verify=ca)
                 assert sent.status_code == 200 and sent.json()["offsets"][0]["offset"] == 0, sent.text
-                topic = requests.get(f"{url}/topics/over-tls/partitions/0/offsets", timeout=30)
+                topic = requests.get(f"{url}/topics/over-tls/partitions/0/offsets", timeout=30, verify=ca)
                 assert topic.json() == {"beginning_offset": 0, "end_offset": 1}
+                # Plain HTTP to the TLS listener gets no answer; a client not trusting the CA refuses it.
+                with pytest.raises(requests.ConnectionError):
+                    requests.get(url.replace("https://", "http://") + "/topics", timeout=30)
+                with pytest.raises(requests.exceptions.SSLError):
+                    requests.get(f"{url}/topics", timeout=30)
             finally:
                 proxy.terminate()
                 assert proxy.wait(timeout=30) == 0

@@ -2,7 +2,7 @@
 //! connections each POSTing requests of `records` binary records of `value_bytes` for `seconds`, then one
 //! consumer instance reading them all back through `records` answers of up to 16 MiB. Prints requests/s,
 //! records/s, MB/s of record values and the request latency's p50/p99 (produce), and records/s and MB/s (read).
-//! Not a suite: figures for docs/benchmarks.md.
+//! Runs on mimalloc, as the `rill` binary does. Not a suite: figures for docs/benchmarks.md.
 //!
 //! `cargo run --release -p rill-http-proxy --example http_load [connections] [records] [value_bytes] [seconds]`
 
@@ -18,6 +18,10 @@ use rill_client::{Admin, Client, TopicConfig};
 use rill_http_proxy::{HttpProxy, ProxyConfig};
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+// The `rill` binary's allocator (cli/src/allocator.rs), so the figures are those of `rill broker --http-proxy-listen`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {

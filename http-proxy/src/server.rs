@@ -57,6 +57,8 @@ pub(crate) enum ApiResponse {
     Error(ApiError),
     /// The metrics page, in Prometheus' text format.
     Metrics(String),
+    /// JSON already written as text.
+    JsonText(Vec<u8>),
 }
 
 impl From<ApiError> for ApiResponse {
@@ -181,6 +183,11 @@ fn render(response: ApiResponse) -> Response<Full<Bytes>> {
         ApiResponse::Metrics(page) => {
             let mut answer = Response::new(Full::new(Bytes::from(page)));
             answer.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE));
+            return answer;
+        }
+        ApiResponse::JsonText(text) => {
+            let mut answer = Response::new(Full::new(Bytes::from(text)));
+            answer.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(API_CONTENT_TYPE));
             return answer;
         }
     };

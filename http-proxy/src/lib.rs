@@ -1,5 +1,5 @@
 //! rill's HTTP proxy: Confluent REST Proxy's API v2 (produce, consume in consumer groups, topic and partition
-//! metadata as JSON over HTTP), served to HTTP clients and carried out on a rill cluster through rill's own client
+//! metadata as JSON over HTTP) and v3's produce (with headers and timestamps), served to HTTP clients and carried out on a rill cluster through rill's own client
 //! library (`rill-client`), as Confluent's REST Proxy is a Kafka client of its cluster.
 //!
 //! It runs inside a broker (`rill broker --http-proxy-listen`) or beside one (`rill http-proxy`). Either way it is
@@ -11,7 +11,8 @@
 //! - [`ProxyConfig`]: the broker to reach, the client settings, the limits on consumer instances.
 //!
 //! Inside: `server.rs` (HTTP/1.1 over hyper: one task per connection, bounded), `routes.rs` (the API's paths),
-//! `topics.rs` (metadata and produce), `consumers.rs` (consumer instances), `format.rs` (the embedded formats
+//! `topics.rs` (metadata and produce), `v3.rs` (API v3's produce, with headers and timestamps),
+//! `consumers.rs` (consumer instances), `format.rs` (the embedded formats
 //! `binary`, `json` and `avro`), `avro.rs` (Avro's JSON encoding to Confluent's framing and back),
 //! `registry.rs` (the schema registry `avro` uses), `sessions.rs` (a client per caller's credentials),
 //! `error.rs` (Confluent's error bodies, mapped once from the client's errors), `metrics.rs` (`GET /metrics`).
@@ -40,6 +41,7 @@ mod routes;
 mod server;
 mod sessions;
 mod topics;
+mod v3;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -30,12 +30,14 @@ pub(crate) enum Endpoint {
     Positions,
     Records,
     Offsets,
+    V3Clusters,
+    V3Records,
     /// No such endpoint, or a request refused before its path was read.
     Other,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 17] = [
+    const ALL: [Endpoint; 19] = [
         Endpoint::Root,
         Endpoint::Metrics,
         Endpoint::Topics,
@@ -52,6 +54,8 @@ impl Endpoint {
         Endpoint::Positions,
         Endpoint::Records,
         Endpoint::Offsets,
+        Endpoint::V3Clusters,
+        Endpoint::V3Records,
         Endpoint::Other,
     ];
 
@@ -73,6 +77,8 @@ impl Endpoint {
             Endpoint::Positions => "positions",
             Endpoint::Records => "records",
             Endpoint::Offsets => "offsets",
+            Endpoint::V3Clusters => "v3_clusters",
+            Endpoint::V3Records => "v3_records",
             Endpoint::Other => "other",
         }
     }

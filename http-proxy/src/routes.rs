@@ -12,6 +12,7 @@ use crate::registry::SchemaRegistryClient;
 use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Sessions};
 use crate::topics;
+use crate::v3;
 use crate::ProxyConfig;
 
 pub(crate) struct ProxyState {
@@ -77,6 +78,8 @@ fn endpoint_of(method: &str, segments: &[&str]) -> Endpoint {
         ["consumers", _, "instances", _, "positions", ..] => Endpoint::Positions,
         ["consumers", _, "instances", _, "records"] => Endpoint::Records,
         ["consumers", _, "instances", _, "offsets"] => Endpoint::Offsets,
+        ["v3", "clusters"] => Endpoint::V3Clusters,
+        ["v3", "clusters", _, "topics", _, "records"] => Endpoint::V3Records,
         _ => Endpoint::Other,
     }
 }
@@ -108,11 +111,15 @@ async fn route_to_handler(state: &ProxyState, request: &ApiRequest) -> Result<Ap
             topics::offsets(&*session()?, topic, partition_number(topic, partition)?).await
         }
         ("GET", ["brokers"]) => topics::brokers(&*session()?).await,
+        ("GET", ["v3", "clusters"]) => v3::clusters(&*session()?).await,
+        ("POST", ["v3", "clusters", cluster, "topics", topic, "records"]) => {
+            v3::produce(state, &credential, cluster, topic, request).await
+        }
         ("POST", ["consumers", group]) => state.consumers.create(&*session()?, &credential, group, request),
         (_, ["consumers", group, "instances", instance, rest @ ..]) => {
             state.consumers.handle(&credential, group, instance, rest, request).await
         }
-        (_, ["topics", ..] | ["brokers"] | ["consumers", _] | []) => {
+        (_, ["topics", ..] | ["brokers"] | ["consumers", _] | ["v3", "clusters", ..] | []) => {
             Err(ApiError::new(405, 405, format!("{method} is not served at {}: see docs/http-proxy.md", request.path)))
         }
         _ => Err(ApiError::new(
@@ -120,7 +127,8 @@ async fn route_to_handler(state: &ProxyState, request: &ApiRequest) -> Result<Ap
             404,
             format!(
                 "no such endpoint: {method} {}; rill's HTTP proxy serves Confluent REST Proxy's API v2: /topics, \
-                 /topics/T/partitions, /brokers, /consumers/GROUP (docs/http-proxy.md)",
+                 /topics/T/partitions, /brokers, /consumers/GROUP, and v3's /v3/clusters/C/topics/T/records \
+                 (docs/http-proxy.md)",
                 request.path
             ),
         )),

@@ -582,3 +582,71 @@ async fn without_a_registry_avro_is_refused_naming_what_to_run() {
     assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42204)), "{answer}");
     setup.stop().await;
 }
+
+#[tokio::test]
+async fn api_v3_produces_records_with_headers_and_timestamps_one_report_each() {
+    let setup = Setup::start().await;
+    setup.topic("events", 2).await;
+    let addr = setup.addr();
+    let (status, clusters) = http(addr, "GET", "/v3/clusters", "application/json", None).await;
+    assert_eq!((status, &clusters["data"][0]["cluster_id"]), (200, &json!("rill")), "{clusters}");
+
+    let one = json!({
+        "partition_id": 1,
+        "headers": [{"name": "trace", "value": "dHJhY2U="}],
+        "key": {"type": "STRING", "data": "customer-7"},
+        "value": {"type": "JSON", "data": {"paid": true}},
+        "timestamp": "2026-12-05T21:00:00.250Z",
+    });
+    let (status, report) =
+        http(addr, "POST", "/v3/clusters/rill/topics/events/records", "application/json", Some(&one)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["error_code"], &report["partition_id"], &report["offset"], &report["timestamp"]),
+        (&json!(200), &json!(1), &json!(0), &json!("2026-12-05T21:00:00.250Z"))
+    );
+    assert_eq!(report["key"], json!({"type": "STRING", "size": 10}));
+
+    // Several records in one body (Confluent's streaming mode): a report each, in order, the bad one's own.
+    let stream = [
+        json!({"partition_id": 1, "value": {"type": "BINARY", "data": "aGk="}}),
+        json!({"partition_id": 1, "value": {"type": "BINARY", "data": "not base64!"}}),
+        json!({"partition_id": 9, "value": {"type": "STRING", "data": "x"}}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let head = format!(
+        "POST /v3/clusters/rill/topics/events/records HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        stream.len()
+    );
+    let mut connection = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    connection.write_all(head.as_bytes()).await.expect("head");
+    connection.write_all(stream.as_bytes()).await.expect("body");
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, connection.read_to_string(&mut answer)).await.expect("answered").expect("read");
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).expect("a body");
+    let reports: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("a report")).collect();
+    assert_eq!(reports.len(), 3, "{body}");
+    assert_eq!((&reports[0]["error_code"], &reports[0]["offset"]), (&json!(200), &json!(1)));
+    assert_eq!(reports[1]["error_code"], 400);
+    assert!(reports[1]["message"].as_str().is_some_and(|m| m.starts_with("value.data: not base64")));
+    assert_eq!(reports[2]["error_code"], 404, "{}", reports[2]);
+
+    // rill's consumer sees the first record's key, header, timestamp.
+    let mut consumer = Consumer::new(setup.client.clone(), ConsumerConfig::default()).expect("consumer");
+    consumer.assign("events", &[1]).await.expect("assign");
+    let read = tokio::time::timeout(DEADLINE, consumer.poll()).await.expect("in time").expect("poll");
+    assert_eq!(read[0].key.as_deref(), Some(&b"customer-7"[..]));
+    assert_eq!(read[0].value.as_deref(), Some(&br#"{"paid":true}"#[..]));
+    assert_eq!((read[0].headers[0].key.as_str(), read[0].headers[0].value.as_deref()), ("trace", Some(&b"trace"[..])));
+    assert_eq!(read[0].timestamp_ms, 1_796_504_400_250);
+
+    // One record refused: the answer is the refusal's status.
+    let missing = json!({"value": {"type": "STRING", "data": "x"}});
+    let (status, refused) =
+        http(addr, "POST", "/v3/clusters/rill/topics/nope/records", "application/json", Some(&missing)).await;
+    assert_eq!((status, refused["error_code"].as_u64()), (404, Some(40401)), "{refused}");
+    setup.stop().await;
+}

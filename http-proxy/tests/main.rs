@@ -179,6 +179,42 @@ async fn records_produced_over_http_land_where_rills_producer_puts_them_and_read
     setup.stop().await;
 }
 
+/// Creates a consumer instance of `group` with `settings` and assigns it `partition` of `topic` by hand; its base
+/// path.
+async fn instance_on(addr: SocketAddr, group: &str, settings: Value, topic: &str, partition: u32) -> String {
+    let (status, created) = http(addr, "POST", &format!("/consumers/{group}"), V2, Some(&settings)).await;
+    assert_eq!(status, 200, "{created}");
+    let name = created["instance_id"].as_str().expect("an instance id");
+    let base = format!("/consumers/{group}/instances/{name}");
+    let assignment = json!({"partitions": [{"topic": topic, "partition": partition}]});
+    let (status, answer) = http(addr, "POST", &format!("{base}/assignments"), V2, Some(&assignment)).await;
+    assert_eq!(status, 204, "{answer}");
+    base
+}
+
+/// Moves an instance's position in `partition` of `topic` to `offset`.
+async fn seek(addr: SocketAddr, base: &str, topic: &str, partition: u32, offset: i64) {
+    let offsets = json!({"offsets": [{"topic": topic, "partition": partition, "offset": offset}]});
+    let (status, answer) = http(addr, "POST", &format!("{base}/positions"), V2, Some(&offsets)).await;
+    assert_eq!(status, 204, "{answer}");
+}
+
+/// Asks an instance for records until an answer is an error, failing at the deadline: that error's status and
+/// body. `check` sees every answer before it.
+async fn first_refusal(addr: SocketAddr, base: &str, accept: &str, check: impl Fn(&Value)) -> (u16, Value) {
+    let ask = async {
+        loop {
+            let path = format!("{base}/records?timeout=500");
+            let (status, answer) = http_with(addr, "GET", &path, &[("accept", accept)], None).await;
+            if status != 200 {
+                return (status, answer);
+            }
+            check(&answer);
+        }
+    };
+    tokio::time::timeout(DEADLINE, ask).await.expect("a refusal within the deadline")
+}
+
 /// The proxy's `/metrics` page.
 async fn metrics_page(addr: SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -288,16 +324,7 @@ async fn an_answer_is_bounded_by_max_bytes_and_a_commit_covers_only_what_was_ans
         delivery.expect("send").await.expect("stored");
     }
     let create = json!({"name": "small", "auto.offset.reset": "earliest", "auto.commit.enable": false});
-    http(addr, "POST", "/consumers/bounded", BINARY, Some(&create)).await;
-    let base = "/consumers/bounded/instances/small";
-    http(
-        addr,
-        "POST",
-        &format!("{base}/assignments"),
-        BINARY,
-        Some(&json!({"partitions": [{"topic": "bulk", "partition": 0}]})),
-    )
-    .await;
+    let base = &instance_on(addr, "bounded", create, "bulk", 0).await;
     // Up to 2 500 bytes: two records of 1 002 bytes (key and value); wait for the fetch to have them all.
     let mut first = Vec::new();
     let read = async {
@@ -329,37 +356,15 @@ async fn a_json_consumer_meeting_bytes_that_are_not_json_says_where_and_loses_no
     for value in [&b"{\"ok\": 1}"[..], b"\xff\xfe not json", b"{\"ok\": 3}"] {
         producer.send("mixed", ProducerRecord::new(value.to_vec())).await.expect("send").await.expect("stored");
     }
-    http(
-        addr,
-        "POST",
-        "/consumers/strict",
-        JSON,
-        Some(&json!({"name": "j", "format": "json", "auto.offset.reset": "earliest"})),
-    )
-    .await;
-    let base = "/consumers/strict/instances/j";
-    http(
-        addr,
-        "POST",
-        &format!("{base}/assignments"),
-        JSON,
-        Some(&json!({"partitions": [{"topic": "mixed", "partition": 0}]})),
-    )
-    .await;
+    let settings = json!({"name": "j", "format": "json", "auto.offset.reset": "earliest"});
+    let base = &instance_on(addr, "strict", settings, "mixed", 0).await;
     // A binary Accept on a json instance is refused, saying which format it reads.
     let (status, mismatch) = http_with(addr, "GET", &format!("{base}/records"), &[("accept", BINARY)], None).await;
     assert_eq!((status, mismatch["error_code"].as_u64()), (406, Some(40601)));
-    let failure = async {
-        loop {
-            let (status, answer) =
-                http_with(addr, "GET", &format!("{base}/records?timeout=500"), &[("accept", JSON)], None).await;
-            if status != 200 {
-                return (status, answer);
-            }
-            assert!(answer.as_array().is_some_and(|records| records.iter().all(|r| r["offset"] == 0)), "{answer}");
-        }
+    let only_the_first = |answer: &Value| {
+        assert!(answer.as_array().is_some_and(|records| records.iter().all(|r| r["offset"] == 0)), "{answer}");
     };
-    let (status, error) = tokio::time::timeout(DEADLINE, failure).await.expect("the bad record is reported");
+    let (status, error) = first_refusal(addr, base, JSON, only_the_first).await;
     assert_eq!(status, 500);
     let message = error["message"].as_str().expect("a message");
     assert!(message.contains("offset 1") && message.contains("not JSON"), "{message}");
@@ -369,14 +374,7 @@ async fn a_json_consumer_meeting_bytes_that_are_not_json_says_where_and_loses_no
     assert_eq!(status, 500, "{again}");
     assert_eq!(again["message"], error["message"]);
     // Moved past the bad record, the instance reads the one after.
-    http(
-        addr,
-        "POST",
-        &format!("{base}/positions"),
-        JSON,
-        Some(&json!({"offsets": [{"topic": "mixed", "partition": 0, "offset": 2}]})),
-    )
-    .await;
+    seek(addr, base, "mixed", 0, 2).await;
     let after = read_records(addr, base, JSON, 1).await;
     assert_eq!((after[0]["offset"].as_i64(), &after[0]["value"]), (Some(2), &json!({"ok": 3})));
     setup.stop().await;
@@ -467,17 +465,7 @@ async fn avro_records_are_registered_framed_as_confluents_serializer_does_and_re
     let (status, answer) = http(addr, "POST", "/topics/orders", AVRO, Some(&by_id)).await;
     assert_eq!((status, answer["value_schema_id"].as_u64()), (200, Some(id)), "{answer}");
     let create = json!({"name": "a", "format": "avro", "auto.offset.reset": "earliest"});
-    let (status, created) = http(addr, "POST", "/consumers/avro-readers", V2, Some(&create)).await;
-    assert_eq!(status, 200, "{created}");
-    let base = "/consumers/avro-readers/instances/a";
-    http(
-        addr,
-        "POST",
-        &format!("{base}/assignments"),
-        V2,
-        Some(&json!({"partitions": [{"topic": "orders", "partition": 0}]})),
-    )
-    .await;
+    let base = &instance_on(addr, "avro-readers", create, "orders", 0).await;
     let records = read_records(addr, base, AVRO, 3).await;
     let values: Vec<&Value> = records.iter().map(|r| &r["value"]).collect();
     assert_eq!(
@@ -521,41 +509,10 @@ async fn avro_produces_that_cannot_be_encoded_are_refused_saying_why() {
     // An avro instance meeting a record without Confluent's framing says where, as a json one does.
     let producer = Producer::new(setup.client.clone(), ProducerConfig::default()).expect("producer");
     producer.send("orders", ProducerRecord::new("plain text")).await.expect("send").await.expect("stored");
-    http(
-        addr,
-        "POST",
-        "/consumers/strict",
-        V2,
-        Some(&json!({"name": "a", "format": "avro", "auto.offset.reset": "earliest"})),
-    )
-    .await;
-    let base = "/consumers/strict/instances/a";
-    http(
-        addr,
-        "POST",
-        &format!("{base}/assignments"),
-        V2,
-        Some(&json!({"partitions": [{"topic": "orders", "partition": 0}]})),
-    )
-    .await;
-    http(
-        addr,
-        "POST",
-        &format!("{base}/positions"),
-        V2,
-        Some(&json!({"offsets": [{"topic": "orders", "partition": 0, "offset": 1}]})),
-    )
-    .await;
-    let failure = async {
-        loop {
-            let (status, answer) =
-                http_with(addr, "GET", &format!("{base}/records?timeout=500"), &[("accept", AVRO)], None).await;
-            if status != 200 {
-                return answer;
-            }
-        }
-    };
-    let error = tokio::time::timeout(DEADLINE, failure).await.expect("the record is reported");
+    let settings = json!({"name": "a", "format": "avro", "auto.offset.reset": "earliest"});
+    let base = &instance_on(addr, "strict", settings, "orders", 0).await;
+    seek(addr, base, "orders", 0, 1).await;
+    let (_, error) = first_refusal(addr, base, AVRO, |_| {}).await;
     assert!(
         error["message"].as_str().is_some_and(|m| m.contains("offset 1") && m.contains("no Confluent framing")),
         "{error}"

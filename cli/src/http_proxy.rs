@@ -65,6 +65,7 @@ pub fn run(args: HttpProxyArgs) -> anyhow::Result<()> {
         max_consumer_instances: usize::try_from(args.max_consumer_instances).unwrap_or(usize::MAX),
         consumer_instance_timeout: Duration::from_secs(args.consumer_instance_timeout_secs),
         tls: None,
+        body_read_timeout: Duration::from_secs(60),
     };
     let runtime = crate::runtime::multi_thread(0)?;
     runtime.block_on(async {

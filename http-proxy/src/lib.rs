@@ -25,7 +25,8 @@
 //! - Nothing is committed that was not handed to the HTTP caller: a `records` answer bounded by `max_bytes`
 //!   leaves the rest unread in the consumer, and an answer that cannot be encoded in the instance's format puts
 //!   its partitions back where the answer began.
-//! - Bounded: request bodies (`MAX_REQUEST_BODY_BYTES`), connections (`MAX_CONNECTIONS`), callers' clients
+//! - Bounded: request bodies (`MAX_REQUEST_BODY_BYTES`, `body_read_timeout`), connections (`MAX_CONNECTIONS`,
+//!   each idle at most 30 s), callers' clients
 //!   (`MAX_SESSIONS`), consumer instances (`ProxyConfig::max_consumer_instances`, each dropped after
 //!   `consumer_instance_timeout` unused), and each `records` answer (`max_bytes`, its wait `timeout`).
 //! - Bad input gets Confluent's error body (`{"error_code": ..., "message": ...}`) saying what was wrong and what
@@ -86,6 +87,8 @@ pub struct ProxyConfig {
     pub consumer_instance_timeout: Duration,
     /// TLS on the listener; `None`: plain HTTP.
     pub tls: Option<Arc<dyn ListenerTls>>,
+    /// A request body not all there this long after its head is answered 408 (60 s by default).
+    pub body_read_timeout: Duration,
 }
 
 /// Leaves out the token (a secret).
@@ -98,6 +101,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("max_consumer_instances", &self.max_consumer_instances)
             .field("consumer_instance_timeout", &self.consumer_instance_timeout)
             .field("is_tls", &self.tls.is_some())
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +117,7 @@ impl ProxyConfig {
             max_consumer_instances: 1000,
             consumer_instance_timeout: Duration::from_secs(300),
             tls: None,
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::ProxyConfig;
 
 pub(crate) struct ProxyState {
     pub metrics: Arc<ProxyMetrics>,
+    pub body_read_timeout: std::time::Duration,
     pub sessions: Sessions,
     pub consumers: Arc<Instances>,
     /// For the `avro` format; `None` without a registry.
@@ -39,6 +40,7 @@ impl ProxyState {
         );
         Ok(Self {
             metrics,
+            body_read_timeout: config.body_read_timeout,
             sessions: Sessions::new(config.broker, config.client, config.token),
             consumers: Arc::new(consumers),
             registry,

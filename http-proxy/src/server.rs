@@ -1,5 +1,6 @@
 //! The HTTP/1.1 side: hyper serving each connection (keep-alive, chunked bodies) in its own task, at most
-//! [`MAX_CONNECTIONS`] at once (one more is closed unanswered), a request head within `HEADER_READ_TIMEOUT`
+//! [`MAX_CONNECTIONS`] at once (one more is closed unanswered), a request head within `HEADER_READ_TIMEOUT` (also
+//! how long a kept-alive connection may stay idle), its body within `ProxyConfig::body_read_timeout` (408 past it)
 //! and a body of at most [`MAX_REQUEST_BODY_BYTES`] (413 past it). Requests become [`ApiRequest`]s for
 //! `routes.rs`; its [`ApiResponse`]s become JSON answers labelled `application/vnd.kafka.v2+json`.
 
@@ -132,10 +133,13 @@ async fn answer(request: Request<Incoming>, state: &ProxyState) -> Response<Full
     let body = if announced.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES) {
         Err(too_large())
     } else {
-        match Limited::new(body, MAX_REQUEST_BODY_BYTES).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Err(err) => Err(ApiError::bad_request(format!("the request body could not be read: {err}"))),
+        // A body trickling in would hold its connection's slot as long as it liked.
+        let wait = state.body_read_timeout;
+        match tokio::time::timeout(wait, Limited::new(body, MAX_REQUEST_BODY_BYTES).collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Ok(Err(err)) => Err(ApiError::bad_request(format!("the request body could not be read: {err}"))),
+            Err(_) => Err(ApiError::new(408, 408, format!("the request body did not arrive within {wait:?}"))),
         }
     };
     let (response, endpoint) = match body {

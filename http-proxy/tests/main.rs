@@ -39,6 +39,7 @@ impl Setup {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let config = ProxyConfig {
             schema_registry: broker.schema_registry_url(),
+            body_read_timeout: Duration::from_secs(1),
             ..ProxyConfig::new(broker.addr().to_string())
         };
         let proxy = HttpProxy::start(listener, config).expect("proxy starts");
@@ -404,6 +405,13 @@ async fn bad_requests_get_confluents_error_bodies() {
         assert_eq!((got, answer["error_code"].as_u64()), (status, Some(code)), "{method} {path}: {answer}");
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // A body that does not arrive in time is answered 408 (the test's proxy waits 1 s).
+    let head = "POST /topics/t HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 100\r\n\r\n{\"rec";
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer)).await.expect("answered").expect("read");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // A body past the limit is refused before it is read.
     let big = rill_http_proxy::MAX_REQUEST_BODY_BYTES + 1;
     let head = format!("POST /topics/t HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {big}\r\n\r\n");

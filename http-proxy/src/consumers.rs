@@ -28,6 +28,7 @@ use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Session};
 
 mod records;
+mod subscription;
 
 /// Longest a `records` request waits for records (`timeout`); Confluent's default is the instance's
 /// `consumer.request.timeout.ms`, 1 s.
@@ -38,6 +39,9 @@ const MAX_RECORDS_BYTES: usize = 16 << 20;
 /// Longest instance name (Kafka's limit on a client id is larger; a name is also a path segment).
 const MAX_NAME_CHARS: usize = 255;
 const DEFAULT_AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a `topic_pattern` subscription is matched against the topics again, unless `metadata.max.age.ms`
+/// says otherwise (Kafka's consumers wait 5 minutes; a proxy's callers expect a new topic sooner).
+const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(10);
 
 type InstanceKey = (String, String);
 
@@ -72,9 +76,13 @@ struct ConsumerInstance {
     config: ConsumerConfig,
     is_auto_commit: bool,
     request_wait: Duration,
+    /// How often a `topic_pattern` is matched against the topics again (`metadata.max.age.ms`).
+    metadata_max_age: Duration,
     consumer: Consumer,
-    /// The topics subscribed to; empty when not subscribed.
+    /// The topics subscribed to; empty when not subscribed (or a pattern matches none yet).
     subscription: Vec<String>,
+    /// A `topic_pattern` subscription, matched against the topics again now and then.
+    pattern: Option<subscription::TopicPattern>,
 }
 
 impl ConsumerInstance {
@@ -91,6 +99,10 @@ impl ConsumerInstance {
             Consumer::new(self.client.clone(), self.config.clone()).map_err(|e| ApiError::from_client(&e))?;
         self.subscription.clear();
         Ok(())
+    }
+
+    fn is_subscribed(&self) -> bool {
+        !self.subscription.is_empty() || self.pattern.is_some()
     }
 }
 
@@ -165,8 +177,10 @@ impl Instances {
             config,
             is_auto_commit: settings.is_auto_commit,
             request_wait: settings.request_wait,
+            metadata_max_age: settings.metadata_max_age,
             consumer,
             subscription: Vec::new(),
+            pattern: None,
         };
         let slot = InstanceSlot {
             owner: credential.clone(),
@@ -276,10 +290,11 @@ async fn instance_request(
 ) -> Result<ApiResponse, ApiError> {
     let client_error = |err: rill_client::Error| ApiError::from_client(&err);
     match (method, endpoint, rest) {
-        ("POST", "subscription", []) => subscribe(instance, &json_body(request)?).await,
-        ("GET", "subscription", []) => Ok(ApiResponse::Json(json!({ "topics": instance.subscription }))),
+        ("POST", "subscription", []) => subscription::subscribe(instance, &json_body(request)?).await,
+        ("GET", "subscription", []) => Ok(ApiResponse::Json(subscription::describe(instance))),
         ("DELETE", "subscription", []) => {
             instance.renew_consumer().await?;
+            instance.pattern = None;
             Ok(ApiResponse::NoContent)
         }
         ("POST", "assignments", []) => assign(instance, &json_body(request)?).await,
@@ -319,37 +334,8 @@ fn method_not_allowed(method: &str, why: &str) -> ApiError {
     ApiError::new(405, 405, format!("{method} is not served here: {why}"))
 }
 
-async fn subscribe(instance: &mut ConsumerInstance, body: &Value) -> Result<ApiResponse, ApiError> {
-    if body.get("topic_pattern").is_some() {
-        return Err(ApiError::unprocessable(
-            "topic_pattern subscriptions are not served by rill's HTTP proxy: list the topics in \"topics\"",
-        ));
-    }
-    let topics = match body.get("topics") {
-        Some(Value::Array(topics)) if !topics.is_empty() => topics
-            .iter()
-            .map(|t| t.as_str().filter(|t| !t.is_empty()).map(str::to_owned))
-            .collect::<Option<Vec<String>>>()
-            .ok_or_else(|| ApiError::unprocessable("\"topics\" holds topic names (non-empty strings)"))?,
-        _ => return Err(ApiError::unprocessable("the body is {\"topics\": [\"name\", ...]} with at least one topic")),
-    };
-    if instance.subscription.is_empty() && !instance.consumer.assignment().is_empty() {
-        return Err(ApiError::illegal_state(
-            "this instance reads partitions assigned by hand: POST assignments with no partitions before subscribing",
-        ));
-    }
-    if !instance.subscription.is_empty() {
-        instance.renew_consumer().await?;
-    }
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let group = instance.group.clone();
-    instance.consumer.subscribe(&group, &names).map_err(|e| ApiError::from_client(&e))?;
-    instance.subscription = topics;
-    Ok(ApiResponse::NoContent)
-}
-
 async fn assign(instance: &mut ConsumerInstance, body: &Value) -> Result<ApiResponse, ApiError> {
-    if !instance.subscription.is_empty() {
+    if instance.is_subscribed() {
         return Err(ApiError::illegal_state(
             "this instance is subscribed (its group assigns its partitions): DELETE the subscription first",
         ));
@@ -459,6 +445,7 @@ struct InstanceSettings {
     auto_commit_interval: Duration,
     fetch_min_bytes: u32,
     request_wait: Duration,
+    metadata_max_age: Duration,
 }
 
 impl InstanceSettings {
@@ -475,6 +462,7 @@ impl InstanceSettings {
             auto_commit_interval: DEFAULT_AUTO_COMMIT_INTERVAL,
             fetch_min_bytes: 1,
             request_wait: DEFAULT_RECORDS_WAIT,
+            metadata_max_age: DEFAULT_METADATA_MAX_AGE,
         };
         for (key, value) in fields {
             settings.set(key, value)?;
@@ -531,10 +519,15 @@ impl InstanceSettings {
                 let ms = number(max_ms).ok_or_else(|| invalid(&format!("0 to {max_ms} ms")))?;
                 self.request_wait = Duration::from_millis(ms);
             }
+            "metadata.max.age.ms" => {
+                let ms = number(86_400_000).filter(|ms| *ms >= 100).ok_or_else(|| invalid("100 to 86400000 ms"))?;
+                self.metadata_max_age = Duration::from_millis(ms);
+            }
             other => {
                 return Err(ApiError::invalid_consumer_config(format!(
                     "{other:?} is not a consumer setting rill's HTTP proxy takes: name, format, auto.offset.reset, \
-                     auto.commit.enable, auto.commit.interval.ms, fetch.min.bytes, consumer.request.timeout.ms"
+                     auto.commit.enable, auto.commit.interval.ms, fetch.min.bytes, consumer.request.timeout.ms, \
+                     metadata.max.age.ms"
                 )))
             }
         }

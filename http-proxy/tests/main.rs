@@ -615,3 +615,51 @@ async fn api_v3_produces_records_with_headers_and_timestamps_one_report_each() {
     assert_eq!((status, refused["error_code"].as_u64()), (404, Some(40401)), "{refused}");
     setup.stop().await;
 }
+
+#[tokio::test]
+async fn a_topic_pattern_subscription_reads_the_matching_topics_and_follows_a_new_one() {
+    let setup = Setup::start().await;
+    for topic in ["orders-eu", "orders-us", "invoices"] {
+        setup.topic(topic, 1).await;
+    }
+    let addr = setup.addr();
+    let producer = Producer::new(setup.client.clone(), ProducerConfig::default()).expect("producer");
+    let send = |topic: &'static str| {
+        let producer = producer.clone();
+        async move { producer.send(topic, ProducerRecord::new(topic)).await.expect("send").await.expect("stored") }
+    };
+    for topic in ["orders-eu", "orders-us", "invoices"] {
+        send(topic).await;
+    }
+    let settings = json!({"name": "p", "auto.offset.reset": "earliest", "metadata.max.age.ms": 200});
+    let (status, _) = http(addr, "POST", "/consumers/patterns", V2, Some(&settings)).await;
+    assert_eq!(status, 200);
+    let base = "/consumers/patterns/instances/p";
+    let (status, answer) =
+        http(addr, "POST", &format!("{base}/subscription"), V2, Some(&json!({"topic_pattern": "orders-.*"}))).await;
+    assert_eq!(status, 204, "{answer}");
+    let (_, subscription) = http(addr, "GET", &format!("{base}/subscription"), V2, None).await;
+    assert_eq!(subscription, json!({"topics": ["orders-eu", "orders-us"], "topic_pattern": "orders-.*"}));
+    let topics_of = |records: &[Value]| {
+        let mut topics: Vec<String> =
+            records.iter().map(|r| r["topic"].as_str().expect("a topic").to_owned()).collect();
+        topics.sort();
+        topics
+    };
+    assert_eq!(topics_of(&read_records(addr, base, BINARY, 2).await), ["orders-eu", "orders-us"]);
+
+    // A topic created later that matches is joined; one that does not is not.
+    setup.topic("orders-asia", 1).await;
+    setup.topic("refunds", 1).await;
+    send("orders-asia").await;
+    send("refunds").await;
+    let later = read_records(addr, base, BINARY, 1).await;
+    assert_eq!(topics_of(&later), ["orders-asia"]);
+    let (_, subscription) = http(addr, "GET", &format!("{base}/subscription"), V2, None).await;
+    assert_eq!(subscription["topics"], json!(["orders-asia", "orders-eu", "orders-us"]));
+
+    let (status, refused) =
+        http(addr, "POST", &format!("{base}/subscription"), V2, Some(&json!({"topic_pattern": "orders-("}))).await;
+    assert_eq!((status, refused["error_code"].as_u64()), (422, Some(422)), "{refused}");
+    setup.stop().await;
+}

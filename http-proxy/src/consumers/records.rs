@@ -38,6 +38,7 @@ pub(super) async fn records(
             ));
         }
     }
+    super::subscription::follow_pattern(instance).await?;
     let wait = match query_number(&request.query, "timeout")? {
         Some(ms) => Duration::from_millis(ms).min(MAX_RECORDS_WAIT),
         None => instance.request_wait,

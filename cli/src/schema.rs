@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,17 +40,27 @@ enum SchemaCommand {
         #[arg(long)]
         version: Option<u32>,
     },
-    /// Register the Avro schema in FILE under SUBJECT (its existing version if the subject has it).
-    #[command(after_help = "Example:\n  rill schema register orders-value order.avsc")]
-    Register { subject: String, file: PathBuf },
-    /// Whether the Avro schema in FILE may follow SUBJECT's versions at its compatibility level (or follow
-    /// --version alone); exits 1 when it may not, with the reason.
+    /// Register the schema in FILE under SUBJECT (its existing version if the subject has it).
+    #[command(after_help = "Examples:\n  rill schema register orders-value order.avsc\n  \
+        rill schema register crm/customer.proto customer.proto\n  \
+        rill schema register orders-value order.proto --reference crm/customer.proto=crm/customer.proto:1\n  \
+        rill schema register payments-value payment.json --type json")]
+    Register {
+        subject: String,
+        file: PathBuf,
+        #[command(flatten)]
+        kind: SchemaKind,
+    },
+    /// Whether the schema in FILE may follow SUBJECT's versions at its compatibility level (or follow --version
+    /// alone); exits 1 when it may not, with the reason.
     #[command(after_help = "Example (a CI step):\n  rill schema check orders-value order.avsc || exit 1")]
     Check {
         subject: String,
         file: PathBuf,
         #[arg(long)]
         version: Option<u32>,
+        #[command(flatten)]
+        kind: SchemaKind,
     },
     /// Soft-delete a subject, or one --version; with --permanent, remove what was soft-deleted.
     Delete {
@@ -67,6 +77,52 @@ enum SchemaCommand {
         #[arg(long)]
         set: Option<String>,
     },
+}
+
+/// What kind of schema a file holds, and what it references.
+#[derive(Debug, clap::Args)]
+struct SchemaKind {
+    /// The schema's kind: avro, json (JSON Schema) or protobuf; default protobuf for a .proto file, else avro.
+    #[arg(long = "type", value_name = "TYPE")]
+    schema_type: Option<String>,
+    /// A schema registered under another subject that this one uses (an Avro named type, a JSON Schema $ref, a
+    /// Protobuf import), as NAME=SUBJECT:VERSION; repeat for each.
+    #[arg(long = "reference", value_name = "NAME=SUBJECT:VERSION")]
+    references: Vec<String>,
+}
+
+impl SchemaKind {
+    /// The registration body for `file`: `schema`, and `schemaType` and `references` where not Avro's defaults.
+    fn body(&self, file: &Path) -> anyhow::Result<Value> {
+        let schema_type = match &self.schema_type {
+            Some(named) => match named.to_ascii_uppercase().as_str() {
+                kind @ ("AVRO" | "JSON" | "PROTOBUF") => kind.to_owned(),
+                _ => anyhow::bail!("--type {named:?} is not a schema type: avro, json or protobuf"),
+            },
+            None if file.extension().is_some_and(|e| e == "proto") => "PROTOBUF".to_owned(),
+            None => "AVRO".to_owned(),
+        };
+        let mut references = Vec::new();
+        for reference in &self.references {
+            let parsed = reference.split_once('=').and_then(|(name, used)| {
+                let (subject, version) = used.rsplit_once(':')?;
+                let version: u32 = version.parse().ok().filter(|v| *v >= 1)?;
+                (!name.is_empty() && !subject.is_empty())
+                    .then(|| json!({"name": name, "subject": subject, "version": version}))
+            });
+            references.push(parsed.with_context(|| {
+                format!("--reference {reference:?} is not NAME=SUBJECT:VERSION (a version from 1)")
+            })?);
+        }
+        let mut body = json!({ "schema": read_schema(file)? });
+        if schema_type != "AVRO" {
+            body["schemaType"] = json!(schema_type);
+        }
+        if !references.is_empty() {
+            body["references"] = json!(references);
+        }
+        Ok(body)
+    }
 }
 
 pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
@@ -93,20 +149,31 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
         SchemaCommand::Show { subject, version } => {
             let version = version.map_or("latest".to_owned(), |v| v.to_string());
             let found = registry.call("GET", &format!("/subjects/{}/versions/{version}", segment(&subject)), None)?;
-            writeln!(out, "subject {} version {} id {}", subject, found["version"], found["id"])?;
+            let kind = found["schemaType"].as_str().unwrap_or("AVRO");
+            writeln!(out, "subject {} version {} id {} type {kind}", subject, found["version"], found["id"])?;
+            for reference in found["references"].as_array().into_iter().flatten() {
+                let (name, used) = (&reference["name"], &reference["subject"]);
+                writeln!(
+                    out,
+                    "reference {} = {}:{}",
+                    name.as_str().unwrap_or("?"),
+                    used.as_str().unwrap_or("?"),
+                    reference["version"]
+                )?;
+            }
             let text = found["schema"].as_str().unwrap_or_default();
             let pretty = serde_json::from_str::<Value>(text).ok().and_then(|v| serde_json::to_string_pretty(&v).ok());
             writeln!(out, "{}", pretty.as_deref().unwrap_or(text))?;
         }
-        SchemaCommand::Register { subject, file } => {
-            let body = json!({ "schema": read_schema(&file)? });
+        SchemaCommand::Register { subject, file, kind } => {
+            let body = kind.body(&file)?;
             let path = format!("/subjects/{}/versions", segment(&subject));
             let id = registry.call("POST", &path, Some(&body))?["id"].clone();
             let found = registry.call("POST", &format!("/subjects/{}", segment(&subject)), Some(&body))?;
             writeln!(out, "registered under {subject}: version {} id {id}", found["version"])?;
         }
-        SchemaCommand::Check { subject, file, version } => {
-            let body = json!({ "schema": read_schema(&file)? });
+        SchemaCommand::Check { subject, file, version, kind } => {
+            let body = kind.body(&file)?;
             let path = match version {
                 Some(v) => format!("/compatibility/subjects/{}/versions/{v}?verbose=true", segment(&subject)),
                 None => format!("/compatibility/subjects/{}/versions?verbose=true", segment(&subject)),
@@ -148,7 +215,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_schema(file: &PathBuf) -> anyhow::Result<String> {
+fn read_schema(file: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read the schema file {}", file.display()))
 }
 

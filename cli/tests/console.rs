@@ -546,4 +546,17 @@ fn the_schemas_pages_show_subjects_versions_and_schemas_as_escaped_text() {
     assert_eq!(get(&broker.admin, "/schemas/orders-value?version=7").status, 404);
     assert_eq!(get(&broker.admin, "/schemas/orders-value?version=x").status, 400);
     assert_eq!(get(&broker.admin, "/schemas/nothing-value").status, 404);
+    assert!(first.body.contains("<b>AVRO</b>type"), "{}", first.body);
+
+    let headers = ["Content-Type: application/vnd.schemaregistry.v1+json".to_string()];
+    let customer = r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#;
+    let body = serde_json::json!({ "schema": customer, "schemaType": "PROTOBUF" }).to_string();
+    assert_eq!(request(&registry, "POST", "/subjects/customer/versions", &headers, &body).status, 200);
+    let order = r#"syntax = "proto3"; import "c.proto"; message Order { crm.Customer c = 1; }"#;
+    let references = [serde_json::json!({"name": "c.proto", "subject": "customer", "version": 1})];
+    let body = serde_json::json!({ "schema": order, "schemaType": "PROTOBUF", "references": references });
+    assert_eq!(request(&registry, "POST", "/subjects/orders-proto/versions", &headers, &body.to_string()).status, 200);
+    let proto = get(&broker.admin, "/schemas/orders-proto");
+    assert!(proto.body.contains("<b>PROTOBUF</b>type"), "{}", proto.body);
+    assert!(proto.body.contains("c.proto (<a href=\"/schemas/customer?version=1\">customer v1</a>)"), "{}", proto.body);
 }

@@ -47,7 +47,7 @@ fn rill_schema_registers_checks_lists_and_deletes() {
     assert_eq!(rows, [vec!["SUBJECT", "VERSIONS", "LATEST", "ID"], vec!["orders-value", "2", "2", "2"]]);
     let shown = schema(&["show", "orders-value", "--version", "1"]).ok().to_owned();
     assert!(
-        shown.starts_with("subject orders-value version 1 id 1\n") && shown.contains("\"name\": \"id\""),
+        shown.starts_with("subject orders-value version 1 id 1 type AVRO\n") && shown.contains("\"name\": \"id\""),
         "{shown}"
     );
 
@@ -69,4 +69,53 @@ fn rill_schema_registers_checks_lists_and_deletes() {
     assert!(!missing.status.success() && missing.stderr.contains("cannot read the schema file"));
     let nowhere = rill(&broker.addr, &["schema", "--registry", &common::dead_address(), "subjects"]);
     assert!(!nowhere.status.success() && nowhere.stderr.contains("--schema-registry-listen"), "{}", nowhere.stderr);
+}
+
+#[test]
+fn rill_schema_registers_protobuf_with_references_and_json_schema() {
+    let registry = common::dead_address();
+    let broker = AdminBroker::start(&["--schema-registry-listen", &registry]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let schema = |args: &[&str]| {
+        let mut all = vec!["schema", "--registry", registry.as_str()];
+        all.extend_from_slice(args);
+        rill(&broker.addr, &all)
+    };
+    let customer = file("customer.proto", r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#);
+    let order = r#"syntax = "proto3"; package shop; import "crm/customer.proto";
+        message Order { int64 id = 1; crm.Customer customer = 2; }"#;
+    let order_file = file("order.proto", order);
+    assert_eq!(
+        schema(&["register", "crm/customer.proto", &customer]).ok().trim(),
+        "registered under crm/customer.proto: version 1 id 1",
+        "a .proto file is PROTOBUF"
+    );
+    let unresolved = schema(&["register", "orders-value", &order_file]);
+    assert!(!unresolved.status.success() && unresolved.stderr.contains("crm/customer.proto"), "{}", unresolved.stderr);
+    let reference = "crm/customer.proto=crm/customer.proto:1";
+    schema(&["register", "orders-value", &order_file, "--reference", reference]).ok();
+    let shown = schema(&["show", "orders-value"]).ok().to_owned();
+    assert!(shown.starts_with("subject orders-value version 1 id 2 type PROTOBUF\n"), "{shown}");
+    assert!(shown.contains("reference crm/customer.proto = crm/customer.proto:1"), "{shown}");
+    let retyped = file("retyped.proto", &order.replace("int64 id", "string id"));
+    let check = schema(&["check", "orders-value", &retyped, "--reference", reference]);
+    assert_eq!(check.status.code(), Some(1), "{}", check.stderr);
+    assert!(check.stderr.contains("shop.Order.id (1) changed type from int64 to string"), "{}", check.stderr);
+    let in_use = schema(&["delete", "crm/customer.proto"]);
+    assert!(!in_use.status.success() && in_use.stderr.contains("42206"), "{}", in_use.stderr);
+
+    let payment = file("payment.json", r#"{"type":"object","properties":{"amount":{"type":"number"}}}"#);
+    let as_avro = schema(&["register", "payments-value", &payment]);
+    assert!(!as_avro.status.success() && as_avro.stderr.contains("AVRO schema"), "{}", as_avro.stderr);
+    schema(&["register", "payments-value", &payment, "--type", "json"]).ok();
+    assert!(schema(&["show", "payments-value"]).ok().contains("type JSON"));
+    let bad_type = schema(&["register", "payments-value", &payment, "--type", "xml"]);
+    assert!(!bad_type.status.success() && bad_type.stderr.contains("avro, json or protobuf"), "{}", bad_type.stderr);
+    let bad_reference = schema(&["register", "x", &customer, "--reference", "nameonly"]);
+    assert!(!bad_reference.status.success() && bad_reference.stderr.contains("NAME=SUBJECT:VERSION"));
 }

@@ -22,7 +22,10 @@
 # ACLs on the token's principal; `rill --token JWT` and /metrics taking the same tokens.
 # test_schema_registry.py: confluent-kafka's SchemaRegistryClient, AvroSerializer and AvroDeserializer against
 # `--schema-registry-listen`: Avro records through rill and back, evolution and a refused incompatible version,
-# deletes and Confluent's error codes, a restart, HTTP Basic and bearer callers.
+# deletes and Confluent's error codes, a restart, HTTP Basic and bearer callers. test_schema_registry_formats.py:
+# its ProtobufSerializer and ProtobufDeserializer (imports registered as references, read back by
+# format=serialized) and JSONSerializer and JSONDeserializer (a $ref to another subject) through rill and back,
+# each kind's evolution rules, 42206 for a referenced schema, and schema id validation reading message indexes.
 # test_http_proxy.py: `requests` against `--http-proxy-listen` and `rill http-proxy` (Confluent REST Proxy's API
 # v2) beside librdkafka: HTTP records in murmur2's partitions read by librdkafka, librdkafka's read over HTTP by a
 # group of consumer instances that commit and hand over, Confluent's error bodies, bearer tokens and ACLs, TLS, and
@@ -79,4 +82,4 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
   tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py \
   tests/compat/test_kafka_follower_fetching.py tests/compat/test_schema_registry.py \
-  tests/compat/test_http_proxy.py "$@"
+  tests/compat/test_schema_registry_formats.py tests/compat/test_http_proxy.py "$@"

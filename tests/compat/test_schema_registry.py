@@ -167,11 +167,11 @@ def test_deletes_and_confluents_error_codes(registry):
     status, answer = call(f"{registry['url']}/subjects/x-value/versions", "POST", {"schema": "{\"type\": \"nope\"}"})
     assert (status, answer["error_code"]) == (422, 42201)
     status, answer = call(f"{registry['url']}/subjects/x-value/versions", "POST",
-                          {"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"})
-    assert (status, answer["error_code"]) == (422, 42201) and "AVRO" in answer["message"]
+                          {"schema": "<order/>", "schemaType": "XML"})
+    assert (status, answer["error_code"]) == (422, 42201) and "AVRO, JSON or PROTOBUF" in answer["message"]
     status, answer = call(f"{registry['url']}/config", "PUT", {"compatibility": "SIDEWAYS"})
     assert (status, answer["error_code"]) == (422, 42203)
-    assert call(f"{registry['url']}/schemas/types") == (200, ["AVRO"])
+    assert call(f"{registry['url']}/schemas/types") == (200, ["AVRO", "JSON", "PROTOBUF"])
 
 
 def test_schemas_and_their_ids_survive_a_restart(registry):

@@ -65,8 +65,21 @@ pub fn show(console: &Console, page: Page<'_>, subject: &str, query: &Form) -> R
     body.raw("<div class=\"stats\"><div class=\"stat\"><b>").text(shown.version).raw("</b>version</div>");
     body.raw("<div class=\"stat\"><b>").text(shown.id).raw("</b>schema id</div>");
     body.raw("<div class=\"stat\"><b>").text(versions.len()).raw("</b>versions</div>");
+    body.raw("<div class=\"stat\"><b>").text(shown.schema_type.name()).raw("</b>type</div>");
     body.raw("<div class=\"stat\"><b>").text(registry.effective_compatibility(subject).name());
     body.raw("</b>compatibility</div></div>");
+    if !shown.references.is_empty() {
+        body.raw("<p id=\"references\">References: ");
+        for (index, reference) in shown.references.iter().enumerate() {
+            if index > 0 {
+                body.raw(", ");
+            }
+            let href = format!("/schemas/{}?version={}", url_encode(&reference.subject), reference.version);
+            body.text(&reference.name).raw(" (").link(&href, format!("{} v{}", reference.subject, reference.version));
+            body.raw(")");
+        }
+        body.raw("</p>");
+    }
     body.raw(
         "<table id=\"versions\"><tr><th class=\"num\">version</th><th class=\"num\">id</th><th>also under</th></tr>",
     );

@@ -16,7 +16,10 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::registry::{check_subject, Compatibility, Mode, SchemaChange, SchemaError, VersionRef};
+use super::registry::{
+    check_subject, Compatibility, FoundVersion, Mode, SchemaChange, SchemaError, SchemaRegistry, VersionRef,
+};
+use super::schema::{SchemaDefinition, SchemaReference, SchemaType};
 use super::store::{SchemaStore, StoreError};
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::admin::AdminAuthenticator;
@@ -76,12 +79,41 @@ fn store_refused(err: StoreError) -> Response {
 }
 
 /// A registration or lookup body: `{"schema": "...", "schemaType": "AVRO", "references": []}`.
-fn schema_of(request: &Request) -> Result<String, Response> {
+fn schema_of(request: &Request) -> Result<SchemaDefinition, Response> {
     schema_and_ids_of(request).map(|(schema, _, _)| schema)
 }
 
+/// A body's `references`: `[{"name": N, "subject": S, "version": V}]`.
+fn references_of(body: &Value) -> Result<Vec<SchemaReference>, SchemaError> {
+    let Some(references) = body.get("references").filter(|r| !r.is_null()) else { return Ok(Vec::new()) };
+    let invalid = |why: String| SchemaError::InvalidSchema(format!("\"references\": {why}"));
+    let Some(references) = references.as_array() else {
+        return Err(invalid("must be a list of {\"name\", \"subject\", \"version\"}".into()));
+    };
+    references
+        .iter()
+        .map(|reference| {
+            let text = |field: &str| {
+                reference
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(format!("each reference needs a non-empty \"{field}\" string: {reference}")))
+            };
+            let version = reference
+                .get("version")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|v| *v >= 1)
+                .ok_or_else(|| invalid(format!("each reference needs a \"version\" from 1: {reference}")))?;
+            Ok(SchemaReference { name: text("name")?, subject: text("subject")?, version })
+        })
+        .collect()
+}
+
 /// [`schema_of`], and the `id` and `version` an import names.
-fn schema_and_ids_of(request: &Request) -> Result<(String, Option<u32>, Option<u32>), Response> {
+fn schema_and_ids_of(request: &Request) -> Result<(SchemaDefinition, Option<u32>, Option<u32>), Response> {
     let body: Value = serde_json::from_slice(&request.body)
         .map_err(|e| error_response(400, 400, &format!("the body must be JSON with a \"schema\" string: {e}")))?;
     let number = |field: &str| -> Result<Option<u32>, Response> {
@@ -93,18 +125,45 @@ fn schema_and_ids_of(request: &Request) -> Result<(String, Option<u32>, Option<u
         }
     };
     let (id, version) = (number("id")?, number("version")?);
-    let schema_type = body.get("schemaType").and_then(Value::as_str).unwrap_or("AVRO");
-    if !schema_type.eq_ignore_ascii_case("AVRO") {
-        return Err(refused(&SchemaError::InvalidSchema(format!(
-            "rill's schema registry holds AVRO schemas; schemaType {schema_type} is not supported"
-        ))));
-    }
-    if body.get("references").and_then(Value::as_array).is_some_and(|r| !r.is_empty()) {
-        return Err(refused(&SchemaError::InvalidSchema("schema references are not supported".into())));
-    }
+    let schema_type = match body.get("schemaType").filter(|t| !t.is_null()) {
+        None => SchemaType::Avro,
+        Some(named) => named.as_str().and_then(SchemaType::parse).ok_or_else(|| {
+            refused(&SchemaError::InvalidSchema(format!(
+                "unknown schemaType {named}: rill's schema registry holds {}",
+                SchemaType::NAMES
+            )))
+        })?,
+    };
+    let references = references_of(&body).map_err(|e| refused(&e))?;
     match body.get("schema").and_then(Value::as_str) {
-        Some(schema) => Ok((schema.to_owned(), id, version)),
+        Some(schema) => Ok((SchemaDefinition::new(schema, schema_type, references), id, version)),
         None => Err(refused(&SchemaError::InvalidSchema("the body has no \"schema\" string".into()))),
+    }
+}
+
+/// A schema's text as asked for: Confluent's `format=serialized` gives a Protobuf schema as its base64
+/// descriptor (what Python's deserializer reads); anything else, the text as registered.
+fn text_in_format(registry: &SchemaRegistry, id: u32, text: String, format: Option<&str>) -> String {
+    match format {
+        Some("serialized") => registry.parsed(id).and_then(|p| p.serialized()).unwrap_or(text),
+        _ => text,
+    }
+}
+
+/// A version as Confluent answers it: `schemaType` only when not AVRO, `references` only when there are some.
+fn version_body(registry: &SchemaRegistry, found: FoundVersion, format: Option<&str>) -> Value {
+    let mut body = json!({"subject": found.subject, "version": found.version, "id": found.id});
+    add_kind(&mut body, found.schema_type, &found.references);
+    body["schema"] = Value::String(text_in_format(registry, found.id, found.text, format));
+    body
+}
+
+fn add_kind(body: &mut Value, schema_type: SchemaType, references: &[SchemaReference]) {
+    if !schema_type.is_avro() {
+        body["schemaType"] = json!(schema_type.name());
+    }
+    if !references.is_empty() {
+        body["references"] = json!(references);
     }
 }
 
@@ -144,7 +203,7 @@ impl SchemaRegistryApi {
         let method = request.method.as_str();
         match (method, segments.as_slice()) {
             ("GET", []) => json_response(200, &json!({})),
-            ("GET", ["schemas", "types"]) => json_response(200, &json!(["AVRO"])),
+            ("GET", ["schemas", "types"]) => json_response(200, &json!(SchemaType::ALL.map(SchemaType::name))),
             ("GET", ["mode"]) => json_response(200, &json!({"mode": registry.mode.name()})),
             ("GET", ["mode", subject]) => {
                 let own = registry.subjects.get(*subject).and_then(|s| s.mode);
@@ -177,31 +236,28 @@ impl SchemaRegistryApi {
             ("GET", ["subjects", subject, "versions", version]) => {
                 let found = VersionRef::parse(version).and_then(|v| registry.version(subject, v, flag("deleted")));
                 match found {
-                    Ok(found) => json_response(
-                        200,
-                        &json!({"subject": found.subject, "version": found.version, "id": found.id, "schema": found.text}),
-                    ),
+                    Ok(found) => json_response(200, &version_body(&registry, found, query.get("format"))),
                     Err(err) => refused(&err),
                 }
             }
             ("GET", ["subjects", subject, "versions", version, "schema"]) => {
                 match VersionRef::parse(version).and_then(|v| registry.version(subject, v, flag("deleted"))) {
-                    Ok(found) => Response { body: found.text.into_bytes(), ..json_response(200, &Value::Null) },
+                    Ok(found) => {
+                        let text = text_in_format(&registry, found.id, found.text, query.get("format"));
+                        Response { body: text.into_bytes(), ..json_response(200, &Value::Null) }
+                    }
                     Err(err) => refused(&err),
                 }
             }
             ("GET", ["subjects", subject, "versions", version, "referencedby"]) => {
                 match VersionRef::parse(version).and_then(|v| registry.version(subject, v, false)) {
-                    Ok(_) => json_response(200, &json!([])),
+                    Ok(found) => json_response(200, &json!(registry.referenced_by(subject, found.version))),
                     Err(err) => refused(&err),
                 }
             }
             ("POST", ["subjects", subject]) => match schema_of(request) {
                 Ok(schema) => match registry.lookup(subject, &schema, flag("deleted")) {
-                    Ok(found) => json_response(
-                        200,
-                        &json!({"subject": found.subject, "version": found.version, "id": found.id, "schema": found.text}),
-                    ),
+                    Ok(found) => json_response(200, &version_body(&registry, found, query.get("format"))),
                     Err(err) => refused(&err),
                 },
                 Err(response) => response,
@@ -230,13 +286,25 @@ impl SchemaRegistryApi {
                     Err(err) => store_refused(err),
                 }
             }
-            ("GET", ["schemas", "ids", id]) => self.by_id(id, |stored| json!({"schema": stored.text})),
-            ("GET", ["schemas", "ids", id, "schema"]) => {
-                match id.parse().map_err(|_| ()).and_then(|id| registry.schema(id).map_err(|_| ())) {
-                    Ok(stored) => {
-                        Response { body: stored.text.clone().into_bytes(), ..json_response(200, &Value::Null) }
+            ("GET", ["schemas", "ids", id]) => {
+                match id.parse::<u32>().ok().and_then(|id| Some((id, registry.schema(id).ok()?))) {
+                    Some((number, stored)) => {
+                        let mut body = json!({});
+                        add_kind(&mut body, stored.schema_type, &stored.references);
+                        let text = text_in_format(&registry, number, stored.text.clone(), query.get("format"));
+                        body["schema"] = Value::String(text);
+                        json_response(200, &body)
                     }
-                    Err(()) => refused(&SchemaError::SchemaNotFound((*id).to_owned())),
+                    None => refused(&SchemaError::SchemaNotFound((*id).to_owned())),
+                }
+            }
+            ("GET", ["schemas", "ids", id, "schema"]) => {
+                match id.parse::<u32>().ok().and_then(|id| Some((id, registry.schema(id).ok()?))) {
+                    Some((number, stored)) => {
+                        let text = text_in_format(&registry, number, stored.text.clone(), query.get("format"));
+                        Response { body: text.into_bytes(), ..json_response(200, &Value::Null) }
+                    }
+                    None => refused(&SchemaError::SchemaNotFound((*id).to_owned())),
                 }
             }
             ("GET", ["schemas", "ids", id, "versions"]) => match id
@@ -315,14 +383,6 @@ impl SchemaRegistryApi {
         }
     }
 
-    fn by_id(&self, id: &str, body: impl Fn(&super::registry::StoredSchema) -> Value) -> Response {
-        let registry = self.store.snapshot();
-        match id.parse::<u32>().ok().map(|id| registry.schema(id)) {
-            Some(Ok(stored)) => json_response(200, &body(stored)),
-            _ => refused(&SchemaError::SchemaNotFound(id.to_owned())),
-        }
-    }
-
     async fn register(&self, subject: &str, request: &Request) -> Response {
         if let Err(err) = check_subject(subject) {
             return refused(&err);
@@ -331,7 +391,14 @@ impl SchemaRegistryApi {
             Ok(fields) => fields,
             Err(response) => return response,
         };
-        let change = SchemaChange::Register { subject: subject.to_owned(), schema: schema.clone(), id, version };
+        let change = SchemaChange::Register {
+            subject: subject.to_owned(),
+            schema: schema.text.clone(),
+            schema_type: schema.schema_type,
+            references: schema.references.clone(),
+            id,
+            version,
+        };
         match self.store.change(change).await {
             Ok(registry) => match registry.lookup(subject, &schema, false) {
                 Ok(found) => {

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use apache_avro::schema_compatibility::{Compatibility as AvroReadability, SchemaCompatibility};
-use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
+
+use super::schema::{ParsedSchema, SchemaDefinition, SchemaReference, SchemaType};
 
 /// Most subjects held; a registration of one more is refused.
 pub const MAX_SUBJECTS: usize = 10_000;
@@ -16,6 +16,9 @@ pub const MAX_VERSIONS: usize = 1_000;
 pub const MAX_SCHEMA_BYTES: usize = 256 << 10;
 /// Longest subject name.
 pub const MAX_SUBJECT_BYTES: usize = 255;
+/// Most schemas one schema may reach through its references, and how deep.
+pub const MAX_REFERENCES: usize = 256;
+pub const MAX_REFERENCE_DEPTH: usize = 16;
 
 /// A compatibility level (Confluent's names): which earlier versions a new one must be readable with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,12 +103,22 @@ impl Mode {
     }
 }
 
-/// A schema held under an id: the text as first registered, and its identity (the parsed schema written out
-/// again, so that whitespace and key order do not make two schemas of one).
+/// A schema held under an id: the text as first registered, its kind and references, and its identity (the
+/// parsed schema written out again, so that whitespace and key order do not make two schemas of one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSchema {
     pub text: String,
     identity: String,
+    #[serde(default, skip_serializing_if = "SchemaType::is_avro")]
+    pub schema_type: SchemaType,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<SchemaReference>,
+}
+
+impl StoredSchema {
+    pub fn definition(&self) -> SchemaDefinition {
+        SchemaDefinition::new(self.text.clone(), self.schema_type, self.references.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +186,11 @@ pub enum SchemaChange {
     Register {
         subject: String,
         schema: String,
+        /// AVRO when absent: what a node that knew only Avro wrote.
+        #[serde(default, skip_serializing_if = "SchemaType::is_avro")]
+        schema_type: SchemaType,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        references: Vec<SchemaReference>,
         /// In IMPORT mode: the id and version the schema keeps (another registry's).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u32>,
@@ -209,12 +227,14 @@ impl SchemaChange {
     /// Applies the change to `registry`; Ok(false) when it changed nothing (a schema the subject already has).
     pub fn apply(&self, registry: &mut SchemaRegistry) -> Result<bool, SchemaError> {
         match self {
-            SchemaChange::Register { subject, schema, id: None, version: None } => {
+            SchemaChange::Register { subject, schema, schema_type, references, id: None, version: None } => {
                 registry.check_writable(subject)?;
-                registry.register(subject, schema).map(|r| r.is_new)
+                let definition = SchemaDefinition::new(schema.clone(), *schema_type, references.clone());
+                registry.register(subject, &definition).map(|r| r.is_new)
             }
-            SchemaChange::Register { subject, schema, id, version } => {
-                registry.import(subject, schema, *id, *version).map(|r| r.is_new)
+            SchemaChange::Register { subject, schema, schema_type, references, id, version } => {
+                let definition = SchemaDefinition::new(schema.clone(), *schema_type, references.clone());
+                registry.import(subject, &definition, *id, *version).map(|r| r.is_new)
             }
             SchemaChange::SetMode { subject, mode, force } => {
                 registry.set_mode(subject.as_deref(), *mode, *force).map(|()| true)
@@ -274,6 +294,11 @@ pub enum SchemaError {
     TooMany(String),
     #[error("{0}")]
     NotPermitted(String),
+    #[error(
+        "One or more references exist to the schema {{subject={subject}, version={version}}}: schema ids {ids:?} \
+         reference it; delete them first"
+    )]
+    ReferenceExists { subject: String, version: u32, ids: Vec<u32> },
 }
 
 impl SchemaError {
@@ -292,6 +317,7 @@ impl SchemaError {
             SchemaError::InvalidCompatibility(_) => 42203,
             SchemaError::Incompatible { .. } => 409,
             SchemaError::NotPermitted(_) => 42205,
+            SchemaError::ReferenceExists { .. } => 42206,
         }
     }
 
@@ -329,6 +355,8 @@ pub struct FoundVersion {
     pub version: u32,
     pub id: u32,
     pub text: String,
+    pub schema_type: SchemaType,
+    pub references: Vec<SchemaReference>,
 }
 
 /// What a registration did.
@@ -340,14 +368,13 @@ pub struct Registered {
     pub is_new: bool,
 }
 
-/// An Avro schema parsed from `text`, with its identity.
-fn parse(text: &str) -> Result<(Schema, String), SchemaError> {
-    if text.len() > MAX_SCHEMA_BYTES {
-        return Err(SchemaError::InvalidSchema(format!("over {MAX_SCHEMA_BYTES} bytes")));
+fn stored(schema: &SchemaDefinition, identity: String) -> StoredSchema {
+    StoredSchema {
+        text: schema.text.clone(),
+        identity,
+        schema_type: schema.schema_type,
+        references: schema.references.clone(),
     }
-    let schema = Schema::parse_str(text).map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
-    let identity = serde_json::to_string(&schema).map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
-    Ok((schema, identity))
 }
 
 pub fn check_subject(subject: &str) -> Result<(), SchemaError> {
@@ -417,7 +444,7 @@ impl SchemaRegistry {
     pub fn import(
         &mut self,
         subject: &str,
-        text: &str,
+        schema: &SchemaDefinition,
         id: Option<u32>,
         version: Option<u32>,
     ) -> Result<Registered, SchemaError> {
@@ -431,7 +458,7 @@ impl SchemaRegistry {
         let Some(id) = id.filter(|id| (1..=i32::MAX as u32).contains(id)) else {
             return Err(SchemaError::NotPermitted("an import names its schema id (1 to 2^31-1)".into()));
         };
-        let (_, identity) = parse(text)?;
+        let (_, identity) = self.parse(schema)?;
         match self.schemas.get(&id) {
             Some(stored) if stored.identity != identity => {
                 return Err(SchemaError::NotPermitted(format!(
@@ -459,7 +486,7 @@ impl SchemaRegistry {
             )));
         }
         self.check_room_for(subject)?;
-        self.schemas.entry(id).or_insert_with(|| StoredSchema { text: text.to_owned(), identity });
+        self.schemas.entry(id).or_insert_with(|| stored(schema, identity));
         self.next_id = self.next_id.max(id + 1);
         let entry = self.subjects.entry(subject.to_owned()).or_default();
         entry.versions.push(SubjectVersion { version, id, deleted: false });
@@ -527,18 +554,103 @@ impl SchemaRegistry {
                 VersionRef::Number(n) => n.to_string(),
             },
         })?;
-        let text = self.schemas.get(&picked.id).map(|s| s.text.clone()).unwrap_or_default();
-        Ok(FoundVersion { subject: subject.to_owned(), version: picked.version, id: picked.id, text })
+        Ok(self.found(subject, picked))
+    }
+
+    fn found(&self, subject: &str, version: &SubjectVersion) -> FoundVersion {
+        let definition = self.schemas.get(&version.id).map(StoredSchema::definition).unwrap_or_default();
+        FoundVersion {
+            subject: subject.to_owned(),
+            version: version.version,
+            id: version.id,
+            text: definition.text,
+            schema_type: definition.schema_type,
+            references: definition.references,
+        }
+    }
+
+    /// `schema`'s references resolved to their texts by name, the references of references included.
+    fn resolve_references(&self, references: &[SchemaReference]) -> Result<BTreeMap<String, String>, SchemaError> {
+        let mut resolved = BTreeMap::new();
+        let mut pending: Vec<(&SchemaReference, usize)> = references.iter().map(|r| (r, 0)).collect();
+        while let Some((reference, depth)) = pending.pop() {
+            if depth >= MAX_REFERENCE_DEPTH || resolved.len() >= MAX_REFERENCES {
+                return Err(SchemaError::InvalidSchema(format!(
+                    "its references reach more than {MAX_REFERENCES} schemas or {MAX_REFERENCE_DEPTH} levels deep"
+                )));
+            }
+            if reference.name.is_empty() {
+                return Err(SchemaError::InvalidSchema("a reference has an empty name".into()));
+            }
+            if resolved.contains_key(&reference.name) {
+                continue;
+            }
+            let found = self
+                .subjects
+                .get(&reference.subject)
+                .and_then(|s| s.versions.iter().find(|v| v.version == reference.version))
+                .and_then(|v| self.schemas.get(&v.id))
+                .ok_or_else(|| {
+                    SchemaError::InvalidSchema(format!(
+                        "reference {:?}: subject {:?} has no version {}",
+                        reference.name, reference.subject, reference.version
+                    ))
+                })?;
+            resolved.insert(reference.name.clone(), found.text.clone());
+            pending.extend(found.references.iter().map(|r| (r, depth + 1)));
+        }
+        Ok(resolved)
+    }
+
+    /// `schema` parsed, with its identity.
+    pub fn parse(&self, schema: &SchemaDefinition) -> Result<(ParsedSchema, String), SchemaError> {
+        if schema.text.len() > MAX_SCHEMA_BYTES {
+            return Err(SchemaError::InvalidSchema(format!("over {MAX_SCHEMA_BYTES} bytes")));
+        }
+        let references = self.resolve_references(&schema.references)?;
+        let parsed = ParsedSchema::parse(schema.schema_type, &schema.text, &references)
+            .map_err(|e| SchemaError::InvalidSchema(format!("{} schema: {e}", schema.schema_type.name())))?;
+        let identity = parsed.identity(&schema.references).map_err(SchemaError::InvalidSchema)?;
+        Ok((parsed, identity))
+    }
+
+    /// Schema `id` parsed, if it (still) parses.
+    pub fn parsed(&self, id: u32) -> Option<ParsedSchema> {
+        self.parse(&self.schemas.get(&id)?.definition()).ok().map(|(parsed, _)| parsed)
+    }
+
+    /// The ids of schemas, named by a live version, that reference `subject`'s `version`.
+    pub fn referenced_by(&self, subject: &str, version: u32) -> Vec<u32> {
+        let live: std::collections::BTreeSet<u32> =
+            self.subjects.values().flat_map(|s| s.live().map(|v| v.id)).collect();
+        self.schemas
+            .iter()
+            .filter(|(id, stored)| {
+                live.contains(id) && stored.references.iter().any(|r| r.subject == subject && r.version == version)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Refuses to delete `subject`'s `versions` while a live schema references one of them.
+    fn check_unreferenced(&self, subject: &str, versions: impl IntoIterator<Item = u32>) -> Result<(), SchemaError> {
+        for version in versions {
+            let ids = self.referenced_by(subject, version);
+            if !ids.is_empty() {
+                return Err(SchemaError::ReferenceExists { subject: subject.to_owned(), version, ids });
+            }
+        }
+        Ok(())
     }
 
     pub fn schema(&self, id: u32) -> Result<&StoredSchema, SchemaError> {
         self.schemas.get(&id).ok_or_else(|| SchemaError::SchemaNotFound(id.to_string()))
     }
 
-    /// The fully qualified name of schema `id`, if it is a named type (a record, an enum, a fixed).
-    pub fn record_name(&self, id: u32) -> Option<String> {
-        let (schema, _) = parse(&self.schemas.get(&id)?.text).ok()?;
-        schema.name().map(|name| name.fullname(None))
+    /// The record name of schema `id` (an Avro named type's full name, a JSON Schema's title, the Protobuf
+    /// message `message_indexes` point to), if it has one.
+    pub fn record_name(&self, id: u32, message_indexes: &[usize]) -> Option<String> {
+        self.parsed(id)?.record_name(message_indexes)
     }
 
     /// The (subject, version) pairs holding schema `id`.
@@ -558,24 +670,28 @@ impl SchemaRegistry {
     }
 
     /// The live version of `subject` holding `text`'s schema, if any.
-    pub fn lookup(&self, subject: &str, text: &str, deleted: bool) -> Result<FoundVersion, SchemaError> {
+    pub fn lookup(
+        &self,
+        subject: &str,
+        schema: impl Into<SchemaDefinition>,
+        deleted: bool,
+    ) -> Result<FoundVersion, SchemaError> {
         let found = self.readable_subject(subject, deleted)?;
-        let (_, identity) = parse(text)?;
+        let (_, identity) = self.parse(&schema.into())?;
         let version = found
             .versions
             .iter()
             .filter(|v| deleted || !v.deleted)
             .find(|v| self.schemas.get(&v.id).is_some_and(|s| s.identity == identity))
             .ok_or_else(|| SchemaError::SchemaNotFound(format!("for subject '{subject}'")))?;
-        let text = self.schemas.get(&version.id).map(|s| s.text.clone()).unwrap_or_default();
-        Ok(FoundVersion { subject: subject.to_owned(), version: version.version, id: version.id, text })
+        Ok(self.found(subject, version))
     }
 
     /// Why `new` may not follow the live versions of `subject` at its compatibility level, if it may not.
     fn incompatibility(
         &self,
         subject: &str,
-        new: &Schema,
+        new: &ParsedSchema,
         against: Option<u32>,
     ) -> Result<Option<String>, SchemaError> {
         let level = self.effective_compatibility(subject);
@@ -589,15 +705,22 @@ impl SchemaRegistry {
         };
         for version in earlier {
             let Some(stored) = self.schemas.get(&version.id) else { continue };
-            let (old, _) = parse(&stored.text)?;
-            let reads = |writer: &Schema, reader: &Schema| {
-                matches!(SchemaCompatibility::can_read(writer, reader), Ok(AvroReadability::Full))
-            };
-            if backward && !reads(&old, new) {
-                return Ok(Some(format!("the new schema cannot read data written with version {}", version.version)));
+            let (old, _) = self.parse(&stored.definition())?;
+            if backward {
+                if let Some(why) = new.cannot_read(&old) {
+                    return Ok(Some(format!(
+                        "the new schema cannot read data written with version {}: {why}",
+                        version.version
+                    )));
+                }
             }
-            if forward && !reads(new, &old) {
-                return Ok(Some(format!("version {} cannot read data written with the new schema", version.version)));
+            if forward {
+                if let Some(why) = old.cannot_read(new) {
+                    return Ok(Some(format!(
+                        "version {} cannot read data written with the new schema: {why}",
+                        version.version
+                    )));
+                }
             }
         }
         Ok(None)
@@ -608,9 +731,9 @@ impl SchemaRegistry {
         &self,
         subject: &str,
         version: Option<VersionRef>,
-        text: &str,
+        schema: impl Into<SchemaDefinition>,
     ) -> Result<Result<(), String>, SchemaError> {
-        let (new, _) = parse(text)?;
+        let (new, _) = self.parse(&schema.into())?;
         let against = match version {
             Some(version) => Some(self.version(subject, version, false)?.version),
             None => None,
@@ -620,9 +743,10 @@ impl SchemaRegistry {
 
     /// Registers `text` under `subject`: its existing version if the subject has the schema, else a new version
     /// (the schema's existing id if another subject has it, else a new one), after the compatibility check.
-    pub fn register(&mut self, subject: &str, text: &str) -> Result<Registered, SchemaError> {
+    pub fn register(&mut self, subject: &str, schema: impl Into<SchemaDefinition>) -> Result<Registered, SchemaError> {
         check_subject(subject)?;
-        let (schema, identity) = parse(text)?;
+        let definition = schema.into();
+        let (schema, identity) = self.parse(&definition)?;
         if let Some(found) = self.subjects.get(subject) {
             let existing = found.live().find(|v| self.schemas.get(&v.id).is_some_and(|s| s.identity == identity));
             if let Some(existing) = existing {
@@ -642,7 +766,7 @@ impl SchemaRegistry {
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                self.schemas.insert(id, StoredSchema { text: text.to_owned(), identity });
+                self.schemas.insert(id, stored(&definition, identity));
                 id
             }
         };
@@ -654,19 +778,17 @@ impl SchemaRegistry {
 
     /// Deletes `subject`'s versions: soft (hidden) or, after a soft delete, permanent. Returns the versions.
     pub fn delete_subject(&mut self, subject: &str, permanent: bool) -> Result<Vec<u32>, SchemaError> {
-        let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
-        let versions: Vec<u32>;
+        let found = self.subject(subject)?;
+        let versions: Vec<u32> = match (permanent, found.is_live()) {
+            (true, true) => return Err(SchemaError::SubjectNotSoftDeleted(subject.to_owned())),
+            (false, false) => return Err(SchemaError::SubjectSoftDeleted(subject.to_owned())),
+            (true, false) => found.versions.iter().map(|v| v.version).collect(),
+            (false, true) => found.live().map(|v| v.version).collect(),
+        };
+        self.check_unreferenced(subject, versions.iter().copied())?;
         if permanent {
-            if found.is_live() {
-                return Err(SchemaError::SubjectNotSoftDeleted(subject.to_owned()));
-            }
-            versions = found.versions.iter().map(|v| v.version).collect();
             self.subjects.remove(subject);
-        } else {
-            if !found.is_live() {
-                return Err(SchemaError::SubjectSoftDeleted(subject.to_owned()));
-            }
-            versions = found.live().map(|v| v.version).collect();
+        } else if let Some(found) = self.subjects.get_mut(subject) {
             found.versions.iter_mut().for_each(|v| v.deleted = true);
         }
         self.forget_unused_schemas();
@@ -676,6 +798,7 @@ impl SchemaRegistry {
     /// Deletes one version of `subject`, soft or (after a soft delete) permanent.
     pub fn delete_version(&mut self, subject: &str, version: VersionRef, permanent: bool) -> Result<u32, SchemaError> {
         let number = self.version(subject, version, permanent)?.version;
+        self.check_unreferenced(subject, [number])?;
         let found = self.subjects.get_mut(subject).ok_or_else(|| SchemaError::SubjectNotFound(subject.to_owned()))?;
         let at = found
             .versions
@@ -809,12 +932,26 @@ mod tests {
     fn an_import_keeps_another_registrys_ids_and_readonly_refuses_changes() {
         let mut registry = SchemaRegistry::default();
         let import = |registry: &mut SchemaRegistry, subject: &str, text: &str, id, version| {
-            let change = SchemaChange::Register { subject: subject.into(), schema: text.into(), id, version };
+            let change = SchemaChange::Register {
+                subject: subject.into(),
+                schema: text.into(),
+                schema_type: SchemaType::Avro,
+                references: Vec::new(),
+                id,
+                version,
+            };
             change.apply(registry)
         };
         assert_eq!(import(&mut registry, "s", &record(ID), Some(100), Some(3)).map_err(|e| e.code()), Err(42205));
         SchemaChange::SetMode { subject: None, mode: Mode::Import, force: false }.apply(&mut registry).expect("empty");
-        let plain = SchemaChange::Register { subject: "s".into(), schema: record(ID), id: None, version: None };
+        let plain = SchemaChange::Register {
+            subject: "s".into(),
+            schema: record(ID),
+            schema_type: SchemaType::Avro,
+            references: Vec::new(),
+            id: None,
+            version: None,
+        };
         assert_eq!(plain.apply(&mut registry).map_err(|e| e.code()), Err(42205), "an import names its id");
         assert_eq!(import(&mut registry, "s", &record(ID), Some(100), Some(3)), Ok(true));
         assert_eq!(import(&mut registry, "s", &record(ID), Some(100), Some(3)), Ok(false), "again: no change");
@@ -830,7 +967,14 @@ mod tests {
         SchemaChange::SetMode { subject: Some("t".into()), mode: Mode::Readonly, force: false }
             .apply(&mut registry)
             .expect("readonly");
-        let change = SchemaChange::Register { subject: "t".into(), schema: r#""int""#.into(), id: None, version: None };
+        let change = SchemaChange::Register {
+            subject: "t".into(),
+            schema: r#""int""#.into(),
+            schema_type: SchemaType::Avro,
+            references: Vec::new(),
+            id: None,
+            version: None,
+        };
         assert_eq!(change.apply(&mut registry).map_err(|e| e.code()), Err(42205));
         let delete = SchemaChange::DeleteSubject { subject: "t".into(), permanent: false };
         assert_eq!(delete.apply(&mut registry).map_err(|e| e.code()), Err(42205));
@@ -839,6 +983,118 @@ mod tests {
         SchemaChange::SetMode { subject: None, mode: Mode::Import, force: true }.apply(&mut registry).expect("forced");
         assert_eq!(registry.clear_mode("t"), Ok(Mode::Readonly));
         assert_eq!(registry.effective_mode("t"), Mode::Import);
+    }
+
+    #[test]
+    fn protobuf_and_json_schemas_with_references_across_subjects() {
+        let mut registry = SchemaRegistry::default();
+        let customer = r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#;
+        let customer_id =
+            registry.register("crm/customer.proto", SchemaDefinition::new(customer, SchemaType::Protobuf, vec![]));
+        assert_eq!(customer_id.map(|r| r.id), Ok(1));
+        let reference =
+            SchemaReference { name: "crm/customer.proto".into(), subject: "crm/customer.proto".into(), version: 1 };
+        let order = r#"syntax = "proto3"; package shop; import "crm/customer.proto";
+            message Order { int64 id = 1; crm.Customer customer = 2; }"#;
+        let with_reference = SchemaDefinition::new(order, SchemaType::Protobuf, vec![reference.clone()]);
+        let registered = registry.register("orders-value", &with_reference).expect("registered");
+        assert_eq!((registered.id, registered.version), (2, 1));
+        let without = SchemaDefinition::new(order, SchemaType::Protobuf, vec![]);
+        assert_eq!(registry.register("orders-value", &without).map_err(|e| e.code()), Err(42201), "import unresolved");
+        let found = registry.lookup("orders-value", &with_reference, false).expect("found");
+        assert_eq!((found.schema_type, found.references), (SchemaType::Protobuf, vec![reference]));
+        assert_eq!(registry.referenced_by("crm/customer.proto", 1), vec![2]);
+        let err = registry.delete_subject("crm/customer.proto", false).expect_err("referenced");
+        assert_eq!(err.code(), 42206, "{err}");
+        assert_eq!(
+            registry.delete_version("crm/customer.proto", VersionRef::Number(1), false).map_err(|e| e.code()),
+            Err(42206)
+        );
+        // Evolution is checked by Protobuf's rules; another kind is another schema, and not compatible.
+        let retyped = order.replace("int64 id = 1", "string id = 1");
+        let err = registry
+            .register(
+                "orders-value",
+                SchemaDefinition::new(&retyped, SchemaType::Protobuf, with_reference.references.clone()),
+            )
+            .expect_err("incompatible");
+        assert!(err.to_string().contains("shop.Order.id (1) changed type from int64 to string"), "{err}");
+        let json = SchemaDefinition::new(r#"{"type":"object"}"#, SchemaType::Json, vec![]);
+        let err = registry.register("orders-value", &json).expect_err("another kind");
+        assert!(err.to_string().contains("from PROTOBUF to JSON"), "{err}");
+        assert_eq!(registry.register("payments-value", &json).map(|r| r.id), Ok(3));
+        let closed = r#"{"type":"object","additionalProperties":false}"#;
+        let err = registry
+            .register("payments-value", SchemaDefinition::new(closed, SchemaType::Json, vec![]))
+            .expect_err("closing");
+        assert!(err.to_string().contains("additionalProperties"), "{err}");
+        assert_eq!(
+            registry.register("avro-value", r#"{"type":"object"}"#).map_err(|e| e.code()),
+            Err(42201),
+            "as Avro"
+        );
+        // The same text as another kind is another schema, with its own id.
+        let as_avro = registry.register("strings", r#""string""#).expect("avro").id;
+        let as_json = registry.register("strings-json", SchemaDefinition::new(r#""string""#, SchemaType::Json, vec![]));
+        assert!(as_json.is_err(), "a JSON string is no JSON Schema");
+        assert_ne!(as_avro, 3);
+        let serialized = registry.parsed(2).and_then(|p| p.serialized()).expect("a descriptor");
+        let from_descriptor =
+            SchemaDefinition::new(serialized, SchemaType::Protobuf, with_reference.references.clone());
+        assert_eq!(registry.lookup("orders-value", &from_descriptor, false).map(|f| f.id), Ok(2), "text or descriptor");
+    }
+
+    #[test]
+    fn a_change_carries_its_kind_and_references_and_older_ones_read_as_avro() {
+        let reference = SchemaReference { name: "c.proto".into(), subject: "customer".into(), version: 1 };
+        let change = SchemaChange::Register {
+            subject: "orders".into(),
+            schema: "syntax = \"proto3\";".into(),
+            schema_type: SchemaType::Protobuf,
+            references: vec![reference],
+            id: None,
+            version: None,
+        };
+        let encoded = serde_json::to_string(&change).expect("encoded");
+        assert_eq!(serde_json::from_str::<SchemaChange>(&encoded).expect("decoded"), change);
+        let older = r#"{"register":{"subject":"s","schema":"\"string\""}}"#;
+        match serde_json::from_str::<SchemaChange>(older).expect("an older node's change") {
+            SchemaChange::Register { schema_type, references, .. } => {
+                assert_eq!((schema_type, references), (SchemaType::Avro, Vec::new()))
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut registry = SchemaRegistry::default();
+        registry.register("s", r#""string""#).expect("avro");
+        let file = serde_json::to_string(&registry).expect("the registry's file");
+        assert!(!file.contains("schema_type") && !file.contains("references"), "Avro's entries as before: {file}");
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a Protobuf or JSON schema, registering it answers and never panics.
+        #[test]
+        fn any_protobuf_or_json_text_registers_or_is_refused_without_a_panic(
+            text in proptest::prop_oneof![
+                schema_like(),
+                "(syntax = \"proto[23]\";)? ?(package [a-z.]{0,6};)? ?(message [A-Za-z]{1,4} \\{ ?((repeated |optional |required )?(int32|string|bytes|[A-Z][a-z]{0,3}|map<string, ?int32>) [a-z]{1,3} = [0-9]{1,2}; ?){0,4}\\})*",
+                "[A-Za-z0-9+/=]{0,64}",
+            ],
+            kind in proptest::sample::select(vec![SchemaType::Protobuf, SchemaType::Json]),
+        ) {
+            let mut registry = SchemaRegistry::default();
+            let first = match kind {
+                SchemaType::Protobuf => r#"syntax = "proto3"; message A { int32 a = 1; }"#,
+                _ => r#"{"type":"object","properties":{"a":{"type":"integer"}}}"#,
+            };
+            registry.register("s", SchemaDefinition::new(first, kind, vec![])).expect("v1");
+            let definition = SchemaDefinition::new(text, kind, vec![]);
+            let _ = registry.register("s", &definition);
+            let _ = registry.is_compatible("s", None, &definition);
+            if let Ok(registered) = registry.register("t", &definition) {
+                let parsed = registry.parsed(registered.id).expect("parses again");
+                let _ = (parsed.serialized(), parsed.record_name(&[0, 1]));
+            }
+        }
     }
 
     proptest::proptest! {

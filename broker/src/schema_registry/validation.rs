@@ -25,7 +25,7 @@ pub fn check_batch(
     let mut first_refusal = None;
     // Ids seen in this batch and whether they passed, per side: a batch's records mostly share one or two, so a
     // short list searched in order beats hashing each record's id.
-    let mut seen: Vec<(bool, u32, Result<(), String>)> = Vec::new();
+    let mut seen: Vec<Seen> = Vec::new();
     rill_protocol::compaction::retain_records(batch, |record| {
         if first_refusal.is_some() {
             return true;
@@ -44,13 +44,42 @@ pub fn check_batch(
     first_refusal.map_or(Ok(()), Err)
 }
 
+/// A side, schema id and message indexes already checked in this batch, and the outcome.
+type Seen = (bool, u32, Vec<usize>, Result<(), String>);
+
+/// Most message indexes taken after a schema id (nesting depth of a Protobuf message).
+const MAX_MESSAGE_INDEXES: u64 = 64;
+
+/// The message indexes Confluent's Protobuf serializers write after the schema id: a zigzag varint count, then
+/// that many zigzag varints; a count of 0 stands for `[0]` (the file's first message). None if they do not
+/// parse.
+pub fn message_indexes(mut bytes: &[u8]) -> Option<Vec<usize>> {
+    let mut next = || -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some((value >> 1) ^ (value & 1).wrapping_neg());
+            }
+        }
+        None
+    };
+    match next()? {
+        0 => Some(vec![0]),
+        count if count > MAX_MESSAGE_INDEXES => None,
+        count => (0..count).map(|_| next().and_then(|i| usize::try_from(i).ok())).collect(),
+    }
+}
+
 fn check_field(
     is_key: bool,
     bytes: Option<&[u8]>,
     topic: &str,
     check: &SchemaIdCheck,
     registry: &SchemaRegistry,
-    seen: &mut Vec<(bool, u32, Result<(), String>)>,
+    seen: &mut Vec<Seen>,
 ) -> Result<(), String> {
     let side = if is_key { "key" } else { "value" };
     let Some(bytes) = bytes else { return Ok(()) };
@@ -61,17 +90,24 @@ fn check_field(
         ));
     }
     let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    if let Some((_, _, known)) = seen.iter().find(|(k, i, _)| *k == is_key && *i == id) {
+    // Only a record name needs the message a Protobuf record is (its indexes); an Avro or JSON record has none
+    // and any it seems to have count for nothing.
+    let indexes = match check.strategy {
+        SubjectNameStrategy::TopicNameStrategy => Vec::new(),
+        _ => message_indexes(&bytes[ID_END..]).unwrap_or_default(),
+    };
+    if let Some((_, _, _, known)) = seen.iter().find(|(k, i, m, _)| *k == is_key && *i == id && *m == indexes) {
         return known.clone();
     }
-    let checked = registered(id, side, topic, check.strategy, registry);
-    seen.push((is_key, id, checked.clone()));
+    let checked = registered(id, &indexes, side, topic, check.strategy, registry);
+    seen.push((is_key, id, indexes, checked.clone()));
     checked
 }
 
 /// Ok if schema `id` is registered under the subject `strategy` names for it.
 fn registered(
     id: u32,
+    message_indexes: &[usize],
     side: &str,
     topic: &str,
     strategy: SubjectNameStrategy,
@@ -83,9 +119,10 @@ fn registered(
     let subject = match strategy {
         SubjectNameStrategy::TopicNameStrategy => format!("{topic}-{side}"),
         SubjectNameStrategy::RecordNameStrategy | SubjectNameStrategy::TopicRecordNameStrategy => {
-            let Some(name) = registry.record_name(id) else {
+            let Some(name) = registry.record_name(id, message_indexes) else {
                 return Err(format!(
-                    "its {side} names schema id {id}, which is not a named type: {strategy:?} needs a record"
+                    "its {side} names schema id {id}, which has no record name (an Avro named type, a JSON \
+                     Schema's title, the Protobuf message its message indexes point to): {strategy:?} needs one"
                 ));
             };
             match strategy {
@@ -165,5 +202,35 @@ mod tests {
         assert!(
             check_batch(&value, "orders", &value_checks(SubjectNameStrategy::TopicNameStrategy), &registry).is_err()
         );
+    }
+
+    #[test]
+    fn a_protobuf_record_names_its_message_by_its_indexes_and_a_json_schema_by_its_title() {
+        use crate::schema_registry::{SchemaDefinition, SchemaType};
+        let proto = r#"syntax = "proto3"; package shop; message Order { message Line { int32 n = 1; } int64 id = 1; }
+            message Refund { int64 id = 1; }"#;
+        let definition = SchemaDefinition::new(proto, SchemaType::Protobuf, Vec::new());
+        let mut registry = SchemaRegistry::default();
+        let id = registry.register("shop.Refund", &definition).expect("registered").id;
+        registry.register("shop.Order.Line", &definition).expect("registered");
+        let checks = value_checks(SubjectNameStrategy::RecordNameStrategy);
+        // Confluent's indexes: [1] (zigzag count 1, index 1) is Refund; [0, 0] is Order.Line; a lone 0 is [0].
+        let refund = batch(&[Some(framed(id, b"\x02\x02\x08\x01"))]);
+        assert_eq!(check_batch(&refund, "t", &checks, &registry), Ok(()));
+        let line = batch(&[Some(framed(id, b"\x04\x00\x00"))]);
+        assert_eq!(check_batch(&line, "t", &checks, &registry), Ok(()));
+        let order = batch(&[Some(framed(id, b"\x00\x08\x01"))]);
+        match check_batch(&order, "t", &checks, &registry) {
+            Err(BatchError::SchemaIdRefused { reason, .. }) => assert!(reason.contains("\"shop.Order\""), "{reason}"),
+            other => panic!("shop.Order is not a subject: {other:?}"),
+        }
+        assert_eq!(message_indexes(b"\x02\x02"), Some(vec![1]));
+        assert_eq!(message_indexes(b"\x7f"), None, "a count past the limit");
+        assert_eq!(message_indexes(b"\x04\x02"), None, "cut short");
+
+        let json = r#"{"title":"shop.Payment","type":"object"}"#;
+        let id = registry.register("shop.Payment", SchemaDefinition::new(json, SchemaType::Json, Vec::new()));
+        let payment = batch(&[Some(framed(id.expect("registered").id, b"{}"))]);
+        assert_eq!(check_batch(&payment, "t", &checks, &registry), Ok(()));
     }
 }

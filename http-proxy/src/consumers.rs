@@ -52,7 +52,7 @@ pub(crate) struct Instances {
     held: Mutex<HashMap<InstanceKey, Arc<InstanceSlot>>>,
     /// Names given to instances created without one.
     next_name: std::sync::atomic::AtomicU64,
-    /// Where `avro` instances find the schemas their records name.
+    /// Where `avro`, `protobuf` and `jsonschema` instances find the schemas their records name.
     registry: Option<Arc<SchemaRegistryClient>>,
     metrics: Arc<ProxyMetrics>,
 }
@@ -131,11 +131,12 @@ impl Instances {
     ) -> Result<ApiResponse, ApiError> {
         let body = if request.body.is_empty() { json!({}) } else { json_body(request)? };
         let settings = InstanceSettings::from_body(&body)?;
-        if settings.format == EmbeddedFormat::Avro && self.registry.is_none() {
-            return Err(ApiError::invalid_consumer_config(
-                "the avro format needs a schema registry: run the broker with --schema-registry-listen, or rill \
+        if settings.format.uses_registry() && self.registry.is_none() {
+            return Err(ApiError::invalid_consumer_config(format!(
+                "the {} format needs a schema registry: run the broker with --schema-registry-listen, or rill \
                  http-proxy with --schema-registry URL",
-            ));
+                settings.format.name()
+            )));
         }
         let name = match settings.name.clone() {
             Some(name) => name,
@@ -558,8 +559,11 @@ mod tests {
         );
 
         let refused = |body: Value| InstanceSettings::from_body(&body).unwrap_err();
-        let protobuf = refused(json!({"format": "protobuf"}));
-        assert_eq!((protobuf.status, protobuf.error_code), (422, code::INVALID_CONSUMER_CONFIG));
+        let protobuf = InstanceSettings::from_body(&json!({"format": "protobuf"})).expect("protobuf");
+        assert_eq!(protobuf.format, EmbeddedFormat::Protobuf);
+        let thrift = refused(json!({"format": "thrift"}));
+        assert_eq!((thrift.status, thrift.error_code), (422, code::INVALID_CONSUMER_CONFIG));
+        assert!(thrift.message.contains("jsonschema"), "{}", thrift.message);
         assert!(refused(json!({"auto.offset.reset": "none"})).message.contains("earliest"));
         assert!(refused(json!({"name": "a/b"})).message.contains("name"));
         assert!(refused(json!({"enable.idempotence": "true"})).message.contains("auto.commit.enable"));

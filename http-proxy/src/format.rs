@@ -1,6 +1,7 @@
 //! The embedded formats: how a record's key and value travel inside the API's JSON. `binary`: base64 strings
-//! (any bytes); `json`: any JSON value, stored as its compact text; `avro`: Avro's JSON encoding, stored in
-//! Confluent's framing under a schema of the registry (`avro.rs`). The format comes from the content type,
+//! (any bytes); `json`: any JSON value, stored as its compact text; `avro`, `protobuf` and `jsonschema`: JSON
+//! stored in Confluent's framing under a schema of the registry (`schemas.rs`). The format comes from the
+//! content type,
 //! `application/vnd.kafka[.FORMAT].v2+json`, of a produce, and from the consumer instance's `format` for reads.
 
 use base64::Engine;
@@ -9,14 +10,19 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+/// The embedded formats, as the errors list them.
+const FORMATS: &str = "\"binary\", \"json\", \"avro\", \"protobuf\" or \"jsonschema\"";
+
 /// What every JSON answer of the API is labelled.
 pub(crate) const API_CONTENT_TYPE: &str = "application/vnd.kafka.v2+json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum EmbeddedFormat {
     Binary,
     Json,
     Avro,
+    Protobuf,
+    JsonSchema,
 }
 
 /// What a media type names, as far as this API goes.
@@ -34,6 +40,23 @@ impl EmbeddedFormat {
             EmbeddedFormat::Binary => "binary",
             EmbeddedFormat::Json => "json",
             EmbeddedFormat::Avro => "avro",
+            EmbeddedFormat::Protobuf => "protobuf",
+            EmbeddedFormat::JsonSchema => "jsonschema",
+        }
+    }
+
+    /// Whether records of this format carry a schema of the registry.
+    pub fn uses_registry(self) -> bool {
+        matches!(self, EmbeddedFormat::Avro | EmbeddedFormat::Protobuf | EmbeddedFormat::JsonSchema)
+    }
+
+    /// The registry's `schemaType` of this format's schemas.
+    pub fn schema_type(self) -> Option<&'static str> {
+        match self {
+            EmbeddedFormat::Avro => Some("AVRO"),
+            EmbeddedFormat::Protobuf => Some("PROTOBUF"),
+            EmbeddedFormat::JsonSchema => Some("JSON"),
+            EmbeddedFormat::Binary | EmbeddedFormat::Json => None,
         }
     }
 
@@ -43,12 +66,11 @@ impl EmbeddedFormat {
             "binary" => Ok(EmbeddedFormat::Binary),
             "json" => Ok(EmbeddedFormat::Json),
             "avro" => Ok(EmbeddedFormat::Avro),
-            "jsonschema" | "protobuf" => Err(ApiError::invalid_consumer_config(format!(
-                "format {name:?} is not served by rill's HTTP proxy: use \"binary\" (base64), \"json\" or \"avro\""
-            ))),
-            other => Err(ApiError::invalid_consumer_config(format!(
-                "format {other:?} is not an embedded format: \"binary\", \"json\" or \"avro\""
-            ))),
+            "protobuf" => Ok(EmbeddedFormat::Protobuf),
+            "jsonschema" => Ok(EmbeddedFormat::JsonSchema),
+            other => {
+                Err(ApiError::invalid_consumer_config(format!("format {other:?} is not an embedded format: {FORMATS}")))
+            }
         }
     }
 
@@ -79,14 +101,16 @@ impl EmbeddedFormat {
         Err(ApiError::new(406, 406, format!("Accept {accept:?}: {why}")))
     }
 
-    /// A key or value from a produce request: `null` is none (a null value is a tombstone). Not for `avro`,
-    /// which needs its schema (`avro.rs`).
+    /// A key or value from a produce request: `null` is none (a null value is a tombstone). Not for the
+    /// registry's formats, which need their schema (`schemas.rs`).
     pub fn encode(self, field: &Value, what: &str) -> Result<Option<Bytes>, ApiError> {
         if field.is_null() {
             return Ok(None);
         }
         match self {
-            EmbeddedFormat::Avro => Err(ApiError::unprocessable(format!("{what}: avro needs its schema"))),
+            EmbeddedFormat::Avro | EmbeddedFormat::Protobuf | EmbeddedFormat::JsonSchema => {
+                Err(ApiError::unprocessable(format!("{what}: {} needs its schema", self.name())))
+            }
             EmbeddedFormat::Binary => {
                 let Value::String(text) = field else {
                     return Err(ApiError::unprocessable(format!(
@@ -127,12 +151,13 @@ fn media_type(text: &str) -> Result<MediaType, String> {
             "binary" => format = Some(EmbeddedFormat::Binary),
             "json" => format = Some(EmbeddedFormat::Json),
             "avro" => format = Some(EmbeddedFormat::Avro),
-            "jsonschema" | "protobuf" => {
+            "protobuf" => format = Some(EmbeddedFormat::Protobuf),
+            "jsonschema" => format = Some(EmbeddedFormat::JsonSchema),
+            other => {
                 return Err(format!(
-                    "the embedded format {part} is not served by rill's HTTP proxy: use binary (base64), json or avro"
+                    "{other:?} is neither an embedded format (binary, json, avro, protobuf, jsonschema) nor v2"
                 ))
             }
-            other => return Err(format!("{other:?} is neither an embedded format (binary, json, avro) nor v2")),
         }
     }
     Ok(MediaType::Kafka(format))
@@ -152,9 +177,11 @@ mod tests {
         assert_eq!(of("application/json"), Ok(EmbeddedFormat::Binary));
         assert_eq!(EmbeddedFormat::of_content_type(None), Ok(EmbeddedFormat::Binary));
         assert_eq!(of("application/vnd.kafka.avro.v2+json"), Ok(EmbeddedFormat::Avro));
-        let protobuf = of("application/vnd.kafka.protobuf.v2+json").unwrap_err();
-        assert_eq!(protobuf.status, 415);
-        assert!(protobuf.message.contains("protobuf"), "{}", protobuf.message);
+        assert_eq!(of("application/vnd.kafka.protobuf.v2+json"), Ok(EmbeddedFormat::Protobuf));
+        assert_eq!(of("application/vnd.kafka.jsonschema.v2+json"), Ok(EmbeddedFormat::JsonSchema));
+        let unknown = of("application/vnd.kafka.thrift.v2+json").unwrap_err();
+        assert_eq!(unknown.status, 415);
+        assert!(unknown.message.contains("thrift"), "{}", unknown.message);
         assert_eq!(of("application/vnd.kafka.json.v1+json").unwrap_err().status, 415);
         assert_eq!(of("text/plain").unwrap_err().status, 415);
     }

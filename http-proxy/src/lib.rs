@@ -13,8 +13,9 @@
 //! Inside: `server.rs` (HTTP/1.1 over hyper: one task per connection, bounded), `routes.rs` (the API's paths),
 //! `topics.rs` (metadata and produce), `v3.rs` (API v3's produce, with headers and timestamps),
 //! `consumers.rs` (consumer instances), `format.rs` (the embedded formats
-//! `binary`, `json` and `avro`), `avro.rs` (Avro's JSON encoding to Confluent's framing and back),
-//! `registry.rs` (the schema registry `avro` uses), `sessions.rs` (a client per caller's credentials),
+//! `binary`, `json`, `avro`, `protobuf` and `jsonschema`), `schemas.rs` (a registry schema of any kind, and
+//! JSON Schema's), `avro.rs` and `protobuf.rs` (their JSON to Confluent's framing and back), `registry.rs` (the
+//! schema registry those formats use), `sessions.rs` (a client per caller's credentials),
 //! `error.rs` (Confluent's error bodies, mapped once from the client's errors), `metrics.rs` (`GET /metrics`).
 //!
 //! Invariants:
@@ -37,8 +38,10 @@ mod consumers;
 mod error;
 mod format;
 mod metrics;
+mod protobuf;
 mod registry;
 mod routes;
+mod schemas;
 mod server;
 mod sessions;
 mod topics;

@@ -90,7 +90,13 @@ impl Endpoint {
 
 /// Upper bounds of the duration histogram's buckets, in seconds (a `records` long-poll lasts up to its timeout).
 const DURATION_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
-const FORMATS: [EmbeddedFormat; 3] = [EmbeddedFormat::Binary, EmbeddedFormat::Json, EmbeddedFormat::Avro];
+const FORMATS: [EmbeddedFormat; 5] = [
+    EmbeddedFormat::Binary,
+    EmbeddedFormat::Json,
+    EmbeddedFormat::Avro,
+    EmbeddedFormat::Protobuf,
+    EmbeddedFormat::JsonSchema,
+];
 
 #[derive(Default)]
 struct Histogram {

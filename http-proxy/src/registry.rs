@@ -1,7 +1,9 @@
-//! The schema registry as the `avro` format needs it: a schema registered under a subject (`POST
-//! /subjects/S/versions`, Confluent's API, rill's `--schema-registry-listen` or Confluent's own), and a schema by
-//! id (`GET /schemas/ids/N`), over plain HTTP/1.1 with hyper, one connection per call, each within
-//! `REGISTRY_TIMEOUT`. Calls carry the caller's bearer token, so the registry's authentication and ACLs apply.
+//! The schema registry as the `avro`, `protobuf` and `jsonschema` formats need it: a schema registered under a
+//! subject (`POST /subjects/S/versions`, Confluent's API, rill's `--schema-registry-listen` or Confluent's own),
+//! and a schema by id (`GET /schemas/ids/N?format=serialized`: a Protobuf schema as its compiled descriptor), with
+//! the schemas its references name (`GET /subjects/S/versions/V`), over plain HTTP/1.1 with hyper, one
+//! connection per call, each within `REGISTRY_TIMEOUT`. Calls carry the caller's bearer token, so the registry's
+//! authentication and ACLs apply.
 //!
 //! Schemas by id never change, so they are kept (up to `MAX_CACHED`); so is each caller's registration of a
 //! schema under a subject, so a produce after the first asks the registry nothing.
@@ -19,7 +21,10 @@ use serde_json::{json, Value};
 
 use crate::avro::AvroSchema;
 use crate::error::ApiError;
+use crate::format::EmbeddedFormat;
+use crate::protobuf::ProtobufSchema;
 use crate::routes::percent_encode;
+use crate::schemas::{JsonSchema, RegisteredSchema};
 use crate::sessions::Credential;
 
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,6 +34,8 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 const MAX_CACHED: usize = 10_000;
 /// Confluent's error code for a schema that does not fit: what a refused schema or id is answered with.
 const INVALID_SCHEMA: u32 = 42205;
+/// Most schemas one schema's references reach.
+const MAX_REFERENCES: usize = 256;
 
 /// Why the registry did not give what was asked.
 #[derive(Debug)]
@@ -71,8 +78,8 @@ pub(crate) struct SchemaRegistryClient {
     base_path: String,
     /// The proxy's own token, for callers without one.
     own_token: Option<String>,
-    by_id: Mutex<HashMap<u32, Arc<AvroSchema>>>,
-    registered: Mutex<HashMap<(Credential, String, String), u32>>,
+    by_id: Mutex<HashMap<u32, Arc<RegisteredSchema>>>,
+    registered: Mutex<HashMap<(Credential, String, EmbeddedFormat, String), u32>>,
 }
 
 /// Its address only: the token is a secret.
@@ -106,19 +113,38 @@ impl SchemaRegistryClient {
     }
 
     /// The schema with this id.
-    pub async fn schema_by_id(&self, id: u32, caller: &Credential) -> Result<Arc<AvroSchema>, RegistryError> {
+    pub async fn schema_by_id(&self, id: u32, caller: &Credential) -> Result<Arc<RegisteredSchema>, RegistryError> {
         if let Some(schema) = lock(&self.by_id).get(&id) {
             return Ok(Arc::clone(schema));
         }
-        let answer = self.call("GET", &format!("/schemas/ids/{id}"), None, caller).await?;
-        let schema_type = answer.get("schemaType").and_then(Value::as_str).unwrap_or("AVRO");
-        if schema_type != "AVRO" {
-            return Err(RegistryError::Unusable(format!("schema {id} is {schema_type}; the proxy reads Avro only")));
-        }
+        let answer = self.call("GET", &format!("/schemas/ids/{id}?format=serialized"), None, caller).await?;
         let text = answer.get("schema").and_then(Value::as_str).ok_or_else(|| {
             RegistryError::Unreachable(format!("the answer for schema {id} holds no \"schema\": {answer}"))
         })?;
-        let schema = Arc::new(AvroSchema::parse(text).map_err(RegistryError::Unusable)?);
+        let schema_type = answer.get("schemaType").and_then(Value::as_str).unwrap_or("AVRO");
+        let has_references = answer.get("references").and_then(Value::as_array).is_some_and(|r| !r.is_empty());
+        let schema = match schema_type {
+            "AVRO" if has_references => {
+                return Err(RegistryError::Unusable(format!(
+                    "schema {id} is Avro with references, which the proxy does not read"
+                )))
+            }
+            "AVRO" => RegisteredSchema::Avro(AvroSchema::parse(text).map_err(RegistryError::Unusable)?),
+            "PROTOBUF" => {
+                let imports = self.references(&answer, caller).await?;
+                RegisteredSchema::Protobuf(
+                    ProtobufSchema::from_serialized(text, &imports).map_err(RegistryError::Unusable)?,
+                )
+            }
+            "JSON" => {
+                let references = self.references(&answer, caller).await?;
+                RegisteredSchema::Json(JsonSchema::new(text, &references).map_err(RegistryError::Unusable)?)
+            }
+            other => {
+                return Err(RegistryError::Unusable(format!("schema {id} is {other}, which the proxy does not read")))
+            }
+        };
+        let schema = Arc::new(schema);
         let mut by_id = lock(&self.by_id);
         if by_id.len() >= MAX_CACHED {
             by_id.clear();
@@ -127,30 +153,80 @@ impl SchemaRegistryClient {
         Ok(schema)
     }
 
-    /// Registers `text` under `subject` (the registry answers the id it already has if it holds it) and returns
-    /// its id and parsed form.
+    /// The schemas `answer`'s references name, and theirs, as (reference name, schema text) in the order found;
+    /// each asked `format=serialized` (a Protobuf file as its descriptor).
+    async fn references(&self, answer: &Value, caller: &Credential) -> Result<Vec<(String, String)>, RegistryError> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        let mut pending: Vec<Value> = answer.get("references").and_then(Value::as_array).cloned().unwrap_or_default();
+        while let Some(reference) = pending.pop() {
+            let (Some(name), Some(subject), Some(version)) = (
+                reference.get("name").and_then(Value::as_str),
+                reference.get("subject").and_then(Value::as_str),
+                reference.get("version").and_then(Value::as_u64),
+            ) else {
+                return Err(RegistryError::Unusable(format!("a reference the proxy cannot follow: {reference}")));
+            };
+            if found.iter().any(|(known, _)| known == name) {
+                continue;
+            }
+            if found.len() >= MAX_REFERENCES {
+                return Err(RegistryError::Unusable(format!("the schema's references reach over {MAX_REFERENCES}")));
+            }
+            let path = format!("/subjects/{}/versions/{version}?format=serialized", percent_encode(subject));
+            let version_answer = self.call("GET", &path, None, caller).await?;
+            let text = version_answer.get("schema").and_then(Value::as_str).ok_or_else(|| {
+                RegistryError::Unreachable(format!("the answer for {subject} version {version} holds no schema"))
+            })?;
+            found.push((name.to_owned(), text.to_owned()));
+            pending.extend(version_answer.get("references").and_then(Value::as_array).cloned().unwrap_or_default());
+        }
+        // Imports before the files that import them.
+        found.reverse();
+        Ok(found)
+    }
+
+    /// Registers `text` as a `format` schema under `subject` (the registry answers the id it already has if it
+    /// holds it) and returns its id and parsed form.
     pub async fn register(
         &self,
         subject: &str,
         text: &str,
+        format: EmbeddedFormat,
         caller: &Credential,
-    ) -> Result<(u32, Arc<AvroSchema>), RegistryError> {
-        let schema = Arc::new(AvroSchema::parse(text).map_err(RegistryError::Unusable)?);
-        let key = (caller.clone(), subject.to_owned(), text.to_owned());
-        if let Some(&id) = lock(&self.registered).get(&key) {
-            return Ok((id, schema));
-        }
-        let path = format!("/subjects/{}/versions", percent_encode(subject));
-        let answer = self.call("POST", &path, Some(json!({ "schema": text })), caller).await?;
-        let id = answer.get("id").and_then(Value::as_u64).and_then(|id| u32::try_from(id).ok());
-        let id =
-            id.ok_or_else(|| RegistryError::Unreachable(format!("the registration answer holds no id: {answer}")))?;
-        let mut registered = lock(&self.registered);
-        if registered.len() >= MAX_CACHED {
-            registered.clear();
-        }
-        registered.insert(key, id);
-        drop(registered);
+    ) -> Result<(u32, Arc<RegisteredSchema>), RegistryError> {
+        let avro = match format {
+            EmbeddedFormat::Avro => {
+                Some(Arc::new(RegisteredSchema::Avro(AvroSchema::parse(text).map_err(RegistryError::Unusable)?)))
+            }
+            _ => None,
+        };
+        let key = (caller.clone(), subject.to_owned(), format, text.to_owned());
+        let known = lock(&self.registered).get(&key).copied();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let path = format!("/subjects/{}/versions", percent_encode(subject));
+                let mut body = json!({ "schema": text });
+                if let Some(kind) = format.schema_type().filter(|kind| *kind != "AVRO") {
+                    body["schemaType"] = json!(kind);
+                }
+                let answer = self.call("POST", &path, Some(body), caller).await?;
+                let id = answer.get("id").and_then(Value::as_u64).and_then(|id| u32::try_from(id).ok());
+                let id = id.ok_or_else(|| {
+                    RegistryError::Unreachable(format!("the registration answer holds no id: {answer}"))
+                })?;
+                let mut registered = lock(&self.registered);
+                if registered.len() >= MAX_CACHED {
+                    registered.clear();
+                }
+                registered.insert(key, id);
+                id
+            }
+        };
+        let Some(schema) = avro else {
+            // Protobuf and JSON Schema as the registry compiled them (text or descriptor alike).
+            return Ok((id, self.schema_by_id(id, caller).await?));
+        };
         let mut by_id = lock(&self.by_id);
         if by_id.len() < MAX_CACHED {
             by_id.insert(id, Arc::clone(&schema));

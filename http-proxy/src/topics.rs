@@ -13,11 +13,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::avro::AvroSchema;
 use crate::error::ApiError;
 use crate::format::EmbeddedFormat;
 use crate::registry::SchemaRegistryClient;
 use crate::routes::ProxyState;
+use crate::schemas::RegisteredSchema;
 use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Session};
 
@@ -148,21 +148,22 @@ impl Side {
     }
 }
 
-type IdentifiedSchema = (u32, Arc<AvroSchema>);
+type IdentifiedSchema = (u32, Arc<RegisteredSchema>);
 
 /// How a produce's keys and values become bytes.
 enum RecordCodec {
     Plain(EmbeddedFormat),
-    /// Each side's schema, when the request named one.
-    Avro {
+    /// A format of the registry, with each side's schema when the request named one.
+    Registered {
+        format: EmbeddedFormat,
         key: Option<IdentifiedSchema>,
         value: Option<IdentifiedSchema>,
     },
 }
 
 impl RecordCodec {
-    /// For a request in `format`; `avro` looks up (or registers, under the topic's subjects) the schemas the body
-    /// names.
+    /// For a request in `format`; a format of the registry looks up (or registers, under the topic's subjects)
+    /// the schemas the body names.
     async fn for_request(
         format: EmbeddedFormat,
         body: &Value,
@@ -170,26 +171,29 @@ impl RecordCodec {
         state: &ProxyState,
         credential: &Credential,
     ) -> Result<Self, ApiError> {
-        if format != EmbeddedFormat::Avro {
+        if !format.uses_registry() {
             return Ok(RecordCodec::Plain(format));
         }
         let registry = state.registry.as_deref().ok_or_else(|| {
             ApiError::new(
                 415,
                 415,
-                "the avro format needs a schema registry: run the broker with --schema-registry-listen, or rill \
-                 http-proxy with --schema-registry URL",
+                format!(
+                    "the {} format needs a schema registry: run the broker with --schema-registry-listen, or rill \
+                     http-proxy with --schema-registry URL",
+                    format.name()
+                ),
             )
         })?;
-        let key = avro_schema(body, Side::Key, topic, registry, credential).await?;
-        let value = avro_schema(body, Side::Value, topic, registry, credential).await?;
-        Ok(RecordCodec::Avro { key, value })
+        let key = registered_schema(body, Side::Key, format, topic, registry, credential).await?;
+        let value = registered_schema(body, Side::Value, format, topic, registry, credential).await?;
+        Ok(RecordCodec::Registered { format, key, value })
     }
 
     fn encode(&self, field: &Value, side: Side, what: &str) -> Result<Option<Bytes>, ApiError> {
-        let (key, value) = match self {
+        let (format, key, value) = match self {
             RecordCodec::Plain(format) => return format.encode(field, what),
-            RecordCodec::Avro { key, value } => (key, value),
+            RecordCodec::Registered { format, key, value } => (format, key, value),
         };
         if field.is_null() {
             return Ok(None);
@@ -206,30 +210,33 @@ impl RecordCodec {
             return Err(ApiError::new(
                 422,
                 code,
-                format!("{what}: an avro {name} needs {name}_schema or {name}_schema_id in the request"),
+                format!("{what}: a {} {name} needs {name}_schema or {name}_schema_id in the request", format.name()),
             ));
         };
         let framed = schema.encode(*id, field).map_err(|why| ApiError::new(422, 42203, format!("{what}: {why}")))?;
         Ok(Some(Bytes::from(framed)))
     }
 
-    fn is_avro(&self) -> bool {
-        matches!(self, RecordCodec::Avro { .. })
+    fn uses_registry(&self) -> bool {
+        matches!(self, RecordCodec::Registered { .. })
     }
 
     fn schema_ids(&self) -> (Option<u32>, Option<u32>) {
         match self {
             RecordCodec::Plain(_) => (None, None),
-            RecordCodec::Avro { key, value } => (key.as_ref().map(|(id, _)| *id), value.as_ref().map(|(id, _)| *id)),
+            RecordCodec::Registered { key, value, .. } => {
+                (key.as_ref().map(|(id, _)| *id), value.as_ref().map(|(id, _)| *id))
+            }
         }
     }
 }
 
 /// The schema a produce names for one side: `SIDE_schema` (registered under `TOPIC-SIDE`, Confluent's
 /// TopicNameStrategy) or `SIDE_schema_id`; `None` when it names neither.
-async fn avro_schema(
+async fn registered_schema(
     body: &Value,
     side: Side,
+    format: EmbeddedFormat,
     topic: &str,
     registry: &SchemaRegistryClient,
     credential: &Credential,
@@ -240,7 +247,7 @@ async fn avro_schema(
         (Some(_), Some(_)) => Err(ApiError::unprocessable(format!("give {name}_schema or {name}_schema_id, not both"))),
         (Some(Value::String(text)), None) => {
             let subject = format!("{topic}-{name}");
-            let registered = registry.register(&subject, text, credential).await;
+            let registered = registry.register(&subject, text, format, credential).await;
             registered.map(Some).map_err(|err| err.answer(&format!("{name}_schema (subject {subject})")))
         }
         (Some(_), None) => Err(ApiError::unprocessable(format!("{name}_schema is the schema's JSON text, a string"))),
@@ -251,6 +258,17 @@ async fn avro_schema(
                 .ok_or_else(|| ApiError::unprocessable(format!("{name}_schema_id: {id} is not a schema id")))?;
             let schema = registry.schema_by_id(id, credential).await;
             let schema = schema.map_err(|err| err.answer(&format!("{name}_schema_id {id}")))?;
+            if schema.format() != format {
+                return Err(ApiError::new(
+                    422,
+                    42205,
+                    format!(
+                        "{name}_schema_id {id} is a {} schema; this request's format is {}",
+                        schema.format().name(),
+                        format.name()
+                    ),
+                ));
+            }
             Ok(Some((id, schema)))
         }
         (None, None) => Ok(None),
@@ -337,10 +355,11 @@ fn produce_records(
     for name in fields.keys() {
         match name.as_str() {
             "records" => {}
-            "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" if codec.is_avro() => {}
+            "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" if codec.uses_registry() => {}
             "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" => {
                 return Err(ApiError::unprocessable(format!(
-                    "{name} goes with the avro format (Content-Type: application/vnd.kafka.avro.v2+json)"
+                    "{name} goes with a format of the schema registry (Content-Type: \
+                     application/vnd.kafka.avro.v2+json, .protobuf. or .jsonschema.)"
                 )))
             }
             other => {

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use rill_client::{ClusterAdmin, Header, ProducerRecord, RecordMetadata};
 use serde_json::{json, Map, Value};
 
-use crate::avro::AvroSchema;
 use crate::error::ApiError;
 use crate::format::EmbeddedFormat;
 use crate::registry::SchemaRegistryClient;
 use crate::routes::ProxyState;
+use crate::schemas::RegisteredSchema;
 use crate::server::{ApiRequest, ApiResponse};
 use crate::sessions::{Credential, Session};
 
@@ -89,6 +89,8 @@ pub(crate) async fn produce(
         let format = match report["value"]["type"].as_str() {
             Some("JSON") => EmbeddedFormat::Json,
             Some("AVRO") => EmbeddedFormat::Avro,
+            Some("PROTOBUF") => EmbeddedFormat::Protobuf,
+            Some("JSONSCHEMA") => EmbeddedFormat::JsonSchema,
             _ => EmbeddedFormat::Binary,
         };
         state.metrics.produced(format, 1);
@@ -243,10 +245,13 @@ async fn side(
             data.as_str().ok_or_else(|| bad(format!("{name}.data: STRING takes a string")))?.as_bytes().to_vec()
         }
         "JSON" => serde_json::to_vec(data).map_err(|err| bad(format!("{name}.data: {err}")))?,
-        "AVRO" => avro(spec, data, name, topic, registry, credential).await?,
+        "AVRO" => registered(EmbeddedFormat::Avro, spec, data, name, topic, registry, credential).await?,
+        "PROTOBUF" => registered(EmbeddedFormat::Protobuf, spec, data, name, topic, registry, credential).await?,
+        "JSONSCHEMA" => registered(EmbeddedFormat::JsonSchema, spec, data, name, topic, registry, credential).await?,
         other => {
             return Err(bad(format!(
-                "{name}.type {other:?} is not served: BINARY, JSON, STRING or AVRO (with a schema registry)"
+                "{name}.type {other:?} is not served: BINARY, JSON, STRING, or AVRO, PROTOBUF or JSONSCHEMA (with a \
+                 schema registry)"
             )))
         }
     };
@@ -254,7 +259,10 @@ async fn side(
     Ok((Some(Bytes::from(bytes)), Some((kind, size))))
 }
 
-async fn avro(
+/// A key or value in a format of the schema registry: by `schema_id`, or `schema` registered under the topic's
+/// subject.
+async fn registered(
+    format: EmbeddedFormat,
     spec: &Map<String, Value>,
     data: &Value,
     name: &str,
@@ -262,10 +270,11 @@ async fn avro(
     registry: Option<&SchemaRegistryClient>,
     credential: &Credential,
 ) -> Result<Vec<u8>, ApiError> {
+    let kind = format.name().to_ascii_uppercase();
     let registry = registry.ok_or_else(|| {
-        bad(format!("{name}: AVRO needs a schema registry (the broker's --schema-registry-listen, or rill http-proxy --schema-registry URL)"))
+        bad(format!("{name}: {kind} needs a schema registry (the broker's --schema-registry-listen, or rill http-proxy --schema-registry URL)"))
     })?;
-    let (id, schema): (u32, Arc<AvroSchema>) = match (spec.get("schema_id"), spec.get("schema")) {
+    let (id, schema): (u32, Arc<RegisteredSchema>) = match (spec.get("schema_id"), spec.get("schema")) {
         (Some(id), None) => {
             let id = id
                 .as_u64()
@@ -275,18 +284,22 @@ async fn avro(
                 .schema_by_id(id, credential)
                 .await
                 .map_err(|err| err.answer(&format!("{name}.schema_id {id}")))?;
+            if schema.format() != format {
+                let other = schema.format().name().to_ascii_uppercase();
+                return Err(bad(format!("{name}.schema_id {id} is a {other} schema, not {kind}")));
+            }
             (id, schema)
         }
         (None, Some(Value::String(text))) => {
             let subject = format!("{topic}-{name}");
             registry
-                .register(&subject, text, credential)
+                .register(&subject, text, format, credential)
                 .await
                 .map_err(|err| err.answer(&format!("{name}.schema (subject {subject})")))?
         }
         (None, Some(_)) => return Err(bad(format!("{name}.schema: the schema's JSON text, a string"))),
         (Some(_), Some(_)) => return Err(bad(format!("{name}: give schema_id or schema, not both"))),
-        (None, None) => return Err(bad(format!("{name}: AVRO needs schema_id or schema"))),
+        (None, None) => return Err(bad(format!("{name}: {kind} needs schema_id or schema"))),
     };
     schema.encode(id, data).map_err(|why| bad(format!("{name}.data: {why}")))
 }

@@ -488,6 +488,52 @@ async fn avro_records_are_registered_framed_as_confluents_serializer_does_and_re
 }
 
 #[tokio::test]
+async fn protobuf_and_jsonschema_records_are_framed_as_confluents_serializers_do_and_read_back() {
+    const PROTOBUF: &str = "application/vnd.kafka.protobuf.v2+json";
+    const JSONSCHEMA: &str = "application/vnd.kafka.jsonschema.v2+json";
+    let setup = Setup::start_with(true).await;
+    setup.topic("orders", 1).await;
+    setup.topic("payments", 1).await;
+    let addr = setup.addr();
+    let proto = "syntax = \"proto3\"; package shop; message Order { int64 id = 1; string note = 2; }";
+    let body = json!({"value_schema": proto, "records": [{"value": {"id": 1, "note": "gift"}}]});
+    let (status, answer) = http(addr, "POST", "/topics/orders", PROTOBUF, Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["value_schema_id"].as_u64().expect("the registered schema's id") as u32;
+    // Magic 0, the id, message indexes [0] as one 0, then the message: field 1 varint 1, field 2 "gift".
+    let mut consumer = Consumer::new(setup.client.clone(), ConsumerConfig::default()).expect("consumer");
+    consumer.assign("orders", &[0]).await.expect("assign");
+    let stored = tokio::time::timeout(DEADLINE, consumer.poll()).await.expect("in time").expect("poll");
+    let mut expected = vec![0];
+    expected.extend_from_slice(&id.to_be_bytes());
+    expected.extend_from_slice(&[0, 0x08, 1, 0x12, 4, b'g', b'i', b'f', b't']);
+    assert_eq!(stored[0].value.as_deref(), Some(&expected[..]));
+    let by_id = json!({"value_schema_id": id, "records": [{"value": {"id": "2"}}]});
+    assert_eq!(http(addr, "POST", "/topics/orders", PROTOBUF, Some(&by_id)).await.0, 200);
+    let create = json!({"name": "p", "format": "protobuf", "auto.offset.reset": "earliest"});
+    let base = &instance_on(addr, "protobuf-readers", create, "orders", 0).await;
+    let values: Vec<Value> =
+        read_records(addr, base, PROTOBUF, 2).await.into_iter().map(|r| r["value"].clone()).collect();
+    assert_eq!(values, [json!({"id": "1", "note": "gift"}), json!({"id": "2", "note": ""})]);
+
+    let schema = r#"{"type":"object","properties":{"amount":{"type":"number"}},"required":["amount"]}"#;
+    let body = json!({"value_schema": schema, "records": [{"value": {"amount": 2.5}}]});
+    let (status, answer) = http(addr, "POST", "/topics/payments", JSONSCHEMA, Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let json_id = answer["value_schema_id"].as_u64().expect("id");
+    let invalid = json!({"value_schema_id": json_id, "records": [{"value": {"amount": "a lot"}}]});
+    let (status, answer) = http(addr, "POST", "/topics/payments", JSONSCHEMA, Some(&invalid)).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42203)), "{answer}");
+    let other_kind = json!({"value_schema_id": id, "records": [{"value": {"amount": 1}}]});
+    let (status, answer) = http(addr, "POST", "/topics/payments", JSONSCHEMA, Some(&other_kind)).await;
+    assert_eq!((status, answer["error_code"].as_u64()), (422, Some(42205)), "{answer}");
+    let create = json!({"name": "j", "format": "jsonschema", "auto.offset.reset": "earliest"});
+    let base = &instance_on(addr, "json-readers", create, "payments", 0).await;
+    assert_eq!(read_records(addr, base, JSONSCHEMA, 1).await[0]["value"], json!({"amount": 2.5}));
+    setup.stop().await;
+}
+
+#[tokio::test]
 async fn avro_produces_that_cannot_be_encoded_are_refused_saying_why() {
     let setup = Setup::start_with(true).await;
     setup.topic("orders", 1).await;

@@ -29,7 +29,7 @@
 # test_http_proxy.py: `requests` against `--http-proxy-listen` and `rill http-proxy` (Confluent REST Proxy's API
 # v2) beside librdkafka: HTTP records in murmur2's partitions read by librdkafka, librdkafka's read over HTTP by a
 # group of consumer instances that commit and hand over, Confluent's error bodies, bearer tokens and ACLs, TLS, and
-# avro records interchangeable with Confluent's AvroSerializer and AvroDeserializer.
+# avro, protobuf and jsonschema records interchangeable with Confluent's serializers and deserializers.
 # test_kafka_acl.py: librdkafka against `--authorization on`: allowed and denied produce, consume and Metadata;
 # ACLs created, described and deleted with confluent-kafka's and kafka-python's admin clients deciding what a SASL
 # client may do. test_kafka_sarama.py: Sarama 1.22 (Go, Debian's) creates a topic, produces idempotently with

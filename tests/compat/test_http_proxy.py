@@ -4,7 +4,8 @@ records produced over HTTP land in the partitions Kafka's murmur2 partitioner gi
 librdkafka; librdkafka's records are read over HTTP in a group of consumer instances that split the partitions,
 commit, and hand over to a new member; Confluent's error bodies; bearer tokens passed on to a broker that
 requires authentication, ACLs deciding; `rill http-proxy` beside a broker reached over TLS; the avro format
-against the broker's schema registry, interchangeable with Confluent's AvroSerializer and AvroDeserializer; API
+against the broker's schema registry, interchangeable with Confluent's AvroSerializer and AvroDeserializer, and
+the protobuf and jsonschema formats with its Protobuf and JSON serializers and deserializers; API
 v3's records with headers and timestamps read by librdkafka. Run by kafka-clients.sh."""
 
 import base64
@@ -341,6 +342,117 @@ def test_avro_over_http_is_what_confluents_serializers_write_and_read():
             {"value": {"id": 4, "item": "x", "status": "LOST"}}]}, headers={"Content-Type": AVRO}, timeout=30)
         assert (wrong.status_code, wrong.json()["error_code"]) == (422, 42203), wrong.text
         assert "LOST" in wrong.json()["message"]
+
+
+PROTOBUF = "application/vnd.kafka.protobuf.v2+json"
+JSONSCHEMA = "application/vnd.kafka.jsonschema.v2+json"
+ORDER_PROTO = 'syntax = "proto3";\npackage shop;\nmessage Order {\n  int64 id = 1;\n  string item = 2;\n  repeated string tags = 3;\n}\n'
+PAYMENT_JSON = json.dumps({"type": "object", "properties": {"id": {"type": "integer"}, "amount": {"type": "number"}},
+                           "required": ["id"], "additionalProperties": False})
+
+
+def read_with_librdkafka(addr, topic, count, deserialize):
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    consumer = Consumer({"bootstrap.servers": addr, "group.id": f"{topic}-check", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    read = []
+    deadline = time.monotonic() + 30
+    while len(read) < count and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is not None and message.error() is None:
+            read.append(deserialize(message.value(), SerializationContext(topic, MessageField.VALUE)))
+    consumer.close()
+    return read
+
+
+def instance_reading(url, group, fmt, topic):
+    session = requests.Session()
+    created = session.post(f"{url}/consumers/{group}", json={"name": "a", "format": fmt,
+                                                             "auto.offset.reset": "earliest"},
+                           headers={"Content-Type": V2}, timeout=30)
+    assert created.status_code == 200, created.text
+    base = f"/consumers/{group}/instances/a"
+    subscribed = session.post(f"{url}{base}/subscription", json={"topics": [topic]}, headers={"Content-Type": V2},
+                              timeout=30)
+    assert subscribed.status_code == 204, subscribed.text
+    return session, base
+
+
+def test_protobuf_and_jsonschema_over_http_are_what_confluents_serializers_write_and_read():
+    """The protobuf and jsonschema formats against the broker's own registry: records produced over HTTP are read
+    by confluent-kafka's ProtobufDeserializer and JSONDeserializer, and records their serializers wrote are read
+    over HTTP, in Protobuf's JSON mapping and as JSON."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3")
+    file.message_type.add(name="Order", field=[
+        F(name="id", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL),
+        F(name="item", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL),
+        F(name="tags", number=3, type=F.TYPE_STRING, label=F.LABEL_REPEATED)])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    Order = GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+
+    registry_port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir, \
+            broker_with_proxy(data_dir, "--schema-registry-listen", f"127.0.0.1:{registry_port}") as (addr, url):
+        registry = SchemaRegistryClient({"url": f"http://127.0.0.1:{registry_port}"})
+        admin = AdminClient({"bootstrap.servers": addr})
+        create_topic(admin, "orders-pb", {}, partitions=1)
+        create_topic(admin, "payments-js", {}, partitions=1)
+
+        # Protobuf: .proto text registered by the proxy, records in Protobuf's JSON mapping.
+        body = {"value_schema": ORDER_PROTO, "records": [
+            {"value": {"id": 1, "item": "book", "tags": ["gift"]}}, {"value": {"id": "2", "item": "pen"}}]}
+        sent = requests.post(f"{url}/topics/orders-pb", json=body, headers={"Content-Type": PROTOBUF}, timeout=30)
+        assert sent.status_code == 200, sent.text
+        schema_id = sent.json()["value_schema_id"]
+        latest = registry.get_latest_version("orders-pb-value")
+        assert (latest.schema_id, latest.schema.schema_type) == (schema_id, "PROTOBUF")
+        serialize = ProtobufSerializer(Order, registry)
+        producer = Producer({"bootstrap.servers": addr})
+        producer.produce("orders-pb", value=serialize(Order(id=3, item="ink", tags=["a", "b"]),
+                                                      SerializationContext("orders-pb", MessageField.VALUE)))
+        assert producer.flush(30) == 0
+        read = read_with_librdkafka(addr, "orders-pb", 3, ProtobufDeserializer(Order, {}, registry))
+        assert read == [Order(id=1, item="book", tags=["gift"]), Order(id=2, item="pen"),
+                        Order(id=3, item="ink", tags=["a", "b"])]
+        session, base = instance_reading(url, "pb", "protobuf", "orders-pb")
+        shown = [r["value"] for r in read_all(session, url, base, 3, accept=PROTOBUF)]
+        assert shown == [{"id": "1", "item": "book", "tags": ["gift"]}, {"id": "2", "item": "pen", "tags": []},
+                         {"id": "3", "item": "ink", "tags": ["a", "b"]}], "int64 as a string, as proto3's JSON has it"
+        wrong = requests.post(f"{url}/topics/orders-pb", json={"value_schema_id": schema_id, "records": [
+            {"value": {"id": 4, "colour": "red"}}]}, headers={"Content-Type": PROTOBUF}, timeout=30)
+        assert (wrong.status_code, wrong.json()["error_code"]) == (422, 42203), wrong.text
+        assert "colour" in wrong.json()["message"]
+
+        # JSON Schema: records validated against the schema before they are stored.
+        body = {"value_schema": PAYMENT_JSON, "records": [{"value": {"id": 1, "amount": 9.5}}, {"value": {"id": 2}}]}
+        sent = requests.post(f"{url}/topics/payments-js", json=body, headers={"Content-Type": JSONSCHEMA}, timeout=30)
+        assert sent.status_code == 200, sent.text
+        json_id = sent.json()["value_schema_id"]
+        assert registry.get_latest_version("payments-js-value").schema.schema_type == "JSON"
+        serialize = JSONSerializer(PAYMENT_JSON, registry)
+        producer.produce("payments-js", value=serialize({"id": 3, "amount": 1.25},
+                                                        SerializationContext("payments-js", MessageField.VALUE)))
+        assert producer.flush(30) == 0
+        read = read_with_librdkafka(addr, "payments-js", 3, JSONDeserializer(None, schema_registry_client=registry))
+        assert read == [{"id": 1, "amount": 9.5}, {"id": 2}, {"id": 3, "amount": 1.25}]
+        session, base = instance_reading(url, "js", "jsonschema", "payments-js")
+        assert [r["value"] for r in read_all(session, url, base, 3, accept=JSONSCHEMA)] == read
+        wrong = requests.post(f"{url}/topics/payments-js", json={"value_schema_id": json_id, "records": [
+            {"value": {"id": "three"}}]}, headers={"Content-Type": JSONSCHEMA}, timeout=30)
+        assert (wrong.status_code, wrong.json()["error_code"]) == (422, 42203), wrong.text
+        assert wrong.json()["message"].startswith("records[0].value: $.id"), wrong.text
+        mismatched = requests.post(f"{url}/topics/payments-js", json={"value_schema_id": schema_id, "records": [
+            {"value": {"id": 5}}]}, headers={"Content-Type": JSONSCHEMA}, timeout=30)
+        assert mismatched.status_code == 422 and "protobuf schema" in mismatched.json()["message"], mismatched.text
 
 
 def test_api_v3_records_carry_headers_and_timestamps_librdkafka_reads(proxy):

@@ -1,5 +1,5 @@
 //! `GET .../records`: what the instance's consumer has, up to `max_bytes`, shown in the instance's format. An
-//! `avro` instance looks up the schema each key and value names (by the id in Confluent's framing) before it
+//! `avro`, `protobuf` or `jsonschema` instance looks up the schema each key and value names (by the id in Confluent's framing) before it
 //! shows any. An answer that cannot be shown whole is not shown at all: its partitions go back to where it
 //! began, so nothing is skipped and nothing it held is committed.
 
@@ -13,10 +13,11 @@ use rill_client::{ConsumedRecord, Consumer, SeekTo};
 use serde_json::Value;
 
 use super::{Caller, ConsumerInstance, MAX_RECORDS_BYTES, MAX_RECORDS_WAIT};
-use crate::avro::{schema_id, AvroSchema};
+use crate::avro::schema_id;
 use crate::error::{code, ApiError};
 use crate::format::EmbeddedFormat;
 use crate::routes::query_number;
+use crate::schemas::RegisteredSchema;
 use crate::server::{ApiRequest, ApiResponse};
 
 pub(super) async fn records(
@@ -50,15 +51,15 @@ pub(super) async fn records(
         Err(_) => Vec::new(),
     };
     let format = instance.format;
-    let schemas = match format {
-        EmbeddedFormat::Avro => match schemas_named(&polled, caller).await {
+    let schemas = match format.uses_registry() {
+        true => match schemas_named(&polled, format, caller).await {
             Ok(schemas) => schemas,
             Err(refused) => {
                 rewind(&mut instance.consumer, &polled).await;
                 return Err(refused);
             }
         },
-        _ => HashMap::new(),
+        false => HashMap::new(),
     };
     // The answer is written straight as JSON text: the keys and values of the binary format are base64, which
     // needs no escaping, and those of the json format are already JSON text (checked, then copied), so neither
@@ -97,7 +98,7 @@ fn write_record(
     out: &mut Vec<u8>,
     record: &ConsumedRecord,
     format: EmbeddedFormat,
-    schemas: &HashMap<u32, Arc<AvroSchema>>,
+    schemas: &HashMap<u32, Arc<RegisteredSchema>>,
 ) -> Result<(), String> {
     out.extend_from_slice(b"{\"topic\":");
     serde_json::to_writer(&mut *out, &*record.topic).map_err(|err| err.to_string())?;
@@ -113,7 +114,7 @@ fn write_field(
     out: &mut Vec<u8>,
     bytes: Option<&Bytes>,
     format: EmbeddedFormat,
-    schemas: &HashMap<u32, Arc<AvroSchema>>,
+    schemas: &HashMap<u32, Arc<RegisteredSchema>>,
 ) -> Result<(), String> {
     let Some(bytes) = bytes else {
         out.extend_from_slice(b"null");
@@ -134,8 +135,8 @@ fn write_field(
             serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| format!("not JSON ({err})"))?;
             out.extend_from_slice(bytes);
         }
-        EmbeddedFormat::Avro => {
-            let value = show_avro(Some(bytes), schemas)?;
+        EmbeddedFormat::Avro | EmbeddedFormat::Protobuf | EmbeddedFormat::JsonSchema => {
+            let value = show_registered(bytes, format, schemas)?;
             serde_json::to_writer(&mut *out, &value).map_err(|err| err.to_string())?;
         }
     }
@@ -145,8 +146,9 @@ fn write_field(
 /// The schemas the framed keys and values of `polled` name, from the registry (as the instance's caller).
 async fn schemas_named(
     polled: &[ConsumedRecord],
+    format: EmbeddedFormat,
     caller: &Caller<'_>,
-) -> Result<HashMap<u32, Arc<AvroSchema>>, ApiError> {
+) -> Result<HashMap<u32, Arc<RegisteredSchema>>, ApiError> {
     let ids: BTreeSet<u32> = polled
         .iter()
         .flat_map(|record| [record.key.as_ref(), record.value.as_ref()])
@@ -158,7 +160,11 @@ async fn schemas_named(
         return Ok(schemas);
     }
     let registry = caller.registry.ok_or_else(|| {
-        ApiError::new(500, code::KAFKA_ERROR, "this avro instance has no schema registry to read schemas from")
+        ApiError::new(
+            500,
+            code::KAFKA_ERROR,
+            format!("this {} instance has no schema registry to read schemas from", format.name()),
+        )
     })?;
     for id in ids {
         let schema = registry.schema_by_id(id, caller.credential).await;
@@ -167,11 +173,17 @@ async fn schemas_named(
     Ok(schemas)
 }
 
-fn show_avro(bytes: Option<&Bytes>, schemas: &HashMap<u32, Arc<AvroSchema>>) -> Result<Value, String> {
-    let Some(bytes) = bytes else { return Ok(Value::Null) };
-    let (id, datum) = schema_id(bytes)?;
+fn show_registered(
+    bytes: &Bytes,
+    format: EmbeddedFormat,
+    schemas: &HashMap<u32, Arc<RegisteredSchema>>,
+) -> Result<Value, String> {
+    let (id, body) = schema_id(bytes)?;
     let schema = schemas.get(&id).ok_or_else(|| format!("schema {id} was not found"))?;
-    schema.decode(datum)
+    if schema.format() != format {
+        return Err(format!("it names schema {id}, a {} schema", schema.format().name()));
+    }
+    schema.decode(body)
 }
 
 /// Puts every partition of `polled` back at its first record there: none of them reached the caller.

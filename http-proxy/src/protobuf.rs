@@ -46,8 +46,14 @@ impl ProtobufSchema {
             }
         }
         files.push(decode_file(ROOT_FILE, root)?);
-        pool.add_file_descriptor_protos(files)
-            .map_err(|err| format!("the schema's descriptors do not build: {err}"))?;
+        // prost-reflect panics on some malformed descriptors where it means to refuse them: a registry's
+        // answer must not take the proxy's task down.
+        let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.add_file_descriptor_protos(files)));
+        match added {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(format!("the schema's descriptors do not build: {err}")),
+            Err(_) => return Err("the schema's descriptors do not build (prost-reflect failed on them)".into()),
+        }
         let file = pool.get_file_by_name(ROOT_FILE).ok_or("the schema's file is not in its pool")?;
         if file.messages().next().is_none() {
             return Err("the schema's file declares no message".into());

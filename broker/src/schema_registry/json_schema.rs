@@ -8,7 +8,7 @@
 //! change is refused, naming where. So an "open content model" (`additionalProperties` absent or true) behaves as
 //! in Confluent's registry: a property added to it is a new constraint on data the old schema let through.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
@@ -119,7 +119,7 @@ impl JsonSchema {
 
     /// Why a reader with this schema cannot read everything written with `writer`, if it cannot.
     pub fn cannot_read(&self, writer: &JsonSchema) -> Option<String> {
-        let mut comparison = Comparison { seen: HashSet::new(), steps: 0 };
+        let mut comparison = Comparison { assumed: HashMap::new(), descent: 0, steps: 0 };
         let reader = Node { schema: &self.root, doc: &self.root, set: self };
         let written = Node { schema: &writer.root, doc: &writer.root, set: writer };
         comparison.covers(reader, written, "#", 0).err()
@@ -241,6 +241,22 @@ impl<'s> Node<'s> {
         Some(Node { schema, doc, set: self.set })
     }
 
+    /// The schema its references lead to, followed through references to references; one that leads back to
+    /// itself through references alone allows anything, as validators take it.
+    fn followed(&self) -> Node<'s> {
+        static OPEN: Value = Value::Bool(true);
+        let mut node = *self;
+        let mut passed: Vec<*const Value> = Vec::new();
+        while let Some(target) = node.pure_reference() {
+            if passed.contains(&(target.schema as *const Value)) || passed.len() > MAX_DEPTH {
+                return Node { schema: &OPEN, ..target };
+            }
+            passed.push(target.schema as *const Value);
+            node = target;
+        }
+        node
+    }
+
     /// The types it allows (None: any), `integer` standing for itself and `number` for both.
     fn types(&self) -> Option<BTreeSet<&'s str>> {
         if let Some(values) = self.get("enum").and_then(Value::as_array) {
@@ -267,6 +283,13 @@ fn value_type(value: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
+}
+
+/// Whether no value has a type of both sets (None: any type).
+fn types_disjoint(a: Option<BTreeSet<&str>>, b: Option<BTreeSet<&str>>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else { return false };
+    let (a, b) = (Some(a), Some(b));
+    TYPES.iter().all(|t| !(allows(&a, t) && allows(&b, t)))
 }
 
 fn allows(types: &Option<BTreeSet<&str>>, name: &str) -> bool {
@@ -355,9 +378,12 @@ fn within_upper(reader: Option<(f64, bool)>, writer: Option<(f64, bool)>) -> boo
 }
 
 struct Comparison {
-    /// Pairs of (reader, writer) schemas reached through a `$ref` already being compared: a recursive schema
-    /// compared again is taken as covered (the rest of the comparison decides).
-    seen: HashSet<(usize, usize)>,
+    /// Pairs of (reader, writer) schemas reached through a `$ref` and being compared, with the descent at which
+    /// they were reached: met again deeper in the documents (a recursive schema), the pair is taken as covered,
+    /// the rest of the comparison deciding; met again without descending, it is not shown to be.
+    assumed: HashMap<(usize, usize), usize>,
+    /// How many properties and items deep the comparison is.
+    descent: usize,
     steps: usize,
 }
 
@@ -383,27 +409,31 @@ impl Comparison {
         if reader.schema == &Value::Bool(false) {
             return Err(format!("{path}: the new schema allows nothing here"));
         }
-        // References: followed, each pair once.
-        let reader_target = reader.pure_reference();
-        let writer_target = writer.pure_reference();
-        if reader_target.is_some() || writer_target.is_some() {
-            let reader = reader_target.unwrap_or(reader);
-            let writer = writer_target.unwrap_or(writer);
+        // References: followed; a pair met again deeper in the documents is taken as covered.
+        if reader.pure_reference().is_some() || writer.pure_reference().is_some() {
+            let (reader, writer) = (reader.followed(), writer.followed());
             let pair = (reader.schema as *const Value as usize, writer.schema as *const Value as usize);
-            if !self.seen.insert(pair) {
-                return Ok(());
+            match self.assumed.get(&pair) {
+                Some(&at) if self.descent > at => return Ok(()),
+                Some(_) => {
+                    return Err(format!(
+                        "{path}: a schema that refers back to itself without a property or item between"
+                    ))
+                }
+                None => {}
             }
-            return self.covers(reader, writer, path, depth);
+            self.assumed.insert(pair, self.descent);
+            let covered = self.covers(reader, writer, path, depth);
+            self.assumed.remove(&pair);
+            return covered;
         }
         if let Some(reference) = writer.get("$ref").and_then(Value::as_str) {
-            // A reference beside other keywords: the writer allows no more than its target does.
-            let rest = without(writer.schema, "$ref");
-            let target = writer.set.resolve(writer.doc, reference).map(|(doc, schema)| Node { schema, doc, ..writer });
-            let via_target = match target {
-                Some(target) => self.covers(reader, target, path, depth),
+            // A reference beside other keywords: drafts up to 7 ignore the other keywords, later ones apply both,
+            // so the writer allows no more than the target does either way, and the target alone is compared.
+            return match writer.set.resolve(writer.doc, reference) {
+                Some((doc, schema)) => self.covers(reader, Node { schema, doc, ..writer }, path, depth),
                 None => Err(format!("{path}: {reference:?} does not resolve")),
             };
-            return via_target.or_else(|_| self.covers(reader, writer.with(&rest), path, depth));
         }
         if let Some(reference) = reader.get("$ref").and_then(Value::as_str) {
             let rest = without(reader.schema, "$ref");
@@ -412,6 +442,17 @@ impl Comparison {
             };
             self.covers(Node { schema, doc, ..reader }, writer, path, depth)?;
             return self.covers(reader.with(&rest), writer, path, depth);
+        }
+        // The same combination on both sides: the rest of each decides.
+        for key in ["anyOf", "oneOf"] {
+            let (Some(written), Some(read)) = (writer.get(key), reader.get(key)) else { continue };
+            // Equal text is the same schema when no `$ref` in it can lead somewhere else on each side.
+            let same_targets = !written.to_string().contains("\"$ref\"")
+                || (reader.doc == writer.doc && reader.set.references == writer.set.references);
+            if written == read && same_targets {
+                let (reader_rest, writer_rest) = (without(reader.schema, key), without(writer.schema, key));
+                return self.covers(reader.with(&reader_rest), writer.with(&writer_rest), path, depth);
+            }
         }
         // The writer's combinations.
         if let Some(members) = writer.get("allOf").and_then(Value::as_array) {
@@ -459,8 +500,22 @@ impl Comparison {
             if let Some(branches) = reader.get(key).and_then(Value::as_array) {
                 self.covers(reader.with(&without(reader.schema, key)), writer, path, depth)?;
                 let mut first_error = None;
-                for branch in branches {
+                for (index, branch) in branches.iter().enumerate() {
                     match self.covers(reader.with(branch), writer, path, depth) {
+                        // oneOf: the writer's documents must also fail every other branch, shown by their types.
+                        Ok(()) if key == "oneOf" => {
+                            let others = branches.iter().enumerate().filter(|(other, _)| *other != index);
+                            let overlapping = others
+                                .map(|(other, b)| (other, reader.with(b)))
+                                .find(|(_, b)| !types_disjoint(b.followed().types(), writer.types()));
+                            return match overlapping {
+                                None => Ok(()),
+                                Some((other, _)) => Err(format!(
+                                    "{path}/oneOf: the old schema's documents may match branch {other} as well as \
+                                     branch {index}, and oneOf takes exactly one"
+                                )),
+                            };
+                        }
                         Ok(()) => return Ok(()),
                         Err(e) => {
                             first_error.get_or_insert(e);
@@ -642,7 +697,10 @@ impl Comparison {
             if !reader_properties.contains_key(name) && reader_patterns.is_some() {
                 continue; // decided by the (equal) patterns and the rest below
             }
-            self.covers(reader.with(read), writer.with(written), &at, depth).map_err(|e| {
+            self.descent += 1;
+            let covered = self.covers(reader.with(read), writer.with(written), &at, depth);
+            self.descent -= 1;
+            covered.map_err(|e| {
                 if writer_properties.contains_key(name) || !writer.with(written).is_open() {
                     e
                 } else {
@@ -650,7 +708,11 @@ impl Comparison {
                 }
             })?;
         }
-        self.covers(reader.with(reader_rest), writer.with(writer_rest), &format!("{path}/additionalProperties"), depth)
+        self.descent += 1;
+        let rest = &format!("{path}/additionalProperties");
+        let covered = self.covers(reader.with(reader_rest), writer.with(writer_rest), rest, depth);
+        self.descent -= 1;
+        covered
     }
 
     fn covers_items(&mut self, reader: Node<'_>, writer: Node<'_>, path: &str, depth: usize) -> Result<(), String> {
@@ -673,9 +735,16 @@ impl Comparison {
         for index in 0..reader_prefix.len().max(writer_prefix.len()) {
             let read = reader_prefix.get(index).unwrap_or(&reader_rest);
             let written = writer_prefix.get(index).unwrap_or(&writer_rest);
-            self.covers(reader.with(read), writer.with(written), &format!("{path}/items/{index}"), depth)?;
+            self.descent += 1;
+            let covered = self.covers(reader.with(read), writer.with(written), &format!("{path}/items/{index}"), depth);
+            self.descent -= 1;
+            covered?;
         }
-        self.covers(reader.with(&reader_rest), writer.with(&writer_rest), &format!("{path}/items"), depth)
+        self.descent += 1;
+        let covered =
+            self.covers(reader.with(&reader_rest), writer.with(&writer_rest), &format!("{path}/items"), depth);
+        self.descent -= 1;
+        covered
     }
 
     /// Whether `value` is valid under `reader`; false where rill cannot tell (a keyword it does not evaluate).
@@ -698,9 +767,12 @@ impl Comparison {
                     None => false,
                 },
                 "type" => {
-                    let types = reader.types();
-                    let actual = value_type(value);
-                    allows(&types, actual) || (actual == "integer" && allows(&types, "number"))
+                    let named: BTreeSet<&str> = match expected {
+                        Value::String(name) => BTreeSet::from([name.as_str()]),
+                        Value::Array(names) => names.iter().filter_map(Value::as_str).collect(),
+                        _ => BTreeSet::new(),
+                    };
+                    allows(&Some(named), value_type(value))
                 }
                 "enum" => expected.as_array().is_some_and(|values| values.contains(value)),
                 "const" => expected == value,
@@ -745,16 +817,17 @@ impl Comparison {
                     None => true,
                     Some(items) => items.iter().all(|item| self.accepts(reader.with(expected), item, depth)),
                 },
-                "allOf" | "anyOf" | "oneOf" => {
+                "allOf" | "anyOf" => {
                     let members = expected.as_array().cloned().unwrap_or_default();
                     let passing = members.iter().filter(|m| self.accepts(reader.with(m), value, depth)).count();
-                    match key.as_str() {
-                        "allOf" => passing == members.len(),
-                        "anyOf" => passing > 0,
-                        _ => passing == 1,
+                    if key == "allOf" {
+                        passing == members.len()
+                    } else {
+                        passing > 0
                     }
                 }
-                "not" => !self.accepts(reader.with(expected), value, depth),
+                // "Not accepted" here may be "cannot tell", so exactly one branch, or none, cannot be told apart.
+                "oneOf" | "not" => false,
                 _ => false,
             };
             if !fits {
@@ -768,6 +841,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn schema(text: &str) -> JsonSchema {
         JsonSchema::parse(text, &BTreeMap::new()).expect("a schema")
@@ -828,6 +902,160 @@ mod tests {
         assert!(reason(r#"{"type":"string"}"#, r#"{"type":"string","pattern":"^a"}"#).expect("p").contains("pattern"));
         assert_eq!(reason(r#"{"type":"integer","multipleOf":4}"#, r#"{"type":"integer","multipleOf":2}"#), None);
         assert!(reason(r#"{"type":"integer","multipleOf":2}"#, r#"{"type":"integer","multipleOf":4}"#).is_some());
+    }
+
+    /// Schemas built from JSON Schema's vocabulary, each keyword with a value of its shape (so that most are
+    /// schemas and get compared), nested.
+    fn schema_like() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let type_name = prop::sample::select(vec!["string", "integer", "number", "object", "array", "null", "boolean"]);
+        let scalar = prop_oneof![
+            prop::sample::select(vec!["a", "b", "x"]).prop_map(|w| Value::String(w.to_owned())),
+            (-3i64..5).prop_map(Value::from),
+            Just(Value::from(0.5)),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ];
+        let names = prop::collection::vec(prop::sample::select(vec!["a", "b", "x"]), 0..3);
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            type_name.clone().prop_map(|t| json!({ "type": t })),
+            prop::collection::vec(type_name, 1..3).prop_map(|t| json!({ "type": t })),
+            prop::sample::select(vec!["#", "#/definitions/a", "a.json"]).prop_map(|r| json!({ "$ref": r })),
+            prop::collection::vec(scalar.clone(), 1..4).prop_map(|v| json!({ "enum": v })),
+            scalar.clone().prop_map(|v| json!({ "const": v })),
+            (
+                prop::sample::select(vec![
+                    "minimum",
+                    "maximum",
+                    "exclusiveMinimum",
+                    "minLength",
+                    "maxLength",
+                    "minItems",
+                    "multipleOf"
+                ]),
+                1u64..5
+            )
+                .prop_map(|(k, n)| json!({ k: n })),
+            names.clone().prop_map(|n| json!({ "required": n })),
+            Just(json!({ "pattern": "^a" })),
+            Just(json!({ "uniqueItems": true })),
+        ];
+        leaf.prop_recursive(4, 48, 4, move |inner| {
+            let members = prop::collection::vec(inner.clone(), 1..3);
+            let named = prop::collection::vec((prop::sample::select(vec!["a", "b", "x"]), inner.clone()), 0..3)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+            let part = prop_oneof![
+                (prop::sample::select(vec!["allOf", "anyOf", "oneOf", "prefixItems"]), members)
+                    .prop_map(|(k, m)| (k, Value::Array(m))),
+                (prop::sample::select(vec!["properties", "definitions", "patternProperties"]), named)
+                    .prop_map(|(k, n)| (k, n)),
+                (prop::sample::select(vec!["items", "not", "additionalProperties", "if", "then"]), inner.clone())
+                    .prop_map(|(k, v)| (k, v)),
+                (Just("required"), names.clone().prop_map(|n| json!(n))),
+                (Just("type"), prop::sample::select(vec!["object", "array", "integer"]).prop_map(|t| json!(t))),
+            ];
+            (inner, prop::collection::vec(part, 1..4)).prop_map(|(base, parts)| {
+                let mut object = base.as_object().cloned().unwrap_or_default();
+                for (key, value) in parts {
+                    object.insert(key.to_owned(), value);
+                }
+                Value::Object(object)
+            })
+        })
+    }
+
+    /// Documents built from the same vocabulary as the schemas.
+    fn document() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            prop::sample::select(vec!["a", "b", "x", ""]).prop_map(|w| Value::String(w.to_owned())),
+            (-3i64..5).prop_map(Value::from),
+            Just(Value::from(0.5)),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(3, 24, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(vec!["a", "b", "x"]), inner), 0..3)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Soundness, against an independent validator (the `jsonschema` crate, draft 2020-12): when rill says a
+        /// reader reads what a writer wrote, no document the writer takes is refused by the reader.
+        #[test]
+        fn what_is_called_compatible_is_so_for_every_document(
+            writer in schema_like(),
+            reader in schema_like(),
+            documents in proptest::collection::vec(document(), 48),
+        ) {
+            let address = r#"{"type":"string"}"#;
+            let references = BTreeMap::from([("a.json".to_owned(), address.to_owned())]);
+            let parsed = |value: &Value| JsonSchema::parse(&value.to_string(), &references);
+            let (Ok(parsed_writer), Ok(parsed_reader)) = (parsed(&writer), parsed(&reader)) else { return Ok(()) };
+            if parsed_reader.cannot_read(&parsed_writer).is_some() {
+                return Ok(());
+            }
+            struct Address(Value);
+            impl jsonschema::Retrieve for Address {
+                fn retrieve(
+                    &self,
+                    _: &jsonschema::Uri<String>,
+                ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(self.0.clone())
+                }
+            }
+            let validator = |schema: &Value| {
+                jsonschema::options()
+                    .with_base_uri("json-schema:///")
+                    .with_retriever(Address(json!({"type": "string"})))
+                    .build(schema)
+                    .ok()
+            };
+            let (Some(writes), Some(reads)) = (validator(&writer), validator(&reader)) else { return Ok(()) };
+            for document in &documents {
+                proptest::prop_assert!(
+                    !writes.is_valid(document) || reads.is_valid(document),
+                    "called compatible, yet {} is valid under the writer {} and not under the reader {}",
+                    document, writer, reader
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        /// Whatever two schemas a client sends, checking and comparing them answers, never panics and never
+        /// runs without end; a schema always reads what it wrote itself.
+        #[test]
+        fn any_two_schemas_compare_without_a_panic(writer in schema_like(), reader in schema_like()) {
+            let references = BTreeMap::from([("a.json".to_owned(), r#"{"type":"string"}"#.to_owned())]);
+            let parsed = |value: &Value| JsonSchema::parse(&value.to_string(), &references);
+            if let (Ok(writer), Ok(reader)) = (parsed(&writer), parsed(&reader)) {
+                let _ = reader.cannot_read(&writer);
+                proptest::prop_assert_eq!(writer.cannot_read(&writer), None);
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_soundness_property_found() {
+        // A schema that is nothing but a reference to itself takes anything, as validators have it.
+        assert!(reason(r##"{"$ref":"#"}"##, r#"{"required":["a"]}"#).is_some());
+        // A reader's enum and type both apply to the writer's values.
+        assert!(reason(r#"{"enum":[null]}"#, r#"{"enum":[null],"type":"object"}"#).is_some());
+        // oneOf takes exactly one branch: a document both branches take is refused by it.
+        let both = r#"{"oneOf":[{"minimum":1},{"minimum":1}]}"#;
+        assert!(reason(r#"{"type":"array"}"#, both).expect("overlapping").contains("exactly one"));
+        let disjoint = r#"{"oneOf":[{"type":"string"},{"type":"integer"}]}"#;
+        assert_eq!(reason(r#"{"type":"integer","minimum":0}"#, disjoint), None, "the branches' types tell");
+        let same_union = r#"{"oneOf":[{"minimum":1},{"minimum":1}],"title":"t"}"#;
+        assert_eq!(reason(both, same_union), None, "the same oneOf on both sides");
     }
 
     #[test]

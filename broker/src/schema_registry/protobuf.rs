@@ -67,12 +67,18 @@ impl ProtobufSchema {
         }
         let mut files = references.clone();
         files.insert(ROOT_FILE.to_owned(), text.to_owned());
-        let mut compiler =
-            protox::Compiler::with_file_resolver(RegisteredFiles { files, google: GoogleFileResolver::new() });
-        compiler.include_imports(false).include_source_info(false);
-        compiler.open_file(ROOT_FILE).map_err(|e| e.to_string())?;
-        let file = compiler
-            .file_descriptor_set()
+        // protox (through prost-reflect) panics on some malformed descriptors where it means to refuse them (an
+        // explicit empty `syntax`, found by the property test below): a registration must not take a node down
+        // (on a cluster, every node), so a panic while compiling is a refusal like any other.
+        let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let resolver = RegisteredFiles { files, google: GoogleFileResolver::new() };
+            let mut compiler = protox::Compiler::with_file_resolver(resolver);
+            compiler.include_imports(false).include_source_info(false);
+            compiler.open_file(ROOT_FILE).map_err(|e| e.to_string())?;
+            Ok::<_, String>(compiler.file_descriptor_set())
+        }));
+        let set = compiled.unwrap_or_else(|_| Err("the compiler failed on this descriptor".into()))?;
+        let file = set
             .file
             .into_iter()
             .find(|f| f.name() == ROOT_FILE)
@@ -272,6 +278,15 @@ mod tests {
     }
 
     #[test]
+    fn a_descriptor_the_compiler_fails_on_is_refused() {
+        let file =
+            FileDescriptorProto { name: Some("x.proto".into()), syntax: Some(String::new()), ..Default::default() };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(file.encode_to_vec());
+        let refused = ProtobufSchema::parse(&encoded, &BTreeMap::new()).expect_err("refused");
+        assert!(refused.contains("compiler failed"), "{refused}");
+    }
+
+    #[test]
     fn imports_resolve_from_references() {
         let customer = r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#;
         let references = BTreeMap::from([("crm/customer.proto".to_owned(), customer.to_owned())]);
@@ -304,6 +319,108 @@ mod tests {
         assert!(reason(V1, &V1.replace("package shop", "package store")).expect("package").contains("package"));
         let nested = V1.replace("int32 count = 1;", "int32 count = 1; string sku = 2;");
         assert_eq!(reason(V1, &nested), None, "nested messages compared by name");
+    }
+
+    /// Descriptors of any shape: names, numbers, types (known and not), labels, type names pointing anywhere,
+    /// oneof indexes in and out of range, nesting: what a client may send as base64.
+    fn descriptor() -> impl proptest::strategy::Strategy<Value = FileDescriptorProto> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec!["A", "B", "a", "b", "x.y", "", "1", "A.B", "oneof"]);
+        let type_name = prop::sample::select(vec![
+            ".p.A",
+            ".p.B",
+            ".p.A.B",
+            "A",
+            ".google.protobuf.Timestamp",
+            ".q.C",
+            "",
+            ".",
+            ".p.E",
+        ]);
+        let field = (
+            name.clone(),
+            -2..20i32,
+            0..21i32,
+            0..5i32,
+            proptest::option::of(type_name),
+            proptest::option::of(-1..3i32),
+            any::<bool>(),
+        )
+            .prop_map(|(name, number, kind, label, type_name, oneof_index, optional)| FieldDescriptorProto {
+                name: Some(name.to_owned()),
+                number: Some(number),
+                r#type: Some(kind),
+                label: Some(label),
+                type_name: type_name.map(str::to_owned),
+                oneof_index,
+                proto3_optional: Some(optional),
+                ..Default::default()
+            });
+        let leaf =
+            (name.clone(), prop::collection::vec(field.clone(), 0..4), 0..3usize).prop_map(|(name, field, oneofs)| {
+                DescriptorProto {
+                    name: Some(name.to_owned()),
+                    field,
+                    oneof_decl: (0..oneofs)
+                        .map(|i| prost_types::OneofDescriptorProto {
+                            name: Some(format!("o{i}")),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }
+            });
+        let message = leaf.prop_recursive(3, 12, 3, move |inner| {
+            (inner.clone(), prop::collection::vec(inner, 0..3)).prop_map(|(mut message, nested)| {
+                message.nested_type = nested;
+                message
+            })
+        });
+        (
+            prop::sample::select(vec!["p", "", "q", "google.protobuf"]),
+            prop::sample::select(vec!["proto3", "proto2", "", "editions", "proto4"]),
+            prop::collection::vec(message, 0..4),
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "google/protobuf/timestamp.proto",
+                    "dep.proto",
+                    "default.proto",
+                    "nowhere.proto",
+                ]),
+                0..3,
+            ),
+        )
+            .prop_map(|(package, syntax, message_type, dependency)| FileDescriptorProto {
+                name: Some("x.proto".into()),
+                package: Some(package.to_owned()),
+                syntax: Some(syntax.to_owned()),
+                message_type,
+                dependency: dependency.into_iter().map(str::to_owned).collect(),
+                ..Default::default()
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever descriptor a client sends, compiling, comparing and naming its messages answers and never
+        /// panics: on a cluster every node applies a registration.
+        #[test]
+        fn any_descriptor_compiles_or_is_refused_without_a_panic(
+            file in descriptor(),
+            other in descriptor(),
+            indexes in proptest::collection::vec(0..4usize, 0..4),
+        ) {
+            let dependency = r#"syntax = "proto3"; package p; message E { int32 e = 1; }"#;
+            let references = BTreeMap::from([("dep.proto".to_owned(), dependency.to_owned())]);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(file.encode_to_vec());
+            let parsed = ProtobufSchema::parse(&encoded, &references);
+            let encoded_other = base64::engine::general_purpose::STANDARD.encode(other.encode_to_vec());
+            if let (Ok(schema), Ok(other)) = (&parsed, ProtobufSchema::parse(&encoded_other, &references)) {
+                let _ = (schema.cannot_read(&other), other.cannot_read(schema), schema.message_name(&indexes));
+                let again = ProtobufSchema::parse(&schema.serialized(), &references).expect("its own descriptor");
+                proptest::prop_assert_eq!(again.identity(), schema.identity());
+            }
+        }
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //! (`rill_protocol::validate_produced`), on the same batches, uncompressed and lz4, in one process. Prints ns per
 //! record for each and the check's share. Not a suite: a figure for docs/benchmarks.md.
 //!
-//! `cargo run --release -p rill-broker --example schema_id_check [records_per_batch] [value_bytes] [rounds]`
+//! The strategy `record` checks RecordNameStrategy with a Protobuf schema: each batch's record name comes from
+//! the schema (compiled) and the record's message indexes.
+//!
+//! `cargo run --release -p rill-broker --example schema_id_check [records_per_batch] [value_bytes] [rounds]
+//! [topic|record]`
 
 use std::time::Instant;
 
 use rill_broker::schema_registry::validation::check_batch;
 use rill_broker::schema_registry::SchemaRegistry;
-use rill_broker::{SchemaIdCheck, SchemaIdChecks};
+use rill_broker::schema_registry::{SchemaDefinition, SchemaType};
+use rill_broker::{SchemaIdCheck, SchemaIdChecks, SubjectNameStrategy};
 use rill_protocol::{Compression, Record, RecordBatchBuilder};
 
 const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"}]}"#;
@@ -19,12 +24,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let records: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let value_bytes: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2000);
+    let by_record = args.next().is_some_and(|strategy| strategy == "record");
     let mut registry = SchemaRegistry::default();
-    let id = registry.register("orders-value", ORDER).map_err(|e| e.to_string())?.id;
-    let checks =
-        SchemaIdChecks { value: SchemaIdCheck { enabled: true, ..SchemaIdCheck::default() }, ..Default::default() };
+    let (id, strategy) = if by_record {
+        let proto = r#"syntax = "proto3"; package shop; message Order { int64 id = 1; string note = 2; }"#;
+        let definition = SchemaDefinition::new(proto, SchemaType::Protobuf, Vec::new());
+        (
+            registry.register("shop.Order", definition).map_err(|e| e.to_string())?.id,
+            SubjectNameStrategy::RecordNameStrategy,
+        )
+    } else {
+        (
+            registry.register("orders-value", ORDER).map_err(|e| e.to_string())?.id,
+            SubjectNameStrategy::TopicNameStrategy,
+        )
+    };
+    let checks = SchemaIdChecks { value: SchemaIdCheck { enabled: true, strategy }, ..Default::default() };
     let mut value = vec![0u8];
     value.extend_from_slice(&id.to_be_bytes());
+    if by_record {
+        value.push(0); // message indexes [0]
+    }
     value.extend((0..value_bytes.saturating_sub(5)).map(|i| b'a' + (i % 26) as u8));
     for codec in [Compression::None, Compression::Lz4] {
         let mut builder = RecordBatchBuilder::with_capacity(records * (value_bytes + 16));

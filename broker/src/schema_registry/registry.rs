@@ -161,7 +161,42 @@ pub struct SchemaRegistry {
     /// On a cluster, the nonces of the last changes applied: how the node that proposed one knows it has.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     recent_changes: VecDeque<u64>,
+    /// Record names found, not the registry's state (never stored, never compared).
+    #[serde(skip)]
+    record_names: RecordNames,
 }
+
+/// Most record names kept; past it the cache starts over.
+const MAX_RECORD_NAMES: usize = 10_000;
+
+/// The record names of (schema id, message indexes) already found: a RecordNameStrategy topic's schema id check
+/// asks for one with every produced batch, and finding it parses the schema (a Protobuf file is compiled). Kept
+/// for good, since an id names one schema forever; a copy of the registry starts without them.
+#[derive(Debug, Default)]
+struct RecordNames(std::sync::Mutex<NamesByMessage>);
+
+/// A record name (or none) by schema id and message indexes.
+type NamesByMessage = std::collections::HashMap<(u32, Vec<usize>), Option<String>>;
+
+impl RecordNames {
+    fn lock(&self) -> std::sync::MutexGuard<'_, NamesByMessage> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Clone for RecordNames {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for RecordNames {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RecordNames {}
 
 impl Default for SchemaRegistry {
     fn default() -> Self {
@@ -172,6 +207,7 @@ impl Default for SchemaRegistry {
             next_id: 1,
             mode: Mode::Readwrite,
             recent_changes: VecDeque::new(),
+            record_names: RecordNames::default(),
         }
     }
 }
@@ -650,7 +686,17 @@ impl SchemaRegistry {
     /// The record name of schema `id` (an Avro named type's full name, a JSON Schema's title, the Protobuf
     /// message `message_indexes` point to), if it has one.
     pub fn record_name(&self, id: u32, message_indexes: &[usize]) -> Option<String> {
-        self.parsed(id)?.record_name(message_indexes)
+        let key = (id, message_indexes.to_vec());
+        if let Some(name) = self.record_names.lock().get(&key) {
+            return name.clone();
+        }
+        let name = self.parsed(id)?.record_name(message_indexes);
+        let mut names = self.record_names.lock();
+        if names.len() >= MAX_RECORD_NAMES {
+            names.clear();
+        }
+        names.insert(key, name.clone());
+        name
     }
 
     /// The (subject, version) pairs holding schema `id`.

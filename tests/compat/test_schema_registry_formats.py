@@ -117,6 +117,11 @@ def test_protobuf_records_round_trip_with_their_imports_registered_as_references
     file = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(serialized["schema"]))
     assert (file.package, [m.name for m in file.message_type]) == ("shop", ["Order"])
     assert list(file.dependency) == ["crm/customer.proto", "google/protobuf/timestamp.proto"]
+    # Without format=serialized the descriptor Python registered is answered as .proto text, as Confluent's
+    # registry answers it: what `rill schema show` and the console show.
+    status, as_text = call(f"{registry['url']}/schemas/ids/{latest.schema_id}")
+    assert status == 200 and 'import "crm/customer.proto";' in as_text["schema"], as_text
+    assert "repeated .shop.Order.Line lines = 4;" in as_text["schema"], as_text["schema"]
 
     customer_version = client.get_latest_version("crm/customer.proto")
     status, referenced_by = call(f"{registry['url']}/subjects/crm%2Fcustomer.proto/versions/1/referencedby")

@@ -100,6 +100,7 @@ pub fn show(console: &Console, page: Page<'_>, subject: &str, query: &Form) -> R
     let pretty = serde_json::from_str::<serde_json::Value>(&shown.text)
         .ok()
         .and_then(|json| serde_json::to_string_pretty(&json).ok())
+        .or_else(|| registry.protobuf_text(shown.id))
         .unwrap_or(shown.text);
     body.text(pretty).raw("</pre>");
     body.raw("<p>").link("/schemas", "All subjects").raw("</p>");

@@ -142,11 +142,12 @@ fn schema_and_ids_of(request: &Request) -> Result<(SchemaDefinition, Option<u32>
 }
 
 /// A schema's text as asked for: Confluent's `format=serialized` gives a Protobuf schema as its base64
-/// descriptor (what Python's deserializer reads); anything else, the text as registered.
+/// descriptor (what Python's deserializer reads); otherwise a Protobuf file registered as a descriptor is given
+/// as `.proto` text where it can be, as Confluent's registry does, and anything else as registered.
 fn text_in_format(registry: &SchemaRegistry, id: u32, text: String, format: Option<&str>) -> String {
     match format {
         Some("serialized") => registry.parsed(id).and_then(|p| p.serialized()).unwrap_or(text),
-        _ => text,
+        _ => registry.protobuf_text(id).unwrap_or(text),
     }
 }
 

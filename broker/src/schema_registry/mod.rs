@@ -20,6 +20,7 @@
 
 pub mod http;
 pub mod json_schema;
+pub mod proto_text;
 pub mod protobuf;
 pub mod registry;
 pub mod schema;

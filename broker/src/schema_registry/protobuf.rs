@@ -40,7 +40,7 @@ impl FileResolver for RegisteredFiles {
 
 /// Whether `text` is a base64 `FileDescriptorProto` rather than `.proto` source: source always has a space or a
 /// semicolon, base64 never does.
-fn is_base64(text: &str) -> bool {
+pub fn is_base64(text: &str) -> bool {
     let text = text.trim();
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
@@ -89,6 +89,13 @@ impl ProtobufSchema {
     /// The compiled file, base64, as Confluent's `format=serialized` answers: what Python's deserializer reads.
     pub fn serialized(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.file.encode_to_vec())
+    }
+
+    /// The file as `.proto` text, when that text compiles (with the same `references`) back to this very file.
+    pub fn text(&self, references: &BTreeMap<String, String>) -> Option<String> {
+        let text = super::proto_text::render(&self.file)?;
+        let again = ProtobufSchema::parse(&text, references).ok()?;
+        (again.identity() == self.identity()).then_some(text)
     }
 
     /// What makes two schemas the same: the compiled file, whether it came as text or as a descriptor, without
@@ -287,6 +294,45 @@ mod tests {
     }
 
     #[test]
+    fn a_descriptor_is_written_back_as_text_that_compiles_to_it() {
+        let customer = r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#;
+        let references = BTreeMap::from([("crm/customer.proto".to_owned(), customer.to_owned())]);
+        let source = r#"syntax = "proto3";
+            package shop;
+            import "crm/customer.proto";
+            import "google/protobuf/timestamp.proto";
+            message Order {
+              enum Status { NEW = 0; PAID = 1; reserved 7; reserved "LOST"; }
+              message Line { string sku = 1; int32 count = 2 [deprecated = true]; }
+              int64 id = 1;
+              crm.Customer customer = 2;
+              repeated Line lines = 3;
+              map<string, int64> totals = 4;
+              optional string note = 5;
+              oneof payment { string card = 6; string voucher = 7; }
+              Status status = 8;
+              google.protobuf.Timestamp at = 9;
+              repeated int32 codes = 10 [packed = false];
+              string display_name = 11 [json_name = "shown"];
+              reserved 20 to 29, 40;
+              reserved "old";
+            }"#;
+        let schema = ProtobufSchema::parse(source, &references).expect("compiles");
+        let text = schema.text(&references).expect("written back");
+        assert!(text.contains("map<string, int64> totals = 4;") && text.contains("oneof payment {"), "{text}");
+        assert!(text.contains("optional string note = 5;") && text.contains("reserved 20 to 29, 40;"), "{text}");
+        let again = ProtobufSchema::parse(&text, &references).expect("the text compiles");
+        assert_eq!(again.identity(), schema.identity());
+        let proto2 = r#"syntax = "proto2"; message P { required string a = 1; optional int32 b = 2 [default = 7];
+            optional string c = 3 [default = "x\"y"]; extensions 100 to max; }"#;
+        let schema = ProtobufSchema::parse(proto2, &BTreeMap::new()).expect("compiles");
+        assert!(schema.text(&BTreeMap::new()).expect("written").contains("[default = \"x\\\"y\"]"));
+        let with_options = r#"syntax = "proto3"; option java_package = "com.shop"; message M { int32 a = 1; }"#;
+        let schema = ProtobufSchema::parse(with_options, &BTreeMap::new()).expect("compiles");
+        assert_eq!(schema.text(&BTreeMap::new()), None, "a file option this writer does not write");
+    }
+
+    #[test]
     fn imports_resolve_from_references() {
         let customer = r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#;
         let references = BTreeMap::from([("crm/customer.proto".to_owned(), customer.to_owned())]);
@@ -417,6 +463,10 @@ mod tests {
             let encoded_other = base64::engine::general_purpose::STANDARD.encode(other.encode_to_vec());
             if let (Ok(schema), Ok(other)) = (&parsed, ProtobufSchema::parse(&encoded_other, &references)) {
                 let _ = (schema.cannot_read(&other), other.cannot_read(schema), schema.message_name(&indexes));
+                if let Some(text) = schema.text(&references) {
+                    let again = ProtobufSchema::parse(&text, &references).expect("written text compiles");
+                    proptest::prop_assert_eq!(again.identity(), schema.identity());
+                }
                 let again = ProtobufSchema::parse(&schema.serialized(), &references).expect("its own descriptor");
                 proptest::prop_assert_eq!(again.identity(), schema.identity());
             }

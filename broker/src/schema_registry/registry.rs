@@ -650,6 +650,17 @@ impl SchemaRegistry {
         Ok((parsed, identity))
     }
 
+    /// Schema `id` as `.proto` text, if it is a Protobuf file registered as a base64 descriptor and the text
+    /// compiles back to the same file: Confluent's registry answers such a schema as text.
+    pub fn protobuf_text(&self, id: u32) -> Option<String> {
+        let stored = self.schemas.get(&id)?;
+        if stored.schema_type != SchemaType::Protobuf || !super::protobuf::is_base64(&stored.text) {
+            return None;
+        }
+        let references = self.resolve_references(&stored.references).ok()?;
+        super::protobuf::ProtobufSchema::parse(&stored.text, &references).ok()?.text(&references)
+    }
+
     /// Schema `id` parsed, if it (still) parses.
     pub fn parsed(&self, id: u32) -> Option<ParsedSchema> {
         self.parse(&self.schemas.get(&id)?.definition()).ok().map(|(parsed, _)| parsed)

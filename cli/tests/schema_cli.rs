@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{rill, AdminBroker};
+use common::{rill, AdminBroker, Output};
 
 const V1: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"}]}"#;
 const V2: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"},
@@ -13,22 +13,40 @@ const V2: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":
 const BREAKING: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"},
   {"name":"coupon","type":"string"}]}"#;
 
-#[test]
-fn rill_schema_registers_checks_lists_and_deletes() {
-    let registry = common::dead_address();
-    let broker = AdminBroker::start(&["--schema-registry-listen", &registry]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
+/// A broker serving the schema registry, and a directory for schema files.
+struct RegistryBroker {
+    registry: String,
+    broker: AdminBroker,
+    dir: tempfile::TempDir,
+}
+
+impl RegistryBroker {
+    fn start() -> Self {
+        let registry = common::dead_address();
+        let broker = AdminBroker::start(&["--schema-registry-listen", &registry]);
+        Self { registry, broker, dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// Writes `text` to the file `name`; its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write");
         path.display().to_string()
-    };
-    let (v1, v2, breaking) = (file("v1.avsc", V1), file("v2.avsc", V2), file("breaking.avsc", BREAKING));
-    let schema = |args: &[&str]| {
-        let mut all = vec!["schema", "--registry", registry.as_str()];
+    }
+
+    /// `rill schema --registry REGISTRY ARGS...`.
+    fn schema(&self, args: &[&str]) -> Output {
+        let mut all = vec!["schema", "--registry", self.registry.as_str()];
         all.extend_from_slice(args);
-        rill(&broker.addr, &all)
-    };
+        rill(&self.broker.addr, &all)
+    }
+}
+
+#[test]
+fn rill_schema_registers_checks_lists_and_deletes() {
+    let setup = RegistryBroker::start();
+    let (file, schema) = (|name: &str, text: &str| setup.file(name, text), |args: &[&str]| setup.schema(args));
+    let (v1, v2, breaking) = (file("v1.avsc", V1), file("v2.avsc", V2), file("breaking.avsc", BREAKING));
 
     let registered = schema(&["register", "orders-value", &v1]);
     assert!(registered.status.success(), "{}", registered.stderr);
@@ -67,25 +85,14 @@ fn rill_schema_registers_checks_lists_and_deletes() {
     assert!(!not_avro.status.success() && not_avro.stderr.contains("42201"), "{}", not_avro.stderr);
     let missing = schema(&["register", "x-value", "/nonexistent.avsc"]);
     assert!(!missing.status.success() && missing.stderr.contains("cannot read the schema file"));
-    let nowhere = rill(&broker.addr, &["schema", "--registry", &common::dead_address(), "subjects"]);
+    let nowhere = rill(&setup.broker.addr, &["schema", "--registry", &common::dead_address(), "subjects"]);
     assert!(!nowhere.status.success() && nowhere.stderr.contains("--schema-registry-listen"), "{}", nowhere.stderr);
 }
 
 #[test]
 fn rill_schema_registers_protobuf_with_references_and_json_schema() {
-    let registry = common::dead_address();
-    let broker = AdminBroker::start(&["--schema-registry-listen", &registry]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).expect("write");
-        path.display().to_string()
-    };
-    let schema = |args: &[&str]| {
-        let mut all = vec!["schema", "--registry", registry.as_str()];
-        all.extend_from_slice(args);
-        rill(&broker.addr, &all)
-    };
+    let setup = RegistryBroker::start();
+    let (file, schema) = (|name: &str, text: &str| setup.file(name, text), |args: &[&str]| setup.schema(args));
     let customer = file("customer.proto", r#"syntax = "proto3"; package crm; message Customer { string name = 1; }"#);
     let order = r#"syntax = "proto3"; package shop; import "crm/customer.proto";
         message Order { int64 id = 1; crm.Customer customer = 2; }"#;

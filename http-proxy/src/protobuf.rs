@@ -9,14 +9,13 @@
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, FileDescriptor, MessageDescriptor, SerializeOptions};
 use prost_types::FileDescriptorProto;
+use rill_protocol::schema_framing::message_indexes;
 use serde_json::Value;
 
 use crate::avro::FRAMING_BYTES;
 
 /// The name the schema's own file takes in the proxy's pool: one no import is called.
 const ROOT_FILE: &str = "rill-http-proxy/registered.proto";
-/// Most message indexes taken (the nesting of a message in its file).
-const MAX_MESSAGE_INDEXES: u64 = 64;
 
 #[derive(Debug)]
 pub(crate) struct ProtobufSchema {
@@ -97,29 +96,6 @@ impl ProtobufSchema {
         let options = SerializeOptions::new().skip_default_fields(false);
         message.serialize_with_options(serde_json::value::Serializer, &options).map_err(|err| err.to_string())
     }
-}
-
-/// Confluent's message indexes at the start of `bytes` (a zigzag varint count, then that many; a count of 0
-/// stands for `[0]`) and the bytes after them.
-pub(crate) fn message_indexes(mut bytes: &[u8]) -> Option<(Vec<usize>, &[u8])> {
-    let mut next = || -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = bytes.split_first()?;
-            bytes = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some((value >> 1) ^ (value & 1).wrapping_neg());
-            }
-        }
-        None
-    };
-    let indexes = match next()? {
-        0 => vec![0],
-        count if count > MAX_MESSAGE_INDEXES => return None,
-        count => (0..count).map(|_| next().and_then(|i| usize::try_from(i).ok())).collect::<Option<Vec<_>>>()?,
-    };
-    Some((indexes, bytes))
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //!   kept records' bytes unchanged; record count, length and CRC new), and the empty batch of a wholly removed run.
 //! - [`control`]: the transaction markers (control batches) a transaction coordinator writes, and reading them back.
 //! - [`partitioner`]: the key-hash partitioner the broker and the client share.
+//! - [`schema_framing`]: Confluent's schema-registry framing of a key or value (Protobuf's message indexes), as
+//!   the broker's schema id validation and the HTTP proxy read it.
 //! - [`reason`]: the machine-readable reason the broker puts beside an error status.
 //! - [`trace_context`]: the W3C `traceparent` record header that carries a trace from producer to consumer.
 //! - [`hops`]: hop timestamps of sampled batches for `rill bench e2e --breakdown`, off (one relaxed load per
@@ -43,6 +45,7 @@ pub mod partitioner;
 pub mod produce_validation;
 pub mod reason;
 pub mod record;
+pub mod schema_framing;
 pub mod trace_context;
 pub mod v1;
 pub mod varint;

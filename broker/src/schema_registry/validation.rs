@@ -6,6 +6,7 @@
 //! or wrote with another topic's schema, cannot put records consumers would fail to read. A null key or value
 //! (a tombstone) passes, as it carries no data to read.
 
+use rill_protocol::schema_framing::message_indexes;
 use rill_protocol::BatchError;
 
 use super::registry::SchemaRegistry;
@@ -47,32 +48,6 @@ pub fn check_batch(
 /// A side, schema id and (for a record name) message indexes already checked in this batch, and the outcome.
 type Seen = (bool, u32, Option<Vec<usize>>, Result<(), String>);
 
-/// Most message indexes taken after a schema id (nesting depth of a Protobuf message).
-const MAX_MESSAGE_INDEXES: u64 = 64;
-
-/// The message indexes Confluent's Protobuf serializers write after the schema id: a zigzag varint count, then
-/// that many zigzag varints; a count of 0 stands for `[0]` (the file's first message). None if they do not
-/// parse.
-pub fn message_indexes(mut bytes: &[u8]) -> Option<Vec<usize>> {
-    let mut next = || -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = bytes.split_first()?;
-            bytes = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some((value >> 1) ^ (value & 1).wrapping_neg());
-            }
-        }
-        None
-    };
-    match next()? {
-        0 => Some(vec![0]),
-        count if count > MAX_MESSAGE_INDEXES => None,
-        count => (0..count).map(|_| next().and_then(|i| usize::try_from(i).ok())).collect(),
-    }
-}
-
 fn check_field(
     is_key: bool,
     bytes: Option<&[u8]>,
@@ -96,7 +71,7 @@ fn check_field(
     // record, which was most of a 100 B record's check.)
     let indexes = match check.strategy {
         SubjectNameStrategy::TopicNameStrategy => None,
-        _ => Some(message_indexes(&bytes[ID_END..]).unwrap_or_default()),
+        _ => Some(message_indexes(&bytes[ID_END..]).map(|(indexes, _)| indexes).unwrap_or_default()),
     };
     if let Some((_, _, _, known)) = seen.iter().find(|(k, i, m, _)| *k == is_key && *i == id && *m == indexes) {
         return known.clone();
@@ -226,9 +201,6 @@ mod tests {
             Err(BatchError::SchemaIdRefused { reason, .. }) => assert!(reason.contains("\"shop.Order\""), "{reason}"),
             other => panic!("shop.Order is not a subject: {other:?}"),
         }
-        assert_eq!(message_indexes(b"\x02\x02"), Some(vec![1]));
-        assert_eq!(message_indexes(b"\x7f"), None, "a count past the limit");
-        assert_eq!(message_indexes(b"\x04\x02"), None, "cut short");
 
         let json = r#"{"title":"shop.Payment","type":"object"}"#;
         let id = registry.register("shop.Payment", SchemaDefinition::new(json, SchemaType::Json, Vec::new()));

@@ -206,6 +206,23 @@ pub struct BrokerConfig {
     /// How often a KIP-848 member is told to heartbeat (Kafka's `group.consumer.heartbeat.interval.ms`); it also
     /// bounds how soon a member hears of a new assignment. Below the session timeout.
     pub group_consumer_heartbeat_interval_ms: u64,
+    /// Share groups (KIP-932): a member that sends no ShareGroupHeartbeat this long is removed and the records it
+    /// held go back to the group (Kafka's `group.share.session.timeout.ms`).
+    pub share_session_timeout_ms: u64,
+    /// How often a share group member is told to heartbeat (`group.share.heartbeat.interval.ms`).
+    pub share_heartbeat_interval_ms: u64,
+    /// How long a share group member holds a record it fetched before it goes back to the group
+    /// (`group.share.record.lock.duration.ms`).
+    pub share_record_lock_duration_ms: u64,
+    /// How often a record is delivered to a share group before it is given up (archived) instead of delivered
+    /// again (`group.share.delivery.count.limit`).
+    pub share_delivery_count_limit: u16,
+    /// Most records of one share partition in flight at once, from its first undone record on
+    /// (`group.share.partition.max.record.locks`): what bounds a share group's state per partition.
+    pub share_max_record_locks: u32,
+    /// Where a share group starts on a partition it has never read (`share.auto.offset.reset`): the log's start
+    /// (`earliest`) or its end (`latest`, Kafka's default).
+    pub share_auto_offset_reset: crate::share_groups::ShareOffsetReset,
     /// Most consumer groups the coordinator holds (with members, or empty and remembered for their offsets).
     pub max_groups: u32,
     /// Most members one group may have.
@@ -452,6 +469,12 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 300_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            share_session_timeout_ms: 45_000,
+            share_heartbeat_interval_ms: 5_000,
+            share_record_lock_duration_ms: 30_000,
+            share_delivery_count_limit: 5,
+            share_max_record_locks: 2_000,
+            share_auto_offset_reset: crate::share_groups::ShareOffsetReset::Latest,
             max_groups: 10_000,
             max_members_per_group: 1_000,
             max_topics_per_member: 1_000,
@@ -755,6 +778,31 @@ impl BrokerConfig {
 
     fn validate_groups(&self) -> Result<(), ConfigError> {
         let bad = |setting, reason: String| Err(ConfigError { setting, reason });
+        // Kafka's bounds for the share group settings of the same names.
+        if self.share_heartbeat_interval_ms == 0
+            || self.share_heartbeat_interval_ms >= self.share_session_timeout_ms
+            || self.share_session_timeout_ms > i32::MAX as u64
+        {
+            return bad(
+                "share_heartbeat_interval_ms",
+                format!(
+                    "{} must be at least 1 and below share_session_timeout_ms ({}, at most 2^31-1)",
+                    self.share_heartbeat_interval_ms, self.share_session_timeout_ms
+                ),
+            );
+        }
+        if !(1_000..=3_600_000).contains(&self.share_record_lock_duration_ms) {
+            return bad(
+                "share_record_lock_duration_ms",
+                format!("{} is outside 1000..=3600000", self.share_record_lock_duration_ms),
+            );
+        }
+        if !(2..=10).contains(&self.share_delivery_count_limit) {
+            return bad("share_delivery_count_limit", format!("{} is outside 2..=10", self.share_delivery_count_limit));
+        }
+        if !(100..=100_000).contains(&self.share_max_record_locks) {
+            return bad("share_max_record_locks", format!("{} is outside 100..=100000", self.share_max_record_locks));
+        }
         // Sessions are sent to members as u32 milliseconds.
         let max_session_ms = u64::from(u32::MAX);
         if self.group_consumer_heartbeat_interval_ms == 0

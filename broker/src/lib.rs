@@ -105,6 +105,7 @@ pub mod request_trace;
 pub mod schema_registry;
 mod server;
 mod service;
+pub mod share_groups;
 mod tls;
 mod topic_config;
 mod topic_id;

@@ -16,6 +16,8 @@ pub struct Node {
     pub registry: Registry,
     pub offsets: Arc<OffsetStore>,
     pub groups: Arc<GroupCoordinator>,
+    /// Share groups (KIP-932), served to Kafka clients on a single node.
+    pub shares: Arc<crate::share_groups::ShareGroups>,
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
     /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.
@@ -66,6 +68,14 @@ impl Node {
             // The topic is gone whatever happens next; offsets left behind are forgotten at the next start.
             if let Err(err) = self.offsets.forget_topics([name.to_owned()].into(), deleted_at_ms).await {
                 tracing::error!(topic = %name, error = %err, "cannot forget a deleted topic's committed offsets");
+            }
+            // Share groups too: a topic created again under this name is read from its reset policy.
+            self.shares.forget_topic(name);
+            for group in self.offsets.share_groups_of_topic(name) {
+                let topic = name.to_owned();
+                if let Err(err) = self.offsets.forget_share_states(&group, move |key| key.topic == topic).await {
+                    tracing::error!(topic = %name, %group, error = %err, "cannot forget a deleted topic's share state");
+                }
             }
             return Ok(());
         };

@@ -233,6 +233,7 @@ impl Broker {
             registry,
             offsets,
             groups,
+            shares: Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config))),
             producer_ids,
             users: users.clone(),
             metrics: metrics.clone(),

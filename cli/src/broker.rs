@@ -144,6 +144,18 @@ pub struct BrokerArgs {
     /// [default: 10]
     #[arg(long, env = "RILL_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", value_name = "PERCENT")]
     leader_imbalance_per_broker_percentage: Option<u32>,
+    /// Where a Kafka share group (KIP-932) starts on a partition it has never read: the log's start or its end
+    /// (Kafka's share.auto.offset.reset). [default: latest]
+    #[arg(long, env = "RILL_SHARE_AUTO_OFFSET_RESET", value_name = "earliest|latest", value_parser = parse_share_reset)]
+    share_auto_offset_reset: Option<rill_broker::share_groups::ShareOffsetReset>,
+    /// How long a share group member holds a record it fetched before the record goes back to the group
+    /// (1000..=3600000; Kafka's group.share.record.lock.duration.ms). [default: 30000]
+    #[arg(long, env = "RILL_SHARE_RECORD_LOCK_MS", value_name = "MS")]
+    share_record_lock_ms: Option<u64>,
+    /// Deliveries of a record to a share group before it is given up instead of delivered again (2..=10;
+    /// Kafka's group.share.delivery.count.limit). [default: 5]
+    #[arg(long, env = "RILL_SHARE_DELIVERY_COUNT_LIMIT", value_name = "N")]
+    share_delivery_count_limit: Option<u16>,
     /// Serve gRPC and Kafka over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
     /// on SIGHUP and when the file changes.
     #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -230,6 +242,15 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
         "on" => Ok(true),
         "off" => Ok(false),
         _ => Err(format!("{text:?} is not one of on, off")),
+    }
+}
+
+fn parse_share_reset(text: &str) -> Result<rill_broker::share_groups::ShareOffsetReset, String> {
+    use rill_broker::share_groups::ShareOffsetReset;
+    match text {
+        "earliest" => Ok(ShareOffsetReset::Earliest),
+        "latest" => Ok(ShareOffsetReset::Latest),
+        _ => Err(format!("{text:?} is not one of earliest, latest")),
     }
 }
 
@@ -396,6 +417,15 @@ impl BrokerArgs {
         }
         if let Some(v) = self.leader_imbalance_per_broker_percentage {
             config.leader_imbalance_per_broker_percentage = v;
+        }
+        if let Some(v) = self.share_auto_offset_reset {
+            config.share_auto_offset_reset = v;
+        }
+        if let Some(v) = self.share_record_lock_ms {
+            config.share_record_lock_duration_ms = v;
+        }
+        if let Some(v) = self.share_delivery_count_limit {
+            config.share_delivery_count_limit = v;
         }
         if let Some(v) = self.join {
             config.join = v;
@@ -648,6 +678,29 @@ mod tests {
         assert_eq!((defaults.rack, defaults.follower_fetching), (None, true));
         let refused = config_from(&["--rack", "zone a"]).expect_err("a space").to_string();
         assert!(refused.contains("rack") && refused.contains("letters, digits"), "{refused}");
+    }
+
+    #[test]
+    fn share_group_settings_come_from_their_flags_and_bad_ones_are_refused() {
+        use rill_broker::share_groups::ShareOffsetReset;
+        let config = config_from(&[
+            "--share-auto-offset-reset",
+            "earliest",
+            "--share-record-lock-ms",
+            "5000",
+            "--share-delivery-count-limit",
+            "3",
+        ])
+        .expect("valid");
+        assert_eq!(config.share_auto_offset_reset, ShareOffsetReset::Earliest);
+        assert_eq!((config.share_record_lock_duration_ms, config.share_delivery_count_limit), (5_000, 3));
+        assert_eq!(config_from(&[]).expect("the defaults").share_auto_offset_reset, ShareOffsetReset::Latest);
+        let refused = config_from(&["--share-auto-offset-reset", "newest"]).expect_err("not a policy").to_string();
+        assert!(refused.contains("earliest") && refused.contains("latest"), "{refused}");
+        let refused = config_from(&["--share-delivery-count-limit", "11"]).expect_err("too many").to_string();
+        assert!(refused.contains("share_delivery_count_limit") && refused.contains("2..=10"), "{refused}");
+        let refused = config_from(&["--share-record-lock-ms", "10"]).expect_err("too short").to_string();
+        assert!(refused.contains("1000..=3600000"), "{refused}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod kafka_leader_epochs;
 mod kafka_log_dirs;
 mod kafka_protocol;
 mod kafka_reauthentication;
+mod kafka_share_groups;
 mod leader_epochs;
 mod limits;
 mod metrics;

@@ -46,6 +46,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-848's broker-assigned groups (`group.protocol=consumer`); v1 is what librdkafka 2.12 and Kafka 4.0 send.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Share groups (KIP-932, `share_groups/`), on a single node only: v1 is the first version Kafka 4.1 made
+    // stable, and what librdkafka 2.15's share consumer sends. DescribeShareGroupOffsets v0 is the codec's.
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
     // Topic administration; DeleteTopics v6 names topics by id (not served), DescribeCluster v2 adds fenced
     // brokers of KRaft controllers.
     (ApiKey::CreateTopics, 2, 7),
@@ -90,6 +97,18 @@ fn is_sasl_api(key: ApiKey) -> bool {
     matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
+/// The share group APIs, which a cluster node does not serve (share groups run on a single node in this version).
+pub fn is_share_api(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::ShareGroupHeartbeat
+            | ApiKey::ShareGroupDescribe
+            | ApiKey::ShareFetch
+            | ApiKey::ShareAcknowledge
+            | ApiKey::DescribeShareGroupOffsets
+    )
+}
+
 /// The versions of `api_key` served, if it is served at all.
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
     SUPPORTED.iter().find(|(key, _, _)| *key as i16 == api_key).map(|&(_, min, max)| (min, max))
@@ -98,10 +117,11 @@ pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
 /// The answer to an ApiVersions request of any version. A client that sent a version above the highest served
 /// gets UNSUPPORTED_VERSION with the list anyway, which it reads as v0 and then retries at a version it finds
 /// there (the caller encodes this answer at v0 in that case).
-pub fn answer(is_version_supported: bool, is_sasl_on: bool) -> ApiVersionsResponse {
+pub fn answer(is_version_supported: bool, is_sasl_on: bool, is_cluster: bool) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
         .filter(|(key, _, _)| is_sasl_on || !is_sasl_api(*key))
+        .filter(|(key, _, _)| !is_cluster || !is_share_api(*key))
         .map(|&(key, min, max)| {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
@@ -124,7 +144,7 @@ mod tests {
 
     #[test]
     fn an_unsupported_version_is_answered_with_the_list_and_unsupported_version() {
-        let answer = answer(false, true);
+        let answer = answer(false, true, false);
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
@@ -134,11 +154,21 @@ mod tests {
     }
 
     #[test]
+    fn share_group_apis_are_advertised_only_on_a_single_node() {
+        let has_share = |answer: &ApiVersionsResponse| {
+            answer.api_keys.iter().filter(|k| k.api_key == ApiKey::ShareFetch as i16).count()
+        };
+        assert_eq!(has_share(&answer(true, false, false)), 1);
+        assert_eq!(has_share(&answer(true, false, true)), 0);
+        assert!(is_share_api(ApiKey::ShareGroupHeartbeat) && !is_share_api(ApiKey::ConsumerGroupHeartbeat));
+    }
+
+    #[test]
     fn sasl_apis_are_advertised_only_with_sasl_on() {
         let has_sasl =
             |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::SaslHandshake as i16);
-        assert!(has_sasl(&answer(true, true)));
-        assert!(!has_sasl(&answer(true, false)));
-        assert_eq!(answer(true, false).api_keys.len(), SUPPORTED.len() - 2);
+        assert!(has_sasl(&answer(true, true, false)));
+        assert!(!has_sasl(&answer(true, false, false)));
+        assert_eq!(answer(true, false, false).api_keys.len(), SUPPORTED.len() - 2);
     }
 }

@@ -16,6 +16,7 @@ mod client_quotas;
 #[cfg(test)]
 mod fuzz;
 mod groups;
+mod share;
 mod transactions;
 
 /// Why a request body is refused before decoding.
@@ -48,6 +49,11 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::SyncGroup => groups::sync_group(&mut walk, version)?,
         ApiKey::LeaveGroup => groups::leave_group(&mut walk, version)?,
         ApiKey::ConsumerGroupHeartbeat => groups::consumer_group_heartbeat(&mut walk, version)?,
+        ApiKey::ShareGroupHeartbeat => share::share_group_heartbeat(&mut walk)?,
+        ApiKey::ShareFetch => share::share_fetch(&mut walk)?,
+        ApiKey::ShareAcknowledge => share::share_acknowledge(&mut walk)?,
+        ApiKey::ShareGroupDescribe => share::share_group_describe(&mut walk)?,
+        ApiKey::DescribeShareGroupOffsets => share::describe_share_group_offsets(&mut walk)?,
         ApiKey::CreateTopics => admin::create_topics(&mut walk, version)?,
         ApiKey::DeleteTopics => admin::delete_topics(&mut walk, version)?,
         ApiKey::DeleteRecords => admin::delete_records(&mut walk, version)?,

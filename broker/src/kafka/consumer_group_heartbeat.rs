@@ -33,6 +33,12 @@ pub fn answer(
     if let Err(err) = kafka.node.offsets.check_coordinator(&group) {
         return refused(ResponseError::NotCoordinator, err.to_string());
     }
+    if kafka.node.shares.is_share_group(&group) {
+        return refused(
+            ResponseError::GroupIdNotFound,
+            format!("group {group} is a share group, not a consumer group"),
+        );
+    }
     let ids = TopicIds::now(kafka);
     let (subscribed_topics, subscription) = match subscription(kafka, &request, &ids) {
         Ok(Some((topics, asked))) => (Some(topics), Some(asked)),
@@ -169,20 +175,26 @@ impl TopicIds {
         self.by_name.get(name).copied()
     }
 
-    fn name_of(&self, id: Uuid) -> Option<&str> {
+    pub(super) fn name_of(&self, id: Uuid) -> Option<&str> {
         self.by_id.get(&id).map(String::as_str)
     }
 
     /// The assignment on the wire; a topic deleted since the assignment was computed is left out.
     fn by_topic_id(&self, partitions: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
+        self.grouped(partitions)
+            .into_iter()
+            .map(|(id, partitions)| TopicPartitions::default().with_topic_id(id).with_partitions(partitions))
+            .collect()
+    }
+
+    /// Partitions grouped by topic id; a topic deleted since they were listed is left out.
+    pub(super) fn grouped(&self, partitions: &BTreeSet<TopicPartition>) -> BTreeMap<Uuid, Vec<i32>> {
         let mut out: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
         for tp in partitions {
             if let Some(id) = self.by_name.get(&tp.topic) {
                 out.entry(*id).or_default().push(tp.partition as i32);
             }
         }
-        out.into_iter()
-            .map(|(id, partitions)| TopicPartitions::default().with_topic_id(id).with_partitions(partitions))
-            .collect()
+        out
     }
 }

@@ -14,7 +14,8 @@ use super::{
     acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
     delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
     groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
-    sync_group, topics_admin, transactions, transactions_admin, user_scram, KafkaContext,
+    share_fetch, share_group_describe, share_group_heartbeat, sync_group, topics_admin, transactions,
+    transactions_admin, user_scram, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -128,6 +129,35 @@ pub async fn answer(
                 None => consumer_group_heartbeat::answer(kafka, request, caller),
             }
         }),
+        ApiKey::ShareGroupHeartbeat => serve!(ShareGroupHeartbeatRequest, |request| {
+            match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {
+                Some(GroupDenial { code, message }) => ShareGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message)))
+                    .with_member_epoch(-1),
+                None => share_group_heartbeat::answer(kafka, request, caller).await,
+            }
+        }),
+        ApiKey::ShareFetch => {
+            serve!(ShareFetchRequest, |request| share_fetch::answer(kafka, request, &caller.principal).await)
+        }
+        ApiKey::ShareAcknowledge => serve!(ShareAcknowledgeRequest, |request| {
+            share_fetch::acknowledge_request(kafka, request, &caller.principal).await
+        }),
+        ApiKey::ShareGroupDescribe => {
+            serve!(ShareGroupDescribeRequest, |request| share_group_describe::describe(
+                kafka,
+                &request,
+                &caller.principal
+            ))
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            serve!(DescribeShareGroupOffsetsRequest, |request| share_group_describe::offsets(
+                kafka,
+                &request,
+                &caller.principal
+            ))
+        }
         ApiKey::ConsumerGroupDescribe => {
             serve!(ConsumerGroupDescribeRequest, |request| consumer_group_describe::answer(kafka, &request))
         }

@@ -32,6 +32,7 @@ request_level!(
     HeartbeatResponse,
     ListGroupsResponse,
     ConsumerGroupHeartbeatResponse,
+    ShareGroupHeartbeatResponse,
     DescribeClusterResponse,
     DescribeAclsResponse,
     DescribeClientQuotasResponse,
@@ -176,6 +177,39 @@ impl ErrorCodes for DescribeGroupsResponse {
 impl ErrorCodes for ConsumerGroupDescribeResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.groups.iter().for_each(|g| count(g.error_code));
+    }
+}
+
+impl ErrorCodes for ShareGroupDescribeResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        self.groups.iter().for_each(|g| count(g.error_code));
+    }
+}
+
+impl ErrorCodes for DescribeShareGroupOffsetsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        for group in &self.groups {
+            count(group.error_code);
+            group.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+        }
+    }
+}
+
+/// A share fetch counts its request's code, each partition's, and each partition's acknowledgement's.
+impl ErrorCodes for ShareFetchResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        for partition in self.responses.iter().flat_map(|t| &t.partitions) {
+            count(partition.error_code);
+            count(partition.acknowledge_error_code);
+        }
+    }
+}
+
+impl ErrorCodes for ShareAcknowledgeResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.responses.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
     }
 }
 

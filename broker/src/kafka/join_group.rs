@@ -21,6 +21,12 @@ pub async fn answer(
     version: i16,
     caller: Caller,
 ) -> JoinGroupResponse {
+    if kafka.node.shares.is_share_group(request.group_id.as_str()) {
+        // JoinGroup has no error message: the code alone says the id belongs to a group of another kind.
+        return JoinGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::InconsistentGroupProtocol.code())
+            .with_generation_id(-1);
+    }
     let protocol_type = request.protocol_type.to_string();
     let topics = match protocol_type.as_str() {
         "consumer" => {

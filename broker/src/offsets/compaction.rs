@@ -18,6 +18,7 @@ use std::path::Path;
 use rill_protocol::{Record, RecordBatchBuilder};
 use rill_storage::{Log, LogConfig};
 
+use super::share_states::{self, StoredShareState};
 use super::{encode_key, encode_value, Committed, OffsetKey, OFFSETS_LOG_DIR};
 use crate::error::{BrokerError, Result};
 use crate::meta::fsync_dir;
@@ -32,19 +33,26 @@ pub fn is_worth_it(records: usize, live: usize) -> bool {
     dead >= MIN_DEAD_RECORDS && dead > live
 }
 
-/// Replaces the offsets log under `data_dir` with one holding exactly `committed`.
-pub fn rewrite(data_dir: &Path, committed: &BTreeMap<OffsetKey, Committed>, config: LogConfig) -> Result<()> {
+/// Replaces the offsets log under `data_dir` with one holding exactly `committed` and `shares` (share groups'
+/// partition states).
+pub fn rewrite(
+    data_dir: &Path,
+    committed: &BTreeMap<OffsetKey, Committed>,
+    shares: &BTreeMap<OffsetKey, StoredShareState>,
+    config: LogConfig,
+) -> Result<()> {
     let (live, new, old) = dirs(data_dir);
     remove_dir_if_present(&new)?;
     let log = Log::open(&new, config)?;
     let mut builder = RecordBatchBuilder::default();
-    for (key, commit) in committed {
-        let record = Record {
-            key: Some(encode_key(key)),
-            value: Some(encode_value(commit.offset, commit.commit_time_ms, &commit.metadata)),
-            headers: Vec::new(),
-            timestamp_ms: commit.commit_time_ms,
-        };
+    let commits = committed.iter().map(|(key, commit)| Record {
+        key: Some(encode_key(key)),
+        value: Some(encode_value(commit.offset, commit.commit_time_ms, &commit.metadata)),
+        headers: Vec::new(),
+        timestamp_ms: commit.commit_time_ms,
+    });
+    let states = shares.iter().map(|(key, state)| share_states::record(key, Some(&state.bytes), crate::node::now_ms()));
+    for record in commits.chain(states) {
         if !builder.is_empty() && builder.encoded_bytes() + builder.record_bytes(&record) > BATCH_BYTES {
             log.append(&std::mem::take(&mut builder).build())?;
         }
@@ -59,7 +67,7 @@ pub fn rewrite(data_dir: &Path, committed: &BTreeMap<OffsetKey, Committed>, conf
     fs::rename(&new, &live).map_err(BrokerError::io(&new))?;
     fsync_dir(data_dir)?;
     remove_dir_if_present(&old)?;
-    tracing::info!(entries = committed.len(), "compacted the committed-offsets log");
+    tracing::info!(entries = committed.len(), share_partitions = shares.len(), "compacted the committed-offsets log");
     Ok(())
 }
 
@@ -105,12 +113,17 @@ mod tests {
         OffsetKey { group: "g".into(), topic: "t".into(), partition }
     }
 
-    /// 12,000 commits of 3 keys: the reopened store is compacted to 3 records and keeps the last of each.
+    /// 12,000 commits of 3 keys and a share partition's state saved 3 times: the reopened store is compacted to 4
+    /// records and keeps the last of each.
     async fn store_with_many_dead_commits(dir: &Path) {
         let store = Arc::new(OffsetStore::open(dir).await.unwrap());
         for round in 0..4 {
             let commits = (0..3000).map(|i| (key(i % 3), i64::from(round * 3000 + i), format!("r{round}"))).collect();
             store.commit(commits, 7).await.unwrap();
+        }
+        for version in 1..=3u64 {
+            let state = crate::share_groups::StateToStore { key: key(0), version, bytes: vec![version as u8] };
+            store.save_share_states("g", vec![state]).await.unwrap();
         }
         store.close().await.unwrap();
     }
@@ -122,7 +135,8 @@ mod tests {
         let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
         assert_eq!(store.get(&key(0)).map(|c| c.offset), Some(11_997));
         assert_eq!(store.get(&key(2)), Some(Committed { offset: 11_999, metadata: "r3".into(), commit_time_ms: 7 }));
-        assert_eq!(store.local_log().high_watermark(), 3, "one record per live key");
+        assert_eq!(store.local_log().high_watermark(), 4, "one record per live key");
+        assert_eq!(store.share_state(&key(0)), Some(vec![3]), "the share state is a live key too");
         assert!(!dir.path().join(format!("{OFFSETS_LOG_DIR}.old")).exists());
         store.commit(vec![(key(1), 5, String::new())], 8).await.unwrap();
         store.close().await.unwrap();

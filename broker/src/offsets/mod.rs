@@ -11,6 +11,9 @@
 //! - key: `0u8`, group length (u16), group (UTF-8), topic length (u16), topic (UTF-8), partition (u32)
 //! - value: `0u8`, offset (i64), commit time ms (i64), metadata (UTF-8, the rest of the value)
 //!
+//! The same log holds share groups' partition states (`share_states.rs`), keyed by (group, topic, partition) with
+//! a key version byte of 1, so they replay, compact and are deleted with the commits.
+//!
 //! The log keeps every commit until the broker starts: then, if most of its records are superseded, it is
 //! rewritten with one record per live key (`compaction.rs`), so replay time follows the number of committed
 //! partitions rather than the number of commits ever made.
@@ -30,6 +33,7 @@ use crate::replication::CannotWrite;
 
 mod compaction;
 pub mod replicated;
+mod share_states;
 
 pub use replicated::OFFSETS_TOPIC;
 
@@ -78,6 +82,8 @@ pub struct OffsetStore {
     /// Guards appends to the log together with the map update, so the map and the log agree on which of two
     /// concurrent commits of one key came last. Held only inside blocking tasks, never across an await.
     committed: Mutex<BTreeMap<OffsetKey, Committed>>,
+    /// Share groups' partition states (`share_states.rs`); locked after `committed`, never before it.
+    share_states: Mutex<BTreeMap<OffsetKey, share_states::StoredShareState>>,
 }
 
 impl OffsetStore {
@@ -97,17 +103,27 @@ impl OffsetStore {
             };
             compaction::finish_interrupted(&data_dir)?;
             let mut log = Log::open(&dir, config)?;
-            let (mut committed, mut records) = replay(&log)?;
-            if compaction::is_worth_it(records, committed.len()) {
+            let mut replayed = replay(&log)?;
+            if compaction::is_worth_it(replayed.records, replayed.committed.len() + replayed.share_states.len()) {
                 log.close()?;
                 drop(log);
-                compaction::rewrite(&data_dir, &committed, config)?;
+                compaction::rewrite(&data_dir, &replayed.committed, &replayed.share_states, config)?;
                 log = Log::open(&dir, config)?;
-                (committed, records) = replay(&log)?;
+                replayed = replay(&log)?;
             }
-            tracing::info!(entries = committed.len(), records, "restored committed offsets");
+            let Replayed { committed, share_states, records } = replayed;
+            tracing::info!(
+                entries = committed.len(),
+                share_partitions = share_states.len(),
+                records,
+                "restored committed offsets"
+            );
             let syncs = DurableSyncs::new(log.durable_end_offset());
-            Ok(OffsetStore { backing: Backing::Local(Arc::new(log), syncs), committed: Mutex::new(committed) })
+            Ok(OffsetStore {
+                backing: Backing::Local(Arc::new(log), syncs),
+                committed: Mutex::new(committed),
+                share_states: Mutex::new(share_states),
+            })
         })
         .await
     }
@@ -123,6 +139,7 @@ impl OffsetStore {
         OffsetStore {
             backing: Backing::Replicated(replicated::Coordinators::new(controller, node_id, config)),
             committed: Mutex::new(BTreeMap::new()),
+            share_states: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -400,9 +417,20 @@ impl OffsetStore {
     }
 }
 
-/// The live commits in the log, and how many records it took to find them.
-fn replay(log: &Log) -> Result<(BTreeMap<OffsetKey, Committed>, usize)> {
+/// What a replay of the log found.
+struct Replayed {
+    /// The live commits.
+    committed: BTreeMap<OffsetKey, Committed>,
+    /// The live share partition states.
+    share_states: BTreeMap<OffsetKey, share_states::StoredShareState>,
+    /// How many records it took to find them.
+    records: usize,
+}
+
+/// The live commits and share partition states in the log.
+fn replay(log: &Log) -> Result<Replayed> {
     let mut committed = BTreeMap::new();
+    let mut share_states = BTreeMap::new();
     let mut records_seen = 0;
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {
@@ -417,6 +445,10 @@ fn replay(log: &Log) -> Result<(BTreeMap<OffsetKey, Committed>, usize)> {
             for record in records {
                 let record = record.map_err(|e| BrokerError::Internal(format!("offsets log: {e}")))?;
                 records_seen += 1;
+                if let Some(key) = record.key.and_then(share_states::decode_key) {
+                    share_states::replay_record(&mut share_states, key, record.value);
+                    continue;
+                }
                 match (record.key.and_then(decode_key), record.value.map(decode_value)) {
                     (Some(key), Some(Some(value))) => {
                         committed.insert(key, value);
@@ -430,12 +462,17 @@ fn replay(log: &Log) -> Result<(BTreeMap<OffsetKey, Committed>, usize)> {
             }
         }
     }
-    Ok((committed, records_seen))
+    Ok(Replayed { committed, share_states, records: records_seen })
 }
 
 fn encode_key(key: &OffsetKey) -> Vec<u8> {
+    encode_key_versioned(FORMAT_VERSION, key)
+}
+
+/// A key's layout, after a version byte that says what the record is (0 a commit, 1 a share partition's state).
+fn encode_key_versioned(version: u8, key: &OffsetKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + key.group.len() + key.topic.len());
-    out.push(FORMAT_VERSION);
+    out.push(version);
     // Both names are length-checked (<= 249 chars of at most 4 bytes) before they get here.
     out.extend_from_slice(&(key.group.len() as u16).to_be_bytes());
     out.extend_from_slice(key.group.as_bytes());
@@ -446,8 +483,12 @@ fn encode_key(key: &OffsetKey) -> Vec<u8> {
 }
 
 fn decode_key(bytes: &[u8]) -> Option<OffsetKey> {
+    decode_key_versioned(FORMAT_VERSION, bytes)
+}
+
+fn decode_key_versioned(expected: u8, bytes: &[u8]) -> Option<OffsetKey> {
     let (&version, rest) = bytes.split_first()?;
-    if version != FORMAT_VERSION {
+    if version != expected {
         return None;
     }
     let (group, rest) = take_string(rest)?;
@@ -536,10 +577,10 @@ mod tests {
             builder.push(&Record { key: Some(encode_key(&key)), value, headers: Vec::new(), timestamp_ms: 1_000 });
             log.append(&builder.build()).unwrap();
         }
-        let (before, records_before) = replay(&log).unwrap();
+        let Replayed { committed: before, records: records_before, .. } = replay(&log).unwrap();
         let compacted = log.compact_if_configured().unwrap().expect("a pass was due");
         assert!(compacted.records_removed > 300, "{compacted:?}");
-        let (after, records_after) = replay(&log).unwrap();
+        let Replayed { committed: after, records: records_after, .. } = replay(&log).unwrap();
         assert_eq!(after, before);
         assert!(records_after < records_before / 4, "{records_after} records replayed, {records_before} before");
     }

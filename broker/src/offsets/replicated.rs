@@ -302,7 +302,8 @@ async fn load(store: Arc<OffsetStore>, replication: Arc<Replication>, partition:
     let log = Arc::clone(partition.log());
     let replayed = blocking(move || replay(&log)).await;
     let entries: BTreeMap<OffsetKey, Committed> = match replayed {
-        Ok((entries, _)) => entries,
+        // Share groups run on a single node in this version: a cluster's offsets partitions hold no share states.
+        Ok(replayed) => replayed.committed,
         Err(err) => {
             tracing::error!(partition = index, error = %err, "cannot replay an offsets partition");
             return forget_loading(&store, index, epoch);

@@ -92,6 +92,9 @@ pub fn list(node: &Node) -> v1::ListGroupsResponse {
 pub async fn delete(node: &Node, group: String) -> Result<v1::DeleteGroupResponse> {
     check_group_id(&group)?;
     node.offsets.check_coordinator(&group)?;
+    if node.shares.is_share_group(&group) {
+        return delete_share_group(node, group).await;
+    }
     node.groups.check_empty(&group, "deleting a group")?;
     let is_known = node.groups.knows(&group);
     let groups = Arc::clone(&node.groups);
@@ -106,6 +109,21 @@ pub async fn delete(node: &Node, group: String) -> Result<v1::DeleteGroupRespons
     }
     tracing::info!(%group, offsets = deleted, "deleted group");
     Ok(v1::DeleteGroupResponse { deleted_offsets: deleted as u32 })
+}
+
+/// Deletes a share group without members: its members' records and its share partitions' stored states, so a
+/// share group of the same name starts afresh (at its reset policy).
+async fn delete_share_group(node: &Node, group: String) -> Result<v1::DeleteGroupResponse> {
+    match node.shares.delete(&group, tokio::time::Instant::now()) {
+        Ok(_) => {}
+        Err(crate::share_groups::ShareError::NotEmpty { members, .. }) => {
+            return Err(BrokerError::GroupNotEmpty { group, members, action: "deleting a group" });
+        }
+        Err(err) => return Err(BrokerError::Internal(err.to_string())),
+    }
+    let forgotten = node.offsets.forget_share_states(&group, |_| true).await?;
+    tracing::info!(%group, share_partitions = forgotten, "deleted share group");
+    Ok(v1::DeleteGroupResponse { deleted_offsets: forgotten as u32 })
 }
 
 pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::ResetOffsetsResponse> {

@@ -117,6 +117,21 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     all.push(encoded(ApiKey::DescribeConfigs, 4, &describe));
     all.push(encoded(ApiKey::FindCoordinator, 4, &find));
     all.push(encoded(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat));
+    let ack = share_fetch_request::AcknowledgementBatch::default().with_acknowledge_types(vec![1, 2]);
+    let share_partition = share_fetch_request::FetchPartition::default().with_acknowledgement_batches(vec![ack; 2]);
+    let share_fetch = ShareFetchRequest::default()
+        .with_group_id(Some(GroupId(text("g"))))
+        .with_member_id(Some(text("m")))
+        .with_topics(vec![share_fetch_request::FetchTopic::default().with_partitions(vec![share_partition; 2]); 2])
+        .with_forgotten_topics_data(vec![
+            share_fetch_request::ForgottenTopic::default().with_partitions(vec![0, 1]);
+            2
+        ]);
+    all.push(encoded(ApiKey::ShareFetch, 1, &share_fetch));
+    let share_heartbeat = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_subscribed_topic_names(Some(vec![TopicName(text("a")), TopicName(text("b"))]));
+    all.push(encoded(ApiKey::ShareGroupHeartbeat, 1, &share_heartbeat));
     let quota_entity = alter_client_quotas_request::EntityData::default().with_entity_type(text("user"));
     let quota_op = alter_client_quotas_request::OpData::default().with_key(text("consumer_byte_rate"));
     let quota_entry = alter_client_quotas_request::EntryData::default()
@@ -149,6 +164,8 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, version).map(drop),
         ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut body, version).map(drop),
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut body, version).map(drop),
+        ApiKey::ShareFetch => ShareFetchRequest::decode(&mut body, version).map(drop),
+        ApiKey::ShareGroupHeartbeat => ShareGroupHeartbeatRequest::decode(&mut body, version).map(drop),
         ApiKey::CreateAcls => CreateAclsRequest::decode(&mut body, version).map(drop),
         ApiKey::DeleteAcls => DeleteAclsRequest::decode(&mut body, version).map(drop),
         ApiKey::DescribeClientQuotas => DescribeClientQuotasRequest::decode(&mut body, version).map(drop),

@@ -213,6 +213,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         registry,
         offsets,
         groups: Arc::new(GroupCoordinator::new(Arc::clone(&config))),
+        shares: Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config))),
         producer_ids: Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir)))),
         shutdown,
         metrics: None,

@@ -1,0 +1,467 @@
+//! ShareFetch and ShareAcknowledge (v1): a share group member's reads and acknowledgements (KIP-932), over the
+//! node's share groups (`share_groups/`).
+//!
+//! A ShareFetch names the member's share session (epoch 0 opens it with the partitions listed, a positive epoch
+//! continues it, adding and forgetting partitions, -1 closes it), carries acknowledgements of records fetched
+//! before, and asks for records: the answer holds, per partition, the batches the log holds around the records
+//! acquired for the member and the acquired ranges (`acquired_records`: first, last offset, delivery count); the
+//! client keeps only the records those ranges name, and acknowledges the offsets it finds no record at as gaps.
+//! Batches go out as storage read them, never decoded or re-encoded (the RecordBatch v2 bytes are the log's).
+//!
+//! Acknowledgements are applied and stored (fsynced, `OffsetStore::save_share_states`) before any part of the
+//! answer is sent, so an acknowledged record is never delivered again after a crash. A refused acknowledgement
+//! (a record not acquired by this member: released, timed out, or never delivered to it) is reported in the
+//! partition's `acknowledge_error_code` as INVALID_RECORD_STATE, and the rest of the request goes on.
+//!
+//! The long-poll waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`) while nothing can be acquired, woken by
+//! an append to any partition of the session (its high-watermark channel), by records released anywhere in the
+//! share groups, or by the first lock of the session's partitions running out; never by polling. It answers as
+//! soon as one record is acquired (`min_bytes` is read as "something").
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::share_fetch_request::AcknowledgementBatch;
+use kafka_protocol::messages::share_fetch_response::{
+    AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
+};
+use kafka_protocol::messages::{
+    share_acknowledge_response, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use rill_protocol::BatchIter;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::consumer_group_heartbeat::TopicIds;
+use super::error::error_code;
+use super::share_group_heartbeat::code;
+use super::KafkaContext;
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
+use crate::groups::TopicPartition;
+use crate::share_groups::{AckBatch, AckError, BatchSpan, SessionChange, ShareError};
+
+/// Records a fetch acquires when the request leaves `max_records` at 0 or below (Kafka's `max.poll.records`).
+const DEFAULT_MAX_RECORDS: usize = 500;
+
+/// What the request says of one partition it names: its acknowledgements, and why it cannot be read, if so.
+struct Named {
+    partition: TopicPartition,
+    acknowledgements: Vec<AckBatch>,
+}
+
+/// A partition's answer being built.
+#[derive(Default)]
+struct Answer {
+    error: Option<(i16, String)>,
+    acknowledge_error: Option<(i16, String)>,
+    records: Option<Bytes>,
+    acquired: Vec<AcquiredRecords>,
+}
+
+/// The request's group and member, which a share request must name.
+fn member_of(group: Option<&str>, member: Option<&str>) -> Result<(String, String), String> {
+    match (group.filter(|g| !g.is_empty()), member.filter(|m| !m.is_empty())) {
+        (Some(group), Some(member)) => Ok((group.to_owned(), member.to_owned())),
+        (None, _) => Err("group_id is missing: a share request names its share group".into()),
+        (_, None) => Err("member_id is missing: a share request names the member (its ShareGroupHeartbeat id)".into()),
+    }
+}
+
+/// Resolves the partitions a request names: topic ids to names, each partition authorized for READ (TOPIC_
+/// AUTHORIZATION_FAILED otherwise) and known (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION).
+fn resolve(
+    kafka: &KafkaContext,
+    principal: &Principal,
+    ids: &TopicIds,
+    topic_id: Uuid,
+    index: i32,
+) -> Result<TopicPartition, (i16, String)> {
+    let Some(name) = ids.name_of(topic_id) else {
+        return Err((ResponseError::UnknownTopicId.code(), format!("no topic has id {topic_id}")));
+    };
+    if let Err(code) = kafka.authorize(principal, Operation::Read, &Resource::topic(name)) {
+        return Err((code, format!("not authorized to READ topic {name}")));
+    }
+    let partition = u32::try_from(index).map_err(|_| {
+        (ResponseError::UnknownTopicOrPartition.code(), format!("partition {index} of {name} does not exist"))
+    })?;
+    if let Err(err) = kafka.node.check_partition_exists(name, partition) {
+        return Err((error_code(&err), err.to_string()));
+    }
+    Ok(TopicPartition::new(name, partition))
+}
+
+fn ack_batches(batches: &[AcknowledgementBatch]) -> Vec<AckBatch> {
+    batches
+        .iter()
+        .map(|batch| AckBatch {
+            first: batch.first_offset,
+            last: batch.last_offset,
+            types: batch.acknowledge_types.clone(),
+        })
+        .collect()
+}
+
+/// Applies and stores the acknowledgements; the outcome per partition, for `acknowledge_error_code`.
+async fn acknowledge(
+    kafka: &KafkaContext,
+    group: &str,
+    member: &str,
+    acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
+) -> BTreeMap<TopicPartition, Option<(i16, String)>> {
+    if acknowledgements.is_empty() {
+        return BTreeMap::new();
+    }
+    let (outcomes, to_store) = kafka.node.shares.acknowledge(group, member, acknowledgements);
+    let stored = kafka.node.offsets.save_share_states(group, to_store).await;
+    outcomes
+        .into_iter()
+        .map(|(partition, outcome)| {
+            let error = match (outcome, &stored) {
+                (Err(err @ AckError::NotAcquired { .. }), _) => {
+                    Some((ResponseError::InvalidRecordState.code(), err.to_string()))
+                }
+                (Err(err), _) => Some((ResponseError::InvalidRequest.code(), err.to_string())),
+                (Ok(()), Err(err)) => Some((error_code(err), format!("the acknowledgement was not stored: {err}"))),
+                (Ok(()), Ok(())) => None,
+            };
+            (partition, error)
+        })
+        .collect()
+}
+
+pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal: &Principal) -> ShareFetchResponse {
+    let node = &kafka.node;
+    let lock_ms = i32::try_from(node.shares.settings().rules.lock_duration.as_millis()).unwrap_or(i32::MAX);
+    let refused = |error: ResponseError, message: String| {
+        ShareFetchResponse::default()
+            .with_error_code(error.code())
+            .with_error_message(Some(StrBytes::from_string(message)))
+            .with_acquisition_lock_timeout_ms(lock_ms)
+    };
+    let (group, member) = match member_of(request.group_id.as_ref().map(|g| g.0.as_str()), request.member_id.as_deref())
+    {
+        Ok(pair) => pair,
+        Err(message) => return refused(ResponseError::InvalidRequest, message),
+    };
+    if let Err(code) = kafka.authorize(principal, Operation::Read, &Resource::group(&group)) {
+        let message = format!("not authorized to READ group {group}");
+        return ShareFetchResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)))
+            .with_acquisition_lock_timeout_ms(lock_ms);
+    }
+    let ids = TopicIds::now(kafka);
+    let mut answers: BTreeMap<(Uuid, i32), Answer> = BTreeMap::new();
+    let mut named = Vec::new();
+    for topic in &request.topics {
+        for asked in &topic.partitions {
+            match resolve(kafka, principal, &ids, topic.topic_id, asked.partition_index) {
+                Ok(partition) => {
+                    named.push(Named { partition, acknowledgements: ack_batches(&asked.acknowledgement_batches) })
+                }
+                Err(error) => {
+                    answers.entry((topic.topic_id, asked.partition_index)).or_default().error = Some(error);
+                }
+            }
+        }
+    }
+    let forgotten: Vec<TopicPartition> = request
+        .forgotten_topics_data
+        .iter()
+        .filter_map(|topic| ids.name_of(topic.topic_id).map(|name| (name, &topic.partitions)))
+        .flat_map(|(name, partitions)| {
+            partitions.iter().filter_map(move |p| Some(TopicPartition::new(name, u32::try_from(*p).ok()?)))
+        })
+        .collect();
+    let added: Vec<TopicPartition> = named.iter().map(|n| n.partition.clone()).collect();
+    let has_acknowledgements = named.iter().any(|n| !n.acknowledgements.is_empty());
+    let epoch = request.share_session_epoch;
+    let now = Instant::now();
+    let change = SessionChange { epoch, added: &added, forgotten: &forgotten, has_acknowledgements };
+    let session = match node.shares.fetch_session(&group, &member, change, now) {
+        Ok(partitions) => partitions,
+        Err(err) => return refused(code(&err), err.to_string()),
+    };
+    let acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)> = named
+        .iter()
+        .filter(|n| !n.acknowledgements.is_empty())
+        .map(|n| (n.partition.clone(), n.acknowledgements.clone()))
+        .collect();
+    for (partition, error) in acknowledge(kafka, &group, &member, acknowledgements).await {
+        let Some(id) = ids.id_of(&partition.topic) else { continue };
+        answers.entry((id, partition.partition as i32)).or_default().acknowledge_error =
+            Some(error.unwrap_or((0, String::new())));
+    }
+    for n in &named {
+        if let Some(id) = ids.id_of(&n.partition.topic) {
+            answers.entry((id, n.partition.partition as i32)).or_default();
+        }
+    }
+    if epoch == -1 {
+        node.shares.release_member(&group, &member);
+    } else {
+        fetch_records(kafka, &request, &group, &member, &session, &ids, &mut answers).await;
+    }
+    ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(responses(answers))
+}
+
+/// Acquires records for the member from its session's partitions, waiting for some as the request allows.
+async fn fetch_records(
+    kafka: &KafkaContext,
+    request: &ShareFetchRequest,
+    group: &str,
+    member: &str,
+    session: &[TopicPartition],
+    ids: &TopicIds,
+    answers: &mut BTreeMap<(Uuid, i32), Answer>,
+) {
+    let node = &kafka.node;
+    let max_records = usize::try_from(request.max_records).ok().filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_RECORDS);
+    let max_bytes = node.fetch_bytes(u32::try_from(request.max_bytes).unwrap_or(0));
+    let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(node.config.max_fetch_wait_ms);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut shutdown = node.shutdown.clone();
+    let mut released = node.shares.watch_released();
+    loop {
+        released.borrow_and_update();
+        let mut watchers = JoinSet::new();
+        for partition in session {
+            if let Ok(log) = node.registry.partition(&partition.topic, partition.partition) {
+                let mut high_watermark = log.watch_high_watermark();
+                high_watermark.borrow_and_update();
+                watchers.spawn(async move { high_watermark.changed().await.is_ok() });
+            }
+        }
+        let acquired = acquire_all(kafka, group, member, session, ids, max_records, max_bytes, answers).await;
+        let has_news = answers.values().any(|a| a.error.is_some() || a.acknowledge_error.is_some());
+        if acquired > 0 || has_news || Instant::now() >= deadline || node.is_shutting_down() {
+            return;
+        }
+        let wake = node.shares.next_deadline(group, session).map_or(deadline, |lock| lock.min(deadline));
+        tokio::select! {
+            _ = watchers.join_next(), if !watchers.is_empty() => {}
+            _ = released.changed() => {}
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+/// One pass over the session's partitions; returns how many records were acquired.
+#[allow(clippy::too_many_arguments)]
+async fn acquire_all(
+    kafka: &KafkaContext,
+    group: &str,
+    member: &str,
+    session: &[TopicPartition],
+    ids: &TopicIds,
+    max_records: usize,
+    max_bytes: usize,
+    answers: &mut BTreeMap<(Uuid, i32), Answer>,
+) -> usize {
+    let node = &kafka.node;
+    let (mut records_left, mut bytes_left) = (max_records, max_bytes);
+    let mut acquired_total = 0;
+    for partition in session {
+        if records_left == 0 || bytes_left == 0 {
+            break;
+        }
+        let Some(id) = ids.id_of(&partition.topic) else { continue };
+        let (read_from, to_store) = node.shares.prepare(group, partition, node.as_ref(), Instant::now());
+        if let Some(state) = to_store {
+            if let Err(err) = node.offsets.save_share_states(group, vec![state]).await {
+                answers.entry((id, partition.partition as i32)).or_default().error =
+                    Some((error_code(&err), err.to_string()));
+                continue;
+            }
+        }
+        let Some(offset) = read_from else { continue };
+        let Ok(log) = node.registry.partition(&partition.topic, partition.partition) else { continue };
+        let read = match log.read(offset, bytes_left).await {
+            Ok(read) => read,
+            Err(err) => {
+                answers.entry((id, partition.partition as i32)).or_default().error =
+                    Some((error_code(&err), err.to_string()));
+                continue;
+            }
+        };
+        let batches = spans(&read.batches);
+        let spans: Vec<BatchSpan> = batches.iter().map(|(span, _)| *span).collect();
+        let acquired = node.shares.acquire(group, member, partition, &spans, records_left, Instant::now());
+        if acquired.is_empty() {
+            continue;
+        }
+        let count: usize = acquired.iter().map(|a| (a.last - a.first + 1) as usize).sum();
+        records_left = records_left.saturating_sub(count);
+        acquired_total += count;
+        let records = records_for(&read.batches, &batches, &acquired);
+        bytes_left = bytes_left.saturating_sub(records.len());
+        let answer = answers.entry((id, partition.partition as i32)).or_default();
+        answer.records = Some(records);
+        answer.acquired = acquired
+            .iter()
+            .map(|a| {
+                AcquiredRecords::default()
+                    .with_first_offset(a.first)
+                    .with_last_offset(a.last)
+                    .with_delivery_count(i16::try_from(a.delivery_count).unwrap_or(i16::MAX))
+            })
+            .collect();
+    }
+    acquired_total
+}
+
+/// Each batch of a read, with where its bytes are in the read.
+fn spans(read: &Bytes) -> Vec<(BatchSpan, std::ops::Range<usize>)> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    for batch in BatchIter::new(read.clone()) {
+        let Ok(batch) = batch else { break };
+        let span = BatchSpan {
+            base_offset: batch.header.base_offset,
+            last_offset: batch.header.last_offset(),
+            is_control: batch.header.is_control(),
+        };
+        out.push((span, at..at + batch.bytes.len()));
+        at += batch.bytes.len();
+    }
+    out
+}
+
+/// The batches of `read` that hold acquired offsets: one slice of the read when they are contiguous (as they are
+/// unless a batch between them holds nothing acquired), else a copy of just those batches.
+fn records_for(
+    read: &Bytes,
+    batches: &[(BatchSpan, std::ops::Range<usize>)],
+    acquired: &[crate::share_groups::Acquired],
+) -> Bytes {
+    let holds = |span: &BatchSpan| acquired.iter().any(|a| a.first <= span.last_offset && a.last >= span.base_offset);
+    let wanted: Vec<&std::ops::Range<usize>> =
+        batches.iter().filter(|(span, _)| holds(span)).map(|(_, range)| range).collect();
+    let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else { return Bytes::new() };
+    let is_contiguous = wanted.windows(2).all(|pair| pair[0].end == pair[1].start);
+    if is_contiguous {
+        return read.slice(first.start..last.end);
+    }
+    let mut out = BytesMut::with_capacity(wanted.iter().map(|r| r.len()).sum());
+    for range in wanted {
+        out.extend_from_slice(&read[range.clone()]);
+    }
+    out.freeze()
+}
+
+fn responses(answers: BTreeMap<(Uuid, i32), Answer>) -> Vec<ShareFetchableTopicResponse> {
+    let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    for ((topic_id, index), answer) in answers {
+        let (code, message) = answer.error.unwrap_or((0, String::new()));
+        let (ack_code, ack_message) = answer.acknowledge_error.unwrap_or((0, String::new()));
+        let data = PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(code)
+            .with_error_message((code != 0).then(|| StrBytes::from_string(message)))
+            .with_acknowledge_error_code(ack_code)
+            .with_acknowledge_error_message((ack_code != 0).then(|| StrBytes::from_string(ack_message)))
+            .with_current_leader(LeaderIdAndEpoch::default().with_leader_id(-1).with_leader_epoch(-1))
+            .with_records(Some(answer.records.unwrap_or_default()))
+            .with_acquired_records(answer.acquired);
+        by_topic.entry(topic_id).or_default().push(data);
+    }
+    by_topic
+        .into_iter()
+        .map(|(topic_id, partitions)| {
+            ShareFetchableTopicResponse::default().with_topic_id(topic_id).with_partitions(partitions)
+        })
+        .collect()
+}
+
+/// ShareAcknowledge: acknowledgements alone, in the member's open session (a positive epoch, which it advances,
+/// or -1, which closes the session after them and releases what the member still holds).
+pub async fn acknowledge_request(
+    kafka: &KafkaContext,
+    request: ShareAcknowledgeRequest,
+    principal: &Principal,
+) -> ShareAcknowledgeResponse {
+    use share_acknowledge_response::{PartitionData, ShareAcknowledgeTopicResponse};
+    let node = &kafka.node;
+    let refused = |code: i16, message: String| {
+        ShareAcknowledgeResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    let (group, member) = match member_of(request.group_id.as_ref().map(|g| g.0.as_str()), request.member_id.as_deref())
+    {
+        Ok(pair) => pair,
+        Err(message) => return refused(ResponseError::InvalidRequest.code(), message),
+    };
+    if let Err(code) = kafka.authorize(principal, Operation::Read, &Resource::group(&group)) {
+        return refused(code, format!("not authorized to READ group {group}"));
+    }
+    let epoch = request.share_session_epoch;
+    if epoch == 0 {
+        let err = ShareError::InvalidSessionEpoch { sent: 0, expected: 1 };
+        return refused(code(&err).code(), format!("{err}: ShareAcknowledge needs a session a ShareFetch opened"));
+    }
+    let change = SessionChange { epoch, added: &[], forgotten: &[], has_acknowledgements: true };
+    if let Err(err) = node.shares.fetch_session(&group, &member, change, Instant::now()) {
+        return refused(code(&err).code(), err.to_string());
+    }
+    let ids = TopicIds::now(kafka);
+    let mut outcomes: BTreeMap<(Uuid, i32), (i16, String)> = BTreeMap::new();
+    let mut acknowledgements = Vec::new();
+    for topic in &request.topics {
+        for asked in &topic.partitions {
+            match resolve(kafka, principal, &ids, topic.topic_id, asked.partition_index) {
+                Ok(partition) => {
+                    let batches = asked
+                        .acknowledgement_batches
+                        .iter()
+                        .map(|b| AckBatch {
+                            first: b.first_offset,
+                            last: b.last_offset,
+                            types: b.acknowledge_types.clone(),
+                        })
+                        .collect();
+                    acknowledgements.push((partition, batches));
+                }
+                Err(error) => {
+                    outcomes.insert((topic.topic_id, asked.partition_index), error);
+                }
+            }
+        }
+    }
+    for (partition, error) in acknowledge(kafka, &group, &member, acknowledgements).await {
+        if let Some(id) = ids.id_of(&partition.topic) {
+            outcomes.insert((id, partition.partition as i32), error.unwrap_or((0, String::new())));
+        }
+    }
+    if epoch == -1 {
+        node.shares.release_member(&group, &member);
+    }
+    let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    for ((topic_id, index), (code, message)) in outcomes {
+        by_topic.entry(topic_id).or_default().push(
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_error_code(code)
+                .with_error_message((code != 0).then(|| StrBytes::from_string(message)))
+                .with_current_leader(
+                    share_acknowledge_response::LeaderIdAndEpoch::default().with_leader_id(-1).with_leader_epoch(-1),
+                ),
+        );
+    }
+    ShareAcknowledgeResponse::default().with_responses(
+        by_topic
+            .into_iter()
+            .map(|(topic_id, partitions)| {
+                ShareAcknowledgeTopicResponse::default().with_topic_id(topic_id).with_partitions(partitions)
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,787 @@
+//! Share groups (Kafka's KIP-932, "queues for Kafka"): consumers that read a topic's partitions together, record
+//! by record, each record handed to one member at a time under a lock and acknowledged on its own (accepted,
+//! released for another delivery, rejected), delivered again when its lock runs out, and given up after
+//! `delivery_count_limit` deliveries. More members than partitions all get work; a slow or poisoned record holds
+//! up nothing behind it.
+//!
+//! - `assignment.rs` — which members read which partitions (a pure function; partitions may be shared).
+//! - `partition.rs` — one share partition's window of records in flight: acquisition, acknowledgement, locks,
+//!   delivery counts, and the stored form of that state.
+//! - this file — [`ShareGroups`]: the groups' members (ShareGroupHeartbeat), their share sessions (ShareFetch's
+//!   session epochs), and the share partitions, all behind one `std::sync::Mutex` held only for in-memory work.
+//!
+//! What lasts: each share partition's window (its start, its end, and the delivery count of every record in it
+//! not yet done with) is stored in the committed-offsets log (`OffsetStore::save_share_states`) before any answer
+//! that depends on it: a new partition's starting offset before the heartbeat that assigns it is answered, an
+//! acknowledgement before its success is. Locks and memberships are not stored: after a restart members rejoin
+//! and every record that was out is delivered again (at-least-once, as Kafka's share groups are). A delivery
+//! count raised by an acquisition is stored with the next acknowledgement of that partition, so a broker that
+//! crashes in between may deliver a record once more than the limit.
+//!
+//! Share groups run on a single node in this version (`api_versions` does not list their APIs on a cluster
+//! node): the state lives where the partitions are read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::groups::TopicPartition;
+use crate::offsets::OffsetKey;
+
+pub mod assignment;
+pub mod partition;
+
+pub use partition::{AckError, Acquired, BatchSpan, DeliveryRules, MemberRef, SharePartition};
+
+/// Where a share partition the group has never read starts (Kafka's group config `share.auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareOffsetReset {
+    /// At the log's start: the group reads what the partition holds.
+    Earliest,
+    /// At the high watermark: the group reads what is produced from then on (Kafka's default).
+    Latest,
+}
+
+/// The share groups' settings (the broker's `share_*` options).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareSettings {
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub rules: DeliveryRules,
+    pub auto_offset_reset: ShareOffsetReset,
+    pub max_groups: u32,
+    pub max_members_per_group: u32,
+}
+
+impl ShareSettings {
+    pub fn of(config: &crate::config::BrokerConfig) -> ShareSettings {
+        ShareSettings {
+            session_timeout: Duration::from_millis(config.share_session_timeout_ms),
+            heartbeat_interval: Duration::from_millis(config.share_heartbeat_interval_ms),
+            rules: DeliveryRules {
+                lock_duration: Duration::from_millis(config.share_record_lock_duration_ms),
+                delivery_count_limit: config.share_delivery_count_limit,
+                max_record_locks: config.share_max_record_locks,
+            },
+            auto_offset_reset: config.share_auto_offset_reset,
+            max_groups: config.max_groups,
+            max_members_per_group: config.max_members_per_group,
+        }
+    }
+}
+
+/// What a share group's request was refused for; the Kafka layer maps each to its error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    #[error(
+        "member {member} is not a member of share group {group} (its session may have timed out): rejoin with epoch 0"
+    )]
+    UnknownMember { group: String, member: String },
+    #[error(
+        "member {member} of share group {group} sent epoch {sent}, but its epoch is {current}: rejoin with epoch 0"
+    )]
+    FencedEpoch { group: String, member: String, sent: i32, current: i32 },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("share group {group} already has its maximum of {max} members")]
+    GroupFull { group: String, max: u32 },
+    #[error("the broker already holds its maximum of {max} share groups")]
+    TooManyGroups { max: u32 },
+    #[error("member {member} of share group {group} has no share session: open one with share session epoch 0")]
+    SessionNotFound { group: String, member: String },
+    #[error("share session epoch {sent} is not the session's next epoch, {expected}")]
+    InvalidSessionEpoch { sent: i32, expected: i32 },
+    #[error("group {0} is a consumer group, not a share group")]
+    NotAShareGroup(String),
+    #[error("share group {group} has {members} members: only a group without members can be deleted")]
+    NotEmpty { group: String, members: usize },
+}
+
+/// What the share groups need of the node: topics, logs and the stored states.
+pub trait ShareLog {
+    /// The partition counts of those of `topics` that exist.
+    fn partition_counts(&self, topics: &BTreeSet<String>) -> BTreeMap<String, u32>;
+    /// A partition's log start offset and high watermark, when this node holds it.
+    fn bounds(&self, topic: &str, partition: u32) -> Option<(i64, i64)>;
+    /// The share partition state stored for `key`.
+    fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>>;
+    /// Every share partition state stored for `group`'s partitions.
+    fn stored_in_group(&self, group: &str) -> Vec<(OffsetKey, Vec<u8>)>;
+}
+
+/// A share partition's state to store before answering (`OffsetStore::save_share_states`); a save carrying a
+/// lower version than one already stored is dropped, so concurrent saves land in the order they were taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateToStore {
+    pub key: OffsetKey,
+    pub version: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// One ShareGroupHeartbeat, as the Kafka layer decoded it (topic names resolved).
+pub struct ShareHeartbeat {
+    pub group: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    /// `None`: unchanged since the last heartbeat.
+    pub subscribed_topics: Option<BTreeSet<String>>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rack: Option<String>,
+}
+
+pub struct HeartbeatAnswer {
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's partitions, when they changed (or it joined); `None`: unchanged.
+    pub assignment: Option<BTreeSet<TopicPartition>>,
+    /// New share partitions' starting points, to store before answering.
+    pub to_store: Vec<StateToStore>,
+}
+
+/// What a ShareFetch or ShareAcknowledge does to the member's share session (`ShareGroups::fetch_session`).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionChange<'a> {
+    /// `share_session_epoch`: 0 opens, -1 closes, any other must be the session's next.
+    pub epoch: i32,
+    /// Partitions the request names (a session opened has exactly these).
+    pub added: &'a [TopicPartition],
+    /// Partitions the request forgets.
+    pub forgotten: &'a [TopicPartition],
+    pub has_acknowledgements: bool,
+}
+
+/// Each partition's outcome of an acknowledgement request.
+pub type AckOutcomes = Vec<(TopicPartition, Result<(), AckError>)>;
+
+/// One acknowledgement batch of a request: `first..=last` and its types.
+#[derive(Debug, Clone)]
+pub struct AckBatch {
+    pub first: i64,
+    pub last: i64,
+    pub types: Vec<i8>,
+}
+
+/// A member as ShareGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ShareMemberView {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub rack: Option<String>,
+    pub subscribed_topics: BTreeSet<String>,
+    pub assignment: BTreeSet<TopicPartition>,
+}
+
+/// A share group as described: its epoch (bumped at every assignment change) and members.
+#[derive(Debug, Clone)]
+pub struct ShareGroupView {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub members: Vec<ShareMemberView>,
+}
+
+/// One share partition of a group, as DescribeShareGroupOffsets and `rill` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePartitionView {
+    pub partition: TopicPartition,
+    /// Every record below is done with (Kafka's share-partition start offset).
+    pub start_offset: i64,
+    /// Records of the window still to be delivered or out with a member.
+    pub in_flight: usize,
+    /// Records out with a member.
+    pub acquired: usize,
+}
+
+struct ShareMember {
+    epoch: i32,
+    previous_epoch: i32,
+    subscribed: BTreeSet<String>,
+    assignment: BTreeSet<TopicPartition>,
+    deadline: Instant,
+    client_id: String,
+    client_host: String,
+    rack: Option<String>,
+    session: Option<ShareSession>,
+    /// How locks name this member (shared by every record it holds).
+    name: MemberRef,
+}
+
+/// A member's share session (ShareFetch): the partitions it fetches, and the epoch its next request must carry.
+struct ShareSession {
+    next_epoch: i32,
+    partitions: BTreeSet<TopicPartition>,
+}
+
+#[derive(Default)]
+struct ShareGroup {
+    group_epoch: i32,
+    members: BTreeMap<String, ShareMember>,
+}
+
+struct Tracked {
+    partition: SharePartition,
+    version: u64,
+}
+
+#[derive(Default)]
+struct State {
+    groups: BTreeMap<String, ShareGroup>,
+    partitions: BTreeMap<OffsetKey, Tracked>,
+}
+
+pub struct ShareGroups {
+    settings: ShareSettings,
+    state: Mutex<State>,
+    /// Bumped whenever records become available again other than by an append (a release, a lock that ran out,
+    /// a member that left), so a fetch waiting for records looks again.
+    released: watch::Sender<u64>,
+}
+
+fn key_of(group: &str, partition: &TopicPartition) -> OffsetKey {
+    OffsetKey { group: group.to_owned(), topic: partition.topic.clone(), partition: partition.partition }
+}
+
+impl ShareGroups {
+    pub fn new(settings: ShareSettings) -> ShareGroups {
+        ShareGroups { settings, state: Mutex::new(State::default()), released: watch::channel(0).0 }
+    }
+
+    pub fn settings(&self) -> &ShareSettings {
+        &self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn is_share_group(&self, group: &str) -> bool {
+        self.lock().groups.contains_key(group)
+    }
+
+    /// A ShareGroupHeartbeat: join (epoch 0), stay (the member's epoch, or the one before it, whose answer may
+    /// have been lost), or leave (-1). Every heartbeat recomputes the group's assignment against the topics that
+    /// exist now, so a new topic or partition is picked up within a heartbeat interval.
+    pub fn heartbeat(
+        &self,
+        heartbeat: ShareHeartbeat,
+        log: &dyn ShareLog,
+        now: Instant,
+    ) -> Result<HeartbeatAnswer, ShareError> {
+        let settings = self.settings;
+        let mut state = self.lock();
+        let released = self.expire_members(&mut state, &heartbeat.group, now);
+        let ShareHeartbeat { group: group_id, member_id, member_epoch, subscribed_topics, .. } = &heartbeat;
+        if member_id.is_empty() {
+            return Err(ShareError::InvalidRequest(
+                "member_id is empty: a share group member names itself (a UUID it generates, KIP-1082)".into(),
+            ));
+        }
+        let joins_with = subscribed_topics.clone().filter(|topics| !topics.is_empty());
+        if *member_epoch == 0 && joins_with.is_none() {
+            return Err(ShareError::InvalidRequest(
+                "a joining member (epoch 0) must subscribe to at least one topic".into(),
+            ));
+        }
+        if *member_epoch == 0
+            && !state.groups.contains_key(group_id)
+            && state.groups.len() >= settings.max_groups as usize
+        {
+            return Err(ShareError::TooManyGroups { max: settings.max_groups });
+        }
+        let State { groups, partitions } = &mut *state;
+        if *member_epoch != 0 && !groups.contains_key(group_id) {
+            if *member_epoch == -1 {
+                return Ok(HeartbeatAnswer {
+                    member_epoch: -1,
+                    heartbeat_interval_ms: duration_ms(settings.heartbeat_interval),
+                    assignment: None,
+                    to_store: Vec::new(),
+                });
+            }
+            return Err(ShareError::UnknownMember { group: group_id.clone(), member: member_id.clone() });
+        }
+        let group = groups.entry(group_id.clone()).or_default();
+        let mut to_release = Vec::new();
+        match *member_epoch {
+            -1 => {
+                if let Some(member) = group.members.remove(member_id) {
+                    to_release.push(member.name);
+                }
+            }
+            0 => {
+                let topics = joins_with.unwrap_or_default();
+                if !group.members.contains_key(member_id)
+                    && group.members.len() >= settings.max_members_per_group as usize
+                {
+                    return Err(ShareError::GroupFull { group: group_id.clone(), max: settings.max_members_per_group });
+                }
+                if let Some(old) = group.members.remove(member_id) {
+                    // A member that joins again starts afresh: what it held goes back to the group.
+                    to_release.push(old.name);
+                }
+                group.members.insert(
+                    member_id.clone(),
+                    ShareMember {
+                        epoch: 0,
+                        previous_epoch: 0,
+                        subscribed: topics,
+                        assignment: BTreeSet::new(),
+                        deadline: now + settings.session_timeout,
+                        client_id: heartbeat.client_id.clone(),
+                        client_host: heartbeat.client_host.clone(),
+                        rack: heartbeat.rack.clone(),
+                        session: None,
+                        name: Arc::from(member_id.as_str()),
+                    },
+                );
+            }
+            sent => {
+                let Some(member) = group.members.get_mut(member_id) else {
+                    return Err(ShareError::UnknownMember { group: group_id.clone(), member: member_id.clone() });
+                };
+                if sent != member.epoch && sent != member.previous_epoch {
+                    return Err(ShareError::FencedEpoch {
+                        group: group_id.clone(),
+                        member: member_id.clone(),
+                        sent,
+                        current: member.epoch,
+                    });
+                }
+                if let Some(topics) = subscribed_topics.clone() {
+                    if topics.is_empty() {
+                        return Err(ShareError::InvalidRequest(
+                            "subscribed_topic_names is empty: leave the group (epoch -1) instead".into(),
+                        ));
+                    }
+                    member.subscribed = topics;
+                }
+                member.deadline = now + settings.session_timeout;
+            }
+        }
+        let mut released = released;
+        for name in &to_release {
+            released += release_everywhere(partitions, group_id, name, &settings.rules);
+        }
+        let to_store = reassign(group, group_id, partitions, log, &settings);
+        let answer = match group.members.get(member_id) {
+            Some(member) => HeartbeatAnswer {
+                member_epoch: member.epoch,
+                heartbeat_interval_ms: duration_ms(settings.heartbeat_interval),
+                assignment: (member.epoch != *member_epoch).then(|| member.assignment.clone()),
+                to_store,
+            },
+            None => HeartbeatAnswer {
+                member_epoch: -1,
+                heartbeat_interval_ms: duration_ms(settings.heartbeat_interval),
+                assignment: None,
+                to_store,
+            },
+        };
+        drop(state);
+        if released > 0 {
+            self.released.send_modify(|n| *n += 1);
+        }
+        Ok(answer)
+    }
+
+    /// Removes the group's members whose session ran out, releasing what they held. Returns how many records
+    /// went back to the group.
+    fn expire_members(&self, state: &mut State, group_id: &str, now: Instant) -> usize {
+        let State { groups, partitions } = state;
+        let Some(group) = groups.get_mut(group_id) else { return 0 };
+        let expired: Vec<String> =
+            group.members.iter().filter(|(_, member)| member.deadline <= now).map(|(id, _)| id.clone()).collect();
+        let mut released = 0;
+        for id in expired {
+            if let Some(member) = group.members.remove(&id) {
+                tracing::info!(group = group_id, member = %id, "share group member's session timed out");
+                released += release_everywhere(partitions, group_id, &member.name, &self.settings.rules);
+            }
+        }
+        released
+    }
+
+    /// Opens, continues or closes `member`'s share session (ShareFetch's `share_session_epoch`: 0 opens, -1 closes,
+    /// any other must be the session's next) and returns the partitions the request fetches: every partition of
+    /// the session, none when it closes.
+    pub fn fetch_session(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        change: SessionChange<'_>,
+        now: Instant,
+    ) -> Result<Vec<TopicPartition>, ShareError> {
+        let SessionChange { epoch, added, forgotten, has_acknowledgements } = change;
+        let mut state = self.lock();
+        let released = self.expire_members(&mut state, group_id, now);
+        if released > 0 {
+            self.released.send_modify(|n| *n += 1);
+        }
+        let unknown = || ShareError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
+        let member = state.groups.get_mut(group_id).and_then(|group| group.members.get_mut(member_id));
+        match epoch {
+            -1 => {
+                if let Some(member) = member {
+                    member.session = None;
+                }
+                Ok(Vec::new())
+            }
+            0 => {
+                let member = member.ok_or_else(unknown)?;
+                if has_acknowledgements {
+                    return Err(ShareError::InvalidRequest(
+                        "a share session is opened (share_session_epoch 0) without acknowledgements: the records \
+                         they name were acquired in another session"
+                            .into(),
+                    ));
+                }
+                let partitions: BTreeSet<TopicPartition> = added.iter().cloned().collect();
+                member.session = Some(ShareSession { next_epoch: 1, partitions: partitions.clone() });
+                Ok(partitions.into_iter().collect())
+            }
+            sent if sent < -1 => Err(ShareError::InvalidRequest(format!(
+                "share_session_epoch {sent} is not allowed: 0 opens a session, -1 closes it, a positive epoch continues it"
+            ))),
+            sent => {
+                let member = member.ok_or_else(unknown)?;
+                let session = member.session.as_mut().ok_or_else(|| ShareError::SessionNotFound {
+                    group: group_id.to_owned(),
+                    member: member_id.to_owned(),
+                })?;
+                if sent != session.next_epoch {
+                    return Err(ShareError::InvalidSessionEpoch { sent, expected: session.next_epoch });
+                }
+                session.next_epoch = if sent == i32::MAX { 1 } else { sent + 1 };
+                session.partitions.extend(added.iter().cloned());
+                for gone in forgotten {
+                    session.partitions.remove(gone);
+                }
+                Ok(session.partitions.iter().cloned().collect())
+            }
+        }
+    }
+
+    /// Applies `member`'s acknowledgements, partition by partition (a partition's batches all apply or none do).
+    /// Returns each partition's outcome and the states to store before the outcomes are answered.
+    pub fn acknowledge(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
+    ) -> (AckOutcomes, Vec<StateToStore>) {
+        let rules = self.settings.rules;
+        let mut state = self.lock();
+        let mut outcomes = Vec::with_capacity(acknowledgements.len());
+        let mut to_store = Vec::new();
+        let mut released = false;
+        for (partition, batches) in acknowledgements {
+            let key = key_of(group_id, &partition);
+            let Some(tracked) = state.partitions.get_mut(&key) else {
+                let first = batches.first().map_or(0, |batch| batch.first);
+                outcomes.push((partition, Err(AckError::NotAcquired { offset: first })));
+                continue;
+            };
+            let mut changed = tracked.partition.clone();
+            let applied = batches.iter().try_for_each(|batch| {
+                released |= batch.types.contains(&2);
+                changed.acknowledge(member_id, batch.first, batch.last, &batch.types, &rules)
+            });
+            if applied.is_ok() {
+                tracked.partition = changed;
+                to_store.push(snapshot(&key, tracked));
+            }
+            outcomes.push((partition, applied));
+        }
+        drop(state);
+        if released {
+            self.released.send_modify(|n| *n += 1);
+        }
+        (outcomes, to_store)
+    }
+
+    /// Releases what `member` holds in the partitions of its closed session (ShareFetch with epoch -1).
+    pub fn release_member(&self, group_id: &str, member_id: &str) {
+        let rules = self.settings.rules;
+        let mut state = self.lock();
+        let released = state
+            .partitions
+            .iter_mut()
+            .filter(|(key, _)| key.group == group_id)
+            .map(|(_, tracked)| tracked.partition.release_member(member_id, &rules))
+            .sum::<usize>();
+        drop(state);
+        if released > 0 {
+            self.released.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Readies a share partition for a fetch: loaded (or started), moved past what the log no longer holds,
+    /// its run-out locks released. Returns the offset to read from, if there is anything to acquire below the
+    /// high watermark, and the state to store first when the partition was just started.
+    pub fn prepare(
+        &self,
+        group_id: &str,
+        partition: &TopicPartition,
+        log: &dyn ShareLog,
+        now: Instant,
+    ) -> (Option<i64>, Option<StateToStore>) {
+        let Some((log_start, high_watermark)) = log.bounds(&partition.topic, partition.partition) else {
+            return (None, None);
+        };
+        let rules = self.settings.rules;
+        let mut state = self.lock();
+        let key = key_of(group_id, partition);
+        let started = track(&mut state.partitions, &key, log, &self.settings);
+        let tracked = state.partitions.get_mut(&key).expect("tracked just above");
+        let moved = tracked.partition.skip_below(log_start);
+        let expired = tracked.partition.expire_locks(now, &rules);
+        let read_from = tracked.partition.read_from(&rules).filter(|offset| *offset < high_watermark);
+        let to_store = (started || moved).then(|| snapshot(&key, tracked));
+        drop(state);
+        if expired > 0 {
+            self.released.send_modify(|n| *n += 1);
+        }
+        (read_from, to_store)
+    }
+
+    /// Acquires for `member` what the read `batches` of `partition` offer (see `SharePartition::acquire`).
+    pub fn acquire(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        partition: &TopicPartition,
+        batches: &[BatchSpan],
+        max_records: usize,
+        now: Instant,
+    ) -> Vec<Acquired> {
+        let rules = self.settings.rules;
+        let mut state = self.lock();
+        let Some(name) = state
+            .groups
+            .get(group_id)
+            .and_then(|group| group.members.get(member_id))
+            .map(|member| Arc::clone(&member.name))
+        else {
+            return Vec::new();
+        };
+        match state.partitions.get_mut(&key_of(group_id, partition)) {
+            Some(tracked) => tracked.partition.acquire(batches, &name, now, max_records, &rules),
+            None => Vec::new(),
+        }
+    }
+
+    /// When a fetch waiting on `partitions` should look again even if nothing is appended or released: the
+    /// first of their locks to run out.
+    pub fn next_deadline(&self, group_id: &str, partitions: &[TopicPartition]) -> Option<Instant> {
+        let state = self.lock();
+        partitions
+            .iter()
+            .filter_map(|partition| state.partitions.get(&key_of(group_id, partition)))
+            .filter_map(|tracked| tracked.partition.next_deadline())
+            .min()
+    }
+
+    pub fn watch_released(&self) -> watch::Receiver<u64> {
+        self.released.subscribe()
+    }
+
+    /// Every share group, and how many members it has (for ListGroups).
+    pub fn list(&self, now: Instant) -> Vec<(String, usize)> {
+        let mut state = self.lock();
+        let names: Vec<String> = state.groups.keys().cloned().collect();
+        for name in &names {
+            self.expire_members(&mut state, name, now);
+        }
+        state.groups.iter().map(|(name, group)| (name.clone(), group.members.len())).collect()
+    }
+
+    pub fn describe(&self, group_id: &str, now: Instant) -> Option<ShareGroupView> {
+        let mut state = self.lock();
+        self.expire_members(&mut state, group_id, now);
+        let group = state.groups.get(group_id)?;
+        let members = group
+            .members
+            .iter()
+            .map(|(id, member)| ShareMemberView {
+                member_id: id.clone(),
+                member_epoch: member.epoch,
+                client_id: member.client_id.clone(),
+                client_host: member.client_host.clone(),
+                rack: member.rack.clone(),
+                subscribed_topics: member.subscribed.clone(),
+                assignment: member.assignment.clone(),
+            })
+            .collect();
+        Some(ShareGroupView { group_epoch: group.group_epoch, assignment_epoch: group.group_epoch, members })
+    }
+
+    /// The group's share partitions (those it has started, loaded or not), in (topic, partition) order.
+    pub fn partitions(&self, group_id: &str, log: &dyn ShareLog) -> Vec<SharePartitionView> {
+        let state = self.lock();
+        let mut views: BTreeMap<TopicPartition, SharePartitionView> = state
+            .partitions
+            .iter()
+            .filter(|(key, _)| key.group == group_id)
+            .map(|(key, tracked)| {
+                let partition = TopicPartition::new(key.topic.clone(), key.partition);
+                let view = SharePartitionView {
+                    partition: partition.clone(),
+                    start_offset: tracked.partition.start(),
+                    in_flight: tracked.partition.in_flight(),
+                    acquired: tracked.partition.acquired(),
+                };
+                (partition, view)
+            })
+            .collect();
+        drop(state);
+        for (key, bytes) in log.stored_in_group(group_id) {
+            let partition = TopicPartition::new(key.topic.clone(), key.partition);
+            if views.contains_key(&partition) {
+                continue;
+            }
+            if let Some(stored) = SharePartition::decode(&bytes, &self.settings.rules) {
+                let view = SharePartitionView {
+                    partition: partition.clone(),
+                    start_offset: stored.start(),
+                    in_flight: stored.in_flight(),
+                    acquired: 0,
+                };
+                views.insert(partition, view);
+            }
+        }
+        views.into_values().collect()
+    }
+
+    /// Forgets a share group without members: its members' records and its partitions' states (the caller
+    /// tombstones what the store holds). Returns whether it was a share group.
+    pub fn delete(&self, group_id: &str, now: Instant) -> Result<bool, ShareError> {
+        let mut state = self.lock();
+        self.expire_members(&mut state, group_id, now);
+        let Some(group) = state.groups.get(group_id) else { return Ok(false) };
+        if !group.members.is_empty() {
+            return Err(ShareError::NotEmpty { group: group_id.to_owned(), members: group.members.len() });
+        }
+        state.groups.remove(group_id);
+        state.partitions.retain(|key, _| key.group != group_id);
+        Ok(true)
+    }
+
+    /// Forgets every group's state of a deleted topic (a topic created again under its name starts afresh).
+    pub fn forget_topic(&self, topic: &str) {
+        let mut state = self.lock();
+        state.partitions.retain(|key, _| key.topic != topic);
+    }
+}
+
+fn duration_ms(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
+}
+
+fn snapshot(key: &OffsetKey, tracked: &mut Tracked) -> StateToStore {
+    tracked.version += 1;
+    StateToStore { key: key.clone(), version: tracked.version, bytes: tracked.partition.encode() }
+}
+
+/// Loads `key`'s share partition from the store, or starts it where the reset policy says. Returns whether it
+/// was started (and so must be stored).
+fn track(
+    partitions: &mut BTreeMap<OffsetKey, Tracked>,
+    key: &OffsetKey,
+    log: &dyn ShareLog,
+    settings: &ShareSettings,
+) -> bool {
+    if partitions.contains_key(key) {
+        return false;
+    }
+    if let Some(stored) = log.stored(key).and_then(|bytes| SharePartition::decode(&bytes, &settings.rules)) {
+        partitions.insert(key.clone(), Tracked { partition: stored, version: 0 });
+        return false;
+    }
+    let (log_start, high_watermark) = log.bounds(&key.topic, key.partition).unwrap_or((0, 0));
+    let start = match settings.auto_offset_reset {
+        ShareOffsetReset::Earliest => log_start,
+        ShareOffsetReset::Latest => high_watermark,
+    };
+    partitions.insert(key.clone(), Tracked { partition: SharePartition::starting_at(start), version: 0 });
+    true
+}
+
+fn release_everywhere(
+    partitions: &mut BTreeMap<OffsetKey, Tracked>,
+    group_id: &str,
+    member: &str,
+    rules: &DeliveryRules,
+) -> usize {
+    partitions
+        .iter_mut()
+        .filter(|(key, _)| key.group == group_id)
+        .map(|(_, tracked)| tracked.partition.release_member(member, rules))
+        .sum()
+}
+
+/// Recomputes the group's assignment; a member whose partitions changed (or that just joined) gets a new epoch.
+/// Starts the share partitions newly assigned, returning their states to store.
+fn reassign(
+    group: &mut ShareGroup,
+    group_id: &str,
+    partitions: &mut BTreeMap<OffsetKey, Tracked>,
+    log: &dyn ShareLog,
+    settings: &ShareSettings,
+) -> Vec<StateToStore> {
+    let subscriptions: BTreeMap<String, BTreeSet<String>> =
+        group.members.iter().map(|(id, member)| (id.clone(), member.subscribed.clone())).collect();
+    let topics: BTreeSet<String> = subscriptions.values().flatten().cloned().collect();
+    let target = assignment::assign(&subscriptions, &log.partition_counts(&topics));
+    let mut changed = false;
+    for (id, member) in group.members.iter_mut() {
+        let assigned = target.get(id).cloned().unwrap_or_default();
+        if assigned != member.assignment || member.epoch == 0 {
+            member.previous_epoch = member.epoch;
+            member.epoch += 1;
+            member.assignment = assigned;
+            changed = true;
+        }
+    }
+    if changed {
+        group.group_epoch += 1;
+    }
+    let mut to_store = Vec::new();
+    for partition in target.values().flatten() {
+        let key = key_of(group_id, partition);
+        if track(partitions, &key, log, settings) {
+            let tracked = partitions.get_mut(&key).expect("tracked just above");
+            to_store.push(snapshot(&key, tracked));
+        }
+    }
+    to_store
+}
+
+/// The node as the share groups see it: its registry's topics and logs, its store's saved states.
+impl ShareLog for crate::node::Node {
+    fn partition_counts(&self, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
+        crate::groups::partition_counts_of(self, topics)
+    }
+
+    fn bounds(&self, topic: &str, partition: u32) -> Option<(i64, i64)> {
+        let partition = self.registry.partition(topic, partition).ok()?;
+        let log = partition.log();
+        Some((log.log_start_offset(), log.high_watermark()))
+    }
+
+    fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>> {
+        self.offsets.share_state(key)
+    }
+
+    fn stored_in_group(&self, group: &str) -> Vec<(OffsetKey, Vec<u8>)> {
+        self.offsets.share_states_of(group)
+    }
+}
+
+#[cfg(test)]
+mod tests;

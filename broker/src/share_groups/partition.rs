@@ -1,0 +1,394 @@
+//! One share partition's delivery state (KIP-932): which records of one topic partition a share group has done
+//! with, which it is delivering and to whom, and how often each was delivered.
+//!
+//! The state is a window over the log, `[start, end)`: every offset below `start` is done with (accepted,
+//! rejected, archived after too many deliveries, or not a record at all: a control batch, a gap a compaction
+//! left); `end` is the first offset never acquired. Inside the window, `in_flight` holds the records still owed
+//! a delivery (available) or out with a member under a lock (acquired); an offset of the window that is not in
+//! `in_flight` is done. `start` is therefore always `in_flight`'s first key, or `end` when it is empty.
+//!
+//! Invariants, asserted by the unit and property tests:
+//! - `start <= end`, every key of `in_flight` is in `[start, end)`, and `end - start` never exceeds the
+//!   window's limit (`max_record_locks`) after an acquisition that added fresh records, so the state a group
+//!   keeps per partition is bounded whatever the log holds;
+//! - a record is acquired by at most one member at a time, and only its holder may acknowledge it;
+//! - a record is delivered at most `delivery_count_limit` times: released (by its member, by a lock that ran
+//!   out, by a member that left) once it has been delivered that often, it is archived, not made available.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What the client says of one acknowledged offset (ShareFetch's and ShareAcknowledge's `acknowledge_types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckType {
+    /// Not a record (the client found no record at the offset): done with.
+    Gap,
+    /// Processed: done with.
+    Accept,
+    /// Not processed: deliver it again (to any member), unless it has been delivered too often.
+    Release,
+    /// Unprocessable: never deliver it again.
+    Reject,
+}
+
+impl AckType {
+    pub fn from_wire(value: i8) -> Option<AckType> {
+        match value {
+            0 => Some(AckType::Gap),
+            1 => Some(AckType::Accept),
+            2 => Some(AckType::Release),
+            3 => Some(AckType::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// Why an acknowledgement was refused; nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("acknowledgement batch {first}..={last} is empty or reversed")]
+    BadRange { first: i64, last: i64 },
+    #[error(
+        "acknowledgement batch {first}..={last} has {types} acknowledge types: one for the whole batch, or one per \
+         offset ({count}), is allowed"
+    )]
+    TypeCount { first: i64, last: i64, types: usize, count: i64 },
+    #[error("acknowledge type {0} is not one of 0 (gap), 1 (accept), 2 (release), 3 (reject)")]
+    UnknownType(i8),
+    #[error(
+        "offset {offset} is not acquired by this member (it was released, timed out, or was never delivered to it)"
+    )]
+    NotAcquired { offset: i64 },
+}
+
+/// A member of the share group, as records' locks name it.
+pub type MemberRef = Arc<str>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    delivery_count: u16,
+    lock: Option<Lock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lock {
+    member: MemberRef,
+    deadline: Instant,
+}
+
+/// How one share partition delivers: the group's settings, the same for all its partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryRules {
+    pub lock_duration: Duration,
+    pub delivery_count_limit: u16,
+    pub max_record_locks: u32,
+}
+
+/// A batch of the log as an acquisition sees it: its offsets and whether it holds records or a control marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpan {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub is_control: bool,
+}
+
+/// Offsets `first..=last` acquired by one fetch, each delivered `delivery_count` times (this delivery included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    pub first: i64,
+    pub last: i64,
+    pub delivery_count: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePartition {
+    start: i64,
+    end: i64,
+    in_flight: BTreeMap<i64, InFlight>,
+}
+
+/// A share partition's state as stored (`encode`/`decode`): the window and each undelivered record's count.
+/// Locks are not stored: after a restart every record still in flight is available again.
+const SNAPSHOT_VERSION: u8 = 0;
+/// Most records in flight a stored state may name: far above any window the settings allow (`max_record_locks`
+/// is at most 100,000), so only damaged bytes reach it, and they cannot make the broker allocate without bound.
+const MAX_STORED_IN_FLIGHT: i64 = 1 << 20;
+
+impl SharePartition {
+    /// A partition the group has not read yet, starting at `start` (its `share.auto.offset.reset`).
+    pub fn starting_at(start: i64) -> SharePartition {
+        SharePartition { start, end: start, in_flight: BTreeMap::new() }
+    }
+
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    pub fn end(&self) -> i64 {
+        self.end
+    }
+
+    /// Records in the window still to be delivered or out with a member.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Records out with a member under a lock.
+    pub fn acquired(&self) -> usize {
+        self.in_flight.values().filter(|record| record.lock.is_some()).count()
+    }
+
+    /// The earliest lock deadline, when a waiting fetch should look again.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.in_flight.values().filter_map(|record| record.lock.as_ref().map(|lock| lock.deadline)).min()
+    }
+
+    /// Moves the window's start up to the log's start: records the log no longer holds (retention, DeleteRecords)
+    /// can never be delivered. Returns whether anything changed.
+    pub fn skip_below(&mut self, log_start: i64) -> bool {
+        if log_start <= self.start {
+            return false;
+        }
+        self.in_flight = self.in_flight.split_off(&log_start);
+        self.end = self.end.max(log_start);
+        self.start = log_start;
+        self.advance_start();
+        true
+    }
+
+    /// Releases every lock whose deadline has passed. Returns how many records were released.
+    pub fn expire_locks(&mut self, now: Instant, rules: &DeliveryRules) -> usize {
+        let expired: Vec<i64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, record)| record.lock.as_ref().is_some_and(|lock| lock.deadline <= now))
+            .map(|(offset, _)| *offset)
+            .collect();
+        for offset in &expired {
+            self.release(*offset, rules);
+        }
+        self.advance_start();
+        expired.len()
+    }
+
+    /// Releases every record `member` holds (it left the group or closed its session). Returns how many.
+    pub fn release_member(&mut self, member: &str, rules: &DeliveryRules) -> usize {
+        let held: Vec<i64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, record)| record.lock.as_ref().is_some_and(|lock| &*lock.member == member))
+            .map(|(offset, _)| *offset)
+            .collect();
+        for offset in &held {
+            self.release(*offset, rules);
+        }
+        self.advance_start();
+        held.len()
+    }
+
+    /// The offset a fetch should read the log from to find something to acquire: the first available record,
+    /// else the window's end if the window has room for fresh records; `None` when there is nothing to acquire
+    /// until a lock runs out or an acknowledgement moves the start.
+    pub fn read_from(&self, rules: &DeliveryRules) -> Option<i64> {
+        let available = self.in_flight.iter().find(|(_, record)| record.lock.is_none()).map(|(offset, _)| *offset);
+        available.or_else(|| self.has_room(rules).then_some(self.end))
+    }
+
+    fn has_room(&self, rules: &DeliveryRules) -> bool {
+        self.end - self.start < i64::from(rules.max_record_locks)
+    }
+
+    /// Acquires for `member`, from the batches a read of the log returned (in offset order, all below the high
+    /// watermark), the available records they hold and then fresh ones, until `max_records` are acquired (whole
+    /// batches are not split for it: Kafka's `max_records` is a soft limit too) or the window is full (fresh
+    /// records are split at the window's limit: the client keeps only what the acquired ranges name). Returns
+    /// the ranges acquired, in offset order.
+    pub fn acquire(
+        &mut self,
+        batches: &[BatchSpan],
+        member: &MemberRef,
+        now: Instant,
+        max_records: usize,
+        rules: &DeliveryRules,
+    ) -> Vec<Acquired> {
+        let deadline = now + rules.lock_duration;
+        let mut acquired: Vec<Acquired> = Vec::new();
+        let mut taken = 0usize;
+        for batch in batches {
+            if taken >= max_records.max(1) {
+                break;
+            }
+            // Records of this batch delivered before and available again (a batch past the window's end has none,
+            // and an empty range must not reach `BTreeMap::range`, which panics on one).
+            let delivered_last = batch.last_offset.min(self.end - 1);
+            let redelivered: Vec<i64> = if delivered_last < batch.base_offset {
+                Vec::new()
+            } else {
+                self.in_flight
+                    .range(batch.base_offset..=delivered_last)
+                    .filter(|(_, record)| record.lock.is_none())
+                    .map(|(offset, _)| *offset)
+                    .collect()
+            };
+            for offset in redelivered {
+                let record = self.in_flight.get_mut(&offset).expect("collected from the map above");
+                record.delivery_count = record.delivery_count.saturating_add(1);
+                record.lock = Some(Lock { member: Arc::clone(member), deadline });
+                push_acquired(&mut acquired, offset, record.delivery_count);
+                taken += 1;
+            }
+            // Fresh records: only ever contiguous with the window's end.
+            if batch.last_offset < self.end || batch.base_offset > self.end {
+                continue;
+            }
+            if !self.has_room(rules) {
+                continue;
+            }
+            if batch.is_control {
+                // A transaction marker is not a record: done with as soon as the window reaches it.
+                self.end = batch.last_offset + 1;
+                self.advance_start();
+                continue;
+            }
+            let last = batch.last_offset.min(self.start + i64::from(rules.max_record_locks) - 1);
+            for offset in self.end..=last {
+                self.in_flight.insert(
+                    offset,
+                    InFlight { delivery_count: 1, lock: Some(Lock { member: Arc::clone(member), deadline }) },
+                );
+                push_acquired(&mut acquired, offset, 1);
+                taken += 1;
+            }
+            self.end = last + 1;
+        }
+        acquired
+    }
+
+    /// Applies one acknowledgement batch of `member`: `types` has one type for the whole of `first..=last`, or
+    /// one per offset. Either all of it applies or none (and the error says why).
+    pub fn acknowledge(
+        &mut self,
+        member: &str,
+        first: i64,
+        last: i64,
+        types: &[i8],
+        rules: &DeliveryRules,
+    ) -> Result<(), AckError> {
+        if last < first {
+            return Err(AckError::BadRange { first, last });
+        }
+        let count = last - first + 1;
+        if types.len() != 1 && types.len() as i64 != count {
+            return Err(AckError::TypeCount { first, last, types: types.len(), count });
+        }
+        let mut parsed = Vec::with_capacity(types.len());
+        for &wire in types {
+            parsed.push(AckType::from_wire(wire).ok_or(AckError::UnknownType(wire))?);
+        }
+        for offset in first..=last {
+            let held = self.in_flight.get(&offset).and_then(|record| record.lock.as_ref());
+            if held.is_none_or(|lock| &*lock.member != member) {
+                return Err(AckError::NotAcquired { offset });
+            }
+        }
+        for (index, offset) in (first..=last).enumerate() {
+            match if parsed.len() == 1 { parsed[0] } else { parsed[index] } {
+                AckType::Gap | AckType::Accept | AckType::Reject => {
+                    self.in_flight.remove(&offset);
+                }
+                AckType::Release => self.release(offset, rules),
+            }
+        }
+        self.advance_start();
+        Ok(())
+    }
+
+    /// Makes one in-flight record available again, or archives it once it has been delivered as often as allowed.
+    fn release(&mut self, offset: i64, rules: &DeliveryRules) {
+        if let Some(record) = self.in_flight.get_mut(&offset) {
+            if record.delivery_count >= rules.delivery_count_limit {
+                self.in_flight.remove(&offset);
+            } else {
+                record.lock = None;
+            }
+        }
+    }
+
+    fn advance_start(&mut self) {
+        self.start = self.in_flight.keys().next().copied().unwrap_or(self.end);
+    }
+
+    /// The state as stored: the window, then each record in flight as runs of offsets with one delivery count.
+    /// Layout (big-endian): version `0u8`, start (i64), end (i64), then runs of first (i64), last (i64), delivery
+    /// count (u16) to the end.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut runs: Vec<(i64, i64, u16)> = Vec::new();
+        for (&offset, record) in &self.in_flight {
+            match runs.last_mut() {
+                Some((_, last, count)) if *last + 1 == offset && *count == record.delivery_count => *last = offset,
+                _ => runs.push((offset, offset, record.delivery_count)),
+            }
+        }
+        let mut out = Vec::with_capacity(17 + runs.len() * 18);
+        out.push(SNAPSHOT_VERSION);
+        out.extend_from_slice(&self.start.to_be_bytes());
+        out.extend_from_slice(&self.end.to_be_bytes());
+        for (first, last, count) in runs {
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&last.to_be_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+        out
+    }
+
+    /// A stored state, every record in flight available again (its locks died with the broker that held them);
+    /// records already delivered `delivery_count_limit` times are archived. `None` for bytes that are not a
+    /// state this version wrote, or that break the window's invariants.
+    pub fn decode(bytes: &[u8], rules: &DeliveryRules) -> Option<SharePartition> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != SNAPSHOT_VERSION || rest.len() < 16 || (rest.len() - 16) % 18 != 0 {
+            return None;
+        }
+        let start = i64::from_be_bytes(rest[0..8].try_into().ok()?);
+        let end = i64::from_be_bytes(rest[8..16].try_into().ok()?);
+        if start > end || start < 0 {
+            return None;
+        }
+        let mut in_flight = BTreeMap::new();
+        let mut entries = 0i64;
+        for run in rest[16..].chunks_exact(18) {
+            let first = i64::from_be_bytes(run[0..8].try_into().ok()?);
+            let last = i64::from_be_bytes(run[8..16].try_into().ok()?);
+            let delivery_count = u16::from_be_bytes(run[16..18].try_into().ok()?);
+            if first < start || last >= end || first > last {
+                return None;
+            }
+            entries += last - first + 1;
+            if entries > MAX_STORED_IN_FLIGHT {
+                return None;
+            }
+            if delivery_count >= rules.delivery_count_limit {
+                continue;
+            }
+            for offset in first..=last {
+                in_flight.insert(offset, InFlight { delivery_count, lock: None });
+            }
+        }
+        let mut partition = SharePartition { start, end, in_flight };
+        partition.advance_start();
+        Some(partition)
+    }
+}
+
+fn push_acquired(acquired: &mut Vec<Acquired>, offset: i64, delivery_count: u16) {
+    match acquired.last_mut() {
+        Some(run) if run.last + 1 == offset && run.delivery_count == delivery_count => run.last = offset,
+        _ => acquired.push(Acquired { first: offset, last: offset, delivery_count }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+use std::sync::Mutex as StdMutex;
+
+use super::*;
+
+/// A node with topics of given partition counts, each partition's log at `(start, high watermark)`.
+#[derive(Default)]
+struct FakeLog {
+    topics: BTreeMap<String, u32>,
+    bounds: (i64, i64),
+    stored: StdMutex<BTreeMap<OffsetKey, Vec<u8>>>,
+}
+
+impl ShareLog for FakeLog {
+    fn partition_counts(&self, topics: &BTreeSet<String>) -> BTreeMap<String, u32> {
+        self.topics.iter().filter(|(t, _)| topics.contains(*t)).map(|(t, n)| (t.clone(), *n)).collect()
+    }
+
+    fn bounds(&self, topic: &str, partition: u32) -> Option<(i64, i64)> {
+        self.topics.get(topic).filter(|n| partition < **n).map(|_| self.bounds)
+    }
+
+    fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>> {
+        self.stored.lock().unwrap().get(key).cloned()
+    }
+
+    fn stored_in_group(&self, group: &str) -> Vec<(OffsetKey, Vec<u8>)> {
+        self.stored
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.group == group)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn settings() -> ShareSettings {
+    ShareSettings {
+        session_timeout: Duration::from_secs(45),
+        heartbeat_interval: Duration::from_secs(5),
+        rules: DeliveryRules { lock_duration: Duration::from_secs(30), delivery_count_limit: 5, max_record_locks: 100 },
+        auto_offset_reset: ShareOffsetReset::Latest,
+        max_groups: 2,
+        max_members_per_group: 3,
+    }
+}
+
+fn log(topics: &[(&str, u32)]) -> FakeLog {
+    FakeLog { topics: topics.iter().map(|(t, n)| (t.to_string(), *n)).collect(), bounds: (2, 10), ..FakeLog::default() }
+}
+
+fn join(group: &str, member: &str, topics: &[&str]) -> ShareHeartbeat {
+    ShareHeartbeat {
+        group: group.into(),
+        member_id: member.into(),
+        member_epoch: 0,
+        subscribed_topics: Some(topics.iter().map(|t| t.to_string()).collect()),
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        rack: None,
+    }
+}
+
+fn beat(group: &str, member: &str, epoch: i32) -> ShareHeartbeat {
+    ShareHeartbeat { member_epoch: epoch, subscribed_topics: None, ..join(group, member, &[]) }
+}
+
+fn tp(topic: &str, partition: u32) -> TopicPartition {
+    TopicPartition::new(topic, partition)
+}
+
+#[test]
+fn joining_members_split_the_partitions_and_new_partitions_start_at_the_reset_offset() {
+    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 3)]), Instant::now());
+    let a = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(a.member_epoch, 1);
+    assert_eq!(a.assignment, Some(BTreeSet::from([tp("jobs", 0), tp("jobs", 1), tp("jobs", 2)])));
+    assert_eq!(a.to_store.len(), 3, "each new share partition's start is stored before the answer");
+    let started = SharePartition::decode(&a.to_store[0].bytes, &settings().rules).unwrap();
+    assert_eq!(started.start(), 10, "latest: the high watermark");
+    let b = shares.heartbeat(join("g", "b", &["jobs"]), &log, now).unwrap();
+    assert_eq!(b.assignment, Some(BTreeSet::from([tp("jobs", 1)])));
+    assert!(b.to_store.is_empty(), "already started");
+    // `a` learns of its smaller assignment at its next heartbeat, with a new epoch.
+    let a = shares.heartbeat(beat("g", "a", 1), &log, now).unwrap();
+    assert_eq!((a.member_epoch, a.assignment), (2, Some(BTreeSet::from([tp("jobs", 0), tp("jobs", 2)]))));
+    // Unchanged: no assignment in the answer.
+    let a = shares.heartbeat(beat("g", "a", 2), &log, now).unwrap();
+    assert_eq!((a.member_epoch, a.assignment), (2, None));
+    // An answer lost on the way: the epoch before is still accepted; an older one is fenced.
+    assert!(shares.heartbeat(beat("g", "a", 1), &log, now).is_ok());
+    assert!(matches!(shares.heartbeat(beat("g", "a", 7), &log, now), Err(ShareError::FencedEpoch { current: 2, .. })));
+    assert!(matches!(shares.heartbeat(beat("g", "zed", 3), &log, now), Err(ShareError::UnknownMember { .. })));
+}
+
+#[test]
+fn bad_joins_and_limits_are_refused_with_reasons() {
+    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    assert!(matches!(shares.heartbeat(join("g", "", &["jobs"]), &log, now), Err(ShareError::InvalidRequest(_))));
+    assert!(matches!(shares.heartbeat(join("g", "a", &[]), &log, now), Err(ShareError::InvalidRequest(_))));
+    for member in ["a", "b", "c"] {
+        shares.heartbeat(join("g", member, &["jobs"]), &log, now).unwrap();
+    }
+    assert_eq!(
+        shares.heartbeat(join("g", "d", &["jobs"]), &log, now).err(),
+        Some(ShareError::GroupFull { group: "g".into(), max: 3 })
+    );
+    shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(
+        shares.heartbeat(join("i", "a", &["jobs"]), &log, now).err(),
+        Some(ShareError::TooManyGroups { max: 2 })
+    );
+    // Leaving an unknown group creates nothing.
+    assert_eq!(shares.heartbeat(beat("j", "a", -1), &log, now).unwrap().member_epoch, -1);
+    assert!(!shares.is_share_group("j"));
+}
+
+/// Acquires what `batches` offer for `member` in partition 0 of "jobs".
+fn fetch(
+    shares: &ShareGroups,
+    log: &FakeLog,
+    member: &str,
+    batches: &[BatchSpan],
+    now: Instant,
+) -> Vec<(i64, i64, u16)> {
+    let (read_from, _) = shares.prepare("g", &tp("jobs", 0), log, now);
+    if read_from.is_none() {
+        return Vec::new();
+    }
+    shares
+        .acquire("g", member, &tp("jobs", 0), batches, 100, now)
+        .iter()
+        .map(|a| (a.first, a.last, a.delivery_count))
+        .collect()
+}
+
+fn batch(base_offset: i64, last_offset: i64) -> BatchSpan {
+    BatchSpan { base_offset, last_offset, is_control: false }
+}
+
+#[test]
+fn a_member_whose_session_times_out_gives_its_records_back() {
+    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    log.bounds = (0, 10);
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    shares.heartbeat(join("g", "b", &["jobs"]), &log, now + Duration::from_secs(40)).unwrap();
+    let mut released = shares.watch_released();
+    // Started at the high watermark (10); the log grew to 14 since.
+    log.bounds = (0, 14);
+    assert_eq!(fetch(&shares, &log, "a", &[batch(10, 13)], now), [(10, 13, 1)]);
+    assert!(fetch(&shares, &log, "b", &[batch(10, 13)], now).is_empty(), "out with a");
+    // `a` has not heartbeated for 45 s: b's heartbeat removes it, and its records go to b.
+    shares.heartbeat(beat("g", "b", 1), &log, now + Duration::from_secs(46)).unwrap();
+    assert!(released.has_changed().unwrap());
+    released.borrow_and_update();
+    assert_eq!(fetch(&shares, &log, "b", &[batch(10, 13)], now + Duration::from_secs(46)), [(10, 13, 2)]);
+    let view = shares.describe("g", now + Duration::from_secs(46)).unwrap();
+    assert_eq!(view.members.iter().map(|m| m.member_id.as_str()).collect::<Vec<_>>(), ["b"]);
+}
+
+#[test]
+fn share_sessions_follow_their_epochs() {
+    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 2)]), Instant::now());
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    let fetch_session = |epoch, added: &[TopicPartition], forgotten: &[TopicPartition], has_acknowledgements| {
+        shares.fetch_session("g", "a", SessionChange { epoch, added, forgotten, has_acknowledgements }, now)
+    };
+    assert!(matches!(fetch_session(1, &[], &[], false), Err(ShareError::SessionNotFound { .. })));
+    assert!(matches!(fetch_session(0, &[], &[], true), Err(ShareError::InvalidRequest(_))));
+    assert_eq!(fetch_session(0, &[tp("jobs", 0)], &[], false).unwrap(), [tp("jobs", 0)]);
+    assert_eq!(fetch_session(1, &[tp("jobs", 1)], &[], true).unwrap(), [tp("jobs", 0), tp("jobs", 1)]);
+    assert_eq!(fetch_session(3, &[], &[], false), Err(ShareError::InvalidSessionEpoch { sent: 3, expected: 2 }));
+    assert_eq!(fetch_session(2, &[], &[tp("jobs", 0)], false).unwrap(), [tp("jobs", 1)]);
+    assert!(matches!(fetch_session(-2, &[], &[], false), Err(ShareError::InvalidRequest(_))));
+    assert!(fetch_session(-1, &[], &[], true).unwrap().is_empty());
+    assert!(matches!(fetch_session(3, &[], &[], false), Err(ShareError::SessionNotFound { .. })), "closed");
+    let change = SessionChange { epoch: 0, added: &[], forgotten: &[], has_acknowledgements: false };
+    let stranger = shares.fetch_session("g", "zed", change, now);
+    assert!(matches!(stranger, Err(ShareError::UnknownMember { .. })));
+}
+
+#[test]
+fn acknowledgements_apply_per_partition_and_hand_back_the_state_to_store() {
+    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    log.bounds = (0, 10);
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    log.bounds = (0, 13);
+    assert_eq!(fetch(&shares, &log, "a", &[batch(10, 12)], now), [(10, 12, 1)]);
+    let acks = vec![
+        (
+            tp("jobs", 0),
+            vec![AckBatch { first: 10, last: 11, types: vec![1] }, AckBatch { first: 12, last: 12, types: vec![2] }],
+        ),
+        (tp("other", 0), vec![AckBatch { first: 0, last: 0, types: vec![1] }]),
+    ];
+    let mut released = shares.watch_released();
+    let (outcomes, to_store) = shares.acknowledge("g", "a", acks);
+    assert_eq!(outcomes[0], (tp("jobs", 0), Ok(())));
+    assert_eq!(outcomes[1], (tp("other", 0), Err(AckError::NotAcquired { offset: 0 })));
+    assert!(released.has_changed().unwrap(), "a release wakes waiting fetches");
+    released.borrow_and_update();
+    let stored = SharePartition::decode(&to_store[0].bytes, &settings().rules).unwrap();
+    assert_eq!((stored.start(), stored.end(), stored.in_flight()), (12, 13, 1));
+    // A partition's batches apply all or none: the second batch names an offset already accepted.
+    let (outcomes, to_store) = shares.acknowledge(
+        "g",
+        "a",
+        vec![(
+            tp("jobs", 0),
+            vec![AckBatch { first: 12, last: 12, types: vec![1] }, AckBatch { first: 10, last: 10, types: vec![1] }],
+        )],
+    );
+    assert_eq!(outcomes[0].1, Err(AckError::NotAcquired { offset: 12 }), "12 was released, not held");
+    assert!(to_store.is_empty());
+    let views = shares.partitions("g", &log);
+    assert_eq!(views, [SharePartitionView { partition: tp("jobs", 0), start_offset: 12, in_flight: 1, acquired: 0 }]);
+}
+
+#[test]
+fn a_stored_state_is_loaded_rather_than_started_again() {
+    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let mut stored = SharePartition::starting_at(4);
+    stored.acquire(&[batch(4, 6)], &Arc::from("old"), now, 10, &settings().rules);
+    stored.acknowledge("old", 4, 4, &[1], &settings().rules).unwrap();
+    let key = OffsetKey { group: "g".into(), topic: "jobs".into(), partition: 0 };
+    log.stored.lock().unwrap().insert(key, stored.encode());
+    let answer = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert!(answer.to_store.is_empty(), "loaded, not started");
+    // 5 and 6 were out with a member of a broker that stopped: delivered again, for the second time.
+    assert_eq!(fetch(&shares, &log, "a", &[batch(4, 6), batch(7, 9)], now), [(5, 6, 2), (7, 9, 1)]);
+}
+
+#[test]
+fn deleting_a_share_group_needs_it_empty() {
+    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(shares.delete("g", now), Err(ShareError::NotEmpty { group: "g".into(), members: 1 }));
+    shares.heartbeat(beat("g", "a", -1), &log, now).unwrap();
+    assert_eq!(shares.list(now), [("g".to_string(), 0)]);
+    assert_eq!(shares.delete("g", now), Ok(true));
+    assert_eq!(shares.delete("g", now), Ok(false));
+    assert!(shares.partitions("g", &log).is_empty());
+}

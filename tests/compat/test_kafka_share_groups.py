@@ -1,0 +1,240 @@
+"""Share groups (KIP-932, "queues for Kafka") with a real client: confluent-kafka's ShareConsumer (librdkafka 2.15's
+share consumer). More consumers than partitions share a topic record by record, none read twice; what they
+acknowledged stays done across a SIGKILL and restart of the broker; a released record comes back with its delivery
+count raised, a rejected one never does, and one released as often as the delivery count limit is given up; a
+record whose lock runs out while its consumer sits on it goes to another consumer; a share group's id is refused to a
+consumer group and the other way round. Run by kafka-clients.sh, against brokers started with short record locks."""
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import AcknowledgeType, KafkaException, ShareConsumer
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import Producer
+
+from conftest import running_broker
+from test_kafka_groups import DEADLINE_S, rill
+
+# Broker settings for these tests: an admin port of its own, groups start at the log's start, locks run out after 1 s (Kafka's shortest),
+# a record is given up after 3 deliveries.
+SHARE_FLAGS = ["--admin-listen", "127.0.0.1:0", "--share-auto-offset-reset", "earliest", "--share-record-lock-ms", "1000",
+               "--share-delivery-count-limit", "3"]
+
+
+def new_name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def produce(addr, topic, values, partitions):
+    producer = Producer({"bootstrap.servers": addr, "acks": "all"})
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value.encode(), partition=i % partitions)
+    assert producer.flush(30) == 0, "records left undelivered"
+
+
+def share_consumer(addr, group, **options):
+    return ShareConsumer({"bootstrap.servers": addr, "group.id": group, **options})
+
+
+def drain(consumer, wanted, seconds=DEADLINE_S, acknowledge=None):
+    """Polls until `wanted` records came (or the deadline): the list of (value, delivery count, message). With
+    `acknowledge`, each message is acknowledged with the type it returns (explicit mode)."""
+    got = []
+    deadline = time.monotonic() + seconds
+    while len(got) < wanted and time.monotonic() < deadline:
+        for message in consumer.poll(0.5):
+            assert message.error() is None, message.error()
+            got.append((message.value().decode(), message.delivery_count(), message))
+            if acknowledge is not None:
+                consumer.acknowledge(message, acknowledge(message))
+    return got
+
+
+@pytest.fixture()
+def broker():
+    """A `rill broker` process with short share locks; its address and data directory (for a restart)."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        data = os.path.join(data_dir, "data")
+        with running_broker(data, *SHARE_FLAGS) as addr:
+            yield addr, data
+
+
+def test_more_consumers_than_partitions_share_a_topic_and_nothing_is_read_twice(broker):
+    addr, _ = broker
+    topic, group = new_name("jobs"), new_name("workers")
+    rill(addr, "topic", "create", topic, "--partitions", "2")
+    values = [f"job-{i}" for i in range(300)]
+    produce(addr, topic, values, 2)
+    consumers = [share_consumer(addr, group) for _ in range(3)]
+    seen, lock = [], threading.Lock()
+    stop = threading.Event()
+
+    def work(consumer):
+        # Implicit acknowledgement: what one poll returned is accepted by the next poll.
+        consumer.subscribe([topic])
+        while not stop.is_set():
+            for message in consumer.poll(0.2):
+                assert message.error() is None, message.error()
+                with lock:
+                    seen.append(message.value().decode())
+                time.sleep(0.001)
+        consumer.commit_sync(30)
+        consumer.close()
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in consumers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        with lock:
+            if len(seen) >= len(values):
+                break
+        time.sleep(0.1)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(seen) == sorted(values), f"{len(seen)} records read for {len(values)}"
+
+
+def test_acknowledged_records_stay_done_across_a_broker_kill_and_restart():
+    with tempfile.TemporaryDirectory() as data_dir:
+        data = os.path.join(data_dir, "data")
+        topic, group = new_name("orders"), new_name("billing")
+        with running_broker(data, *SHARE_FLAGS) as addr:
+            rill(addr, "topic", "create", topic, "--partitions", "1")
+            produce(addr, topic, [f"a{i}" for i in range(50)], 1)
+            consumer = share_consumer(addr, group, **{"share.acknowledgement.mode": "explicit"})
+            consumer.subscribe([topic])
+            # The first 30 accepted, the rest left acquired when the broker dies.
+            got = drain(consumer, 50, acknowledge=lambda m: AcknowledgeType.ACCEPT
+                        if int(m.value()[1:]) < 30 else AcknowledgeType.RELEASE)
+            assert len(got) >= 30
+            consumer.commit_sync(30)
+        # The broker is killed (SIGKILL) by `running_broker`; the consumer's connection died with it.
+        with running_broker(data, *SHARE_FLAGS) as addr:
+            consumer = share_consumer(addr, new_name("unused"))
+            consumer.close()
+            reader = share_consumer(addr, group)
+            reader.subscribe([topic])
+            rest = drain(reader, 20)
+            values = sorted(int(v[1:]) for v, _, _ in rest)
+            assert values == list(range(30, 50)), values
+            # Delivered before the restart (and released), then again now.
+            assert all(count >= 2 for _, count, _ in rest), [c for _, c, _ in rest]
+            assert drain(reader, 1, seconds=3) == [], "an accepted record came back"
+            reader.commit_sync(30)
+            reader.close()
+
+
+def test_released_records_return_rejected_ones_do_not_and_the_delivery_limit_gives_up(broker):
+    addr, _ = broker
+    topic, group = new_name("tasks"), new_name("crunchers")
+    rill(addr, "topic", "create", topic, "--partitions", "1")
+    produce(addr, topic, ["ok", "retry", "poison", "flaky"], 1)
+    consumer = share_consumer(addr, group, **{"share.acknowledgement.mode": "explicit"})
+    consumer.subscribe([topic])
+    kinds = {"ok": AcknowledgeType.ACCEPT, "retry": AcknowledgeType.RELEASE, "poison": AcknowledgeType.REJECT,
+             "flaky": AcknowledgeType.RELEASE}
+    deliveries = {}
+    retried = False
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        for message in consumer.poll(0.5):
+            assert message.error() is None, message.error()
+            value = message.value().decode()
+            deliveries.setdefault(value, []).append(message.delivery_count())
+            kind = kinds[value]
+            if value == "retry" and retried:
+                kind = AcknowledgeType.ACCEPT
+            retried |= value == "retry"
+            consumer.acknowledge(message, kind)
+        consumer.commit_sync(30)
+        if len(deliveries.get("flaky", [])) >= 3 and len(deliveries.get("retry", [])) >= 2:
+            break
+    # Look a little longer: nothing more may come.
+    for _ in range(4):
+        for message in consumer.poll(0.5):
+            deliveries.setdefault(message.value().decode(), []).append(message.delivery_count())
+            consumer.acknowledge(message, AcknowledgeType.ACCEPT)
+    consumer.commit_sync(30)
+    consumer.close()
+    assert deliveries["ok"] == [1]
+    assert deliveries["poison"] == [1], "a rejected record is never delivered again"
+    assert deliveries["retry"] == [1, 2], "released once, then accepted"
+    assert deliveries["flaky"] == [1, 2, 3], "given up after the delivery count limit (3)"
+
+
+def test_a_record_whose_lock_runs_out_goes_to_another_consumer(broker):
+    addr, _ = broker
+    topic, group = new_name("emails"), new_name("senders")
+    rill(addr, "topic", "create", topic, "--partitions", "1")
+    produce(addr, topic, [f"mail-{i}" for i in range(5)], 1)
+    stuck = share_consumer(addr, group, **{"share.acknowledgement.mode": "explicit"})
+    stuck.subscribe([topic])
+    held = drain(stuck, 5)
+    assert sorted(v for v, _, _ in held) == [f"mail-{i}" for i in range(5)]
+    # `stuck` keeps heartbeating (librdkafka's background thread) but never acknowledges: after the 1 s lock the
+    # records go back to the group, and the other member gets them, delivered a second time.
+    other = share_consumer(addr, group)
+    other.subscribe([topic])
+    again = drain(other, 5)
+    assert sorted(v for v, _, _ in again) == [f"mail-{i}" for i in range(5)]
+    assert all(count == 2 for _, count, _ in again), [c for _, c, _ in again]
+    other.commit_sync(30)
+    other.close()
+    stuck.close()
+
+
+def test_a_group_id_is_either_a_share_group_or_a_consumer_group(broker):
+    addr, _ = broker
+    topic, group = new_name("mixed"), new_name("one-kind")
+    rill(addr, "topic", "create", topic, "--partitions", "1")
+    produce(addr, topic, ["x"], 1)
+    share = share_consumer(addr, group)
+    share.subscribe([topic])
+    assert len(drain(share, 1)) == 1
+    consumer = RdConsumer({"bootstrap.servers": addr, "group.id": group, "group.protocol": "consumer",
+                           "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    error = None
+    deadline = time.monotonic() + 20
+    while error is None and time.monotonic() < deadline:
+        try:
+            message = consumer.poll(0.5)
+        except KafkaException as err:
+            error = err.args[0]
+            break
+        if message is not None and message.error() is not None:
+            error = message.error()
+    assert error is not None, "a consumer group member was admitted to a share group"
+    # librdkafka shows the code (GROUP_ID_NOT_FOUND), not the broker's message ("... is a share group").
+    assert "group id does not exist" in error.str(), error.str()
+    consumer.close()
+    share.commit_sync(30)
+    share.close()
+
+    # The other way round: a consumer group's id refused to a share consumer.
+    taken = new_name("consumers")
+    member = RdConsumer({"bootstrap.servers": addr, "group.id": taken, "auto.offset.reset": "earliest"})
+    member.subscribe([topic])
+    deadline = time.monotonic() + 20
+    while not member.assignment() and time.monotonic() < deadline:
+        member.poll(0.2)
+    assert member.assignment(), "the consumer group member got no partition"
+    refused = share_consumer(addr, taken)
+    refused.subscribe([topic])
+    errors = []
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        try:
+            errors.extend(m.error() for m in refused.poll(0.5) if m.error() is not None)
+        except KafkaException as err:
+            errors.append(err.args[0])
+    assert errors, "a share consumer was admitted to a consumer group"
+    assert "protocol" in errors[0].str().lower(), errors[0].str()
+    refused.close()
+    member.close()

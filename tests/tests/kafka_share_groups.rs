@@ -1,0 +1,265 @@
+//! Share groups (KIP-932) over the raw protocol: a member joins with ShareGroupHeartbeat and fetches with
+//! ShareFetch, getting the stored batches and the ranges acquired for it; a second member gets nothing the first
+//! holds; acknowledgements move the group's start offset (DescribeShareGroupOffsets) and survive a restart;
+//! ShareGroupDescribe shows who reads what; a waiting ShareFetch is woken by an append; and each refusal has its
+//! Kafka code and a message: a session epoch out of turn, an acknowledgement of a record not held, a request
+//! without a member, a group that is no share group.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::share_fetch_request::{AcknowledgementBatch, FetchPartition, FetchTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rill_broker::share_groups::ShareOffsetReset;
+use rill_tests::kafka_client::KafkaClient;
+use rill_tests::{values_of, TestBroker};
+
+const INVALID_REQUEST: i16 = 42;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+const INVALID_RECORD_STATE: i16 = 121;
+const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+fn addr(broker: &TestBroker) -> SocketAddr {
+    broker.handle.as_ref().expect("running").addr()
+}
+
+async fn earliest_broker() -> TestBroker {
+    let mut broker = TestBroker::start_with(|config| config.share_auto_offset_reset = ShareOffsetReset::Earliest).await;
+    broker.create_topic("jobs", 1).await;
+    broker
+}
+
+async fn topic_id(client: &mut KafkaClient, topic: &str) -> uuid::Uuid {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(text(topic))))]));
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request).await;
+    response.topics[0].topic_id
+}
+
+async fn join(client: &mut KafkaClient, group: &str, member: &str) -> ShareGroupHeartbeatResponse {
+    let request = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_member_id(text(member))
+        .with_member_epoch(0)
+        .with_subscribed_topic_names(Some(vec![TopicName(text("jobs"))]));
+    let joined: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &request).await;
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    joined
+}
+
+fn share_fetch(member: &str, epoch: i32, topic: uuid::Uuid, acks: Vec<AcknowledgementBatch>) -> ShareFetchRequest {
+    ShareFetchRequest::default()
+        .with_group_id(Some(GroupId(text("workers"))))
+        .with_member_id(Some(text(member)))
+        .with_share_session_epoch(epoch)
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_max_records(100)
+        .with_topics(vec![FetchTopic::default().with_topic_id(topic).with_partitions(vec![FetchPartition::default()
+            .with_partition_index(0)
+            .with_acknowledgement_batches(acks)])])
+}
+
+fn acquired(response: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
+    let partitions = response.responses.iter().flat_map(|t| &t.partitions);
+    partitions.flat_map(|p| &p.acquired_records).map(|a| (a.first_offset, a.last_offset, a.delivery_count)).collect()
+}
+
+fn accept(first: i64, last: i64) -> AcknowledgementBatch {
+    AcknowledgementBatch::default().with_first_offset(first).with_last_offset(last).with_acknowledge_types(vec![1])
+}
+
+async fn start_offset(client: &mut KafkaClient) -> i64 {
+    let request = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(text("workers")))
+            .with_topics(None),
+    ]);
+    let response: DescribeShareGroupOffsetsResponse = client.call(ApiKey::DescribeShareGroupOffsets, 0, &request).await;
+    let group = &response.groups[0];
+    assert_eq!(group.error_code, 0, "{:?}", group.error_message);
+    group.topics[0].partitions[0].start_offset
+}
+
+#[tokio::test]
+async fn members_acquire_records_one_at_a_time_and_acknowledgements_outlive_a_restart() {
+    let mut broker = earliest_broker().await;
+    broker.produce_values("jobs", 0, &["a", "b", "c"]).await;
+    broker.produce_values("jobs", 0, &["d", "e"]).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "jobs").await;
+    let joined = join(&mut client, "workers", "one").await;
+    let assignment = joined.assignment.expect("a join hears its assignment");
+    assert_eq!(assignment.topic_partitions[0].topic_id, id);
+    join(&mut client, "workers", "two").await;
+
+    let first: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(first.error_code, 0, "{:?}", first.error_message);
+    assert_eq!(acquired(&first), [(0, 4, 1)]);
+    assert_eq!(first.acquisition_lock_timeout_ms, 30_000);
+    let records = first.responses[0].partitions[0].records.clone().expect("records");
+    let values: Vec<String> = values_of(&records).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, ["a", "b", "c", "d", "e"], "the stored batches, as they are");
+
+    // The other member's fetch finds everything held by `one`.
+    let second: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("two", 0, id, vec![])).await;
+    assert_eq!(acquired(&second), []);
+
+    // `one` accepts 0..=2 and releases 3..=4 (ShareAcknowledge: no fetch that would take them back at once), and
+    // they go to `two` for their second delivery.
+    let batch = |first, last, kind| {
+        share_acknowledge_request::AcknowledgementBatch::default()
+            .with_first_offset(first)
+            .with_last_offset(last)
+            .with_acknowledge_types(vec![kind])
+    };
+    let acknowledge = ShareAcknowledgeRequest::default()
+        .with_group_id(Some(GroupId(text("workers"))))
+        .with_member_id(Some(text("one")))
+        .with_share_session_epoch(1)
+        .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![share_acknowledge_request::AcknowledgePartition::default()
+                .with_acknowledgement_batches(vec![batch(0, 2, 1), batch(3, 4, 2)])])]);
+    let acked: ShareAcknowledgeResponse = client.call(ApiKey::ShareAcknowledge, 1, &acknowledge).await;
+    assert_eq!((acked.error_code, acked.responses[0].partitions[0].error_code), (0, 0));
+    assert_eq!(start_offset(&mut client).await, 3);
+    let again: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("two", 1, id, vec![])).await;
+    assert_eq!(acquired(&again), [(3, 4, 2)]);
+
+    let described: ShareGroupDescribeResponse = client
+        .call(
+            ApiKey::ShareGroupDescribe,
+            1,
+            &ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(text("workers"))]),
+        )
+        .await;
+    let group = &described.groups[0];
+    assert_eq!((group.error_code, group.group_state.as_str()), (0, "Stable"));
+    let members: Vec<&str> = group.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(members, ["one", "two"]);
+    assert!(group.members.iter().all(|m| m.assignment.topic_partitions[0].topic_name.as_str() == "jobs"));
+
+    drop(client);
+    let broker = broker.restart().await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    assert_eq!(start_offset(&mut client).await, 3, "acknowledged records stay done");
+    join(&mut client, "workers", "three").await;
+    let after: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("three", 0, id, vec![])).await;
+    assert_eq!(acquired(&after), [(3, 4, 2)], "in flight at the restart: available again, the count kept");
+}
+
+#[tokio::test]
+async fn a_waiting_share_fetch_is_woken_by_an_append() {
+    let mut broker = earliest_broker().await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "jobs").await;
+    join(&mut client, "workers", "one").await;
+    let waiting = share_fetch("one", 0, id, vec![]).with_max_wait_ms(20_000);
+    let started = Instant::now();
+    let fetch = tokio::spawn(async move {
+        let response: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &waiting).await;
+        response
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    broker.produce_values("jobs", 0, &["late"]).await;
+    let response = fetch.await.expect("the fetch task");
+    assert_eq!(acquired(&response), [(0, 0, 1)]);
+    assert!(started.elapsed() < Duration::from_secs(10), "woken by the append, not by its 20 s wait");
+}
+
+#[tokio::test]
+async fn share_requests_out_of_turn_are_refused_with_their_codes_and_reasons() {
+    let mut broker = earliest_broker().await;
+    broker.produce_values("jobs", 0, &["a"]).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "jobs").await;
+    join(&mut client, "workers", "one").await;
+
+    let no_member: ShareFetchResponse =
+        client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![]).with_member_id(None)).await;
+    assert_eq!(no_member.error_code, INVALID_REQUEST);
+    assert!(format!("{:?}", no_member.error_message).contains("member_id"), "{:?}", no_member.error_message);
+
+    let opened: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(acquired(&opened), [(0, 0, 1)]);
+    let skipped: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 5, id, vec![])).await;
+    assert_eq!(skipped.error_code, INVALID_SHARE_SESSION_EPOCH);
+    assert!(format!("{:?}", skipped.error_message).contains("next epoch, 1"), "{:?}", skipped.error_message);
+
+    // Offset 7 was never delivered: refused with INVALID_RECORD_STATE, and the fetch goes on.
+    let wrong: ShareFetchResponse =
+        client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 1, id, vec![accept(7, 7)])).await;
+    let partition = &wrong.responses[0].partitions[0];
+    assert_eq!(partition.acknowledge_error_code, INVALID_RECORD_STATE);
+    assert!(format!("{:?}", partition.acknowledge_error_message).contains("offset 7"), "{partition:?}");
+
+    let acknowledge = ShareAcknowledgeRequest::default()
+        .with_group_id(Some(GroupId(text("workers"))))
+        .with_member_id(Some(text("one")))
+        .with_share_session_epoch(0);
+    let at_zero: ShareAcknowledgeResponse = client.call(ApiKey::ShareAcknowledge, 1, &acknowledge).await;
+    assert_eq!(at_zero.error_code, INVALID_SHARE_SESSION_EPOCH);
+
+    let unknown: ShareGroupDescribeResponse = client
+        .call(
+            ApiKey::ShareGroupDescribe,
+            1,
+            &ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(text("nope"))]),
+        )
+        .await;
+    assert_eq!(unknown.groups[0].error_code, GROUP_ID_NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deleting_a_share_group_or_its_topic_forgets_where_it_was() {
+    const NON_EMPTY_GROUP: i16 = 68;
+    let mut broker = earliest_broker().await;
+    broker.produce_values("jobs", 0, &["a", "b"]).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "jobs").await;
+    join(&mut client, "workers", "one").await;
+    let fetched: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(acquired(&fetched), [(0, 1, 1)]);
+    let _: ShareFetchResponse =
+        client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 1, id, vec![accept(0, 1)])).await;
+    assert_eq!(start_offset(&mut client).await, 2);
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text("workers"))]);
+    let refused: DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, 2, &delete).await;
+    assert_eq!(refused.results[0].error_code, NON_EMPTY_GROUP, "a member is in it");
+    let leave = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(text("workers")))
+        .with_member_id(text("one"))
+        .with_member_epoch(-1);
+    let left: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &leave).await;
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    let deleted: DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, 2, &delete).await;
+    assert_eq!(deleted.results[0].error_code, 0);
+
+    // Joined again, the group starts afresh: at the log's start.
+    join(&mut client, "workers", "one").await;
+    let afresh: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(acquired(&afresh), [(0, 1, 1)]);
+    let _: ShareFetchResponse =
+        client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 1, id, vec![accept(0, 1)])).await;
+    assert_eq!(start_offset(&mut client).await, 2);
+
+    // The topic deleted and created again: nothing of the old topic's state is left, in memory or stored.
+    broker.admin.delete_topic(rill_protocol::v1::DeleteTopicRequest { name: "jobs".into() }).await.expect("deleted");
+    broker.create_topic("jobs", 1).await;
+    let broker = broker.restart().await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let request = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(text("workers")))
+            .with_topics(None),
+    ]);
+    let response: DescribeShareGroupOffsetsResponse = client.call(ApiKey::DescribeShareGroupOffsets, 0, &request).await;
+    assert!(response.groups[0].topics.is_empty(), "{response:?}");
+}

@@ -44,7 +44,7 @@ use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::groups::TopicPartition;
-use crate::share_groups::{AckBatch, AckError, BatchSpan, SessionChange, ShareError};
+use crate::share_groups::{AckBatch, AckError, AckOutcomes, BatchSpan, SessionChange, ShareError, StateToStore};
 
 /// Records a fetch acquires when the request leaves `max_records` at 0 or below (Kafka's `max.poll.records`).
 const DEFAULT_MAX_RECORDS: usize = 500;
@@ -108,19 +108,31 @@ fn ack_batches(batches: &[AcknowledgementBatch]) -> Vec<AckBatch> {
         .collect()
 }
 
-/// Applies and stores the acknowledgements; the outcome per partition, for `acknowledge_error_code`.
-async fn acknowledge(
+/// Acknowledgements applied in memory, their states not stored yet.
+struct Applied {
+    outcomes: AckOutcomes,
+    to_store: Vec<StateToStore>,
+}
+
+/// Applies the acknowledgements in memory (what they release is available to fetches at once).
+fn apply(
     kafka: &KafkaContext,
     group: &str,
     member: &str,
     acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
-) -> BTreeMap<TopicPartition, Option<(i16, String)>> {
+) -> Applied {
     if acknowledgements.is_empty() {
-        return BTreeMap::new();
+        return Applied { outcomes: Vec::new(), to_store: Vec::new() };
     }
     let (outcomes, to_store) = kafka.node.shares.acknowledge(group, member, acknowledgements);
-    let stored = kafka.node.offsets.save_share_states(group, to_store).await;
-    outcomes
+    Applied { outcomes, to_store }
+}
+
+/// Stores what `apply` changed (fsynced); the outcome per partition, for `acknowledge_error_code`.
+async fn store(kafka: &KafkaContext, group: &str, applied: Applied) -> BTreeMap<TopicPartition, Option<(i16, String)>> {
+    let stored = kafka.node.offsets.save_share_states(group, applied.to_store).await;
+    applied
+        .outcomes
         .into_iter()
         .map(|(partition, outcome)| {
             let error = match (outcome, &stored) {
@@ -194,20 +206,25 @@ pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal:
         .filter(|n| !n.acknowledgements.is_empty())
         .map(|n| (n.partition.clone(), n.acknowledgements.clone()))
         .collect();
-    for (partition, error) in acknowledge(kafka, &group, &member, acknowledgements).await {
-        let Some(id) = ids.id_of(&partition.topic) else { continue };
-        answers.entry((id, partition.partition as i32)).or_default().acknowledge_error =
-            Some(error.unwrap_or((0, String::new())));
-    }
+    let applied = apply(kafka, &group, &member, acknowledgements);
     for n in &named {
         if let Some(id) = ids.id_of(&n.partition.topic) {
             answers.entry((id, n.partition.partition as i32)).or_default();
         }
     }
-    if epoch == -1 {
+    // The acknowledgements' fsync and the fetch's reads run at once: the fetch sees what they released (it is
+    // in memory already), and the answer waits for both.
+    let stored = if epoch == -1 {
         node.shares.release_member(&group, &member);
+        store(kafka, &group, applied).await
     } else {
-        fetch_records(kafka, &request, &group, &member, &session, &ids, &mut answers).await;
+        let fetched = fetch_records(kafka, &request, &group, &member, &session, &ids, &mut answers);
+        tokio::join!(store(kafka, &group, applied), fetched).0
+    };
+    for (partition, error) in stored {
+        let Some(id) = ids.id_of(&partition.topic) else { continue };
+        answers.entry((id, partition.partition as i32)).or_default().acknowledge_error =
+            Some(error.unwrap_or((0, String::new())));
     }
     ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(responses(answers))
 }
@@ -240,8 +257,10 @@ async fn fetch_records(
             }
         }
         let acquired = acquire_all(kafka, group, member, session, ids, max_records, max_bytes, answers).await;
-        let has_news = answers.values().any(|a| a.error.is_some() || a.acknowledge_error.is_some());
-        if acquired > 0 || has_news || Instant::now() >= deadline || node.is_shutting_down() {
+        // An error is answered at once (waiting cannot change it); acknowledgements' outcomes wait for records
+        // or the wait's end, as against Kafka.
+        let has_error = answers.values().any(|a| a.error.is_some());
+        if acquired > 0 || has_error || Instant::now() >= deadline || node.is_shutting_down() {
             return;
         }
         let wake = node.shares.next_deadline(group, session).map_or(deadline, |lock| lock.min(deadline));
@@ -436,13 +455,14 @@ pub async fn acknowledge_request(
             }
         }
     }
-    for (partition, error) in acknowledge(kafka, &group, &member, acknowledgements).await {
+    let applied = apply(kafka, &group, &member, acknowledgements);
+    if epoch == -1 {
+        node.shares.release_member(&group, &member);
+    }
+    for (partition, error) in store(kafka, &group, applied).await {
         if let Some(id) = ids.id_of(&partition.topic) {
             outcomes.insert((id, partition.partition as i32), error.unwrap_or((0, String::new())));
         }
-    }
-    if epoch == -1 {
-        node.shares.release_member(&group, &member);
     }
     let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
     for ((topic_id, index), (code, message)) in outcomes {

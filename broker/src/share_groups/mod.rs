@@ -34,7 +34,7 @@ use crate::offsets::OffsetKey;
 pub mod assignment;
 pub mod partition;
 
-pub use partition::{AckError, Acquired, BatchSpan, DeliveryRules, MemberRef, SharePartition};
+pub use partition::{AckBatch, AckError, Acquired, BatchSpan, DeliveryRules, MemberRef, SharePartition};
 
 /// Where a share partition the group has never read starts (Kafka's group config `share.auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -157,14 +157,6 @@ pub struct SessionChange<'a> {
 
 /// Each partition's outcome of an acknowledgement request.
 pub type AckOutcomes = Vec<(TopicPartition, Result<(), AckError>)>;
-
-/// One acknowledgement batch of a request: `first..=last` and its types.
-#[derive(Debug, Clone)]
-pub struct AckBatch {
-    pub first: i64,
-    pub last: i64,
-    pub types: Vec<i8>,
-}
 
 /// A member as ShareGroupDescribe shows it.
 #[derive(Debug, Clone)]
@@ -487,13 +479,9 @@ impl ShareGroups {
                 outcomes.push((partition, Err(AckError::NotAcquired { offset: first })));
                 continue;
             };
-            let mut changed = tracked.partition.clone();
-            let applied = batches.iter().try_for_each(|batch| {
-                released |= batch.types.contains(&2);
-                changed.acknowledge(member_id, batch.first, batch.last, &batch.types, &rules)
-            });
+            let applied = tracked.partition.acknowledge_batches(member_id, &batches, &rules);
             if applied.is_ok() {
-                tracked.partition = changed;
+                released |= batches.iter().any(|batch| batch.types.contains(&2));
                 to_store.push(snapshot(&key, tracked));
             }
             outcomes.push((partition, applied));

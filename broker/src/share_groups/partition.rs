@@ -62,6 +62,17 @@ pub enum AckError {
         "offset {offset} is not acquired by this member (it was released, timed out, or was never delivered to it)"
     )]
     NotAcquired { offset: i64 },
+    #[error("acknowledgement batches {first}..={last} and the one before overlap: each offset is acknowledged once")]
+    Overlapping { first: i64, last: i64 },
+}
+
+/// One acknowledgement batch of a request: `first..=last` and its types (one for the whole batch, or one per
+/// offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckBatch {
+    pub first: i64,
+    pub last: i64,
+    pub types: Vec<i8>,
 }
 
 /// A member of the share group, as records' locks name it.
@@ -277,6 +288,45 @@ impl SharePartition {
         types: &[i8],
         rules: &DeliveryRules,
     ) -> Result<(), AckError> {
+        self.acknowledge_batches(member, &[AckBatch { first, last, types: types.to_vec() }], rules)
+    }
+
+    /// Applies a request's acknowledgement batches of one partition: every batch is checked (its range, its
+    /// types, each offset held by `member`, no offset named twice) before any is applied, so either all apply or
+    /// none does, without copying the state to undo a failure.
+    pub fn acknowledge_batches(
+        &mut self,
+        member: &str,
+        batches: &[AckBatch],
+        rules: &DeliveryRules,
+    ) -> Result<(), AckError> {
+        let mut checked: Vec<(&AckBatch, Vec<AckType>)> = Vec::with_capacity(batches.len());
+        for batch in batches {
+            checked.push((batch, self.check(member, batch)?));
+        }
+        let mut ranges: Vec<(i64, i64)> = batches.iter().map(|b| (b.first, b.last)).collect();
+        ranges.sort_unstable();
+        if let Some(pair) = ranges.windows(2).find(|pair| pair[1].0 <= pair[0].1) {
+            return Err(AckError::Overlapping { first: pair[1].0, last: pair[1].1 });
+        }
+        for (batch, types) in checked {
+            for (index, offset) in (batch.first..=batch.last).enumerate() {
+                match if types.len() == 1 { types[0] } else { types[index] } {
+                    AckType::Gap | AckType::Accept | AckType::Reject => {
+                        self.in_flight.remove(&offset);
+                    }
+                    AckType::Release => self.release(offset, rules),
+                }
+            }
+        }
+        self.advance_start();
+        Ok(())
+    }
+
+    /// One batch's types, if it may be applied: a forward range, one type or one per offset, known types, and
+    /// every offset held by `member`.
+    fn check(&self, member: &str, batch: &AckBatch) -> Result<Vec<AckType>, AckError> {
+        let AckBatch { first, last, ref types } = *batch;
         if last < first {
             return Err(AckError::BadRange { first, last });
         }
@@ -284,26 +334,19 @@ impl SharePartition {
         if types.len() != 1 && types.len() as i64 != count {
             return Err(AckError::TypeCount { first, last, types: types.len(), count });
         }
-        let mut parsed = Vec::with_capacity(types.len());
-        for &wire in types {
-            parsed.push(AckType::from_wire(wire).ok_or(AckError::UnknownType(wire))?);
-        }
+        let parsed = types
+            .iter()
+            .map(|&wire| AckType::from_wire(wire).ok_or(AckError::UnknownType(wire)))
+            .collect::<Result<Vec<_>, _>>()?;
         for offset in first..=last {
             let held = self.in_flight.get(&offset).and_then(|record| record.lock.as_ref());
             if held.is_none_or(|lock| &*lock.member != member) {
+                // Held offsets are in the map, so the walk stops within `in_flight.len() + 1` steps whatever
+                // range a client names.
                 return Err(AckError::NotAcquired { offset });
             }
         }
-        for (index, offset) in (first..=last).enumerate() {
-            match if parsed.len() == 1 { parsed[0] } else { parsed[index] } {
-                AckType::Gap | AckType::Accept | AckType::Reject => {
-                    self.in_flight.remove(&offset);
-                }
-                AckType::Release => self.release(offset, rules),
-            }
-        }
-        self.advance_start();
-        Ok(())
+        Ok(parsed)
     }
 
     /// Makes one in-flight record available again, or archives it once it has been delivered as often as allowed.

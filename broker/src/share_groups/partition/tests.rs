@@ -70,6 +70,25 @@ fn only_the_holder_may_acknowledge_and_a_refused_batch_changes_nothing() {
 }
 
 #[test]
+fn a_requests_batches_apply_all_or_none_and_may_not_overlap() {
+    let (now, rules) = (Instant::now(), rules());
+    let mut partition = SharePartition::starting_at(0);
+    partition.acquire(&[data(0, 5)], &member("a"), now, 100, &rules);
+    let before = partition.clone();
+    let batch = |first, last, types: &[i8]| AckBatch { first, last, types: types.to_vec() };
+    let overlapping = [batch(0, 2, &[1]), batch(2, 3, &[2])];
+    assert_eq!(
+        partition.acknowledge_batches("a", &overlapping, &rules),
+        Err(AckError::Overlapping { first: 2, last: 3 })
+    );
+    let second_bad = [batch(0, 1, &[1]), batch(4, 9, &[1])];
+    assert_eq!(partition.acknowledge_batches("a", &second_bad, &rules), Err(AckError::NotAcquired { offset: 6 }));
+    assert_eq!(partition, before, "nothing of a refused request applies");
+    partition.acknowledge_batches("a", &[batch(3, 5, &[2, 1, 3]), batch(0, 2, &[1])], &rules).unwrap();
+    assert_eq!((partition.start(), partition.in_flight(), partition.acquired()), (3, 1, 0));
+}
+
+#[test]
 fn expired_locks_and_a_leaving_member_release_their_records() {
     let (now, rules) = (Instant::now(), rules());
     let mut partition = SharePartition::starting_at(0);

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use rill_client::{Admin, CommittedOffset, Error, GroupDescription, GroupState, OffsetSpec};
+use rill_client::{Admin, CommittedOffset, Error, GroupDescription, GroupKind, GroupState, OffsetSpec};
 
 use crate::connect::{block_on, BrokerFlag};
 use crate::output;
@@ -110,10 +110,11 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
 
 async fn list(broker: &BrokerFlag) -> anyhow::Result<()> {
     let groups = Admin::new(broker.connect().await?).list_groups().await.map_err(|e| broker.explain(e))?;
-    let mut table = Table::new(&["GROUP", "STATE", "MEMBERS", "GENERATION"]);
+    let mut table = Table::new(&["GROUP", "KIND", "STATE", "MEMBERS", "GENERATION"]);
     for group in &groups {
         table.row(vec![
             group.group.clone(),
+            kind_name(group.kind()).to_owned(),
             state_name(group.state()).to_owned(),
             group.member_count.to_string(),
             group.generation.to_string(),
@@ -140,6 +141,9 @@ async fn describe(broker: &BrokerFlag, group: &str, topic: Option<&str>) -> anyh
 }
 
 fn write_description(out: &mut impl Write, description: &GroupDescription, topic: Option<&str>) -> std::io::Result<()> {
+    if description.kind() == GroupKind::Share {
+        return write_share_description(out, description, topic);
+    }
     let members = description.members.len();
     let assignor = description.assignor().as_str_name().trim_start_matches("ASSIGNOR_").to_ascii_lowercase();
     let summary = match description.state() {
@@ -183,6 +187,70 @@ fn write_description(out: &mut impl Write, description: &GroupDescription, topic
         ]);
     }
     table.write(out)
+}
+
+/// A share group (KIP-932): members by epoch, each partition's start offset (everything below is done with),
+/// what is left to the end, and what is out with members or waiting to be delivered again.
+fn write_share_description(
+    out: &mut impl Write,
+    description: &GroupDescription,
+    topic: Option<&str>,
+) -> std::io::Result<()> {
+    let members = description.members.len();
+    let summary = match description.state() {
+        GroupState::Empty | GroupState::Unspecified => "empty, no members".to_owned(),
+        state => format!(
+            "{}, epoch {}, {members} member{}",
+            state_name(state),
+            description.generation,
+            if members == 1 { "" } else { "s" }
+        ),
+    };
+    output::line(out, format_args!("share group {} ({summary})", description.group))?;
+    if members > 0 {
+        output::line(out, "")?;
+        let mut table = Table::new(&["MEMBER", "CLIENT", "EPOCH", "PARTITIONS"]);
+        for member in &description.members {
+            let reads: Vec<String> = member
+                .assigned
+                .iter()
+                .map(|t| {
+                    let partitions: Vec<String> = t.partitions.iter().map(u32::to_string).collect();
+                    format!("{}:{}", t.topic, partitions.join(","))
+                })
+                .collect();
+            let reads = if reads.is_empty() { "-".to_owned() } else { reads.join(" ") };
+            table.row(vec![
+                member.member_id.clone(),
+                member.client_id.clone(),
+                member.member_generation.to_string(),
+                reads,
+            ]);
+        }
+        table.write(out)?;
+    }
+    output::line(out, "")?;
+    let mut table = Table::new(&["TOPIC", "PARTITION", "START", "END", "LAG", "IN-FLIGHT", "MEMBERS"]);
+    for p in description.partitions.iter().filter(|p| topic.is_none_or(|t| t == p.topic)) {
+        let known = |v: i64| if v >= 0 { v.to_string() } else { "-".to_owned() };
+        table.row(vec![
+            p.topic.clone(),
+            p.partition.to_string(),
+            known(p.committed_offset),
+            known(p.end_offset),
+            if p.end_offset >= 0 { p.lag.to_string() } else { "-".to_owned() },
+            p.in_flight.to_string(),
+            if p.member_id.is_empty() { "-".to_owned() } else { p.member_id.clone() },
+        ]);
+    }
+    table.write(out)
+}
+
+fn kind_name(kind: GroupKind) -> &'static str {
+    match kind {
+        GroupKind::Share => "share",
+        GroupKind::Consumer | GroupKind::Unspecified => "consumer",
+    }
 }
 
 fn state_name(state: GroupState) -> &'static str {

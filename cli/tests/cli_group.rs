@@ -180,15 +180,15 @@ fn followers_of_one_group_share_its_partitions_as_members() {
 fn group_list_shows_each_group_with_its_state_and_members() {
     let (_dir, broker) = broker_with_records();
     let b = broker.addr.as_str();
-    assert_eq!(rill(b, &["group", "list"]).ok(), "GROUP  STATE  MEMBERS  GENERATION\n", "no groups yet");
+    assert_eq!(rill(b, &["group", "list"]).ok(), "GROUP  KIND  STATE  MEMBERS  GENERATION\n", "no groups yet");
     rill(b, &["consume", "events", "--group", "batch", "--max-messages", "1"]).ok();
     let member = Running::spawn(b, &["consume", "events", "--group", "stream", "--follow"]);
     member.next_line();
     let listed = rill(b, &["group", "list"]);
     let rows: Vec<Vec<&str>> = listed.ok().lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "{listed:?}");
-    assert_eq!(rows[0][..3], ["batch", "empty", "0"]);
-    assert_eq!(rows[1][..3], ["stream", "stable", "1"]);
+    assert_eq!(rows[0][..4], ["batch", "consumer", "empty", "0"]);
+    assert_eq!(rows[1][..4], ["stream", "consumer", "stable", "1"]);
 }
 
 fn partition_offset(json_line: &str) -> (i64, i64) {

@@ -438,7 +438,8 @@ fn a_groups_page_shows_its_members_and_their_assignments() {
     let list = wait_for_page(admin, "/groups", "the group listed", |body| body.contains(">live</a>"));
     let row = list.split("<tr>").find(|row| row.contains(">live</a>")).expect("live's row");
     let cells: Vec<&str> = row.split("<td").collect();
-    assert_eq!(cells.get(3).copied(), Some(" class=\"num\">1</td>"), "one member in the list: {row}");
+    assert_eq!(cells.get(2).copied(), Some(">consumer</td>"), "its kind: {row}");
+    assert_eq!(cells.get(4).copied(), Some(" class=\"num\">1</td>"), "one member in the list: {row}");
 }
 
 /// The `<meta http-equiv="refresh">` tag a page carries, if any.

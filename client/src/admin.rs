@@ -10,8 +10,8 @@ use rill_protocol::v1::{
 };
 pub use rill_protocol::v1::{
     AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DescribeGroupResponse as GroupDescription,
-    DurabilityPolicy, GroupState, GroupSummary, MemberDescription, PartitionInfo, PartitionLag, PartitionOffset,
-    TopicConfig, TopicInfo,
+    DurabilityPolicy, GroupKind, GroupState, GroupSummary, MemberDescription, PartitionInfo, PartitionLag,
+    PartitionOffset, TopicConfig, TopicInfo,
 };
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

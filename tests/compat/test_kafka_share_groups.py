@@ -12,9 +12,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import AcknowledgeType, KafkaException, ShareConsumer
+from confluent_kafka import AcknowledgeType, ConsumerGroupType, KafkaException, ShareConsumer
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from conftest import running_broker
 from test_kafka_groups import DEADLINE_S, rill
@@ -94,10 +95,25 @@ def test_more_consumers_than_partitions_share_a_topic_and_nothing_is_read_twice(
             if len(seen) >= len(values):
                 break
         time.sleep(0.1)
+    # While the members are in: `rill group list` and `describe` show a share group, who reads what, and where
+    # it is in each partition.
+    listed = [line.split() for line in rill(addr, "group", "list").splitlines()]
+    assert [group, "share", "stable", "3"] in [row[:4] for row in listed], listed
+    described = rill(addr, "group", "describe", group)
+    assert described.startswith(f"share group {group} (stable, epoch "), described
+    assert "START" in described and "IN-FLIGHT" in described, described
     stop.set()
     for thread in threads:
         thread.join(60)
     assert sorted(seen) == sorted(values), f"{len(seen)} records read for {len(values)}"
+    # Every record accepted: each partition's start offset is at its end, nothing in flight, no lag.
+    rows = [line.split() for line in rill(addr, "group", "describe", group).splitlines() if line.startswith(topic)]
+    assert [row[2:6] for row in rows] == [["150", "150", "0", "0"]] * 2, rows
+    # A consumer-group listing (ListGroups v5 with its type filter) does not mistake it for a consumer group.
+    admin = AdminClient({"bootstrap.servers": addr})
+    for types in [None, {ConsumerGroupType.CONSUMER, ConsumerGroupType.CLASSIC}]:
+        listed = admin.list_consumer_groups(**({"types": types} if types else {})).result()
+        assert group not in [g.group_id for g in listed.valid], listed.valid
 
 
 def test_acknowledged_records_stay_done_across_a_broker_kill_and_restart():

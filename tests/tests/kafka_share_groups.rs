@@ -207,6 +207,16 @@ async fn share_requests_out_of_turn_are_refused_with_their_codes_and_reasons() {
     let at_zero: ShareAcknowledgeResponse = client.call(ApiKey::ShareAcknowledge, 1, &acknowledge).await;
     assert_eq!(at_zero.error_code, INVALID_SHARE_SESSION_EPOCH);
 
+    // ListGroups v5 names the group's type and filters by it.
+    let listed =
+        |types: &[&str]| ListGroupsRequest::default().with_types_filter(types.iter().map(|t| text(t)).collect());
+    let shares: ListGroupsResponse = client.call(ApiKey::ListGroups, 5, &listed(&["share"])).await;
+    let found: Vec<(&str, &str, &str)> =
+        shares.groups.iter().map(|g| (g.group_id.as_str(), g.group_type.as_str(), g.group_state.as_str())).collect();
+    assert_eq!(found, [("workers", "share", "Stable")]);
+    let consumers: ListGroupsResponse = client.call(ApiKey::ListGroups, 5, &listed(&["consumer", "classic"])).await;
+    assert!(consumers.groups.is_empty(), "{consumers:?}");
+
     let unknown: ShareGroupDescribeResponse = client
         .call(
             ApiKey::ShareGroupDescribe,
@@ -230,6 +240,32 @@ async fn deleting_a_share_group_or_its_topic_forgets_where_it_was() {
     let _: ShareFetchResponse =
         client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 1, id, vec![accept(0, 1)])).await;
     assert_eq!(start_offset(&mut client).await, 2);
+    // rill's own admin shows it as a share group, and refuses to reset offsets it does not commit.
+    let described = broker
+        .groups
+        .describe_group(rill_protocol::v1::DescribeGroupRequest { group: "workers".into() })
+        .await
+        .expect("described")
+        .into_inner();
+    assert_eq!(described.kind(), rill_protocol::v1::GroupKind::Share);
+    let partition = &described.partitions[0];
+    assert_eq!((partition.committed_offset, partition.end_offset, partition.lag, partition.in_flight), (2, 2, 0, 0));
+    assert_eq!(partition.member_id, "one");
+    let reset = rill_protocol::v1::ResetOffsetsRequest {
+        group: "workers".into(),
+        topic: "jobs".into(),
+        partitions: Vec::new(),
+        to: Some(rill_protocol::v1::reset_offsets_request::To::Offset(0)),
+        timestamp_ms: 0,
+    };
+    let refused = broker.groups.reset_offsets(reset).await;
+    rill_tests::assert_status(refused, tonic::Code::InvalidArgument, &["is a share group", "commits no offsets"]);
+    // Nor may rill's own consumers join it.
+    let grpc_join =
+        rill_tests::group_member::join_request("workers", &["jobs"], 10_000, rill_protocol::v1::Assignor::Sticky);
+    let joined = rill_tests::group_member::TestMember::join_with(&broker.groups, grpc_join).await.map(|_| ());
+    rill_tests::assert_status(joined, tonic::Code::FailedPrecondition, &["share group (KIP-932)", "workers"]);
+
     let delete = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text("workers"))]);
     let refused: DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, 2, &delete).await;
     assert_eq!(refused.results[0].error_code, NON_EMPTY_GROUP, "a member is in it");

@@ -1,5 +1,6 @@
 //! Consumer groups: the list, a group's members, assignments and lag per partition (with a lag chart), and
-//! resetting its offsets after a confirmation, through `ConsumerGroups`' own handlers.
+//! resetting its offsets after a confirmation, through `ConsumerGroups`' own handlers. Share groups (KIP-932)
+//! are listed and shown beside them: their start offsets in place of commits, and their records in flight.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,13 @@ use crate::metrics::admin_http::Response;
 const GROUPS_PER_PAGE: usize = 100;
 /// Bars in a lag chart; a group over more partitions shows those with the most lag.
 const LAG_BARS_MAX: usize = 64;
+
+fn kind_name(kind: i32) -> &'static str {
+    match v1::GroupKind::try_from(kind) {
+        Ok(v1::GroupKind::Share) => "share",
+        _ => "consumer",
+    }
+}
 
 fn state_name(state: i32) -> &'static str {
     match v1::GroupState::try_from(state) {
@@ -45,11 +53,12 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     let mut body = Html::new();
     body.raw("<form method=\"get\" action=\"/groups\"><input type=\"search\" name=\"q\" placeholder=\"search groups\" value=\"");
     body.text(search).raw("\"> <button>Search</button></form>");
-    body.raw("<table id=\"groups\"><tr><th>group</th><th>state</th><th class=\"num\">members</th>");
+    body.raw("<table id=\"groups\"><tr><th>group</th><th>kind</th><th>state</th><th class=\"num\">members</th>");
     body.raw("<th class=\"num\">generation</th></tr>");
     for group in &groups[(number - 1) * GROUPS_PER_PAGE..groups.len().min(number * GROUPS_PER_PAGE)] {
         body.raw("<tr><td>").link(&format!("/groups/{}", url_encode(&group.group)), &group.group).raw("</td>");
-        body.cell(state_name(group.state)).raw("<td class=\"num\">").text(group.member_count);
+        body.cell(kind_name(group.kind)).cell(state_name(group.state));
+        body.raw("<td class=\"num\">").text(group.member_count);
         body.raw("</td><td class=\"num\">").text(group.generation).raw("</td></tr>");
     }
     body.raw("</table>");
@@ -99,13 +108,20 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) ->
         Err(status) => return status_response(page, "Group not found", &status),
     };
     let total_lag: i64 = described.partitions.iter().map(|p| p.lag).sum();
+    let is_share = described.kind() == v1::GroupKind::Share;
     let mut body = Html::new();
     live.control(&mut body, &format!("/groups/{}", url_encode(group)));
     body.raw("<div class=\"stats\"><div class=\"stat\"><b>").text(state_name(described.state)).raw("</b>state</div>");
-    body.raw("<div class=\"stat\"><b>").text(described.generation).raw("</b>generation</div>");
+    body.raw("<div class=\"stat\"><b>").text(kind_name(described.kind)).raw("</b>kind</div>");
+    body.raw("<div class=\"stat\"><b>").text(described.generation).raw(if is_share {
+        "</b>epoch</div>"
+    } else {
+        "</b>generation</div>"
+    });
     body.raw("<div class=\"stat\"><b>").text(described.members.len()).raw("</b>members</div>");
     body.raw("<div class=\"stat\" id=\"total-lag\"><b>").text(count(total_lag)).raw("</b>total lag</div></div>");
-    if !page.is_read_only {
+    // A share group has no committed offsets to reset: its start offsets move with its acknowledgements.
+    if !page.is_read_only && !is_share {
         body.raw("<p>").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets").raw("</p>");
     }
     body.raw(
@@ -131,13 +147,21 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) ->
     }
     body.fragment(chart::bars(&bars, "lag in records, a bar per partition"));
     body.raw("<table id=\"lag\"><tr><th>topic</th><th class=\"num\">partition</th><th>member</th>");
-    body.raw("<th class=\"num\">committed</th><th class=\"num\">end offset</th><th class=\"num\">lag</th></tr>");
+    if is_share {
+        body.raw("<th class=\"num\">start</th><th class=\"num\">end offset</th><th class=\"num\">lag</th>");
+        body.raw("<th class=\"num\">in flight</th></tr>");
+    } else {
+        body.raw("<th class=\"num\">committed</th><th class=\"num\">end offset</th><th class=\"num\">lag</th></tr>");
+    }
     for p in &described.partitions {
         body.raw("<tr><td>").link(&format!("/topics/{}", url_encode(&p.topic)), &p.topic).raw("</td>");
         body.raw("<td class=\"num\">").text(p.partition).raw("</td>").cell(&p.member_id);
         let committed = if p.committed_offset < 0 { "none".to_string() } else { count(p.committed_offset) };
         for value in [committed, count(p.end_offset), count(p.lag)] {
             body.raw("<td class=\"num\">").text(value).raw("</td>");
+        }
+        if is_share {
+            body.raw("<td class=\"num\">").text(p.in_flight).raw("</td>");
         }
         body.raw("</tr>");
     }

@@ -356,6 +356,7 @@ impl GroupCoordinator {
                     (false, false) => v1::GroupState::Reconciling,
                 };
                 let summary = v1::GroupSummary {
+                    kind: v1::GroupKind::Consumer as i32,
                     group: g.name.clone(),
                     state: state as i32,
                     member_count: g.members.len() as u32,

@@ -83,6 +83,14 @@ pub async fn open(
         node.authorize(&principal, Operation::Read, &Resource::topic(topic))?;
     }
     node.offsets.check_coordinator(&join.group)?;
+    if let Some(view) = node.shares.describe(&join.group, tokio::time::Instant::now()) {
+        return Err(BrokerError::GroupKindMismatch {
+            group: join.group,
+            members: view.members.len(),
+            kind: "share group (KIP-932)",
+            other: "rill (gRPC)",
+        });
+    }
     let (joined, views) = node.groups.join(join, |topics| partition_counts_of(&node, topics))?;
     let views = WatchStream::new(views);
     tokio::spawn(keep_session(node, joined, inbound));

@@ -99,7 +99,7 @@ pub async fn answer(
         }
         ApiKey::OffsetDelete => serve!(OffsetDeleteRequest, |request| offset_delete::answer(kafka, request).await),
         ApiKey::ListGroups => {
-            serve!(ListGroupsRequest, |request| groups_admin::list(kafka, &request, &caller.principal))
+            serve!(ListGroupsRequest, |request| groups_admin::list(kafka, &request, version, &caller.principal))
         }
         ApiKey::DescribeGroups => {
             serve!(DescribeGroupsRequest, |request| groups_admin::describe(kafka, &request, &caller.principal))

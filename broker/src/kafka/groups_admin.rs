@@ -1,4 +1,4 @@
-//! ListGroups (v0–v4), DescribeGroups (v0–v5) and DeleteGroups (v0–v2) over every group the node knows: Kafka
+//! ListGroups (v0–v5; v5 lists each group's type and filters by it), DescribeGroups (v0–v5) and DeleteGroups (v0–v2) over every group the node knows: Kafka
 //! clients' groups (classic protocol), rill's own gRPC groups, and groups that only have committed offsets.
 //!
 //! A rill group is shown to Kafka tools as a "consumer" group in the states of Kafka's own server-side
@@ -32,7 +32,12 @@ fn text(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
 
-pub fn list(kafka: &KafkaContext, request: &ListGroupsRequest, principal: &Principal) -> ListGroupsResponse {
+pub fn list(
+    kafka: &KafkaContext,
+    request: &ListGroupsRequest,
+    version: i16,
+    principal: &Principal,
+) -> ListGroupsResponse {
     let node = &kafka.node;
     let mut listed: Vec<ListedGroup> = Vec::new();
     let rill_groups = group_admin::list(node).groups;
@@ -42,19 +47,27 @@ pub fn list(kafka: &KafkaContext, request: &ListGroupsRequest, principal: &Princ
         .into_iter()
         .filter(|g| sees_all || node.authorizer.is_allowed(principal, Operation::Describe, &Resource::group(&g.group)));
     for summary in rill_groups {
-        let (protocol_type, state) = match node.groups.classic_snapshot(&summary.group) {
-            Some(classic) => (classic.protocol_type, classic.state.kafka_name()),
-            None if summary.member_count == 0 => (String::new(), "Empty"),
-            None => ("consumer".to_owned(), rill_state(summary.state())),
+        // Kafka's group types (v5, KIP-848): a classic group's members assign, a consumer group's broker does, a
+        // share group is KIP-932's.
+        let (protocol_type, state, group_type) = match node.groups.classic_snapshot(&summary.group) {
+            Some(classic) => (classic.protocol_type, classic.state.kafka_name(), "classic"),
+            None if summary.kind() == v1::GroupKind::Share => {
+                ("share".to_owned(), if summary.member_count == 0 { "Empty" } else { "Stable" }, "share")
+            }
+            None if summary.member_count == 0 => (String::new(), "Empty", "consumer"),
+            None => ("consumer".to_owned(), rill_state(summary.state()), "consumer"),
         };
-        let wanted = request.states_filter.is_empty()
+        let wanted_state = request.states_filter.is_empty()
             || request.states_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(state));
-        if wanted {
+        let wanted_type = request.types_filter.is_empty()
+            || request.types_filter.iter().any(|filter| filter.as_str().eq_ignore_ascii_case(group_type));
+        if wanted_state && wanted_type {
             listed.push(
                 ListedGroup::default()
                     .with_group_id(GroupId(text(summary.group)))
                     .with_protocol_type(text(protocol_type))
-                    .with_group_state(text(state)),
+                    .with_group_state(text(state))
+                    .with_group_type(if version >= 5 { text(group_type) } else { StrBytes::default() }),
             );
         }
     }

@@ -108,6 +108,11 @@ impl OffsetStore {
             .collect()
     }
 
+    /// Every share group with a stored state.
+    pub fn share_groups(&self) -> std::collections::BTreeSet<String> {
+        self.share_lock().keys().map(|key| key.group.clone()).collect()
+    }
+
     /// The share groups with a state stored for a partition of `topic`.
     pub fn share_groups_of_topic(&self, topic: &str) -> std::collections::BTreeSet<String> {
         self.share_lock().keys().filter(|key| key.topic == topic).map(|key| key.group.clone()).collect()

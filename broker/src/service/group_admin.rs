@@ -17,6 +17,9 @@ use crate::registry::blocking;
 pub fn describe(node: &Node, group: String) -> Result<v1::DescribeGroupResponse> {
     check_group_id(&group)?;
     node.offsets.check_coordinator(&group)?;
+    if let Some(described) = describe_share_group(node, &group) {
+        return Ok(described);
+    }
     let snapshot = node.groups.snapshot(&group);
     let offsets: BTreeMap<TopicPartition, i64> = node
         .offsets
@@ -46,6 +49,7 @@ pub fn describe(node: &Node, group: String) -> Result<v1::DescribeGroupResponse>
                 None => (-1, 0),
             };
             v1::PartitionLag {
+                in_flight: 0,
                 member_id: snapshot.owners.get(&tp).cloned().unwrap_or_default(),
                 topic: tp.topic,
                 partition: tp.partition,
@@ -62,7 +66,80 @@ pub fn describe(node: &Node, group: String) -> Result<v1::DescribeGroupResponse>
         assignor: snapshot.assignor as i32,
         members: snapshot.members,
         partitions,
+        kind: v1::GroupKind::Consumer as i32,
     })
+}
+
+/// A share group as `rill group describe` shows it: its members (an epoch is a generation) and, for every
+/// partition it has started, where it is (its start offset as the committed offset), how far behind the end,
+/// and how many records are out or waiting to be delivered again. `None` for a group that is no share group.
+fn describe_share_group(node: &Node, group: &str) -> Option<v1::DescribeGroupResponse> {
+    let now = tokio::time::Instant::now();
+    let view = node.shares.describe(group, now);
+    let partitions = node.shares.partitions(group, node);
+    if view.is_none() && partitions.is_empty() {
+        return None;
+    }
+    let view = view.unwrap_or(crate::share_groups::ShareGroupView {
+        group_epoch: 0,
+        assignment_epoch: 0,
+        members: Vec::new(),
+    });
+    let session_timeout_ms = u32::try_from(node.shares.settings().session_timeout.as_millis()).unwrap_or(u32::MAX);
+    let mut readers: BTreeMap<TopicPartition, Vec<String>> = BTreeMap::new();
+    let members = view
+        .members
+        .iter()
+        .map(|member| {
+            for partition in &member.assignment {
+                readers.entry(partition.clone()).or_default().push(member.member_id.clone());
+            }
+            v1::MemberDescription {
+                member_id: member.member_id.clone(),
+                client_id: member.client_id.clone(),
+                topics: member.subscribed_topics.iter().cloned().collect(),
+                member_generation: member.member_epoch,
+                acked_generation: member.member_epoch,
+                assigned: by_topic(&member.assignment),
+                revoking: Vec::new(),
+                session_timeout_ms,
+            }
+        })
+        .collect::<Vec<_>>();
+    let partitions = partitions
+        .into_iter()
+        .map(|share| {
+            let end = node.registry.partition(&share.partition.topic, share.partition.partition).ok();
+            let end_offset = end.map_or(-1, |p| p.log().high_watermark());
+            v1::PartitionLag {
+                member_id: readers.get(&share.partition).map(|r| r.join(",")).unwrap_or_default(),
+                committed_offset: share.start_offset,
+                end_offset,
+                lag: if end_offset >= 0 { (end_offset - share.start_offset).max(0) } else { 0 },
+                in_flight: share.in_flight as u64,
+                topic: share.partition.topic,
+                partition: share.partition.partition,
+            }
+        })
+        .collect();
+    let state = if members.is_empty() { v1::GroupState::Empty } else { v1::GroupState::Stable };
+    Some(v1::DescribeGroupResponse {
+        group: group.to_owned(),
+        state: state as i32,
+        generation: view.group_epoch,
+        assignor: v1::Assignor::Unspecified as i32,
+        members,
+        partitions,
+        kind: v1::GroupKind::Share as i32,
+    })
+}
+
+fn by_topic(partitions: &BTreeSet<TopicPartition>) -> Vec<v1::TopicPartitions> {
+    let mut topics: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for tp in partitions {
+        topics.entry(tp.topic.as_str()).or_default().push(tp.partition);
+    }
+    topics.into_iter().map(|(topic, partitions)| v1::TopicPartitions { topic: topic.to_owned(), partitions }).collect()
 }
 
 fn empty_snapshot() -> crate::groups::GroupSnapshot {
@@ -84,6 +161,20 @@ pub fn list(node: &Node) -> v1::ListGroupsResponse {
             state: v1::GroupState::Empty as i32,
             member_count: 0,
             generation: 0,
+            kind: v1::GroupKind::Consumer as i32,
+        });
+    }
+    let now = tokio::time::Instant::now();
+    let share_groups = node.shares.list(now).into_iter().chain(node.offsets.share_groups().into_iter().map(|g| (g, 0)));
+    for (group, members) in share_groups {
+        let generation = node.shares.describe(&group, now).map_or(0, |view| view.group_epoch);
+        let state = if members > 0 { v1::GroupState::Stable } else { v1::GroupState::Empty };
+        groups.entry(group.clone()).or_insert_with(|| v1::GroupSummary {
+            group,
+            state: state as i32,
+            member_count: members as u32,
+            generation,
+            kind: v1::GroupKind::Share as i32,
         });
     }
     v1::ListGroupsResponse { groups: groups.into_values().collect() }
@@ -129,6 +220,16 @@ async fn delete_share_group(node: &Node, group: String) -> Result<v1::DeleteGrou
 pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::ResetOffsetsResponse> {
     check_group_id(&request.group)?;
     node.offsets.check_coordinator(&request.group)?;
+    if node.shares.is_share_group(&request.group) || !node.offsets.share_states_of(&request.group).is_empty() {
+        return Err(BrokerError::invalid(
+            "group",
+            format!(
+                "{} is a share group: it commits no offsets to reset (its start offsets move as its members \
+                 acknowledge records; delete the group to start it again at its reset policy)",
+                request.group
+            ),
+        ));
+    }
     node.groups.check_empty(&request.group, "resetting offsets")?;
     let topic = node.registry.topic(&request.topic)?;
     let indexes: Vec<u32> =

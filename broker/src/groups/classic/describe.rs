@@ -42,6 +42,7 @@ pub fn as_group_snapshot(snapshot: ClassicSnapshot) -> GroupSnapshot {
 
 pub fn as_summary(group: String, snapshot: &ClassicSnapshot) -> v1::GroupSummary {
     v1::GroupSummary {
+        kind: v1::GroupKind::Consumer as i32,
         group,
         state: state(snapshot.state) as i32,
         member_count: snapshot.members.len() as u32,

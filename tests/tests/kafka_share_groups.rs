@@ -146,6 +146,20 @@ async fn members_acquire_records_one_at_a_time_and_acknowledgements_outlive_a_re
     assert_eq!(members, ["one", "two"]);
     assert!(group.members.iter().all(|m| m.assignment.topic_partitions[0].topic_name.as_str() == "jobs"));
 
+    // /metrics: where the group is, what is out, and what happened to its records.
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    let (status, metrics) = rill_tests::admin_http::get(admin, "/metrics", "text/plain").await;
+    assert_eq!(status, 200);
+    let series = |name: &str, labels: &str| rill_tests::admin_http::sample(&metrics, &format!("{name}{{{labels}}}"));
+    let partition = "group=\"workers\",topic=\"jobs\",partition=\"0\"";
+    assert_eq!(series("rill_share_group_start_offset", partition), Some(3.0), "{metrics}");
+    assert_eq!(series("rill_share_group_lag_records", partition), Some(2.0));
+    assert_eq!(series("rill_share_group_acquired_records", partition), Some(2.0), "3 and 4, out with two");
+    assert_eq!(series("rill_share_group_members", "group=\"workers\""), Some(2.0));
+    let outcome =
+        |outcome: &str| series("rill_share_records_total", &format!("group=\"workers\",outcome=\"{outcome}\""));
+    assert_eq!((outcome("acquired"), outcome("accepted"), outcome("released")), (Some(7.0), Some(3.0), Some(2.0)));
+
     drop(client);
     let broker = broker.restart().await;
     let mut client = KafkaClient::connect(addr(&broker)).await;

@@ -3,6 +3,7 @@
 //! `prometheus-client` in the OpenMetrics text format, or in Prometheus' 0.0.4 text format for a scraper that
 //! does not ask for OpenMetrics (promtool, older servers).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -146,6 +147,7 @@ impl Collector for Scraped {
         self.encode_requests(&mut encoder)?;
         self.encode_storage(&mut encoder)?;
         self.encode_groups(&mut encoder)?;
+        self.encode_share_groups(&mut encoder)?;
         self.encode_connections(&mut encoder)?;
         self.encode_authorization(&mut encoder)?;
         self.encode_quotas(&mut encoder)?;
@@ -544,6 +546,87 @@ impl Scraped {
             "A consumer group's generation: it grows by one with every rebalance (0 while empty).",
             MetricType::Gauge,
             summaries.iter().map(|(name, s)| (group(name), f64::from(s.generation))),
+        )
+    }
+
+    /// Share groups (KIP-932): members per group; per share partition its start offset, what is left to the end,
+    /// what is in flight and out under locks; per group what happened to its records, by outcome.
+    fn encode_share_groups(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let (members, partitions) = self.node.shares.metrics();
+        family(
+            encoder,
+            "rill_share_group_members",
+            "Members of a share group (KIP-932).",
+            MetricType::Gauge,
+            members.iter().map(|(group, count)| (labels([("group", group.clone())]), *count as f64)),
+        )?;
+        let label = |key: &OffsetKey| {
+            labels([
+                ("group", key.group.clone()),
+                ("topic", key.topic.clone()),
+                ("partition", key.partition.to_string()),
+            ])
+        };
+        family(
+            encoder,
+            "rill_share_group_start_offset",
+            "A share group's start offset in a partition: every record below it is done with.",
+            MetricType::Gauge,
+            partitions.iter().map(|p| (label(&p.key), p.start_offset as f64)),
+        )?;
+        let lag = partitions.iter().filter_map(|p| {
+            let partition = self.node.registry.partition(&p.key.topic, p.key.partition).ok()?;
+            Some((label(&p.key), (partition.log().high_watermark() - p.start_offset).max(0) as f64))
+        });
+        family(
+            encoder,
+            "rill_share_group_lag_records",
+            "Records between a share group's start offset and the partition's high watermark (in flight included).",
+            MetricType::Gauge,
+            lag,
+        )?;
+        family(
+            encoder,
+            "rill_share_group_in_flight_records",
+            "A share group's records past its start offset out with a member or waiting to be delivered again.",
+            MetricType::Gauge,
+            partitions.iter().map(|p| (label(&p.key), p.in_flight as f64)),
+        )?;
+        family(
+            encoder,
+            "rill_share_group_acquired_records",
+            "A share group's records out with a member under a lock now.",
+            MetricType::Gauge,
+            partitions.iter().map(|p| (label(&p.key), p.acquired as f64)),
+        )?;
+        let mut by_group: BTreeMap<&str, crate::share_groups::DeliveryCounts> = BTreeMap::new();
+        for partition in &partitions {
+            *by_group.entry(partition.key.group.as_str()).or_default() += partition.counts;
+        }
+        let outcomes = by_group.iter().flat_map(|(group, counts)| {
+            [
+                ("acquired", counts.acquired),
+                ("accepted", counts.accepted),
+                ("gap", counts.gaps),
+                ("released", counts.released),
+                ("rejected", counts.rejected),
+                ("lock_timeout", counts.lock_timeouts),
+                ("member_left", counts.member_releases),
+                ("archived", counts.archived),
+            ]
+            .into_iter()
+            .map(|(outcome, value)| {
+                (labels([("group", (*group).to_owned()), ("outcome", outcome.to_owned())]), value as f64)
+            })
+        });
+        family(
+            encoder,
+            "rill_share_records",
+            "A share group's records by what happened to them since the broker started: acquired (each delivery), \
+             accepted, gap, released (by the member), rejected, lock_timeout, member_left, archived (given up after \
+             the delivery count limit).",
+            MetricType::Counter,
+            outcomes,
         )
     }
 

@@ -34,7 +34,9 @@ use crate::offsets::OffsetKey;
 pub mod assignment;
 pub mod partition;
 
-pub use partition::{AckBatch, AckError, Acquired, BatchSpan, DeliveryRules, MemberRef, SharePartition};
+pub use partition::{
+    AckBatch, AckError, Acquired, BatchSpan, DeliveryCounts, DeliveryRules, MemberRef, SharePartition,
+};
 
 /// Where a share partition the group has never read starts (Kafka's group config `share.auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -188,6 +190,16 @@ pub struct SharePartitionView {
     pub in_flight: usize,
     /// Records out with a member.
     pub acquired: usize,
+}
+
+/// One loaded share partition as `/metrics` shows it.
+#[derive(Debug, Clone)]
+pub struct SharePartitionMetrics {
+    pub key: OffsetKey,
+    pub start_offset: i64,
+    pub in_flight: usize,
+    pub acquired: usize,
+    pub counts: DeliveryCounts,
 }
 
 struct ShareMember {
@@ -644,6 +656,24 @@ impl ShareGroups {
             }
         }
         views.into_values().collect()
+    }
+
+    /// Every share group's member count, and every loaded share partition's state and counts, for `/metrics`.
+    pub fn metrics(&self) -> (Vec<(String, usize)>, Vec<SharePartitionMetrics>) {
+        let state = self.lock();
+        let members = state.groups.iter().map(|(name, group)| (name.clone(), group.members.len())).collect();
+        let partitions = state
+            .partitions
+            .iter()
+            .map(|(key, tracked)| SharePartitionMetrics {
+                key: key.clone(),
+                start_offset: tracked.partition.start(),
+                in_flight: tracked.partition.in_flight(),
+                acquired: tracked.partition.acquired(),
+                counts: tracked.partition.counts(),
+            })
+            .collect();
+        (members, partitions)
     }
 
     /// Forgets a share group without members: its members' records and its partitions' states (the caller

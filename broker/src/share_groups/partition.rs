@@ -119,6 +119,40 @@ pub struct SharePartition {
     start: i64,
     end: i64,
     in_flight: BTreeMap<i64, InFlight>,
+    /// What happened to this partition's records since the broker started (not stored: metrics).
+    counts: DeliveryCounts,
+}
+
+/// Records of a share partition by what happened to them, since the broker started (`rill_share_records_*`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Deliveries: records acquired by a member (a record delivered three times counts three).
+    pub acquired: u64,
+    pub accepted: u64,
+    /// Offsets acknowledged as holding no record (a compaction's gap, a marker the client skipped).
+    pub gaps: u64,
+    /// Released by their member for another delivery.
+    pub released: u64,
+    pub rejected: u64,
+    /// Locks that ran out before their member acknowledged the record.
+    pub lock_timeouts: u64,
+    /// Records a member held when it left, its session closed or it was timed out.
+    pub member_releases: u64,
+    /// Given up after `delivery_count_limit` deliveries.
+    pub archived: u64,
+}
+
+impl std::ops::AddAssign for DeliveryCounts {
+    fn add_assign(&mut self, other: DeliveryCounts) {
+        self.acquired += other.acquired;
+        self.accepted += other.accepted;
+        self.gaps += other.gaps;
+        self.released += other.released;
+        self.rejected += other.rejected;
+        self.lock_timeouts += other.lock_timeouts;
+        self.member_releases += other.member_releases;
+        self.archived += other.archived;
+    }
 }
 
 /// A share partition's state as stored (`encode`/`decode`): the window and each undelivered record's count.
@@ -131,7 +165,7 @@ const MAX_STORED_IN_FLIGHT: i64 = 1 << 20;
 impl SharePartition {
     /// A partition the group has not read yet, starting at `start` (its `share.auto.offset.reset`).
     pub fn starting_at(start: i64) -> SharePartition {
-        SharePartition { start, end: start, in_flight: BTreeMap::new() }
+        SharePartition { start, end: start, in_flight: BTreeMap::new(), counts: DeliveryCounts::default() }
     }
 
     pub fn start(&self) -> i64 {
@@ -145,6 +179,11 @@ impl SharePartition {
     /// Records in the window still to be delivered or out with a member.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// What happened to this partition's records since the broker started.
+    pub fn counts(&self) -> DeliveryCounts {
+        self.counts
     }
 
     /// Records out with a member under a lock.
@@ -181,6 +220,7 @@ impl SharePartition {
         for offset in &expired {
             self.release(*offset, rules);
         }
+        self.counts.lock_timeouts += expired.len() as u64;
         self.advance_start();
         expired.len()
     }
@@ -196,6 +236,7 @@ impl SharePartition {
         for offset in &held {
             self.release(*offset, rules);
         }
+        self.counts.member_releases += held.len() as u64;
         self.advance_start();
         held.len()
     }
@@ -275,6 +316,7 @@ impl SharePartition {
             }
             self.end = last + 1;
         }
+        self.counts.acquired += taken as u64;
         acquired
     }
 
@@ -312,10 +354,22 @@ impl SharePartition {
         for (batch, types) in checked {
             for (index, offset) in (batch.first..=batch.last).enumerate() {
                 match if types.len() == 1 { types[0] } else { types[index] } {
-                    AckType::Gap | AckType::Accept | AckType::Reject => {
+                    AckType::Gap => {
                         self.in_flight.remove(&offset);
+                        self.counts.gaps += 1;
                     }
-                    AckType::Release => self.release(offset, rules),
+                    AckType::Accept => {
+                        self.in_flight.remove(&offset);
+                        self.counts.accepted += 1;
+                    }
+                    AckType::Reject => {
+                        self.in_flight.remove(&offset);
+                        self.counts.rejected += 1;
+                    }
+                    AckType::Release => {
+                        self.counts.released += 1;
+                        self.release(offset, rules);
+                    }
                 }
             }
         }
@@ -354,6 +408,7 @@ impl SharePartition {
         if let Some(record) = self.in_flight.get_mut(&offset) {
             if record.delivery_count >= rules.delivery_count_limit {
                 self.in_flight.remove(&offset);
+                self.counts.archived += 1;
             } else {
                 record.lock = None;
             }
@@ -420,7 +475,7 @@ impl SharePartition {
                 in_flight.insert(offset, InFlight { delivery_count, lock: None });
             }
         }
-        let mut partition = SharePartition { start, end, in_flight };
+        let mut partition = SharePartition { start, end, in_flight, counts: DeliveryCounts::default() };
         partition.advance_start();
         Some(partition)
     }

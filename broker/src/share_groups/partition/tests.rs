@@ -47,6 +47,8 @@ fn a_released_record_goes_to_the_next_fetch_until_its_delivery_count_runs_out() 
     // The third delivery was the last: released again, the record is archived and the start moves past it.
     partition.acknowledge("a", 1, 1, &[2], &rules).unwrap();
     assert_eq!((partition.start(), partition.in_flight()), (2, 0));
+    let counts = partition.counts();
+    assert_eq!((counts.acquired, counts.accepted, counts.released, counts.archived), (4, 1, 3, 1));
 }
 
 #[test]
@@ -100,6 +102,7 @@ fn expired_locks_and_a_leaving_member_release_their_records() {
     assert_eq!((partition.acquired(), partition.read_from(&rules)), (2, Some(0)));
     assert_eq!(partition.release_member("b", &rules), 2);
     assert_eq!(partition.acquired(), 0);
+    assert_eq!((partition.counts().lock_timeouts, partition.counts().member_releases), (2, 2));
     // `b`'s lock is gone: its late acknowledgement is refused.
     assert_eq!(partition.acknowledge("b", 2, 2, &[1], &rules), Err(AckError::NotAcquired { offset: 2 }));
 }

@@ -265,15 +265,15 @@ async fn deleting_a_share_group_or_its_topic_forgets_where_it_was() {
     let partition = &described.partitions[0];
     assert_eq!((partition.committed_offset, partition.end_offset, partition.lag, partition.in_flight), (2, 2, 0, 0));
     assert_eq!(partition.member_id, "one");
-    let reset = rill_protocol::v1::ResetOffsetsRequest {
+    let reset_to_zero = || rill_protocol::v1::ResetOffsetsRequest {
         group: "workers".into(),
         topic: "jobs".into(),
         partitions: Vec::new(),
         to: Some(rill_protocol::v1::reset_offsets_request::To::Offset(0)),
         timestamp_ms: 0,
     };
-    let refused = broker.groups.reset_offsets(reset).await;
-    rill_tests::assert_status(refused, tonic::Code::InvalidArgument, &["is a share group", "commits no offsets"]);
+    let refused = broker.groups.reset_offsets(reset_to_zero()).await;
+    rill_tests::assert_status(refused, tonic::Code::FailedPrecondition, &["1 active member", "resetting offsets"]);
     // Nor may rill's own consumers join it.
     let grpc_join =
         rill_tests::group_member::join_request("workers", &["jobs"], 10_000, rill_protocol::v1::Assignor::Sticky);
@@ -289,6 +289,15 @@ async fn deleting_a_share_group_or_its_topic_forgets_where_it_was() {
         .with_member_epoch(-1);
     let left: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &leave).await;
     assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    // Without members its start offsets may be moved: back to 0, and both records come again.
+    let reset = broker.groups.reset_offsets(reset_to_zero()).await.expect("reset").into_inner();
+    assert_eq!(reset.offsets.iter().map(|o| o.offset).collect::<Vec<_>>(), [0]);
+    assert_eq!(start_offset(&mut client).await, 0);
+    join(&mut client, "workers", "one").await;
+    let again: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(acquired(&again), [(0, 1, 1)], "a reset forgets the records' deliveries too");
+    let left: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &leave).await;
+    assert_eq!(left.error_code, 0);
     let deleted: DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, 2, &delete).await;
     assert_eq!(deleted.results[0].error_code, 0);
 
@@ -312,4 +321,70 @@ async fn deleting_a_share_group_or_its_topic_forgets_where_it_was() {
     ]);
     let response: DescribeShareGroupOffsetsResponse = client.call(ApiKey::DescribeShareGroupOffsets, 0, &request).await;
     assert!(response.groups[0].topics.is_empty(), "{response:?}");
+}
+
+#[tokio::test]
+async fn a_share_groups_start_can_be_set_before_it_runs_and_its_state_deleted_once_it_is_empty() {
+    const NON_EMPTY_GROUP: i16 = 68;
+    let mut broker = TestBroker::start().await; // `latest`, Kafka's default
+    broker.create_topic("jobs", 1).await;
+    broker.produce_values("jobs", 0, &["a", "b", "c"]).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let id = topic_id(&mut client, "jobs").await;
+    let alter = |offset: i64| {
+        AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(text("workers"))).with_topics(vec![
+            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(text("jobs")))
+                .with_partitions(vec![
+                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_start_offset(offset),
+                ]),
+        ])
+    };
+    // Before any member: the group will start at 1, not at the high watermark.
+    let altered: AlterShareGroupOffsetsResponse = client.call(ApiKey::AlterShareGroupOffsets, 0, &alter(1)).await;
+    assert_eq!((altered.error_code, altered.responses[0].partitions[0].error_code), (0, 0), "{altered:?}");
+    assert_eq!(start_offset(&mut client).await, 1);
+    join(&mut client, "workers", "one").await;
+    let fetched: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(acquired(&fetched), [(1, 2, 1)]);
+    let busy: AlterShareGroupOffsetsResponse = client.call(ApiKey::AlterShareGroupOffsets, 0, &alter(0)).await;
+    assert_eq!(busy.error_code, NON_EMPTY_GROUP, "{busy:?}");
+
+    let leave = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(text("workers")))
+        .with_member_id(text("one"))
+        .with_member_epoch(-1);
+    let _: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &leave).await;
+    let delete = DeleteShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(text("workers")))
+        .with_topics(vec![delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(TopicName(text("jobs")))]);
+    let deleted: DeleteShareGroupOffsetsResponse = client.call(ApiKey::DeleteShareGroupOffsets, 0, &delete).await;
+    assert_eq!((deleted.error_code, deleted.responses[0].error_code), (0, 0), "{deleted:?}");
+    let request = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(text("workers")))
+            .with_topics(None),
+    ]);
+    let described: DescribeShareGroupOffsetsResponse =
+        client.call(ApiKey::DescribeShareGroupOffsets, 0, &request).await;
+    assert!(described.groups[0].topics.is_empty(), "{described:?}");
+
+    // A consumer group's id is no share group's.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text("billing")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(text("jobs")))
+            .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])]);
+    let committed: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &commit).await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let wrong: AlterShareGroupOffsetsResponse =
+        client.call(ApiKey::AlterShareGroupOffsets, 0, &alter(0).with_group_id(GroupId(text("billing")))).await;
+    assert_eq!(wrong.error_code, GROUP_ID_NOT_FOUND);
+    assert!(format!("{:?}", wrong.error_message).contains("consumer group"), "{wrong:?}");
 }

@@ -120,8 +120,7 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) ->
     });
     body.raw("<div class=\"stat\"><b>").text(described.members.len()).raw("</b>members</div>");
     body.raw("<div class=\"stat\" id=\"total-lag\"><b>").text(count(total_lag)).raw("</b>total lag</div></div>");
-    // A share group has no committed offsets to reset: its start offsets move with its acknowledgements.
-    if !page.is_read_only && !is_share {
+    if !page.is_read_only {
         body.raw("<p>").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets").raw("</p>");
     }
     body.raw(

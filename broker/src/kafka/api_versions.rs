@@ -53,6 +53,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
     // Topic administration; DeleteTopics v6 names topics by id (not served), DescribeCluster v2 adds fenced
     // brokers of KRaft controllers.
     (ApiKey::CreateTopics, 2, 7),
@@ -106,6 +108,8 @@ pub fn is_share_api(key: ApiKey) -> bool {
             | ApiKey::ShareFetch
             | ApiKey::ShareAcknowledge
             | ApiKey::DescribeShareGroupOffsets
+            | ApiKey::AlterShareGroupOffsets
+            | ApiKey::DeleteShareGroupOffsets
     )
 }
 

@@ -54,6 +54,8 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::ShareAcknowledge => share::share_acknowledge(&mut walk)?,
         ApiKey::ShareGroupDescribe => share::share_group_describe(&mut walk)?,
         ApiKey::DescribeShareGroupOffsets => share::describe_share_group_offsets(&mut walk)?,
+        ApiKey::AlterShareGroupOffsets => share::alter_share_group_offsets(&mut walk)?,
+        ApiKey::DeleteShareGroupOffsets => share::delete_share_group_offsets(&mut walk)?,
         ApiKey::CreateTopics => admin::create_topics(&mut walk, version)?,
         ApiKey::DeleteTopics => admin::delete_topics(&mut walk, version)?,
         ApiKey::DeleteRecords => admin::delete_records(&mut walk, version)?,

@@ -14,8 +14,8 @@ use super::{
     acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
     delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
     groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
-    share_fetch, share_group_describe, share_group_heartbeat, sync_group, topics_admin, transactions,
-    transactions_admin, user_scram, KafkaContext,
+    share_fetch, share_group_describe, share_group_heartbeat, share_group_offsets, sync_group, topics_admin,
+    transactions, transactions_admin, user_scram, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -151,6 +151,12 @@ pub async fn answer(
                 &caller.principal
             ))
         }
+        ApiKey::AlterShareGroupOffsets => serve!(AlterShareGroupOffsetsRequest, |request| {
+            share_group_offsets::alter(kafka, request, &caller.principal).await
+        }),
+        ApiKey::DeleteShareGroupOffsets => serve!(DeleteShareGroupOffsetsRequest, |request| {
+            share_group_offsets::delete(kafka, request, &caller.principal).await
+        }),
         ApiKey::DescribeShareGroupOffsets => {
             serve!(DescribeShareGroupOffsetsRequest, |request| share_group_describe::offsets(
                 kafka,

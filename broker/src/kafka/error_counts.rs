@@ -206,6 +206,20 @@ impl ErrorCodes for ShareFetchResponse {
     }
 }
 
+impl ErrorCodes for AlterShareGroupOffsetsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.responses.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteShareGroupOffsetsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.responses.iter().for_each(|t| count(t.error_code));
+    }
+}
+
 impl ErrorCodes for ShareAcknowledgeResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         count(self.error_code);

@@ -54,6 +54,7 @@ mod sasl;
 mod share_fetch;
 mod share_group_describe;
 mod share_group_heartbeat;
+mod share_group_offsets;
 mod sync_group;
 mod topic_configs;
 mod topics_admin;

@@ -220,17 +220,11 @@ async fn delete_share_group(node: &Node, group: String) -> Result<v1::DeleteGrou
 pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::ResetOffsetsResponse> {
     check_group_id(&request.group)?;
     node.offsets.check_coordinator(&request.group)?;
-    if node.shares.is_share_group(&request.group) || !node.offsets.share_states_of(&request.group).is_empty() {
-        return Err(BrokerError::invalid(
-            "group",
-            format!(
-                "{} is a share group: it commits no offsets to reset (its start offsets move as its members \
-                 acknowledge records; delete the group to start it again at its reset policy)",
-                request.group
-            ),
-        ));
+    let is_share =
+        node.shares.is_share_group(&request.group) || !node.offsets.share_states_of(&request.group).is_empty();
+    if !is_share {
+        node.groups.check_empty(&request.group, "resetting offsets")?;
     }
-    node.groups.check_empty(&request.group, "resetting offsets")?;
     let topic = node.registry.topic(&request.topic)?;
     let indexes: Vec<u32> =
         if request.partitions.is_empty() { (0..topic.partition_count()).collect() } else { request.partitions.clone() };
@@ -258,11 +252,44 @@ pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::
         let key = OffsetKey { group: request.group.clone(), topic: request.topic.clone(), partition: index };
         commits.push((key, offset, "reset".to_owned()));
     }
+    if is_share {
+        return reset_share_group(node, &request.group, commits).await;
+    }
     let groups = Arc::clone(&node.groups);
     let group = request.group.clone();
     let now = now_ms();
     node.offsets.commit_checked(commits.clone(), now, move || groups.check_empty(&group, "resetting offsets")).await?;
     let offsets = commits
+        .into_iter()
+        .map(|(key, offset, metadata)| {
+            committed(key, Some(crate::offsets::Committed { offset, metadata, commit_time_ms: now }))
+        })
+        .collect();
+    Ok(v1::ResetOffsetsResponse { offsets })
+}
+
+/// Moves a share group's start offsets (it must have no members): what it had in flight there is forgotten, and
+/// it reads on from each new start.
+async fn reset_share_group(
+    node: &Node,
+    group: &str,
+    targets: Vec<(OffsetKey, i64, String)>,
+) -> Result<v1::ResetOffsetsResponse> {
+    let partitions: Vec<(TopicPartition, i64)> = targets
+        .iter()
+        .map(|(key, offset, _)| (TopicPartition::new(key.topic.clone(), key.partition), *offset))
+        .collect();
+    let to_store = match node.shares.reset(group, &partitions, tokio::time::Instant::now()) {
+        Ok(to_store) => to_store,
+        Err(crate::share_groups::ShareError::NotEmpty { members, .. }) => {
+            return Err(BrokerError::GroupNotEmpty { group: group.to_owned(), members, action: "resetting offsets" });
+        }
+        Err(err) => return Err(BrokerError::Internal(err.to_string())),
+    };
+    node.offsets.save_share_states(group, to_store).await?;
+    tracing::info!(%group, partitions = targets.len(), "reset a share group's start offsets");
+    let now = now_ms();
+    let offsets = targets
         .into_iter()
         .map(|(key, offset, metadata)| {
             committed(key, Some(crate::offsets::Committed { offset, metadata, commit_time_ms: now }))

@@ -658,6 +658,43 @@ impl ShareGroups {
         views.into_values().collect()
     }
 
+    /// Moves a share group without members to `offset` in each of `targets` (`rill group reset-offsets`, Kafka's
+    /// AlterShareGroupOffsets), forgetting what was in flight there. Returns the states to store.
+    pub fn reset(
+        &self,
+        group_id: &str,
+        targets: &[(TopicPartition, i64)],
+        now: Instant,
+    ) -> Result<Vec<StateToStore>, ShareError> {
+        let mut state = self.lock();
+        self.expire_members(&mut state, group_id, now);
+        if let Some(group) = state.groups.get(group_id).filter(|group| !group.members.is_empty()) {
+            return Err(ShareError::NotEmpty { group: group_id.to_owned(), members: group.members.len() });
+        }
+        let mut to_store = Vec::with_capacity(targets.len());
+        for (partition, offset) in targets {
+            let key = key_of(group_id, partition);
+            // A partition not loaded was stored (if at all) by an earlier run of the broker: version 0.
+            let version = state.partitions.get(&key).map_or(0, |tracked| tracked.version);
+            let mut tracked = Tracked { partition: SharePartition::starting_at(*offset), version };
+            to_store.push(snapshot(&key, &mut tracked));
+            state.partitions.insert(key, tracked);
+        }
+        Ok(to_store)
+    }
+
+    /// Forgets a share group's state in `topics` (Kafka's DeleteShareGroupOffsets); the group must have no
+    /// members. The caller tombstones what the store holds.
+    pub fn forget_topics_of(&self, group_id: &str, topics: &BTreeSet<String>, now: Instant) -> Result<(), ShareError> {
+        let mut state = self.lock();
+        self.expire_members(&mut state, group_id, now);
+        if let Some(group) = state.groups.get(group_id).filter(|group| !group.members.is_empty()) {
+            return Err(ShareError::NotEmpty { group: group_id.to_owned(), members: group.members.len() });
+        }
+        state.partitions.retain(|key, _| key.group != group_id || !topics.contains(&key.topic));
+        Ok(())
+    }
+
     /// Every share group's member count, and every loaded share partition's state and counts, for `/metrics`.
     pub fn metrics(&self) -> (Vec<(String, usize)>, Vec<SharePartitionMetrics>) {
         let state = self.lock();

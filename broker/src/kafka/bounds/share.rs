@@ -72,6 +72,28 @@ pub fn describe_share_group_offsets(walk: &mut Walk) -> Result<(), BoundsError> 
     walk.tagged_fields(true)
 }
 
+pub fn alter_share_group_offsets(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.string(true)?; // group_id
+    walk.array(true, |topic| {
+        topic.string(true)?; // topic_name
+        topic.array(true, |partition| {
+            partition.skip(4 + 8)?; // partition_index, start_offset
+            partition.tagged_fields(true)
+        })?;
+        topic.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
+pub fn delete_share_group_offsets(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.string(true)?; // group_id
+    walk.array(true, |topic| {
+        topic.string(true)?; // topic_name
+        topic.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
@@ -133,5 +155,22 @@ mod tests {
                 .with_group_id(GroupId(text("h"))),
         ]);
         assert_walked_whole(ApiKey::DescribeShareGroupOffsets, 0..=0, &offsets);
+
+        let partition = alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+            .with_partition_index(1)
+            .with_start_offset(7);
+        let alter = AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(text("g"))).with_topics(vec![
+            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(text("t")))
+                .with_partitions(vec![partition; 2]);
+            2
+        ]);
+        assert_walked_whole(ApiKey::AlterShareGroupOffsets, 0..=0, &alter);
+        let delete = DeleteShareGroupOffsetsRequest::default().with_group_id(GroupId(text("g"))).with_topics(vec![
+            delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(text("t")));
+            2
+        ]);
+        assert_walked_whole(ApiKey::DeleteShareGroupOffsets, 0..=0, &delete);
     }
 }

@@ -140,25 +140,32 @@ async fn describe(broker: &BrokerFlag, group: &str, topic: Option<&str>) -> anyh
     Ok(())
 }
 
+/// A group: its state and members, and per partition where it is, the end and the lag. A share group
+/// (KIP-932) shows each member's epoch, and per partition its start offset (everything below is done with) and
+/// the records in flight (out with members or waiting to be delivered again).
 fn write_description(out: &mut impl Write, description: &GroupDescription, topic: Option<&str>) -> std::io::Result<()> {
-    if description.kind() == GroupKind::Share {
-        return write_share_description(out, description, topic);
-    }
+    let is_share = description.kind() == GroupKind::Share;
     let members = description.members.len();
     let assignor = description.assignor().as_str_name().trim_start_matches("ASSIGNOR_").to_ascii_lowercase();
+    let plural = if members == 1 { "" } else { "s" };
     let summary = match description.state() {
         GroupState::Empty | GroupState::Unspecified => "empty, no members".to_owned(),
+        state if is_share => {
+            format!("{}, epoch {}, {members} member{plural}", state_name(state), description.generation)
+        }
         state => format!(
-            "{}, generation {}, {members} member{}, assignor {assignor}",
+            "{}, generation {}, {members} member{plural}, assignor {assignor}",
             state_name(state),
             description.generation,
-            if members == 1 { "" } else { "s" }
         ),
     };
-    output::line(out, format_args!("group {} ({summary})", description.group))?;
+    let kind = if is_share { "share group" } else { "group" };
+    output::line(out, format_args!("{kind} {} ({summary})", description.group))?;
     if members > 0 {
         output::line(out, "")?;
-        let mut table = Table::new(&["MEMBER", "CLIENT", "PARTITIONS"]);
+        let headers: &[&str] =
+            if is_share { &["MEMBER", "CLIENT", "EPOCH", "PARTITIONS"] } else { &["MEMBER", "CLIENT", "PARTITIONS"] };
+        let mut table = Table::new(headers);
         for member in &description.members {
             let owned: Vec<String> = member
                 .assigned
@@ -169,79 +176,32 @@ fn write_description(out: &mut impl Write, description: &GroupDescription, topic
                 })
                 .collect();
             let owned = if owned.is_empty() { "-".to_owned() } else { owned.join(" ") };
-            table.row(vec![member.member_id.clone(), member.client_id.clone(), owned]);
+            let mut row = vec![member.member_id.clone(), member.client_id.clone()];
+            row.extend(is_share.then(|| member.member_generation.to_string()));
+            row.push(owned);
+            table.row(row);
         }
         table.write(out)?;
     }
     output::line(out, "")?;
-    let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"]);
-    for p in description.partitions.iter().filter(|p| topic.is_none_or(|t| t == p.topic)) {
-        let known = |v: i64| if v >= 0 { v.to_string() } else { "-".to_owned() };
-        table.row(vec![
-            p.topic.clone(),
-            p.partition.to_string(),
-            known(p.committed_offset),
-            known(p.end_offset),
-            if p.end_offset >= 0 { p.lag.to_string() } else { "-".to_owned() },
-            if p.member_id.is_empty() { "-".to_owned() } else { p.member_id.clone() },
-        ]);
-    }
-    table.write(out)
-}
-
-/// A share group (KIP-932): members by epoch, each partition's start offset (everything below is done with),
-/// what is left to the end, and what is out with members or waiting to be delivered again.
-fn write_share_description(
-    out: &mut impl Write,
-    description: &GroupDescription,
-    topic: Option<&str>,
-) -> std::io::Result<()> {
-    let members = description.members.len();
-    let summary = match description.state() {
-        GroupState::Empty | GroupState::Unspecified => "empty, no members".to_owned(),
-        state => format!(
-            "{}, epoch {}, {members} member{}",
-            state_name(state),
-            description.generation,
-            if members == 1 { "" } else { "s" }
-        ),
+    let headers: &[&str] = if is_share {
+        &["TOPIC", "PARTITION", "START", "END", "LAG", "IN-FLIGHT", "MEMBERS"]
+    } else {
+        &["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"]
     };
-    output::line(out, format_args!("share group {} ({summary})", description.group))?;
-    if members > 0 {
-        output::line(out, "")?;
-        let mut table = Table::new(&["MEMBER", "CLIENT", "EPOCH", "PARTITIONS"]);
-        for member in &description.members {
-            let reads: Vec<String> = member
-                .assigned
-                .iter()
-                .map(|t| {
-                    let partitions: Vec<String> = t.partitions.iter().map(u32::to_string).collect();
-                    format!("{}:{}", t.topic, partitions.join(","))
-                })
-                .collect();
-            let reads = if reads.is_empty() { "-".to_owned() } else { reads.join(" ") };
-            table.row(vec![
-                member.member_id.clone(),
-                member.client_id.clone(),
-                member.member_generation.to_string(),
-                reads,
-            ]);
-        }
-        table.write(out)?;
-    }
-    output::line(out, "")?;
-    let mut table = Table::new(&["TOPIC", "PARTITION", "START", "END", "LAG", "IN-FLIGHT", "MEMBERS"]);
+    let mut table = Table::new(headers);
     for p in description.partitions.iter().filter(|p| topic.is_none_or(|t| t == p.topic)) {
         let known = |v: i64| if v >= 0 { v.to_string() } else { "-".to_owned() };
-        table.row(vec![
+        let mut row = vec![
             p.topic.clone(),
             p.partition.to_string(),
             known(p.committed_offset),
             known(p.end_offset),
             if p.end_offset >= 0 { p.lag.to_string() } else { "-".to_owned() },
-            p.in_flight.to_string(),
-            if p.member_id.is_empty() { "-".to_owned() } else { p.member_id.clone() },
-        ]);
+        ];
+        row.extend(is_share.then(|| p.in_flight.to_string()));
+        row.push(if p.member_id.is_empty() { "-".to_owned() } else { p.member_id.clone() });
+        table.row(row);
     }
     table.write(out)
 }

@@ -140,6 +140,11 @@ fn labels<const N: usize>(pairs: [(&'static str, String); N]) -> Labels {
     pairs.into_iter().collect()
 }
 
+/// A group's partition: `group`, `topic`, `partition`.
+fn partition_labels(key: &OffsetKey) -> Labels {
+    labels([("group", key.group.clone()), ("topic", key.topic.clone()), ("partition", key.partition.to_string())])
+}
+
 impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.encode_process(&mut encoder)?;
@@ -506,13 +511,7 @@ impl Scraped {
 
     fn encode_groups(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let committed = self.node.offsets.all_committed();
-        let label = |key: &OffsetKey| {
-            labels([
-                ("group", key.group.clone()),
-                ("topic", key.topic.clone()),
-                ("partition", key.partition.to_string()),
-            ])
-        };
+        let label = partition_labels;
         family(
             encoder,
             "rill_group_committed_offset",
@@ -560,13 +559,7 @@ impl Scraped {
             MetricType::Gauge,
             members.iter().map(|(group, count)| (labels([("group", group.clone())]), *count as f64)),
         )?;
-        let label = |key: &OffsetKey| {
-            labels([
-                ("group", key.group.clone()),
-                ("topic", key.topic.clone()),
-                ("partition", key.partition.to_string()),
-            ])
-        };
+        let label = partition_labels;
         family(
             encoder,
             "rill_share_group_start_offset",

@@ -20,10 +20,9 @@ fn acknowledgement_batches(walk: &mut Walk) -> Result<(), BoundsError> {
     })
 }
 
-pub fn share_fetch(walk: &mut Walk) -> Result<(), BoundsError> {
-    walk.string(true)?; // group_id
-    walk.string(true)?; // member_id
-    walk.skip(4 * 6)?; // share_session_epoch, max_wait_ms, min_bytes, max_bytes, max_records, batch_size
+/// Topics by id, each with its partitions and their acknowledgement batches (ShareFetch's and ShareAcknowledge's
+/// layouts of v1 are the same here).
+fn acknowledged_topics(walk: &mut Walk) -> Result<(), BoundsError> {
     walk.array(true, |topic| {
         topic.skip(16)?; // topic_id
         topic.array(true, |partition| {
@@ -32,7 +31,14 @@ pub fn share_fetch(walk: &mut Walk) -> Result<(), BoundsError> {
             partition.tagged_fields(true)
         })?;
         topic.tagged_fields(true)
-    })?;
+    })
+}
+
+pub fn share_fetch(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.string(true)?; // group_id
+    walk.string(true)?; // member_id
+    walk.skip(4 * 6)?; // share_session_epoch, max_wait_ms, min_bytes, max_bytes, max_records, batch_size
+    acknowledged_topics(walk)?;
     walk.array(true, |forgotten| {
         forgotten.skip(16)?; // topic_id
         forgotten.array(true, |partition| partition.skip(4))?;
@@ -45,15 +51,7 @@ pub fn share_acknowledge(walk: &mut Walk) -> Result<(), BoundsError> {
     walk.string(true)?; // group_id
     walk.string(true)?; // member_id
     walk.skip(4)?; // share_session_epoch
-    walk.array(true, |topic| {
-        topic.skip(16)?; // topic_id
-        topic.array(true, |partition| {
-            partition.skip(4)?; // partition_index
-            acknowledgement_batches(partition)?;
-            partition.tagged_fields(true)
-        })?;
-        topic.tagged_fields(true)
-    })?;
+    acknowledged_topics(walk)?;
     walk.tagged_fields(true)
 }
 

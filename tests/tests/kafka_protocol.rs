@@ -108,7 +108,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (13, 0, 5), // LeaveGroup
         (14, 0, 5), // SyncGroup
         (15, 0, 5), // DescribeGroups
-        (16, 0, 4), // ListGroups
+        (16, 0, 5), // ListGroups
         (18, 0, 3), // ApiVersions
         (19, 2, 7), // CreateTopics
         (20, 1, 5), // DeleteTopics
@@ -143,6 +143,13 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (66, 0, 1), // ListTransactions
         (68, 0, 1), // ConsumerGroupHeartbeat
         (69, 0, 1), // ConsumerGroupDescribe
+        (76, 1, 1), // ShareGroupHeartbeat
+        (77, 1, 1), // ShareGroupDescribe
+        (78, 1, 1), // ShareFetch
+        (79, 1, 1), // ShareAcknowledge
+        (90, 0, 0), // DescribeShareGroupOffsets
+        (91, 0, 0), // AlterShareGroupOffsets
+        (92, 0, 0), // DeleteShareGroupOffsets
     ];
     assert_eq!(served, expected);
 }

@@ -388,3 +388,17 @@ async fn a_share_groups_start_can_be_set_before_it_runs_and_its_state_deleted_on
     assert_eq!(wrong.error_code, GROUP_ID_NOT_FOUND);
     assert!(format!("{:?}", wrong.error_message).contains("consumer group"), "{wrong:?}");
 }
+
+#[tokio::test]
+async fn a_cluster_node_does_not_advertise_share_groups() {
+    let broker = rill_tests::cluster_of_one().await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let keys: Vec<i16> = versions.api_keys.iter().map(|k| k.api_key).collect();
+    assert!(keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)), "{keys:?}");
+    for share in
+        [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge, ApiKey::AlterShareGroupOffsets]
+    {
+        assert!(!keys.contains(&(share as i16)), "{share:?} advertised on a cluster node");
+    }
+}

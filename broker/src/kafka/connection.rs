@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, RequestHeader,
+    ProduceRequest, RequestHeader, ShareFetchRequest,
 };
 use kafka_protocol::protocol::Decodable;
 use tokio::io::AsyncWriteExt;
@@ -25,10 +25,11 @@ use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, EncodeError, FrameError, RequestPreamble};
 use super::oversized::{self, OVERSIZED_PRODUCE_CEILING};
 use super::request_buffer::RequestBuffer;
-use super::response_frame::{encode_response_pieces, ResponseFrame, UnplacedRuns};
+use super::response_frame::{encode_response_pieces, BatchRun, ResponseFrame, UnplacedRuns};
 use super::sasl::{Gate, SaslAnswer, SaslSession};
 use super::{
-    error_counts, fetch, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, produce, KafkaContext,
+    error_counts, fetch, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, produce, share_fetch,
+    KafkaContext,
 };
 use crate::quotas::{QuotaKey, ResolvedQuota};
 use crate::tls::ServedStream;
@@ -349,6 +350,25 @@ pub async fn answer(
                     }
                     let frame = encode_response(correlation_id, header_version, &response, version)?;
                     return Ok(Answer::throttled(frame, throttle));
+                }
+            }
+        }
+        ApiKey::ShareFetch => {
+            let request = ShareFetchRequest::decode(&mut body, version).map_err(&malformed)?;
+            let mut response = share_fetch::answer(kafka, request, principal).await;
+            error_counts::count(kafka, api, &response);
+            // As a Fetch's: the batches go out as storage read them, as pieces of the frame.
+            let partitions = response.responses.iter().flat_map(|topic| &topic.partitions);
+            let runs: Vec<BatchRun> = partitions.filter_map(|p| p.records.clone()).map(BatchRun::single).collect();
+            match encode_response_pieces(correlation_id, header_version, &response, version, runs.clone())? {
+                Ok(frame) => return Ok(Answer { frame: Some(frame), throttle: Duration::ZERO }),
+                Err(UnplacedRuns) => {
+                    // Single runs are never stand-ins, so every one is placed; correct whatever the encoder does.
+                    let records = response.responses.iter_mut().flat_map(|topic| &mut topic.partitions);
+                    for (partition, run) in records.filter(|p| p.records.is_some()).zip(&runs) {
+                        partition.records = Some(run.to_bytes());
+                    }
+                    encode_response(correlation_id, header_version, &response, version)?
                 }
             }
         }

@@ -138,9 +138,6 @@ pub async fn answer(
                 None => share_group_heartbeat::answer(kafka, request, caller).await,
             }
         }),
-        ApiKey::ShareFetch => {
-            serve!(ShareFetchRequest, |request| share_fetch::answer(kafka, request, &caller.principal).await)
-        }
         ApiKey::ShareAcknowledge => serve!(ShareAcknowledgeRequest, |request| {
             share_fetch::acknowledge_request(kafka, request, &caller.principal).await
         }),

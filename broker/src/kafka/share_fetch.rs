@@ -6,7 +6,11 @@
 //! before, and asks for records: the answer holds, per partition, the batches the log holds around the records
 //! acquired for the member and the acquired ranges (`acquired_records`: first, last offset, delivery count); the
 //! client keeps only the records those ranges name, and acknowledges the offsets it finds no record at as gaps.
-//! Batches go out as storage read them, never decoded or re-encoded (the RecordBatch v2 bytes are the log's).
+//! Batches go out as storage read them, never decoded or re-encoded (the RecordBatch v2 bytes are the log's), and
+//! as pieces of the response frame (`connection.rs` serves ShareFetch as it serves Fetch, `response_frame.rs`):
+//! the read is the only copy of a record between the log and the socket, unless the acquired batches are not
+//! contiguous in the read (a batch between them acquired by nobody this time), when just those batches are
+//! copied together.
 //!
 //! Acknowledgements are applied and stored (fsynced, `OffsetStore::save_share_states`) before any part of the
 //! answer is sent, so an acknowledged record is never delivered again after a crash. A refused acknowledgement

@@ -325,25 +325,32 @@ impl ShareGroups {
                 {
                     return Err(ShareError::GroupFull { group: group_id.clone(), max: settings.max_members_per_group });
                 }
-                if let Some(old) = group.members.remove(member_id) {
-                    // A member that joins again starts afresh: what it held goes back to the group.
-                    to_release.push(old.name);
+                if let Some(member) = group.members.get_mut(member_id) {
+                    // A member that joins again with its id (librdkafka's share consumer can send a second join
+                    // right after its first) stays the member it was, as in Kafka: it keeps the records it holds
+                    // and its share session, and the answer carries its whole assignment.
+                    member.subscribed = topics;
+                    member.deadline = now + settings.session_timeout;
+                    member.client_id.clone_from(&heartbeat.client_id);
+                    member.client_host.clone_from(&heartbeat.client_host);
+                    member.rack.clone_from(&heartbeat.rack);
+                } else {
+                    group.members.insert(
+                        member_id.clone(),
+                        ShareMember {
+                            epoch: 0,
+                            previous_epoch: 0,
+                            subscribed: topics,
+                            assignment: BTreeSet::new(),
+                            deadline: now + settings.session_timeout,
+                            client_id: heartbeat.client_id.clone(),
+                            client_host: heartbeat.client_host.clone(),
+                            rack: heartbeat.rack.clone(),
+                            session: None,
+                            name: Arc::from(member_id.as_str()),
+                        },
+                    );
                 }
-                group.members.insert(
-                    member_id.clone(),
-                    ShareMember {
-                        epoch: 0,
-                        previous_epoch: 0,
-                        subscribed: topics,
-                        assignment: BTreeSet::new(),
-                        deadline: now + settings.session_timeout,
-                        client_id: heartbeat.client_id.clone(),
-                        client_host: heartbeat.client_host.clone(),
-                        rack: heartbeat.rack.clone(),
-                        session: None,
-                        name: Arc::from(member_id.as_str()),
-                    },
-                );
             }
             sent => {
                 let Some(member) = group.members.get_mut(member_id) else {

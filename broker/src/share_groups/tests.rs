@@ -159,6 +159,30 @@ fn a_member_whose_session_times_out_gives_its_records_back() {
 }
 
 #[test]
+fn a_member_joining_again_with_its_id_keeps_its_records_and_its_session() {
+    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    log.bounds = (0, 10);
+    let first = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    let opened = SessionChange { epoch: 0, added: &[tp("jobs", 0)], forgotten: &[], has_acknowledgements: false };
+    shares.fetch_session("g", "a", opened, now).unwrap();
+    log.bounds = (0, 14);
+    assert_eq!(fetch(&shares, &log, "a", &[batch(10, 13)], now), [(10, 13, 1)]);
+    let released = shares.watch_released();
+    let again = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(again.member_epoch, first.member_epoch);
+    assert_eq!(again.assignment, Some([tp("jobs", 0)].into()), "a join is answered with the whole assignment");
+    assert!(!released.has_changed().unwrap(), "nothing went back to the group");
+    shares.heartbeat(join("g", "b", &["jobs"]), &log, now).unwrap();
+    assert!(fetch(&shares, &log, "b", &[batch(10, 13)], now).is_empty(), "still out with a");
+    let continued = SessionChange { epoch: 1, added: &[], forgotten: &[], has_acknowledgements: true };
+    assert_eq!(shares.fetch_session("g", "a", continued, now).unwrap(), [tp("jobs", 0)], "its session goes on");
+    let (outcomes, _) =
+        shares.acknowledge("g", "a", vec![(tp("jobs", 0), vec![AckBatch { first: 10, last: 13, types: vec![1] }])]);
+    assert_eq!(outcomes, [(tp("jobs", 0), Ok(()))]);
+    assert_eq!(shares.describe("g", now).unwrap().members.len(), 2);
+}
+
+#[test]
 fn share_sessions_follow_their_epochs() {
     let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 2)]), Instant::now());
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();

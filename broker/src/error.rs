@@ -34,6 +34,12 @@ pub enum BrokerError {
     /// A topic setting refused at create or alter; `value` is as the request gave it (empty for a delete).
     #[error("invalid topic config {key}{}: {reason}", shown_value(value))]
     InvalidTopicConfig { key: String, value: String, reason: String },
+    /// A group setting refused at alter (`share_groups/config.rs` says why).
+    #[error("invalid config of group {group:?}: {reason}")]
+    InvalidGroupConfig { group: String, reason: String },
+    /// A call this node does not serve in its setup.
+    #[error("{what} is served on a single node only in this version, and this node is in a cluster")]
+    NotOnCluster { what: &'static str },
     #[error("too many topics: the broker holds at most {limit} (max_topics)")]
     TooManyTopics { limit: u32 },
     #[error(
@@ -182,7 +188,8 @@ impl BrokerError {
             BrokerError::TopicExists { .. } => Reason::TopicExists,
             BrokerError::ReservedTopicName { .. } => Reason::InvalidTopicName,
             BrokerError::InvalidPartitionCount { .. } | BrokerError::InvalidArgument { .. } => Reason::InvalidArgument,
-            BrokerError::InvalidTopicConfig { .. } => Reason::InvalidConfig,
+            BrokerError::InvalidTopicConfig { .. } | BrokerError::InvalidGroupConfig { .. } => Reason::InvalidConfig,
+            BrokerError::NotOnCluster { .. } => Reason::Unsupported,
             BrokerError::TooManyTopics { .. }
             | BrokerError::TooManyOpenFiles { .. }
             | BrokerError::TooManyGroups { .. }

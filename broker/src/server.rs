@@ -222,6 +222,11 @@ impl Broker {
             ),
             None => Arc::new(crate::schema_registry::SchemaStore::open(&config.data_dir)?),
         };
+        let shares = Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config)));
+        // Share groups are served on a single node only, and so are their configs.
+        if controller.is_none() {
+            shares.load_configs(crate::share_groups::config::load(&config.data_dir, shares.settings())?);
+        }
         let node = Arc::new_cyclic(|weak| Node {
             oauth: oauth.clone(),
             schemas,
@@ -233,7 +238,7 @@ impl Broker {
             registry,
             offsets,
             groups,
-            shares: Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config))),
+            shares,
             producer_ids,
             users: users.clone(),
             metrics: metrics.clone(),

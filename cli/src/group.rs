@@ -1,9 +1,10 @@
-//! `rill group list|describe|reset-offsets`: consumer groups as the broker's coordinator sees them.
+//! `rill group list|describe|reset-offsets|config`: consumer groups as the broker's coordinator sees them.
 //!
 //! `list` and `describe` are the `ListGroups` and `DescribeGroup` calls, printed as tables. `reset-offsets`
 //! is `ResetOffsets` for an end of the log or a time; `--to-offset` (an explicit offset, which the client's
 //! `Admin::reset_offsets` does not take) looks the partitions' bounds up, clamps into them as the broker
-//! does, and commits as a standalone committer. The broker refuses both while the group has members.
+//! does, and commits as a standalone committer. The broker refuses both while the group has members. `config`
+//! shows or changes a group's own settings (`DescribeGroupConfig`, `AlterGroupConfig`: share groups' `share.*`).
 
 use std::io::Write;
 
@@ -20,6 +21,7 @@ Examples:
   rill group describe demo                           # members; per partition committed offset, end, lag
   rill group reset-offsets demo --topic greetings --to-earliest   # the group re-reads everything
   rill group reset-offsets demo --topic greetings --to-time 2026-11-27T00:00:00Z
+  rill group config mailers --config share.auto.offset.reset=earliest   # a share group's own settings
 
 A group exists while it has members or committed offsets (`rill consume TOPIC --group G` commits what it
 prints).";
@@ -69,6 +71,38 @@ the member that owns the partition now (- if none).")]
 Only for a group without members: stop its consumers first (the broker refuses otherwise).
 --to-offset is clamped into each partition's [start, end] offsets.")]
     ResetOffsets(ResetArgs),
+    /// Show a group's settings (share groups' `share.*` keys), or change them with --config / --delete-config.
+    #[command(after_help = "Examples:
+  rill group config mailers                                             # every key, the group's or the broker's
+  rill group config mailers --config share.auto.offset.reset=earliest   # start at the log's start
+  rill group config mailers --config share.record.lock.duration.ms=60000 --config share.delivery.count.limit=3
+  rill group config mailers --delete-config share.delivery.count.limit  # back to the broker's setting
+  rill group config mailers --config share.delivery.count.limit=1 --dry-run   # check only
+
+Keys (Kafka's group configs, as kafka-configs --entity-type groups takes them): share.auto.offset.reset
+(earliest, latest), share.record.lock.duration.ms (1000..=3600000), share.delivery.count.limit (2..=10),
+share.session.timeout.ms (1000..=3600000), share.heartbeat.interval.ms (below the session timeout),
+share.isolation.level (read_uncommitted). A group need not exist yet: settings made before its first member
+joins decide where it starts. Kept across restarts; a single node only. All or nothing: one bad key or value
+refuses the change. SOURCE is group (the group's own) or broker (the broker's, which the group follows).")]
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// Group id.
+    group: String,
+    /// A setting to change, KEY=VALUE with Kafka's key names (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    configs: Vec<String>,
+    /// A setting to put back to the broker's (repeatable).
+    #[arg(long = "delete-config", value_name = "KEY")]
+    deletes: Vec<String>,
+    /// Check the change and show the settings it would give, changing nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    broker: BrokerFlag,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,8 +138,47 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
             GroupCommand::List { broker } => list(&broker).await,
             GroupCommand::Describe { group, topic, broker } => describe(&broker, &group, topic.as_deref()).await,
             GroupCommand::ResetOffsets(args) => reset(args).await,
+            GroupCommand::Config(args) => config(args).await,
         }
     })
+}
+
+async fn config(args: ConfigArgs) -> anyhow::Result<()> {
+    let mut set = Vec::with_capacity(args.configs.len());
+    for config in &args.configs {
+        let Some((key, value)) = config.split_once('=') else {
+            anyhow::bail!("--config {config:?} is not KEY=VALUE (for example share.auto.offset.reset=earliest)");
+        };
+        set.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    if args.dry_run && set.is_empty() && args.deletes.is_empty() {
+        anyhow::bail!("--dry-run checks a change: give --config KEY=VALUE or --delete-config KEY");
+    }
+    let admin = Admin::new(args.broker.connect().await?);
+    let configs = if set.is_empty() && args.deletes.is_empty() {
+        admin.group_config(&args.group).await
+    } else {
+        admin.alter_group_config(&args.group, &set, &args.deletes, args.dry_run).await
+    }
+    .map_err(|err| match err {
+        // The broker's message names the key, the value and what is allowed; the client's wrapping adds nothing.
+        Error::InvalidArgument { message } | Error::UserRefused { message } | Error::Broker { message, .. } => {
+            anyhow::anyhow!(message)
+        }
+        err => args.broker.explain(err),
+    })?;
+    let mut table = Table::new(&["KEY", "VALUE", "SOURCE"]);
+    for entry in &configs {
+        let source = if entry.is_group_setting { "group" } else { "broker" };
+        table.row(vec![entry.name.clone(), entry.value.clone(), source.to_owned()]);
+    }
+    let mut out = output::stdout();
+    if args.dry_run {
+        output::line(&mut out, "dry run: nothing changed; the settings would be:")?;
+    }
+    table.write(&mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
 async fn list(broker: &BrokerFlag) -> anyhow::Result<()> {

@@ -163,7 +163,7 @@ fn acls_survive_a_restart_and_bad_ones_are_refused_saying_what_is_allowed() {
     rill(&b, &["acl", "add", "--allow", "--principal", "app", "--operation", "read", "--topic", "t"])
         .fails(1, "use User:NAME");
     rill(&b, &["acl", "add", "--allow", "--principal", "User:app", "--operation", "write", "--group", "g"])
-        .fails(1, "it takes read, delete, describe, all");
+        .fails(1, "it takes read, delete, describe, describe_configs, alter_configs, all");
     rill(&b, &["acl", "add", "--allow", "--principal", "User:app", "--operation", "fly", "--topic", "t"])
         .fails(1, "invalid operation \"fly\"");
     drop(broker);

@@ -252,3 +252,56 @@ fn rust_log_shows_what_the_client_does_and_without_it_nothing_is_logged() {
     assert!(logged.stderr.contains("rebalance") && logged.stderr.contains("Assigned"), "{logged:?}");
     assert!(!logged.stderr.contains('\x1b'), "no terminal colours in a pipe: {logged:?}");
 }
+
+/// `rill group config G` rows as (KEY, VALUE, SOURCE).
+fn config_rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("KEY"))
+        .skip(1)
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[0].to_owned(), words[1].to_owned(), words[2].to_owned())
+        })
+        .collect()
+}
+
+fn config_value(text: &str, key: &str) -> (String, String) {
+    let rows = config_rows(text);
+    let (_, value, source) = rows.iter().find(|(k, _, _)| k == key).unwrap_or_else(|| panic!("{key} in {text}"));
+    (value.clone(), source.clone())
+}
+
+#[test]
+fn group_config_shows_changes_and_keeps_a_groups_own_settings_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.as_str();
+    let shown = rill(b, &["group", "config", "mailers"]).ok().to_owned();
+    assert_eq!(config_rows(&shown).len(), 6, "{shown}");
+    assert_eq!(config_value(&shown, "share.auto.offset.reset"), ("latest".into(), "broker".into()));
+    let set = ["share.auto.offset.reset=earliest", "share.record.lock.duration.ms=60000"];
+    let altered = rill(b, &["group", "config", "mailers", "--config", set[0], "--config", set[1]]).ok().to_owned();
+    assert_eq!(config_value(&altered, "share.auto.offset.reset"), ("earliest".into(), "group".into()));
+    assert_eq!(config_value(&altered, "share.record.lock.duration.ms"), ("60000".into(), "group".into()));
+    let dry = ["group", "config", "mailers", "--config", "share.delivery.count.limit=3", "--dry-run"];
+    let checked = rill(b, &dry).ok().to_owned();
+    assert!(checked.starts_with("dry run: nothing changed"), "{checked}");
+    assert_eq!(config_value(&checked, "share.delivery.count.limit"), ("3".into(), "group".into()));
+    // Refusals name the key, the value and what is allowed, and change nothing.
+    rill(b, &["group", "config", "mailers", "--config", "share.delivery.count.limit=1"]).fails(1, "within 2..=10");
+    rill(b, &["group", "config", "mailers", "--config", "retention.ms=1"]).fails(1, "share.auto.offset.reset");
+    rill(b, &["group", "config", "mailers", "--config", "share.heartbeat.interval.ms=45000"])
+        .fails(1, "below share.session.timeout.ms");
+    rill(b, &["group", "config", "mailers", "--config", "nothing"]).fails(1, "is not KEY=VALUE");
+    let removed =
+        rill(b, &["group", "config", "mailers", "--delete-config", "share.record.lock.duration.ms"]).ok().to_owned();
+    assert_eq!(config_value(&removed, "share.record.lock.duration.ms"), ("30000".into(), "broker".into()));
+
+    // Stored before the answer: a broker killed and started again has them.
+    broker.kill();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let after = rill(broker.addr.as_str(), &["group", "config", "mailers"]).ok().to_owned();
+    assert_eq!(config_value(&after, "share.auto.offset.reset"), ("earliest".into(), "group".into()));
+    assert_eq!(config_value(&after, "share.delivery.count.limit"), ("5".into(), "broker".into()), "dry run kept");
+    assert_eq!(config_value(&after, "share.record.lock.duration.ms"), ("30000".into(), "broker".into()));
+}

@@ -295,6 +295,8 @@ fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
     eprintln!("node 3 answered LEADER_NOT_AVAILABLE {not_yet} time(s) before it had caught up");
     // gRPC's metadata call on the same node knows it too.
     assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
+    // Group configs are share groups' and, as they, served on a single node only: a cluster node says so.
+    rill(cluster.addr(3), &["group", "config", "mailers"]).fails(1, "served on a single node only");
 }
 
 const REASSIGNMENT_IN_PROGRESS: i16 = 60;

@@ -4,14 +4,15 @@
 
 use rill_protocol::v1::records_client::RecordsClient;
 use rill_protocol::v1::{
-    reset_offsets_request, AddPartitionsRequest, CommitOffsetsRequest, CreateTopicRequest, DeleteGroupRequest,
-    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, FetchOffsetsRequest, InitProducerIdRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit, ResetOffsetsRequest, TopicPartition,
+    reset_offsets_request, AddPartitionsRequest, AlterGroupConfigRequest, CommitOffsetsRequest, CreateTopicRequest,
+    DeleteGroupRequest, DeleteTopicRequest, DescribeGroupConfigRequest, DescribeGroupRequest, DescribeTopicRequest,
+    FetchOffsetsRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, ListTopicsRequest, OffsetCommit,
+    ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
     AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DescribeGroupResponse as GroupDescription,
-    DurabilityPolicy, GroupKind, GroupState, GroupSummary, MemberDescription, PartitionInfo, PartitionLag,
-    PartitionOffset, TopicConfig, TopicInfo,
+    DurabilityPolicy, GroupConfigEntry, GroupKind, GroupState, GroupSummary, MemberDescription, PartitionInfo,
+    PartitionLag, PartitionOffset, TopicConfig, TopicInfo,
 };
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -242,6 +243,44 @@ impl Admin {
         let mut groups = self.client.groups();
         let listed = call(self.timeout(), ctx, groups.list_groups(request(ListGroupsRequest {}, self.timeout())));
         Ok(listed.await?.groups)
+    }
+
+    /// `group`'s settings (share groups': Kafka's `share.*` group configs), every key with the value the group
+    /// runs with and whether it is the group's own. A group need not exist.
+    pub async fn group_config(&self, group: &str) -> Result<Vec<GroupConfigEntry>> {
+        let message = DescribeGroupConfigRequest { group: group.to_owned() };
+        let mut groups = self.client.groups();
+        let described = call(
+            self.timeout(),
+            RequestContext::default(),
+            groups.describe_group_config(request(message, self.timeout())),
+        );
+        Ok(described.await?.configs)
+    }
+
+    /// Sets the `set` keys of `group`'s settings and puts the `delete` keys back to the broker's; with
+    /// `validate_only`, only checked. All or nothing: a bad key or value is `Error::InvalidArgument` naming it.
+    /// Answers with the settings as the change leaves them.
+    pub async fn alter_group_config(
+        &self,
+        group: &str,
+        set: &[(String, String)],
+        delete: &[String],
+        validate_only: bool,
+    ) -> Result<Vec<GroupConfigEntry>> {
+        let message = AlterGroupConfigRequest {
+            group: group.to_owned(),
+            set: set.iter().cloned().collect(),
+            delete: delete.to_vec(),
+            validate_only,
+        };
+        let mut groups = self.client.groups();
+        let altered = call(
+            self.timeout(),
+            RequestContext::default(),
+            groups.alter_group_config(request(message, self.timeout())),
+        );
+        Ok(altered.await?.configs)
     }
 
     /// Forgets a group's committed offsets; returns how many. `Error::GroupRefused` while it has members.

@@ -92,9 +92,9 @@ mod user_admin;
 
 pub use acl_admin::{Acl, AclAdmin, AclFilter};
 pub use admin::{
-    Admin, AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DurabilityPolicy, GroupDescription,
-    GroupKind, GroupState, GroupSummary, MemberDescription, OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset,
-    TopicConfig, TopicDescription, TopicInfo, TopicReplication,
+    Admin, AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DurabilityPolicy, GroupConfigEntry,
+    GroupDescription, GroupKind, GroupState, GroupSummary, MemberDescription, OffsetSpec, PartitionInfo, PartitionLag,
+    PartitionOffset, TopicConfig, TopicDescription, TopicInfo, TopicReplication,
 };
 pub use cluster_admin::{
     ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, LeaderElected, LeaderNotElected, LeadersElected,

@@ -3,7 +3,8 @@ share consumer). More consumers than partitions share a topic record by record, 
 acknowledged stays done across a SIGKILL and restart of the broker; a released record comes back with its delivery
 count raised, a rejected one never does, and one released as often as the delivery count limit is given up; a
 record whose lock runs out while its consumer sits on it goes to another consumer; a share group's id is refused to a
-consumer group and the other way round. Run by kafka-clients.sh."""
+consumer group and the other way round; a group's own configs (IncrementalAlterConfigs and DescribeConfigs of
+resource type GROUP) decide where it starts and last across a restart. Run by kafka-clients.sh."""
 
 import os
 import tempfile
@@ -15,7 +16,7 @@ import pytest
 from confluent_kafka import AcknowledgeType, ConsumerGroupType, KafkaException, ShareConsumer
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, ResourceType
 
 from conftest import running_broker
 from test_kafka_groups import DEADLINE_S, rill
@@ -267,3 +268,64 @@ def test_a_group_id_is_either_a_share_group_or_a_consumer_group(broker):
     assert "protocol" in errors[0].str().lower(), errors[0].str()
     refused.close()
     member.close()
+
+
+def group_configs(admin, group):
+    resource = ConfigResource(ResourceType.GROUP, group)
+    return admin.describe_configs([resource])[resource].result()
+
+
+def alter_group_configs(admin, group, **settings):
+    entries = [ConfigEntry(name.replace("_", "."), value, incremental_operation=AlterConfigOpType.SET)
+               for name, value in settings.items()]
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+    admin.incremental_alter_configs([resource])[resource].result()
+
+
+def test_a_groups_own_configs_decide_where_it_starts_and_outlive_a_restart():
+    # A broker with Kafka's default start (latest): only the group's own config makes it read what is there.
+    flags = ["--admin-listen", "127.0.0.1:0"]
+    with tempfile.TemporaryDirectory() as data_dir:
+        data = os.path.join(data_dir, "data")
+        topic, group, other = new_name("backlog"), new_name("catch-up"), new_name("from-now")
+        with running_broker(data, *flags) as addr:
+            rill(addr, "topic", "create", topic, "--partitions", "1")
+            produce(addr, topic, [f"old-{i}" for i in range(10)], 1)
+            admin = AdminClient({"bootstrap.servers": addr})
+            before = group_configs(admin, group)
+            assert before["share.auto.offset.reset"].value == "latest"
+            assert before["share.auto.offset.reset"].source == ConfigSource.DEFAULT_CONFIG.value
+            assert before["share.record.lock.duration.ms"].value == "30000"
+            alter_group_configs(admin, group, share_auto_offset_reset="earliest",
+                                share_record_lock_duration_ms="15000")
+            # Refusals name the key and what is allowed.
+            for bad, allowed in [({"share_delivery_count_limit": "1"}, "2..=10"),
+                                 ({"share_isolation_level": "read_committed"}, "not supported")]:
+                with pytest.raises(KafkaException) as refused:
+                    alter_group_configs(admin, group, **bad)
+                assert allowed in str(refused.value), refused.value
+            with pytest.raises(KafkaException) as refused:
+                alter_group_configs(admin, group, **{"no_such_key": "1"})
+            assert "share.auto.offset.reset" in str(refused.value), refused.value
+        # Killed (SIGKILL) and started again: the configs were stored before the alter was answered.
+        with running_broker(data, *flags) as addr:
+            admin = AdminClient({"bootstrap.servers": addr})
+            after = group_configs(admin, group)
+            assert after["share.auto.offset.reset"].value == "earliest"
+            assert after["share.auto.offset.reset"].source == ConfigSource.GROUP_CONFIG.value
+            assert after["share.record.lock.duration.ms"].value == "15000"
+            assert group_configs(admin, other)["share.auto.offset.reset"].value == "latest", "one group's alone"
+            reader = share_consumer(addr, group)
+            reader.subscribe([topic])
+            got = drain(reader, 10)
+            assert sorted(v for v, _, _ in got) == sorted(f"old-{i}" for i in range(10)), "read from the start"
+            reader.commit_sync(30)
+            reader.close()
+            # A group on the broker's setting starts at the end: it sees only what comes after it joined.
+            late = share_consumer(addr, other)
+            late.subscribe([topic])
+            assert drain(late, 1, seconds=5) == []
+            produce(addr, topic, ["new"], 1)
+            assert [v for v, _, _ in drain(late, 1)] == ["new"]
+            late.commit_sync(30)
+            late.close()

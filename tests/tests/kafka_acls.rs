@@ -214,7 +214,10 @@ async fn bindings_rill_cannot_hold_are_refused_each_with_what_is_allowed() {
         (creation(&(ANY, "t", LITERAL, "User:app", READ, ALLOW)), "CLUSTER (4) or TRANSACTIONAL_ID (5)"),
         (creation(&(TOPIC, "t", MATCH, "User:app", READ, ALLOW)), "LITERAL (3) or PREFIXED (4)"),
         (creation(&(TOPIC, "t", LITERAL, "User:app", ANY, ALLOW)), "IDEMPOTENT_WRITE (12)"),
-        (creation(&(GROUP, "g", LITERAL, "User:app", WRITE, ALLOW)), "it takes read, delete, describe, all"),
+        (
+            creation(&(GROUP, "g", LITERAL, "User:app", WRITE, ALLOW)),
+            "it takes read, delete, describe, describe_configs, alter_configs, all",
+        ),
         (creation(&(CLUSTER, "mine", LITERAL, "User:app", DESCRIBE, ALLOW)), "literal name kafka-cluster"),
         (creation(&(TOPIC, "t", LITERAL, "Group:app", READ, ALLOW)), "use User:NAME"),
     ];

@@ -172,7 +172,7 @@ impl ResourceType {
         use Operation::*;
         match self {
             ResourceType::Topic => &[Read, Write, Create, Delete, Alter, Describe, DescribeConfigs, AlterConfigs],
-            ResourceType::Group => &[Read, Delete, Describe],
+            ResourceType::Group => &[Read, Delete, Describe, DescribeConfigs, AlterConfigs],
             ResourceType::Cluster => &[Create, Alter, Describe, DescribeConfigs, AlterConfigs, IdempotentWrite],
             ResourceType::TransactionalId => &[Write, Describe],
         }
@@ -494,7 +494,7 @@ mod tests {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         let err = AclBinding { operation: Write, ..good }.validate().expect_err("write on a group");
-        assert!(err.to_string().contains("read, delete, describe, all"), "{err}");
+        assert!(err.to_string().contains("read, delete, describe, describe_configs, alter_configs, all"), "{err}");
         assert_eq!(Operation::parse("DESCRIBE_CONFIGS"), Some(DescribeConfigs));
         assert_eq!(Operation::parse("describe-configs"), Some(DescribeConfigs));
         assert_eq!(Operation::parse("AlterConfigs"), Some(AlterConfigs));

@@ -271,7 +271,8 @@ mod tests {
         assert_eq!(transactional.resource_type, ResourceType::TransactionalId);
         assert!(refused(creation(4, 3, 9, ANY_HOST)).contains("CLUSTER_ACTION is not supported"));
         assert!(refused(creation(2, 3, 3, "10.0.0.1")).contains("only * (every host)"));
-        assert!(refused(creation(3, 3, 4, ANY_HOST)).contains("it takes read, delete, describe, all"));
+        assert!(refused(creation(3, 3, 4, ANY_HOST))
+            .contains("it takes read, delete, describe, describe_configs, alter_configs, all"));
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! not a list (rill's one list key, `cleanup.policy`, has a single allowed value). AlterConfigs replaces the
 //! topic's whole set: the keys it does not name go back to the broker's defaults, as in Kafka.
 //!
-//! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED); a broker resource (type 4) needs it on
-//! the cluster (CLUSTER_AUTHORIZATION_FAILED) and is then refused with INVALID_REQUEST: rill's broker settings
-//! are static, and the replication throttle has its own call (`rill cluster throttle`). Other resource types
-//! are INVALID_REQUEST. With `validate_only`, everything is checked and nothing changes.
+//! A group (type 32, Kafka's group configs) is altered by IncrementalAlterConfigs alone, as in Kafka: its
+//! `share.*` keys (`share_groups/config.rs`), on a single node (share groups are not served on a cluster yet).
+//!
+//! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), each group on it
+//! (GROUP_AUTHORIZATION_FAILED); a broker resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED)
+//! and is then refused with INVALID_REQUEST: rill's broker settings are static, and the replication throttle has
+//! its own call (`rill cluster throttle`). Other resource types are INVALID_REQUEST. With `validate_only`,
+//! everything is checked and nothing changes.
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as FullResult;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
@@ -26,6 +30,7 @@ use crate::topic_config::{replace_all, ConfigChange};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
@@ -43,7 +48,12 @@ pub async fn incremental(
             .iter()
             .map(|config| incremental_change(config.name.as_str(), config.config_operation, config.value.as_ref()))
             .collect::<Result<Vec<_>, Outcome>>();
-        let asked = Asked { resource_type: resource.resource_type, name: &resource.resource_name, changes };
+        let asked = Asked {
+            resource_type: resource.resource_type,
+            name: &resource.resource_name,
+            changes,
+            is_incremental: true,
+        };
         let (code, message) = alter(kafka, asked, request.validate_only, principal).await;
         responses.push(
             IncrementalResult::default()
@@ -71,7 +81,12 @@ pub async fn full(kafka: &KafkaContext, request: AlterConfigsRequest, principal:
             })
             .collect();
         let changes = configs.map(replace_all);
-        let asked = Asked { resource_type: resource.resource_type, name: &resource.resource_name, changes };
+        let asked = Asked {
+            resource_type: resource.resource_type,
+            name: &resource.resource_name,
+            changes,
+            is_incremental: false,
+        };
         let (code, message) = alter(kafka, asked, request.validate_only, principal).await;
         responses.push(
             FullResult::default()
@@ -92,7 +107,7 @@ fn incremental_change(name: &str, operation: i8, value: Option<&StrBytes>) -> Re
         (OP_APPEND | OP_SUBTRACT, _) => Err((
             ResponseError::InvalidConfig.code(),
             Some(format!(
-                "{} is not allowed for {name}: rill's topic settings each hold one value; use SET or DELETE",
+                "{} is not allowed for {name}: each of rill's config keys holds one value; use SET or DELETE",
                 if operation == OP_APPEND { "APPEND" } else { "SUBTRACT" }
             )),
         )),
@@ -125,17 +140,30 @@ struct Asked<'a> {
     resource_type: i8,
     name: &'a StrBytes,
     changes: Result<Vec<ConfigChange>, Outcome>,
+    /// IncrementalAlterConfigs (AlterConfigs replaces a topic's whole set).
+    is_incremental: bool,
 }
 
 /// Authorization first, as in Kafka, so a principal without ALTER_CONFIGS learns nothing of its changes' faults.
 async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, principal: &Principal) -> Outcome {
-    let Asked { resource_type, name, changes } = asked;
-    let acl_resource = if resource_type == RESOURCE_BROKER { Resource::cluster() } else { Resource::topic(name) };
+    let Asked { resource_type, name, changes, is_incremental } = asked;
+    let acl_resource = match resource_type {
+        RESOURCE_BROKER => Resource::cluster(),
+        RESOURCE_GROUP => Resource::group(name),
+        _ => Resource::topic(name),
+    };
     if let Err(denied) = kafka.node.authorize(principal, Operation::AlterConfigs, &acl_resource) {
         return (super::error::error_code(&denied), Some(denied.to_string()));
     }
     match resource_type {
         RESOURCE_TOPIC => {}
+        RESOURCE_GROUP if !is_incremental => {
+            return invalid_request(
+                "a group's configs are altered with IncrementalAlterConfigs, as in Kafka (AlterConfigs serves topics)"
+                    .to_owned(),
+            )
+        }
+        RESOURCE_GROUP => return alter_group(kafka, name.as_str(), changes, is_validate_only).await,
         RESOURCE_BROKER => {
             return invalid_request(
                 "broker configs are static in rill (set at start, see DescribeConfigs); the replication throttle is \
@@ -143,7 +171,11 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
                     .to_owned(),
             )
         }
-        other => return invalid_request(format!("resource type {other} cannot be altered: rill alters topics (2)")),
+        other => {
+            return invalid_request(format!(
+                "resource type {other} cannot be altered: rill alters topics (2) and groups (32)"
+            ))
+        }
     }
     let changes = match changes.and_then(without_fixed_configs) {
         Ok(changes) => changes,
@@ -152,6 +184,45 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
     match crate::topic_config::alter(&kafka.node, name.as_str(), &changes, is_validate_only).await {
         Ok(_) => (0, None),
         Err(err) => (super::error::error_code(&err), Some(err.to_string())),
+    }
+}
+
+/// A group's `share.*` configs (`share_groups/config.rs`): INVALID_CONFIG for a key or value refused, saying why.
+async fn alter_group(
+    kafka: &KafkaContext,
+    group: &str,
+    changes: Result<Vec<ConfigChange>, Outcome>,
+    is_validate_only: bool,
+) -> Outcome {
+    if kafka.node.replication.is_some() {
+        return invalid_request(
+            "group configs are served on a single node: share groups are not served on a cluster in this version"
+                .to_owned(),
+        );
+    }
+    if group.is_empty() {
+        return invalid_request("the group's name is empty: a group config names its group".to_owned());
+    }
+    let changes: Vec<(String, Option<String>)> = match changes {
+        Ok(changes) => changes.into_iter().map(|change| (change.key, change.value)).collect(),
+        Err(refused) => return refused,
+    };
+    let shares = std::sync::Arc::clone(&kafka.node.shares);
+    let data_dir = kafka.node.config.data_dir.clone();
+    let group = group.to_owned();
+    let altered = tokio::task::spawn_blocking(move || {
+        shares.alter_config(&group, &changes, (!is_validate_only).then_some(data_dir.as_path()))
+    })
+    .await;
+    match altered {
+        Ok(Ok(_)) => (0, None),
+        Ok(Err(crate::share_groups::AlterConfigError::Refused(why))) => {
+            (ResponseError::InvalidConfig.code(), Some(why.to_string()))
+        }
+        Ok(Err(crate::share_groups::AlterConfigError::Store(err))) => {
+            (super::error::error_code(&err), Some(err.to_string()))
+        }
+        Err(join) => (ResponseError::UnknownServerError.code(), Some(format!("the alter did not finish: {join}"))),
     }
 }
 

@@ -1,21 +1,25 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
 //! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
-//! cluster's replication throttle as `*.replication.throttled.rate`). Asked-for
-//! keys filter the answer; a key rill does not have is left out, as Kafka does. Other resource types get
-//! INVALID_REQUEST, naming the two that are served.
+//! cluster's replication throttle as `*.replication.throttled.rate`), and groups (type 32: every `share.*` group
+//! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG; single node only, as share
+//! groups are). Asked-for keys filter the answer; a key rill does not have is left out, as Kafka does. Other
+//! resource types get INVALID_REQUEST, naming the three that are served.
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 
-use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry};
+use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry, TYPE_INT, TYPE_STRING};
 use super::topics_admin::admin_error;
 use super::KafkaContext;
 use crate::topic_config::TopicConfigState;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = super::alter_configs::RESOURCE_GROUP;
+/// Kafka's GROUP_CONFIG config source: a group's own setting.
+const SOURCE_GROUP: i8 = 8;
 
 pub fn answer(
     kafka: &KafkaContext,
@@ -39,9 +43,12 @@ fn described(
     let refused = |error: ResponseError, message: String| {
         answer.clone().with_error_code(error.code()).with_error_message(Some(text(message)))
     };
-    // Kafka: DESCRIBE_CONFIGS on the topic, or on the cluster for a broker's configs.
-    let acl_resource =
-        if resource.resource_type == RESOURCE_TOPIC { Resource::topic(name) } else { Resource::cluster() };
+    // Kafka: DESCRIBE_CONFIGS on the topic or the group, or on the cluster for a broker's configs.
+    let acl_resource = match resource.resource_type {
+        RESOURCE_TOPIC => Resource::topic(name),
+        RESOURCE_GROUP => Resource::group(name),
+        _ => Resource::cluster(),
+    };
     if let Err(denied) = kafka.node.authorize(principal, Operation::DescribeConfigs, &acl_resource) {
         let code = super::error::error_code(&denied);
         let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
@@ -64,10 +71,22 @@ fn described(
                 format!("broker {name:?} is not this node ({}); ask it for its own configs", kafka.node_id),
             )
         }
+        RESOURCE_GROUP if kafka.node.replication.is_some() => {
+            return refused(
+                ResponseError::InvalidRequest,
+                "group configs are served on a single node: share groups are not served on a cluster in this \
+                 version"
+                    .to_owned(),
+            )
+        }
+        RESOURCE_GROUP if name.is_empty() => {
+            return refused(ResponseError::InvalidRequest, "the group's name is empty".to_owned())
+        }
+        RESOURCE_GROUP => group_entries(kafka, name),
         other => {
             return refused(
                 ResponseError::InvalidRequest,
-                format!("resource type {other} is not described: rill serves topics (2) and brokers (4)"),
+                format!("resource type {other} is not described: rill serves topics (2), brokers (4) and groups (32)"),
             )
         }
     };
@@ -83,15 +102,30 @@ fn described(
                 .with_value(Some(text(entry.value)))
                 // A topic key rill cannot alter (message.timestamp.type) is read-only, so that admin clients
                 // that offer only the alterable keys (kafka-python's `config_filter='dynamic'`) leave it out.
-                .with_read_only(
-                    resource.resource_type == RESOURCE_BROKER
-                        || crate::topic_config::ConfigKey::parse(entry.name).is_none(),
-                )
+                .with_read_only(match resource.resource_type {
+                    RESOURCE_BROKER => true,
+                    RESOURCE_GROUP => false,
+                    _ => crate::topic_config::ConfigKey::parse(entry.name).is_none(),
+                })
                 .with_config_source(entry.source)
                 .with_config_type(entry.config_type)
         })
         .collect();
     answer.with_configs(configs)
+}
+
+/// Every group config key with the value `group` runs with.
+fn group_entries(kafka: &KafkaContext, group: &str) -> Vec<ConfigEntry> {
+    let shares = &kafka.node.shares;
+    crate::share_groups::config::entries(&shares.group_config(group), shares.settings())
+        .into_iter()
+        .map(|entry| ConfigEntry {
+            name: entry.key.kafka_name(),
+            value: entry.value,
+            source: if entry.is_group_setting { SOURCE_GROUP } else { super::topic_configs::SOURCE_DEFAULT },
+            config_type: if entry.key.is_string() { TYPE_STRING } else { TYPE_INT },
+        })
+        .collect()
 }
 
 fn placed_state(kafka: &KafkaContext, name: &str) -> Option<(TopicConfigState, u32)> {

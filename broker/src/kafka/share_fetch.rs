@@ -154,7 +154,10 @@ async fn store(kafka: &KafkaContext, group: &str, applied: Applied) -> BTreeMap<
 
 pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal: &Principal) -> ShareFetchResponse {
     let node = &kafka.node;
-    let lock_ms = i32::try_from(node.shares.settings().rules.lock_duration.as_millis()).unwrap_or(i32::MAX);
+    // The group's own lock duration (its `share.record.lock.duration.ms`), the broker's for a request naming none.
+    let settings =
+        request.group_id.as_ref().map_or(*node.shares.settings(), |group| node.shares.settings_of(group.0.as_str()));
+    let lock_ms = i32::try_from(settings.rules.lock_duration.as_millis()).unwrap_or(i32::MAX);
     let refused = |error: ResponseError, message: String| {
         ShareFetchResponse::default()
             .with_error_code(error.code())

@@ -86,8 +86,8 @@ const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 /// Kafka's value of a replication throttle that is not set (`Long.MAX_VALUE`: no limit).
 const UNTHROTTLED: u64 = i64::MAX as u64;
 const TYPE_BOOLEAN: i8 = 1;
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
+pub const TYPE_STRING: i8 = 2;
+pub const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
 const TYPE_CLASS: i8 = 8;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 49] = [
+pub const GRPC_METHODS: [&str; 51] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/rill.v1.AclAdmin/AddAcls",
@@ -21,9 +21,11 @@ pub const GRPC_METHODS: [&str; 49] = [
     "/rill.v1.ClusterAdmin/RebalanceReplicas",
     "/rill.v1.ClusterAdmin/RemoveNode",
     "/rill.v1.ClusterAdmin/SetReplicationThrottle",
+    "/rill.v1.ConsumerGroups/AlterGroupConfig",
     "/rill.v1.ConsumerGroups/CommitOffsets",
     "/rill.v1.ConsumerGroups/DeleteGroup",
     "/rill.v1.ConsumerGroups/DescribeGroup",
+    "/rill.v1.ConsumerGroups/DescribeGroupConfig",
     "/rill.v1.ConsumerGroups/FetchOffsets",
     "/rill.v1.ConsumerGroups/JoinGroup",
     "/rill.v1.ConsumerGroups/ListGroups",

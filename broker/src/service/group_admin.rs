@@ -85,7 +85,8 @@ fn describe_share_group(node: &Node, group: &str) -> Option<v1::DescribeGroupRes
         assignment_epoch: 0,
         members: Vec::new(),
     });
-    let session_timeout_ms = u32::try_from(node.shares.settings().session_timeout.as_millis()).unwrap_or(u32::MAX);
+    let session_timeout_ms =
+        u32::try_from(node.shares.settings_of(group).session_timeout.as_millis()).unwrap_or(u32::MAX);
     let mut readers: BTreeMap<TopicPartition, Vec<String>> = BTreeMap::new();
     let members = view
         .members
@@ -374,4 +375,67 @@ pub async fn expire_groups(node: &Node) {
             Err(err) => tracing::warn!(%group, error = %err, "expiring group offsets failed"),
         }
     }
+}
+
+/// `rill group config GROUP`: every share group setting `group` runs with.
+pub fn group_config(node: &Node, group: String) -> Result<v1::GroupConfigResponse> {
+    served_group_configs(node, &group)?;
+    let config = node.shares.group_config(&group);
+    Ok(group_config_response(node, group, &config))
+}
+
+/// `rill group config GROUP --set KEY=VALUE --delete KEY`: changes `group`'s settings, stored before the answer.
+pub async fn alter_group_config(
+    node: &Arc<Node>,
+    request: v1::AlterGroupConfigRequest,
+) -> Result<v1::GroupConfigResponse> {
+    let v1::AlterGroupConfigRequest { group, set, delete, validate_only } = request;
+    served_group_configs(node, &group)?;
+    if let Some(both) = delete.iter().find(|key| set.contains_key(*key)) {
+        return Err(BrokerError::InvalidGroupConfig {
+            group,
+            reason: format!("{both} is both set and deleted; name it once"),
+        });
+    }
+    let mut changes: Vec<(String, Option<String>)> = set.into_iter().map(|(key, value)| (key, Some(value))).collect();
+    changes.sort();
+    changes.extend(delete.into_iter().map(|key| (key, None)));
+    let shares = Arc::clone(&node.shares);
+    let data_dir = node.config.data_dir.clone();
+    let altered = {
+        let group = group.clone();
+        blocking(move || Ok(shares.alter_config(&group, &changes, (!validate_only).then_some(data_dir.as_path()))))
+            .await?
+    };
+    match altered {
+        Ok(config) => Ok(group_config_response(node, group, &config)),
+        Err(crate::share_groups::AlterConfigError::Refused(why)) => {
+            Err(BrokerError::InvalidGroupConfig { group, reason: why.to_string() })
+        }
+        Err(crate::share_groups::AlterConfigError::Store(err)) => Err(err),
+    }
+}
+
+fn served_group_configs(node: &Node, group: &str) -> Result<()> {
+    if node.replication.is_some() {
+        return Err(BrokerError::NotOnCluster { what: "group configs (as share groups)" });
+    }
+    check_group_id(group)
+}
+
+fn group_config_response(
+    node: &Node,
+    group: String,
+    config: &crate::share_groups::config::GroupConfig,
+) -> v1::GroupConfigResponse {
+    let mut configs: Vec<v1::GroupConfigEntry> = crate::share_groups::config::entries(config, node.shares.settings())
+        .into_iter()
+        .map(|entry| v1::GroupConfigEntry {
+            name: entry.key.kafka_name().to_owned(),
+            value: entry.value,
+            is_group_setting: entry.is_group_setting,
+        })
+        .collect();
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    v1::GroupConfigResponse { group, configs }
 }

@@ -123,6 +123,26 @@ impl ConsumerGroups for RillService {
         self.node.authorize(&principal, Operation::Read, &Resource::topic(&request.topic))?;
         Ok(Response::new(group_admin::reset(&self.node, request).await?))
     }
+
+    async fn describe_group_config(
+        &self,
+        request: Request<v1::DescribeGroupConfigRequest>,
+    ) -> Result<Response<v1::GroupConfigResponse>, Status> {
+        let principal = principal_of(&request);
+        let group = request.into_inner().group;
+        self.node.authorize(&principal, Operation::DescribeConfigs, &Resource::group(&group))?;
+        Ok(Response::new(group_admin::group_config(&self.node, group)?))
+    }
+
+    async fn alter_group_config(
+        &self,
+        request: Request<v1::AlterGroupConfigRequest>,
+    ) -> Result<Response<v1::GroupConfigResponse>, Status> {
+        let principal = principal_of(&request);
+        let request = request.into_inner();
+        self.node.authorize(&principal, Operation::AlterConfigs, &Resource::group(&request.group))?;
+        Ok(Response::new(group_admin::alter_group_config(&self.node, request).await?))
+    }
 }
 
 impl RillService {

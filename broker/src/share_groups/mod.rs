@@ -32,6 +32,7 @@ use crate::groups::TopicPartition;
 use crate::offsets::OffsetKey;
 
 pub mod assignment;
+pub mod config;
 pub mod partition;
 
 pub use partition::{
@@ -237,6 +238,8 @@ struct Tracked {
 struct State {
     groups: BTreeMap<String, ShareGroup>,
     partitions: BTreeMap<OffsetKey, Tracked>,
+    /// Groups' own settings (`config.rs`), by group; a group without one runs with the broker's.
+    configs: BTreeMap<String, config::GroupConfig>,
 }
 
 pub struct ShareGroups {
@@ -245,6 +248,18 @@ pub struct ShareGroups {
     /// Bumped whenever records become available again other than by an append (a release, a lock that ran out,
     /// a member that left), so a fetch waiting for records looks again.
     released: watch::Sender<u64>,
+    /// Held by a group config alter from reading the configs to installing the changed ones, so the file written
+    /// in between and the configs in memory never part.
+    config_writes: Mutex<()>,
+}
+
+/// Why a group config alter did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AlterConfigError {
+    #[error(transparent)]
+    Refused(#[from] config::GroupConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::error::BrokerError),
 }
 
 fn key_of(group: &str, partition: &TopicPartition) -> OffsetKey {
@@ -253,7 +268,52 @@ fn key_of(group: &str, partition: &TopicPartition) -> OffsetKey {
 
 impl ShareGroups {
     pub fn new(settings: ShareSettings) -> ShareGroups {
-        ShareGroups { settings, state: Mutex::new(State::default()), released: watch::channel(0).0 }
+        ShareGroups {
+            settings,
+            state: Mutex::new(State::default()),
+            released: watch::channel(0).0,
+            config_writes: Mutex::new(()),
+        }
+    }
+
+    /// Installs the groups' configs read at start (`config::load`).
+    pub fn load_configs(&self, configs: BTreeMap<String, config::GroupConfig>) {
+        self.lock().configs = configs;
+    }
+
+    /// The keys `group` sets itself.
+    pub fn group_config(&self, group: &str) -> config::GroupConfig {
+        self.lock().configs.get(group).cloned().unwrap_or_default()
+    }
+
+    /// The settings `group` runs with.
+    pub fn settings_of(&self, group: &str) -> ShareSettings {
+        settings_in(&self.lock(), &self.settings, group)
+    }
+
+    /// Changes `group`'s config (each change a key and `Some(value)` to set it, `None` to remove it): checked,
+    /// then, unless `store_in` is `None` (validate only), every group's configs are written there (fsynced) and
+    /// the group runs with them from its next request on. A new lock duration applies to records acquired from
+    /// then on; a new delivery count limit to every later release. Returns the group's config after the change.
+    pub fn alter_config(
+        &self,
+        group: &str,
+        changes: &[(String, Option<String>)],
+        store_in: Option<&std::path::Path>,
+    ) -> Result<config::GroupConfig, AlterConfigError> {
+        let _writes = self.config_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut configs = self.lock().configs.clone();
+        let current = configs.get(group).cloned().unwrap_or_default();
+        let next = config::changed(group, &current, changes, &self.settings)?;
+        let Some(data_dir) = store_in else { return Ok(next) };
+        if next.is_empty() {
+            configs.remove(group);
+        } else {
+            configs.insert(group.to_owned(), next.clone());
+        }
+        config::store(data_dir, &configs)?;
+        self.lock().configs = configs;
+        Ok(next)
     }
 
     pub fn settings(&self) -> &ShareSettings {
@@ -277,8 +337,8 @@ impl ShareGroups {
         log: &dyn ShareLog,
         now: Instant,
     ) -> Result<HeartbeatAnswer, ShareError> {
-        let settings = self.settings;
         let mut state = self.lock();
+        let settings = settings_in(&state, &self.settings, &heartbeat.group);
         let released = self.expire_members(&mut state, &heartbeat.group, now);
         let ShareHeartbeat { group: group_id, member_id, member_epoch, subscribed_topics, .. } = &heartbeat;
         if member_id.is_empty() {
@@ -298,7 +358,7 @@ impl ShareGroups {
         {
             return Err(ShareError::TooManyGroups { max: settings.max_groups });
         }
-        let State { groups, partitions } = &mut *state;
+        let State { groups, partitions, .. } = &mut *state;
         if *member_epoch != 0 && !groups.contains_key(group_id) {
             if *member_epoch == -1 {
                 return Ok(HeartbeatAnswer {
@@ -404,7 +464,8 @@ impl ShareGroups {
     /// Removes the group's members whose session ran out, releasing what they held. Returns how many records
     /// went back to the group.
     fn expire_members(&self, state: &mut State, group_id: &str, now: Instant) -> usize {
-        let State { groups, partitions } = state;
+        let rules = settings_in(state, &self.settings, group_id).rules;
+        let State { groups, partitions, .. } = state;
         let Some(group) = groups.get_mut(group_id) else { return 0 };
         let expired: Vec<String> =
             group.members.iter().filter(|(_, member)| member.deadline <= now).map(|(id, _)| id.clone()).collect();
@@ -412,7 +473,7 @@ impl ShareGroups {
         for id in expired {
             if let Some(member) = group.members.remove(&id) {
                 tracing::info!(group = group_id, member = %id, "share group member's session timed out");
-                released += release_everywhere(partitions, group_id, &member.name, &self.settings.rules);
+                released += release_everywhere(partitions, group_id, &member.name, &rules);
             }
         }
         released
@@ -486,8 +547,8 @@ impl ShareGroups {
         member_id: &str,
         acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
     ) -> (AckOutcomes, Vec<StateToStore>) {
-        let rules = self.settings.rules;
         let mut state = self.lock();
+        let rules = settings_in(&state, &self.settings, group_id).rules;
         let mut outcomes = Vec::with_capacity(acknowledgements.len());
         let mut to_store = Vec::new();
         let mut released = false;
@@ -514,8 +575,8 @@ impl ShareGroups {
 
     /// Releases what `member` holds in the partitions of its closed session (ShareFetch with epoch -1).
     pub fn release_member(&self, group_id: &str, member_id: &str) {
-        let rules = self.settings.rules;
         let mut state = self.lock();
+        let rules = settings_in(&state, &self.settings, group_id).rules;
         let released = state
             .partitions
             .iter_mut()
@@ -541,10 +602,11 @@ impl ShareGroups {
         let Some((log_start, high_watermark)) = log.bounds(&partition.topic, partition.partition) else {
             return (None, None);
         };
-        let rules = self.settings.rules;
         let mut state = self.lock();
+        let settings = settings_in(&state, &self.settings, group_id);
+        let rules = settings.rules;
         let key = key_of(group_id, partition);
-        let started = track(&mut state.partitions, &key, log, &self.settings);
+        let started = track(&mut state.partitions, &key, log, &settings);
         let tracked = state.partitions.get_mut(&key).expect("tracked just above");
         let moved = tracked.partition.skip_below(log_start);
         let expired = tracked.partition.expire_locks(now, &rules);
@@ -567,8 +629,8 @@ impl ShareGroups {
         max_records: usize,
         now: Instant,
     ) -> Vec<Acquired> {
-        let rules = self.settings.rules;
         let mut state = self.lock();
+        let rules = settings_in(&state, &self.settings, group_id).rules;
         let Some(name) = state
             .groups
             .get(group_id)
@@ -646,13 +708,14 @@ impl ShareGroups {
                 (partition, view)
             })
             .collect();
+        let rules = settings_in(&state, &self.settings, group_id).rules;
         drop(state);
         for (key, bytes) in log.stored_in_group(group_id) {
             let partition = TopicPartition::new(key.topic.clone(), key.partition);
             if views.contains_key(&partition) {
                 continue;
             }
-            if let Some(stored) = SharePartition::decode(&bytes, &self.settings.rules) {
+            if let Some(stored) = SharePartition::decode(&bytes, &rules) {
                 let view = SharePartitionView {
                     partition: partition.clone(),
                     start_offset: stored.start(),
@@ -739,6 +802,11 @@ impl ShareGroups {
         let mut state = self.lock();
         state.partitions.retain(|key, _| key.topic != topic);
     }
+}
+
+/// The settings `group` runs with: the broker's, with the group's own keys in their place.
+fn settings_in(state: &State, broker: &ShareSettings, group: &str) -> ShareSettings {
+    state.configs.get(group).map_or(*broker, |config| config::apply(config, *broker))
 }
 
 fn duration_ms(duration: Duration) -> i32 {

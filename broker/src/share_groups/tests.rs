@@ -265,3 +265,40 @@ fn deleting_a_share_group_needs_it_empty() {
     assert_eq!(shares.delete("g", now), Ok(false));
     assert!(shares.partitions("g", &log).is_empty());
 }
+
+#[test]
+fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let set = |key: &str, value: &str| (key.to_owned(), Some(value.to_owned()));
+    shares.alter_config("g", &[set("share.auto.offset.reset", "earliest")], None).unwrap();
+    assert!(shares.group_config("g").is_empty(), "validate only: nothing changes");
+    assert!(!dir.path().join(config::FILE).exists(), "and nothing is written");
+    let refused = shares.alter_config("g", &[set("share.delivery.count.limit", "1")], Some(dir.path()));
+    assert!(matches!(refused, Err(AlterConfigError::Refused(_))), "{refused:?}");
+    let changes = [
+        set("share.auto.offset.reset", "earliest"),
+        set("share.record.lock.duration.ms", "1500"),
+        set("share.session.timeout.ms", "10000"),
+    ];
+    shares.alter_config("g", &changes, Some(dir.path())).unwrap();
+    assert_eq!(config::load(dir.path(), &settings()).unwrap().get("g"), Some(&shares.group_config("g")));
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
+    let (g_from, _) = shares.prepare("g", &tp("jobs", 0), &log, now);
+    let (h_from, _) = shares.prepare("h", &tp("jobs", 0), &log, now);
+    assert_eq!((g_from, h_from), (Some(2), None), "g starts at the log's start (2), h at the high watermark");
+    assert_eq!(shares.acquire("g", "a", &tp("jobs", 0), &[batch(2, 9)], 100, now).len(), 1);
+    assert_eq!(shares.next_deadline("g", &[tp("jobs", 0)]), Some(now + Duration::from_millis(1500)));
+    // g's members time out after 10 s of silence; h's after the broker's 45 s.
+    let later = now + Duration::from_secs(11);
+    shares.heartbeat(join("g", "b", &["jobs"]), &log, later).unwrap();
+    shares.heartbeat(join("h", "b", &["jobs"]), &log, later).unwrap();
+    let members = |group| shares.describe(group, later).unwrap().members.len();
+    assert_eq!((members("g"), members("h")), (1, 2));
+    // Deleting its keys puts the group back on the broker's settings; the file then holds no group.
+    let deletes: Vec<(String, Option<String>)> = changes.iter().map(|(key, _)| (key.clone(), None)).collect();
+    shares.alter_config("g", &deletes, Some(dir.path())).unwrap();
+    assert_eq!(shares.settings_of("g").rules.lock_duration, Duration::from_secs(30));
+    assert!(config::load(dir.path(), &settings()).unwrap().is_empty());
+}

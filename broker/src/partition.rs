@@ -378,6 +378,18 @@ pub fn whole_batches_below(batches: Bytes, end: Option<i64>) -> Bytes {
     batches.slice(..kept)
 }
 
+/// Whether the batch of `header` holds records of one of the `aborted` transactions: a transactional batch of an
+/// aborted transaction's producer from its first offset to its marker.
+pub fn is_aborted(header: &rill_protocol::BatchHeader, aborted: &[rill_storage::AbortedTransaction]) -> bool {
+    header.is_transactional()
+        && !header.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == header.producer_id
+                && a.first_offset <= header.base_offset
+                && header.base_offset < a.last_offset
+        })
+}
+
 /// `batches` without the batches of the `aborted` transactions (a transactional batch of an aborted transaction's
 /// producer from its first offset to its marker): what a gRPC `read_committed` reader gets, as the Kafka client
 /// leaves them out on its side. Zero-copy unless a batch goes; then the kept ones are copied into one buffer.
@@ -385,15 +397,6 @@ pub fn without_aborted(batches: Bytes, aborted: &[rill_storage::AbortedTransacti
     if aborted.is_empty() {
         return batches;
     }
-    let is_aborted = |header: &rill_protocol::BatchHeader| {
-        header.is_transactional()
-            && !header.is_control()
-            && aborted.iter().any(|a| {
-                a.producer_id == header.producer_id
-                    && a.first_offset <= header.base_offset
-                    && header.base_offset < a.last_offset
-            })
-    };
     let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
     let mut at = 0;
     while let Ok(header) = rill_protocol::BatchHeader::parse(&batches[at..]) {
@@ -401,7 +404,7 @@ pub fn without_aborted(batches: Bytes, aborted: &[rill_storage::AbortedTransacti
         if end > batches.len() {
             break;
         }
-        if !is_aborted(&header) {
+        if !is_aborted(&header, aborted) {
             match kept.last_mut() {
                 Some(run) if run.end == at => run.end = end,
                 _ => kept.push(at..end),

@@ -80,11 +80,12 @@ Only for a group without members: stop its consumers first (the broker refuses o
   rill group config mailers --config share.delivery.count.limit=1 --dry-run   # check only
 
 Keys (Kafka's group configs, as kafka-configs --entity-type groups takes them): share.auto.offset.reset
-(earliest, latest), share.record.lock.duration.ms (1000..=3600000), share.delivery.count.limit (2..=10),
-share.session.timeout.ms (1000..=3600000), share.heartbeat.interval.ms (below the session timeout),
-share.isolation.level (read_uncommitted). A group need not exist yet: settings made before its first member
-joins decide where it starts. Kept across restarts; a single node only. All or nothing: one bad key or value
-refuses the change. SOURCE is group (the group's own) or broker (the broker's, which the group follows).")]
+(earliest, latest, by_duration:PT1H and other ISO-8601 durations), share.record.lock.duration.ms
+(1000..=3600000), share.delivery.count.limit (2..=10), share.session.timeout.ms (1000..=3600000),
+share.heartbeat.interval.ms (below the session timeout), share.isolation.level (read_uncommitted,
+read_committed). A group need not exist yet: settings made before its first member joins decide where it
+starts. Kept across restarts; a single node only. All or nothing: one bad key or value refuses the change.
+SOURCE is group (the group's own) or broker (the broker's, which the group follows).")]
     Config(ConfigArgs),
 }
 

@@ -300,7 +300,7 @@ def test_a_groups_own_configs_decide_where_it_starts_and_outlive_a_restart():
                                 share_record_lock_duration_ms="15000")
             # Refusals name the key and what is allowed.
             for bad, allowed in [({"share_delivery_count_limit": "1"}, "2..=10"),
-                                 ({"share_isolation_level": "read_committed"}, "not supported")]:
+                                 ({"share_auto_offset_reset": "by_duration:1H"}, "ISO-8601")]:
                 with pytest.raises(KafkaException) as refused:
                     alter_group_configs(admin, group, **bad)
                 assert allowed in str(refused.value), refused.value
@@ -329,3 +329,65 @@ def test_a_groups_own_configs_decide_where_it_starts_and_outlive_a_restart():
             assert [v for v, _, _ in drain(late, 1)] == ["new"]
             late.commit_sync(30)
             late.close()
+
+
+def test_a_read_committed_share_group_gets_committed_records_only_once_their_transaction_ends():
+    with tempfile.TemporaryDirectory() as data_dir:
+        data = os.path.join(data_dir, "data")
+        with running_broker(data, *SHARE_FLAGS) as addr:
+            topic, committed_group, uncommitted_group = new_name("payments"), new_name("settle"), new_name("peek")
+            rill(addr, "topic", "create", topic, "--partitions", "1")
+            rill(addr, "group", "config", committed_group, "--config", "share.isolation.level=read_committed")
+            producer = Producer({"bootstrap.servers": addr, "transactional.id": new_name("payer")})
+            producer.init_transactions(30)
+
+            def transaction(values, end):
+                producer.begin_transaction()
+                for value in values:
+                    producer.produce(topic, value=value.encode(), partition=0)
+                assert producer.flush(30) == 0
+                if end is not None:
+                    end(30)
+
+            transaction([f"kept-{i}" for i in range(3)], producer.commit_transaction)
+            transaction([f"dropped-{i}" for i in range(3)], producer.abort_transaction)
+            transaction([f"later-{i}" for i in range(2)], None)  # left open
+            settle = share_consumer(addr, committed_group)
+            settle.subscribe([topic])
+            got = drain(settle, 3)
+            assert sorted(v for v, _, _ in got) == [f"kept-{i}" for i in range(3)], got
+            assert drain(settle, 1, seconds=3) == [], "nothing of the aborted or the open transaction"
+            # read_uncommitted (the default) sees every record, the aborted and the open ones too.
+            peek = share_consumer(addr, uncommitted_group)
+            peek.subscribe([topic])
+            seen = sorted(v for v, _, _ in drain(peek, 8))
+            assert seen == sorted([f"kept-{i}" for i in range(3)] + [f"dropped-{i}" for i in range(3)]
+                                  + [f"later-{i}" for i in range(2)]), seen
+            producer.commit_transaction(30)
+            assert sorted(v for v, _, _ in drain(settle, 2)) == ["later-0", "later-1"], "once committed"
+            for consumer in (settle, peek):
+                consumer.commit_sync(30)
+                consumer.close()
+
+
+def test_a_group_started_by_duration_reads_the_records_that_young(broker):
+    addr, _ = broker
+    topic, group = new_name("events"), new_name("last-hour")
+    rill(addr, "topic", "create", topic, "--partitions", "1")
+    producer = Producer({"bootstrap.servers": addr, "acks": "all"})
+    two_hours_ago = int(time.time() * 1000) - 2 * 3600 * 1000
+    for i in range(5):
+        producer.produce(topic, value=f"old-{i}".encode(), partition=0, timestamp=two_hours_ago + i)
+    for i in range(5):
+        producer.produce(topic, value=f"new-{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": addr})
+    alter_group_configs(admin, group, share_auto_offset_reset="by_duration:PT1H")
+    assert group_configs(admin, group)["share.auto.offset.reset"].value == "by_duration:PT1H"
+    reader = share_consumer(addr, group)
+    reader.subscribe([topic])
+    got = drain(reader, 5)
+    assert sorted(v for v, _, _ in got) == [f"new-{i}" for i in range(5)], got
+    assert drain(reader, 1, seconds=3) == [], "nothing older than an hour"
+    reader.commit_sync(30)
+    reader.close()

@@ -293,6 +293,7 @@ async fn acquire_all(
     answers: &mut BTreeMap<(Uuid, i32), Answer>,
 ) -> usize {
     let node = &kafka.node;
+    let is_read_committed = node.shares.settings_of(group).is_read_committed;
     let (mut records_left, mut bytes_left) = (max_records, max_bytes);
     let mut acquired_total = 0;
     for partition in session {
@@ -318,7 +319,11 @@ async fn acquire_all(
                 continue;
             }
         };
-        let batches = spans(&read.batches);
+        // read_committed: nothing at or past the last stable offset (an open transaction's batches, and what
+        // follows them) is acquired, and an aborted transaction's batches are skipped, never delivered.
+        let stable_end = is_read_committed.then(|| log.log().last_stable_offset());
+        let aborted = stable_end.map(|end| log.log().aborted_transactions(offset, end)).unwrap_or_default();
+        let batches = spans(&read.batches, stable_end, &aborted);
         let spans: Vec<BatchSpan> = batches.iter().map(|(span, _)| *span).collect();
         let acquired = node.shares.acquire(group, member, partition, &spans, records_left, Instant::now());
         if acquired.is_empty() {
@@ -344,16 +349,24 @@ async fn acquire_all(
     acquired_total
 }
 
-/// Each batch of a read, with where its bytes are in the read.
-fn spans(read: &Bytes) -> Vec<(BatchSpan, std::ops::Range<usize>)> {
+/// Each batch of a read that starts below `stable_end` (every one when `None`), with where its bytes are in the
+/// read; a control batch, or one of the `aborted` transactions, is skipped.
+fn spans(
+    read: &Bytes,
+    stable_end: Option<i64>,
+    aborted: &[rill_storage::AbortedTransaction],
+) -> Vec<(BatchSpan, std::ops::Range<usize>)> {
     let mut at = 0;
     let mut out = Vec::new();
     for batch in BatchIter::new(read.clone()) {
         let Ok(batch) = batch else { break };
+        if stable_end.is_some_and(|end| batch.header.base_offset >= end) {
+            break;
+        }
         let span = BatchSpan {
             base_offset: batch.header.base_offset,
             last_offset: batch.header.last_offset(),
-            is_control: batch.header.is_control(),
+            is_skipped: batch.header.is_control() || crate::partition::is_aborted(&batch.header, aborted),
         };
         out.push((span, at..at + batch.bytes.len()));
         at += batch.bytes.len();

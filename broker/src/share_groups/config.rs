@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{ShareOffsetReset, ShareSettings};
+use super::{ShareSettings, ShareStart};
 use crate::error::{BrokerError, Result};
 
 /// The file holding every group's config, in the data directory.
@@ -71,12 +71,12 @@ impl GroupConfigKey {
     /// The broker's value of the key: what a group that does not set it follows.
     pub fn broker_value(self, settings: &ShareSettings) -> String {
         match self {
-            GroupConfigKey::AutoOffsetReset => reset_name(settings.auto_offset_reset).to_owned(),
+            GroupConfigKey::AutoOffsetReset => start_name(settings.auto_offset_reset),
             GroupConfigKey::RecordLockDurationMs => settings.rules.lock_duration.as_millis().to_string(),
             GroupConfigKey::DeliveryCountLimit => settings.rules.delivery_count_limit.to_string(),
             GroupConfigKey::SessionTimeoutMs => settings.session_timeout.as_millis().to_string(),
             GroupConfigKey::HeartbeatIntervalMs => settings.heartbeat_interval.as_millis().to_string(),
-            GroupConfigKey::IsolationLevel => "read_uncommitted".to_owned(),
+            GroupConfigKey::IsolationLevel => isolation_name(settings.is_read_committed).to_owned(),
         }
     }
 
@@ -95,39 +95,93 @@ impl GroupConfigKey {
         match self {
             GroupConfigKey::AutoOffsetReset => match value.to_ascii_lowercase().as_str() {
                 "earliest" | "latest" => Ok(value.to_ascii_lowercase()),
-                by_duration if by_duration.starts_with("by_duration:") => Err(GroupConfigError::Unsupported {
-                    key: self.kafka_name(),
-                    value: value.to_owned(),
-                    why: "rill starts a share group at the log's start (earliest) or its end (latest); by_duration \
-                          is not served yet"
-                        .into(),
-                }),
-                _ => Err(invalid("earliest or latest")),
+                by_duration if by_duration.starts_with("by_duration:") => {
+                    let duration = value["by_duration:".len()..].trim();
+                    match parse_iso_duration(duration) {
+                        Some(_) => Ok(format!("by_duration:{}", duration.to_ascii_uppercase())),
+                        None => Err(invalid(
+                            "earliest, latest, or by_duration: with an ISO-8601 duration not below zero \
+                             (by_duration:PT1H, by_duration:P1DT12H, by_duration:PT90.5S)",
+                        )),
+                    }
+                }
+                _ => Err(invalid("earliest, latest, or by_duration:DURATION (ISO-8601, e.g. by_duration:PT1H)")),
             },
             GroupConfigKey::RecordLockDurationMs => in_range(LOCK_DURATION_MS, "milliseconds"),
             GroupConfigKey::DeliveryCountLimit => in_range(DELIVERY_COUNT_LIMIT, "a count"),
             GroupConfigKey::SessionTimeoutMs => in_range(SESSION_TIMEOUT_MS, "milliseconds"),
             GroupConfigKey::HeartbeatIntervalMs => in_range(1..=SESSION_TIMEOUT_MS.end() - 1, "milliseconds"),
             GroupConfigKey::IsolationLevel => match value.to_ascii_lowercase().as_str() {
-                "read_uncommitted" => Ok("read_uncommitted".to_owned()),
-                "read_committed" => Err(GroupConfigError::Unsupported {
-                    key: self.kafka_name(),
-                    value: value.to_owned(),
-                    why: "share groups read records of open and aborted transactions (read_uncommitted) in this \
-                          version"
-                        .into(),
-                }),
-                _ => Err(invalid("read_uncommitted (read_committed is not served yet)")),
+                level @ ("read_uncommitted" | "read_committed") => Ok(level.to_owned()),
+                _ => Err(invalid("read_uncommitted or read_committed")),
             },
         }
     }
 }
 
-fn reset_name(reset: ShareOffsetReset) -> &'static str {
-    match reset {
-        ShareOffsetReset::Earliest => "earliest",
-        ShareOffsetReset::Latest => "latest",
+fn isolation_name(is_read_committed: bool) -> &'static str {
+    if is_read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
     }
+}
+
+fn start_name(start: ShareStart) -> String {
+    match start {
+        ShareStart::Earliest => "earliest".to_owned(),
+        ShareStart::Latest => "latest".to_owned(),
+        ShareStart::ByDuration(age) => format!("by_duration:PT{}S", age.as_secs_f64()),
+    }
+}
+
+/// An ISO-8601 duration as Kafka's `by_duration:` takes it (Java's `Duration.parse`: `PnDTnHnMn.nS`, each part
+/// optional but one, case-insensitive), not below zero; fractions of a second below a millisecond are dropped.
+pub fn parse_iso_duration(text: &str) -> Option<Duration> {
+    let upper = text.trim().to_ascii_uppercase();
+    let rest = upper.strip_prefix('P')?;
+    let (days, time) = match rest.split_once('T') {
+        Some((days, time)) => (days, Some(time)),
+        None => (rest, None),
+    };
+    let mut millis: u128 = 0;
+    let mut parts = 0;
+    let number = |digits: &str| -> Option<u128> {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+    };
+    if !days.is_empty() {
+        millis += number(days.strip_suffix('D')?)?.checked_mul(86_400_000)?;
+        parts += 1;
+    }
+    if let Some(mut time) = time {
+        if time.is_empty() {
+            return None;
+        }
+        for (unit, unit_ms) in [('H', 3_600_000u128), ('M', 60_000)] {
+            if let Some(at) = time.find(unit) {
+                millis = millis.checked_add(number(&time[..at])?.checked_mul(unit_ms)?)?;
+                time = &time[at + 1..];
+                parts += 1;
+            }
+        }
+        if !time.is_empty() {
+            let seconds = time.strip_suffix('S')?;
+            let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+            let fraction_ms = match fraction {
+                "" => 0,
+                digits => {
+                    number(digits)?;
+                    format!("{digits:0<3}")[..3].parse::<u128>().ok()?
+                }
+            };
+            millis = millis.checked_add(number(whole)?.checked_mul(1000)?)?.checked_add(fraction_ms)?;
+            parts += 1;
+        }
+    }
+    if parts == 0 {
+        return None;
+    }
+    u64::try_from(millis).ok().map(Duration::from_millis)
 }
 
 /// Why a group config change was refused.
@@ -141,8 +195,6 @@ pub enum GroupConfigError {
     UnknownKey { name: String, hint: &'static str },
     #[error("{key}={value:?} is not allowed: {allowed}")]
     InvalidValue { key: &'static str, value: String, allowed: String },
-    #[error("{key}={value:?} is not supported: {why}")]
-    Unsupported { key: &'static str, value: String, why: String },
     #[error(
         "share.heartbeat.interval.ms ({heartbeat_ms}) must be below share.session.timeout.ms ({session_ms}) for \
          group {group}, counting the broker's value of the one the group does not set"
@@ -224,8 +276,13 @@ pub fn apply(config: &GroupConfig, mut settings: ShareSettings) -> ShareSettings
         let millis = || value.parse::<u64>().ok().map(Duration::from_millis);
         match key {
             GroupConfigKey::AutoOffsetReset => {
-                settings.auto_offset_reset =
-                    if value == "earliest" { ShareOffsetReset::Earliest } else { ShareOffsetReset::Latest };
+                settings.auto_offset_reset = match value.strip_prefix("by_duration:") {
+                    Some(duration) => {
+                        parse_iso_duration(duration).map_or(settings.auto_offset_reset, ShareStart::ByDuration)
+                    }
+                    None if value == "earliest" => ShareStart::Earliest,
+                    None => ShareStart::Latest,
+                };
             }
             GroupConfigKey::RecordLockDurationMs => {
                 settings.rules.lock_duration = millis().unwrap_or(settings.rules.lock_duration);
@@ -239,7 +296,7 @@ pub fn apply(config: &GroupConfig, mut settings: ShareSettings) -> ShareSettings
             GroupConfigKey::HeartbeatIntervalMs => {
                 settings.heartbeat_interval = millis().unwrap_or(settings.heartbeat_interval);
             }
-            GroupConfigKey::IsolationLevel => {}
+            GroupConfigKey::IsolationLevel => settings.is_read_committed = value == "read_committed",
         }
     }
     settings
@@ -309,7 +366,8 @@ mod tests {
                 delivery_count_limit: 5,
                 max_record_locks: 2000,
             },
-            auto_offset_reset: ShareOffsetReset::Latest,
+            auto_offset_reset: ShareStart::Latest,
+            is_read_committed: false,
             max_groups: 10,
             max_members_per_group: 10,
         }
@@ -333,7 +391,7 @@ mod tests {
         )
         .unwrap();
         let applied = apply(&config, settings());
-        assert_eq!(applied.auto_offset_reset, ShareOffsetReset::Earliest);
+        assert_eq!(applied.auto_offset_reset, ShareStart::Earliest);
         assert_eq!(applied.rules.lock_duration, Duration::from_millis(1500));
         assert_eq!(applied.rules.delivery_count_limit, 3);
         assert_eq!(applied.session_timeout, Duration::from_secs(45), "not set: the broker's");
@@ -350,9 +408,11 @@ mod tests {
         assert!(refused(&[set("share.record.lock.duration.ms", "999")]).contains("1000..=3600000"));
         assert!(refused(&[set("share.delivery.count.limit", "11")]).contains("2..=10"));
         assert!(refused(&[set("share.delivery.count.limit", "x")]).contains("2..=10"));
-        assert!(refused(&[set("share.auto.offset.reset", "middle")]).contains("earliest or latest"));
-        assert!(refused(&[set("share.auto.offset.reset", "by_duration:PT1H")]).contains("not supported"));
-        assert!(refused(&[set("share.isolation.level", "read_committed")]).contains("not supported"));
+        assert!(refused(&[set("share.auto.offset.reset", "middle")]).contains("by_duration:DURATION"));
+        for bad in ["by_duration:", "by_duration:1H", "by_duration:PT", "by_duration:-PT1H", "by_duration:PT1H1M1X"] {
+            assert!(refused(&[set("share.auto.offset.reset", bad)]).contains("ISO-8601"), "{bad}");
+        }
+        assert!(refused(&[set("share.isolation.level", "serializable")]).contains("read_committed"));
         assert!(refused(&[set("retention.ms", "1")]).contains("share.auto.offset.reset"));
         assert!(refused(&[set("consumer.session.timeout.ms", "1")]).contains("group_consumer_"));
         let twice = [set("share.delivery.count.limit", "3"), ("share.delivery.count.limit".into(), None)];
@@ -362,9 +422,32 @@ mod tests {
         assert!(refused(&[set("share.session.timeout.ms", "5000")]).contains("below share.session.timeout.ms"));
         let both = [set("share.session.timeout.ms", "5000"), set("share.heartbeat.interval.ms", "1000")];
         assert!(changed("g", &GroupConfig::new(), &both, &settings()).is_ok());
-        assert!(
-            changed("g", &GroupConfig::new(), &[set("share.isolation.level", "read_uncommitted")], &settings()).is_ok()
-        );
+        let committed =
+            changed("g", &GroupConfig::new(), &[set("share.isolation.level", "READ_COMMITTED")], &settings()).unwrap();
+        assert!(apply(&committed, settings()).is_read_committed);
+        assert!(!apply(&GroupConfig::new(), settings()).is_read_committed);
+    }
+
+    #[test]
+    fn by_duration_takes_iso_8601_durations_as_kafka_does() {
+        let ms = |text: &str| parse_iso_duration(text).map(|d| d.as_millis());
+        assert_eq!(ms("PT1H"), Some(3_600_000));
+        assert_eq!(ms("pt15m"), Some(900_000));
+        assert_eq!(ms("P1DT12H"), Some(129_600_000));
+        assert_eq!(ms("P2D"), Some(172_800_000));
+        assert_eq!(ms("PT90.5S"), Some(90_500));
+        assert_eq!(ms("PT1H30M5.25S"), Some(5_405_250));
+        assert_eq!(ms("PT0S"), Some(0));
+        for bad in
+            ["", "P", "PT", "1H", "-PT1H", "PT1M1H", "PT1.5.5S", "PTHS", "P1H", "PT1D", "P99999999999999999999999D"]
+        {
+            assert_eq!(ms(bad), None, "{bad}");
+        }
+        let config =
+            changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "by_duration:pt1h")], &settings())
+                .unwrap();
+        assert_eq!(config.get(&GroupConfigKey::AutoOffsetReset).map(String::as_str), Some("by_duration:PT1H"));
+        assert_eq!(apply(&config, settings()).auto_offset_reset, ShareStart::ByDuration(Duration::from_secs(3600)));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use partition::{
     AckBatch, AckError, Acquired, BatchSpan, DeliveryCounts, DeliveryRules, MemberRef, SharePartition,
 };
 
-/// Where a share partition the group has never read starts (Kafka's group config `share.auto.offset.reset`).
+/// Where a share partition the group has never read starts: the broker's `--share-auto-offset-reset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ShareOffsetReset {
@@ -49,13 +49,36 @@ pub enum ShareOffsetReset {
     Latest,
 }
 
+/// Where a share partition the group has never read starts, as a group runs with it (the broker's
+/// [`ShareOffsetReset`], or the group's `share.auto.offset.reset`, which may also be `by_duration:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareStart {
+    Earliest,
+    Latest,
+    /// At the first record no older than this (its timestamp at or after now less it); at the end when every
+    /// record is older.
+    ByDuration(Duration),
+}
+
+impl From<ShareOffsetReset> for ShareStart {
+    fn from(reset: ShareOffsetReset) -> ShareStart {
+        match reset {
+            ShareOffsetReset::Earliest => ShareStart::Earliest,
+            ShareOffsetReset::Latest => ShareStart::Latest,
+        }
+    }
+}
+
 /// The share groups' settings (the broker's `share_*` options).
 #[derive(Debug, Clone, Copy)]
 pub struct ShareSettings {
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub rules: DeliveryRules,
-    pub auto_offset_reset: ShareOffsetReset,
+    pub auto_offset_reset: ShareStart,
+    /// `share.isolation.level=read_committed`: records are delivered once their transaction commits, and an
+    /// aborted transaction's never.
+    pub is_read_committed: bool,
     pub max_groups: u32,
     pub max_members_per_group: u32,
 }
@@ -70,7 +93,8 @@ impl ShareSettings {
                 delivery_count_limit: config.share_delivery_count_limit,
                 max_record_locks: config.share_max_record_locks,
             },
-            auto_offset_reset: config.share_auto_offset_reset,
+            auto_offset_reset: config.share_auto_offset_reset.into(),
+            is_read_committed: false,
             max_groups: config.max_groups,
             max_members_per_group: config.max_members_per_group,
         }
@@ -108,8 +132,11 @@ pub enum ShareError {
 pub trait ShareLog {
     /// The partition counts of those of `topics` that exist.
     fn partition_counts(&self, topics: &BTreeSet<String>) -> BTreeMap<String, u32>;
-    /// A partition's log start offset and high watermark, when this node holds it.
-    fn bounds(&self, topic: &str, partition: u32) -> Option<(i64, i64)>;
+    /// A partition's log start offset and where reading ends (the high watermark; the last stable offset for
+    /// `is_read_committed`), when this node holds it.
+    fn bounds(&self, topic: &str, partition: u32, is_read_committed: bool) -> Option<(i64, i64)>;
+    /// The first offset of a partition whose record's timestamp is at or after `timestamp_ms`, if any.
+    fn offset_at_time(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Option<i64>;
     /// The share partition state stored for `key`.
     fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>>;
     /// Every share partition state stored for `group`'s partitions.
@@ -599,18 +626,20 @@ impl ShareGroups {
         log: &dyn ShareLog,
         now: Instant,
     ) -> (Option<i64>, Option<StateToStore>) {
-        let Some((log_start, high_watermark)) = log.bounds(&partition.topic, partition.partition) else {
-            return (None, None);
-        };
         let mut state = self.lock();
         let settings = settings_in(&state, &self.settings, group_id);
+        let Some((log_start, readable_end)) =
+            log.bounds(&partition.topic, partition.partition, settings.is_read_committed)
+        else {
+            return (None, None);
+        };
         let rules = settings.rules;
         let key = key_of(group_id, partition);
         let started = track(&mut state.partitions, &key, log, &settings);
         let tracked = state.partitions.get_mut(&key).expect("tracked just above");
         let moved = tracked.partition.skip_below(log_start);
         let expired = tracked.partition.expire_locks(now, &rules);
-        let read_from = tracked.partition.read_from(&rules).filter(|offset| *offset < high_watermark);
+        let read_from = tracked.partition.read_from(&rules).filter(|offset| *offset < readable_end);
         let to_store = (started || moved).then(|| snapshot(&key, tracked));
         drop(state);
         if expired > 0 {
@@ -833,10 +862,15 @@ fn track(
         partitions.insert(key.clone(), Tracked { partition: stored, version: 0 });
         return false;
     }
-    let (log_start, high_watermark) = log.bounds(&key.topic, key.partition).unwrap_or((0, 0));
+    let (log_start, readable_end) = log.bounds(&key.topic, key.partition, settings.is_read_committed).unwrap_or((0, 0));
     let start = match settings.auto_offset_reset {
-        ShareOffsetReset::Earliest => log_start,
-        ShareOffsetReset::Latest => high_watermark,
+        ShareStart::Earliest => log_start,
+        ShareStart::Latest => readable_end,
+        ShareStart::ByDuration(age) => {
+            let since = crate::node::now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+            log.offset_at_time(&key.topic, key.partition, since)
+                .map_or(readable_end, |offset| offset.clamp(log_start, readable_end.max(log_start)))
+        }
     };
     partitions.insert(key.clone(), Tracked { partition: SharePartition::starting_at(start), version: 0 });
     true
@@ -898,10 +932,23 @@ impl ShareLog for crate::node::Node {
         crate::groups::partition_counts_of(self, topics)
     }
 
-    fn bounds(&self, topic: &str, partition: u32) -> Option<(i64, i64)> {
+    fn bounds(&self, topic: &str, partition: u32, is_read_committed: bool) -> Option<(i64, i64)> {
         let partition = self.registry.partition(topic, partition).ok()?;
         let log = partition.log();
-        Some((log.log_start_offset(), log.high_watermark()))
+        let end = if is_read_committed { log.last_stable_offset() } else { log.high_watermark() };
+        Some((log.log_start_offset(), end))
+    }
+
+    fn offset_at_time(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Option<i64> {
+        let log = self.registry.partition(topic, partition).ok()?;
+        // A time index lookup (mapped, and one batch read): bounded work, done once when a share partition starts.
+        match log.log().offset_for_timestamp(timestamp_ms) {
+            Ok(offset) => offset,
+            Err(err) => {
+                tracing::warn!(topic, partition, error = %err, "share group start by time failed; starting at the end");
+                None
+            }
+        }
     }
 
     fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>> {

@@ -98,12 +98,14 @@ pub struct DeliveryRules {
     pub max_record_locks: u32,
 }
 
-/// A batch of the log as an acquisition sees it: its offsets and whether it holds records or a control marker.
+/// A batch of the log as an acquisition sees it: its offsets and whether its records are delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSpan {
     pub base_offset: i64,
     pub last_offset: i64,
-    pub is_control: bool,
+    /// Nothing to deliver: a control marker, or (read_committed) an aborted transaction's records. Its offsets
+    /// are done with as soon as the window reaches them.
+    pub is_skipped: bool,
 }
 
 /// Offsets `first..=last` acquired by one fetch, each delivered `delivery_count` times (this delivery included).
@@ -299,8 +301,8 @@ impl SharePartition {
             if !self.has_room(rules) {
                 continue;
             }
-            if batch.is_control {
-                // A transaction marker is not a record: done with as soon as the window reaches it.
+            if batch.is_skipped {
+                // A transaction marker is not a record, nor under read_committed is an aborted one.
                 self.end = batch.last_offset + 1;
                 self.advance_start();
                 continue;

@@ -7,6 +7,8 @@ use super::*;
 struct FakeLog {
     topics: BTreeMap<String, u32>,
     bounds: (i64, i64),
+    /// What a lookup by time finds, whatever the time.
+    at_time: Option<i64>,
     stored: StdMutex<BTreeMap<OffsetKey, Vec<u8>>>,
 }
 
@@ -15,8 +17,12 @@ impl ShareLog for FakeLog {
         self.topics.iter().filter(|(t, _)| topics.contains(*t)).map(|(t, n)| (t.clone(), *n)).collect()
     }
 
-    fn bounds(&self, topic: &str, partition: u32) -> Option<(i64, i64)> {
+    fn bounds(&self, topic: &str, partition: u32, _is_read_committed: bool) -> Option<(i64, i64)> {
         self.topics.get(topic).filter(|n| partition < **n).map(|_| self.bounds)
+    }
+
+    fn offset_at_time(&self, _topic: &str, _partition: u32, _timestamp_ms: i64) -> Option<i64> {
+        self.at_time
     }
 
     fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>> {
@@ -39,7 +45,8 @@ fn settings() -> ShareSettings {
         session_timeout: Duration::from_secs(45),
         heartbeat_interval: Duration::from_secs(5),
         rules: DeliveryRules { lock_duration: Duration::from_secs(30), delivery_count_limit: 5, max_record_locks: 100 },
-        auto_offset_reset: ShareOffsetReset::Latest,
+        auto_offset_reset: ShareStart::Latest,
+        is_read_committed: false,
         max_groups: 2,
         max_members_per_group: 3,
     }
@@ -135,7 +142,7 @@ fn fetch(
 }
 
 fn batch(base_offset: i64, last_offset: i64) -> BatchSpan {
-    BatchSpan { base_offset, last_offset, is_control: false }
+    BatchSpan { base_offset, last_offset, is_skipped: false }
 }
 
 #[test]
@@ -301,4 +308,23 @@ fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its
     shares.alter_config("g", &deletes, Some(dir.path())).unwrap();
     assert_eq!(shares.settings_of("g").rules.lock_duration, Duration::from_secs(30));
     assert!(config::load(dir.path(), &settings()).unwrap().is_empty());
+}
+
+#[test]
+fn a_group_started_by_duration_starts_at_the_first_record_that_young_or_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let by_hour = [("share.auto.offset.reset".to_owned(), Some("by_duration:PT1H".to_owned()))];
+    for group in ["g", "h"] {
+        shares.alter_config(group, &by_hour, Some(dir.path())).unwrap();
+    }
+    // The log holds 2..10; its records from offset 6 on are younger than an hour.
+    log.at_time = Some(6);
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(shares.prepare("g", &tp("jobs", 0), &log, now).0, Some(6));
+    // Every record older: the group starts at the end, and reads what comes.
+    log.at_time = None;
+    shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(shares.prepare("h", &tp("jobs", 0), &log, now).0, None);
+    assert_eq!(shares.partitions("h", &log)[0].start_offset, 10);
 }

@@ -5,7 +5,7 @@ fn rules() -> DeliveryRules {
 }
 
 fn data(base_offset: i64, last_offset: i64) -> BatchSpan {
-    BatchSpan { base_offset, last_offset, is_control: false }
+    BatchSpan { base_offset, last_offset, is_skipped: false }
 }
 
 fn member(name: &str) -> MemberRef {
@@ -124,7 +124,7 @@ fn the_window_bounds_fresh_records_and_splits_a_batch_at_its_limit() {
 fn max_records_stops_at_a_batch_boundary_and_control_batches_are_skipped() {
     let (now, rules) = (Instant::now(), rules());
     let mut partition = SharePartition::starting_at(0);
-    let marker = BatchSpan { base_offset: 2, last_offset: 2, is_control: true };
+    let marker = BatchSpan { base_offset: 2, last_offset: 2, is_skipped: true };
     let got = partition.acquire(&[data(0, 1), marker, data(3, 4), data(5, 6)], &member("a"), now, 3, &rules);
     assert_eq!(ranges(&got), [(0, 1, 1), (3, 4, 1)]);
     assert_eq!(partition.end(), 5);
@@ -205,7 +205,7 @@ mod properties {
             // The log: batches of 3 records, a control marker at every 10th offset.
             let log: Vec<BatchSpan> = (0..20)
                 .map(|n| if n % 4 == 3 {
-                    BatchSpan { base_offset: n * 3, last_offset: n * 3, is_control: true }
+                    BatchSpan { base_offset: n * 3, last_offset: n * 3, is_skipped: true }
                 } else {
                     data(n * 3, n * 3 + 2)
                 })

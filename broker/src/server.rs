@@ -225,7 +225,7 @@ impl Broker {
         let shares = Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config)));
         // Share groups are served on a single node only, and so are their configs.
         if controller.is_none() {
-            shares.load_configs(crate::share_groups::config::load(&config.data_dir, shares.settings())?);
+            shares.load_configs(crate::share_groups::config::load(&config.data_dir)?);
         }
         let node = Arc::new_cyclic(|weak| Node {
             oauth: oauth.clone(),

@@ -93,15 +93,8 @@ SOURCE is group (the group's own) or broker (the broker's, which the group follo
 struct ConfigArgs {
     /// Group id.
     group: String,
-    /// A setting to change, KEY=VALUE with Kafka's key names (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
-    configs: Vec<String>,
-    /// A setting to put back to the broker's (repeatable).
-    #[arg(long = "delete-config", value_name = "KEY")]
-    deletes: Vec<String>,
-    /// Check the change and show the settings it would give, changing nothing.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    changes: crate::topic_alter::ConfigChanges,
     #[command(flatten)]
     broker: BrokerFlag,
 }
@@ -145,21 +138,21 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
 }
 
 async fn config(args: ConfigArgs) -> anyhow::Result<()> {
-    let mut set = Vec::with_capacity(args.configs.len());
-    for config in &args.configs {
+    let mut set = Vec::with_capacity(args.changes.configs.len());
+    for config in &args.changes.configs {
         let Some((key, value)) = config.split_once('=') else {
             anyhow::bail!("--config {config:?} is not KEY=VALUE (for example share.auto.offset.reset=earliest)");
         };
         set.push((key.trim().to_owned(), value.trim().to_owned()));
     }
-    if args.dry_run && set.is_empty() && args.deletes.is_empty() {
+    if args.changes.dry_run && set.is_empty() && args.changes.deletes.is_empty() {
         anyhow::bail!("--dry-run checks a change: give --config KEY=VALUE or --delete-config KEY");
     }
     let admin = Admin::new(args.broker.connect().await?);
-    let configs = if set.is_empty() && args.deletes.is_empty() {
+    let configs = if set.is_empty() && args.changes.deletes.is_empty() {
         admin.group_config(&args.group).await
     } else {
-        admin.alter_group_config(&args.group, &set, &args.deletes, args.dry_run).await
+        admin.alter_group_config(&args.group, &set, &args.changes.deletes, args.changes.dry_run).await
     }
     .map_err(|err| match err {
         // The broker's message names the key, the value and what is allowed; the client's wrapping adds nothing.
@@ -174,7 +167,7 @@ async fn config(args: ConfigArgs) -> anyhow::Result<()> {
         table.row(vec![entry.name.clone(), entry.value.clone(), source.to_owned()]);
     }
     let mut out = output::stdout();
-    if args.dry_run {
+    if args.changes.dry_run {
         output::line(&mut out, "dry run: nothing changed; the settings would be:")?;
     }
     table.write(&mut out)?;

@@ -43,17 +43,24 @@ const NO_BOUND: &str = "9223372036854775807";
 pub struct AlterArgs {
     /// Topic name.
     name: String,
-    /// A setting to change, KEY=VALUE with Kafka's key names (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
-    configs: Vec<String>,
-    /// A setting to put back to the broker's default (repeatable).
-    #[arg(long = "delete-config", value_name = "KEY")]
-    deletes: Vec<String>,
-    /// Check the change and show the settings it would give, changing nothing.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    changes: ConfigChanges,
     #[command(flatten)]
     broker: BrokerFlag,
+}
+
+/// A change of settings as `rill topic alter` and `rill group config` take it.
+#[derive(Debug, clap::Args)]
+pub struct ConfigChanges {
+    /// A setting to change, KEY=VALUE with Kafka's key names (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    pub configs: Vec<String>,
+    /// A setting to put back to the broker's default (repeatable).
+    #[arg(long = "delete-config", value_name = "KEY")]
+    pub deletes: Vec<String>,
+    /// Check the change and show the settings it would give, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub const AFTER_HELP: &str = "Examples:
@@ -74,11 +81,11 @@ one bad key or value refuses the change. Needs alter_configs on the topic when a
 
 /// The request `args` ask for, or what is wrong with them.
 fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
-    if args.configs.is_empty() && args.deletes.is_empty() {
+    if args.changes.configs.is_empty() && args.changes.deletes.is_empty() {
         bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
     }
-    let (set, min_insync_replicas) = configs_of(&args.configs)?;
-    for key in &args.deletes {
+    let (set, min_insync_replicas) = configs_of(&args.changes.configs)?;
+    for key in &args.changes.deletes {
         if !KEYS.iter().any(|(name, _)| name == key) {
             return Err(unknown(key));
         }
@@ -87,8 +94,8 @@ fn request_of(args: &AlterArgs) -> anyhow::Result<AlterTopicConfigRequest> {
         name: args.name.clone(),
         set: Some(set),
         min_insync_replicas,
-        delete: args.deletes.clone(),
-        validate_only: args.dry_run,
+        delete: args.changes.deletes.clone(),
+        validate_only: args.changes.dry_run,
     })
 }
 
@@ -172,9 +179,14 @@ pub async fn alter(args: AlterArgs) -> anyhow::Result<()> {
     let admin = Admin::new(args.broker.connect().await?);
     let topic = admin.alter_topic_config(request).await.map_err(|e| args.broker.explain(e))?;
     let mut out = output::stdout();
-    let verb = if args.dry_run { "would alter (dry run, nothing changed)" } else { "altered" };
-    let changed: Vec<String> =
-        args.configs.iter().cloned().chain(args.deletes.iter().map(|k| format!("{k} (default)"))).collect();
+    let verb = if args.changes.dry_run { "would alter (dry run, nothing changed)" } else { "altered" };
+    let changed: Vec<String> = args
+        .changes
+        .configs
+        .iter()
+        .cloned()
+        .chain(args.changes.deletes.iter().map(|k| format!("{k} (default)")))
+        .collect();
     output::line(&mut out, format_args!("{verb} topic {:?}: {}", topic.name, changed.join(", ")))?;
     output::line(&mut out, "")?;
     crate::topic::write_settings(&mut out, &topic)?;

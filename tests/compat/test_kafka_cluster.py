@@ -61,11 +61,20 @@ class Cluster:
         """`racks`: {node id: its `--rack`}, for the nodes that have one."""
         self.root = root
         self.racks = racks or {}
-        self.addrs = [free_address() for _ in range(3)]
-        self.peers = ",".join(f"{i + 1}@{a}" for i, a in enumerate(self.addrs))
         with open(os.path.join(root, "rill.toml"), "w") as file:
             file.write(config)
-        self.processes = {node_id: self.start(node_id) for node_id in (1, 2, 3)}
+        # The ports are picked free, released, then bound by the nodes: another process may take one in between,
+        # and that node exits at once and the cluster never forms. Each node prints a line once it listens; a
+        # start that a node did not survive is tried again on other ports.
+        for _ in range(5):
+            self.addrs = [free_address() for _ in range(3)]
+            self.peers = ",".join(f"{i + 1}@{a}" for i, a in enumerate(self.addrs))
+            self.processes = {node_id: self.start(node_id) for node_id in (1, 2, 3)}
+            if all(process.stdout.readline().startswith("rill broker listening on ")
+                   for process in self.processes.values()):
+                return
+            self.stop()
+        raise AssertionError("three nodes could not bind their ports in 5 attempts")
 
     def start(self, node_id):
         args = [RILL, "broker", "--node-id", str(node_id), "--listen", self.addrs[node_id - 1],
@@ -73,7 +82,7 @@ class Cluster:
                 "--config", os.path.join(self.root, "rill.toml")]
         if node_id in self.racks:
             args += ["--rack", self.racks[node_id]]
-        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 env={**os.environ, "RUST_LOG": "error"})
 
     def kill(self, node_id):

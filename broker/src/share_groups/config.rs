@@ -215,6 +215,23 @@ pub fn changed(
     changes: &[(String, Option<String>)],
     settings: &ShareSettings,
 ) -> std::result::Result<GroupConfig, GroupConfigError> {
+    let next = with_keys_changed(config, changes)?;
+    let effective = with_keys_applied(&next, *settings);
+    if effective.heartbeat_interval >= effective.session_timeout {
+        return Err(GroupConfigError::HeartbeatNotBelowSession {
+            group: group.to_owned(),
+            heartbeat_ms: effective.heartbeat_interval.as_millis() as u64,
+            session_ms: effective.session_timeout.as_millis() as u64,
+        });
+    }
+    Ok(next)
+}
+
+/// `config` after `changes`, each key and value checked on its own.
+fn with_keys_changed(
+    config: &GroupConfig,
+    changes: &[(String, Option<String>)],
+) -> std::result::Result<GroupConfig, GroupConfigError> {
     let mut next = config.clone();
     let mut named = Vec::with_capacity(changes.len());
     for (name, value) in changes {
@@ -238,14 +255,6 @@ pub fn changed(
                 next.remove(&key);
             }
         }
-    }
-    let effective = apply(&next, *settings);
-    if effective.heartbeat_interval >= effective.session_timeout {
-        return Err(GroupConfigError::HeartbeatNotBelowSession {
-            group: group.to_owned(),
-            heartbeat_ms: effective.heartbeat_interval.as_millis() as u64,
-            session_ms: effective.session_timeout.as_millis() as u64,
-        });
     }
     Ok(next)
 }
@@ -271,7 +280,18 @@ pub fn entries(config: &GroupConfig, broker: &ShareSettings) -> Vec<GroupConfigE
 }
 
 /// The broker's `settings` with `config`'s keys in their place.
-pub fn apply(config: &GroupConfig, mut settings: ShareSettings) -> ShareSettings {
+pub fn apply(config: &GroupConfig, settings: ShareSettings) -> ShareSettings {
+    let mut settings = with_keys_applied(config, settings);
+    // An alter never leaves the heartbeat at or above the session timeout, but the broker's settings, which a
+    // group setting one of the two is checked against, may change at a restart: a third of the session then, so
+    // members beat in time rather than time out.
+    if settings.heartbeat_interval >= settings.session_timeout {
+        settings.heartbeat_interval = settings.session_timeout / 3;
+    }
+    settings
+}
+
+fn with_keys_applied(config: &GroupConfig, mut settings: ShareSettings) -> ShareSettings {
     for (key, value) in config {
         let millis = || value.parse::<u64>().ok().map(Duration::from_millis);
         match key {
@@ -309,8 +329,9 @@ struct Stored {
 }
 
 /// Every group's config as stored in `data_dir` (none when the file is absent); a key or value the file should
-/// never hold is an error naming the file.
-pub fn load(data_dir: &Path, settings: &ShareSettings) -> Result<BTreeMap<String, GroupConfig>> {
+/// never hold is an error naming the file. A heartbeat no longer below the session timeout (the broker's settings
+/// changed since the alter) is not: `apply` makes it a third of the session.
+pub fn load(data_dir: &Path) -> Result<BTreeMap<String, GroupConfig>> {
     let path = data_dir.join(FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -325,8 +346,8 @@ pub fn load(data_dir: &Path, settings: &ShareSettings) -> Result<BTreeMap<String
     let mut groups = BTreeMap::new();
     for (group, keys) in stored.groups {
         let changes: Vec<(String, Option<String>)> = keys.into_iter().map(|(key, value)| (key, Some(value))).collect();
-        let config = changed(&group, &GroupConfig::new(), &changes, settings)
-            .map_err(|err| corrupt(format!("group {group}: {err}")))?;
+        let config =
+            with_keys_changed(&GroupConfig::new(), &changes).map_err(|err| corrupt(format!("group {group}: {err}")))?;
         if !config.is_empty() {
             groups.insert(group, config);
         }
@@ -451,18 +472,31 @@ mod tests {
     }
 
     #[test]
+    fn a_heartbeat_the_brokers_new_session_timeout_overtook_becomes_a_third_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            changed("g", &GroupConfig::new(), &[set("share.heartbeat.interval.ms", "40000")], &settings()).unwrap();
+        store(dir.path(), &BTreeMap::from([("g".to_owned(), config)])).unwrap();
+        // Restarted with a 30 s session timeout: the stored config still loads.
+        let shorter = ShareSettings { session_timeout: Duration::from_secs(30), ..settings() };
+        let loaded = load(dir.path()).unwrap();
+        let applied = apply(&loaded["g"], shorter);
+        assert_eq!(applied.heartbeat_interval, Duration::from_secs(10));
+    }
+
+    #[test]
     fn configs_survive_a_reload_and_a_damaged_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path(), &settings()).unwrap().is_empty(), "no file: no configs");
+        assert!(load(dir.path()).unwrap().is_empty(), "no file: no configs");
         let config =
             changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "earliest")], &settings()).unwrap();
         let groups = BTreeMap::from([("g".to_owned(), config)]);
         store(dir.path(), &groups).unwrap();
-        assert_eq!(load(dir.path(), &settings()).unwrap(), groups);
+        assert_eq!(load(dir.path()).unwrap(), groups);
         std::fs::write(dir.path().join(FILE), br#"{"format_version":1,"groups":{"g":{"share.x":"1"}}}"#).unwrap();
-        let err = load(dir.path(), &settings()).unwrap_err().to_string();
+        let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains(FILE) && err.contains("share.x"), "{err}");
         std::fs::write(dir.path().join(FILE), b"{").unwrap();
-        assert!(load(dir.path(), &settings()).unwrap_err().to_string().contains(FILE));
+        assert!(load(dir.path()).unwrap_err().to_string().contains(FILE));
     }
 }

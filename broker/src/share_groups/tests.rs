@@ -289,7 +289,7 @@ fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its
         set("share.session.timeout.ms", "10000"),
     ];
     shares.alter_config("g", &changes, Some(dir.path())).unwrap();
-    assert_eq!(config::load(dir.path(), &settings()).unwrap().get("g"), Some(&shares.group_config("g")));
+    assert_eq!(config::load(dir.path()).unwrap().get("g"), Some(&shares.group_config("g")));
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
     let (g_from, _) = shares.prepare("g", &tp("jobs", 0), &log, now);
@@ -307,7 +307,7 @@ fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its
     let deletes: Vec<(String, Option<String>)> = changes.iter().map(|(key, _)| (key.clone(), None)).collect();
     shares.alter_config("g", &deletes, Some(dir.path())).unwrap();
     assert_eq!(shares.settings_of("g").rules.lock_duration, Duration::from_secs(30));
-    assert!(config::load(dir.path(), &settings()).unwrap().is_empty());
+    assert!(config::load(dir.path()).unwrap().is_empty());
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! (ANY, MATCH, LITERAL, PREFIXED, null principal and host) and deleted with the bindings each filter matched;
 //! a binding rill cannot hold is refused in its own result with what is allowed, the rest of the request going
 //! through; and with authorization on, only a principal with DESCRIBE (ALTER) on the cluster may describe
-//! (change) them, a refusal naming the principal and the operation.
+//! (change) them, a refusal naming the principal and the operation. A group's configs take DESCRIBE_CONFIGS and
+//! ALTER_CONFIGS on the group.
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
@@ -311,4 +312,78 @@ async fn only_write_on_a_transactional_id_lets_a_producer_use_it() {
     assert_eq!((initialised.error_code, initialised.producer_epoch), (0, 0));
     let other: InitProducerIdResponse = app.call(ApiKey::InitProducerId, 4, &init("billing-1")).await;
     assert_eq!(other.error_code, ResponseError::TransactionalIdAuthorizationFailed.code(), "outside the prefix");
+}
+
+const DESCRIBE_CONFIGS: i8 = 10;
+const ALTER_CONFIGS: i8 = 11;
+/// Kafka's config resource type of a group (KIP-848's group configs).
+const GROUP_CONFIGS: i8 = 32;
+
+fn alter_group(group: &str, key: &str, operation: i8, value: Option<&str>) -> IncrementalAlterConfigsRequest {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let config =
+        AlterableConfig::default().with_name(text(key)).with_config_operation(operation).with_value(value.map(text));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(GROUP_CONFIGS)
+        .with_resource_name(text(group))
+        .with_configs(vec![config]);
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+}
+
+fn describe_group(group: &str) -> DescribeConfigsRequest {
+    let resource = describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(GROUP_CONFIGS)
+        .with_resource_name(text(group))
+        .with_configuration_keys(None);
+    DescribeConfigsRequest::default().with_resources(vec![resource])
+}
+
+#[tokio::test]
+async fn a_groups_configs_take_describe_configs_and_alter_configs_on_the_group() {
+    let broker = TestBroker::start_authorizing(&[], &["admin", "ops"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
+    let set_earliest = alter_group("mailers", "share.auto.offset.reset", 0, Some("earliest"));
+    let refused: IncrementalAlterConfigsResponse = ops.call(ApiKey::IncrementalAlterConfigs, 1, &set_earliest).await;
+    assert_eq!(refused.responses[0].error_code, ResponseError::GroupAuthorizationFailed.code());
+    let refused: DescribeConfigsResponse = ops.call(ApiKey::DescribeConfigs, 4, &describe_group("mailers")).await;
+    assert_eq!(refused.results[0].error_code, ResponseError::GroupAuthorizationFailed.code());
+    assert!(refused.results[0].configs.is_empty(), "nothing of the group's configs shown");
+
+    // DESCRIBE_CONFIGS on the group lets ops read them; changing them takes ALTER_CONFIGS.
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
+    let grant = |operation| {
+        CreateAclsRequest::default()
+            .with_creations(vec![creation(&(GROUP, "mailers", LITERAL, "User:ops", operation, ALLOW))])
+    };
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant(DESCRIBE_CONFIGS)).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+    let described: DescribeConfigsResponse = ops.call(ApiKey::DescribeConfigs, 4, &describe_group("mailers")).await;
+    assert_eq!(described.results[0].error_code, 0, "{:?}", described.results[0].error_message);
+    let refused: IncrementalAlterConfigsResponse = ops.call(ApiKey::IncrementalAlterConfigs, 1, &set_earliest).await;
+    assert_eq!(refused.responses[0].error_code, ResponseError::GroupAuthorizationFailed.code());
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant(ALTER_CONFIGS)).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+    let altered: IncrementalAlterConfigsResponse = ops.call(ApiKey::IncrementalAlterConfigs, 1, &set_earliest).await;
+    assert_eq!(altered.responses[0].error_code, 0, "{:?}", altered.responses[0].error_message);
+    let described: DescribeConfigsResponse = ops.call(ApiKey::DescribeConfigs, 4, &describe_group("mailers")).await;
+    let reset =
+        described.results[0].configs.iter().find(|c| c.name.as_str() == "share.auto.offset.reset").expect("listed");
+    assert_eq!((reset.value.as_ref().map(|v| v.as_str()), reset.config_source), (Some("earliest"), 8));
+
+    // Refused as Kafka refuses them: APPEND (no list keys), AlterConfigs (the whole-set call) for a group.
+    let append = alter_group("mailers", "share.auto.offset.reset", 2, Some("latest"));
+    let refused: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &append).await;
+    assert_eq!(refused.responses[0].error_code, ResponseError::InvalidConfig.code());
+    let whole =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(GROUP_CONFIGS)
+            .with_resource_name(text("mailers"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(text("share.auto.offset.reset"))
+                .with_value(Some(text("latest")))])]);
+    let refused: AlterConfigsResponse = admin.call(ApiKey::AlterConfigs, 2, &whole).await;
+    assert_eq!(refused.responses[0].error_code, INVALID_REQUEST);
+    let message = refused.responses[0].error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("IncrementalAlterConfigs"), "{message}");
 }

@@ -87,6 +87,7 @@ mod delete_records;
 pub mod disk_reserve;
 mod error;
 mod file_budget;
+pub mod group_config;
 mod groups;
 mod kafka;
 mod meta;

@@ -162,7 +162,13 @@ impl Broker {
             }
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config)));
+        // Group configs are served on a single node only (as share groups are): a cluster node has none.
+        let group_defaults = crate::group_config::GroupDefaults::of(&config);
+        let group_configs = Arc::new(match &controller {
+            None => crate::group_config::GroupConfigs::open(group_defaults, &config.data_dir)?,
+            Some(_) => crate::group_config::GroupConfigs::new(group_defaults),
+        });
+        let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config), Arc::clone(&group_configs)));
         // In a cluster the controller hands out the blocks, so that ids are unique across nodes and disks.
         let producer_id_blocks: Box<dyn crate::producer_ids::ProducerIdBlocks> = match &controller {
             Some(controller) => Box::new(crate::cluster::producer_id_blocks::ControllerProducerIdBlocks::new(
@@ -222,11 +228,7 @@ impl Broker {
             ),
             None => Arc::new(crate::schema_registry::SchemaStore::open(&config.data_dir)?),
         };
-        let shares = Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config)));
-        // Share groups are served on a single node only, and so are their configs.
-        if controller.is_none() {
-            shares.load_configs(crate::share_groups::config::load(&config.data_dir)?);
-        }
+        let shares = Arc::new(crate::share_groups::ShareGroups::new(Arc::clone(&group_configs)));
         let node = Arc::new_cyclic(|weak| Node {
             oauth: oauth.clone(),
             schemas,
@@ -239,6 +241,7 @@ impl Broker {
             offsets,
             groups,
             shares,
+            group_configs,
             producer_ids,
             users: users.clone(),
             metrics: metrics.clone(),

@@ -4,7 +4,7 @@
 //! is `ResetOffsets` for an end of the log or a time; `--to-offset` (an explicit offset, which the client's
 //! `Admin::reset_offsets` does not take) looks the partitions' bounds up, clamps into them as the broker
 //! does, and commits as a standalone committer. The broker refuses both while the group has members. `config`
-//! shows or changes a group's own settings (`DescribeGroupConfig`, `AlterGroupConfig`: share groups' `share.*`).
+//! shows or changes a group's own settings (`DescribeGroupConfig`, `AlterGroupConfig`: Kafka's group configs).
 
 use std::io::Write;
 
@@ -71,7 +71,7 @@ the member that owns the partition now (- if none).")]
 Only for a group without members: stop its consumers first (the broker refuses otherwise).
 --to-offset is clamped into each partition's [start, end] offsets.")]
     ResetOffsets(ResetArgs),
-    /// Show a group's settings (share groups' `share.*` keys), or change them with --config / --delete-config.
+    /// Show a group's settings (Kafka's group configs), or change them with --config / --delete-config.
     #[command(after_help = "Examples:
   rill group config mailers                                             # every key, the group's or the broker's
   rill group config mailers --config share.auto.offset.reset=earliest   # start at the log's start
@@ -83,7 +83,8 @@ Keys (Kafka's group configs, as kafka-configs --entity-type groups takes them): 
 (earliest, latest, by_duration:PT1H and other ISO-8601 durations), share.record.lock.duration.ms
 (1000..=3600000), share.delivery.count.limit (2..=10), share.session.timeout.ms (1000..=3600000),
 share.heartbeat.interval.ms (below the session timeout), share.isolation.level (read_uncommitted,
-read_committed). A group need not exist yet: settings made before its first member joins decide where it
+read_committed) for share groups; consumer.session.timeout.ms (1000..=3600000) and consumer.heartbeat.interval.ms
+(below the session timeout) for KIP-848 consumer groups. A group need not exist yet: settings made before its first member joins decide where it
 starts. Kept across restarts; a single node only. All or nothing: one bad key or value refuses the change.
 SOURCE is group (the group's own) or broker (the broker's, which the group follows).")]
     Config(ConfigArgs),

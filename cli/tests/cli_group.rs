@@ -277,7 +277,7 @@ fn group_config_shows_changes_and_keeps_a_groups_own_settings_and_refuses_bad_on
     let broker = BrokerProcess::start(&dir.path().join("data"));
     let b = broker.addr.as_str();
     let shown = rill(b, &["group", "config", "mailers"]).ok().to_owned();
-    assert_eq!(config_rows(&shown).len(), 6, "{shown}");
+    assert_eq!(config_rows(&shown).len(), 8, "{shown}");
     assert_eq!(config_value(&shown, "share.auto.offset.reset"), ("latest".into(), "broker".into()));
     let set = ["share.auto.offset.reset=earliest", "share.record.lock.duration.ms=60000"];
     let altered = rill(b, &["group", "config", "mailers", "--config", set[0], "--config", set[1]]).ok().to_owned();

@@ -464,3 +464,32 @@ async fn a_grpc_member_joining_while_a_static_member_is_away_gets_its_share_at_o
     assert_eq!(a2.owned.len(), 2, "the static member's share, kept for it");
     assert!(a2.owned.is_disjoint(&granted), "no partition owned twice");
 }
+
+#[tokio::test]
+async fn a_groups_own_heartbeat_interval_set_through_its_configs_is_what_its_members_are_told() {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 1).await;
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let set = |key: &str, value: &str| {
+        AlterableConfig::default().with_name(text(key)).with_config_operation(0).with_value(Some(text(value)))
+    };
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(32)
+        .with_resource_name(text("tuned"))
+        .with_configs(vec![set("consumer.heartbeat.interval.ms", "1234"), set("consumer.session.timeout.ms", "20000")]);
+    let altered: IncrementalAlterConfigsResponse = client
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
+        )
+        .await;
+    assert_eq!(altered.responses[0].error_code, 0, "{:?}", altered.responses[0].error_message);
+    let joined: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &joining("tuned", "m", &["orders"])).await;
+    assert_eq!((joined.error_code, joined.heartbeat_interval_ms), (0, 1234), "{}", message(&joined));
+    let default: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &joining("plain", "m", &["orders"])).await;
+    assert_eq!(default.heartbeat_interval_ms, 5000, "a group without its own: the broker's");
+}

@@ -12,8 +12,9 @@
 //! - A partition taken from a member stays its own (`revoking`) until a heartbeat at the member's current epoch
 //!   reports the partitions it owns (`topic_partitions`, sent by clients after they reconcile) and none of them
 //!   is being revoked: only then can another member get it. Until then, that member waits.
-//! - Sessions are the broker's (`group_consumer_session_timeout_ms`): a member silent that long is removed and
-//!   its partitions freed at once, as a leave (epoch -1) does.
+//! - Sessions are the broker's (`group_consumer_session_timeout_ms`), or the group's own
+//!   (`consumer.session.timeout.ms`, `group_config.rs`): a member silent that long is removed and its partitions
+//!   freed at once, as a leave (epoch -1) does.
 //! - A member that joins with an instance id (`group.instance.id`) is static (`static_member.rs`): its leave with
 //!   epoch -2 keeps its place and its partitions until its session expires, so a restarted process that joins
 //!   with the same instance id takes them over without moving anyone else's.
@@ -218,7 +219,7 @@ impl GroupCoordinator {
             });
         }
         state.lowest_valid_epoch = request.member_epoch;
-        state.session_deadline = now + self.consumer_session_timeout();
+        state.session_deadline = now + self.configs.consumer_timing(&request.group).session_timeout;
         if let Some(subscription) = &request.subscription {
             state.subscription = subscription.clone();
         }
@@ -267,7 +268,7 @@ impl GroupCoordinator {
         Ok(ConsumerAnswer {
             member_id: request.member_id,
             member_epoch: epoch,
-            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
+            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(&request.group),
             assignment: needs_assignment.then_some(assigned),
             new_session: None,
             revocation_deadline,
@@ -377,6 +378,7 @@ impl GroupCoordinator {
         }
         group.add_member(member, counts);
         let epoch = stamp(group, &member_id);
+        let heartbeat_interval_ms = self.consumer_heartbeat_interval_ms(&group.name);
         let member = group.members.get_mut(&member_id).expect("just added");
         if member.member_generation < 0 {
             member.member_generation = group.generation;
@@ -385,7 +387,7 @@ impl GroupCoordinator {
         Ok(ConsumerAnswer {
             member_id,
             member_epoch: epoch,
-            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
+            heartbeat_interval_ms,
             assignment: Some(member.assigned.keys().cloned().collect()),
             new_session: Some(incarnation),
             revocation_deadline: None,
@@ -399,7 +401,8 @@ impl GroupCoordinator {
         let incarnation = self.next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Nobody listens: a KIP-848 member hears its assignment in its next heartbeat's answer.
         let (updates, _) = watch::channel(MemberView::Left);
-        let session_timeout_ms = u32::try_from(self.config.group_consumer_session_timeout_ms).unwrap_or(u32::MAX);
+        let session_timeout = self.configs.consumer_timing(&request.group).session_timeout;
+        let session_timeout_ms = u32::try_from(session_timeout.as_millis()).unwrap_or(u32::MAX);
         let subscription =
             request.subscription.unwrap_or_else(|| ConsumerSubscription { names: topics.clone(), regex: None });
         Member {
@@ -417,7 +420,7 @@ impl GroupCoordinator {
                 epoch: 0,
                 stamped: BTreeSet::new(),
                 lowest_valid_epoch: 0,
-                session_deadline: now + self.consumer_session_timeout(),
+                session_deadline: now + session_timeout,
                 client_host: request.client_host,
                 subscription,
                 rebalance_timeout: request.rebalance_timeout.unwrap_or(DEFAULT_REBALANCE_TIMEOUT),
@@ -460,12 +463,10 @@ impl GroupCoordinator {
         })
     }
 
-    fn consumer_session_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.group_consumer_session_timeout_ms)
-    }
-
-    fn consumer_heartbeat_interval_ms(&self) -> i32 {
-        i32::try_from(self.config.group_consumer_heartbeat_interval_ms).unwrap_or(i32::MAX)
+    /// The heartbeat interval `group`'s KIP-848 members are told: its `consumer.heartbeat.interval.ms`, else the
+    /// broker's.
+    fn consumer_heartbeat_interval_ms(&self, group: &str) -> i32 {
+        i32::try_from(self.configs.consumer_timing(group).heartbeat_interval.as_millis()).unwrap_or(i32::MAX)
     }
 }
 

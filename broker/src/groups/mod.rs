@@ -66,6 +66,8 @@ pub struct GroupSnapshot {
 
 pub struct GroupCoordinator {
     config: Arc<BrokerConfig>,
+    /// Groups' own settings: a KIP-848 group's `consumer.session.timeout.ms` and `consumer.heartbeat.interval.ms`.
+    configs: Arc<crate::group_config::GroupConfigs>,
     groups: Mutex<BTreeMap<String, Group>>,
     /// The groups of Kafka clients (classic protocol, `classic/`). Locked after `groups` when both are.
     classic: Mutex<BTreeMap<String, classic::ClassicGroup>>,
@@ -76,10 +78,11 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
-    pub fn new(config: Arc<BrokerConfig>) -> GroupCoordinator {
+    pub fn new(config: Arc<BrokerConfig>, configs: Arc<crate::group_config::GroupConfigs>) -> GroupCoordinator {
         let member_id_salt = std::collections::hash_map::RandomState::new().build_hasher().finish() ^ now_ms() as u64;
         GroupCoordinator {
             config,
+            configs,
             groups: Mutex::new(BTreeMap::new()),
             classic: Mutex::new(BTreeMap::new()),
             next_member: AtomicU64::new(1),

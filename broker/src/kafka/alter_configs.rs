@@ -5,7 +5,7 @@
 //! topic's whole set: the keys it does not name go back to the broker's defaults, as in Kafka.
 //!
 //! A group (type 32, Kafka's group configs) is altered by IncrementalAlterConfigs alone, as in Kafka: its
-//! `share.*` keys (`share_groups/config.rs`), on a single node (share groups are not served on a cluster yet).
+//! `share.*` and `consumer.*` keys (`group_config.rs`), on a single node (as share groups are).
 //!
 //! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), each group on it
 //! (GROUP_AUTHORIZATION_FAILED); a broker resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED)
@@ -187,7 +187,7 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
     }
 }
 
-/// A group's `share.*` configs (`share_groups/config.rs`): INVALID_CONFIG for a key or value refused, saying why.
+/// A group's configs (`group_config.rs`): INVALID_CONFIG for a key or value refused, saying why.
 async fn alter_group(
     kafka: &KafkaContext,
     group: &str,
@@ -196,8 +196,7 @@ async fn alter_group(
 ) -> Outcome {
     if kafka.node.replication.is_some() {
         return invalid_request(
-            "group configs are served on a single node: share groups are not served on a cluster in this version"
-                .to_owned(),
+            "group configs are served on a single node in this version (as share groups are)".to_owned(),
         );
     }
     if group.is_empty() {
@@ -207,19 +206,19 @@ async fn alter_group(
         Ok(changes) => changes.into_iter().map(|change| (change.key, change.value)).collect(),
         Err(refused) => return refused,
     };
-    let shares = std::sync::Arc::clone(&kafka.node.shares);
+    let configs = std::sync::Arc::clone(&kafka.node.group_configs);
     let data_dir = kafka.node.config.data_dir.clone();
     let group = group.to_owned();
     let altered = tokio::task::spawn_blocking(move || {
-        shares.alter_config(&group, &changes, (!is_validate_only).then_some(data_dir.as_path()))
+        configs.alter(&group, &changes, (!is_validate_only).then_some(data_dir.as_path()))
     })
     .await;
     match altered {
         Ok(Ok(_)) => (0, None),
-        Ok(Err(crate::share_groups::AlterConfigError::Refused(why))) => {
+        Ok(Err(crate::group_config::AlterConfigError::Refused(why))) => {
             (ResponseError::InvalidConfig.code(), Some(why.to_string()))
         }
-        Ok(Err(crate::share_groups::AlterConfigError::Store(err))) => {
+        Ok(Err(crate::group_config::AlterConfigError::Store(err))) => {
             (super::error::error_code(&err), Some(err.to_string()))
         }
         Err(join) => (ResponseError::UnknownServerError.code(), Some(format!("the alter did not finish: {join}"))),

@@ -1,6 +1,6 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
 //! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
-//! cluster's replication throttle as `*.replication.throttled.rate`), and groups (type 32: every `share.*` group
+//! cluster's replication throttle as `*.replication.throttled.rate`), and groups (type 32: every `share.*` and `consumer.*` group
 //! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG; single node only, as share
 //! groups are). Asked-for keys filter the answer; a key rill does not have is left out, as Kafka does. Other
 //! resource types get INVALID_REQUEST, naming the three that are served.
@@ -116,8 +116,10 @@ fn described(
 
 /// Every group config key with the value `group` runs with.
 fn group_entries(kafka: &KafkaContext, group: &str) -> Vec<ConfigEntry> {
-    let shares = &kafka.node.shares;
-    crate::share_groups::config::entries(&shares.group_config(group), shares.settings())
+    kafka
+        .node
+        .group_configs
+        .entries(group)
         .into_iter()
         .map(|entry| ConfigEntry {
             name: entry.key.kafka_name(),

@@ -377,10 +377,10 @@ pub async fn expire_groups(node: &Node) {
     }
 }
 
-/// `rill group config GROUP`: every share group setting `group` runs with.
+/// `rill group config GROUP`: every group setting `group` runs with.
 pub fn group_config(node: &Node, group: String) -> Result<v1::GroupConfigResponse> {
     served_group_configs(node, &group)?;
-    let config = node.shares.group_config(&group);
+    let config = node.group_configs.get(&group);
     Ok(group_config_response(node, group, &config))
 }
 
@@ -400,19 +400,18 @@ pub async fn alter_group_config(
     let mut changes: Vec<(String, Option<String>)> = set.into_iter().map(|(key, value)| (key, Some(value))).collect();
     changes.sort();
     changes.extend(delete.into_iter().map(|key| (key, None)));
-    let shares = Arc::clone(&node.shares);
+    let configs = Arc::clone(&node.group_configs);
     let data_dir = node.config.data_dir.clone();
     let altered = {
         let group = group.clone();
-        blocking(move || Ok(shares.alter_config(&group, &changes, (!validate_only).then_some(data_dir.as_path()))))
-            .await?
+        blocking(move || Ok(configs.alter(&group, &changes, (!validate_only).then_some(data_dir.as_path())))).await?
     };
     match altered {
         Ok(config) => Ok(group_config_response(node, group, &config)),
-        Err(crate::share_groups::AlterConfigError::Refused(why)) => {
+        Err(crate::group_config::AlterConfigError::Refused(why)) => {
             Err(BrokerError::InvalidGroupConfig { group, reason: why.to_string() })
         }
-        Err(crate::share_groups::AlterConfigError::Store(err)) => Err(err),
+        Err(crate::group_config::AlterConfigError::Store(err)) => Err(err),
     }
 }
 
@@ -426,9 +425,9 @@ fn served_group_configs(node: &Node, group: &str) -> Result<()> {
 fn group_config_response(
     node: &Node,
     group: String,
-    config: &crate::share_groups::config::GroupConfig,
+    config: &crate::group_config::GroupConfig,
 ) -> v1::GroupConfigResponse {
-    let mut configs: Vec<v1::GroupConfigEntry> = crate::share_groups::config::entries(config, node.shares.settings())
+    let mut configs: Vec<v1::GroupConfigEntry> = crate::group_config::entries(config, node.group_configs.defaults())
         .into_iter()
         .map(|entry| v1::GroupConfigEntry {
             name: entry.key.kafka_name().to_owned(),

@@ -28,11 +28,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::group_config::GroupConfigs;
 use crate::groups::TopicPartition;
 use crate::offsets::OffsetKey;
 
 pub mod assignment;
-pub mod config;
 pub mod partition;
 
 pub use partition::{
@@ -265,28 +265,15 @@ struct Tracked {
 struct State {
     groups: BTreeMap<String, ShareGroup>,
     partitions: BTreeMap<OffsetKey, Tracked>,
-    /// Groups' own settings (`config.rs`), by group; a group without one runs with the broker's.
-    configs: BTreeMap<String, config::GroupConfig>,
 }
 
 pub struct ShareGroups {
-    settings: ShareSettings,
+    /// The broker's settings and each group's own (`group_config.rs`), read on every request of a group.
+    configs: Arc<GroupConfigs>,
     state: Mutex<State>,
     /// Bumped whenever records become available again other than by an append (a release, a lock that ran out,
     /// a member that left), so a fetch waiting for records looks again.
     released: watch::Sender<u64>,
-    /// Held by a group config alter from reading the configs to installing the changed ones, so the file written
-    /// in between and the configs in memory never part.
-    config_writes: Mutex<()>,
-}
-
-/// Why a group config alter did nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum AlterConfigError {
-    #[error(transparent)]
-    Refused(#[from] config::GroupConfigError),
-    #[error(transparent)]
-    Store(#[from] crate::error::BrokerError),
 }
 
 fn key_of(group: &str, partition: &TopicPartition) -> OffsetKey {
@@ -294,57 +281,19 @@ fn key_of(group: &str, partition: &TopicPartition) -> OffsetKey {
 }
 
 impl ShareGroups {
-    pub fn new(settings: ShareSettings) -> ShareGroups {
-        ShareGroups {
-            settings,
-            state: Mutex::new(State::default()),
-            released: watch::channel(0).0,
-            config_writes: Mutex::new(()),
-        }
+    pub fn new(configs: Arc<GroupConfigs>) -> ShareGroups {
+        ShareGroups { configs, state: Mutex::new(State::default()), released: watch::channel(0).0 }
     }
 
-    /// Installs the groups' configs read at start (`config::load`).
-    pub fn load_configs(&self, configs: BTreeMap<String, config::GroupConfig>) {
-        self.lock().configs = configs;
-    }
-
-    /// The keys `group` sets itself.
-    pub fn group_config(&self, group: &str) -> config::GroupConfig {
-        self.lock().configs.get(group).cloned().unwrap_or_default()
-    }
-
-    /// The settings `group` runs with.
+    /// The settings `group` runs with: the broker's, with the group's own keys in their place. A new lock
+    /// duration applies to records acquired after a change; a new delivery count limit to every later release.
     pub fn settings_of(&self, group: &str) -> ShareSettings {
-        settings_in(&self.lock(), &self.settings, group)
+        self.configs.share_settings(group)
     }
 
-    /// Changes `group`'s config (each change a key and `Some(value)` to set it, `None` to remove it): checked,
-    /// then, unless `store_in` is `None` (validate only), every group's configs are written there (fsynced) and
-    /// the group runs with them from its next request on. A new lock duration applies to records acquired from
-    /// then on; a new delivery count limit to every later release. Returns the group's config after the change.
-    pub fn alter_config(
-        &self,
-        group: &str,
-        changes: &[(String, Option<String>)],
-        store_in: Option<&std::path::Path>,
-    ) -> Result<config::GroupConfig, AlterConfigError> {
-        let _writes = self.config_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut configs = self.lock().configs.clone();
-        let current = configs.get(group).cloned().unwrap_or_default();
-        let next = config::changed(group, &current, changes, &self.settings)?;
-        let Some(data_dir) = store_in else { return Ok(next) };
-        if next.is_empty() {
-            configs.remove(group);
-        } else {
-            configs.insert(group.to_owned(), next.clone());
-        }
-        config::store(data_dir, &configs)?;
-        self.lock().configs = configs;
-        Ok(next)
-    }
-
+    /// The broker's settings.
     pub fn settings(&self) -> &ShareSettings {
-        &self.settings
+        &self.configs.defaults().share
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -365,7 +314,7 @@ impl ShareGroups {
         now: Instant,
     ) -> Result<HeartbeatAnswer, ShareError> {
         let mut state = self.lock();
-        let settings = settings_in(&state, &self.settings, &heartbeat.group);
+        let settings = self.configs.share_settings(&heartbeat.group);
         let released = self.expire_members(&mut state, &heartbeat.group, now);
         let ShareHeartbeat { group: group_id, member_id, member_epoch, subscribed_topics, .. } = &heartbeat;
         if member_id.is_empty() {
@@ -491,7 +440,7 @@ impl ShareGroups {
     /// Removes the group's members whose session ran out, releasing what they held. Returns how many records
     /// went back to the group.
     fn expire_members(&self, state: &mut State, group_id: &str, now: Instant) -> usize {
-        let rules = settings_in(state, &self.settings, group_id).rules;
+        let rules = self.configs.share_settings(group_id).rules;
         let State { groups, partitions, .. } = state;
         let Some(group) = groups.get_mut(group_id) else { return 0 };
         let expired: Vec<String> =
@@ -575,7 +524,7 @@ impl ShareGroups {
         acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
     ) -> (AckOutcomes, Vec<StateToStore>) {
         let mut state = self.lock();
-        let rules = settings_in(&state, &self.settings, group_id).rules;
+        let rules = self.configs.share_settings(group_id).rules;
         let mut outcomes = Vec::with_capacity(acknowledgements.len());
         let mut to_store = Vec::new();
         let mut released = false;
@@ -603,7 +552,7 @@ impl ShareGroups {
     /// Releases what `member` holds in the partitions of its closed session (ShareFetch with epoch -1).
     pub fn release_member(&self, group_id: &str, member_id: &str) {
         let mut state = self.lock();
-        let rules = settings_in(&state, &self.settings, group_id).rules;
+        let rules = self.configs.share_settings(group_id).rules;
         let released = state
             .partitions
             .iter_mut()
@@ -627,7 +576,7 @@ impl ShareGroups {
         now: Instant,
     ) -> (Option<i64>, Option<StateToStore>) {
         let mut state = self.lock();
-        let settings = settings_in(&state, &self.settings, group_id);
+        let settings = self.configs.share_settings(group_id);
         let Some((log_start, readable_end)) =
             log.bounds(&partition.topic, partition.partition, settings.is_read_committed)
         else {
@@ -659,7 +608,7 @@ impl ShareGroups {
         now: Instant,
     ) -> Vec<Acquired> {
         let mut state = self.lock();
-        let rules = settings_in(&state, &self.settings, group_id).rules;
+        let rules = self.configs.share_settings(group_id).rules;
         let Some(name) = state
             .groups
             .get(group_id)
@@ -737,7 +686,7 @@ impl ShareGroups {
                 (partition, view)
             })
             .collect();
-        let rules = settings_in(&state, &self.settings, group_id).rules;
+        let rules = self.configs.share_settings(group_id).rules;
         drop(state);
         for (key, bytes) in log.stored_in_group(group_id) {
             let partition = TopicPartition::new(key.topic.clone(), key.partition);
@@ -831,11 +780,6 @@ impl ShareGroups {
         let mut state = self.lock();
         state.partitions.retain(|key, _| key.topic != topic);
     }
-}
-
-/// The settings `group` runs with: the broker's, with the group's own keys in their place.
-fn settings_in(state: &State, broker: &ShareSettings, group: &str) -> ShareSettings {
-    state.configs.get(group).map_or(*broker, |config| config::apply(config, *broker))
 }
 
 fn duration_ms(duration: Duration) -> i32 {

@@ -52,6 +52,18 @@ fn settings() -> ShareSettings {
     }
 }
 
+fn group_configs() -> Arc<GroupConfigs> {
+    let consumer = crate::group_config::ConsumerTiming {
+        session_timeout: Duration::from_secs(45),
+        heartbeat_interval: Duration::from_secs(5),
+    };
+    Arc::new(GroupConfigs::new(crate::group_config::GroupDefaults { share: settings(), consumer }))
+}
+
+fn share_groups() -> ShareGroups {
+    ShareGroups::new(group_configs())
+}
+
 fn log(topics: &[(&str, u32)]) -> FakeLog {
     FakeLog { topics: topics.iter().map(|(t, n)| (t.to_string(), *n)).collect(), bounds: (2, 10), ..FakeLog::default() }
 }
@@ -78,7 +90,7 @@ fn tp(topic: &str, partition: u32) -> TopicPartition {
 
 #[test]
 fn joining_members_split_the_partitions_and_new_partitions_start_at_the_reset_offset() {
-    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 3)]), Instant::now());
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 3)]), Instant::now());
     let a = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     assert_eq!(a.member_epoch, 1);
     assert_eq!(a.assignment, Some(BTreeSet::from([tp("jobs", 0), tp("jobs", 1), tp("jobs", 2)])));
@@ -102,7 +114,7 @@ fn joining_members_split_the_partitions_and_new_partitions_start_at_the_reset_of
 
 #[test]
 fn bad_joins_and_limits_are_refused_with_reasons() {
-    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     assert!(matches!(shares.heartbeat(join("g", "", &["jobs"]), &log, now), Err(ShareError::InvalidRequest(_))));
     assert!(matches!(shares.heartbeat(join("g", "a", &[]), &log, now), Err(ShareError::InvalidRequest(_))));
     for member in ["a", "b", "c"] {
@@ -147,7 +159,7 @@ fn batch(base_offset: i64, last_offset: i64) -> BatchSpan {
 
 #[test]
 fn a_member_whose_session_times_out_gives_its_records_back() {
-    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let (shares, mut log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     log.bounds = (0, 10);
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     shares.heartbeat(join("g", "b", &["jobs"]), &log, now + Duration::from_secs(40)).unwrap();
@@ -167,7 +179,7 @@ fn a_member_whose_session_times_out_gives_its_records_back() {
 
 #[test]
 fn a_member_joining_again_with_its_id_keeps_its_records_and_its_session() {
-    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let (shares, mut log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     log.bounds = (0, 10);
     let first = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     let opened = SessionChange { epoch: 0, added: &[tp("jobs", 0)], forgotten: &[], has_acknowledgements: false };
@@ -191,7 +203,7 @@ fn a_member_joining_again_with_its_id_keeps_its_records_and_its_session() {
 
 #[test]
 fn share_sessions_follow_their_epochs() {
-    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 2)]), Instant::now());
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 2)]), Instant::now());
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     let fetch_session = |epoch, added: &[TopicPartition], forgotten: &[TopicPartition], has_acknowledgements| {
         shares.fetch_session("g", "a", SessionChange { epoch, added, forgotten, has_acknowledgements }, now)
@@ -212,7 +224,7 @@ fn share_sessions_follow_their_epochs() {
 
 #[test]
 fn acknowledgements_apply_per_partition_and_hand_back_the_state_to_store() {
-    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let (shares, mut log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     log.bounds = (0, 10);
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     log.bounds = (0, 13);
@@ -249,7 +261,7 @@ fn acknowledgements_apply_per_partition_and_hand_back_the_state_to_store() {
 
 #[test]
 fn a_stored_state_is_loaded_rather_than_started_again() {
-    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     let mut stored = SharePartition::starting_at(4);
     stored.acquire(&[batch(4, 6)], &Arc::from("old"), now, 10, &settings().rules);
     stored.acknowledge("old", 4, 4, &[1], &settings().rules).unwrap();
@@ -263,7 +275,7 @@ fn a_stored_state_is_loaded_rather_than_started_again() {
 
 #[test]
 fn deleting_a_share_group_needs_it_empty() {
-    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     assert_eq!(shares.delete("g", now), Err(ShareError::NotEmpty { group: "g".into(), members: 1 }));
     shares.heartbeat(beat("g", "a", -1), &log, now).unwrap();
@@ -276,20 +288,21 @@ fn deleting_a_share_group_needs_it_empty() {
 #[test]
 fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its_session() {
     let dir = tempfile::tempdir().unwrap();
-    let (shares, log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let configs = group_configs();
+    let (shares, log, now) = (ShareGroups::new(Arc::clone(&configs)), log(&[("jobs", 1)]), Instant::now());
     let set = |key: &str, value: &str| (key.to_owned(), Some(value.to_owned()));
-    shares.alter_config("g", &[set("share.auto.offset.reset", "earliest")], None).unwrap();
-    assert!(shares.group_config("g").is_empty(), "validate only: nothing changes");
-    assert!(!dir.path().join(config::FILE).exists(), "and nothing is written");
-    let refused = shares.alter_config("g", &[set("share.delivery.count.limit", "1")], Some(dir.path()));
-    assert!(matches!(refused, Err(AlterConfigError::Refused(_))), "{refused:?}");
+    configs.alter("g", &[set("share.auto.offset.reset", "earliest")], None).unwrap();
+    assert!(configs.get("g").is_empty(), "validate only: nothing changes");
+    assert!(!dir.path().join(crate::group_config::FILE).exists(), "and nothing is written");
+    let refused = configs.alter("g", &[set("share.delivery.count.limit", "1")], Some(dir.path()));
+    assert!(matches!(refused, Err(crate::group_config::AlterConfigError::Refused(_))), "{refused:?}");
     let changes = [
         set("share.auto.offset.reset", "earliest"),
         set("share.record.lock.duration.ms", "1500"),
         set("share.session.timeout.ms", "10000"),
     ];
-    shares.alter_config("g", &changes, Some(dir.path())).unwrap();
-    assert_eq!(config::load(dir.path()).unwrap().get("g"), Some(&shares.group_config("g")));
+    configs.alter("g", &changes, Some(dir.path())).unwrap();
+    assert_eq!(crate::group_config::load(dir.path()).unwrap().get("g"), Some(&configs.get("g")));
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
     let (g_from, _) = shares.prepare("g", &tp("jobs", 0), &log, now);
@@ -305,18 +318,19 @@ fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its
     assert_eq!((members("g"), members("h")), (1, 2));
     // Deleting its keys puts the group back on the broker's settings; the file then holds no group.
     let deletes: Vec<(String, Option<String>)> = changes.iter().map(|(key, _)| (key.clone(), None)).collect();
-    shares.alter_config("g", &deletes, Some(dir.path())).unwrap();
+    configs.alter("g", &deletes, Some(dir.path())).unwrap();
     assert_eq!(shares.settings_of("g").rules.lock_duration, Duration::from_secs(30));
-    assert!(config::load(dir.path()).unwrap().is_empty());
+    assert!(crate::group_config::load(dir.path()).unwrap().is_empty());
 }
 
 #[test]
 fn a_group_started_by_duration_starts_at_the_first_record_that_young_or_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (shares, mut log, now) = (ShareGroups::new(settings()), log(&[("jobs", 1)]), Instant::now());
+    let configs = group_configs();
+    let (shares, mut log, now) = (ShareGroups::new(Arc::clone(&configs)), log(&[("jobs", 1)]), Instant::now());
     let by_hour = [("share.auto.offset.reset".to_owned(), Some("by_duration:PT1H".to_owned()))];
     for group in ["g", "h"] {
-        shares.alter_config(group, &by_hour, Some(dir.path())).unwrap();
+        configs.alter(group, &by_hour, Some(dir.path())).unwrap();
     }
     // The log holds 2..10; its records from offset 6 on are younger than an hour.
     log.at_time = Some(6);

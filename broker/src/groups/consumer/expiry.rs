@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -85,7 +84,7 @@ impl GroupCoordinator {
 /// Keeps a KIP-848 member's session: sleeps until its deadline, looks again, and removes it when a whole session
 /// passed without a heartbeat. Ends when the member is gone.
 pub fn keep_consumer_session(node: Arc<Node>, group: String, member_id: String, incarnation: u64) {
-    let first = Instant::now() + Duration::from_millis(node.config.group_consumer_session_timeout_ms);
+    let first = Instant::now() + node.group_configs.consumer_timing(&group).session_timeout;
     watch_member(node, group, member_id, incarnation, first, |groups, group, member, incarnation, now, counts| {
         groups.expire_consumer(group, member, incarnation, now, counts)
     });

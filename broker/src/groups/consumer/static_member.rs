@@ -104,7 +104,7 @@ impl GroupCoordinator {
         ConsumerAnswer {
             member_id,
             member_epoch: epoch,
-            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(),
+            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms(&group.name),
             assignment: Some(member.assigned.keys().cloned().collect()),
             new_session: Some(incarnation),
             revocation_deadline,

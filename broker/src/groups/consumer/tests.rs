@@ -14,7 +14,8 @@ fn coordinator() -> GroupCoordinator {
     let mut config = BrokerConfig::for_tests(std::path::Path::new("/nonexistent-data-dir"));
     config.group_consumer_session_timeout_ms = 1_000;
     config.group_consumer_heartbeat_interval_ms = 100;
-    GroupCoordinator::new(Arc::new(config))
+    let defaults = crate::group_config::GroupDefaults::of(&config);
+    GroupCoordinator::new(Arc::new(config), Arc::new(crate::group_config::GroupConfigs::new(defaults)))
 }
 
 /// Topic "t" with 6 partitions and "u" with 2 exist.
@@ -488,4 +489,37 @@ async fn what_a_departed_static_member_gives_up_is_free_at_once() {
     assert_eq!((a_now.member_id.as_str(), a_now.assignment.len()), ("a", 2), "a keeps its share, away");
     let owned: usize = description.members.iter().map(|m| m.assignment.len()).sum();
     assert_eq!(owned, 6, "every partition owned once");
+}
+
+#[tokio::test]
+async fn a_groups_own_session_timeout_and_heartbeat_interval_are_its_members() {
+    let mut config = BrokerConfig::for_tests(std::path::Path::new("/nonexistent-data-dir"));
+    config.group_consumer_session_timeout_ms = 1_000;
+    config.group_consumer_heartbeat_interval_ms = 100;
+    let configs = Arc::new(crate::group_config::GroupConfigs::new(crate::group_config::GroupDefaults::of(&config)));
+    let own = [
+        ("consumer.session.timeout.ms".to_owned(), Some("3000".to_owned())),
+        ("consumer.heartbeat.interval.ms".to_owned(), Some("700".to_owned())),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    configs.alter("g", &own, Some(dir.path())).unwrap();
+    let groups = GroupCoordinator::new(Arc::new(config), configs);
+    let start = Instant::now();
+    let a = join(&groups, "a", &["t"], start);
+    assert_eq!(a.heartbeat_interval_ms, 700, "the group's own interval");
+    let incarnation = a.new_session.expect("a session");
+    // Silent past the broker's 1 s but within the group's 3 s: still a member.
+    let later = start + Duration::from_millis(1_500);
+    assert_eq!(groups.expire_consumer("g", "a", incarnation, later, counts), Some(start + Duration::from_secs(3)));
+    let steady = beat(&groups, "a", a.member_epoch, Some(partitions("t", &[0, 1, 2, 3, 4, 5])), later).unwrap();
+    assert_eq!(steady.heartbeat_interval_ms, 700);
+    let other = ConsumerHeartbeat {
+        group: "h".into(),
+        member_id: "b".into(),
+        member_epoch: 0,
+        subscribed_topics: Some(["u".to_string()].into()),
+        owned: Some(BTreeSet::new()),
+        ..ConsumerHeartbeat::default()
+    };
+    assert_eq!(groups.consumer_heartbeat(other, counts, start).unwrap().heartbeat_interval_ms, 100, "the broker's");
 }

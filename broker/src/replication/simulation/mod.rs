@@ -197,6 +197,8 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let quotas = Arc::new(crate::quotas::store::QuotaStore::open(&data_dir)?);
     let transactions = crate::transactions::TransactionCoordinator::open(&data_dir)?;
     let schemas = Arc::new(crate::schema_registry::SchemaStore::open(&data_dir)?);
+    let group_configs =
+        Arc::new(crate::group_config::GroupConfigs::new(crate::group_config::GroupDefaults::of(&config)));
     let node = Arc::new_cyclic(|weak| Node {
         // Transactions are not simulated here: a single node's coordinator, never asked.
         transactions,
@@ -212,8 +214,9 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         config: Arc::clone(&config),
         registry,
         offsets,
-        groups: Arc::new(GroupCoordinator::new(Arc::clone(&config))),
-        shares: Arc::new(crate::share_groups::ShareGroups::new(crate::share_groups::ShareSettings::of(&config))),
+        groups: Arc::new(GroupCoordinator::new(Arc::clone(&config), Arc::clone(&group_configs))),
+        shares: Arc::new(crate::share_groups::ShareGroups::new(Arc::clone(&group_configs))),
+        group_configs,
         producer_ids: Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir)))),
         shutdown,
         metrics: None,

@@ -1,7 +1,9 @@
-//! Per-group settings of share groups: Kafka's group configs (`share.*`, config resource type GROUP), set with
-//! IncrementalAlterConfigs and shown by DescribeConfigs, so `kafka-configs --entity-type groups` and admin
-//! clients work unchanged. A group's config overrides the broker's `share_*` option of the same meaning for that
-//! group alone; a key the group does not set follows the broker's.
+//! A group's own settings: Kafka's group configs (config resource type GROUP), set with IncrementalAlterConfigs
+//! and shown by DescribeConfigs, so `kafka-configs --entity-type groups` and admin clients work unchanged, and by
+//! `rill group config`. The `share.*` keys are a share group's (`share_groups/`), the `consumer.*` keys a KIP-848
+//! consumer group's session and heartbeat (`groups/consumer.rs`). A group's key overrides the broker's option of
+//! the same meaning for that group alone; a key the group does not set follows the broker's. [`GroupConfigs`]
+//! holds them for both.
 //!
 //! A config may name a group that has never run (the way to start a share group at the log's start is to set
 //! `share.auto.offset.reset=earliest` before its first member joins), and it outlives DeleteGroups, as Kafka's
@@ -13,10 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use super::{ShareSettings, ShareStart};
 use crate::error::{BrokerError, Result};
+use crate::share_groups::{ShareSettings, ShareStart};
 
 /// The file holding every group's config, in the data directory.
 pub const FILE: &str = "__group-configs.json";
@@ -25,12 +28,40 @@ const FORMAT_VERSION: u32 = 1;
 /// A group config key rill serves, by its Kafka name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum GroupConfigKey {
-    AutoOffsetReset,
-    RecordLockDurationMs,
-    DeliveryCountLimit,
-    SessionTimeoutMs,
-    HeartbeatIntervalMs,
-    IsolationLevel,
+    ShareAutoOffsetReset,
+    ShareRecordLockDurationMs,
+    ShareDeliveryCountLimit,
+    ShareSessionTimeoutMs,
+    ShareHeartbeatIntervalMs,
+    ShareIsolationLevel,
+    ConsumerSessionTimeoutMs,
+    ConsumerHeartbeatIntervalMs,
+}
+
+/// A KIP-848 consumer group's session timeout and heartbeat interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerTiming {
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+/// The broker's settings a group without keys of its own runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupDefaults {
+    pub share: ShareSettings,
+    pub consumer: ConsumerTiming,
+}
+
+impl GroupDefaults {
+    pub fn of(config: &crate::config::BrokerConfig) -> GroupDefaults {
+        GroupDefaults {
+            share: ShareSettings::of(config),
+            consumer: ConsumerTiming {
+                session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
+                heartbeat_interval: Duration::from_millis(config.group_consumer_heartbeat_interval_ms),
+            },
+        }
+    }
 }
 
 /// The range of a duration key, in milliseconds: the same as the broker option's.
@@ -39,23 +70,27 @@ const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 const DELIVERY_COUNT_LIMIT: std::ops::RangeInclusive<u64> = 2..=10;
 
 impl GroupConfigKey {
-    pub const ALL: [GroupConfigKey; 6] = [
-        GroupConfigKey::AutoOffsetReset,
-        GroupConfigKey::RecordLockDurationMs,
-        GroupConfigKey::DeliveryCountLimit,
-        GroupConfigKey::SessionTimeoutMs,
-        GroupConfigKey::HeartbeatIntervalMs,
-        GroupConfigKey::IsolationLevel,
+    pub const ALL: [GroupConfigKey; 8] = [
+        GroupConfigKey::ConsumerHeartbeatIntervalMs,
+        GroupConfigKey::ConsumerSessionTimeoutMs,
+        GroupConfigKey::ShareAutoOffsetReset,
+        GroupConfigKey::ShareRecordLockDurationMs,
+        GroupConfigKey::ShareDeliveryCountLimit,
+        GroupConfigKey::ShareSessionTimeoutMs,
+        GroupConfigKey::ShareHeartbeatIntervalMs,
+        GroupConfigKey::ShareIsolationLevel,
     ];
 
     pub fn kafka_name(self) -> &'static str {
         match self {
-            GroupConfigKey::AutoOffsetReset => "share.auto.offset.reset",
-            GroupConfigKey::RecordLockDurationMs => "share.record.lock.duration.ms",
-            GroupConfigKey::DeliveryCountLimit => "share.delivery.count.limit",
-            GroupConfigKey::SessionTimeoutMs => "share.session.timeout.ms",
-            GroupConfigKey::HeartbeatIntervalMs => "share.heartbeat.interval.ms",
-            GroupConfigKey::IsolationLevel => "share.isolation.level",
+            GroupConfigKey::ShareAutoOffsetReset => "share.auto.offset.reset",
+            GroupConfigKey::ShareRecordLockDurationMs => "share.record.lock.duration.ms",
+            GroupConfigKey::ShareDeliveryCountLimit => "share.delivery.count.limit",
+            GroupConfigKey::ShareSessionTimeoutMs => "share.session.timeout.ms",
+            GroupConfigKey::ShareHeartbeatIntervalMs => "share.heartbeat.interval.ms",
+            GroupConfigKey::ShareIsolationLevel => "share.isolation.level",
+            GroupConfigKey::ConsumerSessionTimeoutMs => "consumer.session.timeout.ms",
+            GroupConfigKey::ConsumerHeartbeatIntervalMs => "consumer.heartbeat.interval.ms",
         }
     }
 
@@ -65,18 +100,21 @@ impl GroupConfigKey {
 
     /// Whether Kafka types the key as a string (else an int).
     pub fn is_string(self) -> bool {
-        matches!(self, GroupConfigKey::AutoOffsetReset | GroupConfigKey::IsolationLevel)
+        matches!(self, GroupConfigKey::ShareAutoOffsetReset | GroupConfigKey::ShareIsolationLevel)
     }
 
     /// The broker's value of the key: what a group that does not set it follows.
-    pub fn broker_value(self, settings: &ShareSettings) -> String {
+    pub fn broker_value(self, defaults: &GroupDefaults) -> String {
+        let settings = &defaults.share;
         match self {
-            GroupConfigKey::AutoOffsetReset => start_name(settings.auto_offset_reset),
-            GroupConfigKey::RecordLockDurationMs => settings.rules.lock_duration.as_millis().to_string(),
-            GroupConfigKey::DeliveryCountLimit => settings.rules.delivery_count_limit.to_string(),
-            GroupConfigKey::SessionTimeoutMs => settings.session_timeout.as_millis().to_string(),
-            GroupConfigKey::HeartbeatIntervalMs => settings.heartbeat_interval.as_millis().to_string(),
-            GroupConfigKey::IsolationLevel => isolation_name(settings.is_read_committed).to_owned(),
+            GroupConfigKey::ShareAutoOffsetReset => start_name(settings.auto_offset_reset),
+            GroupConfigKey::ShareRecordLockDurationMs => settings.rules.lock_duration.as_millis().to_string(),
+            GroupConfigKey::ShareDeliveryCountLimit => settings.rules.delivery_count_limit.to_string(),
+            GroupConfigKey::ShareSessionTimeoutMs => settings.session_timeout.as_millis().to_string(),
+            GroupConfigKey::ShareHeartbeatIntervalMs => settings.heartbeat_interval.as_millis().to_string(),
+            GroupConfigKey::ShareIsolationLevel => isolation_name(settings.is_read_committed).to_owned(),
+            GroupConfigKey::ConsumerSessionTimeoutMs => defaults.consumer.session_timeout.as_millis().to_string(),
+            GroupConfigKey::ConsumerHeartbeatIntervalMs => defaults.consumer.heartbeat_interval.as_millis().to_string(),
         }
     }
 
@@ -93,7 +131,7 @@ impl GroupConfigKey {
             _ => Err(invalid(&format!("{what} within {}..={}", range.start(), range.end()))),
         };
         match self {
-            GroupConfigKey::AutoOffsetReset => match value.to_ascii_lowercase().as_str() {
+            GroupConfigKey::ShareAutoOffsetReset => match value.to_ascii_lowercase().as_str() {
                 "earliest" | "latest" => Ok(value.to_ascii_lowercase()),
                 by_duration if by_duration.starts_with("by_duration:") => {
                     let duration = value["by_duration:".len()..].trim();
@@ -107,11 +145,15 @@ impl GroupConfigKey {
                 }
                 _ => Err(invalid("earliest, latest, or by_duration:DURATION (ISO-8601, e.g. by_duration:PT1H)")),
             },
-            GroupConfigKey::RecordLockDurationMs => in_range(LOCK_DURATION_MS, "milliseconds"),
-            GroupConfigKey::DeliveryCountLimit => in_range(DELIVERY_COUNT_LIMIT, "a count"),
-            GroupConfigKey::SessionTimeoutMs => in_range(SESSION_TIMEOUT_MS, "milliseconds"),
-            GroupConfigKey::HeartbeatIntervalMs => in_range(1..=SESSION_TIMEOUT_MS.end() - 1, "milliseconds"),
-            GroupConfigKey::IsolationLevel => match value.to_ascii_lowercase().as_str() {
+            GroupConfigKey::ShareRecordLockDurationMs => in_range(LOCK_DURATION_MS, "milliseconds"),
+            GroupConfigKey::ShareDeliveryCountLimit => in_range(DELIVERY_COUNT_LIMIT, "a count"),
+            GroupConfigKey::ShareSessionTimeoutMs | GroupConfigKey::ConsumerSessionTimeoutMs => {
+                in_range(SESSION_TIMEOUT_MS, "milliseconds")
+            }
+            GroupConfigKey::ShareHeartbeatIntervalMs | GroupConfigKey::ConsumerHeartbeatIntervalMs => {
+                in_range(1..=SESSION_TIMEOUT_MS.end() - 1, "milliseconds")
+            }
+            GroupConfigKey::ShareIsolationLevel => match value.to_ascii_lowercase().as_str() {
                 level @ ("read_uncommitted" | "read_committed") => Ok(level.to_owned()),
                 _ => Err(invalid("read_uncommitted or read_committed")),
             },
@@ -188,18 +230,18 @@ pub fn parse_iso_duration(text: &str) -> Option<Duration> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupConfigError {
     #[error(
-        "{name} is not a group config rill serves: the share group configs are share.auto.offset.reset, \
-         share.record.lock.duration.ms, share.delivery.count.limit, share.session.timeout.ms, \
-         share.heartbeat.interval.ms and share.isolation.level{hint}"
+        "{name} is not a group config rill serves: they are share.auto.offset.reset, share.record.lock.duration.ms, \
+         share.delivery.count.limit, share.session.timeout.ms, share.heartbeat.interval.ms, share.isolation.level, \
+         consumer.session.timeout.ms and consumer.heartbeat.interval.ms"
     )]
-    UnknownKey { name: String, hint: &'static str },
+    UnknownKey { name: String },
     #[error("{key}={value:?} is not allowed: {allowed}")]
     InvalidValue { key: &'static str, value: String, allowed: String },
     #[error(
-        "share.heartbeat.interval.ms ({heartbeat_ms}) must be below share.session.timeout.ms ({session_ms}) for \
+        "{kind}.heartbeat.interval.ms ({heartbeat_ms}) must be below {kind}.session.timeout.ms ({session_ms}) for \
          group {group}, counting the broker's value of the one the group does not set"
     )]
-    HeartbeatNotBelowSession { group: String, heartbeat_ms: u64, session_ms: u64 },
+    HeartbeatNotBelowSession { kind: &'static str, group: String, heartbeat_ms: u64, session_ms: u64 },
     #[error("{0} is named twice in one request")]
     Repeated(String),
 }
@@ -208,21 +250,28 @@ pub enum GroupConfigError {
 pub type GroupConfig = BTreeMap<GroupConfigKey, String>;
 
 /// `config` after `changes` (each a key and `Some(value)` to set it, `None` to remove it), checked against the
-/// broker's `settings` for the keys the group does not set.
+/// broker's `defaults` for the keys the group does not set.
 pub fn changed(
     group: &str,
     config: &GroupConfig,
     changes: &[(String, Option<String>)],
-    settings: &ShareSettings,
+    defaults: &GroupDefaults,
 ) -> std::result::Result<GroupConfig, GroupConfigError> {
     let next = with_keys_changed(config, changes)?;
-    let effective = with_keys_applied(&next, *settings);
-    if effective.heartbeat_interval >= effective.session_timeout {
-        return Err(GroupConfigError::HeartbeatNotBelowSession {
-            group: group.to_owned(),
-            heartbeat_ms: effective.heartbeat_interval.as_millis() as u64,
-            session_ms: effective.session_timeout.as_millis() as u64,
-        });
+    let share = with_keys_applied(&next, defaults.share);
+    let consumer = consumer_keys_applied(&next, defaults.consumer);
+    for (kind, heartbeat, session) in [
+        ("share", share.heartbeat_interval, share.session_timeout),
+        ("consumer", consumer.heartbeat_interval, consumer.session_timeout),
+    ] {
+        if heartbeat >= session {
+            return Err(GroupConfigError::HeartbeatNotBelowSession {
+                kind,
+                group: group.to_owned(),
+                heartbeat_ms: heartbeat.as_millis() as u64,
+                session_ms: session.as_millis() as u64,
+            });
+        }
     }
     Ok(next)
 }
@@ -235,14 +284,7 @@ fn with_keys_changed(
     let mut next = config.clone();
     let mut named = Vec::with_capacity(changes.len());
     for (name, value) in changes {
-        let key = GroupConfigKey::parse(name).ok_or_else(|| GroupConfigError::UnknownKey {
-            name: name.clone(),
-            hint: if name.starts_with("consumer.") {
-                " (a consumer group's session and heartbeat are the broker's group_consumer_* settings)"
-            } else {
-                ""
-            },
-        })?;
+        let key = GroupConfigKey::parse(name).ok_or_else(|| GroupConfigError::UnknownKey { name: name.clone() })?;
         if named.contains(&key) {
             return Err(GroupConfigError::Repeated(name.clone()));
         }
@@ -269,7 +311,7 @@ pub struct GroupConfigEntry {
 }
 
 /// Every key with the value a group of `config` runs with, in [`GroupConfigKey::ALL`]'s order.
-pub fn entries(config: &GroupConfig, broker: &ShareSettings) -> Vec<GroupConfigEntry> {
+pub fn entries(config: &GroupConfig, broker: &GroupDefaults) -> Vec<GroupConfigEntry> {
     GroupConfigKey::ALL
         .into_iter()
         .map(|key| match config.get(&key) {
@@ -291,11 +333,32 @@ pub fn apply(config: &GroupConfig, settings: ShareSettings) -> ShareSettings {
     settings
 }
 
+/// A consumer group's timing: the broker's `timing` with `config`'s keys in their place (a heartbeat a restart
+/// with a shorter broker session timeout overtook becomes a third of the session, as for share groups).
+pub fn consumer_timing(config: &GroupConfig, timing: ConsumerTiming) -> ConsumerTiming {
+    let mut timing = consumer_keys_applied(config, timing);
+    if timing.heartbeat_interval >= timing.session_timeout {
+        timing.heartbeat_interval = timing.session_timeout / 3;
+    }
+    timing
+}
+
+fn consumer_keys_applied(config: &GroupConfig, mut timing: ConsumerTiming) -> ConsumerTiming {
+    let millis = |key| config.get(&key).and_then(|value| value.parse::<u64>().ok()).map(Duration::from_millis);
+    if let Some(session) = millis(GroupConfigKey::ConsumerSessionTimeoutMs) {
+        timing.session_timeout = session;
+    }
+    if let Some(heartbeat) = millis(GroupConfigKey::ConsumerHeartbeatIntervalMs) {
+        timing.heartbeat_interval = heartbeat;
+    }
+    timing
+}
+
 fn with_keys_applied(config: &GroupConfig, mut settings: ShareSettings) -> ShareSettings {
     for (key, value) in config {
         let millis = || value.parse::<u64>().ok().map(Duration::from_millis);
         match key {
-            GroupConfigKey::AutoOffsetReset => {
+            GroupConfigKey::ShareAutoOffsetReset => {
                 settings.auto_offset_reset = match value.strip_prefix("by_duration:") {
                     Some(duration) => {
                         parse_iso_duration(duration).map_or(settings.auto_offset_reset, ShareStart::ByDuration)
@@ -304,19 +367,20 @@ fn with_keys_applied(config: &GroupConfig, mut settings: ShareSettings) -> Share
                     None => ShareStart::Latest,
                 };
             }
-            GroupConfigKey::RecordLockDurationMs => {
+            GroupConfigKey::ShareRecordLockDurationMs => {
                 settings.rules.lock_duration = millis().unwrap_or(settings.rules.lock_duration);
             }
-            GroupConfigKey::DeliveryCountLimit => {
+            GroupConfigKey::ShareDeliveryCountLimit => {
                 settings.rules.delivery_count_limit = value.parse().unwrap_or(settings.rules.delivery_count_limit);
             }
-            GroupConfigKey::SessionTimeoutMs => {
+            GroupConfigKey::ShareSessionTimeoutMs => {
                 settings.session_timeout = millis().unwrap_or(settings.session_timeout);
             }
-            GroupConfigKey::HeartbeatIntervalMs => {
+            GroupConfigKey::ShareHeartbeatIntervalMs => {
                 settings.heartbeat_interval = millis().unwrap_or(settings.heartbeat_interval);
             }
-            GroupConfigKey::IsolationLevel => settings.is_read_committed = value == "read_committed",
+            GroupConfigKey::ShareIsolationLevel => settings.is_read_committed = value == "read_committed",
+            GroupConfigKey::ConsumerSessionTimeoutMs | GroupConfigKey::ConsumerHeartbeatIntervalMs => {}
         }
     }
     settings
@@ -353,6 +417,88 @@ pub fn load(data_dir: &Path) -> Result<BTreeMap<String, GroupConfig>> {
         }
     }
     Ok(groups)
+}
+
+/// Why a group config alter did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AlterConfigError {
+    #[error(transparent)]
+    Refused(#[from] GroupConfigError),
+    #[error(transparent)]
+    Store(#[from] BrokerError),
+}
+
+/// Every group's config, shared by the share groups and the consumer groups' coordinator, each reading a group's
+/// on every request of it, so a change applies from the group's next request on.
+pub struct GroupConfigs {
+    defaults: GroupDefaults,
+    configs: RwLock<BTreeMap<String, GroupConfig>>,
+    /// Held by an alter from reading the configs to installing the changed ones, so the file written in between
+    /// and the configs in memory never part.
+    writes: Mutex<()>,
+}
+
+impl GroupConfigs {
+    /// No group with a config of its own (a cluster node's: group configs are served on a single node).
+    pub fn new(defaults: GroupDefaults) -> GroupConfigs {
+        GroupConfigs { defaults, configs: RwLock::new(BTreeMap::new()), writes: Mutex::new(()) }
+    }
+
+    /// The configs stored in `data_dir` ([`load`]).
+    pub fn open(defaults: GroupDefaults, data_dir: &Path) -> Result<GroupConfigs> {
+        Ok(GroupConfigs { configs: RwLock::new(load(data_dir)?), ..GroupConfigs::new(defaults) })
+    }
+
+    pub fn defaults(&self) -> &GroupDefaults {
+        &self.defaults
+    }
+
+    /// The keys `group` sets itself.
+    pub fn get(&self, group: &str) -> GroupConfig {
+        self.read().get(group).cloned().unwrap_or_default()
+    }
+
+    /// Every key with the value `group` runs with.
+    pub fn entries(&self, group: &str) -> Vec<GroupConfigEntry> {
+        entries(&self.get(group), &self.defaults)
+    }
+
+    /// The settings share group `group` runs with.
+    pub fn share_settings(&self, group: &str) -> ShareSettings {
+        self.read().get(group).map_or(self.defaults.share, |config| apply(config, self.defaults.share))
+    }
+
+    /// The session timeout and heartbeat interval consumer group `group`'s KIP-848 members run with.
+    pub fn consumer_timing(&self, group: &str) -> ConsumerTiming {
+        self.read().get(group).map_or(self.defaults.consumer, |config| consumer_timing(config, self.defaults.consumer))
+    }
+
+    /// Changes `group`'s config: checked, then, unless `store_in` is `None` (validate only), every group's configs
+    /// are written there (fsynced) and installed. Returns the group's config after the change.
+    pub fn alter(
+        &self,
+        group: &str,
+        changes: &[(String, Option<String>)],
+        store_in: Option<&Path>,
+    ) -> std::result::Result<GroupConfig, AlterConfigError> {
+        let _writes = self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut configs = self.read().clone();
+        let current = configs.get(group).cloned().unwrap_or_default();
+        let next = changed(group, &current, changes, &self.defaults)?;
+        let Some(data_dir) = store_in else { return Ok(next) };
+        if next.is_empty() {
+            configs.remove(group);
+        } else {
+            configs.insert(group.to_owned(), next.clone());
+        }
+        store(data_dir, &configs)?;
+        *self.configs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = configs;
+        Ok(next)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, GroupConfig>> {
+        self.configs.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Writes every group's config to `data_dir`, whole, fsynced.
@@ -394,6 +540,16 @@ mod tests {
         }
     }
 
+    fn defaults() -> GroupDefaults {
+        GroupDefaults {
+            share: settings(),
+            consumer: ConsumerTiming {
+                session_timeout: Duration::from_secs(45),
+                heartbeat_interval: Duration::from_secs(5),
+            },
+        }
+    }
+
     fn set(key: &str, value: &str) -> (String, Option<String>) {
         (key.to_owned(), Some(value.to_owned()))
     }
@@ -408,7 +564,7 @@ mod tests {
                 set("share.record.lock.duration.ms", "1500"),
                 set("share.delivery.count.limit", "3"),
             ],
-            &settings(),
+            &defaults(),
         )
         .unwrap();
         let applied = apply(&config, settings());
@@ -416,15 +572,15 @@ mod tests {
         assert_eq!(applied.rules.lock_duration, Duration::from_millis(1500));
         assert_eq!(applied.rules.delivery_count_limit, 3);
         assert_eq!(applied.session_timeout, Duration::from_secs(45), "not set: the broker's");
-        let config = changed("g", &config, &[("share.delivery.count.limit".into(), None)], &settings()).unwrap();
+        let config = changed("g", &config, &[("share.delivery.count.limit".into(), None)], &defaults()).unwrap();
         assert_eq!(apply(&config, settings()).rules.delivery_count_limit, 5);
-        assert_eq!(config.get(&GroupConfigKey::AutoOffsetReset).map(String::as_str), Some("earliest"));
+        assert_eq!(config.get(&GroupConfigKey::ShareAutoOffsetReset).map(String::as_str), Some("earliest"));
     }
 
     #[test]
     fn bad_keys_and_values_are_refused_saying_what_is_allowed() {
         let refused = |changes: &[(String, Option<String>)]| {
-            changed("g", &GroupConfig::new(), changes, &settings()).unwrap_err().to_string()
+            changed("g", &GroupConfig::new(), changes, &defaults()).unwrap_err().to_string()
         };
         assert!(refused(&[set("share.record.lock.duration.ms", "999")]).contains("1000..=3600000"));
         assert!(refused(&[set("share.delivery.count.limit", "11")]).contains("2..=10"));
@@ -435,16 +591,27 @@ mod tests {
         }
         assert!(refused(&[set("share.isolation.level", "serializable")]).contains("read_committed"));
         assert!(refused(&[set("retention.ms", "1")]).contains("share.auto.offset.reset"));
-        assert!(refused(&[set("consumer.session.timeout.ms", "1")]).contains("group_consumer_"));
+        assert!(refused(&[set("consumer.session.timeout.ms", "1")]).contains("1000..=3600000"));
+        assert!(
+            refused(&[set("consumer.heartbeat.interval.ms", "45000")]).contains("below consumer.session.timeout.ms")
+        );
+        let consumer = [set("consumer.session.timeout.ms", "20000"), set("consumer.heartbeat.interval.ms", "2000")];
+        let config = changed("g", &GroupConfig::new(), &consumer, &defaults()).unwrap();
+        let timing = consumer_timing(&config, defaults().consumer);
+        assert_eq!(
+            (timing.session_timeout, timing.heartbeat_interval),
+            (Duration::from_secs(20), Duration::from_secs(2))
+        );
+        assert_eq!(apply(&config, settings()).session_timeout, Duration::from_secs(45), "a share group's apart");
         let twice = [set("share.delivery.count.limit", "3"), ("share.delivery.count.limit".into(), None)];
         assert!(refused(&twice).contains("named twice"));
         // The heartbeat must stay below the session timeout, the broker's 45 s counting for a group without one.
         assert!(refused(&[set("share.heartbeat.interval.ms", "45000")]).contains("below share.session.timeout.ms"));
         assert!(refused(&[set("share.session.timeout.ms", "5000")]).contains("below share.session.timeout.ms"));
         let both = [set("share.session.timeout.ms", "5000"), set("share.heartbeat.interval.ms", "1000")];
-        assert!(changed("g", &GroupConfig::new(), &both, &settings()).is_ok());
+        assert!(changed("g", &GroupConfig::new(), &both, &defaults()).is_ok());
         let committed =
-            changed("g", &GroupConfig::new(), &[set("share.isolation.level", "READ_COMMITTED")], &settings()).unwrap();
+            changed("g", &GroupConfig::new(), &[set("share.isolation.level", "READ_COMMITTED")], &defaults()).unwrap();
         assert!(apply(&committed, settings()).is_read_committed);
         assert!(!apply(&GroupConfig::new(), settings()).is_read_committed);
     }
@@ -465,9 +632,9 @@ mod tests {
             assert_eq!(ms(bad), None, "{bad}");
         }
         let config =
-            changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "by_duration:pt1h")], &settings())
+            changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "by_duration:pt1h")], &defaults())
                 .unwrap();
-        assert_eq!(config.get(&GroupConfigKey::AutoOffsetReset).map(String::as_str), Some("by_duration:PT1H"));
+        assert_eq!(config.get(&GroupConfigKey::ShareAutoOffsetReset).map(String::as_str), Some("by_duration:PT1H"));
         assert_eq!(apply(&config, settings()).auto_offset_reset, ShareStart::ByDuration(Duration::from_secs(3600)));
     }
 
@@ -475,7 +642,7 @@ mod tests {
     fn a_heartbeat_the_brokers_new_session_timeout_overtook_becomes_a_third_of_it() {
         let dir = tempfile::tempdir().unwrap();
         let config =
-            changed("g", &GroupConfig::new(), &[set("share.heartbeat.interval.ms", "40000")], &settings()).unwrap();
+            changed("g", &GroupConfig::new(), &[set("share.heartbeat.interval.ms", "40000")], &defaults()).unwrap();
         store(dir.path(), &BTreeMap::from([("g".to_owned(), config)])).unwrap();
         // Restarted with a 30 s session timeout: the stored config still loads.
         let shorter = ShareSettings { session_timeout: Duration::from_secs(30), ..settings() };
@@ -489,7 +656,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).unwrap().is_empty(), "no file: no configs");
         let config =
-            changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "earliest")], &settings()).unwrap();
+            changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "earliest")], &defaults()).unwrap();
         let groups = BTreeMap::from([("g".to_owned(), config)]);
         store(dir.path(), &groups).unwrap();
         assert_eq!(load(dir.path()).unwrap(), groups);

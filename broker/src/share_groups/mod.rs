@@ -334,7 +334,7 @@ impl ShareGroups {
         {
             return Err(ShareError::TooManyGroups { max: settings.max_groups });
         }
-        let State { groups, partitions, .. } = &mut *state;
+        let State { groups, partitions } = &mut *state;
         if *member_epoch != 0 && !groups.contains_key(group_id) {
             if *member_epoch == -1 {
                 return Ok(HeartbeatAnswer {
@@ -441,7 +441,7 @@ impl ShareGroups {
     /// went back to the group.
     fn expire_members(&self, state: &mut State, group_id: &str, now: Instant) -> usize {
         let rules = self.configs.share_settings(group_id).rules;
-        let State { groups, partitions, .. } = state;
+        let State { groups, partitions } = state;
         let Some(group) = groups.get_mut(group_id) else { return 0 };
         let expired: Vec<String> =
             group.members.iter().filter(|(_, member)| member.deadline <= now).map(|(id, _)| id.clone()).collect();

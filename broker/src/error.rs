@@ -37,9 +37,6 @@ pub enum BrokerError {
     /// A group setting refused at alter (`share_groups/config.rs` says why).
     #[error("invalid config of group {group:?}: {reason}")]
     InvalidGroupConfig { group: String, reason: String },
-    /// A call this node does not serve in its setup.
-    #[error("{what} is served on a single node only in this version, and this node is in a cluster")]
-    NotOnCluster { what: &'static str },
     #[error("too many topics: the broker holds at most {limit} (max_topics)")]
     TooManyTopics { limit: u32 },
     #[error(
@@ -189,7 +186,6 @@ impl BrokerError {
             BrokerError::ReservedTopicName { .. } => Reason::InvalidTopicName,
             BrokerError::InvalidPartitionCount { .. } | BrokerError::InvalidArgument { .. } => Reason::InvalidArgument,
             BrokerError::InvalidTopicConfig { .. } | BrokerError::InvalidGroupConfig { .. } => Reason::InvalidConfig,
-            BrokerError::NotOnCluster { .. } => Reason::Unsupported,
             BrokerError::TooManyTopics { .. }
             | BrokerError::TooManyOpenFiles { .. }
             | BrokerError::TooManyGroups { .. }

@@ -9,15 +9,24 @@
 //! `share.auto.offset.reset=earliest` before its first member joins), and it outlives DeleteGroups, as Kafka's
 //! do: configs are the operator's, removed with a DELETE of each key.
 //!
-//! What lasts: every group's config is one JSON file in the data directory, [`FILE`], written whole (a temporary
-//! file fsynced and renamed) before an alter is answered. A file that cannot be read stops the broker at start,
-//! naming it, rather than letting groups silently fall back to the broker's settings.
+//! What lasts: on a single node every group's config is one JSON file in the data directory, [`FILE`], written
+//! whole (a temporary file fsynced and renamed) before an alter is answered. A file that cannot be read stops the
+//! broker at start, naming it, rather than letting groups silently fall back to the broker's settings. On a
+//! cluster they are part of the replicated cluster metadata (`Command::AlterGroupConfig`): an alter is answered
+//! once committed and applied on the node asked, every node's coordinators read the same, and a group keeps its
+//! settings when its coordinator moves. A cluster stores the `consumer.*` keys only: share groups are served on
+//! a single node, and a `share.*` key there would be a setting nothing reads.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
+
+use crate::auth::replicated::ClusterAccess;
+use crate::cluster::metadata::{ClusterMetadata, Command};
+use crate::cluster::Controller;
 use crate::error::{BrokerError, Result};
 use crate::share_groups::{ShareSettings, ShareStart};
 
@@ -64,6 +73,10 @@ impl GroupDefaults {
     }
 }
 
+/// Most groups with a config of their own: each is a few hundred bytes of every node's metadata (and of a single
+/// node's file, rewritten whole on each alter), so an operator's script cannot grow them without bound.
+pub const MAX_CONFIGURED_GROUPS: usize = 10_000;
+
 /// The range of a duration key, in milliseconds: the same as the broker option's.
 const LOCK_DURATION_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
@@ -96,6 +109,11 @@ impl GroupConfigKey {
 
     pub fn parse(name: &str) -> Option<GroupConfigKey> {
         GroupConfigKey::ALL.into_iter().find(|key| key.kafka_name() == name)
+    }
+
+    /// Whether a cluster node stores the key: a share group's keys are served on a single node only.
+    pub fn is_served_on_cluster(self) -> bool {
+        matches!(self, GroupConfigKey::ConsumerSessionTimeoutMs | GroupConfigKey::ConsumerHeartbeatIntervalMs)
     }
 
     /// Whether Kafka types the key as a string (else an int).
@@ -244,10 +262,77 @@ pub enum GroupConfigError {
     HeartbeatNotBelowSession { kind: &'static str, group: String, heartbeat_ms: u64, session_ms: u64 },
     #[error("{0} is named twice in one request")]
     Repeated(String),
+    #[error(
+        "{name} is a share group's config, and share groups are served on a single node only in this version: a \
+         cluster stores consumer.session.timeout.ms and consumer.heartbeat.interval.ms"
+    )]
+    ShareKeyOnCluster { name: String },
+    #[error(
+        "{MAX_CONFIGURED_GROUPS} groups have a config of their own, the most the broker keeps: delete the keys of \
+         a group that no longer needs them first"
+    )]
+    TooManyGroups,
 }
 
 /// One group's config: each key it sets, with its value as stored (checked).
 pub type GroupConfig = BTreeMap<GroupConfigKey, String>;
+
+/// Every group's config by Kafka's key names, as the cluster metadata and the file hold them: a key this version
+/// does not know (a newer node's) stays in the metadata and is left out when read.
+pub type StoredGroupConfigs = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Applies `changes` to `group`'s config in `groups`, each key and value checked on its own (what the cluster
+/// metadata runs, the same on every node: the check of a heartbeat against a session timeout depends on a
+/// node's broker settings, so the proposer makes it). Whether anything changed.
+pub fn apply_stored(
+    groups: &mut StoredGroupConfigs,
+    group: &str,
+    changes: &[(String, Option<String>)],
+) -> std::result::Result<bool, GroupConfigError> {
+    let current = groups.get(group).cloned().unwrap_or_default();
+    let known: Vec<(String, Option<String>)> = current
+        .iter()
+        .filter(|(name, _)| GroupConfigKey::parse(name).is_some())
+        .map(|(name, value)| (name.clone(), Some(value.clone())))
+        .collect();
+    let next = with_keys_changed(&with_keys_changed(&GroupConfig::new(), &known)?, changes)?;
+    let mut stored: BTreeMap<String, String> =
+        current.into_iter().filter(|(name, _)| GroupConfigKey::parse(name).is_none()).collect();
+    stored.extend(next.into_iter().map(|(key, value)| (key.kafka_name().to_owned(), value)));
+    if groups.get(group).map_or(stored.is_empty(), |before| *before == stored) {
+        return Ok(false);
+    }
+    if stored.is_empty() {
+        groups.remove(group);
+    } else {
+        if !groups.contains_key(group) && groups.len() >= MAX_CONFIGURED_GROUPS {
+            return Err(GroupConfigError::TooManyGroups);
+        }
+        groups.insert(group.to_owned(), stored);
+    }
+    Ok(true)
+}
+
+/// The configs of `stored` this version reads: a key it does not know, or a value it would refuse, is left out
+/// (logged), so a group runs with the broker's setting for it.
+fn readable(stored: &StoredGroupConfigs) -> BTreeMap<String, GroupConfig> {
+    let mut groups = BTreeMap::new();
+    for (group, keys) in stored {
+        let mut config = GroupConfig::new();
+        for (name, value) in keys {
+            match GroupConfigKey::parse(name).map(|key| (key, key.checked(value))) {
+                Some((key, Ok(value))) => {
+                    config.insert(key, value);
+                }
+                _ => tracing::warn!(group, key = %name, value, "a group config this version does not read; ignored"),
+            }
+        }
+        if !config.is_empty() {
+            groups.insert(group.clone(), config);
+        }
+    }
+    groups
+}
 
 /// `config` after `changes` (each a key and `Some(value)` to set it, `None` to remove it), checked against the
 /// broker's `defaults` for the keys the group does not set.
@@ -428,25 +513,79 @@ pub enum AlterConfigError {
     Store(#[from] BrokerError),
 }
 
+/// Where a node's group configs last.
+enum Backing {
+    /// A single node's `<data>/__group-configs.json`.
+    File(PathBuf),
+    /// The replicated cluster metadata.
+    Cluster(ClusterAccess),
+    /// Nothing: a test's node, whose alters last as long as it.
+    #[cfg(test)]
+    Memory,
+}
+
 /// Every group's config, shared by the share groups and the consumer groups' coordinator, each reading a group's
 /// on every request of it, so a change applies from the group's next request on.
 pub struct GroupConfigs {
     defaults: GroupDefaults,
+    backing: Backing,
     configs: RwLock<BTreeMap<String, GroupConfig>>,
-    /// Held by an alter from reading the configs to installing the changed ones, so the file written in between
-    /// and the configs in memory never part.
+    /// On a single node, held by an alter from reading the configs to installing the changed ones, so the file
+    /// written in between and the configs in memory never part (a cluster's metadata orders its alters).
     writes: Mutex<()>,
+    /// On a cluster node, the metadata's configs last read, so a metadata change that leaves them alone (most
+    /// do) costs a pointer comparison.
+    applied: Mutex<Arc<StoredGroupConfigs>>,
 }
 
 impl GroupConfigs {
-    /// No group with a config of its own (a cluster node's: group configs are served on a single node).
-    pub fn new(defaults: GroupDefaults) -> GroupConfigs {
-        GroupConfigs { defaults, configs: RwLock::new(BTreeMap::new()), writes: Mutex::new(()) }
+    fn with(defaults: GroupDefaults, backing: Backing, configs: BTreeMap<String, GroupConfig>) -> GroupConfigs {
+        GroupConfigs {
+            defaults,
+            backing,
+            configs: RwLock::new(configs),
+            writes: Mutex::new(()),
+            applied: Mutex::new(Arc::default()),
+        }
     }
 
-    /// The configs stored in `data_dir` ([`load`]).
+    /// A test's: none stored, alters kept in memory.
+    #[cfg(test)]
+    pub fn new(defaults: GroupDefaults) -> GroupConfigs {
+        GroupConfigs::with(defaults, Backing::Memory, BTreeMap::new())
+    }
+
+    /// A single node's: the configs stored in `data_dir` ([`load`]), and alters written there.
     pub fn open(defaults: GroupDefaults, data_dir: &Path) -> Result<GroupConfigs> {
-        Ok(GroupConfigs { configs: RwLock::new(load(data_dir)?), ..GroupConfigs::new(defaults) })
+        Ok(GroupConfigs::with(defaults, Backing::File(data_dir.join(FILE)), load(data_dir)?))
+    }
+
+    /// A cluster node's: the configs of the metadata `controller` applied, followed as it changes; alters
+    /// proposed through `runtime`, from its blocking pool.
+    pub fn replicated(defaults: GroupDefaults, controller: Arc<Controller>, runtime: Handle) -> Arc<GroupConfigs> {
+        let access = ClusterAccess::new(controller, runtime);
+        let configs = Arc::new(GroupConfigs::with(defaults, Backing::Cluster(access), BTreeMap::new()));
+        configs.refresh();
+        if let Backing::Cluster(access) = &configs.backing {
+            access.follow(Arc::downgrade(&configs), GroupConfigs::refresh);
+        }
+        configs
+    }
+
+    /// On a cluster node: takes the configs of the metadata this node last applied, if they changed.
+    fn refresh(&self) {
+        let Backing::Cluster(access) = &self.backing else { return };
+        let metadata = access.metadata();
+        let mut applied = self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::ptr_eq(&applied, &metadata.group_configs) {
+            return;
+        }
+        *applied = Arc::clone(&metadata.group_configs);
+        *self.configs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = readable(&metadata.group_configs);
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.backing, Backing::Cluster(_))
     }
 
     pub fn defaults(&self) -> &GroupDefaults {
@@ -458,9 +597,18 @@ impl GroupConfigs {
         self.read().get(group).cloned().unwrap_or_default()
     }
 
-    /// Every key with the value `group` runs with.
+    /// Every key this node serves with the value `group` runs with (a cluster node's: the `consumer.*` keys).
     pub fn entries(&self, group: &str) -> Vec<GroupConfigEntry> {
-        entries(&self.get(group), &self.defaults)
+        self.entries_of(&self.get(group))
+    }
+
+    /// [`GroupConfigs::entries`] of a group whose own keys are `config` (an alter's, validated only).
+    pub fn entries_of(&self, config: &GroupConfig) -> Vec<GroupConfigEntry> {
+        let mut entries = entries(config, &self.defaults);
+        if self.is_cluster() {
+            entries.retain(|entry| entry.key.is_served_on_cluster());
+        }
+        entries
     }
 
     /// The settings share group `group` runs with.
@@ -473,27 +621,76 @@ impl GroupConfigs {
         self.read().get(group).map_or(self.defaults.consumer, |config| consumer_timing(config, self.defaults.consumer))
     }
 
-    /// Changes `group`'s config: checked, then, unless `store_in` is `None` (validate only), every group's configs
-    /// are written there (fsynced) and installed. Returns the group's config after the change.
+    /// Changes `group`'s config: checked, then, unless `validate_only`, stored (the file written and fsynced, or
+    /// the change committed to the cluster metadata and applied here) and installed. Returns the group's config
+    /// after the change. Blocks on the disk or the controller: call it from the blocking pool.
     pub fn alter(
         &self,
         group: &str,
         changes: &[(String, Option<String>)],
-        store_in: Option<&Path>,
+        validate_only: bool,
     ) -> std::result::Result<GroupConfig, AlterConfigError> {
-        let _writes = self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.is_cluster() {
+            if let Some((name, _)) = changes
+                .iter()
+                .find(|(name, _)| GroupConfigKey::parse(name).is_some_and(|key| !key.is_served_on_cluster()))
+            {
+                return Err(GroupConfigError::ShareKeyOnCluster { name: name.clone() }.into());
+            }
+        }
+        let _writes = match self.backing {
+            Backing::Cluster(_) => None,
+            _ => Some(self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
+        };
         let mut configs = self.read().clone();
         let current = configs.get(group).cloned().unwrap_or_default();
         let next = changed(group, &current, changes, &self.defaults)?;
-        let Some(data_dir) = store_in else { return Ok(next) };
+        if current.is_empty() && !next.is_empty() && configs.len() >= MAX_CONFIGURED_GROUPS {
+            return Err(GroupConfigError::TooManyGroups.into());
+        }
+        if validate_only {
+            return Ok(next);
+        }
         if next.is_empty() {
             configs.remove(group);
         } else {
             configs.insert(group.to_owned(), next.clone());
         }
-        store(data_dir, &configs)?;
+        match &self.backing {
+            Backing::File(path) => store(path, &configs)?,
+            Backing::Cluster(access) => return self.propose(access, group, changes),
+            #[cfg(test)]
+            Backing::Memory => {}
+        }
         *self.configs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = configs;
         Ok(next)
+    }
+
+    /// Commits `changes` of `group` to the cluster metadata and waits until this node applied them.
+    fn propose(
+        &self,
+        access: &ClusterAccess,
+        group: &str,
+        changes: &[(String, Option<String>)],
+    ) -> std::result::Result<GroupConfig, AlterConfigError> {
+        let command = Command::AlterGroupConfig { group: group.to_owned(), changes: changes.to_vec() };
+        // Applied once applying the changes again would change nothing in this node's metadata.
+        let is_applied = |metadata: &ClusterMetadata| {
+            apply_stored(&mut StoredGroupConfigs::clone(&metadata.group_configs), group, changes) == Ok(false)
+        };
+        let outcome =
+            access.propose(command, is_applied).map_err(|reason| BrokerError::ControllerUnavailable { reason })?;
+        self.refresh();
+        match outcome.refusal {
+            None => Ok(self.get(group)),
+            Some(crate::cluster::access::AccessRefusal::TooManyGroupConfigs) => {
+                Err(GroupConfigError::TooManyGroups.into())
+            }
+            Some(refusal) => Err(BrokerError::Internal(format!(
+                "the cluster metadata refused the change of group {group}'s config as {refusal:?}"
+            ))
+            .into()),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, GroupConfig>> {
@@ -501,8 +698,8 @@ impl GroupConfigs {
     }
 }
 
-/// Writes every group's config to `data_dir`, whole, fsynced.
-pub fn store(data_dir: &Path, groups: &BTreeMap<String, GroupConfig>) -> Result<()> {
+/// Writes every group's config to `path`, whole, fsynced.
+fn store(path: &Path, groups: &BTreeMap<String, GroupConfig>) -> Result<()> {
     let stored = Stored {
         format_version: FORMAT_VERSION,
         groups: groups
@@ -516,7 +713,7 @@ pub fn store(data_dir: &Path, groups: &BTreeMap<String, GroupConfig>) -> Result<
             .collect(),
     };
     let bytes = serde_json::to_vec_pretty(&stored).map_err(|err| BrokerError::Internal(err.to_string()))?;
-    crate::meta::write_atomically(&data_dir.join(FILE), &bytes)
+    crate::meta::write_atomically(path, &bytes)
 }
 
 #[cfg(test)]
@@ -643,12 +840,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config =
             changed("g", &GroupConfig::new(), &[set("share.heartbeat.interval.ms", "40000")], &defaults()).unwrap();
-        store(dir.path(), &BTreeMap::from([("g".to_owned(), config)])).unwrap();
+        store(&dir.path().join(FILE), &BTreeMap::from([("g".to_owned(), config)])).unwrap();
         // Restarted with a 30 s session timeout: the stored config still loads.
         let shorter = ShareSettings { session_timeout: Duration::from_secs(30), ..settings() };
         let loaded = load(dir.path()).unwrap();
         let applied = apply(&loaded["g"], shorter);
         assert_eq!(applied.heartbeat_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_groups_with_a_config_are_bounded_and_a_deleted_ones_place_is_free_again() {
+        let mut groups = StoredGroupConfigs::new();
+        let own = [set("consumer.session.timeout.ms", "20000")];
+        for n in 0..MAX_CONFIGURED_GROUPS {
+            assert_eq!(apply_stored(&mut groups, &format!("g{n}"), &own), Ok(true));
+        }
+        assert_eq!(apply_stored(&mut groups, "one-more", &own), Err(GroupConfigError::TooManyGroups));
+        assert_eq!(apply_stored(&mut groups, "g0", &[set("consumer.heartbeat.interval.ms", "100")]), Ok(true));
+        let delete = [("consumer.session.timeout.ms".to_owned(), None)];
+        assert_eq!(apply_stored(&mut groups, "g1", &delete), Ok(true));
+        assert_eq!(apply_stored(&mut groups, "one-more", &own), Ok(true));
+        // A single node's configs, bounded alike.
+        let configs = GroupConfigs::new(defaults());
+        *configs.configs.write().unwrap() = readable(&groups);
+        let refused = configs.alter("another", &own, true).unwrap_err().to_string();
+        assert!(refused.contains("10000 groups"), "{refused}");
+        assert!(configs.alter("g5", &own, true).is_ok(), "a group with a config already may change it");
     }
 
     #[test]
@@ -658,7 +875,7 @@ mod tests {
         let config =
             changed("g", &GroupConfig::new(), &[set("share.auto.offset.reset", "earliest")], &defaults()).unwrap();
         let groups = BTreeMap::from([("g".to_owned(), config)]);
-        store(dir.path(), &groups).unwrap();
+        store(&dir.path().join(FILE), &groups).unwrap();
         assert_eq!(load(dir.path()).unwrap(), groups);
         std::fs::write(dir.path().join(FILE), br#"{"format_version":1,"groups":{"g":{"share.x":"1"}}}"#).unwrap();
         let err = load(dir.path()).unwrap_err().to_string();

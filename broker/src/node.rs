@@ -18,7 +18,8 @@ pub struct Node {
     pub groups: Arc<GroupCoordinator>,
     /// Share groups (KIP-932), served to Kafka clients on a single node.
     pub shares: Arc<crate::share_groups::ShareGroups>,
-    /// Groups' own settings (Kafka's group configs), which the share groups and `groups` read; a single node's.
+    /// Groups' own settings (Kafka's group configs), which the share groups and `groups` read: a single node's file
+    /// or the cluster's metadata.
     pub group_configs: Arc<crate::group_config::GroupConfigs>,
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight

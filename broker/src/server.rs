@@ -162,12 +162,15 @@ impl Broker {
             }
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        // Group configs are served on a single node only (as share groups are): a cluster node has none.
         let group_defaults = crate::group_config::GroupDefaults::of(&config);
-        let group_configs = Arc::new(match &controller {
-            None => crate::group_config::GroupConfigs::open(group_defaults, &config.data_dir)?,
-            Some(_) => crate::group_config::GroupConfigs::new(group_defaults),
-        });
+        let group_configs = match &controller {
+            None => Arc::new(crate::group_config::GroupConfigs::open(group_defaults, &config.data_dir)?),
+            Some(controller) => crate::group_config::GroupConfigs::replicated(
+                group_defaults,
+                Arc::clone(controller),
+                tokio::runtime::Handle::current(),
+            ),
+        };
         let groups = Arc::new(GroupCoordinator::new(Arc::clone(&config), Arc::clone(&group_configs)));
         // In a cluster the controller hands out the blocks, so that ids are unique across nodes and disks.
         let producer_id_blocks: Box<dyn crate::producer_ids::ProducerIdBlocks> = match &controller {

@@ -304,4 +304,10 @@ fn group_config_shows_changes_and_keeps_a_groups_own_settings_and_refuses_bad_on
     assert_eq!(config_value(&after, "share.auto.offset.reset"), ("earliest".into(), "group".into()));
     assert_eq!(config_value(&after, "share.delivery.count.limit"), ("5".into(), "broker".into()), "dry run kept");
     assert_eq!(config_value(&after, "share.record.lock.duration.ms"), ("30000".into(), "broker".into()));
+    // A cluster keeps group configs in its metadata: this data dir, started as a cluster node, is refused rather
+    // than its groups silently falling back to the broker's settings.
+    broker.kill();
+    let output = common::cluster::start_as_cluster_node(&dir.path().join("data"));
+    let stderr = output.fails(1, "__group-configs.json holds the group configs this node kept when it ran alone");
+    assert!(stderr.contains("rill group config"), "{stderr}");
 }

@@ -295,8 +295,117 @@ fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
     eprintln!("node 3 answered LEADER_NOT_AVAILABLE {not_yet} time(s) before it had caught up");
     // gRPC's metadata call on the same node knows it too.
     assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
-    // Group configs are share groups' and, as they, served on a single node only: a cluster node says so.
-    rill(cluster.addr(3), &["group", "config", "mailers"]).fails(1, "served on a single node only");
+}
+
+/// The rows of `rill group config` output: each key, its value, and whether it is the group's own (`group`) or
+/// the broker's.
+fn config_rows(shown: &str) -> Vec<(String, String, String)> {
+    shown
+        .lines()
+        .skip_while(|l| !l.starts_with("KEY"))
+        .skip(1)
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[0].to_owned(), words[1].to_owned(), words[2].to_owned())
+        })
+        .collect()
+}
+
+/// `rill group config billing` asked of `addr` (no rows while it fails: a node starting).
+fn billing_config(addr: &str) -> Vec<(String, String, String)> {
+    let shown = rill(addr, &["group", "config", "billing"]);
+    if shown.status.success() {
+        config_rows(shown.ok())
+    } else {
+        Vec::new()
+    }
+}
+
+/// The heartbeat interval a KIP-848 member joining `group` is told by the group's coordinator (FindCoordinator
+/// asked of any running node), and the coordinator's id; again while no coordinator serves the group yet.
+fn joined_heartbeat_interval(kafka: &Kafka, cluster: &Cluster, group: &str, member: &str) -> (i32, u64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut any = kafka.connect(cluster.any_running());
+        let find = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![text(group)]);
+        let found: FindCoordinatorResponse = kafka.call(&mut any, ApiKey::FindCoordinator, 4, &find);
+        let coordinator = &found.coordinators[0];
+        let node = u64::try_from(coordinator.node_id.0).unwrap_or(0);
+        // Until its fence, a killed coordinator is still named: asked again.
+        let is_up = |node: u64| cluster.nodes.get(node as usize - 1).is_some_and(Option::is_some);
+        if coordinator.error_code == 0 && node >= 1 && is_up(node) {
+            let mut client = kafka.connect(cluster.addr(node));
+            let join = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(text(group)))
+                .with_member_id(text(member))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(text("orders"))]))
+                .with_topic_partitions(Some(Vec::new()));
+            let joined: ConsumerGroupHeartbeatResponse =
+                kafka.call(&mut client, ApiKey::ConsumerGroupHeartbeat, 1, &join);
+            if joined.error_code == 0 {
+                return (joined.heartbeat_interval_ms, node);
+            }
+        }
+        assert!(Instant::now() < deadline, "no coordinator of {group} took a member within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_groups_config_altered_on_one_node_is_every_nodes_and_outlives_its_coordinator_and_restarts() {
+    let mut cluster = Cluster::start(FAST_CLUSTER);
+    let kafka = Kafka::new();
+    create(&cluster, "orders", "3", "3");
+    wait_for(&cluster, "orders", 3, "orders in sync", |rows| rows.iter().all(|r| r.isr.len() == 3));
+    let broker_interval = joined_heartbeat_interval(&kafka, &cluster, "billing", "first").0;
+
+    // Set through node 1; every node shows it (the others once they applied it), the cluster's keys only.
+    let set = ["consumer.session.timeout.ms=20000", "consumer.heartbeat.interval.ms=2000"];
+    let altered = rill(cluster.addr(1), &["group", "config", "billing", "--config", set[0], "--config", set[1]]);
+    let expected = vec![
+        ("consumer.heartbeat.interval.ms".to_owned(), "2000".to_owned(), "group".to_owned()),
+        ("consumer.session.timeout.ms".to_owned(), "20000".to_owned(), "group".to_owned()),
+    ];
+    assert_eq!(config_rows(altered.ok()), expected, "answered once applied on the node asked");
+    for node in 1..=3 {
+        common::eventually(&format!("billing's config on node {node}"), || {
+            (billing_config(cluster.addr(node)) == expected).then_some(())
+        });
+    }
+    // A share group's key is refused on a cluster, saying which keys a cluster stores; nothing changes.
+    rill(cluster.addr(2), &["group", "config", "billing", "--config", "share.auto.offset.reset=earliest"])
+        .fails(1, "a cluster stores consumer.session.timeout.ms");
+    rill(cluster.addr(2), &["group", "config", "billing", "--config", "consumer.heartbeat.interval.ms=20000"])
+        .fails(1, "below consumer.session.timeout.ms");
+
+    // The group's coordinator tells a joining member the group's interval, not the broker's.
+    let (interval, coordinator) = joined_heartbeat_interval(&kafka, &cluster, "billing", "second");
+    assert_eq!((interval, broker_interval == 2000), (2000, false));
+    // Its coordinator SIGKILLed: the next one tells the same, the config being the cluster's, not the node's.
+    cluster.nodes[coordinator as usize - 1].take().expect("the coordinator running").kill();
+    let (interval, next) = joined_heartbeat_interval(&kafka, &cluster, "billing", "third");
+    assert_eq!((interval, next == coordinator), (2000, false));
+    eprintln!("billing moved from node {coordinator} to node {next}");
+
+    // Every node stopped and started again: the config is in the replicated metadata they recover.
+    for node in 1..=3u64 {
+        if let Some(running) = cluster.nodes[node as usize - 1].take() {
+            running.kill();
+        }
+    }
+    for node in 1..=3u64 {
+        cluster.nodes[node as usize - 1] = Some(cluster.start_node(node));
+    }
+    common::eventually("billing's config after a restart of every node", || {
+        (billing_config(cluster.addr(3)) == expected).then_some(())
+    });
+    let delete = ["group", "config", "billing", "--delete-config", "consumer.heartbeat.interval.ms"];
+    let deleted = config_rows(rill(cluster.addr(3), &delete).ok());
+    assert_eq!(deleted[0].2, "broker", "{deleted:?}");
+    assert_eq!(deleted[1], expected[1], "the other key stays");
+    common::eventually("the delete on node 1", || (billing_config(cluster.addr(1)) == deleted).then_some(()));
 }
 
 const REASSIGNMENT_IN_PROGRESS: i16 = 60;

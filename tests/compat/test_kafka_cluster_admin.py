@@ -13,7 +13,8 @@ import tempfile
 
 import pytest
 from confluent_kafka import ElectionType, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewPartitions, NewTopic, ResourceType)
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic as KafkaPythonNewTopic
 from kafka import TopicPartition as KafkaPythonTopicPartition
@@ -132,6 +133,39 @@ def test_kafka_python_cancels_a_move_under_way_with_a_null_replica_list(cluster)
             os.kill(cluster.processes[y].pid, signal.SIGCONT)
     finally:
         admin.close()
+
+
+def group_config(admin, group):
+    resource = ConfigResource(ResourceType.GROUP, group)
+    return admin.describe_configs([resource])[resource].result(timeout=30)
+
+
+def alter_group_config(admin, group, name, value):
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+
+def test_confluent_kafka_alters_a_groups_config_through_one_node_and_every_node_serves_it(cluster):
+    group = "billing-compat"
+    admins = [AdminClient({"bootstrap.servers": addr}) for addr in cluster.addrs]
+    before = group_config(admins[0], group)
+    assert sorted(before) == ["consumer.heartbeat.interval.ms", "consumer.session.timeout.ms"], "a cluster's keys"
+    assert before["consumer.session.timeout.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    alter_group_config(admins[1], group, "consumer.session.timeout.ms", "20000")
+
+    def everywhere():
+        seen = [group_config(admin, group)["consumer.session.timeout.ms"] for admin in admins]
+        return all(entry.value == "20000" and entry.source == ConfigSource.GROUP_CONFIG.value for entry in seen)
+    wait_for(everywhere, "the group's session timeout described through every node")
+    # A share group's key, and a heartbeat not below the session: refused with what is allowed, nothing changed.
+    for name, value, allowed in (("share.auto.offset.reset", "earliest", "a cluster stores consumer."),
+                                 ("consumer.heartbeat.interval.ms", "20000", "below consumer.session.timeout.ms")):
+        with pytest.raises(KafkaException) as refused:
+            alter_group_config(admins[2], group, name, value)
+        error = refused.value.args[0]
+        assert error.code() == KafkaError.INVALID_CONFIG and allowed in error.str(), error
+    assert group_config(admins[2], group)["consumer.heartbeat.interval.ms"].source == ConfigSource.DEFAULT_CONFIG.value
 
 
 def alive_nodes(cluster):

@@ -42,6 +42,7 @@ pub fn refuse_node_files_on_cluster(data_dir: &std::path::Path) -> Result<(), Au
         (users::USERS_FILE, "users", "user create"),
         (acl_store::ACLS_FILE, "ACLs", "acl add"),
         (crate::quotas::store::QUOTAS_FILE, "client quotas", "quota set"),
+        (crate::group_config::FILE, "group configs", "group config"),
     ];
     for (file, what, command) in files {
         let path = data_dir.join(file);

@@ -402,7 +402,10 @@ fn refused(refusal: AccessRefusal, name: String) -> AuthError {
         AccessRefusal::UnknownCredential => AuthError::UnknownCredential { name, mechanism: "SCRAM" },
         AccessRefusal::TooManyUsers => AuthError::TooManyUsers { limit: MAX_USERS },
         AccessRefusal::TooManyTokens => AuthError::TooManyTokens { name, limit: MAX_TOKENS_PER_USER },
-        AccessRefusal::TooManyAcls | AccessRefusal::TooManyQuotas | AccessRefusal::Invalid => {
+        AccessRefusal::TooManyAcls
+        | AccessRefusal::TooManyQuotas
+        | AccessRefusal::TooManyGroupConfigs
+        | AccessRefusal::Invalid => {
             AuthError::Internal(format!("the controller refused the change to user {name:?} as {refusal:?}"))
         }
     }

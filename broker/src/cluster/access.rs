@@ -36,6 +36,8 @@ pub enum AccessRefusal {
     TooManyAcls,
     /// A client quota change past `quotas::MAX_QUOTA_ENTITIES`.
     TooManyQuotas,
+    /// A group config change past `group_config::MAX_CONFIGURED_GROUPS`.
+    TooManyGroupConfigs,
     /// A name, credential or binding the proposer should have refused (a bug, or a newer proposer's format).
     Invalid,
 }

@@ -19,6 +19,7 @@ use super::console_sessions::ConsoleSessions;
 use super::reassignment_state::ReplicaReassignment;
 use crate::auth::acl::AclBinding;
 use crate::auth::users::UserRecord;
+use crate::group_config::{GroupConfigError, StoredGroupConfigs};
 use crate::meta::TopicSettings;
 use crate::quotas::{ClientQuotas, InvalidQuota, QuotaChange};
 use crate::topic_id::TopicId;
@@ -138,6 +139,14 @@ pub struct ClusterMetadata {
     /// is empty.
     #[serde(default, skip_serializing_if = "is_empty_registry")]
     pub schema_registry: Arc<crate::schema_registry::SchemaRegistry>,
+    /// The groups' own settings (`group_config.rs`), by group and Kafka key name. Absent from metadata written
+    /// before group configs were served on a cluster, and while no group has one.
+    #[serde(default, skip_serializing_if = "is_no_group_config")]
+    pub group_configs: Arc<StoredGroupConfigs>,
+}
+
+fn is_no_group_config(configs: &Arc<StoredGroupConfigs>) -> bool {
+    configs.is_empty()
 }
 
 fn is_empty_registry(registry: &Arc<crate::schema_registry::SchemaRegistry>) -> bool {
@@ -373,6 +382,14 @@ pub enum Command {
         producer_id: i64,
         prior: Box<TransactionMetadata>,
     },
+    /// A group's config keys set (`Some`) or deleted (`None`), all or none (`group_config::apply_stored`): each
+    /// key and value checked here as by the proposer, which also checked the heartbeat against the session
+    /// timeout with its broker settings. Changes only what names the group, so concurrent alters of different
+    /// keys both land.
+    AlterGroupConfig {
+        group: String,
+        changes: Vec<(String, Option<String>)>,
+    },
 }
 
 /// Why a partition's preferred replica cannot take the leadership now.
@@ -589,6 +606,24 @@ impl ClusterMetadata {
                     Err(invalid) => {
                         let refusal = match invalid {
                             InvalidQuota::TooMany => AccessRefusal::TooManyQuotas,
+                            _ => AccessRefusal::Invalid,
+                        };
+                        CommandOutcome { refusal: Some(refusal), ..CommandOutcome::unchanged() }
+                    }
+                };
+            }
+            Command::AlterGroupConfig { group, changes } => {
+                let mut configs = StoredGroupConfigs::clone(&self.group_configs);
+                return match crate::group_config::apply_stored(&mut configs, group, changes) {
+                    Ok(changed) => {
+                        if changed {
+                            self.group_configs = Arc::new(configs);
+                        }
+                        CommandOutcome { changed, ..CommandOutcome::unchanged() }
+                    }
+                    Err(refused) => {
+                        let refusal = match refused {
+                            GroupConfigError::TooManyGroups => AccessRefusal::TooManyGroupConfigs,
                             _ => AccessRefusal::Invalid,
                         };
                         CommandOutcome { refusal: Some(refusal), ..CommandOutcome::unchanged() }
@@ -1071,5 +1106,42 @@ mod tests {
         let replicas: Vec<&[u64]> = topic.partitions.iter().map(|p| p.replicas.as_slice()).collect();
         assert_eq!(replicas, [&[1, 2, 3][..], &[2, 3, 1], &[3, 1, 2]]);
         assert_eq!(topic.partitions[2].leader, Some(3));
+    }
+
+    #[test]
+    fn group_configs_merge_alters_of_different_keys_refuse_bad_ones_and_survive_a_snapshot() {
+        let mut metadata = ClusterMetadata::default();
+        let alter = |group: &str, key: &str, value: Option<&str>| Command::AlterGroupConfig {
+            group: group.to_owned(),
+            changes: vec![(key.to_owned(), value.map(str::to_owned))],
+        };
+        // Two nodes' alters of different keys of one group, committed one after the other: both land.
+        assert!(metadata.apply(&alter("billing", "consumer.session.timeout.ms", Some("20000"))).changed);
+        assert!(metadata.apply(&alter("billing", "consumer.heartbeat.interval.ms", Some("2000"))).changed);
+        assert!(!metadata.apply(&alter("billing", "consumer.heartbeat.interval.ms", Some("2000"))).changed);
+        let billing = &metadata.group_configs["billing"];
+        assert_eq!(billing["consumer.session.timeout.ms"], "20000");
+        assert_eq!(billing["consumer.heartbeat.interval.ms"], "2000");
+        // What the proposer should have refused changes nothing, and says so.
+        for bad in [alter("billing", "consumer.session.timeout.ms", Some("1")), alter("billing", "x.y", Some("1"))] {
+            let outcome = metadata.apply(&bad);
+            assert!(!outcome.changed && outcome.refusal == Some(AccessRefusal::Invalid), "{bad:?}: {outcome:?}");
+        }
+        let restored: ClusterMetadata =
+            serde_json::from_slice(&serde_json::to_vec(&metadata).expect("encodes")).expect("decodes");
+        assert_eq!(restored.group_configs, metadata.group_configs);
+        // Deleting a group's last key removes the group.
+        assert!(metadata.apply(&alter("billing", "consumer.session.timeout.ms", None)).changed);
+        assert!(metadata.apply(&alter("billing", "consumer.heartbeat.interval.ms", None)).changed);
+        assert!(metadata.group_configs.is_empty());
+        // A key a newer node stored is kept through this node's alters of the others.
+        Arc::make_mut(&mut metadata.group_configs)
+            .insert("audit".into(), BTreeMap::from([("consumer.future.key".into(), "1".into())]));
+        assert!(metadata.apply(&alter("audit", "consumer.session.timeout.ms", Some("30000"))).changed);
+        assert_eq!(metadata.group_configs["audit"].len(), 2);
+        // Metadata written before group configs were replicated has none.
+        let old: ClusterMetadata =
+            serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).expect("an old snapshot");
+        assert!(old.group_configs.is_empty());
     }
 }

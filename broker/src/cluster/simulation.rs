@@ -418,14 +418,19 @@ fn phase_is(phase: &Phase, wanted: CrashPhase) -> Option<()> {
     (*phase.lock().expect("phase lock") == wanted).then_some(())
 }
 
+fn alter_group_config(key: &str, value: &str) -> Command {
+    Command::AlterGroupConfig { group: "billing".into(), changes: vec![(key.into(), Some(value.into()))] }
+}
+
 /// Crash the leader, commit through the new one, restart the old leader: it recovers its log from disk and
-/// catches up to the same metadata.
+/// catches up to the same metadata, a group's config altered through each leader merged.
 async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     let (old_leader, _) = wait_for("first leader", || agreed_leader(&nodes, &NODES)).await?;
     for node_id in NODES {
         write(&nodes, old_leader, Command::MarkAlive { node_id, address: host_name(node_id), rack: None, at_ms: 1 })
             .await?;
     }
+    write(&nodes, old_leader, alter_group_config("consumer.session.timeout.ms", "20000")).await?;
     *phase.lock().expect("phase lock") = CrashPhase::CrashRequested(old_leader);
     wait_for("the crash", || phase_is(&phase, CrashPhase::Crashed(old_leader))).await?;
     nodes.lock().expect("nodes lock").remove(&old_leader);
@@ -433,6 +438,7 @@ async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     let (new_leader, _) =
         wait_for("a new leader", || agreed_leader(&nodes, &others).filter(|(l, _)| *l != old_leader)).await?;
     write(&nodes, new_leader, Command::Fence { node_id: old_leader, at_ms: 2, stopped_incarnation: None }).await?;
+    write(&nodes, new_leader, alter_group_config("consumer.heartbeat.interval.ms", "2000")).await?;
     *phase.lock().expect("phase lock") = CrashPhase::RestartRequested(old_leader);
     wait_for("the restart", || phase_is(&phase, CrashPhase::Restarted)).await?;
     write(
@@ -443,7 +449,11 @@ async fn crash_scenario(nodes: Nodes, phase: Phase) -> turmoil::Result {
     .await?;
     let agreed =
         wait_for("every node, the restarted one too, applying the same metadata", || agreed_metadata(&nodes)).await?;
-    if agreed.nodes.len() != 3 || agreed.state_of(old_leader) != Some(super::metadata::NodeState::Alive) {
+    let billing = agreed.group_configs.get("billing").map(|keys| keys.keys().map(String::as_str).collect());
+    if agreed.nodes.len() != 3
+        || agreed.state_of(old_leader) != Some(super::metadata::NodeState::Alive)
+        || billing != Some(vec!["consumer.heartbeat.interval.ms", "consumer.session.timeout.ms"])
+    {
         return Err(format!("converged metadata is not the committed one: {agreed:?}").into());
     }
     Ok(())

@@ -194,11 +194,6 @@ async fn alter_group(
     changes: Result<Vec<ConfigChange>, Outcome>,
     is_validate_only: bool,
 ) -> Outcome {
-    if kafka.node.replication.is_some() {
-        return invalid_request(
-            "group configs are served on a single node in this version (as share groups are)".to_owned(),
-        );
-    }
     if group.is_empty() {
         return invalid_request("the group's name is empty: a group config names its group".to_owned());
     }
@@ -207,12 +202,8 @@ async fn alter_group(
         Err(refused) => return refused,
     };
     let configs = std::sync::Arc::clone(&kafka.node.group_configs);
-    let data_dir = kafka.node.config.data_dir.clone();
     let group = group.to_owned();
-    let altered = tokio::task::spawn_blocking(move || {
-        configs.alter(&group, &changes, (!is_validate_only).then_some(data_dir.as_path()))
-    })
-    .await;
+    let altered = tokio::task::spawn_blocking(move || configs.alter(&group, &changes, is_validate_only)).await;
     match altered {
         Ok(Ok(_)) => (0, None),
         Ok(Err(crate::group_config::AlterConfigError::Refused(why))) => {

@@ -71,14 +71,6 @@ fn described(
                 format!("broker {name:?} is not this node ({}); ask it for its own configs", kafka.node_id),
             )
         }
-        RESOURCE_GROUP if kafka.node.replication.is_some() => {
-            return refused(
-                ResponseError::InvalidRequest,
-                "group configs are served on a single node: share groups are not served on a cluster in this \
-                 version"
-                    .to_owned(),
-            )
-        }
         RESOURCE_GROUP if name.is_empty() => {
             return refused(ResponseError::InvalidRequest, "the group's name is empty".to_owned())
         }

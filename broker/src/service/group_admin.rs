@@ -379,7 +379,7 @@ pub async fn expire_groups(node: &Node) {
 
 /// `rill group config GROUP`: every group setting `group` runs with.
 pub fn group_config(node: &Node, group: String) -> Result<v1::GroupConfigResponse> {
-    served_group_configs(node, &group)?;
+    check_group_id(&group)?;
     let config = node.group_configs.get(&group);
     Ok(group_config_response(node, group, &config))
 }
@@ -390,7 +390,7 @@ pub async fn alter_group_config(
     request: v1::AlterGroupConfigRequest,
 ) -> Result<v1::GroupConfigResponse> {
     let v1::AlterGroupConfigRequest { group, set, delete, validate_only } = request;
-    served_group_configs(node, &group)?;
+    check_group_id(&group)?;
     if let Some(both) = delete.iter().find(|key| set.contains_key(*key)) {
         return Err(BrokerError::InvalidGroupConfig {
             group,
@@ -401,10 +401,9 @@ pub async fn alter_group_config(
     changes.sort();
     changes.extend(delete.into_iter().map(|key| (key, None)));
     let configs = Arc::clone(&node.group_configs);
-    let data_dir = node.config.data_dir.clone();
     let altered = {
         let group = group.clone();
-        blocking(move || Ok(configs.alter(&group, &changes, (!validate_only).then_some(data_dir.as_path())))).await?
+        blocking(move || Ok(configs.alter(&group, &changes, validate_only))).await?
     };
     match altered {
         Ok(config) => Ok(group_config_response(node, group, &config)),
@@ -415,19 +414,14 @@ pub async fn alter_group_config(
     }
 }
 
-fn served_group_configs(node: &Node, group: &str) -> Result<()> {
-    if node.replication.is_some() {
-        return Err(BrokerError::NotOnCluster { what: "group configs (as share groups)" });
-    }
-    check_group_id(group)
-}
-
 fn group_config_response(
     node: &Node,
     group: String,
     config: &crate::group_config::GroupConfig,
 ) -> v1::GroupConfigResponse {
-    let mut configs: Vec<v1::GroupConfigEntry> = crate::group_config::entries(config, node.group_configs.defaults())
+    let mut configs: Vec<v1::GroupConfigEntry> = node
+        .group_configs
+        .entries_of(config)
         .into_iter()
         .map(|entry| v1::GroupConfigEntry {
             name: entry.key.kafka_name().to_owned(),

@@ -52,12 +52,21 @@ fn settings() -> ShareSettings {
     }
 }
 
-fn group_configs() -> Arc<GroupConfigs> {
+fn group_defaults() -> crate::group_config::GroupDefaults {
     let consumer = crate::group_config::ConsumerTiming {
         session_timeout: Duration::from_secs(45),
         heartbeat_interval: Duration::from_secs(5),
     };
-    Arc::new(GroupConfigs::new(crate::group_config::GroupDefaults { share: settings(), consumer }))
+    crate::group_config::GroupDefaults { share: settings(), consumer }
+}
+
+fn group_configs() -> Arc<GroupConfigs> {
+    Arc::new(GroupConfigs::new(group_defaults()))
+}
+
+/// Group configs stored in `dir`, as a single node's are.
+fn stored_group_configs(dir: &std::path::Path) -> Arc<GroupConfigs> {
+    Arc::new(GroupConfigs::open(group_defaults(), dir).unwrap())
 }
 
 fn share_groups() -> ShareGroups {
@@ -288,20 +297,20 @@ fn deleting_a_share_group_needs_it_empty() {
 #[test]
 fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its_session() {
     let dir = tempfile::tempdir().unwrap();
-    let configs = group_configs();
+    let configs = stored_group_configs(dir.path());
     let (shares, log, now) = (ShareGroups::new(Arc::clone(&configs)), log(&[("jobs", 1)]), Instant::now());
     let set = |key: &str, value: &str| (key.to_owned(), Some(value.to_owned()));
-    configs.alter("g", &[set("share.auto.offset.reset", "earliest")], None).unwrap();
+    configs.alter("g", &[set("share.auto.offset.reset", "earliest")], true).unwrap();
     assert!(configs.get("g").is_empty(), "validate only: nothing changes");
     assert!(!dir.path().join(crate::group_config::FILE).exists(), "and nothing is written");
-    let refused = configs.alter("g", &[set("share.delivery.count.limit", "1")], Some(dir.path()));
+    let refused = configs.alter("g", &[set("share.delivery.count.limit", "1")], false);
     assert!(matches!(refused, Err(crate::group_config::AlterConfigError::Refused(_))), "{refused:?}");
     let changes = [
         set("share.auto.offset.reset", "earliest"),
         set("share.record.lock.duration.ms", "1500"),
         set("share.session.timeout.ms", "10000"),
     ];
-    configs.alter("g", &changes, Some(dir.path())).unwrap();
+    configs.alter("g", &changes, false).unwrap();
     assert_eq!(crate::group_config::load(dir.path()).unwrap().get("g"), Some(&configs.get("g")));
     shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
     shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
@@ -318,19 +327,18 @@ fn a_groups_own_config_changes_where_it_starts_how_long_it_holds_records_and_its
     assert_eq!((members("g"), members("h")), (1, 2));
     // Deleting its keys puts the group back on the broker's settings; the file then holds no group.
     let deletes: Vec<(String, Option<String>)> = changes.iter().map(|(key, _)| (key.clone(), None)).collect();
-    configs.alter("g", &deletes, Some(dir.path())).unwrap();
+    configs.alter("g", &deletes, false).unwrap();
     assert_eq!(shares.settings_of("g").rules.lock_duration, Duration::from_secs(30));
     assert!(crate::group_config::load(dir.path()).unwrap().is_empty());
 }
 
 #[test]
 fn a_group_started_by_duration_starts_at_the_first_record_that_young_or_at_the_end() {
-    let dir = tempfile::tempdir().unwrap();
     let configs = group_configs();
     let (shares, mut log, now) = (ShareGroups::new(Arc::clone(&configs)), log(&[("jobs", 1)]), Instant::now());
     let by_hour = [("share.auto.offset.reset".to_owned(), Some("by_duration:PT1H".to_owned()))];
     for group in ["g", "h"] {
-        configs.alter(group, &by_hour, Some(dir.path())).unwrap();
+        configs.alter(group, &by_hour, false).unwrap();
     }
     // The log holds 2..10; its records from offset 6 on are younger than an hour.
     log.at_time = Some(6);

@@ -501,8 +501,7 @@ async fn a_groups_own_session_timeout_and_heartbeat_interval_are_its_members() {
         ("consumer.session.timeout.ms".to_owned(), Some("3000".to_owned())),
         ("consumer.heartbeat.interval.ms".to_owned(), Some("700".to_owned())),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    configs.alter("g", &own, Some(dir.path())).unwrap();
+    configs.alter("g", &own, false).unwrap();
     let groups = GroupCoordinator::new(Arc::new(config), configs);
     let start = Instant::now();
     let a = join(&groups, "a", &["t"], start);

@@ -198,7 +198,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let transactions = crate::transactions::TransactionCoordinator::open(&data_dir)?;
     let schemas = Arc::new(crate::schema_registry::SchemaStore::open(&data_dir)?);
     let group_configs =
-        Arc::new(crate::group_config::GroupConfigs::new(crate::group_config::GroupDefaults::of(&config)));
+        Arc::new(crate::group_config::GroupConfigs::open(crate::group_config::GroupDefaults::of(&config), &data_dir)?);
     let node = Arc::new_cyclic(|weak| Node {
         // Transactions are not simulated here: a single node's coordinator, never asked.
         transactions,

@@ -245,8 +245,9 @@ impl Admin {
         Ok(listed.await?.groups)
     }
 
-    /// `group`'s settings (share groups': Kafka's `share.*` group configs), every key with the value the group
-    /// runs with and whether it is the group's own. A group need not exist.
+    /// `group`'s settings (Kafka's group configs: a share group's `share.*` keys, a KIP-848 consumer group's
+    /// `consumer.*` keys; a cluster's are the `consumer.*` keys only), every key with the value the group runs with
+    /// and whether it is the group's own. A group need not exist.
     pub async fn group_config(&self, group: &str) -> Result<Vec<GroupConfigEntry>> {
         let message = DescribeGroupConfigRequest { group: group.to_owned() };
         let mut groups = self.client.groups();

@@ -68,10 +68,13 @@ pub enum BrokerError {
     #[error("group {group:?} has {members} active member(s): {action} needs a group without members (stop its consumers first)")]
     GroupNotEmpty { group: String, members: usize, action: &'static str },
     #[error(
-        "group {group:?} has {members} {kind} member(s): a {other} consumer cannot join it (a group is either \
-         Kafka's or rill's, never both; use another group id)"
+        "group {group:?} has {members} {kind} member(s): a {other} consumer cannot join it (a group id names one \
+         kind of group: use another group id)"
     )]
     GroupKindMismatch { group: String, members: usize, kind: &'static str, other: &'static str },
+    /// A call this node does not serve in its setup.
+    #[error("{what} is served on a single node only in this version, and this node is in a cluster")]
+    NotOnCluster { what: &'static str },
     #[error("too many consumer groups: the broker holds at most {limit} (max_groups)")]
     TooManyGroups { limit: u32 },
     #[error("group {group:?} is full: it may have at most {limit} members (max_members_per_group)")]
@@ -197,6 +200,7 @@ impl BrokerError {
             BrokerError::StaleGeneration { .. } => Reason::StaleGeneration,
             BrokerError::GroupNotEmpty { .. } => Reason::GroupNotEmpty,
             BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
+            BrokerError::NotOnCluster { .. } => Reason::Unsupported,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
             BrokerError::NotLeader { .. } => Reason::NotLeader,
             BrokerError::FencedLeaderEpoch { .. } => Reason::FencedLeaderEpoch,

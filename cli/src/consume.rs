@@ -49,6 +49,8 @@ Examples:
   rill consume greetings --from-end --follow      # only new records, until Ctrl-C
   rill consume payments --isolation read-committed # only committed Kafka transactions' records
   rill consume greetings --format json | jq .value
+  rill consume jobs --share-group workers --follow  # a share group's member: records split one by one
+  rill consume jobs --share-group workers --max-messages 1 --ack reject   # give one record up
 
 --format json prints one object per line: topic, partition, offset, timestamp (ms since the epoch), key,
 value, headers ([{\"key\",\"value\"}]); a key or value that is not UTF-8 is given in base64 as key_b64 or
@@ -58,7 +60,14 @@ raw bytes (a null value prints an empty line).
 --group G: resume from the group's committed offsets, and commit what reached stdout (every second and on
 exit). With --follow (and no --partition or start flag) the consumer joins the group as a member and reads
 the partitions the broker assigns it; otherwise it reads every partition (or --partition) as a standalone
-committer, which the broker refuses while the group has members.";
+committer, which the broker refuses while the group has members.
+
+--share-group G: a member of share group G (Kafka's KIP-932 queues, shared with Kafka share consumers): the
+group hands each record to one member at a time, locked to it until it is acknowledged; several members share
+a partition. A record is acknowledged (--ack, accept by default) once it reached stdout; one that did not (the
+reader went away, --max-messages) is released, for another delivery. Without --follow it stops when the group
+has nothing for it; --format json adds each record's delivery_count. Where a new group starts, its lock
+duration and its isolation are the group's settings (rill group config G).";
 
 /// How often `--group` commits what was printed (and once more on exit).
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -67,7 +76,7 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const SKIP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     /// Each record's value on its own line.
     Value,
     /// One JSON object per record per line.
@@ -78,7 +87,7 @@ enum Format {
 #[command(after_help = EXAMPLES)]
 pub struct ConsumeArgs {
     /// Topic to read.
-    topic: String,
+    pub(crate) topic: String,
     /// Read only this partition (default: all of them).
     #[arg(long, value_name = "P")]
     partition: Option<u32>,
@@ -103,19 +112,27 @@ pub struct ConsumeArgs {
     from_max_timestamp: bool,
     /// Exit after printing this many records.
     #[arg(long, value_name = "N")]
-    max_messages: Option<u64>,
+    pub(crate) max_messages: Option<u64>,
     /// Keep waiting for new records until interrupted (SIGINT/SIGTERM), instead of exiting at the end.
     #[arg(long)]
-    follow: bool,
+    pub(crate) follow: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Value)]
-    format: Format,
+    pub(crate) format: Format,
+    /// Read as a member of this share group (Kafka's KIP-932 queues): the group hands each record to one of its
+    /// members at a time; each printed record is acknowledged (--ack) once it reached stdout.
+    #[arg(long, value_name = "G", conflicts_with_all = ["group", "partition", "start"])]
+    share_group: Option<String>,
+    /// With --share-group: how printed records are acknowledged: accept (done), release (delivered again, to
+    /// any member) or reject (never delivered again).
+    #[arg(long, value_enum, requires = "share_group", default_value_t = crate::consume_share::AckArg::Accept)]
+    pub(crate) ack: crate::consume_share::AckArg,
     /// Records of Kafka transactional producers: read-uncommitted prints every one; read-committed only those of
     /// committed transactions (without --follow it waits for the transactions open at the start to end).
     #[arg(long, value_enum, default_value_t = IsolationArg::ReadUncommitted)]
     isolation: IsolationArg,
     #[command(flatten)]
-    broker: BrokerFlag,
+    pub(crate) broker: BrokerFlag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -125,7 +142,18 @@ enum IsolationArg {
 }
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    block_on(consume(args))
+    match args.share_group.clone() {
+        Some(group) => {
+            if args.isolation == IsolationArg::ReadCommitted {
+                anyhow::bail!(
+                    "--isolation is a share group's own setting: rill group config {group} --config \
+                     share.isolation.level=read_committed"
+                );
+            }
+            block_on(crate::consume_share::consume(&args, &group))
+        }
+        None => block_on(consume(args)),
+    }
 }
 
 /// Per partition: where printing goes on from, what stdout has been given, and where to stop.
@@ -452,7 +480,7 @@ impl Printer<'_> {
                     self.out.write_all(record.value.as_deref().unwrap_or_default())?;
                     self.out.write_all(b"\n")?;
                 }
-                Format::Json => write_json(&mut self.out, record)?,
+                Format::Json => write_json(&mut self.out, record, None)?,
             }
             state.printed = record.offset + 1;
             self.printed += 1;
@@ -501,8 +529,9 @@ impl Printer<'_> {
     }
 }
 
-/// One record as a JSON object on one line, fields in a fixed order (see `EXAMPLES`).
-fn write_json(out: &mut impl Write, record: &ConsumedRecord) -> io::Result<()> {
+/// One record as a JSON object on one line, fields in a fixed order (see `EXAMPLES`); a share group's record
+/// ends with its `delivery_count`.
+pub(crate) fn write_json(out: &mut impl Write, record: &ConsumedRecord, delivery_count: Option<u32>) -> io::Result<()> {
     write!(
         out,
         r#"{{"topic":{},"partition":{},"offset":{},"timestamp":{},"#,
@@ -523,7 +552,11 @@ fn write_json(out: &mut impl Write, record: &ConsumedRecord) -> io::Result<()> {
         write_bytes_field(out, "value", header.value.as_deref())?;
         out.write_all(b"}")?;
     }
-    out.write_all(b"]}\n")
+    out.write_all(b"]")?;
+    if let Some(count) = delivery_count {
+        write!(out, r#","delivery_count":{count}"#)?;
+    }
+    out.write_all(b"}\n")
 }
 
 /// `"name":"text"` for UTF-8, `"name_b64":"..."` otherwise, `"name":null` for a missing field.
@@ -562,7 +595,7 @@ mod tests {
             ],
         };
         let mut out = Vec::new();
-        write_json(&mut out, &record).expect("writing to a Vec cannot fail");
+        write_json(&mut out, &record, None).expect("writing to a Vec cannot fail");
         let text = String::from_utf8(out).expect("JSON is UTF-8");
         assert_eq!(
             text,

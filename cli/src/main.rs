@@ -17,6 +17,7 @@ mod broker;
 mod cluster;
 mod connect;
 mod consume;
+mod consume_share;
 mod group;
 mod http_proxy;
 mod output;

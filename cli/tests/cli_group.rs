@@ -311,3 +311,60 @@ fn group_config_shows_changes_and_keeps_a_groups_own_settings_and_refuses_bad_on
     let stderr = output.fails(1, "__group-configs.json holds the group configs this node kept when it ran alone");
     assert!(stderr.contains("rill group config"), "{stderr}");
 }
+
+/// `(value, delivery_count)` of `rill consume --share-group --format json` lines.
+fn shared(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            (json["value"].as_str().expect("a value").to_owned(), json["delivery_count"].as_u64().expect("a count"))
+        })
+        .collect()
+}
+
+#[test]
+fn consume_with_a_share_group_acknowledges_what_it_printed_and_releases_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "jobs", "--partitions", "1"]).ok();
+    rill(b, &["group", "config", "workers", "--config", "share.auto.offset.reset=earliest"]).ok();
+    for value in ["a", "b", "c", "d", "e"] {
+        rill(b, &["produce", "jobs", "--value", value]).ok();
+    }
+    let json = ["--format", "json"];
+    let share = |extra: &[&str]| {
+        let mut args = vec!["consume", "jobs", "--share-group", "workers"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&json);
+        shared(rill(b, &args).ok())
+    };
+    assert_eq!(share(&["--max-messages", "2"]), [("a".into(), 1), ("b".into(), 1)], "accepted: not seen again");
+    assert_eq!(share(&["--max-messages", "1", "--ack", "reject"]), [("c".into(), 1)]);
+    assert_eq!(share(&["--max-messages", "1", "--ack", "release"]), [("d".into(), 1)]);
+    // Without --follow: what the group has now, then exit. `d` comes back, counted twice.
+    assert_eq!(share(&[]), [("d".into(), 2), ("e".into(), 1)]);
+    assert_eq!(share(&[]), []);
+    let described = rill(b, &["group", "describe", "workers"]).ok().to_owned();
+    let row: Vec<&str> = described.lines().find(|l| l.starts_with("jobs")).expect("a row").split_whitespace().collect();
+    assert_eq!(row[..3], ["jobs", "0", "5"], "every record done with: {described}");
+
+    // A member that follows prints records as they come; SIGINT acknowledges what it printed and exits 0.
+    let follower = Running::spawn(b, &["consume", "jobs", "--share-group", "workers", "--follow", "--format", "json"]);
+    common::eventually("the follower's membership", || {
+        rill(b, &["group", "describe", "workers"]).ok().contains("rill-").then_some(())
+    });
+    rill(b, &["produce", "jobs", "--value", "f"]).ok();
+    assert_eq!(shared(&follower.next_line()), [("f".into(), 1)]);
+    let (status, stderr) = follower.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(share(&[]), [], "f was accepted on the way out");
+
+    // Refusals: flags that belong to consumer groups, an isolation that is the group's own setting.
+    rill(b, &["consume", "jobs", "--share-group", "workers", "--group", "g"]).fails(2, "cannot be used with");
+    rill(b, &["consume", "jobs", "--share-group", "workers", "--from-beginning"]).fails(2, "cannot be used with");
+    rill(b, &["consume", "jobs", "--ack", "reject"]).fails(2, "--share-group");
+    rill(b, &["consume", "jobs", "--share-group", "workers", "--isolation", "read-committed"])
+        .fails(1, "share.isolation.level=read_committed");
+    rill(b, &["consume", "jobs", "--share-group", ""]).fails(1, "a group id cannot be empty");
+}

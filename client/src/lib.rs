@@ -14,6 +14,9 @@
 //!   fetch; commits positions to a group manually or on an interval. Or, with
 //!   [`Consumer::subscribe`], a member of a consumer group: the broker assigns its partitions and `poll`
 //!   follows the assignment, reporting each change as a [`RebalanceEvent`].
+//! - [`ShareConsumer`]: a member of a share group (Kafka's KIP-932 queues): `poll` returns records locked to it,
+//!   each acknowledged on its own (accept, release for another delivery, reject), and the group's members share
+//!   its partitions record by record, with Kafka's share consumers too.
 //! - [`TraceParent`]: W3C trace context carried in a record's `traceparent` header, set by
 //!   [`ProducerRecord::with_trace_parent`] and read back by [`ConsumedRecord::trace_parent`] (docs/observability.md).
 //! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
@@ -86,6 +89,7 @@ mod quota_admin;
 mod record;
 mod records_call;
 mod sender;
+mod share_consumer;
 mod subscription;
 mod tls;
 mod user_admin;
@@ -110,5 +114,6 @@ pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTE
 pub use quota_admin::{AlterQuotasRequest, ClientQuota, QuotaAdmin, QuotaEntity};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
 pub use rill_protocol::trace_context::{TraceParent, TraceParentError};
+pub use share_consumer::{AcknowledgeFailure, AcknowledgeType, ShareConsumer, ShareConsumerConfig, ShareRecord};
 pub use tls::{ClientIdentity, ClientTls};
 pub use user_admin::{UserAdmin, UserInfo};

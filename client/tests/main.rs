@@ -10,4 +10,5 @@ mod groups;
 mod produce_consume;
 mod produce_stream;
 mod quotas;
+mod share_groups;
 mod subscribe;

@@ -3,10 +3,14 @@ share consumer). More consumers than partitions share a topic record by record, 
 acknowledged stays done across a SIGKILL and restart of the broker; a released record comes back with its delivery
 count raised, a rejected one never does, and one released as often as the delivery count limit is given up; a
 record whose lock runs out while its consumer sits on it goes to another consumer; a share group's id is refused to a
-consumer group and the other way round; a group's own configs (IncrementalAlterConfigs and DescribeConfigs of
+consumer group and the other way round; a rill member (`rill consume --share-group`) and a librdkafka member
+split one group's records; a group's own configs (IncrementalAlterConfigs and DescribeConfigs of
 resource type GROUP) decide where it starts and last across a restart. Run by kafka-clients.sh."""
 
+import json
 import os
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -19,7 +23,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, ResourceType
 
 from conftest import running_broker
-from test_kafka_groups import DEADLINE_S, rill
+from test_kafka_groups import DEADLINE_S, RILL, rill
 
 # Broker settings for these tests: an admin port of its own, groups start at the log's start, a record is given up
 # after 3 deliveries. Locks keep the default 30 s: with implicit acknowledgement a consumer's records are accepted
@@ -158,6 +162,71 @@ def test_acknowledged_records_stay_done_across_a_broker_kill_and_restart():
             assert drain(reader, 1, seconds=3) == [], "an accepted record came back"
             reader.commit_sync(30)
             reader.close()
+
+
+def test_a_rill_member_and_a_librdkafka_member_share_one_group_and_nothing_is_read_twice(broker):
+    # `rill consume --share-group` (rill's ShareConsume stream) and confluent-kafka's ShareConsumer (ShareFetch)
+    # are members of one group: the group splits the topic's records between them, each record once.
+    addr, _ = broker
+    topic, group = new_name("mixed"), new_name("crew")
+    rill(addr, "topic", "create", topic, "--partitions", "2")
+    rill_member = subprocess.Popen([RILL, "consume", topic, "--share-group", group, "--follow", "--format", "json",
+                                    "--broker", addr], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, lock = [], threading.Lock()
+
+    def read_rill():
+        for line in rill_member.stdout:
+            record = json.loads(line)
+            with lock:
+                seen.append(("rill", record["value"], record["delivery_count"]))
+
+    reader = threading.Thread(target=read_rill)
+    reader.start()
+    kafka_member = share_consumer(addr, group)
+    kafka_member.subscribe([topic])
+    stop = threading.Event()
+
+    def read_kafka():
+        while not stop.is_set():
+            for message in kafka_member.poll(0.2):
+                assert message.error() is None, message.error()
+                with lock:
+                    seen.append(("kafka", message.value().decode(), message.delivery_count()))
+        kafka_member.commit_sync(30)
+        kafka_member.close()
+
+    kafka_thread = threading.Thread(target=read_kafka)
+    kafka_thread.start()
+    try:
+        # Both members in before the records come, so the group has split the partitions between them.
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            described = rill(addr, "group", "describe", group)
+            if described.count("rill-") >= 1 and len([l for l in described.splitlines() if l.startswith(topic)]) == 2:
+                members = [row for row in described.splitlines() if row.startswith(topic)]
+                if all(row.split()[-1] != "-" for row in members) and len({row.split()[-1] for row in members}) == 2:
+                    break
+            time.sleep(0.2)
+        values = [f"job-{i}" for i in range(200)]
+        produce(addr, topic, values, 2)
+        while time.monotonic() < deadline:
+            with lock:
+                if len(seen) >= len(values):
+                    break
+            time.sleep(0.1)
+        time.sleep(1)  # anything read twice would show now
+    finally:
+        stop.set()
+        kafka_thread.join(30)
+        rill_member.send_signal(signal.SIGINT)
+        _, stderr = rill_member.communicate(timeout=30)
+        reader.join(30)
+    assert rill_member.returncode == 0, stderr
+    read = [value for _, value, _ in seen]
+    assert sorted(read) == sorted(values), f"{len(read)} read for {len(values)}"
+    by = {who: sum(1 for w, _, _ in seen if w == who) for who in ("rill", "kafka")}
+    assert by["rill"] > 0 and by["kafka"] > 0, by
+    assert all(count == 1 for _, _, count in seen), "each record delivered once"
 
 
 def test_released_records_return_rejected_ones_do_not_and_the_delivery_limit_gives_up(broker):

@@ -253,7 +253,7 @@ async fn a_group_is_kafkas_or_rills_and_the_other_kind_is_refused_with_a_clear_e
     assert_eq!(joined.error_code, 0);
     let mixed =
         TestMember::join_with(&broker.groups, join_request("kafka-group", &["t"], 10_000, v1::Assignor::Sticky)).await;
-    assert_status(mixed.map(|m| m.id), tonic::Code::FailedPrecondition, &["kafka-group", "Kafka", "never both"]);
+    assert_status(mixed.map(|m| m.id), tonic::Code::FailedPrecondition, &["kafka-group", "Kafka", "one kind of group"]);
     let listed: ListGroupsResponse = client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await;
     let mut groups: Vec<(String, String)> =
         listed.groups.iter().map(|g| (g.group_id.0.to_string(), g.group_state.to_string())).collect();

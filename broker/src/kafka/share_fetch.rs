@@ -6,26 +6,16 @@
 //! before, and asks for records: the answer holds, per partition, the batches the log holds around the records
 //! acquired for the member and the acquired ranges (`acquired_records`: first, last offset, delivery count); the
 //! client keeps only the records those ranges name, and acknowledges the offsets it finds no record at as gaps.
-//! Batches go out as storage read them, never decoded or re-encoded (the RecordBatch v2 bytes are the log's), and
-//! as pieces of the response frame (`connection.rs` serves ShareFetch as it serves Fetch, `response_frame.rs`):
-//! the read is the only copy of a record between the log and the socket, unless the acquired batches are not
-//! contiguous in the read (a batch between them acquired by nobody this time), when just those batches are
-//! copied together.
+//! The reading, waiting and storing are `share_groups/delivery.rs`'s; this file translates. Batches go out as
+//! pieces of the response frame (`connection.rs` serves ShareFetch as it serves Fetch, `response_frame.rs`).
 //!
-//! Acknowledgements are applied and stored (fsynced, `OffsetStore::save_share_states`) before any part of the
-//! answer is sent, so an acknowledged record is never delivered again after a crash. A refused acknowledgement
-//! (a record not acquired by this member: released, timed out, or never delivered to it) is reported in the
-//! partition's `acknowledge_error_code` as INVALID_RECORD_STATE, and the rest of the request goes on.
-//!
-//! The long-poll waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`) while nothing can be acquired, woken by
-//! an append to any partition of the session (its high-watermark channel), by records released anywhere in the
-//! share groups, or by the first lock of the session's partitions running out; never by polling. It answers as
-//! soon as one record is acquired (`min_bytes` is read as "something").
+//! A refused acknowledgement (a record not acquired by this member: released, timed out, or never delivered to
+//! it) is reported in the partition's `acknowledge_error_code` as INVALID_RECORD_STATE, and the rest of the
+//! request goes on. `min_bytes` is read as "one record".
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::share_fetch_request::AcknowledgementBatch;
 use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
@@ -36,8 +26,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use rill_protocol::BatchIter;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -48,10 +36,8 @@ use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::groups::TopicPartition;
-use crate::share_groups::{AckBatch, AckError, AckOutcomes, BatchSpan, SessionChange, ShareError, StateToStore};
-
-/// Records a fetch acquires when the request leaves `max_records` at 0 or below (Kafka's `max.poll.records`).
-const DEFAULT_MAX_RECORDS: usize = 500;
+use crate::share_groups::delivery::{self, AckFailure};
+use crate::share_groups::{AckBatch, AckError, SessionChange, ShareError};
 
 /// What the request says of one partition it names: its acknowledgements, and why it cannot be read, if so.
 struct Named {
@@ -112,40 +98,27 @@ fn ack_batches(batches: &[AcknowledgementBatch]) -> Vec<AckBatch> {
         .collect()
 }
 
-/// Acknowledgements applied in memory, their states not stored yet.
-struct Applied {
-    outcomes: AckOutcomes,
-    to_store: Vec<StateToStore>,
-}
-
-/// Applies the acknowledgements in memory (what they release is available to fetches at once).
-fn apply(
+/// Stores what `delivery::apply` changed (fsynced); each partition's outcome as `acknowledge_error_code`.
+async fn store(
     kafka: &KafkaContext,
     group: &str,
-    member: &str,
-    acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
-) -> Applied {
-    if acknowledgements.is_empty() {
-        return Applied { outcomes: Vec::new(), to_store: Vec::new() };
-    }
-    let (outcomes, to_store) = kafka.node.shares.acknowledge(group, member, acknowledgements);
-    Applied { outcomes, to_store }
-}
-
-/// Stores what `apply` changed (fsynced); the outcome per partition, for `acknowledge_error_code`.
-async fn store(kafka: &KafkaContext, group: &str, applied: Applied) -> BTreeMap<TopicPartition, Option<(i16, String)>> {
-    let stored = kafka.node.offsets.save_share_states(group, applied.to_store).await;
-    applied
-        .outcomes
+    applied: delivery::Applied,
+) -> BTreeMap<TopicPartition, Option<(i16, String)>> {
+    delivery::store(&kafka.node, group, applied)
+        .await
         .into_iter()
         .map(|(partition, outcome)| {
-            let error = match (outcome, &stored) {
-                (Err(err @ AckError::NotAcquired { .. }), _) => {
-                    Some((ResponseError::InvalidRecordState.code(), err.to_string()))
+            let error = match outcome {
+                Ok(()) => None,
+                Err(failure @ AckFailure::Refused(AckError::NotAcquired { .. })) => {
+                    Some((ResponseError::InvalidRecordState.code(), failure.to_string()))
                 }
-                (Err(err), _) => Some((ResponseError::InvalidRequest.code(), err.to_string())),
-                (Ok(()), Err(err)) => Some((error_code(err), format!("the acknowledgement was not stored: {err}"))),
-                (Ok(()), Ok(())) => None,
+                Err(failure @ AckFailure::Refused(_)) => {
+                    Some((ResponseError::InvalidRequest.code(), failure.to_string()))
+                }
+                Err(AckFailure::NotStored(err)) => {
+                    Some((error_code(&err), AckFailure::NotStored(std::sync::Arc::clone(&err)).to_string()))
+                }
             };
             (partition, error)
         })
@@ -213,7 +186,7 @@ pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal:
         .filter(|n| !n.acknowledgements.is_empty())
         .map(|n| (n.partition.clone(), n.acknowledgements.clone()))
         .collect();
-    let applied = apply(kafka, &group, &member, acknowledgements);
+    let applied = delivery::apply(node, &group, &member, acknowledgements);
     for n in &named {
         if let Some(id) = ids.id_of(&n.partition.topic) {
             answers.entry((id, n.partition.partition as i32)).or_default();
@@ -236,7 +209,8 @@ pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal:
     ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(responses(answers))
 }
 
-/// Acquires records for the member from its session's partitions, waiting for some as the request allows.
+/// Acquires records for the member from its session's partitions, waiting for some as the request allows, into
+/// `answers`.
 async fn fetch_records(
     kafka: &KafkaContext,
     request: &ShareFetchRequest,
@@ -247,153 +221,32 @@ async fn fetch_records(
     answers: &mut BTreeMap<(Uuid, i32), Answer>,
 ) {
     let node = &kafka.node;
-    let max_records = usize::try_from(request.max_records).ok().filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_RECORDS);
-    let max_bytes = node.fetch_bytes(u32::try_from(request.max_bytes).unwrap_or(0));
-    let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(node.config.max_fetch_wait_ms);
-    let deadline = Instant::now() + Duration::from_millis(wait_ms);
-    let mut shutdown = node.shutdown.clone();
-    let mut released = node.shares.watch_released();
-    loop {
-        released.borrow_and_update();
-        let mut watchers = JoinSet::new();
-        for partition in session {
-            if let Ok(log) = node.registry.partition(&partition.topic, partition.partition) {
-                let mut high_watermark = log.watch_high_watermark();
-                high_watermark.borrow_and_update();
-                watchers.spawn(async move { high_watermark.changed().await.is_ok() });
-            }
-        }
-        let acquired = acquire_all(kafka, group, member, session, ids, max_records, max_bytes, answers).await;
-        // An error is answered at once (waiting cannot change it); acknowledgements' outcomes wait for records
-        // or the wait's end, as against Kafka.
-        let has_error = answers.values().any(|a| a.error.is_some());
-        if acquired > 0 || has_error || Instant::now() >= deadline || node.is_shutting_down() {
-            return;
-        }
-        let wake = node.shares.next_deadline(group, session).map_or(deadline, |lock| lock.min(deadline));
-        tokio::select! {
-            _ = watchers.join_next(), if !watchers.is_empty() => {}
-            _ = released.changed() => {}
-            _ = shutdown.changed() => {}
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-    }
-}
-
-/// One pass over the session's partitions; returns how many records were acquired.
-#[allow(clippy::too_many_arguments)]
-async fn acquire_all(
-    kafka: &KafkaContext,
-    group: &str,
-    member: &str,
-    session: &[TopicPartition],
-    ids: &TopicIds,
-    max_records: usize,
-    max_bytes: usize,
-    answers: &mut BTreeMap<(Uuid, i32), Answer>,
-) -> usize {
-    let node = &kafka.node;
-    let is_read_committed = node.shares.settings_of(group).is_read_committed;
-    let (mut records_left, mut bytes_left) = (max_records, max_bytes);
-    let mut acquired_total = 0;
-    for partition in session {
-        if records_left == 0 || bytes_left == 0 {
-            break;
-        }
+    let limits = delivery::Limits::of(
+        node,
+        i64::from(request.max_records),
+        i64::from(request.max_bytes),
+        i64::from(request.max_wait_ms),
+    );
+    for (partition, delivered) in delivery::deliver(node, group, member, session, limits).await {
         let Some(id) = ids.id_of(&partition.topic) else { continue };
-        let (read_from, to_store) = node.shares.prepare(group, partition, node.as_ref(), Instant::now());
-        if let Some(state) = to_store {
-            if let Err(err) = node.offsets.save_share_states(group, vec![state]).await {
-                answers.entry((id, partition.partition as i32)).or_default().error =
-                    Some((error_code(&err), err.to_string()));
-                continue;
-            }
-        }
-        let Some(offset) = read_from else { continue };
-        let Ok(log) = node.registry.partition(&partition.topic, partition.partition) else { continue };
-        let read = match log.read(offset, bytes_left).await {
-            Ok(read) => read,
-            Err(err) => {
-                answers.entry((id, partition.partition as i32)).or_default().error =
-                    Some((error_code(&err), err.to_string()));
-                continue;
-            }
-        };
-        // read_committed: nothing at or past the last stable offset (an open transaction's batches, and what
-        // follows them) is acquired, and an aborted transaction's batches are skipped, never delivered.
-        let stable_end = is_read_committed.then(|| log.log().last_stable_offset());
-        let aborted = stable_end.map(|end| log.log().aborted_transactions(offset, end)).unwrap_or_default();
-        let batches = spans(&read.batches, stable_end, &aborted);
-        let spans: Vec<BatchSpan> = batches.iter().map(|(span, _)| *span).collect();
-        let acquired = node.shares.acquire(group, member, partition, &spans, records_left, Instant::now());
-        if acquired.is_empty() {
-            continue;
-        }
-        let count: usize = acquired.iter().map(|a| (a.last - a.first + 1) as usize).sum();
-        records_left = records_left.saturating_sub(count);
-        acquired_total += count;
-        let records = records_for(&read.batches, &batches, &acquired);
-        bytes_left = bytes_left.saturating_sub(records.len());
         let answer = answers.entry((id, partition.partition as i32)).or_default();
-        answer.records = Some(records);
-        answer.acquired = acquired
-            .iter()
-            .map(|a| {
-                AcquiredRecords::default()
-                    .with_first_offset(a.first)
-                    .with_last_offset(a.last)
-                    .with_delivery_count(i16::try_from(a.delivery_count).unwrap_or(i16::MAX))
-            })
-            .collect();
-    }
-    acquired_total
-}
-
-/// Each batch of a read that starts below `stable_end` (every one when `None`), with where its bytes are in the
-/// read; a control batch, or one of the `aborted` transactions, is skipped.
-fn spans(
-    read: &Bytes,
-    stable_end: Option<i64>,
-    aborted: &[rill_storage::AbortedTransaction],
-) -> Vec<(BatchSpan, std::ops::Range<usize>)> {
-    let mut at = 0;
-    let mut out = Vec::new();
-    for batch in BatchIter::new(read.clone()) {
-        let Ok(batch) = batch else { break };
-        if stable_end.is_some_and(|end| batch.header.base_offset >= end) {
-            break;
+        match delivered {
+            Ok(delivered) => {
+                answer.records = Some(delivered.records);
+                answer.acquired = delivered
+                    .acquired
+                    .iter()
+                    .map(|a| {
+                        AcquiredRecords::default()
+                            .with_first_offset(a.first)
+                            .with_last_offset(a.last)
+                            .with_delivery_count(i16::try_from(a.delivery_count).unwrap_or(i16::MAX))
+                    })
+                    .collect();
+            }
+            Err(err) => answer.error = Some((error_code(&err), err.to_string())),
         }
-        let span = BatchSpan {
-            base_offset: batch.header.base_offset,
-            last_offset: batch.header.last_offset(),
-            is_skipped: batch.header.is_control() || crate::partition::is_aborted(&batch.header, aborted),
-        };
-        out.push((span, at..at + batch.bytes.len()));
-        at += batch.bytes.len();
     }
-    out
-}
-
-/// The batches of `read` that hold acquired offsets: one slice of the read when they are contiguous (as they are
-/// unless a batch between them holds nothing acquired), else a copy of just those batches.
-fn records_for(
-    read: &Bytes,
-    batches: &[(BatchSpan, std::ops::Range<usize>)],
-    acquired: &[crate::share_groups::Acquired],
-) -> Bytes {
-    let holds = |span: &BatchSpan| acquired.iter().any(|a| a.first <= span.last_offset && a.last >= span.base_offset);
-    let wanted: Vec<&std::ops::Range<usize>> =
-        batches.iter().filter(|(span, _)| holds(span)).map(|(_, range)| range).collect();
-    let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else { return Bytes::new() };
-    let is_contiguous = wanted.windows(2).all(|pair| pair[0].end == pair[1].start);
-    if is_contiguous {
-        return read.slice(first.start..last.end);
-    }
-    let mut out = BytesMut::with_capacity(wanted.iter().map(|r| r.len()).sum());
-    for range in wanted {
-        out.extend_from_slice(&read[range.clone()]);
-    }
-    out.freeze()
 }
 
 fn responses(answers: BTreeMap<(Uuid, i32), Answer>) -> Vec<ShareFetchableTopicResponse> {
@@ -475,7 +328,7 @@ pub async fn acknowledge_request(
             }
         }
     }
-    let applied = apply(kafka, &group, &member, acknowledgements);
+    let applied = delivery::apply(node, &group, &member, acknowledgements);
     if epoch == -1 {
         node.shares.release_member(&group, &member);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 51] = [
+pub const GRPC_METHODS: [&str; 52] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/rill.v1.AclAdmin/AddAcls",
@@ -30,6 +30,7 @@ pub const GRPC_METHODS: [&str; 51] = [
     "/rill.v1.ConsumerGroups/JoinGroup",
     "/rill.v1.ConsumerGroups/ListGroups",
     "/rill.v1.ConsumerGroups/ResetOffsets",
+    "/rill.v1.ConsumerGroups/ShareConsume",
     "/rill.v1.QuotaAdmin/AlterQuotas",
     "/rill.v1.QuotaAdmin/ListQuotas",
     "/rill.v1.Records/Fetch",

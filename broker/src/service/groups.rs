@@ -81,6 +81,25 @@ impl ConsumerGroups for RillService {
         Ok(Response::new(session::open(std::sync::Arc::clone(&self.node), request.into_inner(), principal).await?))
     }
 
+    type ShareConsumeStream = super::share_consume::ShareStream;
+
+    async fn share_consume(
+        &self,
+        request: Request<Streaming<v1::ShareRequest>>,
+    ) -> Result<Response<Self::ShareConsumeStream>, Status> {
+        let principal = principal_of(&request);
+        let client_id = request
+            .metadata()
+            .get(super::CLIENT_ID_HEADER)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let client_host = request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
+        let node = std::sync::Arc::clone(&self.node);
+        let stream = super::share_consume::open(node, request.into_inner(), principal, client_id, client_host).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn describe_group(
         &self,
         request: Request<v1::DescribeGroupRequest>,

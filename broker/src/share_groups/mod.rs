@@ -7,8 +7,11 @@
 //! - `assignment.rs` — which members read which partitions (a pure function; partitions may be shared).
 //! - `partition.rs` — one share partition's window of records in flight: acquisition, acknowledgement, locks,
 //!   delivery counts, and the stored form of that state.
-//! - this file — [`ShareGroups`]: the groups' members (ShareGroupHeartbeat), their share sessions (ShareFetch's
-//!   session epochs), and the share partitions, all behind one `std::sync::Mutex` held only for in-memory work.
+//! - `delivery.rs` — records read for a member and its acknowledgements stored, over the node's logs and offset
+//!   store: what Kafka's ShareFetch and rill's ShareConsume stream both run.
+//! - this file — [`ShareGroups`]: the groups' members (ShareGroupHeartbeat, or a ShareConsume stream), their share
+//!   sessions (ShareFetch's session epochs), and the share partitions, all behind one `std::sync::Mutex` held only
+//!   for in-memory work.
 //!
 //! What lasts: each share partition's window (its start, its end, and the delivery count of every record in it
 //! not yet done with) is stored in the committed-offsets log (`OffsetStore::save_share_states`) before any answer
@@ -33,6 +36,7 @@ use crate::groups::TopicPartition;
 use crate::offsets::OffsetKey;
 
 pub mod assignment;
+pub mod delivery;
 pub mod partition;
 
 pub use partition::{

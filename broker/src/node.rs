@@ -21,6 +21,8 @@ pub struct Node {
     /// Groups' own settings (Kafka's group configs), which the share groups and `groups` read: a single node's file
     /// or the cluster's metadata.
     pub group_configs: Arc<crate::group_config::GroupConfigs>,
+    /// Kafka consumers' fetch sessions (KIP-227), one cache for every Kafka listener, as Kafka's broker has.
+    pub fetch_sessions: crate::kafka::fetch_sessions::FetchSessions,
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
     /// Turns true when shutdown starts: long-polls answer at once and subscriptions end, so that in-flight
     /// calls finish and the graceful shutdown is not held up by calls that would never end by themselves.

@@ -245,6 +245,7 @@ impl Broker {
             groups,
             shares,
             group_configs,
+            fetch_sessions: Default::default(),
             producer_ids,
             users: users.clone(),
             metrics: metrics.clone(),

@@ -1,5 +1,5 @@
 """Real Kafka clients against rill's Kafka listener: kafka-python's producer and consumer with every codec,
-kcat and the `rill` CLI reading each other's records, lookups by timestamp and of the largest timestamp
+kcat and the `rill` CLI reading each other's records, kafka-python's incremental fetch sessions (KIP-227), lookups by timestamp and of the largest timestamp
 (confluent-kafka's list_offsets), and kafka-python's describe_log_dirs. Run by kafka-clients.sh."""
 
 import itertools
@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -73,6 +74,51 @@ def test_kafka_python_produces_and_consumes_with_every_codec(broker, codec):
     assert records[7].key == b"k7"
     # rill's own CLI reads what the Kafka client wrote.
     assert rill(broker, "consume", topic).splitlines()[3] == f"value 3 {codec}" * 20
+
+
+def test_kafka_python_reads_many_partitions_through_an_incremental_fetch_session(broker):
+    # kafka-python (3.x) opens a fetch session (KIP-227) and then sends only what changed: every record of twelve
+    # partitions, some produced while it reads, arrives once and in order, with the session still open.
+    topic = next(topic_names)
+    rill(broker, "topic", "create", topic, "--partitions", "12")
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all", enable_idempotence=False)
+    consumer = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, fetch_max_wait_ms=100)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(12)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        expected = {p: [] for p in range(12)}
+
+        def send(round_):
+            for p in range(12):
+                if round_ == 0 or p % 4 == round_ % 4:
+                    value = f"{p}-{round_}".encode()
+                    producer.send(topic, value=value, partition=p)
+                    expected[p].append(value)
+            producer.flush(timeout=30)
+
+        send(0)
+        read = {p: [] for p in range(12)}
+        for round_ in range(1, 6):
+            deadline = time.monotonic() + 30
+            while sum(map(len, read.values())) < sum(map(len, expected.values())) and time.monotonic() < deadline:
+                for partition, records in consumer.poll(timeout_ms=200).items():
+                    read[partition.partition].extend(r.value for r in records)
+            # A few idle polls: incremental fetches with nothing to answer.
+            for _ in range(3):
+                assert consumer.poll(timeout_ms=150) == {}
+            send(round_)
+        deadline = time.monotonic() + 30
+        while sum(map(len, read.values())) < sum(map(len, expected.values())) and time.monotonic() < deadline:
+            for partition, records in consumer.poll(timeout_ms=200).items():
+                read[partition.partition].extend(r.value for r in records)
+        assert read == expected
+        # The client's own view of its session with the broker: opened (an id), and moved on by incremental fetches.
+        sessions = [handler.next_metadata for handler in consumer._fetcher._session_handlers.values()]
+        assert any(meta.session_id != 0 and meta.epoch > 5 for meta in sessions), sessions
+    finally:
+        consumer.close()
+        producer.close(timeout=10)
 
 
 def test_consumer_finds_records_by_timestamp(broker):

@@ -11,6 +11,7 @@ mod kafka_client_quotas;
 mod kafka_cluster_admin;
 mod kafka_consumer_protocol;
 mod kafka_delete_records;
+mod kafka_fetch_sessions;
 mod kafka_groups;
 mod kafka_idempotence;
 mod kafka_leader_epochs;

@@ -1,5 +1,5 @@
-//! Fetch (v4–v12, without fetch sessions: every request names its partitions, and the answer's session id is 0).
-//! A partition's leader answers (from v11 a follower too, below), and a partition's `current_leader_epoch` (v9+,
+//! Fetch (v4–v12; from v7 with fetch sessions, KIP-227, `fetch_sessions.rs`: an incremental fetch names only what
+//! changed and is answered only what did). A partition's leader answers (from v11 a follower too, below), and a partition's `current_leader_epoch` (v9+,
 //! KIP-320) is checked as ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer
 //! UNKNOWN_LEADER_EPOCH.
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
@@ -48,6 +48,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::error::error_code;
+use super::fetch_sessions::Served;
 use super::leader_epoch::{led_partition, replica_partition};
 use super::response_frame::{BatchRun, JOINED_RUN_MAX_BYTES};
 use super::KafkaContext;
@@ -128,12 +129,24 @@ fn resolve(
 /// The response, and its record batches as the frame carries them (`response_frame::encode_response_pieces`).
 pub async fn answer(
     kafka: &KafkaContext,
-    request: FetchRequest,
+    mut request: FetchRequest,
     version: i16,
     principal: &crate::auth::Principal,
 ) -> (FetchResponse, Vec<BatchRun>) {
     use crate::auth::acl::{Operation, Resource};
     let node = &kafka.node;
+    // An incremental fetch is read as a full one of every partition of its session; its answer then keeps what
+    // changed (`FetchSessions::answered`).
+    let served = match version {
+        7.. if request.replica_id.0 < 0 => match node.fetch_sessions.open(&mut request, principal, Instant::now()) {
+            Ok(served) => served,
+            Err((code, reason)) => {
+                tracing::debug!(session = request.session_id, epoch = request.session_epoch, %reason, "kafka fetch session refused");
+                return (FetchResponse::default().with_error_code(code), Vec::new());
+            }
+        },
+        _ => Served::Sessionless,
+    };
     let may_read_follower = version >= FOLLOWER_FETCH_VERSION && request.replica_id.0 < 0;
     let client_rack = match (&node.replication, request.rack_id.as_str()) {
         (Some(replication), rack) if may_read_follower && node.config.follower_fetching && !rack.is_empty() => {
@@ -199,6 +212,7 @@ pub async fn answer(
             || watchers.is_empty()
         {
             let mut response = FetchResponse::default().with_responses(responses);
+            response.session_id = node.fetch_sessions.answered(served, &mut response.responses);
             let runs = batch_runs(&mut response, joined);
             return (response, runs);
         }

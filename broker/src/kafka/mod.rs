@@ -30,6 +30,7 @@ mod elect_leaders;
 mod error;
 mod error_counts;
 mod fetch;
+pub(crate) mod fetch_sessions;
 mod find_coordinator;
 mod framing;
 mod group_errors;

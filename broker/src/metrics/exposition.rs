@@ -373,6 +373,13 @@ impl Scraped {
         ] {
             single(encoder, name, help, MetricType::Counter, value.load(Ordering::Relaxed) as f64)?;
         }
+        single(
+            encoder,
+            "rill_kafka_fetch_sessions",
+            "Kafka consumers' fetch sessions open on this node (KIP-227), at most 1000.",
+            MetricType::Gauge,
+            self.node.fetch_sessions.len() as f64,
+        )?;
         let (sizes, sum) = self.metrics.writes.snapshot();
         let buckets: Vec<(f64, u64)> =
             WRITE_GROUP_BOUNDS.iter().map(|&b| b as f64).chain([f64::MAX]).zip(sizes).collect();

@@ -304,6 +304,14 @@ impl ShareGroups {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The partitions the group assigns `member` now (none for a member it does not have): what a rill member's
+    /// fetch reads, so a reassignment applies from its next pass, not its next heartbeat.
+    pub fn assignment_of(&self, group: &str, member: &str) -> Vec<TopicPartition> {
+        let state = self.lock();
+        let member = state.groups.get(group).and_then(|group| group.members.get(member));
+        member.map(|member| member.assignment.iter().cloned().collect()).unwrap_or_default()
+    }
+
     pub fn is_share_group(&self, group: &str) -> bool {
         self.lock().groups.contains_key(group)
     }
@@ -379,7 +387,7 @@ impl ShareGroups {
                         member_id.clone(),
                         ShareMember {
                             epoch: 0,
-                            previous_epoch: 0,
+                            told: [0, 0],
                             subscribed: topics,
                             assignment: BTreeSet::new(),
                             deadline: now + settings.session_timeout,
@@ -396,7 +404,7 @@ impl ShareGroups {
                 let Some(member) = group.members.get_mut(member_id) else {
                     return Err(ShareError::UnknownMember { group: group_id.clone(), member: member_id.clone() });
                 };
-                if sent != member.epoch && sent != member.previous_epoch {
+                if sent != member.epoch && !member.told.contains(&sent) {
                     return Err(ShareError::FencedEpoch {
                         group: group_id.clone(),
                         member: member_id.clone(),
@@ -420,13 +428,18 @@ impl ShareGroups {
             released += release_everywhere(partitions, group_id, name, &settings.rules);
         }
         let to_store = reassign(group, group_id, partitions, log, &settings);
-        let answer = match group.members.get(member_id) {
-            Some(member) => HeartbeatAnswer {
-                member_epoch: member.epoch,
-                heartbeat_interval_ms: duration_ms(settings.heartbeat_interval),
-                assignment: (member.epoch != *member_epoch).then(|| member.assignment.clone()),
-                to_store,
-            },
+        let answer = match group.members.get_mut(member_id) {
+            Some(member) => {
+                if member.told[0] != member.epoch {
+                    member.told = [member.epoch, member.told[0]];
+                }
+                HeartbeatAnswer {
+                    member_epoch: member.epoch,
+                    heartbeat_interval_ms: duration_ms(settings.heartbeat_interval),
+                    assignment: (member.epoch != *member_epoch).then(|| member.assignment.clone()),
+                    to_store,
+                }
+            }
             None => HeartbeatAnswer {
                 member_epoch: -1,
                 heartbeat_interval_ms: duration_ms(settings.heartbeat_interval),
@@ -854,7 +867,6 @@ fn reassign(
     for (id, member) in group.members.iter_mut() {
         let assigned = target.get(id).cloned().unwrap_or_default();
         if assigned != member.assignment || member.epoch == 0 {
-            member.previous_epoch = member.epoch;
             member.epoch += 1;
             member.assignment = assigned;
             changed = true;

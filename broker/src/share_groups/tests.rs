@@ -122,6 +122,23 @@ fn joining_members_split_the_partitions_and_new_partitions_start_at_the_reset_of
 }
 
 #[test]
+fn a_member_whose_epoch_others_moved_twice_between_its_heartbeats_is_not_fenced() {
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 3)]), Instant::now());
+    let a = shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(a.member_epoch, 1);
+    // Two members join before `a` beats again: each join moves `a`'s partitions, and its epoch, twice.
+    shares.heartbeat(join("g", "b", &["jobs"]), &log, now).unwrap();
+    shares.heartbeat(join("g", "c", &["jobs"]), &log, now).unwrap();
+    // `a` still says the epoch it was told; it is answered its current epoch and partitions.
+    let a = shares.heartbeat(beat("g", "a", 1), &log, now).unwrap();
+    assert_eq!((a.member_epoch, a.assignment), (3, Some(BTreeSet::from([tp("jobs", 0)]))));
+    // From then on the epochs it was told are the ones it may carry.
+    assert!(shares.heartbeat(beat("g", "a", 3), &log, now).is_ok());
+    assert!(shares.heartbeat(beat("g", "a", 1), &log, now).is_ok(), "the answer before, lost on the way");
+    assert!(matches!(shares.heartbeat(beat("g", "a", 2), &log, now), Err(ShareError::FencedEpoch { current: 3, .. })));
+}
+
+#[test]
 fn bad_joins_and_limits_are_refused_with_reasons() {
     let (shares, log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
     assert!(matches!(shares.heartbeat(join("g", "", &["jobs"]), &log, now), Err(ShareError::InvalidRequest(_))));

@@ -5,7 +5,9 @@
 //! - `fetch`: one Kafka connection replays every partition with Fetch v12 (1 MiB a request), the baseline;
 //! - `share M`: M members of a fresh share group (one connection each) join and ShareFetch (max 500 records a
 //!   request) until every record was acquired once, each fetch acknowledging (accept) what the one before
-//!   acquired; every acknowledgement is stored and fsynced before its answer, as the broker always does.
+//!   acquired; every acknowledgement is stored and fsynced before its answer, as the broker always does;
+//! - `rill-share M`: the same with rill's own members (`rill_client::ShareConsumer`, one `ShareConsume` stream
+//!   and connection each, 500 records a poll, each poll accepting what the one before returned).
 //!
 //! Each figure is the time from the first request to the last record, in records/s and MB/s; a share run also
 //! checks that no record was acquired twice. Not a test: the figures go to docs/benchmarks.md.
@@ -76,6 +78,13 @@ async fn main() {
             let duplicates = share_all(addr, &group, members, topic_id, partitions, records).await;
             report(round, &format!("share-{members}"), records, megabytes, started.elapsed().as_secs_f64());
             assert_eq!(duplicates, 0, "a record was acquired twice");
+        }
+        for members in [1, 2, 4] {
+            let group = format!("rill-{round}-{members}");
+            let started = Instant::now();
+            let duplicates = rill_share_all(addr, &group, members, partitions, records).await;
+            report(round, &format!("rill-share-{members}"), records, megabytes, started.elapsed().as_secs_f64());
+            assert_eq!(duplicates, 0, "a record was delivered twice");
         }
     }
 }
@@ -219,5 +228,50 @@ async fn share_all(
     }
     let seen = seen.lock().expect("not poisoned");
     assert!(seen.iter().flatten().all(|count| *count > 0), "every record acquired");
+    seen.iter().flatten().filter(|count| **count > 1).count()
+}
+
+/// `members` rill members of `group` read and accept every record; returns how many were delivered twice.
+async fn rill_share_all(
+    addr: std::net::SocketAddr,
+    group: &str,
+    members: usize,
+    partitions: usize,
+    records: usize,
+) -> usize {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let per_partition = records / partitions;
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(vec![vec![0; per_partition]; partitions]));
+    let config = rill_client::ShareConsumerConfig {
+        max_records: 500,
+        max_wait: std::time::Duration::from_millis(100),
+        ..rill_client::ShareConsumerConfig::default()
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..members {
+        let (group, delivered, seen, config) =
+            (group.to_owned(), Arc::clone(&delivered), Arc::clone(&seen), config.clone());
+        tasks.push(tokio::spawn(async move {
+            // A connection of its own each, as each Kafka member has.
+            let client = rill_client::Client::connect(addr.to_string()).await.expect("connects");
+            let mut member = rill_client::ShareConsumer::join(client, &group, &["jobs"], config).await.expect("joins");
+            while delivered.load(Ordering::Relaxed) < records as u64 {
+                let polled = member.poll().await.expect("poll");
+                delivered.fetch_add(polled.len() as u64, Ordering::Relaxed);
+                let mut seen = seen.lock().expect("not poisoned");
+                for record in &polled {
+                    let counts = &mut seen[record.record.partition as usize];
+                    let offset = record.record.offset as usize;
+                    counts[offset] = counts[offset].saturating_add(1);
+                }
+            }
+            assert!(member.close().await.expect("close").is_empty(), "every acknowledgement taken");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a member task");
+    }
+    let seen = seen.lock().expect("not poisoned");
+    assert!(seen.iter().flatten().all(|count| *count > 0), "every record delivered");
     seen.iter().flatten().filter(|count| **count > 1).count()
 }

@@ -24,6 +24,10 @@ use crate::share_groups::{AckBatch, ShareError, ShareHeartbeat};
 
 /// How long a new stream may take to send its join before the broker gives up on it.
 const JOIN_WAIT: Duration = Duration::from_secs(10);
+/// How often a fetch waiting for records looks again at the partitions the group assigns the member: another
+/// member's join or leave moves them at once, and the member should read its new ones (and stop taking from
+/// those that went to others) within this, not at its next heartbeat.
+const ASSIGNMENT_RECHECK: Duration = Duration::from_millis(200);
 
 pub type ShareStream = ReceiverStream<std::result::Result<v1::ShareResponse, Status>>;
 
@@ -31,8 +35,8 @@ pub type ShareStream = ReceiverStream<std::result::Result<v1::ShareResponse, Sta
 struct Member {
     group: String,
     id: String,
+    topics: std::collections::BTreeSet<String>,
     epoch: i32,
-    partitions: Vec<TopicPartition>,
     client_id: String,
     client_host: String,
 }
@@ -78,15 +82,16 @@ pub async fn open(
             other: "share group",
         });
     }
+    let topics: std::collections::BTreeSet<String> = join.topics.into_iter().collect();
     let mut member = Member {
         group: join.group,
         id: format!("rill-{}", uuid::Uuid::from_u128(rand::random())),
+        topics: topics.clone(),
         epoch: 0,
-        partitions: Vec::new(),
         client_id,
         client_host,
     };
-    if let Err(err) = beat(&node, &mut member, Some(join.topics.into_iter().collect())).await {
+    if let Err(err) = beat(&node, &mut member, Some(topics)).await {
         // The heartbeat may have let the member in before the store failed: out again, so its partitions do not
         // wait for a session timeout with nobody reading them.
         member.epoch = -1;
@@ -107,8 +112,8 @@ fn response(kind: v1::share_response::Kind) -> v1::ShareResponse {
     v1::ShareResponse { kind: Some(kind) }
 }
 
-/// A heartbeat on the member's behalf: joins it (epoch 0, with `subscribe`), or keeps it, taking the assignment
-/// the group's last change gave it. A new partition's start is stored before the member reads from it.
+/// A heartbeat on the member's behalf: joins it (epoch 0, with `subscribe`), or keeps it. A new partition's start
+/// is stored before the member reads from it.
 async fn beat(node: &Node, member: &mut Member, subscribe: Option<std::collections::BTreeSet<String>>) -> Result<()> {
     let heartbeat = ShareHeartbeat {
         group: member.group.clone(),
@@ -119,12 +124,26 @@ async fn beat(node: &Node, member: &mut Member, subscribe: Option<std::collectio
         client_host: member.client_host.clone(),
         rack: None,
     };
-    let answer = node.shares.heartbeat(heartbeat, node, Instant::now()).map_err(refusal)?;
+    let answer = match node.shares.heartbeat(heartbeat, node, Instant::now()) {
+        // The member's session ran out (its stream's task could not beat in time) or its epoch was lost: as a
+        // Kafka member would, it joins again with its id, which keeps what it holds.
+        Err(ShareError::UnknownMember { .. } | ShareError::FencedEpoch { .. }) if member.epoch > 0 => {
+            tracing::info!(group = %member.group, member = %member.id, "share group member joins again");
+            let rejoin = ShareHeartbeat {
+                group: member.group.clone(),
+                member_id: member.id.clone(),
+                member_epoch: 0,
+                subscribed_topics: Some(member.topics.clone()),
+                client_id: member.client_id.clone(),
+                client_host: member.client_host.clone(),
+                rack: None,
+            };
+            node.shares.heartbeat(rejoin, node, Instant::now()).map_err(refusal)?
+        }
+        answered => answered.map_err(refusal)?,
+    };
     node.offsets.save_share_states(&member.group, answer.to_store).await?;
     member.epoch = answer.member_epoch;
-    if let Some(partitions) = answer.assignment {
-        member.partitions = partitions.into_iter().collect();
-    }
     Ok(())
 }
 
@@ -201,15 +220,21 @@ async fn serve(
                 );
                 let applied = delivery::apply(node, &member.group, &member.id, acknowledgements);
                 // The acknowledgements' fsync and the read run at once; the read sees what they released. It
-                // reads the partitions assigned when it started; a change the heartbeats below bring applies to
-                // the next.
-                let (group, id, partitions) = (member.group.clone(), member.id.clone(), member.partitions.clone());
-                let work = async {
-                    tokio::join!(
-                        delivery::store(node, &group, applied),
-                        delivery::deliver(node, &group, &id, &partitions, limits)
-                    )
+                // reads the partitions the group assigns the member as it goes, looked at again every
+                // ASSIGNMENT_RECHECK while it waits.
+                let (group, id) = (member.group.clone(), member.id.clone());
+                let read = async {
+                    loop {
+                        let partitions = node.shares.assignment_of(&group, &id);
+                        let slice =
+                            Limits { deadline: limits.deadline.min(Instant::now() + ASSIGNMENT_RECHECK), ..limits };
+                        let delivered = delivery::deliver(node, &group, &id, &partitions, slice).await;
+                        if !delivered.is_empty() || Instant::now() >= limits.deadline || node.is_shutting_down() {
+                            break delivered;
+                        }
+                    }
                 };
+                let work = async { tokio::join!(delivery::store(node, &group, applied), read) };
                 tokio::pin!(work);
                 // A long wait for records keeps the member's heartbeat going.
                 let (stored, delivered) = loop {

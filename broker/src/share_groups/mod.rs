@@ -235,8 +235,12 @@ pub struct SharePartitionMetrics {
 }
 
 struct ShareMember {
+    /// Moves whenever the member's partitions change, by its own heartbeat or another member's.
     epoch: i32,
-    previous_epoch: i32,
+    /// The epochs the last two answers to the member's heartbeats told it, newest first: what its next
+    /// heartbeat may carry (the older one when the last answer was lost on the way). Another member's join moves
+    /// `epoch` without telling this one, which must not fence it: it learns at its next heartbeat.
+    told: [i32; 2],
     subscribed: BTreeSet<String>,
     assignment: BTreeSet<TopicPartition>,
     deadline: Instant,

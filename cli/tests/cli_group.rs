@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{rill, rill_with_stdin, BrokerProcess, Running};
+use common::{config_rows, rill, rill_with_stdin, BrokerProcess, Running};
 
 fn broker_with_records() -> (tempfile::TempDir, BrokerProcess) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -251,18 +251,6 @@ fn rust_log_shows_what_the_client_does_and_without_it_nothing_is_logged() {
     let logged = consume("g2", Some("rill_client=info"));
     assert!(logged.stderr.contains("rebalance") && logged.stderr.contains("Assigned"), "{logged:?}");
     assert!(!logged.stderr.contains('\x1b'), "no terminal colours in a pipe: {logged:?}");
-}
-
-/// `rill group config G` rows as (KEY, VALUE, SOURCE).
-fn config_rows(text: &str) -> Vec<(String, String, String)> {
-    text.lines()
-        .skip_while(|l| !l.starts_with("KEY"))
-        .skip(1)
-        .map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            (words[0].to_owned(), words[1].to_owned(), words[2].to_owned())
-        })
-        .collect()
 }
 
 fn config_value(text: &str, key: &str) -> (String, String) {

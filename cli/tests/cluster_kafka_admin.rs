@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster, PartitionRow};
-use common::{rill, rill_with_stdin, DEADLINE};
+use common::{config_rows, rill, rill_with_stdin, DEADLINE};
 use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::*;
@@ -297,20 +297,6 @@ fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
     assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
     // Share groups are served on a single node: a cluster node says so to a rill member.
     rill(cluster.addr(3), &["consume", "orders", "--share-group", "workers"]).fails(1, "served on a single node only");
-}
-
-/// The rows of `rill group config` output: each key, its value, and whether it is the group's own (`group`) or
-/// the broker's.
-fn config_rows(shown: &str) -> Vec<(String, String, String)> {
-    shown
-        .lines()
-        .skip_while(|l| !l.starts_with("KEY"))
-        .skip(1)
-        .map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            (words[0].to_owned(), words[1].to_owned(), words[2].to_owned())
-        })
-        .collect()
 }
 
 /// `rill group config billing` asked of `addr` (no rows while it fails: a node starting).

@@ -82,20 +82,19 @@ pub async fn open(
             other: "share group",
         });
     }
-    let topics: std::collections::BTreeSet<String> = join.topics.into_iter().collect();
     let mut member = Member {
         group: join.group,
         id: format!("rill-{}", uuid::Uuid::from_u128(rand::random())),
-        topics: topics.clone(),
+        topics: join.topics.into_iter().collect(),
         epoch: 0,
         client_id,
         client_host,
     };
-    if let Err(err) = beat(&node, &mut member, Some(topics)).await {
+    if let Err(err) = beat(&node, &mut member).await {
         // The heartbeat may have let the member in before the store failed: out again, so its partitions do not
         // wait for a session timeout with nobody reading them.
         member.epoch = -1;
-        let _ = beat(&node, &mut member, None).await;
+        let _ = beat(&node, &mut member).await;
         return Err(err);
     }
     tracing::debug!(group = %member.group, member = %member.id, "share group member joined over gRPC");
@@ -112,39 +111,36 @@ fn response(kind: v1::share_response::Kind) -> v1::ShareResponse {
     v1::ShareResponse { kind: Some(kind) }
 }
 
-/// A heartbeat on the member's behalf: joins it (epoch 0, with `subscribe`), or keeps it. A new partition's start
+/// A heartbeat on the member's behalf: joins it (epoch 0), keeps it, or removes it (-1). A new partition's start
 /// is stored before the member reads from it.
-async fn beat(node: &Node, member: &mut Member, subscribe: Option<std::collections::BTreeSet<String>>) -> Result<()> {
-    let heartbeat = ShareHeartbeat {
-        group: member.group.clone(),
-        member_id: member.id.clone(),
-        member_epoch: member.epoch,
-        subscribed_topics: subscribe,
-        client_id: member.client_id.clone(),
-        client_host: member.client_host.clone(),
-        rack: None,
-    };
-    let answer = match node.shares.heartbeat(heartbeat, node, Instant::now()) {
+async fn beat(node: &Node, member: &mut Member) -> Result<()> {
+    let answer = match node.shares.heartbeat(member.heartbeat(member.epoch), node, Instant::now()) {
         // The member's session ran out (its stream's task could not beat in time) or its epoch was lost: as a
         // Kafka member would, it joins again with its id, which keeps what it holds.
         Err(ShareError::UnknownMember { .. } | ShareError::FencedEpoch { .. }) if member.epoch > 0 => {
             tracing::info!(group = %member.group, member = %member.id, "share group member joins again");
-            let rejoin = ShareHeartbeat {
-                group: member.group.clone(),
-                member_id: member.id.clone(),
-                member_epoch: 0,
-                subscribed_topics: Some(member.topics.clone()),
-                client_id: member.client_id.clone(),
-                client_host: member.client_host.clone(),
-                rack: None,
-            };
-            node.shares.heartbeat(rejoin, node, Instant::now()).map_err(refusal)?
+            node.shares.heartbeat(member.heartbeat(0), node, Instant::now()).map_err(refusal)?
         }
         answered => answered.map_err(refusal)?,
     };
     node.offsets.save_share_states(&member.group, answer.to_store).await?;
     member.epoch = answer.member_epoch;
     Ok(())
+}
+
+impl Member {
+    /// Its heartbeat at `epoch`, naming its topics when it joins.
+    fn heartbeat(&self, epoch: i32) -> ShareHeartbeat {
+        ShareHeartbeat {
+            group: self.group.clone(),
+            member_id: self.id.clone(),
+            member_epoch: epoch,
+            subscribed_topics: (epoch == 0).then(|| self.topics.clone()),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            rack: None,
+        }
+    }
 }
 
 fn refusal(err: ShareError) -> BrokerError {
@@ -166,7 +162,7 @@ async fn keep(
     let ended = serve(&node, &mut member, &mut inbound, &outbound).await;
     // Leaving releases every record the member still holds, for the group's other members at once.
     member.epoch = -1;
-    if let Err(err) = beat(&node, &mut member, None).await {
+    if let Err(err) = beat(&node, &mut member).await {
         tracing::debug!(group = %member.group, member = %member.id, error = %err, "share group member's leave");
     }
     tracing::debug!(group = %member.group, member = %member.id, reason = %ended.as_ref().err().map_or("left".into(), |s| s.message().to_owned()), "share group member left");
@@ -195,7 +191,7 @@ async fn serve(
         let message = tokio::select! {
             message = inbound.message() => message,
             _ = tokio::time::sleep_until(next_beat) => {
-                beat(node, member, None).await.map_err(Status::from)?;
+                beat(node, member).await.map_err(Status::from)?;
                 next_beat = Instant::now() + node.shares.settings_of(&member.group).heartbeat_interval;
                 continue;
             }
@@ -241,7 +237,7 @@ async fn serve(
                     tokio::select! {
                         done = &mut work => break done,
                         _ = tokio::time::sleep_until(next_beat) => {
-                            beat(node, member, None).await.map_err(Status::from)?;
+                            beat(node, member).await.map_err(Status::from)?;
                             next_beat = Instant::now() + node.shares.settings_of(&member.group).heartbeat_interval;
                         }
                         _ = outbound.closed() => return Ok(()),

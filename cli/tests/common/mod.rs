@@ -517,3 +517,16 @@ fn forward_lines(stdout: ChildStdout, tx: &mpsc::Sender<String>) {
         }
     }
 }
+
+/// The rows of `rill group config` output as (KEY, VALUE, SOURCE): SOURCE is `group` for the group's own value,
+/// `broker` for the broker's.
+pub fn config_rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("KEY"))
+        .skip(1)
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[0].to_owned(), words[1].to_owned(), words[2].to_owned())
+        })
+        .collect()
+}

@@ -57,18 +57,24 @@ impl Stream for AssignmentStream {
     }
 }
 
+/// A membership stream's first message (its join), as JoinGroup and ShareConsume read it: refused when the
+/// stream closes or breaks first, or sends nothing within [`JOIN_WAIT`].
+pub async fn first_message<T: prost::Message + Default>(inbound: &mut Streaming<T>) -> Result<T> {
+    match tokio::time::timeout(JOIN_WAIT, inbound.message()).await {
+        Ok(Ok(Some(message))) => Ok(message),
+        Ok(Ok(None)) => Err(BrokerError::invalid("join", "the stream closed before its join")),
+        Ok(Err(status)) => Err(BrokerError::SessionEnded { reason: status.message().to_owned() }),
+        Err(_) => Err(BrokerError::invalid("join", format!("no join within {} ms", JOIN_WAIT.as_millis()))),
+    }
+}
+
 /// Reads the join (the stream's first message), admits the member and starts its session task.
 pub async fn open(
     node: Arc<Node>,
     mut inbound: Streaming<v1::GroupRequest>,
     principal: crate::auth::Principal,
 ) -> Result<AssignmentStream> {
-    let first = match tokio::time::timeout(JOIN_WAIT, inbound.message()).await {
-        Ok(Ok(Some(message))) => message,
-        Ok(Ok(None)) => return Err(BrokerError::invalid("join", "the stream closed before its join")),
-        Ok(Err(status)) => return Err(BrokerError::SessionEnded { reason: status.message().to_owned() }),
-        Err(_) => return Err(BrokerError::invalid("join", format!("no join within {} ms", JOIN_WAIT.as_millis()))),
-    };
+    let first = first_message(&mut inbound).await?;
     let Some(v1::group_request::Kind::Join(join)) = first.kind else {
         return Err(BrokerError::invalid("join", "the first message of a JoinGroup stream must be a join"));
     };

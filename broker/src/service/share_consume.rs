@@ -22,8 +22,6 @@ use crate::node::Node;
 use crate::share_groups::delivery::{self, Limits};
 use crate::share_groups::{AckBatch, ShareError, ShareHeartbeat};
 
-/// How long a new stream may take to send its join before the broker gives up on it.
-const JOIN_WAIT: Duration = Duration::from_secs(10);
 /// How often a fetch waiting for records looks again at the partitions the group assigns the member: another
 /// member's join or leave moves them at once, and the member should read its new ones (and stop taking from
 /// those that went to others) within this, not at its next heartbeat.
@@ -49,12 +47,7 @@ pub async fn open(
     client_id: String,
     client_host: String,
 ) -> Result<ShareStream> {
-    let first = match tokio::time::timeout(JOIN_WAIT, inbound.message()).await {
-        Ok(Ok(Some(message))) => message,
-        Ok(Ok(None)) => return Err(BrokerError::invalid("join", "the stream closed before its join")),
-        Ok(Err(status)) => return Err(BrokerError::SessionEnded { reason: status.message().to_owned() }),
-        Err(_) => return Err(BrokerError::invalid("join", format!("no join within {} ms", JOIN_WAIT.as_millis()))),
-    };
+    let first = crate::groups::session::first_message(&mut inbound).await?;
     let Some(v1::share_request::Kind::Join(join)) = first.kind else {
         return Err(BrokerError::invalid("join", "the first message of a ShareConsume stream must be a join"));
     };

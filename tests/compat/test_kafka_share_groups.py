@@ -199,14 +199,19 @@ def test_a_rill_member_and_a_librdkafka_member_share_one_group_and_nothing_is_re
     kafka_thread.start()
     try:
         # Both members in before the records come, so the group has split the partitions between them.
+        # Until the first member's join lands the group does not exist, and `describe` says so.
         deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            described = rill(addr, "group", "describe", group)
-            if described.count("rill-") >= 1 and len([l for l in described.splitlines() if l.startswith(topic)]) == 2:
-                members = [row for row in described.splitlines() if row.startswith(topic)]
-                if all(row.split()[-1] != "-" for row in members) and len({row.split()[-1] for row in members}) == 2:
-                    break
-            time.sleep(0.2)
+        split = False
+        while not split and time.monotonic() < deadline:
+            done = subprocess.run([RILL, "group", "describe", group, "--broker", addr], capture_output=True, text=True,
+                                  timeout=60)
+            if done.returncode != 0:
+                assert "unknown group" in done.stderr, done.stderr
+            rows = [row.split() for row in done.stdout.splitlines() if row.startswith(topic)]
+            split = len(rows) == 2 and all(row[-1] != "-" for row in rows) and len({row[-1] for row in rows}) == 2
+            if not split:
+                time.sleep(0.2)
+        assert split, f"the group never split {topic}'s partitions between its two members: {done.stdout}"
         values = [f"job-{i}" for i in range(200)]
         produce(addr, topic, values, 2)
         while time.monotonic() < deadline:

@@ -119,6 +119,14 @@ pub enum BrokerError {
         /// Why there is no coordinator at all, when that is known (the offsets topic cannot be made yet).
         without_coordinator_because: Option<String>,
     },
+    /// On a cluster: a share partition's state written by a node whose window is stale (a newer leader of the
+    /// partition, or a reset of the group, wrote since it loaded the state: `offsets/share_states.rs`).
+    #[error(
+        "the state of share group {group:?} in partition {partition} of topic {topic:?} was written at fencing \
+         token {stored} since this node loaded it at token {sent} (a newer leader of the partition, or a reset of \
+         the group): this node's records in flight there are stale; fetch again from the partition's leader"
+    )]
+    ShareStateFenced { group: String, topic: String, partition: u32, sent: u32, stored: u32 },
     #[error(
         "partition {partition} of topic {topic:?} has {in_sync} in-sync replica(s), fewer than its \
          min_insync_replicas of {min_insync_replicas}: retry once replicas catch up"
@@ -202,7 +210,7 @@ impl BrokerError {
             BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
             BrokerError::NotOnCluster { .. } => Reason::Unsupported,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
-            BrokerError::NotLeader { .. } => Reason::NotLeader,
+            BrokerError::NotLeader { .. } | BrokerError::ShareStateFenced { .. } => Reason::NotLeader,
             BrokerError::FencedLeaderEpoch { .. } => Reason::FencedLeaderEpoch,
             BrokerError::UnknownLeaderEpoch { .. } => Reason::UnknownLeaderEpoch,
             BrokerError::OffsetNotAvailable { .. } => Reason::OffsetNotAvailable,

@@ -16,7 +16,8 @@ pub struct Node {
     pub registry: Registry,
     pub offsets: Arc<OffsetStore>,
     pub groups: Arc<GroupCoordinator>,
-    /// Share groups (KIP-932), served to Kafka clients on a single node.
+    /// Share groups (KIP-932): on a cluster node the members of the groups it coordinates, and the windows and
+    /// share sessions of the partitions it leads.
     pub shares: Arc<crate::share_groups::ShareGroups>,
     /// Groups' own settings (Kafka's group configs), which the share groups and `groups` read: a single node's file
     /// or the cluster's metadata.
@@ -76,12 +77,7 @@ impl Node {
             }
             // Share groups too: a topic created again under this name is read from its reset policy.
             self.shares.forget_topic(name);
-            for group in self.offsets.share_groups_of_topic(name) {
-                let topic = name.to_owned();
-                if let Err(err) = self.offsets.forget_share_states(&group, move |key| key.topic == topic).await {
-                    tracing::error!(topic = %name, %group, error = %err, "cannot forget a deleted topic's share state");
-                }
-            }
+            self.offsets.forget_share_states_of_topics(&[name.to_owned()].into()).await;
             return Ok(());
         };
         replication.delete_topic(name).await

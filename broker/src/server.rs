@@ -231,7 +231,10 @@ impl Broker {
             ),
             None => Arc::new(crate::schema_registry::SchemaStore::open(&config.data_dir)?),
         };
-        let shares = Arc::new(crate::share_groups::ShareGroups::new(Arc::clone(&group_configs)));
+        let shares = Arc::new(match &controller {
+            Some(_) => crate::share_groups::ShareGroups::clustered(Arc::clone(&group_configs)),
+            None => crate::share_groups::ShareGroups::new(Arc::clone(&group_configs)),
+        });
         let node = Arc::new_cyclic(|weak| Node {
             oauth: oauth.clone(),
             schemas,

@@ -59,7 +59,9 @@
 # compression.type=zstd storing what librdkafka sends uncompressed, lz4 and gzip as zstd, read back by both clients.
 # test_kafka_share_groups.py: KIP-932 share groups with confluent-kafka's ShareConsumer (librdkafka 2.15): more
 # consumers than partitions, nothing read twice, acknowledgements through a SIGKILL, release/reject/delivery limit,
-# a lock running out, a group id of one kind refused to the other.
+# a lock running out, a group id of one kind refused to the other. test_kafka_cluster_share_groups.py: the same on
+# three nodes: members at the group's coordinator, each partition fetched at its leader; a partition leader and then
+# the coordinator SIGKILLed, nothing acknowledged delivered again.
 # test_kafka_follower_fetching.py: three nodes in three zones (`--rack`); librdkafka consumers with `client.rack`
 # read from the follower in their zone (KIP-392), read_committed too, and from another replica once it is killed.
 #
@@ -86,4 +88,4 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py \
   tests/compat/test_kafka_follower_fetching.py tests/compat/test_schema_registry.py \
   tests/compat/test_schema_registry_formats.py tests/compat/test_http_proxy.py \
-  tests/compat/test_kafka_share_groups.py "$@"
+  tests/compat/test_kafka_share_groups.py tests/compat/test_kafka_cluster_share_groups.py "$@"

@@ -3,7 +3,8 @@
 //! holds; acknowledgements move the group's start offset (DescribeShareGroupOffsets) and survive a restart;
 //! ShareGroupDescribe shows who reads what; a waiting ShareFetch is woken by an append; and each refusal has its
 //! Kafka code and a message: a session epoch out of turn, an acknowledgement of a record not held, a request
-//! without a member, a group that is no share group.
+//! without a member, a group that is no share group. A cluster node (of one) serves them through its clustered
+//! path, and does not serve the offset changes a cluster does not have.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -389,16 +390,59 @@ async fn a_share_groups_start_can_be_set_before_it_runs_and_its_state_deleted_on
     assert!(format!("{:?}", wrong.error_message).contains("consumer group"), "{wrong:?}");
 }
 
+/// On a cluster of one node, which is the group's coordinator and the partitions' leader: the clustered path
+/// (members at the coordinator, windows at the leader started by the first fetch, states stored through the
+/// coordinator), without the offsets APIs a cluster does not serve.
 #[tokio::test]
-async fn a_cluster_node_does_not_advertise_share_groups() {
-    let broker = rill_tests::cluster_of_one().await;
+async fn a_cluster_node_serves_share_groups_but_not_their_offset_changes() {
+    const UNKNOWN_MEMBER_ID: i16 = 25;
+    let mut broker = rill_tests::cluster_of_one().await;
     let mut client = KafkaClient::connect(addr(&broker)).await;
     let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     let keys: Vec<i16> = versions.api_keys.iter().map(|k| k.api_key).collect();
-    assert!(keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)), "{keys:?}");
-    for share in
-        [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge, ApiKey::AlterShareGroupOffsets]
-    {
-        assert!(!keys.contains(&(share as i16)), "{share:?} advertised on a cluster node");
+    for served in [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge] {
+        assert!(keys.contains(&(served as i16)), "{served:?} not advertised on a cluster node");
     }
+    for refused in [ApiKey::AlterShareGroupOffsets, ApiKey::DeleteShareGroupOffsets] {
+        assert!(!keys.contains(&(refused as i16)), "{refused:?} advertised on a cluster node");
+    }
+    let id = topic_id(&mut client, "orders").await;
+    // The first group request creates `__consumer_offsets`; the node coordinates once it has loaded it.
+    let request = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(text("workers")))
+        .with_member_id(text("one"))
+        .with_member_epoch(0)
+        .with_subscribed_topic_names(Some(vec![TopicName(text("orders"))]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let joined: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &request).await;
+        if joined.error_code == 0 {
+            assert_eq!(joined.assignment.map(|a| a.topic_partitions[0].partitions.len()), Some(2));
+            break;
+        }
+        assert!(Instant::now() < deadline, "not the coordinator within 30 s: {:?}", joined.error_message);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fetch = |member: &str, epoch: i32, acks: Vec<AcknowledgementBatch>| {
+        let partitions = vec![
+            FetchPartition::default().with_partition_index(0).with_acknowledgement_batches(acks),
+            FetchPartition::default().with_partition_index(1),
+        ];
+        share_fetch(member, epoch, id, vec![])
+            .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(partitions)])
+    };
+    // A member the coordinator does not have opens no session.
+    let stranger: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &fetch("zed", 0, vec![])).await;
+    assert_eq!(stranger.error_code, UNKNOWN_MEMBER_ID, "{:?}", stranger.error_message);
+    // The first fetch starts the windows (latest: at the end), and later records are acquired.
+    let first: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &fetch("one", 0, vec![])).await;
+    assert_eq!((first.error_code, acquired(&first)), (0, vec![]), "{:?}", first.error_message);
+    broker.produce_values("orders", 0, &["a", "b", "c"]).await;
+    let second: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &fetch("one", 1, vec![])).await;
+    assert_eq!(acquired(&second), [(0, 2, 1)]);
+    let third: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &fetch("one", 2, vec![accept(0, 2)])).await;
+    let acknowledged = third.responses[0].partitions.iter().find(|p| p.partition_index == 0).expect("partition 0");
+    assert_eq!(acknowledged.acknowledge_error_code, 0, "{:?}", acknowledged.acknowledge_error_message);
+    // Stored at the coordinator: DescribeShareGroupOffsets reads it there.
+    assert_eq!(start_offset(&mut client).await, 3);
 }

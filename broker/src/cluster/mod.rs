@@ -166,6 +166,9 @@ pub struct Controller {
     suspects: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
     /// Wakes the controller leader's keeper to probe the suspects at once.
     suspected: tokio::sync::Notify,
+    /// One connection per peer for node-to-node calls made per client request (share groups' state), by node
+    /// id with the address it was made for: a call must not pay for a connection.
+    peer_channels: std::sync::Mutex<std::collections::BTreeMap<NodeId, (String, crate::tls::PeerChannel)>>,
 }
 
 impl Controller {
@@ -221,6 +224,7 @@ impl Controller {
             fences: keeper::Fences::default(),
             suspects: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             suspected: tokio::sync::Notify::new(),
+            peer_channels: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         }))
     }
 

@@ -62,6 +62,34 @@ impl Controller {
         Ok(reply.into_inner().payload_json.to_vec())
     }
 
+    /// Sends a share group call (`share_groups::remote`, as JSON) to node `to` over the internal `Share` method,
+    /// on the connection kept for that node, and returns its JSON answer.
+    pub async fn call_share(&self, to: u64, payload_json: Vec<u8>) -> Result<Vec<u8>, BrokerError> {
+        let unavailable = |reason: String| BrokerError::ControllerUnavailable { reason };
+        let address = self
+            .metadata()
+            .address_of(to)
+            .ok_or_else(|| unavailable(format!("node {to} has no known address (is it alive?)")))?
+            .to_owned();
+        let channel = {
+            let mut channels = self.peer_channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match channels.get(&to).filter(|(at, _)| *at == address) {
+                Some((_, channel)) => channel.clone(),
+                None => {
+                    let channel = channel_to(&address, &self.config)
+                        .map_err(|e| unavailable(format!("bad address {address}: {e}")))?;
+                    channels.insert(to, (address.clone(), channel.clone()));
+                    channel
+                }
+            }
+        };
+        let reply = ControllerClient::new(channel)
+            .share(self.internal_request(payload_json))
+            .await
+            .map_err(|status| unavailable(format!("node {to} at {address}: {}", status.message())))?;
+        Ok(reply.into_inner().payload_json.to_vec())
+    }
+
     /// A JSON payload as the internal service takes it: with this node's cluster id and peers, which the receiver
     /// checks, and bounded by [`PROPOSE_TIMEOUT`].
     fn internal_request(&self, payload_json: Vec<u8>) -> tonic::Request<RaftRequest> {

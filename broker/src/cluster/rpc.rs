@@ -233,6 +233,14 @@ impl ControllerRpc for ControllerService {
         reply(&crate::transactions::remote::serve(&node, call).await)
     }
 
+    async fn share(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        self.check_cluster(&request.cluster_id, request.from_node_id)?;
+        let call: crate::share_groups::remote::Call = Self::decode(&request)?;
+        let node = self.replication.node().map_err(Status::from)?;
+        reply(&crate::share_groups::remote::serve(&node, call).await)
+    }
+
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
         let request = request.into_inner();
         self.check_cluster(&request.cluster_id, request.node_id)?;

@@ -46,8 +46,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-848's broker-assigned groups (`group.protocol=consumer`); v1 is what librdkafka 2.12 and Kafka 4.0 send.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
-    // Share groups (KIP-932, `share_groups/`), on a single node only: v1 is the first version Kafka 4.1 made
-    // stable, and what librdkafka 2.15's share consumer sends. DescribeShareGroupOffsets v0 is the codec's.
+    // Share groups (KIP-932, `share_groups/`): v1 is the first version Kafka 4.1 made stable, and what librdkafka
+    // 2.15's share consumer sends. DescribeShareGroupOffsets v0 is the codec's. Altering and deleting a share
+    // group's offsets are a single node's only (`is_single_node_api`).
     (ApiKey::ShareGroupHeartbeat, 1, 1),
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
@@ -99,18 +100,10 @@ fn is_sasl_api(key: ApiKey) -> bool {
     matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
-/// The share group APIs, which a cluster node does not serve (share groups run on a single node in this version).
-pub fn is_share_api(key: ApiKey) -> bool {
-    matches!(
-        key,
-        ApiKey::ShareGroupHeartbeat
-            | ApiKey::ShareGroupDescribe
-            | ApiKey::ShareFetch
-            | ApiKey::ShareAcknowledge
-            | ApiKey::DescribeShareGroupOffsets
-            | ApiKey::AlterShareGroupOffsets
-            | ApiKey::DeleteShareGroupOffsets
-    )
+/// The APIs a cluster node does not serve: moving or forgetting a share group's start offsets, which needs the
+/// partitions' bounds from their leaders at the group's coordinator (not in this version).
+pub fn is_single_node_api(key: ApiKey) -> bool {
+    matches!(key, ApiKey::AlterShareGroupOffsets | ApiKey::DeleteShareGroupOffsets)
 }
 
 /// The versions of `api_key` served, if it is served at all.
@@ -125,7 +118,7 @@ pub fn answer(is_version_supported: bool, is_sasl_on: bool, is_cluster: bool) ->
     let api_keys = SUPPORTED
         .iter()
         .filter(|(key, _, _)| is_sasl_on || !is_sasl_api(*key))
-        .filter(|(key, _, _)| !is_cluster || !is_share_api(*key))
+        .filter(|(key, _, _)| !is_cluster || !is_single_node_api(*key))
         .map(|&(key, min, max)| {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
@@ -158,13 +151,17 @@ mod tests {
     }
 
     #[test]
-    fn share_group_apis_are_advertised_only_on_a_single_node() {
-        let has_share = |answer: &ApiVersionsResponse| {
-            answer.api_keys.iter().filter(|k| k.api_key == ApiKey::ShareFetch as i16).count()
+    fn share_groups_are_served_on_a_cluster_but_their_offsets_are_altered_on_a_single_node_only() {
+        let has = |answer: &ApiVersionsResponse, key: ApiKey| {
+            answer.api_keys.iter().filter(|k| k.api_key == key as i16).count()
         };
-        assert_eq!(has_share(&answer(true, false, false)), 1);
-        assert_eq!(has_share(&answer(true, false, true)), 0);
-        assert!(is_share_api(ApiKey::ShareGroupHeartbeat) && !is_share_api(ApiKey::ConsumerGroupHeartbeat));
+        for key in [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge] {
+            assert_eq!(has(&answer(true, false, false), key), 1);
+            assert_eq!(has(&answer(true, false, true), key), 1, "{key:?} on a cluster");
+        }
+        assert_eq!(has(&answer(true, false, false), ApiKey::AlterShareGroupOffsets), 1);
+        assert_eq!(has(&answer(true, false, true), ApiKey::AlterShareGroupOffsets), 0);
+        assert!(is_single_node_api(ApiKey::DeleteShareGroupOffsets) && !is_single_node_api(ApiKey::ShareFetch));
     }
 
     #[test]

@@ -273,7 +273,7 @@ pub async fn answer(
     let api = ApiKey::try_from(api_key).map_err(|()| RequestError::UnknownApiKey(api_key))?;
     let (min, max) = supported_versions(api_key).ok_or(RequestError::NotServed(api))?;
     let is_cluster = kafka.node.replication.is_some();
-    if is_cluster && api_versions::is_share_api(api) {
+    if is_cluster && api_versions::is_single_node_api(api) {
         return Err(RequestError::NotServed(api));
     }
     if api == ApiKey::ApiVersions && version > max {

@@ -12,6 +12,9 @@
 //! A refused acknowledgement (a record not acquired by this member: released, timed out, or never delivered to
 //! it) is reported in the partition's `acknowledge_error_code` as INVALID_RECORD_STATE, and the rest of the
 //! request goes on. `min_bytes` is read as "one record".
+//!
+//! On a cluster each partition is fetched and acknowledged at its leader (NOT_LEADER_OR_FOLLOWER elsewhere, and
+//! the client moves it), and a share session is opened only for a member the group's coordinator has.
 
 use std::collections::BTreeMap;
 
@@ -64,7 +67,8 @@ fn member_of(group: Option<&str>, member: Option<&str>) -> Result<(String, Strin
 }
 
 /// Resolves the partitions a request names: topic ids to names, each partition authorized for READ (TOPIC_
-/// AUTHORIZATION_FAILED otherwise) and known (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION).
+/// AUTHORIZATION_FAILED otherwise), known (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION) and, on a cluster, led
+/// here (NOT_LEADER_OR_FOLLOWER).
 fn resolve(
     kafka: &KafkaContext,
     principal: &Principal,
@@ -82,6 +86,9 @@ fn resolve(
         (ResponseError::UnknownTopicOrPartition.code(), format!("partition {index} of {name} does not exist"))
     })?;
     if let Err(err) = kafka.node.check_partition_exists(name, partition) {
+        return Err((error_code(&err), err.to_string()));
+    }
+    if let Err(err) = kafka.node.check_leader(name, partition) {
         return Err((error_code(&err), err.to_string()));
     }
     Ok(TopicPartition::new(name, partition))
@@ -175,6 +182,22 @@ pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal:
     let added: Vec<TopicPartition> = named.iter().map(|n| n.partition.clone()).collect();
     let has_acknowledgements = named.iter().any(|n| !n.acknowledgements.is_empty());
     let epoch = request.share_session_epoch;
+    if epoch == 0 && node.shares.is_clustered() {
+        match crate::share_groups::remote::is_member(node, &group, &member).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let err = ShareError::UnknownMember { group: group.clone(), member: member.clone() };
+                return refused(code(&err), err.to_string());
+            }
+            Err(err) => {
+                let message = format!("cannot ask group {group}'s coordinator about member {member}: {err}");
+                return ShareFetchResponse::default()
+                    .with_error_code(error_code(&err))
+                    .with_error_message(Some(StrBytes::from_string(message)))
+                    .with_acquisition_lock_timeout_ms(lock_ms);
+            }
+        }
+    }
     let now = Instant::now();
     let change = SessionChange { epoch, added: &added, forgotten: &forgotten, has_acknowledgements };
     let session = match node.shares.fetch_session(&group, &member, change, now) {

@@ -1,6 +1,8 @@
 //! ShareGroupDescribe (v1) and DescribeShareGroupOffsets (v0): a share group's members and what each reads, and
 //! where the group is in each partition (its share-partition start offset: every record below is done with),
-//! as `kafka-share-groups.sh --describe` shows them. A group id that is no share group is GROUP_ID_NOT_FOUND.
+//! as `kafka-share-groups.sh --describe` shows them. A group id that is no share group is GROUP_ID_NOT_FOUND. On a
+//! cluster both are answered by the group's coordinator (NOT_COORDINATOR elsewhere), the offsets from what it
+//! stores, fresher where it leads the partition too.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
 use super::consumer_group_heartbeat::TopicIds;
+use super::error::error_code;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
@@ -46,6 +49,9 @@ pub fn describe(
                 return described
                     .with_error_code(code)
                     .with_error_message(Some(text(format!("not authorized to DESCRIBE group {}", group_id.as_str()))));
+            }
+            if let Err(err) = kafka.node.offsets.check_coordinator(group_id.as_str()) {
+                return described.with_error_code(error_code(&err)).with_error_message(Some(text(err.to_string())));
             }
             let Some(view) = kafka.node.shares.describe(group_id.as_str(), Instant::now()) else {
                 return described
@@ -107,6 +113,9 @@ pub fn offsets(
                 return answered
                     .with_error_code(code)
                     .with_error_message(Some(text(format!("not authorized to DESCRIBE group {group_id}"))));
+            }
+            if let Err(err) = kafka.node.offsets.check_coordinator(group_id) {
+                return answered.with_error_code(error_code(&err)).with_error_message(Some(text(err.to_string())));
             }
             let known = kafka.node.shares.partitions(group_id, kafka.node.as_ref());
             let mut by_topic: BTreeMap<String, Vec<DescribeShareGroupOffsetsResponsePartition>> = BTreeMap::new();

@@ -2,7 +2,8 @@
 //! groups (`share_groups/`). This file translates: topic names to ids (the assignment names topics by id), the
 //! share groups' refusals to Kafka's codes, each with its message. A share partition newly assigned starts
 //! where the group's reset policy says, and that start is stored before the heartbeat is answered, so records
-//! produced after the answer are never skipped by a restart.
+//! produced after the answer are never skipped by a restart. On a cluster the group's coordinator answers
+//! (NOT_COORDINATOR elsewhere), and each partition's leader starts it at the member's first fetch.
 
 use std::collections::BTreeSet;
 
@@ -29,6 +30,13 @@ pub async fn answer(
     }
     if let Err(err) = crate::groups::check_group_id(&group) {
         return refused(ResponseError::InvalidGroupId, err.to_string());
+    }
+    // On a cluster the group's members live at its coordinator, where the client found it (FindCoordinator).
+    if let Err(err) = kafka.node.offsets.check_coordinator(&group) {
+        return ShareGroupHeartbeatResponse::default()
+            .with_error_code(error_code(&err))
+            .with_error_message(Some(StrBytes::from_string(err.to_string())))
+            .with_member_epoch(-1);
     }
     if kafka.node.groups.knows(&group) || kafka.node.groups.classic_snapshot(&group).is_some() {
         return refused(ResponseError::InconsistentGroupProtocol, ShareError::NotAShareGroup(group).to_string());
@@ -80,6 +88,7 @@ pub(super) fn code(err: &ShareError) -> ResponseError {
         ShareError::InvalidSessionEpoch { .. } => ResponseError::InvalidShareSessionEpoch,
         ShareError::NotAShareGroup(_) => ResponseError::InconsistentGroupProtocol,
         ShareError::NotEmpty { .. } => ResponseError::NonEmptyGroup,
+        ShareError::TooManySessions { .. } => ResponseError::ShareSessionLimitReached,
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn alter(
                 .with_partitions(partitions),
         );
     }
-    let stored = match node.shares.reset(&group, &targets, Instant::now()) {
+    let stored = match node.shares.reset(&group, &targets, node.as_ref(), Instant::now()) {
         Ok(to_store) => {
             node.offsets.save_share_states(&group, to_store).await.map_err(|err| (error_code(&err), err.to_string()))
         }

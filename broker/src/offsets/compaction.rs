@@ -51,7 +51,9 @@ pub fn rewrite(
         headers: Vec::new(),
         timestamp_ms: commit.commit_time_ms,
     });
-    let states = shares.iter().map(|(key, state)| share_states::record(key, Some(&state.bytes), crate::node::now_ms()));
+    let states = shares
+        .iter()
+        .map(|(key, state)| share_states::record(key, Some((state.version, &state.bytes)), crate::node::now_ms()));
     for record in commits.chain(states) {
         if !builder.is_empty() && builder.encoded_bytes() + builder.record_bytes(&record) > BATCH_BYTES {
             log.append(&std::mem::take(&mut builder).build())?;
@@ -136,7 +138,7 @@ mod tests {
         assert_eq!(store.get(&key(0)).map(|c| c.offset), Some(11_997));
         assert_eq!(store.get(&key(2)), Some(Committed { offset: 11_999, metadata: "r3".into(), commit_time_ms: 7 }));
         assert_eq!(store.local_log().high_watermark(), 4, "one record per live key");
-        assert_eq!(store.share_state(&key(0)), Some(vec![3]), "the share state is a live key too");
+        assert_eq!(store.share_state(&key(0)).map(|s| s.bytes), Some(vec![3]), "the share state is a live key too");
         assert!(!dir.path().join(format!("{OFFSETS_LOG_DIR}.old")).exists());
         store.commit(vec![(key(1), 5, String::new())], 8).await.unwrap();
         store.close().await.unwrap();

@@ -36,6 +36,7 @@ pub mod replicated;
 mod share_states;
 
 pub use replicated::OFFSETS_TOPIC;
+pub use share_states::{fencing_token, StoredShareState};
 
 /// The internal log's directory name; the `__` prefix is reserved, so no user topic can collide with it.
 pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
@@ -48,7 +49,7 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 /// Bytes per batch of tombstones written by a group deletion (well under the log's `max_batch_bytes`).
 const DELETE_BATCH_BYTES: usize = 1 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct OffsetKey {
     pub group: String,
     pub topic: String,

@@ -228,12 +228,14 @@ impl OffsetStore {
             })
             .unwrap_or_default();
         let mut committed = self.lock();
+        let mut shares = self.share_lock();
         let mut state = lock(&coordinators.state);
         let unloaded: BTreeSet<u32> =
             state.loaded.iter().filter(|(p, l)| led.get(*p) != Some(&l.epoch)).map(|(p, _)| *p).collect();
         if !unloaded.is_empty() {
             let count = coordinators.partition_count();
             committed.retain(|key, _| !unloaded.contains(&partition_for(&key.group, count)));
+            shares.retain(|key, _| !unloaded.contains(&partition_for(&key.group, count)));
             for p in &unloaded {
                 state.loaded.remove(p);
                 tracing::info!(partition = p, "no longer the coordinator of the groups of an offsets partition");
@@ -301,9 +303,8 @@ async fn load(store: Arc<OffsetStore>, replication: Arc<Replication>, partition:
     }
     let log = Arc::clone(partition.log());
     let replayed = blocking(move || replay(&log)).await;
-    let entries: BTreeMap<OffsetKey, Committed> = match replayed {
-        // Share groups run on a single node in this version: a cluster's offsets partitions hold no share states.
-        Ok(replayed) => replayed.committed,
+    let (entries, share_states): (BTreeMap<OffsetKey, Committed>, _) = match replayed {
+        Ok(replayed) => (replayed.committed, replayed.share_states),
         Err(err) => {
             tracing::error!(partition = index, error = %err, "cannot replay an offsets partition");
             return forget_loading(&store, index, epoch);
@@ -318,6 +319,7 @@ async fn load(store: Arc<OffsetStore>, replication: Arc<Replication>, partition:
         entries.keys().filter(|k| !metadata.topics.contains_key(&k.topic)).map(|k| k.topic.clone()).collect();
     {
         let mut committed = store.lock();
+        let mut shares = store.share_lock();
         let mut state = lock(&coordinators.state);
         if state.loading.get(&index) != Some(&epoch) || !still_leading() {
             return;
@@ -325,6 +327,9 @@ async fn load(store: Arc<OffsetStore>, replication: Arc<Replication>, partition:
         state.loading.remove(&index);
         let groups = entries.keys().map(|k| k.group.clone()).collect::<BTreeSet<_>>().len();
         committed.extend(entries);
+        // Share partitions' states of topics deleted meanwhile stay until the group's next reset or deletion:
+        // a leader loads a state only for a partition that exists.
+        shares.extend(share_states);
         state.loaded.insert(index, Loaded { partition, epoch, replication: Arc::downgrade(&replication) });
         tracing::info!(partition = index, epoch, groups, "coordinating the groups of an offsets partition");
     }

@@ -1,10 +1,17 @@
 //! Share groups' partition states (`share_groups/partition.rs` encodes them) in the committed-offsets log, beside
-//! the commits: the same key layout with version byte 1, the value a version byte (0) and the state's bytes, a
-//! null value forgetting the key. The last record of a key wins at replay, as for commits.
+//! the commits: the same key layout with version byte 1, the value a version byte (1), the state's version (u64,
+//! big-endian) and the state's bytes, a null value forgetting the key; a value of version byte 0 (written before
+//! states carried their version) is the bytes alone, at version 0. The last record of a key wins at replay, as
+//! for commits.
 //!
-//! A save is answered once fsynced, as a commit is. Saves carry the version the share groups gave the state
-//! when they took it; under the store's lock a save older than what the store holds is dropped, so two saves of
-//! one partition taken in one order never land in the other.
+//! A save is answered once stored (fsynced on a single node, on every in-sync replica of the group's offsets
+//! partition on a cluster), as a commit is. Saves carry the version the share groups gave the state when they
+//! took it. Its high 32 bits are a fencing token: the leader epoch of the partition at which the node that
+//! keeps the window loaded it, or more after a reset (`ShareGroups::reset` raises it by one). Under the store's
+//! lock a save whose token is below the stored one is refused ([`BrokerError::ShareStateFenced`]: a newer
+//! leader, or a reset, has written since its writer loaded the state, and its window is stale), and a save of the
+//! same token not newer than the stored one is dropped, so two saves of one partition taken in one order never
+//! land in the other.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,25 +24,33 @@ use crate::registry::blocking;
 use crate::share_groups::StateToStore;
 
 const KEY_VERSION: u8 = 1;
-const VALUE_VERSION: u8 = 0;
+/// The value before states carried their version: the bytes alone.
+const VALUE_UNVERSIONED: u8 = 0;
+const VALUE_VERSION: u8 = 1;
 
 /// A share partition's state as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredShareState {
-    /// The share groups' version of the state (0 for one replayed from the log).
+    /// The share groups' version of the state (0 for one stored before states carried their version).
     pub version: u64,
     pub bytes: Vec<u8>,
+}
+
+/// A version's fencing token: its high 32 bits.
+pub fn fencing_token(version: u64) -> u32 {
+    (version >> 32) as u32
 }
 
 pub fn decode_key(bytes: &[u8]) -> Option<OffsetKey> {
     decode_key_versioned(KEY_VERSION, bytes)
 }
 
-/// The record that stores `state` for `key`, or forgets the key (`None`).
-pub fn record(key: &OffsetKey, state: Option<&[u8]>, now_ms: i64) -> Record {
-    let value = state.map(|bytes| {
-        let mut value = Vec::with_capacity(1 + bytes.len());
+/// The record that stores `state` (its version and bytes) for `key`, or forgets the key (`None`).
+pub fn record(key: &OffsetKey, state: Option<(u64, &[u8])>, now_ms: i64) -> Record {
+    let value = state.map(|(version, bytes)| {
+        let mut value = Vec::with_capacity(9 + bytes.len());
         value.push(VALUE_VERSION);
+        value.extend_from_slice(&version.to_be_bytes());
         value.extend_from_slice(bytes);
         value
     });
@@ -45,8 +60,13 @@ pub fn record(key: &OffsetKey, state: Option<&[u8]>, now_ms: i64) -> Record {
 /// Applies one replayed record to the states.
 pub fn replay_record(states: &mut BTreeMap<OffsetKey, StoredShareState>, key: OffsetKey, value: Option<&[u8]>) {
     match value.and_then(|value| value.split_first()) {
-        Some((&VALUE_VERSION, bytes)) => {
+        Some((&VALUE_UNVERSIONED, bytes)) => {
             states.insert(key, StoredShareState { version: 0, bytes: bytes.to_vec() });
+        }
+        Some((&VALUE_VERSION, rest)) if rest.len() >= 8 => {
+            let (version, bytes) = rest.split_at(8);
+            let version = u64::from_be_bytes(version.try_into().unwrap_or_default());
+            states.insert(key, StoredShareState { version, bytes: bytes.to_vec() });
         }
         Some(_) => tracing::warn!(group = %key.group, topic = %key.topic, "skipping a share state of another version"),
         None => {
@@ -70,6 +90,18 @@ impl OffsetStore {
             let now_ms = crate::node::now_ms();
             let _commits = store.lock();
             let mut stored = store.share_lock();
+            if let Some((state, held)) = states.iter().find_map(|state| {
+                let held = stored.get(&state.key)?;
+                (fencing_token(held.version) > fencing_token(state.version)).then_some((state, held.version))
+            }) {
+                return Err(BrokerError::ShareStateFenced {
+                    group: state.key.group.clone(),
+                    topic: state.key.topic.clone(),
+                    partition: state.key.partition,
+                    sent: fencing_token(state.version),
+                    stored: fencing_token(held),
+                });
+            }
             let newer: Vec<StateToStore> = states
                 .into_iter()
                 .filter(|state| stored.get(&state.key).is_none_or(|held| held.version < state.version))
@@ -79,7 +111,7 @@ impl OffsetStore {
             }
             let mut builder = RecordBatchBuilder::default();
             for state in &newer {
-                builder.push(&record(&state.key, Some(&state.bytes), now_ms));
+                builder.push(&record(&state.key, Some((state.version, &state.bytes)), now_ms));
             }
             let appended = store.append_for(&routed, &builder.build())?;
             for state in newer {
@@ -94,9 +126,14 @@ impl OffsetStore {
         }
     }
 
-    /// The state stored for one share partition.
-    pub fn share_state(&self, key: &OffsetKey) -> Option<Vec<u8>> {
-        self.share_lock().get(key).map(|state| state.bytes.clone())
+    /// The state stored for one share partition, with its version.
+    pub fn share_state(&self, key: &OffsetKey) -> Option<StoredShareState> {
+        self.share_lock().get(key).cloned()
+    }
+
+    /// The stored version of one share partition's state (0 when none is stored).
+    pub fn share_state_version(&self, key: &OffsetKey) -> u64 {
+        self.share_lock().get(key).map_or(0, |state| state.version)
     }
 
     /// Every share partition state stored for `group`, in (topic, partition) order.
@@ -113,9 +150,21 @@ impl OffsetStore {
         self.share_lock().keys().map(|key| key.group.clone()).collect()
     }
 
-    /// The share groups with a state stored for a partition of `topic`.
-    pub fn share_groups_of_topic(&self, topic: &str) -> std::collections::BTreeSet<String> {
-        self.share_lock().keys().filter(|key| key.topic == topic).map(|key| key.group.clone()).collect()
+    /// Forgets every share group's states of the deleted `topics` that this node stores (on a cluster, of the
+    /// groups it coordinates; another coordinator forgets its own). Failures are logged: the topic is gone
+    /// whatever happens here.
+    pub async fn forget_share_states_of_topics(self: &Arc<Self>, topics: &std::collections::BTreeSet<String>) {
+        let groups: std::collections::BTreeSet<String> =
+            self.share_lock().keys().filter(|key| topics.contains(&key.topic)).map(|key| key.group.clone()).collect();
+        for group in groups {
+            let gone = topics.clone();
+            match self.forget_share_states(&group, move |key| gone.contains(&key.topic)).await {
+                Ok(_) | Err(BrokerError::NotCoordinator { .. }) => {}
+                Err(err) => {
+                    tracing::error!(topics = ?topics, %group, error = %err, "cannot forget a deleted topic's share state")
+                }
+            }
+        }
     }
 
     /// Forgets the share partition states of `group` that `forgets` picks (a tombstone each, fsynced). Returns
@@ -153,7 +202,7 @@ impl OffsetStore {
         Ok(forgotten)
     }
 
-    fn share_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OffsetKey, StoredShareState>> {
+    pub(super) fn share_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OffsetKey, StoredShareState>> {
         self.share_states.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -181,7 +230,7 @@ mod tests {
                 .await
                 .unwrap();
             store.save_share_states("g", vec![state(key("g", 0), 1, b"stale")]).await.unwrap();
-            assert_eq!(store.share_state(&key("g", 0)).as_deref(), Some(&b"two"[..]));
+            assert_eq!(store.share_state(&key("g", 0)).map(|s| s.bytes).as_deref(), Some(&b"two"[..]));
             store.save_share_states("other", vec![state(key("other", 0), 1, b"x")]).await.unwrap();
             assert_eq!(store.forget_share_states("other", |_| true).await.unwrap(), 1);
             store.close().await.unwrap();
@@ -195,9 +244,46 @@ mod tests {
         assert!(matches!(mixed, Err(BrokerError::Internal(_))), "{mixed:?}");
     }
 
+    #[tokio::test]
+    async fn a_save_below_the_stored_fencing_token_is_refused_and_versions_outlive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
+            store.save_share_states("g", vec![state(key("g", 0), (2 << 32) + 5, b"two")]).await.unwrap();
+            let fenced = store.save_share_states("g", vec![state(key("g", 0), (1 << 32) + 9, b"stale")]).await;
+            assert!(matches!(fenced, Err(BrokerError::ShareStateFenced { sent: 1, stored: 2, .. })), "{fenced:?}");
+            // A save of the same token taken earlier lands before the stored one or not at all: dropped.
+            store.save_share_states("g", vec![state(key("g", 0), (2 << 32) + 4, b"older")]).await.unwrap();
+            store.close().await.unwrap();
+        }
+        let store = Arc::new(OffsetStore::open(dir.path()).await.unwrap());
+        assert_eq!(
+            store.share_state(&key("g", 0)),
+            Some(StoredShareState { version: (2 << 32) + 5, bytes: b"two".to_vec() })
+        );
+        let fenced = store.save_share_states("g", vec![state(key("g", 0), 1 << 32, b"stale")]).await;
+        assert!(matches!(fenced, Err(BrokerError::ShareStateFenced { .. })), "the token outlived the reopen");
+    }
+
+    #[test]
+    fn a_state_stored_before_states_carried_their_version_replays_at_version_0() {
+        let mut states = BTreeMap::new();
+        replay_record(&mut states, key("g", 0), Some(b"\x00old"));
+        assert_eq!(states.get(&key("g", 0)), Some(&StoredShareState { version: 0, bytes: b"old".to_vec() }));
+        let record = record(&key("g", 0), Some((7, b"new")), 1);
+        replay_record(&mut states, key("g", 0), record.value.as_deref());
+        assert_eq!(states.get(&key("g", 0)), Some(&StoredShareState { version: 7, bytes: b"new".to_vec() }));
+        replay_record(&mut states, key("g", 0), Some(b"\x01short"));
+        assert_eq!(
+            states.get(&key("g", 0)).map(|s| s.version),
+            Some(7),
+            "a value too short for its version is skipped"
+        );
+    }
+
     #[test]
     fn a_share_key_is_not_a_commit_key_and_garbage_is_refused() {
-        let record = record(&key("g", 3), Some(b"state"), 1);
+        let record = record(&key("g", 3), Some((0, b"state")), 1);
         let bytes = record.key.unwrap();
         assert_eq!(decode_key(&bytes), Some(key("g", 3)));
         assert_eq!(super::super::decode_key(&bytes), None);

@@ -205,6 +205,8 @@ impl Reconciler {
                 |group| unloaded.contains(&offsets.partition_of(group)),
                 |group| offsets.check_coordinator(group).err(),
             );
+            // Share groups' members rejoin at the new coordinator (their next heartbeat here is not-coordinator).
+            node.shares.drop_groups(|group| unloaded.contains(&offsets.partition_of(group)));
         }
         self.fetchers.retain(|leader, _| wanted.contains_key(leader));
         for (leader, mut assignments) in wanted {
@@ -232,11 +234,17 @@ impl Reconciler {
         if deleted.is_empty() {
             return;
         }
+        // Share groups too: the windows this node keeps, and the states stored for the groups coordinated here,
+        // so a topic created again under the name is read from each group's reset policy.
+        for topic in &deleted {
+            node.shares.forget_topic(topic);
+        }
         let (offsets, deleted_at_ms) = (Arc::clone(&node.offsets), crate::node::now_ms());
         tokio::spawn(async move {
             if let Err(err) = offsets.forget_topics(deleted.clone(), deleted_at_ms).await {
                 tracing::error!(topics = ?deleted, error = %err, "cannot forget deleted topics' committed offsets");
             }
+            offsets.forget_share_states_of_topics(&deleted).await;
         });
     }
 

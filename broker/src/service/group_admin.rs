@@ -184,7 +184,8 @@ pub fn list(node: &Node) -> v1::ListGroupsResponse {
 pub async fn delete(node: &Node, group: String) -> Result<v1::DeleteGroupResponse> {
     check_group_id(&group)?;
     node.offsets.check_coordinator(&group)?;
-    if node.shares.is_share_group(&group) {
+    // A share group without members whose coordinator moved, or that outlived a restart, is known by its states.
+    if node.shares.is_share_group(&group) || !node.offsets.share_states_of(&group).is_empty() {
         return delete_share_group(node, group).await;
     }
     node.groups.check_empty(&group, "deleting a group")?;
@@ -214,6 +215,8 @@ async fn delete_share_group(node: &Node, group: String) -> Result<v1::DeleteGrou
         Err(err) => return Err(BrokerError::Internal(err.to_string())),
     }
     let forgotten = node.offsets.forget_share_states(&group, |_| true).await?;
+    // On a cluster, the partitions' leaders drop their windows of the group, which would store them again.
+    crate::share_groups::remote::forget_everywhere(node, &group, None).await;
     tracing::info!(%group, share_partitions = forgotten, "deleted share group");
     Ok(v1::DeleteGroupResponse { deleted_offsets: forgotten as u32 })
 }
@@ -254,6 +257,9 @@ pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::
         commits.push((key, offset, "reset".to_owned()));
     }
     if is_share {
+        if node.replication.is_some() {
+            return Err(BrokerError::NotOnCluster { what: "resetting a share group's offsets" });
+        }
         return reset_share_group(node, &request.group, commits).await;
     }
     let groups = Arc::clone(&node.groups);
@@ -280,7 +286,7 @@ async fn reset_share_group(
         .iter()
         .map(|(key, offset, _)| (TopicPartition::new(key.topic.clone(), key.partition), *offset))
         .collect();
-    let to_store = match node.shares.reset(group, &partitions, tokio::time::Instant::now()) {
+    let to_store = match node.shares.reset(group, &partitions, node, tokio::time::Instant::now()) {
         Ok(to_store) => to_store,
         Err(crate::share_groups::ShareError::NotEmpty { members, .. }) => {
             return Err(BrokerError::GroupNotEmpty { group: group.to_owned(), members, action: "resetting offsets" });

@@ -11,8 +11,12 @@
 //! acquired by nobody this time), when just those batches are copied together.
 //!
 //! Acknowledgements are applied in memory first (what they release is available to reads at once) and stored
-//! (fsynced, `OffsetStore::save_share_states`) before their outcome is answered, so an acknowledged record is
-//! never delivered again after a crash.
+//! (fsynced, `OffsetStore::save_share_states`; on a cluster at the group's coordinator, `remote.rs`) before their
+//! outcome is answered, so an acknowledged record is never delivered again after a crash.
+//!
+//! On a cluster a partition is read only where it is led (a follower answers `not-leader`), after its window is
+//! loaded from the group's coordinator; a window whose save is fenced (a newer leader or a reset stored since
+//! it loaded) is dropped and loaded again by the next read.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -110,9 +114,13 @@ async fn acquire_all(
         if records_left == 0 || bytes_left == 0 {
             break;
         }
+        if let Err(err) = load_window(node, group, partition).await {
+            deliveries.insert(partition.clone(), Err(err));
+            continue;
+        }
         let (read_from, to_store) = node.shares.prepare(group, partition, node, Instant::now());
         if let Some(state) = to_store {
-            if let Err(err) = node.offsets.save_share_states(group, vec![state]).await {
+            if let Err(err) = save(node, group, vec![state]).await {
                 deliveries.insert(partition.clone(), Err(err));
                 continue;
             }
@@ -143,6 +151,38 @@ async fn acquire_all(
         deliveries.insert(partition.clone(), Ok(Delivered { records, acquired }));
     }
     deliveries
+}
+
+/// On a cluster: checks this node leads `partition`, and loads its window from the group's coordinator unless it
+/// holds it at the epoch it leads at (storing where it starts, when the group never read it). Nothing on a single
+/// node, whose windows load from its own store as they are read.
+async fn load_window(node: &Node, group: &str, partition: &TopicPartition) -> Result<(), BrokerError> {
+    if !node.shares.is_clustered() {
+        return Ok(());
+    }
+    node.check_leader(&partition.topic, partition.partition)?;
+    if !node.shares.needs_load(group, partition, node) {
+        return Ok(());
+    }
+    let key = crate::offsets::OffsetKey {
+        group: group.to_owned(),
+        topic: partition.topic.clone(),
+        partition: partition.partition,
+    };
+    let stored = super::remote::load(node, &key).await?;
+    match node.shares.install(group, partition, stored, node) {
+        Some(started) => save(node, group, vec![started]).await,
+        None => Ok(()),
+    }
+}
+
+/// Stores `states` where the group's coordinator keeps them; a fenced window is dropped, to be loaded again.
+async fn save(node: &Node, group: &str, states: Vec<StateToStore>) -> Result<(), BrokerError> {
+    let saved = super::remote::save(node, group, states).await;
+    if let Err(BrokerError::ShareStateFenced { topic, partition, .. }) = &saved {
+        node.shares.forget_window(group, &TopicPartition::new(topic.clone(), *partition));
+    }
+    saved
 }
 
 /// Each batch of a read that starts below `stable_end` (every one when `None`), with where its bytes are in the
@@ -230,7 +270,7 @@ impl std::fmt::Display for AckFailure {
 
 /// Stores what `apply` changed (fsynced); each partition's outcome.
 pub async fn store(node: &Node, group: &str, applied: Applied) -> BTreeMap<TopicPartition, Result<(), AckFailure>> {
-    let stored = node.offsets.save_share_states(group, applied.to_store).await.map_err(std::sync::Arc::new);
+    let stored = save(node, group, applied.to_store).await.map_err(std::sync::Arc::new);
     applied
         .outcomes
         .into_iter()

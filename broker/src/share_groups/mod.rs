@@ -21,8 +21,16 @@
 //! count raised by an acquisition is stored with the next acknowledgement of that partition, so a broker that
 //! crashes in between may deliver a record once more than the limit.
 //!
-//! Share groups run on a single node in this version (`api_versions` does not list their APIs on a cluster
-//! node): the state lives where the partitions are read.
+//! On a cluster node the roles part as in Kafka: a group's members and their assignment live at the group's
+//! coordinator (the leader of its `__consumer_offsets` partition), and each share partition's window and the
+//! members' share sessions at the partition's leader, where ShareFetch is sent. The leader loads a window's
+//! stored state from the coordinator and stores its changes there (`remote.rs`); what the coordinator stores is
+//! replicated with its offsets partition, so a window survives the loss of either node, less its locks. A
+//! window's versions carry the leader epoch it was loaded at as a fencing token (`offsets/share_states.rs`): a
+//! deposed leader's stale window cannot overwrite its successor's. A partition's window starts (by the group's
+//! reset policy) at its first fetch, not at the heartbeat that assigns it, since the coordinator does not hold
+//! the partition; a member that leaves, or whose session runs out, leaves what it held at other nodes locked
+//! until it closes its share sessions there or the locks run out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +46,7 @@ use crate::offsets::OffsetKey;
 pub mod assignment;
 pub mod delivery;
 pub mod partition;
+pub mod remote;
 
 pub use partition::{
     AckBatch, AckError, Acquired, BatchSpan, DeliveryCounts, DeliveryRules, MemberRef, SharePartition,
@@ -130,6 +139,8 @@ pub enum ShareError {
     NotAShareGroup(String),
     #[error("share group {group} has {members} members: only a group without members can be deleted")]
     NotEmpty { group: String, members: usize },
+    #[error("this node holds its maximum of {max} share sessions: close unused share consumers, or retry")]
+    TooManySessions { max: usize },
 }
 
 /// What the share groups need of the node: topics, logs and the stored states.
@@ -141,15 +152,19 @@ pub trait ShareLog {
     fn bounds(&self, topic: &str, partition: u32, is_read_committed: bool) -> Option<(i64, i64)>;
     /// The first offset of a partition whose record's timestamp is at or after `timestamp_ms`, if any.
     fn offset_at_time(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Option<i64>;
-    /// The share partition state stored for `key`.
-    fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>>;
+    /// The share partition state stored for `key`, with its version.
+    fn stored(&self, key: &OffsetKey) -> Option<crate::offsets::StoredShareState>;
+    /// The leader epoch of a partition this node holds (0 on a single node): the fencing token of the windows it
+    /// loads.
+    fn leader_epoch(&self, topic: &str, partition: u32) -> u32;
     /// Every share partition state stored for `group`'s partitions.
     fn stored_in_group(&self, group: &str) -> Vec<(OffsetKey, Vec<u8>)>;
 }
 
 /// A share partition's state to store before answering (`OffsetStore::save_share_states`); a save carrying a
-/// lower version than one already stored is dropped, so concurrent saves land in the order they were taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// lower version than one already stored is dropped, so concurrent saves land in the order they were taken, and
+/// one whose fencing token is lower is refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateToStore {
     pub key: OffsetKey,
     pub version: u64,
@@ -247,16 +262,24 @@ struct ShareMember {
     client_id: String,
     client_host: String,
     rack: Option<String>,
-    session: Option<ShareSession>,
     /// How locks name this member (shared by every record it holds).
     name: MemberRef,
 }
 
-/// A member's share session (ShareFetch): the partitions it fetches, and the epoch its next request must carry.
+/// A member's share session (ShareFetch) at this node: the partitions it fetches, and the epoch its next request
+/// must carry.
 struct ShareSession {
     next_epoch: i32,
     partitions: BTreeSet<TopicPartition>,
+    /// How locks name the member.
+    name: MemberRef,
+    last_used: Instant,
 }
+
+/// Share sessions one node keeps at most (Kafka's `share.max.share.sessions` is 2000 by default; rill's bound is
+/// its member limits'). On a cluster a session whose member went away without closing it is evicted once it is
+/// unused for its group's session timeout.
+pub const MAX_SHARE_SESSIONS: usize = 10_000;
 
 #[derive(Default)]
 struct ShareGroup {
@@ -267,17 +290,25 @@ struct ShareGroup {
 struct Tracked {
     partition: SharePartition,
     version: u64,
+    /// The partition's leader epoch when this node loaded the window (0 on a single node): a node that leads the
+    /// partition at another epoch loads it again, since another leader may have changed it meanwhile.
+    leader_epoch: u32,
 }
 
 #[derive(Default)]
 struct State {
     groups: BTreeMap<String, ShareGroup>,
     partitions: BTreeMap<OffsetKey, Tracked>,
+    /// By (group, member).
+    sessions: BTreeMap<(String, String), ShareSession>,
 }
 
 pub struct ShareGroups {
     /// The broker's settings and each group's own (`group_config.rs`), read on every request of a group.
     configs: Arc<GroupConfigs>,
+    /// On a cluster node: the groups' members are kept by their coordinators, windows and sessions by the
+    /// partitions' leaders (the module's doc).
+    is_clustered: bool,
     state: Mutex<State>,
     /// Bumped whenever records become available again other than by an append (a release, a lock that ran out,
     /// a member that left), so a fetch waiting for records looks again.
@@ -290,7 +321,23 @@ fn key_of(group: &str, partition: &TopicPartition) -> OffsetKey {
 
 impl ShareGroups {
     pub fn new(configs: Arc<GroupConfigs>) -> ShareGroups {
-        ShareGroups { configs, state: Mutex::new(State::default()), released: watch::channel(0).0 }
+        ShareGroups { configs, is_clustered: false, state: Mutex::new(State::default()), released: watch::channel(0).0 }
+    }
+
+    /// A cluster node's share groups.
+    pub fn clustered(configs: Arc<GroupConfigs>) -> ShareGroups {
+        ShareGroups { is_clustered: true, ..ShareGroups::new(configs) }
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.is_clustered
+    }
+
+    /// Whether `member` is a member of `group` here (at its coordinator, on a cluster).
+    pub fn has_member(&self, group: &str, member: &str, now: Instant) -> bool {
+        let mut state = self.lock();
+        self.expire_members(&mut state, group, now);
+        state.groups.get(group).is_some_and(|group| group.members.contains_key(member))
     }
 
     /// The settings `group` runs with: the broker's, with the group's own keys in their place. A new lock
@@ -350,7 +397,7 @@ impl ShareGroups {
         {
             return Err(ShareError::TooManyGroups { max: settings.max_groups });
         }
-        let State { groups, partitions } = &mut *state;
+        let State { groups, partitions, sessions } = &mut *state;
         if *member_epoch != 0 && !groups.contains_key(group_id) {
             if *member_epoch == -1 {
                 return Ok(HeartbeatAnswer {
@@ -398,7 +445,6 @@ impl ShareGroups {
                             client_id: heartbeat.client_id.clone(),
                             client_host: heartbeat.client_host.clone(),
                             rack: heartbeat.rack.clone(),
-                            session: None,
                             name: Arc::from(member_id.as_str()),
                         },
                     );
@@ -430,8 +476,9 @@ impl ShareGroups {
         let mut released = released;
         for name in &to_release {
             released += release_everywhere(partitions, group_id, name, &settings.rules);
+            sessions.remove(&(group_id.clone(), name.to_string()));
         }
-        let to_store = reassign(group, group_id, partitions, log, &settings);
+        let to_store = reassign(group, group_id, partitions, log, &settings, self.is_clustered);
         let answer = match group.members.get_mut(member_id) {
             Some(member) => {
                 if member.told[0] != member.epoch {
@@ -462,7 +509,7 @@ impl ShareGroups {
     /// went back to the group.
     fn expire_members(&self, state: &mut State, group_id: &str, now: Instant) -> usize {
         let rules = self.configs.share_settings(group_id).rules;
-        let State { groups, partitions } = state;
+        let State { groups, partitions, sessions } = state;
         let Some(group) = groups.get_mut(group_id) else { return 0 };
         let expired: Vec<String> =
             group.members.iter().filter(|(_, member)| member.deadline <= now).map(|(id, _)| id.clone()).collect();
@@ -471,6 +518,7 @@ impl ShareGroups {
             if let Some(member) = group.members.remove(&id) {
                 tracing::info!(group = group_id, member = %id, "share group member's session timed out");
                 released += release_everywhere(partitions, group_id, &member.name, &rules);
+                sessions.remove(&(group_id.to_owned(), id));
             }
         }
         released
@@ -478,7 +526,8 @@ impl ShareGroups {
 
     /// Opens, continues or closes `member`'s share session (ShareFetch's `share_session_epoch`: 0 opens, -1 closes,
     /// any other must be the session's next) and returns the partitions the request fetches: every partition of
-    /// the session, none when it closes.
+    /// the session, none when it closes. On a single node the member must be in the group; on a cluster the caller
+    /// asked the group's coordinator before opening (`remote::is_member`), and a session goes on without asking.
     pub fn fetch_session(
         &self,
         group_id: &str,
@@ -493,16 +542,17 @@ impl ShareGroups {
             self.released.send_modify(|n| *n += 1);
         }
         let unknown = || ShareError::UnknownMember { group: group_id.to_owned(), member: member_id.to_owned() };
-        let member = state.groups.get_mut(group_id).and_then(|group| group.members.get_mut(member_id));
+        let is_member = state.groups.get(group_id).is_some_and(|group| group.members.contains_key(member_id));
+        let session_key = (group_id.to_owned(), member_id.to_owned());
         match epoch {
             -1 => {
-                if let Some(member) = member {
-                    member.session = None;
-                }
+                state.sessions.remove(&session_key);
                 Ok(Vec::new())
             }
             0 => {
-                let member = member.ok_or_else(unknown)?;
+                if !self.is_clustered && !is_member {
+                    return Err(unknown());
+                }
                 if has_acknowledgements {
                     return Err(ShareError::InvalidRequest(
                         "a share session is opened (share_session_epoch 0) without acknowledgements: the records \
@@ -510,16 +560,26 @@ impl ShareGroups {
                             .into(),
                     ));
                 }
+                if !state.sessions.contains_key(&session_key) && state.sessions.len() >= MAX_SHARE_SESSIONS {
+                    self.evict_idle_sessions(&mut state, now);
+                    if state.sessions.len() >= MAX_SHARE_SESSIONS {
+                        return Err(ShareError::TooManySessions { max: MAX_SHARE_SESSIONS });
+                    }
+                }
                 let partitions: BTreeSet<TopicPartition> = added.iter().cloned().collect();
-                member.session = Some(ShareSession { next_epoch: 1, partitions: partitions.clone() });
+                let name = Arc::from(member_id);
+                let session = ShareSession { next_epoch: 1, partitions: partitions.clone(), name, last_used: now };
+                state.sessions.insert(session_key, session);
                 Ok(partitions.into_iter().collect())
             }
             sent if sent < -1 => Err(ShareError::InvalidRequest(format!(
                 "share_session_epoch {sent} is not allowed: 0 opens a session, -1 closes it, a positive epoch continues it"
             ))),
             sent => {
-                let member = member.ok_or_else(unknown)?;
-                let session = member.session.as_mut().ok_or_else(|| ShareError::SessionNotFound {
+                if !self.is_clustered && !is_member {
+                    return Err(unknown());
+                }
+                let session = state.sessions.get_mut(&session_key).ok_or_else(|| ShareError::SessionNotFound {
                     group: group_id.to_owned(),
                     member: member_id.to_owned(),
                 })?;
@@ -527,6 +587,7 @@ impl ShareGroups {
                     return Err(ShareError::InvalidSessionEpoch { sent, expected: session.next_epoch });
                 }
                 session.next_epoch = if sent == i32::MAX { 1 } else { sent + 1 };
+                session.last_used = now;
                 session.partitions.extend(added.iter().cloned());
                 for gone in forgotten {
                     session.partitions.remove(gone);
@@ -534,6 +595,15 @@ impl ShareGroups {
                 Ok(session.partitions.iter().cloned().collect())
             }
         }
+    }
+
+    /// Forgets the sessions unused for their group's session timeout (on a cluster, members that went away
+    /// without closing theirs at this node).
+    fn evict_idle_sessions(&self, state: &mut State, now: Instant) {
+        let configs = &self.configs;
+        state.sessions.retain(|(group, _), session| {
+            now.saturating_duration_since(session.last_used) < configs.share_settings(group).session_timeout
+        });
     }
 
     /// Applies `member`'s acknowledgements, partition by partition (a partition's batches all apply or none do).
@@ -605,8 +675,18 @@ impl ShareGroups {
         };
         let rules = settings.rules;
         let key = key_of(group_id, partition);
-        let started = track(&mut state.partitions, &key, log, &settings);
-        let tracked = state.partitions.get_mut(&key).expect("tracked just above");
+        let started = match self.is_clustered {
+            false => track(&mut state.partitions, &key, log, &settings, log.stored(&key)),
+            // Loaded from the coordinator first (`install`), at the epoch this node leads the partition at now.
+            true => {
+                let epoch = log.leader_epoch(&partition.topic, partition.partition);
+                if state.partitions.get(&key).is_none_or(|tracked| tracked.leader_epoch != epoch) {
+                    return (None, None);
+                }
+                false
+            }
+        };
+        let Some(tracked) = state.partitions.get_mut(&key) else { return (None, None) };
         let moved = tracked.partition.skip_below(log_start);
         let expired = tracked.partition.expire_locks(now, &rules);
         let read_from = tracked.partition.read_from(&rules).filter(|offset| *offset < readable_end);
@@ -616,6 +696,53 @@ impl ShareGroups {
             self.released.send_modify(|n| *n += 1);
         }
         (read_from, to_store)
+    }
+
+    /// On a cluster: whether this node must load `partition`'s window from the group's coordinator before it
+    /// reads it (it has none, or one loaded at another leader epoch than the one it leads at now).
+    pub fn needs_load(&self, group_id: &str, partition: &TopicPartition, log: &dyn ShareLog) -> bool {
+        let epoch = log.leader_epoch(&partition.topic, partition.partition);
+        let state = self.lock();
+        self.is_clustered
+            && state.partitions.get(&key_of(group_id, partition)).is_none_or(|tracked| tracked.leader_epoch != epoch)
+    }
+
+    /// On a cluster: installs `partition`'s window loaded from the coordinator (`stored`: what it holds), or
+    /// starts it where the group's reset policy says when nothing is stored, in place of one of another leader
+    /// epoch. Returns the state to store first when it was started.
+    pub fn install(
+        &self,
+        group_id: &str,
+        partition: &TopicPartition,
+        stored: Option<crate::offsets::StoredShareState>,
+        log: &dyn ShareLog,
+    ) -> Option<StateToStore> {
+        let settings = self.configs.share_settings(group_id);
+        let key = key_of(group_id, partition);
+        let epoch = log.leader_epoch(&partition.topic, partition.partition);
+        let mut state = self.lock();
+        if state.partitions.get(&key).is_some_and(|tracked| tracked.leader_epoch == epoch) {
+            return None;
+        }
+        state.partitions.remove(&key);
+        let started = track(&mut state.partitions, &key, log, &settings, stored);
+        let tracked = state.partitions.get_mut(&key)?;
+        started.then(|| snapshot(&key, tracked))
+    }
+
+    /// Drops a window whose save was fenced (`BrokerError::ShareStateFenced`): the next read loads it again.
+    pub fn forget_window(&self, group_id: &str, partition: &TopicPartition) {
+        self.lock().partitions.remove(&key_of(group_id, partition));
+    }
+
+    /// Drops this node's windows of `group` (of `topics` only, when given) and its members' sessions here: the
+    /// group's coordinator reset or deleted them, and the next read loads what it stored.
+    pub fn forget_windows(&self, group_id: &str, topics: Option<&BTreeSet<String>>) {
+        let mut state = self.lock();
+        state.partitions.retain(|key, _| key.group != group_id || topics.is_some_and(|t| !t.contains(&key.topic)));
+        if topics.is_none() {
+            state.sessions.retain(|(group, _), _| group != group_id);
+        }
     }
 
     /// Acquires for `member` what the read `batches` of `partition` offer (see `SharePartition::acquire`).
@@ -630,12 +757,10 @@ impl ShareGroups {
     ) -> Vec<Acquired> {
         let mut state = self.lock();
         let rules = self.configs.share_settings(group_id).rules;
-        let Some(name) = state
-            .groups
-            .get(group_id)
-            .and_then(|group| group.members.get(member_id))
-            .map(|member| Arc::clone(&member.name))
-        else {
+        let session = state.sessions.get(&(group_id.to_owned(), member_id.to_owned())).map(|s| Arc::clone(&s.name));
+        let member = || state.groups.get(group_id)?.members.get(member_id).map(|member| Arc::clone(&member.name));
+        // A rill member (ShareConsume) reads without a share session, as the group's member on a single node.
+        let Some(name) = session.or_else(member) else {
             return Vec::new();
         };
         match state.partitions.get_mut(&key_of(group_id, partition)) {
@@ -733,6 +858,7 @@ impl ShareGroups {
         &self,
         group_id: &str,
         targets: &[(TopicPartition, i64)],
+        log: &dyn ShareLog,
         now: Instant,
     ) -> Result<Vec<StateToStore>, ShareError> {
         let mut state = self.lock();
@@ -743,9 +869,14 @@ impl ShareGroups {
         let mut to_store = Vec::with_capacity(targets.len());
         for (partition, offset) in targets {
             let key = key_of(group_id, partition);
-            // A partition not loaded was stored (if at all) by an earlier run of the broker: version 0.
-            let version = state.partitions.get(&key).map_or(0, |tracked| tracked.version);
-            let mut tracked = Tracked { partition: SharePartition::starting_at(*offset), version };
+            // A new fencing token, above the window's and the store's: a window loaded before the reset (at a
+            // partition's leader, on a cluster) can no longer store over it.
+            let loaded = state.partitions.get(&key).map_or(0, |tracked| tracked.version);
+            let stored = log.stored(&key).map_or(0, |stored| stored.version);
+            let token = crate::offsets::fencing_token(loaded.max(stored)).saturating_add(1);
+            let leader_epoch = log.leader_epoch(&partition.topic, partition.partition);
+            let version = u64::from(token) << 32;
+            let mut tracked = Tracked { partition: SharePartition::starting_at(*offset), version, leader_epoch };
             to_store.push(snapshot(&key, &mut tracked));
             state.partitions.insert(key, tracked);
         }
@@ -793,7 +924,14 @@ impl ShareGroups {
         }
         state.groups.remove(group_id);
         state.partitions.retain(|key, _| key.group != group_id);
+        state.sessions.retain(|(group, _), _| group != group_id);
         Ok(true)
+    }
+
+    /// On a cluster: forgets the members of the groups this node no longer coordinates (`is_moved`). The windows
+    /// and sessions it keeps as a partition leader stay.
+    pub fn drop_groups(&self, is_moved: impl Fn(&str) -> bool) {
+        self.lock().groups.retain(|group, _| !is_moved(group));
     }
 
     /// Forgets every group's state of a deleted topic (a topic created again under its name starts afresh).
@@ -812,19 +950,25 @@ fn snapshot(key: &OffsetKey, tracked: &mut Tracked) -> StateToStore {
     StateToStore { key: key.clone(), version: tracked.version, bytes: tracked.partition.encode() }
 }
 
-/// Loads `key`'s share partition from the store, or starts it where the reset policy says. Returns whether it
-/// was started (and so must be stored).
+/// Loads `key`'s share partition from `stored`, or starts it where the reset policy says. Returns whether it
+/// was started (and so must be stored). The window's versions take a fencing token above the stored one's and
+/// at least the partition's leader epoch (`offsets/share_states.rs`), so every window stored before it loaded
+/// is fenced by its first save.
 fn track(
     partitions: &mut BTreeMap<OffsetKey, Tracked>,
     key: &OffsetKey,
     log: &dyn ShareLog,
     settings: &ShareSettings,
+    stored: Option<crate::offsets::StoredShareState>,
 ) -> bool {
     if partitions.contains_key(key) {
         return false;
     }
-    if let Some(stored) = log.stored(key).and_then(|bytes| SharePartition::decode(&bytes, &settings.rules)) {
-        partitions.insert(key.clone(), Tracked { partition: stored, version: 0 });
+    let leader_epoch = log.leader_epoch(&key.topic, key.partition);
+    let token = stored.as_ref().map_or(0, |s| crate::offsets::fencing_token(s.version).saturating_add(1));
+    let version = u64::from(token.max(leader_epoch)) << 32;
+    if let Some(stored) = stored.and_then(|stored| SharePartition::decode(&stored.bytes, &settings.rules)) {
+        partitions.insert(key.clone(), Tracked { partition: stored, version, leader_epoch });
         return false;
     }
     let (log_start, readable_end) = log.bounds(&key.topic, key.partition, settings.is_read_committed).unwrap_or((0, 0));
@@ -837,7 +981,7 @@ fn track(
                 .map_or(readable_end, |offset| offset.clamp(log_start, readable_end.max(log_start)))
         }
     };
-    partitions.insert(key.clone(), Tracked { partition: SharePartition::starting_at(start), version: 0 });
+    partitions.insert(key.clone(), Tracked { partition: SharePartition::starting_at(start), version, leader_epoch });
     true
 }
 
@@ -862,6 +1006,7 @@ fn reassign(
     partitions: &mut BTreeMap<OffsetKey, Tracked>,
     log: &dyn ShareLog,
     settings: &ShareSettings,
+    is_clustered: bool,
 ) -> Vec<StateToStore> {
     let subscriptions: BTreeMap<String, BTreeSet<String>> =
         group.members.iter().map(|(id, member)| (id.clone(), member.subscribed.clone())).collect();
@@ -880,9 +1025,13 @@ fn reassign(
         group.group_epoch += 1;
     }
     let mut to_store = Vec::new();
+    // On a cluster the partitions' leaders start their windows, at their first fetch (the module's doc).
+    if is_clustered {
+        return to_store;
+    }
     for partition in target.values().flatten() {
         let key = key_of(group_id, partition);
-        if track(partitions, &key, log, settings) {
+        if track(partitions, &key, log, settings, log.stored(&key)) {
             let tracked = partitions.get_mut(&key).expect("tracked just above");
             to_store.push(snapshot(&key, tracked));
         }
@@ -915,8 +1064,15 @@ impl ShareLog for crate::node::Node {
         }
     }
 
-    fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>> {
+    fn stored(&self, key: &OffsetKey) -> Option<crate::offsets::StoredShareState> {
         self.offsets.share_state(key)
+    }
+
+    fn leader_epoch(&self, topic: &str, partition: u32) -> u32 {
+        match &self.replication {
+            Some(replication) => replication.leader_epoch(topic, partition).map_or(0, |(epoch, _)| epoch),
+            None => 0,
+        }
     }
 
     fn stored_in_group(&self, group: &str) -> Vec<(OffsetKey, Vec<u8>)> {

@@ -10,6 +10,8 @@ struct FakeLog {
     /// What a lookup by time finds, whatever the time.
     at_time: Option<i64>,
     stored: StdMutex<BTreeMap<OffsetKey, Vec<u8>>>,
+    /// The leader epoch of every partition.
+    epoch: std::sync::atomic::AtomicU32,
 }
 
 impl ShareLog for FakeLog {
@@ -25,8 +27,13 @@ impl ShareLog for FakeLog {
         self.at_time
     }
 
-    fn stored(&self, key: &OffsetKey) -> Option<Vec<u8>> {
-        self.stored.lock().unwrap().get(key).cloned()
+    fn stored(&self, key: &OffsetKey) -> Option<crate::offsets::StoredShareState> {
+        let bytes = self.stored.lock().unwrap().get(key).cloned()?;
+        Some(crate::offsets::StoredShareState { version: 0, bytes })
+    }
+
+    fn leader_epoch(&self, _topic: &str, _partition: u32) -> u32 {
+        self.epoch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn stored_in_group(&self, group: &str) -> Vec<(OffsetKey, Vec<u8>)> {
@@ -366,4 +373,72 @@ fn a_group_started_by_duration_starts_at_the_first_record_that_young_or_at_the_e
     shares.heartbeat(join("h", "a", &["jobs"]), &log, now).unwrap();
     assert_eq!(shares.prepare("h", &tp("jobs", 0), &log, now).0, None);
     assert_eq!(shares.partitions("h", &log)[0].start_offset, 10);
+}
+
+#[test]
+fn on_a_cluster_the_coordinator_keeps_members_and_a_leader_keeps_windows_it_loaded_at_its_epoch() {
+    use std::sync::atomic::Ordering;
+    let (mut log, now) = (log(&[("jobs", 1)]), Instant::now());
+    log.bounds = (0, 10);
+    log.epoch.store(3, Ordering::Relaxed);
+    let partition = tp("jobs", 0);
+    // The coordinator: a join is assigned the partition, but starts no window (its leader does).
+    let coordinator = ShareGroups::clustered(group_configs());
+    let joined = coordinator.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    assert_eq!(joined.assignment, Some(BTreeSet::from([partition.clone()])));
+    assert!(joined.to_store.is_empty());
+    assert!(coordinator.has_member("g", "a", now) && !coordinator.has_member("g", "b", now));
+    // The leader: a session opens for a member it does not have (the coordinator was asked first)...
+    let leader = ShareGroups::clustered(group_configs());
+    let added = [partition.clone()];
+    let opened = SessionChange { epoch: 0, added: &added, forgotten: &[], has_acknowledgements: false };
+    assert_eq!(leader.fetch_session("g", "a", opened, now).unwrap(), added);
+    // ...and reads nothing before the window is loaded.
+    assert!(leader.needs_load("g", &partition, &log));
+    assert_eq!(leader.prepare("g", &partition, &log, now), (None, None));
+    // Nothing stored: started by the reset policy (latest), its versions at the leader epoch's token.
+    let started = leader.install("g", &partition, None, &log).unwrap();
+    assert_eq!(started.version, (3 << 32) + 1);
+    assert_eq!(SharePartition::decode(&started.bytes, &settings().rules).unwrap().start(), 10);
+    assert!(!leader.needs_load("g", &partition, &log));
+    assert!(leader.install("g", &partition, None, &log).is_none(), "loaded already");
+    log.bounds = (0, 13);
+    assert_eq!(fetch(&leader, &log, "a", &[batch(10, 12)], now), [(10, 12, 1)], "acquired under its session");
+    let accept = vec![(partition.clone(), vec![AckBatch { first: 10, last: 10, types: vec![1] }])];
+    let (outcomes, to_store) = leader.acknowledge("g", "a", accept);
+    assert_eq!(outcomes, [(partition.clone(), Ok(()))]);
+    assert_eq!(to_store[0].version, (3 << 32) + 2);
+    // Led at a new epoch: loaded again from what was stored, its token above the stored one and the epoch.
+    log.epoch.store(5, Ordering::Relaxed);
+    assert!(leader.needs_load("g", &partition, &log));
+    assert_eq!(leader.prepare("g", &partition, &log, now), (None, None), "not read before it is loaded");
+    let stored = crate::offsets::StoredShareState { version: to_store[0].version, bytes: to_store[0].bytes.clone() };
+    assert!(leader.install("g", &partition, Some(stored.clone()), &log).is_none(), "loaded, not started");
+    // 11 and 12 were out under the old epoch: delivered again; 10 was accepted.
+    assert_eq!(fetch(&leader, &log, "a", &[batch(10, 12)], now), [(11, 12, 2)]);
+    let release = vec![(partition.clone(), vec![AckBatch { first: 11, last: 12, types: vec![2] }])];
+    assert_eq!(leader.acknowledge("g", "a", release).1[0].version, (5 << 32) + 1);
+    // A stored token above the epoch (a reset raised it): the window takes the next.
+    leader.forget_window("g", &partition);
+    let reset = crate::offsets::StoredShareState { version: 9 << 32, ..stored };
+    assert!(leader.install("g", &partition, Some(reset), &log).is_none());
+    let accept = vec![(partition.clone(), vec![AckBatch { first: 11, last: 11, types: vec![0] }])];
+    assert_eq!(leader.acknowledge("g", "a", accept).0[0].1, Err(AckError::NotAcquired { offset: 11 }));
+    assert_eq!(fetch(&leader, &log, "a", &[batch(11, 12)], now), [(11, 12, 2)]);
+    let accept = vec![(partition.clone(), vec![AckBatch { first: 11, last: 12, types: vec![1] }])];
+    assert_eq!(leader.acknowledge("g", "a", accept).1[0].version, (10 << 32) + 1);
+    // The coordinator's windows, had it any, stay when it stops coordinating; its members go.
+    coordinator.drop_groups(|group| group == "g");
+    assert!(!coordinator.has_member("g", "a", now));
+}
+
+#[test]
+fn a_reset_takes_a_fencing_token_above_the_stored_one() {
+    let (shares, log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
+    let key = OffsetKey { group: "g".into(), topic: "jobs".into(), partition: 0 };
+    log.stored.lock().unwrap().insert(key, SharePartition::starting_at(4).encode());
+    let to_store = shares.reset("g", &[(tp("jobs", 0), 7)], &log, now).unwrap();
+    assert_eq!(to_store[0].version, (1 << 32) + 1, "above the stored version 0's token");
+    let to_store = shares.reset("g", &[(tp("jobs", 0), 8)], &log, now).unwrap();
+    assert_eq!(to_store[0].version, (2 << 32) + 1, "above the window's");
 }

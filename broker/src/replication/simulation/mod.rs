@@ -215,7 +215,7 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
         registry,
         offsets,
         groups: Arc::new(GroupCoordinator::new(Arc::clone(&config), Arc::clone(&group_configs))),
-        shares: Arc::new(crate::share_groups::ShareGroups::new(Arc::clone(&group_configs))),
+        shares: Arc::new(crate::share_groups::ShareGroups::clustered(Arc::clone(&group_configs))),
         group_configs,
         fetch_sessions: Default::default(),
         producer_ids: Arc::new(ProducerIds::new(Box::new(LocalProducerIdBlocks::new(&config.data_dir)))),

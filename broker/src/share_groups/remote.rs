@@ -1,0 +1,202 @@
+//! On a cluster, what a share partition's leader asks of the group's coordinator, and what the coordinator tells
+//! the other nodes, over the internal `Share` call: a window's stored state loaded and its changes stored where
+//! the group's offsets partition is led (and replicated with it), whether a member opening a share session is in
+//! the group, and a reset or deleted group's windows dropped. On a single node, and where this node is the
+//! group's coordinator, each is answered here without a call.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::StateToStore;
+use crate::error::{BrokerError, Result};
+use crate::node::Node;
+use crate::offsets::{OffsetKey, StoredShareState};
+
+/// One call, as JSON in the internal `Share` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Call {
+    /// To a group's coordinator: the state stored for one share partition.
+    Load { key: OffsetKey },
+    /// To a group's coordinator: store these states of the group's partitions (answered once replicated).
+    Save { group: String, states: Vec<StateToStore> },
+    /// To a group's coordinator: whether `member` is a member of `group`.
+    IsMember { group: String, member: String },
+    /// From a group's coordinator to every node: drop the group's windows (of `topics`, or all of them and the
+    /// members' sessions), which it reset or deleted.
+    Forget { group: String, topics: Option<BTreeSet<String>> },
+}
+
+/// A call's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Answer {
+    Loaded(Option<StoredShareState>),
+    Saved,
+    IsMember(bool),
+    Forgotten,
+}
+
+/// Why a call was refused, as the caller turns it back into the error the callee had.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The node called is not the group's coordinator (any more, or not yet).
+    NotCoordinator {
+        group: String,
+        partition: u32,
+        node_id: u64,
+        coordinator: Option<u64>,
+        address: Option<String>,
+    },
+    /// A save from a stale window (`BrokerError::ShareStateFenced`).
+    Fenced {
+        group: String,
+        topic: String,
+        partition: u32,
+        sent: u32,
+        stored: u32,
+    },
+    Other(String),
+}
+
+impl From<BrokerError> for Refusal {
+    fn from(err: BrokerError) -> Refusal {
+        match err {
+            BrokerError::NotCoordinator { group, partition, node_id, coordinator, coordinator_address, .. } => {
+                Refusal::NotCoordinator { group, partition, node_id, coordinator, address: coordinator_address }
+            }
+            BrokerError::ShareStateFenced { group, topic, partition, sent, stored } => {
+                Refusal::Fenced { group, topic, partition, sent, stored }
+            }
+            other => Refusal::Other(other.to_string()),
+        }
+    }
+}
+
+impl Refusal {
+    fn into_error(self, to: u64) -> BrokerError {
+        match self {
+            Refusal::NotCoordinator { group, partition, node_id, coordinator, address } => {
+                BrokerError::NotCoordinator {
+                    group,
+                    partition,
+                    node_id,
+                    coordinator,
+                    coordinator_address: address,
+                    without_coordinator_because: None,
+                }
+            }
+            Refusal::Fenced { group, topic, partition, sent, stored } => {
+                BrokerError::ShareStateFenced { group, topic, partition, sent, stored }
+            }
+            Refusal::Other(message) => BrokerError::ControllerUnavailable {
+                reason: format!("node {to}, the share group's coordinator: {message}"),
+            },
+        }
+    }
+}
+
+/// Answers one call on this node.
+pub async fn serve(node: &Node, call: Call) -> std::result::Result<Answer, Refusal> {
+    let served = match call {
+        Call::Load { key } => load_here(node, &key).map(Answer::Loaded),
+        Call::Save { group, states } => node.offsets.save_share_states(&group, states).await.map(|()| Answer::Saved),
+        Call::IsMember { group, member } => is_member_here(node, &group, &member).map(Answer::IsMember),
+        Call::Forget { group, topics } => {
+            node.shares.forget_windows(&group, topics.as_ref());
+            Ok(Answer::Forgotten)
+        }
+    };
+    served.map_err(Refusal::from)
+}
+
+fn load_here(node: &Node, key: &OffsetKey) -> Result<Option<StoredShareState>> {
+    node.offsets.check_coordinator(&key.group)?;
+    Ok(node.offsets.share_state(key))
+}
+
+fn is_member_here(node: &Node, group: &str, member: &str) -> Result<bool> {
+    node.offsets.check_coordinator(group)?;
+    Ok(node.shares.has_member(group, member, tokio::time::Instant::now()))
+}
+
+/// Where a call about `group` is answered: `None` here (a single node, or this node coordinates the group), else
+/// the coordinator's node id.
+fn coordinator_of(node: &Node, group: &str) -> Result<Option<u64>> {
+    let Some(replication) = &node.replication else { return Ok(None) };
+    match node.offsets.coordinator(group) {
+        Some((id, _)) if id == replication.node_id() => Ok(None),
+        Some((id, _)) => Ok(Some(id)),
+        // No leader for the group's offsets partition: the refusal says so.
+        None => node.offsets.check_coordinator(group).map(|()| None),
+    }
+}
+
+async fn call(node: &Node, to: u64, call: &Call) -> Result<Answer> {
+    let controller = node.transactions.controller().ok_or_else(|| {
+        BrokerError::Internal("a share group call between nodes was made on a single node".to_string())
+    })?;
+    let payload = serde_json::to_vec(call).map_err(|e| BrokerError::Internal(e.to_string()))?;
+    let answer = controller.call_share(to, payload).await?;
+    let answer: std::result::Result<Answer, Refusal> = serde_json::from_slice(&answer)
+        .map_err(|e| BrokerError::Internal(format!("undecodable share group call answer: {e}")))?;
+    answer.map_err(|refusal| refusal.into_error(to))
+}
+
+fn unexpected(answer: Answer) -> BrokerError {
+    BrokerError::Internal(format!("unexpected answer to a share group call: {answer:?}"))
+}
+
+/// The state the group's coordinator stores for one share partition.
+pub async fn load(node: &Node, key: &OffsetKey) -> Result<Option<StoredShareState>> {
+    match coordinator_of(node, &key.group)? {
+        None => load_here(node, key),
+        Some(to) => match call(node, to, &Call::Load { key: key.clone() }).await? {
+            Answer::Loaded(stored) => Ok(stored),
+            other => Err(unexpected(other)),
+        },
+    }
+}
+
+/// Stores states of `group`'s partitions where the group's coordinator keeps them; returns once they are stored
+/// (fsynced on a single node, replicated on a cluster).
+pub async fn save(node: &Node, group: &str, states: Vec<StateToStore>) -> Result<()> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    match coordinator_of(node, group)? {
+        None => node.offsets.save_share_states(group, states).await,
+        Some(to) => match call(node, to, &Call::Save { group: group.to_owned(), states }).await? {
+            Answer::Saved => Ok(()),
+            other => Err(unexpected(other)),
+        },
+    }
+}
+
+/// Whether `member` is a member of `group`, as its coordinator says.
+pub async fn is_member(node: &Node, group: &str, member: &str) -> Result<bool> {
+    match coordinator_of(node, group)? {
+        None => is_member_here(node, group, member),
+        Some(to) => match call(node, to, &Call::IsMember { group: group.to_owned(), member: member.to_owned() }).await?
+        {
+            Answer::IsMember(is) => Ok(is),
+            other => Err(unexpected(other)),
+        },
+    }
+}
+
+/// On a cluster, tells every other node in the metadata to drop `group`'s windows (of `topics`, or all), at
+/// once and best effort: a node not reached holds a window whose next save is fenced by the reset's new token
+/// (`ShareGroups::reset`), after which it loads what was stored.
+pub async fn forget_everywhere(node: &Node, group: &str, topics: Option<BTreeSet<String>>) {
+    let Some(replication) = &node.replication else { return };
+    let me = replication.node_id();
+    let Some(controller) = node.transactions.controller() else { return };
+    let others: Vec<u64> = controller.metadata().nodes.keys().copied().filter(|id| *id != me).collect();
+    let forget = Call::Forget { group: group.to_owned(), topics };
+    let calls = others.iter().map(|to| call(node, *to, &forget));
+    for (to, outcome) in others.iter().zip(futures_util::future::join_all(calls).await) {
+        if let Err(err) = outcome {
+            tracing::warn!(%group, node = to, error = %err, "cannot tell a node to drop a share group's windows");
+        }
+    }
+}

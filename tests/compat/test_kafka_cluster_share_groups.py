@@ -1,0 +1,144 @@
+"""Share groups (KIP-932) on a three-node rill cluster, with confluent-kafka's ShareConsumer (librdkafka 2.15):
+the members heartbeat to the group's coordinator (the leader of its `__consumer_offsets` partition) and fetch
+each partition from its leader, which keeps the partition's window of records in flight and stores it at the
+coordinator. Two members split a topic whose partitions are led by different nodes, each record once; a
+partition leader SIGKILLed hands its partitions to in-sync replicas, whose windows load what the coordinator
+stored, so nothing acknowledged before the kill is delivered again; the coordinator SIGKILLed, the members rejoin
+at the next one, which holds every acknowledgement (the first node killed is back by then, so the controller
+keeps its majority). Run by kafka-clients.sh."""
+
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Producer, ShareConsumer
+
+from test_kafka_cluster import CONFIG, DEADLINE_S, OFFSETS_PARTITIONS, Cluster, fully_in_sync, java_hash_partition
+from test_kafka_cluster import rill, wait_for
+
+# Groups start at the log's start, so records produced before a member's first fetch are read.
+SHARE_CONFIG = CONFIG + 'share_auto_offset_reset = "earliest"\n'
+
+
+def new_name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def cluster():
+    with tempfile.TemporaryDirectory() as root:
+        cluster = Cluster(root, config=SHARE_CONFIG)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def create_topic(cluster, topic):
+    create = ("topic", "create", topic, "--partitions", "3", "--replication-factor", "3")
+    wait_for(lambda: rill(cluster.any_addr(), *create, check=False).returncode == 0, f"{topic} created")
+    return wait_for(lambda: fully_in_sync(cluster.any_addr(), topic, 3), f"3 in-sync replicas of {topic}")
+
+
+def offsets_topic_in_sync(cluster, group):
+    """Waits for `__consumer_offsets` (the first group request creates it); {partition: (leader, isr)}."""
+    def in_sync():
+        rill(cluster.any_addr(), "group", "describe", group, check=False)
+        return fully_in_sync(cluster.any_addr(), "__consumer_offsets", OFFSETS_PARTITIONS)
+    return wait_for(in_sync, "3 in-sync replicas of __consumer_offsets")
+
+
+def produce(cluster, topic, values):
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all"})
+    for i, value in enumerate(values):
+        producer.produce(topic, value.encode(), partition=i % 3)
+    assert producer.flush(DEADLINE_S) == 0, "every record acknowledged"
+
+
+def share_consumer(cluster, group):
+    return ShareConsumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group})
+
+
+def drain(consumer, wanted, seen, lock):
+    """Polls until `seen` holds `wanted` records or the deadline passes; implicit acknowledgement (each poll
+    accepts what the one before returned)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        with lock:
+            if len(seen) >= wanted:
+                return
+        for message in consumer.poll(0.5):
+            assert message.error() is None, message.error()
+            with lock:
+                seen.append((message.value().decode(), message.delivery_count()))
+
+
+def test_two_members_split_partitions_led_by_three_nodes_and_nothing_is_read_twice(cluster):
+    topic, group = new_name("jobs"), new_name("workers")
+    placement = create_topic(cluster, topic)
+    assert len({leader for leader, _ in placement.values()}) >= 2, f"leaders spread over nodes: {placement}"
+    offsets_topic_in_sync(cluster, group)
+    values = [f"job-{i}" for i in range(300)]
+    produce(cluster, topic, values)
+    members = [share_consumer(cluster, group) for _ in range(2)]
+    seen, lock = [], threading.Lock()
+    counts = []
+
+    def work(consumer):
+        consumer.subscribe([topic])
+        before = len(seen)
+        drain(consumer, len(values), seen, lock)
+        counts.append(len(seen) - before)
+        consumer.commit_sync(30)
+        consumer.close()
+
+    threads = [threading.Thread(target=work, args=(member,)) for member in members]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE_S + 40)
+    read = sorted(value for value, _ in seen)
+    assert read == sorted(values), f"{len(read)} read for {len(values)}, {len(set(read))} distinct"
+    assert all(count == 1 for _, count in seen), "each record delivered once"
+
+
+def test_a_killed_partition_leader_and_a_killed_coordinator_lose_no_acknowledgement(cluster):
+    topic, group = new_name("tasks"), new_name("crew")
+    placement = create_topic(cluster, topic)
+    offsets = offsets_topic_in_sync(cluster, group)
+    coordinator, _ = offsets[java_hash_partition(group, OFFSETS_PARTITIONS)]
+    first = [f"first-{i}" for i in range(150)]
+    produce(cluster, topic, first)
+    seen, lock = [], threading.Lock()
+    member = share_consumer(cluster, group)
+    member.subscribe([topic])
+    drain(member, len(first), seen, lock)
+    # What the last poll returned is accepted by the commit, stored at the coordinator once replicated.
+    member.commit_sync(30)
+    assert sorted(value for value, _ in seen) == sorted(first)
+
+    # A leader of the topic that is not the coordinator, then the coordinator.
+    leader = next(leader for leader, _ in placement.values() if leader != coordinator)
+    cluster.kill(leader)
+    second = [f"second-{i}" for i in range(150)]
+    produce(cluster, topic, second)
+    drain(member, len(first) + len(second), seen, lock)
+    member.commit_sync(30)
+
+    # Back in, so the controller keeps a majority when the coordinator goes too.
+    cluster.restart(leader)
+    wait_for(lambda: fully_in_sync(cluster.any_addr(), topic, 3), f"{topic} in sync again")
+    wait_for(lambda: fully_in_sync(cluster.any_addr(), "__consumer_offsets", OFFSETS_PARTITIONS), "offsets in sync")
+    cluster.kill(coordinator)
+    third = [f"third-{i}" for i in range(150)]
+    produce(cluster, topic, third)
+    drain(member, len(first) + len(second) + len(third), seen, lock)
+    member.commit_sync(30)
+    member.close()
+
+    read = [value for value, _ in seen]
+    assert sorted(read) == sorted(first + second + third), (
+        f"{len(read)} read for {len(first + second + third)}, {len(set(read))} distinct"
+    )

@@ -28,6 +28,9 @@
 //!   below an offset commit acknowledged before the fetch was sent; after healing the coordinator serves at
 //!   least the last acknowledged commit. Commits and fetches go through the real `ConsumerGroups` service and
 //!   the replicated offsets store, across the same faults;
+//! - share groups' states (`share_states.rs`), stored at the same coordinator as a partition leader stores them:
+//!   a deposed leader's save (an older fencing token than one acknowledged) is never acknowledged, and after
+//!   healing the coordinator holds at least the last acknowledged version;
 //! - DeleteRecords (`deletions.rs`): the driver sometimes deletes up to near the acknowledged end, so followers
 //!   cut off or crashed start over at the leader's log start; no log start ever goes back (across restarts too);
 //!   after healing each replica's start is between the leader's and the high watermark and at or above every low
@@ -49,6 +52,7 @@ mod controller;
 mod deletions;
 mod follower_reads;
 mod offsets;
+mod share_states;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -368,6 +372,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     let name = crate::offsets::OFFSETS_TOPIC.to_owned();
     world.controller.commit(&Command::CreateTopic { name, placement: offsets_placed });
     let mut commits = Commits::default();
+    let mut share_saves = share_states::ShareSaves::default();
     let mut follower_reads = follower_reads::FollowerReads::default();
 
     // Each ACKS_ALL-acknowledged sequence with the offset it was answered at.
@@ -378,6 +383,9 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
         sequence += 1;
         if sequence % 3 == 0 {
             commits.round(&world, sequence as i64).await;
+        }
+        if sequence % 3 == 1 {
+            share_saves.round(&world, sequence).await;
         }
         follower_reads.round(&world).await;
         let acks = if sequence % 4 == 0 { v1::Acks::Leader } else { v1::Acks::All };
@@ -424,6 +432,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     check(&world, &converged, &acknowledged, &deletions)?;
     follower_reads.check(&converged)?;
     commits.check_final(&world).await?;
+    share_saves.check_final(&world).await?;
     let epochs = lock(&world.writers).clone();
     let faults = lock(&world.faults).clone();
     tracing::info!(acknowledged = acknowledged.len(), sent = sequence, ?epochs, ?faults, "converged");
@@ -431,7 +440,7 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
     *lock(&world.summary) = format!(
         "{} of {sequence} records acknowledged, epochs written {epochs:?}, restarts checked against their \
          checkpoint {}, checkpointed at crash {:?}, deletions {deletions:?}, log starts {:?}, start-overs {}, \
-         commits {commits:?}, offsets partition at {:?}, follower reads {} (redirects {}), faults {faults:?}",
+         commits {commits:?}, share saves {share_saves:?}, offsets partition at {:?}, follower reads {} (redirects {}), faults {faults:?}",
         acknowledged.len(),
         world.restarts_checked.load(Ordering::Relaxed),
         lock(&world.checkpointed_at_crash),

@@ -14,8 +14,9 @@
 //! broker at start, naming it, rather than letting groups silently fall back to the broker's settings. On a
 //! cluster they are part of the replicated cluster metadata (`Command::AlterGroupConfig`): an alter is answered
 //! once committed and applied on the node asked, every node's coordinators read the same, and a group keeps its
-//! settings when its coordinator moves. A cluster stores the `consumer.*` keys only: share groups are served on
-//! a single node, and a `share.*` key there would be a setting nothing reads.
+//! settings when its coordinator moves. A share group's keys are read both by its coordinator (the session and
+//! heartbeat) and by each partition's leader (where it starts, its locks, its delivery limit), which all follow
+//! the same metadata.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,11 +110,6 @@ impl GroupConfigKey {
 
     pub fn parse(name: &str) -> Option<GroupConfigKey> {
         GroupConfigKey::ALL.into_iter().find(|key| key.kafka_name() == name)
-    }
-
-    /// Whether a cluster node stores the key: a share group's keys are served on a single node only.
-    pub fn is_served_on_cluster(self) -> bool {
-        matches!(self, GroupConfigKey::ConsumerSessionTimeoutMs | GroupConfigKey::ConsumerHeartbeatIntervalMs)
     }
 
     /// Whether Kafka types the key as a string (else an int).
@@ -262,11 +258,6 @@ pub enum GroupConfigError {
     HeartbeatNotBelowSession { kind: &'static str, group: String, heartbeat_ms: u64, session_ms: u64 },
     #[error("{0} is named twice in one request")]
     Repeated(String),
-    #[error(
-        "{name} is a share group's config, and share groups are served on a single node only in this version: a \
-         cluster stores consumer.session.timeout.ms and consumer.heartbeat.interval.ms"
-    )]
-    ShareKeyOnCluster { name: String },
     #[error(
         "{MAX_CONFIGURED_GROUPS} groups have a config of their own, the most the broker keeps: delete the keys of \
          a group that no longer needs them first"
@@ -584,10 +575,6 @@ impl GroupConfigs {
         *self.configs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = readable(&metadata.group_configs);
     }
 
-    fn is_cluster(&self) -> bool {
-        matches!(self.backing, Backing::Cluster(_))
-    }
-
     pub fn defaults(&self) -> &GroupDefaults {
         &self.defaults
     }
@@ -604,11 +591,7 @@ impl GroupConfigs {
 
     /// [`GroupConfigs::entries`] of a group whose own keys are `config` (an alter's, validated only).
     pub fn entries_of(&self, config: &GroupConfig) -> Vec<GroupConfigEntry> {
-        let mut entries = entries(config, &self.defaults);
-        if self.is_cluster() {
-            entries.retain(|entry| entry.key.is_served_on_cluster());
-        }
-        entries
+        entries(config, &self.defaults)
     }
 
     /// The settings share group `group` runs with.
@@ -630,14 +613,6 @@ impl GroupConfigs {
         changes: &[(String, Option<String>)],
         validate_only: bool,
     ) -> std::result::Result<GroupConfig, AlterConfigError> {
-        if self.is_cluster() {
-            if let Some((name, _)) = changes
-                .iter()
-                .find(|(name, _)| GroupConfigKey::parse(name).is_some_and(|key| !key.is_served_on_cluster()))
-            {
-                return Err(GroupConfigError::ShareKeyOnCluster { name: name.clone() }.into());
-            }
-        }
         let _writes = match self.backing {
             Backing::Cluster(_) => None,
             _ => Some(self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),

@@ -85,8 +85,7 @@ Keys (Kafka's group configs, as kafka-configs --entity-type groups takes them): 
 share.heartbeat.interval.ms (below the session timeout), share.isolation.level (read_uncommitted,
 read_committed) for share groups; consumer.session.timeout.ms (1000..=3600000) and consumer.heartbeat.interval.ms
 (below the session timeout) for KIP-848 consumer groups. A group need not exist yet: settings made before its first member joins decide where it
-starts. Kept across restarts; on a cluster, in its replicated metadata, the consumer.* keys only (share groups
-run on a single node). All or nothing: one bad key or value refuses the change.
+starts. Kept across restarts; on a cluster, in its replicated metadata, which every node follows. All or nothing: one bad key or value refuses the change.
 SOURCE is group (the group's own) or broker (the broker's, which the group follows).")]
     Config(ConfigArgs),
 }

@@ -300,10 +300,15 @@ fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
 }
 
 /// `rill group config billing` asked of `addr` (no rows while it fails: a node starting).
+/// The `consumer.*` rows of `rill group config` (KEY, VALUE, SOURCE).
+fn consumer_rows(text: &str) -> Vec<(String, String, String)> {
+    config_rows(text).into_iter().filter(|(key, _, _)| key.starts_with("consumer.")).collect()
+}
+
 fn billing_config(addr: &str) -> Vec<(String, String, String)> {
     let shown = rill(addr, &["group", "config", "billing"]);
     if shown.status.success() {
-        config_rows(shown.ok())
+        consumer_rows(shown.ok())
     } else {
         Vec::new()
     }
@@ -349,22 +354,27 @@ fn a_groups_config_altered_on_one_node_is_every_nodes_and_outlives_its_coordinat
     wait_for(&cluster, "orders", 3, "orders in sync", |rows| rows.iter().all(|r| r.isr.len() == 3));
     let broker_interval = joined_heartbeat_interval(&kafka, &cluster, "billing", "first").0;
 
-    // Set through node 1; every node shows it (the others once they applied it), the cluster's keys only.
+    // Set through node 1; every node shows it (the others once they applied it).
     let set = ["consumer.session.timeout.ms=20000", "consumer.heartbeat.interval.ms=2000"];
     let altered = rill(cluster.addr(1), &["group", "config", "billing", "--config", set[0], "--config", set[1]]);
     let expected = vec![
         ("consumer.heartbeat.interval.ms".to_owned(), "2000".to_owned(), "group".to_owned()),
         ("consumer.session.timeout.ms".to_owned(), "20000".to_owned(), "group".to_owned()),
     ];
-    assert_eq!(config_rows(altered.ok()), expected, "answered once applied on the node asked");
+    assert_eq!(consumer_rows(altered.ok()), expected, "answered once applied on the node asked");
     for node in 1..=3 {
         common::eventually(&format!("billing's config on node {node}"), || {
             (billing_config(cluster.addr(node)) == expected).then_some(())
         });
     }
-    // A share group's key is refused on a cluster, saying which keys a cluster stores; nothing changes.
-    rill(cluster.addr(2), &["group", "config", "billing", "--config", "share.auto.offset.reset=earliest"])
-        .fails(1, "a cluster stores consumer.session.timeout.ms");
+    // A share group's key too: what each partition's leader starts the group's windows with.
+    let share = ["group", "config", "workers", "--config", "share.auto.offset.reset=earliest"];
+    let shared = config_rows(rill(cluster.addr(2), &share).ok());
+    assert!(shared.contains(&("share.auto.offset.reset".into(), "earliest".into(), "group".into())), "{shared:?}");
+    common::eventually("workers' config on node 3", || {
+        let shown = rill(cluster.addr(3), &["group", "config", "workers"]);
+        shown.status.success().then(|| config_rows(shown.ok())).filter(|rows| *rows == shared).map(drop)
+    });
     rill(cluster.addr(2), &["group", "config", "billing", "--config", "consumer.heartbeat.interval.ms=20000"])
         .fails(1, "below consumer.session.timeout.ms");
 
@@ -390,7 +400,7 @@ fn a_groups_config_altered_on_one_node_is_every_nodes_and_outlives_its_coordinat
         (billing_config(cluster.addr(3)) == expected).then_some(())
     });
     let delete = ["group", "config", "billing", "--delete-config", "consumer.heartbeat.interval.ms"];
-    let deleted = config_rows(rill(cluster.addr(3), &delete).ok());
+    let deleted = consumer_rows(rill(cluster.addr(3), &delete).ok());
     assert_eq!(deleted[0].2, "broker", "{deleted:?}");
     assert_eq!(deleted[1], expected[1], "the other key stays");
     common::eventually("the delete on node 1", || (billing_config(cluster.addr(1)) == deleted).then_some(()));

@@ -246,7 +246,7 @@ impl Admin {
     }
 
     /// `group`'s settings (Kafka's group configs: a share group's `share.*` keys, a KIP-848 consumer group's
-    /// `consumer.*` keys; a cluster's are the `consumer.*` keys only), every key with the value the group runs with
+    /// `consumer.*` keys), every key with the value the group runs with
     /// and whether it is the group's own. A group need not exist.
     pub async fn group_config(&self, group: &str) -> Result<Vec<GroupConfigEntry>> {
         let message = DescribeGroupConfigRequest { group: group.to_owned() };

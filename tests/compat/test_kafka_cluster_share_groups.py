@@ -1,7 +1,7 @@
 """Share groups (KIP-932) on a three-node rill cluster, with confluent-kafka's ShareConsumer (librdkafka 2.15):
 the members heartbeat to the group's coordinator (the leader of its `__consumer_offsets` partition) and fetch
 each partition from its leader, which keeps the partition's window of records in flight and stores it at the
-coordinator. Two members split a topic whose partitions are led by different nodes, each record once; a
+coordinator, and starts it where the group's own config (replicated) says. Two members split a topic whose partitions are led by different nodes, each record once; a
 partition leader SIGKILLed hands its partitions to in-sync replicas, whose windows load what the coordinator
 stored, so nothing acknowledged before the kill is delivered again; the coordinator SIGKILLed, the members rejoin
 at the next one, which holds every acknowledgement (the first node killed is back by then, so the controller
@@ -18,8 +18,6 @@ from confluent_kafka import Producer, ShareConsumer
 from test_kafka_cluster import CONFIG, DEADLINE_S, OFFSETS_PARTITIONS, Cluster, fully_in_sync, java_hash_partition
 from test_kafka_cluster import rill, wait_for
 
-# Groups start at the log's start, so records produced before a member's first fetch are read.
-SHARE_CONFIG = CONFIG + 'share_auto_offset_reset = "earliest"\n'
 
 
 def new_name(prefix):
@@ -29,7 +27,7 @@ def new_name(prefix):
 @pytest.fixture()
 def cluster():
     with tempfile.TemporaryDirectory() as root:
-        cluster = Cluster(root, config=SHARE_CONFIG)
+        cluster = Cluster(root, config=CONFIG)
         try:
             yield cluster
         finally:
@@ -48,6 +46,18 @@ def offsets_topic_in_sync(cluster, group):
         rill(cluster.any_addr(), "group", "describe", group, check=False)
         return fully_in_sync(cluster.any_addr(), "__consumer_offsets", OFFSETS_PARTITIONS)
     return wait_for(in_sync, "3 in-sync replicas of __consumer_offsets")
+
+
+def start_at_the_beginning(cluster, group):
+    """The group's `share.auto.offset.reset=earliest` (a group config, in the replicated metadata), set through
+    one node and waited for on every node: each partition's leader starts the group's window with it, so records
+    produced before a member's first fetch are read."""
+    rill(cluster.addrs[0], "group", "config", group, "--config", "share.auto.offset.reset=earliest")
+    def everywhere():
+        shown = [rill(addr, "group", "config", group, check=False).stdout for addr in cluster.addrs]
+        return all(any(line.split()[:3] == ["share.auto.offset.reset", "earliest", "group"]
+                       for line in text.splitlines()) for text in shown)
+    wait_for(everywhere, f"{group}'s config on every node")
 
 
 def produce(cluster, topic, values):
@@ -80,6 +90,7 @@ def test_two_members_split_partitions_led_by_three_nodes_and_nothing_is_read_twi
     placement = create_topic(cluster, topic)
     assert len({leader for leader, _ in placement.values()}) >= 2, f"leaders spread over nodes: {placement}"
     offsets_topic_in_sync(cluster, group)
+    start_at_the_beginning(cluster, group)
     values = [f"job-{i}" for i in range(300)]
     produce(cluster, topic, values)
     members = [share_consumer(cluster, group) for _ in range(2)]
@@ -109,6 +120,7 @@ def test_a_killed_partition_leader_and_a_killed_coordinator_lose_no_acknowledgem
     placement = create_topic(cluster, topic)
     offsets = offsets_topic_in_sync(cluster, group)
     coordinator, _ = offsets[java_hash_partition(group, OFFSETS_PARTITIONS)]
+    start_at_the_beginning(cluster, group)
     first = [f"first-{i}" for i in range(150)]
     produce(cluster, topic, first)
     seen, lock = [], threading.Lock()

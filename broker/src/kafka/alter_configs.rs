@@ -5,7 +5,7 @@
 //! topic's whole set: the keys it does not name go back to the broker's defaults, as in Kafka.
 //!
 //! A group (type 32, Kafka's group configs) is altered by IncrementalAlterConfigs alone, as in Kafka: its
-//! `share.*` and `consumer.*` keys (`group_config.rs`), on a single node (as share groups are).
+//! `share.*` and `consumer.*` keys (`group_config.rs`), on a single node or a cluster.
 //!
 //! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), each group on it
 //! (GROUP_AUTHORIZATION_FAILED); a broker resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED)

@@ -1,8 +1,7 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
 //! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
 //! cluster's replication throttle as `*.replication.throttled.rate`), and groups (type 32: every `share.*` and `consumer.*` group
-//! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG; single node only, as share
-//! groups are). Asked-for keys filter the answer; a key rill does not have is left out, as Kafka does. Other
+//! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG). Asked-for keys filter the answer; a key rill does not have is left out, as Kafka does. Other
 //! resource types get INVALID_REQUEST, naming the three that are served.
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;

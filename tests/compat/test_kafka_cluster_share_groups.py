@@ -113,6 +113,14 @@ def test_two_members_split_partitions_led_by_three_nodes_and_nothing_is_read_twi
     read = sorted(value for value, _ in seen)
     assert read == sorted(values), f"{len(read)} read for {len(values)}, {len(set(read))} distinct"
     assert all(count == 1 for _, count in seen), "each record delivered once"
+    # The group's coordinator describes where it is: every partition done with up to its end (100 records each),
+    # as the leaders stored it there.
+    def done_everywhere():
+        described = rill(cluster.addrs[2], "group", "describe", group, check=False).stdout
+        rows = [line.split() for line in described.splitlines() if line.startswith(topic)]
+        return len(rows) == 3 and all(row[2] == row[3] == "100" and row[5] == "0" for row in rows) and described
+    described = wait_for(done_everywhere, f"{group} done with every partition")
+    assert described.startswith(f"share group {group} "), described
 
 
 def test_a_killed_partition_leader_and_a_killed_coordinator_lose_no_acknowledgement(cluster):

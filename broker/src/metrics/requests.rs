@@ -7,7 +7,7 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 52] = [
+pub const GRPC_METHODS: [&str; 53] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/rill.v1.AclAdmin/AddAcls",
@@ -57,6 +57,7 @@ pub const GRPC_METHODS: [&str; 52] = [
     "/rill.internal.v1.Controller/OffsetsForLeaderEpoch",
     "/rill.internal.v1.Controller/Propose",
     "/rill.internal.v1.Controller/Replicate",
+    "/rill.internal.v1.Controller/Share",
     "/rill.internal.v1.Controller/Transaction",
     "/rill.internal.v1.Controller/Vote",
     "other",

@@ -1,7 +1,8 @@
 """Share groups (KIP-932) on a three-node rill cluster, with confluent-kafka's ShareConsumer (librdkafka 2.15):
 the members heartbeat to the group's coordinator (the leader of its `__consumer_offsets` partition) and fetch
 each partition from its leader, which keeps the partition's window of records in flight and stores it at the
-coordinator, and starts it where the group's own config (replicated) says. Two members split a topic whose partitions are led by different nodes, each record once; a
+coordinator, and starts it where the group's own config (replicated) says; a reset through any node reaches the
+leaders' windows. Two members split a topic whose partitions are led by different nodes, each record once; a
 partition leader SIGKILLed hands its partitions to in-sync replicas, whose windows load what the coordinator
 stored, so nothing acknowledged before the kill is delivered again; the coordinator SIGKILLed, the members rejoin
 at the next one, which holds every acknowledgement (the first node killed is back by then, so the controller
@@ -121,6 +122,18 @@ def test_two_members_split_partitions_led_by_three_nodes_and_nothing_is_read_twi
         return len(rows) == 3 and all(row[2] == row[3] == "100" and row[5] == "0" for row in rows) and described
     described = wait_for(done_everywhere, f"{group} done with every partition")
     assert described.startswith(f"share group {group} "), described
+
+    # Moved back to the start through another node: each leader drops its window and loads the reset one, so a
+    # new member reads every record again, each once, as a first delivery.
+    rill(cluster.addrs[1], "group", "reset-offsets", group, "--topic", topic, "--to-earliest")
+    again, again_lock = [], threading.Lock()
+    member = share_consumer(cluster, group)
+    member.subscribe([topic])
+    drain(member, len(values), again, again_lock)
+    member.commit_sync(30)
+    member.close()
+    assert sorted(value for value, _ in again) == sorted(values), f"{len(again)} read again"
+    assert all(count == 1 for _, count in again), "the reset forgot the deliveries before it"
 
 
 def test_a_killed_partition_leader_and_a_killed_coordinator_lose_no_acknowledgement(cluster):

@@ -392,19 +392,18 @@ async fn a_share_groups_start_can_be_set_before_it_runs_and_its_state_deleted_on
 
 /// On a cluster of one node, which is the group's coordinator and the partitions' leader: the clustered path
 /// (members at the coordinator, windows at the leader started by the first fetch, states stored through the
-/// coordinator), without the offsets APIs a cluster does not serve.
+/// coordinator, a reset loaded by the leader at its next read).
 #[tokio::test]
-async fn a_cluster_node_serves_share_groups_but_not_their_offset_changes() {
+async fn a_cluster_node_serves_share_groups_and_a_reset_reaches_the_leaders_window() {
     const UNKNOWN_MEMBER_ID: i16 = 25;
     let mut broker = rill_tests::cluster_of_one().await;
     let mut client = KafkaClient::connect(addr(&broker)).await;
     let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     let keys: Vec<i16> = versions.api_keys.iter().map(|k| k.api_key).collect();
-    for served in [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge] {
+    for served in
+        [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge, ApiKey::AlterShareGroupOffsets]
+    {
         assert!(keys.contains(&(served as i16)), "{served:?} not advertised on a cluster node");
-    }
-    for refused in [ApiKey::AlterShareGroupOffsets, ApiKey::DeleteShareGroupOffsets] {
-        assert!(!keys.contains(&(refused as i16)), "{refused:?} advertised on a cluster node");
     }
     let id = topic_id(&mut client, "orders").await;
     // The first group request creates `__consumer_offsets`; the node coordinates once it has loaded it.
@@ -445,4 +444,25 @@ async fn a_cluster_node_serves_share_groups_but_not_their_offset_changes() {
     assert_eq!(acknowledged.acknowledge_error_code, 0, "{:?}", acknowledged.acknowledge_error_message);
     // Stored at the coordinator: DescribeShareGroupOffsets reads it there.
     assert_eq!(start_offset(&mut client).await, 3);
+
+    // The member leaves; the group is moved back to offset 1, and the leader's window follows at its next read.
+    let leave = request.clone().with_member_epoch(-1).with_subscribed_topic_names(None);
+    let left: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &leave).await;
+    assert_eq!(left.error_code, 0, "{:?}", left.error_message);
+    let alter = AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(text("workers"))).with_topics(vec![
+        alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(TopicName(text("orders")))
+            .with_partitions(vec![alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default(
+            )
+            .with_partition_index(0)
+            .with_start_offset(1)]),
+    ]);
+    let altered: AlterShareGroupOffsetsResponse = client.call(ApiKey::AlterShareGroupOffsets, 0, &alter).await;
+    assert_eq!(altered.error_code, 0, "{:?}", altered.error_message);
+    assert_eq!(start_offset(&mut client).await, 1);
+    let rejoin = request.clone().with_member_id(text("two"));
+    let joined: ShareGroupHeartbeatResponse = client.call(ApiKey::ShareGroupHeartbeat, 1, &rejoin).await;
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let again: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &fetch("two", 0, vec![])).await;
+    assert_eq!(acquired(&again), [(1, 2, 1)], "read again from the reset start");
 }

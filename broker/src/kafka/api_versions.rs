@@ -47,8 +47,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     // Share groups (KIP-932, `share_groups/`): v1 is the first version Kafka 4.1 made stable, and what librdkafka
-    // 2.15's share consumer sends. DescribeShareGroupOffsets v0 is the codec's. Altering and deleting a share
-    // group's offsets are a single node's only (`is_single_node_api`).
+    // 2.15's share consumer sends. DescribeShareGroupOffsets v0 is the codec's.
     (ApiKey::ShareGroupHeartbeat, 1, 1),
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
@@ -100,12 +99,6 @@ fn is_sasl_api(key: ApiKey) -> bool {
     matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
-/// The APIs a cluster node does not serve: moving or forgetting a share group's start offsets, which needs the
-/// partitions' bounds from their leaders at the group's coordinator (not in this version).
-pub fn is_single_node_api(key: ApiKey) -> bool {
-    matches!(key, ApiKey::AlterShareGroupOffsets | ApiKey::DeleteShareGroupOffsets)
-}
-
 /// The versions of `api_key` served, if it is served at all.
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
     SUPPORTED.iter().find(|(key, _, _)| *key as i16 == api_key).map(|&(_, min, max)| (min, max))
@@ -114,11 +107,10 @@ pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
 /// The answer to an ApiVersions request of any version. A client that sent a version above the highest served
 /// gets UNSUPPORTED_VERSION with the list anyway, which it reads as v0 and then retries at a version it finds
 /// there (the caller encodes this answer at v0 in that case).
-pub fn answer(is_version_supported: bool, is_sasl_on: bool, is_cluster: bool) -> ApiVersionsResponse {
+pub fn answer(is_version_supported: bool, is_sasl_on: bool) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
         .filter(|(key, _, _)| is_sasl_on || !is_sasl_api(*key))
-        .filter(|(key, _, _)| !is_cluster || !is_single_node_api(*key))
         .map(|&(key, min, max)| {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
@@ -141,7 +133,7 @@ mod tests {
 
     #[test]
     fn an_unsupported_version_is_answered_with_the_list_and_unsupported_version() {
-        let answer = answer(false, true, false);
+        let answer = answer(false, true);
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
@@ -151,25 +143,11 @@ mod tests {
     }
 
     #[test]
-    fn share_groups_are_served_on_a_cluster_but_their_offsets_are_altered_on_a_single_node_only() {
-        let has = |answer: &ApiVersionsResponse, key: ApiKey| {
-            answer.api_keys.iter().filter(|k| k.api_key == key as i16).count()
-        };
-        for key in [ApiKey::ShareGroupHeartbeat, ApiKey::ShareFetch, ApiKey::ShareAcknowledge] {
-            assert_eq!(has(&answer(true, false, false), key), 1);
-            assert_eq!(has(&answer(true, false, true), key), 1, "{key:?} on a cluster");
-        }
-        assert_eq!(has(&answer(true, false, false), ApiKey::AlterShareGroupOffsets), 1);
-        assert_eq!(has(&answer(true, false, true), ApiKey::AlterShareGroupOffsets), 0);
-        assert!(is_single_node_api(ApiKey::DeleteShareGroupOffsets) && !is_single_node_api(ApiKey::ShareFetch));
-    }
-
-    #[test]
     fn sasl_apis_are_advertised_only_with_sasl_on() {
         let has_sasl =
             |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::SaslHandshake as i16);
-        assert!(has_sasl(&answer(true, true, false)));
-        assert!(!has_sasl(&answer(true, false, false)));
-        assert_eq!(answer(true, false, false).api_keys.len(), SUPPORTED.len() - 2);
+        assert!(has_sasl(&answer(true, true)));
+        assert!(!has_sasl(&answer(true, false)));
+        assert_eq!(answer(true, false).api_keys.len(), SUPPORTED.len() - 2);
     }
 }

@@ -272,13 +272,9 @@ pub async fn answer(
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
     let api = ApiKey::try_from(api_key).map_err(|()| RequestError::UnknownApiKey(api_key))?;
     let (min, max) = supported_versions(api_key).ok_or(RequestError::NotServed(api))?;
-    let is_cluster = kafka.node.replication.is_some();
-    if is_cluster && api_versions::is_single_node_api(api) {
-        return Err(RequestError::NotServed(api));
-    }
     if api == ApiKey::ApiVersions && version > max {
         // The client does not know this broker's versions yet: answer in v0, which it can always read.
-        let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on(), is_cluster);
+        let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on());
         return Ok(Answer::frame(encode_response(correlation_id, 0, &answer, 0)?));
     }
     if version < min || version > max {
@@ -292,7 +288,7 @@ pub async fn answer(
     let header_version = api.response_header_version(version);
     let frame = match api {
         ApiKey::ApiVersions => {
-            let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on(), is_cluster);
+            let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on());
             encode_response(correlation_id, header_version, &answer, version)?
         }
         ApiKey::Metadata => {

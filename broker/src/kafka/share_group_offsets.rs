@@ -2,7 +2,9 @@
 //! its state in whole topics, as `kafka-share-groups.sh --reset-offsets` and `--delete-offsets` do. The group must
 //! have no members (NON_EMPTY_GROUP otherwise); a group id of a consumer group is GROUP_ID_NOT_FOUND. Altering a
 //! group that has never run starts it where asked, which is how a group is set to read a topic from its start
-//! before its first member joins. READ on the group and on each topic, as Kafka asks.
+//! before its first member joins. READ on the group and on each topic, as Kafka asks. On a cluster the group's
+//! coordinator answers (NOT_COORDINATOR elsewhere), clamping to the bounds of its own replica of each partition
+//! (as `rill group reset-offsets` does), and tells every node to drop the windows it changed.
 
 use std::collections::BTreeSet;
 
@@ -39,6 +41,9 @@ fn refusal(kafka: &KafkaContext, principal: &Principal, group: &str) -> Option<(
         return Some((code, format!("not authorized to READ group {group}")));
     }
     let node = &kafka.node;
+    if let Err(err) = node.offsets.check_coordinator(group) {
+        return Some((error_code(&err), err.to_string()));
+    }
     if node.groups.knows(group)
         || node.groups.classic_snapshot(group).is_some()
         || !node.offsets.for_group(group).is_empty()
@@ -116,6 +121,8 @@ pub async fn alter(
     if let Err((code, message)) = stored {
         return AlterShareGroupOffsetsResponse::default().with_error_code(code).with_error_message(Some(text(message)));
     }
+    let altered = targets.iter().map(|(partition, _)| partition.topic.clone()).collect();
+    crate::share_groups::remote::forget_everywhere(node, &group, Some(altered)).await;
     tracing::info!(%group, partitions = targets.len(), "altered a share group's start offsets");
     AlterShareGroupOffsetsResponse::default().with_responses(topics)
 }
@@ -157,11 +164,13 @@ pub async fn delete(
             .with_error_code(ResponseError::NonEmptyGroup.code())
             .with_error_message(Some(text(err.to_string())));
     }
+    let gone = forgotten.clone();
     let stored = node.offsets.forget_share_states(&group, move |key| forgotten.contains(&key.topic)).await;
     if let Err(err) = stored {
         return DeleteShareGroupOffsetsResponse::default()
             .with_error_code(error_code(&err))
             .with_error_message(Some(text(err.to_string())));
     }
+    crate::share_groups::remote::forget_everywhere(node, &group, Some(gone)).await;
     DeleteShareGroupOffsetsResponse::default().with_responses(topics)
 }

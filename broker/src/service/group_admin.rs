@@ -257,9 +257,6 @@ pub async fn reset(node: &Node, request: v1::ResetOffsetsRequest) -> Result<v1::
         commits.push((key, offset, "reset".to_owned()));
     }
     if is_share {
-        if node.replication.is_some() {
-            return Err(BrokerError::NotOnCluster { what: "resetting a share group's offsets" });
-        }
         return reset_share_group(node, &request.group, commits).await;
     }
     let groups = Arc::clone(&node.groups);
@@ -294,6 +291,10 @@ async fn reset_share_group(
         Err(err) => return Err(BrokerError::Internal(err.to_string())),
     };
     node.offsets.save_share_states(group, to_store).await?;
+    // On a cluster the partitions' leaders drop their windows and load the reset ones (a window they keep would
+    // be fenced at its next save: the reset took a new token).
+    let topics = targets.iter().map(|(key, _, _)| key.topic.clone()).collect();
+    crate::share_groups::remote::forget_everywhere(node, group, Some(topics)).await;
     tracing::info!(%group, partitions = targets.len(), "reset a share group's start offsets");
     let now = now_ms();
     let offsets = targets

@@ -878,7 +878,11 @@ impl ShareGroups {
             let version = u64::from(token) << 32;
             let mut tracked = Tracked { partition: SharePartition::starting_at(*offset), version, leader_epoch };
             to_store.push(snapshot(&key, &mut tracked));
-            state.partitions.insert(key, tracked);
+            // On a cluster the partition's leader keeps the window: it loads the reset state at its next read.
+            match self.is_clustered {
+                true => state.partitions.remove(&key),
+                false => state.partitions.insert(key, tracked),
+            };
         }
         Ok(to_store)
     }

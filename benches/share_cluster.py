@@ -1,0 +1,131 @@
+"""What a share group (KIP-932) costs on a cluster beside a single node (docs/benchmarks.md, "Share groups on a
+cluster"): `rill broker` processes on this machine, a topic of PARTITIONS partitions (replicated to every node)
+holding RECORDS records of 1000 bytes, produced by librdkafka; then MEMBERS confluent-kafka ShareConsumers (one
+thread each, implicit acknowledgement: each poll accepts what the one before returned) drain a fresh share group
+set to start at the log's start. On a single node every acknowledgement is fsynced to the node's offsets log
+before its answer; on three nodes a partition's leader stores it at the group's coordinator, which answers once
+the group's `__consumer_offsets` partition's in-sync replicas hold it (an internal call and a replication round
+trip, unless one node is both). Prints records/s from the first poll to the last record, per setup and round, and
+checks that no record came twice.
+Usage: target/compat/venv/bin/python benches/share_cluster.py [RECORDS=200000] [PARTITIONS=6] [MEMBERS=2] [ROUNDS=3]
+       (the venv from tests/compat/venv.sh; RILL_BIN defaults to target/release/rill)"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from confluent_kafka import Producer, ShareConsumer
+
+RILL = os.environ.get("RILL_BIN", "target/release/rill")
+RECORDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+PARTITIONS = int(sys.argv[2]) if len(sys.argv) > 2 else 6
+MEMBERS = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+CONFIG = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\noffsets_topic_partitions = 5\n"
+
+
+def free_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def rill(addr, *args):
+    return subprocess.run([RILL, *args, "--broker", addr], capture_output=True, text=True, timeout=60)
+
+
+def wait_for(condition, what, limit=60):
+    deadline = time.monotonic() + limit
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            sys.exit(f"no {what} within {limit} s")
+        time.sleep(0.2)
+    return value
+
+
+def start(root, nodes):
+    """`nodes` broker processes (a single node for 1); their addresses and processes."""
+    addrs = [free_address() for _ in range(nodes)]
+    with open(os.path.join(root, "rill.toml"), "w") as file:
+        file.write(CONFIG)
+    processes = []
+    for i, addr in enumerate(addrs):
+        args = [RILL, "broker", "--listen", addr, "--data-dir", os.path.join(root, f"d{i + 1}"),
+                "--config", os.path.join(root, "rill.toml")]
+        if nodes > 1:
+            peers = ",".join(f"{n + 1}@{a}" for n, a in enumerate(addrs))
+            args += ["--node-id", str(i + 1), "--peers", peers]
+        processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          env={**os.environ, "RUST_LOG": "error"}))
+    return addrs, processes
+
+
+def drain(bootstrap, group, topic):
+    """MEMBERS share consumers drain the topic; (seconds, records read, distinct values)."""
+    seen, lock, first = [], threading.Lock(), []
+
+    def member():
+        consumer = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group})
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with lock:
+                if len(seen) >= RECORDS:
+                    break
+            messages = consumer.poll(0.5)
+            if messages:
+                with lock:
+                    if not first:
+                        first.append(time.monotonic())
+                    seen.extend(message.value()[:12] for message in messages)
+        consumer.commit_sync(30)
+        consumer.close()
+
+    threads = [threading.Thread(target=member) for _ in range(MEMBERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - first[0], len(seen), len(set(seen))
+
+
+def run(nodes):
+    with tempfile.TemporaryDirectory() as root:
+        addrs, processes = start(root, nodes)
+        try:
+            bootstrap = ",".join(addrs)
+            create = ("topic", "create", "jobs", "--partitions", str(PARTITIONS), "--replication-factor", str(nodes))
+            wait_for(lambda: rill(addrs[0], *create).returncode == 0, "topic created")
+            producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+            padding = b"x" * 988
+            for i in range(RECORDS):
+                while True:
+                    try:
+                        producer.produce("jobs", b"%012d" % i + padding, partition=i % PARTITIONS)
+                        break
+                    except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                        producer.poll(0.05)
+            assert producer.flush(120) == 0
+            for round in range(ROUNDS):
+                group = f"load-{round}"
+                # The group's start (a group config, through one node): created `__consumer_offsets` on a cluster.
+                wait_for(lambda: rill(addrs[0], "group", "config", group, "--config",
+                                      "share.auto.offset.reset=earliest").returncode == 0, "group config")
+                seconds, read, distinct = drain(bootstrap, group, "jobs")
+                assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
+                label = "single node" if nodes == 1 else f"{nodes} nodes"
+                print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
+                      f"{MEMBERS} members, each record once", flush=True)
+        finally:
+            for process in processes:
+                process.kill()
+                process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    run(1)
+    run(3)

@@ -12,7 +12,6 @@ Usage: target/compat/venv/bin/python benches/follower_fetch.py [SECONDS=20] [RAT
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,28 +21,10 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-RILL = os.environ.get("RILL_BIN", "target/release/rill")
+from local_brokers import RILL, free_address, rill, wait_for
+
 seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
 rate = float(sys.argv[2]) if len(sys.argv) > 2 else 50.0
-
-
-def free_address():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
-
-
-def rill(addr, *args):
-    return subprocess.run([RILL, *args, "--broker", addr], capture_output=True, text=True, timeout=60)
-
-
-def wait_for(condition, what, limit=60):
-    deadline = time.monotonic() + limit
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            sys.exit(f"no {what} within {limit} s")
-        time.sleep(0.2)
-    return value
 
 
 def leader_of(addr):

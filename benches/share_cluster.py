@@ -11,7 +11,6 @@ Usage: target/compat/venv/bin/python benches/share_cluster.py [RECORDS=200000] [
        (the venv from tests/compat/venv.sh; RILL_BIN defaults to target/release/rill)"""
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,31 +19,13 @@ import time
 
 from confluent_kafka import Producer, ShareConsumer
 
-RILL = os.environ.get("RILL_BIN", "target/release/rill")
+from local_brokers import RILL, free_address, rill, wait_for
+
 RECORDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
 PARTITIONS = int(sys.argv[2]) if len(sys.argv) > 2 else 6
 MEMBERS = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 CONFIG = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\noffsets_topic_partitions = 5\n"
-
-
-def free_address():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
-
-
-def rill(addr, *args):
-    return subprocess.run([RILL, *args, "--broker", addr], capture_output=True, text=True, timeout=60)
-
-
-def wait_for(condition, what, limit=60):
-    deadline = time.monotonic() + limit
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            sys.exit(f"no {what} within {limit} s")
-        time.sleep(0.2)
-    return value
 
 
 def start(root, nodes):

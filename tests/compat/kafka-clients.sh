@@ -61,7 +61,8 @@
 # consumers than partitions, nothing read twice, acknowledgements through a SIGKILL, release/reject/delivery limit,
 # a lock running out, a group id of one kind refused to the other. test_kafka_cluster_share_groups.py: the same on
 # three nodes: members at the group's coordinator, each partition fetched at its leader; a partition leader and then
-# the coordinator SIGKILLed, nothing acknowledged delivered again.
+# the coordinator SIGKILLed, nothing acknowledged delivered again; a member SIGKILLed, its records released when its
+# coordinator times it out.
 # test_kafka_follower_fetching.py: three nodes in three zones (`--rack`); librdkafka consumers with `client.rack`
 # read from the follower in their zone (KIP-392), read_committed too, and from another replica once it is killed.
 #

@@ -6,8 +6,11 @@ leaders' windows. Two members split a topic whose partitions are led by differen
 partition leader SIGKILLed hands its partitions to in-sync replicas, whose windows load what the coordinator
 stored, so nothing acknowledged before the kill is delivered again; the coordinator SIGKILLed, the members rejoin
 at the next one, which holds every acknowledgement (the first node killed is back by then, so the controller
-keeps its majority). Run by kafka-clients.sh."""
+keeps its majority); a member SIGKILLed while it holds records, with locks of an hour: its coordinator times it
+out and tells every leader, which releases them at once. Run by kafka-clients.sh."""
 
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -175,3 +178,51 @@ def test_a_killed_partition_leader_and_a_killed_coordinator_lose_no_acknowledgem
     assert sorted(read) == sorted(first + second + third), (
         f"{len(read)} read for {len(first + second + third)}, {len(set(read))} distinct"
     )
+
+
+# A member that holds records, then dies without a word: a separate process, SIGKILLed.
+HOLDER = """
+import sys, time
+from confluent_kafka import ShareConsumer
+consumer = ShareConsumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2]})
+consumer.subscribe([sys.argv[3]])
+while True:
+    messages = consumer.poll(0.5)
+    if messages:
+        print(len(messages), flush=True)
+        time.sleep(3600)
+"""
+
+
+def test_a_killed_members_records_come_back_when_its_coordinator_times_it_out(cluster):
+    # Locks of an hour: what the dead member held comes back only because its coordinator, timing it out, tells
+    # every partition's leader to release it.
+    topic, group = new_name("chores"), new_name("crew")
+    create_topic(cluster, topic)
+    offsets_topic_in_sync(cluster, group)
+    settings = ["share.auto.offset.reset=earliest", "share.record.lock.duration.ms=3600000",
+                "share.session.timeout.ms=3000", "share.heartbeat.interval.ms=500"]
+    rill(cluster.addrs[0], "group", "config", group, *[arg for s in settings for arg in ("--config", s)])
+    wait_for(lambda: all("3600000" in rill(addr, "group", "config", group, check=False).stdout
+                         for addr in cluster.addrs), "the group's config on every node")
+    values = [f"chore-{i}" for i in range(150)]
+    produce(cluster, topic, values)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, cluster.bootstrap(), group, topic],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        held = int(holder.stdout.readline())
+        assert held > 0
+        holder.kill()
+        holder.wait(timeout=30)
+        seen, lock = [], threading.Lock()
+        member = share_consumer(cluster, group)
+        member.subscribe([topic])
+        drain(member, len(values), seen, lock)
+        member.commit_sync(30)
+        member.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    read = {value for value, _ in seen}
+    assert read == set(values), f"{len(values) - len(read)} records never came back (the dead member held {held})"
+    assert any(count == 2 for _, count in seen), "what the dead member held came again, a second delivery"

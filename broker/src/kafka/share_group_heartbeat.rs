@@ -52,7 +52,10 @@ pub async fn answer(
         client_host: caller.host,
         rack: request.rack_id.map(|rack| rack.to_string()),
     };
-    let answer = match kafka.node.shares.heartbeat(heartbeat, kafka.node.as_ref(), Instant::now()) {
+    let answer = kafka.node.shares.heartbeat(heartbeat, kafka.node.as_ref(), Instant::now());
+    // Members this heartbeat (or an earlier request) found gone: the other nodes release what they held.
+    crate::share_groups::remote::release_departed(&kafka.node);
+    let answer = match answer {
         Ok(answer) => answer,
         Err(err) => return refused(code(&err), err.to_string()),
     };

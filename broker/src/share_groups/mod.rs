@@ -29,8 +29,8 @@
 //! window's versions carry the leader epoch it was loaded at as a fencing token (`offsets/share_states.rs`): a
 //! deposed leader's stale window cannot overwrite its successor's. A partition's window starts (by the group's
 //! reset policy) at its first fetch, not at the heartbeat that assigns it, since the coordinator does not hold
-//! the partition; a member that leaves, or whose session runs out, leaves what it held at other nodes locked
-//! until it closes its share sessions there or the locks run out.
+//! the partition. A member that leaves, or whose session runs out, is told to every other node
+//! (`remote::release_departed`), which releases what it held there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -301,6 +301,9 @@ struct State {
     partitions: BTreeMap<OffsetKey, Tracked>,
     /// By (group, member).
     sessions: BTreeMap<(String, String), ShareSession>,
+    /// On a cluster: members that left or timed out at this coordinator, by group, whose records the other
+    /// nodes still hold under their locks (`take_departed`).
+    departed: Vec<(String, String)>,
 }
 
 pub struct ShareGroups {
@@ -397,7 +400,7 @@ impl ShareGroups {
         {
             return Err(ShareError::TooManyGroups { max: settings.max_groups });
         }
-        let State { groups, partitions, sessions } = &mut *state;
+        let State { groups, partitions, sessions, departed } = &mut *state;
         if *member_epoch != 0 && !groups.contains_key(group_id) {
             if *member_epoch == -1 {
                 return Ok(HeartbeatAnswer {
@@ -477,6 +480,9 @@ impl ShareGroups {
         for name in &to_release {
             released += release_everywhere(partitions, group_id, name, &settings.rules);
             sessions.remove(&(group_id.clone(), name.to_string()));
+            if self.is_clustered {
+                departed.push((group_id.clone(), name.to_string()));
+            }
         }
         let to_store = reassign(group, group_id, partitions, log, &settings, self.is_clustered);
         let answer = match group.members.get_mut(member_id) {
@@ -509,7 +515,7 @@ impl ShareGroups {
     /// went back to the group.
     fn expire_members(&self, state: &mut State, group_id: &str, now: Instant) -> usize {
         let rules = self.configs.share_settings(group_id).rules;
-        let State { groups, partitions, sessions } = state;
+        let State { groups, partitions, sessions, departed } = state;
         let Some(group) = groups.get_mut(group_id) else { return 0 };
         let expired: Vec<String> =
             group.members.iter().filter(|(_, member)| member.deadline <= now).map(|(id, _)| id.clone()).collect();
@@ -518,6 +524,9 @@ impl ShareGroups {
             if let Some(member) = group.members.remove(&id) {
                 tracing::info!(group = group_id, member = %id, "share group member's session timed out");
                 released += release_everywhere(partitions, group_id, &member.name, &rules);
+                if self.is_clustered {
+                    departed.push((group_id.to_owned(), id.clone()));
+                }
                 sessions.remove(&(group_id.to_owned(), id));
             }
         }
@@ -638,6 +647,19 @@ impl ShareGroups {
             self.released.send_modify(|n| *n += 1);
         }
         (outcomes, to_store)
+    }
+
+    /// Releases what `member` holds in this node's windows of `group` and forgets its session here: it left the
+    /// group (told by the group's coordinator on a cluster).
+    pub fn depart(&self, group_id: &str, member_id: &str) {
+        self.lock().sessions.remove(&(group_id.to_owned(), member_id.to_owned()));
+        self.release_member(group_id, member_id);
+    }
+
+    /// On a cluster: the members that left or timed out here since the last call, by (group, member), for the
+    /// other nodes to release what they hold (`remote::release_everywhere`).
+    pub fn take_departed(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.lock().departed)
     }
 
     /// Releases what `member` holds in the partitions of its closed session (ShareFetch with epoch -1).

@@ -25,6 +25,9 @@ pub enum Call {
     /// From a group's coordinator to every node: drop the group's windows (of `topics`, or all of them and the
     /// members' sessions), which it reset or deleted.
     Forget { group: String, topics: Option<BTreeSet<String>> },
+    /// From a group's coordinator to every node: `member` left or timed out; release what it holds and forget
+    /// its session.
+    Departed { group: String, member: String },
 }
 
 /// A call's answer.
@@ -105,6 +108,10 @@ pub async fn serve(node: &Node, call: Call) -> std::result::Result<Answer, Refus
             node.shares.forget_windows(&group, topics.as_ref());
             Ok(Answer::Forgotten)
         }
+        Call::Departed { group, member } => {
+            node.shares.depart(&group, &member);
+            Ok(Answer::Forgotten)
+        }
     };
     served.map_err(Refusal::from)
 }
@@ -182,6 +189,31 @@ pub async fn is_member(node: &Node, group: &str, member: &str) -> Result<bool> {
             other => Err(unexpected(other)),
         },
     }
+}
+
+/// On a cluster, tells every other node in the metadata, in the background, that the members this node's groups
+/// lost since the last call left: each releases what they hold there at once, rather than when its locks run out.
+pub fn release_departed(node: &std::sync::Arc<Node>) {
+    let departed = node.shares.take_departed();
+    if departed.is_empty() {
+        return;
+    }
+    let node = std::sync::Arc::clone(node);
+    tokio::spawn(async move {
+        let Some(replication) = &node.replication else { return };
+        let me = replication.node_id();
+        let Some(controller) = node.transactions.controller() else { return };
+        let others: Vec<u64> = controller.metadata().nodes.keys().copied().filter(|id| *id != me).collect();
+        for (group, member) in departed {
+            let told = Call::Departed { group: group.clone(), member: member.clone() };
+            let calls = others.iter().map(|to| call(&node, *to, &told));
+            for (to, outcome) in others.iter().zip(futures_util::future::join_all(calls).await) {
+                if let Err(err) = outcome {
+                    tracing::debug!(%group, %member, node = to, error = %err, "cannot tell a node a member left");
+                }
+            }
+        }
+    });
 }
 
 /// On a cluster, tells every other node in the metadata to drop `group`'s windows (of `topics`, or all), at

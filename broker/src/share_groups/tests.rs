@@ -442,3 +442,38 @@ fn a_reset_takes_a_fencing_token_above_the_stored_one() {
     let to_store = shares.reset("g", &[(tp("jobs", 0), 8)], &log, now).unwrap();
     assert_eq!(to_store[0].version, (2 << 32) + 1, "above the window's");
 }
+
+#[test]
+fn on_a_cluster_a_member_gone_from_its_coordinator_is_told_to_every_leader_which_releases_its_records() {
+    let (mut log, now) = (log(&[("jobs", 1)]), Instant::now());
+    log.bounds = (0, 10);
+    let partition = tp("jobs", 0);
+    let coordinator = ShareGroups::clustered(group_configs());
+    coordinator.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    coordinator.heartbeat(join("g", "b", &["jobs"]), &log, now).unwrap();
+    assert!(coordinator.take_departed().is_empty());
+    // `a` leaves; `b` is timed out (found by the next request of the group).
+    coordinator.heartbeat(beat("g", "a", -1), &log, now).unwrap();
+    coordinator.heartbeat(join("g", "c", &["jobs"]), &log, now + Duration::from_secs(46)).unwrap();
+    let departed = coordinator.take_departed();
+    assert_eq!(departed, [("g".to_owned(), "a".to_owned()), ("g".to_owned(), "b".to_owned())]);
+    assert!(coordinator.take_departed().is_empty(), "told once");
+    // A single node releases them itself: nothing to tell.
+    let single = share_groups();
+    single.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    single.heartbeat(beat("g", "a", -1), &log, now).unwrap();
+    assert!(single.take_departed().is_empty());
+    // A leader holding `b`'s records releases them at once, and forgets its session.
+    let leader = ShareGroups::clustered(group_configs());
+    let added = [partition.clone()];
+    let opened = SessionChange { epoch: 0, added: &added, forgotten: &[], has_acknowledgements: false };
+    leader.fetch_session("g", "b", opened, now).unwrap();
+    leader.install("g", &partition, None, &log);
+    log.bounds = (0, 13);
+    assert_eq!(fetch(&leader, &log, "b", &[batch(10, 12)], now), [(10, 12, 1)]);
+    leader.depart("g", "b");
+    let continued = SessionChange { epoch: 1, added: &[], forgotten: &[], has_acknowledgements: false };
+    assert!(matches!(leader.fetch_session("g", "b", continued, now), Err(ShareError::SessionNotFound { .. })));
+    leader.fetch_session("g", "c", opened, now).unwrap();
+    assert_eq!(fetch(&leader, &log, "c", &[batch(10, 12)], now), [(10, 12, 2)], "delivered again at once");
+}

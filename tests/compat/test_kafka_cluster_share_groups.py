@@ -89,6 +89,18 @@ def drain(consumer, wanted, seen, lock):
                 seen.append((message.value().decode(), message.delivery_count()))
 
 
+def read_alone(cluster, group, topic, wanted):
+    """One new member reads `wanted` records (or until the deadline), accepts them and leaves; (value, delivery
+    count) of each."""
+    seen = []
+    member = share_consumer(cluster, group)
+    member.subscribe([topic])
+    drain(member, wanted, seen, threading.Lock())
+    member.commit_sync(30)
+    member.close()
+    return seen
+
+
 def test_two_members_split_partitions_led_by_three_nodes_and_nothing_is_read_twice(cluster):
     topic, group = new_name("jobs"), new_name("workers")
     placement = create_topic(cluster, topic)
@@ -129,12 +141,7 @@ def test_two_members_split_partitions_led_by_three_nodes_and_nothing_is_read_twi
     # Moved back to the start through another node: each leader drops its window and loads the reset one, so a
     # new member reads every record again, each once, as a first delivery.
     rill(cluster.addrs[1], "group", "reset-offsets", group, "--topic", topic, "--to-earliest")
-    again, again_lock = [], threading.Lock()
-    member = share_consumer(cluster, group)
-    member.subscribe([topic])
-    drain(member, len(values), again, again_lock)
-    member.commit_sync(30)
-    member.close()
+    again = read_alone(cluster, group, topic, len(values))
     assert sorted(value for value, _ in again) == sorted(values), f"{len(again)} read again"
     assert all(count == 1 for _, count in again), "the reset forgot the deliveries before it"
 
@@ -214,12 +221,7 @@ def test_a_killed_members_records_come_back_when_its_coordinator_times_it_out(cl
         assert held > 0
         holder.kill()
         holder.wait(timeout=30)
-        seen, lock = [], threading.Lock()
-        member = share_consumer(cluster, group)
-        member.subscribe([topic])
-        drain(member, len(values), seen, lock)
-        member.commit_sync(30)
-        member.close()
+        seen = read_alone(cluster, group, topic, len(values))
     finally:
         if holder.poll() is None:
             holder.kill()

@@ -200,17 +200,10 @@ pub fn release_departed(node: &std::sync::Arc<Node>) {
     }
     let node = std::sync::Arc::clone(node);
     tokio::spawn(async move {
-        let Some(replication) = &node.replication else { return };
-        let me = replication.node_id();
-        let Some(controller) = node.transactions.controller() else { return };
-        let others: Vec<u64> = controller.metadata().nodes.keys().copied().filter(|id| *id != me).collect();
         for (group, member) in departed {
             let told = Call::Departed { group: group.clone(), member: member.clone() };
-            let calls = others.iter().map(|to| call(&node, *to, &told));
-            for (to, outcome) in others.iter().zip(futures_util::future::join_all(calls).await) {
-                if let Err(err) = outcome {
-                    tracing::debug!(%group, %member, node = to, error = %err, "cannot tell a node a member left");
-                }
+            for (to, err) in tell_others(&node, &told).await {
+                tracing::debug!(%group, %member, node = to, error = %err, "cannot tell a node a member left");
             }
         }
     });
@@ -220,15 +213,19 @@ pub fn release_departed(node: &std::sync::Arc<Node>) {
 /// once and best effort: a node not reached holds a window whose next save is fenced by the reset's new token
 /// (`ShareGroups::reset`), after which it loads what was stored.
 pub async fn forget_everywhere(node: &Node, group: &str, topics: Option<BTreeSet<String>>) {
-    let Some(replication) = &node.replication else { return };
-    let me = replication.node_id();
-    let Some(controller) = node.transactions.controller() else { return };
-    let others: Vec<u64> = controller.metadata().nodes.keys().copied().filter(|id| *id != me).collect();
-    let forget = Call::Forget { group: group.to_owned(), topics };
-    let calls = others.iter().map(|to| call(node, *to, &forget));
-    for (to, outcome) in others.iter().zip(futures_util::future::join_all(calls).await) {
-        if let Err(err) = outcome {
-            tracing::warn!(%group, node = to, error = %err, "cannot tell a node to drop a share group's windows");
-        }
+    for (to, err) in tell_others(node, &Call::Forget { group: group.to_owned(), topics }).await {
+        tracing::warn!(%group, node = to, error = %err, "cannot tell a node to drop a share group's windows");
     }
+}
+
+/// Sends `told` to every other node in the metadata at once (none on a single node); the nodes that refused it
+/// or could not be reached, with why.
+async fn tell_others(node: &Node, told: &Call) -> Vec<(u64, BrokerError)> {
+    let (Some(replication), Some(controller)) = (&node.replication, node.transactions.controller()) else {
+        return Vec::new();
+    };
+    let me = replication.node_id();
+    let others: Vec<u64> = controller.metadata().nodes.keys().copied().filter(|id| *id != me).collect();
+    let outcomes = futures_util::future::join_all(others.iter().map(|to| call(node, *to, told))).await;
+    others.into_iter().zip(outcomes).filter_map(|(to, outcome)| outcome.err().map(|err| (to, err))).collect()
 }

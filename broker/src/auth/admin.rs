@@ -179,15 +179,16 @@ impl AdminAuthenticator {
         }
         let Some(id) = cookie.and_then(session_id_of) else { return Ok(Caller::Anonymous) };
         let Some(view) = self.sessions.find(id, now) else { return Ok(Caller::Anonymous) };
-        if self.users.credential_stamp(&view.user).as_deref() != Some(view.user_stamp.as_str()) {
-            // Deleted, or deleted and created again: either way not the user who signed in. (On a cluster the
-            // metadata ended it with the user already; this node's replica may be a moment behind.)
-            match &self.sessions {
-                SessionStore::Node(sessions) => sessions.end(id, now),
-                SessionStore::Cluster(sessions) => sessions.end_in_background(id),
+        if let SessionStore::Node(sessions) = &self.sessions {
+            if self.users.credential_stamp(&view.user).as_deref() != Some(view.user_stamp.as_str()) {
+                // Deleted, or deleted and created again: either way not the user who signed in.
+                sessions.end(id, now);
+                return Ok(Caller::Anonymous);
             }
-            return Ok(Caller::Anonymous);
         }
+        // A cluster's `find` checked the user in the same replica of the metadata as the session: the user
+        // store here follows that replica a moment behind, and a restarted node's can lag a fresh session by a
+        // user's re-creation, which must not end the session everywhere.
         Ok(Caller::Session { id: id.to_owned(), view })
     }
 

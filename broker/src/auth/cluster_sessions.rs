@@ -21,8 +21,9 @@ use tokio::runtime::Handle;
 
 use super::replicated::ClusterAccess;
 use super::sessions::{csrf_token_of, id_hash, random_secret, unix_ms, NewSession, SessionView};
-use crate::cluster::console_sessions::{MAX_CLUSTER_SESSIONS, TOUCH_REPLICATE_INTERVAL};
-use crate::cluster::metadata::Command;
+use super::users::credential_stamp_of;
+use crate::cluster::console_sessions::{ConsoleSessionRecord, MAX_CLUSTER_SESSIONS, TOUCH_REPLICATE_INTERVAL};
+use crate::cluster::metadata::{ClusterMetadata, Command};
 use crate::cluster::Controller;
 
 /// Why a session could not be opened or ended on the cluster.
@@ -95,7 +96,7 @@ impl ClusterSessions {
         let now_ms = unix_ms(now);
         let metadata = self.access.metadata();
         let mut local = self.lock();
-        let Some(session) = metadata.console_sessions.get(&key) else {
+        let Some(session) = session_of_its_user(&metadata, &key) else {
             local.remove(&key);
             return None;
         };
@@ -138,14 +139,6 @@ impl ClusterSessions {
             .map_err(|reason| ClusterSessionError::Unavailable { reason })
     }
 
-    /// Ends the session `id` without waiting: one found to be no longer its user's, which this node already
-    /// refuses, so only the metadata's copy is left to drop.
-    pub fn end_in_background(&self, id: &str) {
-        let key = key_of(id);
-        self.lock().remove(&key);
-        self.access.propose_in_background(Command::EndConsoleSession { id_sha256: key }, "console session end");
-    }
-
     /// The sessions this node's replica of the metadata holds (`rill_console_sessions`): the same on every node
     /// once applied. Ended ones leave it at the controller leader's next purge, within a heartbeat or so.
     pub fn replicated_count(&self) -> usize {
@@ -162,6 +155,15 @@ impl ClusterSessions {
 fn is_touch_due(replicated_touch_ms: u64, proposed_here_ms: u64, now_ms: u64) -> bool {
     let interval_ms = u64::try_from(TOUCH_REPLICATE_INTERVAL.as_millis()).unwrap_or(u64::MAX);
     now_ms.saturating_sub(replicated_touch_ms) >= interval_ms && now_ms.saturating_sub(proposed_here_ms) >= interval_ms
+}
+
+/// The session `key` names in `metadata` while its user holds the stamp it signed in with, both read from the
+/// one replica. Applying ends a user's sessions when the user is deleted or created again, so a session whose
+/// user no longer matches is one this replica has not yet dropped: refused, never ended from here.
+fn session_of_its_user<'a>(metadata: &'a ClusterMetadata, key: &str) -> Option<&'a ConsoleSessionRecord> {
+    let session = metadata.console_sessions.get(key)?;
+    let user = metadata.users.get(&session.user)?;
+    (credential_stamp_of(user) == session.user_stamp).then_some(session)
 }
 
 /// How the metadata names the session `id`: the URL-safe base64 of its SHA-256, as the per-node file does.
@@ -194,6 +196,38 @@ mod tests {
         let lost = signed_in + interval_ms;
         assert!(!is_touch_due(signed_in, lost, lost + 1), "a touch on its way is not proposed again");
         assert!(is_touch_due(signed_in, lost, lost + interval_ms), "one that was lost is, an interval later");
+    }
+
+    #[test]
+    fn a_session_is_found_only_while_the_same_replica_holds_its_user_with_the_stamp_it_signed_in_with() {
+        use crate::auth::scram::{ScramCredential, ScramMechanism, MIN_ITERATIONS};
+        use crate::auth::users::UserRecord;
+        let user = || {
+            let credential = ScramCredential::generate(ScramMechanism::Sha256, b"pw", MIN_ITERATIONS);
+            UserRecord { scram: [(ScramMechanism::Sha256, credential)].into(), token_hashes: Vec::new() }
+        };
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateUser { name: "alice".into(), user: user() });
+        let key = key_of(&random_secret());
+        let user_stamp = credential_stamp_of(&metadata.users["alice"]);
+        let open = Command::OpenConsoleSession {
+            id_sha256: key.clone(),
+            user: "alice".into(),
+            user_stamp,
+            at_unix_ms: 1_800_000_000_000,
+        };
+        assert_eq!(metadata.apply(&open).refusal, None);
+        assert_eq!(session_of_its_user(&metadata, &key).map(|s| s.user.as_str()), Some("alice"));
+        assert!(session_of_its_user(&metadata, &key_of(&random_secret())).is_none(), "an unknown id");
+
+        // A replica whose user differs from the session's (never left by applying, which ends such sessions).
+        let mut other_stamp = metadata.clone();
+        Arc::make_mut(&mut other_stamp.users).insert("alice".into(), user());
+        assert!(session_of_its_user(&other_stamp, &key).is_none(), "alice created again is not who signed in");
+        let mut without_user = metadata.clone();
+        Arc::make_mut(&mut without_user.users).remove("alice");
+        assert!(session_of_its_user(&without_user, &key).is_none(), "a deleted alice has no session");
+        assert!(metadata.console_sessions.contains_key(&key), "refusing drops nothing");
     }
 
     #[test]

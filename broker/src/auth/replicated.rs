@@ -81,7 +81,9 @@ impl ClusterAccess {
         });
     }
 
-    /// Calls `refresh` on `store` after every change of the metadata, until the store is dropped.
+    /// Calls `refresh` on `store` once, then after every change of the metadata, until the store is dropped.
+    /// The first call covers what was applied between the store's first read and this subscription, which
+    /// `changed` does not report (a node replaying its log at start applies much there).
     pub fn follow<S: Send + Sync + 'static>(&self, store: Weak<S>, refresh: fn(&S)) {
         let metadata = self.controller.watch_metadata();
         self.runtime.spawn(follow(metadata, store, refresh));
@@ -96,9 +98,13 @@ fn wait_on<T>(runtime: &Handle, work: impl std::future::Future<Output = T>) -> T
 }
 
 async fn follow<S>(mut metadata: watch::Receiver<Arc<ClusterMetadata>>, store: Weak<S>, refresh: fn(&S)) {
-    while metadata.changed().await.is_ok() {
+    loop {
         let Some(store) = store.upgrade() else { return };
         refresh(&store);
+        drop(store);
+        if metadata.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -113,5 +119,33 @@ mod tests {
         let from_pool = tokio::task::spawn_blocking(move || wait_on(&on_pool, async { 1 })).await.expect("joined");
         let from_worker = tokio::spawn(async move { wait_on(&runtime, async { 2 }) }).await.expect("joined");
         assert_eq!((from_pool, from_worker), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_follower_refreshes_at_once_then_after_each_change_it_did_not_see() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        let (sender, mut receiver) = watch::channel(Arc::new(ClusterMetadata::default()));
+        // A change applied between the store's first read and the subscription: already seen by the receiver.
+        sender.send_replace(Arc::new(ClusterMetadata::default()));
+        receiver.borrow_and_update();
+        let refreshes = Arc::new(AtomicUsize::new(0));
+        let following = tokio::spawn(follow(receiver, Arc::downgrade(&refreshes), |count: &AtomicUsize| {
+            count.fetch_add(1, Ordering::SeqCst);
+        }));
+        let wait_for = |expected: usize| {
+            let refreshes = Arc::clone(&refreshes);
+            async move {
+                while refreshes.load(Ordering::SeqCst) < expected {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait_for(1)).await.expect("refreshed without a change");
+        sender.send_replace(Arc::new(ClusterMetadata::default()));
+        tokio::time::timeout(Duration::from_secs(5), wait_for(2)).await.expect("refreshed after the change");
+        drop(refreshes);
+        sender.send_replace(Arc::new(ClusterMetadata::default()));
+        tokio::time::timeout(Duration::from_secs(5), following).await.expect("ends").expect("joined");
     }
 }

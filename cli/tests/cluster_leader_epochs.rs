@@ -4,18 +4,24 @@
 //! version), as a consumer validating its position after the change asks; a follower answers OffsetForLeaderEpoch
 //! with NOT_LEADER_OR_FOLLOWER, and Fetch v12 (KIP-392: follower fetching, `cluster_racks.rs`) at its epoch. A gRPC Fetch naming the old epoch is refused with the typed `fenced-leader-epoch`
 //! reason. And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
-//! leader's offsets: the follower refuses, and the client asks each partition's leader.
+//! leader's offsets: the follower refuses, and the client asks each partition's leader. A Produce or Fetch sent
+//! to a node that does not lead names the leader, its epoch and (Produce v10+) its endpoint, as ShareFetch and
+//! ShareAcknowledge do (KIP-951).
 
 use crate::common;
 
 use common::cluster::{self, kafka_call as call, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    share_acknowledge_request, share_fetch_request, ApiKey, BrokerId, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_protocol::reason::{reason_of, Reason};
@@ -120,6 +126,154 @@ fn kafka_produce(addr: &str, acks: i16, values: &[&str]) -> (i16, i64) {
     (answer.error_code, answer.base_offset)
 }
 
+/// A KIP-951 node endpoint as `id@host:port`, as `Cluster::addr` names the node (each answer has its own type).
+fn endpoint(id: BrokerId, host: &str, port: i32) -> String {
+    format!("{}@{host}:{port}", id.0)
+}
+
+/// KIP-951: (error code, current leader id, its epoch, the endpoints' `id@host:port`) of a Kafka Produce of one
+/// batch to partition 0 of `orders` at `version`.
+fn kafka_produce_hint(addr: &str, version: i16) -> (i16, i32, i32, Vec<String>) {
+    let request =
+        ProduceRequest::default().with_acks(1).with_timeout_ms(5_000).with_topic_data(vec![TopicProduceData::default(
+        )
+        .with_name(orders())
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(rill_tests::batch_of(&["hinted"], 1)))])]);
+    let response: ProduceResponse = call(addr, ApiKey::Produce, version, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    let endpoints = response.node_endpoints.iter().map(|e| endpoint(e.node_id, &e.host, e.port));
+    (answer.error_code, answer.current_leader.leader_id.0, answer.current_leader.leader_epoch, endpoints.collect())
+}
+
+/// KIP-951: (error code, current leader id, its epoch, the endpoints' `id@host:port`) of a Kafka Fetch of
+/// partition 0 of `orders` at `version`, naming `current_leader_epoch`.
+fn kafka_fetch_hint(addr: &str, version: i16, current_leader_epoch: i32) -> (i16, i32, i32, Vec<String>) {
+    let request =
+        FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(
+            vec![FetchTopic::default().with_topic(orders()).with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_partition_max_bytes(1 << 20)])],
+        );
+    let response: FetchResponse = call(addr, ApiKey::Fetch, version, &request);
+    let answer = &response.responses[0].partitions[0];
+    let endpoints = response.node_endpoints.iter().map(|e| endpoint(e.node_id, &e.host, e.port));
+    (answer.error_code, answer.current_leader.leader_id.0, answer.current_leader.leader_epoch, endpoints.collect())
+}
+
+#[test]
+fn a_produce_fetch_or_share_request_sent_to_a_node_that_does_not_lead_names_the_leader_and_its_endpoint() {
+    let cluster = Cluster::start(FAST_FAILOVER);
+    let create = ["topic", "create", "orders", "--partitions", "1", "--replication-factor", "1"];
+    eventually("the topic created", || rill(cluster.addr(1), &create).status.success().then_some(()));
+    let placed = eventually("a leader", || {
+        cluster::describe_topic(cluster.addr(1), "orders", 1).filter(|rows| rows[0].leader.is_some())
+    });
+    let (leader, epoch) = (placed[0].leader.expect("a leader"), i32::try_from(placed[0].epoch).expect("small"));
+    let elsewhere = [1, 2, 3].into_iter().find(|id| *id != leader).expect("a node without the partition");
+    let leader_id = i32::try_from(leader).expect("small");
+    let leader_endpoint = vec![format!("{leader}@{}", cluster.addr(leader))];
+    eventually("the other node knowing the leader", || {
+        Some(kafka_produce_hint(cluster.addr(elsewhere), 10)).filter(|(_, id, _, _)| *id == leader_id)
+    });
+
+    // Produce v10 and v11 carry the leader and its endpoint; v9 has no field for them (unknown: -1).
+    for version in [10, 11] {
+        let hint = kafka_produce_hint(cluster.addr(elsewhere), version);
+        assert_eq!(hint, (NOT_LEADER_OR_FOLLOWER, leader_id, epoch, leader_endpoint.clone()), "v{version}");
+    }
+    assert_eq!(kafka_produce_hint(cluster.addr(elsewhere), 9), (NOT_LEADER_OR_FOLLOWER, -1, -1, vec![]));
+    // The leader takes it, and names nobody.
+    assert_eq!(kafka_produce_hint(cluster.addr(leader), 10), (0, -1, -1, vec![]));
+
+    // Fetch v12 names the leader (endpoints come with v16, not served), for a node without a replica and for a
+    // stale epoch at the leader itself; v11 has no field for it.
+    assert_eq!(
+        kafka_fetch_hint(cluster.addr(elsewhere), 12, epoch),
+        (NOT_LEADER_OR_FOLLOWER, leader_id, epoch, vec![])
+    );
+    assert_eq!(kafka_fetch_hint(cluster.addr(elsewhere), 11, epoch), (NOT_LEADER_OR_FOLLOWER, -1, -1, vec![]));
+    if epoch > 0 {
+        assert_eq!(
+            kafka_fetch_hint(cluster.addr(leader), 12, epoch - 1),
+            (FENCED_LEADER_EPOCH, leader_id, epoch, vec![])
+        );
+    }
+    assert_eq!(kafka_fetch_hint(cluster.addr(leader), 12, epoch).0, 0);
+
+    // A share group's member fetches and acknowledges at the leader; elsewhere it is told where that is.
+    let topic_id = {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(orders()))]));
+        let response: MetadataResponse = call(cluster.addr(elsewhere), ApiKey::Metadata, 12, &request);
+        response.topics[0].topic_id
+    };
+    join_share_group(&cluster, "workers", "one");
+    let partition = |acks: Vec<share_fetch_request::AcknowledgementBatch>| {
+        share_fetch_request::FetchPartition::default().with_partition_index(0).with_acknowledgement_batches(acks)
+    };
+    let fetch = ShareFetchRequest::default()
+        .with_group_id(Some(GroupId(StrBytes::from_static_str("workers"))))
+        .with_member_id(Some(StrBytes::from_static_str("one")))
+        .with_share_session_epoch(0)
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_max_records(10)
+        .with_topics(vec![share_fetch_request::FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![partition(Vec::new())])]);
+    let fetched: ShareFetchResponse = call(cluster.addr(elsewhere), ApiKey::ShareFetch, 1, &fetch);
+    assert_eq!(fetched.error_code, 0, "{:?}", fetched.error_message);
+    let answer = &fetched.responses[0].partitions[0];
+    assert_eq!(answer.error_code, NOT_LEADER_OR_FOLLOWER, "{:?}", answer.error_message);
+    assert_eq!((answer.current_leader.leader_id, answer.current_leader.leader_epoch), (leader_id, epoch));
+    let endpoints: Vec<String> = fetched.node_endpoints.iter().map(|e| endpoint(e.node_id, &e.host, e.port)).collect();
+    assert_eq!(endpoints, leader_endpoint);
+
+    let acknowledge = ShareAcknowledgeRequest::default()
+        .with_group_id(Some(GroupId(StrBytes::from_static_str("workers"))))
+        .with_member_id(Some(StrBytes::from_static_str("one")))
+        .with_share_session_epoch(1)
+        .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![share_acknowledge_request::AcknowledgePartition::default()
+                .with_partition_index(0)
+                .with_acknowledgement_batches(vec![share_acknowledge_request::AcknowledgementBatch::default()
+                    .with_first_offset(0)
+                    .with_last_offset(0)
+                    .with_acknowledge_types(vec![1])])])]);
+    let acknowledged: ShareAcknowledgeResponse =
+        call(cluster.addr(elsewhere), ApiKey::ShareAcknowledge, 1, &acknowledge);
+    assert_eq!(acknowledged.error_code, 0, "{:?}", acknowledged.error_message);
+    let answer = &acknowledged.responses[0].partitions[0];
+    assert_eq!(answer.error_code, NOT_LEADER_OR_FOLLOWER, "{:?}", answer.error_message);
+    assert_eq!((answer.current_leader.leader_id, answer.current_leader.leader_epoch), (leader_id, epoch));
+    let endpoints: Vec<String> =
+        acknowledged.node_endpoints.iter().map(|e| endpoint(e.node_id, &e.host, e.port)).collect();
+    assert_eq!(endpoints, leader_endpoint);
+}
+
+/// Joins `member` to share group `group`, subscribed to `orders`, at the group's coordinator (FindCoordinator asked
+/// of node 1); again while no coordinator serves the group yet (the first group request creates its partition).
+fn join_share_group(cluster: &Cluster, group: &str, member: &str) {
+    let text = |value: &str| StrBytes::from_string(value.to_owned());
+    eventually("a coordinator taking the share group's member", || {
+        let find = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![text(group)]);
+        let found: FindCoordinatorResponse = call(cluster.addr(1), ApiKey::FindCoordinator, 4, &find);
+        let coordinator = found.coordinators.first().filter(|c| c.error_code == 0 && c.node_id.0 >= 1)?;
+        let join = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(text(group)))
+            .with_member_id(text(member))
+            .with_member_epoch(0)
+            .with_subscribed_topic_names(Some(vec![orders()]));
+        let address = cluster.addr(u64::try_from(coordinator.node_id.0).ok()?);
+        let joined: ShareGroupHeartbeatResponse = call(address, ApiKey::ShareGroupHeartbeat, 1, &join);
+        (joined.error_code == 0).then_some(())
+    });
+}
+
 #[test]
 fn a_kafka_acks_all_produce_is_answered_from_the_in_sync_replicas_and_refused_below_their_minimum() {
     let mut cluster = Cluster::start(FAST_FAILOVER);
@@ -192,8 +346,14 @@ fn after_a_failover_the_new_leader_fences_the_old_epoch_and_says_where_it_ended(
     });
     produce(cluster.addr(new_leader), 0, (0..5).map(|i| format!("after-{i}")));
 
-    // A consumer still on the old epoch is fenced: its metadata is stale. At the new epoch it reads on.
+    // A consumer still on the old epoch is fenced: its metadata is stale, and the answer names the leader now
+    // (KIP-951). At the new epoch it reads on.
     assert_eq!(fetch(cluster.addr(new_leader), 10, old_epoch), (FENCED_LEADER_EPOCH, vec![]));
+    let new_leader_id = i32::try_from(new_leader).expect("small");
+    assert_eq!(
+        kafka_fetch_hint(cluster.addr(new_leader), 12, old_epoch),
+        (FENCED_LEADER_EPOCH, new_leader_id, new_epoch, vec![])
+    );
     assert_eq!(fetch(cluster.addr(new_leader), 10, new_epoch + 1), (UNKNOWN_LEADER_EPOCH, vec![]));
     assert_eq!(fetch(cluster.addr(new_leader), 10, new_epoch), (0, vec![10, 11, 12, 13, 14]));
     // gRPC reads are fenced alike, with typed reasons.

@@ -6,9 +6,11 @@ use kafka_protocol::ResponseError;
 
 /// Every API served, with the versions implemented (docs/kafka.md lists them with what differs from Kafka).
 /// Produce from v3 and Fetch from v4 are the record-batch-v2 versions (older ones carry message sets, which
-/// rill does not store); Fetch stops at v12 because v13 names topics by id.
+/// rill does not store); Fetch stops at v12 because v13 names topics by id. Produce v10 carries KIP-951's leader
+/// hints; v11 only tells that the client takes TRANSACTION_ABORTABLE, which rill never answers; v12 is transaction
+/// protocol v2's (KIP-890), not served.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
+    (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 12),
     // v7 asks -3 (largest timestamp, KIP-734), v8 -4 (earliest local), v9 -5 (latest tiered: none, as Kafka
     // answers without tiered storage); v10 (-6, earliest pending upload, KIP-1023) is not served.
@@ -136,7 +138,7 @@ mod tests {
         let answer = answer(false, true);
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
-        assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 9)));
+        assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 11)));
         assert_eq!(supported_versions(ApiKey::EndTxn as i16), Some((0, 3)));
         assert_eq!(supported_versions(ApiKey::WriteTxnMarkers as i16), Some((1, 1)));
         assert_eq!(supported_versions(ApiKey::AlterPartition as i16), None);

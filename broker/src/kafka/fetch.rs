@@ -31,6 +31,9 @@
 //! fetches from that follower until it errs or its metadata ages out, as Kafka's RackAwareReplicaSelector has
 //! it. `--follower-fetching off` keeps every consumer on the leader.
 //!
+//! A partition refused NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names its leader (v12+) and the answer
+//! carries its endpoint (v16+, not served yet): KIP-951, `leader_hints.rs`.
+//!
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
@@ -40,7 +43,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::task::JoinSet;
@@ -50,6 +53,7 @@ use tracing::Instrument;
 use super::error::error_code;
 use super::fetch_sessions::Served;
 use super::leader_epoch::{led_partition, replica_partition};
+use super::leader_hints::{is_hinted, node_endpoint, LeaderHints};
 use super::response_frame::{BatchRun, JOINED_RUN_MAX_BYTES};
 use super::KafkaContext;
 use crate::partition::{next_offset_after, whole_batches_below, Partition};
@@ -213,6 +217,7 @@ pub async fn answer(
         {
             let mut response = FetchResponse::default().with_responses(responses);
             response.session_id = node.fetch_sessions.answered(served, &mut response.responses);
+            add_leader_hints(kafka, &mut response);
             let runs = batch_runs(&mut response, joined);
             return (response, runs);
         }
@@ -221,6 +226,25 @@ pub async fn answer(
             _ = shutdown.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// KIP-951's hints (v12+ the leader, v16+ its endpoint): each partition refused for not being led or served
+/// here, or for a stale epoch, names its leader.
+fn add_leader_hints(kafka: &KafkaContext, response: &mut FetchResponse) {
+    let mut hints: Option<LeaderHints> = None;
+    for topic in &mut response.responses {
+        for partition in topic.partitions.iter_mut().filter(|p| is_hinted(p.error_code)) {
+            let hints = hints.get_or_insert_with(|| LeaderHints::new(kafka));
+            if let Some((leader_id, leader_epoch)) = hints.leader_of(topic.topic.0.as_str(), partition.partition_index)
+            {
+                partition.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader_id)).with_leader_epoch(leader_epoch);
+            }
+        }
+    }
+    if let Some(hints) = hints {
+        response.node_endpoints = hints.endpoints().into_iter().map(|b| node_endpoint!(NodeEndpoint, b)).collect();
     }
 }
 

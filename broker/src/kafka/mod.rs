@@ -39,6 +39,7 @@ mod heartbeat;
 mod init_producer_id;
 mod join_group;
 mod leader_epoch;
+mod leader_hints;
 mod list_offsets;
 pub mod listener;
 mod metadata;

@@ -5,13 +5,18 @@
 //! refused by that path, then corrected (`rill_protocol::correct_max_timestamp`, a copy with a new CRC) and
 //! produced again, as Kafka's `LogValidator` sets the field instead of refusing it. Old clients leave it unset.
 //!
+//! From v10 (KIP-951) a partition refused because this node does not lead it names its leader, with the
+//! leader's endpoint in the answer (`leader_hints.rs`).
+//!
 //! acks 0 is rill's NONE (no response at all, as Kafka sends none), 1 is LEADER, -1 (all) is ALL on a cluster
 //! (every in-sync replica holds the batch, `min.insync.replicas` enforced) and DURABLE on a single node, where
 //! "all in-sync replicas" is this node and rill makes it mean fsynced before the answer.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rill_protocol::v1::{self, produce_request::Records};
@@ -19,6 +24,7 @@ use rill_protocol::{BatchHeader, BatchIter, TimestampType};
 use rill_storage::StorageError;
 
 use super::error::error_code;
+use super::leader_hints::{is_hinted, node_endpoint, LeaderHints};
 use super::KafkaContext;
 use crate::error::BrokerError;
 
@@ -70,7 +76,25 @@ pub async fn answer(
         responses
             .push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
     }
-    ProduceResponse::default().with_responses(responses)
+    with_leader_hints(kafka, ProduceResponse::default().with_responses(responses))
+}
+
+/// `response` with KIP-951's hints (v10+): each partition refused for not being led here names its leader.
+fn with_leader_hints(kafka: &KafkaContext, mut response: ProduceResponse) -> ProduceResponse {
+    let mut hints: Option<LeaderHints> = None;
+    for topic in &mut response.responses {
+        for partition in topic.partition_responses.iter_mut().filter(|p| is_hinted(p.error_code)) {
+            let hints = hints.get_or_insert_with(|| LeaderHints::new(kafka));
+            if let Some((leader_id, leader_epoch)) = hints.leader_of(topic.name.0.as_str(), partition.index) {
+                partition.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader_id)).with_leader_epoch(leader_epoch);
+            }
+        }
+    }
+    if let Some(hints) = hints {
+        response.node_endpoints = hints.endpoints().into_iter().map(|b| node_endpoint!(NodeEndpoint, b)).collect();
+    }
+    response
 }
 
 async fn produce_partition(

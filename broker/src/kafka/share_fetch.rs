@@ -13,8 +13,8 @@
 //! it) is reported in the partition's `acknowledge_error_code` as INVALID_RECORD_STATE, and the rest of the
 //! request goes on. `min_bytes` is read as "one record".
 //!
-//! On a cluster each partition is fetched and acknowledged at its leader (NOT_LEADER_OR_FOLLOWER elsewhere, and
-//! the client moves it), and a share session is opened only for a member the group's coordinator has.
+//! On a cluster each partition is fetched and acknowledged at its leader (NOT_LEADER_OR_FOLLOWER elsewhere, with
+//! the leader and its endpoint named, `leader_hints.rs`, and the client moves it), and a share session is opened only for a member the group's coordinator has.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +24,8 @@ use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
 };
 use kafka_protocol::messages::{
-    share_acknowledge_response, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse,
+    share_acknowledge_response, share_fetch_response, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
+    ShareFetchRequest, ShareFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use super::consumer_group_heartbeat::TopicIds;
 use super::error::error_code;
+use super::leader_hints::{is_hinted, node_endpoint, LeaderHints};
 use super::share_group_heartbeat::code;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
@@ -229,7 +230,23 @@ pub async fn answer(kafka: &KafkaContext, request: ShareFetchRequest, principal:
         answers.entry((id, partition.partition as i32)).or_default().acknowledge_error =
             Some(error.unwrap_or((0, String::new())));
     }
-    ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(responses(answers))
+    let mut response =
+        ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(responses(answers));
+    let mut hints = LeaderHints::new(kafka);
+    for topic in &mut response.responses {
+        let Some(name) = ids.name_of(topic.topic_id) else { continue };
+        let refused =
+            topic.partitions.iter_mut().filter(|p| is_hinted(p.error_code) || is_hinted(p.acknowledge_error_code));
+        for partition in refused {
+            if let Some((leader_id, leader_epoch)) = hints.leader_of(name, partition.partition_index) {
+                partition.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(leader_id).with_leader_epoch(leader_epoch);
+            }
+        }
+    }
+    response.node_endpoints =
+        hints.endpoints().into_iter().map(|b| node_endpoint!(share_fetch_response::NodeEndpoint, b)).collect();
+    response
 }
 
 /// Acquires records for the member from its session's partitions, waiting for some as the request allows, into
@@ -361,23 +378,31 @@ pub async fn acknowledge_request(
         }
     }
     let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    let mut hints = LeaderHints::new(kafka);
     for ((topic_id, index), (code, message)) in outcomes {
+        let leader = ids.name_of(topic_id).filter(|_| is_hinted(code)).and_then(|name| hints.leader_of(name, index));
+        let (leader_id, leader_epoch) = leader.unwrap_or((-1, -1));
         by_topic.entry(topic_id).or_default().push(
             PartitionData::default()
                 .with_partition_index(index)
                 .with_error_code(code)
                 .with_error_message((code != 0).then(|| StrBytes::from_string(message)))
                 .with_current_leader(
-                    share_acknowledge_response::LeaderIdAndEpoch::default().with_leader_id(-1).with_leader_epoch(-1),
+                    share_acknowledge_response::LeaderIdAndEpoch::default()
+                        .with_leader_id(leader_id)
+                        .with_leader_epoch(leader_epoch),
                 ),
         );
     }
-    ShareAcknowledgeResponse::default().with_responses(
-        by_topic
-            .into_iter()
-            .map(|(topic_id, partitions)| {
-                ShareAcknowledgeTopicResponse::default().with_topic_id(topic_id).with_partitions(partitions)
-            })
-            .collect(),
-    )
+    let endpoints = hints.endpoints().into_iter();
+    ShareAcknowledgeResponse::default()
+        .with_node_endpoints(endpoints.map(|b| node_endpoint!(share_acknowledge_response::NodeEndpoint, b)).collect())
+        .with_responses(
+            by_topic
+                .into_iter()
+                .map(|(topic_id, partitions)| {
+                    ShareAcknowledgeTopicResponse::default().with_topic_id(topic_id).with_partitions(partitions)
+                })
+                .collect(),
+        )
 }

@@ -5,8 +5,8 @@
 //! with NOT_LEADER_OR_FOLLOWER, and Fetch v12 (KIP-392: follower fetching, `cluster_racks.rs`) at its epoch. A gRPC Fetch naming the old epoch is refused with the typed `fenced-leader-epoch`
 //! reason. And the Rust client's ListOffsets, bootstrapped from a follower, still returns the
 //! leader's offsets: the follower refuses, and the client asks each partition's leader. A Produce or Fetch sent
-//! to a node that does not lead names the leader, its epoch and (Produce v10+) its endpoint, as ShareFetch and
-//! ShareAcknowledge do (KIP-951).
+//! to a node that does not lead names the leader, its epoch and (Produce v10+, Fetch v16+) its endpoint, as
+//! ShareFetch and ShareAcknowledge do (KIP-951).
 
 use crate::common;
 
@@ -14,6 +14,7 @@ use common::cluster::{self, kafka_call as call, Cluster, PartitionRow};
 use common::{eventually, rill, rill_with_stdin};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -150,17 +151,32 @@ fn kafka_produce_hint(addr: &str, version: i16) -> (i16, i32, i32, Vec<String>) 
 /// KIP-951: (error code, current leader id, its epoch, the endpoints' `id@host:port`) of a Kafka Fetch of
 /// partition 0 of `orders` at `version`, naming `current_leader_epoch`.
 fn kafka_fetch_hint(addr: &str, version: i16, current_leader_epoch: i32) -> (i16, i32, i32, Vec<String>) {
-    let request =
-        FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(
-            vec![FetchTopic::default().with_topic(orders()).with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_current_leader_epoch(current_leader_epoch)
-                .with_partition_max_bytes(1 << 20)])],
-        );
+    // By name to v12, by id from v13 (KIP-516).
+    let topic = match version {
+        13.. => FetchTopic::default().with_topic_id(orders_metadata(addr).topic_id),
+        _ => FetchTopic::default().with_topic(orders()),
+    };
+    let partition = FetchPartition::default()
+        .with_partition(0)
+        .with_current_leader_epoch(current_leader_epoch)
+        .with_partition_max_bytes(1 << 20);
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![topic.with_partitions(vec![partition])]);
     let response: FetchResponse = call(addr, ApiKey::Fetch, version, &request);
     let answer = &response.responses[0].partitions[0];
     let endpoints = response.node_endpoints.iter().map(|e| endpoint(e.node_id, &e.host, e.port));
     (answer.error_code, answer.current_leader.leader_id.0, answer.current_leader.leader_epoch, endpoints.collect())
+}
+
+/// `orders` as Metadata v12 at `addr` describes it (its `topic_id` names it from Fetch v13 on).
+fn orders_metadata(addr: &str) -> MetadataResponseTopic {
+    let request =
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(orders()))]));
+    let response: MetadataResponse = call(addr, ApiKey::Metadata, 12, &request);
+    response.topics.into_iter().next().expect("orders described")
 }
 
 #[test]
@@ -188,13 +204,16 @@ fn a_produce_fetch_or_share_request_sent_to_a_node_that_does_not_lead_names_the_
     // The leader takes it, and names nobody.
     assert_eq!(kafka_produce_hint(cluster.addr(leader), 10), (0, -1, -1, vec![]));
 
-    // Fetch v12 names the leader (endpoints come with v16, not served), for a node without a replica and for a
+    // Fetch v12 names the leader, v16 (topics by id) its endpoint too, for a node without a replica and for a
     // stale epoch at the leader itself; v11 has no field for it.
+    let hint = (NOT_LEADER_OR_FOLLOWER, leader_id, epoch, leader_endpoint.clone());
+    assert_eq!(kafka_fetch_hint(cluster.addr(elsewhere), 16, epoch), hint);
     assert_eq!(
         kafka_fetch_hint(cluster.addr(elsewhere), 12, epoch),
         (NOT_LEADER_OR_FOLLOWER, leader_id, epoch, vec![])
     );
     assert_eq!(kafka_fetch_hint(cluster.addr(elsewhere), 11, epoch), (NOT_LEADER_OR_FOLLOWER, -1, -1, vec![]));
+    assert_eq!(kafka_fetch_hint(cluster.addr(leader), 16, epoch).0, 0);
     if epoch > 0 {
         assert_eq!(
             kafka_fetch_hint(cluster.addr(leader), 12, epoch - 1),
@@ -204,12 +223,7 @@ fn a_produce_fetch_or_share_request_sent_to_a_node_that_does_not_lead_names_the_
     assert_eq!(kafka_fetch_hint(cluster.addr(leader), 12, epoch).0, 0);
 
     // A share group's member fetches and acknowledges at the leader; elsewhere it is told where that is.
-    let topic_id = {
-        let request = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(orders()))]));
-        let response: MetadataResponse = call(cluster.addr(elsewhere), ApiKey::Metadata, 12, &request);
-        response.topics[0].topic_id
-    };
+    let topic_id = orders_metadata(cluster.addr(elsewhere)).topic_id;
     join_share_group(&cluster, "workers", "one");
     let partition = |acks: Vec<share_fetch_request::AcknowledgementBatch>| {
         share_fetch_request::FetchPartition::default().with_partition_index(0).with_acknowledgement_batches(acks)

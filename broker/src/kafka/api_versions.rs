@@ -6,12 +6,14 @@ use kafka_protocol::ResponseError;
 
 /// Every API served, with the versions implemented (docs/kafka.md lists them with what differs from Kafka).
 /// Produce from v3 and Fetch from v4 are the record-batch-v2 versions (older ones carry message sets, which
-/// rill does not store); Fetch stops at v12 because v13 names topics by id. Produce v10 carries KIP-951's leader
-/// hints; v11 only tells that the client takes TRANSACTION_ABORTABLE, which rill never answers; v12 is transaction
-/// protocol v2's (KIP-890), not served.
+/// rill does not store). Produce v10 carries KIP-951's leader hints; v11 only tells that the client takes
+/// TRANSACTION_ABORTABLE, which rill never answers; v12 is transaction protocol v2's (KIP-890), not served. Fetch
+/// v13 names topics by id (KIP-516), v14 only tells that the client takes a tiered-storage error rill never sends,
+/// v15 moves a broker's replica id (consumers send none), v16 carries the leaders' endpoints (KIP-951); v17 is
+/// KRaft's (replica directory ids), not served.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 16),
     // v7 asks -3 (largest timestamp, KIP-734), v8 -4 (earliest local), v9 -5 (latest tiered: none, as Kafka
     // answers without tiered storage); v10 (-6, earliest pending upload, KIP-1023) is not served.
     (ApiKey::ListOffsets, 1, 9),

@@ -187,12 +187,17 @@ fn produce(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
 
 fn fetch(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     let flexible = version >= 12;
-    walk.skip(4 + 4 + 4 + 4 + 1)?; // replica_id, max_wait_ms, min_bytes, max_bytes, isolation_level
+    // Topics by name, by id from v13 (KIP-516).
+    let topic_key = |walk: &mut Walk| if version >= 13 { walk.skip(16) } else { walk.string(flexible) };
+    if version <= 14 {
+        walk.skip(4)?; // replica_id (a tagged replica state from v15)
+    }
+    walk.skip(4 + 4 + 4 + 1)?; // max_wait_ms, min_bytes, max_bytes, isolation_level
     if version >= 7 {
         walk.skip(4 + 4)?; // session_id, session_epoch
     }
     walk.array(flexible, |topic| {
-        topic.string(flexible)?;
+        topic_key(topic)?;
         topic.array(flexible, |partition| {
             let epochs = if version >= 12 {
                 8
@@ -209,7 +214,7 @@ fn fetch(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     })?;
     if version >= 7 {
         walk.array(flexible, |forgotten| {
-            forgotten.string(flexible)?;
+            topic_key(forgotten)?;
             forgotten.array(flexible, |partition| partition.skip(4))?;
             forgotten.tagged_fields(flexible)
         })?;
@@ -280,8 +285,11 @@ mod tests {
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::{fetch_request, list_offsets_request, metadata_request, produce_request};
     use kafka_protocol::messages::{offset_for_leader_epoch_request, OffsetForLeaderEpochRequest};
-    use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName};
+    use kafka_protocol::messages::{
+        BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    };
     use kafka_protocol::protocol::{Encodable, StrBytes};
+    use uuid::Uuid;
 
     fn name(name: &str) -> TopicName {
         TopicName(StrBytes::from_string(name.into()))
@@ -311,15 +319,30 @@ mod tests {
         ]);
         let produce = ProduceRequest::default().with_topic_data(vec![topic.clone(), topic]);
         assert_walked_whole(ApiKey::Produce, 3..=8, &produce);
-        assert_walked_whole(ApiKey::Produce, 9..=9, &produce.with_transactional_id(None));
+        assert_walked_whole(ApiKey::Produce, 9..=11, &produce.with_transactional_id(None));
 
         let fetch_topic = fetch_request::FetchTopic::default()
             .with_topic(name("orders"))
             .with_partitions(vec![fetch_request::FetchPartition::default(); 3]);
         let forgotten = fetch_request::ForgottenTopic::default().with_topic(name("old")).with_partitions(vec![1, 2]);
-        let fetch = FetchRequest::default().with_topics(vec![fetch_topic.clone(), fetch_topic]);
+        let fetch = FetchRequest::default().with_topics(vec![fetch_topic.clone(), fetch_topic.clone()]);
         assert_walked_whole(ApiKey::Fetch, 4..=6, &fetch);
-        assert_walked_whole(ApiKey::Fetch, 7..=12, &fetch.with_forgotten_topics_data(vec![forgotten]));
+        assert_walked_whole(ApiKey::Fetch, 7..=12, &fetch.clone().with_forgotten_topics_data(vec![forgotten]));
+        // By id from v13; v15 moves the replica id into a tagged replica state, set here as a broker's would be.
+        let by_id =
+            |topic: fetch_request::FetchTopic| topic.with_topic(TopicName::default()).with_topic_id(Uuid::from_u128(9));
+        let forgotten_by_id =
+            fetch_request::ForgottenTopic::default().with_topic_id(Uuid::from_u128(3)).with_partitions(vec![1, 2]);
+        let fetch_by_id = FetchRequest::default()
+            .with_topics(vec![by_id(fetch_topic.clone()), by_id(fetch_topic)])
+            .with_forgotten_topics_data(vec![forgotten_by_id]);
+        assert_walked_whole(ApiKey::Fetch, 13..=14, &fetch_by_id);
+        let replica = fetch_request::ReplicaState::default().with_replica_id(BrokerId(2)).with_replica_epoch(5);
+        assert_walked_whole(
+            ApiKey::Fetch,
+            15..=16,
+            &fetch_by_id.with_replica_id(BrokerId(-1)).with_replica_state(replica),
+        );
 
         let list_topic = list_offsets_request::ListOffsetsTopic::default()
             .with_name(name("t"))

@@ -1,5 +1,7 @@
-//! Fetch (v4–v12; from v7 with fetch sessions, KIP-227, `fetch_sessions.rs`: an incremental fetch names only what
-//! changed and is answered only what did). A partition's leader answers (from v11 a follower too, below), and a partition's `current_leader_epoch` (v9+,
+//! Fetch (v4–v16; from v7 with fetch sessions, KIP-227, `fetch_sessions.rs`: an incremental fetch names only what
+//! changed and is answered only what did). From v13 (KIP-516) topics are named by id: the ids are read as names
+//! first (an id that names no topic is answered UNKNOWN_TOPIC_ID), the sessions keep names, and the answer names
+//! each topic by id again. A partition's leader answers (from v11 a follower too, below), and a partition's `current_leader_epoch` (v9+,
 //! KIP-320) is checked as ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer
 //! UNKNOWN_LEADER_EPOCH.
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
@@ -32,7 +34,7 @@
 //! it. `--follower-fetching off` keeps every consumer on the leader.
 //!
 //! A partition refused NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names its leader (v12+) and the answer
-//! carries its endpoint (v16+, not served yet): KIP-951, `leader_hints.rs`.
+//! carries its endpoint (v16+): KIP-951, `leader_hints.rs`.
 //!
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
@@ -45,10 +47,13 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::error::error_code;
 use super::fetch_sessions::Served;
@@ -58,6 +63,7 @@ use super::response_frame::{BatchRun, JOINED_RUN_MAX_BYTES};
 use super::KafkaContext;
 use crate::partition::{next_offset_after, whole_batches_below, Partition};
 use crate::request_trace;
+use crate::topic_id::TopicId;
 
 /// One partition of the request, resolved with the leader epoch it is led in (or the error code it gets).
 struct Wanted {
@@ -87,6 +93,8 @@ impl Wanted {
 
 /// The first Fetch version a follower may answer a consumer's (KIP-392: it carries the consumer's rack).
 const FOLLOWER_FETCH_VERSION: i16 = 11;
+/// The first Fetch version that names topics by id (KIP-516).
+const TOPIC_ID_VERSION: i16 = 13;
 
 /// Who fetches, as far as which replica serves it goes.
 #[derive(Clone, Copy)]
@@ -139,6 +147,10 @@ pub async fn answer(
 ) -> (FetchResponse, Vec<BatchRun>) {
     use crate::auth::acl::{Operation, Resource};
     let node = &kafka.node;
+    let unknown_ids = match version >= TOPIC_ID_VERSION {
+        true => name_topics(kafka, &mut request),
+        false => Vec::new(),
+    };
     // An incremental fetch is read as a full one of every partition of its session; its answer then keeps what
     // changed (`FetchSessions::answered`).
     let served = match version {
@@ -218,6 +230,9 @@ pub async fn answer(
             let mut response = FetchResponse::default().with_responses(responses);
             response.session_id = node.fetch_sessions.answered(served, &mut response.responses);
             add_leader_hints(kafka, &mut response);
+            if version >= TOPIC_ID_VERSION {
+                answer_by_id(kafka, &mut response, &unknown_ids);
+            }
             let runs = batch_runs(&mut response, joined);
             return (response, runs);
         }
@@ -227,6 +242,76 @@ pub async fn answer(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+/// Fetch v13+ (KIP-516): gives each topic and forgotten topic of `request` its name from its id, so the rest reads
+/// names as before; takes out the topics whose id names no topic, returned to be answered UNKNOWN_TOPIC_ID.
+fn name_topics(kafka: &KafkaContext, request: &mut FetchRequest) -> Vec<(Uuid, Vec<i32>)> {
+    let mut unknown = Vec::new();
+    request.topics.retain_mut(|topic| match topic_name_of(kafka, topic.topic_id) {
+        Some(name) => {
+            topic.topic = TopicName(StrBytes::from_string(name));
+            true
+        }
+        None => {
+            unknown.push((topic.topic_id, topic.partitions.iter().map(|p| p.partition).collect()));
+            false
+        }
+    });
+    // A forgotten topic that is gone has nothing left to forget but its session entries, kept by name: those of
+    // a deleted topic go when the session next reads them (UNKNOWN_TOPIC_OR_PARTITION).
+    request.forgotten_topics_data.retain_mut(|topic| match topic_name_of(kafka, topic.topic_id) {
+        Some(name) => {
+            topic.topic = TopicName(StrBytes::from_string(name));
+            true
+        }
+        None => false,
+    });
+    unknown
+}
+
+/// Fetch v13+: every topic of the answer by its id, and the unknown ids' partitions UNKNOWN_TOPIC_ID.
+fn answer_by_id(kafka: &KafkaContext, response: &mut FetchResponse, unknown: &[(Uuid, Vec<i32>)]) {
+    for topic in &mut response.responses {
+        // A topic deleted since it was read (no id any more) is answered with the nil id, which no client holds.
+        topic.topic_id = topic_id_of(kafka, topic.topic.0.as_str()).unwrap_or_default();
+        // The encoder refuses a field the version does not have.
+        topic.topic = TopicName::default();
+    }
+    for (topic_id, partitions) in unknown {
+        let partitions = partitions.iter().map(|index| {
+            PartitionData::default()
+                .with_partition_index(*index)
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()))
+        });
+        response
+            .responses
+            .push(FetchableTopicResponse::default().with_topic_id(*topic_id).with_partitions(partitions.collect()));
+    }
+}
+
+/// The name of the topic with id `id`: this node's replica of it, else (on a cluster) the controller's metadata,
+/// where a topic without a replica here is still known, so its fetch is told NOT_LEADER_OR_FOLLOWER and where
+/// the leader is.
+fn topic_name_of(kafka: &KafkaContext, id: Uuid) -> Option<String> {
+    let id = TopicId::from_uuid(id)?;
+    if let Some(topic) = kafka.node.registry.topic_by_id(id) {
+        return Some(topic.name.to_string());
+    }
+    let metadata = kafka.node.replication.as_ref()?.metadata();
+    metadata.topics.iter().find(|(name, placed)| placed.topic_id(name) == id).map(|(name, _)| name.clone())
+}
+
+fn topic_id_of(kafka: &KafkaContext, name: &str) -> Option<Uuid> {
+    if let Ok(topic) = kafka.node.registry.topic(name) {
+        return Some(topic.id.as_uuid());
+    }
+    let metadata = kafka.node.replication.as_ref()?.metadata();
+    metadata.topics.get(name).map(|placed| placed.topic_id(name).as_uuid())
 }
 
 /// KIP-951's hints (v12+ the leader, v16+ its endpoint): each partition refused for not being led or served

@@ -324,7 +324,7 @@ mod tests {
         assert!(BatchRun::is_stand_in(&joined.held()));
         let response = fetch_response(&[joined.held(), other.clone()]);
         let expected = fetch_response(&[Bytes::from(runs.concat()), other.clone()]);
-        for version in [4, 11, 12] {
+        for version in [4, 11, 12, 16] {
             let header_version = if version >= 12 { 1 } else { 0 };
             let whole = encode_response(5, header_version, &expected, version).expect("encodes");
             let shared = vec![joined.clone(), BatchRun::single(other.clone())];
@@ -357,7 +357,7 @@ mod tests {
             .map(|(n, &len)| Bytes::from((0..len).map(|i| (i + n) as u8).collect::<Vec<_>>()))
             .collect();
         let response = fetch_response(&records);
-        for version in [4, 11, 12] {
+        for version in [4, 11, 12, 16] {
             let header_version = if version >= 12 { 1 } else { 0 };
             let whole = encode_response(9, header_version, &response, version).expect("encodes");
             let frame = encode_response_pieces(9, header_version, &response, version, singles(&records))

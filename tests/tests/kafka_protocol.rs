@@ -96,8 +96,8 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         response.api_keys.iter().map(|api| (api.api_key, api.min_version, api.max_version)).collect();
     served.sort();
     let expected = [
-        (0, 3, 9),  // Produce
-        (1, 4, 12), // Fetch
+        (0, 3, 11), // Produce
+        (1, 4, 16), // Fetch
         (2, 1, 9),  // ListOffsets
         (3, 0, 12), // Metadata
         (8, 2, 9),  // OffsetCommit

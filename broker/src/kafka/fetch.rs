@@ -1,8 +1,8 @@
 //! Fetch (v4–v16; from v7 with fetch sessions, KIP-227, `fetch_sessions.rs`: an incremental fetch names only what
 //! changed and is answered only what did). From v13 (KIP-516) topics are named by id: the ids are read as names
 //! first (an id that names no topic is answered UNKNOWN_TOPIC_ID), the sessions keep names, and the answer names
-//! each topic by id again. A partition's leader answers (from v11 a follower too, below), and a partition's `current_leader_epoch` (v9+,
-//! KIP-320) is checked as ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer
+//! each topic by id again. A partition's leader answers (from v11 a follower too, below), and a partition's
+//! `current_leader_epoch` (v9+, KIP-320) is checked as ListOffsets checks it (`leader_epoch.rs`): older is FENCED_LEADER_EPOCH, newer
 //! UNKNOWN_LEADER_EPOCH.
 //! Batches go out as the `Bytes` storage read, whole, never decoded; a batch that starts before the fetch
 //! offset is sent whole too, and the client skips the records below its offset, as with Kafka.

@@ -59,7 +59,7 @@ impl LeaderHints {
 
     /// The named leaders as Metadata gives them (alive nodes, at their client addresses, with their racks).
     pub fn endpoints(&self) -> Vec<Broker> {
-        let Some(metadata) = &self.metadata else { return Vec::new() };
+        let Some(metadata) = self.metadata.as_ref().filter(|_| !self.named.is_empty()) else { return Vec::new() };
         let is_named = |broker: &Broker| u64::try_from(broker.id.0).is_ok_and(|id| self.named.contains(&id));
         cluster_brokers(metadata).into_iter().filter(is_named).collect()
     }

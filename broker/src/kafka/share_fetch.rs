@@ -14,7 +14,8 @@
 //! request goes on. `min_bytes` is read as "one record".
 //!
 //! On a cluster each partition is fetched and acknowledged at its leader (NOT_LEADER_OR_FOLLOWER elsewhere, with
-//! the leader and its endpoint named, `leader_hints.rs`, and the client moves it), and a share session is opened only for a member the group's coordinator has.
+//! the leader and its endpoint named, `leader_hints.rs`, and the client moves it), and a share session is opened
+//! only for a member the group's coordinator has.
 
 use std::collections::BTreeMap;
 

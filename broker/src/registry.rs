@@ -7,7 +7,7 @@
 //! taken on the produce/fetch path. A create holds it only to reserve its name (and its partitions' share of the
 //! limits); the slow part, opening the partitions and writing the metadata, runs beside other creates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
@@ -262,6 +262,20 @@ impl Registry {
     /// The topic with this id, if one exists (a scan: only Kafka's KIP-848 and Metadata-by-id ask).
     pub fn topic_by_id(&self, id: TopicId) -> Option<Arc<Topic>> {
         read(&self.topics).values().find(|topic| topic.id == id).cloned()
+    }
+
+    /// The names of the topics among `ids` that exist, by id, from one scan of the topics: a Kafka fetch from v13
+    /// names every topic by id, so a lookup each would scan once per topic asked.
+    pub fn names_by_id(&self, ids: &BTreeSet<TopicId>) -> BTreeMap<TopicId, String> {
+        if ids.is_empty() {
+            return BTreeMap::new();
+        }
+        let topics = read(&self.topics);
+        topics
+            .values()
+            .filter(|topic| ids.contains(&topic.id))
+            .map(|topic| (topic.id, topic.name.to_string()))
+            .collect()
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {

@@ -39,7 +39,7 @@
 //! The long-poll is the gRPC fetch's: the request waits up to `max_wait_ms` (capped by `max_fetch_wait_ms`)
 //! until `min_bytes` are there, woken by the partitions' high-watermark channels, never by polling.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,10 +247,14 @@ pub async fn answer(
 /// Fetch v13+ (KIP-516): gives each topic and forgotten topic of `request` its name from its id, so the rest reads
 /// names as before; takes out the topics whose id names no topic, returned to be answered UNKNOWN_TOPIC_ID.
 fn name_topics(kafka: &KafkaContext, request: &mut FetchRequest) -> Vec<(Uuid, Vec<i32>)> {
+    let asked =
+        request.topics.iter().map(|t| t.topic_id).chain(request.forgotten_topics_data.iter().map(|t| t.topic_id));
+    let names = topic_names_of(kafka, asked.filter_map(TopicId::from_uuid).collect());
+    let name_of = |id: Uuid| Some(TopicName(StrBytes::from_string(names.get(&TopicId::from_uuid(id)?)?.clone())));
     let mut unknown = Vec::new();
-    request.topics.retain_mut(|topic| match topic_name_of(kafka, topic.topic_id) {
+    request.topics.retain_mut(|topic| match name_of(topic.topic_id) {
         Some(name) => {
-            topic.topic = TopicName(StrBytes::from_string(name));
+            topic.topic = name;
             true
         }
         None => {
@@ -260,9 +264,9 @@ fn name_topics(kafka: &KafkaContext, request: &mut FetchRequest) -> Vec<(Uuid, V
     });
     // A forgotten topic that is gone has nothing left to forget but its session entries, kept by name: those of
     // a deleted topic go when the session next reads them (UNKNOWN_TOPIC_OR_PARTITION).
-    request.forgotten_topics_data.retain_mut(|topic| match topic_name_of(kafka, topic.topic_id) {
+    request.forgotten_topics_data.retain_mut(|topic| match name_of(topic.topic_id) {
         Some(name) => {
-            topic.topic = TopicName(StrBytes::from_string(name));
+            topic.topic = name;
             true
         }
         None => false,
@@ -294,16 +298,26 @@ fn answer_by_id(kafka: &KafkaContext, response: &mut FetchResponse, unknown: &[(
     }
 }
 
-/// The name of the topic with id `id`: this node's replica of it, else (on a cluster) the controller's metadata,
-/// where a topic without a replica here is still known, so its fetch is told NOT_LEADER_OR_FOLLOWER and where
-/// the leader is.
-fn topic_name_of(kafka: &KafkaContext, id: Uuid) -> Option<String> {
-    let id = TopicId::from_uuid(id)?;
-    if let Some(topic) = kafka.node.registry.topic_by_id(id) {
-        return Some(topic.name.to_string());
+/// The names of the topics with ids `ids`: this node's replicas of them (one scan for all), else (on a cluster) the
+/// controller's metadata, where a topic without a replica here is still known, so its fetch is told
+/// NOT_LEADER_OR_FOLLOWER and where the leader is.
+fn topic_names_of(kafka: &KafkaContext, ids: BTreeSet<TopicId>) -> BTreeMap<TopicId, String> {
+    let mut names = kafka.node.registry.names_by_id(&ids);
+    if names.len() < ids.len() {
+        if let Some(replication) = &kafka.node.replication {
+            let metadata = replication.metadata();
+            let missing = |id: &TopicId| ids.contains(id) && !names.contains_key(id);
+            let found: Vec<(TopicId, String)> = metadata
+                .topics
+                .iter()
+                .map(|(name, placed)| (placed.topic_id(name), name))
+                .filter(|(id, _)| missing(id))
+                .map(|(id, name)| (id, name.clone()))
+                .collect();
+            names.extend(found);
+        }
     }
-    let metadata = kafka.node.replication.as_ref()?.metadata();
-    metadata.topics.iter().find(|(name, placed)| placed.topic_id(name) == id).map(|(name, _)| name.clone())
+    names
 }
 
 fn topic_id_of(kafka: &KafkaContext, name: &str) -> Option<Uuid> {

@@ -1,4 +1,4 @@
-//! The registry against the open-file budget and concurrent creates.
+//! The registry against the open-file budget and concurrent creates, and its lookups by topic id.
 
 use super::*;
 
@@ -49,6 +49,23 @@ async fn concurrent_creates_of_one_name_create_it_once() {
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(registry.list().len(), 21);
     assert_eq!(registry.partition_total(), 22);
+    registry.close_all().await;
+}
+
+#[tokio::test]
+async fn names_by_id_finds_the_topics_asked_that_exist_in_one_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry_with_room_for(10, dir.path()).await;
+    let config = v1::TopicConfig::default();
+    for name in ["a", "b", "c"] {
+        registry.create(name, 1, &config).await.unwrap();
+    }
+    let id = |name: &str| registry.topic(name).unwrap().id;
+    let stranger = TopicId::from_uuid(uuid::Uuid::from_u128(7)).expect("not nil");
+    let names = registry.names_by_id(&BTreeSet::from([id("a"), id("c"), stranger]));
+    assert_eq!(names, BTreeMap::from([(id("a"), "a".to_owned()), (id("c"), "c".to_owned())]));
+    assert!(registry.names_by_id(&BTreeSet::new()).is_empty());
+    assert_eq!(registry.topic_by_id(id("b")).map(|t| t.name.to_string()), Some("b".to_owned()));
     registry.close_all().await;
 }
 

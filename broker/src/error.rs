@@ -72,9 +72,6 @@ pub enum BrokerError {
          kind of group: use another group id)"
     )]
     GroupKindMismatch { group: String, members: usize, kind: &'static str, other: &'static str },
-    /// A call this node does not serve in its setup.
-    #[error("{what} is served on a single node only in this version, and this node is in a cluster")]
-    NotOnCluster { what: &'static str },
     #[error("too many consumer groups: the broker holds at most {limit} (max_groups)")]
     TooManyGroups { limit: u32 },
     #[error("group {group:?} is full: it may have at most {limit} members (max_members_per_group)")]
@@ -208,7 +205,6 @@ impl BrokerError {
             BrokerError::StaleGeneration { .. } => Reason::StaleGeneration,
             BrokerError::GroupNotEmpty { .. } => Reason::GroupNotEmpty,
             BrokerError::GroupKindMismatch { .. } => Reason::GroupKindMismatch,
-            BrokerError::NotOnCluster { .. } => Reason::Unsupported,
             BrokerError::PartitionClosed { .. } | BrokerError::ShuttingDown => Reason::ShuttingDown,
             BrokerError::NotLeader { .. } | BrokerError::ShareStateFenced { .. } => Reason::NotLeader,
             BrokerError::FencedLeaderEpoch { .. } => Reason::FencedLeaderEpoch,

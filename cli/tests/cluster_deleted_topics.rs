@@ -8,7 +8,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::cluster::{describe_topic, wait_for_topic, Cluster};
+use common::cluster::{coordinator_partition, describe_topic, wait_for_topic, Cluster};
 use common::{eventually, rill, rill_with_stdin, signal};
 
 const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
@@ -33,12 +33,6 @@ fn produce(cluster: &Cluster, partition: usize, values: &[String]) {
     let partition = partition.to_string();
     let args = ["produce", "events", "--partition", &partition, "--acks", "all"];
     rill_with_stdin(&cluster.all(), &args, input.as_bytes()).ok();
-}
-
-/// Kafka's coordinator partition of `group` (Java's `String.hashCode`, `Utils.abs`, modulo the count).
-fn coordinator_partition(group: &str) -> usize {
-    let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
-    (if hash == i32::MIN { 0 } else { hash.abs() }) as usize % OFFSETS_PARTITIONS
 }
 
 fn controller_leader(cluster: &Cluster) -> u64 {
@@ -170,7 +164,7 @@ fn a_coordinator_frozen_through_a_topics_deletion_is_replaced_by_one_that_forget
     let (group, coordinator) = (0..)
         .map(|i| format!("g{i}"))
         .find_map(|g| {
-            let leader = offsets_leaders[coordinator_partition(&g)].leader.expect("a leader");
+            let leader = offsets_leaders[coordinator_partition(&g, OFFSETS_PARTITIONS)].leader.expect("a leader");
             (leader != controller).then_some((g, leader))
         })
         .expect("a group");
@@ -193,7 +187,7 @@ fn a_coordinator_frozen_through_a_topics_deletion_is_replaced_by_one_that_forget
     rill(survivor, &["topic", "delete", "events"]).ok();
     // Fenced after its session, the frozen node loses the offsets partition; its successor loads the log, which
     // holds no tombstones for the deleted topic.
-    let partition = coordinator_partition(&group);
+    let partition = coordinator_partition(&group, OFFSETS_PARTITIONS);
     eventually("a new coordinator", || {
         let rows = describe_topic(survivor, "__consumer_offsets", OFFSETS_PARTITIONS)?;
         rows[partition].leader.filter(|leader| *leader != coordinator).map(drop)

@@ -9,26 +9,18 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{coordinator_partition, Cluster};
 use common::{rill, rill_with_stdin, Running, DEADLINE};
 use rill_protocol::reason::Reason;
 
 /// Short sessions so the failover happens within the test's deadline; few offsets partitions keep it light.
 const FAST_CLUSTER: &str = "node_heartbeat_interval_ms = 100\nnode_session_timeout_ms = 1500\n\
                             replica_lag_time_max_ms = 1500\noffsets_topic_partitions = 5\n";
-const OFFSETS_PARTITIONS: u32 = 5;
+const OFFSETS_PARTITIONS: usize = 5;
 const GROUP: &str = "failover";
 
-/// Kafka's coordinator partition, computed here independently of the broker: Java's `String.hashCode` over
-/// UTF-16 code units, `Utils.abs`, modulo the partition count.
-fn coordinator_partition(group: &str, partitions: u32) -> u32 {
-    let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs as u32 % partitions
-}
-
 /// The leader and ISR of one partition of `topic`, from `rill topic describe`.
-fn placement(addr: &str, topic: &str, partition: u32) -> Option<(Option<u64>, Vec<u64>)> {
+fn placement(addr: &str, topic: &str, partition: usize) -> Option<(Option<u64>, Vec<u64>)> {
     let output = rill(addr, &["topic", "describe", topic]);
     if !output.status.success() {
         return None;

@@ -31,6 +31,7 @@ mod cluster_members;
 mod cluster_metrics;
 mod cluster_racks;
 mod cluster_schema_registry;
+mod cluster_share_groups;
 mod cluster_throttle;
 mod console;
 mod console_auth;

@@ -14,6 +14,12 @@
 //! The stream is the membership: the broker keeps the member while it is open, so a slow `poll` loop does not
 //! lose it (a record held past its lock does go back). A stream that breaks (a broker restart) is joined again
 //! by the next `poll`, as a new member; what the old one held comes back to the group.
+//!
+//! On a cluster the stream is opened at the group's coordinator (a node that is not refuses it `not-coordinator`,
+//! naming the coordinator, which the consumer follows), and the coordinator reads each partition at its leader
+//! for the member. One `poll` may then return up to `max_records` from each node leading some of the member's
+//! partitions: a read still waiting at one when another delivered is not cancelled, and its records come with
+//! the next `poll`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use rill_protocol::v1::{self, share_request, share_response};
 use tokio::sync::mpsc;
 
 use crate::connection::Client;
+use crate::coordinators::call_coordinator;
 use crate::decode::{decode_batches, DecodeLimits};
 use crate::error::{Error, RequestContext, Result};
 use crate::record::ConsumedRecord;
@@ -155,15 +162,26 @@ impl ShareConsumer {
         &self.group
     }
 
+    /// Opens the membership's stream at the group's coordinator (on a cluster, the node that refuses it names
+    /// the coordinator, and it is opened there).
     async fn open(&self) -> Result<Membership> {
-        let (requests, outgoing) = mpsc::channel(2);
         let join = v1::ShareJoin { group: self.group.clone(), topics: self.topics.clone() };
-        let _ = requests.send(v1::ShareRequest { kind: Some(share_request::Kind::Join(join)) }).await;
-        let stream = futures_util::stream::unfold(outgoing, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        let mut responses = match self.client.groups().share_consume(stream).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => return Err(Error::from_status(&status, RequestContext::default())),
-        };
+        let mut sent = None;
+        let timeout = self.client.config().request_timeout;
+        let mut responses =
+            call_coordinator(&self.client, &self.group, RequestContext::default(), timeout, |mut groups| {
+                let (requests, outgoing) = mpsc::channel(2);
+                let join = v1::ShareRequest { kind: Some(share_request::Kind::Join(join.clone())) };
+                // Room for two: the join cannot be refused by a full channel.
+                let _ = requests.try_send(join);
+                sent = Some(requests);
+                let stream =
+                    futures_util::stream::unfold(outgoing, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+                async move { groups.share_consume(stream).await }
+            })
+            .await?;
+        let requests =
+            sent.ok_or_else(|| Error::Unavailable { message: "the share stream was never opened".into() })?;
         match responses.message().await {
             Ok(Some(v1::ShareResponse { kind: Some(share_response::Kind::Joined(joined)) })) => {
                 tracing::debug!(group = %self.group, member = %joined.member_id, "joined the share group");

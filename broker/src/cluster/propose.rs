@@ -83,7 +83,9 @@ impl Controller {
                 }
             }
         };
+        // A `Read` answer carries record batches: up to the internal message limit, not tonic's 4 MiB default.
         let reply = ControllerClient::new(channel)
+            .max_decoding_message_size(super::network::MAX_RAFT_MESSAGE_BYTES)
             .share(self.internal_request(payload_json))
             .await
             .map_err(|status| unavailable(format!("node {to} at {address}: {}", status.message())))?;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rill_protocol::v1;
 
 /// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: u32,

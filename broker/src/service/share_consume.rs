@@ -3,10 +3,14 @@
 //! (a member need not send anything to stay), serves its fetches and acknowledgements one at a time, and removes
 //! it (releasing what it holds) when the stream closes, breaks, or the broker shuts down. The reads and the stores
 //! are `share_groups/delivery.rs`'s, as Kafka's ShareFetch runs them, so Kafka and rill members share a group.
+//!
+//! On a cluster the stream is served by the group's coordinator (elsewhere it is refused `not-coordinator`,
+//! naming it, and the client opens it there), which keeps the member as it keeps a Kafka member, and reads and
+//! acknowledges for it at each partition's leader (`share_groups/member_reads.rs`). A member whose coordinator
+//! moves is refused at its next heartbeat, and joins again at the new one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rill_protocol::v1;
 use tokio::sync::mpsc;
@@ -19,13 +23,9 @@ use crate::auth::Principal;
 use crate::error::{BrokerError, Result};
 use crate::groups::{check_group_id, TopicPartition};
 use crate::node::Node;
-use crate::share_groups::delivery::{self, Limits};
+use crate::share_groups::delivery::Limits;
+use crate::share_groups::member_reads::MemberReads;
 use crate::share_groups::{AckBatch, ShareError, ShareHeartbeat};
-
-/// How often a fetch waiting for records looks again at the partitions the group assigns the member: another
-/// member's join or leave moves them at once, and the member should read its new ones (and stop taking from
-/// those that went to others) within this, not at its next heartbeat.
-const ASSIGNMENT_RECHECK: Duration = Duration::from_millis(200);
 
 pub type ShareStream = ReceiverStream<std::result::Result<v1::ShareResponse, Status>>;
 
@@ -51,13 +51,11 @@ pub async fn open(
     let Some(v1::share_request::Kind::Join(join)) = first.kind else {
         return Err(BrokerError::invalid("join", "the first message of a ShareConsume stream must be a join"));
     };
-    if node.replication.is_some() {
-        return Err(BrokerError::NotOnCluster { what: "a share group (ShareConsume)" });
-    }
     if node.is_shutting_down() {
         return Err(BrokerError::ShuttingDown);
     }
     check_group_id(&join.group)?;
+    node.offsets.check_coordinator(&join.group)?;
     if join.topics.is_empty() || join.topics.iter().any(String::is_empty) {
         return Err(BrokerError::invalid("topics", "a share group member subscribes to one topic or more, each named"));
     }
@@ -105,14 +103,22 @@ fn response(kind: v1::share_response::Kind) -> v1::ShareResponse {
 }
 
 /// A heartbeat on the member's behalf: joins it (epoch 0), keeps it, or removes it (-1). A new partition's start
-/// is stored before the member reads from it.
-async fn beat(node: &Node, member: &mut Member) -> Result<()> {
-    let answer = match node.shares.heartbeat(member.heartbeat(member.epoch), node, Instant::now()) {
+/// is stored before the member reads from it. On a cluster, refused once this node no longer coordinates the
+/// group; the members that left are told to the other nodes.
+async fn beat(node: &Arc<Node>, member: &mut Member) -> Result<()> {
+    if member.epoch >= 0 {
+        node.offsets.check_coordinator(&member.group)?;
+    }
+    let answered = node.shares.heartbeat(member.heartbeat(member.epoch), node.as_ref(), Instant::now());
+    crate::share_groups::remote::release_departed(node);
+    let answer = match answered {
         // The member's session ran out (its stream's task could not beat in time) or its epoch was lost: as a
         // Kafka member would, it joins again with its id, which keeps what it holds.
         Err(ShareError::UnknownMember { .. } | ShareError::FencedEpoch { .. }) if member.epoch > 0 => {
             tracing::info!(group = %member.group, member = %member.id, "share group member joins again");
-            node.shares.heartbeat(member.heartbeat(0), node, Instant::now()).map_err(refusal)?
+            let answered = node.shares.heartbeat(member.heartbeat(0), node.as_ref(), Instant::now());
+            crate::share_groups::remote::release_departed(node);
+            answered.map_err(refusal)?
         }
         answered => answered.map_err(refusal)?,
     };
@@ -166,7 +172,7 @@ async fn keep(
 
 /// The member's requests, one at a time, and its heartbeats between and during them.
 async fn serve(
-    node: &Node,
+    node: &Arc<Node>,
     member: &mut Member,
     inbound: &mut Streaming<v1::ShareRequest>,
     outbound: &mpsc::Sender<std::result::Result<v1::ShareResponse, Status>>,
@@ -180,6 +186,7 @@ async fn serve(
     };
     tokio::pin!(shutting_down);
     let mut next_beat = Instant::now() + node.shares.settings_of(&member.group).heartbeat_interval;
+    let mut reads = MemberReads::new(Arc::clone(node), &member.group, &member.id);
     loop {
         let message = tokio::select! {
             message = inbound.message() => message,
@@ -207,23 +214,9 @@ async fn serve(
                     i64::from(fetch.max_bytes),
                     i64::from(fetch.max_wait_ms),
                 );
-                let applied = delivery::apply(node, &member.group, &member.id, acknowledgements);
-                // The acknowledgements' fsync and the read run at once; the read sees what they released. It
-                // reads the partitions the group assigns the member as it goes, looked at again every
-                // ASSIGNMENT_RECHECK while it waits.
-                let (group, id) = (member.group.clone(), member.id.clone());
-                let read = async {
-                    loop {
-                        let partitions = node.shares.assignment_of(&group, &id);
-                        let slice =
-                            Limits { deadline: limits.deadline.min(Instant::now() + ASSIGNMENT_RECHECK), ..limits };
-                        let delivered = delivery::deliver(node, &group, &id, &partitions, slice).await;
-                        if !delivered.is_empty() || Instant::now() >= limits.deadline || node.is_shutting_down() {
-                            break delivered;
-                        }
-                    }
-                };
-                let work = async { tokio::join!(delivery::store(node, &group, applied), read) };
+                // The acknowledgements' stores and the read run at once; the read sees what they released.
+                let stored = reads.acknowledge(acknowledgements);
+                let work = async { tokio::join!(stored, reads.read(limits)) };
                 tokio::pin!(work);
                 // A long wait for records keeps the member's heartbeat going.
                 let (stored, delivered) = loop {
@@ -265,9 +258,7 @@ async fn serve(
                 v1::share_response::Kind::Records(v1::ShareRecords { partitions, acknowledgements: results(stored) })
             }
             Some(v1::share_request::Kind::Acknowledge(acknowledge)) => {
-                let acknowledgements = by_partition(&acknowledge.acknowledgements);
-                let applied = delivery::apply(node, &member.group, &member.id, acknowledgements);
-                let stored = delivery::store(node, &member.group, applied).await;
+                let stored = reads.acknowledge(by_partition(&acknowledge.acknowledgements)).await;
                 v1::share_response::Kind::Acknowledged(v1::ShareAcknowledged { acknowledgements: results(stored) })
             }
             Some(v1::share_request::Kind::Join(_)) => {
@@ -293,15 +284,13 @@ fn by_partition(acknowledgements: &[v1::ShareAcknowledgement]) -> Vec<(TopicPart
     grouped.into_iter().collect()
 }
 
-fn results(
-    stored: BTreeMap<TopicPartition, std::result::Result<(), delivery::AckFailure>>,
-) -> Vec<v1::ShareAcknowledgeResult> {
+fn results(stored: BTreeMap<TopicPartition, std::result::Result<(), String>>) -> Vec<v1::ShareAcknowledgeResult> {
     stored
         .into_iter()
         .map(|(partition, outcome)| v1::ShareAcknowledgeResult {
             topic: partition.topic,
             partition: partition.partition,
-            error: outcome.err().map(|failure| failure.to_string()).unwrap_or_default(),
+            error: outcome.err().unwrap_or_default(),
         })
         .collect()
 }

@@ -9,6 +9,8 @@
 //!   delivery counts, and the stored form of that state.
 //! - `delivery.rs` — records read for a member and its acknowledgements stored, over the node's logs and offset
 //!   store: what Kafka's ShareFetch and rill's ShareConsume stream both run.
+//! - `member_reads.rs` — a `ShareConsume` member's reads and acknowledgements, at each partition's leader, made
+//!   by the node serving its stream (on a cluster, the group's coordinator).
 //! - this file — [`ShareGroups`]: the groups' members (ShareGroupHeartbeat, or a ShareConsume stream), their share
 //!   sessions (ShareFetch's session epochs), and the share partitions, all behind one `std::sync::Mutex` held only
 //!   for in-memory work.
@@ -30,7 +32,9 @@
 //! deposed leader's stale window cannot overwrite its successor's. A partition's window starts (by the group's
 //! reset policy) at its first fetch, not at the heartbeat that assigns it, since the coordinator does not hold
 //! the partition. A member that leaves, or whose session runs out, is told to every other node
-//! (`remote::release_departed`), which releases what it held there.
+//! (`remote::release_departed`), which releases what it held there. A member of rill's `ShareConsume` stream is
+//! served by the group's coordinator, which reads and acknowledges for it at each partition's leader
+//! (`member_reads.rs`), as the member's own ShareFetch would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +49,7 @@ use crate::offsets::OffsetKey;
 
 pub mod assignment;
 pub mod delivery;
+pub mod member_reads;
 pub mod partition;
 pub mod remote;
 
@@ -608,6 +613,28 @@ impl ShareGroups {
 
     /// Forgets the sessions unused for their group's session timeout (on a cluster, members that went away
     /// without closing theirs at this node).
+    /// On a cluster: gives `member` a share session here unless it has one, and marks it used, for the reads its
+    /// coordinator makes on its behalf (a rill `ShareConsume` member, whom the coordinator keeps): what it
+    /// acquires here is locked to it, and released when the coordinator tells this node it departed.
+    pub fn keep_session(&self, group_id: &str, member_id: &str, now: Instant) -> Result<(), ShareError> {
+        let mut state = self.lock();
+        let session_key = (group_id.to_owned(), member_id.to_owned());
+        if let Some(session) = state.sessions.get_mut(&session_key) {
+            session.last_used = now;
+            return Ok(());
+        }
+        if state.sessions.len() >= MAX_SHARE_SESSIONS {
+            self.evict_idle_sessions(&mut state, now);
+            if state.sessions.len() >= MAX_SHARE_SESSIONS {
+                return Err(ShareError::TooManySessions { max: MAX_SHARE_SESSIONS });
+            }
+        }
+        let session =
+            ShareSession { next_epoch: 1, partitions: BTreeSet::new(), name: Arc::from(member_id), last_used: now };
+        state.sessions.insert(session_key, session);
+        Ok(())
+    }
+
     fn evict_idle_sessions(&self, state: &mut State, now: Instant) {
         let configs = &self.configs;
         state.sessions.retain(|(group, _), session| {

@@ -68,7 +68,7 @@ pub enum AckError {
 
 /// One acknowledgement batch of a request: `first..=last` and its types (one for the whole batch, or one per
 /// offset).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AckBatch {
     pub first: i64,
     pub last: i64,
@@ -109,7 +109,7 @@ pub struct BatchSpan {
 }
 
 /// Offsets `first..=last` acquired by one fetch, each delivered `delivery_count` times (this delivery included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Acquired {
     pub first: i64,
     pub last: i64,

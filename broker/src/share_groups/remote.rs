@@ -1,17 +1,30 @@
 //! On a cluster, what a share partition's leader asks of the group's coordinator, and what the coordinator tells
-//! the other nodes, over the internal `Share` call: a window's stored state loaded and its changes stored where
-//! the group's offsets partition is led (and replicated with it), whether a member opening a share session is in
-//! the group, and a reset or deleted group's windows dropped. On a single node, and where this node is the
-//! group's coordinator, each is answered here without a call.
+//! or asks the other nodes, over the internal `Share` call: a window's stored state loaded and its changes stored
+//! where the group's offsets partition is led (and replicated with it), whether a member opening a share session
+//! is in the group, a reset or deleted group's windows dropped, and, for a member of rill's `ShareConsume` stream
+//! (whose coordinator serves it), records read and acknowledged at the partitions' leaders
+//! (`member_reads.rs`). On a single node, and where this node is the group's coordinator, each is answered here
+//! without a call.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::StateToStore;
+use base64::Engine as _;
+
+use super::delivery::{self, Delivered, Deliveries, Limits};
+use super::{AckBatch, Acquired, StateToStore};
 use crate::error::{BrokerError, Result};
+use crate::groups::TopicPartition;
 use crate::node::Node;
 use crate::offsets::{OffsetKey, StoredShareState};
+
+/// The bytes of batches one `Read` call returns at most: they travel base64 in JSON, and the answer must fit the
+/// internal call's message limit (`MAX_RAFT_MESSAGE_BYTES`, 16 MiB) with room to spare.
+const READ_BYTES_CAP: usize = 4 << 20;
+
+/// The longest one `Read` call waits for records at the leader: well inside the internal call's deadline.
+pub const READ_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One call, as JSON in the internal `Share` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +41,32 @@ pub enum Call {
     /// From a group's coordinator to every node: `member` left or timed out; release what it holds and forget
     /// its session.
     Departed { group: String, member: String },
+    /// From a group's coordinator to a partition's leader: acquire records of `partitions` for `member`, waiting
+    /// up to `wait_ms` for some.
+    Read {
+        group: String,
+        member: String,
+        partitions: Vec<TopicPartition>,
+        max_records: usize,
+        max_bytes: usize,
+        wait_ms: u64,
+    },
+    /// From a group's coordinator to a partition's leader: apply and store `member`'s acknowledgements.
+    Acknowledge { group: String, member: String, acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)> },
+}
+
+/// What a `Read` acquired in one partition, or why the partition could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadPartition {
+    pub partition: TopicPartition,
+    pub outcome: std::result::Result<ReadRecords, String>,
+}
+
+/// The batches holding the acquired records (base64), and the acquired ranges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadRecords {
+    pub batches_base64: String,
+    pub acquired: Vec<Acquired>,
 }
 
 /// A call's answer.
@@ -37,6 +76,9 @@ pub enum Answer {
     Saved,
     IsMember(bool),
     Forgotten,
+    Read(Vec<ReadPartition>),
+    /// Each partition's acknowledgement outcome: `None` stored, else why not.
+    Acknowledged(Vec<(TopicPartition, Option<String>)>),
 }
 
 /// Why a call was refused, as the caller turns it back into the error the callee had.
@@ -112,8 +154,38 @@ pub async fn serve(node: &Node, call: Call) -> std::result::Result<Answer, Refus
             node.shares.depart(&group, &member);
             Ok(Answer::Forgotten)
         }
+        Call::Read { group, member, partitions, max_records, max_bytes, wait_ms } => {
+            let wait = std::time::Duration::from_millis(wait_ms).min(READ_WAIT_CAP);
+            let limits = Limits {
+                max_records,
+                max_bytes: max_bytes.min(READ_BYTES_CAP),
+                deadline: tokio::time::Instant::now() + wait,
+            };
+            if let Err(err) = node.shares.keep_session(&group, &member, tokio::time::Instant::now()) {
+                return Err(Refusal::Other(err.to_string()));
+            }
+            let delivered = delivery::deliver(node, &group, &member, &partitions, limits).await;
+            Ok(Answer::Read(delivered.into_iter().map(ReadPartition::of).collect()))
+        }
+        Call::Acknowledge { group, member, acknowledgements } => {
+            let applied = delivery::apply(node, &group, &member, acknowledgements);
+            let stored = delivery::store(node, &group, applied).await;
+            let outcomes =
+                stored.into_iter().map(|(partition, outcome)| (partition, outcome.err().map(|f| f.to_string())));
+            Ok(Answer::Acknowledged(outcomes.collect()))
+        }
     };
     served.map_err(Refusal::from)
+}
+
+impl ReadPartition {
+    fn of((partition, delivered): (TopicPartition, Result<Delivered>)) -> ReadPartition {
+        let outcome = delivered.map_err(|err| err.to_string()).map(|delivered| ReadRecords {
+            batches_base64: base64::engine::general_purpose::STANDARD.encode(&delivered.records),
+            acquired: delivered.acquired,
+        });
+        ReadPartition { partition, outcome }
+    }
 }
 
 fn load_here(node: &Node, key: &OffsetKey) -> Result<Option<StoredShareState>> {
@@ -188,6 +260,86 @@ pub async fn is_member(node: &Node, group: &str, member: &str) -> Result<bool> {
             Answer::IsMember(is) => Ok(is),
             other => Err(unexpected(other)),
         },
+    }
+}
+
+/// Acquires records of `partitions` (all led by node `leader`, not this one) for `member` at their leader.
+/// A call that fails is each partition's error.
+pub async fn read(
+    node: &Node,
+    leader: u64,
+    group: &str,
+    member: &str,
+    partitions: Vec<TopicPartition>,
+    limits: Limits,
+) -> Deliveries {
+    let wait = limits.deadline.saturating_duration_since(tokio::time::Instant::now());
+    let asked = Call::Read {
+        group: group.to_owned(),
+        member: member.to_owned(),
+        partitions: partitions.clone(),
+        max_records: limits.max_records,
+        max_bytes: limits.max_bytes,
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    };
+    let read = match call(node, leader, &asked).await {
+        Ok(Answer::Read(read)) => read,
+        Ok(other) => return failed(partitions, &unexpected(other)),
+        Err(err) => return failed(partitions, &err),
+    };
+    let mut out = Deliveries::new();
+    for ReadPartition { partition, outcome } in read {
+        let delivered = outcome
+            .map_err(|message| BrokerError::ControllerUnavailable {
+                reason: format!("node {leader}, the partition's leader: {message}"),
+            })
+            .and_then(|records| {
+                let batches = base64::engine::general_purpose::STANDARD
+                    .decode(records.batches_base64)
+                    .map_err(|e| BrokerError::Internal(format!("node {leader} sent undecodable batches: {e}")))?;
+                Ok(Delivered { records: batches.into(), acquired: records.acquired })
+            });
+        out.insert(partition, delivered);
+    }
+    out
+}
+
+fn failed(partitions: Vec<TopicPartition>, err: &BrokerError) -> Deliveries {
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let err = BrokerError::ControllerUnavailable { reason: format!("the partition's leader: {err}") };
+            (partition, Err(err))
+        })
+        .collect()
+}
+
+/// Applies and stores `member`'s acknowledgements of partitions node `leader` leads, there. Each partition's
+/// outcome: `Err` with why it did not take (the whole call's failure for all of them).
+pub async fn acknowledge(
+    node: &Node,
+    leader: u64,
+    group: &str,
+    member: &str,
+    acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)>,
+) -> Vec<(TopicPartition, std::result::Result<(), String>)> {
+    let partitions: Vec<TopicPartition> = acknowledgements.iter().map(|(partition, _)| partition.clone()).collect();
+    let asked = Call::Acknowledge { group: group.to_owned(), member: member.to_owned(), acknowledgements };
+    match call(node, leader, &asked).await {
+        Ok(Answer::Acknowledged(outcomes)) => outcomes
+            .into_iter()
+            .map(|(partition, refused)| {
+                (partition, refused.map_or(Ok(()), |why| Err(format!("at node {leader}: {why}"))))
+            })
+            .collect(),
+        Ok(other) => {
+            let why = unexpected(other).to_string();
+            partitions.into_iter().map(|partition| (partition, Err(why.clone()))).collect()
+        }
+        Err(err) => {
+            let why = format!("the acknowledgement did not reach node {leader}, the partition's leader: {err}");
+            partitions.into_iter().map(|partition| (partition, Err(why.clone()))).collect()
+        }
     }
 }
 

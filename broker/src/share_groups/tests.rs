@@ -477,3 +477,24 @@ fn on_a_cluster_a_member_gone_from_its_coordinator_is_told_to_every_leader_which
     leader.fetch_session("g", "c", opened, now).unwrap();
     assert_eq!(fetch(&leader, &log, "c", &[batch(10, 12)], now), [(10, 12, 2)], "delivered again at once");
 }
+
+#[test]
+fn on_a_cluster_a_leader_reads_for_a_coordinators_member_in_a_session_kept_for_it() {
+    let (mut log, now) = (log(&[("jobs", 1)]), Instant::now());
+    let partition = tp("jobs", 0);
+    let leader = ShareGroups::clustered(group_configs());
+    leader.install("g", &partition, None, &log);
+    log.bounds = (0, 13);
+    // Neither a member here nor in a session: nothing is acquired for it.
+    assert_eq!(fetch(&leader, &log, "m", &[batch(10, 12)], now), []);
+    leader.keep_session("g", "m", now).unwrap();
+    assert_eq!(fetch(&leader, &log, "m", &[batch(10, 12)], now), [(10, 12, 1)]);
+    let later = now + Duration::from_secs(1);
+    leader.keep_session("g", "n", later).unwrap();
+    assert_eq!(fetch(&leader, &log, "n", &[batch(10, 12)], later), [], "held by m");
+    // m's coordinator says it departed: its records go back at once, and its session with them.
+    leader.depart("g", "m");
+    assert_eq!(fetch(&leader, &log, "n", &[batch(10, 12)], later), [(10, 12, 2)], "delivered again at once");
+    let continued = SessionChange { epoch: 1, added: &[], forgotten: &[], has_acknowledgements: false };
+    assert!(matches!(leader.fetch_session("g", "m", continued, later), Err(ShareError::SessionNotFound { .. })));
+}

@@ -164,6 +164,13 @@ pub fn scrape(admin: &str) -> Option<HashMap<String, f64>> {
     Some(samples)
 }
 
+/// Kafka's coordinator partition of `group`, computed here independently of the broker: Java's `String.hashCode`
+/// over UTF-16 code units, `Utils.abs`, modulo the offsets topic's partition count.
+pub fn coordinator_partition(group: &str, partitions: usize) -> usize {
+    let hash = group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    (if hash == i32::MIN { 0 } else { hash.abs() }) as usize % partitions
+}
+
 /// One partition's row of `rill topic describe` on a cluster.
 #[derive(Debug, Clone)]
 pub struct PartitionRow {

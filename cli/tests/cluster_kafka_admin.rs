@@ -295,8 +295,6 @@ fn a_restarted_node_answers_metadata_retriably_until_it_has_caught_up() {
     eprintln!("node 3 answered LEADER_NOT_AVAILABLE {not_yet} time(s) before it had caught up");
     // gRPC's metadata call on the same node knows it too.
     assert!(rill(cluster.addr(3), &["topic", "describe", "orders"]).ok().contains("PARTITION"));
-    // Share groups are served on a single node: a cluster node says so to a rill member.
-    rill(cluster.addr(3), &["consume", "orders", "--share-group", "workers"]).fails(1, "served on a single node only");
 }
 
 /// `rill group config billing` asked of `addr` (no rows while it fails: a node starting).

@@ -4,7 +4,9 @@
 //! forgotten partitions are no longer read; an epoch out of turn is INVALID_FETCH_SESSION_EPOCH, an unknown or
 //! closed session FETCH_SESSION_ID_NOT_FOUND, and a client without sessions (epoch -1) is served as before.
 //! All of it at v12 (topics by name) and at v16 (by id, KIP-516), where an id that names no topic is
-//! UNKNOWN_TOPIC_ID and each answer names its topic by id.
+//! UNKNOWN_TOPIC_ID and each answer names its topic by id; and a session at v16 whose topic is deleted and created
+//! again under its name is answered UNKNOWN_TOPIC_ID for the old id, never the new topic's records, until the
+//! client forgets the old id and adds the new one.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, Forgot
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use rill_protocol::v1;
 use rill_tests::kafka_client::KafkaClient;
 use rill_tests::{values_of, TestBroker};
 
@@ -149,4 +152,45 @@ async fn session_at(version: i16) {
     let old: FetchResponse =
         client.call(ApiKey::Fetch, 6, &fetch((0, -1), vec![partition(0, 1), partition(1, 1)], 0)).await;
     assert_eq!(answered(&old), [(0, 1, vec![]), (1, 1, vec![])]);
+}
+
+#[tokio::test]
+async fn a_session_by_topic_id_never_reads_a_topic_created_again_under_its_name() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("orders", 1).await;
+    broker.produce_values("orders", 0, &["old"]).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let old = topic_id(&mut client).await;
+    let opened: FetchResponse = client.call(ApiKey::Fetch, 16, &fetch((0, 0), vec![partition(0, 0)], 0, old)).await;
+    let id = opened.session_id;
+    assert!(id > 0, "a session was opened");
+    assert_eq!(answered(&opened), [(0, 1, vec!["old".to_owned()])]);
+
+    // Deleted and created again: the same name, another id, other records.
+    let deleted = v1::DeleteTopicRequest { name: "orders".into() };
+    broker.admin.delete_topic(deleted).await.expect("delete");
+    broker.create_topic("orders", 1).await;
+    broker.produce_values("orders", 0, &["new"]).await;
+    let new = topic_id(&mut client).await;
+    assert_ne!(new, old);
+
+    // The session's partition is the old topic's: UNKNOWN_TOPIC_ID under the old id, at every fetch.
+    for epoch in 1..=2 {
+        let stale: FetchResponse = client.call(ApiKey::Fetch, 16, &fetch((id, epoch), vec![], 0, old)).await;
+        assert_eq!((stale.error_code, stale.session_id), (0, id));
+        assert_eq!(topic_ids(&stale), [old]);
+        let refused = &stale.responses[0].partitions[0];
+        assert_eq!((refused.partition_index, refused.error_code), (0, UNKNOWN_TOPIC_ID));
+        assert!(answered(&stale)[0].2.is_empty(), "no records of the new topic under the old id");
+    }
+
+    // The client forgets the old id and adds the new one in the same fetch: the new topic is read, by its id.
+    let mut moved = fetch((id, 3), vec![partition(0, 0)], 0, new);
+    moved.forgotten_topics_data = vec![ForgottenTopic::default().with_topic_id(old).with_partitions(vec![0])];
+    let read: FetchResponse = client.call(ApiKey::Fetch, 16, &moved).await;
+    assert_eq!(topic_ids(&read), [new]);
+    assert_eq!(answered(&read), [(0, 1, vec!["new".to_owned()])]);
+    // The old id is gone from the session: nothing more to say.
+    let quiet: FetchResponse = client.call(ApiKey::Fetch, 16, &fetch((id, 4), vec![partition(0, 1)], 0, new)).await;
+    assert!(quiet.responses.is_empty(), "{:?}", answered(&quiet));
 }

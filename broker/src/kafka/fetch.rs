@@ -147,7 +147,8 @@ pub async fn answer(
 ) -> (FetchResponse, Vec<BatchRun>) {
     use crate::auth::acl::{Operation, Resource};
     let node = &kafka.node;
-    let unknown_ids = match version >= TOPIC_ID_VERSION {
+    let by_id = version >= TOPIC_ID_VERSION;
+    let mut unknown_ids = match by_id {
         true => name_topics(kafka, &mut request),
         false => Vec::new(),
     };
@@ -163,6 +164,9 @@ pub async fn answer(
         },
         _ => Served::Sessionless,
     };
+    if by_id && matches!(served, Served::Incremental(_)) {
+        unknown_ids.extend(take_stale(kafka, &mut request));
+    }
     let may_read_follower = version >= FOLLOWER_FETCH_VERSION && request.replica_id.0 < 0;
     let client_rack = match (&node.replication, request.rack_id.as_str()) {
         (Some(replication), rack) if may_read_follower && node.config.follower_fetching && !rack.is_empty() => {
@@ -228,10 +232,13 @@ pub async fn answer(
             || watchers.is_empty()
         {
             let mut response = FetchResponse::default().with_responses(responses);
+            if by_id {
+                give_ids(kafka, &mut response);
+            }
             response.session_id = node.fetch_sessions.answered(served, &mut response.responses);
             add_leader_hints(kafka, &mut response);
-            if version >= TOPIC_ID_VERSION {
-                answer_by_id(kafka, &mut response, &unknown_ids);
+            if by_id {
+                answer_by_id(&mut response, &unknown_ids);
             }
             let runs = batch_runs(&mut response, joined);
             return (response, runs);
@@ -262,23 +269,39 @@ fn name_topics(kafka: &KafkaContext, request: &mut FetchRequest) -> Vec<(Uuid, V
             false
         }
     });
-    // A forgotten topic that is gone has nothing left to forget but its session entries, kept by name: those of
-    // a deleted topic go when the session next reads them (UNKNOWN_TOPIC_OR_PARTITION).
-    request.forgotten_topics_data.retain_mut(|topic| match name_of(topic.topic_id) {
-        Some(name) => {
-            topic.topic = name;
-            true
-        }
-        None => false,
-    });
+    // A forgotten topic that is gone keeps no name: its session forgets its partitions by id.
+    for topic in &mut request.forgotten_topics_data {
+        topic.topic = name_of(topic.topic_id).unwrap_or_default();
+    }
     unknown
 }
 
-/// Fetch v13+: every topic of the answer by its id, and the unknown ids' partitions UNKNOWN_TOPIC_ID.
-fn answer_by_id(kafka: &KafkaContext, response: &mut FetchResponse, unknown: &[(Uuid, Vec<i32>)]) {
+/// Fetch v13+, an incremental fetch: takes out the session's topics whose id is no longer the id of the topic
+/// their name holds (deleted, perhaps created again), returned to be answered UNKNOWN_TOPIC_ID: a session's
+/// partition is never read from another topic than the one the client named.
+fn take_stale(kafka: &KafkaContext, request: &mut FetchRequest) -> Vec<(Uuid, Vec<i32>)> {
+    let mut stale = Vec::new();
+    request.topics.retain(|topic| {
+        let is_current = topic_id_of(kafka, topic.topic.0.as_str()) == Some(topic.topic_id);
+        if !is_current {
+            stale.push((topic.topic_id, topic.partitions.iter().map(|p| p.partition).collect()));
+        }
+        is_current
+    });
+    stale
+}
+
+/// Fetch v13+: every topic of the answer given its id (the session keeps partitions by id and name).
+fn give_ids(kafka: &KafkaContext, response: &mut FetchResponse) {
     for topic in &mut response.responses {
         // A topic deleted since it was read (no id any more) is answered with the nil id, which no client holds.
         topic.topic_id = topic_id_of(kafka, topic.topic.0.as_str()).unwrap_or_default();
+    }
+}
+
+/// Fetch v13+: every topic of the answer by its id alone, and the unknown ids' partitions UNKNOWN_TOPIC_ID.
+fn answer_by_id(response: &mut FetchResponse, unknown: &[(Uuid, Vec<i32>)]) {
+    for topic in &mut response.responses {
         // The encoder refuses a field the version does not have.
         topic.topic = TopicName::default();
     }

@@ -16,6 +16,12 @@
 //!   principal opened, is FETCH_SESSION_ID_NOT_FOUND (70); another epoch INVALID_FETCH_SESSION_EPOCH (71):
 //!   the client then opens a new session with a full fetch.
 //!
+//! From Fetch v13 topics are named by id (KIP-516), and a session keeps each partition under its topic's id as
+//! well as its name: a topic deleted and created again under the same name is another topic to the session, and
+//! the old one's partitions, still in the session until the client forgets them, are answered UNKNOWN_TOPIC_ID
+//! (the caller checks each id against the topic its name holds now), never read from the new topic. A forgotten
+//! topic whose id names no topic any more is forgotten by its id.
+//!
 //! Bounded: at most [`MAX_SESSIONS`] sessions (Kafka's `max.incremental.fetch.session.cache.slots`) of at most
 //! [`MAX_SESSION_PARTITIONS`] partitions each; when full, a session unused for [`EVICTABLE_AFTER`] (Kafka's
 //! two minutes) gives its place to a new one, the least recently used first, and a session that was evicted is
@@ -27,12 +33,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::auth::Principal;
 
@@ -79,13 +86,17 @@ struct CachedPartition {
     told: Option<Told>,
 }
 
+/// A session's partition: its topic's id (nil below Fetch v13, where topics go by name alone), its topic's name,
+/// and its index.
+type PartitionKey = (Uuid, String, i32);
+
 #[derive(Debug)]
 struct Session {
     /// The epoch the next incremental fetch must carry.
     next_epoch: i32,
     principal: Principal,
-    /// By topic name and partition index, in the order a full answer lists them.
-    partitions: BTreeMap<(String, i32), CachedPartition>,
+    /// By topic id, name and partition index: a topic's partitions together, in the order a full answer lists them.
+    partitions: BTreeMap<PartitionKey, CachedPartition>,
     last_used: Instant,
 }
 
@@ -173,7 +184,7 @@ impl FetchSessions {
                 let mut is_full = false;
                 for topic in &request.topics {
                     for asked in &topic.partitions {
-                        let key = (topic.topic.0.to_string(), asked.partition);
+                        let key = (topic.topic_id, topic.topic.0.to_string(), asked.partition);
                         let held = session.partitions.len();
                         match session.partitions.entry(key) {
                             Entry::Occupied(mut cached) => cached.get_mut().wanted = Wanted::of(asked),
@@ -186,9 +197,7 @@ impl FetchSessions {
                 }
                 // Forgotten after the request's partitions are applied, as Kafka's session update has it.
                 for topic in &request.forgotten_topics_data {
-                    for partition in &topic.partitions {
-                        session.partitions.remove(&(topic.topic.0.to_string(), *partition));
-                    }
+                    forget(session, topic);
                 }
                 if is_full {
                     sessions.remove(&id);
@@ -217,14 +226,14 @@ impl FetchSessions {
         let mut sessions = self.lock();
         let Some(session) = sessions.get_mut(&served.session_id()) else { return 0 };
         for topic in responses.iter_mut() {
-            let name = topic.topic.0.to_string();
+            let (topic_id, name) = (topic.topic_id, topic.topic.0.to_string());
             topic.partitions.retain(|data| {
                 let told = Told {
                     high_watermark: data.high_watermark,
                     last_stable_offset: data.last_stable_offset,
                     log_start_offset: data.log_start_offset,
                 };
-                let Some(cached) = session.partitions.get_mut(&(name.clone(), data.partition_index)) else {
+                let Some(cached) = session.partitions.get_mut(&(topic_id, name.clone(), data.partition_index)) else {
                     return true;
                 };
                 let keep = matches!(served, Served::Opened(_)) || has_news(data) || cached.told != Some(told);
@@ -236,6 +245,29 @@ impl FetchSessions {
         }
         responses.retain(|topic| !topic.partitions.is_empty());
         served.session_id()
+    }
+}
+
+/// Takes `topic`'s forgotten partitions out of `session`: by id and name, or, for a topic whose id names no topic
+/// any more (no name), by id alone.
+fn forget(session: &mut Session, topic: &ForgottenTopic) {
+    let name = topic.topic.0.as_str();
+    if !name.is_empty() || topic.topic_id.is_nil() {
+        for partition in &topic.partitions {
+            session.partitions.remove(&(topic.topic_id, name.to_owned(), *partition));
+        }
+        return;
+    }
+    let of_the_id: Vec<PartitionKey> = session
+        .partitions
+        .range((topic.topic_id, String::new(), i32::MIN)..)
+        .map(|(key, _)| key)
+        .take_while(|(id, _, _)| *id == topic.topic_id)
+        .filter(|(_, _, index)| topic.partitions.contains(index))
+        .cloned()
+        .collect();
+    for key in of_the_id {
+        session.partitions.remove(&key);
     }
 }
 
@@ -259,7 +291,7 @@ fn open_session(
     for topic in &request.topics {
         for asked in &topic.partitions {
             partitions.insert(
-                (topic.topic.0.to_string(), asked.partition),
+                (topic.topic_id, topic.topic.0.to_string(), asked.partition),
                 CachedPartition { wanted: Wanted::of(asked), told: None },
             );
         }
@@ -293,7 +325,7 @@ fn open_session(
 /// Every partition of `session` as a request names them, with what the session keeps of each.
 fn every_partition(session: &Session) -> Vec<FetchTopic> {
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for ((topic, index), cached) in &session.partitions {
+    for ((topic_id, topic, index), cached) in &session.partitions {
         let wanted = &cached.wanted;
         let partition = FetchPartition::default()
             .with_partition(*index)
@@ -303,10 +335,13 @@ fn every_partition(session: &Session) -> Vec<FetchTopic> {
             .with_log_start_offset(wanted.log_start_offset)
             .with_partition_max_bytes(wanted.partition_max_bytes);
         match topics.last_mut() {
-            Some(last) if last.topic.0.as_str() == topic => last.partitions.push(partition),
+            Some(last) if last.topic_id == *topic_id && last.topic.0.as_str() == topic => {
+                last.partitions.push(partition)
+            }
             _ => topics.push(
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_topic_id(*topic_id)
                     .with_partitions(vec![partition]),
             ),
         }
@@ -318,7 +353,6 @@ fn every_partition(session: &Session) -> Vec<FetchTopic> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::messages::fetch_request::ForgottenTopic;
     use kafka_protocol::messages::BrokerId;
 
     fn asked(partition: i32, offset: i64) -> FetchPartition {
@@ -395,6 +429,40 @@ mod tests {
             .with_partitions(vec![2])];
         sessions.open(&mut changed, &me, now).expect("epoch 4");
         assert_eq!(named(&changed), [(0, 5), (1, 0), (7, 0)]);
+    }
+
+    #[test]
+    fn by_topic_id_a_name_may_hold_two_topics_and_a_gone_one_is_forgotten_by_id() {
+        let (sessions, me, now) = (FetchSessions::default(), Principal::Anonymous, Instant::now());
+        let (old, new) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let by_id = |id: i32, epoch: i32, topic_id: Uuid, partitions: &[(i32, i64)]| {
+            let mut request = request(id, epoch, partitions);
+            request.topics.iter_mut().for_each(|topic| topic.topic_id = topic_id);
+            request
+        };
+        let Ok(Served::Opened(id)) = sessions.open(&mut by_id(0, 0, old, &[(0, 4)]), &me, now) else { panic!() };
+        let answer_of = |topic_id: Uuid| {
+            let mut answer = answer(&[(0, 0, b"")]);
+            answer[0].topic_id = topic_id;
+            answer
+        };
+        sessions.answered(Served::Opened(id), &mut answer_of(old));
+        // The same name under another id is another topic: both are in the session, each with its id.
+        let mut added = by_id(id, 1, new, &[(0, 0)]);
+        sessions.open(&mut added, &me, now).expect("epoch 1");
+        let topics: Vec<(Uuid, i64)> =
+            added.topics.iter().map(|t| (t.topic_id, t.partitions[0].fetch_offset)).collect();
+        assert_eq!(topics, [(old, 4), (new, 0)]);
+        // An answer is matched to the session's partitions by id: the same bounds are news for the new topic
+        // only, the old one's were told.
+        let mut answer: Vec<FetchableTopicResponse> = answer_of(old).into_iter().chain(answer_of(new)).collect();
+        sessions.answered(Served::Incremental(id), &mut answer);
+        assert_eq!(answer.iter().map(|t| t.topic_id).collect::<Vec<_>>(), [new]);
+        // The old id names no topic any more (no name): forgotten by id alone.
+        let mut forget = by_id(id, 2, new, &[]);
+        forget.forgotten_topics_data = vec![ForgottenTopic::default().with_topic_id(old).with_partitions(vec![0])];
+        sessions.open(&mut forget, &me, now).expect("epoch 2");
+        assert_eq!(forget.topics.iter().map(|t| t.topic_id).collect::<Vec<_>>(), [new]);
     }
 
     #[test]

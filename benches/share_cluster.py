@@ -5,8 +5,10 @@ thread each, implicit acknowledgement: each poll accepts what the one before ret
 set to start at the log's start. On a single node every acknowledgement is fsynced to the node's offsets log
 before its answer; on three nodes a partition's leader stores it at the group's coordinator, which answers once
 the group's `__consumer_offsets` partition's in-sync replicas hold it (an internal call and a replication round
-trip, unless one node is both). Prints records/s from the first poll to the last record, per setup and round, and
-checks that no record came twice.
+trip, unless one node is both). Then MEMBERS rill members (`rill consume --share-group --follow` processes, the
+Rust client's ShareConsumer; on three nodes their streams live at the group's coordinator, which reads each
+partition at its leader) drain another fresh group. Prints records/s from the first record to the last, per
+setup, client and round, and checks that no record came twice.
 Usage: target/compat/venv/bin/python benches/share_cluster.py [RECORDS=200000] [PARTITIONS=6] [MEMBERS=2] [ROUNDS=3]
        (the venv from tests/compat/venv.sh; RILL_BIN defaults to target/release/rill)"""
 
@@ -74,6 +76,37 @@ def drain(bootstrap, group, topic):
     return time.monotonic() - first[0], len(seen), len(set(seen))
 
 
+def drain_rill(bootstrap, group, topic):
+    """MEMBERS `rill consume --share-group` processes drain the topic; (seconds, records read, distinct values).
+    Each prints what it is handed (the value, one line each) and accepts it; stopped by SIGINT once all are in."""
+    seen, lock, first, done = [], threading.Lock(), [], threading.Event()
+
+    def read(process):
+        for line in process.stdout:
+            with lock:
+                if not first:
+                    first.append(time.monotonic())
+                seen.append(line[:12])
+                if len(seen) >= RECORDS:
+                    done.set()
+
+    args = [RILL, "consume", topic, "--share-group", group, "--follow", "--broker", bootstrap]
+    processes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(MEMBERS)]
+    readers = [threading.Thread(target=read, args=(process,)) for process in processes]
+    for reader in readers:
+        reader.start()
+    done.wait(300)
+    finished = time.monotonic()
+    for process in processes:
+        process.send_signal(2)  # SIGINT: acknowledges what it printed, leaves the group, exits 0
+    for process, reader in zip(processes, readers):
+        assert process.wait(timeout=30) == 0
+        reader.join()
+    if not first:
+        return float("inf"), 0, 0
+    return finished - first[0], len(seen), len(set(seen))
+
+
 def run(nodes):
     with tempfile.TemporaryDirectory() as root:
         addrs, processes = start(root, nodes)
@@ -100,7 +133,16 @@ def run(nodes):
                 assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
                 label = "single node" if nodes == 1 else f"{nodes} nodes"
                 print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
-                      f"{MEMBERS} members, each record once", flush=True)
+                      f"{MEMBERS} confluent-kafka members, each record once", flush=True)
+            for round in range(ROUNDS):
+                group = f"rill-{round}"
+                wait_for(lambda: rill(addrs[0], "group", "config", group, "--config",
+                                      "share.auto.offset.reset=earliest").returncode == 0, "group config")
+                seconds, read, distinct = drain_rill(bootstrap, group, "jobs")
+                assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
+                label = "single node" if nodes == 1 else f"{nodes} nodes"
+                print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
+                      f"{MEMBERS} rill members, each record once", flush=True)
         finally:
             for process in processes:
                 process.kill()

@@ -319,6 +319,32 @@ async fn create_topics_answers_each_topic_with_its_own_error_and_validate_only_c
     let codes: Vec<i16> = deleted.responses.iter().map(|r| r.error_code).collect();
     assert_eq!(codes, [0, 3], "UNKNOWN_TOPIC_OR_PARTITION for the one that does not exist");
 
+    // v6 names each topic by name or by id (KIP-516), never both; an id that names no topic is UNKNOWN_TOPIC_ID.
+    let asked = metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(text("lenient"))));
+    let metadata: MetadataResponse =
+        client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![asked]))).await;
+    let lenient = metadata.topics[0].topic_id;
+    let state = delete_topics_request::DeleteTopicState::default;
+    let stranger = uuid::Uuid::from_u128(9);
+    let delete = DeleteTopicsRequest::default().with_topics(vec![
+        state().with_topic_id(lenient),
+        state().with_name(Some(TopicName(text("exists")))),
+        state().with_name(Some(TopicName(text("checked")))).with_topic_id(stranger),
+        state(),
+        state().with_topic_id(stranger),
+    ]);
+    let deleted: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, 6, &delete).await;
+    let answers: Vec<(Option<&str>, uuid::Uuid, i16)> =
+        deleted.responses.iter().map(|r| (r.name.as_ref().map(|n| n.0.as_str()), r.topic_id, r.error_code)).collect();
+    let nil = uuid::Uuid::nil();
+    let expected =
+        [(Some("lenient"), lenient, 0), (Some("exists"), nil, 0), (Some("checked"), stranger, 42), (None, nil, 42)];
+    assert_eq!(answers[..4], expected, "{deleted:?}");
+    assert_eq!(answers[4], (None, stranger, 100), "{deleted:?}");
+    assert!(deleted.responses[2..].iter().all(|r| r.error_message.is_some()), "every refusal says why");
+    let topics = broker.admin.list_topics(v1::ListTopicsRequest {}).await.expect("list").into_inner().topics;
+    assert!(topics.is_empty(), "{topics:?}");
+
     let resources = vec![
         describe_configs_request::DescribeConfigsResource::default()
             .with_resource_type(4)

@@ -111,7 +111,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (16, 0, 5), // ListGroups
         (18, 0, 3), // ApiVersions
         (19, 2, 7), // CreateTopics
-        (20, 1, 5), // DeleteTopics
+        (20, 1, 6), // DeleteTopics
         (21, 0, 2), // DeleteRecords
         (22, 0, 4), // InitProducerId
         (23, 2, 4), // OffsetForLeaderEpoch

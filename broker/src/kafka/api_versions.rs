@@ -59,10 +59,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
-    // Topic administration; DeleteTopics v6 names topics by id (not served), DescribeCluster v2 adds fenced
-    // brokers of KRaft controllers.
+    // Topic administration; DeleteTopics v6 names topics by name or id; DescribeCluster v2 adds fenced brokers of
+    // KRaft controllers.
     (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DeleteTopics, 1, 6),
     // Every version the codec has (v2 is flexible); on a cluster at the partition's leader (`delete_records.rs`).
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),

@@ -180,7 +180,8 @@ pub async fn answer(
             serve!(CreateTopicsRequest, |request| create_topics::answer(kafka, request, &caller.principal).await)
         }
         ApiKey::DeleteTopics => {
-            serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request, &caller.principal).await)
+            serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request, version, &caller.principal)
+                .await)
         }
         ApiKey::CreatePartitions => serve!(CreatePartitionsRequest, |request| {
             topics_admin::create_partitions(kafka, request, &caller.principal).await

@@ -3,16 +3,17 @@
 //! controller leader, forwarded to it from a follower, so any node answers; every replica then deletes or opens
 //! its logs). A cluster places new partitions round-robin with the topic's replication factor, or on a manual
 //! assignment (one broker id list per new partition). And the one mapping of a topic-administration failure to
-//! a Kafka code with its message. DeleteTopics v6 names topics by id: not served.
+//! a Kafka code with its message. DeleteTopics v6 names each topic by name or by id (KIP-516), never both.
 
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::ResponseError;
 use rill_storage::StorageError;
+use uuid::Uuid;
 
 use super::error::error_code;
 use super::topic_configs::text;
@@ -20,25 +21,62 @@ use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::error::BrokerError;
+use crate::topic_id::TopicId;
 
-pub async fn delete(kafka: &KafkaContext, request: DeleteTopicsRequest, principal: &Principal) -> DeleteTopicsResponse {
-    let mut responses = Vec::with_capacity(request.topic_names.len());
-    for name in request.topic_names {
-        let answer = DeletableTopicResult::default();
-        let deleted = match kafka.node.authorize(principal, Operation::Delete, &Resource::topic(name.0.as_str())) {
-            Ok(()) => kafka.node.delete_topic(name.0.as_str()).await,
-            Err(denied) => Err(denied),
+/// The version from which DeleteTopics names each topic by name or by id.
+const BY_ID_VERSION: i16 = 6;
+
+pub async fn delete(
+    kafka: &KafkaContext,
+    request: DeleteTopicsRequest,
+    version: i16,
+    principal: &Principal,
+) -> DeleteTopicsResponse {
+    let asked: Vec<(Option<TopicName>, Uuid)> = match version >= BY_ID_VERSION {
+        true => request.topics.into_iter().map(|topic| (topic.name, topic.topic_id)).collect(),
+        false => request.topic_names.into_iter().map(|name| (Some(name), Uuid::nil())).collect(),
+    };
+    let mut responses = Vec::with_capacity(asked.len());
+    for (name, topic_id) in asked {
+        let answer = DeletableTopicResult::default().with_topic_id(topic_id);
+        let name = name.filter(|name| !name.0.is_empty());
+        let named = match (name.clone(), TopicId::from_uuid(topic_id)) {
+            (Some(name), None) => Ok(name),
+            (None, Some(id)) => name_of(kafka, id).map(|name| TopicName(text(name))).ok_or_else(|| {
+                (ResponseError::UnknownTopicId, format!("no topic has id {topic_id}; it was deleted, or never was"))
+            }),
+            (Some(_), Some(_)) => {
+                Err((ResponseError::InvalidRequest, "a topic is named by its name or by its id, not both".to_owned()))
+            }
+            (None, None) => {
+                Err((ResponseError::InvalidRequest, "a topic to delete needs its name or its id".to_owned()))
+            }
+        };
+        let deleted = match &named {
+            Ok(name) => match kafka.node.authorize(principal, Operation::Delete, &Resource::topic(name.0.as_str())) {
+                Ok(()) => kafka.node.delete_topic(name.0.as_str()).await.map_err(|err| admin_error(&err)),
+                Err(denied) => Err(admin_error(&denied)),
+            },
+            Err(refused) => Err(refused.clone()),
         };
         let answer = match deleted {
             Ok(()) => answer,
-            Err(err) => {
-                let (error, message) = admin_error(&err);
-                answer.with_error_code(error.code()).with_error_message(Some(text(message)))
-            }
+            Err((error, message)) => answer.with_error_code(error.code()).with_error_message(Some(text(message))),
         };
-        responses.push(answer.with_name(Some(name)));
+        // Answered under the name asked, or found for the id asked.
+        responses.push(answer.with_name(named.ok().or(name)));
     }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// The name of the topic with id `id`: this node's replica of it, else (on a cluster) the controller's metadata,
+/// which knows topics without a replica here.
+fn name_of(kafka: &KafkaContext, id: TopicId) -> Option<String> {
+    if let Some(topic) = kafka.node.registry.topic_by_id(id) {
+        return Some(topic.name.to_string());
+    }
+    let metadata = kafka.node.replication.as_ref()?.metadata();
+    metadata.topics.iter().find(|(name, placed)| placed.topic_id(name) == id).map(|(name, _)| name.clone())
 }
 
 pub async fn create_partitions(

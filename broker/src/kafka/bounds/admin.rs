@@ -136,6 +136,13 @@ mod tests {
 
         let names = vec![TopicName(text("a")), TopicName(text("b"))];
         assert_walked_whole(ApiKey::DeleteTopics, 1..=5, &DeleteTopicsRequest::default().with_topic_names(names));
+        let by_name = delete_topics_request::DeleteTopicState::default().with_name(Some(TopicName(text("a"))));
+        let by_id = delete_topics_request::DeleteTopicState::default().with_topic_id(uuid::Uuid::from_u128(7));
+        assert_walked_whole(
+            ApiKey::DeleteTopics,
+            6..=6,
+            &DeleteTopicsRequest::default().with_topics(vec![by_name, by_id]),
+        );
 
         let partitions = create_partitions_request::CreatePartitionsTopic::default()
             .with_name(TopicName(text("t")))

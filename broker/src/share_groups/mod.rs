@@ -662,9 +662,13 @@ impl ShareGroups {
                 outcomes.push((partition, Err(AckError::NotAcquired { offset: first })));
                 continue;
             };
+            let was_full = !tracked.partition.has_room(&rules);
             let applied = tracked.partition.acknowledge_batches(member_id, &batches, &rules);
             if applied.is_ok() {
-                released |= batches.iter().any(|batch| batch.types.contains(&2));
+                // Released records are available again; an accept or reject that moves a full window's start
+                // makes room for fresh ones. Either way a fetch waiting on the partition has something to take.
+                released |= batches.iter().any(|batch| batch.types.contains(&2))
+                    || (was_full && tracked.partition.has_room(&rules));
                 to_store.push(snapshot(&key, tracked));
             }
             outcomes.push((partition, applied));

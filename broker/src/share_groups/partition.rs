@@ -251,7 +251,8 @@ impl SharePartition {
         available.or_else(|| self.has_room(rules).then_some(self.end))
     }
 
-    fn has_room(&self, rules: &DeliveryRules) -> bool {
+    /// Whether the window may take fresh records: fewer than `max_record_locks` between its start and its end.
+    pub fn has_room(&self, rules: &DeliveryRules) -> bool {
         self.end - self.start < i64::from(rules.max_record_locks)
     }
 

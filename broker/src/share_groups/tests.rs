@@ -498,3 +498,22 @@ fn on_a_cluster_a_leader_reads_for_a_coordinators_member_in_a_session_kept_for_i
     let continued = SessionChange { epoch: 1, added: &[], forgotten: &[], has_acknowledgements: false };
     assert!(matches!(leader.fetch_session("g", "m", continued, later), Err(ShareError::SessionNotFound { .. })));
 }
+
+#[test]
+fn an_accept_that_makes_room_in_a_full_window_wakes_the_fetches_waiting_on_it() {
+    let (shares, mut log, now) = (share_groups(), log(&[("jobs", 1)]), Instant::now());
+    log.bounds = (0, 0);
+    shares.heartbeat(join("g", "a", &["jobs"]), &log, now).unwrap();
+    log.bounds = (0, 300);
+    // The window holds 100 records at most (the tests' rules): a takes 50, then the rest of the room.
+    assert_eq!(fetch(&shares, &log, "a", &[batch(0, 49)], now), [(0, 49, 1)]);
+    let released = shares.watch_released();
+    let accept = |first, last| vec![(tp("jobs", 0), vec![AckBatch { first, last, types: vec![1] }])];
+    shares.acknowledge("g", "a", accept(0, 9));
+    assert!(!released.has_changed().unwrap(), "room before and after: nobody waits on it");
+    assert_eq!(fetch(&shares, &log, "a", &[batch(50, 149)], now), [(50, 109, 1)], "split at the window's end");
+    assert_eq!(fetch(&shares, &log, "a", &[batch(110, 149)], now), [], "full: a fetch waits");
+    shares.acknowledge("g", "a", accept(10, 19));
+    assert!(released.has_changed().unwrap(), "the accept made room: the waiting fetch is woken");
+    assert_eq!(fetch(&shares, &log, "a", &[batch(110, 149)], now), [(110, 119, 1)]);
+}

@@ -124,25 +124,18 @@ def run(nodes):
                     except BufferError:  # librdkafka's queue is full: let deliveries drain it
                         producer.poll(0.05)
             assert producer.flush(120) == 0
-            for round in range(ROUNDS):
-                group = f"load-{round}"
-                # The group's start (a group config, through one node): created `__consumer_offsets` on a cluster.
-                wait_for(lambda: rill(addrs[0], "group", "config", group, "--config",
-                                      "share.auto.offset.reset=earliest").returncode == 0, "group config")
-                seconds, read, distinct = drain(bootstrap, group, "jobs")
-                assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
-                label = "single node" if nodes == 1 else f"{nodes} nodes"
-                print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
-                      f"{MEMBERS} confluent-kafka members, each record once", flush=True)
-            for round in range(ROUNDS):
-                group = f"rill-{round}"
-                wait_for(lambda: rill(addrs[0], "group", "config", group, "--config",
-                                      "share.auto.offset.reset=earliest").returncode == 0, "group config")
-                seconds, read, distinct = drain_rill(bootstrap, group, "jobs")
-                assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
-                label = "single node" if nodes == 1 else f"{nodes} nodes"
-                print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
-                      f"{MEMBERS} rill members, each record once", flush=True)
+            label = "single node" if nodes == 1 else f"{nodes} nodes"
+            for client, drain_with in (("confluent-kafka", drain), ("rill", drain_rill)):
+                for round in range(ROUNDS):
+                    group = f"{client}-{round}"
+                    # The group's start (a group config, through one node): creates `__consumer_offsets` on a
+                    # cluster.
+                    wait_for(lambda: rill(addrs[0], "group", "config", group, "--config",
+                                          "share.auto.offset.reset=earliest").returncode == 0, "group config")
+                    seconds, read, distinct = drain_with(bootstrap, group, "jobs")
+                    assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
+                    print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
+                          f"{MEMBERS} {client} members, each record once", flush=True)
         finally:
             for process in processes:
                 process.kill()

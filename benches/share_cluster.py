@@ -7,8 +7,13 @@ before its answer; on three nodes a partition's leader stores it at the group's 
 the group's `__consumer_offsets` partition's in-sync replicas hold it (an internal call and a replication round
 trip, unless one node is both). Then MEMBERS rill members (`rill consume --share-group --follow` processes, the
 Rust client's ShareConsumer; on three nodes their streams live at the group's coordinator, which reads each
-partition at its leader) drain another fresh group. Prints records/s from the first record to the last, per
-setup, client and round, and checks that no record came twice.
+partition at its leader) drain another fresh group. The confluent-kafka drain runs twice: with librdkafka's
+defaults, and with `fetch.wait.max.ms=10`. librdkafka's share consumer has one ShareFetch in flight at a time and
+picks its broker by cycling through its partitions' leaders; once a member's partitions at one leader are drained,
+each turn at that leader waits out `fetch.wait.max.ms` (500 ms by default) for records that cannot come, as a
+Kafka broker would make it wait too, so on a cluster the tail of a drain is paced by that setting (docs/kafka.md).
+Prints records/s from the first record to the last, per setup, client and round, and checks that no record came
+twice.
 Usage: target/compat/venv/bin/python benches/share_cluster.py [RECORDS=200000] [PARTITIONS=6] [MEMBERS=2] [ROUNDS=3]
        (the venv from tests/compat/venv.sh; RILL_BIN defaults to target/release/rill)"""
 
@@ -47,12 +52,13 @@ def start(root, nodes):
     return addrs, processes
 
 
-def drain(bootstrap, group, topic):
-    """MEMBERS share consumers drain the topic; (seconds, records read, distinct values)."""
+def drain(bootstrap, group, topic, settings):
+    """MEMBERS share consumers, with librdkafka `settings` beside the group's, drain the topic; (seconds, records
+    read, distinct values)."""
     seen, lock, first = [], threading.Lock(), []
 
     def member():
-        consumer = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group})
+        consumer = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group, **settings})
         consumer.subscribe([topic])
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -125,14 +131,20 @@ def run(nodes):
                         producer.poll(0.05)
             assert producer.flush(120) == 0
             label = "single node" if nodes == 1 else f"{nodes} nodes"
-            for client, drain_with in (("confluent-kafka", drain), ("rill", drain_rill)):
+            drains = (
+                ("confluent-kafka", lambda group: drain(bootstrap, group, "jobs", {})),
+                ("confluent-kafka (fetch.wait.max.ms=10)",
+                 lambda group: drain(bootstrap, group, "jobs", {"fetch.wait.max.ms": 10})),
+                ("rill", lambda group: drain_rill(bootstrap, group, "jobs")),
+            )
+            for number, (client, drain_with) in enumerate(drains):
                 for round in range(ROUNDS):
-                    group = f"{client}-{round}"
+                    group = f"drain-{number}-{round}"
                     # The group's start (a group config, through one node): creates `__consumer_offsets` on a
                     # cluster.
                     wait_for(lambda: rill(addrs[0], "group", "config", group, "--config",
                                           "share.auto.offset.reset=earliest").returncode == 0, "group config")
-                    seconds, read, distinct = drain_with(bootstrap, group, "jobs")
+                    seconds, read, distinct = drain_with(group)
                     assert read == distinct == RECORDS, f"{read} read, {distinct} distinct, of {RECORDS}"
                     print(f"{label:>11} round {round}: {RECORDS / seconds:>9,.0f} records/s ({seconds:.2f} s), "
                           f"{MEMBERS} {client} members, each record once", flush=True)

@@ -223,6 +223,9 @@ pub struct BrokerConfig {
     /// Where a share group starts on a partition it has never read (`share.auto.offset.reset`): the log's start
     /// (`earliest`) or its end (`latest`, Kafka's default).
     pub share_auto_offset_reset: crate::share_groups::ShareOffsetReset,
+    /// What a share group's dead-letter topic's name must start with, empty for any name (Kafka's
+    /// `errors.deadletterqueue.topic.name.prefix`): a group config cannot send dead letters to any topic at all.
+    pub dead_letter_topic_prefix: String,
     /// Most consumer groups the coordinator holds (with members, or empty and remembered for their offsets).
     pub max_groups: u32,
     /// Most members one group may have.
@@ -474,6 +477,7 @@ impl Default for BrokerConfig {
             share_record_lock_duration_ms: 30_000,
             share_delivery_count_limit: 5,
             share_max_record_locks: 2_000,
+            dead_letter_topic_prefix: "dlq.".to_owned(),
             share_auto_offset_reset: crate::share_groups::ShareOffsetReset::Latest,
             max_groups: 10_000,
             max_members_per_group: 1_000,
@@ -802,6 +806,13 @@ impl BrokerConfig {
         }
         if !(100..=100_000).contains(&self.share_max_record_locks) {
             return bad("share_max_record_locks", format!("{} is outside 100..=100000", self.share_max_record_locks));
+        }
+        let prefix = &self.dead_letter_topic_prefix;
+        if prefix.len() > 249 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return bad(
+                "dead_letter_topic_prefix",
+                format!("{prefix:?} is not the start of a topic name: at most 249 of A-Z, a-z, 0-9, '.', '_', '-'"),
+            );
         }
         // Sessions are sent to members as u32 milliseconds.
         let max_session_ms = u64::from(u32::MAX);

@@ -46,6 +46,10 @@ pub enum GroupConfigKey {
     ShareIsolationLevel,
     ConsumerSessionTimeoutMs,
     ConsumerHeartbeatIntervalMs,
+    /// A share group's dead-letter topic (KIP-1191): where the records it rejects or gives up on are written.
+    DeadLetterTopicName,
+    /// Whether a dead letter carries the record's key and value, or only the headers saying where it was.
+    DeadLetterCopyRecord,
 }
 
 /// A KIP-848 consumer group's session timeout and heartbeat interval.
@@ -84,7 +88,7 @@ const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 const DELIVERY_COUNT_LIMIT: std::ops::RangeInclusive<u64> = 2..=10;
 
 impl GroupConfigKey {
-    pub const ALL: [GroupConfigKey; 8] = [
+    pub const ALL: [GroupConfigKey; 10] = [
         GroupConfigKey::ConsumerHeartbeatIntervalMs,
         GroupConfigKey::ConsumerSessionTimeoutMs,
         GroupConfigKey::ShareAutoOffsetReset,
@@ -93,6 +97,8 @@ impl GroupConfigKey {
         GroupConfigKey::ShareSessionTimeoutMs,
         GroupConfigKey::ShareHeartbeatIntervalMs,
         GroupConfigKey::ShareIsolationLevel,
+        GroupConfigKey::DeadLetterTopicName,
+        GroupConfigKey::DeadLetterCopyRecord,
     ];
 
     pub fn kafka_name(self) -> &'static str {
@@ -105,6 +111,8 @@ impl GroupConfigKey {
             GroupConfigKey::ShareIsolationLevel => "share.isolation.level",
             GroupConfigKey::ConsumerSessionTimeoutMs => "consumer.session.timeout.ms",
             GroupConfigKey::ConsumerHeartbeatIntervalMs => "consumer.heartbeat.interval.ms",
+            GroupConfigKey::DeadLetterTopicName => "errors.deadletterqueue.topic.name",
+            GroupConfigKey::DeadLetterCopyRecord => "errors.deadletterqueue.copy.record.enable",
         }
     }
 
@@ -112,9 +120,15 @@ impl GroupConfigKey {
         GroupConfigKey::ALL.into_iter().find(|key| key.kafka_name() == name)
     }
 
-    /// Whether Kafka types the key as a string (else an int).
-    pub fn is_string(self) -> bool {
-        matches!(self, GroupConfigKey::ShareAutoOffsetReset | GroupConfigKey::ShareIsolationLevel)
+    /// How Kafka types the key's value (DescribeConfigs' `config_type`).
+    pub fn value_type(self) -> GroupConfigType {
+        match self {
+            GroupConfigKey::ShareAutoOffsetReset
+            | GroupConfigKey::ShareIsolationLevel
+            | GroupConfigKey::DeadLetterTopicName => GroupConfigType::String,
+            GroupConfigKey::DeadLetterCopyRecord => GroupConfigType::Boolean,
+            _ => GroupConfigType::Int,
+        }
     }
 
     /// The broker's value of the key: what a group that does not set it follows.
@@ -129,6 +143,9 @@ impl GroupConfigKey {
             GroupConfigKey::ShareIsolationLevel => isolation_name(settings.is_read_committed).to_owned(),
             GroupConfigKey::ConsumerSessionTimeoutMs => defaults.consumer.session_timeout.as_millis().to_string(),
             GroupConfigKey::ConsumerHeartbeatIntervalMs => defaults.consumer.heartbeat_interval.as_millis().to_string(),
+            // No dead-letter topic unless the group names one, as in Kafka.
+            GroupConfigKey::DeadLetterTopicName => String::new(),
+            GroupConfigKey::DeadLetterCopyRecord => "false".to_owned(),
         }
     }
 
@@ -171,8 +188,33 @@ impl GroupConfigKey {
                 level @ ("read_uncommitted" | "read_committed") => Ok(level.to_owned()),
                 _ => Err(invalid("read_uncommitted or read_committed")),
             },
+            // Empty: no dead-letter topic. The topic need not exist yet; whether it may take dead letters (its
+            // `errors.deadletterqueue.group.enable`, the broker's prefix) is checked at each write, since both
+            // may change after this.
+            GroupConfigKey::DeadLetterTopicName => match value {
+                "" => Ok(String::new()),
+                internal if internal.starts_with("__") => {
+                    Err(invalid("a topic name not starting with __ (internal topics never take dead letters)"))
+                }
+                name => match rill_storage::TopicName::new(name) {
+                    Ok(_) => Ok(name.to_owned()),
+                    Err(err) => Err(invalid(&format!("a valid topic name ({err})"))),
+                },
+            },
+            GroupConfigKey::DeadLetterCopyRecord => match value.to_ascii_lowercase().as_str() {
+                flag @ ("true" | "false") => Ok(flag.to_owned()),
+                _ => Err(invalid("true or false")),
+            },
         }
     }
+}
+
+/// A group config value's type, as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupConfigType {
+    Boolean,
+    Int,
+    String,
 }
 
 fn isolation_name(is_read_committed: bool) -> &'static str {
@@ -246,7 +288,8 @@ pub enum GroupConfigError {
     #[error(
         "{name} is not a group config rill serves: they are share.auto.offset.reset, share.record.lock.duration.ms, \
          share.delivery.count.limit, share.session.timeout.ms, share.heartbeat.interval.ms, share.isolation.level, \
-         consumer.session.timeout.ms and consumer.heartbeat.interval.ms"
+         errors.deadletterqueue.topic.name, errors.deadletterqueue.copy.record.enable, consumer.session.timeout.ms \
+         and consumer.heartbeat.interval.ms"
     )]
     UnknownKey { name: String },
     #[error("{key}={value:?} is not allowed: {allowed}")]
@@ -263,6 +306,14 @@ pub enum GroupConfigError {
          a group that no longer needs them first"
     )]
     TooManyGroups,
+}
+
+/// A share group's dead-letter topic, as its config names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterTopic {
+    pub name: String,
+    /// `errors.deadletterqueue.copy.record.enable`: a dead letter carries the record's key and value.
+    pub copies_record: bool,
 }
 
 /// One group's config: each key it sets, with its value as stored (checked).
@@ -456,7 +507,10 @@ fn with_keys_applied(config: &GroupConfig, mut settings: ShareSettings) -> Share
                 settings.heartbeat_interval = millis().unwrap_or(settings.heartbeat_interval);
             }
             GroupConfigKey::ShareIsolationLevel => settings.is_read_committed = value == "read_committed",
-            GroupConfigKey::ConsumerSessionTimeoutMs | GroupConfigKey::ConsumerHeartbeatIntervalMs => {}
+            GroupConfigKey::DeadLetterTopicName => settings.rules.keeps_dead_letters = !value.is_empty(),
+            GroupConfigKey::ConsumerSessionTimeoutMs
+            | GroupConfigKey::ConsumerHeartbeatIntervalMs
+            | GroupConfigKey::DeadLetterCopyRecord => {}
         }
     }
     settings
@@ -599,6 +653,15 @@ impl GroupConfigs {
         self.read().get(group).map_or(self.defaults.share, |config| apply(config, self.defaults.share))
     }
 
+    /// Share group `group`'s dead-letter topic, if it names one, and whether its dead letters copy the record.
+    pub fn dead_letter_topic(&self, group: &str) -> Option<DeadLetterTopic> {
+        let groups = self.read();
+        let config = groups.get(group)?;
+        let name = config.get(&GroupConfigKey::DeadLetterTopicName).filter(|name| !name.is_empty())?;
+        let copies_record = config.get(&GroupConfigKey::DeadLetterCopyRecord).is_some_and(|flag| flag == "true");
+        Some(DeadLetterTopic { name: name.clone(), copies_record })
+    }
+
     /// The session timeout and heartbeat interval consumer group `group`'s KIP-848 members run with.
     pub fn consumer_timing(&self, group: &str) -> ConsumerTiming {
         self.read().get(group).map_or(self.defaults.consumer, |config| consumer_timing(config, self.defaults.consumer))
@@ -704,6 +767,7 @@ mod tests {
                 lock_duration: Duration::from_secs(30),
                 delivery_count_limit: 5,
                 max_record_locks: 2000,
+                keeps_dead_letters: false,
             },
             auto_offset_reset: ShareStart::Latest,
             is_read_committed: false,

@@ -73,6 +73,10 @@ pub struct TopicSettings {
     /// Left out of the files while off.
     #[serde(default, skip_serializing_if = "SchemaIdChecks::is_default")]
     pub schema_ids: SchemaIdChecks,
+    /// Kafka's `errors.deadletterqueue.group.enable`: share groups may write their dead letters here
+    /// (`share_groups/dead_letters.rs`). Left out of the files while off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_dead_letters: bool,
 }
 
 /// How a schema id's subject is named: Confluent's subject name strategies, named as its classes are (their
@@ -572,6 +576,7 @@ mod tests {
             timestamps: MessageTimestamps::default(),
             compression: TopicCompression::default(),
             schema_ids: SchemaIdChecks::default(),
+            takes_dead_letters: false,
         }
     }
 

@@ -127,6 +127,7 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         value_schema_validation: Some(s.schema_ids.value.enabled),
         key_subject_name_strategy: Some(format!("{:?}", s.schema_ids.key.strategy)),
         value_subject_name_strategy: Some(format!("{:?}", s.schema_ids.value.strategy)),
+        dead_letter_group_enable: Some(s.takes_dead_letters),
     }
 }
 
@@ -590,6 +591,7 @@ impl Registry {
                 })?,
             },
             schema_ids: requested_schema_ids(requested)?,
+            takes_dead_letters: requested.dead_letter_group_enable.unwrap_or(false),
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));

@@ -53,10 +53,12 @@ pub enum ConfigKey {
     KeySubjectNameStrategy,
     /// The same for values.
     ValueSubjectNameStrategy,
+    /// Whether share groups may write dead letters here (Kafka's `errors.deadletterqueue.group.enable`).
+    DeadLetterGroupEnable,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 21] = [
+    pub const ALL: [ConfigKey; 22] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -78,6 +80,7 @@ impl ConfigKey {
         ConfigKey::ValueSchemaValidation,
         ConfigKey::KeySubjectNameStrategy,
         ConfigKey::ValueSubjectNameStrategy,
+        ConfigKey::DeadLetterGroupEnable,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -104,6 +107,7 @@ impl ConfigKey {
             ConfigKey::ValueSchemaValidation => "confluent.value.schema.validation",
             ConfigKey::KeySubjectNameStrategy => "confluent.key.subject.name.strategy",
             ConfigKey::ValueSubjectNameStrategy => "confluent.value.subject.name.strategy",
+            ConfigKey::DeadLetterGroupEnable => "errors.deadletterqueue.group.enable",
         }
     }
 
@@ -131,6 +135,7 @@ impl ConfigKey {
             ConfigKey::ValueSchemaValidation => "value_schema_validation",
             ConfigKey::KeySubjectNameStrategy => "key_subject_name_strategy",
             ConfigKey::ValueSubjectNameStrategy => "value_subject_name_strategy",
+            ConfigKey::DeadLetterGroupEnable => "dead_letter_group_enable",
         }
     }
 
@@ -281,6 +286,7 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::ValueSchemaValidation => s.schema_ids.value.enabled = false,
         ConfigKey::KeySubjectNameStrategy => s.schema_ids.key.strategy = SubjectNameStrategy::default(),
         ConfigKey::ValueSubjectNameStrategy => s.schema_ids.value.strategy = SubjectNameStrategy::default(),
+        ConfigKey::DeadLetterGroupEnable => s.takes_dead_letters = false,
     }
 }
 
@@ -408,6 +414,10 @@ fn set(
                 _ => s.schema_ids.value.strategy = strategy,
             }
         }
+        ConfigKey::DeadLetterGroupEnable => {
+            s.takes_dead_letters =
+                crate::meta::parse_bool(value).ok_or_else(|| refusal(change, "must be true or false"))?;
+        }
     }
     Ok(())
 }
@@ -499,6 +509,7 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::ValueSchemaValidation, s.schema_ids.value.enabled);
     differs(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy != SubjectNameStrategy::default());
     differs(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy != SubjectNameStrategy::default());
+    differs(ConfigKey::DeadLetterGroupEnable, s.takes_dead_letters);
     keys
 }
 
@@ -545,6 +556,7 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     push(ConfigKey::ValueSchemaValidation, set.value_schema_validation.map(|v| v.to_string()));
     push(ConfigKey::KeySubjectNameStrategy, set.key_subject_name_strategy.clone());
     push(ConfigKey::ValueSubjectNameStrategy, set.value_subject_name_strategy.clone());
+    push(ConfigKey::DeadLetterGroupEnable, set.dead_letter_group_enable.map(|v| v.to_string()));
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

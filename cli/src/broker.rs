@@ -156,6 +156,10 @@ pub struct BrokerArgs {
     /// Kafka's group.share.delivery.count.limit). [default: 5]
     #[arg(long, env = "RILL_SHARE_DELIVERY_COUNT_LIMIT", value_name = "N")]
     share_delivery_count_limit: Option<u16>,
+    /// What a share group's dead-letter topic (its errors.deadletterqueue.topic.name) must start with; empty for
+    /// any name (Kafka's errors.deadletterqueue.topic.name.prefix). [default: dlq.]
+    #[arg(long, env = "RILL_DEAD_LETTER_TOPIC_PREFIX", value_name = "PREFIX")]
+    dead_letter_topic_prefix: Option<String>,
     /// Serve gRPC and Kafka over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
     /// on SIGHUP and when the file changes.
     #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -427,6 +431,9 @@ impl BrokerArgs {
         if let Some(v) = self.share_delivery_count_limit {
             config.share_delivery_count_limit = v;
         }
+        if let Some(v) = self.dead_letter_topic_prefix {
+            config.dead_letter_topic_prefix = v;
+        }
         if let Some(v) = self.join {
             config.join = v;
         }
@@ -697,6 +704,11 @@ mod tests {
         assert_eq!(config_from(&[]).expect("the defaults").share_auto_offset_reset, ShareOffsetReset::Latest);
         let refused = config_from(&["--share-auto-offset-reset", "newest"]).expect_err("not a policy").to_string();
         assert!(refused.contains("earliest") && refused.contains("latest"), "{refused}");
+        assert_eq!(config_from(&[]).expect("the defaults").dead_letter_topic_prefix, "dlq.");
+        let any = config_from(&["--dead-letter-topic-prefix", ""]).expect("empty: any name");
+        assert_eq!(any.dead_letter_topic_prefix, "");
+        let refused = config_from(&["--dead-letter-topic-prefix", "dead letters/"]).expect_err("a space").to_string();
+        assert!(refused.contains("dead_letter_topic_prefix"), "{refused}");
         let refused = config_from(&["--share-delivery-count-limit", "11"]).expect_err("too many").to_string();
         assert!(refused.contains("share_delivery_count_limit") && refused.contains("2..=10"), "{refused}");
         let refused = config_from(&["--share-record-lock-ms", "10"]).expect_err("too short").to_string();

@@ -83,10 +83,12 @@ Keys (Kafka's group configs, as kafka-configs --entity-type groups takes them): 
 (earliest, latest, by_duration:PT1H and other ISO-8601 durations), share.record.lock.duration.ms
 (1000..=3600000), share.delivery.count.limit (2..=10), share.session.timeout.ms (1000..=3600000),
 share.heartbeat.interval.ms (below the session timeout), share.isolation.level (read_uncommitted,
-read_committed) for share groups; consumer.session.timeout.ms (1000..=3600000) and consumer.heartbeat.interval.ms
+read_committed), errors.deadletterqueue.topic.name (the share group's dead-letter topic, empty for none) and
+errors.deadletterqueue.copy.record.enable (true, false) for share groups; consumer.session.timeout.ms
+(1000..=3600000) and consumer.heartbeat.interval.ms
 (below the session timeout) for KIP-848 consumer groups. A group need not exist yet: settings made before its first member joins decide where it
 starts. Kept across restarts; on a cluster, in its replicated metadata, which every node follows. All or nothing: one bad key or value refuses the change.
-SOURCE is group (the group's own) or broker (the broker's, which the group follows).")]
+SOURCE is group (the group's own) or broker (the broker's, which the group follows); a VALUE of - is empty.")]
     Config(ConfigArgs),
 }
 
@@ -165,7 +167,9 @@ async fn config(args: ConfigArgs) -> anyhow::Result<()> {
     let mut table = Table::new(&["KEY", "VALUE", "SOURCE"]);
     for entry in &configs {
         let source = if entry.is_group_setting { "group" } else { "broker" };
-        table.row(vec![entry.name.clone(), entry.value.clone(), source.to_owned()]);
+        // An empty value (no dead-letter topic) shows as "-", so each row keeps its three columns.
+        let value = if entry.value.is_empty() { "-".to_owned() } else { entry.value.clone() };
+        table.row(vec![entry.name.clone(), value, source.to_owned()]);
     }
     let mut out = output::stdout();
     if args.changes.dry_run {

@@ -502,6 +502,9 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
             settings.row(vec![name.into(), format!("on ({strategy})")]);
         }
     }
+    if config.dead_letter_group_enable == Some(true) {
+        settings.row(vec!["dead_letter_group_enable".into(), "true (share groups' dead letters)".into()]);
+    }
     for (name, bound) in [
         ("timestamp_before_max_ms", config.message_timestamp_before_max_ms),
         ("timestamp_after_max_ms", config.message_timestamp_after_max_ms),

@@ -34,6 +34,7 @@ const KEYS: &[(&str, &str)] = &[
     ("confluent.value.schema.validation", "true or false: every value carries a registered schema id"),
     ("confluent.key.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
     ("confluent.value.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
+    ("errors.deadletterqueue.group.enable", "true or false: share groups may write their dead letters here"),
 ];
 
 /// Kafka's Long.MAX_VALUE, its "no bound" for the bounds above; sent as is (the broker reads it as none).
@@ -151,6 +152,13 @@ pub(crate) fn configs_of(configs: &[String]) -> anyhow::Result<(TopicConfig, Opt
                 match key {
                     "confluent.key.schema.validation" => set.key_schema_validation = Some(enabled),
                     _ => set.value_schema_validation = Some(enabled),
+                }
+            }
+            "errors.deadletterqueue.group.enable" => {
+                set.dead_letter_group_enable = match value.to_ascii_lowercase().as_str() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => return Err(bad()),
                 }
             }
             "confluent.key.subject.name.strategy" => set.key_subject_name_strategy = Some(value.to_owned()),

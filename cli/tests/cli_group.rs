@@ -265,7 +265,7 @@ fn group_config_shows_changes_and_keeps_a_groups_own_settings_and_refuses_bad_on
     let broker = BrokerProcess::start(&dir.path().join("data"));
     let b = broker.addr.as_str();
     let shown = rill(b, &["group", "config", "mailers"]).ok().to_owned();
-    assert_eq!(config_rows(&shown).len(), 8, "{shown}");
+    assert_eq!(config_rows(&shown).len(), 10, "{shown}");
     assert_eq!(config_value(&shown, "share.auto.offset.reset"), ("latest".into(), "broker".into()));
     let set = ["share.auto.offset.reset=earliest", "share.record.lock.duration.ms=60000"];
     let altered = rill(b, &["group", "config", "mailers", "--config", set[0], "--config", set[1]]).ok().to_owned();
@@ -298,6 +298,62 @@ fn group_config_shows_changes_and_keeps_a_groups_own_settings_and_refuses_bad_on
     let output = common::cluster::start_as_cluster_node(&dir.path().join("data"));
     let stderr = output.fails(1, "__group-configs.json holds the group configs this node kept when it ran alone");
     assert!(stderr.contains("rill group config"), "{stderr}");
+}
+
+/// KIP-1191 with rill's own tools: a topic opted in as a dead-letter topic, a share group naming it, and
+/// `rill consume --share-group --ack reject`; the dead letters carry the records (the group copies them) and
+/// headers saying where each was and why.
+#[test]
+fn a_share_groups_rejected_records_land_in_its_dead_letter_topic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "jobs", "--partitions", "1"]).ok();
+    let opted_in = ["--config", "errors.deadletterqueue.group.enable=true"];
+    rill(b, &[&["topic", "create", "dlq.jobs", "--partitions", "1"][..], &opted_in].concat()).ok();
+    assert!(rill(b, &["topic", "describe", "dlq.jobs"]).ok().contains("dead_letter_group_enable"));
+    let configs = [
+        "share.auto.offset.reset=earliest",
+        "errors.deadletterqueue.topic.name=dlq.jobs",
+        "errors.deadletterqueue.copy.record.enable=true",
+    ];
+    let mut args = vec!["group", "config", "workers"];
+    args.extend(configs.iter().flat_map(|config| ["--config", config]));
+    let shown = rill(b, &args).ok().to_owned();
+    assert_eq!(config_value(&shown, "errors.deadletterqueue.topic.name"), ("dlq.jobs".into(), "group".into()));
+    let other = rill(b, &["group", "config", "others"]).ok().to_owned();
+    assert_eq!(config_value(&other, "errors.deadletterqueue.topic.name"), ("-".into(), "broker".into()), "none");
+    rill(b, &["group", "config", "others", "--config", "errors.deadletterqueue.topic.name=__consumer_offsets"])
+        .fails(1, "not starting with __");
+    rill(b, &["group", "config", "others", "--config", "errors.deadletterqueue.copy.record.enable=yes"])
+        .fails(1, "true or false");
+    for value in ["a", "b"] {
+        rill(b, &["produce", "jobs", "--value", value]).ok();
+    }
+    let rejected = ["consume", "jobs", "--share-group", "workers", "--ack", "reject", "--max-messages", "2"];
+    assert_eq!(
+        shared(rill(b, &[&rejected[..], &["--format", "json"]].concat()).ok()),
+        [("a".into(), 1), ("b".into(), 1)]
+    );
+
+    let read = ["consume", "dlq.jobs", "--from-beginning", "--max-messages", "2", "--format", "json"];
+    let letters: Vec<serde_json::Value> =
+        rill(b, &read).ok().lines().map(|line| serde_json::from_str(line).expect("a json line")).collect();
+    assert_eq!(letters.len(), 2);
+    for (offset, (letter, value)) in letters.iter().zip(["a", "b"]).enumerate() {
+        assert_eq!(letter["value"], value, "copied: {letter}");
+        let header = |key: &str| {
+            let headers = letter["headers"].as_array().expect("headers");
+            let found = headers.iter().find(|h| h["key"] == key).unwrap_or_else(|| panic!("{key} in {letter}"));
+            found["value"].as_str().expect("a text value").to_owned()
+        };
+        assert_eq!(header("__dlq.errors.topic"), "jobs");
+        assert_eq!(header("__dlq.errors.partition"), "0");
+        assert_eq!(header("__dlq.errors.offset"), offset.to_string());
+        assert_eq!(header("__dlq.errors.group"), "workers");
+        assert_eq!(header("__dlq.errors.delivery.count"), "1");
+        assert!(header("__dlq.errors.message").contains("rejected"), "{letter}");
+    }
 }
 
 /// `(value, delivery_count)` of `rill consume --share-group --format json` lines.

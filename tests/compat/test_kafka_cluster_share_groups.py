@@ -7,7 +7,8 @@ partition leader SIGKILLed hands its partitions to in-sync replicas, whose windo
 stored, so nothing acknowledged before the kill is delivered again; the coordinator SIGKILLed, the members rejoin
 at the next one, which holds every acknowledgement (the first node killed is back by then, so the controller
 keeps its majority); a member SIGKILLed while it holds records, with locks of an hour: its coordinator times it
-out and tells every leader, which releases them at once. Run by kafka-clients.sh."""
+out and tells every leader, which releases them at once. A group's dead letters (KIP-1191) reach a dead-letter
+partition led by another node than the records' partitions. Run by kafka-clients.sh."""
 
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Producer, ShareConsumer
+from confluent_kafka import AcknowledgeType, Consumer, Producer, ShareConsumer
 
 from test_kafka_cluster import CONFIG, DEADLINE_S, OFFSETS_PARTITIONS, Cluster, fully_in_sync, java_hash_partition
 from test_kafka_cluster import rill, wait_for
@@ -228,3 +229,55 @@ def test_a_killed_members_records_come_back_when_its_coordinator_times_it_out(cl
     read = {value for value, _ in seen}
     assert read == set(values), f"{len(values) - len(read)} records never came back (the dead member held {held})"
     assert any(count == 2 for _, count in seen), "what the dead member held came again, a second delivery"
+
+
+def test_rejected_records_reach_a_dead_letter_partition_another_node_leads(cluster):
+    """Each partition's leader writes the dead letters of the records rejected there: to the dead-letter
+    partition itself where it leads that too, else through the partition's leader (the nodes' internal call).
+    With the records' 3 partitions led by 3 nodes and one dead-letter partition, two of them take that way."""
+    topic, group = new_name("payments"), new_name("settlers")
+    dead = f"dlq.{topic}"
+    placement = create_topic(cluster, topic)
+    assert len({leader for leader, _ in placement.values()}) == 3, f"each partition led by its own node: {placement}"
+    create = ("topic", "create", dead, "--partitions", "1", "--replication-factor", "3",
+              "--config", "errors.deadletterqueue.group.enable=true")
+    wait_for(lambda: rill(cluster.any_addr(), *create, check=False).returncode == 0, f"{dead} created")
+    wait_for(lambda: fully_in_sync(cluster.any_addr(), dead, 1), f"3 in-sync replicas of {dead}")
+    offsets_topic_in_sync(cluster, group)
+    rill(cluster.addrs[1], "group", "config", group, "--config", f"errors.deadletterqueue.topic.name={dead}",
+         "--config", "errors.deadletterqueue.copy.record.enable=true")
+    start_at_the_beginning(cluster, group)
+    values = [f"payment-{i}" for i in range(9)]
+    produce(cluster, topic, values)
+    member = ShareConsumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+                            "share.acknowledgement.mode": "explicit"})
+    member.subscribe([topic])
+    rejected = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(rejected) < len(values) and time.monotonic() < deadline:
+        for message in member.poll(0.5):
+            assert message.error() is None, message.error()
+            rejected[message.value().decode()] = (message.partition(), message.offset())
+            member.acknowledge(message, AcknowledgeType.REJECT)
+        member.commit_sync(30)
+    member.close()
+    assert sorted(rejected) == sorted(values), f"{len(rejected)} of {len(values)} delivered"
+
+    reader = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": new_name("inspect"),
+                       "auto.offset.reset": "earliest"})
+    reader.subscribe([dead])
+    letters = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(letters) < len(values) and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is None or message.error() is not None:
+            continue
+        headers = {key: value.decode() for key, value in message.headers() or []}
+        letters[message.value().decode()] = headers
+    reader.close()
+    assert sorted(letters) == sorted(values), f"{len(letters)} dead letters for {len(values)} rejected records"
+    for value, headers in letters.items():
+        partition, offset = rejected[value]
+        assert (headers["__dlq.errors.topic"], headers["__dlq.errors.group"]) == (topic, group)
+        assert (headers["__dlq.errors.partition"], headers["__dlq.errors.offset"]) == (str(partition), str(offset))
+        assert headers["__dlq.errors.delivery.count"] == "1"

@@ -5,7 +5,9 @@ count raised, a rejected one never does, and one released as often as the delive
 record whose lock runs out while its consumer sits on it goes to another consumer; a share group's id is refused to a
 consumer group and the other way round; a rill member (`rill consume --share-group`) and a librdkafka member
 split one group's records; a group's own configs (IncrementalAlterConfigs and DescribeConfigs of
-resource type GROUP) decide where it starts and last across a restart. Run by kafka-clients.sh."""
+resource type GROUP) decide where it starts and last across a restart; a group's dead-letter topic (KIP-1191,
+created with AdminClient and its opt-in config) gets each record the group rejects or gives up on, with Kafka's
+headers. Run by kafka-clients.sh."""
 
 import json
 import os
@@ -477,3 +479,103 @@ def test_a_group_started_by_duration_reads_the_records_that_young(broker):
     assert drain(reader, 1, seconds=3) == [], "nothing older than an hour"
     reader.commit_sync(30)
     reader.close()
+
+
+def read_all(addr, topic, wanted, seconds=DEADLINE_S):
+    """Every record of `topic` from its start, read by a plain consumer until `wanted` came or the deadline."""
+    reader = RdConsumer({"bootstrap.servers": addr, "group.id": new_name("inspect"), "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    reader.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + seconds
+    while len(got) < wanted and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is not None and message.error() is None:
+            got.append(message)
+    reader.close()
+    return got
+
+
+def dead_letter_headers(message):
+    return {key: value.decode() for key, value in message.headers() or []}
+
+
+def test_a_groups_dead_letter_topic_gets_what_it_rejects_and_gives_up_on(broker):
+    """KIP-1191: a share group naming a dead-letter topic has each record it rejects, and each it gives up on at the
+    delivery count limit (3 here), written there with headers saying where it was and why; its key and value too
+    when the group asks. The topic must opt in (errors.deadletterqueue.group.enable) and carry the broker's prefix
+    (dlq.); a group naming one that did not opt in gets nothing written, and its records are archived all the
+    same."""
+    addr, _ = broker
+    from conftest import create_topic
+    admin = AdminClient({"bootstrap.servers": addr})
+    topic, group, plain_group, closed_group = new_name("orders"), new_name("billing"), new_name("audit"), new_name("late")
+    dead, closed = f"dlq.{topic}", f"dlq.{topic}-closed"
+    rill(addr, "topic", "create", topic, "--partitions", "2")
+    create_topic(admin, dead, {"errors.deadletterqueue.group.enable": "true"})
+    create_topic(admin, closed, {})
+    topic_config = admin.describe_configs([ConfigResource(ResourceType.TOPIC, dead)])
+    (described,) = topic_config.values()
+    assert described.result()["errors.deadletterqueue.group.enable"].value == "true"
+
+    alter_group_configs(admin, group, errors_deadletterqueue_topic_name=dead,
+                        errors_deadletterqueue_copy_record_enable="true")
+    alter_group_configs(admin, plain_group, errors_deadletterqueue_topic_name=dead)
+    alter_group_configs(admin, closed_group, errors_deadletterqueue_topic_name=closed)
+    configs = group_configs(admin, group)
+    assert configs["errors.deadletterqueue.topic.name"].value == dead
+    assert configs["errors.deadletterqueue.copy.record.enable"].value == "true"
+    assert group_configs(admin, new_name("other"))["errors.deadletterqueue.topic.name"].value == ""
+    with pytest.raises(KafkaException) as refused:
+        alter_group_configs(admin, group, errors_deadletterqueue_topic_name="__consumer_offsets")
+    assert "__" in str(refused.value), refused.value
+
+    produce(addr, topic, ["ok", "poison", "flaky", "fine"], 2)
+    kinds = {"ok": AcknowledgeType.ACCEPT, "fine": AcknowledgeType.ACCEPT, "poison": AcknowledgeType.REJECT,
+             "flaky": AcknowledgeType.RELEASE}
+    consumer = share_consumer(addr, group, **{"share.acknowledgement.mode": "explicit"})
+    consumer.subscribe([topic])
+    deliveries = {}
+    positions = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline and len(deliveries.get("flaky", [])) < 3:
+        for message in consumer.poll(0.5):
+            assert message.error() is None, message.error()
+            value = message.value().decode()
+            deliveries.setdefault(value, []).append(message.delivery_count())
+            positions[value] = (message.partition(), message.offset())
+            consumer.acknowledge(message, kinds[value])
+        consumer.commit_sync(30)
+    consumer.close()
+    assert deliveries["flaky"] == [1, 2, 3] and deliveries["poison"] == [1], deliveries
+
+    letters = read_all(addr, dead, 2)
+    assert len(letters) == 2, [dead_letter_headers(m) for m in letters]
+    by_value = {m.value().decode(): m for m in letters}
+    assert set(by_value) == {"poison", "flaky"}, "copied: the records' values"
+    for value, count, why in [("poison", "1", "rejected"), ("flaky", "3", "delivered 3 times")]:
+        headers = dead_letter_headers(by_value[value])
+        partition, offset = positions[value]
+        assert headers["__dlq.errors.topic"] == topic
+        assert headers["__dlq.errors.partition"] == str(partition)
+        assert headers["__dlq.errors.offset"] == str(offset)
+        assert headers["__dlq.errors.group"] == group
+        assert headers["__dlq.errors.delivery.count"] == count
+        assert why in headers["__dlq.errors.message"], headers
+
+    # Without copy.record.enable: the headers alone. A topic that did not opt in gets nothing.
+    for name in (plain_group, closed_group):
+        rejecter = share_consumer(addr, name, **{"share.acknowledgement.mode": "explicit"})
+        rejecter.subscribe([topic])
+        got = drain(rejecter, 4, acknowledge=lambda m: AcknowledgeType.REJECT
+                    if m.value() == b"poison" else AcknowledgeType.ACCEPT)
+        assert sorted(v for v, _, _ in got) == ["fine", "flaky", "ok", "poison"], got
+        rejecter.commit_sync(30)
+        assert drain(rejecter, 1, seconds=2) == [], "a rejected record never comes back"
+        rejecter.close()
+    letters = read_all(addr, dead, 3)
+    assert len(letters) == 3
+    headerless = [m for m in letters if dead_letter_headers(m)["__dlq.errors.group"] == plain_group]
+    assert len(headerless) == 1 and headerless[0].value() is None and headerless[0].key() is None
+    assert dead_letter_headers(headerless[0])["__dlq.errors.offset"] == str(positions["poison"][1])
+    assert read_all(addr, closed, 1, seconds=3) == [], "not opted in: nothing written"

@@ -809,6 +809,7 @@ pub(crate) mod fixtures {
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
             schema_ids: crate::meta::SchemaIdChecks::default(),
+            takes_dead_letters: false,
         }
     }
 

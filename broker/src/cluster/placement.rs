@@ -193,6 +193,7 @@ mod tests {
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
             schema_ids: crate::meta::SchemaIdChecks::default(),
+            takes_dead_letters: false,
         }
     }
 

@@ -9,9 +9,10 @@ use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourc
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 
-use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry, TYPE_INT, TYPE_STRING};
+use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry, TYPE_BOOLEAN, TYPE_INT, TYPE_STRING};
 use super::topics_admin::admin_error;
 use super::KafkaContext;
+use crate::group_config::GroupConfigType;
 use crate::topic_config::TopicConfigState;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -116,7 +117,11 @@ fn group_entries(kafka: &KafkaContext, group: &str) -> Vec<ConfigEntry> {
             name: entry.key.kafka_name(),
             value: entry.value,
             source: if entry.is_group_setting { SOURCE_GROUP } else { super::topic_configs::SOURCE_DEFAULT },
-            config_type: if entry.key.is_string() { TYPE_STRING } else { TYPE_INT },
+            config_type: match entry.key.value_type() {
+                GroupConfigType::Boolean => TYPE_BOOLEAN,
+                GroupConfigType::Int => TYPE_INT,
+                GroupConfigType::String => TYPE_STRING,
+            },
         })
         .collect()
 }

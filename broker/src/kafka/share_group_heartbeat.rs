@@ -59,7 +59,7 @@ pub async fn answer(
         Ok(answer) => answer,
         Err(err) => return refused(code(&err), err.to_string()),
     };
-    if let Err(err) = kafka.node.offsets.save_share_states(&group, answer.to_store).await {
+    if let Err(err) = crate::share_groups::delivery::save(&kafka.node, &group, answer.to_store).await {
         return ShareGroupHeartbeatResponse::default()
             .with_error_code(error_code(&err))
             .with_error_message(Some(StrBytes::from_string(format!("cannot store where the group starts: {err}"))))

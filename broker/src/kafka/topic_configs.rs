@@ -85,7 +85,7 @@ pub const SOURCE_DEFAULT: i8 = 5;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 /// Kafka's value of a replication throttle that is not set (`Long.MAX_VALUE`: no limit).
 const UNTHROTTLED: u64 = i64::MAX as u64;
-const TYPE_BOOLEAN: i8 = 1;
+pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
@@ -181,6 +181,11 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
                     _ => config.value_subject_name_strategy = Some(format!("{strategy:?}")),
                 }
             }
+            "errors.deadletterqueue.group.enable" => {
+                let enabled = crate::meta::parse_bool(value)
+                    .ok_or_else(|| format!("{name} must be true or false, not {value:?}"))?;
+                config.dead_letter_group_enable = Some(enabled);
+            }
             other => {
                 return Err(format!(
                     "config {other:?} is not supported; the topic configs rill maps are {}",
@@ -260,6 +265,7 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         topic(ConfigKey::ValueSchemaValidation, s.schema_ids.value.enabled.to_string(), TYPE_BOOLEAN),
         topic(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy.class_name(), TYPE_STRING),
         topic(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy.class_name(), TYPE_STRING),
+        topic(ConfigKey::DeadLetterGroupEnable, s.takes_dead_letters.to_string(), TYPE_BOOLEAN),
     ]
     .into_iter()
     .chain(FIXED.iter().map(|fixed| entry(fixed.name, fixed.value.into(), SOURCE_DEFAULT, fixed.config_type)))

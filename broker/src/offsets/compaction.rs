@@ -124,7 +124,12 @@ mod tests {
             store.commit(commits, 7).await.unwrap();
         }
         for version in 1..=3u64 {
-            let state = crate::share_groups::StateToStore { key: key(0), version, bytes: vec![version as u8] };
+            let state = crate::share_groups::StateToStore {
+                key: key(0),
+                version,
+                bytes: vec![version as u8],
+                dead_letters: Vec::new(),
+            };
             store.save_share_states("g", vec![state]).await.unwrap();
         }
         store.close().await.unwrap();

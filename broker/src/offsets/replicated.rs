@@ -69,6 +69,7 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         timestamps: crate::meta::MessageTimestamps::default(),
         compression: crate::meta::TopicCompression::Producer,
         schema_ids: crate::meta::SchemaIdChecks::default(),
+        takes_dead_letters: false,
     }
 }
 

@@ -216,7 +216,7 @@ mod tests {
     }
 
     fn state(key: OffsetKey, version: u64, bytes: &[u8]) -> StateToStore {
-        StateToStore { key, version, bytes: bytes.to_vec() }
+        StateToStore { key, version, bytes: bytes.to_vec(), dead_letters: Vec::new() }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod group_admin;
 mod groups;
-mod produce;
+pub(crate) mod produce;
 mod produce_stream;
 mod read;
 mod records;

@@ -122,7 +122,7 @@ async fn beat(node: &Arc<Node>, member: &mut Member) -> Result<()> {
         }
         answered => answered.map_err(refusal)?,
     };
-    node.offsets.save_share_states(&member.group, answer.to_store).await?;
+    crate::share_groups::delivery::save(node, &member.group, answer.to_store).await?;
     member.epoch = answer.member_epoch;
     Ok(())
 }

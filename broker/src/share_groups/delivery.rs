@@ -176,8 +176,11 @@ async fn load_window(node: &Node, group: &str, partition: &TopicPartition) -> Re
     }
 }
 
-/// Stores `states` where the group's coordinator keeps them; a fenced window is dropped, to be loaded again.
-async fn save(node: &Node, group: &str, states: Vec<StateToStore>) -> Result<(), BrokerError> {
+/// Writes the dead letters `states` carry (`dead_letters.rs`), then stores the states where the group's
+/// coordinator keeps them; a fenced window is dropped, to be loaded again. Every share state stored goes through
+/// here, so no record leaves a stored window before its dead letter is written.
+pub async fn save(node: &Node, group: &str, mut states: Vec<StateToStore>) -> Result<(), BrokerError> {
+    super::dead_letters::write(node, group, &mut states).await;
     let saved = super::remote::save(node, group, states).await;
     if let Err(BrokerError::ShareStateFenced { topic, partition, .. }) = &saved {
         node.shares.forget_window(group, &TopicPartition::new(topic.clone(), *partition));

@@ -11,6 +11,8 @@
 //!   store: what Kafka's ShareFetch and rill's ShareConsume stream both run.
 //! - `member_reads.rs` — a `ShareConsume` member's reads and acknowledgements, at each partition's leader, made
 //!   by the node serving its stream (on a cluster, the group's coordinator).
+//! - `dead_letters.rs` — the records a group rejects or gives up on, written to its dead-letter topic (KIP-1191)
+//!   before the state that archives them is stored.
 //! - this file — [`ShareGroups`]: the groups' members (ShareGroupHeartbeat, or a ShareConsume stream), their share
 //!   sessions (ShareFetch's session epochs), and the share partitions, all behind one `std::sync::Mutex` held only
 //!   for in-memory work.
@@ -48,13 +50,15 @@ use crate::groups::TopicPartition;
 use crate::offsets::OffsetKey;
 
 pub mod assignment;
+pub mod dead_letters;
 pub mod delivery;
 pub mod member_reads;
 pub mod partition;
 pub mod remote;
 
 pub use partition::{
-    AckBatch, AckError, Acquired, BatchSpan, DeliveryCounts, DeliveryRules, MemberRef, SharePartition,
+    AckBatch, AckError, Acquired, BatchSpan, DeadLetter, DeadLetterCause, DeliveryCounts, DeliveryRules, MemberRef,
+    SharePartition,
 };
 
 /// Where a share partition the group has never read starts: the broker's `--share-auto-offset-reset`.
@@ -110,6 +114,8 @@ impl ShareSettings {
                 lock_duration: Duration::from_millis(config.share_record_lock_duration_ms),
                 delivery_count_limit: config.share_delivery_count_limit,
                 max_record_locks: config.share_max_record_locks,
+                // A group's own config names its dead-letter topic; the broker has none for all groups.
+                keeps_dead_letters: false,
             },
             auto_offset_reset: config.share_auto_offset_reset.into(),
             is_read_committed: false,
@@ -174,6 +180,10 @@ pub struct StateToStore {
     pub key: OffsetKey,
     pub version: u64,
     pub bytes: Vec<u8>,
+    /// Records this state no longer holds because the group gave up on them, whose dead letters are written
+    /// before it is stored (`dead_letters.rs`); emptied then, never sent to the coordinator nor stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// One ShareGroupHeartbeat, as the Kafka layer decoded it (topic names resolved).
@@ -743,7 +753,9 @@ impl ShareGroups {
         let moved = tracked.partition.skip_below(log_start);
         let expired = tracked.partition.expire_locks(now, &rules);
         let read_from = tracked.partition.read_from(&rules).filter(|offset| *offset < readable_end);
-        let to_store = (started || moved).then(|| snapshot(&key, tracked));
+        // Records archived as their locks ran out leave the stored state as soon as they have dead letters to
+        // write (else at the next store, as the locks themselves are never stored).
+        let to_store = (started || moved || tracked.partition.has_dead_letters()).then(|| snapshot(&key, tracked));
         drop(state);
         if expired > 0 {
             self.released.send_modify(|n| *n += 1);
@@ -1004,7 +1016,8 @@ fn duration_ms(duration: Duration) -> i32 {
 
 fn snapshot(key: &OffsetKey, tracked: &mut Tracked) -> StateToStore {
     tracked.version += 1;
-    StateToStore { key: key.clone(), version: tracked.version, bytes: tracked.partition.encode() }
+    let dead_letters = tracked.partition.take_dead_letters();
+    StateToStore { key: key.clone(), version: tracked.version, bytes: tracked.partition.encode(), dead_letters }
 }
 
 /// Loads `key`'s share partition from `stored`, or starts it where the reset policy says. Returns whether it

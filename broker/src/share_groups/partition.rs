@@ -13,7 +13,10 @@
 //!   keeps per partition is bounded whatever the log holds;
 //! - a record is acquired by at most one member at a time, and only its holder may acknowledge it;
 //! - a record is delivered at most `delivery_count_limit` times: released (by its member, by a lock that ran
-//!   out, by a member that left) once it has been delivered that often, it is archived, not made available.
+//!   out, by a member that left) once it has been delivered that often, it is archived, not made available;
+//! - with `keeps_dead_letters` (the group names a dead-letter topic), every record rejected or archived is kept
+//!   as a [`DeadLetter`] until the state that no longer holds it is taken to be stored (`take_dead_letters`), so
+//!   its dead letter is written before that state is (`share_groups/dead_letters.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,6 +99,27 @@ pub struct DeliveryRules {
     pub lock_duration: Duration,
     pub delivery_count_limit: u16,
     pub max_record_locks: u32,
+    /// The group names a dead-letter topic (`errors.deadletterqueue.topic.name`): records it gives up on are kept
+    /// as dead letters to write there.
+    pub keeps_dead_letters: bool,
+}
+
+/// A record the group gave up on, to be written to its dead-letter topic (KIP-1191).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub offset: i64,
+    /// How often it was delivered.
+    pub delivery_count: u16,
+    pub cause: DeadLetterCause,
+}
+
+/// Why a record became a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DeadLetterCause {
+    /// A member acknowledged it REJECT.
+    Rejected,
+    /// Released (by its member, a lock that ran out, a member that left) after its last allowed delivery.
+    DeliveryLimit,
 }
 
 /// A batch of the log as an acquisition sees it: its offsets and whether its records are delivered.
@@ -123,6 +147,8 @@ pub struct SharePartition {
     in_flight: BTreeMap<i64, InFlight>,
     /// What happened to this partition's records since the broker started (not stored: metrics).
     counts: DeliveryCounts,
+    /// Records given up on since the state was last taken to be stored, when the rules keep them.
+    dead_letters: Vec<DeadLetter>,
 }
 
 /// Records of a share partition by what happened to them, since the broker started (`rill_share_records_*`).
@@ -167,7 +193,13 @@ const MAX_STORED_IN_FLIGHT: i64 = 1 << 20;
 impl SharePartition {
     /// A partition the group has not read yet, starting at `start` (its `share.auto.offset.reset`).
     pub fn starting_at(start: i64) -> SharePartition {
-        SharePartition { start, end: start, in_flight: BTreeMap::new(), counts: DeliveryCounts::default() }
+        SharePartition {
+            start,
+            end: start,
+            in_flight: BTreeMap::new(),
+            counts: DeliveryCounts::default(),
+            dead_letters: Vec::new(),
+        }
     }
 
     pub fn start(&self) -> i64 {
@@ -191,6 +223,16 @@ impl SharePartition {
     /// Records out with a member under a lock.
     pub fn acquired(&self) -> usize {
         self.in_flight.values().filter(|record| record.lock.is_some()).count()
+    }
+
+    /// The records given up on since the last call, for their dead letters to be written before the state that no
+    /// longer holds them is stored (only kept under rules that keep dead letters).
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
+    }
+
+    pub fn has_dead_letters(&self) -> bool {
+        !self.dead_letters.is_empty()
     }
 
     /// The earliest lock deadline, when a waiting fetch should look again.
@@ -366,7 +408,13 @@ impl SharePartition {
                         self.counts.accepted += 1;
                     }
                     AckType::Reject => {
-                        self.in_flight.remove(&offset);
+                        if let Some(record) = self.in_flight.remove(&offset) {
+                            if rules.keeps_dead_letters {
+                                let delivery_count = record.delivery_count;
+                                let cause = DeadLetterCause::Rejected;
+                                self.dead_letters.push(DeadLetter { offset, delivery_count, cause });
+                            }
+                        }
                         self.counts.rejected += 1;
                     }
                     AckType::Release => {
@@ -410,8 +458,16 @@ impl SharePartition {
     fn release(&mut self, offset: i64, rules: &DeliveryRules) {
         if let Some(record) = self.in_flight.get_mut(&offset) {
             if record.delivery_count >= rules.delivery_count_limit {
+                let delivery_count = record.delivery_count;
                 self.in_flight.remove(&offset);
                 self.counts.archived += 1;
+                if rules.keeps_dead_letters {
+                    self.dead_letters.push(DeadLetter {
+                        offset,
+                        delivery_count,
+                        cause: DeadLetterCause::DeliveryLimit,
+                    });
+                }
             } else {
                 record.lock = None;
             }
@@ -459,6 +515,7 @@ impl SharePartition {
             return None;
         }
         let mut in_flight = BTreeMap::new();
+        let mut dead_letters = Vec::new();
         let mut entries = 0i64;
         for run in rest[16..].chunks_exact(18) {
             let first = i64::from_be_bytes(run[0..8].try_into().ok()?);
@@ -472,13 +529,18 @@ impl SharePartition {
                 return None;
             }
             if delivery_count >= rules.delivery_count_limit {
+                // Out on its last delivery when the broker stopped: it will not come again.
+                if rules.keeps_dead_letters {
+                    let cause = DeadLetterCause::DeliveryLimit;
+                    dead_letters.extend((first..=last).map(|offset| DeadLetter { offset, delivery_count, cause }));
+                }
                 continue;
             }
             for offset in first..=last {
                 in_flight.insert(offset, InFlight { delivery_count, lock: None });
             }
         }
-        let mut partition = SharePartition { start, end, in_flight, counts: DeliveryCounts::default() };
+        let mut partition = SharePartition { start, end, in_flight, counts: DeliveryCounts::default(), dead_letters };
         partition.advance_start();
         Some(partition)
     }

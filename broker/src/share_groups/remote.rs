@@ -53,6 +53,9 @@ pub enum Call {
     },
     /// From a group's coordinator to a partition's leader: apply and store `member`'s acknowledgements.
     Acknowledge { group: String, member: String, acknowledgements: Vec<(TopicPartition, Vec<AckBatch>)> },
+    /// From a share partition's leader to a dead-letter partition's leader: append these dead letters (a
+    /// `ProduceRequest`, protobuf-encoded, base64), answered once its in-sync replicas hold them.
+    DeadLetters { produce_base64: String },
 }
 
 /// What a `Read` acquired in one partition, or why the partition could not be read.
@@ -79,6 +82,7 @@ pub enum Answer {
     Read(Vec<ReadPartition>),
     /// Each partition's acknowledgement outcome: `None` stored, else why not.
     Acknowledged(Vec<(TopicPartition, Option<String>)>),
+    DeadLettersWritten,
 }
 
 /// Why a call was refused, as the caller turns it back into the error the callee had.
@@ -173,6 +177,21 @@ pub async fn serve(node: &Node, call: Call) -> std::result::Result<Answer, Refus
             let outcomes =
                 stored.into_iter().map(|(partition, outcome)| (partition, outcome.err().map(|f| f.to_string())));
             Ok(Answer::Acknowledged(outcomes.collect()))
+        }
+        Call::DeadLetters { produce_base64 } => {
+            let request = base64::engine::general_purpose::STANDARD
+                .decode(produce_base64)
+                .map_err(|e| BrokerError::Internal(format!("undecodable dead letters: {e}")))
+                .and_then(|bytes| {
+                    <rill_protocol::v1::ProduceRequest as prost::Message>::decode(bytes.as_slice())
+                        .map_err(|e| BrokerError::Internal(format!("undecodable dead letters: {e}")))
+                });
+            match request {
+                Ok(request) => {
+                    super::dead_letters::append_here(node, request).await.map(|()| Answer::DeadLettersWritten)
+                }
+                Err(err) => Err(err),
+            }
         }
     };
     served.map_err(Refusal::from)
@@ -340,6 +359,20 @@ pub async fn acknowledge(
             let why = format!("the acknowledgement did not reach node {leader}, the partition's leader: {err}");
             partitions.into_iter().map(|partition| (partition, Err(why.clone()))).collect()
         }
+    }
+}
+
+/// Appends dead letters (`request`) at node `leader`, which leads their partition. Its refusal comes back as the
+/// write's error.
+pub async fn write_dead_letters(node: &Node, leader: u64, request: rill_protocol::v1::ProduceRequest) -> Result<()> {
+    let produce_base64 = base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(&request));
+    match call(node, leader, &Call::DeadLetters { produce_base64 }).await {
+        Ok(Answer::DeadLettersWritten) => Ok(()),
+        Ok(other) => Err(unexpected(other)),
+        Err(BrokerError::ControllerUnavailable { reason }) => Err(BrokerError::ControllerUnavailable {
+            reason: reason.replace("the share group's coordinator", "the dead-letter partition's leader"),
+        }),
+        Err(err) => Err(err),
     }
 }
 

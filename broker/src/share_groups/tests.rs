@@ -51,7 +51,12 @@ fn settings() -> ShareSettings {
     ShareSettings {
         session_timeout: Duration::from_secs(45),
         heartbeat_interval: Duration::from_secs(5),
-        rules: DeliveryRules { lock_duration: Duration::from_secs(30), delivery_count_limit: 5, max_record_locks: 100 },
+        rules: DeliveryRules {
+            lock_duration: Duration::from_secs(30),
+            delivery_count_limit: 5,
+            max_record_locks: 100,
+            keeps_dead_letters: false,
+        },
         auto_offset_reset: ShareStart::Latest,
         is_read_committed: false,
         max_groups: 2,

@@ -18,6 +18,7 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
             schema_ids: crate::meta::SchemaIdChecks::default(),
+            takes_dead_letters: false,
         },
         min_insync_replicas: 2,
     }

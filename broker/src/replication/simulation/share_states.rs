@@ -115,6 +115,6 @@ async fn call(node: &crate::node::Node, call: Call) -> Option<Result<Answer, cra
 }
 
 fn save_call(version: u64) -> Call {
-    let state = StateToStore { key: key(), version, bytes: version.to_be_bytes().to_vec() };
+    let state = StateToStore { key: key(), version, bytes: version.to_be_bytes().to_vec(), dead_letters: Vec::new() };
     Call::Save { group: GROUP.into(), states: vec![state] }
 }

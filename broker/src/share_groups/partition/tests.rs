@@ -1,7 +1,12 @@
 use super::*;
 
 fn rules() -> DeliveryRules {
-    DeliveryRules { lock_duration: Duration::from_secs(30), delivery_count_limit: 3, max_record_locks: 10 }
+    DeliveryRules {
+        lock_duration: Duration::from_secs(30),
+        delivery_count_limit: 3,
+        max_record_locks: 10,
+        keeps_dead_letters: false,
+    }
 }
 
 fn data(base_offset: i64, last_offset: i64) -> BatchSpan {
@@ -49,6 +54,74 @@ fn a_released_record_goes_to_the_next_fetch_until_its_delivery_count_runs_out() 
     assert_eq!((partition.start(), partition.in_flight()), (2, 0));
     let counts = partition.counts();
     assert_eq!((counts.acquired, counts.accepted, counts.released, counts.archived), (4, 1, 3, 1));
+}
+
+#[test]
+fn under_rules_that_keep_them_every_record_given_up_on_is_a_dead_letter_until_taken() {
+    let rules = DeliveryRules { keeps_dead_letters: true, ..rules() };
+    let now = Instant::now();
+    let mut partition = SharePartition::starting_at(0);
+    let (a, b) = (member("a"), member("b"));
+    partition.acquire(&[data(0, 3)], &a, now, 100, &rules);
+    // Offset 1 rejected, 0 accepted, 2 released: only the reject gives a record up.
+    partition.acknowledge("a", 0, 2, &[1, 3, 2], &rules).unwrap();
+    let rejected = DeadLetter { offset: 1, delivery_count: 1, cause: DeadLetterCause::Rejected };
+    assert_eq!(partition.take_dead_letters(), [rejected]);
+    assert!(!partition.has_dead_letters(), "taken once");
+    // Offset 2 on its second and third deliveries: the third release archives it; offset 3's lock runs out on
+    // its first delivery (available again, not a dead letter).
+    partition.acquire(&[data(0, 3)], &b, now, 100, &rules);
+    partition.acknowledge("b", 2, 2, &[2], &rules).unwrap();
+    partition.acquire(&[data(0, 3)], &a, now, 100, &rules);
+    assert!(!partition.has_dead_letters());
+    let later = now + rules.lock_duration;
+    assert_eq!(partition.expire_locks(later, &rules), 2);
+    let exhausted = DeadLetter { offset: 2, delivery_count: 3, cause: DeadLetterCause::DeliveryLimit };
+    assert_eq!(partition.take_dead_letters(), [exhausted]);
+    assert_eq!(partition.read_from(&rules), Some(3));
+    // A member that leaves holding a record on its last delivery gives it up too.
+    partition.acquire(&[data(0, 3)], &a, later, 100, &rules);
+    partition.release_member("a", &rules);
+    assert!(!partition.has_dead_letters(), "its second delivery was not its last");
+    partition.acquire(&[data(0, 3)], &b, later, 100, &rules);
+    assert_eq!(partition.release_member("b", &rules), 1);
+    let left = DeadLetter { offset: 3, delivery_count: 3, cause: DeadLetterCause::DeliveryLimit };
+    assert_eq!(partition.take_dead_letters(), [left]);
+    assert_eq!((partition.start(), partition.in_flight()), (4, 0));
+}
+
+#[test]
+fn without_a_dead_letter_topic_nothing_is_kept() {
+    let (now, rules) = (Instant::now(), rules());
+    let mut partition = SharePartition::starting_at(0);
+    partition.acquire(&[data(0, 0)], &member("a"), now, 100, &rules);
+    partition.acknowledge("a", 0, 0, &[3], &rules).unwrap();
+    assert!(!partition.has_dead_letters());
+    assert_eq!(partition.counts().rejected, 1);
+}
+
+#[test]
+fn a_stored_record_out_on_its_last_delivery_is_a_dead_letter_when_loaded() {
+    let rules = DeliveryRules { keeps_dead_letters: true, ..rules() };
+    let now = Instant::now();
+    let mut partition = SharePartition::starting_at(0);
+    for round in 0..3 {
+        let name = format!("m{round}");
+        partition.acquire(&[data(0, 1)], &member(&name), now, 100, &rules);
+        if round < 2 {
+            partition.release_member(&name, &rules);
+        }
+    }
+    // Stored while both records were out on their third and last delivery; the broker then stopped.
+    let loaded = SharePartition::decode(&partition.encode(), &rules).expect("a state it wrote");
+    let mut loaded = loaded;
+    let cause = DeadLetterCause::DeliveryLimit;
+    let expected = [0, 1].map(|offset| DeadLetter { offset, delivery_count: 3, cause });
+    assert_eq!(loaded.take_dead_letters(), expected);
+    assert_eq!((loaded.start(), loaded.in_flight()), (2, 0));
+    let plain = SharePartition::decode(&partition.encode(), &DeliveryRules { keeps_dead_letters: false, ..rules })
+        .expect("a state it wrote");
+    assert!(!plain.has_dead_letters());
 }
 
 #[test]
@@ -201,7 +274,7 @@ mod properties {
         /// rejected, a gap) or exhausted.
         #[test]
         fn the_window_keeps_its_invariants(steps in proptest::collection::vec(step(), 1..60)) {
-            let rules = DeliveryRules { lock_duration: Duration::from_secs(30), delivery_count_limit: 3, max_record_locks: 8 };
+            let rules = DeliveryRules { lock_duration: Duration::from_secs(30), delivery_count_limit: 3, max_record_locks: 8, keeps_dead_letters: false };
             // The log: batches of 3 records, a control marker at every 10th offset.
             let log: Vec<BatchSpan> = (0..20)
                 .map(|n| if n % 4 == 3 {

@@ -3,8 +3,9 @@
 //! holds; acknowledgements move the group's start offset (DescribeShareGroupOffsets) and survive a restart;
 //! ShareGroupDescribe shows who reads what; a waiting ShareFetch is woken by an append; and each refusal has its
 //! Kafka code and a message: a session epoch out of turn, an acknowledgement of a record not held, a request
-//! without a member, a group that is no share group. A cluster node (of one) serves them through its clustered
-//! path, and does not serve the offset changes a cluster does not have.
+//! without a member, a group that is no share group; a rejected record becomes a dead letter in the group's
+//! dead-letter topic (KIP-1191), or is counted lost where that topic is not fit. A cluster node (of one) serves
+//! them through its clustered path, and does not serve the offset changes a cluster does not have.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -168,6 +169,82 @@ async fn members_acquire_records_one_at_a_time_and_acknowledgements_outlive_a_re
     join(&mut client, "workers", "three").await;
     let after: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("three", 0, id, vec![])).await;
     assert_eq!(acquired(&after), [(3, 4, 2)], "in flight at the restart: available again, the count kept");
+}
+
+/// Kafka's config resource type of a group.
+const GROUP_CONFIGS: i8 = 32;
+
+fn set_group_config(group: &str, key: &str, value: &str) -> IncrementalAlterConfigsRequest {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let config = AlterableConfig::default().with_name(text(key)).with_config_operation(0).with_value(Some(text(value)));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(GROUP_CONFIGS)
+        .with_resource_name(text(group))
+        .with_configs(vec![config]);
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+}
+
+/// KIP-1191: a record rejected by a group that names a dead-letter topic is written there, and /metrics counts it;
+/// with the group's topic unfit (here, not opted in), it is archived all the same, counted as a dead letter lost.
+#[tokio::test]
+async fn a_rejected_record_is_a_dead_letter_written_or_counted_lost() {
+    let mut broker = earliest_broker().await;
+    broker.produce_values("jobs", 0, &["a", "b", "c"]).await;
+    for (name, opted_in) in [("dlq.jobs", true), ("dlq.closed", false)] {
+        let config = rill_protocol::v1::TopicConfig { dead_letter_group_enable: Some(opted_in), ..Default::default() };
+        let request = rill_protocol::v1::CreateTopicRequest {
+            name: name.into(),
+            partition_count: 1,
+            config: Some(config),
+            ..Default::default()
+        };
+        broker.admin.create_topic(request).await.expect("create the dead-letter topic");
+    }
+    let mut client = KafkaClient::connect(addr(&broker)).await;
+    let set: IncrementalAlterConfigsResponse = client
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &set_group_config("workers", "errors.deadletterqueue.topic.name", "dlq.jobs"),
+        )
+        .await;
+    assert_eq!(set.responses[0].error_code, 0, "{:?}", set.responses[0].error_message);
+    let id = topic_id(&mut client, "jobs").await;
+    join(&mut client, "workers", "one").await;
+    let fetched: ShareFetchResponse = client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 0, id, vec![])).await;
+    assert_eq!(acquired(&fetched), [(0, 2, 1)]);
+    // a rejected, b accepted: one dead letter. Then the group names a topic that did not opt in, and c is rejected.
+    let batch = |first: i64, last: i64, types: Vec<i8>| {
+        AcknowledgementBatch::default().with_first_offset(first).with_last_offset(last).with_acknowledge_types(types)
+    };
+    let acked: ShareFetchResponse =
+        client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 1, id, vec![batch(0, 1, vec![3, 1])])).await;
+    assert_eq!(acked.responses[0].partitions[0].acknowledge_error_code, 0);
+    assert_eq!(broker.fetch_values("dlq.jobs", 0, 0).await.len(), 1, "one dead letter, written before the answer");
+    let set: IncrementalAlterConfigsResponse = client
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &set_group_config("workers", "errors.deadletterqueue.topic.name", "dlq.closed"),
+        )
+        .await;
+    assert_eq!(set.responses[0].error_code, 0);
+    let acked: ShareFetchResponse =
+        client.call(ApiKey::ShareFetch, 1, &share_fetch("one", 2, id, vec![batch(2, 2, vec![3])])).await;
+    assert_eq!(acked.responses[0].partitions[0].acknowledge_error_code, 0, "the reject takes all the same");
+    assert_eq!(start_offset(&mut client).await, 3, "every record done with");
+    assert!(broker.fetch_values("dlq.closed", 0, 0).await.is_empty(), "not opted in: nothing written");
+
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    let (_, metrics) = rill_tests::admin_http::get(admin, "/metrics", "text/plain").await;
+    let outcome = |outcome: &str| {
+        let series = format!("rill_share_records_total{{group=\"workers\",outcome=\"{outcome}\"}}");
+        rill_tests::admin_http::sample(&metrics, &series)
+    };
+    assert_eq!(
+        (outcome("rejected"), outcome("dead_letter"), outcome("dead_letter_lost")),
+        (Some(2.0), Some(1.0), Some(1.0))
+    );
 }
 
 #[tokio::test]

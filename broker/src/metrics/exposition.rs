@@ -613,6 +613,8 @@ impl Scraped {
                 ("lock_timeout", counts.lock_timeouts),
                 ("member_left", counts.member_releases),
                 ("archived", counts.archived),
+                ("dead_letter", counts.dead_letters),
+                ("dead_letter_lost", counts.dead_letters_lost),
             ]
             .into_iter()
             .map(|(outcome, value)| {
@@ -624,7 +626,8 @@ impl Scraped {
             "rill_share_records",
             "A share group's records by what happened to them since the broker started: acquired (each delivery), \
              accepted, gap, released (by the member), rejected, lock_timeout, member_left, archived (given up after \
-             the delivery count limit).",
+             the delivery count limit), dead_letter (rejected or given up, written to the group's dead-letter topic), \
+             dead_letter_lost (not written: the topic unfit or its writes failing).",
             MetricType::Counter,
             outcomes,
         )

@@ -82,7 +82,14 @@ pub async fn write(node: &Node, group: &str, states: &mut [StateToStore]) {
     for state in states.iter_mut().filter(|state| !state.dead_letters.is_empty()) {
         let letters = std::mem::take(&mut state.dead_letters);
         let source = TopicPartition::new(state.key.topic.clone(), state.key.partition);
-        match write_partition(node, group, &source, &letters).await {
+        let written = write_partition(node, group, &source, &letters).await;
+        let count = letters.len() as u64;
+        match &written {
+            Ok(Some(_)) => node.shares.count_dead_letters(&state.key, count, 0),
+            Ok(None) => {}
+            Err(_) => node.shares.count_dead_letters(&state.key, 0, count),
+        }
+        match written {
             Ok(Some((topic, partition))) => tracing::debug!(
                 group,
                 topic = %source.topic,

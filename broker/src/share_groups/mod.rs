@@ -796,6 +796,13 @@ impl ShareGroups {
     }
 
     /// Drops a window whose save was fenced (`BrokerError::ShareStateFenced`): the next read loads it again.
+    /// Counts the outcome of `partition`'s dead letters (`dead_letters.rs`), if this node still holds its window.
+    pub fn count_dead_letters(&self, key: &OffsetKey, written: u64, lost: u64) {
+        if let Some(tracked) = self.lock().partitions.get_mut(key) {
+            tracked.partition.count_dead_letters(written, lost);
+        }
+    }
+
     pub fn forget_window(&self, group_id: &str, partition: &TopicPartition) {
         self.lock().partitions.remove(&key_of(group_id, partition));
     }

@@ -168,6 +168,10 @@ pub struct DeliveryCounts {
     pub member_releases: u64,
     /// Given up after `delivery_count_limit` deliveries.
     pub archived: u64,
+    /// Rejected or given up records whose dead letters were written to the group's dead-letter topic.
+    pub dead_letters: u64,
+    /// Those whose dead letters were not (the topic unfit, or its writes failing): archived without them.
+    pub dead_letters_lost: u64,
 }
 
 impl std::ops::AddAssign for DeliveryCounts {
@@ -180,6 +184,8 @@ impl std::ops::AddAssign for DeliveryCounts {
         self.lock_timeouts += other.lock_timeouts;
         self.member_releases += other.member_releases;
         self.archived += other.archived;
+        self.dead_letters += other.dead_letters;
+        self.dead_letters_lost += other.dead_letters_lost;
     }
 }
 
@@ -233,6 +239,12 @@ impl SharePartition {
 
     pub fn has_dead_letters(&self) -> bool {
         !self.dead_letters.is_empty()
+    }
+
+    /// Counts dead letters taken earlier: `written` to the dead-letter topic, `lost` not.
+    pub fn count_dead_letters(&mut self, written: u64, lost: u64) {
+        self.counts.dead_letters += written;
+        self.counts.dead_letters_lost += lost;
     }
 
     /// The earliest lock deadline, when a waiting fetch should look again.

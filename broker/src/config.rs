@@ -226,6 +226,10 @@ pub struct BrokerConfig {
     /// What a share group's dead-letter topic's name must start with, empty for any name (Kafka's
     /// `errors.deadletterqueue.topic.name.prefix`): a group config cannot send dead letters to any topic at all.
     pub dead_letter_topic_prefix: String,
+    /// Whether a share group's dead-letter topic that does not exist is created at its first dead letter (Kafka's
+    /// `errors.deadletterqueue.auto.create.topics.enable`): one partition, opted in, on up to three nodes of a
+    /// cluster. Off: such dead letters are not written (logged).
+    pub dead_letter_auto_create_topics: bool,
     /// Most consumer groups the coordinator holds (with members, or empty and remembered for their offsets).
     pub max_groups: u32,
     /// Most members one group may have.
@@ -478,6 +482,7 @@ impl Default for BrokerConfig {
             share_delivery_count_limit: 5,
             share_max_record_locks: 2_000,
             dead_letter_topic_prefix: "dlq.".to_owned(),
+            dead_letter_auto_create_topics: false,
             share_auto_offset_reset: crate::share_groups::ShareOffsetReset::Latest,
             max_groups: 10_000,
             max_members_per_group: 1_000,

@@ -160,6 +160,10 @@ pub struct BrokerArgs {
     /// any name (Kafka's errors.deadletterqueue.topic.name.prefix). [default: dlq.]
     #[arg(long, env = "RILL_DEAD_LETTER_TOPIC_PREFIX", value_name = "PREFIX")]
     dead_letter_topic_prefix: Option<String>,
+    /// Create a share group's dead-letter topic that does not exist at its first dead letter: one partition,
+    /// opted in (Kafka's errors.deadletterqueue.auto.create.topics.enable). [default: off]
+    #[arg(long, env = "RILL_DEAD_LETTER_AUTO_CREATE_TOPICS")]
+    dead_letter_auto_create_topics: bool,
     /// Serve gRPC and Kafka over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
     /// on SIGHUP and when the file changes.
     #[arg(long, env = "RILL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -434,6 +438,9 @@ impl BrokerArgs {
         if let Some(v) = self.dead_letter_topic_prefix {
             config.dead_letter_topic_prefix = v;
         }
+        if self.dead_letter_auto_create_topics {
+            config.dead_letter_auto_create_topics = true;
+        }
         if let Some(v) = self.join {
             config.join = v;
         }
@@ -704,7 +711,12 @@ mod tests {
         assert_eq!(config_from(&[]).expect("the defaults").share_auto_offset_reset, ShareOffsetReset::Latest);
         let refused = config_from(&["--share-auto-offset-reset", "newest"]).expect_err("not a policy").to_string();
         assert!(refused.contains("earliest") && refused.contains("latest"), "{refused}");
-        assert_eq!(config_from(&[]).expect("the defaults").dead_letter_topic_prefix, "dlq.");
+        let defaults = config_from(&[]).expect("the defaults");
+        assert_eq!(
+            (defaults.dead_letter_topic_prefix.as_str(), defaults.dead_letter_auto_create_topics),
+            ("dlq.", false)
+        );
+        assert!(config_from(&["--dead-letter-auto-create-topics"]).expect("a switch").dead_letter_auto_create_topics);
         let any = config_from(&["--dead-letter-topic-prefix", ""]).expect("empty: any name");
         assert_eq!(any.dead_letter_topic_prefix, "");
         let refused = config_from(&["--dead-letter-topic-prefix", "dead letters/"]).expect_err("a space").to_string();

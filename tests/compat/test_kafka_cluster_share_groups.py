@@ -231,10 +231,56 @@ def test_a_killed_members_records_come_back_when_its_coordinator_times_it_out(cl
     assert any(count == 2 for _, count in seen), "what the dead member held came again, a second delivery"
 
 
-def test_rejected_records_reach_a_dead_letter_partition_another_node_leads(cluster):
+@pytest.fixture()
+def auto_creating_cluster():
+    """A cluster whose nodes create a share group's missing dead-letter topic at its first dead letter."""
+    with tempfile.TemporaryDirectory() as root:
+        cluster = Cluster(root, config=CONFIG + "dead_letter_auto_create_topics = true\n")
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def reject_all(cluster, group, topic, count):
+    """One explicit-mode member rejects `count` records of `topic`; {value: (partition, offset)}."""
+    member = ShareConsumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+                            "share.acknowledgement.mode": "explicit"})
+    member.subscribe([topic])
+    rejected = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(rejected) < count and time.monotonic() < deadline:
+        for message in member.poll(0.5):
+            assert message.error() is None, message.error()
+            rejected[message.value().decode()] = (message.partition(), message.offset())
+            member.acknowledge(message, AcknowledgeType.REJECT)
+        member.commit_sync(30)
+    member.close()
+    return rejected
+
+
+def dead_letters_in(cluster, dead, count):
+    """{value: headers} of the first `count` records of `dead` (or what came by the deadline)."""
+    reader = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": new_name("inspect"),
+                       "auto.offset.reset": "earliest"})
+    reader.subscribe([dead])
+    letters = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(letters) < count and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is None or message.error() is not None:
+            continue
+        letters[message.value().decode()] = {key: value.decode() for key, value in message.headers() or []}
+    reader.close()
+    return letters
+
+
+def test_rejected_records_reach_a_dead_letter_partition_another_node_leads(auto_creating_cluster):
     """Each partition's leader writes the dead letters of the records rejected there: to the dead-letter
     partition itself where it leads that too, else through the partition's leader (the nodes' internal call).
-    With the records' 3 partitions led by 3 nodes and one dead-letter partition, two of them take that way."""
+    With the records' 3 partitions led by 3 nodes and one dead-letter partition, two of them take that way. A
+    second group's dead-letter topic does not exist: its first dead letter creates it (3 replicas, opted in)."""
+    cluster = auto_creating_cluster
     topic, group = new_name("payments"), new_name("settlers")
     dead = f"dlq.{topic}"
     placement = create_topic(cluster, topic)
@@ -249,35 +295,25 @@ def test_rejected_records_reach_a_dead_letter_partition_another_node_leads(clust
     start_at_the_beginning(cluster, group)
     values = [f"payment-{i}" for i in range(9)]
     produce(cluster, topic, values)
-    member = ShareConsumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
-                            "share.acknowledgement.mode": "explicit"})
-    member.subscribe([topic])
-    rejected = {}
-    deadline = time.monotonic() + DEADLINE_S
-    while len(rejected) < len(values) and time.monotonic() < deadline:
-        for message in member.poll(0.5):
-            assert message.error() is None, message.error()
-            rejected[message.value().decode()] = (message.partition(), message.offset())
-            member.acknowledge(message, AcknowledgeType.REJECT)
-        member.commit_sync(30)
-    member.close()
+    rejected = reject_all(cluster, group, topic, len(values))
     assert sorted(rejected) == sorted(values), f"{len(rejected)} of {len(values)} delivered"
-
-    reader = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": new_name("inspect"),
-                       "auto.offset.reset": "earliest"})
-    reader.subscribe([dead])
-    letters = {}
-    deadline = time.monotonic() + DEADLINE_S
-    while len(letters) < len(values) and time.monotonic() < deadline:
-        message = reader.poll(0.5)
-        if message is None or message.error() is not None:
-            continue
-        headers = {key: value.decode() for key, value in message.headers() or []}
-        letters[message.value().decode()] = headers
-    reader.close()
+    letters = dead_letters_in(cluster, dead, len(values))
     assert sorted(letters) == sorted(values), f"{len(letters)} dead letters for {len(values)} rejected records"
     for value, headers in letters.items():
         partition, offset = rejected[value]
         assert (headers["__dlq.errors.topic"], headers["__dlq.errors.group"]) == (topic, group)
         assert (headers["__dlq.errors.partition"], headers["__dlq.errors.offset"]) == (str(partition), str(offset))
         assert headers["__dlq.errors.delivery.count"] == "1"
+
+    other, created = new_name("auditors"), f"dlq.{topic}-auto"
+    offsets_topic_in_sync(cluster, other)
+    rill(cluster.addrs[2], "group", "config", other, "--config", f"errors.deadletterqueue.topic.name={created}",
+         "--config", "errors.deadletterqueue.copy.record.enable=true")
+    start_at_the_beginning(cluster, other)
+    assert sorted(reject_all(cluster, other, topic, len(values))) == sorted(values)
+    letters = dead_letters_in(cluster, created, len(values))
+    assert sorted(letters) == sorted(values), f"{len(letters)} dead letters in the topic the first one created"
+    assert all(headers["__dlq.errors.group"] == other for headers in letters.values())
+    wait_for(lambda: fully_in_sync(cluster.any_addr(), created, 1), f"3 in-sync replicas of {created}")
+    described = rill(cluster.any_addr(), "topic", "describe", created).stdout
+    assert "dead_letter_group_enable" in described, described

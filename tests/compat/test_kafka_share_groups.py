@@ -579,3 +579,30 @@ def test_a_groups_dead_letter_topic_gets_what_it_rejects_and_gives_up_on(broker)
     assert len(headerless) == 1 and headerless[0].value() is None and headerless[0].key() is None
     assert dead_letter_headers(headerless[0])["__dlq.errors.offset"] == str(positions["poison"][1])
     assert read_all(addr, closed, 1, seconds=3) == [], "not opted in: nothing written"
+
+
+def test_a_missing_dead_letter_topic_is_created_only_where_the_broker_says_so():
+    """Kafka's errors.deadletterqueue.auto.create.topics.enable, rill's --dead-letter-auto-create-topics: off by
+    default (the dead letter is not written, the topic not made); on, the first dead letter creates the topic, opted
+    in, and lands there."""
+    for flags, creates in [(SHARE_FLAGS, False), ([*SHARE_FLAGS, "--dead-letter-auto-create-topics"], True)]:
+        for addr, _ in started_broker(flags):
+            topic, group = new_name("refunds"), new_name("refunders")
+            dead = f"dlq.{topic}"
+            rill(addr, "topic", "create", topic, "--partitions", "1")
+            rill(addr, "group", "config", group, "--config", f"errors.deadletterqueue.topic.name={dead}")
+            produce(addr, topic, ["bad"], 1)
+            consumer = share_consumer(addr, group, **{"share.acknowledgement.mode": "explicit"})
+            consumer.subscribe([topic])
+            got = drain(consumer, 1, acknowledge=lambda m: AcknowledgeType.REJECT)
+            assert [v for v, _, _ in got] == ["bad"], got
+            consumer.commit_sync(30)
+            consumer.close()
+            described = subprocess.run([RILL, "topic", "describe", dead, "--broker", addr], capture_output=True,
+                                       text=True, timeout=30)
+            if not creates:
+                assert described.returncode != 0 and dead in described.stderr, described
+                continue
+            assert described.returncode == 0 and "dead_letter_group_enable" in described.stdout, described
+            letters = read_all(addr, dead, 1)
+            assert len(letters) == 1 and dead_letter_headers(letters[0])["__dlq.errors.topic"] == topic

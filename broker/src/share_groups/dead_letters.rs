@@ -9,8 +9,9 @@
 //!
 //! The topic must be fit for it, checked at each write since the group's config, the topic and the broker's
 //! prefix may all change: not internal (`__`), named with the broker's `dead_letter_topic_prefix` (`dlq.` by
-//! default, empty for any name), existing (rill does not create it), and opted in with its own
-//! `errors.deadletterqueue.group.enable=true`, so a group config cannot write into a topic its owner did not offer.
+//! default, empty for any name), existing (or created at its first dead letter, opted in, with the broker's
+//! `dead_letter_auto_create_topics`), and opted in with its own `errors.deadletterqueue.group.enable=true`, so a
+//! group config cannot write into a topic its owner did not offer.
 //! A topic that is not fit, or a write that keeps failing, is logged (with the group, the topics and why) and
 //! the records are archived without their dead letters, as Kafka does: a broken dead-letter topic never holds the
 //! group's queue up.
@@ -43,9 +44,14 @@ pub const HEADER_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
 pub const HEADER_MESSAGE: &str = "__dlq.errors.message";
 
 /// Writes of one partition's dead letters before they are given up: a dead-letter partition between leaders
-/// gets a few moments, but one that is down must not hold the group's acknowledgements for long.
-const ATTEMPTS: u32 = 3;
+/// (or just created, its leader not elected yet) gets two seconds, but one that is down must not hold the group's
+/// acknowledgements for long.
+const ATTEMPTS: u32 = 8;
 const RETRY_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Copies of each partition of a dead-letter topic created on a cluster, at most (fewer on a smaller cluster):
+/// dead letters outlive the loss of a node, as the groups' own offsets do.
+const CREATED_REPLICAS: u32 = 3;
 
 /// Bytes of the source log one read takes when dead letters copy their records: most dead letters are single
 /// records, so a larger read would mostly be wasted.
@@ -64,10 +70,12 @@ pub enum DeadLetterError {
     )]
     Prefix { topic: String, prefix: String },
     #[error(
-        "dead-letter topic {topic} does not exist: rill does not create it; create it with \
-         errors.deadletterqueue.group.enable=true"
+        "dead-letter topic {topic} does not exist: create it with errors.deadletterqueue.group.enable=true, or \
+         start the broker with --dead-letter-auto-create-topics"
     )]
     NoTopic { topic: String },
+    #[error("dead-letter topic {topic} could not be created: {reason}")]
+    NotCreated { topic: String, reason: String },
     #[error("topic {topic} does not take dead letters: set its errors.deadletterqueue.group.enable=true")]
     NotEnabled { topic: String },
     #[error("the records of dead-letter topic {topic} are its own: they are not written to it again")]
@@ -121,7 +129,13 @@ async fn write_partition(
     letters: &[DeadLetter],
 ) -> Result<Option<(String, u32)>, DeadLetterError> {
     let Some(topic) = node.group_configs.dead_letter_topic(group) else { return Ok(None) };
-    let partition = destination(node, &topic.name, source)?;
+    let partition = match destination(node, &topic.name, source) {
+        Err(DeadLetterError::NoTopic { .. }) if node.config.dead_letter_auto_create_topics => {
+            create(node, &topic.name).await?;
+            destination(node, &topic.name, source)?
+        }
+        found => found?,
+    };
     let copies = match topic.copies_record {
         true => copied_records(node, source, letters).await,
         false => BTreeMap::new(),
@@ -180,6 +194,34 @@ fn destination(node: &Node, topic: &str, source: &TopicPartition) -> Result<u32,
         return Err(DeadLetterError::NoTopic { topic: topic.to_owned() });
     }
     Ok(source.partition % partitions)
+}
+
+/// Creates dead-letter topic `name`, opted in: one partition, on up to [`CREATED_REPLICAS`] nodes of a cluster. A
+/// topic another write created meanwhile is found, not an error.
+async fn create(node: &Node, name: &str) -> Result<(), DeadLetterError> {
+    let config = v1::TopicConfig { dead_letter_group_enable: Some(true), ..Default::default() };
+    let created = match &node.replication {
+        Some(replication) => {
+            let nodes = u32::try_from(replication.metadata().alive_nodes().len()).unwrap_or(u32::MAX);
+            let request = v1::CreateTopicRequest {
+                name: name.to_owned(),
+                partition_count: 1,
+                config: Some(config),
+                replication_factor: Some(nodes.clamp(1, CREATED_REPLICAS)),
+                ..Default::default()
+            };
+            replication.create_topic(request).await.map(drop)
+        }
+        None => node.registry.create(name, 1, &config).await.map(drop),
+    };
+    match created {
+        Ok(()) => {
+            tracing::info!(topic = name, "dead-letter topic created");
+            Ok(())
+        }
+        Err(BrokerError::TopicExists { .. }) => Ok(()),
+        Err(err) => Err(DeadLetterError::NotCreated { topic: name.to_owned(), reason: err.to_string() }),
+    }
 }
 
 /// The key and value of each record `letters` name, read from the source partition's log (this node leads it).

@@ -15,8 +15,9 @@
 //!   [`Consumer::subscribe`], a member of a consumer group: the broker assigns its partitions and `poll`
 //!   follows the assignment, reporting each change as a [`RebalanceEvent`].
 //! - [`ShareConsumer`]: a member of a share group (Kafka's KIP-932 queues): `poll` returns records locked to it,
-//!   each acknowledged on its own (accept, release for another delivery, reject), and the group's members share
-//!   its partitions record by record, with Kafka's share consumers too.
+//!   each acknowledged on its own (accept, release for another delivery, reject; what is not is accepted, unless
+//!   [`AcknowledgementMode::Explicit`] requires each), and the group's members share its partitions record by
+//!   record, with Kafka's share consumers too.
 //! - [`TraceParent`]: W3C trace context carried in a record's `traceparent` header, set by
 //!   [`ProducerRecord::with_trace_parent`] and read back by [`ConsumedRecord::trace_parent`] (docs/observability.md).
 //! - [`Admin`]: topics, offsets, committed offsets and consumer groups.
@@ -114,6 +115,8 @@ pub use producer::{Acks, Producer, ProducerConfig, ProducerMetrics, MAX_IDEMPOTE
 pub use quota_admin::{AlterQuotasRequest, ClientQuota, QuotaAdmin, QuotaEntity};
 pub use record::{ConsumedRecord, Header, ProducerRecord, RecordMetadata};
 pub use rill_protocol::trace_context::{TraceParent, TraceParentError};
-pub use share_consumer::{AcknowledgeFailure, AcknowledgeType, ShareConsumer, ShareConsumerConfig, ShareRecord};
+pub use share_consumer::{
+    AcknowledgeFailure, AcknowledgeType, AcknowledgementMode, ShareConsumer, ShareConsumerConfig, ShareRecord,
+};
 pub use tls::{ClientIdentity, ClientTls};
 pub use user_admin::{UserAdmin, UserInfo};

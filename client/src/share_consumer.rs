@@ -6,7 +6,10 @@
 //! Acknowledgement: a record is acknowledged [`AcknowledgeType::Accept`] (done), `Release` (deliver it again)
 //! or `Reject` (never again) with [`ShareConsumer::acknowledge`]; every record `poll` returned and not
 //! acknowledged otherwise is accepted by the next `poll`, [`ShareConsumer::commit`] or
-//! [`ShareConsumer::close`] (Kafka's implicit acknowledgement). Acknowledgements travel with the next fetch, or
+//! [`ShareConsumer::close`] (Kafka's implicit acknowledgement). With [`AcknowledgementMode::Explicit`] (Kafka's
+//! `share.acknowledgement.mode=explicit`) nothing is accepted for the application: `poll` refuses to run while a
+//! record the last one returned is not acknowledged, `commit` sends only what was acknowledged, and `close` leaves
+//! the group with the rest, which goes back to the group (delivered again). Acknowledgements travel with the next fetch, or
 //! alone with `commit`; the broker stores them (fsynced) before it answers. Dropping the consumer without `close`
 //! leaves the group at once and releases what it holds, unacknowledged: those records are delivered again
 //! (at-least-once).
@@ -63,8 +66,21 @@ pub struct ShareRecord {
     pub delivery_count: u32,
 }
 
+/// Whether records `poll` returned and the application did not acknowledge are accepted for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AcknowledgementMode {
+    /// Accepted by the next `poll`, `commit` or `close` (Kafka's default).
+    #[default]
+    Implicit,
+    /// Never: each must be acknowledged before the next `poll` (Kafka's `share.acknowledgement.mode=explicit`), so
+    /// a record the application forgot is never taken as processed.
+    Explicit,
+}
+
 #[derive(Debug, Clone)]
 pub struct ShareConsumerConfig {
+    /// Whether unacknowledged records are accepted for the application.
+    pub acknowledgement_mode: AcknowledgementMode,
     /// Records one `poll` returns at most (Kafka's `max.poll.records`).
     pub max_records: u32,
     /// Bytes of batches one fetch returns at most; 0: the broker's default.
@@ -82,6 +98,7 @@ pub struct ShareConsumerConfig {
 impl Default for ShareConsumerConfig {
     fn default() -> Self {
         Self {
+            acknowledgement_mode: AcknowledgementMode::Implicit,
             max_records: 500,
             max_bytes: 0,
             max_wait: Duration::from_millis(500),
@@ -222,6 +239,17 @@ impl ShareConsumer {
     /// more acquires no more than those, so the rest are not held from the group's other members, nor delivered
     /// once more than they need.
     pub async fn poll_at_most(&mut self, max_records: u32) -> Result<Vec<ShareRecord>> {
+        if self.config.acknowledgement_mode == AcknowledgementMode::Explicit {
+            let unacknowledged = self.unacknowledged();
+            if unacknowledged > 0 {
+                return Err(Error::InvalidUse {
+                    message: format!(
+                        "{unacknowledged} records the last poll returned are not acknowledged: in explicit \
+                         acknowledgement mode acknowledge each (accept, release or reject) before the next poll"
+                    ),
+                });
+            }
+        }
         let acknowledgements = self.take_acknowledgements();
         let fetch = v1::ShareFetch {
             max_records: max_records.max(1),
@@ -322,15 +350,35 @@ impl ShareConsumer {
         Ok(None)
     }
 
-    /// Every outstanding record's acknowledgement, runs of one type as one range.
+    /// Records `poll` returned that the application has not acknowledged.
+    fn unacknowledged(&self) -> usize {
+        self.outstanding
+            .values()
+            .map(|o| o.delivered.iter().filter(|offset| !o.chosen.contains_key(offset)).count())
+            .sum()
+    }
+
+    /// Every outstanding record's acknowledgement, runs of one type as one range. In explicit mode a record the
+    /// application did not acknowledge is not sent: it stays outstanding (each as a range of its own).
     fn take_acknowledgements(&mut self) -> Vec<v1::ShareAcknowledgement> {
+        let is_explicit = self.config.acknowledgement_mode == AcknowledgementMode::Explicit;
         let mut out = Vec::new();
+        let mut kept = BTreeMap::new();
         for ((topic, partition), outstanding) in std::mem::take(&mut self.outstanding) {
+            let mut left = Outstanding::default();
             for &(first, last) in &outstanding.ranges {
                 let mut run: Option<(i64, i64, v1::AcknowledgeType)> = None;
                 for offset in first..=last {
                     let kind = match outstanding.chosen.get(&offset) {
                         Some(kind) => kind.to_wire(),
+                        None if outstanding.delivered.contains(&offset) && is_explicit => {
+                            if let Some(done) = run.take() {
+                                out.push(acknowledgement(&topic, partition, done));
+                            }
+                            left.ranges.push((offset, offset));
+                            left.delivered.insert(offset);
+                            continue;
+                        }
                         None if outstanding.delivered.contains(&offset) => v1::AcknowledgeType::Accept,
                         None => v1::AcknowledgeType::Gap,
                     };
@@ -347,7 +395,11 @@ impl ShareConsumer {
                     out.push(acknowledgement(&topic, partition, done));
                 }
             }
+            if !left.delivered.is_empty() {
+                kept.insert((topic, partition), left);
+            }
         }
+        self.outstanding = kept;
         out
     }
 
@@ -466,5 +518,30 @@ mod tests {
         assert!(matches!(consumer.acknowledge(&record(2), AcknowledgeType::Accept), Err(Error::InvalidUse { .. })));
         assert_eq!(consumer.take_acknowledgements().len(), 1);
         assert!(consumer.acknowledge(&record(1), AcknowledgeType::Accept).is_err(), "sent: no longer outstanding");
+    }
+
+    #[tokio::test]
+    async fn in_explicit_mode_only_what_was_acknowledged_is_sent_and_poll_waits_for_the_rest() {
+        let outstanding = Outstanding {
+            ranges: vec![(10, 14)],
+            delivered: [10, 11, 13, 14].into_iter().collect(),
+            chosen: BTreeMap::from([(10, AcknowledgeType::Accept), (14, AcknowledgeType::Reject)]),
+        };
+        let mut consumer = holding(outstanding);
+        consumer.config.acknowledgement_mode = AcknowledgementMode::Explicit;
+        let refused = consumer.poll().await.expect_err("11 and 13 are not acknowledged");
+        assert!(refused.to_string().contains("2 records"), "{refused}");
+        let sent: Vec<(i64, i64, i32)> =
+            consumer.take_acknowledgements().into_iter().map(|a| (a.first_offset, a.last_offset, a.r#type)).collect();
+        let (accept, reject, gap) = (1, 3, 0);
+        assert_eq!(sent, [(10, 10, accept), (12, 12, gap), (14, 14, reject)], "11 and 13 held back");
+        assert_eq!(consumer.unacknowledged(), 2);
+        consumer.acknowledge(&record(11), AcknowledgeType::Release).expect("still held");
+        consumer.acknowledge(&record(13), AcknowledgeType::Accept).expect("still held");
+        assert_eq!(consumer.unacknowledged(), 0);
+        let sent: Vec<(i64, i64, i32)> =
+            consumer.take_acknowledgements().into_iter().map(|a| (a.first_offset, a.last_offset, a.r#type)).collect();
+        assert_eq!(sent, [(11, 11, 2), (13, 13, accept)]);
+        assert!(consumer.outstanding.is_empty());
     }
 }

@@ -1,7 +1,9 @@
 //! Share groups through the client: `ShareConsumer` against an embedded broker. Members split a partition's
 //! records one by one, each accepted once; a released record comes back to the group with its delivery count
 //! raised, a rejected one never; a member that goes away gives back what it held at once, and one that closes
-//! accepts what it was handed; a consumer group's id is refused.
+//! accepts what it was handed; in explicit acknowledgement mode nothing is accepted that the application did
+//! not accept, and a member that closes with records unacknowledged gives them back; a consumer group's id is
+//! refused.
 
 use crate::common;
 
@@ -10,8 +12,8 @@ use std::time::Duration;
 
 use common::{create_topic, TestBroker, DEADLINE};
 use rill_client::{
-    AcknowledgeType, Admin, Client, Consumer, ConsumerConfig, Error, Producer, ProducerConfig, ProducerRecord,
-    ShareConsumer, ShareConsumerConfig,
+    AcknowledgeType, AcknowledgementMode, Admin, Client, Consumer, ConsumerConfig, Error, Producer, ProducerConfig,
+    ProducerRecord, ShareConsumer, ShareConsumerConfig,
 };
 
 fn config(max_records: u32) -> ShareConsumerConfig {
@@ -120,6 +122,40 @@ async fn a_released_record_comes_back_counted_and_a_rejected_one_never() {
     let described = Admin::new(client.clone()).describe_group("workers").await.expect("describe");
     assert_eq!(described.partitions[0].committed_offset, 3, "{described:?}");
     member.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn in_explicit_mode_only_what_the_application_acknowledged_is_done_with() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    setup(&client, "jobs", "workers").await;
+    produce_one_by_one(&client, "jobs", ["a", "b", "c"].map(String::from)).await;
+    let explicit = ShareConsumerConfig { acknowledgement_mode: AcknowledgementMode::Explicit, ..config(10) };
+    let mut member = ShareConsumer::join(client.clone(), "workers", &["jobs"], explicit).await.expect("joins");
+    let mut first = Vec::new();
+    while first.len() < 3 {
+        first.extend(member.poll().await.expect("poll"));
+    }
+    member.acknowledge(&first[0], AcknowledgeType::Accept).expect("a held");
+    let refused = member.poll().await.expect_err("b and c are not acknowledged");
+    assert!(matches!(refused, Error::InvalidUse { .. }), "{refused}");
+    assert!(refused.to_string().contains("2 records"), "{refused}");
+    // A commit sends what was acknowledged (a), and nothing for b and c, which stay this member's.
+    assert!(member.commit().await.expect("commit").is_empty());
+    member.acknowledge(&first[1], AcknowledgeType::Accept).expect("b still held");
+    // Closed with c unacknowledged: c goes back to the group rather than counting as done.
+    assert!(member.close().await.expect("close").is_empty());
+    let mut next = ShareConsumer::join(client.clone(), "workers", &["jobs"], config(10)).await.expect("joins");
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while back.is_empty() {
+            back.extend(next.poll().await.expect("poll"));
+        }
+    })
+    .await
+    .expect("c came back");
+    assert_eq!(back.iter().map(|r| (value_of(r), r.delivery_count)).collect::<Vec<_>>(), [("c".to_owned(), 2)]);
+    next.close().await.expect("close");
 }
 
 #[tokio::test]

@@ -254,9 +254,15 @@ fn spread_group(grow_a_topic: bool) {
     for topic in topics {
         produce(topic, 0, &values(topic, 0));
     }
+    // The members log what their client does: this test failed once in CI (a member printed nothing of the added
+    // partitions within 30 s) and never locally, so a failure must say what the member was doing.
+    let members_log = Some("rill_client=debug");
     let mut members: Vec<Running> = topics
         .iter()
-        .map(|topic| Running::spawn(&cluster.all(), &["consume", topic, "--group", PLACED_GROUP, "--follow"]))
+        .map(|topic| {
+            let args = ["consume", topic, "--group", PLACED_GROUP, "--follow"];
+            Running::spawn_logging(&cluster.all(), &args, members_log)
+        })
         .collect();
     for (topic, member) in topics.iter().zip(&mut members) {
         let printed: Vec<String> = (0..RECORDS).map(|_| line_or_exit(member, topic)).collect();

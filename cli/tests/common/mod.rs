@@ -463,7 +463,17 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(broker: &str, args: &[&str]) -> Running {
-        let mut child = Command::new(RILL)
+        Running::spawn_logging(broker, args, None)
+    }
+
+    /// [`Running::spawn`] with the command's `RUST_LOG` set to `filter`: what it logs is in the stderr a failed
+    /// test shows (`line_or_exit` and the like), for a failure too rare to reproduce at will.
+    pub fn spawn_logging(broker: &str, args: &[&str], filter: Option<&str>) -> Running {
+        let mut command = Command::new(RILL);
+        if let Some(filter) = filter {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command
             .args(args)
             .env("RILL_BROKER", broker)
             .stdin(Stdio::null())

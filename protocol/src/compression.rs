@@ -222,8 +222,10 @@ fn decompress_gzip(
             }
             let (in_before, out_before) = (inflate.total_in(), out.len());
             let input = deflated.get(in_before as usize..).unwrap_or_default();
+            // Not `Finish`: on a first call miniz takes that to mean the output has room for everything and
+            // fails the stream when it has not (any batch inflating past 4 times its size into a fresh buffer).
             let status = inflate
-                .decompress_vec(input, out, flate2::FlushDecompress::Finish)
+                .decompress_vec(input, out, flate2::FlushDecompress::None)
                 .map_err(|e| format!("bad deflate stream: {e}"))?;
             if status == flate2::Status::StreamEnd {
                 break;
@@ -449,6 +451,28 @@ mod tests {
             let cut = &section[..section.len() - 5];
             let decoded = Decompressor::default().decompress_into(*codec, cut, 1 << 20, &mut Vec::new());
             assert!(decoded.is_err(), "{codec:?}");
+        }
+    }
+
+    /// Text-like records inflate to 5 or more times their gzip size: each must decode into a fresh buffer, and into
+    /// a buffer reused at any size, as a broker thread's first batch and its later ones do.
+    #[test]
+    fn gzip_that_inflates_many_times_its_size_decodes_into_a_fresh_buffer() {
+        for count in [10_000u32, 200_000] {
+            let records: Vec<u8> = (0..count)
+                .flat_map(|i| format!("{{\"order\":{},\"status\":\"paid\"}}\n", i % 3000).into_bytes())
+                .collect();
+            for level in [1, 6, 9] {
+                let mut section = Vec::new();
+                compress_into(Compression::Gzip, level, &records, &mut section).expect("compress");
+                assert!(section.len() * 5 < records.len(), "a ratio past 5: {} of {}", section.len(), records.len());
+                for mut out in [Vec::new(), Vec::with_capacity(100), Vec::with_capacity(10 << 20)] {
+                    Decompressor::default()
+                        .decompress_into(Compression::Gzip, &section, 64 << 20, &mut out)
+                        .unwrap_or_else(|e| panic!("level {level}, {count} records: {e}"));
+                    assert!(out == records);
+                }
+            }
         }
     }
 

@@ -2,15 +2,16 @@
 //! batch of 100-byte records checked over and over, for an instruction count under callgrind, or timed.
 //! `within` checks it against timestamp bounds too (`validate_produced_within`, a topic with
 //! `message.timestamp.before.max.ms` / `after.max.ms`); `zstd` and `lz4-zstd` check it and then recompress it
-//! into zstd at level 3 (`rill_protocol::compressed::recompress`, a topic with `compression.type=zstd`), from
-//! uncompressed or from lz4.
+//! into zstd (`rill_protocol::compressed::recompress`, a topic with `compression.type=zstd`), from uncompressed or
+//! from lz4; `gzip` and `lz4` into those codecs from uncompressed. LEVEL is the topic's level for the codec
+//! (`compression.zstd.level` and the others), Kafka's default for it when not given.
 //!
 //! `cargo build --release -p rill-benches --example produce_check`, then
 //! `valgrind --tool=callgrind target/release/examples/produce_check plain|within [ROUNDS] [RECORDS]` and compare the
-//! totals, or time `produce_check zstd|lz4-zstd [ROUNDS]` (docs/benchmarks.md).
+//! totals, or time `produce_check zstd|lz4-zstd|gzip|lz4 [ROUNDS] [RECORDS] [LEVEL]` (docs/benchmarks.md).
 
 use rill_protocol::compressed::{compress_batch, recompress};
-use rill_protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES;
+use rill_protocol::compression::{default_level, MAX_DECOMPRESSED_BATCH_BYTES};
 use rill_protocol::{
     validate_produced, validate_produced_within, Compression, Record, RecordBatchBuilder, TimestampBounds,
 };
@@ -20,12 +21,18 @@ const BASE_TIMESTAMP: i64 = 1_700_000_000_000;
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
-    if !["plain", "within", "zstd", "lz4-zstd"].contains(&mode.as_str()) {
-        eprintln!("usage: produce_check plain|within|zstd|lz4-zstd [ROUNDS] [RECORDS_PER_BATCH]");
+    if !["plain", "within", "zstd", "lz4-zstd", "gzip", "lz4"].contains(&mode.as_str()) {
+        eprintln!("usage: produce_check plain|within|zstd|lz4-zstd|gzip|lz4 [ROUNDS] [RECORDS_PER_BATCH] [LEVEL]");
         std::process::exit(2);
     }
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let records: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let codec = match mode.as_str() {
+        "gzip" => Compression::Gzip,
+        "lz4" => Compression::Lz4,
+        _ => Compression::Zstd,
+    };
+    let level: i32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(default_level(codec));
     let mut builder = RecordBatchBuilder::default();
     for i in 0..records {
         builder.push(&Record {
@@ -45,7 +52,7 @@ fn main() {
             "within" => validate_produced_within(batch, MAX_DECOMPRESSED_BATCH_BYTES, BASE_TIMESTAMP, bounds),
             "plain" => validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES),
             _ => validate_produced(batch, MAX_DECOMPRESSED_BATCH_BYTES).and_then(|checked| {
-                recompress(batch, Compression::Zstd, 3, MAX_DECOMPRESSED_BATCH_BYTES).map(|moved| {
+                recompress(batch, codec, level, MAX_DECOMPRESSED_BATCH_BYTES).map(|moved| {
                     std::hint::black_box(moved);
                     checked
                 })

@@ -68,6 +68,10 @@ pub struct TopicSettings {
     /// Kafka's `compression.type`. Left out of the files while it is the default (`producer`).
     #[serde(default, skip_serializing_if = "TopicCompression::is_producer")]
     pub compression: TopicCompression,
+    /// Kafka's `compression.gzip.level`, `compression.lz4.level` and `compression.zstd.level` (KIP-390): the level
+    /// a batch is stored at when `compression` names that codec. Left out of the files while all are defaults.
+    #[serde(default, skip_serializing_if = "CompressionLevels::is_default")]
+    pub compression_levels: CompressionLevels,
     /// Confluent's broker-side schema id validation (`confluent.key.schema.validation`, ...): every record's key
     /// or value must carry the id of a schema registered under its subject (`schema_registry/validation.rs`).
     /// Left out of the files while off.
@@ -198,17 +202,78 @@ impl TopicCompression {
         .find(|codec| codec.name() == value.trim())
     }
 
-    /// The codec every batch is stored in, and its level (Kafka's defaults: `compression.gzip.level` 6,
-    /// `compression.zstd.level` 3; lz4 and snappy have none here); `None` for `producer`.
-    pub fn codec(&self) -> Option<(rill_protocol::Compression, i32)> {
+    /// The codec every batch is stored in, at the topic's level for it (`levels`; Kafka's defaults where unset);
+    /// `None` for `producer`.
+    pub fn codec(&self, levels: &CompressionLevels) -> Option<(rill_protocol::Compression, i32)> {
         use rill_protocol::Compression;
-        match self {
-            TopicCompression::Producer => None,
-            TopicCompression::Uncompressed => Some((Compression::None, 0)),
-            TopicCompression::Gzip => Some((Compression::Gzip, 6)),
-            TopicCompression::Snappy => Some((Compression::Snappy, 0)),
-            TopicCompression::Lz4 => Some((Compression::Lz4, 0)),
-            TopicCompression::Zstd => Some((Compression::Zstd, 3)),
+        let codec = match self {
+            TopicCompression::Producer => return None,
+            TopicCompression::Uncompressed => Compression::None,
+            TopicCompression::Gzip => Compression::Gzip,
+            TopicCompression::Snappy => Compression::Snappy,
+            TopicCompression::Lz4 => Compression::Lz4,
+            TopicCompression::Zstd => Compression::Zstd,
+        };
+        Some((codec, levels.level(codec)))
+    }
+}
+
+/// A topic's compression levels, one per codec that has levels (Kafka's KIP-390 topic configs); `None` is Kafka's
+/// default for that codec. Each applies only when the topic's `compression.type` names its codec: a producer's
+/// batches kept as sent keep the producer's level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionLevels {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lz4: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd: Option<i32>,
+}
+
+impl CompressionLevels {
+    pub fn is_default(&self) -> bool {
+        *self == CompressionLevels::default()
+    }
+
+    /// The level `codec` is compressed at, in `rill_protocol::compression::compress_into`'s terms.
+    pub fn level(&self, codec: rill_protocol::Compression) -> i32 {
+        use rill_protocol::Compression;
+        let set = match codec {
+            Compression::Gzip => self.gzip,
+            Compression::Lz4 => self.lz4,
+            Compression::Zstd => self.zstd,
+            Compression::None | Compression::Snappy => None,
+        };
+        set.unwrap_or_else(|| rill_protocol::compression::default_level(codec))
+    }
+
+    /// The value Kafka shows for `codec`'s level config: the topic's, or Kafka's default (gzip's is -1).
+    pub fn shown(&self, codec: rill_protocol::Compression) -> i32 {
+        match codec {
+            rill_protocol::Compression::Gzip => self.gzip.unwrap_or(-1),
+            _ => self.level(codec),
+        }
+    }
+
+    /// Reads a level for `codec` as Kafka checks it: gzip 1 to 9 or -1 (zlib's default), lz4 1 to 17, zstd
+    /// -131072 to 22. The error says what is allowed.
+    pub fn parse(codec: rill_protocol::Compression, value: &str) -> std::result::Result<i32, String> {
+        use rill_protocol::compression::{GZIP_LEVELS, LZ4_LEVELS, ZSTD_LEVELS};
+        use rill_protocol::Compression;
+        let (levels, allowed) = match codec {
+            Compression::Gzip => (GZIP_LEVELS, "from 1 (fastest) to 9 (smallest), or -1 for zlib's default (6)"),
+            Compression::Lz4 => {
+                (LZ4_LEVELS, "from 1 to 17 (9, the default, is LZ4's fast compressor; the others LZ4 HC)")
+            }
+            Compression::Zstd => (ZSTD_LEVELS, "from -131072 (fastest) to 22 (smallest); 3 is the default"),
+            Compression::None | Compression::Snappy => return Err("this codec has no levels".into()),
+        };
+        match value.trim().parse::<i32>() {
+            Ok(-1) if codec == Compression::Gzip => Ok(-1),
+            Ok(level) if levels.contains(&level) => Ok(level),
+            _ => Err(format!("must be a whole number {allowed}")),
         }
     }
 }
@@ -575,6 +640,7 @@ mod tests {
             segment_ms: DEFAULT_SEGMENT_MS,
             timestamps: MessageTimestamps::default(),
             compression: TopicCompression::default(),
+            compression_levels: CompressionLevels::default(),
             schema_ids: SchemaIdChecks::default(),
             takes_dead_letters: false,
         }
@@ -611,6 +677,7 @@ mod tests {
         set.cleanup.compact = true;
         set.cleanup.max_compaction_lag_ms = Some(9);
         set.compression = TopicCompression::Zstd;
+        set.compression_levels.zstd = Some(-7);
         let meta = TopicMeta::new(&name, TopicId::random(), 1, set);
         store(dir.path(), &meta).unwrap();
         assert_eq!(load_all(dir.path()).unwrap(), vec![meta]);

@@ -128,6 +128,9 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         key_subject_name_strategy: Some(format!("{:?}", s.schema_ids.key.strategy)),
         value_subject_name_strategy: Some(format!("{:?}", s.schema_ids.value.strategy)),
         dead_letter_group_enable: Some(s.takes_dead_letters),
+        compression_gzip_level: s.compression_levels.gzip,
+        compression_lz4_level: s.compression_levels.lz4,
+        compression_zstd_level: s.compression_levels.zstd,
     }
 }
 
@@ -590,6 +593,7 @@ impl Registry {
                     )
                 })?,
             },
+            compression_levels: requested_compression_levels(requested)?,
             schema_ids: requested_schema_ids(requested)?,
             takes_dead_letters: requested.dead_letter_group_enable.unwrap_or(false),
         };
@@ -599,6 +603,22 @@ impl Registry {
         settings.log_config().validate()?;
         Ok(settings)
     }
+}
+
+/// A topic's compression levels from its request, each checked against its codec's range.
+fn requested_compression_levels(requested: &v1::TopicConfig) -> Result<crate::meta::CompressionLevels> {
+    use rill_protocol::Compression;
+    let level = |field: &'static str, codec, value: Option<i32>| -> Result<Option<i32>> {
+        let Some(level) = value else { return Ok(None) };
+        crate::meta::CompressionLevels::parse(codec, &level.to_string())
+            .map(Some)
+            .map_err(|reason| BrokerError::invalid(field, format!("{level} is not a level: it {reason}")))
+    };
+    Ok(crate::meta::CompressionLevels {
+        gzip: level("config.compression_gzip_level", Compression::Gzip, requested.compression_gzip_level)?,
+        lz4: level("config.compression_lz4_level", Compression::Lz4, requested.compression_lz4_level)?,
+        zstd: level("config.compression_zstd_level", Compression::Zstd, requested.compression_zstd_level)?,
+    })
 }
 
 /// A topic's cleanup policy and compaction settings from its request; unset fields take Kafka's defaults.

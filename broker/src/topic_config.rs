@@ -10,7 +10,8 @@ use crate::cluster::placement::default_min_insync_replicas;
 use crate::config::{BrokerConfig, DurabilityPolicy};
 use crate::error::{BrokerError, Result};
 use crate::meta::{
-    Cleanup, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings, DEFAULT_SEGMENT_MS,
+    Cleanup, CompressionLevels, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings,
+    DEFAULT_SEGMENT_MS,
 };
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
@@ -55,10 +56,14 @@ pub enum ConfigKey {
     ValueSubjectNameStrategy,
     /// Whether share groups may write dead letters here (Kafka's `errors.deadletterqueue.group.enable`).
     DeadLetterGroupEnable,
+    /// The level of gzip when `compression.type` is gzip (Kafka's KIP-390 levels; lz4 and zstd below).
+    CompressionGzipLevel,
+    CompressionLz4Level,
+    CompressionZstdLevel,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 22] = [
+    pub const ALL: [ConfigKey; 25] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -81,6 +86,9 @@ impl ConfigKey {
         ConfigKey::KeySubjectNameStrategy,
         ConfigKey::ValueSubjectNameStrategy,
         ConfigKey::DeadLetterGroupEnable,
+        ConfigKey::CompressionGzipLevel,
+        ConfigKey::CompressionLz4Level,
+        ConfigKey::CompressionZstdLevel,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -108,6 +116,9 @@ impl ConfigKey {
             ConfigKey::KeySubjectNameStrategy => "confluent.key.subject.name.strategy",
             ConfigKey::ValueSubjectNameStrategy => "confluent.value.subject.name.strategy",
             ConfigKey::DeadLetterGroupEnable => "errors.deadletterqueue.group.enable",
+            ConfigKey::CompressionGzipLevel => "compression.gzip.level",
+            ConfigKey::CompressionLz4Level => "compression.lz4.level",
+            ConfigKey::CompressionZstdLevel => "compression.zstd.level",
         }
     }
 
@@ -136,6 +147,19 @@ impl ConfigKey {
             ConfigKey::KeySubjectNameStrategy => "key_subject_name_strategy",
             ConfigKey::ValueSubjectNameStrategy => "value_subject_name_strategy",
             ConfigKey::DeadLetterGroupEnable => "dead_letter_group_enable",
+            ConfigKey::CompressionGzipLevel => "compression_gzip_level",
+            ConfigKey::CompressionLz4Level => "compression_lz4_level",
+            ConfigKey::CompressionZstdLevel => "compression_zstd_level",
+        }
+    }
+
+    /// The codec a level key sets the level of.
+    pub fn level_codec(self) -> Option<rill_protocol::Compression> {
+        match self {
+            ConfigKey::CompressionGzipLevel => Some(rill_protocol::Compression::Gzip),
+            ConfigKey::CompressionLz4Level => Some(rill_protocol::Compression::Lz4),
+            ConfigKey::CompressionZstdLevel => Some(rill_protocol::Compression::Zstd),
+            _ => None,
         }
     }
 
@@ -287,6 +311,9 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::KeySubjectNameStrategy => s.schema_ids.key.strategy = SubjectNameStrategy::default(),
         ConfigKey::ValueSubjectNameStrategy => s.schema_ids.value.strategy = SubjectNameStrategy::default(),
         ConfigKey::DeadLetterGroupEnable => s.takes_dead_letters = false,
+        ConfigKey::CompressionGzipLevel => s.compression_levels.gzip = None,
+        ConfigKey::CompressionLz4Level => s.compression_levels.lz4 = None,
+        ConfigKey::CompressionZstdLevel => s.compression_levels.zstd = None,
     }
 }
 
@@ -418,6 +445,15 @@ fn set(
             s.takes_dead_letters =
                 crate::meta::parse_bool(value).ok_or_else(|| refusal(change, "must be true or false"))?;
         }
+        ConfigKey::CompressionGzipLevel | ConfigKey::CompressionLz4Level | ConfigKey::CompressionZstdLevel => {
+            let codec = key.level_codec().unwrap_or(rill_protocol::Compression::None);
+            let level = CompressionLevels::parse(codec, value).map_err(|reason| refusal(change, reason))?;
+            match codec {
+                rill_protocol::Compression::Gzip => s.compression_levels.gzip = Some(level),
+                rill_protocol::Compression::Lz4 => s.compression_levels.lz4 = Some(level),
+                _ => s.compression_levels.zstd = Some(level),
+            }
+        }
     }
     Ok(())
 }
@@ -510,6 +546,9 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy != SubjectNameStrategy::default());
     differs(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy != SubjectNameStrategy::default());
     differs(ConfigKey::DeadLetterGroupEnable, s.takes_dead_letters);
+    differs(ConfigKey::CompressionGzipLevel, s.compression_levels.gzip.is_some());
+    differs(ConfigKey::CompressionLz4Level, s.compression_levels.lz4.is_some());
+    differs(ConfigKey::CompressionZstdLevel, s.compression_levels.zstd.is_some());
     keys
 }
 
@@ -557,6 +596,9 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     push(ConfigKey::KeySubjectNameStrategy, set.key_subject_name_strategy.clone());
     push(ConfigKey::ValueSubjectNameStrategy, set.value_subject_name_strategy.clone());
     push(ConfigKey::DeadLetterGroupEnable, set.dead_letter_group_enable.map(|v| v.to_string()));
+    push(ConfigKey::CompressionGzipLevel, set.compression_gzip_level.map(|v| v.to_string()));
+    push(ConfigKey::CompressionLz4Level, set.compression_lz4_level.map(|v| v.to_string()));
+    push(ConfigKey::CompressionZstdLevel, set.compression_zstd_level.map(|v| v.to_string()));
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

@@ -492,6 +492,16 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
     if let Some(codec) = config.compression_type.as_ref().filter(|codec| *codec != "producer") {
         settings.row(vec!["compression_type".into(), codec.clone()]);
     }
+    let levels = [
+        ("compression_gzip_level", config.compression_gzip_level),
+        ("compression_lz4_level", config.compression_lz4_level),
+        ("compression_zstd_level", config.compression_zstd_level),
+    ];
+    for (name, level) in levels {
+        if let Some(level) = level {
+            settings.row(vec![name.into(), level.to_string()]);
+        }
+    }
     let sides = [
         ("key_schema_validation", config.key_schema_validation, &config.key_subject_name_strategy),
         ("value_schema_validation", config.value_schema_validation, &config.value_subject_name_strategy),

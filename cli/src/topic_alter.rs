@@ -30,6 +30,9 @@ const KEYS: &[(&str, &str)] = &[
     ("message.timestamp.before.max.ms", "milliseconds a record's timestamp may be behind the broker's clock"),
     ("message.timestamp.after.max.ms", "milliseconds a record's timestamp may be ahead of the broker's clock"),
     ("compression.type", "producer (as sent), uncompressed, gzip, snappy, lz4 or zstd (every batch stored so)"),
+    ("compression.gzip.level", "1 to 9, or -1 (zlib's default, 6): gzip's level when compression.type is gzip"),
+    ("compression.lz4.level", "1 to 17 (9, the default, is LZ4's fast compressor; the others LZ4 HC)"),
+    ("compression.zstd.level", "-131072 to 22 (3 is the default): zstd's level when compression.type is zstd"),
     ("confluent.key.schema.validation", "true or false: every key carries a registered schema id"),
     ("confluent.value.schema.validation", "true or false: every value carries a registered schema id"),
     ("confluent.key.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
@@ -75,7 +78,8 @@ flush.ms (interval durability with that period), rill.durability (always, interv
 (delete, compact, compact,delete), delete.retention.ms, min.compaction.lag.ms, max.compaction.lag.ms,
 min.cleanable.dirty.ratio (compaction, docs/compaction.md), segment.ms, message.timestamp.type (CreateTime,
 LogAppendTime), message.timestamp.before.max.ms, message.timestamp.after.max.ms, compression.type (producer,
-uncompressed, gzip, snappy, lz4, zstd). Applied to every
+uncompressed, gzip, snappy, lz4, zstd) with compression.gzip.level, compression.lz4.level and
+compression.zstd.level (the level batches are stored at). Applied to every
 partition on every node that holds one, and kept across restarts: retention at the next retention pass,
 segment.bytes at the next segment roll, max.message.bytes and durability at the next produce. All or nothing:
 one bad key or value refuses the change. Needs alter_configs on the topic when authorization is on.";
@@ -143,6 +147,9 @@ pub(crate) fn configs_of(configs: &[String]) -> anyhow::Result<(TopicConfig, Opt
                 }
                 _ => return Err(bad()),
             },
+            "compression.gzip.level" => set.compression_gzip_level = Some(value.parse().map_err(|_| bad())?),
+            "compression.lz4.level" => set.compression_lz4_level = Some(value.parse().map_err(|_| bad())?),
+            "compression.zstd.level" => set.compression_zstd_level = Some(value.parse().map_err(|_| bad())?),
             "confluent.key.schema.validation" | "confluent.value.schema.validation" => {
                 let enabled = match value.to_ascii_lowercase().as_str() {
                     "true" => true,

@@ -291,3 +291,24 @@ fn altered_settings_apply_to_a_live_topic_and_survive_a_restart() {
     assert_eq!(value, "forever");
     assert!(!overrides.contains("retention.bytes"), "{overrides}");
 }
+
+#[test]
+fn compression_levels_are_set_shown_and_refused_out_of_range() {
+    let (_dir, broker) = broker();
+    let b = broker.addr.as_str();
+    let zstd = ["--config", "compression.type=zstd", "--config", "compression.zstd.level=19"];
+    rill(b, &[&["topic", "create", "events"][..], &zstd[..]].concat()).ok();
+    let (level, overrides) = described_setting(b, "events", "compression_zstd_level");
+    assert_eq!(level, "19");
+    assert!(overrides.contains("compression.zstd.level") && overrides.contains("compression.type"), "{overrides}");
+    rill(b, &["produce", "events", "--partition", "0", "--value", &"stored at 19 ".repeat(50)]).ok();
+    assert_eq!(rill(b, &["consume", "events"]).ok(), format!("{}\n", "stored at 19 ".repeat(50)));
+    rill(b, &["topic", "alter", "events", "--config", "compression.zstd.level=23"])
+        .fails(1, "from -131072 (fastest) to 22");
+    rill(b, &["topic", "alter", "events", "--config", "compression.gzip.level=fast"]).fails(1, "1 to 9, or -1");
+    rill(b, &["topic", "alter", "events", "--config", "compression.lz4.level=12"]).ok();
+    assert_eq!(described_setting(b, "events", "compression_lz4_level").0, "12");
+    rill(b, &["topic", "alter", "events", "--delete-config", "compression.zstd.level"]).ok();
+    let text = rill(b, &["topic", "describe", "events"]).ok().to_owned();
+    assert!(!text.contains("compression_zstd_level"), "back to the default: {text}");
+}

@@ -11,14 +11,9 @@
 //! same offsets, as Kafka's cleaner keeps for a producer's last batch. Clients skip it by its last offset.
 
 use crate::batch::{self, check_frame, BatchHeader, Compression, HEADER_BYTES, LOG_OVERHEAD};
-use crate::compression::{compress_into, with_decompressor, MAX_DECOMPRESSED_BATCH_BYTES};
+use crate::compression::{compress_into, default_level, with_decompressor, MAX_DECOMPRESSED_BATCH_BYTES};
 use crate::record::{parse_record, write_header, RecordView};
 use crate::BatchError;
-
-/// The level a rewritten gzip or zstd batch is compressed at: each codec's usual default. The producer's own
-/// level is not recorded in the batch.
-const GZIP_LEVEL: i32 = 6;
-const ZSTD_LEVEL: i32 = 3;
 
 /// What [`retain_records`] made of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +61,8 @@ pub fn retain_records(batch: &[u8], mut keep: impl FnMut(&RecordView<'_>) -> boo
         return Ok(Retained::None { removed });
     }
     let mut out = vec![0u8; HEADER_BYTES];
-    let level = match codec {
-        Compression::Zstd => ZSTD_LEVEL,
-        _ => GZIP_LEVEL,
-    };
-    compress_into(codec, level, &kept, &mut out)?;
+    // The producer's own level is not recorded in the batch: the codec's default it is.
+    compress_into(codec, default_level(codec), &kept, &mut out)?;
     let rewritten = BatchHeader {
         batch_length: batch_length(out.len())?,
         record_count: i32::try_from(count).map_err(|_| BatchError::MalformedRecord("too many records"))?,

@@ -52,14 +52,44 @@ pub fn codec_name(codec: Compression) -> &'static str {
     }
 }
 
-/// Appends `records` compressed with `codec` to `out`. `level` is used by gzip (0-9) and zstd (1-22).
+/// Kafka's default level of each codec (`compression.gzip.level` -1, which is zlib's 6; `compression.lz4.level` 9;
+/// `compression.zstd.level` 3), what a batch is compressed at when nobody chose a level. Snappy and none have none.
+pub fn default_level(codec: Compression) -> i32 {
+    match codec {
+        Compression::Gzip => GZIP_DEFAULT_LEVEL,
+        Compression::Lz4 => LZ4_DEFAULT_LEVEL,
+        Compression::Zstd => ZSTD_DEFAULT_LEVEL,
+        Compression::None | Compression::Snappy => 0,
+    }
+}
+
+/// Kafka's `compression.gzip.level` range (KIP-390): 1 to 9, or -1 for zlib's default (6).
+pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> = 1..=9;
+pub const GZIP_DEFAULT_LEVEL: i32 = 6;
+/// Kafka's `compression.lz4.level` range: 1 to 17 (lz4-java's; LZ4 HC itself stops improving at 12).
+pub const LZ4_LEVELS: std::ops::RangeInclusive<i32> = 1..=17;
+/// Kafka's default lz4 level, which its encoder (and this one) serves with LZ4's fast compressor, not LZ4 HC.
+pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+/// Kafka's `compression.zstd.level` range: zstd's own, from its fastest negative level to 22.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -131_072..=22;
+pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
+
+/// LZ4 frame header of what [`compress_into`] writes for LZ4 HC: independent blocks of at most 64 KiB, no
+/// checksums, as Kafka's encoder writes them.
+const LZ4_HC_FLG: u8 = 0x40 | LZ4_FLG_INDEPENDENT;
+const LZ4_BD_64KB: u8 = 4 << 4;
+const LZ4_HC_BLOCK_BYTES: usize = 64 << 10;
+
+/// Appends `records` compressed with `codec` to `out`, at `level` in Kafka's terms: gzip 0-9 (-1: 6), zstd its
+/// own levels, lz4 1-17 where Kafka's default 9 (and anything outside 1-17) is LZ4's fast compressor and the other
+/// levels LZ4 HC, as Kafka's encoder chooses. Snappy has no level.
 pub fn compress_into(codec: Compression, level: i32, records: &[u8], out: &mut Vec<u8>) -> Result<(), BatchError> {
     let failed = |e: std::io::Error| BatchError::Compress { codec: codec_name(codec), reason: e.to_string() };
     match codec {
         Compression::None => out.extend_from_slice(records),
         Compression::Gzip => {
-            let level = flate2::Compression::new(level.clamp(0, 9) as u32);
-            let mut encoder = flate2::write::GzEncoder::new(out, level);
+            let level = if level < 0 { GZIP_DEFAULT_LEVEL } else { level.min(9) };
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level as u32));
             encoder.write_all(records).map_err(failed)?;
             encoder.finish().map_err(failed)?;
         }
@@ -78,17 +108,47 @@ pub fn compress_into(codec: Compression, level: i32, records: &[u8], out: &mut V
                 out.truncate(at + 4 + written);
             }
         }
-        Compression::Lz4 => {
+        Compression::Lz4 if level == LZ4_DEFAULT_LEVEL || !LZ4_LEVELS.contains(&level) => {
             let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
             encoder.write_all(records).map_err(failed)?;
             encoder.finish().map_err(|e| BatchError::Compress { codec: "lz4", reason: e.to_string() })?;
         }
+        Compression::Lz4 => lz4_hc_frame(level, records, out)?,
         Compression::Zstd => {
-            let mut encoder = zstd::stream::write::Encoder::new(out, level).map_err(failed)?;
-            encoder.write_all(records).map_err(failed)?;
-            encoder.finish().map_err(failed)?;
+            // One call with the size known: zstd sizes its tables to the batch, so a high level costs the memory
+            // of a batch, not of its 128 MiB window.
+            let compressed =
+                zstd::bulk::compress(records, level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end())).map_err(failed)?;
+            out.extend_from_slice(&compressed);
         }
     }
+    Ok(())
+}
+
+/// An LZ4 frame of `records` in LZ4 HC blocks at `level` (liblz4's; it stops at 12).
+fn lz4_hc_frame(level: i32, records: &[u8], out: &mut Vec<u8>) -> Result<(), BatchError> {
+    let failed = |e: std::io::Error| BatchError::Compress { codec: "lz4", reason: e.to_string() };
+    out.extend_from_slice(&LZ4_MAGIC.to_le_bytes());
+    let descriptor = [LZ4_HC_FLG, LZ4_BD_64KB];
+    out.extend_from_slice(&descriptor);
+    out.push((twox_hash::XxHash32::oneshot(0, &descriptor) >> 8) as u8);
+    let bound = lz4::block::compress_bound(LZ4_HC_BLOCK_BYTES).map_err(failed)?;
+    for block in records.chunks(LZ4_HC_BLOCK_BYTES) {
+        let at = out.len();
+        out.resize(at + 4 + bound, 0);
+        let mode = Some(lz4::block::CompressionMode::HIGHCOMPRESSION(level));
+        let written = lz4::block::compress_to_buffer(block, mode, false, &mut out[at + 4..]).map_err(failed)?;
+        // A block that does not shrink is stored as it is, flagged, as LZ4 frames allow.
+        let length = if written >= block.len() {
+            out[at + 4..at + 4 + block.len()].copy_from_slice(block);
+            block.len() as u32 | LZ4_UNCOMPRESSED_BLOCK
+        } else {
+            written as u32
+        };
+        out[at..at + 4].copy_from_slice(&length.to_le_bytes());
+        out.truncate(at + 4 + (length & !LZ4_UNCOMPRESSED_BLOCK) as usize);
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
     Ok(())
 }
 
@@ -414,8 +474,72 @@ mod tests {
 
     fn compressed(codec: Compression, records: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        compress_into(codec, 3, records, &mut out).expect("compress");
+        compress_into(codec, default_level(codec), records, &mut out).expect("compress");
         out
+    }
+
+    /// Kafka's levels (KIP-390) reach the codecs: every level of each range round-trips, through this decoder and,
+    /// for LZ4 HC's frames, lz4_flex's (which checks the header's checksum); a higher level shrinks compressible
+    /// records more than a low one; lz4's default stays LZ4's fast compressor, the others are LZ4 HC.
+    #[test]
+    fn every_kafka_level_of_each_codec_round_trips_and_higher_levels_shrink_more() {
+        let records: Vec<u8> =
+            (0..30_000u32).flat_map(|i| format!("order-{} amount={}\n", i % 5000, i % 97).into_bytes()).collect();
+        let size = |codec, level| {
+            let mut out = Vec::new();
+            compress_into(codec, level, &records, &mut out).expect("compress");
+            let mut decoded = Vec::new();
+            Decompressor::default()
+                .decompress_into(codec, &out, 64 << 20, &mut decoded)
+                .unwrap_or_else(|e| panic!("{codec:?} at level {level}: {e}"));
+            assert!(decoded == records, "{codec:?} at level {level}");
+            if codec == Compression::Lz4 {
+                let mut read = Vec::new();
+                lz4_flex::frame::FrameDecoder::new(&out[..]).read_to_end(&mut read).expect("a valid LZ4 frame");
+                assert!(read == records, "lz4 level {level} through lz4_flex");
+            }
+            out.len()
+        };
+        let gzip: Vec<i32> = GZIP_LEVELS.collect();
+        let lz4: Vec<i32> = LZ4_LEVELS.collect();
+        for (codec, levels) in
+            [(Compression::Gzip, gzip), (Compression::Lz4, lz4), (Compression::Zstd, vec![-5, 1, 9, 19])]
+        {
+            let sizes: Vec<usize> = levels.iter().map(|level| size(codec, *level)).collect();
+            assert!(sizes[sizes.len() - 1] < sizes[0], "{codec:?}: {sizes:?} bytes at levels {levels:?}");
+        }
+        assert!(size(Compression::Zstd, 22) < size(Compression::Zstd, 1));
+        assert!(size(Compression::Gzip, -1) == size(Compression::Gzip, 6), "-1 is zlib's default, 6");
+        let mut fast = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        fast.write_all(&records).unwrap();
+        let mut default = Vec::new();
+        compress_into(Compression::Lz4, LZ4_DEFAULT_LEVEL, &records, &mut default).unwrap();
+        assert!(default == fast.finish().unwrap(), "Kafka's default lz4 level is LZ4's fast compressor");
+        assert!(default.len() == size(Compression::Lz4, 0), "outside 1-17 is the default");
+        assert!(size(Compression::Lz4, 12) < default.len(), "HC below the fast compressor");
+    }
+
+    #[test]
+    fn lz4_hc_stores_a_block_that_does_not_shrink_as_it_is() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let noise: Vec<u8> = (0..150_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let mut out = Vec::new();
+        compress_into(Compression::Lz4, 12, &noise, &mut out).expect("compress");
+        let first_block = u32::from_le_bytes(out[7..11].try_into().unwrap());
+        assert_ne!(first_block & LZ4_UNCOMPRESSED_BLOCK, 0, "noise is stored, flagged");
+        let mut decoded = Vec::new();
+        Decompressor::default().decompress_into(Compression::Lz4, &out, 1 << 20, &mut decoded).expect("decompress");
+        assert!(decoded == noise);
+        let mut read = Vec::new();
+        lz4_flex::frame::FrameDecoder::new(&out[..]).read_to_end(&mut read).expect("a valid LZ4 frame");
+        assert!(read == noise);
     }
 
     #[test]

@@ -267,3 +267,45 @@ def test_a_topics_compression_type_stores_every_batch_in_its_codec(broker):
     # Back to `producer`: the next batches are stored as sent.
     alter(admin, stored, "compression.type", None)
     assert described(admin, stored)["compression.type"].value == "producer"
+
+
+def test_a_topics_compression_levels_decide_how_small_its_batches_are_stored(broker):
+    # Kafka's KIP-390 levels through confluent-kafka's AdminClient: set at create and by IncrementalAlterConfigs,
+    # described back with their source, refused out of range saying what is allowed; librdkafka's uncompressed
+    # batches stored at zstd level 19 take less room than at level 1, and both read back the same.
+    admin = AdminClient({"bootstrap.servers": broker})
+    fast, small, default = next(topic_names), next(topic_names), next(topic_names)
+    create_topic(admin, fast, {"compression.type": "zstd", "compression.zstd.level": "1"})
+    create_topic(admin, small, {"compression.type": "zstd", "compression.zstd.level": "19",
+                                "compression.gzip.level": "9"})
+    create_topic(admin, default, {"compression.type": "lz4"})
+    shown = described(admin, small)
+    assert shown["compression.zstd.level"].value == "19" and not shown["compression.zstd.level"].is_default
+    assert shown["compression.gzip.level"].value == "9"
+    shown = described(admin, default)
+    assert [shown[f"compression.{codec}.level"].value for codec in ["gzip", "lz4", "zstd"]] == ["-1", "9", "3"]
+    assert shown["compression.lz4.level"].is_default
+    values = [f'{{"order": {i % 300}, "status": "paid", "note": "{"abc" * (i % 7)}"}}'.encode() for i in range(4000)]
+    for name in [fast, small]:
+        producer = Producer({"bootstrap.servers": broker, "compression.type": "none", "linger.ms": 20,
+                             "batch.size": 256 << 10})
+        for value in values:
+            producer.produce(name, value=value, partition=0)
+        assert producer.flush(30) == 0
+    assert [m.value() for m in consume(broker, small, 4000)] == values
+    assert [m.value() for m in consume(broker, fast, 4000)] == values
+    assert partition_bytes(broker, small) < partition_bytes(broker, fast), "level 19 smaller than level 1"
+    alter(admin, fast, "compression.zstd.level", "-3")
+    assert described(admin, fast)["compression.zstd.level"].value == "-3"
+    alter(admin, fast, "compression.zstd.level", None)
+    assert described(admin, fast)["compression.zstd.level"].value == "3"
+    for key, value, allowed in [("compression.zstd.level", "23", "from -131072 (fastest) to 22"),
+                                ("compression.gzip.level", "0", "from 1 (fastest) to 9"),
+                                ("compression.lz4.level", "18", "from 1 to 17")]:
+        with pytest.raises(KafkaException) as refused:
+            alter(admin, fast, key, value)
+        error = refused.value.args[0]
+        assert error.code() == KafkaError.INVALID_CONFIG and allowed in error.str(), error
+        with pytest.raises(KafkaException) as refused:
+            create_topic(admin, next(topic_names), {key: value})
+        assert allowed in refused.value.args[0].str()

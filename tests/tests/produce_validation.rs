@@ -301,6 +301,77 @@ async fn a_topics_compression_type_recompresses_batches_into_its_codec() {
     }
 }
 
+/// Kafka's level configs (KIP-390) decide how a topic whose `compression.type` names a codec stores a batch: the
+/// stored batch is the one `compress_batch` makes at the topic's level, a level set after creation applies to the
+/// next batch, and a level out of its codec's range is refused at create with what is allowed.
+#[tokio::test]
+async fn a_topics_compression_level_is_the_level_its_batches_are_stored_at() {
+    let mut broker = TestBroker::start().await;
+    let topics = [("zstd-1", "zstd", 1), ("zstd-19", "zstd", 19), ("gzip-1", "gzip", 1), ("lz4-12", "lz4", 12)];
+    for (name, codec, level) in topics {
+        let mut config = v1::TopicConfig { compression_type: Some(codec.into()), ..Default::default() };
+        match codec {
+            "zstd" => config.compression_zstd_level = Some(level),
+            "gzip" => config.compression_gzip_level = Some(level),
+            _ => config.compression_lz4_level = Some(level),
+        }
+        let request = v1::CreateTopicRequest {
+            name: name.into(),
+            partition_count: 1,
+            config: Some(config),
+            ..Default::default()
+        };
+        let created = broker.admin.create_topic(request).await.expect("created").into_inner();
+        let config = created.topic.and_then(|t| t.config).expect("a config");
+        let shown = [config.compression_zstd_level, config.compression_gzip_level, config.compression_lz4_level];
+        assert!(shown.contains(&Some(level)), "{name}: {config:?}");
+    }
+    let values: Vec<String> = (0..400).map(|i| format!("{{\"order\": {}, \"status\": \"paid\"}} ", i % 37)).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let plain = batch_of(&values, 1_000);
+    let expected = |codec, level| compress_batch(&plain, codec, level).unwrap();
+    // Offsets and the CRC aside (bytes 0..8 and 17..21), the stored batch is the one made at the topic's level.
+    let same = |stored: &[u8], made: &[u8]| stored.len() == made.len() && stored[21..] == made[21..];
+    let zstd_1 = stored_batch(&mut broker, &plain, "zstd-1").await;
+    assert!(same(&zstd_1, &expected(Compression::Zstd, 1)), "zstd level 1");
+    let zstd_19 = stored_batch(&mut broker, &plain, "zstd-19").await;
+    assert!(same(&zstd_19, &expected(Compression::Zstd, 19)), "zstd level 19");
+    assert!(zstd_19.len() < zstd_1.len(), "19 smaller than 1: {} and {}", zstd_19.len(), zstd_1.len());
+    assert!(same(&stored_batch(&mut broker, &plain, "gzip-1").await, &expected(Compression::Gzip, 1)), "gzip level 1");
+    assert!(same(&stored_batch(&mut broker, &plain, "lz4-12").await, &expected(Compression::Lz4, 12)), "lz4 HC at 12");
+    let set = v1::TopicConfig { compression_zstd_level: Some(19), ..Default::default() };
+    let alter = v1::AlterTopicConfigRequest { name: "zstd-1".into(), set: Some(set), ..Default::default() };
+    broker.admin.alter_topic_config(alter).await.expect("altered");
+    assert!(
+        same(&stored_batch(&mut broker, &plain, "zstd-1").await, &expected(Compression::Zstd, 19)),
+        "the next batch at 19"
+    );
+    let config = v1::TopicConfig {
+        compression_type: Some("zstd".into()),
+        compression_zstd_level: Some(23),
+        ..Default::default()
+    };
+    let request = v1::CreateTopicRequest {
+        name: "zstd-23".into(),
+        partition_count: 1,
+        config: Some(config),
+        ..Default::default()
+    };
+    let refused = broker.admin.create_topic(request).await.expect_err("out of range");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("from -131072 (fastest) to 22"), "{}", refused.message());
+    broker.assert_serving().await;
+}
+
+/// What `topic` stores of `batch`, produced to its partition 0 and fetched back.
+async fn stored_batch(broker: &mut TestBroker, batch: &Bytes, topic: &str) -> Vec<u8> {
+    let request = produce_request(topic, Some(0), batch.clone(), v1::Acks::Leader);
+    let offset = broker.records.produce(request).await.expect("produced").into_inner().base_offset;
+    let fetched = broker.records.fetch(fetch_request(topic, 0, offset, 0, 0)).await.expect("fetch");
+    let stored = BatchIter::new(fetched.into_inner().record_batches).next().expect("a batch").expect("whole");
+    stored.bytes.to_vec()
+}
+
 #[tokio::test]
 async fn structured_fetch_decodes_compressed_batches_of_every_codec() {
     let mut broker = TestBroker::start().await;

@@ -192,6 +192,7 @@ mod tests {
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
+            compression_levels: crate::meta::CompressionLevels::default(),
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
         }

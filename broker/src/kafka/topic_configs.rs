@@ -8,7 +8,8 @@
 //! (`CreateTime`, `LogAppendTime`) with `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`, and
 //! `min.insync.replicas` (kept beside the settings: it belongs to the topic's placement on a cluster).
 //!
-//! `compression.type` (`producer`, or a codec the broker stores every batch in) is mapped too, and Confluent's
+//! `compression.type` (`producer`, or a codec the broker stores every batch in) is mapped too, with the levels it
+//! stores at (`compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`, KIP-390), and Confluent's
 //! broker-side schema id validation: `confluent.key.schema.validation`, `confluent.value.schema.validation` and
 //! their `confluent.*.subject.name.strategy` (docs/schema-registry.md). One more Kafka config
 //! holds what rill always does ([`FIXED`]): `unclean.leader.election.enable=false`. Frameworks set it on the topics
@@ -21,8 +22,11 @@ use rill_protocol::v1;
 use super::KafkaContext;
 use crate::config::BrokerConfig;
 use crate::config::DurabilityPolicy;
-use crate::meta::{Cleanup, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings};
+use crate::meta::{
+    Cleanup, CompressionLevels, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings,
+};
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
+use rill_protocol::Compression;
 
 /// The topic configs CreateTopics accepts.
 pub const SETTABLE: &[&str] = &[
@@ -41,10 +45,14 @@ pub const SETTABLE: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
     "confluent.key.schema.validation",
     "confluent.value.schema.validation",
     "confluent.key.subject.name.strategy",
     "confluent.value.subject.name.strategy",
+    "errors.deadletterqueue.group.enable",
     "min.insync.replicas",
     "unclean.leader.election.enable",
 ];
@@ -163,6 +171,17 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
                     .ok_or_else(|| format!("compression.type must be {}, not {value:?}", TopicCompression::NAMES))?;
                 config.compression_type = Some(value.trim().to_owned());
             }
+            "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
+                let key = ConfigKey::parse(name).and_then(ConfigKey::level_codec);
+                let codec = key.unwrap_or(rill_protocol::Compression::None);
+                let level = CompressionLevels::parse(codec, value)
+                    .map_err(|reason| format!("{name} {reason}, not {value:?}"))?;
+                match codec {
+                    rill_protocol::Compression::Gzip => config.compression_gzip_level = Some(level),
+                    rill_protocol::Compression::Lz4 => config.compression_lz4_level = Some(level),
+                    _ => config.compression_zstd_level = Some(level),
+                }
+            }
             "confluent.key.schema.validation" | "confluent.value.schema.validation" => {
                 let enabled = crate::meta::parse_bool(value)
                     .ok_or_else(|| format!("{name} must be true or false, not {value:?}"))?;
@@ -243,6 +262,7 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         DurabilityPolicy::Never => "never",
     };
     let cleanup = &s.cleanup;
+    let levels = &s.compression_levels;
     vec![
         topic(ConfigKey::CleanupPolicy, cleanup.policy().into(), TYPE_LIST),
         topic(ConfigKey::DeleteRetentionMs, cleanup.delete_retention_ms.to_string(), TYPE_LONG),
@@ -261,6 +281,9 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         topic(ConfigKey::MessageTimestampBeforeMaxMs, bound(s.timestamps.before_max_ms), TYPE_LONG),
         topic(ConfigKey::MessageTimestampAfterMaxMs, bound(s.timestamps.after_max_ms), TYPE_LONG),
         topic(ConfigKey::CompressionType, s.compression.name().into(), TYPE_STRING),
+        topic(ConfigKey::CompressionGzipLevel, levels.shown(Compression::Gzip).to_string(), TYPE_INT),
+        topic(ConfigKey::CompressionLz4Level, levels.shown(Compression::Lz4).to_string(), TYPE_INT),
+        topic(ConfigKey::CompressionZstdLevel, levels.shown(Compression::Zstd).to_string(), TYPE_INT),
         topic(ConfigKey::KeySchemaValidation, s.schema_ids.key.enabled.to_string(), TYPE_BOOLEAN),
         topic(ConfigKey::ValueSchemaValidation, s.schema_ids.value.enabled.to_string(), TYPE_BOOLEAN),
         topic(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy.class_name(), TYPE_STRING),
@@ -377,6 +400,19 @@ mod tests {
         assert!(unclean.contains("must be false") && unclean.contains("not in sync"), "{unclean}");
         let zstd = topic_config([("compression.type", Some("zstd"))].into_iter()).expect("a codec");
         assert_eq!(zstd.config.compression_type.as_deref(), Some("zstd"));
+        let levels = [("compression.zstd.level", Some("-5")), ("compression.gzip.level", Some("-1"))];
+        let levels = topic_config(levels.into_iter()).expect("levels in range");
+        assert_eq!((levels.config.compression_zstd_level, levels.config.compression_gzip_level), (Some(-5), Some(-1)));
+        for (name, value, allowed) in [
+            ("compression.gzip.level", "0", "from 1 (fastest) to 9"),
+            ("compression.gzip.level", "10", "or -1 for zlib's default"),
+            ("compression.lz4.level", "18", "from 1 to 17"),
+            ("compression.zstd.level", "23", "from -131072 (fastest) to 22"),
+            ("compression.zstd.level", "fast", "to 22"),
+        ] {
+            let refused = topic_config([(name, Some(value))].into_iter()).unwrap_err();
+            assert!(refused.contains(name) && refused.contains(allowed) && refused.contains(value), "{refused}");
+        }
         let codec = topic_config([("compression.type", Some("brotli"))].into_iter()).unwrap_err();
         assert!(codec.contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{codec}");
         let clock = topic_config([("message.timestamp.type", Some("Now"))].into_iter()).unwrap_err();

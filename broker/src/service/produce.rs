@@ -285,7 +285,7 @@ fn checked_batches(
     check_here: impl Fn(usize) -> bool,
 ) -> Result<Checked> {
     let (limit, timestamps) = (settings.max_batch_bytes, &settings.timestamps);
-    let codec = settings.compression.codec();
+    let codec = settings.compression.codec(&settings.compression_levels);
     // Read once, and only by a produce that needs it: one time for every batch it stamps or checks.
     let mut now = None;
     let mut log_append_time_ms = None;

@@ -17,6 +17,7 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             segment_ms: crate::meta::DEFAULT_SEGMENT_MS,
             timestamps: crate::meta::MessageTimestamps::default(),
             compression: crate::meta::TopicCompression::Producer,
+            compression_levels: crate::meta::CompressionLevels::default(),
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
         },
@@ -252,10 +253,53 @@ fn compression_type_names_a_codec_or_producer() {
     let defaults = defaults();
     let before = created(&defaults);
     let zstd = apply_changes(&before, &[ConfigChange::set("compression.type", "zstd")], 3, &defaults).unwrap();
-    assert_eq!(zstd.settings.compression.codec(), Some((rill_protocol::Compression::Zstd, 3)));
+    assert_eq!(
+        zstd.settings.compression.codec(&zstd.settings.compression_levels),
+        Some((rill_protocol::Compression::Zstd, 3))
+    );
     assert!(overridden_keys(&zstd, 3, &defaults).contains(&ConfigKey::CompressionType));
     let back = apply_changes(&zstd, &[ConfigChange::delete("compression_type")], 3, &defaults).unwrap();
     assert_eq!(back.settings, before.settings, "producer again: batches stored as sent");
     let refusal = refusal_of(apply_changes(&before, &[ConfigChange::set("compression.type", "brotli")], 3, &defaults));
     assert!(refusal.contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{refusal}");
+}
+
+#[test]
+fn compression_levels_are_kafkas_ranges_and_reach_the_stored_codec() {
+    use rill_protocol::Compression;
+    let defaults = defaults();
+    let before = created(&defaults);
+    let changes = [
+        ConfigChange::set("compression.type", "gzip"),
+        ConfigChange::set("compression.gzip.level", "1"),
+        ConfigChange::set("compression.zstd.level", "-50"),
+        ConfigChange::set("compression_lz4_level", "12"),
+    ];
+    let set = apply_changes(&before, &changes, 3, &defaults).unwrap();
+    let levels = &set.settings.compression_levels;
+    assert_eq!((levels.gzip, levels.lz4, levels.zstd), (Some(1), Some(12), Some(-50)));
+    assert_eq!(set.settings.compression.codec(levels), Some((Compression::Gzip, 1)));
+    let overridden = overridden_keys(&set, 3, &defaults);
+    for key in [ConfigKey::CompressionGzipLevel, ConfigKey::CompressionLz4Level, ConfigKey::CompressionZstdLevel] {
+        assert!(overridden.contains(&key), "{key:?} shown as the topic's");
+    }
+    let zstd = apply_changes(&set, &[ConfigChange::set("compression.type", "zstd")], 3, &defaults).unwrap();
+    assert_eq!(zstd.settings.compression.codec(&zstd.settings.compression_levels), Some((Compression::Zstd, -50)));
+    let reset = [ConfigChange::delete("compression.zstd.level"), ConfigChange::delete("compression.gzip.level")];
+    let reset = apply_changes(&zstd, &reset, 3, &defaults).unwrap();
+    assert_eq!(reset.settings.compression.codec(&reset.settings.compression_levels), Some((Compression::Zstd, 3)));
+    assert_eq!(reset.settings.compression_levels.lz4, Some(12), "only the named levels go back");
+    let lz4 = apply_changes(&before, &[ConfigChange::set("compression.type", "lz4")], 3, &defaults).unwrap();
+    assert_eq!(lz4.settings.compression.codec(&lz4.settings.compression_levels), Some((Compression::Lz4, 9)));
+    assert_eq!(lz4.settings.compression_levels.shown(Compression::Gzip), -1, "Kafka shows gzip's default as -1");
+    for (key, value, allowed) in [
+        ("compression.gzip.level", "0", "from 1 (fastest) to 9 (smallest), or -1"),
+        ("compression.gzip.level", "-2", "or -1 for zlib's default (6)"),
+        ("compression.lz4.level", "0", "from 1 to 17"),
+        ("compression.zstd.level", "-131073", "from -131072 (fastest) to 22"),
+        ("compression.zstd.level", "3.5", "a whole number"),
+    ] {
+        let refusal = refusal_of(apply_changes(&before, &[ConfigChange::set(key, value)], 3, &defaults));
+        assert!(refusal.contains(key) && refusal.contains(allowed), "{refusal}");
+    }
 }

@@ -35,6 +35,7 @@ Examples:
   rill produce orders --key customer-7 < orders.txt            # every line keyed customer-7
   printf 'k1:v1\\nk2:v2\\n' | rill produce orders --key-separator :   # key before the first ':'
   rill produce orders --header source=import --acks durable --compression zstd < big.txt
+  rill produce logs --compression gzip --compression-level 9 < app.log   # smallest gzip
 
 Each line of stdin is one record (a last line without newline too; an empty line is an empty record; a
 trailing \\r is dropped). Without --partition, keyed records go to the partition of their key's hash and
@@ -75,9 +76,13 @@ pub struct ProduceArgs {
     /// durable (fsynced), all (every in-sync replica of a cluster holds it; as leader on a single node).
     #[arg(long, default_value = "leader", value_parser = parse_acks)]
     acks: Acks,
-    /// Compression of each batch: none, lz4 or zstd (consumers decompress transparently).
+    /// Compression of each batch: none, gzip, snappy, lz4 or zstd (consumers decompress transparently).
     #[arg(long, default_value = "none", value_parser = parse_compression)]
     compression: Compression,
+    /// Level of gzip (1 to 9, -1: zlib's default) or zstd (-131072 to 22, default 3), as Kafka's
+    /// compression.gzip.level and compression.zstd.level.
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true)]
+    compression_level: Option<i32>,
     /// Send this one record instead of reading stdin.
     #[arg(long, value_name = "TEXT")]
     value: Option<String>,
@@ -116,10 +121,26 @@ fn parse_acks(text: &str) -> Result<Acks, String> {
 fn parse_compression(text: &str) -> Result<Compression, String> {
     match text {
         "none" => Ok(Compression::None),
+        "gzip" => Ok(Compression::Gzip { level: -1 }),
+        "snappy" => Ok(Compression::Snappy),
         "lz4" => Ok(Compression::Lz4),
         "zstd" => Ok(Compression::Zstd { level: 3 }),
-        _ => Err(format!("{text:?} is not one of none, lz4, zstd")),
+        _ => Err(format!("{text:?} is not one of none, gzip, snappy, lz4, zstd")),
     }
+}
+
+/// `compression` at `level` (`--compression-level`): gzip and zstd have levels (Kafka's ranges), the others none.
+fn with_level(compression: Compression, level: Option<i32>) -> anyhow::Result<Compression> {
+    let Some(level) = level else { return Ok(compression) };
+    let leveled = match compression {
+        Compression::Gzip { .. } => Compression::Gzip { level },
+        Compression::Zstd { .. } => Compression::Zstd { level },
+        _ => {
+            anyhow::bail!("--compression-level {level} needs --compression gzip or zstd: the others have no level here")
+        }
+    };
+    leveled.check().map_err(|reason| anyhow::anyhow!("--compression-level: {reason}"))?;
+    Ok(leveled)
 }
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
@@ -127,10 +148,11 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let compression = with_level(args.compression, args.compression_level)?;
     let client = args.broker.connect().await?;
     let config = ProducerConfig {
         acks: args.acks,
-        compression: args.compression,
+        compression,
         delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
         enable_idempotence: !args.no_idempotence,
         ..ProducerConfig::default()
@@ -383,7 +405,14 @@ mod tests {
         assert_eq!(parse_acks("all"), Ok(Acks::All));
         assert!(parse_acks("most").expect_err("not a level").contains("none, leader, durable, all"));
         assert_eq!(parse_compression("zstd"), Ok(Compression::Zstd { level: 3 }));
-        assert!(parse_compression("gzip").is_err());
+        assert_eq!(parse_compression("gzip"), Ok(Compression::Gzip { level: -1 }));
+        assert!(parse_compression("brotli").unwrap_err().contains("none, gzip, snappy, lz4, zstd"));
+        assert_eq!(with_level(Compression::Zstd { level: 3 }, Some(19)).unwrap(), Compression::Zstd { level: 19 });
+        assert_eq!(with_level(Compression::Snappy, None).unwrap(), Compression::Snappy);
+        let refused = with_level(Compression::Lz4, Some(4)).unwrap_err().to_string();
+        assert!(refused.contains("gzip or zstd"), "{refused}");
+        let refused = with_level(Compression::Gzip { level: -1 }, Some(12)).unwrap_err().to_string();
+        assert!(refused.contains("from 1 to 9"), "{refused}");
         assert_eq!(find(b"k1::v", b"::"), Some(2));
         assert_eq!(find(b"kv", b":"), None);
     }

@@ -79,9 +79,13 @@ fn every_acks_level_and_compression_round_trips() {
     let (_dir, broker) = broker_with_topic("codecs", "2");
     let b = broker.addr.as_str();
     let mut expected = Vec::new();
-    for (acks, compression) in [("none", "none"), ("leader", "lz4"), ("durable", "zstd")] {
+    let codecs = [("none", "none", ""), ("leader", "lz4", ""), ("durable", "zstd", "19"), ("all", "gzip", "9")];
+    for (acks, compression, level) in codecs.into_iter().chain([("leader", "snappy", "")]) {
         let lines: String = (0..500).map(|i| format!("{acks}-{compression}-{i}\n")).collect();
-        let args = ["produce", "codecs", "--acks", acks, "--compression", compression, "--print-offsets"];
+        let mut args = vec!["produce", "codecs", "--acks", acks, "--compression", compression, "--print-offsets"];
+        if !level.is_empty() {
+            args.extend(["--compression-level", level]);
+        }
         let printed = rill_with_stdin(b, &args, lines.as_bytes());
         let offsets = printed.lines();
         assert_eq!(offsets.len(), 500, "one offset line per record");

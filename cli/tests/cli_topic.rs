@@ -126,7 +126,9 @@ fn bad_flags_exit_2_with_clap_naming_the_flag() {
     rill(&b, &["topic", "add-partitions", "t"]).fails(2, "--count");
     rill(&b, &["topic", "frobnicate"]).fails(2, "frobnicate");
     rill(&b, &["produce", "t", "--acks", "most"]).fails(2, "none, leader, durable, all");
-    rill(&b, &["produce", "t", "--compression", "gzip"]).fails(2, "none, lz4, zstd");
+    rill(&b, &["produce", "t", "--compression", "brotli"]).fails(2, "none, gzip, snappy, lz4, zstd");
+    rill(&b, &["produce", "t", "--compression", "lz4", "--compression-level", "3"]).fails(1, "gzip or zstd");
+    rill(&b, &["produce", "t", "--compression", "zstd", "--compression-level", "-131073"]).fails(1, "-131072 to 22");
     rill(&b, &["produce", "t", "--header", "novalue", "--value", "v"]).fails(2, "KEY=VALUE");
     rill(&b, &["produce", "t", "--key", "k", "--key-separator", ":"]).fails(2, "cannot be used with");
     rill(&b, &["consume", "t", "--offset", "3", "--from-beginning"]).fails(2, "cannot be used with");

@@ -2,8 +2,8 @@
 //!
 //! Kafka's layout: only the records section of a batch is compressed; the header stays readable, with the codec
 //! in its attribute bits. The codecs themselves are `rill_protocol::compression`, shared with the broker (which
-//! decompresses what it is sent to check it); the producer writes lz4 (LZ4 frames) or zstd, as Kafka clients
-//! do, and the consumer reads all four of Kafka's codecs (gzip and snappy too).
+//! decompresses what it is sent to check it); the producer writes any of Kafka's four codecs as Kafka clients do
+//! (gzip members, xerial-framed snappy, LZ4 frames, zstd frames), and the consumer reads all four.
 
 use rill_protocol::compressed::compress_batch as compress_with;
 use rill_protocol::compression::with_decompressor;
@@ -16,9 +16,14 @@ pub(crate) use rill_protocol::compression::codec_name;
 pub enum Compression {
     #[default]
     None,
+    /// gzip at the given level: 1 (fastest) to 9 (smallest), or -1 for zlib's default, 6 (Kafka's
+    /// `compression.gzip.level`). The slowest codec; what every Kafka client reads.
+    Gzip { level: i32 },
+    /// Snappy in xerial's framing, as Kafka's Java client and librdkafka write it. No levels.
+    Snappy,
     /// LZ4 frames: cheap on CPU, a modest ratio.
     Lz4,
-    /// zstd at the given level (1 is fast; 3 is zstd's default).
+    /// zstd at the given level (1 is fast; 3 is zstd's default; -131072 to 22, Kafka's `compression.zstd.level`).
     Zstd { level: i32 },
 }
 
@@ -26,8 +31,25 @@ impl Compression {
     pub(crate) fn codec(self) -> Codec {
         match self {
             Compression::None => Codec::None,
+            Compression::Gzip { .. } => Codec::Gzip,
+            Compression::Snappy => Codec::Snappy,
             Compression::Lz4 => Codec::Lz4,
             Compression::Zstd { .. } => Codec::Zstd,
+        }
+    }
+
+    /// What is wrong with the level, if anything: Kafka's ranges (KIP-390). `Producer::new` refuses a config
+    /// this refuses.
+    pub fn check(self) -> Result<(), String> {
+        use rill_protocol::compression::{GZIP_LEVELS, ZSTD_LEVELS};
+        match self {
+            Compression::Gzip { level } if level != -1 && !GZIP_LEVELS.contains(&level) => {
+                Err(format!("gzip level {level} must be from 1 to 9, or -1 for zlib's default (6)"))
+            }
+            Compression::Zstd { level } if !ZSTD_LEVELS.contains(&level) => {
+                Err(format!("zstd level {level} must be from -131072 to 22"))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -37,8 +59,8 @@ impl Compression {
 pub(crate) fn compress_batch(batch: Vec<u8>, compression: Compression) -> Result<Vec<u8>, String> {
     let level = match compression {
         Compression::None => return Ok(batch),
-        Compression::Lz4 => 0,
-        Compression::Zstd { level } => level,
+        Compression::Snappy | Compression::Lz4 => rill_protocol::compression::default_level(compression.codec()),
+        Compression::Gzip { level } | Compression::Zstd { level } => level,
     };
     compress_with(&batch, compression.codec(), level).map_err(|e| e.to_string())
 }
@@ -75,8 +97,15 @@ mod tests {
     }
 
     #[test]
-    fn lz4_and_zstd_batches_validate_shrink_and_decode_back() {
-        for compression in [Compression::Lz4, Compression::Zstd { level: 1 }, Compression::Zstd { level: 3 }] {
+    fn batches_of_every_codec_validate_shrink_and_decode_back() {
+        for compression in [
+            Compression::Gzip { level: 1 },
+            Compression::Gzip { level: -1 },
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd { level: 1 },
+            Compression::Zstd { level: 3 },
+        ] {
             let (plain, records) = batch_of(200);
             let compressed = compress_batch(plain.clone(), compression).expect("compress");
             let header = validate(&compressed).expect("a valid batch");
@@ -88,6 +117,21 @@ mod tests {
             let decoded: Vec<Record> =
                 RecordIter::new(&section, 0, header.base_timestamp).map(|r| r.unwrap().to_record()).collect();
             assert_eq!(decoded, records);
+        }
+    }
+
+    #[test]
+    fn levels_outside_kafkas_ranges_are_named() {
+        for (bad, needle) in [
+            (Compression::Gzip { level: 0 }, "from 1 to 9, or -1"),
+            (Compression::Gzip { level: 10 }, "gzip level 10"),
+            (Compression::Zstd { level: 23 }, "from -131072 to 22"),
+        ] {
+            let refusal = bad.check().expect_err("out of range");
+            assert!(refusal.contains(needle), "{refusal}");
+        }
+        for good in [Compression::Gzip { level: -1 }, Compression::Gzip { level: 9 }, Compression::Zstd { level: -5 }] {
+            assert_eq!(good.check(), Ok(()));
         }
     }
 

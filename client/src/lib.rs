@@ -7,7 +7,7 @@
 //!   a [`DeliveryFuture`] that resolves to the record's [`RecordMetadata`] once the broker acknowledges the
 //!   batch; `send_batch(topic, &records)` does the same for a slice of records at the cost of one call
 //!   (a [`BatchDelivery`] resolves to where each run of them was stored). Batches are Kafka RecordBatch v2,
-//!   encoded client-side, optionally compressed (lz4, zstd), sent by one task per partition with retries on
+//!   encoded client-side, optionally compressed (gzip, snappy, lz4, zstd), sent by one task per partition with retries on
 //!   transient failures.
 //! - [`Consumer`]: reads assigned partitions from positions it keeps (seek to an offset, the ends, or a
 //!   timestamp), as `poll` batches or a `Stream` of [`ConsumedRecord`]s, prefetching each partition's next

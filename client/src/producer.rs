@@ -668,6 +668,9 @@ fn check_config(client: &Client, config: &ProducerConfig) -> Result<()> {
             config.delivery_timeout, config.linger
         ));
     }
+    if let Err(message) = config.compression.check() {
+        return invalid(message);
+    }
     if config.max_request_bytes == 0 {
         return invalid("max_request_bytes must be at least 1 (a batch bigger than it still goes alone)".into());
     }

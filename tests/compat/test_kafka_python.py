@@ -112,7 +112,7 @@ def test_a_kafka_python_batch_is_stored_and_served_byte_for_byte(broker, codec):
                       for i in range(3)]
 
 
-@pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_what_rill_produce_writes_decodes_in_kafka_python(broker, codec):
     addr, channel = broker
     topic = new_topic(channel)

@@ -64,6 +64,8 @@ pub enum AcksArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompressionArg {
     None,
+    Gzip,
+    Snappy,
     Lz4,
     Zstd,
 }
@@ -409,6 +411,9 @@ async fn run_async(args: &BenchArgs, workload: Workload) -> anyhow::Result<RunRe
         },
         compression: match args.compression {
             CompressionArg::None => Compression::None,
+            // Level 1, as zstd's: the benchmark measures the broker, not how hard the codec can try.
+            CompressionArg::Gzip => Compression::Gzip { level: 1 },
+            CompressionArg::Snappy => Compression::Snappy,
             CompressionArg::Lz4 => Compression::Lz4,
             CompressionArg::Zstd => Compression::Zstd { level: 1 },
         },

@@ -263,6 +263,10 @@ async fn impossible_configs_are_refused() {
     assert!(matches!(Producer::new(client.clone(), small), Err(Error::InvalidUse { .. })));
     let tight = ProducerConfig { max_buffered_bytes: 1024, ..not_idempotent() };
     assert!(matches!(Producer::new(client.clone(), tight), Err(Error::InvalidUse { .. })));
+    let gzip = ProducerConfig { compression: Compression::Gzip { level: 12 }, ..not_idempotent() };
+    assert!(
+        matches!(Producer::new(client.clone(), gzip), Err(Error::InvalidUse { message }) if message.contains("gzip level 12"))
+    );
     let no_window = ProducerConfig { max_in_flight_per_partition: 0, ..not_idempotent() };
     assert!(matches!(Producer::new(client.clone(), no_window), Err(Error::InvalidUse { .. })));
     let hasty =

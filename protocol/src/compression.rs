@@ -14,7 +14,8 @@
 //!
 //! [`Decompressor`] keeps what one thread reuses from batch to batch: the zstd context (~100 KiB of tables)
 //! and gzip's inflate state, allocated once, not per batch. Output always goes straight into the caller's buffer, so the records are
-//! written once, never decompressed into a scratch buffer and copied out.
+//! written once, never decompressed into a scratch buffer and copied out. zstd compression keeps its context per
+//! thread the same way (`compress_zstd`).
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -115,13 +116,43 @@ pub fn compress_into(codec: Compression, level: i32, records: &[u8], out: &mut V
         }
         Compression::Lz4 => lz4_hc_frame(level, records, out)?,
         Compression::Zstd => {
-            // One call with the size known: zstd sizes its tables to the batch, so a high level costs the memory
-            // of a batch, not of its 128 MiB window.
-            let compressed =
-                zstd::bulk::compress(records, level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end())).map_err(failed)?;
-            out.extend_from_slice(&compressed);
+            compress_zstd(level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end()), records, out).map_err(failed)?
         }
     }
+    Ok(())
+}
+
+thread_local! {
+    /// The zstd compression context a thread reuses from batch to batch: its tables are allocated once (and grown
+    /// for a bigger batch or level), not per batch.
+    static ZSTD_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// One zstd frame of `records` appended to `out`, in one call with the size known: zstd sizes its tables to the
+/// batch, so a high level costs the memory of a batch, not of its 128 MiB window.
+fn compress_zstd(level: i32, records: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    let at = out.len();
+    out.reserve(zstd::zstd_safe::compress_bound(records.len()));
+    let mut into = std::io::Cursor::new(&mut *out);
+    into.set_position(at as u64);
+    ZSTD_COMPRESSOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut kept) => {
+            let compressor = match &mut *kept {
+                Some(compressor) => {
+                    compressor.set_compression_level(level)?;
+                    compressor
+                }
+                None => kept.insert(zstd::bulk::Compressor::new(level)?),
+            };
+            let written = compressor.compress_to_buffer(records, &mut into);
+            // A high level on a big batch grows the tables to many MiB: not kept on every thread for good.
+            if compressor.context_mut().sizeof() > KEPT_BUFFER_BYTES {
+                *kept = None;
+            }
+            written
+        }
+        Err(_) => zstd::bulk::Compressor::new(level)?.compress_to_buffer(records, &mut into),
+    })?;
     Ok(())
 }
 
@@ -517,6 +548,20 @@ mod tests {
         assert!(default == fast.finish().unwrap(), "Kafka's default lz4 level is LZ4's fast compressor");
         assert!(default.len() == size(Compression::Lz4, 0), "outside 1-17 is the default");
         assert!(size(Compression::Lz4, 12) < default.len(), "HC below the fast compressor");
+    }
+
+    /// The thread's zstd context carries nothing from one batch to the next: each frame is the one a fresh
+    /// context makes at that level, whatever level and size came before, appended after what `out` held.
+    #[test]
+    fn a_reused_zstd_context_makes_what_a_fresh_one_makes() {
+        let small: Vec<u8> = (0..5_000u32).flat_map(|i| format!("small {} ", i % 13).into_bytes()).collect();
+        let big: Vec<u8> = (0..60_000u32).flat_map(|i| format!("big {} {} ", i % 700, i % 3).into_bytes()).collect();
+        for (records, level) in [(&big, 19), (&small, 1), (&big, 3), (&small, -5), (&small, 19), (&big, 1)] {
+            let mut out = b"header".to_vec();
+            compress_into(Compression::Zstd, level, records, &mut out).expect("compress");
+            let fresh = zstd::bulk::compress(records, level).expect("fresh");
+            assert!(out[..6] == *b"header" && out[6..] == fresh[..], "level {level}, {} bytes", records.len());
+        }
     }
 
     #[test]

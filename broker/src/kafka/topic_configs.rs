@@ -173,12 +173,12 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
             }
             "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
                 let key = ConfigKey::parse(name).and_then(ConfigKey::level_codec);
-                let codec = key.unwrap_or(rill_protocol::Compression::None);
+                let codec = key.unwrap_or(Compression::None);
                 let level = CompressionLevels::parse(codec, value)
                     .map_err(|reason| format!("{name} {reason}, not {value:?}"))?;
                 match codec {
-                    rill_protocol::Compression::Gzip => config.compression_gzip_level = Some(level),
-                    rill_protocol::Compression::Lz4 => config.compression_lz4_level = Some(level),
+                    Compression::Gzip => config.compression_gzip_level = Some(level),
+                    Compression::Lz4 => config.compression_lz4_level = Some(level),
                     _ => config.compression_zstd_level = Some(level),
                 }
             }

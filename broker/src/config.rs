@@ -156,6 +156,14 @@ pub struct BrokerConfig {
     pub default_retention_ms: Option<u64>,
     /// Default retention by size of new topics; `None` keeps forever.
     pub default_retention_bytes: Option<u64>,
+    /// Default `compression.type` of new topics (Kafka's broker config of that name): `producer` keeps each batch
+    /// as its producer compressed it; a codec has every batch of a topic created without its own stored in it.
+    /// In a file: `default_compression_type = "zstd"`.
+    pub default_compression_type: crate::meta::TopicCompression,
+    /// Default compression levels of new topics (Kafka's broker `compression.gzip.level`, `.lz4.level`,
+    /// `.zstd.level`); each unset one is Kafka's default for its codec. In a file:
+    /// `[default_compression_levels]` then `zstd = 19`.
+    pub default_compression_levels: crate::meta::CompressionLevels,
 
     /// Largest HTTP/2 frame a client may send. 16 KiB (HTTP/2's default) cuts a 1 MiB batch into 64 frames, each
     /// handled and copied on its own; 2 MiB takes it whole. (A client's own setting bounds what we send it.)
@@ -459,6 +467,8 @@ impl Default for BrokerConfig {
             default_segment_bytes: 1 << 30,
             default_retention_ms: Some(7 * 24 * 3600 * 1000),
             default_retention_bytes: None,
+            default_compression_type: crate::meta::TopicCompression::Producer,
+            default_compression_levels: crate::meta::CompressionLevels::default(),
             http2_max_frame_bytes: 2 << 20,
             http2_stream_window_bytes: 32 << 20,
             http2_connection_window_bytes: 64 << 20,
@@ -688,6 +698,14 @@ impl BrokerConfig {
                 "default_segment_bytes",
                 format!("{} is below max_batch_bytes ({})", self.default_segment_bytes, self.max_batch_bytes),
             );
+        }
+        if let Err((codec, reason)) = self.default_compression_levels.check() {
+            let setting = match codec {
+                rill_protocol::Compression::Gzip => "default_compression_levels.gzip",
+                rill_protocol::Compression::Lz4 => "default_compression_levels.lz4",
+                _ => "default_compression_levels.zstd",
+            };
+            return bad(setting, reason);
         }
         // HTTP/2 allows frames of 16 KiB to 16 MiB - 1 (RFC 9113 section 4.2).
         if !(16_384..=16_777_215).contains(&self.http2_max_frame_bytes) {
@@ -959,6 +977,21 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert!(toml::from_str::<BrokerConfig>("[max_connections_per_ip_overrides]\n\"host.example\" = 1").is_err());
         assert_eq!(BrokerConfig::default().max_connections_per_ip, None, "no limit per address unless set");
+    }
+
+    #[test]
+    fn default_compression_reads_from_a_file_and_a_level_out_of_range_is_named() {
+        let file = "default_compression_type = \"zstd\"\n[default_compression_levels]\nzstd = 19\ngzip = -1\n";
+        let config: BrokerConfig = toml::from_str(file).expect("compression defaults");
+        assert_eq!(config.default_compression_type, crate::meta::TopicCompression::Zstd);
+        assert_eq!(config.default_compression_levels.get(rill_protocol::Compression::Zstd), Some(19));
+        assert_eq!(config.validate(), Ok(()));
+        assert!(toml::from_str::<BrokerConfig>("default_compression_type = \"brotli\"").is_err());
+        assert!(toml::from_str::<BrokerConfig>("[default_compression_levels]\nsnappy = 1").is_err());
+        let config: BrokerConfig = toml::from_str("[default_compression_levels]\nlz4 = 18").expect("a number");
+        let refused = config.validate().expect_err("past lz4's 17");
+        assert_eq!(refused.setting, "default_compression_levels.lz4");
+        assert!(refused.reason.contains("18 is not a level") && refused.reason.contains("1 to 17"), "{refused}");
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub use config::{
 pub use data_dir_lock::LockError;
 pub use error::BrokerError;
 pub use file_budget::FileBudget;
-pub use meta::{SchemaIdCheck, SchemaIdChecks, SubjectNameStrategy};
+pub use meta::{CompressionLevels, SchemaIdCheck, SchemaIdChecks, SubjectNameStrategy, TopicCompression};
 pub use server::{Broker, BrokerHandle, StartError};
 pub use tls::{
     watch_files as watch_tls_files, ConnectionInfo, PeerCertificates, TlsAcceptorHandle, TlsError, TlsListener,

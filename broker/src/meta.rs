@@ -237,16 +237,20 @@ impl CompressionLevels {
         *self == CompressionLevels::default()
     }
 
-    /// The level `codec` is compressed at, in `rill_protocol::compression::compress_into`'s terms.
-    pub fn level(&self, codec: rill_protocol::Compression) -> i32 {
+    /// The level set for `codec`, if any.
+    pub fn get(&self, codec: rill_protocol::Compression) -> Option<i32> {
         use rill_protocol::Compression;
-        let set = match codec {
+        match codec {
             Compression::Gzip => self.gzip,
             Compression::Lz4 => self.lz4,
             Compression::Zstd => self.zstd,
             Compression::None | Compression::Snappy => None,
-        };
-        set.unwrap_or_else(|| rill_protocol::compression::default_level(codec))
+        }
+    }
+
+    /// The level `codec` is compressed at, in `rill_protocol::compression::compress_into`'s terms.
+    pub fn level(&self, codec: rill_protocol::Compression) -> i32 {
+        self.get(codec).unwrap_or_else(|| rill_protocol::compression::default_level(codec))
     }
 
     /// The value Kafka shows for `codec`'s level config: the topic's, or Kafka's default (gzip's is -1).
@@ -255,6 +259,20 @@ impl CompressionLevels {
             rill_protocol::Compression::Gzip => self.gzip.unwrap_or(-1),
             _ => self.level(codec),
         }
+    }
+
+    /// Checks each set level against its codec's range (`parse`); the error names the first codec out of range.
+    pub fn check(&self) -> std::result::Result<(), (rill_protocol::Compression, String)> {
+        use rill_protocol::Compression;
+        for (codec, level) in
+            [(Compression::Gzip, self.gzip), (Compression::Lz4, self.lz4), (Compression::Zstd, self.zstd)]
+        {
+            if let Some(level) = level {
+                CompressionLevels::parse(codec, &level.to_string())
+                    .map_err(|reason| (codec, format!("{level} is not a level: it {reason}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads a level for `codec` as Kafka checks it: gzip 1 to 9 or -1 (zlib's default), lz4 1 to 17, zstd

@@ -585,7 +585,7 @@ impl Registry {
             segment_ms: requested.segment_ms.unwrap_or(crate::meta::DEFAULT_SEGMENT_MS),
             timestamps: requested_timestamps(requested)?,
             compression: match &requested.compression_type {
-                None => crate::meta::TopicCompression::Producer,
+                None => defaults.default_compression_type,
                 Some(name) => crate::meta::TopicCompression::parse(name).ok_or_else(|| {
                     BrokerError::invalid(
                         "config.compression_type",
@@ -593,7 +593,7 @@ impl Registry {
                     )
                 })?,
             },
-            compression_levels: requested_compression_levels(requested)?,
+            compression_levels: requested_compression_levels(requested, &defaults.default_compression_levels)?,
             schema_ids: requested_schema_ids(requested)?,
             takes_dead_letters: requested.dead_letter_group_enable.unwrap_or(false),
         };
@@ -605,11 +605,15 @@ impl Registry {
     }
 }
 
-/// A topic's compression levels from its request, each checked against its codec's range.
-fn requested_compression_levels(requested: &v1::TopicConfig) -> Result<crate::meta::CompressionLevels> {
+/// A topic's compression levels from its request, each checked against its codec's range; those it leaves unset
+/// are the broker's defaults.
+fn requested_compression_levels(
+    requested: &v1::TopicConfig,
+    defaults: &crate::meta::CompressionLevels,
+) -> Result<crate::meta::CompressionLevels> {
     use rill_protocol::Compression;
     let level = |field: &'static str, codec, value: Option<i32>| -> Result<Option<i32>> {
-        let Some(level) = value else { return Ok(None) };
+        let Some(level) = value else { return Ok(defaults.get(codec)) };
         crate::meta::CompressionLevels::parse(codec, &level.to_string())
             .map(Some)
             .map_err(|reason| BrokerError::invalid(field, format!("{level} is not a level: it {reason}")))

@@ -305,15 +305,15 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::MessageTimestampType => s.timestamps.log_append_time = false,
         ConfigKey::MessageTimestampBeforeMaxMs => s.timestamps.before_max_ms = None,
         ConfigKey::MessageTimestampAfterMaxMs => s.timestamps.after_max_ms = None,
-        ConfigKey::CompressionType => s.compression = TopicCompression::Producer,
+        ConfigKey::CompressionType => s.compression = defaults.default_compression_type,
         ConfigKey::KeySchemaValidation => s.schema_ids.key.enabled = false,
         ConfigKey::ValueSchemaValidation => s.schema_ids.value.enabled = false,
         ConfigKey::KeySubjectNameStrategy => s.schema_ids.key.strategy = SubjectNameStrategy::default(),
         ConfigKey::ValueSubjectNameStrategy => s.schema_ids.value.strategy = SubjectNameStrategy::default(),
         ConfigKey::DeadLetterGroupEnable => s.takes_dead_letters = false,
-        ConfigKey::CompressionGzipLevel => s.compression_levels.gzip = None,
-        ConfigKey::CompressionLz4Level => s.compression_levels.lz4 = None,
-        ConfigKey::CompressionZstdLevel => s.compression_levels.zstd = None,
+        ConfigKey::CompressionGzipLevel => s.compression_levels.gzip = defaults.default_compression_levels.gzip,
+        ConfigKey::CompressionLz4Level => s.compression_levels.lz4 = defaults.default_compression_levels.lz4,
+        ConfigKey::CompressionZstdLevel => s.compression_levels.zstd = defaults.default_compression_levels.zstd,
     }
 }
 
@@ -540,15 +540,16 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::MessageTimestampType, s.timestamps.log_append_time);
     differs(ConfigKey::MessageTimestampBeforeMaxMs, s.timestamps.before_max_ms.is_some());
     differs(ConfigKey::MessageTimestampAfterMaxMs, s.timestamps.after_max_ms.is_some());
-    differs(ConfigKey::CompressionType, !s.compression.is_producer());
+    differs(ConfigKey::CompressionType, s.compression != defaults.default_compression_type);
     differs(ConfigKey::KeySchemaValidation, s.schema_ids.key.enabled);
     differs(ConfigKey::ValueSchemaValidation, s.schema_ids.value.enabled);
     differs(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy != SubjectNameStrategy::default());
     differs(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy != SubjectNameStrategy::default());
     differs(ConfigKey::DeadLetterGroupEnable, s.takes_dead_letters);
-    differs(ConfigKey::CompressionGzipLevel, s.compression_levels.gzip.is_some());
-    differs(ConfigKey::CompressionLz4Level, s.compression_levels.lz4.is_some());
-    differs(ConfigKey::CompressionZstdLevel, s.compression_levels.zstd.is_some());
+    let levels = (&s.compression_levels, &defaults.default_compression_levels);
+    differs(ConfigKey::CompressionGzipLevel, levels.0.gzip != levels.1.gzip);
+    differs(ConfigKey::CompressionLz4Level, levels.0.lz4 != levels.1.lz4);
+    differs(ConfigKey::CompressionZstdLevel, levels.0.zstd != levels.1.zstd);
     keys
 }
 

@@ -95,6 +95,23 @@ pub struct BrokerArgs {
     #[arg(long, env = "RILL_DEFAULT_RETENTION_MS", allow_hyphen_values = true,
           value_parser = crate::topic::parse_retention)]
     default_retention_ms: Option<u64>,
+    /// Compression of new topics that do not set their own compression.type (Kafka's broker compression.type):
+    /// producer keeps each batch as its producer compressed it; uncompressed, gzip, snappy, lz4 or zstd has the
+    /// broker store every batch in that codec. [default: producer]
+    #[arg(long, env = "RILL_DEFAULT_COMPRESSION_TYPE", value_name = "TYPE", value_parser = parse_compression_type)]
+    default_compression_type: Option<rill_broker::TopicCompression>,
+    /// gzip level of new topics (compression.gzip.level): 1 to 9, or -1 for zlib's default (6).
+    #[arg(long, env = "RILL_DEFAULT_COMPRESSION_GZIP_LEVEL", value_name = "LEVEL", allow_hyphen_values = true,
+          value_parser = |text: &str| parse_level(rill_protocol::Compression::Gzip, text))]
+    default_compression_gzip_level: Option<i32>,
+    /// lz4 level of new topics (compression.lz4.level): 1 to 17; 9, the default, is LZ4's fast compressor.
+    #[arg(long, env = "RILL_DEFAULT_COMPRESSION_LZ4_LEVEL", value_name = "LEVEL",
+          value_parser = |text: &str| parse_level(rill_protocol::Compression::Lz4, text))]
+    default_compression_lz4_level: Option<i32>,
+    /// zstd level of new topics (compression.zstd.level): -131072 to 22. [default: 3]
+    #[arg(long, env = "RILL_DEFAULT_COMPRESSION_ZSTD_LEVEL", value_name = "LEVEL", allow_hyphen_values = true,
+          value_parser = |text: &str| parse_level(rill_protocol::Compression::Zstd, text))]
+    default_compression_zstd_level: Option<i32>,
     /// How appends reach the disk: direct (O_DIRECT, bypassing the page cache) or buffered.
     #[arg(long, env = "RILL_WRITE_MODE", value_enum)]
     write_mode: Option<WriteModeArg>,
@@ -320,6 +337,15 @@ fn parse_console(text: &str) -> Result<ConsoleMode, String> {
     ConsoleMode::parse(text).ok_or_else(|| format!("{text:?} is not one of on, read-only, off"))
 }
 
+fn parse_compression_type(text: &str) -> Result<rill_broker::TopicCompression, String> {
+    use rill_broker::TopicCompression;
+    TopicCompression::parse(text).ok_or_else(|| format!("{text:?} is not one of {}", TopicCompression::NAMES))
+}
+
+fn parse_level(codec: rill_protocol::Compression, text: &str) -> Result<i32, String> {
+    rill_broker::CompressionLevels::parse(codec, text).map_err(|reason| format!("{text:?} {reason}"))
+}
+
 fn parse_durability(text: &str) -> Result<DurabilityPolicy, String> {
     DurabilityPolicy::parse(text).ok_or_else(|| format!("{text:?} is not one of always, interval, never"))
 }
@@ -389,6 +415,18 @@ impl BrokerArgs {
         }
         if let Some(v) = self.default_retention_ms {
             config.default_retention_ms = (v != u64::MAX).then_some(v);
+        }
+        if let Some(v) = self.default_compression_type {
+            config.default_compression_type = v;
+        }
+        if let Some(v) = self.default_compression_gzip_level {
+            config.default_compression_levels.gzip = Some(v);
+        }
+        if let Some(v) = self.default_compression_lz4_level {
+            config.default_compression_levels.lz4 = Some(v);
+        }
+        if let Some(v) = self.default_compression_zstd_level {
+            config.default_compression_levels.zstd = Some(v);
         }
         if let Some(v) = self.write_mode {
             config.direct_writes = v == WriteModeArg::Direct;
@@ -692,6 +730,36 @@ mod tests {
         assert_eq!((defaults.rack, defaults.follower_fetching), (None, true));
         let refused = config_from(&["--rack", "zone a"]).expect_err("a space").to_string();
         assert!(refused.contains("rack") && refused.contains("letters, digits"), "{refused}");
+    }
+
+    #[test]
+    fn default_compression_comes_from_its_flags_and_bad_ones_say_what_is_allowed() {
+        use rill_broker::TopicCompression;
+        use rill_protocol::Compression;
+        let config = config_from(&[
+            "--default-compression-type",
+            "zstd",
+            "--default-compression-zstd-level",
+            "-5",
+            "--default-compression-gzip-level",
+            "-1",
+            "--default-compression-lz4-level",
+            "12",
+        ])
+        .expect("valid");
+        assert_eq!(config.default_compression_type, TopicCompression::Zstd);
+        let levels = &config.default_compression_levels;
+        let levels = [Compression::Gzip, Compression::Lz4, Compression::Zstd].map(|codec| levels.get(codec));
+        assert_eq!(levels, [Some(-1), Some(12), Some(-5)]);
+        let defaults = config_from(&[]).expect("the defaults");
+        assert_eq!(defaults.default_compression_type, TopicCompression::Producer);
+        assert!(defaults.default_compression_levels.is_default());
+        let refused = config_from(&["--default-compression-type", "brotli"]).expect_err("no such codec").to_string();
+        assert!(refused.contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{refused}");
+        let refused = config_from(&["--default-compression-gzip-level", "10"]).expect_err("past 9").to_string();
+        assert!(refused.contains("\"10\" must be a whole number from 1 (fastest) to 9"), "{refused}");
+        let refused = config_from(&["--default-compression-zstd-level", "23"]).expect_err("past 22").to_string();
+        assert!(refused.contains("-131072 (fastest) to 22"), "{refused}");
     }
 
     #[test]

@@ -4,11 +4,13 @@ broker` process: the exact config sets of Kafka Streams' internal topics (every 
 Connect's are accepted and described back; `message.timestamp.type=LogAppendTime` makes librdkafka and kafka-python
 read the broker's clock; `message.timestamp.before.max.ms` / `after.max.ms` refuse a record too far from it with
 INVALID_TIMESTAMP; `segment.ms` and `max.compaction.lag.ms` get a quiet compacted topic compacted;
-`compression.type=zstd` stores what producers send in any codec as zstd, which librdkafka and kafka-python read.
-Run by kafka-clients.sh."""
+`compression.type=zstd` stores what producers send in any codec as zstd, which librdkafka and kafka-python read;
+a node started with a default compression gives it to the topics created without their own. Run by
+kafka-clients.sh."""
 
 import itertools
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -18,7 +20,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from kafka import KafkaConsumer
 from kafka import TopicPartition as PyPartition
 
-from conftest import RILL, create_topic
+from conftest import RILL, create_topic, running_broker
 
 topic_names = (f"configs-{n}" for n in itertools.count())
 
@@ -309,3 +311,31 @@ def test_a_topics_compression_levels_decide_how_small_its_batches_are_stored(bro
         with pytest.raises(KafkaException) as refused:
             create_topic(admin, next(topic_names), {key: value})
         assert allowed in refused.value.args[0].str()
+
+
+def test_a_nodes_default_compression_is_what_topics_created_without_their_own_store():
+    # Kafka's broker `compression.type` and `compression.zstd.level`, as `rill broker` flags: DescribeConfigs shows
+    # them on the broker; a topic librdkafka's AdminClient creates without its own takes them, described as
+    # defaults, and librdkafka's uncompressed records are stored as zstd there but as sent on a `producer` topic.
+    flags = ["--admin-listen", "127.0.0.1:0", "--default-compression-type", "zstd",
+             "--default-compression-zstd-level", "19"]
+    with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, *flags) as addr:
+        admin = AdminClient({"bootstrap.servers": addr})
+        (future,) = admin.describe_configs([ConfigResource(ResourceType.BROKER, "0")]).values()
+        node = future.result(timeout=30)
+        assert (node["compression.type"].value, node["compression.zstd.level"].value) == ("zstd", "19")
+        inherits, as_sent = next(topic_names), next(topic_names)
+        create_topic(admin, inherits, {})
+        create_topic(admin, as_sent, {"compression.type": "producer"})
+        shown = described(admin, inherits)
+        assert (shown["compression.type"].value, shown["compression.zstd.level"].value) == ("zstd", "19")
+        assert shown["compression.type"].is_default and shown["compression.zstd.level"].is_default
+        assert not described(admin, as_sent)["compression.type"].is_default
+        values = [f'{{"order": {i % 300}, "status": "paid"}}'.encode() for i in range(2000)]
+        for name in [inherits, as_sent]:
+            producer = Producer({"bootstrap.servers": addr, "compression.type": "none", "linger.ms": 20})
+            for value in values:
+                producer.produce(name, value=value, partition=0)
+            assert producer.flush(30) == 0
+            assert [m.value() for m in consume(addr, name, 2000)] == values
+        assert partition_bytes(addr, inherits) * 4 < partition_bytes(addr, as_sent), "stored compressed"

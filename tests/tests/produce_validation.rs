@@ -363,6 +363,44 @@ async fn a_topics_compression_level_is_the_level_its_batches_are_stored_at() {
     broker.assert_serving().await;
 }
 
+/// A node's default compression (Kafka's broker `compression.type` and levels) is what a topic created without
+/// its own gets: its batches are stored in that codec at that level, it is shown as the topic's, and a topic that
+/// names `producer` keeps batches as sent.
+#[tokio::test]
+async fn a_brokers_default_compression_is_what_topics_created_without_their_own_store() {
+    let mut broker = TestBroker::start_with(|config| {
+        config.default_compression_type = rill_broker::TopicCompression::Zstd;
+        config.default_compression_levels.zstd = Some(19);
+    })
+    .await;
+    broker.create_topic("plain-default", 1).await;
+    let as_sent = v1::TopicConfig { compression_type: Some("producer".into()), ..Default::default() };
+    let gzip = v1::TopicConfig { compression_type: Some("gzip".into()), ..Default::default() };
+    for (name, config) in [("as-sent", as_sent), ("gzip", gzip)] {
+        let request = v1::CreateTopicRequest {
+            name: name.into(),
+            partition_count: 1,
+            config: Some(config),
+            ..Default::default()
+        };
+        broker.admin.create_topic(request).await.expect("created");
+    }
+    let described = broker.admin.describe_topic(v1::DescribeTopicRequest { name: "plain-default".into() }).await;
+    let config = described.expect("described").into_inner().topic.and_then(|t| t.config).expect("a config");
+    assert_eq!((config.compression_type.as_deref(), config.compression_zstd_level), (Some("zstd"), Some(19)));
+
+    let values: Vec<String> = (0..400).map(|i| format!("{{\"order\": {}, \"status\": \"paid\"}} ", i % 37)).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let plain = batch_of(&values, 1_000);
+    let same = |stored: &[u8], made: &[u8]| stored.len() == made.len() && stored[21..] == made[21..];
+    let stored = stored_batch(&mut broker, &plain, "plain-default").await;
+    assert!(same(&stored, &compress_batch(&plain, Compression::Zstd, 19).unwrap()), "zstd at the node's level 19");
+    let stored = stored_batch(&mut broker, &plain, "gzip").await;
+    assert!(same(&stored, &compress_batch(&plain, Compression::Gzip, 6).unwrap()), "the topic's codec, gzip's level");
+    assert_eq!(stored_batch(&mut broker, &plain, "as-sent").await[21..], plain[21..], "producer: kept as sent");
+    broker.assert_serving().await;
+}
+
 /// What `topic` stores of `batch`, produced to its partition 0 and fetched back.
 async fn stored_batch(broker: &mut TestBroker, batch: &Bytes, topic: &str) -> Vec<u8> {
     let request = produce_request(topic, Some(0), batch.clone(), v1::Acks::Leader);

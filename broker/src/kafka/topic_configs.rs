@@ -300,6 +300,7 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
     let c = &kafka.node.config;
     let limit = |value: Option<u64>| value.map_or("-1".to_owned(), |v| v.to_string());
     let listener = format!("PLAINTEXT://{}:{}", kafka.advertised_host, kafka.advertised_port);
+    let levels = &c.default_compression_levels;
     let fixed = SOURCE_STATIC_BROKER;
     let mut entries = vec![
         entry("broker.id", kafka.node_id.to_string(), fixed, TYPE_INT),
@@ -310,6 +311,10 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("log.retention.ms", limit(c.default_retention_ms), fixed, TYPE_LONG),
         entry("log.retention.bytes", limit(c.default_retention_bytes), fixed, TYPE_LONG),
         entry("log.segment.bytes", c.default_segment_bytes.to_string(), fixed, TYPE_INT),
+        entry("compression.type", c.default_compression_type.name().into(), fixed, TYPE_STRING),
+        entry("compression.gzip.level", levels.shown(Compression::Gzip).to_string(), fixed, TYPE_INT),
+        entry("compression.lz4.level", levels.shown(Compression::Lz4).to_string(), fixed, TYPE_INT),
+        entry("compression.zstd.level", levels.shown(Compression::Zstd).to_string(), fixed, TYPE_INT),
         entry("message.max.bytes", c.max_batch_bytes.to_string(), fixed, TYPE_INT),
         entry("socket.request.max.bytes", c.max_request_bytes.to_string(), fixed, TYPE_INT),
         entry("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), fixed, TYPE_INT),

@@ -303,3 +303,31 @@ fn compression_levels_are_kafkas_ranges_and_reach_the_stored_codec() {
         assert!(refusal.contains(key) && refusal.contains(allowed), "{refusal}");
     }
 }
+
+#[test]
+fn a_brokers_default_compression_is_what_a_reset_goes_back_to_and_not_shown_as_set() {
+    use rill_protocol::Compression;
+    let defaults = BrokerConfig {
+        default_compression_type: crate::meta::TopicCompression::Zstd,
+        default_compression_levels: CompressionLevels { gzip: Some(9), lz4: None, zstd: Some(19) },
+        ..BrokerConfig::default()
+    };
+    let mut before = created(&defaults);
+    before.settings.compression = defaults.default_compression_type;
+    before.settings.compression_levels = defaults.default_compression_levels;
+    assert!(overridden_keys(&before, 3, &defaults).is_empty(), "the broker's defaults are not the topic's own");
+
+    let changes = [ConfigChange::set("compression.type", "gzip"), ConfigChange::set("compression.zstd.level", "1")];
+    let set = apply_changes(&before, &changes, 3, &defaults).unwrap();
+    assert_eq!(set.settings.compression.codec(&set.settings.compression_levels), Some((Compression::Gzip, 9)));
+    let shown = overridden_keys(&set, 3, &defaults);
+    assert_eq!(shown, [ConfigKey::CompressionType, ConfigKey::CompressionZstdLevel], "gzip's 9 is the broker's");
+
+    let resets = [ConfigChange::delete("compression.type"), ConfigChange::delete("compression.zstd.level")];
+    let reset = apply_changes(&set, &resets, 3, &defaults).unwrap();
+    assert_eq!(reset.settings.compression.codec(&reset.settings.compression_levels), Some((Compression::Zstd, 19)));
+    assert!(overridden_keys(&reset, 3, &defaults).is_empty());
+
+    // Under Kafka's defaults the same topic's values are its own.
+    assert_eq!(overridden_keys(&reset, 3, &BrokerConfig::default()).len(), 3);
+}

@@ -156,6 +156,11 @@ pub struct BrokerConfig {
     pub default_retention_ms: Option<u64>,
     /// Default retention by size of new topics; `None` keeps forever.
     pub default_retention_bytes: Option<u64>,
+    /// Which metrics Kafka clients push to the node, how often, and which clients (KIP-714,
+    /// `client_telemetry.rs`); none by default, and then the client metrics APIs are not offered. In a file:
+    /// `[[client_metrics]]` with `name`, `metrics` (prefixes; `"*"` every metric), `interval_ms` and
+    /// `[client_metrics.match]`.
+    pub client_metrics: Vec<crate::client_telemetry::ClientMetricsSubscription>,
     /// Default `compression.type` of new topics (Kafka's broker config of that name): `producer` keeps each batch
     /// as its producer compressed it; a codec has every batch of a topic created without its own stored in it.
     /// In a file: `default_compression_type = "zstd"`.
@@ -467,6 +472,7 @@ impl Default for BrokerConfig {
             default_segment_bytes: 1 << 30,
             default_retention_ms: Some(7 * 24 * 3600 * 1000),
             default_retention_bytes: None,
+            client_metrics: Vec::new(),
             default_compression_type: crate::meta::TopicCompression::Producer,
             default_compression_levels: crate::meta::CompressionLevels::default(),
             http2_max_frame_bytes: 2 << 20,
@@ -698,6 +704,14 @@ impl BrokerConfig {
                 "default_segment_bytes",
                 format!("{} is below max_batch_bytes ({})", self.default_segment_bytes, self.max_batch_bytes),
             );
+        }
+        for subscription in &self.client_metrics {
+            subscription.check().map_err(|reason| ConfigError { setting: "client_metrics", reason })?;
+        }
+        let mut names: Vec<&str> = self.client_metrics.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return bad("client_metrics", format!("two subscriptions are named {:?}", twice[0]));
         }
         if let Err((codec, reason)) = self.default_compression_levels.check() {
             let setting = match codec {

@@ -77,6 +77,7 @@
 //!   error codes in one other (`kafka/error.rs`). Bad bytes on a Kafka connection close that connection only.
 
 pub mod auth;
+pub mod client_telemetry;
 mod cluster;
 mod codec;
 mod config;

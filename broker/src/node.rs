@@ -48,6 +48,8 @@ pub struct Node {
     /// Kafka transactions' coordinator: this node's own on a single node; on a cluster node the coordinator acting
     /// while this node is the controller leader, and every node's check of transactional produces.
     pub transactions: Arc<crate::transactions::TransactionCoordinator>,
+    /// Kafka clients' pushed metrics (KIP-714) and the subscriptions that ask for them.
+    pub client_telemetry: Arc<crate::client_telemetry::ClientTelemetry>,
 }
 
 impl Node {

@@ -235,7 +235,9 @@ impl Broker {
             Some(_) => crate::share_groups::ShareGroups::clustered(Arc::clone(&group_configs)),
             None => crate::share_groups::ShareGroups::new(Arc::clone(&group_configs)),
         });
+        let client_telemetry = Arc::new(crate::client_telemetry::ClientTelemetry::new(&config.client_metrics));
         let node = Arc::new_cyclic(|weak| Node {
+            client_telemetry,
             oauth: oauth.clone(),
             schemas,
             transactions: transactions.clone(),

@@ -95,6 +95,14 @@ pub struct BrokerArgs {
     #[arg(long, env = "RILL_DEFAULT_RETENTION_MS", allow_hyphen_values = true,
           value_parser = crate::topic::parse_retention)]
     default_retention_ms: Option<u64>,
+    /// Kafka clients push these of their metrics to the node every --client-metrics-interval-ms, shown on
+    /// /metrics as kafka_client_* (KIP-714): name prefixes, comma-separated (org.apache.kafka.producer.,...), or *
+    /// for all. Adds a subscription named cli matching every client; [[client_metrics]] in the file matches some.
+    #[arg(long, env = "RILL_CLIENT_METRICS", value_name = "PREFIXES", value_delimiter = ',')]
+    client_metrics: Option<Vec<String>>,
+    /// How often clients push the metrics --client-metrics names, in ms (100 to 3600000). [default: 300000]
+    #[arg(long, env = "RILL_CLIENT_METRICS_INTERVAL_MS", value_name = "MS", requires = "client_metrics")]
+    client_metrics_interval_ms: Option<u32>,
     /// Compression of new topics that do not set their own compression.type (Kafka's broker compression.type):
     /// producer keeps each batch as its producer compressed it; uncompressed, gzip, snappy, lz4 or zstd has the
     /// broker store every batch in that codec. [default: producer]
@@ -416,6 +424,16 @@ impl BrokerArgs {
         if let Some(v) = self.default_retention_ms {
             config.default_retention_ms = (v != u64::MAX).then_some(v);
         }
+        if let Some(metrics) = self.client_metrics {
+            config.client_metrics.push(rill_broker::client_telemetry::ClientMetricsSubscription {
+                name: "cli".into(),
+                metrics,
+                interval_ms: self
+                    .client_metrics_interval_ms
+                    .unwrap_or(rill_broker::client_telemetry::DEFAULT_INTERVAL_MS),
+                matches: Default::default(),
+            });
+        }
         if let Some(v) = self.default_compression_type {
             config.default_compression_type = v;
         }
@@ -730,6 +748,31 @@ mod tests {
         assert_eq!((defaults.rack, defaults.follower_fetching), (None, true));
         let refused = config_from(&["--rack", "zone a"]).expect_err("a space").to_string();
         assert!(refused.contains("rack") && refused.contains("letters, digits"), "{refused}");
+    }
+
+    #[test]
+    fn client_metrics_come_from_their_flags_beside_the_files_subscriptions() {
+        let config =
+            config_from(&["--client-metrics", "org.apache.kafka.producer.,org.apache.kafka.consumer."]).expect("valid");
+        let cli = &config.client_metrics[0];
+        assert_eq!((cli.name.as_str(), cli.interval_ms, cli.matches.len()), ("cli", 300_000, 0));
+        assert_eq!(cli.metrics, ["org.apache.kafka.producer.", "org.apache.kafka.consumer."]);
+        let fast = config_from(&["--client-metrics", "*", "--client-metrics-interval-ms", "1000"]).expect("valid");
+        assert_eq!(fast.client_metrics[0].interval_ms, 1_000);
+        assert!(config_from(&[]).expect("the defaults").client_metrics.is_empty());
+        let refused = config_from(&["--client-metrics", "*", "--client-metrics-interval-ms", "10"]).expect_err("short");
+        assert!(refused.to_string().contains("client_metrics") && refused.to_string().contains("100..=3600000"));
+        assert!(config_from(&["--client-metrics-interval-ms", "1000"]).is_err(), "an interval needs metrics");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("rill.toml");
+        let text =
+            "[[client_metrics]]\nname = \"cli\"\nmetrics = [\"*\"]\n[client_metrics.match]\nclient_id = \"app-.*\"\n";
+        std::fs::write(&file, text).expect("written");
+        let file = file.to_str().expect("utf-8");
+        let refused = config_from(&["--config", file, "--client-metrics", "*"]).expect_err("two named cli");
+        assert!(refused.to_string().contains("two subscriptions are named \"cli\""), "{refused}");
+        let from_file = config_from(&["--config", file]).expect("the file's");
+        assert_eq!(from_file.client_metrics[0].matches["client_id"], "app-.*");
     }
 
     #[test]

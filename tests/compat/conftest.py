@@ -100,6 +100,14 @@ def committed_offsets(addr, group, topic):
     return found
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 free a moment ago, for a listener whose address a test must know before it starts."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def create_topic(admin, name, config, partitions=1):
     """Creates topic `name` through confluent-kafka's AdminClient `admin`, with Kafka topic `config`, and waits for
     the answer."""

@@ -63,6 +63,8 @@
 # three nodes: members at the group's coordinator, each partition fetched at its leader; a partition leader and then
 # the coordinator SIGKILLed, nothing acknowledged delivered again; a member SIGKILLed, its records released when its
 # coordinator times it out.
+# test_kafka_client_metrics.py: librdkafka's producer and consumer push their metrics (KIP-714) to a node with
+# `--client-metrics`, shown on its /metrics per client (promtool checks the page) and gone when a client closes.
 # test_kafka_follower_fetching.py: three nodes in three zones (`--rack`); librdkafka consumers with `client.rack`
 # read from the follower in their zone (KIP-392), read_committed too, and from another replica once it is killed.
 #

@@ -453,3 +453,51 @@ async fn kafka_connections_count_against_max_connections() {
         tokio::task::yield_now().await;
     }
 }
+
+/// KIP-714 on the wire: offered with a subscription, a new instance gets an id and the subscription's metrics, and
+/// a push is answered with Kafka's codes for what it got wrong.
+#[tokio::test]
+async fn client_metrics_are_offered_with_a_subscription_and_pushes_are_checked() {
+    let broker = TestBroker::start_with(|config| {
+        config.client_metrics.push(rill_broker::client_telemetry::ClientMetricsSubscription {
+            name: "producers".into(),
+            metrics: vec!["org.apache.kafka.producer.".into()],
+            interval_ms: 60_000,
+            matches: [("client_id".to_owned(), "app-.*".to_owned())].into(),
+        })
+    })
+    .await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let offered: Vec<i16> =
+        versions.api_keys.iter().map(|api| api.api_key).filter(|key| [71, 72].contains(key)).collect();
+    assert_eq!(offered, [71, 72]);
+    let asked: GetTelemetrySubscriptionsResponse =
+        client.call(ApiKey::GetTelemetrySubscriptions, 0, &GetTelemetrySubscriptionsRequest::default()).await;
+    assert_eq!(asked.error_code, 0);
+    assert!(!asked.client_instance_id.is_nil());
+    // The test client's id is not app-*: it is asked for nothing and to ask again after Kafka's default interval.
+    assert!(asked.requested_metrics.is_empty());
+    assert_eq!((asked.push_interval_ms, asked.accepted_compression_types.as_slice()), (300_000, &[4, 3, 1][..]));
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut app = KafkaClient::connect(addr).await.with_client_id("app-orders");
+    let subscribed: GetTelemetrySubscriptionsResponse =
+        app.call(ApiKey::GetTelemetrySubscriptions, 0, &GetTelemetrySubscriptionsRequest::default()).await;
+    let metrics: Vec<&str> = subscribed.requested_metrics.iter().map(|m| m.as_str()).collect();
+    assert_eq!((metrics, subscribed.push_interval_ms), (vec!["org.apache.kafka.producer."], 60_000));
+    let push = |subscription_id, compression_type| {
+        PushTelemetryRequest::default()
+            .with_client_instance_id(asked.client_instance_id)
+            .with_subscription_id(subscription_id)
+            .with_compression_type(compression_type)
+    };
+    let codes = [(push(asked.subscription_id + 1, 0), 117), (push(asked.subscription_id, 2), 76)];
+    for (request, code) in codes {
+        let answer: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &request).await;
+        assert_eq!(answer.error_code, code);
+    }
+    let empty: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &push(asked.subscription_id, 0)).await;
+    assert_eq!(empty.error_code, 0, "an empty MetricsData is a push of nothing");
+    let again: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &push(asked.subscription_id, 0)).await;
+    assert_eq!(again.error_code, 89, "THROTTLING_QUOTA_EXCEEDED: sooner than the interval allows");
+}

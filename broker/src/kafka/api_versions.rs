@@ -96,11 +96,20 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // unless v0 is advertised, though it then sends v1.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    // Client metrics (KIP-714), offered only while the node has a subscription (`client_telemetry.rs`): a client
+    // that sees them asks what to push.
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
+    (ApiKey::PushTelemetry, 0, 0),
 ];
 
 /// The APIs only a broker with SASL on serves.
 fn is_sasl_api(key: ApiKey) -> bool {
     matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
+/// The client metrics APIs, offered only with a subscription.
+pub fn is_telemetry_api(key: ApiKey) -> bool {
+    matches!(key, ApiKey::GetTelemetrySubscriptions | ApiKey::PushTelemetry)
 }
 
 /// The versions of `api_key` served, if it is served at all.
@@ -111,10 +120,11 @@ pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
 /// The answer to an ApiVersions request of any version. A client that sent a version above the highest served
 /// gets UNSUPPORTED_VERSION with the list anyway, which it reads as v0 and then retries at a version it finds
 /// there (the caller encodes this answer at v0 in that case).
-pub fn answer(is_version_supported: bool, is_sasl_on: bool) -> ApiVersionsResponse {
+pub fn answer(is_version_supported: bool, is_sasl_on: bool, is_telemetry_on: bool) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
         .filter(|(key, _, _)| is_sasl_on || !is_sasl_api(*key))
+        .filter(|(key, _, _)| is_telemetry_on || !is_telemetry_api(*key))
         .map(|&(key, min, max)| {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
@@ -137,7 +147,7 @@ mod tests {
 
     #[test]
     fn an_unsupported_version_is_answered_with_the_list_and_unsupported_version() {
-        let answer = answer(false, true);
+        let answer = answer(false, true, true);
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 11)));
@@ -150,8 +160,17 @@ mod tests {
     fn sasl_apis_are_advertised_only_with_sasl_on() {
         let has_sasl =
             |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::SaslHandshake as i16);
-        assert!(has_sasl(&answer(true, true)));
-        assert!(!has_sasl(&answer(true, false)));
-        assert_eq!(answer(true, false).api_keys.len(), SUPPORTED.len() - 2);
+        assert!(has_sasl(&answer(true, true, false)));
+        assert!(!has_sasl(&answer(true, false, false)));
+        assert_eq!(answer(true, false, true).api_keys.len(), SUPPORTED.len() - 2);
+    }
+
+    #[test]
+    fn client_metrics_apis_are_advertised_only_with_a_subscription() {
+        let has_push =
+            |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::PushTelemetry as i16);
+        assert!(has_push(&answer(true, false, true)));
+        assert!(!has_push(&answer(true, true, false)));
+        assert_eq!(answer(true, true, false).api_keys.len(), SUPPORTED.len() - 2);
     }
 }

@@ -11,11 +11,11 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
 use super::{
-    acls, alter_configs, client_quotas, consumer_group_describe, consumer_group_heartbeat, create_topics,
-    delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders, find_coordinator,
-    groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch, partition_reassignments,
-    share_fetch, share_group_describe, share_group_heartbeat, share_group_offsets, sync_group, topics_admin,
-    transactions, transactions_admin, user_scram, KafkaContext,
+    acls, alter_configs, client_quotas, client_telemetry, consumer_group_describe, consumer_group_heartbeat,
+    create_topics, delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders,
+    find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch,
+    partition_reassignments, share_fetch, share_group_describe, share_group_heartbeat, share_group_offsets, sync_group,
+    topics_admin, transactions, transactions_admin, user_scram, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -23,6 +23,7 @@ use crate::auth::acl::{Operation, Resource};
 pub struct Caller {
     pub client_id: String,
     pub host: String,
+    pub peer: Option<std::net::SocketAddr>,
     /// Who the connection authenticated as: what each API's authorization is asked about.
     pub principal: crate::auth::Principal,
 }
@@ -263,6 +264,10 @@ pub async fn answer(
         ApiKey::WriteTxnMarkers => serve!(WriteTxnMarkersRequest, |request| {
             transactions_admin::write_markers(kafka, request, &caller.principal).await
         }),
+        ApiKey::GetTelemetrySubscriptions => serve!(GetTelemetrySubscriptionsRequest, |request| {
+            client_telemetry::subscriptions(kafka, &request, &caller)
+        }),
+        ApiKey::PushTelemetry => serve!(PushTelemetryRequest, |request| client_telemetry::push(kafka, &request)),
         other => Err(RequestError::NotServed(other)),
     }
 }

@@ -38,6 +38,8 @@ request_level!(
     DescribeClientQuotasResponse,
     AddOffsetsToTxnResponse,
     EndTxnResponse,
+    GetTelemetrySubscriptionsResponse,
+    PushTelemetryResponse,
 );
 
 impl ErrorCodes for AddPartitionsToTxnResponse {

@@ -16,6 +16,7 @@ mod alter_configs;
 mod api_versions;
 mod bounds;
 mod client_quotas;
+mod client_telemetry;
 mod connection;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;

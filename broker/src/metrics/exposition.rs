@@ -156,6 +156,7 @@ impl Collector for Scraped {
         self.encode_connections(&mut encoder)?;
         self.encode_authorization(&mut encoder)?;
         self.encode_quotas(&mut encoder)?;
+        self.encode_client_telemetry(&mut encoder)?;
         self.encode_transactions(&mut encoder)?;
         self.encode_schema_registry(&mut encoder)?;
         single(
@@ -703,6 +704,44 @@ impl Scraped {
             MetricType::Counter,
             counts.iter().map(|(key, _, held)| (labels([("quota", key.name().to_string())]), held.as_secs_f64())),
         )
+    }
+
+    /// Kafka clients' pushed metrics (KIP-714, `client_telemetry.rs`), one family per metric name, a series per
+    /// client instance and data point; the instances known. A name pushed as both a gauge and a counter keeps the
+    /// kind it was first seen with.
+    fn encode_client_telemetry(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        use crate::client_telemetry::SeriesKind;
+        let telemetry = &self.node.client_telemetry;
+        if !telemetry.is_on() {
+            return Ok(());
+        }
+        single(
+            encoder,
+            "rill_client_telemetry_instances",
+            "Kafka client instances whose pushed metrics this node holds (KIP-714).",
+            MetricType::Gauge,
+            telemetry.instance_count() as f64,
+        )?;
+        // Family name: its kind, help, and value per label set.
+        type Samples = BTreeMap<Vec<(String, String)>, f64>;
+        let mut families: BTreeMap<String, (SeriesKind, String, Samples)> = BTreeMap::new();
+        for series in telemetry.snapshot() {
+            let family = families.entry(series.family).or_insert_with(|| (series.kind, series.help, BTreeMap::new()));
+            if family.0 == series.kind {
+                family.2.insert(series.labels, series.value);
+            }
+        }
+        for (name, (kind, help, samples)) in families {
+            let kind = match kind {
+                SeriesKind::Gauge => MetricType::Gauge,
+                SeriesKind::Counter => MetricType::Counter,
+            };
+            let mut metric = encoder.encode_descriptor(&name, &help, None, kind)?;
+            for (labels, value) in samples {
+                encode_value(metric.encode_family(&labels)?, kind, value)?;
+            }
+        }
+        Ok(())
     }
 
     /// The transaction coordinator's counts; none of its families on a cluster node, which has none.

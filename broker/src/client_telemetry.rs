@@ -4,8 +4,9 @@
 //!
 //! What is wanted comes from the node's `client_metrics` subscriptions (`rill broker --client-metrics`, or
 //! `[[client_metrics]]` in its file): metric name prefixes, a push interval, and which clients, by regular
-//! expressions over their client id, instance id, and source address and port. A client no subscription matches
-//! is told to push nothing.
+//! expressions over their client id, instance id, software name and version (from their ApiVersions), and source
+//! address and port. A client no subscription matches
+//! is told to push nothing. With `otlp_endpoint` set, each accepted push is also sent on to it (`forward.rs`).
 //!
 //! Invariants:
 //! - Memory is bounded: at most [`MAX_CLIENT_INSTANCES`] instances (the least recently heard from goes first), at
@@ -40,8 +41,15 @@ pub const DEFAULT_INTERVAL_MS: u32 = 300_000;
 /// What a client may compress its pushes with, in the order preferred.
 const ACCEPTED_COMPRESSION: [Compression; 3] = [Compression::Zstd, Compression::Lz4, Compression::Gzip];
 
-/// The client selectors a subscription may match on (Kafka's `match` keys that rill can see).
-pub const SELECTORS: [&str; 4] = ["client_id", "client_instance_id", "client_source_address", "client_source_port"];
+/// The client selectors a subscription may match on (Kafka's `match` keys).
+pub const SELECTORS: [&str; 6] = [
+    "client_id",
+    "client_instance_id",
+    "client_software_name",
+    "client_software_version",
+    "client_source_address",
+    "client_source_port",
+];
 
 /// One of the node's client metrics subscriptions (Kafka's CLIENT_METRICS config resource).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +101,9 @@ fn whole_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
 #[derive(Debug, Clone)]
 pub struct ClientIdentity {
     pub client_id: String,
+    /// As the client's ApiVersions said (empty before v3).
+    pub software_name: String,
+    pub software_version: String,
     pub peer: Option<SocketAddr>,
 }
 
@@ -148,7 +159,7 @@ pub struct Series {
 }
 
 struct Instance {
-    client_id: String,
+    client: ClientIdentity,
     subscription: Subscription,
     last_heard: Instant,
     last_push: Option<Instant>,
@@ -165,6 +176,7 @@ struct CompiledSubscription {
 pub struct ClientTelemetry {
     subscriptions: Vec<CompiledSubscription>,
     instances: Mutex<HashMap<Uuid, Instance>>,
+    forwarder: Option<forward::MetricsForwarder>,
 }
 
 impl ClientTelemetry {
@@ -181,7 +193,17 @@ impl ClientTelemetry {
                 Some(CompiledSubscription { metrics: s.metrics.clone(), interval_ms: s.interval_ms, matches })
             })
             .collect();
-        ClientTelemetry { subscriptions, instances: Mutex::new(HashMap::new()) }
+        ClientTelemetry { subscriptions, instances: Mutex::new(HashMap::new()), forwarder: None }
+    }
+
+    /// Sends every accepted push on to an OTLP endpoint too.
+    pub fn forwarding_to(self, forwarder: forward::MetricsForwarder) -> ClientTelemetry {
+        ClientTelemetry { forwarder: Some(forwarder), ..self }
+    }
+
+    /// What the forwarder did, when there is one.
+    pub fn forward_counts(&self) -> Option<&forward::ForwardCounts> {
+        self.forwarder.as_ref().map(|f| f.counts.as_ref())
     }
 
     /// Whether any subscription is configured: without one the Kafka APIs are not offered.
@@ -204,7 +226,7 @@ impl ClientTelemetry {
             }
         }
         let entry = instances.entry(instance).or_insert_with(|| Instance {
-            client_id: client.client_id.clone(),
+            client: client.clone(),
             subscription: subscription.clone(),
             last_heard: now,
             last_push: None,
@@ -214,7 +236,7 @@ impl ClientTelemetry {
             entry.series.clear();
         }
         entry.subscription = subscription.clone();
-        entry.client_id = client.client_id.clone();
+        entry.client = client.clone();
         entry.last_heard = now;
         subscription
     }
@@ -232,7 +254,7 @@ impl ClientTelemetry {
             return Err(PushRefusal::NoInstanceId);
         }
         let now = Instant::now();
-        {
+        let client = {
             let mut instances = self.lock();
             forget_expired(&mut instances, now);
             let known = instances.get(&instance).filter(|i| i.subscription.subscription_id == subscription_id);
@@ -244,7 +266,8 @@ impl ClientTelemetry {
                     return Err(PushRefusal::TooSoon { elapsed_ms: elapsed.as_millis() as u64, interval_ms });
                 }
             }
-        }
+            known.client.clone()
+        };
         let codec = match compression_type {
             0 => Compression::None,
             other => ACCEPTED_COMPRESSION
@@ -269,11 +292,15 @@ impl ClientTelemetry {
         };
         if terminating {
             instances.remove(&instance);
-            return Ok(());
+        } else {
+            known.series = series_of(&data, &known.series);
+            known.last_push = Some(now);
+            known.last_heard = now;
         }
-        known.series = series_of(&data, &known.series);
-        known.last_push = Some(now);
-        known.last_heard = now;
+        drop(instances);
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.forward(data, &instance.to_string(), &client);
+        }
         Ok(())
     }
 
@@ -285,7 +312,7 @@ impl ClientTelemetry {
         for (id, instance) in instances.iter() {
             for series in &instance.series {
                 let mut labels = vec![
-                    ("client_id".to_owned(), instance.client_id.clone()),
+                    ("client_id".to_owned(), instance.client.client_id.clone()),
                     ("client_instance_id".to_owned(), id.to_string()),
                 ];
                 labels.extend(series.labels.iter().cloned());
@@ -312,6 +339,8 @@ impl ClientTelemetry {
         let value_of = |selector: &str| match selector {
             "client_id" => client.client_id.as_str(),
             "client_instance_id" => instance_text.as_str(),
+            "client_software_name" => client.software_name.as_str(),
+            "client_software_version" => client.software_version.as_str(),
             "client_source_address" => address.as_str(),
             _ => port.as_str(),
         };
@@ -430,5 +459,6 @@ fn attribute_text(value: &opentelemetry_proto::tonic::common::v1::any_value::Val
     }
 }
 
+pub mod forward;
 #[cfg(test)]
 mod tests;

@@ -235,7 +235,13 @@ impl Broker {
             Some(_) => crate::share_groups::ShareGroups::clustered(Arc::clone(&group_configs)),
             None => crate::share_groups::ShareGroups::new(Arc::clone(&group_configs)),
         });
-        let client_telemetry = Arc::new(crate::client_telemetry::ClientTelemetry::new(&config.client_metrics));
+        let mut client_telemetry = crate::client_telemetry::ClientTelemetry::new(&config.client_metrics);
+        if let (Some(endpoint), true) = (&config.otlp_endpoint, client_telemetry.is_on()) {
+            let forwarder = crate::client_telemetry::forward::MetricsForwarder::start(endpoint, shutdown_rx.clone())
+                .map_err(|reason| ConfigError { setting: "otlp_endpoint", reason })?;
+            client_telemetry = client_telemetry.forwarding_to(forwarder);
+        }
+        let client_telemetry = Arc::new(client_telemetry);
         let node = Arc::new_cyclic(|weak| Node {
             client_telemetry,
             oauth: oauth.clone(),

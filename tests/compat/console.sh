@@ -55,7 +55,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, "tests/compat")
-from console_browser import replaced, start_chromium
+from console_browser import replaced, screenshot, start_chromium
 
 admin, shots, rill = sys.argv[1], sys.argv[2], sys.argv[3]
 driver = start_chromium()
@@ -63,7 +63,7 @@ checks = 0
 
 def visit(path, shot):
     driver.get(admin + path)
-    driver.save_screenshot(f"{shots}/{shot}.png")
+    screenshot(driver, f"{shots}/{shot}.png")
     return driver.find_element(By.TAG_NAME, "main").text
 
 def submit(button):
@@ -75,7 +75,7 @@ def submit(button):
 def check(condition, what):
     global checks
     if not condition:
-        driver.save_screenshot(f"{shots}/failed.png")
+        screenshot(driver, f"{shots}/failed.png")
         raise AssertionError(f"{what}\n--- page {driver.current_url}:\n{driver.find_element(By.TAG_NAME, 'body').text}")
     checks += 1
 
@@ -123,7 +123,7 @@ try:
     driver.find_element(By.NAME, "topic").send_keys("orders")
     driver.find_element(By.CSS_SELECTOR, "select[name=to] option:nth-child(2)").click()
     submit(driver.find_element(By.CSS_SELECTOR, "main form button"))
-    driver.save_screenshot(f"{shots}/reset-confirm.png")
+    screenshot(driver, f"{shots}/reset-confirm.png")
     submit(driver.find_element(By.ID, "confirm"))
     check("Offsets reset." in driver.find_element(By.TAG_NAME, "main").text, "the reset was made")
     visit("/groups/billing?live=0", "group-after-reset")
@@ -138,7 +138,7 @@ try:
     produced = driver.find_element(By.ID, "produced").text
     check(produced.startswith("Produced to partition 2 at offset "), produced)
     submit(driver.find_element(By.LINK_TEXT, "See it in the message browser"))
-    driver.save_screenshot(f"{shots}/produced.png")
+    screenshot(driver, f"{shots}/produced.png")
     check(driver.find_element(By.CSS_SELECTOR, "#messages td.value").text == "hello from chromium", "the value is shown")
     headers = " ".join(driver.find_element(By.CSS_SELECTOR, "#messages td.headers").text.split())
     check(headers == "origin: console", f"the header too: {headers!r}")
@@ -165,14 +165,14 @@ try:
     while not driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in") and time.time() < deadline:
         time.sleep(1)
         driver.get(admin + "/")
-    driver.save_screenshot(f"{shots}/overview-chart.png")
+    screenshot(driver, f"{shots}/overview-chart.png")
     check(driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in"), "the overview draws the throughput chart")
     # The group's lag over time, from the same sampler (billing has commits since the start).
     deadline = time.time() + 20
     while not driver.find_elements(By.CSS_SELECTOR, "#lag-history path.s-lag") and time.time() < deadline:
         time.sleep(1)
         driver.get(admin + "/groups/billing")
-    driver.save_screenshot(f"{shots}/group-lag-history.png")
+    screenshot(driver, f"{shots}/group-lag-history.png")
     lines = driver.find_elements(By.CSS_SELECTOR, "#lag-history path.s-lag")
     check(lines and lines[0].get_attribute("d").startswith("M"), "the group page draws its total lag over time")
 
@@ -206,7 +206,7 @@ try:
     url, before, first_page = driver.current_url, end_offsets(), driver.find_element(By.TAG_NAME, "html")
     produce(25, 1)
     live_figure(end_offsets, lambda ends: ends[1] == before[1] + 25, "partition 1's new end offset shown")
-    driver.save_screenshot(f"{shots}/live-topic-after.png")
+    screenshot(driver, f"{shots}/live-topic-after.png")
     check(replaced(first_page)(driver) and driver.current_url == url, f"the page reloaded itself at {url}: {driver.current_url}")
     check("every 3 s" in driver.find_element(By.ID, "live").text, "the reloaded page kept ?live=3")
 
@@ -221,7 +221,7 @@ try:
     burst.start()
     rate_in = lambda: float(driver.find_element(By.ID, "rates").text.split(" records/s in")[0])
     live_figure(rate_in, lambda rate: rate >= 20, "the overview's records/s in over 20 while the CLI produces")
-    driver.save_screenshot(f"{shots}/live-overview-after.png")
+    screenshot(driver, f"{shots}/live-overview-after.png")
     check(driver.find_elements(By.CSS_SELECTOR, "svg.chart path.s-in"), "the throughput chart is still drawn")
     burst.join()
 
@@ -265,7 +265,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, "tests/compat")
-from console_browser import replaced, start_chromium
+from console_browser import replaced, screenshot, start_chromium
 
 admin, shots = sys.argv[1], sys.argv[2]
 driver = start_chromium()
@@ -274,7 +274,7 @@ checks = 0
 def check(condition, what):
     global checks
     if not condition:
-        driver.save_screenshot(f"{shots}/signin-failed.png")
+        screenshot(driver, f"{shots}/signin-failed.png")
         raise AssertionError(f"{what}\n--- page {driver.current_url}:\n{driver.find_element(By.TAG_NAME, 'body').text}")
     checks += 1
 
@@ -282,25 +282,25 @@ def sign_in(user, password, shot):
     driver.find_element(By.ID, "user").clear()
     driver.find_element(By.ID, "user").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.save_screenshot(f"{shots}/{shot}.png")
+    screenshot(driver, f"{shots}/{shot}.png")
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, "signin").click()
     WebDriverWait(driver, 30).until(replaced(old))
 
 try:
     driver.get(admin + "/topics")
-    driver.save_screenshot(f"{shots}/signin-page.png")
+    screenshot(driver, f"{shots}/signin-page.png")
     check(driver.current_url.startswith(admin + "/login"), f"sent to the sign-in page: {driver.current_url}")
     check(driver.title == "Sign in · rill", f"the sign-in page: {driver.title!r}")
     check("signed-orders" not in driver.find_element(By.TAG_NAME, "body").text, "no data before signing in")
 
     sign_in("alice", "wrong-password", "signin-wrong")
-    driver.save_screenshot(f"{shots}/signin-refused.png")
+    screenshot(driver, f"{shots}/signin-refused.png")
     check("Invalid user name or password." in driver.find_element(By.ID, "signin-error").text, "a wrong password is refused")
     check(not driver.get_cookies(), f"no cookie for a wrong password: {driver.get_cookies()}")
 
     sign_in("alice", "pencil-123", "signin-right")
-    driver.save_screenshot(f"{shots}/signed-in.png")
+    screenshot(driver, f"{shots}/signed-in.png")
     check(driver.current_url == admin + "/topics", f"back where the user was going: {driver.current_url}")
     check("signed-orders" in driver.find_element(By.TAG_NAME, "main").text, "the topic list after signing in")
     check(driver.find_element(By.ID, "principal").text == "User:alice", "the page shows who is signed in")
@@ -311,7 +311,7 @@ try:
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, "nav button.signout").click()
     WebDriverWait(driver, 30).until(replaced(old))
-    driver.save_screenshot(f"{shots}/signed-out.png")
+    screenshot(driver, f"{shots}/signed-out.png")
     check(driver.current_url == admin + "/login", f"signed out to the sign-in page: {driver.current_url}")
     driver.get(admin + "/")
     check(driver.current_url.startswith(admin + "/login"), "after signing out the console asks again")

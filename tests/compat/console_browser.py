@@ -1,5 +1,5 @@
-"""What console.sh's two browser sessions share: headless Chromium started the same way, and a wait for the next
-page."""
+"""What console.sh's two browser sessions share: headless Chromium started the same way, a wait for the next
+page, and screenshots that never fail a check."""
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import WebDriverException
@@ -28,3 +28,18 @@ def replaced(old):
         except WebDriverException:
             return True
     return is_gone
+
+
+def screenshot(driver, path):
+    """Saves the page as `path`: a record for people, not a check. Chromium under load can time a screenshot out
+    while it settles the page just loaded ("aborted by navigation"); one more try a moment later, then a note."""
+    import sys
+    import time
+    for attempt in range(2):
+        try:
+            driver.save_screenshot(path)
+            return
+        except WebDriverException as error:
+            if attempt == 1:
+                print(f"console.sh: no screenshot {path}: {error.msg}", file=sys.stderr)
+            time.sleep(1)

@@ -1,14 +1,21 @@
 """KIP-714 client metrics with librdkafka against a `rill broker` process started with `--client-metrics`: a
 producer and a consumer learn the node's subscription (GetTelemetrySubscriptions), push their metrics
 (PushTelemetry), and the node's /metrics shows them per client, in a text promtool accepts; a closed client's
-last push takes its series away. A node without a subscription does not offer the APIs, and librdkafka does not
-push. Run by kafka-clients.sh."""
+last push takes its series away. Subscriptions in the node's file match clients by the software name their
+ApiVersions gave. With `--otlp-endpoint`, every push is sent on to an OTLP/gRPC receiver (grpcio's,
+here) marked with the client it came from. A node without a subscription does not offer the APIs, and librdkafka
+does not push. Run by kafka-clients.sh."""
 
+import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 import urllib.request
+from concurrent import futures
+
+import grpc
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
@@ -76,3 +83,85 @@ def test_without_a_subscription_the_apis_are_not_offered_and_nothing_is_pushed()
         time.sleep(2)
         text = scrape(admin)
         assert "kafka_client_" not in text and "rill_client_telemetry_instances" not in text
+
+
+def test_pushed_metrics_are_sent_on_to_the_otlp_endpoint_marked_with_their_client():
+    # A bare OTLP/gRPC metrics receiver: MetricsService/Export taking the request's bytes as they come.
+    received = []
+    export = grpc.unary_unary_rpc_method_handler(lambda request, context: received.append(request) or b"")
+    service = grpc.method_handlers_generic_handler("opentelemetry.proto.collector.metrics.v1.MetricsService",
+                                                   {"Export": export})
+    receiver = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    receiver.add_generic_rpc_handlers((service,))
+    port = receiver.add_insecure_port("127.0.0.1:0")
+    receiver.start()
+    admin = f"127.0.0.1:{free_port()}"
+    flags = ["--admin-listen", admin, "--otlp-endpoint", f"http://127.0.0.1:{port}",
+             "--client-metrics", "org.apache.kafka.producer.", "--client-metrics-interval-ms", "1000"]
+    try:
+        with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, *flags) as addr:
+            create_topic(AdminClient({"bootstrap.servers": addr}), "exported", {})
+            producer = Producer({"bootstrap.servers": addr, "client.id": "otlp-producer"})
+            for i in range(100):
+                producer.produce("exported", value=f"record {i}".encode())
+            assert producer.flush(30) == 0
+            deadline = time.monotonic() + 60
+            while not any(b"otlp-producer" in r and b"org.apache.kafka.producer.record.queue.time.avg" in r
+                          for r in list(received)):
+                assert time.monotonic() < deadline, f"nothing exported: {len(received)} requests"
+                producer.poll(0.2)
+            export = next(r for r in list(received) if b"otlp-producer" in r)
+            # The resource's attributes as the broker marked them: who pushed, and from where.
+            for key in [b"client_instance_id", b"client_id", b"client_source_address", b"client_source_port"]:
+                assert key in export, key
+            assert b"127.0.0.1" in export
+            exported = re.search(r'rill_client_telemetry_exports_total\{outcome="exported"\} (\S+)', scrape(admin))
+            assert exported and float(exported.group(1)) >= 1
+    finally:
+        receiver.stop(None)
+
+
+def test_a_subscription_in_the_nodes_file_matches_clients_by_their_software_name():
+    # confluent-kafka says `confluent-kafka-python` in its ApiVersions: the subscription for it asks for producer
+    # metrics, the one for Java's clients asks this consumer for nothing.
+    subscriptions = """
+[[client_metrics]]
+name = "python"
+metrics = ["org.apache.kafka.producer."]
+interval_ms = 1000
+[client_metrics.match]
+client_software_name = "confluent-kafka-python"
+
+[[client_metrics]]
+name = "java"
+metrics = ["org.apache.kafka.consumer."]
+interval_ms = 1000
+[client_metrics.match]
+client_software_name = "apache-kafka-java"
+"""
+    admin = f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory() as directory:
+        config = os.path.join(directory, "rill.toml")
+        with open(config, "w") as file:
+            file.write(subscriptions)
+        data_dir = os.path.join(directory, "data")
+        with running_broker(data_dir, "--config", config, "--admin-listen", admin) as addr:
+            create_topic(AdminClient({"bootstrap.servers": addr}), "matched", {})
+            producer = Producer({"bootstrap.servers": addr, "client.id": "python-producer"})
+            producer.produce("matched", value=b"one")
+            assert producer.flush(30) == 0
+            consumer = Consumer({"bootstrap.servers": addr, "client.id": "python-consumer", "group.id": "matched",
+                                 "auto.offset.reset": "earliest"})
+            consumer.subscribe(["matched"])
+            deadline = time.monotonic() + 60
+            while not client_lines(scrape(admin), "python-producer"):
+                assert time.monotonic() < deadline, "the producer's metrics never came"
+                producer.poll(0.1)
+                consumer.poll(0.1)
+            # Three more push intervals: the consumer, asked for consumer metrics by no subscription, sends none.
+            until = time.monotonic() + 3
+            while time.monotonic() < until:
+                producer.poll(0.1)
+                consumer.poll(0.1)
+            assert not client_lines(scrape(admin), "python-consumer")
+            consumer.close()

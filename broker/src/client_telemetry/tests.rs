@@ -13,7 +13,12 @@ fn subscription(name: &str, metrics: &[&str], interval_ms: u32, matches: &[(&str
 }
 
 fn client(id: &str) -> ClientIdentity {
-    ClientIdentity { client_id: id.into(), peer: Some("10.1.2.3:40000".parse().unwrap()) }
+    ClientIdentity {
+        client_id: id.into(),
+        software_name: "confluent-kafka-python".into(),
+        software_version: "2.16.2-rdkafka-2.16.0".into(),
+        peer: Some("10.1.2.3:40000".parse().unwrap()),
+    }
 }
 
 fn point(value: f64, attributes: &[(&str, &str)]) -> NumberDataPoint {
@@ -57,17 +62,21 @@ fn a_client_gets_every_matching_subscriptions_prefixes_and_the_shortest_interval
             &[("client_source_address", "10\\..*")],
         ),
         subscription("other-port", &["*"], 1_000, &[("client_source_port", "9")]),
+        subscription("java", &["org.apache.kafka.consumer."], 1_000, &[("client_software_name", "apache-kafka-java")]),
+        subscription("python", &["org.apache.kafka.client."], 1_000, &[("client_software_name", "confluent-.*")]),
     ]);
     assert!(telemetry.is_on());
     let asked = telemetry.subscribe(Uuid::nil(), &client("app-orders"));
     assert!(!asked.client_instance_id.is_nil(), "a new client gets an id");
-    assert_eq!(asked.requested_metrics, ["org.apache.kafka.client.request.latency", "org.apache.kafka.producer."]);
-    assert_eq!(asked.push_interval_ms, 5_000);
+    let expected =
+        ["org.apache.kafka.client.", "org.apache.kafka.client.request.latency", "org.apache.kafka.producer."];
+    assert_eq!(asked.requested_metrics, expected);
+    assert_eq!(asked.push_interval_ms, 1_000);
     let again = telemetry.subscribe(asked.client_instance_id, &client("app-orders"));
     assert_eq!((again.client_instance_id, again.subscription_id), (asked.client_instance_id, asked.subscription_id));
     // The regex matches the whole value: "my-app-1" is not "app-.*".
     let other = telemetry.subscribe(Uuid::nil(), &client("my-app-1"));
-    assert_eq!(other.requested_metrics, ["org.apache.kafka.client.request.latency"]);
+    assert_eq!(other.requested_metrics, ["org.apache.kafka.client.", "org.apache.kafka.client.request.latency"]);
     assert_ne!(other.subscription_id, asked.subscription_id, "another ask, another id");
     let nobody = ClientTelemetry::new(&[subscription("all", &["*"], 1_000, &[("client_id", "x")])]);
     let unmatched = nobody.subscribe(Uuid::nil(), &client("y"));
@@ -82,7 +91,7 @@ fn a_bad_subscription_says_what_is_allowed() {
     let cases = [
         (subscription("", &["*"], 1_000, &[]), "needs a name"),
         (subscription("s", &["*"], 50, &[]), "100..=3600000"),
-        (subscription("s", &["*"], 1_000, &[("client_software_name", "x")]), "client_id, client_instance_id"),
+        (subscription("s", &["*"], 1_000, &[("client_rack", "x")]), "client_id, client_instance_id"),
         (subscription("s", &["*"], 1_000, &[("client_id", "(")]), "is not a regex"),
     ];
     for (bad, allowed) in cases {
@@ -183,4 +192,40 @@ fn instances_and_their_series_are_bounded_and_forgotten_after_three_intervals() 
     assert_eq!(telemetry.snapshot().len(), MAX_SERIES_PER_INSTANCE);
     std::thread::sleep(Duration::from_millis(350));
     assert_eq!((telemetry.snapshot().len(), telemetry.instance_count()), (0, 0), "silent for 3 intervals");
+}
+
+#[test]
+fn a_forwarded_push_names_the_client_it_came_from_over_what_the_client_said() {
+    let metrics = encoded(vec![gauge("org.apache.kafka.producer.record.queue.time.avg", vec![point(1.0, &[])])]);
+    let mut data = MetricsData::decode(metrics.as_slice()).unwrap();
+    let forged = KeyValue {
+        key: "client_id".into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue("someone-else".into())) }),
+        ..Default::default()
+    };
+    data.resource_metrics[0].resource =
+        Some(opentelemetry_proto::tonic::resource::v1::Resource { attributes: vec![forged], ..Default::default() });
+    data.resource_metrics.push(ResourceMetrics::default());
+    let request = forward::marked(data, "9c5f0d8e-0000-4000-8000-000000000001", &client("app"));
+    for resource in &request.resource_metrics {
+        let attributes: Vec<(String, String)> = resource
+            .resource
+            .as_ref()
+            .expect("every resource marked")
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref().unwrap().value.as_ref().unwrap())))
+            .collect();
+        let expected = [
+            ("client_instance_id", "9c5f0d8e-0000-4000-8000-000000000001"),
+            ("client_id", "app"),
+            ("client_software_name", "confluent-kafka-python"),
+            ("client_software_version", "2.16.2-rdkafka-2.16.0"),
+            ("client_source_address", "10.1.2.3"),
+            ("client_source_port", "40000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(attributes, expected);
+    }
+    assert_eq!(request.resource_metrics[0].scope_metrics[0].metrics.len(), 1, "the metrics go as pushed");
 }

@@ -17,7 +17,12 @@ pub fn subscriptions(
     request: &GetTelemetrySubscriptionsRequest,
     caller: &Caller,
 ) -> GetTelemetrySubscriptionsResponse {
-    let client = ClientIdentity { client_id: caller.client_id.clone(), peer: caller.peer };
+    let client = ClientIdentity {
+        client_id: caller.client_id.clone(),
+        software_name: caller.software.name.clone(),
+        software_version: caller.software.version.clone(),
+        peer: caller.peer,
+    };
     let subscription = kafka.node.client_telemetry.subscribe(request.client_instance_id, &client);
     GetTelemetrySubscriptionsResponse::default()
         .with_client_instance_id(subscription.client_instance_id)

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, RequestHeader, ShareFetchRequest,
+    ApiKey, ApiVersionsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ShareFetchRequest,
 };
 use kafka_protocol::protocol::Decodable;
 use tokio::io::AsyncWriteExt;
@@ -65,6 +65,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
     let mut requests = RequestBuffer::new(max_request_bytes);
     let mut shutdown = kafka.node.shutdown.clone();
     let mut sasl = SaslSession::new(&kafka, connection.is_tls(), connection.peer_certificates());
+    let mut software = ClientSoftware::default();
     tracing::debug!(?peer, "kafka connection");
     while !kafka.node.is_shutting_down() {
         requests.expect_raw_frames(sasl.expects_raw_frame());
@@ -107,7 +108,7 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
             request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]))
         };
         let ((answered, must_close), read_ahead_error) = {
-            let answering = std::pin::pin!(answer_gated(&kafka, &mut sasl, api_key, request, peer));
+            let answering = std::pin::pin!(answer_gated(&kafka, &mut sasl, &mut software, api_key, request, peer));
             while_reading_ahead(answering, &mut requests, &mut connection).await
         };
         if let Some(metrics) = &kafka.node.metrics {
@@ -201,6 +202,7 @@ async fn answer_oversized(
 async fn answer_gated(
     kafka: &KafkaContext,
     sasl: &mut SaslSession,
+    software: &mut ClientSoftware,
     api_key: i16,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
@@ -210,7 +212,7 @@ async fn answer_gated(
         return (Ok(Answer::frame(frame)), must_close);
     }
     match sasl.gate(api_key) {
-        Gate::Serve => (answer(kafka, request, peer, sasl.principal()).await, false),
+        Gate::Serve => (answer(kafka, request, peer, sasl.principal(), software).await, false),
         Gate::Sasl => match sasl.answer(kafka, request, peer).await {
             Ok(SaslAnswer { frame, must_close }) => (Ok(Answer::frame(frame)), must_close),
             Err(err) => (Err(err), true),
@@ -260,12 +262,24 @@ impl Answer {
     }
 }
 
-/// The answer to one request.
+/// What a client said it is in its ApiVersions (v3 on): what client metrics subscriptions match on and mark pushes
+/// with (KIP-714, KIP-511). Empty until then.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSoftware {
+    pub name: String,
+    pub version: String,
+}
+
+/// Longest software name or version kept (Kafka's clients send a few dozen bytes).
+const MAX_SOFTWARE_TEXT: usize = 128;
+
+/// The answer to one request; an ApiVersions records what the client says it is in `software`.
 pub async fn answer(
     kafka: &KafkaContext,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
     principal: &crate::auth::Principal,
+    software: &mut ClientSoftware,
 ) -> Result<Answer, RequestError> {
     let request_bytes = request.len() as u64;
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
@@ -292,6 +306,12 @@ pub async fn answer(
     let header_version = api.response_header_version(version);
     let frame = match api {
         ApiKey::ApiVersions => {
+            if version >= 3 {
+                let request = ApiVersionsRequest::decode(&mut body, version).map_err(&malformed)?;
+                let kept = |text: &str| text.chars().take(MAX_SOFTWARE_TEXT).collect::<String>();
+                software.name = kept(request.client_software_name.as_str());
+                software.version = kept(request.client_software_version.as_str());
+            }
             let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on(), is_telemetry_on);
             encode_response(correlation_id, header_version, &answer, version)?
         }
@@ -397,6 +417,7 @@ pub async fn answer(
                 // Kafka shows a member's host as "/" and its address.
                 host: peer.map(|peer| format!("/{}", peer.ip())).unwrap_or_default(),
                 peer,
+                software: software.clone(),
                 principal: principal.clone(),
             };
             super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?

@@ -24,6 +24,7 @@ pub struct Caller {
     pub client_id: String,
     pub host: String,
     pub peer: Option<std::net::SocketAddr>,
+    pub software: super::connection::ClientSoftware,
     /// Who the connection authenticated as: what each API's authorization is asked about.
     pub principal: crate::auth::Principal,
 }

@@ -722,6 +722,18 @@ impl Scraped {
             MetricType::Gauge,
             telemetry.instance_count() as f64,
         )?;
+        if let Some(counts) = telemetry.forward_counts() {
+            let outcomes = [("exported", &counts.exported), ("failed", &counts.failed), ("dropped", &counts.dropped)];
+            family(
+                encoder,
+                "rill_client_telemetry_exports",
+                "Client metrics pushes sent on to the OTLP endpoint: exported, failed (the collector refused or \
+                 could not be reached), or dropped (the queue to it was full).",
+                MetricType::Counter,
+                outcomes
+                    .map(|(outcome, n)| (labels([("outcome", outcome.to_string())]), n.load(Ordering::Relaxed) as f64)),
+            )?;
+        }
         // Family name: its kind, help, and value per label set.
         type Samples = BTreeMap<Vec<(String, String)>, f64>;
         let mut families: BTreeMap<String, (SeriesKind, String, Samples)> = BTreeMap::new();

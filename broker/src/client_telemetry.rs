@@ -10,7 +10,8 @@
 //!
 //! Invariants:
 //! - Memory is bounded: at most [`MAX_CLIENT_INSTANCES`] instances (the least recently heard from goes first), at
-//!   most [`MAX_SERIES_PER_INSTANCE`] series each, a push at most [`TELEMETRY_MAX_BYTES`] compressed and
+//!   most [`MAX_SERIES_PER_INSTANCE`] series each and [`MAX_SERIES`] in all, [`MAX_LABELS`] labels a series of
+//!   at most [`MAX_TEXT_CHARS`] characters a name or value, a push at most [`TELEMETRY_MAX_BYTES`] compressed and
 //!   [`MAX_INFLATED_BYTES`] inflated. An instance not heard from for three push intervals is forgotten, and one
 //!   that says it is terminating is forgotten at once.
 //! - A client's names and labels never reach the exposition unchecked: each becomes a Prometheus name of
@@ -31,6 +32,12 @@ use uuid::Uuid;
 pub const MAX_CLIENT_INSTANCES: usize = 1_024;
 /// Most series kept of one instance; the rest of a push is dropped.
 pub const MAX_SERIES_PER_INSTANCE: usize = 1_000;
+/// Most series kept over all instances: what one scrape of /metrics may carry of them.
+pub const MAX_SERIES: usize = 100_000;
+/// Most of a data point's attributes kept as labels (Kafka's clients send one or two).
+pub const MAX_LABELS: usize = 16;
+/// Longest metric name, label name or label value kept, in characters; a longer name is dropped, a value cut.
+pub const MAX_TEXT_CHARS: usize = 256;
 /// Largest push taken, compressed (the subscription's `telemetry_max_bytes`).
 pub const TELEMETRY_MAX_BYTES: usize = 1 << 20;
 /// Largest push taken once inflated.
@@ -285,6 +292,8 @@ impl ClientTelemetry {
             MetricsData::decode(inflated.as_slice()).map_err(|e| PushRefusal::Malformed(e.to_string()))
         })?;
         let mut instances = self.lock();
+        let others: usize = instances.iter().filter(|(id, _)| **id != instance).map(|(_, i)| i.series.len()).sum();
+        let room = MAX_SERIES_PER_INSTANCE.min(MAX_SERIES.saturating_sub(others));
         // Forgotten or resubscribed while this push was decoded: its subscription is gone with it.
         let Some(known) = instances.get_mut(&instance).filter(|i| i.subscription.subscription_id == subscription_id)
         else {
@@ -293,7 +302,7 @@ impl ClientTelemetry {
         if terminating {
             instances.remove(&instance);
         } else {
-            known.series = series_of(&data, &known.series);
+            known.series = series_of(&data, &known.series, room);
             known.last_push = Some(now);
             known.last_heard = now;
         }
@@ -375,9 +384,9 @@ fn forget_expired(instances: &mut HashMap<Uuid, Instance>, now: Instant) {
     });
 }
 
-/// The gauges and sums of `data` as series (histograms and summaries are not shown). A cumulative sum replaces
-/// the value before; a delta sum adds to it (`before`), so a monotonic one is still a counter.
-fn series_of(data: &MetricsData, before: &[Series]) -> Vec<Series> {
+/// The gauges and sums of `data` as series, at most `room` (histograms and summaries are not shown). A cumulative
+/// sum replaces the value before; a delta sum adds to it (`before`), so a monotonic one is still a counter.
+fn series_of(data: &MetricsData, before: &[Series], room: usize) -> Vec<Series> {
     let mut out: BTreeMap<(String, Vec<(String, String)>), Series> = BTreeMap::new();
     let metrics = data.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
     for m in metrics {
@@ -390,12 +399,15 @@ fn series_of(data: &MetricsData, before: &[Series]) -> Vec<Series> {
             }
             _ => continue,
         };
+        if m.name.chars().count() > MAX_TEXT_CHARS {
+            continue;
+        }
         let family = family_name(&m.name, kind);
         let help = if m.description.is_empty() { &m.name } else { &m.description };
         // One line of text: the exposition's HELP line ends at a newline.
         let help: String = help.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
         for point in points {
-            if out.len() >= MAX_SERIES_PER_INSTANCE {
+            if out.len() >= room {
                 return out.into_values().collect();
             }
             let Some(mut value) = point.value.as_ref().map(|v| match v {
@@ -409,6 +421,7 @@ fn series_of(data: &MetricsData, before: &[Series]) -> Vec<Series> {
                 .iter()
                 .filter_map(|kv| Some((label_name(&kv.key)?, attribute_text(kv.value.as_ref()?.value.as_ref()?))))
                 .filter(|(name, _)| name != "client_id" && name != "client_instance_id")
+                .take(MAX_LABELS)
                 .collect();
             labels.sort();
             labels.dedup_by(|a, b| a.0 == b.0);
@@ -442,6 +455,9 @@ pub fn family_name(otlp_name: &str, kind: SeriesKind) -> String {
 
 /// An attribute key as a Prometheus label name (`node.id` → `node_id`); `None` for one that cannot be.
 fn label_name(key: &str) -> Option<String> {
+    if key.chars().count() > MAX_TEXT_CHARS {
+        return None;
+    }
     let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let first = name.chars().next()?;
     // Names starting with `__` are Prometheus' own.
@@ -451,7 +467,7 @@ fn label_name(key: &str) -> Option<String> {
 fn attribute_text(value: &opentelemetry_proto::tonic::common::v1::any_value::Value) -> String {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     match value {
-        Value::StringValue(s) => s.chars().take(256).collect(),
+        Value::StringValue(s) => s.chars().take(MAX_TEXT_CHARS).collect(),
         Value::BoolValue(b) => b.to_string(),
         Value::IntValue(i) => i.to_string(),
         Value::DoubleValue(d) => d.to_string(),

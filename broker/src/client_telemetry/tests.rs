@@ -229,3 +229,39 @@ fn a_forwarded_push_names_the_client_it_came_from_over_what_the_client_said() {
     }
     assert_eq!(request.resource_metrics[0].scope_metrics[0].metrics.len(), 1, "the metrics go as pushed");
 }
+
+#[test]
+fn a_push_cannot_make_labels_or_names_without_bound() {
+    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 100, &[])]);
+    let asked = telemetry.subscribe(Uuid::nil(), &client("app"));
+    let keys: Vec<String> = (0..MAX_LABELS + 10).map(|i| format!("k{i:03}")).collect();
+    let long_value = "v".repeat(MAX_TEXT_CHARS * 4);
+    let long_key = "k".repeat(MAX_TEXT_CHARS + 1);
+    let mut attributes: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "x")).collect();
+    attributes.insert(0, ("a_long_value", &long_value));
+    attributes.insert(0, (&long_key, "dropped: its name is too long"));
+    let wide = gauge("wide", vec![point(1.0, &attributes)]);
+    let long_name = gauge(&"n".repeat(MAX_TEXT_CHARS + 1), vec![point(1.0, &[])]);
+    let metrics = encoded(vec![wide, long_name]);
+    telemetry.push(asked.client_instance_id, asked.subscription_id, false, 0, &metrics).expect("accepted");
+    let shown = telemetry.snapshot();
+    assert_eq!(shown.len(), 1, "the metric with a name past {MAX_TEXT_CHARS} characters is dropped");
+    let labels = &shown[0].labels[2..];
+    assert_eq!(labels.len(), MAX_LABELS);
+    assert_eq!(labels[0], ("a_long_value".to_owned(), "v".repeat(MAX_TEXT_CHARS)));
+    assert!(labels.iter().all(|(name, _)| name.len() <= MAX_TEXT_CHARS));
+}
+
+#[test]
+fn all_instances_together_hold_at_most_max_series() {
+    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 60_000, &[])]);
+    let points = (0..MAX_SERIES_PER_INSTANCE).map(|i| point(1.0, &[("n", &i.to_string())])).collect();
+    let metrics = encoded(vec![gauge("g", points)]);
+    let instances = MAX_SERIES / MAX_SERIES_PER_INSTANCE + 2;
+    for _ in 0..instances {
+        let asked = telemetry.subscribe(Uuid::nil(), &client("many"));
+        telemetry.push(asked.client_instance_id, asked.subscription_id, false, 0, &metrics).expect("accepted");
+    }
+    assert_eq!(telemetry.instance_count(), instances);
+    assert_eq!(telemetry.snapshot().len(), MAX_SERIES, "the last instances keep none");
+}

@@ -130,6 +130,20 @@ impl Subscription {
     }
 }
 
+/// One client instance as the console lists it.
+#[derive(Debug, Clone)]
+pub struct InstanceSummary {
+    pub client_instance_id: Uuid,
+    pub client: ClientIdentity,
+    pub requested_metrics: Vec<String>,
+    pub push_interval_ms: u32,
+    /// `None` before its first push.
+    pub since_last_push: Option<Duration>,
+    pub series: usize,
+    /// The highest of its pushed `*request.latency.avg` values (per node, per request kind), in ms.
+    pub request_latency_avg_ms: Option<f64>,
+}
+
 /// Why a push was refused, each one of Kafka's error codes for PushTelemetry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushRefusal {
@@ -328,6 +342,32 @@ impl ClientTelemetry {
                 all.push(Series { labels, ..series.clone() });
             }
         }
+        all
+    }
+
+    /// Every instance known, the most recently heard from first: what the console's client list shows.
+    pub fn instances(&self) -> Vec<InstanceSummary> {
+        let now = Instant::now();
+        let mut instances = self.lock();
+        forget_expired(&mut instances, now);
+        let mut all: Vec<InstanceSummary> = instances
+            .iter()
+            .map(|(id, instance)| InstanceSummary {
+                client_instance_id: *id,
+                client: instance.client.clone(),
+                requested_metrics: instance.subscription.requested_metrics.clone(),
+                push_interval_ms: instance.subscription.push_interval_ms,
+                since_last_push: instance.last_push.map(|at| now.duration_since(at)),
+                series: instance.series.len(),
+                request_latency_avg_ms: instance
+                    .series
+                    .iter()
+                    .filter(|s| s.family.ends_with("_request_latency_avg"))
+                    .map(|s| s.value)
+                    .reduce(f64::max),
+            })
+            .collect();
+        all.sort_by_key(|i| (i.since_last_push.is_none(), i.since_last_push));
         all
     }
 

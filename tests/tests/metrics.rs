@@ -186,3 +186,77 @@ async fn admin_listen_off_serves_nothing_and_records_nothing() {
     assert_eq!(broker.produce_values("quiet", 0, &["a"]).await, 0);
     broker.shutdown().await;
 }
+
+/// A Kafka client's pushed metrics (KIP-714) on /metrics and on the console's client list, which says who it is,
+/// what it is asked for and the request latency it measured.
+#[tokio::test]
+async fn a_clients_pushed_metrics_show_on_metrics_and_the_console() {
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse,
+        PushTelemetryRequest, PushTelemetryResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, MetricsData, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use prost::Message;
+
+    let broker = TestBroker::start_with(|config| {
+        config.client_metrics.push(rill_broker::client_telemetry::ClientMetricsSubscription {
+            name: "producers".into(),
+            metrics: vec!["org.apache.kafka.producer.".into()],
+            interval_ms: 60_000,
+            matches: Default::default(),
+        })
+    })
+    .await;
+    let handle = broker.handle.as_ref().expect("running");
+    let admin = handle.admin_addr().expect("the test config turns the listener on");
+    let (status, page) = get(admin, "/clients", "text/html").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("No client has asked yet"), "{page}");
+
+    let mut client = KafkaClient::connect(handle.addr()).await.with_client_id("orders-app");
+    let versions = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("test-kafka-client"))
+        .with_client_software_version(StrBytes::from_static_str("1.2.3"));
+    let _: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &versions).await;
+    let asked: GetTelemetrySubscriptionsResponse =
+        client.call(ApiKey::GetTelemetrySubscriptions, 0, &GetTelemetrySubscriptionsRequest::default()).await;
+    let point = NumberDataPoint {
+        attributes: vec![KeyValue {
+            key: "node.id".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue("0".into())) }),
+            ..Default::default()
+        }],
+        value: Some(number_data_point::Value::AsDouble(1.75)),
+        ..Default::default()
+    };
+    let gauge = Metric {
+        name: "org.apache.kafka.producer.node.request.latency.avg".into(),
+        data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
+        ..Default::default()
+    };
+    let scope = ScopeMetrics { metrics: vec![gauge], ..Default::default() };
+    let data =
+        MetricsData { resource_metrics: vec![ResourceMetrics { scope_metrics: vec![scope], ..Default::default() }] };
+    let push = PushTelemetryRequest::default()
+        .with_client_instance_id(asked.client_instance_id)
+        .with_subscription_id(asked.subscription_id)
+        .with_metrics(data.encode_to_vec().into());
+    let pushed: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &push).await;
+    assert_eq!(pushed.error_code, 0);
+
+    let (_, text) = get(admin, "/metrics", "text/plain").await;
+    let series = format!(
+        "kafka_client_producer_node_request_latency_avg{{client_id=\"orders-app\",client_instance_id=\"{}\",node_id=\"0\"}}",
+        asked.client_instance_id
+    );
+    assert_eq!(sample(&text, &series), Some(1.75), "{text}");
+    let (status, page) = get(admin, "/clients", "text/html").await;
+    assert_eq!(status, 200, "{page}");
+    for shown in ["orders-app", "test-kafka-client 1.2.3", "org.apache.kafka.producer.", "1.75 ms", "60 s"] {
+        assert!(page.contains(shown), "{shown} on the page:\n{page}");
+    }
+    assert!(page.contains(&asked.client_instance_id.to_string()));
+}

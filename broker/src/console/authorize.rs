@@ -44,6 +44,8 @@ pub fn needed_by<'a>(
         (["topics", topic, "messages" | "messages.json"], false) => (Read, Resource::topic(topic)),
         (["topics", topic, "produce"], _) => (Write, Resource::topic(topic)),
         (["groups", group], false) => (Describe, Resource::group(group)),
+        // Who the clients are and where from: what Kafka's CLIENT_METRICS resources need to be described.
+        (["clients"], false) => (DescribeConfigs, Resource::cluster()),
         // Kafka's rule for an offset reset (AlterConsumerGroupOffsets): READ on the group; the service checks
         // READ on each topic as it commits.
         (["groups", group, "reset"], _) => (Read, Resource::group(group)),
@@ -67,6 +69,7 @@ mod tests {
             (vec!["groups", "billing", "reset"], true, None, Some((Operation::Read, Resource::group("billing")))),
             (vec!["topics", "orders", "messages"], false, None, Some((Operation::Read, Resource::topic("orders")))),
             (vec!["topics", "orders"], false, None, Some((Operation::Describe, Resource::topic("orders")))),
+            (vec!["clients"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec![], false, None, None),
             (vec!["topics"], false, None, None),
             (vec!["groups"], false, None, None),

@@ -23,6 +23,7 @@
 
 pub mod authorize;
 mod chart;
+mod clients;
 mod groups;
 pub mod html;
 mod lag_history;
@@ -175,6 +176,7 @@ impl Console {
             (["groups", group, "reset"], None) => groups::reset_form(self, page, group).await,
             (["groups", group, "reset"], Some(form)) => groups::reset(self, page, group, &form).await,
             (["schemas"], None) => schemas::list(self, page, &query),
+            (["clients"], None) => clients::list(self, page),
             (["schemas", subject], None) => schemas::show(self, page, subject, &query),
             (_, None) => page.error(404, "Not found", "No console page has this address."),
             (_, Some(_)) => page.error(405, "Not allowed", "This address takes no form."),

@@ -120,9 +120,10 @@ def test_pushed_metrics_are_sent_on_to_the_otlp_endpoint_marked_with_their_clien
                 producer.poll(0.2)
             export = next(r for r in list(received) if b"otlp-producer" in r)
             # The resource's attributes as the broker marked them: who pushed, and from where.
-            for key in [b"client_instance_id", b"client_id", b"client_source_address", b"client_source_port"]:
+            for key in [b"client_instance_id", b"client_id", b"client_software_name", b"client_software_version",
+                        b"client_source_address", b"client_source_port"]:
                 assert key in export, key
-            assert b"127.0.0.1" in export
+            assert b"127.0.0.1" in export and b"confluent-kafka-python" in export
             exported = re.search(r'rill_client_telemetry_exports_total\{outcome="exported"\} (\S+)', scrape(admin))
             assert exported and float(exported.group(1)) >= 1
     finally:

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ import trustme
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from conftest import create_topic, running_broker
+from conftest import create_topic, free_port, running_broker
 
 RILL = os.environ["RILL_BIN"]
 PASSWORD = "correct horse battery staple"
@@ -31,11 +30,6 @@ BINARY = "application/vnd.kafka.binary.v2+json"
 JSON = "application/vnd.kafka.json.v2+json"
 V2 = "application/vnd.kafka.v2+json"
 
-
-def free_port():
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ followed; ACLs decide on the token's principal; `rill --token JWT` and `/metrics
 kafka-clients.sh."""
 
 import base64
-import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.net.sasl.oauth import AbstractTokenProvider
 
-from conftest import read_values, running_broker
+from conftest import free_port, read_values, running_broker
 
 RILL = os.environ["RILL_BIN"]
 ISSUER = "https://idp.rill.test/realms/test"
@@ -137,12 +136,6 @@ def rill(addr, *args, token=None, check=True):
         assert done.returncode == 0, done.stderr
     return done
 
-
-def free_port():
-    import socket
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

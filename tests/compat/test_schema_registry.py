@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import urllib.error
@@ -23,7 +22,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from conftest import running_broker
+from conftest import free_port, running_broker
 
 RILL = os.environ["RILL_BIN"]
 PASSWORD = "correct horse battery staple"
@@ -39,11 +38,6 @@ ORDER_BAD = json.dumps({"type": "record", "name": "Order", "namespace": "shop", 
     {"name": "id", "type": "long"}, {"name": "item", "type": "string"},
     {"name": "quantity", "type": "int", "default": 1}, {"name": "coupon", "type": "string"}]})
 
-
-def free_port():
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

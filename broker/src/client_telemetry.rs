@@ -2,24 +2,27 @@
 //! (GetTelemetrySubscriptions), then pushes them as OpenTelemetry `MetricsData` every push interval
 //! (PushTelemetry), and `/metrics` shows the latest values of each client instance beside the node's own.
 //!
-//! What is wanted comes from the node's `client_metrics` subscriptions (`rill broker --client-metrics`, or
-//! `[[client_metrics]]` in its file): metric name prefixes, a push interval, and which clients, by regular
+//! What is wanted comes from subscriptions: metric name prefixes, a push interval, and which clients, by regular
 //! expressions over their client id, instance id, software name and version (from their ApiVersions), and source
-//! address and port. A client no subscription matches
-//! is told to push nothing. With `otlp_endpoint` set, each accepted push is also sent on to it (`forward.rs`).
+//! address and port. The node's own come from its settings (`rill broker --client-metrics`, or
+//! `[[client_metrics]]` in its file) and last its life; others are Kafka's CLIENT_METRICS config resources, set
+//! and deleted through the Kafka API while it runs (`subscriptions.rs`, kept by `store.rs`). A client no
+//! subscription matches is told to push nothing and to ask again after Kafka's default interval; a client whose
+//! subscription changed is told so at its next push (UNKNOWN_SUBSCRIPTION_ID) and asks again. With
+//! `otlp_endpoint` set, each accepted push is also sent on to it (`forward.rs`).
 //!
 //! Invariants:
 //! - Memory is bounded: at most [`MAX_CLIENT_INSTANCES`] instances (the least recently heard from goes first), at
 //!   most [`MAX_SERIES_PER_INSTANCE`] series each and [`MAX_SERIES`] in all, [`MAX_LABELS`] labels a series of
 //!   at most [`MAX_TEXT_CHARS`] characters a name or value, a push at most [`TELEMETRY_MAX_BYTES`] compressed and
 //!   [`MAX_INFLATED_BYTES`] inflated. An instance not heard from for three push intervals is forgotten, and one
-//!   that says it is terminating is forgotten at once.
+//!   that says it is terminating is forgotten at once. A client asked for nothing is not kept at all.
 //! - A client's names and labels never reach the exposition unchecked: each becomes a Prometheus name of
 //!   `[a-zA-Z0-9_]` under the `kafka_client_` prefix, so no client can shadow a `rill_` family.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, MetricsData, NumberDataPoint};
@@ -193,28 +196,100 @@ struct CompiledSubscription {
     matches: Vec<(String, regex::Regex)>,
 }
 
-/// The node's subscriptions and the client instances it knows.
+/// Where a subscription comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionSource {
+    /// The node's settings: fixed for its life, not altered through the Kafka API.
+    NodeSettings,
+    /// A CLIENT_METRICS config resource, set through the Kafka API.
+    ConfigResource,
+}
+
+/// Why a subscription alter through the Kafka API did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AlterRefusal {
+    #[error(
+        "client metrics subscription {0} is the node's own (its --client-metrics or [[client_metrics]] setting): \
+         change it there, or use another name"
+    )]
+    NodeSetting(String),
+    #[error(transparent)]
+    Store(#[from] store::AlterSubscriptionError),
+}
+
+/// The subscriptions and the client instances the node knows.
 pub struct ClientTelemetry {
-    subscriptions: Vec<CompiledSubscription>,
+    /// The node's own, from its settings.
+    fixed: Vec<ClientMetricsSubscription>,
+    /// Those set through the Kafka API.
+    store: Arc<store::SubscriptionStore>,
+    /// Both compiled, with the store's snapshot they were compiled from: recompiled when it changes.
+    compiled: Mutex<(Arc<subscriptions::StoredSubscriptions>, Arc<Vec<CompiledSubscription>>)>,
     instances: Mutex<HashMap<Uuid, Instance>>,
     forwarder: Option<forward::MetricsForwarder>,
 }
 
 impl ClientTelemetry {
-    /// From the node's (checked) subscriptions; one that does not compile matches nothing.
-    pub fn new(subscriptions: &[ClientMetricsSubscription]) -> ClientTelemetry {
-        let subscriptions = subscriptions
-            .iter()
-            .filter_map(|s| {
-                let matches = s
-                    .matches
-                    .iter()
-                    .map(|(selector, pattern)| Some((selector.clone(), whole_match(pattern).ok()?)))
-                    .collect::<Option<Vec<_>>>()?;
-                Some(CompiledSubscription { metrics: s.metrics.clone(), interval_ms: s.interval_ms, matches })
-            })
-            .collect();
-        ClientTelemetry { subscriptions, instances: Mutex::new(HashMap::new()), forwarder: None }
+    /// From the node's (checked) subscriptions and those `store` holds.
+    pub fn new(fixed: &[ClientMetricsSubscription], store: Arc<store::SubscriptionStore>) -> ClientTelemetry {
+        let stored = store.snapshot();
+        let compiled = Arc::new(compile(fixed, &stored.subscriptions()));
+        ClientTelemetry {
+            fixed: fixed.to_vec(),
+            store,
+            compiled: Mutex::new((stored, compiled)),
+            instances: Mutex::new(HashMap::new()),
+            forwarder: None,
+        }
+    }
+
+    /// Every subscription, the node's own first, each with where it comes from.
+    pub fn subscriptions(&self) -> Vec<(ClientMetricsSubscription, SubscriptionSource)> {
+        let fixed = self.fixed.iter().map(|s| (s.clone(), SubscriptionSource::NodeSettings));
+        let set = self.store.snapshot().subscriptions().into_iter().filter(|s| !self.is_fixed(&s.name));
+        fixed.chain(set.map(|s| (s, SubscriptionSource::ConfigResource))).collect()
+    }
+
+    /// The keys subscription `name` sets, and where it comes from (none set: no such subscription).
+    pub fn subscription_keys(
+        &self,
+        name: &str,
+    ) -> (BTreeMap<subscriptions::SubscriptionKey, String>, SubscriptionSource) {
+        match self.fixed.iter().find(|s| s.name == name) {
+            Some(fixed) => (subscriptions::keys_of_fixed(fixed), SubscriptionSource::NodeSettings),
+            None => (self.store.snapshot().keys_of(name), SubscriptionSource::ConfigResource),
+        }
+    }
+
+    /// Sets and deletes keys of subscription `name` (IncrementalAlterConfigs of a CLIENT_METRICS resource). Clients
+    /// it concerns learn of it at their next push. Blocks on the disk or the controller: call it from the
+    /// blocking pool.
+    pub fn alter_subscription(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), AlterRefusal> {
+        if self.is_fixed(name) {
+            return Err(AlterRefusal::NodeSetting(name.to_owned()));
+        }
+        Ok(self.store.alter(name, changes, validate_only)?)
+    }
+
+    fn is_fixed(&self, name: &str) -> bool {
+        self.fixed.iter().any(|s| s.name == name)
+    }
+
+    /// The subscriptions compiled, recompiled first if the store's changed.
+    fn compiled(&self) -> Arc<Vec<CompiledSubscription>> {
+        let stored = self.store.snapshot();
+        let mut compiled = self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !Arc::ptr_eq(&compiled.0, &stored) {
+            let set: Vec<ClientMetricsSubscription> =
+                stored.subscriptions().into_iter().filter(|s| !self.is_fixed(&s.name)).collect();
+            *compiled = (Arc::clone(&stored), Arc::new(compile(&self.fixed, &set)));
+        }
+        Arc::clone(&compiled.1)
     }
 
     /// Sends every accepted push on to an OTLP endpoint too.
@@ -227,12 +302,8 @@ impl ClientTelemetry {
         self.forwarder.as_ref().map(|f| f.counts.as_ref())
     }
 
-    /// Whether any subscription is configured: without one the Kafka APIs are not offered.
-    pub fn is_on(&self) -> bool {
-        !self.subscriptions.is_empty()
-    }
-
-    /// GetTelemetrySubscriptions: what `instance` (a new id if nil) is to push, remembered for its pushes.
+    /// GetTelemetrySubscriptions: what `instance` (a new id if nil) is to push, remembered for its pushes. A
+    /// client asked for nothing is not remembered: it pushes nothing, and asks again.
     pub fn subscribe(&self, instance: Uuid, client: &ClientIdentity) -> Subscription {
         let instance =
             if instance.is_nil() { uuid::Builder::from_random_bytes(rand::random()).into_uuid() } else { instance };
@@ -240,6 +311,10 @@ impl ClientTelemetry {
         let now = Instant::now();
         let mut instances = self.lock();
         forget_expired(&mut instances, now);
+        if subscription.requested_metrics.is_empty() {
+            instances.remove(&instance);
+            return subscription;
+        }
         if !instances.contains_key(&instance) && instances.len() >= MAX_CLIENT_INSTANCES {
             let oldest = instances.iter().min_by_key(|(_, i)| i.last_heard).map(|(id, _)| *id);
             if let Some(oldest) = oldest {
@@ -280,6 +355,10 @@ impl ClientTelemetry {
             forget_expired(&mut instances, now);
             let known = instances.get(&instance).filter(|i| i.subscription.subscription_id == subscription_id);
             let Some(known) = known else { return Err(PushRefusal::UnknownSubscription(subscription_id)) };
+            // The subscriptions changed since it asked: it is to ask again, and push what is asked now.
+            if !terminating && self.resolve(instance, &known.client).subscription_id != subscription_id {
+                return Err(PushRefusal::UnknownSubscription(subscription_id));
+            }
             let interval_ms = known.subscription.push_interval_ms;
             // Half the interval: a client's timer may fire a little early, and its first push is jittered.
             if let Some(elapsed) = known.last_push.map(|last| now.duration_since(last)) {
@@ -393,8 +472,8 @@ impl ClientTelemetry {
             "client_source_address" => address.as_str(),
             _ => port.as_str(),
         };
-        let matched: Vec<&CompiledSubscription> = self
-            .subscriptions
+        let compiled = self.compiled();
+        let matched: Vec<&CompiledSubscription> = compiled
             .iter()
             .filter(|s| s.matches.iter().all(|(selector, regex)| regex.is_match(value_of(selector))))
             .collect();
@@ -415,6 +494,22 @@ impl ClientTelemetry {
         let subscription_id = hasher.finalize() as i32;
         Subscription { client_instance_id: instance, subscription_id, requested_metrics: metrics, push_interval_ms }
     }
+}
+
+/// `fixed` then `set` compiled; one that does not compile (checked before, so never) matches nothing.
+fn compile(fixed: &[ClientMetricsSubscription], set: &[ClientMetricsSubscription]) -> Vec<CompiledSubscription> {
+    fixed
+        .iter()
+        .chain(set)
+        .filter_map(|s| {
+            let matches = s
+                .matches
+                .iter()
+                .map(|(selector, pattern)| Some((selector.clone(), whole_match(pattern).ok()?)))
+                .collect::<Option<Vec<_>>>()?;
+            Some(CompiledSubscription { metrics: s.metrics.clone(), interval_ms: s.interval_ms, matches })
+        })
+        .collect()
 }
 
 fn forget_expired(instances: &mut HashMap<Uuid, Instance>, now: Instant) {
@@ -516,5 +611,7 @@ fn attribute_text(value: &opentelemetry_proto::tonic::common::v1::any_value::Val
 }
 
 pub mod forward;
+pub mod store;
+pub mod subscriptions;
 #[cfg(test)]
 mod tests;

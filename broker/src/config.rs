@@ -157,7 +157,7 @@ pub struct BrokerConfig {
     /// Default retention by size of new topics; `None` keeps forever.
     pub default_retention_bytes: Option<u64>,
     /// Which metrics Kafka clients push to the node, how often, and which clients (KIP-714,
-    /// `client_telemetry.rs`); none by default, and then the client metrics APIs are not offered. In a file:
+    /// `client_telemetry.rs`); none by default (others can be set through the Kafka API, `subscriptions.rs`). In a file:
     /// `[[client_metrics]]` with `name`, `metrics` (prefixes; `"*"` every metric), `interval_ms` and
     /// `[client_metrics.match]`.
     pub client_metrics: Vec<crate::client_telemetry::ClientMetricsSubscription>,

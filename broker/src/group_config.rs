@@ -638,6 +638,11 @@ impl GroupConfigs {
         self.read().get(group).cloned().unwrap_or_default()
     }
 
+    /// The groups that set a key of their own.
+    pub fn configured(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// Every key this node serves with the value `group` runs with (a cluster node's: the `consumer.*` keys).
     pub fn entries(&self, group: &str) -> Vec<GroupConfigEntry> {
         self.entries_of(&self.get(group))

@@ -235,8 +235,15 @@ impl Broker {
             Some(_) => crate::share_groups::ShareGroups::clustered(Arc::clone(&group_configs)),
             None => crate::share_groups::ShareGroups::new(Arc::clone(&group_configs)),
         });
-        let mut client_telemetry = crate::client_telemetry::ClientTelemetry::new(&config.client_metrics);
-        if let (Some(endpoint), true) = (&config.otlp_endpoint, client_telemetry.is_on()) {
+        let subscriptions = match &controller {
+            Some(controller) => crate::client_telemetry::store::SubscriptionStore::replicated(
+                Arc::clone(controller),
+                tokio::runtime::Handle::current(),
+            ),
+            None => Arc::new(crate::client_telemetry::store::SubscriptionStore::open(&config.data_dir)?),
+        };
+        let mut client_telemetry = crate::client_telemetry::ClientTelemetry::new(&config.client_metrics, subscriptions);
+        if let Some(endpoint) = &config.otlp_endpoint {
             let forwarder = crate::client_telemetry::forward::MetricsForwarder::start(endpoint, shutdown_rx.clone())
                 .map_err(|reason| ConfigError { setting: "otlp_endpoint", reason })?;
             client_telemetry = client_telemetry.forwarding_to(forwarder);

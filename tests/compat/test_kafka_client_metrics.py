@@ -3,8 +3,10 @@ producer and a consumer learn the node's subscription (GetTelemetrySubscriptions
 (PushTelemetry), and the node's /metrics shows them per client, in a text promtool accepts; a closed client's
 last push takes its series away. Subscriptions in the node's file match clients by the software name their
 ApiVersions gave. With `--otlp-endpoint`, every push is sent on to an OTLP/gRPC receiver (grpcio's,
-here) marked with the client it came from. A node without a subscription does not offer the APIs, and librdkafka
-does not push. Run by kafka-clients.sh."""
+here) marked with the client it came from. Subscriptions are also Kafka's CLIENT_METRICS config resources:
+kafka-python's admin client creates, describes, lists, alters and deletes them while librdkafka clients run, which
+push what is asked now. A node without a subscription asks for nothing, and librdkafka does not push. Run by
+kafka-clients.sh."""
 
 import os
 import re
@@ -19,6 +21,7 @@ import grpc
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from conftest import create_topic, free_port, running_broker
 
@@ -81,7 +84,7 @@ def test_librdkafka_pushes_the_metrics_the_node_subscribes_to_and_metrics_shows_
         assert client_lines(scrape(admin), "metrics-producer"), "the producer's stay"
 
 
-def test_without_a_subscription_the_apis_are_not_offered_and_nothing_is_pushed():
+def test_without_a_subscription_nothing_is_asked_and_nothing_is_pushed():
     admin = f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, "--admin-listen", admin) as addr:
         create_topic(AdminClient({"bootstrap.servers": addr}), "quiet", {})
@@ -90,7 +93,9 @@ def test_without_a_subscription_the_apis_are_not_offered_and_nothing_is_pushed()
         assert producer.flush(30) == 0
         time.sleep(2)
         text = scrape(admin)
-        assert "kafka_client_" not in text and "rill_client_telemetry_instances" not in text
+        assert "kafka_client_" not in text
+        instances = re.search(r"^rill_client_telemetry_instances 0(\.0)?$", text, re.MULTILINE)
+        assert instances, "a client asked for nothing is not kept"
 
 
 def test_pushed_metrics_are_sent_on_to_the_otlp_endpoint_marked_with_their_client():
@@ -174,3 +179,56 @@ client_software_name = "apache-kafka-java"
                 consumer.poll(0.1)
             assert not client_lines(scrape(admin), "python-consumer")
             consumer.close()
+
+
+def test_a_subscription_set_through_the_admin_api_reaches_running_clients():
+    admin = f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, "--admin-listen", admin) as addr:
+        create_topic(AdminClient({"bootstrap.servers": addr}), "dynamic", {})
+        kafka_admin = KafkaAdminClient(bootstrap_servers=addr)
+        try:
+            subscription = lambda configs: ConfigResource(ConfigResourceType.CLIENT_METRICS, "dyn", configs=configs)
+            created = kafka_admin.alter_configs([subscription({
+                "metrics": "org.apache.kafka.producer.record.", "interval.ms": "1000", "match": "client_id=dyn-.*"})])
+            assert created == {"client_metrics": {"dyn": "OK"}}, created
+            described = kafka_admin.describe_configs([subscription(None)])["client_metrics"]["dyn"]
+            assert described["interval.ms"]["value"] == "1000", described
+            assert described["match"]["config_source"] == "DYNAMIC_CLIENT_METRICS_CONFIG", described
+            assert kafka_admin.list_config_resources(["CLIENT_METRICS"]) == {"client_metrics": ["dyn"]}
+            refused = kafka_admin.alter_configs([subscription({"interval.ms": "5"})])["client_metrics"]["dyn"]
+            assert "InvalidConfig" in refused and "100 to 3600000" in refused, refused
+
+            producer = Producer({"bootstrap.servers": addr, "client.id": "dyn-producer", "linger.ms": 5})
+
+            def pushed_lines(prefix, deadline_s=60):
+                """The producer's lines once it pushes those under `prefix` alone."""
+                deadline = time.monotonic() + deadline_s
+                while True:
+                    lines = client_lines(scrape(admin), "dyn-producer")
+                    if lines and all(line.startswith(prefix) for line in lines):
+                        return lines
+                    assert time.monotonic() < deadline, f"not only {prefix}: {lines}"
+                    producer.produce("dynamic", value=b"event")
+                    producer.poll(0.2)
+
+            pushed_lines("kafka_client_producer_record_")
+            with urllib.request.urlopen(f"http://{admin}/clients", timeout=10) as answer:
+                page = answer.read().decode()
+            for shown in ["dyn", "client_id=dyn-.*", "the Kafka API", "dyn-producer"]:
+                assert shown in page, shown
+            # Altered while the producer runs: its next push is refused, it asks again, and pushes the new metrics.
+            altered = kafka_admin.alter_configs([subscription({"metrics": "org.apache.kafka.producer.node."})])
+            assert altered == {"client_metrics": {"dyn": "OK"}}, altered
+            lines = pushed_lines("kafka_client_producer_node_")
+            assert any("request_latency" in line for line in lines), lines
+            # Deleted (every key reset): the producer is asked for nothing, and its series go.
+            kafka_admin.reset_configs([subscription({})])
+            assert kafka_admin.list_config_resources(["CLIENT_METRICS"]) == {}
+            deadline = time.monotonic() + 60
+            while client_lines(scrape(admin), "dyn-producer"):
+                assert time.monotonic() < deadline, "the deleted subscription's series stayed"
+                producer.produce("dynamic", value=b"event")
+                producer.poll(0.2)
+            assert producer.flush(30) == 0
+        finally:
+            kafka_admin.close()

@@ -5,7 +5,9 @@ with list_partition_reassignments until it is done, and elects its new preferred
 under way with a None replica list (its new node SIGSTOPped so the move cannot finish first), the partition
 back on its original replica. And both admin clients create, grow and delete replicated topics through any node:
 every node then shows them with 3 in-sync replicas per partition, and a replication factor above the alive nodes
-is refused with INVALID_REPLICATION_FACTOR naming their count. Run by kafka-clients.sh."""
+is refused with INVALID_REPLICATION_FACTOR naming their count. A client metrics subscription set through one node
+(kafka-python) is described and listed through every node, altered and deleted through others. Run by
+kafka-clients.sh."""
 
 import os
 import signal
@@ -168,6 +170,33 @@ def test_confluent_kafka_alters_a_groups_config_through_one_node_and_every_node_
     error = refused.value.args[0]
     assert error.code() == KafkaError.INVALID_CONFIG and "below consumer.session.timeout.ms" in error.str(), error
     assert group_config(admins[2], group)["consumer.heartbeat.interval.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_kafka_python_sets_a_client_metrics_subscription_through_one_node_and_every_node_serves_it(cluster):
+    from kafka.admin import ConfigResource as KafkaPythonConfigResource
+    admins = [KafkaAdminClient(bootstrap_servers=addr) for addr in cluster.addrs]
+    try:
+        subscription = lambda configs: KafkaPythonConfigResource("CLIENT_METRICS", "cluster-wide", configs=configs)
+        created = admins[1].alter_configs([subscription({"metrics": "org.apache.kafka.producer.",
+                                                          "interval.ms": "5000"})])
+        assert created == {"client_metrics": {"cluster-wide": "OK"}}, created
+
+        def everywhere(interval):
+            described = [admin.describe_configs([subscription(None)])["client_metrics"]["cluster-wide"]
+                         for admin in admins]
+            listed = [admin.list_config_resources(["CLIENT_METRICS"]) for admin in admins]
+            return (all(d.get("interval.ms", {}).get("value") == interval for d in described)
+                    and all(entry == {"client_metrics": ["cluster-wide"]} for entry in listed))
+        wait_for(lambda: everywhere("5000"), "the subscription described and listed through every node")
+        altered = admins[2].alter_configs([subscription({"interval.ms": "2000"})])
+        assert altered == {"client_metrics": {"cluster-wide": "OK"}}, altered
+        wait_for(lambda: everywhere("2000"), "the altered interval through every node")
+        admins[0].reset_configs([subscription({})])
+        wait_for(lambda: all(admin.list_config_resources(["CLIENT_METRICS"]) == {} for admin in admins),
+                 "the deleted subscription gone from every node")
+    finally:
+        for admin in admins:
+            admin.close()
 
 
 def alive_nodes(cluster):

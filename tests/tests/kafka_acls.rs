@@ -387,3 +387,47 @@ async fn a_groups_configs_take_describe_configs_and_alter_configs_on_the_group()
     let message = refused.responses[0].error_message.as_deref().unwrap_or_default().to_string();
     assert!(message.contains("IncrementalAlterConfigs"), "{message}");
 }
+
+/// Kafka's config resource type of a client metrics subscription (KIP-714).
+const CLIENT_METRICS: i8 = 16;
+
+fn alter_subscription(name: &str) -> IncrementalAlterConfigsRequest {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let config =
+        AlterableConfig::default().with_name(text("metrics")).with_config_operation(0).with_value(Some(text("*")));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(CLIENT_METRICS)
+        .with_resource_name(text(name))
+        .with_configs(vec![config]);
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+}
+
+#[tokio::test]
+async fn client_metrics_subscriptions_take_describe_configs_and_alter_configs_on_the_cluster() {
+    let broker = TestBroker::start_authorizing(&[], &["admin", "ops"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
+    let refused: IncrementalAlterConfigsResponse =
+        ops.call(ApiKey::IncrementalAlterConfigs, 1, &alter_subscription("all")).await;
+    assert_eq!(refused.responses[0].error_code, ResponseError::ClusterAuthorizationFailed.code());
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(CLIENT_METRICS)
+            .with_resource_name(text("all"))
+            .with_configuration_keys(None),
+    ]);
+    let refused: DescribeConfigsResponse = ops.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    assert_eq!(refused.results[0].error_code, ResponseError::ClusterAuthorizationFailed.code());
+    let list = ListConfigResourcesRequest::default();
+    let refused: ListConfigResourcesResponse = ops.call(ApiKey::ListConfigResources, 1, &list).await;
+    assert_eq!(refused.error_code, ResponseError::ClusterAuthorizationFailed.code());
+    assert!(refused.config_resources.is_empty());
+
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
+    let altered: IncrementalAlterConfigsResponse =
+        admin.call(ApiKey::IncrementalAlterConfigs, 1, &alter_subscription("all")).await;
+    assert_eq!(altered.responses[0].error_code, 0, "{:?}", altered.responses[0].error_message);
+    let listed: ListConfigResourcesResponse = admin.call(ApiKey::ListConfigResources, 0, &list).await;
+    let names: Vec<&str> = listed.config_resources.iter().map(|r| r.resource_name.as_str()).collect();
+    assert_eq!(names, ["all"]);
+}

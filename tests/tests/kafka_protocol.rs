@@ -143,6 +143,9 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (66, 0, 1), // ListTransactions
         (68, 0, 1), // ConsumerGroupHeartbeat
         (69, 0, 1), // ConsumerGroupDescribe
+        (71, 0, 0), // GetTelemetrySubscriptions
+        (72, 0, 0), // PushTelemetry
+        (74, 0, 1), // ListConfigResources
         (76, 1, 1), // ShareGroupHeartbeat
         (77, 1, 1), // ShareGroupDescribe
         (78, 1, 1), // ShareFetch
@@ -454,10 +457,11 @@ async fn kafka_connections_count_against_max_connections() {
     }
 }
 
-/// KIP-714 on the wire: offered with a subscription, a new instance gets an id and the subscription's metrics, and
-/// a push is answered with Kafka's codes for what it got wrong.
+/// KIP-714 on the wire: offered always, a new instance gets an id and the metrics of the subscriptions it matches
+/// (none: nothing, and to ask again after Kafka's default interval), and a push is answered with Kafka's codes for
+/// what it got wrong.
 #[tokio::test]
-async fn client_metrics_are_offered_with_a_subscription_and_pushes_are_checked() {
+async fn client_metrics_are_offered_and_pushes_are_checked() {
     let broker = TestBroker::start_with(|config| {
         config.client_metrics.push(rill_broker::client_telemetry::ClientMetricsSubscription {
             name: "producers".into(),
@@ -470,8 +474,8 @@ async fn client_metrics_are_offered_with_a_subscription_and_pushes_are_checked()
     let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
     let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     let offered: Vec<i16> =
-        versions.api_keys.iter().map(|api| api.api_key).filter(|key| [71, 72].contains(key)).collect();
-    assert_eq!(offered, [71, 72]);
+        versions.api_keys.iter().map(|api| api.api_key).filter(|key| [71, 72, 74].contains(key)).collect();
+    assert_eq!(offered, [71, 72, 74]);
     let asked: GetTelemetrySubscriptionsResponse =
         client.call(ApiKey::GetTelemetrySubscriptions, 0, &GetTelemetrySubscriptionsRequest::default()).await;
     assert_eq!(asked.error_code, 0);
@@ -485,19 +489,200 @@ async fn client_metrics_are_offered_with_a_subscription_and_pushes_are_checked()
         app.call(ApiKey::GetTelemetrySubscriptions, 0, &GetTelemetrySubscriptionsRequest::default()).await;
     let metrics: Vec<&str> = subscribed.requested_metrics.iter().map(|m| m.as_str()).collect();
     assert_eq!((metrics, subscribed.push_interval_ms), (vec!["org.apache.kafka.producer."], 60_000));
-    let push = |subscription_id, compression_type| {
+    let push = |instance, subscription_id, compression_type| {
         PushTelemetryRequest::default()
-            .with_client_instance_id(asked.client_instance_id)
+            .with_client_instance_id(instance)
             .with_subscription_id(subscription_id)
             .with_compression_type(compression_type)
     };
-    let codes = [(push(asked.subscription_id + 1, 0), 117), (push(asked.subscription_id, 2), 76)];
+    let app_id = subscribed.client_instance_id;
+    let codes = [
+        (push(asked.client_instance_id, asked.subscription_id, 0), 117),
+        (push(app_id, subscribed.subscription_id + 1, 0), 117),
+        (push(app_id, subscribed.subscription_id, 2), 76),
+    ];
     for (request, code) in codes {
-        let answer: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &request).await;
+        let answer: PushTelemetryResponse = app.call(ApiKey::PushTelemetry, 0, &request).await;
         assert_eq!(answer.error_code, code);
     }
-    let empty: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &push(asked.subscription_id, 0)).await;
+    let empty: PushTelemetryResponse =
+        app.call(ApiKey::PushTelemetry, 0, &push(app_id, subscribed.subscription_id, 0)).await;
     assert_eq!(empty.error_code, 0, "an empty MetricsData is a push of nothing");
-    let again: PushTelemetryResponse = client.call(ApiKey::PushTelemetry, 0, &push(asked.subscription_id, 0)).await;
+    let again: PushTelemetryResponse =
+        app.call(ApiKey::PushTelemetry, 0, &push(app_id, subscribed.subscription_id, 0)).await;
     assert_eq!(again.error_code, 89, "THROTTLING_QUOTA_EXCEEDED: sooner than the interval allows");
+}
+
+/// Kafka's config resource type of a client metrics subscription (KIP-714).
+const CLIENT_METRICS: i8 = 16;
+
+fn alter_subscription(name: &str, changes: &[(&str, Option<&str>)]) -> IncrementalAlterConfigsRequest {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let configs = changes
+        .iter()
+        .map(|(key, value)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_config_operation(if value.is_some() { 0 } else { 1 })
+                .with_value(value.map(|v| StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(CLIENT_METRICS)
+        .with_resource_name(StrBytes::from_string(name.into()))
+        .with_configs(configs);
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+}
+
+/// Each key of subscription `name` as DescribeConfigs shows it: value, source, read-only.
+async fn described_subscription(client: &mut KafkaClient, name: &str) -> Vec<(String, String, i8, bool)> {
+    let resource = describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(CLIENT_METRICS)
+        .with_resource_name(StrBytes::from_string(name.into()))
+        .with_configuration_keys(None);
+    let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+    let answer: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
+    let result = &answer.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    result
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                c.config_source,
+                c.read_only,
+            )
+        })
+        .collect()
+}
+
+async fn listed_resources(client: &mut KafkaClient, version: i16, types: Vec<i8>) -> (i16, Vec<(i8, String)>) {
+    let request = ListConfigResourcesRequest::default().with_resource_types(types);
+    let answer: ListConfigResourcesResponse = client.call(ApiKey::ListConfigResources, version, &request).await;
+    let listed = answer.config_resources.iter().map(|r| (r.resource_type, r.resource_name.to_string())).collect();
+    (answer.error_code, listed)
+}
+
+/// Subscriptions as Kafka's CLIENT_METRICS config resources: created by setting a key, described with their
+/// sources, listed, altered (a client's next push is told to ask again, and then asked for the new metrics),
+/// refused with what is allowed, kept over a restart, deleted with their last key; the node's own are read-only.
+#[tokio::test]
+async fn client_metrics_subscriptions_are_config_resources_altered_while_clients_run() {
+    let mut broker = TestBroker::start_with(|config| {
+        config.client_metrics.push(rill_broker::client_telemetry::ClientMetricsSubscription {
+            name: "node-own".into(),
+            metrics: vec!["org.apache.kafka.consumer.".into()],
+            interval_ms: 60_000,
+            matches: [("client_id".to_owned(), "consumer-.*".to_owned())].into(),
+        })
+    })
+    .await;
+    broker.create_topic("orders", 1).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect(addr).await;
+    let mut app = KafkaClient::connect(addr).await.with_client_id("app-orders");
+    let before: GetTelemetrySubscriptionsResponse =
+        app.call(ApiKey::GetTelemetrySubscriptions, 0, &GetTelemetrySubscriptionsRequest::default()).await;
+    assert!(before.requested_metrics.is_empty(), "no subscription matches app-orders yet");
+
+    let create = alter_subscription(
+        "apps",
+        &[
+            ("metrics", Some("org.apache.kafka.producer.")),
+            ("interval.ms", Some("100")),
+            ("match", Some("client_id=app-.*")),
+        ],
+    );
+    let created: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &create).await;
+    assert_eq!(created.responses[0].error_code, 0, "{:?}", created.responses[0].error_message);
+    assert_eq!(
+        described_subscription(&mut admin, "apps").await,
+        [
+            ("metrics".to_owned(), "org.apache.kafka.producer.".to_owned(), 7, false),
+            ("interval.ms".to_owned(), "100".to_owned(), 7, false),
+            ("match".to_owned(), "client_id=app-.*".to_owned(), 7, false),
+        ]
+    );
+    let own = described_subscription(&mut admin, "node-own").await;
+    assert_eq!(own[1], ("interval.ms".to_owned(), "60000".to_owned(), 4, true), "the node's own: static, read-only");
+    let unknown = described_subscription(&mut admin, "nobody").await;
+    assert_eq!(unknown[1], ("interval.ms".to_owned(), "300000".to_owned(), 5, false), "Kafka's defaults");
+    // v0 has no type on the wire: read as the one it implies.
+    let by_name = |names: &[&str]| names.iter().map(|n| (16, n.to_string())).collect::<Vec<_>>();
+    assert_eq!(listed_resources(&mut admin, 0, vec![]).await, (0, by_name(&["apps", "node-own"])));
+    let (code, all) = listed_resources(&mut admin, 1, vec![]).await;
+    assert_eq!(code, 0);
+    for wanted in [(2, "orders"), (4, "0"), (16, "apps"), (16, "node-own")] {
+        assert!(all.contains(&(wanted.0, wanted.1.to_owned())), "{wanted:?} in {all:?}");
+    }
+    assert_eq!(listed_resources(&mut admin, 1, vec![16]).await.1.len(), 2);
+    assert_eq!(listed_resources(&mut admin, 1, vec![16, 8]).await, (35, vec![]), "broker loggers are not served");
+
+    // A running client: asked for the new subscription at its next ask, and pushes.
+    let asked: GetTelemetrySubscriptionsResponse = app
+        .call(
+            ApiKey::GetTelemetrySubscriptions,
+            0,
+            &GetTelemetrySubscriptionsRequest::default().with_client_instance_id(before.client_instance_id),
+        )
+        .await;
+    assert_eq!((asked.requested_metrics.len(), asked.push_interval_ms), (1, 100));
+    let push = |subscription_id| {
+        PushTelemetryRequest::default()
+            .with_client_instance_id(asked.client_instance_id)
+            .with_subscription_id(subscription_id)
+    };
+    let pushed: PushTelemetryResponse = app.call(ApiKey::PushTelemetry, 0, &push(asked.subscription_id)).await;
+    assert_eq!(pushed.error_code, 0);
+    // Altered: its next push is UNKNOWN_SUBSCRIPTION_ID, and its next ask gets what is asked now.
+    let every_metric = alter_subscription("apps", &[("metrics", Some("*"))]);
+    let altered: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &every_metric).await;
+    assert_eq!(altered.responses[0].error_code, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    let stale: PushTelemetryResponse = app.call(ApiKey::PushTelemetry, 0, &push(asked.subscription_id)).await;
+    assert_eq!(stale.error_code, 117);
+    let again: GetTelemetrySubscriptionsResponse = app
+        .call(
+            ApiKey::GetTelemetrySubscriptions,
+            0,
+            &GetTelemetrySubscriptionsRequest::default().with_client_instance_id(asked.client_instance_id),
+        )
+        .await;
+    let metrics: Vec<&str> = again.requested_metrics.iter().map(|m| m.as_str()).collect();
+    assert_eq!(metrics, [""], "every metric");
+
+    // Refused, each saying what is allowed; nothing changed.
+    let refusals = [
+        (alter_subscription("apps", &[("interval.ms", Some("5"))]), "100 to 3600000"),
+        (alter_subscription("apps", &[("match", Some("client_rack=a"))]), "client_software_name"),
+        (alter_subscription("apps", &[("colour", Some("red"))]), "metrics, interval.ms and match"),
+        (alter_subscription("node-own", &[("interval.ms", Some("1000"))]), "the node's own"),
+        (alter_subscription("", &[("metrics", Some("*"))]), "needs a name"),
+    ];
+    for (request, allowed) in refusals {
+        let refused: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &request).await;
+        let result = &refused.responses[0];
+        assert_eq!(result.error_code, 40, "INVALID_CONFIG: {:?}", result.error_message);
+        let message = result.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+        assert!(message.contains(allowed), "{allowed:?} in {message}");
+    }
+    let legacy =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(CLIENT_METRICS)
+            .with_resource_name(StrBytes::from_static_str("apps"))]);
+    let legacy: AlterConfigsResponse = admin.call(ApiKey::AlterConfigs, 2, &legacy).await;
+    assert_eq!(legacy.responses[0].error_code, 42, "INVALID_REQUEST: IncrementalAlterConfigs alters them");
+    assert_eq!(described_subscription(&mut admin, "apps").await[1].1, "100");
+
+    // Kept over a restart; deleted with its last key.
+    let broker = broker.restart().await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect(addr).await;
+    assert_eq!(described_subscription(&mut admin, "apps").await[0].1, "*");
+    let delete = alter_subscription("apps", &[("metrics", None), ("interval.ms", None), ("match", None)]);
+    let deleted: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &delete).await;
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert_eq!(listed_resources(&mut admin, 0, vec![]).await, (0, by_name(&["node-own"])));
 }

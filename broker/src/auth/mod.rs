@@ -39,15 +39,20 @@ pub use users::UserStore;
 /// would never read it, and starting without it would silently drop what it holds (its DENYs above all).
 pub fn refuse_node_files_on_cluster(data_dir: &std::path::Path) -> Result<(), AuthError> {
     let files = [
-        (users::USERS_FILE, "users", "user create"),
-        (acl_store::ACLS_FILE, "ACLs", "acl add"),
-        (crate::quotas::store::QUOTAS_FILE, "client quotas", "quota set"),
-        (crate::group_config::FILE, "group configs", "group config"),
+        (users::USERS_FILE, "users", "`rill user create`, docs/security.md"),
+        (acl_store::ACLS_FILE, "ACLs", "`rill acl add`, docs/security.md"),
+        (crate::quotas::store::QUOTAS_FILE, "client quotas", "`rill quota set`, docs/security.md"),
+        (crate::group_config::FILE, "group configs", "`rill group config`, docs/kafka.md"),
+        (
+            crate::client_telemetry::store::FILE,
+            "client metrics subscriptions",
+            "IncrementalAlterConfigs of CLIENT_METRICS resources, docs/observability.md",
+        ),
     ];
-    for (file, what, command) in files {
+    for (file, what, how) in files {
         let path = data_dir.join(file);
         if path.exists() {
-            return Err(AuthError::NodeFileOnCluster { path, what, command });
+            return Err(AuthError::NodeFileOnCluster { path, what, how });
         }
     }
     Ok(())
@@ -100,10 +105,10 @@ pub enum AuthError {
     Unavailable { reason: String },
     #[error(
         "{path} holds the {what} this node kept when it ran alone, but a cluster node keeps them in the replicated \
-         cluster metadata and would ignore it: create them on the cluster (`rill {command}`, docs/security.md), \
-         then move the file out of the data dir"
+         cluster metadata and would ignore it: create them on the cluster ({how}), then move the file out of the \
+         data dir"
     )]
-    NodeFileOnCluster { path: PathBuf, what: &'static str, command: &'static str },
+    NodeFileOnCluster { path: PathBuf, what: &'static str, how: &'static str },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("corrupt users file {path}: {reason}")]

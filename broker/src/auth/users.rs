@@ -405,6 +405,7 @@ fn refused(refusal: AccessRefusal, name: String) -> AuthError {
         AccessRefusal::TooManyAcls
         | AccessRefusal::TooManyQuotas
         | AccessRefusal::TooManyGroupConfigs
+        | AccessRefusal::TooManySubscriptions
         | AccessRefusal::Invalid => {
             AuthError::Internal(format!("the controller refused the change to user {name:?} as {refusal:?}"))
         }

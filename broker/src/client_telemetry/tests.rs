@@ -12,6 +12,14 @@ fn subscription(name: &str, metrics: &[&str], interval_ms: u32, matches: &[(&str
     }
 }
 
+fn telemetry_of(fixed: &[ClientMetricsSubscription]) -> ClientTelemetry {
+    ClientTelemetry::new(fixed, store::SubscriptionStore::in_memory())
+}
+
+fn set(key: &str, value: &str) -> (String, Option<String>) {
+    (key.to_owned(), Some(value.to_owned()))
+}
+
 fn client(id: &str) -> ClientIdentity {
     ClientIdentity {
         client_id: id.into(),
@@ -53,7 +61,7 @@ fn encoded(metrics: Vec<Metric>) -> Vec<u8> {
 
 #[test]
 fn a_client_gets_every_matching_subscriptions_prefixes_and_the_shortest_interval() {
-    let telemetry = ClientTelemetry::new(&[
+    let telemetry = telemetry_of(&[
         subscription("producers", &["org.apache.kafka.producer."], 60_000, &[("client_id", "app-.*")]),
         subscription(
             "latency",
@@ -65,7 +73,6 @@ fn a_client_gets_every_matching_subscriptions_prefixes_and_the_shortest_interval
         subscription("java", &["org.apache.kafka.consumer."], 1_000, &[("client_software_name", "apache-kafka-java")]),
         subscription("python", &["org.apache.kafka.client."], 1_000, &[("client_software_name", "confluent-.*")]),
     ]);
-    assert!(telemetry.is_on());
     let asked = telemetry.subscribe(Uuid::nil(), &client("app-orders"));
     assert!(!asked.client_instance_id.is_nil(), "a new client gets an id");
     let expected =
@@ -78,12 +85,12 @@ fn a_client_gets_every_matching_subscriptions_prefixes_and_the_shortest_interval
     let other = telemetry.subscribe(Uuid::nil(), &client("my-app-1"));
     assert_eq!(other.requested_metrics, ["org.apache.kafka.client.", "org.apache.kafka.client.request.latency"]);
     assert_ne!(other.subscription_id, asked.subscription_id, "another ask, another id");
-    let nobody = ClientTelemetry::new(&[subscription("all", &["*"], 1_000, &[("client_id", "x")])]);
+    let nobody = telemetry_of(&[subscription("all", &["*"], 1_000, &[("client_id", "x")])]);
     let unmatched = nobody.subscribe(Uuid::nil(), &client("y"));
     assert_eq!((unmatched.requested_metrics.len(), unmatched.push_interval_ms), (0, DEFAULT_INTERVAL_MS));
     let all = nobody.subscribe(Uuid::nil(), &client("x"));
     assert_eq!(all.requested_metrics, [""], "`*` is every metric, as Kafka's empty prefix");
-    assert!(!ClientTelemetry::new(&[]).is_on());
+    assert_eq!(nobody.instance_count(), 1, "a client asked for nothing is not kept");
 }
 
 #[test]
@@ -103,7 +110,7 @@ fn a_bad_subscription_says_what_is_allowed() {
 
 #[test]
 fn a_push_keeps_its_gauges_and_sums_as_the_instances_latest_values() {
-    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 100, &[])]);
+    let telemetry = telemetry_of(&[subscription("all", &["*"], 100, &[])]);
     let asked = telemetry.subscribe(Uuid::nil(), &client("app"));
     let metrics = encoded(vec![
         gauge("org.apache.kafka.producer.record.queue.time.avg", vec![point(1.5, &[])]),
@@ -139,7 +146,7 @@ fn a_push_keeps_its_gauges_and_sums_as_the_instances_latest_values() {
 
 #[test]
 fn a_delta_sum_adds_to_what_the_instance_pushed_before() {
-    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 100, &[])]);
+    let telemetry = telemetry_of(&[subscription("all", &["*"], 100, &[])]);
     let asked = telemetry.subscribe(Uuid::nil(), &client("app"));
     let delta = encoded(vec![sum("org.apache.kafka.consumer.fetch.total", vec![point(2.0, &[])], true)]);
     for _ in 0..3 {
@@ -151,7 +158,7 @@ fn a_delta_sum_adds_to_what_the_instance_pushed_before() {
 
 #[test]
 fn pushes_that_kafka_refuses_are_refused_with_its_reasons() {
-    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 10_000, &[])]);
+    let telemetry = telemetry_of(&[subscription("all", &["*"], 10_000, &[])]);
     let asked = telemetry.subscribe(Uuid::nil(), &client("app"));
     let (id, sub) = (asked.client_instance_id, asked.subscription_id);
     let metrics = encoded(vec![gauge("g", vec![point(1.0, &[])])]);
@@ -174,7 +181,7 @@ fn pushes_that_kafka_refuses_are_refused_with_its_reasons() {
 
 #[test]
 fn instances_and_their_series_are_bounded_and_forgotten_after_three_intervals() {
-    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 100, &[])]);
+    let telemetry = telemetry_of(&[subscription("all", &["*"], 100, &[])]);
     let first = telemetry.subscribe(Uuid::nil(), &client("first"));
     for _ in 0..MAX_CLIENT_INSTANCES {
         telemetry.subscribe(Uuid::nil(), &client("more"));
@@ -232,7 +239,7 @@ fn a_forwarded_push_names_the_client_it_came_from_over_what_the_client_said() {
 
 #[test]
 fn a_push_cannot_make_labels_or_names_without_bound() {
-    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 100, &[])]);
+    let telemetry = telemetry_of(&[subscription("all", &["*"], 100, &[])]);
     let asked = telemetry.subscribe(Uuid::nil(), &client("app"));
     let keys: Vec<String> = (0..MAX_LABELS + 10).map(|i| format!("k{i:03}")).collect();
     let long_value = "v".repeat(MAX_TEXT_CHARS * 4);
@@ -254,7 +261,7 @@ fn a_push_cannot_make_labels_or_names_without_bound() {
 
 #[test]
 fn all_instances_together_hold_at_most_max_series() {
-    let telemetry = ClientTelemetry::new(&[subscription("all", &["*"], 60_000, &[])]);
+    let telemetry = telemetry_of(&[subscription("all", &["*"], 60_000, &[])]);
     let points = (0..MAX_SERIES_PER_INSTANCE).map(|i| point(1.0, &[("n", &i.to_string())])).collect();
     let metrics = encoded(vec![gauge("g", points)]);
     let instances = MAX_SERIES / MAX_SERIES_PER_INSTANCE + 2;
@@ -264,4 +271,71 @@ fn all_instances_together_hold_at_most_max_series() {
     }
     assert_eq!(telemetry.instance_count(), instances);
     assert_eq!(telemetry.snapshot().len(), MAX_SERIES, "the last instances keep none");
+}
+
+#[test]
+fn a_subscription_set_through_the_kafka_api_reaches_clients_and_a_change_reaches_them_at_their_next_push() {
+    let telemetry =
+        telemetry_of(&[subscription("node", &["org.apache.kafka.consumer."], 60_000, &[("client_id", "c")])]);
+    let before = telemetry.subscribe(Uuid::nil(), &client("app"));
+    assert!(before.requested_metrics.is_empty(), "nothing matches yet");
+    assert_eq!(telemetry.instance_count(), 0, "a client asked for nothing is not kept");
+
+    let producers =
+        [set("metrics", "org.apache.kafka.producer."), set("interval.ms", "100"), set("match", "client_id=app")];
+    telemetry.alter_subscription("producers", &producers, false).expect("set");
+    let asked = telemetry.subscribe(before.client_instance_id, &client("app"));
+    assert_eq!(
+        (asked.requested_metrics.as_slice(), asked.push_interval_ms),
+        (&["org.apache.kafka.producer.".to_owned()][..], 100)
+    );
+    let payload = encoded(vec![gauge("org.apache.kafka.producer.record.queue.time.avg", vec![point(1.0, &[])])]);
+    telemetry.push(asked.client_instance_id, asked.subscription_id, false, 0, &payload).expect("pushed");
+    assert_eq!(telemetry.snapshot().len(), 1);
+
+    // Altered: the client's next push is refused, as Kafka's, so that it asks again.
+    telemetry.alter_subscription("producers", &[set("metrics", "*")], false).expect("altered");
+    std::thread::sleep(Duration::from_millis(60));
+    let refused = telemetry.push(asked.client_instance_id, asked.subscription_id, false, 0, &payload);
+    assert_eq!(refused, Err(PushRefusal::UnknownSubscription(asked.subscription_id)));
+    let again = telemetry.subscribe(asked.client_instance_id, &client("app"));
+    assert_eq!(again.requested_metrics, [""]);
+    telemetry.push(again.client_instance_id, again.subscription_id, false, 0, &payload).expect("pushed again");
+
+    // Deleted (every key): asked for nothing again, its series gone with it.
+    let deletes: Vec<(String, Option<String>)> =
+        ["metrics", "interval.ms", "match"].iter().map(|key| (key.to_string(), None)).collect();
+    telemetry.alter_subscription("producers", &deletes, false).expect("deleted");
+    std::thread::sleep(Duration::from_millis(60));
+    let refused = telemetry.push(again.client_instance_id, again.subscription_id, false, 0, &payload);
+    assert_eq!(refused, Err(PushRefusal::UnknownSubscription(again.subscription_id)));
+    assert!(telemetry.subscribe(again.client_instance_id, &client("app")).requested_metrics.is_empty());
+    assert!(telemetry.snapshot().is_empty() && telemetry.instance_count() == 0);
+}
+
+#[test]
+fn the_nodes_own_subscriptions_are_listed_first_and_not_altered_through_the_kafka_api() {
+    let telemetry = telemetry_of(&[subscription("node", &["*"], 1_000, &[])]);
+    let refused = telemetry.alter_subscription("node", &[set("interval.ms", "5000")], false).expect_err("refused");
+    assert!(refused.to_string().contains("--client-metrics"), "{refused}");
+    let bad = telemetry.alter_subscription("other", &[set("interval.ms", "5")], false).expect_err("refused");
+    assert!(bad.to_string().contains("100 to 3600000"), "{bad}");
+    telemetry.alter_subscription("other", &[set("metrics", "org.apache.kafka.")], true).expect("validates");
+    assert_eq!(telemetry.subscriptions().len(), 1, "validate only sets nothing");
+    telemetry.alter_subscription("other", &[set("metrics", "org.apache.kafka.")], false).expect("set");
+    let listed: Vec<(String, SubscriptionSource)> =
+        telemetry.subscriptions().into_iter().map(|(s, source)| (s.name, source)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("node".to_owned(), SubscriptionSource::NodeSettings),
+            ("other".to_owned(), SubscriptionSource::ConfigResource)
+        ]
+    );
+    let (keys, source) = telemetry.subscription_keys("node");
+    assert_eq!(
+        (keys[&subscriptions::SubscriptionKey::IntervalMs].as_str(), source),
+        ("1000", SubscriptionSource::NodeSettings)
+    );
+    assert!(telemetry.subscription_keys("absent").0.is_empty());
 }

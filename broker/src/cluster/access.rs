@@ -38,6 +38,8 @@ pub enum AccessRefusal {
     TooManyQuotas,
     /// A group config change past `group_config::MAX_CONFIGURED_GROUPS`.
     TooManyGroupConfigs,
+    /// A client metrics subscription past `client_telemetry::subscriptions::MAX_SUBSCRIPTIONS`.
+    TooManySubscriptions,
     /// A name, credential or binding the proposer should have refused (a bug, or a newer proposer's format).
     Invalid,
 }

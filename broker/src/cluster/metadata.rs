@@ -19,6 +19,7 @@ use super::console_sessions::ConsoleSessions;
 use super::reassignment_state::ReplicaReassignment;
 use crate::auth::acl::AclBinding;
 use crate::auth::users::UserRecord;
+use crate::client_telemetry::subscriptions::{StoredSubscriptions, SubscriptionError};
 use crate::group_config::{GroupConfigError, StoredGroupConfigs};
 use crate::meta::TopicSettings;
 use crate::quotas::{ClientQuotas, InvalidQuota, QuotaChange};
@@ -143,6 +144,14 @@ pub struct ClusterMetadata {
     /// before group configs were served on a cluster, and while no group has one.
     #[serde(default, skip_serializing_if = "is_no_group_config")]
     pub group_configs: Arc<StoredGroupConfigs>,
+    /// The client metrics subscriptions set through the Kafka API (`client_telemetry/subscriptions.rs`), by
+    /// name. Absent from metadata written before they existed, and while there is none.
+    #[serde(default, skip_serializing_if = "is_no_client_metrics")]
+    pub client_metrics: Arc<StoredSubscriptions>,
+}
+
+fn is_no_client_metrics(subscriptions: &Arc<StoredSubscriptions>) -> bool {
+    subscriptions.is_empty()
 }
 
 fn is_no_group_config(configs: &Arc<StoredGroupConfigs>) -> bool {
@@ -390,6 +399,12 @@ pub enum Command {
         group: String,
         changes: Vec<(String, Option<String>)>,
     },
+    /// A client metrics subscription's keys set (`Some`) or deleted (`None`), all or none, each checked here as by
+    /// the proposer (`StoredSubscriptions::apply`); one left with no key is deleted.
+    AlterClientMetrics {
+        name: String,
+        changes: Vec<(String, Option<String>)>,
+    },
 }
 
 /// Why a partition's preferred replica cannot take the leadership now.
@@ -629,6 +644,18 @@ impl ClusterMetadata {
                         CommandOutcome { refusal: Some(refusal), ..CommandOutcome::unchanged() }
                     }
                 };
+            }
+            Command::AlterClientMetrics { name, changes } => {
+                let mut subscriptions = StoredSubscriptions::clone(&self.client_metrics);
+                let (changed, refusal) = match subscriptions.apply(name, changes) {
+                    Ok(changed) => (changed, None),
+                    Err(SubscriptionError::TooMany) => (false, Some(AccessRefusal::TooManySubscriptions)),
+                    Err(_) => (false, Some(AccessRefusal::Invalid)),
+                };
+                if changed {
+                    self.client_metrics = Arc::new(subscriptions);
+                }
+                return CommandOutcome { changed, refusal, ..CommandOutcome::unchanged() };
             }
             Command::ChangeSchemas { nonce, change } => {
                 let registry = Arc::make_mut(&mut self.schema_registry);
@@ -1145,5 +1172,34 @@ mod tests {
         let old: ClusterMetadata =
             serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).expect("an old snapshot");
         assert!(old.group_configs.is_empty());
+    }
+
+    #[test]
+    fn client_metrics_subscriptions_merge_refuse_bad_ones_and_survive_a_snapshot() {
+        let mut metadata = ClusterMetadata::default();
+        let alter = |key: &str, value: Option<&str>| Command::AlterClientMetrics {
+            name: "orders".to_owned(),
+            changes: vec![(key.to_owned(), value.map(str::to_owned))],
+        };
+        // Two nodes' alters of different keys, committed one after the other: both land.
+        assert!(metadata.apply(&alter("metrics", Some("org.apache.kafka.producer."))).changed);
+        let entry: Command =
+            serde_json::from_slice(&serde_json::to_vec(&alter("interval.ms", Some("1000"))).expect("encodes"))
+                .expect("decodes");
+        assert!(metadata.apply(&entry).changed);
+        assert!(!metadata.apply(&entry).changed, "the same again changes nothing");
+        let subscription = &metadata.client_metrics.subscriptions()[0];
+        assert_eq!((subscription.metrics.len(), subscription.interval_ms), (1, 1000));
+        let outcome = metadata.apply(&alter("interval.ms", Some("1")));
+        assert!(!outcome.changed && outcome.refusal == Some(AccessRefusal::Invalid), "{outcome:?}");
+        let restored: ClusterMetadata =
+            serde_json::from_slice(&serde_json::to_vec(&metadata).expect("encodes")).expect("decodes");
+        assert_eq!(restored.client_metrics, metadata.client_metrics);
+        assert!(metadata.apply(&alter("metrics", None)).changed);
+        assert!(metadata.apply(&alter("interval.ms", None)).changed);
+        assert!(metadata.client_metrics.is_empty(), "a subscription without keys is gone");
+        let old: ClusterMetadata =
+            serde_json::from_str(r#"{"cluster_id":null,"nodes":{},"topics":{}}"#).expect("an old snapshot");
+        assert!(old.client_metrics.is_empty());
     }
 }

@@ -1,11 +1,12 @@
 //! The Kafka client instances that push their metrics to this node (KIP-714, `client_telemetry.rs`): who they
 //! are (client id, software, address), what the node asks of them, when they last pushed, and the request latency
-//! they measure. Shown only while the node has a client metrics subscription; needs DESCRIBE_CONFIGS on the
+//! they measure; above them, the subscriptions that say what is asked of whom. Needs DESCRIBE_CONFIGS on the
 //! cluster, as Kafka's CLIENT_METRICS resources do.
 
 use super::html::Html;
 use super::layout::Page;
 use super::Console;
+use crate::client_telemetry::SubscriptionSource;
 use crate::metrics::admin_http::Response;
 
 /// Most rows shown: the instances heard from most recently.
@@ -13,16 +14,38 @@ const ROWS: usize = 500;
 
 pub fn list(console: &Console, page: Page<'_>) -> Response {
     let telemetry = &console.node.client_telemetry;
-    if !telemetry.is_on() {
-        let message = "This node asks no client for its metrics: start it with --client-metrics PREFIXES, or \
-                       [[client_metrics]] in its file (docs/observability.md, \"Kafka clients' own metrics\").";
-        return page.error(404, "No client metrics", message);
-    }
+    let subscriptions = telemetry.subscriptions();
     let instances = telemetry.instances();
     let pushing = instances.iter().filter(|i| i.since_last_push.is_some()).count();
     let mut body = Html::new();
-    body.raw("<div class=\"stats\"><div class=\"stat\"><b>").text(instances.len()).raw("</b>client instances</div>");
+    body.raw("<div class=\"stats\"><div class=\"stat\"><b>").text(subscriptions.len()).raw("</b>subscriptions</div>");
+    body.raw("<div class=\"stat\"><b>").text(instances.len()).raw("</b>client instances</div>");
     body.raw("<div class=\"stat\"><b>").text(pushing).raw("</b>pushing</div></div>");
+    if subscriptions.is_empty() {
+        body.raw(
+            "<p class=\"muted\">This node asks no client for its metrics. Start it with --client-metrics PREFIXES \
+             or [[client_metrics]] in its file, or create a subscription through the Kafka API \
+             (kafka-client-metrics.sh, or IncrementalAlterConfigs of a CLIENT_METRICS resource): \
+             docs/observability.md, \"Kafka clients' own metrics\".</p>",
+        );
+    } else {
+        body.raw("<table id=\"subscriptions\"><tr><th>subscription</th><th>metrics</th>");
+        body.raw("<th class=\"num\">interval</th><th>clients matched</th><th>set by</th></tr>");
+        for (subscription, source) in &subscriptions {
+            let metrics =
+                if subscription.metrics.is_empty() { "none".to_owned() } else { subscription.metrics.join(", ") };
+            let matches: Vec<String> = subscription.matches.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let matches = if matches.is_empty() { "every client".to_owned() } else { matches.join(", ") };
+            let set_by = match source {
+                SubscriptionSource::NodeSettings => "the node's settings",
+                SubscriptionSource::ConfigResource => "the Kafka API",
+            };
+            body.raw("<tr>").cell(&subscription.name).cell(metrics);
+            body.raw("<td class=\"num\">").text(format!("{} s", f64::from(subscription.interval_ms) / 1000.0));
+            body.raw("</td>").cell(matches).cell(set_by).raw("</tr>");
+        }
+        body.raw("</table>");
+    }
     body.raw("<table id=\"clients\"><tr><th>client id</th><th>software</th><th>address</th>");
     body.raw("<th>metrics asked</th><th class=\"num\">interval</th><th class=\"num\">last push</th>");
     body.raw("<th class=\"num\">series</th><th class=\"num\">request latency avg</th><th>instance</th></tr>");

@@ -5,10 +5,13 @@
 //! topic's whole set: the keys it does not name go back to the broker's defaults, as in Kafka.
 //!
 //! A group (type 32, Kafka's group configs) is altered by IncrementalAlterConfigs alone, as in Kafka: its
-//! `share.*` and `consumer.*` keys (`group_config.rs`), on a single node or a cluster.
+//! `share.*` and `consumer.*` keys (`group_config.rs`), on a single node or a cluster. So is a client metrics
+//! subscription (type 16, KIP-714): setting a key of a new name creates it, deleting its last key deletes it
+//! (`client_telemetry/subscriptions.rs`); one of the node's own settings is INVALID_CONFIG.
 //!
 //! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), each group on it
-//! (GROUP_AUTHORIZATION_FAILED); a broker resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED)
+//! (GROUP_AUTHORIZATION_FAILED); a client metrics subscription needs it on the cluster, as on Kafka; a broker
+//! resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED)
 //! and is then refused with INVALID_REQUEST: rill's broker settings are static, and the replication throttle has
 //! its own call (`rill cluster throttle`). Other resource types are INVALID_REQUEST. With `validate_only`,
 //! everything is checked and nothing changes.
@@ -28,9 +31,7 @@ use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
 use crate::topic_config::{replace_all, ConfigChange};
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-pub const RESOURCE_GROUP: i8 = 32;
+use super::list_config_resources::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP, RESOURCE_TOPIC};
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
@@ -148,7 +149,7 @@ struct Asked<'a> {
 async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, principal: &Principal) -> Outcome {
     let Asked { resource_type, name, changes, is_incremental } = asked;
     let acl_resource = match resource_type {
-        RESOURCE_BROKER => Resource::cluster(),
+        RESOURCE_BROKER | RESOURCE_CLIENT_METRICS => Resource::cluster(),
         RESOURCE_GROUP => Resource::group(name),
         _ => Resource::topic(name),
     };
@@ -164,6 +165,14 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
             )
         }
         RESOURCE_GROUP => return alter_group(kafka, name.as_str(), changes, is_validate_only).await,
+        RESOURCE_CLIENT_METRICS if !is_incremental => {
+            return invalid_request(
+                "a client metrics subscription is altered with IncrementalAlterConfigs, as in Kafka (AlterConfigs \
+                 serves topics)"
+                    .to_owned(),
+            )
+        }
+        RESOURCE_CLIENT_METRICS => return alter_client_metrics(kafka, name.as_str(), changes, is_validate_only).await,
         RESOURCE_BROKER => {
             return invalid_request(
                 "broker configs are static in rill (set at start, see DescribeConfigs); the replication throttle is \
@@ -173,7 +182,8 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
         }
         other => {
             return invalid_request(format!(
-                "resource type {other} cannot be altered: rill alters topics (2) and groups (32)"
+                "resource type {other} cannot be altered: rill alters topics (2), client metrics subscriptions (16) \
+                 and groups (32)"
             ))
         }
     }
@@ -210,6 +220,36 @@ async fn alter_group(
             (ResponseError::InvalidConfig.code(), Some(why.to_string()))
         }
         Ok(Err(crate::group_config::AlterConfigError::Store(err))) => {
+            (super::error::error_code(&err), Some(err.to_string()))
+        }
+        Err(join) => (ResponseError::UnknownServerError.code(), Some(format!("the alter did not finish: {join}"))),
+    }
+}
+
+/// A client metrics subscription's keys (`client_telemetry/subscriptions.rs`): INVALID_CONFIG for a name, key or
+/// value refused, saying why.
+async fn alter_client_metrics(
+    kafka: &KafkaContext,
+    name: &str,
+    changes: Result<Vec<ConfigChange>, Outcome>,
+    is_validate_only: bool,
+) -> Outcome {
+    use crate::client_telemetry::store::AlterSubscriptionError;
+    use crate::client_telemetry::AlterRefusal;
+    let changes: Vec<(String, Option<String>)> = match changes {
+        Ok(changes) => changes.into_iter().map(|change| (change.key, change.value)).collect(),
+        Err(refused) => return refused,
+    };
+    let telemetry = std::sync::Arc::clone(&kafka.node.client_telemetry);
+    let name = name.to_owned();
+    let altered =
+        tokio::task::spawn_blocking(move || telemetry.alter_subscription(&name, &changes, is_validate_only)).await;
+    match altered {
+        Ok(Ok(())) => (0, None),
+        Ok(Err(refused @ (AlterRefusal::NodeSetting(_) | AlterRefusal::Store(AlterSubscriptionError::Refused(_))))) => {
+            (ResponseError::InvalidConfig.code(), Some(refused.to_string()))
+        }
+        Ok(Err(AlterRefusal::Store(AlterSubscriptionError::Store(err)))) => {
             (super::error::error_code(&err), Some(err.to_string()))
         }
         Err(join) => (ResponseError::UnknownServerError.code(), Some(format!("the alter did not finish: {join}"))),

@@ -96,20 +96,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // unless v0 is advertised, though it then sends v1.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
-    // Client metrics (KIP-714), offered only while the node has a subscription (`client_telemetry.rs`): a client
-    // that sees them asks what to push.
+    // Client metrics (KIP-714, `client_telemetry.rs`): a client that sees them asks what to push, and is asked
+    // for nothing until a subscription matches it. Offered always, as by a Kafka broker with a telemetry receiver,
+    // so a subscription set while clients run reaches them at their next ask.
     (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::PushTelemetry, 0, 0),
+    // v0 lists the client metrics subscriptions (KIP-714's ListClientMetricsResources), v1 any config resource
+    // type (KIP-1142).
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The APIs only a broker with SASL on serves.
 fn is_sasl_api(key: ApiKey) -> bool {
     matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
-}
-
-/// The client metrics APIs, offered only with a subscription.
-pub fn is_telemetry_api(key: ApiKey) -> bool {
-    matches!(key, ApiKey::GetTelemetrySubscriptions | ApiKey::PushTelemetry)
 }
 
 /// The versions of `api_key` served, if it is served at all.
@@ -120,11 +119,10 @@ pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
 /// The answer to an ApiVersions request of any version. A client that sent a version above the highest served
 /// gets UNSUPPORTED_VERSION with the list anyway, which it reads as v0 and then retries at a version it finds
 /// there (the caller encodes this answer at v0 in that case).
-pub fn answer(is_version_supported: bool, is_sasl_on: bool, is_telemetry_on: bool) -> ApiVersionsResponse {
+pub fn answer(is_version_supported: bool, is_sasl_on: bool) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
         .filter(|(key, _, _)| is_sasl_on || !is_sasl_api(*key))
-        .filter(|(key, _, _)| is_telemetry_on || !is_telemetry_api(*key))
         .map(|&(key, min, max)| {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
@@ -147,7 +145,7 @@ mod tests {
 
     #[test]
     fn an_unsupported_version_is_answered_with_the_list_and_unsupported_version() {
-        let answer = answer(false, true, true);
+        let answer = answer(false, true);
         assert_eq!(answer.error_code, 35);
         assert_eq!(answer.api_keys.len(), SUPPORTED.len());
         assert_eq!(supported_versions(ApiKey::Produce as i16), Some((3, 11)));
@@ -160,17 +158,8 @@ mod tests {
     fn sasl_apis_are_advertised_only_with_sasl_on() {
         let has_sasl =
             |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::SaslHandshake as i16);
-        assert!(has_sasl(&answer(true, true, false)));
-        assert!(!has_sasl(&answer(true, false, false)));
-        assert_eq!(answer(true, false, true).api_keys.len(), SUPPORTED.len() - 2);
-    }
-
-    #[test]
-    fn client_metrics_apis_are_advertised_only_with_a_subscription() {
-        let has_push =
-            |answer: &ApiVersionsResponse| answer.api_keys.iter().any(|k| k.api_key == ApiKey::PushTelemetry as i16);
-        assert!(has_push(&answer(true, false, true)));
-        assert!(!has_push(&answer(true, true, false)));
-        assert_eq!(answer(true, true, false).api_keys.len(), SUPPORTED.len() - 2);
+        assert!(has_sasl(&answer(true, true)));
+        assert!(!has_sasl(&answer(true, false)));
+        assert_eq!(answer(true, false).api_keys.len(), SUPPORTED.len() - 2);
     }
 }

@@ -286,13 +286,9 @@ pub async fn answer(
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
     let api = ApiKey::try_from(api_key).map_err(|()| RequestError::UnknownApiKey(api_key))?;
     let (min, max) = supported_versions(api_key).ok_or(RequestError::NotServed(api))?;
-    let is_telemetry_on = kafka.node.client_telemetry.is_on();
-    if api_versions::is_telemetry_api(api) && !is_telemetry_on {
-        return Err(RequestError::NotServed(api));
-    }
     if api == ApiKey::ApiVersions && version > max {
         // The client does not know this broker's versions yet: answer in v0, which it can always read.
-        let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on(), is_telemetry_on);
+        let answer = api_versions::answer(false, kafka.node.config.auth.is_sasl_on());
         return Ok(Answer::frame(encode_response(correlation_id, 0, &answer, 0)?));
     }
     if version < min || version > max {
@@ -312,7 +308,7 @@ pub async fn answer(
                 software.name = kept(request.client_software_name.as_str());
                 software.version = kept(request.client_software_version.as_str());
             }
-            let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on(), is_telemetry_on);
+            let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on());
             encode_response(correlation_id, header_version, &answer, version)?
         }
         ApiKey::Metadata => {

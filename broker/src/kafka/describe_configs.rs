@@ -1,23 +1,30 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
 //! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
 //! cluster's replication throttle as `*.replication.throttled.rate`), and groups (type 32: every `share.*` and `consumer.*` group
-//! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG). Asked-for keys filter the answer; a key rill does not have is left out, as Kafka does. Other
-//! resource types get INVALID_REQUEST, naming the three that are served.
+//! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG), and client metrics
+//! subscriptions (type 16: `metrics`, `interval.ms` and `match`, each set one as CLIENT_METRICS_CONFIG, else Kafka's
+//! default as DEFAULT_CONFIG; a subscription of the node's own settings as STATIC_BROKER_CONFIG, read-only; a name
+//! no subscription has gets the defaults, as on Kafka). Asked-for keys filter the answer; a key rill does not have
+//! is left out, as Kafka does. Other resource types get INVALID_REQUEST, naming the four that are served.
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 
-use super::topic_configs::{broker_entries, text, topic_entries, ConfigEntry, TYPE_BOOLEAN, TYPE_INT, TYPE_STRING};
+use super::topic_configs::{
+    broker_entries, text, topic_entries, ConfigEntry, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TYPE_BOOLEAN, TYPE_INT,
+    TYPE_LIST, TYPE_STRING,
+};
 use super::topics_admin::admin_error;
 use super::KafkaContext;
+use crate::client_telemetry::SubscriptionSource;
 use crate::group_config::GroupConfigType;
 use crate::topic_config::TopicConfigState;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-const RESOURCE_GROUP: i8 = super::alter_configs::RESOURCE_GROUP;
+use super::list_config_resources::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP, RESOURCE_TOPIC};
+/// Kafka's CLIENT_METRICS_CONFIG config source: a subscription's own setting.
+const SOURCE_CLIENT_METRICS: i8 = 7;
 /// Kafka's GROUP_CONFIG config source: a group's own setting.
 const SOURCE_GROUP: i8 = 8;
 
@@ -75,10 +82,17 @@ fn described(
             return refused(ResponseError::InvalidRequest, "the group's name is empty".to_owned())
         }
         RESOURCE_GROUP => group_entries(kafka, name),
+        RESOURCE_CLIENT_METRICS if name.is_empty() => {
+            return refused(ResponseError::InvalidRequest, "the client metrics subscription's name is empty".to_owned())
+        }
+        RESOURCE_CLIENT_METRICS => client_metrics_entries(kafka, name),
         other => {
             return refused(
                 ResponseError::InvalidRequest,
-                format!("resource type {other} is not described: rill serves topics (2), brokers (4) and groups (32)"),
+                format!(
+                    "resource type {other} is not described: rill serves topics (2), brokers (4), client metrics \
+                     subscriptions (16) and groups (32)"
+                ),
             )
         }
     };
@@ -97,6 +111,7 @@ fn described(
                 .with_read_only(match resource.resource_type {
                     RESOURCE_BROKER => true,
                     RESOURCE_GROUP => false,
+                    RESOURCE_CLIENT_METRICS => entry.source == SOURCE_STATIC_BROKER,
                     _ => crate::topic_config::ConfigKey::parse(entry.name).is_none(),
                 })
                 .with_config_source(entry.source)
@@ -116,12 +131,30 @@ fn group_entries(kafka: &KafkaContext, group: &str) -> Vec<ConfigEntry> {
         .map(|entry| ConfigEntry {
             name: entry.key.kafka_name(),
             value: entry.value,
-            source: if entry.is_group_setting { SOURCE_GROUP } else { super::topic_configs::SOURCE_DEFAULT },
+            source: if entry.is_group_setting { SOURCE_GROUP } else { SOURCE_DEFAULT },
             config_type: match entry.key.value_type() {
                 GroupConfigType::Boolean => TYPE_BOOLEAN,
                 GroupConfigType::Int => TYPE_INT,
                 GroupConfigType::String => TYPE_STRING,
             },
+        })
+        .collect()
+}
+
+/// Every key of client metrics subscription `name`, with its value.
+fn client_metrics_entries(kafka: &KafkaContext, name: &str) -> Vec<ConfigEntry> {
+    let (keys, source) = kafka.node.client_telemetry.subscription_keys(name);
+    crate::client_telemetry::subscriptions::entries(&keys)
+        .into_iter()
+        .map(|entry| ConfigEntry {
+            name: entry.key.kafka_name(),
+            value: entry.value,
+            source: match (entry.is_set, source) {
+                (false, _) => SOURCE_DEFAULT,
+                (true, SubscriptionSource::NodeSettings) => SOURCE_STATIC_BROKER,
+                (true, SubscriptionSource::ConfigResource) => SOURCE_CLIENT_METRICS,
+            },
+            config_type: if entry.key.is_list() { TYPE_LIST } else { TYPE_INT },
         })
         .collect()
 }

@@ -13,9 +13,9 @@ use super::framing::encode_response;
 use super::{
     acls, alter_configs, client_quotas, client_telemetry, consumer_group_describe, consumer_group_heartbeat,
     create_topics, delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders,
-    find_coordinator, groups_admin, heartbeat, join_group, offset_commit, offset_delete, offset_fetch,
-    partition_reassignments, share_fetch, share_group_describe, share_group_heartbeat, share_group_offsets, sync_group,
-    topics_admin, transactions, transactions_admin, user_scram, KafkaContext,
+    find_coordinator, groups_admin, heartbeat, join_group, list_config_resources, offset_commit, offset_delete,
+    offset_fetch, partition_reassignments, share_fetch, share_group_describe, share_group_heartbeat,
+    share_group_offsets, sync_group, topics_admin, transactions, transactions_admin, user_scram, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -269,6 +269,9 @@ pub async fn answer(
             client_telemetry::subscriptions(kafka, &request, &caller)
         }),
         ApiKey::PushTelemetry => serve!(PushTelemetryRequest, |request| client_telemetry::push(kafka, &request)),
+        ApiKey::ListConfigResources => serve!(ListConfigResourcesRequest, |request| {
+            list_config_resources::answer(kafka, &request, version, &caller.principal)
+        }),
         other => Err(RequestError::NotServed(other)),
     }
 }

@@ -40,6 +40,7 @@ request_level!(
     EndTxnResponse,
     GetTelemetrySubscriptionsResponse,
     PushTelemetryResponse,
+    ListConfigResourcesResponse,
 );
 
 impl ErrorCodes for AddPartitionsToTxnResponse {

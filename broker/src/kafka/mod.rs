@@ -41,6 +41,7 @@ mod init_producer_id;
 mod join_group;
 mod leader_epoch;
 mod leader_hints;
+mod list_config_resources;
 mod list_offsets;
 pub mod listener;
 mod metadata;

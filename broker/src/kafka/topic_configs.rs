@@ -97,7 +97,7 @@ pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
+pub const TYPE_LIST: i8 = 7;
 const TYPE_CLASS: i8 = 8;
 const TYPE_DOUBLE: i8 = 6;
 

@@ -712,9 +712,6 @@ impl Scraped {
     fn encode_client_telemetry(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         use crate::client_telemetry::SeriesKind;
         let telemetry = &self.node.client_telemetry;
-        if !telemetry.is_on() {
-            return Ok(());
-        }
         single(
             encoder,
             "rill_client_telemetry_instances",

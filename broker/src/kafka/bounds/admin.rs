@@ -112,6 +112,13 @@ pub fn list_partition_reassignments(walk: &mut Walk) -> Result<(), BoundsError> 
     walk.tagged_fields(true)
 }
 
+pub fn list_config_resources(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
+    if version >= 1 {
+        walk.array(true, |resource_type| resource_type.skip(1))?;
+    }
+    walk.tagged_fields(true)
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::*;
@@ -185,5 +192,8 @@ mod tests {
         assert_walked_whole(ApiKey::ListPartitionReassignments, 0..=0, &list);
         let list_all = ListPartitionReassignmentsRequest::default().with_topics(None);
         assert_walked_whole(ApiKey::ListPartitionReassignments, 0..=0, &list_all);
+        let list_resources = ListConfigResourcesRequest::default().with_resource_types(vec![2, 16, 32]);
+        assert_walked_whole(ApiKey::ListConfigResources, 1..=1, &list_resources);
+        assert_walked_whole(ApiKey::ListConfigResources, 0..=1, &ListConfigResourcesRequest::default());
     }
 }

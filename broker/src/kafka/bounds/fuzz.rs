@@ -100,6 +100,8 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     }
     all.push(encoded(ApiKey::AlterPartitionReassignments, 1, &alter));
     all.push(encoded(ApiKey::ListPartitionReassignments, 0, &list));
+    let list_resources = ListConfigResourcesRequest::default().with_resource_types(vec![16, 32]);
+    all.push(encoded(ApiKey::ListConfigResources, 1, &list_resources));
     for version in [0, 5, 9] {
         all.push(encoded(ApiKey::JoinGroup, version, &join));
     }
@@ -174,6 +176,7 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::DeleteRecords => DeleteRecordsRequest::decode(&mut body, version).map(drop),
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
+        ApiKey::ListConfigResources => ListConfigResourcesRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),
     };
 }

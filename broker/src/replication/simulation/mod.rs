@@ -204,7 +204,10 @@ async fn run_node(node_id: u64, data_dir: PathBuf, world: Arc<World>) -> turmoil
     let group_configs =
         Arc::new(crate::group_config::GroupConfigs::open(crate::group_config::GroupDefaults::of(&config), &data_dir)?);
     let node = Arc::new_cyclic(|weak| Node {
-        client_telemetry: Arc::new(crate::client_telemetry::ClientTelemetry::new(&[])),
+        client_telemetry: Arc::new(crate::client_telemetry::ClientTelemetry::new(
+            &[],
+            crate::client_telemetry::store::SubscriptionStore::in_memory(),
+        )),
         // Transactions are not simulated here: a single node's coordinator, never asked.
         transactions,
         quotas: Arc::new(crate::quotas::throttle::ClientThrottle::new(

@@ -1,5 +1,6 @@
 //! Accepted connections, limited: at most `max_connections` at once, at most `max_connections_per_ip` of them
-//! from one address, and none that stays silent for longer than `idle_connection_timeout_ms`.
+//! from one address, opened no faster than the address's `connection_creation_rate` quota
+//! (`quotas/connections.rs`), and none that stays silent for longer than `idle_connection_timeout_ms`.
 //!
 //! Both guard the broker against clients it cannot trust to behave: thousands of idle sockets, or peers that
 //! open a connection, send part of the HTTP/2 preface and stall. hyper waits forever for a preface, and its
@@ -143,6 +144,8 @@ pub struct ConnectionLimits {
     /// The limit for an address without an override; `None`: only `total`.
     pub per_ip: Option<usize>,
     pub per_ip_overrides: BTreeMap<IpAddr, usize>,
+    /// The ip entities' connection rates (client quotas), when the node keeps quotas.
+    pub rates: Option<Arc<crate::quotas::connections::ConnectionRates>>,
 }
 
 impl ConnectionLimits {
@@ -151,13 +154,19 @@ impl ConnectionLimits {
             total: config.max_connections,
             per_ip: config.max_connections_per_ip,
             per_ip_overrides: config.max_connections_per_ip_overrides.clone(),
+            rates: None,
         }
+    }
+
+    /// Also holds each address to its connection rate quota.
+    pub fn with_rates(self, rates: Arc<crate::quotas::connections::ConnectionRates>) -> Self {
+        ConnectionLimits { rates: Some(rates), ..self }
     }
 
     /// Only a total.
     #[cfg(test)]
     pub fn only_total(total: usize) -> Self {
-        ConnectionLimits { total, per_ip: None, per_ip_overrides: BTreeMap::new() }
+        ConnectionLimits { total, per_ip: None, per_ip_overrides: BTreeMap::new(), rates: None }
     }
 
     fn of_address(&self, ip: &IpAddr) -> Option<usize> {
@@ -244,6 +253,13 @@ pub fn limit(
         })
         .filter_map(move |stream| {
             let stream = stream?;
+            if let (Some(rates), Ok(peer)) = (&limits.rates, stream.peer_addr()) {
+                if let Err(crate::quotas::connections::PastRate(rate)) = rates.admit(peer.ip()) {
+                    // Debug: a client in a reconnect loop would otherwise write a line per attempt.
+                    tracing::debug!(%peer, rate, "closing a connection: its address is past its connection_creation_rate");
+                    return None;
+                }
+            }
             let address_slot = match stream.peer_addr() {
                 Ok(peer) if limits.is_per_address() => match limits.of_address(&peer.ip()) {
                     Some(limit) => match by_address.take(peer.ip(), limit) {

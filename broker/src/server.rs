@@ -285,7 +285,7 @@ impl Broker {
         let addr = incoming.local_addr().map_err(bind)?;
         let idle_timeout = Duration::from_millis(config.idle_connection_timeout_ms);
         let connection_metrics = metrics.as_ref().map(|m| Arc::clone(&m.connections));
-        let limits = connection::ConnectionLimits::of(&config);
+        let limits = connection::ConnectionLimits::of(&config).with_rates(Arc::clone(node.quotas.connection_rates()));
         let accepted = connection::limit(incoming, limits, idle_timeout, connection_metrics);
         // Kafka clients on the same port: their connections are served by `kafka`, the rest go on to tonic.
         let kafka = Arc::new(crate::kafka::KafkaContext::new(Arc::clone(&node), addr, controller.clone()));

@@ -1,5 +1,6 @@
 //! `rill quota set|remove|list`: client quotas (docs/kafka.md, "Client quotas"), over `rill_client::QuotaAdmin`.
-//! The entity flags follow kafka-configs: --user NAME or --default-user, --client-id ID or --default-client-id.
+//! The entity flags follow kafka-configs: --user NAME or --default-user, --client-id ID or --default-client-id,
+//! or --ip ADDRESS or --default-ip (an address's connection rate, KIP-612).
 
 use std::io::Write;
 
@@ -15,9 +16,15 @@ pub struct QuotaArgs {
     command: QuotaCommand,
 }
 
-/// Who the quota is for: a user, a client id, or both.
+/// Who the quota is for: a user, a client id, or both; or an IP address.
 #[derive(Debug, clap::Args)]
 struct EntityFlags {
+    /// An IP address clients connect from: its connection rate (not with --user or --client-id).
+    #[arg(long, conflicts_with_all = ["default_ip", "user", "default_user", "client_id", "default_client_id"])]
+    ip: Option<std::net::IpAddr>,
+    /// The default for every address without a quota of its own.
+    #[arg(long, conflicts_with_all = ["user", "default_user", "client_id", "default_client_id"])]
+    default_ip: bool,
     /// A user name as clients authenticate (ANONYMOUS: clients that do not).
     #[arg(long, conflicts_with = "default_user")]
     user: Option<String>,
@@ -33,10 +40,16 @@ struct EntityFlags {
 }
 
 impl EntityFlags {
+    fn is_ip(&self) -> bool {
+        self.ip.is_some() || self.default_ip
+    }
+
     fn entity(self) -> anyhow::Result<QuotaEntity> {
-        if self.user.is_none() && !self.default_user && self.client_id.is_none() && !self.default_client_id {
+        let is_client = self.user.is_some() || self.default_user || self.client_id.is_some() || self.default_client_id;
+        if !is_client && !self.is_ip() {
             anyhow::bail!(
-                "name who the quota is for: --user NAME or --default-user, --client-id ID or --default-client-id"
+                "name who the quota is for: --user NAME or --default-user, --client-id ID or --default-client-id, \
+                 or --ip ADDRESS or --default-ip"
             );
         }
         Ok(QuotaEntity {
@@ -44,21 +57,26 @@ impl EntityFlags {
             default_user: self.default_user,
             client_id: self.client_id,
             default_client_id: self.default_client_id,
+            ip: self.ip.map(|ip| ip.to_string()),
+            default_ip: self.default_ip,
         })
     }
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum QuotaCommand {
-    /// Set the byte rates a user, a client id, or both may produce and fetch at.
+    /// Set the byte rates a user, a client id, or both may produce and fetch at, or an ip's connection rate.
     #[command(after_help = "Examples:
   rill quota set --user app --producer-byte-rate 10485760
   rill quota set --default-client-id --consumer-byte-rate 52428800
   rill quota set --user app --client-id reports --producer-byte-rate 1048576 --consumer-byte-rate 2097152
+  rill quota set --default-ip --connection-creation-rate 20
+  rill quota set --ip 10.0.0.5 --connection-creation-rate 200
 
 The most specific quota that sets a rate applies, in Kafka's order (user and client id, user, client id, each
-name before its default). A client past its rate is slowed down, not refused. Needs ALTER_CONFIGS on the
-cluster (or a super user) once the broker runs with --authorization on.")]
+name before its default). A client past its rate is slowed down, not refused. An address's connections past its
+connection rate are closed as they are accepted. Needs ALTER_CONFIGS on the cluster (or a super user) once the
+broker runs with --authorization on.")]
     Set {
         #[command(flatten)]
         entity: EntityFlags,
@@ -68,10 +86,13 @@ cluster (or a super user) once the broker runs with --authorization on.")]
         /// Bytes of fetch answers a second, at least 1.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
         consumer_byte_rate: Option<u64>,
+        /// Connections a second an --ip or --default-ip may open (0 refuses every one).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
+        connection_creation_rate: Option<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
-    /// Remove rates of a user, a client id, or both (neither rate named: both).
+    /// Remove rates of a user, a client id, or both, or of an ip (no rate named: every one it holds).
     Remove {
         #[command(flatten)]
         entity: EntityFlags,
@@ -79,6 +100,8 @@ cluster (or a super user) once the broker runs with --authorization on.")]
         producer_byte_rate: bool,
         #[arg(long)]
         consumer_byte_rate: bool,
+        #[arg(long)]
+        connection_creation_rate: bool,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -90,7 +113,7 @@ cluster (or a super user) once the broker runs with --authorization on.")]
 }
 
 fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
-    let mut table = Table::new(&["USER", "CLIENT-ID", "PRODUCER B/S", "CONSUMER B/S"]);
+    let mut table = Table::new(&["USER", "CLIENT-ID", "IP", "PRODUCER B/S", "CONSUMER B/S", "CONNECTIONS/S"]);
     let part = |name: Option<String>, is_default: bool| match (name, is_default) {
         (Some(name), _) => name,
         (None, true) => "<default>".to_owned(),
@@ -102,8 +125,10 @@ fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
         table.row(vec![
             part(entity.user, entity.default_user),
             part(entity.client_id, entity.default_client_id),
+            part(entity.ip, entity.default_ip),
             rate(quota.producer_byte_rate),
             rate(quota.consumer_byte_rate),
+            rate(quota.connection_creation_rate),
         ]);
     }
     let mut out = output::stdout();
@@ -120,24 +145,37 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 let quotas = admin.list().await.map_err(|e| broker.explain(e))?;
                 return print(quotas);
             }
-            QuotaCommand::Set { entity, producer_byte_rate, consumer_byte_rate, broker } => {
-                if producer_byte_rate.is_none() && consumer_byte_rate.is_none() {
-                    anyhow::bail!("nothing to set: give --producer-byte-rate, --consumer-byte-rate or both");
+            QuotaCommand::Set { entity, producer_byte_rate, consumer_byte_rate, connection_creation_rate, broker } => {
+                if producer_byte_rate.is_none() && consumer_byte_rate.is_none() && connection_creation_rate.is_none() {
+                    anyhow::bail!(
+                        "nothing to set: give --producer-byte-rate, --consumer-byte-rate or both (a user or client \
+                         id), or --connection-creation-rate (an ip)"
+                    );
                 }
                 let change = AlterQuotasRequest {
                     entity: Some(entity.entity()?),
                     producer_byte_rate,
                     consumer_byte_rate,
+                    connection_creation_rate,
                     ..AlterQuotasRequest::default()
                 };
                 (change, broker)
             }
-            QuotaCommand::Remove { entity, producer_byte_rate, consumer_byte_rate, broker } => {
-                let both = !producer_byte_rate && !consumer_byte_rate;
+            QuotaCommand::Remove {
+                entity,
+                producer_byte_rate,
+                consumer_byte_rate,
+                connection_creation_rate,
+                broker,
+            } => {
+                // Nothing named: every rate the entity's kind holds.
+                let all = !producer_byte_rate && !consumer_byte_rate && !connection_creation_rate;
+                let is_ip = entity.is_ip();
                 let change = AlterQuotasRequest {
                     entity: Some(entity.entity()?),
-                    remove_producer_byte_rate: producer_byte_rate || both,
-                    remove_consumer_byte_rate: consumer_byte_rate || both,
+                    remove_producer_byte_rate: producer_byte_rate || (all && !is_ip),
+                    remove_consumer_byte_rate: consumer_byte_rate || (all && !is_ip),
+                    remove_connection_creation_rate: connection_creation_rate || (all && is_ip),
                     ..AlterQuotasRequest::default()
                 };
                 (change, broker)

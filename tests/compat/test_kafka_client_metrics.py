@@ -217,8 +217,13 @@ def test_a_subscription_set_through_the_admin_api_reaches_running_clients():
             for shown in ["dyn", "client_id=dyn-.*", "the Kafka API", "dyn-producer"]:
                 assert shown in page, shown
             # Altered while the producer runs: its next push is refused, it asks again, and pushes the new metrics.
-            altered = kafka_admin.alter_configs([subscription({"metrics": "org.apache.kafka.producer.node."})])
+            # APPEND and SUBTRACT of the list key, as kafka-python sends them: node.* in, record.* out.
+            altered = kafka_admin.alter_configs([subscription({"metrics": ("APPEND", "org.apache.kafka.producer.node.")})])
             assert altered == {"client_metrics": {"dyn": "OK"}}, altered
+            altered = kafka_admin.alter_configs([subscription({"metrics": ("SUBTRACT", "org.apache.kafka.producer.record.")})])
+            assert altered == {"client_metrics": {"dyn": "OK"}}, altered
+            described = kafka_admin.describe_configs([subscription(None)])["client_metrics"]["dyn"]
+            assert described["metrics"]["value"] == "org.apache.kafka.producer.node.", described
             lines = pushed_lines("kafka_client_producer_node_")
             assert any("request_latency" in line for line in lines), lines
             # Deleted (every key reset): the producer is asked for nothing, and its series go.

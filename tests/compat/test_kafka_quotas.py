@@ -1,7 +1,8 @@
 """Client quotas with librdkafka (confluent-kafka): `rill quota set` gives a client id a produce or a fetch byte
 rate; librdkafka's producer and consumer are told the throttle time in the broker's answers (their `throttle_cb`
 reports it), every record still arrives once and in order, and the records take at least the time the quota
-allows for them. The broker's quota samples are 100 ms (`quota_window_ms`), so a client's first burst is 1 s of
+allows for them. `rill quota set --ip` holds an address to a connection rate (KIP-612): the connections past it are
+closed as they are accepted, and a librdkafka producer still delivers everything. The broker's quota samples are 100 ms (`quota_window_ms`), so a client's first burst is 1 s of
 its quota and the test's waits stay short."""
 
 import os
@@ -105,3 +106,53 @@ def test_a_librdkafka_consumer_past_its_quota_is_throttled_and_reads_every_recor
     assert offsets == list(range(RECORDS)), "each record once, in order"
     assert throttles and max(throttles) > 0, f"no throttle reported: {throttles}"
     assert took >= 2.0, f"{RECORDS} records of {len(RECORD)} bytes read in {took:.2f} s under a {RATE} B/s quota"
+
+
+def test_an_addresss_connections_past_its_connection_rate_are_closed_and_librdkafka_reconnects():
+    import socket
+
+    with tempfile.TemporaryDirectory() as data_dir, running_broker(data_dir, "--admin-listen", "off") as broker:
+        rill(broker, "topic", "create", "quota-connections")
+        listed = rill(broker, "quota", "set", "--ip", "127.0.0.1", "--connection-creation-rate", "3")
+        assert "127.0.0.1" in listed and "CONNECTIONS/S" in listed, listed
+        host, port = broker.rsplit(":", 1)
+        # A second's worth (3) stay open; the rest are closed as they are accepted, before a byte is read.
+        sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(6)]
+        closed = []
+        for sock in sockets:
+            sock.settimeout(1)
+            try:
+                closed.append(sock.recv(1) == b"")
+            except socket.timeout:
+                closed.append(False)
+            except ConnectionResetError:
+                closed.append(True)
+        for sock in sockets:
+            sock.close()
+        assert closed.count(False) == 3 and closed[:3] == [False] * 3, closed
+        # A producer from an address held to one connection a second: a connection it opens past that is closed,
+        # it reconnects after its backoff, and every record arrives.
+        time.sleep(1.5)
+        rill(broker, "quota", "set", "--ip", "127.0.0.1", "--connection-creation-rate", "1")
+        time.sleep(1.5)
+        delivered = []
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker, "reconnect.backoff.ms": 200,
+                                             "message.timeout.ms": 30000})
+        for i in range(20):
+            producer.produce("quota-connections", value=f"r{i}".encode(), partition=0,
+                             on_delivery=lambda err, msg: delivered.append(err))
+        assert producer.flush(60) == 0
+        assert delivered == [None] * 20, delivered[:3]
+        time.sleep(1.5)
+        listing = rill(broker, "quota", "list")
+        assert "127.0.0.1" in listing, listing
+        time.sleep(1.5)
+        rill(broker, "quota", "remove", "--ip", "127.0.0.1")
+        # Removed: connections come at any rate again.
+        for _ in range(10):
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.settimeout(0.3)
+                try:
+                    assert sock.recv(1) != b"", "closed though the quota is removed"
+                except socket.timeout:
+                    pass

@@ -230,6 +230,33 @@ def test_the_rill_cli_creates_and_alters_with_kafkas_config_keys(broker):
     assert message.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME and message.timestamp()[1] >= before - 5
 
 
+def test_append_and_subtract_change_a_topics_cleanup_policy_from_what_it_runs_with(broker):
+    admin = AdminClient({"bootstrap.servers": broker})
+    name = next(topic_names)
+    create_topic(admin, name, {})
+
+    def change(op, key, value):
+        entry = ConfigEntry(key, value, incremental_operation=op)
+        (future,) = admin.incremental_alter_configs([ConfigResource(ResourceType.TOPIC, name,
+                                                                    incremental_configs=[entry])]).values()
+        future.result(timeout=30)
+
+    # From the default, delete: compacted too, then deleted no more.
+    change(AlterConfigOpType.APPEND, "cleanup.policy", "compact")
+    assert described(admin, name)["cleanup.policy"].value == "compact,delete"
+    change(AlterConfigOpType.APPEND, "cleanup.policy", "compact")
+    assert described(admin, name)["cleanup.policy"].value == "compact,delete", "appending what is there is nothing"
+    change(AlterConfigOpType.SUBTRACT, "cleanup.policy", "delete")
+    assert described(admin, name)["cleanup.policy"].value == "compact"
+    for op, key, value, why in [(AlterConfigOpType.APPEND, "retention.ms", "1", "not a list"),
+                                (AlterConfigOpType.SUBTRACT, "cleanup.policy", "compact", "cleanup.policy")]:
+        with pytest.raises(KafkaException) as refused:
+            change(op, key, value)
+        error = refused.value.args[0]
+        assert error.code() == KafkaError.INVALID_CONFIG and why in error.str(), error
+    assert described(admin, name)["cleanup.policy"].value == "compact", "a refused change changes nothing"
+
+
 def partition_bytes(broker, name):
     """Partition 0's bytes on disk, as `rill topic describe` shows them."""
     shown = subprocess.run([RILL, "topic", "describe", name, "--broker", broker], capture_output=True, text=True,

@@ -371,7 +371,7 @@ async fn a_groups_configs_take_describe_configs_and_alter_configs_on_the_group()
         described.results[0].configs.iter().find(|c| c.name.as_str() == "share.auto.offset.reset").expect("listed");
     assert_eq!((reset.value.as_ref().map(|v| v.as_str()), reset.config_source), (Some("earliest"), 8));
 
-    // Refused as Kafka refuses them: APPEND (no list keys), AlterConfigs (the whole-set call) for a group.
+    // Refused as Kafka refuses them: APPEND (a group has no list key), AlterConfigs (the whole-set call).
     let append = alter_group("mailers", "share.auto.offset.reset", 2, Some("latest"));
     let refused: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &append).await;
     assert_eq!(refused.responses[0].error_code, ResponseError::InvalidConfig.code());

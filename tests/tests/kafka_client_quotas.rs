@@ -142,7 +142,7 @@ async fn set_describe_and_remove(broker: &TestBroker) {
             version,
             vec![
                 entry(&[("user", Some("bob"))], &[("request_percentage", Some(50.0))]),
-                entry(&[("ip", Some("10.0.0.1"))], &[("connection_creation_rate", Some(10.0))]),
+                entry(&[("ip", Some("db-1"))], &[("connection_creation_rate", Some(10.0))]),
                 entry(&[("user", Some("bob"))], &[("producer_byte_rate", Some(1.5))]),
                 entry(&[("user", Some("bob")), ("user", Some("carol"))], &[("producer_byte_rate", Some(10.0))]),
                 entry(&[("user", Some("alice"))], &[("producer_byte_rate", None)]),
@@ -153,7 +153,7 @@ async fn set_describe_and_remove(broker: &TestBroker) {
         let codes: Vec<i16> = refused.iter().map(|(code, _)| *code).collect();
         assert_eq!(codes, [INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, 0], "{refused:?}");
         assert!(refused[0].1.contains("producer_byte_rate and consumer_byte_rate"), "{refused:?}");
-        assert!(refused[1].1.contains("\"ip\"") && refused[1].1.contains("user, a client-id, or both"), "{refused:?}");
+        assert!(refused[1].1.contains("\"db-1\" is not an IP address"), "{refused:?}");
         assert!(refused[2].1.contains("whole number"), "{refused:?}");
         let bad_filter = describe(&mut client, version, &[("user", 3, None)], false).await;
         assert!(
@@ -376,4 +376,51 @@ async fn a_grpc_producer_and_consumer_past_their_quotas_have_their_answers_held_
     // 600 KB read at 200 KB/s, as the produces above.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_500), "600 KB fetched in {took:?} under a 200 KB/s quota");
+}
+
+/// KIP-612: an `ip` entity's `connection_creation_rate`, set and described through the Kafka API, closes the
+/// connections an address opens past its rate as they are accepted (gRPC's and Kafka's, on the one port), counted
+/// on /metrics; an address of its own quota is held to it over the default's, and a removed quota frees it.
+#[tokio::test]
+async fn an_addresss_connections_past_its_connection_rate_are_closed_as_accepted() {
+    let broker = TestBroker::start().await;
+    let handle = broker.handle.as_ref().expect("running");
+    let addr = handle.addr();
+    let mut admin = KafkaClient::connect(addr).await;
+    let set = vec![
+        entry(&[("ip", Some("127.0.0.1"))], &[("connection_creation_rate", Some(2.0))]),
+        entry(&[("ip", None)], &[("connection_creation_rate", Some(1000.0))]),
+    ];
+    assert_eq!(alter(&mut admin, 1, set, false).await, vec![(0, String::new()); 2]);
+    let ips = describe(&mut admin, 1, &[("ip", ANY, None)], true).await.expect("described");
+    assert_eq!(
+        ips,
+        [
+            ("ip=127.0.0.1".to_owned(), vec![("connection_creation_rate".to_owned(), 2.0)]),
+            ("ip=<default>".to_owned(), vec![("connection_creation_rate".to_owned(), 1000.0)]),
+        ]
+    );
+    // A second's worth (2) at once, then closed before a byte is read.
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut client = KafkaClient::connect(addr).await;
+        let answer: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+        assert_eq!(answer.error_code, 0);
+        kept.push(client);
+    }
+    let mut refused = KafkaClient::connect(addr).await;
+    assert!(refused.is_closed_by_broker().await, "past the rate: closed at once");
+    let metrics = handle.admin_addr().expect("the test config turns the listener on");
+    let (_, text) = rill_tests::admin_http::get(metrics, "/metrics", "text/plain").await;
+    let limited = text
+        .lines()
+        .find_map(|line| line.strip_prefix("rill_connections_rate_limited_total "))
+        .and_then(|value| value.parse::<f64>().ok());
+    assert!(limited.is_some_and(|n| n >= 1.0), "{limited:?}");
+    // Removed: the default's rate applies, and the address connects again.
+    let remove = vec![entry(&[("ip", Some("127.0.0.1"))], &[("connection_creation_rate", None)])];
+    assert_eq!(alter(&mut kept[0], 1, remove, false).await, vec![(0, String::new())]);
+    let mut again = KafkaClient::connect(addr).await;
+    let answer: ApiVersionsResponse = again.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    assert_eq!(answer.error_code, 0);
 }

@@ -653,6 +653,28 @@ async fn client_metrics_subscriptions_are_config_resources_altered_while_clients
     let metrics: Vec<&str> = again.requested_metrics.iter().map(|m| m.as_str()).collect();
     assert_eq!(metrics, [""], "every metric");
 
+    // APPEND and SUBTRACT change a list key from what the subscription has; of another key, INVALID_CONFIG.
+    let list_op = |key: &str, operation: i8, items: &str| {
+        let mut request = alter_subscription("apps", &[(key, Some(items))]);
+        request.resources[0].configs[0].config_operation = operation;
+        request
+    };
+    for (request, code) in [
+        (list_op("match", 2, "client_software_name=rill-.*"), 0),
+        (list_op("metrics", 2, "org.apache.kafka.consumer."), 0),
+        (list_op("metrics", 3, "*"), 0),
+        (list_op("interval.ms", 2, "1000"), 40),
+    ] {
+        let answer: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &request).await;
+        assert_eq!(answer.responses[0].error_code, code, "{:?}", answer.responses[0].error_message);
+    }
+    let shown = described_subscription(&mut admin, "apps").await;
+    assert_eq!(shown[0].1, "org.apache.kafka.consumer.");
+    assert_eq!(shown[2].1, "client_id=app-.*,client_software_name=rill-.*");
+    let back = alter_subscription("apps", &[("metrics", Some("*")), ("match", Some("client_id=app-.*"))]);
+    let answer: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &back).await;
+    assert_eq!(answer.responses[0].error_code, 0);
+
     // Refused, each saying what is allowed; nothing changed.
     let refusals = [
         (alter_subscription("apps", &[("interval.ms", Some("5"))]), "100 to 3600000"),

@@ -288,7 +288,7 @@ mod tests {
     fn client_quotas_apply_alike_on_every_replica_refuse_what_is_invalid_and_old_snapshots_load_without_them() {
         use crate::quotas::{EntityName, QuotaChange, QuotaEntity, QuotaKey};
         let change = |value| QuotaChange {
-            entity: QuotaEntity { user: None, client_id: Some(EntityName::Named("app".into())) },
+            entity: QuotaEntity { user: None, client_id: Some(EntityName::Named("app".into())), ip: None },
             key: QuotaKey::ProducerByteRate,
             value,
         };

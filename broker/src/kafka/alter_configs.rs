@@ -1,8 +1,10 @@
 //! IncrementalAlterConfigs (v0–v1) and AlterConfigs (v0–v2) for topics: the same change as `rill topic alter`
 //! (`topic_config.rs`), one result per resource. IncrementalAlterConfigs SETs and DELETEs keys and leaves the
-//! others; APPEND and SUBTRACT are refused per key with INVALID_CONFIG, as Kafka refuses them for a key that is
-//! not a list (rill's one list key, `cleanup.policy`, has a single allowed value). AlterConfigs replaces the
-//! topic's whole set: the keys it does not name go back to the broker's defaults, as in Kafka.
+//! others; APPEND and SUBTRACT change a list key (a topic's `cleanup.policy`, a client metrics subscription's
+//! `metrics` and `match`) from the value the resource runs with, its default included, as Kafka does: APPEND adds
+//! the items not in it yet, SUBTRACT removes those named; either of a key that is not a list is INVALID_CONFIG.
+//! AlterConfigs replaces the topic's whole set: the keys it does not name go back to the broker's defaults, as in
+//! Kafka.
 //!
 //! A group (type 32, Kafka's group configs) is altered by IncrementalAlterConfigs alone, as in Kafka: its
 //! `share.*` and `consumer.*` keys (`group_config.rs`), on a single node or a cluster. So is a client metrics
@@ -25,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::error::Outcome;
-use super::topic_configs::text;
+use super::topic_configs::{text, TYPE_LIST};
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
 use crate::auth::Principal;
@@ -48,7 +50,10 @@ pub async fn incremental(
             .configs
             .iter()
             .map(|config| incremental_change(config.name.as_str(), config.config_operation, config.value.as_ref()))
-            .collect::<Result<Vec<_>, Outcome>>();
+            .collect::<Result<Vec<_>, Outcome>>()
+            .and_then(|changes| {
+                with_list_operations_resolved(kafka, resource.resource_type, resource.resource_name.as_str(), changes)
+            });
         let asked = Asked {
             resource_type: resource.resource_type,
             name: &resource.resource_name,
@@ -100,22 +105,111 @@ pub async fn full(kafka: &KafkaContext, request: AlterConfigsRequest, principal:
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-fn incremental_change(name: &str, operation: i8, value: Option<&StrBytes>) -> Result<ConfigChange, Outcome> {
+/// One key of an IncrementalAlterConfigs resource as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyChange {
+    Change(ConfigChange),
+    /// APPEND (true) or SUBTRACT (false) of the comma-separated items, to the list the resource runs with.
+    List {
+        key: String,
+        items: String,
+        is_append: bool,
+    },
+}
+
+fn incremental_change(name: &str, operation: i8, value: Option<&StrBytes>) -> Result<KeyChange, Outcome> {
     match (operation, value) {
-        (OP_SET, Some(value)) => Ok(ConfigChange::set(name, value.as_str())),
-        (OP_SET, None) => Err(invalid_request(format!("SET of {name} has no value"))),
-        (OP_DELETE, _) => Ok(ConfigChange::delete(name)),
-        (OP_APPEND | OP_SUBTRACT, _) => Err((
-            ResponseError::InvalidConfig.code(),
-            Some(format!(
-                "{} is not allowed for {name}: each of rill's config keys holds one value; use SET or DELETE",
-                if operation == OP_APPEND { "APPEND" } else { "SUBTRACT" }
-            )),
-        )),
+        (OP_SET, Some(value)) => Ok(KeyChange::Change(ConfigChange::set(name, value.as_str()))),
+        (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+            Err(invalid_request(format!("{} of {name} has no value", operation_name(operation))))
+        }
+        (OP_DELETE, _) => Ok(KeyChange::Change(ConfigChange::delete(name))),
+        (OP_APPEND | OP_SUBTRACT, Some(items)) => {
+            Ok(KeyChange::List { key: name.to_owned(), items: items.to_string(), is_append: operation == OP_APPEND })
+        }
         (other, _) => Err(invalid_request(format!(
             "unknown config operation {other} for {name}: use SET (0), DELETE (1), APPEND (2) or SUBTRACT (3)"
         ))),
     }
+}
+
+fn operation_name(operation: i8) -> &'static str {
+    match operation {
+        OP_SET => "SET",
+        OP_APPEND => "APPEND",
+        _ => "SUBTRACT",
+    }
+}
+
+/// The changes with each APPEND and SUBTRACT made a SET of the list it leaves, from the value the resource runs
+/// with now (its default when it sets none). A key that is not a list is INVALID_CONFIG, naming the list keys.
+fn with_list_operations_resolved(
+    kafka: &KafkaContext,
+    resource_type: i8,
+    name: &str,
+    changes: Vec<KeyChange>,
+) -> Result<Vec<ConfigChange>, Outcome> {
+    let mut resolved = Vec::with_capacity(changes.len());
+    for change in changes {
+        let (key, items, is_append) = match change {
+            KeyChange::Change(change) => {
+                resolved.push(change);
+                continue;
+            }
+            KeyChange::List { key, items, is_append } => (key, items, is_append),
+        };
+        let operation = if is_append { "APPEND" } else { "SUBTRACT" };
+        let current = match resource_type {
+            RESOURCE_TOPIC => topic_list_value(kafka, name, &key)?,
+            RESOURCE_CLIENT_METRICS => client_metrics_list_value(kafka, name, &key),
+            _ => None,
+        };
+        let Some(current) = current else {
+            return Err((
+                ResponseError::InvalidConfig.code(),
+                Some(format!(
+                    "{operation} is not allowed for {key}: it is not a list (the list keys are a topic's \
+                     cleanup.policy and a client metrics subscription's metrics and match); use SET or DELETE"
+                )),
+            ));
+        };
+        resolved.push(ConfigChange::set(key, list_changed(&current, &items, is_append)));
+    }
+    Ok(resolved)
+}
+
+/// `current`'s items with `items` added (those not in it yet) or removed, comma-separated, order kept.
+fn list_changed(current: &str, items: &str, is_append: bool) -> String {
+    let split = |list: &str| -> Vec<String> {
+        list.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+    };
+    let (mut list, named) = (split(current), split(items));
+    if is_append {
+        for item in named {
+            if !list.contains(&item) {
+                list.push(item);
+            }
+        }
+    } else {
+        list.retain(|item| !named.contains(item));
+    }
+    list.join(",")
+}
+
+/// The value topic `name` runs with for list key `key`; `None` for a key that is not a list (or not a key).
+fn topic_list_value(kafka: &KafkaContext, name: &str, key: &str) -> Result<Option<String>, Outcome> {
+    let entries = super::describe_configs::topic_config_entries(kafka, name).map_err(|err| {
+        let (error, message) = super::topics_admin::admin_error(&err);
+        (error.code(), Some(message))
+    })?;
+    Ok(entries.into_iter().find(|entry| entry.name == key && entry.config_type == TYPE_LIST).map(|entry| entry.value))
+}
+
+/// The value client metrics subscription `name` runs with for list key `key`.
+fn client_metrics_list_value(kafka: &KafkaContext, name: &str, key: &str) -> Option<String> {
+    let key = crate::client_telemetry::subscriptions::SubscriptionKey::parse(key).filter(|key| key.is_list())?;
+    let (keys, _) = kafka.node.client_telemetry.subscription_keys(name);
+    Some(keys.get(&key).cloned().unwrap_or_else(|| key.default_value()))
 }
 
 /// The changes less those that keep a fixed config at its one value (`topic_configs::FIXED`); another value is
@@ -261,17 +355,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn append_and_subtract_are_refused_per_key_and_unknown_operations_are_invalid_requests() {
+    fn list_operations_are_read_as_asked_and_unknown_operations_are_invalid_requests() {
         let value = StrBytes::from_static_str("x");
         assert_eq!(
             incremental_change("retention.ms", OP_SET, Some(&value)),
-            Ok(ConfigChange::set("retention.ms", "x"))
+            Ok(KeyChange::Change(ConfigChange::set("retention.ms", "x")))
         );
-        assert_eq!(incremental_change("retention.ms", OP_DELETE, None), Ok(ConfigChange::delete("retention.ms")));
-        let (code, message) = incremental_change("cleanup.policy", OP_APPEND, Some(&value)).unwrap_err();
-        assert_eq!(code, ResponseError::InvalidConfig.code());
-        assert!(message.expect("a message").contains("cleanup.policy"));
+        assert_eq!(
+            incremental_change("retention.ms", OP_DELETE, None),
+            Ok(KeyChange::Change(ConfigChange::delete("retention.ms")))
+        );
+        assert_eq!(
+            incremental_change("cleanup.policy", OP_SUBTRACT, Some(&value)),
+            Ok(KeyChange::List { key: "cleanup.policy".into(), items: "x".into(), is_append: false })
+        );
         assert_eq!(incremental_change("x", 9, None).unwrap_err().0, ResponseError::InvalidRequest.code());
         assert_eq!(incremental_change("x", OP_SET, None).unwrap_err().0, ResponseError::InvalidRequest.code());
+        let (code, message) = incremental_change("cleanup.policy", OP_APPEND, None).unwrap_err();
+        assert_eq!(
+            (code, message.as_deref()),
+            (ResponseError::InvalidRequest.code(), Some("APPEND of cleanup.policy has no value"))
+        );
+    }
+
+    #[test]
+    fn append_adds_what_is_missing_and_subtract_removes_what_is_named_in_order() {
+        assert_eq!(list_changed("delete", "compact", true), "delete,compact");
+        assert_eq!(list_changed("delete,compact", "compact, delete", true), "delete,compact");
+        assert_eq!(list_changed("", "a.,b.", true), "a.,b.");
+        assert_eq!(list_changed("compact,delete", "delete", false), "compact");
+        assert_eq!(list_changed("a., b.", "c.", false), "a.,b.");
+        assert_eq!(list_changed("delete", "delete", false), "");
     }
 }

@@ -1,11 +1,13 @@
 //! DescribeClientQuotas (48) and AlterClientQuotas (49), v0–v1: Kafka's quota tools (`kafka-configs.sh
-//! --entity-type users|clients`, the Java AdminClient's `describeClientQuotas`/`alterClientQuotas`) over the
-//! node's quota store (`quotas/`), the quotas `rill quota` manages too.
+//! --entity-type users|clients|ips`, the Java AdminClient's `describeClientQuotas`/`alterClientQuotas`) over the
+//! node's quota store (`quotas/`), the quotas `rill quota` manages too: byte rates of users and client ids, and
+//! (KIP-612) the connection rate of an `ip` entity, its name an IP address, written back as `IpAddr` writes it.
 //!
 //! Authorization is Kafka's: DESCRIBE_CONFIGS on the cluster to describe, ALTER_CONFIGS to alter, or a super
-//! user. What rill does not hold (the `ip` entity type, `request_percentage`, `controller_mutation_rate`, a
-//! rate that is not a whole number of bytes from 1) is refused with INVALID_REQUEST and a message saying what
-//! is served: in the whole response for a describe, per entry for an alter. The valid entries of an alter are
+//! user. What rill does not hold (`request_percentage`, `controller_mutation_rate`, a byte rate that is not a
+//! whole number of bytes from 1, an ip entity's name that is no address, an ip beside a user or client id) is
+//! refused with INVALID_REQUEST and a message saying what is served: in the whole response for a describe, per
+//! entry for an alter. The valid entries of an alter are
 //! applied together, in one write (or one controller command on a cluster).
 
 use kafka_protocol::messages::alter_client_quotas_response as alter_response;
@@ -91,7 +93,7 @@ fn describe_filters(request: &DescribeClientQuotasRequest) -> Result<Vec<Compone
             return Err((ResponseError::InvalidRequest, message));
         }
         let kind_match = match (component.match_type, &component._match) {
-            (0, Some(name)) => NameMatch::Exact(name.to_string()),
+            (0, Some(name)) => NameMatch::Exact(canonical_name(kind, name.as_str())),
             (0, None) => {
                 let message = "match type 0 (exact) needs a name: use match type 1 for the default".to_owned();
                 return Err((ResponseError::InvalidRequest, message));
@@ -118,7 +120,17 @@ fn wire_entity(entity: &QuotaEntity) -> Vec<EntityData> {
     };
     let user = entity.user.as_ref().map(|name| component(EntityKind::User, name));
     let client = entity.client_id.as_ref().map(|name| component(EntityKind::ClientId, name));
-    user.into_iter().chain(client).collect()
+    let ip = entity.ip.as_ref().map(|name| component(EntityKind::Ip, name));
+    user.into_iter().chain(client).chain(ip).collect()
+}
+
+/// An entity's name as the store keeps it: an IP address as `IpAddr` writes it (`::ffff:10.0.0.1` is
+/// `10.0.0.1`), so that every spelling of an address names one entity; any other name as given.
+fn canonical_name(kind: EntityKind, name: &str) -> String {
+    match (kind, name.parse::<std::net::IpAddr>()) {
+        (EntityKind::Ip, Ok(ip)) => ip.to_canonical().to_string(),
+        _ => name.to_owned(),
+    }
 }
 
 pub async fn alter(
@@ -191,12 +203,13 @@ fn entry_changes(
     for component in &entry.entity {
         let kind = EntityKind::parse(&component.entity_type).map_err(invalid)?;
         let name = match &component.entity_name {
-            Some(name) => EntityName::Named(name.to_string()),
+            Some(name) => EntityName::Named(canonical_name(kind, name.as_str())),
             None => EntityName::Default,
         };
         let slot = match kind {
             EntityKind::User => &mut entity.user,
             EntityKind::ClientId => &mut entity.client_id,
+            EntityKind::Ip => &mut entity.ip,
         };
         if slot.replace(name).is_some() {
             return Err(invalid(InvalidQuota::EntityShape));

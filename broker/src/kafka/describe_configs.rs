@@ -62,10 +62,8 @@ fn described(
         return refused(error, denied.to_string());
     }
     let entries = match resource.resource_type {
-        // A cluster's settings are the metadata's (a node applies an alter to its logs a moment after it learns
-        // of it); a single node's are its registry's, with min.insync.replicas and the replication factor 1.
-        RESOURCE_TOPIC => match placed_state(kafka, name).map_or_else(|| local_state(kafka, name), Ok) {
-            Ok((state, replication_factor)) => topic_entries(&state, replication_factor, &kafka.node.config),
+        RESOURCE_TOPIC => match topic_config_entries(kafka, name) {
+            Ok(entries) => entries,
             Err(err) => {
                 let (error, message) = admin_error(&err);
                 return refused(error, message);
@@ -157,6 +155,14 @@ fn client_metrics_entries(kafka: &KafkaContext, name: &str) -> Vec<ConfigEntry> 
             config_type: if entry.key.is_list() { TYPE_LIST } else { TYPE_INT },
         })
         .collect()
+}
+
+/// Every key of topic `name` with the value it runs with. A cluster's settings are the metadata's (a node applies
+/// an alter to its logs a moment after it learns of it); a single node's are its registry's, with
+/// min.insync.replicas and the replication factor 1.
+pub(super) fn topic_config_entries(kafka: &KafkaContext, name: &str) -> crate::error::Result<Vec<ConfigEntry>> {
+    let (state, replication_factor) = placed_state(kafka, name).map_or_else(|| local_state(kafka, name), Ok)?;
+    Ok(topic_entries(&state, replication_factor, &kafka.node.config))
 }
 
 fn placed_state(kafka: &KafkaContext, name: &str) -> Option<(TopicConfigState, u32)> {

@@ -640,7 +640,8 @@ impl Scraped {
             ("rill_connections_accepted", "Client connections accepted.", &connections.accepted),
             (
                 "rill_connections_refused",
-                "Client connections closed at once: max_connections were open.",
+                "Client connections closed at once: max_connections were open, or max_connections_per_ip from the \
+                 peer's address.",
                 &connections.refused,
             ),
             (
@@ -652,6 +653,14 @@ impl Scraped {
         for (name, help, value) in counters {
             single(encoder, name, help, MetricType::Counter, value.load(Ordering::Relaxed) as f64)?;
         }
+        single(
+            encoder,
+            "rill_connections_rate_limited",
+            "Client connections closed as they were accepted: their address was past its connection_creation_rate \
+             quota.",
+            MetricType::Counter,
+            self.node.quotas.connection_rates().refused() as f64,
+        )?;
         single(
             encoder,
             "rill_connections_open",

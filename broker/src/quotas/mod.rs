@@ -1,7 +1,9 @@
 //! Client quotas (Kafka's KIP-13 and KIP-55, managed with KIP-546's DescribeClientQuotas and AlterClientQuotas):
 //! byte rates a client may produce and fetch at, set for a user, a client id, or both, each a name or the default
 //! for every name without a quota of its own. A client past its rate is not refused: it is throttled, as Kafka's
-//! broker throttles, long enough to bring its rate back to the quota (`throttle.rs`).
+//! broker throttles, long enough to bring its rate back to the quota (`throttle.rs`). And (KIP-612) the rate at
+//! which an IP address may open connections, set for an `ip` entity (an address, or the default for every address
+//! without one of its own): a connection past it is closed as it is accepted (`connections.rs`).
 //!
 //! `ClientQuotas` is the configuration and its rules (what may be set, which quota applies to a client); the
 //! store (`store.rs`) keeps it, in `<data>/__quotas.json` on a single node or in the replicated cluster
@@ -14,11 +16,13 @@
 //! - Every value is a whole number of bytes a second, at least 1; an entity holds at least one value, or it is
 //!   gone. At most [`MAX_QUOTA_ENTITIES`] entities, names at most [`MAX_ENTITY_NAME_BYTES`] bytes.
 
+pub mod connections;
 pub mod service;
 pub mod store;
 pub mod throttle;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,13 +47,16 @@ impl EntityName {
     }
 }
 
-/// Who a quota is for: a user, a client id, or both (Kafka's `/users/u`, `/clients/c`, `/users/u/clients/c`).
+/// Who a quota is for: a user, a client id, or both (Kafka's `/users/u`, `/clients/c`, `/users/u/clients/c`); or
+/// an IP address alone (`/ips/10.0.0.5`), its name the address as `IpAddr` writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct QuotaEntity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<EntityName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<EntityName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<EntityName>,
 }
 
 impl std::fmt::Display for QuotaEntity {
@@ -58,11 +65,12 @@ impl std::fmt::Display for QuotaEntity {
             EntityName::Default => "<default>".to_owned(),
             EntityName::Named(name) => format!("{name:?}"),
         };
-        match (&self.user, &self.client_id) {
-            (Some(user), Some(client)) => write!(f, "user {} client-id {}", part(user), part(client)),
-            (Some(user), None) => write!(f, "user {}", part(user)),
-            (None, Some(client)) => write!(f, "client-id {}", part(client)),
-            (None, None) => f.write_str("no entity"),
+        match (&self.user, &self.client_id, &self.ip) {
+            (_, _, Some(ip)) => write!(f, "ip {}", part(ip)),
+            (Some(user), Some(client), None) => write!(f, "user {} client-id {}", part(user), part(client)),
+            (Some(user), None, None) => write!(f, "user {}", part(user)),
+            (None, Some(client), None) => write!(f, "client-id {}", part(client)),
+            (None, None, None) => f.write_str("no entity"),
         }
     }
 }
@@ -70,20 +78,40 @@ impl std::fmt::Display for QuotaEntity {
 /// What a quota limits, by Kafka's config names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::enum_variant_names)] // Kafka's names, each a rate.
 pub enum QuotaKey {
     /// Bytes of produce requests a second.
     ProducerByteRate,
     /// Bytes of fetch responses a second.
     ConsumerByteRate,
+    /// Connections an IP address may open a second (an `ip` entity's one key).
+    ConnectionCreationRate,
 }
 
 impl QuotaKey {
-    pub const ALL: [QuotaKey; 2] = [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate];
+    /// The byte rates a user or client id is held to.
+    pub const BYTE_RATES: [QuotaKey; 2] = [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate];
+    pub const ALL: [QuotaKey; 3] =
+        [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate, QuotaKey::ConnectionCreationRate];
 
     pub fn name(self) -> &'static str {
         match self {
             QuotaKey::ProducerByteRate => "producer_byte_rate",
             QuotaKey::ConsumerByteRate => "consumer_byte_rate",
+            QuotaKey::ConnectionCreationRate => "connection_creation_rate",
+        }
+    }
+
+    /// The smallest value it may have: a connection rate of 0 refuses every connection from the address.
+    fn least(self) -> u64 {
+        u64::from(self != QuotaKey::ConnectionCreationRate)
+    }
+
+    /// The largest value it may have (Kafka's connection rate is an int).
+    fn most(self) -> u64 {
+        match self {
+            QuotaKey::ConnectionCreationRate => i32::MAX as u64,
+            _ => i64::MAX as u64,
         }
     }
 
@@ -103,24 +131,48 @@ pub struct QuotaChange {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidQuota {
     #[error(
-        "quota key {0:?} is not served: rill enforces producer_byte_rate and consumer_byte_rate \
-         (request_percentage and controller_mutation_rate are not)"
+        "quota key {0:?} is not served: rill enforces producer_byte_rate and consumer_byte_rate for users and \
+         client ids, and connection_creation_rate for ips (request_percentage and controller_mutation_rate are not)"
     )]
     Key(String),
-    #[error("entity type {0:?} is not served: an entity is a user, a client-id, or both")]
+    #[error("entity type {0:?} is not served: an entity is a user, a client-id, both, or an ip")]
     EntityType(String),
-    #[error("an entity names user or client-id at most once each, and at least one of them")]
+    #[error("an entity names user or client-id at most once each and at least one of them, or an ip alone")]
     EntityShape,
     #[error("an entity name is 1 to {MAX_ENTITY_NAME_BYTES} bytes, got {0} bytes")]
     EntityName(usize),
-    #[error("{key} must be a whole number of bytes a second from 1 to {max}, got {value}", max = i64::MAX)]
-    Value { key: &'static str, value: f64 },
+    #[error("ip entity {0:?} is not an IP address (or the default)")]
+    IpAddress(String),
+    #[error(
+        "{key} is not a quota of {entity}: an ip takes connection_creation_rate alone, a user or client-id \
+         producer_byte_rate and consumer_byte_rate"
+    )]
+    KeyOfEntity { key: &'static str, entity: String },
+    #[error("{key} must be a whole number a second from {least} to {most}, got {value}")]
+    Value { key: &'static str, value: f64, least: u64, most: u64 },
     #[error("too many quota entities: a node or a cluster holds at most {MAX_QUOTA_ENTITIES}")]
     TooMany,
 }
 
 impl QuotaEntity {
+    /// The quota of address `ip` (`None`: the default for every address).
+    pub fn of_ip(ip: Option<IpAddr>) -> QuotaEntity {
+        let name = ip.map_or(EntityName::Default, |ip| EntityName::Named(ip.to_canonical().to_string()));
+        QuotaEntity { ip: Some(name), ..QuotaEntity::default() }
+    }
+
     pub fn validate(&self) -> Result<(), InvalidQuota> {
+        if let Some(ip) = &self.ip {
+            if self.user.is_some() || self.client_id.is_some() {
+                return Err(InvalidQuota::EntityShape);
+            }
+            return match ip {
+                EntityName::Named(name) if name.parse::<IpAddr>().is_err() => {
+                    Err(InvalidQuota::IpAddress(name.clone()))
+                }
+                _ => Ok(()),
+            };
+        }
         if self.user.is_none() && self.client_id.is_none() {
             return Err(InvalidQuota::EntityShape);
         }
@@ -137,11 +189,15 @@ impl QuotaEntity {
 
 /// A rate as Kafka's clients send it (a double), if it is one rill holds.
 pub fn rate_from_wire(key: QuotaKey, value: f64) -> Result<u64, InvalidQuota> {
-    let is_whole = value.fract() == 0.0 && value >= 1.0 && value <= i64::MAX as f64;
+    let is_whole = value.fract() == 0.0 && value >= key.least() as f64 && value <= key.most() as f64;
     if !is_whole {
-        return Err(InvalidQuota::Value { key: key.name(), value });
+        return Err(out_of_range(key, value));
     }
     Ok(value as u64)
+}
+
+fn out_of_range(key: QuotaKey, value: f64) -> InvalidQuota {
+    InvalidQuota::Value { key: key.name(), value, least: key.least(), most: key.most() }
 }
 
 /// Whose meter a resolved quota charges: the user and client id it names or stands for a default of; `None`
@@ -204,9 +260,13 @@ impl ClientQuotas {
     pub fn apply(&mut self, changes: &[QuotaChange]) -> Result<bool, InvalidQuota> {
         for change in changes {
             change.entity.validate()?;
-            if change.value.is_some_and(|value| value == 0 || value > i64::MAX as u64) {
-                let value = change.value.unwrap_or_default() as f64;
-                return Err(InvalidQuota::Value { key: change.key.name(), value });
+            let is_ip_key = change.key == QuotaKey::ConnectionCreationRate;
+            if is_ip_key != change.entity.ip.is_some() {
+                return Err(InvalidQuota::KeyOfEntity { key: change.key.name(), entity: change.entity.to_string() });
+            }
+            if let Some(value) = change.value.filter(|value| !(change.key.least()..=change.key.most()).contains(value))
+            {
+                return Err(out_of_range(change.key, value as f64));
             }
         }
         let mut next = self.entries.clone();
@@ -242,19 +302,31 @@ impl ClientQuotas {
         let user_only = || MeterKey { user: Some(user.to_owned()), client_id: None };
         let client_only = || MeterKey { user: None, client_id: Some(client_id.to_owned()) };
         let order: [(QuotaEntity, MeterKey); 8] = [
-            (QuotaEntity { user: named(user), client_id: named(client_id) }, both()),
-            (QuotaEntity { user: named(user), client_id: Some(Default) }, both()),
-            (QuotaEntity { user: named(user), client_id: None }, user_only()),
-            (QuotaEntity { user: Some(Default), client_id: named(client_id) }, both()),
-            (QuotaEntity { user: Some(Default), client_id: Some(Default) }, both()),
-            (QuotaEntity { user: Some(Default), client_id: None }, user_only()),
-            (QuotaEntity { user: None, client_id: named(client_id) }, client_only()),
-            (QuotaEntity { user: None, client_id: Some(Default) }, client_only()),
+            (QuotaEntity { user: named(user), client_id: named(client_id), ip: None }, both()),
+            (QuotaEntity { user: named(user), client_id: Some(Default), ip: None }, both()),
+            (QuotaEntity { user: named(user), client_id: None, ip: None }, user_only()),
+            (QuotaEntity { user: Some(Default), client_id: named(client_id), ip: None }, both()),
+            (QuotaEntity { user: Some(Default), client_id: Some(Default), ip: None }, both()),
+            (QuotaEntity { user: Some(Default), client_id: None, ip: None }, user_only()),
+            (QuotaEntity { user: None, client_id: named(client_id), ip: None }, client_only()),
+            (QuotaEntity { user: None, client_id: Some(Default), ip: None }, client_only()),
         ];
         order.into_iter().find_map(|(entity, meter)| {
             let bytes_per_sec = *self.entries.get(&entity)?.get(&key)?;
             Some(ResolvedQuota { bytes_per_sec, meter })
         })
+    }
+
+    /// Whether any `ip` entity holds a connection rate: when not, accepting a connection looks nothing up.
+    pub fn has_connection_rates(&self) -> bool {
+        self.entries.keys().any(|entity| entity.ip.is_some())
+    }
+
+    /// The connections a second address `ip` may open: its own quota, else the default ip quota's.
+    pub fn connection_rate(&self, ip: IpAddr) -> Option<u64> {
+        let key = QuotaKey::ConnectionCreationRate;
+        let value_of = |entity: QuotaEntity| self.entries.get(&entity).and_then(|values| values.get(&key)).copied();
+        value_of(QuotaEntity::of_ip(Some(ip))).or_else(|| value_of(QuotaEntity::of_ip(None)))
     }
 
     /// The entities DescribeClientQuotas matches: for each component asked, one with that exact name, the
@@ -268,6 +340,7 @@ impl ClientQuotas {
             let component = |kind: EntityKind| match kind {
                 EntityKind::User => &entity.user,
                 EntityKind::ClientId => &entity.client_id,
+                EntityKind::Ip => &entity.ip,
             };
             let each_matches = filters.iter().all(|filter| match (&filter.kind_match, component(filter.kind)) {
                 (_, None) => false,
@@ -276,7 +349,7 @@ impl ClientQuotas {
                 (NameMatch::Any, Some(_)) => true,
             });
             let asked = |kind| filters.iter().any(|f| f.kind == kind);
-            let has_no_other = [EntityKind::User, EntityKind::ClientId]
+            let has_no_other = [EntityKind::User, EntityKind::ClientId, EntityKind::Ip]
                 .into_iter()
                 .all(|kind| asked(kind) || component(kind).is_none());
             each_matches && (!is_strict || has_no_other)
@@ -289,6 +362,7 @@ impl ClientQuotas {
 pub enum EntityKind {
     User,
     ClientId,
+    Ip,
 }
 
 impl EntityKind {
@@ -296,6 +370,7 @@ impl EntityKind {
         match name {
             "user" => Ok(EntityKind::User),
             "client-id" => Ok(EntityKind::ClientId),
+            "ip" => Ok(EntityKind::Ip),
             other => Err(InvalidQuota::EntityType(other.to_owned())),
         }
     }
@@ -304,6 +379,7 @@ impl EntityKind {
         match self {
             EntityKind::User => "user",
             EntityKind::ClientId => "client-id",
+            EntityKind::Ip => "ip",
         }
     }
 }
@@ -335,7 +411,7 @@ mod tests {
     }
 
     fn entity(user: Option<EntityName>, client_id: Option<EntityName>) -> QuotaEntity {
-        QuotaEntity { user, client_id }
+        QuotaEntity { user, client_id, ip: None }
     }
 
     #[test]
@@ -463,12 +539,44 @@ mod tests {
     }
 
     #[test]
+    fn an_ip_entity_stands_alone_holds_a_connection_rate_and_falls_back_to_the_default_ip() {
+        let mut quotas = ClientQuotas::default();
+        let rate = QuotaKey::ConnectionCreationRate;
+        let ip: IpAddr = "10.0.0.5".parse().unwrap();
+        assert!(!quotas.has_connection_rates());
+        quotas
+            .apply(&[set(QuotaEntity::of_ip(None), rate, 10), set(QuotaEntity::of_ip(Some(ip)), rate, 0)])
+            .expect("valid");
+        assert!(quotas.has_connection_rates());
+        assert_eq!(quotas.connection_rate(ip), Some(0), "its own, even 0");
+        assert_eq!(quotas.connection_rate("10.0.0.6".parse().unwrap()), Some(10), "the default ip's");
+        assert_eq!(quotas.connection_rate("::ffff:10.0.0.5".parse().unwrap()), Some(0), "IPv4-mapped is IPv4");
+        assert_eq!(quotas.resolve(QuotaKey::ProducerByteRate, "u", "c"), None, "no byte rate from an ip");
+        let refusals = [
+            (set(QuotaEntity::of_ip(Some(ip)), QuotaKey::ProducerByteRate, 1), "connection_creation_rate alone"),
+            (set(entity(named("alice"), None), rate, 1), "connection_creation_rate alone"),
+            (set(QuotaEntity { user: named("alice"), ..QuotaEntity::of_ip(None) }, rate, 1), "or an ip alone"),
+            (set(QuotaEntity { ip: named("db-1.example"), ..QuotaEntity::default() }, rate, 1), "not an IP address"),
+            (set(QuotaEntity::of_ip(None), rate, i32::MAX as u64 + 1), "from 0 to 2147483647"),
+        ];
+        for (change, why) in refusals {
+            let refused = quotas.apply(&[change]).expect_err("refused").to_string();
+            assert!(refused.contains(why), "{why:?} in {refused}");
+        }
+        assert_eq!(rate_from_wire(rate, 0.0), Ok(0));
+        assert!(rate_from_wire(rate, 0.5).is_err() && rate_from_wire(QuotaKey::ProducerByteRate, 0.0).is_err());
+        let ips = vec![ComponentFilter { kind: EntityKind::Ip, kind_match: NameMatch::Any }];
+        assert_eq!(quotas.matching(&ips, true).count(), 2);
+    }
+
+    #[test]
     fn quotas_round_trip_through_json() {
         let mut quotas = ClientQuotas::default();
         quotas
             .apply(&[
                 set(entity(named("alice"), Some(EntityName::Default)), QuotaKey::ConsumerByteRate, 5),
                 set(entity(None, named("app")), QuotaKey::ProducerByteRate, 7),
+                set(QuotaEntity::of_ip(Some("10.1.2.3".parse().unwrap())), QuotaKey::ConnectionCreationRate, 3),
             ])
             .expect("valid");
         let text = serde_json::to_string(&quotas).expect("serializable");

@@ -60,6 +60,13 @@ fn entity_from_wire(entity: Option<v1::QuotaEntity>) -> Result<QuotaEntity, Stat
     let entity = QuotaEntity {
         user: part(entity.user, entity.default_user, "the user")?,
         client_id: part(entity.client_id, entity.default_client_id, "the client id")?,
+        ip: match part(entity.ip, entity.default_ip, "the ip")? {
+            // One spelling per address, as the Kafka API keeps it.
+            Some(EntityName::Named(ip)) => {
+                Some(EntityName::Named(ip.parse::<std::net::IpAddr>().map_or(ip, |ip| ip.to_canonical().to_string())))
+            }
+            other => other,
+        },
     };
     entity.validate().map_err(QuotaError::from)?;
     Ok(entity)
@@ -75,6 +82,8 @@ fn entity_to_wire(entity: &QuotaEntity) -> v1::QuotaEntity {
         default_user: entity.user == Some(EntityName::Default),
         client_id: named(&entity.client_id),
         default_client_id: entity.client_id == Some(EntityName::Default),
+        ip: named(&entity.ip),
+        default_ip: entity.ip == Some(EntityName::Default),
     }
 }
 
@@ -84,6 +93,7 @@ fn quota_to_wire(entity: &QuotaEntity, values: Option<&BTreeMap<QuotaKey, u64>>)
         entity: Some(entity_to_wire(entity)),
         producer_byte_rate: value(QuotaKey::ProducerByteRate),
         consumer_byte_rate: value(QuotaKey::ConsumerByteRate),
+        connection_creation_rate: value(QuotaKey::ConnectionCreationRate),
     }
 }
 
@@ -101,6 +111,7 @@ impl QuotaAdmin for QuotaAdminService {
         for (key, value, remove) in [
             (QuotaKey::ProducerByteRate, asked.producer_byte_rate, asked.remove_producer_byte_rate),
             (QuotaKey::ConsumerByteRate, asked.consumer_byte_rate, asked.remove_consumer_byte_rate),
+            (QuotaKey::ConnectionCreationRate, asked.connection_creation_rate, asked.remove_connection_creation_rate),
         ] {
             match (value, remove) {
                 (Some(_), true) => {
@@ -113,8 +124,10 @@ impl QuotaAdmin for QuotaAdminService {
             }
         }
         if changes.is_empty() {
-            return Err(Reason::InvalidArgument
-                .status("nothing to change: set or remove producer_byte_rate or consumer_byte_rate"));
+            return Err(Reason::InvalidArgument.status(
+                "nothing to change: set or remove producer_byte_rate or consumer_byte_rate (a user or client id), \
+                 or connection_creation_rate (an ip)",
+            ));
         }
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || store.alter(changes, false))

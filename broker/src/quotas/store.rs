@@ -186,7 +186,7 @@ mod tests {
     use crate::quotas::{EntityName, QuotaEntity, QuotaKey};
 
     fn alice_produces_at(value: Option<u64>) -> QuotaChange {
-        let entity = QuotaEntity { user: Some(EntityName::Named("alice".into())), client_id: None };
+        let entity = QuotaEntity { user: Some(EntityName::Named("alice".into())), client_id: None, ip: None };
         QuotaChange { entity, key: QuotaKey::ProducerByteRate, value }
     }
 

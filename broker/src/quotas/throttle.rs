@@ -95,13 +95,16 @@ impl Meters {
 /// The node's quotas and its clients' meters: what the Kafka and gRPC edges ask after each produce and fetch.
 pub struct ClientThrottle {
     store: Arc<QuotaStore>,
+    /// The ip entities' connection rates, which the accept loop asks (`connections.rs`).
+    connections: Arc<super::connections::ConnectionRates>,
     meters: Mutex<Meters>,
     /// One sample's length.
     window: Duration,
     /// By [`QuotaKey::ALL`]'s order: requests throttled, and the time they were told to wait, in µs
-    /// (`rill_client_throttles_total`, `rill_client_throttle_seconds_total`).
-    throttled: [AtomicU64; 2],
-    throttled_micros: [AtomicU64; 2],
+    /// (`rill_client_throttles_total`, `rill_client_throttle_seconds_total`); a connection rate is never charged
+    /// here (`connections.rs`), its place stays 0.
+    throttled: [AtomicU64; 3],
+    throttled_micros: [AtomicU64; 3],
 }
 
 impl std::fmt::Debug for ClientThrottle {
@@ -114,6 +117,7 @@ fn key_index(key: QuotaKey) -> usize {
     match key {
         QuotaKey::ProducerByteRate => 0,
         QuotaKey::ConsumerByteRate => 1,
+        QuotaKey::ConnectionCreationRate => 2,
     }
 }
 
@@ -128,6 +132,7 @@ pub fn quota_user(principal: &Principal) -> &str {
 impl ClientThrottle {
     pub fn new(store: Arc<QuotaStore>, window: Duration) -> Self {
         Self {
+            connections: Arc::new(super::connections::ConnectionRates::new(Arc::clone(&store))),
             store,
             meters: Mutex::new(Meters::default()),
             window,
@@ -136,9 +141,9 @@ impl ClientThrottle {
         }
     }
 
-    /// For each key: how many requests were throttled, and for how long in all.
+    /// For each byte rate: how many requests were throttled, and for how long in all.
     pub fn throttle_counts(&self) -> [(QuotaKey, u64, Duration); 2] {
-        QuotaKey::ALL.map(|key| {
+        QuotaKey::BYTE_RATES.map(|key| {
             let index = key_index(key);
             let micros = self.throttled_micros[index].load(Ordering::Relaxed);
             (key, self.throttled[index].load(Ordering::Relaxed), Duration::from_micros(micros))
@@ -147,6 +152,10 @@ impl ClientThrottle {
 
     pub fn store(&self) -> &Arc<QuotaStore> {
         &self.store
+    }
+
+    pub fn connection_rates(&self) -> &Arc<super::connections::ConnectionRates> {
+        &self.connections
     }
 
     /// The quota on `key` for this client, if any is set for it.
@@ -229,7 +238,7 @@ mod tests {
     fn throttle_with_client_default(bytes_per_sec: u64) -> (tempfile::TempDir, ClientThrottle) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(QuotaStore::open(dir.path()).expect("store"));
-        let entity = QuotaEntity { user: None, client_id: Some(EntityName::Default) };
+        let entity = QuotaEntity { user: None, client_id: Some(EntityName::Default), ip: None };
         let change = QuotaChange { entity, key: QuotaKey::ProducerByteRate, value: Some(bytes_per_sec) };
         store.alter(vec![change], false).expect("set");
         (dir, ClientThrottle::new(store, WINDOW))

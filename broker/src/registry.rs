@@ -137,7 +137,7 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
 pub struct Registry {
     data_dir: PathBuf,
     config: Arc<BrokerConfig>,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    topics: RwLock<TopicMap>,
     admin: tokio::sync::Mutex<()>,
     /// Topics being created, by name, with their partition counts: the name is taken and the partitions count
     /// against the limits, but the topic is not visible until its metadata file is written. A create holds the
@@ -218,7 +218,7 @@ impl Registry {
         Ok(Registry {
             data_dir,
             config,
-            topics: RwLock::new(topics),
+            topics: RwLock::new(TopicMap::from(topics)),
             admin: tokio::sync::Mutex::new(()),
             creating: std::sync::Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
@@ -263,23 +263,16 @@ impl Registry {
         self.changes.send_modify(|version| *version = version.wrapping_add(1));
     }
 
-    /// The topic with this id, if one exists (a scan: only Kafka's KIP-848 and Metadata-by-id ask).
+    /// The topic with this id, if one exists.
     pub fn topic_by_id(&self, id: TopicId) -> Option<Arc<Topic>> {
-        read(&self.topics).values().find(|topic| topic.id == id).cloned()
+        read(&self.topics).by_id.get(&id).cloned()
     }
 
-    /// The names of the topics among `ids` that exist, by id, from one scan of the topics: a Kafka fetch from v13
-    /// names every topic by id, so a lookup each would scan once per topic asked.
+    /// The names of the topics among `ids` that exist, by id: a Kafka fetch from v13 names every topic by id,
+    /// so each is one lookup, whatever the number of topics.
     pub fn names_by_id(&self, ids: &BTreeSet<TopicId>) -> BTreeMap<TopicId, String> {
-        if ids.is_empty() {
-            return BTreeMap::new();
-        }
         let topics = read(&self.topics);
-        topics
-            .values()
-            .filter(|topic| ids.contains(&topic.id))
-            .map(|topic| (topic.id, topic.name.to_string()))
-            .collect()
+        ids.iter().filter_map(|id| topics.by_id.get(id).map(|topic| (*id, topic.name.to_string()))).collect()
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
@@ -862,6 +855,43 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T>
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The topics by name, and by id for Kafka's requests that name topics by id (Fetch v13+, Metadata, KIP-848):
+/// the two maps change together, only through `insert` and `remove`.
+struct TopicMap {
+    by_name: BTreeMap<String, Arc<Topic>>,
+    by_id: std::collections::HashMap<TopicId, Arc<Topic>>,
+}
+
+impl From<BTreeMap<String, Arc<Topic>>> for TopicMap {
+    fn from(by_name: BTreeMap<String, Arc<Topic>>) -> Self {
+        let by_id = by_name.values().map(|topic| (topic.id, Arc::clone(topic))).collect();
+        TopicMap { by_name, by_id }
+    }
+}
+
+impl TopicMap {
+    fn insert(&mut self, name: String, topic: Arc<Topic>) {
+        self.by_id.insert(topic.id, Arc::clone(&topic));
+        if let Some(replaced) = self.by_name.insert(name, topic) {
+            self.by_id.remove(&replaced.id);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(removed) = self.by_name.remove(name) {
+            self.by_id.remove(&removed.id);
+        }
+    }
+}
+
+impl std::ops::Deref for TopicMap {
+    type Target = BTreeMap<String, Arc<Topic>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.by_name
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

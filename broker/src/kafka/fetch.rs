@@ -321,7 +321,7 @@ fn answer_by_id(response: &mut FetchResponse, unknown: &[(Uuid, Vec<i32>)]) {
     }
 }
 
-/// The names of the topics with ids `ids`: this node's replicas of them (one scan for all), else (on a cluster) the
+/// The names of the topics with ids `ids`: this node's replicas of them (a lookup each), else (on a cluster) the
 /// controller's metadata, where a topic without a replica here is still known, so its fetch is told
 /// NOT_LEADER_OR_FOLLOWER and where the leader is.
 fn topic_names_of(kafka: &KafkaContext, ids: BTreeSet<TopicId>) -> BTreeMap<TopicId, String> {

@@ -53,7 +53,7 @@ async fn concurrent_creates_of_one_name_create_it_once() {
 }
 
 #[tokio::test]
-async fn names_by_id_finds_the_topics_asked_that_exist_in_one_scan() {
+async fn names_by_id_finds_the_topics_asked_that_exist_and_forgets_deleted_ones() {
     let dir = tempfile::tempdir().unwrap();
     let registry = registry_with_room_for(10, dir.path()).await;
     let config = v1::TopicConfig::default();
@@ -66,7 +66,16 @@ async fn names_by_id_finds_the_topics_asked_that_exist_in_one_scan() {
     assert_eq!(names, BTreeMap::from([(id("a"), "a".to_owned()), (id("c"), "c".to_owned())]));
     assert!(registry.names_by_id(&BTreeSet::new()).is_empty());
     assert_eq!(registry.topic_by_id(id("b")).map(|t| t.name.to_string()), Some("b".to_owned()));
+    let b = id("b");
+    registry.delete("b").await.unwrap();
+    assert!(registry.topic_by_id(b).is_none() && registry.names_by_id(&BTreeSet::from([b])).is_empty());
+    let (a, c) = (id("a"), id("c"));
     registry.close_all().await;
+    // Reopened: the ids of the topics restored are found again.
+    let reopened = registry_with_room_for(10, dir.path()).await;
+    let names = reopened.names_by_id(&BTreeSet::from([a, b, c]));
+    assert_eq!(names, BTreeMap::from([(a, "a".to_owned()), (c, "c".to_owned())]));
+    reopened.close_all().await;
 }
 
 /// Runs the futures concurrently on this task, in order of the results.

@@ -65,13 +65,14 @@ impl EntityFlags {
 
 #[derive(Debug, clap::Subcommand)]
 enum QuotaCommand {
-    /// Set the byte rates a user, a client id, or both may produce and fetch at, or an ip's connection rate.
+    /// Set the rates a user, a client id, or both may produce, fetch and change topics at, or an ip's connection rate.
     #[command(after_help = "Examples:
   rill quota set --user app --producer-byte-rate 10485760
   rill quota set --default-client-id --consumer-byte-rate 52428800
   rill quota set --user app --client-id reports --producer-byte-rate 1048576 --consumer-byte-rate 2097152
   rill quota set --default-ip --connection-creation-rate 20
   rill quota set --ip 10.0.0.5 --connection-creation-rate 200
+  rill quota set --user ci --controller-mutation-rate 10
 
 The most specific quota that sets a rate applies, in Kafka's order (user and client id, user, client id, each
 name before its default). A client past its rate is slowed down, not refused. An address's connections past its
@@ -89,6 +90,9 @@ broker runs with --authorization on.")]
         /// Connections a second an --ip or --default-ip may open (0 refuses every one).
         #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
         connection_creation_rate: Option<u64>,
+        /// Partitions a second the clients may create or delete (topics created, grown, deleted), at least 1.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+        controller_mutation_rate: Option<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -102,6 +106,8 @@ broker runs with --authorization on.")]
         consumer_byte_rate: bool,
         #[arg(long)]
         connection_creation_rate: bool,
+        #[arg(long)]
+        controller_mutation_rate: bool,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -113,7 +119,8 @@ broker runs with --authorization on.")]
 }
 
 fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
-    let mut table = Table::new(&["USER", "CLIENT-ID", "IP", "PRODUCER B/S", "CONSUMER B/S", "CONNECTIONS/S"]);
+    let mut table =
+        Table::new(&["USER", "CLIENT-ID", "IP", "PRODUCER B/S", "CONSUMER B/S", "MUTATIONS/S", "CONNECTIONS/S"]);
     let part = |name: Option<String>, is_default: bool| match (name, is_default) {
         (Some(name), _) => name,
         (None, true) => "<default>".to_owned(),
@@ -128,6 +135,7 @@ fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
             part(entity.ip, entity.default_ip),
             rate(quota.producer_byte_rate),
             rate(quota.consumer_byte_rate),
+            rate(quota.controller_mutation_rate),
             rate(quota.connection_creation_rate),
         ]);
     }
@@ -145,11 +153,20 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 let quotas = admin.list().await.map_err(|e| broker.explain(e))?;
                 return print(quotas);
             }
-            QuotaCommand::Set { entity, producer_byte_rate, consumer_byte_rate, connection_creation_rate, broker } => {
-                if producer_byte_rate.is_none() && consumer_byte_rate.is_none() && connection_creation_rate.is_none() {
+            QuotaCommand::Set {
+                entity,
+                producer_byte_rate,
+                consumer_byte_rate,
+                connection_creation_rate,
+                controller_mutation_rate,
+                broker,
+            } => {
+                let rates =
+                    [producer_byte_rate, consumer_byte_rate, connection_creation_rate, controller_mutation_rate];
+                if rates.iter().all(Option::is_none) {
                     anyhow::bail!(
-                        "nothing to set: give --producer-byte-rate, --consumer-byte-rate or both (a user or client \
-                         id), or --connection-creation-rate (an ip)"
+                        "nothing to set: give --producer-byte-rate, --consumer-byte-rate or \
+                         --controller-mutation-rate (a user or client id), or --connection-creation-rate (an ip)"
                     );
                 }
                 let change = AlterQuotasRequest {
@@ -157,6 +174,7 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                     producer_byte_rate,
                     consumer_byte_rate,
                     connection_creation_rate,
+                    controller_mutation_rate,
                     ..AlterQuotasRequest::default()
                 };
                 (change, broker)
@@ -166,15 +184,20 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 producer_byte_rate,
                 consumer_byte_rate,
                 connection_creation_rate,
+                controller_mutation_rate,
                 broker,
             } => {
                 // Nothing named: every rate the entity's kind holds.
-                let all = !producer_byte_rate && !consumer_byte_rate && !connection_creation_rate;
+                let all = !producer_byte_rate
+                    && !consumer_byte_rate
+                    && !connection_creation_rate
+                    && !controller_mutation_rate;
                 let is_ip = entity.is_ip();
                 let change = AlterQuotasRequest {
                     entity: Some(entity.entity()?),
                     remove_producer_byte_rate: producer_byte_rate || (all && !is_ip),
                     remove_consumer_byte_rate: consumer_byte_rate || (all && !is_ip),
+                    remove_controller_mutation_rate: controller_mutation_rate || (all && !is_ip),
                     remove_connection_creation_rate: connection_creation_rate || (all && is_ip),
                     ..AlterQuotasRequest::default()
                 };

@@ -152,7 +152,7 @@ async fn set_describe_and_remove(broker: &TestBroker) {
         .await;
         let codes: Vec<i16> = refused.iter().map(|(code, _)| *code).collect();
         assert_eq!(codes, [INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, 0], "{refused:?}");
-        assert!(refused[0].1.contains("producer_byte_rate and consumer_byte_rate"), "{refused:?}");
+        assert!(refused[0].1.contains("request_percentage is not"), "{refused:?}");
         assert!(refused[1].1.contains("\"db-1\" is not an IP address"), "{refused:?}");
         assert!(refused[2].1.contains("whole number"), "{refused:?}");
         let bad_filter = describe(&mut client, version, &[("user", 3, None)], false).await;
@@ -423,4 +423,55 @@ async fn an_addresss_connections_past_its_connection_rate_are_closed_as_accepted
     let mut again = KafkaClient::connect(addr).await;
     let answer: ApiVersionsResponse = again.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     assert_eq!(answer.error_code, 0);
+}
+
+fn creatable(name: &str, partitions: i32) -> create_topics_request::CreatableTopic {
+    create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(text(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+}
+
+/// KIP-599: a client past its `controller_mutation_rate` has the topics it creates, grows or deletes refused with
+/// THROTTLING_QUOTA_EXCEEDED from the strict versions on (the first topic within the rate still goes, however
+/// large), and served at older versions; every answer says how long to wait, `validate_only` counts nothing.
+#[tokio::test]
+async fn topics_created_grown_or_deleted_past_a_controller_mutation_rate_are_refused_in_strict_versions() {
+    let broker = broker_with_short_quota_windows().await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect(addr).await;
+    let quota = vec![entry(&[("client-id", Some("provisioner"))], &[("controller_mutation_rate", Some(2.0))])];
+    assert_eq!(alter(&mut admin, 1, quota, false).await, vec![(0, String::new())]);
+    let mut client = KafkaClient::connect(addr).await.with_client_id("provisioner");
+    let create = |topics| CreateTopicsRequest::default().with_topics(topics).with_timeout_ms(10_000);
+    let checked = create(vec![creatable("checked", 50)]).with_validate_only(true);
+    let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &checked).await;
+    assert_eq!((answer.topics[0].error_code, answer.throttle_time_ms), (0, 0), "validate_only counts nothing");
+
+    let answer: CreateTopicsResponse =
+        client.call(ApiKey::CreateTopics, 7, &create(vec![creatable("first", 10), creatable("second", 1)])).await;
+    let codes: Vec<i16> = answer.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, [0, 89], "{:?}", answer.topics[1].error_message);
+    let message = answer.topics[1].error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("controller_mutation_rate quota of 2 partitions a second"), "{message}");
+    assert!(answer.throttle_time_ms > 1_000, "10 partitions at 2 a second: {} ms", answer.throttle_time_ms);
+
+    let grow = CreatePartitionsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(text("first"))).with_count(12),
+    ]);
+    let answer: CreatePartitionsResponse = client.call(ApiKey::CreatePartitions, 3, &grow).await;
+    assert_eq!(answer.results[0].error_code, 89);
+    let delete =
+        DeleteTopicsRequest::default().with_timeout_ms(10_000).with_topic_names(vec![TopicName(text("first"))]);
+    let answer: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, 4, &delete).await;
+    assert_eq!(answer.responses[0].error_code, 0, "DeleteTopics v4 is permissive: served");
+    assert!(answer.throttle_time_ms > 0);
+    // Older versions are served, and told to wait.
+    let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &create(vec![creatable("late", 1)])).await;
+    assert_eq!(answer.topics[0].error_code, 0);
+    assert!(answer.throttle_time_ms > 0);
+    // Another client id is not held by it.
+    let mut other = KafkaClient::connect(addr).await.with_client_id("other");
+    let answer: CreateTopicsResponse = other.call(ApiKey::CreateTopics, 7, &create(vec![creatable("other", 20)])).await;
+    assert_eq!((answer.topics[0].error_code, answer.throttle_time_ms), (0, 0));
 }

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 use rill_protocol::v1;
 
+use super::mutation_quota::MutationQuota;
 use super::topic_configs::{text, topic_config, topic_entries, CreateConfig};
 use super::topics_admin::admin_error;
 use super::KafkaContext;
@@ -28,20 +29,31 @@ const BROKER_DEFAULT: i32 = -1;
 
 type Refusal = (ResponseError, String);
 
+/// The first version refused past the controller mutation quota (KIP-599's strict mode).
+const STRICT_QUOTA_VERSION: i16 = 6;
+
 pub async fn answer(
     kafka: &KafkaContext,
     request: CreateTopicsRequest,
-    principal: &crate::auth::Principal,
+    version: i16,
+    caller: &super::dispatch::Caller,
 ) -> CreateTopicsResponse {
+    let principal = &caller.principal;
+    let mut mutations = MutationQuota::of(kafka, principal, &caller.client_id, version >= STRICT_QUOTA_VERSION);
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.clone();
         let authorized = crate::service::authorize_create_topic(&kafka.node, principal, name.0.as_str())
-            .map_err(|denied| (ResponseError::TopicAuthorizationFailed, denied.to_string()));
+            .map_err(|denied| (ResponseError::TopicAuthorizationFailed, denied.to_string()))
+            .and_then(|()| if request.validate_only { Ok(()) } else { mutations.check() });
+        let partitions = partition_count_asked(&topic);
         let created = match authorized {
             Ok(()) => create(kafka, topic, request.validate_only).await,
             Err(denied) => Err(denied),
         };
+        if created.is_ok() && !request.validate_only {
+            mutations.record(partitions);
+        }
         let result = match created {
             Ok(result) => result,
             Err((error, message)) => CreatableTopicResult::default()
@@ -52,7 +64,16 @@ pub async fn answer(
         };
         results.push(result.with_name(name));
     }
-    CreateTopicsResponse::default().with_topics(results)
+    CreateTopicsResponse::default().with_topics(results).with_throttle_time_ms(mutations.throttle_time_ms())
+}
+
+/// The partitions a topic asks for: its manual assignment's, its count, or the broker's default.
+fn partition_count_asked(topic: &CreatableTopic) -> u32 {
+    match (topic.assignments.len(), u32::try_from(topic.num_partitions)) {
+        (0, Ok(count)) => count,
+        (0, Err(_)) => DEFAULT_PARTITIONS,
+        (assigned, _) => u32::try_from(assigned).unwrap_or(u32::MAX),
+    }
 }
 
 async fn create(

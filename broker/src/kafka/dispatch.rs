@@ -179,14 +179,13 @@ pub async fn answer(
             }
         }),
         ApiKey::CreateTopics => {
-            serve!(CreateTopicsRequest, |request| create_topics::answer(kafka, request, &caller.principal).await)
+            serve!(CreateTopicsRequest, |request| create_topics::answer(kafka, request, version, &caller).await)
         }
         ApiKey::DeleteTopics => {
-            serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request, version, &caller.principal)
-                .await)
+            serve!(DeleteTopicsRequest, |request| topics_admin::delete(kafka, request, version, &caller).await)
         }
         ApiKey::CreatePartitions => serve!(CreatePartitionsRequest, |request| {
-            topics_admin::create_partitions(kafka, request, &caller.principal).await
+            topics_admin::create_partitions(kafka, request, version, &caller).await
         }),
         ApiKey::DescribeConfigs => {
             serve!(DescribeConfigsRequest, |request| describe_configs::answer(kafka, &request, &caller.principal))

@@ -45,6 +45,7 @@ mod list_config_resources;
 mod list_offsets;
 pub mod listener;
 mod metadata;
+mod mutation_quota;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;

@@ -16,22 +16,28 @@ use rill_storage::StorageError;
 use uuid::Uuid;
 
 use super::error::error_code;
+use super::mutation_quota::MutationQuota;
 use super::topic_configs::text;
 use super::KafkaContext;
 use crate::auth::acl::{Operation, Resource};
-use crate::auth::Principal;
 use crate::error::BrokerError;
 use crate::topic_id::TopicId;
 
 /// The version from which DeleteTopics names each topic by name or by id.
 const BY_ID_VERSION: i16 = 6;
 
+/// The first versions refused past the controller mutation quota (KIP-599's strict mode).
+const STRICT_QUOTA_DELETE_VERSION: i16 = 5;
+const STRICT_QUOTA_CREATE_PARTITIONS_VERSION: i16 = 3;
+
 pub async fn delete(
     kafka: &KafkaContext,
     request: DeleteTopicsRequest,
     version: i16,
-    principal: &Principal,
+    caller: &super::dispatch::Caller,
 ) -> DeleteTopicsResponse {
+    let principal = &caller.principal;
+    let mut mutations = MutationQuota::of(kafka, principal, &caller.client_id, version >= STRICT_QUOTA_DELETE_VERSION);
     let asked: Vec<(Option<TopicName>, Uuid)> = match version >= BY_ID_VERSION {
         true => request.topics.into_iter().map(|topic| (topic.name, topic.topic_id)).collect(),
         false => request.topic_names.into_iter().map(|name| (Some(name), Uuid::nil())).collect(),
@@ -54,7 +60,17 @@ pub async fn delete(
         };
         let deleted = match &named {
             Ok(name) => match kafka.node.authorize(principal, Operation::Delete, &Resource::topic(name.0.as_str())) {
-                Ok(()) => kafka.node.delete_topic(name.0.as_str()).await.map_err(|err| admin_error(&err)),
+                Ok(()) => match mutations.check() {
+                    Ok(()) => {
+                        let partitions = partition_count_of(kafka, name.0.as_str()).unwrap_or(0);
+                        let deleted = kafka.node.delete_topic(name.0.as_str()).await.map_err(|err| admin_error(&err));
+                        if deleted.is_ok() {
+                            mutations.record(partitions);
+                        }
+                        deleted
+                    }
+                    Err(refused) => Err(refused),
+                },
                 Err(denied) => Err(admin_error(&denied)),
             },
             Err(refused) => Err(refused.clone()),
@@ -66,7 +82,16 @@ pub async fn delete(
         // Answered under the name asked, or found for the id asked.
         responses.push(answer.with_name(named.ok().or(name)));
     }
-    DeleteTopicsResponse::default().with_responses(responses)
+    DeleteTopicsResponse::default().with_responses(responses).with_throttle_time_ms(mutations.throttle_time_ms())
+}
+
+/// The partitions topic `name` has: this node's replica's, else (on a cluster) the controller's metadata's.
+fn partition_count_of(kafka: &KafkaContext, name: &str) -> Option<u32> {
+    if let Ok(topic) = kafka.node.registry.topic(name) {
+        return Some(topic.partition_count());
+    }
+    let metadata = kafka.node.replication.as_ref()?.metadata();
+    metadata.topics.get(name).and_then(|placed| u32::try_from(placed.partitions.len()).ok())
 }
 
 /// The name of the topic with id `id`: this node's replica of it, else (on a cluster) the controller's metadata,
@@ -82,16 +107,25 @@ fn name_of(kafka: &KafkaContext, id: TopicId) -> Option<String> {
 pub async fn create_partitions(
     kafka: &KafkaContext,
     request: CreatePartitionsRequest,
-    principal: &Principal,
+    version: i16,
+    caller: &super::dispatch::Caller,
 ) -> CreatePartitionsResponse {
+    let principal = &caller.principal;
+    let is_strict = version >= STRICT_QUOTA_CREATE_PARTITIONS_VERSION;
+    let mut mutations = MutationQuota::of(kafka, principal, &caller.client_id, is_strict);
     let registry = &kafka.node.registry;
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let answer = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         let name = topic.name.0.as_str();
-        let authorized = kafka.node.authorize(principal, Operation::Alter, &Resource::topic(name));
+        let authorized = kafka
+            .node
+            .authorize(principal, Operation::Alter, &Resource::topic(name))
+            .map_err(|e| admin_error(&e))
+            .and_then(|()| if request.validate_only { Ok(()) } else { mutations.check() });
+        let before = partition_count_of(kafka, name).unwrap_or(0);
         let outcome = match u32::try_from(topic.count) {
-            _ if authorized.is_err() => authorized.map_err(|e| admin_error(&e)),
+            _ if authorized.is_err() => authorized,
             Err(_) => Err((ResponseError::InvalidPartitions, format!("{} partitions is below 1", topic.count))),
             Ok(count) => match &kafka.node.replication {
                 Some(replication) => match new_partitions_assignment(&topic) {
@@ -108,12 +142,15 @@ pub async fn create_partitions(
                 None => registry.add_partitions(name, count).await.map(drop).map_err(|e| admin_error(&e)),
             },
         };
+        if outcome.is_ok() && !request.validate_only {
+            mutations.record(u32::try_from(topic.count).unwrap_or(0).saturating_sub(before));
+        }
         results.push(match outcome {
             Ok(()) => answer,
             Err((error, message)) => answer.with_error_code(error.code()).with_error_message(Some(text(message))),
         });
     }
-    CreatePartitionsResponse::default().with_results(results)
+    CreatePartitionsResponse::default().with_results(results).with_throttle_time_ms(mutations.throttle_time_ms())
 }
 
 /// A CreatePartitions topic's manual assignment (broker ids per new partition); `None` without one (null).

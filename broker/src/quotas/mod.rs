@@ -3,7 +3,9 @@
 //! for every name without a quota of its own. A client past its rate is not refused: it is throttled, as Kafka's
 //! broker throttles, long enough to bring its rate back to the quota (`throttle.rs`). And (KIP-612) the rate at
 //! which an IP address may open connections, set for an `ip` entity (an address, or the default for every address
-//! without one of its own): a connection past it is closed as it is accepted (`connections.rs`).
+//! without one of its own): a connection past it is closed as it is accepted (`connections.rs`). And (KIP-599)
+//! the partitions a second a user or client id may create or delete, `controller_mutation_rate`, metered as the
+//! byte rates are and enforced by the Kafka topic admin requests (`kafka/mutation_quota.rs`).
 //!
 //! `ClientQuotas` is the configuration and its rules (what may be set, which quota applies to a client); the
 //! store (`store.rs`) keeps it, in `<data>/__quotas.json` on a single node or in the replicated cluster
@@ -86,19 +88,27 @@ pub enum QuotaKey {
     ConsumerByteRate,
     /// Connections an IP address may open a second (an `ip` entity's one key).
     ConnectionCreationRate,
+    /// Partitions a second a client may create or delete (KIP-599): CreateTopics, CreatePartitions, DeleteTopics.
+    ControllerMutationRate,
 }
 
 impl QuotaKey {
-    /// The byte rates a user or client id is held to.
-    pub const BYTE_RATES: [QuotaKey; 2] = [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate];
-    pub const ALL: [QuotaKey; 3] =
-        [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate, QuotaKey::ConnectionCreationRate];
+    /// The rates a user or client id is held to, metered per client (`throttle.rs`).
+    pub const METERED: [QuotaKey; 3] =
+        [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate, QuotaKey::ControllerMutationRate];
+    pub const ALL: [QuotaKey; 4] = [
+        QuotaKey::ProducerByteRate,
+        QuotaKey::ConsumerByteRate,
+        QuotaKey::ConnectionCreationRate,
+        QuotaKey::ControllerMutationRate,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             QuotaKey::ProducerByteRate => "producer_byte_rate",
             QuotaKey::ConsumerByteRate => "consumer_byte_rate",
             QuotaKey::ConnectionCreationRate => "connection_creation_rate",
+            QuotaKey::ControllerMutationRate => "controller_mutation_rate",
         }
     }
 
@@ -131,8 +141,9 @@ pub struct QuotaChange {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidQuota {
     #[error(
-        "quota key {0:?} is not served: rill enforces producer_byte_rate and consumer_byte_rate for users and \
-         client ids, and connection_creation_rate for ips (request_percentage and controller_mutation_rate are not)"
+        "quota key {0:?} is not served: rill enforces producer_byte_rate, consumer_byte_rate and \
+         controller_mutation_rate for users and client ids, and connection_creation_rate for ips \
+         (request_percentage is not)"
     )]
     Key(String),
     #[error("entity type {0:?} is not served: an entity is a user, a client-id, both, or an ip")]
@@ -145,7 +156,7 @@ pub enum InvalidQuota {
     IpAddress(String),
     #[error(
         "{key} is not a quota of {entity}: an ip takes connection_creation_rate alone, a user or client-id \
-         producer_byte_rate and consumer_byte_rate"
+         producer_byte_rate, consumer_byte_rate and controller_mutation_rate"
     )]
     KeyOfEntity { key: &'static str, entity: String },
     #[error("{key} must be a whole number a second from {least} to {most}, got {value}")]
@@ -498,7 +509,7 @@ mod tests {
         }
         assert_eq!(QuotaKey::parse("consumer_byte_rate"), Ok(QuotaKey::ConsumerByteRate));
         let err = QuotaKey::parse("request_percentage").expect_err("not served");
-        assert!(err.to_string().contains("producer_byte_rate and consumer_byte_rate"), "{err}");
+        assert!(err.to_string().contains("consumer_byte_rate and controller_mutation_rate"), "{err}");
     }
 
     #[test]

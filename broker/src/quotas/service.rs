@@ -94,6 +94,7 @@ fn quota_to_wire(entity: &QuotaEntity, values: Option<&BTreeMap<QuotaKey, u64>>)
         producer_byte_rate: value(QuotaKey::ProducerByteRate),
         consumer_byte_rate: value(QuotaKey::ConsumerByteRate),
         connection_creation_rate: value(QuotaKey::ConnectionCreationRate),
+        controller_mutation_rate: value(QuotaKey::ControllerMutationRate),
     }
 }
 
@@ -112,6 +113,7 @@ impl QuotaAdmin for QuotaAdminService {
             (QuotaKey::ProducerByteRate, asked.producer_byte_rate, asked.remove_producer_byte_rate),
             (QuotaKey::ConsumerByteRate, asked.consumer_byte_rate, asked.remove_consumer_byte_rate),
             (QuotaKey::ConnectionCreationRate, asked.connection_creation_rate, asked.remove_connection_creation_rate),
+            (QuotaKey::ControllerMutationRate, asked.controller_mutation_rate, asked.remove_controller_mutation_rate),
         ] {
             match (value, remove) {
                 (Some(_), true) => {
@@ -125,8 +127,8 @@ impl QuotaAdmin for QuotaAdminService {
         }
         if changes.is_empty() {
             return Err(Reason::InvalidArgument.status(
-                "nothing to change: set or remove producer_byte_rate or consumer_byte_rate (a user or client id), \
-                 or connection_creation_rate (an ip)",
+                "nothing to change: set or remove producer_byte_rate, consumer_byte_rate or \
+                 controller_mutation_rate (a user or client id), or connection_creation_rate (an ip)",
             ));
         }
         let store = Arc::clone(&self.store);

@@ -103,8 +103,8 @@ pub struct ClientThrottle {
     /// By [`QuotaKey::ALL`]'s order: requests throttled, and the time they were told to wait, in µs
     /// (`rill_client_throttles_total`, `rill_client_throttle_seconds_total`); a connection rate is never charged
     /// here (`connections.rs`), its place stays 0.
-    throttled: [AtomicU64; 3],
-    throttled_micros: [AtomicU64; 3],
+    throttled: [AtomicU64; 4],
+    throttled_micros: [AtomicU64; 4],
 }
 
 impl std::fmt::Debug for ClientThrottle {
@@ -118,6 +118,7 @@ fn key_index(key: QuotaKey) -> usize {
         QuotaKey::ProducerByteRate => 0,
         QuotaKey::ConsumerByteRate => 1,
         QuotaKey::ConnectionCreationRate => 2,
+        QuotaKey::ControllerMutationRate => 3,
     }
 }
 
@@ -141,9 +142,9 @@ impl ClientThrottle {
         }
     }
 
-    /// For each byte rate: how many requests were throttled, and for how long in all.
-    pub fn throttle_counts(&self) -> [(QuotaKey, u64, Duration); 2] {
-        QuotaKey::BYTE_RATES.map(|key| {
+    /// For each metered rate: how many requests were throttled, and for how long in all.
+    pub fn throttle_counts(&self) -> [(QuotaKey, u64, Duration); 3] {
+        QuotaKey::METERED.map(|key| {
             let index = key_index(key);
             let micros = self.throttled_micros[index].load(Ordering::Relaxed);
             (key, self.throttled[index].load(Ordering::Relaxed), Duration::from_micros(micros))
@@ -173,6 +174,16 @@ impl ClientThrottle {
             Some(quota) => self.charge_at(key, &quota, bytes, Instant::now()),
             None => Duration::ZERO,
         }
+    }
+
+    /// How long a client on `quota` is to wait now, counting nothing: a request that would only add to its
+    /// rate is refused while this is not zero (KIP-599's strict mode).
+    pub fn pending(&self, key: QuotaKey, quota: &ResolvedQuota) -> Duration {
+        let now = Instant::now();
+        let mut meters = self.meters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        meters.sweep(now, self.window);
+        let meter = meters.by_client.get(&(key, quota.meter.clone()));
+        meter.map_or(Duration::ZERO, |meter| meter.throttle_time(now, quota.bytes_per_sec, self.window))
     }
 
     /// Takes back `bytes` charged to a resolved quota for an answer that was not sent.
@@ -283,7 +294,7 @@ mod tests {
             assert_eq!(over, Duration::from_millis(9_500), "{client}");
         }
         assert_eq!(throttle.meter_count(), 2);
-        let [(_, produce_throttles, produce_held), (_, fetch_throttles, _)] = throttle.throttle_counts();
+        let [(_, produce_throttles, produce_held), (_, fetch_throttles, _), _] = throttle.throttle_counts();
         assert_eq!((produce_throttles, produce_held, fetch_throttles), (2, Duration::from_millis(19_000), 0));
         assert_eq!(throttle.quota(QuotaKey::ConsumerByteRate, &Principal::Anonymous, "a"), None);
     }

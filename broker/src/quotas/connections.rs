@@ -6,8 +6,9 @@
 //! closes every connection from the address. It guards the node against a client stuck in a reconnect loop (each
 //! new connection costs a TLS handshake or a SASL exchange), not against an attack on the kernel's accept queue.
 //!
-//! Invariants: accepting costs one atomic pointer comparison while no `ip` entity holds a rate; the buckets are
-//! bounded (`MAX_TRACKED_ADDRESSES`: the full ones, which remember nothing, are dropped first).
+//! Invariants: accepting costs one atomic load while no quota is set at all, and a read of the quotas' snapshot,
+//! a lock and a pointer comparison while no `ip` entity holds a rate; the buckets are bounded
+//! (`MAX_TRACKED_ADDRESSES`: the full ones, which remember nothing, are dropped first).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -64,6 +65,9 @@ impl ConnectionRates {
     }
 
     fn admit_at(&self, ip: IpAddr, now: Instant) -> Result<(), PastRate> {
+        if !self.store.is_any_set() {
+            return Ok(());
+        }
         let quotas = self.store.snapshot();
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !Arc::ptr_eq(&buckets.quotas, &quotas) {

@@ -341,6 +341,8 @@ impl Broker {
                 )
                 .with_oauth(node.oauth.clone()),
             )
+            // Under authentication, which names each call's principal.
+            .layer(crate::service::request_time::RequestTimeLayer::new(Arc::clone(&node.quotas), node.shutdown.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

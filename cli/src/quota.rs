@@ -65,7 +65,8 @@ impl EntityFlags {
 
 #[derive(Debug, clap::Subcommand)]
 enum QuotaCommand {
-    /// Set the rates a user, a client id, or both may produce, fetch and change topics at, or an ip's connection rate.
+    /// Set the rates a user, a client id, or both may produce, fetch and change topics at and the share of the
+    /// broker's time their requests may take, or an ip's connection rate.
     #[command(after_help = "Examples:
   rill quota set --user app --producer-byte-rate 10485760
   rill quota set --default-client-id --consumer-byte-rate 52428800
@@ -73,10 +74,12 @@ enum QuotaCommand {
   rill quota set --default-ip --connection-creation-rate 20
   rill quota set --ip 10.0.0.5 --connection-creation-rate 200
   rill quota set --user ci --controller-mutation-rate 10
+  rill quota set --client-id dashboards --request-percentage 50
 
 The most specific quota that sets a rate applies, in Kafka's order (user and client id, user, client id, each
 name before its default). A client past its rate is slowed down, not refused. An address's connections past its
-connection rate are closed as they are accepted. Needs ALTER_CONFIGS on the cluster (or a super user) once the
+connection rate are closed as they are accepted. A request percentage is the share of one thread's time the
+clients' requests may take to handle (200: two threads' time). Needs ALTER_CONFIGS on the cluster (or a super user) once the
 broker runs with --authorization on.")]
     Set {
         #[command(flatten)]
@@ -93,6 +96,9 @@ broker runs with --authorization on.")]
         /// Partitions a second the clients may create or delete (topics created, grown, deleted), at least 1.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
         controller_mutation_rate: Option<u64>,
+        /// Percent of one thread's time the clients' requests may take to handle, 1 to 1000000.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        request_percentage: Option<u64>,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -108,6 +114,8 @@ broker runs with --authorization on.")]
         connection_creation_rate: bool,
         #[arg(long)]
         controller_mutation_rate: bool,
+        #[arg(long)]
+        request_percentage: bool,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -119,8 +127,16 @@ broker runs with --authorization on.")]
 }
 
 fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
-    let mut table =
-        Table::new(&["USER", "CLIENT-ID", "IP", "PRODUCER B/S", "CONSUMER B/S", "MUTATIONS/S", "CONNECTIONS/S"]);
+    let mut table = Table::new(&[
+        "USER",
+        "CLIENT-ID",
+        "IP",
+        "PRODUCER B/S",
+        "CONSUMER B/S",
+        "MUTATIONS/S",
+        "REQUEST %",
+        "CONNECTIONS/S",
+    ]);
     let part = |name: Option<String>, is_default: bool| match (name, is_default) {
         (Some(name), _) => name,
         (None, true) => "<default>".to_owned(),
@@ -136,6 +152,7 @@ fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
             rate(quota.producer_byte_rate),
             rate(quota.consumer_byte_rate),
             rate(quota.controller_mutation_rate),
+            rate(quota.request_percentage),
             rate(quota.connection_creation_rate),
         ]);
     }
@@ -159,14 +176,21 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 consumer_byte_rate,
                 connection_creation_rate,
                 controller_mutation_rate,
+                request_percentage,
                 broker,
             } => {
-                let rates =
-                    [producer_byte_rate, consumer_byte_rate, connection_creation_rate, controller_mutation_rate];
+                let rates = [
+                    producer_byte_rate,
+                    consumer_byte_rate,
+                    connection_creation_rate,
+                    controller_mutation_rate,
+                    request_percentage,
+                ];
                 if rates.iter().all(Option::is_none) {
                     anyhow::bail!(
-                        "nothing to set: give --producer-byte-rate, --consumer-byte-rate or \
-                         --controller-mutation-rate (a user or client id), or --connection-creation-rate (an ip)"
+                        "nothing to set: give --producer-byte-rate, --consumer-byte-rate, \
+                         --controller-mutation-rate or --request-percentage (a user or client id), or \
+                         --connection-creation-rate (an ip)"
                     );
                 }
                 let change = AlterQuotasRequest {
@@ -175,6 +199,7 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                     consumer_byte_rate,
                     connection_creation_rate,
                     controller_mutation_rate,
+                    request_percentage,
                     ..AlterQuotasRequest::default()
                 };
                 (change, broker)
@@ -185,19 +210,22 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 consumer_byte_rate,
                 connection_creation_rate,
                 controller_mutation_rate,
+                request_percentage,
                 broker,
             } => {
                 // Nothing named: every rate the entity's kind holds.
                 let all = !producer_byte_rate
                     && !consumer_byte_rate
                     && !connection_creation_rate
-                    && !controller_mutation_rate;
+                    && !controller_mutation_rate
+                    && !request_percentage;
                 let is_ip = entity.is_ip();
                 let change = AlterQuotasRequest {
                     entity: Some(entity.entity()?),
                     remove_producer_byte_rate: producer_byte_rate || (all && !is_ip),
                     remove_consumer_byte_rate: consumer_byte_rate || (all && !is_ip),
                     remove_controller_mutation_rate: controller_mutation_rate || (all && !is_ip),
+                    remove_request_percentage: request_percentage || (all && !is_ip),
                     remove_connection_creation_rate: connection_creation_rate || (all && is_ip),
                     ..AlterQuotasRequest::default()
                 };

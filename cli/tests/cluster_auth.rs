@@ -123,7 +123,7 @@ fn users_and_acls_made_on_one_node_hold_everywhere_through_a_leader_loss_until_d
         rill_as(node, None, &["topic", "list"]).fails(1, "authentication is required");
         let quotas = rill_as(node, Some(&admin), &["quota", "list"]);
         let rows: Vec<Vec<&str>> = quotas.ok().lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
-        assert_eq!(rows, [["app", "-", "-", "1000000", "-", "-", "-"]], "the quota on {node}");
+        assert_eq!(rows, [["app", "-", "-", "1000000", "-", "-", "-", "-"]], "the quota on {node}");
     };
     for node_id in 1..=3 {
         let node = cluster.addr(node_id).to_owned();

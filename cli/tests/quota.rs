@@ -23,21 +23,32 @@ fn quotas_are_set_listed_removed_and_kept_and_bad_flags_are_refused() {
         let b = broker.addr.as_str();
         assert_eq!(rows(rill(b, &["quota", "list"]).ok()), Vec::<Vec<String>>::new());
         let set = rill(b, &["quota", "set", "--user", "app", "--producer-byte-rate", "1048576"]).ok().to_owned();
-        // USER, CLIENT-ID, IP, PRODUCER B/S, CONSUMER B/S, MUTATIONS/S, CONNECTIONS/S.
-        assert_eq!(rows(&set), [["app", "-", "-", "1048576", "-", "-", "-"]]);
+        // USER, CLIENT-ID, IP, PRODUCER B/S, CONSUMER B/S, MUTATIONS/S, REQUEST %, CONNECTIONS/S.
+        assert_eq!(rows(&set), [["app", "-", "-", "1048576", "-", "-", "-", "-"]]);
         rill(b, &["quota", "set", "--default-user", "--client-id", "reports", "--consumer-byte-rate", "2048"]).ok();
         rill(b, &["quota", "set", "--user", "app", "--consumer-byte-rate", "4096"]).ok();
         let listed = rows(rill(b, &["quota", "list"]).ok());
         assert_eq!(
             listed,
-            [["<default>", "reports", "-", "-", "2048", "-", "-"], ["app", "-", "-", "1048576", "4096", "-", "-"]]
+            [
+                ["<default>", "reports", "-", "-", "2048", "-", "-", "-"],
+                ["app", "-", "-", "1048576", "4096", "-", "-", "-"]
+            ]
         );
         // An address's connection rate and a user's topic changes (KIP-612, KIP-599).
         let ip =
             rill(b, &["quota", "set", "--ip", "::ffff:10.0.0.5", "--connection-creation-rate", "20"]).ok().to_owned();
-        assert_eq!(rows(&ip), [["-", "-", "10.0.0.5", "-", "-", "-", "20"]], "kept as its IPv4 address");
+        assert_eq!(rows(&ip), [["-", "-", "10.0.0.5", "-", "-", "-", "-", "20"]], "kept as its IPv4 address");
         let ci = rill(b, &["quota", "set", "--user", "ci", "--controller-mutation-rate", "10"]).ok().to_owned();
-        assert_eq!(rows(&ci), [["ci", "-", "-", "-", "-", "10", "-"]]);
+        assert_eq!(rows(&ci), [["ci", "-", "-", "-", "-", "10", "-", "-"]]);
+        // The share of a thread's time a client id's requests may take (KIP-124).
+        let dashboards =
+            rill(b, &["quota", "set", "--client-id", "dashboards", "--request-percentage", "50"]).ok().to_owned();
+        assert_eq!(rows(&dashboards), [["-", "dashboards", "-", "-", "-", "-", "50", "-"]]);
+        rill(b, &["quota", "set", "--client-id", "d", "--request-percentage", "0"]).fails(2, "0 is not in 1..=");
+        rill(b, &["quota", "set", "--ip", "10.0.0.5", "--request-percentage", "5"])
+            .fails(1, "an ip takes connection_creation_rate alone");
+        rill(b, &["quota", "remove", "--client-id", "dashboards", "--request-percentage"]).ok();
         rill(b, &["quota", "set", "--ip", "10.0.0.5", "--producer-byte-rate", "5"])
             .fails(1, "an ip takes connection_creation_rate alone");
         rill(b, &["quota", "set", "--ip", "10.0.0.5", "--user", "a", "--connection-creation-rate", "5"])
@@ -56,14 +67,14 @@ fn quotas_are_set_listed_removed_and_kept_and_bad_flags_are_refused() {
         rill(b, &["quota", "set", "--user", &long, "--producer-byte-rate", "5"]).fails(1, "got 256 bytes");
 
         let removed = rill(b, &["quota", "remove", "--user", "app", "--producer-byte-rate"]).ok().to_owned();
-        assert_eq!(rows(&removed), [["app", "-", "-", "-", "4096", "-", "-"]]);
+        assert_eq!(rows(&removed), [["app", "-", "-", "-", "4096", "-", "-", "-"]]);
     }
     let broker = BrokerProcess::start(&data);
     let b = broker.addr.as_str();
     let kept = rows(rill(b, &["quota", "list"]).ok());
     assert_eq!(
         kept,
-        [["<default>", "reports", "-", "-", "2048", "-", "-"], ["app", "-", "-", "-", "4096", "-", "-"]],
+        [["<default>", "reports", "-", "-", "2048", "-", "-", "-"], ["app", "-", "-", "-", "4096", "-", "-", "-"]],
         "kept across a restart"
     );
     rill(b, &["quota", "remove", "--user", "app"]).ok();

@@ -2,8 +2,10 @@
 rate; librdkafka's producer and consumer are told the throttle time in the broker's answers (their `throttle_cb`
 reports it), every record still arrives once and in order, and the records take at least the time the quota
 allows for them. `rill quota set --ip` holds an address to a connection rate (KIP-612): the connections past it are
-closed as they are accepted, and a librdkafka producer still delivers everything. The broker's quota samples are 100 ms (`quota_window_ms`), so a client's first burst is 1 s of
-its quota and the test's waits stay short."""
+closed as they are accepted, and a librdkafka producer still delivers everything. `rill quota set
+--request-percentage` holds a client id to a share of the broker's time (KIP-124): librdkafka is told to wait, at
+most one window each time, and still delivers everything. The broker's quota samples are 100 ms
+(`quota_window_ms`), so a client's first burst is 1 s of its quota and the test's waits stay short."""
 
 import os
 import subprocess
@@ -106,6 +108,40 @@ def test_a_librdkafka_consumer_past_its_quota_is_throttled_and_reads_every_recor
     assert offsets == list(range(RECORDS)), "each record once, in order"
     assert throttles and max(throttles) > 0, f"no throttle reported: {throttles}"
     assert took >= 2.0, f"{RECORDS} records of {len(RECORD)} bytes read in {took:.2f} s under a {RATE} B/s quota"
+
+
+def test_a_librdkafka_producer_past_its_request_percentage_is_throttled_and_every_record_arrives(broker):
+    rill(broker, "topic", "create", "quota-requests")
+    listed = rill(broker, "quota", "set", "--client-id", "busy-producer", "--request-percentage", "1")
+    assert "busy-producer" in listed, listed
+    throttles, delivered, failures = [], [], []
+
+    def on_delivery(err, msg):
+        (failures if err is not None else delivered).append(err or msg.offset())
+
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": broker,
+            "client.id": "busy-producer",
+            "linger.ms": 0,
+            "throttle_cb": lambda event: throttles.append(event.throttle_time),
+        }
+    )
+    # A request a record: 1% of a thread (10 ms of handling a second) runs out after some hundreds of them.
+    sent, deadline = 0, time.monotonic() + 60
+    while not throttles and time.monotonic() < deadline:
+        producer.produce("quota-requests", value=b"r", partition=0, on_delivery=on_delivery)
+        assert producer.flush(30) == 0, "every record delivered or failed in time"
+        sent += 1
+    assert throttles, f"no throttle reported after {sent} produce requests"
+    for _ in range(20):
+        producer.produce("quota-requests", value=b"r", partition=0, on_delivery=on_delivery)
+        assert producer.flush(30) == 0
+    assert failures == [], failures[:3]
+    assert delivered == list(range(sent + 20)), "each record once, in order"
+    # librdkafka reports the throttle in seconds; a request quota holds a client at most one window (100 ms).
+    assert 0 < max(throttles) <= 0.1, throttles
+    rill(broker, "quota", "remove", "--client-id", "busy-producer")
 
 
 def test_an_addresss_connections_past_its_connection_rate_are_closed_and_librdkafka_reconnects():

@@ -1,11 +1,12 @@
 //! DescribeClientQuotas (48) and AlterClientQuotas (49), v0–v1: Kafka's quota tools (`kafka-configs.sh
 //! --entity-type users|clients|ips`, the Java AdminClient's `describeClientQuotas`/`alterClientQuotas`) over the
-//! node's quota store (`quotas/`), the quotas `rill quota` manages too: byte rates of users and client ids, and
-//! (KIP-612) the connection rate of an `ip` entity, its name an IP address, written back as `IpAddr` writes it.
+//! node's quota store (`quotas/`), the quotas `rill quota` manages too: byte rates, partition mutation rates and
+//! request percentages of users and client ids, and (KIP-612) the connection rate of an `ip` entity, its name an IP
+//! address, written back as `IpAddr` writes it.
 //!
 //! Authorization is Kafka's: DESCRIBE_CONFIGS on the cluster to describe, ALTER_CONFIGS to alter, or a super
-//! user. What rill does not hold (`request_percentage`, `controller_mutation_rate`, a byte rate that is not a
-//! whole number of bytes from 1, an ip entity's name that is no address, an ip beside a user or client id) is
+//! user. What rill does not hold (a key it does not know, a value that is not a whole number in its range, an ip
+//! entity's name that is no address, an ip beside a user or client id) is
 //! refused with INVALID_REQUEST and a message saying what is served: in the whole response for a describe, per
 //! entry for an alter. The valid entries of an alter are
 //! applied together, in one write (or one controller command on a cluster).

@@ -25,6 +25,7 @@ use super::api_versions::{self, supported_versions};
 use super::framing::{encode_response, EncodeError, FrameError, RequestPreamble};
 use super::oversized::{self, OVERSIZED_PRODUCE_CEILING};
 use super::request_buffer::RequestBuffer;
+use super::request_time::{clock_of, HandlerClock};
 use super::response_frame::{encode_response_pieces, BatchRun, ResponseFrame, UnplacedRuns};
 use super::sasl::{Gate, SaslAnswer, SaslSession};
 use super::{
@@ -107,9 +108,12 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
         } else {
             request.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]))
         };
+        let clock = clock_of(&kafka.node.quotas, api_key, &request, sasl.principal());
         let ((answered, must_close), read_ahead_error) = {
-            let answering = std::pin::pin!(answer_gated(&kafka, &mut sasl, &mut software, api_key, request, peer));
-            while_reading_ahead(answering, &mut requests, &mut connection).await
+            let answering =
+                std::pin::pin!(answer_gated(&kafka, &mut sasl, &mut software, api_key, request, peer, &clock));
+            let mut timed = clock.timing(answering);
+            while_reading_ahead(std::pin::Pin::new(&mut timed), &mut requests, &mut connection).await
         };
         if let Some(metrics) = &kafka.node.metrics {
             metrics.kafka.record(api_key, started.elapsed(), answered.is_err() || must_close);
@@ -133,6 +137,8 @@ pub async fn serve(mut connection: ServedStream, kafka: Arc<KafkaContext>) {
                 return;
             }
         };
+        // A byte rate's wait or the request quota's, whichever is longer, as in Kafka.
+        let throttle = throttle.max(clock.finish(&kafka.node.quotas));
         if !throttle.is_zero() {
             // Over its quota (KIP-219): the answer told the client how long; the connection is not read meanwhile,
             // so a client that does not wait by itself waits all the same.
@@ -206,13 +212,14 @@ async fn answer_gated(
     api_key: i16,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
+    clock: &HandlerClock,
 ) -> (Result<Answer, RequestError>, bool) {
     if sasl.expects_raw_frame() {
         let SaslAnswer { frame, must_close } = sasl.answer_raw(kafka, request, peer).await;
         return (Ok(Answer::frame(frame)), must_close);
     }
     match sasl.gate(api_key) {
-        Gate::Serve => (answer(kafka, request, peer, sasl.principal(), software).await, false),
+        Gate::Serve => (answer(kafka, request, peer, sasl.principal(), software, clock).await, false),
         Gate::Sasl => match sasl.answer(kafka, request, peer).await {
             Ok(SaslAnswer { frame, must_close }) => (Ok(Answer::frame(frame)), must_close),
             Err(err) => (Err(err), true),
@@ -273,14 +280,17 @@ pub struct ClientSoftware {
 /// Longest software name or version kept (Kafka's clients send a few dozen bytes).
 const MAX_SOFTWARE_TEXT: usize = 128;
 
-/// The answer to one request; an ApiVersions records what the client says it is in `software`.
+/// The answer to one request; an ApiVersions records what the client says it is in `software`. Each answer's
+/// `throttle_time_ms` carries the request quota's wait as `clock` charges it.
 pub async fn answer(
     kafka: &KafkaContext,
     request: Bytes,
     peer: Option<std::net::SocketAddr>,
     principal: &crate::auth::Principal,
     software: &mut ClientSoftware,
+    clock: &HandlerClock,
 ) -> Result<Answer, RequestError> {
+    let quotas = &kafka.node.quotas;
     let request_bytes = request.len() as u64;
     let preamble = RequestPreamble::parse(&request).ok_or(FrameError::TooShort { size: request.len() as i64 })?;
     let RequestPreamble { api_key, api_version: version, correlation_id } = preamble;
@@ -308,7 +318,8 @@ pub async fn answer(
                 software.name = kept(request.client_software_name.as_str());
                 software.version = kept(request.client_software_version.as_str());
             }
-            let answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on());
+            let mut answer = api_versions::answer(true, kafka.node.config.auth.is_sasl_on());
+            answer.throttle_time_ms = clock.throttle_ms(quotas, answer.throttle_time_ms);
             encode_response(correlation_id, header_version, &answer, version)?
         }
         ApiKey::Metadata => {
@@ -318,8 +329,9 @@ pub async fn answer(
             if version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty) {
                 request.topics = None;
             }
-            let response = metadata::answer(kafka, &request, principal);
+            let mut response = metadata::answer(kafka, &request, principal);
             error_counts::count(kafka, api, &response);
+            response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::Produce => {
@@ -328,20 +340,20 @@ pub async fn answer(
             let mut response = produce::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
             // Kafka charges a produce's whole request, appended or not.
-            let throttle = kafka.node.quotas.charge(QuotaKey::ProducerByteRate, principal, client_id, request_bytes);
+            let throttle = quotas.charge(QuotaKey::ProducerByteRate, principal, client_id, request_bytes);
             if is_acks_none {
                 return Ok(Answer { frame: None, throttle });
             }
-            response.throttle_time_ms = throttle_ms(throttle);
+            response.throttle_time_ms = clock.throttle_ms(quotas, throttle_ms(throttle));
             let frame = encode_response(correlation_id, header_version, &response, version)?;
             return Ok(Answer::throttled(frame, throttle));
         }
         ApiKey::Fetch => {
             let mut request = FetchRequest::decode(&mut body, version).map_err(&malformed)?;
-            let quota = kafka.node.quotas.quota(QuotaKey::ConsumerByteRate, principal, client_id);
+            let quota = quotas.quota(QuotaKey::ConsumerByteRate, principal, client_id);
             if let Some(quota) = &quota {
                 // One answer may not carry more than the quota allows over the samples' span, as in Kafka.
-                let bound = kafka.node.quotas.fetch_bytes_bound(quota);
+                let bound = quotas.fetch_bytes_bound(quota);
                 request.max_bytes = request.max_bytes.min(i32::try_from(bound).unwrap_or(i32::MAX));
             }
             let (mut response, runs) = fetch::answer(kafka, request, version, principal).await;
@@ -350,6 +362,7 @@ pub async fn answer(
                 Some(quota) => fetch_throttle(kafka, quota, &mut response, &runs),
                 None => (Duration::ZERO, false),
             };
+            response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             if is_withheld {
                 // The answer carries no records (they were not charged), only the time to wait.
                 let frame = encode_response(correlation_id, header_version, &response, version)?;
@@ -373,6 +386,7 @@ pub async fn answer(
             let request = ShareFetchRequest::decode(&mut body, version).map_err(&malformed)?;
             let mut response = share_fetch::answer(kafka, request, principal).await;
             error_counts::count(kafka, api, &response);
+            response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             // As a Fetch's: the batches go out as storage read them, as pieces of the frame.
             let partitions = response.responses.iter().flat_map(|topic| &topic.partitions);
             let runs: Vec<BatchRun> = partitions.filter_map(|p| p.records.clone()).map(BatchRun::single).collect();
@@ -390,20 +404,23 @@ pub async fn answer(
         }
         ApiKey::ListOffsets => {
             let request = ListOffsetsRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = list_offsets::answer(kafka, request, version, principal).await;
+            let mut response = list_offsets::answer(kafka, request, version, principal).await;
             error_counts::count(kafka, api, &response);
+            response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::OffsetForLeaderEpoch => {
             let request = OffsetForLeaderEpochRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = offset_for_leader_epoch::answer(kafka, request, principal);
+            let mut response = offset_for_leader_epoch::answer(kafka, request, principal);
             error_counts::count(kafka, api, &response);
+            response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             encode_response(correlation_id, header_version, &response, version)?
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::decode(&mut body, version).map_err(&malformed)?;
-            let response = init_producer_id::answer(kafka, &request, version, principal).await;
+            let mut response = init_producer_id::answer(kafka, &request, version, principal).await;
             error_counts::count(kafka, api, &response);
+            response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             encode_response(correlation_id, header_version, &response, version)?
         }
         // The group and admin APIs, each in its own file, are routed by `dispatch.rs`.
@@ -416,7 +433,7 @@ pub async fn answer(
                 software: software.clone(),
                 principal: principal.clone(),
             };
-            super::dispatch::answer(kafka, other, version, correlation_id, body, caller).await?
+            super::dispatch::answer(kafka, other, version, correlation_id, body, caller, clock).await?
         }
     };
     Ok(Answer::frame(frame))

@@ -10,6 +10,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::connection::{malformed_by, RequestError};
 use super::framing::encode_response;
+use super::request_time::HandlerClock;
 use super::{
     acls, alter_configs, client_quotas, client_telemetry, consumer_group_describe, consumer_group_heartbeat,
     create_topics, delete_records, describe_cluster, describe_configs, describe_log_dirs, elect_leaders,
@@ -51,14 +52,17 @@ pub async fn answer(
     correlation_id: i32,
     mut body: Bytes,
     caller: Caller,
+    clock: &HandlerClock,
 ) -> Result<Bytes, RequestError> {
     let header_version = api.response_header_version(version);
-    // Decodes the request as `$request`, runs the handler on it, and frames what it answers.
+    // Decodes the request as `$request`, runs the handler on it, and frames what it answers, with the request
+    // quota's wait in its `throttle_time_ms` (`request_time.rs`).
     macro_rules! serve {
         ($request:ty, |$decoded:ident| $handler:expr) => {{
             let $decoded = <$request>::decode(&mut body, version).map_err(malformed_by(api, version))?;
-            let response = $handler;
+            let mut response = $handler;
             super::error_counts::count(kafka, api, &response);
+            response.throttle_time_ms = clock.throttle_ms(&kafka.node.quotas, response.throttle_time_ms);
             Ok(encode_response(correlation_id, header_version, &response, version)?)
         }};
     }
@@ -261,9 +265,13 @@ pub async fn answer(
         ApiKey::DescribeProducers => serve!(DescribeProducersRequest, |request| {
             transactions_admin::describe_producers(kafka, &request, &caller.principal)
         }),
-        ApiKey::WriteTxnMarkers => serve!(WriteTxnMarkersRequest, |request| {
-            transactions_admin::write_markers(kafka, request, &caller.principal).await
-        }),
+        ApiKey::WriteTxnMarkers => {
+            // A broker's request, exempt from the request quota (it has no throttle time to carry).
+            let request = WriteTxnMarkersRequest::decode(&mut body, version).map_err(malformed_by(api, version))?;
+            let response = transactions_admin::write_markers(kafka, request, &caller.principal).await;
+            super::error_counts::count(kafka, api, &response);
+            Ok(encode_response(correlation_id, header_version, &response, version)?)
+        }
         ApiKey::GetTelemetrySubscriptions => serve!(GetTelemetrySubscriptionsRequest, |request| {
             client_telemetry::subscriptions(kafka, &request, &caller)
         }),

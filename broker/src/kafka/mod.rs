@@ -54,6 +54,7 @@ mod oversized;
 mod partition_reassignments;
 mod produce;
 mod request_buffer;
+mod request_time;
 mod response_frame;
 mod sasl;
 mod share_fetch;

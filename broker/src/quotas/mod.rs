@@ -5,7 +5,10 @@
 //! which an IP address may open connections, set for an `ip` entity (an address, or the default for every address
 //! without one of its own): a connection past it is closed as it is accepted (`connections.rs`). And (KIP-599)
 //! the partitions a second a user or client id may create or delete, `controller_mutation_rate`, metered as the
-//! byte rates are and enforced by the Kafka topic admin requests (`kafka/mutation_quota.rs`).
+//! byte rates are and enforced by the Kafka topic admin requests (`kafka/mutation_quota.rs`). And (KIP-124) the
+//! share of one thread's time a user or client id's requests may take to handle, `request_percentage`, metered
+//! in microseconds of handling (`kafka/request_time.rs` on the Kafka listener, `service/request_time.rs` for
+//! gRPC calls).
 //!
 //! `ClientQuotas` is the configuration and its rules (what may be set, which quota applies to a client); the
 //! store (`store.rs`) keeps it, in `<data>/__quotas.json` on a single node or in the replicated cluster
@@ -15,10 +18,11 @@
 //! - Which quota applies is Kafka's order (`ClientQuotas::resolve`), decided per key: the most specific entity
 //!   with a value for that key wins, and the clients it covers share one meter when it names the user or client
 //!   id they share (`/users/alice`: every client of alice together), one each when a default stands for it.
-//! - Every value is a whole number of bytes a second, at least 1; an entity holds at least one value, or it is
-//!   gone. At most [`MAX_QUOTA_ENTITIES`] entities, names at most [`MAX_ENTITY_NAME_BYTES`] bytes.
+//! - Every value is a whole number (bytes, partitions or connections a second, or a percentage), at least 1 (a
+//!   connection rate may be 0); an entity holds at least one value, or it is gone. At most [`MAX_QUOTA_ENTITIES`] entities, names at most [`MAX_ENTITY_NAME_BYTES`] bytes.
 
 pub mod connections;
+pub mod request_time;
 pub mod service;
 pub mod store;
 pub mod throttle;
@@ -90,17 +94,25 @@ pub enum QuotaKey {
     ConnectionCreationRate,
     /// Partitions a second a client may create or delete (KIP-599): CreateTopics, CreatePartitions, DeleteTopics.
     ControllerMutationRate,
+    /// The share of one thread's time, in percent, a client's requests may take to handle (KIP-124): 100 is one
+    /// thread's whole time, 200 two threads'.
+    RequestPercentage,
 }
 
 impl QuotaKey {
     /// The rates a user or client id is held to, metered per client (`throttle.rs`).
-    pub const METERED: [QuotaKey; 3] =
-        [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate, QuotaKey::ControllerMutationRate];
-    pub const ALL: [QuotaKey; 4] = [
+    pub const METERED: [QuotaKey; 4] = [
+        QuotaKey::ProducerByteRate,
+        QuotaKey::ConsumerByteRate,
+        QuotaKey::ControllerMutationRate,
+        QuotaKey::RequestPercentage,
+    ];
+    pub const ALL: [QuotaKey; 5] = [
         QuotaKey::ProducerByteRate,
         QuotaKey::ConsumerByteRate,
         QuotaKey::ConnectionCreationRate,
         QuotaKey::ControllerMutationRate,
+        QuotaKey::RequestPercentage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +121,7 @@ impl QuotaKey {
             QuotaKey::ConsumerByteRate => "consumer_byte_rate",
             QuotaKey::ConnectionCreationRate => "connection_creation_rate",
             QuotaKey::ControllerMutationRate => "controller_mutation_rate",
+            QuotaKey::RequestPercentage => "request_percentage",
         }
     }
 
@@ -117,10 +130,12 @@ impl QuotaKey {
         u64::from(self != QuotaKey::ConnectionCreationRate)
     }
 
-    /// The largest value it may have (Kafka's connection rate is an int).
+    /// The largest value it may have (Kafka's connection rate is an int; a million percent is ten thousand
+    /// threads' time, and keeps the microseconds a second it meters well inside a u64).
     fn most(self) -> u64 {
         match self {
             QuotaKey::ConnectionCreationRate => i32::MAX as u64,
+            QuotaKey::RequestPercentage => 1_000_000,
             _ => i64::MAX as u64,
         }
     }
@@ -141,9 +156,9 @@ pub struct QuotaChange {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidQuota {
     #[error(
-        "quota key {0:?} is not served: rill enforces producer_byte_rate, consumer_byte_rate and \
-         controller_mutation_rate for users and client ids, and connection_creation_rate for ips \
-         (request_percentage is not)"
+        "quota key {0:?} is not served: rill enforces producer_byte_rate, consumer_byte_rate, \
+         controller_mutation_rate and request_percentage for users and client ids, and connection_creation_rate \
+         for ips"
     )]
     Key(String),
     #[error("entity type {0:?} is not served: an entity is a user, a client-id, both, or an ip")]
@@ -156,10 +171,10 @@ pub enum InvalidQuota {
     IpAddress(String),
     #[error(
         "{key} is not a quota of {entity}: an ip takes connection_creation_rate alone, a user or client-id \
-         producer_byte_rate, consumer_byte_rate and controller_mutation_rate"
+         producer_byte_rate, consumer_byte_rate, controller_mutation_rate and request_percentage"
     )]
     KeyOfEntity { key: &'static str, entity: String },
-    #[error("{key} must be a whole number a second from {least} to {most}, got {value}")]
+    #[error("{key} must be a whole number from {least} to {most}, got {value}")]
     Value { key: &'static str, value: f64, least: u64, most: u64 },
     #[error("too many quota entities: a node or a cluster holds at most {MAX_QUOTA_ENTITIES}")]
     TooMany,
@@ -326,6 +341,11 @@ impl ClientQuotas {
             let bytes_per_sec = *self.entries.get(&entity)?.get(&key)?;
             Some(ResolvedQuota { bytes_per_sec, meter })
         })
+    }
+
+    /// Whether any entity holds a value for `key`.
+    pub fn holds(&self, key: QuotaKey) -> bool {
+        self.entries.values().any(|values| values.contains_key(&key))
     }
 
     /// Whether any `ip` entity holds a connection rate: when not, accepting a connection looks nothing up.
@@ -508,8 +528,12 @@ mod tests {
             assert!(rate_from_wire(QuotaKey::ProducerByteRate, value).is_err(), "{value}");
         }
         assert_eq!(QuotaKey::parse("consumer_byte_rate"), Ok(QuotaKey::ConsumerByteRate));
-        let err = QuotaKey::parse("request_percentage").expect_err("not served");
-        assert!(err.to_string().contains("consumer_byte_rate and controller_mutation_rate"), "{err}");
+        assert_eq!(QuotaKey::parse("request_percentage"), Ok(QuotaKey::RequestPercentage));
+        assert_eq!(rate_from_wire(QuotaKey::RequestPercentage, 200.0), Ok(200));
+        let err = rate_from_wire(QuotaKey::RequestPercentage, 2e6).expect_err("past ten thousand threads");
+        assert!(err.to_string().contains("from 1 to 1000000"), "{err}");
+        let err = QuotaKey::parse("io_thread_units").expect_err("not served");
+        assert!(err.to_string().contains("controller_mutation_rate and request_percentage"), "{err}");
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn quota_to_wire(entity: &QuotaEntity, values: Option<&BTreeMap<QuotaKey, u64>>)
         consumer_byte_rate: value(QuotaKey::ConsumerByteRate),
         connection_creation_rate: value(QuotaKey::ConnectionCreationRate),
         controller_mutation_rate: value(QuotaKey::ControllerMutationRate),
+        request_percentage: value(QuotaKey::RequestPercentage),
     }
 }
 
@@ -114,6 +115,7 @@ impl QuotaAdmin for QuotaAdminService {
             (QuotaKey::ConsumerByteRate, asked.consumer_byte_rate, asked.remove_consumer_byte_rate),
             (QuotaKey::ConnectionCreationRate, asked.connection_creation_rate, asked.remove_connection_creation_rate),
             (QuotaKey::ControllerMutationRate, asked.controller_mutation_rate, asked.remove_controller_mutation_rate),
+            (QuotaKey::RequestPercentage, asked.request_percentage, asked.remove_request_percentage),
         ] {
             match (value, remove) {
                 (Some(_), true) => {
@@ -127,8 +129,8 @@ impl QuotaAdmin for QuotaAdminService {
         }
         if changes.is_empty() {
             return Err(Reason::InvalidArgument.status(
-                "nothing to change: set or remove producer_byte_rate, consumer_byte_rate or \
-                 controller_mutation_rate (a user or client id), or connection_creation_rate (an ip)",
+                "nothing to change: set or remove producer_byte_rate, consumer_byte_rate, controller_mutation_rate \
+                 or request_percentage (a user or client id), or connection_creation_rate (an ip)",
             ));
         }
         let store = Arc::clone(&self.store);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use super::{ClientQuotas, InvalidQuota, QuotaChange};
+use super::{ClientQuotas, InvalidQuota, QuotaChange, QuotaKey};
 use crate::auth::replicated::{ClusterAccess, StoreBacking as Backing};
 use crate::cluster::access::AccessRefusal;
 use crate::cluster::metadata::{ClusterMetadata, Command};
@@ -54,6 +54,8 @@ pub struct QuotaStore {
     current: RwLock<Arc<ClientQuotas>>,
     /// Whether `current` holds any quota: what the data path asks first.
     is_any_set: AtomicBool,
+    /// Whether any entity in `current` holds a `request_percentage`: when not, no request's handling is timed.
+    is_request_time_set: AtomicBool,
     /// Serializes the writers of the file, or the swaps of the snapshot on a cluster node.
     writer: Mutex<()>,
 }
@@ -91,12 +93,18 @@ impl QuotaStore {
 
     fn with(backing: Backing, quotas: Arc<ClientQuotas>) -> Self {
         let is_any_set = AtomicBool::new(!quotas.is_empty());
-        Self { backing, current: RwLock::new(quotas), is_any_set, writer: Mutex::new(()) }
+        let is_request_time_set = AtomicBool::new(quotas.holds(QuotaKey::RequestPercentage));
+        Self { backing, current: RwLock::new(quotas), is_any_set, is_request_time_set, writer: Mutex::new(()) }
     }
 
     /// Whether any quota is set: when not, nothing is metered.
     pub fn is_any_set(&self) -> bool {
         self.is_any_set.load(Ordering::Relaxed)
+    }
+
+    /// Whether any client is held to a `request_percentage`: when not, nothing times a request's handling.
+    pub fn is_request_time_set(&self) -> bool {
+        self.is_request_time_set.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Arc<ClientQuotas> {
@@ -105,6 +113,7 @@ impl QuotaStore {
 
     fn publish(&self, quotas: Arc<ClientQuotas>) {
         self.is_any_set.store(!quotas.is_empty(), Ordering::Relaxed);
+        self.is_request_time_set.store(quotas.holds(QuotaKey::RequestPercentage), Ordering::Relaxed);
         *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = quotas;
     }
 

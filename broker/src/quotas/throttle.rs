@@ -11,6 +11,11 @@
 //! KIP-219: the answer goes out at once, carrying the time, and the connection is then not read until it is
 //! up).
 //!
+//! `request_percentage` is metered the same way in microseconds of handling, its quota the microseconds a second
+//! its percentage of one thread is (50: 500,000 µs a second); as Kafka's request quota does, it holds a client for
+//! at most one window ([`ClientThrottle::max_throttle`]), so that a request that took long to handle does not
+//! stop its client for a minute.
+//!
 //! Memory is bounded: a meter unused for the whole span is dropped (checked at most once a window), and past
 //! [`MAX_METERS`] a client with no meter of its own is held to its quota by a meter it does not keep.
 
@@ -58,13 +63,13 @@ impl Meter {
         }
     }
 
-    /// How long the client must wait for its rate to come back to `quota` bytes a second.
-    fn throttle_time(&self, now: Instant, quota: u64, window: Duration) -> Duration {
+    /// How long the client must wait for its rate to come back to `quota` a second, at most `max`.
+    fn throttle_time(&self, now: Instant, quota: u64, window: Duration, max: Duration) -> Duration {
         let total = self.samples.iter().map(|(_, bytes)| bytes).sum::<u64>() as f64;
         let oldest = self.samples.front().map_or(now, |(start, _)| *start);
         let elapsed = now.saturating_duration_since(oldest);
         let span = elapsed.max(window * (SAMPLES - 1));
-        let (quota, max) = (quota as f64, MAX_THROTTLE);
+        let quota = quota as f64;
         if total / span.as_secs_f64() <= quota {
             return Duration::ZERO;
         }
@@ -103,8 +108,8 @@ pub struct ClientThrottle {
     /// By [`QuotaKey::ALL`]'s order: requests throttled, and the time they were told to wait, in µs
     /// (`rill_client_throttles_total`, `rill_client_throttle_seconds_total`); a connection rate is never charged
     /// here (`connections.rs`), its place stays 0.
-    throttled: [AtomicU64; 4],
-    throttled_micros: [AtomicU64; 4],
+    throttled: [AtomicU64; 5],
+    throttled_micros: [AtomicU64; 5],
 }
 
 impl std::fmt::Debug for ClientThrottle {
@@ -119,6 +124,18 @@ fn key_index(key: QuotaKey) -> usize {
         QuotaKey::ConsumerByteRate => 1,
         QuotaKey::ConnectionCreationRate => 2,
         QuotaKey::ControllerMutationRate => 3,
+        QuotaKey::RequestPercentage => 4,
+    }
+}
+
+/// Microseconds of one thread's time a second in one percent of it.
+const MICROS_PER_PERCENT: u64 = 10_000;
+
+/// What `quota` allows a second, in the units its meter counts: bytes, partitions, or microseconds of handling.
+fn allowance(key: QuotaKey, quota: &ResolvedQuota) -> u64 {
+    match key {
+        QuotaKey::RequestPercentage => quota.bytes_per_sec.saturating_mul(MICROS_PER_PERCENT),
+        _ => quota.bytes_per_sec,
     }
 }
 
@@ -143,7 +160,7 @@ impl ClientThrottle {
     }
 
     /// For each metered rate: how many requests were throttled, and for how long in all.
-    pub fn throttle_counts(&self) -> [(QuotaKey, u64, Duration); 3] {
+    pub fn throttle_counts(&self) -> [(QuotaKey, u64, Duration); 4] {
         QuotaKey::METERED.map(|key| {
             let index = key_index(key);
             let micros = self.throttled_micros[index].load(Ordering::Relaxed);
@@ -167,6 +184,34 @@ impl ClientThrottle {
         self.store.snapshot().resolve(key, quota_user(principal), client_id)
     }
 
+    /// The longest one request holds a client on `key`: one window for `request_percentage`, as in Kafka.
+    fn max_throttle(&self, key: QuotaKey) -> Duration {
+        match key {
+            QuotaKey::RequestPercentage => self.window,
+            _ => MAX_THROTTLE,
+        }
+    }
+
+    /// Counts `busy`, time a request of this client took to handle, against its `request_percentage`; how long
+    /// it must now wait (zero within its quota, or with none). Not counted as a throttle: a request is charged
+    /// in parts, and counted once ([`ClientThrottle::count_throttle`]).
+    pub fn charge_request_time(&self, principal: &Principal, client_id: &str, busy: Duration) -> Duration {
+        let key = QuotaKey::RequestPercentage;
+        match self.quota(key, principal, client_id) {
+            Some(quota) => self.metered(key, &quota, busy.as_micros() as u64, Instant::now()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Counts a request held `throttle` for going past its quota on `key` (`rill_client_throttles_total`).
+    pub fn count_throttle(&self, key: QuotaKey, throttle: Duration) {
+        if !throttle.is_zero() {
+            let index = key_index(key);
+            self.throttled[index].fetch_add(1, Ordering::Relaxed);
+            self.throttled_micros[index].fetch_add(throttle.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Counts `bytes` against the client's quota on `key`; how long it must now wait (zero within its quota,
     /// or with none).
     pub fn charge(&self, key: QuotaKey, principal: &Principal, client_id: &str, bytes: u64) -> Duration {
@@ -183,7 +228,8 @@ impl ClientThrottle {
         let mut meters = self.meters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         meters.sweep(now, self.window);
         let meter = meters.by_client.get(&(key, quota.meter.clone()));
-        meter.map_or(Duration::ZERO, |meter| meter.throttle_time(now, quota.bytes_per_sec, self.window))
+        let max = self.max_throttle(key);
+        meter.map_or(Duration::ZERO, |meter| meter.throttle_time(now, allowance(key, quota), self.window, max))
     }
 
     /// Takes back `bytes` charged to a resolved quota for an answer that was not sent.
@@ -196,28 +242,24 @@ impl ClientThrottle {
 
     pub(crate) fn charge_at(&self, key: QuotaKey, quota: &ResolvedQuota, bytes: u64, now: Instant) -> Duration {
         let throttle = self.metered(key, quota, bytes, now);
-        if !throttle.is_zero() {
-            let index = key_index(key);
-            self.throttled[index].fetch_add(1, Ordering::Relaxed);
-            self.throttled_micros[index].fetch_add(throttle.as_micros() as u64, Ordering::Relaxed);
-        }
+        self.count_throttle(key, throttle);
         throttle
     }
 
     fn metered(&self, key: QuotaKey, quota: &ResolvedQuota, bytes: u64, now: Instant) -> Duration {
-        let window = self.window;
+        let (window, max, allowed) = (self.window, self.max_throttle(key), allowance(key, quota));
         let mut meters = self.meters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         meters.sweep(now, window);
         let id = (key, quota.meter.clone());
         match meters.by_client.get_mut(&id) {
             Some(meter) => {
                 meter.record(now, bytes, window);
-                meter.throttle_time(now, quota.bytes_per_sec, window)
+                meter.throttle_time(now, allowed, window, max)
             }
             None => {
                 let mut meter = Meter::default();
                 meter.record(now, bytes, window);
-                let throttle = meter.throttle_time(now, quota.bytes_per_sec, window);
+                let throttle = meter.throttle_time(now, allowed, window, max);
                 if meters.by_client.len() < MAX_METERS {
                     meters.by_client.insert(id, meter);
                 }
@@ -294,7 +336,7 @@ mod tests {
             assert_eq!(over, Duration::from_millis(9_500), "{client}");
         }
         assert_eq!(throttle.meter_count(), 2);
-        let [(_, produce_throttles, produce_held), (_, fetch_throttles, _), _] = throttle.throttle_counts();
+        let [(_, produce_throttles, produce_held), (_, fetch_throttles, _), _, _] = throttle.throttle_counts();
         assert_eq!((produce_throttles, produce_held, fetch_throttles), (2, Duration::from_millis(19_000), 0));
         assert_eq!(throttle.quota(QuotaKey::ConsumerByteRate, &Principal::Anonymous, "a"), None);
     }
@@ -310,5 +352,23 @@ mod tests {
         let other = throttle.quota(QuotaKey::ProducerByteRate, &Principal::Anonymous, "b").expect("covered");
         throttle.charge_at(QuotaKey::ProducerByteRate, &other, 1, now + WINDOW * SAMPLES);
         assert_eq!(throttle.meter_count(), 1, "a's meter went once idle for the whole span");
+    }
+
+    #[test]
+    fn a_request_percentage_meters_microseconds_and_holds_a_client_at_most_a_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(QuotaStore::open(dir.path()).expect("store"));
+        let entity = QuotaEntity { user: None, client_id: Some(EntityName::Default), ip: None };
+        let change = QuotaChange { entity, key: QuotaKey::RequestPercentage, value: Some(10) };
+        store.alter(vec![change], false).expect("set");
+        let throttle = ClientThrottle::new(store, WINDOW);
+        let key = QuotaKey::RequestPercentage;
+        let quota = throttle.quota(key, &Principal::Anonymous, "app").expect("covered");
+        let now = Instant::now();
+        // 10% of a thread is 100 ms a second: 900 ms over the first span is within it.
+        assert_eq!(throttle.charge_at(key, &quota, 900_000, now), Duration::ZERO);
+        // 1.1 s: 11 s to bring the share back, held one window at most.
+        assert_eq!(throttle.charge_at(key, &quota, 200_000, now), WINDOW);
+        assert_eq!(throttle.pending(key, &quota), WINDOW);
     }
 }

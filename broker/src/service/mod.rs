@@ -9,6 +9,7 @@ mod produce_stream;
 mod read;
 mod records;
 mod records_route;
+pub(crate) mod request_time;
 mod share_consume;
 
 use std::sync::Arc;

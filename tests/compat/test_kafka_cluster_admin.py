@@ -6,8 +6,10 @@ under way with a None replica list (its new node SIGSTOPped so the move cannot f
 back on its original replica. And both admin clients create, grow and delete replicated topics through any node:
 every node then shows them with 3 in-sync replicas per partition, and a replication factor above the alive nodes
 is refused with INVALID_REPLICATION_FACTOR naming their count. A client metrics subscription set through one node
-(kafka-python) is described and listed through every node, altered and deleted through others. Run by
-kafka-clients.sh."""
+(kafka-python) is described and listed through every node, altered and deleted through others. kafka-python's
+describe_metadata_quorum (Kafka's DescribeQuorum, as `kafka-metadata-quorum.sh` asks it) shows the controller
+quorum through every node: the same leader and epoch, the three voters each at the leader's log end, their
+endpoints. Run by kafka-clients.sh."""
 
 import os
 import signal
@@ -194,6 +196,40 @@ def test_kafka_python_sets_a_client_metrics_subscription_through_one_node_and_ev
         admins[0].reset_configs([subscription({})])
         wait_for(lambda: all(admin.list_config_resources(["CLIENT_METRICS"]) == {} for admin in admins),
                  "the deleted subscription gone from every node")
+    finally:
+        for admin in admins:
+            admin.close()
+
+
+def test_kafka_python_describes_the_controller_quorum_through_every_node(cluster):
+    admins = [KafkaAdminClient(bootstrap_servers=addr) for addr in cluster.addrs]
+    ports = sorted(int(addr.rsplit(":", 1)[1]) for addr in cluster.addrs)
+    try:
+        def quorum(admin):
+            answer = admin.describe_metadata_quorum()
+            [topic] = answer["topics"]
+            [log] = topic["partitions"]
+            assert (topic["topic_name"], log["partition_index"], log["error"]) == ("__cluster_metadata", 0, None), log
+            return answer, log
+
+        def caught_up():
+            logs = [quorum(admin)[1] for admin in admins]
+            ends = {voter["log_end_offset"] for log in logs for voter in log["current_voters"]}
+            return len(ends) == 1 and logs
+
+        logs = wait_for(caught_up, "every voter at the leader's log end, as every node describes it")
+        for log in logs:
+            assert (log["leader_id"], log["leader_epoch"]) == (logs[0]["leader_id"], logs[0]["leader_epoch"]), log
+            assert log["leader_epoch"] >= 1 and log["observers"] == [], log
+            assert sorted(voter["replica_id"] for voter in log["current_voters"]) == [1, 2, 3], log
+            end = log["current_voters"][0]["log_end_offset"]
+            assert 0 < end and 0 < log["high_watermark"] <= end, log
+            leader = [v for v in log["current_voters"] if v["replica_id"] == log["leader_id"]]
+            assert leader and leader[0]["last_fetch_timestamp"] == -1, log
+            assert leader[0]["last_caught_up_timestamp"] > 0, log
+        answer, _ = quorum(admins[1])
+        endpoints = sorted(listener["port"] for node in answer["nodes"] for listener in node["listeners"])
+        assert endpoints == ports, answer["nodes"]
     finally:
         for admin in admins:
             admin.close()

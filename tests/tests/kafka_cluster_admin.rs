@@ -313,3 +313,84 @@ async fn elections_and_reassignments_need_alter_on_the_cluster_and_listing_them_
         admin.call(ApiKey::ElectLeaders, 2, &elect(PREFERRED, Some(&[("orders", &[0])]))).await;
     assert_eq!(past.error_code, INVALID_REQUEST);
 }
+
+fn quorum_request(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+        .with_topic_name(TopicName(text(topic)))
+        .with_partitions(
+            partitions
+                .iter()
+                .map(|p| describe_quorum_request::PartitionData::default().with_partition_index(*p))
+                .collect(),
+        )])
+}
+
+/// DescribeQuorum (`kafka-metadata-quorum.sh describe`): the controller quorum as Kafka's `__cluster_metadata`
+/// partition 0, in every version: a cluster of one is its own leader and only voter, at its raft term, at the log
+/// end it holds; a single node a quorum of one with unknown offsets; any other partition UNKNOWN_TOPIC_OR_PARTITION
+/// each; DESCRIBE on the cluster needed (the three-node view through every node is in the compat tests).
+#[tokio::test]
+async fn describe_quorum_shows_the_controller_quorum_as_kafkas_metadata_log() {
+    let mut cluster = cluster_of_one().await;
+    let addr = cluster.handle.as_ref().expect("running").addr();
+    let mut client = KafkaClient::connect(addr).await;
+    for version in 0..=2 {
+        let answer: DescribeQuorumResponse =
+            client.call(ApiKey::DescribeQuorum, version, &quorum_request("__cluster_metadata", &[0])).await;
+        assert_eq!(answer.error_code, 0, "v{version}");
+        let log = &answer.topics[0].partitions[0];
+        assert_eq!((answer.topics[0].topic_name.0.as_str(), log.error_code), ("__cluster_metadata", 0));
+        assert_eq!(log.leader_id, BrokerId(1), "v{version}");
+        assert!(log.leader_epoch >= 1, "the raft term: {}", log.leader_epoch);
+        let voters: Vec<(i32, i64)> = log.current_voters.iter().map(|v| (v.replica_id.0, v.log_end_offset)).collect();
+        assert_eq!(voters.len(), 1, "{voters:?}");
+        // The topic created through the quorum is in its log: the end is past it, the applied part too.
+        assert!(voters[0].0 == 1 && voters[0].1 > 1, "{voters:?}");
+        assert!(log.high_watermark > 1 && log.high_watermark <= voters[0].1, "{}", log.high_watermark);
+        assert!(log.observers.is_empty());
+        if version >= 1 {
+            assert_eq!(log.current_voters[0].last_fetch_timestamp, -1, "the leader's own, as Kafka reports it");
+            assert!(log.current_voters[0].last_caught_up_timestamp > 0);
+        }
+        if version == 2 {
+            let ports: Vec<(i32, u16)> =
+                answer.nodes.iter().flat_map(|n| n.listeners.iter().map(|l| (n.node_id.0, l.port))).collect();
+            assert_eq!(ports, [(1, addr.port())]);
+        }
+    }
+    for asked in [quorum_request("__cluster_metadata", &[1]), quorum_request("orders", &[0, 1])] {
+        let answer: DescribeQuorumResponse = client.call(ApiKey::DescribeQuorum, 2, &asked).await;
+        let codes: Vec<(String, i32, i16)> = answer
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), p.partition_index, p.error_code)))
+            .collect();
+        let expected: Vec<(String, i32, i16)> = asked
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), p.partition_index, 3)))
+            .collect();
+        assert_eq!(codes, expected);
+        let message = answer.topics[0].partitions[0].error_message.as_deref().unwrap_or_default().to_string();
+        assert!(message.contains("__cluster_metadata partition 0"), "{message}");
+    }
+    cluster.assert_serving().await;
+
+    let mut single = TestBroker::start().await;
+    let mut client = KafkaClient::connect(single.handle.as_ref().expect("running").addr()).await;
+    let answer: DescribeQuorumResponse =
+        client.call(ApiKey::DescribeQuorum, 1, &quorum_request("__cluster_metadata", &[0])).await;
+    let log = &answer.topics[0].partitions[0];
+    assert_eq!((log.error_code, log.leader_epoch, log.high_watermark), (0, 0, -1));
+    assert_eq!(log.current_voters.len(), 1);
+    assert_eq!((log.current_voters[0].replica_id, log.current_voters[0].log_end_offset), (log.leader_id, -1));
+    single.assert_serving().await;
+
+    let broker = TestBroker::start_authorizing(&[], &["admin", "ops"]).await;
+    let mut ops = KafkaClient::connect_as(broker.handle.as_ref().expect("running").addr(), "ops", PASSWORD).await;
+    let refused: DescribeQuorumResponse =
+        ops.call(ApiKey::DescribeQuorum, 2, &quorum_request("__cluster_metadata", &[0])).await;
+    assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let message = refused.error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("User:ops") && message.contains("describe the cluster"), "{message}");
+}

@@ -137,6 +137,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (49, 0, 1), // AlterClientQuotas
         (50, 0, 0), // DescribeUserScramCredentials
         (51, 0, 0), // AlterUserScramCredentials
+        (55, 0, 2), // DescribeQuorum
         (60, 0, 1), // DescribeCluster
         (61, 0, 0), // DescribeProducers
         (65, 0, 0), // DescribeTransactions

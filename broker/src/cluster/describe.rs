@@ -73,11 +73,13 @@ impl ClusterAdminService {
                 is_voter: false,
                 last_heartbeat_age_ms: None,
                 rack: self.config.rack.clone(),
+                raft_log_end: None,
             }],
             removed_node_ids: Vec::new(),
             replication_throttle_bytes_per_sec: None,
             quorum_ack_age_ms: None,
             is_quorum_lost: false,
+            raft_high_watermark: None,
         }
     }
 }
@@ -91,6 +93,17 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
     let now = Instant::now();
     let super::QuorumContact { ack_age_ms: quorum_ack_age_ms, is_lost: is_quorum_lost } =
         controller.quorum_contact(&metrics);
+    // What each member holds of the quorum's log: the leader knows what every member acknowledged, any node what
+    // it holds itself.
+    let own_log_end = metrics.last_log_index.map_or(0, |index| index + 1);
+    let acknowledged = metrics.replication.as_ref().filter(|_| is_leader);
+    let raft_log_end = |node_id: u64| {
+        if node_id == controller.node_id {
+            return Some(own_log_end);
+        }
+        let matched = acknowledged?.get(&node_id)?;
+        Some(matched.as_ref().map_or(0, |log_id| log_id.index + 1))
+    };
     let nodes = controller
         .members()
         .into_iter()
@@ -114,6 +127,7 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
                 is_voter: voters.contains(&peer.node_id),
                 last_heartbeat_age_ms,
                 rack: record.and_then(|r| r.rack.clone()),
+                raft_log_end: raft_log_end(peer.node_id),
             }
         })
         .collect();
@@ -129,7 +143,22 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
         replication_throttle_bytes_per_sec: metadata.replication_throttle_bytes_per_sec,
         quorum_ack_age_ms,
         is_quorum_lost,
+        raft_high_watermark: Some(metrics.last_applied.map_or(0, |log_id| log_id.index + 1)),
     }
+}
+
+/// The cluster as the controller leader sees it, asked on behalf of `caller`: this node's own view when it leads,
+/// or when the leader is unknown or does not answer in time (`answered_by_leader` then false).
+pub async fn describe_by_leader(
+    controller: &Controller,
+    caller: crate::auth::forwarded::ForwardedCaller,
+) -> DescribeClusterResponse {
+    let local = local_view(controller);
+    if local.answered_by_leader {
+        return local;
+    }
+    let Some(leader_id) = local.controller_leader_id else { return local };
+    leader_view(controller, leader_id, caller).await.unwrap_or(local)
 }
 
 /// The controller leader's id and address, when this node is not the leader and knows who is; `None` on the leader.
@@ -227,17 +256,11 @@ impl ClusterAdmin for ClusterAdminService {
         request: Request<DescribeClusterRequest>,
     ) -> Result<Response<DescribeClusterResponse>, Status> {
         let Some(controller) = &self.controller else { return Ok(Response::new(self.single_node())) };
-        let local = local_view(controller);
-        if request.get_ref().local_only || local.answered_by_leader {
-            return Ok(Response::new(local));
+        if request.get_ref().local_only {
+            return Ok(Response::new(local_view(controller)));
         }
-        if let Some(leader_id) = local.controller_leader_id {
-            let caller = crate::auth::forwarded::ForwardedCaller::of(&request);
-            if let Some(answer) = leader_view(controller, leader_id, caller).await {
-                return Ok(Response::new(answer));
-            }
-        }
-        Ok(Response::new(local))
+        let caller = crate::auth::forwarded::ForwardedCaller::of(&request);
+        Ok(Response::new(describe_by_leader(controller, caller).await))
     }
 
     async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {

@@ -104,6 +104,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v0 lists the client metrics subscriptions (KIP-714's ListClientMetricsResources), v1 any config resource
     // type (KIP-1142).
     (ApiKey::ListConfigResources, 0, 1),
+    // The controller quorum as Kafka's KRaft quorum (`kafka-metadata-quorum.sh`); v2 (KIP-853) names the voters'
+    // endpoints.
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The APIs only a broker with SASL on serves.

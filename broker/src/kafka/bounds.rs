@@ -65,6 +65,7 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::AlterPartitionReassignments => admin::alter_partition_reassignments(&mut walk, version)?,
         ApiKey::ListPartitionReassignments => admin::list_partition_reassignments(&mut walk)?,
         ApiKey::ListConfigResources => admin::list_config_resources(&mut walk, version)?,
+        ApiKey::DescribeQuorum => admin::describe_quorum(&mut walk)?,
         ApiKey::DescribeAcls => acls::describe_acls(&mut walk, version)?,
         ApiKey::CreateAcls => acls::create_acls(&mut walk, version)?,
         ApiKey::DeleteAcls => acls::delete_acls(&mut walk, version)?,

@@ -68,6 +68,13 @@ impl ErrorCodes for DescribeProducersResponse {
     }
 }
 
+impl ErrorCodes for DescribeQuorumResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));
+    }
+}
+
 impl ErrorCodes for WriteTxnMarkersResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         self.markers.iter().flat_map(|m| &m.topics).flat_map(|t| &t.partitions).for_each(|p| count(p.error_code));

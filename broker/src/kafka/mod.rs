@@ -26,6 +26,7 @@ mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
+mod describe_quorum;
 mod dispatch;
 mod elect_leaders;
 mod error;

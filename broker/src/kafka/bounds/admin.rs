@@ -112,6 +112,19 @@ pub fn list_partition_reassignments(walk: &mut Walk) -> Result<(), BoundsError> 
     walk.tagged_fields(true)
 }
 
+/// Every version is flexible; each partition asked is a struct of its own (an index and tagged fields).
+pub fn describe_quorum(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.array(true, |topic| {
+        topic.string(true)?;
+        topic.array(true, |partition| {
+            partition.skip(4)?;
+            partition.tagged_fields(true)
+        })?;
+        topic.tagged_fields(true)
+    })?;
+    walk.tagged_fields(true)
+}
+
 pub fn list_config_resources(walk: &mut Walk, version: i16) -> Result<(), BoundsError> {
     if version >= 1 {
         walk.array(true, |resource_type| resource_type.skip(1))?;
@@ -195,5 +208,13 @@ mod tests {
         let list_resources = ListConfigResourcesRequest::default().with_resource_types(vec![2, 16, 32]);
         assert_walked_whole(ApiKey::ListConfigResources, 1..=1, &list_resources);
         assert_walked_whole(ApiKey::ListConfigResources, 0..=1, &ListConfigResourcesRequest::default());
+        let quorum = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(text("__cluster_metadata")))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default(),
+                describe_quorum_request::PartitionData::default(),
+            ])]);
+        assert_walked_whole(ApiKey::DescribeQuorum, 0..=2, &quorum);
+        assert_walked_whole(ApiKey::DescribeQuorum, 0..=2, &DescribeQuorumRequest::default());
     }
 }

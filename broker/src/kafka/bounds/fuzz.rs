@@ -102,6 +102,10 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
     all.push(encoded(ApiKey::ListPartitionReassignments, 0, &list));
     let list_resources = ListConfigResourcesRequest::default().with_resource_types(vec![16, 32]);
     all.push(encoded(ApiKey::ListConfigResources, 1, &list_resources));
+    let quorum = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+        .with_topic_name(TopicName(text("__cluster_metadata")))
+        .with_partitions(vec![describe_quorum_request::PartitionData::default()])]);
+    all.push(encoded(ApiKey::DescribeQuorum, 2, &quorum));
     for version in [0, 5, 9] {
         all.push(encoded(ApiKey::JoinGroup, version, &join));
     }
@@ -177,6 +181,7 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         ApiKey::ListConfigResources => ListConfigResourcesRequest::decode(&mut body, version).map(drop),
+        ApiKey::DescribeQuorum => DescribeQuorumRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),
     };
 }

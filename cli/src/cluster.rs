@@ -334,6 +334,9 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
             .map_or_else(|| "none (election under way)".to_owned(), |id| id.to_string());
         writeln!(out, "controller leader:  {leader}")?;
         writeln!(out, "raft term:          {}", description.raft_term)?;
+        if let Some(applied) = description.raft_high_watermark {
+            writeln!(out, "raft log applied:   {applied} entries")?;
+        }
         let answered_by = description.answered_by_node_id.map_or_else(dash, |id| id.to_string());
         let whose = if description.answered_by_leader {
             "the controller leader"
@@ -356,7 +359,7 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
     }
     writeln!(out)?;
     // The rack last: scripts read the columns before it by position.
-    let mut table = Table::new(&["NODE", "ADDRESS", "STATE", "VOTER", "LAST HEARTBEAT", "RACK"]);
+    let mut table = Table::new(&["NODE", "ADDRESS", "STATE", "VOTER", "LOG END", "LAST HEARTBEAT", "RACK"]);
     for node in &description.nodes {
         let state = match node.state() {
             ClusterNodeState::Alive => "alive",
@@ -369,6 +372,7 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
             node.address.clone(),
             state.to_owned(),
             if node.is_voter { "yes" } else { "no" }.to_owned(),
+            node.raft_log_end.map_or_else(dash, |end| end.to_string()),
             node.last_heartbeat_age_ms.map_or_else(dash, |ms| format!("{ms} ms ago")),
             node.rack.clone().unwrap_or_else(dash),
         ]);
@@ -391,7 +395,43 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_throttle;
+    use super::{parse_throttle, write_description, ClusterDescription};
+    use rill_client::ClusterNode;
+
+    #[test]
+    fn a_description_shows_what_each_member_holds_of_the_controller_log_when_known() {
+        let node = |id: u64, log_end: Option<u64>, heard: Option<u64>| ClusterNode {
+            node_id: Some(id),
+            address: format!("127.0.0.1:909{id}"),
+            state: 1,
+            is_voter: id < 3,
+            last_heartbeat_age_ms: heard,
+            rack: None,
+            raft_log_end: log_end,
+        };
+        let description = ClusterDescription {
+            cluster_id: "c1".into(),
+            has_controller_quorum: true,
+            controller_leader_id: Some(1),
+            raft_term: 4,
+            answered_by_node_id: Some(1),
+            answered_by_leader: true,
+            nodes: vec![node(1, Some(12), None), node(2, Some(12), Some(40)), node(3, None, Some(90))],
+            raft_high_watermark: Some(12),
+            ..ClusterDescription::default()
+        };
+        let mut out = Vec::new();
+        write_description(&mut out, &description).expect("written");
+        let text = String::from_utf8(out).expect("UTF-8");
+        assert!(text.contains("raft log applied:   12 entries"), "{text}");
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|cells| cells.first().is_some_and(|cell| cell.parse::<u64>().is_ok()))
+            .collect();
+        let log_ends: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[3], r[4])).collect();
+        assert_eq!(log_ends, [("1", "yes", "12"), ("2", "yes", "12"), ("3", "no", "-")]);
+    }
 
     #[test]
     fn throttles_parse_with_units_and_refuse_what_is_no_rate() {

@@ -133,6 +133,25 @@ impl TestBroker {
 /// A node that is a cluster of one: a controller quorum of one voter, so the real controller answers. It has
 /// topic `orders` (2 partitions), made through the quorum once it formed.
 pub async fn cluster_of_one() -> TestBroker {
+    cluster_of_one_with(|_| {}).await
+}
+
+/// [`cluster_of_one`] with SASL PLAIN and `users` made (password [`PASSWORD`]), restarted with authorization on
+/// and `admin` a super user.
+pub async fn cluster_of_one_authorizing(users: &[&str]) -> TestBroker {
+    let broker = cluster_of_one_with(|config| {
+        config.auth.kafka_sasl_mechanisms = vec![SaslMechanism::Plain];
+        config.auth.sasl_plain_without_tls = true;
+    })
+    .await;
+    broker.create_users(users).await;
+    let mut broker = broker;
+    broker.config.auth.authorization = AuthorizationMode::On;
+    broker.config.auth.super_users = vec!["User:admin".into()];
+    broker.restart().await
+}
+
+async fn cluster_of_one_with(adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let addr = listener.local_addr().expect("local addr");
     drop(listener);
@@ -140,6 +159,7 @@ pub async fn cluster_of_one() -> TestBroker {
         config.listen = addr;
         config.node_id = Some(1);
         config.peers = rill_broker::parse_peers(&format!("1@{addr}")).expect("peers");
+        adjust(config);
     })
     .await;
     // The quorum forms, then a create goes through it.

@@ -431,3 +431,120 @@ async fn client_metrics_subscriptions_take_describe_configs_and_alter_configs_on
     let names: Vec<&str> = listed.config_resources.iter().map(|r| r.resource_name.as_str()).collect();
     assert_eq!(names, ["all"]);
 }
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+const DELETE: i8 = 6;
+
+async fn grant(admin: &mut KafkaClient, binding: Binding) {
+    let request = CreateAclsRequest::default().with_creations(vec![creation(&binding)]);
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &request).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+}
+
+fn topics_in(metadata: &MetadataResponse) -> Vec<(String, i16)> {
+    metadata.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(), t.error_code)).collect()
+}
+
+fn metadata_of(names: Option<&[&str]>) -> MetadataRequest {
+    let asked = names.map(|names| {
+        names
+            .iter()
+            .map(|name| metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(text(name)))))
+            .collect()
+    });
+    MetadataRequest::default().with_topics(asked)
+}
+
+/// A cluster node lists only the topics a principal may describe, and answers a topic asked for that it may not
+/// with TOPIC_AUTHORIZATION_FAILED whether or not it exists, as a single node does (and Kafka).
+#[tokio::test]
+async fn a_cluster_nodes_metadata_shows_only_the_topics_the_principal_may_describe() {
+    let broker = rill_tests::cluster_of_one_authorizing(&["admin", "ops"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
+    // The quorum forms again after the restart: the super user sees the topic once it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen: MetadataResponse = admin.call(ApiKey::Metadata, 12, &metadata_of(None)).await;
+        if topics_in(&seen).contains(&("orders".to_owned(), 0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "orders not listed for the super user: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
+    for version in [1, 9, 12] {
+        let listed: MetadataResponse = ops.call(ApiKey::Metadata, version, &metadata_of(None)).await;
+        assert_eq!(topics_in(&listed), [], "v{version}: nothing ops may describe");
+        let asked: MetadataResponse =
+            ops.call(ApiKey::Metadata, version, &metadata_of(Some(&["orders", "nope"]))).await;
+        assert_eq!(
+            topics_in(&asked),
+            [("orders".to_owned(), TOPIC_AUTHORIZATION_FAILED), ("nope".to_owned(), TOPIC_AUTHORIZATION_FAILED)],
+            "v{version}"
+        );
+        assert!(asked.topics[0].partitions.is_empty(), "no placement shown");
+    }
+    grant(&mut admin, (TOPIC, "orders", LITERAL, "User:ops", DESCRIBE, ALLOW)).await;
+    let listed: MetadataResponse = ops.call(ApiKey::Metadata, 12, &metadata_of(None)).await;
+    assert_eq!(topics_in(&listed), [("orders".to_owned(), 0)]);
+    assert_eq!(listed.topics[0].partitions.len(), 2);
+}
+
+/// Group billing's committed offset of `orders`-0 (-1: none).
+async fn billing_offset(admin: &mut KafkaClient) -> i64 {
+    let fetch = OffsetFetchRequest::default().with_group_id(GroupId(text("billing"))).with_topics(Some(vec![
+        offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_partition_indexes(vec![0]),
+    ]));
+    let fetched: OffsetFetchResponse = admin.call(ApiKey::OffsetFetch, 7, &fetch).await;
+    fetched.topics[0].partitions[0].committed_offset
+}
+
+/// OffsetDelete takes DELETE on the group and READ on each topic, and ConsumerGroupDescribe DESCRIBE on the group,
+/// as in Kafka: a refused topic keeps its offsets.
+#[tokio::test]
+async fn deleting_offsets_takes_delete_on_the_group_and_read_on_the_topic_and_describing_describe() {
+    let broker = TestBroker::start_authorizing(&[("orders", 1)], &["admin", "ops"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text("billing")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(7)])]);
+    let committed: OffsetCommitResponse = admin.call(ApiKey::OffsetCommit, 8, &commit).await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let delete = OffsetDeleteRequest::default().with_group_id(GroupId(text("billing"))).with_topics(vec![
+        offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_partitions(vec![
+                offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)
+            ]),
+    ]);
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
+    let refused: OffsetDeleteResponse = ops.call(ApiKey::OffsetDelete, 0, &delete).await;
+    assert_eq!(refused.error_code, GROUP_AUTHORIZATION_FAILED);
+    grant(&mut admin, (GROUP, "billing", LITERAL, "User:ops", DELETE, ALLOW)).await;
+    let refused: OffsetDeleteResponse = ops.call(ApiKey::OffsetDelete, 0, &delete).await;
+    assert_eq!(refused.error_code, 0);
+    assert_eq!(refused.topics[0].partitions[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(billing_offset(&mut admin).await, 7, "a refused topic keeps its offsets");
+    grant(&mut admin, (TOPIC, "orders", LITERAL, "User:ops", READ, ALLOW)).await;
+    let deleted: OffsetDeleteResponse = ops.call(ApiKey::OffsetDelete, 0, &delete).await;
+    assert_eq!((deleted.error_code, deleted.topics[0].partitions[0].error_code), (0, 0));
+    assert_eq!(billing_offset(&mut admin).await, -1, "deleted");
+
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(text("payments"))]);
+    let refused: ConsumerGroupDescribeResponse = ops.call(ApiKey::ConsumerGroupDescribe, 0, &describe).await;
+    assert_eq!(refused.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    let message = refused.groups[0].error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("User:ops"), "{message}");
+    let allowed: ConsumerGroupDescribeResponse = admin.call(ApiKey::ConsumerGroupDescribe, 0, &describe).await;
+    assert_ne!(allowed.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
+}

@@ -1,7 +1,8 @@
 //! ConsumerGroupDescribe (v0–v1): KIP-848's describe, which Kafka's admin clients try first. It shows the
 //! broker-assigned groups (KIP-848 and rill gRPC members, `groups::consumer::describe`); for a classic group, or
 //! one with only committed offsets, it answers GROUP_ID_NOT_FOUND as Kafka does, and clients describe that group
-//! again with DescribeGroups (`groups_admin.rs`).
+//! again with DescribeGroups (`groups_admin.rs`). DESCRIBE on each group, as in Kafka (else
+//! GROUP_AUTHORIZATION_FAILED for it, saying what was refused to whom).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,9 +26,26 @@ fn text(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
 
-pub fn answer(kafka: &KafkaContext, request: &ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+pub fn answer(
+    kafka: &KafkaContext,
+    request: &ConsumerGroupDescribeRequest,
+    principal: &crate::auth::Principal,
+) -> ConsumerGroupDescribeResponse {
+    use crate::auth::acl::{Operation, Resource};
     let ids = TopicIds::now(kafka);
-    let groups = request.group_ids.iter().map(|group| described(kafka, &ids, group)).collect();
+    let groups = request
+        .group_ids
+        .iter()
+        .map(|group| match kafka.node.authorize(principal, Operation::Describe, &Resource::group(group.0.as_str())) {
+            Err(err) => DescribedGroup::default()
+                .with_group_id(group.clone())
+                .with_authorized_operations(OPERATIONS_NOT_REQUESTED)
+                .with_error_code(super::error::error_code(&err))
+                .with_error_message(Some(text(err.to_string())))
+                .with_group_state(text("Dead")),
+            Ok(()) => described(kafka, &ids, group),
+        })
+        .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
 

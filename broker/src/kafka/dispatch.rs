@@ -103,7 +103,9 @@ pub async fn answer(
         ApiKey::OffsetFetch => {
             serve!(OffsetFetchRequest, |request| offset_fetch::answer(kafka, request, version, &caller.principal))
         }
-        ApiKey::OffsetDelete => serve!(OffsetDeleteRequest, |request| offset_delete::answer(kafka, request).await),
+        ApiKey::OffsetDelete => {
+            serve!(OffsetDeleteRequest, |request| offset_delete::answer(kafka, request, &caller.principal).await)
+        }
         ApiKey::ListGroups => {
             serve!(ListGroupsRequest, |request| groups_admin::list(kafka, &request, version, &caller.principal))
         }
@@ -168,7 +170,11 @@ pub async fn answer(
             ))
         }
         ApiKey::ConsumerGroupDescribe => {
-            serve!(ConsumerGroupDescribeRequest, |request| consumer_group_describe::answer(kafka, &request))
+            serve!(ConsumerGroupDescribeRequest, |request| consumer_group_describe::answer(
+                kafka,
+                &request,
+                &caller.principal
+            ))
         }
         ApiKey::Heartbeat => serve!(HeartbeatRequest, |request| {
             match group_denial(kafka, &caller, Operation::Read, request.group_id.0.as_str()) {

@@ -28,11 +28,10 @@ const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub fn answer(kafka: &KafkaContext, request: &MetadataRequest, principal: &Principal) -> MetadataResponse {
     if let Some(replication) = &kafka.node.replication {
-        return cluster_answer(replication, request);
+        return cluster_answer(kafka, replication, request, principal);
     }
     let registry = &kafka.node.registry;
-    let authorizer = &kafka.node.authorizer;
-    let may_describe = |name: &str| authorizer.is_allowed(principal, Operation::Describe, &Resource::topic(name));
+    let may_describe = |name: &str| may_describe(kafka, principal, name);
     let topics = match &request.topics {
         // Null: every topic the principal may describe, as Kafka lists (the broker's own `__` logs are not
         // topics in the registry).
@@ -68,6 +67,11 @@ pub fn answer(kafka: &KafkaContext, request: &MetadataRequest, principal: &Princ
         .with_controller_id(BrokerId(kafka.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+/// Whether `principal` may see topic `name` in a listing: DESCRIBE on it, as Kafka lists.
+fn may_describe(kafka: &KafkaContext, principal: &Principal, name: &str) -> bool {
+    kafka.node.authorizer.is_allowed(principal, Operation::Describe, &Resource::topic(name))
 }
 
 fn described(kafka: &KafkaContext, topic: &Topic) -> MetadataResponseTopic {
@@ -143,7 +147,14 @@ pub(super) fn controller_id(replication: &crate::replication::Replication) -> Br
     BrokerId(replication.controller_leader().and_then(|id| i32::try_from(id).ok()).unwrap_or(-1))
 }
 
-fn cluster_answer(replication: &crate::replication::Replication, request: &MetadataRequest) -> MetadataResponse {
+/// A cluster node's answer, authorized as a single node's: a listing holds the topics the principal may describe,
+/// and a topic asked for that it may not is TOPIC_AUTHORIZATION_FAILED whether or not it exists.
+fn cluster_answer(
+    kafka: &KafkaContext,
+    replication: &crate::replication::Replication,
+    request: &MetadataRequest,
+    principal: &Principal,
+) -> MetadataResponse {
     let metadata = replication.metadata();
     let brokers = cluster_brokers(&metadata).into_iter().map(Into::into).collect();
     let placed_topic = |name: &str, placed: &crate::cluster::metadata::TopicPlacement| {
@@ -173,7 +184,12 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
             .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
     };
     let topics = match &request.topics {
-        None => metadata.topics.iter().map(|(name, placed)| placed_topic(name, placed)).collect(),
+        None => metadata
+            .topics
+            .iter()
+            .filter(|(name, _)| may_describe(kafka, principal, name))
+            .map(|(name, placed)| placed_topic(name, placed))
+            .collect(),
         Some(asked) => asked
             .iter()
             .map(|asked| {
@@ -181,6 +197,10 @@ fn cluster_answer(replication: &crate::replication::Replication, request: &Metad
                     Some(id) => metadata.topics.iter().find(|(name, placed)| placed.topic_id(name) == id),
                     None => metadata.topics.get_key_value(asked_name(asked)),
                 };
+                let name = found.map_or_else(|| asked_name(asked).to_owned(), |(name, _)| name.clone());
+                if let Err(code) = kafka.authorize(principal, Operation::Describe, &Resource::topic(&name)) {
+                    return unknown(asked).with_error_code(code);
+                }
                 match found {
                     Some((name, placed)) => placed_topic(name, placed),
                     // A node just restarted may not know the topic yet: retriable, so clients ask again.

@@ -1,6 +1,8 @@
 //! OffsetDelete (v0): forgets a group's committed offsets for some partitions. As in Kafka, the offsets of a
 //! topic that a member of the group subscribes to stay (GROUP_SUBSCRIBED_TO_TOPIC for those partitions); the
-//! rest are deleted with tombstones in the offset store, checked again under its lock as they land.
+//! rest are deleted with tombstones in the offset store, checked again under its lock as they land. Kafka's
+//! authorization: DELETE on the group (else GROUP_AUTHORIZATION_FAILED for the request), READ on each topic (else
+//! TOPIC_AUTHORIZATION_FAILED for its partitions, nothing of it deleted).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,13 +13,18 @@ use kafka_protocol::ResponseError;
 
 use super::group_errors::group_code;
 use super::KafkaContext;
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::Principal;
 use crate::error::BrokerError;
 use crate::groups::{check_group_id, GroupCoordinator};
 use crate::node::now_ms;
 use crate::offsets::OffsetKey;
 
-pub async fn answer(kafka: &KafkaContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn answer(kafka: &KafkaContext, request: OffsetDeleteRequest, principal: &Principal) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
+    if let Err(code) = kafka.authorize(principal, Operation::Delete, &Resource::group(&group)) {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
     if let Err(err) = check_group_id(&group) {
         return OffsetDeleteResponse::default().with_error_code(group_code(&err));
     }
@@ -33,17 +40,19 @@ pub async fn answer(kafka: &KafkaContext, request: OffsetDeleteRequest) -> Offse
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let is_subscribed = subscribed.contains(topic.name.0.as_str());
+        let denied = kafka.authorize(principal, Operation::Read, &Resource::topic(topic.name.0.as_str())).err();
         let partitions = topic
             .partitions
             .iter()
             .map(|asked| {
-                let code = match u32::try_from(asked.partition_index) {
+                let code = match (denied, u32::try_from(asked.partition_index)) {
+                    (Some(denied), _) => denied,
                     _ if is_subscribed => ResponseError::GroupSubscribedToTopic.code(),
-                    Ok(partition) => {
+                    (None, Ok(partition)) => {
                         keys.insert(OffsetKey { group: group.clone(), topic: topic.name.0.to_string(), partition });
                         0
                     }
-                    Err(_) => ResponseError::UnknownTopicOrPartition.code(),
+                    (None, Err(_)) => ResponseError::UnknownTopicOrPartition.code(),
                 };
                 OffsetDeleteResponsePartition::default()
                     .with_partition_index(asked.partition_index)

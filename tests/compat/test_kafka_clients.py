@@ -344,6 +344,36 @@ def test_kafka_python_admin_creates_describes_grows_and_deletes_topics(broker):
         admin.close()
 
 
+def test_kafka_python_describes_topic_partitions_a_page_at_a_time(broker):
+    """DescribeTopicPartitions (KIP-966), which Java's AdminClient describes topics with from Kafka 3.8."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    names = sorted(next(topic_names) for _ in range(2))
+    try:
+        admin.create_topics([NewTopic(names[0], 3, 1), NewTopic(names[1], 2, 1)])
+        shown = lambda page: [(t["name"], t["error_code"], [p["partition_index"] for p in t["partitions"]])
+                              for t in page["topics"]]
+        first = admin.describe_topic_partitions(names, response_partition_limit=4)
+        assert shown(first) == [(names[0], 0, [0, 1, 2]), (names[1], 0, [0])], first
+        assert first["next_cursor"] == {"topic_name": names[1], "partition_index": 1}, first
+        rest = admin.describe_topic_partitions(names, cursor=first["next_cursor"])
+        assert shown(rest) == [(names[1], 0, [1])] and rest["next_cursor"] is None, rest
+        # The same leaders and replicas as Metadata gives (describe_topics), and the topic's id.
+        described = {(t["name"], p["partition_index"]): p for t in admin.describe_topics(names) for p in t["partitions"]}
+        for topic in first["topics"]:
+            for partition in topic["partitions"]:
+                metadata = described[(topic["name"], partition["partition_index"])]
+                assert partition["leader_id"] == metadata["leader_id"], (partition, metadata)
+                assert partition["isr_nodes"] == metadata["isr_nodes"] == [metadata["leader_id"]], partition
+            assert topic["topic_id"] is not None and not topic["is_internal"], topic
+        missing = admin.describe_topic_partitions([names[0] + "-missing"])
+        assert shown(missing) == [(names[0] + "-missing", 3, [])], missing
+    finally:
+        admin.delete_topics(names)
+        admin.close()
+
+
 def test_confluent_kafka_admin_creates_and_deletes_topics_and_describes_the_cluster(broker):
     from confluent_kafka.admin import AdminClient, NewTopic
 

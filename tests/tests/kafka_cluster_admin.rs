@@ -18,6 +18,7 @@ use rill_tests::kafka_client::KafkaClient;
 use rill_tests::{cluster_of_one, TestBroker, PASSWORD};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
@@ -393,4 +394,99 @@ async fn describe_quorum_shows_the_controller_quorum_as_kafkas_metadata_log() {
     assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED);
     let message = refused.error_message.as_deref().unwrap_or_default().to_string();
     assert!(message.contains("User:ops") && message.contains("describe the cluster"), "{message}");
+}
+
+fn partitions_request(topics: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopicPartitionsRequest {
+    DescribeTopicPartitionsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| describe_topic_partitions_request::TopicRequest::default().with_name(TopicName(text(t))))
+                .collect(),
+        )
+        .with_response_partition_limit(limit)
+        .with_cursor(cursor.map(|(topic, partition)| {
+            describe_topic_partitions_request::Cursor::default()
+                .with_topic_name(TopicName(text(topic)))
+                .with_partition_index(partition)
+        }))
+}
+
+/// A topic as a page shows it: its name, error code and partition indexes.
+type PagedTopic = (String, i16, Vec<i32>);
+
+/// Each topic of a page and the next cursor.
+fn page(answer: &DescribeTopicPartitionsResponse) -> (Vec<PagedTopic>, Option<(String, i32)>) {
+    let topics = answer
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+            (name, t.error_code, t.partitions.iter().map(|p| p.partition_index).collect())
+        })
+        .collect();
+    let cursor = answer.next_cursor.as_ref().map(|c| (c.topic_name.to_string(), c.partition_index));
+    (topics, cursor)
+}
+
+/// DescribeTopicPartitions (KIP-966) pages Metadata's topics in name order from a cursor: the limit cuts a topic
+/// or falls between two, the cursor names where the next page starts, and the last has none; unknown and refused
+/// topics are said so; a cursor outside the topics asked is INVALID_REQUEST; each topic carries the operations
+/// its principal may perform on it.
+#[tokio::test]
+async fn describe_topic_partitions_pages_topics_in_name_order_from_a_cursor() {
+    let mut broker = TestBroker::start().await;
+    for (topic, partitions) in [("c", 1), ("a", 3), ("b", 2)] {
+        broker.create_topic(topic, partitions).await;
+    }
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let s = |name: &str| name.to_owned();
+    let ask = |topics: &'static [&'static str], limit, cursor| partitions_request(topics, limit, cursor);
+    let first: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &ask(&[], 4, None)).await;
+    assert_eq!(page(&first), (vec![(s("a"), 0, vec![0, 1, 2]), (s("b"), 0, vec![0])], Some((s("b"), 1))));
+    let second: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &ask(&[], 4, Some(("b", 1)))).await;
+    assert_eq!(page(&second), (vec![(s("b"), 0, vec![1]), (s("c"), 0, vec![0])], None));
+    // A limit reached at a topic's end: the next page starts at the next topic.
+    let cut: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &ask(&[], 3, None)).await;
+    assert_eq!(page(&cut), (vec![(s("a"), 0, vec![0, 1, 2])], Some((s("b"), 0))));
+    let named: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &ask(&["nope", "c", "a"], 2000, None)).await;
+    assert_eq!(
+        page(&named),
+        (vec![(s("a"), 0, vec![0, 1, 2]), (s("c"), 0, vec![0]), (s("nope"), UNKNOWN_TOPIC_OR_PARTITION, vec![])], None)
+    );
+    let leader = &named.topics[0].partitions[0];
+    assert_eq!(
+        (leader.leader_id, leader.isr_nodes.len(), leader.eligible_leader_replicas.as_deref()),
+        (BrokerId(0), 1, Some(&[][..]))
+    );
+    assert_eq!(named.topics[0].topic_authorized_operations & (1 << 8), 1 << 8, "DESCRIBE, with authorization off");
+    let outside: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &ask(&["a"], 10, Some(("b", 0)))).await;
+    assert_eq!(page(&outside).0, [(s("a"), INVALID_REQUEST, vec![])]);
+    broker.assert_serving().await;
+
+    let broker = TestBroker::start_authorizing(&[("a", 1), ("b", 1)], &["admin", "ops"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
+    let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+        .with_resource_type(2) // TOPIC
+        .with_resource_name(text("a"))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(text("User:ops"))
+        .with_host(text("*"))
+        .with_operation(8) // DESCRIBE
+        .with_permission_type(3)]); // ALLOW
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(granted.results[0].error_code, 0);
+    let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
+    let all: DescribeTopicPartitionsResponse = ops.call(ApiKey::DescribeTopicPartitions, 0, &ask(&[], 10, None)).await;
+    assert_eq!(page(&all), (vec![(s("a"), 0, vec![0])], None), "only what ops may describe");
+    assert_eq!(all.topics[0].topic_authorized_operations, 1 << 8, "DESCRIBE alone");
+    let named: DescribeTopicPartitionsResponse =
+        ops.call(ApiKey::DescribeTopicPartitions, 0, &ask(&["b"], 10, None)).await;
+    assert_eq!(page(&named).0, [(s("b"), TOPIC_AUTHORIZATION_FAILED, vec![])]);
 }

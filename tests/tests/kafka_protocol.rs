@@ -147,6 +147,7 @@ async fn api_versions_advertises_exactly_the_served_apis() {
         (71, 0, 0), // GetTelemetrySubscriptions
         (72, 0, 0), // PushTelemetry
         (74, 0, 1), // ListConfigResources
+        (75, 0, 0), // DescribeTopicPartitions
         (76, 1, 1), // ShareGroupHeartbeat
         (77, 1, 1), // ShareGroupDescribe
         (78, 1, 1), // ShareFetch

@@ -107,6 +107,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // The controller quorum as Kafka's KRaft quorum (`kafka-metadata-quorum.sh`); v2 (KIP-853) names the voters'
     // endpoints.
     (ApiKey::DescribeQuorum, 0, 2),
+    // Metadata's topics a page at a time (KIP-966), which Java's AdminClient describes topics with from 3.8.
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The APIs only a broker with SASL on serves.

@@ -66,6 +66,7 @@ fn walked_bytes(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsE
         ApiKey::ListPartitionReassignments => admin::list_partition_reassignments(&mut walk)?,
         ApiKey::ListConfigResources => admin::list_config_resources(&mut walk, version)?,
         ApiKey::DescribeQuorum => admin::describe_quorum(&mut walk)?,
+        ApiKey::DescribeTopicPartitions => admin::describe_topic_partitions(&mut walk)?,
         ApiKey::DescribeAcls => acls::describe_acls(&mut walk, version)?,
         ApiKey::CreateAcls => acls::create_acls(&mut walk, version)?,
         ApiKey::DeleteAcls => acls::delete_acls(&mut walk, version)?,
@@ -126,6 +127,11 @@ impl Walk<'_> {
     fn string(&mut self, is_flexible: bool) -> Result<(), BoundsError> {
         let length = if is_flexible { self.unsigned_varint()? as i64 - 1 } else { self.int(2)? };
         self.skip(usize::try_from(length).unwrap_or(0))
+    }
+
+    /// A nullable struct's marker (an int8, -1 for null): whether the struct follows.
+    fn nullable_struct_present(&mut self) -> Result<bool, BoundsError> {
+        Ok(self.int(1)? >= 0)
     }
 
     /// Bytes (i32 length, -1 null) or compact bytes.

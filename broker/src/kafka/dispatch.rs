@@ -14,9 +14,10 @@ use super::request_time::HandlerClock;
 use super::{
     acls, alter_configs, client_quotas, client_telemetry, consumer_group_describe, consumer_group_heartbeat,
     create_topics, delete_records, describe_cluster, describe_configs, describe_log_dirs, describe_quorum,
-    elect_leaders, find_coordinator, groups_admin, heartbeat, join_group, list_config_resources, offset_commit,
-    offset_delete, offset_fetch, partition_reassignments, share_fetch, share_group_describe, share_group_heartbeat,
-    share_group_offsets, sync_group, topics_admin, transactions, transactions_admin, user_scram, KafkaContext,
+    describe_topic_partitions, elect_leaders, find_coordinator, groups_admin, heartbeat, join_group,
+    list_config_resources, offset_commit, offset_delete, offset_fetch, partition_reassignments, share_fetch,
+    share_group_describe, share_group_heartbeat, share_group_offsets, sync_group, topics_admin, transactions,
+    transactions_admin, user_scram, KafkaContext,
 };
 use crate::auth::acl::{Operation, Resource};
 
@@ -284,6 +285,9 @@ pub async fn answer(
         ApiKey::PushTelemetry => serve!(PushTelemetryRequest, |request| client_telemetry::push(kafka, &request)),
         ApiKey::ListConfigResources => serve!(ListConfigResourcesRequest, |request| {
             list_config_resources::answer(kafka, &request, version, &caller.principal)
+        }),
+        ApiKey::DescribeTopicPartitions => serve!(DescribeTopicPartitionsRequest, |request| {
+            describe_topic_partitions::answer(kafka, &request, &caller.principal)
         }),
         ApiKey::DescribeQuorum => {
             // Kafka's answer has no throttle time: the request quota's wait holds the connection only.

@@ -68,6 +68,15 @@ impl ErrorCodes for DescribeProducersResponse {
     }
 }
 
+impl ErrorCodes for DescribeTopicPartitionsResponse {
+    fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
+        for topic in &self.topics {
+            count(topic.error_code);
+            topic.partitions.iter().for_each(|p| count(p.error_code));
+        }
+    }
+}
+
 impl ErrorCodes for DescribeQuorumResponse {
     fn each_error_code(&self, count: &mut dyn FnMut(i16)) {
         count(self.error_code);

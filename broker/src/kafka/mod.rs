@@ -27,6 +27,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod dispatch;
 mod elect_leaders;
 mod error;

@@ -112,6 +112,22 @@ pub fn list_partition_reassignments(walk: &mut Walk) -> Result<(), BoundsError> 
     walk.tagged_fields(true)
 }
 
+/// v0 is flexible: the topics (each a name and tagged fields), the partition limit, a nullable cursor (a struct:
+/// -1 for null, else a topic name, a partition index and tagged fields).
+pub fn describe_topic_partitions(walk: &mut Walk) -> Result<(), BoundsError> {
+    walk.array(true, |topic| {
+        topic.string(true)?;
+        topic.tagged_fields(true)
+    })?;
+    walk.skip(4)?; // response_partition_limit
+    if walk.nullable_struct_present()? {
+        walk.string(true)?;
+        walk.skip(4)?;
+        walk.tagged_fields(true)?;
+    }
+    walk.tagged_fields(true)
+}
+
 /// Every version is flexible; each partition asked is a struct of its own (an index and tagged fields).
 pub fn describe_quorum(walk: &mut Walk) -> Result<(), BoundsError> {
     walk.array(true, |topic| {
@@ -216,5 +232,15 @@ mod tests {
             ])]);
         assert_walked_whole(ApiKey::DescribeQuorum, 0..=2, &quorum);
         assert_walked_whole(ApiKey::DescribeQuorum, 0..=2, &DescribeQuorumRequest::default());
+        let topic =
+            |name: &str| describe_topic_partitions_request::TopicRequest::default().with_name(TopicName(text(name)));
+        let paged =
+            DescribeTopicPartitionsRequest::default().with_topics(vec![topic("a"), topic("b")]).with_cursor(Some(
+                describe_topic_partitions_request::Cursor::default()
+                    .with_topic_name(TopicName(text("b")))
+                    .with_partition_index(3),
+            ));
+        assert_walked_whole(ApiKey::DescribeTopicPartitions, 0..=0, &paged);
+        assert_walked_whole(ApiKey::DescribeTopicPartitions, 0..=0, &DescribeTopicPartitionsRequest::default());
     }
 }

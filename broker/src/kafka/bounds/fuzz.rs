@@ -106,6 +106,10 @@ fn requests() -> Vec<(ApiKey, i16, BytesMut)> {
         .with_topic_name(TopicName(text("__cluster_metadata")))
         .with_partitions(vec![describe_quorum_request::PartitionData::default()])]);
     all.push(encoded(ApiKey::DescribeQuorum, 2, &quorum));
+    let paged = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(TopicName(text("t")))])
+        .with_cursor(Some(describe_topic_partitions_request::Cursor::default().with_topic_name(TopicName(text("t")))));
+    all.push(encoded(ApiKey::DescribeTopicPartitions, 0, &paged));
     for version in [0, 5, 9] {
         all.push(encoded(ApiKey::JoinGroup, version, &join));
     }
@@ -182,6 +186,7 @@ fn decode(api: ApiKey, version: i16, body: &[u8]) {
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::decode(&mut body, version).map(drop),
         ApiKey::ListConfigResources => ListConfigResourcesRequest::decode(&mut body, version).map(drop),
         ApiKey::DescribeQuorum => DescribeQuorumRequest::decode(&mut body, version).map(drop),
+        ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsRequest::decode(&mut body, version).map(drop),
         other => panic!("{other:?} is not in requests()"),
     };
 }

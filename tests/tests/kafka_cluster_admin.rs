@@ -269,6 +269,20 @@ async fn wait_until_nothing_moves(client: &mut KafkaClient) {
     }
 }
 
+/// The super user `admin` grants User:ops DESCRIBE on the resource of Kafka type `resource_type` named `name`.
+async fn allow_ops_to_describe(admin: &mut KafkaClient, resource_type: i8, name: &str) {
+    let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(text(name))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(text("User:ops"))
+        .with_host(text("*"))
+        .with_operation(8) // DESCRIBE
+        .with_permission_type(3)]); // ALLOW
+    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+}
+
 #[tokio::test]
 async fn elections_and_reassignments_need_alter_on_the_cluster_and_listing_them_describe() {
     let broker = TestBroker::start_authorizing(&[("orders", 1)], &["admin", "ops"]).await;
@@ -295,16 +309,7 @@ async fn elections_and_reassignments_need_alter_on_the_cluster_and_listing_them_
 
     // DESCRIBE on the cluster lets ops list, and still not elect.
     let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
-    let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
-        .with_resource_type(4) // CLUSTER
-        .with_resource_name(text("kafka-cluster"))
-        .with_resource_pattern_type(3) // LITERAL
-        .with_principal(text("User:ops"))
-        .with_host(text("*"))
-        .with_operation(8) // DESCRIBE
-        .with_permission_type(3)]); // ALLOW
-    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
-    assert_eq!(granted.results[0].error_code, 0, "{:?}", granted.results[0].error_message);
+    allow_ops_to_describe(&mut admin, 4, "kafka-cluster").await; // CLUSTER
     let listed: ListPartitionReassignmentsResponse = ops.call(ApiKey::ListPartitionReassignments, 0, &list_all()).await;
     assert_eq!((listed.error_code, listed.topics.len()), (0, 0));
     let still: ElectLeadersResponse = ops.call(ApiKey::ElectLeaders, 2, &elect(PREFERRED, None)).await;
@@ -472,16 +477,7 @@ async fn describe_topic_partitions_pages_topics_in_name_order_from_a_cursor() {
     let broker = TestBroker::start_authorizing(&[("a", 1), ("b", 1)], &["admin", "ops"]).await;
     let addr = broker.handle.as_ref().expect("running").addr();
     let mut admin = KafkaClient::connect_as(addr, "admin", PASSWORD).await;
-    let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
-        .with_resource_type(2) // TOPIC
-        .with_resource_name(text("a"))
-        .with_resource_pattern_type(3) // LITERAL
-        .with_principal(text("User:ops"))
-        .with_host(text("*"))
-        .with_operation(8) // DESCRIBE
-        .with_permission_type(3)]); // ALLOW
-    let granted: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &grant).await;
-    assert_eq!(granted.results[0].error_code, 0);
+    allow_ops_to_describe(&mut admin, 2, "a").await; // TOPIC
     let mut ops = KafkaClient::connect_as(addr, "ops", PASSWORD).await;
     let all: DescribeTopicPartitionsResponse = ops.call(ApiKey::DescribeTopicPartitions, 0, &ask(&[], 10, None)).await;
     assert_eq!(page(&all), (vec![(s("a"), 0, vec![0])], None), "only what ops may describe");

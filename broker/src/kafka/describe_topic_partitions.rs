@@ -121,19 +121,11 @@ pub fn answer(
 
 /// Kafka's bit field of the operations `principal` may perform on topic `name`: bit `code` set for each.
 fn authorized_operations(kafka: &KafkaContext, principal: &Principal, name: &str) -> i32 {
-    const TOPIC_OPERATIONS: [Operation; 8] = [
-        Operation::Read,
-        Operation::Write,
-        Operation::Create,
-        Operation::Delete,
-        Operation::Alter,
-        Operation::Describe,
-        Operation::DescribeConfigs,
-        Operation::AlterConfigs,
-    ];
     let resource = Resource::topic(name);
-    TOPIC_OPERATIONS
+    // Every operation but ALL (a wildcard, not one) and IDEMPOTENT_WRITE (a cluster's).
+    Operation::ALL
         .into_iter()
+        .filter(|operation| !matches!(operation, Operation::All | Operation::IdempotentWrite))
         .filter(|operation| kafka.node.authorizer.is_allowed(principal, *operation, &resource))
         .fold(0, |bits, operation| bits | 1 << super::acl_wire::operation_code(operation))
 }

@@ -18,9 +18,8 @@ use crate::auth::Principal;
 /// The handling time of one request, for its client's request quota; inert (times nothing) when no client is
 /// held to one, or the request is exempt.
 pub struct HandlerClock {
-    /// `None` when inert.
-    client: Option<(Principal, String)>,
-    started: Instant,
+    /// Who is charged, and when the clock started; `None` when inert (nothing read, not even the time).
+    client: Option<(Principal, String, Instant)>,
     /// Nanoseconds polled in the polls that ended.
     busy: AtomicU64,
     /// When the poll under way began, in nanoseconds after `started`; `u64::MAX` between polls.
@@ -36,8 +35,7 @@ impl HandlerClock {
     /// charge, or an exempt request).
     pub fn of(client: Option<(Principal, String)>) -> HandlerClock {
         HandlerClock {
-            client,
-            started: Instant::now(),
+            client: client.map(|(principal, client_id)| (principal, client_id, Instant::now())),
             busy: AtomicU64::new(0),
             polling_since: AtomicU64::new(u64::MAX),
             charged: AtomicU64::new(0),
@@ -45,30 +43,31 @@ impl HandlerClock {
         }
     }
 
-    fn since_start(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    /// Nanoseconds since `started`.
+    fn since(started: Instant) -> u64 {
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     fn enter(&self) {
-        if self.client.is_some() {
-            self.polling_since.store(self.since_start(), Ordering::Relaxed);
+        if let Some((_, _, started)) = &self.client {
+            self.polling_since.store(Self::since(*started), Ordering::Relaxed);
         }
     }
 
     fn leave(&self) {
-        if self.client.is_some() {
+        if let Some((_, _, started)) = &self.client {
             let since = self.polling_since.swap(u64::MAX, Ordering::Relaxed);
             if since != u64::MAX {
-                self.busy.fetch_add(self.since_start().saturating_sub(since), Ordering::Relaxed);
+                self.busy.fetch_add(Self::since(*started).saturating_sub(since), Ordering::Relaxed);
             }
         }
     }
 
-    /// The time handled so far, the poll under way included.
-    fn busy_nanos(&self) -> u64 {
+    /// The time handled so far since `started`, the poll under way included.
+    fn busy_nanos(&self, started: Instant) -> u64 {
         let polling = match self.polling_since.load(Ordering::Relaxed) {
             u64::MAX => 0,
-            since => self.since_start().saturating_sub(since),
+            since => Self::since(started).saturating_sub(since),
         };
         self.busy.load(Ordering::Relaxed) + polling
     }
@@ -76,8 +75,8 @@ impl HandlerClock {
     /// Charges the time handled since the last charge; the longest wait charged so far (zero within the
     /// client's quota, or with none).
     pub fn charge(&self, quotas: &ClientThrottle) -> Duration {
-        let Some((principal, client_id)) = &self.client else { return Duration::ZERO };
-        let busy = self.busy_nanos();
+        let Some((principal, client_id, started)) = &self.client else { return Duration::ZERO };
+        let busy = self.busy_nanos(*started);
         let uncharged = busy.saturating_sub(self.charged.swap(busy, Ordering::Relaxed));
         if uncharged > 0 {
             let wait = quotas.charge_request_time(principal, client_id, Duration::from_nanos(uncharged));

@@ -84,21 +84,8 @@ broker runs with --authorization on.")]
     Set {
         #[command(flatten)]
         entity: EntityFlags,
-        /// Bytes of produce requests a second, at least 1.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
-        producer_byte_rate: Option<u64>,
-        /// Bytes of fetch answers a second, at least 1.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
-        consumer_byte_rate: Option<u64>,
-        /// Connections a second an --ip or --default-ip may open (0 refuses every one).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
-        connection_creation_rate: Option<u64>,
-        /// Partitions a second the clients may create or delete (topics created, grown, deleted), at least 1.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
-        controller_mutation_rate: Option<u64>,
-        /// Percent of one thread's time the clients' requests may take to handle, 1 to 1000000.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        request_percentage: Option<u64>,
+        #[command(flatten)]
+        rates: RatesSet,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -106,16 +93,8 @@ broker runs with --authorization on.")]
     Remove {
         #[command(flatten)]
         entity: EntityFlags,
-        #[arg(long)]
-        producer_byte_rate: bool,
-        #[arg(long)]
-        consumer_byte_rate: bool,
-        #[arg(long)]
-        connection_creation_rate: bool,
-        #[arg(long)]
-        controller_mutation_rate: bool,
-        #[arg(long)]
-        request_percentage: bool,
+        #[command(flatten)]
+        rates: RatesRemoved,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -124,6 +103,93 @@ broker runs with --authorization on.")]
         #[command(flatten)]
         broker: BrokerFlag,
     },
+}
+
+/// The values `rill quota set` gives.
+#[derive(Debug, clap::Args)]
+struct RatesSet {
+    /// Bytes of produce requests a second, at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    producer_byte_rate: Option<u64>,
+    /// Bytes of fetch answers a second, at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    consumer_byte_rate: Option<u64>,
+    /// Connections a second an --ip or --default-ip may open (0 refuses every one).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
+    connection_creation_rate: Option<u64>,
+    /// Partitions a second the clients may create or delete (topics created, grown, deleted), at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    controller_mutation_rate: Option<u64>,
+    /// Percent of one thread's time the clients' requests may take to handle, 1 to 1000000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    request_percentage: Option<u64>,
+}
+
+impl RatesSet {
+    /// The change setting these values of `entity`; refused when none is given.
+    fn change(self, entity: QuotaEntity) -> anyhow::Result<AlterQuotasRequest> {
+        let values = [
+            self.producer_byte_rate,
+            self.consumer_byte_rate,
+            self.connection_creation_rate,
+            self.controller_mutation_rate,
+            self.request_percentage,
+        ];
+        if values.iter().all(Option::is_none) {
+            anyhow::bail!(
+                "nothing to set: give --producer-byte-rate, --consumer-byte-rate, --controller-mutation-rate or \
+                 --request-percentage (a user or client id), or --connection-creation-rate (an ip)"
+            );
+        }
+        Ok(AlterQuotasRequest {
+            entity: Some(entity),
+            producer_byte_rate: self.producer_byte_rate,
+            consumer_byte_rate: self.consumer_byte_rate,
+            connection_creation_rate: self.connection_creation_rate,
+            controller_mutation_rate: self.controller_mutation_rate,
+            request_percentage: self.request_percentage,
+            ..AlterQuotasRequest::default()
+        })
+    }
+}
+
+/// The values `rill quota remove` removes.
+#[derive(Debug, clap::Args)]
+struct RatesRemoved {
+    #[arg(long)]
+    producer_byte_rate: bool,
+    #[arg(long)]
+    consumer_byte_rate: bool,
+    #[arg(long)]
+    connection_creation_rate: bool,
+    #[arg(long)]
+    controller_mutation_rate: bool,
+    #[arg(long)]
+    request_percentage: bool,
+}
+
+impl RatesRemoved {
+    /// The change removing these values of `entity`; none named: every value an entity of its kind holds (an
+    /// ip's connection rate, or a user's or client id's others).
+    fn change(self, entity: QuotaEntity, is_ip: bool) -> AlterQuotasRequest {
+        let named = [
+            self.producer_byte_rate,
+            self.consumer_byte_rate,
+            self.connection_creation_rate,
+            self.controller_mutation_rate,
+            self.request_percentage,
+        ];
+        let all = !named.contains(&true);
+        AlterQuotasRequest {
+            entity: Some(entity),
+            remove_producer_byte_rate: self.producer_byte_rate || (all && !is_ip),
+            remove_consumer_byte_rate: self.consumer_byte_rate || (all && !is_ip),
+            remove_controller_mutation_rate: self.controller_mutation_rate || (all && !is_ip),
+            remove_request_percentage: self.request_percentage || (all && !is_ip),
+            remove_connection_creation_rate: self.connection_creation_rate || (all && is_ip),
+            ..AlterQuotasRequest::default()
+        }
+    }
 }
 
 fn print(quotas: Vec<ClientQuota>) -> anyhow::Result<()> {
@@ -170,66 +236,10 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 let quotas = admin.list().await.map_err(|e| broker.explain(e))?;
                 return print(quotas);
             }
-            QuotaCommand::Set {
-                entity,
-                producer_byte_rate,
-                consumer_byte_rate,
-                connection_creation_rate,
-                controller_mutation_rate,
-                request_percentage,
-                broker,
-            } => {
-                let rates = [
-                    producer_byte_rate,
-                    consumer_byte_rate,
-                    connection_creation_rate,
-                    controller_mutation_rate,
-                    request_percentage,
-                ];
-                if rates.iter().all(Option::is_none) {
-                    anyhow::bail!(
-                        "nothing to set: give --producer-byte-rate, --consumer-byte-rate, \
-                         --controller-mutation-rate or --request-percentage (a user or client id), or \
-                         --connection-creation-rate (an ip)"
-                    );
-                }
-                let change = AlterQuotasRequest {
-                    entity: Some(entity.entity()?),
-                    producer_byte_rate,
-                    consumer_byte_rate,
-                    connection_creation_rate,
-                    controller_mutation_rate,
-                    request_percentage,
-                    ..AlterQuotasRequest::default()
-                };
-                (change, broker)
-            }
-            QuotaCommand::Remove {
-                entity,
-                producer_byte_rate,
-                consumer_byte_rate,
-                connection_creation_rate,
-                controller_mutation_rate,
-                request_percentage,
-                broker,
-            } => {
-                // Nothing named: every rate the entity's kind holds.
-                let all = !producer_byte_rate
-                    && !consumer_byte_rate
-                    && !connection_creation_rate
-                    && !controller_mutation_rate
-                    && !request_percentage;
+            QuotaCommand::Set { entity, rates, broker } => (rates.change(entity.entity()?)?, broker),
+            QuotaCommand::Remove { entity, rates, broker } => {
                 let is_ip = entity.is_ip();
-                let change = AlterQuotasRequest {
-                    entity: Some(entity.entity()?),
-                    remove_producer_byte_rate: producer_byte_rate || (all && !is_ip),
-                    remove_consumer_byte_rate: consumer_byte_rate || (all && !is_ip),
-                    remove_controller_mutation_rate: controller_mutation_rate || (all && !is_ip),
-                    remove_request_percentage: request_percentage || (all && !is_ip),
-                    remove_connection_creation_rate: connection_creation_rate || (all && is_ip),
-                    ..AlterQuotasRequest::default()
-                };
-                (change, broker)
+                (rates.change(entity.entity()?, is_ip), broker)
             }
         };
         let admin = QuotaAdmin::new(broker.connect().await?);

@@ -169,6 +169,18 @@ pub struct BrokerConfig {
     /// `.zstd.level`); each unset one is Kafka's default for its codec. In a file:
     /// `[default_compression_levels]` then `zstd = 19`.
     pub default_compression_levels: crate::meta::CompressionLevels,
+    /// Partitions of a topic created without a count: a Kafka CreateTopics with `num_partitions` -1 and a topic
+    /// created automatically (Kafka's `num.partitions`).
+    pub default_partitions: u32,
+    /// Replicas of each partition of a topic created without a replication factor: a gRPC create that leaves it
+    /// unset, a Kafka CreateTopics with -1 and a topic created automatically (Kafka's
+    /// `default.replication.factor`). A single node holds one; on a cluster more than its alive nodes is refused
+    /// at the create, naming both.
+    pub default_replication_factor: u32,
+    /// Kafka's `auto.create.topics.enable`, off by default (as Redpanda's): a Kafka Metadata request that allows
+    /// it, or a gRPC DescribeTopic that asks for it (rill's producers do), creates a topic it names that does not
+    /// exist, with the defaults above, when the principal may create it.
+    pub auto_create_topics: bool,
 
     /// Largest HTTP/2 frame a client may send. 16 KiB (HTTP/2's default) cuts a 1 MiB batch into 64 frames, each
     /// handled and copied on its own; 2 MiB takes it whole. (A client's own setting bounds what we send it.)
@@ -475,6 +487,9 @@ impl Default for BrokerConfig {
             client_metrics: Vec::new(),
             default_compression_type: crate::meta::TopicCompression::Producer,
             default_compression_levels: crate::meta::CompressionLevels::default(),
+            default_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: false,
             http2_max_frame_bytes: 2 << 20,
             http2_stream_window_bytes: 32 << 20,
             http2_connection_window_bytes: 64 << 20,
@@ -640,6 +655,27 @@ impl BrokerConfig {
         }
         if self.max_partitions_per_topic == 0 {
             return bad("max_partitions_per_topic", "must be at least 1".into());
+        }
+        if self.default_partitions == 0 || self.default_partitions > self.max_partitions_per_topic {
+            return bad(
+                "default_partitions",
+                format!(
+                    "{} is outside 1..=max_partitions_per_topic ({})",
+                    self.default_partitions, self.max_partitions_per_topic
+                ),
+            );
+        }
+        if self.default_replication_factor == 0 {
+            return bad("default_replication_factor", "must be at least 1".into());
+        }
+        if self.default_replication_factor > 1 && self.peers.is_empty() && self.join.is_empty() {
+            return bad(
+                "default_replication_factor",
+                format!(
+                    "{}: a single node (no peers) holds one replica of each partition; use 1",
+                    self.default_replication_factor
+                ),
+            );
         }
         let header = rill_protocol::batch::HEADER_BYTES as u64;
         if self.max_batch_bytes < header || self.max_batch_bytes > 1 << 30 {

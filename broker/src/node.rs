@@ -6,6 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use rill_protocol::v1;
+
+use crate::auth::Principal;
 use crate::config::BrokerConfig;
 use crate::groups::GroupCoordinator;
 use crate::offsets::OffsetStore;
@@ -83,6 +86,40 @@ impl Node {
             return Ok(());
         };
         replication.delete_topic(name).await
+    }
+
+    /// Whether topic `name` exists as far as this node knows. A cluster node that has not caught up with the
+    /// metadata since it started counts every name as known: it cannot tell, and must not create what may exist.
+    pub fn knows_topic(&self, name: &str) -> bool {
+        match &self.replication {
+            Some(replication) => !replication.has_caught_up() || replication.metadata().topics.contains_key(name),
+            None => self.registry.topic(name).is_ok(),
+        }
+    }
+
+    /// Kafka's auto topic creation (`auto_create_topics`, which the caller checks): creates topic `name` with
+    /// this node's `default_partitions` and `default_replication_factor` and the default settings, if `principal`
+    /// may create it (CREATE on the cluster or the topic, as any create). A topic another request created first
+    /// is no error: both callers then describe it. Answers once this node knows the topic.
+    pub async fn create_topic_by_default(&self, principal: &Principal, name: &str) -> crate::error::Result<()> {
+        crate::service::authorize_create_topic(self, principal, name)?;
+        let partitions = self.config.default_partitions;
+        let created = match &self.replication {
+            Some(replication) => {
+                let request =
+                    v1::CreateTopicRequest { name: name.to_owned(), partition_count: partitions, ..Default::default() };
+                replication.create_topic(request).await.map(drop)
+            }
+            None => self.registry.create(name, partitions, &v1::TopicConfig::default()).await.map(drop),
+        };
+        match created {
+            Ok(()) => {
+                tracing::info!(topic = name, partitions, principal = %principal, "topic created automatically");
+                Ok(())
+            }
+            Err(crate::error::BrokerError::TopicExists { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// In a cluster, refuses a produce or fetch for a partition this node does not lead (`not-leader`).

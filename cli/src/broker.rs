@@ -108,6 +108,19 @@ pub struct BrokerArgs {
     /// broker store every batch in that codec. [default: producer]
     #[arg(long, env = "RILL_DEFAULT_COMPRESSION_TYPE", value_name = "TYPE", value_parser = parse_compression_type)]
     default_compression_type: Option<rill_broker::TopicCompression>,
+    /// Partitions of a topic created without a count (a Kafka CreateTopics with num_partitions -1, a topic
+    /// created automatically; Kafka's num.partitions), 1 to --max-partitions-per-topic. [default: 1]
+    #[arg(long, env = "RILL_DEFAULT_PARTITIONS", value_name = "N")]
+    default_partitions: Option<u32>,
+    /// Replicas of each partition of a topic created without a replication factor (Kafka's
+    /// default.replication.factor): 1 on a single node; on a cluster at most its alive nodes. [default: 1]
+    #[arg(long, env = "RILL_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
+    default_replication_factor: Option<u32>,
+    /// Create a topic that does not exist when a Kafka client's Metadata request allows it or a rill producer
+    /// first sends to it, with --default-partitions and --default-replication-factor, if the client may create
+    /// it (Kafka's auto.create.topics.enable). [default: off]
+    #[arg(long, env = "RILL_AUTO_CREATE_TOPICS")]
+    auto_create_topics: bool,
     /// gzip level of new topics (compression.gzip.level): 1 to 9, or -1 for zlib's default (6).
     #[arg(long, env = "RILL_DEFAULT_COMPRESSION_GZIP_LEVEL", value_name = "LEVEL", allow_hyphen_values = true,
           value_parser = |text: &str| parse_level(rill_protocol::Compression::Gzip, text))]
@@ -436,6 +449,15 @@ impl BrokerArgs {
         }
         if let Some(v) = self.default_compression_type {
             config.default_compression_type = v;
+        }
+        if let Some(v) = self.default_partitions {
+            config.default_partitions = v;
+        }
+        if let Some(v) = self.default_replication_factor {
+            config.default_replication_factor = v;
+        }
+        if self.auto_create_topics {
+            config.auto_create_topics = true;
         }
         if let Some(v) = self.default_compression_gzip_level {
             config.default_compression_levels.gzip = Some(v);
@@ -803,6 +825,24 @@ mod tests {
         assert!(refused.contains("\"10\" must be a whole number from 1 (fastest) to 9"), "{refused}");
         let refused = config_from(&["--default-compression-zstd-level", "23"]).expect_err("past 22").to_string();
         assert!(refused.contains("-131072 (fastest) to 22"), "{refused}");
+    }
+
+    #[test]
+    fn auto_creation_and_the_creation_defaults_come_from_their_flags() {
+        let defaults = config_from(&[]).expect("the defaults");
+        assert_eq!(
+            (defaults.auto_create_topics, defaults.default_partitions, defaults.default_replication_factor),
+            (false, 1, 1)
+        );
+        let config = config_from(&["--auto-create-topics", "--default-partitions", "6"]).expect("valid");
+        assert_eq!((config.auto_create_topics, config.default_partitions), (true, 6));
+        let refused = config_from(&["--default-partitions", "0"]).expect_err("no partitions").to_string();
+        assert!(
+            refused.contains("default_partitions") && refused.contains("1..=max_partitions_per_topic"),
+            "{refused}"
+        );
+        let refused = config_from(&["--default-replication-factor", "3"]).expect_err("a single node").to_string();
+        assert!(refused.contains("a single node (no peers) holds one replica"), "{refused}");
     }
 
     #[test]

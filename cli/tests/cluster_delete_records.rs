@@ -74,7 +74,8 @@ fn grpc_delete_records(addr: &str, offset: i64, timeout_ms: u32) -> (String, Str
 fn local_log_start(addr: &str) -> Option<i64> {
     runtime().block_on(async {
         let mut admin = TopicAdminClient::connect(format!("http://{addr}")).await.ok()?;
-        let described = admin.describe_topic(DescribeTopicRequest { name: "orders".into() }).await.ok()?;
+        let described =
+            admin.describe_topic(DescribeTopicRequest { name: "orders".into(), auto_create: false }).await.ok()?;
         let partition = described.into_inner().partitions.into_iter().next()?;
         (partition.high_watermark > 0).then_some(partition.log_start_offset)
     })

@@ -338,9 +338,20 @@ impl Admin {
 /// refused or silent connection: UNAVAILABLE) passes it to the next one given, each once, as a Kafka client's
 /// metadata request moves through its bootstrap list; a node that answered, or timed out, ends it.
 pub(crate) async fn describe(client: &Client, name: &str, timeout: Duration) -> Result<TopicDescription> {
+    describe_or_create(client, name, false, timeout).await
+}
+
+/// [`describe`], asking the broker to create the topic first if it does not exist and the broker creates topics
+/// automatically (`auto_create`): what a producer's first send to a topic asks.
+pub(crate) async fn describe_or_create(
+    client: &Client,
+    name: &str,
+    auto_create: bool,
+    timeout: Duration,
+) -> Result<TopicDescription> {
     let mut attempts_left = client.bootstrap_count();
     let response = loop {
-        let message = DescribeTopicRequest { name: name.to_owned() };
+        let message = DescribeTopicRequest { name: name.to_owned(), auto_create };
         let answer =
             call(timeout, RequestContext::topic(name), client.topics().describe_topic(request(message, timeout))).await;
         attempts_left -= 1;
@@ -357,9 +368,14 @@ pub(crate) async fn describe(client: &Client, name: &str, timeout: Duration) -> 
     Ok(TopicDescription { topic, partitions: response.partitions })
 }
 
-/// The topic's info (partition count and config).
-pub(crate) async fn describe_topic(client: &Client, name: &str, timeout: Duration) -> Result<TopicInfo> {
-    describe(client, name, timeout).await.map(|d| d.topic)
+/// The topic's info (partition count and config), created first when `auto_create` asks and the broker does.
+pub(crate) async fn describe_topic(
+    client: &Client,
+    name: &str,
+    auto_create: bool,
+    timeout: Duration,
+) -> Result<TopicInfo> {
+    describe_or_create(client, name, auto_create, timeout).await.map(|d| d.topic)
 }
 
 /// A new producer id and its epoch, for an idempotent producer. Any node answers it, so like [`describe`] it

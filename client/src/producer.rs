@@ -100,6 +100,10 @@ pub struct ProducerConfig {
     /// being stored twice. Allows `max_in_flight_per_partition` up to [`MAX_IDEMPOTENT_IN_FLIGHT`]. Off, a retry
     /// after a lost answer may store a batch twice (at-least-once).
     pub enable_idempotence: bool,
+    /// Asks the broker to create a topic the producer sends to that does not exist, with the broker's defaults
+    /// (on by default, as a Kafka producer's Metadata requests allow it); a broker that does not create topics
+    /// automatically (its default) answers an unknown topic either way.
+    pub auto_create_topics: bool,
 }
 
 impl Default for ProducerConfig {
@@ -119,6 +123,7 @@ impl Default for ProducerConfig {
             max_in_flight_per_partition: 1,
             metadata_max_age: Duration::from_secs(300),
             enable_idempotence: true,
+            auto_create_topics: true,
         }
     }
 }
@@ -396,7 +401,7 @@ impl Producer {
         let (client, config) = (&self.inner.client, &self.inner.config);
         let mut attempt = 0;
         let description = loop {
-            match describe_topic(client, topic, client.config().request_timeout).await {
+            match describe_topic(client, topic, config.auto_create_topics, client.config().request_timeout).await {
                 Ok(description) => break description,
                 Err(err) if err.is_retriable() && attempt < config.retries => {
                     tokio::time::sleep(retry_backoff(config, attempt)).await;

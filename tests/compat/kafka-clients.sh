@@ -92,4 +92,5 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_follower_fetching.py tests/compat/test_kafka_client_metrics.py \
   tests/compat/test_schema_registry.py \
   tests/compat/test_schema_registry_formats.py tests/compat/test_http_proxy.py \
-  tests/compat/test_kafka_share_groups.py tests/compat/test_kafka_cluster_share_groups.py "$@"
+  tests/compat/test_kafka_share_groups.py tests/compat/test_kafka_cluster_share_groups.py \
+  tests/compat/test_kafka_auto_create.py "$@"

@@ -151,7 +151,8 @@ pub async fn cluster_of_one_authorizing(users: &[&str]) -> TestBroker {
     broker.restart().await
 }
 
-async fn cluster_of_one_with(adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+/// [`cluster_of_one`] with its config changed by `adjust` before it starts.
+pub async fn cluster_of_one_with(adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let addr = listener.local_addr().expect("local addr");
     drop(listener);

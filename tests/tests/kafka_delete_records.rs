@@ -100,7 +100,8 @@ async fn kafka_delete_records_moves_the_low_watermark_and_reads_below_it_are_out
     let refused = broker.records.fetch(fetch_request("purged", 0, 10, 0, 0)).await.expect_err("below the start");
     assert_eq!(refused.code(), tonic::Code::OutOfRange);
     assert!(refused.message().contains("43"), "{}", refused.message());
-    let described = broker.admin.describe_topic(v1::DescribeTopicRequest { name: "purged".into() }).await;
+    let described =
+        broker.admin.describe_topic(v1::DescribeTopicRequest { name: "purged".into(), auto_create: false }).await;
     assert_eq!(described.expect("describe").into_inner().partitions[0].log_start_offset, 43);
 
     // A graceful restart keeps it (the SIGKILL case is cli/tests/cli_delete_records.rs).

@@ -312,7 +312,11 @@ async fn create_topics_answers_each_topic_with_its_own_error_and_validate_only_c
     let validated = CreateTopicsRequest::default().with_validate_only(true).with_topics(vec![topic("checked", 2)]);
     let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 4, &validated).await;
     assert_eq!(answer.topics[0].error_code, 0);
-    assert!(broker.admin.describe_topic(v1::DescribeTopicRequest { name: "checked".into() }).await.is_err());
+    assert!(broker
+        .admin
+        .describe_topic(v1::DescribeTopicRequest { name: "checked".into(), auto_create: false })
+        .await
+        .is_err());
 
     let delete = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(text("new")), TopicName(text("nope"))]);
     let deleted: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, 5, &delete).await;

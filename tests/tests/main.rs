@@ -1,6 +1,7 @@
 //! End-to-end tests against a real broker over real sockets, one module per area. One binary for all
 //! of them (`cargo test -p rill-tests --test e2e MODULE::` runs one area): see autotests in Cargo.toml.
 
+mod auto_create_topics;
 mod disk_full;
 mod groups;
 mod groups_admin;

@@ -322,8 +322,12 @@ async fn retention_moves_the_log_start_and_older_offsets_are_out_of_range_with_b
     // The maintenance task applies retention in the background: poll its effect, with a deadline.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let log_start = loop {
-        let described =
-            broker.admin.describe_topic(v1::DescribeTopicRequest { name: "short".into() }).await.unwrap().into_inner();
+        let described = broker
+            .admin
+            .describe_topic(v1::DescribeTopicRequest { name: "short".into(), auto_create: false })
+            .await
+            .unwrap()
+            .into_inner();
         // Done once the partition is within its retention size; from then on the log start stays put.
         let partition = &described.partitions[0];
         if partition.size_bytes <= 2048 {

@@ -385,7 +385,10 @@ async fn a_brokers_default_compression_is_what_topics_created_without_their_own_
         };
         broker.admin.create_topic(request).await.expect("created");
     }
-    let described = broker.admin.describe_topic(v1::DescribeTopicRequest { name: "plain-default".into() }).await;
+    let described = broker
+        .admin
+        .describe_topic(v1::DescribeTopicRequest { name: "plain-default".into(), auto_create: false })
+        .await;
     let config = described.expect("described").into_inner().topic.and_then(|t| t.config).expect("a config");
     assert_eq!((config.compression_type.as_deref(), config.compression_zstd_level), (Some("zstd"), Some(19)));
 

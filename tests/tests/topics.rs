@@ -42,8 +42,12 @@ async fn create_list_describe_and_add_partitions() {
     assert_eq!(names, ["audit", "orders"]);
 
     broker.produce_values("orders", 1, &["a", "b"]).await;
-    let described =
-        broker.admin.describe_topic(v1::DescribeTopicRequest { name: "orders".into() }).await.unwrap().into_inner();
+    let described = broker
+        .admin
+        .describe_topic(v1::DescribeTopicRequest { name: "orders".into(), auto_create: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(described.partitions.len(), 3);
     let p1 = &described.partitions[1];
     assert_eq!((p1.partition, p1.log_start_offset, p1.high_watermark), (1, 0, 2));
@@ -133,7 +137,7 @@ async fn existing_unknown_and_over_limit_topics_are_refused_clearly() {
     );
     broker.assert_serving().await;
 
-    let unknown = v1::DescribeTopicRequest { name: "nope".into() };
+    let unknown = v1::DescribeTopicRequest { name: "nope".into(), auto_create: false };
     assert_status(broker.admin.describe_topic(unknown).await, Code::NotFound, &["unknown topic", "nope"]);
     broker.assert_serving().await;
     let unknown = v1::DeleteTopicRequest { name: "nope".into() };
@@ -201,8 +205,12 @@ async fn topics_survive_a_restart_with_their_config() {
         .await
         .unwrap();
     let mut broker = broker.restart().await;
-    let described =
-        broker.admin.describe_topic(v1::DescribeTopicRequest { name: "kept".into() }).await.unwrap().into_inner();
+    let described = broker
+        .admin
+        .describe_topic(v1::DescribeTopicRequest { name: "kept".into(), auto_create: false })
+        .await
+        .unwrap()
+        .into_inner();
     let topic = described.topic.unwrap();
     assert_eq!(topic.partition_count, 3);
     assert_eq!(topic.config.unwrap().retention_ms, Some(123_456));

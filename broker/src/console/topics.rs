@@ -75,11 +75,14 @@ pub fn pager(body: &mut Html, base: &str, search: &str, number: usize, page_coun
 }
 
 pub async fn show(console: &Console, page: Page<'_>, name: &str, live: Live) -> Response {
-    let described =
-        match console.service.describe_topic(page.request(v1::DescribeTopicRequest { name: name.to_string() })).await {
-            Ok(answer) => answer.into_inner(),
-            Err(status) => return status_response(page, "Topic not found", &status),
-        };
+    let described = match console
+        .service
+        .describe_topic(page.request(v1::DescribeTopicRequest { name: name.to_string(), auto_create: false }))
+        .await
+    {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => return status_response(page, "Topic not found", &status),
+    };
     let info = described.topic.unwrap_or_default();
     let config = info.config.unwrap_or_default();
     let encoded = url_encode(name);

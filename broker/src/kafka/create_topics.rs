@@ -3,7 +3,8 @@
 //! controller leader, forwarded to it from a follower, opened by every replica). Each topic gets its own code and
 //! message: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION (a bad or reserved name), INVALID_PARTITIONS,
 //! INVALID_REPLICATION_FACTOR (a single node holds one replica: 1 or -1; a cluster 1 to its alive nodes, -1 for
-//! its default of 1, Kafka's `default.replication.factor` as DescribeConfigs shows it), INVALID_REPLICA_ASSIGNMENT
+//! `default_replication_factor`, Kafka's `default.replication.factor` as DescribeConfigs shows it; -1 partitions
+//! are `default_partitions`, Kafka's `num.partitions`), INVALID_REPLICA_ASSIGNMENT
 //! (a manual assignment that breaks a rule: on a cluster, distinct alive nodes, as many for every partition),
 //! INVALID_CONFIG (`topic_configs.rs` lists what maps; `min.insync.replicas` from 1 to the replication factor).
 //! `validate_only` runs the checks and creates nothing. From v5 a created topic's answer carries its partition
@@ -22,8 +23,6 @@ use super::KafkaContext;
 use crate::replication::Replication;
 use crate::topic_config::TopicConfigState;
 
-/// The partition count of a topic created with -1 (Kafka's broker default `num.partitions`).
-const DEFAULT_PARTITIONS: u32 = 1;
 /// Kafka's "the broker's default" for a partition count or replication factor.
 const BROKER_DEFAULT: i32 = -1;
 
@@ -46,7 +45,7 @@ pub async fn answer(
         let authorized = crate::service::authorize_create_topic(&kafka.node, principal, name.0.as_str())
             .map_err(|denied| (ResponseError::TopicAuthorizationFailed, denied.to_string()))
             .and_then(|()| if request.validate_only { Ok(()) } else { mutations.check() });
-        let partitions = partition_count_asked(&topic);
+        let partitions = partition_count_asked(&topic, kafka.node.config.default_partitions);
         let created = match authorized {
             Ok(()) => create(kafka, topic, request.validate_only).await,
             Err(denied) => Err(denied),
@@ -68,10 +67,10 @@ pub async fn answer(
 }
 
 /// The partitions a topic asks for: its manual assignment's, its count, or the broker's default.
-fn partition_count_asked(topic: &CreatableTopic) -> u32 {
+fn partition_count_asked(topic: &CreatableTopic, default_partitions: u32) -> u32 {
     match (topic.assignments.len(), u32::try_from(topic.num_partitions)) {
         (0, Ok(count)) => count,
-        (0, Err(_)) => DEFAULT_PARTITIONS,
+        (0, Err(_)) => default_partitions,
         (assigned, _) => u32::try_from(assigned).unwrap_or(u32::MAX),
     }
 }
@@ -107,15 +106,16 @@ async fn create_replicated(
             return Err((
                 ResponseError::InvalidReplicationFactor,
                 format!(
-                    "replication factor {rf}: give 1 to the {alive} alive node(s) of the cluster, or -1 for the \
-                     cluster's default of 1"
+                    "replication factor {rf}: give 1 to the {alive} alive node(s) of the cluster, or -1 for this \
+                     node's default of {}",
+                    kafka.node.config.default_replication_factor
                 ),
             ));
         }
     };
     let partition_count = match &assignment {
         Some(_) => 0,
-        None => partition_count(topic.num_partitions)?,
+        None => partition_count(topic.num_partitions, kafka.node.config.default_partitions)?,
     };
     let request = v1::CreateTopicRequest {
         name: topic.name.0.to_string(),
@@ -195,9 +195,9 @@ fn config_results(
         .collect()
 }
 
-fn partition_count(num_partitions: i32) -> Result<u32, Refusal> {
+fn partition_count(num_partitions: i32, default_partitions: u32) -> Result<u32, Refusal> {
     match num_partitions {
-        BROKER_DEFAULT => Ok(DEFAULT_PARTITIONS),
+        BROKER_DEFAULT => Ok(default_partitions),
         n => u32::try_from(n).map_err(|_| {
             (ResponseError::InvalidPartitions, format!("{n} partitions: a topic needs at least 1 (or -1)"))
         }),
@@ -243,7 +243,7 @@ fn manual_assignment(topic: &CreatableTopic) -> Result<Option<Vec<Vec<u64>>>, Re
 /// `num_partitions`, or the number of partitions a manual assignment lists (each on this node only).
 fn local_partition_count(kafka: &KafkaContext, topic: &CreatableTopic) -> Result<u32, Refusal> {
     if topic.assignments.is_empty() {
-        return partition_count(topic.num_partitions);
+        return partition_count(topic.num_partitions, kafka.node.config.default_partitions);
     }
     if topic.num_partitions != BROKER_DEFAULT {
         return Err((ResponseError::InvalidRequest, "give num_partitions -1 with a manual assignment".into()));

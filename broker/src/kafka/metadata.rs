@@ -1,8 +1,12 @@
 //! Metadata: on a single node, this node as the one broker, and each topic asked for with its partitions, all
 //! led by this node. On a cluster (`cluster_answer`), every alive node as a broker with its cluster address, and
 //! per partition the leader, leader epoch, replicas and ISR the controller's metadata holds, so Kafka clients
-//! send produces and fetches to leaders. Topics are never created by a Metadata request (Kafka's `auto.create.topics.enable=false`): an unknown one
-//! is answered with UNKNOWN_TOPIC_OR_PARTITION. From v10 each topic carries its id (`topic_id.rs`), and a topic
+//! send produces and fetches to leaders. An unknown topic is answered with UNKNOWN_TOPIC_OR_PARTITION, unless the
+//! node creates topics automatically (`auto_create_topics`, Kafka's `auto.create.topics.enable`; off by default)
+//! and the request allows it (`allow_auto_topic_creation`, from v4; always below, as Kafka): then
+//! `answer_creating` creates each unknown topic asked for by name that the principal may create (else
+//! TOPIC_AUTHORIZATION_FAILED, as Kafka) before it answers, and a topic created but not yet known here is
+//! LEADER_NOT_AVAILABLE, which clients retry. From v10 each topic carries its id (`topic_id.rs`), and a topic
 //! may be asked for by id alone (v12, as KIP-848 consumers do to name the topics of their assignment): an
 //! unknown id is UNKNOWN_TOPIC_ID. A cluster node that has not caught up with the metadata since it started
 //! answers a topic it does not know with LEADER_NOT_AVAILABLE instead, which clients retry (a Kafka broker does
@@ -25,6 +29,62 @@ use crate::topic_id::TopicId;
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// The answer to a Metadata request, with the topics it names created first when the node creates topics
+/// automatically and the request allows it (the module's doc).
+pub async fn answer_creating(
+    kafka: &KafkaContext,
+    request: &MetadataRequest,
+    principal: &Principal,
+) -> MetadataResponse {
+    let created = create_missing(kafka, request, principal).await;
+    let mut response = answer(kafka, request, principal);
+    if created.is_empty() {
+        return response;
+    }
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    for topic in response.topics.iter_mut().filter(|topic| topic.error_code == unknown) {
+        let outcome = topic.name.as_ref().and_then(|name| created.get(name.0.as_str()));
+        if let Some(outcome) = outcome {
+            // Created, or found made by another request: known to the cluster, not yet here.
+            topic.error_code = outcome.err().unwrap_or(ResponseError::LeaderNotAvailable.code());
+        }
+    }
+    response
+}
+
+/// Creates each topic `request` names that does not exist, when the node and the request allow it: by name, the
+/// outcome of each creation tried (its Kafka error code if refused).
+async fn create_missing(
+    kafka: &KafkaContext,
+    request: &MetadataRequest,
+    principal: &Principal,
+) -> std::collections::BTreeMap<String, Result<(), i16>> {
+    let mut created = std::collections::BTreeMap::new();
+    let node = &kafka.node;
+    let (true, true, Some(asked)) =
+        (node.config.auto_create_topics, request.allow_auto_topic_creation, &request.topics)
+    else {
+        return created;
+    };
+    for name in asked.iter().filter_map(|asked| asked.name.as_ref()).map(|name| name.0.as_str()) {
+        if created.contains_key(name) || node.knows_topic(name) || !may_describe(kafka, principal, name) {
+            continue;
+        }
+        let outcome = node.create_topic_by_default(principal, name).await.map_err(|err| match err {
+            crate::error::BrokerError::Denied(denied) => super::error::denied_code(denied.resource_type),
+            // A cluster still forming, a controller being elected, a full disk: the client asks again.
+            err if err.code() == tonic::Code::Unavailable => ResponseError::LeaderNotAvailable.code(),
+            err => {
+                let (error, message) = super::topics_admin::admin_error(&err);
+                tracing::debug!(topic = name, error = %message, "topic not created automatically");
+                error.code()
+            }
+        });
+        created.insert(name.to_owned(), outcome);
+    }
+    created
+}
 
 pub fn answer(kafka: &KafkaContext, request: &MetadataRequest, principal: &Principal) -> MetadataResponse {
     if let Some(replication) = &kafka.node.replication {

@@ -60,7 +60,8 @@ impl Replication {
             }
             None => placement::place(
                 partition_count,
-                request.replication_factor,
+                // Unset: this node's `default_replication_factor` (Kafka's `default.replication.factor`).
+                Some(request.replication_factor.unwrap_or(node.config.default_replication_factor)),
                 request.min_insync_replicas,
                 &alive,
                 &metadata.racks(),
@@ -321,7 +322,7 @@ async fn ask_leader(
 ) -> Option<v1::DescribeTopicResponse> {
     use rill_protocol::v1::topic_admin_client::TopicAdminClient;
     let channel = crate::tls::channel_to(address, config).ok()?;
-    let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned() });
+    let mut request = tonic::Request::new(v1::DescribeTopicRequest { name: name.to_owned(), auto_create: false });
     request.metadata_mut().insert(LOCAL_ONLY_KEY, tonic::metadata::MetadataValue::from_static("1"));
     caller.send_on(request.metadata_mut());
     request.set_timeout(ASK_LEADER_TIMEOUT);

@@ -63,7 +63,11 @@ impl TopicAdmin for RillService {
         request: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
         let principal = principal_of(&request);
-        self.node.authorize(&principal, Operation::Describe, &Resource::topic(&request.get_ref().name))?;
+        let name = &request.get_ref().name;
+        self.node.authorize(&principal, Operation::Describe, &Resource::topic(name))?;
+        if request.get_ref().auto_create && self.node.config.auto_create_topics && !self.node.knows_topic(name) {
+            self.node.create_topic_by_default(&principal, name).await?;
+        }
         if let Some(replication) = &self.node.replication {
             let local_only = request.metadata().get(crate::replication::LOCAL_ONLY_KEY).is_some();
             let caller = crate::auth::forwarded::ForwardedCaller::of(&request);

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         proto_root.join("rill/v1/rill.proto"),
         proto_root.join("rill/v1/cluster.proto"),
         proto_root.join("rill/v1/auth.proto"),
+        proto_root.join("rill/v1/client_metrics.proto"),
     ];
     let internal_file = proto_root.join("rill/internal/v1/controller.proto");
     for file in proto_files.iter().chain([&internal_file]) {

@@ -103,8 +103,16 @@ impl ClientMetricsSubscription {
     }
 }
 
-fn whole_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
+fn whole_match(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|err| one_line(&err))
+}
+
+/// A regex error in one line: the regex crate's draws the pattern (the anchored one `whole_match` compiled, not
+/// the one given) over several lines, with the reason last.
+fn one_line(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
+    reason.trim().trim_start_matches("error: ").to_owned()
 }
 
 /// Who is asking: what a subscription's selectors see.
@@ -611,6 +619,7 @@ fn attribute_text(value: &opentelemetry_proto::tonic::common::v1::any_value::Val
 }
 
 pub mod forward;
+pub mod service;
 pub mod store;
 pub mod subscriptions;
 #[cfg(test)]

@@ -376,6 +376,10 @@ impl Broker {
                 Arc::clone(&node.authorizer),
                 Arc::clone(node.quotas.store()),
             ))
+            .add_service(crate::client_telemetry::service::ClientMetricsAdminService::server(
+                Arc::clone(&node.authorizer),
+                Arc::clone(&node.client_telemetry),
+            ))
             .add_optional_service(
                 controller.as_ref().zip(node.replication.clone()).map(|(c, replication)| c.rpc_service(replication)),
             );

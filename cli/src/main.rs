@@ -14,6 +14,7 @@ mod acl;
 mod allocator;
 mod bench;
 mod broker;
+mod client_metrics;
 mod cluster;
 mod connect;
 mod consume;
@@ -88,6 +89,8 @@ enum Command {
     Acl(acl::AclArgs),
     /// Client quotas: the byte rates users and client ids may produce and fetch at: set, remove, list.
     Quota(quota::QuotaArgs),
+    /// Kafka clients' metrics subscriptions (KIP-714): which metrics clients push to the broker: set, remove, list.
+    ClientMetrics(client_metrics::ClientMetricsArgs),
     /// The broker's schema registry (--schema-registry-listen): subjects, register, check, delete, compatibility.
     Schema(schema::SchemaArgs),
     /// Serve Confluent REST Proxy's API v2 (produce and consume over HTTP) as a client of a broker.
@@ -132,6 +135,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(args) => user::run_token(args),
         Command::Acl(args) => acl::run(args),
         Command::Quota(args) => quota::run(args),
+        Command::ClientMetrics(args) => client_metrics::run(args),
         Command::Schema(args) => schema::run(args),
         Command::HttpProxy(args) => http_proxy::run(args),
     };

@@ -11,6 +11,7 @@ mod cli_group;
 mod cli_produce_consume;
 mod cli_stops;
 mod cli_topic;
+mod client_metrics;
 mod cluster;
 mod cluster_auth;
 mod cluster_console;

@@ -71,6 +71,7 @@ mod acl_admin;
 mod admin;
 #[cfg(test)]
 mod alloc_count;
+mod client_metrics_admin;
 mod cluster_admin;
 mod compression;
 mod connection;
@@ -101,6 +102,7 @@ pub use admin::{
     GroupDescription, GroupKind, GroupState, GroupSummary, MemberDescription, OffsetSpec, PartitionInfo, PartitionLag,
     PartitionOffset, TopicConfig, TopicDescription, TopicInfo, TopicReplication,
 };
+pub use client_metrics_admin::{AlterClientMetricsRequest, ClientMetricsAdmin, ClientMetricsSubscription};
 pub use cluster_admin::{
     ClusterAdmin, ClusterDescription, ClusterNode, ClusterNodeState, LeaderElected, LeaderNotElected, LeadersElected,
     NodeAdded, NodeRemoved, PartitionReassigned, PartitionReassignment, ReplicaMove, ReplicasRebalanced, ThrottleSet,

@@ -2,6 +2,7 @@
 //! of them (`cargo test -p rill-tests --test e2e MODULE::` runs one area): see autotests in Cargo.toml.
 
 mod auto_create_topics;
+mod client_metrics_admin;
 mod disk_full;
 mod groups;
 mod groups_admin;

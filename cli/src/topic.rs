@@ -130,9 +130,9 @@ stays in force until cleared (rill cluster throttle clear).")]
 struct CreateArgs {
     /// Topic name: 1 to 249 characters of [A-Za-z0-9._-].
     name: String,
-    /// Number of partitions.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    partitions: u32,
+    /// Number of partitions. [default: the broker's --default-partitions, 1 unless set]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    partitions: Option<u32>,
     /// Delete segments whose newest record is older than this; -1 or `forever` keeps records forever.
     /// [default: the broker's default_retention_ms, 7 days as Kafka's retention.ms]
     #[arg(long, value_name = "MS", allow_hyphen_values = true, value_parser = parse_retention)]
@@ -274,7 +274,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         min_insync_replicas: args.min_insync_replicas.or(configured_min_insync),
     };
     let topic = admin
-        .create_replicated_topic(&args.name, args.partitions, replication, config)
+        .create_replicated_topic(&args.name, args.partitions.unwrap_or(0), replication, config)
         .await
         .map_err(|e| args.broker.explain(e))?;
     let mut out = output::stdout();

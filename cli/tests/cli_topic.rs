@@ -115,13 +115,21 @@ fn topic_errors_are_one_line_naming_the_topic_with_exit_1() {
     rill(b, &["topic", "add-partitions", "nope", "--count", "2"]).fails(1, "unknown topic \"nope\"");
     rill(b, &["topic", "add-partitions", "orders", "--count", "1"]).fails(1, "error: ");
     rill(b, &["topic", "create", "bad/name"]).fails(1, "invalid");
-    rill(b, &["topic", "create", "zero", "--partitions", "0"]).fails(1, "invalid");
+}
+
+#[test]
+fn a_topic_created_without_partitions_gets_the_brokers_default() {
+    let broker = common::AdminBroker::start(&["--default-partitions", "4"]);
+    let created = rill(&broker.addr, &["topic", "create", "wide"]).ok().to_owned();
+    assert_eq!(created, "created topic \"wide\" with 4 partitions\n");
 }
 
 #[test]
 fn bad_flags_exit_2_with_clap_naming_the_flag() {
     let b = dead_address();
     rill(&b, &["topic", "create", "t", "--partitions", "three"]).fails(2, "--partitions");
+    // 0 is not a count, and not how to ask for the broker's default (leave --partitions out).
+    rill(&b, &["topic", "create", "t", "--partitions", "0"]).fails(2, "0 is not in 1..");
     rill(&b, &["topic", "create", "t", "--durability", "sometimes"]).fails(2, "always, interval, never");
     rill(&b, &["topic", "add-partitions", "t"]).fails(2, "--count");
     rill(&b, &["topic", "frobnicate"]).fails(2, "frobnicate");

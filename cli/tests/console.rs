@@ -171,6 +171,8 @@ fn topics_are_created_produced_to_and_deleted_through_the_api_after_a_confirmati
     assert!(refused.body.contains("bad/name"), "the refusal names the topic: {}", refused.body);
     let twice = post(admin, "/create-topic", &format!("csrf={token}&name=web-made&partitions=1&confirm=yes"));
     assert_eq!(twice.status, 409, "{twice:?}");
+    let none = post(admin, "/create-topic", &format!("csrf={token}&name=empty&partitions=0&confirm=yes"));
+    assert!(none.status == 400 && none.body.contains("is not a partition count"), "0 refused: {none:?}");
 
     let produced = post(
         admin,

@@ -83,7 +83,8 @@ impl Admin {
         self.client.config().request_timeout
     }
 
-    /// Creates `name` with `partition_count` partitions; unset `config` fields take the broker's defaults.
+    /// Creates `name` with `partition_count` partitions (0: the broker's default, `--default-partitions`); unset
+    /// `config` fields take the broker's defaults.
     pub async fn create_topic(&self, name: &str, partition_count: u32, config: TopicConfig) -> Result<TopicInfo> {
         self.create_replicated_topic(name, partition_count, TopicReplication::default(), config).await
     }

@@ -1,7 +1,7 @@
 //! Automatic topic creation (`auto_create_topics`, Kafka's `auto.create.topics.enable`): a Kafka Metadata request
 //! that allows it, and a rill producer's first send, create a topic that does not exist with the node's
 //! `default_partitions` and `default_replication_factor`, when the principal may create it; off (the default),
-//! nothing is created.
+//! nothing is created. Creates that leave the partition count to the broker take `default_partitions` too.
 
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,10 @@ async fn a_metadata_request_that_allows_it_creates_each_unknown_topic_with_the_d
     let answer: CreateTopicsResponse =
         client.call(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic])).await;
     assert_eq!((answer.topics[0].error_code, answer.topics[0].num_partitions), (0, 3));
+    // So does a gRPC create that leaves the count unset (0), as `rill topic create` without --partitions does.
+    let unset = v1::CreateTopicRequest { name: "grpc-default".into(), ..Default::default() };
+    let created = broker.admin.create_topic(unset).await.expect("created").into_inner().topic.expect("a topic");
+    assert_eq!(created.partition_count, 3);
 }
 
 #[tokio::test]

@@ -156,7 +156,7 @@ impl Console {
                 body: STYLESHEET.as_bytes().to_vec(),
             },
             (["topics"], None) => topics::list(self, page, &query).await,
-            (["create-topic"], None) => topics::create_form(page, &query),
+            (["create-topic"], None) => topics::create_form(self, page, &query),
             (["create-topic"], Some(form)) => topics::create(self, page, &form).await,
             (["topics", topic], None) => match live::Live::from_query(&query) {
                 Ok(live) => topics::show(self, page, topic, live).await,

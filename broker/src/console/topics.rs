@@ -153,7 +153,7 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str, live: Live) -> 
     page.render_live(200, &format!("Topic {name}"), body, live)
 }
 
-pub fn create_form(page: Page<'_>, query: &Form) -> Response {
+pub fn create_form(console: &Console, page: Page<'_>, query: &Form) -> Response {
     if page.is_read_only {
         return page.error(403, "Read-only console", "Topics cannot be created from a read-only console.");
     }
@@ -161,7 +161,8 @@ pub fn create_form(page: Page<'_>, query: &Form) -> Response {
     page.form_open(&mut body, "/create-topic");
     body.raw("<fieldset class=\"stack\"><label>Name <input name=\"name\" required maxlength=\"249\" value=\"");
     body.text(query.get("name").unwrap_or("")).raw("\"></label>");
-    body.raw("<label>Partitions <input name=\"partitions\" type=\"number\" min=\"1\" value=\"1\"></label>");
+    body.raw("<label>Partitions <input name=\"partitions\" type=\"number\" min=\"1\" value=\"");
+    body.text(console.node.config.default_partitions).raw("\"></label>");
     body.raw("<label>Retention in ms (empty: the broker's default, -1: forever) <input name=\"retention_ms\"></label>");
     body.raw("<label>Retention in bytes per partition (empty: no limit) <input name=\"retention_bytes\"></label>");
     body.raw("<button>Create…</button></fieldset></form>");
@@ -174,8 +175,11 @@ pub fn create_form(page: Page<'_>, query: &Form) -> Response {
 
 pub async fn create(console: &Console, page: Page<'_>, form: &Form) -> Response {
     let name = form.get("name").unwrap_or("").trim().to_string();
-    let partitions = match form.number::<u32>("partitions", "a partition count (a whole number, 1 or more)") {
-        Ok(partitions) => partitions.unwrap_or(1),
+    let what = "a partition count (a whole number, 1 or more)";
+    let partitions = match form.number::<u32>("partitions", what) {
+        // 0 would ask the broker for its default: left empty is how the form asks that.
+        Ok(Some(0)) => return page.error(400, "Bad partition count", &format!("\"0\" is not {what}")),
+        Ok(partitions) => partitions.unwrap_or(console.node.config.default_partitions),
         Err(message) => return page.error(400, "Bad partition count", &message),
     };
     let retention_ms = match form.get("retention_ms").map(str::trim) {

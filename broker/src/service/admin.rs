@@ -14,8 +14,11 @@ impl TopicAdmin for RillService {
         request: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::CreateTopicResponse>, Status> {
         let principal = principal_of(&request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         authorize_create_topic(&self.node, &principal, &request.name)?;
+        if request.partition_count == 0 {
+            request.partition_count = self.node.config.default_partitions;
+        }
         if let Some(replication) = &self.node.replication {
             let topic = replication.create_topic(request).await?;
             return Ok(Response::new(v1::CreateTopicResponse { topic: Some(topic) }));

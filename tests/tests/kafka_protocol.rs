@@ -97,9 +97,9 @@ async fn api_versions_advertises_exactly_the_served_apis() {
     served.sort();
     let expected = [
         (0, 3, 11), // Produce
-        (1, 4, 16), // Fetch
+        (1, 4, 17), // Fetch
         (2, 1, 9),  // ListOffsets
-        (3, 0, 12), // Metadata
+        (3, 0, 13), // Metadata
         (8, 2, 9),  // OffsetCommit
         (9, 1, 9),  // OffsetFetch
         (10, 0, 4), // FindCoordinator
@@ -179,7 +179,7 @@ async fn metadata_names_this_node_as_leader_and_unknown_topics_as_unknown() {
     broker.create_topic("orders", 3).await;
     let addr = broker.handle.as_ref().expect("running").addr();
     let mut client = KafkaClient::connect(addr).await;
-    for version in [0, 1, 4, 9, 12] {
+    for version in [0, 1, 4, 9, 12, 13] {
         let request = MetadataRequest::default().with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(topic_name("orders"))),
             MetadataRequestTopic::default().with_name(Some(topic_name("missing"))),
@@ -709,4 +709,35 @@ async fn client_metrics_subscriptions_are_config_resources_altered_while_clients
     let deleted: IncrementalAlterConfigsResponse = admin.call(ApiKey::IncrementalAlterConfigs, 1, &delete).await;
     assert_eq!(deleted.responses[0].error_code, 0);
     assert_eq!(listed_resources(&mut admin, 0, vec![]).await, (0, by_name(&["node-own"])));
+}
+
+/// Fetch v13 to v17 name the topic by the id Metadata gives (v17 only adds a follower's tagged directory id).
+#[tokio::test]
+async fn fetch_by_topic_id_reads_the_records_at_every_version_from_13() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("t", 1).await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    assert_eq!(produce(&mut client, "t", 0, batch_of(&["by", "id"], 1)).await, (0, 0));
+    let asked = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name("t")))]));
+    let metadata: MetadataResponse = client.call(ApiKey::Metadata, 13, &asked).await;
+    assert_eq!((metadata.error_code, metadata.topics[0].error_code), (0, 0));
+    let id = metadata.topics[0].topic_id;
+    assert!(!id.is_nil(), "v13 carries the topic's id");
+    for version in 13..=17 {
+        let request =
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(0)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(vec![
+                    FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+                ])]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, version, &request).await;
+        let answer = &response.responses[0];
+        assert_eq!((answer.topic_id, answer.partitions[0].error_code), (id, 0), "v{version}");
+        let records = answer.partitions[0].records.clone().expect("records");
+        assert_eq!(values_of(&records), [(0, "by".into()), (1, "id".into())], "v{version}");
+    }
 }

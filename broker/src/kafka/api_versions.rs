@@ -9,11 +9,12 @@ use kafka_protocol::ResponseError;
 /// rill does not store). Produce v10 carries KIP-951's leader hints; v11 only tells that the client takes
 /// TRANSACTION_ABORTABLE, which rill never answers; v12 is transaction protocol v2's (KIP-890), not served. Fetch
 /// v13 names topics by id (KIP-516), v14 only tells that the client takes a tiered-storage error rill never sends,
-/// v15 moves a broker's replica id (consumers send none), v16 carries the leaders' endpoints (KIP-951); v17 is
-/// KRaft's (replica directory ids), not served.
+/// v15 moves a broker's replica id (consumers send none), v16 carries the leaders' endpoints (KIP-951), v17 adds
+/// a follower's replica directory id (KIP-853, tagged: consumers send none, and rill's followers do not fetch
+/// over Kafka's protocol).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 16),
+    (ApiKey::Fetch, 4, 17),
     // v7 asks -3 (largest timestamp, KIP-734), v8 -4 (earliest local), v9 -5 (latest tiered: none, as Kafka
     // answers without tiered storage); v10 (-6, earliest pending upload, KIP-1023) is not served.
     (ApiKey::ListOffsets, 1, 9),
@@ -21,8 +22,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // sends v2; Kafka 4.0 dropped v0–v1, KIP-896), v4 is flexible and what the Java consumer sends.
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     // v0 still serves in Kafka 4 and is what clients of Kafka 2.1's time send without asking ApiVersions first
-    // (Sarama's ClusterAdmin.ListTopics, for one); v13 adds only a top-level error code.
-    (ApiKey::Metadata, 0, 12),
+    // (Sarama's ClusterAdmin.ListTopics, for one); v13 adds only a top-level error code (KIP-1102's
+    // REBOOTSTRAP_REQUIRED, which rill never answers: 0).
+    (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::AddPartitionsToTxn, 0, 3),

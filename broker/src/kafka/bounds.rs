@@ -349,7 +349,20 @@ mod tests {
         assert_walked_whole(
             ApiKey::Fetch,
             15..=16,
-            &fetch_by_id.with_replica_id(BrokerId(-1)).with_replica_state(replica),
+            &fetch_by_id.clone().with_replica_id(BrokerId(-1)).with_replica_state(replica.clone()),
+        );
+        // v17 adds a follower's replica directory id to each partition, tagged.
+        let directory = |mut topic: fetch_request::FetchTopic| {
+            let partitions = std::mem::take(&mut topic.partitions);
+            topic.with_partitions(
+                partitions.into_iter().map(|p| p.with_replica_directory_id(Uuid::from_u128(7))).collect(),
+            )
+        };
+        let fetch_v17 = fetch_by_id.clone().with_topics(fetch_by_id.topics.into_iter().map(directory).collect());
+        assert_walked_whole(
+            ApiKey::Fetch,
+            17..=17,
+            &fetch_v17.with_replica_id(BrokerId(-1)).with_replica_state(replica),
         );
 
         let list_topic = list_offsets_request::ListOffsetsTopic::default()
@@ -370,7 +383,7 @@ mod tests {
         let metadata = MetadataRequest::default().with_topics(Some(vec![metadata_topic; 2]));
         assert_walked_whole(ApiKey::Metadata, 1..=3, &metadata.clone().with_allow_auto_topic_creation(true));
         // From v4 the walk stops after the topics: the flags after them hold no array.
-        for version in 4..=12 {
+        for version in 4..=13 {
             let mut body = BytesMut::new();
             metadata.encode(&mut body, version).expect("encodes");
             let flags = if version >= 11 {

@@ -7,12 +7,14 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 53] = [
+pub const GRPC_METHODS: [&str; 55] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/rill.v1.AclAdmin/AddAcls",
     "/rill.v1.AclAdmin/ListAcls",
     "/rill.v1.AclAdmin/RemoveAcls",
+    "/rill.v1.ClientMetricsAdmin/AlterClientMetrics",
+    "/rill.v1.ClientMetricsAdmin/ListClientMetrics",
     "/rill.v1.ClusterAdmin/AddNode",
     "/rill.v1.ClusterAdmin/CancelReassignment",
     "/rill.v1.ClusterAdmin/DescribeCluster",

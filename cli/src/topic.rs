@@ -35,7 +35,8 @@ enum TopicCommand {
     #[command(after_help = "Examples:
   rill topic create orders --partitions 3
   rill topic create audit --durability always --retention-ms 604800000
-  rill topic create clicks --retention-bytes 1073741824 --segment-bytes 67108864")]
+  rill topic create clicks --retention-bytes 1073741824 --segment-bytes 67108864
+  rill topic create orders --if-not-exists     # in a deploy script: done if it is there already")]
     Create(CreateArgs),
     /// List every topic with its partition count and settings.
     #[command(after_help = "Examples:
@@ -64,10 +65,14 @@ END is the offset the next record gets; END - START records are readable.")]
     DeleteRecords(crate::topic_delete_records::DeleteRecordsArgs),
     /// Delete a topic and all its records.
     #[command(after_help = "Examples:
-  rill topic delete orders")]
+  rill topic delete orders
+  rill topic delete orders --if-exists     # done if it is gone already")]
     Delete {
         /// Topic name.
         name: String,
+        /// A topic that does not exist is not an error (exit 0).
+        #[arg(long)]
+        if_exists: bool,
         #[command(flatten)]
         broker: BrokerFlag,
     },
@@ -157,7 +162,8 @@ struct CreateArgs {
     /// key), or compact,delete. Compaction's own settings change with `rill topic alter`. [default: delete]
     #[arg(long, value_name = "POLICY")]
     cleanup_policy: Option<String>,
-    /// In a cluster: copies of each partition, on as many nodes. [default: 1]
+    /// In a cluster: copies of each partition, on as many nodes. [default: the broker's
+    /// --default-replication-factor, 1 unless set]
     #[arg(long, value_name = "N")]
     replication_factor: Option<u32>,
     /// In a cluster: in-sync replicas a produce with --acks all needs. [default: 2 for 3 copies or more, else 1]
@@ -167,6 +173,10 @@ struct CreateArgs {
     /// `kafka-topics --create --config` takes them; the flags above win over the same setting here.
     #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     configs: Vec<String>,
+    /// A topic of that name existing already is not an error (exit 0), whatever its settings (kafka-topics'
+    /// --if-not-exists).
+    #[arg(long)]
+    if_not_exists: bool,
     #[command(flatten)]
     broker: BrokerFlag,
 }
@@ -197,10 +207,16 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::Describe { name, broker } => describe(&broker, &name).await,
             TopicCommand::Alter(args) => crate::topic_alter::alter(args).await,
             TopicCommand::DeleteRecords(args) => crate::topic_delete_records::delete_records(args).await,
-            TopicCommand::Delete { name, broker } => {
-                admin(&broker).await?.delete_topic(&name).await.map_err(|e| broker.explain(e))?;
+            TopicCommand::Delete { name, if_exists, broker } => {
+                let deleted = admin(&broker).await?.delete_topic(&name).await;
                 let mut out = output::stdout();
-                output::line(&mut out, format_args!("deleted topic {name:?}"))?;
+                match deleted {
+                    Ok(()) => output::line(&mut out, format_args!("deleted topic {name:?}"))?,
+                    Err(rill_client::Error::UnknownTopic { .. }) if if_exists => {
+                        output::line(&mut out, format_args!("no topic {name:?}: nothing to delete"))?
+                    }
+                    Err(err) => return Err(broker.explain(err)),
+                }
                 out.flush()?;
                 Ok(())
             }
@@ -273,12 +289,18 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         factor: args.replication_factor,
         min_insync_replicas: args.min_insync_replicas.or(configured_min_insync),
     };
-    let topic = admin
-        .create_replicated_topic(&args.name, args.partitions.unwrap_or(0), replication, config)
-        .await
-        .map_err(|e| args.broker.explain(e))?;
+    let created = admin.create_replicated_topic(&args.name, args.partitions.unwrap_or(0), replication, config).await;
     let mut out = output::stdout();
-    output::line(&mut out, format_args!("created topic {:?} with {}", topic.name, partitions(topic.partition_count)))?;
+    match created {
+        Ok(topic) => output::line(
+            &mut out,
+            format_args!("created topic {:?} with {}", topic.name, partitions(topic.partition_count)),
+        )?,
+        Err(rill_client::Error::TopicExists { .. }) if args.if_not_exists => {
+            output::line(&mut out, format_args!("topic {:?} exists already", args.name))?
+        }
+        Err(err) => return Err(args.broker.explain(err)),
+    }
     out.flush()?;
     Ok(())
 }

@@ -118,6 +118,21 @@ fn topic_errors_are_one_line_naming_the_topic_with_exit_1() {
 }
 
 #[test]
+fn if_not_exists_and_if_exists_make_create_and_delete_idempotent() {
+    let (_dir, broker) = broker();
+    let b = broker.addr.as_str();
+    rill(b, &["topic", "create", "orders", "--if-not-exists"]).ok();
+    let again = rill(b, &["topic", "create", "orders", "--partitions", "3", "--if-not-exists"]).ok().to_owned();
+    assert_eq!(again, "topic \"orders\" exists already\n");
+    assert!(rill(b, &["topic", "describe", "orders"]).ok().contains("partitions         1"), "left as it was");
+    rill(b, &["topic", "create", "bad/name", "--if-not-exists"]).fails(1, "invalid");
+    rill(b, &["topic", "delete", "orders", "--if-exists"]).ok();
+    let gone = rill(b, &["topic", "delete", "orders", "--if-exists"]).ok().to_owned();
+    assert_eq!(gone, "no topic \"orders\": nothing to delete\n");
+    rill(b, &["topic", "delete", "orders"]).fails(1, "unknown topic \"orders\"");
+}
+
+#[test]
 fn a_topic_created_without_partitions_gets_the_brokers_default() {
     let broker = common::AdminBroker::start(&["--default-partitions", "4"]);
     let created = rill(&broker.addr, &["topic", "create", "wide"]).ok().to_owned();

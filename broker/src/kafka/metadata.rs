@@ -215,6 +215,9 @@ fn cluster_answer(
     request: &MetadataRequest,
     principal: &Principal,
 ) -> MetadataResponse {
+    // Whether this node has caught up, read before the metadata: read after, an apply landing between the two
+    // would make a topic the metadata read lacks look deleted rather than not known yet.
+    let has_caught_up = replication.has_caught_up();
     let metadata = replication.metadata();
     let brokers = cluster_brokers(&metadata).into_iter().map(Into::into).collect();
     let placed_topic = |name: &str, placed: &crate::cluster::metadata::TopicPlacement| {
@@ -264,9 +267,7 @@ fn cluster_answer(
                 match found {
                     Some((name, placed)) => placed_topic(name, placed),
                     // A node just restarted may not know the topic yet: retriable, so clients ask again.
-                    None if !replication.has_caught_up() => {
-                        unknown(asked).with_error_code(ResponseError::LeaderNotAvailable.code())
-                    }
+                    None if !has_caught_up => unknown(asked).with_error_code(ResponseError::LeaderNotAvailable.code()),
                     None => unknown(asked),
                 }
             })

@@ -4,8 +4,9 @@
 //!
 //! What must stay true, since a copy deleted wrongly is acknowledged data lost:
 //! - the decision is made from the metadata this node has applied (committed entries only), and only once the
-//!   node has caught up with it (`Controller::has_caught_up`): a restarted node's stale snapshot may not yet
-//!   know that it was added back, or that the topic was re-created;
+//!   node has caught up with it (`Controller::has_caught_up`), on the metadata published since
+//!   (`is_decided_on_current`): a restarted node's stale snapshot may not yet know that it was added back, or
+//!   that the topic was re-created, or created at all;
 //! - never while the node is a replica, an adding replica of a move under way, or the leader;
 //! - a topic the metadata does not hold at all was deleted (every topic of a cluster node is opened from the
 //!   metadata it applied, and a data dir's single-node topics are refused at its first start as a cluster node,
@@ -47,6 +48,13 @@ fn is_placed_on(me: u64, placed: &PartitionPlacement) -> bool {
     let is_moving_here =
         placed.reassignment.as_ref().is_some_and(|moving| moving.adding.contains(&me) || moving.target.contains(&me));
     placed.replicas.contains(&me) || placed.leader == Some(me) || is_moving_here
+}
+
+/// Whether deletions may be decided on `used`: this node `has_caught_up` (read first) and `used` is the metadata
+/// published now (read after). A `used` read before the apply that caught the node up lacks what that apply
+/// created, and a topic it lacks would be taken for deleted.
+pub(super) fn is_decided_on_current(has_caught_up: bool, used: &ClusterMetadata, published: &ClusterMetadata) -> bool {
+    has_caught_up && std::ptr::eq(used, published)
 }
 
 /// The local copies to delete, given what this node holds (`local`) and the metadata it has applied; nothing
@@ -137,6 +145,27 @@ mod tests {
             dropped_replicas(3, &metadata, true, &local("orders", &[true, false])),
             [DroppedReplica::Topic("orders".into())]
         );
+    }
+
+    /// A restarted node read the metadata of its snapshot (no `payments`), then applied the log entry creating
+    /// `payments` and so caught up: decided on the old metadata, its copy of `payments` would look deleted.
+    #[test]
+    fn only_the_metadata_published_since_catching_up_is_decided_on() {
+        let stale = std::sync::Arc::new(metadata_with("orders", vec![partition(&[3], 3, None)]));
+        let mut applied = (*stale).clone();
+        applied.topics.insert(
+            "payments".into(),
+            metadata_with("payments", vec![partition(&[3], 3, None)]).topics["payments"].clone(),
+        );
+        let published = std::sync::Arc::new(applied);
+        assert!(!is_decided_on_current(true, &stale, &published), "read before the catch-up");
+        assert!(!is_decided_on_current(false, &published, &published), "not caught up");
+        assert!(is_decided_on_current(true, &published, &published));
+        // What the stale metadata would have decided, and the published one does.
+        let held: Vec<LocalTopic> =
+            [local("orders", &[true]), local("payments", &[true])].into_iter().flatten().collect();
+        assert_eq!(dropped_replicas(3, &stale, true, &held), [DroppedReplica::Deleted("payments".into())]);
+        assert!(dropped_replicas(3, &published, true, &held).is_empty());
     }
 
     #[test]

@@ -210,7 +210,9 @@ impl Replication {
     /// metadata, and before that `controller-unavailable` (UNAVAILABLE, retried by clients): a node just
     /// restarted may not know a topic yet.
     pub fn unknown_topic(&self, topic: &str) -> BrokerError {
-        if self.has_caught_up() {
+        // The caller read the metadata before this: if this node caught up since, the apply that did it may hold
+        // the topic, so the metadata is read again (after the check) before the topic is called unknown.
+        if self.has_caught_up() && !self.controller.metadata().topics.contains_key(topic) {
             return BrokerError::UnknownTopic { topic: topic.to_owned() };
         }
         BrokerError::ControllerUnavailable {
@@ -222,11 +224,13 @@ impl Replication {
     }
 
     fn placement(&self, topic: &str, partition: u32) -> Result<(PartitionPlacement, u32)> {
+        // Read before the metadata, as in `unknown_topic`: an apply between the two could hold the topic.
+        let has_caught_up = self.has_caught_up();
         let metadata = self.controller.metadata();
         let Some(placed) = metadata.topics.get(topic) else {
             // Before this node has caught up with the metadata, a produce or fetch for a topic it does not know
             // yet is "not the leader" (retried after a metadata refresh), not "no such topic".
-            if !self.has_caught_up() {
+            if !has_caught_up {
                 let (leader, leader_address) = (None, None);
                 let (topic, node_id) = (topic.to_owned(), self.node_id);
                 return Err(BrokerError::NotLeader { topic, partition, node_id, leader, leader_address });

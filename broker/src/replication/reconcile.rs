@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::dropped_replicas::{dropped_replicas, DroppedReplica, LocalTopic};
+use super::dropped_replicas::{dropped_replicas, is_decided_on_current, DroppedReplica, LocalTopic};
 use super::fetcher::{Assignment, Fetcher};
 use super::{lock, LeaderState, PartitionKey, Replication};
 use crate::cluster::metadata::ClusterMetadata;
@@ -301,8 +301,12 @@ impl Reconciler {
                 partition_holds_records: topic.partitions().iter().map(|p| p.log().log_end_offset() > 0).collect(),
             })
             .collect();
+        // Caught up, and `metadata` is the metadata published since: read before the caught-up check, an apply
+        // landing after it (the one that catches up) would make a topic it created look deleted.
         let has_caught_up = replication.has_caught_up();
-        // Not caught up yet: nothing is decided now, and the lag-check timer asks again until it is.
+        let has_caught_up = is_decided_on_current(has_caught_up, metadata, &replication.controller.metadata());
+        // Not caught up yet (or deciding on metadata older than the catch-up): nothing is decided now, and the
+        // lag-check timer asks again until it is.
         self.awaits_catch_up = !has_caught_up;
         let dropped = dropped_replicas(replication.node_id, metadata, has_caught_up, &local);
         for replica in dropped {

@@ -132,6 +132,9 @@ pub struct BrokerConfig {
     pub subscribe_queue_batches: usize,
     /// How often the maintenance task runs `flush_if_due` (interval durability) and `enforce_retention`.
     pub maintenance_interval_ms: u64,
+    /// Compaction workers (Kafka's `log.cleaner.threads`, 1 by default as Kafka's): how many partitions of
+    /// compacted topics are compacted at once, each worker holding one pass's key map (64 MiB at most).
+    pub log_cleaner_threads: usize,
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace_ms: u64,
     /// Worker threads of the process's async runtime (`rill broker` builds it from this); 0 chooses
@@ -476,6 +479,7 @@ impl Default for BrokerConfig {
             appends_in_flight: 4,
             subscribe_queue_batches: 4,
             maintenance_interval_ms: 100,
+            log_cleaner_threads: 1,
             shutdown_grace_ms: 5_000,
             worker_threads: 0,
             direct_writes: true,
@@ -558,6 +562,9 @@ fn physical_memory_bytes() -> Option<u64> {
 /// Most runtime worker threads a setting may ask for: far above any core count rill is run on, low enough
 /// that a typo (an extra digit or two) is refused instead of starting thousands of threads.
 pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// Most compaction workers (`log_cleaner_threads`): each may hold 64 MiB of keys and keep a disk busy.
+pub const MAX_LOG_CLEANER_THREADS: usize = 64;
 
 /// The runtime's worker threads when `worker_threads` is 0: one per core the process may run on (tokio's own
 /// default), 1 when that cannot be read.
@@ -728,6 +735,12 @@ impl BrokerConfig {
         }
         if self.maintenance_interval_ms == 0 {
             return bad("maintenance_interval_ms", "must be at least 1".into());
+        }
+        if !(1..=MAX_LOG_CLEANER_THREADS).contains(&self.log_cleaner_threads) {
+            return bad(
+                "log_cleaner_threads",
+                format!("{} is outside 1..={MAX_LOG_CLEANER_THREADS}", self.log_cleaner_threads),
+            );
         }
         if self.default_flush_interval_ms == 0 {
             return bad("default_flush_interval_ms", "must be at least 1".into());

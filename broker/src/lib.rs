@@ -80,6 +80,7 @@ pub mod auth;
 pub mod client_telemetry;
 mod cluster;
 mod codec;
+mod compaction;
 mod config;
 mod connection;
 mod console;

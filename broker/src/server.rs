@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rill_protocol::v1::{
     consumer_groups_server::ConsumerGroupsServer, records_server::RecordsServer, topic_admin_server::TopicAdminServer,
@@ -652,68 +652,11 @@ impl BrokerHandle {
     }
 }
 
-/// The node's periodic work until shutdown: [`run_housekeeping`] and, beside it, [`run_compaction`].
+/// The node's periodic work until shutdown: [`run_housekeeping`] and, beside it, the compaction loop
+/// (`compaction.rs`).
 async fn run_maintenance(node: Arc<Node>) {
-    tokio::join!(run_housekeeping(Arc::clone(&node)), run_compaction(node));
+    tokio::join!(run_housekeeping(Arc::clone(&node)), crate::compaction::run(node));
 }
-
-/// Compacts the partitions of compacted topics (`Log::compact_if_configured`, docs/compaction.md): a pass over them
-/// on the blocking pool, then `maintenance_interval_ms`, until shutdown. Apart from [`run_housekeeping`]: a pass may
-/// rewrite gigabytes, and interval flushes and retention must not wait for it. Shutdown is seen between
-/// partitions; a log closed under a pass refuses its swap, and the pass ends.
-async fn run_compaction(node: Arc<Node>) {
-    let tick_ms = node.config.maintenance_interval_ms;
-    let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = node.shutdown.clone();
-    // Partitions whose last pass failed (a full disk, say), and when: tried again only after COMPACTION_RETRY.
-    let failed = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<(String, u32), Instant>::new()));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let partitions = node.registry.all_partitions();
-        let stopping = node.shutdown.clone();
-        let metrics = node.metrics.clone();
-        let failed = Arc::clone(&failed);
-        let pass = tokio::task::spawn_blocking(move || {
-            let mut failed = failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            failed.retain(|_, at| at.elapsed() < COMPACTION_RETRY);
-            for partition in partitions.iter().filter(|p| !p.is_closed()) {
-                if *stopping.borrow() {
-                    return;
-                }
-                let key = (partition.topic.to_string(), partition.index);
-                if failed.contains_key(&key) {
-                    continue;
-                }
-                match partition.log().compact_if_configured() {
-                    Ok(None) | Err(rill_storage::StorageError::Closed(_)) => {}
-                    Ok(Some(outcome)) => {
-                        if let Some(metrics) = &metrics {
-                            metrics.compaction.record(&outcome);
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(partition = ?partition, error = %err, retry_in_s = COMPACTION_RETRY.as_secs(), "compaction failed; the old segments stay");
-                        failed.insert(key, Instant::now());
-                        if let Some(metrics) = &metrics {
-                            metrics.compaction.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
-        });
-        if let Err(err) = pass.await {
-            tracing::error!(error = %err, "compaction pass failed");
-        }
-    }
-}
-
-/// How long a partition whose compaction pass failed waits before the next try: a full disk or a damaged segment
-/// would otherwise fail, and log, every `maintenance_interval_ms`.
-const COMPACTION_RETRY: Duration = Duration::from_secs(30);
 
 /// Flushes logs whose interval is due, applies retention and expires empty groups' offsets, every
 /// `maintenance_interval_ms`, until shutdown.

@@ -108,6 +108,10 @@ pub struct BrokerArgs {
     /// broker store every batch in that codec. [default: producer]
     #[arg(long, env = "RILL_DEFAULT_COMPRESSION_TYPE", value_name = "TYPE", value_parser = parse_compression_type)]
     default_compression_type: Option<rill_broker::TopicCompression>,
+    /// Partitions of compacted topics compacted at once (Kafka's log.cleaner.threads), 1 to 64; each may hold
+    /// 64 MiB of keys. [default: 1]
+    #[arg(long, env = "RILL_LOG_CLEANER_THREADS", value_name = "N")]
+    log_cleaner_threads: Option<usize>,
     /// Partitions of a topic created without a count (a Kafka CreateTopics with num_partitions -1, a topic
     /// created automatically; Kafka's num.partitions), 1 to --max-partitions-per-topic. [default: 1]
     #[arg(long, env = "RILL_DEFAULT_PARTITIONS", value_name = "N")]
@@ -449,6 +453,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.default_compression_type {
             config.default_compression_type = v;
+        }
+        if let Some(v) = self.log_cleaner_threads {
+            config.log_cleaner_threads = v;
         }
         if let Some(v) = self.default_partitions {
             config.default_partitions = v;
@@ -841,6 +848,9 @@ mod tests {
             refused.contains("default_partitions") && refused.contains("1..=max_partitions_per_topic"),
             "{refused}"
         );
+        assert_eq!(config_from(&["--log-cleaner-threads", "4"]).expect("valid").log_cleaner_threads, 4);
+        let refused = config_from(&["--log-cleaner-threads", "0"]).expect_err("no worker").to_string();
+        assert!(refused.contains("log_cleaner_threads") && refused.contains("1..=64"), "{refused}");
         let refused = config_from(&["--default-replication-factor", "3"]).expect_err("a single node").to_string();
         assert!(refused.contains("a single node (no peers) holds one replica"), "{refused}");
     }

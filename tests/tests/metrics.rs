@@ -139,6 +139,49 @@ async fn compaction_passes_are_counted() {
     assert_eq!(sample(&text, "rill_compaction_failures_total"), Some(0.0));
 }
 
+/// With several compaction workers (`log_cleaner_threads`) every partition is still compacted, each by one of
+/// them, and nothing fails.
+#[tokio::test]
+async fn several_compaction_workers_compact_every_partition() {
+    let mut broker = TestBroker::start_with(|config| config.log_cleaner_threads = 3).await;
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    let config = v1::TopicConfig {
+        cleanup_policy: Some("compact".into()),
+        segment_bytes: Some(1024),
+        min_cleanable_dirty_ratio: Some(0.0),
+        ..Default::default()
+    };
+    let request =
+        v1::CreateTopicRequest { name: "table".into(), partition_count: 4, config: Some(config), ..Default::default() };
+    broker.admin.create_topic(request).await.expect("create");
+    for n in 0..400 {
+        let batch = rill_tests::keyed_batch(&format!("k{}", n % 3), &format!("value {n}"));
+        let request = rill_tests::produce_request("table", Some(n % 4), batch, v1::Acks::Leader);
+        broker.records.produce(request).await.expect("produce");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut compacted = 0;
+        for partition in 0..4 {
+            let request = v1::DescribeTopicRequest { name: "table".into(), auto_create: false };
+            let described = broker.admin.describe_topic(request).await.expect("described").into_inner();
+            // 100 batches of about 85 bytes in 1 KiB segments: about 9 segments uncompacted; compacted (3 keys)
+            // and merged, the compacted part is one, beside the active segment.
+            if described.partitions[partition].segment_count <= 3 {
+                compacted += 1;
+            }
+        }
+        if compacted == 4 {
+            break;
+        }
+        let (_, text) = get(admin, "/metrics", "text/plain").await;
+        assert!(tokio::time::Instant::now() < deadline, "{compacted} of 4 partitions compacted within 30 s: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, text) = get(admin, "/metrics", "text/plain").await;
+    assert_eq!(sample(&text, "rill_compaction_failures_total"), Some(0.0));
+}
+
 #[tokio::test]
 async fn kafka_error_codes_and_streams_failing_mid_way_are_counted() {
     let mut broker = TestBroker::start().await;

@@ -308,6 +308,7 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("auto.create.topics.enable", c.auto_create_topics.to_string(), fixed, TYPE_BOOLEAN),
         entry("num.partitions", c.default_partitions.to_string(), fixed, TYPE_INT),
         entry("default.replication.factor", c.default_replication_factor.to_string(), fixed, TYPE_INT),
+        entry("log.cleaner.threads", c.log_cleaner_threads.to_string(), fixed, TYPE_INT),
         entry("log.retention.ms", limit(c.default_retention_ms), fixed, TYPE_LONG),
         entry("log.retention.bytes", limit(c.default_retention_bytes), fixed, TYPE_LONG),
         entry("log.segment.bytes", c.default_segment_bytes.to_string(), fixed, TYPE_INT),

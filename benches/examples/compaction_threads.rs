@@ -10,12 +10,12 @@
 //! `cargo build --release -p rill-cli --bin rill && cargo run --release -p rill-benches --example
 //!  compaction_threads -- target/release/rill [PARTITIONS=4] [MB=128] [THREADS=1,2] [ROUNDS=3] [DATA_PARENT=target]`
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rill_benches::BrokerProcess;
 use rill_protocol::v1::{self, records_client::RecordsClient, topic_admin_client::TopicAdminClient};
 use rill_protocol::{Record, RecordBatchBuilder};
 
@@ -24,34 +24,14 @@ const RECORD_BYTES: usize = 1_000;
 const RECORDS_PER_BATCH: usize = 1_000;
 const SEGMENT_BYTES: u64 = 4 << 20;
 
-struct Broker {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(rill: &Path, data_dir: &Path, threads: usize) -> Broker {
-    let mut child = Command::new(rill)
+fn start(rill: &Path, data_dir: &Path, threads: usize) -> BrokerProcess {
+    let mut command = Command::new(rill);
+    command
         .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-cleaner-threads"])
         .arg(threads.to_string())
         .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn rill broker");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the listen line");
-    let addr = line.trim().strip_prefix("rill broker listening on ").expect("the listen line").to_owned();
-    Broker { child, addr }
+        .arg(data_dir);
+    BrokerProcess::spawn(command)
 }
 
 fn batch(first: usize, value: &[u8]) -> Bytes {

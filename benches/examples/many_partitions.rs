@@ -12,52 +12,31 @@
 //! `cargo build --release -p rill-cli --bin rill && cargo run --release -p rill-benches --example many_partitions
 //!  -- target/release/rill [TOPICS=10000] [direct|buffered] [OPEN_FILE_LIMIT=0] [DATA_PARENT=target]`
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rill_benches::BrokerProcess;
 use rill_protocol::v1::{self, topic_admin_client::TopicAdminClient};
 use tokio::sync::Semaphore;
 
 /// CreateTopic calls in flight at once.
 const PARALLEL_CREATES: usize = 32;
 
-struct Broker {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the broker and returns it with the time from spawn to its "listening" line (the port accepts then).
-fn start(rill: &Path, data_dir: &Path, write_mode: &str, open_file_limit: u64) -> (Broker, Duration) {
+fn start(rill: &Path, data_dir: &Path, write_mode: &str, open_file_limit: u64) -> (BrokerProcess, Duration) {
     let ulimit = if open_file_limit > 0 { format!("ulimit -n {open_file_limit} && ") } else { String::new() };
     let script = format!("{ulimit}exec \"$0\" broker --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir \"$1\" --write-mode \"$2\"");
     let started = Instant::now();
-    let mut child = Command::new("sh")
-        .args(["-c", &script, &rill.to_string_lossy(), &data_dir.to_string_lossy(), write_mode])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn rill broker");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the listen line");
-    let elapsed = started.elapsed();
-    let addr = line.trim().strip_prefix("rill broker listening on ").expect("the listen line").to_owned();
-    (Broker { child, addr }, elapsed)
+    let mut command = Command::new("sh");
+    command.args(["-c", &script, &rill.to_string_lossy(), &data_dir.to_string_lossy(), write_mode]);
+    let broker = BrokerProcess::spawn(command);
+    (broker, started.elapsed())
 }
 
 /// SIGTERM, and the time until the process exited.
-fn stop(mut broker: Broker) -> Duration {
+fn stop(mut broker: BrokerProcess) -> Duration {
     let started = Instant::now();
     let pid = broker.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("run kill").success());
@@ -68,7 +47,7 @@ fn stop(mut broker: Broker) -> Duration {
 }
 
 /// Resident memory (bytes) and open descriptors of `broker`.
-fn footprint(broker: &Broker) -> (u64, u64) {
+fn footprint(broker: &BrokerProcess) -> (u64, u64) {
     let proc_dir = PathBuf::from(format!("/proc/{}", broker.child.id()));
     let status = std::fs::read_to_string(proc_dir.join("status")).expect("read /proc/PID/status");
     let rss_kib: u64 = status

@@ -96,24 +96,7 @@ async fn metrics_agree_with_what_was_produced_fetched_and_committed() {
 async fn compaction_passes_are_counted() {
     let mut broker = TestBroker::start().await;
     let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
-    let config = v1::TopicConfig {
-        cleanup_policy: Some("compact".into()),
-        segment_bytes: Some(1024),
-        min_cleanable_dirty_ratio: Some(0.0),
-        ..Default::default()
-    };
-    let request =
-        v1::CreateTopicRequest { name: "table".into(), partition_count: 1, config: Some(config), ..Default::default() };
-    let created = broker.admin.create_topic(request).await.expect("create").into_inner();
-    assert_eq!(created.topic.and_then(|t| t.config).and_then(|c| c.cleanup_policy).as_deref(), Some("compact"));
-    for n in 0..100 {
-        let batch = rill_tests::keyed_batch(&format!("k{}", n % 3), &format!("value {n}"));
-        broker
-            .records
-            .produce(rill_tests::produce_request("table", Some(0), batch, v1::Acks::Leader))
-            .await
-            .expect("produce");
-    }
+    create_compacted(&mut broker, 1, 100).await;
     let keyless = broker
         .records
         .produce(rill_tests::produce_request("table", Some(0), batch_of(&["v"], 1), v1::Acks::Leader))
@@ -139,38 +122,44 @@ async fn compaction_passes_are_counted() {
     assert_eq!(sample(&text, "rill_compaction_failures_total"), Some(0.0));
 }
 
-/// With several compaction workers (`log_cleaner_threads`) every partition is still compacted, each by one of
-/// them, and nothing fails.
-#[tokio::test]
-async fn several_compaction_workers_compact_every_partition() {
-    let mut broker = TestBroker::start_with(|config| config.log_cleaner_threads = 3).await;
-    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+/// Creates `table`, compacted as eagerly as settings allow (1 KiB segments, any dirty ratio), with `partitions`
+/// partitions, and writes `records` keyed records over three keys to it, spread round the partitions.
+async fn create_compacted(broker: &mut TestBroker, partitions: u32, records: u32) {
     let config = v1::TopicConfig {
         cleanup_policy: Some("compact".into()),
         segment_bytes: Some(1024),
         min_cleanable_dirty_ratio: Some(0.0),
         ..Default::default()
     };
-    let request =
-        v1::CreateTopicRequest { name: "table".into(), partition_count: 4, config: Some(config), ..Default::default() };
-    broker.admin.create_topic(request).await.expect("create");
-    for n in 0..400 {
+    let request = v1::CreateTopicRequest {
+        name: "table".into(),
+        partition_count: partitions,
+        config: Some(config),
+        ..Default::default()
+    };
+    let created = broker.admin.create_topic(request).await.expect("create").into_inner();
+    assert_eq!(created.topic.and_then(|t| t.config).and_then(|c| c.cleanup_policy).as_deref(), Some("compact"));
+    for n in 0..records {
         let batch = rill_tests::keyed_batch(&format!("k{}", n % 3), &format!("value {n}"));
-        let request = rill_tests::produce_request("table", Some(n % 4), batch, v1::Acks::Leader);
+        let request = rill_tests::produce_request("table", Some(n % partitions), batch, v1::Acks::Leader);
         broker.records.produce(request).await.expect("produce");
     }
+}
+
+/// With several compaction workers (`log_cleaner_threads`) every partition is still compacted, each by one of
+/// them, and nothing fails.
+#[tokio::test]
+async fn several_compaction_workers_compact_every_partition() {
+    let mut broker = TestBroker::start_with(|config| config.log_cleaner_threads = 3).await;
+    let admin = broker.handle.as_ref().and_then(|h| h.admin_addr()).expect("the test config turns the listener on");
+    create_compacted(&mut broker, 4, 400).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let mut compacted = 0;
-        for partition in 0..4 {
-            let request = v1::DescribeTopicRequest { name: "table".into(), auto_create: false };
-            let described = broker.admin.describe_topic(request).await.expect("described").into_inner();
-            // 100 batches of about 85 bytes in 1 KiB segments: about 9 segments uncompacted; compacted (3 keys)
-            // and merged, the compacted part is one, beside the active segment.
-            if described.partitions[partition].segment_count <= 3 {
-                compacted += 1;
-            }
-        }
+        let request = v1::DescribeTopicRequest { name: "table".into(), auto_create: false };
+        let described = broker.admin.describe_topic(request).await.expect("described").into_inner();
+        // 100 batches of about 85 bytes in 1 KiB segments: about 9 segments uncompacted; compacted (3 keys) and
+        // merged, the compacted part is one, beside the active segment.
+        let compacted = described.partitions.iter().filter(|partition| partition.segment_count <= 3).count();
         if compacted == 4 {
             break;
         }

@@ -100,8 +100,9 @@ impl Node {
     /// Kafka's auto topic creation (`auto_create_topics`, which the caller checks): creates topic `name` with
     /// this node's `default_partitions` and `default_replication_factor` and the default settings, if `principal`
     /// may create it (CREATE on the cluster or the topic, as any create). A topic another request created first
-    /// is no error: both callers then describe it. Answers once this node knows the topic.
-    pub async fn create_topic_by_default(&self, principal: &Principal, name: &str) -> crate::error::Result<()> {
+    /// is no error: both callers then describe it. Answers once this node knows the topic, with the partitions
+    /// this call created (0 when another request's create came first), which Kafka's mutation quota counts.
+    pub async fn create_topic_by_default(&self, principal: &Principal, name: &str) -> crate::error::Result<u32> {
         crate::service::authorize_create_topic(self, principal, name)?;
         let partitions = self.config.default_partitions;
         let created = match &self.replication {
@@ -115,9 +116,9 @@ impl Node {
         match created {
             Ok(()) => {
                 tracing::info!(topic = name, partitions, principal = %principal, "topic created automatically");
-                Ok(())
+                Ok(partitions)
             }
-            Err(crate::error::BrokerError::TopicExists { .. }) => Ok(()),
+            Err(crate::error::BrokerError::TopicExists { .. }) => Ok(0),
             Err(err) => Err(err),
         }
     }

@@ -175,6 +175,50 @@ async fn a_principal_that_may_not_create_the_topic_gets_an_authorization_error_a
 
 /// On a cluster the topic is placed and committed through the controller, with the node's default replication
 /// factor; one larger than the alive nodes is refused at the create, naming both.
+/// KIP-599, as Kafka's Metadata: the partitions a client's Metadata creates count against its
+/// `controller_mutation_rate` without ever being refused for it (Kafka's permissive mode), so a CreateTopics it
+/// sends after, in a strict version, is refused until they are paid for; another client id is not held.
+#[tokio::test]
+async fn topics_created_by_metadata_count_against_the_clients_controller_mutation_rate() {
+    let broker = TestBroker::start_with(|config| {
+        auto_creating(config);
+        config.default_partitions = 20;
+        config.quota_window_ms = 100;
+    })
+    .await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = KafkaClient::connect(addr).await;
+    let rate = alter_client_quotas_request::OpData::default()
+        .with_key(StrBytes::from_static_str("controller_mutation_rate"))
+        .with_value(1.0);
+    let entity = alter_client_quotas_request::EntityData::default()
+        .with_entity_type(StrBytes::from_static_str("client-id"))
+        .with_entity_name(Some(StrBytes::from_static_str("app")));
+    let entry = alter_client_quotas_request::EntryData::default().with_entity(vec![entity]).with_ops(vec![rate]);
+    let quota = AlterClientQuotasRequest::default().with_entries(vec![entry]);
+    let altered: AlterClientQuotasResponse = admin.call(ApiKey::AlterClientQuotas, 1, &quota).await;
+    assert_eq!(altered.entries[0].error_code, 0, "{:?}", altered.entries[0].error_message);
+
+    // Past the rate already (20 partitions at 1 a second) with the first topic, and never refused for it.
+    let mut app = KafkaClient::connect(addr).await.with_client_id("app");
+    let created: MetadataResponse = app.call(ApiKey::Metadata, 12, &metadata_of(&["first", "second"], true)).await;
+    assert_eq!(topics_in(&created), [("first".to_owned(), 0, 20), ("second".to_owned(), 0, 20)]);
+
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("third")))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    let create = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
+    let refused: CreateTopicsResponse = app.call(ApiKey::CreateTopics, 7, &create).await;
+    let throttled = ResponseError::ThrottlingQuotaExceeded.code();
+    assert_eq!(refused.topics[0].error_code, throttled, "{:?}", refused.topics[0].error_message);
+    assert!(refused.throttle_time_ms > 10_000, "40 partitions at 1 a second: {} ms", refused.throttle_time_ms);
+
+    let mut other = KafkaClient::connect(addr).await.with_client_id("other");
+    let created: CreateTopicsResponse = other.call(ApiKey::CreateTopics, 7, &create).await;
+    assert_eq!((created.topics[0].error_code, created.throttle_time_ms), (0, 0));
+}
+
 #[tokio::test]
 async fn a_cluster_node_creates_through_the_controller_with_its_default_replication_factor() {
     let broker = rill_tests::cluster_of_one_with(|config| {

@@ -329,7 +329,7 @@ pub async fn answer(
             if version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty) {
                 request.topics = None;
             }
-            let mut response = metadata::answer_creating(kafka, &request, principal).await;
+            let mut response = metadata::answer_creating(kafka, &request, principal, client_id).await;
             error_counts::count(kafka, api, &response);
             response.throttle_time_ms = clock.throttle_ms(quotas, response.throttle_time_ms);
             encode_response(correlation_id, header_version, &response, version)?

@@ -36,8 +36,9 @@ pub async fn answer_creating(
     kafka: &KafkaContext,
     request: &MetadataRequest,
     principal: &Principal,
+    client_id: &str,
 ) -> MetadataResponse {
-    let created = create_missing(kafka, request, principal).await;
+    let created = create_missing(kafka, request, principal, client_id).await;
     let mut response = answer(kafka, request, principal);
     if created.is_empty() {
         return response;
@@ -54,11 +55,14 @@ pub async fn answer_creating(
 }
 
 /// Creates each topic `request` names that does not exist, when the node and the request allow it: by name, the
-/// outcome of each creation tried (its Kafka error code if refused).
+/// outcome of each creation tried (its Kafka error code if refused). The partitions created count against the
+/// client's controller mutation quota as Kafka's permissive mode counts them (KIP-599: Kafka's Metadata creates
+/// through a permissive quota): never refused for it, but a CreateTopics after is throttled for them.
 async fn create_missing(
     kafka: &KafkaContext,
     request: &MetadataRequest,
     principal: &Principal,
+    client_id: &str,
 ) -> std::collections::BTreeMap<String, Result<(), i16>> {
     let mut created = std::collections::BTreeMap::new();
     let node = &kafka.node;
@@ -67,11 +71,16 @@ async fn create_missing(
     else {
         return created;
     };
+    let mut mutations = super::mutation_quota::MutationQuota::of(kafka, principal, client_id, false);
     for name in asked.iter().filter_map(|asked| asked.name.as_ref()).map(|name| name.0.as_str()) {
         if created.contains_key(name) || node.knows_topic(name) || !may_describe(kafka, principal, name) {
             continue;
         }
-        let outcome = node.create_topic_by_default(principal, name).await.map_err(|err| match err {
+        let outcome = node.create_topic_by_default(principal, name).await;
+        if let Ok(partitions) = outcome {
+            mutations.record(partitions);
+        }
+        let outcome = outcome.map(drop).map_err(|err| match err {
             crate::error::BrokerError::Denied(denied) => super::error::denied_code(denied.resource_type),
             // A cluster still forming, a controller being elected, a full disk: the client asks again.
             err if err.code() == tonic::Code::Unavailable => ResponseError::LeaderNotAvailable.code(),

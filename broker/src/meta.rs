@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DurabilityPolicy;
 use crate::error::{BrokerError, Result};
+use crate::replication::throttle::ThrottledReplicas;
 use crate::topic_id::TopicId;
 
 /// Directory under the data dir that holds the topic metadata files. The `__` prefix keeps it apart from
@@ -81,6 +82,11 @@ pub struct TopicSettings {
     /// (`share_groups/dead_letters.rs`). Left out of the files while off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_dead_letters: bool,
+    /// Kafka's `leader.replication.throttled.replicas` and `follower.replication.throttled.replicas`: which
+    /// out-of-sync replicas the cluster's replication throttle applies to besides a move's new ones
+    /// (`replication/throttle.rs`). Left out of the files while both are empty.
+    #[serde(default, skip_serializing_if = "ThrottledReplicas::is_default")]
+    pub throttled_replicas: ThrottledReplicas,
 }
 
 /// How a schema id's subject is named: Confluent's subject name strategies, named as its classes are (their
@@ -661,6 +667,7 @@ mod tests {
             compression_levels: CompressionLevels::default(),
             schema_ids: SchemaIdChecks::default(),
             takes_dead_letters: false,
+            throttled_replicas: Default::default(),
         }
     }
 

@@ -131,6 +131,8 @@ pub fn settings_info(s: &TopicSettings) -> v1::TopicConfig {
         compression_gzip_level: s.compression_levels.gzip,
         compression_lz4_level: s.compression_levels.lz4,
         compression_zstd_level: s.compression_levels.zstd,
+        leader_throttled_replicas: Some(s.throttled_replicas.leader.to_string()),
+        follower_throttled_replicas: Some(s.throttled_replicas.follower.to_string()),
     }
 }
 
@@ -589,6 +591,7 @@ impl Registry {
             compression_levels: requested_compression_levels(requested, &defaults.default_compression_levels)?,
             schema_ids: requested_schema_ids(requested)?,
             takes_dead_letters: requested.dead_letter_group_enable.unwrap_or(false),
+            throttled_replicas: requested_throttled_replicas(requested)?,
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));
@@ -657,6 +660,23 @@ fn requested_cleanup(requested: &v1::TopicConfig) -> Result<crate::meta::Cleanup
         _ => {}
     }
     Ok(cleanup)
+}
+
+/// A topic's throttled replica lists from its request; unset fields are empty.
+fn requested_throttled_replicas(
+    requested: &v1::TopicConfig,
+) -> Result<crate::replication::throttle::ThrottledReplicas> {
+    use crate::replication::throttle::ReplicaList;
+    let list = |field: &'static str, value: &Option<String>| -> Result<ReplicaList> {
+        let Some(value) = value else { return Ok(ReplicaList::Empty) };
+        ReplicaList::parse(value).ok_or_else(|| {
+            BrokerError::invalid(field, format!("{value:?} is not a replica list: {}", ReplicaList::FORMAT))
+        })
+    };
+    Ok(crate::replication::throttle::ThrottledReplicas {
+        leader: list("config.leader_throttled_replicas", &requested.leader_throttled_replicas)?,
+        follower: list("config.follower_throttled_replicas", &requested.follower_throttled_replicas)?,
+    })
 }
 
 /// A topic's schema id validation from its request; unset fields are off, with TopicNameStrategy.

@@ -13,6 +13,7 @@ use crate::meta::{
     Cleanup, CompressionLevels, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings,
     DEFAULT_SEGMENT_MS,
 };
+use crate::replication::throttle::ReplicaList;
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,10 +61,14 @@ pub enum ConfigKey {
     CompressionGzipLevel,
     CompressionLz4Level,
     CompressionZstdLevel,
+    /// Kafka's `leader.replication.throttled.replicas` (`replication/throttle.rs`).
+    LeaderThrottledReplicas,
+    /// Kafka's `follower.replication.throttled.replicas`.
+    FollowerThrottledReplicas,
 }
 
 impl ConfigKey {
-    pub const ALL: [ConfigKey; 25] = [
+    pub const ALL: [ConfigKey; 27] = [
         ConfigKey::RetentionMs,
         ConfigKey::RetentionBytes,
         ConfigKey::SegmentBytes,
@@ -89,6 +94,8 @@ impl ConfigKey {
         ConfigKey::CompressionGzipLevel,
         ConfigKey::CompressionLz4Level,
         ConfigKey::CompressionZstdLevel,
+        ConfigKey::LeaderThrottledReplicas,
+        ConfigKey::FollowerThrottledReplicas,
     ];
 
     /// The name Kafka's tools use (DescribeConfigs reports these).
@@ -119,6 +126,8 @@ impl ConfigKey {
             ConfigKey::CompressionGzipLevel => "compression.gzip.level",
             ConfigKey::CompressionLz4Level => "compression.lz4.level",
             ConfigKey::CompressionZstdLevel => "compression.zstd.level",
+            ConfigKey::LeaderThrottledReplicas => "leader.replication.throttled.replicas",
+            ConfigKey::FollowerThrottledReplicas => "follower.replication.throttled.replicas",
         }
     }
 
@@ -150,6 +159,8 @@ impl ConfigKey {
             ConfigKey::CompressionGzipLevel => "compression_gzip_level",
             ConfigKey::CompressionLz4Level => "compression_lz4_level",
             ConfigKey::CompressionZstdLevel => "compression_zstd_level",
+            ConfigKey::LeaderThrottledReplicas => "leader_throttled_replicas",
+            ConfigKey::FollowerThrottledReplicas => "follower_throttled_replicas",
         }
     }
 
@@ -314,6 +325,8 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::CompressionGzipLevel => s.compression_levels.gzip = defaults.default_compression_levels.gzip,
         ConfigKey::CompressionLz4Level => s.compression_levels.lz4 = defaults.default_compression_levels.lz4,
         ConfigKey::CompressionZstdLevel => s.compression_levels.zstd = defaults.default_compression_levels.zstd,
+        ConfigKey::LeaderThrottledReplicas => s.throttled_replicas.leader = ReplicaList::Empty,
+        ConfigKey::FollowerThrottledReplicas => s.throttled_replicas.follower = ReplicaList::Empty,
     }
 }
 
@@ -454,6 +467,14 @@ fn set(
                 _ => s.compression_levels.zstd = Some(level),
             }
         }
+        ConfigKey::LeaderThrottledReplicas | ConfigKey::FollowerThrottledReplicas => {
+            let list =
+                ReplicaList::parse(value).ok_or_else(|| refusal(change, format!("must be {}", ReplicaList::FORMAT)))?;
+            match key {
+                ConfigKey::LeaderThrottledReplicas => s.throttled_replicas.leader = list,
+                _ => s.throttled_replicas.follower = list,
+            }
+        }
     }
     Ok(())
 }
@@ -550,6 +571,8 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::CompressionGzipLevel, levels.0.gzip != levels.1.gzip);
     differs(ConfigKey::CompressionLz4Level, levels.0.lz4 != levels.1.lz4);
     differs(ConfigKey::CompressionZstdLevel, levels.0.zstd != levels.1.zstd);
+    differs(ConfigKey::LeaderThrottledReplicas, !s.throttled_replicas.leader.is_empty());
+    differs(ConfigKey::FollowerThrottledReplicas, !s.throttled_replicas.follower.is_empty());
     keys
 }
 
@@ -600,6 +623,8 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     push(ConfigKey::CompressionGzipLevel, set.compression_gzip_level.map(|v| v.to_string()));
     push(ConfigKey::CompressionLz4Level, set.compression_lz4_level.map(|v| v.to_string()));
     push(ConfigKey::CompressionZstdLevel, set.compression_zstd_level.map(|v| v.to_string()));
+    push(ConfigKey::LeaderThrottledReplicas, set.leader_throttled_replicas.clone());
+    push(ConfigKey::FollowerThrottledReplicas, set.follower_throttled_replicas.clone());
     changes.extend(request.delete.iter().map(ConfigChange::delete));
     changes
 }

@@ -534,6 +534,15 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
             settings.row(vec![name.into(), format!("on ({strategy})")]);
         }
     }
+    let throttled = [
+        ("leader_throttled_replicas", &config.leader_throttled_replicas),
+        ("follower_throttled_replicas", &config.follower_throttled_replicas),
+    ];
+    for (name, list) in throttled {
+        if let Some(list) = list.as_ref().filter(|list| !list.is_empty()) {
+            settings.row(vec![name.into(), list.clone()]);
+        }
+    }
     if config.dead_letter_group_enable == Some(true) {
         settings.row(vec!["dead_letter_group_enable".into(), "true (share groups' dead letters)".into()]);
     }

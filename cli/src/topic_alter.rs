@@ -38,6 +38,11 @@ const KEYS: &[(&str, &str)] = &[
     ("confluent.key.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
     ("confluent.value.subject.name.strategy", "TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"),
     ("errors.deadletterqueue.group.enable", "true or false: share groups may write their dead letters here"),
+    (
+        "leader.replication.throttled.replicas",
+        "* or PARTITION:BROKER pairs (0:1,0:2): leaders whose catch-up is throttled",
+    ),
+    ("follower.replication.throttled.replicas", "* or PARTITION:BROKER pairs: followers whose catch-up is throttled"),
 ];
 
 /// Kafka's Long.MAX_VALUE, its "no bound" for the bounds above; sent as is (the broker reads it as none).
@@ -170,6 +175,9 @@ pub(crate) fn configs_of(configs: &[String]) -> anyhow::Result<(TopicConfig, Opt
             }
             "confluent.key.subject.name.strategy" => set.key_subject_name_strategy = Some(value.to_owned()),
             "confluent.value.subject.name.strategy" => set.value_subject_name_strategy = Some(value.to_owned()),
+            // Checked by the broker, which names the form in its refusal.
+            "leader.replication.throttled.replicas" => set.leader_throttled_replicas = Some(value.to_owned()),
+            "follower.replication.throttled.replicas" => set.follower_throttled_replicas = Some(value.to_owned()),
             _ => {
                 let policy = match value {
                     "always" => DurabilityPolicy::Always,

@@ -170,3 +170,65 @@ fn a_throttled_move_copies_no_faster_than_the_rate_and_finishes_once_the_throttl
         assert!(read(a) == read(b), "{a:?} and {b:?} differ");
     }
 }
+
+/// Kafka's `follower.replication.throttled.replicas` (`rill topic alter --config`): a replica that restarts
+/// behind, not being added by any move, catches up at full speed unless the topic's list names it; named, it
+/// copies no faster than the cluster's throttle, and once the list is deleted it catches up and rejoins the ISR.
+#[test]
+fn a_lagging_replica_the_topics_throttled_list_names_catches_up_no_faster_than_the_rate() {
+    let config = format!("{SESSIONS}replica_lag_time_max_ms = 1000\n");
+    let mut cluster = Cluster::start(&config);
+    let create = ["topic", "create", "moves", "--partitions", "1", "--replication-factor", "2"];
+    eventually("moves created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    let row = eventually("moves led, both in sync", || Some(moves(&cluster, 1)).filter(|row| row.isr.len() == 2));
+    let leader = row.leader.expect("a leader");
+    let follower = *row.replicas.iter().find(|id| **id != leader).expect("a follower");
+
+    cluster.nodes[follower as usize - 1].take().expect("running").kill();
+    eventually("the follower out of the ISR", || Some(moves(&cluster, leader)).filter(|row| row.isr == [leader]));
+    let records: Vec<String> = (0..RECORDS).map(|i| format!("{i:06}-{}", "x".repeat(VALUE_BYTES - 7))).collect();
+    let produce = ["produce", "moves", "--partition", "0", "--acks", "leader"];
+    for chunk in records.chunks(RECORDS_PER_PRODUCE) {
+        let input: String = chunk.iter().map(|r| format!("{r}\n")).collect();
+        rill_with_stdin(cluster.addr(leader), &produce, input.as_bytes()).ok();
+    }
+    let total = copied_bytes(&cluster, leader);
+    let largest_batch = segments(&cluster, leader).iter().flat_map(|p| batch_sizes(p)).max().expect("batches");
+    assert_eq!(copied_bytes(&cluster, follower), 0, "the follower was down while the records came");
+
+    let throttle = THROTTLE_BYTES_PER_SEC.to_string();
+    rill(cluster.addr(leader), &["cluster", "throttle", "set", &throttle]).ok();
+    let list = format!("follower.replication.throttled.replicas=0:{follower}");
+    rill(cluster.addr(leader), &["topic", "alter", "moves", "--config", &list]).ok();
+    let described = rill(cluster.addr(leader), &["topic", "describe", "moves"]).ok().to_owned();
+    let shown = described.lines().find(|line| line.contains("follower_throttled_replicas"));
+    assert!(shown.is_some_and(|line| line.ends_with(&format!("0:{follower}"))), "{described}");
+
+    let started = Instant::now();
+    cluster.nodes[follower as usize - 1] = Some(cluster.start_node(follower));
+    let mut most_copied = 0;
+    while started.elapsed() < WATCHED {
+        let copied = copied_bytes(&cluster, follower);
+        let elapsed = started.elapsed().as_secs_f64();
+        let bound = THROTTLE_BYTES_PER_SEC as f64 * elapsed + (BURST_BYTES + largest_batch) as f64;
+        assert!(copied as f64 <= bound, "node {follower} holds {copied} bytes after {elapsed:.2} s (bound {bound:.0})");
+        most_copied = most_copied.max(copied);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("throttled catch-up: {most_copied} of {total} bytes in {:.2} s", started.elapsed().as_secs_f64());
+    assert!(most_copied > 0, "the restarted follower copied nothing");
+    assert!(most_copied < total, "the catch-up is still throttled: {most_copied} of {total} bytes");
+
+    // The list deleted: the follower catches up at full speed, and both copies hold every record.
+    rill(
+        cluster.addr(leader),
+        &["topic", "alter", "moves", "--delete-config", "follower.replication.throttled.replicas"],
+    )
+    .ok();
+    let row =
+        wait_for_topic(cluster.addr(leader), "moves", 1, "the follower back in sync", |rows| rows[0].isr.len() == 2)
+            .remove(0);
+    assert_eq!(row.high_watermark, RECORDS as i64);
+    assert_eq!(copied_bytes(&cluster, follower), total);
+    rill(cluster.addr(leader), &["cluster", "throttle", "clear"]).ok();
+}

@@ -9,7 +9,9 @@ is refused with INVALID_REPLICATION_FACTOR naming their count. A client metrics 
 (kafka-python) is described and listed through every node, altered and deleted through others. kafka-python's
 describe_metadata_quorum (Kafka's DescribeQuorum, as `kafka-metadata-quorum.sh` asks it) shows the controller
 quorum through every node: the same leader and epoch, the three voters each at the leader's log end, their
-endpoints. Run by kafka-clients.sh."""
+endpoints. The replication throttle is set and cleared as kafka-reassign-partitions.sh --throttle does it (both
+rates on every broker by id, the topic's throttled-replica lists) by kafka-python, and through one broker and
+cleared through another by confluent-kafka; every node describes it. Run by kafka-clients.sh."""
 
 import os
 import signal
@@ -137,6 +139,92 @@ def test_kafka_python_cancels_a_move_under_way_with_a_null_replica_list(cluster)
             os.kill(cluster.processes[y].pid, signal.SIGCONT)
     finally:
         admin.close()
+
+
+class Observed:
+    """What a wait_for condition saw last, shown in its message if it gives up."""
+
+    def __init__(self, what):
+        self.what, self.last = what, None
+
+    def __str__(self):
+        return f"{self.what} (last seen: {self.last})"
+
+
+def move_throttle(addr):
+    """What `rill cluster describe` asked of `addr` says of the replication throttle."""
+    described = rill(addr, "cluster", "describe").stdout
+    (line,) = [line for line in described.splitlines() if line.startswith("move throttle:")]
+    return line.split(":", 1)[1].strip()
+
+
+def test_kafka_python_sets_and_clears_the_replication_throttle_as_kafka_reassign_partitions_does(cluster):
+    from kafka.admin import ConfigResource as KafkaPythonConfigResource
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    keys = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+    broker = lambda node, configs=None: KafkaPythonConfigResource("BROKER", str(node), configs=configs)  # noqa: E731
+    try:
+        # Both keys on every broker, each sent to that broker by id (kafka-python, as Kafka's tools).
+        altered = admin.alter_configs([broker(node, {key: "10485760" for key in keys}) for node in (1, 2, 3)])
+        assert altered == {"broker": {"1": "OK", "2": "OK", "3": "OK"}}, altered
+
+        seen = Observed("throttle described on every broker")
+
+        def described_everywhere(value, source):
+            described = admin.describe_configs([broker(node) for node in (1, 2, 3)], config_filter="all")["broker"]
+            seen.last = {node: {key: described[node][key] for key in keys} for node in described}
+            return all(described[str(node)][key]["value"] == value and described[str(node)][key]["config_source"] == source
+                       for node in (1, 2, 3) for key in keys)
+        wait_for(lambda: described_everywhere("10485760", "DYNAMIC_DEFAULT_BROKER_CONFIG"), seen)
+        assert all(move_throttle(addr).startswith("10485760 bytes/s") for addr in cluster.addrs)
+        # And the topic's lists of the replicas it applies to, as the tool sets them beside the rates.
+        lists = {"leader.replication.throttled.replicas": "0:1,0:2", "follower.replication.throttled.replicas": "0:3"}
+        topic = lambda configs=None: KafkaPythonConfigResource("TOPIC", "orders", configs=configs)  # noqa: E731
+        assert admin.alter_configs([topic(lists)]) == {"topic": {"orders": "OK"}}
+
+        listed = Observed("the topic's lists")
+
+        def topic_lists():
+            # Any node answers; one may apply the change a moment after the node that took it.
+            described = admin.describe_configs([topic()], config_filter="all")["topic"]["orders"]
+            listed.last = {key: described[key]["value"] for key in lists}
+            return listed.last
+        wait_for(lambda: topic_lists() == lists, listed)
+        assert admin.reset_configs([topic(list(lists))]) == {"topic": {"orders": "OK"}}
+        wait_for(lambda: all(value == "" for value in topic_lists().values()), listed)
+
+        # A static key is refused, saying which keys are not.
+        refused = admin.alter_configs([broker(1, {"log.retention.ms": "1000"})], raise_on_unknown=False)
+        assert "cannot be changed while the broker runs" in refused["broker"]["1"], refused
+
+        # The clean-up after the move (--verify): a DELETE of both keys on every broker.
+        cleared = admin.reset_configs([broker(node, {key: None for key in keys}) for node in (1, 2, 3)])
+        assert cleared == {"broker": {"1": "OK", "2": "OK", "3": "OK"}}, cleared
+        wait_for(lambda: described_everywhere("9223372036854775807", "DEFAULT_CONFIG"), seen)
+        assert all(move_throttle(addr).startswith("none") for addr in cluster.addrs)
+    finally:
+        admin.close()
+
+
+def test_confluent_kafka_sets_the_replication_throttle_through_one_broker_and_clears_it_through_another(cluster):
+    # librdkafka refuses a broker resource without a name (the cluster's default), so by id: sent to that broker.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    entry = ConfigEntry("leader.replication.throttled.rate", "1048576", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.BROKER, "2", incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+    shown = Observed("the throttle on every node")
+
+    def throttles():
+        shown.last = [move_throttle(addr) for addr in cluster.addrs]
+        return shown.last
+    wait_for(lambda: all(throttle.startswith("1048576 bytes/s") for throttle in throttles()), shown)
+    described = ConfigResource(ResourceType.BROKER, "3")
+    rate = admin.describe_configs([described])[described].result(timeout=30)["follower.replication.throttled.rate"]
+    assert (rate.value, rate.source, rate.is_read_only) == ("1048576", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value, False)
+    cleared = ConfigEntry("follower.replication.throttled.rate", None, incremental_operation=AlterConfigOpType.DELETE)
+    resource = ConfigResource(ResourceType.BROKER, "3", incremental_configs=[cleared])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+    wait_for(lambda: all(throttle.startswith("none") for throttle in throttles()), shown)
 
 
 def group_config(admin, group):

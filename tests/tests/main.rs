@@ -9,6 +9,7 @@ mod groups_admin;
 mod health_reflection;
 mod idempotent_produce;
 mod kafka_acls;
+mod kafka_broker_configs;
 mod kafka_client_quotas;
 mod kafka_cluster_admin;
 mod kafka_consumer_protocol;

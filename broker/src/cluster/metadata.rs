@@ -838,6 +838,7 @@ pub(crate) mod fixtures {
             compression_levels: crate::meta::CompressionLevels::default(),
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
+            throttled_replicas: Default::default(),
         }
     }
 

@@ -195,6 +195,7 @@ mod tests {
             compression_levels: crate::meta::CompressionLevels::default(),
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
+            throttled_replicas: Default::default(),
         }
     }
 

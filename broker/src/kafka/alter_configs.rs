@@ -13,10 +13,9 @@
 //!
 //! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), each group on it
 //! (GROUP_AUTHORIZATION_FAILED); a client metrics subscription needs it on the cluster, as on Kafka; a broker
-//! resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED)
-//! and is then refused with INVALID_REQUEST: rill's broker settings are static, and the replication throttle has
-//! its own call (`rill cluster throttle`). Other resource types are INVALID_REQUEST. With `validate_only`,
-//! everything is checked and nothing changes.
+//! resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED): its one dynamic setting is the
+//! replication throttle (`broker_configs.rs`), the rest are static. Other resource types are INVALID_REQUEST.
+//! With `validate_only`, everything is checked and nothing changes.
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as FullResult;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
@@ -86,7 +85,10 @@ pub async fn full(kafka: &KafkaContext, request: AlterConfigsRequest, principal:
                 ))),
             })
             .collect();
-        let changes = configs.map(replace_all);
+        let changes = match resource.resource_type {
+            RESOURCE_BROKER => configs.map(super::broker_configs::replace_all),
+            _ => configs.map(replace_all),
+        };
         let asked = Asked {
             resource_type: resource.resource_type,
             name: &resource.resource_name,
@@ -268,11 +270,10 @@ async fn alter(kafka: &KafkaContext, asked: Asked<'_>, is_validate_only: bool, p
         }
         RESOURCE_CLIENT_METRICS => return alter_client_metrics(kafka, name.as_str(), changes, is_validate_only).await,
         RESOURCE_BROKER => {
-            return invalid_request(
-                "broker configs are static in rill (set at start, see DescribeConfigs); the replication throttle is \
-                 set with `rill cluster throttle`"
-                    .to_owned(),
-            )
+            return match changes {
+                Ok(changes) => super::broker_configs::alter(kafka, name.as_str(), changes, is_validate_only).await,
+                Err(refused) => refused,
+            }
         }
         other => {
             return invalid_request(format!(

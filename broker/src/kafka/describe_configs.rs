@@ -1,6 +1,7 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
 //! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
-//! cluster's replication throttle as `*.replication.throttled.rate`), and groups (type 32: every `share.*` and `consumer.*` group
+//! cluster's replication throttle as `*.replication.throttled.rate`, on a cluster the two not read-only:
+//! `broker_configs.rs`), and groups (type 32: every `share.*` and `consumer.*` group
 //! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG), and client metrics
 //! subscriptions (type 16: `metrics`, `interval.ms` and `match`, each set one as CLIENT_METRICS_CONFIG, else Kafka's
 //! default as DEFAULT_CONFIG; a subscription of the node's own settings as STATIC_BROKER_CONFIG, read-only; a name
@@ -107,7 +108,7 @@ fn described(
                 // A topic key rill cannot alter (message.timestamp.type) is read-only, so that admin clients
                 // that offer only the alterable keys (kafka-python's `config_filter='dynamic'`) leave it out.
                 .with_read_only(match resource.resource_type {
-                    RESOURCE_BROKER => true,
+                    RESOURCE_BROKER => kafka.controller.is_none() || !super::broker_configs::is_dynamic(entry.name),
                     RESOURCE_GROUP => false,
                     RESOURCE_CLIENT_METRICS => entry.source == SOURCE_STATIC_BROKER,
                     _ => crate::topic_config::ConfigKey::parse(entry.name).is_none(),

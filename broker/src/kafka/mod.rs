@@ -15,6 +15,7 @@ mod acls;
 mod alter_configs;
 mod api_versions;
 mod bounds;
+mod broker_configs;
 mod client_quotas;
 mod client_telemetry;
 mod connection;

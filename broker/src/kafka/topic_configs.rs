@@ -53,6 +53,8 @@ pub const SETTABLE: &[&str] = &[
     "confluent.key.subject.name.strategy",
     "confluent.value.subject.name.strategy",
     "errors.deadletterqueue.group.enable",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
     "min.insync.replicas",
     "unclean.leader.election.enable",
 ];
@@ -91,8 +93,6 @@ pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG: a setting made for every broker of the cluster at once.
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
-/// Kafka's value of a replication throttle that is not set (`Long.MAX_VALUE`: no limit).
-const UNTHROTTLED: u64 = i64::MAX as u64;
 pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;
@@ -205,6 +205,17 @@ pub fn topic_config<'a>(configs: impl Iterator<Item = (&'a str, Option<&'a str>)
                     .ok_or_else(|| format!("{name} must be true or false, not {value:?}"))?;
                 config.dead_letter_group_enable = Some(enabled);
             }
+            "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
+                use crate::replication::throttle::ReplicaList;
+                let list = ReplicaList::parse(value)
+                    .ok_or_else(|| format!("{name} must be {}, not {value:?}", ReplicaList::FORMAT))?;
+                match name {
+                    "leader.replication.throttled.replicas" => {
+                        config.leader_throttled_replicas = Some(list.to_string())
+                    }
+                    _ => config.follower_throttled_replicas = Some(list.to_string()),
+                }
+            }
             other => {
                 return Err(format!(
                     "config {other:?} is not supported; the topic configs rill maps are {}",
@@ -289,6 +300,8 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
         topic(ConfigKey::KeySubjectNameStrategy, s.schema_ids.key.strategy.class_name(), TYPE_STRING),
         topic(ConfigKey::ValueSubjectNameStrategy, s.schema_ids.value.strategy.class_name(), TYPE_STRING),
         topic(ConfigKey::DeadLetterGroupEnable, s.takes_dead_letters.to_string(), TYPE_BOOLEAN),
+        topic(ConfigKey::LeaderThrottledReplicas, s.throttled_replicas.leader.to_string(), TYPE_LIST),
+        topic(ConfigKey::FollowerThrottledReplicas, s.throttled_replicas.follower.to_string(), TYPE_LIST),
     ]
     .into_iter()
     .chain(FIXED.iter().map(|fixed| entry(fixed.name, fixed.value.into(), SOURCE_DEFAULT, fixed.config_type)))
@@ -321,8 +334,8 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), fixed, TYPE_INT),
         entry("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string(), fixed, TYPE_INT),
         entry("group.initial.rebalance.delay.ms", "0".into(), fixed, TYPE_INT),
-        throttle_entry("leader.replication.throttled.rate", kafka),
-        throttle_entry("follower.replication.throttled.rate", kafka),
+        throttle_entry(super::broker_configs::LEADER_THROTTLE, kafka),
+        throttle_entry(super::broker_configs::FOLLOWER_THROTTLE, kafka),
     ];
     // What tools that place or read by zone look for (Cruise Control, kafka-ui): the rack when the node has one,
     // and Kafka's selector class while this node sends consumers to followers in their rack (KIP-392).
@@ -343,7 +356,7 @@ fn throttle_entry(name: &'static str, kafka: &KafkaContext) -> ConfigEntry {
     let rate = kafka.controller.as_ref().and_then(|c| c.metadata().replication_throttle_bytes_per_sec);
     match rate {
         Some(rate) => entry(name, rate.to_string(), SOURCE_DYNAMIC_DEFAULT_BROKER, TYPE_LONG),
-        None => entry(name, UNTHROTTLED.to_string(), SOURCE_DEFAULT, TYPE_LONG),
+        None => entry(name, super::broker_configs::UNTHROTTLED.to_string(), SOURCE_DEFAULT, TYPE_LONG),
     }
 }
 

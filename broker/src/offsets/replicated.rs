@@ -71,6 +71,7 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         compression_levels: crate::meta::CompressionLevels::default(),
         schema_ids: crate::meta::SchemaIdChecks::default(),
         takes_dead_letters: false,
+        throttled_replicas: Default::default(),
     }
 }
 

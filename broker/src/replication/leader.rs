@@ -131,9 +131,11 @@ impl Replication {
         partitions
             .iter()
             .map(|(position, _)| {
-                metadata
-                    .partition(&position.topic, position.partition)
-                    .is_some_and(|placement| throttle::is_throttled(placement, follower))
+                let Some(topic) = metadata.topics.get(&position.topic) else { return false };
+                topic.partitions.get(position.partition as usize).is_some_and(|placement| {
+                    let lists = &topic.settings.throttled_replicas;
+                    throttle::is_throttled(placement, lists, position.partition, self.node_id, follower)
+                })
             })
             .collect()
     }

@@ -21,6 +21,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::cluster::metadata::PartitionPlacement;
@@ -60,11 +61,97 @@ pub fn check_rate(bytes_per_sec: u64) -> Result<u64, ThrottleRefused> {
     Ok(bytes_per_sec)
 }
 
-/// Whether the leader throttles what it sends `follower` for this partition: the follower is being added by a
-/// move and is not in sync yet.
-pub fn is_throttled(placement: &PartitionPlacement, follower: u64) -> bool {
-    placement.reassignment.as_ref().is_some_and(|moving| moving.adding.contains(&follower))
-        && !placement.isr.contains(&follower)
+/// Whether leader `leader` throttles what it sends `follower` for `partition`: the follower is not in sync yet,
+/// and it is being added by a move or the topic's lists name it (Kafka's throttled replicas, below).
+pub fn is_throttled(
+    placement: &PartitionPlacement,
+    lists: &ThrottledReplicas,
+    partition: u32,
+    leader: u64,
+    follower: u64,
+) -> bool {
+    let is_added = placement.reassignment.as_ref().is_some_and(|moving| moving.adding.contains(&follower));
+    let is_listed = lists.leader.names(partition, leader) || lists.follower.names(partition, follower);
+    (is_added || is_listed) && !placement.isr.contains(&follower)
+}
+
+/// A topic's Kafka `leader.replication.throttled.replicas` and `follower.replication.throttled.replicas`: the
+/// replicas the throttle applies to besides a move's new ones, while they are out of sync, as on Kafka
+/// (`kafka-reassign-partitions.sh --throttle` fills both in; an operator may name a lagging replica, or `*`).
+/// A partition's leader named in `leader` has what it sends each out-of-sync follower throttled; a follower
+/// named in `follower` has what it is sent throttled. rill throttles both on the leader (the module's doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottledReplicas {
+    #[serde(default, skip_serializing_if = "ReplicaList::is_empty")]
+    pub leader: ReplicaList,
+    #[serde(default, skip_serializing_if = "ReplicaList::is_empty")]
+    pub follower: ReplicaList,
+}
+
+impl ThrottledReplicas {
+    pub fn is_default(&self) -> bool {
+        self.leader.is_empty() && self.follower.is_empty()
+    }
+}
+
+/// One of the two lists: none (the default), every replica (`*`), or `partition:node` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaList {
+    #[default]
+    Empty,
+    All,
+    Listed(Vec<(u32, u64)>),
+}
+
+impl ReplicaList {
+    /// What is accepted, for a refusal.
+    pub const FORMAT: &'static str =
+        "\"*\" (every replica) or a comma-separated list of PARTITION:BROKER pairs such as 0:1,0:2 (empty: none)";
+
+    /// Kafka's form: `*`, or `PARTITION:BROKER` pairs separated by commas (spaces around each allowed), or
+    /// nothing. The same pair twice is kept once.
+    pub fn parse(value: &str) -> Option<ReplicaList> {
+        let value = value.trim();
+        if value == "*" {
+            return Some(ReplicaList::All);
+        }
+        let mut pairs = Vec::new();
+        for pair in value.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+            let (partition, node) = pair.split_once(':')?;
+            let pair = (partition.trim().parse().ok()?, node.trim().parse().ok()?);
+            if !pairs.contains(&pair) {
+                pairs.push(pair);
+            }
+        }
+        Some(if pairs.is_empty() { ReplicaList::Empty } else { ReplicaList::Listed(pairs) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == ReplicaList::Empty
+    }
+
+    /// Whether the list names `node`'s replica of `partition`.
+    pub fn names(&self, partition: u32, node: u64) -> bool {
+        match self {
+            ReplicaList::Empty => false,
+            ReplicaList::All => true,
+            ReplicaList::Listed(pairs) => pairs.contains(&(partition, node)),
+        }
+    }
+}
+
+impl std::fmt::Display for ReplicaList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicaList::Empty => Ok(()),
+            ReplicaList::All => f.write_str("*"),
+            ReplicaList::Listed(pairs) => {
+                let pairs: Vec<String> = pairs.iter().map(|(partition, node)| format!("{partition}:{node}")).collect();
+                f.write_str(&pairs.join(","))
+            }
+        }
+    }
 }
 
 /// A token bucket over the bytes one follower stream sends for throttled partitions. It may go into debt by
@@ -159,14 +246,51 @@ mod tests {
             isr: vec![1, 2, 3],
             reassignment: Some(ReplicaReassignment { target: vec![4, 2, 3], adding: vec![4], removing: vec![1] }),
         };
-        assert!(is_throttled(&moving, 4), "the replica being added, out of the ISR");
-        assert!(!is_throttled(&moving, 2), "an in-sync replica that stays");
-        assert!(!is_throttled(&moving, 3), "an in-sync replica that stays");
+        let none = ThrottledReplicas::default();
+        assert!(is_throttled(&moving, &none, 0, 1, 4), "the replica being added, out of the ISR");
+        assert!(!is_throttled(&moving, &none, 0, 1, 2), "an in-sync replica that stays");
+        assert!(!is_throttled(&moving, &none, 0, 1, 3), "an in-sync replica that stays");
         let caught_up = PartitionPlacement { isr: vec![1, 2, 3, 4], ..moving.clone() };
-        assert!(!is_throttled(&caught_up, 4), "once in the ISR it goes at full speed");
+        assert!(!is_throttled(&caught_up, &none, 0, 1, 4), "once in the ISR it goes at full speed");
         // A replica out of the ISR for another reason (it lagged, or restarted) catches up at full speed.
         let lagging = PartitionPlacement { reassignment: None, isr: vec![1, 2], replicas: vec![1, 2, 3], ..moving };
-        assert!(!is_throttled(&lagging, 3));
+        assert!(!is_throttled(&lagging, &none, 0, 1, 3));
+    }
+
+    #[test]
+    fn a_lagging_replica_the_topics_lists_name_is_throttled_until_it_is_in_sync() {
+        let lagging = PartitionPlacement {
+            replicas: vec![1, 2, 3],
+            leader: Some(1),
+            leader_epoch: 0,
+            isr: vec![1, 2],
+            reassignment: None,
+        };
+        let list = |value: &str| ReplicaList::parse(value).expect("a list");
+        let leaders = ThrottledReplicas { leader: list("0:1, 1:2"), follower: ReplicaList::Empty };
+        assert!(is_throttled(&lagging, &leaders, 0, 1, 3), "partition 0's leader 1 is named");
+        assert!(!is_throttled(&lagging, &leaders, 0, 1, 2), "in sync: never throttled");
+        assert!(!is_throttled(&lagging, &leaders, 1, 1, 3), "partition 1 names another leader");
+        let followers = ThrottledReplicas { leader: ReplicaList::Empty, follower: list("0:3") };
+        assert!(is_throttled(&lagging, &followers, 0, 1, 3));
+        assert!(!is_throttled(&lagging, &followers, 2, 1, 3), "another partition");
+        let every = ThrottledReplicas { leader: ReplicaList::All, follower: ReplicaList::Empty };
+        assert!(is_throttled(&lagging, &every, 7, 1, 3));
+        let in_sync = PartitionPlacement { isr: vec![1, 2, 3], ..lagging };
+        assert!(!is_throttled(&in_sync, &every, 0, 1, 3));
+    }
+
+    #[test]
+    fn replica_lists_read_kafkas_form_and_show_it_back() {
+        assert_eq!(ReplicaList::parse("*"), Some(ReplicaList::All));
+        assert_eq!(ReplicaList::parse(" "), Some(ReplicaList::Empty));
+        let listed = ReplicaList::parse("0:1, 0:2 ,1 : 3,0:1").expect("pairs");
+        assert_eq!(listed, ReplicaList::Listed(vec![(0, 1), (0, 2), (1, 3)]));
+        assert_eq!(listed.to_string(), "0:1,0:2,1:3");
+        assert_eq!(ReplicaList::All.to_string(), "*");
+        for bad in ["0", "0:x", "a:1", "0:1,*", "-1:2", "0:1:2"] {
+            assert_eq!(ReplicaList::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn created(defaults: &BrokerConfig) -> TopicConfigState {
             compression_levels: crate::meta::CompressionLevels::default(),
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
+            throttled_replicas: Default::default(),
         },
         min_insync_replicas: 2,
     }

@@ -1,0 +1,197 @@
+//! A broker resource (type 4) through IncrementalAlterConfigs and AlterConfigs: Kafka's dynamic broker configs.
+//!
+//! rill's broker settings are static (its config file and flags, read at start) but for one: the replication
+//! throttle for replica moves (`replication/throttle.rs`), which Kafka's tools set on every broker a move
+//! touches as `leader.replication.throttled.rate` and `follower.replication.throttled.rate`
+//! (`kafka-reassign-partitions.sh --throttle`, `kafka-configs.sh --entity-type brokers`, Cruise Control) and
+//! remove with a DELETE of both when the move is done. rill has one rate for the whole cluster, in the
+//! replicated metadata, enforced per pair of nodes: both names are that rate, for every broker. So a change to
+//! either, named for any broker or for the cluster's default (the empty name), sets or clears it for all, and two
+//! different values in one request are refused rather than one of them kept silently.
+//!
+//! A resource names this node or the default, as DescribeConfigs (Kafka's clients send a broker's configs to
+//! that broker). Any other key is INVALID_CONFIG, saying the node's settings are static and which keys are not.
+//! A single node replicates nothing: setting a rate there is INVALID_REQUEST; clearing is no error (nothing is
+//! set).
+
+use kafka_protocol::ResponseError;
+
+use super::error::Outcome;
+use super::KafkaContext;
+use crate::topic_config::ConfigChange;
+
+pub const LEADER_THROTTLE: &str = "leader.replication.throttled.rate";
+pub const FOLLOWER_THROTTLE: &str = "follower.replication.throttled.rate";
+/// Kafka's value of a throttle that is not set (`Long.MAX_VALUE`: no limit); setting it clears the throttle.
+pub const UNTHROTTLED: u64 = i64::MAX as u64;
+
+/// Whether a broker config can be changed while the node runs (DescribeConfigs' `read_only` is its negation).
+pub fn is_dynamic(key: &str) -> bool {
+    key == LEADER_THROTTLE || key == FOLLOWER_THROTTLE
+}
+
+/// AlterConfigs replaces a broker's whole dynamic set: when it names neither throttle key, the throttle goes
+/// back to none; when it names one, that one decides (the other is the same rate under another name, not a
+/// second setting to reset).
+pub fn replace_all(configs: Vec<(String, String)>) -> Vec<ConfigChange> {
+    if configs.iter().any(|(key, _)| is_dynamic(key)) {
+        return configs.into_iter().map(|(key, value)| ConfigChange::set(key, value)).collect();
+    }
+    let mut changes: Vec<ConfigChange> =
+        configs.into_iter().map(|(key, value)| ConfigChange::set(key, value)).collect();
+    changes.push(ConfigChange::delete(LEADER_THROTTLE));
+    changes.push(ConfigChange::delete(FOLLOWER_THROTTLE));
+    changes
+}
+
+/// Alters broker resource `name` (empty: the cluster's default) with `changes`, or checks them only.
+pub async fn alter(kafka: &KafkaContext, name: &str, changes: Vec<ConfigChange>, is_validate_only: bool) -> Outcome {
+    if !name.is_empty() {
+        match name.parse::<i32>() {
+            Ok(id) if id == kafka.node_id => {}
+            Ok(id) => {
+                return invalid_request(format!(
+                    "broker {id} is not this node ({}): send a broker's configs to that broker, or name the \
+                     cluster's default (an empty name)",
+                    kafka.node_id
+                ))
+            }
+            Err(_) => {
+                return invalid_request(format!(
+                    "{name:?} is not a broker id: a broker resource names a node id or, empty, the cluster's default"
+                ))
+            }
+        }
+    }
+    let asked = match throttle_asked(&changes) {
+        Ok(asked) => asked,
+        Err(why) => return (ResponseError::InvalidConfig.code(), Some(why)),
+    };
+    let Some(rate) = asked else { return (0, None) };
+    let Some(controller) = &kafka.controller else {
+        return match rate {
+            None => (0, None),
+            Some(_) => invalid_request(
+                "a single node replicates nothing, so it has no replication throttle to set: the throttle is a \
+                 cluster's (nodes started with --cluster)"
+                    .to_owned(),
+            ),
+        };
+    };
+    if is_validate_only {
+        return (0, None);
+    }
+    match controller.set_replication_throttle(rate).await {
+        Ok(_) => (0, None),
+        Err(err) => (super::error::error_code(&err), Some(err.to_string())),
+    }
+}
+
+/// What `changes` ask of the cluster's throttle: `None` nothing, `Some(None)` to clear it, `Some(Some(rate))` to
+/// set it. Refused, saying why: a key that is not dynamic, a value that is not a rate rill takes, and two
+/// different rates.
+fn throttle_asked(changes: &[ConfigChange]) -> Result<Option<Option<u64>>, String> {
+    let mut asked: Option<(&str, Option<u64>)> = None;
+    for change in changes {
+        if !is_dynamic(&change.key) {
+            return Err(format!(
+                "{} cannot be changed while the broker runs: rill's broker configs are static (its config file \
+                 and flags, read at start; DescribeConfigs shows them) but for {LEADER_THROTTLE} and \
+                 {FOLLOWER_THROTTLE}, the replication throttle",
+                change.key
+            ));
+        }
+        let rate = match change.value.as_deref().map(str::trim) {
+            None => None,
+            Some(value) => throttle_rate(&change.key, value)?,
+        };
+        match asked {
+            Some((first, other)) if other != rate => {
+                return Err(format!(
+                    "{first} and {} ask for different replication throttles ({} and {}): rill has one rate, \
+                     which both names are, for every broker; ask for the same one",
+                    change.key,
+                    shown(other),
+                    shown(rate)
+                ))
+            }
+            _ => asked = Some((&change.key, rate)),
+        }
+    }
+    Ok(asked.map(|(_, rate)| rate))
+}
+
+/// A throttle value as Kafka's tools send it: bytes per second, a whole number; Kafka's no-limit value clears.
+fn throttle_rate(key: &str, value: &str) -> Result<Option<u64>, String> {
+    let Ok(rate) = value.parse::<i64>() else {
+        return Err(format!("{key} must be a whole number of bytes per second, not {value:?}"));
+    };
+    let Ok(rate) = u64::try_from(rate) else {
+        return Err(format!("{key} must be at least 0 bytes per second, not {rate}"));
+    };
+    if rate == UNTHROTTLED {
+        return Ok(None);
+    }
+    match crate::replication::throttle::check_rate(rate) {
+        Ok(rate) => Ok(Some(rate)),
+        Err(refused) => Err(format!("{key}: {refused}; through Kafka's API, DELETE the config to clear it")),
+    }
+}
+
+fn shown(rate: Option<u64>) -> String {
+    rate.map_or_else(|| "none".to_owned(), |rate| format!("{rate} bytes/s"))
+}
+
+fn invalid_request(message: String) -> Outcome {
+    (ResponseError::InvalidRequest.code(), Some(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(changes: &[(&str, Option<&str>)]) -> Result<Option<Option<u64>>, String> {
+        let changes: Vec<ConfigChange> = changes
+            .iter()
+            .map(|(key, value)| ConfigChange { key: (*key).to_owned(), value: value.map(str::to_owned) })
+            .collect();
+        throttle_asked(&changes)
+    }
+
+    #[test]
+    fn both_names_are_one_rate_and_kafkas_no_limit_clears_it() {
+        assert_eq!(asked(&[]), Ok(None));
+        assert_eq!(asked(&[(LEADER_THROTTLE, Some("1048576"))]), Ok(Some(Some(1 << 20))));
+        let both = [(LEADER_THROTTLE, Some("1048576")), (FOLLOWER_THROTTLE, Some(" 1048576 "))];
+        assert_eq!(asked(&both), Ok(Some(Some(1 << 20))));
+        assert_eq!(asked(&[(FOLLOWER_THROTTLE, None), (LEADER_THROTTLE, None)]), Ok(Some(None)));
+        assert_eq!(asked(&[(LEADER_THROTTLE, Some("9223372036854775807"))]), Ok(Some(None)));
+    }
+
+    #[test]
+    fn other_keys_bad_values_and_two_rates_are_refused_saying_why() {
+        let refused = |changes: &[(&str, Option<&str>)]| asked(changes).expect_err("refused");
+        let static_key = refused(&[("log.retention.ms", Some("1000"))]);
+        assert!(static_key.contains("log.retention.ms cannot be changed while the broker runs"), "{static_key}");
+        assert!(static_key.contains(LEADER_THROTTLE), "{static_key}");
+        assert!(refused(&[(LEADER_THROTTLE, Some("fast"))]).contains("whole number of bytes per second, not \"fast\""));
+        assert!(refused(&[(LEADER_THROTTLE, Some("-5"))]).contains("at least 0 bytes per second, not -5"));
+        let too_low = refused(&[(LEADER_THROTTLE, Some("0"))]);
+        assert!(too_low.contains("the least allowed is 1024 bytes/s"), "{too_low}");
+        let two = refused(&[(LEADER_THROTTLE, Some("2048")), (FOLLOWER_THROTTLE, None)]);
+        assert!(two.contains("different replication throttles (2048 bytes/s and none)"), "{two}");
+    }
+
+    #[test]
+    fn alter_configs_without_a_throttle_key_clears_it_and_with_one_keeps_what_it_names() {
+        let keys = |changes: Vec<ConfigChange>| -> Vec<(String, Option<String>)> {
+            changes.into_iter().map(|change| (change.key, change.value)).collect()
+        };
+        assert_eq!(
+            keys(replace_all(vec![])),
+            [(LEADER_THROTTLE.to_owned(), None), (FOLLOWER_THROTTLE.to_owned(), None)]
+        );
+        let named = replace_all(vec![(FOLLOWER_THROTTLE.to_owned(), "4096".to_owned())]);
+        assert_eq!(keys(named), [(FOLLOWER_THROTTLE.to_owned(), Some("4096".to_owned()))]);
+    }
+}

@@ -1,0 +1,298 @@
+//! Kafka's dynamic broker configs (`broker/src/kafka/broker_configs.rs`): the replication throttle for replica
+//! moves set and cleared through IncrementalAlterConfigs and AlterConfigs on a broker resource, as
+//! `kafka-reassign-partitions.sh --throttle` and `kafka-configs.sh --entity-type brokers` do, on a cluster of one
+//! (the real controller); the gRPC ClusterAdmin sees the same rate. Static keys, bad values, two different rates,
+//! another node's name and a single node are refused with what is allowed. A topic's throttled-replica lists, which
+//! the same tool sets beside the rates, are set, appended to and deleted in Kafka's form.
+
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource as IncrementalResource, AlterableConfig as IncrementalConfig,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use rill_protocol::v1::{self, cluster_admin_client::ClusterAdminClient};
+use rill_tests::kafka_client::KafkaClient;
+use rill_tests::{cluster_of_one, TestBroker};
+
+const BROKER: i8 = 4;
+const TOPIC: i8 = 2;
+/// Kafka's DYNAMIC_TOPIC_CONFIG source.
+const TOPIC_SOURCE: i8 = 1;
+const LEADER: &str = "leader.replication.throttled.rate";
+const FOLLOWER: &str = "follower.replication.throttled.rate";
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+/// Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG and DEFAULT_CONFIG sources.
+const DYNAMIC_DEFAULT: i8 = 3;
+const DEFAULT: i8 = 5;
+const NO_LIMIT: &str = "9223372036854775807";
+
+/// One key's change: (key, operation, value).
+type Change<'a> = (&'a str, i8, Option<&'a str>);
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+/// An IncrementalAlterConfigs of broker resource `name`.
+fn incremental(name: &str, changes: &[Change], validate_only: bool) -> IncrementalAlterConfigsRequest {
+    let configs = changes
+        .iter()
+        .map(|(key, operation, value)| {
+            IncrementalConfig::default()
+                .with_name(text(key))
+                .with_config_operation(*operation)
+                .with_value(value.map(text))
+        })
+        .collect();
+    let resource =
+        IncrementalResource::default().with_resource_type(BROKER).with_resource_name(text(name)).with_configs(configs);
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource]).with_validate_only(validate_only)
+}
+
+/// The one resource's (code, message).
+async fn alter_incrementally(
+    client: &mut KafkaClient,
+    name: &str,
+    changes: &[Change<'_>],
+    validate_only: bool,
+) -> (i16, String) {
+    let request = incremental(name, changes, validate_only);
+    let response: IncrementalAlterConfigsResponse = client.call(ApiKey::IncrementalAlterConfigs, 1, &request).await;
+    let result = &response.responses[0];
+    (result.error_code, result.error_message.as_deref().unwrap_or_default().to_string())
+}
+
+async fn alter_fully(client: &mut KafkaClient, name: &str, configs: &[(&str, &str)]) -> (i16, String) {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| AlterableConfig::default().with_name(text(key)).with_value(Some(text(value))));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(BROKER)
+        .with_resource_name(text(name))
+        .with_configs(configs.collect());
+    let request = AlterConfigsRequest::default().with_resources(vec![resource]);
+    let response: AlterConfigsResponse = client.call(ApiKey::AlterConfigs, 2, &request).await;
+    let result = &response.responses[0];
+    (result.error_code, result.error_message.as_deref().unwrap_or_default().to_string())
+}
+
+/// The two throttle keys of broker `name` as DescribeConfigs shows them: (key, value, source, read-only).
+async fn throttle_configs(client: &mut KafkaClient, name: &str) -> Vec<(String, String, i8, bool)> {
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(BROKER)
+        .with_resource_name(text(name))
+        .with_configuration_keys(Some(vec![text(LEADER), text(FOLLOWER)]));
+    let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    let mut configs: Vec<_> = result
+        .configs
+        .iter()
+        .map(|c| {
+            let value = c.value.as_deref().unwrap_or_default().to_string();
+            (c.name.to_string(), value, c.config_source, c.read_only)
+        })
+        .collect();
+    configs.sort();
+    configs
+}
+
+fn throttled(value: &str, source: i8, read_only: bool) -> Vec<(String, String, i8, bool)> {
+    vec![
+        (FOLLOWER.to_owned(), value.to_owned(), source, read_only),
+        (LEADER.to_owned(), value.to_owned(), source, read_only),
+    ]
+}
+
+/// The throttle the gRPC ClusterAdmin describes.
+async fn grpc_throttle(broker: &TestBroker) -> Option<u64> {
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut admin = ClusterAdminClient::connect(format!("http://{addr}")).await.expect("connect");
+    let described = admin.describe_cluster(v1::DescribeClusterRequest::default()).await.expect("described");
+    described.into_inner().replication_throttle_bytes_per_sec
+}
+
+#[tokio::test]
+async fn a_clusters_replication_throttle_is_set_and_cleared_as_kafkas_broker_configs() {
+    let broker = cluster_of_one().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let ok = (0, String::new());
+    assert_eq!(throttle_configs(&mut client, "").await, throttled(NO_LIMIT, DEFAULT, false), "dynamic keys");
+
+    // As kafka-reassign-partitions.sh --throttle sends it: both names, on the broker by its id.
+    let both = [(LEADER, SET, Some("1048576")), (FOLLOWER, SET, Some("1048576"))];
+    assert_eq!(alter_incrementally(&mut client, "1", &both, true).await, ok, "validate_only");
+    assert_eq!(grpc_throttle(&broker).await, None, "validate_only changes nothing");
+    assert_eq!(alter_incrementally(&mut client, "1", &both, false).await, ok);
+    assert_eq!(throttle_configs(&mut client, "1").await, throttled("1048576", DYNAMIC_DEFAULT, false));
+    assert_eq!(grpc_throttle(&broker).await, Some(1 << 20));
+
+    // One name, for the cluster's default: the one rate, under both names.
+    assert_eq!(alter_incrementally(&mut client, "", &[(FOLLOWER, SET, Some("2048"))], false).await, ok);
+    assert_eq!(throttle_configs(&mut client, "").await, throttled("2048", DYNAMIC_DEFAULT, false));
+
+    // Refused, nothing changed.
+    let invalid_config = ResponseError::InvalidConfig.code();
+    let invalid_request = ResponseError::InvalidRequest.code();
+    let refusals: [(&str, Vec<Change>, i16, &str); 8] = [
+        (
+            "1",
+            vec![(LEADER, SET, Some("4096")), (FOLLOWER, DELETE, None)],
+            invalid_config,
+            "different replication throttles (4096 bytes/s and none)",
+        ),
+        ("1", vec![(LEADER, SET, Some("100"))], invalid_config, "the least allowed is 1024 bytes/s"),
+        ("1", vec![(LEADER, SET, Some("fast"))], invalid_config, "whole number of bytes per second, not \"fast\""),
+        ("1", vec![(LEADER, SET, Some("-1"))], invalid_config, "at least 0 bytes per second"),
+        (
+            "1",
+            vec![("log.retention.ms", SET, Some("1000"))],
+            invalid_config,
+            "log.retention.ms cannot be changed while the broker runs",
+        ),
+        ("1", vec![(LEADER, APPEND, Some("4096"))], invalid_config, "APPEND is not allowed"),
+        ("7", vec![(LEADER, SET, Some("4096"))], invalid_request, "broker 7 is not this node (1)"),
+        ("one", vec![(LEADER, SET, Some("4096"))], invalid_request, "\"one\" is not a broker id"),
+    ];
+    for (name, changes, code, expected) in refusals {
+        let (refused, message) = alter_incrementally(&mut client, name, &changes, false).await;
+        assert_eq!(refused, code, "{changes:?}: {message}");
+        assert!(message.contains(expected), "{changes:?}: {message}");
+    }
+    assert_eq!(grpc_throttle(&broker).await, Some(2048));
+
+    // Kafka's no-limit value clears it; so does a DELETE of either name.
+    assert_eq!(alter_incrementally(&mut client, "1", &[(LEADER, SET, Some(NO_LIMIT))], false).await, ok);
+    assert_eq!(grpc_throttle(&broker).await, None);
+    assert_eq!(alter_incrementally(&mut client, "1", &[(LEADER, SET, Some("65536"))], false).await, ok);
+    assert_eq!(alter_incrementally(&mut client, "1", &[(LEADER, DELETE, None)], false).await, ok);
+    assert_eq!(throttle_configs(&mut client, "1").await, throttled(NO_LIMIT, DEFAULT, false));
+
+    // AlterConfigs replaces the set: a throttle key named sets it, none named clears it.
+    assert_eq!(alter_fully(&mut client, "1", &[(FOLLOWER, "8192")]).await, ok);
+    assert_eq!(grpc_throttle(&broker).await, Some(8192));
+    assert_eq!(alter_fully(&mut client, "", &[]).await, ok);
+    assert_eq!(grpc_throttle(&broker).await, None);
+    let (refused, message) = alter_fully(&mut client, "1", &[("num.partitions", "3")]).await;
+    assert_eq!(refused, invalid_config, "{message}");
+}
+
+#[tokio::test]
+async fn a_single_node_has_no_throttle_to_set_and_shows_its_broker_configs_read_only() {
+    let broker = TestBroker::start().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    assert_eq!(throttle_configs(&mut client, "").await, throttled(NO_LIMIT, DEFAULT, true));
+    let (refused, message) = alter_incrementally(&mut client, "0", &[(LEADER, SET, Some("1048576"))], false).await;
+    assert_eq!(refused, ResponseError::InvalidRequest.code(), "{message}");
+    assert!(message.contains("a single node replicates nothing"), "{message}");
+    // kafka-reassign-partitions.sh's clean-up (a DELETE of both) finds nothing to clear: no error.
+    let cleared =
+        alter_incrementally(&mut client, "", &[(LEADER, DELETE, None), (FOLLOWER, DELETE, None)], false).await;
+    assert_eq!(cleared, (0, String::new()));
+}
+
+/// A topic's (key, value, source) for the two throttled-replica lists.
+async fn throttled_lists(client: &mut KafkaClient, topic: &str) -> Vec<(String, String, i8)> {
+    let keys = vec![text("leader.replication.throttled.replicas"), text("follower.replication.throttled.replicas")];
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(TOPIC)
+        .with_resource_name(text(topic))
+        .with_configuration_keys(Some(keys));
+    let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    let mut lists: Vec<_> = result
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string(), c.config_source))
+        .collect();
+    lists.sort();
+    lists
+}
+
+/// Kafka's `*.replication.throttled.replicas` topic configs, as `kafka-reassign-partitions.sh --throttle` sets
+/// them: SET, APPEND and DELETE through IncrementalAlterConfigs, set at CreateTopics, described back in Kafka's
+/// form; a value not in that form is INVALID_CONFIG naming it.
+#[tokio::test]
+async fn a_topics_throttled_replica_lists_are_set_appended_and_deleted_in_kafkas_form() {
+    let broker = cluster_of_one().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let leader_key = "leader.replication.throttled.replicas";
+    let follower_key = "follower.replication.throttled.replicas";
+    let lists = |leader: &str, leader_source: i8, follower: &str, follower_source: i8| {
+        vec![
+            (follower_key.to_owned(), follower.to_owned(), follower_source),
+            (leader_key.to_owned(), leader.to_owned(), leader_source),
+        ]
+    };
+    assert_eq!(throttled_lists(&mut client, "orders").await, lists("", DEFAULT, "", DEFAULT));
+
+    let alter = |changes: Vec<IncrementalConfig>| {
+        let resource = IncrementalResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(text("orders"))
+            .with_configs(changes);
+        IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+    };
+    let change = |key: &str, operation: i8, value: Option<&str>| {
+        IncrementalConfig::default().with_name(text(key)).with_config_operation(operation).with_value(value.map(text))
+    };
+    let answer = |response: IncrementalAlterConfigsResponse| {
+        let result = &response.responses[0];
+        (result.error_code, result.error_message.as_deref().unwrap_or_default().to_string())
+    };
+    let set = alter(vec![change(leader_key, SET, Some("0:1, 1:1")), change(follower_key, SET, Some("*"))]);
+    assert_eq!(answer(client.call(ApiKey::IncrementalAlterConfigs, 1, &set).await), (0, String::new()));
+    assert_eq!(throttled_lists(&mut client, "orders").await, lists("0:1,1:1", TOPIC_SOURCE, "*", TOPIC_SOURCE));
+    let appended = alter(vec![change(leader_key, APPEND, Some("0:2"))]);
+    assert_eq!(answer(client.call(ApiKey::IncrementalAlterConfigs, 1, &appended).await).0, 0);
+    assert_eq!(throttled_lists(&mut client, "orders").await, lists("0:1,1:1,0:2", TOPIC_SOURCE, "*", TOPIC_SOURCE));
+
+    let bad = alter(vec![change(follower_key, SET, Some("0-1"))]);
+    let (code, message) = answer(client.call(ApiKey::IncrementalAlterConfigs, 1, &bad).await);
+    assert_eq!(code, ResponseError::InvalidConfig.code(), "{message}");
+    assert!(message.contains("PARTITION:BROKER pairs"), "{message}");
+
+    let deleted = alter(vec![change(leader_key, DELETE, None), change(follower_key, DELETE, None)]);
+    assert_eq!(answer(client.call(ApiKey::IncrementalAlterConfigs, 1, &deleted).await).0, 0);
+    assert_eq!(throttled_lists(&mut client, "orders").await, lists("", DEFAULT, "", DEFAULT));
+
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(text("throttled")))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(text(follower_key))
+            .with_value(Some(text("0:1")))]);
+    let create = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
+    let created: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &create).await;
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+    let described = eventually_described(&mut client, "throttled").await;
+    assert_eq!(described, lists("", DEFAULT, "0:1", TOPIC_SOURCE));
+}
+
+/// The lists of a topic just created, once the node describes it.
+async fn eventually_described(client: &mut KafkaClient, topic: &str) -> Vec<(String, String, i8)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let keys = vec![text("follower.replication.throttled.replicas")];
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(text(topic))
+            .with_configuration_keys(Some(keys));
+        let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+        let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
+        if response.results[0].error_code == 0 {
+            return throttled_lists(client, topic).await;
+        }
+        assert!(std::time::Instant::now() < deadline, "{topic} not described: {:?}", response.results[0]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -197,8 +197,10 @@ def test_kafka_python_sets_and_clears_the_replication_throttle_as_kafka_reassign
         refused = admin.alter_configs([broker(1, {"log.retention.ms": "1000"})], raise_on_unknown=False)
         assert "cannot be changed while the broker runs" in refused["broker"]["1"], refused
 
-        # The clean-up after the move (--verify): a DELETE of both keys on every broker.
-        cleared = admin.reset_configs([broker(node, {key: None for key in keys}) for node in (1, 2, 3)])
+        # The clean-up after the move (--verify): a DELETE of both keys, and of the log dirs' throttle, on every
+        # broker.
+        clean_up = keys + ("replica.alter.log.dirs.io.max.bytes.per.second",)
+        cleared = admin.reset_configs([broker(node, {key: None for key in clean_up}) for node in (1, 2, 3)])
         assert cleared == {"broker": {"1": "OK", "2": "OK", "3": "OK"}}, cleared
         wait_for(lambda: described_everywhere("9223372036854775807", "DEFAULT_CONFIG"), seen)
         assert all(move_throttle(addr).startswith("none") for addr in cluster.addrs)

@@ -23,6 +23,7 @@ const TOPIC: i8 = 2;
 const TOPIC_SOURCE: i8 = 1;
 const LEADER: &str = "leader.replication.throttled.rate";
 const FOLLOWER: &str = "follower.replication.throttled.rate";
+const LOG_DIRS: &str = "replica.alter.log.dirs.io.max.bytes.per.second";
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
@@ -81,17 +82,27 @@ async fn alter_fully(client: &mut KafkaClient, name: &str, configs: &[(&str, &st
     (result.error_code, result.error_message.as_deref().unwrap_or_default().to_string())
 }
 
-/// The two throttle keys of broker `name` as DescribeConfigs shows them: (key, value, source, read-only).
-async fn throttle_configs(client: &mut KafkaClient, name: &str) -> Vec<(String, String, i8, bool)> {
+/// One config as DescribeConfigs shows it: (key, value, source, read-only).
+type Described = (String, String, i8, bool);
+
+/// Configs `keys` of resource `name`, sorted by key; the resource's error code if it is refused.
+async fn described(
+    client: &mut KafkaClient,
+    resource_type: i8,
+    name: &str,
+    keys: &[&str],
+) -> Result<Vec<Described>, i16> {
     let resource = DescribeConfigsResource::default()
-        .with_resource_type(BROKER)
+        .with_resource_type(resource_type)
         .with_resource_name(text(name))
-        .with_configuration_keys(Some(vec![text(LEADER), text(FOLLOWER)]));
+        .with_configuration_keys(Some(keys.iter().map(|key| text(key)).collect()));
     let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
     let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
     let result = &response.results[0];
-    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
-    let mut configs: Vec<_> = result
+    if result.error_code != 0 {
+        return Err(result.error_code);
+    }
+    let mut configs: Vec<Described> = result
         .configs
         .iter()
         .map(|c| {
@@ -100,10 +111,15 @@ async fn throttle_configs(client: &mut KafkaClient, name: &str) -> Vec<(String, 
         })
         .collect();
     configs.sort();
-    configs
+    Ok(configs)
 }
 
-fn throttled(value: &str, source: i8, read_only: bool) -> Vec<(String, String, i8, bool)> {
+/// The two throttle keys of broker `name`.
+async fn throttle_configs(client: &mut KafkaClient, name: &str) -> Vec<Described> {
+    described(client, BROKER, name, &[LEADER, FOLLOWER]).await.expect("described")
+}
+
+fn throttled(value: &str, source: i8, read_only: bool) -> Vec<Described> {
     vec![
         (FOLLOWER.to_owned(), value.to_owned(), source, read_only),
         (LEADER.to_owned(), value.to_owned(), source, read_only),
@@ -140,7 +156,7 @@ async fn a_clusters_replication_throttle_is_set_and_cleared_as_kafkas_broker_con
     // Refused, nothing changed.
     let invalid_config = ResponseError::InvalidConfig.code();
     let invalid_request = ResponseError::InvalidRequest.code();
-    let refusals: [(&str, Vec<Change>, i16, &str); 8] = [
+    let refusals: [(&str, Vec<Change>, i16, &str); 9] = [
         (
             "1",
             vec![(LEADER, SET, Some("4096")), (FOLLOWER, DELETE, None)],
@@ -157,6 +173,7 @@ async fn a_clusters_replication_throttle_is_set_and_cleared_as_kafkas_broker_con
             "log.retention.ms cannot be changed while the broker runs",
         ),
         ("1", vec![(LEADER, APPEND, Some("4096"))], invalid_config, "APPEND is not allowed"),
+        ("1", vec![(LOG_DIRS, SET, Some("4096"))], invalid_config, "one log dir per node"),
         ("7", vec![(LEADER, SET, Some("4096"))], invalid_request, "broker 7 is not this node (1)"),
         ("one", vec![(LEADER, SET, Some("4096"))], invalid_request, "\"one\" is not a broker id"),
     ];
@@ -173,6 +190,13 @@ async fn a_clusters_replication_throttle_is_set_and_cleared_as_kafkas_broker_con
     assert_eq!(alter_incrementally(&mut client, "1", &[(LEADER, SET, Some("65536"))], false).await, ok);
     assert_eq!(alter_incrementally(&mut client, "1", &[(LEADER, DELETE, None)], false).await, ok);
     assert_eq!(throttle_configs(&mut client, "1").await, throttled(NO_LIMIT, DEFAULT, false));
+    // kafka-reassign-partitions.sh --verify's clean-up deletes Kafka's log-dir throttle with the two rates.
+    assert_eq!(alter_incrementally(&mut client, "1", &[(FOLLOWER, SET, Some("65536"))], false).await, ok);
+    let clean_up = [(LEADER, DELETE, None), (FOLLOWER, DELETE, None), (LOG_DIRS, DELETE, None)];
+    assert_eq!(alter_incrementally(&mut client, "1", &clean_up, false).await, ok);
+    assert_eq!(grpc_throttle(&broker).await, None);
+    let log_dirs = described(&mut client, BROKER, "1", &[LOG_DIRS]).await.expect("described");
+    assert_eq!(log_dirs, [(LOG_DIRS.to_owned(), NO_LIMIT.to_owned(), DEFAULT, false)]);
 
     // AlterConfigs replaces the set: a throttle key named sets it, none named clears it.
     assert_eq!(alter_fully(&mut client, "1", &[(FOLLOWER, "8192")]).await, ok);
@@ -192,29 +216,17 @@ async fn a_single_node_has_no_throttle_to_set_and_shows_its_broker_configs_read_
     assert_eq!(refused, ResponseError::InvalidRequest.code(), "{message}");
     assert!(message.contains("a single node replicates nothing"), "{message}");
     // kafka-reassign-partitions.sh's clean-up (a DELETE of both) finds nothing to clear: no error.
-    let cleared =
-        alter_incrementally(&mut client, "", &[(LEADER, DELETE, None), (FOLLOWER, DELETE, None)], false).await;
+    let clean_up = [(LEADER, DELETE, None), (FOLLOWER, DELETE, None), (LOG_DIRS, DELETE, None)];
+    let cleared = alter_incrementally(&mut client, "", &clean_up, false).await;
     assert_eq!(cleared, (0, String::new()));
 }
 
-/// A topic's (key, value, source) for the two throttled-replica lists.
-async fn throttled_lists(client: &mut KafkaClient, topic: &str) -> Vec<(String, String, i8)> {
-    let keys = vec![text("leader.replication.throttled.replicas"), text("follower.replication.throttled.replicas")];
-    let resource = DescribeConfigsResource::default()
-        .with_resource_type(TOPIC)
-        .with_resource_name(text(topic))
-        .with_configuration_keys(Some(keys));
-    let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
-    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
-    let result = &response.results[0];
-    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
-    let mut lists: Vec<_> = result
-        .configs
-        .iter()
-        .map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_string(), c.config_source))
-        .collect();
-    lists.sort();
-    lists
+const LEADER_LIST: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_LIST: &str = "follower.replication.throttled.replicas";
+
+/// A topic's two throttled-replica lists.
+async fn throttled_lists(client: &mut KafkaClient, topic: &str) -> Vec<Described> {
+    described(client, TOPIC, topic, &[LEADER_LIST, FOLLOWER_LIST]).await.expect("described")
 }
 
 /// Kafka's `*.replication.throttled.replicas` topic configs, as `kafka-reassign-partitions.sh --throttle` sets
@@ -224,12 +236,11 @@ async fn throttled_lists(client: &mut KafkaClient, topic: &str) -> Vec<(String, 
 async fn a_topics_throttled_replica_lists_are_set_appended_and_deleted_in_kafkas_form() {
     let broker = cluster_of_one().await;
     let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
-    let leader_key = "leader.replication.throttled.replicas";
-    let follower_key = "follower.replication.throttled.replicas";
+    let (leader_key, follower_key) = (LEADER_LIST, FOLLOWER_LIST);
     let lists = |leader: &str, leader_source: i8, follower: &str, follower_source: i8| {
         vec![
-            (follower_key.to_owned(), follower.to_owned(), follower_source),
-            (leader_key.to_owned(), leader.to_owned(), leader_source),
+            (follower_key.to_owned(), follower.to_owned(), follower_source, false),
+            (leader_key.to_owned(), leader.to_owned(), leader_source, false),
         ]
     };
     assert_eq!(throttled_lists(&mut client, "orders").await, lists("", DEFAULT, "", DEFAULT));
@@ -279,20 +290,13 @@ async fn a_topics_throttled_replica_lists_are_set_appended_and_deleted_in_kafkas
 }
 
 /// The lists of a topic just created, once the node describes it.
-async fn eventually_described(client: &mut KafkaClient, topic: &str) -> Vec<(String, String, i8)> {
+async fn eventually_described(client: &mut KafkaClient, topic: &str) -> Vec<Described> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let keys = vec![text("follower.replication.throttled.replicas")];
-        let resource = DescribeConfigsResource::default()
-            .with_resource_type(TOPIC)
-            .with_resource_name(text(topic))
-            .with_configuration_keys(Some(keys));
-        let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
-        let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
-        if response.results[0].error_code == 0 {
-            return throttled_lists(client, topic).await;
+        match described(client, TOPIC, topic, &[LEADER_LIST, FOLLOWER_LIST]).await {
+            Ok(lists) => return lists,
+            Err(code) => assert!(std::time::Instant::now() < deadline, "{topic} not described: error {code}"),
         }
-        assert!(std::time::Instant::now() < deadline, "{topic} not described: {:?}", response.results[0]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -7,7 +7,9 @@
 //! remove with a DELETE of both when the move is done. rill has one rate for the whole cluster, in the
 //! replicated metadata, enforced per pair of nodes: both names are that rate, for every broker. So a change to
 //! either, named for any broker or for the cluster's default (the empty name), sets or clears it for all, and two
-//! different values in one request are refused rather than one of them kept silently.
+//! different values in one request are refused rather than one of them kept silently. Kafka's third broker
+//! throttle, for moves between log dirs, has nothing to throttle here (one log dir per node): its DELETE, which
+//! the reassignment tool sends with the other two, is taken.
 //!
 //! A resource names this node or the default, as DescribeConfigs (Kafka's clients send a broker's configs to
 //! that broker). Any other key is INVALID_CONFIG, saying the node's settings are static and which keys are not.
@@ -22,11 +24,20 @@ use crate::topic_config::ConfigChange;
 
 pub const LEADER_THROTTLE: &str = "leader.replication.throttled.rate";
 pub const FOLLOWER_THROTTLE: &str = "follower.replication.throttled.rate";
+/// Kafka's throttle for moves between one broker's log dirs. rill keeps one log dir per node, so nothing is
+/// ever throttled by it; `kafka-reassign-partitions.sh --verify` deletes it with the two rates on every broker,
+/// so a DELETE (or Kafka's no-limit value) is taken as the no-op it is, and a rate is refused.
+pub const LOG_DIR_THROTTLE: &str = "replica.alter.log.dirs.io.max.bytes.per.second";
 /// Kafka's value of a throttle that is not set (`Long.MAX_VALUE`: no limit); setting it clears the throttle.
 pub const UNTHROTTLED: u64 = i64::MAX as u64;
 
 /// Whether a broker config can be changed while the node runs (DescribeConfigs' `read_only` is its negation).
 pub fn is_dynamic(key: &str) -> bool {
+    is_rate(key) || key == LOG_DIR_THROTTLE
+}
+
+/// The two names of the cluster's replication throttle.
+fn is_rate(key: &str) -> bool {
     key == LEADER_THROTTLE || key == FOLLOWER_THROTTLE
 }
 
@@ -34,7 +45,7 @@ pub fn is_dynamic(key: &str) -> bool {
 /// back to none; when it names one, that one decides (the other is the same rate under another name, not a
 /// second setting to reset).
 pub fn replace_all(configs: Vec<(String, String)>) -> Vec<ConfigChange> {
-    if configs.iter().any(|(key, _)| is_dynamic(key)) {
+    if configs.iter().any(|(key, _)| is_rate(key)) {
         return configs.into_iter().map(|(key, value)| ConfigChange::set(key, value)).collect();
     }
     let mut changes: Vec<ConfigChange> =
@@ -93,7 +104,19 @@ pub async fn alter(kafka: &KafkaContext, name: &str, changes: Vec<ConfigChange>,
 fn throttle_asked(changes: &[ConfigChange]) -> Result<Option<Option<u64>>, String> {
     let mut asked: Option<(&str, Option<u64>)> = None;
     for change in changes {
-        if !is_dynamic(&change.key) {
+        if change.key == LOG_DIR_THROTTLE {
+            match change.value.as_deref().map(str::trim) {
+                None => continue,
+                Some(value) if value == UNTHROTTLED.to_string() => continue,
+                Some(value) => {
+                    return Err(format!(
+                        "{LOG_DIR_THROTTLE} cannot be set to {value}: rill keeps one log dir per node, so no replica \
+                         moves between log dirs for it to throttle (DELETE it, or set {UNTHROTTLED}, Kafka's no limit)"
+                    ))
+                }
+            }
+        }
+        if !is_rate(&change.key) {
             return Err(format!(
                 "{} cannot be changed while the broker runs: rill's broker configs are static (its config file \
                  and flags, read at start; DescribeConfigs shows them) but for {LEADER_THROTTLE} and \
@@ -166,6 +189,10 @@ mod tests {
         assert_eq!(asked(&both), Ok(Some(Some(1 << 20))));
         assert_eq!(asked(&[(FOLLOWER_THROTTLE, None), (LEADER_THROTTLE, None)]), Ok(Some(None)));
         assert_eq!(asked(&[(LEADER_THROTTLE, Some("9223372036854775807"))]), Ok(Some(None)));
+        // kafka-reassign-partitions.sh --verify's clean-up: the log dirs' throttle goes with the two rates.
+        let clean_up = [(LEADER_THROTTLE, None), (FOLLOWER_THROTTLE, None), (LOG_DIR_THROTTLE, None)];
+        assert_eq!(asked(&clean_up), Ok(Some(None)));
+        assert_eq!(asked(&[(LOG_DIR_THROTTLE, None)]), Ok(None));
     }
 
     #[test]
@@ -178,6 +205,8 @@ mod tests {
         assert!(refused(&[(LEADER_THROTTLE, Some("-5"))]).contains("at least 0 bytes per second, not -5"));
         let too_low = refused(&[(LEADER_THROTTLE, Some("0"))]);
         assert!(too_low.contains("the least allowed is 1024 bytes/s"), "{too_low}");
+        let log_dirs = refused(&[(LOG_DIR_THROTTLE, Some("1048576"))]);
+        assert!(log_dirs.contains("one log dir per node"), "{log_dirs}");
         let two = refused(&[(LEADER_THROTTLE, Some("2048")), (FOLLOWER_THROTTLE, None)]);
         assert!(two.contains("different replication throttles (2048 bytes/s and none)"), "{two}");
     }

@@ -336,6 +336,12 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("group.initial.rebalance.delay.ms", "0".into(), fixed, TYPE_INT),
         throttle_entry(super::broker_configs::LEADER_THROTTLE, kafka),
         throttle_entry(super::broker_configs::FOLLOWER_THROTTLE, kafka),
+        entry(
+            super::broker_configs::LOG_DIR_THROTTLE,
+            super::broker_configs::UNTHROTTLED.to_string(),
+            SOURCE_DEFAULT,
+            TYPE_LONG,
+        ),
     ];
     // What tools that place or read by zone look for (Cruise Control, kafka-ui): the rack when the node has one,
     // and Kafka's selector class while this node sends consumers to followers in their rack (KIP-392).

@@ -4,7 +4,12 @@ reports it), every record still arrives once and in order, and the records take 
 allows for them. `rill quota set --ip` holds an address to a connection rate (KIP-612): the connections past it are
 closed as they are accepted, and a librdkafka producer still delivers everything. `rill quota set
 --request-percentage` holds a client id to a share of the broker's time (KIP-124): librdkafka is told to wait, at
-most one window each time, and still delivers everything. The broker's quota samples are 100 ms
+most one window each time, and still delivers everything. `rill quota set --controller-mutation-rate` holds a
+client id to partitions created or deleted a second (KIP-599): kafka-python's admin client (CreateTopics v7, the
+strict mode) gets its first topic however large and waits out the throttle time it is told, another with the
+same client id gets THROTTLING_QUOTA_EXCEEDED saying the quota, another client id is not held, and librdkafka's
+(CreateTopics v4, the permissive mode) is served. The broker's quota
+samples are 100 ms
 (`quota_window_ms`), so a client's first burst is 1 s of its quota and the test's waits stay short."""
 
 import os
@@ -192,3 +197,32 @@ def test_an_addresss_connections_past_its_connection_rate_are_closed_and_librdka
                     assert sock.recv(1) != b"", "closed though the quota is removed"
                 except socket.timeout:
                     pass
+
+
+def test_admin_clients_past_their_controller_mutation_rate_are_refused_in_strict_versions_only(broker):
+    from kafka import KafkaAdminClient
+    from kafka.errors import ThrottlingQuotaExceededError
+    listed = rill(broker, "quota", "set", "--client-id", "provisioner", "--controller-mutation-rate", "2")
+    assert "provisioner" in listed, listed
+    first = KafkaAdminClient(bootstrap_servers=broker, client_id="provisioner")
+    second = KafkaAdminClient(bootstrap_servers=broker, client_id="provisioner")
+    other = KafkaAdminClient(bootstrap_servers=broker, client_id="someone-else")
+    try:
+        # The first topic goes whatever its size; the client id is then 30 partitions past a rate of 2 a second.
+        first.create_topics({"mutations-first": {"num_partitions": 30, "replication_factor": 1}})
+        # kafka-python honours the answer's throttle time (it sends nothing on that connection until then), so
+        # the refusal is seen by another admin client with the same client id: another worker of the same script.
+        with pytest.raises(ThrottlingQuotaExceededError) as refused:
+            second.create_topics({"mutations-second": {"num_partitions": 1, "replication_factor": 1}})
+        assert "controller_mutation_rate quota of 2 partitions a second" in str(refused.value), refused.value
+        other.create_topics({"mutations-other": {"num_partitions": 5, "replication_factor": 1}})
+    finally:
+        for admin in (first, second, other):
+            admin.close()
+    # librdkafka asks CreateTopics v4 at most: Kafka's permissive versions, served however far past the rate.
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": broker, "client.id": "provisioner"})
+    futures = admin.create_topics([NewTopic("mutations-permissive", 1, 1)])
+    assert futures["mutations-permissive"].result(timeout=30) is None
+    topics = rill(broker, "topic", "list")
+    assert "mutations-first" in topics and "mutations-permissive" in topics and "mutations-second" not in topics, topics

@@ -300,3 +300,20 @@ async fn eventually_described(client: &mut KafkaClient, topic: &str) -> Vec<Desc
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// As Kafka: a broker resource's configs need ALTER_CONFIGS on the cluster; without it the throttle is not
+/// touched and the answer names the principal.
+#[tokio::test]
+async fn changing_a_broker_config_needs_alter_configs_on_the_cluster() {
+    let broker = rill_tests::cluster_of_one_authorizing(&["admin", "ops"]).await;
+    let addr = broker.handle.as_ref().expect("running").addr();
+    let mut ops = KafkaClient::connect_as(addr, "ops", rill_tests::PASSWORD).await;
+    let set = [(LEADER, SET, Some("1048576"))];
+    let (refused, message) = alter_incrementally(&mut ops, "1", &set, false).await;
+    assert_eq!(refused, ResponseError::ClusterAuthorizationFailed.code(), "{message}");
+    assert!(message.contains("User:ops"), "{message}");
+    let mut admin = KafkaClient::connect_as(addr, "admin", rill_tests::PASSWORD).await;
+    assert_eq!(throttle_configs(&mut admin, "1").await, throttled(NO_LIMIT, DEFAULT, false), "nothing changed");
+    assert_eq!(alter_incrementally(&mut admin, "1", &set, false).await, (0, String::new()));
+    assert_eq!(throttle_configs(&mut admin, "1").await, throttled("1048576", DYNAMIC_DEFAULT, false));
+}

@@ -343,6 +343,19 @@ fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_re
         }
     }
 
+    // The replication throttle, set through any node, is shown by every node's overview.
+    assert!(get(cluster.admin(2), "/").body.contains("Replication throttle for replica moves: none"));
+    rill(&all, &["cluster", "throttle", "set", "1M"]).ok();
+    for node_id in 1..=3u64 {
+        let admin = cluster.admin(node_id).to_owned();
+        wait_for_page(&admin, "/", "the throttle", |body| {
+            body.contains(
+                "Partitions moving to new replicas: 0. Replication throttle for replica moves: 1048576 bytes/s",
+            )
+        });
+    }
+    rill(&all, &["cluster", "throttle", "clear"]).ok();
+
     // Node 3 dies: the others show it fenced and out of every ISR.
     if let Some(node) = cluster.nodes[2].take() {
         node.kill();

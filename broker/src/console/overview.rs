@@ -83,6 +83,22 @@ fn nodes(console: &Console, body: &mut Html) {
         body.raw("<tr>").cell(record.node_id).cell(&record.address).cell(state).cell(role).cell(rack).raw("</tr>");
     }
     body.raw("</table>");
+    moves(&controller.metadata(), body);
+}
+
+/// The replica moves under way and the throttle on them (`rill topic reassign`, `rill cluster throttle`, or
+/// Kafka's reassignment tool): what an operator watching a move wants beside the nodes.
+fn moves(metadata: &crate::cluster::metadata::ClusterMetadata, body: &mut Html) {
+    let moving = metadata.topics.values().flat_map(|topic| &topic.partitions).filter(|p| p.reassignment.is_some());
+    let throttle = metadata.replication_throttle_bytes_per_sec.map_or_else(
+        || "none (moves copy at full speed)".to_owned(),
+        |rate| format!("{rate} bytes/s per pair of nodes"),
+    );
+    body.raw("<p id=\"moves\">").text(format!(
+        "Partitions moving to new replicas: {}. Replication throttle for replica moves: {throttle}.",
+        moving.count()
+    ));
+    body.raw("</p>");
 }
 
 fn throughput(console: &Console, body: &mut Html) {

@@ -1,8 +1,9 @@
 //! IncrementalAlterConfigs (v0–v1) and AlterConfigs (v0–v2) for topics: the same change as `rill topic alter`
 //! (`topic_config.rs`), one result per resource. IncrementalAlterConfigs SETs and DELETEs keys and leaves the
-//! others; APPEND and SUBTRACT change a list key (a topic's `cleanup.policy`, a client metrics subscription's
-//! `metrics` and `match`) from the value the resource runs with, its default included, as Kafka does: APPEND adds
-//! the items not in it yet, SUBTRACT removes those named; either of a key that is not a list is INVALID_CONFIG.
+//! others; APPEND and SUBTRACT change a list key (a topic's `cleanup.policy` and throttled-replica lists, a client
+//! metrics subscription's `metrics` and `match`) from the value the resource runs with, its default included, as
+//! Kafka does: APPEND adds the items not in it yet, SUBTRACT removes those named; either of a key that is not a
+//! list is INVALID_CONFIG.
 //! AlterConfigs replaces the topic's whole set: the keys it does not name go back to the broker's defaults, as in
 //! Kafka.
 //!
@@ -171,7 +172,8 @@ fn with_list_operations_resolved(
                 ResponseError::InvalidConfig.code(),
                 Some(format!(
                     "{operation} is not allowed for {key}: it is not a list (the list keys are a topic's \
-                     cleanup.policy and a client metrics subscription's metrics and match); use SET or DELETE"
+                     cleanup.policy and *.replication.throttled.replicas, and a client metrics subscription's \
+                     metrics and match); use SET or DELETE"
                 )),
             ));
         };

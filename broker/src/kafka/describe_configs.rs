@@ -1,7 +1,7 @@
 //! DescribeConfigs (v1–v4) for topics (resource type 2: the topic's effective settings under Kafka's names)
 //! and this broker (type 4, named by its node id or ""; its settings under Kafka's broker names, and the
-//! cluster's replication throttle as `*.replication.throttled.rate`, on a cluster the two not read-only:
-//! `broker_configs.rs`), and groups (type 32: every `share.*` and `consumer.*` group
+//! cluster's replication throttle as `*.replication.throttled.rate`, which with Kafka's log-dir throttle are
+//! not read-only on a cluster: `broker_configs.rs`), and groups (type 32: every `share.*` and `consumer.*` group
 //! config, the group's own value as GROUP_CONFIG, else the broker's as DEFAULT_CONFIG), and client metrics
 //! subscriptions (type 16: `metrics`, `interval.ms` and `match`, each set one as CLIENT_METRICS_CONFIG, else Kafka's
 //! default as DEFAULT_CONFIG; a subscription of the node's own settings as STATIC_BROKER_CONFIG, read-only; a name

@@ -5,6 +5,7 @@ committed offsets, with nothing committed read again, after its coordinator is S
 kafka-clients.sh."""
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -74,6 +75,9 @@ class Cluster:
                    for process in self.processes.values()):
                 return
             self.stop()
+            # A node that did bind set its data dir up with these peers and would refuse the next ones.
+            for node_id in (1, 2, 3):
+                shutil.rmtree(os.path.join(root, f"d{node_id}"), ignore_errors=True)
         raise AssertionError("three nodes could not bind their ports in 5 attempts")
 
     def start(self, node_id):

@@ -111,6 +111,7 @@ mod service;
 pub mod share_groups;
 mod tls;
 mod topic_config;
+mod topic_defaults;
 mod topic_id;
 pub mod transactions;
 

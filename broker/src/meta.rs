@@ -87,6 +87,11 @@ pub struct TopicSettings {
     /// (`replication/throttle.rs`). Left out of the files while both are empty.
     #[serde(default, skip_serializing_if = "ThrottledReplicas::is_default")]
     pub throttled_replicas: ThrottledReplicas,
+    /// The keys the topic set itself, which the cluster's dynamic defaults leave alone (`topic_defaults.rs`).
+    /// Absent from files written before they were kept: those keys are then the ones whose value differs from
+    /// the broker's defaults (`topic_config::own_keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_keys: Option<crate::topic_config::OwnKeys>,
 }
 
 /// How a schema id's subject is named: Confluent's subject name strategies, named as its classes are (their
@@ -435,6 +440,30 @@ impl Cleanup {
 }
 
 impl TopicSettings {
+    /// What a topic that sets nothing itself has under the broker's static defaults alone.
+    pub fn defaults_of(config: &crate::config::BrokerConfig) -> TopicSettings {
+        TopicSettings {
+            segment_bytes: config.default_segment_bytes,
+            durability: config.default_durability,
+            flush_interval_ms: config.default_flush_interval_ms,
+            max_batch_bytes: crate::topic_config::default_max_batch_bytes(
+                crate::topic_config::Defaults::of(config),
+                config.default_segment_bytes,
+            ),
+            retention_ms: config.default_retention_ms,
+            retention_bytes: config.default_retention_bytes,
+            cleanup: Cleanup::default(),
+            segment_ms: DEFAULT_SEGMENT_MS,
+            timestamps: MessageTimestamps::default(),
+            compression: config.default_compression_type,
+            compression_levels: config.default_compression_levels,
+            schema_ids: SchemaIdChecks::default(),
+            takes_dead_letters: false,
+            throttled_replicas: ThrottledReplicas::default(),
+            own_keys: Some(crate::topic_config::OwnKeys::default()),
+        }
+    }
+
     /// The storage config of each of the topic's partition logs.
     pub fn log_config(&self) -> LogConfig {
         let durability = match self.durability {
@@ -668,6 +697,7 @@ mod tests {
             schema_ids: SchemaIdChecks::default(),
             takes_dead_letters: false,
             throttled_replicas: Default::default(),
+            own_keys: None,
         }
     }
 
@@ -693,7 +723,7 @@ mod tests {
         let name = TopicName::new("orders").unwrap();
         let plain = TopicMeta::new(&name, TopicId::random(), 1, settings());
         let text = toml::to_string(&plain).unwrap();
-        for later in ["cleanup", "segment_ms", "timestamps", "compression"] {
+        for later in ["cleanup", "segment_ms", "timestamps", "compression", "own_keys"] {
             assert!(!text.contains(later), "{later} in {text}");
         }
         let mut set = settings();
@@ -703,7 +733,11 @@ mod tests {
         set.cleanup.max_compaction_lag_ms = Some(9);
         set.compression = TopicCompression::Zstd;
         set.compression_levels.zstd = Some(-7);
+        let own = [crate::topic_config::ConfigKey::RetentionMs, crate::topic_config::ConfigKey::CompressionType];
+        set.own_keys = Some(crate::topic_config::OwnKeys(own.into_iter().collect()));
         let meta = TopicMeta::new(&name, TopicId::random(), 1, set);
+        let text = toml::to_string(&meta).unwrap();
+        assert!(text.contains(r#"own_keys = ["retention.ms", "compression.type"]"#), "{text}");
         store(dir.path(), &meta).unwrap();
         assert_eq!(load_all(dir.path()).unwrap(), vec![meta]);
     }

@@ -26,6 +26,8 @@ use crate::error::{BrokerError, Result};
 use crate::file_budget::FileBudget;
 use crate::meta::{self, TopicMeta, TopicSettings};
 use crate::partition::Partition;
+use crate::topic_config::{ConfigKey, Defaults, TopicConfigState};
+use crate::topic_defaults::TopicDefaults;
 use crate::topic_id::TopicId;
 
 /// Prefix of names the broker keeps for itself (`__topics`, `__consumer_offsets`).
@@ -152,6 +154,11 @@ pub struct Registry {
     shared: Shared,
     /// Consulted before a topic change opens partitions.
     budget: FileBudget,
+    /// A single node's dynamic topic defaults (`topic_defaults.rs`), as stored in its data directory; a cluster
+    /// node's are the metadata's, and this stays empty.
+    topic_defaults: RwLock<Arc<TopicDefaults>>,
+    /// Held by a change of the topic defaults, start to end, so two never interleave their topics' changes.
+    defaults_writes: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -165,12 +172,12 @@ impl Registry {
         write_metrics: Option<Arc<crate::metrics::WriteMetrics>>,
     ) -> Result<Registry> {
         let data_dir = config.data_dir.clone();
-        let metas = blocking({
-            let data_dir = data_dir.clone();
+        let (metas, topic_defaults) = blocking({
+            let (data_dir, config) = (data_dir.clone(), Arc::clone(&config));
             move || {
                 let metas = meta::load_all(&data_dir)?;
                 remove_orphan_partitions(&data_dir, &metas)?;
-                Ok(metas)
+                Ok((metas, crate::topic_defaults::load(&data_dir, &config)?))
             }
         })
         .await?;
@@ -217,7 +224,7 @@ impl Registry {
             topics.insert(meta.name, Arc::new(topic));
         }
         tracing::info!(topics = topics.len(), partitions = partition_total, "restored topics");
-        Ok(Registry {
+        let registry = Registry {
             data_dir,
             config,
             topics: RwLock::new(TopicMap::from(topics)),
@@ -226,7 +233,78 @@ impl Registry {
             changes: tokio::sync::watch::Sender::new(0),
             shared,
             budget,
+            topic_defaults: RwLock::new(Arc::new(topic_defaults)),
+            defaults_writes: tokio::sync::Mutex::new(()),
+        };
+        registry.follow_stored_defaults().await;
+        Ok(registry)
+    }
+
+    /// Brings the topics that do not own a key the stored defaults set to its value: what a change of the
+    /// defaults cut short by a crash had left undone (`topic_defaults.rs`). A topic that cannot take it keeps
+    /// its settings, logged.
+    async fn follow_stored_defaults(&self) {
+        let defaults = self.topic_defaults();
+        if defaults.is_empty() {
+            return;
+        }
+        let keys: Vec<ConfigKey> = defaults.keys().collect();
+        for topic in self.list().into_iter().filter(|topic| !topic.name.as_str().starts_with(RESERVED_PREFIX)) {
+            let current = TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 };
+            let scope = Defaults::with(&self.config, &defaults);
+            match crate::topic_defaults::followed(topic.name.as_str(), &current, 1, &keys, scope) {
+                Ok(None) => {}
+                Ok(Some(next)) => {
+                    if let Err(err) = self.alter_settings(topic.name.as_str(), next.settings).await {
+                        tracing::error!(topic = %topic.name, error = %err, "cannot apply the topic defaults");
+                    }
+                }
+                Err(err) => tracing::warn!(topic = %topic.name, error = %err, "a topic cannot take the topic defaults"),
+            }
+        }
+    }
+
+    /// This single node's dynamic topic defaults.
+    pub fn topic_defaults(&self) -> Arc<TopicDefaults> {
+        Arc::clone(&read(&self.topic_defaults))
+    }
+
+    /// Changes this single node's topic defaults (`topic_defaults.rs`): checked, every user topic that does not own
+    /// a key changed re-resolved (refused whole if one cannot take it), then, unless `is_validate_only`, the
+    /// defaults written and each changed topic's settings. Answers the new defaults and the topics changed.
+    pub async fn alter_topic_defaults(
+        &self,
+        changes: &[crate::topic_config::ConfigChange],
+        is_validate_only: bool,
+    ) -> Result<(TopicDefaults, usize)> {
+        let _writes = self.defaults_writes.lock().await;
+        let (next, keys) = self.topic_defaults().changed(changes, &self.config)?;
+        let mut followed = Vec::new();
+        for topic in self.list().into_iter().filter(|topic| !topic.name.as_str().starts_with(RESERVED_PREFIX)) {
+            let current = TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 };
+            let scope = Defaults::with(&self.config, &next);
+            if let Some(state) = crate::topic_defaults::followed(topic.name.as_str(), &current, 1, &keys, scope)? {
+                followed.push((topic.name.to_string(), state.settings));
+            }
+        }
+        if is_validate_only {
+            return Ok((next, followed.len()));
+        }
+        blocking({
+            let (data_dir, next) = (self.data_dir.clone(), next.clone());
+            move || crate::topic_defaults::store(&data_dir, &next)
         })
+        .await?;
+        *write(&self.topic_defaults) = Arc::new(next.clone());
+        let count = followed.len();
+        for (name, settings) in followed {
+            match self.alter_settings(&name, settings).await {
+                Ok(_) | Err(BrokerError::UnknownTopic { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        tracing::info!(defaults = ?next, topics = count, "altered the topic defaults");
+        Ok((next, count))
     }
 
     /// Partitions of every topic, and of those being created; internal ones excluded.
@@ -304,21 +382,23 @@ impl Registry {
     }
 
     pub async fn create(&self, name: &str, partition_count: u32, config: &v1::TopicConfig) -> Result<Arc<Topic>> {
-        let (name, settings) = self.check_create(name, partition_count, config)?;
+        let (name, settings) = self.check_create(name, partition_count, config, &self.topic_defaults())?;
         self.create_checked(name, partition_count, settings, TopicId::random()).await
     }
 
-    /// What a create would make of its request, without making it: the checked name and the resolved settings.
-    /// A cluster checks this where the request arrives, before the controller places the topic.
+    /// What a create would make of its request, without making it: the checked name and the resolved settings,
+    /// `topic_defaults` (the cluster's dynamic defaults) taken for what it leaves unset. A cluster checks this where
+    /// the request arrives, before the controller places the topic.
     pub fn check_create(
         &self,
         name: &str,
         partition_count: u32,
         config: &v1::TopicConfig,
+        topic_defaults: &TopicDefaults,
     ) -> Result<(TopicName, TopicSettings)> {
         let name = user_topic_name(name)?;
         self.check_partition_count(partition_count, 0)?;
-        Ok((name, self.resolve_settings(config)?))
+        Ok((name, self.resolve_settings(config, topic_defaults)?))
     }
 
     /// Opens this node's replicas of a topic the cluster's metadata holds, with the settings the metadata gives.
@@ -378,7 +458,7 @@ impl Registry {
     pub fn validate_create(&self, name: &str, partition_count: u32, config: &v1::TopicConfig) -> Result<()> {
         let name = user_topic_name(name)?;
         self.check_partition_count(partition_count, 0)?;
-        self.resolve_settings(config)?;
+        self.resolve_settings(config, &self.topic_defaults())?;
         if read(&self.topics).contains_key(name.as_str()) || lock(&self.creating).contains_key(name.as_str()) {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
@@ -544,8 +624,9 @@ impl Registry {
         Err(BrokerError::InvalidPartitionCount { requested, reason })
     }
 
-    /// The topic's effective settings: the request's values over the broker's defaults, checked by storage.
-    fn resolve_settings(&self, requested: &v1::TopicConfig) -> Result<TopicSettings> {
+    /// The topic's effective settings: the request's values, which are its own keys, over the defaults (the
+    /// cluster's dynamic ones, then the broker's), checked by storage.
+    fn resolve_settings(&self, requested: &v1::TopicConfig, topic_defaults: &TopicDefaults) -> Result<TopicSettings> {
         let defaults = &self.config;
         let durability = match v1::DurabilityPolicy::try_from(requested.durability) {
             Ok(v1::DurabilityPolicy::Unspecified) => defaults.default_durability,
@@ -562,7 +643,7 @@ impl Registry {
         let segment_bytes = requested.segment_bytes.unwrap_or(defaults.default_segment_bytes);
         let max_batch_bytes = requested
             .max_batch_bytes
-            .unwrap_or_else(|| crate::topic_config::default_max_batch_bytes(defaults, segment_bytes));
+            .unwrap_or_else(|| crate::topic_config::default_max_batch_bytes(Defaults::of(defaults), segment_bytes));
         if max_batch_bytes > defaults.max_batch_bytes {
             return Err(BrokerError::invalid(
                 "config.max_batch_bytes",
@@ -592,10 +673,19 @@ impl Registry {
             schema_ids: requested_schema_ids(requested)?,
             takes_dead_letters: requested.dead_letter_group_enable.unwrap_or(false),
             throttled_replicas: requested_throttled_replicas(requested)?,
+            own_keys: Some(crate::topic_config::requested_keys(requested)),
         };
         if settings.flush_interval_ms == 0 {
             return Err(BrokerError::invalid("config.flush_interval_ms", "must be at least 1"));
         }
+        let settings = if topic_defaults.is_empty() {
+            settings
+        } else {
+            let keys: Vec<ConfigKey> = topic_defaults.keys().collect();
+            let state = TopicConfigState { settings, min_insync_replicas: 1 };
+            let scope = Defaults::with(defaults, topic_defaults);
+            crate::topic_config::follow_defaults(&state, 1, &keys, scope)?.settings
+        };
         settings.log_config().validate()?;
         Ok(settings)
     }

@@ -14,6 +14,7 @@ use crate::meta::{
     DEFAULT_SEGMENT_MS,
 };
 use crate::replication::throttle::ReplicaList;
+use crate::topic_defaults::TopicDefaults;
 
 /// A topic setting that may change after creation, under Kafka's name and rill's field name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -203,6 +204,46 @@ impl ConfigChange {
     }
 }
 
+/// The keys a topic set itself (at its create, or by an alter since), which a change of the cluster's defaults
+/// leaves alone (`topic_defaults.rs`); stored under their Kafka names. A topic stored before this was kept has
+/// none ([`TopicSettings::own_keys`] is `None`), and its own keys are those whose value differs from what the
+/// broker's static defaults give ([`overridden_keys`]) until its next change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
+pub struct OwnKeys(pub std::collections::BTreeSet<ConfigKey>);
+
+impl From<Vec<String>> for OwnKeys {
+    /// A name this version does not know (a newer node's key) is left out.
+    fn from(names: Vec<String>) -> OwnKeys {
+        OwnKeys(names.iter().filter_map(|name| ConfigKey::parse(name)).collect())
+    }
+}
+
+impl From<OwnKeys> for Vec<String> {
+    fn from(keys: OwnKeys) -> Vec<String> {
+        keys.0.into_iter().map(|key| key.kafka_name().to_owned()).collect()
+    }
+}
+
+/// What a key a topic does not set is: the cluster's dynamic default if one is set, else the broker's static
+/// one (its flags, or Kafka's default where rill has no flag).
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults<'a> {
+    pub broker: &'a BrokerConfig,
+    pub cluster: &'a TopicDefaults,
+}
+
+impl<'a> Defaults<'a> {
+    /// The broker's static defaults alone.
+    pub fn of(broker: &'a BrokerConfig) -> Defaults<'a> {
+        Defaults { broker, cluster: &crate::topic_defaults::NONE }
+    }
+
+    pub fn with(broker: &'a BrokerConfig, cluster: &'a TopicDefaults) -> Defaults<'a> {
+        Defaults { broker, cluster }
+    }
+}
+
 /// What a topic's configuration is: its storage settings and the in-sync replicas a produce needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfigState {
@@ -229,12 +270,13 @@ pub fn replace_all(configs: Vec<(String, String)>) -> Vec<ConfigChange> {
 }
 
 /// The settings after `changes`, checked whole. Deletes apply first, then sets in the order given; a key named
-/// twice is refused (which would win is not obvious). `replication_factor` bounds `min.insync.replicas`.
+/// twice is refused (which would win is not obvious). `replication_factor` bounds `min.insync.replicas`. A set
+/// makes the key the topic's own; a delete gives it back to the defaults, and the value they give.
 pub fn apply_changes(
     current: &TopicConfigState,
     changes: &[ConfigChange],
     replication_factor: u32,
-    defaults: &BrokerConfig,
+    defaults: Defaults<'_>,
 ) -> Result<TopicConfigState> {
     let mut seen = Vec::with_capacity(changes.len());
     let mut parsed = Vec::with_capacity(changes.len());
@@ -250,9 +292,11 @@ pub fn apply_changes(
         seen.push(key);
         parsed.push((key, change));
     }
+    let mut own = own_keys(current, replication_factor, defaults.broker);
     let mut next = current.clone();
     for (key, _) in parsed.iter().filter(|(_, c)| c.value.is_none()) {
-        reset(&mut next, *key, replication_factor, defaults);
+        reset(&mut next, *key, replication_factor, defaults)?;
+        own.remove(key);
     }
     let mut sets: Vec<&(ConfigKey, &ConfigChange)> = parsed.iter().filter(|(_, c)| c.value.is_some()).collect();
     // flush.ms implies interval durability: a durability set in the same request goes first, so a conflict
@@ -260,26 +304,56 @@ pub fn apply_changes(
     sets.sort_by_key(|(key, _)| *key != ConfigKey::Durability);
     let is_durability_set = sets.iter().any(|(key, _)| *key == ConfigKey::Durability);
     for (key, change) in sets {
-        set(&mut next, (*key, change), is_durability_set, replication_factor, defaults)?;
+        set(&mut next, (*key, change), is_durability_set, replication_factor, defaults.broker)?;
+        own.insert(*key);
     }
     // A max.message.bytes the topic does not set follows its segment.bytes (as at create), so a change of
     // segment.bytes alone never fails for a limit nobody chose.
-    let is_set_now = parsed.iter().any(|(key, c)| *key == ConfigKey::MaxMessageBytes && c.value.is_some());
-    let was_default =
-        current.settings.max_batch_bytes == default_max_batch_bytes(defaults, current.settings.segment_bytes);
-    let is_reset_now = parsed.iter().any(|(key, c)| *key == ConfigKey::MaxMessageBytes && c.value.is_none());
-    if !is_set_now && (was_default || is_reset_now) {
+    if !own.contains(&ConfigKey::MaxMessageBytes) {
         next.settings.max_batch_bytes = default_max_batch_bytes(defaults, next.settings.segment_bytes);
     }
-    check_whole(&next, changes, defaults)?;
+    next.settings.own_keys = Some(OwnKeys(own));
+    check_whole(&next, changes, defaults.broker)?;
     Ok(next)
 }
 
-/// A topic's max batch size unless it sets one: the broker's `max_batch_bytes`, or its `segment_bytes` if that is
-/// smaller (a batch must fit in a segment). Kafka accepts a `segment.bytes` below its `message.max.bytes`, and
-/// its clients create topics with 1 MiB segments for tests.
-pub fn default_max_batch_bytes(defaults: &BrokerConfig, segment_bytes: u64) -> u64 {
-    defaults.max_batch_bytes.min(segment_bytes)
+/// The topic after taking `defaults` for those of `keys` it does not own: what a change of the cluster's defaults
+/// makes of it (`topic_defaults.rs`). Checked whole, as an alter.
+pub fn follow_defaults(
+    current: &TopicConfigState,
+    replication_factor: u32,
+    keys: &[ConfigKey],
+    defaults: Defaults<'_>,
+) -> Result<TopicConfigState> {
+    let own = own_keys(current, replication_factor, defaults.broker);
+    let changes: Vec<ConfigChange> =
+        keys.iter().filter(|key| !own.contains(key)).map(|key| ConfigChange::delete(key.kafka_name())).collect();
+    apply_changes(current, &changes, replication_factor, defaults)
+}
+
+/// The keys the topic set itself: those it stored, or for a topic stored before they were kept, those whose value
+/// differs from what the broker's static defaults give.
+pub fn own_keys(
+    state: &TopicConfigState,
+    replication_factor: u32,
+    broker: &BrokerConfig,
+) -> std::collections::BTreeSet<ConfigKey> {
+    match &state.settings.own_keys {
+        Some(own) => own.0.clone(),
+        None => differing_keys(state, replication_factor, broker).into_iter().collect(),
+    }
+}
+
+/// A topic's max batch size unless it sets one: the default (`message.max.bytes` of the cluster, else the broker's
+/// `max_batch_bytes`), or its `segment_bytes` if that is smaller (a batch must fit in a segment). Kafka accepts a
+/// `segment.bytes` below its `message.max.bytes`, and its clients create topics with 1 MiB segments for tests.
+pub fn default_max_batch_bytes(defaults: Defaults<'_>, segment_bytes: u64) -> u64 {
+    let max = defaults
+        .cluster
+        .get(ConfigKey::MaxMessageBytes)
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(defaults.broker.max_batch_bytes);
+    max.min(defaults.broker.max_batch_bytes).min(segment_bytes)
 }
 
 fn refusal(change: &ConfigChange, reason: impl Into<String>) -> BrokerError {
@@ -290,7 +364,13 @@ fn refusal(change: &ConfigChange, reason: impl Into<String>) -> BrokerError {
     }
 }
 
-fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, defaults: &BrokerConfig) {
+/// Gives `key` the defaults' value: the cluster's if it sets one (checked when it was set), else the broker's.
+fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, defaults: Defaults<'_>) -> Result<()> {
+    if let Some(value) = defaults.cluster.get(key) {
+        let change = ConfigChange::set(key.kafka_name(), value);
+        return set(state, (key, &change), false, replication_factor, defaults.broker);
+    }
+    let defaults = defaults.broker;
     let s = &mut state.settings;
     match key {
         ConfigKey::RetentionMs => s.retention_ms = defaults.default_retention_ms,
@@ -328,6 +408,7 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         ConfigKey::LeaderThrottledReplicas => s.throttled_replicas.leader = ReplicaList::Empty,
         ConfigKey::FollowerThrottledReplicas => s.throttled_replicas.follower = ReplicaList::Empty,
     }
+    Ok(())
 }
 
 /// `is_durability_set`: the same request sets the durability (applied before this, see `apply_changes`).
@@ -526,11 +607,16 @@ fn check_whole(next: &TopicConfigState, changes: &[ConfigChange], defaults: &Bro
     Ok(())
 }
 
-/// The keys whose value on the topic differs from what the broker's defaults would give it now, by Kafka
-/// name: shown as set on the topic (DescribeConfigs' TOPIC_CONFIG source, `rill topic describe`), the others as
-/// defaults. rill stores a topic's resolved settings, not which were asked for, so a value set equal to the
-/// default reads as a default.
+/// The keys the topic sets itself ([`own_keys`]), in [`ConfigKey::ALL`]'s order: shown as set on the topic
+/// (DescribeConfigs' TOPIC_CONFIG source, `rill topic describe`), the others as defaults.
 pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigKey> {
+    let own = own_keys(state, replication_factor, defaults);
+    ConfigKey::ALL.into_iter().filter(|key| own.contains(key)).collect()
+}
+
+/// The keys whose value on the topic differs from what the broker's static defaults would give it now: a topic
+/// stored before its own keys were kept owns these (a value set equal to the default reads as a default).
+fn differing_keys(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigKey> {
     let s = &state.settings;
     let mut keys = Vec::new();
     let mut differs = |key, is_different: bool| {
@@ -541,7 +627,10 @@ pub fn overridden_keys(state: &TopicConfigState, replication_factor: u32, defaul
     differs(ConfigKey::RetentionMs, s.retention_ms != defaults.default_retention_ms);
     differs(ConfigKey::RetentionBytes, s.retention_bytes != defaults.default_retention_bytes);
     differs(ConfigKey::SegmentBytes, s.segment_bytes != defaults.default_segment_bytes);
-    differs(ConfigKey::MaxMessageBytes, s.max_batch_bytes != default_max_batch_bytes(defaults, s.segment_bytes));
+    differs(
+        ConfigKey::MaxMessageBytes,
+        s.max_batch_bytes != default_max_batch_bytes(Defaults::of(defaults), s.segment_bytes),
+    );
     differs(
         ConfigKey::FlushMs,
         s.durability == DurabilityPolicy::Interval && s.flush_interval_ms != defaults.default_flush_interval_ms,
@@ -629,6 +718,12 @@ pub fn changes_of(request: &rill_protocol::v1::AlterTopicConfigRequest) -> Vec<C
     changes
 }
 
+/// The keys a create's request sets: the topic's own keys from the start.
+pub fn requested_keys(config: &rill_protocol::v1::TopicConfig) -> OwnKeys {
+    let request = rill_protocol::v1::AlterTopicConfigRequest { set: Some(config.clone()), ..Default::default() };
+    OwnKeys(changes_of(&request).iter().filter_map(|change| ConfigKey::parse(&change.key)).collect())
+}
+
 /// Alters topic `name` on this node (a single node) or through the controller (a cluster), after the caller
 /// authorized it: the topic's info as the change leaves it (with `validate_only`, as it would, changing
 /// nothing).
@@ -643,7 +738,7 @@ pub async fn alter(
     }
     let topic = node.registry.topic(name)?;
     let current = TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 };
-    let next = apply_changes(&current, changes, 1, &node.config)?;
+    let next = apply_changes(&current, changes, 1, Defaults::with(&node.config, &node.registry.topic_defaults()))?;
     let mut info = topic.info();
     if !is_validate_only {
         node.registry.alter_settings(name, next.settings.clone()).await?;

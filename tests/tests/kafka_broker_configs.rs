@@ -3,7 +3,9 @@
 //! `kafka-reassign-partitions.sh --throttle` and `kafka-configs.sh --entity-type brokers` do, on a cluster of one
 //! (the real controller); the gRPC ClusterAdmin sees the same rate. Static keys, bad values, two different rates,
 //! another node's name and a single node are refused with what is allowed. A topic's throttled-replica lists, which
-//! the same tool sets beside the rates, are set, appended to and deleted in Kafka's form.
+//! the same tool sets beside the rates, are set, appended to and deleted in Kafka's form. The cluster's topic
+//! defaults (`log.retention.ms`, ... on the default resource, `broker/src/topic_defaults.rs`) reach the topics that
+//! do not set those keys, on a single node and on a cluster of one, and last a restart.
 
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -168,9 +170,9 @@ async fn a_clusters_replication_throttle_is_set_and_cleared_as_kafkas_broker_con
         ("1", vec![(LEADER, SET, Some("-1"))], invalid_config, "at least 0 bytes per second"),
         (
             "1",
-            vec![("log.retention.ms", SET, Some("1000"))],
+            vec![("num.partitions", SET, Some("3"))],
             invalid_config,
-            "log.retention.ms cannot be changed while the broker runs",
+            "num.partitions cannot be changed while the broker runs",
         ),
         ("1", vec![(LEADER, APPEND, Some("4096"))], invalid_config, "APPEND is not allowed"),
         ("1", vec![(LOG_DIRS, SET, Some("4096"))], invalid_config, "one log dir per node"),
@@ -316,4 +318,148 @@ async fn changing_a_broker_config_needs_alter_configs_on_the_cluster() {
     assert_eq!(throttle_configs(&mut admin, "1").await, throttled(NO_LIMIT, DEFAULT, false), "nothing changed");
     assert_eq!(alter_incrementally(&mut admin, "1", &set, false).await, (0, String::new()));
     assert_eq!(throttle_configs(&mut admin, "1").await, throttled("1048576", DYNAMIC_DEFAULT, false));
+}
+
+/// A topic's keys `keys` as DescribeConfigs shows them.
+async fn topic_configs(client: &mut KafkaClient, topic: &str, keys: &[&str]) -> Vec<Described> {
+    described(client, TOPIC, topic, keys).await.expect("described")
+}
+
+fn config(key: &str, value: &str, source: i8) -> Described {
+    (key.to_owned(), value.to_owned(), source, false)
+}
+
+/// The retention the topic's logs run with, as the gRPC describe gives it (`None`: kept forever).
+async fn grpc_retention(broker: &mut TestBroker, topic: &str) -> Option<u64> {
+    let request = v1::DescribeTopicRequest { name: topic.into(), ..Default::default() };
+    let described = broker.admin.describe_topic(request).await.expect("described").into_inner();
+    let config = described.topic.and_then(|topic| topic.config).expect("config");
+    config.retention_ms.filter(|ms| *ms != u64::MAX)
+}
+
+/// Creates `topic` through Kafka's CreateTopics, with `configs`.
+async fn create_with(client: &mut KafkaClient, topic: &str, configs: &[(&str, &str)]) {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            create_topics_request::CreatableTopicConfig::default().with_name(text(key)).with_value(Some(text(value)))
+        })
+        .collect();
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(text(topic).into())
+        .with_num_partitions(1)
+        .with_replication_factor(-1)
+        .with_configs(configs);
+    let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
+    let created = &response.topics[0];
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+}
+
+const RETENTION: &str = "retention.ms";
+const COMPRESSION: &str = "compression.type";
+const HOUR: &str = "3600000";
+
+/// What a node does with the cluster's topic defaults, named `by` (the default resource, or the node's id):
+/// topics that do not set a key follow a change of it, topics that do keep their own; a topic created later takes
+/// it; a DELETE gives the topics back the node's static default; refusals change nothing; it lasts a restart.
+async fn topic_defaults_are_followed(mut broker: TestBroker, by: &str) {
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let ok = (0, String::new());
+    let week = broker.config.default_retention_ms.map_or("-1".to_owned(), |ms| ms.to_string());
+    create_with(&mut client, "plain", &[]).await;
+    // Set explicitly to the value the default gives: the topic's own all the same.
+    create_with(&mut client, "owning", &[(RETENTION, &week)]).await;
+    let broker_default = described(&mut client, BROKER, by, &["log.retention.ms"]).await.expect("described");
+    assert_eq!(broker_default, [(String::from("log.retention.ms"), week.clone(), 4, false)], "static, alterable");
+
+    let set = [("log.retention.ms", SET, Some(HOUR)), ("compression.type", SET, Some("zstd"))];
+    assert_eq!(alter_incrementally(&mut client, by, &set, true).await, ok, "validate_only");
+    let static_retention = broker.config.default_retention_ms;
+    assert_eq!(grpc_retention(&mut broker, "plain").await, static_retention);
+    assert_eq!(alter_incrementally(&mut client, by, &set, false).await, ok);
+    let plain = topic_configs(&mut client, "plain", &[RETENTION, COMPRESSION]).await;
+    assert_eq!(plain, [config(COMPRESSION, "zstd", DYNAMIC_DEFAULT), config(RETENTION, HOUR, DYNAMIC_DEFAULT)]);
+    assert_eq!(grpc_retention(&mut broker, "plain").await, Some(3_600_000), "the logs run with it");
+    let owning = topic_configs(&mut client, "owning", &[RETENTION, COMPRESSION]).await;
+    assert_eq!(owning, [config(COMPRESSION, "zstd", DYNAMIC_DEFAULT), config(RETENTION, &week, TOPIC_SOURCE)]);
+    let broker_default = described(&mut client, BROKER, "", &["log.retention.ms"]).await.expect("described");
+    assert_eq!(broker_default, [(String::from("log.retention.ms"), HOUR.to_owned(), DYNAMIC_DEFAULT, false)]);
+
+    // A topic created now takes it; one that sets the key, deleted from it, goes back to it.
+    create_with(&mut client, "later", &[]).await;
+    assert_eq!(topic_configs(&mut client, "later", &[RETENTION]).await, [config(RETENTION, HOUR, DYNAMIC_DEFAULT)]);
+    let delete = |topic: &str| {
+        let resource = IncrementalResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(text(topic))
+            .with_configs(vec![IncrementalConfig::default().with_name(text(RETENTION)).with_config_operation(DELETE)]);
+        IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+    };
+    let response: IncrementalAlterConfigsResponse =
+        client.call(ApiKey::IncrementalAlterConfigs, 1, &delete("owning")).await;
+    assert_eq!(response.responses[0].error_code, 0);
+    assert_eq!(topic_configs(&mut client, "owning", &[RETENTION]).await, [config(RETENTION, HOUR, DYNAMIC_DEFAULT)]);
+
+    // Refused whole, nothing changed: a value that is not one, a key that is not a default, a default one topic
+    // cannot take (its own max.message.bytes above a new segment size), another node's name.
+    create_with(&mut client, "big-batches", &[("max.message.bytes", "1048576")]).await;
+    let invalid_config = ResponseError::InvalidConfig.code();
+    let refusals: [(&str, Vec<Change>, i16, &str); 4] = [
+        (by, vec![("log.retention.ms", SET, Some("soon"))], invalid_config, "log.retention.ms"),
+        (by, vec![("log.retention.hours", SET, Some("1"))], invalid_config, "the topic defaults: log.retention.ms"),
+        (
+            by,
+            vec![("log.segment.bytes", SET, Some("524288")), ("log.retention.ms", DELETE, None)],
+            invalid_config,
+            "topic big-batches could not take it",
+        ),
+        ("7", vec![("log.retention.ms", SET, Some("1000"))], ResponseError::InvalidRequest.code(), "broker 7"),
+    ];
+    for (name, changes, code, expected) in refusals {
+        let (refused, message) = alter_incrementally(&mut client, name, &changes, false).await;
+        assert_eq!(refused, code, "{changes:?}: {message}");
+        assert!(message.contains(expected), "{changes:?}: {message}");
+    }
+    assert_eq!(grpc_retention(&mut broker, "plain").await, Some(3_600_000));
+
+    // APPEND to the cleanup policy default, as to a topic's.
+    let compact = [("log.cleanup.policy", APPEND, Some("compact"))];
+    assert_eq!(alter_incrementally(&mut client, by, &compact, false).await, ok);
+    let policy = topic_configs(&mut client, "plain", &["cleanup.policy"]).await;
+    assert_eq!(policy, [config("cleanup.policy", "compact,delete", DYNAMIC_DEFAULT)]);
+
+    // It lasts a restart.
+    let mut broker = broker.restart().await;
+    let mut client = KafkaClient::connect(broker.handle.as_ref().expect("running").addr()).await;
+    let later = topic_configs(&mut client, "later", &[RETENTION, "cleanup.policy"]).await;
+    assert_eq!(
+        later,
+        [config("cleanup.policy", "compact,delete", DYNAMIC_DEFAULT), config(RETENTION, HOUR, DYNAMIC_DEFAULT)]
+    );
+
+    // AlterConfigs replaces the whole set: what it does not name goes back to the node's static defaults.
+    assert_eq!(alter_fully(&mut client, by, &[("compression.type", "lz4")]).await, ok);
+    let plain = topic_configs(&mut client, "plain", &[RETENTION, COMPRESSION, "cleanup.policy"]).await;
+    assert_eq!(
+        plain,
+        [
+            config("cleanup.policy", "delete", DEFAULT),
+            config(COMPRESSION, "lz4", DYNAMIC_DEFAULT),
+            config(RETENTION, &week, DEFAULT)
+        ]
+    );
+    assert_eq!(grpc_retention(&mut broker, "later").await, static_retention);
+    let big = topic_configs(&mut client, "big-batches", &["max.message.bytes"]).await;
+    assert_eq!(big, [config("max.message.bytes", "1048576", TOPIC_SOURCE)]);
+}
+
+#[tokio::test]
+async fn a_single_nodes_topic_defaults_reach_the_topics_that_do_not_set_them() {
+    topic_defaults_are_followed(TestBroker::start().await, "").await;
+}
+
+#[tokio::test]
+async fn a_clusters_topic_defaults_are_set_through_a_brokers_id_and_replicated() {
+    topic_defaults_are_followed(cluster_of_one().await, "1").await;
 }

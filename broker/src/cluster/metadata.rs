@@ -23,6 +23,7 @@ use crate::client_telemetry::subscriptions::{StoredSubscriptions, SubscriptionEr
 use crate::group_config::{GroupConfigError, StoredGroupConfigs};
 use crate::meta::TopicSettings;
 use crate::quotas::{ClientQuotas, InvalidQuota, QuotaChange};
+use crate::topic_defaults::TopicDefaults;
 use crate::topic_id::TopicId;
 use crate::transactions::TransactionMetadata;
 
@@ -148,6 +149,10 @@ pub struct ClusterMetadata {
     /// name. Absent from metadata written before they existed, and while there is none.
     #[serde(default, skip_serializing_if = "is_no_client_metrics")]
     pub client_metrics: Arc<StoredSubscriptions>,
+    /// The cluster's dynamic topic defaults (`topic_defaults.rs`): what a topic that does not set a key takes.
+    /// Absent from metadata written before they existed, and while none is set.
+    #[serde(default, skip_serializing_if = "TopicDefaults::is_empty")]
+    pub topic_defaults: TopicDefaults,
 }
 
 fn is_no_client_metrics(subscriptions: &Arc<StoredSubscriptions>) -> bool {
@@ -362,6 +367,13 @@ pub enum Command {
         name: String,
         settings: TopicSettings,
         min_insync_replicas: u32,
+    },
+    /// The cluster's topic defaults changed (`topic_defaults.rs`), with the settings of every topic that follows
+    /// them for the keys changed, computed and checked by the proposer from the metadata it had; a topic deleted
+    /// since is skipped. Refused (`changed: false`) when it would change nothing.
+    AlterTopicDefaults {
+        defaults: TopicDefaults,
+        topics: Vec<(String, TopicSettings)>,
     },
     /// Client quotas set or removed, all or none (`quotas/`), checked by the proposer and again here: an
     /// invalid change, or one past the limit on entities, changes nothing and says why.
@@ -609,6 +621,17 @@ impl ClusterMetadata {
                 }
                 _ => false,
             },
+            Command::AlterTopicDefaults { defaults, topics } => {
+                let mut changed = self.topic_defaults != *defaults;
+                self.topic_defaults = defaults.clone();
+                for (name, settings) in topics {
+                    if let Some(topic) = self.topics.get_mut(name).filter(|topic| topic.settings != *settings) {
+                        topic.settings = settings.clone();
+                        changed = true;
+                    }
+                }
+                changed
+            }
             Command::AlterClientQuotas { changes } => {
                 let mut quotas = ClientQuotas::clone(&self.client_quotas);
                 return match quotas.apply(changes) {
@@ -839,6 +862,7 @@ pub(crate) mod fixtures {
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
             throttled_replicas: Default::default(),
+            own_keys: None,
         }
     }
 

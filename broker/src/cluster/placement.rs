@@ -196,6 +196,7 @@ mod tests {
             schema_ids: crate::meta::SchemaIdChecks::default(),
             takes_dead_letters: false,
             throttled_replicas: Default::default(),
+            own_keys: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! IncrementalAlterConfigs (v0–v1) and AlterConfigs (v0–v2) for topics: the same change as `rill topic alter`
 //! (`topic_config.rs`), one result per resource. IncrementalAlterConfigs SETs and DELETEs keys and leaves the
-//! others; APPEND and SUBTRACT change a list key (a topic's `cleanup.policy` and throttled-replica lists, a client
-//! metrics subscription's `metrics` and `match`) from the value the resource runs with, its default included, as
+//! others; APPEND and SUBTRACT change a list key (a topic's `cleanup.policy` and throttled-replica lists, the
+//! brokers' `log.cleanup.policy`, a client metrics subscription's `metrics` and `match`) from the value the resource runs with, its default included, as
 //! Kafka does: APPEND adds the items not in it yet, SUBTRACT removes those named; either of a key that is not a
 //! list is INVALID_CONFIG.
 //! AlterConfigs replaces the topic's whole set: the keys it does not name go back to the broker's defaults, as in
@@ -14,8 +14,8 @@
 //!
 //! Each topic needs ALTER_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), each group on it
 //! (GROUP_AUTHORIZATION_FAILED); a client metrics subscription needs it on the cluster, as on Kafka; a broker
-//! resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED): its one dynamic setting is the
-//! replication throttle (`broker_configs.rs`), the rest are static. Other resource types are INVALID_REQUEST.
+//! resource (type 4) needs it on the cluster (CLUSTER_AUTHORIZATION_FAILED): its dynamic settings are the
+//! cluster's topic defaults and the replication throttle (`broker_configs.rs`), the rest are static. Other resource types are INVALID_REQUEST.
 //! With `validate_only`, everything is checked and nothing changes.
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as FullResult;
@@ -165,6 +165,10 @@ fn with_list_operations_resolved(
         let current = match resource_type {
             RESOURCE_TOPIC => topic_list_value(kafka, name, &key)?,
             RESOURCE_CLIENT_METRICS => client_metrics_list_value(kafka, name, &key),
+            RESOURCE_BROKER => super::topic_configs::broker_entries(kafka)
+                .into_iter()
+                .find(|entry| entry.name == key && entry.config_type == TYPE_LIST)
+                .map(|entry| entry.value),
             _ => None,
         };
         let Some(current) = current else {
@@ -172,8 +176,8 @@ fn with_list_operations_resolved(
                 ResponseError::InvalidConfig.code(),
                 Some(format!(
                     "{operation} is not allowed for {key}: it is not a list (the list keys are a topic's \
-                     cleanup.policy and *.replication.throttled.replicas, and a client metrics subscription's \
-                     metrics and match); use SET or DELETE"
+                     cleanup.policy and *.replication.throttled.replicas, the brokers' log.cleanup.policy, and a \
+                     client metrics subscription's metrics and match); use SET or DELETE"
                 )),
             ));
         };

@@ -1,6 +1,12 @@
 //! A broker resource (type 4) through IncrementalAlterConfigs and AlterConfigs: Kafka's dynamic broker configs.
 //!
-//! rill's broker settings are static (its config file and flags, read at start) but for one: the replication
+//! rill's broker settings are static (its config file and flags, read at start) but for two kinds. The topic
+//! defaults (`log.retention.ms`, `log.segment.bytes`, `compression.type`, ...: `topic_defaults::BROKER_NAMES`),
+//! which Kafka sets cluster-wide on the default resource (`kafka-configs.sh --entity-type brokers
+//! --entity-default`), are the cluster's: every topic that does not set such a key follows a change of it
+//! (`topic_defaults.rs`), on a single node as on a cluster. rill keeps one value for the cluster (topics' settings
+//! are replicated, not per node), so one set through this node's id is the cluster's too: librdkafka cannot name
+//! the default resource. And the replication
 //! throttle for replica moves (`replication/throttle.rs`), which Kafka's tools set on every broker a move
 //! touches as `leader.replication.throttled.rate` and `follower.replication.throttled.rate`
 //! (`kafka-reassign-partitions.sh --throttle`, `kafka-configs.sh --entity-type brokers`, Cruise Control) and
@@ -13,6 +19,7 @@
 //!
 //! A resource names this node or the default, as DescribeConfigs (Kafka's clients send a broker's configs to
 //! that broker). Any other key is INVALID_CONFIG, saying the node's settings are static and which keys are not.
+//! The whole request is checked before anything changes; the defaults are then changed before the throttle.
 //! A single node replicates nothing: setting a rate there is INVALID_REQUEST; clearing is no error (nothing is
 //! set).
 
@@ -31,9 +38,10 @@ pub const LOG_DIR_THROTTLE: &str = "replica.alter.log.dirs.io.max.bytes.per.seco
 /// Kafka's value of a throttle that is not set (`Long.MAX_VALUE`: no limit); setting it clears the throttle.
 pub const UNTHROTTLED: u64 = i64::MAX as u64;
 
-/// Whether a broker config can be changed while the node runs (DescribeConfigs' `read_only` is its negation).
-pub fn is_dynamic(key: &str) -> bool {
-    is_rate(key) || key == LOG_DIR_THROTTLE
+/// Whether a broker config can be changed while the node runs (DescribeConfigs' `read_only` is its negation):
+/// the topic defaults always, the throttles on a cluster.
+pub fn is_dynamic(key: &str, is_cluster: bool) -> bool {
+    crate::topic_defaults::key_of(key).is_some() || (is_cluster && (is_rate(key) || key == LOG_DIR_THROTTLE))
 }
 
 /// The two names of the cluster's replication throttle.
@@ -41,17 +49,23 @@ fn is_rate(key: &str) -> bool {
     key == LEADER_THROTTLE || key == FOLLOWER_THROTTLE
 }
 
-/// AlterConfigs replaces a broker's whole dynamic set: when it names neither throttle key, the throttle goes
-/// back to none; when it names one, that one decides (the other is the same rate under another name, not a
-/// second setting to reset).
+/// AlterConfigs replaces a broker's whole dynamic set: every topic default it does not name goes back to the
+/// broker's static one; when it names neither throttle key, the throttle goes back to none; when it names one,
+/// that one decides (the other is the same rate under another name, not a second setting to reset).
 pub fn replace_all(configs: Vec<(String, String)>) -> Vec<ConfigChange> {
-    if configs.iter().any(|(key, _)| is_rate(key)) {
-        return configs.into_iter().map(|(key, value)| ConfigChange::set(key, value)).collect();
+    let is_named = |name: &str| configs.iter().any(|(key, _)| key == name);
+    let mut deletes: Vec<ConfigChange> = crate::topic_defaults::BROKER_NAMES
+        .iter()
+        .filter(|(_, name)| !is_named(name))
+        .map(|(_, name)| ConfigChange::delete(*name))
+        .collect();
+    if !configs.iter().any(|(key, _)| is_rate(key)) {
+        deletes.push(ConfigChange::delete(LEADER_THROTTLE));
+        deletes.push(ConfigChange::delete(FOLLOWER_THROTTLE));
     }
     let mut changes: Vec<ConfigChange> =
         configs.into_iter().map(|(key, value)| ConfigChange::set(key, value)).collect();
-    changes.push(ConfigChange::delete(LEADER_THROTTLE));
-    changes.push(ConfigChange::delete(FOLLOWER_THROTTLE));
+    changes.extend(deletes);
     changes
 }
 
@@ -74,21 +88,23 @@ pub async fn alter(kafka: &KafkaContext, name: &str, changes: Vec<ConfigChange>,
             }
         }
     }
+    let (defaults, changes): (Vec<ConfigChange>, Vec<ConfigChange>) =
+        changes.into_iter().partition(|change| crate::topic_defaults::key_of(&change.key).is_some());
     let asked = match throttle_asked(&changes) {
         Ok(asked) => asked,
         Err(why) => return (ResponseError::InvalidConfig.code(), Some(why)),
     };
+    if asked.flatten().is_some() && kafka.controller.is_none() {
+        return single_node_throttle();
+    }
+    // The throttle's change is checked above; the defaults' below, whole, before any changes.
+    if !defaults.is_empty() {
+        if let Err(err) = crate::topic_defaults::alter(&kafka.node, &defaults, is_validate_only).await {
+            return (super::error::error_code(&err), Some(err.to_string()));
+        }
+    }
     let Some(rate) = asked else { return (0, None) };
-    let Some(controller) = &kafka.controller else {
-        return match rate {
-            None => (0, None),
-            Some(_) => invalid_request(
-                "a single node replicates nothing, so it has no replication throttle to set: the throttle is a \
-                 cluster's (nodes started with --cluster)"
-                    .to_owned(),
-            ),
-        };
-    };
+    let Some(controller) = &kafka.controller else { return (0, None) };
     if is_validate_only {
         return (0, None);
     }
@@ -120,8 +136,9 @@ fn throttle_asked(changes: &[ConfigChange]) -> Result<Option<Option<u64>>, Strin
             return Err(format!(
                 "{} cannot be changed while the broker runs: rill's broker configs are static (its config file \
                  and flags, read at start; DescribeConfigs shows them) but for {LEADER_THROTTLE} and \
-                 {FOLLOWER_THROTTLE}, the replication throttle",
-                change.key
+                 {FOLLOWER_THROTTLE}, the replication throttle, and the topic defaults: {}",
+                change.key,
+                crate::topic_defaults::broker_names()
             ));
         }
         let rate = match change.value.as_deref().map(str::trim) {
@@ -161,6 +178,14 @@ fn throttle_rate(key: &str, value: &str) -> Result<Option<u64>, String> {
     }
 }
 
+fn single_node_throttle() -> Outcome {
+    invalid_request(
+        "a single node replicates nothing, so it has no replication throttle to set: the throttle is a cluster's \
+         (nodes started with --cluster)"
+            .to_owned(),
+    )
+}
+
 fn shown(rate: Option<u64>) -> String {
     rate.map_or_else(|| "none".to_owned(), |rate| format!("{rate} bytes/s"))
 }
@@ -198,8 +223,9 @@ mod tests {
     #[test]
     fn other_keys_bad_values_and_two_rates_are_refused_saying_why() {
         let refused = |changes: &[(&str, Option<&str>)]| asked(changes).expect_err("refused");
-        let static_key = refused(&[("log.retention.ms", Some("1000"))]);
-        assert!(static_key.contains("log.retention.ms cannot be changed while the broker runs"), "{static_key}");
+        let static_key = refused(&[("num.partitions", Some("3"))]);
+        assert!(static_key.contains("num.partitions cannot be changed while the broker runs"), "{static_key}");
+        assert!(static_key.contains("log.retention.ms, log.retention.bytes"), "{static_key}");
         assert!(static_key.contains(LEADER_THROTTLE), "{static_key}");
         assert!(refused(&[(LEADER_THROTTLE, Some("fast"))]).contains("whole number of bytes per second, not \"fast\""));
         assert!(refused(&[(LEADER_THROTTLE, Some("-5"))]).contains("at least 0 bytes per second, not -5"));
@@ -212,15 +238,27 @@ mod tests {
     }
 
     #[test]
-    fn alter_configs_without_a_throttle_key_clears_it_and_with_one_keeps_what_it_names() {
+    fn alter_configs_replaces_the_defaults_and_the_throttle_unless_named() {
         let keys = |changes: Vec<ConfigChange>| -> Vec<(String, Option<String>)> {
             changes.into_iter().map(|change| (change.key, change.value)).collect()
         };
+        let deleted = |name: &str| (name.to_owned(), None);
+        let none = keys(replace_all(vec![]));
+        assert_eq!(none.len(), crate::topic_defaults::BROKER_NAMES.len() + 2, "{none:?}");
+        assert!(none.contains(&deleted("log.retention.ms")) && none.contains(&deleted("compression.type")));
+        assert_eq!(none[none.len() - 2..], [deleted(LEADER_THROTTLE), deleted(FOLLOWER_THROTTLE)]);
+        let named = keys(replace_all(vec![
+            (FOLLOWER_THROTTLE.to_owned(), "4096".to_owned()),
+            ("log.retention.ms".to_owned(), "60000".to_owned()),
+        ]));
         assert_eq!(
-            keys(replace_all(vec![])),
-            [(LEADER_THROTTLE.to_owned(), None), (FOLLOWER_THROTTLE.to_owned(), None)]
+            named[..2],
+            [
+                (FOLLOWER_THROTTLE.to_owned(), Some("4096".to_owned())),
+                ("log.retention.ms".to_owned(), Some("60000".to_owned()))
+            ]
         );
-        let named = replace_all(vec![(FOLLOWER_THROTTLE.to_owned(), "4096".to_owned())]);
-        assert_eq!(keys(named), [(FOLLOWER_THROTTLE.to_owned(), Some("4096".to_owned()))]);
+        assert!(!named.contains(&deleted("log.retention.ms")) && !named.contains(&deleted(LEADER_THROTTLE)));
+        assert!(named.contains(&deleted("log.segment.bytes")));
     }
 }

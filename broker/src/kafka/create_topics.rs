@@ -184,7 +184,7 @@ fn config_results(
     state: &TopicConfigState,
     replication_factor: u32,
 ) -> Vec<CreatableTopicConfigs> {
-    topic_entries(state, replication_factor, &kafka.node.config)
+    topic_entries(state, replication_factor, &kafka.node.config, &crate::topic_defaults::current(&kafka.node))
         .into_iter()
         .map(|entry| {
             CreatableTopicConfigs::default()

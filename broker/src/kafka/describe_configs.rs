@@ -108,7 +108,7 @@ fn described(
                 // A topic key rill cannot alter (message.timestamp.type) is read-only, so that admin clients
                 // that offer only the alterable keys (kafka-python's `config_filter='dynamic'`) leave it out.
                 .with_read_only(match resource.resource_type {
-                    RESOURCE_BROKER => kafka.controller.is_none() || !super::broker_configs::is_dynamic(entry.name),
+                    RESOURCE_BROKER => !super::broker_configs::is_dynamic(entry.name, kafka.controller.is_some()),
                     RESOURCE_GROUP => false,
                     RESOURCE_CLIENT_METRICS => entry.source == SOURCE_STATIC_BROKER,
                     _ => crate::topic_config::ConfigKey::parse(entry.name).is_none(),
@@ -163,7 +163,7 @@ fn client_metrics_entries(kafka: &KafkaContext, name: &str) -> Vec<ConfigEntry> 
 /// min.insync.replicas and the replication factor 1.
 pub(super) fn topic_config_entries(kafka: &KafkaContext, name: &str) -> crate::error::Result<Vec<ConfigEntry>> {
     let (state, replication_factor) = placed_state(kafka, name).map_or_else(|| local_state(kafka, name), Ok)?;
-    Ok(topic_entries(&state, replication_factor, &kafka.node.config))
+    Ok(topic_entries(&state, replication_factor, &kafka.node.config, &crate::topic_defaults::current(&kafka.node)))
 }
 
 fn placed_state(kafka: &KafkaContext, name: &str) -> Option<(TopicConfigState, u32)> {

@@ -26,6 +26,7 @@ use crate::meta::{
     Cleanup, CompressionLevels, MessageTimestamps, SubjectNameStrategy, TopicCompression, TopicSettings,
 };
 use crate::topic_config::{overridden_keys, ConfigKey, TopicConfigState};
+use crate::topic_defaults::TopicDefaults;
 use rill_protocol::Compression;
 
 /// The topic configs CreateTopics accepts.
@@ -249,14 +250,26 @@ fn at_least_one(name: &str, value: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{name} must be a whole number of milliseconds from 1, not {value:?}"))
 }
 
-/// A topic's effective configs: those set on the topic (differing from what the broker's defaults give it now,
-/// `topic_config::overridden_keys`) with source TOPIC_CONFIG, the others as defaults.
-pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults: &BrokerConfig) -> Vec<ConfigEntry> {
+/// A topic's effective configs: those set on the topic (`topic_config::overridden_keys`) with source TOPIC_CONFIG,
+/// those it takes from the cluster's dynamic defaults (`topic_defaults.rs`) as DYNAMIC_DEFAULT_BROKER_CONFIG, the
+/// others as defaults.
+pub fn topic_entries(
+    state: &TopicConfigState,
+    replication_factor: u32,
+    defaults: &BrokerConfig,
+    cluster: &TopicDefaults,
+) -> Vec<ConfigEntry> {
     let s: &TopicSettings = &state.settings;
     let overridden = overridden_keys(state, replication_factor, defaults);
     // One of the topic's keys, under Kafka's name, with its source.
     let topic = |key: ConfigKey, value: String, config_type: i8| {
-        let source = if overridden.contains(&key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+        let source = if overridden.contains(&key) {
+            SOURCE_TOPIC
+        } else if cluster.get(key).is_some() {
+            SOURCE_DYNAMIC_DEFAULT_BROKER
+        } else {
+            SOURCE_DEFAULT
+        };
         entry(key.kafka_name(), value, source, config_type)
     };
     let limit = |value: Option<u64>| value.filter(|v| *v != u64::MAX).map_or("-1".to_owned(), |v| v.to_string());
@@ -308,12 +321,11 @@ pub fn topic_entries(state: &TopicConfigState, replication_factor: u32, defaults
     .collect()
 }
 
-/// The node's settings under Kafka's broker config names.
+/// The node's settings under Kafka's broker config names, the topic defaults among them (the cluster's dynamic
+/// value where one is set, else this node's static one).
 pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
     let c = &kafka.node.config;
-    let limit = |value: Option<u64>| value.map_or("-1".to_owned(), |v| v.to_string());
     let listener = format!("PLAINTEXT://{}:{}", kafka.advertised_host, kafka.advertised_port);
-    let levels = &c.default_compression_levels;
     let fixed = SOURCE_STATIC_BROKER;
     let mut entries = vec![
         entry("broker.id", kafka.node_id.to_string(), fixed, TYPE_INT),
@@ -322,14 +334,6 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entry("num.partitions", c.default_partitions.to_string(), fixed, TYPE_INT),
         entry("default.replication.factor", c.default_replication_factor.to_string(), fixed, TYPE_INT),
         entry("log.cleaner.threads", c.log_cleaner_threads.to_string(), fixed, TYPE_INT),
-        entry("log.retention.ms", limit(c.default_retention_ms), fixed, TYPE_LONG),
-        entry("log.retention.bytes", limit(c.default_retention_bytes), fixed, TYPE_LONG),
-        entry("log.segment.bytes", c.default_segment_bytes.to_string(), fixed, TYPE_INT),
-        entry("compression.type", c.default_compression_type.name().into(), fixed, TYPE_STRING),
-        entry("compression.gzip.level", levels.shown(Compression::Gzip).to_string(), fixed, TYPE_INT),
-        entry("compression.lz4.level", levels.shown(Compression::Lz4).to_string(), fixed, TYPE_INT),
-        entry("compression.zstd.level", levels.shown(Compression::Zstd).to_string(), fixed, TYPE_INT),
-        entry("message.max.bytes", c.max_batch_bytes.to_string(), fixed, TYPE_INT),
         entry("socket.request.max.bytes", c.max_request_bytes.to_string(), fixed, TYPE_INT),
         entry("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), fixed, TYPE_INT),
         entry("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string(), fixed, TYPE_INT),
@@ -343,6 +347,7 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
             TYPE_LONG,
         ),
     ];
+    entries.extend(topic_default_entries(c, &crate::topic_defaults::current(&kafka.node)));
     // What tools that place or read by zone look for (Cruise Control, kafka-ui): the rack when the node has one,
     // and Kafka's selector class while this node sends consumers to followers in their rack (KIP-392).
     if let Some(rack) = &c.rack {
@@ -353,6 +358,46 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
         entries.push(entry("replica.selector.class", selector, fixed, TYPE_CLASS));
     }
     entries
+}
+
+/// The topic defaults under their broker names (`topic_defaults::BROKER_NAMES`), as a topic that sets nothing
+/// itself has them: a dynamic one as DYNAMIC_DEFAULT_BROKER_CONFIG; one of this node's flags
+/// (`--retention-ms`, ...) as STATIC_BROKER_CONFIG; else Kafka's default, as DEFAULT_CONFIG.
+fn topic_default_entries(config: &BrokerConfig, cluster: &TopicDefaults) -> Vec<ConfigEntry> {
+    let mut template = TopicConfigState { settings: TopicSettings::defaults_of(config), min_insync_replicas: 1 };
+    let keys: Vec<ConfigKey> = cluster.keys().collect();
+    let scope = crate::topic_config::Defaults::with(config, cluster);
+    // The defaults were checked whole against such a topic when set; a node whose flags changed since keeps
+    // showing its static values rather than failing the describe.
+    if let Ok(followed) = crate::topic_config::follow_defaults(&template, 1, &keys, scope) {
+        template = followed;
+    }
+    let topic = topic_entries(&template, 1, config, cluster);
+    let is_flag = |key| {
+        matches!(
+            key,
+            ConfigKey::RetentionMs
+                | ConfigKey::RetentionBytes
+                | ConfigKey::SegmentBytes
+                | ConfigKey::MaxMessageBytes
+                | ConfigKey::CompressionType
+                | ConfigKey::CompressionGzipLevel
+                | ConfigKey::CompressionLz4Level
+                | ConfigKey::CompressionZstdLevel
+        )
+    };
+    crate::topic_defaults::BROKER_NAMES
+        .iter()
+        .filter_map(|(key, name)| {
+            let found = topic.iter().find(|entry| entry.name == key.kafka_name())?;
+            let source = match (cluster.get(*key), is_flag(*key)) {
+                (Some(_), _) => SOURCE_DYNAMIC_DEFAULT_BROKER,
+                (None, true) => SOURCE_STATIC_BROKER,
+                (None, false) => SOURCE_DEFAULT,
+            };
+            Some(entry(name, found.value.clone(), source, found.config_type))
+        })
+        .collect()
 }
 
 /// The cluster's replication throttle for moves (`rill cluster throttle`), under both of Kafka's names (KIP-73):

@@ -72,6 +72,8 @@ pub fn topic_settings(config: &BrokerConfig) -> TopicSettings {
         schema_ids: crate::meta::SchemaIdChecks::default(),
         takes_dead_letters: false,
         throttled_replicas: Default::default(),
+        // Reserved: the topic defaults never reach it, so which keys it owns is never asked.
+        own_keys: None,
     }
 }
 

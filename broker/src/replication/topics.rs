@@ -11,7 +11,8 @@ use crate::cluster::placement;
 use crate::error::{BrokerError, Result};
 use crate::meta::TopicSettings;
 use crate::registry::settings_info;
-use crate::topic_config::{apply_changes, fill_overrides, ConfigChange, TopicConfigState};
+use crate::topic_config::{apply_changes, fill_overrides, ConfigChange, Defaults, TopicConfigState};
+use crate::topic_defaults::TopicDefaults;
 use crate::topic_id::TopicId;
 
 impl Replication {
@@ -33,8 +34,12 @@ impl Replication {
         let node = self.node()?;
         let config = request.config.unwrap_or_default();
         let partition_count = assignment.map_or(request.partition_count, |a| a.len() as u32);
-        let (name, settings) = node.registry.check_create(&request.name, partition_count, &config)?;
         let metadata = self.controller.metadata();
+        let (name, mut settings) =
+            node.registry.check_create(&request.name, partition_count, &config, &metadata.topic_defaults)?;
+        if let (Some(own), Some(_)) = (settings.own_keys.as_mut(), request.min_insync_replicas) {
+            own.0.insert(crate::topic_config::ConfigKey::MinInsyncReplicas);
+        }
         if metadata.topics.contains_key(name.as_str()) {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
@@ -201,7 +206,8 @@ impl Replication {
         let current =
             TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
         let replication_factor = placed.replication_factor();
-        let next = apply_changes(&current, changes, replication_factor, &self.config)?;
+        let defaults = Defaults::with(&self.config, &metadata.topic_defaults);
+        let next = apply_changes(&current, changes, replication_factor, defaults)?;
         let mut info = topic_info(name, placed);
         info.config = Some(settings_info(&next.settings));
         fill_overrides(&mut info, &next, replication_factor, &self.config);
@@ -222,6 +228,45 @@ impl Replication {
             .await;
         tracing::info!(topic = %name, settings = ?next.settings, min_insync_replicas = next.min_insync_replicas, "altered a replicated topic's settings");
         Ok(info)
+    }
+
+    /// The cluster's topic defaults, as this node last applied the metadata.
+    pub fn topic_defaults(&self) -> TopicDefaults {
+        self.controller.metadata().topic_defaults.clone()
+    }
+
+    /// Changes the cluster's topic defaults (`topic_defaults.rs`): checked, every user topic that does not own a key
+    /// changed re-resolved from this metadata (refused whole if one cannot take it), and, unless
+    /// `is_validate_only`, both committed as one command; every node applies the topics' settings to its replicas.
+    /// Answers once this node has applied it, with the new defaults and the count of topics that changed.
+    pub async fn alter_topic_defaults(
+        &self,
+        changes: &[ConfigChange],
+        is_validate_only: bool,
+    ) -> Result<(TopicDefaults, usize)> {
+        let metadata = self.controller.metadata();
+        let (defaults, keys) = metadata.topic_defaults.changed(changes, &self.config)?;
+        let mut topics = Vec::new();
+        let user_topics =
+            metadata.topics.iter().filter(|(name, _)| !name.starts_with(crate::registry::RESERVED_PREFIX));
+        for (name, placed) in user_topics {
+            let current =
+                TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
+            let scope = Defaults::with(&self.config, &defaults);
+            let rf = placed.replication_factor();
+            if let Some(next) = crate::topic_defaults::followed(name, &current, rf, &keys, scope)? {
+                topics.push((name.clone(), next.settings));
+            }
+        }
+        let count = topics.len();
+        if is_validate_only || (defaults == metadata.topic_defaults && topics.is_empty()) {
+            return Ok((defaults, count));
+        }
+        self.controller.propose(Command::AlterTopicDefaults { defaults: defaults.clone(), topics }).await?;
+        let wanted = defaults.clone();
+        self.controller.wait_for_metadata(Box::new(move |m| m.topic_defaults == wanted)).await;
+        tracing::info!(defaults = ?defaults, topics = count, "altered the cluster's topic defaults");
+        Ok((defaults, count))
     }
 
     /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's

@@ -351,7 +351,8 @@ async fn drive(world: Arc<World>, mut deletions: Deletions) -> turmoil::Result {
         .await?;
     let settings = {
         let node = world.node(1).ok_or("node 1 not running")?;
-        let (_, settings) = node.registry.check_create(TOPIC, 1, &v1::TopicConfig::default())?;
+        let (_, settings) =
+            node.registry.check_create(TOPIC, 1, &v1::TopicConfig::default(), &crate::topic_defaults::NONE)?;
         settings
     };
     let placed = placement::place(

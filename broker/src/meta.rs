@@ -43,8 +43,9 @@ const COMPACTION_KEY_MAP_BYTES: usize = 64 << 20;
 pub const TOPICS_DIR: &str = "__topics";
 const FORMAT_VERSION: u32 = 1;
 
-/// A topic's effective settings: every value resolved, so a change of broker defaults never changes an
-/// existing topic behind its owner's back.
+/// A topic's effective settings: every value resolved, so a change of a node's static defaults (its flags)
+/// never changes an existing topic behind its owner's back. Only a cluster's dynamic topic default does, set by an
+/// operator, for the keys the topic does not own (`topic_defaults.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicSettings {

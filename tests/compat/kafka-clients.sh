@@ -57,6 +57,10 @@
 # accepted and described; LogAppendTime topics read by librdkafka and kafka-python at the broker's clock; timestamp
 # bounds refusing records with INVALID_TIMESTAMP; segment.ms and max.compaction.lag.ms compacting a quiet topic;
 # compression.type=zstd storing what librdkafka sends uncompressed, lz4 and gzip as zstd, read back by both clients.
+# test_kafka_topic_defaults.py: the cluster's topic defaults (log.retention.ms, ... on a broker resource) set by
+# confluent-kafka and kafka-python: followed by topics that do not set the key, not by one that does, taken by a
+# topic created later, cleared by a DELETE, kept through a SIGKILL and restart; on three nodes (in
+# test_kafka_cluster_admin.py), set through one node and applied on every one.
 # test_kafka_share_groups.py: KIP-932 share groups with confluent-kafka's ShareConsumer (librdkafka 2.15): more
 # consumers than partitions, nothing read twice, acknowledgements through a SIGKILL, release/reject/delivery limit,
 # a lock running out, a group id of one kind refused to the other. test_kafka_cluster_share_groups.py: the same on
@@ -89,6 +93,7 @@ RILL_BIN="$PWD/target/debug/rill" "$venv/bin/pytest" -q -p no:cacheprovider -W i
   tests/compat/test_kafka_quotas.py tests/compat/test_kafka_transactions.py \
   tests/compat/test_kafka_cluster_transactions.py tests/compat/test_kafka_compaction.py \
   tests/compat/test_kafka_compaction_cluster.py tests/compat/test_kafka_topic_configs.py \
+  tests/compat/test_kafka_topic_defaults.py \
   tests/compat/test_kafka_follower_fetching.py tests/compat/test_kafka_client_metrics.py \
   tests/compat/test_schema_registry.py \
   tests/compat/test_schema_registry_formats.py tests/compat/test_http_proxy.py \

@@ -194,7 +194,7 @@ def test_kafka_python_sets_and_clears_the_replication_throttle_as_kafka_reassign
         wait_for(lambda: all(value == "" for value in topic_lists().values()), listed)
 
         # A static key is refused, saying which keys are not.
-        refused = admin.alter_configs([broker(1, {"log.retention.ms": "1000"})], raise_on_unknown=False)
+        refused = admin.alter_configs([broker(1, {"num.partitions": "3"})], raise_on_unknown=False)
         assert "cannot be changed while the broker runs" in refused["broker"]["1"], refused
 
         # The clean-up after the move (--verify): a DELETE of both keys, and of the log dirs' throttle, on every
@@ -375,3 +375,42 @@ def in_sync_at(addr, topic, partitions):
     """Whether node `addr` describes `topic` with `partitions` partitions, each on 3 replicas all in sync."""
     found = rows(None, topic, addr)
     return len(found) == partitions and all(len(replicas) == 3 and len(isr) == 3 for _, replicas, isr in found.values())
+
+
+def test_topic_defaults_set_through_one_broker_reach_every_nodes_replicas(cluster):
+    # confluent-kafka names a broker by id; rill keeps one set of topic defaults for the cluster.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+
+    def alter(node, *entries):
+        resource = ConfigResource(ResourceType.BROKER, node, incremental_configs=list(entries))
+        admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    retention = lambda value: ConfigEntry("log.retention.ms", value, incremental_operation=(  # noqa: E731
+        AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET))
+    alter("2", retention("3600000"))
+    try:
+        seen = Observed("orders' retention on every node")
+
+        def retention_everywhere(value):
+            # Each node's `rill topic describe` of its own view: the replicated metadata every replica follows.
+            seen.last = [topic_setting_of(addr, "orders", "retention_ms") for addr in cluster.addrs]
+            return all(found == value for found in seen.last)
+        wait_for(lambda: retention_everywhere("3600000"), seen)
+        resource = ConfigResource(ResourceType.TOPIC, "orders")
+        described = admin.describe_configs([resource])[resource].result(timeout=30)["retention.ms"]
+        assert (described.value, described.source) == ("3600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+        broker = ConfigResource(ResourceType.BROKER, "3")
+        shown = admin.describe_configs([broker])[broker].result(timeout=30)["log.retention.ms"]
+        assert (shown.value, shown.source) == ("3600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+    finally:
+        alter("3", retention(None))
+    wait_for(lambda: retention_everywhere("604800000"), seen)
+
+
+def topic_setting_of(addr, topic, name):
+    """One setting from `rill topic describe` asked of `addr`."""
+    for line in rill(addr, "topic", "describe", topic).stdout.splitlines():
+        words = line.split()
+        if words and words[0] == name:
+            return words[1]
+    return None

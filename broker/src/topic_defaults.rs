@@ -218,6 +218,46 @@ pub fn store(data_dir: &Path, defaults: &TopicDefaults) -> Result<()> {
     crate::meta::write_atomically(&data_dir.join(FILE), &bytes)
 }
 
+/// One topic default as a topic that sets nothing itself has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedDefault {
+    pub key: ConfigKey,
+    pub broker_name: &'static str,
+    /// In Kafka's form, as DescribeConfigs shows the topic key.
+    pub value: String,
+    /// Kafka's config type of the topic key.
+    pub config_type: i8,
+    /// Set as a cluster default; else the broker's static one.
+    pub is_set: bool,
+}
+
+/// Every key a default may be set for, in [`BROKER_NAMES`]' order, with its value under `cluster` and the node's
+/// static defaults `broker`.
+pub fn described(broker: &BrokerConfig, cluster: &TopicDefaults) -> Vec<DescribedDefault> {
+    let mut template =
+        TopicConfigState { settings: crate::meta::TopicSettings::defaults_of(broker), min_insync_replicas: 1 };
+    let keys: Vec<ConfigKey> = cluster.keys().collect();
+    // The defaults were checked whole against such a topic when set; a node whose flags changed since shows its
+    // static values rather than failing the describe.
+    if let Ok(followed) = crate::topic_config::follow_defaults(&template, 1, &keys, Defaults::with(broker, cluster)) {
+        template = followed;
+    }
+    let entries = crate::kafka::topic_configs::topic_entries(&template, 1, broker, cluster);
+    BROKER_NAMES
+        .iter()
+        .filter_map(|(key, broker_name)| {
+            let found = entries.iter().find(|entry| entry.name == key.kafka_name())?;
+            Some(DescribedDefault {
+                key: *key,
+                broker_name,
+                value: found.value.clone(),
+                config_type: found.config_type,
+                is_set: cluster.get(*key).is_some(),
+            })
+        })
+        .collect()
+}
+
 /// The defaults `node` runs with: its cluster's metadata's, or a single node's own.
 pub fn current(node: &crate::node::Node) -> TopicDefaults {
     match &node.replication {

@@ -32,6 +32,7 @@ mod time_arg;
 mod top;
 mod topic;
 mod topic_alter;
+mod topic_defaults;
 mod topic_delete_records;
 mod user;
 

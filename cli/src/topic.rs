@@ -1,5 +1,5 @@
-//! `rill topic create|list|describe|delete|add-partitions` (`alter` is in `topic_alter.rs`, `delete-records` in
-//! `topic_delete_records.rs`): the `Admin` topic calls, printed for people
+//! `rill topic create|list|describe|delete|add-partitions` (`alter` is in `topic_alter.rs`, `defaults` in
+//! `topic_defaults.rs`, `delete-records` in `topic_delete_records.rs`): the `Admin` topic calls, printed for people
 //! (aligned tables with a header row) and scripts (one item per line, stable columns).
 
 use std::io::Write;
@@ -18,6 +18,7 @@ Examples:
   rill topic describe orders            # per partition: start and end offsets, bytes, segments
   rill topic add-partitions orders --count 6
   rill topic alter orders --config retention.ms=3600000   # settings change while the topic serves
+  rill topic defaults --config log.retention.ms=259200000  # every topic not setting retention.ms follows
   rill topic delete-records orders --partition 0 --before 40   # offsets below 40 go for good
   rill topic reassign orders --partition 0 --replicas 1,2,4    # a cluster: move a partition's replicas
   rill topic delete orders";
@@ -60,6 +61,10 @@ END is the offset the next record gets; END - START records are readable.")]
     /// Change a topic's settings while it serves (Kafka's key names); others stay, deleted ones take the default.
     #[command(after_help = crate::topic_alter::AFTER_HELP)]
     Alter(crate::topic_alter::AlterArgs),
+    /// Show or change the cluster's topic defaults (Kafka's log.retention.ms, ...), which every topic not setting
+    /// the key itself follows.
+    #[command(after_help = crate::topic_defaults::AFTER_HELP)]
+    Defaults(crate::topic_defaults::DefaultsArgs),
     /// Delete a partition's records before an offset (Kafka's kafka-delete-records.sh); the topic stays.
     #[command(after_help = crate::topic_delete_records::AFTER_HELP)]
     DeleteRecords(crate::topic_delete_records::DeleteRecordsArgs),
@@ -206,6 +211,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::List { broker } => list(&broker).await,
             TopicCommand::Describe { name, broker } => describe(&broker, &name).await,
             TopicCommand::Alter(args) => crate::topic_alter::alter(args).await,
+            TopicCommand::Defaults(args) => crate::topic_defaults::defaults(args).await,
             TopicCommand::DeleteRecords(args) => crate::topic_delete_records::delete_records(args).await,
             TopicCommand::Delete { name, if_exists, broker } => {
                 let deleted = admin(&broker).await?.delete_topic(&name).await;
@@ -556,9 +562,10 @@ pub(crate) fn write_settings(out: &mut impl Write, topic: &TopicInfo) -> std::io
     }
     settings.write(out)?;
     if topic.overridden_keys.is_empty() {
-        writeln!(out, "set on the topic: none (every setting is the broker's default)")
+        writeln!(out, "set on the topic: none (every setting follows the defaults: `rill topic defaults`)")
     } else {
-        writeln!(out, "set on the topic: {} (the others are the broker's defaults)", topic.overridden_keys.join(", "))
+        let own = topic.overridden_keys.join(", ");
+        writeln!(out, "set on the topic: {own} (the others follow the defaults: `rill topic defaults`)")
     }
 }
 

@@ -64,7 +64,7 @@ pub struct ConfigChanges {
     /// A setting to change, KEY=VALUE with Kafka's key names (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     pub configs: Vec<String>,
-    /// A setting to put back to the broker's default (repeatable).
+    /// A key to delete, putting back the default it had (repeatable).
     #[arg(long = "delete-config", value_name = "KEY")]
     pub deletes: Vec<String>,
     /// Check the change and show the settings it would give, changing nothing.

@@ -337,3 +337,72 @@ fn compression_levels_are_set_shown_and_refused_out_of_range() {
     let text = rill(b, &["topic", "describe", "events"]).ok().to_owned();
     assert!(!text.contains("compression_zstd_level"), "back to the default: {text}");
 }
+
+/// The value `rill topic defaults` shows for `key`, and its source (`cluster` or `broker`).
+fn shown_default(b: &str, key: &str) -> (String, String) {
+    let output = rill(b, &["topic", "defaults"]);
+    let text = output.ok();
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("{key} missing from {text:?}"))
+        .split_whitespace()
+        .collect();
+    (row[1].to_owned(), row[2].to_owned())
+}
+
+#[test]
+fn a_topic_default_reaches_the_logs_of_topics_that_do_not_set_the_key_and_lasts_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let broker = BrokerProcess::start(&data);
+    let b = broker.addr.clone();
+    let b = b.as_str();
+    assert_eq!(shown_default(b, "log.retention.bytes"), ("-1".to_owned(), "broker".to_owned()));
+    // Tiny segments, so a few records make sealed segments for retention to delete; `kept` sets its own limit.
+    let tiny = ["--segment-bytes", "1024", "--max-batch-bytes", "1024"];
+    rill(b, &[&["topic", "create", "follows"][..], &tiny[..]].concat()).ok();
+    rill(b, &[&["topic", "create", "kept", "--retention-bytes", "-1"][..], &tiny[..]].concat()).ok();
+    for topic in ["follows", "kept"] {
+        for i in 0..20 {
+            let value = format!("record-{i:04}-{}", "x".repeat(100));
+            rill(b, &["produce", topic, "--partition", "0", "--value", &value]).ok();
+        }
+    }
+
+    let dry = rill(b, &["topic", "defaults", "--config", "log.retention.bytes=1", "--dry-run"]);
+    assert!(dry.ok().contains("1 topic would change with them"), "{dry:?}");
+    assert_eq!(shown_default(b, "log.retention.bytes").1, "broker", "a dry run changes nothing");
+    let set = rill(b, &["topic", "defaults", "--config", "log.retention.bytes=1"]);
+    assert!(set.ok().starts_with("changed the topic defaults; 1 topic changed with them"), "{set:?}");
+    assert_eq!(shown_default(b, "log.retention.bytes"), ("1".to_owned(), "cluster".to_owned()));
+    // The next retention pass deletes every sealed segment of the topic that follows; the other keeps them all.
+    common::eventually("retention deletes the old segments", || {
+        (start_and_segments(b, "follows").1 == 1).then_some(())
+    });
+    assert!(start_and_segments(b, "follows").0 > 0);
+    assert_eq!(start_and_segments(b, "kept").0, 0);
+    let (value, own) = described_setting(b, "kept", "retention_bytes");
+    assert_eq!(value, "forever");
+    assert!(own.contains("retention.bytes"), "{own}");
+
+    // Refusals name the key and what is allowed, and change nothing.
+    rill(b, &["topic", "defaults", "--config", "retention.bytes=1"]).fails(1, "log.retention.bytes, log.segment.bytes");
+    rill(b, &["topic", "defaults", "--config", "log.roll.ms=0"]).fails(1, "at least 1 millisecond");
+    rill(b, &["topic", "defaults", "--config", "log.segment.bytes"]).fails(1, "KEY=VALUE");
+    // A topic's own max batch above a smaller segment default: refused, naming the topic.
+    rill(b, &["topic", "create", "big", "--max-batch-bytes", "1048576"]).ok();
+    rill(b, &["topic", "defaults", "--config", "log.segment.bytes=65536"]).fails(1, "topic big could not take it");
+
+    // Kept across a kill and restart; a delete gives the broker's default back.
+    let addr = broker.addr.clone();
+    broker.kill();
+    let broker = BrokerProcess::start_on(&data, &addr);
+    let b = broker.addr.as_str();
+    assert_eq!(shown_default(b, "log.retention.bytes"), ("1".to_owned(), "cluster".to_owned()));
+    rill(b, &["topic", "create", "later"]).ok();
+    assert_eq!(described_setting(b, "later", "retention_bytes").0, "1");
+    rill(b, &["topic", "defaults", "--delete-config", "log.retention.bytes"]).ok();
+    assert_eq!(described_setting(b, "later", "retention_bytes").0, "forever");
+    assert_eq!(shown_default(b, "log.retention.bytes"), ("-1".to_owned(), "broker".to_owned()));
+}

@@ -10,9 +10,10 @@ use rill_protocol::v1::{
     ResetOffsetsRequest, TopicPartition,
 };
 pub use rill_protocol::v1::{
-    AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DescribeGroupResponse as GroupDescription,
-    DurabilityPolicy, GroupConfigEntry, GroupKind, GroupState, GroupSummary, MemberDescription, PartitionInfo,
-    PartitionLag, PartitionOffset, TopicConfig, TopicInfo,
+    AlterTopicConfigRequest, AlterTopicDefaultsRequest, AlterTopicDefaultsResponse, CommittedOffset,
+    DeleteRecordsResult, DescribeGroupResponse as GroupDescription, DurabilityPolicy, GroupConfigEntry, GroupKind,
+    GroupState, GroupSummary, MemberDescription, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig,
+    TopicDefault, TopicInfo,
 };
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -163,6 +164,30 @@ impl Admin {
         )
         .await?;
         response.topic.ok_or_else(|| malformed("AlterTopicConfigResponse without a topic"))
+    }
+
+    /// The cluster's topic defaults: every key a default may be set for (Kafka's broker names, `log.retention.ms`),
+    /// with the value a topic that sets nothing itself takes, and whether it is set for the cluster.
+    pub async fn describe_topic_defaults(&self) -> Result<Vec<TopicDefault>> {
+        let request = rill_protocol::v1::DescribeTopicDefaultsRequest {};
+        let response = call(
+            self.timeout(),
+            RequestContext::default(),
+            self.client.topics().describe_topic_defaults(crate::connection::request(request, self.timeout())),
+        )
+        .await?;
+        Ok(response.defaults)
+    }
+
+    /// Sets and deletes topic defaults: every topic that does not set such a key itself follows. All or nothing: a
+    /// bad key or value, or one some topic cannot take, is `Error::InvalidArgument` naming it.
+    pub async fn alter_topic_defaults(&self, request: AlterTopicDefaultsRequest) -> Result<AlterTopicDefaultsResponse> {
+        call(
+            self.timeout(),
+            RequestContext::default(),
+            self.client.topics().alter_topic_defaults(crate::connection::request(request, self.timeout())),
+        )
+        .await
     }
 
     /// Deletes `topic`'s records before an offset in each listed partition (`(partition, offset)`; offset -1: before

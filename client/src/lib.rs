@@ -98,9 +98,10 @@ mod user_admin;
 
 pub use acl_admin::{Acl, AclAdmin, AclFilter};
 pub use admin::{
-    Admin, AlterTopicConfigRequest, CommittedOffset, DeleteRecordsResult, DurabilityPolicy, GroupConfigEntry,
-    GroupDescription, GroupKind, GroupState, GroupSummary, MemberDescription, OffsetSpec, PartitionInfo, PartitionLag,
-    PartitionOffset, TopicConfig, TopicDescription, TopicInfo, TopicReplication,
+    Admin, AlterTopicConfigRequest, AlterTopicDefaultsRequest, AlterTopicDefaultsResponse, CommittedOffset,
+    DeleteRecordsResult, DurabilityPolicy, GroupConfigEntry, GroupDescription, GroupKind, GroupState, GroupSummary,
+    MemberDescription, OffsetSpec, PartitionInfo, PartitionLag, PartitionOffset, TopicConfig, TopicDefault,
+    TopicDescription, TopicInfo, TopicReplication,
 };
 pub use client_metrics_admin::{AlterClientMetricsRequest, ClientMetricsAdmin, ClientMetricsSubscription};
 pub use cluster_admin::{

@@ -202,6 +202,18 @@ impl rill_protocol::v1::topic_admin_server::TopicAdmin for SilentAdmin {
     ) -> Result<Response<rill_protocol::v1::DeleteRecordsResponse>, Status> {
         Err(Status::unimplemented("silent"))
     }
+    async fn describe_topic_defaults(
+        &self,
+        _: Request<rill_protocol::v1::DescribeTopicDefaultsRequest>,
+    ) -> Result<Response<rill_protocol::v1::DescribeTopicDefaultsResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
+    async fn alter_topic_defaults(
+        &self,
+        _: Request<rill_protocol::v1::AlterTopicDefaultsRequest>,
+    ) -> Result<Response<rill_protocol::v1::AlterTopicDefaultsResponse>, Status> {
+        Err(Status::unimplemented("silent"))
+    }
 }
 
 #[tokio::test]

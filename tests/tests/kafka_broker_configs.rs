@@ -318,6 +318,23 @@ async fn changing_a_broker_config_needs_alter_configs_on_the_cluster() {
     assert_eq!(throttle_configs(&mut admin, "1").await, throttled(NO_LIMIT, DEFAULT, false), "nothing changed");
     assert_eq!(alter_incrementally(&mut admin, "1", &set, false).await, (0, String::new()));
     assert_eq!(throttle_configs(&mut admin, "1").await, throttled("1048576", DYNAMIC_DEFAULT, false));
+
+    // The topic defaults alike, through Kafka's configs and through gRPC (an anonymous caller here).
+    let retention = [("log.retention.ms", SET, Some("60000"))];
+    let (refused, message) = alter_incrementally(&mut ops, "", &retention, false).await;
+    assert_eq!(refused, ResponseError::ClusterAuthorizationFailed.code(), "{message}");
+    let mut grpc = broker.admin.clone();
+    let request = v1::AlterTopicDefaultsRequest {
+        set: [("log.retention.ms".to_owned(), "60000".to_owned())].into(),
+        ..Default::default()
+    };
+    let denied = grpc.alter_topic_defaults(request).await.expect_err("denied");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("alter_configs"), "{denied:?}");
+    let denied = grpc.describe_topic_defaults(v1::DescribeTopicDefaultsRequest {}).await.expect_err("denied");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let shown = described(&mut admin, BROKER, "", &["log.retention.ms"]).await.expect("described");
+    assert_eq!(shown[0].2, 4, "nothing changed: the node's static default");
 }
 
 /// A topic's keys `keys` as DescribeConfigs shows them.

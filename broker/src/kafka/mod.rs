@@ -65,7 +65,7 @@ mod share_group_describe;
 mod share_group_heartbeat;
 mod share_group_offsets;
 mod sync_group;
-mod topic_configs;
+pub(crate) mod topic_configs;
 mod topics_admin;
 mod transactions;
 mod transactions_admin;

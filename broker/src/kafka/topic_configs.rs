@@ -360,19 +360,10 @@ pub fn broker_entries(kafka: &KafkaContext) -> Vec<ConfigEntry> {
     entries
 }
 
-/// The topic defaults under their broker names (`topic_defaults::BROKER_NAMES`), as a topic that sets nothing
-/// itself has them: a dynamic one as DYNAMIC_DEFAULT_BROKER_CONFIG; one of this node's flags
-/// (`--retention-ms`, ...) as STATIC_BROKER_CONFIG; else Kafka's default, as DEFAULT_CONFIG.
+/// The topic defaults under their broker names (`topic_defaults::described`): a dynamic one as
+/// DYNAMIC_DEFAULT_BROKER_CONFIG; one of this node's flags (`--retention-ms`, ...) as STATIC_BROKER_CONFIG; else
+/// Kafka's default, as DEFAULT_CONFIG.
 fn topic_default_entries(config: &BrokerConfig, cluster: &TopicDefaults) -> Vec<ConfigEntry> {
-    let mut template = TopicConfigState { settings: TopicSettings::defaults_of(config), min_insync_replicas: 1 };
-    let keys: Vec<ConfigKey> = cluster.keys().collect();
-    let scope = crate::topic_config::Defaults::with(config, cluster);
-    // The defaults were checked whole against such a topic when set; a node whose flags changed since keeps
-    // showing its static values rather than failing the describe.
-    if let Ok(followed) = crate::topic_config::follow_defaults(&template, 1, &keys, scope) {
-        template = followed;
-    }
-    let topic = topic_entries(&template, 1, config, cluster);
     let is_flag = |key| {
         matches!(
             key,
@@ -386,16 +377,15 @@ fn topic_default_entries(config: &BrokerConfig, cluster: &TopicDefaults) -> Vec<
                 | ConfigKey::CompressionZstdLevel
         )
     };
-    crate::topic_defaults::BROKER_NAMES
-        .iter()
-        .filter_map(|(key, name)| {
-            let found = topic.iter().find(|entry| entry.name == key.kafka_name())?;
-            let source = match (cluster.get(*key), is_flag(*key)) {
-                (Some(_), _) => SOURCE_DYNAMIC_DEFAULT_BROKER,
-                (None, true) => SOURCE_STATIC_BROKER,
-                (None, false) => SOURCE_DEFAULT,
+    crate::topic_defaults::described(config, cluster)
+        .into_iter()
+        .map(|default| {
+            let source = match (default.is_set, is_flag(default.key)) {
+                (true, _) => SOURCE_DYNAMIC_DEFAULT_BROKER,
+                (false, true) => SOURCE_STATIC_BROKER,
+                (false, false) => SOURCE_DEFAULT,
             };
-            Some(entry(name, found.value.clone(), source, found.config_type))
+            entry(default.broker_name, default.value, source, default.config_type)
         })
         .collect()
 }

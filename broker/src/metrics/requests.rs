@@ -7,7 +7,7 @@ use std::time::Duration;
 use rill_storage::latency::LatencyHistogram;
 
 /// The gRPC methods counted on their own, by path; any other path counts as `other` (the last entry).
-pub const GRPC_METHODS: [&str; 55] = [
+pub const GRPC_METHODS: [&str; 57] = [
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/rill.v1.AclAdmin/AddAcls",
@@ -43,10 +43,12 @@ pub const GRPC_METHODS: [&str; 55] = [
     "/rill.v1.Records/Subscribe",
     "/rill.v1.TopicAdmin/AddPartitions",
     "/rill.v1.TopicAdmin/AlterTopicConfig",
+    "/rill.v1.TopicAdmin/AlterTopicDefaults",
     "/rill.v1.TopicAdmin/CreateTopic",
     "/rill.v1.TopicAdmin/DeleteRecords",
     "/rill.v1.TopicAdmin/DeleteTopic",
     "/rill.v1.TopicAdmin/DescribeTopic",
+    "/rill.v1.TopicAdmin/DescribeTopicDefaults",
     "/rill.v1.TopicAdmin/ListTopics",
     "/rill.v1.UserAdmin/CreateToken",
     "/rill.v1.UserAdmin/CreateUser",

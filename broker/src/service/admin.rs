@@ -6,6 +6,8 @@ use tonic::{Request, Response, Status};
 use super::{authorize_create_topic, principal_of, RillService};
 use crate::auth::acl::{Operation, Resource};
 use crate::error::Result;
+use crate::node::Node;
+use crate::topic_config::ConfigChange;
 
 #[tonic::async_trait]
 impl TopicAdmin for RillService {
@@ -108,6 +110,41 @@ impl TopicAdmin for RillService {
         Ok(Response::new(v1::AlterTopicConfigResponse { topic: Some(topic) }))
     }
 
+    async fn describe_topic_defaults(
+        &self,
+        request: Request<v1::DescribeTopicDefaultsRequest>,
+    ) -> Result<Response<v1::DescribeTopicDefaultsResponse>, Status> {
+        let principal = principal_of(&request);
+        // Kafka's rule for DescribeConfigs of a broker resource.
+        self.node.authorize(&principal, Operation::DescribeConfigs, &Resource::cluster())?;
+        let current = crate::topic_defaults::current(&self.node);
+        let defaults = topic_defaults_of(&self.node, &current);
+        Ok(Response::new(v1::DescribeTopicDefaultsResponse { defaults }))
+    }
+
+    async fn alter_topic_defaults(
+        &self,
+        request: Request<v1::AlterTopicDefaultsRequest>,
+    ) -> Result<Response<v1::AlterTopicDefaultsResponse>, Status> {
+        let principal = principal_of(&request);
+        let request = request.into_inner();
+        // Kafka's rule for AlterConfigs of a broker resource.
+        self.node.authorize(&principal, Operation::AlterConfigs, &Resource::cluster())?;
+        let mut changes: Vec<ConfigChange> =
+            request.set.into_iter().map(|(key, value)| ConfigChange::set(key, value)).collect();
+        changes.extend(request.delete.into_iter().map(ConfigChange::delete));
+        if changes.is_empty() {
+            return Err(crate::error::BrokerError::invalid(
+                "set",
+                "nothing to change: set or delete at least one default",
+            )
+            .into());
+        }
+        let (after, topics) = crate::topic_defaults::alter(&self.node, &changes, request.validate_only).await?;
+        let defaults = topic_defaults_of(&self.node, &after);
+        Ok(Response::new(v1::AlterTopicDefaultsResponse { defaults, topics_changed: topics as u32 }))
+    }
+
     async fn delete_records(
         &self,
         request: Request<v1::DeleteRecordsRequest>,
@@ -206,4 +243,17 @@ impl RillService {
         crate::topic_config::fill_overrides(&mut info, &state, 1, &self.node.config);
         Ok(v1::DescribeTopicResponse { topic: Some(info), partitions })
     }
+}
+
+/// `defaults` as the gRPC API shows them, beside this node's static ones.
+fn topic_defaults_of(node: &Node, defaults: &crate::topic_defaults::TopicDefaults) -> Vec<v1::TopicDefault> {
+    crate::topic_defaults::described(&node.config, defaults)
+        .into_iter()
+        .map(|default| v1::TopicDefault {
+            key: default.broker_name.to_owned(),
+            topic_key: default.key.kafka_name().to_owned(),
+            value: default.value,
+            is_set: default.is_set,
+        })
+        .collect()
 }

@@ -279,16 +279,24 @@ impl Registry {
     ) -> Result<(TopicDefaults, usize)> {
         let _writes = self.defaults_writes.lock().await;
         let (next, keys) = self.topic_defaults().changed(changes, &self.config)?;
-        let mut followed = Vec::new();
-        for topic in self.list().into_iter().filter(|topic| !topic.name.as_str().starts_with(RESERVED_PREFIX)) {
+        let user_topics = || self.list().into_iter().filter(|topic| !topic.name.as_str().starts_with(RESERVED_PREFIX));
+        let followed = |topic: &Topic| {
             let current = TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 };
-            let scope = Defaults::with(&self.config, &next);
-            if let Some(state) = crate::topic_defaults::followed(topic.name.as_str(), &current, 1, &keys, scope)? {
-                followed.push((topic.name.to_string(), state.settings));
-            }
+            crate::topic_defaults::followed(
+                topic.name.as_str(),
+                &current,
+                1,
+                &keys,
+                Defaults::with(&self.config, &next),
+            )
+        };
+        // Checked whole before anything is written: every topic must be able to take it.
+        let mut count = 0;
+        for topic in user_topics() {
+            count += usize::from(followed(&topic)?.is_some());
         }
         if is_validate_only {
-            return Ok((next, followed.len()));
+            return Ok((next, count));
         }
         blocking({
             let (data_dir, next) = (self.data_dir.clone(), next.clone());
@@ -296,9 +304,10 @@ impl Registry {
         })
         .await?;
         *write(&self.topic_defaults) = Arc::new(next.clone());
-        let count = followed.len();
-        for (name, settings) in followed {
-            match self.alter_settings(&name, settings).await {
+        // Each topic read again as it is applied, so an alter of it since the check is kept, not undone.
+        for topic in user_topics() {
+            let Ok(Some(state)) = followed(&topic) else { continue };
+            match self.alter_settings(topic.name.as_str(), state.settings).await {
                 Ok(_) | Err(BrokerError::UnknownTopic { .. }) => {}
                 Err(err) => return Err(err),
             }

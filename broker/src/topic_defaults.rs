@@ -6,7 +6,8 @@
 //! default re-resolves, for the keys changed, every user topic that does not own them, and the defaults and those
 //! topics change together: on a cluster one command of the replicated metadata carries the new defaults and every
 //! topic's new settings, computed where the change arrived (so each node applies the same values whatever its own
-//! flags say); on a single node the defaults are written to [`FILE`] first, then each topic's settings. A topic
+//! flags say), and refused if a topic was altered meanwhile, to be computed again; on a single node the defaults
+//! are written to [`FILE`] first, then each topic's settings, each topic read again as it is changed. A topic
 //! created afterwards takes the defaults for what its request leaves unset. A DELETE of a default puts the
 //! topics that followed it back to the broker's static default (its flags) for that key.
 //!

@@ -75,7 +75,7 @@ pub struct ConfigChanges {
 pub const AFTER_HELP: &str = "Examples:
   rill topic alter orders --config retention.ms=3600000                 # keep one hour
   rill topic alter orders --config retention.bytes=-1 --config segment.bytes=67108864
-  rill topic alter orders --delete-config retention.ms                  # back to the broker's default
+  rill topic alter orders --delete-config retention.ms                  # back to the default
   rill topic alter orders --config max.message.bytes=65536 --dry-run    # check only
 
 Keys: retention.ms, retention.bytes (-1: no limit), segment.bytes, max.message.bytes, min.insync.replicas,

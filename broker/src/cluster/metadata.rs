@@ -368,12 +368,14 @@ pub enum Command {
         settings: TopicSettings,
         min_insync_replicas: u32,
     },
-    /// The cluster's topic defaults changed (`topic_defaults.rs`), with the settings of every topic that follows
-    /// them for the keys changed, computed and checked by the proposer from the metadata it had; a topic deleted
-    /// since is skipped. Refused (`changed: false`) when it would change nothing.
+    /// The cluster's topic defaults changed (`topic_defaults.rs`), with every topic that follows them for the keys
+    /// changed: its settings as the proposer saw them and as they become, computed and checked by the proposer.
+    /// All or nothing: refused (`changed: false`) when a topic's settings are no longer what the proposer saw (an
+    /// alter committed in between, which must not be undone), so the proposer computes again; a topic deleted
+    /// since is skipped.
     AlterTopicDefaults {
         defaults: TopicDefaults,
-        topics: Vec<(String, TopicSettings)>,
+        topics: Vec<FollowedTopic>,
     },
     /// Client quotas set or removed, all or none (`quotas/`), checked by the proposer and again here: an
     /// invalid change, or one past the limit on entities, changes nothing and says why.
@@ -458,6 +460,14 @@ pub struct CommandOutcome {
     /// For a schema registry change: it was refused (the proposer finds why on the state it then applied).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub schema_refused: bool,
+}
+
+/// One topic a change of the topic defaults re-resolves: its settings as the proposer read them, and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowedTopic {
+    pub name: String,
+    pub before: TopicSettings,
+    pub after: TopicSettings,
 }
 
 impl CommandOutcome {
@@ -622,11 +632,17 @@ impl ClusterMetadata {
                 _ => false,
             },
             Command::AlterTopicDefaults { defaults, topics } => {
+                let is_stale = topics
+                    .iter()
+                    .any(|followed| self.topics.get(&followed.name).is_some_and(|t| t.settings != followed.before));
+                if is_stale {
+                    return CommandOutcome::unchanged();
+                }
                 let mut changed = self.topic_defaults != *defaults;
                 self.topic_defaults = defaults.clone();
-                for (name, settings) in topics {
-                    if let Some(topic) = self.topics.get_mut(name).filter(|topic| topic.settings != *settings) {
-                        topic.settings = settings.clone();
+                for followed in topics {
+                    if let Some(topic) = self.topics.get_mut(&followed.name) {
+                        topic.settings = followed.after.clone();
                         changed = true;
                     }
                 }
@@ -1141,6 +1157,44 @@ mod tests {
             serde_json::from_slice(&serde_json::to_vec(&follower).expect("encodes")).expect("decodes");
         let topic = &restored.topics["t"];
         assert_eq!((topic.settings.retention_ms, topic.min_insync_replicas), (Some(3_600_000), 1));
+    }
+
+    #[test]
+    fn topic_defaults_change_with_their_topics_or_not_at_all_when_a_topic_changed_meanwhile() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateTopic { name: "t".into(), placement: placed(&[1, 2, 3]) });
+        let before = metadata.topics["t"].settings.clone();
+        let after = TopicSettings { retention_ms: Some(3_600_000), ..before.clone() };
+        let broker = crate::config::BrokerConfig::default();
+        let change = [crate::topic_config::ConfigChange::set("log.retention.ms", "3600000")];
+        let (defaults, _) = crate::topic_defaults::NONE.changed(&change, &broker).expect("valid");
+        let command = |before: &TopicSettings| Command::AlterTopicDefaults {
+            defaults: defaults.clone(),
+            topics: vec![
+                FollowedTopic { name: "t".into(), before: before.clone(), after: after.clone() },
+                FollowedTopic { name: "gone".into(), before: before.clone(), after: after.clone() },
+            ],
+        };
+        // Read before an alter that committed first: refused whole, the alter kept.
+        let mut altered = metadata.clone();
+        let alter = Command::AlterTopicConfig {
+            name: "t".into(),
+            settings: TopicSettings { segment_ms: 60_000, ..before.clone() },
+            min_insync_replicas: 2,
+        };
+        assert!(altered.apply(&alter).changed);
+        assert!(!altered.apply(&command(&before)).changed, "stale");
+        assert!(altered.topic_defaults.is_empty());
+        assert_eq!(altered.topics["t"].settings.segment_ms, 60_000);
+        // As read: both change; a deleted topic is skipped. Through the log's encoding and a snapshot.
+        let entry: Command =
+            serde_json::from_slice(&serde_json::to_vec(&command(&before)).expect("encodes")).expect("decodes");
+        assert!(metadata.apply(&entry).changed);
+        let restored: ClusterMetadata =
+            serde_json::from_slice(&serde_json::to_vec(&metadata).expect("encodes")).expect("decodes");
+        assert_eq!(restored.topic_defaults, defaults);
+        assert_eq!(restored.topics["t"].settings.retention_ms, Some(3_600_000));
+        assert!(!restored.topics.contains_key("gone"));
     }
 
     #[test]

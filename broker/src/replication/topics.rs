@@ -6,7 +6,7 @@
 use rill_protocol::v1;
 
 use super::Replication;
-use crate::cluster::metadata::{Command, TopicPlacement};
+use crate::cluster::metadata::{Command, FollowedTopic, TopicPlacement};
 use crate::cluster::placement;
 use crate::error::{BrokerError, Result};
 use crate::meta::TopicSettings;
@@ -236,37 +236,56 @@ impl Replication {
     }
 
     /// Changes the cluster's topic defaults (`topic_defaults.rs`): checked, every user topic that does not own a key
-    /// changed re-resolved from this metadata (refused whole if one cannot take it), and, unless
+    /// changed re-resolved from this node's metadata (refused whole if one cannot take it), and, unless
     /// `is_validate_only`, both committed as one command; every node applies the topics' settings to its replicas.
-    /// Answers once this node has applied it, with the new defaults and the count of topics that changed.
+    /// A topic altered between the read and the commit makes the command stale (`Command::AlterTopicDefaults`):
+    /// computed again from the newer metadata, a few times. Answers once this node has applied it, with the new
+    /// defaults and the count of topics that changed.
     pub async fn alter_topic_defaults(
         &self,
         changes: &[ConfigChange],
         is_validate_only: bool,
     ) -> Result<(TopicDefaults, usize)> {
-        let metadata = self.controller.metadata();
-        let (defaults, keys) = metadata.topic_defaults.changed(changes, &self.config)?;
-        let mut topics = Vec::new();
-        let user_topics =
-            metadata.topics.iter().filter(|(name, _)| !name.starts_with(crate::registry::RESERVED_PREFIX));
-        for (name, placed) in user_topics {
-            let current =
-                TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
-            let scope = Defaults::with(&self.config, &defaults);
-            let rf = placed.replication_factor();
-            if let Some(next) = crate::topic_defaults::followed(name, &current, rf, &keys, scope)? {
-                topics.push((name.clone(), next.settings));
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let metadata = self.controller.metadata();
+            let (defaults, keys) = metadata.topic_defaults.changed(changes, &self.config)?;
+            let mut topics = Vec::new();
+            let user_topics =
+                metadata.topics.iter().filter(|(name, _)| !name.starts_with(crate::registry::RESERVED_PREFIX));
+            for (name, placed) in user_topics {
+                let current = TopicConfigState {
+                    settings: placed.settings.clone(),
+                    min_insync_replicas: placed.min_insync_replicas,
+                };
+                let scope = Defaults::with(&self.config, &defaults);
+                let rf = placed.replication_factor();
+                if let Some(next) = crate::topic_defaults::followed(name, &current, rf, &keys, scope)? {
+                    topics.push(FollowedTopic { name: name.clone(), before: current.settings, after: next.settings });
+                }
             }
-        }
-        let count = topics.len();
-        if is_validate_only || (defaults == metadata.topic_defaults && topics.is_empty()) {
+            let count = topics.len();
+            if is_validate_only || (defaults == metadata.topic_defaults && topics.is_empty()) {
+                return Ok((defaults, count));
+            }
+            let command = Command::AlterTopicDefaults { defaults: defaults.clone(), topics };
+            if !self.controller.propose(command).await?.changed {
+                // A topic changed since this node's metadata was read: wait for the newer one and compute again.
+                let seen = metadata.clone();
+                self.controller.wait_for_metadata(Box::new(move |m| !std::ptr::eq(m, &*seen))).await;
+                continue;
+            }
+            let wanted = defaults.clone();
+            self.controller.wait_for_metadata(Box::new(move |m| m.topic_defaults == wanted)).await;
+            tracing::info!(defaults = ?defaults, topics = count, "altered the cluster's topic defaults");
             return Ok((defaults, count));
         }
-        self.controller.propose(Command::AlterTopicDefaults { defaults: defaults.clone(), topics }).await?;
-        let wanted = defaults.clone();
-        self.controller.wait_for_metadata(Box::new(move |m| m.topic_defaults == wanted)).await;
-        tracing::info!(defaults = ?defaults, topics = count, "altered the cluster's topic defaults");
-        Ok((defaults, count))
+        Err(BrokerError::ControllerUnavailable {
+            reason: format!(
+                "the topics changed under {ATTEMPTS} attempts to change the topic defaults (other alters were \
+                 committed in between); retry"
+            ),
+        })
     }
 
     /// Placement from the metadata; for the partitions this node leads, its log's figures and each replica's

@@ -527,12 +527,8 @@ struct Stored {
 /// changed since the alter) is not: `apply` makes it a third of the session.
 pub fn load(data_dir: &Path) -> Result<BTreeMap<String, GroupConfig>> {
     let path = data_dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(err) => return Err(BrokerError::io(&path)(err)),
-    };
-    let corrupt = |why: String| BrokerError::Internal(format!("{} cannot be read: {why}", path.display()));
+    let Some(bytes) = crate::meta::read_if_present(&path)? else { return Ok(BTreeMap::new()) };
+    let corrupt = |why: String| crate::meta::unreadable(&path, why);
     let stored: Stored = serde_json::from_slice(&bytes).map_err(|err| corrupt(err.to_string()))?;
     if stored.format_version != FORMAT_VERSION {
         return Err(corrupt(format!("unknown format_version {}", stored.format_version)));

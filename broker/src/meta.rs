@@ -589,6 +589,20 @@ fn load(path: &Path) -> Result<TopicMeta> {
     Ok(meta)
 }
 
+/// The bytes of a file the broker keeps beside the partitions, or `None` when there is none yet.
+pub fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(BrokerError::io(path)(err)),
+    }
+}
+
+/// Such a file that holds what it never should, named with why: the broker does not start on it.
+pub fn unreadable(path: &Path, why: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Internal(format!("{} cannot be read: {why}", path.display()))
+}
+
 /// Writes `bytes` to `path` whole: a temporary file, fsynced, renamed into place, the directory fsynced. Refused
 /// before anything is written when an fsync of the directory has failed before (`sync_dir`).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

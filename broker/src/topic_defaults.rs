@@ -193,12 +193,8 @@ struct Stored {
 /// back to other values.
 pub fn load(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicDefaults> {
     let path = data_dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(TopicDefaults::default()),
-        Err(err) => return Err(BrokerError::io(&path)(err)),
-    };
-    let corrupt = |why: String| BrokerError::Internal(format!("{} cannot be read: {why}", path.display()));
+    let Some(bytes) = crate::meta::read_if_present(&path)? else { return Ok(TopicDefaults::default()) };
+    let corrupt = |why: String| crate::meta::unreadable(&path, why);
     let stored: Stored = serde_json::from_slice(&bytes).map_err(|err| corrupt(err.to_string()))?;
     if stored.format_version != FORMAT_VERSION {
         return Err(corrupt(format!("unknown format_version {}", stored.format_version)));

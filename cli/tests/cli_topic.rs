@@ -353,9 +353,8 @@ fn shown_default(b: &str, key: &str) -> (String, String) {
 
 #[test]
 fn a_topic_default_reaches_the_logs_of_topics_that_do_not_set_the_key_and_lasts_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, broker) = broker();
     let data = dir.path().join("data");
-    let broker = BrokerProcess::start(&data);
     let b = broker.addr.clone();
     let b = b.as_str();
     assert_eq!(shown_default(b, "log.retention.bytes"), ("-1".to_owned(), "broker".to_owned()));

@@ -91,7 +91,13 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
         assert!(page.head.contains("content-security-policy: default-src 'none'"), "{path}: {}", page.head);
         assert!(!page.body.contains("<script"), "{path} has no script: {}", page.body);
     }
-    assert!(get(admin, "/topics").body.contains(">orders</a>"));
+    let topics = get(admin, "/topics").body;
+    assert!(topics.contains(">orders</a>") && topics.contains("none set for the cluster"), "{topics}");
+    rill(&broker.addr, &["topic", "defaults", "--config", "log.retention.ms=3600000"]).ok();
+    rill(&broker.addr, &["topic", "alter", "orders", "--config", "segment.ms=60000"]).ok();
+    let topics = get(admin, "/topics").body;
+    assert!(topics.contains("Topic defaults set for the cluster: log.retention.ms=3600000."), "{topics}");
+    assert!(get(admin, "/topics/orders").body.contains("Set on the topic: segment.ms; the others"), "own keys");
     let overview = get(admin, "/").body;
     assert!(overview.contains("disk free") && overview.contains("<table id=\"nodes\">"), "disk use, nodes: {overview}");
     let topic = get(admin, "/topics/orders").body;

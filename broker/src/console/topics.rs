@@ -37,6 +37,7 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
         body.raw(" matching ").raw("<q>").text(search).raw("</q>");
     }
     body.raw(".</p>");
+    topic_defaults(console, page, &mut body).await;
     body.raw("<table id=\"topics\"><tr><th>topic</th><th class=\"num\">partitions</th><th class=\"num\">replicas</th>");
     body.raw("<th>retention</th><th class=\"num\">size on this node</th></tr>");
     for topic in shown {
@@ -55,6 +56,30 @@ pub async fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     body.raw("</table>");
     pager(&mut body, "/topics", search, number, page_count);
     page.render(200, "Topics", body)
+}
+
+/// The cluster's topic defaults that are set, which every topic not setting the key follows; nothing for a
+/// user who may not describe the cluster's configs (the list of topics is theirs all the same).
+async fn topic_defaults(console: &Console, page: Page<'_>, body: &mut Html) {
+    let request = page.request(v1::DescribeTopicDefaultsRequest {});
+    let Ok(answer) = console.service.describe_topic_defaults(request).await else { return };
+    let set: Vec<String> = answer
+        .into_inner()
+        .defaults
+        .into_iter()
+        .filter(|default| default.is_set)
+        .map(|default| format!("{}={}", default.key, default.value))
+        .collect();
+    body.raw("<p id=\"topic-defaults\">");
+    if set.is_empty() {
+        body.text("Topic defaults: the brokers' own (none set for the cluster; rill topic defaults sets them).");
+    } else {
+        body.text(format!(
+            "Topic defaults set for the cluster: {}. Every topic that does not set the key itself follows them.",
+            set.join(", ")
+        ));
+    }
+    body.raw("</p>");
 }
 
 /// Previous/next links keeping the search.
@@ -149,7 +174,13 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str, live: Live) -> 
     for (label, value) in rows {
         body.raw("<tr><th>").raw(label).raw("</th>").cell(value).raw("</tr>");
     }
-    body.raw("</table>");
+    body.raw("</table><p id=\"own-settings\">");
+    if info.overridden_keys.is_empty() {
+        body.text("Set on the topic: none; every setting follows the defaults.");
+    } else {
+        body.text(format!("Set on the topic: {}; the others follow the defaults.", info.overridden_keys.join(", ")));
+    }
+    body.raw("</p>");
     page.render_live(200, &format!("Topic {name}"), body, live)
 }
 

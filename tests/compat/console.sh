@@ -44,6 +44,7 @@ admin=$(sed -n 's|^rill admin listening on ||p' "$work/broker.out")
 for i in $(seq 1 10); do echo "customer-$((i % 4)):{\"order\":$i,\"item\":\"widget-$i\"}"; done \
   | "$rill" produce orders --key-separator : >/dev/null
 "$rill" group reset-offsets billing --topic orders --to-earliest >/dev/null
+"$rill" topic defaults --config log.retention.ms=259200000 >/dev/null
 "$rill" topic create hostile >/dev/null
 "$rill" produce hostile --value '<script>document.title="pwned";window.pwned=1</script>' \
   --header 'note=<img src=x onerror="document.title=&quot;pwned&quot;">' >/dev/null
@@ -86,6 +87,8 @@ try:
 
     text = visit("/topics", "topics")
     check("orders" in text and "hostile" in text, "the topic list names both topics")
+    defaults = driver.find_element(By.ID, "topic-defaults").text
+    check("log.retention.ms=259200000" in defaults, f"the cluster's topic defaults shown: {defaults}")
     text = visit("/topics?q=ord", "topics-search")
     check("orders" in text and "hostile" not in text, "search keeps only matching topics")
 

@@ -34,6 +34,7 @@ mod cluster_racks;
 mod cluster_schema_registry;
 mod cluster_share_groups;
 mod cluster_throttle;
+mod cluster_topic_defaults;
 mod console;
 mod console_auth;
 mod crash_loop;

@@ -748,6 +748,22 @@ pub async fn alter(
     Ok(info)
 }
 
+/// Topic `name`'s configuration as it runs, with its replication factor: a cluster's is the metadata's (a node
+/// applies an alter to its logs a moment after it learns of it); a single node's is its registry's, with
+/// min.insync.replicas and the replication factor 1. What DescribeConfigs and the console's settings page show.
+pub fn current_state(node: &crate::node::Node, name: &str) -> Result<(TopicConfigState, u32)> {
+    if let Some(replication) = &node.replication {
+        let metadata = replication.metadata();
+        // A cluster's topics are the metadata's alone: a local copy it lacks is a deleted topic's, not yet removed.
+        let placed = metadata.topics.get(name).ok_or_else(|| replication.unknown_topic(name))?;
+        let state =
+            TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
+        return Ok((state, placed.replication_factor()));
+    }
+    let topic = node.registry.topic(name)?;
+    Ok((TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 }, 1))
+}
+
 /// Fills `info.overridden_keys` and its settings fields from `state`.
 pub fn fill_overrides(
     info: &mut rill_protocol::v1::TopicInfo,

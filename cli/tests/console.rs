@@ -85,7 +85,9 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
     .ok();
     rill(&broker.addr, &["group", "reset-offsets", "billing", "--topic", "orders", "--to-earliest"]).ok();
 
-    for path in ["/", "/topics", "/topics?q=ord", "/topics/orders", "/groups", "/groups/billing", "/create-topic"] {
+    let pages = ["/", "/topics", "/topics?q=ord", "/topics/orders", "/groups", "/groups/billing", "/create-topic"];
+    let forms = ["/topics/orders/settings", "/topics/orders/partitions", "/topics/orders/delete-records"];
+    for path in pages.into_iter().chain(forms).chain(["/groups/billing/delete"]) {
         let page = get(admin, path);
         assert_eq!(page.status, 200, "{path}: {page:?}");
         assert!(page.head.contains("content-security-policy: default-src 'none'"), "{path}: {}", page.head);
@@ -98,6 +100,9 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
     let topics = get(admin, "/topics").body;
     assert!(topics.contains("Topic defaults set for the cluster: log.retention.ms=3600000."), "{topics}");
     assert!(get(admin, "/topics/orders").body.contains("Set on the topic: segment.ms; the others"), "own keys");
+    let settings = get(admin, "/topics/orders/settings").body;
+    assert_eq!(setting(&settings, "retention.ms"), ("3600000".into(), "cluster default".into()), "{settings}");
+    assert_eq!(setting(&settings, "segment.ms"), ("60000".into(), "this topic".into()));
     let overview = get(admin, "/").body;
     assert!(overview.contains("disk free") && overview.contains("<table id=\"nodes\">"), "disk use, nodes: {overview}");
     let topic = get(admin, "/topics/orders").body;
@@ -203,6 +208,100 @@ fn topics_are_created_produced_to_and_deleted_through_the_api_after_a_confirmati
     rill(&broker.addr, &["topic", "describe", "web-made"]).fails(1, "web-made");
 }
 
+/// The row of `key` in a settings table: value, where it comes from.
+fn setting(body: &str, key: &str) -> (String, String) {
+    let rows = table_rows(body, "topic-settings");
+    let row = rows.iter().find(|row| row[0] == key).unwrap_or_else(|| panic!("no {key} in {rows:?}"));
+    (row[1].clone(), row[2].clone())
+}
+
+#[test]
+fn a_topics_settings_partitions_and_records_and_a_group_change_after_a_confirmation() {
+    let broker = broker("on");
+    let (admin, addr) = (&broker.admin, &broker.addr);
+    rill(addr, &["topic", "create", "tuned", "--partitions", "2"]).ok();
+    let records: String = (0..10).map(|i| format!("record-{i}\n")).collect();
+    common::rill_with_stdin(addr, &["produce", "tuned", "--partition", "0"], records.as_bytes()).ok();
+    let token = csrf_token(admin, "/topics/tuned/settings");
+
+    // Settings: every key under Kafka's name, where it comes from, and a form that checks before it asks.
+    let page = get(admin, "/topics/tuned/settings");
+    assert_eq!(setting(&page.body, "retention.ms"), ("604800000".into(), "default".into()), "{}", page.body);
+    assert_eq!(setting(&page.body, "unclean.leader.election.enable").1, "fixed");
+    assert!(!page.body.contains("name=\"set.unclean.leader.election.enable\""), "a fixed key takes no value");
+    let form = format!("csrf={token}&set.retention.ms=3600000&set.cleanup.policy=compact%2Cdelete&set.segment.bytes=");
+    let asked = post(admin, "/topics/tuned/settings", &form);
+    assert!(asked.status == 200 && asked.body.contains("Yes, change them"), "a confirmation first: {asked:?}");
+    let shown = table_rows(&asked.body, "changes");
+    assert_eq!(shown[0], ["retention.ms", "604800000", "3600000"], "now and after: {shown:?}");
+    assert_eq!(shown.len(), 2, "an empty input changes nothing: {shown:?}");
+    assert_eq!(setting(&get(admin, "/topics/tuned/settings").body, "retention.ms").0, "604800000", "not yet");
+    let changed = post(admin, "/topics/tuned/settings", &format!("{form}&confirm=yes"));
+    assert_eq!(changed.status, 200, "{changed:?}");
+    let page = get(admin, "/topics/tuned/settings").body;
+    assert_eq!(setting(&page, "retention.ms"), ("3600000".into(), "this topic".into()));
+    assert_eq!(setting(&page, "cleanup.policy"), ("compact,delete".into(), "this topic".into()));
+    let described = rill(addr, &["topic", "describe", "tuned"]);
+    assert!(described.ok().contains("3600000"), "the API sees it: {}", described.ok());
+    // Refused as the API refuses, before the confirmation, naming the key; nothing changes.
+    let bad = post(admin, "/topics/tuned/settings", &format!("csrf={token}&set.retention.ms=soon"));
+    assert!(bad.status == 400 && bad.body.contains("retention.ms") && bad.body.contains("soon"), "{bad:?}");
+    let unknown = post(admin, "/topics/tuned/settings", &format!("csrf={token}&set.num.partitions=3&confirm=yes"));
+    assert!(unknown.status == 400 && unknown.body.contains("num.partitions"), "{unknown:?}");
+    let nothing = post(admin, "/topics/tuned/settings", &format!("csrf={token}&set.retention.ms=&confirm=yes"));
+    assert!(nothing.status == 400 && nothing.body.contains("nothing to change"), "{nothing:?}");
+    // Back to the default.
+    let reset = post(admin, "/topics/tuned/settings", &format!("csrf={token}&reset.retention.ms=yes&confirm=yes"));
+    assert_eq!(reset.status, 200, "{reset:?}");
+    let page = get(admin, "/topics/tuned/settings").body;
+    assert_eq!(setting(&page, "retention.ms"), ("604800000".into(), "default".into()));
+    assert_eq!(setting(&page, "cleanup.policy").1, "this topic", "the other key kept");
+
+    // Partitions: more, never fewer.
+    let fewer = post(admin, "/topics/tuned/partitions", &format!("csrf={token}&partitions=2"));
+    assert!(fewer.status == 400 && fewer.body.contains("it has 2"), "{fewer:?}");
+    let asked = post(admin, "/topics/tuned/partitions", &format!("csrf={token}&partitions=4"));
+    assert!(asked.body.contains("Grow topic <b>tuned</b> from 2 to 4 partitions?"), "{asked:?}");
+    assert_eq!(table_rows(&get(admin, "/topics/tuned?live=0").body, "partitions").len(), 2, "not yet");
+    let added = post(admin, "/topics/tuned/partitions", &format!("csrf={token}&partitions=4&confirm=yes"));
+    assert_eq!(added.status, 200, "{added:?}");
+    assert_eq!(table_rows(&get(admin, "/topics/tuned?live=0").body, "partitions").len(), 4);
+
+    // Records below an offset, then every record; an offset past the end refused by the partition.
+    let asked = post(admin, "/topics/tuned/delete-records", &format!("csrf={token}&partition=0&offset=4"));
+    assert!(asked.body.contains("below offset 4 in partition 0?"), "{asked:?}");
+    let form_rows = |body: &str| table_rows(body, "partitions");
+    assert_eq!(form_rows(&get(admin, "/topics/tuned/delete-records").body)[0], ["0", "0", "10"], "not yet");
+    let deleted =
+        post(admin, "/topics/tuned/delete-records", &format!("csrf={token}&partition=0&offset=4&confirm=yes"));
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert_eq!(table_rows(&deleted.body, "deleted"), [["0", "4", ""]]);
+    assert_eq!(form_rows(&get(admin, "/topics/tuned/delete-records").body)[0], ["0", "4", "10"]);
+    let consumed = rill(addr, &["consume", "tuned", "--partition", "0", "--from-beginning", "--max-messages", "1"]);
+    assert_eq!(consumed.ok().trim(), "record-4", "the earliest record now");
+    let past = post(admin, "/topics/tuned/delete-records", &format!("csrf={token}&partition=0&offset=99&confirm=yes"));
+    assert!(past.status == 400 && past.body.contains("99"), "{past:?}");
+    let missing = post(admin, "/topics/tuned/delete-records", &format!("csrf={token}&partition=7"));
+    assert!(missing.status == 404 && missing.body.contains("0 to 3"), "{missing:?}");
+    let negative = post(admin, "/topics/tuned/delete-records", &format!("csrf={token}&offset=-1"));
+    assert_eq!(negative.status, 400, "{negative:?}");
+    let all = post(admin, "/topics/tuned/delete-records", &format!("csrf={token}&confirm=yes"));
+    assert_eq!(table_rows(&all.body, "deleted").len(), 4, "every partition: {all:?}");
+    assert_eq!(form_rows(&get(admin, "/topics/tuned/delete-records").body)[0], ["0", "10", "10"]);
+
+    // A group without members goes with its offsets; one with a member is refused.
+    rill(addr, &["group", "reset-offsets", "readers", "--topic", "tuned", "--to-earliest"]).ok();
+    let asked = post(admin, "/groups/readers/delete", &format!("csrf={token}"));
+    assert!(asked.body.contains("Yes, delete it"), "{asked:?}");
+    let deleted = post(admin, "/groups/readers/delete", &format!("csrf={token}&confirm=yes"));
+    assert!(deleted.status == 200 && deleted.body.contains("(4 committed offset(s) forgotten)"), "{deleted:?}");
+    rill(addr, &["group", "describe", "readers"]).fails(1, "readers");
+    let _member = common::Running::spawn(addr, &["consume", "tuned", "--group", "live", "--follow"]);
+    wait_for_page(admin, "/groups/live", "a member", |body| body.contains("<b>1</b>members"));
+    let busy = post(admin, "/groups/live/delete", &format!("csrf={token}&confirm=yes"));
+    assert!(busy.status == 409 && busy.body.contains("member"), "{busy:?}");
+}
+
 #[test]
 fn a_write_without_the_token_or_from_another_origin_is_refused() {
     let broker = broker("on");
@@ -248,6 +347,15 @@ fn a_read_only_console_shows_everything_and_changes_nothing() {
     let topic = get(admin, "/topics/kept");
     assert_eq!(topic.status, 200);
     assert!(!topic.body.contains("<form") && !topic.body.contains("Delete topic"), "{}", topic.body);
+    let settings = get(admin, "/topics/kept/settings");
+    assert!(settings.status == 200 && settings.body.contains("retention.ms"), "{settings:?}");
+    assert!(!settings.body.contains("<form") && !settings.body.contains("<input"), "{}", settings.body);
+    for path in ["/topics/kept/partitions", "/topics/kept/delete-records", "/groups/g/delete"] {
+        assert_eq!(get(admin, path).status, 403, "{path}");
+    }
+    for path in ["/topics/kept/settings", "/topics/kept/partitions", "/topics/kept/delete-records"] {
+        assert_eq!(post(admin, path, "csrf=anything&confirm=yes").status, 403, "{path}");
+    }
     assert!(!get(admin, "/").body.contains("Create topic"), "no create link");
     assert_eq!(get(admin, "/topics/kept/delete").status, 403);
     assert_eq!(get(admin, "/create-topic").status, 403);

@@ -41,6 +41,13 @@ pub fn needed_by<'a>(
         (["topics", topic], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
         (["topics", topic, "delete"], false) => (Describe, Resource::topic(topic)),
+        // Kafka's rules: DescribeConfigs and AlterConfigs for a topic's configs, ALTER for CreatePartitions,
+        // DELETE for DeleteRecords.
+        (["topics", topic, "settings"], false) => (DescribeConfigs, Resource::topic(topic)),
+        (["topics", topic, "settings"], true) => (AlterConfigs, Resource::topic(topic)),
+        (["topics", topic, "partitions"], true) => (Alter, Resource::topic(topic)),
+        (["topics", topic, "delete-records"], true) => (Delete, Resource::topic(topic)),
+        (["topics", topic, "partitions" | "delete-records"], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "messages" | "messages.json"], false) => (Read, Resource::topic(topic)),
         (["topics", topic, "produce"], _) => (Write, Resource::topic(topic)),
         (["groups", group], false) => (Describe, Resource::group(group)),
@@ -49,6 +56,9 @@ pub fn needed_by<'a>(
         // Kafka's rule for an offset reset (AlterConsumerGroupOffsets): READ on the group; the service checks
         // READ on each topic as it commits.
         (["groups", group, "reset"], _) => (Read, Resource::group(group)),
+        // Kafka's rule for DeleteGroups.
+        (["groups", group, "delete"], true) => (Delete, Resource::group(group)),
+        (["groups", group, "delete"], false) => (Describe, Resource::group(group)),
         _ => return None,
     })
 }
@@ -69,6 +79,13 @@ mod tests {
             (vec!["groups", "billing", "reset"], true, None, Some((Operation::Read, Resource::group("billing")))),
             (vec!["topics", "orders", "messages"], false, None, Some((Operation::Read, Resource::topic("orders")))),
             (vec!["topics", "orders"], false, None, Some((Operation::Describe, Resource::topic("orders")))),
+            (vec!["topics", "o", "settings"], false, None, Some((Operation::DescribeConfigs, Resource::topic("o")))),
+            (vec!["topics", "o", "settings"], true, None, Some((Operation::AlterConfigs, Resource::topic("o")))),
+            (vec!["topics", "o", "partitions"], true, None, Some((Operation::Alter, Resource::topic("o")))),
+            (vec!["topics", "o", "delete-records"], true, None, Some((Operation::Delete, Resource::topic("o")))),
+            (vec!["topics", "o", "delete-records"], false, None, Some((Operation::Describe, Resource::topic("o")))),
+            (vec!["groups", "g", "delete"], true, None, Some((Operation::Delete, Resource::group("g")))),
+            (vec!["groups", "g", "delete"], false, None, Some((Operation::Describe, Resource::group("g")))),
             (vec!["clients"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec![], false, None, None),
             (vec!["topics"], false, None, None),

@@ -121,7 +121,8 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) ->
     body.raw("<div class=\"stat\"><b>").text(described.members.len()).raw("</b>members</div>");
     body.raw("<div class=\"stat\" id=\"total-lag\"><b>").text(count(total_lag)).raw("</b>total lag</div></div>");
     if !page.is_read_only {
-        body.raw("<p>").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets").raw("</p>");
+        body.raw("<p>").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets");
+        body.raw(" · ").link(&format!("/groups/{}/delete", url_encode(group)), "Delete group").raw("</p>");
     }
     body.raw(
         "<h2>Members</h2><table id=\"members\"><tr><th>member</th><th>client</th><th>topics</th><th>assigned</th></tr>",
@@ -288,5 +289,37 @@ pub async fn reset(console: &Console, page: Page<'_>, group: &str, form: &Form) 
             page.render(200, "Offsets reset", body)
         }
         Err(status) => status_response(page, "Offsets not reset", &status),
+    }
+}
+
+pub fn delete_confirm(page: Page<'_>, group: &str) -> Response {
+    if page.is_read_only {
+        return page.error(403, "Read-only console", "Groups cannot be deleted from a read-only console.");
+    }
+    let mut body = Html::new();
+    body.raw("<p>Delete group <b>").text(group).raw("</b> and every offset it committed? A consumer joining it ");
+    body.raw("afterwards starts from its reset policy. The group must have no members.</p>");
+    page.form_open(&mut body, &format!("/groups/{}/delete", url_encode(group)));
+    hidden(&mut body, "confirm", "yes");
+    body.raw("<button id=\"confirm\" class=\"danger\">Yes, delete it</button> ");
+    body.link(&format!("/groups/{}", url_encode(group)), "Cancel").raw("</form>");
+    page.render(200, "Delete group?", body)
+}
+
+pub async fn delete(console: &Console, page: Page<'_>, group: &str, form: &Form) -> Response {
+    if form.get("confirm") != Some("yes") {
+        return delete_confirm(page, group);
+    }
+    let request = v1::DeleteGroupRequest { group: group.to_string() };
+    match super::leader::delete_group(console, page, request).await {
+        Ok(answer) => {
+            tracing::info!(%group, offsets = answer.deleted_offsets, "group deleted from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\">Group <b>").text(group).raw("</b> deleted (");
+            body.text(answer.deleted_offsets).raw(" committed offset(s) forgotten).</p>");
+            body.raw("<p><a href=\"/groups\">Consumer groups</a></p>");
+            page.render(200, "Group deleted", body)
+        }
+        Err(status) => status_response(page, "Group not deleted", &status),
     }
 }

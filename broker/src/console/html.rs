@@ -130,6 +130,11 @@ impl Form {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
+    /// Every field in the order sent, empty ones included.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
     /// The field parsed as `T`, or a message naming the field and what it accepts.
     pub fn number<T: std::str::FromStr>(&self, name: &str, accepts: &str) -> Result<Option<T>, String> {
         match self.get(name) {

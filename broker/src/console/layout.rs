@@ -116,8 +116,8 @@ impl Page<'_> {
 }
 
 /// Adds a hidden field (both escaped).
-pub fn hidden(html: &mut Html, name: &'static str, value: &str) {
-    html.raw("<input type=\"hidden\" name=\"").raw(name).raw("\" value=\"").text(value).raw("\">");
+pub fn hidden(html: &mut Html, name: &str, value: &str) {
+    html.raw("<input type=\"hidden\" name=\"").text(name).raw("\" value=\"").text(value).raw("\">");
 }
 
 /// `1234567` as `1,234,567`.

@@ -1,9 +1,11 @@
-//! On a cluster, a partition's records are read, listed and written on its leader only (`not-leader`
-//! elsewhere), and a group is described and reset on its coordinator only (`not-coordinator`). The console of
-//! any node shows and changes them all the same: it calls this node's handler first, as on a single node, and
-//! when that refuses naming the leader (or coordinator), it sends the same request to that node's `Records` (or
-//! `ConsumerGroups`) service over a peer channel (`tls/peer.rs`), with the page's principal in
+//! On a cluster, a partition's records are read, listed, written and deleted on its leader only (`not-leader`
+//! elsewhere), and a group is described, reset and deleted on its coordinator only (`not-coordinator`). The
+//! console of any node shows and changes them all the same: it calls this node's handler first, as on a single
+//! node, and when that refuses naming the leader (or coordinator), it sends the same request to that node's
+//! `Records` (or `ConsumerGroups`) service over a peer channel (`tls/peer.rs`), with the page's principal in
 //! `rill-forwarded-principal` (`auth/forwarded.rs`), so that node authorizes the console's user, not this node.
+//! A DeleteRecords answers each partition on its own: those refused `not-leader` go to their leaders by this
+//! node's metadata (`TopicAdmin` there).
 //!
 //! Invariants:
 //! - One hop: a request sent on is never sent on again (a leader that moved meanwhile answers `not-leader`,
@@ -20,7 +22,10 @@ use rill_protocol::reason::{
 };
 use rill_protocol::v1::consumer_groups_client::ConsumerGroupsClient;
 use rill_protocol::v1::records_client::RecordsClient;
-use rill_protocol::v1::{self, consumer_groups_server::ConsumerGroups, records_server::Records};
+use rill_protocol::v1::topic_admin_client::TopicAdminClient;
+use rill_protocol::v1::{
+    self, consumer_groups_server::ConsumerGroups, records_server::Records, topic_admin_server::TopicAdmin,
+};
 use tonic::Status;
 
 use super::layout::Page;
@@ -208,6 +213,81 @@ pub async fn reset_offsets(
             None => Err(status),
         },
     }
+}
+
+/// `ConsumerGroups/DeleteGroup`, on this node or the group's coordinator.
+pub async fn delete_group(
+    console: &Console,
+    page: Page<'_>,
+    request: v1::DeleteGroupRequest,
+) -> Result<v1::DeleteGroupResponse, Status> {
+    match console.service.delete_group(page.request(request.clone())).await {
+        Ok(answer) => Ok(answer.into_inner()),
+        Err(status) => match leader_in(&status) {
+            Some(coordinator) => {
+                on_leader(console, page, &coordinator, request, |c, r| async move {
+                    ConsumerGroupsClient::new(c).delete_group(r).await
+                })
+                .await
+            }
+            None => Err(status),
+        },
+    }
+}
+
+/// `TopicAdmin/DeleteRecords`, on this node for the partitions it leads and on each other partition's leader (by
+/// this node's metadata) for the rest, answered in the request's order. A leader out of reach answers its
+/// partitions with the reason and message the page shows.
+pub async fn delete_records(
+    console: &Console,
+    page: Page<'_>,
+    request: v1::DeleteRecordsRequest,
+) -> Result<Vec<v1::DeleteRecordsResult>, Status> {
+    let mut results = console.service.delete_records(page.request(request.clone())).await?.into_inner().partitions;
+    let Some(replication) = &console.node.replication else { return Ok(results) };
+    let metadata = replication.metadata();
+    let not_leader = Reason::NotLeader.as_str();
+    let mut by_leader: std::collections::BTreeMap<u64, Vec<usize>> = std::collections::BTreeMap::new();
+    for (at, result) in results.iter().enumerate() {
+        let placed = metadata.topics.get(&request.topic).and_then(|t| t.partitions.get(result.partition as usize));
+        if let (true, Some(leader)) = (result.error_reason == not_leader, placed.and_then(|p| p.leader)) {
+            by_leader.entry(leader).or_default().push(at);
+        }
+    }
+    for (id, at) in by_leader {
+        let Some(address) = metadata.address_of(id) else { continue };
+        let leader = Leader { role: "leader", id: Some(id), address: address.to_owned(), partition: None };
+        let asked: Vec<v1::DeleteRecordsBefore> = at
+            .iter()
+            .filter_map(|&i| request.partitions.iter().find(|p| p.partition == results[i].partition).cloned())
+            .collect();
+        let sent = v1::DeleteRecordsRequest { partitions: asked, ..request.clone() };
+        let answered =
+            on_leader(
+                console,
+                page,
+                &leader,
+                sent,
+                |c, r| async move { TopicAdminClient::new(c).delete_records(r).await },
+            )
+            .await;
+        for i in at {
+            let partition = results[i].partition;
+            results[i] = match &answered {
+                Ok(answer) => match answer.partitions.iter().find(|r| r.partition == partition) {
+                    Some(result) => result.clone(),
+                    None => continue,
+                },
+                Err(status) => v1::DeleteRecordsResult {
+                    partition,
+                    low_watermark: -1,
+                    error_reason: reason_of(status).map_or("unavailable", Reason::as_str).to_owned(),
+                    error_message: status.message().to_owned(),
+                },
+            };
+        }
+    }
+    Ok(results)
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The web console (docs/console.md): server-rendered pages at the admin listener's root for topics, messages,
-//! consumer groups and throughput, and forms that create and delete topics, produce a test message and reset a
-//! group's offsets.
+//! consumer groups and throughput, and forms that create and delete topics, change a topic's settings, add
+//! partitions, delete records, produce a test message, and reset a group's offsets or delete the group.
 //!
 //! Every page and action calls the gRPC service's own handlers ([`RillService`]'s `TopicAdmin`, `Records` and
 //! `ConsumerGroups` methods), so a console action is validated exactly as the same API call is and there is no
 //! second implementation of topic or group logic; a refusal is shown as the status message the API would send.
+//! The one form that speaks Kafka's config names, a topic's settings, calls the function behind both protocols'
+//! config handlers instead (`topic_settings.rs`).
 //!
 //! Invariants:
 //! - Data (names, keys, values, headers) reaches markup only through [`html::Html::text`], which escapes it;
@@ -33,8 +35,10 @@ mod live;
 mod login;
 mod messages;
 mod overview;
+mod partitions;
 mod schemas;
 mod throughput;
+mod topic_settings;
 mod topics;
 
 use std::sync::Arc;
@@ -164,6 +168,14 @@ impl Console {
             },
             (["topics", topic, "delete"], None) => topics::delete_confirm(page, topic),
             (["topics", topic, "delete"], Some(form)) => topics::delete(self, page, topic, &form).await,
+            (["topics", topic, "settings"], None) => topic_settings::show(self, page, topic).await,
+            (["topics", topic, "settings"], Some(form)) => topic_settings::change(self, page, topic, &form).await,
+            (["topics", topic, "partitions"], None) => partitions::add_form(self, page, topic).await,
+            (["topics", topic, "partitions"], Some(form)) => partitions::add(self, page, topic, &form).await,
+            (["topics", topic, "delete-records"], None) => partitions::delete_records_form(self, page, topic).await,
+            (["topics", topic, "delete-records"], Some(form)) => {
+                partitions::delete_records(self, page, topic, &form).await
+            }
             (["topics", topic, "messages"], None) => messages::browse(self, page, topic, &query).await,
             (["topics", topic, "messages.json"], None) => messages::download(self, page, topic, &query).await,
             (["topics", topic, "produce"], None) => messages::produce_form(page, topic, &query),
@@ -175,6 +187,8 @@ impl Console {
             },
             (["groups", group, "reset"], None) => groups::reset_form(self, page, group).await,
             (["groups", group, "reset"], Some(form)) => groups::reset(self, page, group, &form).await,
+            (["groups", group, "delete"], None) => groups::delete_confirm(page, group),
+            (["groups", group, "delete"], Some(form)) => groups::delete(self, page, group, &form).await,
             (["schemas"], None) => schemas::list(self, page, &query),
             (["clients"], None) => clients::list(self, page),
             (["schemas", subject], None) => schemas::show(self, page, subject, &query),

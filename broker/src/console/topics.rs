@@ -116,7 +116,12 @@ pub async fn show(console: &Console, page: Page<'_>, name: &str, live: Live) -> 
     body.raw("<p>").link(&format!("/topics/{encoded}/messages"), "Browse messages");
     if !page.is_read_only {
         body.raw(" · ").link(&format!("/topics/{encoded}/produce"), "Produce a test message");
+        body.raw(" · ").link(&format!("/topics/{encoded}/settings"), "Edit settings");
+        body.raw(" · ").link(&format!("/topics/{encoded}/partitions"), "Add partitions");
+        body.raw(" · ").link(&format!("/topics/{encoded}/delete-records"), "Delete records");
         body.raw(" · ").link(&format!("/topics/{encoded}/delete"), "Delete topic");
+    } else {
+        body.raw(" · ").link(&format!("/topics/{encoded}/settings"), "All settings");
     }
     body.raw("</p><h2>Partitions</h2><table id=\"partitions\"><tr><th class=\"num\">partition</th>");
     body.raw("<th class=\"num\">start offset</th><th class=\"num\">end offset</th><th class=\"num\">records</th>");

@@ -21,7 +21,6 @@ use super::topics_admin::admin_error;
 use super::KafkaContext;
 use crate::client_telemetry::SubscriptionSource;
 use crate::group_config::GroupConfigType;
-use crate::topic_config::TopicConfigState;
 
 use super::list_config_resources::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP, RESOURCE_TOPIC};
 /// Kafka's CLIENT_METRICS_CONFIG config source: a subscription's own setting.
@@ -158,26 +157,8 @@ fn client_metrics_entries(kafka: &KafkaContext, name: &str) -> Vec<ConfigEntry> 
         .collect()
 }
 
-/// Every key of topic `name` with the value it runs with. A cluster's settings are the metadata's (a node applies
-/// an alter to its logs a moment after it learns of it); a single node's are its registry's, with
-/// min.insync.replicas and the replication factor 1.
+/// Every key of topic `name` with the value it runs with (`topic_config::current_state`).
 pub(super) fn topic_config_entries(kafka: &KafkaContext, name: &str) -> crate::error::Result<Vec<ConfigEntry>> {
-    let (state, replication_factor) = placed_state(kafka, name).map_or_else(|| local_state(kafka, name), Ok)?;
+    let (state, replication_factor) = crate::topic_config::current_state(&kafka.node, name)?;
     Ok(topic_entries(&state, replication_factor, &kafka.node.config, &crate::topic_defaults::current(&kafka.node)))
-}
-
-fn placed_state(kafka: &KafkaContext, name: &str) -> Option<(TopicConfigState, u32)> {
-    let metadata = kafka.controller.as_ref()?.metadata();
-    let placed = metadata.topics.get(name)?;
-    let state = TopicConfigState { settings: placed.settings.clone(), min_insync_replicas: placed.min_insync_replicas };
-    Some((state, placed.replication_factor()))
-}
-
-fn local_state(kafka: &KafkaContext, name: &str) -> crate::error::Result<(TopicConfigState, u32)> {
-    // A cluster's topics are the metadata's alone: a local copy it lacks is a deleted topic's, not yet removed.
-    if let Some(replication) = &kafka.node.replication {
-        return Err(replication.unknown_topic(name));
-    }
-    let topic = kafka.node.registry.topic(name)?;
-    Ok((TopicConfigState { settings: topic.settings(), min_insync_replicas: 1 }, 1))
 }

@@ -93,7 +93,7 @@ pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG: a setting made for every broker of the cluster at once.
-const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;

@@ -1,6 +1,7 @@
 //! The console of a cluster node that does not lead a partition, on three real `rill broker` processes with
-//! mutual TLS between the nodes and authorization on: it shows the partition's records, produces to it, and its
-//! user's ACLs apply, as on the leader's own console (docs/console.md, "On a cluster").
+//! mutual TLS between the nodes and authorization on: it shows the partition's records, produces to it, changes
+//! the topic's settings and partitions, deletes its records on each leader and groups on their coordinators, and
+//! its user's ACLs apply, as on the leader's own console (docs/console.md, "On a cluster").
 
 use crate::common;
 
@@ -173,5 +174,63 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
             (cells.len() >= 3 && cells[0] == "orders" && cells[1] == "0").then(|| cells[2].to_owned())
         });
         assert_eq!(committed.as_deref(), Some(node_id.to_string().as_str()), "{described:?}");
+    }
+
+    // Changes to the topic from the follower's console: its settings and partition count through the replicated
+    // metadata, seen on every node; records deleted in every partition, each on its own leader, three nodes in
+    // all when the leaders are spread. Alice may read and write, not change or delete: refused first.
+    let admin_session = sign_in(console, "admin");
+    let (_, page) = get(console, "/topics/orders/settings", &admin_session);
+    let csrf = csrf_in(&page);
+    let alice_csrf = csrf_in(&get(console, "/topics/orders/produce", &alice).1);
+    for (path, form) in
+        [("settings", "set.retention.ms=1"), ("delete-records", "confirm=yes"), ("partitions", "partitions=9")]
+    {
+        let (status, page) =
+            post_form(console, &format!("/topics/orders/{path}"), &alice, &format!("csrf={alice_csrf}&{form}"));
+        assert!(status == 403 && page.contains("User:alice is not authorized"), "{path}: {page}");
+    }
+    let form = format!("csrf={csrf}&set.retention.ms=3600000&confirm=yes");
+    let (status, page) = post_form(console, "/topics/orders/settings", &admin_session, &form);
+    assert_eq!(status, 200, "{page}");
+    let form = format!("csrf={csrf}&partitions=4&confirm=yes");
+    let (status, page) = post_form(console, "/topics/orders/partitions", &admin_session, &form);
+    assert_eq!(status, 200, "{page}");
+    for node_id in 1..=3 {
+        let console = cluster.admin(node_id);
+        let session = sign_in(console, "admin");
+        eventually("the settings and the fourth partition on every node", || {
+            let settings = get(console, "/topics/orders/settings", &session).1;
+            let topic = get(console, "/topics/orders?live=0", &session).1;
+            let is_set = settings.contains("<tr><td><code>retention.ms</code></td><td>3600000</td><td>this topic</td>");
+            (is_set && topic.contains("/topics/orders/messages?partition=3&")).then_some(())
+        });
+    }
+    let (status, page) =
+        post_form(console, "/topics/orders/delete-records", &admin_session, &format!("csrf={csrf}&confirm=yes"));
+    assert_eq!(status, 200, "leaders {leaders:?}, console of node {follower}: {page}");
+    assert!(page.contains("deleted.</p>"), "{page}");
+    for partition in 0..4u32 {
+        let args = ["consume", "orders", "--partition", &partition.to_string(), "--from-beginning"];
+        let left = rill_as(&first, &ca, &admin, &args);
+        assert_eq!(left.ok().trim(), "", "partition {partition} has no record left");
+    }
+
+    // Groups deleted from each node's console, two of which are not a given group's coordinator.
+    for node_id in 2..=3 {
+        let group = format!("g{node_id}");
+        let args = ["group", "reset-offsets", &group, "--topic", "orders", "--to-earliest"];
+        eventually("a group's offsets committed", || {
+            rill_as(&first, &ca, &admin, &args).status.success().then_some(())
+        });
+    }
+    for (node_id, group) in [(1, "g"), (2, "g2"), (3, "g3")] {
+        let console = cluster.admin(node_id);
+        let session = sign_in(console, "admin");
+        let csrf = csrf_in(&get(console, &format!("/groups/{group}/delete"), &session).1);
+        let (status, page) =
+            post_form(console, &format!("/groups/{group}/delete"), &session, &format!("csrf={csrf}&confirm=yes"));
+        assert!(status == 200 && page.contains("deleted ("), "{group} through node {node_id}: {page}");
+        rill_as(&first, &ca, &admin, &["group", "describe", group]).fails(1, group);
     }
 }

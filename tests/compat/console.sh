@@ -2,8 +2,9 @@
 # The web console in a real browser: Debian's headless Chromium driven by Selenium (chromium-driver from Debian,
 # selenium from PyPI into target/compat/console-venv; nothing downloaded from a browser CDN), against a real
 # `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
-# produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic with
-# their confirmations, and that a value and a header holding markup are shown as text with no script run.
+# produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic, a
+# topic's settings, added partitions and deleted records with their confirmations, and that a value and a header
+# holding markup are shown as text with no script run.
 # Then signing in: a second broker with `--admin-auth required` sends Chromium to its sign-in page, refuses a
 # wrong password, lets the right one in (the page shows who is signed in) and signs out.
 # Screenshots land in target/compat/console/.
@@ -162,6 +163,49 @@ try:
     check("deleted" in driver.find_element(By.TAG_NAME, "main").text, "the topic was deleted")
     text = visit("/topics", "topics-after-delete")
     check("made-in-browser" not in text, "the deleted topic is gone from the list")
+
+    # A topic's settings, partitions and records, each through its form and confirmation, from the topic's page.
+    visit("/topics/orders?live=0", "topic-actions")
+    submit(driver.find_element(By.LINK_TEXT, "Edit settings"))
+    screenshot(driver, f"{shots}/settings.png")
+    source = lambda key: driver.find_element(By.XPATH, f'//table[@id="topic-settings"]//tr[td/code="{key}"]/td[3]').text
+    check(source("retention.ms") == "cluster default", f"retention.ms follows the cluster default: {source('retention.ms')}")
+    driver.find_element(By.NAME, "set.retention.ms").send_keys("86400000")
+    driver.find_element(By.NAME, "set.compression.type").send_keys("zstd")
+    submit(driver.find_element(By.ID, "review"))
+    screenshot(driver, f"{shots}/settings-confirm.png")
+    changes = driver.find_element(By.ID, "changes").text
+    check("259200000" in changes and "86400000" in changes and "zstd" in changes, f"now and after: {changes}")
+    submit(driver.find_element(By.ID, "confirm"))
+    check("changed" in driver.find_element(By.TAG_NAME, "main").text, "the settings were changed")
+    described = subprocess.run([rill, "topic", "describe", "orders"], capture_output=True, text=True, timeout=30).stdout
+    check("86400000" in described and "zstd" in described, f"the CLI sees the new settings: {described}")
+    visit("/topics/orders/settings", "settings-after")
+    check(source("retention.ms") == "this topic", "retention.ms is the topic's own now")
+    driver.find_element(By.NAME, "reset.retention.ms").click()
+    submit(driver.find_element(By.ID, "review"))
+    submit(driver.find_element(By.ID, "confirm"))
+    visit("/topics/orders/settings", "settings-reset")
+    check(source("retention.ms") == "cluster default", "ticked back to the cluster default")
+
+    visit("/topics/orders/partitions", "partitions-form")
+    count_input = driver.find_element(By.NAME, "partitions")
+    count_input.clear()
+    count_input.send_keys("4")
+    submit(driver.find_element(By.CSS_SELECTOR, "main form button"))
+    check("from 3 to 4 partitions" in driver.find_element(By.TAG_NAME, "main").text, "the confirmation names both counts")
+    submit(driver.find_element(By.ID, "confirm"))
+    visit("/topics/orders?live=0", "topic-four-partitions")
+    check(len(driver.find_elements(By.CSS_SELECTOR, "#partitions tr")) == 5, "the topic has four partitions")
+
+    visit("/topics/orders/delete-records", "delete-records-form")
+    driver.find_element(By.NAME, "partition").send_keys("2")
+    submit(driver.find_element(By.CSS_SELECTOR, "main form button"))
+    submit(driver.find_element(By.ID, "confirm"))
+    screenshot(driver, f"{shots}/records-deleted.png")
+    check("deleted." in driver.find_element(By.TAG_NAME, "main").text, "partition 2's records were deleted")
+    visit("/topics/orders/messages?partition=2&from=earliest", "messages-after-delete")
+    check(not driver.find_elements(By.CSS_SELECTOR, "#messages td.value"), "partition 2 shows no record from the earliest")
 
     # The throughput chart, once the sampler has two readings (it samples every 5 s).
     deadline = time.time() + 20

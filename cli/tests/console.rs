@@ -87,7 +87,7 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
 
     let pages = ["/", "/topics", "/topics?q=ord", "/topics/orders", "/groups", "/groups/billing", "/create-topic"];
     let forms = ["/topics/orders/settings", "/topics/orders/partitions", "/topics/orders/delete-records"];
-    for path in pages.into_iter().chain(forms).chain(["/groups/billing/delete"]) {
+    for path in pages.into_iter().chain(forms).chain(["/groups/billing/delete", "/topic-defaults"]) {
         let page = get(admin, path);
         assert_eq!(page.status, 200, "{path}: {page:?}");
         assert!(page.head.contains("content-security-policy: default-src 'none'"), "{path}: {}", page.head);
@@ -303,6 +303,50 @@ fn a_topics_settings_partitions_and_records_and_a_group_change_after_a_confirmat
 }
 
 #[test]
+fn the_clusters_topic_defaults_change_from_the_console_after_a_confirmation() {
+    let broker = broker("on");
+    let (admin, addr) = (&broker.admin, &broker.addr);
+    rill(addr, &["topic", "create", "follows"]).ok();
+    rill(addr, &["topic", "create", "owns", "--config", "retention.ms=1000"]).ok();
+    let default_row = |key: &str| {
+        let rows = table_rows(&get(admin, "/topic-defaults").body, "defaults");
+        let row = rows.iter().find(|row| row[0] == key).unwrap_or_else(|| panic!("no {key} in {rows:?}"));
+        (row[1].clone(), row[2].clone())
+    };
+    assert_eq!(default_row("log.retention.ms"), ("604800000".into(), "broker".into()));
+    assert!(get(admin, "/topics").body.contains("<a href=\"/topic-defaults\">Change them</a>"), "linked");
+    let token = csrf_token(admin, "/topic-defaults");
+
+    let asked = post(admin, "/topic-defaults", &format!("csrf={token}&set.log.retention.ms=3600000"));
+    assert!(asked.status == 200 && asked.body.contains("1 topic(s) take the new values now"), "{asked:?}");
+    assert_eq!(table_rows(&asked.body, "changes"), [["log.retention.ms", "604800000", "3600000"]]);
+    assert_eq!(default_row("log.retention.ms").1, "broker", "not yet");
+    let changed = post(admin, "/topic-defaults", &format!("csrf={token}&set.log.retention.ms=3600000&confirm=yes"));
+    assert!(changed.status == 200 && changed.body.contains("1 topic(s) took the new values"), "{changed:?}");
+    assert_eq!(default_row("log.retention.ms"), ("3600000".into(), "cluster".into()));
+    let follows = get(admin, "/topics/follows/settings").body;
+    assert_eq!(setting(&follows, "retention.ms"), ("3600000".into(), "cluster default".into()));
+    assert_eq!(
+        setting(&get(admin, "/topics/owns/settings").body, "retention.ms"),
+        ("1000".into(), "this topic".into())
+    );
+    let shown = rill(addr, &["topic", "defaults"]);
+    assert!(shown.ok().contains("3600000"), "the API sees it: {}", shown.ok());
+
+    // Refused as the API refuses (naming the broker key), and keys that are no topic default.
+    let bad = post(admin, "/topic-defaults", &format!("csrf={token}&set.log.retention.ms=soon&confirm=yes"));
+    assert!(bad.status == 400 && bad.body.contains("log.retention.ms") && bad.body.contains("soon"), "{bad:?}");
+    let unknown = post(admin, "/topic-defaults", &format!("csrf={token}&set.num.partitions=3"));
+    assert!(unknown.status == 400 && unknown.body.contains("num.partitions"), "{unknown:?}");
+    assert_eq!(default_row("log.retention.ms").0, "3600000", "nothing changed by a refusal");
+
+    let reset = post(admin, "/topic-defaults", &format!("csrf={token}&reset.log.retention.ms=yes&confirm=yes"));
+    assert_eq!(reset.status, 200, "{reset:?}");
+    assert_eq!(default_row("log.retention.ms"), ("604800000".into(), "broker".into()));
+    assert_eq!(setting(&get(admin, "/topics/follows/settings").body, "retention.ms").0, "604800000");
+}
+
+#[test]
 fn a_write_without_the_token_or_from_another_origin_is_refused() {
     let broker = broker("on");
     let admin = &broker.admin;
@@ -350,6 +394,9 @@ fn a_read_only_console_shows_everything_and_changes_nothing() {
     let settings = get(admin, "/topics/kept/settings");
     assert!(settings.status == 200 && settings.body.contains("retention.ms"), "{settings:?}");
     assert!(!settings.body.contains("<form") && !settings.body.contains("<input"), "{}", settings.body);
+    let defaults = get(admin, "/topic-defaults");
+    assert!(defaults.status == 200 && !defaults.body.contains("<input"), "{defaults:?}");
+    assert_eq!(post(admin, "/topic-defaults", "csrf=anything&set.log.retention.ms=1&confirm=yes").status, 403);
     for path in ["/topics/kept/partitions", "/topics/kept/delete-records", "/groups/g/delete"] {
         assert_eq!(get(admin, path).status, 403, "{path}");
     }

@@ -403,6 +403,21 @@ fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
         plain(admin, "POST", "/create-topic", &post, &format!("csrf={token}&name=hers&partitions=1&confirm=yes"));
     assert_eq!(made.status, 403, "{made:?}");
     assert!(made.body.contains("User:alice is not authorized to create"), "no CREATE for alice: {}", made.body);
+    // READ on public is none of Kafka's config, ALTER or DELETE rights, nor anything on the cluster.
+    for (method, path, body, refusal) in [
+        ("GET", "/topics/public/settings", "", "describe_configs topic"),
+        ("POST", "/topics/public/settings", "set.retention.ms=1&confirm=yes", "alter_configs topic"),
+        ("POST", "/topics/public/partitions", "partitions=2&confirm=yes", "alter topic"),
+        ("POST", "/topics/public/delete-records", "confirm=yes", "delete topic"),
+        ("GET", "/topic-defaults", "", "describe_configs the cluster"),
+        ("POST", "/topic-defaults", "set.log.retention.ms=1&confirm=yes", "alter_configs the cluster"),
+        ("POST", "/groups/theirs/delete", "confirm=yes", "delete group"),
+    ] {
+        let sent = if method == "GET" { &as_alice } else { &post };
+        let answer = plain(admin, method, path, sent, &format!("csrf={token}&{body}"));
+        let said = format!("User:alice is not authorized to {refusal}");
+        assert!(answer.status == 403 && answer.body.contains(&said), "{method} {path}: {answer:?}");
+    }
     drop(broker);
     let open = AdminBroker::start_in(data.path(), &[]);
     assert!(!rill(&open.addr, &["topic", "list"]).ok().contains("hers"), "nothing was created");

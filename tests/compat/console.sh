@@ -3,8 +3,8 @@
 # selenium from PyPI into target/compat/console-venv; nothing downloaded from a browser CDN), against a real
 # `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
 # produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic, a
-# topic's settings, added partitions and deleted records with their confirmations, and that a value and a header
-# holding markup are shown as text with no script run.
+# topic's settings, the cluster's topic defaults, added partitions and deleted records with their confirmations,
+# and that a value and a header holding markup are shown as text with no script run.
 # Then signing in: a second broker with `--admin-auth required` sends Chromium to its sign-in page, refuses a
 # wrong password, lets the right one in (the page shows who is signed in) and signs out.
 # Screenshots land in target/compat/console/.
@@ -206,6 +206,20 @@ try:
     check("deleted." in driver.find_element(By.TAG_NAME, "main").text, "partition 2's records were deleted")
     visit("/topics/orders/messages?partition=2&from=earliest", "messages-after-delete")
     check(not driver.find_elements(By.CSS_SELECTOR, "#messages td.value"), "partition 2 shows no record from the earliest")
+
+    # The cluster's topic defaults, from the topic list's link: a retention by size both topics take.
+    visit("/topics", "topics-defaults-link")
+    submit(driver.find_element(By.LINK_TEXT, "Change them"))
+    driver.find_element(By.NAME, "set.log.retention.bytes").send_keys("1073741824")
+    submit(driver.find_element(By.ID, "review"))
+    screenshot(driver, f"{shots}/defaults-confirm.png")
+    followers = driver.find_element(By.ID, "topics-changed").text
+    check(followers.startswith("2 topic(s)"), f"both topics follow the change: {followers}")
+    submit(driver.find_element(By.ID, "confirm"))
+    visit("/topics/hostile/settings", "settings-following-default")
+    check(source("retention.bytes") == "cluster default", "hostile takes the new default")
+    value = driver.find_element(By.XPATH, '//table[@id="topic-settings"]//tr[td/code="retention.bytes"]/td[2]').text
+    check(value == "1073741824", f"at the default's value: {value}")
 
     # The throughput chart, once the sampler has two readings (it samples every 5 s).
     deadline = time.time() + 20

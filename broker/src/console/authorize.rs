@@ -38,6 +38,9 @@ pub fn needed_by<'a>(
     use Operation::*;
     Some(match (segments, is_post) {
         (["create-topic"], true) => (Create, Resource::topic(form_name.unwrap_or(""))),
+        // Kafka's rules for a broker resource's configs.
+        (["topic-defaults"], false) => (DescribeConfigs, Resource::cluster()),
+        (["topic-defaults"], true) => (AlterConfigs, Resource::cluster()),
         (["topics", topic], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
         (["topics", topic, "delete"], false) => (Describe, Resource::topic(topic)),
@@ -84,6 +87,8 @@ mod tests {
             (vec!["topics", "o", "partitions"], true, None, Some((Operation::Alter, Resource::topic("o")))),
             (vec!["topics", "o", "delete-records"], true, None, Some((Operation::Delete, Resource::topic("o")))),
             (vec!["topics", "o", "delete-records"], false, None, Some((Operation::Describe, Resource::topic("o")))),
+            (vec!["topic-defaults"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
+            (vec!["topic-defaults"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
             (vec!["groups", "g", "delete"], true, None, Some((Operation::Delete, Resource::group("g")))),
             (vec!["groups", "g", "delete"], false, None, Some((Operation::Describe, Resource::group("g")))),
             (vec!["clients"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),

@@ -1,6 +1,7 @@
 //! The web console (docs/console.md): server-rendered pages at the admin listener's root for topics, messages,
-//! consumer groups and throughput, and forms that create and delete topics, change a topic's settings, add
-//! partitions, delete records, produce a test message, and reset a group's offsets or delete the group.
+//! consumer groups and throughput, and forms that create and delete topics, change a topic's settings and the
+//! cluster's topic defaults, add partitions, delete records, produce a test message, and reset a group's offsets
+//! or delete the group.
 //!
 //! Every page and action calls the gRPC service's own handlers ([`RillService`]'s `TopicAdmin`, `Records` and
 //! `ConsumerGroups` methods), so a console action is validated exactly as the same API call is and there is no
@@ -26,6 +27,7 @@
 pub mod authorize;
 mod chart;
 mod clients;
+mod config_form;
 mod groups;
 pub mod html;
 mod lag_history;
@@ -38,6 +40,7 @@ mod overview;
 mod partitions;
 mod schemas;
 mod throughput;
+mod topic_defaults;
 mod topic_settings;
 mod topics;
 
@@ -160,6 +163,8 @@ impl Console {
                 body: STYLESHEET.as_bytes().to_vec(),
             },
             (["topics"], None) => topics::list(self, page, &query).await,
+            (["topic-defaults"], None) => topic_defaults::show(self, page).await,
+            (["topic-defaults"], Some(form)) => topic_defaults::change(self, page, &form).await,
             (["create-topic"], None) => topics::create_form(self, page, &query),
             (["create-topic"], Some(form)) => topics::create(self, page, &form).await,
             (["topics", topic], None) => match live::Live::from_query(&query) {

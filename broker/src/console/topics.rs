@@ -79,6 +79,7 @@ async fn topic_defaults(console: &Console, page: Page<'_>, body: &mut Html) {
             set.join(", ")
         ));
     }
+    body.raw(" ").link("/topic-defaults", if page.is_read_only { "All topic defaults" } else { "Change them" });
     body.raw("</p>");
 }
 

@@ -233,4 +233,41 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
         assert!(status == 200 && page.contains("deleted ("), "{group} through node {node_id}: {page}");
         rill_as(&first, &ca, &admin, &["group", "describe", group]).fails(1, group);
     }
+
+    // A user made on node 2's console, given an ACL on node 3's, signs in and reads on node 1's: users and ACLs
+    // are the cluster's. The ACL removed and the user deleted on other nodes' consoles hold everywhere too.
+    let on = |node_id: u64| {
+        let console = cluster.admin(node_id).to_owned();
+        let session = sign_in(&console, "admin");
+        let csrf = csrf_in(&get(&console, "/users", &session).1);
+        (console, session, csrf)
+    };
+    let (console_2, session_2, csrf_2) = on(2);
+    let form = format!("csrf={csrf_2}&name=carol&password=pw&again=pw");
+    let (status, page) = post_form(&console_2, "/users", &session_2, &form);
+    assert!(status == 200 && page.contains("User:carol</b> created"), "{page}");
+    let (console_3, session_3, csrf_3) = on(3);
+    let binding = "principal=User%3Acarol&permission=allow&operation=describe&resource_type=topic&pattern_type=literal&name=orders&host=*";
+    let (status, page) = post_form(&console_3, "/acls", &session_3, &format!("csrf={csrf_3}&{binding}&confirm=yes"));
+    assert!(status == 200 && page.contains("Binding added"), "{page}");
+    let console_1 = cluster.admin(1).to_owned();
+    let carol = eventually("carol signs in on node 1", || {
+        let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{console_1}\r\n");
+        common::console::admin_http(&console_1, "POST", "/login", &form, "user=carol&password=pw").1
+    });
+    eventually("carol's ACL on node 1", || (get(&console_1, "/topics/orders", &carol).0 == 200).then_some(()));
+    let (status, page) = get(&console_1, "/topics/orders/messages?partition=0", &carol);
+    assert_eq!(status, 403, "describe is not read: {page}");
+    let (console_1, session_1, csrf_1) = on(1);
+    let (status, page) =
+        post_form(&console_1, "/acls/remove", &session_1, &format!("csrf={csrf_1}&{binding}&confirm=yes"));
+    assert!(status == 200 && page.contains("Binding removed"), "{page}");
+    let (status, page) =
+        post_form(&console_3, "/users/carol/delete", &session_3, &format!("csrf={csrf_3}&confirm=yes"));
+    assert_eq!(status, 200, "{page}");
+    eventually("carol gone from node 2", || {
+        let form = format!("Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://{console_2}\r\n");
+        let (status, _, _) = common::console::admin_http(&console_2, "POST", "/login", &form, "user=carol&password=pw");
+        (status == 401).then_some(())
+    });
 }

@@ -87,7 +87,8 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
 
     let pages = ["/", "/topics", "/topics?q=ord", "/topics/orders", "/groups", "/groups/billing", "/create-topic"];
     let forms = ["/topics/orders/settings", "/topics/orders/partitions", "/topics/orders/delete-records"];
-    for path in pages.into_iter().chain(forms).chain(["/groups/billing/delete", "/topic-defaults"]) {
+    let more = ["/groups/billing/delete", "/topic-defaults", "/users", "/acls", "/users/anyone/delete"];
+    for path in pages.into_iter().chain(forms).chain(more) {
         let page = get(admin, path);
         assert_eq!(page.status, 200, "{path}: {page:?}");
         assert!(page.head.contains("content-security-policy: default-src 'none'"), "{path}: {}", page.head);
@@ -347,6 +348,63 @@ fn the_clusters_topic_defaults_change_from_the_console_after_a_confirmation() {
 }
 
 #[test]
+fn users_and_acls_are_created_and_removed_from_the_console() {
+    let broker = broker("on");
+    let (admin, addr) = (&broker.admin, &broker.addr);
+    assert!(get(admin, "/users").body.contains("0 users."), "none yet");
+    let token = csrf_token(admin, "/users");
+
+    let differ = post(admin, "/users", &format!("csrf={token}&name=bob&password=pencil-123&again=pencil-12"));
+    assert!(differ.status == 400 && differ.body.contains("The two passwords differ"), "{differ:?}");
+    let made = post(admin, "/users", &format!("csrf={token}&name=bob&password=pencil+123%21&again=pencil+123%21"));
+    assert!(made.status == 200 && made.body.contains("User:bob</b> created"), "{made:?}");
+    assert!(!made.body.contains("pencil"), "the password is written into no page: {}", made.body);
+    assert!(rill(addr, &["user", "list"]).ok().contains("bob"), "the API sees bob");
+    let rows = table_rows(&get(admin, "/users").body, "users");
+    assert_eq!(rows[0][..3], ["User:bob", "SCRAM-SHA-256, SCRAM-SHA-512", "0"], "{rows:?}");
+    let twice = post(admin, "/users", &format!("csrf={token}&name=bob&password=x&again=x"));
+    assert!(twice.status == 409 && twice.body.contains("bob"), "{twice:?}");
+    let bad = post(admin, "/users", &format!("csrf={token}&name=bad+name&password=x&again=x"));
+    assert!(bad.status == 400 && bad.body.contains("bad name"), "{bad:?}");
+
+    // A binding: checked before the confirmation, added after it, removed after another.
+    assert!(get(admin, "/acls").body.contains("0 bindings."), "none yet");
+    let binding =
+        "principal=User%3Abob&permission=allow&operation=read&resource_type=topic&pattern_type=prefixed&name=orders-";
+    let asked = post(admin, "/acls", &format!("csrf={token}&{binding}"));
+    let wording = "allow User:bob to read every topic whose name starts with &quot;orders-&quot;?";
+    assert!(asked.status == 200 && asked.body.contains(wording), "{asked:?}");
+    assert!(get(admin, "/acls").body.contains("0 bindings."), "not yet");
+    let added = post(admin, "/acls", &format!("csrf={token}&{binding}&host=*&confirm=yes"));
+    assert!(added.status == 200 && added.body.contains("Binding added"), "{added:?}");
+    let listed = rill(addr, &["acl", "list"]);
+    assert!(listed.ok().contains("User:bob") && listed.ok().contains("orders-"), "the API sees it: {}", listed.ok());
+    let rows = table_rows(&get(admin, "/acls?q=BOB").body, "acls");
+    assert_eq!(rows[0][..7], ["User:bob", "allow", "read", "topic", "prefixed", "orders-", "*"], "{rows:?}");
+    assert!(table_rows(&get(admin, "/acls?q=carol").body, "acls").is_empty(), "the search keeps none");
+    let odd = post(admin, "/acls", &format!("csrf={token}&{}", binding.replace("read", "fly")));
+    assert!(odd.status == 400 && odd.body.contains("fly") && odd.body.contains("describe_configs"), "{odd:?}");
+    let nameless = post(admin, "/acls", &format!("csrf={token}&{}&confirm=yes", binding.replace("User%3Abob", "bob")));
+    assert_eq!(nameless.status, 400, "a principal is User:NAME: {nameless:?}");
+
+    let removing = post(admin, "/acls/remove", &format!("csrf={token}&{binding}&host=*"));
+    assert!(removing.body.contains("Yes, remove it") && removing.body.contains(wording), "{removing:?}");
+    let removed = post(admin, "/acls/remove", &format!("csrf={token}&{binding}&host=*&confirm=yes"));
+    assert!(removed.status == 200 && removed.body.contains("Binding removed"), "{removed:?}");
+    assert!(!rill(addr, &["acl", "list"]).ok().contains("User:bob"), "gone");
+    let again = post(admin, "/acls/remove", &format!("csrf={token}&{binding}&host=*&confirm=yes"));
+    assert_eq!(again.status, 404, "{again:?}");
+
+    let asked = post(admin, "/users/bob/delete", &format!("csrf={token}"));
+    assert!(asked.body.contains("Yes, delete it"), "{asked:?}");
+    let deleted = post(admin, "/users/bob/delete", &format!("csrf={token}&confirm=yes"));
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert!(!rill(addr, &["user", "list"]).ok().contains("bob"), "bob is gone");
+    let unknown = post(admin, "/users/bob/delete", &format!("csrf={token}&confirm=yes"));
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+}
+
+#[test]
 fn a_write_without_the_token_or_from_another_origin_is_refused() {
     let broker = broker("on");
     let admin = &broker.admin;
@@ -394,6 +452,10 @@ fn a_read_only_console_shows_everything_and_changes_nothing() {
     let settings = get(admin, "/topics/kept/settings");
     assert!(settings.status == 200 && settings.body.contains("retention.ms"), "{settings:?}");
     assert!(!settings.body.contains("<form") && !settings.body.contains("<input"), "{}", settings.body);
+    for path in ["/users", "/acls"] {
+        let list = get(admin, path);
+        assert!(list.status == 200 && !list.body.contains("<form method=\"post\""), "{path}: {list:?}");
+    }
     let defaults = get(admin, "/topic-defaults");
     assert!(defaults.status == 200 && !defaults.body.contains("<input"), "{defaults:?}");
     assert_eq!(post(admin, "/topic-defaults", "csrf=anything&set.log.retention.ms=1&confirm=yes").status, 403);

@@ -25,7 +25,12 @@ pub struct AclAdminService {
 
 impl AclAdminService {
     pub fn server(authorizer: Arc<Authorizer>) -> AclAdminServer<Self> {
-        AclAdminServer::new(Self { authorizer })
+        AclAdminServer::new(Self::new(authorizer))
+    }
+
+    /// The service itself, for a caller in this process (the console) that calls its handlers directly.
+    pub fn new(authorizer: Arc<Authorizer>) -> Self {
+        Self { authorizer }
     }
 
     fn authorize<T>(&self, request: &Request<T>, operation: Operation) -> Result<Arc<AclStore>, Status> {

@@ -21,7 +21,12 @@ pub struct UserAdminService {
 
 impl UserAdminService {
     pub fn server(users: Arc<UserStore>, authorizer: Arc<super::Authorizer>) -> UserAdminServer<Self> {
-        UserAdminServer::new(Self { users, authorizer })
+        UserAdminServer::new(Self::new(users, authorizer))
+    }
+
+    /// The service itself, for a caller in this process (the console) that calls its handlers directly.
+    pub fn new(users: Arc<UserStore>, authorizer: Arc<super::Authorizer>) -> Self {
+        Self { users, authorizer }
     }
 
     fn authorize<T>(&self, request: &Request<T>, operation: super::acl::Operation) -> Result<(), Status> {

@@ -40,6 +40,12 @@ pub fn needed_by<'a>(
         (["create-topic"], true) => (Create, Resource::topic(form_name.unwrap_or(""))),
         // Kafka's rules for a broker resource's configs.
         (["topic-defaults"], false) => (DescribeConfigs, Resource::cluster()),
+        // What the UserAdmin and AclAdmin services ask (Kafka's DescribeAcls, CreateAcls and DeleteAcls, and its
+        // SCRAM credential calls, ask the same).
+        (["users" | "acls"], false) | (["users", _, "delete"], false) => (Describe, Resource::cluster()),
+        (["users" | "acls"], true) | (["users", _, "delete"] | ["acls", "remove"], true) => {
+            (Alter, Resource::cluster())
+        }
         (["topic-defaults"], true) => (AlterConfigs, Resource::cluster()),
         (["topics", topic], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
@@ -88,6 +94,11 @@ mod tests {
             (vec!["topics", "o", "delete-records"], true, None, Some((Operation::Delete, Resource::topic("o")))),
             (vec!["topics", "o", "delete-records"], false, None, Some((Operation::Describe, Resource::topic("o")))),
             (vec!["topic-defaults"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
+            (vec!["users"], false, None, Some((Operation::Describe, Resource::cluster()))),
+            (vec!["users"], true, Some("bob"), Some((Operation::Alter, Resource::cluster()))),
+            (vec!["users", "bob", "delete"], true, None, Some((Operation::Alter, Resource::cluster()))),
+            (vec!["acls"], false, None, Some((Operation::Describe, Resource::cluster()))),
+            (vec!["acls", "remove"], true, None, Some((Operation::Alter, Resource::cluster()))),
             (vec!["topic-defaults"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
             (vec!["groups", "g", "delete"], true, None, Some((Operation::Delete, Resource::group("g")))),
             (vec!["groups", "g", "delete"], false, None, Some((Operation::Describe, Resource::group("g")))),

@@ -66,7 +66,8 @@ impl Page<'_> {
             return self.response(status, html);
         }
         html.raw("<a href=\"/\">Overview</a><a href=\"/topics\">Topics</a><a href=\"/groups\">Consumer groups</a>")
-            .raw("<a href=\"/schemas\">Schemas</a><a href=\"/clients\">Clients</a>");
+            .raw("<a href=\"/schemas\">Schemas</a><a href=\"/clients\">Clients</a><a href=\"/users\">Users</a>")
+            .raw("<a href=\"/acls\">ACLs</a>");
         if !self.is_read_only {
             html.raw("<a href=\"/create-topic\">Create topic</a>");
         } else {

@@ -1,10 +1,10 @@
 //! The web console (docs/console.md): server-rendered pages at the admin listener's root for topics, messages,
 //! consumer groups and throughput, and forms that create and delete topics, change a topic's settings and the
 //! cluster's topic defaults, add partitions, delete records, produce a test message, and reset a group's offsets
-//! or delete the group.
+//! or delete the group; and the users and ACLs, created, deleted, added and removed.
 //!
 //! Every page and action calls the gRPC service's own handlers ([`RillService`]'s `TopicAdmin`, `Records` and
-//! `ConsumerGroups` methods), so a console action is validated exactly as the same API call is and there is no
+//! `ConsumerGroups` methods, the `UserAdmin` and `AclAdmin` services'), so a console action is validated exactly as the same API call is and there is no
 //! second implementation of topic or group logic; a refusal is shown as the status message the API would send.
 //! The one form that speaks Kafka's config names, a topic's settings, calls the function behind both protocols'
 //! config handlers instead (`topic_settings.rs`).
@@ -39,6 +39,7 @@ mod messages;
 mod overview;
 mod partitions;
 mod schemas;
+mod security;
 mod throughput;
 mod topic_defaults;
 mod topic_settings;
@@ -65,6 +66,9 @@ const STYLESHEET: &str = include_str!("assets/console.css");
 /// The console's state: the service it calls, its mode, its CSRF token, and the throughput and lag history.
 pub struct Console {
     service: RillService,
+    /// The `UserAdmin` and `AclAdmin` handlers the Users and ACLs pages call.
+    users: crate::auth::service::UserAdminService,
+    acls: crate::auth::acl_service::AclAdminService,
     node: Arc<Node>,
     controller: Option<Arc<crate::cluster::Controller>>,
     /// Where this node serves gRPC and Kafka (the real port when the config said 0).
@@ -96,7 +100,21 @@ impl Console {
         let mut rng = rand::thread_rng();
         let csrf_token = (0..4).map(|_| format!("{:016x}", rng.gen::<u64>())).collect();
         let service = RillService::new(Arc::clone(&node));
-        Some(Self { service, node, controller, listen_addr, is_read_only, csrf_token, throughput, lag, auth })
+        let users = crate::auth::service::UserAdminService::new(Arc::clone(&node.users), Arc::clone(&node.authorizer));
+        let acls = crate::auth::acl_service::AclAdminService::new(Arc::clone(&node.authorizer));
+        Some(Self {
+            service,
+            users,
+            acls,
+            node,
+            controller,
+            listen_addr,
+            is_read_only,
+            csrf_token,
+            throughput,
+            lag,
+            auth,
+        })
     }
 
     /// Answers one console request, with the time it took in a `Server-Timing` header (what
@@ -195,6 +213,13 @@ impl Console {
             (["groups", group, "delete"], None) => groups::delete_confirm(page, group),
             (["groups", group, "delete"], Some(form)) => groups::delete(self, page, group, &form).await,
             (["schemas"], None) => schemas::list(self, page, &query),
+            (["users"], None) => security::users(self, page, &query).await,
+            (["users"], Some(form)) => security::create_user(self, page, &form).await,
+            (["users", user, "delete"], None) => security::delete_user_confirm(page, user),
+            (["users", user, "delete"], Some(form)) => security::delete_user(self, page, user, &form).await,
+            (["acls"], None) => security::acls(self, page, &query).await,
+            (["acls"], Some(form)) => security::add_acl(self, page, &form).await,
+            (["acls", "remove"], Some(form)) => security::remove_acl(self, page, &form).await,
             (["clients"], None) => clients::list(self, page),
             (["schemas", subject], None) => schemas::show(self, page, subject, &query),
             (_, None) => page.error(404, "Not found", "No console page has this address."),

@@ -3,8 +3,8 @@
 # selenium from PyPI into target/compat/console-venv; nothing downloaded from a browser CDN), against a real
 # `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
 # produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic, a
-# topic's settings, the cluster's topic defaults, added partitions and deleted records with their confirmations,
-# and that a value and a header holding markup are shown as text with no script run.
+# topic's settings, the cluster's topic defaults, added partitions, deleted records, a user and an ACL with their
+# confirmations, and that a value and a header holding markup are shown as text with no script run.
 # Then signing in: a second broker with `--admin-auth required` sends Chromium to its sign-in page, refuses a
 # wrong password, lets the right one in (the page shows who is signed in) and signs out.
 # Screenshots land in target/compat/console/.
@@ -54,7 +54,7 @@ SE_OFFLINE=true timeout 240 "$venv/bin/python" - "$admin" "$shots" "$rill" <<'PY
 import subprocess, sys, threading, time
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, "tests/compat")
 from console_browser import replaced, screenshot, start_chromium
@@ -220,6 +220,31 @@ try:
     check(source("retention.bytes") == "cluster default", "hostile takes the new default")
     value = driver.find_element(By.XPATH, '//table[@id="topic-settings"]//tr[td/code="retention.bytes"]/td[2]').text
     check(value == "1073741824", f"at the default's value: {value}")
+
+    # Users and ACLs: a user made with a password typed twice, a binding picked from the lists, then removed.
+    visit("/users", "users")
+    driver.find_element(By.NAME, "name").send_keys("dora")
+    driver.find_element(By.NAME, "password").send_keys("quill-456")
+    driver.find_element(By.NAME, "again").send_keys("quill-456")
+    submit(driver.find_element(By.ID, "create-user"))
+    check("User:dora created" in driver.find_element(By.TAG_NAME, "main").text, "the user was created")
+    check("quill-456" not in driver.page_source, "the password is in no page")
+    users = subprocess.run([rill, "user", "list"], capture_output=True, text=True, timeout=30).stdout
+    check("dora" in users, f"the CLI lists dora: {users}")
+    visit("/acls", "acls")
+    driver.find_element(By.NAME, "principal").send_keys("User:dora")
+    Select(driver.find_element(By.NAME, "operation")).select_by_visible_text("write")
+    driver.find_element(By.NAME, "name").send_keys("orders")
+    submit(driver.find_element(By.ID, "add-acl"))
+    binding = driver.find_element(By.ID, "binding").text
+    check(binding == 'allow User:dora to write topic "orders"?', f"the confirmation words the binding: {binding}")
+    submit(driver.find_element(By.ID, "confirm"))
+    visit("/acls?q=dora", "acls-dora")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#acls tr")[1:]
+    check(len(rows) == 1 and "write" in rows[0].text, f"the binding is listed: {[r.text for r in rows]}")
+    submit(rows[0].find_element(By.TAG_NAME, "button"))
+    submit(driver.find_element(By.ID, "confirm"))
+    check("Binding removed" in driver.find_element(By.TAG_NAME, "main").text, "the binding was removed")
 
     # The throughput chart, once the sampler has two readings (it samples every 5 s).
     deadline = time.time() + 20

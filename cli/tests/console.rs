@@ -87,7 +87,7 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
 
     let pages = ["/", "/topics", "/topics?q=ord", "/topics/orders", "/groups", "/groups/billing", "/create-topic"];
     let forms = ["/topics/orders/settings", "/topics/orders/partitions", "/topics/orders/delete-records"];
-    let more = ["/groups/billing/delete", "/topic-defaults", "/users", "/acls", "/users/anyone/delete"];
+    let more = ["/groups/billing/delete", "/topic-defaults", "/users", "/acls", "/users/anyone/delete", "/quotas"];
     for path in pages.into_iter().chain(forms).chain(more) {
         let page = get(admin, path);
         assert_eq!(page.status, 200, "{path}: {page:?}");
@@ -405,6 +405,44 @@ fn users_and_acls_are_created_and_removed_from_the_console() {
 }
 
 #[test]
+fn client_quotas_are_set_and_removed_from_the_console() {
+    let broker = broker("on");
+    let (admin, addr) = (&broker.admin, &broker.addr);
+    assert!(get(admin, "/quotas").body.contains("0 entities with a quota."), "none yet");
+    let token = csrf_token(admin, "/quotas");
+    let asked = post(admin, "/quotas", &format!("csrf={token}&user=alice&producer_byte_rate=1048576"));
+    assert!(asked.status == 200 && asked.body.contains("<b>user alice</b>"), "{asked:?}");
+    assert!(asked.body.contains("producer_byte_rate: 1048576"), "{asked:?}");
+    assert!(get(admin, "/quotas").body.contains("0 entities with a quota."), "not yet");
+    let set = post(admin, "/quotas", &format!("csrf={token}&user=alice&producer_byte_rate=1048576&confirm=yes"));
+    assert!(set.body.contains("user alice holds now: producer_byte_rate=1048576"), "{set:?}");
+    let listed = rill(addr, &["quota", "list"]);
+    assert!(listed.ok().contains("alice") && listed.ok().contains("1048576"), "the API sees it: {}", listed.ok());
+    let form = format!("csrf={token}&default_client_id=yes&consumer_byte_rate=2048&confirm=yes");
+    assert_eq!(post(admin, "/quotas", &form).status, 200);
+    let rows = table_rows(&get(admin, "/quotas").body, "quotas");
+    assert!(
+        rows.contains(&vec!["the default client id".into(), "".into(), "2048".into(), "".into(), "".into(), "".into()]),
+        "{rows:?}"
+    );
+
+    // Refused as the API refuses, saying what is allowed; and the form's own mistakes.
+    let both =
+        post(admin, "/quotas", &format!("csrf={token}&user=a&default_user=yes&producer_byte_rate=1&confirm=yes"));
+    assert!(both.status == 400 && both.body.contains("a name or the default, not both"), "{both:?}");
+    let ip = post(admin, "/quotas", &format!("csrf={token}&ip=10.0.0.1&producer_byte_rate=5&confirm=yes"));
+    assert_eq!(ip.status, 400, "an IP's quota is its connections: {ip:?}");
+    let fraction = post(admin, "/quotas", &format!("csrf={token}&user=alice&producer_byte_rate=1.5"));
+    assert!(fraction.status == 400 && fraction.body.contains("1.5"), "{fraction:?}");
+    let nothing = post(admin, "/quotas", &format!("csrf={token}&user=alice"));
+    assert!(nothing.status == 400 && nothing.body.contains("nothing to change"), "{nothing:?}");
+
+    let removed = post(admin, "/quotas", &format!("csrf={token}&user=alice&remove_producer_byte_rate=yes&confirm=yes"));
+    assert!(removed.body.contains("user alice holds no quota now."), "{removed:?}");
+    assert!(get(admin, "/quotas").body.contains("1 entities with a quota."), "the default client id's is left");
+}
+
+#[test]
 fn a_write_without_the_token_or_from_another_origin_is_refused() {
     let broker = broker("on");
     let admin = &broker.admin;
@@ -452,7 +490,7 @@ fn a_read_only_console_shows_everything_and_changes_nothing() {
     let settings = get(admin, "/topics/kept/settings");
     assert!(settings.status == 200 && settings.body.contains("retention.ms"), "{settings:?}");
     assert!(!settings.body.contains("<form") && !settings.body.contains("<input"), "{}", settings.body);
-    for path in ["/users", "/acls"] {
+    for path in ["/users", "/acls", "/quotas"] {
         let list = get(admin, path);
         assert!(list.status == 200 && !list.body.contains("<form method=\"post\""), "{path}: {list:?}");
     }

@@ -412,6 +412,11 @@ fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
         ("GET", "/topic-defaults", "", "describe_configs the cluster"),
         ("POST", "/topic-defaults", "set.log.retention.ms=1&confirm=yes", "alter_configs the cluster"),
         ("POST", "/groups/theirs/delete", "confirm=yes", "delete group"),
+        ("GET", "/users", "", "describe the cluster"),
+        ("POST", "/users", "name=mallory&password=x&again=x", "alter the cluster"),
+        ("POST", "/acls", "principal=User%3Aalice&permission=allow&operation=all&resource_type=cluster&pattern_type=literal&name=kafka-cluster&confirm=yes", "alter the cluster"),
+        ("GET", "/quotas", "", "describe_configs the cluster"),
+        ("POST", "/quotas", "user=alice&remove_producer_byte_rate=yes&confirm=yes", "alter_configs the cluster"),
     ] {
         let sent = if method == "GET" { &as_alice } else { &post };
         let answer = plain(admin, method, path, sent, &format!("csrf={token}&{body}"));

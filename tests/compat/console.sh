@@ -3,8 +3,8 @@
 # selenium from PyPI into target/compat/console-venv; nothing downloaded from a browser CDN), against a real
 # `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
 # produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic, a
-# topic's settings, the cluster's topic defaults, added partitions, deleted records, a user and an ACL with their
-# confirmations, and that a value and a header holding markup are shown as text with no script run.
+# topic's settings, the cluster's topic defaults, added partitions, deleted records, a user, an ACL and a quota
+# with their confirmations, and that a value and a header holding markup are shown as text with no script run.
 # Then signing in: a second broker with `--admin-auth required` sends Chromium to its sign-in page, refuses a
 # wrong password, lets the right one in (the page shows who is signed in) and signs out.
 # Screenshots land in target/compat/console/.
@@ -245,6 +245,18 @@ try:
     submit(rows[0].find_element(By.TAG_NAME, "button"))
     submit(driver.find_element(By.ID, "confirm"))
     check("Binding removed" in driver.find_element(By.TAG_NAME, "main").text, "the binding was removed")
+
+    # A quota for dora's clients, from the Quotas page.
+    visit("/quotas", "quotas")
+    driver.find_element(By.NAME, "user").send_keys("dora")
+    driver.find_element(By.NAME, "producer_byte_rate").send_keys("1048576")
+    submit(driver.find_element(By.ID, "review"))
+    check("producer_byte_rate: 1048576" in driver.find_element(By.ID, "changes").text, "the confirmation lists the rate")
+    submit(driver.find_element(By.ID, "confirm"))
+    held = driver.find_element(By.ID, "held").text
+    check(held == "user dora holds now: producer_byte_rate=1048576", f"the quota is held: {held}")
+    quotas = subprocess.run([rill, "quota", "list"], capture_output=True, text=True, timeout=30).stdout
+    check("dora" in quotas and "1048576" in quotas, f"the CLI lists it: {quotas}")
 
     # The throughput chart, once the sampler has two readings (it samples every 5 s).
     deadline = time.time() + 20

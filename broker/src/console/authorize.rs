@@ -38,15 +38,15 @@ pub fn needed_by<'a>(
     use Operation::*;
     Some(match (segments, is_post) {
         (["create-topic"], true) => (Create, Resource::topic(form_name.unwrap_or(""))),
-        // Kafka's rules for a broker resource's configs.
-        (["topic-defaults"], false) => (DescribeConfigs, Resource::cluster()),
+        // Kafka's rules for a broker resource's configs, and for DescribeClientQuotas and AlterClientQuotas.
+        (["topic-defaults" | "quotas"], false) => (DescribeConfigs, Resource::cluster()),
         // What the UserAdmin and AclAdmin services ask (Kafka's DescribeAcls, CreateAcls and DeleteAcls, and its
         // SCRAM credential calls, ask the same).
         (["users" | "acls"], false) | (["users", _, "delete"], false) => (Describe, Resource::cluster()),
         (["users" | "acls"], true) | (["users", _, "delete"] | ["acls", "remove"], true) => {
             (Alter, Resource::cluster())
         }
-        (["topic-defaults"], true) => (AlterConfigs, Resource::cluster()),
+        (["topic-defaults" | "quotas"], true) => (AlterConfigs, Resource::cluster()),
         (["topics", topic], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
         (["topics", topic, "delete"], false) => (Describe, Resource::topic(topic)),
@@ -95,6 +95,8 @@ mod tests {
             (vec!["topics", "o", "delete-records"], false, None, Some((Operation::Describe, Resource::topic("o")))),
             (vec!["topic-defaults"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec!["users"], false, None, Some((Operation::Describe, Resource::cluster()))),
+            (vec!["quotas"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
+            (vec!["quotas"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
             (vec!["users"], true, Some("bob"), Some((Operation::Alter, Resource::cluster()))),
             (vec!["users", "bob", "delete"], true, None, Some((Operation::Alter, Resource::cluster()))),
             (vec!["acls"], false, None, Some((Operation::Describe, Resource::cluster()))),

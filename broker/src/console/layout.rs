@@ -67,7 +67,7 @@ impl Page<'_> {
         }
         html.raw("<a href=\"/\">Overview</a><a href=\"/topics\">Topics</a><a href=\"/groups\">Consumer groups</a>")
             .raw("<a href=\"/schemas\">Schemas</a><a href=\"/clients\">Clients</a><a href=\"/users\">Users</a>")
-            .raw("<a href=\"/acls\">ACLs</a>");
+            .raw("<a href=\"/acls\">ACLs</a><a href=\"/quotas\">Quotas</a>");
         if !self.is_read_only {
             html.raw("<a href=\"/create-topic\">Create topic</a>");
         } else {

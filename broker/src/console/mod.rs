@@ -1,10 +1,10 @@
 //! The web console (docs/console.md): server-rendered pages at the admin listener's root for topics, messages,
 //! consumer groups and throughput, and forms that create and delete topics, change a topic's settings and the
 //! cluster's topic defaults, add partitions, delete records, produce a test message, and reset a group's offsets
-//! or delete the group; and the users and ACLs, created, deleted, added and removed.
+//! or delete the group; the users and ACLs, created, deleted, added and removed; and client quotas.
 //!
 //! Every page and action calls the gRPC service's own handlers ([`RillService`]'s `TopicAdmin`, `Records` and
-//! `ConsumerGroups` methods, the `UserAdmin` and `AclAdmin` services'), so a console action is validated exactly as the same API call is and there is no
+//! `ConsumerGroups` methods, the `UserAdmin`, `AclAdmin` and `QuotaAdmin` services'), so a console action is validated exactly as the same API call is and there is no
 //! second implementation of topic or group logic; a refusal is shown as the status message the API would send.
 //! The one form that speaks Kafka's config names, a topic's settings, calls the function behind both protocols'
 //! config handlers instead (`topic_settings.rs`).
@@ -38,6 +38,7 @@ mod login;
 mod messages;
 mod overview;
 mod partitions;
+mod quotas;
 mod schemas;
 mod security;
 mod throughput;
@@ -66,9 +67,10 @@ const STYLESHEET: &str = include_str!("assets/console.css");
 /// The console's state: the service it calls, its mode, its CSRF token, and the throughput and lag history.
 pub struct Console {
     service: RillService,
-    /// The `UserAdmin` and `AclAdmin` handlers the Users and ACLs pages call.
+    /// The `UserAdmin`, `AclAdmin` and `QuotaAdmin` handlers the Users, ACLs and Quotas pages call.
     users: crate::auth::service::UserAdminService,
     acls: crate::auth::acl_service::AclAdminService,
+    quotas: crate::quotas::service::QuotaAdminService,
     node: Arc<Node>,
     controller: Option<Arc<crate::cluster::Controller>>,
     /// Where this node serves gRPC and Kafka (the real port when the config said 0).
@@ -102,10 +104,15 @@ impl Console {
         let service = RillService::new(Arc::clone(&node));
         let users = crate::auth::service::UserAdminService::new(Arc::clone(&node.users), Arc::clone(&node.authorizer));
         let acls = crate::auth::acl_service::AclAdminService::new(Arc::clone(&node.authorizer));
+        let quotas = crate::quotas::service::QuotaAdminService::new(
+            Arc::clone(&node.authorizer),
+            Arc::clone(node.quotas.store()),
+        );
         Some(Self {
             service,
             users,
             acls,
+            quotas,
             node,
             controller,
             listen_addr,
@@ -217,6 +224,8 @@ impl Console {
             (["users"], Some(form)) => security::create_user(self, page, &form).await,
             (["users", user, "delete"], None) => security::delete_user_confirm(page, user),
             (["users", user, "delete"], Some(form)) => security::delete_user(self, page, user, &form).await,
+            (["quotas"], None) => quotas::list(self, page).await,
+            (["quotas"], Some(form)) => quotas::change(self, page, &form).await,
             (["acls"], None) => security::acls(self, page, &query).await,
             (["acls"], Some(form)) => security::add_acl(self, page, &form).await,
             (["acls", "remove"], Some(form)) => security::remove_acl(self, page, &form).await,

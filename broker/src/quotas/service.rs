@@ -39,7 +39,12 @@ pub struct QuotaAdminService {
 
 impl QuotaAdminService {
     pub fn server(authorizer: Arc<Authorizer>, store: Arc<QuotaStore>) -> QuotaAdminServer<Self> {
-        QuotaAdminServer::new(Self { authorizer, store })
+        QuotaAdminServer::new(Self::new(authorizer, store))
+    }
+
+    /// The service itself, for a caller in this process (the console) that calls its handlers directly.
+    pub fn new(authorizer: Arc<Authorizer>, store: Arc<QuotaStore>) -> Self {
+        Self { authorizer, store }
     }
 
     fn authorize<T>(&self, request: &Request<T>, operation: Operation) -> Result<(), Status> {

@@ -119,18 +119,41 @@ where
     }
 }
 
-/// `Records/Fetch`, on this node or the partition's leader.
-pub async fn fetch(console: &Console, page: Page<'_>, request: v1::FetchRequest) -> Result<v1::FetchResponse, Status> {
-    match console.service.fetch(page.request(request.clone())).await {
+/// `here`, this node's handler, for `request`; when it refuses naming the node that answers instead, `there` on
+/// that node (over [`on_leader`]).
+async fn here_or_there<T, R, Here, HereAnswer, There, ThereAnswer>(
+    console: &Console,
+    page: Page<'_>,
+    request: T,
+    here: Here,
+    there: There,
+) -> Result<R, Status>
+where
+    T: Clone,
+    Here: FnOnce(tonic::Request<T>) -> HereAnswer,
+    HereAnswer: Future<Output = Result<tonic::Response<R>, Status>>,
+    There: FnOnce(PeerChannel, tonic::Request<T>) -> ThereAnswer,
+    ThereAnswer: Future<Output = Result<tonic::Response<R>, Status>>,
+{
+    match here(page.request(request.clone())).await {
         Ok(answer) => Ok(answer.into_inner()),
         Err(status) => match leader_in(&status) {
-            Some(leader) => {
-                on_leader(console, page, &leader, request, |c, r| async move { RecordsClient::new(c).fetch(r).await })
-                    .await
-            }
+            Some(leader) => on_leader(console, page, &leader, request, there).await,
             None => Err(status),
         },
     }
+}
+
+/// `Records/Fetch`, on this node or the partition's leader.
+pub async fn fetch(console: &Console, page: Page<'_>, request: v1::FetchRequest) -> Result<v1::FetchResponse, Status> {
+    here_or_there(
+        console,
+        page,
+        request,
+        |r| console.service.fetch(r),
+        |c, r| async move { RecordsClient::new(c).fetch(r).await },
+    )
+    .await
 }
 
 /// `Records/ListOffsets`, on this node or the partition's leader.
@@ -139,20 +162,14 @@ pub async fn list_offsets(
     page: Page<'_>,
     request: v1::ListOffsetsRequest,
 ) -> Result<v1::ListOffsetsResponse, Status> {
-    match console.service.list_offsets(page.request(request.clone())).await {
-        Ok(answer) => Ok(answer.into_inner()),
-        Err(status) => {
-            match leader_in(&status) {
-                Some(leader) => {
-                    on_leader(console, page, &leader, request, |c, r| async move {
-                        RecordsClient::new(c).list_offsets(r).await
-                    })
-                    .await
-                }
-                None => Err(status),
-            }
-        }
-    }
+    here_or_there(
+        console,
+        page,
+        request,
+        |r| console.service.list_offsets(r),
+        |c, r| async move { RecordsClient::new(c).list_offsets(r).await },
+    )
+    .await
 }
 
 /// `Records/Produce`, on this node or the leader of the partition it names or this node picked.
@@ -181,18 +198,14 @@ pub async fn describe_group(
     page: Page<'_>,
     request: v1::DescribeGroupRequest,
 ) -> Result<v1::DescribeGroupResponse, Status> {
-    match console.service.describe_group(page.request(request.clone())).await {
-        Ok(answer) => Ok(answer.into_inner()),
-        Err(status) => match leader_in(&status) {
-            Some(coordinator) => {
-                on_leader(console, page, &coordinator, request, |c, r| async move {
-                    ConsumerGroupsClient::new(c).describe_group(r).await
-                })
-                .await
-            }
-            None => Err(status),
-        },
-    }
+    here_or_there(
+        console,
+        page,
+        request,
+        |r| console.service.describe_group(r),
+        |c, r| async move { ConsumerGroupsClient::new(c).describe_group(r).await },
+    )
+    .await
 }
 
 /// `ConsumerGroups/ResetOffsets`, on this node or the group's coordinator.
@@ -201,18 +214,14 @@ pub async fn reset_offsets(
     page: Page<'_>,
     request: v1::ResetOffsetsRequest,
 ) -> Result<v1::ResetOffsetsResponse, Status> {
-    match console.service.reset_offsets(page.request(request.clone())).await {
-        Ok(answer) => Ok(answer.into_inner()),
-        Err(status) => match leader_in(&status) {
-            Some(coordinator) => {
-                on_leader(console, page, &coordinator, request, |c, r| async move {
-                    ConsumerGroupsClient::new(c).reset_offsets(r).await
-                })
-                .await
-            }
-            None => Err(status),
-        },
-    }
+    here_or_there(
+        console,
+        page,
+        request,
+        |r| console.service.reset_offsets(r),
+        |c, r| async move { ConsumerGroupsClient::new(c).reset_offsets(r).await },
+    )
+    .await
 }
 
 /// `ConsumerGroups/DeleteGroup`, on this node or the group's coordinator.
@@ -221,18 +230,14 @@ pub async fn delete_group(
     page: Page<'_>,
     request: v1::DeleteGroupRequest,
 ) -> Result<v1::DeleteGroupResponse, Status> {
-    match console.service.delete_group(page.request(request.clone())).await {
-        Ok(answer) => Ok(answer.into_inner()),
-        Err(status) => match leader_in(&status) {
-            Some(coordinator) => {
-                on_leader(console, page, &coordinator, request, |c, r| async move {
-                    ConsumerGroupsClient::new(c).delete_group(r).await
-                })
-                .await
-            }
-            None => Err(status),
-        },
-    }
+    here_or_there(
+        console,
+        page,
+        request,
+        |r| console.service.delete_group(r),
+        |c, r| async move { ConsumerGroupsClient::new(c).delete_group(r).await },
+    )
+    .await
 }
 
 /// `TopicAdmin/DeleteRecords`, on this node for the partitions it leads and on each other partition's leader (by

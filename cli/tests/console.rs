@@ -127,6 +127,8 @@ fn every_page_answers_and_shows_data_as_escaped_text() {
     assert_eq!(json["records"][1]["value"], "<script>x()</script>");
     assert_eq!(json["records"][1]["headers"][0]["value"], "<img src=x>");
 
+    let single = get(admin, "/cluster");
+    assert!(single.status == 404 && single.body.contains("single node"), "{single:?}");
     let css = get(admin, "/console.css");
     assert!(css.status == 200 && css.head.contains("text/css"), "{css:?}");
     assert_eq!(get(admin, "/metrics").status, 200, "/metrics is unchanged");
@@ -630,6 +632,91 @@ fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_re
         rows.len() == 2 && rows.iter().all(|row| !row[10].split(", ").any(|id| id == "3") && row[8] != "3")
     });
     assert!(table_rows(&topic, "partitions").iter().all(|row| row[9].split(", ").count() == 3), "still 3 replicas");
+}
+
+#[test]
+fn a_clusters_console_cancels_a_move_sets_the_throttle_and_elects_leaders() {
+    use std::process::{Command, Stdio};
+    let cluster = Cluster::start(FAST_CLUSTER);
+    let create = ["topic", "create", "moves", "--partitions", "1", "--replication-factor", "1"];
+    common::eventually("moves created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    let leader = common::eventually("moves led", || {
+        common::cluster::wait_for_topic(cluster.addr(1), "moves", 1, "moves described", |_| true).remove(0).leader
+    });
+    let other = (1..=3).find(|id| *id != leader).expect("another node");
+    // About 200 KB in batches of about 50 KB (one `rill produce` each): the throttle lets a read end one batch
+    // past its allowance, so at the least rate the second batch waits most of a minute, and the move is still
+    // copying when cancelled.
+    for batch in 0..4 {
+        let records: String = (0..50).map(|i| format!("{batch}-{i:02}-{}\n", "x".repeat(995))).collect();
+        let produce = ["produce", "moves", "--partition", "0", "--acks", "all"];
+        common::rill_with_stdin(cluster.addr(leader), &produce, records.as_bytes()).ok();
+    }
+    let (admin_2, admin_3) = (cluster.admin(2).to_owned(), cluster.admin(3).to_owned());
+    // Each process has its own token while authentication is off.
+    let (token, token_3) = (csrf_token(&admin_2, "/cluster"), csrf_token(&admin_3, "/cluster"));
+
+    // The throttle, set on node 2's console, in force on every node's.
+    let low = post(&admin_2, "/cluster/throttle", &format!("csrf={token}&bytes_per_sec=10&confirm=yes"));
+    assert!(low.status == 400 && low.body.contains("1024"), "{low:?}");
+    let asked = post(&admin_2, "/cluster/throttle", &format!("csrf={token}&bytes_per_sec=1024"));
+    assert!(asked.body.contains("Throttle replica moves to 1024 bytes/s per pair of nodes?"), "{asked:?}");
+    let set = post(&admin_2, "/cluster/throttle", &format!("csrf={token}&bytes_per_sec=1024&confirm=yes"));
+    assert_eq!(set.status, 200, "{set:?}");
+    for node in 1..=3u64 {
+        wait_for_page(cluster.admin(node), "/cluster", "the throttle", |body| body.contains("1024 bytes/s per pair"));
+    }
+
+    // A move, started by the CLI (which waits for it), cancelled on node 3's console.
+    let mut reassign = Command::new(common::RILL)
+        .args(["topic", "reassign", "moves", "--partition", "0", "--replicas", &format!("{leader},{other}")])
+        .env("RILL_BROKER", cluster.addr(1))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rill topic reassign");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !get(&admin_3, "/cluster").body.contains("1 partition(s) moving") {
+        if let Ok(Some(_)) = reassign.try_wait() {
+            panic!("the reassign ended before the move was seen: {:?}", reassign.wait_with_output());
+        }
+        assert!(std::time::Instant::now() < deadline, "no move within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = get(&admin_3, "/cluster").body;
+    let moving = table_rows(&page, "moving");
+    assert_eq!(
+        moving[0][..5],
+        [
+            "moves",
+            "0",
+            format!("{leader}, {other}").as_str(),
+            format!("{leader}, {other}").as_str(),
+            other.to_string().as_str()
+        ],
+        "{moving:?}"
+    );
+    let form = format!("csrf={token_3}&topic=moves&partition=0");
+    let asked = post(&admin_3, "/cluster/cancel-move", &form);
+    assert!(asked.body.contains("Yes, cancel it"), "{asked:?}");
+    let cancelled = post(&admin_3, "/cluster/cancel-move", &format!("{form}&confirm=yes"));
+    assert!(
+        cancelled.status == 200 && cancelled.body.contains(&format!("its replicas are {leader}.")),
+        "{cancelled:?}"
+    );
+    let _ = reassign.kill();
+    let _ = reassign.wait();
+    wait_for_page(&admin_2, "/cluster", "no move", |body| body.contains("0 partition(s) moving"));
+    let again = post(&admin_3, "/cluster/cancel-move", &format!("{form}&confirm=yes"));
+    assert!(again.status == 409 && again.body.contains("not being moved"), "{again:?}");
+
+    let cleared = post(&admin_2, "/cluster/throttle", &format!("csrf={token}&bytes_per_sec=&confirm=yes"));
+    assert_eq!(cleared.status, 200, "{cleared:?}");
+    wait_for_page(&admin_3, "/cluster", "no throttle", |body| body.contains("None: moves copy at full speed."));
+    let elected = post(&admin_3, "/cluster/elect", &format!("csrf={token_3}&topic=moves&confirm=yes"));
+    assert!(elected.status == 200 && elected.body.contains("of topic moves now led by their preferred"), "{elected:?}");
+    let unknown = post(&admin_3, "/cluster/elect", &format!("csrf={token_3}&topic=nothing&confirm=yes"));
+    assert_eq!(unknown.status, 404, "{unknown:?}");
 }
 
 /// Produces `records` (key, value, timestamp in ms) to partition 0 of `topic` over gRPC, as a client whose

@@ -47,7 +47,17 @@ impl ClusterAdminService {
         listen_address: String,
         authorizer: Arc<crate::auth::Authorizer>,
     ) -> ClusterAdminServer<Self> {
-        ClusterAdminServer::new(Self { controller, config, listen_address, authorizer })
+        ClusterAdminServer::new(Self::new(controller, config, listen_address, authorizer))
+    }
+
+    /// The service itself, for a caller in this process (the console) that calls its handlers directly.
+    pub fn new(
+        controller: Option<Arc<Controller>>,
+        config: Arc<BrokerConfig>,
+        listen_address: String,
+        authorizer: Arc<crate::auth::Authorizer>,
+    ) -> Self {
+        Self { controller, config, listen_address, authorizer }
     }
 
     /// ALTER on the cluster for the caller, checked on the node asked before anything is forwarded.

@@ -46,6 +46,9 @@ pub fn needed_by<'a>(
         (["users" | "acls"], true) | (["users", _, "delete"] | ["acls", "remove"], true) => {
             (Alter, Resource::cluster())
         }
+        // ClusterAdmin's rule for moves, the throttle and elections (Kafka's ElectLeaders and
+        // AlterPartitionReassignments ask the same); the page itself, as DescribeCluster, needs none.
+        (["cluster", _], true) => (Alter, Resource::cluster()),
         (["topic-defaults" | "quotas"], true) => (AlterConfigs, Resource::cluster()),
         (["topics", topic], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
@@ -95,6 +98,8 @@ mod tests {
             (vec!["topics", "o", "delete-records"], false, None, Some((Operation::Describe, Resource::topic("o")))),
             (vec!["topic-defaults"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec!["users"], false, None, Some((Operation::Describe, Resource::cluster()))),
+            (vec!["cluster", "elect"], true, None, Some((Operation::Alter, Resource::cluster()))),
+            (vec!["cluster"], false, None, None),
             (vec!["quotas"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec!["quotas"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
             (vec!["users"], true, Some("bob"), Some((Operation::Alter, Resource::cluster()))),

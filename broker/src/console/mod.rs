@@ -1,10 +1,11 @@
 //! The web console (docs/console.md): server-rendered pages at the admin listener's root for topics, messages,
 //! consumer groups and throughput, and forms that create and delete topics, change a topic's settings and the
 //! cluster's topic defaults, add partitions, delete records, produce a test message, and reset a group's offsets
-//! or delete the group; the users and ACLs, created, deleted, added and removed; and client quotas.
+//! or delete the group; the users and ACLs, created, deleted, added and removed; client quotas; and on a
+//! cluster, partition moves cancelled, the replication throttle and preferred leader elections.
 //!
 //! Every page and action calls the gRPC service's own handlers ([`RillService`]'s `TopicAdmin`, `Records` and
-//! `ConsumerGroups` methods, the `UserAdmin`, `AclAdmin` and `QuotaAdmin` services'), so a console action is validated exactly as the same API call is and there is no
+//! `ConsumerGroups` methods, the `UserAdmin`, `AclAdmin`, `QuotaAdmin` and `ClusterAdmin` services'), so a console action is validated exactly as the same API call is and there is no
 //! second implementation of topic or group logic; a refusal is shown as the status message the API would send.
 //! The one form that speaks Kafka's config names, a topic's settings, calls the function behind both protocols'
 //! config handlers instead (`topic_settings.rs`).
@@ -27,6 +28,7 @@
 pub mod authorize;
 mod chart;
 mod clients;
+mod cluster_ops;
 mod config_form;
 mod groups;
 pub mod html;
@@ -71,6 +73,8 @@ pub struct Console {
     users: crate::auth::service::UserAdminService,
     acls: crate::auth::acl_service::AclAdminService,
     quotas: crate::quotas::service::QuotaAdminService,
+    /// The `ClusterAdmin` handlers the Cluster page calls.
+    cluster: crate::cluster::describe::ClusterAdminService,
     node: Arc<Node>,
     controller: Option<Arc<crate::cluster::Controller>>,
     /// Where this node serves gRPC and Kafka (the real port when the config said 0).
@@ -108,8 +112,15 @@ impl Console {
             Arc::clone(&node.authorizer),
             Arc::clone(node.quotas.store()),
         );
+        let cluster = crate::cluster::describe::ClusterAdminService::new(
+            controller.clone(),
+            Arc::clone(&node.config),
+            listen_addr.to_string(),
+            Arc::clone(&node.authorizer),
+        );
         Some(Self {
             service,
+            cluster,
             users,
             acls,
             quotas,
@@ -224,6 +235,10 @@ impl Console {
             (["users"], Some(form)) => security::create_user(self, page, &form).await,
             (["users", user, "delete"], None) => security::delete_user_confirm(page, user),
             (["users", user, "delete"], Some(form)) => security::delete_user(self, page, user, &form).await,
+            (["cluster"], None) => cluster_ops::show(self, page),
+            (["cluster", "cancel-move"], Some(form)) => cluster_ops::cancel_move(self, page, &form).await,
+            (["cluster", "throttle"], Some(form)) => cluster_ops::throttle(self, page, &form).await,
+            (["cluster", "elect"], Some(form)) => cluster_ops::elect(self, page, &form).await,
             (["quotas"], None) => quotas::list(self, page).await,
             (["quotas"], Some(form)) => quotas::change(self, page, &form).await,
             (["acls"], None) => security::acls(self, page, &query).await,

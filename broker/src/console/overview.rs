@@ -98,7 +98,7 @@ fn moves(metadata: &crate::cluster::metadata::ClusterMetadata, body: &mut Html) 
         "Partitions moving to new replicas: {}. Replication throttle for replica moves: {throttle}.",
         moving.count()
     ));
-    body.raw("</p>");
+    body.raw(" ").link("/cluster", "Moves, throttle and leaders").raw("</p>");
 }
 
 fn throughput(console: &Console, body: &mut Html) {

@@ -1,0 +1,190 @@
+//! A cluster's operations page: the partition moves under way (each cancelled after a confirmation), the
+//! replication throttle on them (set or cleared), and the preferred leader election (every topic or one), through
+//! the `ClusterAdmin` service's own handlers (`rill topic reassign --cancel`, `rill cluster throttle`, `rill
+//! cluster elect`), which any node forwards to the controller leader. A single node has none of these: the page
+//! says so.
+
+use rill_protocol::v1::{self, cluster_admin_server::ClusterAdmin};
+
+use super::html::{url_encode, Form, Html};
+use super::layout::{hidden, Page};
+use super::{status_response, Console};
+use crate::metrics::admin_http::Response;
+
+const PATH: &str = "/cluster";
+
+fn nodes(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+pub fn show(console: &Console, page: Page<'_>) -> Response {
+    let Some(controller) = &console.controller else {
+        return page.error(
+            404,
+            "Not a cluster",
+            "This broker runs as a single node: it has no partition moves, replication throttle or leader elections. \
+             Start it with --peers to make a cluster (docs/cluster.md).",
+        );
+    };
+    let metadata = controller.metadata();
+    let mut body = Html::new();
+    body.raw("<h2>Partitions moving</h2><table id=\"moving\"><tr><th>topic</th><th class=\"num\">partition</th>");
+    body.raw("<th>replicas now</th><th>moving to</th><th>copying to</th><th>in sync</th>");
+    if !page.is_read_only {
+        body.raw("<th></th>");
+    }
+    body.raw("</tr>");
+    let mut moving = 0;
+    for (topic, placed) in &metadata.topics {
+        for (partition, placement) in placed.partitions.iter().enumerate() {
+            let Some(reassignment) = &placement.reassignment else { continue };
+            moving += 1;
+            body.raw("<tr><td>").link(&format!("/topics/{}", url_encode(topic)), topic).raw("</td>");
+            body.raw("<td class=\"num\">").text(partition).raw("</td>").cell(nodes(&placement.replicas));
+            body.cell(nodes(&reassignment.target)).cell(nodes(&reassignment.adding)).cell(nodes(&placement.isr));
+            if !page.is_read_only {
+                body.raw("<td>");
+                page.form_open(&mut body, &format!("{PATH}/cancel-move"));
+                hidden(&mut body, "topic", topic);
+                hidden(&mut body, "partition", &partition.to_string());
+                body.raw("<button class=\"danger\">Cancel…</button></form></td>");
+            }
+            body.raw("</tr>");
+        }
+    }
+    body.raw("</table><p id=\"moving-count\">").text(format!("{moving} partition(s) moving. "));
+    body.raw("A move starts with <code>rill topic reassign</code>, <code>rill cluster rebalance</code> or Kafka's ");
+    body.raw("<code>kafka-reassign-partitions.sh</code>.</p>");
+
+    body.raw("<h2>Replication throttle</h2><p id=\"throttle\">");
+    match metadata.replication_throttle_bytes_per_sec {
+        Some(rate) => body.text(format!("{rate} bytes/s per pair of nodes, for replicas a move is copying to.")),
+        None => body.text("None: moves copy at full speed."),
+    };
+    body.raw("</p>");
+    if !page.is_read_only {
+        page.form_open(&mut body, &format!("{PATH}/throttle"));
+        body.raw("<fieldset class=\"stack\"><label>Bytes per second (1024 to 1099511627776; empty: no throttle) ");
+        body.raw("<input name=\"bytes_per_sec\" inputmode=\"numeric\"></label><button id=\"set-throttle\">");
+        body.raw("Set…</button></fieldset></form>");
+    }
+
+    let preferred_elsewhere = metadata
+        .topics
+        .values()
+        .flat_map(|placed| &placed.partitions)
+        .filter(|p| p.replicas.first().is_some_and(|preferred| p.leader != Some(*preferred)))
+        .count();
+    body.raw("<h2>Preferred leaders</h2><p id=\"preferred\">");
+    body.text(format!("{preferred_elsewhere} partition(s) not led by their preferred replica (the first listed)."));
+    body.raw("</p>");
+    if !page.is_read_only {
+        page.form_open(&mut body, &format!("{PATH}/elect"));
+        body.raw("<fieldset class=\"stack\"><label>Topic (empty: every topic) <input name=\"topic\"></label>");
+        body.raw("<button id=\"elect\">Elect…</button></fieldset></form>");
+    }
+    page.render(200, "Cluster", body)
+}
+
+pub async fn cancel_move(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    let topic = form.get("topic").unwrap_or("").to_string();
+    let partition = match form.number::<u32>("partition", "a partition number (0 or more)") {
+        Ok(Some(partition)) => partition,
+        Ok(None) => return page.error(400, "Bad partition", "partition is missing: give a partition number"),
+        Err(message) => return page.error(400, "Bad partition", &message),
+    };
+    if form.get("confirm") != Some("yes") {
+        let mut body = Html::new();
+        body.raw("<p>Cancel the move of partition ").text(partition).raw(" of <b>").text(&topic).raw("</b>? Its ");
+        body.raw("replicas go back to the ones it had, and the replicas it was copying to drop their copies.</p>");
+        page.form_open(&mut body, &format!("{PATH}/cancel-move"));
+        hidden(&mut body, "topic", &topic);
+        hidden(&mut body, "partition", &partition.to_string());
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\" class=\"danger\">Yes, cancel it</button> ").link(PATH, "Back").raw("</form>");
+        return page.render(200, "Cancel the move?", body);
+    }
+    let request = v1::CancelReassignmentRequest { topic: topic.clone(), partition };
+    match console.cluster.cancel_reassignment(page.request(request)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            tracing::info!(%topic, partition, "partition move cancelled from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\">The move of partition ").text(partition).raw(" of ").text(&topic);
+            body.raw(" is cancelled: its replicas are ").text(nodes(&answer.replica_ids)).raw(".</p><p>");
+            body.link(PATH, "Cluster").raw("</p>");
+            page.render(200, "Move cancelled", body)
+        }
+        Err(status) => status_response(page, "Move not cancelled", &status),
+    }
+}
+
+pub async fn throttle(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    let what = "a whole number of bytes per second, or empty for no throttle";
+    let bytes_per_sec = match form.number::<u64>("bytes_per_sec", what) {
+        Ok(rate) => rate,
+        Err(message) => return page.error(400, "Bad rate", &message),
+    };
+    let asked = bytes_per_sec.map_or("no throttle".to_string(), |rate| format!("{rate} bytes/s per pair of nodes"));
+    if form.get("confirm") != Some("yes") {
+        let mut body = Html::new();
+        body.raw("<p id=\"asked\">Throttle replica moves to ").text(&asked).raw("?</p>");
+        page.form_open(&mut body, &format!("{PATH}/throttle"));
+        hidden(&mut body, "bytes_per_sec", form.get("bytes_per_sec").unwrap_or(""));
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, set it</button> ").link(PATH, "Cancel").raw("</form>");
+        return page.render(200, "Set the replication throttle?", body);
+    }
+    match console
+        .cluster
+        .set_replication_throttle(page.request(v1::SetReplicationThrottleRequest { bytes_per_sec }))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(?bytes_per_sec, "replication throttle set from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\">Replication throttle: ").text(&asked).raw(".</p><p>").link(PATH, "Cluster");
+            body.raw("</p>");
+            page.render(200, "Throttle set", body)
+        }
+        Err(status) => status_response(page, "Throttle not set", &status),
+    }
+}
+
+pub async fn elect(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    let topic = form.get("topic").map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let scope = topic.as_ref().map_or("every topic".to_string(), |t| format!("topic {t}"));
+    if form.get("confirm") != Some("yes") {
+        let mut body = Html::new();
+        body.raw("<p>Move the leadership of each partition of ").text(&scope).raw(" to its preferred replica, ");
+        body.raw("where that replica is alive and in sync? Producers and consumers of the partitions moved ");
+        body.raw("follow the new leaders.</p>");
+        page.form_open(&mut body, &format!("{PATH}/elect"));
+        hidden(&mut body, "topic", topic.as_deref().unwrap_or(""));
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, elect them</button> ").link(PATH, "Cancel").raw("</form>");
+        return page.render(200, "Elect preferred leaders?", body);
+    }
+    let request = v1::ElectLeadersRequest { topic: topic.clone(), partition: None };
+    match console.cluster.elect_leaders(page.request(request)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            tracing::info!(%scope, elected = answer.elected.len(), "preferred leaders elected from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\" id=\"elected\">").text(format!(
+                "{} partition(s) of {scope} now led by their preferred replica; {} stay as they are.",
+                answer.elected.len(),
+                answer.not_elected.len()
+            ));
+            body.raw("</p><table id=\"not-elected\"><tr><th>topic</th><th class=\"num\">partition</th>");
+            body.raw("<th>why not</th></tr>");
+            for not in &answer.not_elected {
+                body.raw("<tr>").cell(&not.topic).raw("<td class=\"num\">").text(not.partition).raw("</td>");
+                body.cell(&not.reason).raw("</tr>");
+            }
+            body.raw("</table><p>").link(PATH, "Cluster").raw("</p>");
+            page.render(200, "Leaders elected", body)
+        }
+        Err(status) => status_response(page, "Leaders not elected", &status),
+    }
+}

@@ -397,6 +397,18 @@ fn users_and_acls_are_created_and_removed_from_the_console() {
     let again = post(admin, "/acls/remove", &format!("csrf={token}&{binding}&host=*&confirm=yes"));
     assert_eq!(again.status, 404, "{again:?}");
 
+    // A token for bob, shown once after a confirmation, on a page no cache keeps.
+    let asked = post(admin, "/users/bob/token", &format!("csrf={token}"));
+    assert!(asked.body.contains("Yes, issue it") && !asked.body.contains("rill_"), "{asked:?}");
+    let issued = post(admin, "/users/bob/token", &format!("csrf={token}&confirm=yes"));
+    assert!(issued.head.contains("cache-control: no-store"), "{issued:?}");
+    let at = issued.body.find("<code id=\"token\">").expect("the token shown") + "<code id=\"token\">".len();
+    let bearer = &issued.body[at..at + issued.body[at..].find('<').expect("its end")];
+    assert!(bearer.starts_with("rill_"), "{bearer}");
+    assert_eq!(table_rows(&get(admin, "/users").body, "users")[0][2], "1", "bob holds one token");
+    let unknown = post(admin, "/users/nobody/token", &format!("csrf={token}&confirm=yes"));
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+
     let asked = post(admin, "/users/bob/delete", &format!("csrf={token}"));
     assert!(asked.body.contains("Yes, delete it"), "{asked:?}");
     let deleted = post(admin, "/users/bob/delete", &format!("csrf={token}&confirm=yes"));

@@ -43,7 +43,7 @@ pub fn needed_by<'a>(
         // What the UserAdmin and AclAdmin services ask (Kafka's DescribeAcls, CreateAcls and DeleteAcls, and its
         // SCRAM credential calls, ask the same).
         (["users" | "acls"], false) | (["users", _, "delete"], false) => (Describe, Resource::cluster()),
-        (["users" | "acls"], true) | (["users", _, "delete"] | ["acls", "remove"], true) => {
+        (["users" | "acls"], true) | (["users", _, "delete" | "token"] | ["acls", "remove"], true) => {
             (Alter, Resource::cluster())
         }
         // ClusterAdmin's rule for moves, the throttle and elections (Kafka's ElectLeaders and
@@ -104,6 +104,7 @@ mod tests {
             (vec!["quotas"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
             (vec!["users"], true, Some("bob"), Some((Operation::Alter, Resource::cluster()))),
             (vec!["users", "bob", "delete"], true, None, Some((Operation::Alter, Resource::cluster()))),
+            (vec!["users", "bob", "token"], true, None, Some((Operation::Alter, Resource::cluster()))),
             (vec!["acls"], false, None, Some((Operation::Describe, Resource::cluster()))),
             (vec!["acls", "remove"], true, None, Some((Operation::Alter, Resource::cluster()))),
             (vec!["topic-defaults"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),

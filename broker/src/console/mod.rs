@@ -235,6 +235,7 @@ impl Console {
             (["users"], Some(form)) => security::create_user(self, page, &form).await,
             (["users", user, "delete"], None) => security::delete_user_confirm(page, user),
             (["users", user, "delete"], Some(form)) => security::delete_user(self, page, user, &form).await,
+            (["users", user, "token"], Some(form)) => security::issue_token(self, page, user, &form).await,
             (["cluster"], None) => cluster_ops::show(self, page),
             (["cluster", "cancel-move"], Some(form)) => cluster_ops::cancel_move(self, page, &form).await,
             (["cluster", "throttle"], Some(form)) => cluster_ops::throttle(self, page, &form).await,

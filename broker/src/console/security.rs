@@ -49,7 +49,10 @@ pub async fn users(console: &Console, page: Page<'_>, query: &Form) -> Response 
         body.raw("<tr>").cell(format!("User:{}", user.name)).cell(user.mechanisms.join(", "));
         body.raw("<td class=\"num\">").text(user.token_count).raw("</td>");
         if !page.is_read_only {
-            body.raw("<td>").link(&format!("/users/{}/delete", super::html::url_encode(&user.name)), "Delete…");
+            let encoded = super::html::url_encode(&user.name);
+            body.raw("<td>");
+            page.form_open(&mut body, &format!("/users/{encoded}/token"));
+            body.raw("<button>Issue a token…</button></form> ").link(&format!("/users/{encoded}/delete"), "Delete…");
             body.raw("</td>");
         }
         body.raw("</tr>");
@@ -125,6 +128,37 @@ pub async fn delete_user(console: &Console, page: Page<'_>, name: &str, form: &F
             page.render(200, "User deleted", body)
         }
         Err(status) => status_response(page, "User not deleted", &status),
+    }
+}
+
+/// Issues a bearer token for the user after a confirmation, and shows it this once (the page is never cached:
+/// every console answer carries `cache-control: no-store`).
+pub async fn issue_token(console: &Console, page: Page<'_>, name: &str, form: &Form) -> Response {
+    let action = format!("/users/{}/token", super::html::url_encode(name));
+    if form.get("confirm") != Some("yes") {
+        let mut body = Html::new();
+        body.raw("<p>Issue a bearer token for <b>").text(format!("User:{name}")).raw("</b>? Whoever holds it acts ");
+        body.raw("as that user on gRPC, <code>/metrics</code> and this console until the user is deleted. It is ");
+        body.raw("shown once.</p>");
+        page.form_open(&mut body, &action);
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, issue it</button> ").link("/users", "Cancel").raw("</form>");
+        return page.render(200, "Issue a token?", body);
+    }
+    match console.users.create_token(page.request(v1::CreateTokenRequest { user: name.to_string() })).await {
+        Ok(answer) => {
+            tracing::info!(user = %name, "token issued from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\">A token for <b>").text(format!("User:{name}")).raw("</b>; copy it now, it ");
+            body.raw("is not shown again:</p><p><code id=\"token\">").text(answer.into_inner().token);
+            body.raw("</code></p><p class=\"muted\">Send it as <code>Authorization: Bearer TOKEN</code> (for ");
+            body.raw(
+                "Prometheus: <code>authorization: {credentials: TOKEN}</code>), or as <code>RILL_TOKEN</code> to ",
+            );
+            body.raw("the CLI.</p><p>").link("/users", "Users").raw("</p>");
+            page.render(200, "Token issued", body)
+        }
+        Err(status) => status_response(page, "Token not issued", &status),
     }
 }
 

@@ -190,9 +190,16 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
             post_form(console, &format!("/topics/orders/{path}"), &alice, &format!("csrf={alice_csrf}&{form}"));
         assert!(status == 403 && page.contains("User:alice is not authorized"), "{path}: {page}");
     }
-    let form = format!("csrf={csrf}&set.retention.ms=3600000&confirm=yes");
+    let form = format!("csrf={csrf}&set.retention.ms=3600000&set.min.insync.replicas=3&confirm=yes");
     let (status, page) = post_form(console, "/topics/orders/settings", &admin_session, &form);
     assert_eq!(status, 200, "{page}");
+    // The answer shows the values this node applied, the committed change waited for (min.insync.replicas too).
+    for (key, value) in [("retention.ms", "3600000"), ("min.insync.replicas", "3")] {
+        assert!(page.contains(&format!("<tr><td><code>{key}</code></td><td>{value}</td></tr>")), "{key}: {page}");
+    }
+    let form = format!("csrf={csrf}&set.min.insync.replicas=2&confirm=yes");
+    let (status, page) = post_form(console, "/topics/orders/settings", &admin_session, &form);
+    assert!(status == 200 && page.contains("<td><code>min.insync.replicas</code></td><td>2</td>"), "{page}");
     let form = format!("csrf={csrf}&partitions=4&confirm=yes");
     let (status, page) = post_form(console, "/topics/orders/partitions", &admin_session, &form);
     assert_eq!(status, 200, "{page}");

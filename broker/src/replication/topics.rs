@@ -224,7 +224,11 @@ impl Replication {
             return Err(self.unknown_topic(name));
         }
         self.controller
-            .wait_for_metadata(Box::new(|m| m.topics.get(name).is_some_and(|t| t.settings == next.settings)))
+            .wait_for_metadata(Box::new(|m| {
+                m.topics
+                    .get(name)
+                    .is_some_and(|t| t.settings == next.settings && t.min_insync_replicas == next.min_insync_replicas)
+            }))
             .await;
         tracing::info!(topic = %name, settings = ?next.settings, min_insync_replicas = next.min_insync_replicas, "altered a replicated topic's settings");
         Ok(info)

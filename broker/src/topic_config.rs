@@ -364,13 +364,25 @@ fn refusal(change: &ConfigChange, reason: impl Into<String>) -> BrokerError {
     }
 }
 
+/// The `min.insync.replicas` of a topic of `replication_factor` replicas that does not set its own: the cluster's
+/// default if one is set, at most the replication factor (a topic of fewer replicas needs all of them, rather than
+/// refusing every acks-all produce as Kafka's broker does); else 2 for 3 replicas or more, 1 below.
+pub fn default_min_insync_replicas_of(defaults: Defaults<'_>, replication_factor: u32) -> u32 {
+    let cluster = defaults.cluster.get(ConfigKey::MinInsyncReplicas).and_then(|value| value.parse::<u32>().ok());
+    match cluster {
+        Some(count) => count.clamp(1, replication_factor.max(1)),
+        None => default_min_insync_replicas(replication_factor),
+    }
+}
+
 /// Gives `key` the defaults' value: the cluster's if it sets one (checked when it was set), else the broker's.
 fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, defaults: Defaults<'_>) -> Result<()> {
-    if let Some(value) = defaults.cluster.get(key) {
+    // A cluster's min.insync.replicas is bounded by each topic's replication factor, not checked as the topic's.
+    if let Some(value) = defaults.cluster.get(key).filter(|_| key != ConfigKey::MinInsyncReplicas) {
         let change = ConfigChange::set(key.kafka_name(), value);
         return set(state, (key, &change), false, replication_factor, defaults.broker);
     }
-    let defaults = defaults.broker;
+    let (scope, defaults) = (defaults, defaults.broker);
     let s = &mut state.settings;
     match key {
         ConfigKey::RetentionMs => s.retention_ms = defaults.default_retention_ms,
@@ -383,7 +395,7 @@ fn reset(state: &mut TopicConfigState, key: ConfigKey, replication_factor: u32, 
         }
         ConfigKey::Durability => s.durability = defaults.default_durability,
         ConfigKey::MinInsyncReplicas => {
-            state.min_insync_replicas = default_min_insync_replicas(replication_factor);
+            state.min_insync_replicas = default_min_insync_replicas_of(scope, replication_factor);
         }
         ConfigKey::CleanupPolicy => (s.cleanup.compact, s.cleanup.delete) = (false, true),
         ConfigKey::DeleteRetentionMs => s.cleanup.delete_retention_ms = Cleanup::default().delete_retention_ms,

@@ -34,15 +34,16 @@ pub const FILE: &str = "__topic-defaults.json";
 const FORMAT_VERSION: u32 = 1;
 
 /// The topic keys a cluster default may set, each under Kafka's broker name (its `ServerTopicConfigSynonyms`).
-/// `min.insync.replicas` is left out (a topic's default follows its replication factor here), and so are
-/// `flush.ms` and rill's durability (one decides the other; `--durability` and `--flush-interval-ms` are the
-/// node's).
-pub const BROKER_NAMES: [(ConfigKey, &str); 17] = [
+/// `flush.ms` and rill's durability are left out (one decides the other; `--durability` and
+/// `--flush-interval-ms` are the node's). A `min.insync.replicas` default reaches each topic as at most its
+/// replication factor ([`crate::topic_config::default_min_insync_replicas_of`]).
+pub const BROKER_NAMES: [(ConfigKey, &str); 18] = [
     (ConfigKey::RetentionMs, "log.retention.ms"),
     (ConfigKey::RetentionBytes, "log.retention.bytes"),
     (ConfigKey::SegmentBytes, "log.segment.bytes"),
     (ConfigKey::SegmentMs, "log.roll.ms"),
     (ConfigKey::MaxMessageBytes, "message.max.bytes"),
+    (ConfigKey::MinInsyncReplicas, "min.insync.replicas"),
     (ConfigKey::CleanupPolicy, "log.cleanup.policy"),
     (ConfigKey::DeleteRetentionMs, "log.cleaner.delete.retention.ms"),
     (ConfigKey::MinCompactionLagMs, "log.cleaner.min.compaction.lag.ms"),
@@ -138,13 +139,34 @@ impl TopicDefaults {
                 Some(value) => next.0.insert(key, value.to_owned()),
             };
         }
+        if let Some(value) = next.get(ConfigKey::MinInsyncReplicas) {
+            check_min_insync_replicas(value)?;
+        }
         // A topic that sets nothing itself must be able to take every default at once.
         let template =
             TopicConfigState { settings: crate::meta::TopicSettings::defaults_of(broker), min_insync_replicas: 1 };
-        let sets: Vec<ConfigChange> =
-            next.0.iter().map(|(key, value)| ConfigChange::set(key.kafka_name(), value.clone())).collect();
+        let sets: Vec<ConfigChange> = next
+            .0
+            .iter()
+            .filter(|(key, _)| **key != ConfigKey::MinInsyncReplicas)
+            .map(|(key, value)| ConfigChange::set(key.kafka_name(), value.clone()))
+            .collect();
         crate::topic_config::apply_changes(&template, &sets, 1, Defaults::of(broker)).map_err(as_broker_key)?;
         Ok((next, changed))
+    }
+}
+
+/// A `min.insync.replicas` default: any count from 1 (Kafka's bound), since each topic takes at most its
+/// replication factor of it.
+fn check_min_insync_replicas(value: &str) -> Result<()> {
+    match value.parse::<u32>() {
+        Ok(count) if count >= 1 => Ok(()),
+        _ => Err(BrokerError::InvalidTopicConfig {
+            key: "min.insync.replicas".to_owned(),
+            value: value.to_owned(),
+            reason: "must be a whole number from 1; a topic with fewer replicas than this needs all of them in sync"
+                .to_owned(),
+        }),
     }
 }
 
@@ -244,10 +266,16 @@ pub fn described(broker: &BrokerConfig, cluster: &TopicDefaults) -> Vec<Describe
         .iter()
         .filter_map(|(key, broker_name)| {
             let found = entries.iter().find(|entry| entry.name == key.kafka_name())?;
+            // The template has one replica; the default is what larger topics take. Unset, Kafka's 1 (rill's
+            // topics of 3 replicas or more take 2 then: docs/kafka.md).
+            let value = match (key, cluster.get(*key)) {
+                (ConfigKey::MinInsyncReplicas, Some(set)) => set.to_owned(),
+                _ => found.value.clone(),
+            };
             Some(DescribedDefault {
                 key: *key,
                 broker_name,
-                value: found.value.clone(),
+                value,
                 config_type: found.config_type,
                 is_set: cluster.get(*key).is_some(),
             })
@@ -356,6 +384,46 @@ mod tests {
             refused.contains("log.segment.bytes") && refused.contains("topic orders could not take it"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_min_insync_default_reaches_each_topic_as_at_most_its_replication_factor() {
+        let broker = BrokerConfig::default();
+        let (defaults, keys) = NONE.changed(&[set("min.insync.replicas", "3")], &broker).expect("above one replica");
+        let scope = Defaults::with(&broker, &defaults);
+        let state = |own: &[(&str, &str)], replication_factor: u32| {
+            let template = TopicConfigState {
+                settings: crate::meta::TopicSettings::defaults_of(&broker),
+                min_insync_replicas: crate::cluster::placement::default_min_insync_replicas(replication_factor),
+            };
+            let changes: Vec<ConfigChange> = own.iter().map(|(key, value)| set(key, value)).collect();
+            crate::topic_config::apply_changes(&template, &changes, replication_factor, Defaults::of(&broker))
+                .expect("valid")
+        };
+        let after = |current: &TopicConfigState, replication_factor: u32, scope| {
+            followed("t", current, replication_factor, &keys, scope).expect("valid").map(|t| t.min_insync_replicas)
+        };
+        assert_eq!(after(&state(&[], 3), 3, scope), Some(3), "3 replicas: from 2 to 3");
+        assert_eq!(after(&state(&[], 5), 5, scope), Some(3), "5 replicas: from 2 to 3");
+        assert_eq!(after(&state(&[], 2), 2, scope), Some(2), "2 replicas: from 1 to both");
+        assert_eq!(after(&state(&[], 1), 1, scope), None, "one replica stays at 1");
+        // Set on the topic, even to what it had, the key is its own.
+        assert_eq!(after(&state(&[("min.insync.replicas", "2")], 3), 3, scope), None);
+        assert_eq!(crate::topic_config::default_min_insync_replicas_of(scope, 3), 3, "what a new topic takes");
+
+        let mut taken = state(&[], 3);
+        taken.min_insync_replicas = 3;
+        let (cleared, keys) = defaults.changed(&[ConfigChange::delete("min.insync.replicas")], &broker).expect("valid");
+        let back = followed("t", &taken, 3, &keys, Defaults::with(&broker, &cleared)).expect("valid");
+        assert_eq!(back.map(|t| t.min_insync_replicas), Some(2), "back to the replication factor's default");
+
+        let shown = described(&broker, &defaults);
+        let row = shown.iter().find(|d| d.broker_name == "min.insync.replicas").expect("listed");
+        assert_eq!((row.value.as_str(), row.is_set), ("3", true), "shown as set, not as one replica takes it");
+        for bad in ["0", "-1", "two", ""] {
+            let refused = refusal(NONE.changed(&[set("min.insync.replicas", bad)], &broker));
+            assert!(refused.contains("min.insync.replicas") && refused.contains("whole number from 1"), "{refused}");
+        }
     }
 
     #[test]

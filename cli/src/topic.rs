@@ -171,7 +171,8 @@ struct CreateArgs {
     /// --default-replication-factor, 1 unless set]
     #[arg(long, value_name = "N")]
     replication_factor: Option<u32>,
-    /// In a cluster: in-sync replicas a produce with --acks all needs. [default: 2 for 3 copies or more, else 1]
+    /// In a cluster: in-sync replicas a produce with --acks all needs. [default: the cluster's min.insync.replicas
+    /// (`rill topic defaults`), at most the replication factor; unset, 2 for 3 copies or more, else 1]
     #[arg(long, value_name = "N")]
     min_insync_replicas: Option<u32>,
     /// Any setting `rill topic alter` takes, KEY=VALUE with Kafka's key names (repeatable), as

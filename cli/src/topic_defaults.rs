@@ -27,10 +27,12 @@ pub const AFTER_HELP: &str = "Examples:
   rill topic defaults                                            # each default and where it comes from
   rill topic defaults --config log.retention.ms=259200000        # 3 days for every topic not setting its own
   rill topic defaults --config compression.type=zstd --dry-run   # check, and count the topics it would change
+  rill topic defaults --config min.insync.replicas=3             # acks all needs every replica of an RF 3 topic
   rill topic defaults --delete-config log.retention.ms           # back to the broker's --retention-ms
 
 Keys (Kafka's broker names, each the default of a topic key): log.retention.ms, log.retention.bytes,
-log.segment.bytes, log.roll.ms, message.max.bytes, log.cleanup.policy, log.cleaner.delete.retention.ms,
+log.segment.bytes, log.roll.ms, message.max.bytes, min.insync.replicas (each topic takes at most its replication
+factor; unset, 2 for 3 replicas or more, else 1), log.cleanup.policy, log.cleaner.delete.retention.ms,
 log.cleaner.min.compaction.lag.ms, log.cleaner.max.compaction.lag.ms, log.cleaner.min.cleanable.ratio,
 compression.type, compression.gzip.level, compression.lz4.level, compression.zstd.level,
 log.message.timestamp.type, log.message.timestamp.before.max.ms, log.message.timestamp.after.max.ms. Values as

@@ -60,7 +60,8 @@
 # test_kafka_topic_defaults.py: the cluster's topic defaults (log.retention.ms, ... on a broker resource) set by
 # confluent-kafka and kafka-python: followed by topics that do not set the key, not by one that does, taken by a
 # topic created later, cleared by a DELETE, kept through a SIGKILL and restart; on three nodes (in
-# test_kafka_cluster_admin.py), set through one node and applied on every one.
+# test_kafka_cluster_admin.py), set through one node and applied on every one, and a min.insync.replicas default
+# refusing librdkafka's acks-all produce NOT_ENOUGH_REPLICAS with a replica down.
 # test_kafka_share_groups.py: KIP-932 share groups with confluent-kafka's ShareConsumer (librdkafka 2.15): more
 # consumers than partitions, nothing read twice, acknowledgements through a SIGKILL, release/reject/delivery limit,
 # a lock running out, a group id of one kind refused to the other. test_kafka_cluster_share_groups.py: the same on

@@ -11,14 +11,17 @@ describe_metadata_quorum (Kafka's DescribeQuorum, as `kafka-metadata-quorum.sh` 
 quorum through every node: the same leader and epoch, the three voters each at the leader's log end, their
 endpoints. The replication throttle is set and cleared as kafka-reassign-partitions.sh --throttle does it (both
 rates on every broker by id, the topic's throttled-replica lists) by kafka-python, and through one broker and
-cleared through another by confluent-kafka; every node describes it. Run by kafka-clients.sh."""
+cleared through another by confluent-kafka; every node describes it. A `min.insync.replicas` default set through a
+broker by confluent-kafka reaches a topic that does not set its own (DescribeConfigs' DYNAMIC_DEFAULT_BROKER_CONFIG)
+and refuses librdkafka's acks-all produce NOT_ENOUGH_REPLICAS with one of its 3 replicas down. Run by
+kafka-clients.sh."""
 
 import os
 import signal
 import tempfile
 
 import pytest
-from confluent_kafka import ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ElectionType, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewPartitions, NewTopic, ResourceType)
 from kafka import KafkaAdminClient
@@ -414,3 +417,53 @@ def topic_setting_of(addr, topic, name):
         if words and words[0] == name:
             return words[1]
     return None
+
+
+def test_a_min_insync_replicas_default_set_as_kafka_configs_does_decides_what_acks_all_needs(cluster):
+    # kafka-configs.sh --entity-type brokers --entity-default --add-config min.insync.replicas=3, as librdkafka
+    # must say it (by a broker's id): a topic that does not set its own then needs all 3 replicas in sync for
+    # acks all, and librdkafka's producer is refused NOT_ENOUGH_REPLICAS with one of them down.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_topics([NewTopic("guarded", 1, 3)])["guarded"].result(timeout=30)
+    placed = wait_for(lambda: (found := in_sync(cluster, "guarded", 1, 3)) and found[0][0] and found, "guarded led")
+
+    def alter(node, value):
+        op = AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET
+        entry = ConfigEntry("min.insync.replicas", value, incremental_operation=op)
+        resource = ConfigResource(ResourceType.BROKER, node, incremental_configs=[entry])
+        admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    def described(resource):
+        return admin.describe_configs([resource])[resource].result(timeout=30)["min.insync.replicas"]
+
+    topic, broker = ConfigResource(ResourceType.TOPIC, "guarded"), ConfigResource(ResourceType.BROKER, "2")
+    assert (described(topic).value, described(topic).source) == ("2", ConfigSource.DEFAULT_CONFIG.value)
+    leader = placed[0][0]
+    alter("1", "3")
+    try:
+        dynamic = ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+        assert (described(broker).value, described(broker).source) == ("3", dynamic)
+        wait_for(lambda: described(topic).value == "3", "guarded takes the default")
+        assert described(topic).source == dynamic
+        with pytest.raises(KafkaException) as refused:
+            alter("1", "0")
+        assert "min.insync.replicas" in refused.value.args[0].str() and "from 1" in refused.value.args[0].str()
+
+        follower = next(node for node in placed[0][1] if node != leader)
+        cluster.kill(follower)
+        try:
+            isr = lambda: rows(cluster, "guarded", cluster.addrs[leader - 1]).get(0, (None, [], placed[0][1]))[2]
+            wait_for(lambda: len(isr()) == 2, "the ISR shrunk")
+            errors = []
+            producer = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all", "retries": 0,
+                                 "message.timeout.ms": 10000})
+            producer.produce("guarded", value=b"needs three", partition=0, on_delivery=lambda err, _: errors.append(err))
+            assert producer.flush(30) == 0
+            assert [err.code() for err in errors] == [KafkaError.NOT_ENOUGH_REPLICAS], errors
+        finally:
+            cluster.restart(follower)
+    finally:
+        alter(str(leader), None)
+    wait_for(lambda: described(topic).value == "2", "guarded back to its replication factor's default")
+    assert described(topic).source == ConfigSource.DEFAULT_CONFIG.value
+    wait_for(lambda: in_sync(cluster, "guarded", 1, 3), "the restarted node back in sync")

@@ -462,12 +462,15 @@ pub struct CommandOutcome {
     pub schema_refused: bool,
 }
 
-/// One topic a change of the topic defaults re-resolves: its settings as the proposer read them, and after.
+/// One topic a change of the topic defaults re-resolves: its settings as the proposer read them, and after; its
+/// new `min_insync_replicas` when a `min.insync.replicas` default changes it (absent in entries of older nodes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowedTopic {
     pub name: String,
     pub before: TopicSettings,
     pub after: TopicSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<u32>,
 }
 
 impl CommandOutcome {
@@ -643,6 +646,10 @@ impl ClusterMetadata {
                 for followed in topics {
                     if let Some(topic) = self.topics.get_mut(&followed.name) {
                         topic.settings = followed.after.clone();
+                        if let Some(count) = followed.min_insync_replicas {
+                            // Computed for the replicas the proposer saw; a move since may have left fewer.
+                            topic.min_insync_replicas = count.clamp(1, topic.replication_factor().max(1));
+                        }
                         changed = true;
                     }
                 }
@@ -1171,8 +1178,18 @@ mod tests {
         let command = |before: &TopicSettings| Command::AlterTopicDefaults {
             defaults: defaults.clone(),
             topics: vec![
-                FollowedTopic { name: "t".into(), before: before.clone(), after: after.clone() },
-                FollowedTopic { name: "gone".into(), before: before.clone(), after: after.clone() },
+                FollowedTopic {
+                    name: "t".into(),
+                    before: before.clone(),
+                    after: after.clone(),
+                    min_insync_replicas: None,
+                },
+                FollowedTopic {
+                    name: "gone".into(),
+                    before: before.clone(),
+                    after: after.clone(),
+                    min_insync_replicas: None,
+                },
             ],
         };
         // Read before an alter that committed first: refused whole, the alter kept.
@@ -1195,6 +1212,38 @@ mod tests {
         assert_eq!(restored.topic_defaults, defaults);
         assert_eq!(restored.topics["t"].settings.retention_ms, Some(3_600_000));
         assert!(!restored.topics.contains_key("gone"));
+    }
+
+    #[test]
+    fn a_min_insync_default_sets_each_topics_count_within_its_replicas() {
+        let mut metadata = ClusterMetadata::default();
+        metadata.apply(&Command::CreateTopic { name: "three".into(), placement: placed(&[1, 2, 3]) });
+        metadata.apply(&Command::CreateTopic { name: "two".into(), placement: fixtures::placed(&[&[1, 2]], 1) });
+        let settings = metadata.topics["three"].settings.clone();
+        let followed = |name: &str, count| FollowedTopic {
+            name: name.into(),
+            before: settings.clone(),
+            after: settings.clone(),
+            min_insync_replicas: count,
+        };
+        let broker = crate::config::BrokerConfig::default();
+        let change = [crate::topic_config::ConfigChange::set("min.insync.replicas", "3")];
+        let (defaults, _) = crate::topic_defaults::NONE.changed(&change, &broker).expect("valid");
+        // "two" was computed for 3 replicas (moved away since): it takes both it has.
+        let command = Command::AlterTopicDefaults {
+            defaults,
+            topics: vec![followed("three", Some(3)), followed("two", Some(3))],
+        };
+        let entry: Command = serde_json::from_slice(&serde_json::to_vec(&command).expect("encodes")).expect("decodes");
+        assert!(metadata.apply(&entry).changed);
+        assert_eq!((metadata.topics["three"].min_insync_replicas, metadata.topics["two"].min_insync_replicas), (3, 2));
+        // An older node's entry has no count: the topic keeps its own.
+        let older = serde_json::to_string(&followed("three", None)).expect("encodes");
+        assert!(!older.contains("min_insync_replicas"), "{older}");
+        let command =
+            Command::AlterTopicDefaults { defaults: Default::default(), topics: vec![followed("three", None)] };
+        assert!(metadata.apply(&command).changed);
+        assert_eq!(metadata.topics["three"].min_insync_replicas, 3);
     }
 
     #[test]

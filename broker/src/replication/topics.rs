@@ -44,6 +44,8 @@ impl Replication {
             return Err(BrokerError::TopicExists { topic: name.to_string() });
         }
         let alive = metadata.alive_nodes();
+        // Unset: this node's `default_replication_factor` (Kafka's `default.replication.factor`).
+        let replication_factor = request.replication_factor.unwrap_or(node.config.default_replication_factor);
         // A cluster still forming (or a node that has not heard from it since starting) has no alive node to
         // place on: that is a wait, not a replication factor the caller got wrong.
         if metadata.cluster_id.is_none() || alive.is_empty() {
@@ -55,19 +57,27 @@ impl Replication {
                 ),
             });
         }
+        // Unset: the cluster's `min.insync.replicas` default, else the replication factor's.
+        let min_insync_replicas = |replication_factor: u32| {
+            request.min_insync_replicas.unwrap_or_else(|| {
+                let defaults = Defaults::with(&self.config, &metadata.topic_defaults);
+                crate::topic_config::default_min_insync_replicas_of(defaults, replication_factor)
+            })
+        };
         let placed = match assignment {
             Some(assignment) => {
                 let partitions = placement::assigned(assignment, request.replication_factor, &alive)?;
                 let replication_factor = partitions.first().map_or(1, |p| p.replicas.len() as u32);
-                let min_insync_replicas =
-                    placement::check_min_insync_replicas(request.min_insync_replicas, replication_factor)?;
+                let min_insync_replicas = placement::check_min_insync_replicas(
+                    Some(min_insync_replicas(replication_factor)),
+                    replication_factor,
+                )?;
                 TopicPlacement { partitions, min_insync_replicas, settings, topic_id: Some(TopicId::random()) }
             }
             None => placement::place(
                 partition_count,
-                // Unset: this node's `default_replication_factor` (Kafka's `default.replication.factor`).
-                Some(request.replication_factor.unwrap_or(node.config.default_replication_factor)),
-                request.min_insync_replicas,
+                Some(replication_factor),
+                Some(min_insync_replicas(replication_factor)),
                 &alive,
                 &metadata.racks(),
                 &metadata.preferred_leaderships(),
@@ -265,7 +275,14 @@ impl Replication {
                 let scope = Defaults::with(&self.config, &defaults);
                 let rf = placed.replication_factor();
                 if let Some(next) = crate::topic_defaults::followed(name, &current, rf, &keys, scope)? {
-                    topics.push(FollowedTopic { name: name.clone(), before: current.settings, after: next.settings });
+                    let min_insync_replicas =
+                        (next.min_insync_replicas != current.min_insync_replicas).then_some(next.min_insync_replicas);
+                    topics.push(FollowedTopic {
+                        name: name.clone(),
+                        before: current.settings,
+                        after: next.settings,
+                        min_insync_replicas,
+                    });
                 }
             }
             let count = topics.len();

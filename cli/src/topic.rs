@@ -98,6 +98,7 @@ END is the offset the next record gets; END - START records are readable.")]
   rill cluster add-node --node-id 4 --address 127.0.0.1:9095
   rill topic reassign orders --partition 0 --replicas 1,2,4     # node 4 replaces node 3
   rill topic reassign orders --partition 0 --cancel             # back to the replicas it had
+  rill topic reassign orders --partition 1 --replicas 2,3,4 --no-wait  # start it; rill topic describe follows it
 
 The move is recorded in the cluster's metadata (rill topic describe shows it on any node, and a new controller
 leader finishes it). Each new node gains a replica, copies the partition and joins the ISR; then the nodes left
@@ -105,7 +106,8 @@ out leave (a leader left out hands over to an in-sync replica, and producers ret
 keeps leading: `rill cluster elect-leaders` moves the leadership to the first replica. Refused, before anything
 changes, for a node that is not a member or is down, a node named twice, fewer replicas than the topic's
 min_insync_replicas, a partition moving already, or while a node is being added or removed. Answered once
-done, which takes as long as the copying. --cancel puts a move under way back on the original replicas (the
+done, which takes as long as the copying; with --no-wait, once the move is recorded (as Kafka's
+kafka-reassign-partitions.sh --execute), the copying going on after. --cancel puts a move under way back on the original replicas (the
 new ones leave and delete their copies); refused when the partition is not moving, or when none of its
 original replicas is in sync. --throttle sets the cluster's replication throttle first (as `rill cluster
 throttle set`): the new replicas copy at most that many bytes/s per pair of nodes until they are in sync; it
@@ -122,6 +124,9 @@ stays in force until cleared (rill cluster throttle clear).")]
         /// Cancel the partition's move under way instead.
         #[arg(long, conflicts_with = "replicas")]
         cancel: bool,
+        /// Answer once the move is recorded, not once it is done.
+        #[arg(long, conflicts_with = "cancel")]
+        no_wait: bool,
         /// Bound the copying: set the cluster's replication throttle to this many bytes/s first.
         #[arg(
             long,
@@ -227,9 +232,14 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 out.flush()?;
                 Ok(())
             }
-            TopicCommand::Reassign { name, partition, replicas, cancel, throttle, broker } => {
+            TopicCommand::Reassign { name, partition, replicas, cancel, no_wait, throttle, broker } => {
                 crate::cluster::set_throttle_before_move(&broker, throttle).await?;
-                reassign(&broker, &name, partition, (!cancel).then_some(replicas.as_slice())).await
+                let how = match cancel {
+                    true => Reassign::Cancel,
+                    false if no_wait => Reassign::Start(&replicas),
+                    false => Reassign::Move(&replicas),
+                };
+                reassign(&broker, &name, partition, how).await
             }
             TopicCommand::AddPartitions { name, count, broker } => {
                 let topic = admin(&broker).await?.add_partitions(&name, count).await.map_err(|e| broker.explain(e))?;
@@ -242,17 +252,27 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Moves the partition onto `replicas`, or cancels its move when `None`.
-async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, replicas: Option<&[u64]>) -> anyhow::Result<()> {
+/// What `rill topic reassign` asks of a partition.
+#[derive(Clone, Copy)]
+enum Reassign<'a> {
+    /// Move it onto these replicas and wait until done.
+    Move(&'a [u64]),
+    /// Start moving it onto these replicas.
+    Start(&'a [u64]),
+    /// Cancel its move.
+    Cancel,
+}
+
+async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, how: Reassign<'_>) -> anyhow::Result<()> {
     let admin = rill_client::ClusterAdmin::new(broker.connect().await?);
-    let done = match replicas {
-        Some(replicas) => admin.reassign_partition(name, partition, replicas).await,
-        None => admin.cancel_reassignment(name, partition).await,
-    }
-    .map_err(|e| broker.explain(e))?;
+    let (done, what) = match how {
+        Reassign::Move(replicas) => (admin.reassign_partition(name, partition, replicas).await, "reassigned"),
+        Reassign::Start(replicas) => (admin.start_reassignment(name, partition, replicas).await, "started moving"),
+        Reassign::Cancel => (admin.cancel_reassignment(name, partition).await, "cancelled the move of"),
+    };
+    let done = done.map_err(|e| broker.explain(e))?;
     let ids = |ids: &[u64]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let leader = done.leader_id.map_or_else(|| "none".to_owned(), |id| id.to_string());
-    let what = if replicas.is_some() { "reassigned" } else { "cancelled the move of" };
     let mut out = output::stdout();
     writeln!(
         out,
@@ -261,6 +281,13 @@ async fn reassign(broker: &BrokerFlag, name: &str, partition: u32, replicas: Opt
         ids(&done.replica_ids)
     )?;
     writeln!(out, "leader {leader} at epoch {}, isr {}", done.leader_epoch, ids(&done.isr))?;
+    if matches!(how, Reassign::Start(_)) {
+        writeln!(
+            out,
+            "the new replicas copy the partition now: `rill topic describe {name}` shows the move until it is done; \
+             `rill topic reassign {name} --partition {partition} --cancel` stops it"
+        )?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -190,6 +190,12 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
             post_form(console, &format!("/topics/orders/{path}"), &alice, &format!("csrf={alice_csrf}&{form}"));
         assert!(status == 403 && page.contains("User:alice is not authorized"), "{path}: {page}");
     }
+    let move_form = format!("csrf={alice_csrf}&topic=orders&partition=0&replicas=1%2C2%2C3&confirm=yes");
+    let (status, page) = post_form(console, "/cluster/move", &alice, &move_form);
+    assert!(
+        status == 403 && page.contains("User:alice is not authorized"),
+        "a move needs alter on the cluster: {page}"
+    );
     let form = format!("csrf={csrf}&set.retention.ms=3600000&set.min.insync.replicas=3&confirm=yes");
     let (status, page) = post_form(console, "/topics/orders/settings", &admin_session, &form);
     assert_eq!(status, 200, "{page}");

@@ -608,6 +608,18 @@ fn a_move_under_way_is_cancelled_through_kafka_and_the_cli_back_onto_its_origina
     rill(cluster.addr(original[0]), &["topic", "reassign", "orders", "--partition", &p_arg, "--cancel"])
         .fails(1, "nothing to cancel");
 
+    // `--no-wait`: answered once the move is recorded (it cannot finish with `c` stopped), refused as any move.
+    let onto_c = format!("{c},{}", original[1]);
+    let start = ["topic", "reassign", "orders", "--partition", &p_arg, "--replicas", &onto_c, "--no-wait"];
+    let started = rill(cluster.addr(original[1]), &start);
+    let expected = format!("started moving orders/{partition}: replicas {},{} -> {onto_c}", original[0], original[1]);
+    assert!(started.ok().contains(&expected) && started.ok().contains("--cancel` stops it"), "{}", started.ok());
+    assert_eq!(moves_listed_by(&kafka, cluster.addr(original[0])).len(), 1, "listed as soon as answered");
+    rill(cluster.addr(original[0]), &start).fails(1, "already");
+    let unknown = ["topic", "reassign", "orders", "--partition", &p_arg, "--replicas", "9", "--no-wait"];
+    rill(cluster.addr(original[0]), &unknown).fails(1, "node 9");
+    rill(cluster.addr(original[0]), &["topic", "reassign", "orders", "--partition", &p_arg, "--cancel"]).ok();
+
     stopped(&cluster, c, libc::SIGCONT);
     let rows = wait_for(&cluster, "orders", 3, "the original replicas in sync", |rows| {
         rows[partition].replicas == original && rows[partition].isr.len() == 2

@@ -647,8 +647,7 @@ fn on_a_cluster_every_node_shows_the_nodes_the_controller_and_each_partitions_re
 }
 
 #[test]
-fn a_clusters_console_cancels_a_move_sets_the_throttle_and_elects_leaders() {
-    use std::process::{Command, Stdio};
+fn a_clusters_console_starts_and_cancels_a_move_sets_the_throttle_and_elects_leaders() {
     let cluster = Cluster::start(FAST_CLUSTER);
     let create = ["topic", "create", "moves", "--partitions", "1", "--replication-factor", "1"];
     common::eventually("moves created", || rill(&cluster.all(), &create).status.success().then_some(()));
@@ -679,22 +678,36 @@ fn a_clusters_console_cancels_a_move_sets_the_throttle_and_elects_leaders() {
         wait_for_page(cluster.admin(node), "/cluster", "the throttle", |body| body.contains("1024 bytes/s per pair"));
     }
 
-    // A move, started by the CLI (which waits for it), cancelled on node 3's console.
-    let mut reassign = Command::new(common::RILL)
-        .args(["topic", "reassign", "moves", "--partition", "0", "--replicas", &format!("{leader},{other}")])
-        .env("RILL_BROKER", cluster.addr(1))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rill topic reassign");
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while !get(&admin_3, "/cluster").body.contains("1 partition(s) moving") {
-        if let Ok(Some(_)) = reassign.try_wait() {
-            panic!("the reassign ended before the move was seen: {:?}", reassign.wait_with_output());
-        }
-        assert!(std::time::Instant::now() < deadline, "no move within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(100));
+    // A move, started on node 2's console (checked there first, then answered once recorded), cancelled on node
+    // 3's.
+    let move_form = |replicas: &str| format!("csrf={token}&topic=moves&partition=0&replicas={replicas}");
+    let target = format!("{leader}%2C{other}");
+    for (replicas, status, says) in [
+        ("a%2Cb".to_owned(), 400, "is not a list of node ids"),
+        (format!("{leader}%2C9"), 400, "node 9 is not a member of the cluster"),
+        (format!("{leader}%2C{leader}"), 400, "appears more than once"),
+    ] {
+        let refused = post(&admin_2, "/cluster/move", &move_form(&replicas));
+        assert!(refused.status == status && refused.body.contains(says), "{replicas}: {refused:?}");
     }
+    let missing = post(&admin_2, "/cluster/move", &format!("csrf={token}&topic=moves&partition=5&replicas={target}"));
+    assert!(missing.status == 404 && missing.body.contains("has 1 partition(s), not 5"), "{missing:?}");
+    let asked = post(&admin_2, "/cluster/move", &move_form(&target));
+    assert!(
+        asked.body.contains(&format!("replicas {leader} → {leader}, {other}."))
+            && asked.body.contains(&format!("Copying to: {other}"))
+            && asked.body.contains("throttled to 1024 bytes/s"),
+        "{asked:?}"
+    );
+    assert!(get(&admin_2, "/cluster").body.contains("0 partition(s) moving"), "nothing moves before yes");
+    let started = post(&admin_2, "/cluster/move", &format!("{}&confirm=yes", move_form(&target)));
+    assert!(
+        started.status == 200 && started.body.contains(&format!("is moving from {leader} onto {leader}, {other}")),
+        "{started:?}"
+    );
+    let again = post(&admin_2, "/cluster/move", &format!("{}&confirm=yes", move_form(&target)));
+    assert!(again.status == 409 && again.body.contains("already"), "{again:?}");
+    wait_for_page(&admin_3, "/cluster", "the move on node 3", |body| body.contains("1 partition(s) moving"));
     let page = get(&admin_3, "/cluster").body;
     let moving = table_rows(&page, "moving");
     assert_eq!(
@@ -716,8 +729,6 @@ fn a_clusters_console_cancels_a_move_sets_the_throttle_and_elects_leaders() {
         cancelled.status == 200 && cancelled.body.contains(&format!("its replicas are {leader}.")),
         "{cancelled:?}"
     );
-    let _ = reassign.kill();
-    let _ = reassign.wait();
     wait_for_page(&admin_2, "/cluster", "no move", |body| body.contains("0 partition(s) moving"));
     let again = post(&admin_3, "/cluster/cancel-move", &format!("{form}&confirm=yes"));
     assert!(again.status == 409 && again.body.contains("not being moved"), "{again:?}");

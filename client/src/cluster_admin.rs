@@ -90,11 +90,36 @@ impl ClusterAdmin {
         replica_ids: &[u64],
     ) -> Result<PartitionReassigned> {
         let mut admin = ClusterAdminClient::new(self.client.channel());
-        let reassign =
-            ReassignPartitionRequest { topic: topic.to_owned(), partition, replica_ids: replica_ids.to_vec() };
+        let reassign = ReassignPartitionRequest {
+            topic: topic.to_owned(),
+            partition,
+            replica_ids: replica_ids.to_vec(),
+            no_wait: false,
+        };
         let context = RequestContext::partition(topic, partition);
         call(MEMBERSHIP_CHANGE_TIMEOUT, context, admin.reassign_partition(request(reassign, MEMBERSHIP_CHANGE_TIMEOUT)))
             .await
+    }
+
+    /// Starts moving the partition onto `replica_ids` and answers once the move is recorded, as Kafka's
+    /// AlterPartitionReassignments does: the answer's `replica_ids` are the target, its ISR and leader those at
+    /// the start. The same refusals as `reassign_partition`; `describe_topic` shows the move until it is done.
+    pub async fn start_reassignment(
+        &self,
+        topic: &str,
+        partition: u32,
+        replica_ids: &[u64],
+    ) -> Result<PartitionReassigned> {
+        let timeout = self.client.config().request_timeout;
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let reassign = ReassignPartitionRequest {
+            topic: topic.to_owned(),
+            partition,
+            replica_ids: replica_ids.to_vec(),
+            no_wait: true,
+        };
+        let context = RequestContext::partition(topic, partition);
+        call(timeout, context, admin.reassign_partition(request(reassign, timeout))).await
     }
 
     /// Cancels the partition's move under way: its replicas go back to the original list (in its order) and the

@@ -346,8 +346,13 @@ impl ClusterAdmin for ClusterAdminService {
         if let Some(leader) = leader_elsewhere(controller)? {
             return forward(controller, leader, request, |mut c, r| async move { c.reassign_partition(r).await }).await;
         }
-        let ReassignPartitionRequest { topic, partition, replica_ids } = request.into_inner();
-        let done = controller.reassign_partition(&topic, partition, replica_ids).await.map_err(Status::from)?;
+        let ReassignPartitionRequest { topic, partition, replica_ids, no_wait } = request.into_inner();
+        let done = if no_wait {
+            controller.start_reassignment(&topic, partition, replica_ids).await
+        } else {
+            controller.reassign_partition(&topic, partition, replica_ids).await
+        }
+        .map_err(Status::from)?;
         Ok(Response::new(reassigned(done)))
     }
 

@@ -129,6 +129,29 @@ impl Controller {
         self.wait_for_reassignment(topic, partition, &target, previous).await
     }
 
+    /// On the controller leader: starts moving `topic`/`partition` onto `target` and answers once the move is
+    /// recorded (Kafka's AlterPartitionReassignments; `rill topic reassign --no-wait`): the replicas before, the
+    /// target, and the ISR and leader as they are now, while the copying goes on.
+    pub(crate) async fn start_reassignment(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: u32,
+        target: Vec<NodeId>,
+    ) -> Result<PartitionReassigned, BrokerError> {
+        let previous = self.metadata().partition(topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
+        let mut started = self.start_reassignments(vec![(topic.to_owned(), partition, target.clone())]).await?;
+        started.pop().unwrap_or(Ok(())).map_err(BrokerError::from)?;
+        let metadata = self.metadata();
+        let placed = metadata.partition(topic, partition).ok_or_else(|| self.unknown_partition(topic, partition))?;
+        Ok(PartitionReassigned {
+            previous,
+            replicas: target,
+            isr: placed.isr.clone(),
+            leader: placed.leader,
+            leader_epoch: placed.leader_epoch,
+        })
+    }
+
     /// On the controller leader: checks each `(topic, partition, target)` and records the moves that pass in
     /// the metadata, then answers, in the order asked, whether each was started; the copying goes on after.
     /// A list that breaks a rule is refused alone; those that pass are refused together (`membership-refused`)

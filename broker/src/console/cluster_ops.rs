@@ -1,8 +1,9 @@
-//! A cluster's operations page: the partition moves under way (each cancelled after a confirmation), the
-//! replication throttle on them (set or cleared), and the preferred leader election (every topic or one), through
-//! the `ClusterAdmin` service's own handlers (`rill topic reassign --cancel`, `rill cluster throttle`, `rill
-//! cluster elect`), which any node forwards to the controller leader. A single node has none of these: the page
-//! says so.
+//! A cluster's operations page: the partition moves under way (each cancelled after a confirmation), a new move
+//! started (answered once recorded, as `rill topic reassign --no-wait`: the copying takes minutes, and a page
+//! must not wait for it), the replication throttle on them (set or cleared), and the preferred leader election
+//! (every topic or one), through the `ClusterAdmin` service's own handlers (`rill topic reassign`, `rill cluster
+//! throttle`, `rill cluster elect`), which any node forwards to the controller leader. A single node has none of
+//! these: the page says so.
 
 use rill_protocol::v1::{self, cluster_admin_server::ClusterAdmin};
 
@@ -53,8 +54,15 @@ pub fn show(console: &Console, page: Page<'_>) -> Response {
         }
     }
     body.raw("</table><p id=\"moving-count\">").text(format!("{moving} partition(s) moving. "));
-    body.raw("A move starts with <code>rill topic reassign</code>, <code>rill cluster rebalance</code> or Kafka's ");
-    body.raw("<code>kafka-reassign-partitions.sh</code>.</p>");
+    body.raw("A move starts here, with <code>rill topic reassign</code>, <code>rill cluster rebalance</code> or ");
+    body.raw("Kafka's <code>kafka-reassign-partitions.sh</code>.</p>");
+    if !page.is_read_only {
+        page.form_open(&mut body, &format!("{PATH}/move"));
+        body.raw("<fieldset class=\"stack\"><legend>Move a partition</legend><label>Topic <input name=\"topic\">");
+        body.raw("</label><label>Partition <input name=\"partition\" inputmode=\"numeric\"></label>");
+        body.raw("<label>Onto the nodes (ids, comma-separated, the preferred leader first) ");
+        body.raw("<input name=\"replicas\"></label><button id=\"move\">Move…</button></fieldset></form>");
+    }
 
     body.raw("<h2>Replication throttle</h2><p id=\"throttle\">");
     match metadata.replication_throttle_bytes_per_sec {
@@ -84,6 +92,88 @@ pub fn show(console: &Console, page: Page<'_>) -> Response {
         body.raw("<button id=\"elect\">Elect…</button></fieldset></form>");
     }
     page.render(200, "Cluster", body)
+}
+
+/// Node ids separated by commas or spaces.
+fn node_ids(text: &str) -> Result<Vec<u64>, String> {
+    let ids: Result<Vec<u64>, _> =
+        text.split(|c: char| c == ',' || c.is_whitespace()).filter(|id| !id.is_empty()).map(str::parse).collect();
+    match ids {
+        Ok(ids) if !ids.is_empty() => Ok(ids),
+        _ => Err(format!("replicas {text:?} is not a list of node ids: give them separated by commas, such as 1,2,3")),
+    }
+}
+
+pub async fn start_move(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    let Some(controller) = &console.controller else {
+        return page.error(404, "Not a cluster", "A single node has one replica of each partition: nothing to move.");
+    };
+    let Some(topic) = form.get("topic").map(|t| t.trim().to_string()) else {
+        return page.error(400, "Bad topic", "topic is missing: give the topic whose partition moves");
+    };
+    let partition = match form.number::<u32>("partition", "a partition number (0 or more)") {
+        Ok(Some(partition)) => partition,
+        Ok(None) => return page.error(400, "Bad partition", "partition is missing: give a partition number"),
+        Err(message) => return page.error(400, "Bad partition", &message),
+    };
+    let target = match node_ids(form.get("replicas").unwrap_or("")) {
+        Ok(target) => target,
+        Err(message) => return page.error(400, "Bad replicas", &message),
+    };
+    // Checked here first, by the rule the controller leader applies, so a mistake is shown before the confirmation.
+    let metadata = controller.metadata();
+    let plan = match crate::cluster::reassign::plan_reassignment(&metadata, &topic, partition, &target) {
+        Ok(Some(plan)) => plan,
+        Ok(None) => {
+            let message = match metadata.topics.get(&topic) {
+                None => format!("no topic {topic:?} in the cluster"),
+                Some(t) => format!("topic {topic:?} has {} partition(s), not {partition}", t.partitions.len()),
+            };
+            return page.error(404, "No such partition", &message);
+        }
+        Err(refusal) => return page.error(400, "Move refused", &refusal.to_string()),
+    };
+    if let Some(moving) = metadata.partition(&topic, partition).and_then(|p| p.reassignment.as_ref()) {
+        let message = format!(
+            "partition {partition} of {topic} is being moved onto {} already; cancel that move first",
+            nodes(&moving.target)
+        );
+        return page.error(409, "Moving already", &message);
+    }
+    if form.get("confirm") != Some("yes") {
+        let list = |ids: &[u64]| if ids.is_empty() { "none".to_string() } else { nodes(ids) };
+        let mut body = Html::new();
+        body.raw("<p id=\"plan\">Partition ").text(partition).raw(" of <b>").text(&topic).raw("</b>: replicas ");
+        body.text(nodes(&plan.current)).raw(" → ").text(nodes(&plan.target)).raw(".</p><ul><li id=\"adding\">");
+        body.text(format!("Copying to: {}", list(&plan.adding))).raw("</li><li id=\"dropping\">");
+        body.text(format!("Dropped once they are in sync: {}", list(&plan.dropping))).raw("</li><li id=\"limit\">");
+        match metadata.replication_throttle_bytes_per_sec {
+            Some(rate) => body.text(format!("The copy is throttled to {rate} bytes/s per pair of nodes.")),
+            None => body.text("No replication throttle: the copy runs at full speed (set one below the moves)."),
+        };
+        body.raw("</li></ul><p>The move is answered once recorded; the moves table shows it until it is done.</p>");
+        page.form_open(&mut body, &format!("{PATH}/move"));
+        hidden(&mut body, "topic", &topic);
+        hidden(&mut body, "partition", &partition.to_string());
+        hidden(&mut body, "replicas", &plan.target.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, move it</button> ").link(PATH, "Cancel").raw("</form>");
+        return page.render(200, "Move the partition?", body);
+    }
+    let request = v1::ReassignPartitionRequest { topic: topic.clone(), partition, replica_ids: target, no_wait: true };
+    match console.cluster.reassign_partition(page.request(request)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            tracing::info!(%topic, partition, to = %nodes(&answer.replica_ids), "partition move started from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\" id=\"started\">Partition ").text(partition).raw(" of ").text(&topic);
+            body.raw(" is moving from ").text(nodes(&answer.previous_replica_ids)).raw(" onto ");
+            body.text(nodes(&answer.replica_ids)).raw(": the new replicas copy it now.</p><p>");
+            body.link(PATH, "Cluster").raw(" shows the move until it is done.</p>");
+            page.render(200, "Move started", body)
+        }
+        Err(status) => status_response(page, "Move not started", &status),
+    }
 }
 
 pub async fn cancel_move(console: &Console, page: Page<'_>, form: &Form) -> Response {

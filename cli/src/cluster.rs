@@ -78,14 +78,20 @@ cluster's replication throttle first (as `rill cluster throttle set`): it stays 
     #[command(after_help = "Examples:
   rill cluster add-node --node-id 4 --address 127.0.0.1:9095
   rill cluster rebalance
+  rill cluster rebalance --no-wait --throttle 50M   # every move at once, bounded; rill topic describe follows them
 
 Replicas move one at a time from the node holding the most to the one holding the fewest, until no two alive
 nodes differ by more than one, never two replicas of a partition on one node, keeping preferred leaders where
 it can. Each partition then moves as `rill topic reassign` moves it (the new replica copies the partition and
 joins the ISR before the old one leaves), one after the other. Prints each partition moved. Answered once done,
-which takes as long as the copying. --throttle sets the cluster's replication throttle first (as `rill
-cluster throttle set`): it stays in force until cleared.")]
+which takes as long as the copying. With --no-wait every move starts at once, copying side by side, and the
+command answers once they are recorded (as kafka-reassign-partitions.sh --execute runs a plan); the cluster
+page of the web console and `rill topic describe` show them until done. --throttle sets the cluster's
+replication throttle first (as `rill cluster throttle set`): it stays in force until cleared.")]
     Rebalance {
+        /// Start every move at once and answer once they are recorded, not once they are done.
+        #[arg(long)]
+        no_wait: bool,
         /// Bound the copying: set the cluster's replication throttle to this many bytes/s first.
         #[arg(long, value_name = "BYTES_PER_SEC", allow_hyphen_values = true, value_parser = parse_throttle)]
         throttle: Option<u64>,
@@ -188,9 +194,9 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 set_throttle_before_move(&broker, throttle).await?;
                 remove_node(&broker, node_id).await
             }
-            ClusterCommand::Rebalance { throttle, broker } => {
+            ClusterCommand::Rebalance { no_wait, throttle, broker } => {
                 set_throttle_before_move(&broker, throttle).await?;
-                rebalance(&broker).await
+                rebalance(&broker, no_wait).await
             }
             ClusterCommand::Throttle { action: ThrottleAction::Set { bytes_per_sec, broker } } => {
                 throttle(&broker, Some(bytes_per_sec)).await
@@ -283,15 +289,23 @@ fn write_removed(out: &mut impl Write, node_id: u64, removed: &NodeRemoved) -> s
     writeln!(out, "voters: {}", ids(&removed.voter_ids))
 }
 
-async fn rebalance(broker: &BrokerFlag) -> anyhow::Result<()> {
+async fn rebalance(broker: &BrokerFlag, no_wait: bool) -> anyhow::Result<()> {
     let admin = ClusterAdmin::new(broker.connect().await?);
-    let rebalanced = admin.rebalance_replicas().await.map_err(|e| broker.explain(e))?;
+    let rebalanced = if no_wait { admin.start_rebalance().await } else { admin.rebalance_replicas().await }
+        .map_err(|e| broker.explain(e))?;
+    let (verb, summary) = if no_wait { ("moving", "started moving") } else { ("moved", "moved") };
     let mut out = output::stdout();
     for moved in &rebalanced.moved {
         let (before, after) = (ids(&moved.previous_replica_ids), ids(&moved.replica_ids));
-        writeln!(out, "moved {}/{}: replicas {before} -> {after}", moved.topic, moved.partition)?;
+        writeln!(out, "{verb} {}/{}: replicas {before} -> {after}", moved.topic, moved.partition)?;
     }
-    writeln!(out, "{} partition(s) moved", rebalanced.moved.len())?;
+    writeln!(out, "{} partition(s) {summary}", rebalanced.moved.len())?;
+    if no_wait && !rebalanced.moved.is_empty() {
+        writeln!(
+            out,
+            "the new replicas copy the partitions now: `rill topic describe` shows each move until it is done"
+        )?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -740,6 +740,54 @@ fn a_clusters_console_starts_and_cancels_a_move_sets_the_throttle_and_elects_lea
     assert!(elected.status == 200 && elected.body.contains("of topic moves now led by their preferred"), "{elected:?}");
     let unknown = post(&admin_3, "/cluster/elect", &format!("csrf={token_3}&topic=nothing&confirm=yes"));
     assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    // A rebalance, every move started at once: partitions gathered on one node, spread again from node 3's
+    // console, then the same from `rill cluster rebalance --no-wait`.
+    let create = ["topic", "create", "lopsided", "--partitions", "4", "--replication-factor", "1"];
+    common::eventually("lopsided created", || rill(&cluster.all(), &create).status.success().then_some(()));
+    let gather = || {
+        let rows = common::cluster::wait_for_topic(cluster.addr(1), "lopsided", 4, "lopsided led", |rows| {
+            rows.iter().all(|row| row.leader.is_some())
+        });
+        for (partition, _) in rows.iter().enumerate().filter(|(_, row)| row.replicas != [leader]) {
+            let (partition, onto) = (partition.to_string(), leader.to_string());
+            let args = ["topic", "reassign", "lopsided", "--partition", &partition, "--replicas", &onto];
+            rill(cluster.addr(1), &args).ok();
+        }
+    };
+    let balanced = |body: &str| {
+        let counts: Vec<usize> = table_rows(body, "balance").iter().filter_map(|row| row[1].parse().ok()).collect();
+        counts.len() == 3 && counts.iter().max().zip(counts.iter().min()).is_some_and(|(max, min)| max - min <= 1)
+    };
+    gather();
+    let page = wait_for_page(&admin_3, "/cluster", "an imbalance", |body| body.contains("A rebalance would move"));
+    assert!(!balanced(&page), "{page}");
+    let asked = post(&admin_3, "/cluster/rebalance", &format!("csrf={token_3}"));
+    let plan = table_rows(&asked.body, "plan");
+    assert!(asked.body.contains("Yes, start them") && !plan.is_empty(), "{asked:?}");
+    assert!(plan.iter().all(|row| row[0] == "lopsided" && row[2] == leader.to_string()), "{plan:?}");
+    let started = post(&admin_3, "/cluster/rebalance", &format!("csrf={token_3}&confirm=yes"));
+    assert!(
+        started.status == 200 && started.body.contains(&format!("{} partition(s) moving.", plan.len())),
+        "{started:?}"
+    );
+    let page = wait_for_page(&admin_2, "/cluster", "balanced", |body| {
+        body.contains("0 partition(s) moving") && body.contains("Balanced:")
+    });
+    assert!(balanced(&page), "{page}");
+    let nothing = post(&admin_2, "/cluster/rebalance", &format!("csrf={token}"));
+    assert!(nothing.body.contains("nothing to move"), "{nothing:?}");
+
+    gather();
+    let started = rill(cluster.addr(2), &["cluster", "rebalance", "--no-wait"]);
+    assert!(
+        started.ok().contains("partition(s) started moving") && started.ok().contains("moving lopsided/"),
+        "{started:?}"
+    );
+    let page = wait_for_page(cluster.admin(1), "/cluster", "balanced again", |body| {
+        body.contains("0 partition(s) moving") && body.contains("Balanced:")
+    });
+    assert!(balanced(&page), "{page}");
 }
 
 /// Produces `records` (key, value, timestamp in ms) to partition 0 of `topic` over gRPC, as a client whose

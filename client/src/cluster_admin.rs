@@ -136,8 +136,18 @@ impl ClusterAdmin {
     /// Spreads the replicas evenly over the alive nodes, one partition after the other; answered once done.
     pub async fn rebalance_replicas(&self) -> Result<ReplicasRebalanced> {
         let mut admin = ClusterAdminClient::new(self.client.channel());
-        let rebalance = request(RebalanceReplicasRequest {}, MEMBERSHIP_CHANGE_TIMEOUT);
+        let rebalance = request(RebalanceReplicasRequest { no_wait: false }, MEMBERSHIP_CHANGE_TIMEOUT);
         call(MEMBERSHIP_CHANGE_TIMEOUT, RequestContext::default(), admin.rebalance_replicas(rebalance)).await
+    }
+
+    /// Starts every move that spreads the replicas evenly at once and answers once they are recorded: `moved`
+    /// lists each partition's replicas before and its target. The moves copy side by side, each finishing on
+    /// its own (`describe_topic` shows them; a replication throttle bounds them).
+    pub async fn start_rebalance(&self) -> Result<ReplicasRebalanced> {
+        let timeout = self.client.config().request_timeout;
+        let mut admin = ClusterAdminClient::new(self.client.channel());
+        let rebalance = request(RebalanceReplicasRequest { no_wait: true }, timeout);
+        call(timeout, RequestContext::default(), admin.rebalance_replicas(rebalance)).await
     }
 
     /// Sets the replication throttle for replica moves to `bytes_per_sec`, or clears it (`None`): what a leader

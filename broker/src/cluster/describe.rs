@@ -380,7 +380,12 @@ impl ClusterAdmin for ClusterAdminService {
         if let Some(leader) = leader_elsewhere(controller)? {
             return forward(controller, leader, request, |mut c, r| async move { c.rebalance_replicas(r).await }).await;
         }
-        let moved = controller.rebalance_replicas().await.map_err(Status::from)?;
+        let moved = if request.get_ref().no_wait {
+            controller.start_rebalance().await
+        } else {
+            controller.rebalance_replicas().await
+        }
+        .map_err(Status::from)?;
         let moved = moved
             .into_iter()
             .map(|(topic, partition, done)| PartitionReassignment {

@@ -363,6 +363,39 @@ impl Controller {
         )))
     }
 
+    /// On the controller leader: starts every move of the rebalance plan ([`rebalance::plan_rebalance`]) at once
+    /// and answers once they are recorded, as `kafka-reassign-partitions.sh --execute` does with a plan: the moves
+    /// copy side by side (the replication throttle bounds them), and each completes on its own. The same
+    /// refusals as [`Self::rebalance_replicas`]; a move refused when started (the metadata changed since the
+    /// plan) is the error, those started before it stay under way.
+    pub(crate) async fn start_rebalance(
+        self: &Arc<Self>,
+    ) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
+        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
+        self.refuse_while_moving("a rebalance")?;
+        let plan = rebalance::plan_rebalance(&self.metadata());
+        tracing::info!(partitions = plan.len(), "starting every move of a replica rebalance");
+        let mut started = Vec::with_capacity(plan.len());
+        for target in plan {
+            let (topic, partition) = (target.topic, target.partition);
+            let Some(before) = self.metadata().partition(&topic, partition).cloned() else {
+                return Err(self.unknown_partition(&topic, partition));
+            };
+            self.check_start(&topic, partition, &target.replicas)?;
+            self.begin(&topic, partition, target.replicas.clone()).await?;
+            let started_move = PartitionReassigned {
+                previous: before.replicas,
+                replicas: target.replicas,
+                isr: before.isr,
+                leader: before.leader,
+                leader_epoch: before.leader_epoch,
+            };
+            started.push((topic, partition, started_move));
+        }
+        self.drive();
+        Ok(started)
+    }
+
     /// On the controller leader: spreads the replicas evenly over the alive nodes ([`rebalance::plan_rebalance`]),
     /// one partition after the other; returns each partition moved.
     pub(crate) async fn rebalance_replicas(

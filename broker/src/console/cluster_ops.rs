@@ -1,6 +1,7 @@
 //! A cluster's operations page: the partition moves under way (each cancelled after a confirmation), a new move
-//! started (answered once recorded, as `rill topic reassign --no-wait`: the copying takes minutes, and a page
-//! must not wait for it), the replication throttle on them (set or cleared), and the preferred leader election
+//! started, and a rebalance's moves started all at once (each answered once recorded, as `rill topic reassign
+//! --no-wait` and `rill cluster rebalance --no-wait`: the copying takes minutes, and a page must not wait for
+//! it), the replication throttle on them (set or cleared), and the preferred leader election
 //! (every topic or one), through the `ClusterAdmin` service's own handlers (`rill topic reassign`, `rill cluster
 //! throttle`, `rill cluster elect`), which any node forwards to the controller leader. A single node has none of
 //! these: the page says so.
@@ -62,6 +63,23 @@ pub fn show(console: &Console, page: Page<'_>) -> Response {
         body.raw("</label><label>Partition <input name=\"partition\" inputmode=\"numeric\"></label>");
         body.raw("<label>Onto the nodes (ids, comma-separated, the preferred leader first) ");
         body.raw("<input name=\"replicas\"></label><button id=\"move\">Move…</button></fieldset></form>");
+    }
+
+    body.raw("<h2>Replica balance</h2><table id=\"balance\"><tr><th class=\"num\">node</th>");
+    body.raw("<th class=\"num\">replicas</th></tr>");
+    for (node, count) in replica_counts(&metadata) {
+        body.raw("<tr><td class=\"num\">").text(node).raw("</td><td class=\"num\">").text(count).raw("</td></tr>");
+    }
+    let plan = crate::cluster::rebalance::plan_rebalance(&metadata);
+    body.raw("</table><p id=\"rebalance-plan\">");
+    match plan.len() {
+        0 => body.text("Balanced: no two alive nodes differ by more than one replica, or nothing can move."),
+        n => body.text(format!("A rebalance would move {n} partition(s).")),
+    };
+    body.raw("</p>");
+    if !page.is_read_only && !plan.is_empty() {
+        page.form_open(&mut body, &format!("{PATH}/rebalance"));
+        body.raw("<button id=\"rebalance\">Rebalance…</button></form>");
     }
 
     body.raw("<h2>Replication throttle</h2><p id=\"throttle\">");
@@ -173,6 +191,68 @@ pub async fn start_move(console: &Console, page: Page<'_>, form: &Form) -> Respo
             page.render(200, "Move started", body)
         }
         Err(status) => status_response(page, "Move not started", &status),
+    }
+}
+
+/// Replicas each alive node holds, by node id.
+fn replica_counts(metadata: &crate::cluster::metadata::ClusterMetadata) -> std::collections::BTreeMap<u64, usize> {
+    let mut counts: std::collections::BTreeMap<u64, usize> =
+        metadata.alive_nodes().into_iter().map(|id| (id, 0)).collect();
+    for replica in metadata.topics.values().flat_map(|placed| &placed.partitions).flat_map(|p| &p.replicas) {
+        if let Some(count) = counts.get_mut(replica) {
+            *count += 1;
+        }
+    }
+    counts
+}
+
+pub async fn rebalance(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    let Some(controller) = &console.controller else {
+        return page.error(404, "Not a cluster", "A single node has one replica of each partition: nothing to spread.");
+    };
+    if form.get("confirm") != Some("yes") {
+        let metadata = controller.metadata();
+        let plan = crate::cluster::rebalance::plan_rebalance(&metadata);
+        let mut body = Html::new();
+        if plan.is_empty() {
+            body.raw("<p>The replicas are balanced: nothing to move.</p><p>").link(PATH, "Cluster").raw("</p>");
+            return page.render(200, "Nothing to rebalance", body);
+        }
+        body.raw("<p>Start these moves, all at once? Each new replica copies its partition and joins the ISR ");
+        body.raw("before the replica it replaces leaves.</p><table id=\"plan\"><tr><th>topic</th>");
+        body.raw("<th class=\"num\">partition</th><th>replicas now</th><th>after</th></tr>");
+        for target in &plan {
+            let now = metadata.partition(&target.topic, target.partition).map(|p| nodes(&p.replicas));
+            body.raw("<tr>").cell(&target.topic).raw("<td class=\"num\">").text(target.partition).raw("</td>");
+            body.cell(now.unwrap_or_default()).cell(nodes(&target.replicas)).raw("</tr>");
+        }
+        body.raw("</table><p id=\"limit\">");
+        match metadata.replication_throttle_bytes_per_sec {
+            Some(rate) => body.text(format!("The copies are throttled to {rate} bytes/s per pair of nodes.")),
+            None => body.text("No replication throttle: the copies run at full speed, side by side."),
+        };
+        body.raw("</p>");
+        page.form_open(&mut body, &format!("{PATH}/rebalance"));
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, start them</button> ").link(PATH, "Cancel").raw("</form>");
+        return page.render(200, "Rebalance the replicas?", body);
+    }
+    match console.cluster.rebalance_replicas(page.request(v1::RebalanceReplicasRequest { no_wait: true })).await {
+        Ok(answer) => {
+            let moved = answer.into_inner().moved;
+            tracing::info!(partitions = moved.len(), "replica rebalance started from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\" id=\"started\">").text(format!("{} partition(s) moving.", moved.len()));
+            body.raw("</p><table id=\"started-moves\"><tr><th>topic</th><th class=\"num\">partition</th>");
+            body.raw("<th>from</th><th>onto</th></tr>");
+            for m in &moved {
+                body.raw("<tr>").cell(&m.topic).raw("<td class=\"num\">").text(m.partition).raw("</td>");
+                body.cell(nodes(&m.previous_replica_ids)).cell(nodes(&m.replica_ids)).raw("</tr>");
+            }
+            body.raw("</table><p>").link(PATH, "Cluster").raw(" shows each move until it is done.</p>");
+            page.render(200, "Rebalance started", body)
+        }
+        Err(status) => status_response(page, "Rebalance not started", &status),
     }
 }
 

@@ -504,7 +504,7 @@ fn a_read_only_console_shows_everything_and_changes_nothing() {
     let settings = get(admin, "/topics/kept/settings");
     assert!(settings.status == 200 && settings.body.contains("retention.ms"), "{settings:?}");
     assert!(!settings.body.contains("<form") && !settings.body.contains("<input"), "{}", settings.body);
-    for path in ["/users", "/acls", "/quotas"] {
+    for path in ["/users", "/acls", "/quotas", "/schemas"] {
         let list = get(admin, path);
         assert!(list.status == 200 && !list.body.contains("<form method=\"post\""), "{path}: {list:?}");
     }
@@ -993,5 +993,191 @@ fn the_schemas_pages_show_subjects_versions_and_schemas_as_escaped_text() {
     assert_eq!(request(&registry, "POST", "/subjects/orders-proto/versions", &headers, &body.to_string()).status, 200);
     let proto = get(&broker.admin, "/schemas/orders-proto");
     assert!(proto.body.contains("<b>PROTOBUF</b>type"), "{}", proto.body);
+    assert!(proto.body.contains("c.proto (<a href=\"/schemas/customer?version=1\">customer v1</a>)"), "{}", proto.body);
+}
+
+#[test]
+fn client_metrics_subscriptions_are_set_and_removed_from_the_clients_page() {
+    let broker = AdminBroker::start(&["--client-metrics", "org.apache.kafka.consumer."]);
+    let admin = &broker.admin;
+    let page = get(admin, "/clients");
+    let own = table_rows(&page.body, "subscriptions");
+    assert!(own.len() == 1 && own[0][4] == "the node&#39;s settings" && own[0][5].is_empty(), "no remove: {own:?}");
+    assert!(page.body.contains("Ask clients for their metrics"), "{page:?}");
+    let token = csrf_token(admin, "/clients");
+    let form = |fields: &str| format!("csrf={token}&{fields}");
+    for (fields, says) in [
+        ("name=producers&metrics=org.apache.kafka.producer.&interval_ms=5", "milliseconds from 100 to 3600000"),
+        ("name=producers&metrics=org.apache.kafka.producer.&match=team%3Dx", "selector=regex"),
+        ("name=producers", "give at least the metric name prefixes"),
+        ("name=&metrics=org.apache.kafka.producer.", "needs a name"),
+    ] {
+        let refused = post(admin, "/clients/subscriptions", &form(fields));
+        assert!(refused.status == 400 && refused.body.contains(says), "{fields}: {refused:?}");
+    }
+    let fields = "name=producers&metrics=org.apache.kafka.producer.&interval_ms=60000&match=client_id%3Dbilling-.*";
+    let asked = post(admin, "/clients/subscriptions", &form(fields));
+    assert_eq!(
+        table_rows(&asked.body, "changes"),
+        [
+            vec!["metrics".to_string(), "–".into(), "org.apache.kafka.producer.".into()],
+            vec!["interval.ms".to_string(), "–".into(), "60000".into()],
+            vec!["match".to_string(), "–".into(), "client_id=billing-.*".into()],
+        ],
+        "{asked:?}"
+    );
+    assert!(asked.body.contains("Create subscription <b>producers</b>?"), "{asked:?}");
+    let set = post(admin, "/clients/subscriptions", &form(&format!("{fields}&confirm=yes")));
+    assert!(set.status == 200 && set.body.contains("Subscription producers set."), "{set:?}");
+    let listed = rill(&broker.addr, &["client-metrics", "list"]);
+    assert!(listed.ok().contains("producers") && listed.ok().contains("client_id=billing-.*"), "{listed:?}");
+    // Set again with the interval alone: the other keys go back to their defaults, as the confirmation says.
+    let asked = post(admin, "/clients/subscriptions", &form("name=producers&interval_ms=1000"));
+    let rows = table_rows(&asked.body, "changes");
+    assert_eq!(rows[0], ["metrics", "org.apache.kafka.producer.", "(none)"], "{rows:?}");
+    assert_eq!(rows[1], ["interval.ms", "60000", "1000"], "{rows:?}");
+
+    let own_name = own[0][0].clone();
+    let refused = post(admin, "/clients/subscriptions/remove", &form(&format!("name={own_name}&confirm=yes")));
+    assert!(refused.status == 409 && refused.body.contains("the node&#39;s own"), "{refused:?}");
+    let rows = table_rows(&get(admin, "/clients").body, "subscriptions");
+    assert!(rows.len() == 2 && rows[1][0] == "producers" && rows[1][5].contains("Remove…"), "{rows:?}");
+    let asked = post(admin, "/clients/subscriptions/remove", &form("name=producers"));
+    assert!(asked.body.contains("Remove subscription <b>producers</b>?"), "{asked:?}");
+    let removed = post(admin, "/clients/subscriptions/remove", &form("name=producers&confirm=yes"));
+    assert!(removed.body.contains("Subscription producers removed."), "{removed:?}");
+    assert!(!rill(&broker.addr, &["client-metrics", "list"]).ok().contains("producers"));
+    let again = post(admin, "/clients/subscriptions/remove", &form("name=producers&confirm=yes"));
+    assert_eq!(again.status, 404, "{again:?}");
+}
+
+/// `text` as a form value: everything but unreserved characters percent-encoded.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn schemas_are_registered_their_compatibility_set_and_deleted_from_the_console() {
+    // Each change is checked with nothing written, confirmed, then made; the registry's API (Confluent's, on
+    // its own listener) sees every one.
+    let registry = common::dead_address();
+    let broker = AdminBroker::start(&["--schema-registry-listen", &registry]);
+    let admin = &broker.admin;
+    let api = |path: &str| request(&registry, "GET", path, &[], "");
+    let token = csrf_token(admin, "/schemas");
+    let form = |fields: &[(&str, &str)]| {
+        let encoded: Vec<String> = fields.iter().map(|(name, value)| format!("{name}={}", url_encode(value))).collect();
+        format!("csrf={token}&{}", encoded.join("&"))
+    };
+    let v1 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
+    for (fields, status, says) in [
+        (vec![("subject", ""), ("schema", v1)], 422, "Invalid subject"),
+        (vec![("subject", "orders-value"), ("type", "XML"), ("schema", v1)], 400, "AVRO, JSON or PROTOBUF"),
+        (vec![("subject", "orders-value"), ("schema", " ")], 400, "the schema is empty"),
+        (vec![("subject", "orders-value"), ("schema", r#"{"type":"nope"}"#)], 422, "Invalid schema"),
+        (
+            vec![("subject", "orders-value"), ("schema", v1), ("references", "a.avsc other")],
+            400,
+            "name subject version",
+        ),
+    ] {
+        let refused = post(admin, "/schemas/register", &form(&fields));
+        assert!(refused.status == status && refused.body.contains(says), "{fields:?}: {refused:?}");
+    }
+    let first = [("subject", "orders-value"), ("type", "AVRO"), ("schema", v1)];
+    let asked = post(admin, "/schemas/register", &form(&first));
+    assert!(
+        asked.body.contains("Register this AVRO schema as version 1 of <b>orders-value</b>, id 1 (a new id)?")
+            && asked.body.contains("first version"),
+        "{asked:?}"
+    );
+    assert_eq!(api("/subjects/orders-value/versions").status, 404, "nothing registered before the confirmation");
+    let done = post(admin, "/schemas/register", &format!("{}&confirm=yes", form(&first)));
+    assert!(done.status == 200 && done.body.contains("Registered orders-value version 1, id 1."), "{done:?}");
+    assert_eq!(api("/subjects/orders-value/versions").body, "[1]");
+    let again = post(admin, "/schemas/register", &form(&first));
+    assert!(again.body.contains("has this schema already, as version 1 (id 1)"), "{again:?}");
+
+    // BACKWARD: a field without a default cannot read version 1's records; with one it can.
+    let breaking =
+        r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"n","type":"int"}]}"#;
+    let refused = post(admin, "/schemas/register", &form(&[("subject", "orders-value"), ("schema", breaking)]));
+    assert!(refused.status == 409 && refused.body.contains("incompatible"), "{refused:?}");
+    let v2 = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"n","type":"int","default":0}]}"#;
+    let second = [("subject", "orders-value"), ("schema", v2)];
+    let asked = post(admin, "/schemas/register", &form(&second));
+    assert!(asked.body.contains("Compatible with the subject&#39;s versions under BACKWARD."), "{asked:?}");
+    let done = post(admin, "/schemas/register", &format!("{}&confirm=yes", form(&second)));
+    assert!(done.body.contains("Registered orders-value version 2, id 2."), "{done:?}");
+
+    // The subject's page: its compatibility set, then given back to the registry's.
+    let page = get(admin, "/schemas/orders-value");
+    assert!(page.body.contains("Compatibility") && page.body.contains("Delete…"), "{page:?}");
+    let bad = post(admin, "/schemas/orders-value/compatibility", &form(&[("level", "SOMETIMES")]));
+    assert!(bad.status == 422 && bad.body.contains("SOMETIMES"), "{bad:?}");
+    let asked = post(admin, "/schemas/orders-value/compatibility", &form(&[("level", "NONE")]));
+    assert!(asked.body.contains("BACKWARD → NONE"), "{asked:?}");
+    let set = post(admin, "/schemas/orders-value/compatibility", &form(&[("level", "NONE"), ("confirm", "yes")]));
+    assert_eq!(set.status, 200, "{set:?}");
+    assert!(api("/config/orders-value").body.contains("\"NONE\""));
+    let set = post(admin, "/schemas/orders-value/compatibility", &form(&[("level", "default"), ("confirm", "yes")]));
+    assert!(set.body.contains("Compatibility of orders-value: BACKWARD."), "{set:?}");
+    assert_eq!(api("/config/orders-value").status, 404, "no level of its own");
+    // The registry's own level, which the subject then follows.
+    let asked = post(admin, "/schemas/compatibility", &form(&[("level", "FULL")]));
+    assert!(asked.body.contains("The registry&#39;s compatibility: BACKWARD → FULL?"), "{asked:?}");
+    let default = post(admin, "/schemas/compatibility", &form(&[("level", "default"), ("confirm", "yes")]));
+    assert_eq!(default.status, 422, "the registry has no level to fall back to: {default:?}");
+    let set = post(admin, "/schemas/compatibility", &form(&[("level", "FULL"), ("confirm", "yes")]));
+    assert_eq!(set.status, 200, "{set:?}");
+    assert!(api("/config").body.contains("\"FULL\""));
+    assert!(get(admin, "/schemas/orders-value").body.contains("<b>FULL</b>compatibility"));
+    post(admin, "/schemas/compatibility", &form(&[("level", "BACKWARD"), ("confirm", "yes")]));
+
+    // Deletes: a version soft, a permanent one only of what was deleted first, then the subject.
+    let asked = post(admin, "/schemas/orders-value/delete", &form(&[("version", "1")]));
+    assert!(asked.body.contains("Delete version 1 of orders-value?"), "{asked:?}");
+    let deleted = post(admin, "/schemas/orders-value/delete", &form(&[("version", "1"), ("confirm", "yes")]));
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert_eq!(api("/subjects/orders-value/versions").body, "[2]");
+    let not_first = post(admin, "/schemas/orders-value/delete", &form(&[("version", "2"), ("permanent", "yes")]));
+    assert!(not_first.status == 404 && not_first.body.contains("not deleted first"), "{not_first:?}");
+    let missing = post(admin, "/schemas/orders-value/delete", &form(&[("version", "9")]));
+    assert_eq!(missing.status, 404, "{missing:?}");
+    let gone = post(admin, "/schemas/orders-value/delete", &form(&[("version", ""), ("confirm", "yes")]));
+    assert!(
+        gone.body.contains("Deleted subject orders-value (every version).")
+            && gone.body.contains("Delete it permanently…"),
+        "{gone:?}"
+    );
+    assert_eq!(api("/subjects").body, "[]");
+    let purged = post(
+        admin,
+        "/schemas/orders-value/delete",
+        &form(&[("version", ""), ("permanent", "yes"), ("confirm", "yes")]),
+    );
+    assert!(purged.body.contains("permanently."), "{purged:?}");
+    assert_eq!(api("/subjects?deleted=true").body, "[]");
+
+    // Protobuf with a reference, registered from the forms.
+    let customer = "syntax = \"proto3\";\npackage crm;\nmessage Customer { string name = 1; }\n";
+    let fields = [("subject", "customer"), ("type", "PROTOBUF"), ("schema", customer), ("confirm", "yes")];
+    assert!(post(admin, "/schemas/register", &form(&fields)).body.contains("Registered customer version 1"));
+    let order = "syntax = \"proto3\";\nimport \"c.proto\";\nmessage Order { crm.Customer c = 1; }\n";
+    let fields = [
+        ("subject", "orders-proto"),
+        ("type", "PROTOBUF"),
+        ("schema", order),
+        ("references", "c.proto customer 1"),
+        ("confirm", "yes"),
+    ];
+    let done = post(admin, "/schemas/register", &form(&fields));
+    assert!(done.body.contains("Registered orders-proto version 1"), "{done:?}");
+    let proto = get(admin, "/schemas/orders-proto");
     assert!(proto.body.contains("c.proto (<a href=\"/schemas/customer?version=1\">customer v1</a>)"), "{}", proto.body);
 }

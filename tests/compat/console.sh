@@ -3,8 +3,9 @@
 # selenium from PyPI into target/compat/console-venv; nothing downloaded from a browser CDN), against a real
 # `rill broker` holding data the `rill` CLI produced. Checks what each page shows (topic names, offsets, a
 # produced message's value, a group's lag), clicks through produce, reset offsets, create and delete topic, a
-# topic's settings, the cluster's topic defaults, added partitions, deleted records, a user, an ACL and a quota
-# with their confirmations, and that a value and a header holding markup are shown as text with no script run.
+# topic's settings, the cluster's topic defaults, added partitions, deleted records, a user, an ACL, a quota and
+# a registered schema with their confirmations, and that a value and a header holding markup are shown as text
+# with no script run.
 # Then signing in: a second broker with `--admin-auth required` sends Chromium to its sign-in page, refuses a
 # wrong password, lets the right one in (the page shows who is signed in) and signs out.
 # Screenshots land in target/compat/console/.
@@ -257,6 +258,22 @@ try:
     check(held == "user dora holds now: producer_byte_rate=1048576", f"the quota is held: {held}")
     quotas = subprocess.run([rill, "quota", "list"], capture_output=True, text=True, timeout=30).stdout
     check("dora" in quotas and "1048576" in quotas, f"the CLI lists it: {quotas}")
+
+    # A Protobuf schema registered from the Schemas page: typed into the textarea, carried through the
+    # confirmation with its line breaks (without them the comment would swallow the message).
+    visit("/schemas", "schemas")
+    driver.find_element(By.NAME, "subject").send_keys("pings-value")
+    Select(driver.find_element(By.NAME, "type")).select_by_visible_text("PROTOBUF")
+    proto = 'syntax = "proto3";\n// a comment that ends at its line break\nmessage Ping { string id = 1; }\n'
+    driver.find_element(By.NAME, "schema").send_keys(proto)
+    submit(driver.find_element(By.ID, "register"))
+    plan = driver.find_element(By.ID, "plan").text
+    check(plan.startswith("Register this PROTOBUF schema as version 1 of pings-value"), f"the confirmation: {plan}")
+    submit(driver.find_element(By.ID, "confirm"))
+    registered = driver.find_element(By.ID, "registered").text
+    check(registered.startswith("Registered pings-value version 1"), f"registered: {registered}")
+    shown = visit("/schemas/pings-value", "schema-registered")
+    check("message Ping" in shown and "PROTOBUF" in shown, f"the subject page shows it: {shown[:300]}")
 
     # The throughput chart, once the sampler has two readings (it samples every 5 s).
     deadline = time.time() + 20

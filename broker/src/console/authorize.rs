@@ -50,6 +50,8 @@ pub fn needed_by<'a>(
         // AlterPartitionReassignments ask the same); the page itself, as DescribeCluster, needs none.
         (["cluster", _], true) => (Alter, Resource::cluster()),
         (["topic-defaults" | "quotas"], true) => (AlterConfigs, Resource::cluster()),
+        // The schema registry's API asks the same of every change (reading needs no more than signing in).
+        (["schemas", ..], true) => (Alter, Resource::cluster()),
         (["topics", topic], false) => (Describe, Resource::topic(topic)),
         (["topics", topic, "delete"], true) => (Delete, Resource::topic(topic)),
         (["topics", topic, "delete"], false) => (Describe, Resource::topic(topic)),
@@ -65,6 +67,8 @@ pub fn needed_by<'a>(
         (["groups", group], false) => (Describe, Resource::group(group)),
         // Who the clients are and where from: what Kafka's CLIENT_METRICS resources need to be described.
         (["clients"], false) => (DescribeConfigs, Resource::cluster()),
+        // IncrementalAlterConfigs of a CLIENT_METRICS resource asks ALTER_CONFIGS on the cluster.
+        (["clients", "subscriptions", ..], true) => (AlterConfigs, Resource::cluster()),
         // Kafka's rule for an offset reset (AlterConsumerGroupOffsets): READ on the group; the service checks
         // READ on each topic as it commits.
         (["groups", group, "reset"], _) => (Read, Resource::group(group)),
@@ -99,6 +103,9 @@ mod tests {
             (vec!["topic-defaults"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec!["users"], false, None, Some((Operation::Describe, Resource::cluster()))),
             (vec!["cluster", "elect"], true, None, Some((Operation::Alter, Resource::cluster()))),
+            (vec!["schemas", "register"], true, None, Some((Operation::Alter, Resource::cluster()))),
+            (vec!["schemas", "s", "delete"], true, None, Some((Operation::Alter, Resource::cluster()))),
+            (vec!["schemas", "s"], false, None, None),
             (vec!["cluster"], false, None, None),
             (vec!["quotas"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec!["quotas"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
@@ -111,6 +118,7 @@ mod tests {
             (vec!["groups", "g", "delete"], true, None, Some((Operation::Delete, Resource::group("g")))),
             (vec!["groups", "g", "delete"], false, None, Some((Operation::Describe, Resource::group("g")))),
             (vec!["clients"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
+            (vec!["clients", "subscriptions"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
             (vec![], false, None, None),
             (vec!["topics"], false, None, None),
             (vec!["groups"], false, None, None),

@@ -41,6 +41,7 @@ mod messages;
 mod overview;
 mod partitions;
 mod quotas;
+mod schema_changes;
 mod schemas;
 mod security;
 mod throughput;
@@ -248,7 +249,15 @@ impl Console {
             (["acls"], Some(form)) => security::add_acl(self, page, &form).await,
             (["acls", "remove"], Some(form)) => security::remove_acl(self, page, &form).await,
             (["clients"], None) => clients::list(self, page),
+            (["clients", "subscriptions"], Some(form)) => clients::subscribe(self, page, &form).await,
+            (["clients", "subscriptions", "remove"], Some(form)) => clients::remove(self, page, &form).await,
             (["schemas", subject], None) => schemas::show(self, page, subject, &query),
+            (["schemas", "register"], Some(form)) => schema_changes::register(self, page, &form).await,
+            (["schemas", "compatibility"], Some(form)) => schema_changes::compatibility(self, page, None, &form).await,
+            (["schemas", subject, "compatibility"], Some(form)) => {
+                schema_changes::compatibility(self, page, Some(subject), &form).await
+            }
+            (["schemas", subject, "delete"], Some(form)) => schema_changes::delete(self, page, subject, &form).await,
             (_, None) => page.error(404, "Not found", "No console page has this address."),
             (_, Some(_)) => page.error(405, "Not allowed", "This address takes no form."),
         }

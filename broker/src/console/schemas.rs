@@ -1,7 +1,6 @@
 //! The schema registry's subjects (`schema_registry/`): the list with each subject's latest version, its id and
 //! compatibility level, and a subject's versions with the schema of the one picked, pretty-printed. Read from
-//! this node's copy of the registry; nothing here changes it (Confluent's API does, on
-//! `schema_registry_listen`).
+//! this node's copy of the registry; the forms that change it are `schema_changes.rs`'.
 
 use super::html::{url_encode, Form, Html};
 use super::layout::Page;
@@ -43,10 +42,14 @@ pub fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     if subjects.is_empty() {
         body.raw(
             "<p class=\"muted\">No subjects. Producers register their schemas through the schema registry \
-                  (rill broker --schema-registry-listen, docs/schema-registry.md).</p>",
+                  (rill broker --schema-registry-listen, docs/schema-registry.md), or register one below.</p>",
         );
     }
     pager(&mut body, "/schemas", search, number, page_count);
+    if !page.is_read_only {
+        super::schema_changes::registry_compatibility_form(page, &mut body, &registry);
+        super::schema_changes::register_form(page, &mut body, None);
+    }
     page.render(200, "Schemas", body)
 }
 
@@ -103,6 +106,10 @@ pub fn show(console: &Console, page: Page<'_>, subject: &str, query: &Form) -> R
         .or_else(|| registry.protobuf_text(shown.id))
         .unwrap_or(shown.text);
     body.text(pretty).raw("</pre>");
+    if !page.is_read_only {
+        super::schema_changes::subject_forms(page, &mut body, &registry, subject, shown.version);
+        super::schema_changes::register_form(page, &mut body, Some(subject));
+    }
     body.raw("<p>").link("/schemas", "All subjects").raw("</p>");
     page.render(200, subject, body)
 }

@@ -504,7 +504,7 @@ fn a_read_only_console_shows_everything_and_changes_nothing() {
     let settings = get(admin, "/topics/kept/settings");
     assert!(settings.status == 200 && settings.body.contains("retention.ms"), "{settings:?}");
     assert!(!settings.body.contains("<form") && !settings.body.contains("<input"), "{}", settings.body);
-    for path in ["/users", "/acls", "/quotas", "/schemas"] {
+    for path in ["/users", "/acls", "/quotas", "/schemas", "/groups/g/settings"] {
         let list = get(admin, path);
         assert!(list.status == 200 && !list.body.contains("<form method=\"post\""), "{path}: {list:?}");
     }
@@ -994,6 +994,41 @@ fn the_schemas_pages_show_subjects_versions_and_schemas_as_escaped_text() {
     let proto = get(&broker.admin, "/schemas/orders-proto");
     assert!(proto.body.contains("<b>PROTOBUF</b>type"), "{}", proto.body);
     assert!(proto.body.contains("c.proto (<a href=\"/schemas/customer?version=1\">customer v1</a>)"), "{}", proto.body);
+}
+
+#[test]
+fn a_groups_settings_are_changed_from_its_settings_page_after_a_confirmation() {
+    let broker = broker("on");
+    let admin = &broker.admin;
+    let page = get(admin, "/groups/payments/settings");
+    let rows = table_rows(&page.body, "group-settings");
+    let session = rows.iter().find(|row| row[0] == "consumer.session.timeout.ms").expect("listed").clone();
+    assert_eq!(session[2], "broker", "{rows:?}");
+    assert!(rows.iter().any(|row| row[0] == "share.auto.offset.reset"), "{rows:?}");
+    let token = csrf_token(admin, "/groups/payments/settings");
+    let form = |fields: &str| format!("csrf={token}&{fields}");
+    for (fields, says) in [
+        ("set.consumer.session.timeout.ms=5", "consumer.session.timeout.ms"),
+        ("set.num.partitions=3", "is not a setting that can change here"),
+        ("set.consumer.session.timeout.ms=", "nothing to change"),
+    ] {
+        let refused = post(admin, "/groups/payments/settings", &form(fields));
+        assert!(refused.status == 400 && refused.body.contains(says), "{fields}: {refused:?}");
+    }
+    let asked_for = "set.consumer.session.timeout.ms=60000&set.share.auto.offset.reset=earliest";
+    let asked = post(admin, "/groups/payments/settings", &form(asked_for));
+    let changes = table_rows(&asked.body, "changes");
+    assert_eq!(changes[0], ["consumer.session.timeout.ms", session[1].as_str(), "60000"], "{changes:?}");
+    assert_eq!(changes[1][2], "earliest", "{changes:?}");
+    assert!(!rill(&broker.addr, &["group", "config", "payments"]).ok().contains("60000"), "nothing before yes");
+    let changed = post(admin, "/groups/payments/settings", &form(&format!("{asked_for}&confirm=yes")));
+    assert!(changed.status == 200 && changed.body.contains("<td>60000</td>"), "{changed:?}");
+    assert!(rill(&broker.addr, &["group", "config", "payments"]).ok().contains("60000"));
+    let rows = table_rows(&get(admin, "/groups/payments/settings").body, "group-settings");
+    let session_now = rows.iter().find(|row| row[0] == "consumer.session.timeout.ms").expect("listed");
+    assert_eq!(session_now[1..3], ["60000", "this group"], "{rows:?}");
+    let back = post(admin, "/groups/payments/settings", &form("reset.consumer.session.timeout.ms=yes&confirm=yes"));
+    assert!(back.body.contains(&format!("<td>{}</td>", session[1])), "back to the broker's: {back:?}");
 }
 
 #[test]

@@ -417,6 +417,12 @@ fn the_console_acts_as_the_signed_in_user_and_obeys_the_acls() {
         ("POST", "/acls", "principal=User%3Aalice&permission=allow&operation=all&resource_type=cluster&pattern_type=literal&name=kafka-cluster&confirm=yes", "alter the cluster"),
         ("GET", "/quotas", "", "describe_configs the cluster"),
         ("POST", "/quotas", "user=alice&remove_producer_byte_rate=yes&confirm=yes", "alter_configs the cluster"),
+        ("GET", "/groups/theirs/settings", "", "describe_configs group"),
+        ("POST", "/groups/theirs/settings", "set.consumer.session.timeout.ms=60000&confirm=yes", "alter_configs group"),
+        ("POST", "/schemas/register", "subject=s&schema=%22string%22&confirm=yes", "alter the cluster"),
+        ("POST", "/schemas/s/delete", "confirm=yes", "alter the cluster"),
+        ("POST", "/clients/subscriptions", "name=n&metrics=*&confirm=yes", "alter_configs the cluster"),
+        ("POST", "/cluster/move", "topic=public&partition=0&replicas=1&confirm=yes", "alter the cluster"),
     ] {
         let sent = if method == "GET" { &as_alice } else { &post };
         let answer = plain(admin, method, path, sent, &format!("csrf={token}&{body}"));

@@ -65,6 +65,9 @@ pub fn needed_by<'a>(
         (["topics", topic, "messages" | "messages.json"], false) => (Read, Resource::topic(topic)),
         (["topics", topic, "produce"], _) => (Write, Resource::topic(topic)),
         (["groups", group], false) => (Describe, Resource::group(group)),
+        // Kafka's rules for a GROUP config resource (DescribeConfigs, IncrementalAlterConfigs).
+        (["groups", group, "settings"], false) => (DescribeConfigs, Resource::group(group)),
+        (["groups", group, "settings"], true) => (AlterConfigs, Resource::group(group)),
         // Who the clients are and where from: what Kafka's CLIENT_METRICS resources need to be described.
         (["clients"], false) => (DescribeConfigs, Resource::cluster()),
         // IncrementalAlterConfigs of a CLIENT_METRICS resource asks ALTER_CONFIGS on the cluster.
@@ -119,6 +122,8 @@ mod tests {
             (vec!["groups", "g", "delete"], false, None, Some((Operation::Describe, Resource::group("g")))),
             (vec!["clients"], false, None, Some((Operation::DescribeConfigs, Resource::cluster()))),
             (vec!["clients", "subscriptions"], true, None, Some((Operation::AlterConfigs, Resource::cluster()))),
+            (vec!["groups", "g", "settings"], false, None, Some((Operation::DescribeConfigs, Resource::group("g")))),
+            (vec!["groups", "g", "settings"], true, None, Some((Operation::AlterConfigs, Resource::group("g")))),
             (vec![], false, None, None),
             (vec!["topics"], false, None, None),
             (vec!["groups"], false, None, None),

@@ -120,10 +120,12 @@ pub async fn show(console: &Console, page: Page<'_>, group: &str, live: Live) ->
     });
     body.raw("<div class=\"stat\"><b>").text(described.members.len()).raw("</b>members</div>");
     body.raw("<div class=\"stat\" id=\"total-lag\"><b>").text(count(total_lag)).raw("</b>total lag</div></div>");
+    body.raw("<p>").link(&format!("/groups/{}/settings", url_encode(group)), "Settings");
     if !page.is_read_only {
-        body.raw("<p>").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets");
-        body.raw(" · ").link(&format!("/groups/{}/delete", url_encode(group)), "Delete group").raw("</p>");
+        body.raw(" · ").link(&format!("/groups/{}/reset", url_encode(group)), "Reset offsets");
+        body.raw(" · ").link(&format!("/groups/{}/delete", url_encode(group)), "Delete group");
     }
+    body.raw("</p>");
     body.raw(
         "<h2>Members</h2><table id=\"members\"><tr><th>member</th><th>client</th><th>topics</th><th>assigned</th></tr>",
     );

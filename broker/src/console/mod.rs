@@ -30,6 +30,7 @@ mod chart;
 mod clients;
 mod cluster_ops;
 mod config_form;
+mod group_settings;
 mod groups;
 pub mod html;
 mod lag_history;
@@ -229,6 +230,8 @@ impl Console {
             },
             (["groups", group, "reset"], None) => groups::reset_form(self, page, group).await,
             (["groups", group, "reset"], Some(form)) => groups::reset(self, page, group, &form).await,
+            (["groups", group, "settings"], None) => group_settings::show(self, page, group),
+            (["groups", group, "settings"], Some(form)) => group_settings::change(self, page, group, &form).await,
             (["groups", group, "delete"], None) => groups::delete_confirm(page, group),
             (["groups", group, "delete"], Some(form)) => groups::delete(self, page, group, &form).await,
             (["schemas"], None) => schemas::list(self, page, &query),

@@ -1032,6 +1032,30 @@ fn a_groups_settings_are_changed_from_its_settings_page_after_a_confirmation() {
 }
 
 #[test]
+fn a_share_groups_start_offsets_are_reset_from_the_groups_reset_page() {
+    // The reset page moves a KIP-932 share group's start offsets as it moves a consumer group's commits.
+    let broker = broker("on");
+    let (addr, admin) = (&broker.addr, &broker.admin);
+    rill(addr, &["topic", "create", "jobs"]).ok();
+    for value in ["a", "b", "c"] {
+        rill(addr, &["produce", "jobs", "--value", value]).ok();
+    }
+    rill(addr, &["group", "config", "workers", "--config", "share.auto.offset.reset=earliest"]).ok();
+    let take = ["consume", "jobs", "--share-group", "workers", "--max-messages", "3"];
+    assert_eq!(rill(addr, &take).ok().lines().collect::<Vec<_>>(), ["a", "b", "c"]);
+    let page = wait_for_page(admin, "/groups/workers", "the share group past its records", |body| {
+        table_rows(body, "lag").iter().any(|row| row.get(3).map(String::as_str) == Some("3"))
+    });
+    assert!(page.contains("Reset offsets"), "{page}");
+    let token = csrf_token(admin, "/groups/workers/reset");
+    let asked = post(admin, "/groups/workers/reset", &format!("csrf={token}&topic=jobs&to=earliest"));
+    assert!(asked.body.contains("Reset group <b>workers</b> on topic <b>jobs</b>"), "{asked:?}");
+    let reset = post(admin, "/groups/workers/reset", &format!("csrf={token}&topic=jobs&to=earliest&confirm=yes"));
+    assert_eq!(table_rows(&reset.body, "reset"), [["jobs", "0", "0"]], "{reset:?}");
+    assert_eq!(rill(addr, &take).ok().lines().collect::<Vec<_>>(), ["a", "b", "c"], "read again from the start");
+}
+
+#[test]
 fn client_metrics_subscriptions_are_set_and_removed_from_the_clients_page() {
     let broker = AdminBroker::start(&["--client-metrics", "org.apache.kafka.consumer."]);
     let admin = &broker.admin;

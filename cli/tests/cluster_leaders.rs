@@ -7,12 +7,10 @@
 
 use crate::common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{self, describe_topic, Cluster, PartitionRow};
-use common::{dead_address, rill, BrokerProcess, FedProducer, DEADLINE, RILL};
+use common::cluster::{self, describe_topic, start_joining_node, Cluster, PartitionRow};
+use common::{rill, BrokerProcess, FedProducer, DEADLINE};
 use rill_protocol::reason::Reason;
 
 /// Short sessions and lag limit, so failover and ISR changes happen within the test's deadline.
@@ -258,30 +256,6 @@ fn wait_for_alive(addr: &str, node_id: u64) {
         assert!(Instant::now() < deadline, "node {node_id} not alive within {DEADLINE:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Starts `rill ARGS`, again while a port is still taken, up to the deadline.
-fn start_until_listening(args: &[String]) -> BrokerProcess {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args)) {
-            Ok(node) => return node,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
-/// Starts node `node_id` joining the cluster through `via`, on a free port with its data in `data_dir`.
-fn start_joining_node(node_id: u64, data_dir: &Path, via: &str, config: &Path) -> BrokerProcess {
-    let listen = dead_address();
-    let data_dir = data_dir.to_string_lossy();
-    let config = config.to_string_lossy();
-    let node_id = node_id.to_string();
-    let args = ["broker", "--node-id", &node_id, "--listen", &listen, "--data-dir", &data_dir, "--join", via];
-    let args: Vec<String> = args.into_iter().chain(["--config", &config]).map(str::to_owned).collect();
-    start_until_listening(&args)
 }
 
 #[test]

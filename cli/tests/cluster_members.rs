@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{self, Cluster, PartitionRow};
+use common::cluster::{self, start_joining_node, start_until_listening, Cluster, PartitionRow};
 use common::{dead_address, rill, run, BrokerProcess, FedProducer, DEADLINE, RILL};
 
 /// Short sessions and lag limit, so registration and ISR changes happen within the test's deadline.
@@ -81,19 +81,6 @@ fn joining_args(node_id: u64, listen: &str, data_dir: &Path, via: &str, config: 
     args.into_iter().chain(["--config", &config]).map(str::to_owned).collect()
 }
 
-/// Starts `rill ARGS`, again while a killed process's port is still taken, up to the deadline.
-fn start_until_listening(args: &[String]) -> BrokerProcess {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args)) {
-            Ok(node) => return node,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
 /// The controller leader `addr` names, in an answer from the leader itself.
 fn controller_leader(addr: &str) -> Option<u64> {
     let described = rill(addr, &["cluster", "describe"]);
@@ -116,11 +103,6 @@ fn wait_for_controller_leader(addr: &str, wanted: impl Fn(u64) -> bool) -> u64 {
         assert!(Instant::now() < deadline, "no wanted controller leader at {addr} within {DEADLINE:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Starts a node that joins the cluster through `via`, on a free port with its data in `data_dir`.
-fn start_joining_node(node_id: u64, data_dir: &Path, via: &str, config: &Path) -> BrokerProcess {
-    start_until_listening(&joining_args(node_id, &dead_address(), data_dir, via, config))
 }
 
 /// Waits for `node` to exit by itself, and returns its exit code.

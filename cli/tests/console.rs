@@ -790,6 +790,37 @@ fn a_clusters_console_starts_and_cancels_a_move_sets_the_throttle_and_elects_lea
     assert!(balanced(&page), "{page}");
 }
 
+#[test]
+fn a_node_started_with_join_is_added_from_a_clusters_console() {
+    let cluster = Cluster::start(FAST_CLUSTER);
+    let admin = cluster.admin(2).to_owned();
+    let token = csrf_token(&admin, "/cluster");
+    for (fields, says) in [
+        ("node_id=x&address=127.0.0.1:1", "is not a node id"),
+        ("node_id=4", "address is missing"),
+        ("address=127.0.0.1:1", "node_id is missing"),
+    ] {
+        let refused = post(&admin, "/cluster/add-node", &format!("csrf={token}&{fields}"));
+        assert!(refused.status == 400 && refused.body.contains(says), "{fields}: {refused:?}");
+    }
+    let joining =
+        common::cluster::start_joining_node(4, &cluster.dir.path().join("d4"), cluster.addr(1), &cluster.config());
+    let fields = format!("csrf={token}&node_id=4&address={}", joining.addr);
+    let asked = post(&admin, "/cluster/add-node", &fields);
+    assert!(asked.body.contains(&format!("Add node 4 at {} to the cluster?", joining.addr)), "{asked:?}");
+    let added = post(&admin, "/cluster/add-node", &format!("{fields}&confirm=yes"));
+    assert!(added.status == 200 && added.body.contains("Node 4 added"), "{added:?}");
+    for node in [1, 3] {
+        wait_for_page(cluster.admin(node), "/", "node 4 listed", |body| {
+            table_rows(body, "nodes").iter().any(|row| row[0] == "4")
+        });
+    }
+    let same = post(&admin, "/cluster/add-node", &format!("{fields}&confirm=yes"));
+    assert!(same.status == 200 && same.body.contains("Node 4 added"), "the same node again changes nothing: {same:?}");
+    let other = post(&admin, "/cluster/add-node", &format!("csrf={token}&node_id=4&address=127.0.0.1:1&confirm=yes"));
+    assert!(other.status == 409 && other.body.contains("node 4 is already a member"), "an id in use: {other:?}");
+}
+
 /// Produces `records` (key, value, timestamp in ms) to partition 0 of `topic` over gRPC, as a client whose
 /// values need not be text does.
 fn produce_records(broker: &str, topic: &str, records: Vec<(&str, Vec<u8>, i64)>) {

@@ -65,6 +65,13 @@ pub fn show(console: &Console, page: Page<'_>) -> Response {
         body.raw("<input name=\"replicas\"></label><button id=\"move\">Move…</button></fieldset></form>");
     }
 
+    if !page.is_read_only {
+        page.form_open(&mut body, &format!("{PATH}/add-node"));
+        body.raw("<fieldset class=\"stack\"><legend>Add a node</legend><label>Node id <input name=\"node_id\" ");
+        body.raw("inputmode=\"numeric\"></label><label>Address the others reach it at (<code>host:port</code>, its ");
+        body.raw("<code>--listen</code> or <code>--advertise</code>) <input name=\"address\"></label>");
+        body.raw("<button id=\"add-node\">Add…</button></fieldset></form>");
+    }
     body.raw("<h2>Replica balance</h2><table id=\"balance\"><tr><th class=\"num\">node</th>");
     body.raw("<th class=\"num\">replicas</th></tr>");
     for (node, count) in replica_counts(&metadata) {
@@ -191,6 +198,47 @@ pub async fn start_move(console: &Console, page: Page<'_>, form: &Form) -> Respo
             page.render(200, "Move started", body)
         }
         Err(status) => status_response(page, "Move not started", &status),
+    }
+}
+
+pub async fn add_node(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    if console.controller.is_none() {
+        return page.error(404, "Not a cluster", "A single node takes no other nodes: start it with --peers.");
+    }
+    let node_id = match form.number::<u64>("node_id", "a node id (a whole number)") {
+        Ok(Some(node_id)) => node_id,
+        Ok(None) => return page.error(400, "Bad node id", "node_id is missing: give the new node's --node-id"),
+        Err(message) => return page.error(400, "Bad node id", &message),
+    };
+    let Some(address) = form.get("address").map(str::trim).filter(|a| !a.is_empty()) else {
+        return page.error(400, "Bad address", "address is missing: give the host:port the other nodes reach it at");
+    };
+    if form.get("confirm") != Some("yes") {
+        let mut body = Html::new();
+        body.raw("<p id=\"plan\">Add node ").text(node_id).raw(" at ").text(address).raw(" to the cluster? It ");
+        body.raw("must be running, started with <code>--node-id ").text(node_id).raw(" --join</code>: it catches up ");
+        body.raw("on the metadata, votes in the controller quorum if that makes a larger allowed quorum, and holds ");
+        body.raw("no replica until partitions are moved or rebalanced onto it.</p>");
+        page.form_open(&mut body, &format!("{PATH}/add-node"));
+        hidden(&mut body, "node_id", &node_id.to_string());
+        hidden(&mut body, "address", address);
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, add it</button> ").link(PATH, "Cancel").raw("</form>");
+        return page.render(200, "Add the node?", body);
+    }
+    let request = v1::AddNodeRequest { node_id, address: address.to_owned() };
+    match console.cluster.add_node(page.request(request)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            tracing::info!(node_id, %address, voter = answer.is_voter, "node added from the console");
+            let role = if answer.is_voter { "a voter of the controller quorum" } else { "a member that does not vote" };
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\" id=\"added\">Node ").text(node_id).raw(" added, ").text(role);
+            body.text(format!(" (voters: {}).", nodes(&answer.voter_ids)));
+            body.raw("</p><p>").link(PATH, "Rebalance").raw(" to give it replicas.</p>");
+            page.render(200, "Node added", body)
+        }
+        Err(status) => status_response(page, "Node not added", &status),
     }
 }
 

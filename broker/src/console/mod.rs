@@ -242,6 +242,7 @@ impl Console {
             (["users", user, "token"], Some(form)) => security::issue_token(self, page, user, &form).await,
             (["cluster"], None) => cluster_ops::show(self, page),
             (["cluster", "move"], Some(form)) => cluster_ops::start_move(self, page, &form).await,
+            (["cluster", "add-node"], Some(form)) => cluster_ops::add_node(self, page, &form).await,
             (["cluster", "rebalance"], Some(form)) => cluster_ops::rebalance(self, page, &form).await,
             (["cluster", "cancel-move"], Some(form)) => cluster_ops::cancel_move(self, page, &form).await,
             (["cluster", "throttle"], Some(form)) => cluster_ops::throttle(self, page, &form).await,

@@ -292,3 +292,27 @@ where
         client.call(api, version, request).await
     })
 }
+
+/// Starts `rill ARGS`, again while a port is still taken (a killed process's, or a free one taken since it was
+/// picked), up to the deadline.
+pub fn start_until_listening(args: &[String]) -> BrokerProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match std::panic::catch_unwind(|| BrokerProcess::start_command(Command::new(RILL), &args)) {
+            Ok(node) => return node,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// Starts node `node_id` joining the cluster through `via` (`rill broker --join`), on a free port with its data
+/// in `data_dir`; `rill cluster add-node` (or the console) then makes it a member.
+pub fn start_joining_node(node_id: u64, data_dir: &Path, via: &str, config: &Path) -> BrokerProcess {
+    let (listen, data_dir, config) = (dead_address(), data_dir.to_string_lossy(), config.to_string_lossy());
+    let node_id = node_id.to_string();
+    let args = ["broker", "--node-id", &node_id, "--listen", &listen, "--data-dir", &data_dir, "--join", via];
+    let args: Vec<String> = args.into_iter().chain(["--config", &config]).map(str::to_owned).collect();
+    start_until_listening(&args)
+}

@@ -1254,6 +1254,17 @@ fn schemas_are_registered_their_compatibility_set_and_deleted_from_the_console()
     assert!(purged.body.contains("permanently."), "{purged:?}");
     assert_eq!(api("/subjects?deleted=true").body, "[]");
 
+    // READONLY refuses every change until set back; IMPORT only into an empty registry (as Confluent's).
+    let asked = post(admin, "/schemas/mode", &form(&[("mode", "READONLY")]));
+    assert!(asked.body.contains("The registry's mode: READWRITE → READONLY?"), "{asked:?}");
+    assert_eq!(post(admin, "/schemas/mode", &form(&[("mode", "READONLY"), ("confirm", "yes")])).status, 200);
+    assert!(api("/mode").body.contains("READONLY"));
+    let refused = post(admin, "/schemas/register", &form(&first));
+    assert!(refused.status == 422 && refused.body.contains("read-only mode"), "{refused:?}");
+    assert_eq!(post(admin, "/schemas/mode", &form(&[("mode", "READWRITE"), ("confirm", "yes")])).status, 200);
+    let bad = post(admin, "/schemas/mode", &form(&[("mode", "SOMETIMES")]));
+    assert!(bad.status == 422 && bad.body.contains("READWRITE, READONLY or IMPORT"), "{bad:?}");
+
     // Protobuf with a reference, registered from the forms.
     let customer = "syntax = \"proto3\";\npackage crm;\nmessage Customer { string name = 1; }\n";
     let fields = [("subject", "customer"), ("type", "PROTOBUF"), ("schema", customer), ("confirm", "yes")];

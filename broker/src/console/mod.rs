@@ -258,6 +258,7 @@ impl Console {
             (["schemas", subject], None) => schemas::show(self, page, subject, &query),
             (["schemas", "register"], Some(form)) => schema_changes::register(self, page, &form).await,
             (["schemas", "compatibility"], Some(form)) => schema_changes::compatibility(self, page, None, &form).await,
+            (["schemas", "mode"], Some(form)) => schema_changes::mode(self, page, &form).await,
             (["schemas", subject, "compatibility"], Some(form)) => {
                 schema_changes::compatibility(self, page, Some(subject), &form).await
             }

@@ -1,6 +1,7 @@
 //! Changes to the schema registry from the console, as Redpanda Console and AKHQ make them: a schema registered
 //! under a subject (Avro, Protobuf or JSON Schema, with references), a subject's compatibility level set or given
-//! back to the registry's, and a version or a whole subject deleted (soft, then permanently).
+//! back to the registry's, a version or a whole subject deleted (soft, then permanently), and the registry's own
+//! level and mode.
 //!
 //! Each goes through the registry's own store (`SchemaStore::change`, which the Confluent API on
 //! `schema_registry_listen` calls too; on a cluster through the replicated metadata), so a refusal is the
@@ -13,7 +14,7 @@ use super::layout::{hidden, Page};
 use super::Console;
 use crate::metrics::admin_http::Response;
 use crate::schema_registry::registry::{
-    check_subject, Compatibility, SchemaChange, SchemaError, SchemaRegistry, VersionRef,
+    check_subject, Compatibility, Mode, SchemaChange, SchemaError, SchemaRegistry, VersionRef,
 };
 use crate::schema_registry::schema::{SchemaDefinition, SchemaReference, SchemaType};
 use crate::schema_registry::store::StoreError;
@@ -200,6 +201,56 @@ pub fn registry_compatibility_form(page: Page<'_>, body: &mut Html, registry: &S
         body.raw("<option").raw(selected).raw(">").text(level.name()).raw("</option>");
     }
     body.raw("</select></label><button id=\"set-registry-compatibility\">Set…</button></fieldset></form>");
+}
+
+/// The form that sets the registry's mode (Confluent's `PUT /mode`).
+pub fn registry_mode_form(page: Page<'_>, body: &mut Html, registry: &SchemaRegistry) {
+    page.form_open(body, "/schemas/mode");
+    body.raw("<fieldset class=\"stack\"><label>The registry's mode <select name=\"mode\">");
+    for mode in [Mode::Readwrite, Mode::Readonly, Mode::Import] {
+        let selected = if registry.mode == mode { " selected" } else { "" };
+        body.raw("<option").raw(selected).raw(">").text(mode.name()).raw("</option>");
+    }
+    body.raw("</select></label><button id=\"set-mode\">Set…</button></fieldset></form>");
+}
+
+/// Sets the registry's mode: READONLY refuses every change until set back, IMPORT (an empty registry only, as
+/// Confluent's) takes registrations that keep another registry's ids.
+pub async fn mode(console: &Console, page: Page<'_>, form: &Form) -> Response {
+    let asked = form.get("mode").unwrap_or("");
+    let Some(mode) = Mode::parse(asked) else {
+        return page.error(422, "Bad mode", &format!("mode {asked:?} is not one of {}", Mode::NAMES));
+    };
+    let change = SchemaChange::SetMode { subject: None, mode, force: false };
+    let current = console.node.schemas.snapshot();
+    if let Err(err) = change.apply(&mut SchemaRegistry::clone(&current)) {
+        return refused_page(page, "Mode not changed", &err);
+    }
+    if form.get("confirm") != Some("yes") {
+        let what = match mode {
+            Mode::Readwrite => "Registrations, deletes and levels are taken again.",
+            Mode::Readonly => "Every registration, delete and level change is refused until the mode is set back.",
+            Mode::Import => "Registrations must name the id and version they keep (another registry's), unchecked.",
+        };
+        let mut body = Html::new();
+        body.raw("<p id=\"plan\">The registry's mode: ").text(current.mode.name()).raw(" → ").text(mode.name());
+        body.raw("? ").text(what).raw("</p>");
+        page.form_open(&mut body, "/schemas/mode");
+        hidden(&mut body, "mode", mode.name());
+        hidden(&mut body, "confirm", "yes");
+        body.raw("<button id=\"confirm\">Yes, set it</button> ").link("/schemas", "Cancel").raw("</form>");
+        return page.render(200, "Set the mode?", body);
+    }
+    match console.node.schemas.change(change).await {
+        Ok(registry) => {
+            tracing::info!(mode = registry.mode.name(), "schema registry mode set from the console");
+            let mut body = Html::new();
+            body.raw("<p class=\"ok\" id=\"mode\">The registry's mode: ").text(registry.mode.name());
+            body.raw(".</p><p>").link("/schemas", "All subjects").raw("</p>");
+            page.render(200, "Mode set", body)
+        }
+        Err(err) => store_refused_page(page, "Mode not changed", err),
+    }
 }
 
 /// Sets `subject`'s compatibility level (`default`: back to the registry's), or the registry's own (`None`).

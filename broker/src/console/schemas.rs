@@ -48,6 +48,7 @@ pub fn list(console: &Console, page: Page<'_>, query: &Form) -> Response {
     pager(&mut body, "/schemas", search, number, page_count);
     if !page.is_read_only {
         super::schema_changes::registry_compatibility_form(page, &mut body, &registry);
+        super::schema_changes::registry_mode_form(page, &mut body, &registry);
         super::schema_changes::register_form(page, &mut body, None);
     }
     page.render(200, "Schemas", body)

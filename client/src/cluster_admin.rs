@@ -89,16 +89,7 @@ impl ClusterAdmin {
         partition: u32,
         replica_ids: &[u64],
     ) -> Result<PartitionReassigned> {
-        let mut admin = ClusterAdminClient::new(self.client.channel());
-        let reassign = ReassignPartitionRequest {
-            topic: topic.to_owned(),
-            partition,
-            replica_ids: replica_ids.to_vec(),
-            no_wait: false,
-        };
-        let context = RequestContext::partition(topic, partition);
-        call(MEMBERSHIP_CHANGE_TIMEOUT, context, admin.reassign_partition(request(reassign, MEMBERSHIP_CHANGE_TIMEOUT)))
-            .await
+        self.reassign(topic, partition, replica_ids, false, MEMBERSHIP_CHANGE_TIMEOUT).await
     }
 
     /// Starts moving the partition onto `replica_ids` and answers once the move is recorded, as Kafka's
@@ -110,14 +101,20 @@ impl ClusterAdmin {
         partition: u32,
         replica_ids: &[u64],
     ) -> Result<PartitionReassigned> {
-        let timeout = self.client.config().request_timeout;
+        self.reassign(topic, partition, replica_ids, true, self.client.config().request_timeout).await
+    }
+
+    async fn reassign(
+        &self,
+        topic: &str,
+        partition: u32,
+        replica_ids: &[u64],
+        no_wait: bool,
+        timeout: std::time::Duration,
+    ) -> Result<PartitionReassigned> {
         let mut admin = ClusterAdminClient::new(self.client.channel());
-        let reassign = ReassignPartitionRequest {
-            topic: topic.to_owned(),
-            partition,
-            replica_ids: replica_ids.to_vec(),
-            no_wait: true,
-        };
+        let reassign =
+            ReassignPartitionRequest { topic: topic.to_owned(), partition, replica_ids: replica_ids.to_vec(), no_wait };
         let context = RequestContext::partition(topic, partition);
         call(timeout, context, admin.reassign_partition(request(reassign, timeout))).await
     }

@@ -347,12 +347,8 @@ impl ClusterAdmin for ClusterAdminService {
             return forward(controller, leader, request, |mut c, r| async move { c.reassign_partition(r).await }).await;
         }
         let ReassignPartitionRequest { topic, partition, replica_ids, no_wait } = request.into_inner();
-        let done = if no_wait {
-            controller.start_reassignment(&topic, partition, replica_ids).await
-        } else {
-            controller.reassign_partition(&topic, partition, replica_ids).await
-        }
-        .map_err(Status::from)?;
+        let done =
+            controller.reassign_partition(&topic, partition, replica_ids, !no_wait).await.map_err(Status::from)?;
         Ok(Response::new(reassigned(done)))
     }
 
@@ -380,12 +376,8 @@ impl ClusterAdmin for ClusterAdminService {
         if let Some(leader) = leader_elsewhere(controller)? {
             return forward(controller, leader, request, |mut c, r| async move { c.rebalance_replicas(r).await }).await;
         }
-        let moved = if request.get_ref().no_wait {
-            controller.start_rebalance().await
-        } else {
-            controller.rebalance_replicas().await
-        }
-        .map_err(Status::from)?;
+        let wait = !request.get_ref().no_wait;
+        let moved = controller.rebalance_replicas(wait).await.map_err(Status::from)?;
         let moved = moved
             .into_iter()
             .map(|(topic, partition, done)| PartitionReassignment {

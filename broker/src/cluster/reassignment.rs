@@ -114,33 +114,24 @@ impl From<ReassignmentRefused> for BrokerError {
 }
 
 impl Controller {
-    /// On the controller leader: moves `topic`/`partition` onto `target`, the preferred leader first, and
-    /// answers once done (or the move was cancelled, or it is still copying after [`REASSIGNMENT_TIMEOUT`]: it
-    /// then stays under way).
+    /// On the controller leader: moves `topic`/`partition` onto `target`, the preferred leader first. With
+    /// `wait`, answers once done (or the move was cancelled, or it is still copying after
+    /// [`REASSIGNMENT_TIMEOUT`]: it then stays under way); without, once the move is recorded (Kafka's
+    /// AlterPartitionReassignments; `rill topic reassign --no-wait`), with the replicas before, the target, and
+    /// the ISR and leader as they are then, while the copying goes on.
     pub(crate) async fn reassign_partition(
         self: &Arc<Self>,
         topic: &str,
         partition: u32,
         target: Vec<NodeId>,
+        wait: bool,
     ) -> Result<PartitionReassigned, BrokerError> {
         let previous = self.metadata().partition(topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
         let mut started = self.start_reassignments(vec![(topic.to_owned(), partition, target.clone())]).await?;
         started.pop().unwrap_or(Ok(())).map_err(BrokerError::from)?;
-        self.wait_for_reassignment(topic, partition, &target, previous).await
-    }
-
-    /// On the controller leader: starts moving `topic`/`partition` onto `target` and answers once the move is
-    /// recorded (Kafka's AlterPartitionReassignments; `rill topic reassign --no-wait`): the replicas before, the
-    /// target, and the ISR and leader as they are now, while the copying goes on.
-    pub(crate) async fn start_reassignment(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: u32,
-        target: Vec<NodeId>,
-    ) -> Result<PartitionReassigned, BrokerError> {
-        let previous = self.metadata().partition(topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
-        let mut started = self.start_reassignments(vec![(topic.to_owned(), partition, target.clone())]).await?;
-        started.pop().unwrap_or(Ok(())).map_err(BrokerError::from)?;
+        if wait {
+            return self.wait_for_reassignment(topic, partition, &target, previous).await;
+        }
         let metadata = self.metadata();
         let placed = metadata.partition(topic, partition).ok_or_else(|| self.unknown_partition(topic, partition))?;
         Ok(PartitionReassigned {
@@ -363,19 +354,21 @@ impl Controller {
         )))
     }
 
-    /// On the controller leader: starts every move of the rebalance plan ([`rebalance::plan_rebalance`]) at once
-    /// and answers once they are recorded, as `kafka-reassign-partitions.sh --execute` does with a plan: the moves
-    /// copy side by side (the replication throttle bounds them), and each completes on its own. The same
-    /// refusals as [`Self::rebalance_replicas`]; a move refused when started (the metadata changed since the
-    /// plan) is the error, those started before it stay under way.
-    pub(crate) async fn start_rebalance(
+    /// On the controller leader: spreads the replicas evenly over the alive nodes ([`rebalance::plan_rebalance`]).
+    /// With `wait`, one partition after the other, each answered once moved. Without, every move of the plan
+    /// starts at once and the answer comes once they are recorded, as `kafka-reassign-partitions.sh --execute`
+    /// runs a plan: they copy side by side (the replication throttle bounds them) and each completes on its own;
+    /// each answer then holds the replicas before, the target, and the ISR and leader at the start. A move
+    /// refused when started (the metadata changed since the plan) is the error; those started stay under way.
+    pub(crate) async fn rebalance_replicas(
         self: &Arc<Self>,
+        wait: bool,
     ) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
         let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
         self.refuse_while_moving("a rebalance")?;
         let plan = rebalance::plan_rebalance(&self.metadata());
-        tracing::info!(partitions = plan.len(), "starting every move of a replica rebalance");
-        let mut started = Vec::with_capacity(plan.len());
+        tracing::info!(partitions = plan.len(), wait, "rebalancing replicas over the alive nodes");
+        let mut moved = Vec::with_capacity(plan.len());
         for target in plan {
             let (topic, partition) = (target.topic, target.partition);
             let Some(before) = self.metadata().partition(&topic, partition).cloned() else {
@@ -383,38 +376,21 @@ impl Controller {
             };
             self.check_start(&topic, partition, &target.replicas)?;
             self.begin(&topic, partition, target.replicas.clone()).await?;
-            let started_move = PartitionReassigned {
-                previous: before.replicas,
-                replicas: target.replicas,
-                isr: before.isr,
-                leader: before.leader,
-                leader_epoch: before.leader_epoch,
+            let done = if wait {
+                self.drive();
+                self.wait_for_reassignment(&topic, partition, &target.replicas, before.replicas).await?
+            } else {
+                PartitionReassigned {
+                    previous: before.replicas,
+                    replicas: target.replicas,
+                    isr: before.isr,
+                    leader: before.leader,
+                    leader_epoch: before.leader_epoch,
+                }
             };
-            started.push((topic, partition, started_move));
-        }
-        self.drive();
-        Ok(started)
-    }
-
-    /// On the controller leader: spreads the replicas evenly over the alive nodes ([`rebalance::plan_rebalance`]),
-    /// one partition after the other; returns each partition moved.
-    pub(crate) async fn rebalance_replicas(
-        self: &Arc<Self>,
-    ) -> Result<Vec<(String, u32, PartitionReassigned)>, BrokerError> {
-        let Ok(_one_change_at_a_time) = self.membership_change.try_lock() else { return Err(busy()) };
-        self.refuse_while_moving("a rebalance")?;
-        let plan = rebalance::plan_rebalance(&self.metadata());
-        tracing::info!(partitions = plan.len(), "rebalancing replicas over the alive nodes");
-        let mut moved = Vec::with_capacity(plan.len());
-        for target in plan {
-            let (topic, partition) = (target.topic, target.partition);
-            let previous = self.metadata().partition(&topic, partition).map(|p| p.replicas.clone()).unwrap_or_default();
-            self.check_start(&topic, partition, &target.replicas)?;
-            self.begin(&topic, partition, target.replicas.clone()).await?;
-            self.drive();
-            let done = self.wait_for_reassignment(&topic, partition, &target.replicas, previous).await?;
             moved.push((topic, partition, done));
         }
+        self.drive();
         Ok(moved)
     }
 

@@ -283,4 +283,23 @@ fn a_non_leaders_console_shows_and_produces_a_partitions_records_as_its_user() {
         let (status, _, _) = common::console::admin_http(&console_2, "POST", "/login", &form, "user=carol&password=pw");
         (status == 401).then_some(())
     });
+
+    // Through the replicated metadata too: a schema registered on node 2's console and a group's setting changed
+    // on node 3's are seen on every node's.
+    let schema = "schema=%22string%22&type=AVRO&subject=orders-key&confirm=yes";
+    let (status, page) = post_form(&console_2, "/schemas/register", &session_2, &format!("csrf={csrf_2}&{schema}"));
+    assert!(status == 200 && page.contains("Registered orders-key version 1"), "{page}");
+    let setting = "set.consumer.session.timeout.ms=61000&confirm=yes";
+    let (status, page) =
+        post_form(&console_3, "/groups/billing/settings", &session_3, &format!("csrf={csrf_3}&{setting}"));
+    assert!(status == 200 && page.contains("<td>61000</td>"), "{page}");
+    for (node, console, session) in
+        [(1, &console_1, &session_1), (2, &console_2, &session_2), (3, &console_3, &session_3)]
+    {
+        eventually(&format!("the schema and the setting on node {node}"), || {
+            let has_schema = get(console, "/schemas", session).1.contains("orders-key");
+            let has_setting = get(console, "/groups/billing/settings", session).1.contains("<td>61000</td>");
+            (has_schema && has_setting).then_some(())
+        });
+    }
 }

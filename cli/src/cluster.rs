@@ -399,6 +399,16 @@ fn write_description(out: &mut impl Write, description: &ClusterDescription) -> 
             |rate| format!("{rate} bytes/s per pair of nodes, for replicas being added by a move"),
         );
         writeln!(out, "move throttle:      {throttle}")?;
+        for moving in &description.moving {
+            writeln!(
+                out,
+                "moving:             {}/{} from {} onto {}",
+                moving.topic,
+                moving.partition,
+                ids(&moving.previous_replica_ids),
+                ids(&moving.replica_ids)
+            )?;
+        }
     }
     if !description.removed_node_ids.is_empty() {
         writeln!(out)?;

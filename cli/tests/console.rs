@@ -708,6 +708,9 @@ fn a_clusters_console_starts_and_cancels_a_move_sets_the_throttle_and_elects_lea
     let again = post(&admin_2, "/cluster/move", &format!("{}&confirm=yes", move_form(&target)));
     assert!(again.status == 409 && again.body.contains("already"), "{again:?}");
     wait_for_page(&admin_3, "/cluster", "the move on node 3", |body| body.contains("1 partition(s) moving"));
+    let described = rill(cluster.addr(1), &["cluster", "describe"]);
+    let line = format!("moving:             moves/0 from {leader} onto {leader},{other}");
+    assert!(described.ok().contains(&line), "{described:?}");
     let page = get(&admin_3, "/cluster").body;
     let moving = table_rows(&page, "moving");
     assert_eq!(

@@ -90,6 +90,7 @@ impl ClusterAdminService {
             quorum_ack_age_ms: None,
             is_quorum_lost: false,
             raft_high_watermark: None,
+            moving: Vec::new(),
         }
     }
 }
@@ -154,7 +155,29 @@ fn local_view(controller: &Controller) -> DescribeClusterResponse {
         quorum_ack_age_ms,
         is_quorum_lost,
         raft_high_watermark: Some(metrics.last_applied.map_or(0, |log_id| log_id.index + 1)),
+        moving: moving(&metadata),
     }
+}
+
+/// Each partition the metadata records a move of: the replicas it had, and the target.
+fn moving(metadata: &super::metadata::ClusterMetadata) -> Vec<PartitionReassignment> {
+    metadata
+        .reassignments()
+        .filter_map(|(topic, partition, placed)| {
+            let moving = placed.reassignment.as_ref()?;
+            Some(PartitionReassignment {
+                topic: topic.to_owned(),
+                partition,
+                previous_replica_ids: placed
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|id| !moving.adding.contains(id))
+                    .collect(),
+                replica_ids: moving.target.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The cluster as the controller leader sees it, asked on behalf of `caller`: this node's own view when it leads,

@@ -711,6 +711,11 @@ fn a_clusters_console_starts_and_cancels_a_move_sets_the_throttle_and_elects_lea
     let described = rill(cluster.addr(1), &["cluster", "describe"]);
     let line = format!("moving:             moves/0 from {leader} onto {leader},{other}");
     assert!(described.ok().contains(&line), "{described:?}");
+    let reassigning = |node: u64| {
+        common::cluster::scrape(cluster.admin(node)).and_then(|m| m.get("rill_reassigning_partitions").copied())
+    };
+    assert_eq!(reassigning(leader), Some(1.0), "the leader counts the move");
+    assert_eq!(reassigning(other), Some(0.0), "a node leading nothing that moves");
     let page = get(&admin_3, "/cluster").body;
     let moving = table_rows(&page, "moving");
     assert_eq!(
@@ -733,6 +738,7 @@ fn a_clusters_console_starts_and_cancels_a_move_sets_the_throttle_and_elects_lea
         "{cancelled:?}"
     );
     wait_for_page(&admin_2, "/cluster", "no move", |body| body.contains("0 partition(s) moving"));
+    common::eventually("the leader counts no move", || (reassigning(leader) == Some(0.0)).then_some(()));
     let again = post(&admin_3, "/cluster/cancel-move", &format!("{form}&confirm=yes"));
     assert!(again.status == 409 && again.body.contains("not being moved"), "{again:?}");
 

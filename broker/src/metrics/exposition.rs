@@ -876,6 +876,16 @@ impl Scraped {
             "Partitions this node leads whose ISR is smaller than their replica set.",
             MetricType::Gauge,
             under_replicated as f64,
+        )?;
+        // Kafka's ReassigningPartitions: a move's new replicas are out of the ISR until they catch up, so these
+        // are also under-replicated; this tells the two apart (KIP-352).
+        let reassigning = led.iter().filter(|(_, _, p)| p.reassignment.is_some()).count();
+        single(
+            encoder,
+            "rill_reassigning_partitions",
+            "Partitions this node leads that are being moved onto other replicas (a reassignment or rebalance).",
+            MetricType::Gauge,
+            reassigning as f64,
         )
     }
 }
